@@ -1,0 +1,67 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Architecture, bottom-up (see README "Layout"):
+//   CLibUV, CCurl, CHTTPParser  system libraries, each wrapped by exactly one Swift target
+//   GatewayCore                 pure Swift: SSE, JSON scanning, chat request, errors (no C, no I/O)
+//   EventLoop                   libuv: loop, TCP listener/connection, timers, wakeups, signals
+//   HTTPServer                  HTTP/1.1 server connections on EventLoop (http_parser)
+//   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
+//   MockUpstream                an OpenAI-compatible server with deterministic scenarios
+//   Gateway                     config, routing, endpoints, the streaming proxy
+//   fusion-gateway              the CLI
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+let fast: [SwiftSetting] = strict + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "fusion-gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fusion-gateway", targets: ["fusion-gateway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
+
+        .target(name: "GatewayCore", swiftSettings: fast),
+        .target(name: "EventLoop", dependencies: ["CLibUV"], swiftSettings: fast),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
+        .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl", "CLibUV"], swiftSettings: fast),
+        .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "GatewayCore", "EventLoop", "HTTPServer", "UpstreamClient", "MockUpstream",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: fast
+        ),
+        .executableTarget(
+            name: "fusion-gateway",
+            dependencies: [
+                "Gateway", "MockUpstream", "EventLoop",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Gateway", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore"],
+            swiftSettings: strict
+        ),
+    ]
+)

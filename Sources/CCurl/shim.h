@@ -1,0 +1,25 @@
+// libcurl. Its setopt/getinfo functions are variadic, which Swift cannot call:
+// one typed inline wrapper per argument kind is all the C we need.
+#pragma once
+#include <curl/curl.h>
+
+typedef size_t (*CCurl_data_callback)(char *data, size_t size, size_t nmemb, void *userdata);
+typedef int (*CCurl_socket_callback)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
+typedef int (*CCurl_timer_callback)(CURLM *multi, long timeout_ms, void *userp);
+
+static inline CURLcode CCurl_easy_setopt_long(CURL *h, CURLoption o, long v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode CCurl_easy_setopt_ptr(CURL *h, CURLoption o, void *v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode CCurl_easy_setopt_string(CURL *h, CURLoption o, const char *v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode CCurl_easy_setopt_slist(CURL *h, CURLoption o, struct curl_slist *v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode CCurl_easy_setopt_data_callback(CURL *h, CURLoption o, CCurl_data_callback v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode CCurl_easy_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode CCurl_easy_getinfo_ptr(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
+
+static inline CURLMcode CCurl_multi_setopt_ptr(CURLM *m, CURLMoption o, void *v) { return curl_multi_setopt(m, o, v); }
+static inline CURLMcode CCurl_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
+static inline CURLMcode CCurl_multi_setopt_socket_callback(CURLM *m, CCurl_socket_callback v) { return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, v); }
+static inline CURLMcode CCurl_multi_setopt_timer_callback(CURLM *m, CCurl_timer_callback v) { return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, v); }
+
+// Composite macros Swift does not import.
+static inline int CCurl_pause_continue(void) { return CURLPAUSE_CONT; }
+static inline size_t CCurl_writefunc_pause(void) { return CURL_WRITEFUNC_PAUSE; }

@@ -1,0 +1,150 @@
+internal import CLibUV
+import Synchronization
+import Foundation
+
+/// One libuv loop. Everything created on a loop (connections, timers, transfers) must be used
+/// only from that loop's thread; other threads talk to it through `execute(_:)`.
+///
+/// `@unchecked Sendable`: the only members touched from other threads are `pendingWork`
+/// (behind a Mutex) and `wakeup`, whose `uv_async_send` is libuv's one thread-safe call.
+public final class EventLoop: @unchecked Sendable {
+    let uvLoop: UnsafeMutablePointer<uv_loop_t>
+    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private let pendingWork = Mutex<[@Sendable () -> Void]>([])
+    /// Shared read buffer: reads are consumed synchronously inside the read callback, so one
+    /// buffer serves every stream of the loop.
+    let readBuffer: UnsafeMutableRawPointer
+    let readBufferSize = 64 * 1024
+    private var threadID: pthread_t?
+    /// Work to run when `run()` is asked to stop, before handles are torn down.
+    private var shutdownHooks: [() -> Void] = []
+
+    public init() {
+        CLibUV_ignore_sigpipe()
+        uvLoop = .allocate(capacity: 1)
+        precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
+        readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
+        wakeup = .allocate(capacity: 1)
+        uv_async_init(uvLoop, wakeup) { handle in
+            let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            loop.runPendingWork()
+        }
+        // The async handle must not keep `run()` alive on its own: only real work does.
+        wakeup.withMemoryRebound(to: uv_handle_t.self, capacity: 1) { uv_unref($0) }
+        wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        uv_loop_close(uvLoop)
+        uvLoop.deallocate()
+        wakeup.deallocate()
+        readBuffer.deallocate()
+    }
+
+    /// The loop's raw `uv_loop_t *`, for the other targets of this package that wrap libuv-driven
+    /// C libraries (curl). Never part of a public API.
+    package var unsafeUVLoop: UnsafeMutableRawPointer { UnsafeMutableRawPointer(uvLoop) }
+
+    /// Runs the loop on the calling thread until `stop()`; then closes every handle still open.
+    public func run() {
+        threadID = pthread_self()
+        uv_run(uvLoop, UV_RUN_DEFAULT)
+        // Stopped (or out of work): close whatever is still open and let the close callbacks run,
+        // so every wrapper object is released exactly once.
+        uv_walk(uvLoop, { handle, _ in
+            guard let handle, uv_is_closing(handle) == 0 else { return }
+            LoopHandle.closeFromWalk(handle)
+        }, nil)
+        uv_run(uvLoop, UV_RUN_DEFAULT)
+        threadID = nil
+    }
+
+    /// Thread-safe: runs `work` on the loop thread soon.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        pendingWork.withLock { $0.append(work) }
+        uv_async_send(wakeup)
+    }
+
+    /// Thread-safe: runs `work` on the loop and waits for its result. Must not be called from the
+    /// loop's own thread.
+    public func submitAndWait<T: Sendable>(_ work: @escaping @Sendable () throws -> T) throws -> T {
+        precondition(!inLoopThread, "submitAndWait from the loop thread would deadlock")
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<T, any Error>?>(nil)
+        execute {
+            let value = Result { try work() }
+            result.withLock { $0 = value }
+            done.signal()
+        }
+        done.wait()
+        return try result.withLock { $0! }.get()
+    }
+
+    /// Thread-safe: stops `run()`, after running the shutdown hooks on the loop thread.
+    public func stop() {
+        execute { [self] in
+            let hooks = shutdownHooks
+            shutdownHooks.removeAll()
+            for hook in hooks { hook() }
+            uv_stop(uvLoop)
+        }
+    }
+
+    /// Registers work to run (on the loop) when `stop()` is called.
+    public func onShutdown(_ hook: @escaping () -> Void) {
+        shutdownHooks.append(hook)
+    }
+
+    public var inLoopThread: Bool {
+        guard let threadID else { return false }
+        return pthread_equal(threadID, pthread_self()) != 0
+    }
+
+    /// The loop's cached time in milliseconds (updated once per loop iteration).
+    public var nowMilliseconds: UInt64 { uv_now(uvLoop) }
+
+    /// A monotonic clock in nanoseconds.
+    public static func monotonicNanoseconds() -> UInt64 { uv_hrtime() }
+
+    private func runPendingWork() {
+        // Several uv_async_send calls may coalesce into one callback: take everything queued.
+        let work = pendingWork.withLock { queue -> [@Sendable () -> Void] in
+            let taken = queue
+            queue.removeAll()
+            return taken
+        }
+        for item in work { item() }
+    }
+}
+
+/// A thread running one `EventLoop`; what tests and the CLI use to own a loop.
+public final class EventLoopThread: Sendable {
+    public let loop: EventLoop
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(name: String = "fusion-loop") {
+        let loop = EventLoop()
+        self.loop = loop
+        let finished = self.finished
+        let started = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            // Keep the loop alive while idle: an unref'd async handle alone would let run() return.
+            let keepAlive = LoopTimer(loop: loop) {}
+            keepAlive.start(afterMilliseconds: 1 << 40)
+            loop.onShutdown { keepAlive.close() }
+            loop.execute { started.signal() }
+            loop.run()
+            finished.signal()
+        }
+        thread.name = name
+        thread.stackSize = 4 << 20
+        thread.start()
+        started.wait()
+    }
+
+    /// Stops the loop and waits for its thread to finish.
+    public func shutdown() {
+        loop.stop()
+        finished.wait()
+    }
+}

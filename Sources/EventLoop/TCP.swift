@@ -1,0 +1,230 @@
+internal import CLibUV
+import Foundation
+
+/// Errors from the OS or libuv: the raw code and what we were doing.
+public struct LoopError: Error, CustomStringConvertible, Sendable {
+    public let code: Int32
+    public let operation: String
+    init(_ code: Int32, _ operation: String) {
+        self.code = code
+        self.operation = operation
+    }
+    public var description: String {
+        "\(operation): \(String(cString: uv_strerror(code))) (\(String(cString: uv_err_name(code))))"
+    }
+}
+
+/// A listening TCP socket; hands each accepted connection to `onConnection`.
+public final class TCPListener: LoopHandle {
+    private var onConnection: (TCPConnection) -> Void
+
+    public init(loop: EventLoop, host: String, port: Int, backlog: Int32 = 1024,
+                onConnection: @escaping (TCPConnection) -> Void) throws {
+        self.onConnection = onConnection
+        super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
+        let tcp = rawHandle.assumingMemoryBound(to: uv_tcp_t.self)
+        uv_tcp_init(loop.uvLoop, tcp)
+        retainWhileOpen()
+        var storage = sockaddr_storage()
+        var result = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(host, Int32(port), $0) }
+        }
+        if result != 0 {
+            result = withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { uv_ip6_addr(host, Int32(port), $0) }
+            }
+        }
+        guard result == 0 else {
+            close()
+            throw LoopError(result, "parse listen address \(host)")
+        }
+        result = withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_bind(tcp, $0, 0) }
+        }
+        if result == 0 {
+            result = uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), backlog) { server, status in
+                guard status == 0, let server else { return }
+                let listener = LoopHandle.from(UnsafeMutableRawPointer(server)) as! TCPListener
+                listener.accept()
+            }
+        }
+        guard result == 0 else {
+            close()
+            throw LoopError(result, "listen on \(host):\(port)")
+        }
+    }
+
+    /// The bound port (useful after binding port 0).
+    public var port: Int {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                uv_tcp_getsockname(rawHandle.assumingMemoryBound(to: uv_tcp_t.self), $0, &length)
+            }
+        }
+        let family = storage.ss_family
+        return withUnsafePointer(to: &storage) { pointer in
+            if family == sa_family_t(AF_INET6) {
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+        }
+    }
+
+    private func accept() {
+        let connection = TCPConnection(loop: loop)
+        let result = uv_accept(
+            rawHandle.assumingMemoryBound(to: uv_stream_t.self),
+            connection.rawHandle.assumingMemoryBound(to: uv_stream_t.self))
+        guard result == 0 else {
+            connection.close()
+            return
+        }
+        uv_tcp_nodelay(connection.rawHandle.assumingMemoryBound(to: uv_tcp_t.self), 1)
+        onConnection(connection)
+    }
+
+    override func didClose() { onConnection = { _ in } }
+}
+
+/// An accepted TCP connection.
+///
+/// Writes go out immediately with `uv_try_write` when the socket can take them (no allocation,
+/// no extra loop iteration); what the kernel does not accept is queued in one buffer and sent
+/// with a single `uv_write` at a time. `bufferedBytes` lets producers apply backpressure.
+public final class TCPConnection: LoopHandle {
+    /// Bytes read; valid only during the call.
+    public var onRead: ((UnsafeRawBufferPointer) -> Void)?
+    /// The peer closed or the connection failed; `close()` has already been called.
+    public var onDisconnect: ((LoopError?) -> Void)?
+    /// The write buffer became empty.
+    public var onDrain: (() -> Void)?
+
+    private let pending = ByteQueue()
+    private let inFlight = ByteQueue()
+    private let writeRequest: UnsafeMutablePointer<uv_write_t> = .allocate(capacity: 1)
+    private var writing = false
+    private var closeWhenDrained = false
+    private var reading = false
+
+    init(loop: EventLoop) {
+        super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
+        uv_tcp_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_tcp_t.self))
+        retainWhileOpen()
+        writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit { writeRequest.deallocate() }
+
+    private var stream: UnsafeMutablePointer<uv_stream_t> { rawHandle.assumingMemoryBound(to: uv_stream_t.self) }
+
+    /// Bytes accepted by `write` but not yet handed to the kernel.
+    public var bufferedBytes: Int { pending.count + inFlight.count }
+
+    public func startReading() {
+        guard isOpen, !reading else { return }
+        reading = true
+        uv_read_start(stream, { handle, _, buffer in
+            let connection = LoopHandle.from(UnsafeMutableRawPointer(handle!)) as! TCPConnection
+            buffer!.pointee = uv_buf_init(connection.loop.readBuffer.assumingMemoryBound(to: CChar.self),
+                                          UInt32(connection.loop.readBufferSize))
+        }, { handle, count, _ in
+            let connection = LoopHandle.from(UnsafeMutableRawPointer(handle!)) as! TCPConnection
+            if count > 0 {
+                connection.onRead?(UnsafeRawBufferPointer(start: connection.loop.readBuffer, count: count))
+            } else if count < 0 {
+                connection.fail(count == Int(UV_EOF.rawValue) ? nil : LoopError(Int32(count), "read"))
+            }
+        })
+    }
+
+    public func stopReading() {
+        guard isOpen, reading else { return }
+        reading = false
+        uv_read_stop(stream)
+    }
+
+    public func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard isOpen, !closeWhenDrained, bytes.count > 0 else { return }
+        if writing || !pending.isEmpty {
+            pending.append(bytes)
+            return
+        }
+        // Fast path: straight to the kernel, nothing retained.
+        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress!.assumingMemoryBound(to: CChar.self)),
+                                 UInt32(bytes.count))
+        let written = Int(uv_try_write(stream, &buffer, 1))
+        if written == bytes.count { return }
+        if written < 0 && written != Int(UV_EAGAIN.rawValue) {
+            fail(LoopError(Int32(written), "write"))
+            return
+        }
+        pending.append(UnsafeRawBufferPointer(rebasing: bytes[max(written, 0)...]))
+        startWrite()
+    }
+
+    /// Sends what is buffered, then closes. Reads stop at once.
+    public func closeAfterWriting() {
+        guard isOpen else { return }
+        stopReading()
+        if bufferedBytes == 0 {
+            close()
+        } else {
+            closeWhenDrained = true
+        }
+    }
+
+    private func startWrite() {
+        guard !writing, !pending.isEmpty else { return }
+        // `inFlight` is empty here: swap roles by copying pending into it once per uv_write.
+        inFlight.append(pending.readable)
+        pending.clear()
+        writing = true
+        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: inFlight.readable.baseAddress!.assumingMemoryBound(to: CChar.self)),
+                                 UInt32(inFlight.count))
+        let result = uv_write(writeRequest, stream, &buffer, 1) { request, status in
+            let connection = Unmanaged<TCPConnection>.fromOpaque(request!.pointee.data).takeUnretainedValue()
+            connection.didWrite(status: status)
+        }
+        if result < 0 {
+            writing = false
+            fail(LoopError(result, "write"))
+        }
+    }
+
+    private func didWrite(status: Int32) {
+        writing = false
+        inFlight.clear()
+        guard status >= 0 else {
+            if status != Int32(UV_ECANCELED.rawValue) { fail(LoopError(status, "write")) }
+            return
+        }
+        if !pending.isEmpty {
+            startWrite()
+        } else if closeWhenDrained {
+            close()
+        } else {
+            onDrain?()
+        }
+    }
+
+    private func fail(_ error: LoopError?) {
+        guard isOpen else { return }
+        let callback = onDisconnect
+        close()
+        callback?(error)
+    }
+
+    override func willClose() { reading = false }
+
+    override func didClose() {
+        onRead = nil
+        onDisconnect = nil
+        onDrain = nil
+    }
+}

@@ -1,0 +1,281 @@
+import EventLoop
+import GatewayCore
+import HTTPServer
+import Logging
+import UpstreamClient
+
+/// Relays one chat completion to its upstream and the answer back, streamed or whole.
+///
+/// Streaming: the client's response head is sent when the upstream's 200 arrives (or, if the
+/// upstream is slow to answer, when the first keep-alive is due), so an upstream error before that
+/// still reaches the client with its real status. Each upstream event is forwarded the moment it
+/// is parsed (`SSERelay`); the response ends right after `[DONE]`. A client that disconnects
+/// cancels the upstream transfer at once.
+final class ChatCompletionProxy {
+    private enum Phase {
+        case awaitingUpstreamHead
+        /// Client stream open (head sent).
+        case streaming
+        /// Collecting a whole body: the non-streamed answer, or an upstream error to translate.
+        case collecting(status: Int, headers: [(String, String)], body: [UInt8], limit: Int)
+        case finished
+    }
+
+    struct Summary {
+        var status = 0
+        var firstTokenNanoseconds: UInt64?
+        var events = 0
+        var cancelled = false
+        var error: String?
+    }
+
+    private let request: ChatRequest
+    private let route: ModelRoute
+    private let writer: HTTPResponseWriter
+    private let client: UpstreamClient
+    private let settings: GatewayConfig.Upstream
+    private let secrets: [String]
+    private let onFinish: (Summary) -> Void
+    private var phase = Phase.awaitingUpstreamHead
+    private var transfer: UpstreamTransfer?
+    private var relay: SSERelay
+    /// Reused output buffer: the per-event path allocates nothing once it has grown.
+    private var out: [UInt8] = []
+    private var keepAliveTimer: LoopTimer?
+    private var watchdog: LoopTimer?
+    private var lastUpstreamActivity: UInt64 = 0
+    private let startedAt = EventLoop.monotonicNanoseconds()
+    private var summary = Summary()
+
+    init(request: ChatRequest, route: ModelRoute, writer: HTTPResponseWriter, client: UpstreamClient,
+         settings: GatewayConfig.Upstream, secrets: [String], onFinish: @escaping (Summary) -> Void) {
+        self.request = request
+        self.route = route
+        self.writer = writer
+        self.client = client
+        self.settings = settings
+        self.secrets = secrets
+        self.onFinish = onFinish
+        relay = SSERelay(maxEventBytes: settings.maxEventBytes)
+        out.reserveCapacity(4096)
+    }
+
+    func start() {
+        var headers: [(String, String)] = [
+            ("Content-Type", "application/json"),
+            ("Accept", request.stream ? "text/event-stream" : "application/json"),
+        ]
+        if let key = route.apiKey { headers.append(("Authorization", "Bearer \(key)")) }
+        for (name, value) in route.provider.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
+        let transfer = client.start(UpstreamRequest(
+            url: route.provider.baseURL + "/chat/completions",
+            headers: headers,
+            body: request.upstreamBody(model: route.upstreamModel),
+            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds))
+        self.transfer = transfer
+        transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
+        transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
+        transfer.onComplete = { [unowned self] failure in upstreamDidComplete(failure) }
+        writer.onClientGone = { [unowned self] in clientDidDisconnect() }
+
+        let loop = client.loop
+        lastUpstreamActivity = loop.nowMilliseconds
+        let watchdog = LoopTimer(loop: loop) { [unowned self] in checkUpstreamIdle() }
+        watchdog.start(afterMilliseconds: max(settings.idleTimeoutMilliseconds / 4, 10),
+                       repeatMilliseconds: max(settings.idleTimeoutMilliseconds / 4, 10))
+        self.watchdog = watchdog
+        if request.stream {
+            let keepAlive = LoopTimer(loop: loop) { [unowned self] in sendKeepAlive() }
+            keepAlive.start(afterMilliseconds: settings.keepAliveIntervalMilliseconds,
+                            repeatMilliseconds: settings.keepAliveIntervalMilliseconds)
+            keepAliveTimer = keepAlive
+        }
+    }
+
+    // MARK: upstream events
+
+    private func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
+        lastUpstreamActivity = client.loop.nowMilliseconds
+        summary.status = status
+        guard (200..<300).contains(status) else {
+            // Collect the error body; `fail` reports it with its status, or in-band if a
+            // keep-alive already committed the client's response.
+            phase = .collecting(status: status, headers: headers, body: [], limit: 64 * 1024)
+            return
+        }
+        if request.stream {
+            openClientStream()
+        } else {
+            phase = .collecting(status: status, headers: headers, body: [], limit: 64 << 20)
+        }
+    }
+
+    private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) {
+        lastUpstreamActivity = client.loop.nowMilliseconds
+        switch phase {
+        case .streaming:
+            out.removeAll(keepingCapacity: true)
+            let before = relay.forwardedEvents
+            let outcome = relay.relay(bytes, into: &out)
+            if summary.firstTokenNanoseconds == nil && relay.forwardedEvents > before {
+                summary.firstTokenNanoseconds = EventLoop.monotonicNanoseconds() - startedAt
+                keepAliveTimer?.close()
+            }
+            writer.writeStreamChunk(out)
+            switch outcome {
+            case .streaming:
+                break
+            case .done:
+                // Let the transfer finish on its own (its connection stays reusable).
+                finishClientStream()
+            case .failed(let error):
+                summary.error = error.code
+                transfer?.cancel()
+                finishClientStream()
+                finish()
+            }
+        case .collecting(let status, let headers, var body, let limit):
+            guard body.count + bytes.count <= limit else {
+                fail(.upstreamProtocol("the upstream response exceeded \(limit) bytes"))
+                return
+            }
+            phase = .finished  // release the array's reference while appending (no copy)
+            body.append(contentsOf: bytes)
+            phase = .collecting(status: status, headers: headers, body: body, limit: limit)
+        case .awaitingUpstreamHead, .finished:
+            break
+        }
+    }
+
+    private func upstreamDidComplete(_ failure: UpstreamFailure?) {
+        transfer = nil
+        switch phase {
+        case .awaitingUpstreamHead:
+            fail(Self.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.provider.name))
+        case .streaming:
+            out.removeAll(keepingCapacity: true)
+            relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.provider.name, midStream: true) }, into: &out)
+            if case .failed(let error) = relay.outcome { summary.error = error.code }
+            writer.writeStreamChunk(out)
+            finishClientStream()
+            finish()
+        case .collecting(let status, let headers, let body, _):
+            if let failure {
+                fail(Self.apiError(for: failure, provider: route.provider.name, midStream: true))
+            } else if !(200..<300).contains(status) {
+                fail(UpstreamErrorMapping.map(status: status, body: body, headers: headers, provider: route.provider.name,
+                                              secrets: secrets))
+            } else if !JSONScanner.isValid(body) {
+                fail(.upstreamProtocol("the upstream's response is not valid JSON"))
+            } else {
+                summary.firstTokenNanoseconds = EventLoop.monotonicNanoseconds() - startedAt
+                writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
+                finish()
+            }
+        case .finished:
+            finish()
+        }
+    }
+
+    // MARK: client side
+
+    private func openClientStream() {
+        guard case .awaitingUpstreamHead = phase else { return }
+        phase = .streaming
+        writer.startStream(status: 200, headers: [
+            ("Content-Type", "text/event-stream; charset=utf-8"),
+            ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
+        ])
+    }
+
+    private func sendKeepAlive() {
+        guard summary.firstTokenNanoseconds == nil else {
+            keepAliveTimer?.close()
+            return
+        }
+        openClientStream()
+        guard case .streaming = phase else { return }
+        writer.writeStreamChunk(Array(": keep-alive\n\n".utf8))
+    }
+
+    private func checkUpstreamIdle() {
+        guard transfer != nil else { return }
+        let idle = client.loop.nowMilliseconds &- lastUpstreamActivity
+        guard idle >= settings.idleTimeoutMilliseconds else { return }
+        transfer?.cancel()
+        transfer = nil
+        // Reported as if curl had timed out.
+        upstreamDidComplete(.timedOut("no data from the upstream for \(idle) ms"))
+    }
+
+    private func clientDidDisconnect() {
+        summary.cancelled = true
+        transfer?.cancel()
+        transfer = nil
+        phase = .finished
+        finish()
+    }
+
+    private func finishClientStream() {
+        guard case .streaming = phase else { return }
+        phase = .finished
+        writer.endStream()
+        summary.events = relay.forwardedEvents
+        if transfer == nil { finish() }
+    }
+
+    /// Answers with `error`: as the response if nothing was sent yet, else in-band.
+    private func fail(_ error: APIError) {
+        summary.error = error.code
+        transfer?.cancel()
+        transfer = nil
+        switch phase {
+        case .streaming:
+            out.removeAll(keepingCapacity: true)
+            relay.fail(error, into: &out)
+            writer.writeStreamChunk(out)
+            finishClientStream()
+        default:
+            if writer.state == .streaming {
+                out.removeAll(keepingCapacity: true)
+                relay.fail(error, into: &out)
+                writer.writeStreamChunk(out)
+                writer.endStream()
+            } else {
+                summary.status = error.status
+                writer.respond(error: error)
+            }
+            phase = .finished
+        }
+        finish()
+    }
+
+    private var didFinish = false
+
+    private func finish() {
+        guard !didFinish else { return }
+        didFinish = true
+        summary.events = relay.forwardedEvents
+        keepAliveTimer?.close()
+        watchdog?.close()
+        writer.onClientGone = nil
+        onFinish(summary)
+    }
+
+    static func apiError(for failure: UpstreamFailure, provider: String, midStream: Bool = false) -> APIError {
+        switch failure {
+        case .couldNotResolve(let detail):
+            .upstreamUnavailable("Could not resolve the host of provider '\(provider)': \(detail)", code: "upstream_unreachable")
+        case .couldNotConnect(let detail):
+            .upstreamUnavailable("Could not connect to provider '\(provider)': \(detail)", code: "upstream_unreachable")
+        case .timedOut(let detail):
+            .upstreamUnavailable("Provider '\(provider)' timed out: \(detail)", code: "upstream_timeout", status: 504)
+        case .transfer(let detail):
+            .upstreamUnavailable(
+                midStream ? "The stream from provider '\(provider)' broke off: \(detail)"
+                          : "The connection to provider '\(provider)' failed: \(detail)",
+                code: "upstream_connection_lost")
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import HTTPServer
+import Yams
+
+/// The gateway's configuration: a YAML file (see `Fixtures/config/example.yaml`, the commented
+/// reference) or, with none, `GatewayConfig.embeddedDefault`.
+///
+/// Unknown keys are errors, not silently ignored typos. Provider keys never live here: a
+/// provider names the environment variable holding its key (`api_key_env`).
+public struct GatewayConfig: Sendable {
+    public struct Server: Sendable {
+        public var host = "127.0.0.1"
+        public var port = 8080
+        public var limits = HTTPServerLimits()
+        /// How long in-flight streams may run after SIGINT/SIGTERM before they are cancelled.
+        public var shutdownGraceMilliseconds: UInt64 = 10_000
+    }
+
+    public struct Upstream: Sendable {
+        public var connectTimeoutMilliseconds = 10_000
+        /// An upstream that sends no byte for this long (before or during its stream) is failed.
+        public var idleTimeoutMilliseconds: UInt64 = 120_000
+        /// While a stream waits for its first token, the client gets a `: keep-alive` comment
+        /// this often (which also commits the response to HTTP 200).
+        public var keepAliveIntervalMilliseconds: UInt64 = 5_000
+        /// Bound on one upstream SSE event.
+        public var maxEventBytes = 1 << 20
+    }
+
+    public struct Provider: Sendable, Equatable {
+        public enum Kind: String, Sendable { case openai }
+        public var name: String
+        public var kind: Kind = .openai
+        /// Base URL including the version path, e.g. `https://openrouter.ai/api/v1`.
+        public var baseURL: String
+        /// Name of the environment variable holding the API key.
+        public var apiKeyEnvironmentVariable: String?
+        /// Extra headers sent upstream (e.g. OpenRouter's `HTTP-Referer`, `X-Title`).
+        public var headers: [String: String] = [:]
+        /// If set, the only models routed (and listed by `/v1/models`).
+        public var models: [String]?
+        public var simulated = false
+    }
+
+    public var server = Server()
+    public var upstream = Upstream()
+    /// Serve the built-in `sim/` models (backed by an in-process mock upstream).
+    public var simulatedModels = true
+    /// Provider for model names without a `provider/` prefix.
+    public var defaultProvider: String?
+    public var providers: [String: Provider] = [:]
+
+    /// The reserved provider name of the built-in simulated models.
+    public static let simulatedProviderName = "sim"
+
+    public init() {}
+
+    /// No file: simulated models only, no keys needed.
+    public static var embeddedDefault: GatewayConfig { GatewayConfig() }
+
+    public static func load(path: String) throws -> GatewayConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError("cannot read config file \(path): \(error.localizedDescription)")
+        }
+        return try parse(yaml: text, source: path)
+    }
+
+    public static func parse(yaml: String, source: String = "config") throws -> GatewayConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError("\(source): invalid YAML: \(error)")
+        }
+        var config = GatewayConfig()
+        config.simulatedModels = false  // a config file opts in to simulated models explicitly
+        guard let root = node else { return config }
+        let top = try ConfigNode(root, path: source)
+        try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers"])
+        if let server = try top.child("server") {
+            try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
+                                  "idle_timeout_ms", "shutdown_grace_ms"])
+            config.server.host = try server.string("host") ?? config.server.host
+            config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
+            config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...(1 << 20)) ?? config.server.limits.maxHeaderBytes
+            config.server.limits.maxBodyBytes = try server.int("max_body_bytes", in: 1...(1 << 30)) ?? config.server.limits.maxBodyBytes
+            config.server.limits.headerTimeoutMilliseconds = try server.milliseconds("header_timeout_ms") ?? config.server.limits.headerTimeoutMilliseconds
+            config.server.limits.idleTimeoutMilliseconds = try server.milliseconds("idle_timeout_ms") ?? config.server.limits.idleTimeoutMilliseconds
+            config.server.shutdownGraceMilliseconds = try server.milliseconds("shutdown_grace_ms") ?? config.server.shutdownGraceMilliseconds
+        }
+        if let upstream = try top.child("upstream") {
+            try upstream.allowOnly(["connect_timeout_ms", "idle_timeout_ms", "keepalive_interval_ms", "max_event_bytes"])
+            config.upstream.connectTimeoutMilliseconds = try upstream.int("connect_timeout_ms", in: 1...600_000) ?? config.upstream.connectTimeoutMilliseconds
+            config.upstream.idleTimeoutMilliseconds = try upstream.milliseconds("idle_timeout_ms") ?? config.upstream.idleTimeoutMilliseconds
+            config.upstream.keepAliveIntervalMilliseconds = try upstream.milliseconds("keepalive_interval_ms") ?? config.upstream.keepAliveIntervalMilliseconds
+            config.upstream.maxEventBytes = try upstream.int("max_event_bytes", in: 1024...(64 << 20)) ?? config.upstream.maxEventBytes
+        }
+        config.simulatedModels = try top.bool("simulated_models") ?? false
+        config.defaultProvider = try top.string("default_provider")
+        if let providers = try top.child("providers") {
+            for (name, provider) in try providers.members() {
+                guard name != simulatedProviderName else {
+                    throw ConfigError("\(provider.path): the provider name '\(simulatedProviderName)' is reserved for the built-in simulated models")
+                }
+                guard !name.isEmpty, !name.contains("/") else {
+                    throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
+                }
+                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models"],
+                                       hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
+                let kindName = try provider.string("kind") ?? "openai"
+                guard let kind = Provider.Kind(rawValue: kindName) else {
+                    throw ConfigError("\(provider.path).kind: unknown provider kind '\(kindName)' (supported: openai)")
+                }
+                guard let baseURL = try provider.string("base_url") else {
+                    throw ConfigError("\(provider.path).base_url is required")
+                }
+                guard baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://") else {
+                    throw ConfigError("\(provider.path).base_url must start with http:// or https://")
+                }
+                var headers: [String: String] = [:]
+                if let headerNode = try provider.child("headers") {
+                    for (header, value) in try headerNode.members() {
+                        guard let text = value.node.scalar?.string else {
+                            throw ConfigError("\(value.path) must be a string")
+                        }
+                        headers[header] = text
+                    }
+                }
+                config.providers[name] = Provider(
+                    name: name, kind: kind,
+                    baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
+                    apiKeyEnvironmentVariable: try provider.string("api_key_env"),
+                    headers: headers,
+                    models: try provider.stringList("models"))
+            }
+        }
+        if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
+            throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
+        }
+        return config
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A YAML node with the path used in error messages.
+struct ConfigNode {
+    let node: Node
+    let path: String
+
+    init(_ node: Node, path: String) throws {
+        self.node = node
+        self.path = path
+    }
+
+    func members() throws -> [(String, ConfigNode)] {
+        guard let mapping = node.mapping else { throw ConfigError("\(path) must be a mapping") }
+        return try mapping.map { key, value in
+            guard let name = key.string else { throw ConfigError("\(path): keys must be strings") }
+            return (name, try ConfigNode(value, path: "\(path).\(name)"))
+        }
+    }
+
+    func allowOnly(_ keys: Set<String>, hint: String? = nil) throws {
+        for (name, _) in try members() where !keys.contains(name) {
+            var message = "\(path): unknown key '\(name)' (allowed: \(keys.sorted().joined(separator: ", ")))"
+            if let hint { message += "; \(hint)" }
+            throw ConfigError(message)
+        }
+    }
+
+    func child(_ key: String) throws -> ConfigNode? {
+        try members().first { $0.0 == key }?.1
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard let child = try child(key) else { return nil }
+        guard let value = child.node.scalar?.string else { throw ConfigError("\(child.path) must be a string") }
+        return value
+    }
+
+    func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let child = try child(key) else { return nil }
+        guard let value = child.node.int, range.contains(value) else {
+            throw ConfigError("\(child.path) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    func milliseconds(_ key: String) throws -> UInt64? {
+        try int(key, in: 1...86_400_000).map(UInt64.init)
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let child = try child(key) else { return nil }
+        guard let value = child.node.bool else { throw ConfigError("\(child.path) must be true or false") }
+        return value
+    }
+
+    func stringList(_ key: String) throws -> [String]? {
+        guard let child = try child(key) else { return nil }
+        guard let sequence = child.node.sequence else { throw ConfigError("\(child.path) must be a list of strings") }
+        return try sequence.map { item in
+            guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
+            return value
+        }
+    }
+}

@@ -1,0 +1,96 @@
+/// An error in OpenAI's shape: `{"error":{"message","type","param","code"}}`, with its HTTP status.
+///
+/// Every failure a client can see goes through this type, before the first byte as the body of
+/// a response with `status`, after it as a final stream chunk.
+public struct APIError: Error, Equatable, Sendable {
+    public var status: Int
+    public var type: String
+    public var code: String
+    public var message: String
+    public var param: String?
+    /// Extra response headers (e.g. `Retry-After`).
+    public var headers: [(String, String)] = []
+
+    public init(status: Int, type: String, code: String, message: String, param: String? = nil, headers: [(String, String)] = []) {
+        self.status = status
+        self.type = type
+        self.code = code
+        self.message = message
+        self.param = param
+        self.headers = headers
+    }
+
+    public static func == (lhs: APIError, rhs: APIError) -> Bool {
+        lhs.status == rhs.status && lhs.type == rhs.type && lhs.code == rhs.code && lhs.message == rhs.message
+            && lhs.param == rhs.param
+    }
+
+    /// `{"error":{…}}`
+    public var body: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(96 + message.utf8.count)
+        out.append(contentsOf: #"{"error":"#.utf8)
+        appendObject(to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// The error as a final chat.completion.chunk, for failures after streaming began:
+    /// OpenAI SDKs raise `APIError` on a chunk carrying `error`.
+    public func streamChunk(id: String = "", model: String = "") -> [UInt8] {
+        var out: [UInt8] = []
+        out.append(contentsOf: #"{"id":"#.utf8)
+        JSONWriting.appendString(id, to: &out)
+        out.append(contentsOf: #","object":"chat.completion.chunk","model":"#.utf8)
+        JSONWriting.appendString(model, to: &out)
+        out.append(contentsOf: #","error":"#.utf8)
+        appendObject(to: &out)
+        out.append(contentsOf: #","choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}"#.utf8)
+        return out
+    }
+
+    private func appendObject(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"message":"#.utf8)
+        JSONWriting.appendString(message, to: &out)
+        out.append(contentsOf: #","type":"#.utf8)
+        JSONWriting.appendString(type, to: &out)
+        out.append(contentsOf: #","param":"#.utf8)
+        if let param { JSONWriting.appendString(param, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        out.append(contentsOf: #","code":"#.utf8)
+        JSONWriting.appendString(code, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+extension APIError {
+    public static func invalidRequest(_ message: String, param: String? = nil, code: String = "invalid_request") -> APIError {
+        APIError(status: 400, type: "invalid_request_error", code: code, message: message, param: param)
+    }
+
+    public static func invalidJSON(_ detail: String) -> APIError {
+        APIError(status: 400, type: "invalid_request_error", code: "invalid_json",
+                 message: "The request body is not valid JSON: \(detail)")
+    }
+
+    public static func modelNotFound(_ model: String, detail: String) -> APIError {
+        APIError(status: 404, type: "invalid_request_error", code: "model_not_found",
+                 message: "The model '\(model)' does not exist: \(detail)", param: "model")
+    }
+
+    public static func notFound(path: String) -> APIError {
+        APIError(status: 404, type: "invalid_request_error", code: "not_found", message: "No route for \(path)")
+    }
+
+    public static func methodNotAllowed(_ method: String, path: String, allowed: String) -> APIError {
+        APIError(status: 405, type: "invalid_request_error", code: "method_not_allowed",
+                 message: "\(method) is not allowed on \(path); use \(allowed)", headers: [("Allow", allowed)])
+    }
+
+    public static func upstreamUnavailable(_ message: String, code: String = "upstream_unavailable", status: Int = 502) -> APIError {
+        APIError(status: status, type: "upstream_error", code: code, message: message)
+    }
+
+    public static func serverShuttingDown() -> APIError {
+        APIError(status: 503, type: "server_error", code: "shutting_down", message: "The gateway is shutting down")
+    }
+}

@@ -1,0 +1,189 @@
+/// A validated `POST /v1/chat/completions` body.
+///
+/// Validation checks the type of every field the gateway or an upstream relies on and rejects
+/// mistakes with a 400 naming the field, before any upstream is called. Unknown fields are
+/// allowed and forwarded byte for byte: the gateway forwards the client's original bytes with
+/// only `model` replaced (see `upstreamBody(model:)`).
+public struct ChatRequest: Sendable {
+    public let model: String
+    public let stream: Bool
+    public let includeUsage: Bool
+    public let json: JSONValue
+    /// The body as the client sent it.
+    public let rawBody: [UInt8]
+
+    static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
+
+    public init(body: [UInt8]) throws(APIError) {
+        let json = try JSONValue.parse(body)
+        guard case .object(let fields) = json else {
+            throw .invalidRequest("The request body must be a JSON object, not \(json.typeName).")
+        }
+        guard let modelValue = fields["model"] else {
+            throw .invalidRequest("Missing required parameter: 'model'.", param: "model", code: "missing_required_parameter")
+        }
+        guard let model = modelValue.stringValue, !model.isEmpty else {
+            throw Self.invalidType("model", expected: "a non-empty string", got: modelValue)
+        }
+        guard let messagesValue = fields["messages"] else {
+            throw .invalidRequest("Missing required parameter: 'messages'.", param: "messages", code: "missing_required_parameter")
+        }
+        guard let messages = messagesValue.arrayValue else {
+            throw Self.invalidType("messages", expected: "an array", got: messagesValue)
+        }
+        guard !messages.isEmpty else {
+            throw .invalidRequest("'messages' must contain at least one message.", param: "messages")
+        }
+        for (index, message) in messages.enumerated() {
+            try Self.validateMessage(message, index: index)
+        }
+
+        var stream = false
+        if let value = fields["stream"], value != .null {
+            guard let flag = value.boolValue else { throw Self.invalidType("stream", expected: "a boolean", got: value) }
+            stream = flag
+        }
+        var includeUsage = false
+        if let value = fields["stream_options"], value != .null {
+            guard let options = value.objectValue else {
+                throw Self.invalidType("stream_options", expected: "an object", got: value)
+            }
+            if let usage = options["include_usage"], usage != .null {
+                guard let flag = usage.boolValue else {
+                    throw Self.invalidType("stream_options.include_usage", expected: "a boolean", got: usage)
+                }
+                includeUsage = flag
+            }
+        }
+        for name in ["max_tokens", "max_completion_tokens"] {
+            if let value = fields[name], value != .null {
+                guard let count = value.intValue, count >= 1 else {
+                    throw Self.invalidType(name, expected: "an integer of at least 1", got: value)
+                }
+            }
+        }
+        try Self.validateNumber(fields, "temperature", in: 0...2)
+        try Self.validateNumber(fields, "top_p", in: 0...1)
+        try Self.validateNumber(fields, "frequency_penalty", in: -2...2)
+        try Self.validateNumber(fields, "presence_penalty", in: -2...2)
+        if let value = fields["seed"], value != .null, value.intValue == nil {
+            throw Self.invalidType("seed", expected: "an integer", got: value)
+        }
+        if let value = fields["user"], value != .null, value.stringValue == nil {
+            throw Self.invalidType("user", expected: "a string", got: value)
+        }
+        if let value = fields["stop"], value != .null {
+            switch value {
+            case .string: break
+            case .array(let items) where items.allSatisfy({ $0.stringValue != nil }): break
+            default: throw Self.invalidType("stop", expected: "a string or an array of strings", got: value)
+            }
+        }
+        if let value = fields["tools"], value != .null {
+            guard let tools = value.arrayValue else { throw Self.invalidType("tools", expected: "an array", got: value) }
+            for (index, tool) in tools.enumerated() {
+                guard let type = tool["type"]?.stringValue else {
+                    throw .invalidRequest("'tools[\(index)].type' must be a string.", param: "tools[\(index)].type")
+                }
+                if type == "function" {
+                    guard let name = tool["function"]?["name"]?.stringValue, !name.isEmpty else {
+                        throw .invalidRequest("'tools[\(index)].function.name' must be a non-empty string.",
+                                              param: "tools[\(index)].function.name")
+                    }
+                }
+            }
+        }
+        if let value = fields["tool_choice"], value != .null {
+            switch value {
+            case .string(let choice) where ["none", "auto", "required"].contains(choice): break
+            case .object: break
+            default: throw Self.invalidType("tool_choice", expected: "'none', 'auto', 'required' or an object", got: value)
+            }
+        }
+        if let value = fields["response_format"], value != .null {
+            guard value["type"]?.stringValue != nil else {
+                throw Self.invalidType("response_format", expected: "an object with a string 'type'", got: value)
+            }
+        }
+        if let value = fields["reasoning"], value != .null, value.objectValue == nil {
+            throw Self.invalidType("reasoning", expected: "an object", got: value)
+        }
+
+        self.model = model
+        self.stream = stream
+        self.includeUsage = includeUsage
+        self.json = json
+        self.rawBody = body
+    }
+
+    /// The client's bytes with the `model` value replaced by `model`; every other byte, unknown
+    /// fields included, is forwarded untouched.
+    public func upstreamBody(model upstreamModel: String) -> [UInt8] {
+        guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else {
+            return rawBody  // unreachable: validation found a top-level string "model"
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(rawBody.count + upstreamModel.utf8.count)
+        out.append(contentsOf: rawBody[..<range.lowerBound])
+        JSONWriting.appendString(upstreamModel, to: &out)
+        out.append(contentsOf: rawBody[range.upperBound...])
+        return out
+    }
+
+    private static func validateMessage(_ message: JSONValue, index: Int) throws(APIError) {
+        let path = "messages[\(index)]"
+        guard case .object(let fields) = message else {
+            throw invalidType(path, expected: "an object", got: message)
+        }
+        guard let roleValue = fields["role"] else {
+            throw .invalidRequest("Missing required parameter: '\(path).role'.", param: "\(path).role",
+                                  code: "missing_required_parameter")
+        }
+        guard let role = roleValue.stringValue, roles.contains(role) else {
+            throw .invalidRequest(
+                "Invalid value for '\(path).role': expected one of \(roles.sorted().joined(separator: ", ")).",
+                param: "\(path).role")
+        }
+        switch fields["content"] {
+        case .string?:
+            break
+        case .array(let parts)?:
+            for (partIndex, part) in parts.enumerated() where part["type"]?.stringValue == nil {
+                throw .invalidRequest("'\(path).content[\(partIndex)]' must be an object with a string 'type'.",
+                                      param: "\(path).content[\(partIndex)]")
+            }
+        case .null?, nil:
+            // Only an assistant message that calls tools may omit its content.
+            guard role == "assistant" else {
+                throw .invalidRequest("Missing required parameter: '\(path).content'.", param: "\(path).content",
+                                      code: "missing_required_parameter")
+            }
+        case let other?:
+            throw invalidType("\(path).content", expected: "a string or an array of content parts", got: other)
+        }
+    }
+
+    private static func validateNumber(_ fields: [String: JSONValue], _ name: String, in range: ClosedRange<Double>) throws(APIError) {
+        guard let value = fields[name], value != .null else { return }
+        guard let number = value.doubleValue, range.contains(number) else {
+            throw invalidType(name, expected: "a number between \(range.lowerBound.formatted) and \(range.upperBound.formatted)", got: value)
+        }
+    }
+
+    static func invalidType(_ name: String, expected: String, got value: JSONValue) -> APIError {
+        let got = value.typeName == "number" || value.typeName == "string" ? "\(value.typeName) \(value.compactDescription)" : value.typeName
+        return .invalidRequest("Invalid value for '\(name)': expected \(expected), got \(got).", param: name,
+                               code: "invalid_type")
+    }
+}
+
+extension Double {
+    fileprivate var formatted: String { rounded() == self ? String(Int(self)) : String(self) }
+}
+
+extension JSONValue {
+    fileprivate var compactDescription: String {
+        let text = String(decoding: serialized(), as: UTF8.self)
+        return text.count > 40 ? String(text.prefix(40)) + "…" : text
+    }
+}

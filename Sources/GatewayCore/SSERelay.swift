@@ -1,0 +1,90 @@
+/// The streaming proxy's per-event logic, without sockets: upstream SSE bytes in, bytes for the
+/// client out.
+///
+/// Each upstream event is re-framed as `data: …\n\n` the moment its blank line arrives. Comments,
+/// `id:`/`retry:` fields, event names and empty events are dropped. Payloads are checked for JSON
+/// syntax with `JSONScanner` (no decoding): garbage becomes an error chunk rather than something
+/// that crashes a client's JSON parser. `[DONE]` ends the relay.
+public struct SSERelay {
+    public enum Outcome: Equatable {
+        /// Keep reading.
+        case streaming
+        /// The upstream sent `[DONE]`; the client's stream is complete.
+        case done
+        /// The upstream broke the protocol; an error chunk and `[DONE]` were written.
+        case failed(APIError)
+    }
+
+    private var decoder: SSEDecoder
+    /// Events forwarded to the client so far.
+    public private(set) var forwardedEvents = 0
+    public private(set) var outcome = Outcome.streaming
+
+    public init(maxEventBytes: Int = 1 << 20) {
+        decoder = SSEDecoder(maxEventBytes: maxEventBytes)
+    }
+
+    /// Relays `bytes` (any split) into `out`. After `.done` or `.failed`, further input is ignored.
+    public mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Outcome {
+        guard outcome == .streaming else { return outcome }
+        // The callback may not touch `self` while `decoder` is being mutated: it works on locals.
+        var sawDone = false
+        var invalid = false
+        var forwarded = 0
+        do {
+            try decoder.feed(bytes) { event in
+                guard !sawDone, !invalid, !event.data.isEmpty else { return }
+                if event.isDone {
+                    out.append(contentsOf: SSEEncoder.done)
+                    sawDone = true
+                } else if JSONScanner.isValid(event.data) {
+                    SSEEncoder.appendData(event.data, to: &out)
+                    forwarded += 1
+                } else {
+                    invalid = true
+                }
+            }
+        } catch {
+            forwardedEvents += forwarded
+            fail(.upstreamProtocol("the upstream sent an event larger than \(decoder.maxEventBytes) bytes"), into: &out)
+            return outcome
+        }
+        forwardedEvents += forwarded
+        if sawDone {
+            outcome = .done
+        } else if invalid {
+            fail(.upstreamProtocol("the upstream sent an event that is not valid JSON"), into: &out)
+        }
+        return outcome
+    }
+
+    public mutating func relay(_ bytes: [UInt8], into out: inout [UInt8]) -> Outcome {
+        bytes.withUnsafeBytes { relay($0, into: &out) }
+    }
+
+    /// The upstream body ended. Without a `[DONE]` first, that is either a clean end from a server
+    /// that omits it (`failure == nil`: close the stream normally) or a broken stream (error chunk).
+    public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
+        guard outcome == .streaming else { return }
+        if let failure {
+            fail(failure, into: &out)
+        } else {
+            out.append(contentsOf: SSEEncoder.done)
+            outcome = .done
+        }
+    }
+
+    /// Ends the stream with `error` (as an error chunk clients raise on) and `[DONE]`.
+    public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
+        guard outcome == .streaming else { return }
+        SSEEncoder.appendData(error.streamChunk(), to: &out)
+        out.append(contentsOf: SSEEncoder.done)
+        outcome = .failed(error)
+    }
+}
+
+extension APIError {
+    public static func upstreamProtocol(_ message: String) -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_protocol_error", message: message)
+    }
+}

@@ -1,0 +1,84 @@
+/// A complete HTTP/1.x request as the server hands it to a handler.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    /// The request target as sent (path and query).
+    public var target: String
+    public var versionMajor: Int
+    public var versionMinor: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    /// Whether the connection may serve another request after this one.
+    public var keepAlive: Bool
+
+    public init(method: String, target: String, versionMajor: Int = 1, versionMinor: Int = 1,
+                headers: [(name: String, value: String)] = [], body: [UInt8] = [], keepAlive: Bool = true) {
+        self.method = method
+        self.target = target
+        self.versionMajor = versionMajor
+        self.versionMinor = versionMinor
+        self.headers = headers
+        self.body = body
+        self.keepAlive = keepAlive
+    }
+
+    public var path: String {
+        guard let query = target.firstIndex(of: "?") else { return target }
+        return String(target[..<query])
+    }
+
+    /// The first value of query parameter `name` (percent-decoded).
+    public func queryItem(_ name: String) -> String? {
+        guard let query = target.firstIndex(of: "?") else { return nil }
+        for pair in target[target.index(after: query)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.first.map(String.init)?.removingPercentEncodingForQuery == name {
+                return parts.count > 1 ? String(parts[1]).removingPercentEncodingForQuery : ""
+            }
+        }
+        return nil
+    }
+
+    /// The first value of header `name`, compared case-insensitively.
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveEquals(name) }?.value
+    }
+}
+
+extension String {
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        utf8.count == other.utf8.count
+            && zip(utf8, other.utf8).allSatisfy { a, b in a | 0x20 == b | 0x20 }
+    }
+
+    var removingPercentEncodingForQuery: String {
+        var bytes: [UInt8] = []
+        var iterator = utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Limits a server enforces on every connection.
+public struct HTTPServerLimits: Sendable, Equatable {
+    /// Request line plus headers.
+    public var maxHeaderBytes: Int = 32 * 1024
+    public var maxBodyBytes: Int = 16 * 1024 * 1024
+    /// From a request's first byte until its headers are complete (slowloris bound).
+    public var headerTimeoutMilliseconds: UInt64 = 10_000
+    /// A keep-alive connection with no request, or a request body making no progress.
+    public var idleTimeoutMilliseconds: UInt64 = 60_000
+    /// Unparsed pipelined bytes held while a response is in progress.
+    public var maxPipelinedBytes: Int = 256 * 1024
+
+    public init() {}
+}

@@ -1,0 +1,158 @@
+import EventLoop
+import GatewayCore
+
+/// Writes the response to one request: either whole (`respond`) or as a stream
+/// (`startStream`, `writeStreamChunk`…, `endStream`). Used on the connection's loop only.
+///
+/// If the client goes away first, `onClientGone` fires once and every later write is ignored,
+/// so producers need no checks beyond stopping their own work there.
+public final class HTTPResponseWriter {
+    public enum State: Equatable { case pending, streaming, finished, clientGone }
+
+    public let request: HTTPRequest
+    public private(set) var state = State.pending
+    /// The client disconnected (or the server forced it closed) before the response finished.
+    public var onClientGone: (() -> Void)?
+    /// The connection's write buffer drained (for producers that paused on `bufferedBytes`).
+    public var onWritable: (() -> Void)?
+
+    private weak var connection: HTTPServerConnection?
+    private let chunked: Bool
+    /// Reused frame buffer: one write (one syscall) per chunk, no allocation once grown.
+    private var frame: [UInt8] = []
+
+    init(request: HTTPRequest, connection: HTTPServerConnection) {
+        self.request = request
+        self.connection = connection
+        chunked = request.versionMajor == 1 && request.versionMinor >= 1
+        frame.reserveCapacity(1024)
+    }
+
+    public var loop: EventLoop? { connection?.loop }
+
+    /// Bytes written but not yet accepted by the kernel.
+    public var bufferedBytes: Int { connection?.bufferedBytes ?? 0 }
+
+    /// Sends a complete response with `Content-Length`.
+    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
+        guard state == .pending, let connection else { return }
+        var head = responseHead(status: status, headers: headers, keepAlive: connection.keepsAlive(after: request))
+        head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
+        head.append(contentsOf: body)
+        state = .finished
+        connection.write(head)
+        connection.responseDidFinish(self)
+    }
+
+    /// Sends an error in OpenAI's shape with its status and headers.
+    public func respond(error: APIError) {
+        respond(status: error.status, headers: [("Content-Type", "application/json")] + error.headers, body: error.body)
+    }
+
+    /// Sends the head of a streamed (chunked) response.
+    public func startStream(status: Int = 200, headers: [(String, String)]) {
+        guard state == .pending, let connection else { return }
+        let keepAlive = chunked && connection.keepsAlive(after: request)
+        var head = responseHead(status: status, headers: headers, keepAlive: keepAlive)
+        if chunked { head.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8) }
+        head.append(contentsOf: "\r\n".utf8)
+        state = .streaming
+        connection.write(head)
+    }
+
+    public func writeStreamChunk(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { writeStreamChunk($0) }
+    }
+
+    /// Sends `bytes` as one chunk (framed for HTTP/1.1, raw for HTTP/1.0) in one write.
+    public func writeStreamChunk(_ bytes: UnsafeRawBufferPointer) {
+        guard state == .streaming, let connection, bytes.count > 0 else { return }
+        if !chunked {
+            connection.write(bytes)
+            return
+        }
+        frame.removeAll(keepingCapacity: true)
+        appendHex(bytes.count, to: &frame)
+        frame.append(contentsOf: [0x0D, 0x0A])
+        frame.append(contentsOf: bytes)
+        frame.append(contentsOf: [0x0D, 0x0A])
+        frame.withUnsafeBytes { connection.write($0) }
+    }
+
+    /// Ends a streamed response (the terminating chunk, or closing the connection on HTTP/1.0).
+    public func endStream() {
+        guard state == .streaming, let connection else { return }
+        state = .finished
+        if chunked { connection.write(Array("0\r\n\r\n".utf8)) }
+        connection.responseDidFinish(self)
+    }
+
+    /// Drops the connection without finishing the response (no terminating chunk): for test
+    /// servers simulating a peer that dies mid-stream.
+    public func abort() {
+        guard state == .pending || state == .streaming, let connection else { return }
+        state = .finished
+        connection.close()
+    }
+
+    /// Called by the connection when the client is gone.
+    func clientDidDisconnect() {
+        guard state == .pending || state == .streaming else { return }
+        state = .clientGone
+        let callback = onClientGone
+        onClientGone = nil
+        onWritable = nil
+        callback?()
+    }
+
+    private func responseHead(status: Int, headers: [(String, String)], keepAlive: Bool) -> [UInt8] {
+        var head: [UInt8] = []
+        head.reserveCapacity(256)
+        head.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\n".utf8)
+        for (name, value) in headers {
+            head.append(contentsOf: name.utf8)
+            head.append(contentsOf: ": ".utf8)
+            // Header values never carry CR/LF: no response splitting whatever a caller passes.
+            head.append(contentsOf: value.utf8.filter { $0 != 0x0D && $0 != 0x0A })
+            head.append(contentsOf: "\r\n".utf8)
+        }
+        if !keepAlive { head.append(contentsOf: "Connection: close\r\n".utf8) }
+        return head
+    }
+
+    private func appendHex(_ value: Int, to out: inout [UInt8]) {
+        let digits: StaticString = "0123456789abcdef"
+        var shift = (Int.bitWidth - value.leadingZeroBitCount + 3) / 4 * 4 - 4
+        if shift < 0 { shift = 0 }
+        while shift >= 0 {
+            out.append(digits.utf8Start[(value >> shift) & 0xF])
+            shift -= 4
+        }
+    }
+}
+
+public enum HTTPStatus {
+    public static func reason(_ status: Int) -> String {
+        switch status {
+        case 100: "Continue"
+        case 200: "OK"
+        case 204: "No Content"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 413: "Content Too Large"
+        case 422: "Unprocessable Content"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        default: "Status \(status)"
+        }
+    }
+}

@@ -1,0 +1,371 @@
+import EventLoop
+import Foundation
+import GatewayCore
+import HTTPServer
+
+/// A real OpenAI-compatible server with deterministic scenarios (see `MockScenario`), on the
+/// same libuv/HTTP code as the gateway. Tests start it on port 0; `fusion-gateway mock-upstream`
+/// runs it by hand; the gateway's built-in `sim/` models are served by it.
+///
+/// Every chunk carries `sent_at_us` (wall clock, microseconds) so a client on the same machine
+/// can compute latency.
+public final class MockUpstream {
+    public let stats: MockUpstreamStats
+    private var server: HTTPServer!
+    private var streams: [ObjectIdentifier: MockStream] = [:]
+    private var nextID = 0
+
+    public init(loop: EventLoop, host: String = "127.0.0.1", port: Int = 0, stats: MockUpstreamStats = MockUpstreamStats()) throws {
+        self.stats = stats
+        server = try HTTPServer(loop: loop, host: host, port: port) { [unowned self] request, writer in
+            handle(request, writer)
+        }
+    }
+
+    public var port: Int { server.port }
+
+    public func shutdown(graceMilliseconds: UInt64 = 0, completion: @escaping () -> Void = {}) {
+        for stream in Array(streams.values) { stream.writer.abort(); stream.stop() }
+        streams.removeAll()
+        server.shutdown(graceMilliseconds: graceMilliseconds, completion: completion)
+    }
+
+    private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        switch (request.method, request.path) {
+        case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
+            chatCompletion(request, writer)
+        case ("GET", "/v1/models"), ("GET", "/models"):
+            var body = Array(#"{"object":"list","data":["#.utf8)
+            for (index, kind) in MockScenario.Kind.allCases.enumerated() {
+                if index > 0 { body.append(UInt8(ascii: ",")) }
+                body.append(contentsOf: #"{"id":"\#(kind.rawValue)","object":"model","created":0,"owned_by":"mock-upstream"}"#.utf8)
+            }
+            body.append(contentsOf: "]}".utf8)
+            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
+        case ("GET", "/mock/stats"):
+            let counts = stats.counts
+            let body = #"{"requests":\#(counts.requests),"streams_started":\#(counts.streamsStarted),"streams_finished":\#(counts.streamsFinished),"streams_cancelled":\#(counts.streamsCancelled)}"#
+            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: Array(body.utf8))
+        default:
+            writer.respond(error: .notFound(path: request.path))
+        }
+    }
+
+    private func chatCompletion(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        stats.record(body: request.body, headers: request.headers.map { ($0.name, $0.value) })
+        let json: JSONValue
+        do {
+            json = try JSONValue.parse(request.body)
+        } catch {
+            writer.respond(error: error)
+            return
+        }
+        let model = json["model"]?.stringValue ?? ""
+        guard let scenario = MockScenario(model: model) else {
+            let names = MockScenario.Kind.allCases.map(\.rawValue).joined(separator: ", ")
+            writer.respond(error: .modelNotFound(model, detail: "the mock upstream serves: \(names)"))
+            return
+        }
+        switch scenario.kind {
+        case .error:
+            let status = scenario.option("status", default: 500)
+            writer.respond(error: APIError(status: status, type: "server_error", code: "mock_error",
+                                           message: "Mock upstream failure (scenario 'error', status \(status))"))
+            return
+        case .rateLimited:
+            let retryAfter = scenario.option("retry_after", default: 1)
+            writer.respond(error: APIError(status: 429, type: "rate_limit_error", code: "rate_limited",
+                                           message: "Mock upstream rate limit: retry after \(retryAfter)s",
+                                           headers: [("Retry-After", String(retryAfter))]))
+            return
+        default:
+            break
+        }
+        nextID += 1
+        let script = MockScript(scenario: scenario, model: model, request: json, rawBody: request.body,
+                                id: "chatcmpl-mock-\(nextID)")
+        let stream = MockStream(script: script, writer: writer, stats: stats,
+                                streaming: json["stream"]?.boolValue ?? false,
+                                includeUsage: json["stream_options"]?["include_usage"]?.boolValue ?? false)
+        let key = ObjectIdentifier(stream)
+        streams[key] = stream
+        stream.onEnd = { [unowned self] in streams[key] = nil }
+        stream.start()
+    }
+}
+
+/// The content a scenario produces, independent of timing and sockets.
+struct MockScript {
+    enum Step {
+        case content(String)
+        case toolCall(index: Int, id: String?, name: String?, arguments: String)
+    }
+
+    let scenario: MockScenario
+    let model: String
+    let id: String
+    let steps: [Step]
+    let promptTokens: Int
+
+    init(scenario: MockScenario, model: String, request: JSONValue, rawBody: [UInt8], id: String) {
+        self.scenario = scenario
+        self.model = model
+        self.id = id
+        let prompt = Self.lastUserText(request)
+        promptTokens = max(1, rawBody.count / 4)
+        switch scenario.kind {
+        case .echo:
+            steps = [.content(String(decoding: rawBody, as: UTF8.self))]
+        case .toolCall:
+            let arguments = #"{"location":"Paris, France","unit":"celsius"}"#
+            var steps: [Step] = [.toolCall(index: 0, id: "call_mock_1", name: "get_weather", arguments: "")]
+            var rest = Substring(arguments)
+            while !rest.isEmpty {
+                let piece = rest.prefix(7)  // fragments split mid-token, as real models do
+                steps.append(.toolCall(index: 0, id: nil, name: nil, arguments: String(piece)))
+                rest = rest.dropFirst(piece.count)
+            }
+            self.steps = steps
+        case .paced:
+            let count = scenario.option("deltas", default: 64)
+            steps = (0..<count).map { .content("t\($0) ") }
+        default:
+            if let count = scenario.options["deltas"] {
+                steps = (0..<count).map { .content("t\($0) ") }
+            } else {
+                let quoted = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
+                let text = "This is a simulated answer from the mock model '\(model)'. You asked: \"\(quoted)\". "
+                    + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive."
+                var words: [Step] = []
+                var current = ""
+                for character in text {
+                    current.append(character)
+                    if character == " " {
+                        words.append(.content(current))
+                        current = ""
+                    }
+                }
+                if !current.isEmpty { words.append(.content(current)) }
+                steps = words
+            }
+        }
+    }
+
+    var fullContent: String {
+        steps.map { if case .content(let text) = $0 { text } else { "" } }.joined()
+    }
+
+    var completionTokens: Int { steps.count }
+
+    static func lastUserText(_ request: JSONValue) -> String {
+        guard let messages = request["messages"]?.arrayValue else { return "" }
+        for message in messages.reversed() where message["role"]?.stringValue == "user" {
+            if let text = message["content"]?.stringValue { return text }
+            if let parts = message["content"]?.arrayValue {
+                return parts.compactMap { $0["text"]?.stringValue }.joined(separator: " ")
+            }
+        }
+        return ""
+    }
+}
+
+/// One response in progress: paces the script's steps with a timer.
+final class MockStream {
+    let script: MockScript
+    let writer: HTTPResponseWriter
+    let stats: MockUpstreamStats
+    let streaming: Bool
+    let includeUsage: Bool
+    var onEnd: (() -> Void)?
+    private var timer: LoopTimer?
+    private var nextStep = 0
+    private var ended = false
+    private let created = Int(Date().timeIntervalSince1970)
+    private var buffer: [UInt8] = []
+
+    init(script: MockScript, writer: HTTPResponseWriter, stats: MockUpstreamStats, streaming: Bool, includeUsage: Bool) {
+        self.script = script
+        self.writer = writer
+        self.stats = stats
+        self.streaming = streaming
+        self.includeUsage = includeUsage
+    }
+
+    func start() {
+        stats.update { $0.streamsStarted += 1 }
+        writer.onClientGone = { [unowned self] in
+            guard !ended else { return }
+            stats.update { $0.streamsCancelled += 1 }
+            end(counted: false)
+        }
+        let timer = LoopTimer(loop: writer.loop!) { [unowned self] in tick() }
+        self.timer = timer
+        let first = script.scenario.firstTokenMilliseconds
+        if streaming {
+            writer.startStream(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+            // OpenRouter sends comments while a model warms up; clients and gateways must skip them.
+            buffer.removeAll(keepingCapacity: true)
+            SSEEncoder.appendComment("MOCK PROCESSING", to: &buffer)
+            writer.writeStreamChunk(buffer)
+        }
+        if first > 0 {
+            timer.start(afterMilliseconds: UInt64(first))
+        } else {
+            tick()
+        }
+    }
+
+    func stop() {
+        ended = true
+        timer?.close()
+        timer = nil
+    }
+
+    private func tick() {
+        guard !ended else { return }
+        if !streaming {
+            respondWhole()
+            return
+        }
+        let kind = script.scenario.kind
+        let failsMidStream = [.errorMidStream, .malformed, .stall, .disconnect].contains(kind)
+        if failsMidStream && nextStep >= script.scenario.failAfter {
+            failMidStream(kind)
+            return
+        }
+        if nextStep < script.steps.count {
+            buffer.removeAll(keepingCapacity: true)
+            appendChunk(step: script.steps[nextStep], first: nextStep == 0)
+            writer.writeStreamChunk(buffer)
+            nextStep += 1
+            if nextStep < script.steps.count || !failsMidStream {
+                timer?.start(afterMilliseconds: UInt64(script.scenario.paceMilliseconds))
+                return
+            }
+        }
+        if failsMidStream {
+            failMidStream(kind)
+            return
+        }
+        finishStream()
+    }
+
+    private func finishStream() {
+        buffer.removeAll(keepingCapacity: true)
+        let reason = script.scenario.kind == .toolCall ? "tool_calls" : "stop"
+        appendChunkPrefix()
+        buffer.append(contentsOf: #""choices":[{"index":0,"delta":{},"finish_reason":"\#(reason)"}]}"#.utf8)
+        buffer.append(contentsOf: "\n\n".utf8)
+        if includeUsage {
+            buffer.append(contentsOf: "data: ".utf8)
+            buffer.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"\#(script.model)","choices":[],"usage":\#(usageJSON)}"#.utf8)
+            buffer.append(contentsOf: "\n\n".utf8)
+        }
+        buffer.append(contentsOf: SSEEncoder.done)
+        writer.writeStreamChunk(buffer)
+        writer.endStream()
+        end(counted: true)
+    }
+
+    private func failMidStream(_ kind: MockScenario.Kind) {
+        switch kind {
+        case .errorMidStream:
+            let error = APIError(status: 502, type: "server_error", code: "server_error",
+                                 message: "Provider disconnected unexpectedly")
+            buffer.removeAll(keepingCapacity: true)
+            SSEEncoder.appendData(error.streamChunk(id: script.id, model: script.model), to: &buffer)
+            buffer.append(contentsOf: SSEEncoder.done)
+            writer.writeStreamChunk(buffer)
+            writer.endStream()
+            end(counted: true)
+        case .malformed:
+            buffer.removeAll(keepingCapacity: true)
+            buffer.append(contentsOf: "data: {\"choices\":[{\"delta\":{\"content\":\"unterminated\n\n".utf8)
+            buffer.append(contentsOf: SSEEncoder.done)
+            writer.writeStreamChunk(buffer)
+            writer.endStream()
+            end(counted: true)
+        case .stall:
+            timer?.stop()  // silence until the client gives up
+        case .disconnect:
+            writer.abort()
+            end(counted: true)
+        default:
+            finishStream()
+        }
+    }
+
+    private func respondWhole() {
+        let kind = script.scenario.kind
+        if kind == .stall { return }  // never answers
+        if kind == .disconnect {
+            writer.abort()
+            end(counted: true)
+            return
+        }
+        var body: [UInt8] = []
+        body.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion","created":\#(created),"model":"\#(script.model)","choices":[{"index":0,"message":{"role":"assistant","content":"#.utf8)
+        if kind == .toolCall {
+            body.append(contentsOf: #"null,"tool_calls":[{"id":"call_mock_1","type":"function","function":{"name":"get_weather","arguments":"#.utf8)
+            let arguments = script.steps.compactMap { step -> String? in
+                if case .toolCall(_, _, _, let arguments) = step { return arguments } else { return nil }
+            }.joined()
+            JSONWriting.appendString(arguments, to: &body)
+            body.append(contentsOf: #"}}]},"finish_reason":"tool_calls"}],"usage":"#.utf8)
+        } else {
+            JSONWriting.appendString(script.fullContent, to: &body)
+            body.append(contentsOf: #"},"finish_reason":"stop"}],"usage":"#.utf8)
+        }
+        body.append(contentsOf: usageJSON.utf8)
+        body.append(UInt8(ascii: "}"))
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
+        end(counted: true)
+    }
+
+    private var usageJSON: String {
+        #"{"prompt_tokens":\#(script.promptTokens),"completion_tokens":\#(script.completionTokens),"total_tokens":\#(script.promptTokens + script.completionTokens)}"#
+    }
+
+    private func appendChunkPrefix() {
+        buffer.append(contentsOf: "data: ".utf8)
+        buffer.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
+        JSONWriting.appendString(script.model, to: &buffer)
+        buffer.append(contentsOf: #","sent_at_us":\#(Self.wallClockMicroseconds()),"#.utf8)
+    }
+
+    private func appendChunk(step: MockScript.Step, first: Bool) {
+        appendChunkPrefix()
+        buffer.append(contentsOf: #""choices":[{"index":0,"delta":{"#.utf8)
+        if first { buffer.append(contentsOf: #""role":"assistant","#.utf8) }
+        switch step {
+        case .content(let text):
+            buffer.append(contentsOf: #""content":"#.utf8)
+            JSONWriting.appendString(text, to: &buffer)
+        case .toolCall(let index, let id, let name, let arguments):
+            buffer.append(contentsOf: #""tool_calls":[{"index":\#(index),"#.utf8)
+            if let id { buffer.append(contentsOf: #""id":"\#(id)","type":"function","#.utf8) }
+            buffer.append(contentsOf: #""function":{"#.utf8)
+            if let name { buffer.append(contentsOf: #""name":"\#(name)","#.utf8) }
+            buffer.append(contentsOf: #""arguments":"#.utf8)
+            JSONWriting.appendString(arguments, to: &buffer)
+            buffer.append(contentsOf: "}}]".utf8)
+        }
+        buffer.append(contentsOf: #"},"finish_reason":null}]}"#.utf8)
+        buffer.append(contentsOf: "\n\n".utf8)
+    }
+
+    private func end(counted: Bool) {
+        guard !ended else { return }
+        if counted { stats.update { $0.streamsFinished += 1 } }
+        stop()
+        let callback = onEnd
+        onEnd = nil
+        callback?()
+    }
+
+    static func wallClockMicroseconds() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return now.tv_sec * 1_000_000 + now.tv_nsec / 1000
+    }
+}

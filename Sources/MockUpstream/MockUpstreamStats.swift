@@ -1,0 +1,41 @@
+import Synchronization
+
+/// What the mock saw, readable from any thread (tests assert on it while servers run elsewhere).
+public final class MockUpstreamStats: Sendable {
+    public struct Counts: Equatable, Sendable {
+        public var requests = 0
+        public var streamsStarted = 0
+        /// Responses the mock ended itself (normally, or by a scripted failure).
+        public var streamsFinished = 0
+        /// Responses the client (the gateway) closed before the mock ended them.
+        public var streamsCancelled = 0
+
+        public var active: Int { streamsStarted - streamsFinished - streamsCancelled }
+    }
+
+    private let state = Mutex<(counts: Counts, body: [UInt8], headers: [(String, String)])>((Counts(), [], []))
+
+    public init() {}
+
+    public var counts: Counts { state.withLock { $0.counts } }
+
+    /// The body of the most recent chat request.
+    public var lastRequestBody: [UInt8] { state.withLock { $0.body } }
+
+    /// A header of the most recent chat request.
+    public func lastRequestHeader(_ name: String) -> String? {
+        state.withLock { $0.headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    }
+
+    func record(body: [UInt8], headers: [(String, String)]) {
+        state.withLock {
+            $0.counts.requests += 1
+            $0.body = body
+            $0.headers = headers
+        }
+    }
+
+    func update(_ change: (inout Counts) -> Void) {
+        state.withLock { change(&$0.counts) }
+    }
+}

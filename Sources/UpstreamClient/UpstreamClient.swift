@@ -1,0 +1,329 @@
+internal import CCurl
+import EventLoop
+
+/// A request to an upstream server.
+public struct UpstreamRequest: Sendable {
+    public var url: String
+    public var method: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+    public var connectTimeoutMilliseconds: Int
+
+    public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
+                connectTimeoutMilliseconds: Int = 10_000) {
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.body = body
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+    }
+}
+
+/// Why an upstream transfer failed at the transport level (HTTP error statuses are not failures:
+/// they arrive through `onHead`).
+public enum UpstreamFailure: Error, Equatable, Sendable {
+    case couldNotResolve(String)
+    case couldNotConnect(String)
+    case timedOut(String)
+    /// The connection broke or the response was malformed mid-transfer.
+    case transfer(String)
+
+    public var message: String {
+        switch self {
+        case .couldNotResolve(let detail), .couldNotConnect(let detail), .timedOut(let detail), .transfer(let detail):
+            detail
+        }
+    }
+}
+
+/// Streaming HTTP client: libcurl's multi_socket interface driven by an `EventLoop` (a
+/// `SocketWatcher` per curl socket, one `Timer` for curl's timeout, an `Idle` for "now"), so no
+/// call blocks and no thread is added. One client per loop; it shares connections and DNS cache
+/// across transfers.
+public final class UpstreamClient {
+    public let loop: EventLoop
+    let multi: UnsafeMutableRawPointer
+    private var transfers: [UnsafeMutableRawPointer: UpstreamTransfer] = [:]
+    /// Transfers cancelled while curl was on the stack: removed once it returns (curl forbids
+    /// `curl_multi_remove_handle` from inside its callbacks).
+    private var deferredRemovals: [UpstreamTransfer] = []
+    private var insideCurl = 0
+    private lazy var timeoutTimer: LoopTimer = LoopTimer(loop: loop) { [unowned self] in socketAction(CURL_SOCKET_TIMEOUT, 0) }
+    /// curl asks for timeout 0 ("act now"); a 0 ms uv timer may re-fire within one pass on
+    /// libuv 1.44 and curl's own example adds 1 ms, so an idle handle runs it next iteration.
+    private lazy var immediate: Idle = Idle(loop: loop) { [unowned self] in
+        immediate.stop()
+        socketAction(CURL_SOCKET_TIMEOUT, 0)
+    }
+    private var closed = false
+
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    public init(loop: EventLoop) {
+        _ = Self.globalInit
+        self.loop = loop
+        multi = curl_multi_init()
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        CCurl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
+        CCurl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, context)
+        CCurl_multi_setopt_socket_callback(multi) { _, socket, what, client, socketContext in
+            Unmanaged<UpstreamClient>.fromOpaque(client!).takeUnretainedValue()
+                .curlWantsSocket(socket, what: what, watcher: socketContext)
+            return 0
+        }
+        CCurl_multi_setopt_timer_callback(multi) { _, timeout, client in
+            Unmanaged<UpstreamClient>.fromOpaque(client!).takeUnretainedValue().curlWantsTimeout(timeout)
+            return 0
+        }
+    }
+
+    public var activeTransferCount: Int { transfers.count }
+
+    /// Starts a transfer. Set its callbacks before returning to the loop; none fire before that.
+    public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
+        let transfer = UpstreamTransfer(client: self, request: request)
+        precondition(!closed, "UpstreamClient used after close()")
+        transfers[transfer.easy] = transfer
+        curl_multi_add_handle(multi, transfer.easy)
+        return transfer
+    }
+
+    /// Cancels every transfer and releases curl. Call on the loop before it stops.
+    public func close() {
+        guard !closed else { return }
+        for transfer in Array(transfers.values) { transfer.cancel() }
+        closed = true
+        timeoutTimer.close()
+        immediate.close()
+        curl_multi_cleanup(multi)
+    }
+
+    func cancel(_ transfer: UpstreamTransfer) {
+        if insideCurl > 0 {
+            deferredRemovals.append(transfer)
+        } else {
+            remove(transfer)
+        }
+    }
+
+    private func remove(_ transfer: UpstreamTransfer) {
+        guard transfers.removeValue(forKey: transfer.easy) != nil else { return }
+        curl_multi_remove_handle(multi, transfer.easy)
+        transfer.release()
+    }
+
+    // MARK: curl → loop
+
+    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32, watcher context: UnsafeMutableRawPointer?) {
+        if what == CURL_POLL_REMOVE {
+            if let context {
+                Unmanaged<SocketWatcher>.fromOpaque(context).takeUnretainedValue().close()
+                curl_multi_assign(multi, socket, nil)
+            }
+            return
+        }
+        let watcher: SocketWatcher
+        if let context {
+            watcher = Unmanaged<SocketWatcher>.fromOpaque(context).takeUnretainedValue()
+        } else {
+            // The watcher keeps itself alive until closed (LoopHandle); curl holds a plain pointer.
+            watcher = SocketWatcher(loop: loop, socket: socket) { [unowned self] events in
+                var flags: Int32 = 0
+                if events.contains(.readable) { flags |= CURL_CSELECT_IN }
+                if events.contains(.writable) { flags |= CURL_CSELECT_OUT }
+                if events.contains(.error) { flags |= CURL_CSELECT_ERR }
+                socketAction(socket, flags)
+            }
+            curl_multi_assign(multi, socket, Unmanaged.passUnretained(watcher).toOpaque())
+        }
+        var events: SocketWatcher.Events = []
+        if what & CURL_POLL_IN != 0 { events.insert(.readable) }
+        if what & CURL_POLL_OUT != 0 { events.insert(.writable) }
+        watcher.watch(events)
+    }
+
+    private func curlWantsTimeout(_ milliseconds: Int) {
+        if milliseconds < 0 {
+            timeoutTimer.stop()
+            immediate.stop()
+        } else if milliseconds == 0 {
+            timeoutTimer.stop()
+            immediate.start()
+        } else {
+            immediate.stop()
+            timeoutTimer.start(afterMilliseconds: UInt64(milliseconds))
+        }
+    }
+
+    private func socketAction(_ socket: curl_socket_t, _ flags: Int32) {
+        guard !closed else { return }
+        var running: Int32 = 0
+        insideCurl += 1
+        curl_multi_socket_action(multi, socket, flags, &running)
+        insideCurl -= 1
+        // After socket_action a socket's watcher may be gone (CURL_POLL_REMOVE): touch none here.
+        processCompletions()
+    }
+
+    /// Removes cancelled transfers, then reports finished ones. Runs outside curl's callbacks, so
+    /// completion handlers may start or cancel transfers freely.
+    private func processCompletions() {
+        while !deferredRemovals.isEmpty {
+            let pending = deferredRemovals
+            deferredRemovals.removeAll()
+            for transfer in pending { remove(transfer) }
+        }
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle,
+                let transfer = transfers[easy]
+            else { continue }
+            let code = message.pointee.data.result
+            remove(transfer)
+            transfer.complete(code)
+        }
+    }
+}
+
+/// One upstream request/response in flight. Callbacks run on the client's loop; after
+/// `cancel()` none of them fire again.
+public final class UpstreamTransfer {
+    /// Status and headers of the final (non-1xx) response head.
+    public var onHead: ((Int, [(String, String)]) -> Void)?
+    /// Response body bytes as they arrive; valid only during the call.
+    public var onData: ((UnsafeRawBufferPointer) -> Void)?
+    /// The transfer ended: nil on success (whatever the HTTP status), else why it failed.
+    public var onComplete: ((UpstreamFailure?) -> Void)?
+
+    let easy: UnsafeMutableRawPointer
+    private unowned let client: UpstreamClient
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+    private var responseHeaders: [(String, String)] = []
+    public private(set) var status = 0
+    public private(set) var isFinished = false
+    public private(set) var isCancelled = false
+
+    init(client: UpstreamClient, request: UpstreamRequest) {
+        self.client = client
+        easy = curl_easy_init()
+        errorBuffer[0] = 0
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        CCurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
+        CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        CCurl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
+        CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMilliseconds)
+        CCurl_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer)
+        CCurl_easy_setopt_string(easy, CURLOPT_USERAGENT, "fusion-gateway")
+        // Only http(s), and never follow redirects: an upstream's URL is configuration, not input.
+        CCurl_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
+        if request.method == "POST" {
+            CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, request.body.count)
+            _ = request.body.withUnsafeBytes { body in
+                // COPYPOSTFIELDS copies: the body need not outlive this call.
+                CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+            }
+        } else if request.method != "GET" {
+            CCurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
+        }
+        // "Expect:" off: a 100-continue round trip would add latency to every large body.
+        for (name, value) in request.headers + [("Expect", "")] {
+            let line = value.isEmpty ? "\(name):" : "\(name): \(value)"
+            headerList = curl_slist_append(headerList, line)
+        }
+        CCurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
+        CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
+        CCurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(context!).takeUnretainedValue()
+            return transfer.didReceiveBody(UnsafeRawBufferPointer(start: data, count: size * count))
+        }
+        CCurl_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, context)
+        CCurl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(context!).takeUnretainedValue()
+            return transfer.didReceiveHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count))
+        }
+    }
+
+    deinit {
+        errorBuffer.deallocate()
+    }
+
+    /// Stops the transfer now (closing its connection); no callback fires afterwards.
+    public func cancel() {
+        guard !isFinished, !isCancelled else { return }
+        isCancelled = true
+        dropCallbacks()
+        client.cancel(self)
+    }
+
+    private func dropCallbacks() {
+        onHead = nil
+        onData = nil
+        onComplete = nil
+    }
+
+    /// After removal from the multi handle: free curl's resources.
+    func release() {
+        curl_easy_cleanup(easy)
+        curl_slist_free_all(headerList)
+        headerList = nil
+    }
+
+    private func didReceiveHeaderLine(_ line: UnsafeRawBufferPointer) -> Int {
+        // Returning a count other than line.count aborts the transfer: how a cancel inside a
+        // callback stops curl at once.
+        guard !isCancelled else { return 0 }
+        if line.starts(with: "HTTP/".utf8) {
+            responseHeaders.removeAll()
+        } else if line.count <= 2 {  // the blank line ending a head
+            var code = 0
+            CCurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
+            if code >= 200 {
+                status = code
+                onHead?(code, responseHeaders)
+            }
+        } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
+            let name = String(decoding: line[..<colon], as: UTF8.self)
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingASCIIWhitespace()
+            responseHeaders.append((name, value))
+        }
+        return isCancelled ? 0 : line.count
+    }
+
+    private func didReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard !isCancelled else { return 0 }
+        onData?(bytes)
+        return isCancelled ? 0 : bytes.count
+    }
+
+    func complete(_ code: CURLcode) {
+        guard !isCancelled else { return }
+        isFinished = true
+        let callback = onComplete
+        dropCallbacks()
+        guard code != CURLE_OK else {
+            callback?(nil)
+            return
+        }
+        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+        let failure: UpstreamFailure
+        switch code {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: failure = .couldNotResolve(detail)
+        case CURLE_COULDNT_CONNECT: failure = .couldNotConnect(detail)
+        case CURLE_OPERATION_TIMEDOUT: failure = .timedOut(detail)
+        default: failure = .transfer(detail)
+        }
+        callback?(failure)
+    }
+}
+
+extension String {
+    func trimmingASCIIWhitespace() -> String {
+        let bytes = Array(utf8)
+        var start = 0
+        var end = bytes.count
+        while start < end && (bytes[start] == 0x20 || bytes[start] == 0x09) { start += 1 }
+        while end > start && (bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 || bytes[end - 1] == 0x0D || bytes[end - 1] == 0x0A) { end -= 1 }
+        return String(decoding: bytes[start..<end], as: UTF8.self)
+    }
+}

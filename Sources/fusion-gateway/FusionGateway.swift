@@ -1,0 +1,128 @@
+import ArgumentParser
+import EventLoop
+import Foundation
+import Gateway
+import Logging
+import MockUpstream
+
+@main
+struct FusionGateway: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fusion-gateway",
+        abstract: "An OpenAI-compatible streaming gateway for multi-model deliberation.",
+        subcommands: [Serve.self, MockUpstreamCommand.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct LoggingOptions: ParsableArguments {
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func bootstrap() throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown log level '\(logLevel)'")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway. With no --config, serves the built-in simulated models (no keys needed).")
+
+    @Option(help: "Address to listen on (overrides the config).")
+    var host: String?
+
+    @Option(help: "Port to listen on (overrides the config; default 8080).")
+    var port: Int?
+
+    @Option(help: "YAML config file (see Fixtures/config/example.yaml).")
+    var config: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        try logging.bootstrap()
+        let logger = Logger(label: "fusion-gateway")
+        var settings: GatewayConfig
+        do {
+            settings = try config.map { try GatewayConfig.load(path: $0) } ?? .embeddedDefault
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if let host { settings.server.host = host }
+        if let port { settings.server.port = port }
+
+        let loop = EventLoop()
+        let gateway: GatewayServer
+        do {
+            gateway = try GatewayServer(loop: loop, config: settings, environment: ProcessInfo.processInfo.environment,
+                                        logger: logger)
+        } catch {
+            throw ValidationError("cannot start: \(error)")
+        }
+        let base = "http://\(settings.server.host):\(gateway.port)"
+        logger.info("listening", metadata: ["url": "\(base)", "config": "\(config ?? "embedded default")"])
+        var banner = "fusion-gateway listening on \(base)\n"
+        if settings.simulatedModels {
+            banner += """
+                Try:  curl -N \(base)/v1/chat/completions -H 'Content-Type: application/json' \\
+                        -d '{"model":"sim/normal","stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
+
+                """
+        }
+        FileHandle.standardOutput.write(Data(banner.utf8))
+
+        // First signal: graceful shutdown (streams get shutdown_grace_ms); a second: stop now.
+        var stopping = false
+        let signals = [SIGINT, SIGTERM].map { signalNumber in
+            SignalWatcher(loop: loop, signal: signalNumber) { received in
+                if stopping {
+                    logger.warning("second signal: stopping now", metadata: ["signal": "\(received)"])
+                    loop.stop()
+                    return
+                }
+                stopping = true
+                logger.info("signal received: finishing streams, then stopping",
+                            metadata: ["signal": "\(received)", "active_streams": "\(gateway.activeStreams)"])
+                gateway.shutdown { loop.stop() }
+            }
+        }
+        loop.run()
+        withExtendedLifetime(signals) {}
+        logger.info("stopped")
+    }
+}
+
+struct MockUpstreamCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mock-upstream",
+        abstract: "Run the mock OpenAI-compatible upstream (deterministic scenarios chosen by model name).",
+        discussion: "Scenarios: \(MockScenario.Kind.allCases.map(\.rawValue).joined(separator: ", ")). "
+            + "Options follow the name, e.g. paced:pace_ms=20:deltas=64 or error:status=503.")
+
+    @Option(help: "Address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port: Int = 8090
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        try logging.bootstrap()
+        let loop = EventLoop()
+        let mock = try MockUpstream(loop: loop, host: host, port: port)
+        FileHandle.standardOutput.write(Data("mock upstream listening on http://\(host):\(mock.port)/v1\n".utf8))
+        let signals = [SIGINT, SIGTERM].map { signalNumber in
+            SignalWatcher(loop: loop, signal: signalNumber) { _ in mock.shutdown { loop.stop() } }
+        }
+        loop.run()
+        withExtendedLifetime(signals) {}
+    }
+}
