@@ -60,7 +60,10 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Gateway", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore"],
+            dependencies: [
+                "Gateway", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
     ]

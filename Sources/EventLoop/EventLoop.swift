@@ -18,6 +18,9 @@ public final class EventLoop: @unchecked Sendable {
     private var threadID: pthread_t?
     /// Work to run when `run()` is asked to stop, before handles are torn down.
     private var shutdownHooks: [() -> Void] = []
+    /// Work deferred to the next loop iteration (loop thread only).
+    private var deferredWork: [() -> Void] = []
+    private var deferredRunner: Idle?
 
     public init() {
         CLibUV_ignore_sigpipe()
@@ -88,6 +91,22 @@ public final class EventLoop: @unchecked Sendable {
             for hook in hooks { hook() }
             uv_stop(uvLoop)
         }
+    }
+
+    /// Loop thread only: runs `work` on the next loop iteration, after the current callbacks have
+    /// returned. For work that must not run nested inside another callback (e.g. curl's).
+    public func deferToNextIteration(_ work: @escaping () -> Void) {
+        deferredWork.append(work)
+        if deferredRunner == nil {
+            deferredRunner = Idle(loop: self) { [unowned self] in
+                deferredRunner?.stop()
+                let work = deferredWork
+                deferredWork.removeAll()
+                for item in work { item() }
+            }
+            onShutdown { [unowned self] in deferredRunner?.close() }
+        }
+        deferredRunner?.start()
     }
 
     /// Registers work to run (on the loop) when `stop()` is called.

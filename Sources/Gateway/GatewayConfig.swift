@@ -40,6 +40,17 @@ public struct GatewayConfig: Sendable {
         /// If set, the only models routed (and listed by `/v1/models`).
         public var models: [String]?
         public var simulated = false
+
+        public init(name: String, kind: Kind = .openai, baseURL: String, apiKeyEnvironmentVariable: String? = nil,
+                    headers: [String: String] = [:], models: [String]? = nil, simulated: Bool = false) {
+            self.name = name
+            self.kind = kind
+            self.baseURL = baseURL
+            self.apiKeyEnvironmentVariable = apiKeyEnvironmentVariable
+            self.headers = headers
+            self.models = models
+            self.simulated = simulated
+        }
     }
 
     public var server = Server()

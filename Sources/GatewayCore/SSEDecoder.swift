@@ -9,6 +9,7 @@ public struct SSEDecoder: Sendable {
     /// a misbehaving upstream can make us hold.
     public struct EventTooLarge: Error, Equatable {
         public let limit: Int
+        public init(limit: Int) { self.limit = limit }
     }
 
     public let maxEventBytes: Int

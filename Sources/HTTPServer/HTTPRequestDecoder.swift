@@ -114,11 +114,6 @@ public final class HTTPRequestDecoder {
             failure = error
             throw error
         }
-        if CHTTPParser_upgrade(parser) != 0 {
-            let error = HTTPDecodeError.malformed("protocol upgrade is not supported")
-            failure = error
-            throw error
-        }
         return (consumed, nil)
     }
 
@@ -179,6 +174,10 @@ public final class HTTPRequestDecoder {
             failure = .bodyTooLarge
             return -1
         }
+        guard parser.pointee.http_major == 1 else {
+            failure = .malformed("unsupported HTTP version \(parser.pointee.http_major).\(parser.pointee.http_minor)")
+            return -1
+        }
         headersComplete = true
         if parser.pointee.http_major == 1 && parser.pointee.http_minor >= 1,
             headers.contains(where: { $0.name.caseInsensitiveEquals("expect") && $0.value.caseInsensitiveEquals("100-continue") })
@@ -197,7 +196,9 @@ public final class HTTPRequestDecoder {
             versionMinor: Int(parser.pointee.http_minor),
             headers: headers,
             body: body,
-            keepAlive: http_should_keep_alive(parser) != 0
+            // Upgrade requests are answered as plain HTTP (RFC 9110 lets a server ignore
+            // Upgrade), but http_parser stops at them, so the connection is not reused.
+            keepAlive: http_should_keep_alive(parser) != 0 && CHTTPParser_upgrade(parser) == 0
         )
         isMidRequest = false
         headersComplete = false

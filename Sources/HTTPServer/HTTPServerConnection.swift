@@ -90,7 +90,14 @@ final class HTTPServerConnection {
         }
         tcp.startReading()
         armIdleTimer()
-        if !processing { processInbound() }
+        // A pipelined request waiting behind this response starts on the next loop iteration,
+        // never nested inside whatever callback finished this one (curl's, for a proxy).
+        if !inbound.isEmpty {
+            loop.deferToNextIteration { [weak self] in
+                guard let self, case .reading = state, !processing else { return }
+                processInbound()
+            }
+        }
     }
 
     /// Decodes and dispatches buffered requests until one is in progress or the bytes run out.

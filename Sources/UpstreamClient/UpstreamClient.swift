@@ -47,6 +47,8 @@ public final class UpstreamClient {
     /// Transfers cancelled while curl was on the stack: removed once it returns (curl forbids
     /// `curl_multi_remove_handle` from inside its callbacks).
     private var deferredRemovals: [UpstreamTransfer] = []
+    /// Transfers started while curl was on the stack: added once it returns.
+    private var deferredAdds: [UpstreamTransfer] = []
     private var insideCurl = 0
     private lazy var timeoutTimer: LoopTimer = LoopTimer(loop: loop) { [unowned self] in socketAction(CURL_SOCKET_TIMEOUT, 0) }
     /// curl asks for timeout 0 ("act now"); a 0 ms uv timer may re-fire within one pass on
@@ -84,7 +86,11 @@ public final class UpstreamClient {
         let transfer = UpstreamTransfer(client: self, request: request)
         precondition(!closed, "UpstreamClient used after close()")
         transfers[transfer.easy] = transfer
-        curl_multi_add_handle(multi, transfer.easy)
+        if insideCurl > 0 {
+            deferredAdds.append(transfer)
+        } else {
+            curl_multi_add_handle(multi, transfer.easy)
+        }
         return transfer
     }
 
@@ -108,7 +114,11 @@ public final class UpstreamClient {
 
     private func remove(_ transfer: UpstreamTransfer) {
         guard transfers.removeValue(forKey: transfer.easy) != nil else { return }
-        curl_multi_remove_handle(multi, transfer.easy)
+        if let index = deferredAdds.firstIndex(where: { $0 === transfer }) {
+            deferredAdds.remove(at: index)  // never added to curl
+        } else {
+            curl_multi_remove_handle(multi, transfer.easy)
+        }
         transfer.release()
     }
 
@@ -172,6 +182,11 @@ public final class UpstreamClient {
             let pending = deferredRemovals
             deferredRemovals.removeAll()
             for transfer in pending { remove(transfer) }
+        }
+        if !deferredAdds.isEmpty {
+            let pending = deferredAdds
+            deferredAdds.removeAll()
+            for transfer in pending { curl_multi_add_handle(multi, transfer.easy) }
         }
         var remaining: Int32 = 0
         while let message = curl_multi_info_read(multi, &remaining) {

@@ -1,0 +1,119 @@
+import GatewayCore
+import Testing
+
+@Suite struct ChatRequestTests {
+    func parse(_ text: String) throws(APIError) -> ChatRequest {
+        try ChatRequest(body: Array(text.utf8))
+    }
+
+    func error(_ text: String) -> APIError? {
+        do {
+            _ = try parse(text)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func acceptsEveryDocumentedField() throws {
+        let request = try parse("""
+            {"model":"p/m","messages":[
+               {"role":"system","content":"s"},
+               {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:x"}}]},
+               {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},
+               {"role":"tool","tool_call_id":"c","content":"42"}],
+             "stream":true,"stream_options":{"include_usage":true},"max_tokens":10,"max_completion_tokens":20,
+             "temperature":0.7,"top_p":1,"stop":["a","b"],"tools":[{"type":"function","function":{"name":"f"}}],
+             "tool_choice":"required","response_format":{"type":"json_object"},"reasoning":{"effort":"low"},
+             "seed":7,"user":"u","some_future_field":{"x":[1,2]}}
+            """)
+        #expect(request.model == "p/m")
+        #expect(request.stream)
+        #expect(request.includeUsage)
+    }
+
+    @Test func upstreamBodyReplacesOnlyTheModel() throws {
+        let text = #"{"x_unknown":{"model":"keep"},"model":"openrouter/openai/gpt-4o","messages":[{"role":"user","content":"é"}],"n":1}"#
+        let request = try parse(text)
+        let body = String(decoding: request.upstreamBody(model: "openai/gpt-4o"), as: UTF8.self)
+        #expect(body == #"{"x_unknown":{"model":"keep"},"model":"openai/gpt-4o","messages":[{"role":"user","content":"é"}],"n":1}"#)
+    }
+
+    @Test(arguments: [
+        // (body, status, param)
+        ("not json", 400, nil as String?),
+        ("", 400, nil),
+        ("[1,2]", 400, nil),
+        (#"{"messages":[{"role":"user","content":"x"}]}"#, 400, "model"),
+        (#"{"model":7,"messages":[{"role":"user","content":"x"}]}"#, 400, "model"),
+        (#"{"model":"","messages":[{"role":"user","content":"x"}]}"#, 400, "model"),
+        (#"{"model":"a/b"}"#, 400, "messages"),
+        (#"{"model":"a/b","messages":"hi"}"#, 400, "messages"),
+        (#"{"model":"a/b","messages":[]}"#, 400, "messages"),
+        (#"{"model":"a/b","messages":["hi"]}"#, 400, "messages[0]"),
+        (#"{"model":"a/b","messages":[{"content":"x"}]}"#, 400, "messages[0].role"),
+        (#"{"model":"a/b","messages":[{"role":"wizard","content":"x"}]}"#, 400, "messages[0].role"),
+        (#"{"model":"a/b","messages":[{"role":"user"}]}"#, 400, "messages[0].content"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":5}]}"#, 400, "messages[0].content"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":[{"text":"no type"}]}]}"#, 400, "messages[0].content[0]"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, 400, "stream"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}}"#, 400, "stream_options.include_usage"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, 400, "temperature"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"temperature":2.5}"#, 400, "temperature"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"top_p":-1}"#, 400, "top_p"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, 400, "max_tokens"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"max_completion_tokens":1.5}"#, 400, "max_completion_tokens"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"stop":[1]}"#, 400, "stop"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":{}}"#, 400, "tools"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]}"#, 400, "tools[0].function.name"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes"}"#, 400, "tool_choice"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"response_format":"json"}"#, 400, "response_format"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":"high"}"#, 400, "reasoning"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"seed":"7"}"#, 400, "seed"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"user":1}"#, 400, "user"),
+    ])
+    func rejectsBadInput(body: String, status: Int, param: String?) {
+        let failure = error(body)
+        #expect(failure?.status == status)
+        #expect(failure?.param == param)
+        #expect(failure?.type == "invalid_request_error")
+    }
+
+    @Test func errorBodyHasOpenAIShape() throws {
+        let failure = try #require(error(#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#))
+        let json = try JSONValue.parse(failure.body)
+        #expect(json["error"]?["message"]?.stringValue?.contains("temperature") == true)
+        #expect(json["error"]?["type"]?.stringValue == "invalid_request_error")
+        #expect(json["error"]?["code"]?.stringValue == "invalid_type")
+        #expect(json["error"]?["param"]?.stringValue == "temperature")
+    }
+}
+
+@Suite struct UpstreamErrorMappingTests {
+    @Test func keepsTheUpstreamMessageAndStatusForClientErrors() {
+        let error = UpstreamErrorMapping.map(
+            status: 400, body: Array(#"{"error":{"message":"context too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#.utf8),
+            headers: [], provider: "openrouter")
+        #expect(error.status == 400)
+        #expect(error.code == "context_length_exceeded")
+        #expect(error.message.contains("context too long"))
+    }
+
+    @Test func credentialFailuresBecomeBadGatewayAndSecretsAreScrubbed() {
+        let error = UpstreamErrorMapping.map(
+            status: 401, body: Array(#"{"error":{"message":"invalid key sk-secret-123"}}"#.utf8),
+            headers: [], provider: "openai", secrets: ["sk-secret-123"])
+        #expect(error.status == 502)
+        #expect(error.code == "upstream_auth_failed")
+        #expect(!error.message.contains("sk-secret-123"))
+        #expect(error.message.contains("[redacted]"))
+    }
+
+    @Test func rateLimitsKeepRetryAfter() {
+        let error = UpstreamErrorMapping.map(status: 429, body: Array("slow down".utf8),
+                                             headers: [("Retry-After", "3"), ("X-Other", "1")], provider: "p")
+        #expect(error.status == 429)
+        #expect(error.headers.map(\.0) == ["Retry-After"])
+        #expect(error.message.contains("slow down"))
+    }
+}

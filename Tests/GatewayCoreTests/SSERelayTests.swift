@@ -1,0 +1,92 @@
+import Foundation
+import GatewayCore
+import Testing
+
+@Suite struct SSERelayTests {
+    func relayAll(_ chunks: [[UInt8]]) -> (output: String, outcome: SSERelay.Outcome) {
+        var relay = SSERelay()
+        var out: [UInt8] = []
+        var outcome = SSERelay.Outcome.streaming
+        for chunk in chunks { outcome = relay.relay(chunk, into: &out) }
+        return (String(decoding: out, as: UTF8.self), outcome)
+    }
+
+    @Test(arguments: SSEDecoderTests.fixtureNames)
+    func fixtureRelaysIdenticallyHoweverSplit(name: String) throws {
+        let input = try Fixtures.bytes("sse/\(name).sse")
+        let expected = try JSONSerialization.jsonObject(with: Data(try Fixtures.bytes("sse/\(name).expected.json"))) as! [String: Any]
+        let whole = relayAll([input])
+        for chunks in splits(input) {
+            let result = relayAll(chunks)
+            #expect(result.output == whole.output, "split into \(chunks.map(\.count))")
+            if result.output != whole.output { return }
+        }
+        switch (whole.outcome, expected["relay_outcome"] as! String) {
+        case (.done, "done"), (.failed, "failed"): break
+        default: Issue.record("unexpected outcome \(whole.outcome)")
+        }
+        // What a client sees: never an id: line, never an empty data: line, always ends with [DONE].
+        #expect(!whole.output.contains("\nid:") && !whole.output.hasPrefix("id:"))
+        #expect(!whole.output.contains("data: \n") && !whole.output.contains("data:\n"))
+        #expect(!whole.output.contains("event:"))
+        #expect(whole.output.hasSuffix("data: [DONE]\n\n"))
+        // The client's events decode to the fixture's content.
+        var content = ""
+        var arguments = ""
+        for event in try decodeAll([Array(whole.output.utf8)]) where event.data != "[DONE]" {
+            let json = try JSONValue.parse(Array(event.data.utf8))
+            if let delta = json["choices"]?.arrayValue?.first?["delta"] {
+                content += delta["content"]?.stringValue ?? ""
+                arguments += delta["tool_calls"]?.arrayValue?.first?["function"]?["arguments"]?.stringValue ?? ""
+            }
+        }
+        #expect(content == expected["content"] as! String)
+        if let expectedArguments = expected["tool_arguments"] as? String { #expect(arguments == expectedArguments) }
+    }
+
+    @Test func stopsAtDoneAndIgnoresTrailingBytes() {
+        let result = relayAll([Array("data: {}\n\ndata: [DONE]\n\ndata: {\"late\":1}\n\n".utf8)])
+        #expect(result.output == "data: {}\n\ndata: [DONE]\n\n")
+        #expect(result.outcome == .done)
+    }
+
+    @Test func malformedEventBecomesAnErrorChunkThenDone() throws {
+        let result = relayAll([Array("data: {\"ok\":1}\n\ndata: not json\n\n".utf8)])
+        guard case .failed(let error) = result.outcome else {
+            Issue.record("expected failure")
+            return
+        }
+        #expect(error.code == "upstream_protocol_error")
+        let events = try decodeAll([Array(result.output.utf8)])
+        #expect(events.count == 3)
+        let chunk = try JSONValue.parse(Array(events[1].data.utf8))
+        #expect(chunk["error"]?["code"]?.stringValue == "upstream_protocol_error")
+        #expect(chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue == "error")
+        #expect(events[2].data == "[DONE]")
+    }
+
+    @Test func oversizedEventFailsTheStream() {
+        var relay = SSERelay(maxEventBytes: 64)
+        var out: [UInt8] = []
+        let outcome = relay.relay(Array(("data: \"" + String(repeating: "x", count: 100) + "\"\n\n").utf8), into: &out)
+        guard case .failed(let error) = outcome else {
+            Issue.record("expected failure")
+            return
+        }
+        #expect(error.message.contains("larger than 64"))
+    }
+
+    @Test func upstreamEndWithoutDone() {
+        var relay = SSERelay()
+        var out: [UInt8] = []
+        _ = relay.relay(Array("data: {}\n\n".utf8), into: &out)
+        relay.upstreamDidEnd(failure: nil, into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "data: {}\n\ndata: [DONE]\n\n")
+
+        var broken = SSERelay()
+        var brokenOut: [UInt8] = []
+        broken.upstreamDidEnd(failure: .upstreamUnavailable("gone", code: "upstream_connection_lost"), into: &brokenOut)
+        #expect(String(decoding: brokenOut, as: UTF8.self).contains("upstream_connection_lost"))
+        #expect(broken.outcome != .done)
+    }
+}

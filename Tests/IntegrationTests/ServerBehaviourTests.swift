@@ -1,0 +1,189 @@
+import Foundation
+import EventLoop
+import Gateway
+import GatewayCore
+import HTTPServer
+import MockUpstream
+import Testing
+
+/// HTTP-level behaviour of the gateway over real sockets: bad input, limits, keep-alive,
+/// pipelining, disconnects, shutdown.
+@Suite struct ServerBehaviourTests {
+    func expectStillServing(_ env: TestEnvironment, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let health = try env.get("/health")
+        #expect(health.status == 200, "server still serving", sourceLocation: sourceLocation)
+        #expect(health.json?["status"]?.stringValue == "ok", sourceLocation: sourceLocation)
+    }
+
+    func expectErrorShape(_ response: TestResponse, status: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(response.status == status, sourceLocation: sourceLocation)
+        #expect(response.header("content-type") == "application/json", sourceLocation: sourceLocation)
+        let error = response.json?["error"]
+        #expect(error?["message"]?.stringValue?.isEmpty == false, "has a message: \(response.text)", sourceLocation: sourceLocation)
+        #expect(error?["type"]?.stringValue != nil, sourceLocation: sourceLocation)
+        #expect(error?["code"]?.stringValue != nil, sourceLocation: sourceLocation)
+    }
+
+    @Test(arguments: [
+        // (raw request, status, connection closed afterwards)
+        ("GARBAGE / NONSENSE\r\n\r\n", 400, true),
+        ("GET / HTTP/1.1\r\nX-Big: \(String(repeating: "a", count: 9000))\r\n\r\n", 431, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 300000\r\n\r\n", 413, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true),
+        (TestEnvironment.post("/v1/chat/completions", body: "{not json"), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":"x"}"#), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal"}"#), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"nobody/model","messages":[{"role":"user","content":"x"}]}"#), 404, false),
+        ("GET /v2/nothing HTTP/1.1\r\n\r\n", 404, false),
+        ("DELETE /v1/chat/completions HTTP/1.1\r\n\r\n", 405, false),
+    ])
+    func badInputGetsItsStatusAndTheServerKeepsServing(raw: String, status: Int, closes: Bool) throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        try client.send(raw)
+        let response = try client.readResponse()
+        expectErrorShape(response, status: status)
+        if closes {
+            #expect(response.header("connection") == "close")
+            #expect(client.peerClosed(), "a framing error closes the connection")
+        } else {
+            // The connection itself stays usable after an application-level error.
+            try client.send("GET /health HTTP/1.1\r\n\r\n")
+            #expect(try client.readResponse().status == 200)
+        }
+        try expectStillServing(env)
+    }
+
+    @Test func methodNotAllowedNamesTheAllowedMethod() throws {
+        let env = try TestEnvironment()
+        let response = try env.get("/v1/chat/completions")
+        expectErrorShape(response, status: 405)
+        #expect(response.header("allow") == "POST")
+    }
+
+    @Test func slowHeadersTimeOutWith408() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        try client.send("GET /health HTTP/1.1\r\nX-Slow:")
+        let started = Date()
+        let response = try client.readResponse()
+        expectErrorShape(response, status: 408)
+        #expect(Date().timeIntervalSince(started) >= 0.4)
+        #expect(client.peerClosed())
+        try expectStillServing(env)
+    }
+
+    @Test func idleKeepAliveConnectionsCloseQuietly() throws {
+        let env = try TestEnvironment { $0.server.limits.idleTimeoutMilliseconds = 300 }
+        let client = try env.client()
+        try client.send("GET /health HTTP/1.1\r\n\r\n")
+        #expect(try client.readResponse().status == 200)
+        #expect(client.peerClosed(), "closed after the idle timeout, with no response bytes")
+    }
+
+    @Test func keepAliveServesSeveralRequestsOnOneConnection() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        for _ in 0..<3 {
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")))
+            let response = try client.readResponse()
+            #expect(response.status == 200)
+            #expect(response.events.last == "[DONE]")
+        }
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        try client.send(
+            TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=5:deltas=5"))
+                + "GET /health HTTP/1.1\r\n\r\n"
+                + TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/normal", stream: false))
+                + "GET /nothing HTTP/1.1\r\n\r\n")
+        let first = try client.readResponse()
+        #expect(first.streamedContent == "t0 t1 t2 t3 t4 ")
+        #expect(try client.readResponse().json?["status"]?.stringValue == "ok")
+        #expect(try client.readResponse().json?["object"]?.stringValue == "chat.completion")
+        #expect(try client.readResponse().status == 404)
+    }
+
+    @Test func expectContinueIsHonoured() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        let body = TestEnvironment.chatBody(model: "mock/normal", stream: false)
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        // The interim response arrives before we send the body (readResponse skips it, so read raw).
+        var interim = [UInt8](repeating: 0, count: 25)
+        let count = recv(client.fd, &interim, 25, 0)
+        #expect(String(decoding: interim[..<max(count, 0)], as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+        try client.send(body)
+        #expect(try client.readResponse().status == 200)
+    }
+
+    @Test func http10ClientsGetAStreamThenClose() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        let body = TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")
+        try client.send("POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.header("transfer-encoding") == nil)
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+    }
+
+    @Test func clientDisconnectCancelsTheUpstreamTransfer() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=50:deltas=200")))
+        // Read until the first delta arrived, then hang up.
+        var sawDelta = false
+        _ = try? client.readResponse { chunk in
+            if !sawDelta, String(decoding: chunk, as: UTF8.self).contains("\"t0 \"") {
+                sawDelta = true
+                client.disconnect()
+            }
+        }
+        #expect(sawDelta)
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 }, "the mock saw its stream cancelled")
+        #expect(env.mockStats.counts.streamsFinished == 0)
+        let active = try env.thread.loop.submitAndWait { [env] in env.gateway?.activeStreams ?? -1 }
+        #expect(active == 0)
+    }
+
+    @Test func gracefulShutdownLetsStreamsFinishAndRefusesNewConnections() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=20:deltas=15")))
+        var shutdownStarted = false
+        let response = try client.readResponse { _ in
+            if !shutdownStarted {
+                shutdownStarted = true
+                env.beginGatewayShutdown()
+            }
+        }
+        #expect(response.streamedContent == (0..<15).map { "t\($0) " }.joined(), "the stream in flight completed")
+        #expect(client.peerClosed(), "the connection closes after its last response")
+        #expect(throws: (any Error).self) { try TestClient(port: env.gatewayPort) }
+    }
+
+    @Test func shutdownDeadlineCancelsLongStreams() throws {
+        let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 200 }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=20:deltas=500")))
+        var shutdownStarted = false
+        _ = try? client.readResponse { _ in
+            if !shutdownStarted {
+                shutdownStarted = true
+                env.beginGatewayShutdown()
+            }
+        }
+        #expect(shutdownStarted)
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 })
+    }
+}

@@ -1,0 +1,109 @@
+import EventLoop
+import Foundation
+import Gateway
+import GatewayCore
+import HTTPServer
+import Logging
+import MockUpstream
+
+/// A gateway and a mock upstream on their own loop thread, both on port 0. Each test makes its
+/// own, so tests run in parallel without sharing a loop or a counter.
+final class TestEnvironment: @unchecked Sendable {
+    /// Loop-confined objects: created and used only on `thread.loop` (hence @unchecked).
+    private var mock: MockUpstream?
+    private(set) var gateway: GatewayServer?
+    let thread = EventLoopThread(name: "test-loop")
+    let mockStats = MockUpstreamStats()
+    private(set) var gatewayPort = 0
+    private(set) var mockPort = 0
+
+    static let secretKey = "sk-test-secret-0123456789"
+
+    init(_ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
+        let stats = mockStats
+        let ports = try thread.loop.submitAndWait { [self] () -> (Int, Int) in
+            let mock = try MockUpstream(loop: thread.loop, port: 0, stats: stats)
+            var config = GatewayConfig.embeddedDefault
+            config.server.port = 0
+            config.server.limits.headerTimeoutMilliseconds = 500
+            config.server.limits.idleTimeoutMilliseconds = 2_000
+            config.server.limits.maxHeaderBytes = 8 * 1024
+            config.server.limits.maxBodyBytes = 256 * 1024
+            config.server.shutdownGraceMilliseconds = 2_000
+            config.upstream.keepAliveIntervalMilliseconds = 150
+            config.upstream.idleTimeoutMilliseconds = 800
+            let base = "http://127.0.0.1:\(mock.port)/v1"
+            config.providers["mock"] = .init(name: "mock", baseURL: base)
+            config.providers["keyed"] = .init(name: "keyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY",
+                                              headers: ["X-Title": "fusion-gateway tests"])
+            config.providers["unkeyed"] = .init(name: "unkeyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_UNSET_KEY")
+            config.providers["listed"] = .init(name: "listed", baseURL: base, models: ["normal"])
+            config.providers["dead"] = .init(name: "dead", baseURL: "http://127.0.0.1:1/v1")
+            config.providers["nowhere"] = .init(name: "nowhere", baseURL: "http://no-such-host.invalid/v1")
+            configure(&config)
+            var logger = Logger(label: "gateway-under-test")
+            logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap(Logger.Level.init) ?? .critical
+            let gateway = try GatewayServer(loop: thread.loop, config: config,
+                                            environment: ["TEST_PROVIDER_KEY": Self.secretKey], logger: logger)
+            self.mock = mock
+            self.gateway = gateway
+            return (gateway.port, mock.port)
+        }
+        gatewayPort = ports.0
+        mockPort = ports.1
+    }
+
+    deinit { stop() }
+
+    private var stopped = false
+
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        thread.loop.execute { [self] in
+            gateway?.shutdown()
+            mock?.shutdown()
+        }
+        thread.shutdown()
+    }
+
+    /// Starts the gateway's graceful shutdown; returns at once.
+    func beginGatewayShutdown() {
+        thread.loop.execute { [self] in gateway?.shutdown() }
+    }
+
+    func client() throws -> TestClient { try TestClient(port: gatewayPort) }
+
+    /// POSTs a chat completion on a new connection and reads the whole response.
+    func chat(_ body: String, headers: [String: String] = [:]) throws -> TestResponse {
+        let client = try client()
+        try client.send(Self.post("/v1/chat/completions", body: body, headers: headers))
+        return try client.readResponse()
+    }
+
+    func get(_ path: String) throws -> TestResponse {
+        let client = try client()
+        try client.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        return try client.readResponse()
+    }
+
+    static func post(_ path: String, body: String, headers: [String: String] = [:]) -> String {
+        var text = "POST \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        return text + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+    }
+
+    static func chatBody(model: String, stream: Bool = true, prompt: String = "Hello there", extra: String = "") -> String {
+        #"{"model":"\#(model)","stream":\#(stream),"messages":[{"role":"user","content":"\#(prompt)"}]\#(extra)}"#
+    }
+
+    /// Waits (bounded) until `condition` holds; returns whether it did.
+    func eventually(timeoutSeconds: Double = 3, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(5_000)
+        }
+        return condition()
+    }
+}
