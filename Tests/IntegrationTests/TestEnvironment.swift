@@ -42,7 +42,7 @@ final class TestEnvironment: @unchecked Sendable {
             config.providers["nowhere"] = .init(name: "nowhere", baseURL: "http://no-such-host.invalid/v1")
             configure(&config)
             var logger = Logger(label: "gateway-under-test")
-            logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap(Logger.Level.init) ?? .critical
+            logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
             let gateway = try GatewayServer(loop: thread.loop, config: config,
                                             environment: ["TEST_PROVIDER_KEY": Self.secretKey], logger: logger)
             self.mock = mock
