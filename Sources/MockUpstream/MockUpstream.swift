@@ -134,7 +134,8 @@ struct MockScript {
                 steps = (0..<count).map { .content("t\($0) ") }
             } else {
                 let quoted = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
-                let text = "This is a simulated answer from the mock model '\(model)'. You asked: \"\(quoted)\". "
+                let name = model.split(separator: ":").first.map(String.init) ?? model  // without its options
+                let text = "This is a simulated answer from the mock model '\(name)'. You asked: \"\(quoted)\". "
                     + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive."
                 var words: [Step] = []
                 var current = ""

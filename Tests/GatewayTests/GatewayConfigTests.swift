@@ -1,0 +1,108 @@
+import Foundation
+import Gateway
+import GatewayCore
+import HTTPServer
+import Testing
+
+@Suite struct GatewayConfigTests {
+    static let example = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/config/example.yaml").path
+
+    @Test func theDocumentedExampleLoads() throws {
+        let config = try GatewayConfig.load(path: Self.example)
+        #expect(config.server.port == 8080)
+        #expect(config.server.limits.maxHeaderBytes == 32768)
+        #expect(config.upstream.keepAliveIntervalMilliseconds == 5000)
+        #expect(config.simulatedModels)
+        #expect(config.defaultProvider == "openrouter")
+        #expect(config.providers["openrouter"]?.baseURL == "https://openrouter.ai/api/v1")
+        #expect(config.providers["openrouter"]?.apiKeyEnvironmentVariable == "OPENROUTER_API_KEY")
+        #expect(config.providers["openrouter"]?.headers["X-Title"] == "fusion-gateway")
+        #expect(config.providers["openai"]?.models == ["gpt-4o-mini", "gpt-4.1"])
+        #expect(config.providers["local"]?.apiKeyEnvironmentVariable == nil)
+    }
+
+    @Test func embeddedDefaultNeedsNoKeys() {
+        let config = GatewayConfig.embeddedDefault
+        #expect(config.simulatedModels)
+        #expect(config.providers.isEmpty)
+        #expect(config.server.host == "127.0.0.1")
+    }
+
+    @Test(arguments: [
+        ("servr: {}", "unknown key 'servr'"),
+        ("server: {port: 99999}", "server.port"),
+        ("server: {port: eighty}", "server.port"),
+        ("providers: {p: {base_url: 'ftp://x'}}", "base_url must start with"),
+        ("providers: {p: {kind: anthropic, base_url: 'http://x'}}", "unknown provider kind"),
+        ("providers: {p: {}}", "base_url is required"),
+        ("providers: {p: {base_url: 'http://x', api_key: 'sk-123'}}", "api_key_env"),
+        ("providers: {sim: {base_url: 'http://x'}}", "reserved"),
+        ("default_provider: ghost", "ghost"),
+        ("upstream: {idle_timeout_ms: -5}", "upstream.idle_timeout_ms"),
+        ("simulated_models: maybe", "simulated_models"),
+        ("server: [1, 2]", "must be a mapping"),
+        ("{{{", "invalid YAML"),
+    ])
+    func badConfigsAreRejectedWithTheirPath(yaml: String, mention: String) {
+        do {
+            _ = try GatewayConfig.parse(yaml: yaml, source: "test.yaml")
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect("\(error)".contains(mention), "\(error)")
+        }
+    }
+}
+
+@Suite struct ModelRouterTests {
+    func router(defaultProvider: String? = nil, environment: [String: String] = ["OR_KEY": "sk-or-secret"]) throws -> ModelRouter {
+        var yaml = """
+            providers:
+              openrouter: {base_url: 'https://openrouter.ai/api/v1', api_key_env: OR_KEY}
+              local: {base_url: 'http://127.0.0.1:11434/v1', models: [llama3]}
+            """
+        if let defaultProvider { yaml += "\ndefault_provider: \(defaultProvider)" }
+        return ModelRouter(config: try GatewayConfig.parse(yaml: yaml), simulatedBaseURL: "http://127.0.0.1:9/v1",
+                           environment: environment)
+    }
+
+    @Test func routesByFirstSegment() throws {
+        let route = try router().route("openrouter/anthropic/claude-opus-4.5")
+        #expect(route.provider.name == "openrouter")
+        #expect(route.upstreamModel == "anthropic/claude-opus-4.5")
+        #expect(route.apiKey == "sk-or-secret")
+        #expect(try router().route("sim/paced:pace_ms=5").provider.simulated)
+        #expect(try router().route("local/llama3").apiKey == nil)
+    }
+
+    @Test func defaultProviderTakesBareNames() throws {
+        let route = try router(defaultProvider: "openrouter").route("openai/gpt-4o")
+        #expect(route.provider.name == "openrouter")
+        #expect(route.upstreamModel == "openai/gpt-4o")
+    }
+
+    @Test(arguments: ["gpt-4o", "nope/x", "local/mistral", "sim/unknown-scenario", "openrouter/"])
+    func unknownModelsAreNamed(model: String) throws {
+        let router = try router()
+        do {
+            _ = try router.route(model)
+            Issue.record("routed \(model)")
+        } catch {
+            #expect(error.status == 404)
+            #expect(error.message.contains(model))
+        }
+    }
+
+    @Test func missingKeyNamesTheVariableNotTheKey() throws {
+        let router = try router(environment: [:])
+        #expect(router.providersMissingKeys.map(\.variable) == ["OR_KEY"])
+        do {
+            _ = try router.route("openrouter/x")
+            Issue.record("routed without a key")
+        } catch {
+            #expect(error.code == "provider_key_missing")
+            #expect(error.message.contains("OR_KEY"))
+        }
+    }
+}

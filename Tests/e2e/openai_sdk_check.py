@@ -1,0 +1,90 @@
+"""Drives the official `openai` Python SDK through a running fusion-gateway.
+
+Usage: python openai_sdk_check.py BASE_URL   (e.g. http://127.0.0.1:8080/v1)
+Exits non-zero with a message on the first failed check; prints one line per passed check.
+"""
+import sys
+
+import openai
+
+base_url = sys.argv[1]
+client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0, timeout=10)
+prompt = "Why is the sky blue?"
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        print(f"FAIL {name}: {detail}")
+        sys.exit(1)
+    print(f"ok   {name}")
+
+
+# Streaming: the SDK's own SSE decoder must see every delta and stop at [DONE].
+stream = client.chat.completions.create(
+    model="mock/normal:pace_ms=2",
+    messages=[{"role": "user", "content": prompt}],
+    stream=True,
+    stream_options={"include_usage": True},
+)
+parts, usage = [], None
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        parts.append(chunk.choices[0].delta.content)
+    if chunk.usage:
+        usage = chunk.usage
+text = "".join(parts)
+check("stream text", text.startswith("This is a simulated answer") and prompt in text, repr(text))
+check("stream usage", usage is not None and usage.completion_tokens > 0, repr(usage))
+
+# Non-streaming.
+completion = client.chat.completions.create(
+    model="mock/normal", messages=[{"role": "user", "content": prompt}], max_completion_tokens=50
+)
+content = completion.choices[0].message.content
+check("non-stream text", content == text, f"{content!r} != {text!r}")
+check("non-stream finish", completion.choices[0].finish_reason == "stop")
+
+# Tool calls arrive as deltas the SDK can assemble.
+stream = client.chat.completions.create(
+    model="mock/tool-call:pace_ms=1",
+    messages=[{"role": "user", "content": "weather in Paris?"}],
+    tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    stream=True,
+)
+arguments = ""
+for chunk in stream:
+    for call in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+        arguments += call.function.arguments or ""
+check("tool call arguments", arguments == '{"location":"Paris, France","unit":"celsius"}', arguments)
+
+# A mid-stream upstream error raises APIError after the earlier deltas were delivered.
+received = []
+try:
+    for chunk in client.chat.completions.create(
+        model="mock/error-mid-stream:after=3:pace_ms=1",
+        messages=[{"role": "user", "content": prompt}],
+        stream=True,
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            received.append(chunk.choices[0].delta.content)
+    check("mid-stream error raises", False, "no exception")
+except openai.APIError as error:
+    check("mid-stream error raises", "Provider disconnected" in str(error), str(error))
+check("deltas before the error", "".join(received) == "This is a ", repr(received))
+
+# Errors before the first byte surface as the SDK's typed exceptions.
+try:
+    client.chat.completions.create(model="nope/model", messages=[{"role": "user", "content": "x"}])
+    check("unknown model raises", False, "no exception")
+except openai.NotFoundError as error:
+    check("unknown model raises NotFoundError", "nope/model" in str(error), str(error))
+try:
+    client.chat.completions.create(model="mock/normal", messages=[{"role": "user", "content": "x"}], temperature=7)
+    check("bad temperature raises", False, "no exception")
+except openai.BadRequestError as error:
+    check("bad temperature raises BadRequestError", error.body and error.body.get("param") == "temperature", str(error.body))
+
+# The model list is readable by the SDK.
+models = [model.id for model in client.models.list()]
+check("models list", "sim/normal" in models, repr(models[:5]))
+print("openai SDK", openai.__version__, "all checks passed")
