@@ -126,7 +126,10 @@ final class ChatCompletionProxy {
             case .streaming:
                 break
             case .done:
-                // Let the transfer finish on its own (its connection stays reusable).
+                // The client has everything. The transfer finishes reading on its own, keeping
+                // its connection reusable, but it no longer reports to us.
+                transfer?.detach(cancelAfterMilliseconds: 2_000)
+                transfer = nil
                 finishClientStream()
             case .failed(let error):
                 summary.error = error.code

@@ -16,6 +16,8 @@ public final class HTTPServer {
     public private(set) var isShuttingDown = false
     /// Called for each request answered by the server itself (bad framing, timeouts).
     public var onRejection: ((APIError) -> Void)?
+    /// Called for each accepted connection.
+    public var onAccept: (() -> Void)?
 
     public init(loop: EventLoop, host: String, port: Int, limits: HTTPServerLimits = HTTPServerLimits(),
                 handler: @escaping Handler) throws {
@@ -29,6 +31,7 @@ public final class HTTPServer {
             }
             let connection = HTTPServerConnection(tcp: tcp, server: self)
             connections[ObjectIdentifier(connection)] = connection
+            onAccept?()
         }
     }
 

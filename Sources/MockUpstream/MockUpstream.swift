@@ -20,6 +20,7 @@ public final class MockUpstream {
         server = try HTTPServer(loop: loop, host: host, port: port) { [unowned self] request, writer in
             handle(request, writer)
         }
+        server.onAccept = { [stats] in stats.update { $0.connections += 1 } }
     }
 
     public var port: Int { server.port }

@@ -3,6 +3,8 @@ import Synchronization
 /// What the mock saw, readable from any thread (tests assert on it while servers run elsewhere).
 public final class MockUpstreamStats: Sendable {
     public struct Counts: Equatable, Sendable {
+        /// TCP connections accepted (fewer than requests when clients reuse connections).
+        public var connections = 0
         public var requests = 0
         public var streamsStarted = 0
         /// Responses the mock ended itself (normally, or by a scripted failure).

@@ -218,6 +218,7 @@ public final class UpstreamTransfer {
     public private(set) var status = 0
     public private(set) var isFinished = false
     public private(set) var isCancelled = false
+    private var detachDeadline: LoopTimer?
 
     init(client: UpstreamClient, request: UpstreamRequest) {
         self.client = client
@@ -271,6 +272,17 @@ public final class UpstreamTransfer {
         client.cancel(self)
     }
 
+    /// The caller has all it needs (e.g. `[DONE]` arrived) but the response body has not ended:
+    /// stop reporting and let curl finish reading it, so the connection can be reused. If it has
+    /// not finished within `milliseconds`, it is cancelled.
+    public func detach(cancelAfterMilliseconds milliseconds: UInt64) {
+        guard !isFinished, !isCancelled else { return }
+        dropCallbacks()
+        let deadline = LoopTimer(loop: client.loop) { [weak self] in self?.cancel() }
+        deadline.start(afterMilliseconds: milliseconds)
+        detachDeadline = deadline
+    }
+
     private func dropCallbacks() {
         onHead = nil
         onData = nil
@@ -279,6 +291,8 @@ public final class UpstreamTransfer {
 
     /// After removal from the multi handle: free curl's resources.
     func release() {
+        detachDeadline?.close()
+        detachDeadline = nil
         curl_easy_cleanup(easy)
         curl_slist_free_all(headerList)
         headerList = nil

@@ -50,6 +50,16 @@ import Testing
         #expect(stamped.count >= 20)
     }
 
+    @Test func sequentialRequestsReuseOneUpstreamConnection() throws {
+        let env = try TestEnvironment()
+        for stream in [true, false, true, true] {
+            let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: stream))
+            #expect(response.status == 200)
+        }
+        #expect(env.mockStats.counts.requests == 4)
+        #expect(env.mockStats.counts.connections == 1, "the upstream connection is kept alive and reused")
+    }
+
     @Test func nonStreamingReturnsOneCompletion() throws {
         let env = try TestEnvironment()
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal", stream: false))
