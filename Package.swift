@@ -21,6 +21,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fusion-gateway", targets: ["fusion-gateway"]),
+        // For the benchmark package in Benchmarks/ (a separate package, so its dependencies never
+        // slow the main build or CI).
+        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

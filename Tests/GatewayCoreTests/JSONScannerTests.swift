@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 import Testing
 
@@ -32,5 +33,38 @@ import Testing
         #expect(JSONScanner.rangeOfTopLevelValue(forKey: "missing", in: text) == nil)
         #expect(JSONScanner.rangeOfTopLevelValue(forKey: "model", in: Array("[1]".utf8)) == nil)
         #expect(JSONScanner.rangeOfTopLevelValue(forKey: "model", in: Array(#"{"model":"#.utf8)) == nil)
+    }
+}
+
+@Suite struct JSONValueParsingTests {
+    @Test func parsesEveryKindOfValue() throws {
+        let text = #" {"s":"plain","e":"q\"b\\s\/n\nt\tu\u00e9\ud83d\ude00x","i":-42,"big":12345678901234567890,"d":0.25,"x":1e3,"t":true,"f":false,"z":null,"a":[1,[],{}],"o":{"k":{"k":"v"}},"dup":1,"dup":2} "#
+        let value = try JSONValue.parse(Array(text.utf8))
+        #expect(value["s"] == .string("plain"))
+        #expect(value["e"] == .string("q\"b\\s/n\nt\tué😀x"))
+        #expect(value["i"] == .int(-42))
+        #expect(value["big"] == .double(Double("12345678901234567890")!))
+        #expect(value["d"] == .double(0.25))
+        #expect(value["x"] == .double(1000))
+        #expect(value["t"] == .bool(true))
+        #expect(value["f"] == .bool(false))
+        #expect(value["z"] == .null)
+        #expect(value["a"] == .array([.int(1), .array([]), .object([:])]))
+        #expect(value["o"]?["k"]?["k"] == .string("v"))
+        #expect(value["dup"] == .int(2))
+    }
+
+    @Test func agreesWithFoundationOnTheFixtures() throws {
+        for name in try Fixtures.names(in: "sse", withExtension: "sse") {
+            for event in try decodeAll([try Fixtures.bytes("sse/\(name).sse")]) where JSONScanner.isValid(Array(event.data.utf8)) {
+                let ours = try JSONValue.parse(Array(event.data.utf8))
+                let foundation = try JSONDecoder().decode(JSONValue.self, from: Data(event.data.utf8))
+                #expect(ours == foundation, "\(event.data)")
+            }
+        }
+    }
+
+    @Test func loneSurrogateBecomesReplacementCharacter() throws {
+        #expect(try JSONValue.parse(Array(#""\ud800x""#.utf8)) == .string("\u{FFFD}x"))
     }
 }

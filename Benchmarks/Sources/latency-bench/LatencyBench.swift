@@ -1,0 +1,198 @@
+import ArgumentParser
+import EventLoop
+import Foundation
+import GatewayCore
+import Histogram
+import Synchronization
+import UpstreamClient
+
+/// Measures what the gateway adds to a stream's latency: the same streams, in the same run,
+/// alternately direct to the mock upstream and through the gateway (both separate processes,
+/// release builds), timed by one client on its own event loop.
+@main
+struct LatencyBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "latency-bench",
+        abstract: "Time to first token and inter-token gaps, direct vs. through fusion-gateway.")
+
+    @Option(help: "The fusion-gateway binary (release build).")
+    var gateway = "../.build/release/fusion-gateway"
+
+    @Option(help: "Streams per path, run one after another.")
+    var streams = 300
+
+    @Option(help: "Deltas per stream.")
+    var deltas = 16
+
+    @Option(help: "Milliseconds between deltas at the mock.")
+    var paceMs = 2
+
+    @Option(help: "Write the results as JSON to this file.")
+    var json: String?
+
+    func run() throws {
+        let mock = try ChildProcess(gateway, ["mock-upstream", "--port", "0", "--log-level", "error"],
+                                    banner: "mock upstream listening on http://127.0.0.1:")
+        defer { mock.stop() }
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("latency-bench-\(getpid()).yaml")
+        try """
+            upstream: {keepalive_interval_ms: 60000}
+            providers:
+              mock: {base_url: 'http://127.0.0.1:\(mock.port)/v1'}
+            """.write(to: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: config) }
+        let gatewayProcess = try ChildProcess(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error"],
+                                              banner: "fusion-gateway listening on http://127.0.0.1:")
+        defer { gatewayProcess.stop() }
+
+        let model = "paced:pace_ms=\(paceMs):deltas=\(deltas)"
+        let paths = [
+            Path(name: "direct", url: "http://127.0.0.1:\(mock.port)/v1/chat/completions", model: model),
+            Path(name: "gateway", url: "http://127.0.0.1:\(gatewayProcess.port)/v1/chat/completions", model: "mock/\(model)"),
+        ]
+        let thread = EventLoopThread(name: "bench-client")
+        defer { thread.shutdown() }
+        let results = try thread.loop.submitAndWait { [streams] in
+            StreamRunner(loop: thread.loop, paths: paths, streamsPerPath: streams)
+        }
+        let done = DispatchSemaphore(value: 0)
+        thread.loop.execute { results.start { done.signal() } }
+        done.wait()
+        let report = try thread.loop.submitAndWait { results.report() }
+        print(report.table)
+        if let json {
+            try report.json.write(toFile: json, atomically: true, encoding: .utf8)
+            print("wrote \(json)")
+        }
+    }
+}
+
+struct Path: Sendable {
+    let name: String
+    let url: String
+    let model: String
+}
+
+/// Runs the streams one at a time, alternating paths, and records microsecond latencies.
+final class StreamRunner: @unchecked Sendable {  // loop-confined after creation
+    let loop: EventLoop
+    let client: UpstreamClient
+    let paths: [Path]
+    let streamsPerPath: Int
+    var ttft: [Histogram<UInt64>]
+    var gaps: [Histogram<UInt64>]
+    var failures = 0
+    private var remaining: Int
+    private var completion: () -> Void = {}
+
+    init(loop: EventLoop, paths: [Path], streamsPerPath: Int) {
+        self.loop = loop
+        client = UpstreamClient(loop: loop)
+        self.paths = paths
+        self.streamsPerPath = streamsPerPath
+        ttft = paths.map { _ in Histogram(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three) }
+        gaps = ttft
+        remaining = streamsPerPath * paths.count + paths.count * 10  // the first 10 per path warm up
+    }
+
+    func start(_ completion: @escaping () -> Void) {
+        self.completion = completion
+        next()
+    }
+
+    private func next() {
+        guard remaining > 0 else {
+            client.close()
+            completion()
+            return
+        }
+        remaining -= 1
+        let index = remaining % paths.count
+        let record = remaining < streamsPerPath * paths.count
+        let path = paths[index]
+        let body = #"{"model":"\#(path.model)","stream":true,"messages":[{"role":"user","content":"bench"}]}"#
+        let started = EventLoop.monotonicNanoseconds()
+        var decoder = SSEDecoder()
+        var last: UInt64 = 0
+        var ok = false
+        let transfer = client.start(UpstreamRequest(url: path.url, headers: [("Content-Type", "application/json")],
+                                                    body: Array(body.utf8)))
+        transfer.onData = { [unowned self] bytes in
+            let now = EventLoop.monotonicNanoseconds()
+            try? decoder.feed(bytes) { event in
+                guard !event.isDone else {
+                    ok = true
+                    return
+                }
+                guard record else { last = now; return }
+                if last == 0 {
+                    _ = ttft[index].record((now - started) / 1000)
+                } else {
+                    _ = gaps[index].record((now - last) / 1000)
+                }
+                last = now
+            }
+        }
+        transfer.onComplete = { [unowned self] failure in
+            if failure != nil || !ok { failures += 1 }
+            loop.deferToNextIteration { [unowned self] in next() }
+        }
+    }
+
+    func report() -> (table: String, json: String) {
+        func ms(_ micros: UInt64) -> String { String(format: "%.3f", Double(micros) / 1000) }
+        func signedMs(_ micros: Int64) -> String { String(format: "%+.3f", Double(micros) / 1000) }
+        var table = "streams per path: \(streamsPerPath), failures: \(failures)\n"
+        table += "path      TTFT p50   TTFT p99   gap p50    gap p99   (ms)\n"
+        var entries: [String] = []
+        for (index, path) in paths.enumerated() {
+            let values = [ttft[index].valueAtPercentile(50), ttft[index].valueAtPercentile(99),
+                          gaps[index].valueAtPercentile(50), gaps[index].valueAtPercentile(99)]
+            table += path.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                + values.map { ms($0).padding(toLength: 11, withPad: " ", startingAt: 0) }.joined() + "\n"
+            entries.append(#""\#(path.name)":{"ttft_p50_us":\#(values[0]),"ttft_p99_us":\#(values[1]),"gap_p50_us":\#(values[2]),"gap_p99_us":\#(values[3])}"#)
+        }
+        let added = [Int64(ttft[1].valueAtPercentile(50)) - Int64(ttft[0].valueAtPercentile(50)),
+                     Int64(ttft[1].valueAtPercentile(99)) - Int64(ttft[0].valueAtPercentile(99)),
+                     Int64(gaps[1].valueAtPercentile(50)) - Int64(gaps[0].valueAtPercentile(50)),
+                     Int64(gaps[1].valueAtPercentile(99)) - Int64(gaps[0].valueAtPercentile(99))]
+        table += "added     " + added.map { signedMs($0).padding(toLength: 11, withPad: " ", startingAt: 0) }.joined() + "\n"
+        entries.append(#""added":{"ttft_p50_us":\#(added[0]),"ttft_p99_us":\#(added[1]),"gap_p50_us":\#(added[2]),"gap_p99_us":\#(added[3])}"#)
+        return (table, "{" + entries.joined(separator: ",") + #","streams_per_path":\#(streamsPerPath),"failures":\#(failures)}"#)
+    }
+}
+
+/// A child process that prints `banner` followed by its port on its first line.
+final class ChildProcess {
+    let process = Process()
+    let port: Int
+
+    init(_ executable: String, _ arguments: [String], banner: String) throws {
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw ValidationError("\(executable) not found: run `swift build -c release` at the repository root first")
+        }
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var line = ""
+        while !line.contains("\n") {
+            let data = output.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            line += String(decoding: data, as: UTF8.self)
+        }
+        guard let range = line.range(of: banner),
+              let port = Int(line[range.upperBound...].prefix { $0.isNumber })
+        else {
+            process.terminate()
+            throw ValidationError("unexpected output from \(executable): \(line)")
+        }
+        self.port = port
+    }
+
+    func stop() {
+        process.interrupt()
+        process.waitUntilExit()
+    }
+}
