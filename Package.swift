@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "GatewayCore", swiftSettings: fast),
         .target(name: "EventLoop", dependencies: ["CLibUV"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
-        .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl", "CLibUV"], swiftSettings: fast),
+        .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
         .target(
             name: "Gateway",

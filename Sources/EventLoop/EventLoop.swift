@@ -18,6 +18,9 @@ public final class EventLoop: @unchecked Sendable {
     private var threadID: pthread_t?
     /// Work to run when `run()` is asked to stop, before handles are torn down.
     private var shutdownHooks: [() -> Void] = []
+    /// Connections with writes to flush this iteration (see `TCPConnection`).
+    private var flushes: [TCPConnection] = []
+    private var flushHooks: [PhaseHook] = []
     /// Work deferred to the next loop iteration (loop thread only).
     private var deferredWork: [() -> Void] = []
     private var deferredRunner: Idle?
@@ -107,6 +110,28 @@ public final class EventLoop: @unchecked Sendable {
             onShutdown { [unowned self] in deferredRunner?.close() }
         }
         deferredRunner?.start()
+    }
+
+    /// Loop thread only: flushes `connection` in this iteration, after the I/O callbacks (check phase)
+    /// or, for writes made by timers and idle work, before the loop blocks (prepare phase).
+    func scheduleFlush(_ connection: TCPConnection) {
+        flushes.append(connection)
+        guard flushes.count == 1 else { return }
+        if flushHooks.isEmpty {
+            flushHooks = [PhaseHook(loop: self, phase: .check) { [unowned self] in runFlushes() },
+                          PhaseHook(loop: self, phase: .prepare) { [unowned self] in runFlushes() }]
+        }
+        for hook in flushHooks { hook.start() }
+    }
+
+    private func runFlushes() {
+        // A flush may schedule another (a write completing synchronously re-arms); loop until quiet.
+        while !flushes.isEmpty {
+            let work = flushes
+            flushes.removeAll(keepingCapacity: true)
+            for connection in work { connection.flush() }
+        }
+        for hook in flushHooks { hook.stop() }
     }
 
     /// Registers work to run (on the loop) when `stop()` is called.

@@ -177,3 +177,50 @@ public final class SocketWatcher: LoopHandle {
 
     override func didClose() { callback = { _ in } }
 }
+
+/// Runs a callback in a loop phase: `check` (right after I/O callbacks) or `prepare` (right
+/// before the loop blocks for I/O). Does not keep the loop alive by itself.
+final class PhaseHook: LoopHandle {
+    enum Phase { case check, prepare }
+    private let phase: Phase
+    private var callback: () -> Void
+
+    init(loop: EventLoop, phase: Phase, _ callback: @escaping () -> Void) {
+        self.phase = phase
+        self.callback = callback
+        switch phase {
+        case .check:
+            super.init(loop: loop, byteCount: MemoryLayout<uv_check_t>.size)
+            uv_check_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_check_t.self))
+        case .prepare:
+            super.init(loop: loop, byteCount: MemoryLayout<uv_prepare_t>.size)
+            uv_prepare_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_prepare_t.self))
+        }
+        retainWhileOpen()
+        uv_unref(handle)
+    }
+
+    func start() {
+        guard isOpen else { return }
+        switch phase {
+        case .check:
+            uv_check_start(rawHandle.assumingMemoryBound(to: uv_check_t.self)) { check in
+                (LoopHandle.from(UnsafeMutableRawPointer(check!)) as! PhaseHook).callback()
+            }
+        case .prepare:
+            uv_prepare_start(rawHandle.assumingMemoryBound(to: uv_prepare_t.self)) { prepare in
+                (LoopHandle.from(UnsafeMutableRawPointer(prepare!)) as! PhaseHook).callback()
+            }
+        }
+    }
+
+    func stop() {
+        guard isOpen else { return }
+        switch phase {
+        case .check: uv_check_stop(rawHandle.assumingMemoryBound(to: uv_check_t.self))
+        case .prepare: uv_prepare_stop(rawHandle.assumingMemoryBound(to: uv_prepare_t.self))
+        }
+    }
+
+    override func didClose() { callback = {} }
+}

@@ -90,9 +90,11 @@ public final class TCPListener: LoopHandle {
 
 /// An accepted TCP connection.
 ///
-/// Writes go out immediately with `uv_try_write` when the socket can take them (no allocation,
-/// no extra loop iteration); what the kernel does not accept is queued in one buffer and sent
-/// with a single `uv_write` at a time. `bufferedBytes` lets producers apply backpressure.
+/// Writes are coalesced: everything written during one loop iteration is sent with one syscall
+/// when the loop flushes (right after the I/O callbacks, and before it would block), so a
+/// response head and its first event, or several events parsed from one upstream read, leave
+/// in one segment. What the kernel does not take at once is sent with a single `uv_write` at a
+/// time. `bufferedBytes` lets producers apply backpressure.
 public final class TCPConnection: LoopHandle {
     /// Bytes read; valid only during the call.
     public var onRead: ((UnsafeRawBufferPointer) -> Void)?
@@ -105,6 +107,7 @@ public final class TCPConnection: LoopHandle {
     private let inFlight = ByteQueue()
     private let writeRequest: UnsafeMutablePointer<uv_write_t> = .allocate(capacity: 1)
     private var writing = false
+    private var flushScheduled = false
     private var closeWhenDrained = false
     private var reading = false
 
@@ -149,23 +152,11 @@ public final class TCPConnection: LoopHandle {
         bytes.withUnsafeBytes { write($0) }
     }
 
+    /// Queues `bytes`; they are sent when the loop flushes, later in this iteration.
     public func write(_ bytes: UnsafeRawBufferPointer) {
         guard isOpen, !closeWhenDrained, bytes.count > 0 else { return }
-        if writing || !pending.isEmpty {
-            pending.append(bytes)
-            return
-        }
-        // Fast path: straight to the kernel, nothing retained.
-        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress!.assumingMemoryBound(to: CChar.self)),
-                                 UInt32(bytes.count))
-        let written = Int(uv_try_write(stream, &buffer, 1))
-        if written == bytes.count { return }
-        if written < 0 && written != Int(UV_EAGAIN.rawValue) {
-            fail(LoopError(Int32(written), "write"))
-            return
-        }
-        pending.append(UnsafeRawBufferPointer(rebasing: bytes[max(written, 0)...]))
-        startWrite()
+        pending.append(bytes)
+        scheduleFlush()
     }
 
     /// Sends what is buffered, then closes. Reads stop at once.
@@ -176,12 +167,39 @@ public final class TCPConnection: LoopHandle {
             close()
         } else {
             closeWhenDrained = true
+            scheduleFlush()
+        }
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.scheduleFlush(self)
+    }
+
+    /// Hands the pending bytes to the kernel: directly with `uv_try_write` when it takes them all
+    /// (the common case: no request object, no extra iteration), else with one `uv_write`.
+    func flush() {
+        flushScheduled = false
+        guard isOpen, !writing, !pending.isEmpty else { return }
+        let readable = pending.readable
+        var buffer = uv_buf_init(UnsafeMutablePointer(mutating: readable.baseAddress!.assumingMemoryBound(to: CChar.self)),
+                                 UInt32(readable.count))
+        let written = Int(uv_try_write(stream, &buffer, 1))
+        if written < 0 && written != Int(UV_EAGAIN.rawValue) {
+            fail(LoopError(Int32(written), "write"))
+            return
+        }
+        pending.consume(max(written, 0))
+        if pending.isEmpty {
+            didDrain()
+        } else {
+            startWrite()
         }
     }
 
     private func startWrite() {
-        guard !writing, !pending.isEmpty else { return }
-        // `inFlight` is empty here: swap roles by copying pending into it once per uv_write.
+        // `inFlight` is empty here; it must not change until the write callback.
         inFlight.append(pending.readable)
         pending.clear()
         writing = true
@@ -204,9 +222,15 @@ public final class TCPConnection: LoopHandle {
             if status != Int32(UV_ECANCELED.rawValue) { fail(LoopError(status, "write")) }
             return
         }
-        if !pending.isEmpty {
-            startWrite()
-        } else if closeWhenDrained {
+        if pending.isEmpty {
+            didDrain()
+        } else {
+            flush()
+        }
+    }
+
+    private func didDrain() {
+        if closeWhenDrained {
             close()
         } else {
             onDrain?()
