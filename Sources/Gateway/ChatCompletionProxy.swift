@@ -228,29 +228,22 @@ final class ChatCompletionProxy {
         if transfer == nil { finish() }
     }
 
-    /// Answers with `error`: as the response if nothing was sent yet, else in-band.
+    /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
+    /// chunk and `[DONE]`).
     private func fail(_ error: APIError) {
         summary.error = error.code
         transfer?.cancel()
         transfer = nil
-        switch phase {
-        case .streaming:
+        if writer.state == .streaming {
             out.removeAll(keepingCapacity: true)
             relay.fail(error, into: &out)
             writer.writeStreamChunk(out)
-            finishClientStream()
-        default:
-            if writer.state == .streaming {
-                out.removeAll(keepingCapacity: true)
-                relay.fail(error, into: &out)
-                writer.writeStreamChunk(out)
-                writer.endStream()
-            } else {
-                summary.status = error.status
-                writer.respond(error: error)
-            }
-            phase = .finished
+            writer.endStream()
+        } else {
+            summary.status = error.status
+            writer.respond(error: error)
         }
+        phase = .finished
         finish()
     }
 
