@@ -4,6 +4,8 @@ import PackageDescription
 // Architecture, bottom-up (see README "Layout"):
 //   CLibUV, CCurl, CHTTPParser  system libraries, each wrapped by exactly one Swift target
 //   GatewayCore                 pure Swift: SSE, JSON scanning, chat request, errors (no C, no I/O)
+//   Fusion                      pure Swift: the deliberation pipeline as a state machine, prompts,
+//                               judge-analysis validation (no I/O)
 //   EventLoop                   libuv: loop, TCP listener/connection, timers, wakeups, signals
 //   HTTPServer                  HTTP/1.1 server connections on EventLoop (http_parser)
 //   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
@@ -36,6 +38,7 @@ let package = Package(
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
 
         .target(name: "GatewayCore", swiftSettings: fast),
+        .target(name: "Fusion", dependencies: ["GatewayCore"], swiftSettings: fast),
         .target(name: "EventLoop", dependencies: ["CLibUV"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
@@ -43,7 +46,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "EventLoop", "HTTPServer", "UpstreamClient", "MockUpstream",
+                "GatewayCore", "Fusion", "EventLoop", "HTTPServer", "UpstreamClient", "MockUpstream",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -60,6 +63,7 @@ let package = Package(
         ),
 
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "GatewayCore", "HTTPServer"], swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
         .testTarget(

@@ -1,0 +1,178 @@
+import GatewayCore
+
+/// Writes deliberation progress into the client's SSE stream, in one of two forms:
+///
+/// - `.comments` (default): SSE comment lines. Every OpenAI client ignores them; `curl -N` shows
+///   them, so a person watches the panel and the judge live.
+/// - `.namedEvents` (`stream_options.include_fusion_events: true`): `event: fusion.…` with a JSON
+///   object carrying `type`, the member's `model` and `index` where relevant, and `t_ms`, the
+///   milliseconds since the request arrived (monotonic). Only for clients that asked: an OpenAI
+///   SDK would try to parse them as chunks.
+public struct FusionEventEncoder: Sendable {
+    public enum Form: Sendable { case comments, namedEvents }
+    public let form: Form
+
+    public init(form: Form) { self.form = form }
+
+    public func append(_ progress: FusionProgress, at milliseconds: Double, to out: inout [UInt8]) {
+        switch form {
+        case .comments: appendComment(progress, to: &out)
+        case .namedEvents: appendEvent(progress, at: milliseconds, to: &out)
+        }
+    }
+
+    /// Marks where the final answer begins.
+    public func appendFinalAnswerStarts(model: String, at milliseconds: Double, to out: inout [UInt8]) {
+        switch form {
+        case .comments:
+            SSEEncoder.appendComment("fusion: \(model) is writing the final answer", to: &out)
+        case .namedEvents:
+            var data: [UInt8] = []
+            open("fusion.final", milliseconds, &data)
+            field("model", model, &data)
+            data.append(UInt8(ascii: "}"))
+            SSEEncoder.appendEvent(name: "fusion.final", data: data, to: &out)
+        }
+    }
+
+    private func appendComment(_ progress: FusionProgress, to out: inout [UInt8]) {
+        let line: String
+        switch progress {
+        case .toolCalled(let arguments):
+            line = "fusion: the outer model called the fusion tool \(arguments.isEmpty ? "{}" : oneLine(arguments))"
+        case .memberStarted(let index, let model):
+            line = "fusion panel[\(index)] \(model): started"
+        case .memberDelta(let index, let model, let text):
+            line = "fusion panel[\(index)] \(model): \(oneLine(text))"
+        case .memberCompleted(let index, let model, let stats):
+            line = "fusion panel[\(index)] \(model): completed (\(stats.characters) chars in \(milliseconds(stats.durationMilliseconds)))"
+        case .memberFailed(let index, let model, let reason, let message):
+            line = "fusion panel[\(index)] \(model): failed (\(reason.rawValue)): \(oneLine(message))"
+        case .judgeStarted(let model, let attempt):
+            line = "fusion judge \(model): comparing the answers" + (attempt > 1 ? " (attempt \(attempt))" : "")
+        case .judgeDelta(let model, let text):
+            line = "fusion judge \(model): \(oneLine(text))"
+        case .judgeCompleted(let model, let analysis):
+            let counts = JudgeAnalysis.fields.map { "\(analysis[$0]?.arrayValue?.count ?? 0) \($0.replacingUnderscores)" }
+            line = "fusion judge \(model): analysis ready: " + counts.joined(separator: ", ")
+        case .judgeFailed(let model, let reason, let message, let willRetry):
+            line = "fusion judge \(model): failed (\(reason.rawValue)): \(oneLine(message))" + (willRetry ? "; retrying" : "")
+        case .completed(let result):
+            if result.isError {
+                line = "fusion: all \(result.panelSize) panel models failed"
+            } else {
+                line = "fusion: \(result.answered.count)/\(result.panelSize) panel models answered"
+                    + (result.analysis == nil ? ", no analysis (\(result.judgeFailure?.reason.rawValue ?? "judge failed"))" : ", analysis ready")
+            }
+        }
+        SSEEncoder.appendComment(line, to: &out)
+    }
+
+    private func appendEvent(_ progress: FusionProgress, at milliseconds: Double, to out: inout [UInt8]) {
+        var data: [UInt8] = []
+        let name: String
+        switch progress {
+        case .toolCalled(let arguments):
+            name = "fusion.tool.called"
+            open(name, milliseconds, &data)
+            field("name", FusionPlan.toolName, &data)
+            field("arguments", arguments, &data)
+        case .memberStarted(let index, let model):
+            name = "fusion.member.started"
+            member(name, index, model, milliseconds, &data)
+        case .memberDelta(let index, let model, let text):
+            name = "fusion.member.delta"
+            member(name, index, model, milliseconds, &data)
+            field("delta", text, &data)
+        case .memberCompleted(let index, let model, let stats):
+            name = "fusion.member.completed"
+            member(name, index, model, milliseconds, &data)
+            raw("stats", stats.json, &data)
+        case .memberFailed(let index, let model, let reason, let message):
+            name = "fusion.member.failed"
+            member(name, index, model, milliseconds, &data)
+            field("reason", reason.rawValue, &data)
+            field("message", message, &data)
+        case .judgeStarted(let model, let attempt):
+            name = "fusion.judge.started"
+            open(name, milliseconds, &data)
+            field("model", model, &data)
+            data.append(contentsOf: #","attempt":\#(attempt)"#.utf8)
+        case .judgeDelta(let model, let text):
+            name = "fusion.judge.progress"
+            open(name, milliseconds, &data)
+            field("model", model, &data)
+            field("delta", text, &data)
+        case .judgeCompleted(let model, let analysis):
+            name = "fusion.judge.completed"
+            open(name, milliseconds, &data)
+            field("model", model, &data)
+            raw("analysis", analysis, &data)
+        case .judgeFailed(let model, let reason, let message, let willRetry):
+            name = "fusion.judge.failed"
+            open(name, milliseconds, &data)
+            field("model", model, &data)
+            field("reason", reason.rawValue, &data)
+            field("message", message, &data)
+            data.append(contentsOf: #","will_retry":\#(willRetry)"#.utf8)
+        case .completed(let result):
+            name = "fusion.completed"
+            open(name, milliseconds, &data)
+            raw("result", result.json, &data)
+        }
+        data.append(UInt8(ascii: "}"))
+        SSEEncoder.appendEvent(name: name, data: data, to: &out)
+    }
+
+    private func open(_ type: String, _ milliseconds: Double, _ data: inout [UInt8]) {
+        data.append(contentsOf: #"{"type":"#.utf8)
+        JSONWriting.appendString(type, to: &data)
+        data.append(contentsOf: #","t_ms":"#.utf8)
+        data.append(contentsOf: String((milliseconds * 1000).rounded() / 1000).utf8)
+    }
+
+    private func member(_ type: String, _ index: Int, _ model: String, _ milliseconds: Double, _ data: inout [UInt8]) {
+        open(type, milliseconds, &data)
+        data.append(contentsOf: #","index":\#(index)"#.utf8)
+        field("model", model, &data)
+    }
+
+    private func field(_ name: String, _ value: String, _ data: inout [UInt8]) {
+        data.append(contentsOf: #",""#.utf8)
+        data.append(contentsOf: name.utf8)
+        data.append(contentsOf: #"":"#.utf8)
+        JSONWriting.appendString(value, to: &data)
+    }
+
+    private func raw(_ name: String, _ value: JSONValue, _ data: inout [UInt8]) {
+        data.append(contentsOf: #",""#.utf8)
+        data.append(contentsOf: name.utf8)
+        data.append(contentsOf: #"":"#.utf8)
+        data.append(contentsOf: value.serialized())
+    }
+
+    private func oneLine(_ text: String) -> String {
+        text.replacingNewlines
+    }
+
+    private func milliseconds(_ value: Double) -> String {
+        "\(Int(value.rounded())) ms"
+    }
+}
+
+extension String {
+    var replacingNewlines: String {
+        var out = ""
+        out.reserveCapacity(utf8.count)
+        for character in self {
+            switch character {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    var replacingUnderscores: String { String(map { $0 == "_" ? " " : $0 }) }
+}

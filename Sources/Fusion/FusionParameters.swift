@@ -1,0 +1,114 @@
+import GatewayCore
+
+/// The fusion tool's parameters for one request, validated; every bad one is a 400 naming its
+/// field (`param` is the JSON path in the request, e.g. `tools[1].parameters.temperature`).
+public struct FusionParameters: Sendable, Equatable {
+    public var analysisModels: [String]
+    /// The judge; nil means the outer model.
+    public var judge: String?
+    public var maxToolCalls = 8
+    public var maxCompletionTokens: Int64?
+    public var reasoning: JSONValue?
+    public var temperature: Double?
+    public var preset: String
+
+    static let allowedKeys: Set<String> = [
+        "analysis_models", "model", "max_tool_calls", "max_completion_tokens", "reasoning", "temperature", "preset",
+    ]
+    static let reasoningEfforts: Set<String> = ["none", "minimal", "low", "medium", "high", "xhigh"]
+
+    /// Defaults from `settings` (its default preset), overridden by `json` (the tool's
+    /// `parameters` object, or nil for none). `path` prefixes field names in errors.
+    public init(json: JSONValue?, settings: FusionSettings, path: String) throws(APIError) {
+        var fields: [String: JSONValue] = [:]
+        if let json, json != .null {
+            guard case .object(let object) = json else {
+                throw .invalidRequest("'\(path)' must be an object.", param: path)
+            }
+            fields = object
+        }
+        for key in fields.keys.sorted() where !Self.allowedKeys.contains(key) {
+            throw .invalidRequest(
+                "Unknown fusion parameter '\(path).\(key)' (allowed: \(Self.allowedKeys.sorted().joined(separator: ", "))).",
+                param: "\(path).\(key)")
+        }
+        var presetName = settings.defaultPreset
+        if let value = fields["preset"], value != .null {
+            guard let name = value.stringValue, settings.presets[name] != nil else {
+                throw .invalidRequest(
+                    "Invalid value for '\(path).preset': expected one of \(settings.presets.keys.sorted().joined(separator: ", ")).",
+                    param: "\(path).preset")
+            }
+            presetName = name
+        }
+        let preset = settings.presets[presetName] ?? FusionSettings.Preset(analysisModels: [])
+        self.preset = presetName
+        analysisModels = preset.analysisModels
+        judge = preset.judge
+        if let value = fields["analysis_models"], value != .null {
+            guard let list = value.arrayValue, (1...8).contains(list.count) else {
+                throw .invalidRequest("'\(path).analysis_models' must be an array of 1 to 8 model names.",
+                                      param: "\(path).analysis_models")
+            }
+            analysisModels = try list.enumerated().map { (index, item) throws(APIError) in
+                guard let name = item.stringValue, !name.isEmpty else {
+                    throw .invalidRequest("'\(path).analysis_models[\(index)]' must be a non-empty string.",
+                                          param: "\(path).analysis_models[\(index)]")
+                }
+                return name
+            }
+        }
+        if let value = fields["model"], value != .null {
+            guard let name = value.stringValue, !name.isEmpty else {
+                throw .invalidRequest("'\(path).model' (the judge) must be a non-empty string.", param: "\(path).model")
+            }
+            judge = name
+        }
+        if let value = fields["max_tool_calls"], value != .null {
+            guard let count = value.intValue, (1...16).contains(count) else {
+                throw .invalidRequest("'\(path).max_tool_calls' must be an integer from 1 to 16.", param: "\(path).max_tool_calls")
+            }
+            maxToolCalls = Int(count)
+        }
+        if let value = fields["max_completion_tokens"], value != .null {
+            guard let count = value.intValue, count >= 1 else {
+                throw .invalidRequest("'\(path).max_completion_tokens' must be an integer of at least 1.",
+                                      param: "\(path).max_completion_tokens")
+            }
+            maxCompletionTokens = count
+        }
+        if let value = fields["temperature"], value != .null {
+            guard let number = value.doubleValue, (0...2).contains(number) else {
+                throw .invalidRequest("'\(path).temperature' must be a number from 0 to 2.", param: "\(path).temperature")
+            }
+            temperature = number
+        }
+        if let value = fields["reasoning"], value != .null {
+            guard case .object(let reasoning) = value else {
+                throw .invalidRequest("'\(path).reasoning' must be an object with optional 'effort' and 'max_tokens'.",
+                                      param: "\(path).reasoning")
+            }
+            for key in reasoning.keys.sorted() where key != "effort" && key != "max_tokens" && key != "exclude" && key != "enabled" {
+                throw .invalidRequest("Unknown field '\(path).reasoning.\(key)'.", param: "\(path).reasoning.\(key)")
+            }
+            if let effort = reasoning["effort"], effort != .null {
+                guard let text = effort.stringValue, Self.reasoningEfforts.contains(text) else {
+                    throw .invalidRequest(
+                        "'\(path).reasoning.effort' must be one of \(Self.reasoningEfforts.sorted().joined(separator: ", ")).",
+                        param: "\(path).reasoning.effort")
+                }
+            }
+            if let tokens = reasoning["max_tokens"], tokens != .null {
+                guard let count = tokens.intValue, count >= 1 else {
+                    throw .invalidRequest("'\(path).reasoning.max_tokens' must be an integer of at least 1.",
+                                          param: "\(path).reasoning.max_tokens")
+                }
+            }
+            self.reasoning = value
+        }
+        guard !analysisModels.isEmpty else {
+            throw .invalidRequest("No panel: the preset '\(presetName)' has no analysis_models and none were given.",
+                                  param: "\(path).analysis_models")
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import Fusion
+import GatewayCore
+import Testing
+
+@Suite struct FusionPlanTests {
+    let settings = FusionSettings.simulated
+
+    func plan(_ body: String, depth: Int = 0, settings: FusionSettings? = .simulated) throws(APIError) -> FusionPlan {
+        try FusionPlan.make(request: try ChatRequest(body: Array(body.utf8)), settings: settings, depth: depth)
+    }
+
+    func error(_ body: String) -> APIError? {
+        do {
+            _ = try plan(body)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aliasResolvesToTheOuterModelWithDefaults() throws {
+        guard case .fusion(let request) = try plan(#"{"model":"openrouter/fusion","messages":[{"role":"user","content":"q"}]}"#) else {
+            Issue.record("not fusion")
+            return
+        }
+        #expect(request.outerModel == "sim/outer")
+        #expect(request.parameters.analysisModels == ["sim/expert-1", "sim/expert-2", "sim/expert-3"])
+        #expect(request.judgeModel == "sim/outer")
+        #expect(request.parameters.maxToolCalls == 8)
+    }
+
+    @Test func serverToolOnAnyModelKeepsTheCallersTools() throws {
+        let body = #"{"model":"p/m","stream":true,"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"lookup"}},{"type":"openrouter:fusion","parameters":{"analysis_models":["p/a","p/b"],"model":"p/j","preset":"budget","temperature":0.5,"max_completion_tokens":300,"reasoning":{"effort":"high","max_tokens":100},"max_tool_calls":3}}]}"#
+        guard case .fusion(let request) = try plan(body) else {
+            Issue.record("not fusion")
+            return
+        }
+        #expect(request.outerModel == "p/m")
+        #expect(request.parameters.analysisModels == ["p/a", "p/b"])
+        #expect(request.judgeModel == "p/j")
+        #expect(request.parameters.temperature == 0.5)
+        #expect(request.parameters.maxToolCalls == 3)
+        #expect(request.callerTools.count == 1)
+        #expect(request.structuredEvents)
+        let first = FusionPrompts.outerFirstBody(request, upstreamModel: "m")
+        let names = first["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue }
+        #expect(names == ["lookup", "fusion"])
+        #expect(first["stream_options"] == .object(["include_usage": .bool(true)]), "our own flag never goes upstream")
+    }
+
+    @Test func presetsSelectThePanel() throws {
+        guard case .fusion(let request) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion","parameters":{"preset":"budget"}}]}"#) else { return }
+        #expect(request.parameters.analysisModels == ["sim/expert-1", "sim/expert-2"])
+    }
+
+    @Test func depthOneNeverInjectsTheTool() throws {
+        guard case .withoutFusion(let model, let body) = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion"}],"tool_choice":"required"}"#, depth: 1) else {
+            Issue.record("fusion at depth 1")
+            return
+        }
+        #expect(model == "sim/outer")
+        #expect(body["tools"] == nil)
+        #expect(body["tool_choice"] == nil)
+        guard case .withoutFusion(_, let kept) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"f"}},{"type":"fusion"}]}"#, depth: 2) else { return }
+        #expect(kept["tools"]?.arrayValue?.count == 1)
+    }
+
+    @Test func plainRequestsPassThrough() throws {
+        guard case .passthrough = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"f"}}]}"#) else {
+            Issue.record("not passthrough")
+            return
+        }
+    }
+
+    @Test(arguments: [
+        (#"[{"type":"fusion","parameters":{"analysis_models":[]}}]"#, "tools[0].parameters.analysis_models"),
+        (#"[{"type":"fusion","parameters":{"analysis_models":["a","b","c","d","e","f","g","h","i"]}}]"#, "tools[0].parameters.analysis_models"),
+        (#"[{"type":"fusion","parameters":{"analysis_models":["a",3]}}]"#, "tools[0].parameters.analysis_models[1]"),
+        (#"[{"type":"fusion","parameters":{"analysis_models":"a"}}]"#, "tools[0].parameters.analysis_models"),
+        (#"[{"type":"fusion","parameters":{"model":""}}]"#, "tools[0].parameters.model"),
+        (#"[{"type":"fusion","parameters":{"max_tool_calls":0}}]"#, "tools[0].parameters.max_tool_calls"),
+        (#"[{"type":"fusion","parameters":{"max_tool_calls":17}}]"#, "tools[0].parameters.max_tool_calls"),
+        (#"[{"type":"fusion","parameters":{"max_completion_tokens":0}}]"#, "tools[0].parameters.max_completion_tokens"),
+        (#"[{"type":"fusion","parameters":{"temperature":2.5}}]"#, "tools[0].parameters.temperature"),
+        (#"[{"type":"fusion","parameters":{"temperature":"hot"}}]"#, "tools[0].parameters.temperature"),
+        (#"[{"type":"fusion","parameters":{"reasoning":"high"}}]"#, "tools[0].parameters.reasoning"),
+        (#"[{"type":"fusion","parameters":{"reasoning":{"effort":"maximal"}}}]"#, "tools[0].parameters.reasoning.effort"),
+        (#"[{"type":"fusion","parameters":{"reasoning":{"max_tokens":-1}}}]"#, "tools[0].parameters.reasoning.max_tokens"),
+        (#"[{"type":"fusion","parameters":{"preset":"gold"}}]"#, "tools[0].parameters.preset"),
+        (#"[{"type":"fusion","parameters":{"analysis_modles":["a"]}}]"#, "tools[0].parameters.analysis_modles"),
+        (#"[{"type":"fusion","parameters":[1]}]"#, "tools[0].parameters"),
+        (#"[{"type":"fusion"},{"type":"openrouter:fusion"}]"#, "tools[1]"),
+        (#"[{"type":"function","function":{"name":"fusion"}},{"type":"fusion"}]"#, "tools[0].function.name"),
+    ])
+    func invalidParametersAreRejectedNamingTheField(tools: String, param: String) {
+        let failure = error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":\#(tools)}"#)
+        #expect(failure?.status == 400)
+        #expect(failure?.param == param, "\(failure?.message ?? "accepted")")
+    }
+
+    @Test func fusionEventsFlagMustBeBoolean() {
+        let failure = error(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"stream_options":{"include_fusion_events":"yes"}}"#)
+        #expect(failure?.param == "stream_options.include_fusion_events")
+    }
+
+    @Test func unconfiguredFusionIsAClearError() {
+        do {
+            _ = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}]}"#, settings: nil)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.status == 400)
+            #expect(error.message.contains("not configured"))
+        }
+    }
+
+    @Test func finalCallCarriesTheToolResultAndDropsTheTool() throws {
+        guard case .fusion(let request) = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"tool_choice":"required"}"#) else { return }
+        let call = ToolCall(index: 0, id: "call_1", name: "fusion", arguments: "{}")
+        let body = FusionPrompts.outerFinalBody(request, upstreamModel: "outer", assistantContent: "", call: call, toolResult: #"{"status":"ok"}"#)
+        #expect(body["tools"] == nil)
+        #expect(body["tool_choice"] == nil)
+        let messages = try #require(body["messages"]?.arrayValue)
+        #expect(messages.count == 3)
+        #expect(messages[1]["tool_calls"]?.arrayValue?.first?["id"] == .string("call_1"))
+        #expect(messages[2] == .object(["role": .string("tool"), "tool_call_id": .string("call_1"), "content": .string(#"{"status":"ok"}"#)]))
+    }
+
+    @Test func panelGetsTheConversationWithToolTrafficAsText() throws {
+        let body = #"{"model":"fusion","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"first"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"lookup","arguments":"{\"k\":1}"}}]},{"role":"tool","tool_call_id":"c","content":"42"},{"role":"user","content":[{"type":"text","text":"second"}]}]}"#
+        guard case .fusion(let request) = try plan(body) else { return }
+        let full = FusionPrompts.panelMessages(request, question: request.lastUserText, context: .conversation)
+        #expect(full.count == 5)
+        #expect(full[2]["content"]?.stringValue == #"[called lookup with {"k":1}]"#)
+        #expect(full[3]["role"] == .string("user"))
+        #expect(full[3]["content"]?.stringValue == "[tool result]\n42")
+        let onlyQuestion = FusionPrompts.panelMessages(request, question: "other?", context: .lastMessage)
+        #expect(onlyQuestion == [.object(["role": .string("user"), "content": .string("other?")])])
+        let withQuestion = FusionPrompts.panelMessages(request, question: "other?", context: .conversation)
+        #expect(withQuestion.last?["content"] == .string("other?"))
+    }
+}
+
+@Suite struct JudgeAnalysisTests {
+    let panel: Set<String> = ["p/a", "p/b"]
+
+    @Test func acceptsFencedJSONAndKeepsOnlyTheFiveFields() throws {
+        let reply = "```json\n{\"consensus\":[\"c\"],\"contradictions\":[],\"partial_coverage\":[],\"unique_insights\":[],\"blind_spots\":[],\"summary\":\"extra\"}\n```"
+        let analysis = try JudgeAnalysis.parse(reply, panel: panel).get()
+        #expect(analysis.objectValue?.keys.sorted() == JudgeAnalysis.fields.sorted())
+    }
+
+    @Test(arguments: [
+        ("", JudgeFailureReason.emptyCompletion),
+        ("The models agree.", .notValidJSON),
+        ("[1,2]", .schemaMismatch),
+        (#"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[]}"#, .schemaMismatch),
+        (#"{"consensus":[1],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#, .schemaMismatch),
+        (#"{"consensus":[],"contradictions":[{"topic":"t","stances":[{"model":"p/x","stance":"s"}]}],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#, .schemaMismatch),
+        (#"{"consensus":[],"contradictions":[],"partial_coverage":[{"models":["p/a","ghost"],"point":"p"}],"unique_insights":[],"blind_spots":[]}"#, .schemaMismatch),
+        (#"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"p/a"}],"blind_spots":[]}"#, .schemaMismatch),
+    ])
+    func rejectsWithTheRightReason(reply: String, reason: JudgeFailureReason) {
+        guard case .failure(let failure) = JudgeAnalysis.parse(reply, panel: panel) else {
+            Issue.record("accepted \(reply)")
+            return
+        }
+        #expect(failure.reason == reason, "\(failure.message)")
+    }
+}
+
+@Suite struct ChunkDeltaTests {
+    @Test func readsContentToolCallsReasoningUsageAndErrors() throws {
+        let chunk = try JSONValue.parse(Array(#"{"choices":[{"index":0,"delta":{"content":"hi","reasoning":"thinking","tool_calls":[{"index":1,"id":"c","function":{"name":"f","arguments":"{\"a"}}]},"finish_reason":null}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"cost":0.5}}"#.utf8))
+        let delta = ChunkDelta(chunk: chunk)
+        #expect(delta.content == "hi")
+        #expect(delta.reasoning == "thinking")
+        #expect(delta.toolCalls == [ToolCallFragment(index: 1, id: "c", name: "f", arguments: "{\"a")])
+        #expect(delta.usage == Usage(promptTokens: 3, completionTokens: 4, totalTokens: 7, cost: 0.5))
+        #expect(ChunkDelta(chunk: try JSONValue.parse(Array(#"{"error":{"message":"x"},"choices":[]}"#.utf8))).error != nil)
+    }
+
+    @Test func accumulatesFragmentedToolCalls() {
+        var calls = ToolCallAccumulator()
+        calls.add(ToolCallFragment(index: 0, id: "a", name: "fusion", arguments: ""))
+        calls.add(ToolCallFragment(index: 1, id: "b", name: "lookup", arguments: "{"))
+        calls.add(ToolCallFragment(index: 0, id: nil, name: nil, arguments: "{\"question\":"))
+        calls.add(ToolCallFragment(index: 0, id: nil, name: nil, arguments: "\"q\"}"))
+        calls.add(ToolCallFragment(index: 1, id: nil, name: nil, arguments: "}"))
+        #expect(calls.calls.map(\.arguments) == ["{\"question\":\"q\"}", "{}"])
+        #expect(calls.name(at: 1) == "lookup")
+    }
+}
+
+@Suite struct FusionEventEncoderTests {
+    @Test func commentsAreInvisibleToClientsAndNamedEventsCarryJSON() throws {
+        var comments: [UInt8] = []
+        let encoder = FusionEventEncoder(form: .comments)
+        encoder.append(.memberDelta(index: 2, model: "p/c", text: "line one\nline two"), at: 12.5, to: &comments)
+        let text = String(decoding: comments, as: UTF8.self)
+        #expect(text == ": fusion panel[2] p/c: line one\\nline two\n\n")
+        var decoder = SSEDecoder()
+        var events = 0
+        try decoder.feed(comments) { _ in events += 1 }
+        #expect(events == 0)
+
+        var named: [UInt8] = []
+        FusionEventEncoder(form: .namedEvents).append(.memberDelta(index: 2, model: "p/c", text: "a\"b"), at: 12.5, to: &named)
+        var decoded: [(String, String)] = []
+        try decoder.feed(named) { decoded.append(($0.nameString, $0.dataString)) }
+        #expect(decoded.first?.0 == "fusion.member.delta")
+        let json = try JSONValue.parse(Array(decoded.first!.1.utf8))
+        #expect(json["index"] == .int(2))
+        #expect(json["model"] == .string("p/c"))
+        #expect(json["delta"] == .string("a\"b"))
+        #expect(json["t_ms"]?.doubleValue == 12.5)
+    }
+}
