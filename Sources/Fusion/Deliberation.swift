@@ -34,6 +34,17 @@ public struct MemberStats: Sendable, Equatable {
     public var durationMilliseconds: Double
     public var characters: Int
 
+    public init(model: String, role: String, status: String, usage: Usage?, firstTokenMilliseconds: Double?,
+                durationMilliseconds: Double, characters: Int) {
+        self.model = model
+        self.role = role
+        self.status = status
+        self.usage = usage
+        self.firstTokenMilliseconds = firstTokenMilliseconds
+        self.durationMilliseconds = durationMilliseconds
+        self.characters = characters
+    }
+
     public var json: JSONValue {
         var object: [String: JSONValue] = [
             "model": .string(model), "role": .string(role), "status": .string(status),

@@ -1,4 +1,5 @@
 import EventLoop
+import Fusion
 import GatewayCore
 import HTTPServer
 import Logging
@@ -21,13 +22,6 @@ final class ChatCompletionProxy {
         case finished
     }
 
-    struct Summary {
-        var status = 0
-        var firstTokenNanoseconds: UInt64?
-        var events = 0
-        var cancelled = false
-        var error: String?
-    }
 
     private let request: ChatRequest
     private let route: ModelRoute
@@ -35,7 +29,9 @@ final class ChatCompletionProxy {
     private let client: UpstreamClient
     private let settings: GatewayConfig.Upstream
     private let secrets: [String]
-    private let onFinish: (Summary) -> Void
+    private let onFinish: (GenerationRecord) -> Void
+    private let generationID: String
+    private let extraHeaders: [(String, String)]
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
     private var relay: SSERelay
@@ -45,10 +41,12 @@ final class ChatCompletionProxy {
     private var watchdog: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
     private let startedAt = EventLoop.monotonicNanoseconds()
-    private var summary = Summary()
+    private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
+    private var record: GenerationRecord
 
     init(request: ChatRequest, route: ModelRoute, writer: HTTPResponseWriter, client: UpstreamClient,
-         settings: GatewayConfig.Upstream, secrets: [String], onFinish: @escaping (Summary) -> Void) {
+         settings: GatewayConfig.Upstream, secrets: [String], generationID: String, extraHeaders: [(String, String)] = [],
+         onFinish: @escaping (GenerationRecord) -> Void) {
         self.request = request
         self.route = route
         self.writer = writer
@@ -56,6 +54,9 @@ final class ChatCompletionProxy {
         self.settings = settings
         self.secrets = secrets
         self.onFinish = onFinish
+        self.generationID = generationID
+        self.extraHeaders = extraHeaders
+        record = GenerationRecord(id: generationID, model: request.model, streamed: request.stream)
         relay = SSERelay(maxEventBytes: settings.maxEventBytes)
         out.reserveCapacity(4096)
     }
@@ -67,6 +68,7 @@ final class ChatCompletionProxy {
         ]
         if let key = route.apiKey { headers.append(("Authorization", "Bearer \(key)")) }
         for (name, value) in route.provider.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
+        headers += extraHeaders
         let transfer = client.start(UpstreamRequest(
             url: route.provider.baseURL + "/chat/completions",
             headers: headers,
@@ -96,7 +98,7 @@ final class ChatCompletionProxy {
 
     private func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
         lastUpstreamActivity = client.loop.nowMilliseconds
-        summary.status = status
+        record.status = status
         guard (200..<300).contains(status) else {
             // Collect the error body; `fail` reports it with its status, or in-band if a
             // keep-alive already committed the client's response.
@@ -117,8 +119,8 @@ final class ChatCompletionProxy {
             out.removeAll(keepingCapacity: true)
             let before = relay.forwardedEvents
             let outcome = relay.relay(bytes, into: &out)
-            if summary.firstTokenNanoseconds == nil && relay.forwardedEvents > before {
-                summary.firstTokenNanoseconds = EventLoop.monotonicNanoseconds() - startedAt
+            if record.firstTokenMilliseconds == nil && relay.forwardedEvents > before {
+                record.firstTokenMilliseconds = elapsedMilliseconds
                 keepAliveTimer?.close()
             }
             writer.writeStreamChunk(out)
@@ -132,7 +134,7 @@ final class ChatCompletionProxy {
                 transfer = nil
                 finishClientStream()
             case .failed(let error):
-                summary.error = error.code
+                record.error = error.code
                 transfer?.cancel()
                 finishClientStream()
                 finish()
@@ -158,7 +160,7 @@ final class ChatCompletionProxy {
         case .streaming:
             out.removeAll(keepingCapacity: true)
             relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.provider.name, midStream: true) }, into: &out)
-            if case .failed(let error) = relay.outcome { summary.error = error.code }
+            if case .failed(let error) = relay.outcome { record.error = error.code }
             writer.writeStreamChunk(out)
             finishClientStream()
             finish()
@@ -171,8 +173,13 @@ final class ChatCompletionProxy {
             } else if !JSONScanner.isValid(body) {
                 fail(.upstreamProtocol("the upstream's response is not valid JSON"))
             } else {
-                summary.firstTokenNanoseconds = EventLoop.monotonicNanoseconds() - startedAt
-                writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
+                record.firstTokenMilliseconds = elapsedMilliseconds
+                if let json = try? JSONValue.parse(body) {
+                    record.usage = Usage(json: json["usage"]) ?? Usage()
+                    record.finishReason = json["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue
+                }
+                writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
+                               body: body)
                 finish()
             }
         case .finished:
@@ -189,11 +196,12 @@ final class ChatCompletionProxy {
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
+            ("X-Generation-Id", generationID),
         ])
     }
 
     private func sendKeepAlive() {
-        guard summary.firstTokenNanoseconds == nil else {
+        guard record.firstTokenMilliseconds == nil else {
             keepAliveTimer?.close()
             return
         }
@@ -213,7 +221,7 @@ final class ChatCompletionProxy {
     }
 
     private func clientDidDisconnect() {
-        summary.cancelled = true
+        record.cancelled = true
         transfer?.cancel()
         transfer = nil
         phase = .finished
@@ -224,14 +232,13 @@ final class ChatCompletionProxy {
         guard case .streaming = phase else { return }
         phase = .finished
         writer.endStream()
-        summary.events = relay.forwardedEvents
         if transfer == nil { finish() }
     }
 
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
     /// chunk and `[DONE]`).
     private func fail(_ error: APIError) {
-        summary.error = error.code
+        record.error = error.code
         transfer?.cancel()
         transfer = nil
         if writer.state == .streaming {
@@ -240,7 +247,9 @@ final class ChatCompletionProxy {
             writer.writeStreamChunk(out)
             writer.endStream()
         } else {
-            summary.status = error.status
+            record.status = error.status
+            var error = error
+            error.headers.append(("X-Generation-Id", generationID))
             writer.respond(error: error)
         }
         phase = .finished
@@ -252,11 +261,15 @@ final class ChatCompletionProxy {
     private func finish() {
         guard !didFinish else { return }
         didFinish = true
-        summary.events = relay.forwardedEvents
         keepAliveTimer?.close()
         watchdog?.close()
         writer.onClientGone = nil
-        onFinish(summary)
+        if request.stream {
+            record.usage = Usage(json: relay.usage) ?? Usage()
+            record.finishReason = relay.finishReason
+        }
+        record.durationMilliseconds = elapsedMilliseconds
+        onFinish(record)
     }
 
     static func apiError(for failure: UpstreamFailure, provider: String, midStream: Bool = false) -> APIError {

@@ -1,4 +1,5 @@
 import Foundation
+import Fusion
 import HTTPServer
 import Yams
 
@@ -60,6 +61,8 @@ public struct GatewayConfig: Sendable {
     /// Provider for model names without a `provider/` prefix.
     public var defaultProvider: String?
     public var providers: [String: Provider] = [:]
+    /// Fusion (panel, judge, presets); nil when neither configured nor simulated.
+    public var fusion: FusionSettings? = .simulated
 
     /// The reserved provider name of the built-in simulated models.
     public static let simulatedProviderName = "sim"
@@ -90,7 +93,7 @@ public struct GatewayConfig: Sendable {
         config.simulatedModels = false  // a config file opts in to simulated models explicitly
         guard let root = node else { return config }
         let top = try ConfigNode(root, path: source)
-        try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers"])
+        try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion"])
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                   "idle_timeout_ms", "shutdown_grace_ms"])
@@ -148,10 +151,49 @@ public struct GatewayConfig: Sendable {
                     models: try provider.stringList("models"))
             }
         }
+        if let fusion = try top.child("fusion") {
+            config.fusion = try parseFusion(fusion)
+        } else {
+            config.fusion = config.simulatedModels ? .simulated : nil
+        }
         if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
             throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
         }
         return config
+    }
+}
+
+extension GatewayConfig {
+    static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
+        try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
+                            "judge_timeout_ms", "panel_context"])
+        guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
+        var presets: [String: FusionSettings.Preset] = [:]
+        guard let presetNodes = try node.child("presets") else {
+            throw ConfigError("\(node.path).presets is required (at least one named panel)")
+        }
+        for (name, preset) in try presetNodes.members() {
+            try preset.allowOnly(["analysis_models", "model"])
+            guard let models = try preset.stringList("analysis_models"), (1...8).contains(models.count) else {
+                throw ConfigError("\(preset.path).analysis_models must list 1 to 8 models")
+            }
+            presets[name] = FusionSettings.Preset(analysisModels: models, judge: try preset.string("model"))
+        }
+        let defaultPreset = try node.string("default_preset") ?? (presets["quality"] != nil ? "quality" : presets.keys.sorted().first ?? "")
+        guard presets[defaultPreset] != nil else {
+            throw ConfigError("\(node.path).default_preset '\(defaultPreset)' is not one of the presets")
+        }
+        var settings = FusionSettings(outerModel: outer, presets: presets, defaultPreset: defaultPreset,
+                                      judgeFallbackModel: try node.string("judge_fallback_model"))
+        settings.memberTimeoutMilliseconds = try node.milliseconds("member_timeout_ms") ?? settings.memberTimeoutMilliseconds
+        settings.judgeTimeoutMilliseconds = try node.milliseconds("judge_timeout_ms") ?? settings.judgeTimeoutMilliseconds
+        if let context = try node.string("panel_context") {
+            guard let value = FusionSettings.PanelContext(rawValue: context) else {
+                throw ConfigError("\(node.path).panel_context must be 'conversation' or 'last_message'")
+            }
+            settings.panelContext = value
+        }
+        return settings
     }
 }
 

@@ -1,5 +1,6 @@
 import EventLoop
 import Foundation
+import Fusion
 import GatewayCore
 import HTTPServer
 import Logging
@@ -16,8 +17,9 @@ public final class GatewayServer {
     private let simulator: MockUpstream?
     public let router: ModelRouter
     private var logger: Logger
-    private var proxies: [ObjectIdentifier: ChatCompletionProxy] = [:]
-    private var nextRequestID: UInt64 = 0
+    /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
+    private var active: [ObjectIdentifier: AnyObject] = [:]
+    private let generations = GenerationStore()
     private var shuttingDown = false
 
     /// Starts listening on `config.server.host:port` (port 0 picks a free port).
@@ -49,7 +51,7 @@ public final class GatewayServer {
     }
 
     public var port: Int { server.port }
-    public var activeStreams: Int { proxies.count }
+    public var activeStreams: Int { active.count }
     public var simulatorStats: MockUpstreamStats? { simulator?.stats }
 
     /// Graceful stop: no new connections, in-flight responses get `shutdownGraceMilliseconds`,
@@ -57,7 +59,7 @@ public final class GatewayServer {
     public func shutdown(completion: @escaping () -> Void = {}) {
         guard !shuttingDown else { return }
         shuttingDown = true
-        logger.info("shutting down", metadata: ["active_streams": "\(proxies.count)"])
+        logger.info("shutting down", metadata: ["active_streams": "\(active.count)"])
         server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds) { [self] in
             client.close()
             if let simulator {
@@ -74,6 +76,8 @@ public final class GatewayServer {
             chatCompletion(request, writer)
         case ("GET", "/v1/models"), ("GET", "/models"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList())
+        case ("GET", "/api/v1/generation"), ("GET", "/v1/generation"):
+            generation(request, writer)
         case ("GET", "/health"), ("HEAD", "/health"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")],
                            body: Array(#"{"status":"ok"}"#.utf8))
@@ -87,38 +91,82 @@ public final class GatewayServer {
     }
 
     private func chatCompletion(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
-        nextRequestID += 1
-        let requestID = "req-\(nextRequestID)"
+        let generationID = GenerationStore.newID()
         var log = logger
-        log[metadataKey: "request_id"] = "\(requestID)"
-        let started = EventLoop.monotonicNanoseconds()
-        let chat: ChatRequest
-        let route: ModelRoute
+        log[metadataKey: "generation_id"] = "\(generationID)"
+        // An incoming fusion depth (ours or OpenRouter's) means we are an inner call ourselves.
+        let depth = [request.header("x-fusion-depth"), request.header("x-openrouter-fusion-depth")]
+            .compactMap { $0.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }.max() ?? 0
         do {
-            chat = try ChatRequest(body: request.body)
-            route = try router.route(chat.model)
+            var chat = try ChatRequest(body: request.body)
+            switch try FusionPlan.make(request: chat, settings: config.fusion, depth: depth) {
+            case .passthrough:
+                break
+            case .withoutFusion(_, let body):
+                chat = try ChatRequest(body: body.serialized())
+            case .fusion(let fusionRequest):
+                let settings = config.fusion!
+                let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router)
+                let session = FusionSession(
+                    request: fusionRequest, routes: routes, writer: writer, client: client, settings: settings,
+                    upstream: config.upstream, secrets: router.secrets, generationID: generationID
+                ) { [unowned self] record in
+                    finished(record, writer: writer, log: log)
+                }
+                active[ObjectIdentifier(writer)] = session
+                session.start()
+                return
+            }
+            let route = try router.route(chat.model)
+            let depthHeader: [(String, String)] = depth > 0 ? [("x-fusion-depth", String(depth))] : []
+            let proxy = ChatCompletionProxy(
+                request: chat, route: route, writer: writer, client: client, settings: config.upstream,
+                secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader
+            ) { [unowned self] record in
+                finished(record, writer: writer, log: log)
+            }
+            active[ObjectIdentifier(writer)] = proxy
+            proxy.start()
         } catch {
+            var error = error
+            error.headers.append(("X-Generation-Id", generationID))
             writer.respond(error: error)
             log.info("request rejected", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
+        }
+    }
+
+    /// Files the record and logs the request's one summary line.
+    private func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, log: Logger) {
+        generations.add(record)
+        active[ObjectIdentifier(writer)] = nil
+        var metadata: Logger.Metadata = [
+            "model": "\(record.model)", "stream": "\(record.streamed)", "status": "\(record.status)",
+            "duration_ms": "\(Self.milliseconds(record.durationMilliseconds))", "cancelled": "\(record.cancelled)",
+            "tokens": "\(record.usage.totalTokens)",
+        ]
+        if let router = record.router { metadata["router"] = "\(router)" }
+        if let ttft = record.firstTokenMilliseconds { metadata["ttft_ms"] = "\(Self.milliseconds(ttft))" }
+        if let error = record.error { metadata["error"] = "\(error)" }
+        log.info("request finished", metadata: metadata)
+    }
+
+    private static func milliseconds(_ value: Double) -> String {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = hundredths % 100
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+
+    private func generation(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        guard let id = request.queryItem("id"), !id.isEmpty else {
+            writer.respond(error: .invalidRequest("Missing query parameter 'id'.", param: "id", code: "missing_required_parameter"))
             return
         }
-        let proxy = ChatCompletionProxy(
-            request: chat, route: route, writer: writer, client: client, settings: config.upstream,
-            secrets: router.secrets
-        ) { [unowned self] summary in
-            let milliseconds = { (nanos: UInt64) in String(format: "%.2f", Double(nanos) / 1e6) }
-            var metadata: Logger.Metadata = [
-                "model": "\(chat.model)", "stream": "\(chat.stream)", "status": "\(summary.status)",
-                "duration_ms": "\(milliseconds(EventLoop.monotonicNanoseconds() - started))",
-                "events": "\(summary.events)", "cancelled": "\(summary.cancelled)",
-            ]
-            if let ttft = summary.firstTokenNanoseconds { metadata["ttft_ms"] = "\(milliseconds(ttft))" }
-            if let error = summary.error { metadata["error"] = "\(error)" }
-            log.info("request finished", metadata: metadata)
-            proxies[ObjectIdentifier(writer)] = nil
+        guard let record = generations.record(id) else {
+            writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
+                                           message: "No generation with id '\(id)' (records are kept in memory, most recent \(generations.capacity))."))
+            return
         }
-        proxies[ObjectIdentifier(writer)] = proxy
-        proxy.start()
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: record.json.serialized())
     }
 
     private func modelsList() -> [UInt8] {

@@ -20,7 +20,7 @@ public struct ModelRouter: Sendable {
         if let simulatedBaseURL {
             providers[GatewayConfig.simulatedProviderName] = GatewayConfig.Provider(
                 name: GatewayConfig.simulatedProviderName, baseURL: simulatedBaseURL,
-                models: MockScenario.Kind.allCases.map(\.rawValue), simulated: true)
+                models: MockScenario.modelNames, simulated: true)
         }
         self.providers = providers
         defaultProvider = config.defaultProvider

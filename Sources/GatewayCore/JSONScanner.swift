@@ -48,6 +48,29 @@ public struct JSONScanner {
         bytes.withUnsafeBytes { rangeOfTopLevelValue(forKey: key, in: $0) }
     }
 
+    /// `bytes` with the values of the given top-level string members replaced (members that are
+    /// absent are left absent); nil when `bytes` is not a valid JSON object. Everything else is
+    /// kept byte for byte: no decoding, no re-encoding.
+    public static func replacingTopLevelValues(_ replacements: [String: String], in bytes: UnsafeRawBufferPointer) -> [UInt8]? {
+        var scanner = JSONScanner(bytes)
+        var edits: [(Range<Int>, String)] = []
+        let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+            let key = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[keyRange]), as: UTF8.self)
+            if let value = replacements[key] { edits.append((valueRange, value)) }
+        }
+        guard ok else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 64)
+        var position = 0
+        for (range, value) in edits.sorted(by: { $0.0.lowerBound < $1.0.lowerBound }) {
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[position..<range.lowerBound]))
+            JSONWriting.appendString(value, to: &out)
+            position = range.upperBound
+        }
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[position...]))
+        return out
+    }
+
     /// Calls `body` with the raw key range (inside the quotes) and value range of each member of
     /// a top-level object. Returns false when the input is not one valid JSON object.
     private mutating func forEachTopLevelMember(_ body: (Range<Int>, Range<Int>) -> Void) -> Bool {

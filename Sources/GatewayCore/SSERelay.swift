@@ -18,6 +18,10 @@ public struct SSERelay {
     private var decoder: SSEDecoder
     /// Events forwarded to the client so far.
     public private(set) var forwardedEvents = 0
+    /// The last `usage` object and non-null `finish_reason` seen, for accounting. Found by a
+    /// byte search, so only the (usually one or two) chunks that carry them are parsed.
+    public private(set) var usage: JSONValue?
+    public private(set) var finishReason: String?
     public private(set) var outcome = Outcome.streaming
 
     public init(maxEventBytes: Int = 1 << 20) {
@@ -31,6 +35,8 @@ public struct SSERelay {
         var sawDone = false
         var invalid = false
         var forwarded = 0
+        var usage: JSONValue?
+        var finishReason: String?
         do {
             try decoder.feed(bytes) { event in
                 guard !sawDone, !invalid, !event.data.isEmpty else { return }
@@ -40,16 +46,24 @@ public struct SSERelay {
                 } else if JSONScanner.isValid(event.data) {
                     SSEEncoder.appendData(event.data, to: &out)
                     forwarded += 1
+                    if event.data.containsBytes(Self.usageKey) || event.data.containsBytes(Self.finishKey) {
+                        let chunk = try? JSONValue.parse(Array(event.data))
+                        if let value = chunk?["usage"], value != .null { usage = value }
+                        if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
+                    }
                 } else {
                     invalid = true
                 }
             }
         } catch {
             forwardedEvents += forwarded
+            if let usage { self.usage = usage }
             fail(.upstreamProtocol("the upstream sent an event larger than \(decoder.maxEventBytes) bytes"), into: &out)
             return outcome
         }
         forwardedEvents += forwarded
+        if let usage { self.usage = usage }
+        if let finishReason { self.finishReason = finishReason }
         if sawDone {
             outcome = .done
         } else if invalid {
@@ -80,6 +94,32 @@ public struct SSERelay {
         SSEEncoder.appendData(error.streamChunk(), to: &out)
         out.append(contentsOf: SSEEncoder.done)
         outcome = .failed(error)
+    }
+}
+
+extension SSERelay {
+    static let usageKey = Array(#""usage":{"#.utf8)
+    static let finishKey = Array(#""finish_reason":""#.utf8)
+}
+
+extension UnsafeRawBufferPointer {
+    /// Naive substring search; fine for the short needles and ~200-byte events it is used on.
+    func containsBytes(_ needle: [UInt8]) -> Bool {
+        guard needle.count <= count, let first = needle.first else { return needle.isEmpty }
+        var index = 0
+        let last = count - needle.count
+        while index <= last {
+            if self[index] == first {
+                var match = true
+                for offset in 1..<needle.count where self[index + offset] != needle[offset] {
+                    match = false
+                    break
+                }
+                if match { return true }
+            }
+            index += 1
+        }
+        return false
     }
 }
 

@@ -24,7 +24,27 @@ public struct MockScenario: Equatable, Sendable {
         case toolCall = "tool-call"
         /// The content is the request body exactly as received.
         case echo
+        /// A panel member: `expert-N` (N = 1…8) gives a distinct, deterministic answer built from
+        /// points shared with some other experts, points of its own, and a verdict that differs.
+        case expert
+        /// An outer model: calls the `fusion` tool when offered (or a caller's tool named in the
+        /// prompt), writes the final answer from a fusion result, and acts as judge when given the
+        /// judge's prompt.
+        case outer
+        /// A judge: returns the analysis computed from the panel answers in its prompt.
+        case judge
+        /// Judges that fail: prose instead of JSON, JSON of the wrong shape, no text at all, and
+        /// prose first then valid JSON when asked again.
+        case judgeInvalidJSON = "judge-invalid-json"
+        case judgeSchemaMismatch = "judge-schema-mismatch"
+        case judgeEmpty = "judge-empty"
+        case judgeFlaky = "judge-flaky"
+        /// Reasoning deltas only, no visible text (a reasoning model that ran out of budget).
+        case empty
     }
+
+    /// For `expert-N`: N.
+    public var persona = 1
 
     public var kind: Kind
     public var options: [String: Int]
@@ -32,7 +52,12 @@ public struct MockScenario: Equatable, Sendable {
     public init?(model: String) {
         let name = model.split(separator: "/").last.map(String.init) ?? model
         let parts = name.split(separator: ":")
-        guard let first = parts.first, let kind = Kind(rawValue: String(first)) else { return nil }
+        guard var first = parts.first.map(String.init) else { return nil }
+        if first.hasPrefix("expert-"), let persona = Int(first.dropFirst(7)), (1...8).contains(persona) {
+            self.persona = persona
+            first = "expert"
+        }
+        guard let kind = Kind(rawValue: first) else { return nil }
         self.kind = kind
         var options: [String: Int] = [:]
         for part in parts.dropFirst() {
@@ -43,10 +68,20 @@ public struct MockScenario: Equatable, Sendable {
         self.options = options
     }
 
+    /// Every model name the mock serves (options aside), for model lists.
+    public static let modelNames: [String] = Kind.allCases.flatMap { kind in
+        kind == .expert ? (1...8).map { "expert-\($0)" } : [kind.rawValue]
+    }
+
     func option(_ name: String, default value: Int) -> Int { options[name] ?? value }
 
     public var paceMilliseconds: Int {
-        option("pace_ms", default: kind == .paced ? 20 : 25)
+        switch kind {
+        case .paced: option("pace_ms", default: 20)
+        case .expert: option("pace_ms", default: 15 + 6 * persona)  // distinct speeds interleave visibly
+        case .judge, .judgeFlaky, .judgeSchemaMismatch, .judgeInvalidJSON: option("pace_ms", default: 8)
+        default: option("pace_ms", default: 25)
+        }
     }
     public var firstTokenMilliseconds: Int {
         option("first_ms", default: kind == .slowFirstToken ? 1500 : 0)

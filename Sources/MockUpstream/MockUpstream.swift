@@ -37,9 +37,9 @@ public final class MockUpstream {
             chatCompletion(request, writer)
         case ("GET", "/v1/models"), ("GET", "/models"):
             var body = Array(#"{"object":"list","data":["#.utf8)
-            for (index, kind) in MockScenario.Kind.allCases.enumerated() {
+            for (index, name) in MockScenario.modelNames.enumerated() {
                 if index > 0 { body.append(UInt8(ascii: ",")) }
-                body.append(contentsOf: #"{"id":"\#(kind.rawValue)","object":"model","created":0,"owned_by":"mock-upstream"}"#.utf8)
+                body.append(contentsOf: #"{"id":"\#(name)","object":"model","created":0,"owned_by":"mock-upstream"}"#.utf8)
             }
             body.append(contentsOf: "]}".utf8)
             writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
@@ -63,7 +63,7 @@ public final class MockUpstream {
         }
         let model = json["model"]?.stringValue ?? ""
         guard let scenario = MockScenario(model: model) else {
-            let names = MockScenario.Kind.allCases.map(\.rawValue).joined(separator: ", ")
+            let names = MockScenario.modelNames.joined(separator: ", ")
             writer.respond(error: .modelNotFound(model, detail: "the mock upstream serves: \(names)"))
             return
         }
@@ -99,6 +99,7 @@ public final class MockUpstream {
 struct MockScript {
     enum Step {
         case content(String)
+        case reasoning(String)
         case toolCall(index: Int, id: String?, name: String?, arguments: String)
     }
 
@@ -118,39 +119,86 @@ struct MockScript {
         case .echo:
             steps = [.content(String(decoding: rawBody, as: UTF8.self))]
         case .toolCall:
-            let arguments = #"{"location":"Paris, France","unit":"celsius"}"#
-            var steps: [Step] = [.toolCall(index: 0, id: "call_mock_1", name: "get_weather", arguments: "")]
-            var rest = Substring(arguments)
-            while !rest.isEmpty {
-                let piece = rest.prefix(7)  // fragments split mid-token, as real models do
-                steps.append(.toolCall(index: 0, id: nil, name: nil, arguments: String(piece)))
-                rest = rest.dropFirst(piece.count)
-            }
-            self.steps = steps
+            steps = Self.toolCallSteps(name: "get_weather", arguments: #"{"location":"Paris, France","unit":"celsius"}"#)
         case .paced:
             let count = scenario.option("deltas", default: 64)
             steps = (0..<count).map { .content("t\($0) ") }
+        case .expert:
+            steps = Self.words(MockRoles.expertAnswer(persona: scenario.persona, question: prompt))
+        case .judge:
+            steps = Self.judgeSteps(request)
+        case .outer:
+            if MockRoles.isJudgeRequest(request) {
+                steps = Self.judgeSteps(request)
+            } else {
+                switch MockRoles.outerTurn(request, lastUserText: prompt) {
+                case .callTool(let name, let arguments): steps = Self.toolCallSteps(name: name, arguments: arguments)
+                case .text(let text): steps = Self.words(text)
+                }
+            }
+        case .judgeInvalidJSON:
+            steps = Self.words("The models broadly agree, with some differences in emphasis.")
+        case .judgeSchemaMismatch:
+            steps = Self.fragments(#"{"consensus":"they agree","verdict":"fine"}"#)
+        case .judgeFlaky:
+            let retried = (request["messages"]?.arrayValue?.count ?? 0) > 2
+            steps = retried ? Self.judgeSteps(request) : Self.words("Let me think about this comparison first.")
+        case .judgeEmpty:
+            steps = []
+        case .empty:
+            steps = [.reasoning("Thinking about "), .reasoning("the question…")]
         default:
             if let count = scenario.options["deltas"] {
                 steps = (0..<count).map { .content("t\($0) ") }
             } else {
-                let quoted = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
                 let name = model.split(separator: ":").first.map(String.init) ?? model  // without its options
-                let text = "This is a simulated answer from the mock model '\(name)'. You asked: \"\(quoted)\". "
-                    + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive."
-                var words: [Step] = []
-                var current = ""
-                for character in text {
-                    current.append(character)
-                    if character == " " {
-                        words.append(.content(current))
-                        current = ""
-                    }
-                }
-                if !current.isEmpty { words.append(.content(current)) }
-                steps = words
+                let quoted = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
+                steps = Self.words("This is a simulated answer from the mock model '\(name)'. You asked: \"\(quoted)\". "
+                    + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive.")
             }
         }
+    }
+
+    /// One delta per word (each keeps its trailing space or newline).
+    static func words(_ text: String) -> [Step] {
+        var steps: [Step] = []
+        var current = ""
+        for character in text {
+            current.append(character)
+            if character == " " || character == "\n" {
+                steps.append(.content(current))
+                current = ""
+            }
+        }
+        if !current.isEmpty { steps.append(.content(current)) }
+        return steps
+    }
+
+    /// Fixed-size pieces, as a model streams JSON.
+    static func fragments(_ text: String, size: Int = 24) -> [Step] {
+        var steps: [Step] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            steps.append(.content(String(rest.prefix(size))))
+            rest = rest.dropFirst(size)
+        }
+        return steps
+    }
+
+    static func judgeSteps(_ request: JSONValue) -> [Step] {
+        fragments(String(decoding: MockRoles.analysis(of: MockRoles.panelAnswers(in: request)).serialized(), as: UTF8.self))
+    }
+
+    /// A tool call whose arguments arrive in fragments split mid-token, as real models send them.
+    static func toolCallSteps(name: String, arguments: String) -> [Step] {
+        var steps: [Step] = [.toolCall(index: 0, id: "call_mock_\(name)", name: name, arguments: "")]
+        var rest = Substring(arguments)
+        while !rest.isEmpty {
+            let piece = rest.prefix(7)
+            steps.append(.toolCall(index: 0, id: nil, name: nil, arguments: String(piece)))
+            rest = rest.dropFirst(piece.count)
+        }
+        return steps
     }
 
     var fullContent: String {
@@ -158,6 +206,20 @@ struct MockScript {
     }
 
     var completionTokens: Int { steps.count }
+
+    var callsTool: Bool {
+        steps.contains { if case .toolCall = $0 { true } else { false } }
+    }
+
+    var toolCall: (id: String, name: String, arguments: String)? {
+        var id = "", name = "", arguments = ""
+        for case .toolCall(_, let callID, let callName, let fragment) in steps {
+            id = callID ?? id
+            name = callName ?? name
+            arguments += fragment
+        }
+        return callsTool ? (id, name, arguments) : nil
+    }
 
     static func lastUserText(_ request: JSONValue) -> String {
         guard let messages = request["messages"]?.arrayValue else { return "" }
@@ -254,7 +316,7 @@ final class MockStream {
 
     private func finishStream() {
         buffer.removeAll(keepingCapacity: true)
-        let reason = script.scenario.kind == .toolCall ? "tool_calls" : "stop"
+        let reason = script.callsTool ? "tool_calls" : "stop"
         appendChunkPrefix()
         buffer.append(contentsOf: #""choices":[{"index":0,"delta":{},"finish_reason":"\#(reason)"}]}"#.utf8)
         buffer.append(contentsOf: "\n\n".utf8)
@@ -307,12 +369,13 @@ final class MockStream {
         }
         var body: [UInt8] = []
         body.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion","created":\#(created),"model":"\#(script.model)","choices":[{"index":0,"message":{"role":"assistant","content":"#.utf8)
-        if kind == .toolCall {
-            body.append(contentsOf: #"null,"tool_calls":[{"id":"call_mock_1","type":"function","function":{"name":"get_weather","arguments":"#.utf8)
-            let arguments = script.steps.compactMap { step -> String? in
-                if case .toolCall(_, _, _, let arguments) = step { return arguments } else { return nil }
-            }.joined()
-            JSONWriting.appendString(arguments, to: &body)
+        if let call = script.toolCall {
+            body.append(contentsOf: #"null,"tool_calls":[{"id":"#.utf8)
+            JSONWriting.appendString(call.id, to: &body)
+            body.append(contentsOf: #","type":"function","function":{"name":"#.utf8)
+            JSONWriting.appendString(call.name, to: &body)
+            body.append(contentsOf: #","arguments":"#.utf8)
+            JSONWriting.appendString(call.arguments, to: &body)
             body.append(contentsOf: #"}}]},"finish_reason":"tool_calls"}],"usage":"#.utf8)
         } else {
             JSONWriting.appendString(script.fullContent, to: &body)
@@ -325,7 +388,9 @@ final class MockStream {
     }
 
     private var usageJSON: String {
-        #"{"prompt_tokens":\#(script.promptTokens),"completion_tokens":\#(script.completionTokens),"total_tokens":\#(script.promptTokens + script.completionTokens)}"#
+        // A made-up price (2 µ$ per token) so cost accounting has something to add up.
+        let total = script.promptTokens + script.completionTokens
+        return #"{"prompt_tokens":\#(script.promptTokens),"completion_tokens":\#(script.completionTokens),"total_tokens":\#(total),"cost":\#(Double(total) * 0.000002)}"#
     }
 
     private func appendChunkPrefix() {
@@ -342,6 +407,9 @@ final class MockStream {
         switch step {
         case .content(let text):
             buffer.append(contentsOf: #""content":"#.utf8)
+            JSONWriting.appendString(text, to: &buffer)
+        case .reasoning(let text):
+            buffer.append(contentsOf: #""content":null,"reasoning":"#.utf8)
             JSONWriting.appendString(text, to: &buffer)
         case .toolCall(let index, let id, let name, let arguments):
             buffer.append(contentsOf: #""tool_calls":[{"index":\#(index),"#.utf8)

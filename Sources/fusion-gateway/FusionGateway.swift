@@ -103,7 +103,7 @@ struct MockUpstreamCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mock-upstream",
         abstract: "Run the mock OpenAI-compatible upstream (deterministic scenarios chosen by model name).",
-        discussion: "Scenarios: \(MockScenario.Kind.allCases.map(\.rawValue).joined(separator: ", ")). "
+        discussion: "Scenarios: \(MockScenario.modelNames.joined(separator: ", ")). "
             + "Options follow the name, e.g. paced:pace_ms=20:deltas=64 or error:status=503.")
 
     @Option(help: "Address to listen on.")

@@ -90,3 +90,24 @@ import Testing
         #expect(broken.outcome != .done)
     }
 }
+
+@Suite struct RelayAccountingTests {
+    @Test func notesUsageAndFinishReason() {
+        var relay = SSERelay()
+        var out: [UInt8] = []
+        _ = relay.relay(Array(#"data: {"choices":[{"delta":{"content":"x"},"finish_reason":null}]}\#n\#n"#.utf8), into: &out)
+        #expect(relay.finishReason == nil && relay.usage == nil)
+        _ = relay.relay(Array(#"data: {"choices":[{"delta":{},"finish_reason":"length"}]}\#n\#n"#.utf8), into: &out)
+        _ = relay.relay(Array(#"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}\#n\#n"#.utf8), into: &out)
+        #expect(relay.finishReason == "length")
+        #expect(relay.usage?["total_tokens"] == .int(8))
+    }
+
+    @Test func splicesTopLevelValuesOnly() {
+        let chunk = Array(#"{"id":"up-1","object":"chat.completion.chunk","model":"m","choices":[{"delta":{"model":"keep"}}]}"#.utf8)
+        let spliced = chunk.withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "gen-9", "model": "sim/outer"], in: $0) }
+        #expect(spliced.map { String(decoding: $0, as: UTF8.self) }
+                == #"{"id":"gen-9","object":"chat.completion.chunk","model":"sim/outer","choices":[{"delta":{"model":"keep"}}]}"#)
+        #expect(Array("nope".utf8).withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "x"], in: $0) } == nil)
+    }
+}

@@ -1,0 +1,422 @@
+import EventLoop
+import Foundation
+import Fusion
+import GatewayCore
+import HTTPServer
+import UpstreamClient
+
+/// Runs one Fusion request: the outer model's first call (which may call the fusion tool), the
+/// panel and the judge (driven by `Deliberation`'s actions), and the outer model's final call,
+/// streaming everything to the client as it happens.
+///
+/// The client sees one completion: the outer model's chunks with `id` and `model` made
+/// consistent across its two calls (spliced in the raw bytes), deliberation progress as SSE
+/// comments or, on request, named events, and a final usage chunk summing every call.
+final class FusionSession {
+    struct Routes {
+        var outer: ModelRoute
+        var members: [ModelRoute]
+        var judges: [String: ModelRoute]
+    }
+
+    private enum Phase { case outerFirst, deliberating, outerFinal, finished }
+
+    private let request: FusionRequest
+    private let routes: Routes
+    private let writer: HTTPResponseWriter
+    private let client: UpstreamClient
+    private let settings: FusionSettings
+    private let upstream: GatewayConfig.Upstream
+    private let secrets: [String]
+    private let generationID: String
+    private let created = Int(Date().timeIntervalSince1970)
+    private let startedAt = EventLoop.monotonicNanoseconds()
+    private let encoder: FusionEventEncoder
+    private var onFinish: ((GenerationRecord) -> Void)?
+
+    private var phase = Phase.outerFirst
+    private var outerCall: InnerCall?
+    private var memberCalls: [Int: InnerCall] = [:]
+    private var judgeCall: InnerCall?
+    private var deliberation: Deliberation?
+    private var toolCalls = ToolCallAccumulator()
+    private var outerContent = ""
+    private var outerFirstStats: MemberStats?
+    private var outerFinalStats: MemberStats?
+    private var outerCallStarted = 0.0
+    private var outerCallFirstToken: Double?
+    private var outerUsage: Usage?
+    private var finishReason: String?
+    private var fusionResult: FusionResult?
+    private var record: GenerationRecord
+    /// Content and caller tool calls, for a non-streamed response.
+    private var answerContent = ""
+    private var answerToolCalls = ToolCallAccumulator()
+    private var out: [UInt8] = []
+    private var keepAlive: LoopTimer?
+    private var lastWrite: UInt64 = 0
+
+    init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, client: UpstreamClient,
+         settings: FusionSettings, upstream: GatewayConfig.Upstream, secrets: [String], generationID: String,
+         onFinish: @escaping (GenerationRecord) -> Void) {
+        self.request = request
+        self.routes = routes
+        self.writer = writer
+        self.client = client
+        self.settings = settings
+        self.upstream = upstream
+        self.secrets = secrets
+        self.generationID = generationID
+        self.onFinish = onFinish
+        encoder = FusionEventEncoder(form: request.structuredEvents ? .namedEvents : .comments)
+        record = GenerationRecord(id: generationID, model: request.outerModel, router: nil, streamed: request.stream)
+    }
+
+    /// Resolves every model the request may use, so a bad one is a 400 naming its field before
+    /// any upstream call.
+    static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter) throws(APIError) -> Routes {
+        func resolve(_ model: String, _ param: String) throws(APIError) -> ModelRoute {
+            do {
+                return try router.route(model)
+            } catch {
+                guard error.code == "model_not_found" else { throw error }
+                throw .invalidRequest("Invalid model in '\(param)': \(error.message)", param: param, code: "model_not_found")
+            }
+        }
+        let outer = try resolve(request.outerModel, "model")
+        var members: [ModelRoute] = []
+        for (index, model) in request.parameters.analysisModels.enumerated() {
+            members.append(try resolve(model, "\(request.parameterPath).analysis_models[\(index)]"))
+        }
+        var judges = [request.judgeModel: request.judgeModel == request.outerModel
+            ? outer : try resolve(request.judgeModel, "\(request.parameterPath).model")]
+        if let fallback = settings.judgeFallbackModel {
+            judges[fallback] = try resolve(fallback, "fusion.judge_fallback_model (gateway config)")
+        }
+        return Routes(outer: outer, members: members, judges: judges)
+    }
+
+    private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
+
+    func start() {
+        writer.onClientGone = { [unowned self] in
+            record.cancelled = true
+            finish()
+        }
+        if request.stream {
+            let interval = upstream.keepAliveIntervalMilliseconds
+            let timer = LoopTimer(loop: client.loop) { [unowned self] in
+                // Silence for a whole interval (a slow first token, a slow panel): say we're alive.
+                guard client.loop.nowMilliseconds &- lastWrite >= interval else { return }
+                openStream()
+                write(Array(": keep-alive\n\n".utf8))
+            }
+            timer.start(afterMilliseconds: interval, repeatMilliseconds: interval)
+            keepAlive = timer
+            lastWrite = client.loop.nowMilliseconds
+        }
+        startOuter(body: FusionPrompts.outerFirstBody(request, upstreamModel: routes.outer.upstreamModel))
+    }
+
+    // MARK: the outer model
+
+    private func startOuter(body: JSONValue) {
+        outerCallStarted = elapsedMilliseconds
+        outerCallFirstToken = nil
+        outerUsage = nil
+        let call = InnerCall(client: client, route: routes.outer, body: body, depth: request.depth,
+                             timeoutMilliseconds: upstream.idleTimeoutMilliseconds,
+                             connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds, secrets: secrets)
+        outerCall = call
+        call.onOpen = { [unowned self] in
+            openStream()
+            if phase == .outerFinal { writeProgress { encoder.appendFinalAnswerStarts(model: request.outerModel, at: $1, to: &$0) } }
+        }
+        call.onChunk = { [unowned self] raw, chunk in outerDidSend(raw, chunk) }
+        call.onFinish = { [unowned self] outcome in outerDidFinish(outcome) }
+    }
+
+    private func outerDidSend(_ raw: UnsafeRawBufferPointer, _ chunk: JSONValue) {
+        let delta = ChunkDelta(chunk: chunk)
+        if outerCallFirstToken == nil, delta.content != nil || !delta.toolCalls.isEmpty {
+            outerCallFirstToken = elapsedMilliseconds - outerCallStarted
+            if record.firstTokenMilliseconds == nil, delta.content?.isEmpty == false { record.firstTokenMilliseconds = elapsedMilliseconds }
+        }
+        if let usage = delta.usage { outerUsage = usage }
+        var touchesFusion = false
+        for fragment in delta.toolCalls {
+            if phase == .outerFirst { toolCalls.add(fragment) }
+            if phase == .outerFirst && toolCalls.name(at: fragment.index) == FusionPlan.toolName {
+                touchesFusion = true
+            } else {
+                answerToolCalls.add(fragment)
+            }
+        }
+        if let content = delta.content {
+            answerContent += content
+            if phase == .outerFirst { outerContent += content }
+        }
+        if let reason = delta.finishReason { finishReason = reason }
+        let callsFusion = phase == .outerFirst && toolCalls.calls.contains { $0.name == FusionPlan.toolName }
+        // Forward what is the client's: not our tool's fragments, not usage (ours comes last),
+        // not the "tool_calls" finish of a turn that only called fusion.
+        let forward = !touchesFusion && delta.usage == nil && !(delta.finishReason == "tool_calls" && callsFusion)
+        if forward {
+            guard request.stream else { return }
+            if let spliced = JSONScanner.replacingTopLevelValues(["id": generationID, "model": request.outerModel], in: raw) {
+                out.removeAll(keepingCapacity: true)
+                SSEEncoder.appendData(spliced, to: &out)
+                write(out)
+            }
+        } else if touchesFusion, let content = delta.content, !content.isEmpty, request.stream {
+            // A chunk mixing text with our tool's fragments: pass the text on its own.
+            writeChunk(delta: .object(["content": .string(content)]), finishReason: nil)
+        }
+    }
+
+    private func outerDidFinish(_ outcome: InnerCall.Outcome) {
+        outerCall = nil
+        let stats = MemberStats(model: request.outerModel, role: phase == .outerFirst ? "outer" : "outer_final",
+                                status: "ok", usage: outerUsage, firstTokenMilliseconds: outerCallFirstToken,
+                                durationMilliseconds: elapsedMilliseconds - outerCallStarted, characters: answerContent.count)
+        if case .failed(let error, let reason) = outcome {
+            var failed = stats
+            failed.status = reason.rawValue
+            if phase == .outerFirst { outerFirstStats = failed } else { outerFinalStats = failed }
+            fail(error)
+            return
+        }
+        if phase == .outerFirst {
+            outerFirstStats = stats
+            if let call = toolCalls.calls.first(where: { $0.name == FusionPlan.toolName }) {
+                startDeliberation(call)
+            } else {
+                complete()  // answered directly (or called the caller's own tools)
+            }
+        } else {
+            outerFinalStats = stats
+            complete()
+        }
+    }
+
+    // MARK: panel and judge
+
+    private func startDeliberation(_ call: ToolCall) {
+        phase = .deliberating
+        record.router = "fusion"
+        finishReason = nil
+        let arguments = (try? JSONValue.parse(Array(call.arguments.utf8))) ?? .object([:])
+        var question = arguments["question"]?.stringValue ?? ""
+        if question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { question = request.lastUserText }
+        writeProgress { encoder.append(.toolCalled(arguments: call.arguments), at: $1, to: &$0) }
+        var deliberation = Deliberation(question: question, models: request.parameters.analysisModels,
+                                        judge: request.judgeModel, judgeFallback: settings.judgeFallbackModel)
+        let actions = deliberation.start(at: elapsedMilliseconds)
+        self.deliberation = deliberation
+        pendingToolCall = call
+        perform(actions)
+    }
+
+    private var pendingToolCall: ToolCall?
+
+    private func handle(_ event: Deliberation.Event) {
+        guard phase == .deliberating, var deliberation else { return }
+        let actions = deliberation.handle(event, at: elapsedMilliseconds)
+        self.deliberation = deliberation
+        perform(actions)
+    }
+
+    private func perform(_ actions: [Deliberation.Action]) {
+        for action in actions {
+            guard phase == .deliberating else { return }
+            switch action {
+            case .startMember(let index, _):
+                startMember(index)
+            case .startJudge(let model, _, let messages):
+                startJudge(model, messages)
+            case .progress(let progress):
+                writeProgress { encoder.append(progress, at: $1, to: &$0) }
+            case .finish(let result):
+                fusionResult = result
+                writeProgress { encoder.append(.completed(result: result), at: $1, to: &$0) }
+                startFinalAnswer(result)
+            }
+        }
+    }
+
+    private func startMember(_ index: Int) {
+        let route = routes.members[index]
+        let question = deliberation?.question ?? request.lastUserText
+        let body = FusionPrompts.innerBody(
+            model: route.upstreamModel, messages: FusionPrompts.panelMessages(request, question: question, context: settings.panelContext),
+            parameters: request.parameters)
+        let call = InnerCall(client: client, route: route, body: body, depth: request.depth,
+                             timeoutMilliseconds: settings.memberTimeoutMilliseconds,
+                             connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds, secrets: secrets)
+        memberCalls[index] = call
+        var usage: Usage?
+        call.onChunk = { [unowned self] _, chunk in
+            let delta = ChunkDelta(chunk: chunk)
+            if let value = delta.usage { usage = value }
+            if let content = delta.content, !content.isEmpty { handle(.memberDelta(index: index, text: content)) }
+        }
+        call.onFinish = { [unowned self] outcome in
+            memberCalls[index] = nil
+            switch outcome {
+            case .completed: handle(.memberFinished(index: index, usage: usage))
+            case .failed(let error, let reason): handle(.memberFailed(index: index, reason: reason, message: error.message))
+            }
+        }
+    }
+
+    private func startJudge(_ model: String, _ messages: [JSONValue]) {
+        judgeCall?.cancel()
+        guard let route = routes.judges[model] else { return }
+        let body = FusionPrompts.innerBody(model: route.upstreamModel, messages: messages, parameters: request.parameters,
+                                           jsonOutput: true)
+        let call = InnerCall(client: client, route: route, body: body, depth: request.depth,
+                             timeoutMilliseconds: settings.judgeTimeoutMilliseconds,
+                             connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds, secrets: secrets)
+        judgeCall = call
+        var usage: Usage?
+        call.onChunk = { [unowned self] _, chunk in
+            let delta = ChunkDelta(chunk: chunk)
+            if let value = delta.usage { usage = value }
+            if let content = delta.content, !content.isEmpty { handle(.judgeDelta(text: content)) }
+        }
+        call.onFinish = { [unowned self, unowned call] outcome in
+            if judgeCall === call { judgeCall = nil }
+            switch outcome {
+            case .completed: handle(.judgeFinished(usage: usage))
+            case .failed(let error, _): handle(.judgeFailed(message: error.message))
+            }
+        }
+    }
+
+    private func startFinalAnswer(_ result: FusionResult) {
+        guard let call = pendingToolCall else { return }
+        phase = .outerFinal
+        answerContent = ""
+        let toolResult = String(decoding: result.json.serialized(), as: UTF8.self)
+        startOuter(body: FusionPrompts.outerFinalBody(request, upstreamModel: routes.outer.upstreamModel,
+                                                      assistantContent: outerContent, call: call, toolResult: toolResult))
+    }
+
+    // MARK: the client
+
+    private func openStream() {
+        guard request.stream, writer.state == .pending else { return }
+        writer.startStream(status: 200, headers: [
+            ("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"), ("X-Generation-Id", generationID),
+        ])
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        guard request.stream, writer.state == .streaming else { return }
+        writer.writeStreamChunk(bytes)
+        lastWrite = client.loop.nowMilliseconds
+    }
+
+    private func writeProgress(_ encode: (inout [UInt8], Double) -> Void) {
+        guard request.stream else { return }
+        openStream()
+        out.removeAll(keepingCapacity: true)
+        encode(&out, elapsedMilliseconds)
+        write(out)
+    }
+
+    private func writeChunk(delta: JSONValue, finishReason: String?, usage: JSONValue? = nil) {
+        var chunk: [String: JSONValue] = [
+            "id": .string(generationID), "object": .string("chat.completion.chunk"), "created": .int(Int64(created)),
+            "model": .string(request.outerModel),
+            "choices": usage != nil ? .array([]) : .array([.object([
+                "index": .int(0), "delta": delta, "finish_reason": finishReason.map(JSONValue.string) ?? .null,
+            ])]),
+        ]
+        if let usage { chunk["usage"] = usage }
+        out.removeAll(keepingCapacity: true)
+        SSEEncoder.appendData(JSONValue.object(chunk).serialized(), to: &out)
+        write(out)
+    }
+
+    private var allCalls: [MemberStats] {
+        [outerFirstStats].compactMap { $0 } + (deliberation?.stats ?? []) + [outerFinalStats].compactMap { $0 }
+    }
+
+    private var totalUsage: Usage {
+        allCalls.compactMap(\.usage).reduce(Usage(), +)
+    }
+
+    /// Usage summed over every call, with the per-call breakdown when fusion ran.
+    private var usageJSON: JSONValue {
+        guard case .object(var usage) = totalUsage.json else { return .null }
+        if fusionResult != nil { usage["fusion"] = .object(["calls": .array(allCalls.map(\.json))]) }
+        return .object(usage)
+    }
+
+    private func complete() {
+        guard phase != .finished else { return }
+        let usage = usageJSON
+        if request.stream {
+            openStream()
+            if request.includeUsage { writeChunk(delta: .object([:]), finishReason: nil, usage: usage) }
+            write(SSEEncoder.done)
+            writer.endStream()
+        } else {
+            var message: [String: JSONValue] = ["role": .string("assistant"),
+                                                "content": answerContent.isEmpty && !answerToolCalls.calls.isEmpty ? .null : .string(answerContent)]
+            if !answerToolCalls.calls.isEmpty { message["tool_calls"] = .array(answerToolCalls.calls.map(\.json)) }
+            var completion: [String: JSONValue] = [
+                "id": .string(generationID), "object": .string("chat.completion"), "created": .int(Int64(created)),
+                "model": .string(request.outerModel),
+                "choices": .array([.object(["index": .int(0), "message": .object(message),
+                                            "finish_reason": .string(finishReason ?? "stop")])]),
+                "usage": usage,
+            ]
+            if let fusionResult { completion["fusion"] = fusionResult.json }
+            writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
+                           body: JSONValue.object(completion).serialized())
+        }
+        record.status = 200
+        finish()
+    }
+
+    private func fail(_ error: APIError) {
+        guard phase != .finished else { return }
+        record.error = error.code
+        if writer.state == .streaming {
+            var relay = SSERelay()
+            out.removeAll(keepingCapacity: true)
+            relay.fail(error, into: &out)
+            write(out)
+            writer.endStream()
+            record.status = 200
+        } else {
+            var error = error
+            error.headers.append(("X-Generation-Id", generationID))
+            writer.respond(error: error)
+            record.status = error.status
+        }
+        finish()
+    }
+
+    /// Cancels whatever is still running and files the record. Idempotent.
+    private func finish() {
+        guard phase != .finished else { return }
+        phase = .finished
+        outerCall?.cancel()
+        for call in memberCalls.values { call.cancel() }
+        memberCalls.removeAll()
+        judgeCall?.cancel()
+        keepAlive?.close()
+        writer.onClientGone = nil
+        record.finishReason = finishReason ?? (record.cancelled ? nil : "stop")
+        record.usage = totalUsage
+        record.calls = allCalls
+        record.durationMilliseconds = elapsedMilliseconds
+        let callback = onFinish
+        onFinish = nil
+        callback?(record)
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import Fusion
+import GatewayCore
+
+/// What happened to one completion, returned by `GET /api/v1/generation?id=…` in OpenRouter's
+/// shape (`{"data":{…}}`), with the per-call breakdown when Fusion ran.
+struct GenerationRecord {
+    var id: String
+    var model: String
+    /// "fusion" when the deliberation ran.
+    var router: String?
+    var createdAt = Date()
+    var streamed: Bool
+    var cancelled = false
+    var status = 0
+    var finishReason: String?
+    var usage = Usage()
+    var firstTokenMilliseconds: Double?
+    var durationMilliseconds: Double = 0
+    var calls: [MemberStats] = []
+    var error: String?
+
+    var json: JSONValue {
+        func rounded(_ value: Double) -> JSONValue { .double((value * 1000).rounded() / 1000) }
+        var data: [String: JSONValue] = [
+            "id": .string(id), "model": .string(model), "router": router.map(JSONValue.string) ?? .null,
+            "created_at": .string(ISO8601DateFormatter().string(from: createdAt)),
+            "streamed": .bool(streamed), "cancelled": .bool(cancelled), "status": .int(Int64(status)),
+            "finish_reason": finishReason.map(JSONValue.string) ?? .null,
+            "tokens_prompt": .int(usage.promptTokens), "tokens_completion": .int(usage.completionTokens),
+            "native_tokens_reasoning": .int(0), "num_search_results": .int(0),
+            "total_cost": .double(usage.cost), "usage": usage.json,
+            "latency": firstTokenMilliseconds.map(rounded) ?? .null,
+            "generation_time": rounded(durationMilliseconds),
+        ]
+        if !calls.isEmpty { data["fusion"] = .object(["calls": .array(calls.map(\.json))]) }
+        if let error { data["error"] = .string(error) }
+        return .object(["data": .object(data)])
+    }
+}
+
+/// The most recent generation records, in memory and bounded (oldest evicted first).
+final class GenerationStore {
+    private var records: [String: GenerationRecord] = [:]
+    private var order: [String] = []
+    private var oldest = 0
+    let capacity: Int
+
+    init(capacity: Int = 10_000) { self.capacity = capacity }
+
+    func add(_ record: GenerationRecord) {
+        if records.count >= capacity, oldest < order.count {
+            records[order[oldest]] = nil
+            oldest += 1
+            if oldest > capacity {  // compact the id list now and then
+                order.removeFirst(oldest)
+                oldest = 0
+            }
+        }
+        records[record.id] = record
+        order.append(record.id)
+    }
+
+    func record(_ id: String) -> GenerationRecord? { records[id] }
+
+    /// A new id: `gen-` and 24 random hex digits.
+    static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef")
+        return "gen-" + String((0..<24).map { _ in digits[Int(generator.next() % 16)] })
+    }
+}
