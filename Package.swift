@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Gateway", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
+                "Gateway", "Fusion", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -8,6 +8,8 @@ final class TestClient {
 
     let fd: Int32
     private var buffer: [UInt8] = []
+    /// Headers of the response being (or last) read, available while its body streams in.
+    private(set) var lastResponseHeaders: [(String, String)] = []
 
     init(port: Int, timeoutSeconds: Int = 5) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -98,6 +100,7 @@ final class TestClient {
             statusLine = try readLine()
         }
         let status = Int(statusLine.split(separator: " ")[1])!
+        lastResponseHeaders = headers
         var response = TestResponse(status: status, headers: headers, body: [])
         if response.header("transfer-encoding")?.lowercased() == "chunked" {
             while true {
@@ -144,6 +147,31 @@ struct TestResponse {
         var events: [String] = []
         try? decoder.feed(body) { events.append($0.dataString) }
         return events
+    }
+
+    /// Named events (`event:` set), as (name, data JSON).
+    var namedEvents: [(name: String, data: JSONValue)] {
+        var decoder = SSEDecoder()
+        var events: [(String, JSONValue)] = []
+        try? decoder.feed(body) { event in
+            if !event.name.isEmpty, let json = try? JSONValue.parse(Array(event.data)) { events.append((event.nameString, json)) }
+        }
+        return events
+    }
+
+    /// SSE comment lines (without the leading ": ").
+    var comments: [String] {
+        text.split(separator: "\n").filter { $0.hasPrefix(": ") }.map { String($0.dropFirst(2)) }
+    }
+
+    /// Unnamed events only: what an OpenAI client reads.
+    var plainChunksJSON: [JSONValue] {
+        var decoder = SSEDecoder()
+        var chunks: [JSONValue] = []
+        try? decoder.feed(body) { event in
+            if event.name.isEmpty, !event.isDone, let json = try? JSONValue.parse(Array(event.data)) { chunks.append(json) }
+        }
+        return chunks
     }
 
     /// Event payloads parsed as JSON (excluding `[DONE]`).

@@ -1,5 +1,6 @@
 import EventLoop
 import Foundation
+import Fusion
 import Gateway
 import GatewayCore
 import HTTPServer
@@ -39,7 +40,15 @@ final class TestEnvironment: @unchecked Sendable {
             config.providers["unkeyed"] = .init(name: "unkeyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_UNSET_KEY")
             config.providers["listed"] = .init(name: "listed", baseURL: base, models: ["normal"])
             config.providers["dead"] = .init(name: "dead", baseURL: "http://127.0.0.1:1/v1")
-            config.providers["nowhere"] = .init(name: "nowhere", baseURL: "http://no-such-host.invalid/v1")
+            // Fusion on the mock, fast: 1 ms between deltas.
+            var fusion = FusionSettings(
+                outerModel: "mock/outer:pace_ms=1",
+                presets: ["quality": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1", "mock/expert-3:pace_ms=1"]),
+                          "budget": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1"])],
+                defaultPreset: "quality")
+            fusion.memberTimeoutMilliseconds = 600
+            fusion.judgeTimeoutMilliseconds = 1_000
+            config.fusion = fusion
             configure(&config)
             var logger = Logger(label: "gateway-under-test")
             logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
@@ -79,6 +88,12 @@ final class TestEnvironment: @unchecked Sendable {
         let client = try client()
         try client.send(Self.post("/v1/chat/completions", body: body, headers: headers))
         return try client.readResponse()
+    }
+
+    /// The gateway's generation record for `id`.
+    func generation(_ id: String?) throws -> JSONValue? {
+        guard let id else { return nil }
+        return try get("/api/v1/generation?id=\(id)").json?["data"]
     }
 
     func get(_ path: String) throws -> TestResponse {

@@ -1,0 +1,308 @@
+import EventLoop
+import Foundation
+import Fusion
+import Gateway
+import GatewayCore
+import MockUpstream
+import Testing
+
+/// Fusion end to end over loopback: the gateway, the mock's outer/expert/judge models.
+@Suite struct FusionIntegrationTests {
+    static let question = "Should cities ban cars from their centres?"
+
+    func fusionBody(stream: Bool = true, model: String = "fusion", tools: String? = nil, extra: String = "",
+                    question: String = question) -> String {
+        var body = #"{"model":"\#(model)","stream":\#(stream),"messages":[{"role":"user","content":"\#(question)"}]"#
+        if let tools { body += #","tools":\#(tools)"# }
+        return body + extra + "}"
+    }
+
+    func finalContent(_ response: TestResponse) -> String {
+        response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
+    }
+
+    @Test func defaultStreamShowsTheDeliberationAsCommentsThenTheAnswer() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(fusionBody(extra: #","stream_options":{"include_usage":true}"#))
+        #expect(response.status == 200)
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        #expect(!response.text.contains("event:"), "no named events unless asked")
+        let comments = response.comments
+        #expect(comments.first?.hasPrefix("fusion: the outer model called the fusion tool") == true)
+        for index in 0..<3 {
+            #expect(comments.contains { $0.hasPrefix("fusion panel[\(index)] mock/expert-\(index + 1):pace_ms=1: started") })
+            #expect(comments.contains { $0.hasPrefix("fusion panel[\(index)] mock/expert-\(index + 1):pace_ms=1: completed") })
+        }
+        // Order: panel, then judge, then the final answer.
+        let lastPanel = try #require(comments.lastIndex { $0.hasPrefix("fusion panel[") })
+        let judge = try #require(comments.firstIndex { $0.hasPrefix("fusion judge") })
+        let final = try #require(comments.firstIndex { $0.contains("is writing the final answer") })
+        #expect(lastPanel < judge && judge < final)
+        #expect(comments.contains { $0.contains("analysis ready") })
+        // The answer uses the analysis computed from the panel's actual answers.
+        let answer = finalContent(response)
+        #expect(answer.hasPrefix("Drawing on a panel of 3 models (3 answered):"))
+        #expect(answer.contains("Where they agree: The answer should rest on evidence"))
+        #expect(answer.contains("Where they differ on the overall verdict"))
+        #expect(answer.contains("A unique insight from mock/expert-3:pace_ms=1"))
+        // One completion: one id, the concrete outer model.
+        let chunks = response.plainChunksJSON
+        #expect(Set(chunks.compactMap { $0["id"]?.stringValue }).count == 1)
+        #expect(Set(chunks.compactMap { $0["model"]?.stringValue }) == ["mock/outer:pace_ms=1"])
+        #expect(!chunks.contains { $0["choices"]?.arrayValue?.first?["delta"]?["tool_calls"] != nil }, "our tool call stays ours")
+        // Usage sums every call, with the breakdown.
+        let usage = try #require(chunks.last?["usage"])
+        let calls = try #require(usage["fusion"]?["calls"]?.arrayValue)
+        #expect(calls.map { $0["role"]?.stringValue ?? "" } == ["outer", "panel", "panel", "panel", "judge", "outer_final"])
+        let summed = calls.compactMap { $0["total_tokens"]?.intValue }.reduce(0, +)
+        #expect(usage["total_tokens"]?.intValue == summed)
+        #expect((usage["cost"]?.doubleValue ?? 0) > 0)
+        #expect(calls.allSatisfy { $0["duration_ms"]?.doubleValue != nil && $0["status"] == .string("ok") })
+        // The generation record.
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["router"] == .string("fusion"))
+        #expect(record["model"] == .string("mock/outer:pace_ms=1"))
+        #expect(record["streamed"] == .bool(true))
+        #expect(record["cancelled"] == .bool(false))
+        #expect(record["finish_reason"] == .string("stop"))
+        #expect(record["tokens_prompt"]?.intValue == usage["prompt_tokens"]?.intValue)
+        #expect(record["fusion"]?["calls"]?.arrayValue?.count == 6)
+    }
+
+    @Test func structuredEventsCarryModelIndexAndMonotonicTime() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(fusionBody(extra: #","stream_options":{"include_fusion_events":true}"#))
+        #expect(response.status == 200)
+        let events = response.namedEvents
+        let names = events.map(\.name)
+        #expect(names.first == "fusion.tool.called")
+        #expect(names.filter { $0 == "fusion.member.started" }.count == 3)
+        #expect(names.filter { $0 == "fusion.member.completed" }.count == 3)
+        #expect(names.contains("fusion.judge.started"))
+        #expect(names.contains("fusion.judge.progress"))
+        let order = ["fusion.tool.called", "fusion.judge.completed", "fusion.completed", "fusion.final"].map { names.firstIndex(of: $0) ?? -1 }
+        #expect(order == order.sorted() && !order.contains(-1), "\(names)")
+        let times = events.compactMap { $0.data["t_ms"]?.doubleValue }
+        #expect(times.count == events.count)
+        #expect(times == times.sorted(), "monotonic timestamps")
+        // Each member's deltas, in order, add up to what it completed with.
+        for index in 0..<3 {
+            let deltas = events.filter { $0.name == "fusion.member.delta" && $0.data["index"] == .int(Int64(index)) }
+            #expect(deltas.allSatisfy { $0.data["model"] == .string("mock/expert-\(index + 1):pace_ms=1") })
+            let text = deltas.compactMap { $0.data["delta"]?.stringValue }.joined()
+            #expect(text.hasPrefix("Expert \(index + 1)'s view"))
+            let completed = events.first { $0.name == "fusion.member.completed" && $0.data["index"] == .int(Int64(index)) }
+            #expect(completed?.data["stats"]?["characters"]?.intValue == Int64(text.count))
+        }
+        let analysis = try #require(events.first { $0.name == "fusion.judge.completed" }?.data["analysis"])
+        #expect(analysis["consensus"]?.arrayValue?.count == 2)
+        #expect(finalContent(response).hasPrefix("Drawing on a panel"))
+    }
+
+    @Test func nonStreamingReturnsOneCompletionWithTheFusionResult() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(fusionBody(stream: false))
+        #expect(response.status == 200)
+        let json = try #require(response.json)
+        #expect(json["object"] == .string("chat.completion"))
+        #expect(json["model"] == .string("mock/outer:pace_ms=1"))
+        #expect(json["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.hasPrefix("Drawing on a panel") == true)
+        #expect(json["fusion"]?["status"] == .string("ok"))
+        #expect(json["fusion"]?["analysis"]?["blind_spots"]?.arrayValue?.isEmpty == false)
+        #expect(json["fusion"]?["responses"]?.arrayValue?.count == 3)
+        #expect(json["usage"]?["fusion"]?["calls"]?.arrayValue?.count == 6)
+        #expect(json["id"]?.stringValue == response.header("x-generation-id"))
+        #expect(try env.generation(response.header("x-generation-id"))?["streamed"] == .bool(false))
+    }
+
+    @Test func theOuterModelDecidesAndRequiredForcesFusion() throws {
+        let env = try TestEnvironment()
+        // A short prompt: the simulated outer model answers directly.
+        let direct = try env.chat(fusionBody(stream: false, question: "Hi there"))
+        #expect(direct.json?["fusion"] == nil)
+        #expect(direct.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains("direct answer") == true)
+        #expect(try env.generation(direct.header("x-generation-id"))?["router"] == .null)
+        // tool_choice "required" forces it.
+        let forced = try env.chat(fusionBody(stream: false, extra: #","tool_choice":"required""#, question: "Hi there"))
+        #expect(forced.json?["fusion"]?["status"] == .string("ok"))
+        // The final call is not forced to call a tool again: the fusion tool is gone.
+        let lastBody = try JSONValue.parse(env.mockStats.lastRequestBody)
+        #expect(lastBody["tools"] == nil)
+        #expect(lastBody["tool_choice"] == nil)
+        #expect(lastBody["messages"]?.arrayValue?.last?["role"] == .string("tool"))
+    }
+
+    @Test func serverToolWorksAlongsideTheCallersOwnTools() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"function","function":{"name":"lookup_prices","parameters":{"type":"object"}}},{"type":"openrouter:fusion","parameters":{"analysis_models":["mock/expert-2:pace_ms=1","mock/expert-4:pace_ms=1"]}}]"#
+        // The prompt names the caller's tool: the outer model calls it, and the client gets it.
+        let own = try env.chat(fusionBody(model: "mock/outer:pace_ms=1", tools: tools, question: "Please use lookup_prices for apples"))
+        #expect(own.status == 200)
+        var arguments = ""
+        var names: [String] = []
+        for chunk in own.plainChunksJSON {
+            for call in chunk["choices"]?.arrayValue?.first?["delta"]?["tool_calls"]?.arrayValue ?? [] {
+                if let name = call["function"]?["name"]?.stringValue { names.append(name) }
+                arguments += call["function"]?["arguments"]?.stringValue ?? ""
+            }
+        }
+        #expect(names == ["lookup_prices"])
+        #expect(arguments == #"{"query":"Please use lookup_prices for apples"}"#)
+        #expect(own.plainChunksJSON.contains { $0["choices"]?.arrayValue?.first?["finish_reason"] == .string("tool_calls") })
+        #expect(!own.text.contains("fusion panel"))
+        // Otherwise fusion runs with the requested panel, and the final call keeps the caller's tool.
+        let fused = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        #expect(fused.json?["fusion"]?["responses"]?.arrayValue?.compactMap { $0["model"]?.stringValue }
+                == ["mock/expert-2:pace_ms=1", "mock/expert-4:pace_ms=1"])
+        let lastBody = try JSONValue.parse(env.mockStats.lastRequestBody)
+        #expect(lastBody["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue } == ["lookup_prices"])
+    }
+
+    @Test(arguments: [
+        (#"[{"type":"fusion","parameters":{"analysis_models":[]}}]"#, "tools[0].parameters.analysis_models"),
+        (#"[{"type":"fusion","parameters":{"temperature":3}}]"#, "tools[0].parameters.temperature"),
+        (#"[{"type":"fusion","parameters":{"max_tool_calls":99}}]"#, "tools[0].parameters.max_tool_calls"),
+        (#"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1","ghost/model"]}}]"#, "tools[0].parameters.analysis_models[1]"),
+        (#"[{"type":"fusion","parameters":{"model":"ghost/judge"}}]"#, "tools[0].parameters.model"),
+        (#"[{"type":"fusion","parameters":{"reasoning":{"effort":"extreme"}}}]"#, "tools[0].parameters.reasoning.effort"),
+    ])
+    func invalidParametersAre400sNamingTheField(tools: String, param: String) throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(fusionBody(model: "mock/outer", tools: tools))
+        #expect(response.status == 400)
+        #expect(response.json?["error"]?["param"]?.stringValue == param, "\(response.text)")
+        #expect(env.mockStats.counts.requests == 0, "rejected before any upstream call")
+    }
+
+    @Test func depthHeaderPreventsRecursion() throws {
+        let env = try TestEnvironment()
+        for header in ["x-fusion-depth", "x-openrouter-fusion-depth"] {
+            let response = try env.chat(fusionBody(stream: false, extra: #","tool_choice":"required""#), headers: [header: "1"])
+            #expect(response.status == 200)
+            #expect(response.json?["fusion"] == nil)
+            let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+            #expect(sent["tools"] == nil, "the fusion tool is never injected at depth ≥ 1")
+            #expect(sent["model"] == .string("outer:pace_ms=1"))
+            #expect(env.mockStats.lastRequestHeader("x-fusion-depth") == "1")
+        }
+        // Inner calls of a real run carry depth 1.
+        _ = try env.chat(fusionBody(stream: false))
+        #expect(env.mockStats.lastRequestHeader("x-fusion-depth") == "1")
+    }
+
+    @Test func failingMembersAreListedWithTypedReasonsAndTheRestContinue() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/error:status=503","mock/stall:after=1","mock/empty","mock/rate-limited"]}}]"#
+        let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["status"] == .string("ok"))
+        #expect(fusion["panel"] == .object(["requested": .int(5), "answered": .int(1), "degraded": .bool(true)]))
+        let reasons = fusion["failed_models"]?.arrayValue?.map { "\($0["model"]!.stringValue!)=\($0["reason"]!.stringValue!)" }
+        #expect(reasons == ["mock/error:status=503=upstream_error", "mock/stall:after=1=timeout", "mock/empty=empty_completion",
+                            "mock/rate-limited=rate_limited"])
+        #expect(fusion["analysis"] != nil, "one answer is still judged")
+        let calls = try #require(response.json?["usage"]?["fusion"]?["calls"]?.arrayValue)
+        #expect(calls.filter { $0["role"] == .string("panel") }.map { $0["status"]?.stringValue ?? "" }.sorted()
+                == ["empty_completion", "ok", "rate_limited", "timeout", "upstream_error"])
+        #expect(env.eventually { env.mockStats.counts.active == 0 }, "the stalled member's transfer was cancelled")
+    }
+
+    @Test func allMembersFailingIsATypedErrorTheOuterModelStillAnswers() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/error","mock/empty"]}}]"#
+        let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["status"] == .string("error"))
+        #expect(fusion["failure_reason"] == .string("all_panels_failed"))
+        #expect(response.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains("all_panels_failed") == true)
+    }
+
+    @Test(arguments: [
+        ("mock/judge-invalid-json", "judge_not_valid_json", 2),
+        ("mock/judge-schema-mismatch", "judge_schema_mismatch", 2),
+        ("mock/judge-empty", "judge_empty_completion", 1),
+        ("mock/error:status=500", "judge_upstream_error", 1),
+    ])
+    func judgeFailuresDegradeWithTheirReason(judge: String, reason: String, attempts: Int) throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"preset":"budget","model":"\#(judge)"}}]"#
+        let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["status"] == .string("ok"))
+        #expect(fusion["analysis"] == nil)
+        #expect(fusion["analysis_failure"]?["reason"] == .string(reason))
+        #expect(fusion["responses"]?.arrayValue?.count == 2)
+        let judgeCalls = response.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.filter { $0["role"] == .string("judge") }
+        #expect(judgeCalls?.count == attempts)
+        #expect(response.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains(reason) == true)
+    }
+
+    @Test func aFlakyJudgeSucceedsOnItsRetry() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"preset":"budget","model":"mock/judge-flaky"}}]"#
+        let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        #expect(response.json?["fusion"]?["analysis"] != nil)
+        #expect(response.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.filter { $0["role"] == .string("judge") }
+                .map { $0["status"]?.stringValue ?? "" } == ["judge_not_valid_json", "ok"])
+    }
+
+    @Test func judgeFallbackTakesOverFromADeadJudge() throws {
+        let env = try TestEnvironment { $0.fusion?.judgeFallbackModel = "mock/judge" }
+        let tools = #"[{"type":"fusion","parameters":{"preset":"budget","model":"dead/judge"}}]"#
+        let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["analysis"] != nil)
+        #expect(fusion["judge"] == .string("mock/judge"))
+    }
+
+    @Test func disconnectMidPanelCancelsEveryMember() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=40:deltas=100","mock/paced:pace_ms=50:deltas=100","mock/paced:pace_ms=60:deltas=100"]}}]"#
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: fusionBody(model: "mock/outer:pace_ms=1", tools: tools)))
+        var sawPanel = false
+        _ = try? client.readResponse { chunk in
+            if !sawPanel, String(decoding: chunk, as: UTF8.self).contains("fusion panel[2]") && String(decoding: chunk, as: UTF8.self).contains("t0") {
+                sawPanel = true
+                client.disconnect()
+            }
+        }
+        #expect(sawPanel)
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 3 }, "all three members cancelled: \(env.mockStats.counts)")
+        #expect(env.eventually { env.mockStats.counts.active == 0 })
+        let record = try env.thread.loop.submitAndWait { [env] in env.gateway?.activeStreams ?? -1 }
+        #expect(record == 0)
+    }
+
+    @Test func disconnectMidJudgeCancelsTheJudge() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"preset":"budget","model":"mock/judge:pace_ms=100"}}]"#
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: fusionBody(model: "mock/outer:pace_ms=1", tools: tools)))
+        var sawJudge = false
+        _ = try? client.readResponse { chunk in
+            if !sawJudge, String(decoding: chunk, as: UTF8.self).contains("fusion judge mock/judge:pace_ms=100: {") {
+                sawJudge = true
+                client.disconnect()
+            }
+        }
+        #expect(sawJudge)
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 }, "\(env.mockStats.counts)")
+        #expect(env.eventually { env.mockStats.counts.active == 0 })
+    }
+
+    @Test func cancelledRunsAreRecordedAsCancelled() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=50:deltas=100"]}}]"#
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: fusionBody(model: "mock/outer:pace_ms=1", tools: tools)))
+        _ = try? client.readResponse { chunk in
+            if String(decoding: chunk, as: UTF8.self).contains("t1") { client.disconnect() }
+        }
+        let id = try #require(client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1)
+        #expect(env.eventually { env.mockStats.counts.active == 0 })
+        let record = try #require(try env.generation(id))
+        #expect(record["cancelled"] == .bool(true))
+        #expect(record["router"] == .string("fusion"))
+    }
+}
