@@ -1,4 +1,5 @@
 import Foundation
+import Fusion
 import Gateway
 import GatewayCore
 import HTTPServer
@@ -21,6 +22,20 @@ import Testing
         #expect(config.providers["openrouter"]?.headers["X-Title"] == "fusion-gateway")
         #expect(config.providers["openai"]?.models == ["gpt-4o-mini", "gpt-4.1"])
         #expect(config.providers["local"]?.apiKeyEnvironmentVariable == nil)
+        let fusion = try #require(config.fusion)
+        #expect(fusion.outerModel == "openrouter/anthropic/claude-opus-4.5")
+        #expect(fusion.defaultPreset == "quality")
+        #expect(fusion.presets["quality"]?.analysisModels.count == 3)
+        #expect(fusion.presets["budget"]?.judge == "openrouter/openai/gpt-4o-mini")
+        #expect(fusion.judgeFallbackModel == "openrouter/openai/gpt-4o-mini")
+        #expect(fusion.memberTimeoutMilliseconds == 120_000)
+        #expect(fusion.panelContext == .conversation)
+    }
+
+    @Test func fusionDefaultsToSimulatedOnlyWithSimulatedModels() throws {
+        #expect(GatewayConfig.embeddedDefault.fusion == .simulated)
+        #expect(try GatewayConfig.parse(yaml: "simulated_models: true").fusion == .simulated)
+        #expect(try GatewayConfig.parse(yaml: "simulated_models: false").fusion == nil)
     }
 
     @Test func embeddedDefaultNeedsNoKeys() {
@@ -44,6 +59,12 @@ import Testing
         ("simulated_models: maybe", "simulated_models"),
         ("server: [1, 2]", "must be a mapping"),
         ("{{{", "invalid YAML"),
+        ("fusion: {presets: {q: {analysis_models: [a/b]}}}", "outer_model is required"),
+        ("fusion: {outer_model: a/b}", "presets is required"),
+        ("fusion: {outer_model: a/b, presets: {q: {analysis_models: []}}}", "1 to 8"),
+        ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b]}}, default_preset: z}", "default_preset"),
+        ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b]}}, panel_context: all}", "panel_context"),
+        ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b], judge: c/d}}}", "unknown key 'judge'"),
     ])
     func badConfigsAreRejectedWithTheirPath(yaml: String, mention: String) {
         do {

@@ -87,4 +87,36 @@ except openai.BadRequestError as error:
 # The model list is readable by the SDK.
 models = [model.id for model in client.models.list()]
 check("models list", "sim/normal" in models, repr(models[:5]))
+# Fusion, streamed: the deliberation arrives as SSE comments, which the SDK skips; the final
+# answer arrives as ordinary chunks.
+question = "Should cities ban cars from their centres?"
+parts, ids, models = [], set(), set()
+for chunk in client.chat.completions.create(
+    model="fusion", messages=[{"role": "user", "content": question}], stream=True
+):
+    ids.add(chunk.id)
+    models.add(chunk.model)
+    if chunk.choices and chunk.choices[0].delta.content:
+        parts.append(chunk.choices[0].delta.content)
+answer = "".join(parts)
+check("fusion stream answer", answer.startswith("Drawing on a panel of 3 models") and "Where they agree" in answer, answer[:200])
+check("fusion stream is one completion", len(ids) == 1 and models == {"mock/outer:pace_ms=1"}, f"{ids} {models}")
+
+# Fusion, not streamed: one completion with the fusion result attached.
+completion = client.chat.completions.create(model="fusion", messages=[{"role": "user", "content": question}])
+check("fusion completion text", completion.choices[0].message.content == answer, completion.choices[0].message.content[:200])
+fusion = (completion.model_extra or {}).get("fusion") or {}
+check("fusion result attached", fusion.get("status") == "ok" and "consensus" in fusion.get("analysis", {}), str(fusion)[:200])
+check("fusion usage breakdown", len(completion.usage.model_extra.get("fusion", {}).get("calls", [])) == 6, str(completion.usage))
+
+# The server-tool form, through the SDK's extra_body-free path (tools accepts any dict).
+completion = client.chat.completions.create(
+    model="mock/outer:pace_ms=1",
+    messages=[{"role": "user", "content": question}],
+    tools=[{"type": "openrouter:fusion", "parameters": {"preset": "budget"}}],
+    tool_choice="required",
+)
+fusion = (completion.model_extra or {}).get("fusion") or {}
+check("server tool form", fusion.get("panel", {}).get("requested") == 2, str(fusion)[:200])
+
 print("openai SDK", openai.__version__, "all checks passed")

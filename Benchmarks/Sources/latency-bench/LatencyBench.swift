@@ -30,6 +30,9 @@ struct LatencyBench: ParsableCommand {
     @Option(help: "Write the results as JSON to this file.")
     var json: String?
 
+    @Option(help: "Fusion runs to time end to end (0 skips them).")
+    var fusion = 30
+
     func run() throws {
         let mock = try ChildProcess(gateway, ["mock-upstream", "--port", "0", "--log-level", "error"],
                                     banner: "mock upstream listening on http://127.0.0.1:")
@@ -39,6 +42,10 @@ struct LatencyBench: ParsableCommand {
             upstream: {keepalive_interval_ms: 60000}
             providers:
               mock: {base_url: 'http://127.0.0.1:\(mock.port)/v1'}
+            fusion:
+              outer_model: 'mock/outer:pace_ms=\(paceMs)'
+              presets:
+                quality: {analysis_models: ['mock/expert-1:pace_ms=\(paceMs)', 'mock/expert-2:pace_ms=\(paceMs)', 'mock/expert-3:pace_ms=\(paceMs)']}
             """.write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
         let gatewayProcess = try ChildProcess(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error"],
@@ -58,8 +65,18 @@ struct LatencyBench: ParsableCommand {
         let done = DispatchSemaphore(value: 0)
         thread.loop.execute { results.start { done.signal() } }
         done.wait()
-        let report = try thread.loop.submitAndWait { results.report() }
+        var report = try thread.loop.submitAndWait { results.report() }
         print(report.table)
+        if fusion > 0 {
+            let url = "http://127.0.0.1:\(gatewayProcess.port)/v1/chat/completions"
+            let fusionRunner = try thread.loop.submitAndWait { [fusion] in FusionRunner(loop: thread.loop, url: url, runs: fusion) }
+            let fusionDone = DispatchSemaphore(value: 0)
+            thread.loop.execute { fusionRunner.start { fusionDone.signal() } }
+            fusionDone.wait()
+            let fusionReport = try thread.loop.submitAndWait { fusionRunner.report() }
+            print(fusionReport.table)
+            report.json = String(report.json.dropLast()) + #","fusion":\#(fusionReport.json)}"#
+        }
         if let json {
             try report.json.write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
@@ -159,6 +176,89 @@ final class StreamRunner: @unchecked Sendable {  // loop-confined after creation
         table += "added     " + added.map { signedMs($0).padding(toLength: 11, withPad: " ", startingAt: 0) }.joined() + "\n"
         entries.append(#""added":{"ttft_p50_us":\#(added[0]),"ttft_p99_us":\#(added[1]),"gap_p50_us":\#(added[2]),"gap_p99_us":\#(added[3])}"#)
         return (table, "{" + entries.joined(separator: ",") + #","streams_per_path":\#(streamsPerPath),"failures":\#(failures)}"#)
+    }
+}
+
+/// Runs streamed fusion requests one after another and compares each end-to-end time with the
+/// critical path of its upstream calls (outer + slowest member + judge(s) + final outer), as
+/// timed by the gateway and reported in the usage breakdown. The difference is what the gateway
+/// adds to a deliberation: parsing, scheduling the phases, writing progress, extra hops.
+final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
+    let loop: EventLoop
+    let client: UpstreamClient
+    let url: String
+    var remaining: Int
+    let runs: Int
+    var overhead = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var total = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var critical = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var failures = 0
+    private var completion: () -> Void = {}
+
+    init(loop: EventLoop, url: String, runs: Int) {
+        self.loop = loop
+        client = UpstreamClient(loop: loop)
+        self.url = url
+        self.runs = runs
+        remaining = runs + 3  // the first 3 warm up
+    }
+
+    func start(_ completion: @escaping () -> Void) {
+        self.completion = completion
+        next()
+    }
+
+    private func next() {
+        guard remaining > 0 else {
+            client.close()
+            completion()
+            return
+        }
+        remaining -= 1
+        let record = remaining < runs
+        let body = #"{"model":"fusion","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}"#
+        let started = EventLoop.monotonicNanoseconds()
+        var decoder = SSEDecoder()
+        var calls: [JSONValue] = []
+        var done = false
+        let transfer = client.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: Array(body.utf8)))
+        transfer.onData = { bytes in
+            try? decoder.feed(bytes) { event in
+                if event.isDone { done = true; return }
+                if let chunk = try? JSONValue.parse(Array(event.data)), let list = chunk["usage"]?["fusion"]?["calls"]?.arrayValue {
+                    calls = list
+                }
+            }
+        }
+        transfer.onComplete = { [unowned self] failure in
+            let elapsed = (EventLoop.monotonicNanoseconds() - started) / 1000
+            if failure != nil || !done || calls.isEmpty {
+                failures += 1
+            } else if record {
+                func duration(_ role: String) -> [Double] {
+                    calls.filter { $0["role"]?.stringValue == role }.compactMap { $0["duration_ms"]?.doubleValue }
+                }
+                let path = (duration("outer").reduce(0, +) + (duration("panel").max() ?? 0) + duration("judge").reduce(0, +)
+                            + duration("outer_final").reduce(0, +)) * 1000
+                _ = total.record(elapsed)
+                _ = critical.record(UInt64(path))
+                _ = overhead.record(elapsed > UInt64(path) ? elapsed - UInt64(path) : 0)
+            }
+            loop.deferToNextIteration { [unowned self] in next() }
+        }
+    }
+
+    func report() -> (table: String, json: String) {
+        func ms(_ micros: UInt64) -> String { String(format: "%.3f", Double(micros) / 1000) }
+        var table = "fusion runs: \(runs), failures: \(failures) (3 members, judge, two outer calls; mock pacing)\n"
+        table += "               p50        p99       (ms)\n"
+        for (name, histogram) in [("end to end", total), ("critical path", critical), ("added", overhead)] {
+            table += name.padding(toLength: 15, withPad: " ", startingAt: 0)
+                + ms(histogram.valueAtPercentile(50)).padding(toLength: 11, withPad: " ", startingAt: 0)
+                + ms(histogram.valueAtPercentile(99)) + "\n"
+        }
+        let json = #"{"runs":\#(runs),"failures":\#(failures),"end_to_end_p50_us":\#(total.valueAtPercentile(50)),"critical_path_p50_us":\#(critical.valueAtPercentile(50)),"added_p50_us":\#(overhead.valueAtPercentile(50)),"added_p99_us":\#(overhead.valueAtPercentile(99))}"#
+        return (table, json)
     }
 }
 
