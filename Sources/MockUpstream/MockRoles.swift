@@ -96,7 +96,7 @@ enum MockRoles {
                 contradictions.append(.object(["topic": .string(topic), "stances": .array(list.map {
                     .object(["model": .string($0.0), "stance": .string($0.1)])
                 })]))
-            } else if let stance = list.first?.1, list.count == answers.count {
+            } else if let stance = list.first?.1, list.count == answers.count, answers.count > 1 {
                 consensus.append(.string("On \(topic): \(stance)"))
             }
         }

@@ -60,6 +60,31 @@ import Testing
         #expect(env.mockStats.counts.connections == 1, "the upstream connection is kept alive and reused")
     }
 
+    @Test func everyCompletionHasAGenerationRecord() throws {
+        let env = try TestEnvironment()
+        let streamed = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", extra: #","stream_options":{"include_usage":true}"#))
+        let id = try #require(streamed.header("x-generation-id"))
+        #expect(id.hasPrefix("gen-"))
+        let record = try #require(try env.generation(id))
+        #expect(record["id"] == .string(id))
+        #expect(record["model"] == .string("mock/normal:pace_ms=1"))
+        #expect(record["router"] == .null)
+        #expect(record["streamed"] == .bool(true))
+        #expect(record["finish_reason"] == .string("stop"))
+        #expect((record["tokens_completion"]?.intValue ?? 0) > 0)
+        #expect((record["total_cost"]?.doubleValue ?? 0) > 0)
+        #expect(record["latency"]?.doubleValue != nil && record["generation_time"]?.doubleValue != nil)
+
+        let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal", stream: false))
+        #expect(try env.generation(whole.header("x-generation-id"))?["tokens_prompt"]?.intValue ?? 0 > 0)
+        let failed = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503"))
+        #expect(try env.generation(failed.header("x-generation-id"))?["status"] == .int(503))
+        let missing = try env.get("/api/v1/generation?id=gen-nope")
+        #expect(missing.status == 404)
+        #expect(missing.json?["error"]?["code"] == .string("generation_not_found"))
+        #expect(try env.get("/api/v1/generation").status == 400)
+    }
+
     @Test func nonStreamingReturnsOneCompletion() throws {
         let env = try TestEnvironment()
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal", stream: false))
