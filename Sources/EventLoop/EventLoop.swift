@@ -62,6 +62,12 @@ public final class EventLoop: @unchecked Sendable {
             LoopHandle.closeFromWalk(handle)
         }, nil)
         uv_run(uvLoop, UV_RUN_DEFAULT)
+        // The loop's own helper handles reference the loop: drop them (they are closed) so the
+        // loop can be freed.
+        flushHooks.removeAll()
+        flushes.removeAll()
+        deferredRunner = nil
+        deferredWork.removeAll()
         threadID = nil
     }
 

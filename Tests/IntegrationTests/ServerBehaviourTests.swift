@@ -187,3 +187,25 @@ import Testing
         #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 })
     }
 }
+
+@Suite struct LifetimeTests {
+    /// Everything hanging off a loop (servers, connections, transfers, timers) is released when
+    /// the loop stops: no retain cycles through libuv handles.
+    @Test func aStoppedEnvironmentFreesItsLoop() throws {
+        weak var loop: EventLoop?
+        do {
+            let env = try TestEnvironment()
+            _ = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
+            _ = try env.chat(#"{"model":"fusion","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}"#)
+            let client = try env.client()  // left open: shutdown must still release it
+            try client.send("GET /health HTTP/1.1\r\n\r\n")
+            _ = try client.readResponse()
+            loop = env.thread.loop
+            env.stop()
+        }
+        // Foundation's Thread drops its closure (which holds the loop) just after the thread ends.
+        let deadline = Date().addingTimeInterval(2)
+        while loop != nil && Date() < deadline { usleep(1_000) }
+        #expect(loop == nil)
+    }
+}
