@@ -6,6 +6,7 @@ import PackageDescription
 //   GatewayCore                 pure Swift: SSE, JSON scanning, chat request, errors (no C, no I/O)
 //   Fusion                      pure Swift: the deliberation pipeline as a state machine, prompts,
 //                               judge-analysis validation (no I/O)
+//   FanIn                       the lock-free MPSC fan-in buffer (the only place with atomics)
 //   EventLoop                   libuv: loop, TCP listener/connection, timers, wakeups, signals
 //   HTTPServer                  HTTP/1.1 server connections on EventLoop (http_parser)
 //   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
@@ -25,7 +26,7 @@ let package = Package(
         .executable(name: "fusion-gateway", targets: ["fusion-gateway"]),
         // For the benchmark package in Benchmarks/ (a separate package, so its dependencies never
         // slow the main build or CI).
-        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient"]),
+        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -39,6 +40,7 @@ let package = Package(
 
         .target(name: "GatewayCore", swiftSettings: fast),
         .target(name: "Fusion", dependencies: ["GatewayCore"], swiftSettings: fast),
+        .target(name: "FanIn", swiftSettings: fast),
         .target(name: "EventLoop", dependencies: ["CLibUV"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
@@ -63,6 +65,7 @@ let package = Package(
         ),
 
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
