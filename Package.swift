@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "GatewayCore", swiftSettings: fast),
         .target(name: "Fusion", dependencies: ["GatewayCore"], swiftSettings: fast),
         .target(name: "FanIn", swiftSettings: fast),
-        .target(name: "EventLoop", dependencies: ["CLibUV"], swiftSettings: fast),
+        .target(name: "EventLoop", dependencies: ["CLibUV", "FanIn"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),

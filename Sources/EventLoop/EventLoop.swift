@@ -19,7 +19,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Work to run when `run()` is asked to stop, before handles are torn down.
     private var shutdownHooks: [() -> Void] = []
     /// Connections with writes to flush this iteration (see `TCPConnection`).
-    private var flushes: [TCPConnection] = []
+    private var flushes: [any LoopFlushTarget] = []
     private var flushHooks: [PhaseHook] = []
     /// Work deferred to the next loop iteration (loop thread only).
     private var deferredWork: [() -> Void] = []
@@ -120,8 +120,8 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Loop thread only: flushes `connection` in this iteration, after the I/O callbacks (check phase)
     /// or, for writes made by timers and idle work, before the loop blocks (prepare phase).
-    func scheduleFlush(_ connection: TCPConnection) {
-        flushes.append(connection)
+    func scheduleFlush(_ target: any LoopFlushTarget) {
+        flushes.append(target)
         guard flushes.count == 1 else { return }
         if flushHooks.isEmpty {
             flushHooks = [PhaseHook(loop: self, phase: .check) { [unowned self] in runFlushes() },
@@ -135,7 +135,7 @@ public final class EventLoop: @unchecked Sendable {
         while !flushes.isEmpty {
             let work = flushes
             flushes.removeAll(keepingCapacity: true)
-            for connection in work { connection.flush() }
+            for target in work { target.flush() }
         }
         for hook in flushHooks { hook.stop() }
     }
@@ -165,6 +165,11 @@ public final class EventLoop: @unchecked Sendable {
         }
         for item in work { item() }
     }
+}
+
+/// Something that writes or drains in the flush phase (see `EventLoop.scheduleFlush`).
+protocol LoopFlushTarget: AnyObject {
+    func flush()
 }
 
 /// A thread running one `EventLoop`; what tests and the CLI use to own a loop.

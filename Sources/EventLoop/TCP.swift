@@ -95,7 +95,7 @@ public final class TCPListener: LoopHandle {
 /// response head and its first event, or several events parsed from one upstream read, leave
 /// in one segment. What the kernel does not take at once is sent with a single `uv_write` at a
 /// time. `bufferedBytes` lets producers apply backpressure.
-public final class TCPConnection: LoopHandle {
+public final class TCPConnection: LoopHandle, LoopFlushTarget {
     /// Bytes read; valid only during the call.
     public var onRead: ((UnsafeRawBufferPointer) -> Void)?
     /// The peer closed or the connection failed; `close()` has already been called.

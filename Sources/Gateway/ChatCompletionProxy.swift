@@ -9,9 +9,11 @@ import UpstreamClient
 ///
 /// Streaming: the client's response head is sent when the upstream's 200 arrives (or, if the
 /// upstream is slow to answer, when the first keep-alive is due), so an upstream error before that
-/// still reaches the client with its real status. Each upstream event is forwarded the moment it
-/// is parsed (`SSERelay`); the response ends right after `[DONE]`. A client that disconnects
-/// cancels the upstream transfer at once.
+/// still reaches the client with its real status. Each upstream event is relayed the moment it is
+/// parsed (`SSERelay`) into the stream's fan-in channel (`ClientStream`) and written in the same
+/// loop iteration; the response ends right after `[DONE]`. When the channel has no room (a slow
+/// client), the upstream transfer pauses until it drains. A client that disconnects cancels the
+/// upstream transfer at once.
 final class ChatCompletionProxy {
     private enum Phase {
         case awaitingUpstreamHead
@@ -22,7 +24,6 @@ final class ChatCompletionProxy {
         case finished
     }
 
-
     private let request: ChatRequest
     private let route: ModelRoute
     private let writer: HTTPResponseWriter
@@ -32,9 +33,11 @@ final class ChatCompletionProxy {
     private let onFinish: (GenerationRecord) -> Void
     private let generationID: String
     private let extraHeaders: [(String, String)]
+    private let stats: GatewayStats?
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
     private var relay: SSERelay
+    private var stream: ClientStream?
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
     private var keepAliveTimer: LoopTimer?
@@ -43,10 +46,12 @@ final class ChatCompletionProxy {
     private let startedAt = EventLoop.monotonicNanoseconds()
     private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
     private var record: GenerationRecord
+    private var didFinish = false
 
     init(request: ChatRequest, route: ModelRoute, writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, secrets: [String], generationID: String, extraHeaders: [(String, String)] = [],
-         onFinish: @escaping (GenerationRecord) -> Void) {
+         stats: GatewayStats? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+        self.stats = stats
         self.request = request
         self.route = route
         self.writer = writer
@@ -73,7 +78,8 @@ final class ChatCompletionProxy {
             url: route.provider.baseURL + "/chat/completions",
             headers: headers,
             body: request.upstreamBody(model: route.upstreamModel),
-            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds))
+            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
+            receiveBufferBytes: request.stream ? 4096 : nil))
         self.transfer = transfer
         transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
         transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
@@ -82,9 +88,9 @@ final class ChatCompletionProxy {
 
         let loop = client.loop
         lastUpstreamActivity = loop.nowMilliseconds
+        let tick = max(settings.idleTimeoutMilliseconds / 4, 10)
         let watchdog = LoopTimer(loop: loop) { [unowned self] in checkUpstreamIdle() }
-        watchdog.start(afterMilliseconds: max(settings.idleTimeoutMilliseconds / 4, 10),
-                       repeatMilliseconds: max(settings.idleTimeoutMilliseconds / 4, 10))
+        watchdog.start(afterMilliseconds: tick, repeatMilliseconds: tick)
         self.watchdog = watchdog
         if request.stream {
             let keepAlive = LoopTimer(loop: loop) { [unowned self] in sendKeepAlive() }
@@ -112,10 +118,17 @@ final class ChatCompletionProxy {
         }
     }
 
-    private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) {
+    /// Returns false to pause the transfer (no room in the fan-in channel).
+    private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
         switch phase {
         case .streaming:
+            guard let stream, stream.hasRoom(forInput: bytes.count) else {
+                // Backpressure: curl keeps these bytes; the channel resumes us once it drains.
+                stats?.countPause()
+                self.stream?.channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.transfer?.resume() }
+                return false
+            }
             out.removeAll(keepingCapacity: true)
             let before = relay.forwardedEvents
             let outcome = relay.relay(bytes, into: &out)
@@ -123,7 +136,7 @@ final class ChatCompletionProxy {
                 record.firstTokenMilliseconds = elapsedMilliseconds
                 keepAliveTimer?.close()
             }
-            writer.writeStreamChunk(out)
+            stream.emit(out)
             switch outcome {
             case .streaming:
                 break
@@ -136,13 +149,13 @@ final class ChatCompletionProxy {
             case .failed(let error):
                 record.error = error.code
                 transfer?.cancel()
+                transfer = nil
                 finishClientStream()
-                finish()
             }
         case .collecting(let status, let headers, var body, let limit):
             guard body.count + bytes.count <= limit else {
                 fail(.upstreamProtocol("the upstream response exceeded \(limit) bytes"))
-                return
+                return true
             }
             phase = .finished  // release the array's reference while appending (no copy)
             body.append(contentsOf: bytes)
@@ -150,6 +163,7 @@ final class ChatCompletionProxy {
         case .awaitingUpstreamHead, .finished:
             break
         }
+        return true
     }
 
     private func upstreamDidComplete(_ failure: UpstreamFailure?) {
@@ -161,9 +175,8 @@ final class ChatCompletionProxy {
             out.removeAll(keepingCapacity: true)
             relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.provider.name, midStream: true) }, into: &out)
             if case .failed(let error) = relay.outcome { record.error = error.code }
-            writer.writeStreamChunk(out)
+            stream?.emit(out)
             finishClientStream()
-            finish()
         case .collecting(let status, let headers, let body, _):
             if let failure {
                 fail(Self.apiError(for: failure, provider: route.provider.name, midStream: true))
@@ -180,10 +193,11 @@ final class ChatCompletionProxy {
                 }
                 writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
                                body: body)
+                phase = .finished
                 finish()
             }
         case .finished:
-            finish()
+            break
         }
     }
 
@@ -198,6 +212,9 @@ final class ChatCompletionProxy {
             ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
             ("X-Generation-Id", generationID),
         ])
+        let stream = ClientStream(writer: writer, loop: client.loop)
+        stream.onEnded = { [unowned self] in finish() }
+        self.stream = stream
     }
 
     private func sendKeepAlive() {
@@ -207,15 +224,15 @@ final class ChatCompletionProxy {
         }
         openClientStream()
         guard case .streaming = phase else { return }
-        writer.writeStreamChunk(Array(": keep-alive\n\n".utf8))
+        stream?.emit(Array(": keep-alive\n\n".utf8))
     }
 
     private func checkUpstreamIdle() {
-        guard transfer != nil else { return }
+        guard let transfer, !transfer.isPaused else { return }  // a paused transfer waits for the client
         let idle = client.loop.nowMilliseconds &- lastUpstreamActivity
         guard idle >= settings.idleTimeoutMilliseconds else { return }
-        transfer?.cancel()
-        transfer = nil
+        transfer.cancel()
+        self.transfer = nil
         // Reported as if curl had timed out.
         upstreamDidComplete(.timedOut("no data from the upstream for \(idle) ms"))
     }
@@ -228,11 +245,11 @@ final class ChatCompletionProxy {
         finish()
     }
 
+    /// Queues the end of the response; `finish` runs once it is written.
     private func finishClientStream() {
         guard case .streaming = phase else { return }
         phase = .finished
-        writer.endStream()
-        if transfer == nil { finish() }
+        stream?.emitEnd()
     }
 
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
@@ -241,22 +258,21 @@ final class ChatCompletionProxy {
         record.error = error.code
         transfer?.cancel()
         transfer = nil
-        if writer.state == .streaming {
+        if let stream {
             out.removeAll(keepingCapacity: true)
             relay.fail(error, into: &out)
-            writer.writeStreamChunk(out)
-            writer.endStream()
+            stream.emit(out)
+            phase = .streaming
+            finishClientStream()
         } else {
             record.status = error.status
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
             writer.respond(error: error)
+            phase = .finished
+            finish()
         }
-        phase = .finished
-        finish()
     }
-
-    private var didFinish = false
 
     private func finish() {
         guard !didFinish else { return }
@@ -264,6 +280,7 @@ final class ChatCompletionProxy {
         keepAliveTimer?.close()
         watchdog?.close()
         writer.onClientGone = nil
+        stream?.close()
         if request.stream {
             record.usage = Usage(json: relay.usage) ?? Usage()
             record.finishReason = relay.finishReason

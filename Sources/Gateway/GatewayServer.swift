@@ -20,6 +20,7 @@ public final class GatewayServer {
     /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
     private var active: [ObjectIdentifier: AnyObject] = [:]
     private let generations = GenerationStore()
+    public let stats = GatewayStats()
     private var shuttingDown = false
 
     /// Starts listening on `config.server.host:port` (port 0 picks a free port).
@@ -121,7 +122,7 @@ public final class GatewayServer {
             let depthHeader: [(String, String)] = depth > 0 ? [("x-fusion-depth", String(depth))] : []
             let proxy = ChatCompletionProxy(
                 request: chat, route: route, writer: writer, client: client, settings: config.upstream,
-                secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader
+                secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader, stats: stats
             ) { [unowned self] record in
                 finished(record, writer: writer, log: log)
             }
@@ -137,6 +138,7 @@ public final class GatewayServer {
 
     /// Files the record and logs the request's one summary line.
     private func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, log: Logger) {
+        stats.countRequest()
         generations.add(record)
         active[ObjectIdentifier(writer)] = nil
         var metadata: Logger.Metadata = [

@@ -49,7 +49,10 @@ final class InnerCall {
             self.headers = headers
             if (200..<300).contains(status) { onOpen?() }
         }
-        transfer.onData = { [unowned self] bytes in didReceive(bytes) }
+        transfer.onData = { [unowned self] bytes in
+            didReceive(bytes)
+            return true
+        }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
         let timer = LoopTimer(loop: client.loop) { [unowned self] in
             fail(.upstreamUnavailable("\(route.provider.name)/\(route.upstreamModel) gave no complete answer within \(timeoutMilliseconds) ms",

@@ -8,14 +8,18 @@ public struct UpstreamRequest: Sendable {
     public var headers: [(String, String)]
     public var body: [UInt8]
     public var connectTimeoutMilliseconds: Int
+    /// curl's receive buffer: the most one `onData` call delivers. Small for streams (events are
+    /// small, and it bounds what a paused stream holds), curl's default (16 KiB) otherwise.
+    public var receiveBufferBytes: Int?
 
     public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
-                connectTimeoutMilliseconds: Int = 10_000) {
+                connectTimeoutMilliseconds: Int = 10_000, receiveBufferBytes: Int? = nil) {
         self.url = url
         self.method = method
         self.headers = headers
         self.body = body
         self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.receiveBufferBytes = receiveBufferBytes
     }
 }
 
@@ -102,6 +106,15 @@ public final class UpstreamClient {
         timeoutTimer.close()
         immediate.close()
         curl_multi_cleanup(multi)
+    }
+
+    /// curl may deliver the held bytes from inside `curl_easy_pause`: count that as being inside
+    /// curl, so callbacks that cancel or start transfers are deferred as usual.
+    func resume(_ transfer: UpstreamTransfer) {
+        insideCurl += 1
+        curl_easy_pause(transfer.easy, CCurl_pause_continue())
+        insideCurl -= 1
+        processCompletions()
     }
 
     func cancel(_ transfer: UpstreamTransfer) {
@@ -205,8 +218,10 @@ public final class UpstreamClient {
 public final class UpstreamTransfer {
     /// Status and headers of the final (non-1xx) response head.
     public var onHead: ((Int, [(String, String)]) -> Void)?
-    /// Response body bytes as they arrive; valid only during the call.
-    public var onData: ((UnsafeRawBufferPointer) -> Void)?
+    /// Response body bytes as they arrive; valid only during the call. Return false to refuse
+    /// them: the transfer pauses (curl keeps the bytes) until `resume()`, which delivers them
+    /// again. That is the gateway's backpressure: a full fan-in buffer pauses its producer.
+    public var onData: ((UnsafeRawBufferPointer) -> Bool)?
     /// The transfer ended: nil on success (whatever the HTTP status), else why it failed.
     public var onComplete: ((UpstreamFailure?) -> Void)?
 
@@ -231,6 +246,7 @@ public final class UpstreamTransfer {
         CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMilliseconds)
         CCurl_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer)
         CCurl_easy_setopt_string(easy, CURLOPT_USERAGENT, "fusion-gateway")
+        if let bytes = request.receiveBufferBytes { CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, max(1024, bytes)) }
         // Only http(s), and never follow redirects: an upstream's URL is configuration, not input.
         CCurl_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
         if request.method == "POST" {
@@ -319,10 +335,22 @@ public final class UpstreamTransfer {
         return isCancelled ? 0 : line.count
     }
 
+    public private(set) var isPaused = false
+
     private func didReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
         guard !isCancelled else { return 0 }
-        onData?(bytes)
+        if let onData, !onData(bytes) {
+            isPaused = true
+            return isCancelled ? 0 : CCurl_writefunc_pause()
+        }
         return isCancelled ? 0 : bytes.count
+    }
+
+    /// Resumes a transfer paused by `onData` returning false. Call on the loop, outside curl.
+    public func resume() {
+        guard isPaused, !isFinished, !isCancelled else { return }
+        isPaused = false
+        client.resume(self)
     }
 
     func complete(_ code: CURLcode) {

@@ -4,6 +4,7 @@ import Gateway
 import GatewayCore
 import HTTPServer
 import MockUpstream
+import Synchronization
 import Testing
 
 /// HTTP-level behaviour of the gateway over real sockets: bad input, limits, keep-alive,
@@ -152,6 +153,20 @@ import Testing
         #expect(env.mockStats.counts.streamsFinished == 0)
         let active = try env.thread.loop.submitAndWait { [env] in env.gateway?.activeStreams ?? -1 }
         #expect(active == 0)
+    }
+
+    @Test func aClientThatStopsReadingPausesTheUpstreamAndLosesNothing() throws {
+        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 20_000 }
+        let client = try env.client()
+        let deltas = 6_000  // ~1.5 MB of events, far more than the socket buffers hold
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=\(deltas)")))
+        #expect(env.eventually(timeoutSeconds: 5) { (env.gatewayStats?.backpressurePauses.load(ordering: .relaxed) ?? 0) > 0 },
+                "the upstream transfer was paused")
+        // Now read everything: complete, in order, nothing lost or duplicated.
+        let response = try client.readResponse()
+        #expect(response.streamedContent == (0..<deltas).map { "t\($0) " }.joined())
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
     @Test func gracefulShutdownLetsStreamsFinishAndRefusesNewConnections() throws {

@@ -16,13 +16,15 @@ final class TestEnvironment: @unchecked Sendable {
     let thread = EventLoopThread(name: "test-loop")
     let mockStats = MockUpstreamStats()
     private(set) var gatewayPort = 0
+    /// The gateway's counters (thread-safe).
+    private(set) var gatewayStats: GatewayStats?
     private(set) var mockPort = 0
 
     static let secretKey = "sk-test-secret-0123456789"
 
     init(_ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
         let stats = mockStats
-        let ports = try thread.loop.submitAndWait { [self] () -> (Int, Int) in
+        let ports = try thread.loop.submitAndWait { [self] () -> (Int, Int, GatewayStats) in
             let mock = try MockUpstream(loop: thread.loop, port: 0, stats: stats)
             var config = GatewayConfig.embeddedDefault
             config.server.port = 0
@@ -56,10 +58,11 @@ final class TestEnvironment: @unchecked Sendable {
                                             environment: ["TEST_PROVIDER_KEY": Self.secretKey], logger: logger)
             self.mock = mock
             self.gateway = gateway
-            return (gateway.port, mock.port)
+            return (gateway.port, mock.port, gateway.stats)
         }
         gatewayPort = ports.0
         mockPort = ports.1
+        gatewayStats = ports.2
     }
 
     deinit { stop() }

@@ -149,6 +149,7 @@ final class StreamRunner: @unchecked Sendable {  // loop-confined after creation
                 }
                 last = now
             }
+            return true
         }
         transfer.onComplete = { [unowned self] failure in
             if failure != nil || !ok { failures += 1 }
@@ -229,6 +230,7 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
                     calls = list
                 }
             }
+            return true
         }
         transfer.onComplete = { [unowned self] failure in
             let elapsed = (EventLoop.monotonicNanoseconds() - started) / 1000

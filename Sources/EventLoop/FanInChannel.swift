@@ -1,0 +1,139 @@
+internal import CLibUV
+import FanIn
+import Synchronization
+
+/// A `FanInBuffer` wired to the loop that consumes it.
+///
+/// Producers on any loop `push`; the consumer loop is woken and calls `onRecords` with every
+/// published record, in batches:
+/// - a producer on the consumer's own loop schedules the drain for the check phase of the
+///   current iteration (no syscall, no extra iteration);
+/// - a producer on another loop calls `uv_async_send`, which libuv coalesces (several sends,
+///   one callback), so the consumer drains until empty each time it wakes.
+///
+/// A producer that finds the buffer full registers with `resumeWhenSpace` and stops (its curl
+/// transfer paused); after each drain that frees space the consumer runs those callbacks on the
+/// producers' loops. Memory per stream is therefore the ring plus what producers hold paused.
+public final class FanInChannel: @unchecked Sendable {
+    // @unchecked Sendable: `push` and `resumeWhenSpace` are thread-safe (the buffer's atomics, a
+    // Mutex, and uv_async_send); everything else is used on the consumer loop only.
+
+    public let buffer: FanInBuffer
+    public let loop: EventLoop
+    /// Consumer loop only: called with each record (bytes valid during the call).
+    public var onRecords: ((_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> Void)?
+    /// Consumer loop only: while false, records stay in the ring (the consumer's own
+    /// backpressure, e.g. a client socket that is not draining). Set true and call `drainSoon()`.
+    public var isAcceptingRecords = true
+    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private let waiters = Mutex<[(EventLoop, @Sendable () -> Void)]>([])
+    /// Set while `waiters` is non-empty, so a drain checks it without taking the lock.
+    private let hasWaiters = Atomic<Bool>(false)
+    private var drainScheduled = false
+    private var closed = false
+
+    /// Consumer loop only.
+    public init(loop: EventLoop, capacity: Int) {
+        buffer = FanInBuffer(capacity: capacity)
+        self.loop = loop
+        wakeup = .allocate(capacity: 1)
+        uv_async_init(loop.uvLoop, wakeup) { handle in
+            Unmanaged<FanInChannel>.fromOpaque(handle!.pointee.data).takeUnretainedValue().drain()
+        }
+        // A stream's channel must not keep the loop running by itself.
+        wakeup.withMemoryRebound(to: uv_handle_t.self, capacity: 1) { uv_unref($0) }
+        // Retained while the async handle is open; released in its close callback.
+        wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    }
+
+    /// Any thread. Appends a record and wakes the consumer; `.full` means: stop, and call
+    /// `resumeWhenSpace`.
+    public func push(producer: UInt16, kind: UInt8, bytes: UnsafeRawBufferPointer) -> FanInBuffer.PushResult {
+        let result = buffer.push(producer: producer, kind: kind, bytes: bytes)
+        if result == .pushed { wake() }
+        return result
+    }
+
+    public func push(producer: UInt16, kind: UInt8, bytes: [UInt8]) -> FanInBuffer.PushResult {
+        bytes.withUnsafeBytes { push(producer: producer, kind: kind, bytes: $0) }
+    }
+
+    /// Any thread: `resume` runs on `producerLoop` after the consumer next frees space.
+    public func resumeWhenSpace(on producerLoop: EventLoop, _ resume: @escaping () -> Void) {
+        let resume = unsafeSendable(resume)  // it runs on `producerLoop` only
+        waiters.withLock { $0.append((producerLoop, resume)) }
+        // Release: pairs with the acquire in `drain`; the waiter is in the list before the flag.
+        hasWaiters.store(true, ordering: .releasing)
+        wake()  // the consumer may have drained everything already
+    }
+
+    /// Consumer loop only: drain now (e.g. to make room before pushing from the consumer itself).
+    public func drainNow() { drain() }
+
+    /// Consumer loop only: drain in this iteration's check phase.
+    public func drainSoon() {
+        guard !drainScheduled, !closed else { return }
+        drainScheduled = true
+        loop.scheduleFlush(self)
+    }
+
+    private func wake() {
+        if loop.inLoopThread {
+            drainSoon()
+        } else {
+            uv_async_send(wakeup)
+        }
+    }
+
+    /// Consumer loop only.
+    func drain() {
+        drainScheduled = false
+        guard !closed else { return }
+        if isAcceptingRecords, let onRecords {
+            // Until empty: async sends coalesce, so this one wake may stand for many pushes.
+            while buffer.drain(limit: 64, onRecords) > 0 {
+                guard isAcceptingRecords, !closed else { break }
+            }
+        }
+        // Acquire: pairs with the release in `resumeWhenSpace`.
+        if hasWaiters.load(ordering: .acquiring), buffer.approximateOccupancy < buffer.capacity / 2 {
+            let ready = waiters.withLock { list -> [(EventLoop, @Sendable () -> Void)] in
+                let taken = list
+                list.removeAll()
+                // Relaxed: under the lock, ordered with the appends by the lock itself.
+                hasWaiters.store(false, ordering: .relaxed)
+                return taken
+            }
+            for (producerLoop, resume) in ready {
+                if producerLoop === loop {
+                    loop.deferToNextIteration(resume)
+                } else {
+                    producerLoop.execute(resume)
+                }
+            }
+        }
+    }
+
+    /// Consumer loop only. Stops delivery; records still in the ring are dropped.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        onRecords = nil
+        waiters.withLock { $0.removeAll() }
+        uv_close(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+            let channel = Unmanaged<FanInChannel>.fromOpaque(handle!.pointee.data).takeRetainedValue()
+            channel.wakeup.deallocate()
+        }
+    }
+}
+
+extension FanInChannel: LoopFlushTarget {
+    func flush() { drain() }
+}
+
+/// Closures handed to another loop run only there; callers guarantee what they capture is used
+/// on that loop alone.
+func unsafeSendable(_ work: @escaping () -> Void) -> @Sendable () -> Void {
+    nonisolated(unsafe) let work = work
+    return { work() }
+}

@@ -1,0 +1,123 @@
+import EventLoop
+import FanIn
+import HTTPServer
+
+/// The client's side of a streamed response. Every byte bound for the client goes through one
+/// fan-in channel drained on the client connection's loop, whoever produced it: the proxy's
+/// upstream transfer, Fusion's panel members on other loops, the judge, the outer model.
+///
+/// Records of kind `clientBytes` are written as they are (each drain's records leave in one
+/// syscall thanks to the connection's write coalescing); `end` finishes the response; any other
+/// kind goes to `onEvent` (Fusion's member events, decoded on the client's loop).
+///
+/// A client that reads slowly stops the drain once its socket buffer holds `maxClientBuffer`
+/// bytes; the ring then fills and producers pause, so a stream's memory stays bounded.
+final class ClientStream {
+    static let clientBytes: UInt8 = 0
+    static let end: UInt8 = 1
+
+    let channel: FanInChannel
+    let writer: HTTPResponseWriter
+    /// Records of other kinds (producer events).
+    var onEvent: ((_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> Void)?
+    /// The `end` record was written.
+    var onEnded: (() -> Void)?
+    let maxClientBuffer: Int
+    /// Client bytes emitted while the ring was full, in order, written after it drains (rare:
+    /// control records such as an error chunk when the client is far behind).
+    private var overflow: [[UInt8]] = []
+    private var overflowEnds = false
+    private var ended = false
+
+    init(writer: HTTPResponseWriter, loop: EventLoop, capacity: Int = 32, maxClientBuffer: Int = 64 * 1024) {
+        self.writer = writer
+        self.maxClientBuffer = maxClientBuffer
+        channel = FanInChannel(loop: loop, capacity: capacity)
+        channel.onRecords = { [unowned self] producer, kind, bytes in deliver(producer, kind, bytes) }
+        writer.onWritable = { [unowned self] in
+            guard !channel.isAcceptingRecords else { return }
+            channel.isAcceptingRecords = true
+            channel.drainSoon()
+        }
+    }
+
+    /// Whether a producer may relay `inputBytes` of upstream data now: its output fits, or the
+    /// ring is empty (then any excess waits in `overflow`, so a chunk larger than the ring still
+    /// makes progress; curl's receive buffer bounds it).
+    func hasRoom(forInput inputBytes: Int) -> Bool {
+        guard overflow.isEmpty else { return false }
+        let occupancy = channel.buffer.approximateOccupancy
+        // A relayed event is at most its input plus a little framing; 512 covers an error chunk.
+        let needed = FanInBuffer.slotsNeeded(for: inputBytes + inputBytes / 8 + 512)
+        return occupancy == 0 || occupancy + needed <= channel.buffer.capacity
+    }
+
+    /// Consumer loop only: queues bytes for the client, in order with everything before.
+    func emit(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { emit($0) }
+    }
+
+    func emit(_ bytes: UnsafeRawBufferPointer) {
+        guard !ended, bytes.count > 0 else { return }
+        guard overflow.isEmpty else {
+            overflow.append(Array(bytes))
+            return
+        }
+        let limit = channel.buffer.maxSlotsPerRecord * FanInBuffer.payloadPerSlot
+        var offset = 0
+        while offset < bytes.count {
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(bytes.count, offset + limit)])
+            if channel.push(producer: 0, kind: Self.clientBytes, bytes: piece) != .pushed {
+                overflow.append(Array(UnsafeRawBufferPointer(rebasing: bytes[offset...])))
+                channel.drainSoon()
+                return
+            }
+            offset += piece.count
+        }
+    }
+
+    /// Consumer loop only: ends the response after everything emitted before.
+    func emitEnd() {
+        guard !ended else { return }
+        ended = true
+        if !overflow.isEmpty || channel.push(producer: 0, kind: Self.end, bytes: UnsafeRawBufferPointer(start: nil, count: 0)) != .pushed {
+            overflowEnds = true
+            channel.drainSoon()
+        }
+    }
+
+    private func deliver(_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
+        switch kind {
+        case Self.clientBytes:
+            writer.writeStreamChunk(bytes)
+        case Self.end:
+            finishResponse()
+        default:
+            onEvent?(producer, kind, bytes)
+        }
+        if writer.bufferedBytes > maxClientBuffer {
+            channel.isAcceptingRecords = false  // resumes in writer.onWritable
+        } else if (!overflow.isEmpty || overflowEnds) && !channel.buffer.hasPublishedRecord {
+            for bytes in overflow { writer.writeStreamChunk(bytes) }
+            overflow.removeAll()
+            if overflowEnds {
+                overflowEnds = false
+                finishResponse()
+            }
+        }
+    }
+
+    private func finishResponse() {
+        writer.endStream()
+        let callback = onEnded
+        onEnded = nil
+        callback?()
+    }
+
+    func close() {
+        channel.close()
+        writer.onWritable = nil
+        onEvent = nil
+        onEnded = nil
+    }
+}
