@@ -18,7 +18,9 @@ public struct LoopError: Error, CustomStringConvertible, Sendable {
 public final class TCPListener: LoopHandle {
     private var onConnection: (TCPConnection) -> Void
 
-    public init(loop: EventLoop, host: String, port: Int, backlog: Int32 = 1024,
+    /// `reusePort`: several listeners (one per loop) share the port and the kernel spreads
+    /// connections across them (SO_REUSEPORT). Every listener of the group must set it.
+    public init(loop: EventLoop, host: String, port: Int, backlog: Int32 = 1024, reusePort: Bool = false,
                 onConnection: @escaping (TCPConnection) -> Void) throws {
         self.onConnection = onConnection
         super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
@@ -26,10 +28,12 @@ public final class TCPListener: LoopHandle {
         uv_tcp_init(loop.uvLoop, tcp)
         retainWhileOpen()
         var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         var result = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(host, Int32(port), $0) }
         }
         if result != 0 {
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
             result = withUnsafeMutablePointer(to: &storage) { pointer in
                 pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { uv_ip6_addr(host, Int32(port), $0) }
             }
@@ -38,8 +42,26 @@ public final class TCPListener: LoopHandle {
             close()
             throw LoopError(result, "parse listen address \(host)")
         }
-        result = withUnsafePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_bind(tcp, $0, 0) }
+        if reusePort {
+            // libuv 1.44 cannot set SO_REUSEPORT: prepare the socket ourselves, then adopt it.
+            let fd = socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+            let bound = withUnsafePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            }
+            if bound != 0 {
+                let code = -errno
+                Glibc.close(fd)
+                close()
+                throw LoopError(Int32(code), "listen on \(host):\(port)")
+            }
+            result = uv_tcp_open(tcp, fd)
+        } else {
+            result = withUnsafePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_bind(tcp, $0, 0) }
+            }
         }
         if result == 0 {
             result = uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), backlog) { server, status in

@@ -35,9 +35,16 @@ final class FusionSession {
     private var onFinish: ((GenerationRecord) -> Void)?
 
     private var phase = Phase.outerFirst
-    private var outerCall: InnerCall?
-    private var memberCalls: [Int: InnerCall] = [:]
-    private var judgeCall: InnerCall?
+    /// Where inner calls may run: this session's loop first, then the gateway's other loops.
+    private let workers: [UpstreamWorker]
+    private var stream: ClientStream!
+    private var outerCall: CallHandle?
+    private var outerProducer: UInt16 = 1000
+    private var memberCalls: [Int: CallHandle] = [:]
+    private var memberUsage: [Int: Usage] = [:]
+    private var judgeCall: CallHandle?
+    private var judgeProducer: UInt16 = 100
+    private var judgeUsage: Usage?
     private var deliberation: Deliberation?
     private var toolCalls = ToolCallAccumulator()
     private var outerContent = ""
@@ -56,13 +63,14 @@ final class FusionSession {
     private var keepAlive: LoopTimer?
     private var lastWrite: UInt64 = 0
 
-    init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, client: UpstreamClient,
+    init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
          settings: FusionSettings, upstream: GatewayConfig.Upstream, secrets: [String], generationID: String,
          onFinish: @escaping (GenerationRecord) -> Void) {
         self.request = request
         self.routes = routes
         self.writer = writer
-        self.client = client
+        self.workers = workers
+        self.client = workers[0].client
         self.settings = settings
         self.upstream = upstream
         self.secrets = secrets
@@ -99,6 +107,9 @@ final class FusionSession {
     private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
 
     func start() {
+        // Every inner call reports through this channel; client output goes through it too.
+        stream = ClientStream(writer: writer, loop: client.loop, capacity: 128)
+        stream.onEvent = { [unowned self] producer, kind, bytes in didReceive(producer, kind, bytes) }
         writer.onClientGone = { [unowned self] in
             record.cancelled = true
             finish()
@@ -124,16 +135,79 @@ final class FusionSession {
         outerCallStarted = elapsedMilliseconds
         outerCallFirstToken = nil
         outerUsage = nil
-        let call = InnerCall(client: client, route: routes.outer, body: body, depth: request.depth,
-                             timeoutMilliseconds: upstream.idleTimeoutMilliseconds,
-                             connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds, secrets: secrets)
-        outerCall = call
-        call.onOpen = { [unowned self] in
-            openStream()
-            if phase == .outerFinal { writeProgress { encoder.appendFinalAnswerStarts(model: request.outerModel, at: $1, to: &$0) } }
+        outerProducer += 1
+        outerCall = startCall(on: workers[0], route: routes.outer, body: body, timeout: upstream.idleTimeoutMilliseconds,
+                              producer: outerProducer)
+    }
+
+    /// Starts an inner call on `worker`'s loop, reporting to this session's channel.
+    private func startCall(on worker: UpstreamWorker, route: ModelRoute, body: JSONValue, timeout: UInt64,
+                           producer: UInt16) -> CallHandle {
+        let serialized = body.serialized()
+        let channel = stream.channel
+        let depth = request.depth
+        let connectTimeout = upstream.connectTimeoutMilliseconds
+        let secrets = secrets
+        return CallHandle(on: worker, from: client.loop) { client in
+            InnerCall(client: client, route: route, body: serialized, depth: depth, timeoutMilliseconds: timeout,
+                      connectTimeoutMilliseconds: connectTimeout, secrets: secrets, channel: channel, producer: producer)
         }
-        call.onChunk = { [unowned self] raw, chunk in outerDidSend(raw, chunk) }
-        call.onFinish = { [unowned self] outcome in outerDidFinish(outcome) }
+    }
+
+    /// A record from an inner call (any loop), on this session's loop.
+    private func didReceive(_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
+        guard phase != .finished else { return }
+        let chunk = kind == InnerCallRecord.chunk ? try? JSONValue.parse(Array(bytes)) : nil
+        switch producer {
+        case outerProducer:
+            switch kind {
+            case InnerCallRecord.open:
+                openStream()
+                if phase == .outerFinal { writeProgress { encoder.appendFinalAnswerStarts(model: request.outerModel, at: $1, to: &$0) } }
+            case InnerCallRecord.chunk:
+                if let chunk { outerDidSend(bytes, chunk) }
+            case InnerCallRecord.finished:
+                outerDidFinish(.completed)
+            case InnerCallRecord.failed:
+                let (error, reason) = InnerCallRecord.decodeFailure(bytes)
+                outerDidFinish(.failed(error, reason))
+            default: break
+            }
+        case 0..<100:
+            let index = Int(producer)
+            switch kind {
+            case InnerCallRecord.chunk:
+                guard let chunk else { return }
+                let delta = ChunkDelta(chunk: chunk)
+                if let usage = delta.usage { memberUsage[index] = usage }
+                if let content = delta.content, !content.isEmpty { handle(.memberDelta(index: index, text: content)) }
+            case InnerCallRecord.finished:
+                memberCalls[index] = nil
+                handle(.memberFinished(index: index, usage: memberUsage[index]))
+            case InnerCallRecord.failed:
+                memberCalls[index] = nil
+                let (error, reason) = InnerCallRecord.decodeFailure(bytes)
+                handle(.memberFailed(index: index, reason: reason, message: error.message))
+            default: break
+            }
+        case judgeProducer:
+            switch kind {
+            case InnerCallRecord.chunk:
+                guard let chunk else { return }
+                let delta = ChunkDelta(chunk: chunk)
+                if let usage = delta.usage { judgeUsage = usage }
+                if let content = delta.content, !content.isEmpty { handle(.judgeDelta(text: content)) }
+            case InnerCallRecord.finished:
+                judgeCall = nil
+                handle(.judgeFinished(usage: judgeUsage))
+            case InnerCallRecord.failed:
+                judgeCall = nil
+                handle(.judgeFailed(message: InnerCallRecord.decodeFailure(bytes).0.message))
+            default: break
+            }
+        default:
+            break  // a cancelled call's late record
+        }
     }
 
     private func outerDidSend(_ raw: UnsafeRawBufferPointer, _ chunk: JSONValue) {
@@ -174,7 +248,12 @@ final class FusionSession {
         }
     }
 
-    private func outerDidFinish(_ outcome: InnerCall.Outcome) {
+    private enum CallOutcome {
+        case completed
+        case failed(APIError, MemberFailureReason)
+    }
+
+    private func outerDidFinish(_ outcome: CallOutcome) {
         outerCall = nil
         let stats = MemberStats(model: request.outerModel, role: phase == .outerFirst ? "outer" : "outer_final",
                                 status: "ok", usage: outerUsage, firstTokenMilliseconds: outerCallFirstToken,
@@ -250,23 +329,10 @@ final class FusionSession {
         let body = FusionPrompts.innerBody(
             model: route.upstreamModel, messages: FusionPrompts.panelMessages(request, question: question, context: settings.panelContext),
             parameters: request.parameters)
-        let call = InnerCall(client: client, route: route, body: body, depth: request.depth,
-                             timeoutMilliseconds: settings.memberTimeoutMilliseconds,
-                             connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds, secrets: secrets)
-        memberCalls[index] = call
-        var usage: Usage?
-        call.onChunk = { [unowned self] _, chunk in
-            let delta = ChunkDelta(chunk: chunk)
-            if let value = delta.usage { usage = value }
-            if let content = delta.content, !content.isEmpty { handle(.memberDelta(index: index, text: content)) }
-        }
-        call.onFinish = { [unowned self] outcome in
-            memberCalls[index] = nil
-            switch outcome {
-            case .completed: handle(.memberFinished(index: index, usage: usage))
-            case .failed(let error, let reason): handle(.memberFailed(index: index, reason: reason, message: error.message))
-            }
-        }
+        // Spread the panel over the gateway's loops; events come back through the channel.
+        let worker = workers[(index + 1) % workers.count]
+        memberCalls[index] = startCall(on: worker, route: route, body: body, timeout: settings.memberTimeoutMilliseconds,
+                                       producer: UInt16(index))
     }
 
     private func startJudge(_ model: String, _ messages: [JSONValue]) {
@@ -274,23 +340,10 @@ final class FusionSession {
         guard let route = routes.judges[model] else { return }
         let body = FusionPrompts.innerBody(model: route.upstreamModel, messages: messages, parameters: request.parameters,
                                            jsonOutput: true)
-        let call = InnerCall(client: client, route: route, body: body, depth: request.depth,
-                             timeoutMilliseconds: settings.judgeTimeoutMilliseconds,
-                             connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds, secrets: secrets)
-        judgeCall = call
-        var usage: Usage?
-        call.onChunk = { [unowned self] _, chunk in
-            let delta = ChunkDelta(chunk: chunk)
-            if let value = delta.usage { usage = value }
-            if let content = delta.content, !content.isEmpty { handle(.judgeDelta(text: content)) }
-        }
-        call.onFinish = { [unowned self, unowned call] outcome in
-            if judgeCall === call { judgeCall = nil }
-            switch outcome {
-            case .completed: handle(.judgeFinished(usage: usage))
-            case .failed(let error, _): handle(.judgeFailed(message: error.message))
-            }
-        }
+        judgeProducer += 1
+        judgeUsage = nil
+        judgeCall = startCall(on: workers[0], route: route, body: body, timeout: settings.judgeTimeoutMilliseconds,
+                              producer: judgeProducer)
     }
 
     private func startFinalAnswer(_ result: FusionResult) {
@@ -314,7 +367,7 @@ final class FusionSession {
 
     private func write(_ bytes: [UInt8]) {
         guard request.stream, writer.state == .streaming else { return }
-        writer.writeStreamChunk(bytes)
+        stream.emit(bytes)
         lastWrite = client.loop.nowMilliseconds
     }
 
@@ -362,7 +415,7 @@ final class FusionSession {
             openStream()
             if request.includeUsage { writeChunk(delta: .object([:]), finishReason: nil, usage: usage) }
             write(SSEEncoder.done)
-            writer.endStream()
+            stream.emitEnd()
         } else {
             var message: [String: JSONValue] = ["role": .string("assistant"),
                                                 "content": answerContent.isEmpty && !answerToolCalls.calls.isEmpty ? .null : .string(answerContent)]
@@ -390,7 +443,7 @@ final class FusionSession {
             out.removeAll(keepingCapacity: true)
             relay.fail(error, into: &out)
             write(out)
-            writer.endStream()
+            stream.emitEnd()
             record.status = 200
         } else {
             var error = error
@@ -411,6 +464,12 @@ final class FusionSession {
         judgeCall?.cancel()
         keepAlive?.close()
         writer.onClientGone = nil
+        if writer.state == .streaming {
+            // Close the channel once the end (queued above) is written.
+            stream.onEnded = { [stream] in stream?.close() }
+        } else {
+            stream.close()
+        }
         record.finishReason = finishReason ?? (record.cancelled ? nil : "stop")
         record.usage = totalUsage
         record.calls = allCalls

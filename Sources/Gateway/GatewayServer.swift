@@ -7,48 +7,81 @@ import Logging
 import MockUpstream
 import UpstreamClient
 
-/// The gateway on one event loop: HTTP server, upstream client, routes, and (when simulated
-/// models are on) the in-process mock upstream behind `sim/`.
+/// What every loop of one gateway shares: the routing table, generation records and counters.
+public final class GatewayShared: Sendable {
+    public let router: ModelRouter
+    let generations = GenerationStore()
+    public let stats = GatewayStats()
+
+    init(router: ModelRouter) { self.router = router }
+}
+
+/// The gateway on one event loop: HTTP server, upstream client, routes, and (on the first loop,
+/// when simulated models are on) the in-process mock upstream behind `sim/`. A `GatewayCluster`
+/// runs one per loop on a shared port.
 public final class GatewayServer {
     public let loop: EventLoop
     public let config: GatewayConfig
     private var server: HTTPServer!
     private let client: UpstreamClient
     private let simulator: MockUpstream?
-    public let router: ModelRouter
+    public let shared: GatewayShared
+    public var router: ModelRouter { shared.router }
+    public var stats: GatewayStats { shared.stats }
+    private var generations: GenerationStore { shared.generations }
     private var logger: Logger
     /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
     private var active: [ObjectIdentifier: AnyObject] = [:]
-    private let generations = GenerationStore()
-    public let stats = GatewayStats()
+    /// Where Fusion places inner calls: this loop first, then the others (set by the cluster).
+    private var workers: [UpstreamWorker]
     private var shuttingDown = false
+    /// Connections this loop accepted, and upstream transfers it started (for tests and metrics).
+    public private(set) var acceptedConnections = 0
+    public var startedTransfers: Int { client.startedTransferCount }
 
-    /// Starts listening on `config.server.host:port` (port 0 picks a free port).
+    /// Starts listening on `config.server.host:port` (port 0 picks a free port). With `shared`
+    /// nil this server is the first (or only) one: it creates the shared state and the simulator.
     public init(loop: EventLoop, config: GatewayConfig, environment: [String: String],
-                logger: Logger = Logger(label: "fusion-gateway")) throws {
+                logger: Logger = Logger(label: "fusion-gateway"), shared: GatewayShared? = nil, reusePort: Bool = false) throws {
         self.loop = loop
         self.config = config
         self.logger = logger
         client = UpstreamClient(loop: loop)
-        if config.simulatedModels {
+        workers = [UpstreamWorker(loop: loop, client: client)]
+        if let shared {
+            self.shared = shared
+            simulator = nil
+        } else if config.simulatedModels {
             let simulator = try MockUpstream(loop: loop, host: "127.0.0.1", port: 0)
             self.simulator = simulator
-            router = ModelRouter(config: config, simulatedBaseURL: "http://127.0.0.1:\(simulator.port)/v1", environment: environment)
+            self.shared = GatewayShared(router: ModelRouter(
+                config: config, simulatedBaseURL: "http://127.0.0.1:\(simulator.port)/v1", environment: environment))
         } else {
             simulator = nil
-            router = ModelRouter(config: config, simulatedBaseURL: nil, environment: environment)
+            self.shared = GatewayShared(router: ModelRouter(config: config, simulatedBaseURL: nil, environment: environment))
         }
         server = try HTTPServer(loop: loop, host: config.server.host, port: config.server.port,
-                                limits: config.server.limits) { [unowned self] request, writer in
+                                limits: config.server.limits, reusePort: reusePort) { [unowned self] request, writer in
             handle(request, writer)
         }
+        server.onAccept = { [unowned self] in acceptedConnections += 1 }
         server.onRejection = { [unowned self] error in
             self.logger.info("rejected request", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
         }
-        for (provider, variable) in router.providersMissingKeys {
-            logger.warning("provider has no API key; its requests will fail until it is set",
-                           metadata: ["provider": "\(provider)", "env": "\(variable)"])
+        if shared == nil {
+            for (provider, variable) in router.providersMissingKeys {
+                logger.warning("provider has no API key; its requests will fail until it is set",
+                               metadata: ["provider": "\(provider)", "env": "\(variable)"])
+            }
         }
+    }
+
+    /// This loop's worker, for the cluster to share with the other loops.
+    var worker: UpstreamWorker { workers[0] }
+
+    /// Loop thread only: the other loops' workers (Fusion spreads panels over them).
+    func setPeers(_ peers: [UpstreamWorker]) {
+        workers = [workers[0]] + peers
     }
 
     public var port: Int { server.port }
@@ -109,7 +142,7 @@ public final class GatewayServer {
                 let settings = config.fusion!
                 let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router)
                 let session = FusionSession(
-                    request: fusionRequest, routes: routes, writer: writer, client: client, settings: settings,
+                    request: fusionRequest, routes: routes, writer: writer, workers: workers, settings: settings,
                     upstream: config.upstream, secrets: router.secrets, generationID: generationID
                 ) { [unowned self] record in
                     finished(record, writer: writer, log: log)

@@ -1,10 +1,11 @@
 import Foundation
 import Fusion
 import GatewayCore
+import Synchronization
 
 /// What happened to one completion, returned by `GET /api/v1/generation?id=…` in OpenRouter's
 /// shape (`{"data":{…}}`), with the per-call breakdown when Fusion ran.
-struct GenerationRecord {
+struct GenerationRecord: Sendable {
     var id: String
     var model: String
     /// "fusion" when the deliberation ran.
@@ -39,29 +40,36 @@ struct GenerationRecord {
     }
 }
 
-/// The most recent generation records, in memory and bounded (oldest evicted first).
-final class GenerationStore {
-    private var records: [String: GenerationRecord] = [:]
-    private var order: [String] = []
-    private var oldest = 0
+/// The most recent generation records, in memory and bounded (oldest evicted first); shared by
+/// every loop, so behind a mutex (taken once per finished request and per lookup).
+final class GenerationStore: Sendable {
+    private struct State {
+        var records: [String: GenerationRecord] = [:]
+        var order: [String] = []
+        var oldest = 0
+    }
+
+    private let state = Mutex(State())
     let capacity: Int
 
     init(capacity: Int = 10_000) { self.capacity = capacity }
 
     func add(_ record: GenerationRecord) {
-        if records.count >= capacity, oldest < order.count {
-            records[order[oldest]] = nil
-            oldest += 1
-            if oldest > capacity {  // compact the id list now and then
-                order.removeFirst(oldest)
-                oldest = 0
+        state.withLock { state in
+            if state.records.count >= capacity, state.oldest < state.order.count {
+                state.records[state.order[state.oldest]] = nil
+                state.oldest += 1
+                if state.oldest > capacity {  // compact the id list now and then
+                    state.order.removeFirst(state.oldest)
+                    state.oldest = 0
+                }
             }
+            state.records[record.id] = record
+            state.order.append(record.id)
         }
-        records[record.id] = record
-        order.append(record.id)
     }
 
-    func record(_ id: String) -> GenerationRecord? { records[id] }
+    func record(_ id: String) -> GenerationRecord? { state.withLock { $0.records[id] } }
 
     /// A new id: `gen-` and 24 random hex digits.
     static func newID() -> String {

@@ -1,24 +1,21 @@
 import EventLoop
+import FanIn
 import Fusion
 import GatewayCore
 import UpstreamClient
 
 /// One streamed chat completion the gateway makes on its own behalf (a panel member, the judge,
-/// the outer model): SSE decoded, each chunk parsed, bounded by a timeout, failures typed.
+/// the outer model). It runs on whichever loop it was created on and reports only through the
+/// requesting session's fan-in channel, as records tagged with its producer id, so a panel can
+/// be spread over every loop while the session's state stays on one.
+///
+/// Records: `open` (2xx head), `chunk` (one event's JSON), `finished`, `failed` (see
+/// `InnerCallRecord`). When the channel is full the call keeps its records in order and pauses
+/// its transfer until the consumer frees space.
 final class InnerCall {
-    enum Outcome {
-        case completed
-        /// `error` is what a client would be told; `reason` types it for `failed_models`.
-        case failed(APIError, MemberFailureReason)
-    }
-
-    /// The upstream answered 2xx; events follow.
-    var onOpen: (() -> Void)?
-    /// One event: its raw `data` bytes (valid during the call) and the parsed chunk.
-    var onChunk: ((UnsafeRawBufferPointer, JSONValue) -> Void)?
-    var onFinish: ((Outcome) -> Void)?
-
     let route: ModelRoute
+    let producer: UInt16
+    private let channel: FanInChannel
     private let client: UpstreamClient
     private var transfer: UpstreamTransfer?
     private var decoder = SSEDecoder()
@@ -28,12 +25,18 @@ final class InnerCall {
     private var headers: [(String, String)] = []
     private let secrets: [String]
     private var finished = false
+    /// Records not yet accepted by the channel, oldest first.
+    private var spill: [(UInt8, [UInt8])] = []
+    private var waitingForSpace = false
 
-    init(client: UpstreamClient, route: ModelRoute, body: JSONValue, depth: Int, timeoutMilliseconds: UInt64,
-         connectTimeoutMilliseconds: Int, secrets: [String]) {
+    /// On `client`'s loop.
+    init(client: UpstreamClient, route: ModelRoute, body: [UInt8], depth: Int, timeoutMilliseconds: UInt64,
+         connectTimeoutMilliseconds: Int, secrets: [String], channel: FanInChannel, producer: UInt16) {
         self.client = client
         self.route = route
         self.secrets = secrets
+        self.channel = channel
+        self.producer = producer
         var requestHeaders: [(String, String)] = [
             ("Content-Type", "application/json"), ("Accept", "text/event-stream"),
             // Recursion protection: whoever serves this call must not offer fusion again.
@@ -42,17 +45,15 @@ final class InnerCall {
         if let key = route.apiKey { requestHeaders.append(("Authorization", "Bearer \(key)")) }
         for (name, value) in route.provider.headers.sorted(by: { $0.key < $1.key }) { requestHeaders.append((name, value)) }
         let transfer = client.start(UpstreamRequest(url: route.provider.baseURL + "/chat/completions", headers: requestHeaders,
-                                                    body: body.serialized(), connectTimeoutMilliseconds: connectTimeoutMilliseconds))
+                                                    body: body, connectTimeoutMilliseconds: connectTimeoutMilliseconds,
+                                                    receiveBufferBytes: 4096))
         self.transfer = transfer
         transfer.onHead = { [unowned self] status, headers in
             self.status = status
             self.headers = headers
-            if (200..<300).contains(status) { onOpen?() }
+            if (200..<300).contains(status) { emit(InnerCallRecord.open, []) }
         }
-        transfer.onData = { [unowned self] bytes in
-            didReceive(bytes)
-            return true
-        }
+        transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
         let timer = LoopTimer(loop: client.loop) { [unowned self] in
             fail(.upstreamUnavailable("\(route.provider.name)/\(route.upstreamModel) gave no complete answer within \(timeoutMilliseconds) ms",
@@ -62,43 +63,43 @@ final class InnerCall {
         self.timer = timer
     }
 
-    /// Stops the call; no callback fires afterwards.
+    /// On the call's loop. Stops the call; nothing more is pushed.
     func cancel() {
         guard !finished else { return }
+        stop()
+        spill.removeAll()
+    }
+
+    private func stop() {
         finished = true
         transfer?.cancel()
         transfer = nil
         timer?.close()
-        onOpen = nil
-        onChunk = nil
-        onFinish = nil
     }
 
-    private func didReceive(_ bytes: UnsafeRawBufferPointer) {
+    /// Returns false to pause the transfer.
+    private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !finished else { return true }
         guard (200..<300).contains(status) else {
             if errorBody.count < 64 * 1024 { errorBody.append(contentsOf: bytes.prefix(64 * 1024 - errorBody.count)) }
-            return
+            return true
+        }
+        guard spill.isEmpty else {
+            waitForSpace()
+            return false
         }
         var sawDone = false
         var invalid = false
         do {
             try decoder.feed(bytes) { event in
-                guard !sawDone, !invalid, !finished, !event.data.isEmpty else { return }
+                guard !sawDone, !invalid, !event.data.isEmpty else { return }
                 if event.isDone {
                     sawDone = true
-                    return
-                }
-                guard let chunk = try? JSONValue.parse(Array(event.data)) else {
+                } else if JSONScanner.isValid(event.data) {
+                    emit(InnerCallRecord.chunk, event.data)
+                } else {
                     invalid = true
-                    return
                 }
-                if let error = chunk["error"], error != .null {
-                    let message = error["message"]?.stringValue ?? "error chunk"
-                    invalid = true
-                    fail(.upstreamUnavailable("\(route.provider.name) failed mid-stream: \(message)", code: "upstream_error"), .upstreamError)
-                    return
-                }
-                onChunk?(event.data, chunk)
             }
         } catch {
             invalid = true
@@ -111,6 +112,7 @@ final class InnerCall {
             transfer = nil
             succeed()
         }
+        return true
     }
 
     private func didComplete(_ failure: UpstreamFailure?) {
@@ -134,15 +136,69 @@ final class InnerCall {
 
     private func succeed() {
         guard !finished else { return }
-        let callback = onFinish
-        cancel()
-        callback?(.completed)
+        stop()
+        emit(InnerCallRecord.finished, [])
     }
 
     private func fail(_ error: APIError, _ reason: MemberFailureReason) {
         guard !finished else { return }
-        let callback = onFinish
-        cancel()
-        callback?(.failed(error, reason))
+        stop()
+        emit(InnerCallRecord.failed, InnerCallRecord.encodeFailure(error, reason))
+    }
+
+    private func emit(_ kind: UInt8, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { emit(kind, $0) }
+    }
+
+    /// Pushes in order; once one record waits, every later one waits behind it.
+    private func emit(_ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
+        if spill.isEmpty, channel.push(producer: producer, kind: kind, bytes: bytes) == .pushed { return }
+        spill.append((kind, Array(bytes)))
+        waitForSpace()
+    }
+
+    private func waitForSpace() {
+        guard !waitingForSpace else { return }
+        waitingForSpace = true
+        channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.retrySpill() }
+    }
+
+    /// On the call's loop, once the consumer freed space.
+    private func retrySpill() {
+        waitingForSpace = false
+        while let (kind, bytes) = spill.first {
+            let result = bytes.withUnsafeBytes { channel.push(producer: producer, kind: kind, bytes: $0) }
+            if result == .pushed {
+                spill.removeFirst()
+            } else if result == .tooLarge {
+                spill.removeFirst()  // an event larger than the whole ring: report it as a failure
+                fail(.upstreamProtocol("\(route.provider.name) sent an event larger than the fan-in buffer"), .invalidResponse)
+            } else {
+                waitForSpace()
+                return
+            }
+        }
+        transfer?.resume()
+    }
+}
+
+/// The records an `InnerCall` pushes, and their encoding.
+enum InnerCallRecord {
+    static let open: UInt8 = 2
+    static let chunk: UInt8 = 3
+    static let finished: UInt8 = 4
+    static let failed: UInt8 = 5
+
+    static func encodeFailure(_ error: APIError, _ reason: MemberFailureReason) -> [UInt8] {
+        Array("\(reason.rawValue)\n\(error.status)\n\(error.code)\n\(error.message)".utf8)
+    }
+
+    static func decodeFailure(_ bytes: UnsafeRawBufferPointer) -> (APIError, MemberFailureReason) {
+        let parts = String(decoding: bytes, as: UTF8.self).split(separator: "\n", maxSplits: 3, omittingEmptySubsequences: false)
+        let reason = MemberFailureReason(rawValue: parts.first.map(String.init) ?? "") ?? .upstreamError
+        let status = parts.count > 1 ? Int(parts[1]) ?? 502 : 502
+        let code = parts.count > 2 ? String(parts[2]) : "upstream_error"
+        let message = parts.count > 3 ? String(parts[3]) : "upstream failure"
+        return (APIError(status: status, type: "upstream_error", code: code, message: message), reason)
     }
 }

@@ -20,11 +20,11 @@ public final class HTTPServer {
     public var onAccept: (() -> Void)?
 
     public init(loop: EventLoop, host: String, port: Int, limits: HTTPServerLimits = HTTPServerLimits(),
-                handler: @escaping Handler) throws {
+                reusePort: Bool = false, handler: @escaping Handler) throws {
         self.loop = loop
         self.limits = limits
         self.handler = handler
-        listener = try TCPListener(loop: loop, host: host, port: port) { [unowned self] tcp in
+        listener = try TCPListener(loop: loop, host: host, port: port, reusePort: reusePort) { [unowned self] tcp in
             guard !isShuttingDown else {
                 tcp.close()
                 return

@@ -84,11 +84,14 @@ public final class UpstreamClient {
     }
 
     public var activeTransferCount: Int { transfers.count }
+    /// Transfers started on this client so far.
+    public private(set) var startedTransferCount = 0
 
     /// Starts a transfer. Set its callbacks before returning to the loop; none fire before that.
     public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
         let transfer = UpstreamTransfer(client: self, request: request)
         precondition(!closed, "UpstreamClient used after close()")
+        startedTransferCount += 1
         transfers[transfer.easy] = transfer
         if insideCurl > 0 {
             deferredAdds.append(transfer)

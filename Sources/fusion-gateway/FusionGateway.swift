@@ -44,6 +44,9 @@ struct Serve: ParsableCommand {
     @Option(help: "YAML config file (see Fixtures/config/example.yaml).")
     var config: String?
 
+    @Option(help: "Event loops, one thread each (default: one per core).")
+    var loops: Int?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -58,43 +61,44 @@ struct Serve: ParsableCommand {
         if let host { settings.server.host = host }
         if let port { settings.server.port = port }
 
-        let loop = EventLoop()
-        let gateway: GatewayServer
+        let loopCount = loops ?? ProcessInfo.processInfo.activeProcessorCount
+        let cluster: GatewayCluster
         do {
-            gateway = try GatewayServer(loop: loop, config: settings, environment: ProcessInfo.processInfo.environment,
-                                        logger: logger)
+            cluster = try GatewayCluster(config: settings, environment: ProcessInfo.processInfo.environment,
+                                         logger: logger, loops: loopCount)
         } catch {
             throw ValidationError("cannot start: \(error)")
         }
-        let base = "http://\(settings.server.host):\(gateway.port)"
-        logger.info("listening", metadata: ["url": "\(base)", "config": "\(config ?? "embedded default")"])
-        var banner = "fusion-gateway listening on \(base)\n"
+        let base = "http://\(settings.server.host):\(cluster.port)"
+        logger.info("listening", metadata: ["url": "\(base)", "loops": "\(cluster.loopCount)", "config": "\(config ?? "embedded default")"])
+        var banner = "fusion-gateway listening on \(base) (\(cluster.loopCount) event loop\(cluster.loopCount == 1 ? "" : "s"))\n"
         if settings.simulatedModels {
             banner += """
                 Try:  curl -N \(base)/v1/chat/completions -H 'Content-Type: application/json' \\
-                        -d '{"model":"sim/normal","stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
+                        -d '{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}'
 
                 """
         }
         FileHandle.standardOutput.write(Data(banner.utf8))
 
         // First signal: graceful shutdown (streams get shutdown_grace_ms); a second: stop now.
-        var stopping = false
-        let signals = [SIGINT, SIGTERM].map { signalNumber in
-            SignalWatcher(loop: loop, signal: signalNumber) { received in
-                if stopping {
-                    logger.warning("second signal: stopping now", metadata: ["signal": "\(received)"])
-                    loop.stop()
-                    return
+        let firstLoop = cluster.threads[0].loop
+        try firstLoop.submitAndWait {
+            var stopping = false
+            for signalNumber in [SIGINT, SIGTERM] {
+                _ = SignalWatcher(loop: firstLoop, signal: signalNumber) { received in
+                    if stopping {
+                        logger.warning("second signal: stopping now", metadata: ["signal": "\(received)"])
+                        cluster.stopLoops()
+                        return
+                    }
+                    stopping = true
+                    logger.info("signal received: finishing streams, then stopping", metadata: ["signal": "\(received)"])
+                    cluster.shutdown()
                 }
-                stopping = true
-                logger.info("signal received: finishing streams, then stopping",
-                            metadata: ["signal": "\(received)", "active_streams": "\(gateway.activeStreams)"])
-                gateway.shutdown { loop.stop() }
             }
         }
-        loop.run()
-        withExtendedLifetime(signals) {}
+        cluster.waitUntilStopped()
         logger.info("stopped")
     }
 }

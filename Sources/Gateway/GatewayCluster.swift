@@ -1,0 +1,94 @@
+import EventLoop
+import Foundation
+import Logging
+import Synchronization
+
+/// The gateway on every core: one `GatewayServer` per event loop, each on its own thread, all
+/// listening on one port (SO_REUSEPORT: the kernel spreads connections over them) and sharing
+/// routing, records and counters. A request stays on the loop that accepted it; Fusion panels
+/// spread over all loops, their events crossing back only through fan-in channels.
+public final class GatewayCluster: Sendable {
+    public let threads: [EventLoopThread]
+    private let servers: [ServerBox]
+    public let port: Int
+    public let shared: GatewayShared
+    private let stopped = DispatchSemaphore(value: 0)
+
+    /// Loop-confined servers, handed around only to be used through their own loop.
+    private final class ServerBox: @unchecked Sendable {
+        let server: GatewayServer
+        init(_ server: GatewayServer) { self.server = server }
+    }
+
+    public init(config: GatewayConfig, environment: [String: String], logger: Logger, loops: Int) throws {
+        let count = max(1, loops)
+        let threads = (0..<count).map { EventLoopThread(name: "fusion-loop-\($0)") }
+        let reusePort = count > 1
+        // The first server binds (port 0 picks one) and creates the shared state.
+        let firstLoop = threads[0].loop
+        let first = try firstLoop.submitAndWait {
+            ServerBox(try GatewayServer(loop: firstLoop, config: config, environment: environment, logger: logger,
+                                        reusePort: reusePort))
+        }
+        let (port, shared) = try firstLoop.submitAndWait { (first.server.port, first.server.shared) }
+        var config = config
+        config.server.port = port
+        var servers = [first]
+        for thread in threads.dropFirst() {
+            let loop = thread.loop
+            let fixedConfig = config
+            servers.append(try loop.submitAndWait {
+                ServerBox(try GatewayServer(loop: loop, config: fixedConfig, environment: environment, logger: logger,
+                                            shared: shared, reusePort: true))
+            })
+        }
+        let workers = try servers.map { box in try box.server.loop.submitAndWait { box.server.worker } }
+        for (index, box) in servers.enumerated() {
+            let peers = workers.enumerated().filter { $0.offset != index }.map(\.element)
+            try box.server.loop.submitAndWait { box.server.setPeers(peers) }
+        }
+        self.threads = threads
+        self.servers = servers
+        self.port = port
+        self.shared = shared
+    }
+
+    public var loopCount: Int { threads.count }
+
+    /// Graceful stop on every loop (see `GatewayServer.shutdown`), then the loops stop.
+    /// Returns at once; `waitUntilStopped()` blocks until done.
+    public func shutdown() {
+        let remaining = Mutex(servers.count)
+        for box in servers {
+            box.server.loop.execute { [self] in
+                box.server.shutdown {
+                    let left = remaining.withLock { count -> Int in
+                        count -= 1
+                        return count
+                    }
+                    if left == 0 { self.stopLoops() }
+                }
+            }
+        }
+    }
+
+    /// Stops every loop now (in-flight work is cancelled as the loops tear down).
+    public func stopLoops() {
+        DispatchQueue.global().async { [self] in
+            for thread in threads { thread.shutdown() }
+            stopped.signal()
+        }
+    }
+
+    public func waitUntilStopped() { stopped.wait() }
+
+    /// Per loop: connections accepted and upstream transfers started so far.
+    public func loopCounters() throws -> [(accepted: Int, transfers: Int)] {
+        try servers.map { box in try box.server.loop.submitAndWait { (box.server.acceptedConnections, box.server.startedTransfers) } }
+    }
+
+    /// Active streams per loop (a snapshot; for tests and metrics).
+    public func activeStreamsPerLoop() throws -> [Int] {
+        try servers.map { box in try box.server.loop.submitAndWait { box.server.activeStreams } }
+    }
+}

@@ -1,0 +1,110 @@
+import EventLoop
+import Foundation
+import Fusion
+import Gateway
+import GatewayCore
+import Logging
+import MockUpstream
+import Testing
+
+/// The gateway on several loops (one thread each) against the mock on its own loop.
+final class ClusterEnvironment {
+    let mockThread = EventLoopThread(name: "mock-loop")
+    let mockStats = MockUpstreamStats()
+    let cluster: GatewayCluster
+    /// Keeps the mock alive; touched on the mock's loop only.
+    private final class MockBox: @unchecked Sendable { var mock: MockUpstream? }
+    private let mockBox = MockBox()
+
+    init(loops: Int) throws {
+        let stats = mockStats
+        let mockLoop = mockThread.loop
+        let box = mockBox
+        let mockPort = try mockLoop.submitAndWait { () -> Int in
+            let mock = try MockUpstream(loop: mockLoop, port: 0, stats: stats)
+            box.mock = mock
+            return mock.port
+        }
+        var config = GatewayConfig.embeddedDefault
+        config.server.port = 0
+        config.simulatedModels = false
+        config.providers["mock"] = .init(name: "mock", baseURL: "http://127.0.0.1:\(mockPort)/v1")
+        config.fusion = FusionSettings(
+            outerModel: "mock/outer:pace_ms=1",
+            presets: ["quality": .init(analysisModels: ["mock/expert-1:pace_ms=2", "mock/expert-2:pace_ms=2", "mock/expert-3:pace_ms=2",
+                                                        "mock/expert-4:pace_ms=2"])],
+            defaultPreset: "quality")
+        var logger = Logger(label: "cluster-under-test")
+        logger.logLevel = .critical
+        cluster = try GatewayCluster(config: config, environment: [:], logger: logger, loops: loops)
+    }
+
+    func stop() {
+        cluster.shutdown()
+        cluster.waitUntilStopped()
+        let box = mockBox
+        mockThread.loop.execute { box.mock?.shutdown() }
+        mockThread.shutdown()
+    }
+
+    func chat(_ body: String) throws -> TestResponse {
+        let client = try TestClient(port: cluster.port)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+        return try client.readResponse()
+    }
+}
+
+@Suite struct MultiLoopTests {
+    @Test func connectionsSpreadOverTheLoops() throws {
+        let env = try ClusterEnvironment(loops: 2)
+        defer { env.stop() }
+        for _ in 0..<24 {
+            let client = try TestClient(port: env.cluster.port)
+            try client.send("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            #expect(try client.readResponse().status == 200)
+        }
+        let accepted = try env.cluster.loopCounters().map(\.accepted)
+        #expect(accepted.reduce(0, +) == 24)
+        #expect(accepted.allSatisfy { $0 > 0 }, "every loop accepted connections: \(accepted)")
+    }
+
+    @Test func aPanelRunsOnEveryLoopAndItsEventsComeBackInOrder() throws {
+        let env = try ClusterEnvironment(loops: 2)
+        defer { env.stop() }
+        let response = try env.chat(#"{"model":"fusion","stream":true,"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}"#)
+        #expect(response.status == 200)
+        let events = response.namedEvents
+        #expect(events.filter { $0.name == "fusion.member.completed" }.count == 4)
+        for index in 0..<4 {
+            let text = events.filter { $0.name == "fusion.member.delta" && $0.data["index"] == .int(Int64(index)) }
+                .compactMap { $0.data["delta"]?.stringValue }.joined()
+            #expect(text.hasPrefix("Expert \(index + 1)'s view"), "member \(index)'s deltas arrived whole and in order")
+            #expect(text.hasSuffix("."))
+        }
+        let answer = response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
+        #expect(answer.hasPrefix("Drawing on a panel of 4 models (4 answered)"))
+        let transfers = try env.cluster.loopCounters().map(\.transfers)
+        #expect(transfers.allSatisfy { $0 >= 2 }, "both loops made upstream calls: \(transfers)")
+    }
+
+    @Test func aDisconnectCancelsMembersOnOtherLoops() throws {
+        let env = try ClusterEnvironment(loops: 2)
+        defer { env.stop() }
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=40:deltas=100","mock/paced:pace_ms=50:deltas=100","mock/paced:pace_ms=60:deltas=100","mock/paced:pace_ms=70:deltas=100"]}}]"#
+        let client = try TestClient(port: env.cluster.port)
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: #"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":\#(tools)}"#))
+        var seen = Set<String>()
+        _ = try? client.readResponse { chunk in
+            let text = String(decoding: chunk, as: UTF8.self)
+            for index in 0..<4 where text.contains("fusion panel[\(index)]") && text.contains("t1") { seen.insert("\(index)") }
+            if seen.count == 4 { client.disconnect() }
+        }
+        #expect(seen.count == 4)
+        let stats = env.mockStats
+        let deadline = Date().addingTimeInterval(3)
+        while stats.counts.streamsCancelled < 4 && Date() < deadline { usleep(5_000) }
+        #expect(stats.counts.streamsCancelled == 4, "\(stats.counts)")
+        #expect(try env.cluster.activeStreamsPerLoop().reduce(0, +) == 0)
+    }
+}
