@@ -58,15 +58,11 @@ public final class GatewayCluster: Sendable {
     /// Graceful stop on every loop (see `GatewayServer.shutdown`), then the loops stop.
     /// Returns at once; `waitUntilStopped()` blocks until done.
     public func shutdown() {
-        let remaining = Mutex(servers.count)
+        let remaining = Countdown(servers.count)
         for box in servers {
             box.server.loop.execute { [self] in
                 box.server.shutdown {
-                    let left = remaining.withLock { count -> Int in
-                        count -= 1
-                        return count
-                    }
-                    if left == 0 { self.stopLoops() }
+                    if remaining.finishOne() { self.stopLoops() }
                 }
             }
         }
@@ -90,5 +86,17 @@ public final class GatewayCluster: Sendable {
     /// Active streams per loop (a snapshot; for tests and metrics).
     public func activeStreamsPerLoop() throws -> [Int] {
         try servers.map { box in try box.server.loop.submitAndWait { box.server.activeStreams } }
+    }
+}
+
+/// Counts loops still shutting down; the last one to finish is told so.
+private final class Countdown: Sendable {
+    private let remaining: Atomic<Int>
+    init(_ count: Int) { remaining = Atomic(count) }
+
+    /// True for the call that brings the count to zero.
+    func finishOne() -> Bool {
+        // Acquiring-and-releasing: the last loop sees every other loop's shutdown as complete.
+        remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0
     }
 }
