@@ -212,7 +212,8 @@ final class ChatCompletionProxy {
             ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
             ("X-Generation-Id", generationID),
         ])
-        let stream = ClientStream(writer: writer, loop: client.loop)
+        // 16 slots (4 KiB): a proxied stream has one producer and drains every iteration.
+        let stream = ClientStream(writer: writer, loop: client.loop, capacity: 16)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
     }

@@ -33,6 +33,12 @@ struct LatencyBench: ParsableCommand {
     @Option(help: "Fusion runs to time end to end (0 skips them).")
     var fusion = 30
 
+    @Option(help: "Concurrent-stream load levels, comma-separated (empty skips the load test).")
+    var load = "256,512,1024,2048"
+
+    @Option(help: "Event loops for the gateway under test.")
+    var loops = 2
+
     func run() throws {
         let mock = try ChildProcess(gateway, ["mock-upstream", "--port", "0", "--log-level", "error"],
                                     banner: "mock upstream listening on http://127.0.0.1:")
@@ -48,7 +54,12 @@ struct LatencyBench: ParsableCommand {
                 quality: {analysis_models: ['mock/expert-1:pace_ms=\(paceMs)', 'mock/expert-2:pace_ms=\(paceMs)', 'mock/expert-3:pace_ms=\(paceMs)']}
             """.write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
-        let gatewayProcess = try ChildProcess(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error"],
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max  // thousands of sockets; children inherit it
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let gatewayProcess = try ChildProcess(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error",
+                                                        "--loops", String(loops)],
                                               banner: "fusion-gateway listening on http://127.0.0.1:")
         defer { gatewayProcess.stop() }
 
@@ -77,10 +88,88 @@ struct LatencyBench: ParsableCommand {
             print(fusionReport.table)
             report.json = String(report.json.dropLast()) + #","fusion":\#(fusionReport.json)}"#
         }
+        let levels = load.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        if !levels.isEmpty {
+            let loadJSON = try runLoad(levels: levels, mockPort: mock.port, gatewayPort: gatewayProcess.port,
+                                       gatewayPID: gatewayProcess.process.processIdentifier, thread: thread)
+            report.json = String(report.json.dropLast()) + #","load":\#(loadJSON)}"#
+        }
         if let json {
             try report.json.write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
         }
+    }
+
+    /// Concurrent paced streams (64 deltas, 20 ms apart) per level and path, in one run.
+    func runLoad(levels: [Int], mockPort: Int, gatewayPort: Int, gatewayPID: Int32, thread: EventLoopThread) throws -> String {
+        let nginx = try NginxPeer(upstreamPort: mockPort)
+        defer { nginx?.stop() }
+        let model = "paced:pace_ms=20:deltas=64"
+        var paths = [("direct", "http://127.0.0.1:\(mockPort)/v1/chat/completions", model),
+                     ("gateway", "http://127.0.0.1:\(gatewayPort)/v1/chat/completions", "mock/\(model)")]
+        if let nginx { paths.append(("nginx", "http://127.0.0.1:\(nginx.port)/v1/chat/completions", model)) }
+        print("\nconcurrent streams: 64 deltas each, 20 ms apart; latency = arrival − mock's send stamp (µs)")
+        print("path      streams  lat p50   lat p99   gap p50   gap p99   stalls  fail  +lat p50  +lat p99  +gap p99")
+        var entries: [String] = []
+        var maxWithoutStalls: [String: Int] = [:]
+        var memoryPerStream = 0.0
+        var cpuPerToken = 0.0
+        for level in levels {
+            var direct: LoadRunner.Result?
+            for (name, url, pathModel) in paths {
+                usleep(300_000)  // let the previous level's connections close
+                let idleRSS = name == "gateway" ? ProcessUsage.residentKiB(gatewayPID) : 0
+                let cpuBefore = name == "gateway" ? ProcessUsage.cpuSeconds(gatewayPID) : 0
+                let runner = try thread.loop.submitAndWait {
+                    LoadRunner(loop: thread.loop, path: name, url: url, model: pathModel, streams: level, paceMilliseconds: 20)
+                }
+                let done = DispatchSemaphore(value: 0)
+                thread.loop.execute { runner.start { done.signal() } }
+                // Halfway through the streams (64 × 20 ms), sample the gateway's memory.
+                var peakRSS = 0
+                if name == "gateway" {
+                    while done.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
+                        peakRSS = max(peakRSS, ProcessUsage.residentKiB(gatewayPID))
+                    }
+                } else {
+                    done.wait()
+                }
+                let result = try thread.loop.submitAndWait { runner.result }
+                if result.stalls == 0 && result.failures == 0 { maxWithoutStalls[name] = max(maxWithoutStalls[name] ?? 0, level) }
+                if name == "direct" { direct = result }
+                var added = ["", "", ""]
+                if let direct, name != "direct" {
+                    added = [signed(result.latency.valueAtPercentile(50), direct.latency.valueAtPercentile(50)),
+                             signed(result.latency.valueAtPercentile(99), direct.latency.valueAtPercentile(99)),
+                             signed(result.gaps.valueAtPercentile(99), direct.gaps.valueAtPercentile(99))]
+                }
+                if name == "gateway" {
+                    memoryPerStream = Double(max(0, peakRSS - idleRSS)) / Double(level)
+                    cpuPerToken = (ProcessUsage.cpuSeconds(gatewayPID) - cpuBefore) / Double(max(result.events, 1))
+                }
+                let row = [name.padding(toLength: 10, withPad: " ", startingAt: 0), pad(level, 7),
+                           pad(result.latency.valueAtPercentile(50), 9), pad(result.latency.valueAtPercentile(99), 9),
+                           pad(result.gaps.valueAtPercentile(50), 9), pad(result.gaps.valueAtPercentile(99), 9),
+                           pad(result.stalls, 7), pad(result.failures, 5)] + added.map { $0.padding(toLength: 9, withPad: " ", startingAt: 0) }
+                print(row.joined(separator: " "))
+                if name == "gateway" {
+                    print(String(format: "          gateway: +%.1f KiB resident per open stream, %.2f µs CPU per forwarded token",
+                                 memoryPerStream, cpuPerToken * 1e6))
+                }
+                entries.append(#"{"path":"\#(name)","streams":\#(level),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p50_us":\#(result.gaps.valueAtPercentile(50)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p50_us":\#(result.ttft.valueAtPercentile(50)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99)),"stalls":\#(result.stalls),"failures":\#(result.failures),"events":\#(result.events)\#(name == "gateway" ? #","rss_kib_per_stream":\#(memoryPerStream),"cpu_us_per_token":\#(cpuPerToken * 1e6)"# : "")}"#)
+            }
+        }
+        print("most concurrent streams without stalls: " + maxWithoutStalls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        return "[" + entries.joined(separator: ",") + "]"
+    }
+
+    func pad(_ value: some BinaryInteger, _ width: Int) -> String {
+        String(value).padding(toLength: width, withPad: " ", startingAt: 0)
+    }
+
+    func signed(_ value: UInt64, _ base: UInt64) -> String {
+        let difference = Int64(value) - Int64(base)
+        return difference >= 0 ? "+\(difference)" : "\(difference)"
     }
 }
 

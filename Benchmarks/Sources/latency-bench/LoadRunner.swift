@@ -1,0 +1,188 @@
+import EventLoop
+import Foundation
+import GatewayCore
+import Histogram
+import UpstreamClient
+
+/// N streams at once on one path; per event: latency from the mock's send stamp (`sent_at_us`,
+/// wall clock, same machine) to arrival, and the gap since the stream's previous event.
+final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
+    struct Result {
+        var path: String
+        var streams: Int
+        var latency: Histogram<UInt64>
+        var gaps: Histogram<UInt64>
+        var ttft: Histogram<UInt64>
+        var stalls = 0
+        var failures = 0
+        var events = 0
+        var seconds = 0.0
+    }
+
+    let loop: EventLoop
+    let client: UpstreamClient
+    let url: String
+    let model: String
+    let streams: Int
+    let paceMicroseconds: UInt64
+    var result: Result
+    private var remaining: Int
+    private var completion: () -> Void = {}
+    private var started = Date()
+
+    init(loop: EventLoop, path: String, url: String, model: String, streams: Int, paceMilliseconds: Int) {
+        self.loop = loop
+        client = UpstreamClient(loop: loop)
+        self.url = url
+        self.model = model
+        self.streams = streams
+        paceMicroseconds = UInt64(paceMilliseconds) * 1000
+        remaining = streams
+        let histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        result = Result(path: path, streams: streams, latency: histogram, gaps: histogram, ttft: histogram)
+    }
+
+    func start(_ completion: @escaping () -> Void) {
+        self.completion = completion
+        started = Date()
+        let body = Array(#"{"model":"\#(model)","stream":true,"messages":[{"role":"user","content":"load"}]}"#.utf8)
+        for _ in 0..<streams { startStream(body) }
+    }
+
+    private func startStream(_ body: [UInt8]) {
+        let begin = EventLoop.monotonicNanoseconds()
+        var decoder = SSEDecoder()
+        var last: UInt64 = 0
+        var done = false
+        let transfer = client.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: body,
+                                                    connectTimeoutMilliseconds: 30_000))
+        transfer.onData = { [unowned self] bytes in
+            let arrival = EventLoop.monotonicNanoseconds()
+            let wall = Self.wallMicroseconds()
+            try? decoder.feed(bytes) { event in
+                if event.isDone { done = true; return }
+                result.events += 1
+                if let range = JSONScanner.rangeOfTopLevelValue(forKey: "sent_at_us", in: event.data),
+                   let sent = UInt64(String(decoding: UnsafeRawBufferPointer(rebasing: event.data[range]), as: UTF8.self)) {
+                    _ = result.latency.record(wall > sent ? wall - sent : 0)
+                }
+                if last == 0 {
+                    _ = result.ttft.record((arrival - begin) / 1000)
+                } else {
+                    let gap = (arrival - last) / 1000
+                    _ = result.gaps.record(gap)
+                    if gap > 2 * paceMicroseconds { result.stalls += 1 }
+                }
+                last = arrival
+            }
+            return true
+        }
+        transfer.onComplete = { [unowned self] failure in
+            if failure != nil || !done { result.failures += 1 }
+            remaining -= 1
+            if remaining == 0 {
+                result.seconds = Date().timeIntervalSince(started)
+                client.close()
+                completion()
+            }
+        }
+    }
+
+    static func wallMicroseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
+    }
+}
+
+/// Resident memory and CPU time of a process, from /proc.
+enum ProcessUsage {
+    static func residentKiB(_ pid: Int32) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return 0 }
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+
+    /// User + system CPU seconds.
+    static func cpuSeconds(_ pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state(0) … utime(11) stime(12), in clock ticks.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+/// nginx as a peer proxy in front of the mock (proxy_buffering off: its best case for streams).
+final class NginxPeer {
+    let process = Process()
+    let port: Int
+    let directory: URL
+
+    init?(upstreamPort: Int) throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else { return nil }
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("latency-bench-nginx-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = Self.freePort()
+        let config = """
+            worker_processes 2; daemon off; pid \(directory.path)/nginx.pid; error_log \(directory.path)/error.log;
+            worker_rlimit_nofile 20000;
+            events { worker_connections 10000; }
+            http {
+              access_log off;
+              client_body_temp_path \(directory.path); proxy_temp_path \(directory.path);
+              upstream mock { server 127.0.0.1:\(upstreamPort); keepalive 256; }
+              server {
+                listen 127.0.0.1:\(port) reuseport;
+                location / {
+                  proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection "";
+                  proxy_buffering off; proxy_read_timeout 300s;
+                }
+              }
+            }
+            """
+        try config.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+        process.arguments = ["-c", directory.appendingPathComponent("nginx.conf").path, "-e", directory.appendingPathComponent("error.log").path]
+        try process.run()
+        // Ready when it accepts.
+        for _ in 0..<200 {
+            if Self.accepts(port) { return }
+            usleep(10_000)
+        }
+        process.terminate()
+        return nil
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
