@@ -183,6 +183,7 @@ public final class EventLoopThread: Sendable {
         let finished = self.finished
         let started = DispatchSemaphore(value: 0)
         let thread = Thread {
+            CLibUV_set_thread_name(name)
             // Keep the loop alive while idle: an unref'd async handle alone would let run() return.
             let keepAlive = LoopTimer(loop: loop) {}
             keepAlive.start(afterMilliseconds: 1 << 40)

@@ -70,6 +70,17 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+    // An 8-byte event: the queue's own cost, without the payload copy.
+    Benchmark("FanIn push+pop, same thread, 8-byte event", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let buffer = FanInBuffer(capacity: 64)
+        let small: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        small.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations {
+                _ = buffer.push(producer: 1, kind: 0, bytes: bytes)
+                buffer.drain { _, _, record in blackHole(record.count) }
+            }
+        }
+    }
     Benchmark("Mutex deque push+pop, same thread", configuration: .init(scalingFactor: .kilo)) { benchmark in
         let queue = MutexDeque(capacity: 64)
         chunk.withUnsafeBytes { bytes in

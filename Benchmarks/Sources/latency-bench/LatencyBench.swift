@@ -114,12 +114,17 @@ struct LatencyBench: ParsableCommand {
         var maxWithoutStalls: [String: Int] = [:]
         var memoryPerStream = 0.0
         var cpuPerToken = 0.0
+        var ratios: [String] = []
+        let threadsBefore = ProcessUsage.threadCPU(gatewayPID, prefix: "fusion-loop")
         for level in levels {
             var direct: LoadRunner.Result?
+            var addedGap: [String: Int64] = [:]
+            var tokenCPU: [String: Double] = [:]
             for (name, url, pathModel) in paths {
                 usleep(300_000)  // let the previous level's connections close
                 let idleRSS = name == "gateway" ? ProcessUsage.residentKiB(gatewayPID) : 0
-                let cpuBefore = name == "gateway" ? ProcessUsage.cpuSeconds(gatewayPID) : 0
+                let measuredPID: Int32? = name == "gateway" ? gatewayPID : (name == "nginx" ? nginx?.process.processIdentifier : nil)
+                let cpuBefore = measuredPID.map { ProcessUsage.cpuSecondsWithChildren($0) } ?? 0
                 let runner = try thread.loop.submitAndWait {
                     LoadRunner(loop: thread.loop, path: name, url: url, model: pathModel, streams: level, paceMilliseconds: 20)
                 }
@@ -143,9 +148,13 @@ struct LatencyBench: ParsableCommand {
                              signed(result.latency.valueAtPercentile(99), direct.latency.valueAtPercentile(99)),
                              signed(result.gaps.valueAtPercentile(99), direct.gaps.valueAtPercentile(99))]
                 }
+                if let measuredPID {
+                    tokenCPU[name] = (ProcessUsage.cpuSecondsWithChildren(measuredPID) - cpuBefore) / Double(max(result.events, 1))
+                }
+                if let direct { addedGap[name] = Int64(result.gaps.valueAtPercentile(99)) - Int64(direct.gaps.valueAtPercentile(99)) }
                 if name == "gateway" {
                     memoryPerStream = Double(max(0, peakRSS - idleRSS)) / Double(level)
-                    cpuPerToken = (ProcessUsage.cpuSeconds(gatewayPID) - cpuBefore) / Double(max(result.events, 1))
+                    cpuPerToken = tokenCPU[name] ?? 0
                 }
                 let row = [name.padding(toLength: 10, withPad: " ", startingAt: 0), pad(level, 7),
                            pad(result.latency.valueAtPercentile(50), 9), pad(result.latency.valueAtPercentile(99), 9),
@@ -156,9 +165,20 @@ struct LatencyBench: ParsableCommand {
                     print(String(format: "          gateway: +%.1f KiB resident per open stream, %.2f µs CPU per forwarded token",
                                  memoryPerStream, cpuPerToken * 1e6))
                 }
-                entries.append(#"{"path":"\#(name)","streams":\#(level),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p50_us":\#(result.gaps.valueAtPercentile(50)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p50_us":\#(result.ttft.valueAtPercentile(50)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99)),"stalls":\#(result.stalls),"failures":\#(result.failures),"events":\#(result.events)\#(name == "gateway" ? #","rss_kib_per_stream":\#(memoryPerStream),"cpu_us_per_token":\#(cpuPerToken * 1e6)"# : "")}"#)
+                if name == "nginx", let nginxCPU = tokenCPU["nginx"] {
+                    print(String(format: "          nginx: %.2f µs CPU per forwarded token", nginxCPU * 1e6))
+                }
+                entries.append(#"{"path":"\#(name)","cpu_us_per_token":\#((tokenCPU[name] ?? 0) * 1e6),"streams":\#(level),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p50_us":\#(result.gaps.valueAtPercentile(50)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p50_us":\#(result.ttft.valueAtPercentile(50)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99)),"stalls":\#(result.stalls),"failures":\#(result.failures),"events":\#(result.events)\#(name == "gateway" ? #","rss_kib_per_stream":\#(memoryPerStream),"cpu_us_per_token":\#(cpuPerToken * 1e6)"# : "")}"#)
+            }
+            if let gateway = tokenCPU["gateway"], let peer = tokenCPU["nginx"], peer > 0 {
+                ratios.append(String(format: "%d streams: CPU/token %.2f×, added gap p99 %@", level, gateway / peer,
+                                     addedGap["nginx"].map { $0 > 0 ? String(format: "%.2f×", Double(addedGap["gateway"] ?? 0) / Double($0)) : "n/a" } ?? "n/a"))
             }
         }
+        print("gateway ÷ nginx: " + ratios.joined(separator: "; "))
+        let threadsAfter = ProcessUsage.threadCPU(gatewayPID, prefix: "fusion-loop")
+        print("gateway CPU seconds per loop thread during the load: " + zip(threadsBefore, threadsAfter)
+            .map { String(format: "%@ %.2f", $0.0.0, $0.1.1 - $0.0.1) }.joined(separator: ", "))
         print("most concurrent streams without stalls: " + maxWithoutStalls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         return "[" + entries.joined(separator: ",") + "]"
     }

@@ -115,6 +115,36 @@ enum ProcessUsage {
     }
 }
 
+extension ProcessUsage {
+    /// CPU seconds of `pid` and its direct children (nginx's workers).
+    static func cpuSecondsWithChildren(_ pid: Int32) -> Double {
+        var total = cpuSeconds(pid)
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let child = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == pid { total += cpuSeconds(child) }
+        }
+        return total
+    }
+
+    /// CPU seconds per thread whose name starts with `prefix` (the gateway's loops).
+    static func threadCPU(_ pid: Int32, prefix: String) -> [(String, Double)] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap { task -> (String, Double)? in
+            guard let name = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines), name.hasPrefix(prefix),
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+            return (name, (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))))
+        }.sorted { $0.0 < $1.0 }
+    }
+}
+
 /// nginx as a peer proxy in front of the mock (proxy_buffering off: its best case for streams).
 final class NginxPeer {
     let process = Process()
