@@ -79,7 +79,7 @@ final class ChatCompletionProxy {
             headers: headers,
             body: request.upstreamBody(model: route.upstreamModel),
             connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
-            receiveBufferBytes: request.stream ? 4096 : nil))
+            receiveBufferBytes: request.stream ? 2048 : nil))
         self.transfer = transfer
         transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
         transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
@@ -212,8 +212,8 @@ final class ChatCompletionProxy {
             ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
             ("X-Generation-Id", generationID),
         ])
-        // 16 slots (4 KiB): a proxied stream has one producer and drains every iteration.
-        let stream = ClientStream(writer: writer, loop: client.loop, capacity: 16)
+        // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
+        let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
     }
