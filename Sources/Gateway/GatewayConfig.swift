@@ -15,6 +15,10 @@ public struct GatewayConfig: Sendable {
         public var limits = HTTPServerLimits()
         /// How long in-flight streams may run after SIGINT/SIGTERM before they are cancelled.
         public var shutdownGraceMilliseconds: UInt64 = 10_000
+        /// Keys clients must present (`Authorization: Bearer …`); none means no authentication.
+        public var apiKeys: [String] = []
+        /// An environment variable holding more keys, comma-separated.
+        public var apiKeysEnvironmentVariable: String?
     }
 
     public struct Upstream: Sendable {
@@ -72,6 +76,15 @@ public struct GatewayConfig: Sendable {
     /// No file: simulated models only, no keys needed.
     public static var embeddedDefault: GatewayConfig { GatewayConfig() }
 
+    /// The gateway keys in force: the config's plus the environment variable's.
+    public func gatewayKeys(environment: [String: String]) -> [String] {
+        var keys = server.apiKeys
+        if let variable = server.apiKeysEnvironmentVariable, let value = environment[variable] {
+            keys += value.split(separator: ",").map { String($0).trimmingASCIISpaces() }.filter { !$0.isEmpty }
+        }
+        return keys
+    }
+
     public static func load(path: String) throws -> GatewayConfig {
         let text: String
         do {
@@ -96,7 +109,9 @@ public struct GatewayConfig: Sendable {
         try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion"])
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
-                                  "idle_timeout_ms", "shutdown_grace_ms"])
+                                  "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env"])
+            config.server.apiKeys = try server.stringList("api_keys") ?? []
+            config.server.apiKeysEnvironmentVariable = try server.string("api_keys_env")
             config.server.host = try server.string("host") ?? config.server.host
             config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
             config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...(1 << 20)) ?? config.server.limits.maxHeaderBytes
@@ -194,6 +209,12 @@ extension GatewayConfig {
             settings.panelContext = value
         }
         return settings
+    }
+}
+
+extension String {
+    fileprivate func trimmingASCIISpaces() -> String {
+        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }
 

@@ -12,8 +12,13 @@ public final class GatewayShared: Sendable {
     public let router: ModelRouter
     let generations = GenerationStore()
     public let stats = GatewayStats()
+    /// Keys clients must present; empty: no authentication.
+    let gatewayKeys: [String]
 
-    init(router: ModelRouter) { self.router = router }
+    init(router: ModelRouter, gatewayKeys: [String]) {
+        self.router = router
+        self.gatewayKeys = gatewayKeys
+    }
 }
 
 /// The gateway on one event loop: HTTP server, upstream client, routes, and (on the first loop,
@@ -55,10 +60,12 @@ public final class GatewayServer {
             let simulator = try MockUpstream(loop: loop, host: "127.0.0.1", port: 0)
             self.simulator = simulator
             self.shared = GatewayShared(router: ModelRouter(
-                config: config, simulatedBaseURL: "http://127.0.0.1:\(simulator.port)/v1", environment: environment))
+                config: config, simulatedBaseURL: "http://127.0.0.1:\(simulator.port)/v1", environment: environment),
+                gatewayKeys: config.gatewayKeys(environment: environment))
         } else {
             simulator = nil
-            self.shared = GatewayShared(router: ModelRouter(config: config, simulatedBaseURL: nil, environment: environment))
+            self.shared = GatewayShared(router: ModelRouter(config: config, simulatedBaseURL: nil, environment: environment),
+                                        gatewayKeys: config.gatewayKeys(environment: environment))
         }
         server = try HTTPServer(loop: loop, host: config.server.host, port: config.server.port,
                                 limits: config.server.limits, reusePort: reusePort) { [unowned self] request, writer in
@@ -105,6 +112,13 @@ public final class GatewayServer {
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        if !shared.gatewayKeys.isEmpty && request.path != "/health" && !isAuthorized(request) {
+            writer.respond(error: APIError(
+                status: 401, type: "authentication_error", code: "invalid_api_key",
+                message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
+                headers: [("WWW-Authenticate", "Bearer")]))
+            return
+        }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
             chatCompletion(request, writer)
@@ -167,6 +181,13 @@ public final class GatewayServer {
             writer.respond(error: error)
             log.info("request rejected", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
         }
+    }
+
+    private func isAuthorized(_ request: HTTPRequest) -> Bool {
+        guard let header = request.header("authorization") else { return false }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
+        return ConstantTime.matchesAny(String(parts[1]), shared.gatewayKeys)
     }
 
     /// Files the record and logs the request's one summary line.

@@ -117,3 +117,14 @@ import Testing
         #expect(error.message.contains("slow down"))
     }
 }
+
+@Suite struct ConstantTimeTests {
+    @Test func matchesExactlyOneOfTheKeys() {
+        #expect(ConstantTime.matchesAny("abc", ["xyz", "abc"]))
+        #expect(!ConstantTime.matchesAny("abcd", ["abc"]))
+        #expect(!ConstantTime.matchesAny("ab", ["abc"]))
+        #expect(!ConstantTime.matchesAny("", ["abc"]))
+        #expect(!ConstantTime.matchesAny("abc", []))
+        #expect(ConstantTime.matchesAny("ключ", ["ключ"]))
+    }
+}

@@ -224,3 +224,25 @@ import Testing
         #expect(loop == nil)
     }
 }
+
+@Suite struct GatewayKeyTests {
+    @Test func keysAreRequiredWhenConfigured() throws {
+        let env = try TestEnvironment {
+            $0.server.apiKeys = ["gw-key-one"]
+            $0.server.apiKeysEnvironmentVariable = "TEST_PROVIDER_KEY"  // the test environment sets it
+        }
+        let body = TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false)
+        for headers in [[:], ["Authorization": "Bearer wrong"], ["Authorization": "gw-key-one"], ["Authorization": "Basic gw-key-one"]] {
+            let response = try env.chat(body, headers: headers)
+            #expect(response.status == 401)
+            #expect(response.json?["error"]?["type"] == .string("authentication_error"))
+            #expect(response.json?["error"]?["code"] == .string("invalid_api_key"))
+            #expect(response.header("www-authenticate") == "Bearer")
+        }
+        #expect(env.mockStats.counts.requests == 0, "nothing reaches a provider without a key")
+        #expect(try env.chat(body, headers: ["Authorization": "Bearer gw-key-one"]).status == 200)
+        #expect(try env.chat(body, headers: ["Authorization": "bearer \(TestEnvironment.secretKey)"]).status == 200)
+        #expect(try env.get("/v1/models").status == 401)
+        #expect(try env.get("/health").status == 200, "health stays open for load balancers")
+    }
+}
