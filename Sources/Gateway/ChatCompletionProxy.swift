@@ -3,6 +3,7 @@ import Fusion
 import GatewayCore
 import HTTPServer
 import Logging
+import Prometheus
 import UpstreamClient
 
 /// Relays one chat completion to its upstream and the answer back, streamed or whole.
@@ -34,6 +35,9 @@ final class ChatCompletionProxy {
     private let generationID: String
     private let extraHeaders: [(String, String)]
     private let stats: GatewayStats?
+    private let metrics: GatewayMetrics?
+    /// When the previous upstream read carrying events was forwarded (for the gap histogram).
+    private var lastEventAt: UInt64 = 0
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
     private var relay: SSERelay
@@ -50,8 +54,9 @@ final class ChatCompletionProxy {
 
     init(request: ChatRequest, route: ModelRoute, writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, secrets: [String], generationID: String, extraHeaders: [(String, String)] = [],
-         stats: GatewayStats? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+         stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.stats = stats
+        self.metrics = metrics
         self.request = request
         self.route = route
         self.writer = writer
@@ -126,15 +131,21 @@ final class ChatCompletionProxy {
             guard let stream, stream.hasRoom(forInput: bytes.count) else {
                 // Backpressure: curl keeps these bytes; the channel resumes us once it drains.
                 stats?.countPause()
+                metrics?.backpressurePauses.increment()
                 self.stream?.channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.transfer?.resume() }
                 return false
             }
             out.removeAll(keepingCapacity: true)
             let before = relay.forwardedEvents
             let outcome = relay.relay(bytes, into: &out)
-            if record.firstTokenMilliseconds == nil && relay.forwardedEvents > before {
-                record.firstTokenMilliseconds = elapsedMilliseconds
-                keepAliveTimer?.close()
+            if relay.forwardedEvents > before {
+                let now = EventLoop.monotonicNanoseconds()
+                if lastEventAt != 0 { metrics?.interToken.recordNanoseconds(Int64(now - lastEventAt)) }
+                lastEventAt = now
+                if record.firstTokenMilliseconds == nil {
+                    record.firstTokenMilliseconds = elapsedMilliseconds
+                    keepAliveTimer?.close()
+                }
             }
             stream.emit(out)
             switch outcome {

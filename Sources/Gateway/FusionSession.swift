@@ -3,6 +3,7 @@ import Foundation
 import Fusion
 import GatewayCore
 import HTTPServer
+import Prometheus
 import UpstreamClient
 
 /// Runs one Fusion request: the outer model's first call (which may call the fusion tool), the
@@ -33,6 +34,7 @@ final class FusionSession {
     private let startedAt = EventLoop.monotonicNanoseconds()
     private let encoder: FusionEventEncoder
     private var onFinish: ((GenerationRecord) -> Void)?
+    private let metrics: GatewayMetrics?
 
     private var phase = Phase.outerFirst
     /// Where inner calls may run: this session's loop first, then the gateway's other loops.
@@ -65,7 +67,8 @@ final class FusionSession {
 
     init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
          settings: FusionSettings, upstream: GatewayConfig.Upstream, secrets: [String], generationID: String,
-         onFinish: @escaping (GenerationRecord) -> Void) {
+         metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+        self.metrics = metrics
         self.request = request
         self.routes = routes
         self.writer = writer
@@ -314,6 +317,7 @@ final class FusionSession {
             case .startJudge(let model, _, let messages):
                 startJudge(model, messages)
             case .progress(let progress):
+                if case .memberFailed(_, _, let reason, _) = progress { metrics?.countMemberFailure(reason: reason.rawValue) }
                 writeProgress { encoder.append(progress, at: $1, to: &$0) }
             case .finish(let result):
                 fusionResult = result

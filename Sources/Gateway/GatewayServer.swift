@@ -4,6 +4,7 @@ import Fusion
 import GatewayCore
 import HTTPServer
 import Logging
+import Prometheus
 import MockUpstream
 import UpstreamClient
 
@@ -12,6 +13,7 @@ public final class GatewayShared: Sendable {
     public let router: ModelRouter
     let generations = GenerationStore()
     public let stats = GatewayStats()
+    public let metrics = GatewayMetrics()
     /// Keys clients must present; empty: no authentication.
     let gatewayKeys: [String]
 
@@ -124,6 +126,9 @@ public final class GatewayServer {
             chatCompletion(request, writer)
         case ("GET", "/v1/models"), ("GET", "/models"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList())
+        case ("GET", "/metrics"):
+            writer.respond(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                           body: shared.metrics.render())
         case ("GET", "/api/v1/generation"), ("GET", "/v1/generation"):
             generation(request, writer)
         case ("GET", "/health"), ("HEAD", "/health"):
@@ -157,11 +162,12 @@ public final class GatewayServer {
                 let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router)
                 let session = FusionSession(
                     request: fusionRequest, routes: routes, writer: writer, workers: workers, settings: settings,
-                    upstream: config.upstream, secrets: router.secrets, generationID: generationID
+                    upstream: config.upstream, secrets: router.secrets, generationID: generationID, metrics: shared.metrics
                 ) { [unowned self] record in
                     finished(record, writer: writer, log: log)
                 }
                 active[ObjectIdentifier(writer)] = session
+                shared.metrics.activeStreams.increment()
                 session.start()
                 return
             }
@@ -169,16 +175,20 @@ public final class GatewayServer {
             let depthHeader: [(String, String)] = depth > 0 ? [("x-fusion-depth", String(depth))] : []
             let proxy = ChatCompletionProxy(
                 request: chat, route: route, writer: writer, client: client, settings: config.upstream,
-                secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader, stats: stats
+                secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader, stats: stats,
+                metrics: shared.metrics
             ) { [unowned self] record in
                 finished(record, writer: writer, log: log)
             }
             active[ObjectIdentifier(writer)] = proxy
+            shared.metrics.activeStreams.increment()
             proxy.start()
         } catch {
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
             writer.respond(error: error)
+            shared.metrics.countRequest(kind: "rejected", status: error.status)
+            shared.metrics.countError(code: error.code)
             log.info("request rejected", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
         }
     }
@@ -195,6 +205,17 @@ public final class GatewayServer {
         stats.countRequest()
         generations.add(record)
         active[ObjectIdentifier(writer)] = nil
+        let metrics = shared.metrics
+        metrics.activeStreams.decrement()
+        metrics.countRequest(kind: record.router ?? "proxy", status: record.status)
+        if let ttft = record.firstTokenMilliseconds { metrics.timeToFirstToken.recordNanoseconds(Int64(ttft * 1e6)) }
+        if let code = record.error {
+            metrics.countError(code: code)
+            if code.hasPrefix("upstream") || code.hasPrefix("provider") || code.hasPrefix("mock") {
+                let provider = record.model.split(separator: "/").first.map(String.init) ?? record.model
+                metrics.countUpstreamError(provider: provider, code: code)
+            }
+        }
         var metadata: Logger.Metadata = [
             "model": "\(record.model)", "stream": "\(record.streamed)", "status": "\(record.status)",
             "duration_ms": "\(Self.milliseconds(record.durationMilliseconds))", "cancelled": "\(record.cancelled)",

@@ -246,3 +246,31 @@ import Testing
         #expect(try env.get("/health").status == 200, "health stays open for load balancers")
     }
 }
+
+@Suite struct MetricsTests {
+    func value(_ text: String, _ prefix: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    @Test func prometheusMetricsCountWhatHappened() throws {
+        let env = try TestEnvironment()
+        _ = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
+        _ = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503"))
+        _ = try env.chat(TestEnvironment.chatBody(model: "nobody/x"))
+        _ = try env.chat(#"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/empty"]}}]}"#)
+        let response = try env.get("/metrics")
+        #expect(response.status == 200)
+        #expect(response.header("content-type")?.hasPrefix("text/plain") == true)
+        let text = response.text
+        #expect(value(text, #"fusion_gateway_requests_total{kind="proxy",status="200"}"#) == 1)
+        #expect(value(text, #"fusion_gateway_requests_total{kind="proxy",status="503"}"#) == 1)
+        #expect(value(text, #"fusion_gateway_requests_total{kind="rejected",status="404"}"#) == 1)
+        #expect(value(text, #"fusion_gateway_requests_total{kind="fusion",status="200"}"#) == 1)
+        #expect(value(text, #"fusion_gateway_errors_total{code="model_not_found"}"#) == 1)
+        #expect(value(text, #"fusion_gateway_upstream_errors_total{provider="mock",code="mock_error"}"#) == 1)
+        #expect(value(text, #"fusion_gateway_fusion_member_failures_total{reason="empty_completion"}"#) == 1)
+        #expect(value(text, "fusion_gateway_active_streams") == 0)
+        #expect((value(text, "fusion_gateway_time_to_first_token_seconds_count") ?? 0) >= 2)
+        #expect((value(text, "fusion_gateway_inter_token_seconds_count") ?? 0) > 10)
+    }
+}
