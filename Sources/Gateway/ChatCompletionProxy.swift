@@ -26,7 +26,13 @@ final class ChatCompletionProxy {
     }
 
     private let request: ChatRequest
-    private let route: ModelRoute
+    /// `model` then the `models` fallbacks, each with its slug as the client named it.
+    private let candidates: [(slug: String, route: ModelRoute)]
+    private var candidate = 0
+    /// Attempts on the current candidate.
+    private var attempt = 0
+    private var retryTimer: LoopTimer?
+    private var route: ModelRoute { candidates[candidate].route }
     private let writer: HTTPResponseWriter
     private let client: UpstreamClient
     private let settings: GatewayConfig.Upstream
@@ -52,13 +58,13 @@ final class ChatCompletionProxy {
     private var record: GenerationRecord
     private var didFinish = false
 
-    init(request: ChatRequest, route: ModelRoute, writer: HTTPResponseWriter, client: UpstreamClient,
+    init(request: ChatRequest, candidates: [(slug: String, route: ModelRoute)], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, secrets: [String], generationID: String, extraHeaders: [(String, String)] = [],
          stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.stats = stats
         self.metrics = metrics
         self.request = request
-        self.route = route
+        self.candidates = candidates
         self.writer = writer
         self.client = client
         self.settings = settings
@@ -72,23 +78,7 @@ final class ChatCompletionProxy {
     }
 
     func start() {
-        var headers: [(String, String)] = [
-            ("Content-Type", "application/json"),
-            ("Accept", request.stream ? "text/event-stream" : "application/json"),
-        ]
-        if let key = route.apiKey { headers.append(("Authorization", "Bearer \(key)")) }
-        for (name, value) in route.provider.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
-        headers += extraHeaders
-        let transfer = client.start(UpstreamRequest(
-            url: route.provider.baseURL + "/chat/completions",
-            headers: headers,
-            body: request.upstreamBody(model: route.upstreamModel),
-            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
-            receiveBufferBytes: request.stream ? 2048 : nil))
-        self.transfer = transfer
-        transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
-        transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
-        transfer.onComplete = { [unowned self] failure in upstreamDidComplete(failure) }
+        startAttempt()
         writer.onClientGone = { [unowned self] in clientDidDisconnect() }
 
         let loop = client.loop
@@ -103,6 +93,65 @@ final class ChatCompletionProxy {
                             repeatMilliseconds: settings.keepAliveIntervalMilliseconds)
             keepAliveTimer = keepAlive
         }
+    }
+
+    /// One upstream call for the current candidate.
+    private func startAttempt() {
+        attempt += 1
+        record.model = candidates[candidate].slug
+        var headers: [(String, String)] = [
+            ("Content-Type", "application/json"),
+            ("Accept", request.stream ? "text/event-stream" : "application/json"),
+        ]
+        if let key = route.apiKey { headers.append(("Authorization", "Bearer \(key)")) }
+        for (name, value) in route.provider.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
+        headers += extraHeaders
+        let transfer = client.start(UpstreamRequest(
+            url: route.provider.baseURL + "/chat/completions",
+            headers: headers,
+            body: request.upstreamBody(model: route.upstreamModel),
+            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
+            receiveBufferBytes: request.stream ? 2048 : nil))
+        self.transfer = transfer
+        lastUpstreamActivity = client.loop.nowMilliseconds
+        transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
+        transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
+        transfer.onComplete = { [unowned self] failure in upstreamDidComplete(failure) }
+    }
+
+    /// The attempt failed before the client got anything from it: retry, fall back, or report
+    /// `error`. Returns false when the caller should report `error` itself.
+    private func retryOrFallBack(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> Bool {
+        guard relay.forwardedEvents == 0 else { return false }
+        let decision = settings.retry.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt,
+                                             hasNextModel: candidate + 1 < candidates.count, jitter: Double.random(in: 0...1))
+        switch decision {
+        case .fail:
+            return false
+        case .nextModel:
+            candidate += 1
+            attempt = 0
+            restart(afterMilliseconds: 0)
+        case .retry(let delay):
+            restart(afterMilliseconds: delay)
+        }
+        return true
+    }
+
+    private func restart(afterMilliseconds delay: UInt64) {
+        phase = stream == nil ? .awaitingUpstreamHead : .streaming
+        record.status = 0
+        guard delay > 0 else {
+            startAttempt()
+            return
+        }
+        let timer = LoopTimer(loop: client.loop) { [unowned self] in
+            retryTimer?.close()
+            retryTimer = nil
+            startAttempt()
+        }
+        timer.start(afterMilliseconds: delay)
+        retryTimer = timer
     }
 
     // MARK: upstream events
@@ -181,6 +230,9 @@ final class ChatCompletionProxy {
         transfer = nil
         switch phase {
         case .awaitingUpstreamHead:
+            var connectFailed = false
+            if case .couldNotConnect? = failure { connectFailed = true }
+            if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
             fail(Self.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.provider.name))
         case .streaming:
             out.removeAll(keepingCapacity: true)
@@ -192,6 +244,7 @@ final class ChatCompletionProxy {
             if let failure {
                 fail(Self.apiError(for: failure, provider: route.provider.name, midStream: true))
             } else if !(200..<300).contains(status) {
+                if retryOrFallBack(status: status, connectFailed: false, headers: headers) { return }
                 fail(UpstreamErrorMapping.map(status: status, body: body, headers: headers, provider: route.provider.name,
                                               secrets: secrets))
             } else if !JSONScanner.isValid(body) {
@@ -251,6 +304,8 @@ final class ChatCompletionProxy {
 
     private func clientDidDisconnect() {
         record.cancelled = true
+        retryTimer?.close()
+        retryTimer = nil
         transfer?.cancel()
         transfer = nil
         phase = .finished
@@ -291,6 +346,7 @@ final class ChatCompletionProxy {
         didFinish = true
         keepAliveTimer?.close()
         watchdog?.close()
+        retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
         if request.stream {

@@ -1,5 +1,6 @@
 import Foundation
 import Fusion
+import GatewayCore
 import HTTPServer
 import Yams
 
@@ -30,6 +31,8 @@ public struct GatewayConfig: Sendable {
         public var keepAliveIntervalMilliseconds: UInt64 = 5_000
         /// Bound on one upstream SSE event.
         public var maxEventBytes = 1 << 20
+        /// Retries of 429/5xx and refused connections before the first token (see RetryPolicy).
+        public var retry = RetryPolicy()
     }
 
     public struct Provider: Sendable, Equatable {
@@ -121,7 +124,11 @@ public struct GatewayConfig: Sendable {
             config.server.shutdownGraceMilliseconds = try server.milliseconds("shutdown_grace_ms") ?? config.server.shutdownGraceMilliseconds
         }
         if let upstream = try top.child("upstream") {
-            try upstream.allowOnly(["connect_timeout_ms", "idle_timeout_ms", "keepalive_interval_ms", "max_event_bytes"])
+            try upstream.allowOnly(["connect_timeout_ms", "idle_timeout_ms", "keepalive_interval_ms", "max_event_bytes",
+                                    "max_retries", "retry_base_delay_ms", "max_retry_delay_ms"])
+            config.upstream.retry.maxRetries = try upstream.int("max_retries", in: 0...10) ?? config.upstream.retry.maxRetries
+            config.upstream.retry.baseDelayMilliseconds = try upstream.milliseconds("retry_base_delay_ms") ?? config.upstream.retry.baseDelayMilliseconds
+            config.upstream.retry.maxDelayMilliseconds = try upstream.milliseconds("max_retry_delay_ms") ?? config.upstream.retry.maxDelayMilliseconds
             config.upstream.connectTimeoutMilliseconds = try upstream.int("connect_timeout_ms", in: 1...600_000) ?? config.upstream.connectTimeoutMilliseconds
             config.upstream.idleTimeoutMilliseconds = try upstream.milliseconds("idle_timeout_ms") ?? config.upstream.idleTimeoutMilliseconds
             config.upstream.keepAliveIntervalMilliseconds = try upstream.milliseconds("keepalive_interval_ms") ?? config.upstream.keepAliveIntervalMilliseconds

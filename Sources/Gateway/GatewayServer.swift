@@ -150,7 +150,7 @@ public final class GatewayServer {
         // An incoming fusion depth (ours or OpenRouter's) means we are an inner call ourselves.
         let depth = [request.header("x-fusion-depth"), request.header("x-openrouter-fusion-depth")]
             .compactMap { $0.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }.max() ?? 0
-        do {
+        do throws(APIError) {
             var chat = try ChatRequest(body: request.body)
             switch try FusionPlan.make(request: chat, settings: config.fusion, depth: depth) {
             case .passthrough:
@@ -171,10 +171,18 @@ public final class GatewayServer {
                 session.start()
                 return
             }
-            let route = try router.route(chat.model)
+            var candidates = [(slug: chat.model, route: try router.route(chat.model))]
+            for (index, model) in chat.fallbackModels.enumerated() {
+                do {
+                    candidates.append((model, try router.route(model)))
+                } catch {
+                    throw APIError(status: error.status, type: error.type, code: error.code,
+                                   message: "Invalid fallback in 'models[\(index)]': \(error.message)", param: "models[\(index)]")
+                }
+            }
             let depthHeader: [(String, String)] = depth > 0 ? [("x-fusion-depth", String(depth))] : []
             let proxy = ChatCompletionProxy(
-                request: chat, route: route, writer: writer, client: client, settings: config.upstream,
+                request: chat, candidates: candidates, writer: writer, client: client, settings: config.upstream,
                 secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader, stats: stats,
                 metrics: shared.metrics
             ) { [unowned self] record in

@@ -8,6 +8,8 @@ public struct ChatRequest: Sendable {
     public let model: String
     public let stream: Bool
     public let includeUsage: Bool
+    /// `models`: fallbacks tried in order when `model` fails before its first token.
+    public let fallbackModels: [String]
     public let json: JSONValue
     /// The body as the client sent it.
     public let rawBody: [UInt8]
@@ -108,6 +110,19 @@ public struct ChatRequest: Sendable {
         if let value = fields["reasoning"], value != .null, value.objectValue == nil {
             throw Self.invalidType("reasoning", expected: "an object", got: value)
         }
+        var fallbackModels: [String] = []
+        if let value = fields["models"], value != .null {
+            guard let list = value.arrayValue, list.count <= 8 else {
+                throw Self.invalidType("models", expected: "an array of at most 8 model names", got: value)
+            }
+            for (index, item) in list.enumerated() {
+                guard let name = item.stringValue, !name.isEmpty else {
+                    throw .invalidRequest("'models[\(index)]' must be a non-empty string.", param: "models[\(index)]")
+                }
+                if name != model && !fallbackModels.contains(name) { fallbackModels.append(name) }
+            }
+        }
+        self.fallbackModels = fallbackModels
 
         self.model = model
         self.stream = stream
@@ -119,6 +134,12 @@ public struct ChatRequest: Sendable {
     /// The client's bytes with the `model` value replaced by `model`; every other byte, unknown
     /// fields included, is forwarded untouched.
     public func upstreamBody(model upstreamModel: String) -> [UInt8] {
+        if case .object(var fields) = json, fields["models"] != nil {
+            // Fallbacks are the gateway's business; an upstream may reject the unknown field.
+            fields["models"] = nil
+            fields["model"] = .string(upstreamModel)
+            return JSONValue.object(fields).serialized()
+        }
         guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else {
             return rawBody  // unreachable: validation found a top-level string "model"
         }

@@ -10,8 +10,11 @@ public struct MockScenario: Equatable, Sendable {
         case paced
         /// HTTP `status` (default 500) with an OpenAI error body, before any byte of stream.
         case error
-        /// 429 with `Retry-After: retry_after` (default 1).
+        /// 429 with `Retry-After: retry_after` (default 1), or `retry-after-ms: retry_after_ms`.
         case rateLimited = "rate-limited"
+        /// HTTP `status` (default 503) for the first `fail` requests (default 2) with this exact
+        /// model name, then a normal answer: a transient outage.
+        case flaky
         /// `after` deltas (default 3), then an error chunk and `[DONE]`.
         case errorMidStream = "error-mid-stream"
         /// `after` deltas, then an event whose data is not JSON.

@@ -14,6 +14,8 @@ public final class MockUpstream {
     private var server: HTTPServer!
     private var streams: [ObjectIdentifier: MockStream] = [:]
     private var nextID = 0
+    /// Requests seen per `flaky` model name.
+    private var flakyCounts: [String: Int] = [:]
 
     public init(loop: EventLoop, host: String = "127.0.0.1", port: Int = 0, stats: MockUpstreamStats = MockUpstreamStats()) throws {
         self.stats = stats
@@ -74,11 +76,21 @@ public final class MockUpstream {
                                            message: "Mock upstream failure (scenario 'error', status \(status))"))
             return
         case .rateLimited:
-            let retryAfter = scenario.option("retry_after", default: 1)
+            let header = scenario.options["retry_after_ms"].map { ("retry-after-ms", String($0)) }
+                ?? ("Retry-After", String(scenario.option("retry_after", default: 1)))
             writer.respond(error: APIError(status: 429, type: "rate_limit_error", code: "rate_limited",
-                                           message: "Mock upstream rate limit: retry after \(retryAfter)s",
-                                           headers: [("Retry-After", String(retryAfter))]))
+                                           message: "Mock upstream rate limit: retry after \(header.1)\(header.0 == "Retry-After" ? "s" : " ms")",
+                                           headers: [header]))
             return
+        case .flaky:
+            let seen = flakyCounts[model, default: 0]
+            flakyCounts[model] = seen + 1
+            if seen < scenario.option("fail", default: 2) {
+                let status = scenario.option("status", default: 503)
+                writer.respond(error: APIError(status: status, type: "server_error", code: "mock_flaky",
+                                               message: "Mock upstream transient failure \(seen + 1)"))
+                return
+            }
         default:
             break
         }

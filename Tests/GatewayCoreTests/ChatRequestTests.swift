@@ -128,3 +128,36 @@ import Testing
         #expect(ConstantTime.matchesAny("ключ", ["ключ"]))
     }
 }
+
+@Suite struct RetryPolicyTests {
+    let policy = RetryPolicy(maxRetries: 2, baseDelayMilliseconds: 100, maxDelayMilliseconds: 5_000)
+
+    func decide(_ status: Int?, connectFailed: Bool = false, headers: [(String, String)] = [], attempt: Int = 1,
+                hasNext: Bool = false, jitter: Double = 1) -> RetryPolicy.Decision {
+        policy.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt, hasNextModel: hasNext, jitter: jitter)
+    }
+
+    @Test func retriesTransientFailuresWithExponentialBackoff() {
+        #expect(decide(503, attempt: 1) == .retry(afterMilliseconds: 100))
+        #expect(decide(502, attempt: 2) == .retry(afterMilliseconds: 200))
+        #expect(decide(500, attempt: 2, jitter: 0) == .retry(afterMilliseconds: 100))
+        #expect(decide(503, attempt: 3) == .fail, "bounded")
+        #expect(decide(503, attempt: 3, hasNext: true) == .nextModel)
+        #expect(decide(nil, connectFailed: true) == .retry(afterMilliseconds: 100))
+        #expect(decide(nil, connectFailed: false) == .fail, "a broken connection may have done work: no blind retry")
+    }
+
+    @Test func honoursRetryAfterWithinTheCap() {
+        #expect(decide(429, headers: [("Retry-After", "2")]) == .retry(afterMilliseconds: 2_000))
+        #expect(decide(429, headers: [("retry-after-ms", "150")]) == .retry(afterMilliseconds: 150))
+        #expect(decide(429, headers: [("Retry-After", "60")]) == .fail, "too long: the client decides")
+        #expect(decide(429, headers: [("Retry-After", "60")], hasNext: true) == .nextModel)
+    }
+
+    @Test func clientErrorsNeitherRetryNorFallBack() {
+        for status in [400, 413, 422] { #expect(decide(status, hasNext: true) == .fail) }
+        #expect(decide(401, hasNext: true) == .nextModel)
+        #expect(decide(404, hasNext: true) == .nextModel)
+        #expect(decide(404) == .fail)
+    }
+}

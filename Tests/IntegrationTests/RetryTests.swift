@@ -1,0 +1,89 @@
+import Foundation
+import GatewayCore
+import MockUpstream
+import Testing
+
+/// Upstream faults before the first token: bounded retries, Retry-After, fallbacks.
+@Suite struct RetryTests {
+    @Test func transientFailuresAreRetriedInvisibly() throws {
+        let env = try TestEnvironment()
+        for stream in [true, false] {
+            let response = try env.chat(TestEnvironment.chatBody(model: "mock/flaky:fail=2:pace_ms=1:status=\(stream ? 503 : 502)", stream: stream))
+            #expect(response.status == 200)
+            if stream { #expect(response.streamedContent.hasPrefix("This is a simulated answer")) }
+        }
+        #expect(env.mockStats.counts.requests == 6, "two failures and a success, twice")
+    }
+
+    @Test func retriesAreBoundedThenTheStatusIsReported() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/flaky:fail=9:status=503"))
+        #expect(response.status == 503)
+        #expect(response.json?["error"]?["code"] == .string("mock_flaky"))
+        #expect(env.mockStats.counts.requests == 3, "one attempt and two retries")
+    }
+
+    @Test func retryAfterIsHonoured() throws {
+        let env = try TestEnvironment()
+        let started = Date()
+        // Not streamed: the test environment's 150 ms keep-alive would commit a stream's 200 while
+        // the retries wait (then the 429 arrives in-band, as it should).
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/rate-limited:retry_after_ms=150", stream: false))
+        #expect(response.status == 429)
+        #expect(response.header("retry-after-ms") == "150", "the client learns when to come back")
+        #expect(Date().timeIntervalSince(started) >= 0.3, "waited 150 ms twice")
+        #expect(env.mockStats.counts.requests == 3)
+        // A Retry-After beyond the gateway's cap is not waited for: the client decides.
+        let long = try env.chat(TestEnvironment.chatBody(model: "mock/rate-limited:retry_after=30"))
+        #expect(long.status == 429)
+        #expect(long.header("retry-after") == "30")
+        #expect(env.mockStats.counts.requests == 4)
+    }
+
+    @Test func refusedConnectionsAreRetriedThenA502() throws {
+        let env = try TestEnvironment()
+        let started = Date()
+        let response = try env.chat(TestEnvironment.chatBody(model: "dead/model"))
+        #expect(response.status == 502)
+        #expect(response.json?["error"]?["code"] == .string("upstream_unreachable"))
+        #expect(Date().timeIntervalSince(started) >= 0.02, "backed off before giving up")
+    }
+
+    @Test func fallbacksTakeOverBeforeTheFirstToken() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/error:status=500","models":["dead/model","mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 200)
+        #expect(response.streamedContent.hasPrefix("This is a simulated answer"))
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["model"] == .string("mock/normal:pace_ms=1"), "the record names the model that answered")
+        // `models` is the gateway's business: not forwarded upstream.
+        let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+        #expect(sent["models"] == nil)
+        #expect(sent["model"] == .string("normal:pace_ms=1"))
+    }
+
+    @Test func clientErrorsDoNotFallBack() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/error:status=400","models":["mock/normal"],"messages":[{"role":"user","content":"x"}]}"#
+        #expect(try env.chat(body).status == 400)
+        #expect(env.mockStats.counts.requests == 1)
+    }
+
+    @Test func unknownFallbacksAreRejectedUpFront() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(#"{"model":"mock/normal","models":["ghost/model"],"messages":[{"role":"user","content":"x"}]}"#)
+        #expect(response.status == 404)
+        #expect(response.json?["error"]?["param"] == .string("models[0]"))
+        let badType = try env.chat(#"{"model":"mock/normal","models":"mock/other","messages":[{"role":"user","content":"x"}]}"#)
+        #expect(badType.status == 400)
+        #expect(env.mockStats.counts.requests == 0)
+    }
+
+    @Test func midStreamErrorsAreNeverRetried() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=2:pace_ms=1"))
+        #expect(response.streamError != nil)
+        #expect(env.mockStats.counts.requests == 1, "tokens already reached the client")
+    }
+}
