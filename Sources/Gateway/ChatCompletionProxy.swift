@@ -40,6 +40,7 @@ final class ChatCompletionProxy {
     private let onFinish: (GenerationRecord) -> Void
     private let generationID: String
     private let extraHeaders: [(String, String)]
+    private let slowClientTimeout: UInt64
     private let stats: GatewayStats?
     private let metrics: GatewayMetrics?
     /// When the previous upstream read carrying events was forwarded (for the gap histogram).
@@ -60,9 +61,10 @@ final class ChatCompletionProxy {
 
     init(request: ChatRequest, candidates: [(slug: String, route: ModelRoute)], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, secrets: [String], generationID: String, extraHeaders: [(String, String)] = [],
-         stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+         slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.stats = stats
         self.metrics = metrics
+        slowClientTimeout = slowClientTimeoutMilliseconds
         self.request = request
         self.candidates = candidates
         self.writer = writer
@@ -83,8 +85,11 @@ final class ChatCompletionProxy {
 
         let loop = client.loop
         lastUpstreamActivity = loop.nowMilliseconds
-        let tick = max(settings.idleTimeoutMilliseconds / 4, 10)
-        let watchdog = LoopTimer(loop: loop) { [unowned self] in checkUpstreamIdle() }
+        let tick = max(min(settings.idleTimeoutMilliseconds, slowClientTimeout) / 4, 10)
+        let watchdog = LoopTimer(loop: loop) { [unowned self] in
+            checkUpstreamIdle()
+            checkClientTooSlow()
+        }
         watchdog.start(afterMilliseconds: tick, repeatMilliseconds: tick)
         self.watchdog = watchdog
         if request.stream {
@@ -300,6 +305,19 @@ final class ChatCompletionProxy {
         self.transfer = nil
         // Reported as if curl had timed out.
         upstreamDidComplete(.timedOut("no data from the upstream for \(idle) ms"))
+    }
+
+    /// A client that has taken nothing for too long would pin an upstream transfer forever:
+    /// drop it (the reason is in the request's log line and record).
+    private func checkClientTooSlow() {
+        guard let stream, !didFinish, stream.blockedMilliseconds() >= slowClientTimeout else { return }
+        record.error = "client_too_slow"
+        record.cancelled = true
+        transfer?.cancel()
+        transfer = nil
+        phase = .finished
+        writer.abort()
+        finish()
     }
 
     private func clientDidDisconnect() {

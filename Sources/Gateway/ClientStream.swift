@@ -28,6 +28,8 @@ final class ClientStream {
     private var overflow: [[UInt8]] = []
     private var overflowEnds = false
     private var ended = false
+    /// Since when (loop milliseconds) the client has not been taking bytes; nil while it is.
+    private(set) var blockedSince: UInt64?
 
     init(writer: HTTPResponseWriter, loop: EventLoop, capacity: Int = 32, maxClientBuffer: Int = 64 * 1024) {
         self.writer = writer
@@ -37,6 +39,7 @@ final class ClientStream {
         writer.onWritable = { [unowned self] in
             guard !channel.isAcceptingRecords else { return }
             channel.isAcceptingRecords = true
+            blockedSince = nil
             channel.drainSoon()
         }
     }
@@ -96,6 +99,7 @@ final class ClientStream {
             onEvent?(producer, kind, bytes)
         }
         if writer.bufferedBytes > maxClientBuffer {
+            if channel.isAcceptingRecords { blockedSince = channel.loop.nowMilliseconds }
             channel.isAcceptingRecords = false  // resumes in writer.onWritable
         } else if (!overflow.isEmpty || overflowEnds) && !channel.buffer.hasPublishedRecord {
             for bytes in overflow { writer.writeStreamChunk(bytes) }
@@ -112,6 +116,11 @@ final class ClientStream {
         let callback = onEnded
         onEnded = nil
         callback?()
+    }
+
+    /// How long the client has not been taking bytes (0 while it is).
+    func blockedMilliseconds() -> UInt64 {
+        blockedSince.map { channel.loop.nowMilliseconds &- $0 } ?? 0
     }
 
     func close() {

@@ -35,6 +35,7 @@ final class FusionSession {
     private let encoder: FusionEventEncoder
     private var onFinish: ((GenerationRecord) -> Void)?
     private let metrics: GatewayMetrics?
+    private let slowClientTimeout: UInt64
 
     private var phase = Phase.outerFirst
     /// Where inner calls may run: this session's loop first, then the gateway's other loops.
@@ -67,8 +68,10 @@ final class FusionSession {
 
     init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
          settings: FusionSettings, upstream: GatewayConfig.Upstream, secrets: [String], generationID: String,
-         metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+         metrics: GatewayMetrics? = nil, slowClientTimeoutMilliseconds: UInt64 = 30_000,
+         onFinish: @escaping (GenerationRecord) -> Void) {
         self.metrics = metrics
+        slowClientTimeout = slowClientTimeoutMilliseconds
         self.request = request
         self.routes = routes
         self.writer = writer
@@ -118,10 +121,18 @@ final class FusionSession {
             finish()
         }
         if request.stream {
-            let interval = upstream.keepAliveIntervalMilliseconds
+            let interval = min(upstream.keepAliveIntervalMilliseconds, max(slowClientTimeout / 4, 10))
             let timer = LoopTimer(loop: client.loop) { [unowned self] in
+                if stream.blockedMilliseconds() >= slowClientTimeout {
+                    // The client takes nothing: drop it rather than pin the whole panel.
+                    record.error = "client_too_slow"
+                    record.cancelled = true
+                    writer.abort()
+                    finish()
+                    return
+                }
                 // Silence for a whole interval (a slow first token, a slow panel): say we're alive.
-                guard client.loop.nowMilliseconds &- lastWrite >= interval else { return }
+                guard client.loop.nowMilliseconds &- lastWrite >= upstream.keepAliveIntervalMilliseconds else { return }
                 openStream()
                 write(Array(": keep-alive\n\n".utf8))
             }

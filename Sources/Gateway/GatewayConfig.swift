@@ -16,6 +16,8 @@ public struct GatewayConfig: Sendable {
         public var limits = HTTPServerLimits()
         /// How long in-flight streams may run after SIGINT/SIGTERM before they are cancelled.
         public var shutdownGraceMilliseconds: UInt64 = 10_000
+        /// A stream whose client takes no bytes for this long is dropped (its upstream cancelled).
+        public var slowClientTimeoutMilliseconds: UInt64 = 30_000
         /// Keys clients must present (`Authorization: Bearer …`); none means no authentication.
         public var apiKeys: [String] = []
         /// An environment variable holding more keys, comma-separated.
@@ -112,7 +114,8 @@ public struct GatewayConfig: Sendable {
         try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion"])
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
-                                  "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env"])
+                                  "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms"])
+            config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
             config.server.apiKeys = try server.stringList("api_keys") ?? []
             config.server.apiKeysEnvironmentVariable = try server.string("api_keys_env")
             config.server.host = try server.string("host") ?? config.server.host

@@ -162,7 +162,8 @@ public final class GatewayServer {
                 let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router)
                 let session = FusionSession(
                     request: fusionRequest, routes: routes, writer: writer, workers: workers, settings: settings,
-                    upstream: config.upstream, secrets: router.secrets, generationID: generationID, metrics: shared.metrics
+                    upstream: config.upstream, secrets: router.secrets, generationID: generationID, metrics: shared.metrics,
+                    slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds
                 ) { [unowned self] record in
                     finished(record, writer: writer, log: log)
                 }
@@ -183,7 +184,8 @@ public final class GatewayServer {
             let depthHeader: [(String, String)] = depth > 0 ? [("x-fusion-depth", String(depth))] : []
             let proxy = ChatCompletionProxy(
                 request: chat, candidates: candidates, writer: writer, client: client, settings: config.upstream,
-                secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader, stats: stats,
+                secrets: router.secrets, generationID: generationID, extraHeaders: depthHeader,
+                slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
                 metrics: shared.metrics
             ) { [unowned self] record in
                 finished(record, writer: writer, log: log)

@@ -90,21 +90,30 @@ final class InnerCall {
         }
         var sawDone = false
         var invalid = false
+        var failedMidStream: String?
         do {
             try decoder.feed(bytes) { event in
-                guard !sawDone, !invalid, !event.data.isEmpty else { return }
+                guard !sawDone, !invalid, failedMidStream == nil, !event.data.isEmpty else { return }
                 if event.isDone {
                     sawDone = true
-                } else if JSONScanner.isValid(event.data) {
-                    emit(InnerCallRecord.chunk, event.data)
-                } else {
+                } else if !JSONScanner.isValid(event.data) {
                     invalid = true
+                } else if let range = JSONScanner.rangeOfTopLevelValue(forKey: "error", in: event.data),
+                          !UnsafeRawBufferPointer(rebasing: event.data[range]).elementsEqual("null".utf8) {
+                    // An error chunk: the call failed mid-stream (what it said before is discarded).
+                    let error = try? JSONValue.parse(Array(event.data))
+                    let message = error?["error"]?["message"]?.stringValue ?? "error chunk"
+                    failedMidStream = message
+                } else {
+                    emit(InnerCallRecord.chunk, event.data)
                 }
             }
         } catch {
             invalid = true
         }
-        if invalid {
+        if let message = failedMidStream {
+            fail(.upstreamUnavailable("\(route.provider.name) failed mid-stream: \(message)", code: "upstream_error"), .upstreamError)
+        } else if invalid {
             fail(.upstreamProtocol("\(route.provider.name) sent an invalid event"), .invalidResponse)
         } else if sawDone {
             // Everything is in: finish now; the transfer completes on its own (connection reuse).

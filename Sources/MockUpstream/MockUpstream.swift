@@ -64,10 +64,15 @@ public final class MockUpstream {
             return
         }
         let model = json["model"]?.stringValue ?? ""
-        guard let scenario = MockScenario(model: model) else {
+        guard var scenario = MockScenario(model: model) else {
             let names = MockScenario.modelNames.joined(separator: ", ")
             writer.respond(error: .modelNotFound(model, detail: "the mock upstream serves: \(names)"))
             return
+        }
+        // `outer:fail_final=1`: the outer model's final call (after a tool result) breaks off.
+        if scenario.kind == .outer, scenario.option("fail_final", default: 0) == 1,
+           json["messages"]?.arrayValue?.last?["role"]?.stringValue == "tool" {
+            scenario.kind = .errorMidStream
         }
         switch scenario.kind {
         case .error:

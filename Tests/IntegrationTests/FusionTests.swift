@@ -306,3 +306,14 @@ import Testing
         #expect(record["router"] == .string("fusion"))
     }
 }
+
+@Suite struct FusionMidStreamFailureTests {
+    @Test func aMemberThatBreaksOffMidStreamIsFailedNotTruncated() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/error-mid-stream:after=3:pace_ms=1"]}}]"#
+        let response = try env.chat(#"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":\#(tools)}"#)
+        let failed = try #require(response.json?["fusion"]?["failed_models"]?.arrayValue)
+        #expect(failed.map { $0["reason"]?.stringValue } == ["upstream_error"])
+        #expect(response.json?["fusion"]?["responses"]?.arrayValue?.count == 1)
+    }
+}

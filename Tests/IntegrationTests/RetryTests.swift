@@ -1,4 +1,7 @@
+import EventLoop
 import Foundation
+import Fusion
+import Gateway
 import GatewayCore
 import MockUpstream
 import Testing
@@ -85,5 +88,58 @@ import Testing
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=2:pace_ms=1"))
         #expect(response.streamError != nil)
         #expect(env.mockStats.counts.requests == 1, "tokens already reached the client")
+    }
+}
+
+/// Faults not covered elsewhere: DNS, the outer model in Fusion, a client that stops reading.
+@Suite struct FaultTests {
+    @Test func dnsFailureIsABadGatewayNamingTheProvider() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "nowhere/model", stream: false))
+        #expect(response.status == 502)
+        #expect(response.json?["error"]?["code"] == .string("upstream_unreachable"))
+        #expect(response.json?["error"]?["message"]?.stringValue?.contains("'nowhere'") == true)
+    }
+
+    @Test func fusionOuterModelFailingFirstIsAnErrorStatus() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(#"{"model":"mock/error:status=503","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion"}]}"#)
+        #expect(response.status == 503)
+        #expect(response.json?["error"]?["code"] != nil)
+        #expect(response.header("x-generation-id") != nil)
+    }
+
+    @Test func fusionOuterModelFailingAtTheEndIsAnErrorChunkAfterTheDeliberation() throws {
+        // The outer model answers its first call (calls fusion) but its final call breaks off.
+        let env = try TestEnvironment { $0.fusion?.outerModel = "mock/outer:pace_ms=1:fail_final=1" }
+        let body = #"{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"],"model":"mock/judge"}}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 200)
+        #expect(response.comments.contains { $0.contains("analysis ready") }, "the deliberation completed")
+        #expect(response.streamError?["message"]?.stringValue?.contains("Provider disconnected") == true)
+        #expect(response.streamError?["code"] == .string("upstream_error"))
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["router"] == .string("fusion"))
+        #expect(record["error"] != nil)
+    }
+
+    @Test func aClientThatReadsNothingIsDroppedAndItsUpstreamCancelled() throws {
+        let env = try TestEnvironment {
+            $0.server.slowClientTimeoutMilliseconds = 300
+            $0.upstream.idleTimeoutMilliseconds = 20_000
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=20000")))
+        // Never read: the gateway pauses the upstream, then gives up on the client.
+        #expect(env.eventually(timeoutSeconds: 5) {
+            (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="client_too_slow"} 1"#)) == true
+        })
+        let active = try env.thread.loop.submitAndWait { [env] in env.gateway?.activeStreams ?? -1 }
+        #expect(active == 0, "dropped, its upstream transfer cancelled")
+        // What the kernel already held still arrives, then the connection ends without [DONE].
+        let rest = try? client.readResponse()
+        #expect(rest.map { !$0.text.hasSuffix("data: [DONE]\n\n") } ?? true)
     }
 }

@@ -44,6 +44,7 @@ final class TestEnvironment: @unchecked Sendable {
             config.providers["unkeyed"] = .init(name: "unkeyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_UNSET_KEY")
             config.providers["listed"] = .init(name: "listed", baseURL: base, models: ["normal"])
             config.providers["dead"] = .init(name: "dead", baseURL: "http://127.0.0.1:1/v1")
+            config.providers["nowhere"] = .init(name: "nowhere", baseURL: "http://no-such-host.invalid/v1")
             // Fusion on the mock, fast: 1 ms between deltas.
             var fusion = FusionSettings(
                 outerModel: "mock/outer:pace_ms=1",
