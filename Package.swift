@@ -24,9 +24,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fusion-gateway", targets: ["fusion-gateway"]),
-        // For the benchmark package in Benchmarks/ (a separate package, so its dependencies never
-        // slow the main build or CI).
-        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn"]),
+        // For the packages in Benchmarks/ and Fuzz/ (separate, so their dependencies and flags
+        // never touch the main build or CI).
+        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn", "HTTPServer", "Fusion"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

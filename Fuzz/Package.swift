@@ -1,0 +1,15 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// libFuzzer targets. Built only by scripts/fuzz, with -sanitize=fuzzer,address (libFuzzer
+// supplies `main`, so these do not link in an ordinary build).
+let fuzz: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+let package = Package(
+    name: "fusion-gateway-fuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(name: "fusion-gateway", path: "..")],
+    targets: ["FuzzHTTPRequest", "FuzzSSE", "FuzzJudge"].map { name in
+        .executableTarget(name: name, dependencies: [.product(name: "FusionGatewayKit", package: "fusion-gateway")],
+                          swiftSettings: fuzz)
+    }
+)

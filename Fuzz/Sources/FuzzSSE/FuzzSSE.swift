@@ -1,0 +1,45 @@
+import GatewayCore
+
+/// The upstream SSE path: arbitrary upstream bytes, split in three where the input says, through
+/// the relay. What reaches the client must be well formed whatever the upstream sent: only
+/// `data:` events, each valid JSON or `[DONE]`, never an `id:` line or an empty data line.
+/// Also: every document the byte scanner accepts must parse. (A Foundation-accepts ⇒
+/// scanner-accepts check was dropped: fuzzing showed `JSONSerialization` accepts invalid JSON,
+/// e.g. a trailing comma `[[], ]`, and detects UTF-16/32 from NUL bytes.)
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzSSE(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    var relay = SSERelay(maxEventBytes: 4096)
+    var out: [UInt8] = []
+    let first = size > 0 ? Int(bytes[0]) % (size + 1) : 0
+    let second = size > 1 ? max(first, Int(bytes[1]) * 7 % (size + 1)) : first
+    for range in [0..<first, first..<second, second..<size] {
+        _ = relay.relay(Array(bytes[range]), into: &out)
+    }
+    var check = SSEDecoder()
+    try? check.feed(out) { event in
+        precondition(event.name.isEmpty, "a named event reached the client")
+        precondition(!event.data.isEmpty, "an empty data line reached the client")
+        precondition(event.isDone || JSONScanner.isValid(event.data), "a non-JSON event reached the client")
+    }
+    let text = String(decoding: out, as: UTF8.self)
+    precondition(!text.hasPrefix("id:") && !text.contains("\nid:"), "an id: line reached the client")
+
+    // Differential JSON checks on the raw input.
+    if JSONScanner.isValid(bytes) {
+        precondition((try? JSONValue.parse(bytes)) != nil, "scanner accepted what the builder cannot parse")
+    }
+    return 0
+}
+
+// SwiftPM links an executable's entry point as `FuzzSSE_main`: hand control to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                     _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
+
+@_cdecl("FuzzSSE_main")
+public func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    var count = argc
+    var arguments = argv
+    return runFuzzerDriver(&count, &arguments, { data, size in fuzzSSE(data, size) })
+}
