@@ -21,6 +21,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "soak",
+            dependencies: [
+                .product(name: "FusionGatewayKit", package: "fusion-gateway"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // `swift package benchmark` (ordo-one/benchmark): ns and mallocs per event.
         .executableTarget(
             name: "FanInBenchmarks",
