@@ -44,6 +44,8 @@ public struct MockScenario: Equatable, Sendable {
         case judgeFlaky = "judge-flaky"
         /// Reasoning deltas only, no visible text (a reasoning model that ran out of budget).
         case empty
+        /// One delta whose content is `bytes` long (default 2 MiB): an oversized event.
+        case huge
     }
 
     /// For `expert-N`: N.

@@ -164,6 +164,8 @@ struct MockScript {
             steps = []
         case .empty:
             steps = [.reasoning("Thinking about "), .reasoning("the question…")]
+        case .huge:
+            steps = [.content("start "), .content(String(repeating: "x", count: scenario.option("bytes", default: 2 << 20)))]
         default:
             if let count = scenario.options["deltas"] {
                 steps = (0..<count).map { .content("t\($0) ") }

@@ -93,6 +93,17 @@ import Testing
 
 /// Faults not covered elsewhere: DNS, the outer model in Fusion, a client that stops reading.
 @Suite struct FaultTests {
+    @Test func anOversizedUpstreamEventIsBoundedAndReported() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=200000:pace_ms=1"))
+        #expect(response.status == 200)
+        #expect(response.streamedContent == "start ")
+        #expect(response.streamError?["code"] == .string("upstream_protocol_error"))
+        #expect(response.streamError?["message"]?.stringValue?.contains("larger than 65536") == true)
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        #expect(response.body.count < 10_000, "the oversized event never reached the client")
+    }
+
     @Test func dnsFailureIsABadGatewayNamingTheProvider() throws {
         let env = try TestEnvironment()
         let response = try env.chat(TestEnvironment.chatBody(model: "nowhere/model", stream: false))

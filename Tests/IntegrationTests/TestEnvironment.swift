@@ -36,6 +36,7 @@ final class TestEnvironment: @unchecked Sendable {
             config.server.shutdownGraceMilliseconds = 2_000
             config.upstream.keepAliveIntervalMilliseconds = 150
             config.upstream.idleTimeoutMilliseconds = 800
+            config.upstream.maxEventBytes = 64 * 1024
             config.upstream.retry = RetryPolicy(maxRetries: 2, baseDelayMilliseconds: 20, maxDelayMilliseconds: 1_000)
             let base = "http://127.0.0.1:\(mock.port)/v1"
             config.providers["mock"] = .init(name: "mock", baseURL: base)
