@@ -13,9 +13,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
+        // Starting the processes under test and reading /proc: shared by latency-bench and soak.
+        .target(name: "BenchSupport"),
         .executableTarget(
             name: "latency-bench",
             dependencies: [
+                "BenchSupport",
                 .product(name: "FusionGatewayKit", package: "fusion-gateway"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -24,6 +27,7 @@ let package = Package(
         .executableTarget(
             name: "soak",
             dependencies: [
+                "BenchSupport",
                 .product(name: "FusionGatewayKit", package: "fusion-gateway"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

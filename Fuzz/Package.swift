@@ -8,8 +8,8 @@ let package = Package(
     name: "fusion-gateway-fuzz",
     platforms: [.macOS(.v15)],
     dependencies: [.package(name: "fusion-gateway", path: "..")],
-    targets: ["FuzzHTTPRequest", "FuzzSSE", "FuzzJudge"].map { name in
-        .executableTarget(name: name, dependencies: [.product(name: "FusionGatewayKit", package: "fusion-gateway")],
+    targets: [.target(name: "FuzzSupport")] + ["FuzzHTTPRequest", "FuzzSSE", "FuzzJudge"].map { name in
+        .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "FusionGatewayKit", package: "fusion-gateway")],
                           swiftSettings: fuzz)
     }
 )

@@ -212,7 +212,6 @@ public final class GatewayServer {
 
     /// Files the record and logs the request's one summary line.
     private func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, log: Logger) {
-        stats.countRequest()
         generations.add(record)
         active[ObjectIdentifier(writer)] = nil
         let metrics = shared.metrics

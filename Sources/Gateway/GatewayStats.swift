@@ -1,15 +1,13 @@
 import Synchronization
 
-/// Counters shared by every loop of a gateway (atomics: loops update them concurrently).
+/// Counters tests read directly (the Prometheus registry holds the rest): atomics, since every
+/// loop updates them.
 public final class GatewayStats: Sendable {
     /// Upstream transfers paused because a client stream's fan-in channel was full.
     public let backpressurePauses = Atomic<Int>(0)
-    /// Requests answered, by any path.
-    public let requests = Atomic<Int>(0)
 
     public init() {}
 
-    // Relaxed throughout: independent counters, read for reporting only.
+    // Relaxed: an independent counter, read for reporting only.
     func countPause() { backpressurePauses.add(1, ordering: .relaxed) }
-    func countRequest() { requests.add(1, ordering: .relaxed) }
 }

@@ -1,3 +1,4 @@
+import BenchSupport
 import ArgumentParser
 import EventLoop
 import Foundation
@@ -373,37 +374,3 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
     }
 }
 
-/// A child process that prints `banner` followed by its port on its first line.
-final class ChildProcess {
-    let process = Process()
-    let port: Int
-
-    init(_ executable: String, _ arguments: [String], banner: String) throws {
-        guard FileManager.default.isExecutableFile(atPath: executable) else {
-            throw ValidationError("\(executable) not found: run `swift build -c release` at the repository root first")
-        }
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        var line = ""
-        while !line.contains("\n") {
-            let data = output.fileHandleForReading.availableData
-            if data.isEmpty { break }
-            line += String(decoding: data, as: UTF8.self)
-        }
-        guard let range = line.range(of: banner),
-              let port = Int(line[range.upperBound...].prefix { $0.isNumber })
-        else {
-            process.terminate()
-            throw ValidationError("unexpected output from \(executable): \(line)")
-        }
-        self.port = port
-    }
-
-    func stop() {
-        process.interrupt()
-        process.waitUntilExit()
-    }
-}

@@ -1,3 +1,4 @@
+import BenchSupport
 import EventLoop
 import Foundation
 import GatewayCore
@@ -92,56 +93,6 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
-    }
-}
-
-/// Resident memory and CPU time of a process, from /proc.
-enum ProcessUsage {
-    static func residentKiB(_ pid: Int32) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
-        else { return 0 }
-        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
-    }
-
-    /// User + system CPU seconds.
-    static func cpuSeconds(_ pid: Int32) -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command: state(0) … utime(11) stime(12), in clock ticks.
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-}
-
-extension ProcessUsage {
-    /// CPU seconds of `pid` and its direct children (nginx's workers).
-    static func cpuSecondsWithChildren(_ pid: Int32) -> Double {
-        var total = cpuSeconds(pid)
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for entry in entries {
-            guard let child = Int32(entry),
-                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, Int32(fields[1]) == pid { total += cpuSeconds(child) }
-        }
-        return total
-    }
-
-    /// CPU seconds per thread whose name starts with `prefix` (the gateway's loops).
-    static func threadCPU(_ pid: Int32, prefix: String) -> [(String, Double)] {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        return tasks.compactMap { task -> (String, Double)? in
-            guard let name = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines), name.hasPrefix(prefix),
-                  let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return nil }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-            return (name, (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))))
-        }.sorted { $0.0 < $1.0 }
     }
 }
 

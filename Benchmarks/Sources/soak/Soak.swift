@@ -1,3 +1,4 @@
+import BenchSupport
 import ArgumentParser
 import EventLoop
 import Foundation
@@ -19,7 +20,7 @@ struct Soak: ParsableCommand {
     var concurrency = 48
 
     func run() throws {
-        let mock = try Child(gateway, ["mock-upstream", "--port", "0", "--log-level", "error"], banner: "mock upstream listening on http://127.0.0.1:")
+        let mock = try ChildProcess(gateway, ["mock-upstream", "--port", "0", "--log-level", "error"], banner: "mock upstream listening on http://127.0.0.1:")
         defer { mock.stop() }
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("soak-\(getpid()).yaml")
         try """
@@ -33,7 +34,7 @@ struct Soak: ParsableCommand {
                 quality: {analysis_models: ['mock/expert-1:pace_ms=2', 'mock/expert-2:pace_ms=3', 'mock/expert-3:pace_ms=2']}
             """.write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
-        let gw = try Child(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error", "--loops", "2"],
+        let gw = try ChildProcess(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error", "--loops", "2"],
                            banner: "fusion-gateway listening on http://127.0.0.1:")
         defer { gw.stop() }
         let url = "http://127.0.0.1:\(gw.port)/v1/chat/completions"
@@ -50,12 +51,12 @@ struct Soak: ParsableCommand {
         print("warm-up 20 s …")
         let warm = try phase(20)
         Thread.sleep(forTimeInterval: 3)
-        let baseFDs = Self.openFDs(gw.pid), baseRSS = Self.residentKiB(gw.pid)
+        let baseFDs = Self.openFDs(gw.pid), baseRSS = ProcessUsage.residentKiB(gw.pid)
         print("baseline after warm-up: \(baseFDs) descriptors, \(baseRSS) KiB resident (\(warm.summary))")
         print("soak \(seconds) s with \(concurrency) concurrent clients …")
         let tally = try phase(seconds)
         Thread.sleep(forTimeInterval: 3)
-        let fds = Self.openFDs(gw.pid), rss = Self.residentKiB(gw.pid)
+        let fds = Self.openFDs(gw.pid), rss = ProcessUsage.residentKiB(gw.pid)
         print(tally.summary)
         print("after: \(fds) descriptors (baseline \(baseFDs)), \(rss) KiB resident (baseline \(baseRSS))")
         var problems = tally.violations.prefix(10).map { "violation: \($0)" }
@@ -70,12 +71,6 @@ struct Soak: ParsableCommand {
 
     static func openFDs(_ pid: Int32) -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
-    }
-
-    static func residentKiB(_ pid: Int32) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
-        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
     }
 }
 
@@ -223,34 +218,3 @@ final class Runner: @unchecked Sendable {  // loop-confined after creation
     }
 }
 
-/// A child process that prints `banner` followed by its port on its first line.
-final class Child {
-    let process = Process()
-    let port: Int
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
-
-    init(_ executable: String, _ arguments: [String], banner: String) throws {
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        var line = ""
-        while !line.contains("\n") {
-            let data = output.fileHandleForReading.availableData
-            if data.isEmpty { break }
-            line += String(decoding: data, as: UTF8.self)
-        }
-        guard let range = line.range(of: banner), let port = Int(line[range.upperBound...].prefix { $0.isNumber }) else {
-            process.terminate()
-            throw ValidationError("unexpected output from \(executable): \(line)")
-        }
-        self.port = port
-    }
-
-    func stop() {
-        process.interrupt()
-        process.waitUntilExit()
-    }
-}

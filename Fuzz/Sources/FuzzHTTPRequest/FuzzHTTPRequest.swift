@@ -1,3 +1,4 @@
+import FuzzSupport
 import GatewayCore
 import HTTPServer
 
@@ -35,14 +36,7 @@ public func fuzzHTTPRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 
     return 0
 }
 
-// SwiftPM links an executable's entry point as `FuzzHTTPRequest_main`: hand control to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                     _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
-
 @_cdecl("FuzzHTTPRequest_main")
 public func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments, { data, size in fuzzHTTPRequest(data, size) })
+    runLibFuzzer(argc, argv) { data, size in fuzzHTTPRequest(data, size) }
 }
