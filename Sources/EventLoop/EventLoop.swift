@@ -9,7 +9,7 @@ import Foundation
 /// (behind a Mutex) and `wakeup`, whose `uv_async_send` is libuv's one thread-safe call.
 public final class EventLoop: @unchecked Sendable {
     let uvLoop: UnsafeMutablePointer<uv_loop_t>
-    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    let wakeup: UnsafeMutablePointer<uv_async_t>
     private let pendingWork = Mutex<[@Sendable () -> Void]>([])
     /// Shared read buffer: reads are consumed synchronously inside the read callback, so one
     /// buffer serves every stream of the loop.
@@ -57,10 +57,18 @@ public final class EventLoop: @unchecked Sendable {
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // Stopped (or out of work): close whatever is still open and let the close callbacks run,
         // so every wrapper object is released exactly once.
-        uv_walk(uvLoop, { handle, _ in
+        uv_walk(uvLoop, { handle, context in
             guard let handle, uv_is_closing(handle) == 0 else { return }
-            LoopHandle.closeFromWalk(handle)
-        }, nil)
+            let loop = Unmanaged<EventLoop>.fromOpaque(context!).takeUnretainedValue()
+            if UnsafeMutableRawPointer(handle) == UnsafeMutableRawPointer(loop.wakeup) {
+                uv_close(handle, nil)
+            } else if handle.pointee.type == UV_ASYNC {
+                // Every other async handle is a fan-in channel's.
+                Unmanaged<FanInChannel>.fromOpaque(handle.pointee.data).takeUnretainedValue().close()
+            } else {
+                LoopHandle.closeFromWalk(handle)
+            }
+        }, Unmanaged.passUnretained(self).toOpaque())
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // The loop's own helper handles reference the loop: drop them (they are closed) so the
         // loop can be freed.

@@ -31,6 +31,9 @@ public final class FanInChannel: @unchecked Sendable {
     private let hasWaiters = Atomic<Bool>(false)
     private var drainScheduled = false
     private var closed = false
+    /// Set (release) before the async handle is closed; producers on other loops check it
+    /// (acquire) before signalling, so a finished stream's late producers stay quiet.
+    private let closedForProducers = Atomic<Bool>(false)
 
     /// Consumer loop only.
     public init(loop: EventLoop, capacity: Int) {
@@ -80,7 +83,10 @@ public final class FanInChannel: @unchecked Sendable {
     private func wake() {
         if loop.inLoopThread {
             drainSoon()
-        } else {
+        } else if !closedForProducers.load(ordering: .acquiring) {
+            // Even if the channel closes right after the check, `wakeup` stays allocated until
+            // deinit (producers hold the channel), and a send on a closed async handle only
+            // wakes its loop for nothing.
             uv_async_send(wakeup)
         }
     }
@@ -118,12 +124,20 @@ public final class FanInChannel: @unchecked Sendable {
     public func close() {
         guard !closed else { return }
         closed = true
+        closedForProducers.store(true, ordering: .releasing)
         onRecords = nil
         waiters.withLock { $0.removeAll() }
-        uv_close(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)) { handle in
-            let channel = Unmanaged<FanInChannel>.fromOpaque(handle!.pointee.data).takeRetainedValue()
-            channel.wakeup.deallocate()
+        let handle = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
+        // The loop's teardown walk may have closed it already.
+        guard uv_is_closing(handle) == 0 else { return }
+        uv_close(handle) { handle in
+            // Balances the retain taken at init; the memory itself is freed in deinit.
+            Unmanaged<FanInChannel>.fromOpaque(handle!.pointee.data).release()
         }
+    }
+
+    deinit {
+        wakeup.deallocate()
     }
 }
 

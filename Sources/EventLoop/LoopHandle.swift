@@ -54,11 +54,9 @@ public class LoopHandle {
         return Unmanaged<LoopHandle>.fromOpaque(data).takeUnretainedValue()
     }
 
-    /// At loop teardown: the loop's own async handle has no wrapper; everything else does.
+    /// At loop teardown, for handles wrapped by a `LoopHandle` (see `EventLoop.run`).
     static func closeFromWalk(_ handle: UnsafeMutablePointer<uv_handle_t>) {
-        if handle.pointee.type == UV_ASYNC {
-            uv_close(handle, nil)
-        } else if handle.pointee.data != nil {
+        if handle.pointee.data != nil {
             from(UnsafeMutableRawPointer(handle)).close()
         } else {
             uv_close(handle, nil)

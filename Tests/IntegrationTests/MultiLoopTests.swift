@@ -108,3 +108,27 @@ final class ClusterEnvironment {
         #expect(try env.cluster.activeStreamsPerLoop().reduce(0, +) == 0)
     }
 }
+
+@Suite struct CrossLoopRaceTests {
+    /// Sessions end (client hang-ups at random points) while panel members on the other loop are
+    /// still pushing into the session's fan-in channel: the channel must stay valid for them.
+    @Test(.timeLimit(.minutes(1))) func hangUpsRacingCrossLoopProducers() throws {
+        let env = try ClusterEnvironment(loops: 2)
+        defer { env.stop() }
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=0:deltas=400","mock/paced:pace_ms=0:deltas=400","mock/paced:pace_ms=1:deltas=400"]}}]"#
+        let body = #"{"model":"mock/outer:pace_ms=0","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":\#(tools)}"#
+        for round in 0..<60 {
+            let client = try TestClient(port: env.cluster.port)
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+            var chunks = 0
+            _ = try? client.readResponse { _ in
+                chunks += 1
+                if chunks == 1 + round % 7 { client.disconnect() }
+            }
+        }
+        // Still alive and serving.
+        let health = try TestClient(port: env.cluster.port)
+        try health.send("GET /health HTTP/1.1\r\n\r\n")
+        #expect(try health.readResponse().status == 200)
+    }
+}
