@@ -70,9 +70,6 @@ public final class FanInChannel: @unchecked Sendable {
         wake()  // the consumer may have drained everything already
     }
 
-    /// Consumer loop only: drain now (e.g. to make room before pushing from the consumer itself).
-    public func drainNow() { drain() }
-
     /// Consumer loop only: drain in this iteration's check phase.
     public func drainSoon() {
         guard !drainScheduled, !closed else { return }

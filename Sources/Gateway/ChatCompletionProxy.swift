@@ -2,7 +2,6 @@ import EventLoop
 import Fusion
 import GatewayCore
 import HTTPServer
-import Logging
 import Prometheus
 import UpstreamClient
 
@@ -347,8 +346,8 @@ final class ChatCompletionProxy {
             out.removeAll(keepingCapacity: true)
             relay.fail(error, into: &out)
             stream.emit(out)
-            phase = .streaming
-            finishClientStream()
+            phase = .finished
+            stream.emitEnd()
         } else {
             record.status = error.status
             var error = error

@@ -95,7 +95,6 @@ public final class GatewayServer {
 
     public var port: Int { server.port }
     public var activeStreams: Int { active.count }
-    public var simulatorStats: MockUpstreamStats? { simulator?.stats }
 
     /// Graceful stop: no new connections, in-flight responses get `shutdownGraceMilliseconds`,
     /// then everything is cancelled and `completion` runs.

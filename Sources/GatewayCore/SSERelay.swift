@@ -46,7 +46,7 @@ public struct SSERelay {
                 } else if JSONScanner.isValid(event.data) {
                     SSEEncoder.appendData(event.data, to: &out)
                     forwarded += 1
-                    if event.data.containsBytes(Self.usageKey) || event.data.containsBytes(Self.finishKey) {
+                    if event.data.containsEither(Self.usageKey, Self.finishKey) {
                         let chunk = try? JSONValue.parse(Array(event.data))
                         if let value = chunk?["usage"], value != .null { usage = value }
                         if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
@@ -103,23 +103,22 @@ extension SSERelay {
 }
 
 extension UnsafeRawBufferPointer {
-    /// Naive substring search; fine for the short needles and ~200-byte events it is used on.
-    func containsBytes(_ needle: [UInt8]) -> Bool {
-        guard needle.count <= count, let first = needle.first else { return needle.isEmpty }
+    /// Whether either needle occurs, in one pass (both start with a quote, so only quote
+    /// positions are compared). Runs on every relayed event: the cheap way to know which few
+    /// chunks are worth parsing for accounting.
+    func containsEither(_ first: [UInt8], _ second: [UInt8]) -> Bool {
         var index = 0
-        let last = count - needle.count
-        while index <= last {
-            if self[index] == first {
-                var match = true
-                for offset in 1..<needle.count where self[index + offset] != needle[offset] {
-                    match = false
-                    break
-                }
-                if match { return true }
-            }
+        while index < count {
+            if self[index] == UInt8(ascii: "\"") && (matches(first, at: index) || matches(second, at: index)) { return true }
             index += 1
         }
         return false
+    }
+
+    private func matches(_ needle: [UInt8], at index: Int) -> Bool {
+        guard index + needle.count <= count else { return false }
+        for offset in 0..<needle.count where self[index + offset] != needle[offset] { return false }
+        return true
     }
 }
 

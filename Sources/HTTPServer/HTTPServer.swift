@@ -36,7 +36,6 @@ public final class HTTPServer {
     }
 
     public var port: Int { listener?.port ?? 0 }
-    public var connectionCount: Int { connections.count }
 
     func dispatch(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         handler(request, writer)

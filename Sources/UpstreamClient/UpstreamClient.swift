@@ -83,7 +83,6 @@ public final class UpstreamClient {
         }
     }
 
-    public var activeTransferCount: Int { transfers.count }
     /// Transfers started on this client so far.
     public private(set) var startedTransferCount = 0
 
