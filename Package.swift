@@ -3,9 +3,13 @@ import PackageDescription
 
 // Architecture, bottom-up (see README "Layout"):
 //   CLibUV, CCurl, CHTTPParser  system libraries, each wrapped by exactly one Swift target
+//   CLibXML2, CHTMLText         libxml2's HTML parser, behind a small C API (its headers clash with
+//                               Foundation's ICU, so Swift never sees them)
 //   GatewayCore                 pure Swift: SSE, JSON scanning, chat request, errors (no C, no I/O)
 //   Fusion                      pure Swift: the deliberation pipeline as a state machine, prompts,
 //                               judge-analysis validation (no I/O)
+//   Web                         web tools without I/O: search APIs, SSRF address policy, HTML → text
+//                               (libxml2), citations
 //   FanIn                       the lock-free MPSC fan-in buffer (the only place with atomics)
 //   EventLoop                   libuv: loop, TCP listener/connection, timers, wakeups, signals
 //   HTTPServer                  HTTP/1.1 server connections on EventLoop (http_parser)
@@ -38,9 +42,12 @@ let package = Package(
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
 
         .target(name: "GatewayCore", swiftSettings: fast),
         .target(name: "Fusion", dependencies: ["GatewayCore"], swiftSettings: fast),
+        .target(name: "CHTMLText", dependencies: ["CLibXML2"]),
+        .target(name: "Web", dependencies: ["GatewayCore", "CHTMLText"], swiftSettings: fast),
         .target(name: "FanIn", swiftSettings: fast),
         .target(name: "EventLoop", dependencies: ["CLibUV", "FanIn"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
@@ -49,7 +56,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "Fusion", "EventLoop", "HTTPServer", "UpstreamClient", "MockUpstream",
+                "GatewayCore", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "MockUpstream",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -70,11 +77,12 @@ let package = Package(
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
+        .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Gateway", "Fusion", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
+                "Gateway", "Fusion", "Web", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

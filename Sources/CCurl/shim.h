@@ -20,6 +20,34 @@ static inline CURLMcode CCurl_multi_setopt_long(CURLM *m, CURLMoption o, long v)
 static inline CURLMcode CCurl_multi_setopt_socket_callback(CURLM *m, CCurl_socket_callback v) { return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, v); }
 static inline CURLMcode CCurl_multi_setopt_timer_callback(CURLM *m, CCurl_timer_callback v) { return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, v); }
 
+// CURLOPT_OPENSOCKETFUNCTION: lets the gateway see (and refuse) each address curl is about to
+// connect to, after DNS resolution: web_fetch's SSRF check.
+typedef curl_socket_t (*CCurl_opensocket_callback)(void *clientp, curlsocktype purpose, struct curl_sockaddr *address);
+static inline CURLcode CCurl_easy_setopt_opensocket(CURL *h, CCurl_opensocket_callback v) { return curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, v); }
+
+// The IP address (4 or 16 bytes into out) and port of a curl_sockaddr; 0 if not IPv4/IPv6.
+// curl allocates the full sockaddr_storage behind `addr`, so reading a sockaddr_in6 is valid.
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+static inline int CCurl_sockaddr_ip(const struct curl_sockaddr *a, unsigned char out[16], int *port) {
+    if (a->family == AF_INET && a->addrlen >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->addr;
+        memcpy(out, &in->sin_addr, 4);
+        *port = ntohs(in->sin_port);
+        return 4;
+    }
+    if (a->family == AF_INET6 && a->addrlen >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->addr;
+        memcpy(out, &in6->sin6_addr, 16);
+        *port = ntohs(in6->sin6_port);
+        return 16;
+    }
+    return 0;
+}
+static inline curl_socket_t CCurl_open_socket(const struct curl_sockaddr *a) { return socket(a->family, a->socktype, a->protocol); }
+static inline curl_socket_t CCurl_socket_bad(void) { return CURL_SOCKET_BAD; }
+
 // Composite macros Swift does not import.
 static inline int CCurl_pause_continue(void) { return CURLPAUSE_CONT; }
 static inline size_t CCurl_writefunc_pause(void) { return CURL_WRITEFUNC_PAUSE; }

@@ -21,7 +21,41 @@ public enum FusionProgress: Sendable, Equatable {
     case judgeDelta(model: String, text: String)
     case judgeCompleted(model: String, analysis: JSONValue)
     case judgeFailed(model: String, reason: JudgeFailureReason, message: String, willRetry: Bool)
+    /// A panel member or the judge called a web tool, and what came of it.
+    case webToolStarted(WebToolActivity)
+    case webToolFinished(WebToolActivity)
     case completed(result: FusionResult)
+}
+
+/// Who runs a tool loop.
+public enum Participant: Sendable, Equatable {
+    case member(index: Int, model: String)
+    case judge(model: String)
+
+    public var model: String {
+        switch self {
+        case .member(_, let model), .judge(let model): model
+        }
+    }
+}
+
+/// One web tool call, as streamed: when it starts (no outcome yet) and when it ends.
+public struct WebToolActivity: Sendable, Equatable {
+    public var participant: Participant
+    public var name: String
+    public var arguments: String
+    /// Bytes of the result given to the model.
+    public var resultBytes = 0
+    public var durationMilliseconds = 0.0
+    /// Search results returned, or 1 for a page read.
+    public var sources = 0
+    public var error: String?
+
+    public init(participant: Participant, name: String, arguments: String) {
+        self.participant = participant
+        self.name = name
+        self.arguments = arguments
+    }
 }
 
 /// Per-call accounting, for the usage breakdown and the generation record.
@@ -33,9 +67,12 @@ public struct MemberStats: Sendable, Equatable {
     public var firstTokenMilliseconds: Double?
     public var durationMilliseconds: Double
     public var characters: Int
+    /// Web tool calls made (over all turns of its tool loop).
+    public var toolCalls = 0
 
     public init(model: String, role: String, status: String, usage: Usage?, firstTokenMilliseconds: Double?,
-                durationMilliseconds: Double, characters: Int) {
+                durationMilliseconds: Double, characters: Int, toolCalls: Int = 0) {
+        self.toolCalls = toolCalls
         self.model = model
         self.role = role
         self.status = status
@@ -50,6 +87,7 @@ public struct MemberStats: Sendable, Equatable {
             "model": .string(model), "role": .string(role), "status": .string(status),
             "duration_ms": .double((durationMilliseconds * 1000).rounded() / 1000), "characters": .int(Int64(characters)),
         ]
+        if toolCalls > 0 { object["tool_calls"] = .int(Int64(toolCalls)) }
         if let firstTokenMilliseconds { object["ttft_ms"] = .double((firstTokenMilliseconds * 1000).rounded() / 1000) }
         if let usage {
             object["prompt_tokens"] = .int(usage.promptTokens)
@@ -69,6 +107,8 @@ public struct FusionResult: Sendable, Equatable {
     public var analysis: JSONValue?
     public var judgeModel: String?
     public var judgeFailure: JudgeFailure?
+    /// Web sources the panel and judge found or read (url, title), for the outer model to cite.
+    public var sources: [(url: String, title: String)] = []
 
     public var isError: Bool { answered.isEmpty }
 
@@ -95,6 +135,9 @@ public struct FusionResult: Sendable, Equatable {
                               "degraded": .bool(answered.count < panelSize)]),
         ]
         if !failed.isEmpty { object["failed_models"] = failedModels }
+        if !sources.isEmpty {
+            object["sources"] = .array(sources.map { .object(["url": .string($0.url), "title": .string($0.title)]) })
+        }
         if let analysis {
             object["analysis"] = analysis
             if let judgeModel { object["judge"] = .string(judgeModel) }
@@ -112,11 +155,14 @@ public struct FusionResult: Sendable, Equatable {
 public struct Deliberation: Sendable {
     public enum Event: Sendable {
         case memberDelta(index: Int, text: String)
-        /// The member's stream ended normally (its text may still be empty).
-        case memberFinished(index: Int, usage: Usage?)
+        /// The member's stream ended normally (its text may still be empty); `toolCalls` web tool
+        /// calls were made on the way.
+        case memberFinished(index: Int, usage: Usage?, toolCalls: Int = 0)
         case memberFailed(index: Int, reason: MemberFailureReason, message: String)
         case judgeDelta(text: String)
-        case judgeFinished(usage: Usage?)
+        /// The judge's turn ended in web tool calls: its text so far was not the analysis.
+        case judgeCalledTools
+        case judgeFinished(usage: Usage?, toolCalls: Int = 0)
         /// Upstream error or timeout.
         case judgeFailed(message: String)
     }
@@ -149,6 +195,8 @@ public struct Deliberation: Sendable {
     private var judgeStarted = 0.0
     private var judgeFirstToken: Double?
     private var finished = false
+    /// The judge is offered web tools (its prompt says so).
+    public var judgeHasTools = false
 
     public init(question: String, models: [String], judge: String, judgeFallback: String?) {
         self.question = question
@@ -182,7 +230,7 @@ public struct Deliberation: Sendable {
             texts[index] += text
             return [.progress(.memberDelta(index: index, model: models[index], text: text))]
 
-        case .memberFinished(let index, let usage):
+        case .memberFinished(let index, let usage, let toolCalls):
             guard states[index] == .running else { return [] }
             if texts[index].trimmingWhitespace().isEmpty {
                 return memberFailed(index, .emptyCompletion, "the model returned no visible text", usage: usage, at: time)
@@ -190,7 +238,7 @@ public struct Deliberation: Sendable {
             states[index] = .answered
             let memberStats = MemberStats(model: models[index], role: "panel", status: "ok", usage: usage,
                                           firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
-                                          characters: texts[index].count)
+                                          characters: texts[index].count, toolCalls: toolCalls)
             stats.append(memberStats)
             return [.progress(.memberCompleted(index: index, model: models[index], stats: memberStats))] + panelDoneIfComplete(at: time)
 
@@ -204,16 +252,20 @@ public struct Deliberation: Sendable {
             judgeText += text
             return [.progress(.judgeDelta(model: currentJudge, text: text))]
 
-        case .judgeFinished(let usage):
+        case .judgeCalledTools:
+            judgeText = ""
+            return []
+
+        case .judgeFinished(let usage, let toolCalls):
             guard judgeAttempt > 0 else { return [] }
             switch JudgeAnalysis.parse(judgeText, panel: Set(models)) {
             case .success(let analysis):
-                recordJudge(status: "ok", usage: usage, at: time)
+                recordJudge(status: "ok", usage: usage, toolCalls: toolCalls, at: time)
                 finished = true
                 let result = makeResult(analysis: analysis, judgeFailure: nil)
                 return [.progress(.judgeCompleted(model: currentJudge, analysis: analysis)), .finish(result)]
             case .failure(let failure):
-                recordJudge(status: failure.reason.rawValue, usage: usage, at: time)
+                recordJudge(status: failure.reason.rawValue, usage: usage, toolCalls: toolCalls, at: time)
                 return judgeFailed(failure, at: time)
             }
 
@@ -242,7 +294,7 @@ public struct Deliberation: Sendable {
             finished = true
             return [.finish(makeResult(analysis: nil, judgeFailure: nil))]
         }
-        judgeMessages = FusionPrompts.judgeMessages(question: question, answers: answers)
+        judgeMessages = FusionPrompts.judgeMessages(question: question, answers: answers, tools: judgeHasTools)
         return startJudge(model: judgeModel, attempt: 1, messages: judgeMessages, at: time)
     }
 
@@ -274,10 +326,10 @@ public struct Deliberation: Sendable {
                 .finish(makeResult(analysis: nil, judgeFailure: failure))]
     }
 
-    private mutating func recordJudge(status: String, usage: Usage?, at time: Double) {
+    private mutating func recordJudge(status: String, usage: Usage?, toolCalls: Int = 0, at time: Double) {
         stats.append(MemberStats(model: currentJudge, role: "judge", status: status, usage: usage,
                                  firstTokenMilliseconds: judgeFirstToken, durationMilliseconds: time - judgeStarted,
-                                 characters: judgeText.count))
+                                 characters: judgeText.count, toolCalls: toolCalls))
     }
 
     private var answered: [(model: String, content: String)] {

@@ -57,6 +57,16 @@ public struct FusionEventEncoder: Sendable {
             line = "fusion judge \(model): analysis ready: " + counts.joined(separator: ", ")
         case .judgeFailed(let model, let reason, let message, let willRetry):
             line = "fusion judge \(model): failed (\(reason.rawValue)): \(oneLine(message))" + (willRetry ? "; retrying" : "")
+        case .webToolStarted(let activity):
+            line = "\(label(activity.participant)): \(activity.name) \(oneLine(activity.arguments))"
+        case .webToolFinished(let activity):
+            let took = milliseconds(activity.durationMilliseconds)
+            if let error = activity.error {
+                line = "\(label(activity.participant)): \(activity.name) failed (\(took)): \(oneLine(error))"
+            } else {
+                let what = activity.name == WebToolNames.search ? "\(activity.sources) results" : "page read"
+                line = "\(label(activity.participant)): \(activity.name) done: \(what), \(activity.resultBytes) bytes in \(took)"
+            }
         case .completed(let result):
             if result.isError {
                 line = "fusion: all \(result.panelSize) panel models failed"
@@ -115,6 +125,15 @@ public struct FusionEventEncoder: Sendable {
             field("reason", reason.rawValue, &data)
             field("message", message, &data)
             data.append(contentsOf: #","will_retry":\#(willRetry)"#.utf8)
+        case .webToolStarted(let activity):
+            name = "fusion.web.started"
+            webTool(name, activity, milliseconds, &data)
+        case .webToolFinished(let activity):
+            name = "fusion.web.completed"
+            webTool(name, activity, milliseconds, &data)
+            data.append(contentsOf: #","result_bytes":\#(activity.resultBytes),"sources":\#(activity.sources),"duration_ms":"#.utf8)
+            data.append(contentsOf: String((activity.durationMilliseconds * 1000).rounded() / 1000).utf8)
+            if let error = activity.error { field("error", error, &data) }
         case .completed(let result):
             name = "fusion.completed"
             open(name, milliseconds, &data)
@@ -135,6 +154,27 @@ public struct FusionEventEncoder: Sendable {
         open(type, milliseconds, &data)
         data.append(contentsOf: #","index":\#(index)"#.utf8)
         field("model", model, &data)
+    }
+
+    private func webTool(_ type: String, _ activity: WebToolActivity, _ milliseconds: Double, _ data: inout [UInt8]) {
+        switch activity.participant {
+        case .member(let index, let model):
+            member(type, index, model, milliseconds, &data)
+            field("role", "panel", &data)
+        case .judge(let model):
+            open(type, milliseconds, &data)
+            field("model", model, &data)
+            field("role", "judge", &data)
+        }
+        field("name", activity.name, &data)
+        field("arguments", activity.arguments, &data)
+    }
+
+    private func label(_ participant: Participant) -> String {
+        switch participant {
+        case .member(let index, let model): "fusion panel[\(index)] \(model)"
+        case .judge(let model): "fusion judge \(model)"
+        }
     }
 
     private func field(_ name: String, _ value: String, _ data: inout [UInt8]) {

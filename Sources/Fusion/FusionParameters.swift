@@ -11,9 +11,13 @@ public struct FusionParameters: Sendable, Equatable {
     public var reasoning: JSONValue?
     public var temperature: Double?
     public var preset: String
+    /// Web tools for the panel / the judge; nil means the gateway's configured default.
+    public var webSearch: Bool?
+    public var judgeWebSearch: Bool?
 
     static let allowedKeys: Set<String> = [
         "analysis_models", "model", "max_tool_calls", "max_completion_tokens", "reasoning", "temperature", "preset",
+        "web_search", "judge_web_search",
     ]
     static let reasoningEfforts: Set<String> = ["none", "minimal", "low", "medium", "high", "xhigh"]
 
@@ -69,6 +73,13 @@ public struct FusionParameters: Sendable, Equatable {
                 throw .invalidRequest("'\(path).max_tool_calls' must be an integer from 1 to 16.", param: "\(path).max_tool_calls")
             }
             maxToolCalls = Int(count)
+        }
+        for key in ["web_search", "judge_web_search"] {
+            guard let value = fields[key], value != .null else { continue }
+            guard let flag = value.boolValue else {
+                throw .invalidRequest("'\(path).\(key)' must be true or false.", param: "\(path).\(key)")
+            }
+            if key == "web_search" { webSearch = flag } else { judgeWebSearch = flag }
         }
         if let value = fields["max_completion_tokens"], value != .null {
             guard let count = value.intValue, count >= 1 else {

@@ -71,19 +71,33 @@ public enum FusionPrompts {
     }
 
     /// A streamed inner request with the fusion parameters that apply to panel and judge calls.
-    public static func innerBody(model: String, messages: [JSONValue], parameters: FusionParameters, jsonOutput: Bool = false) -> JSONValue {
-        var body: [String: JSONValue] = [
+    public static func innerBody(model: String, messages: [JSONValue], parameters: FusionParameters, jsonOutput: Bool = false,
+                                 extra: [String: JSONValue] = [:]) -> JSONValue {
+        var body: [String: JSONValue] = extra.merging([
             "model": .string(model),
             "messages": .array(messages),
             "stream": .bool(true),
             "stream_options": .object(["include_usage": .bool(true)]),
-        ]
+        ]) { $1 }
         if let tokens = parameters.maxCompletionTokens { body["max_completion_tokens"] = .int(tokens) }
         if let temperature = parameters.temperature { body["temperature"] = .double(temperature) }
         if let reasoning = parameters.reasoning { body["reasoning"] = reasoning }
         if jsonOutput { body["response_format"] = .object(["type": .string("json_object")]) }
         return .object(body)
     }
+
+    /// Prepended to a panel member's messages when it has web tools.
+    public static let panelToolNote = """
+        You can search the web (web_search) and read pages (web_fetch) to check facts and find current \
+        sources. Use them when they would make your answer more accurate, then answer in text. Cite the \
+        pages you rely on as markdown links: [title](url).
+        """
+
+    /// Appended to the judge's system prompt when it has web tools.
+    public static let judgeToolNote = """
+         You may use web_search and web_fetch to check facts the answers disagree on before you reply; \
+        your final reply must still be only the JSON object.
+        """
 
     public static func judgeSystemPrompt() -> String {
         """
@@ -99,13 +113,13 @@ public enum FusionPrompts {
         """
     }
 
-    public static func judgeMessages(question: String, answers: [(model: String, content: String)]) -> [JSONValue] {
+    public static func judgeMessages(question: String, answers: [(model: String, content: String)], tools: Bool = false) -> [JSONValue] {
         var user = "Question:\n\(question)\n\nPanel answers:\n"
         for answer in answers {
             user += "<answer model=\"\(answer.model)\">\n\(answer.content)\n</answer>\n"
         }
         return [
-            .object(["role": .string("system"), "content": .string(judgeSystemPrompt())]),
+            .object(["role": .string("system"), "content": .string(judgeSystemPrompt() + (tools ? judgeToolNote : ""))]),
             .object(["role": .string("user"), "content": .string(user)]),
         ]
     }

@@ -378,7 +378,7 @@ final class ChatCompletionProxy {
         switch failure {
         case .couldNotResolve(let detail):
             .upstreamUnavailable("Could not resolve the host of provider '\(provider)': \(detail)", code: "upstream_unreachable")
-        case .couldNotConnect(let detail):
+        case .couldNotConnect(let detail), .refused(let detail):
             .upstreamUnavailable("Could not connect to provider '\(provider)': \(detail)", code: "upstream_unreachable")
         case .timedOut(let detail):
             .upstreamUnavailable("Provider '\(provider)' timed out: \(detail)", code: "upstream_timeout", status: 504)

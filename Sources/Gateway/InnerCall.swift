@@ -130,7 +130,7 @@ final class InnerCall {
         if let failure {
             let error = ChatCompletionProxy.apiError(for: failure, provider: route.provider.name, midStream: status != 0)
             switch failure {
-            case .couldNotConnect, .couldNotResolve: fail(error, .unreachable)
+            case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
             case .timedOut: fail(error, .timeout)
             case .transfer: fail(error, .upstreamError)
             }

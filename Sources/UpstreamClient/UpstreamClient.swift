@@ -11,6 +11,14 @@ public struct UpstreamRequest: Sendable {
     /// curl's receive buffer: the most one `onData` call delivers. Small for streams (events are
     /// small, and it bounds what a paused stream holds), curl's default (16 KiB) otherwise.
     public var receiveBufferBytes: Int?
+    /// Called with each address (4 or 16 bytes) and port curl is about to connect to, after DNS
+    /// resolution; a non-nil reason refuses it. Such a transfer never reuses a connection (a
+    /// pooled one was not checked), never keeps one, and ignores proxy settings.
+    public var connectFilter: (@Sendable (_ address: [UInt8], _ port: Int) -> String?)?
+    /// The whole transfer's time limit.
+    public var totalTimeoutMilliseconds: Int?
+    /// Ask for compressed responses (curl decodes them; `onData` sees decoded bytes).
+    public var acceptCompression = false
 
     public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
                 connectTimeoutMilliseconds: Int = 10_000, receiveBufferBytes: Int? = nil) {
@@ -31,10 +39,13 @@ public enum UpstreamFailure: Error, Equatable, Sendable {
     case timedOut(String)
     /// The connection broke or the response was malformed mid-transfer.
     case transfer(String)
+    /// The request's `connectFilter` refused every address: why.
+    case refused(String)
 
     public var message: String {
         switch self {
-        case .couldNotResolve(let detail), .couldNotConnect(let detail), .timedOut(let detail), .transfer(let detail):
+        case .couldNotResolve(let detail), .couldNotConnect(let detail), .timedOut(let detail), .transfer(let detail),
+             .refused(let detail):
             detail
         }
     }
@@ -236,9 +247,13 @@ public final class UpstreamTransfer {
     public private(set) var isFinished = false
     public private(set) var isCancelled = false
     private var detachDeadline: LoopTimer?
+    private let connectFilter: (@Sendable ([UInt8], Int) -> String?)?
+    /// Why `connectFilter` refused the last address it was asked about.
+    private var refusal: String?
 
     init(client: UpstreamClient, request: UpstreamRequest) {
         self.client = client
+        connectFilter = request.connectFilter
         easy = curl_easy_init()
         errorBuffer[0] = 0
         let context = Unmanaged.passUnretained(self).toOpaque()
@@ -251,6 +266,18 @@ public final class UpstreamTransfer {
         if let bytes = request.receiveBufferBytes { CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, max(1024, bytes)) }
         // Only http(s), and never follow redirects: an upstream's URL is configuration, not input.
         CCurl_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
+        if let milliseconds = request.totalTimeoutMilliseconds { CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, milliseconds) }
+        if request.acceptCompression { CCurl_easy_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "") }
+        if connectFilter != nil {
+            CCurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1)
+            CCurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
+            CCurl_easy_setopt_string(easy, CURLOPT_PROXY, "")  // a proxy would connect on our behalf, unchecked
+            CCurl_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, context)
+            CCurl_easy_setopt_opensocket(easy) { context, _, address in
+                let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(context!).takeUnretainedValue()
+                return transfer.openSocket(address!)
+            }
+        }
         if request.method == "POST" {
             CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, request.body.count)
             _ = request.body.withUnsafeBytes { body in
@@ -280,6 +307,22 @@ public final class UpstreamTransfer {
 
     deinit {
         errorBuffer.deallocate()
+    }
+
+    /// curl is about to connect to `address`: open the socket, or refuse.
+    private func openSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var port: Int32 = 0
+        let length = Int(CCurl_sockaddr_ip(address, &bytes, &port))
+        guard length > 0 else {
+            refusal = "not an IP address"
+            return CCurl_socket_bad()
+        }
+        if let filter = connectFilter, let reason = filter(Array(bytes.prefix(length)), Int(port)) {
+            refusal = reason
+            return CCurl_socket_bad()
+        }
+        return CCurl_open_socket(address)
     }
 
     /// Stops the transfer now (closing its connection); no callback fires afterwards.
@@ -366,6 +409,10 @@ public final class UpstreamTransfer {
         }
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
         let failure: UpstreamFailure
+        if let refusal, code == CURLE_COULDNT_CONNECT {
+            callback?(.refused(refusal))
+            return
+        }
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: failure = .couldNotResolve(detail)
         case CURLE_COULDNT_CONNECT: failure = .couldNotConnect(detail)

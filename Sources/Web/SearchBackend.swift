@@ -1,0 +1,133 @@
+import Foundation
+import GatewayCore
+
+/// One search hit, the same whatever the backend.
+public struct SearchResult: Sendable, Equatable {
+    public var title: String
+    public var url: String
+    public var snippet: String
+
+    public init(title: String, url: String, snippet: String) {
+        self.title = title
+        self.url = url
+        self.snippet = snippet
+    }
+
+    public var json: JSONValue {
+        .object(["title": .string(title), "url": .string(url), "snippet": .string(snippet)])
+    }
+}
+
+/// A web search API: how to ask it (`request`) and how to read its answer (`parse`). No I/O.
+public struct SearchBackend: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        /// A SearXNG instance's JSON API (`/search?format=json`; the instance must enable the
+        /// json format in its settings). Self-hosted, no key: the open default.
+        case searxng
+        /// Brave Search API (`X-Subscription-Token`).
+        case brave
+        /// Tavily (`Authorization: Bearer`).
+        case tavily
+    }
+
+    public var kind: Kind
+    /// The instance (SearXNG) or the API's base URL (overridable for hosted APIs).
+    public var baseURL: String
+    public var apiKey: String?
+
+    public init(kind: Kind, baseURL: String? = nil, apiKey: String? = nil) {
+        self.kind = kind
+        self.apiKey = apiKey
+        var url = baseURL ?? Self.defaultBaseURL(kind) ?? ""
+        while url.hasSuffix("/") { url.removeLast() }
+        self.baseURL = url
+    }
+
+    public static func defaultBaseURL(_ kind: Kind) -> String? {
+        switch kind {
+        case .searxng: nil  // self-hosted: no default
+        case .brave: "https://api.search.brave.com/res/v1"
+        case .tavily: "https://api.tavily.com"
+        }
+    }
+
+    public struct Request: Sendable, Equatable {
+        public var url: String
+        public var method: String
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+
+        public static func == (lhs: Request, rhs: Request) -> Bool {
+            lhs.url == rhs.url && lhs.method == rhs.method && lhs.body == rhs.body
+                && lhs.headers.map { "\($0.0): \($0.1)" } == rhs.headers.map { "\($0.0): \($0.1)" }
+        }
+    }
+
+    public func request(query: String, count: Int) -> Request {
+        let q = Self.percentEncoded(query)
+        switch kind {
+        case .searxng:
+            return Request(url: "\(baseURL)/search?q=\(q)&format=json&safesearch=1", method: "GET",
+                           headers: [("Accept", "application/json")], body: [])
+        case .brave:
+            return Request(url: "\(baseURL)/web/search?q=\(q)&count=\(min(count, 20))", method: "GET",
+                           headers: [("Accept", "application/json"), ("X-Subscription-Token", apiKey ?? "")], body: [])
+        case .tavily:
+            let body = JSONValue.object(["query": .string(query), "max_results": .int(Int64(min(count, 20))),
+                                         "search_depth": .string("basic")])
+            return Request(url: "\(baseURL)/search", method: "POST",
+                           headers: [("Content-Type", "application/json"), ("Accept", "application/json"),
+                                     ("Authorization", "Bearer \(apiKey ?? "")")],
+                           body: body.serialized())
+        }
+    }
+
+    public struct ParseError: Error, Equatable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The first `count` results of a 2xx response body, normalised; results without an http(s)
+    /// URL are dropped, snippets are trimmed to 500 characters.
+    public func parse(_ body: [UInt8], count: Int) throws(ParseError) -> [SearchResult] {
+        guard let json = try? JSONValue.parse(body) else {
+            throw ParseError(description: "the \(kind.rawValue) backend did not return JSON")
+        }
+        let items: [JSONValue]?
+        switch kind {
+        case .searxng, .tavily: items = json["results"]?.arrayValue
+        case .brave: items = json["web"]?["results"]?.arrayValue ?? (json["type"]?.stringValue == "search" ? [] : nil)
+        }
+        guard let items else {
+            throw ParseError(description: "the \(kind.rawValue) backend's reply has no results list")
+        }
+        var results: [SearchResult] = []
+        for item in items where results.count < count {
+            guard let url = item["url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://") else { continue }
+            let snippet = (kind == .brave ? item["description"] : item["content"])?.stringValue ?? ""
+            results.append(SearchResult(title: HTMLText.plain(item["title"]?.stringValue ?? url), url: url,
+                                        snippet: String(HTMLText.plain(snippet).prefix(500))))
+        }
+        return results
+    }
+
+    /// RFC 3986 query component encoding (unreserved characters kept).
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.append(Character(Unicode.Scalar(byte)))
+            default:
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

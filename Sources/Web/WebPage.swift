@@ -1,0 +1,94 @@
+import Foundation
+
+/// What `web_fetch` makes of a response: URL rules, content types, text for the model. No I/O.
+public enum WebPage {
+    /// An absolute http(s) URL without credentials, or why not.
+    public static func validate(_ text: String) -> Result<URL, WebToolError> {
+        guard let url = URL(string: text.trimmingCharacters(in: .whitespaces)), let scheme = url.scheme?.lowercased() else {
+            return .failure(WebToolError("not a valid absolute URL: \(text.prefix(200))"))
+        }
+        guard scheme == "http" || scheme == "https" else {
+            return .failure(WebToolError("only http and https URLs can be fetched, not \(scheme):"))
+        }
+        guard let host = url.host, !host.isEmpty else { return .failure(WebToolError("the URL has no host")) }
+        guard url.user == nil && url.password == nil else {
+            return .failure(WebToolError("URLs with credentials are not fetched"))
+        }
+        return .success(url)
+    }
+
+    /// A redirect's `Location` resolved against the URL that sent it, and validated.
+    public static func redirectTarget(_ location: String, from base: URL) -> Result<URL, WebToolError> {
+        guard let target = URL(string: location, relativeTo: base)?.absoluteURL else {
+            return .failure(WebToolError("redirect to an invalid URL: \(location.prefix(200))"))
+        }
+        return validate(target.absoluteString).mapError { WebToolError("redirect refused: \($0.message)") }
+    }
+
+    public enum ContentKind: Equatable, Sendable { case html, text, unsupported(String) }
+
+    /// Media type and charset of a `Content-Type` header value.
+    public static func contentType(_ header: String?) -> (kind: ContentKind, charset: String?) {
+        guard let header, !header.isEmpty else { return (.text, nil) }  // unlabelled: sniffed below
+        let parts = header.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+        let media = parts.first?.lowercased() ?? ""
+        var charset: String?
+        for part in parts.dropFirst() where part.lowercased().hasPrefix("charset=") {
+            charset = String(part.dropFirst(8)).trimmingCharacters(in: CharacterSet(charactersIn: "\"' "))
+        }
+        switch media {
+        case "text/html", "application/xhtml+xml": return (.html, charset)
+        case "application/json", "application/xml", "text/xml", "application/rss+xml", "application/atom+xml",
+             "application/ld+json", "application/javascript":
+            return (.text, charset)
+        default:
+            if media.hasPrefix("text/") || media.hasSuffix("+json") { return (.text, charset) }
+            return (.unsupported(media), charset)
+        }
+    }
+
+    /// The page as the model sees it: readable text, at most `maxCharacters` (cut at a line or
+    /// word boundary where one is near, and marked).
+    public static func render(body: [UInt8], contentType header: String?, maxCharacters: Int,
+                              downloadTruncated: Bool) -> Result<(title: String?, text: String, truncated: Bool), WebToolError> {
+        var (kind, charset) = contentType(header)
+        if header == nil || header?.isEmpty == true, looksLikeHTML(body) { kind = .html }
+        var title: String?
+        var text: String
+        switch kind {
+        case .unsupported(let media):
+            return .failure(WebToolError("unsupported content type \(media): only HTML and text pages can be read"))
+        case .html:
+            let page = HTMLText.extract(body, encoding: charset)
+            title = page.title
+            text = page.text
+        case .text:
+            if body.contains(0) { return .failure(WebToolError("the response is binary, not text")) }
+            text = String(decoding: body, as: UTF8.self)
+        }
+        var truncated = downloadTruncated
+        if text.count > maxCharacters {
+            var cut = text.prefix(maxCharacters)
+            if let boundary = cut.lastIndex(where: { $0 == "\n" || $0 == " " }),
+               cut.distance(from: boundary, to: cut.endIndex) < 200 {
+                cut = cut[..<boundary]
+            }
+            text = String(cut)
+            truncated = true
+        }
+        if truncated { text += "\n\n[truncated]" }
+        return .success((title, text, truncated))
+    }
+
+    static func looksLikeHTML(_ body: [UInt8]) -> Bool {
+        let head = String(decoding: body.prefix(512), as: UTF8.self).lowercased()
+        return head.contains("<!doctype html") || head.contains("<html") || head.contains("<body")
+    }
+}
+
+/// Why a web tool call failed: said to the model as the tool's result, and streamed.
+public struct WebToolError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

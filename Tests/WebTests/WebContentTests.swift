@@ -1,0 +1,122 @@
+import Foundation
+import GatewayCore
+import Testing
+import Web
+
+/// HTML → text, content types, search backends' wire formats, URLs, citations.
+@Suite struct WebContentTests {
+    @Test func htmlBecomesReadableTextWithoutMarkup() {
+        let html = """
+            <!doctype html><html><head><title> The  Page </title><style>body{color:red}</style>
+            <script>alert("x")</script></head><body><nav><a href="/">Home</a> | <a href="/about">About</a></nav>
+            <h1>Main heading</h1><p>First   paragraph with <b>bold</b> and <a href="https://x.example">a link</a>.</p>
+            <ul><li>one</li><li>two &amp; three</li></ul><p>Caf&eacute; na&iuml;ve<br>next line</p>
+            <pre>  keep
+              this</pre><footer>© footer</footer><noscript>enable js</noscript></body></html>
+            """
+        let page = HTMLText.extract(Array(html.utf8))
+        #expect(page.title == "The Page")
+        #expect(page.text == """
+            # Main heading
+
+            First paragraph with bold and a link.
+
+            - one
+            - two & three
+
+            Café naïve
+            next line
+
+              keep
+              this
+            """)
+        for markup in ["<", "alert", "color:red", "Home", "footer", "enable js"] { #expect(!page.text.contains(markup), "\(markup)") }
+    }
+
+    @Test func brokenAndHostileHTMLStillParses() {
+        #expect(HTMLText.extract(Array("<p>unclosed <b>tags <i>everywhere".utf8)).text == "unclosed tags everywhere")
+        #expect(HTMLText.extract([]).text == "")
+        let deep = String(repeating: "<div>", count: 100_000) + "deep" + String(repeating: "</div>", count: 100_000)
+        _ = HTMLText.extract(Array(deep.utf8))  // no stack overflow
+        // A page declared in Latin-1: decoded, not mojibake.
+        let latin1: [UInt8] = Array("<html><body><p>caf".utf8) + [0xE9] + Array("</p></body></html>".utf8)
+        #expect(HTMLText.extract(latin1, encoding: "ISO-8859-1").text == "café")
+        #expect(HTMLText.plain("Swift <strong>concurrency</strong> &amp; actors") == "Swift concurrency & actors")
+    }
+
+    @Test func contentTypesAndTruncation() throws {
+        #expect(WebPage.contentType("text/html; charset=ISO-8859-1").kind == .html)
+        #expect(WebPage.contentType("text/html; charset=ISO-8859-1").charset == "ISO-8859-1")
+        #expect(WebPage.contentType("application/json").kind == .text)
+        #expect(WebPage.contentType("image/png").kind == .unsupported("image/png"))
+        let pdf = WebPage.render(body: [1, 2], contentType: "application/pdf", maxCharacters: 100, downloadTruncated: false)
+        #expect(throws: WebToolError.self) { try pdf.get() }
+        let long = String(repeating: "word ", count: 1000)
+        let page = try WebPage.render(body: Array(long.utf8), contentType: "text/plain", maxCharacters: 100, downloadTruncated: false).get()
+        #expect(page.truncated && page.text.hasSuffix("[truncated]") && page.text.count < 120)
+        let sniffed = try WebPage.render(body: Array("<html><body><p>hi</p></body></html>".utf8), contentType: nil,
+                                         maxCharacters: 100, downloadTruncated: false).get()
+        #expect(sniffed.text == "hi")
+    }
+
+    @Test func urlRulesAndRedirects() throws {
+        #expect(throws: WebToolError.self) { try WebPage.validate("file:///etc/passwd").get() }
+        #expect(throws: WebToolError.self) { try WebPage.validate("gopher://x/").get() }
+        #expect(throws: WebToolError.self) { try WebPage.validate("http://user:pw@example.com/").get() }
+        #expect(throws: WebToolError.self) { try WebPage.validate("not a url").get() }
+        let base = try WebPage.validate("https://example.com/a/b?c=1").get()
+        #expect(try WebPage.redirectTarget("/x", from: base).get().absoluteString == "https://example.com/x")
+        #expect(try WebPage.redirectTarget("y", from: base).get().absoluteString == "https://example.com/a/y")
+        #expect(throws: WebToolError.self) { try WebPage.redirectTarget("ftp://example.com/", from: base).get() }
+    }
+
+    @Test func searchBackendsSpeakTheirWireFormats() throws {
+        let searx = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:8888/")
+        #expect(searx.request(query: "a b&c", count: 3).url == "http://127.0.0.1:8888/search?q=a%20b%26c&format=json&safesearch=1")
+        let searxBody = #"{"query":"q","number_of_results":2,"results":[{"url":"https://a.example/","title":"A","content":"alpha","engine":"x"},{"url":"javascript:x","title":"bad"},{"url":"https://b.example/","title":"B","content":"beta"},{"url":"https://c.example/","title":"C"}]}"#
+        #expect(try searx.parse(Array(searxBody.utf8), count: 2) == [
+            SearchResult(title: "A", url: "https://a.example/", snippet: "alpha"),
+            SearchResult(title: "B", url: "https://b.example/", snippet: "beta"),
+        ])
+        let brave = SearchBackend(kind: .brave, apiKey: "key")
+        let request = brave.request(query: "swift", count: 50)
+        #expect(request.url == "https://api.search.brave.com/res/v1/web/search?q=swift&count=20")
+        #expect(request.headers.contains { $0 == ("X-Subscription-Token", "key") })
+        let braveBody = #"{"type":"search","web":{"results":[{"title":"Swift <strong>lang</strong>","url":"https://swift.org/","description":"The <strong>Swift</strong> language"}]}}"#
+        #expect(try brave.parse(Array(braveBody.utf8), count: 5) == [SearchResult(title: "Swift lang", url: "https://swift.org/", snippet: "The Swift language")])
+        #expect(try brave.parse(Array(#"{"type":"search"}"#.utf8), count: 5).isEmpty)
+        let tavily = SearchBackend(kind: .tavily, apiKey: "tv")
+        let tavilyRequest = tavily.request(query: "q", count: 3)
+        #expect(tavilyRequest.method == "POST" && tavilyRequest.url == "https://api.tavily.com/search")
+        #expect(try JSONValue.parse(tavilyRequest.body)["max_results"]?.intValue == 3)
+        #expect(try tavily.parse(Array(#"{"results":[{"title":"T","url":"https://t.example","content":"c","score":0.9}]}"#.utf8), count: 3).count == 1)
+        #expect(throws: SearchBackend.ParseError.self) { try searx.parse(Array("<html>".utf8), count: 3) }
+        #expect(throws: SearchBackend.ParseError.self) { try searx.parse(Array(#"{"error":"x"}"#.utf8), count: 3) }
+    }
+
+    @Test func citationsAreDeduplicatedAndLocated() throws {
+        var sources = SourceList()
+        sources.add(Source(url: "https://Example.com/page#intro", title: "", content: ""))
+        sources.add(Source(url: "https://example.com:443/page", title: "Example page", content: "excerpt"))
+        sources.add(Source(url: "http://other.example", title: "Other", content: "o"))
+        sources.add(Source(url: "http://other.example/", title: "Other again", content: "o2"))
+        #expect(sources.sources.count == 2)
+        #expect(sources.sources[0].title == "Example page" && sources.sources[0].content == "excerpt")
+        let text = "Ünïcode first. See [the page](https://Example.com/page#intro) and http://other.example too."
+        let annotations = sources.annotations(for: text)
+        #expect(annotations.count == 2)
+        let first = try #require(annotations[0]["url_citation"])
+        #expect(annotations[0]["type"]?.stringValue == "url_citation")
+        let start = Int(try #require(first["start_index"]?.intValue)), end = Int(try #require(first["end_index"]?.intValue))
+        let scalars = Array(text.unicodeScalars)
+        #expect(String(String.UnicodeScalarView(scalars[start..<end])) == "[the page](https://Example.com/page#intro)")
+        let second = try #require(annotations[1]["url_citation"])
+        let s2 = Int(try #require(second["start_index"]?.intValue)), e2 = Int(try #require(second["end_index"]?.intValue))
+        #expect(String(String.UnicodeScalarView(scalars[s2..<e2])) == "http://other.example")
+        // Not cited in the text: no indexes.
+        #expect(SourceList().annotations(for: "x").isEmpty)
+        var unseen = SourceList()
+        unseen.add(Source(url: "https://z.example/", title: "Z", content: ""))
+        #expect(unseen.annotations(for: "no links")[0]["url_citation"]?["start_index"] == nil)
+    }
+}
