@@ -5,10 +5,13 @@ import GatewayCore
 import HTTPServer
 import Prometheus
 import UpstreamClient
+import Web
 
 /// Runs one Fusion request: the outer model's first call (which may call the fusion tool), the
 /// panel and the judge (driven by `Deliberation`'s actions), and the outer model's final call,
-/// streaming everything to the client as it happens.
+/// streaming everything to the client as it happens. Panel members and the judge may call web
+/// tools (`ToolLoop`, run by `WebToolRunner`); the sources they find become `url_citation`
+/// annotations on the final message.
 ///
 /// The client sees one completion: the outer model's chunks with `id` and `model` made
 /// consistent across its two calls (spliced in the raw bytes), deliberation progress as SSE
@@ -49,6 +52,14 @@ final class FusionSession {
     private var judgeProducer: UInt16 = 100
     private var judgeUsage: Usage?
     private var deliberation: Deliberation?
+    /// Web tools: each participant's tool loop, the calls running, the sources found.
+    private let web: WebToolRunner?
+    private var memberLoops: [Int: ToolLoop] = [:]
+    private var judgeLoop: ToolLoop?
+    private var judgeModel = ""
+    private var toolTasks: [ObjectIdentifier: any WebToolTask] = [:]
+    private var sources = SourceList()
+    private var annotationsSent = false
     private var toolCalls = ToolCallAccumulator()
     private var outerContent = ""
     private var outerFirstStats: MemberStats?
@@ -68,9 +79,10 @@ final class FusionSession {
 
     init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
          settings: FusionSettings, upstream: GatewayConfig.Upstream, secrets: [String], generationID: String,
-         metrics: GatewayMetrics? = nil, slowClientTimeoutMilliseconds: UInt64 = 30_000,
+         metrics: GatewayMetrics? = nil, slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil,
          onFinish: @escaping (GenerationRecord) -> Void) {
         self.metrics = metrics
+        self.web = web
         slowClientTimeout = slowClientTimeoutMilliseconds
         self.request = request
         self.routes = routes
@@ -193,11 +205,12 @@ final class FusionSession {
             case InnerCallRecord.chunk:
                 guard let chunk else { return }
                 let delta = ChunkDelta(chunk: chunk)
-                if let usage = delta.usage { memberUsage[index] = usage }
+                memberLoops[index]?.received(delta)
+                if let usage = delta.usage { memberUsage[index] = (memberUsage[index] ?? Usage()) + usage }  // summed over turns
                 if let content = delta.content, !content.isEmpty { handle(.memberDelta(index: index, text: content)) }
             case InnerCallRecord.finished:
                 memberCalls[index] = nil
-                handle(.memberFinished(index: index, usage: memberUsage[index]))
+                memberTurnEnded(index)
             case InnerCallRecord.failed:
                 memberCalls[index] = nil
                 let (error, reason) = InnerCallRecord.decodeFailure(bytes)
@@ -209,11 +222,12 @@ final class FusionSession {
             case InnerCallRecord.chunk:
                 guard let chunk else { return }
                 let delta = ChunkDelta(chunk: chunk)
-                if let usage = delta.usage { judgeUsage = usage }
+                judgeLoop?.received(delta)
+                if let usage = delta.usage { judgeUsage = (judgeUsage ?? Usage()) + usage }
                 if let content = delta.content, !content.isEmpty { handle(.judgeDelta(text: content)) }
             case InnerCallRecord.finished:
                 judgeCall = nil
-                handle(.judgeFinished(usage: judgeUsage))
+                judgeTurnEnded()
             case InnerCallRecord.failed:
                 judgeCall = nil
                 handle(.judgeFailed(message: InnerCallRecord.decodeFailure(bytes).0.message))
@@ -251,6 +265,7 @@ final class FusionSession {
         let forward = !touchesFusion && delta.usage == nil && !(delta.finishReason == "tool_calls" && callsFusion)
         if forward {
             guard request.stream else { return }
+            if delta.finishReason != nil && phase == .outerFinal { writeAnnotations() }
             if let spliced = JSONScanner.replacingTopLevelValues(["id": generationID, "model": request.outerModel], in: raw) {
                 out.removeAll(keepingCapacity: true)
                 SSEEncoder.appendData(spliced, to: &out)
@@ -304,6 +319,7 @@ final class FusionSession {
         writeProgress { encoder.append(.toolCalled(arguments: call.arguments), at: $1, to: &$0) }
         var deliberation = Deliberation(question: question, models: request.parameters.analysisModels,
                                         judge: request.judgeModel, judgeFallback: settings.judgeFallbackModel)
+        deliberation.judgeHasTools = !judgeTools.isEmpty
         let actions = deliberation.start(at: elapsedMilliseconds)
         self.deliberation = deliberation
         pendingToolCall = call
@@ -330,7 +346,8 @@ final class FusionSession {
             case .progress(let progress):
                 if case .memberFailed(_, _, let reason, _) = progress { metrics?.countMemberFailure(reason: reason.rawValue) }
                 writeProgress { encoder.append(progress, at: $1, to: &$0) }
-            case .finish(let result):
+            case .finish(var result):
+                result.sources = sources.sources.map { ($0.url, $0.title) }
                 fusionResult = result
                 writeProgress { encoder.append(.completed(result: result), at: $1, to: &$0) }
                 startFinalAnswer(result)
@@ -338,27 +355,127 @@ final class FusionSession {
         }
     }
 
+    /// The web tools offered to the panel / the judge of this request (none without a `web:`
+    /// config, or when the request switched them off).
+    private var panelTools: [JSONValue] {
+        guard let web, request.parameters.webSearch ?? web.settings.panel else { return [] }
+        return ToolLoop.webToolDefinitions(search: web.settings.search != nil, fetch: web.settings.fetch)
+    }
+
+    private var judgeTools: [JSONValue] {
+        guard let web, request.parameters.judgeWebSearch ?? web.settings.judge else { return [] }
+        return ToolLoop.webToolDefinitions(search: web.settings.search != nil, fetch: web.settings.fetch)
+    }
+
     private func startMember(_ index: Int) {
-        let route = routes.members[index]
         let question = deliberation?.question ?? request.lastUserText
-        let body = FusionPrompts.innerBody(
-            model: route.upstreamModel, messages: FusionPrompts.panelMessages(request, question: question, context: settings.panelContext),
-            parameters: request.parameters)
+        var messages = FusionPrompts.panelMessages(request, question: question, context: settings.panelContext)
+        let tools = panelTools
+        if !tools.isEmpty { messages.insert(.object(["role": .string("system"), "content": .string(FusionPrompts.panelToolNote)]), at: 0) }
+        memberLoops[index] = ToolLoop(messages: messages, tools: tools, maxSteps: request.parameters.maxToolCalls)
+        callMember(index)
+    }
+
+    /// One turn of member `index`'s tool loop.
+    private func callMember(_ index: Int) {
+        guard let loop = memberLoops[index] else { return }
+        let route = routes.members[index]
+        let body = FusionPrompts.innerBody(model: route.upstreamModel, messages: loop.messages, parameters: request.parameters,
+                                           extra: loop.requestFields)
         // Spread the panel over the gateway's loops; events come back through the channel.
         let worker = workers[(index + 1) % workers.count]
         memberCalls[index] = startCall(on: worker, route: route, body: body, timeout: settings.memberTimeoutMilliseconds,
                                        producer: UInt16(index))
     }
 
+    private func memberTurnEnded(_ index: Int) {
+        guard var loop = memberLoops[index] else { return }
+        let end = loop.endTurn()
+        memberLoops[index] = loop
+        switch end {
+        case .answered:
+            handle(.memberFinished(index: index, usage: memberUsage[index], toolCalls: loop.callCount))
+        case .callTools(let calls):
+            let model = request.parameters.analysisModels[index]
+            runTools(calls, for: .member(index: index, model: model)) { [unowned self] results in
+                memberLoops[index]?.complete(results: results)
+                callMember(index)
+            }
+        }
+    }
+
     private func startJudge(_ model: String, _ messages: [JSONValue]) {
         judgeCall?.cancel()
-        guard let route = routes.judges[model] else { return }
-        let body = FusionPrompts.innerBody(model: route.upstreamModel, messages: messages, parameters: request.parameters,
-                                           jsonOutput: true)
-        judgeProducer += 1
+        guard routes.judges[model] != nil else { return }
+        judgeModel = model
         judgeUsage = nil
+        judgeLoop = ToolLoop(messages: messages, tools: judgeTools, maxSteps: request.parameters.maxToolCalls)
+        callJudge()
+    }
+
+    private func callJudge() {
+        guard let loop = judgeLoop, let route = routes.judges[judgeModel] else { return }
+        let body = FusionPrompts.innerBody(model: route.upstreamModel, messages: loop.messages, parameters: request.parameters,
+                                           jsonOutput: true, extra: loop.requestFields)
+        judgeProducer += 1
         judgeCall = startCall(on: workers[0], route: route, body: body, timeout: settings.judgeTimeoutMilliseconds,
                               producer: judgeProducer)
+    }
+
+    private func judgeTurnEnded() {
+        guard var loop = judgeLoop else { return }
+        let end = loop.endTurn()
+        judgeLoop = loop
+        switch end {
+        case .answered:
+            handle(.judgeFinished(usage: judgeUsage, toolCalls: loop.callCount))
+        case .callTools(let calls):
+            handle(.judgeCalledTools)
+            let producer = judgeProducer
+            runTools(calls, for: .judge(model: judgeModel)) { [unowned self] results in
+                guard producer == judgeProducer else { return }  // a restarted judge
+                judgeLoop?.complete(results: results)
+                callJudge()
+            }
+        }
+    }
+
+    /// Runs one turn's tool calls (at most `max_calls_per_turn`; the rest are answered with an
+    /// error), streaming each start and outcome; `completion` gets the results in call order.
+    private func runTools(_ calls: [ToolCall], for participant: Participant, completion: @escaping ([String]) -> Void) {
+        guard let web else { return }
+        var results = Array(repeating: "", count: calls.count)
+        var remaining = calls.count
+        for (position, call) in calls.enumerated() {
+            var activity = WebToolActivity(participant: participant, name: call.name, arguments: call.arguments)
+            writeProgress { encoder.append(.webToolStarted(activity), at: $1, to: &$0) }
+            let started = elapsedMilliseconds
+            var key: ObjectIdentifier?
+            let done: (WebToolOutcome) -> Void = { [unowned self] outcome in
+                if let key { toolTasks[key] = nil }
+                guard phase == .deliberating else { return }
+                activity.durationMilliseconds = elapsedMilliseconds - started
+                activity.resultBytes = outcome.content.utf8.count
+                activity.error = outcome.error
+                activity.sources = outcome.error == nil ? (call.name == WebToolNames.search ? outcome.searchResults : 1) : 0
+                for source in outcome.sources { sources.add(source) }
+                record.numSearchResults += outcome.searchResults
+                record.webToolCalls += 1
+                metrics?.countWebTool(name: call.name, failed: outcome.error != nil)
+                writeProgress { encoder.append(.webToolFinished(activity), at: $1, to: &$0) }
+                results[position] = outcome.content
+                remaining -= 1
+                if remaining == 0 { completion(results) }
+            }
+            if position >= web.settings.maxCallsPerTurn {
+                done(.failure("too many tool calls in one turn: at most \(web.settings.maxCallsPerTurn) run, this one did not"))
+                continue
+            }
+            if let task = web.run(call, completion: { outcome in done(outcome) }) {
+                key = ObjectIdentifier(task)
+                toolTasks[ObjectIdentifier(task)] = task
+            }
+        }
     }
 
     private func startFinalAnswer(_ result: FusionResult) {
@@ -408,6 +525,14 @@ final class FusionSession {
         write(out)
     }
 
+    /// The sources as `url_citation` annotations on the final message (streamed as a delta just
+    /// before its finish chunk), once.
+    private func writeAnnotations() {
+        guard !annotationsSent, !sources.isEmpty, fusionResult != nil else { return }
+        annotationsSent = true
+        writeChunk(delta: .object(["annotations": .array(sources.annotations(for: answerContent))]), finishReason: nil)
+    }
+
     private var allCalls: [MemberStats] {
         [outerFirstStats].compactMap { $0 } + (deliberation?.stats ?? []) + [outerFinalStats].compactMap { $0 }
     }
@@ -428,6 +553,7 @@ final class FusionSession {
         let usage = usageJSON
         if request.stream {
             openStream()
+            writeAnnotations()  // if the final call ended without a finish chunk
             if request.includeUsage { writeChunk(delta: .object([:]), finishReason: nil, usage: usage) }
             write(SSEEncoder.done)
             stream.emitEnd()
@@ -435,6 +561,7 @@ final class FusionSession {
             var message: [String: JSONValue] = ["role": .string("assistant"),
                                                 "content": answerContent.isEmpty && !answerToolCalls.calls.isEmpty ? .null : .string(answerContent)]
             if !answerToolCalls.calls.isEmpty { message["tool_calls"] = .array(answerToolCalls.calls.map(\.json)) }
+            if !sources.isEmpty { message["annotations"] = .array(sources.annotations(for: answerContent)) }
             var completion: [String: JSONValue] = [
                 "id": .string(generationID), "object": .string("chat.completion"), "created": .int(Int64(created)),
                 "model": .string(request.outerModel),
@@ -477,6 +604,8 @@ final class FusionSession {
         for call in memberCalls.values { call.cancel() }
         memberCalls.removeAll()
         judgeCall?.cancel()
+        for task in toolTasks.values { task.cancel() }
+        toolTasks.removeAll()
         keepAlive?.close()
         writer.onClientGone = nil
         if writer.state == .streaming {

@@ -2,6 +2,7 @@ import Foundation
 import Fusion
 import GatewayCore
 import HTTPServer
+import Web
 import Yams
 
 /// The gateway's configuration: a YAML file (see `Fixtures/config/example.yaml`, the commented
@@ -72,6 +73,8 @@ public struct GatewayConfig: Sendable {
     public var providers: [String: Provider] = [:]
     /// Fusion (panel, judge, presets); nil when neither configured nor simulated.
     public var fusion: FusionSettings? = .simulated
+    /// Web tools for Fusion's panel and judge; nil (no `web:` section): none offered.
+    public var web: WebSettings?
 
     /// The reserved provider name of the built-in simulated models.
     public static let simulatedProviderName = "sim"
@@ -111,7 +114,7 @@ public struct GatewayConfig: Sendable {
         config.simulatedModels = false  // a config file opts in to simulated models explicitly
         guard let root = node else { return config }
         let top = try ConfigNode(root, path: source)
-        try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion"])
+        try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion", "web"])
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                   "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms"])
@@ -181,6 +184,9 @@ public struct GatewayConfig: Sendable {
         } else {
             config.fusion = config.simulatedModels ? .simulated : nil
         }
+        if let web = try top.child("web") {
+            config.web = try parseWeb(web)
+        }
         if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
             throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
         }
@@ -219,6 +225,56 @@ extension GatewayConfig {
             settings.panelContext = value
         }
         return settings
+    }
+}
+
+extension GatewayConfig {
+    static func parseWeb(_ node: ConfigNode) throws -> WebSettings {
+        try node.allowOnly(["panel", "judge", "max_calls_per_turn", "search", "fetch"])
+        var web = WebSettings()
+        web.panel = try node.bool("panel") ?? web.panel
+        web.judge = try node.bool("judge") ?? web.judge
+        web.maxCallsPerTurn = try node.int("max_calls_per_turn", in: 1...16) ?? web.maxCallsPerTurn
+        if let search = try node.child("search") {
+            try search.allowOnly(["backend", "url", "api_key_env", "max_results", "timeout_ms"],
+                                 hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
+            let name = try search.string("backend") ?? SearchBackend.Kind.searxng.rawValue
+            guard let kind = SearchBackend.Kind(rawValue: name) else {
+                throw ConfigError("\(search.path).backend: unknown search backend '\(name)' (supported: \(SearchBackend.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            let url = try search.string("url")
+            if let url, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+                throw ConfigError("\(search.path).url must start with http:// or https://")
+            }
+            if kind == .searxng && url == nil {
+                throw ConfigError("\(search.path).url is required for searxng (the instance's base URL, e.g. http://127.0.0.1:8888)")
+            }
+            web.searchAPIKeyEnvironmentVariable = try search.string("api_key_env")
+            if kind != .searxng && web.searchAPIKeyEnvironmentVariable == nil {
+                throw ConfigError("\(search.path).api_key_env is required for \(kind.rawValue) (the environment variable holding its key)")
+            }
+            web.search = SearchBackend(kind: kind, baseURL: url)
+            web.maxResults = try search.int("max_results", in: 1...20) ?? web.maxResults
+            web.searchTimeoutMilliseconds = try search.milliseconds("timeout_ms") ?? web.searchTimeoutMilliseconds
+        }
+        if let fetch = try node.child("fetch") {
+            try fetch.allowOnly(["enabled", "timeout_ms", "max_bytes", "max_characters", "max_redirects", "allow"])
+            web.fetch = try fetch.bool("enabled") ?? web.fetch
+            web.fetchTimeoutMilliseconds = try fetch.milliseconds("timeout_ms") ?? web.fetchTimeoutMilliseconds
+            web.maxFetchBytes = try fetch.int("max_bytes", in: 1024...(64 << 20)) ?? web.maxFetchBytes
+            web.maxPageCharacters = try fetch.int("max_characters", in: 100...1_000_000) ?? web.maxPageCharacters
+            web.maxRedirects = try fetch.int("max_redirects", in: 0...20) ?? web.maxRedirects
+            for entry in try fetch.stringList("allow") ?? [] {
+                guard let rule = AddressRule(entry) else {
+                    throw ConfigError("\(fetch.path).allow: '\(entry)' is not an address or network (e.g. 10.0.0.0/8, 127.0.0.1:8443, [::1]:8080)")
+                }
+                web.addressPolicy.allow.append(rule)
+            }
+        }
+        guard web.offersAnyTool else {
+            throw ConfigError("\(node.path): no tool left (no search backend and fetch disabled): remove the section instead")
+        }
+        return web
     }
 }
 

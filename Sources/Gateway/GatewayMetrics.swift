@@ -49,5 +49,11 @@ public final class GatewayMetrics: Sendable {
             labels: [("reason", reason)]).increment()
     }
 
+    func countWebTool(name: String, failed: Bool) {
+        registry.makeCounter(
+            descriptor: Self.name("web_tool_calls", unit: "total", help: "Web tool calls run for Fusion's panel and judge, by tool and outcome."),
+            labels: [("tool", name), ("outcome", failed ? "error" : "ok")]).increment()
+    }
+
     func render() -> [UInt8] { registry.emitToBuffer() }
 }

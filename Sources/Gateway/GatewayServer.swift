@@ -7,6 +7,7 @@ import Logging
 import Prometheus
 import MockUpstream
 import UpstreamClient
+import Web
 
 /// What every loop of one gateway shares: the routing table, generation records and counters.
 public final class GatewayShared: Sendable {
@@ -42,6 +43,8 @@ public final class GatewayServer {
     /// Where Fusion places inner calls: this loop first, then the others (set by the cluster).
     private var workers: [UpstreamWorker]
     private var shuttingDown = false
+    /// Runs Fusion's web tool calls on this loop; nil without a `web:` config.
+    private let webTools: WebToolRunner?
     /// Connections this loop accepted, and upstream transfers it started (for tests and metrics).
     public private(set) var acceptedConnections = 0
     public var startedTransfers: Int { client.startedTransferCount }
@@ -68,6 +71,18 @@ public final class GatewayServer {
             simulator = nil
             self.shared = GatewayShared(router: ModelRouter(config: config, simulatedBaseURL: nil, environment: environment),
                                         gatewayKeys: config.gatewayKeys(environment: environment))
+        }
+        if var web = config.web {
+            if let variable = web.searchAPIKeyEnvironmentVariable {
+                web.search?.apiKey = environment[variable]
+                if environment[variable]?.isEmpty ?? true, shared == nil {
+                    logger.warning("the web search backend has no API key; web_search calls will fail until it is set",
+                                   metadata: ["env": "\(variable)"])
+                }
+            }
+            webTools = WebToolRunner(client: client, settings: web)
+        } else {
+            webTools = nil
         }
         server = try HTTPServer(loop: loop, host: config.server.host, port: config.server.port,
                                 limits: config.server.limits, reusePort: reusePort) { [unowned self] request, writer in
@@ -159,10 +174,17 @@ public final class GatewayServer {
             case .fusion(let fusionRequest):
                 let settings = config.fusion!
                 let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router)
+                if webTools == nil {
+                    for (key, value) in [("web_search", fusionRequest.parameters.webSearch), ("judge_web_search", fusionRequest.parameters.judgeWebSearch)]
+                    where value == true {
+                        throw .invalidRequest("'\(fusionRequest.parameterPath).\(key)' is true but this gateway has no web tools configured (see the `web:` section of its config).",
+                                              param: "\(fusionRequest.parameterPath).\(key)")
+                    }
+                }
                 let session = FusionSession(
                     request: fusionRequest, routes: routes, writer: writer, workers: workers, settings: settings,
                     upstream: config.upstream, secrets: router.secrets, generationID: generationID, metrics: shared.metrics,
-                    slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds
+                    slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
                 ) { [unowned self] record in
                     finished(record, writer: writer, log: log)
                 }

@@ -20,6 +20,9 @@ struct GenerationRecord: Sendable {
     var durationMilliseconds: Double = 0
     var calls: [MemberStats] = []
     var error: String?
+    /// Web search results returned to the panel and the judge, and web tool calls run.
+    var numSearchResults = 0
+    var webToolCalls = 0
 
     var json: JSONValue {
         func rounded(_ value: Double) -> JSONValue { .double((value * 1000).rounded() / 1000) }
@@ -29,7 +32,8 @@ struct GenerationRecord: Sendable {
             "streamed": .bool(streamed), "cancelled": .bool(cancelled), "status": .int(Int64(status)),
             "finish_reason": finishReason.map(JSONValue.string) ?? .null,
             "tokens_prompt": .int(usage.promptTokens), "tokens_completion": .int(usage.completionTokens),
-            "native_tokens_reasoning": .int(0), "num_search_results": .int(0),
+            "native_tokens_reasoning": .int(0), "num_search_results": .int(Int64(numSearchResults)),
+            "num_web_tool_calls": .int(Int64(webToolCalls)),
             "total_cost": .double(usage.cost), "usage": usage.json,
             "latency": firstTokenMilliseconds.map(rounded) ?? .null,
             "generation_time": rounded(durationMilliseconds),

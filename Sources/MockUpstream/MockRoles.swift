@@ -107,10 +107,62 @@ enum MockRoles {
                         "blind_spots": .array(blindSpots)])
     }
 
+    // MARK: researcher (web tools)
+
+    static func offersTools(_ request: JSONValue) -> Bool {
+        let names = request["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue } ?? []
+        return names.contains("web_search") || names.contains("web_fetch") ? request["tool_choice"]?.stringValue != "none" : false
+    }
+
+    /// The tool messages' contents, in order.
+    static func toolResults(_ request: JSONValue) -> [String] {
+        (request["messages"]?.arrayValue ?? []).filter { $0["role"]?.stringValue == "tool" }.compactMap { $0["content"]?.stringValue }
+    }
+
+    static func researcherTurn(_ request: JSONValue, loop: Bool, parallel: Int) -> OuterTurn {
+        let messages = request["messages"]?.arrayValue ?? []
+        let question = messages.first { $0["role"]?.stringValue == "user" }?["content"]?.stringValue ?? ""
+        let results = toolResults(request)
+        let parsed = results.map { try? JSONValue.parse(Array($0.utf8)) }
+        if offersTools(request) {
+            func search(_ query: String) -> OuterTurn {
+                .callTools(Array(repeating: ("web_search", #"{"query":\#(JSONWriting.quoted(query)),"max_results":3}"#), count: max(1, parallel)))
+            }
+            if loop { return search("\(question.prefix(40)) \(results.count)") }
+            let urls = question.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init).filter { $0.contains("://") }
+            if !urls.isEmpty {
+                if results.count < urls.count { return .callTools([("web_fetch", #"{"url":\#(JSONWriting.quoted(urls[results.count]))}"#)]) }
+            } else if results.isEmpty {
+                return search(String(question.prefix(80)))
+            } else if results.count == max(1, parallel), let url = parsed.last??["results"]?.arrayValue?.first?["url"]?.stringValue {
+                return .callTools([("web_fetch", #"{"url":\#(JSONWriting.quoted(url))}"#)])
+            }
+        }
+        var lines = ["A researcher's view on \"\(question.prefix(80))\":", "- The answer should rest on evidence rather than intuition."]
+        var cited: [String] = []
+        for result in parsed {
+            if let error = result?["error"]?.stringValue {
+                lines.append("- A web tool failed: \(error)")
+            } else if let found = result?["results"]?.arrayValue {
+                lines.append("- A search found \(found.count) results.")
+            } else if let url = result?["url"]?.stringValue {
+                let title = result?["title"]?.stringValue ?? url
+                let excerpt = (result?["content"]?.stringValue ?? "").split(separator: "\n").first { !$0.hasPrefix("#") } ?? ""
+                lines.append("- [\(title)](\(url)) reports: \(excerpt.prefix(120))"
+                    + (result?["truncated"]?.boolValue == true ? " (page truncated)" : ""))
+                cited.append(url)
+            }
+        }
+        if results.isEmpty { lines.append("- I answered without web tools.") }
+        if request["tool_choice"]?.stringValue == "none" { lines.append("- I stopped searching after \(results.count) tool results.") }
+        lines.append("- On the overall verdict: the evidence is mixed.")
+        return .text(lines.joined(separator: "\n"))
+    }
+
     // MARK: outer model
 
     enum OuterTurn {
-        case callTool(name: String, arguments: String)
+        case callTools([(name: String, arguments: String)])
         case text(String)
     }
 
@@ -123,12 +175,12 @@ enum MockRoles {
         let names = tools.compactMap { $0["function"]?["name"]?.stringValue }
         let lower = lastUserText.lowercased()
         if let callerTool = names.first(where: { $0 != "fusion" && lower.contains($0.lowercased()) }) {
-            return .callTool(name: callerTool, arguments: #"{"query":\#(JSONWriting.quoted(lastUserText))}"#)
+            return .callTools([(callerTool, #"{"query":\#(JSONWriting.quoted(lastUserText))}"#)])
         }
         let required = request["tool_choice"]?.stringValue == "required"
         let words = lastUserText.split(whereSeparator: { $0 == " " }).count
         if names.contains("fusion") && (required || words >= 4) {
-            return .callTool(name: "fusion", arguments: #"{"question":\#(JSONWriting.quoted(lastUserText))}"#)
+            return .callTools([("fusion", #"{"question":\#(JSONWriting.quoted(lastUserText))}"#)])
         }
         return .text("A direct answer from the simulated outer model: \"\(lastUserText.prefix(80))\" needs no deliberation.")
     }
@@ -169,6 +221,11 @@ enum MockRoles {
         }
         let blind = analysis["blind_spots"]?.arrayValue?.compactMap(\.stringValue) ?? []
         if !blind.isEmpty { lines.append("Not covered by any model: " + blind.joined(separator: "; ") + ".") }
+        let sources = (result["sources"]?.arrayValue ?? []).compactMap { source -> String? in
+            guard let url = source["url"]?.stringValue else { return nil }
+            return "[\(source["title"]?.stringValue ?? url)](\(url))"
+        }
+        if !sources.isEmpty { lines.append("Sources: " + sources.joined(separator: ", ")) }
         return lines.joined(separator: "\n")
     }
 }

@@ -34,8 +34,13 @@ public struct MockScenario: Equatable, Sendable {
         /// prompt), writes the final answer from a fusion result, and acts as judge when given the
         /// judge's prompt.
         case outer
-        /// A judge: returns the analysis computed from the panel answers in its prompt.
+        /// A judge: returns the analysis computed from the panel answers in its prompt
+        /// (`search=1`: first calls web_search, when offered).
         case judge
+        /// A panel member that uses the web tools when offered: fetches the URLs in its question,
+        /// or searches and reads the top result, then answers citing its sources; `loop=1`
+        /// searches whenever it may (to hit the step cap); `parallel=N` makes N searches a turn.
+        case researcher
         /// Judges that fail: prose instead of JSON, JSON of the wrong shape, no text at all, and
         /// prose first then valid JSON when asked again.
         case judgeInvalidJSON = "judge-invalid-json"

@@ -34,6 +34,10 @@ public final class MockUpstream {
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        if MockWeb.handles(request) {
+            MockWeb.handle(request, writer)
+            return
+        }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
             chatCompletion(request, writer)
@@ -136,20 +140,30 @@ struct MockScript {
         case .echo:
             steps = [.content(String(decoding: rawBody, as: UTF8.self))]
         case .toolCall:
-            steps = Self.toolCallSteps(name: "get_weather", arguments: #"{"location":"Paris, France","unit":"celsius"}"#)
+            steps = Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)])
         case .paced:
             let count = scenario.option("deltas", default: 64)
             steps = (0..<count).map { .content("t\($0) ") }
         case .expert:
             steps = Self.words(MockRoles.expertAnswer(persona: scenario.persona, question: prompt))
         case .judge:
-            steps = Self.judgeSteps(request)
+            if scenario.option("search", default: 0) == 1, MockRoles.offersTools(request), MockRoles.toolResults(request).isEmpty {
+                steps = Self.toolCallSteps([("web_search", #"{"query":"fact check the disputed verdict"}"#)])
+            } else {
+                steps = Self.judgeSteps(request)
+            }
+        case .researcher:
+            switch MockRoles.researcherTurn(request, loop: scenario.option("loop", default: 0) == 1,
+                                            parallel: scenario.option("parallel", default: 1)) {
+            case .callTools(let calls): steps = Self.toolCallSteps(calls)
+            case .text(let text): steps = Self.words(text)
+            }
         case .outer:
             if MockRoles.isJudgeRequest(request) {
                 steps = Self.judgeSteps(request)
             } else {
                 switch MockRoles.outerTurn(request, lastUserText: prompt) {
-                case .callTool(let name, let arguments): steps = Self.toolCallSteps(name: name, arguments: arguments)
+                case .callTools(let calls): steps = Self.toolCallSteps(calls)
                 case .text(let text): steps = Self.words(text)
                 }
             }
@@ -208,14 +222,19 @@ struct MockScript {
         fragments(String(decoding: MockRoles.analysis(of: MockRoles.panelAnswers(in: request)).serialized(), as: UTF8.self))
     }
 
-    /// A tool call whose arguments arrive in fragments split mid-token, as real models send them.
-    static func toolCallSteps(name: String, arguments: String) -> [Step] {
-        var steps: [Step] = [.toolCall(index: 0, id: "call_mock_\(name)", name: name, arguments: "")]
-        var rest = Substring(arguments)
-        while !rest.isEmpty {
-            let piece = rest.prefix(7)
-            steps.append(.toolCall(index: 0, id: nil, name: nil, arguments: String(piece)))
-            rest = rest.dropFirst(piece.count)
+    /// Tool calls (parallel when several) whose arguments arrive in fragments split mid-token,
+    /// as real models send them.
+    static func toolCallSteps(_ calls: [(name: String, arguments: String)]) -> [Step] {
+        var steps: [Step] = []
+        for (index, call) in calls.enumerated() {
+            let id = calls.count == 1 ? "call_mock_\(call.name)" : "call_mock_\(call.name)_\(index)"
+            steps.append(.toolCall(index: index, id: id, name: call.name, arguments: ""))
+            var rest = Substring(call.arguments)
+            while !rest.isEmpty {
+                let piece = rest.prefix(7)
+                steps.append(.toolCall(index: index, id: nil, name: nil, arguments: String(piece)))
+                rest = rest.dropFirst(piece.count)
+            }
         }
         return steps
     }

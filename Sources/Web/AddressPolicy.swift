@@ -65,13 +65,29 @@ public struct AddressPolicy: Sendable, Equatable {
         return nil
     }
 
+    /// Dotted IPv4, or IPv6 in its canonical short form (RFC 5952: the longest run of zero
+    /// groups as `::`, IPv4-mapped addresses as `::ffff:a.b.c.d`).
     public static func format(_ address: [UInt8]) -> String {
         if address.count == 4 { return address.map(String.init).joined(separator: ".") }
-        var groups: [String] = []
-        for index in stride(from: 0, to: address.count, by: 2) {
-            groups.append(String(UInt16(address[index]) << 8 | UInt16(address[index + 1]), radix: 16))
+        guard address.count == 16 else { return "?" }
+        if address[0..<10].allSatisfy({ $0 == 0 }) && address[10] == 0xff && address[11] == 0xff {
+            return "::ffff:" + format(Array(address[12..<16]))
         }
-        return groups.joined(separator: ":")
+        let groups = stride(from: 0, to: 16, by: 2).map { UInt16(address[$0]) << 8 | UInt16(address[$0 + 1]) }
+        var best = (start: -1, length: 0)
+        var index = 0
+        while index < 8 {
+            guard groups[index] == 0 else { index += 1; continue }
+            var end = index
+            while end < 8 && groups[end] == 0 { end += 1 }
+            if end - index > best.length && end - index >= 2 { best = (index, end - index) }
+            index = end
+        }
+        let hex = groups.map { String($0, radix: 16) }
+        guard best.start >= 0 else { return hex.joined(separator: ":") }
+        let head = hex[..<best.start].joined(separator: ":")
+        let tail = hex[(best.start + best.length)...].joined(separator: ":")
+        return head + "::" + tail
     }
 
     /// Parses a dotted IPv4 or an IPv6 literal (no zone) into its bytes.

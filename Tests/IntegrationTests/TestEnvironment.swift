@@ -7,6 +7,7 @@ import GatewayCore
 import HTTPServer
 import Logging
 import MockUpstream
+import Web
 
 /// A gateway and a mock upstream on their own loop thread, both on port 0. Each test makes its
 /// own, so tests run in parallel without sharing a loop or a counter.
@@ -23,7 +24,9 @@ final class TestEnvironment: @unchecked Sendable {
 
     static let secretKey = "sk-test-secret-0123456789"
 
-    init(_ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
+    /// `web`: web tools on, searching the mock's simulated SearXNG and allowed to fetch from the
+    /// mock's port only (every other loopback port stays refused).
+    init(web: Bool = false, _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
         let stats = mockStats
         let ports = try thread.loop.submitAndWait { [self] () -> (Int, Int, GatewayStats) in
             let mock = try MockUpstream(loop: thread.loop, port: 0, stats: stats)
@@ -55,6 +58,16 @@ final class TestEnvironment: @unchecked Sendable {
             fusion.memberTimeoutMilliseconds = 600
             fusion.judgeTimeoutMilliseconds = 1_000
             config.fusion = fusion
+            if web {
+                var settings = WebSettings()
+                settings.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:\(mock.port)")
+                settings.addressPolicy = AddressPolicy(allow: [AddressRule("127.0.0.1:\(mock.port)")!])
+                settings.fetchTimeoutMilliseconds = 500
+                settings.searchTimeoutMilliseconds = 500
+                settings.maxPageCharacters = 2_000
+                settings.maxFetchBytes = 64 * 1024
+                config.web = settings
+            }
             configure(&config)
             var logger = Logger(label: "gateway-under-test")
             logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical

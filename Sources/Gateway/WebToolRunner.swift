@@ -1,0 +1,277 @@
+import EventLoop
+import Foundation
+import Fusion
+import GatewayCore
+import UpstreamClient
+import Web
+
+/// What a web tool call produced.
+struct WebToolOutcome {
+    /// The tool message's content for the model (JSON).
+    var content: String
+    var sources: [Source] = []
+    /// Results a search returned (for `num_search_results`).
+    var searchResults = 0
+    var error: String?
+
+    static func failure(_ message: String) -> WebToolOutcome {
+        WebToolOutcome(content: String(decoding: JSONValue.object(["error": .string(message)]).serialized(), as: UTF8.self),
+                       error: message)
+    }
+}
+
+/// A web tool call in flight; `cancel()` stops it and its completion never runs.
+protocol WebToolTask: AnyObject {
+    func cancel()
+}
+
+/// Runs `web_search` and `web_fetch` calls on one loop, with its curl client (no thread, no
+/// blocking): Fusion's tool loops hand it the calls their models make.
+final class WebToolRunner {
+    let settings: WebSettings
+    private let client: UpstreamClient
+
+    init(client: UpstreamClient, settings: WebSettings) {
+        self.client = client
+        self.settings = settings
+    }
+
+    /// Runs `call`; `completion` runs on the loop, possibly before this returns (a call that is
+    /// invalid on its face). Returns nil when it already completed.
+    @discardableResult
+    func run(_ call: ToolCall, completion: @escaping (WebToolOutcome) -> Void) -> (any WebToolTask)? {
+        guard case .object(let arguments) = (try? JSONValue.parse(Array(call.arguments.utf8))) ?? .null else {
+            completion(.failure("the arguments of \(call.name) are not a JSON object"))
+            return nil
+        }
+        switch call.name {
+        case WebToolNames.search:
+            guard let backend = settings.search else {
+                completion(.failure("web_search is not available on this gateway"))
+                return nil
+            }
+            if backend.kind != .searxng, backend.apiKey?.isEmpty ?? true {
+                completion(.failure("the \(backend.kind.rawValue) search backend has no API key (its environment variable is not set)"))
+                return nil
+            }
+            guard let query = arguments["query"]?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines), !query.isEmpty else {
+                completion(.failure("web_search needs a non-empty 'query'"))
+                return nil
+            }
+            let count = min(settings.maxResults, max(1, Int(arguments["max_results"]?.intValue ?? Int64(settings.maxResults))))
+            return WebSearch(client: client, backend: backend, query: query, count: count, settings: settings, completion: completion)
+        case WebToolNames.fetch:
+            guard settings.fetch else {
+                completion(.failure("web_fetch is not available on this gateway"))
+                return nil
+            }
+            guard let text = arguments["url"]?.stringValue else {
+                completion(.failure("web_fetch needs a 'url' string"))
+                return nil
+            }
+            switch WebPage.validate(text) {
+            case .failure(let error):
+                completion(.failure(error.message))
+                return nil
+            case .success(let url):
+                return WebFetch(client: client, url: url, settings: settings, completion: completion)
+            }
+        default:
+            completion(.failure("unknown tool '\(call.name)': the available tools are web_search and web_fetch"))
+            return nil
+        }
+    }
+}
+
+/// One search: a GET (or POST) to the configured backend, its reply normalised.
+private final class WebSearch: WebToolTask {
+    private var transfer: UpstreamTransfer?
+    private var completion: ((WebToolOutcome) -> Void)?
+    private var status = 0
+    private var body: [UInt8] = []
+
+    init(client: UpstreamClient, backend: SearchBackend, query: String, count: Int, settings: WebSettings,
+         completion: @escaping (WebToolOutcome) -> Void) {
+        self.completion = completion
+        let request = backend.request(query: query, count: count)
+        var upstream = UpstreamRequest(url: request.url, method: request.method, headers: request.headers, body: request.body,
+                                       connectTimeoutMilliseconds: Int(settings.searchTimeoutMilliseconds))
+        upstream.totalTimeoutMilliseconds = Int(settings.searchTimeoutMilliseconds)
+        upstream.acceptCompression = true
+        let transfer = client.start(upstream)
+        self.transfer = transfer
+        let name = backend.kind.rawValue
+        transfer.onHead = { [unowned self] status, _ in self.status = status }
+        transfer.onData = { [unowned self] bytes in
+            guard body.count + bytes.count <= 4 << 20 else {
+                finish(.failure("the \(name) search backend's reply is larger than 4 MiB"))
+                return true
+            }
+            body.append(contentsOf: bytes)
+            return true
+        }
+        transfer.onComplete = { [unowned self] failure in
+            self.transfer = nil
+            if let failure {
+                finish(.failure("the \(name) search backend failed: \(failure.message)"))
+            } else if !(200..<300).contains(status) {
+                let detail = String(decoding: body.prefix(200), as: UTF8.self)
+                finish(.failure("the \(name) search backend answered HTTP \(status): \(detail)"))
+            } else {
+                do throws(SearchBackend.ParseError) {
+                    let results = try backend.parse(body, count: count)
+                    let content = JSONValue.object(["query": .string(query), "results": .array(results.map(\.json))])
+                    finish(WebToolOutcome(content: String(decoding: content.serialized(), as: UTF8.self),
+                                          sources: results.map { Source(url: $0.url, title: $0.title, content: $0.snippet) },
+                                          searchResults: results.count))
+                } catch {
+                    finish(.failure(error.description))
+                }
+            }
+        }
+    }
+
+    private func finish(_ outcome: WebToolOutcome) {
+        transfer?.cancel()
+        transfer = nil
+        let callback = completion
+        completion = nil
+        callback?(outcome)
+    }
+
+    func cancel() {
+        completion = nil
+        transfer?.cancel()
+        transfer = nil
+    }
+}
+
+/// One page read: GET with redirects followed by hand (each hop's URL validated, and each
+/// connection's address checked by the SSRF policy after DNS resolution), a size cap (the rest is
+/// cut off, the page marked truncated), one deadline over all hops, and the body turned into text.
+private final class WebFetch: WebToolTask {
+    private let client: UpstreamClient
+    private let settings: WebSettings
+    private var transfer: UpstreamTransfer?
+    private var deadline: LoopTimer?
+    private var completion: ((WebToolOutcome) -> Void)?
+    private var url: URL
+    private var redirects = 0
+    private var status = 0
+    private var headers: [(String, String)] = []
+    private var body: [UInt8] = []
+    private var truncated = false
+
+    init(client: UpstreamClient, url: URL, settings: WebSettings, completion: @escaping (WebToolOutcome) -> Void) {
+        self.client = client
+        self.settings = settings
+        self.url = url
+        self.completion = completion
+        let deadline = LoopTimer(loop: client.loop) { [unowned self] in
+            finish(.failure("fetching \(self.url.absoluteString) took longer than \(settings.fetchTimeoutMilliseconds) ms"))
+        }
+        deadline.start(afterMilliseconds: settings.fetchTimeoutMilliseconds)
+        self.deadline = deadline
+        hop()
+    }
+
+    private func hop() {
+        status = 0
+        headers = []
+        body = []
+        let policy = settings.addressPolicy
+        var request = UpstreamRequest(url: url.absoluteString, method: "GET", headers: [
+            ("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,application/json;q=0.8,*/*;q=0.5"),
+        ], connectTimeoutMilliseconds: Int(settings.fetchTimeoutMilliseconds))
+        request.connectFilter = { address, port in policy.refusal(address: address, port: port) }
+        request.totalTimeoutMilliseconds = Int(settings.fetchTimeoutMilliseconds)
+        request.acceptCompression = true
+        let transfer = client.start(request)
+        self.transfer = transfer
+        transfer.onHead = { [unowned self] status, headers in
+            self.status = status
+            self.headers = headers
+        }
+        transfer.onData = { [unowned self] bytes in
+            guard (200..<300).contains(status) else { return true }  // a redirect's or error's body: not needed
+            let room = settings.maxFetchBytes - body.count
+            body.append(contentsOf: bytes.prefix(room))
+            if bytes.count > room {
+                truncated = true
+                self.transfer?.cancel()  // enough: read no more
+                self.transfer = nil
+                complete()
+            }
+            return true
+        }
+        transfer.onComplete = { [unowned self] failure in
+            self.transfer = nil
+            if let failure {
+                if case .refused(let reason) = failure {
+                    finish(.failure("refused to fetch \(url.absoluteString): \(reason)"))
+                } else {
+                    finish(.failure("could not fetch \(url.absoluteString): \(failure.message)"))
+                }
+                return
+            }
+            complete()
+        }
+    }
+
+    private func header(_ name: String) -> String? {
+        headers.last { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
+
+    private func complete() {
+        if [301, 302, 303, 307, 308].contains(status), let location = header("Location") {
+            guard redirects < settings.maxRedirects else {
+                finish(.failure("too many redirects (more than \(settings.maxRedirects)) from \(url.absoluteString)"))
+                return
+            }
+            switch WebPage.redirectTarget(location, from: url) {
+            case .failure(let error):
+                finish(.failure(error.message))
+            case .success(let target):
+                redirects += 1
+                url = target
+                hop()
+            }
+            return
+        }
+        guard (200..<300).contains(status) else {
+            finish(.failure("\(url.absoluteString) answered HTTP \(status)"))
+            return
+        }
+        switch WebPage.render(body: body, contentType: header("Content-Type"), maxCharacters: settings.maxPageCharacters,
+                              downloadTruncated: truncated) {
+        case .failure(let error):
+            finish(.failure("\(url.absoluteString): \(error.message)"))
+        case .success(let page):
+            let address = url.absoluteString
+            var content: [String: JSONValue] = ["url": .string(address), "content": .string(page.text),
+                                                "truncated": .bool(page.truncated)]
+            if let title = page.title { content["title"] = .string(title) }
+            let excerpt = String(page.text.prefix(300))
+            finish(WebToolOutcome(content: String(decoding: JSONValue.object(content).serialized(), as: UTF8.self),
+                                  sources: [Source(url: address, title: page.title ?? address, content: excerpt)]))
+        }
+    }
+
+    private func finish(_ outcome: WebToolOutcome) {
+        transfer?.cancel()
+        transfer = nil
+        deadline?.close()
+        deadline = nil
+        let callback = completion
+        completion = nil
+        callback?(outcome)
+    }
+
+    func cancel() {
+        completion = nil
+        transfer?.cancel()
+        transfer = nil
+        deadline?.close()
+        deadline = nil
+    }
+}
