@@ -45,6 +45,8 @@ public struct FusionSettings: Sendable, Equatable {
         presets: [
             "quality": Preset(analysisModels: ["sim/expert-1", "sim/expert-2", "sim/expert-3"]),
             "budget": Preset(analysisModels: ["sim/expert-1", "sim/expert-2"]),
+            // A member that searches and reads the simulated web (when web tools are on).
+            "research": Preset(analysisModels: ["sim/researcher", "sim/expert-1", "sim/expert-2"]),
         ],
         defaultPreset: "quality")
 }

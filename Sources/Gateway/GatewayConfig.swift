@@ -81,8 +81,12 @@ public struct GatewayConfig: Sendable {
 
     public init() {}
 
-    /// No file: simulated models only, no keys needed.
-    public static var embeddedDefault: GatewayConfig { GatewayConfig() }
+    /// No file: simulated models and the simulated web only, no keys needed.
+    public static var embeddedDefault: GatewayConfig {
+        var config = GatewayConfig()
+        config.web = .simulatedWeb
+        return config
+    }
 
     /// The gateway keys in force: the config's plus the environment variable's.
     public func gatewayKeys(environment: [String: String]) -> [String] {
@@ -186,6 +190,9 @@ public struct GatewayConfig: Sendable {
         }
         if let web = try top.child("web") {
             config.web = try parseWeb(web)
+            if config.web?.simulated == true && !config.simulatedModels {
+                throw ConfigError("\(web.path).simulated needs simulated_models: true (the simulated web is served with the sim/ models)")
+            }
         }
         if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
             throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
@@ -230,8 +237,12 @@ extension GatewayConfig {
 
 extension GatewayConfig {
     static func parseWeb(_ node: ConfigNode) throws -> WebSettings {
-        try node.allowOnly(["panel", "judge", "max_calls_per_turn", "search", "fetch"])
+        try node.allowOnly(["panel", "judge", "max_calls_per_turn", "search", "fetch", "simulated"])
         var web = WebSettings()
+        web.simulated = try node.bool("simulated") ?? false
+        if try web.simulated && node.child("search") != nil {
+            throw ConfigError("\(node.path): 'simulated' searches the simulated web: it excludes 'search'")
+        }
         web.panel = try node.bool("panel") ?? web.panel
         web.judge = try node.bool("judge") ?? web.judge
         web.maxCallsPerTurn = try node.int("max_calls_per_turn", in: 1...16) ?? web.maxCallsPerTurn
@@ -271,7 +282,7 @@ extension GatewayConfig {
                 web.addressPolicy.allow.append(rule)
             }
         }
-        guard web.offersAnyTool else {
+        guard web.offersAnyTool || web.simulated else {
             throw ConfigError("\(node.path): no tool left (no search backend and fetch disabled): remove the section instead")
         }
         return web

@@ -17,10 +17,13 @@ public final class GatewayShared: Sendable {
     public let metrics = GatewayMetrics()
     /// Keys clients must present; empty: no authentication.
     let gatewayKeys: [String]
+    /// The web tools' settings with keys and the simulated web's address filled in.
+    let web: WebSettings?
 
-    init(router: ModelRouter, gatewayKeys: [String]) {
+    init(router: ModelRouter, gatewayKeys: [String], web: WebSettings?) {
         self.router = router
         self.gatewayKeys = gatewayKeys
+        self.web = web
     }
 }
 
@@ -66,24 +69,16 @@ public final class GatewayServer {
             self.simulator = simulator
             self.shared = GatewayShared(router: ModelRouter(
                 config: config, simulatedBaseURL: "http://127.0.0.1:\(simulator.port)/v1", environment: environment),
-                gatewayKeys: config.gatewayKeys(environment: environment))
+                gatewayKeys: config.gatewayKeys(environment: environment),
+                web: Self.resolveWeb(config.web, environment: environment, simulatorPort: simulator.port, logger: logger))
         } else {
             simulator = nil
             self.shared = GatewayShared(router: ModelRouter(config: config, simulatedBaseURL: nil, environment: environment),
-                                        gatewayKeys: config.gatewayKeys(environment: environment))
+                                        gatewayKeys: config.gatewayKeys(environment: environment),
+                                        web: Self.resolveWeb(config.web, environment: environment, simulatorPort: nil, logger: logger))
         }
-        if var web = config.web {
-            if let variable = web.searchAPIKeyEnvironmentVariable {
-                web.search?.apiKey = environment[variable]
-                if environment[variable]?.isEmpty ?? true, shared == nil {
-                    logger.warning("the web search backend has no API key; web_search calls will fail until it is set",
-                                   metadata: ["env": "\(variable)"])
-                }
-            }
-            webTools = WebToolRunner(client: client, settings: web)
-        } else {
-            webTools = nil
-        }
+        let client = client
+        webTools = self.shared.web.map { WebToolRunner(client: client, settings: $0) }
         server = try HTTPServer(loop: loop, host: config.server.host, port: config.server.port,
                                 limits: config.server.limits, reusePort: reusePort) { [unowned self] request, writer in
             handle(request, writer)
@@ -98,6 +93,25 @@ public final class GatewayServer {
                                metadata: ["provider": "\(provider)", "env": "\(variable)"])
             }
         }
+    }
+
+    /// The web settings in force: the search API's key from the environment, the simulated web's
+    /// address (its server is this process's simulator).
+    private static func resolveWeb(_ web: WebSettings?, environment: [String: String], simulatorPort: Int?,
+                                   logger: Logger) -> WebSettings? {
+        guard var web else { return nil }
+        if web.simulated {
+            guard let simulatorPort else { return nil }
+            web = web.resolvingSimulatedWeb(port: simulatorPort)
+        }
+        if let variable = web.searchAPIKeyEnvironmentVariable {
+            web.search?.apiKey = environment[variable]
+            if environment[variable]?.isEmpty ?? true {
+                logger.warning("the web search backend has no API key; web_search calls will fail until it is set",
+                               metadata: ["env": "\(variable)"])
+            }
+        }
+        return web
     }
 
     /// This loop's worker, for the cluster to share with the other loops.

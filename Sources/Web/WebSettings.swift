@@ -22,7 +22,28 @@ public struct WebSettings: Sendable, Equatable {
     /// Tool calls run from one model turn; extra ones get an error result.
     public var maxCallsPerTurn = 4
 
+    /// Search and read the built-in simulated web (served by the `sim/` models' server, for the
+    /// offline demo): set up by the gateway once that server's port is known.
+    public var simulated = false
+
     public init() {}
+
+    /// The embedded default: the simulated web.
+    public static var simulatedWeb: WebSettings {
+        var settings = WebSettings()
+        settings.simulated = true
+        return settings
+    }
+
+    /// These settings with the simulated web at `port` on loopback: its search API, and its
+    /// pages allowed (every other loopback port stays refused).
+    public func resolvingSimulatedWeb(port: Int) -> WebSettings {
+        guard simulated else { return self }
+        var settings = self
+        settings.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:\(port)")
+        if let rule = AddressRule("127.0.0.1:\(port)") { settings.addressPolicy.allow.append(rule) }
+        return settings
+    }
 
     public var offersAnyTool: Bool { search != nil || fetch }
 }

@@ -4,6 +4,7 @@ import Gateway
 import GatewayCore
 import HTTPServer
 import Testing
+import Web
 
 @Suite struct GatewayConfigTests {
     static let example = URL(fileURLWithPath: #filePath)
@@ -33,6 +34,25 @@ import Testing
         #expect(fusion.judgeFallbackModel == "openrouter/openai/gpt-4o-mini")
         #expect(fusion.memberTimeoutMilliseconds == 120_000)
         #expect(fusion.panelContext == .conversation)
+        let web = try #require(config.web)
+        #expect(web.search == SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:8888"))
+        #expect(web.maxResults == 5 && web.maxRedirects == 5 && web.maxFetchBytes == 2_097_152 && web.maxCallsPerTurn == 4)
+        #expect(web.addressPolicy.allow.map(\.description) == ["10.20.0.0/16", "127.0.0.1:8443"])
+        #expect(!web.simulated)
+    }
+
+    @Test func webSectionChoosesAHostedBackendByEnvironmentKey() throws {
+        let config = try GatewayConfig.parse(yaml: "web: {search: {backend: brave, api_key_env: BRAVE_KEY}, fetch: {enabled: false}}")
+        let web = try #require(config.web)
+        #expect(web.search?.kind == .brave && web.search?.baseURL == "https://api.search.brave.com/res/v1")
+        #expect(web.searchAPIKeyEnvironmentVariable == "BRAVE_KEY" && web.search?.apiKey == nil)
+        #expect(!web.fetch)
+        #expect(try GatewayConfig.parse(yaml: "simulated_models: false").web == nil, "no section: no tools")
+        #expect(GatewayConfig.embeddedDefault.web?.simulated == true)
+        let simulated = try #require(GatewayConfig.embeddedDefault.web?.resolvingSimulatedWeb(port: 4321))
+        #expect(simulated.search?.baseURL == "http://127.0.0.1:4321")
+        #expect(simulated.addressPolicy.refusal(address: [127, 0, 0, 1], port: 4321) == nil)
+        #expect(simulated.addressPolicy.refusal(address: [127, 0, 0, 1], port: 4322) != nil)
     }
 
     @Test func fusionDefaultsToSimulatedOnlyWithSimulatedModels() throws {
@@ -68,6 +88,16 @@ import Testing
         ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b]}}, default_preset: z}", "default_preset"),
         ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b]}}, panel_context: all}", "panel_context"),
         ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b], judge: c/d}}}", "unknown key 'judge'"),
+        ("web: {search: {backend: google}}", "unknown search backend 'google'"),
+        ("web: {search: {backend: searxng}}", "web.search.url is required"),
+        ("web: {search: {backend: brave}}", "api_key_env is required"),
+        ("web: {search: {backend: brave, api_key: x}}", "api_key_env"),
+        ("web: {search: {url: 'ftp://x'}}", "url must start with"),
+        ("web: {fetch: {allow: [localhost]}}", "'localhost' is not an address"),
+        ("web: {fetch: {max_redirects: 50}}", "web.fetch.max_redirects"),
+        ("web: {fetch: {enabled: false}}", "no tool left"),
+        ("web: {simulated: true}", "needs simulated_models"),
+        ("web: {serach: {}}", "unknown key 'serach'"),
     ])
     func badConfigsAreRejectedWithTheirPath(yaml: String, mention: String) {
         do {

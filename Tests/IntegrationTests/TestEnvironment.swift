@@ -58,6 +58,7 @@ final class TestEnvironment: @unchecked Sendable {
             fusion.memberTimeoutMilliseconds = 600
             fusion.judgeTimeoutMilliseconds = 1_000
             config.fusion = fusion
+            config.web = nil
             if web {
                 var settings = WebSettings()
                 settings.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:\(mock.port)")
