@@ -21,7 +21,7 @@ import Testing
           .timeLimit(.minutes(1)))
     func officialPythonSDKStreamsAndCompletes() throws {
         let python = try #require(Self.python, "FUSION_REQUIRE_PYTHON_E2E=1 but no Python with openai at .venv/bin/python")
-        let env = try TestEnvironment()
+        let env = try TestEnvironment(web: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = [Self.repository.appendingPathComponent("Tests/e2e/openai_sdk_check.py").path,

@@ -120,3 +120,26 @@ fusion = (completion.model_extra or {}).get("fusion") or {}
 check("server tool form", fusion.get("panel", {}).get("requested") == 2, str(fusion)[:200])
 
 print("openai SDK", openai.__version__, "all checks passed")
+
+# Web tools: a panel member searches and reads the mock's simulated web; its sources come back
+# as url_citation annotations, read through the SDK's own types (non-streamed) and from the
+# delta (streamed), with the span of the cited link in the answer.
+research = {
+    "model": "mock/outer:pace_ms=1",
+    "messages": [{"role": "user", "content": "What do studies say about congestion pricing?"}],
+    "tools": [{"type": "openrouter:fusion", "parameters": {"analysis_models": ["mock/researcher:pace_ms=1"]}}],
+    "tool_choice": "required",
+}
+message = client.chat.completions.create(**research).choices[0].message
+annotations = message.annotations or []
+check("citations as annotations", len(annotations) == 3 and annotations[0].type == "url_citation"
+      and annotations[0].url_citation.url.endswith("/web/page/1"), repr(annotations)[:300])
+first = annotations[0].url_citation
+check("citation span", message.content[first.start_index:first.end_index] == f"[{first.title}]({first.url})",
+      message.content[first.start_index:first.end_index])
+streamed = []
+for chunk in client.chat.completions.create(stream=True, **research):
+    if chunk.choices:
+        streamed += (chunk.choices[0].delta.model_extra or {}).get("annotations") or []
+check("streamed annotations", [a["url_citation"]["url"] for a in streamed] == [a.url_citation.url for a in annotations],
+      repr(streamed)[:300])
