@@ -32,6 +32,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "web-bench",
+            dependencies: [
+                "BenchSupport",
+                .product(name: "FusionGatewayKit", package: "fusion-gateway"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // `swift package benchmark` (ordo-one/benchmark): ns and mallocs per event.
         .executableTarget(
             name: "FanInBenchmarks",

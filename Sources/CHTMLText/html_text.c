@@ -17,6 +17,7 @@ void CHTMLText_free(CHTMLText_doc *doc) { xmlFreeDoc((xmlDocPtr)doc); }
 const CHTMLText_node *CHTMLText_root(const CHTMLText_doc *doc) { return (const CHTMLText_node *)xmlDocGetRootElement((const xmlDoc *)doc); }
 const CHTMLText_node *CHTMLText_first_child(const CHTMLText_node *node) { return (const CHTMLText_node *)((const xmlNode *)node)->children; }
 const CHTMLText_node *CHTMLText_next(const CHTMLText_node *node) { return (const CHTMLText_node *)((const xmlNode *)node)->next; }
+const CHTMLText_node *CHTMLText_parent(const CHTMLText_node *node) { return (const CHTMLText_node *)((const xmlNode *)node)->parent; }
 int CHTMLText_type(const CHTMLText_node *node) { return (int)((const xmlNode *)node)->type; }
 const char *CHTMLText_name(const CHTMLText_node *node) { return (const char *)((const xmlNode *)node)->name; }
 const char *CHTMLText_content(const CHTMLText_node *node) { return (const char *)((const xmlNode *)node)->content; }

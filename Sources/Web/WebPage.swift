@@ -67,8 +67,10 @@ public enum WebPage {
             text = String(decoding: body, as: UTF8.self)
         }
         var truncated = downloadTruncated
-        if text.count > maxCharacters {
-            var cut = text.prefix(maxCharacters)
+        // Characters ≤ UTF-8 bytes: most pages are decided without counting.
+        if text.utf8.count > maxCharacters,
+           let limit = text.index(text.startIndex, offsetBy: maxCharacters, limitedBy: text.endIndex), limit < text.endIndex {
+            var cut = text[..<limit]
             if let boundary = cut.lastIndex(where: { $0 == "\n" || $0 == " " }),
                cut.distance(from: boundary, to: cut.endIndex) < 200 {
                 cut = cut[..<boundary]
