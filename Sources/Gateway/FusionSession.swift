@@ -56,6 +56,9 @@ final class FusionSession {
     private let web: WebToolRunner?
     private var memberLoops: [Int: ToolLoop] = [:]
     private var judgeLoop: ToolLoop?
+    /// When each member's and the judge's loop began: their timeouts cover every turn and tool.
+    private var memberStarted: [Int: Double] = [:]
+    private var judgeStarted = 0.0
     private var judgeModel = ""
     private var toolTasks: [ObjectIdentifier: any WebToolTask] = [:]
     private var sources = SourceList()
@@ -373,6 +376,7 @@ final class FusionSession {
         let tools = panelTools
         if !tools.isEmpty { messages.insert(.object(["role": .string("system"), "content": .string(FusionPrompts.panelToolNote)]), at: 0) }
         memberLoops[index] = ToolLoop(messages: messages, tools: tools, maxSteps: request.parameters.maxToolCalls)
+        memberStarted[index] = elapsedMilliseconds
         callMember(index)
     }
 
@@ -380,12 +384,16 @@ final class FusionSession {
     private func callMember(_ index: Int) {
         guard let loop = memberLoops[index] else { return }
         let route = routes.members[index]
+        guard let timeout = remaining(settings.memberTimeoutMilliseconds, since: memberStarted[index] ?? 0) else {
+            handle(.memberFailed(index: index, reason: .timeout,
+                                 message: "no answer within \(settings.memberTimeoutMilliseconds) ms (web tool calls included)"))
+            return
+        }
         let body = FusionPrompts.innerBody(model: route.upstreamModel, messages: loop.messages, parameters: request.parameters,
                                            extra: loop.requestFields)
         // Spread the panel over the gateway's loops; events come back through the channel.
         let worker = workers[(index + 1) % workers.count]
-        memberCalls[index] = startCall(on: worker, route: route, body: body, timeout: settings.memberTimeoutMilliseconds,
-                                       producer: UInt16(index))
+        memberCalls[index] = startCall(on: worker, route: route, body: body, timeout: timeout, producer: UInt16(index))
     }
 
     private func memberTurnEnded(_ index: Int) {
@@ -410,16 +418,26 @@ final class FusionSession {
         judgeModel = model
         judgeUsage = nil
         judgeLoop = ToolLoop(messages: messages, tools: judgeTools, maxSteps: request.parameters.maxToolCalls)
+        judgeStarted = elapsedMilliseconds
         callJudge()
     }
 
     private func callJudge() {
         guard let loop = judgeLoop, let route = routes.judges[judgeModel] else { return }
+        guard let timeout = remaining(settings.judgeTimeoutMilliseconds, since: judgeStarted) else {
+            handle(.judgeFailed(message: "no analysis within \(settings.judgeTimeoutMilliseconds) ms (web tool calls included)"))
+            return
+        }
         let body = FusionPrompts.innerBody(model: route.upstreamModel, messages: loop.messages, parameters: request.parameters,
                                            jsonOutput: true, extra: loop.requestFields)
         judgeProducer += 1
-        judgeCall = startCall(on: workers[0], route: route, body: body, timeout: settings.judgeTimeoutMilliseconds,
-                              producer: judgeProducer)
+        judgeCall = startCall(on: workers[0], route: route, body: body, timeout: timeout, producer: judgeProducer)
+    }
+
+    /// What is left of a `budget` (ms) started at `start` (session time), or nil if nothing.
+    private func remaining(_ budget: UInt64, since start: Double) -> UInt64? {
+        let left = Double(budget) - (elapsedMilliseconds - start)
+        return left >= 1 ? UInt64(left) : nil
     }
 
     private func judgeTurnEnded() {

@@ -268,6 +268,10 @@ public final class GatewayServer {
         if let router = record.router { metadata["router"] = "\(router)" }
         if let ttft = record.firstTokenMilliseconds { metadata["ttft_ms"] = "\(Self.milliseconds(ttft))" }
         if let error = record.error { metadata["error"] = "\(error)" }
+        if record.webToolCalls > 0 {
+            metadata["web_tool_calls"] = "\(record.webToolCalls)"
+            metadata["search_results"] = "\(record.numSearchResults)"
+        }
         log.info("request finished", metadata: metadata)
     }
 

@@ -223,6 +223,17 @@ import Web
         #expect(said.contains("(page truncated)"))
     }
 
+    @Test func theMemberTimeoutCoversItsToolCalls() throws {
+        let env = try TestEnvironment(web: true)  // member_timeout_ms 600, fetch timeout 500
+        let base = "http://127.0.0.1:\(env.mockPort)/web"
+        let model = "mock/researcher:pace_ms=1"
+        let response = try env.chat(body("Read \(base)/slow?ms=3000 and \(base)/slow?ms=3001", parameters: panel(model) + "}"))
+        #expect(response.status == 200)
+        let failure = try #require(response.comments.first { $0.hasPrefix("fusion panel[0] \(model): failed") })
+        #expect(failure == "fusion panel[0] \(model): failed (timeout): no answer within 600 ms (web tool calls included)")
+        #expect(content(response).hasPrefix("The panel could not answer (all_panels_failed)"))
+    }
+
     @Test func theJudgeCanSearchBeforeItsAnalysis() throws {
         let env = try TestEnvironment(web: true)
         let parameters = #"{"analysis_models":["mock/expert-1:pace_ms=1","mock/expert-2:pace_ms=1"],"model":"mock/judge:search=1:pace_ms=1"}"#
