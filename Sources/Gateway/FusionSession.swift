@@ -60,7 +60,7 @@ final class FusionSession {
     private var memberStarted: [Int: Double] = [:]
     private var judgeStarted = 0.0
     private var judgeModel = ""
-    private var toolTasks: [ObjectIdentifier: any WebToolTask] = [:]
+    private var toolTasks: [ObjectIdentifier: WebToolTask] = [:]
     private var sources = SourceList()
     private var annotationsSent = false
     private var toolCalls = ToolCallAccumulator()

@@ -20,9 +20,30 @@ struct WebToolOutcome {
     }
 }
 
-/// A web tool call in flight; `cancel()` stops it and its completion never runs.
-protocol WebToolTask: AnyObject {
-    func cancel()
+/// A web tool call in flight: its completion runs once, on the loop; `cancel()` stops it and
+/// the completion never runs.
+class WebToolTask {
+    fileprivate var completion: ((WebToolOutcome) -> Void)?
+    fileprivate var transfer: UpstreamTransfer?
+    fileprivate var deadline: LoopTimer?
+
+    fileprivate init(completion: @escaping (WebToolOutcome) -> Void) {
+        self.completion = completion
+    }
+
+    func cancel() {
+        completion = nil
+        transfer?.cancel()
+        transfer = nil
+        deadline?.close()
+        deadline = nil
+    }
+
+    fileprivate func finish(_ outcome: WebToolOutcome) {
+        let callback = completion
+        cancel()
+        callback?(outcome)
+    }
 }
 
 /// Runs `web_search` and `web_fetch` calls on one loop, with its curl client (no thread, no
@@ -39,7 +60,7 @@ final class WebToolRunner {
     /// Runs `call`; `completion` runs on the loop, possibly before this returns (a call that is
     /// invalid on its face). Returns nil when it already completed.
     @discardableResult
-    func run(_ call: ToolCall, completion: @escaping (WebToolOutcome) -> Void) -> (any WebToolTask)? {
+    func run(_ call: ToolCall, completion: @escaping (WebToolOutcome) -> Void) -> WebToolTask? {
         guard case .object(let arguments) = (try? JSONValue.parse(Array(call.arguments.utf8))) ?? .null else {
             completion(.failure("the arguments of \(call.name) are not a JSON object"))
             return nil
@@ -85,14 +106,12 @@ final class WebToolRunner {
 
 /// One search: a GET (or POST) to the configured backend, its reply normalised.
 private final class WebSearch: WebToolTask {
-    private var transfer: UpstreamTransfer?
-    private var completion: ((WebToolOutcome) -> Void)?
     private var status = 0
     private var body: [UInt8] = []
 
     init(client: UpstreamClient, backend: SearchBackend, query: String, count: Int, settings: WebSettings,
          completion: @escaping (WebToolOutcome) -> Void) {
-        self.completion = completion
+        super.init(completion: completion)
         let request = backend.request(query: query, count: count)
         var upstream = UpstreamRequest(url: request.url, method: request.method, headers: request.headers, body: request.body,
                                        connectTimeoutMilliseconds: Int(settings.searchTimeoutMilliseconds))
@@ -131,19 +150,6 @@ private final class WebSearch: WebToolTask {
         }
     }
 
-    private func finish(_ outcome: WebToolOutcome) {
-        transfer?.cancel()
-        transfer = nil
-        let callback = completion
-        completion = nil
-        callback?(outcome)
-    }
-
-    func cancel() {
-        completion = nil
-        transfer?.cancel()
-        transfer = nil
-    }
 }
 
 /// One page read: GET with redirects followed by hand (each hop's URL validated, and each
@@ -152,9 +158,6 @@ private final class WebSearch: WebToolTask {
 private final class WebFetch: WebToolTask {
     private let client: UpstreamClient
     private let settings: WebSettings
-    private var transfer: UpstreamTransfer?
-    private var deadline: LoopTimer?
-    private var completion: ((WebToolOutcome) -> Void)?
     private var url: URL
     private var redirects = 0
     private var status = 0
@@ -166,7 +169,7 @@ private final class WebFetch: WebToolTask {
         self.client = client
         self.settings = settings
         self.url = url
-        self.completion = completion
+        super.init(completion: completion)
         let deadline = LoopTimer(loop: client.loop) { [unowned self] in
             finish(.failure("fetching \(self.url.absoluteString) took longer than \(settings.fetchTimeoutMilliseconds) ms"))
         }
@@ -257,21 +260,4 @@ private final class WebFetch: WebToolTask {
         }
     }
 
-    private func finish(_ outcome: WebToolOutcome) {
-        transfer?.cancel()
-        transfer = nil
-        deadline?.close()
-        deadline = nil
-        let callback = completion
-        completion = nil
-        callback?(outcome)
-    }
-
-    func cancel() {
-        completion = nil
-        transfer?.cancel()
-        transfer = nil
-        deadline?.close()
-        deadline = nil
-    }
 }
