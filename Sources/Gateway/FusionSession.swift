@@ -463,7 +463,7 @@ final class FusionSession {
     private func runTools(_ calls: [ToolCall], for participant: Participant, completion: @escaping ([String]) -> Void) {
         guard let web else { return }
         var results = Array(repeating: "", count: calls.count)
-        var remaining = calls.count
+        var pending = calls.count
         for (position, call) in calls.enumerated() {
             var activity = WebToolActivity(participant: participant, name: call.name, arguments: call.arguments)
             writeProgress { encoder.append(.webToolStarted(activity), at: $1, to: &$0) }
@@ -482,8 +482,8 @@ final class FusionSession {
                 metrics?.countWebTool(name: call.name, failed: outcome.error != nil)
                 writeProgress { encoder.append(.webToolFinished(activity), at: $1, to: &$0) }
                 results[position] = outcome.content
-                remaining -= 1
-                if remaining == 0 { completion(results) }
+                pending -= 1
+                if pending == 0 { completion(results) }
             }
             if position >= web.settings.maxCallsPerTurn {
                 done(.failure("too many tool calls in one turn: at most \(web.settings.maxCallsPerTurn) run, this one did not"))
