@@ -79,8 +79,11 @@ public final class GatewayServer {
         }
         let client = client
         webTools = self.shared.web.map { WebToolRunner(client: client, settings: $0) }
+        var limits = config.server.limits
+        // A client not taking the tail of a finished response is as slow as one not taking a stream.
+        limits.stalledWriteTimeoutMilliseconds = config.server.slowClientTimeoutMilliseconds
         server = try HTTPServer(loop: loop, host: config.server.host, port: config.server.port,
-                                limits: config.server.limits, reusePort: reusePort) { [unowned self] request, writer in
+                                limits: limits, reusePort: reusePort) { [unowned self] request, writer in
             handle(request, writer)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }

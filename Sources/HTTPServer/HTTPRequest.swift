@@ -77,6 +77,9 @@ public struct HTTPServerLimits: Sendable, Equatable {
     public var headerTimeoutMilliseconds: UInt64 = 10_000
     /// A keep-alive connection with no request, or a request body making no progress.
     public var idleTimeoutMilliseconds: UInt64 = 60_000
+    /// A finished response still being written to a client that takes no bytes: how long it
+    /// may make no progress before the connection is closed (the idle timeout waits for it).
+    public var stalledWriteTimeoutMilliseconds: UInt64 = 30_000
     /// Unparsed pipelined bytes held while a response is in progress.
     public var maxPipelinedBytes: Int = 256 * 1024
 

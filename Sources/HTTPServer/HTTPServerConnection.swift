@@ -34,7 +34,11 @@ final class HTTPServerConnection {
         tcp.onRead = { [unowned self] bytes in didRead(bytes) }
         tcp.onDisconnect = { [unowned self] _ in didDisconnect() }
         tcp.onDrain = { [unowned self] in
-            if case .responding(let writer) = state { writer.onWritable?() }
+            switch state {
+            case .responding(let writer): writer.onWritable?()
+            case .reading where queuedAtTimer > 0: armIdleTimer()  // the last response is out: idle from now
+            default: break
+            }
         }
         tcp.startReading()
         armIdleTimer()
@@ -137,9 +141,15 @@ final class HTTPServerConnection {
         }
     }
 
+    /// Bytes of the last response still queued when the timer was armed (0: truly idle).
+    private var queuedAtTimer = 0
+
+    /// Idle means nothing left to write: while a finished response is still queued for a slow
+    /// reader, the connection is not idle but writing, and is closed only if that stalls.
     private func armIdleTimer() {
         headerDeadlineArmed = false
-        timer.start(afterMilliseconds: limits.idleTimeoutMilliseconds)
+        queuedAtTimer = tcp.bufferedBytes
+        timer.start(afterMilliseconds: queuedAtTimer > 0 ? limits.stalledWriteTimeoutMilliseconds : limits.idleTimeoutMilliseconds)
     }
 
     private func timerDidFire() {
@@ -147,8 +157,10 @@ final class HTTPServerConnection {
         if decoder.isMidRequest || !inbound.isEmpty {
             reject(APIError(status: 408, type: "invalid_request_error", code: "request_timeout",
                             message: "The request was not received in time"))
+        } else if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
+            armIdleTimer()  // still writing the last response, and it is moving
         } else {
-            close()  // an idle keep-alive connection: close quietly
+            close()  // an idle keep-alive connection, or a reader that stopped: close
         }
     }
 

@@ -169,6 +169,48 @@ import Testing
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
+    /// Waits until the gateway has answered `count` proxied requests with 200.
+    func answered(_ env: TestEnvironment, _ count: Double) -> Bool {
+        env.eventually(timeoutSeconds: 20) {
+            (try? env.get("/metrics"))?.metric(#"fusion_gateway_requests_total{kind="proxy",status="200"}"#) == count
+        }
+    }
+
+    @Test func aFinishedResponseIsNotCutOffWhileASlowClientStillReadsIt() throws {
+        // The response is complete at the gateway long before the client reads it (12 MB is more
+        // than loopback's socket buffers hold); the idle timeout (100 ms here) must not close the
+        // connection on the bytes still queued.
+        let env = try TestEnvironment { config in
+            config.server.limits.idleTimeoutMilliseconds = 100
+            config.upstream.idleTimeoutMilliseconds = 20_000  // the mock builds 12 MB slowly in debug builds
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/huge:bytes=12000000", stream: false)))
+        #expect(answered(env, 1))
+        usleep(500_000)
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        let content = response.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue
+        #expect(content?.utf8.count == 12_000_000 + "start ".utf8.count)
+    }
+
+    @Test func aClientThatNeverTakesAFinishedResponseIsDroppedAfterTheSlowClientTimeout() throws {
+        let env = try TestEnvironment { config in
+            config.server.limits.idleTimeoutMilliseconds = 100
+            config.server.slowClientTimeoutMilliseconds = 300
+            config.upstream.idleTimeoutMilliseconds = 20_000
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/huge:bytes=12000000", stream: false)))
+        #expect(answered(env, 1))
+        usleep(1_000_000)  // reads nothing: the write stalls past 300 ms and the connection is closed
+        let read = Result { try client.readResponse() }
+        #expect(throws: (any Error).self, "the response was cut off") { _ = try read.get() }
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
+    }
+
     @Test func gracefulShutdownLetsStreamsFinishAndRefusesNewConnections() throws {
         let env = try TestEnvironment()
         let client = try env.client()
@@ -248,10 +290,6 @@ import Testing
 }
 
 @Suite struct MetricsTests {
-    func value(_ text: String, _ prefix: String) -> Double? {
-        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
-    }
-
     @Test func prometheusMetricsCountWhatHappened() throws {
         let env = try TestEnvironment()
         _ = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
@@ -261,16 +299,15 @@ import Testing
         let response = try env.get("/metrics")
         #expect(response.status == 200)
         #expect(response.header("content-type")?.hasPrefix("text/plain") == true)
-        let text = response.text
-        #expect(value(text, #"fusion_gateway_requests_total{kind="proxy",status="200"}"#) == 1)
-        #expect(value(text, #"fusion_gateway_requests_total{kind="proxy",status="503"}"#) == 1)
-        #expect(value(text, #"fusion_gateway_requests_total{kind="rejected",status="404"}"#) == 1)
-        #expect(value(text, #"fusion_gateway_requests_total{kind="fusion",status="200"}"#) == 1)
-        #expect(value(text, #"fusion_gateway_errors_total{code="model_not_found"}"#) == 1)
-        #expect(value(text, #"fusion_gateway_upstream_errors_total{provider="mock",code="mock_error"}"#) == 1)
-        #expect(value(text, #"fusion_gateway_fusion_member_failures_total{reason="empty_completion"}"#) == 1)
-        #expect(value(text, "fusion_gateway_active_streams") == 0)
-        #expect((value(text, "fusion_gateway_time_to_first_token_seconds_count") ?? 0) >= 2)
-        #expect((value(text, "fusion_gateway_inter_token_seconds_count") ?? 0) > 10)
+        #expect(response.metric(#"fusion_gateway_requests_total{kind="proxy",status="200"}"#) == 1)
+        #expect(response.metric(#"fusion_gateway_requests_total{kind="proxy",status="503"}"#) == 1)
+        #expect(response.metric(#"fusion_gateway_requests_total{kind="rejected",status="404"}"#) == 1)
+        #expect(response.metric(#"fusion_gateway_requests_total{kind="fusion",status="200"}"#) == 1)
+        #expect(response.metric(#"fusion_gateway_errors_total{code="model_not_found"}"#) == 1)
+        #expect(response.metric(#"fusion_gateway_upstream_errors_total{provider="mock",code="mock_error"}"#) == 1)
+        #expect(response.metric(#"fusion_gateway_fusion_member_failures_total{reason="empty_completion"}"#) == 1)
+        #expect(response.metric("fusion_gateway_active_streams") == 0)
+        #expect((response.metric("fusion_gateway_time_to_first_token_seconds_count") ?? 0) >= 2)
+        #expect((response.metric("fusion_gateway_inter_token_seconds_count") ?? 0) > 10)
     }
 }

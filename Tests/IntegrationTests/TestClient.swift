@@ -184,6 +184,11 @@ struct TestResponse {
         chunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
     }
 
+    /// A Prometheus sample of a `/metrics` body: the value of the line for `name` (with labels).
+    func metric(_ name: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
     /// The `error` object of the last chunk that carries one.
     var streamError: JSONValue? {
         chunksJSON.last { $0["error"] != nil }?["error"]

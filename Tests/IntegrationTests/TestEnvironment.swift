@@ -25,7 +25,8 @@ final class TestEnvironment: @unchecked Sendable {
     static let secretKey = "sk-test-secret-0123456789"
 
     /// `web`: web tools on, searching the mock's simulated SearXNG and allowed to fetch from the
-    /// mock's port only (every other loopback port stays refused).
+    /// mock's port only (every other loopback port stays refused); fetches time out after 1 s,
+    /// members and the judge after 10 s.
     init(web: Bool = false, _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
         let stats = mockStats
         let ports = try thread.loop.submitAndWait { [self] () -> (Int, Int, GatewayStats) in
@@ -63,11 +64,14 @@ final class TestEnvironment: @unchecked Sendable {
                 var settings = WebSettings()
                 settings.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:\(mock.port)")
                 settings.addressPolicy = AddressPolicy(allow: [AddressRule("127.0.0.1:\(mock.port)")!])
-                settings.fetchTimeoutMilliseconds = 500
-                settings.searchTimeoutMilliseconds = 500
+                settings.fetchTimeoutMilliseconds = 1_000
+                settings.searchTimeoutMilliseconds = 1_000
                 settings.maxPageCharacters = 2_000
                 settings.maxFetchBytes = 64 * 1024
                 config.web = settings
+                // A researcher's turns and tool calls all count against these (and sanitizers are slow).
+                config.fusion?.memberTimeoutMilliseconds = 10_000
+                config.fusion?.judgeTimeoutMilliseconds = 10_000
             }
             configure(&config)
             var logger = Logger(label: "gateway-under-test")

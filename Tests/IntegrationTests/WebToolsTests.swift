@@ -39,10 +39,6 @@ import Web
             .joined().replacingOccurrences(of: "\\n", with: "\n")
     }
 
-    func metric(_ text: String, _ name: String) -> Double? {
-        text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
-    }
-
     @Test func aMemberSearchesReadsAndAnswersWithCitedSources() throws {
         let env = try TestEnvironment(web: true)
         let researcher = "mock/researcher:pace_ms=1"
@@ -85,9 +81,9 @@ import Web
         let record = try #require(try env.generation(response.header("x-generation-id")))
         #expect(record["num_search_results"]?.intValue == 3)
         #expect(record["num_web_tool_calls"]?.intValue == 2)
-        let metrics = try env.get("/metrics").text
-        #expect(metric(metrics, #"fusion_gateway_web_tool_calls_total{tool="web_search",outcome="ok"}"#) == 1)
-        #expect(metric(metrics, #"fusion_gateway_web_tool_calls_total{tool="web_fetch",outcome="ok"}"#) == 1)
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_search",outcome="ok"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_fetch",outcome="ok"}"#) == 1)
     }
 
     @Test func nonStreamedAnswerCarriesAnnotationsOnTheMessage() throws {
@@ -153,9 +149,9 @@ import Web
         #expect(response.comments.contains { $0.hasPrefix("fusion panel[0] \(model): completed") })
         let failedSearch = try env.chat(body("Why did the search fail today", parameters: panel(model) + "}"))
         #expect(memberText(failedSearch, model: model).contains("A web tool failed: the searxng search backend answered HTTP 500: search engine exploded"))
-        let metrics = try env.get("/metrics").text
-        #expect(metric(metrics, #"fusion_gateway_web_tool_calls_total{tool="web_fetch",outcome="error"}"#) == 2)
-        #expect(metric(metrics, #"fusion_gateway_web_tool_calls_total{tool="web_search",outcome="error"}"#) == 1)
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_fetch",outcome="error"}"#) == 2)
+        #expect(metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_search",outcome="error"}"#) == 1)
     }
 
     @Test func fetchesOfPrivateAddressesAreRefusedIncludingAfterRedirects() throws {
@@ -203,7 +199,7 @@ import Web
         let env = try TestEnvironment(web: true)
         let base = "http://127.0.0.1:\(env.mockPort)/web"
         let model = "mock/researcher:pace_ms=1"
-        let response = try env.chat(body("Read \(base)/big?bytes=2000000 and \(base)/slow?ms=3000", parameters: panel(model) + "}",
+        let response = try env.chat(body("Read \(base)/big?bytes=300000 and \(base)/slow?ms=3000", parameters: panel(model) + "}",
                                          extra: #","stream_options":{"include_fusion_events":true}"#))
         #expect(response.status == 200)
         let completed = response.namedEvents.filter { $0.name == "fusion.web.completed" }.map(\.data)
@@ -213,8 +209,8 @@ import Web
         let bytes = try #require(big["result_bytes"]?.intValue)
         #expect(bytes > 1_000 && bytes < 2_400, "the text given to the model is capped (max 2,000 characters)")
         let slow = try #require(completed.first { $0["arguments"]?.stringValue?.contains("slow") == true })
-        #expect(slow["error"]?.stringValue == "fetching \(base)/slow?ms=3000 took longer than 500 ms")
-        #expect((slow["duration_ms"]?.doubleValue ?? 0) < 1_500)
+        #expect(slow["error"]?.stringValue == "fetching \(base)/slow?ms=3000 took longer than 1000 ms")
+        #expect((slow["duration_ms"]?.doubleValue ?? 0) < 2_500)
         let events = response.namedEvents
         let started = try #require(events.first { $0.name == "fusion.web.started" }?.data)
         #expect(started["role"] == .string("panel") && started["index"]?.intValue == 0 && started["name"] == .string("web_fetch"))
@@ -224,7 +220,10 @@ import Web
     }
 
     @Test func theMemberTimeoutCoversItsToolCalls() throws {
-        let env = try TestEnvironment(web: true)  // member_timeout_ms 600, fetch timeout 500
+        let env = try TestEnvironment(web: true) { config in
+            config.fusion?.memberTimeoutMilliseconds = 600
+            config.web?.fetchTimeoutMilliseconds = 500
+        }
         let base = "http://127.0.0.1:\(env.mockPort)/web"
         let model = "mock/researcher:pace_ms=1"
         let response = try env.chat(body("Read \(base)/slow?ms=3000 and \(base)/slow?ms=3001", parameters: panel(model) + "}"))
@@ -299,7 +298,7 @@ import Web
         #expect(env.eventually { env.mockStats.counts.streamsFinished >= 2 })  // the outer call and the member's turn
         usleep(150_000)
         client.disconnect()
-        #expect(env.eventually { (try? env.get("/metrics")).flatMap { metric($0.text, "fusion_gateway_active_streams") } == 0 })
+        #expect(env.eventually { (try? env.get("/metrics"))?.metric("fusion_gateway_active_streams") == 0 })
         // The fetch was cancelled with the session: it never completes, not even after the page
         // would have arrived, and the gateway keeps serving.
         usleep(200_000)
