@@ -32,12 +32,21 @@ struct Soak: ParsableCommand {
               member_timeout_ms: 3000
               presets:
                 quality: {analysis_models: ['mock/expert-1:pace_ms=2', 'mock/expert-2:pace_ms=3', 'mock/expert-3:pace_ms=2']}
+                research: {analysis_models: ['mock/researcher:pace_ms=2', 'mock/expert-1:pace_ms=2', 'mock/researcher:pace_ms=2:loop=1']}
+            web:
+              search: {backend: searxng, url: 'http://127.0.0.1:\(mock.port)'}
+              fetch: {allow: ['127.0.0.1:\(mock.port)'], timeout_ms: 1000, max_bytes: 100000}
             """.write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
         let gw = try ChildProcess(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error", "--loops", "2"],
                            banner: "fusion-gateway listening on http://127.0.0.1:")
         defer { gw.stop() }
         let url = "http://127.0.0.1:\(gw.port)/v1/chat/completions"
+        let web = "http://127.0.0.1:\(mock.port)/web"
+        Case.researchQuestions = [
+            "Should cities ban cars from their centres?",  // searches, then reads the top result
+            "Read \(web)/slow?ms=300 and \(web)/redirect?to=http://169.254.169.254/ and \(web)/big?bytes=300000 and \(web)/status/500",
+        ]
         let thread = EventLoopThread(name: "soak-client")
         defer { thread.shutdown() }
 
@@ -89,6 +98,11 @@ struct Case {
     var stream: Bool
     var expect: Expect
     var hangUpAfterEvents: Int?
+    /// Fusion with the web tools (the `research` preset) and this question.
+    var research: String?
+
+    /// Set once before the run.
+    nonisolated(unsafe) static var researchQuestions: [String] = []
 
     static func random() -> Case {
         var generator = SystemRandomNumberGenerator()
@@ -107,6 +121,10 @@ struct Case {
         case 74..<80: c = Case(model: "mock/flaky:fail=1:pace_ms=1:status=502:n=\(generator.next() % 1_000_000)", stream: true,
                                expect: .prefix("This is a simulated answer"))
         case 80..<84: c = Case(model: "mock/rate-limited:retry_after_ms=10", stream: false, expect: .status(429))
+        case 84..<90:
+            c = Case(model: "fusion", stream: roll != 84, expect: .fusionAnswer)
+            c.research = researchQuestions.randomElement()
+            if Bool.random() { c.hangUpAfterEvents = Int(generator.next() % 300) }
         default: c = Case(model: "mock/paced:pace_ms=3:deltas=100", stream: true, expect: .content(""), hangUpAfterEvents: Int(generator.next() % 60))
         }
         if roll >= 38 && roll < 46 && Bool.random() { c.hangUpAfterEvents = Int(generator.next() % 200) }
@@ -149,7 +167,9 @@ final class Runner: @unchecked Sendable {  // loop-confined after creation
         running += 1
         tally.started += 1
         let c = Case.random()
-        let body = Array(#"{"model":"\#(c.model)","stream":\#(c.stream),"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}"#.utf8)
+        let question = c.research ?? "Should cities ban cars from their centres?"
+        let tools = c.research == nil ? "" : #","tools":[{"type":"fusion","parameters":{"preset":"research"}}]"#
+        let body = Array(#"{"model":"\#(c.model)","stream":\#(c.stream),"messages":[{"role":"user","content":"\#(question)"}]\#(tools)}"#.utf8)
         var status = 0
         var raw: [UInt8] = []
         var events = 0
