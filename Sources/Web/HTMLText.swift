@@ -43,9 +43,13 @@ public enum HTMLText {
     /// `encoding`: the charset from the Content-Type header, if any (else the page's `<meta>`, else
     /// libxml2's detection).
     public static func extract(_ html: [UInt8], encoding: String? = nil) -> Page {
-        let document = html.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { CHTMLText_parse($0.baseAddress, $0.count, encoding) }
+        func parse(_ encoding: String?) -> OpaquePointer? {
+            html.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { CHTMLText_parse($0.baseAddress, $0.count, encoding) }
+            }
         }
+        // A charset libxml2 does not know: let it detect one instead.
+        let document = parse(encoding) ?? (encoding != nil ? parse(nil) : nil)
         guard let document else { return Page(title: nil, text: "") }
         defer { CHTMLText_free(document) }
         guard let root = CHTMLText_root(document) else { return Page(title: nil, text: "") }

@@ -41,6 +41,7 @@ import Web
         // A page declared in Latin-1: decoded, not mojibake.
         let latin1: [UInt8] = Array("<html><body><p>caf".utf8) + [0xE9] + Array("</p></body></html>".utf8)
         #expect(HTMLText.extract(latin1, encoding: "ISO-8859-1").text == "café")
+        #expect(HTMLText.extract(Array("<p>still read</p>".utf8), encoding: "x-no-such-charset").text == "still read")
         #expect(HTMLText.plain("Swift <strong>concurrency</strong> &amp; actors") == "Swift concurrency & actors")
     }
 
