@@ -60,7 +60,8 @@ final class FusionSession {
     private var memberStarted: [Int: Double] = [:]
     private var judgeStarted = 0.0
     private var judgeModel = ""
-    private var toolTasks: [ObjectIdentifier: WebToolTask] = [:]
+    /// Tool calls started (cancelling a finished one does nothing).
+    private var toolTasks: [WebToolTask] = []
     private var sources = SourceList()
     private var annotationsSent = false
     private var toolCalls = ToolCallAccumulator()
@@ -468,16 +469,14 @@ final class FusionSession {
             var activity = WebToolActivity(participant: participant, name: call.name, arguments: call.arguments)
             writeProgress { encoder.append(.webToolStarted(activity), at: $1, to: &$0) }
             let started = elapsedMilliseconds
-            var key: ObjectIdentifier?
             let done: (WebToolOutcome) -> Void = { [unowned self] outcome in
-                if let key { toolTasks[key] = nil }
                 guard phase == .deliberating else { return }
                 activity.durationMilliseconds = elapsedMilliseconds - started
                 activity.resultBytes = outcome.content.utf8.count
                 activity.error = outcome.error
-                activity.sources = outcome.error == nil ? (call.name == WebToolNames.search ? outcome.searchResults : 1) : 0
+                activity.sources = outcome.sources.count
                 for source in outcome.sources { sources.add(source) }
-                record.numSearchResults += outcome.searchResults
+                if call.name == WebToolNames.search { record.numSearchResults += outcome.sources.count }
                 record.webToolCalls += 1
                 metrics?.countWebTool(name: call.name, failed: outcome.error != nil)
                 writeProgress { encoder.append(.webToolFinished(activity), at: $1, to: &$0) }
@@ -489,10 +488,7 @@ final class FusionSession {
                 done(.failure("too many tool calls in one turn: at most \(web.settings.maxCallsPerTurn) run, this one did not"))
                 continue
             }
-            if let task = web.run(call, completion: { outcome in done(outcome) }) {
-                key = ObjectIdentifier(task)
-                toolTasks[ObjectIdentifier(task)] = task
-            }
+            if let task = web.run(call, completion: done) { toolTasks.append(task) }
         }
     }
 
@@ -622,7 +618,7 @@ final class FusionSession {
         for call in memberCalls.values { call.cancel() }
         memberCalls.removeAll()
         judgeCall?.cancel()
-        for task in toolTasks.values { task.cancel() }
+        for task in toolTasks { task.cancel() }
         toolTasks.removeAll()
         keepAlive?.close()
         writer.onClientGone = nil

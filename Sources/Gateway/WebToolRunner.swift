@@ -9,9 +9,8 @@ import Web
 struct WebToolOutcome {
     /// The tool message's content for the model (JSON).
     var content: String
+    /// A search's results, or the page read.
     var sources: [Source] = []
-    /// Results a search returned (for `num_search_results`).
-    var searchResults = 0
     var error: String?
 
     static func failure(_ message: String) -> WebToolOutcome {
@@ -58,7 +57,7 @@ final class WebToolRunner {
     }
 
     /// Runs `call`; `completion` runs on the loop, possibly before this returns (a call that is
-    /// invalid on its face). Returns nil when it already completed.
+    /// invalid on its face), and then nil is returned.
     @discardableResult
     func run(_ call: ToolCall, completion: @escaping (WebToolOutcome) -> Void) -> WebToolTask? {
         guard case .object(let arguments) = (try? JSONValue.parse(Array(call.arguments.utf8))) ?? .null else {
@@ -141,8 +140,7 @@ private final class WebSearch: WebToolTask {
                     let results = try backend.parse(body, count: count)
                     let content = JSONValue.object(["query": .string(query), "results": .array(results.map(\.json))])
                     finish(WebToolOutcome(content: String(decoding: content.serialized(), as: UTF8.self),
-                                          sources: results.map { Source(url: $0.url, title: $0.title, content: $0.snippet) },
-                                          searchResults: results.count))
+                                          sources: results.map { Source(url: $0.url, title: $0.title, content: $0.snippet) }))
                 } catch {
                     finish(.failure(error.description))
                 }

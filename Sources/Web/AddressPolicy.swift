@@ -97,7 +97,7 @@ public struct AddressPolicy: Sendable, Equatable {
         guard parts.count == 4 else { return nil }
         var bytes: [UInt8] = []
         for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCIIDigit), let value = UInt8(part) else { return nil }
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }), let value = UInt8(part) else { return nil }
             bytes.append(value)
         }
         return bytes
@@ -140,7 +140,7 @@ public struct AddressRule: Sendable, Equatable, CustomStringConvertible {
     public var port: Int?
 
     public init?(_ text: String) {
-        var rest = Substring(text.trimmingCharacters(in: " "))
+        var rest = Substring(text.trimmingCharacters(in: .whitespaces))
         var port: Int?
         if rest.hasPrefix("[") {  // [v6]:port
             guard let close = rest.firstIndex(of: "]") else { return nil }
@@ -186,18 +186,5 @@ public struct AddressRule: Sendable, Equatable, CustomStringConvertible {
         let base = prefixLength == network.count * 8 ? address : "\(address)/\(prefixLength)"
         guard let port else { return base }
         return network.count == 16 ? "[\(base)]:\(port)" : "\(base):\(port)"
-    }
-}
-
-extension Character {
-    var isASCIIDigit: Bool { ("0"..."9").contains(self) }
-}
-
-extension String {
-    func trimmingCharacters(in character: Character) -> String {
-        var text = Substring(self)
-        while text.first == character { text.removeFirst() }
-        while text.last == character { text.removeLast() }
-        return String(text)
     }
 }

@@ -151,24 +151,16 @@ public enum HTMLText {
         var low: UInt64 = 0
         var high: UInt64 = 0
 
-        init(_ name: String) {
-            var bytes = Array(name.utf8)
-            bytes.withUnsafeMutableBufferPointer { buffer in
-                self = buffer.withMemoryRebound(to: CChar.self) { TagKey(UnsafePointer($0.baseAddress!), count: $0.count) }
-            }
-        }
+        init(_ name: String) { self.init(bytes: name.utf8) }
 
         init(_ name: UnsafePointer<CChar>) {
-            var count = 0
-            while count < 17 && name[count] != 0 { count += 1 }
-            self.init(name, count: count)
+            self.init(bytes: UnsafeRawBufferPointer(start: name, count: strnlen(name, 17)))
         }
 
-        private init(_ name: UnsafePointer<CChar>, count: Int) {
-            guard count <= 16 else { low = .max; high = .max; return }  // no tag we know is that long
-            for index in 0..<count {
-                let byte = UInt64(UInt8(bitPattern: name[index]))
-                if index < 8 { low |= byte << (8 * UInt64(index)) } else { high |= byte << (8 * UInt64(index - 8)) }
+        private init(bytes: some Collection<UInt8>) {
+            guard bytes.count <= 16 else { low = .max; high = .max; return }  // no tag we know is that long
+            for (index, byte) in bytes.enumerated() {
+                if index < 8 { low |= UInt64(byte) << (8 * UInt64(index)) } else { high |= UInt64(byte) << (8 * UInt64(index - 8)) }
             }
         }
     }
