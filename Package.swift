@@ -75,6 +75,7 @@ let package = Package(
 
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),

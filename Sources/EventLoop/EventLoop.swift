@@ -6,16 +6,17 @@ import Foundation
 /// only from that loop's thread; other threads talk to it through `execute(_:)`.
 ///
 /// `@unchecked Sendable`: the only members touched from other threads are `pendingWork`
-/// (behind a Mutex) and `wakeup`, whose `uv_async_send` is libuv's one thread-safe call.
+/// (behind a `Lock`), `threadID` (atomic) and `wakeup`, whose `uv_async_send` is libuv's one thread-safe call.
 public final class EventLoop: @unchecked Sendable {
     let uvLoop: UnsafeMutablePointer<uv_loop_t>
     let wakeup: UnsafeMutablePointer<uv_async_t>
-    private let pendingWork = Mutex<[@Sendable () -> Void]>([])
+    private let pendingWork = Lock<[@Sendable () -> Void]>([])
     /// Shared read buffer: reads are consumed synchronously inside the read callback, so one
     /// buffer serves every stream of the loop.
     let readBuffer: UnsafeMutableRawPointer
     let readBufferSize = 64 * 1024
-    private var threadID: pthread_t?
+    /// The thread running the loop (0 when none): read by any thread asking `inLoopThread`.
+    private let threadID = Atomic<UInt>(0)
     /// Work to run when `run()` is asked to stop, before handles are torn down.
     private var shutdownHooks: [() -> Void] = []
     /// Connections with writes to flush this iteration (see `TCPConnection`).
@@ -53,7 +54,8 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs the loop on the calling thread until `stop()`; then closes every handle still open.
     public func run() {
-        threadID = pthread_self()
+        // Relaxed: only this thread can ever find its own id here; others just need a torn-free read.
+        threadID.store(UInt(pthread_self()), ordering: .relaxed)
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // Stopped (or out of work): close whatever is still open and let the close callbacks run,
         // so every wrapper object is released exactly once.
@@ -76,7 +78,7 @@ public final class EventLoop: @unchecked Sendable {
         flushes.removeAll()
         deferredRunner = nil
         deferredWork.removeAll()
-        threadID = nil
+        threadID.store(0, ordering: .relaxed)
     }
 
     /// Thread-safe: runs `work` on the loop thread soon.
@@ -90,7 +92,7 @@ public final class EventLoop: @unchecked Sendable {
     public func submitAndWait<T: Sendable>(_ work: @escaping @Sendable () throws -> T) throws -> T {
         precondition(!inLoopThread, "submitAndWait from the loop thread would deadlock")
         let done = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<T, any Error>?>(nil)
+        let result = Lock<Result<T, any Error>?>(nil)
         execute {
             let value = Result { try work() }
             result.withLock { $0 = value }
@@ -154,8 +156,8 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     public var inLoopThread: Bool {
-        guard let threadID else { return false }
-        return pthread_equal(threadID, pthread_self()) != 0
+        // Relaxed: see `run()`.
+        threadID.load(ordering: .relaxed) == UInt(pthread_self())
     }
 
     /// The loop's cached time in milliseconds (updated once per loop iteration).

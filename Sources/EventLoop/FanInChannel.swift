@@ -16,7 +16,7 @@ import Synchronization
 /// producers' loops. Memory per stream is therefore the ring plus what producers hold paused.
 public final class FanInChannel: @unchecked Sendable {
     // @unchecked Sendable: `push` and `resumeWhenSpace` are thread-safe (the buffer's atomics, a
-    // Mutex, and uv_async_send); everything else is used on the consumer loop only.
+    // `Lock`, and uv_async_send); everything else is used on the consumer loop only.
 
     public let buffer: FanInBuffer
     public let loop: EventLoop
@@ -26,7 +26,7 @@ public final class FanInChannel: @unchecked Sendable {
     /// backpressure, e.g. a client socket that is not draining). Set true and call `drainSoon()`.
     public var isAcceptingRecords = true
     private let wakeup: UnsafeMutablePointer<uv_async_t>
-    private let waiters = Mutex<[(EventLoop, @Sendable () -> Void)]>([])
+    private let waiters = Lock<[(EventLoop, @Sendable () -> Void)]>([])
     /// Set while `waiters` is non-empty, so a drain checks it without taking the lock.
     private let hasWaiters = Atomic<Bool>(false)
     private var drainScheduled = false

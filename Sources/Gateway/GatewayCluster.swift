@@ -55,14 +55,27 @@ public final class GatewayCluster: Sendable {
 
     public var loopCount: Int { threads.count }
 
-    /// Graceful stop on every loop (see `GatewayServer.shutdown`), then the loops stop.
+    /// Graceful stop, cluster-wide and in order: every loop stops serving (streams in flight get
+    /// the grace period); only once all have, each loop releases its upstream client (a session
+    /// on one loop places panel members on the others until it ends); then the loops stop.
     /// Returns at once; `waitUntilStopped()` blocks until done.
     public func shutdown() {
-        let remaining = Countdown(servers.count)
+        let serving = Countdown(servers.count)
         for box in servers {
             box.server.loop.execute { [self] in
-                box.server.shutdown {
-                    if remaining.finishOne() { self.stopLoops() }
+                box.server.stopServing {
+                    if serving.finishOne() { self.releaseResources() }
+                }
+            }
+        }
+    }
+
+    private func releaseResources() {
+        let releasing = Countdown(servers.count)
+        for box in servers {
+            box.server.loop.execute { [self] in
+                box.server.releaseResources {
+                    if releasing.finishOne() { self.stopLoops() }
                 }
             }
         }

@@ -128,19 +128,29 @@ public final class GatewayServer {
     public var port: Int { server.port }
     public var activeStreams: Int { active.count }
 
-    /// Graceful stop: no new connections, in-flight responses get `shutdownGraceMilliseconds`,
-    /// then everything is cancelled and `completion` runs.
+    /// Graceful stop of a gateway on one loop: `stopServing`, then `releaseResources`.
     public func shutdown(completion: @escaping () -> Void = {}) {
+        stopServing { [self] in releaseResources(completion: completion) }
+    }
+
+    /// First phase of a stop: no new connections; in-flight responses get
+    /// `shutdownGraceMilliseconds`, then they are cancelled, then `completion` runs. The upstream
+    /// client stays open: sessions on other loops of a cluster may still place calls here.
+    public func stopServing(completion: @escaping () -> Void = {}) {
         guard !shuttingDown else { return }
         shuttingDown = true
         logger.info("shutting down", metadata: ["active_streams": "\(active.count)"])
-        server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds) { [self] in
-            client.close()
-            if let simulator {
-                simulator.shutdown(completion: completion)
-            } else {
-                completion()
-            }
+        server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds, completion: completion)
+    }
+
+    /// Second phase, once no loop serves any more: cancels what is left of the upstream transfers
+    /// and releases curl (and the simulator), then `completion` runs.
+    public func releaseResources(completion: @escaping () -> Void = {}) {
+        client.close()
+        if let simulator {
+            simulator.shutdown(completion: completion)
+        } else {
+            completion()
         }
     }
 

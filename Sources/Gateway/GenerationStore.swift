@@ -1,7 +1,7 @@
 import Foundation
 import Fusion
 import GatewayCore
-import Synchronization
+import EventLoop
 
 /// What happened to one completion, returned by `GET /api/v1/generation?id=…` in OpenRouter's
 /// shape (`{"data":{…}}`), with the per-call breakdown when Fusion ran.
@@ -53,7 +53,7 @@ final class GenerationStore: Sendable {
         var oldest = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
     let capacity: Int
 
     init(capacity: Int = 10_000) { self.capacity = capacity }

@@ -44,6 +44,11 @@ final class InnerCall {
         ]
         if let key = route.apiKey { requestHeaders.append(("Authorization", "Bearer \(key)")) }
         for (name, value) in route.provider.headers.sorted(by: { $0.key < $1.key }) { requestHeaders.append((name, value)) }
+        guard !client.isClosed else {
+            // This loop is shutting down: the session learns it like any unreachable upstream.
+            fail(.upstreamUnavailable("the gateway is shutting down", code: "shutting_down", status: 503), .unreachable)
+            return
+        }
         let transfer = client.start(UpstreamRequest(url: route.provider.baseURL + "/chat/completions", headers: requestHeaders,
                                                     body: body, connectTimeoutMilliseconds: connectTimeoutMilliseconds,
                                                     receiveBufferBytes: 4096))

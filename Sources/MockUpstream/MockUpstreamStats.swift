@@ -1,4 +1,4 @@
-import Synchronization
+import EventLoop
 
 /// What the mock saw, readable from any thread (tests assert on it while servers run elsewhere).
 public final class MockUpstreamStats: Sendable {
@@ -15,7 +15,7 @@ public final class MockUpstreamStats: Sendable {
         public var active: Int { streamsStarted - streamsFinished - streamsCancelled }
     }
 
-    private let state = Mutex<(counts: Counts, body: [UInt8], headers: [(String, String)])>((Counts(), [], []))
+    private let state = Lock<(counts: Counts, body: [UInt8], headers: [(String, String)])>((Counts(), [], []))
 
     public init() {}
 

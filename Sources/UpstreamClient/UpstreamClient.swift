@@ -72,7 +72,8 @@ public final class UpstreamClient {
         immediate.stop()
         socketAction(CURL_SOCKET_TIMEOUT, 0)
     }
-    private var closed = false
+    /// After `close()`: `start` must not be called (callers check `isClosed` first).
+    public private(set) var isClosed = false
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
@@ -100,7 +101,7 @@ public final class UpstreamClient {
     /// Starts a transfer. Set its callbacks before returning to the loop; none fire before that.
     public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
         let transfer = UpstreamTransfer(client: self, request: request)
-        precondition(!closed, "UpstreamClient used after close()")
+        precondition(!isClosed, "UpstreamClient used after close()")
         startedTransferCount += 1
         transfers[transfer.easy] = transfer
         if insideCurl > 0 {
@@ -113,9 +114,9 @@ public final class UpstreamClient {
 
     /// Cancels every transfer and releases curl. Call on the loop before it stops.
     public func close() {
-        guard !closed else { return }
+        guard !isClosed else { return }
         for transfer in Array(transfers.values) { transfer.cancel() }
-        closed = true
+        isClosed = true
         timeoutTimer.close()
         immediate.close()
         curl_multi_cleanup(multi)
@@ -192,7 +193,7 @@ public final class UpstreamClient {
     }
 
     private func socketAction(_ socket: curl_socket_t, _ flags: Int32) {
-        guard !closed else { return }
+        guard !isClosed else { return }
         var running: Int32 = 0
         insideCurl += 1
         curl_multi_socket_action(multi, socket, flags, &running)

@@ -270,7 +270,7 @@ import Testing
         #expect(sawPanel)
         #expect(env.eventually { env.mockStats.counts.streamsCancelled == 3 }, "all three members cancelled: \(env.mockStats.counts)")
         #expect(env.eventually { env.mockStats.counts.active == 0 })
-        let record = try env.thread.loop.submitAndWait { [env] in env.gateway?.activeStreams ?? -1 }
+        let record = try env.activeStreams()
         #expect(record == 0)
     }
 

@@ -16,7 +16,7 @@ final class ClusterEnvironment {
     private final class MockBox: @unchecked Sendable { var mock: MockUpstream? }
     private let mockBox = MockBox()
 
-    init(loops: Int) throws {
+    init(loops: Int, shutdownGraceMilliseconds: UInt64 = 10_000) throws {
         let stats = mockStats
         let mockLoop = mockThread.loop
         let box = mockBox
@@ -27,6 +27,7 @@ final class ClusterEnvironment {
         }
         var config = GatewayConfig.embeddedDefault
         config.server.port = 0
+        config.server.shutdownGraceMilliseconds = shutdownGraceMilliseconds
         config.simulatedModels = false
         config.providers["mock"] = .init(name: "mock", baseURL: "http://127.0.0.1:\(mockPort)/v1")
         config.fusion = FusionSettings(
@@ -35,13 +36,30 @@ final class ClusterEnvironment {
                                                         "mock/expert-4:pace_ms=2"])],
             defaultPreset: "quality")
         var logger = Logger(label: "cluster-under-test")
-        logger.logLevel = .critical
+        logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         cluster = try GatewayCluster(config: config, environment: [:], logger: logger, loops: loops)
     }
 
+    deinit { stop() }
+
+    private var clusterStopped = false
+    private var mockStopped = false
+
+    /// Stops the cluster (gracefully), then the mock. Idempotent.
     func stop() {
-        cluster.shutdown()
-        cluster.waitUntilStopped()
+        if !clusterStopped {
+            clusterStopped = true
+            cluster.shutdown()
+            cluster.waitUntilStopped()
+        }
+        stopMock()
+    }
+
+    /// For tests that stopped the cluster themselves.
+    func stopMock() {
+        clusterStopped = true
+        guard !mockStopped else { return }
+        mockStopped = true
         let box = mockBox
         mockThread.loop.execute { box.mock?.shutdown() }
         mockThread.shutdown()
@@ -112,7 +130,7 @@ final class ClusterEnvironment {
 @Suite struct CrossLoopRaceTests {
     /// Sessions end (client hang-ups at random points) while panel members on the other loop are
     /// still pushing into the session's fan-in channel: the channel must stay valid for them.
-    @Test(.timeLimit(.minutes(1))) func hangUpsRacingCrossLoopProducers() throws {
+    @Test(.timeLimit(.minutes(3))) func hangUpsRacingCrossLoopProducers() throws {
         let env = try ClusterEnvironment(loops: 2)
         defer { env.stop() }
         let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=0:deltas=400","mock/paced:pace_ms=0:deltas=400","mock/paced:pace_ms=1:deltas=400"]}}]"#
@@ -130,5 +148,53 @@ final class ClusterEnvironment {
         let health = try TestClient(port: env.cluster.port)
         try health.send("GET /health HTTP/1.1\r\n\r\n")
         #expect(try health.readResponse().status == 200)
+    }
+}
+
+@Suite struct ClusterShutdownTests {
+    /// A graceful shutdown while deliberations run on every loop: loops must not release their
+    /// upstream clients while another loop may still place panel members on them. The streams in
+    /// flight end (finished or cut at the grace deadline), and the process-level stop completes.
+    @Test(.timeLimit(.minutes(2)), arguments: [0, 1, 2, 3])
+    func shutdownMidDeliberationOnEveryLoop(round: Int) throws {
+        let env = try ClusterEnvironment(loops: 2, shutdownGraceMilliseconds: 300)
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=5:deltas=200","mock/paced:pace_ms=7:deltas=200","mock/expert-1:pace_ms=3"]}}]"#
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":\#(tools)}"#
+        // Several sessions, so both loops own some and place members on the other.
+        var clients: [TestClient] = []
+        for _ in 0..<6 {
+            let client = try TestClient(port: env.cluster.port)
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+            clients.append(client)
+        }
+        // Wait until deliberations are under way, staggered per round, then stop.
+        usleep(UInt32(50_000 + round * 40_000))
+        env.cluster.shutdown()
+        for client in clients {
+            let response = try? client.readResponse()
+            if let response { #expect(response.status == 200) }
+        }
+        env.cluster.waitUntilStopped()
+        env.stopMock()
+    }
+
+    /// One session, its outer model still deciding when the shutdown starts: the other loop has
+    /// nothing in flight and finishes at once, yet the session then places panel members on it.
+    /// The deliberation completes within the grace period.
+    @Test(.timeLimit(.minutes(1)))
+    func anIdleLoopKeepsItsUpstreamClientForSessionsOnOtherLoops() throws {
+        let env = try ClusterEnvironment(loops: 2, shutdownGraceMilliseconds: 30_000)
+        let tools = #"[{"type":"fusion","parameters":{"model":"mock/judge:pace_ms=1","analysis_models":["mock/expert-1:pace_ms=1","mock/expert-2:pace_ms=1","mock/expert-3:pace_ms=1","mock/expert-4:pace_ms=1"]}}]"#
+        let body = #"{"model":"mock/outer:pace_ms=25","stream":true,"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":\#(tools)}"#
+        let client = try TestClient(port: env.cluster.port)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+        usleep(60_000)  // the outer model's first call is streaming its tool call
+        env.cluster.shutdown()
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        #expect(response.comments.contains { $0.contains("4/4 panel models answered") }, "\(response.comments)")
+        env.cluster.waitUntilStopped()
+        env.stopMock()
     }
 }

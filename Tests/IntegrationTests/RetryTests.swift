@@ -147,7 +147,7 @@ import Testing
         #expect(env.eventually(timeoutSeconds: 5) {
             (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="client_too_slow"} 1"#)) == true
         })
-        let active = try env.thread.loop.submitAndWait { [env] in env.gateway?.activeStreams ?? -1 }
+        let active = try env.activeStreams()
         #expect(active == 0, "dropped, its upstream transfer cancelled")
         // What the kernel already held still arrives, then the connection ends without [DONE].
         let rest = try? client.readResponse()

@@ -151,7 +151,7 @@ import Testing
         #expect(sawDelta)
         #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 }, "the mock saw its stream cancelled")
         #expect(env.mockStats.counts.streamsFinished == 0)
-        let active = try env.thread.loop.submitAndWait { [env] in env.gateway?.activeStreams ?? -1 }
+        let active = try env.activeStreams()
         #expect(active == 0)
     }
 
@@ -161,7 +161,7 @@ import Testing
         let deltas = 6_000  // ~1.5 MB of events, far more than the socket buffers hold
         try client.send(TestEnvironment.post("/v1/chat/completions",
                                              body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=\(deltas)")))
-        #expect(env.eventually(timeoutSeconds: 5) { (env.gatewayStats?.backpressurePauses.load(ordering: .relaxed) ?? 0) > 0 },
+        #expect(env.eventually(timeoutSeconds: 5) { env.gatewayStats.backpressurePauses.load(ordering: .relaxed) > 0 },
                 "the upstream transfer was paused")
         // Now read everything: complete, in order, nothing lost or duplicated.
         let response = try client.readResponse()
@@ -250,6 +250,7 @@ import Testing
     /// the loop stops: no retain cycles through libuv handles.
     @Test func aStoppedEnvironmentFreesItsLoop() throws {
         weak var loop: EventLoop?
+        weak var gatewayLoop: EventLoop?
         do {
             let env = try TestEnvironment()
             _ = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
@@ -258,12 +259,14 @@ import Testing
             try client.send("GET /health HTTP/1.1\r\n\r\n")
             _ = try client.readResponse()
             loop = env.thread.loop
+            gatewayLoop = env.cluster.threads.last?.loop
             env.stop()
         }
         // Foundation's Thread drops its closure (which holds the loop) just after the thread ends.
         let deadline = Date().addingTimeInterval(2)
-        while loop != nil && Date() < deadline { usleep(1_000) }
-        #expect(loop == nil)
+        while (loop != nil || gatewayLoop != nil) && Date() < deadline { usleep(1_000) }
+        #expect(loop == nil, "the mock's loop was freed")
+        #expect(gatewayLoop == nil, "the gateway's loops were freed")
     }
 }
 

@@ -9,17 +9,21 @@ import Logging
 import MockUpstream
 import Web
 
-/// A gateway and a mock upstream on their own loop thread, both on port 0. Each test makes its
-/// own, so tests run in parallel without sharing a loop or a counter.
+/// A gateway and a mock upstream, both on port 0. The gateway is what the CLI runs: a cluster of
+/// `loops` event loops (two by default, so Fusion panels cross loops); the mock has a loop of its
+/// own. Each test makes its own environment, so tests run in parallel without sharing a loop or a
+/// counter.
 final class TestEnvironment: @unchecked Sendable {
-    /// Loop-confined objects: created and used only on `thread.loop` (hence @unchecked).
-    private var mock: MockUpstream?
-    private(set) var gateway: GatewayServer?
-    let thread = EventLoopThread(name: "test-loop")
+    /// The mock, loop-confined: created and used only on `thread.loop`.
+    private final class MockBox: @unchecked Sendable { var mock: MockUpstream? }
+    private let mockBox = MockBox()
+    /// The mock's loop.
+    let thread = EventLoopThread(name: "test-mock-loop")
     let mockStats = MockUpstreamStats()
-    private(set) var gatewayPort = 0
+    let cluster: GatewayCluster
+    var gatewayPort: Int { cluster.port }
     /// The gateway's counters (thread-safe).
-    private(set) var gatewayStats: GatewayStats?
+    var gatewayStats: GatewayStats { cluster.shared.stats }
     private(set) var mockPort = 0
 
     static let secretKey = "sk-test-secret-0123456789"
@@ -27,84 +31,97 @@ final class TestEnvironment: @unchecked Sendable {
     /// `web`: web tools on, searching the mock's simulated SearXNG and allowed to fetch from the
     /// mock's port only (every other loopback port stays refused); fetches time out after 1 s,
     /// members and the judge after 10 s.
-    init(web: Bool = false, _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
+    init(web: Bool = false, loops: Int = 2, _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
         let stats = mockStats
-        let ports = try thread.loop.submitAndWait { [self] () -> (Int, Int, GatewayStats) in
-            let mock = try MockUpstream(loop: thread.loop, port: 0, stats: stats)
-            var config = GatewayConfig.embeddedDefault
-            config.server.port = 0
-            config.server.limits.headerTimeoutMilliseconds = 500
-            config.server.limits.idleTimeoutMilliseconds = 2_000
-            config.server.limits.maxHeaderBytes = 8 * 1024
-            config.server.limits.maxBodyBytes = 256 * 1024
-            config.server.shutdownGraceMilliseconds = 2_000
-            config.upstream.keepAliveIntervalMilliseconds = 150
-            config.upstream.idleTimeoutMilliseconds = 800
-            config.upstream.maxEventBytes = 64 * 1024
-            config.upstream.retry = RetryPolicy(maxRetries: 2, baseDelayMilliseconds: 20, maxDelayMilliseconds: 1_000)
-            let base = "http://127.0.0.1:\(mock.port)/v1"
-            config.providers["mock"] = .init(name: "mock", baseURL: base)
-            config.providers["keyed"] = .init(name: "keyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY",
-                                              headers: ["X-Title": "fusion-gateway tests"])
-            config.providers["unkeyed"] = .init(name: "unkeyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_UNSET_KEY")
-            config.providers["listed"] = .init(name: "listed", baseURL: base, models: ["normal"])
-            config.providers["dead"] = .init(name: "dead", baseURL: "http://127.0.0.1:1/v1")
-            config.providers["nowhere"] = .init(name: "nowhere", baseURL: "http://no-such-host.invalid/v1")
-            // Fusion on the mock, fast: 1 ms between deltas.
-            var fusion = FusionSettings(
-                outerModel: "mock/outer:pace_ms=1",
-                presets: ["quality": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1", "mock/expert-3:pace_ms=1"]),
-                          "budget": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1"])],
-                defaultPreset: "quality")
-            fusion.memberTimeoutMilliseconds = 600
-            fusion.judgeTimeoutMilliseconds = 1_000
-            config.fusion = fusion
-            config.web = nil
-            if web {
-                var settings = WebSettings()
-                settings.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:\(mock.port)")
-                settings.addressPolicy = AddressPolicy(allow: [AddressRule("127.0.0.1:\(mock.port)")!])
-                settings.fetchTimeoutMilliseconds = 1_000
-                settings.searchTimeoutMilliseconds = 1_000
-                settings.maxPageCharacters = 2_000
-                settings.maxFetchBytes = 64 * 1024
-                config.web = settings
-                // A researcher's turns and tool calls all count against these (and sanitizers are slow).
-                config.fusion?.memberTimeoutMilliseconds = 10_000
-                config.fusion?.judgeTimeoutMilliseconds = 10_000
-            }
-            configure(&config)
-            var logger = Logger(label: "gateway-under-test")
-            logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
-            let gateway = try GatewayServer(loop: thread.loop, config: config,
-                                            environment: ["TEST_PROVIDER_KEY": Self.secretKey], logger: logger)
-            self.mock = mock
-            self.gateway = gateway
-            return (gateway.port, mock.port, gateway.stats)
+        let box = mockBox
+        let mockLoop = thread.loop
+        let mockPort = try mockLoop.submitAndWait { () -> Int in
+            let mock = try MockUpstream(loop: mockLoop, port: 0, stats: stats)
+            box.mock = mock
+            return mock.port
         }
-        gatewayPort = ports.0
-        mockPort = ports.1
-        gatewayStats = ports.2
+        self.mockPort = mockPort
+        var config = GatewayConfig.embeddedDefault
+        config.server.port = 0
+        config.server.limits.headerTimeoutMilliseconds = 500
+        config.server.limits.idleTimeoutMilliseconds = 2_000
+        config.server.limits.maxHeaderBytes = 8 * 1024
+        config.server.limits.maxBodyBytes = 256 * 1024
+        config.server.shutdownGraceMilliseconds = 2_000
+        config.upstream.keepAliveIntervalMilliseconds = 150
+        config.upstream.idleTimeoutMilliseconds = 800
+        config.upstream.maxEventBytes = 64 * 1024
+        config.upstream.retry = RetryPolicy(maxRetries: 2, baseDelayMilliseconds: 20, maxDelayMilliseconds: 1_000)
+        let base = "http://127.0.0.1:\(mockPort)/v1"
+        config.providers["mock"] = .init(name: "mock", baseURL: base)
+        config.providers["keyed"] = .init(name: "keyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY",
+                                          headers: ["X-Title": "fusion-gateway tests"])
+        config.providers["unkeyed"] = .init(name: "unkeyed", baseURL: base, apiKeyEnvironmentVariable: "TEST_UNSET_KEY")
+        config.providers["listed"] = .init(name: "listed", baseURL: base, models: ["normal"])
+        config.providers["dead"] = .init(name: "dead", baseURL: "http://127.0.0.1:1/v1")
+        config.providers["nowhere"] = .init(name: "nowhere", baseURL: "http://no-such-host.invalid/v1")
+        // Fusion on the mock, fast: 1 ms between deltas.
+        var fusion = FusionSettings(
+            outerModel: "mock/outer:pace_ms=1",
+            presets: ["quality": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1", "mock/expert-3:pace_ms=1"]),
+                      "budget": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1"])],
+            defaultPreset: "quality")
+        fusion.memberTimeoutMilliseconds = 600
+        fusion.judgeTimeoutMilliseconds = 1_000
+        config.fusion = fusion
+        config.web = nil
+        if web {
+            var settings = WebSettings()
+            settings.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:\(mockPort)")
+            settings.addressPolicy = AddressPolicy(allow: [AddressRule("127.0.0.1:\(mockPort)")!])
+            settings.fetchTimeoutMilliseconds = 1_000
+            settings.searchTimeoutMilliseconds = 1_000
+            settings.maxPageCharacters = 2_000
+            settings.maxFetchBytes = 64 * 1024
+            config.web = settings
+            // A researcher's turns and tool calls all count against these (and sanitizers are slow).
+            config.fusion?.memberTimeoutMilliseconds = 10_000
+            config.fusion?.judgeTimeoutMilliseconds = 10_000
+        }
+        configure(&config)
+        var logger = Logger(label: "gateway-under-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        do {
+            cluster = try GatewayCluster(config: config, environment: ["TEST_PROVIDER_KEY": Self.secretKey], logger: logger,
+                                         loops: loops)
+        } catch {
+            mockLoop.execute { box.mock?.shutdown() }
+            thread.shutdown()
+            throw error
+        }
     }
 
     deinit { stop() }
 
     private var stopped = false
+    private var gatewayStopping = false
 
     func stop() {
         guard !stopped else { return }
         stopped = true
-        thread.loop.execute { [self] in
-            gateway?.shutdown()
-            mock?.shutdown()
-        }
+        if !gatewayStopping { cluster.shutdown() }
+        cluster.waitUntilStopped()
+        let box = mockBox
+        thread.loop.execute { box.mock?.shutdown() }
         thread.shutdown()
     }
 
     /// Starts the gateway's graceful shutdown; returns at once.
     func beginGatewayShutdown() {
-        thread.loop.execute { [self] in gateway?.shutdown() }
+        gatewayStopping = true
+        cluster.shutdown()
     }
+
+    /// Requests in flight on every loop of the gateway.
+    func activeStreams() throws -> Int { try cluster.activeStreamsPerLoop().reduce(0, +) }
+
+    /// Connections the gateway accepted so far, over every loop.
+    func acceptedConnections() throws -> Int { try cluster.loopCounters().map(\.accepted).reduce(0, +) }
 
     func client() throws -> TestClient { try TestClient(port: gatewayPort) }
 

@@ -168,11 +168,11 @@ import Web
             "http://[::ffff:127.0.0.1]:\(env.gatewayPort)/health",
             "file:///etc/passwd",
         ]
-        let acceptedBefore = try env.thread.loop.submitAndWait { env.gateway!.acceptedConnections }
+        let acceptedBefore = try env.acceptedConnections()
         let response = try env.chat(body("Read " + targets.joined(separator: " "), parameters: panel(model) + "}"))
         #expect(response.status == 200)
         // The gateway never connected to itself: the test's request was its only connection.
-        #expect(try env.thread.loop.submitAndWait { env.gateway!.acceptedConnections } == acceptedBefore + 1)
+        #expect(try env.acceptedConnections() == acceptedBefore + 1)
         let said = memberText(response, model: model)
         #expect(said.contains("refused to fetch http://127.0.0.1:\(env.gatewayPort)/health: 127.0.0.1 is a loopback address"), "\(said)")
         #expect(said.contains("refused to fetch http://169.254.169.254/latest/meta-data/: 169.254.169.254 is a cloud metadata address"))
