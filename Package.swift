@@ -45,7 +45,9 @@ let package = Package(
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
 
         .target(name: "GatewayCore", swiftSettings: fast),
-        .target(name: "Fusion", dependencies: ["GatewayCore"], swiftSettings: fast),
+        .target(name: "Providers", dependencies: ["GatewayCore"], swiftSettings: fast),
+        .target(name: "Fusion", dependencies: ["GatewayCore", "Providers"], swiftSettings: fast),
+        .target(name: "Surfaces", dependencies: ["GatewayCore", "Providers", "Fusion"], swiftSettings: fast),
         .target(name: "CHTMLText", dependencies: ["CLibXML2"]),
         .target(name: "Web", dependencies: ["GatewayCore", "CHTMLText"], swiftSettings: fast),
         .target(name: "FanIn", swiftSettings: fast),
@@ -56,17 +58,22 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "MockUpstream",
+                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: fast
         ),
+        .target(
+            name: "Application",
+            dependencies: ["Gateway", "GatewayCore", "Providers", "Web", "MockUpstream", "EventLoop", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "fusion-gateway",
             dependencies: [
-                "Gateway", "MockUpstream", "EventLoop",
+                "Application", "Gateway", "MockUpstream", "EventLoop",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -76,14 +83,15 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
-        .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
+        .testTarget(name: "ProvidersTests", dependencies: ["Providers", "GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "FusionTests", dependencies: ["Fusion", "Providers", "Surfaces", "GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer"], swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Gateway", "Fusion", "Web", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
+                "Application", "Gateway", "Fusion", "Providers", "Surfaces", "Web", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

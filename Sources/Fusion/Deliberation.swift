@@ -1,153 +1,5 @@
 import GatewayCore
-
-/// Why a panel member produced no answer.
-public enum MemberFailureReason: String, Sendable, Equatable {
-    case upstreamError = "upstream_error"
-    case rateLimited = "rate_limited"
-    case timeout
-    case unreachable
-    case emptyCompletion = "empty_completion"
-    case invalidResponse = "invalid_response"
-}
-
-/// Progress of a deliberation, as the client sees it live (see `FusionEventEncoder`).
-public enum FusionProgress: Sendable, Equatable {
-    case toolCalled(arguments: String)
-    case memberStarted(index: Int, model: String)
-    case memberDelta(index: Int, model: String, text: String)
-    case memberCompleted(index: Int, model: String, stats: MemberStats)
-    case memberFailed(index: Int, model: String, reason: MemberFailureReason, message: String)
-    case judgeStarted(model: String, attempt: Int)
-    case judgeDelta(model: String, text: String)
-    case judgeCompleted(model: String, analysis: JSONValue)
-    case judgeFailed(model: String, reason: JudgeFailureReason, message: String, willRetry: Bool)
-    /// A panel member or the judge called a web tool, and what came of it.
-    case webToolStarted(WebToolActivity)
-    case webToolFinished(WebToolActivity)
-    case completed(result: FusionResult)
-}
-
-/// Who runs a tool loop.
-public enum Participant: Sendable, Equatable {
-    case member(index: Int, model: String)
-    case judge(model: String)
-
-    public var model: String {
-        switch self {
-        case .member(_, let model), .judge(let model): model
-        }
-    }
-}
-
-/// One web tool call, as streamed: when it starts (no outcome yet) and when it ends.
-public struct WebToolActivity: Sendable, Equatable {
-    public var participant: Participant
-    public var name: String
-    public var arguments: String
-    /// Bytes of the result given to the model.
-    public var resultBytes = 0
-    public var durationMilliseconds = 0.0
-    /// Search results returned, or 1 for a page read.
-    public var sources = 0
-    public var error: String?
-
-    public init(participant: Participant, name: String, arguments: String) {
-        self.participant = participant
-        self.name = name
-        self.arguments = arguments
-    }
-}
-
-/// Per-call accounting, for the usage breakdown and the generation record.
-public struct MemberStats: Sendable, Equatable {
-    public var model: String
-    public var role: String
-    public var status: String
-    public var usage: Usage?
-    public var firstTokenMilliseconds: Double?
-    public var durationMilliseconds: Double
-    public var characters: Int
-    /// Web tool calls made (over all turns of its tool loop).
-    public var toolCalls = 0
-
-    public init(model: String, role: String, status: String, usage: Usage?, firstTokenMilliseconds: Double?,
-                durationMilliseconds: Double, characters: Int, toolCalls: Int = 0) {
-        self.toolCalls = toolCalls
-        self.model = model
-        self.role = role
-        self.status = status
-        self.usage = usage
-        self.firstTokenMilliseconds = firstTokenMilliseconds
-        self.durationMilliseconds = durationMilliseconds
-        self.characters = characters
-    }
-
-    public var json: JSONValue {
-        var object: [String: JSONValue] = [
-            "model": .string(model), "role": .string(role), "status": .string(status),
-            "duration_ms": .double((durationMilliseconds * 1000).rounded() / 1000), "characters": .int(Int64(characters)),
-        ]
-        if toolCalls > 0 { object["tool_calls"] = .int(Int64(toolCalls)) }
-        if let firstTokenMilliseconds { object["ttft_ms"] = .double((firstTokenMilliseconds * 1000).rounded() / 1000) }
-        if let usage {
-            object["prompt_tokens"] = .int(usage.promptTokens)
-            object["completion_tokens"] = .int(usage.completionTokens)
-            object["total_tokens"] = .int(usage.totalTokens)
-            object["cost"] = .double(usage.cost)
-        }
-        return .object(object)
-    }
-}
-
-/// What the fusion tool returns to the outer model.
-public struct FusionResult: Sendable, Equatable {
-    public var answered: [(model: String, content: String)]
-    public var failed: [(model: String, reason: MemberFailureReason, message: String)]
-    public var panelSize: Int
-    public var analysis: JSONValue?
-    public var judgeModel: String?
-    public var judgeFailure: JudgeFailure?
-    /// Web sources the panel and judge found or read (url, title), for the outer model to cite.
-    public var sources: [(url: String, title: String)] = []
-
-    public var isError: Bool { answered.isEmpty }
-
-    public static func == (lhs: FusionResult, rhs: FusionResult) -> Bool {
-        lhs.json == rhs.json
-    }
-
-    /// `{"status","analysis","responses","failed_models",…}` or the error form.
-    public var json: JSONValue {
-        let failedModels: JSONValue = .array(failed.map {
-            .object(["model": .string($0.model), "reason": .string($0.reason.rawValue), "message": .string($0.message)])
-        })
-        if isError {
-            return .object([
-                "status": .string("error"), "error": .string("all panel models failed"),
-                "failure_reason": .string("all_panels_failed"), "failed_models": failedModels,
-            ])
-        }
-        var object: [String: JSONValue] = [
-            "status": .string("ok"),
-            "responses": .array(answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
-            // A degraded panel never looks like a full one.
-            "panel": .object(["requested": .int(Int64(panelSize)), "answered": .int(Int64(answered.count)),
-                              "degraded": .bool(answered.count < panelSize)]),
-        ]
-        if !failed.isEmpty { object["failed_models"] = failedModels }
-        if !sources.isEmpty {
-            object["sources"] = .array(sources.map { .object(["url": .string($0.url), "title": .string($0.title)]) })
-        }
-        if let analysis {
-            object["analysis"] = analysis
-            if let judgeModel { object["judge"] = .string(judgeModel) }
-        } else if let judgeFailure {
-            object["analysis_failure"] = .object(["reason": .string(judgeFailure.reason.rawValue),
-                                                  "message": .string(judgeFailure.message)])
-        }
-        return .object(object)
-    }
-}
+import Providers
 
 /// The panel and the judge as a state machine: events in (deltas, completions, failures, with
 /// their time), actions out (start a call, report progress, finish). No I/O and no clock of its
@@ -158,19 +10,19 @@ public struct Deliberation: Sendable {
         /// The member's stream ended normally (its text may still be empty); `toolCalls` web tool
         /// calls were made on the way.
         case memberFinished(index: Int, usage: Usage?, toolCalls: Int = 0)
-        case memberFailed(index: Int, reason: MemberFailureReason, message: String)
+        case memberFailed(index: Int, reason: MemberFailureReason, message: String, usage: Usage? = nil)
         case judgeDelta(text: String)
         /// The judge's turn ended in web tool calls: its text so far was not the analysis.
         case judgeCalledTools
         case judgeFinished(usage: Usage?, toolCalls: Int = 0)
         /// Upstream error or timeout.
-        case judgeFailed(message: String)
+        case judgeFailed(message: String, reason: JudgeFailureReason = .upstreamError, usage: Usage? = nil)
     }
 
     public enum Action: Sendable, Equatable {
         case startMember(index: Int, model: String)
         /// Start (or restart) the judge; any previous judge call is over.
-        case startJudge(model: String, attempt: Int, messages: [JSONValue])
+        case startJudge(model: String, attempt: Int, messages: [ModelMessage])
         case progress(FusionProgress)
         case finish(FusionResult)
     }
@@ -190,7 +42,7 @@ public struct Deliberation: Sendable {
     private let judgeFallback: String?
     private var currentJudge: String
     private var judgeAttempt = 0
-    private var judgeMessages: [JSONValue] = []
+    private var judgeMessages: [ModelMessage] = []
     private var judgeText = ""
     private var judgeStarted = 0.0
     private var judgeFirstToken: Double?
@@ -242,9 +94,9 @@ public struct Deliberation: Sendable {
             stats.append(memberStats)
             return [.progress(.memberCompleted(index: index, model: models[index], stats: memberStats))] + panelDoneIfComplete(at: time)
 
-        case .memberFailed(let index, let reason, let message):
+        case .memberFailed(let index, let reason, let message, let usage):
             guard states[index] == .running else { return [] }
-            return memberFailed(index, reason, message, usage: nil, at: time)
+            return memberFailed(index, reason, message, usage: usage, at: time)
 
         case .judgeDelta(let text):
             guard judgeAttempt > 0, !text.isEmpty else { return [] }
@@ -269,10 +121,10 @@ public struct Deliberation: Sendable {
                 return judgeFailed(failure, at: time)
             }
 
-        case .judgeFailed(let message):
+        case .judgeFailed(let message, let reason, let usage):
             guard judgeAttempt > 0 else { return [] }
-            recordJudge(status: JudgeFailureReason.upstreamError.rawValue, usage: nil, at: time)
-            return judgeFailed(JudgeFailure(.upstreamError, message), at: time)
+            recordJudge(status: reason.rawValue, usage: usage, at: time)
+            return judgeFailed(JudgeFailure(reason, message), at: time)
         }
     }
 
@@ -298,7 +150,7 @@ public struct Deliberation: Sendable {
         return startJudge(model: judgeModel, attempt: 1, messages: judgeMessages, at: time)
     }
 
-    private mutating func startJudge(model: String, attempt: Int, messages: [JSONValue], at time: Double) -> [Action] {
+    private mutating func startJudge(model: String, attempt: Int, messages: [ModelMessage], at time: Double) -> [Action] {
         currentJudge = model
         judgeAttempt = attempt
         judgeText = ""

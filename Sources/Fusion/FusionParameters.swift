@@ -1,4 +1,5 @@
 import GatewayCore
+import Providers
 
 /// The fusion tool's parameters for one request, validated; every bad one is a 400 naming its
 /// field (`param` is the JSON path in the request, e.g. `tools[1].parameters.temperature`).
@@ -8,7 +9,7 @@ public struct FusionParameters: Sendable, Equatable {
     public var judge: String?
     public var maxToolCalls = 8
     public var maxCompletionTokens: Int64?
-    public var reasoning: JSONValue?
+    public var reasoning: ModelRequest.Reasoning?
     public var temperature: Double?
     public var preset: String
     /// Web tools for the panel / the judge; nil means the gateway's configured default.
@@ -109,13 +110,21 @@ public struct FusionParameters: Sendable, Equatable {
                         param: "\(path).reasoning.effort")
                 }
             }
+            var settings = ModelRequest.Reasoning(effort: reasoning["effort"]?.stringValue)
             if let tokens = reasoning["max_tokens"], tokens != .null {
                 guard let count = tokens.intValue, count >= 1 else {
                     throw .invalidRequest("'\(path).reasoning.max_tokens' must be an integer of at least 1.",
                                           param: "\(path).reasoning.max_tokens")
                 }
+                settings.maxTokens = count
             }
-            self.reasoning = value
+            if let exclude = reasoning["exclude"], exclude != .null {
+                guard let flag = exclude.boolValue else {
+                    throw .invalidRequest("'\(path).reasoning.exclude' must be true or false.", param: "\(path).reasoning.exclude")
+                }
+                settings.exclude = flag
+            }
+            self.reasoning = settings
         }
         guard !analysisModels.isEmpty else {
             throw .invalidRequest("No panel: the preset '\(presetName)' has no analysis_models and none were given.",

@@ -1,13 +1,14 @@
 import GatewayCore
+import Providers
 
-/// How the gateway handles one chat request with respect to Fusion, decided from the body, the
-/// config and the recursion depth, before any upstream call.
+/// How the gateway handles one chat request with respect to Fusion, decided from the request,
+/// the config and the recursion depth, before any upstream call.
 public enum FusionPlan: Sendable {
     /// No fusion in sight: proxy as is.
     case passthrough
-    /// Fusion was asked for but must not run (depth ≥ 1): proxy this rewritten body to `model`
-    /// (the alias resolved, the fusion tool removed).
-    case withoutFusion(model: String, body: JSONValue)
+    /// Fusion was asked for but must not run (depth ≥ 1): proxy this rewritten request (the
+    /// alias resolved to `model`, the fusion tool removed).
+    case withoutFusion(model: String, request: ModelRequest)
     /// Run the pipeline.
     case fusion(FusionRequest)
 
@@ -17,20 +18,22 @@ public enum FusionPlan: Sendable {
     /// The function name the outer model sees.
     public static let toolName = "fusion"
 
-    /// `depth` is the caller's fusion depth (`x-fusion-depth` / `x-openrouter-fusion-depth`).
-    public static func make(request: ChatRequest, settings: FusionSettings?, depth: Int) throws(APIError) -> FusionPlan {
-        guard case .object(var body) = request.json else { return .passthrough }
+    /// `request` is the client's, in neutral form (`model` as the client named it, server tools
+    /// among `tools` as `.other`). `depth` is the caller's fusion depth (`x-fusion-depth` /
+    /// `x-openrouter-fusion-depth`); `structuredEvents`: the client asked for named events.
+    public static func make(request: ModelRequest, settings: FusionSettings?, depth: Int,
+                            structuredEvents: Bool = false) throws(APIError) -> FusionPlan {
         let isAlias = aliases.contains(request.model)
         var fusionTool: (index: Int, parameters: JSONValue?)?
-        var callerTools: [JSONValue] = []
-        for (index, tool) in (body["tools"]?.arrayValue ?? []).enumerated() {
-            if let type = tool["type"]?.stringValue, toolTypes.contains(type) {
+        var callerTools: [ToolDefinition] = []
+        for (index, tool) in request.tools.enumerated() {
+            if case .other(let json) = tool, let type = json["type"]?.stringValue, toolTypes.contains(type) {
                 guard fusionTool == nil else {
                     throw .invalidRequest("Only one fusion tool may be given.", param: "tools[\(index)]")
                 }
-                fusionTool = (index, tool["parameters"])
+                fusionTool = (index, json["parameters"])
             } else {
-                if tool["function"]?["name"]?.stringValue == toolName {
+                if tool.functionName == toolName {
                     throw .invalidRequest("The function name '\(toolName)' is reserved for the fusion tool.",
                                           param: "tools[\(index)].function.name")
                 }
@@ -43,57 +46,53 @@ public enum FusionPlan: Sendable {
                                   param: isAlias ? "model" : "tools[\(fusionTool!.index)]")
         }
         let outerModel = isAlias ? settings.outerModel : request.model
+        var base = request
+        base.model = outerModel
+        base.tools = callerTools
         if depth >= 1 {
-            // Recursion protection: inner calls never get the tool again.
-            body["model"] = .string(outerModel)
-            if callerTools.isEmpty {
-                body["tools"] = nil
-                body["tool_choice"] = nil
-            } else {
-                body["tools"] = .array(callerTools)
-            }
-            return .withoutFusion(model: outerModel, body: .object(body))
+            // Recursion protection: inner calls never get the tool again (nor a choice forcing it).
+            if callerTools.isEmpty { base.toolChoice = nil }
+            return .withoutFusion(model: outerModel, request: base)
         }
         let parameterPath = fusionTool.map { "tools[\($0.index)].parameters" } ?? "fusion"
         let parameters = try FusionParameters(json: fusionTool?.parameters, settings: settings, path: parameterPath)
-        var structured = false
-        if let flag = body["stream_options"]?["include_fusion_events"], flag != .null {
-            guard let value = flag.boolValue else {
-                throw .invalidRequest("'stream_options.include_fusion_events' must be a boolean.",
-                                      param: "stream_options.include_fusion_events")
-            }
-            structured = value
-        }
-        return .fusion(FusionRequest(
-            outerModel: outerModel, parameters: parameters, parameterPath: parameterPath, callerTools: callerTools,
-            body: body, stream: request.stream, includeUsage: request.includeUsage, structuredEvents: structured,
-            depth: depth))
+        return .fusion(FusionRequest(outerModel: outerModel, parameters: parameters, parameterPath: parameterPath, base: base,
+                                     structuredEvents: structuredEvents, depth: depth))
     }
 }
 
 /// A request that runs the Fusion pipeline, with everything needed to build its inner calls.
 public struct FusionRequest: Sendable {
+    /// The concrete outer model (the alias resolved).
     public var outerModel: String
     public var parameters: FusionParameters
     /// Where the parameters came from in the request (for error messages).
     public var parameterPath: String
-    public var callerTools: [JSONValue]
-    /// The client's body (fields unknown to us included).
-    public var body: [String: JSONValue]
-    public var stream: Bool
-    public var includeUsage: Bool
+    /// The client's request with the fusion tool removed (its own tools kept) and `model` the
+    /// outer model: what the outer model's calls are built from.
+    public var base: ModelRequest
     /// The client asked for named SSE events (`stream_options.include_fusion_events`).
     public var structuredEvents: Bool
     public var depth: Int
 
+    public init(outerModel: String, parameters: FusionParameters, parameterPath: String, base: ModelRequest,
+                structuredEvents: Bool, depth: Int) {
+        self.outerModel = outerModel
+        self.parameters = parameters
+        self.parameterPath = parameterPath
+        self.base = base
+        self.structuredEvents = structuredEvents
+        self.depth = depth
+    }
+
+    public var stream: Bool { base.stream }
+    public var includeUsage: Bool { base.includeUsage }
+    public var callerTools: [ToolDefinition] { base.tools }
     public var judgeModel: String { parameters.judge ?? outerModel }
-    public var messages: [JSONValue] { body["messages"]?.arrayValue ?? [] }
+    public var messages: [ModelMessage] { base.messages }
 
     /// The last user message's text: the question when the outer model gives none.
     public var lastUserText: String {
-        for message in messages.reversed() where message["role"]?.stringValue == "user" {
-            return FusionPrompts.text(of: message["content"])
-        }
-        return ""
+        messages.last { $0.role == .user }?.text ?? ""
     }
 }

@@ -1,89 +1,69 @@
 import GatewayCore
+import Providers
 
-/// The texts and request bodies of Fusion's inner calls.
+/// The texts and requests of Fusion's inner calls.
 public enum FusionPrompts {
     /// Marks the judge's system prompt (the simulated models recognise their role by it).
     public static let judgeMarker = "You are the judge of a fusion-gateway deliberation."
 
     /// The fusion tool as the outer model sees it: an ordinary function.
-    public static func toolDefinition(panelSize: Int) -> JSONValue {
-        .object([
-            "type": .string("function"),
-            "function": .object([
-                "name": .string(FusionPlan.toolName),
-                "description": .string(
-                    "Consult a panel of \(panelSize) AI models that answer the question in parallel; a judge compares "
-                        + "their answers and returns a structured analysis (consensus, contradictions, partial coverage, "
-                        + "unique insights, blind spots). Use it for research questions, critiques, comparisons, or "
-                        + "whenever being wrong is costly. Then write the final answer from the analysis."),
-                "parameters": .object([
-                    "type": .string("object"),
-                    "properties": .object([
-                        "question": .object([
-                            "type": .string("string"),
-                            "description": .string("The question for the panel; defaults to the user's last message."),
-                        ]),
+    public static func toolDefinition(panelSize: Int) -> ToolDefinition {
+        .function(
+            name: FusionPlan.toolName,
+            description: "Consult a panel of \(panelSize) AI models that answer the question in parallel; a judge compares "
+                + "their answers and returns a structured analysis (consensus, contradictions, partial coverage, "
+                + "unique insights, blind spots). Use it for research questions, critiques, comparisons, or "
+                + "whenever being wrong is costly. Then write the final answer from the analysis.",
+            parameters: .object([
+                "type": .string("object"),
+                "properties": .object([
+                    "question": .object([
+                        "type": .string("string"),
+                        "description": .string("The question for the panel; defaults to the user's last message."),
                     ]),
                 ]),
             ]),
-        ])
-    }
-
-    /// Plain text of a message's `content` (a string or content parts).
-    public static func text(of content: JSONValue?) -> String {
-        switch content {
-        case .string(let text)?: return text
-        case .array(let parts)?: return parts.compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
-        default: return ""
-        }
+            strict: nil)
     }
 
     /// The panel's messages: the conversation with tool traffic rendered as text (members are
     /// not given the caller's tools), or only the question.
-    public static func panelMessages(_ request: FusionRequest, question: String, context: FusionSettings.PanelContext) -> [JSONValue] {
-        var messages: [JSONValue] = []
-        if context == .conversation {
-            for message in request.messages {
-                let role = message["role"]?.stringValue ?? "user"
-                switch role {
-                case "tool", "function":
-                    messages.append(.object(["role": .string("user"),
-                                             "content": .string("[tool result]\n" + text(of: message["content"]))]))
-                case "assistant":
-                    var content = text(of: message["content"])
-                    for call in message["tool_calls"]?.arrayValue ?? [] {
-                        let name = call["function"]?["name"]?.stringValue ?? "tool"
-                        let arguments = call["function"]?["arguments"]?.stringValue ?? ""
-                        content += (content.isEmpty ? "" : "\n") + "[called \(name) with \(arguments)]"
-                    }
-                    messages.append(.object(["role": .string("assistant"), "content": .string(content)]))
-                default:
-                    messages.append(.object(["role": .string(role), "content": message["content"] ?? .string("")]))
+    public static func panelMessages(_ request: FusionRequest, question: String, context: FusionSettings.PanelContext) -> [ModelMessage] {
+        guard context == .conversation else { return [ModelMessage(role: .user, text: question)] }
+        var messages: [ModelMessage] = []
+        for message in request.messages {
+            switch message.role {
+            case .tool:
+                messages.append(ModelMessage(role: .user, text: "[tool result]\n" + message.text))
+            case .assistant:
+                var content = message.text
+                for call in message.toolCalls {
+                    content += (content.isEmpty ? "" : "\n") + "[called \(call.name) with \(call.arguments)]"
                 }
+                messages.append(ModelMessage(role: .assistant, text: content))
+            default:
+                messages.append(ModelMessage(role: message.role, content: message.content, name: message.name))
             }
-            if question != request.lastUserText {
-                messages.append(.object(["role": .string("user"), "content": .string(question)]))
-            }
-        } else {
-            messages.append(.object(["role": .string("user"), "content": .string(question)]))
+        }
+        if question != request.lastUserText {
+            messages.append(ModelMessage(role: .user, text: question))
         }
         return messages
     }
 
-    /// A streamed inner request with the fusion parameters that apply to panel and judge calls.
-    public static func innerBody(model: String, messages: [JSONValue], parameters: FusionParameters, jsonOutput: Bool = false,
-                                 extra: [String: JSONValue] = [:]) -> JSONValue {
-        var body: [String: JSONValue] = extra.merging([
-            "model": .string(model),
-            "messages": .array(messages),
-            "stream": .bool(true),
-            "stream_options": .object(["include_usage": .bool(true)]),
-        ]) { $1 }
-        if let tokens = parameters.maxCompletionTokens { body["max_completion_tokens"] = .int(tokens) }
-        if let temperature = parameters.temperature { body["temperature"] = .double(temperature) }
-        if let reasoning = parameters.reasoning { body["reasoning"] = reasoning }
-        if jsonOutput { body["response_format"] = .object(["type": .string("json_object")]) }
-        return .object(body)
+    /// A panel member's or the judge's streamed request, with the fusion parameters that apply
+    /// to them. `defaultMaxTokens` bounds a call whose request sets no limit (a rambling model
+    /// must not hold a deliberation for minutes).
+    public static func innerRequest(model: String, messages: [ModelMessage], parameters: FusionParameters,
+                                    defaultMaxTokens: Int64?, judge: Bool = false) -> ModelRequest {
+        var request = ModelRequest(model: model, messages: messages, stream: true)
+        request.includeUsage = true
+        request.maxOutputTokens = parameters.maxCompletionTokens ?? defaultMaxTokens
+        // The judge compares; it does not create: deterministic unless the request says otherwise.
+        request.temperature = parameters.temperature ?? (judge ? 0 : nil)
+        request.reasoning = parameters.reasoning
+        if judge { request.responseFormat = .object(["type": .string("json_object")]) }
+        return request
     }
 
     /// Prepended to a panel member's messages when it has web tools.
@@ -113,60 +93,52 @@ public enum FusionPrompts {
         """
     }
 
-    public static func judgeMessages(question: String, answers: [(model: String, content: String)], tools: Bool = false) -> [JSONValue] {
+    public static func judgeMessages(question: String, answers: [(model: String, content: String)], tools: Bool = false) -> [ModelMessage] {
         var user = "Question:\n\(question)\n\nPanel answers:\n"
         for answer in answers {
             user += "<answer model=\"\(answer.model)\">\n\(answer.content)\n</answer>\n"
         }
         return [
-            .object(["role": .string("system"), "content": .string(judgeSystemPrompt() + (tools ? judgeToolNote : ""))]),
-            .object(["role": .string("user"), "content": .string(user)]),
+            ModelMessage(role: .system, text: judgeSystemPrompt() + (tools ? judgeToolNote : "")),
+            ModelMessage(role: .user, text: user),
         ]
     }
 
     /// The judge's retry: its invalid reply and what was wrong with it.
-    public static func judgeRetryMessages(_ previous: [JSONValue], reply: String, problem: String) -> [JSONValue] {
+    public static func judgeRetryMessages(_ previous: [ModelMessage], reply: String, problem: String) -> [ModelMessage] {
         previous + [
-            .object(["role": .string("assistant"), "content": .string(reply)]),
-            .object(["role": .string("user"), "content": .string(
-                "That reply is not valid: \(problem). Reply again with only the JSON object described, nothing else.")]),
+            ModelMessage(role: .assistant, text: reply),
+            ModelMessage(role: .user, text:
+                "That reply is not valid: \(problem). Reply again with only the JSON object described, nothing else."),
         ]
     }
 
     /// The outer model's first call: the client's request with the fusion tool added.
-    public static func outerFirstBody(_ request: FusionRequest, upstreamModel: String) -> JSONValue {
-        var body = request.body
-        body["model"] = .string(upstreamModel)
-        body["tools"] = .array(request.callerTools + [toolDefinition(panelSize: request.parameters.analysisModels.count)])
-        body["stream"] = .bool(true)
-        body["stream_options"] = .object(["include_usage": .bool(true)])
-        return .object(body)
+    public static func outerFirstRequest(_ request: FusionRequest) -> ModelRequest {
+        var outer = request.base
+        outer.tools = request.base.tools + [toolDefinition(panelSize: request.parameters.analysisModels.count)]
+        outer.stream = true
+        outer.includeUsage = true
+        return outer
     }
 
-    /// The outer model's second call: the conversation plus its fusion call and the tool result;
-    /// the fusion tool is gone (fusion runs at most once per request).
-    public static func outerFinalBody(_ request: FusionRequest, upstreamModel: String, assistantContent: String,
-                                      call: ToolCall, toolResult: String) -> JSONValue {
-        var body = request.body
-        body["model"] = .string(upstreamModel)
-        body["stream"] = .bool(true)
-        body["stream_options"] = .object(["include_usage": .bool(true)])
-        body["messages"] = .array(request.messages + [
-            .object(["role": .string("assistant"),
-                     "content": assistantContent.isEmpty ? .null : .string(assistantContent),
-                     "tool_calls": .array([call.json])]),
-            .object(["role": .string("tool"), "tool_call_id": .string(call.id), "content": .string(toolResult)]),
-        ])
-        if request.callerTools.isEmpty {
-            body["tools"] = nil
-            body["tool_choice"] = nil
-        } else {
-            body["tools"] = .array(request.callerTools)
+    /// The outer model's second call: the conversation plus its turn (text and every tool call
+    /// it made) and the fusion tool's result; the fusion tool is gone (fusion runs at most once
+    /// per request).
+    public static func outerFinalRequest(_ request: FusionRequest, assistantContent: String, calls: [ToolCall],
+                                         results: [(callID: String, content: String)]) -> ModelRequest {
+        var outer = request.base
+        outer.stream = true
+        outer.includeUsage = true
+        outer.messages = request.messages + [
+            ModelMessage(role: .assistant, content: assistantContent.isEmpty ? [] : [.text(assistantContent)], toolCalls: calls),
+        ] + results.map { ModelMessage(role: .tool, content: [.text($0.content)], toolCallID: $0.callID) }
+        if outer.tools.isEmpty {
+            outer.toolChoice = nil
+        } else if outer.toolChoice == .required || { if case .function = outer.toolChoice { true } else { false } }() {
             // "required" was satisfied by the fusion call; forcing another tool call now would loop.
-            if body["tool_choice"]?.stringValue == "required" || body["tool_choice"]?["function"] != nil {
-                body["tool_choice"] = .string("auto")
-            }
+            outer.toolChoice = .auto
         }
-        return .object(body)
+        return outer
     }
 }

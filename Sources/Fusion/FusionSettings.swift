@@ -31,6 +31,13 @@ public struct FusionSettings: Sendable, Equatable {
     public var memberTimeoutMilliseconds: UInt64 = 120_000
     public var judgeTimeoutMilliseconds: UInt64 = 180_000
     public var panelContext = PanelContext.conversation
+    /// Inner calls (outer turns, panel and judge turns) one request may make.
+    public var maxInnerCalls = 200
+    /// Web tool calls one request may make, over the whole panel and the judge.
+    public var maxWebToolCalls = 64
+    /// The output limit of a panel or judge call whose request sets none (`max_completion_tokens`
+    /// in the fusion parameters): a rambling model must not hold a deliberation for minutes.
+    public var defaultMaxTokens: Int64? = 4096
 
     public init(outerModel: String, presets: [String: Preset], defaultPreset: String, judgeFallbackModel: String? = nil) {
         self.outerModel = outerModel

@@ -6,6 +6,8 @@ public enum JudgeFailureReason: String, Sendable, Equatable {
     case schemaMismatch = "judge_schema_mismatch"
     case upstreamError = "judge_upstream_error"
     case emptyCompletion = "judge_empty_completion"
+    /// No analysis within the judge's time budget.
+    case timeout = "judge_timeout"
 }
 
 /// The judge's structured analysis, validated against the schema the judge was given.

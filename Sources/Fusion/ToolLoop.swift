@@ -1,4 +1,5 @@
 import GatewayCore
+import Providers
 
 /// The web tools panel members and the judge may call (run by the gateway, not the client).
 public enum WebToolNames {
@@ -9,11 +10,11 @@ public enum WebToolNames {
 /// One panel member's (or the judge's) turn-taking with tools: call the model; if it calls
 /// tools, the gateway runs them and calls the model again with the results; after `maxSteps`
 /// tool-calling turns the model is called once more with tools refused (`tool_choice: "none"`
-/// and a note) and must answer in text. Pure: the session feeds it chunks and tool results.
+/// and a note) and must answer in text. Pure: the session feeds it events and tool results.
 public struct ToolLoop: Sendable {
-    public private(set) var messages: [JSONValue]
+    public private(set) var messages: [ModelMessage]
     /// Function definitions offered; empty when tools are off.
-    public let tools: [JSONValue]
+    public let tools: [ToolDefinition]
     public let maxSteps: Int
     /// Tool-calling turns completed.
     public private(set) var steps = 0
@@ -23,7 +24,7 @@ public struct ToolLoop: Sendable {
     private var turnText = ""
     private var pending: [ToolCall] = []
 
-    public init(messages: [JSONValue], tools: [JSONValue], maxSteps: Int) {
+    public init(messages: [ModelMessage], tools: [ToolDefinition], maxSteps: Int) {
         self.messages = messages
         self.tools = tools
         self.maxSteps = maxSteps
@@ -33,10 +34,13 @@ public struct ToolLoop: Sendable {
     /// The cap is reached: the next call refuses tools.
     public var mustAnswer: Bool { toolsEnabled && steps >= maxSteps }
 
-    /// Feeds one chunk of the current turn.
-    public mutating func received(_ delta: ChunkDelta) {
-        if let content = delta.content { turnText += content }
-        for fragment in delta.toolCalls { calls.add(fragment) }
+    /// Feeds one event of the current turn.
+    public mutating func received(_ event: ModelEvent) {
+        switch event {
+        case .text(let text): turnText += text
+        case .toolCall(let fragment): calls.add(fragment)
+        default: break
+        }
     }
 
     public enum TurnEnd: Sendable, Equatable {
@@ -64,21 +68,17 @@ public struct ToolLoop: Sendable {
     /// conversation, and the next call may be made.
     public mutating func complete(results: [String]) {
         precondition(results.count == pending.count, "one result per pending tool call")
-        messages.append(.object([
-            "role": .string("assistant"),
-            "content": turnText.isEmpty ? .null : .string(turnText),
-            "tool_calls": .array(pending.map(\.json)),
-        ]))
+        messages.append(ModelMessage(role: .assistant, content: turnText.isEmpty ? [] : [.text(turnText)], toolCalls: pending))
         for (call, result) in zip(pending, results) {
-            messages.append(.object(["role": .string("tool"), "tool_call_id": .string(call.id), "content": .string(result)]))
+            messages.append(ModelMessage(role: .tool, content: [.text(result)], toolCallID: call.id, name: call.name))
         }
         callCount += pending.count
         steps += 1
         pending = []
         resetTurn()
         if mustAnswer {
-            messages.append(.object(["role": .string("user"), "content": .string(
-                "You have used all \(maxSteps) of your tool-calling steps. Answer now, in text, from what you have found.")]))
+            messages.append(ModelMessage(role: .user, text:
+                "You have used all \(maxSteps) of your tool-calling steps. Answer now, in text, from what you have found."))
         }
     }
 
@@ -87,16 +87,21 @@ public struct ToolLoop: Sendable {
         turnText = ""
     }
 
-    /// `tools` and `tool_choice` for the next call's body (none when tools are off).
-    public var requestFields: [String: JSONValue] {
-        guard toolsEnabled else { return [:] }
-        // Tools stay declared (some providers reject tool messages without them) but are refused.
-        return ["tools": .array(tools), "tool_choice": .string(mustAnswer ? "none" : "auto")]
+    /// The next call's request: the conversation so far, tools offered or (at the cap) refused.
+    public func request(_ base: ModelRequest) -> ModelRequest {
+        var request = base
+        request.messages = messages
+        if toolsEnabled {
+            // Tools stay declared (some providers reject tool messages without them) but are refused.
+            request.tools = tools
+            request.toolChoice = mustAnswer ? ToolChoice.none : .auto
+        }
+        return request
     }
 
     /// The function definitions of the web tools, as offered to models.
-    public static func webToolDefinitions(search: Bool, fetch: Bool) -> [JSONValue] {
-        var tools: [JSONValue] = []
+    public static func webToolDefinitions(search: Bool, fetch: Bool) -> [ToolDefinition] {
+        var tools: [ToolDefinition] = []
         if search {
             tools.append(function(
                 WebToolNames.search,
@@ -116,14 +121,10 @@ public struct ToolLoop: Sendable {
         return tools
     }
 
-    private static func function(_ name: String, _ description: String, properties: [String: JSONValue], required: [String]) -> JSONValue {
-        .object([
-            "type": .string("function"),
-            "function": .object([
-                "name": .string(name), "description": .string(description),
-                "parameters": .object(["type": .string("object"), "properties": .object(properties),
+    private static func function(_ name: String, _ description: String, properties: [String: JSONValue], required: [String]) -> ToolDefinition {
+        .function(name: name, description: description,
+                  parameters: .object(["type": .string("object"), "properties": .object(properties),
                                        "required": .array(required.map(JSONValue.string))]),
-            ]),
-        ])
+                  strict: nil)
     }
 }

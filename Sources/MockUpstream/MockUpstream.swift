@@ -17,8 +17,14 @@ public final class MockUpstream {
     /// Requests seen per `flaky` model name.
     private var flakyCounts: [String: Int] = [:]
 
-    public init(loop: EventLoop, host: String = "127.0.0.1", port: Int = 0, stats: MockUpstreamStats = MockUpstreamStats()) throws {
+    /// When set, every request must carry `Authorization: Bearer <accessKey>` (401 otherwise):
+    /// the gateway's built-in simulator answers only the gateway.
+    private let accessKey: String?
+
+    public init(loop: EventLoop, host: String = "127.0.0.1", port: Int = 0, stats: MockUpstreamStats = MockUpstreamStats(),
+                accessKey: String? = nil) throws {
         self.stats = stats
+        self.accessKey = accessKey
         server = try HTTPServer(loop: loop, host: host, port: port) { [unowned self] request, writer in
             handle(request, writer)
         }
@@ -34,6 +40,14 @@ public final class MockUpstream {
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        if let accessKey, !MockWeb.handles(request) {
+            let presented = request.header("authorization").map { String($0.dropFirst("Bearer ".count)) } ?? ""
+            guard request.header("authorization")?.hasPrefix("Bearer ") == true, ConstantTime.matchesAny(presented, [accessKey]) else {
+                writer.respond(error: APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
+                                               message: "The simulator answers only the gateway that runs it."))
+                return
+            }
+        }
         if MockWeb.handles(request) {
             MockWeb.handle(request, writer)
             return

@@ -1,3 +1,4 @@
+import Application
 import ArgumentParser
 import EventLoop
 import Foundation
@@ -62,13 +63,14 @@ struct Serve: ParsableCommand {
         if let port { settings.server.port = port }
 
         let loopCount = loops ?? ProcessInfo.processInfo.activeProcessorCount
-        let cluster: GatewayCluster
+        let application: GatewayApplication
         do {
-            cluster = try GatewayCluster(config: settings, environment: ProcessInfo.processInfo.environment,
-                                         logger: logger, loops: loopCount)
+            application = try GatewayApplication(config: settings, environment: ProcessInfo.processInfo.environment,
+                                                  logger: logger, loops: loopCount)
         } catch {
             throw ValidationError("cannot start: \(error)")
         }
+        let cluster = application.cluster
         let base = "http://\(settings.server.host):\(cluster.port)"
         logger.info("listening", metadata: ["url": "\(base)", "loops": "\(cluster.loopCount)", "config": "\(config ?? "embedded default")"])
         var banner = "fusion-gateway listening on \(base) (\(cluster.loopCount) event loop\(cluster.loopCount == 1 ? "" : "s"))\n"
@@ -94,11 +96,11 @@ struct Serve: ParsableCommand {
                     }
                     stopping = true
                     logger.info("signal received: finishing streams, then stopping", metadata: ["signal": "\(received)"])
-                    cluster.shutdown()
+                    application.shutdown()
                 }
             }
         }
-        cluster.waitUntilStopped()
+        application.waitUntilStopped()
         logger.info("stopped")
     }
 }

@@ -1,5 +1,6 @@
 import Fusion
 import GatewayCore
+import Providers
 import Testing
 
 /// The panel → judge pipeline as a state machine: ordering and every failure path, no sockets.
@@ -54,7 +55,7 @@ import Testing
         }
         // The judge sees every answer labelled by its model.
         guard case .startJudge(_, _, let messages) = actions.first(where: { if case .startJudge = $0 { true } else { false } }) else { return }
-        let prompt = FusionPrompts.text(of: messages[1]["content"])
+        let prompt = messages[1].text
         #expect(prompt.contains("<answer model=\"p/a\">\nA1 A2\n</answer>"))
         #expect(prompt.contains("<answer model=\"p/b\">\nB1 B2\n</answer>"))
         #expect(prompt.contains("Q?"))
@@ -121,8 +122,8 @@ import Testing
         #expect(startedJudges(retry).map { "\($0.0)#\($0.1)" } == ["p/judge#2"])
         guard case .startJudge(_, _, let messages) = retry.first(where: { if case .startJudge = $0 { true } else { false } }) else { return }
         #expect(messages.count == 4)
-        #expect(FusionPrompts.text(of: messages[2]["content"]) == "I think they mostly agree.")
-        #expect(FusionPrompts.text(of: messages[3]["content"]).contains("not a JSON object"))
+        #expect(messages[2].text == "I think they mostly agree.")
+        #expect(messages[3].text.contains("not a JSON object"))
         _ = d.handle(.judgeDelta(text: Self.validAnalysis), at: 30)
         #expect(try #require(finish(d.handle(.judgeFinished(usage: nil), at: 31))).analysis != nil)
     }

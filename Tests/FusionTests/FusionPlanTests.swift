@@ -1,12 +1,15 @@
 import Fusion
 import GatewayCore
+import Providers
+import Surfaces
 import Testing
 
 @Suite struct FusionPlanTests {
     let settings = FusionSettings.simulated
 
     func plan(_ body: String, depth: Int = 0, settings: FusionSettings? = .simulated) throws(APIError) -> FusionPlan {
-        try FusionPlan.make(request: try ChatRequest(body: Array(body.utf8)), settings: settings, depth: depth)
+        let chat = try ChatRequest(body: Array(body.utf8))
+        return try FusionPlan.make(request: chat.modelRequest(), settings: settings, depth: depth, structuredEvents: try chat.includeFusionEvents())
     }
 
     func error(_ body: String) -> APIError? {
@@ -42,7 +45,7 @@ import Testing
         #expect(request.parameters.maxToolCalls == 3)
         #expect(request.callerTools.count == 1)
         #expect(request.structuredEvents)
-        let first = FusionPrompts.outerFirstBody(request, upstreamModel: "m")
+        let first = OpenAIRequestEncoder.json(FusionPrompts.outerFirstRequest(request))
         let names = first["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue }
         #expect(names == ["lookup", "fusion"])
         #expect(first["stream_options"] == .object(["include_usage": .bool(true)]), "our own flag never goes upstream")
@@ -54,15 +57,16 @@ import Testing
     }
 
     @Test func depthOneNeverInjectsTheTool() throws {
-        guard case .withoutFusion(let model, let body) = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion"}],"tool_choice":"required"}"#, depth: 1) else {
+        guard case .withoutFusion(let model, let request) = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion"}],"tool_choice":"required"}"#, depth: 1) else {
             Issue.record("fusion at depth 1")
             return
         }
         #expect(model == "sim/outer")
+        let body = OpenAIRequestEncoder.json(request)
         #expect(body["tools"] == nil)
         #expect(body["tool_choice"] == nil)
         guard case .withoutFusion(_, let kept) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"f"}},{"type":"fusion"}]}"#, depth: 2) else { return }
-        #expect(kept["tools"]?.arrayValue?.count == 1)
+        #expect(kept.tools.count == 1)
     }
 
     @Test func plainRequestsPassThrough() throws {
@@ -116,12 +120,14 @@ import Testing
     @Test func finalCallCarriesTheToolResultAndDropsTheTool() throws {
         guard case .fusion(let request) = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"tool_choice":"required"}"#) else { return }
         let call = ToolCall(index: 0, id: "call_1", name: "fusion", arguments: "{}")
-        let body = FusionPrompts.outerFinalBody(request, upstreamModel: "outer", assistantContent: "", call: call, toolResult: #"{"status":"ok"}"#)
+        let body = OpenAIRequestEncoder.json(FusionPrompts.outerFinalRequest(request, assistantContent: "", calls: [call],
+                                                                             results: [("call_1", #"{"status":"ok"}"#)]))
         #expect(body["tools"] == nil)
         #expect(body["tool_choice"] == nil)
         let messages = try #require(body["messages"]?.arrayValue)
         #expect(messages.count == 3)
         #expect(messages[1]["tool_calls"]?.arrayValue?.first?["id"] == .string("call_1"))
+        #expect(messages[1]["content"] == .string(""), "never null: some servers reject it")
         #expect(messages[2] == .object(["role": .string("tool"), "tool_call_id": .string("call_1"), "content": .string(#"{"status":"ok"}"#)]))
     }
 
@@ -130,13 +136,13 @@ import Testing
         guard case .fusion(let request) = try plan(body) else { return }
         let full = FusionPrompts.panelMessages(request, question: request.lastUserText, context: .conversation)
         #expect(full.count == 5)
-        #expect(full[2]["content"]?.stringValue == #"[called lookup with {"k":1}]"#)
-        #expect(full[3]["role"] == .string("user"))
-        #expect(full[3]["content"]?.stringValue == "[tool result]\n42")
+        #expect(full[2].text == #"[called lookup with {"k":1}]"#)
+        #expect(full[3].role == .user)
+        #expect(full[3].text == "[tool result]\n42")
         let onlyQuestion = FusionPrompts.panelMessages(request, question: "other?", context: .lastMessage)
-        #expect(onlyQuestion == [.object(["role": .string("user"), "content": .string("other?")])])
+        #expect(onlyQuestion == [ModelMessage(role: .user, text: "other?")])
         let withQuestion = FusionPrompts.panelMessages(request, question: "other?", context: .conversation)
-        #expect(withQuestion.last?["content"] == .string("other?"))
+        #expect(withQuestion.last?.text == "other?")
     }
 }
 
@@ -168,17 +174,7 @@ import Testing
     }
 }
 
-@Suite struct ChunkDeltaTests {
-    @Test func readsContentToolCallsReasoningUsageAndErrors() throws {
-        let chunk = try JSONValue.parse(Array(#"{"choices":[{"index":0,"delta":{"content":"hi","reasoning":"thinking","tool_calls":[{"index":1,"id":"c","function":{"name":"f","arguments":"{\"a"}}]},"finish_reason":null}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"cost":0.5}}"#.utf8))
-        let delta = ChunkDelta(chunk: chunk)
-        #expect(delta.content == "hi")
-        #expect(delta.reasoning == "thinking")
-        #expect(delta.toolCalls == [ToolCallFragment(index: 1, id: "c", name: "f", arguments: "{\"a")])
-        #expect(delta.usage == Usage(promptTokens: 3, completionTokens: 4, totalTokens: 7, cost: 0.5))
-        #expect(ChunkDelta(chunk: try JSONValue.parse(Array(#"{"error":{"message":"x"},"choices":[]}"#.utf8))).error != nil)
-    }
-
+@Suite struct ToolCallAccumulatorTests {
     @Test func accumulatesFragmentedToolCalls() {
         var calls = ToolCallAccumulator()
         calls.add(ToolCallFragment(index: 0, id: "a", name: "fusion", arguments: ""))

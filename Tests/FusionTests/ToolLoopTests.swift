@@ -1,24 +1,26 @@
 import Fusion
 import GatewayCore
+import Providers
 import Testing
 
 /// A participant's tool loop without sockets: turns, results, the step cap.
 @Suite struct ToolLoopTests {
     let tools = ToolLoop.webToolDefinitions(search: true, fetch: true)
 
-    func chunk(_ json: String) throws -> ChunkDelta { ChunkDelta(chunk: try JSONValue.parse(Array(json.utf8))) }
-
     /// A turn calling web_search, its arguments in fragments.
     func searchTurn(_ loop: inout ToolLoop, id: String = "c1") throws {
-        loop.received(try chunk(#"{"choices":[{"delta":{"content":"Let me look. "}}]}"#))
-        loop.received(try chunk(#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"\#(id)","type":"function","function":{"name":"web_search","arguments":"{\"qu"}}]}}]}"#))
-        loop.received(try chunk(#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ery\":\"x\"}"}}]}}]}"#))
+        loop.received(.text("Let me look. "))
+        loop.received(.toolCall(ToolCallFragment(index: 0, id: id.isEmpty ? nil : id, name: "web_search", arguments: #"{"qu"#)))
+        loop.received(.toolCall(ToolCallFragment(index: 0, arguments: #"ery":"x"}"#)))
     }
 
+    func nextRequest(_ loop: ToolLoop) -> ModelRequest { loop.request(ModelRequest(model: "m", messages: [])) }
+
     @Test func toolCallsAreRunAndTheirResultsJoinTheConversation() throws {
-        var loop = ToolLoop(messages: [.object(["role": .string("user"), "content": .string("Q")])], tools: tools, maxSteps: 3)
-        #expect(loop.requestFields["tool_choice"] == .string("auto"))
-        #expect(loop.requestFields["tools"]?.arrayValue?.count == 2)
+        var loop = ToolLoop(messages: [ModelMessage(role: .user, text: "Q")], tools: tools, maxSteps: 3)
+        #expect(nextRequest(loop).toolChoice == .auto)
+        #expect(nextRequest(loop).tools.count == 2)
+        #expect(nextRequest(loop).messages == loop.messages)
         try searchTurn(&loop)
         guard case .callTools(let calls) = loop.endTurn() else { Issue.record("expected tool calls"); return }
         #expect(calls == [ToolCall(index: 0, id: "c1", name: "web_search", arguments: #"{"query":"x"}"#)])
@@ -26,12 +28,12 @@ import Testing
         #expect(loop.steps == 1 && loop.callCount == 1)
         let messages = loop.messages
         #expect(messages.count == 3)
-        #expect(messages[1]["role"] == .string("assistant") && messages[1]["content"] == .string("Let me look. "))
-        #expect(messages[1]["tool_calls"]?.arrayValue?.first?["id"] == .string("c1"))
-        #expect(messages[2]["role"] == .string("tool") && messages[2]["tool_call_id"] == .string("c1"))
-        #expect(messages[2]["content"] == .string(#"{"results":[]}"#))
+        #expect(messages[1].role == .assistant && messages[1].text == "Let me look. ")
+        #expect(messages[1].toolCalls.first?.id == "c1")
+        #expect(messages[2].role == .tool && messages[2].toolCallID == "c1")
+        #expect(messages[2].text == #"{"results":[]}"#)
         // The next turn answers in text.
-        loop.received(try chunk(#"{"choices":[{"delta":{"content":"Answer."}}]}"#))
+        loop.received(.text("Answer."))
         #expect(loop.endTurn() == .answered)
         #expect(loop.messages.count == 3, "an answer is not added")
     }
@@ -45,10 +47,10 @@ import Testing
             loop.complete(results: ["r"])
         }
         #expect(loop.mustAnswer)
-        #expect(loop.requestFields["tool_choice"] == .string("none"))
-        #expect(loop.requestFields["tools"] != nil, "still declared: the history holds tool messages")
-        #expect(loop.messages.last?["role"] == .string("user"))
-        #expect(loop.messages.last?["content"]?.stringValue?.contains("used all 2 of your tool-calling steps") == true)
+        #expect(nextRequest(loop).toolChoice == ToolChoice.none)
+        #expect(!nextRequest(loop).tools.isEmpty, "still declared: the history holds tool messages")
+        #expect(loop.messages.last?.role == .user)
+        #expect(loop.messages.last?.text.contains("used all 2 of your tool-calling steps") == true)
         // A model calling tools anyway is taken as answering (its calls ignored).
         try searchTurn(&loop)
         #expect(loop.endTurn() == .answered)
@@ -57,19 +59,20 @@ import Testing
 
     @Test func withoutToolsNothingIsOfferedAndCallsAreIgnored() throws {
         var loop = ToolLoop(messages: [], tools: [], maxSteps: 8)
-        #expect(loop.requestFields.isEmpty)
+        #expect(nextRequest(loop).tools.isEmpty && nextRequest(loop).toolChoice == nil)
         try searchTurn(&loop)
         #expect(loop.endTurn() == .answered)
-        #expect(ToolLoop.webToolDefinitions(search: false, fetch: true).compactMap { $0["function"]?["name"]?.stringValue } == ["web_fetch"])
+        #expect(ToolLoop.webToolDefinitions(search: false, fetch: true).compactMap(\.functionName) == ["web_fetch"])
     }
 
     @Test func parallelCallsKeepTheirOrder() throws {
         var loop = ToolLoop(messages: [], tools: tools, maxSteps: 8)
-        loop.received(try chunk(#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"web_fetch","arguments":"{}"}},{"index":1,"id":"b","function":{"name":"web_search","arguments":"{}"}}]}}]}"#))
+        loop.received(.toolCall(ToolCallFragment(index: 0, id: "a", name: "web_fetch", arguments: "{}")))
+        loop.received(.toolCall(ToolCallFragment(index: 1, id: "b", name: "web_search", arguments: "{}")))
         guard case .callTools(let calls) = loop.endTurn() else { Issue.record("expected tool calls"); return }
         #expect(calls.map(\.id) == ["a", "b"])
         loop.complete(results: ["ra", "rb"])
-        #expect(loop.messages.suffix(2).map { $0["tool_call_id"]?.stringValue } == ["a", "b"])
+        #expect(loop.messages.suffix(2).map(\.toolCallID) == ["a", "b"])
         #expect(loop.callCount == 2 && loop.steps == 1)
     }
 }

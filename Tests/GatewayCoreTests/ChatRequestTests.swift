@@ -89,35 +89,6 @@ import Testing
     }
 }
 
-@Suite struct UpstreamErrorMappingTests {
-    @Test func keepsTheUpstreamMessageAndStatusForClientErrors() {
-        let error = UpstreamErrorMapping.map(
-            status: 400, body: Array(#"{"error":{"message":"context too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#.utf8),
-            headers: [], provider: "openrouter")
-        #expect(error.status == 400)
-        #expect(error.code == "context_length_exceeded")
-        #expect(error.message.contains("context too long"))
-    }
-
-    @Test func credentialFailuresBecomeBadGatewayAndSecretsAreScrubbed() {
-        let error = UpstreamErrorMapping.map(
-            status: 401, body: Array(#"{"error":{"message":"invalid key sk-secret-123"}}"#.utf8),
-            headers: [], provider: "openai", secrets: ["sk-secret-123"])
-        #expect(error.status == 502)
-        #expect(error.code == "upstream_auth_failed")
-        #expect(!error.message.contains("sk-secret-123"))
-        #expect(error.message.contains("[redacted]"))
-    }
-
-    @Test func rateLimitsKeepRetryAfter() {
-        let error = UpstreamErrorMapping.map(status: 429, body: Array("slow down".utf8),
-                                             headers: [("Retry-After", "3"), ("X-Other", "1")], provider: "p")
-        #expect(error.status == 429)
-        #expect(error.headers.map(\.0) == ["Retry-After"])
-        #expect(error.message.contains("slow down"))
-    }
-}
-
 @Suite struct ConstantTimeTests {
     @Test func matchesExactlyOneOfTheKeys() {
         #expect(ConstantTime.matchesAny("abc", ["xyz", "abc"]))

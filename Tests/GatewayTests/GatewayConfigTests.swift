@@ -1,6 +1,7 @@
 import Foundation
 import Fusion
 import Gateway
+import Providers
 import GatewayCore
 import HTTPServer
 import Testing
@@ -117,26 +118,26 @@ import Web
               local: {base_url: 'http://127.0.0.1:11434/v1', models: [llama3]}
             """
         if let defaultProvider { yaml += "\ndefault_provider: \(defaultProvider)" }
-        return ModelRouter(config: try GatewayConfig.parse(yaml: yaml), simulatedBaseURL: "http://127.0.0.1:9/v1",
-                           environment: environment)
+        return ModelRouter(config: try GatewayConfig.parse(yaml: yaml), environment: environment)
     }
 
     @Test func routesByFirstSegment() throws {
         let route = try router().route("openrouter/anthropic/claude-opus-4.5")
-        #expect(route.provider.name == "openrouter")
+        #expect(route.endpoint.name == "openrouter")
         #expect(route.upstreamModel == "anthropic/claude-opus-4.5")
-        #expect(route.apiKey == "sk-or-secret")
-        #expect(try router().route("sim/paced:pace_ms=5").provider.simulated)
-        #expect(try router().route("local/llama3").apiKey == nil)
+        #expect(route.endpoint.apiKey == "sk-or-secret")
+        #expect(route.endpoint.baseURL == "https://openrouter.ai/api/v1")
+        #expect(route.provider.wireFormat == .openAIChat)
+        #expect(try router().route("local/llama3").endpoint.apiKey == nil)
     }
 
     @Test func defaultProviderTakesBareNames() throws {
         let route = try router(defaultProvider: "openrouter").route("openai/gpt-4o")
-        #expect(route.provider.name == "openrouter")
+        #expect(route.endpoint.name == "openrouter")
         #expect(route.upstreamModel == "openai/gpt-4o")
     }
 
-    @Test(arguments: ["gpt-4o", "nope/x", "local/mistral", "sim/unknown-scenario", "openrouter/"])
+    @Test(arguments: ["gpt-4o", "nope/x", "local/mistral", "openrouter/"])
     func unknownModelsAreNamed(model: String) throws {
         let router = try router()
         do {

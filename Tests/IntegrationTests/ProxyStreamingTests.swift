@@ -51,7 +51,8 @@ import Testing
     }
 
     @Test func sequentialRequestsReuseOneUpstreamConnection() throws {
-        let env = try TestEnvironment()
+        // One loop: each loop's curl keeps its own connections.
+        let env = try TestEnvironment(loops: 1)
         for stream in [true, false, true, true] {
             let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: stream))
             #expect(response.status == 200)

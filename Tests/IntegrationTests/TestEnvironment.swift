@@ -1,3 +1,4 @@
+import Application
 import EventLoop
 import Foundation
 import GatewayCore
@@ -20,7 +21,9 @@ final class TestEnvironment: @unchecked Sendable {
     /// The mock's loop.
     let thread = EventLoopThread(name: "test-mock-loop")
     let mockStats = MockUpstreamStats()
-    let cluster: GatewayCluster
+    /// The gateway as the CLI runs it (with the simulator behind `sim/`, when the config has it).
+    let application: GatewayApplication
+    var cluster: GatewayCluster { application.cluster }
     var gatewayPort: Int { cluster.port }
     /// The gateway's counters (thread-safe).
     var gatewayStats: GatewayStats { cluster.shared.stats }
@@ -87,8 +90,8 @@ final class TestEnvironment: @unchecked Sendable {
         var logger = Logger(label: "gateway-under-test")
         logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         do {
-            cluster = try GatewayCluster(config: config, environment: ["TEST_PROVIDER_KEY": Self.secretKey], logger: logger,
-                                         loops: loops)
+            application = try GatewayApplication(config: config, environment: ["TEST_PROVIDER_KEY": Self.secretKey],
+                                                 logger: logger, loops: loops)
         } catch {
             mockLoop.execute { box.mock?.shutdown() }
             thread.shutdown()
@@ -104,8 +107,8 @@ final class TestEnvironment: @unchecked Sendable {
     func stop() {
         guard !stopped else { return }
         stopped = true
-        if !gatewayStopping { cluster.shutdown() }
-        cluster.waitUntilStopped()
+        if !gatewayStopping { application.shutdown() }
+        application.waitUntilStopped()
         let box = mockBox
         thread.loop.execute { box.mock?.shutdown() }
         thread.shutdown()
@@ -114,7 +117,7 @@ final class TestEnvironment: @unchecked Sendable {
     /// Starts the gateway's graceful shutdown; returns at once.
     func beginGatewayShutdown() {
         gatewayStopping = true
-        cluster.shutdown()
+        application.shutdown()
     }
 
     /// Requests in flight on every loop of the gateway.

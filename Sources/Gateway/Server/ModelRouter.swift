@@ -1,13 +1,16 @@
 import GatewayCore
-import MockUpstream
+import Providers
 
 /// Where a model slug goes: `provider/model` → the provider named `provider`, with `model`
 /// forwarded upstream (it may itself contain '/', as OpenRouter's ids do).
-public struct ModelRoute: Sendable, Equatable {
-    public var provider: GatewayConfig.Provider
+public struct ModelRoute: Sendable {
+    /// The slug as the client named it.
+    public var slug: String
+    public var config: GatewayConfig.Provider
     public var upstreamModel: String
-    /// The key read from the provider's environment variable; never logged or returned.
-    public var apiKey: String?
+    /// Where to send it, with the key read from the environment (never logged or returned).
+    public var endpoint: ProviderEndpoint
+    public var provider: any Provider
 }
 
 public struct ModelRouter: Sendable {
@@ -15,18 +18,14 @@ public struct ModelRouter: Sendable {
     public let defaultProvider: String?
     private let keys: [String: String]
 
-    public init(config: GatewayConfig, simulatedBaseURL: String?, environment: [String: String]) {
-        var providers = config.providers
-        if let simulatedBaseURL {
-            providers[GatewayConfig.simulatedProviderName] = GatewayConfig.Provider(
-                name: GatewayConfig.simulatedProviderName, baseURL: simulatedBaseURL,
-                models: MockScenario.modelNames, simulated: true)
-        }
-        self.providers = providers
+    public init(config: GatewayConfig, environment: [String: String]) {
+        providers = config.providers
         defaultProvider = config.defaultProvider
         var keys: [String: String] = [:]
         for provider in providers.values {
-            if let variable = provider.apiKeyEnvironmentVariable, let key = environment[variable], !key.isEmpty {
+            if let key = provider.apiKey, !key.isEmpty {
+                keys[provider.name] = key
+            } else if let variable = provider.apiKeyEnvironmentVariable, let key = environment[variable], !key.isEmpty {
                 keys[provider.name] = key
             }
         }
@@ -62,18 +61,20 @@ public struct ModelRouter: Sendable {
         guard !upstreamModel.isEmpty else {
             throw .modelNotFound(model, detail: "the model name after '\(providerName)/' is empty")
         }
-        if let models = provider.models {
-            let known = provider.simulated ? MockScenario(model: upstreamModel) != nil : models.contains(upstreamModel)
-            guard known else {
-                let list = models.map { "\(providerName)/\($0)" }.joined(separator: ", ")
-                throw .modelNotFound(model, detail: "provider '\(providerName)' serves only: \(list)")
-            }
+        if let catalog = provider.catalog {
+            try catalog.validate(upstreamModel)
+        } else if let models = provider.models, !models.contains(upstreamModel) {
+            let list = models.map { "\(providerName)/\($0)" }.joined(separator: ", ")
+            throw .modelNotFound(model, detail: "provider '\(providerName)' serves only: \(list)")
         }
         if let variable = provider.apiKeyEnvironmentVariable, keys[providerName] == nil {
             throw APIError(status: 502, type: "upstream_error", code: "provider_key_missing",
                            message: "Provider '\(providerName)' has no API key: the gateway's environment variable \(variable) is not set")
         }
-        return ModelRoute(provider: provider, upstreamModel: upstreamModel, apiKey: keys[providerName])
+        let endpoint = ProviderEndpoint(name: providerName, baseURL: provider.baseURL, apiKey: keys[providerName],
+                                        headers: provider.headers, maxTokensField: provider.maxTokensField)
+        return ModelRoute(slug: model, config: provider, upstreamModel: upstreamModel, endpoint: endpoint,
+                          provider: provider.implementation)
     }
 
     private var providerList: String {

@@ -3,21 +3,11 @@ import Foundation
 import Fusion
 import GatewayCore
 import UpstreamClient
+import Providers
 import Web
 
-/// What a web tool call produced.
-struct WebToolOutcome {
-    /// The tool message's content for the model (JSON).
-    var content: String
-    /// A search's results, or the page read.
-    var sources: [Source] = []
-    var error: String?
-
-    static func failure(_ message: String) -> WebToolOutcome {
-        WebToolOutcome(content: String(decoding: JSONValue.object(["error": .string(message)]).serialized(), as: UTF8.self),
-                       error: message)
-    }
-}
+/// What a web tool call produced (the Fusion state machine's type).
+typealias WebToolOutcome = FusionSessionMachine.ToolOutcome
 
 /// A web tool call in flight: its completion runs once, on the loop; `cancel()` stops it and
 /// the completion never runs.

@@ -1,5 +1,6 @@
 import Foundation
 import Fusion
+import Providers
 import GatewayCore
 import EventLoop
 

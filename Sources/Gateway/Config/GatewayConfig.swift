@@ -2,6 +2,7 @@ import Foundation
 import Fusion
 import GatewayCore
 import HTTPServer
+import Providers
 import Web
 import Yams
 
@@ -46,21 +47,43 @@ public struct GatewayConfig: Sendable {
         public var baseURL: String
         /// Name of the environment variable holding the API key.
         public var apiKeyEnvironmentVariable: String?
+        /// A key given in code, never from a config file (the simulator's per-process secret).
+        public var apiKey: String?
         /// Extra headers sent upstream (e.g. OpenRouter's `HTTP-Referer`, `X-Title`).
         public var headers: [String: String] = [:]
         /// If set, the only models routed (and listed by `/v1/models`).
         public var models: [String]?
-        public var simulated = false
+        /// Which request field carries the output limit (servers honour one or the other).
+        public var maxTokensField = ProviderEndpoint.MaxTokensField.maxTokens
+        /// Decides which model names (with their options) this provider serves, where a fixed
+        /// list cannot: the simulated models.
+        public var catalog: (any ModelCatalog)?
+
+        public var simulated: Bool { catalog?.isSimulated ?? false }
 
         public init(name: String, kind: Kind = .openai, baseURL: String, apiKeyEnvironmentVariable: String? = nil,
-                    headers: [String: String] = [:], models: [String]? = nil, simulated: Bool = false) {
+                    headers: [String: String] = [:], models: [String]? = nil, catalog: (any ModelCatalog)? = nil) {
             self.name = name
             self.kind = kind
             self.baseURL = baseURL
             self.apiKeyEnvironmentVariable = apiKeyEnvironmentVariable
             self.headers = headers
             self.models = models
-            self.simulated = simulated
+            self.catalog = catalog
+        }
+
+        public static func == (lhs: Provider, rhs: Provider) -> Bool {
+            lhs.name == rhs.name && lhs.kind == rhs.kind && lhs.baseURL == rhs.baseURL
+                && lhs.apiKeyEnvironmentVariable == rhs.apiKeyEnvironmentVariable && lhs.apiKey == rhs.apiKey
+                && lhs.headers == rhs.headers && lhs.models == rhs.models && lhs.maxTokensField == rhs.maxTokensField
+                && lhs.catalog?.models == rhs.catalog?.models
+        }
+
+        /// The implementation of this provider's API.
+        public var implementation: any Providers.Provider {
+            switch kind {
+            case .openai: OpenAICompatibleProvider()
+            }
         }
     }
 

@@ -3,6 +3,7 @@ import Fusion
 import GatewayCore
 import HTTPServer
 import Prometheus
+import Providers
 import UpstreamClient
 
 /// Relays one chat completion to its upstream and the answer back, streamed or whole.
@@ -24,18 +25,18 @@ final class ChatCompletionProxy {
         case finished
     }
 
-    private let request: ChatRequest
-    /// `model` then the `models` fallbacks, each with its slug as the client named it.
-    private let candidates: [(slug: String, route: ModelRoute)]
+    private let request: ProxiedRequest
+    /// `model` then the `models` fallbacks.
+    private let candidates: [ModelRoute]
     private var candidate = 0
     /// Attempts on the current candidate.
     private var attempt = 0
     private var retryTimer: LoopTimer?
-    private var route: ModelRoute { candidates[candidate].route }
+    private var route: ModelRoute { candidates[candidate] }
     private let writer: HTTPResponseWriter
     private let client: UpstreamClient
     private let settings: GatewayConfig.Upstream
-    private let secrets: [String]
+    private let redactor: Redactor
     private let onFinish: (GenerationRecord) -> Void
     private let generationID: String
     private let extraHeaders: [(String, String)]
@@ -50,16 +51,16 @@ final class ChatCompletionProxy {
     private var stream: ClientStream?
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
-    private var keepAliveTimer: LoopTimer?
-    private var watchdog: LoopTimer?
+    private var watchdog: StreamWatchdog?
+    private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
     private let startedAt = EventLoop.monotonicNanoseconds()
     private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
     private var record: GenerationRecord
     private var didFinish = false
 
-    init(request: ChatRequest, candidates: [(slug: String, route: ModelRoute)], writer: HTTPResponseWriter, client: UpstreamClient,
-         settings: GatewayConfig.Upstream, secrets: [String], generationID: String, extraHeaders: [(String, String)] = [],
+    init(request: ProxiedRequest, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
+         settings: GatewayConfig.Upstream, redactor: Redactor, generationID: String, extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.stats = stats
         self.metrics = metrics
@@ -69,11 +70,11 @@ final class ChatCompletionProxy {
         self.writer = writer
         self.client = client
         self.settings = settings
-        self.secrets = secrets
+        self.redactor = redactor
         self.onFinish = onFinish
         self.generationID = generationID
         self.extraHeaders = extraHeaders
-        record = GenerationRecord(id: generationID, model: request.model, streamed: request.stream)
+        record = GenerationRecord(id: generationID, model: request.chat.model, streamed: request.stream)
         relay = SSERelay(maxEventBytes: settings.maxEventBytes)
         out.reserveCapacity(4096)
     }
@@ -81,39 +82,31 @@ final class ChatCompletionProxy {
     func start() {
         startAttempt()
         writer.onClientGone = { [unowned self] in clientDidDisconnect() }
-
         let loop = client.loop
         lastUpstreamActivity = loop.nowMilliseconds
-        let tick = max(min(settings.idleTimeoutMilliseconds, slowClientTimeout) / 4, 10)
-        let watchdog = LoopTimer(loop: loop) { [unowned self] in
-            checkUpstreamIdle()
-            checkClientTooSlow()
-        }
-        watchdog.start(afterMilliseconds: tick, repeatMilliseconds: tick)
-        self.watchdog = watchdog
         if request.stream {
-            let keepAlive = LoopTimer(loop: loop) { [unowned self] in sendKeepAlive() }
-            keepAlive.start(afterMilliseconds: settings.keepAliveIntervalMilliseconds,
-                            repeatMilliseconds: settings.keepAliveIntervalMilliseconds)
-            keepAliveTimer = keepAlive
+            watchdog = StreamWatchdog(
+                loop: loop, keepAliveIntervalMilliseconds: settings.keepAliveIntervalMilliseconds,
+                slowClientTimeoutMilliseconds: slowClientTimeout,
+                blockedMilliseconds: { [unowned self] in stream?.blockedMilliseconds() ?? 0 },
+                onTick: { [unowned self] in checkUpstreamIdle() },
+                sendKeepAlive: { [unowned self] in sendKeepAlive() },
+                dropClient: { [unowned self] in dropSlowClient() })
+        } else {
+            let tick = max(settings.idleTimeoutMilliseconds / 4, 10)
+            let timer = LoopTimer(loop: loop) { [unowned self] in checkUpstreamIdle() }
+            timer.start(afterMilliseconds: tick, repeatMilliseconds: tick)
+            idleCheck = timer
         }
     }
 
     /// One upstream call for the current candidate.
     private func startAttempt() {
         attempt += 1
-        record.model = candidates[candidate].slug
-        var headers: [(String, String)] = [
-            ("Content-Type", "application/json"),
-            ("Accept", request.stream ? "text/event-stream" : "application/json"),
-        ]
-        if let key = route.apiKey { headers.append(("Authorization", "Bearer \(key)")) }
-        for (name, value) in route.provider.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
-        headers += extraHeaders
+        record.model = route.slug
+        let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
-            url: route.provider.baseURL + "/chat/completions",
-            headers: headers,
-            body: request.upstreamBody(model: route.upstreamModel),
+            url: http.url, headers: http.headers, body: http.body,
             connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
             receiveBufferBytes: request.stream ? 2048 : nil))
         self.transfer = transfer
@@ -195,12 +188,10 @@ final class ChatCompletionProxy {
                 let now = EventLoop.monotonicNanoseconds()
                 if lastEventAt != 0 { metrics?.interToken.recordNanoseconds(Int64(now - lastEventAt)) }
                 lastEventAt = now
-                if record.firstTokenMilliseconds == nil {
-                    record.firstTokenMilliseconds = elapsedMilliseconds
-                    keepAliveTimer?.close()
-                }
+                if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = elapsedMilliseconds }
             }
             stream.emit(out)
+            watchdog?.noteWrite()
             switch outcome {
             case .streaming:
                 break
@@ -237,26 +228,26 @@ final class ChatCompletionProxy {
             var connectFailed = false
             if case .couldNotConnect? = failure { connectFailed = true }
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
-            fail(Self.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.provider.name))
+            fail(Self.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
             out.removeAll(keepingCapacity: true)
-            relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.provider.name, midStream: true) }, into: &out)
+            relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
             if case .failed(let error) = relay.outcome { record.error = error.code }
             stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             if let failure {
-                fail(Self.apiError(for: failure, provider: route.provider.name, midStream: true))
+                fail(Self.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
                 if retryOrFallBack(status: status, connectFailed: false, headers: headers) { return }
-                fail(UpstreamErrorMapping.map(status: status, body: body, headers: headers, provider: route.provider.name,
-                                              secrets: secrets))
+                fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
+                                          redactor: redactor))
             } else if !JSONScanner.isValid(body) {
                 fail(.upstreamProtocol("the upstream's response is not valid JSON"))
             } else {
                 record.firstTokenMilliseconds = elapsedMilliseconds
                 if let json = try? JSONValue.parse(body) {
-                    record.usage = Usage(json: json["usage"]) ?? Usage()
+                    record.usage = Usage(openAI: json["usage"]) ?? Usage()
                     record.finishReason = json["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue
                 }
                 writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
@@ -287,10 +278,6 @@ final class ChatCompletionProxy {
     }
 
     private func sendKeepAlive() {
-        guard record.firstTokenMilliseconds == nil else {
-            keepAliveTimer?.close()
-            return
-        }
         openClientStream()
         guard case .streaming = phase else { return }
         stream?.emit(Array(": keep-alive\n\n".utf8))
@@ -308,8 +295,8 @@ final class ChatCompletionProxy {
 
     /// A client that has taken nothing for too long would pin an upstream transfer forever:
     /// drop it (the reason is in the request's log line and record).
-    private func checkClientTooSlow() {
-        guard let stream, !didFinish, stream.blockedMilliseconds() >= slowClientTimeout else { return }
+    private func dropSlowClient() {
+        guard !didFinish else { return }
         record.error = "client_too_slow"
         record.cancelled = true
         transfer?.cancel()
@@ -361,13 +348,13 @@ final class ChatCompletionProxy {
     private func finish() {
         guard !didFinish else { return }
         didFinish = true
-        keepAliveTimer?.close()
         watchdog?.close()
+        idleCheck?.close()
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
         if request.stream {
-            record.usage = Usage(json: relay.usage) ?? Usage()
+            record.usage = Usage(openAI: relay.usage) ?? Usage()
             record.finishReason = relay.finishReason
         }
         record.durationMilliseconds = elapsedMilliseconds
@@ -388,5 +375,30 @@ final class ChatCompletionProxy {
                           : "The connection to provider '\(provider)' failed: \(detail)",
                 code: "upstream_connection_lost")
         }
+    }
+}
+
+/// A chat request on its way to a provider.
+struct ProxiedRequest {
+    /// As the client sent it.
+    let chat: ChatRequest
+    /// In neutral form, `model` the slug to route.
+    let neutral: ModelRequest
+    /// Nothing was rewritten: to a provider speaking the client's format, the client's own bytes
+    /// are relayed (only `model` replaced), unknown fields and all.
+    let relayRawBody: Bool
+
+    var stream: Bool { chat.stream }
+
+    func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
+        if relayRawBody && route.provider.wireFormat == .openAIChat {
+            return ProviderHTTPRequest(
+                url: route.endpoint.baseURL + "/chat/completions",
+                headers: OpenAICompatibleProvider.headers(endpoint: route.endpoint, stream: stream, extra: extraHeaders),
+                body: chat.upstreamBody(model: route.upstreamModel))
+        }
+        var request = neutral
+        request.model = route.upstreamModel
+        return route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
     }
 }

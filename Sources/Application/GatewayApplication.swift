@@ -1,0 +1,101 @@
+import EventLoop
+import Foundation
+import Gateway
+import GatewayCore
+import Logging
+import MockUpstream
+import Providers
+import Web
+
+/// The gateway as the command line runs it: the cluster of event loops and, when the config asks
+/// for simulated models (the embedded default does), the simulator beside it on a loop of its own.
+/// The gateway itself knows nothing of the simulator: it is wired in here as one more provider,
+/// reachable only with a per-process secret the gateway holds. Tests build the same thing.
+public final class GatewayApplication: Sendable {
+    public let cluster: GatewayCluster
+    private let simulator: SimulatorHost?
+
+    public init(config: GatewayConfig, environment: [String: String], logger: Logger, loops: Int) throws {
+        var config = config
+        if config.simulatedModels {
+            let host = try SimulatorHost()
+            simulator = host
+            config.providers[GatewayConfig.simulatedProviderName] = host.provider
+            if let web = config.web, web.simulated { config.web = web.resolvingSimulatedWeb(port: host.port) }
+        } else {
+            simulator = nil
+        }
+        do {
+            cluster = try GatewayCluster(config: config, environment: environment, logger: logger, loops: loops)
+        } catch {
+            simulator?.stop()
+            throw error
+        }
+    }
+
+    public var port: Int { cluster.port }
+
+    /// Graceful stop (see `GatewayCluster.shutdown`), then the simulator. Returns at once.
+    public func shutdown() {
+        cluster.shutdown()
+    }
+
+    /// Blocks until the cluster has stopped, then stops the simulator.
+    public func waitUntilStopped() {
+        cluster.waitUntilStopped()
+        simulator?.stop()
+    }
+}
+
+/// The simulated models' server on a thread of its own, and the provider that reaches it.
+final class SimulatorHost: Sendable {
+    private let thread = EventLoopThread(name: "fusion-sim")
+    private let box = Box()
+    let port: Int
+    let provider: GatewayConfig.Provider
+
+    /// Loop-confined: created, used and shut down on `thread.loop` only.
+    private final class Box: @unchecked Sendable { var mock: MockUpstream? }
+
+    init() throws {
+        let loop = thread.loop
+        let box = box
+        // Only the gateway holds the key: the simulator's port is open on loopback, but nothing
+        // else can use it.
+        let key = "sim-" + (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined()
+        do {
+            port = try loop.submitAndWait {
+                let mock = try MockUpstream(loop: loop, host: "127.0.0.1", port: 0, accessKey: key)
+                box.mock = mock
+                return mock.port
+            }
+        } catch {
+            thread.shutdown()
+            throw error
+        }
+        var provider = GatewayConfig.Provider(name: GatewayConfig.simulatedProviderName, baseURL: "http://127.0.0.1:\(port)/v1",
+                                              catalog: SimulatedModelCatalog())
+        provider.apiKey = key
+        self.provider = provider
+    }
+
+    func stop() {
+        let box = box
+        thread.loop.execute { box.mock?.shutdown() }
+        thread.shutdown()
+    }
+}
+
+/// The simulated models' names: a scenario with options (`sim/paced:deltas=10`).
+struct SimulatedModelCatalog: ModelCatalog {
+    var models: [String] { MockScenario.modelNames }
+    var isSimulated: Bool { true }
+
+    func validate(_ model: String) throws(APIError) {
+        guard MockScenario(model: model) != nil else {
+            let list = MockScenario.modelNames.map { "\(GatewayConfig.simulatedProviderName)/\($0)" }.joined(separator: ", ")
+            throw .modelNotFound("\(GatewayConfig.simulatedProviderName)/\(model)",
+                                 detail: "provider '\(GatewayConfig.simulatedProviderName)' serves only: \(list)")
+        }
+    }
+}

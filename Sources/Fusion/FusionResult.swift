@@ -1,0 +1,105 @@
+import GatewayCore
+import Providers
+
+/// Why a panel member produced no answer.
+public enum MemberFailureReason: String, Sendable, Equatable {
+    case upstreamError = "upstream_error"
+    case rateLimited = "rate_limited"
+    case timeout
+    case unreachable
+    case emptyCompletion = "empty_completion"
+    case invalidResponse = "invalid_response"
+    /// The stream ended without its end marker or a finish reason: the answer may be cut short.
+    case truncated
+}
+
+/// Per-call accounting, for the usage breakdown and the generation record.
+public struct MemberStats: Sendable, Equatable {
+    public var model: String
+    public var role: String
+    public var status: String
+    public var usage: Usage?
+    public var firstTokenMilliseconds: Double?
+    public var durationMilliseconds: Double
+    public var characters: Int
+    /// Web tool calls made (over all turns of its tool loop).
+    public var toolCalls = 0
+
+    public init(model: String, role: String, status: String, usage: Usage?, firstTokenMilliseconds: Double?,
+                durationMilliseconds: Double, characters: Int, toolCalls: Int = 0) {
+        self.toolCalls = toolCalls
+        self.model = model
+        self.role = role
+        self.status = status
+        self.usage = usage
+        self.firstTokenMilliseconds = firstTokenMilliseconds
+        self.durationMilliseconds = durationMilliseconds
+        self.characters = characters
+    }
+
+    public var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "model": .string(model), "role": .string(role), "status": .string(status),
+            "duration_ms": .double((durationMilliseconds * 1000).rounded() / 1000), "characters": .int(Int64(characters)),
+        ]
+        if toolCalls > 0 { object["tool_calls"] = .int(Int64(toolCalls)) }
+        if let firstTokenMilliseconds { object["ttft_ms"] = .double((firstTokenMilliseconds * 1000).rounded() / 1000) }
+        if let usage {
+            object["prompt_tokens"] = .int(usage.promptTokens)
+            object["completion_tokens"] = .int(usage.completionTokens)
+            object["total_tokens"] = .int(usage.totalTokens)
+            object["cost"] = .double(usage.cost)
+        }
+        return .object(object)
+    }
+}
+
+/// What the fusion tool returns to the outer model.
+public struct FusionResult: Sendable, Equatable {
+    public var answered: [(model: String, content: String)]
+    public var failed: [(model: String, reason: MemberFailureReason, message: String)]
+    public var panelSize: Int
+    public var analysis: JSONValue?
+    public var judgeModel: String?
+    public var judgeFailure: JudgeFailure?
+    /// Web sources the panel and judge found or read (url, title), for the outer model to cite.
+    public var sources: [(url: String, title: String)] = []
+
+    public var isError: Bool { answered.isEmpty }
+
+    public static func == (lhs: FusionResult, rhs: FusionResult) -> Bool {
+        lhs.json == rhs.json
+    }
+
+    /// `{"status","analysis","responses","failed_models",…}` or the error form.
+    public var json: JSONValue {
+        let failedModels: JSONValue = .array(failed.map {
+            .object(["model": .string($0.model), "reason": .string($0.reason.rawValue), "message": .string($0.message)])
+        })
+        if isError {
+            return .object([
+                "status": .string("error"), "error": .string("all panel models failed"),
+                "failure_reason": .string("all_panels_failed"), "failed_models": failedModels,
+            ])
+        }
+        var object: [String: JSONValue] = [
+            "status": .string("ok"),
+            "responses": .array(answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
+            // A degraded panel never looks like a full one.
+            "panel": .object(["requested": .int(Int64(panelSize)), "answered": .int(Int64(answered.count)),
+                              "degraded": .bool(answered.count < panelSize)]),
+        ]
+        if !failed.isEmpty { object["failed_models"] = failedModels }
+        if !sources.isEmpty {
+            object["sources"] = .array(sources.map { .object(["url": .string($0.url), "title": .string($0.title)]) })
+        }
+        if let analysis {
+            object["analysis"] = analysis
+            if let judgeModel { object["judge"] = .string(judgeModel) }
+        } else if let judgeFailure {
+            object["analysis_failure"] = .object(["reason": .string(judgeFailure.reason.rawValue),
+                                                  "message": .string(judgeFailure.message)])
+        }
+        return .object(object)
+    }
+}

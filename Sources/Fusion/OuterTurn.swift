@@ -1,0 +1,70 @@
+import GatewayCore
+import Providers
+
+/// One call of the outer model (the caller's model): what it said and called, and which of its
+/// events belong to the client. Its calls to the fusion tool are the gateway's business: they are
+/// never forwarded, and a turn that made one ends in the deliberation, not at the client.
+struct OuterTurn: Sendable {
+    let final: Bool
+    let startedAt: Double
+    private(set) var firstTokenAt: Double?
+    private(set) var text = ""
+    private(set) var toolCalls = ToolCallAccumulator()
+    private(set) var finishReason: FinishReason?
+    private(set) var usage: Usage?
+    /// Tool-call indexes that are the fusion tool's.
+    private var fusionIndexes: Set<Int> = []
+
+    init(final: Bool, at time: Double) {
+        self.final = final
+        startedAt = time
+    }
+
+    /// Takes in one event; returns what of it goes to the client (nil: nothing).
+    mutating func received(_ event: ModelEvent, at time: Double) -> ModelEvent? {
+        switch event {
+        case .text(let piece):
+            if firstTokenAt == nil { firstTokenAt = time }
+            text += piece
+            return event
+        case .reasoning:
+            return event
+        case .toolCall(let fragment):
+            if firstTokenAt == nil { firstTokenAt = time }
+            toolCalls.add(fragment)
+            if !final, toolCalls.name(at: fragment.index) == FusionPlan.toolName { fusionIndexes.insert(fragment.index) }
+            return fusionIndexes.contains(fragment.index) ? nil : event
+        case .usage(let reported):
+            usage = reported  // per call: the last report is the total
+            return nil
+        case .finish(let reason):
+            finishReason = reason
+            // A turn that called fusion goes on to the deliberation: its "tool_calls" finish is ours.
+            return fusionCall != nil && reason == .toolCalls ? nil : event
+        case .error:
+            return nil
+        }
+    }
+
+    /// The turn's call to the fusion tool, if it made one (the first, if several).
+    var fusionCall: ToolCall? {
+        final ? nil : toolCalls.calls.first { $0.name == FusionPlan.toolName }
+    }
+
+    /// The caller's own tool calls of this turn.
+    var callerCalls: [ToolCall] {
+        toolCalls.calls.filter { $0.name != FusionPlan.toolName || final }
+    }
+
+    /// Further fusion calls of this turn (fusion runs once per request: each gets a capped result).
+    var extraFusionCalls: [ToolCall] {
+        guard let first = fusionCall else { return [] }
+        return toolCalls.calls.filter { $0.name == FusionPlan.toolName && $0.index != first.index }
+    }
+
+    func stats(model: String, status: String, at time: Double) -> MemberStats {
+        MemberStats(model: model, role: final ? "outer_final" : "outer", status: status, usage: usage,
+                    firstTokenMilliseconds: firstTokenAt.map { $0 - startedAt }, durationMilliseconds: time - startedAt,
+                    characters: text.count)
+    }
+}

@@ -1,0 +1,287 @@
+import EventLoop
+import Foundation
+import Fusion
+import GatewayCore
+import HTTPServer
+import Providers
+import Surfaces
+import UpstreamClient
+import Web
+
+/// The I/O shell of one Fusion request: performs what `FusionSessionMachine` decides (inner
+/// calls on the gateway's loops, web tool calls, output for the client) and feeds it what
+/// happens. Every inner call reports through the session's fan-in channel, which also carries
+/// the client's bytes, so the session's state lives on one loop while its panel runs on all.
+final class FusionSession {
+    /// Every model the request may use, resolved up front (a bad one is a 400 naming its field).
+    struct Routes {
+        var byModel: [String: ModelRoute]
+    }
+
+    private var machine: FusionSessionMachine
+    private var renderer: FusionChatRenderer
+    private let routes: Routes
+    private let writer: HTTPResponseWriter
+    private let workers: [UpstreamWorker]
+    private let loop: EventLoop
+    private let upstream: GatewayConfig.Upstream
+    private let redactor: Redactor
+    private let generationID: String
+    private let slowClientTimeout: UInt64
+    private let metrics: GatewayMetrics?
+    private let web: WebToolRunner?
+    private let startedAt = EventLoop.monotonicNanoseconds()
+    private var onFinish: ((GenerationRecord) -> Void)?
+    private var record: GenerationRecord
+    private var stream: ClientStream!
+    private var watchdog: StreamWatchdog?
+    private var calls: [FusionSessionMachine.CallID: CallHandle] = [:]
+    private var tools: [FusionSessionMachine.ToolRunID: WebToolTask] = [:]
+    private var out: [UInt8] = []
+    private var finished = false
+
+    init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker], settings: FusionSettings,
+         upstream: GatewayConfig.Upstream, redactor: Redactor, generationID: String, metrics: GatewayMetrics? = nil,
+         slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+        self.routes = routes
+        self.writer = writer
+        self.workers = workers
+        loop = workers[0].loop
+        self.upstream = upstream
+        self.redactor = redactor
+        self.generationID = generationID
+        self.metrics = metrics
+        self.web = web
+        slowClientTimeout = slowClientTimeoutMilliseconds
+        self.onFinish = onFinish
+        func tools(_ on: Bool?, _ configured: KeyPath<WebSettings, Bool>) -> [ToolDefinition] {
+            guard let web, on ?? web.settings[keyPath: configured] else { return [] }
+            return ToolLoop.webToolDefinitions(search: web.settings.search != nil, fetch: web.settings.fetch)
+        }
+        let limits = FusionSessionMachine.Limits(
+            memberTimeoutMilliseconds: settings.memberTimeoutMilliseconds, judgeTimeoutMilliseconds: settings.judgeTimeoutMilliseconds,
+            outerTimeoutMilliseconds: upstream.idleTimeoutMilliseconds, maxInnerCalls: settings.maxInnerCalls,
+            maxWebToolCalls: settings.maxWebToolCalls, maxWebCallsPerTurn: web?.settings.maxCallsPerTurn ?? 4,
+            defaultMaxTokens: settings.defaultMaxTokens)
+        machine = FusionSessionMachine(request: request, settings: settings, limits: limits,
+                                       panelTools: tools(request.parameters.webSearch, \.panel),
+                                       judgeTools: tools(request.parameters.judgeWebSearch, \.judge))
+        renderer = FusionChatRenderer(id: generationID, model: request.outerModel, created: Int(Date().timeIntervalSince1970),
+                                      stream: request.stream, includeUsage: request.includeUsage, namedEvents: request.structuredEvents)
+        record = GenerationRecord(id: generationID, model: request.outerModel, streamed: request.stream)
+    }
+
+    /// Resolves every model the request may use, so a bad one is a 400 naming its field before
+    /// any upstream call.
+    static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter) throws(APIError) -> Routes {
+        var routes: [String: ModelRoute] = [:]
+        func resolve(_ model: String, _ param: String) throws(APIError) {
+            guard routes[model] == nil else { return }
+            do {
+                routes[model] = try router.route(model)
+            } catch {
+                guard error.code == "model_not_found" else { throw error }
+                throw .invalidRequest("Invalid model in '\(param)': \(error.message)", param: param, code: "model_not_found")
+            }
+        }
+        try resolve(request.outerModel, "model")
+        for (index, model) in request.parameters.analysisModels.enumerated() {
+            try resolve(model, "\(request.parameterPath).analysis_models[\(index)]")
+        }
+        try resolve(request.judgeModel, "\(request.parameterPath).model")
+        if let fallback = settings.judgeFallbackModel {
+            try resolve(fallback, "fusion.judge_fallback_model (gateway config)")
+        }
+        return Routes(byModel: routes)
+    }
+
+    private var now: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
+
+    func start() {
+        stream = ClientStream(writer: writer, loop: loop, capacity: 128)
+        stream.onEvent = { [unowned self] producer, kind, bytes in didReceive(producer, kind, bytes) }
+        writer.onClientGone = { [unowned self] in
+            record.cancelled = true
+            perform(machine.cancel())
+            finish()
+        }
+        if machine.request.stream {
+            watchdog = StreamWatchdog(
+                loop: loop, keepAliveIntervalMilliseconds: upstream.keepAliveIntervalMilliseconds,
+                slowClientTimeoutMilliseconds: slowClientTimeout, blockedMilliseconds: { [unowned self] in stream.blockedMilliseconds() },
+                sendKeepAlive: { [unowned self] in write(Array(": keep-alive\n\n".utf8)) },
+                dropClient: { [unowned self] in
+                    // The client takes nothing: drop it rather than pin the whole panel.
+                    record.error = "client_too_slow"
+                    record.cancelled = true
+                    perform(machine.cancel())
+                    writer.abort()
+                    finish()
+                })
+        }
+        perform(machine.start(at: now))
+    }
+
+    // MARK: events in
+
+    /// A record from an inner call (any loop), on this session's loop.
+    private func didReceive(_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
+        guard !finished else { return }
+        let event: FusionSessionMachine.Event
+        switch kind {
+        case InnerCallRecord.ended:
+            calls[producer] = nil
+            event = .callEnded(producer, InnerCallRecord.decodeEnd(bytes))
+        case InnerCallRecord.failed:
+            calls[producer] = nil
+            let (error, reason) = InnerCallRecord.decodeFailure(bytes)
+            event = .callFailed(producer, error, reason)
+        default:
+            guard let modelEvent = InnerCallRecord.decodeEvent(kind: kind, bytes) else { return }
+            event = .callEvent(producer, modelEvent)
+        }
+        perform(machine.handle(event, at: now))
+    }
+
+    // MARK: actions out
+
+    private func perform(_ actions: [FusionSessionMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .startCall(let call):
+                startCall(call)
+            case .cancelCall(let id):
+                calls.removeValue(forKey: id)?.cancel()
+            case .runTool(let run, let call):
+                runTool(run, call)
+            case .output(let output):
+                if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
+                out.removeAll(keepingCapacity: true)
+                renderer.render(output, sources: machine.sources, at: now, into: &out)
+                write(out)
+            case .finish(let outcome):
+                end(outcome)
+            }
+        }
+    }
+
+    /// Starts a call on a loop: panel members spread over every loop, the rest on this one.
+    private func startCall(_ call: FusionSessionMachine.Call) {
+        guard let route = routes.byModel[call.model] else { return }
+        var request = call.request
+        request.model = route.upstreamModel
+        let worker: UpstreamWorker
+        if case .member(let index) = call.role { worker = workers[(index + 1) % workers.count] } else { worker = workers[0] }
+        let channel = stream.channel
+        let headers = [("x-fusion-depth", String(machine.request.depth + 1))]
+        let upstream = upstream
+        let redactor = redactor
+        let timeout = call.timeoutMilliseconds
+        let producer = call.id
+        calls[call.id] = CallHandle(on: worker, from: loop) { client in
+            InnerCall(client: client, route: route, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
+                      upstream: upstream, redactor: redactor, channel: channel, producer: producer)
+        }
+    }
+
+    private func runTool(_ run: FusionSessionMachine.ToolRunID, _ call: ToolCall) {
+        guard let web else {
+            perform(machine.handle(.toolFinished(run, .failure("web tools are not available on this gateway")), at: now))
+            return
+        }
+        let task = web.run(call) { [unowned self] outcome in
+            tools[run] = nil
+            guard !finished else { return }
+            metrics?.countWebTool(name: call.name, failed: outcome.error != nil)
+            perform(machine.handle(.toolFinished(run, outcome), at: now))
+        }
+        if let task { tools[run] = task }
+    }
+
+    // MARK: the client
+
+    private func openStream() {
+        guard machine.request.stream, writer.state == .pending else { return }
+        writer.startStream(status: 200, headers: [
+            ("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"), ("X-Generation-Id", generationID),
+        ])
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        guard machine.request.stream, !bytes.isEmpty else { return }
+        openStream()
+        guard writer.state == .streaming else { return }
+        stream.emit(bytes)
+        watchdog?.noteWrite()
+    }
+
+    /// Usage summed over every call, with the per-call breakdown when fusion ran.
+    private var usageJSON: JSONValue {
+        guard case .object(var usage) = machine.totalUsage.json else { return .null }
+        if machine.deliberated { usage["fusion"] = .object(["calls": .array(machine.calls.map(\.json))]) }
+        return .object(usage)
+    }
+
+    private func end(_ outcome: FusionSessionMachine.Outcome) {
+        guard !finished else { return }
+        switch outcome {
+        case .completed:
+            if machine.request.stream {
+                out.removeAll(keepingCapacity: true)
+                renderer.renderEnd(usage: usageJSON, sources: machine.sources, into: &out)
+                write(out)
+                stream.emitEnd()
+            } else {
+                writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
+                               body: renderer.completion(usage: usageJSON, fusion: machine.fusionResult,
+                                                         finishReason: machine.finishReason, sources: machine.sources))
+            }
+            record.status = 200
+        case .failed(let error):
+            record.error = error.code
+            if writer.state == .streaming {
+                out.removeAll(keepingCapacity: true)
+                renderer.renderError(error, into: &out)
+                write(out)
+                stream.emitEnd()
+                record.status = 200
+            } else {
+                var error = error
+                error.headers.append(("X-Generation-Id", generationID))
+                writer.respond(error: error)
+                record.status = error.status
+            }
+        }
+        finish()
+    }
+
+    /// Cancels whatever is still running and files the record. Idempotent.
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        for call in calls.values { call.cancel() }
+        calls.removeAll()
+        for task in tools.values { task.cancel() }
+        tools.removeAll()
+        watchdog?.close()
+        writer.onClientGone = nil
+        if writer.state == .streaming {
+            // Close the channel once the end (queued above) is written.
+            stream.onEnded = { [stream] in stream?.close() }
+        } else {
+            stream.close()
+        }
+        if machine.deliberated { record.router = "fusion" }
+        record.finishReason = machine.finishReason?.rawValue ?? (record.cancelled ? nil : "stop")
+        record.firstTokenMilliseconds = machine.firstTokenAt
+        record.usage = machine.totalUsage
+        record.calls = machine.calls
+        record.webToolCalls = machine.webToolCalls
+        record.numSearchResults = machine.searchResults
+        record.durationMilliseconds = now
+        let callback = onFinish
+        onFinish = nil
+        callback?(record)
+    }
+}

@@ -1,0 +1,176 @@
+import EventLoop
+import FanIn
+import Fusion
+import GatewayCore
+import Providers
+import UpstreamClient
+
+/// One streamed call the gateway makes on its own behalf (a panel member, the judge, the outer
+/// model). It runs on whichever loop it was created on, decodes the upstream's stream with its
+/// provider into model events there, and reports only through the requesting session's fan-in
+/// channel (see `InnerCallRecord`), so a panel can be spread over every loop while the session's
+/// state stays on one. When the channel is full the call keeps its records in order and pauses
+/// its transfer until the consumer frees space.
+final class InnerCall {
+    let producer: UInt16
+    private let route: ModelRoute
+    private let channel: FanInChannel
+    private let client: UpstreamClient
+    private let redactor: Redactor
+    private var transfer: UpstreamTransfer?
+    private var decoder: any ModelStreamDecoder
+    private var timer: LoopTimer?
+    private var status = 0
+    private var errorBody: [UInt8] = []
+    private var headers: [(String, String)] = []
+    private var finished = false
+    /// Records not yet accepted by the channel, oldest first.
+    private var spill: [(UInt8, [UInt8])] = []
+    private var waitingForSpace = false
+
+    /// On `client`'s loop. `extraHeaders` are the recursion headers (depth, hops).
+    init(client: UpstreamClient, route: ModelRoute, request: ModelRequest, extraHeaders: [(String, String)],
+         timeoutMilliseconds: UInt64, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16) {
+        self.client = client
+        self.route = route
+        self.redactor = redactor
+        self.channel = channel
+        self.producer = producer
+        decoder = route.provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
+        guard !client.isClosed else {
+            // This loop is shutting down: the session learns it like any unreachable upstream.
+            fail(.upstreamUnavailable("the gateway is shutting down", code: "shutting_down", status: 503), .unreachable)
+            return
+        }
+        let http = route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
+        let transfer = client.start(UpstreamRequest(url: http.url, headers: http.headers, body: http.body,
+                                                    connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds,
+                                                    receiveBufferBytes: 4096))
+        self.transfer = transfer
+        transfer.onHead = { [unowned self] status, headers in
+            self.status = status
+            self.headers = headers
+        }
+        transfer.onData = { [unowned self] bytes in didReceive(bytes) }
+        transfer.onComplete = { [unowned self] failure in didComplete(failure) }
+        let name = route.slug
+        let timer = LoopTimer(loop: client.loop) { [unowned self] in
+            fail(.upstreamUnavailable("\(name) gave no complete answer within \(timeoutMilliseconds) ms",
+                                      code: "upstream_timeout", status: 504), .timeout)
+        }
+        timer.start(afterMilliseconds: timeoutMilliseconds)
+        self.timer = timer
+    }
+
+    /// On the call's loop. Stops the call; nothing more is pushed.
+    func cancel() {
+        guard !finished else { return }
+        stop()
+        spill.removeAll()
+    }
+
+    private func stop() {
+        finished = true
+        transfer?.cancel()
+        transfer = nil
+        timer?.close()
+    }
+
+    /// Returns false to pause the transfer.
+    private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !finished else { return true }
+        guard (200..<300).contains(status) else {
+            if errorBody.count < 64 * 1024 { errorBody.append(contentsOf: bytes.prefix(64 * 1024 - errorBody.count)) }
+            return true
+        }
+        guard spill.isEmpty else {
+            waitForSpace()
+            return false
+        }
+        var failure: APIError?
+        let done: Bool
+        do {
+            done = try decoder.decode(bytes) { event in
+                if case .error(let error) = event {
+                    failure = error  // the call failed mid-stream (what it said before is discarded)
+                } else if failure == nil {
+                    InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
+                }
+            }
+        } catch {
+            fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid stream: \(error.message)"), .invalidResponse)
+            return true
+        }
+        if let failure {
+            fail(failure, .upstreamError)
+        } else if done {
+            // Everything is in: finish now; the transfer completes on its own (connection reuse).
+            transfer?.detach(cancelAfterMilliseconds: 2_000)
+            transfer = nil
+            end(.complete)
+        }
+        return true
+    }
+
+    private func didComplete(_ failure: UpstreamFailure?) {
+        transfer = nil
+        guard !finished else { return }
+        if let failure {
+            let error = ChatCompletionProxy.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
+            switch failure {
+            case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
+            case .timedOut: fail(error, .timeout)
+            case .transfer: fail(error, .upstreamError)
+            }
+        } else if !(200..<300).contains(status) {
+            let error = route.provider.error(status: status, body: errorBody, headers: headers, provider: route.endpoint.name,
+                                             redactor: redactor)
+            fail(error, status == 429 ? .rateLimited : .upstreamError)
+        } else {
+            end(decoder.end())
+        }
+    }
+
+    private func end(_ streamEnd: StreamEnd) {
+        guard !finished else { return }
+        stop()
+        emit(InnerCallRecord.ended, InnerCallRecord.encodeEnd(streamEnd))
+    }
+
+    private func fail(_ error: APIError, _ reason: MemberFailureReason) {
+        guard !finished else { return }
+        stop()
+        emit(InnerCallRecord.failed, InnerCallRecord.encodeFailure(error, reason))
+    }
+
+    /// Pushes in order; once one record waits, every later one waits behind it.
+    private func emit(_ kind: UInt8, _ bytes: [UInt8]) {
+        if spill.isEmpty, bytes.withUnsafeBytes({ channel.push(producer: producer, kind: kind, bytes: $0) }) == .pushed { return }
+        spill.append((kind, bytes))
+        waitForSpace()
+    }
+
+    private func waitForSpace() {
+        guard !waitingForSpace else { return }
+        waitingForSpace = true
+        channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.retrySpill() }
+    }
+
+    /// On the call's loop, once the consumer freed space.
+    private func retrySpill() {
+        waitingForSpace = false
+        while let (kind, bytes) = spill.first {
+            let result = bytes.withUnsafeBytes { channel.push(producer: producer, kind: kind, bytes: $0) }
+            if result == .pushed {
+                spill.removeFirst()
+            } else if result == .tooLarge {
+                spill.removeFirst()  // a record larger than the whole ring: report it as a failure
+                fail(.upstreamProtocol("\(route.endpoint.name) sent an event larger than the fan-in buffer"), .invalidResponse)
+            } else {
+                waitForSpace()
+                return
+            }
+        }
+        transfer?.resume()
+    }
+}

@@ -1,0 +1,144 @@
+import Fusion
+import GatewayCore
+import Providers
+
+/// What an `InnerCall` reports through its session's fan-in channel: one record per model event,
+/// then `ended` or `failed`. The record's kind says which; the bytes are a compact binary
+/// encoding, written and read by hand: this is the per-token path of every panel member, and the
+/// session's loop reads it without parsing any JSON.
+enum InnerCallRecord {
+    /// Kinds 0 and 1 are `ClientStream`'s own (client bytes, end of response).
+    static let ended: UInt8 = 4
+    static let failed: UInt8 = 5
+    static let text: UInt8 = 10
+    static let reasoning: UInt8 = 11
+    static let toolCall: UInt8 = 12
+    static let usage: UInt8 = 13
+    static let finish: UInt8 = 14
+    static let error: UInt8 = 15
+
+    /// Text longer than this is sent as several records, split between characters, so no delta
+    /// is too large for the ring (whose records are at most its capacity).
+    static let maxTextBytes = 8 * 1024
+
+    /// Calls `body` with each record (kind, bytes) for `event`.
+    static func encode(_ event: ModelEvent, _ body: (UInt8, [UInt8]) -> Void) {
+        switch event {
+        case .text(let text): splitText(text) { body(Self.text, $0) }
+        case .reasoning(let text): splitText(text) { body(reasoning, $0) }
+        case .toolCall(let fragment):
+            var out: [UInt8] = []
+            appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
+            appendString(fragment.id, &out)
+            appendString(fragment.name, &out)
+            appendString(fragment.arguments, &out)
+            body(toolCall, out)
+        case .usage(let usage):
+            var out: [UInt8] = []
+            for count in [usage.promptTokens, usage.completionTokens, usage.totalTokens, usage.reasoningTokens, usage.cachedTokens] {
+                appendInt(UInt64(bitPattern: count), &out)
+            }
+            appendInt(usage.cost.bitPattern, &out)
+            body(Self.usage, out)
+        case .finish(let reason): body(finish, Array(reason.rawValue.utf8))
+        case .error(let apiError): body(error, encodeFailure(apiError, .upstreamError))
+        }
+    }
+
+    /// The event of a record of kind `kind` (nil for the kinds that are not events).
+    static func decodeEvent(kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> ModelEvent? {
+        var reader = Reader(bytes: bytes)
+        switch kind {
+        case text: return .text(String(decoding: bytes, as: UTF8.self))
+        case reasoning: return .reasoning(String(decoding: bytes, as: UTF8.self))
+        case toolCall:
+            let index = Int(truncatingIfNeeded: reader.int())
+            return .toolCall(ToolCallFragment(index: index, id: reader.string(), name: reader.string(), arguments: reader.string()))
+        case usage:
+            let counts = (0..<5).map { _ in Int64(bitPattern: reader.int()) }
+            return .usage(Usage(promptTokens: counts[0], completionTokens: counts[1], totalTokens: counts[2],
+                                reasoningTokens: counts[3], cachedTokens: counts[4], cost: Double(bitPattern: reader.int())))
+        case finish: return .finish(FinishReason(rawValue: String(decoding: bytes, as: UTF8.self)))
+        case error: return .error(decodeFailure(bytes).0)
+        default: return nil
+        }
+    }
+
+    static func encodeEnd(_ end: StreamEnd) -> [UInt8] { [end == .complete ? 1 : 0] }
+    static func decodeEnd(_ bytes: UnsafeRawBufferPointer) -> StreamEnd { bytes.first == 1 ? .complete : .truncated }
+
+    static func encodeFailure(_ error: APIError, _ reason: MemberFailureReason) -> [UInt8] {
+        var out: [UInt8] = []
+        appendString(reason.rawValue, &out)
+        appendInt(UInt64(truncatingIfNeeded: error.status), &out)
+        appendString(error.type, &out)
+        appendString(error.code, &out)
+        appendString(error.message, &out)
+        return out
+    }
+
+    static func decodeFailure(_ bytes: UnsafeRawBufferPointer) -> (APIError, MemberFailureReason) {
+        var reader = Reader(bytes: bytes)
+        let reason = MemberFailureReason(rawValue: reader.string() ?? "") ?? .upstreamError
+        let status = Int(truncatingIfNeeded: reader.int())
+        let error = APIError(status: (100...599).contains(status) ? status : 502, type: reader.string() ?? "upstream_error",
+                             code: reader.string() ?? "upstream_error", message: reader.string() ?? "upstream failure")
+        return (error, reason)
+    }
+
+    private static func splitText(_ text: String, _ body: ([UInt8]) -> Void) {
+        let utf8 = Array(text.utf8)
+        guard utf8.count > maxTextBytes else {
+            body(utf8)
+            return
+        }
+        var start = 0
+        while start < utf8.count {
+            var end = min(start + maxTextBytes, utf8.count)
+            // Back off to a character boundary (never split a UTF-8 sequence).
+            while end < utf8.count && end > start + 1 && utf8[end] & 0xC0 == 0x80 { end -= 1 }
+            body(Array(utf8[start..<end]))
+            start = end
+        }
+    }
+
+    private static func appendInt(_ value: UInt64, _ out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    /// Length-prefixed; `UInt32.max` marks nil.
+    private static func appendString(_ value: String?, _ out: inout [UInt8]) {
+        guard let value else {
+            withUnsafeBytes(of: UInt32.max.littleEndian) { out.append(contentsOf: $0) }
+            return
+        }
+        withUnsafeBytes(of: UInt32(value.utf8.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: value.utf8)
+    }
+
+    /// Reads what the encoder wrote; a short record reads as zeros and nils (never traps).
+    private struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+
+        mutating func int() -> UInt64 {
+            guard offset + 8 <= bytes.count else { return 0 }
+            var value: UInt64 = 0
+            withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 8)])) }
+            offset += 8
+            return UInt64(littleEndian: value)
+        }
+
+        mutating func string() -> String? {
+            guard offset + 4 <= bytes.count else { return nil }
+            var length: UInt32 = 0
+            withUnsafeMutableBytes(of: &length) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 4)])) }
+            offset += 4
+            length = UInt32(littleEndian: length)
+            guard length != UInt32.max else { return nil }
+            let end = min(offset + Int(length), bytes.count)
+            defer { offset = end }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]), as: UTF8.self)
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import EventLoop
+import Foundation
+import Fusion
+import GatewayCore
+import HTTPServer
+import Logging
+import Prometheus
+import Providers
+import Surfaces
+import UpstreamClient
+import Web
+
+/// The gateway on one event loop: HTTP server, upstream client, routes. A `GatewayCluster` runs
+/// one per loop on a shared port.
+public final class GatewayServer {
+    public let loop: EventLoop
+    public let config: GatewayConfig
+    private var server: HTTPServer!
+    let client: UpstreamClient
+    public let shared: GatewayShared
+    public var router: ModelRouter { shared.router }
+    public var stats: GatewayStats { shared.stats }
+    var generations: GenerationStore { shared.generations }
+    var logger: Logger
+    /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
+    var active: [ObjectIdentifier: AnyObject] = [:]
+    /// Where Fusion places inner calls: this loop first, then the others (set by the cluster).
+    var workers: [UpstreamWorker]
+    private var shuttingDown = false
+    /// Runs Fusion's web tool calls on this loop; nil without a `web:` config.
+    let webTools: WebToolRunner?
+    /// Connections this loop accepted, and upstream transfers it started (for tests and metrics).
+    public private(set) var acceptedConnections = 0
+    public var startedTransfers: Int { client.startedTransferCount }
+
+    /// Starts listening on `config.server.host:port` (port 0 picks a free port). With `shared`
+    /// nil this server is the first (or only) one: it creates the shared state.
+    public init(loop: EventLoop, config: GatewayConfig, environment: [String: String],
+                logger: Logger = Logger(label: "fusion-gateway"), shared: GatewayShared? = nil, reusePort: Bool = false) throws {
+        self.loop = loop
+        self.config = config
+        self.logger = logger
+        client = UpstreamClient(loop: loop)
+        workers = [UpstreamWorker(loop: loop, client: client)]
+        self.shared = shared ?? GatewayShared(router: ModelRouter(config: config, environment: environment),
+                                              gatewayKeys: config.gatewayKeys(environment: environment),
+                                              web: Self.resolveWeb(config.web, environment: environment, logger: logger))
+        let client = client
+        webTools = self.shared.web.map { WebToolRunner(client: client, settings: $0) }
+        var limits = config.server.limits
+        // A client not taking the tail of a finished response is as slow as one not taking a stream.
+        limits.stalledWriteTimeoutMilliseconds = config.server.slowClientTimeoutMilliseconds
+        server = try HTTPServer(loop: loop, host: config.server.host, port: config.server.port,
+                                limits: limits, reusePort: reusePort) { [unowned self] request, writer in
+            handle(request, writer)
+        }
+        server.onAccept = { [unowned self] in acceptedConnections += 1 }
+        server.onRejection = { [unowned self] error in
+            self.logger.info("rejected request", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
+        }
+        if shared == nil {
+            for (provider, variable) in router.providersMissingKeys {
+                logger.warning("provider has no API key; its requests will fail until it is set",
+                               metadata: ["provider": "\(provider)", "env": "\(variable)"])
+            }
+        }
+    }
+
+    /// The web settings in force, with the search API's key from the environment. The simulated
+    /// web is there only once its server is known (`WebSettings.resolvingSimulatedWeb`).
+    private static func resolveWeb(_ web: WebSettings?, environment: [String: String], logger: Logger) -> WebSettings? {
+        guard var web else { return nil }
+        if web.simulated && web.search == nil {
+            logger.warning("the simulated web is configured but no simulator runs: web tools are off")
+            return nil
+        }
+        if let variable = web.searchAPIKeyEnvironmentVariable {
+            web.search?.apiKey = environment[variable]
+            if environment[variable]?.isEmpty ?? true {
+                logger.warning("the web search backend has no API key; web_search calls will fail until it is set",
+                               metadata: ["env": "\(variable)"])
+            }
+        }
+        return web
+    }
+
+    /// This loop's worker, for the cluster to share with the other loops.
+    var worker: UpstreamWorker { workers[0] }
+
+    /// Loop thread only: the other loops' workers (Fusion spreads panels over them).
+    func setPeers(_ peers: [UpstreamWorker]) {
+        workers = [workers[0]] + peers
+    }
+
+    public var port: Int { server.port }
+    public var activeStreams: Int { active.count }
+
+    /// Graceful stop of a gateway on one loop: `stopServing`, then `releaseResources`.
+    public func shutdown(completion: @escaping () -> Void = {}) {
+        stopServing { [self] in releaseResources(completion: completion) }
+    }
+
+    /// First phase of a stop: no new connections; in-flight responses get
+    /// `shutdownGraceMilliseconds`, then they are cancelled, then `completion` runs. The upstream
+    /// client stays open: sessions on other loops of a cluster may still place calls here.
+    public func stopServing(completion: @escaping () -> Void = {}) {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        logger.info("shutting down", metadata: ["active_streams": "\(active.count)"])
+        server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds, completion: completion)
+    }
+
+    /// Second phase, once no loop serves any more: cancels what is left of the upstream transfers
+    /// and releases curl, then `completion` runs.
+    public func releaseResources(completion: @escaping () -> Void = {}) {
+        client.close()
+        completion()
+    }
+
+    private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        if !shared.gatewayKeys.isEmpty && request.path != "/health" && !isAuthorized(request) {
+            writer.respond(error: APIError(
+                status: 401, type: "authentication_error", code: "invalid_api_key",
+                message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
+                headers: [("WWW-Authenticate", "Bearer")]))
+            return
+        }
+        switch (request.method, request.path) {
+        case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
+            chatCompletion(request, writer)
+        case ("GET", "/v1/models"), ("GET", "/models"):
+            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList())
+        case ("GET", "/metrics"):
+            writer.respond(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                           body: shared.metrics.render())
+        case ("GET", "/api/v1/generation"), ("GET", "/v1/generation"):
+            generation(request, writer)
+        case ("GET", "/health"), ("HEAD", "/health"):
+            writer.respond(status: 200, headers: [("Content-Type", "application/json")],
+                           body: Array(#"{"status":"ok"}"#.utf8))
+        case (_, "/v1/chat/completions"), (_, "/chat/completions"):
+            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"))
+        case (_, "/v1/models"), (_, "/models"), (_, "/health"):
+            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "GET"))
+        default:
+            writer.respond(error: .notFound(path: request.path))
+        }
+    }
+
+    private func isAuthorized(_ request: HTTPRequest) -> Bool {
+        guard let header = request.header("authorization") else { return false }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
+        return ConstantTime.matchesAny(String(parts[1]), shared.gatewayKeys)
+    }
+}

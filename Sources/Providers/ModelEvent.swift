@@ -1,0 +1,164 @@
+import GatewayCore
+
+/// What a model's response says, one piece at a time, whatever the provider's wire format: the
+/// vocabulary every provider decodes into and every client surface renders from.
+public enum ModelEvent: Sendable, Equatable {
+    /// Visible answer text.
+    case text(String)
+    /// Reasoning ("thinking") text: not part of the answer.
+    case reasoning(String)
+    /// A fragment of a tool call; fragments with the same index concatenate.
+    case toolCall(ToolCallFragment)
+    case usage(Usage)
+    case finish(FinishReason)
+    /// The upstream reported an error inside its stream (its message already redacted).
+    case error(APIError)
+}
+
+/// Why a model stopped, in OpenAI's vocabulary (what chat clients expect).
+public struct FinishReason: RawRepresentable, Sendable, Equatable, Hashable {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    public static let stop = FinishReason(rawValue: "stop")
+    public static let length = FinishReason(rawValue: "length")
+    public static let toolCalls = FinishReason(rawValue: "tool_calls")
+    public static let contentFilter = FinishReason(rawValue: "content_filter")
+    public static let error = FinishReason(rawValue: "error")
+}
+
+/// Token counts and cost of one upstream call.
+///
+/// Numbers come from upstreams, so they are untrusted: each count is clamped to
+/// `0...maxTokens` when read and sums saturate, so no usage report can trap the gateway.
+public struct Usage: Sendable, Equatable {
+    public var promptTokens: Int64 = 0
+    public var completionTokens: Int64 = 0
+    public var totalTokens: Int64 = 0
+    /// Of `completionTokens`, those spent reasoning.
+    public var reasoningTokens: Int64 = 0
+    /// Of `promptTokens`, those read from a prompt cache.
+    public var cachedTokens: Int64 = 0
+    /// In US dollars, as the upstream reported it (OpenRouter's `cost`); 0 when unknown.
+    public var cost: Double = 0
+
+    /// A trillion tokens: far beyond any real call, small enough that sums of many never overflow.
+    public static let maxTokens: Int64 = 1 << 40
+    /// Beyond this a reported cost is nonsense.
+    public static let maxCost = 1e9
+
+    public init(promptTokens: Int64 = 0, completionTokens: Int64 = 0, totalTokens: Int64 = 0, reasoningTokens: Int64 = 0,
+                cachedTokens: Int64 = 0, cost: Double = 0) {
+        self.promptTokens = Self.clamp(promptTokens)
+        self.completionTokens = Self.clamp(completionTokens)
+        self.totalTokens = Self.clamp(totalTokens)
+        self.reasoningTokens = Self.clamp(reasoningTokens)
+        self.cachedTokens = Self.clamp(cachedTokens)
+        self.cost = Self.clampCost(cost)
+    }
+
+    /// OpenAI's `usage` object (with OpenRouter's `cost` and the `*_details` breakdowns).
+    public init?(openAI json: JSONValue?) {
+        guard let json, case .object = json else { return nil }
+        let prompt = Self.count(json["prompt_tokens"])
+        let completion = Self.count(json["completion_tokens"])
+        self.init(promptTokens: prompt, completionTokens: completion,
+                  totalTokens: json["total_tokens"].map(Self.count) ?? Self.saturatingAdd(prompt, completion),
+                  reasoningTokens: Self.count(json["completion_tokens_details"]?["reasoning_tokens"]),
+                  cachedTokens: Self.count(json["prompt_tokens_details"]?["cached_tokens"]),
+                  cost: json["cost"]?.doubleValue ?? 0)
+    }
+
+    public static func + (lhs: Usage, rhs: Usage) -> Usage {
+        Usage(promptTokens: saturatingAdd(lhs.promptTokens, rhs.promptTokens),
+              completionTokens: saturatingAdd(lhs.completionTokens, rhs.completionTokens),
+              totalTokens: saturatingAdd(lhs.totalTokens, rhs.totalTokens),
+              reasoningTokens: saturatingAdd(lhs.reasoningTokens, rhs.reasoningTokens),
+              cachedTokens: saturatingAdd(lhs.cachedTokens, rhs.cachedTokens),
+              cost: lhs.cost + rhs.cost)
+    }
+
+    /// OpenAI's shape, with `cost` and the details objects only where they say something.
+    public var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "prompt_tokens": .int(promptTokens), "completion_tokens": .int(completionTokens),
+            "total_tokens": .int(totalTokens), "cost": .double(cost),
+        ]
+        if reasoningTokens > 0 { object["completion_tokens_details"] = .object(["reasoning_tokens": .int(reasoningTokens)]) }
+        if cachedTokens > 0 { object["prompt_tokens_details"] = .object(["cached_tokens": .int(cachedTokens)]) }
+        return .object(object)
+    }
+
+    static func count(_ value: JSONValue?) -> Int64 {
+        guard let number = value?.doubleValue, !number.isNaN, number > 0 else { return 0 }
+        return number >= Double(maxTokens) ? maxTokens : Int64(number)
+    }
+
+    static func clamp(_ value: Int64) -> Int64 { min(max(value, 0), maxTokens) }
+
+    static func clampCost(_ value: Double) -> Double { value.isFinite && value > 0 ? min(value, maxCost) : 0 }
+
+    static func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : min(sum, maxTokens)
+    }
+}
+
+/// One fragment of a streamed tool call (`delta.tool_calls[i]` in OpenAI's format).
+public struct ToolCallFragment: Sendable, Equatable {
+    public var index: Int
+    public var id: String?
+    public var name: String?
+    public var arguments: String?
+
+    public init(index: Int, id: String? = nil, name: String? = nil, arguments: String? = nil) {
+        self.index = index
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+    }
+}
+
+/// A tool call assembled from its fragments.
+public struct ToolCall: Sendable, Equatable {
+    public var index: Int
+    public var id: String
+    public var name: String
+    public var arguments: String
+
+    public init(index: Int, id: String, name: String, arguments: String) {
+        self.index = index
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+    }
+
+    /// OpenAI's `tool_calls[]` entry.
+    public var json: JSONValue {
+        .object(["id": .string(id), "type": .string("function"),
+                 "function": .object(["name": .string(name), "arguments": .string(arguments)])])
+    }
+}
+
+/// Concatenates streamed tool-call fragments by index, the way OpenAI clients do.
+public struct ToolCallAccumulator: Sendable, Equatable {
+    public private(set) var calls: [ToolCall] = []
+
+    public init() {}
+
+    public mutating func add(_ fragment: ToolCallFragment) {
+        if let position = calls.firstIndex(where: { $0.index == fragment.index }) {
+            if let id = fragment.id, calls[position].id.isEmpty { calls[position].id = id }
+            if let name = fragment.name, calls[position].name.isEmpty { calls[position].name = name }
+            calls[position].arguments += fragment.arguments ?? ""
+        } else {
+            calls.append(ToolCall(index: fragment.index, id: fragment.id ?? "", name: fragment.name ?? "",
+                                  arguments: fragment.arguments ?? ""))
+        }
+    }
+
+    /// The name of the call at `index`, once its first fragment has arrived.
+    public func name(at index: Int) -> String? {
+        calls.first { $0.index == index }?.name
+    }
+}

@@ -1,0 +1,103 @@
+import GatewayCore
+
+/// A chat request in no provider's format: what the gateway asks of a model. Client surfaces
+/// parse into it, Fusion builds its inner calls as it, and each provider encodes it for its API.
+public struct ModelRequest: Sendable, Equatable {
+    /// The model as its provider names it.
+    public var model: String
+    public var messages: [ModelMessage]
+    public var tools: [ToolDefinition] = []
+    public var toolChoice: ToolChoice?
+    public var parallelToolCalls: Bool?
+    /// The most tokens to generate (reasoning included), if the caller set a limit.
+    public var maxOutputTokens: Int64?
+    public var temperature: Double?
+    public var topP: Double?
+    public var stop: [String] = []
+    public var reasoning: Reasoning?
+    /// `{"type": "json_object"}` or a JSON schema, in OpenAI's shape.
+    public var responseFormat: JSONValue?
+    public var stream: Bool
+    /// Ask the upstream to report usage at the end of a stream.
+    public var includeUsage = true
+    /// Fields of an OpenAI-format request this type does not model (`seed`, `user`, `logprobs`,
+    /// provider-specific options), forwarded as they are to OpenAI-compatible upstreams.
+    public var extraFields: [String: JSONValue] = [:]
+
+    public init(model: String, messages: [ModelMessage], stream: Bool = true) {
+        self.model = model
+        self.messages = messages
+        self.stream = stream
+    }
+
+    public struct Reasoning: Sendable, Equatable {
+        /// `minimal`…`xhigh`, as OpenAI and OpenRouter name efforts.
+        public var effort: String?
+        public var maxTokens: Int64?
+        public var exclude: Bool?
+        public init(effort: String? = nil, maxTokens: Int64? = nil, exclude: Bool? = nil) {
+            self.effort = effort
+            self.maxTokens = maxTokens
+            self.exclude = exclude
+        }
+    }
+}
+
+/// One message of a conversation.
+public struct ModelMessage: Sendable, Equatable {
+    public enum Role: String, Sendable, Equatable {
+        case system, developer, user, assistant, tool
+    }
+
+    public var role: Role
+    public var content: [ContentPart]
+    /// The tool calls an assistant turn made.
+    public var toolCalls: [ToolCall] = []
+    /// For a tool result: the call it answers.
+    public var toolCallID: String?
+    /// A participant name (OpenAI's `name`), or the tool's name on a tool result.
+    public var name: String?
+
+    public init(role: Role, content: [ContentPart], toolCalls: [ToolCall] = [], toolCallID: String? = nil, name: String? = nil) {
+        self.role = role
+        self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
+        self.name = name
+    }
+
+    public init(role: Role, text: String) {
+        self.init(role: role, content: text.isEmpty ? [] : [.text(text)])
+    }
+
+    /// The text parts joined (other parts left out).
+    public var text: String {
+        content.compactMap { if case .text(let text) = $0 { text } else { nil } }.joined(separator: "\n")
+    }
+}
+
+public enum ContentPart: Sendable, Equatable {
+    case text(String)
+    /// An image by URL (`https:` or a `data:` URI).
+    case image(url: String, detail: String?)
+    /// A part of another kind (audio, files), in OpenAI's shape: passed to OpenAI-compatible
+    /// upstreams, refused by others.
+    case other(JSONValue)
+}
+
+/// A tool the model may call.
+public enum ToolDefinition: Sendable, Equatable {
+    case function(name: String, description: String?, parameters: JSONValue?, strict: Bool?)
+    /// Another kind of tool (a provider's built-in), in OpenAI's shape.
+    case other(JSONValue)
+
+    public var functionName: String? {
+        if case .function(let name, _, _, _) = self { return name }
+        return nil
+    }
+}
+
+public enum ToolChoice: Sendable, Equatable {
+    case auto, none, required
+    case function(String)
+}

@@ -1,0 +1,52 @@
+import GatewayCore
+
+/// OpenAI's chat completion stream (`data: {chunk}` events, then `data: [DONE]`) as events.
+struct OpenAIStreamDecoder: ModelStreamDecoder {
+    private var sse: SSEDecoder
+    private let redactor: Redactor
+    private var ended = false
+    private var sawFinish = false
+
+    init(maxEventBytes: Int, redactor: Redactor) {
+        sse = SSEDecoder(maxEventBytes: maxEventBytes)
+        self.redactor = redactor
+    }
+
+    mutating func decode(_ bytes: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) -> Bool {
+        guard !ended else { return true }
+        // The callback may not touch `self` while `sse` is mutated: it collects into locals.
+        var done = false
+        var failure: StreamDecodingError?
+        var finished = false
+        let redactor = redactor
+        do {
+            try sse.feed(bytes) { event in
+                guard !done, failure == nil, !event.data.isEmpty else { return }
+                if event.isDone {
+                    done = true
+                    return
+                }
+                guard let chunk = try? JSONValue.parse(Array(event.data)), case .object = chunk else {
+                    failure = StreamDecodingError("the upstream sent an event that is not a JSON object")
+                    return
+                }
+                OpenAIChunk.events(chunk, redactor: redactor) { modelEvent in
+                    switch modelEvent {
+                    case .finish: finished = true
+                    case .error: done = true
+                    default: break
+                    }
+                    emit(modelEvent)
+                }
+            }
+        } catch {
+            throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
+        }
+        if finished { sawFinish = true }
+        if let failure { throw failure }
+        if done { ended = true }
+        return ended
+    }
+
+    func end() -> StreamEnd { ended || sawFinish ? .complete : .truncated }
+}

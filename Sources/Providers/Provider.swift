@@ -1,0 +1,117 @@
+import Foundation
+import GatewayCore
+
+/// The wire formats the gateway speaks. A client surface and a provider with the same format
+/// need no translation: bytes are relayed, only validated.
+public enum WireFormat: String, Sendable, Equatable {
+    case openAIChat = "openai"
+}
+
+/// Where a provider is and how to authenticate to it (from the config and the environment).
+public struct ProviderEndpoint: Sendable, Equatable {
+    public var name: String
+    /// Including the version path, e.g. `https://openrouter.ai/api/v1`.
+    public var baseURL: String
+    /// Never logged or returned; redacted from anything an upstream sends back.
+    public var apiKey: String?
+    /// Extra headers sent with every request (e.g. OpenRouter's `HTTP-Referer`).
+    public var headers: [String: String]
+    /// Which field carries the output limit (servers honour one or the other).
+    public var maxTokensField: MaxTokensField
+
+    public enum MaxTokensField: String, Sendable, Equatable {
+        case maxTokens = "max_tokens"
+        case maxCompletionTokens = "max_completion_tokens"
+    }
+
+    public init(name: String, baseURL: String, apiKey: String? = nil, headers: [String: String] = [:],
+                maxTokensField: MaxTokensField = .maxTokens) {
+        self.name = name
+        self.baseURL = baseURL
+        self.apiKey = apiKey
+        self.headers = headers
+        self.maxTokensField = maxTokensField
+    }
+}
+
+/// An HTTP request to an upstream, ready to send.
+public struct ProviderHTTPRequest: Sendable {
+    public var url: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(url: String, headers: [(String, String)], body: [UInt8]) {
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// How an upstream stream ended, as far as its bytes tell.
+public enum StreamEnd: Sendable, Equatable {
+    /// Its end marker (`[DONE]`) or a finish reason arrived: nothing was lost.
+    case complete
+    /// The body ended with neither: the answer may be cut short.
+    case truncated
+}
+
+/// A stream the upstream broke: an event that is not what its format allows, or too large.
+public struct StreamDecodingError: Error, Sendable, Equatable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}
+
+/// Decodes one upstream response stream into `ModelEvent`s, fed bytes as they arrive (split
+/// anywhere). On the per-token path: implementations scan bytes rather than building documents.
+public protocol ModelStreamDecoder {
+    /// Emits the events `bytes` complete, in order. Returns true once the stream's end marker
+    /// arrived (later bytes are ignored). An error event (`.error`) also ends the stream.
+    mutating func decode(_ bytes: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) -> Bool
+    /// The body ended: whether the stream was complete.
+    func end() -> StreamEnd
+}
+
+/// One upstream API: how to ask it and how to read its answers. Pure (no I/O): the gateway's
+/// transfers carry the bytes. Implementations keep their wire structs private.
+public protocol Provider: Sendable {
+    var wireFormat: WireFormat { get }
+    /// The request for `request` (streamed or not, as it says) at `endpoint`.
+    func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest
+    func streamDecoder(maxEventBytes: Int, redactor: Redactor) -> any ModelStreamDecoder
+    /// A whole (non-streamed) response body, as the events a stream would have carried.
+    func decodeResponse(_ body: [UInt8], redactor: Redactor) throws(StreamDecodingError) -> [ModelEvent]
+    /// An error response (any non-2xx status) as the error the client sees: the provider's
+    /// message kept (trimmed, redacted), its status where it describes the client's request.
+    func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError
+}
+
+/// A provider's own rules for its model names, where a fixed `models` list cannot say (the
+/// simulated models take options after their name: `sim/paced:deltas=10`).
+public protocol ModelCatalog: Sendable {
+    /// The names to list in `/v1/models`.
+    var models: [String] { get }
+    /// Served only by this process, for demos and tests.
+    var isSimulated: Bool { get }
+    /// Accepts `model` (the part after `provider/`) or says, in words for the client, why not.
+    func validate(_ model: String) throws(APIError)
+}
+
+/// Removes secrets (provider and gateway keys) from text an upstream sent, before it reaches a
+/// client, a record or a log.
+public struct Redactor: Sendable, Equatable {
+    public let secrets: [String]
+    public static let none = Redactor(secrets: [])
+
+    /// Secrets shorter than 4 characters are ignored (they would redact ordinary words).
+    public init(secrets: [String]) {
+        self.secrets = Array(Set(secrets.filter { $0.utf8.count >= 4 })).sorted { $0.utf8.count > $1.utf8.count }
+    }
+
+    public func callAsFunction(_ text: String) -> String {
+        var text = text
+        for secret in secrets where text.contains(secret) {
+            text = text.replacingOccurrences(of: secret, with: "[redacted]")
+        }
+        return text
+    }
+}

@@ -1,0 +1,110 @@
+import GatewayCore
+import Providers
+
+/// Writes `chat.completion.chunk` events for one completion: every chunk carries the same
+/// `id`, `model` and `created`. Hand-written JSON (not a JSON encoder): this is the per-token
+/// path of every stream the gateway composes or translates (~5 µs a chunk saved).
+public struct ChatChunkWriter: Sendable {
+    public let id: String
+    public let model: String
+    public let created: Int
+    private var sentRole = false
+
+    public init(id: String, model: String, created: Int) {
+        self.id = id
+        self.model = model
+        self.created = created
+    }
+
+    /// Appends the SSE event for `event` (`data: {…}\n\n`); usage is not an event of its own
+    /// here (see `appendUsage`), an error becomes an error chunk.
+    public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
+        switch event {
+        case .text(let text):
+            guard !text.isEmpty else { return }
+            open(&out)
+            out.append(contentsOf: #""content":"#.utf8)
+            JSONWriting.appendString(text, to: &out)
+            close(finish: nil, &out)
+        case .reasoning(let text):
+            guard !text.isEmpty else { return }
+            open(&out)
+            out.append(contentsOf: #""reasoning":"#.utf8)
+            JSONWriting.appendString(text, to: &out)
+            close(finish: nil, &out)
+        case .toolCall(let fragment):
+            open(&out)
+            out.append(contentsOf: #""tool_calls":[{"index":"#.utf8)
+            out.append(contentsOf: String(fragment.index).utf8)
+            if let id = fragment.id {
+                out.append(contentsOf: #","id":"#.utf8)
+                JSONWriting.appendString(id, to: &out)
+                out.append(contentsOf: #","type":"function""#.utf8)
+            }
+            out.append(contentsOf: #","function":{"#.utf8)
+            if let name = fragment.name {
+                out.append(contentsOf: #""name":"#.utf8)
+                JSONWriting.appendString(name, to: &out)
+                out.append(UInt8(ascii: ","))
+            }
+            out.append(contentsOf: #""arguments":"#.utf8)
+            JSONWriting.appendString(fragment.arguments ?? "", to: &out)
+            out.append(contentsOf: "}}]".utf8)
+            close(finish: nil, &out)
+        case .finish(let reason):
+            open(&out, roleless: true)
+            close(finish: reason.rawValue, &out)
+        case .usage:
+            break
+        case .error(let error):
+            appendError(error, to: &out)
+        }
+    }
+
+    /// A chunk whose delta carries `annotations` (url_citation objects).
+    public mutating func appendAnnotations(_ annotations: [JSONValue], to out: inout [UInt8]) {
+        guard !annotations.isEmpty else { return }
+        open(&out, roleless: true)
+        out.append(contentsOf: #""annotations":"#.utf8)
+        out.append(contentsOf: JSONValue.array(annotations).serialized())
+        close(finish: nil, &out)
+    }
+
+    /// The usage chunk (`choices: []`), sent last when the client asked for usage.
+    public func appendUsage(_ usage: JSONValue, to out: inout [UInt8]) {
+        prefix(&out)
+        out.append(contentsOf: #""choices":[],"usage":"#.utf8)
+        out.append(contentsOf: usage.serialized())
+        out.append(contentsOf: "}\n\n".utf8)
+    }
+
+    /// A final chunk carrying `error` (OpenAI SDKs raise on it), with this stream's id and model.
+    public func appendError(_ error: APIError, to out: inout [UInt8]) {
+        SSEEncoder.appendData(error.streamChunk(id: id, model: model), to: &out)
+    }
+
+    private func prefix(_ out: inout [UInt8]) {
+        out.append(contentsOf: #"data: {"id":"#.utf8)
+        JSONWriting.appendString(id, to: &out)
+        out.append(contentsOf: #","object":"chat.completion.chunk","created":"#.utf8)
+        out.append(contentsOf: String(created).utf8)
+        out.append(contentsOf: #","model":"#.utf8)
+        JSONWriting.appendString(model, to: &out)
+        out.append(UInt8(ascii: ","))
+    }
+
+    private mutating func open(_ out: inout [UInt8], roleless: Bool = false) {
+        prefix(&out)
+        out.append(contentsOf: #""choices":[{"index":0,"delta":{"#.utf8)
+        if !sentRole && !roleless {
+            sentRole = true
+            out.append(contentsOf: #""role":"assistant","#.utf8)
+        }
+    }
+
+    private func close(finish: String?, _ out: inout [UInt8]) {
+        out.append(contentsOf: #"},"finish_reason":"#.utf8)
+        if let finish { JSONWriting.appendString(finish, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        out.append(contentsOf: "}]}\n\n".utf8)
+    }
+}

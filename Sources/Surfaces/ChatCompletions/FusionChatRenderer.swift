@@ -1,0 +1,97 @@
+import Fusion
+import GatewayCore
+import Providers
+
+/// A Fusion session's output as a chat completion: streamed (progress as SSE comments or named
+/// events, the answer as `chat.completion.chunk`s, a usage chunk, `[DONE]`) or whole (one
+/// `chat.completion` with the fusion result). One id and one model over both outer turns.
+public struct FusionChatRenderer: Sendable {
+    public let stream: Bool
+    public let includeUsage: Bool
+    private var chunks: ChatChunkWriter
+    private let progress: FusionEventEncoder
+    /// The answer as the client receives it (for the non-streamed message).
+    private var content = ""
+    private var reasoning = ""
+    private var toolCalls = ToolCallAccumulator()
+    /// The final turn's text alone: what citations' spans index into.
+    private var finalText = ""
+    private var inFinalAnswer = false
+    private var annotationsSent = false
+
+    public init(id: String, model: String, created: Int, stream: Bool, includeUsage: Bool, namedEvents: Bool) {
+        chunks = ChatChunkWriter(id: id, model: model, created: created)
+        self.stream = stream
+        self.includeUsage = includeUsage
+        progress = FusionEventEncoder(form: namedEvents ? .namedEvents : .comments)
+    }
+
+    /// Appends what `output` shows the client (nothing for a non-streamed response, which is
+    /// rendered whole by `completion`).
+    public mutating func render(_ output: FusionSessionMachine.Output, sources: SourceList, at milliseconds: Double,
+                                into out: inout [UInt8]) {
+        switch output {
+        case .progress(let update):
+            if stream { progress.append(update, at: milliseconds, to: &out) }
+        case .finalAnswerStarts(let model):
+            inFinalAnswer = true
+            content = ""
+            finalText = ""
+            if stream { progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out) }
+        case .answer(let event):
+            switch event {
+            case .text(let text):
+                content += text
+                if inFinalAnswer { finalText += text }
+            case .reasoning(let text):
+                reasoning += text
+            case .toolCall(let fragment):
+                toolCalls.add(fragment)
+            case .finish:
+                if stream { appendAnnotations(sources, to: &out) }
+            case .usage, .error:
+                break
+            }
+            if stream { chunks.append(event, to: &out) }
+        }
+    }
+
+    /// The end of a streamed response: citations (if the final turn ended without a finish
+    /// chunk), the usage chunk when asked for, `[DONE]`.
+    public mutating func renderEnd(usage: JSONValue, sources: SourceList, into out: inout [UInt8]) {
+        appendAnnotations(sources, to: &out)
+        if includeUsage { chunks.appendUsage(usage, to: &out) }
+        out.append(contentsOf: SSEEncoder.done)
+    }
+
+    /// An error after the stream began: an error chunk, then `[DONE]`.
+    public func renderError(_ error: APIError, into out: inout [UInt8]) {
+        chunks.appendError(error, to: &out)
+        out.append(contentsOf: SSEEncoder.done)
+    }
+
+    /// The whole, non-streamed response body.
+    public func completion(usage: JSONValue, fusion: FusionResult?, finishReason: FinishReason?, sources: SourceList) -> [UInt8] {
+        var message: [String: JSONValue] = ["role": .string("assistant"),
+                                            "content": content.isEmpty && !toolCalls.calls.isEmpty ? .null : .string(content)]
+        if !reasoning.isEmpty { message["reasoning"] = .string(reasoning) }
+        if !toolCalls.calls.isEmpty { message["tool_calls"] = .array(toolCalls.calls.map(\.json)) }
+        if !sources.isEmpty { message["annotations"] = .array(sources.annotations(for: finalText)) }
+        var body: [String: JSONValue] = [
+            "id": .string(chunks.id), "object": .string("chat.completion"), "created": .int(Int64(chunks.created)),
+            "model": .string(chunks.model),
+            "choices": .array([.object(["index": .int(0), "message": .object(message),
+                                        "finish_reason": .string(finishReason?.rawValue ?? "stop")])]),
+            "usage": usage,
+        ]
+        if let fusion { body["fusion"] = fusion.json }
+        return JSONValue.object(body).serialized()
+    }
+
+    /// The sources as `url_citation` annotations on the final message, once, just before its finish.
+    private mutating func appendAnnotations(_ sources: SourceList, to out: inout [UInt8]) {
+        guard inFinalAnswer, !annotationsSent, !sources.isEmpty else { return }
+        annotationsSent = true
+        chunks.appendAnnotations(sources.annotations(for: finalText), to: &out)
+    }
+}

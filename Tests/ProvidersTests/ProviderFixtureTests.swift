@@ -1,0 +1,190 @@
+import Foundation
+import GatewayCore
+import Providers
+import Testing
+
+/// Reads `Fixtures/providers/<name>.sse` and its expected neutral events.
+enum ProviderFixtures {
+    static let root = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/providers")
+
+    static func names(prefix: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: root.path)
+            .filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sse") }
+            .map { String($0.dropLast(4)) }
+            .sorted()
+    }
+
+    static func stream(_ name: String) throws -> [UInt8] {
+        Array(try Data(contentsOf: root.appendingPathComponent("\(name).sse")))
+    }
+
+    static func expected(_ name: String) throws -> (events: [ModelEvent], end: StreamEnd) {
+        let json = try JSONValue.parse(Array(try Data(contentsOf: root.appendingPathComponent("\(name).events.json"))))
+        let events = try (json["events"]?.arrayValue ?? []).map(event)
+        return (events, json["end"]?.stringValue == "truncated" ? .truncated : .complete)
+    }
+
+    /// The fixture vocabulary: {"text"}, {"reasoning"}, {"tool_call": {index, id?, name?, arguments?}},
+    /// {"usage": {...}}, {"finish"}, {"error": {status, type, message}}.
+    static func event(_ json: JSONValue) throws -> ModelEvent {
+        if let text = json["text"]?.stringValue { return .text(text) }
+        if let text = json["reasoning"]?.stringValue { return .reasoning(text) }
+        if let reason = json["finish"]?.stringValue { return .finish(FinishReason(rawValue: reason)) }
+        if let call = json["tool_call"] {
+            return .toolCall(ToolCallFragment(index: Int(call["index"]?.intValue ?? 0), id: call["id"]?.stringValue,
+                                              name: call["name"]?.stringValue, arguments: call["arguments"]?.stringValue))
+        }
+        if let usage = json["usage"] {
+            return .usage(Usage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0, completionTokens: usage["completion_tokens"]?.intValue ?? 0,
+                                totalTokens: usage["total_tokens"]?.intValue ?? 0, reasoningTokens: usage["reasoning_tokens"]?.intValue ?? 0,
+                                cachedTokens: usage["cached_tokens"]?.intValue ?? 0, cost: usage["cost"]?.doubleValue ?? 0))
+        }
+        if let error = json["error"] {
+            return .error(APIError(status: Int(error["status"]?.intValue ?? 502), type: error["type"]?.stringValue ?? "upstream_error",
+                                   code: error["code"]?.stringValue ?? "upstream_error", message: error["message"]?.stringValue ?? ""))
+        }
+        throw StreamDecodingError("unknown fixture event \(json)")
+    }
+
+    /// Decodes `chunks` with a fresh decoder of `provider`.
+    static func decode(_ chunks: [[UInt8]], with provider: any Provider, redactor: Redactor = .none) throws -> ([ModelEvent], StreamEnd) {
+        var decoder = provider.streamDecoder(maxEventBytes: 1 << 20, redactor: redactor)
+        var events: [ModelEvent] = []
+        for chunk in chunks {
+            _ = try chunk.withUnsafeBytes { bytes in try decoder.decode(bytes) { events.append($0) } }
+        }
+        return (events, decoder.end())
+    }
+
+    /// Whole, byte by byte, and in two pieces at every position.
+    static func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
+        var result: [[[UInt8]]] = [[bytes], bytes.map { [$0] }]
+        for cut in 1..<max(bytes.count, 1) { result.append([Array(bytes[..<cut]), Array(bytes[cut...])]) }
+        return result
+    }
+}
+
+@Suite struct OpenAIStreamDecoderTests {
+    @Test(arguments: try ProviderFixtures.names(prefix: "openai-"))
+    func fixtureDecodesToItsEventsHoweverItIsSplit(name: String) throws {
+        let bytes = try ProviderFixtures.stream(name)
+        let expected = try ProviderFixtures.expected(name)
+        for chunks in ProviderFixtures.splits(bytes) {
+            let (events, end) = try ProviderFixtures.decode(chunks, with: OpenAICompatibleProvider())
+            #expect(events == expected.events, "\(name) split into \(chunks.map(\.count))")
+            #expect(end == expected.end, "\(name)")
+        }
+    }
+
+    @Test func anEventThatIsNotJSONIsAProtocolError() {
+        #expect(throws: StreamDecodingError.self) {
+            _ = try ProviderFixtures.decode([Array("data: {\"choices\":[{\"delta\":{\"content\":\"x\n\n".utf8)], with: OpenAICompatibleProvider())
+        }
+    }
+
+    @Test func anOversizedEventIsAProtocolError() {
+        var decoder = OpenAICompatibleProvider().streamDecoder(maxEventBytes: 64, redactor: .none)
+        let bytes = Array("data: \(String(repeating: "x", count: 100))".utf8)
+        #expect(throws: StreamDecodingError.self) { _ = try bytes.withUnsafeBytes { try decoder.decode($0) { _ in } } }
+    }
+
+    @Test func secretsInAnErrorChunkAreRedacted() throws {
+        let bytes = Array(#"data: {"error":{"message":"bad key sk-live-123456 in Authorization: Bearer sk-live-123456"}}"#.utf8) + Array("\n\n".utf8)
+        let (events, _) = try ProviderFixtures.decode([bytes], with: OpenAICompatibleProvider(), redactor: Redactor(secrets: ["sk-live-123456"]))
+        guard case .error(let error)? = events.first else { Issue.record("no error event: \(events)"); return }
+        #expect(!error.message.contains("sk-live-123456"))
+        #expect(error.message.contains("[redacted]"))
+    }
+}
+
+@Suite struct OpenAIProviderTests {
+    @Test func requestsCarryTheModeledFieldsAndTheRestAsIs() throws {
+        var request = ModelRequest(model: "gpt-x", messages: [
+            ModelMessage(role: .system, text: "Be brief."),
+            ModelMessage(role: .user, content: [.text("What is this?"), .image(url: "https://x.example/a.png", detail: "low")]),
+            ModelMessage(role: .assistant, content: [], toolCalls: [ToolCall(index: 0, id: "c1", name: "look", arguments: "{}")]),
+            ModelMessage(role: .tool, content: [.text("a cat")], toolCallID: "c1", name: "look"),
+        ])
+        request.tools = [.function(name: "look", description: "Look", parameters: .object(["type": .string("object")]), strict: nil)]
+        request.toolChoice = .function("look")
+        request.maxOutputTokens = 100
+        request.temperature = 0.5
+        request.stop = ["END"]
+        request.extraFields = ["seed": .int(7), "user": .string("u1")]
+        let endpoint = ProviderEndpoint(name: "p", baseURL: "https://p.example/v1", apiKey: "sk-p", headers: ["X-Title": "t"],
+                                        maxTokensField: .maxCompletionTokens)
+        let http = OpenAICompatibleProvider().httpRequest(for: request, endpoint: endpoint, extraHeaders: [("x-fusion-depth", "1")])
+        #expect(http.url == "https://p.example/v1/chat/completions")
+        #expect(http.headers.contains { $0 == ("Authorization", "Bearer sk-p") })
+        #expect(http.headers.contains { $0 == ("X-Title", "t") } && http.headers.contains { $0 == ("x-fusion-depth", "1") })
+        let body = try JSONValue.parse(http.body)
+        #expect(body["model"] == .string("gpt-x"))
+        #expect(body["max_completion_tokens"] == .int(100) && body["max_tokens"] == nil)
+        #expect(body["seed"] == .int(7) && body["user"] == .string("u1"))
+        #expect(body["stream_options"]?["include_usage"] == .bool(true))
+        #expect(body["tool_choice"]?["function"]?["name"] == .string("look"))
+        let messages = try #require(body["messages"]?.arrayValue)
+        #expect(messages[1]["content"]?.arrayValue?[1]["image_url"]?["url"] == .string("https://x.example/a.png"))
+        // An assistant turn with only tool calls has "" content, never null (llama.cpp rejects null).
+        #expect(messages[2]["content"] == .string(""))
+        #expect(messages[2]["tool_calls"]?.arrayValue?.first?["function"]?["name"] == .string("look"))
+        #expect(messages[3]["tool_call_id"] == .string("c1"))
+    }
+
+    @Test func aWholeResponseDecodesToTheEventsOfAStream() throws {
+        let body = Array(#"{"choices":[{"message":{"role":"assistant","content":"Hi","reasoning":"hm","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#.utf8)
+        let events = try OpenAICompatibleProvider().decodeResponse(body, redactor: .none)
+        #expect(events == [.reasoning("hm"), .text("Hi"), .toolCall(ToolCallFragment(index: 0, id: "c", name: "f", arguments: "{}")),
+                           .finish(.toolCalls), .usage(Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5))])
+    }
+
+    @Test func errorsKeepTheUpstreamMessageTrimmedAndTheStatusForClientErrors() {
+        let error = OpenAICompatibleProvider().error(
+            status: 400, body: Array(#"{"error":{"message":"context too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#.utf8),
+            headers: [], provider: "openrouter", redactor: .none)
+        #expect(error.status == 400)
+        #expect(error.code == "context_length_exceeded")
+        #expect(error.message.contains("context too long"))
+        let dump = String(repeating: "at /srv/app/validation.py line 12\n", count: 200)
+        let trimmed = OpenAICompatibleProvider().error(status: 422, body: Array(dump.utf8), headers: [], provider: "p", redactor: .none)
+        #expect(trimmed.message.count < 400 && !trimmed.message.contains("\n"))
+    }
+
+    @Test func credentialFailuresBecomeBadGatewayAndSecretsAreRedacted() {
+        let error = OpenAICompatibleProvider().error(
+            status: 401, body: Array(#"{"error":{"message":"invalid key sk-secret-123"}}"#.utf8),
+            headers: [], provider: "openai", redactor: Redactor(secrets: ["sk-secret-123"]))
+        #expect(error.status == 502)
+        #expect(error.code == "upstream_auth_failed")
+        #expect(!error.message.contains("sk-secret-123"))
+        #expect(error.message.contains("[redacted]"))
+    }
+
+    @Test func rateLimitsKeepRetryAfter() {
+        let error = OpenAICompatibleProvider().error(status: 429, body: Array("slow down".utf8),
+                                                     headers: [("Retry-After", "3"), ("X-Other", "1")], provider: "p", redactor: .none)
+        #expect(error.status == 429)
+        #expect(error.headers.map(\.0) == ["Retry-After"])
+        #expect(error.message.contains("slow down"))
+    }
+
+    @Test func anUpstreamCannotChooseArbitraryErrorCodes() {
+        let error = OpenAICompatibleProvider().error(
+            status: 400, body: Array(#"{"error":{"message":"m","type":"x y\nz","code":"\#(String(repeating: "a", count: 500))"}}"#.utf8),
+            headers: [], provider: "p", redactor: .none)
+        #expect(error.code == "upstream_rejected" && error.type == "invalid_request_error")
+    }
+}
+
+@Suite struct UsageTests {
+    @Test func countsAreClampedAndSumsSaturate() {
+        let huge = Usage(openAI: .object(["prompt_tokens": .double(1e300), "completion_tokens": .int(-3), "total_tokens": .double(.nan)]))
+        #expect(huge?.promptTokens == Usage.maxTokens && huge?.completionTokens == 0 && huge?.totalTokens == 0)
+        var sum = Usage()
+        for _ in 0..<10_000 { sum = sum + Usage(promptTokens: .max, completionTokens: .max, totalTokens: .max, cost: 1e300) }
+        #expect(sum.promptTokens == Usage.maxTokens)
+        #expect(sum.cost.isFinite)
+    }
+}
