@@ -6,10 +6,10 @@ import Foundation
 /// only from that loop's thread; other threads talk to it through `execute(_:)`.
 ///
 /// `@unchecked Sendable`: the only members touched from other threads are `pendingWork`
-/// (behind a `Lock`), `threadID` (atomic) and `wakeup`, whose `uv_async_send` is libuv's one thread-safe call.
+/// (behind a `Lock`), `threadID` (atomic) and `wakeup` (a `Wakeup`: libuv's one thread-safe call).
 public final class EventLoop: @unchecked Sendable {
     let uvLoop: UnsafeMutablePointer<uv_loop_t>
-    let wakeup: UnsafeMutablePointer<uv_async_t>
+    private var wakeup: Wakeup!
     private let pendingWork = Lock<[@Sendable () -> Void]>([])
     /// Shared read buffer: reads are consumed synchronously inside the read callback, so one
     /// buffer serves every stream of the loop.
@@ -31,20 +31,14 @@ public final class EventLoop: @unchecked Sendable {
         uvLoop = .allocate(capacity: 1)
         precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
         readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
-        wakeup = .allocate(capacity: 1)
-        uv_async_init(uvLoop, wakeup) { handle in
-            let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
-            loop.runPendingWork()
-        }
-        // The async handle must not keep `run()` alive on its own: only real work does.
-        wakeup.withMemoryRebound(to: uv_handle_t.self, capacity: 1) { uv_unref($0) }
-        wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        // Not keeping the loop alive on its own: only real work does. Its memory outlives the
+        // loop's teardown (see `Wakeup`), so `execute` from another thread is always safe.
+        wakeup = Wakeup(loop: self) { [unowned self] in runPendingWork() }
     }
 
     deinit {
         uv_loop_close(uvLoop)
         uvLoop.deallocate()
-        wakeup.deallocate()
         readBuffer.deallocate()
     }
 
@@ -59,18 +53,12 @@ public final class EventLoop: @unchecked Sendable {
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // Stopped (or out of work): close whatever is still open and let the close callbacks run,
         // so every wrapper object is released exactly once.
-        uv_walk(uvLoop, { handle, context in
+        // Every handle is a `LoopHandle`'s; closing one tells its owner (a fan-in channel's wakeup
+        // marks the channel closed, so producers on other loops stop signalling it).
+        uv_walk(uvLoop, { handle, _ in
             guard let handle, uv_is_closing(handle) == 0 else { return }
-            let loop = Unmanaged<EventLoop>.fromOpaque(context!).takeUnretainedValue()
-            if UnsafeMutableRawPointer(handle) == UnsafeMutableRawPointer(loop.wakeup) {
-                uv_close(handle, nil)
-            } else if handle.pointee.type == UV_ASYNC {
-                // Every other async handle is a fan-in channel's.
-                Unmanaged<FanInChannel>.fromOpaque(handle.pointee.data).takeUnretainedValue().close()
-            } else {
-                LoopHandle.closeFromWalk(handle)
-            }
-        }, Unmanaged.passUnretained(self).toOpaque())
+            LoopHandle.closeFromWalk(handle)
+        }, nil)
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // The loop's own helper handles reference the loop: drop them (they are closed) so the
         // loop can be freed.
@@ -84,7 +72,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Thread-safe: runs `work` on the loop thread soon.
     public func execute(_ work: @escaping @Sendable () -> Void) {
         pendingWork.withLock { $0.append(work) }
-        uv_async_send(wakeup)
+        wakeup.signal()
     }
 
     /// Thread-safe: runs `work` on the loop and waits for its result. Must not be called from the

@@ -1,4 +1,3 @@
-internal import CLibUV
 import FanIn
 import Synchronization
 
@@ -25,7 +24,7 @@ public final class FanInChannel: @unchecked Sendable {
     /// Consumer loop only: while false, records stay in the ring (the consumer's own
     /// backpressure, e.g. a client socket that is not draining). Set true and call `drainSoon()`.
     public var isAcceptingRecords = true
-    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private var wakeup: Wakeup!
     private let waiters = Lock<[(EventLoop, @Sendable () -> Void)]>([])
     /// Set while `waiters` is non-empty, so a drain checks it without taking the lock.
     private let hasWaiters = Atomic<Bool>(false)
@@ -39,14 +38,10 @@ public final class FanInChannel: @unchecked Sendable {
     public init(loop: EventLoop, capacity: Int) {
         buffer = FanInBuffer(capacity: capacity)
         self.loop = loop
-        wakeup = .allocate(capacity: 1)
-        uv_async_init(loop.uvLoop, wakeup) { handle in
-            Unmanaged<FanInChannel>.fromOpaque(handle!.pointee.data).takeUnretainedValue().drain()
-        }
-        // A stream's channel must not keep the loop running by itself.
-        wakeup.withMemoryRebound(to: uv_handle_t.self, capacity: 1) { uv_unref($0) }
-        // Retained while the async handle is open; released in its close callback.
-        wakeup.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        // The channel stays alive while its wakeup is open (the callback holds it); a stream's
+        // channel does not keep the loop running by itself.
+        wakeup = Wakeup(loop: loop) { [self] in drain() }
+        wakeup.onClose = { [unowned self] in markClosed() }
     }
 
     /// Any thread. Appends a record and wakes the consumer; `.full` means: stop, and call
@@ -81,10 +76,10 @@ public final class FanInChannel: @unchecked Sendable {
         if loop.inLoopThread {
             drainSoon()
         } else if !closedForProducers.load(ordering: .acquiring) {
-            // Even if the channel closes right after the check, `wakeup` stays allocated until
-            // deinit (producers hold the channel), and a send on a closed async handle only
-            // wakes its loop for nothing.
-            uv_async_send(wakeup)
+            // Even if the channel closes right after the check, `wakeup`'s memory stays until
+            // deinit (producers hold the channel), and a signal to a closed wakeup only wakes
+            // its loop for nothing.
+            wakeup.signal()
         }
     }
 
@@ -119,22 +114,17 @@ public final class FanInChannel: @unchecked Sendable {
 
     /// Consumer loop only. Stops delivery; records still in the ring are dropped.
     public func close() {
+        markClosed()
+        wakeup.close()  // idempotent: the loop's teardown walk may have closed it already
+    }
+
+    /// The channel no longer delivers, and producers stop signalling it.
+    private func markClosed() {
         guard !closed else { return }
         closed = true
         closedForProducers.store(true, ordering: .releasing)
         onRecords = nil
         waiters.withLock { $0.removeAll() }
-        let handle = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
-        // The loop's teardown walk may have closed it already.
-        guard uv_is_closing(handle) == 0 else { return }
-        uv_close(handle) { handle in
-            // Balances the retain taken at init; the memory itself is freed in deinit.
-            Unmanaged<FanInChannel>.fromOpaque(handle!.pointee.data).release()
-        }
-    }
-
-    deinit {
-        wakeup.deallocate()
     }
 }
 

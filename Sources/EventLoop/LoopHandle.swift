@@ -7,23 +7,49 @@ internal import CLibUV
 public class LoopHandle {
     enum State { case open, closing, closed }
 
-    public let loop: EventLoop
+    /// Unowned: the loop owns its handles (its teardown closes them), and a loop's own wakeup
+    /// must not keep the loop alive. Handles are used only while their loop runs.
+    public unowned let loop: EventLoop
     let rawHandle: UnsafeMutableRawPointer
     private(set) var state = State.open
     private let byteCount: Int
+    /// Whether the close callback frees the handle's memory (the usual case) or `deinit` does
+    /// (`Wakeup`: another thread may still signal it after it closed).
+    private let freesMemoryOnClose: Bool
+    private var memoryFreed = false
+    /// Why the handle could not be initialized (it never opened).
+    private(set) var initError: LoopError?
 
     var handle: UnsafeMutablePointer<uv_handle_t> { rawHandle.assumingMemoryBound(to: uv_handle_t.self) }
 
-    init(loop: EventLoop, byteCount: Int) {
+    init(loop: EventLoop, byteCount: Int, freesMemoryOnClose: Bool = true) {
         self.loop = loop
         self.byteCount = byteCount
+        self.freesMemoryOnClose = freesMemoryOnClose
         rawHandle = .allocate(byteCount: byteCount, alignment: 16)
         rawHandle.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
     }
 
-    /// Call once the handle is initialized: from here on libuv holds a strong reference.
-    func retainWhileOpen() {
+    deinit {
+        if !memoryFreed { rawHandle.deallocate() }
+    }
+
+    /// Call with the result of the handle's `uv_*_init`: on success libuv holds a strong reference
+    /// until the close callback; on failure the handle never opened (`close()` does nothing).
+    @discardableResult
+    func didInitialize(_ result: Int32, _ operation: String) -> Bool {
+        guard result == 0 else {
+            state = .closed
+            initError = LoopError(result, operation)
+            return false
+        }
         handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        return true
+    }
+
+    /// For handles whose init fails only on a programming error (timers, idle, check, prepare, async).
+    func mustInitialize(_ result: Int32, _ operation: String) {
+        precondition(didInitialize(result, operation), "\(operation) failed: \(result)")
     }
 
     public var isOpen: Bool { state == .open }
@@ -46,7 +72,10 @@ public class LoopHandle {
         let wrapper = Unmanaged<LoopHandle>.fromOpaque(handle.pointee.data).takeRetainedValue()
         wrapper.state = .closed
         wrapper.didClose()
-        wrapper.rawHandle.deallocate()
+        if wrapper.freesMemoryOnClose {
+            wrapper.memoryFreed = true
+            wrapper.rawHandle.deallocate()
+        }
     }
 
     static func from(_ handle: UnsafeMutableRawPointer) -> LoopHandle {
@@ -54,7 +83,7 @@ public class LoopHandle {
         return Unmanaged<LoopHandle>.fromOpaque(data).takeUnretainedValue()
     }
 
-    /// At loop teardown, for handles wrapped by a `LoopHandle` (see `EventLoop.run`).
+    /// At loop teardown, for every handle still open (see `EventLoop.run`): all are ours.
     static func closeFromWalk(_ handle: UnsafeMutablePointer<uv_handle_t>) {
         if handle.pointee.data != nil {
             from(UnsafeMutableRawPointer(handle)).close()
@@ -64,6 +93,41 @@ public class LoopHandle {
     }
 }
 
+/// The one handle other threads may poke: `signal()` from any thread runs the callback on the
+/// loop soon, several signals coalescing into one call (libuv's async handle). Its memory lives
+/// until the wrapper is released, not just until it closes: a producer on another loop may still
+/// signal it right after it closed, which then only wakes the loop for nothing. Owners check
+/// their own "closed" flag before signalling, and `onClose` tells them the teardown closed it.
+public final class Wakeup: LoopHandle, @unchecked Sendable {
+    // @unchecked Sendable: `signal()` is the only member used off the loop, and uv_async_send is
+    // libuv's one thread-safe call.
+    private var callback: () -> Void
+    /// Called (on the loop) when the handle closes, whoever closed it.
+    var onClose: (() -> Void)?
+
+    init(loop: EventLoop, keepsLoopAlive: Bool = false, _ callback: @escaping () -> Void) {
+        self.callback = callback
+        super.init(loop: loop, byteCount: MemoryLayout<uv_async_t>.size, freesMemoryOnClose: false)
+        mustInitialize(uv_async_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_async_t.self)) { async in
+            (LoopHandle.from(UnsafeMutableRawPointer(async!)) as! Wakeup).callback()
+        }, "uv_async_init")
+        if !keepsLoopAlive { uv_unref(handle) }
+    }
+
+    /// Any thread.
+    func signal() {
+        uv_async_send(rawHandle.assumingMemoryBound(to: uv_async_t.self))
+    }
+
+    override func willClose() {
+        let hook = onClose
+        onClose = nil
+        hook?()
+    }
+
+    override func didClose() { callback = {} }
+}
+
 /// A one-shot or repeating timer.
 public final class LoopTimer: LoopHandle {
     private var callback: () -> Void
@@ -71,8 +135,7 @@ public final class LoopTimer: LoopHandle {
     public init(loop: EventLoop, _ callback: @escaping () -> Void) {
         self.callback = callback
         super.init(loop: loop, byteCount: MemoryLayout<uv_timer_t>.size)
-        uv_timer_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_timer_t.self))
-        retainWhileOpen()
+        mustInitialize(uv_timer_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_timer_t.self)), "uv_timer_init")
     }
 
     public func start(afterMilliseconds delay: UInt64, repeatMilliseconds: UInt64 = 0) {
@@ -98,8 +161,7 @@ public final class Idle: LoopHandle {
     public init(loop: EventLoop, _ callback: @escaping () -> Void) {
         self.callback = callback
         super.init(loop: loop, byteCount: MemoryLayout<uv_idle_t>.size)
-        uv_idle_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_idle_t.self))
-        retainWhileOpen()
+        mustInitialize(uv_idle_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_idle_t.self)), "uv_idle_init")
     }
 
     public func start() {
@@ -125,11 +187,11 @@ public final class SignalWatcher: LoopHandle {
         self.callback = callback
         super.init(loop: loop, byteCount: MemoryLayout<uv_signal_t>.size)
         let signalHandle = rawHandle.assumingMemoryBound(to: uv_signal_t.self)
-        uv_signal_init(loop.uvLoop, signalHandle)
-        retainWhileOpen()
-        uv_signal_start(signalHandle, { handle, signum in
+        guard didInitialize(uv_signal_init(loop.uvLoop, signalHandle), "uv_signal_init") else { return }
+        let started = uv_signal_start(signalHandle, { handle, signum in
             (LoopHandle.from(UnsafeMutableRawPointer(handle!)) as! SignalWatcher).callback(signum)
         }, signal)
+        precondition(started == 0, "uv_signal_start(\(signal)) failed: \(started)")
         // A signal watcher alone must not keep the loop running.
         uv_unref(handle)
     }
@@ -154,8 +216,8 @@ public final class SocketWatcher: LoopHandle {
         self.fd = fd
         self.callback = callback
         super.init(loop: loop, byteCount: MemoryLayout<uv_poll_t>.size)
-        uv_poll_init_socket(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_poll_t.self), fd)
-        retainWhileOpen()
+        // Can fail (a socket libuv cannot poll): the watcher then never opens; see `initError`.
+        didInitialize(uv_poll_init_socket(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_poll_t.self), fd), "uv_poll_init_socket")
     }
 
     public func watch(_ events: Events) {
@@ -189,12 +251,11 @@ final class PhaseHook: LoopHandle {
         switch phase {
         case .check:
             super.init(loop: loop, byteCount: MemoryLayout<uv_check_t>.size)
-            uv_check_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_check_t.self))
+            mustInitialize(uv_check_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_check_t.self)), "uv_check_init")
         case .prepare:
             super.init(loop: loop, byteCount: MemoryLayout<uv_prepare_t>.size)
-            uv_prepare_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_prepare_t.self))
+            mustInitialize(uv_prepare_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_prepare_t.self)), "uv_prepare_init")
         }
-        retainWhileOpen()
         uv_unref(handle)
     }
 

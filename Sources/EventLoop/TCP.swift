@@ -25,8 +25,7 @@ public final class TCPListener: LoopHandle {
         self.onConnection = onConnection
         super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
         let tcp = rawHandle.assumingMemoryBound(to: uv_tcp_t.self)
-        uv_tcp_init(loop.uvLoop, tcp)
-        retainWhileOpen()
+        guard didInitialize(uv_tcp_init(loop.uvLoop, tcp), "uv_tcp_init") else { throw initError! }
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         var result = withUnsafeMutablePointer(to: &storage) { pointer in
@@ -96,6 +95,7 @@ public final class TCPListener: LoopHandle {
 
     private func accept() {
         let connection = TCPConnection(loop: loop)
+        guard connection.isOpen else { return }
         let result = uv_accept(
             rawHandle.assumingMemoryBound(to: uv_stream_t.self),
             connection.rawHandle.assumingMemoryBound(to: uv_stream_t.self))
@@ -135,8 +135,8 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
 
     init(loop: EventLoop) {
         super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
-        uv_tcp_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_tcp_t.self))
-        retainWhileOpen()
+        // On failure the connection never opens: `accept` closes it at once.
+        didInitialize(uv_tcp_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_tcp_t.self)), "uv_tcp_init")
         writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     }
 

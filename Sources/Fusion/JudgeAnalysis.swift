@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 
 /// Why the judge produced no analysis.
@@ -83,21 +84,5 @@ public struct JudgeFailure: Error, Sendable, Equatable {
 }
 
 extension String {
-    func trimmingWhitespace() -> String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
-        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
-        return String(scalars)
-    }
-
-    func range(of target: String, options: BackwardsOption) -> Range<Index>? {
-        var index = endIndex
-        while index > startIndex {
-            index = self.index(before: index)
-            if self[index...].hasPrefix(target) { return index..<self.index(index, offsetBy: target.count) }
-        }
-        return nil
-    }
-
-    enum BackwardsOption { case backwards }
+    func trimmingWhitespace() -> String { trimmingCharacters(in: .whitespacesAndNewlines) }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 
 /// What the simulated Fusion models say: deterministic, derived from the request, realistic in
@@ -53,7 +54,7 @@ enum MockRoles {
         {
             let model = String(rest[open.upperBound..<quote])
             let bodyStart = rest.index(after: rest[quote...].firstIndex(of: ">") ?? quote)
-            answers.append((model, String(rest[bodyStart..<close.lowerBound]).trimmingCharacters(in: "\n")))
+            answers.append((model, String(rest[bodyStart..<close.lowerBound]).trimmingCharacters(in: CharacterSet(charactersIn: "\n"))))
             rest = rest[close.upperBound...]
         }
         return answers
@@ -70,7 +71,7 @@ enum MockRoles {
                 let point = String(line.dropFirst(2))
                 if point.hasPrefix("On "), let colon = point.firstIndex(of: ":") {
                     let topic = String(point[point.index(point.startIndex, offsetBy: 3)..<colon])
-                    stances[topic, default: []].append((model, String(point[point.index(after: colon)...]).trimmingCharacters(in: " ")))
+                    stances[topic, default: []].append((model, String(point[point.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
                 } else if let index = byPoint.firstIndex(where: { $0.point == point }) {
                     byPoint[index].models.append(model)
                 } else {
@@ -208,7 +209,7 @@ enum MockRoles {
         if !consensus.isEmpty { lines.append("Where they agree: " + consensus.joined(separator: " ")) }
         for item in analysis["contradictions"]?.arrayValue ?? [] {
             let stances = (item["stances"]?.arrayValue ?? []).map {
-                "\($0["model"]?.stringValue ?? "?") says \(($0["stance"]?.stringValue ?? "?").trimmingCharacters(in: "."))"
+                "\($0["model"]?.stringValue ?? "?") says \(($0["stance"]?.stringValue ?? "?").trimmingCharacters(in: CharacterSet(charactersIn: ".")))"
             }
             lines.append("Where they differ on \(item["topic"]?.stringValue ?? "?"): " + stances.joined(separator: "; "))
         }
@@ -227,25 +228,5 @@ enum MockRoles {
         }
         if !sources.isEmpty { lines.append("Sources: " + sources.joined(separator: ", ")) }
         return lines.joined(separator: "\n")
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: Character) -> String {
-        var text = Substring(self)
-        while text.first == set { text.removeFirst() }
-        while text.last == set { text.removeLast() }
-        return String(text)
-    }
-}
-
-extension Substring {
-    func range(of target: String) -> Range<Index>? {
-        var index = startIndex
-        while index < endIndex {
-            if self[index...].hasPrefix(target) { return index..<self.index(index, offsetBy: target.count) }
-            index = self.index(after: index)
-        }
-        return nil
     }
 }

@@ -1,5 +1,6 @@
 internal import CCurl
 import EventLoop
+import Foundation
 
 /// A request to an upstream server.
 public struct UpstreamRequest: Sendable {
@@ -86,8 +87,7 @@ public final class UpstreamClient {
         CCurl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, context)
         CCurl_multi_setopt_socket_callback(multi) { _, socket, what, client, socketContext in
             Unmanaged<UpstreamClient>.fromOpaque(client!).takeUnretainedValue()
-                .curlWantsSocket(socket, what: what, watcher: socketContext)
-            return 0
+                .curlWantsSocket(socket, what: what, watcher: socketContext) ? 0 : -1
         }
         CCurl_multi_setopt_timer_callback(multi) { _, timeout, client in
             Unmanaged<UpstreamClient>.fromOpaque(client!).takeUnretainedValue().curlWantsTimeout(timeout)
@@ -151,13 +151,14 @@ public final class UpstreamClient {
 
     // MARK: curl → loop
 
-    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32, watcher context: UnsafeMutableRawPointer?) {
+    /// Returns false when the socket cannot be watched (curl then fails its transfer).
+    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32, watcher context: UnsafeMutableRawPointer?) -> Bool {
         if what == CURL_POLL_REMOVE {
             if let context {
                 Unmanaged<SocketWatcher>.fromOpaque(context).takeUnretainedValue().close()
                 curl_multi_assign(multi, socket, nil)
             }
-            return
+            return true
         }
         let watcher: SocketWatcher
         if let context {
@@ -171,12 +172,14 @@ public final class UpstreamClient {
                 if events.contains(.error) { flags |= CURL_CSELECT_ERR }
                 socketAction(socket, flags)
             }
+            guard watcher.isOpen else { return false }  // libuv could not poll it
             curl_multi_assign(multi, socket, Unmanaged.passUnretained(watcher).toOpaque())
         }
         var events: SocketWatcher.Events = []
         if what & CURL_POLL_IN != 0 { events.insert(.readable) }
         if what & CURL_POLL_OUT != 0 { events.insert(.writable) }
         watcher.watch(events)
+        return true
     }
 
     private func curlWantsTimeout(_ milliseconds: Int) {
@@ -375,7 +378,7 @@ public final class UpstreamTransfer {
             }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
             let name = String(decoding: line[..<colon], as: UTF8.self)
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingASCIIWhitespace()
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             responseHeaders.append((name, value))
         }
         return isCancelled ? 0 : line.count
@@ -421,16 +424,5 @@ public final class UpstreamTransfer {
         default: failure = .transfer(detail)
         }
         callback?(failure)
-    }
-}
-
-extension String {
-    func trimmingASCIIWhitespace() -> String {
-        let bytes = Array(utf8)
-        var start = 0
-        var end = bytes.count
-        while start < end && (bytes[start] == 0x20 || bytes[start] == 0x09) { start += 1 }
-        while end > start && (bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 || bytes[end - 1] == 0x0D || bytes[end - 1] == 0x0A) { end -= 1 }
-        return String(decoding: bytes[start..<end], as: UTF8.self)
     }
 }

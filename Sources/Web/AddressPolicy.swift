@@ -65,70 +65,23 @@ public struct AddressPolicy: Sendable, Equatable {
         return nil
     }
 
-    /// Dotted IPv4, or IPv6 in its canonical short form (RFC 5952: the longest run of zero
-    /// groups as `::`, IPv4-mapped addresses as `::ffff:a.b.c.d`).
+    /// Dotted IPv4, or IPv6 in its canonical short form (glibc's `inet_ntop`: RFC 5952, with
+    /// IPv4-mapped addresses as `::ffff:a.b.c.d`).
     public static func format(_ address: [UInt8]) -> String {
-        if address.count == 4 { return address.map(String.init).joined(separator: ".") }
-        guard address.count == 16 else { return "?" }
-        if address[0..<10].allSatisfy({ $0 == 0 }) && address[10] == 0xff && address[11] == 0xff {
-            return "::ffff:" + format(Array(address[12..<16]))
-        }
-        let groups = stride(from: 0, to: 16, by: 2).map { UInt16(address[$0]) << 8 | UInt16(address[$0 + 1]) }
-        var best = (start: -1, length: 0)
-        var index = 0
-        while index < 8 {
-            guard groups[index] == 0 else { index += 1; continue }
-            var end = index
-            while end < 8 && groups[end] == 0 { end += 1 }
-            if end - index > best.length && end - index >= 2 { best = (index, end - index) }
-            index = end
-        }
-        let hex = groups.map { String($0, radix: 16) }
-        guard best.start >= 0 else { return hex.joined(separator: ":") }
-        let head = hex[..<best.start].joined(separator: ":")
-        let tail = hex[(best.start + best.length)...].joined(separator: ":")
-        return head + "::" + tail
+        let family = address.count == 4 ? AF_INET : address.count == 16 ? AF_INET6 : nil
+        guard let family else { return "?" }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        guard address.withUnsafeBytes({ inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }) != nil else { return "?" }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Parses a dotted IPv4 or an IPv6 literal (no zone) into its bytes.
+    /// Parses a dotted IPv4 (exactly four decimal parts) or an IPv6 literal (no zone) into its
+    /// bytes, with glibc's `inet_pton`.
     public static func parseAddress(_ text: String) -> [UInt8]? {
-        if text.contains(":") { return parseV6(text) }
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var bytes: [UInt8] = []
-        for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }), let value = UInt8(part) else { return nil }
-            bytes.append(value)
-        }
-        return bytes
-    }
-
-    private static func parseV6(_ text: String) -> [UInt8]? {
-        let halves = text.components(separatedBy: "::")
-        guard halves.count <= 2 else { return nil }
-        func groups(_ part: String) -> [UInt16]? {
-            guard !part.isEmpty else { return [] }
-            var result: [UInt16] = []
-            let pieces = part.split(separator: ":", omittingEmptySubsequences: false)
-            for (index, piece) in pieces.enumerated() {
-                if index == pieces.count - 1, piece.contains("."), let v4 = parseAddress(String(piece)) {
-                    result.append(UInt16(v4[0]) << 8 | UInt16(v4[1]))
-                    result.append(UInt16(v4[2]) << 8 | UInt16(v4[3]))
-                } else {
-                    guard (1...4).contains(piece.count), let value = UInt16(piece, radix: 16) else { return nil }
-                    result.append(value)
-                }
-            }
-            return result
-        }
-        guard let head = groups(halves[0]) else { return nil }
-        var all = head
-        if halves.count == 2 {
-            guard let tail = groups(halves[1]), head.count + tail.count < 8 else { return nil }
-            all += Array(repeating: 0, count: 8 - head.count - tail.count) + tail
-        }
-        guard all.count == 8 else { return nil }
-        return all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] }
+        let v6 = text.contains(":")
+        var bytes = [UInt8](repeating: 0, count: v6 ? 16 : 4)
+        let parsed = bytes.withUnsafeMutableBytes { inet_pton(v6 ? AF_INET6 : AF_INET, text, $0.baseAddress) }
+        return parsed == 1 ? bytes : nil
     }
 }
 

@@ -27,14 +27,23 @@ import Testing
     }
 
     @Test func multiSlotRecordsSurviveWrapAround() {
-        let buffer = FanInBuffer(capacity: 8)
+        let capacity = 8
+        let buffer = FanInBuffer(capacity: capacity)
         let big = String(repeating: "x", count: FanInBuffer.payloadPerSlot * 2 + 17)  // 3 slots
-        for round in 0..<20 {
-            #expect(push(buffer, 0, "r\(round)") == .pushed)
+        var position = 0
+        var straddled = 0
+        for round in 0..<24 {
+            // 1 to 3 one-slot records first, so the big record starts at every offset of the ring.
+            let small = (0...(round % 3)).map { "r\(round).\($0)" }
+            for text in small { #expect(push(buffer, 0, text) == .pushed) }
+            position += small.count
+            if position % capacity + 3 > capacity { straddled += 1 }  // its slots wrap past the ring's end
             #expect(push(buffer, 1, big + "\(round)") == .pushed)
+            position += 3
             let records = drainAll(buffer)
-            #expect(records.map(\.2) == ["r\(round)", big + "\(round)"])
+            #expect(records.map(\.2) == small + [big + "\(round)"])
         }
+        #expect(straddled >= 4, "records really straddled the end of the ring")
     }
 
     @Test func fullAndTooLargeAreRefusedWithoutSideEffects() {

@@ -115,7 +115,7 @@ public struct GatewayConfig: Sendable {
     public func gatewayKeys(environment: [String: String]) -> [String] {
         var keys = server.apiKeys
         if let variable = server.apiKeysEnvironmentVariable, let value = environment[variable] {
-            keys += value.split(separator: ",").map { String($0).trimmingASCIISpaces() }.filter { !$0.isEmpty }
+            keys += value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         return keys
     }
@@ -312,11 +312,6 @@ extension GatewayConfig {
     }
 }
 
-extension String {
-    fileprivate func trimmingASCIISpaces() -> String {
-        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
-    }
-}
 
 public struct ConfigError: Error, CustomStringConvertible {
     public let description: String

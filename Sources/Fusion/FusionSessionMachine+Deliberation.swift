@@ -1,0 +1,268 @@
+import GatewayCore
+import Providers
+
+/// The deliberation part of a Fusion session: the panel and the judge with their tool loops,
+/// their web tool calls, and the hand-over to the outer model's final turn.
+extension FusionSessionMachine {
+    // MARK: the deliberation
+
+    mutating func startDeliberation(_ call: ToolCall, at time: Double) -> [Action] {
+        phase = .deliberating
+        finishReason = nil
+        let arguments = (try? JSONValue.parse(Array(call.arguments.utf8))) ?? .object([:])
+        var question = arguments["question"]?.stringValue ?? ""
+        if question.trimmingWhitespace().isEmpty { question = request.lastUserText }
+        var deliberation = Deliberation(question: question, models: request.parameters.analysisModels,
+                                        judge: request.judgeModel, judgeFallback: judgeFallback)
+        deliberation.judgeHasTools = !judgeTools.isEmpty
+        let actions = deliberation.start(at: time)
+        self.deliberation = deliberation
+        return [.output(.progress(.toolCalled(arguments: call.arguments)))] + perform(actions, at: time)
+    }
+
+    mutating func deliberate(_ event: Deliberation.Event, at time: Double) -> [Action] {
+        guard phase == .deliberating, var deliberation else { return [] }
+        let actions = deliberation.handle(event, at: time)
+        self.deliberation = deliberation
+        return perform(actions, at: time)
+    }
+
+    mutating func perform(_ actions: [Deliberation.Action], at time: Double) -> [Action] {
+        var out: [Action] = []
+        for action in actions {
+            guard phase == .deliberating else { break }
+            switch action {
+            case .startMember(let index, _):
+                out += startMember(index, at: time)
+            case .startJudge(let model, _, let messages):
+                out += startJudge(model, messages, at: time)
+            case .progress(let progress):
+                out.append(.output(.progress(progress)))
+            case .finish(var result):
+                result.sources = sources.sources.map { ($0.url, $0.title) }
+                fusionResult = result
+                out.append(.output(.progress(.completed(result: result))))
+                out += finishDeliberation(result, at: time)
+            }
+        }
+        return out
+    }
+
+    mutating func startMember(_ index: Int, at time: Double) -> [Action] {
+        let question = deliberation?.question ?? request.lastUserText
+        var messages = FusionPrompts.panelMessages(request, question: question, context: panelContext)
+        if !panelTools.isEmpty { messages.insert(ModelMessage(role: .system, text: FusionPrompts.panelToolNote), at: 0) }
+        members[index] = MemberRun(loop: ToolLoop(messages: messages, tools: panelTools, maxSteps: request.parameters.maxToolCalls),
+                                   startedAt: time)
+        return callMember(index, at: time)
+    }
+
+    /// One turn of member `index`'s tool loop.
+    mutating func callMember(_ index: Int, at time: Double) -> [Action] {
+        guard let run = members[index] else { return [] }
+        guard let timeout = remaining(limits.memberTimeoutMilliseconds, since: run.startedAt, at: time) else {
+            return deliberate(.memberFailed(index: index, reason: .timeout,
+                                            message: "no answer within \(limits.memberTimeoutMilliseconds) ms (web tool calls included)",
+                                            usage: run.usage), at: time)
+        }
+        guard let id = allocate(.member(index: index)) else {
+            return deliberate(.memberFailed(index: index, reason: .upstreamError,
+                                            message: "the request reached its limit of \(limits.maxInnerCalls) inner calls",
+                                            usage: run.usage), at: time)
+        }
+        members[index]?.call = id
+        let model = request.parameters.analysisModels[index]
+        let base = FusionPrompts.innerRequest(model: model, messages: [], parameters: request.parameters,
+                                              defaultMaxTokens: limits.defaultMaxTokens)
+        return [.startCall(Call(id: id, role: .member(index: index), model: model, request: run.loop.request(base),
+                                timeoutMilliseconds: timeout))]
+    }
+
+    mutating func memberEvent(_ index: Int, _ id: CallID, _ event: ModelEvent, at time: Double) -> [Action] {
+        guard members[index]?.call == id else { return [] }
+        members[index]?.loop.received(event)
+        switch event {
+        case .usage(let usage):
+            let sum = (members[index]?.usage ?? Usage()) + usage  // summed over its turns
+            members[index]?.usage = sum
+            return []
+        case .text(let text) where !text.isEmpty:
+            return deliberate(.memberDelta(index: index, text: text), at: time)
+        default:
+            return []
+        }
+    }
+
+    mutating func memberEnded(_ index: Int, _ id: CallID, _ end: StreamEnd, at time: Double) -> [Action] {
+        guard var run = members[index], run.call == id else { return [] }
+        run.call = nil
+        guard end == .complete else {
+            members[index] = run
+            return deliberate(.memberFailed(index: index, reason: .truncated,
+                                            message: "the stream ended before the answer was complete", usage: run.usage), at: time)
+        }
+        let turnEnd = run.loop.endTurn()
+        members[index] = run
+        switch turnEnd {
+        case .answered:
+            return deliberate(.memberFinished(index: index, usage: run.usage, toolCalls: run.loop.callCount), at: time)
+        case .callTools(let toolCalls):
+            let model = request.parameters.analysisModels[index]
+            return runTools(toolCalls, owner: .member(index), participant: .member(index: index, model: model), at: time)
+        }
+    }
+
+    mutating func startJudge(_ model: String, _ messages: [ModelMessage], at time: Double) -> [Action] {
+        var out: [Action] = []
+        if let previous = judge?.call {
+            roles[previous] = nil
+            out.append(.cancelCall(previous))
+        }
+        judge = JudgeRun(model: model, loop: ToolLoop(messages: messages, tools: judgeTools, maxSteps: request.parameters.maxToolCalls),
+                         startedAt: time, generation: (judge?.generation ?? 0) + 1)
+        return out + callJudge(at: time)
+    }
+
+    mutating func callJudge(at time: Double) -> [Action] {
+        guard let run = judge else { return [] }
+        guard let timeout = remaining(limits.judgeTimeoutMilliseconds, since: run.startedAt, at: time) else {
+            return deliberate(.judgeFailed(message: "no analysis within \(limits.judgeTimeoutMilliseconds) ms (web tool calls included)",
+                                           reason: .timeout, usage: run.usage), at: time)
+        }
+        guard let id = allocate(.judge) else {
+            return deliberate(.judgeFailed(message: "the request reached its limit of \(limits.maxInnerCalls) inner calls",
+                                           usage: run.usage), at: time)
+        }
+        judge?.call = id
+        let base = FusionPrompts.innerRequest(model: run.model, messages: [], parameters: request.parameters,
+                                              defaultMaxTokens: limits.defaultMaxTokens, judge: true)
+        return [.startCall(Call(id: id, role: .judge, model: run.model, request: run.loop.request(base), timeoutMilliseconds: timeout))]
+    }
+
+    mutating func judgeEvent(_ id: CallID, _ event: ModelEvent, at time: Double) -> [Action] {
+        guard judge?.call == id else { return [] }
+        judge?.loop.received(event)
+        switch event {
+        case .usage(let usage):
+            let sum = (judge?.usage ?? Usage()) + usage
+            judge?.usage = sum
+            return []
+        case .text(let text) where !text.isEmpty:
+            return deliberate(.judgeDelta(text: text), at: time)
+        default:
+            return []
+        }
+    }
+
+    mutating func judgeEnded(_ id: CallID, _ end: StreamEnd, at time: Double) -> [Action] {
+        guard var run = judge, run.call == id else { return [] }
+        run.call = nil
+        guard end == .complete else {
+            judge = run
+            return deliberate(.judgeFailed(message: "the stream ended before the analysis was complete", usage: run.usage), at: time)
+        }
+        let turnEnd = run.loop.endTurn()
+        judge = run
+        switch turnEnd {
+        case .answered:
+            return deliberate(.judgeFinished(usage: run.usage, toolCalls: run.loop.callCount), at: time)
+        case .callTools(let toolCalls):
+            return deliberate(.judgeCalledTools, at: time)
+                + runTools(toolCalls, owner: .judge(generation: run.generation), participant: .judge(model: run.model), at: time)
+        }
+    }
+
+    /// What is left of a `budget` (ms) started at `start`, or nil if nothing.
+    func remaining(_ budget: UInt64, since start: Double, at time: Double) -> UInt64? {
+        let left = Double(budget) - (time - start)
+        return left >= 1 ? UInt64(left) : nil
+    }
+
+    // MARK: web tools
+
+    /// Runs one turn's tool calls (at most `maxWebCallsPerTurn`, and within the request's total;
+    /// the rest are answered with an error), streaming each start and outcome.
+    mutating func runTools(_ toolCalls: [ToolCall], owner: ToolOwner, participant: Participant, at time: Double) -> [Action] {
+        pendingTools[owner] = PendingTools(results: Array(repeating: "", count: toolCalls.count), remaining: toolCalls.count)
+        var out: [Action] = []
+        for (position, call) in toolCalls.enumerated() {
+            let activity = WebToolActivity(participant: participant, name: call.name, arguments: call.arguments)
+            out.append(.output(.progress(.webToolStarted(activity))))
+            let run = nextToolRun
+            nextToolRun += 1
+            toolRuns[run] = (owner, position)
+            if position >= limits.maxWebCallsPerTurn {
+                out += toolFinished(run, .failure("too many tool calls in one turn: at most \(limits.maxWebCallsPerTurn) run, this one did not"),
+                                    at: time, activity: activity)
+            } else if webToolCalls >= limits.maxWebToolCalls {
+                out += toolFinished(run, .failure("this request reached its limit of \(limits.maxWebToolCalls) web tool calls"),
+                                    at: time, activity: activity)
+            } else {
+                webToolCalls += 1
+                runningActivities[run] = (activity, time)
+                out.append(.runTool(run, call))
+            }
+        }
+        return out
+    }
+
+
+    mutating func toolFinished(_ run: ToolRunID, _ outcome: ToolOutcome, at time: Double,
+                                       activity known: WebToolActivity? = nil) -> [Action] {
+        guard phase == .deliberating, let (owner, position) = toolRuns.removeValue(forKey: run) else { return [] }
+        let started = runningActivities.removeValue(forKey: run)
+        var activity = known ?? started?.activity
+        activity?.durationMilliseconds = started.map { time - $0.startedAt } ?? 0
+        activity?.resultBytes = outcome.content.utf8.count
+        activity?.error = outcome.error
+        activity?.sources = outcome.sources.count
+        for source in outcome.sources { sources.add(source) }
+        if activity?.name == WebToolNames.search { searchResults += outcome.sources.count }
+        var out: [Action] = activity.map { [.output(.progress(.webToolFinished($0)))] } ?? []
+        guard var pending = pendingTools[owner] else { return out }
+        pending.results[position] = outcome.content
+        pending.remaining -= 1
+        guard pending.remaining == 0 else {
+            pendingTools[owner] = pending
+            return out
+        }
+        pendingTools[owner] = nil
+        switch owner {
+        case .member(let index):
+            members[index]?.loop.complete(results: pending.results)
+            out += callMember(index, at: time)
+        case .judge(let generation):
+            guard judge?.generation == generation else { return out }  // a restarted judge
+            judge?.loop.complete(results: pending.results)
+            out += callJudge(at: time)
+        }
+        return out
+    }
+
+    // MARK: the final answer
+
+    mutating func finishDeliberation(_ result: FusionResult, at time: Double) -> [Action] {
+        // Running tools and members still streaming (none normally) are over.
+        var out = cancelAllCalls()
+        guard let turn = firstTurn, let fusionCall = turn.fusionCall else { return out + complete(at: time) }
+        let callerCalls = turn.callerCalls
+        if !callerCalls.isEmpty {
+            // A parallel turn: the caller's calls (already streamed) need the caller's results
+            // before the model can go on; the turn goes back to the client.
+            deferredCallerCalls = callerCalls
+            finishReason = .toolCalls
+            return out + [.output(.answer(.finish(.toolCalls)))] + complete(at: time)
+        }
+        phase = .outerFinal
+        let capped = String(decoding: JSONValue.object([
+            "status": .string("error"), "failure_reason": .string("fusion_invocation_capped"),
+            "error": .string("fusion runs once per request; this call was not run"),
+        ]).serialized(), as: UTF8.self)
+        let results = [(fusionCall.id, String(decoding: result.json.serialized(), as: UTF8.self))]
+            + turn.extraFusionCalls.map { ($0.id, capped) }
+        out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.text,
+                                                          calls: [fusionCall] + turn.extraFusionCalls, results: results),
+                          final: true, at: time)
+        return out
+    }
+}

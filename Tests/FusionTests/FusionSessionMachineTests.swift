@@ -1,0 +1,220 @@
+import Fusion
+import GatewayCore
+import Providers
+import Testing
+
+/// One Fusion request's decisions without sockets: calls started and cancelled, what the client
+/// sees, and how it ends, for each path.
+@Suite struct FusionSessionMachineTests {
+    static let panel = ["p/a", "p/b"]
+    static let analysis = #"{"consensus":["x"],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"p/b","insight":"z"}],"blind_spots":[]}"#
+
+    func machine(tools: [ToolDefinition] = [], limits: FusionSessionMachine.Limits? = nil,
+                 parameters: String = #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#) throws -> FusionSessionMachine {
+        let request = ModelRequest(model: "p/outer", messages: [ModelMessage(role: .user, text: "Q?")], stream: true)
+        var withTools = request
+        withTools.tools = [.function(name: "lookup", description: nil, parameters: nil, strict: nil),
+                           .other(try JSONValue.parse(Array(#"{"type":"fusion","parameters":\#(parameters)}"#.utf8)))]
+        guard case .fusion(let fusion) = try FusionPlan.make(request: withTools, settings: .simulated, depth: 0) else {
+            throw StreamDecodingError("not fusion")
+        }
+        return FusionSessionMachine(request: fusion, settings: .simulated,
+                                    limits: limits ?? .init(memberTimeoutMilliseconds: 1_000, judgeTimeoutMilliseconds: 1_000,
+                                                            outerTimeoutMilliseconds: 5_000, defaultMaxTokens: 4096),
+                                    panelTools: tools, judgeTools: [])
+    }
+
+    func started(_ actions: [FusionSessionMachine.Action]) -> [FusionSessionMachine.Call] {
+        actions.compactMap { if case .startCall(let call) = $0 { call } else { nil } }
+    }
+
+    func outputs(_ actions: [FusionSessionMachine.Action]) -> [FusionSessionMachine.Output] {
+        actions.compactMap { if case .output(let output) = $0 { output } else { nil } }
+    }
+
+    func outcome(_ actions: [FusionSessionMachine.Action]) -> FusionSessionMachine.Outcome? {
+        actions.compactMap { if case .finish(let outcome) = $0 { outcome } else { nil } }.first
+    }
+
+    /// Feeds `events` to call `id`, then its end; returns every action.
+    func run(_ m: inout FusionSessionMachine, _ id: FusionSessionMachine.CallID, _ events: [ModelEvent],
+             end: StreamEnd = .complete, at time: Double) -> [FusionSessionMachine.Action] {
+        var actions: [FusionSessionMachine.Action] = []
+        for event in events { actions += m.handle(.callEvent(id, event), at: time) }
+        return actions + m.handle(.callEnded(id, end), at: time)
+    }
+
+    let fusionCall: [ModelEvent] = [
+        .text("Let me ask the panel. "),
+        .toolCall(ToolCallFragment(index: 0, id: "call_f", name: "fusion", arguments: #"{"quest"#)),
+        .toolCall(ToolCallFragment(index: 0, arguments: #"ion":"Q?"}"#)),
+        .finish(.toolCalls), .usage(Usage(promptTokens: 10, completionTokens: 5, totalTokens: 15)),
+    ]
+
+    @Test func aDirectAnswerGoesToTheClientAndEndsTheRequest() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        #expect(first.role == .outer(final: false) && first.model == "p/outer")
+        #expect(first.request.tools.compactMap(\.functionName) == ["lookup", "fusion"])
+        let actions = run(&m, first.id, [.text("Hi"), .finish(.stop), .usage(Usage(totalTokens: 3))], at: 5)
+        #expect(outputs(actions) == [.answer(.text("Hi")), .answer(.finish(.stop))])
+        #expect(outcome(actions) == .completed)
+        #expect(!m.deliberated && m.firstTokenAt == 5 && m.finishReason == .stop)
+        #expect(m.calls.map(\.role) == ["outer"] && m.totalUsage.totalTokens == 3)
+    }
+
+    @Test func aWholeDeliberationRunsInOrderAndTheFinalTurnGetsTheResult() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let afterOuter = run(&m, first.id, fusionCall, at: 10)
+        // Our tool call never reaches the client, its text does.
+        #expect(outputs(afterOuter).prefix(1) == [.answer(.text("Let me ask the panel. "))])
+        #expect(!outputs(afterOuter).contains(.answer(.finish(.toolCalls))))
+        #expect(outputs(afterOuter).contains(.progress(.toolCalled(arguments: #"{"question":"Q?"}"#))))
+        let members = started(afterOuter)
+        #expect(members.map(\.role) == [.member(index: 0), .member(index: 1)])
+        #expect(members.map(\.model) == Self.panel)
+        #expect(members[0].request.messages.last?.text == "Q?" && members[0].request.tools.isEmpty)
+        #expect(members[0].request.maxOutputTokens == 4096, "a member's output is bounded by default")
+        // Members stream, then end: the judge starts after the last.
+        var actions = m.handle(.callEvent(members[1].id, .text("B says y.")), at: 11)
+        #expect(outputs(actions) == [.progress(.memberDelta(index: 1, model: "p/b", text: "B says y."))])
+        actions = run(&m, members[1].id, [.usage(Usage(totalTokens: 7))], at: 12)
+        #expect(started(actions).isEmpty)
+        actions = run(&m, members[0].id, [.reasoning("hmm"), .text("A says x.")], at: 13)
+        let judge = try #require(started(actions).first)
+        #expect(judge.role == .judge && judge.model == "p/judge")
+        #expect(judge.request.temperature == 0 && judge.request.responseFormat?["type"] == .string("json_object"))
+        #expect(judge.request.messages.last?.text.contains("<answer model=\"p/a\">\nA says x.\n</answer>") == true)
+        actions = run(&m, judge.id, [.text(Self.analysis)], at: 20)
+        let final = try #require(started(actions).first)
+        #expect(final.role == .outer(final: true))
+        #expect(outputs(actions).contains(.finalAnswerStarts(model: "p/outer")))
+        let history = final.request.messages
+        #expect(history.count == 3 && history[1].toolCalls.map(\.id) == ["call_f"] && history[1].text == "Let me ask the panel. ")
+        let result = try JSONValue.parse(Array(history[2].text.utf8))
+        #expect(history[2].toolCallID == "call_f" && result["status"] == .string("ok"))
+        #expect(result["responses"]?.arrayValue?.count == 2 && result["analysis"]?["consensus"] == .array([.string("x")]))
+        #expect(final.request.tools.compactMap(\.functionName) == ["lookup"], "fusion runs once")
+        actions = run(&m, final.id, [.text("Final."), .finish(.stop), .usage(Usage(totalTokens: 20))], at: 30)
+        #expect(outputs(actions) == [.answer(.text("Final.")), .answer(.finish(.stop))])
+        #expect(outcome(actions) == .completed)
+        #expect(m.calls.map(\.role) == ["outer", "panel", "panel", "judge", "outer_final"])
+        #expect(m.calls.map(\.status) == ["ok", "ok", "ok", "ok", "ok"])
+        #expect(m.totalUsage.totalTokens == 15 + 7 + 20)
+        #expect(m.fusionResult?.answered.count == 2)
+    }
+
+    @Test func aTruncatedMemberIsAFailureNotAnAnswer() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        var actions = run(&m, members[0].id, [.text("Half an ans")], end: .truncated, at: 2)
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .truncated, _)) = $0 { true } else { false } })
+        actions = run(&m, members[1].id, [.text("Whole.")], at: 3)
+        #expect(started(actions).first?.role == .judge)
+        #expect(m.calls.first { $0.role == "panel" && $0.status == "truncated" } != nil)
+    }
+
+    @Test func aTruncatedOuterTurnFailsTheRequest() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let actions = run(&m, first.id, [.text("Cut")], end: .truncated, at: 1)
+        guard case .failed(let error)? = outcome(actions) else { Issue.record("not failed"); return }
+        #expect(error.code == "upstream_truncated")
+    }
+
+    @Test func cancellingStopsEveryRunningCallAndLateEventsAreIgnored() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        let cancelled = m.cancel().compactMap { if case .cancelCall(let id) = $0 { id } else { nil } }
+        #expect(Set(cancelled) == Set(members.map(\.id)))
+        #expect(m.handle(.callEvent(members[0].id, .text("late")), at: 2).isEmpty)
+        #expect(m.handle(.callEnded(members[0].id, .complete), at: 2).isEmpty)
+        #expect(m.isFinished)
+    }
+
+    @Test func theCallersToolCalledAlongsideFusionHandsTheTurnBack() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let turn: [ModelEvent] = [
+            .toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 1, id: "call_f", name: "fusion", arguments: "{}")),
+            .finish(.toolCalls),
+        ]
+        var actions = run(&m, first.id, turn, at: 1)
+        #expect(outputs(actions).first == .answer(.toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}"))))
+        let members = started(actions)
+        _ = run(&m, members[0].id, [.text("a")], at: 2)
+        let judge = try #require(started(run(&m, members[1].id, [.text("b")], at: 3)).first)
+        actions = run(&m, judge.id, [.text(Self.analysis)], at: 4)
+        #expect(started(actions).isEmpty, "no final turn: the caller's result is missing")
+        #expect(outputs(actions).contains(.answer(.finish(.toolCalls))))
+        #expect(outcome(actions) == .completed)
+        #expect(m.deferredCallerCalls.map(\.id) == ["call_l"] && m.fusionResult != nil)
+    }
+
+    @Test func aSecondFusionCallInOneTurnGetsACappedResult() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let turn: [ModelEvent] = [
+            .toolCall(ToolCallFragment(index: 0, id: "f1", name: "fusion", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 1, id: "f2", name: "fusion", arguments: #"{"question":"again"}"#)),
+            .finish(.toolCalls),
+        ]
+        let members = started(run(&m, first.id, turn, at: 1))
+        #expect(members.count == 2)
+        _ = run(&m, members[0].id, [.text("a")], at: 2)
+        let judge = try #require(started(run(&m, members[1].id, [.text("b")], at: 3)).first)
+        let final = try #require(started(run(&m, judge.id, [.text(Self.analysis)], at: 4)).first)
+        let history = final.request.messages
+        #expect(history[1].toolCalls.map(\.id) == ["f1", "f2"])
+        #expect(history.suffix(2).map(\.toolCallID) == ["f1", "f2"])
+        #expect(history.last?.text.contains("fusion_invocation_capped") == true)
+    }
+
+    @Test func theInnerCallLimitBoundsARequest() throws {
+        var m = try machine(limits: .init(memberTimeoutMilliseconds: 1_000, judgeTimeoutMilliseconds: 1_000,
+                                          outerTimeoutMilliseconds: 5_000, maxInnerCalls: 2))
+        let first = try #require(started(m.start(at: 0)).first)
+        let actions = run(&m, first.id, fusionCall, at: 1)
+        // One member call fits, the other is failed without being made.
+        #expect(started(actions).count == 1)
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(1, _, _, let message)) = $0 { message.contains("limit of 2 inner calls") } else { false } })
+    }
+
+    @Test func membersUseWebToolsWithinTheirCaps() throws {
+        let tools = ToolLoop.webToolDefinitions(search: true, fetch: true)
+        var m = try machine(tools: tools, limits: .init(memberTimeoutMilliseconds: 1_000, judgeTimeoutMilliseconds: 1_000,
+                                                         outerTimeoutMilliseconds: 5_000, maxWebToolCalls: 2, maxWebCallsPerTurn: 1))
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        #expect(members[0].request.tools.count == 2 && members[0].request.messages.first?.role == .system)
+        let calls: [ModelEvent] = [.toolCall(ToolCallFragment(index: 0, id: "s1", name: "web_search", arguments: #"{"query":"q"}"#)),
+                                   .toolCall(ToolCallFragment(index: 1, id: "s2", name: "web_search", arguments: #"{"query":"r"}"#))]
+        var actions = run(&m, members[0].id, calls, at: 2)
+        let runs = actions.compactMap { if case .runTool(let run, let call) = $0 { (run, call.id) } else { nil } }
+        #expect(runs.map(\.1) == ["s1"], "one call per turn runs; the other gets an error result")
+        let source = Source(url: "https://e.example/1", title: "One", content: "c")
+        actions = m.handle(.toolFinished(runs[0].0, .init(content: #"{"results":[1]}"#, sources: [source])), at: 3)
+        let next = try #require(started(actions).first)
+        #expect(next.role == .member(index: 0))
+        let toolMessages = next.request.messages.filter { $0.role == .tool }
+        #expect(toolMessages.map(\.toolCallID) == ["s1", "s2"])
+        #expect(toolMessages[1].text.contains("too many tool calls in one turn"))
+        #expect(m.sources.sources == [source] && m.searchResults == 1 && m.webToolCalls == 1)
+    }
+
+    @Test func aMemberOutOfTimeIsFailedBeforeItsNextTurn() throws {
+        let tools = ToolLoop.webToolDefinitions(search: true, fetch: false)
+        var m = try machine(tools: tools)
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        var actions = run(&m, members[0].id, [.toolCall(ToolCallFragment(index: 0, id: "s1", name: "web_search", arguments: "{}"))], at: 2)
+        let run = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
+        actions = m.handle(.toolFinished(run, .init(content: "{}")), at: 2_000)
+        #expect(started(actions).isEmpty)
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .timeout, _)) = $0 { true } else { false } })
+    }
+}
