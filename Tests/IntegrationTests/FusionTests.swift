@@ -207,6 +207,22 @@ import Testing
         #expect(env.eventually { env.mockStats.counts.active == 0 }, "the stalled member's transfer was cancelled")
     }
 
+    @Test func innerCallsAreRetriedAndTheOuterModelFallsBackLikeTheProxy() throws {
+        let env = try TestEnvironment()
+        // A member failing twice with 503, then answering: retried (before its first token).
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/flaky:fail=2:pace_ms=1","mock/expert-2:pace_ms=1"]}}]"#
+        let retried = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        let fusion = try #require(retried.json?["fusion"])
+        #expect(fusion["panel"]?["answered"] == .int(2), "\(fusion)")
+        #expect(fusion["failed_models"] == nil)
+        // The outer model down with 503: the request's `models` fallback takes over, as on the proxy.
+        let fellBack = try env.chat(fusionBody(stream: false, model: "mock/error:status=503", tools: tools,
+                                               extra: #","models":["mock/outer:pace_ms=1"]"#))
+        #expect(fellBack.status == 200, "\(fellBack.text)")
+        #expect(fellBack.json?["fusion"]?["status"] == .string("ok"))
+        #expect(fellBack.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.hasPrefix("Drawing on a panel") == true)
+    }
+
     @Test func allMembersFailingIsATypedErrorTheOuterModelStillAnswers() throws {
         let env = try TestEnvironment()
         let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/error","mock/empty"]}}]"#

@@ -16,6 +16,8 @@ final class FusionSession {
     /// Every model the request may use, resolved up front (a bad one is a 400 naming its field).
     struct Routes {
         var byModel: [String: ModelRoute]
+        /// The outer model's fallbacks (the client's `models`), tried in order before its first token.
+        var outerFallbacks: [ModelRoute] = []
     }
 
     private var machine: FusionSessionMachine
@@ -73,7 +75,8 @@ final class FusionSession {
 
     /// Resolves every model the request may use, so a bad one is a 400 naming its field before
     /// any upstream call.
-    static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter) throws(APIError) -> Routes {
+    static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter,
+                              outerFallbacks: [String] = []) throws(APIError) -> Routes {
         var routes: [String: ModelRoute] = [:]
         func resolve(_ model: String, _ param: String) throws(APIError) {
             guard routes[model] == nil else { return }
@@ -92,7 +95,16 @@ final class FusionSession {
         if let fallback = settings.judgeFallbackModel {
             try resolve(fallback, "fusion.judge_fallback_model (gateway config)")
         }
-        return Routes(byModel: routes)
+        var fallbacks: [ModelRoute] = []
+        for (index, model) in outerFallbacks.enumerated() {
+            do {
+                fallbacks.append(try router.route(model))
+            } catch {
+                throw APIError(status: error.status, type: error.type, code: error.code,
+                               message: "Invalid fallback in 'models[\(index)]': \(error.message)", param: "models[\(index)]")
+            }
+        }
+        return Routes(byModel: routes, outerFallbacks: fallbacks)
     }
 
     private var now: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
@@ -168,8 +180,8 @@ final class FusionSession {
     /// Starts a call on a loop: panel members spread over every loop, the rest on this one.
     private func startCall(_ call: FusionSessionMachine.Call) {
         guard let route = routes.byModel[call.model] else { return }
-        var request = call.request
-        request.model = route.upstreamModel
+        let candidates = call.role == .outer(final: false) || call.role == .outer(final: true) ? [route] + routes.outerFallbacks : [route]
+        let request = call.request
         let worker: UpstreamWorker
         if case .member(let index) = call.role { worker = workers[(index + 1) % workers.count] } else { worker = workers[0] }
         let channel = stream.channel
@@ -179,7 +191,7 @@ final class FusionSession {
         let timeout = call.timeoutMilliseconds
         let producer = call.id
         calls[call.id] = CallHandle(on: worker, from: loop) { client in
-            InnerCall(client: client, route: route, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
+            InnerCall(client: client, routes: candidates, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
                       upstream: upstream, redactor: redactor, channel: channel, producer: producer)
         }
     }

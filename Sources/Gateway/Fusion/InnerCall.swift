@@ -11,37 +11,76 @@ import UpstreamClient
 /// channel (see `InnerCallRecord`), so a panel can be spread over every loop while the session's
 /// state stays on one. When the channel is full the call keeps its records in order and pauses
 /// its transfer until the consumer frees space.
+///
+/// It is as reliable as the proxy: before its first event, a 429, a 5xx or a refused connection
+/// is retried (`RetryPolicy`, honouring `Retry-After`), then the next of its `routes` (the outer
+/// model's `models` fallbacks) is tried. Once an event has gone to the session, nothing is retried.
 final class InnerCall {
     let producer: UInt16
-    private let route: ModelRoute
+    private let routes: [ModelRoute]
+    private var candidate = 0
+    /// Attempts on the current route.
+    private var attempt = 0
+    private var route: ModelRoute { routes[candidate] }
+    private let request: ModelRequest
+    private let extraHeaders: [(String, String)]
+    private let upstream: GatewayConfig.Upstream
     private let channel: FanInChannel
     private let client: UpstreamClient
     private let redactor: Redactor
     private var transfer: UpstreamTransfer?
     private var decoder: any ModelStreamDecoder
     private var timer: LoopTimer?
+    private var retryTimer: LoopTimer?
     private var status = 0
     private var errorBody: [UInt8] = []
     private var headers: [(String, String)] = []
+    private var emittedEvents = false
     private var finished = false
+    /// When the call's budget runs out (loop time, ms).
+    private var deadline: UInt64 = 0
     /// Records not yet accepted by the channel, oldest first.
     private var spill: [(UInt8, [UInt8])] = []
     private var waitingForSpace = false
 
-    /// On `client`'s loop. `extraHeaders` are the recursion headers (depth, hops).
-    init(client: UpstreamClient, route: ModelRoute, request: ModelRequest, extraHeaders: [(String, String)],
+    /// On `client`'s loop. `routes`: the model, then its fallbacks. `extraHeaders` are the
+    /// recursion headers (depth, hops). `timeoutMilliseconds` bounds the whole call, retries included.
+    init(client: UpstreamClient, routes: [ModelRoute], request: ModelRequest, extraHeaders: [(String, String)],
          timeoutMilliseconds: UInt64, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16) {
+        precondition(!routes.isEmpty, "an inner call needs a route")
         self.client = client
-        self.route = route
+        self.routes = routes
+        self.request = request
+        self.extraHeaders = extraHeaders
+        self.upstream = upstream
         self.redactor = redactor
         self.channel = channel
         self.producer = producer
-        decoder = route.provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
+        decoder = routes[0].provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
         guard !client.isClosed else {
             // This loop is shutting down: the session learns it like any unreachable upstream.
             fail(.upstreamUnavailable("the gateway is shutting down", code: "shutting_down", status: 503), .unreachable)
             return
         }
+        let name = routes[0].slug
+        deadline = client.loop.nowMilliseconds &+ timeoutMilliseconds
+        let timer = LoopTimer(loop: client.loop) { [unowned self] in
+            fail(.upstreamUnavailable("\(name) gave no complete answer within \(timeoutMilliseconds) ms",
+                                      code: "upstream_timeout", status: 504), .timeout)
+        }
+        timer.start(afterMilliseconds: timeoutMilliseconds)
+        self.timer = timer
+        startAttempt()
+    }
+
+    private func startAttempt() {
+        attempt += 1
+        status = 0
+        errorBody.removeAll()
+        headers.removeAll()
+        decoder = route.provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
+        var request = request
+        request.model = route.upstreamModel
         let http = route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(url: http.url, headers: http.headers, body: http.body,
                                                     connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds,
@@ -53,13 +92,33 @@ final class InnerCall {
         }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
-        let name = route.slug
-        let timer = LoopTimer(loop: client.loop) { [unowned self] in
-            fail(.upstreamUnavailable("\(name) gave no complete answer within \(timeoutMilliseconds) ms",
-                                      code: "upstream_timeout", status: 504), .timeout)
+    }
+
+    /// The attempt failed before any event went to the session: retry, fall back, or not (false).
+    private func retryOrFallBack(status: Int?, connectFailed: Bool) -> Bool {
+        guard !emittedEvents, !client.isClosed else { return false }
+        let decision = upstream.retry.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt,
+                                             hasNextModel: candidate + 1 < routes.count, jitter: Double.random(in: 0...1))
+        switch decision {
+        case .fail:
+            return false
+        case .nextModel:
+            candidate += 1
+            attempt = 0
+            startAttempt()
+        case .retry(let delay):
+            // A wait the call's budget cannot cover is no retry: fail now, with the real reason.
+            guard client.loop.nowMilliseconds &+ delay < deadline else { return false }
+            let timer = LoopTimer(loop: client.loop) { [unowned self] in
+                retryTimer?.close()
+                retryTimer = nil
+                guard !finished else { return }
+                startAttempt()
+            }
+            timer.start(afterMilliseconds: max(delay, 1))
+            retryTimer = timer
         }
-        timer.start(afterMilliseconds: timeoutMilliseconds)
-        self.timer = timer
+        return true
     }
 
     /// On the call's loop. Stops the call; nothing more is pushed.
@@ -74,6 +133,8 @@ final class InnerCall {
         transfer?.cancel()
         transfer = nil
         timer?.close()
+        retryTimer?.close()
+        retryTimer = nil
     }
 
     /// Returns false to pause the transfer.
@@ -94,6 +155,7 @@ final class InnerCall {
                 if case .error(let error) = event {
                     failure = error  // the call failed mid-stream (what it said before is discarded)
                 } else if failure == nil {
+                    emittedEvents = true
                     InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
                 }
             }
@@ -116,6 +178,9 @@ final class InnerCall {
         transfer = nil
         guard !finished else { return }
         if let failure {
+            var connectFailed = false
+            if case .couldNotConnect = failure { connectFailed = true }
+            if status == 0, retryOrFallBack(status: nil, connectFailed: connectFailed) { return }
             let error = ChatCompletionProxy.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
             switch failure {
             case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
@@ -123,6 +188,7 @@ final class InnerCall {
             case .transfer: fail(error, .upstreamError)
             }
         } else if !(200..<300).contains(status) {
+            if retryOrFallBack(status: status, connectFailed: false) { return }
             let error = route.provider.error(status: status, body: errorBody, headers: headers, provider: route.endpoint.name,
                                              redactor: redactor)
             fail(error, status == 429 ? .rateLimited : .upstreamError)

@@ -28,7 +28,7 @@ extension GatewayServer {
             case .withoutFusion(_, let rewritten):
                 proxied = ProxiedRequest(chat: chat, neutral: rewritten, relayRawBody: false)
             case .fusion(let fusionRequest):
-                try startFusion(fusionRequest, writer: writer, generationID: generationID, log: log)
+                try startFusion(fusionRequest, fallbacks: chat.fallbackModels, writer: writer, generationID: generationID, log: log)
                 return
             }
             var candidates = [try router.route(proxied.neutral.model)]
@@ -62,10 +62,10 @@ extension GatewayServer {
         }
     }
 
-    private func startFusion(_ fusionRequest: FusionRequest, writer: HTTPResponseWriter, generationID: String,
+    private func startFusion(_ fusionRequest: FusionRequest, fallbacks: [String], writer: HTTPResponseWriter, generationID: String,
                              log: Logger) throws(APIError) {
         guard let settings = config.fusion else { return }
-        let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router)
+        let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
         if webTools == nil {
             for (key, value) in [("web_search", fusionRequest.parameters.webSearch), ("judge_web_search", fusionRequest.parameters.judgeWebSearch)]
             where value == true {
