@@ -37,6 +37,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Tests only: property-based tests (generators with shrinking) for parsers of hostile input.
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
@@ -50,7 +52,7 @@ let package = Package(
         .target(name: "Web", dependencies: ["GatewayCore", "CHTMLText"], swiftSettings: fast),
         .target(name: "FanIn", swiftSettings: fast),
         .target(name: "EventLoop", dependencies: ["CLibUV", "FanIn"], swiftSettings: fast),
-        .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
+        .target(name: "HTTPServer", dependencies: ["EventLoop", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
         .target(
@@ -78,7 +80,11 @@ let package = Package(
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
+        .testTarget(
+            name: "HTTPServerTests",
+            dependencies: ["HTTPServer", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

@@ -87,8 +87,9 @@ public final class GatewayServer {
             handle(request, writer)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
-        server.onRejection = { [unowned self] error in
-            self.logger.info("rejected request", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
+        server.rendersRejectionsAsAPIErrors()
+        server.onRejection = { [unowned self] rejection in
+            self.logger.info("rejected request", metadata: ["status": "\(rejection.status)", "code": "\(rejection.code)"])
         }
         if shared == nil {
             for (provider, variable) in router.providersMissingKeys {

@@ -23,6 +23,7 @@ public final class MockUpstream {
             handle(request, writer)
         }
         server.onAccept = { [stats] in stats.update { $0.connections += 1 } }
+        server.rendersRejectionsAsAPIErrors()
     }
 
     public var port: Int { server.port }
