@@ -3,6 +3,7 @@ import EventLoop
 import Gateway
 import GatewayCore
 import HTTPServer
+import Logging
 import MockUpstream
 import Synchronization
 import Testing
@@ -304,6 +305,42 @@ import Testing
         #expect(try env.chat(body, headers: ["Authorization": "bearer \(TestEnvironment.secretKey)"]).status == 200)
         #expect(try env.get("/v1/models").status == 401)
         #expect(try env.get("/health").status == 200, "health stays open for load balancers")
+    }
+
+    /// Keys are checked on the head: before `100 Continue`, before the body limit, before any
+    /// body byte is read. The refusal closes the connection; the key is never logged.
+    @Test func keysAreCheckedBeforeTheBodyIsRead() throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) {
+            $0.server.apiKeys = ["gw-key-one"]
+        }
+        let client = try env.client()
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sk-wrong-key-42\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+        var first = [UInt8](repeating: 0, count: 12)
+        let count = recv(client.fd, &first, 12, Int32(MSG_PEEK | MSG_WAITALL))
+        #expect(String(decoding: first[..<max(count, 0)], as: UTF8.self) == "HTTP/1.1 401", "no 100 Continue for a bad key")
+        let refused = try client.readResponse()
+        #expect(refused.json?["error"]?["code"] == .string("invalid_api_key"))
+        #expect(refused.json?["error"]?["type"] == .string("authentication_error"))
+        #expect(refused.header("www-authenticate") == "Bearer")
+        #expect(refused.header("connection") == "close")
+        #expect(client.peerClosed())
+
+        // A body far over max_body_bytes (256 KiB here) still gets the 401, not a 413.
+        let big = try env.client()
+        let body = String(repeating: "x", count: 1 << 20)
+        try big.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let response = try big.readResponse()
+        #expect(response.status == 401)
+        #expect(response.json?["error"]?["code"] == .string("invalid_api_key"))
+        #expect(env.mockStats.counts.requests == 0)
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false),
+                             headers: ["Authorization": "Bearer gw-key-one"]).status == 200, "still serving")
+
+        let refusals = log.entries.filter { $0.message.hasPrefix("request refused") }
+        #expect(refusals.count == 2)
+        #expect(refusals.allSatisfy { $0.level == .info })
+        #expect(!log.entries.contains { $0.text.contains("sk-wrong-key-42") }, "the presented key is never logged")
     }
 }
 
