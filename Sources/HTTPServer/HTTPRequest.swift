@@ -1,3 +1,5 @@
+import Foundation
+
 /// A complete HTTP/1.x request as the server hands it to a handler (or, with an empty body, to a
 /// head guard).
 public struct HTTPRequest: Sendable {
@@ -27,14 +29,16 @@ public struct HTTPRequest: Sendable {
         return String(target[..<query])
     }
 
-    /// The first value of query parameter `name` (percent-decoded).
+    /// The first value of query parameter `name`, decoded as a form value ('+' is a space, then
+    /// percent escapes). nil when the parameter is absent, and also when its value is not valid
+    /// percent-encoded UTF-8 (`%zz`, `%+f`, a truncated `%4`, `%ff`): a broken escape never
+    /// silently loses or invents bytes, it makes the value unusable as a whole.
     public func queryItem(_ name: String) -> String? {
         guard let query = target.firstIndex(of: "?") else { return nil }
         for pair in target[target.index(after: query)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if parts.first.map(String.init)?.removingPercentEncodingForQuery == name {
-                return parts.count > 1 ? String(parts[1]).removingPercentEncodingForQuery : ""
-            }
+            guard Self.formDecoded(parts[0]) == name else { continue }
+            return parts.count > 1 ? Self.formDecoded(parts[1]) : ""
         }
         return nil
     }
@@ -44,6 +48,10 @@ public struct HTTPRequest: Sendable {
         headers.first { $0.name.asciiCaseInsensitiveEquals(name) }?.value
     }
 
+    /// `application/x-www-form-urlencoded` decoding of one name or value.
+    static func formDecoded(_ text: Substring) -> String? {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
 }
 
 extension String {
@@ -52,25 +60,6 @@ extension String {
     /// name that is not what it looks like must not match.
     func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
         utf8.count == other.utf8.count && zip(utf8, other.utf8).allSatisfy { a, b in a.asciiLowercased == b.asciiLowercased }
-    }
-}
-
-extension String {
-    var removingPercentEncodingForQuery: String {
-        var bytes: [UInt8] = []
-        var iterator = utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

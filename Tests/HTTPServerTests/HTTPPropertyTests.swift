@@ -3,7 +3,7 @@ import HTTPServer
 import PropertyBased
 import Testing
 
-/// Numbers that reach our code from the request head: whatever their text, decoding
+/// Numbers and escapes that reach our code from the request head: whatever their text, decoding
 /// never traps and always ends in a request or a typed rejection.
 @Suite struct HTTPPropertyTests {
     /// Text a hostile client might put where a number goes.
@@ -71,6 +71,40 @@ import Testing
                 }
             }
         }
+    }
+
+    /// Strings mixing what percent-decoding must get right: escapes, '+', multi-byte UTF-8.
+    static let formText = Gen.element(of: ["a", "Z", "0", " ", "+", "%", "&", "=", "?", "/", "é", "日", "🙂", "\u{0}", "\n", "%2B", "%zz", "%4", "%+f", "%ff"])
+        .array(of: 0...10).map { $0.compactMap { $0 }.joined() }
+
+    @Test func queryValuesRoundTripOrAreRejectedWhole() async {
+        await propertyCheck(count: 500, input: Self.formText) { text in
+            // Encoded by a well-behaved client: decodes back to exactly the same text.
+            let encoded = text.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+            let request = HTTPRequest(method: "GET", target: "/p?x=1&v=\(encoded)&v=second")
+            #expect(request.queryItem("v") == text)
+            #expect(request.queryItem("x") == "1")
+            // Sent raw: either the form decoding of every byte, or nil when an escape is broken;
+            // never a value with bytes dropped or made up.
+            let raw = HTTPRequest(method: "GET", target: "/p?v=\(text.replacingOccurrences(of: "&", with: "").replacingOccurrences(of: "=", with: ""))")
+            let decoded = raw.queryItem("v")
+            let expected = text.replacingOccurrences(of: "&", with: "").replacingOccurrences(of: "=", with: "")
+                .replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            #expect(decoded == expected)
+        }
+    }
+
+    @Test func brokenEscapesMakeTheValueUnusable() {
+        for target in ["/p?v=%zz", "/p?v=%4", "/p?v=a%+f", "/p?v=%ff", "/p?v=%", "/p?v=ok%2"] {
+            #expect(HTTPRequest(method: "GET", target: target).queryItem("v") == nil, "\(target)")
+        }
+        let request = HTTPRequest(method: "GET", target: "/p?a=x+y&b=%2B&c=caf%C3%A9&d&e=")
+        #expect(request.queryItem("a") == "x y")
+        #expect(request.queryItem("b") == "+")
+        #expect(request.queryItem("c") == "café")
+        #expect(request.queryItem("d") == "")
+        #expect(request.queryItem("e") == "")
+        #expect(request.queryItem("f") == nil)
     }
 }
 
