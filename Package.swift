@@ -75,7 +75,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayCoreTests",
+            dependencies: ["GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
