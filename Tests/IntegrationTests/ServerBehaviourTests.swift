@@ -45,6 +45,8 @@ import Testing
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":"x"}"#), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal"}"#), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"model":"nobody/x"}"#), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"temperature":1e999}"#), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"nobody/model","messages":[{"role":"user","content":"x"}]}"#), 404, false),
         ("GET /v2/nothing HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, false),
         ("DELETE /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n\r\n", 405, false),
