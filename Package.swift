@@ -81,6 +81,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
+        .testTarget(
+            name: "MockUpstreamTests",
+            dependencies: ["MockUpstream", "GatewayCore", "HTTPServer", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),

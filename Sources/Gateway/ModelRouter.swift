@@ -63,7 +63,18 @@ public struct ModelRouter: Sendable {
             throw .modelNotFound(model, detail: "the model name after '\(providerName)/' is empty")
         }
         if let models = provider.models {
-            let known = provider.simulated ? MockScenario(model: upstreamModel) != nil : models.contains(upstreamModel)
+            var known = models.contains(upstreamModel)
+            if provider.simulated {
+                // Options are checked here, before any work, as the simulator would check them.
+                do {
+                    _ = try MockScenario.parse(model: upstreamModel)
+                    known = true
+                } catch .unknownScenario {
+                    known = false
+                } catch {
+                    throw .invalidModelOption(model, error)
+                }
+            }
             guard known else {
                 let list = models.map { "\(providerName)/\($0)" }.joined(separator: ", ")
                 throw .modelNotFound(model, detail: "provider '\(providerName)' serves only: \(list)")

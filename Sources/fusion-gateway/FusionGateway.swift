@@ -49,6 +49,13 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    func validate() throws {
+        if let port { try validatePort(port) }
+        if let loops, !(1...1024).contains(loops) {
+            throw ValidationError("--loops must be in 1...1024, not \(loops)")
+        }
+    }
+
     func run() throws {
         try logging.bootstrap()
         let logger = Logger(label: "fusion-gateway")
@@ -118,6 +125,8 @@ struct MockUpstreamCommand: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    func validate() throws { try validatePort(port) }
+
     func run() throws {
         try logging.bootstrap()
         let loop = EventLoop()
@@ -128,5 +137,12 @@ struct MockUpstreamCommand: ParsableCommand {
         }
         loop.run()
         withExtendedLifetime(signals) {}
+    }
+}
+
+/// A TCP port: converting anything else for the socket API would trap.
+func validatePort(_ port: Int) throws {
+    guard (0...65535).contains(port) else {
+        throw ValidationError("--port must be in 0...65535 (0 picks a free port), not \(port)")
     }
 }

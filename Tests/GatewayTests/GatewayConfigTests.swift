@@ -148,6 +148,24 @@ import Web
         }
     }
 
+    @Test(arguments: [
+        ("sim/paced:deltas=abc", "deltas"), ("sim/paced:deltas=-1", "deltas"), ("sim/paced:deltas=99999999999999999999", "deltas"),
+        ("sim/normal:pace_ms=1.5", "pace_ms"), ("sim/normal:speed=3", "speed=3"), ("sim/normal:fast", "fast"),
+        ("sim/error:status=200", "status"), ("sim/expert-9", "persona"), ("sim/normal:after=1:after=2", "after"),
+    ])
+    func simulatedModelsWithBadOptionsAreRefusedUpFront(model: String, option: String) throws {
+        let router = try router()
+        do {
+            _ = try router.route(model)
+            Issue.record("routed \(model)")
+        } catch {
+            #expect(error.status == 400)
+            #expect(error.param == "model")
+            #expect(error.code == "invalid_model_option")
+            #expect(error.message.contains("'\(option)'") && error.message.contains(model), "\(error.message)")
+        }
+    }
+
     @Test func missingKeyNamesTheVariableNotTheKey() throws {
         let router = try router(environment: [:])
         #expect(router.providersMissingKeys.map(\.variable) == ["OR_KEY"])
