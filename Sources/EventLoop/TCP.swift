@@ -22,6 +22,8 @@ public final class TCPListener: LoopHandle {
     /// connections across them (SO_REUSEPORT). Every listener of the group must set it.
     public init(loop: EventLoop, host: String, port: Int, backlog: Int32 = 1024, reusePort: Bool = false,
                 onConnection: @escaping (TCPConnection) -> Void) throws {
+        // Int32(port) below would trap on a number no port can be.
+        guard (0...65535).contains(port) else { throw LoopError(Int32(UV_EINVAL.rawValue), "listen on \(host):\(port)") }
         self.onConnection = onConnection
         super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
         let tcp = rawHandle.assumingMemoryBound(to: uv_tcp_t.self)

@@ -126,6 +126,16 @@ final class GuardedServer: @unchecked Sendable {
         #expect(server.guarded.load(ordering: .relaxed) == 0, "an unreadable head never reaches the guard")
     }
 
+    @Test func aPortNoSocketCanHaveIsAnErrorNotATrap() throws {
+        let thread = EventLoopThread(name: "bad-port")
+        defer { thread.shutdown() }
+        for port in [-1, 65_536, Int(Int32.max) + 1, Int.max] {
+            #expect(throws: LoopError.self) {
+                try thread.loop.submitAndWait { [thread] in _ = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: port) { _, _ in } }
+            }
+        }
+    }
+
     @Test func connectionsBeyondTheCapAreClosedAtOnceWhileOpenOnesAreServed() throws {
         let env = try TestEnvironment { $0.server.limits.maxConnections = 2 }
         let first = try env.client()
