@@ -87,15 +87,22 @@ final class SimulatorHost: Sendable {
 }
 
 /// The simulated models' names: a scenario with options (`sim/paced:deltas=10`).
-struct SimulatedModelCatalog: ModelCatalog {
-    var models: [String] { MockScenario.modelNames }
-    var isSimulated: Bool { true }
+public struct SimulatedModelCatalog: ModelCatalog {
+    public init() {}
+    public var models: [String] { MockScenario.modelNames }
+    public var isSimulated: Bool { true }
 
-    func validate(_ model: String) throws(APIError) {
-        guard MockScenario(model: model) != nil else {
+    /// An unknown scenario is a 404 like any unknown model; a bad option is a 400 naming it,
+    /// checked here before any work, as the simulator itself would check it.
+    public func validate(_ model: String) throws(APIError) {
+        let slug = "\(GatewayConfig.simulatedProviderName)/\(model)"
+        do {
+            _ = try MockScenario.parse(model: model)
+        } catch .unknownScenario {
             let list = MockScenario.modelNames.map { "\(GatewayConfig.simulatedProviderName)/\($0)" }.joined(separator: ", ")
-            throw .modelNotFound("\(GatewayConfig.simulatedProviderName)/\(model)",
-                                 detail: "provider '\(GatewayConfig.simulatedProviderName)' serves only: \(list)")
+            throw .modelNotFound(slug, detail: "provider '\(GatewayConfig.simulatedProviderName)' serves only: \(list)")
+        } catch {
+            throw .invalidModelOption(slug, error)
         }
     }
 }

@@ -6,3 +6,4 @@
 static inline enum http_errno CHTTPParser_errno(const http_parser *p) { return (enum http_errno)p->http_errno; }
 static inline unsigned int CHTTPParser_method(const http_parser *p) { return p->method; }
 static inline unsigned int CHTTPParser_upgrade(const http_parser *p) { return p->upgrade; }
+static inline int CHTTPParser_isChunked(const http_parser *p) { return (p->flags & F_CHUNKED) != 0; }

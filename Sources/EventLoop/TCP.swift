@@ -22,6 +22,8 @@ public final class TCPListener: LoopHandle {
     /// connections across them (SO_REUSEPORT). Every listener of the group must set it.
     public init(loop: EventLoop, host: String, port: Int, backlog: Int32 = 1024, reusePort: Bool = false,
                 onConnection: @escaping (TCPConnection) -> Void) throws {
+        // Int32(port) below would trap on a number no port can be.
+        guard (0...65535).contains(port) else { throw LoopError(Int32(UV_EINVAL.rawValue), "listen on \(host):\(port)") }
         self.onConnection = onConnection
         super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
         let tcp = rawHandle.assumingMemoryBound(to: uv_tcp_t.self)
@@ -128,9 +130,11 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     private let pending = ByteQueue()
     private let inFlight = ByteQueue()
     private let writeRequest: UnsafeMutablePointer<uv_write_t> = .allocate(capacity: 1)
+    private let shutdownRequest: UnsafeMutablePointer<uv_shutdown_t> = .allocate(capacity: 1)
     private var writing = false
     private var flushScheduled = false
     private var closeWhenDrained = false
+    private var shutdownWhenDrained = false
     private var reading = false
 
     init(loop: EventLoop) {
@@ -140,7 +144,10 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     }
 
-    deinit { writeRequest.deallocate() }
+    deinit {
+        writeRequest.deallocate()
+        shutdownRequest.deallocate()
+    }
 
     private var stream: UnsafeMutablePointer<uv_stream_t> { rawHandle.assumingMemoryBound(to: uv_stream_t.self) }
 
@@ -176,7 +183,7 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
 
     /// Queues `bytes`; they are sent when the loop flushes, later in this iteration.
     public func write(_ bytes: UnsafeRawBufferPointer) {
-        guard isOpen, !closeWhenDrained, bytes.count > 0 else { return }
+        guard isOpen, !closeWhenDrained, !shutdownWhenDrained, bytes.count > 0 else { return }
         pending.append(bytes)
         scheduleFlush()
     }
@@ -191,6 +198,28 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
             closeWhenDrained = true
             scheduleFlush()
         }
+    }
+
+    /// Sends what is buffered, then half-closes (FIN) and goes on reading: a lingering close.
+    /// Closing a socket with unread bytes makes the kernel answer with a reset, which can destroy
+    /// the last response before the peer reads it; the owner drops what still arrives and calls
+    /// `close()` on EOF or at its own deadline. Later writes are ignored.
+    public func shutdownAfterWriting() {
+        guard isOpen, !closeWhenDrained, !shutdownWhenDrained else { return }
+        shutdownWhenDrained = true
+        if bufferedBytes == 0 && !writing {
+            startShutdown()
+        } else {
+            scheduleFlush()
+        }
+    }
+
+    private func startShutdown() {
+        shutdownRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        // The request lives as long as this object, which libuv keeps alive until the close
+        // callback; a shutdown still pending at close is called back (cancelled) before that.
+        let result = uv_shutdown(shutdownRequest, stream) { _, _ in }
+        if result < 0 { fail(LoopError(result, "shutdown")) }
     }
 
     private func scheduleFlush() {
@@ -254,6 +283,8 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     private func didDrain() {
         if closeWhenDrained {
             close()
+        } else if shutdownWhenDrained {
+            startShutdown()
         } else {
             onDrain?()
         }

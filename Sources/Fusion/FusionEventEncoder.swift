@@ -191,8 +191,9 @@ public struct FusionEventEncoder: Sendable {
         data.append(contentsOf: value.serialized())
     }
 
+    /// SSEEncoder's escaping: every line break any reader knows, "\r\n" (one Character) included.
     private func oneLine(_ text: String) -> String {
-        text.replacingNewlines
+        SSEEncoder.lineSafe(text)
     }
 
     private func milliseconds(_ value: Double) -> String {
@@ -201,18 +202,5 @@ public struct FusionEventEncoder: Sendable {
 }
 
 extension String {
-    var replacingNewlines: String {
-        var out = ""
-        out.reserveCapacity(utf8.count)
-        for character in self {
-            switch character {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
-
     var replacingUnderscores: String { String(map { $0 == "_" ? " " : $0 }) }
 }

@@ -94,3 +94,14 @@ extension APIError {
         APIError(status: 503, type: "server_error", code: "shutting_down", message: "The gateway is shutting down")
     }
 }
+
+extension APIError {
+    /// A request the HTTP server rejected before any handler saw it (unreadable, over a limit,
+    /// too slow), in OpenAI's shape: the server's own status, code and message.
+    public static func httpRejection(status: Int, code: String, message: String) -> APIError {
+        APIError(status: status, type: "invalid_request_error", code: code, message: message)
+    }
+
+    /// The headers of a response whose body is this error.
+    public var responseHeaders: [(String, String)] { [("Content-Type", "application/json")] + headers }
+}

@@ -16,8 +16,10 @@ public struct ChatRequest: Sendable {
 
     static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
+    /// Duplicate keys and numbers beyond Double's range are refused at any depth (see
+    /// `JSONValue.parseRequest`): the raw body is what goes upstream.
     public init(body: [UInt8]) throws(APIError) {
-        let json = try JSONValue.parse(body)
+        let json = try JSONValue.parseRequest(body)
         guard case .object(let fields) = json else {
             throw .invalidRequest("The request body must be a JSON object, not \(json.typeName).")
         }

@@ -36,23 +36,50 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
         case .int(let value): try container.encode(value)
-        case .double(let value): try container.encode(value)
+        // JSON has no infinity or NaN (arithmetic can make them): null, not a failed document.
+        case .double(let value): if value.isFinite { try container.encode(value) } else { try container.encodeNil() }
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
         case .object(let value): try container.encode(value)
         }
     }
 
-    /// Parses a complete document; the error says what is wrong in words a client can act on.
-    /// Validated by `JSONScanner`, then built in one pass: several times faster than
-    /// `JSONDecoder`, and this runs once per request on the way to the first token.
+    /// Parses a complete document leniently, as documents from upstreams, models and search
+    /// APIs are read: the last of duplicate keys wins, and a number beyond Double's range
+    /// (`1e999`) becomes null rather than infinity (which JSON cannot carry back out). The error
+    /// says what is wrong in words a client can act on. Validated by `JSONScanner`, then built
+    /// in one pass: several times faster than `JSONDecoder`, and this runs once per request on
+    /// the way to the first token.
     public static func parse(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
+        try parse(bytes, strict: false)
+    }
+
+    /// Parses a client's request body, whose raw bytes are forwarded upstream: ambiguities that
+    /// parsers resolve differently are refused with a 400 naming the value's path in `param`.
+    /// A duplicate key at any depth (`{"model":"a","model":"b"}`, also spelled `"mod\u0065l"`):
+    /// we would read one value and an upstream perhaps the other, e.g. a model past an allow-list.
+    /// A number beyond Double's range, which would otherwise reach the upstream as infinity or null.
+    public static func parseRequest(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
+        try parse(bytes, strict: true)
+    }
+
+    private static func parse(_ bytes: [UInt8], strict: Bool) throws(APIError) -> JSONValue {
         guard JSONScanner.isValid(bytes) else {
             throw .invalidJSON(bytes.isEmpty ? "the body is empty" : "syntax error")
         }
-        return bytes.withUnsafeBytes { buffer in
-            var builder = JSONBuilder(bytes: buffer)
-            return builder.value()
+        let result = bytes.withUnsafeBytes { buffer in
+            var builder = JSONBuilder(bytes: buffer, strict: strict)
+            return Result { () throws(JSONBuilder.Ambiguity) in try builder.value() }
+        }
+        switch result {
+        case .success(let value):
+            return value
+        case .failure(.duplicateKey(let key, let path)):
+            throw .invalidRequest("The request body has the key '\(key)' twice\(path.isEmpty ? "" : " in '\(path)'"); send each key once.",
+                                  param: path.isEmpty ? key : "\(path).\(key)", code: "duplicate_key")
+        case .failure(.numberOutOfRange(let path)):
+            throw .invalidRequest("The number at '\(path.isEmpty ? "(root)" : path)' is too large to represent (beyond a 64-bit float).",
+                                  param: path.isEmpty ? nil : path, code: "number_out_of_range")
         }
     }
 
@@ -96,139 +123,5 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .array: "array"
         case .object: "object"
         }
-    }
-}
-
-/// Builds a `JSONValue` from bytes that `JSONScanner` has already validated, so it need not
-/// re-check syntax.
-private struct JSONBuilder {
-    let bytes: UnsafeRawBufferPointer
-    var index = 0
-
-    init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
-
-    mutating func value() -> JSONValue {
-        skipWhitespace()
-        switch bytes[index] {
-        case UInt8(ascii: "{"):
-            index += 1
-            var members: [String: JSONValue] = [:]
-            skipWhitespace()
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
-            while true {
-                skipWhitespace()
-                let key = string()
-                skipWhitespace()
-                index += 1  // ':'
-                members[key] = value()
-                skipWhitespace()
-                let separator = bytes[index]
-                index += 1
-                if separator == UInt8(ascii: "}") { return .object(members) }
-            }
-        case UInt8(ascii: "["):
-            index += 1
-            var items: [JSONValue] = []
-            skipWhitespace()
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
-            while true {
-                items.append(value())
-                skipWhitespace()
-                let separator = bytes[index]
-                index += 1
-                if separator == UInt8(ascii: "]") { return .array(items) }
-            }
-        case UInt8(ascii: "\""):
-            return .string(string())
-        case UInt8(ascii: "t"): index += 4; return .bool(true)
-        case UInt8(ascii: "f"): index += 5; return .bool(false)
-        case UInt8(ascii: "n"): index += 4; return .null
-        default:
-            return number()
-        }
-    }
-
-    mutating func skipWhitespace() {
-        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
-            index += 1
-        }
-    }
-
-    /// At an opening quote.
-    mutating func string() -> String {
-        index += 1
-        let start = index
-        while bytes[index] != UInt8(ascii: "\"") && bytes[index] != UInt8(ascii: "\\") { index += 1 }
-        if bytes[index] == UInt8(ascii: "\"") {  // no escapes: the common case
-            defer { index += 1 }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        }
-        var utf8 = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
-        while bytes[index] != UInt8(ascii: "\"") {
-            let byte = bytes[index]
-            index += 1
-            guard byte == UInt8(ascii: "\\") else {
-                utf8.append(byte)
-                continue
-            }
-            let escape = bytes[index]
-            index += 1
-            switch escape {
-            case UInt8(ascii: "b"): utf8.append(0x08)
-            case UInt8(ascii: "f"): utf8.append(0x0C)
-            case UInt8(ascii: "n"): utf8.append(0x0A)
-            case UInt8(ascii: "r"): utf8.append(0x0D)
-            case UInt8(ascii: "t"): utf8.append(0x09)
-            case UInt8(ascii: "u"):
-                var scalar = hex4()
-                if (0xD800..<0xDC00).contains(scalar), index + 1 < bytes.count,
-                    bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
-                {
-                    let save = index
-                    index += 2
-                    let low = hex4()
-                    if (0xDC00..<0xE000).contains(low) {
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    } else {
-                        index = save
-                    }
-                }
-                utf8.append(contentsOf: String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
-            default: utf8.append(escape)  // \" \\ \/
-            }
-        }
-        index += 1
-        return String(decoding: utf8, as: UTF8.self)
-    }
-
-    mutating func hex4() -> UInt32 {
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[index]
-            index += 1
-            let digit: UInt8 = byte <= UInt8(ascii: "9") ? byte - UInt8(ascii: "0") : (byte | 0x20) - UInt8(ascii: "a") + 10
-            value = value << 4 | UInt32(digit)
-        }
-        return value
-    }
-
-    mutating func number() -> JSONValue {
-        let start = index
-        var integral = true
-        while index < bytes.count {
-            switch bytes[index] {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"): index += 1
-            case UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): integral = false; index += 1
-            default:
-                return finishNumber(start: start, integral: integral)
-            }
-        }
-        return finishNumber(start: start, integral: integral)
-    }
-
-    func finishNumber(start: Int, integral: Bool) -> JSONValue {
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        if integral, let value = Int64(text) { return .int(value) }
-        return .double(Double(text) ?? 0)
     }
 }

@@ -1,21 +1,46 @@
 /// Appending JSON text to a byte buffer by hand, for the handful of small documents built on hot
 /// or error paths (error bodies, mock chunks), where Foundation's encoder costs ~5 µs each.
 public enum JSONWriting {
-    /// Appends `string` as a quoted, escaped JSON string.
+    /// Appends `string` as a quoted, escaped JSON string. Besides what JSON requires (quote,
+    /// backslash, C0 controls), NEL, U+2028 and U+2029 are escaped too: JSON allows them raw,
+    /// but line splitters other than SSE's end lines there, and these strings go into streams.
     public static func appendString(_ string: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
+        var string = string
+        string.withUTF8 { bytes in
+            var start = 0
+            var index = 0
+            while index < bytes.count {
+                let byte = bytes[index]
+                var length = 1
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x00..<0x20, 0xC2, 0xE2:
+                    break
+                default:
+                    index += 1
+                    continue
+                }
+                let before = UnsafeBufferPointer(rebasing: bytes[start..<index])
+                switch byte {
+                case UInt8(ascii: "\""): out.append(contentsOf: before); out.append(contentsOf: [0x5C, 0x22])
+                case UInt8(ascii: "\\"): out.append(contentsOf: before); out.append(contentsOf: [0x5C, 0x5C])
+                case 0x0A: out.append(contentsOf: before); out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+                case 0x0D: out.append(contentsOf: before); out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+                case 0x09: out.append(contentsOf: before); out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+                case 0x00..<0x20: out.append(contentsOf: before); appendUnicodeEscape(UInt32(byte), to: &out)
+                default:
+                    guard let separator = lineSeparator(in: UnsafeRawBufferPointer(bytes), at: index) else {
+                        index += 1
+                        continue
+                    }
+                    out.append(contentsOf: before)
+                    appendUnicodeEscape(separator.scalar, to: &out)
+                    length = separator.length
+                }
+                index += length
+                start = index
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
         }
         out.append(UInt8(ascii: "\""))
     }
@@ -24,5 +49,29 @@ public enum JSONWriting {
         var out: [UInt8] = []
         appendString(string, to: &out)
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// NEL (C2 85), U+2028 (E2 80 A8) or U+2029 (E2 80 A9) at `index` of UTF-8 `bytes`: the
+    /// scalar and its length in bytes.
+    @inlinable
+    static func lineSeparator(in bytes: UnsafeRawBufferPointer, at index: Int) -> (scalar: UInt32, length: Int)? {
+        switch bytes[index] {
+        case 0xC2 where index + 1 < bytes.count && bytes[index + 1] == 0x85:
+            return (0x85, 2)
+        case 0xE2 where index + 2 < bytes.count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
+            return (0x2000 | UInt32(bytes[index + 2] - 0x80), 3)
+        default:
+            return nil
+        }
+    }
+
+    /// `\uXXXX` for a scalar in the Basic Multilingual Plane.
+    @inlinable
+    static func appendUnicodeEscape(_ scalar: UInt32, to out: inout [UInt8]) {
+        let digits: StaticString = "0123456789abcdef"
+        out.append(contentsOf: [0x5C, UInt8(ascii: "u")])
+        for shift in stride(from: 12, through: 0, by: -4) {
+            out.append(digits.utf8Start[Int((scalar >> UInt32(shift)) & 0xF)])
+        }
     }
 }

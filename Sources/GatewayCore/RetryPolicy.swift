@@ -35,8 +35,10 @@ public struct RetryPolicy: Sendable, Equatable {
             if let requested = Self.retryAfterMilliseconds(headers) {
                 if requested <= maxDelayMilliseconds { return .retry(afterMilliseconds: requested) }
             } else {
-                let backoff = baseDelayMilliseconds << UInt64(min(attempt - 1, 10))
-                return .retry(afterMilliseconds: UInt64(Double(backoff) * (0.5 + jitter / 2)))
+                let doublings = UInt64(min(max(attempt, 1), 11) - 1)
+                let backoff = baseDelayMilliseconds > UInt64.max >> doublings ? UInt64.max : baseDelayMilliseconds << doublings
+                let spread = jitter.isFinite ? 0.5 + min(max(jitter, 0), 1) / 2 : 1
+                return .retry(afterMilliseconds: Self.saturating(Double(backoff) * spread))
             }
         }
         // The client's own mistakes fail the same way on every model.
@@ -44,20 +46,40 @@ public struct RetryPolicy: Sendable, Equatable {
         return hasNextModel ? .nextModel : .fail
     }
 
-    /// `retry-after-ms` (OpenAI) or `Retry-After` in seconds; HTTP dates are not honoured.
+    /// The longest delay `retryAfterMilliseconds` reports (a day): a longer one is clamped to it.
+    /// Anything over `maxDelayMilliseconds` is not waited for anyway; this bounds the arithmetic.
+    public static let maxRetryAfterMilliseconds: UInt64 = 86_400_000
+
+    /// `retry-after-ms` (OpenAI's: a non-negative number of milliseconds) or `Retry-After` in
+    /// whole seconds (RFC 9110 §10.2.3: digits only), clamped to `maxRetryAfterMilliseconds`.
+    /// A value that is not one of these (negative, `inf`, `nan`, `1e999`, an HTTP date) is
+    /// ignored, as if the header were absent.
     public static func retryAfterMilliseconds(_ headers: [(String, String)]) -> UInt64? {
         for (name, value) in headers where name.lowercased() == "retry-after-ms" {
-            if let milliseconds = Double(value.trimmingSpaces), milliseconds >= 0 { return UInt64(milliseconds) }
+            if let milliseconds = Double(value.trimmingSpaces), milliseconds.isFinite, milliseconds >= 0 {
+                return min(saturating(milliseconds.rounded(.up)), maxRetryAfterMilliseconds)
+            }
         }
         for (name, value) in headers where name.lowercased() == "retry-after" {
-            if let seconds = Double(value.trimmingSpaces), seconds >= 0 { return UInt64(seconds * 1000) }
+            let digits = value.trimmingSpaces
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { continue }
+            // More digits than a day in seconds has: clamped without converting.
+            guard let seconds = UInt64(digits), seconds <= maxRetryAfterMilliseconds / 1000 else { return maxRetryAfterMilliseconds }
+            return seconds * 1000
         }
         return nil
+    }
+
+    /// `value` as whole milliseconds, 0 for NaN and negatives, `UInt64.max` beyond it: a
+    /// conversion that cannot trap.
+    static func saturating(_ value: Double) -> UInt64 {
+        guard value > 0 else { return 0 }  // also NaN
+        return value < 18_446_744_073_709_549_568 ? UInt64(value) : .max  // the largest Double below 2^64
     }
 }
 
 extension String {
     fileprivate var trimmingSpaces: String {
-        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 }

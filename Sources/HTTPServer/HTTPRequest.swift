@@ -1,4 +1,7 @@
-/// A complete HTTP/1.x request as the server hands it to a handler.
+import Foundation
+
+/// A complete HTTP/1.x request as the server hands it to a handler (or, with an empty body, to a
+/// head guard).
 public struct HTTPRequest: Sendable {
     public var method: String
     /// The request target as sent (path and query).
@@ -26,62 +29,40 @@ public struct HTTPRequest: Sendable {
         return String(target[..<query])
     }
 
-    /// The first value of query parameter `name` (percent-decoded).
+    /// The first value of query parameter `name`, decoded as a form value ('+' is a space, then
+    /// percent escapes). nil when the parameter is absent, and also when its value is not valid
+    /// percent-encoded UTF-8 (`%zz`, `%+f`, a truncated `%4`, `%ff`): a broken escape never
+    /// silently loses or invents bytes, it makes the value unusable as a whole.
     public func queryItem(_ name: String) -> String? {
         guard let query = target.firstIndex(of: "?") else { return nil }
         for pair in target[target.index(after: query)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if parts.first.map(String.init)?.removingPercentEncodingForQuery == name {
-                return parts.count > 1 ? String(parts[1]).removingPercentEncodingForQuery : ""
-            }
+            guard Self.formDecoded(parts[0]) == name else { continue }
+            return parts.count > 1 ? Self.formDecoded(parts[1]) : ""
         }
         return nil
     }
 
     /// The first value of header `name`, compared case-insensitively.
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveEquals(name) }?.value
+        headers.first { $0.name.asciiCaseInsensitiveEquals(name) }?.value
+    }
+
+    /// `application/x-www-form-urlencoded` decoding of one name or value.
+    static func formDecoded(_ text: Substring) -> String? {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 }
 
 extension String {
-    func caseInsensitiveEquals(_ other: String) -> Bool {
-        utf8.count == other.utf8.count
-            && zip(utf8, other.utf8).allSatisfy { a, b in a | 0x20 == b | 0x20 }
-    }
-
-    var removingPercentEncodingForQuery: String {
-        var bytes: [UInt8] = []
-        var iterator = utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+    /// Case-insensitive for ASCII letters only, as HTTP field names and tokens are compared.
+    /// Unicode case folding (`lowercased()`) would let e.g. the Kelvin sign match "k"; a header
+    /// name that is not what it looks like must not match.
+    func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
+        utf8.count == other.utf8.count && zip(utf8, other.utf8).allSatisfy { a, b in a.asciiLowercased == b.asciiLowercased }
     }
 }
 
-/// Limits a server enforces on every connection.
-public struct HTTPServerLimits: Sendable, Equatable {
-    /// Request line plus headers.
-    public var maxHeaderBytes: Int = 32 * 1024
-    public var maxBodyBytes: Int = 16 * 1024 * 1024
-    /// From a request's first byte until its headers are complete (slowloris bound).
-    public var headerTimeoutMilliseconds: UInt64 = 10_000
-    /// A keep-alive connection with no request, or a request body making no progress.
-    public var idleTimeoutMilliseconds: UInt64 = 60_000
-    /// A finished response still being written to a client that takes no bytes: how long it
-    /// may make no progress before the connection is closed (the idle timeout waits for it).
-    public var stalledWriteTimeoutMilliseconds: UInt64 = 30_000
-    /// Unparsed pipelined bytes held while a response is in progress.
-    public var maxPipelinedBytes: Int = 256 * 1024
-
-    public init() {}
+extension UInt8 {
+    var asciiLowercased: UInt8 { (0x41...0x5A).contains(self) ? self | 0x20 : self }
 }

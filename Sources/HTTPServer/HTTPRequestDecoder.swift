@@ -1,31 +1,28 @@
 internal import CHTTPParser
-import GatewayCore
-
-/// Why a request could not be decoded; each maps to the status the server answers with.
-public enum HTTPDecodeError: Error, Equatable, Sendable {
-    case malformed(String)
-    case headersTooLarge
-    case bodyTooLarge
-
-    public var apiError: APIError {
-        switch self {
-        case .malformed(let detail):
-            APIError(status: 400, type: "invalid_request_error", code: "bad_request", message: "Malformed HTTP request: \(detail)")
-        case .headersTooLarge:
-            APIError(status: 431, type: "invalid_request_error", code: "headers_too_large",
-                     message: "Request header fields too large")
-        case .bodyTooLarge:
-            APIError(status: 413, type: "invalid_request_error", code: "body_too_large", message: "Request body too large")
-        }
-    }
-}
 
 /// Incremental HTTP/1.x request decoder over Debian's http_parser.
 ///
-/// `decode` consumes bytes up to the end of one request and stops there (http_parser is paused
-/// in `on_message_complete`), so pipelined requests come out one at a time, in order, while the
+/// `decode` stops twice in every request, with http_parser paused: when the head is complete
+/// (before any body byte, so the caller can refuse the request or send `100 Continue`) and when
+/// the request is complete. Pipelined requests come out one at a time, in order, while the
 /// caller keeps the unconsumed bytes. Socket-free: tests feed it bytes split anywhere.
+///
+/// Debian builds http_parser lenient (`HTTP_PARSER_STRICT` 0). What that lets through is
+/// checked here: header names must be tokens (lenient mode takes spaces in them), NUL is refused
+/// in values, HTTP/1.1 needs exactly one Host, and where lenient mode takes any byte in place of
+/// a CR or LF (after chunk data, ending a chunk-size line, ending the head or the trailers) the
+/// byte is checked once http_parser has passed it.
 public final class HTTPRequestDecoder {
+    public enum Event {
+        /// More bytes are needed.
+        case none
+        /// The head is complete; `body` is empty and no body byte has been read.
+        case head(HTTPRequest)
+        case request(HTTPRequest)
+    }
+
+    private enum Pause { case none, head, chunkHeader, message }
+
     public let limits: HTTPServerLimits
     // Heap-allocated: http_parser keeps pointers to both during execute, and callbacks read the
     // parser while it runs (an inout `&parser` would be an exclusivity violation).
@@ -37,10 +34,26 @@ public final class HTTPRequestDecoder {
     private var field: [UInt8] = []
     private var value: [UInt8] = []
     private var inValue = false
+    /// Stream offset just after the current header value's last piece.
+    private var valueEnd = 0
     private var body: [UInt8] = []
     private var headerBytes = 0
-    private var failure: HTTPDecodeError?
+    private var failure: HTTPRejection?
+    /// Found at the head but reported only if the caller goes on past it (a head guard's answer
+    /// comes first): a declared body larger than the limit.
+    private var deferredFailure: HTTPRejection?
+    private var pause = Pause.none
+    private var head: HTTPRequest?
     private var completed: HTTPRequest?
+    private var completedChunked = false
+
+    /// Stream offset of the first byte of the buffer being decoded, and of the buffer http_parser
+    /// is executing (for turning callback pointers into offsets).
+    private var streamOffset = 0
+    private var executeOffset = 0
+    private var executeBase: UnsafeRawPointer?
+    /// Bytes lenient http_parser passes without looking: (stream offset, required byte, what).
+    private var expected: [(offset: Int, byte: UInt8, what: StaticString)] = []
 
     /// Some bytes of a request have been seen and the request is not complete yet.
     public private(set) var isMidRequest = false
@@ -62,24 +75,22 @@ public final class HTTPRequestDecoder {
         }
         settings.pointee.on_header_field = { parser, at, length in
             let decoder = decoder(parser)
-            if decoder.inValue { decoder.finishHeader() }
+            if decoder.inValue && !decoder.finishHeader() { return -1 }
             return decoder.append(to: \.field, at, length)
         }
         settings.pointee.on_header_value = { parser, at, length in
-            let decoder = decoder(parser)
-            decoder.inValue = true
-            return decoder.append(to: \.value, at, length)
+            decoder(parser).didReadHeaderValue(at, length)
         }
         settings.pointee.on_headers_complete = { parser in
             decoder(parser).didCompleteHeaders()
         }
         settings.pointee.on_body = { parser, at, length in
-            let decoder = decoder(parser)
-            guard decoder.body.count + length <= decoder.limits.maxBodyBytes else {
-                decoder.failure = .bodyTooLarge
-                return -1
-            }
-            decoder.body.append(contentsOf: UnsafeRawBufferPointer(start: at, count: length))
+            decoder(parser).didReadBody(at, length)
+        }
+        settings.pointee.on_chunk_header = { parser in
+            // Paused so `decode` can check the byte lenient mode took as the line's LF.
+            decoder(parser).pause = .chunkHeader
+            http_parser_pause(parser, 1)
             return 0
         }
         settings.pointee.on_message_complete = { parser in
@@ -95,37 +106,87 @@ public final class HTTPRequestDecoder {
         settings.deallocate()
     }
 
-    /// Decodes from `bytes`; returns how many were consumed and the request they completed, if
-    /// any. Bytes after a completed request are not consumed: pass them again next time.
-    public func decode(_ bytes: UnsafeRawBufferPointer) throws(HTTPDecodeError) -> (consumed: Int, request: HTTPRequest?) {
+    /// Decodes from `bytes` up to the next event; returns how many bytes were consumed. Bytes
+    /// after an event are not consumed: pass them again next time.
+    public func decode(_ bytes: UnsafeRawBufferPointer) throws(HTTPRejection) -> (consumed: Int, event: Event) {
         if let failure { throw failure }
-        guard bytes.count > 0 else { return (0, nil) }
+        if let deferredFailure { try fail(deferredFailure) }
+        var consumed = 0
         // The data pointer is only needed during execute; unretained is enough.
         parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        http_parser_pause(parser, 0)
-        let consumed = http_parser_execute(parser, settings, bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count)
-        let errno = CHTTPParser_errno(parser)
-        if let request = completed {
-            completed = nil
-            return (consumed, request)
+        while consumed < bytes.count {
+            pause = .none
+            http_parser_pause(parser, 0)
+            executeBase = UnsafeRawPointer(bytes.baseAddress! + consumed)
+            executeOffset = streamOffset + consumed
+            let count = http_parser_execute(parser, settings, executeBase!.assumingMemoryBound(to: CChar.self), bytes.count - consumed)
+            executeBase = nil
+            consumed += count
+            let errno = CHTTPParser_errno(parser)
+            if errno != HPE_OK && errno != HPE_PAUSED { try fail(failure ?? Self.error(for: errno)) }
+            switch pause {
+            case .head:
+                // Paused on the head's last byte, not yet consumed.
+                expected.append((streamOffset + consumed, 0x0A, "the header section does not end with CRLF"))
+            case .chunkHeader:
+                expected.append((streamOffset + consumed - 1, 0x0A, "a chunk-size line does not end with CRLF"))
+            case .message where completedChunked:
+                expected.append((streamOffset + consumed - 1, 0x0A, "the trailer section does not end with CRLF"))
+            case .message, .none:
+                break
+            }
+            try checkExpectedBytes(bytes)
+            switch pause {
+            case .head:
+                streamOffset += consumed
+                return (consumed, .head(head!))
+            case .message:
+                streamOffset += consumed
+                let request = completed!
+                completed = nil
+                return (consumed, .request(request))
+            case .chunkHeader:
+                continue
+            case .none:
+                if count == 0 { break }  // nothing more http_parser will take from these bytes
+                continue
+            }
+            break
         }
-        if errno != HPE_OK && errno != HPE_PAUSED {
-            let error = failure ?? Self.error(for: errno)
-            failure = error
-            throw error
-        }
-        return (consumed, nil)
+        streamOffset += consumed
+        return (consumed, .none)
     }
 
-    public func decode(_ bytes: [UInt8]) throws(HTTPDecodeError) -> (consumed: Int, request: HTTPRequest?) {
-        let result = bytes.withUnsafeBytes { buffer in Result { () throws(HTTPDecodeError) in try decode(buffer) } }
+    public func decode(_ bytes: [UInt8]) throws(HTTPRejection) -> (consumed: Int, event: Event) {
+        let result = bytes.withUnsafeBytes { buffer in Result { () throws(HTTPRejection) in try decode(buffer) } }
         return try result.get()
     }
 
     /// Marks the pending `100 Continue` as sent.
     public func didSendContinue() { wantsContinue = false }
 
-    private static func error(for errno: http_errno) -> HTTPDecodeError {
+    private func fail(_ rejection: HTTPRejection) throws(HTTPRejection) -> Never {
+        failure = rejection
+        throw rejection
+    }
+
+    /// Checks the expected bytes that lie in `bytes` (whether consumed yet or not: they are the
+    /// same bytes either way); the rest wait for the next buffer.
+    private func checkExpectedBytes(_ bytes: UnsafeRawBufferPointer) throws(HTTPRejection) {
+        guard !expected.isEmpty else { return }
+        var waiting: [(offset: Int, byte: UInt8, what: StaticString)] = []
+        for item in expected {
+            let index = item.offset - streamOffset
+            guard index < bytes.count else {
+                waiting.append(item)
+                continue
+            }
+            if index < 0 || bytes[index] != item.byte { try fail(.malformed(item.what.description)) }
+        }
+        expected = waiting
+    }
+
+    private static func error(for errno: http_errno) -> HTTPRejection {
         switch errno {
         case HPE_HEADER_OVERFLOW: return .headersTooLarge
         default: return .malformed(String(cString: http_errno_description(errno)))
@@ -143,6 +204,7 @@ public final class HTTPRequestDecoder {
         isMidRequest = true
         headersComplete = false
         wantsContinue = false
+        head = nil
     }
 
     private func append(to buffer: ReferenceWritableKeyPath<HTTPRequestDecoder, [UInt8]>, _ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
@@ -155,42 +217,115 @@ public final class HTTPRequestDecoder {
         return 0
     }
 
-    private func finishHeader() {
+    /// A value arrives in pieces only when a read ends inside it: each piece then starts where
+    /// the last one ended. A piece that starts further on follows a line break and whitespace:
+    /// an obsolete line folding, which RFC 9112 §5.2 lets a server refuse, and which lenient
+    /// http_parser would glue onto the previous value (a header hidden inside another).
+    private func didReadHeaderValue(_ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
+        let start = executeOffset + (executeBase.map { $0.distance(to: UnsafeRawPointer(at!)) } ?? 0)
+        if inValue && start != valueEnd {
+            failure = .malformed("a header value is folded over several lines (obs-fold)")
+            return -1
+        }
+        inValue = true
+        valueEnd = start + length
+        return append(to: \.value, at, length)
+    }
+
+    /// Files the field just read; false (with `failure` set) when it is not acceptable.
+    private func finishHeader() -> Bool {
+        defer {
+            field.removeAll(keepingCapacity: true)
+            value.removeAll(keepingCapacity: true)
+            inValue = false
+        }
+        guard !field.isEmpty, field.allSatisfy(Self.isTokenByte) else {
+            failure = .malformed("the header name \(String(decoding: field, as: UTF8.self).debugDescription) is not a token (no spaces or separators)")
+            return false
+        }
+        // RFC 9110 §5.5: a recipient must reject (or replace) NUL in a field value.
+        guard !value.contains(0) else {
+            failure = .malformed("a header value contains NUL")
+            return false
+        }
+        guard headers.count < limits.maxHeaderCount else {
+            failure = .tooManyHeaders(limit: limits.maxHeaderCount)
+            return false
+        }
         headers.append((String(decoding: field, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         headerBytes += 4  // ": " and CRLF
-        field.removeAll(keepingCapacity: true)
-        value.removeAll(keepingCapacity: true)
-        inValue = false
+        return true
     }
 
     private func didCompleteHeaders() -> Int32 {
-        if inValue || !field.isEmpty { finishHeader() }
+        if inValue || !field.isEmpty, !finishHeader() { return -1 }
         guard headerBytes <= limits.maxHeaderBytes else {
             failure = .headersTooLarge
             return -1
         }
+        let major = Int(parser.pointee.http_major), minor = Int(parser.pointee.http_minor)
+        guard major == 1 else {
+            failure = .malformed("unsupported HTTP version \(major).\(minor)")
+            return -1
+        }
+        // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host, and to
+        // any request with more than one.
+        let hosts = headers.count(where: { $0.name.asciiCaseInsensitiveEquals("host") })
+        if hosts > 1 || (hosts == 0 && minor >= 1) {
+            failure = .malformed(hosts == 0 ? "an HTTP/1.1 request needs a Host header" : "more than one Host header")
+            return -1
+        }
+        // http_parser takes an empty Content-Length as none at all; RFC 9110 §8.6 allows digits only.
+        for (name, value) in headers where name.asciiCaseInsensitiveEquals("content-length") {
+            let digits = value.utf8.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }
+            guard !digits.isEmpty, digits.allSatisfy({ (0x30...0x39).contains($0) }) else {
+                failure = .malformed("Content-Length is not a decimal number")
+                return -1
+            }
+        }
         // http_parser reports "no Content-Length" as ULLONG_MAX.
-        if parser.pointee.content_length != UInt64.max && parser.pointee.content_length > UInt64(limits.maxBodyBytes) {
+        let declared = parser.pointee.content_length
+        if declared != UInt64.max && declared > UInt64(max(limits.maxBodyBytes, 0)) {
+            deferredFailure = .bodyTooLarge
+        }
+        headersComplete = true
+        wantsContinue = minor >= 1 && headers.contains {
+            $0.name.asciiCaseInsensitiveEquals("expect") && $0.value.asciiCaseInsensitiveEquals("100-continue")
+        }
+        head = makeRequest(body: [])
+        pause = .head
+        http_parser_pause(parser, 1)
+        return 0
+    }
+
+    private func didReadBody(_ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
+        guard body.count + length <= limits.maxBodyBytes else {
             failure = .bodyTooLarge
             return -1
         }
-        guard parser.pointee.http_major == 1 else {
-            failure = .malformed("unsupported HTTP version \(parser.pointee.http_major).\(parser.pointee.http_minor)")
-            return -1
-        }
-        headersComplete = true
-        if parser.pointee.http_major == 1 && parser.pointee.http_minor >= 1,
-            headers.contains(where: { $0.name.caseInsensitiveEquals("expect") && $0.value.caseInsensitiveEquals("100-continue") })
-        {
-            wantsContinue = true
+        body.append(contentsOf: UnsafeRawBufferPointer(start: at, count: length))
+        // The end of a chunk's data (http_parser counts down the chunk in content_length): lenient
+        // mode skips the next two bytes whatever they are; they must be CRLF.
+        if CHTTPParser_isChunked(parser) != 0 && parser.pointee.content_length == 0, let executeBase, let at {
+            let end = executeOffset + executeBase.distance(to: UnsafeRawPointer(at)) + length
+            expected.append((end, 0x0D, "chunk data is not followed by CRLF"))
+            expected.append((end + 1, 0x0A, "chunk data is not followed by CRLF"))
         }
         return 0
     }
 
     private func completeMessage() {
-        let method = String(cString: http_method_str(http_method(rawValue: CHTTPParser_method(parser))))
-        completed = HTTPRequest(
-            method: method,
+        completed = makeRequest(body: body)
+        completedChunked = CHTTPParser_isChunked(parser) != 0
+        pause = .message
+        isMidRequest = false
+        headersComplete = false
+        wantsContinue = false
+    }
+
+    private func makeRequest(body: [UInt8]) -> HTTPRequest {
+        HTTPRequest(
+            method: String(cString: http_method_str(http_method(rawValue: CHTTPParser_method(parser)))),
             target: String(decoding: url, as: UTF8.self),
             versionMajor: Int(parser.pointee.http_major),
             versionMinor: Int(parser.pointee.http_minor),
@@ -200,9 +335,16 @@ public final class HTTPRequestDecoder {
             // Upgrade), but http_parser stops at them, so the connection is not reused.
             keepAlive: http_should_keep_alive(parser) != 0 && CHTTPParser_upgrade(parser) == 0
         )
-        isMidRequest = false
-        headersComplete = false
-        wantsContinue = false
+    }
+
+    /// RFC 9110 §5.6.2 `tchar`.
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        default:
+            "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 import EventLoop
-import GatewayCore
 
 /// Writes the response to one request: either whole (`respond`) or as a stream
 /// (`startStream`, `writeStreamChunk`…, `endStream`). Used on the connection's loop only.
 ///
 /// If the client goes away first, `onClientGone` fires once and every later write is ignored,
-/// so producers need no checks beyond stopping their own work there.
+/// so producers need no checks beyond stopping their own work there. A response to `HEAD` gets
+/// the head a `GET` would (with its `Content-Length` or chunked framing) and no body bytes
+/// (RFC 9110 §9.3.2), whatever the handler writes.
 public final class HTTPResponseWriter {
     public enum State: Equatable { case pending, streaming, finished, clientGone }
 
@@ -18,6 +19,7 @@ public final class HTTPResponseWriter {
 
     private weak var connection: HTTPServerConnection?
     private let chunked: Bool
+    private let headOnly: Bool
     /// Reused frame buffer: one write (one syscall) per chunk, no allocation once grown.
     private var frame: [UInt8] = []
 
@@ -25,6 +27,7 @@ public final class HTTPResponseWriter {
         self.request = request
         self.connection = connection
         chunked = request.versionMajor == 1 && request.versionMinor >= 1
+        headOnly = request.method == "HEAD"
         frame.reserveCapacity(1024)
     }
 
@@ -36,24 +39,23 @@ public final class HTTPResponseWriter {
     /// Sends a complete response with `Content-Length`.
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
         guard state == .pending, let connection else { return }
-        var head = responseHead(status: status, headers: headers, keepAlive: connection.keepsAlive(after: request))
+        var head = Self.head(status: status, headers: headers, keepAlive: connection.keepsAlive(after: request))
         head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
-        head.append(contentsOf: body)
+        if !headOnly { head.append(contentsOf: body) }
         state = .finished
         connection.write(head)
         connection.responseDidFinish(self)
     }
 
-    /// Sends an error in OpenAI's shape with its status and headers.
-    public func respond(error: APIError) {
-        respond(status: error.status, headers: [("Content-Type", "application/json")] + error.headers, body: error.body)
+    public func respond(_ response: HTTPResponse) {
+        respond(status: response.status, headers: response.headers, body: response.body)
     }
 
     /// Sends the head of a streamed (chunked) response.
     public func startStream(status: Int = 200, headers: [(String, String)]) {
         guard state == .pending, let connection else { return }
         let keepAlive = chunked && connection.keepsAlive(after: request)
-        var head = responseHead(status: status, headers: headers, keepAlive: keepAlive)
+        var head = Self.head(status: status, headers: headers, keepAlive: keepAlive)
         if chunked { head.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8) }
         head.append(contentsOf: "\r\n".utf8)
         state = .streaming
@@ -66,7 +68,7 @@ public final class HTTPResponseWriter {
 
     /// Sends `bytes` as one chunk (framed for HTTP/1.1, raw for HTTP/1.0) in one write.
     public func writeStreamChunk(_ bytes: UnsafeRawBufferPointer) {
-        guard state == .streaming, let connection, bytes.count > 0 else { return }
+        guard state == .streaming, let connection, bytes.count > 0, !headOnly else { return }
         if !chunked {
             connection.write(bytes)
             return
@@ -83,7 +85,7 @@ public final class HTTPResponseWriter {
     public func endStream() {
         guard state == .streaming, let connection else { return }
         state = .finished
-        if chunked { connection.write(Array("0\r\n\r\n".utf8)) }
+        if chunked && !headOnly { connection.write(Array("0\r\n\r\n".utf8)) }
         connection.responseDidFinish(self)
     }
 
@@ -105,7 +107,8 @@ public final class HTTPResponseWriter {
         callback?()
     }
 
-    private func responseHead(status: Int, headers: [(String, String)], keepAlive: Bool) -> [UInt8] {
+    /// The status line and headers, without the blank line that ends them.
+    static func head(status: Int, headers: [(String, String)], keepAlive: Bool) -> [UInt8] {
         var head: [UInt8] = []
         head.reserveCapacity(256)
         head.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\n".utf8)

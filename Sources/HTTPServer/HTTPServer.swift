@@ -1,10 +1,17 @@
 import EventLoop
-import GatewayCore
 
 /// An HTTP/1.1 server on one event loop. Each request goes to `handler` with a writer for its
 /// response; requests on one connection are answered in order.
+///
+/// The server answers some requests itself: those it cannot read (`HTTPRejection`, rendered by
+/// `renderRejection`) and those its `headGuard` refuses. It knows no API's error shape; its
+/// owner supplies both.
 public final class HTTPServer {
     public typealias Handler = (HTTPRequest, HTTPResponseWriter) -> Void
+    /// Sees a request's head (its `body` is empty) before any body byte is read and before
+    /// `100 Continue` is sent. A response refuses the request: it is sent with
+    /// `Connection: close` and the connection is closed without reading the body.
+    public typealias HeadGuard = (HTTPRequest) -> HTTPResponse?
 
     public let loop: EventLoop
     public let limits: HTTPServerLimits
@@ -14,10 +21,16 @@ public final class HTTPServer {
     private var shutdownCompletion: (() -> Void)?
     private var shutdownTimer: LoopTimer?
     public private(set) var isShuttingDown = false
-    /// Called for each request answered by the server itself (bad framing, timeouts).
-    public var onRejection: ((APIError) -> Void)?
-    /// Called for each accepted connection.
+    /// How the server's own rejections look on the wire (status, headers, body).
+    public var renderRejection: (HTTPRejection) -> HTTPResponse = HTTPResponse.plainText
+    /// See `HeadGuard`; nil lets every request through.
+    public var headGuard: HeadGuard?
+    /// Called for each request the server rejected itself (bad framing, limits, timeouts).
+    public var onRejection: ((HTTPRejection) -> Void)?
+    /// Called for each accepted connection that is served (not for those over `maxConnections`).
     public var onAccept: (() -> Void)?
+    /// Connections closed at once because `maxConnections` were open.
+    public private(set) var refusedConnections = 0
 
     public init(loop: EventLoop, host: String, port: Int, limits: HTTPServerLimits = HTTPServerLimits(),
                 reusePort: Bool = false, handler: @escaping Handler) throws {
@@ -25,7 +38,8 @@ public final class HTTPServer {
         self.limits = limits
         self.handler = handler
         listener = try TCPListener(loop: loop, host: host, port: port, reusePort: reusePort) { [unowned self] tcp in
-            guard !isShuttingDown else {
+            guard !isShuttingDown, connections.count < limits.maxConnections else {
+                if !isShuttingDown { refusedConnections += 1 }
                 tcp.close()
                 return
             }
@@ -36,6 +50,8 @@ public final class HTTPServer {
     }
 
     public var port: Int { listener?.port ?? 0 }
+    /// Connections open now (including ones lingering after a refusal).
+    public var openConnections: Int { connections.count }
 
     func dispatch(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         handler(request, writer)
@@ -46,7 +62,10 @@ public final class HTTPServer {
         if isShuttingDown && connections.isEmpty { finishShutdown() }
     }
 
-    func logRejection(_ error: APIError) { onRejection?(error) }
+    func render(_ rejection: HTTPRejection) -> HTTPResponse {
+        onRejection?(rejection)
+        return renderRejection(rejection)
+    }
 
     /// Stops accepting, closes idle connections, lets responses in progress finish for up to
     /// `graceMilliseconds`, then closes the rest (their handlers see `onClientGone` and cancel

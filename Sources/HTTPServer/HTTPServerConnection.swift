@@ -1,15 +1,17 @@
 import EventLoop
-import GatewayCore
 
 /// One client connection: reads and decodes requests, answers them strictly in order (pipelined
 /// requests wait, unparsed, until the response before them is finished), and enforces the
-/// header, body and idle limits.
+/// header, body and idle limits and the server's head guard.
 final class HTTPServerConnection {
     private enum State {
         /// Waiting for (more of) a request.
         case reading
         /// A handler owns the current request.
         case responding(HTTPResponseWriter)
+        /// The server refused a request: its answer is going out, what the client still sends
+        /// is dropped, and the connection closes at EOF or after `lingerMilliseconds`.
+        case lingering
         case closed
     }
 
@@ -20,6 +22,8 @@ final class HTTPServerConnection {
     private var state = State.reading
     private var inbound: [UInt8] = []
     private var processing = false
+    /// The head of the request being read, once complete.
+    private var currentHead: HTTPRequest?
     /// Header deadline or idle timeout, whichever applies to the current state.
     private lazy var timer = LoopTimer(loop: tcp.loop) { [weak self] in self?.timerDidFire() }
     private var headerDeadlineArmed = false
@@ -32,7 +36,7 @@ final class HTTPServerConnection {
         limits = server.limits
         decoder = HTTPRequestDecoder(limits: server.limits)
         tcp.onRead = { [unowned self] bytes in didRead(bytes) }
-        tcp.onDisconnect = { [unowned self] _ in didDisconnect() }
+        tcp.onDisconnect = { [unowned self] _ in close() }
         tcp.onDrain = { [unowned self] in
             switch state {
             case .responding(let writer): writer.onWritable?()
@@ -47,8 +51,11 @@ final class HTTPServerConnection {
     var loop: EventLoop { tcp.loop }
     var bufferedBytes: Int { tcp.bufferedBytes }
     var isIdle: Bool {
-        if case .reading = state { return !decoder.isMidRequest && inbound.isEmpty }
-        return false
+        switch state {
+        case .reading: !decoder.isMidRequest && inbound.isEmpty
+        case .lingering: true
+        case .responding, .closed: false
+        }
     }
 
     func keepsAlive(after request: HTTPRequest) -> Bool {
@@ -72,17 +79,17 @@ final class HTTPServerConnection {
     private var isClosed: Bool { if case .closed = state { return true } else { return false } }
 
     private func didRead(_ bytes: UnsafeRawBufferPointer) {
-        inbound.append(contentsOf: bytes)
-        if case .responding = state {
+        switch state {
+        case .reading:
+            inbound.append(contentsOf: bytes)
+            processInbound()
+        case .responding:
             // Pipelined bytes wait for the current response; bound what we hold.
+            inbound.append(contentsOf: bytes)
             if inbound.count > limits.maxPipelinedBytes { tcp.stopReading() }
-            return
+        case .lingering, .closed:
+            break  // dropped unread
         }
-        processInbound()
-    }
-
-    private func didDisconnect() {
-        close()
     }
 
     func responseDidFinish(_ writer: HTTPResponseWriter) {
@@ -104,40 +111,52 @@ final class HTTPServerConnection {
         }
     }
 
-    /// Decodes and dispatches buffered requests until one is in progress or the bytes run out.
+    /// Decodes buffered bytes: runs the head guard on each complete head, dispatches each
+    /// complete request, and stops once one is in progress or the bytes run out.
     private func processInbound() {
         processing = true
         defer { processing = false }
-        while case .reading = state, !inbound.isEmpty {
-            let result: (consumed: Int, request: HTTPRequest?)
+        decoding: while case .reading = state {
+            let step: (consumed: Int, event: HTTPRequestDecoder.Event)
             do {
-                result = try decoder.decode(inbound)
+                step = try decoder.decode(inbound)
             } catch {
-                reject(error.apiError)
+                refuse(server.render(error))
                 return
             }
-            inbound.removeFirst(result.consumed)
-            if decoder.wantsContinue {
-                decoder.didSendContinue()
-                tcp.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
-            }
-            guard let request = result.request else {
-                // Partial request: the header deadline runs from its first byte, not per read.
-                if decoder.isMidRequest && !decoder.headersComplete {
-                    if !headerDeadlineArmed {
-                        headerDeadlineArmed = true
-                        timer.start(afterMilliseconds: limits.headerTimeoutMilliseconds)
-                    }
-                } else {
-                    armIdleTimer()
+            inbound.removeFirst(step.consumed)
+            switch step.event {
+            case .head(let head):
+                currentHead = head
+                if let refusal = server.headGuard?(head) {
+                    refuse(refusal)
+                    return
                 }
-                return
+            case .request(let request):
+                currentHead = nil
+                headerDeadlineArmed = false
+                timer.stop()
+                let writer = HTTPResponseWriter(request: request, connection: self)
+                state = .responding(writer)
+                server.dispatch(request, writer)
+            case .none:
+                break decoding
             }
-            headerDeadlineArmed = false
-            timer.stop()
-            let writer = HTTPResponseWriter(request: request, connection: self)
-            state = .responding(writer)
-            server.dispatch(request, writer)
+        }
+        guard case .reading = state else { return }
+        if decoder.wantsContinue {
+            // Only now: the head guard and the body limit have had their say.
+            decoder.didSendContinue()
+            tcp.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
+        // Partial request: the header deadline runs from its first byte, not per read.
+        if decoder.isMidRequest && !decoder.headersComplete {
+            if !headerDeadlineArmed {
+                headerDeadlineArmed = true
+                timer.start(afterMilliseconds: limits.headerTimeoutMilliseconds)
+            }
+        } else {
+            armIdleTimer()
         }
     }
 
@@ -153,25 +172,36 @@ final class HTTPServerConnection {
     }
 
     private func timerDidFire() {
-        guard case .reading = state else { return }
-        if decoder.isMidRequest || !inbound.isEmpty {
-            reject(APIError(status: 408, type: "invalid_request_error", code: "request_timeout",
-                            message: "The request was not received in time"))
-        } else if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
-            armIdleTimer()  // still writing the last response, and it is moving
-        } else {
-            close()  // an idle keep-alive connection, or a reader that stopped: close
+        switch state {
+        case .reading:
+            if decoder.isMidRequest || !inbound.isEmpty {
+                refuse(server.render(.timeout))
+            } else if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
+                armIdleTimer()  // still writing the last response, and it is moving
+            } else {
+                close()  // an idle keep-alive connection, or a reader that stopped: close
+            }
+        case .lingering:
+            close()
+        case .responding, .closed:
+            break
         }
     }
 
-    /// Answers a request that could not be read, then closes: after a framing error the byte
-    /// stream cannot be trusted (request smuggling), so the connection is never reused.
-    private func reject(_ error: APIError) {
-        var head = "HTTP/1.1 \(error.status) \(HTTPStatus.reason(error.status))\r\nContent-Type: application/json\r\n"
-        head += "Connection: close\r\nContent-Length: \(error.body.count)\r\n\r\n"
-        tcp.write(Array(head.utf8) + error.body)
-        server.logRejection(error)
-        finishAndClose()
+    /// Answers a request the server will not handle (unreadable, or refused by the head guard)
+    /// and closes: after a framing error the byte stream cannot be trusted (request smuggling),
+    /// so the connection is never reused. What the client still sends is read and dropped until
+    /// it closes or `lingerMilliseconds` pass (see `TCPConnection.shutdownAfterWriting`).
+    private func refuse(_ response: HTTPResponse) {
+        var bytes = HTTPResponseWriter.head(status: response.status, headers: response.headers, keepAlive: false)
+        bytes.append(contentsOf: "Content-Length: \(response.body.count)\r\n\r\n".utf8)
+        if currentHead?.method != "HEAD" { bytes.append(contentsOf: response.body) }
+        tcp.write(bytes)
+        state = .lingering
+        inbound.removeAll()
+        tcp.startReading()
+        tcp.shutdownAfterWriting()
+        timer.start(afterMilliseconds: limits.lingerMilliseconds)
     }
 
     private func finishAndClose() {

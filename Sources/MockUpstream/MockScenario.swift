@@ -1,5 +1,8 @@
+import GatewayCore
+
 /// What the mock upstream does for one request, chosen by the model name:
 /// `scenario[:key=value…]`, e.g. `paced:pace_ms=20:deltas=64`. A `provider/` prefix is ignored.
+/// Every option is checked against its range (`optionRanges`) before anything runs.
 public struct MockScenario: Equatable, Sendable {
     public enum Kind: String, CaseIterable, Sendable {
         /// A short deterministic answer about the prompt.
@@ -53,29 +56,99 @@ public struct MockScenario: Equatable, Sendable {
         case huge
     }
 
-    /// For `expert-N`: N.
+    /// For `expert-N`: N, in `personas`.
     public var persona = 1
 
     public var kind: Kind
-    public var options: [String: Int]
+    /// Validated: every name is in `optionRanges`, every value in its range.
+    public private(set) var options: [String: Int]
 
-    public init?(model: String) {
-        let name = model.split(separator: "/").last.map(String.init) ?? model
-        let parts = name.split(separator: ":")
-        guard var first = parts.first.map(String.init) else { return nil }
-        if first.hasPrefix("expert-"), let persona = Int(first.dropFirst(7)), (1...8).contains(persona) {
-            self.persona = persona
+    /// The options a model name may carry and the values each accepts (README: "Simulated
+    /// models"). Bounded so no option can trap a conversion or make the mock do unbounded work.
+    public static let optionRanges: [String: ClosedRange<Int>] = [
+        "deltas": 0...100_000,
+        "pace_ms": 0...60_000,
+        "first_ms": 0...600_000,
+        "bytes": 0...(16 << 20),
+        "after": 0...100_000,
+        "status": 400...599,
+        "fail": 0...1_000,
+        "retry_after": 0...86_400,
+        "retry_after_ms": 0...86_400_000,
+        "loop": 0...1,
+        "parallel": 1...8,
+        "search": 0...1,
+        "fail_final": 0...1,
+        // Ignored: makes a model name distinct (`flaky` counts requests per exact name).
+        "n": 0...999_999_999,
+    ]
+    /// N of `expert-N`.
+    public static let personas = 1...8
+
+    /// Why a model name does not name a scenario the mock can run.
+    public enum ParseError: Error, Equatable, Sendable {
+        case unknownScenario(String)
+        case unknownOption(String)
+        case repeatedOption(String)
+        case invalidValue(option: String, value: String, range: ClosedRange<Int>)
+
+        /// The option at fault, if any.
+        public var option: String? {
+            switch self {
+            case .unknownScenario: nil
+            case .unknownOption(let name), .repeatedOption(let name), .invalidValue(let name, _, _): name
+            }
+        }
+
+        public var message: String {
+            switch self {
+            case .unknownScenario(let name):
+                "there is no simulated scenario '\(name)'"
+            case .unknownOption(let text):
+                "unknown option '\(text)' (options, each name=integer: \(MockScenario.optionRanges.keys.sorted().joined(separator: ", ")))"
+            case .repeatedOption(let name):
+                "the option '\(name)' is given twice"
+            case .invalidValue(let name, let value, let range):
+                "the option '\(name)' must be an integer in \(range.lowerBound)...\(range.upperBound), not '\(value)'"
+            }
+        }
+    }
+
+    /// The scenario `model` names (`scenario[:option=value…]`, a `provider/` prefix ignored), or
+    /// why it names none: an unknown scenario, an unknown or repeated option, a value that is
+    /// not an integer in the option's range.
+    public static func parse(model: String) throws(ParseError) -> MockScenario {
+        let name = model.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? model
+        let parts = name.split(separator: ":", omittingEmptySubsequences: false)
+        var first = String(parts[0])
+        var persona = 1
+        if first.hasPrefix("expert-") {
+            let text = String(first.dropFirst(7))
+            guard let number = Int(text), personas.contains(number) else {
+                throw .invalidValue(option: "persona", value: text, range: personas)
+            }
+            persona = number
             first = "expert"
         }
-        guard let kind = Kind(rawValue: first) else { return nil }
-        self.kind = kind
+        guard let kind = Kind(rawValue: first) else { throw .unknownScenario(first) }
         var options: [String: Int] = [:]
         for part in parts.dropFirst() {
-            let pair = part.split(separator: "=", maxSplits: 1)
-            guard pair.count == 2, let value = Int(pair[1]) else { return nil }
-            options[String(pair[0])] = value
+            let pair = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let option = String(pair[0])
+            guard pair.count == 2, let range = optionRanges[option] else { throw .unknownOption(String(part)) }
+            guard options[option] == nil else { throw .repeatedOption(option) }
+            guard let value = Int(pair[1]), range.contains(value) else {
+                throw .invalidValue(option: option, value: String(pair[1]), range: range)
+            }
+            options[option] = value
         }
+        return MockScenario(kind: kind, options: options, persona: persona)
+    }
+
+    private init(kind: Kind, options: [String: Int], persona: Int) {
+        self.kind = kind
         self.options = options
+        self.persona = persona
     }
 
     /// Every model name the mock serves (options aside), for model lists.
@@ -98,4 +171,11 @@ public struct MockScenario: Equatable, Sendable {
     }
     /// Deltas sent before a mid-stream failure.
     public var failAfter: Int { option("after", default: 3) }
+}
+
+extension APIError {
+    /// A simulated model name whose options are wrong: a 400 on `model` saying which option.
+    public static func invalidModelOption(_ model: String, _ error: MockScenario.ParseError) -> APIError {
+        .invalidRequest("Invalid simulated model '\(model)': \(error.message).", param: "model", code: "invalid_model_option")
+    }
 }

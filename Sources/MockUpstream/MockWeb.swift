@@ -12,7 +12,8 @@ import HTTPServer
 ///
 /// Pages under `/web/`: `page/N` (an article titled "Simulated source N"), `redirect?to=URL` (302),
 /// `redirect-chain/N` (N hops, then page/1), `big?bytes=N` (an HTML page of about N bytes),
-/// `status/N`, `binary` (image/png), `plain` (text/plain), `latin1` (ISO-8859-1 HTML), `slow?ms=N`.
+/// `status/N`, `binary` (image/png), `plain` (text/plain), `latin1` (ISO-8859-1 HTML), `slow?ms=N`
+/// (see `MockWebPage`; a number outside its range gets a 400 naming it).
 enum MockWeb {
     static func handles(_ request: HTTPRequest) -> Bool {
         request.path.hasPrefix("/web/") || request.path == "/search" || request.path == "/res/v1/web/search"
@@ -76,51 +77,51 @@ enum MockWeb {
     }
 
     private static func page(_ request: HTTPRequest, base: String, _ writer: HTTPResponseWriter) {
-        let parts = request.path.split(separator: "/").map(String.init)  // ["web", kind, arg?]
-        let kind = parts.count > 1 ? parts[1] : ""
-        let argument = parts.count > 2 ? Int(parts[2]) : nil
+        let page: MockWebPage
+        do {
+            guard let found = try MockWebPage.parse(path: request.path, query: request.queryItem) else {
+                writer.respond(error: .notFound(path: request.path))
+                return
+            }
+            page = found
+        } catch {
+            writer.respond(error: error)
+            return
+        }
         let html = [("Content-Type", "text/html; charset=utf-8")]
-        switch kind {
-        case "page":
-            let n = argument ?? 1
+        switch page {
+        case .article(let n):
             writer.respond(status: 200, headers: html, body: Array(article(n).utf8))
-        case "redirect":
-            let target = request.queryItem("to") ?? "/web/page/1"
+        case .redirect(let target):
             writer.respond(status: 302, headers: [("Location", target), ("Content-Type", "text/html")],
                            body: Array("<a href=\"\(target)\">moved</a>".utf8))
-        case "redirect-chain":
-            let left = argument ?? 1
+        case .redirectChain(let left):
             let target = left <= 1 ? "/web/page/1" : "/web/redirect-chain/\(left - 1)"
             writer.respond(status: 301, headers: [("Location", target)], body: [])
-        case "big":
-            let bytes = Int(request.queryItem("bytes") ?? "") ?? (4 << 20)
+        case .big(let bytes):
             var body = Array("<html><head><title>A very long page</title></head><body>".utf8)
             let paragraph = Array("<p>This paragraph repeats to make the page long. It has no end in sight.</p>\n".utf8)
             while body.count < bytes { body += paragraph }
             body += Array("<p>THE END</p></body></html>".utf8)
             writer.respond(status: 200, headers: html, body: body)
-        case "status":
-            let status = argument ?? 500
+        case .status(let status):
             writer.respond(status: status, headers: html, body: Array("<h1>Error \(status)</h1>".utf8))
-        case "binary":
+        case .binary:
             writer.respond(status: 200, headers: [("Content-Type", "image/png")], body: [0x89, 0x50, 0x4E, 0x47, 0, 0, 0, 0])
-        case "plain":
+        case .plain:
             writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: Array("Plain text page.\nSecond line.".utf8))
-        case "latin1":
+        case .latin1:
             writer.respond(status: 200, headers: [("Content-Type", "text/html; charset=ISO-8859-1")],
                            body: Array("<html><head><title>Caf".utf8) + [0xE9] + Array("</title></head><body><p>cr".utf8) + [0xE8]
                                + Array("me br".utf8) + [0xFB] + Array("l".utf8) + [0xE9] + Array("e</p></body></html>".utf8))
-        case "slow":
-            let milliseconds = UInt64(request.queryItem("ms") ?? "") ?? 1_000
+        case .slow(let milliseconds):
             var timer: LoopTimer?
             timer = LoopTimer(loop: writer.loop!) {
                 writer.respond(status: 200, headers: html, body: Array(article(9).utf8))
                 timer?.close()
                 timer = nil
             }
-            timer?.start(afterMilliseconds: milliseconds)
-        default:
-            writer.respond(error: .notFound(path: request.path))
+            timer?.start(afterMilliseconds: UInt64(milliseconds))
         }
     }
 

@@ -50,6 +50,13 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    func validate() throws {
+        if let port { try validatePort(port) }
+        if let loops, !(1...1024).contains(loops) {
+            throw ValidationError("--loops must be in 1...1024, not \(loops)")
+        }
+    }
+
     func run() throws {
         try logging.bootstrap()
         let logger = Logger(label: "fusion-gateway")
@@ -120,6 +127,8 @@ struct MockUpstreamCommand: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    func validate() throws { try validatePort(port) }
+
     func run() throws {
         try logging.bootstrap()
         let loop = EventLoop()
@@ -130,5 +139,12 @@ struct MockUpstreamCommand: ParsableCommand {
         }
         loop.run()
         withExtendedLifetime(signals) {}
+    }
+}
+
+/// A TCP port: converting anything else for the socket API would trap.
+func validatePort(_ port: Int) throws {
+    guard (0...65535).contains(port) else {
+        throw ValidationError("--port must be in 0...65535 (0 picks a free port), not \(port)")
     }
 }

@@ -71,6 +71,14 @@ import Testing
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":"high"}"#, 400, "reasoning"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"seed":"7"}"#, 400, "seed"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"user":1}"#, 400, "user"),
+        // Parsed differently by different parsers: refused wherever they are.
+        (#"{"model":"allowed/m","messages":[{"role":"user","content":"x"}],"model":"forbidden/m"}"#, 400, "model"),
+        (#"{"model":"allowed/m","messages":[{"role":"user","content":"x"}],"mod\u0065l":"forbidden/m"}"#, 400, "model"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x","role":"system"}]}"#, 400, "messages[0].role"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"x":{"y":[{},{"z":1,"z":2}]}}"#, 400, "x.y[1].z"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"temperature":1e999}"#, 400, "temperature"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x","foo":-1E400}]}"#, 400, "messages[0].foo"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"n":[0, 123456789012345678901234567890e300]}"#, 400, "n[1]"),
     ])
     func rejectsBadInput(body: String, status: Int, param: String?) {
         let failure = error(body)
@@ -86,6 +94,38 @@ import Testing
         #expect(json["error"]?["type"]?.stringValue == "invalid_request_error")
         #expect(json["error"]?["code"]?.stringValue == "invalid_type")
         #expect(json["error"]?["param"]?.stringValue == "temperature")
+    }
+}
+
+@Suite struct JSONAmbiguityTests {
+    @Test func requestErrorsSayWhatAndWhere() throws {
+        do {
+            _ = try ChatRequest(body: Array(#"{"model":"a/b","model":"c/d","messages":[{"role":"user","content":"x"}]}"#.utf8))
+            Issue.record("a duplicate model was accepted")
+        } catch {
+            #expect(error.code == "duplicate_key")
+            #expect(error.message.contains("'model' twice"))
+        }
+        do {
+            _ = try JSONValue.parseRequest(Array(#"{"a":[1e999]}"#.utf8))
+            Issue.record("an infinite number was accepted")
+        } catch {
+            #expect(error.code == "number_out_of_range" && error.param == "a[0]")
+        }
+        #expect(throws: APIError.self) { try JSONValue.parseRequest(Array("1e999".utf8)) }
+        #expect(try JSONValue.parseRequest(Array(#"{"a":1e308,"b":-0.0,"c":1e-999,"d":12345678901234567890}"#.utf8))["d"] == .double(1.2345678901234567e19), "beyond Int64: a double")
+    }
+
+    @Test func upstreamDocumentsStayLenient() throws {
+        #expect(try JSONValue.parse(Array(#"{"a":1,"a":2}"#.utf8))["a"] == .int(2), "the last duplicate wins")
+        let chunk = try JSONValue.parse(Array(#"{"usage":{"cost":1e999,"tokens":3}}"#.utf8))
+        #expect(chunk["usage"]?["cost"] == .null, "beyond Double's range: null, not infinity")
+        #expect(chunk["usage"]?["tokens"] == .int(3))
+    }
+
+    @Test func nonFiniteDoublesSerializeAsNullInPlace() {
+        let value = JSONValue.object(["sum": .double(.infinity), "nan": .double(.nan), "ok": .int(1)])
+        #expect(String(decoding: value.serialized(), as: UTF8.self) == #"{"nan":null,"ok":1,"sum":null}"#)
     }
 }
 

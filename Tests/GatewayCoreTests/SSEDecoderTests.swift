@@ -60,19 +60,32 @@ import Testing
 }
 
 @Suite struct SSEEncoderTests {
-    @Test func dataIsFramedAndMultilinePayloadsSplit() {
+    @Test func dataIsFramedOnOneLine() {
         var out: [UInt8] = []
         SSEEncoder.appendData(Array("{\"a\":1}".utf8), to: &out)
-        SSEEncoder.appendData(Array("x\ny".utf8), to: &out)
-        #expect(String(decoding: out, as: UTF8.self) == "data: {\"a\":1}\n\ndata: x\ndata: y\n\n")
+        // JSON whitespace CR/LF becomes a space; line separators inside strings become escapes.
+        SSEEncoder.appendData(Array("{\"a\":\r\n[1,\n2],\"b\"\t:\"x\u{2028}y\u{85}\"}".utf8), to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "data: {\"a\":1}\n\ndata: {\"a\":  [1, 2],\"b\"\t:\"x\\u2028y\\u0085\"}\n\n")
+        let events = try? decodeAll([out])
+        #expect(events?.count == 2)
+        let second = try? JSONSerialization.jsonObject(with: Data(events?.last?.data.utf8 ?? "".utf8)) as? [String: Any]
+        #expect(second?["b"] as? String == "x\u{2028}y\u{85}")
     }
 
     @Test func commentsAndNamedEventsRoundTrip() throws {
         var out: [UInt8] = []
-        SSEEncoder.appendComment("fusion: panel started\nsecond line", to: &out)
+        SSEEncoder.appendComment("fusion: panel started\nsecond line\r\nthird\u{2028}", to: &out)
         SSEEncoder.appendEvent(name: "member.delta", data: Array("{\"i\":1}".utf8), to: &out)
-        #expect(String(decoding: out, as: UTF8.self).hasPrefix(": fusion: panel started\n: second line\n\n"))
+        #expect(String(decoding: out, as: UTF8.self).hasPrefix(": fusion: panel started\\nsecond line\\r\\nthird\\u2028\n\n"))
         let events = try decodeAll([out])
         #expect(events == [DecodedEvent(event: "member.delta", data: "{\"i\":1}")])
+    }
+
+    @Test func jsonStringsEscapeEveryLineBreak() throws {
+        let text = "a\"b\\c\nd\re\tf\u{0}g\u{1F}h\u{85}i\u{2028}j\u{2029}k\u{7F}é🙂"
+        let quoted = JSONWriting.quoted(text)
+        #expect(quoted == #""a\"b\\c\nd\re\tf\u0000g\u001fh\u0085i\u2028j\u2029k\#u{7F}é🙂""#)
+        let decoded = try JSONSerialization.jsonObject(with: Data(quoted.utf8), options: .fragmentsAllowed) as? String
+        #expect(decoded == text)
     }
 }

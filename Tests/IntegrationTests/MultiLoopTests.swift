@@ -78,7 +78,7 @@ final class ClusterEnvironment {
         defer { env.stop() }
         for _ in 0..<24 {
             let client = try TestClient(port: env.cluster.port)
-            try client.send("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+            try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             #expect(try client.readResponse().status == 200)
         }
         let accepted = try env.cluster.loopCounters().map(\.accepted)
@@ -146,7 +146,7 @@ final class ClusterEnvironment {
         }
         // Still alive and serving.
         let health = try TestClient(port: env.cluster.port)
-        try health.send("GET /health HTTP/1.1\r\n\r\n")
+        try health.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         #expect(try health.readResponse().status == 200)
     }
 }

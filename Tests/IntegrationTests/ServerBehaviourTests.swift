@@ -3,6 +3,7 @@ import EventLoop
 import Gateway
 import GatewayCore
 import HTTPServer
+import Logging
 import MockUpstream
 import Synchronization
 import Testing
@@ -28,18 +29,27 @@ import Testing
     @Test(arguments: [
         // (raw request, status, connection closed afterwards)
         ("GARBAGE / NONSENSE\r\n\r\n", 400, true),
-        ("GET / HTTP/1.1\r\nX-Big: \(String(repeating: "a", count: 9000))\r\n\r\n", 431, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 300000\r\n\r\n", 413, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true),
+        ("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: \(String(repeating: "a", count: 9000))\r\n\r\n", 431, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 300000\r\n\r\n", 413, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true),
+        // Strictness Debian's lenient http_parser leaves to us.
+        ("GET /health HTTP/1.1\r\n\r\n", 400, true),
+        ("GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n", 400, true),
+        ("GET /health HTTP/1.1\r\nHost: localhost\r\nX Bad: 1\r\n\r\n", 400, true),
+        ("GET /health HTTP/1.1\r\nHost : localhost\r\n\r\n", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XY0\r\n\r\n", 400, true),
+        ("GET /health HTTP/1.1\r\nHost: localhost\r\n" + (1...100).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431, true),
         (TestEnvironment.post("/v1/chat/completions", body: "{not json"), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":"x"}"#), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal"}"#), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"model":"nobody/x"}"#), 400, false),
+        (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"temperature":1e999}"#), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"nobody/model","messages":[{"role":"user","content":"x"}]}"#), 404, false),
-        ("GET /v2/nothing HTTP/1.1\r\n\r\n", 404, false),
-        ("DELETE /v1/chat/completions HTTP/1.1\r\n\r\n", 405, false),
+        ("GET /v2/nothing HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, false),
+        ("DELETE /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n\r\n", 405, false),
     ])
     func badInputGetsItsStatusAndTheServerKeepsServing(raw: String, status: Int, closes: Bool) throws {
         let env = try TestEnvironment()
@@ -47,12 +57,21 @@ import Testing
         try client.send(raw)
         let response = try client.readResponse()
         expectErrorShape(response, status: status)
+        // The server's own rejections, in OpenAI's shape as before the HTTP server stopped knowing it.
+        let codes = [400: "bad_request", 413: "body_too_large", 431: "headers_too_large"]
+        if closes, let code = codes[status] {
+            let error = response.json?["error"]
+            #expect(error?["type"]?.stringValue == "invalid_request_error")
+            #expect(error?["code"]?.stringValue == code || (status == 431 && error?["code"]?.stringValue == "too_many_headers"))
+            #expect(error?["param"] == .null)
+            #expect(error?["message"]?.stringValue?.hasPrefix(status == 400 ? "Malformed HTTP request: " : "") == true)
+        }
         if closes {
             #expect(response.header("connection") == "close")
             #expect(client.peerClosed(), "a framing error closes the connection")
         } else {
             // The connection itself stays usable after an application-level error.
-            try client.send("GET /health HTTP/1.1\r\n\r\n")
+            try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             #expect(try client.readResponse().status == 200)
         }
         try expectStillServing(env)
@@ -68,10 +87,12 @@ import Testing
     @Test func slowHeadersTimeOutWith408() throws {
         let env = try TestEnvironment()
         let client = try env.client()
-        try client.send("GET /health HTTP/1.1\r\nX-Slow:")
+        try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow:")
         let started = Date()
         let response = try client.readResponse()
         expectErrorShape(response, status: 408)
+        #expect(response.json?["error"]?["code"]?.stringValue == "request_timeout")
+        #expect(response.json?["error"]?["message"]?.stringValue == "The request was not received in time")
         #expect(Date().timeIntervalSince(started) >= 0.4)
         #expect(client.peerClosed())
         try expectStillServing(env)
@@ -80,7 +101,7 @@ import Testing
     @Test func idleKeepAliveConnectionsCloseQuietly() throws {
         let env = try TestEnvironment { $0.server.limits.idleTimeoutMilliseconds = 300 }
         let client = try env.client()
-        try client.send("GET /health HTTP/1.1\r\n\r\n")
+        try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         #expect(try client.readResponse().status == 200)
         #expect(client.peerClosed(), "closed after the idle timeout, with no response bytes")
     }
@@ -101,9 +122,9 @@ import Testing
         let client = try env.client()
         try client.send(
             TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=5:deltas=5"))
-                + "GET /health HTTP/1.1\r\n\r\n"
+                + "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
                 + TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/normal", stream: false))
-                + "GET /nothing HTTP/1.1\r\n\r\n")
+                + "GET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\n")
         let first = try client.readResponse()
         #expect(first.streamedContent == "t0 t1 t2 t3 t4 ")
         #expect(try client.readResponse().json?["status"]?.stringValue == "ok")
@@ -115,7 +136,7 @@ import Testing
         let env = try TestEnvironment()
         let client = try env.client()
         let body = TestEnvironment.chatBody(model: "mock/normal", stream: false)
-        try client.send("POST /v1/chat/completions HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
         // The interim response arrives before we send the body (readResponse skips it, so read raw).
         var interim = [UInt8](repeating: 0, count: 25)
         let count = recv(client.fd, &interim, 25, 0)
@@ -256,7 +277,7 @@ import Testing
             _ = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
             _ = try env.chat(#"{"model":"fusion","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}"#)
             let client = try env.client()  // left open: shutdown must still release it
-            try client.send("GET /health HTTP/1.1\r\n\r\n")
+            try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             _ = try client.readResponse()
             loop = env.thread.loop
             gatewayLoop = env.cluster.threads.last?.loop
@@ -289,6 +310,42 @@ import Testing
         #expect(try env.chat(body, headers: ["Authorization": "bearer \(TestEnvironment.secretKey)"]).status == 200)
         #expect(try env.get("/v1/models").status == 401)
         #expect(try env.get("/health").status == 200, "health stays open for load balancers")
+    }
+
+    /// Keys are checked on the head: before `100 Continue`, before the body limit, before any
+    /// body byte is read. The refusal closes the connection; the key is never logged.
+    @Test func keysAreCheckedBeforeTheBodyIsRead() throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) {
+            $0.server.apiKeys = ["gw-key-one"]
+        }
+        let client = try env.client()
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sk-wrong-key-42\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+        var first = [UInt8](repeating: 0, count: 12)
+        let count = recv(client.fd, &first, 12, Int32(MSG_PEEK | MSG_WAITALL))
+        #expect(String(decoding: first[..<max(count, 0)], as: UTF8.self) == "HTTP/1.1 401", "no 100 Continue for a bad key")
+        let refused = try client.readResponse()
+        #expect(refused.json?["error"]?["code"] == .string("invalid_api_key"))
+        #expect(refused.json?["error"]?["type"] == .string("authentication_error"))
+        #expect(refused.header("www-authenticate") == "Bearer")
+        #expect(refused.header("connection") == "close")
+        #expect(client.peerClosed())
+
+        // A body far over max_body_bytes (256 KiB here) still gets the 401, not a 413.
+        let big = try env.client()
+        let body = String(repeating: "x", count: 1 << 20)
+        try big.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let response = try big.readResponse()
+        #expect(response.status == 401)
+        #expect(response.json?["error"]?["code"] == .string("invalid_api_key"))
+        #expect(env.mockStats.counts.requests == 0)
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false),
+                             headers: ["Authorization": "Bearer gw-key-one"]).status == 200, "still serving")
+
+        let refusals = log.entries.filter { $0.message.hasPrefix("request refused") }
+        #expect(refusals.count == 2)
+        #expect(refusals.allSatisfy { $0.level == .info })
+        #expect(!log.entries.contains { $0.text.contains("sk-wrong-key-42") }, "the presented key is never logged")
     }
 }
 

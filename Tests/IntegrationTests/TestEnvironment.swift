@@ -34,7 +34,9 @@ final class TestEnvironment: @unchecked Sendable {
     /// `web`: web tools on, searching the mock's simulated SearXNG and allowed to fetch from the
     /// mock's port only (every other loopback port stays refused); fetches time out after 1 s,
     /// members and the judge after 10 s.
-    init(web: Bool = false, loops: Int = 2, _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
+    /// `logHandler`: receives the gateway's logs at info and above (default: FUSION_TEST_LOG).
+    init(web: Bool = false, loops: Int = 2, logHandler: CapturedLog? = nil,
+         _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
         let stats = mockStats
         let box = mockBox
         let mockLoop = thread.loop
@@ -87,8 +89,9 @@ final class TestEnvironment: @unchecked Sendable {
             config.fusion?.judgeTimeoutMilliseconds = 10_000
         }
         configure(&config)
-        var logger = Logger(label: "gateway-under-test")
-        logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        var logger = logHandler.map { handler in Logger(label: "gateway-under-test") { _ in handler } } ?? Logger(label: "gateway-under-test")
+        logger.logLevel = logHandler != nil ? .info
+            : ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         do {
             application = try GatewayApplication(config: config, environment: ["TEST_PROVIDER_KEY": Self.secretKey],
                                                  logger: logger, loops: loops)
@@ -165,5 +168,35 @@ final class TestEnvironment: @unchecked Sendable {
             usleep(5_000)
         }
         return condition()
+    }
+}
+
+/// A log handler that keeps every entry, for tests that check what is (not) logged.
+final class CapturedLog: LogHandler, @unchecked Sendable {
+    struct Entry: Sendable {
+        let level: Logger.Level
+        let message: String
+        let metadata: [String: String]
+        /// Everything the entry says, for searching.
+        var text: String { message + " " + metadata.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
+    }
+
+    private let lock = NSLock()
+    private var stored: [Entry] = []
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+
+    var entries: [Entry] { lock.withLock { stored } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var all = metadata
+        if let extra = event.metadata { all.merge(extra) { $1 } }
+        let entry = Entry(level: event.level, message: "\(event.message)", metadata: all.mapValues { "\($0)" })
+        lock.withLock { stored.append(entry) }
     }
 }

@@ -19,13 +19,20 @@ public func fuzzHTTPRequest(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 
     for piece in [Array(bytes[..<cut]), Array(bytes[cut...])] {
         pending += piece
         var rounds = 0
-        while !pending.isEmpty {
+        decoding: while true {
             rounds += 1
             precondition(rounds < 10_000, "decoder made no progress")
-            guard let (consumed, request) = try? decoder.decode(pending) else { return 0 }
+            guard let (consumed, event) = try? decoder.decode(pending) else { return 0 }
             precondition(consumed <= pending.count, "consumed more than given")
             pending.removeFirst(consumed)
-            guard let request else { break }
+            let request: HTTPRequest
+            switch event {
+            case .none: break decoding
+            case .head(let head):
+                precondition(head.body.isEmpty, "a head carries a body")
+                continue decoding
+            case .request(let complete): request = complete
+            }
             precondition(!request.method.isEmpty)
             _ = request.queryItem("id")
             if let chat = try? ChatRequest(body: request.body) {

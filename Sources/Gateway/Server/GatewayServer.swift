@@ -55,8 +55,13 @@ public final class GatewayServer {
             handle(request, writer)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
-        server.onRejection = { [unowned self] error in
-            self.logger.info("rejected request", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
+        server.rendersRejectionsAsAPIErrors()
+        server.onRejection = { [unowned self] rejection in
+            self.logger.info("rejected request", metadata: ["status": "\(rejection.status)", "code": "\(rejection.code)"])
+        }
+        // Keys are checked on the head: an unauthenticated client's body is never read.
+        if !self.shared.gatewayKeys.isEmpty {
+            server.headGuard = { [unowned self] head in authenticate(head) }
         }
         if shared == nil {
             for (provider, variable) in router.providersMissingKeys {
@@ -118,13 +123,6 @@ public final class GatewayServer {
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
-        if !shared.gatewayKeys.isEmpty && request.path != "/health" && !isAuthorized(request) {
-            writer.respond(error: APIError(
-                status: 401, type: "authentication_error", code: "invalid_api_key",
-                message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
-                headers: [("WWW-Authenticate", "Bearer")]))
-            return
-        }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
             chatCompletion(request, writer)
@@ -145,6 +143,20 @@ public final class GatewayServer {
         default:
             writer.respond(error: .notFound(path: request.path))
         }
+    }
+
+    /// The head guard when gateway keys are configured: nil lets the request in, else the 401.
+    /// `/health` stays open for load balancers. The presented key is never logged.
+    private func authenticate(_ head: HTTPRequest) -> HTTPResponse? {
+        if head.path == "/health" || isAuthorized(head) { return nil }
+        let error = APIError(
+            status: 401, type: "authentication_error", code: "invalid_api_key",
+            message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
+            headers: [("WWW-Authenticate", "Bearer")])
+        logger.info("request refused: missing or invalid API key", metadata: [
+            "method": "\(head.method)", "path": "\(head.path)", "authorization": "\(head.header("authorization") == nil ? "absent" : "not accepted")",
+        ])
+        return error.httpResponse
     }
 
     private func isAuthorized(_ request: HTTPRequest) -> Bool {

@@ -1,0 +1,89 @@
+import Fusion
+import FuzzSupport
+import Gateway
+import GatewayCore
+import HTTPServer
+import MockUpstream
+
+/// Whole requests through the gateway's request path, as far as it goes without sockets: raw
+/// HTTP bytes → http_parser decoding (heads and requests, pipelined) → chat request
+/// validation → fusion planning → model routing (including the simulated models' options) →
+/// the simulator's own option parsing. Must never crash or hang; every refusal is a typed
+/// error with a client-error or gateway status; whatever routes to a simulated model parses in
+/// the simulator too.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzRequestPath(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    var limits = HTTPServerLimits()
+    limits.maxHeaderBytes = 4096
+    limits.maxBodyBytes = 64 * 1024
+    limits.maxHeaderCount = 32
+    let decoder = HTTPRequestDecoder(limits: limits)
+    var pending = bytes
+    for _ in 0..<64 {  // bounded: each round consumes bytes or stops
+        let step: (consumed: Int, event: HTTPRequestDecoder.Event)
+        do {
+            step = try decoder.decode(pending)
+        } catch {
+            precondition([400, 408, 413, 431].contains(error.status), "rejection status \(error.status)")
+            return 0
+        }
+        precondition(step.consumed <= pending.count, "consumed more than given")
+        pending.removeFirst(step.consumed)
+        switch step.event {
+        case .none:
+            return 0
+        case .head(let head):
+            precondition(head.body.isEmpty, "a head carries a body")
+            _ = head.header("authorization")
+        case .request(let request):
+            handle(request)
+        }
+    }
+    return 0
+}
+
+private let config = GatewayConfig.embeddedDefault
+private let router = ModelRouter(config: config, simulatedBaseURL: "http://127.0.0.1:9/v1", environment: [:])
+
+private func handle(_ request: HTTPRequest) {
+    _ = request.queryItem("id")
+    let depth = request.header("x-fusion-depth").flatMap { Int($0) } ?? 0
+    let chat: ChatRequest
+    do {
+        chat = try ChatRequest(body: request.body)
+    } catch {
+        precondition(error.status == 400, "validation status \(error.status)")
+        return
+    }
+    precondition(JSONScanner.isValid(chat.upstreamBody(model: "upstream/model")), "forwarded body is not JSON")
+    var models = [chat.model] + chat.fallbackModels
+    do {
+        switch try FusionPlan.make(request: chat, settings: config.fusion, depth: depth) {
+        case .passthrough:
+            break
+        case .withoutFusion(_, let body):
+            precondition((try? ChatRequest(body: body.serialized())) != nil, "a plan without fusion is not a valid request")
+        case .fusion(let fusion):
+            models += [fusion.outerModel, fusion.judgeModel] + fusion.parameters.analysisModels
+        }
+    } catch {
+        precondition(error.status == 400 || error.status == 404, "planning status \(error.status)")
+    }
+    for model in models {
+        do {
+            let route = try router.route(model)
+            if route.provider.simulated {
+                precondition((try? MockScenario.parse(model: route.upstreamModel)) != nil, "routed a name the simulator refuses: \(model)")
+            }
+        } catch {
+            precondition([400, 404, 502].contains(error.status), "routing status \(error.status)")
+            if error.status == 400 { precondition(error.param == "model", "a bad option names the model") }
+        }
+    }
+}
+
+@_cdecl("FuzzRequestPath_main")
+public func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    runLibFuzzer(argc, argv) { data, size in fuzzRequestPath(data, size) }
+}

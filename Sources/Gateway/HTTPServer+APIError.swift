@@ -1,0 +1,22 @@
+import GatewayCore
+import HTTPServer
+
+// The HTTP server knows no API's error shape; the gateway answers in OpenAI's.
+
+extension HTTPServer {
+    /// Renders the server's own rejections (400, 408, 413, 431) as OpenAI errors.
+    func rendersRejectionsAsAPIErrors() {
+        renderRejection = { rejection in
+            APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message).httpResponse
+        }
+    }
+}
+
+extension APIError {
+    var httpResponse: HTTPResponse { HTTPResponse(status: status, headers: responseHeaders, body: body) }
+}
+
+extension HTTPResponseWriter {
+    /// Sends an error in OpenAI's shape with its status and headers.
+    func respond(error: APIError) { respond(error.httpResponse) }
+}

@@ -1,0 +1,172 @@
+/// Builds a `JSONValue` from bytes that `JSONScanner` has already validated, so it need not
+/// re-check syntax (nesting is bounded by the scanner, so recursion is too).
+///
+/// Strict (for client requests), it refuses what parsers read differently and says where: a
+/// duplicate key, a number beyond Double's range. Lenient, the last duplicate wins and such a
+/// number becomes null. The path is only kept when strict.
+struct JSONBuilder {
+    enum Ambiguity: Error {
+        case duplicateKey(String, path: String)
+        case numberOutOfRange(path: String)
+    }
+
+    private enum PathComponent {
+        case key(String)
+        case index(Int)
+    }
+
+    let bytes: UnsafeRawBufferPointer
+    let strict: Bool
+    private var index = 0
+    private var path: [PathComponent] = []
+
+    init(bytes: UnsafeRawBufferPointer, strict: Bool) {
+        self.bytes = bytes
+        self.strict = strict
+    }
+
+    mutating func value() throws(Ambiguity) -> JSONValue {
+        skipWhitespace()
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            index += 1
+            var members: [String: JSONValue] = [:]
+            skipWhitespace()
+            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            while true {
+                skipWhitespace()
+                let key = string()
+                skipWhitespace()
+                index += 1  // ':'
+                if strict {
+                    guard members[key] == nil else { throw .duplicateKey(key, path: pathText) }
+                    path.append(.key(key))
+                }
+                members[key] = try value()
+                if strict { path.removeLast() }
+                skipWhitespace()
+                let separator = bytes[index]
+                index += 1
+                if separator == UInt8(ascii: "}") { return .object(members) }
+            }
+        case UInt8(ascii: "["):
+            index += 1
+            var items: [JSONValue] = []
+            skipWhitespace()
+            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            while true {
+                if strict { path.append(.index(items.count)) }
+                items.append(try value())
+                if strict { path.removeLast() }
+                skipWhitespace()
+                let separator = bytes[index]
+                index += 1
+                if separator == UInt8(ascii: "]") { return .array(items) }
+            }
+        case UInt8(ascii: "\""):
+            return .string(string())
+        case UInt8(ascii: "t"): index += 4; return .bool(true)
+        case UInt8(ascii: "f"): index += 5; return .bool(false)
+        case UInt8(ascii: "n"): index += 4; return .null
+        default:
+            return try number()
+        }
+    }
+
+    /// `messages[0].content`, as errors name a field in `param`.
+    private var pathText: String {
+        var text = ""
+        for component in path {
+            switch component {
+            case .key(let key): text += text.isEmpty ? key : "." + key
+            case .index(let index): text += "[\(index)]"
+            }
+        }
+        return text
+    }
+
+    private mutating func skipWhitespace() {
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+            index += 1
+        }
+    }
+
+    /// At an opening quote.
+    private mutating func string() -> String {
+        index += 1
+        let start = index
+        while bytes[index] != UInt8(ascii: "\"") && bytes[index] != UInt8(ascii: "\\") { index += 1 }
+        if bytes[index] == UInt8(ascii: "\"") {  // no escapes: the common case
+            defer { index += 1 }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        }
+        var utf8 = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        while bytes[index] != UInt8(ascii: "\"") {
+            let byte = bytes[index]
+            index += 1
+            guard byte == UInt8(ascii: "\\") else {
+                utf8.append(byte)
+                continue
+            }
+            let escape = bytes[index]
+            index += 1
+            switch escape {
+            case UInt8(ascii: "b"): utf8.append(0x08)
+            case UInt8(ascii: "f"): utf8.append(0x0C)
+            case UInt8(ascii: "n"): utf8.append(0x0A)
+            case UInt8(ascii: "r"): utf8.append(0x0D)
+            case UInt8(ascii: "t"): utf8.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = hex4()
+                if (0xD800..<0xDC00).contains(scalar), index + 1 < bytes.count,
+                    bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+                {
+                    let save = index
+                    index += 2
+                    let low = hex4()
+                    if (0xDC00..<0xE000).contains(low) {
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else {
+                        index = save
+                    }
+                }
+                utf8.append(contentsOf: String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8)
+            default: utf8.append(escape)  // \" \\ \/
+            }
+        }
+        index += 1
+        return String(decoding: utf8, as: UTF8.self)
+    }
+
+    private mutating func hex4() -> UInt32 {
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            index += 1
+            let digit: UInt8 = byte <= UInt8(ascii: "9") ? byte - UInt8(ascii: "0") : (byte | 0x20) - UInt8(ascii: "a") + 10
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+
+    private mutating func number() throws(Ambiguity) -> JSONValue {
+        let start = index
+        var integral = true
+        scan: while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"): index += 1
+            case UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): integral = false; index += 1
+            default: break scan
+            }
+        }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        if integral, let value = Int64(text) { return .int(value) }
+        // Valid JSON number syntax always converts; beyond Double's range it converts to ±inf.
+        let value = Double(text) ?? .nan
+        guard value.isFinite else {
+            if strict { throw .numberOutOfRange(path: pathText) }
+            return .null
+        }
+        return .double(value)
+    }
+}

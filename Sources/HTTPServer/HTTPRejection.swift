@@ -1,0 +1,66 @@
+/// Why the server answered a request itself instead of handing it to its handler, in HTTP's terms
+/// only. How a rejection looks on the wire is the owner's choice (`HTTPServer.renderRejection`):
+/// this target knows nothing of any API's error shape.
+public enum HTTPRejection: Error, Equatable, Sendable {
+    /// Not a request we accept (bad syntax, ambiguous framing, a missing or repeated Host): 400.
+    case malformed(String)
+    /// The request line and headers exceed `maxHeaderBytes`: 431.
+    case headersTooLarge
+    /// More header fields than `maxHeaderCount`: 431.
+    case tooManyHeaders(limit: Int)
+    /// The body exceeds `maxBodyBytes`: 413.
+    case bodyTooLarge
+    /// The request did not arrive within `headerTimeoutMilliseconds` (or its body stalled): 408.
+    case timeout
+
+    public var status: Int {
+        switch self {
+        case .malformed: 400
+        case .headersTooLarge, .tooManyHeaders: 431
+        case .bodyTooLarge: 413
+        case .timeout: 408
+        }
+    }
+
+    /// A stable identifier for logs, metrics and machine-readable error bodies.
+    public var code: String {
+        switch self {
+        case .malformed: "bad_request"
+        case .headersTooLarge: "headers_too_large"
+        case .tooManyHeaders: "too_many_headers"
+        case .bodyTooLarge: "body_too_large"
+        case .timeout: "request_timeout"
+        }
+    }
+
+    /// One sentence for the client.
+    public var message: String {
+        switch self {
+        case .malformed(let detail): "Malformed HTTP request: \(detail)"
+        case .headersTooLarge: "Request header fields too large"
+        case .tooManyHeaders(let limit): "Too many request header fields (at most \(limit))"
+        case .bodyTooLarge: "Request body too large"
+        case .timeout: "The request was not received in time"
+        }
+    }
+}
+
+/// A whole response the server sends on its owner's behalf outside a handler: a rendered
+/// rejection, or a head guard's refusal.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The rendering a server uses until its owner sets one: the message as plain text.
+    public static func plainText(_ rejection: HTTPRejection) -> HTTPResponse {
+        HTTPResponse(status: rejection.status, headers: [("Content-Type", "text/plain; charset=utf-8")],
+                     body: Array((rejection.message + "\n").utf8))
+    }
+}

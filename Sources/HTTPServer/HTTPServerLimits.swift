@@ -1,0 +1,27 @@
+/// Limits a server enforces on every connection.
+public struct HTTPServerLimits: Sendable, Equatable {
+    /// Request line plus headers.
+    public var maxHeaderBytes: Int = 32 * 1024
+    /// Header fields per request: many tiny fields cost work and memory out of proportion to
+    /// their bytes. More is answered 431.
+    public var maxHeaderCount: Int = 100
+    public var maxBodyBytes: Int = 16 * 1024 * 1024
+    /// Open connections per server. A connection accepted beyond this is closed at once, unread;
+    /// the ones already open keep being served (so a keep-alive health check still answers).
+    public var maxConnections: Int = 4096
+    /// From a request's first byte until its headers are complete (slowloris bound).
+    public var headerTimeoutMilliseconds: UInt64 = 10_000
+    /// A keep-alive connection with no request, or a request body making no progress.
+    public var idleTimeoutMilliseconds: UInt64 = 60_000
+    /// A finished response still being written to a client that takes no bytes: how long it
+    /// may make no progress before the connection is closed (the idle timeout waits for it).
+    public var stalledWriteTimeoutMilliseconds: UInt64 = 30_000
+    /// Unparsed pipelined bytes held while a response is in progress.
+    public var maxPipelinedBytes: Int = 256 * 1024
+    /// After the server refuses a request it half-closes and, for at most this long, reads and
+    /// drops what the client still sends: closing with unread bytes makes the kernel send a
+    /// reset, which can destroy the refusal before the client reads it.
+    public var lingerMilliseconds: UInt64 = 2_000
+
+    public init() {}
+}

@@ -1,0 +1,156 @@
+import GatewayCore
+
+/// The content a scenario produces, independent of timing and sockets.
+struct MockScript {
+    enum Step {
+        case content(String)
+        case reasoning(String)
+        case toolCall(index: Int, id: String?, name: String?, arguments: String)
+    }
+
+    let scenario: MockScenario
+    let model: String
+    let id: String
+    let steps: [Step]
+    let promptTokens: Int
+
+    init(scenario: MockScenario, model: String, request: JSONValue, rawBody: [UInt8], id: String) {
+        self.scenario = scenario
+        self.model = model
+        self.id = id
+        let prompt = Self.lastUserText(request)
+        promptTokens = max(1, rawBody.count / 4)
+        switch scenario.kind {
+        case .echo:
+            steps = [.content(String(decoding: rawBody, as: UTF8.self))]
+        case .toolCall:
+            steps = Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)])
+        case .paced:
+            let count = scenario.option("deltas", default: 64)
+            steps = (0..<count).map { .content("t\($0) ") }
+        case .expert:
+            steps = Self.words(MockRoles.expertAnswer(persona: scenario.persona, question: prompt))
+        case .judge:
+            if scenario.option("search", default: 0) == 1, MockRoles.offersTools(request), MockRoles.toolResults(request).isEmpty {
+                steps = Self.toolCallSteps([("web_search", #"{"query":"fact check the disputed verdict"}"#)])
+            } else {
+                steps = Self.judgeSteps(request)
+            }
+        case .researcher:
+            switch MockRoles.researcherTurn(request, loop: scenario.option("loop", default: 0) == 1,
+                                            parallel: scenario.option("parallel", default: 1)) {
+            case .callTools(let calls): steps = Self.toolCallSteps(calls)
+            case .text(let text): steps = Self.words(text)
+            }
+        case .outer:
+            if MockRoles.isJudgeRequest(request) {
+                steps = Self.judgeSteps(request)
+            } else {
+                switch MockRoles.outerTurn(request, lastUserText: prompt) {
+                case .callTools(let calls): steps = Self.toolCallSteps(calls)
+                case .text(let text): steps = Self.words(text)
+                }
+            }
+        case .judgeInvalidJSON:
+            steps = Self.words("The models broadly agree, with some differences in emphasis.")
+        case .judgeSchemaMismatch:
+            steps = Self.fragments(#"{"consensus":"they agree","verdict":"fine"}"#)
+        case .judgeFlaky:
+            let retried = (request["messages"]?.arrayValue?.count ?? 0) > 2
+            steps = retried ? Self.judgeSteps(request) : Self.words("Let me think about this comparison first.")
+        case .judgeEmpty:
+            steps = []
+        case .empty:
+            steps = [.reasoning("Thinking about "), .reasoning("the question…")]
+        case .huge:
+            steps = [.content("start "), .content(String(repeating: "x", count: scenario.option("bytes", default: 2 << 20)))]
+        default:
+            if let count = scenario.options["deltas"] {
+                steps = (0..<count).map { .content("t\($0) ") }
+            } else {
+                let name = model.split(separator: ":").first.map(String.init) ?? model  // without its options
+                let quoted = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
+                steps = Self.words("This is a simulated answer from the mock model '\(name)'. You asked: \"\(quoted)\". "
+                    + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive.")
+            }
+        }
+    }
+
+    /// One delta per word (each keeps its trailing space or newline).
+    static func words(_ text: String) -> [Step] {
+        var steps: [Step] = []
+        var current = ""
+        for character in text {
+            current.append(character)
+            if character == " " || character == "\n" {
+                steps.append(.content(current))
+                current = ""
+            }
+        }
+        if !current.isEmpty { steps.append(.content(current)) }
+        return steps
+    }
+
+    /// Fixed-size pieces, as a model streams JSON.
+    static func fragments(_ text: String, size: Int = 24) -> [Step] {
+        var steps: [Step] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            steps.append(.content(String(rest.prefix(size))))
+            rest = rest.dropFirst(size)
+        }
+        return steps
+    }
+
+    static func judgeSteps(_ request: JSONValue) -> [Step] {
+        fragments(String(decoding: MockRoles.analysis(of: MockRoles.panelAnswers(in: request)).serialized(), as: UTF8.self))
+    }
+
+    /// Tool calls (parallel when several) whose arguments arrive in fragments split mid-token,
+    /// as real models send them.
+    static func toolCallSteps(_ calls: [(name: String, arguments: String)]) -> [Step] {
+        var steps: [Step] = []
+        for (index, call) in calls.enumerated() {
+            let id = calls.count == 1 ? "call_mock_\(call.name)" : "call_mock_\(call.name)_\(index)"
+            steps.append(.toolCall(index: index, id: id, name: call.name, arguments: ""))
+            var rest = Substring(call.arguments)
+            while !rest.isEmpty {
+                let piece = rest.prefix(7)
+                steps.append(.toolCall(index: index, id: nil, name: nil, arguments: String(piece)))
+                rest = rest.dropFirst(piece.count)
+            }
+        }
+        return steps
+    }
+
+    var fullContent: String {
+        steps.map { if case .content(let text) = $0 { text } else { "" } }.joined()
+    }
+
+    var completionTokens: Int { steps.count }
+
+    var callsTool: Bool {
+        steps.contains { if case .toolCall = $0 { true } else { false } }
+    }
+
+    var toolCall: (id: String, name: String, arguments: String)? {
+        var id = "", name = "", arguments = ""
+        for case .toolCall(_, let callID, let callName, let fragment) in steps {
+            id = callID ?? id
+            name = callName ?? name
+            arguments += fragment
+        }
+        return callsTool ? (id, name, arguments) : nil
+    }
+
+    static func lastUserText(_ request: JSONValue) -> String {
+        guard let messages = request["messages"]?.arrayValue else { return "" }
+        for message in messages.reversed() where message["role"]?.stringValue == "user" {
+            if let text = message["content"]?.stringValue { return text }
+            if let parts = message["content"]?.arrayValue {
+                return parts.compactMap { $0["text"]?.stringValue }.joined(separator: " ")
+            }
+        }
+        return ""
+    }
+}

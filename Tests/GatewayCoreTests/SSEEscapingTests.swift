@@ -1,0 +1,176 @@
+import Foundation
+import GatewayCore
+import PropertyBased
+import Testing
+
+/// Text from outside (a model's output, a URL, an error message) written into an SSE stream must
+/// not be able to end a line for any reader: checked against a reference SSE parser written from
+/// the WHATWG rules (independent of `SSEDecoder`) and against a splitter that ends lines where
+/// Python's `str.splitlines` does.
+@Suite struct SSEEscapingTests {
+    /// Pieces that have broken line-based parsers, mixed with random scalars.
+    static let adversarial = zip(
+        Gen.int(in: 0...3),
+        Gen.element(of: ["\r\n", "\r", "\n", "\n\n", "\r\r", "\0", "\u{0B}", "\u{0C}", "\u{1C}", "\u{1D}", "\u{1E}", "\u{85}",
+                         "\u{2028}", "\u{2029}", "\u{7F}", "\u{9B}", "\u{1B}[31m", "\u{FEFF}", "data: [DONE]", "event: x",
+                         "id: 1", ":", " ", "\t", "\\", "\\n", "\"", "e\u{301}", "é", "🙂", "a", "fusion.final"]),
+        Gen.unicodeScalar(in: "\u{0}"..."\u{2FF}"),
+        Gen.unicodeScalar(in: "\u{E000}"..."\u{10FFFF}")
+    ).map { choice, piece, low, high -> String in
+        switch choice {
+        case 0, 1: piece ?? ""
+        case 2: String(Character(low))
+        default: String(Character(high))
+        }
+    }.array(of: 0...24).map { $0.joined() }
+
+    @Test func aCommentIsOneCommentAndOneLineWhateverItCarries() async {
+        await propertyCheck(count: 400, input: Self.adversarial) { text in
+            var out: [UInt8] = []
+            SSEEncoder.appendComment(text, to: &out)
+            let items = WHATWGEventStream.parse(out)
+            #expect(items.count == 1, "\(text.debugDescription) → \(items)")
+            guard case .comment(let comment)? = items.first else {
+                Issue.record("not a comment: \(items)")
+                return
+            }
+            #expect(comment == " " + SSEEncoder.lineSafe(text))
+            #expect(PythonLines.split(out) == [": " + SSEEncoder.lineSafe(text), ""], "\(text.debugDescription)")
+            #expect(!out.contains(0), "no NUL for C-string readers")
+        }
+    }
+
+    @Test func aNamedEventCarriesAnyStringIntactInItsData() async {
+        await propertyCheck(count: 400, input: Self.adversarial, Gen.element(of: ["fusion.member.delta", "fusion.final", "x"])) { text, name in
+            let name = name ?? "x"
+            var data = Array(#"{"delta":"#.utf8)
+            JSONWriting.appendString(text, to: &data)
+            data.append(UInt8(ascii: "}"))
+            var out: [UInt8] = []
+            SSEEncoder.appendEvent(name: name, data: data, to: &out)
+            let items = WHATWGEventStream.parse(out)
+            guard items.count == 1, case .event(let type, let payload) = items[0] else {
+                Issue.record("\(text.debugDescription) → \(items)")
+                return
+            }
+            #expect(type == name)
+            // Foundation's JSONDecoder as the independent reader (JSONSerialization on Linux drops
+            // a U+FEFF that starts a string).
+            let decoded = try? JSONDecoder().decode([String: String].self, from: Data(payload.utf8))
+            #expect(decoded?["delta"] == text, "\(text.debugDescription)")
+            #expect((try? JSONValue.parse(Array(payload.utf8)))?["delta"]?.stringValue == text)
+            #expect(PythonLines.split(out).count == 3, "event, data and the blank line: \(text.debugDescription)")
+        }
+    }
+
+    @Test func eventNamesFromOutsideStayOneLine() async {
+        await propertyCheck(count: 300, input: Self.adversarial) { name in
+            var out: [UInt8] = []
+            SSEEncoder.appendEvent(name: name, data: Array("{}".utf8), to: &out)
+            let items = WHATWGEventStream.parse(out)
+            guard items.count == 1, case .event(let type, let payload) = items[0] else {
+                Issue.record("\(name.debugDescription) → \(items)")
+                return
+            }
+            let expected = SSEEncoder.lineSafe(name)
+            #expect(type == (expected.isEmpty ? "message" : expected) && payload == "{}")
+            #expect(PythonLines.split(out).count == 3)
+        }
+    }
+
+    @Test func dataFromAnyJSONValueStaysOneLineAndDecodesBack() async {
+        await propertyCheck(count: 300, input: Self.adversarial, Self.adversarial) { key, value in
+            let json = JSONValue.object([key: .string(value), "n": .array([.string(key), .int(1)])])
+            var out: [UInt8] = []
+            SSEEncoder.appendData(json.serialized(), to: &out)
+            let items = WHATWGEventStream.parse(out)
+            guard items.count == 1, case .event("message", let payload) = items[0] else {
+                Issue.record("\(items)")
+                return
+            }
+            #expect((try? JSONValue.parse(Array(payload.utf8))) == json)
+            #expect(PythonLines.split(out).count == 2)
+        }
+    }
+}
+
+/// A reference reader of the WHATWG event stream format (HTML §9.2.6), kept deliberately
+/// naive: decode UTF-8, split lines at CRLF, LF or CR, then apply the field rules.
+enum WHATWGEventStream {
+    enum Item: Equatable { case comment(String), event(type: String, data: String) }
+
+    static func parse(_ bytes: [UInt8]) -> [Item] {
+        var text = String(decoding: bytes, as: UTF8.self)
+        if text.unicodeScalars.first == "\u{FEFF}" { text.unicodeScalars.removeFirst() }
+        var lines: [String] = []
+        var current = String.UnicodeScalarView()
+        var scalars = text.unicodeScalars.makeIterator()
+        var pending = scalars.next()
+        while let scalar = pending {
+            pending = scalars.next()
+            if scalar == "\r" || scalar == "\n" {
+                lines.append(String(current))
+                current = String.UnicodeScalarView()
+                if scalar == "\r" && pending == "\n" { pending = scalars.next() }
+            } else {
+                current.append(scalar)
+            }
+        }
+        // A final line without its end is discarded, as the spec says.
+        var items: [Item] = []
+        var data: String?
+        var type = ""
+        for line in lines {
+            if line.isEmpty {
+                if let payload = data { items.append(.event(type: type.isEmpty ? "message" : type, data: payload)) }
+                data = nil
+                type = ""
+            } else if line.hasPrefix(":") {
+                items.append(.comment(String(line.unicodeScalars.dropFirst())))
+            } else {
+                let (name, value) = field(line)
+                switch name {
+                case "event": type = value
+                case "data": data = data.map { $0 + "\n" + value } ?? value
+                default: break
+                }
+            }
+        }
+        return items
+    }
+
+    static func field(_ line: String) -> (String, String) {
+        guard let colon = line.unicodeScalars.firstIndex(of: ":") else { return (line, "") }
+        return (String(line.unicodeScalars[..<colon]), fieldValue(String(line.unicodeScalars[line.unicodeScalars.index(after: colon)...])))
+    }
+
+    /// A field's value: one leading space is dropped.
+    static func fieldValue(_ raw: String) -> String {
+        raw.unicodeScalars.first == " " ? String(raw.unicodeScalars.dropFirst()) : raw
+    }
+}
+
+/// Lines as Python's `str.splitlines` ends them (\n, \r, \r\n, \v, \f, \x1c, \x1d, \x1e,
+/// \x85, U+2028, U+2029), over the UTF-8 decoded text.
+enum PythonLines {
+    static let ends: Set<Unicode.Scalar> = ["\n", "\r", "\u{0B}", "\u{0C}", "\u{1C}", "\u{1D}", "\u{1E}", "\u{85}", "\u{2028}", "\u{2029}"]
+
+    static func split(_ bytes: [UInt8]) -> [String] {
+        var lines: [String] = []
+        var current = String.UnicodeScalarView()
+        var scalars = String(decoding: bytes, as: UTF8.self).unicodeScalars.makeIterator()
+        var pending = scalars.next()
+        while let scalar = pending {
+            pending = scalars.next()
+            if ends.contains(scalar) {
+                lines.append(String(current))
+                current = String.UnicodeScalarView()
+                if scalar == "\r" && pending == "\n" { pending = scalars.next() }
+            } else {
+                current.append(scalar)
+            }
+        }
+        if !current.isEmpty { lines.append(String(current)) }
+        return lines
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import HTTPServer
+import PropertyBased
+import Testing
+
+/// Numbers and escapes that reach our code from the request head: whatever their text, decoding
+/// never traps and always ends in a request or a typed rejection.
+@Suite struct HTTPPropertyTests {
+    /// Text a hostile client might put where a number goes.
+    static let numberish = Gen.element(of: ["0", "1", "9", "f", "F", "-", "+", " ", ".", "e", "x", "\t", "18446744073709551615",
+                                            "18446744073709551616", "99999999999999999999999", "ffffffffffffffff", "7fffffffffffffff",
+                                            "00000000000000000000", ";ext", ";a=b", "\r", "\n", "\0", "%", "ä"])
+        .array(of: 0...12).map { $0.compactMap { $0 }.joined() }
+
+    /// The first request `bytes` hold (later bytes are ignored), or the rejection.
+    func firstRequest(_ chunks: [[UInt8]], limits: HTTPServerLimits) -> Result<HTTPRequest?, HTTPRejection> {
+        let decoder = HTTPRequestDecoder(limits: limits)
+        var pending: [UInt8] = []
+        for chunk in chunks {
+            pending += chunk
+            while true {
+                do {
+                    let (consumed, event) = try decoder.decode(pending)
+                    pending.removeFirst(consumed)
+                    if case .request(let request) = event { return .success(request) }
+                    if case .none = event { break }
+                } catch {
+                    return .failure(error)
+                }
+            }
+        }
+        return .success(nil)
+    }
+
+    @Test func contentLengthsNeverTrap() async {
+        var limits = HTTPServerLimits()
+        limits.maxBodyBytes = 64
+        await propertyCheck(count: 500, input: Self.numberish) { length in
+            let request = Array("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \(length)\r\n\r\n".utf8) + Array(repeating: UInt8(ascii: "a"), count: 70)
+            switch firstRequest([request], limits: limits) {
+            case .success(let request?):
+                // Accepted: the length was plain decimal digits within the limit (up to a bare LF,
+                // which may end a header line), and the body is that long.
+                let trimmed = String(length.prefix { $0 != "\n" }).trimmingCharacters(in: .whitespaces)
+                #expect(trimmed.allSatisfy(\.isASCIIDigit) && Int(trimmed) == request.body.count, "\(length.debugDescription)")
+            case .success(nil):
+                Issue.record("70 body bytes complete any acceptable request: \(length.debugDescription)")
+            case .failure(let rejection):
+                #expect([400, 413].contains(rejection.status))
+            }
+        }
+    }
+
+    @Test func chunkSizesNeverTrap() async {
+        var limits = HTTPServerLimits()
+        limits.maxBodyBytes = 64
+        await propertyCheck(count: 500, input: Self.numberish, Gen.int(in: 0...40)) { size, payload in
+            let request = Array("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\n".utf8)
+                + Array(repeating: UInt8(ascii: "a"), count: payload) + Array("\r\n0\r\n\r\n".utf8)
+            for chunks in [[request], [Array(request.prefix(request.count / 2)), Array(request.dropFirst(request.count / 2))]] {
+                switch firstRequest(chunks, limits: limits) {
+                case .success(let request?):
+                    // Accepted only when the chunk held the bytes its size (hex, before any extension) says.
+                    let digits = size.prefix { $0.isHexDigit }
+                    #expect(Int(digits, radix: 16) == request.body.count, "\(size.debugDescription) for \(payload)")
+                    #expect(request.body.count == payload || request.body.isEmpty, "\(size.debugDescription) for \(payload)")
+                case .success(nil):
+                    break  // a zero size ends the body early: the rest waits for more bytes
+                case .failure(let rejection):
+                    #expect([400, 413].contains(rejection.status))
+                }
+            }
+        }
+    }
+
+    /// Strings mixing what percent-decoding must get right: escapes, '+', multi-byte UTF-8.
+    static let formText = Gen.element(of: ["a", "Z", "0", " ", "+", "%", "&", "=", "?", "/", "é", "日", "🙂", "\u{0}", "\n", "%2B", "%zz", "%4", "%+f", "%ff"])
+        .array(of: 0...10).map { $0.compactMap { $0 }.joined() }
+
+    @Test func queryValuesRoundTripOrAreRejectedWhole() async {
+        await propertyCheck(count: 500, input: Self.formText) { text in
+            // Encoded by a well-behaved client: decodes back to exactly the same text.
+            let encoded = text.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+            let request = HTTPRequest(method: "GET", target: "/p?x=1&v=\(encoded)&v=second")
+            #expect(request.queryItem("v") == text)
+            #expect(request.queryItem("x") == "1")
+            // Sent raw: either the form decoding of every byte, or nil when an escape is broken;
+            // never a value with bytes dropped or made up.
+            let raw = HTTPRequest(method: "GET", target: "/p?v=\(text.replacingOccurrences(of: "&", with: "").replacingOccurrences(of: "=", with: ""))")
+            let decoded = raw.queryItem("v")
+            let expected = text.replacingOccurrences(of: "&", with: "").replacingOccurrences(of: "=", with: "")
+                .replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            #expect(decoded == expected)
+        }
+    }
+
+    @Test func brokenEscapesMakeTheValueUnusable() {
+        for target in ["/p?v=%zz", "/p?v=%4", "/p?v=a%+f", "/p?v=%ff", "/p?v=%", "/p?v=ok%2"] {
+            #expect(HTTPRequest(method: "GET", target: target).queryItem("v") == nil, "\(target)")
+        }
+        let request = HTTPRequest(method: "GET", target: "/p?a=x+y&b=%2B&c=caf%C3%A9&d&e=")
+        #expect(request.queryItem("a") == "x y")
+        #expect(request.queryItem("b") == "+")
+        #expect(request.queryItem("c") == "café")
+        #expect(request.queryItem("d") == "")
+        #expect(request.queryItem("e") == "")
+        #expect(request.queryItem("f") == nil)
+    }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { isASCII && isNumber }
+}

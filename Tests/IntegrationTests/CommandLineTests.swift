@@ -1,0 +1,39 @@
+import Foundation
+import Testing
+
+/// The `fusion-gateway` binary (built next to the test bundle) refuses numbers it cannot use
+/// with a clear message and a usage error, instead of trapping later in a conversion.
+@Suite struct CommandLineTests {
+    static var binary: URL {
+        // The test bundle lives in the build directory, next to the executables.
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fusion-gateway")
+    }
+
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test(arguments: [
+        (["serve", "--port", "65536"], "--port must be in 0...65535"),
+        (["serve", "--port=-1"], "--port must be in 0...65535"),
+        (["serve", "--port", "99999999999999999999"], "is invalid for '--port"),
+        (["mock-upstream", "--port", "70000"], "--port must be in 0...65535"),
+        (["serve", "--loops", "0"], "--loops must be in 1...1024"),
+        (["serve", "--loops", "100000"], "--loops must be in 1...1024"),
+    ])
+    func outOfRangeNumbersAreUsageErrors(arguments: [String], message: String) throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the package first: \(Self.binary.path)")
+        let (status, output) = try run(arguments)
+        #expect(status == 64, "EX_USAGE: \(output)")
+        #expect(output.contains(message), "\(output)")
+    }
+}

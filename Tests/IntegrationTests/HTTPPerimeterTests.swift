@@ -1,0 +1,158 @@
+import EventLoop
+import Foundation
+import Gateway
+import GatewayCore
+import HTTPServer
+import Synchronization
+import Testing
+
+/// A bare HTTPServer (no gateway) on its own loop thread, port 0, with a head guard that refuses
+/// requests carrying `X-Deny`, and counters of what reached the guard and the handler.
+final class GuardedServer: @unchecked Sendable {
+    /// Loop-confined (hence @unchecked): created and used only on `thread.loop`.
+    private var server: HTTPServer?
+    let thread = EventLoopThread(name: "perimeter-test")
+    let handled = Atomic<Int>(0)
+    let guarded = Atomic<Int>(0)
+    let guardSawBody = Atomic<Bool>(false)
+    private(set) var port = 0
+
+    init(limits: HTTPServerLimits = HTTPServerLimits(), renders: Bool = false) throws {
+        port = try thread.loop.submitAndWait { [self] in
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { [self] request, writer in
+                handled.add(1, ordering: .relaxed)
+                writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok:\(request.body.count)".utf8))
+            }
+            server.headGuard = { [self] head in
+                guarded.add(1, ordering: .relaxed)
+                if !head.body.isEmpty { guardSawBody.store(true, ordering: .relaxed) }
+                guard head.header("x-deny") != nil else { return nil }
+                return HTTPResponse(status: 401, headers: [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
+                                    body: Array("denied".utf8))
+            }
+            self.server = server
+            return server.port
+        }
+    }
+
+    deinit {
+        thread.loop.execute { [self] in server?.shutdown(graceMilliseconds: 0) }
+        thread.shutdown()
+    }
+
+    func client() throws -> TestClient { try TestClient(port: port) }
+
+    func openConnections() throws -> Int { try thread.loop.submitAndWait { [self] in server?.openConnections ?? -1 } }
+}
+
+@Suite struct HTTPPerimeterTests {
+    @Test func headGetsTheHeadOfGetAndNoBody() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        let get = try env.get("/health")
+        // HEAD then GET on one connection: if the HEAD response carried body bytes, the second
+        // response would not start where the first head ends.
+        try client.send("HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let head = try client.readHead()
+        #expect(head.status == 200)
+        #expect(head.header("content-length") == String(get.body.count))
+        #expect(head.header("content-type") == get.header("content-type"))
+        let next = try client.readResponse()
+        #expect(next.status == 200 && next.json?["status"]?.stringValue == "ok")
+        // An error answered to HEAD: status and headers, no body either.
+        try client.send("HEAD /v1/models/none HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let notFound = try client.readHead()
+        #expect(notFound.status == 404)
+        #expect(Int(notFound.header("content-length") ?? "0")! > 0)
+        #expect(try client.readResponse().status == 200, "the connection is still in step")
+    }
+
+    @Test func aRefusedHeadGetsTheGuardsAnswerAndNeverA100Continue() throws {
+        let server = try GuardedServer()
+        let client = try server.client()
+        try client.send("POST /x HTTP/1.1\r\nHost: h\r\nX-Deny: 1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        var first = [UInt8](repeating: 0, count: 12)
+        let count = recv(client.fd, &first, 12, Int32(MSG_PEEK | MSG_WAITALL))
+        #expect(String(decoding: first[..<max(count, 0)], as: UTF8.self) == "HTTP/1.1 401", "the refusal comes first, with no 100")
+        let refusal = try client.readResponse()
+        #expect(refusal.status == 401 && refusal.text == "denied")
+        #expect(refusal.header("connection") == "close")
+        #expect(refusal.header("www-authenticate") == "Bearer")
+        #expect(client.peerClosed())
+        #expect(server.handled.load(ordering: .relaxed) == 0)
+        // An accepted head still gets its 100 Continue, then its answer.
+        let next = try server.client()
+        try next.send("POST /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        var interim = [UInt8](repeating: 0, count: 25)
+        #expect(recv(next.fd, &interim, 25, 0) == 25 && String(decoding: interim, as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+        try next.send("hello")
+        let response = try next.readResponse()
+        #expect(response.status == 200 && response.text == "ok:5")
+    }
+
+    @Test func aRefusedHeadIsAnsweredWithoutReadingItsBodyEvenAnOversizedOne() throws {
+        var limits = HTTPServerLimits()
+        limits.maxBodyBytes = 1024
+        let server = try GuardedServer(limits: limits)
+        let client = try server.client()
+        let body = String(repeating: "x", count: 512 * 1024)
+        // All of it is sent (the server drops what it does not read instead of resetting).
+        try client.send("POST /x HTTP/1.1\r\nHost: h\r\nX-Deny: 1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let response = try client.readResponse()
+        #expect(response.status == 401, "the guard answers, not the body limit (413)")
+        #expect(response.text == "denied")
+        #expect(response.header("connection") == "close")
+        #expect(client.peerClosed())
+        #expect(server.handled.load(ordering: .relaxed) == 0)
+        #expect(server.guardSawBody.load(ordering: .relaxed) == false, "the guard sees the head only")
+        // Without the refusal the same request is over the body limit.
+        let over = try server.client()
+        try over.send("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        #expect(try over.readResponse().status == 413)
+        let fine = try server.client()
+        try fine.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(try fine.readResponse().text == "ok:0", "still serving")
+        #expect(server.guarded.load(ordering: .relaxed) == 3)
+    }
+
+    @Test func rejectionsArePlainTextUntilTheOwnerRendersThem() throws {
+        let server = try GuardedServer()
+        let client = try server.client()
+        try client.send("GET / HTTP/1.1\r\n\r\n")
+        let response = try client.readResponse()
+        #expect(response.status == 400)
+        #expect(response.header("content-type") == "text/plain; charset=utf-8")
+        #expect(response.text == "Malformed HTTP request: an HTTP/1.1 request needs a Host header\n")
+        #expect(server.guarded.load(ordering: .relaxed) == 0, "an unreadable head never reaches the guard")
+    }
+
+    @Test func aPortNoSocketCanHaveIsAnErrorNotATrap() throws {
+        let thread = EventLoopThread(name: "bad-port")
+        defer { thread.shutdown() }
+        for port in [-1, 65_536, Int(Int32.max) + 1, Int.max] {
+            #expect(throws: LoopError.self) {
+                try thread.loop.submitAndWait { [thread] in _ = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: port) { _, _ in } }
+            }
+        }
+    }
+
+    @Test func connectionsBeyondTheCapAreClosedAtOnceWhileOpenOnesAreServed() throws {
+        let env = try TestEnvironment { $0.server.limits.maxConnections = 2 }
+        let first = try env.client()
+        let second = try env.client()
+        for client in [first, second] {
+            try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(try client.readResponse().status == 200)
+        }
+        let third = try env.client()  // the kernel accepts it; the server closes it unread
+        #expect(third.peerClosed(), "closed at once, without a response")
+        try first.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let health = try first.readResponse()
+        #expect(health.status == 200 && health.json?["status"]?.stringValue == "ok", "an open keep-alive connection still answers")
+        second.disconnect()
+        #expect(env.eventually {
+            guard let client = try? env.client(), (try? client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")) != nil else { return false }
+            return (try? client.readResponse())?.status == 200
+        }, "a slot freed is used again")
+    }
+}
