@@ -90,6 +90,11 @@ let package = Package(
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
+        .testTarget(
+            name: "SurfacesTests",
+            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "ApplicationTests", dependencies: ["Application", "Gateway", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "ProvidersTests", dependencies: ["Providers", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "Providers", "Surfaces", "GatewayCore"], swiftSettings: strict),

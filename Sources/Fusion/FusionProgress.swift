@@ -1,7 +1,7 @@
 import GatewayCore
 import Providers
 
-/// Progress of a deliberation, as the client sees it live (see `FusionEventEncoder`).
+/// Progress of a deliberation, as the client sees it live (see `FusionProgressEncoder`).
 public enum FusionProgress: Sendable, Equatable {
     case toolCalled(arguments: String)
     case memberStarted(index: Int, model: String)

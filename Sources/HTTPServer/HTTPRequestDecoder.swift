@@ -54,6 +54,12 @@ public final class HTTPRequestDecoder {
     private var executeBase: UnsafeRawPointer?
     /// Bytes lenient http_parser passes without looking: (stream offset, required byte, what).
     private var expected: [(offset: Int, byte: UInt8, what: StaticString)] = []
+    /// Stream offset where the current chunk-size line starts (nil outside one), and the part of
+    /// it already seen in earlier buffers: lenient http_parser takes anything there for a size
+    /// (non-ASCII bytes, a missing size), so the decoder checks the line itself.
+    private var chunkLineStart: Int?
+    private var chunkLine: [UInt8] = []
+    static let maxChunkLineBytes = 4096
 
     /// Some bytes of a request have been seen and the request is not complete yet.
     public private(set) var isMidRequest = false
@@ -128,8 +134,10 @@ public final class HTTPRequestDecoder {
             case .head:
                 // Paused on the head's last byte, not yet consumed.
                 expected.append((streamOffset + consumed, 0x0A, "the header section does not end with CRLF"))
+                if CHTTPParser_isChunked(parser) != 0 { chunkLineStart = streamOffset + consumed + 1 }
             case .chunkHeader:
                 expected.append((streamOffset + consumed - 1, 0x0A, "a chunk-size line does not end with CRLF"))
+                try checkChunkLine(bytes, upTo: consumed)
             case .message where completedChunked:
                 expected.append((streamOffset + consumed - 1, 0x0A, "the trailer section does not end with CRLF"))
             case .message, .none:
@@ -153,8 +161,38 @@ public final class HTTPRequestDecoder {
             }
             break
         }
+        try keepChunkLine(bytes, upTo: consumed)
         streamOffset += consumed
         return (consumed, .none)
+    }
+
+    /// The chunk-size line just parsed (it ends at `end` in `bytes`, its CRLF included) must be
+    /// hex digits, then optionally `;` and an extension of visible ASCII.
+    private func checkChunkLine(_ bytes: UnsafeRawBufferPointer, upTo end: Int) throws(HTTPRejection) {
+        guard let start = chunkLineStart else { return }
+        let from = max(start + chunkLine.count - streamOffset, 0)
+        let line = chunkLine + (from < end ? Array(bytes[from..<end]) : [])
+        chunkLineStart = nil
+        chunkLine.removeAll(keepingCapacity: true)
+        let content = line.count >= 2 ? line.dropLast(2) : line[...]
+        let digits = content.prefix { Self.isHexDigit($0) }
+        let rest = content.dropFirst(digits.count)
+        guard (1...16).contains(digits.count), rest.isEmpty || rest.first == UInt8(ascii: ";"),
+              rest.allSatisfy({ $0 == 0x09 || (0x20...0x7E).contains($0) })
+        else { try fail(.malformed("invalid chunk size line")) }
+    }
+
+    /// Keeps what this buffer held of an unfinished chunk-size line, for `checkChunkLine`.
+    private func keepChunkLine(_ bytes: UnsafeRawBufferPointer, upTo consumed: Int) throws(HTTPRejection) {
+        guard let start = chunkLineStart else { return }
+        let from = max(start + chunkLine.count - streamOffset, 0)
+        guard from < consumed else { return }
+        chunkLine.append(contentsOf: bytes[from..<consumed])
+        if chunkLine.count > Self.maxChunkLineBytes { try fail(.malformed("chunk size line too long")) }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
     }
 
     public func decode(_ bytes: [UInt8]) throws(HTTPRejection) -> (consumed: Int, event: Event) {
@@ -194,6 +232,8 @@ public final class HTTPRequestDecoder {
     }
 
     private func beginMessage() {
+        chunkLineStart = nil
+        chunkLine.removeAll(keepingCapacity: true)
         url.removeAll(keepingCapacity: true)
         headers.removeAll(keepingCapacity: true)
         field.removeAll(keepingCapacity: true)
@@ -310,6 +350,8 @@ public final class HTTPRequestDecoder {
             let end = executeOffset + executeBase.distance(to: UnsafeRawPointer(at)) + length
             expected.append((end, 0x0D, "chunk data is not followed by CRLF"))
             expected.append((end + 1, 0x0A, "chunk data is not followed by CRLF"))
+            chunkLineStart = end + 2
+            chunkLine.removeAll(keepingCapacity: true)
         }
         return 0
     }

@@ -186,28 +186,3 @@ import Testing
         #expect(calls.name(at: 1) == "lookup")
     }
 }
-
-@Suite struct FusionEventEncoderTests {
-    @Test func commentsAreInvisibleToClientsAndNamedEventsCarryJSON() throws {
-        var comments: [UInt8] = []
-        let encoder = FusionEventEncoder(form: .comments)
-        encoder.append(.memberDelta(index: 2, model: "p/c", text: "line one\nline two"), at: 12.5, to: &comments)
-        let text = String(decoding: comments, as: UTF8.self)
-        #expect(text == ": fusion panel[2] p/c: line one\\nline two\n\n")
-        var decoder = SSEDecoder()
-        var events = 0
-        try decoder.feed(comments) { _ in events += 1 }
-        #expect(events == 0)
-
-        var named: [UInt8] = []
-        FusionEventEncoder(form: .namedEvents).append(.memberDelta(index: 2, model: "p/c", text: "a\"b"), at: 12.5, to: &named)
-        var decoded: [(String, String)] = []
-        try decoder.feed(named) { decoded.append(($0.nameString, $0.dataString)) }
-        #expect(decoded.first?.0 == "fusion.member.delta")
-        let json = try JSONValue.parse(Array(decoded.first!.1.utf8))
-        #expect(json["index"] == .int(2))
-        #expect(json["model"] == .string("p/c"))
-        #expect(json["delta"] == .string("a\"b"))
-        #expect(json["t_ms"]?.doubleValue == 12.5)
-    }
-}

@@ -137,7 +137,7 @@ final class GuardedServer: @unchecked Sendable {
     }
 
     @Test func connectionsBeyondTheCapAreClosedAtOnceWhileOpenOnesAreServed() throws {
-        let env = try TestEnvironment { $0.server.limits.maxConnections = 2 }
+        let env = try TestEnvironment(loops: 1) { $0.server.limits.maxConnections = 2 }  // the cap is per loop
         let first = try env.client()
         let second = try env.client()
         for client in [first, second] {

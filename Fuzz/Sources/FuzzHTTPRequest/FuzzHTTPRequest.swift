@@ -1,5 +1,6 @@
 import FuzzSupport
 import GatewayCore
+import Surfaces
 import HTTPServer
 
 /// The HTTP request path: bytes → http_parser decoding (split at a position the input

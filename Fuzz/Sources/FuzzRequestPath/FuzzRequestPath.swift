@@ -1,9 +1,12 @@
+import Application
 import Fusion
 import FuzzSupport
 import Gateway
 import GatewayCore
 import HTTPServer
 import MockUpstream
+import Providers
+import Surfaces
 
 /// Whole requests through the gateway's request path, as far as it goes without sockets: raw
 /// HTTP bytes → http_parser decoding (heads and requests, pipelined) → chat request
@@ -43,8 +46,13 @@ public func fuzzRequestPath(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 
     return 0
 }
 
-private let config = GatewayConfig.embeddedDefault
-private let router = ModelRouter(config: config, simulatedBaseURL: "http://127.0.0.1:9/v1", environment: [:])
+private let config: GatewayConfig = {
+    var config = GatewayConfig.embeddedDefault
+    config.providers[GatewayConfig.simulatedProviderName] = GatewayConfig.Provider(
+        name: GatewayConfig.simulatedProviderName, baseURL: "http://127.0.0.1:9/v1", catalog: SimulatedModelCatalog())
+    return config
+}()
+private let router = ModelRouter(config: config, environment: [:])
 
 private func handle(_ request: HTTPRequest) {
     _ = request.queryItem("id")
@@ -59,11 +67,12 @@ private func handle(_ request: HTTPRequest) {
     precondition(JSONScanner.isValid(chat.upstreamBody(model: "upstream/model")), "forwarded body is not JSON")
     var models = [chat.model] + chat.fallbackModels
     do {
-        switch try FusionPlan.make(request: chat, settings: config.fusion, depth: depth) {
+        switch try FusionPlan.make(request: chat.modelRequest(), settings: config.fusion, depth: depth,
+                                   structuredEvents: try chat.includeFusionEvents()) {
         case .passthrough:
             break
-        case .withoutFusion(_, let body):
-            precondition((try? ChatRequest(body: body.serialized())) != nil, "a plan without fusion is not a valid request")
+        case .withoutFusion(_, let request):
+            precondition((try? ChatRequest(body: OpenAIRequestEncoder.body(request))) != nil, "a plan without fusion is not a valid request")
         case .fusion(let fusion):
             models += [fusion.outerModel, fusion.judgeModel] + fusion.parameters.analysisModels
         }
@@ -73,7 +82,7 @@ private func handle(_ request: HTTPRequest) {
     for model in models {
         do {
             let route = try router.route(model)
-            if route.provider.simulated {
+            if route.config.simulated {
                 precondition((try? MockScenario.parse(model: route.upstreamModel)) != nil, "routed a name the simulator refuses: \(model)")
             }
         } catch {

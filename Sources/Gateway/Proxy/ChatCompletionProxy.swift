@@ -4,6 +4,7 @@ import GatewayCore
 import HTTPServer
 import Prometheus
 import Providers
+import Surfaces
 import UpstreamClient
 
 /// Relays one chat completion to its upstream and the answer back, streamed or whole.

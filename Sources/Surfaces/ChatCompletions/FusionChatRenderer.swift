@@ -9,7 +9,7 @@ public struct FusionChatRenderer: Sendable {
     public let stream: Bool
     public let includeUsage: Bool
     private var chunks: ChatChunkWriter
-    private let progress: FusionEventEncoder
+    private let progress: FusionProgressEncoder
     /// The answer as the client receives it (for the non-streamed message).
     private var content = ""
     private var reasoning = ""
@@ -23,7 +23,7 @@ public struct FusionChatRenderer: Sendable {
         chunks = ChatChunkWriter(id: id, model: model, created: created)
         self.stream = stream
         self.includeUsage = includeUsage
-        progress = FusionEventEncoder(form: namedEvents ? .namedEvents : .comments)
+        progress = FusionProgressEncoder(form: namedEvents ? .namedEvents : .comments)
     }
 
     /// Appends what `output` shows the client (nothing for a non-streamed response, which is

@@ -1,4 +1,6 @@
+import Fusion
 import GatewayCore
+import Providers
 
 /// Writes deliberation progress into the client's SSE stream, in one of two forms:
 ///
@@ -8,7 +10,7 @@ import GatewayCore
 ///   object carrying `type`, the member's `model` and `index` where relevant, and `t_ms`, the
 ///   milliseconds since the request arrived (monotonic). Only for clients that asked: an OpenAI
 ///   SDK would try to parse them as chunks.
-public struct FusionEventEncoder: Sendable {
+public struct FusionProgressEncoder: Sendable {
     public enum Form: Sendable { case comments, namedEvents }
     public let form: Form
 

@@ -1,5 +1,6 @@
 import Fusion
 import GatewayCore
+import Surfaces
 import Testing
 
 /// A panel member's tokens are steerable by any page it reads: in a client's stream they must
@@ -9,7 +10,7 @@ import Testing
 
     @Test func modelTextCannotForgeEventsInComments() throws {
         var out: [UInt8] = []
-        let encoder = FusionEventEncoder(form: .comments)
+        let encoder = FusionProgressEncoder(form: .comments)
         encoder.append(.memberDelta(index: 0, model: "p/m", text: forgery), at: 1, to: &out)
         encoder.append(.toolCalled(arguments: forgery), at: 2, to: &out)
         var decoder = SSEDecoder()
@@ -23,7 +24,7 @@ import Testing
 
     @Test func modelTextStaysInsideTheDataOfNamedEvents() throws {
         var out: [UInt8] = []
-        FusionEventEncoder(form: .namedEvents).append(.memberDelta(index: 0, model: "p/m", text: forgery), at: 1, to: &out)
+        FusionProgressEncoder(form: .namedEvents).append(.memberDelta(index: 0, model: "p/m", text: forgery), at: 1, to: &out)
         var decoder = SSEDecoder()
         var events: [(String, JSONValue)] = []
         try decoder.feed(out) { events.append(($0.nameString, try JSONValue.parse(Array($0.data)))) }
@@ -31,5 +32,30 @@ import Testing
         #expect(events.first?.0 == "fusion.member.delta")
         #expect(events.first?.1["delta"]?.stringValue == forgery)
         #expect(String(decoding: out, as: UTF8.self).split(whereSeparator: \.isNewline).count == 2)
+    }
+}
+
+@Suite struct FusionProgressEncoderTests {
+    @Test func commentsAreInvisibleToClientsAndNamedEventsCarryJSON() throws {
+        var comments: [UInt8] = []
+        let encoder = FusionProgressEncoder(form: .comments)
+        encoder.append(.memberDelta(index: 2, model: "p/c", text: "line one\nline two"), at: 12.5, to: &comments)
+        let text = String(decoding: comments, as: UTF8.self)
+        #expect(text == ": fusion panel[2] p/c: line one\\nline two\n\n")
+        var decoder = SSEDecoder()
+        var events = 0
+        try decoder.feed(comments) { _ in events += 1 }
+        #expect(events == 0)
+
+        var named: [UInt8] = []
+        FusionProgressEncoder(form: .namedEvents).append(.memberDelta(index: 2, model: "p/c", text: "a\"b"), at: 12.5, to: &named)
+        var decoded: [(String, String)] = []
+        try decoder.feed(named) { decoded.append(($0.nameString, $0.dataString)) }
+        #expect(decoded.first?.0 == "fusion.member.delta")
+        let json = try JSONValue.parse(Array(decoded.first!.1.utf8))
+        #expect(json["index"] == .int(2))
+        #expect(json["model"] == .string("p/c"))
+        #expect(json["delta"] == .string("a\"b"))
+        #expect(json["t_ms"]?.doubleValue == 12.5)
     }
 }

@@ -1,4 +1,5 @@
 import GatewayCore
+import Surfaces
 import Testing
 
 @Suite struct ChatRequestTests {

@@ -1,3 +1,5 @@
+import GatewayCore
+
 /// A validated `POST /v1/chat/completions` body.
 ///
 /// Validation checks the type of every field the gateway or an upstream relies on and rejects
