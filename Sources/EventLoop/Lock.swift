@@ -1,3 +1,4 @@
+internal import CLibUV  // uv.h includes pthread.h: some builds attribute pthread_mutex_t to it
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -71,6 +71,41 @@ public struct JSONScanner {
         return out
     }
 
+    /// Appends `bytes`, a JSON object, with the `leading` members first (each `key` raw, each
+    /// `value` already encoded JSON) and every member of the same name dropped from the rest,
+    /// which follow in order, byte for byte. Returns false (and appends nothing) when `bytes` is
+    /// not one valid JSON object: validation and rewriting are one pass. Hand-written and
+    /// allocation-free: the proxy runs it on every relayed event to give each chunk the
+    /// completion's own `id` and `model`.
+    public static func appendObject(_ bytes: UnsafeRawBufferPointer, leading: [(key: [UInt8], value: [UInt8])],
+                                    to out: inout [UInt8]) -> Bool {
+        let start = out.count
+        out.append(UInt8(ascii: "{"))
+        for (index, member) in leading.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: member.key)
+            out.append(contentsOf: #"":"#.utf8)
+            out.append(contentsOf: member.value)
+        }
+        var separate = !leading.isEmpty
+        var scanner = JSONScanner(bytes)
+        let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+            let key = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
+            for member in leading where member.key.count == key.count && member.key.elementsEqual(key) { return }
+            if separate { out.append(UInt8(ascii: ",")) }
+            separate = true
+            // From the key's opening quote to the value's end.
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[(keyRange.lowerBound - 1)..<valueRange.upperBound]))
+        }
+        guard ok else {
+            out.removeSubrange(start...)
+            return false
+        }
+        out.append(UInt8(ascii: "}"))
+        return true
+    }
+
     /// Calls `body` with the raw key range (inside the quotes) and value range of each member of
     /// a top-level object. Returns false when the input is not one valid JSON object.
     private mutating func forEachTopLevelMember(_ body: (Range<Int>, Range<Int>) -> Void) -> Bool {

@@ -1,10 +1,12 @@
 /// The streaming proxy's per-event logic, without sockets: upstream SSE bytes in, bytes for the
-/// client out.
+/// client out, when the upstream speaks the client's format (OpenAI chat completions).
 ///
-/// Each upstream event is re-framed as `data: …\n\n` the moment its blank line arrives. Comments,
-/// `id:`/`retry:` fields, event names and empty events are dropped. Payloads are checked for JSON
-/// syntax with `JSONScanner` (no decoding): garbage becomes an error chunk rather than something
-/// that crashes a client's JSON parser. `[DONE]` ends the relay.
+/// Each upstream event is re-framed as `data: …\n\n` the moment its blank line arrives, its JSON
+/// checked for syntax and given the completion's own `id` and `model` in the same pass
+/// (`JSONScanner.appendObject`: no decoding). Comments, `id:`/`retry:` fields, event names and
+/// empty events are dropped; garbage becomes an error chunk rather than something that crashes a
+/// client's JSON parser. `[DONE]` ends the relay. A body that ends with neither `[DONE]` nor a
+/// finish reason was cut short: an error chunk says so, never a clean end.
 public struct SSERelay {
     public enum Outcome: Equatable {
         /// Keep reading.
@@ -16,16 +18,53 @@ public struct SSERelay {
     }
 
     private var decoder: SSEDecoder
+    /// Written first into every relayed chunk (and error chunk): `id`, `model`.
+    private let leading: [(key: [UInt8], value: [UInt8])]
+    private let id: String
+    private let model: String
+    /// When the client asked for usage and the upstream sends none, an estimate is added.
+    private let usageFallback: UsageFallback?
+    /// Reused: one event's rewritten JSON (the per-event path allocates nothing once grown).
+    private var scratch: [UInt8] = []
     /// Events forwarded to the client so far.
     public private(set) var forwardedEvents = 0
     /// The last `usage` object and non-null `finish_reason` seen, for accounting. Found by a
     /// byte search, so only the (usually one or two) chunks that carry them are parsed.
     public private(set) var usage: JSONValue?
     public private(set) var finishReason: String?
+    /// The usage chunk the client got was the gateway's estimate.
+    public private(set) var usageEstimated = false
     public private(set) var outcome = Outcome.streaming
 
-    public init(maxEventBytes: Int = 1 << 20) {
+    /// What to say about usage when the upstream said nothing.
+    public struct UsageFallback: Sendable {
+        public var promptTokens: Int64
+        public var created: Int
+        public init(promptTokens: Int64, created: Int) {
+            self.promptTokens = promptTokens
+            self.created = created
+        }
+    }
+
+    /// `id`/`model` (when given) replace the upstream's in every chunk.
+    public init(maxEventBytes: Int = 1 << 20, id: String? = nil, model: String? = nil, usageFallback: UsageFallback? = nil) {
         decoder = SSEDecoder(maxEventBytes: maxEventBytes)
+        var leading: [(key: [UInt8], value: [UInt8])] = []
+        if let id {
+            var value: [UInt8] = []
+            JSONWriting.appendString(id, to: &value)
+            leading.append((Array("id".utf8), value))
+        }
+        if let model {
+            var value: [UInt8] = []
+            JSONWriting.appendString(model, to: &value)
+            leading.append((Array("model".utf8), value))
+        }
+        self.leading = leading
+        self.id = id ?? ""
+        self.model = model ?? ""
+        self.usageFallback = usageFallback
+        scratch.reserveCapacity(1024)
     }
 
     /// Relays `bytes` (any split) into `out`. After `.done` or `.failed`, further input is ignored.
@@ -37,35 +76,42 @@ public struct SSERelay {
         var forwarded = 0
         var usage: JSONValue?
         var finishReason: String?
+        var scratch = self.scratch
+        self.scratch = []  // the buffer moves into the closure's local and back: no copy
+        let leading = leading
         do {
             try decoder.feed(bytes) { event in
                 guard !sawDone, !invalid, !event.data.isEmpty else { return }
                 if event.isDone {
-                    out.append(contentsOf: SSEEncoder.done)
                     sawDone = true
-                } else if JSONScanner.isValid(event.data) {
-                    SSEEncoder.appendData(event.data, to: &out)
-                    forwarded += 1
-                    if event.data.containsEither(Self.usageKey, Self.finishKey) {
-                        let chunk = try? JSONValue.parse(Array(event.data))
-                        if let value = chunk?["usage"], value != .null { usage = value }
-                        if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
-                    }
-                } else {
+                    return
+                }
+                scratch.removeAll(keepingCapacity: true)
+                guard JSONScanner.appendObject(event.data, leading: leading, to: &scratch) else {
                     invalid = true
+                    return
+                }
+                SSEEncoder.appendData(scratch, to: &out)
+                forwarded += 1
+                if event.data.containsEither(Self.usageKey, Self.finishKey) {
+                    let chunk = try? JSONValue.parse(Array(event.data))
+                    if let value = chunk?["usage"], value != .null { usage = value }
+                    if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
                 }
             }
         } catch {
+            self.scratch = scratch
             forwardedEvents += forwarded
             if let usage { self.usage = usage }
             fail(.upstreamProtocol("the upstream sent an event larger than \(decoder.maxEventBytes) bytes"), into: &out)
             return outcome
         }
+        self.scratch = scratch
         forwardedEvents += forwarded
         if let usage { self.usage = usage }
         if let finishReason { self.finishReason = finishReason }
         if sawDone {
-            outcome = .done
+            finishStream(into: &out)
         } else if invalid {
             fail(.upstreamProtocol("the upstream sent an event that is not valid JSON"), into: &out)
         }
@@ -76,30 +122,53 @@ public struct SSERelay {
         bytes.withUnsafeBytes { relay($0, into: &out) }
     }
 
-    /// The upstream body ended. Without a `[DONE]` first, that is either a clean end from a server
-    /// that omits it (`failure == nil`: close the stream normally) or a broken stream (error chunk).
+    /// The upstream body ended. Without `[DONE]` first, a body whose last chunk gave a finish
+    /// reason is complete (some servers omit `[DONE]`); one with neither was cut short.
     public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
         if let failure {
             fail(failure, into: &out)
+        } else if finishReason != nil {
+            finishStream(into: &out)
         } else {
-            out.append(contentsOf: SSEEncoder.done)
-            outcome = .done
+            fail(.upstreamTruncated(), into: &out)
         }
     }
 
-    /// Ends the stream with `error` (as an error chunk clients raise on) and `[DONE]`.
+    /// Ends the stream with `error` (as an error chunk with this completion's id and model:
+    /// clients raise on it) and `[DONE]`.
     public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
-        SSEEncoder.appendData(error.streamChunk(), to: &out)
+        SSEEncoder.appendData(error.streamChunk(id: id, model: model), to: &out)
         out.append(contentsOf: SSEEncoder.done)
         outcome = .failed(error)
+    }
+
+    /// `[DONE]`, after an estimated usage chunk if the client asked for usage and got none.
+    private mutating func finishStream(into out: inout [UInt8]) {
+        if usage == nil, let fallback = usageFallback {
+            usageEstimated = true
+            var chunk: [UInt8] = []
+            chunk.append(contentsOf: #"{"id":"#.utf8)
+            JSONWriting.appendString(id, to: &chunk)
+            chunk.append(contentsOf: #","object":"chat.completion.chunk","created":\#(fallback.created),"model":"#.utf8)
+            JSONWriting.appendString(model, to: &chunk)
+            // Estimated: the prompt from the request's size, the completion one token per event.
+            let completion = Int64(forwardedEvents)
+            let estimate = #"{"prompt_tokens":\#(fallback.promptTokens),"completion_tokens":\#(completion),"total_tokens":\#(fallback.promptTokens + completion),"estimated":true}"#
+            chunk.append(contentsOf: #","choices":[],"usage":\#(estimate)}"#.utf8)
+            SSEEncoder.appendData(chunk, to: &out)
+            usage = try? JSONValue.parse(Array(estimate.utf8))
+        }
+        out.append(contentsOf: SSEEncoder.done)
+        outcome = .done
     }
 }
 
 extension SSERelay {
-    static let usageKey = Array(#""usage":{"#.utf8)
-    static let finishKey = Array(#""finish_reason":""#.utf8)
+    /// Key names (with their quotes), however the upstream spaces what follows them.
+    static let usageKey = Array(#""usage""#.utf8)
+    static let finishKey = Array(#""finish_reason""#.utf8)
 }
 
 extension UnsafeRawBufferPointer {
@@ -125,5 +194,11 @@ extension UnsafeRawBufferPointer {
 extension APIError {
     public static func upstreamProtocol(_ message: String) -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_protocol_error", message: message)
+    }
+
+    /// The upstream's stream ended with neither its end marker nor a finish reason.
+    public static func upstreamTruncated() -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_truncated",
+                 message: "The upstream's stream ended before the answer was complete (no [DONE] and no finish reason).")
     }
 }

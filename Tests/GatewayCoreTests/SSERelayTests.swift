@@ -77,11 +77,24 @@ import Testing
     }
 
     @Test func upstreamEndWithoutDone() {
+        // A finish reason came: complete (some servers omit [DONE]).
         var relay = SSERelay()
         var out: [UInt8] = []
-        _ = relay.relay(Array("data: {}\n\n".utf8), into: &out)
+        let finished = #"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#
+        _ = relay.relay(Array("data: \(finished)\n\n".utf8), into: &out)
         relay.upstreamDidEnd(failure: nil, into: &out)
-        #expect(String(decoding: out, as: UTF8.self) == "data: {}\n\ndata: [DONE]\n\n")
+        #expect(String(decoding: out, as: UTF8.self) == "data: \(finished)\n\ndata: [DONE]\n\n")
+        #expect(relay.outcome == .done)
+
+        // Neither [DONE] nor a finish reason: cut short, and the client is told.
+        var cut = SSERelay(id: "gen-1", model: "p/m")
+        var cutOut: [UInt8] = []
+        _ = cut.relay(Array((#"data: {"choices":[{"delta":{"content":"Hal"}}]}"# + "\n\n").utf8), into: &cutOut)
+        cut.upstreamDidEnd(failure: nil, into: &cutOut)
+        let text = String(decoding: cutOut, as: UTF8.self)
+        #expect(text.contains("upstream_truncated") && text.hasSuffix("data: [DONE]\n\n"))
+        #expect(text.contains(#"{"id":"gen-1","object":"chat.completion.chunk","model":"p/m""#), "error chunks carry the stream's id and model")
+        #expect(cut.outcome == .failed(.upstreamTruncated()))
 
         var broken = SSERelay()
         var brokenOut: [UInt8] = []

@@ -17,6 +17,8 @@ struct GenerationRecord: Sendable {
     var status = 0
     var finishReason: String?
     var usage = Usage()
+    /// The usage is the gateway's estimate (the upstream reported none).
+    var usageEstimated = false
     var firstTokenMilliseconds: Double?
     var durationMilliseconds: Double = 0
     var calls: [MemberStats] = []

@@ -1,4 +1,5 @@
 import EventLoop
+import Foundation
 import Fusion
 import GatewayCore
 import HTTPServer
@@ -12,16 +13,19 @@ import UpstreamClient
 /// Streaming: the client's response head is sent when the upstream's 200 arrives (or, if the
 /// upstream is slow to answer, when the first keep-alive is due), so an upstream error before that
 /// still reaches the client with its real status. Each upstream event is relayed the moment it is
-/// parsed (`SSERelay`) into the stream's fan-in channel (`ClientStream`) and written in the same
+/// parsed (`ChatStreamRelay`: passed through when the upstream speaks the client's format,
+/// translated otherwise) into the stream's fan-in channel (`ClientStream`) and written in the same
 /// loop iteration; the response ends right after `[DONE]`. When the channel has no room (a slow
 /// client), the upstream transfer pauses until it drains. A client that disconnects cancels the
-/// upstream transfer at once.
+/// upstream transfer at once. Every chunk and body carries the generation id and the model the
+/// client asked for.
 final class ChatCompletionProxy {
     private enum Phase {
         case awaitingUpstreamHead
         /// Client stream open (head sent).
         case streaming
-        /// Collecting a whole body: the non-streamed answer, or an upstream error to translate.
+        /// Collecting a whole body: the non-streamed answer, an upstream error to translate, or a
+        /// whole answer to a streamed request (some servers ignore `stream`), turned into chunks.
         case collecting(status: Int, headers: [(String, String)], body: [UInt8], limit: Int)
         case finished
     }
@@ -48,8 +52,9 @@ final class ChatCompletionProxy {
     private var lastEventAt: UInt64 = 0
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
-    private var relay: SSERelay
+    private var relay: ChatStreamRelay
     private var stream: ClientStream?
+    private let created = Int(Date().timeIntervalSince1970)
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
     private var watchdog: StreamWatchdog?
@@ -58,6 +63,8 @@ final class ChatCompletionProxy {
     private let startedAt = EventLoop.monotonicNanoseconds()
     private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
     private var record: GenerationRecord
+    /// Upstream attempts over every candidate (for `x-should-retry`).
+    private var attempts = 0
     private var didFinish = false
 
     init(request: ProxiedRequest, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
@@ -76,8 +83,21 @@ final class ChatCompletionProxy {
         self.generationID = generationID
         self.extraHeaders = extraHeaders
         record = GenerationRecord(id: generationID, model: request.chat.model, streamed: request.stream)
-        relay = SSERelay(maxEventBytes: settings.maxEventBytes)
+        relay = ChatStreamRelay.passThrough(id: generationID, model: request.chat.model, maxEventBytes: settings.maxEventBytes,
+                                            usageFallback: nil)
         out.reserveCapacity(4096)
+    }
+
+    /// The relay for the current candidate's stream (made before its first byte).
+    private func makeRelay() -> ChatStreamRelay {
+        let fallback = request.chat.includeUsage
+            ? SSERelay.UsageFallback(promptTokens: Int64(request.chat.rawBody.count / 4), created: created) : nil
+        if route.provider.wireFormat == .openAIChat {
+            return .passThrough(id: generationID, model: route.slug, maxEventBytes: settings.maxEventBytes, usageFallback: fallback)
+        }
+        return .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
+                            id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage,
+                            usageFallback: fallback)
     }
 
     func start() {
@@ -104,7 +124,9 @@ final class ChatCompletionProxy {
     /// One upstream call for the current candidate.
     private func startAttempt() {
         attempt += 1
+        attempts += 1
         record.model = route.slug
+        relay = makeRelay()
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
@@ -163,9 +185,11 @@ final class ChatCompletionProxy {
             phase = .collecting(status: status, headers: headers, body: [], limit: 64 * 1024)
             return
         }
-        if request.stream {
+        let eventStream = headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().hasPrefix("text/event-stream") }
+        if request.stream && eventStream {
             openClientStream()
         } else {
+            // Not streamed, or a whole answer to a streamed request: collected, then converted.
             phase = .collecting(status: status, headers: headers, body: [], limit: 64 << 20)
         }
     }
@@ -243,22 +267,53 @@ final class ChatCompletionProxy {
                 if retryOrFallBack(status: status, connectFailed: false, headers: headers) { return }
                 fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
                                           redactor: redactor))
-            } else if !JSONScanner.isValid(body) {
-                fail(.upstreamProtocol("the upstream's response is not valid JSON"))
             } else {
-                record.firstTokenMilliseconds = elapsedMilliseconds
-                if let json = try? JSONValue.parse(body) {
-                    record.usage = Usage(openAI: json["usage"]) ?? Usage()
-                    record.finishReason = json["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue
-                }
-                writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
-                               body: body)
-                phase = .finished
-                finish()
+                deliverWhole(body)
             }
         case .finished:
             break
         }
+    }
+
+    /// A whole 2xx answer: relayed (id and model replaced) or translated, as the response the
+    /// client asked for; for a streamed request, as chunks.
+    private func deliverWhole(_ body: [UInt8]) {
+        let events: [ModelEvent]
+        do {
+            events = try route.provider.decodeResponse(body, redactor: redactor)
+        } catch {
+            fail(.upstreamProtocol("the upstream's response is not valid: \(error.message)"))
+            return
+        }
+        if case .error(let error)? = events.first(where: { if case .error = $0 { true } else { false } }) {
+            fail(error)
+            return
+        }
+        record.firstTokenMilliseconds = elapsedMilliseconds
+        for event in events {
+            if case .usage(let usage) = event { record.usage = usage }
+            if case .finish(let reason) = event { record.finishReason = reason.rawValue }
+        }
+        if request.stream {
+            openClientStream()
+            relay = .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
+                                 id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage)
+            out.removeAll(keepingCapacity: true)
+            relay.relayWhole(events, into: &out)
+            stream?.emit(out)
+            finishClientStream()
+            return
+        }
+        let whole = route.provider.wireFormat == .openAIChat
+            ? ChatCompletionBody.rewriting(body, id: generationID, model: route.slug)
+            : ChatCompletionBody.make(id: generationID, model: route.slug, created: created, events: events)
+        guard let whole else {
+            fail(.upstreamProtocol("the upstream's response is not a JSON object"))
+            return
+        }
+        writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
+        phase = .finished
+        finish()
     }
 
     // MARK: client side
@@ -340,10 +395,23 @@ final class ChatCompletionProxy {
             record.status = error.status
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
+            if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
             writer.respond(error: error)
             phase = .finished
             finish()
         }
+    }
+
+    /// Whether the official SDKs' own retries (of 408/409/429/5xx) could help: not once the
+    /// gateway has retried and fallen back itself (they would stack: 3 × 3 attempts), nor for
+    /// errors about the request. A 429 the gateway did not wait for (its `Retry-After` was too
+    /// long) is the client's to retry when it likes.
+    private func clientRetryCanHelp(_ error: APIError) -> Bool {
+        guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
+        if error.status == 429 && attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
+            return true
+        }
+        return attempts <= 1 && settings.retry.maxRetries == 0
     }
 
     private func finish() {
@@ -354,9 +422,10 @@ final class ChatCompletionProxy {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        if request.stream {
-            record.usage = Usage(openAI: relay.usage) ?? Usage()
-            record.finishReason = relay.finishReason
+        if request.stream && record.usage == Usage() {
+            record.usage = relay.usage ?? Usage()
+            record.usageEstimated = relay.usageEstimated
+            if record.finishReason == nil { record.finishReason = relay.finishReason }
         }
         record.durationMilliseconds = elapsedMilliseconds
         onFinish(record)
@@ -376,30 +445,5 @@ final class ChatCompletionProxy {
                           : "The connection to provider '\(provider)' failed: \(detail)",
                 code: "upstream_connection_lost")
         }
-    }
-}
-
-/// A chat request on its way to a provider.
-struct ProxiedRequest {
-    /// As the client sent it.
-    let chat: ChatRequest
-    /// In neutral form, `model` the slug to route.
-    let neutral: ModelRequest
-    /// Nothing was rewritten: to a provider speaking the client's format, the client's own bytes
-    /// are relayed (only `model` replaced), unknown fields and all.
-    let relayRawBody: Bool
-
-    var stream: Bool { chat.stream }
-
-    func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
-        if relayRawBody && route.provider.wireFormat == .openAIChat {
-            return ProviderHTTPRequest(
-                url: route.endpoint.baseURL + "/chat/completions",
-                headers: OpenAICompatibleProvider.headers(endpoint: route.endpoint, stream: stream, extra: extraHeaders),
-                body: chat.upstreamBody(model: route.upstreamModel))
-        }
-        var request = neutral
-        request.model = route.upstreamModel
-        return route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
     }
 }

@@ -137,11 +137,15 @@ public struct ChatRequest: Sendable {
 
     /// The client's bytes with the `model` value replaced by `model`; every other byte, unknown
     /// fields included, is forwarded untouched.
-    public func upstreamBody(model upstreamModel: String) -> [UInt8] {
-        if case .object(var fields) = json, fields["models"] != nil {
+    /// `maxTokensField`: the field the upstream honours for the output limit; a client's limit
+    /// sent under the other name is renamed, so the limit is enforced either way.
+    public func upstreamBody(model upstreamModel: String, maxTokensField: String = "max_tokens") -> [UInt8] {
+        let otherField = maxTokensField == "max_tokens" ? "max_completion_tokens" : "max_tokens"
+        if case .object(var fields) = json, fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil) {
             // Fallbacks are the gateway's business; an upstream may reject the unknown field.
             fields["models"] = nil
             fields["model"] = .string(upstreamModel)
+            if let limit = fields.removeValue(forKey: otherField), fields[maxTokensField] == nil { fields[maxTokensField] = limit }
             return JSONValue.object(fields).serialized()
         }
         guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else {

@@ -1,0 +1,51 @@
+import GatewayCore
+import Providers
+
+/// Whole (non-streamed) chat completions: one upstream's answer as the client's
+/// `chat.completion`, with the completion's own `id` and the model the client asked for.
+public enum ChatCompletionBody {
+    /// An OpenAI-format body relayed with `id` and `model` replaced (everything else kept byte
+    /// for byte); nil when it is not a JSON object.
+    public static func rewriting(_ body: [UInt8], id: String, model: String) -> [UInt8]? {
+        var idValue: [UInt8] = []
+        JSONWriting.appendString(id, to: &idValue)
+        var modelValue: [UInt8] = []
+        JSONWriting.appendString(model, to: &modelValue)
+        var out: [UInt8] = []
+        out.reserveCapacity(body.count + 64)
+        let ok = body.withUnsafeBytes {
+            JSONScanner.appendObject($0, leading: [(Array("id".utf8), idValue), (Array("model".utf8), modelValue)], to: &out)
+        }
+        return ok ? out : nil
+    }
+
+    /// The `chat.completion` a stream of `events` amounts to (another provider's answer, translated).
+    public static func make(id: String, model: String, created: Int, events: [ModelEvent]) -> [UInt8] {
+        var content = ""
+        var reasoning = ""
+        var calls = ToolCallAccumulator()
+        var finish: FinishReason?
+        var usage: Usage?
+        for event in events {
+            switch event {
+            case .text(let text): content += text
+            case .reasoning(let text): reasoning += text
+            case .toolCall(let fragment): calls.add(fragment)
+            case .finish(let reason): finish = reason
+            case .usage(let reported): usage = reported
+            case .error: break
+            }
+        }
+        var message: [String: JSONValue] = ["role": .string("assistant"),
+                                            "content": content.isEmpty && !calls.calls.isEmpty ? .null : .string(content)]
+        if !reasoning.isEmpty { message["reasoning"] = .string(reasoning) }
+        if !calls.calls.isEmpty { message["tool_calls"] = .array(calls.calls.map(\.json)) }
+        var body: [String: JSONValue] = [
+            "id": .string(id), "object": .string("chat.completion"), "created": .int(Int64(created)), "model": .string(model),
+            "choices": .array([.object(["index": .int(0), "message": .object(message),
+                                        "finish_reason": .string(finish?.rawValue ?? "stop")])]),
+        ]
+        if let usage { body["usage"] = usage.json }
+        return JSONValue.object(body).serialized()
+    }
+}
