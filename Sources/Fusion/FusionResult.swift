@@ -44,6 +44,10 @@ public struct MemberStats: Sendable, Equatable {
         ]
         if toolCalls > 0 { object["tool_calls"] = .int(Int64(toolCalls)) }
         if let firstTokenMilliseconds { object["ttft_ms"] = .double((firstTokenMilliseconds * 1000).rounded() / 1000) }
+        if usage == nil {
+            // Unknown, not zero: the upstream reported none (or the call failed before it could).
+            object["usage_unknown"] = .bool(true)
+        }
         if let usage {
             object["prompt_tokens"] = .int(usage.promptTokens)
             object["completion_tokens"] = .int(usage.completionTokens)

@@ -105,3 +105,15 @@ extension APIError {
     /// The headers of a response whose body is this error.
     public var responseHeaders: [(String, String)] { [("Content-Type", "application/json")] + headers }
 }
+
+extension APIError {
+    public static func upstreamProtocol(_ message: String) -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_protocol_error", message: message)
+    }
+
+    /// The upstream's stream ended with neither its end marker nor a finish reason.
+    public static func upstreamTruncated() -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_truncated",
+                 message: "The upstream's stream ended before the answer was complete (no [DONE] and no finish reason).")
+    }
+}

@@ -79,6 +79,16 @@ public struct MockScenario: Equatable, Sendable {
         "parallel": 1...8,
         "search": 0...1,
         "fail_final": 0...1,
+        // Wire quirks real servers have, on any scenario: end the stream with neither a finish
+        // chunk nor [DONE] (cut short); answer a streamed request with one whole JSON body; send
+        // no usage; space the usage key (`"usage": {`); put the last content, the finish reason
+        // and the usage in one chunk; echo the request's Authorization header in error messages.
+        "truncate": 0...1,
+        "whole": 0...1,
+        "no_usage": 0...1,
+        "spaced": 0...1,
+        "together": 0...1,
+        "echo_auth": 0...1,
         // Ignored: makes a model name distinct (`flaky` counts requests per exact name).
         "n": 0...999_999_999,
     ]

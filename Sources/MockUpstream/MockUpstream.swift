@@ -99,11 +99,14 @@ public final class MockUpstream {
            json["messages"]?.arrayValue?.last?["role"]?.stringValue == "tool" {
             scenario.kind = .errorMidStream
         }
+        // `echo_auth=1`: errors repeat the credentials they were sent, as careless servers do.
+        let echoed = scenario.option("echo_auth", default: 0) == 1
+            ? " (request had Authorization: \(request.header("authorization") ?? "none"))" : ""
         switch scenario.kind {
         case .error:
             let status = scenario.option("status", default: 500)
             writer.respond(error: APIError(status: status, type: "server_error", code: "mock_error",
-                                           message: "Mock upstream failure (scenario 'error', status \(status))"))
+                                           message: "Mock upstream failure (scenario 'error', status \(status))\(echoed)"))
             return
         case .rateLimited:
             let header = scenario.options["retry_after_ms"].map { ("retry-after-ms", String($0)) }
@@ -128,8 +131,9 @@ public final class MockUpstream {
         let script = MockScript(scenario: scenario, model: model, request: json, rawBody: request.body,
                                 id: "chatcmpl-mock-\(nextID)")
         let stream = MockStream(script: script, writer: writer, stats: stats,
-                                streaming: json["stream"]?.boolValue ?? false,
-                                includeUsage: json["stream_options"]?["include_usage"]?.boolValue ?? false)
+                                streaming: json["stream"]?.boolValue ?? false && scenario.option("whole", default: 0) == 0,
+                                includeUsage: json["stream_options"]?["include_usage"]?.boolValue ?? false,
+                                echoedCredentials: echoed)
         let key = ObjectIdentifier(stream)
         streams[key] = stream
         stream.onEnd = { [unowned self] in streams[key] = nil }
@@ -144,6 +148,8 @@ final class MockStream {
     let stats: MockUpstreamStats
     let streaming: Bool
     let includeUsage: Bool
+    /// Appended to error messages (`echo_auth=1`).
+    let echoedCredentials: String
     var onEnd: (() -> Void)?
     private var timer: LoopTimer?
     private var nextStep = 0
@@ -151,7 +157,9 @@ final class MockStream {
     private let created = Int(Date().timeIntervalSince1970)
     private var buffer: [UInt8] = []
 
-    init(script: MockScript, writer: HTTPResponseWriter, stats: MockUpstreamStats, streaming: Bool, includeUsage: Bool) {
+    init(script: MockScript, writer: HTTPResponseWriter, stats: MockUpstreamStats, streaming: Bool, includeUsage: Bool,
+         echoedCredentials: String = "") {
+        self.echoedCredentials = echoedCredentials
         self.script = script
         self.writer = writer
         self.stats = stats
@@ -201,6 +209,11 @@ final class MockStream {
             failMidStream(kind)
             return
         }
+        let together = script.scenario.option("together", default: 0) == 1 && !failsMidStream
+        if together && nextStep == script.steps.count - 1 {
+            finishStream(lastStep: script.steps[nextStep])
+            return
+        }
         if nextStep < script.steps.count {
             buffer.removeAll(keepingCapacity: true)
             appendChunk(step: script.steps[nextStep], first: nextStep == 0)
@@ -218,18 +231,36 @@ final class MockStream {
         finishStream()
     }
 
-    private func finishStream() {
+    /// The finish chunk, usage, `[DONE]` — or, with `truncate=1`, nothing: the body just ends.
+    /// With `together=1`, `lastStep`'s content, the finish reason and the usage share one chunk.
+    private func finishStream(lastStep: MockScript.Step? = nil) {
         buffer.removeAll(keepingCapacity: true)
+        guard script.scenario.option("truncate", default: 0) == 0 else {
+            writer.endStream()
+            end(counted: true)
+            return
+        }
         let reason = script.callsTool ? "tool_calls" : "stop"
-        appendChunkPrefix()
-        buffer.append(contentsOf: #""choices":[{"index":0,"delta":{},"finish_reason":"\#(reason)"}]}"#.utf8)
-        buffer.append(contentsOf: "\n\n".utf8)
-        if includeUsage {
-            buffer.append(contentsOf: "data: ".utf8)
-            buffer.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
-            JSONWriting.appendString(script.model, to: &buffer)
-            buffer.append(contentsOf: #","choices":[],"usage":\#(usageJSON)}"#.utf8)
+        let usage = script.scenario.option("no_usage", default: 0) == 1 ? nil : usageJSON
+        let usageKey = script.scenario.option("spaced", default: 0) == 1 ? #""usage" : "# : #""usage":"#
+        if let lastStep, case .content(let text) = lastStep {
+            appendChunkPrefix()
+            buffer.append(contentsOf: #""choices":[{"index":0,"delta":{"content":"#.utf8)
+            JSONWriting.appendString(text, to: &buffer)
+            buffer.append(contentsOf: #"},"finish_reason":"\#(reason)"}]"#.utf8)
+            if let usage { buffer.append(contentsOf: ",\(usageKey)\(usage)".utf8) }
+            buffer.append(contentsOf: "}\n\n".utf8)
+        } else {
+            appendChunkPrefix()
+            buffer.append(contentsOf: #""choices":[{"index":0,"delta":{},"finish_reason":"\#(reason)"}]}"#.utf8)
             buffer.append(contentsOf: "\n\n".utf8)
+            if includeUsage, let usage {
+                buffer.append(contentsOf: "data: ".utf8)
+                buffer.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
+                JSONWriting.appendString(script.model, to: &buffer)
+                buffer.append(contentsOf: #","choices":[],\#(usageKey)\#(usage)}"#.utf8)
+                buffer.append(contentsOf: "\n\n".utf8)
+            }
         }
         buffer.append(contentsOf: SSEEncoder.done)
         writer.writeStreamChunk(buffer)
@@ -241,7 +272,7 @@ final class MockStream {
         switch kind {
         case .errorMidStream:
             let error = APIError(status: 502, type: "server_error", code: "server_error",
-                                 message: "Provider disconnected unexpectedly")
+                                 message: "Provider disconnected unexpectedly\(echoedCredentials)")
             buffer.removeAll(keepingCapacity: true)
             SSEEncoder.appendData(error.streamChunk(id: script.id, model: script.model), to: &buffer)
             buffer.append(contentsOf: SSEEncoder.done)
@@ -284,12 +315,15 @@ final class MockStream {
             JSONWriting.appendString(call.name, to: &body)
             body.append(contentsOf: #","arguments":"#.utf8)
             JSONWriting.appendString(call.arguments, to: &body)
-            body.append(contentsOf: #"}}]},"finish_reason":"tool_calls"}],"usage":"#.utf8)
+            body.append(contentsOf: #"}}]},"finish_reason":"tool_calls"}]"#.utf8)
         } else {
             JSONWriting.appendString(script.fullContent, to: &body)
-            body.append(contentsOf: #"},"finish_reason":"stop"}],"usage":"#.utf8)
+            body.append(contentsOf: #"},"finish_reason":"stop"}]"#.utf8)
         }
-        body.append(contentsOf: usageJSON.utf8)
+        if script.scenario.option("no_usage", default: 0) == 0 {
+            body.append(contentsOf: #","usage":"#.utf8)
+            body.append(contentsOf: usageJSON.utf8)
+        }
         body.append(UInt8(ascii: "}"))
         writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
         end(counted: true)

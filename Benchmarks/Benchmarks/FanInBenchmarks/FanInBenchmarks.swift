@@ -3,6 +3,7 @@ import DequeModule
 import FanIn
 import Foundation
 import GatewayCore
+import Surfaces
 import Synchronization
 
 /// A typical chat.completion.chunk as forwarded (≈ 230 bytes).

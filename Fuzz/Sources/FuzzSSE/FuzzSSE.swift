@@ -1,5 +1,6 @@
 import FuzzSupport
 import GatewayCore
+import Surfaces
 
 /// The upstream SSE path: arbitrary upstream bytes, split in three where the input says, through
 /// the relay. What reaches the client must be well formed whatever the upstream sent: only

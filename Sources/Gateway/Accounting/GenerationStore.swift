@@ -37,7 +37,7 @@ struct GenerationRecord: Sendable {
             "tokens_prompt": .int(usage.promptTokens), "tokens_completion": .int(usage.completionTokens),
             "native_tokens_reasoning": .int(0), "num_search_results": .int(Int64(numSearchResults)),
             "num_web_tool_calls": .int(Int64(webToolCalls)),
-            "total_cost": .double(usage.cost), "usage": usage.json,
+            "total_cost": .double(usage.cost), "usage": usage.json, "usage_estimated": .bool(usageEstimated),
             "latency": firstTokenMilliseconds.map(rounded) ?? .null,
             "generation_time": rounded(durationMilliseconds),
         ]

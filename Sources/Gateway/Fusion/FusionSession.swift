@@ -231,7 +231,13 @@ final class FusionSession {
     /// Usage summed over every call, with the per-call breakdown when fusion ran.
     private var usageJSON: JSONValue {
         guard case .object(var usage) = machine.totalUsage.json else { return .null }
-        if machine.deliberated { usage["fusion"] = .object(["calls": .array(machine.calls.map(\.json))]) }
+        if machine.deliberated {
+            var fusion: [String: JSONValue] = ["calls": .array(machine.calls.map(\.json))]
+            // The totals leave out what no upstream reported: say so rather than count it as 0.
+            let unknown = machine.calls.filter { $0.usage == nil }.count
+            if unknown > 0 { fusion["calls_without_usage"] = .int(Int64(unknown)) }
+            usage["fusion"] = .object(fusion)
+        }
         return .object(usage)
     }
 

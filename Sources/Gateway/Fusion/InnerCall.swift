@@ -36,6 +36,8 @@ final class InnerCall {
     private var errorBody: [UInt8] = []
     private var headers: [(String, String)] = []
     private var emittedEvents = false
+    /// The 2xx answer is a whole JSON body, not a stream (collected in `errorBody`'s place).
+    private var wholeBody = false
     private var finished = false
     /// When the call's budget runs out (loop time, ms).
     private var deadline: UInt64 = 0
@@ -76,6 +78,7 @@ final class InnerCall {
     private func startAttempt() {
         attempt += 1
         status = 0
+        wholeBody = false
         errorBody.removeAll()
         headers.removeAll()
         decoder = route.provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
@@ -89,6 +92,9 @@ final class InnerCall {
         transfer.onHead = { [unowned self] status, headers in
             self.status = status
             self.headers = headers
+            // Some servers answer a streamed request with one whole JSON body: collected, decoded.
+            wholeBody = (200..<300).contains(status)
+                && !headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().hasPrefix("text/event-stream") }
         }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
@@ -140,8 +146,13 @@ final class InnerCall {
     /// Returns false to pause the transfer.
     private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
-        guard (200..<300).contains(status) else {
-            if errorBody.count < 64 * 1024 { errorBody.append(contentsOf: bytes.prefix(64 * 1024 - errorBody.count)) }
+        guard (200..<300).contains(status), !wholeBody else {
+            let limit = wholeBody ? upstream.maxEventBytes : 64 * 1024
+            guard errorBody.count + bytes.count <= limit else {
+                fail(.upstreamProtocol("\(route.endpoint.name) sent a response larger than \(limit) bytes"), .invalidResponse)
+                return true
+            }
+            errorBody.append(contentsOf: bytes)
             return true
         }
         guard spill.isEmpty else {
@@ -192,9 +203,31 @@ final class InnerCall {
             let error = route.provider.error(status: status, body: errorBody, headers: headers, provider: route.endpoint.name,
                                              redactor: redactor)
             fail(error, status == 429 ? .rateLimited : .upstreamError)
+        } else if wholeBody {
+            deliverWhole()
         } else {
             end(decoder.end())
         }
+    }
+
+    /// A whole answer: its events, as a stream would have carried them.
+    private func deliverWhole() {
+        let events: [ModelEvent]
+        do {
+            events = try route.provider.decodeResponse(errorBody, redactor: redactor)
+        } catch {
+            fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid response: \(error.message)"), .invalidResponse)
+            return
+        }
+        for event in events {
+            if case .error(let error) = event {
+                fail(error, .upstreamError)
+                return
+            }
+            emittedEvents = true
+            InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
+        }
+        end(.complete)
     }
 
     private func end(_ streamEnd: StreamEnd) {

@@ -93,7 +93,8 @@ final class ChatCompletionProxy {
         let fallback = request.chat.includeUsage
             ? SSERelay.UsageFallback(promptTokens: Int64(request.chat.rawBody.count / 4), created: created) : nil
         if route.provider.wireFormat == .openAIChat {
-            return .passThrough(id: generationID, model: route.slug, maxEventBytes: settings.maxEventBytes, usageFallback: fallback)
+            return .passThrough(id: generationID, model: route.slug, maxEventBytes: settings.maxEventBytes, usageFallback: fallback,
+                                redactor: redactor)
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
                             id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage,
@@ -295,6 +296,8 @@ final class ChatCompletionProxy {
             if case .finish(let reason) = event { record.finishReason = reason.rawValue }
         }
         if request.stream {
+            // The head may already be out (a keep-alive committed it while the upstream thought).
+            phase = stream == nil ? .awaitingUpstreamHead : .streaming
             openClientStream()
             relay = .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
                                  id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage)

@@ -55,6 +55,12 @@ public struct OpenAICompatibleProvider: Provider {
     public func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
         OpenAIErrors.map(status: status, body: body, headers: headers, provider: provider, redactor: redactor)
     }
+
+    /// An `error` object an upstream put inside its stream, as the error our client sees
+    /// (trimmed, redacted).
+    public static func streamError(_ error: JSONValue, redactor: Redactor) -> APIError {
+        OpenAIErrors.streamError(error, redactor: redactor)
+    }
 }
 
 /// What one `chat.completion.chunk` carries, as events.

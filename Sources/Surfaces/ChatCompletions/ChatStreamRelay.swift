@@ -28,8 +28,10 @@ public struct ChatStreamRelay {
     private var translatedOutcome = Outcome.streaming
 
     /// Relays an upstream speaking OpenAI's chat format.
-    public static func passThrough(id: String, model: String, maxEventBytes: Int, usageFallback: SSERelay.UsageFallback?) -> ChatStreamRelay {
-        ChatStreamRelay(engine: .passThrough(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, usageFallback: usageFallback)),
+    public static func passThrough(id: String, model: String, maxEventBytes: Int, usageFallback: SSERelay.UsageFallback?,
+                                   redactor: Redactor = .none) -> ChatStreamRelay {
+        ChatStreamRelay(engine: .passThrough(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, usageFallback: usageFallback,
+                                                      redactor: redactor)),
                         includeUsage: usageFallback != nil, usageFallback: usageFallback)
     }
 

@@ -1,3 +1,6 @@
+import GatewayCore
+import Providers
+
 /// The streaming proxy's per-event logic, without sockets: upstream SSE bytes in, bytes for the
 /// client out, when the upstream speaks the client's format (OpenAI chat completions).
 ///
@@ -24,6 +27,9 @@ public struct SSERelay {
     private let model: String
     /// When the client asked for usage and the upstream sends none, an estimate is added.
     private let usageFallback: UsageFallback?
+    /// An upstream's error chunk is never relayed as it is (it may echo our key back): it
+    /// becomes our own, its message trimmed and redacted.
+    private let redactor: Redactor
     /// Reused: one event's rewritten JSON (the per-event path allocates nothing once grown).
     private var scratch: [UInt8] = []
     /// Events forwarded to the client so far.
@@ -47,7 +53,9 @@ public struct SSERelay {
     }
 
     /// `id`/`model` (when given) replace the upstream's in every chunk.
-    public init(maxEventBytes: Int = 1 << 20, id: String? = nil, model: String? = nil, usageFallback: UsageFallback? = nil) {
+    public init(maxEventBytes: Int = 1 << 20, id: String? = nil, model: String? = nil, usageFallback: UsageFallback? = nil,
+                redactor: Redactor = .none) {
+        self.redactor = redactor
         decoder = SSEDecoder(maxEventBytes: maxEventBytes)
         var leading: [(key: [UInt8], value: [UInt8])] = []
         if let id {
@@ -73,18 +81,29 @@ public struct SSERelay {
         // The callback may not touch `self` while `decoder` is being mutated: it works on locals.
         var sawDone = false
         var invalid = false
+        var upstreamError: APIError?
         var forwarded = 0
         var usage: JSONValue?
         var finishReason: String?
         var scratch = self.scratch
         self.scratch = []  // the buffer moves into the closure's local and back: no copy
         let leading = leading
+        let redactor = redactor
         do {
             try decoder.feed(bytes) { event in
-                guard !sawDone, !invalid, !event.data.isEmpty else { return }
+                guard !sawDone, !invalid, upstreamError == nil, !event.data.isEmpty else { return }
                 if event.isDone {
                     sawDone = true
                     return
+                }
+                // The few chunks that carry accounting or an error are parsed; the rest only scanned.
+                var chunk: JSONValue?
+                if event.data.containsAny(Self.usageKey, Self.finishKey, Self.errorKey) {
+                    chunk = try? JSONValue.parse(Array(event.data))
+                    if let error = chunk?["error"], error != .null {
+                        upstreamError = OpenAICompatibleProvider.streamError(error, redactor: redactor)
+                        return
+                    }
                 }
                 scratch.removeAll(keepingCapacity: true)
                 guard JSONScanner.appendObject(event.data, leading: leading, to: &scratch) else {
@@ -93,10 +112,9 @@ public struct SSERelay {
                 }
                 SSEEncoder.appendData(scratch, to: &out)
                 forwarded += 1
-                if event.data.containsEither(Self.usageKey, Self.finishKey) {
-                    let chunk = try? JSONValue.parse(Array(event.data))
-                    if let value = chunk?["usage"], value != .null { usage = value }
-                    if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
+                if let chunk {
+                    if let value = chunk["usage"], value != .null { usage = value }
+                    if let reason = chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
                 }
             }
         } catch {
@@ -110,7 +128,9 @@ public struct SSERelay {
         forwardedEvents += forwarded
         if let usage { self.usage = usage }
         if let finishReason { self.finishReason = finishReason }
-        if sawDone {
+        if let upstreamError {
+            fail(upstreamError, into: &out)
+        } else if sawDone {
             finishStream(into: &out)
         } else if invalid {
             fail(.upstreamProtocol("the upstream sent an event that is not valid JSON"), into: &out)
@@ -169,16 +189,18 @@ extension SSERelay {
     /// Key names (with their quotes), however the upstream spaces what follows them.
     static let usageKey = Array(#""usage""#.utf8)
     static let finishKey = Array(#""finish_reason""#.utf8)
+    static let errorKey = Array(#""error""#.utf8)
 }
 
 extension UnsafeRawBufferPointer {
-    /// Whether either needle occurs, in one pass (both start with a quote, so only quote
-    /// positions are compared). Runs on every relayed event: the cheap way to know which few
-    /// chunks are worth parsing for accounting.
-    func containsEither(_ first: [UInt8], _ second: [UInt8]) -> Bool {
+    /// Whether any needle occurs, in one pass (all start with a quote, so only quote positions
+    /// are compared; inside a JSON string a quote is escaped, so only keys match). Runs on every
+    /// relayed event: the cheap way to know which few chunks are worth parsing.
+    func containsAny(_ first: [UInt8], _ second: [UInt8], _ third: [UInt8]) -> Bool {
         var index = 0
         while index < count {
-            if self[index] == UInt8(ascii: "\"") && (matches(first, at: index) || matches(second, at: index)) { return true }
+            if self[index] == UInt8(ascii: "\"")
+                && (matches(first, at: index) || matches(second, at: index) || matches(third, at: index)) { return true }
             index += 1
         }
         return false
@@ -188,17 +210,5 @@ extension UnsafeRawBufferPointer {
         guard index + needle.count <= count else { return false }
         for offset in 0..<needle.count where self[index + offset] != needle[offset] { return false }
         return true
-    }
-}
-
-extension APIError {
-    public static func upstreamProtocol(_ message: String) -> APIError {
-        APIError(status: 502, type: "upstream_error", code: "upstream_protocol_error", message: message)
-    }
-
-    /// The upstream's stream ended with neither its end marker nor a finish reason.
-    public static func upstreamTruncated() -> APIError {
-        APIError(status: 502, type: "upstream_error", code: "upstream_truncated",
-                 message: "The upstream's stream ended before the answer was complete (no [DONE] and no finish reason).")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import Surfaces
 import Testing
 
 @Suite struct SSERelayTests {
@@ -11,7 +12,9 @@ import Testing
         return (String(decoding: out, as: UTF8.self), outcome)
     }
 
-    @Test(arguments: SSEDecoderTests.fixtureNames)
+    static let fixtureNames = (try? Fixtures.names(in: "sse", withExtension: "sse")) ?? []
+
+    @Test(arguments: fixtureNames)
     func fixtureRelaysIdenticallyHoweverSplit(name: String) throws {
         let input = try Fixtures.bytes("sse/\(name).sse")
         let expected = try JSONSerialization.jsonObject(with: Data(try Fixtures.bytes("sse/\(name).expected.json"))) as! [String: Any]

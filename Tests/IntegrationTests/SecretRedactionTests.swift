@@ -1,0 +1,52 @@
+import Foundation
+import Gateway
+import GatewayCore
+import MockUpstream
+import Testing
+
+/// A provider key must never reach a client or an operator, whatever the upstream echoes back.
+/// One key with a recognisable value, every failure path, and a grep of everything visible:
+/// responses, streams, records, logs, metrics.
+@Suite struct SecretRedactionTests {
+    @Test(.timeLimit(.minutes(1)))
+    func aProviderKeyEchoedByAnUpstreamIsRedactedEverywhere() throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { config in
+            let keyed = config.providers["keyed"]!
+            // TLS spoken to a plain-HTTP port: a handshake failure, with the key configured.
+            config.providers["tls"] = .init(name: "tls", baseURL: keyed.baseURL.replacingOccurrences(of: "http://", with: "https://"),
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let secret = TestEnvironment.secretKey
+        var seen: [String] = []
+        var ids: [String] = []
+        func run(_ body: String) throws {
+            let response = try env.chat(body)
+            seen.append(response.text)
+            seen.append(response.headers.map { "\($0.0): \($0.1)" }.joined(separator: "\n"))
+            if let id = response.header("x-generation-id") { ids.append(id) }
+        }
+        for status in [401, 403, 500, 503] {
+            try run(TestEnvironment.chatBody(model: "keyed/error:status=\(status):echo_auth=1", stream: false))
+            try run(TestEnvironment.chatBody(model: "keyed/error:status=\(status):echo_auth=1", stream: true))
+        }
+        try run(TestEnvironment.chatBody(model: "keyed/error-mid-stream:pace_ms=1:echo_auth=1"))
+        try run(TestEnvironment.chatBody(model: "tls/normal"))
+        try run(TestEnvironment.chatBody(model: "dead/normal", stream: false))
+        try run(TestEnvironment.chatBody(model: "nowhere/normal", stream: false))
+        // Fusion: a member, the judge and the outer model echoing the key.
+        let panel = #"["keyed/error:status=500:echo_auth=1","keyed/error-mid-stream:pace_ms=1:echo_auth=1","mock/expert-1:pace_ms=1"]"#
+        for stream in [true, false] {
+            try run(#"{"model":"mock/outer:pace_ms=1","stream":\#(stream),"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(panel),"model":"keyed/error:status=401:echo_auth=1"}}]}"#)
+            try run(#"{"model":"keyed/error-mid-stream:pace_ms=1:echo_auth=1","stream":\#(stream),"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}],"tool_choice":"required"}"#)
+        }
+        // The upstream really saw (and echoed) the key: the test would pass vacuously otherwise.
+        #expect(env.mockStats.lastRequestHeader("authorization") == "Bearer \(secret)")
+        #expect(seen.contains { $0.contains("[redacted]") }, "the echoes were redacted, not absent")
+        for id in ids { seen.append(try env.get("/api/v1/generation?id=\(id)").text) }
+        seen.append(try env.get("/metrics").text)
+        seen += log.entries.map(\.text)
+        let leaks = seen.filter { $0.contains(secret) || $0.contains(String(secret.dropFirst(3))) }
+        #expect(leaks.isEmpty, "leaked in: \(leaks.map { String($0.prefix(300)) })")
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import GatewayCore
+import Testing
+
+/// What real upstreams do that a careless relay gets wrong (issue: nothing lost, forged or
+/// leaked). Each case is a scripted upstream (the mock with a wire-quirk option) and asserts what
+/// the client, the record and the logs see.
+@Suite struct UpstreamQuirksTests {
+    func content(_ response: TestResponse) -> String {
+        response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
+    }
+
+    @Test func everyChunkCarriesTheGenerationIdAndTheModelTheClientAskedFor() throws {
+        let env = try TestEnvironment()
+        let streamed = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", extra: #","stream_options":{"include_usage":true}"#))
+        let id = try #require(streamed.header("x-generation-id"))
+        let chunks = streamed.plainChunksJSON
+        #expect(chunks.count > 3)
+        #expect(chunks.allSatisfy { $0["id"]?.stringValue == id && $0["model"]?.stringValue == "mock/normal:pace_ms=1" })
+        #expect(try env.generation(chunks.first?["id"]?.stringValue)?["id"]?.stringValue == id, "the body's id finds the record")
+        let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false))
+        #expect(whole.json?["id"]?.stringValue == whole.header("x-generation-id"))
+        #expect(whole.json?["model"]?.stringValue == "mock/normal:pace_ms=1")
+        // Error chunks too.
+        let failed = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:pace_ms=1"))
+        let error = try #require(failed.plainChunksJSON.last { $0["error"] != nil })
+        #expect(error["id"]?.stringValue == failed.header("x-generation-id") && error["model"]?.stringValue == "mock/error-mid-stream:pace_ms=1")
+    }
+
+    @Test func aStreamCutShortIsAnErrorNotACleanEnd() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:truncate=1"))
+        #expect(response.status == 200)
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        let last = try #require(response.plainChunksJSON.last)
+        #expect(last["error"]?["code"]?.stringValue == "upstream_truncated", "\(response.text.suffix(300))")
+        #expect(content(response).hasPrefix("This is a simulated answer"), "what came is delivered")
+        #expect(try env.generation(response.header("x-generation-id"))?["error"]?.stringValue == "upstream_truncated")
+    }
+
+    @Test func aWholeAnswerToAStreamedRequestBecomesChunks() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:whole=1", extra: #","stream_options":{"include_usage":true}"#))
+        #expect(response.status == 200 && response.header("content-type")?.hasPrefix("text/event-stream") == true)
+        #expect(content(response).hasPrefix("This is a simulated answer"))
+        let chunks = response.plainChunksJSON
+        #expect(chunks.contains { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue == "stop" })
+        #expect(chunks.last?["usage"]?["completion_tokens"]?.intValue ?? 0 > 0)
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+    }
+
+    @Test(arguments: ["spaced=1", "together=1"])
+    func usageIsFoundHoweverItIsSentAndNothingIsDropped(quirk: String) throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:\(quirk)", extra: #","stream_options":{"include_usage":true}"#))
+        #expect(content(response).hasSuffix("watch the stream arrive."), "the last content arrived with the finish")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["tokens_completion"]?.intValue ?? 0 > 0, "\(record)")
+        #expect(record["finish_reason"]?.stringValue == "stop")
+    }
+
+    @Test func aClientAskingForUsageGetsAnEstimateWhenTheUpstreamSendsNone() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1", extra: #","stream_options":{"include_usage":true}"#))
+        let usage = try #require(response.plainChunksJSON.last { $0["usage"] != nil }?["usage"])
+        #expect(usage["estimated"] == .bool(true) && usage["completion_tokens"]?.intValue ?? 0 > 0)
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["usage_estimated"] == .bool(true))
+    }
+
+    @Test func theSDKsDoNotRetryWhatTheGatewayAlreadyRetried() throws {
+        let env = try TestEnvironment()
+        let retried = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503", stream: false))
+        #expect(retried.status == 503)
+        #expect(retried.header("x-should-retry") == "false")
+        let request = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=422", stream: false))
+        #expect(request.status == 422 && request.header("x-should-retry") == "false")
+    }
+
+    @Test func aDeliberationLosesNothingAndSaysWhatItDoesNotKnow() throws {
+        let env = try TestEnvironment()
+        let panel = #"["mock/expert-1:pace_ms=1:together=1","mock/expert-2:pace_ms=1:whole=1","mock/expert-3:pace_ms=1:truncate=1","mock/expert-4:pace_ms=1:no_usage=1"]"#
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(panel)}}]}"#
+        let response = try env.chat(body)
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["panel"]?["answered"] == .int(3), "\(fusion)")
+        let failed = fusion["failed_models"]?.arrayValue?.map { $0["reason"]?.stringValue ?? "" }
+        #expect(failed == ["truncated"])
+        let answers = fusion["responses"]?.arrayValue?.compactMap { $0["content"]?.stringValue } ?? []
+        #expect(answers.allSatisfy { $0.hasSuffix(".") }, "every answer whole, the last content of a finish chunk included")
+        let usage = try #require(response.json?["usage"]?["fusion"])
+        #expect(usage["calls_without_usage"]?.intValue ?? 0 >= 2, "\(usage)")
+        let unknown = usage["calls"]?.arrayValue?.filter { $0["usage_unknown"] == .bool(true) }.compactMap { $0["model"]?.stringValue }
+        #expect(unknown?.contains("mock/expert-4:pace_ms=1:no_usage=1") == true)
+    }
+}
