@@ -16,6 +16,8 @@ import PackageDescription
 //   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
 //   MockUpstream                an OpenAI-compatible server with deterministic scenarios
 //   Gateway                     config, routing, endpoints, the streaming proxy
+//   Bench                       pure Swift: `fusion-gateway bench`'s measurement logic (per-request
+//                               metrics, percentiles, comparison, text/JSON/HTML reports; no I/O)
 //   fusion-gateway              the CLI
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -30,13 +32,15 @@ let package = Package(
         .executable(name: "fusion-gateway", targets: ["fusion-gateway"]),
         // For the packages in Benchmarks/ and Fuzz/ (separate, so their dependencies and flags
         // never touch the main build or CI).
-        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn", "HTTPServer", "Fusion", "Web"]),
+        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn", "HTTPServer", "Fusion", "Web",
+                                                     "Bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
@@ -53,6 +57,8 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
+        .target(name: "Bench", dependencies: ["GatewayCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
+                swiftSettings: strict),
         .target(
             name: "Gateway",
             dependencies: [
@@ -77,6 +83,8 @@ let package = Package(
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "GatewayCore"],
+                    swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
         .testTarget(
