@@ -18,6 +18,7 @@ import PackageDescription
 //   Gateway                     config, routing, endpoints, the streaming proxy
 //   Bench                       pure Swift: `fusion-gateway bench`'s measurement logic (per-request
 //                               metrics, percentiles, comparison, text/JSON/HTML reports; no I/O)
+//   BenchRunner                 the bench's load generator: UpstreamClient on one or more loops
 //   fusion-gateway              the CLI
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -33,7 +34,7 @@ let package = Package(
         // For the packages in Benchmarks/ and Fuzz/ (separate, so their dependencies and flags
         // never touch the main build or CI).
         .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn", "HTTPServer", "Fusion", "Web",
-                                                     "Bench"]),
+                                                     "Bench", "BenchRunner"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -59,6 +60,7 @@ let package = Package(
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
         .target(name: "Bench", dependencies: ["GatewayCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
                 swiftSettings: strict),
+        .target(name: "BenchRunner", dependencies: ["Bench", "EventLoop", "UpstreamClient"], swiftSettings: strict),
         .target(
             name: "Gateway",
             dependencies: [
@@ -72,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "fusion-gateway",
             dependencies: [
-                "Gateway", "MockUpstream", "EventLoop",
+                "Gateway", "MockUpstream", "EventLoop", "Bench", "BenchRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,7 +85,7 @@ let package = Package(
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "HTTPServer"], swiftSettings: strict),
-        .testTarget(name: "BenchTests", dependencies: ["Bench", "GatewayCore"],
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchRunner", "MockUpstream", "EventLoop", "GatewayCore"],
                     swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
