@@ -67,7 +67,7 @@ public struct RunSettings: Sendable, Codable, Equatable {
 
 /// B ÷ A for every statistic of every metric, and for the run-level rates.
 public struct Comparison: Sendable, Equatable {
-    /// Per metric, per statistic name ("p50" … "max"); nil where A's figure is 0 or either is missing.
+    /// Per metric, per statistic key ("p50" … "p99_9" … "max"); nil where A's figure is 0 or either is missing.
     public var metrics: [Metric: [String: Double?]]
     public var requestsPerSecond: Double?
     public var outputTokensPerSecond: Double?
@@ -77,7 +77,7 @@ public struct Comparison: Sendable, Equatable {
         for metric in Metric.allCases {
             let left = a.results[metric].summary?.statistics
             let right = b.results[metric].summary?.statistics
-            metrics[metric] = Dictionary(uniqueKeysWithValues: Summary.statisticNames.enumerated().map { index, name in
+            metrics[metric] = Dictionary(uniqueKeysWithValues: Summary.statisticKeys.enumerated().map { index, name in
                 (name, Self.ratio(left?[index].value, right?[index].value))
             })
         }

@@ -1,3 +1,4 @@
+import Foundation
 import Histogram
 
 /// The percentiles every report shows.
@@ -22,12 +23,15 @@ public struct Summary: Sendable, Equatable, Codable {
         self.p99_9 = p99_9
     }
 
-    /// The statistics in report order, with the names the text, JSON and HTML reports use.
-    public var statistics: [(name: String, value: Double)] {
-        [("p50", p50), ("p90", p90), ("p99", p99), ("p99.9", p99_9), ("mean", mean), ("min", min), ("max", max)]
+    /// The statistics in report order, keyed as in the JSON (`p99_9` for p99.9).
+    public var statistics: [(key: String, value: Double)] {
+        [("p50", p50), ("p90", p90), ("p99", p99), ("p99_9", p99_9), ("mean", mean), ("min", min), ("max", max)]
     }
 
-    public static let statisticNames = ["p50", "p90", "p99", "p99.9", "mean", "min", "max"]
+    public static let statisticKeys = ["p50", "p90", "p99", "p99_9", "mean", "min", "max"]
+
+    /// A column heading: `p99_9` reads p99.9.
+    public static func label(_ key: String) -> String { key.replacingOccurrences(of: "_", with: ".") }
 }
 
 /// One metric's samples: an HdrHistogram for the percentiles (3 significant digits, any number of

@@ -35,7 +35,7 @@ public enum HTMLReport {
     }
 
     static func statisticsHeader() -> String {
-        "<tr><th></th>" + Summary.statisticNames.map { "<th>\($0)</th>" }.joined() + "</tr>"
+        "<tr><th></th>" + Summary.statisticKeys.map { "<th>\(Summary.label($0))</th>" }.joined() + "</tr>"
     }
 
     static func summary(_ target: TargetReport, index: Int, openLoop: Bool) -> String {
@@ -48,7 +48,7 @@ public enum HTMLReport {
             + "Output tokens: \(escape(results.tokenSourceDescription)).</p>\n<table>" + statisticsHeader()
         for metric in Metric.allCases where metric != .queueWait || openLoop {
             let cells = results[metric].summary?.statistics.map { Format.number($0.value) }
-                ?? Array(repeating: "—", count: Summary.statisticNames.count)
+                ?? Array(repeating: "—", count: Summary.statisticKeys.count)
             out += "<tr><td>\(escape(metric.title))</td>" + cells.map { "<td>\($0)</td>" }.joined() + "</tr>"
         }
         out += "</table>\n"
@@ -70,7 +70,7 @@ public enum HTMLReport {
         for metric in Metric.allCases where metric != .queueWait || report.settings.mode == "open_loop" {
             let ratios = comparison.metrics[metric] ?? [:]
             out += "<tr><td>\(escape(metric.title))</td>"
-                + Summary.statisticNames.map { "<td>\(Format.ratio(ratios[$0] ?? nil))</td>" }.joined() + "</tr>"
+                + Summary.statisticKeys.map { "<td>\(Format.ratio(ratios[$0] ?? nil))</td>" }.joined() + "</tr>"
         }
         return out + "</table>\n"
     }
@@ -127,7 +127,7 @@ public enum HTMLReport {
     /// Bins from the minimum to p99: the tail above p99 is counted in the last bin, so one
     /// outlier does not squash the body of the distribution into a single bar.
     static func histogram(_ distribution: Distribution, title: String, color: String) -> String {
-        let chart = SVGChart(title: title + " (tail above p99 in the last bin)", xLabel: "ms", yLabel: "samples",
+        let chart = SVGChart(title: title, xLabel: "ms (the last bin holds everything above p99)", yLabel: "samples",
                              width: 420, height: 280)
         guard let summary = distribution.summary else { return chart.bars([], lower: 0, binWidth: 1) }
         let upper = summary.p99 > summary.min ? summary.p99 : summary.max

@@ -52,7 +52,7 @@ public struct JSONReport: Codable, Equatable, Sendable {
     public struct ComparisonRatios: Codable, Equatable, Sendable {
         public var baseline: String
         public var candidate: String
-        /// Per metric key, per statistic (`p50`, `p90`, `p99`, `p99.9`, `mean`, `min`, `max`):
+        /// Per metric key, per statistic (`p50`, `p90`, `p99`, `p99_9`, `mean`, `min`, `max`, as in `metrics`):
         /// candidate ÷ baseline; absent where the baseline's figure is 0 or missing.
         public var metrics: [String: [String: Double]]
         public var requestsPerSecond: Double?

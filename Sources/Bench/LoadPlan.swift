@@ -55,25 +55,34 @@ public struct LoadPlan: Sendable, Equatable {
         public var description: String
     }
 
+    // Bounds that keep every derived figure representable: arrival times and deadlines are
+    // UInt64 nanoseconds, and each stream is a worker with a socket.
+    public static let maxLoops = 64
+    public static let maxStreams = 100_000
+    public static let rates: ClosedRange<Double> = 0.001...1_000_000
+    public static let maxDurationSeconds = 30.0 * 86_400
+
     public init(shape: LoadShape, stop: StopCondition, targets: Int, loops: Int) throws(Invalid) {
         guard (1...2).contains(targets) else { throw Invalid(description: "one or two targets") }
-        guard loops >= 1 else { throw Invalid(description: "--loops must be at least 1") }
+        guard (1...Self.maxLoops).contains(loops) else { throw Invalid(description: "--loops must be 1 to \(Self.maxLoops)") }
         switch shape {
         case .closedLoop(let concurrency):
-            guard concurrency >= 1 else { throw Invalid(description: "--concurrency must be at least 1") }
+            guard (1...Self.maxStreams).contains(concurrency) else {
+                throw Invalid(description: "--concurrency must be 1 to \(Self.maxStreams)")
+            }
             guard targets == 1 || concurrency == 1 || concurrency % 2 == 0 else {
                 throw Invalid(description: "with --compare, --concurrency must be 1 (one stream alternating) or even (half per target)")
             }
         case .openLoop(let rate, _, let cap):
-            guard rate > 0, rate.isFinite else { throw Invalid(description: "--rate must be a positive number") }
+            guard Self.rates.contains(rate) else { throw Invalid(description: "--rate must be 0.001 to 1000000 requests/s") }
             guard cap.map({ $0 >= 1 }) ?? true else { throw Invalid(description: "--max-concurrency must be at least 1") }
         }
         guard stop.requestsPerTarget != nil || stop.durationSeconds != nil else {
             throw Invalid(description: "give --requests or --duration")
         }
         guard stop.requestsPerTarget.map({ $0 >= 1 }) ?? true else { throw Invalid(description: "--requests must be at least 1") }
-        guard stop.durationSeconds.map({ $0 > 0 && $0.isFinite }) ?? true else {
-            throw Invalid(description: "--duration must be a positive number of seconds")
+        guard stop.durationSeconds.map({ $0 > 0 && $0 <= Self.maxDurationSeconds }) ?? true else {
+            throw Invalid(description: "--duration must be more than 0 and at most 30 days, in seconds")
         }
         self.shape = shape
         self.stop = stop

@@ -72,7 +72,7 @@ struct SVGChart {
                     + "<title>\(escape(item.name)): \(count)</title></rect>"
             }
         }
-        return frame(body + legend(series.map { ($0.name, $0.color) })) + "</svg>"
+        return frame(body + (series.count > 1 ? legend(series.map { ($0.name, $0.color) }) : "")) + "</svg>"
     }
 
     // MARK: Frame, axes, legend
@@ -94,17 +94,25 @@ struct SVGChart {
                 : (value - lower) / (upper - lower)
         }
 
-        /// About five round ticks: 1, 2 or 5 × 10ⁿ apart; on a log axis, 1-2-5 of each decade.
+        /// About five round ticks: 1, 2 or 5 × 10ⁿ apart. On a log axis 1-2-5 of each decade, thinned
+        /// to decades when that crowds, or the linear ticks when the range is under a decade.
         var ticks: [Double] {
-            if log {
-                var ticks: [Double] = []
-                var decade = pow(10, floor(log10(lower)))
-                while decade <= upper {
-                    for step in [1.0, 2, 5] where decade * step >= lower && decade * step <= upper { ticks.append(decade * step) }
-                    decade *= 10
-                }
-                return ticks
+            guard log else { return Self.linearTicks(lower, upper) }
+            var ticks: [Double] = []
+            var decade = pow(10, floor(log10(lower)))
+            while decade <= upper {
+                for step in [1.0, 2, 5] where decade * step >= lower && decade * step <= upper { ticks.append(decade * step) }
+                decade *= 10
             }
+            if ticks.count < 3 { return Self.linearTicks(lower, upper).filter { $0 > 0 } }
+            if ticks.count > 8 {
+                let decades = ticks.filter { abs(log10($0) - log10($0).rounded()) < 1e-9 }
+                return decades.count > 8 ? decades.enumerated().filter { $0.offset % 2 == 0 }.map(\.element) : decades
+            }
+            return ticks
+        }
+
+        static func linearTicks(_ lower: Double, _ upper: Double) -> [Double] {
             let raw = (upper - lower) / 5
             let power = pow(10, floor(log10(raw)))
             let step = [1.0, 2, 5, 10].map { $0 * power }.first { $0 >= raw } ?? raw
@@ -134,17 +142,20 @@ struct SVGChart {
         for tick in x.ticks {
             let position = px(x, tick)
             out += "<line x1=\"\(f(position))\" y1=\"\(f(margin.top))\" x2=\"\(f(position))\" y2=\"\(f(bottom))\" stroke=\"#eee\"/>"
-                + "<text x=\"\(f(position))\" y=\"\(f(bottom + 14))\" text-anchor=\"middle\">\(Format.number(tick))</text>"
+                + "<text x=\"\(f(position))\" y=\"\(f(bottom + 14))\" text-anchor=\"middle\">\(label(tick))</text>"
         }
         for tick in y.ticks {
             let position = py(y, tick)
             out += "<line x1=\"\(f(margin.left))\" y1=\"\(f(position))\" x2=\"\(f(margin.left + plotWidth))\" y2=\"\(f(position))\" stroke=\"#eee\"/>"
-                + "<text x=\"\(f(margin.left - 4))\" y=\"\(f(position + 4))\" text-anchor=\"end\">\(Format.number(tick))</text>"
+                + "<text x=\"\(f(margin.left - 4))\" y=\"\(f(position + 4))\" text-anchor=\"end\">\(label(tick))</text>"
         }
         out += "<text x=\"\(f(margin.left + plotWidth / 2))\" y=\"\(f(height - 6))\" text-anchor=\"middle\">\(escape(xLabel))</text>"
         out += "<text transform=\"translate(14 \(f(margin.top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>"
         return out
     }
+
+    /// A tick label without trailing zeros: 0.005, 2, 2000.
+    func label(_ value: Double) -> String { String(format: "%g", value) }
 
     func legend(_ entries: [(String, String)]) -> String {
         var out = ""

@@ -43,7 +43,7 @@ public enum TextReport {
     }
 
     static func header(_ title: String) -> String {
-        "   " + Format.padRight(title, labelWidth) + Summary.statisticNames.map { Format.padLeft($0, columnWidth) }.joined() + "\n"
+        "   " + Format.padRight(title, labelWidth) + Summary.statisticKeys.map { Format.padLeft(Summary.label($0), columnWidth) }.joined() + "\n"
     }
 
     static func render(_ target: TargetReport, openLoop: Bool) -> String {
@@ -56,7 +56,7 @@ public enum TextReport {
         out += header("")
         for metric in Metric.allCases where metric != .queueWait || openLoop {
             let cells = results[metric].summary?.statistics.map { Format.number($0.value) }
-                ?? Array(repeating: "—", count: Summary.statisticNames.count)
+                ?? Array(repeating: "—", count: Summary.statisticKeys.count)
             out += "   " + Format.padRight(metric.title, labelWidth) + cells.map { Format.padLeft($0, columnWidth) }.joined() + "\n"
         }
         out += "   errors: " + errorLine(results) + "\n"
@@ -78,7 +78,7 @@ public enum TextReport {
         for metric in Metric.allCases where metric != .queueWait || openLoop {
             let ratios = comparison.metrics[metric] ?? [:]
             out += "   " + Format.padRight(metric.title, labelWidth)
-                + Summary.statisticNames.map { Format.padLeft(Format.ratio(ratios[$0] ?? nil), columnWidth) }.joined() + "\n"
+                + Summary.statisticKeys.map { Format.padLeft(Format.ratio(ratios[$0] ?? nil), columnWidth) }.joined() + "\n"
         }
         out += "   requests/s \(Format.ratio(comparison.requestsPerSecond)), "
             + "output tokens/s \(Format.ratio(comparison.outputTokensPerSecond))\n"

@@ -30,6 +30,11 @@ import Testing
             (.closedLoop(concurrency: 1), StopCondition(requestsPerTarget: 0), 1),
             (.closedLoop(concurrency: 1), StopCondition(durationSeconds: -1), 1),
             (.closedLoop(concurrency: 1), Self.hundred, 0),
+            (.closedLoop(concurrency: 1), Self.hundred, 65),
+            (.closedLoop(concurrency: 1_000_000), Self.hundred, 1),
+            (.openLoop(rate: 1e-300, arrivals: .poisson, maxConcurrency: nil), Self.hundred, 1),
+            (.closedLoop(concurrency: 1), StopCondition(durationSeconds: 1e300), 1),
+            (.closedLoop(concurrency: 1), StopCondition(durationSeconds: .nan), 1),
         ]
         for (shape, stop, loops) in cases {
             #expect(throws: LoadPlan.Invalid.self) { try LoadPlan(shape: shape, stop: stop, targets: 1, loops: loops) }

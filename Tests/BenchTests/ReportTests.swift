@@ -105,6 +105,9 @@ import Testing
         #expect(decoded.targets[0].samples.last?.error == .streamError)
         #expect(decoded.comparison?.metrics["ttft_ms"]?["p50"] == 1.2)
         #expect(decoded.comparison?.metrics["queue_wait_ms"]?["p50"] == nil)
+        // Ratios are keyed like the summaries they divide.
+        #expect(decoded.comparison.map { Set($0.metrics["ttft_ms"]?.keys ?? [:].keys) } == Set(Summary.statisticKeys))
+        #expect(decoded.targets[0].metrics["ttft_ms"]?.p99_9 == 10)
         // The keys a consumer reads, spelled as documented.
         let object = try JSONSerialization.jsonObject(with: json.encoded()) as? [String: Any]
         let target = (object?["targets"] as? [[String: Any]])?.first
