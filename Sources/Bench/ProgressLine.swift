@@ -20,7 +20,9 @@ public enum ProgressLine {
     /// "measuring 12.0 s of 30 s | A 340 ok, 0 failed, 8 in flight, 28.3 req/s, 560 tok/s | B …"
     public static func render(warmingUp: Bool, elapsedSeconds: Double, plan: LoadPlan, targets: [TargetProgress]) -> String {
         var head = warmingUp ? "warming up" : "measuring \(Format.number(elapsedSeconds)) s"
-        if !warmingUp, let duration = plan.stop.durationSeconds { head += " of \(Format.number(duration)) s" }
+        if !warmingUp, let duration = plan.stop.durationSeconds {
+            head += elapsedSeconds < duration ? " of \(Format.number(duration)) s" : ", finishing the requests in flight"
+        }
         let parts = targets.map { target in
             var text = "\(target.label) \(target.succeeded)"
             if !warmingUp, let limit = plan.stop.requestsPerTarget { text += "/\(limit)" }

@@ -12,11 +12,13 @@ struct BenchCommand: ParsableCommand {
         abstract: "Measure an OpenAI-compatible endpoint: TTFT, inter-token latency, TPOT, end-to-end latency, throughput, errors.",
         discussion: """
             Examples:
-              fusion-gateway bench http://127.0.0.1:8080/v1 --model sim/paced --concurrency 8 --requests 200
-              fusion-gateway bench https://openrouter.ai/api/v1 --model openai/gpt-4o-mini --api-key-env OPENROUTER_API_KEY \\
-                  --rate 2 --duration 60 --max-concurrency 16 --json results.json --html report.html
-              fusion-gateway bench http://127.0.0.1:8090/v1 --model paced --compare http://127.0.0.1:8080/v1 \\
-                  --compare-model mock/paced --requests 300
+              fusion-gateway bench http://127.0.0.1:8080/v1 --model sim/paced \\
+                  --concurrency 8 --requests 200
+              fusion-gateway bench https://openrouter.ai/api/v1 --model openai/gpt-4o \\
+                  --api-key-env OPENROUTER_API_KEY --rate 2 --duration 60 \\
+                  --max-concurrency 16 --json results.json --html report.html
+              fusion-gateway bench http://127.0.0.1:8090/v1 --model paced \\
+                  --compare http://127.0.0.1:8080/v1 --compare-model sim/paced
 
             Errors are counted by kind: http_4xx, http_5xx, http_other, stream_error (a chunk carrying an error), \
             truncated (no [DONE] or connection lost), malformed (not SSE/JSON, oversized, invalid usage), empty (no \
@@ -70,7 +72,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Model for the --compare endpoint (default: --model).")
     var compareModel: String?
 
-    @Option(name: .customLong("compare-api-key-env"), help: "Environment variable with the --compare endpoint's key (default: --api-key-env).")
+    @Option(name: .customLong("compare-api-key-env"), help: "Environment variable with the --compare endpoint's key (default: none; the first key is never sent to the second endpoint).")
     var compareApiKeyEnv: String?
 
     @Option(help: "Event loops generating the load, one thread each.")
@@ -141,7 +143,7 @@ struct BenchCommand: ParsableCommand {
         var targets = [BenchTarget(label: "A", baseURL: url, model: model, apiKey: try key(apiKeyEnv))]
         if let compare {
             targets.append(BenchTarget(label: "B", baseURL: compare, model: compareModel ?? model,
-                                       apiKey: try key(compareApiKeyEnv ?? apiKeyEnv)))
+                                       apiKey: try key(compareApiKeyEnv)))
         }
         for target in targets where !(target.info.url.hasPrefix("http://") || target.info.url.hasPrefix("https://")) {
             throw ValidationError("\(target.info.url): only http:// and https:// URLs")

@@ -151,5 +151,13 @@ import Testing
             TargetProgress(label: "A", succeeded: 40, failed: 1, inFlight: 2, outputTokens: 800),
         ])
         #expect(line == "measuring 2.000 s | A 40/100 ok, 1 failed, 2 in flight, 20.00 req/s, 400.0 tok/s")
+        let timed = try LoadPlan(shape: .closedLoop(concurrency: 2), stop: StopCondition(durationSeconds: 1), targets: 1, loops: 1)
+        let target = TargetProgress(label: "A", succeeded: 4, failed: 0, inFlight: 2, outputTokens: 8)
+        #expect(ProgressLine.render(warmingUp: false, elapsedSeconds: 0.5, plan: timed, targets: [target])
+                == "measuring 0.500 s of 1.000 s | A 4 ok, 0 failed, 2 in flight, 8.000 req/s, 16.00 tok/s")
+        #expect(ProgressLine.render(warmingUp: false, elapsedSeconds: 2, plan: timed, targets: [target])
+                .hasPrefix("measuring 2.000 s, finishing the requests in flight | "))
+        #expect(ProgressLine.render(warmingUp: true, elapsedSeconds: 2, plan: timed, targets: [target])
+                == "warming up | A 4 ok, 0 failed, 2 in flight")
     }
 }
