@@ -61,8 +61,9 @@ public struct ResponseRecorder {
         case .failed:
             return false
         case .errorStatus:
+            // Enough for the server's message; the rest of an error body is not worth reading.
             body.append(contentsOf: bytes.prefix(max(0, Self.maxErrorBodyBytes - body.count)))
-            return true
+            return body.count < Self.maxErrorBodyBytes
         case .buffering:
             guard body.count + bytes.count <= maxBodyBytes else {
                 fail(.malformed, "response body over \(maxBodyBytes) bytes")

@@ -78,6 +78,17 @@ import Testing
         #expect(Self.replay([], status: 204).error == .truncated)  // 2xx without a stream
     }
 
+    @Test func anEndlessErrorBodyIsNotReadToTheEnd() {
+        var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        recorder.didReceiveHead(status: 502)
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1000)
+        let answers = (0..<6).map { _ in chunk.withUnsafeBytes { recorder.didReceive($0, at: 1) } }
+        #expect(answers == [true, true, true, true, false, false])  // 4096 bytes kept for the message
+        let outcome = recorder.finish(nil, at: 2)
+        #expect(outcome.error == .http5xx)
+        #expect(outcome.errorDetail?.hasPrefix("HTTP 502: xxx") == true)
+    }
+
     @Test func anErrorChunkIsAStreamError() {
         let error = #"data: {"error":{"message":"Provider disconnected","code":502}}"# + "\n\n"
         let outcome = Self.replay([(2 * Self.ms, Self.chunk("a")), (3 * Self.ms, error), (4 * Self.ms, Self.done)])
