@@ -16,6 +16,9 @@ import PackageDescription
 //   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
 //   MockUpstream                an OpenAI-compatible server with deterministic scenarios
 //   Gateway                     config, routing, endpoints, the streaming proxy
+//   Bench                       pure Swift: `fusion-gateway bench`'s measurement logic (per-request
+//                               metrics, percentiles, comparison, text/JSON/HTML reports; no I/O)
+//   BenchRunner                 the bench's load generator: UpstreamClient on one or more loops
 //   fusion-gateway              the CLI
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -31,13 +34,14 @@ let package = Package(
         // For the packages in Benchmarks/ and Fuzz/ (separate, so their dependencies and flags
         // never touch the main build or CI).
         .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn", "HTTPServer", "Providers", "Surfaces", "Fusion", "Web",
-                                                     "MockUpstream", "Gateway", "Application"]),
+                                                     "MockUpstream", "Gateway", "Application", "Bench", "BenchRunner"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         // Tests only: property-based tests (generators with shrinking) for parsers of hostile input.
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -58,6 +62,9 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
+        .target(name: "Bench", dependencies: ["GatewayCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
+                swiftSettings: strict),
+        .target(name: "BenchRunner", dependencies: ["Bench", "EventLoop", "UpstreamClient"], swiftSettings: strict),
         .target(
             name: "Gateway",
             dependencies: [
@@ -76,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "fusion-gateway",
             dependencies: [
-                "Application", "Gateway", "MockUpstream", "EventLoop",
+                "Application", "Gateway", "MockUpstream", "EventLoop", "Bench", "BenchRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -104,6 +111,8 @@ let package = Package(
             dependencies: ["MockUpstream", "GatewayCore", "HTTPServer", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchRunner", "MockUpstream", "EventLoop", "GatewayCore"],
+                    swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
         .testTarget(
             name: "HTTPServerTests",

@@ -11,7 +11,7 @@ struct FusionGateway: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fusion-gateway",
         abstract: "An OpenAI-compatible streaming gateway for multi-model deliberation.",
-        subcommands: [Serve.self, MockUpstreamCommand.self],
+        subcommands: [Serve.self, MockUpstreamCommand.self, BenchCommand.self],
         defaultSubcommand: Serve.self
     )
 }

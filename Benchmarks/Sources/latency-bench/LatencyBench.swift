@@ -1,5 +1,7 @@
-import BenchSupport
 import ArgumentParser
+import Bench
+import BenchRunner
+import BenchSupport
 import EventLoop
 import Foundation
 import GatewayCore
@@ -65,20 +67,13 @@ struct LatencyBench: ParsableCommand {
         defer { gatewayProcess.stop() }
 
         let model = "paced:pace_ms=\(paceMs):deltas=\(deltas)"
-        let paths = [
-            Path(name: "direct", url: "http://127.0.0.1:\(mock.port)/v1/chat/completions", model: model),
-            Path(name: "gateway", url: "http://127.0.0.1:\(gatewayProcess.port)/v1/chat/completions", model: "mock/\(model)"),
-        ]
+        var report = try oneStreamAtATime(direct: BenchTarget(label: "direct", baseURL: "http://127.0.0.1:\(mock.port)/v1",
+                                                              model: model, apiKey: nil),
+                                          gateway: BenchTarget(label: "gateway", baseURL: "http://127.0.0.1:\(gatewayProcess.port)/v1",
+                                                               model: "mock/\(model)", apiKey: nil))
+        print(report.table)
         let thread = EventLoopThread(name: "bench-client")
         defer { thread.shutdown() }
-        let results = try thread.loop.submitAndWait { [streams] in
-            StreamRunner(loop: thread.loop, paths: paths, streamsPerPath: streams)
-        }
-        let done = DispatchSemaphore(value: 0)
-        thread.loop.execute { results.start { done.signal() } }
-        done.wait()
-        var report = try thread.loop.submitAndWait { results.report() }
-        print(report.table)
         if fusion > 0 {
             let url = "http://127.0.0.1:\(gatewayProcess.port)/v1/chat/completions"
             let fusionRunner = try thread.loop.submitAndWait { [fusion] in FusionRunner(loop: thread.loop, url: url, runs: fusion) }
@@ -194,99 +189,39 @@ struct LatencyBench: ParsableCommand {
     }
 }
 
-struct Path: Sendable {
-    let name: String
-    let url: String
-    let model: String
-}
-
-/// Runs the streams one at a time, alternating paths, and records microsecond latencies.
-final class StreamRunner: @unchecked Sendable {  // loop-confined after creation
-    let loop: EventLoop
-    let client: UpstreamClient
-    let paths: [Path]
-    let streamsPerPath: Int
-    var ttft: [Histogram<UInt64>]
-    var gaps: [Histogram<UInt64>]
-    var failures = 0
-    private var remaining: Int
-    private var completion: () -> Void = {}
-
-    init(loop: EventLoop, paths: [Path], streamsPerPath: Int) {
-        self.loop = loop
-        client = UpstreamClient(loop: loop)
-        self.paths = paths
-        self.streamsPerPath = streamsPerPath
-        ttft = paths.map { _ in Histogram(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three) }
-        gaps = ttft
-        remaining = streamsPerPath * paths.count + paths.count * 10  // the first 10 per path warm up
-    }
-
-    func start(_ completion: @escaping () -> Void) {
-        self.completion = completion
-        next()
-    }
-
-    private func next() {
-        guard remaining > 0 else {
-            client.close()
-            completion()
-            return
-        }
-        remaining -= 1
-        let index = remaining % paths.count
-        let record = remaining < streamsPerPath * paths.count
-        let path = paths[index]
-        let body = #"{"model":"\#(path.model)","stream":true,"messages":[{"role":"user","content":"bench"}]}"#
-        let started = EventLoop.monotonicNanoseconds()
-        var decoder = SSEDecoder()
-        var last: UInt64 = 0
-        var ok = false
-        let transfer = client.start(UpstreamRequest(url: path.url, headers: [("Content-Type", "application/json")],
-                                                    body: Array(body.utf8)))
-        transfer.onData = { [unowned self] bytes in
-            let now = EventLoop.monotonicNanoseconds()
-            try? decoder.feed(bytes) { event in
-                guard !event.isDone else {
-                    ok = true
-                    return
-                }
-                guard record else { last = now; return }
-                if last == 0 {
-                    _ = ttft[index].record((now - started) / 1000)
-                } else {
-                    _ = gaps[index].record((now - last) / 1000)
-                }
-                last = now
+extension LatencyBench {
+    /// One stream at a time, alternating direct and gateway: `fusion-gateway bench --compare` with
+    /// concurrency 1 (the Bench library's client and metric definitions), 10 warm-up streams per
+    /// path. Gaps are its ITL: between consecutive content events.
+    func oneStreamAtATime(direct: BenchTarget, gateway: BenchTarget) throws -> (table: String, json: String) {
+        let plan = try LoadPlan(shape: .closedLoop(concurrency: 1), stop: StopCondition(requestsPerTarget: streams),
+                                targets: 2, loops: 1)
+        let configuration = BenchConfiguration(targets: [direct, gateway], plan: plan,
+                                               prompts: PromptSet(prompts: [Prompt(text: "bench")], source: "latency-bench"),
+                                               warmupRequests: 10, requestTimeoutMilliseconds: 30_000)
+        let report = try BenchRunner(configuration: configuration).run()
+        /// p50, p99 of TTFT and ITL in µs.
+        func figures(_ target: TargetReport) -> [Int64] {
+            [Metric.ttft, .itl].flatMap { metric in
+                let summary = target.results[metric].summary
+                return [summary?.p50 ?? 0, summary?.p99 ?? 0].map { Int64(($0 * 1000).rounded()) }
             }
-            return true
         }
-        transfer.onComplete = { [unowned self] failure in
-            if failure != nil || !ok { failures += 1 }
-            loop.deferToNextIteration { [unowned self] in next() }
-        }
-    }
-
-    func report() -> (table: String, json: String) {
-        func ms(_ micros: UInt64) -> String { String(format: "%.3f", Double(micros) / 1000) }
-        func signedMs(_ micros: Int64) -> String { String(format: "%+.3f", Double(micros) / 1000) }
-        var table = "streams per path: \(streamsPerPath), failures: \(failures)\n"
+        func ms(_ micros: Int64, signed: Bool = false) -> String { String(format: signed ? "%+.3f" : "%.3f", Double(micros) / 1000) }
+        let failures = report.targets.map(\.results.failed).reduce(0, +)
+        var table = "streams per path: \(streams), failures: \(failures)\n"
         table += "path      TTFT p50   TTFT p99   gap p50    gap p99   (ms)\n"
         var entries: [String] = []
-        for (index, path) in paths.enumerated() {
-            let values = [ttft[index].valueAtPercentile(50), ttft[index].valueAtPercentile(99),
-                          gaps[index].valueAtPercentile(50), gaps[index].valueAtPercentile(99)]
-            table += path.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+        for target in report.targets {
+            let values = figures(target)
+            table += target.info.label.padding(toLength: 10, withPad: " ", startingAt: 0)
                 + values.map { ms($0).padding(toLength: 11, withPad: " ", startingAt: 0) }.joined() + "\n"
-            entries.append(#""\#(path.name)":{"ttft_p50_us":\#(values[0]),"ttft_p99_us":\#(values[1]),"gap_p50_us":\#(values[2]),"gap_p99_us":\#(values[3])}"#)
+            entries.append(#""\#(target.info.label)":{"ttft_p50_us":\#(values[0]),"ttft_p99_us":\#(values[1]),"gap_p50_us":\#(values[2]),"gap_p99_us":\#(values[3])}"#)
         }
-        let added = [Int64(ttft[1].valueAtPercentile(50)) - Int64(ttft[0].valueAtPercentile(50)),
-                     Int64(ttft[1].valueAtPercentile(99)) - Int64(ttft[0].valueAtPercentile(99)),
-                     Int64(gaps[1].valueAtPercentile(50)) - Int64(gaps[0].valueAtPercentile(50)),
-                     Int64(gaps[1].valueAtPercentile(99)) - Int64(gaps[0].valueAtPercentile(99))]
-        table += "added     " + added.map { signedMs($0).padding(toLength: 11, withPad: " ", startingAt: 0) }.joined() + "\n"
+        let added = zip(figures(report.targets[1]), figures(report.targets[0])).map { $0 - $1 }
+        table += "added     " + added.map { ms($0, signed: true).padding(toLength: 11, withPad: " ", startingAt: 0) }.joined() + "\n"
         entries.append(#""added":{"ttft_p50_us":\#(added[0]),"ttft_p99_us":\#(added[1]),"gap_p50_us":\#(added[2]),"gap_p99_us":\#(added[3])}"#)
-        return (table, "{" + entries.joined(separator: ",") + #","streams_per_path":\#(streamsPerPath),"failures":\#(failures)}"#)
+        return (table, "{" + entries.joined(separator: ",") + #","streams_per_path":\#(streams),"failures":\#(failures)}"#)
     }
 }
 

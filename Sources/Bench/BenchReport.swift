@@ -1,0 +1,121 @@
+/// What was run, as the reports state it.
+public struct RunSettings: Sendable, Codable, Equatable {
+    /// "closed_loop" or "open_loop".
+    public var mode: String
+    public var concurrency: Int?
+    public var rate: Double?
+    public var arrivals: ArrivalProcess?
+    public var maxConcurrency: Int?
+    public var requestsPerTarget: Int?
+    public var durationSeconds: Double?
+    public var warmupRequests: Int
+    public var streamed: Bool
+    public var prompts: String
+    public var promptCount: Int
+    public var maxTokens: Int?
+    public var loops: Int
+
+    enum CodingKeys: String, CodingKey {
+        case mode, concurrency, rate, arrivals, loops, streamed, prompts
+        case maxConcurrency = "max_concurrency"
+        case requestsPerTarget = "requests_per_target"
+        case durationSeconds = "duration_s"
+        case warmupRequests = "warmup_requests"
+        case promptCount = "prompt_count"
+        case maxTokens = "max_tokens"
+    }
+
+    public init(plan: LoadPlan, warmupRequests: Int, streamed: Bool, prompts: PromptSet, maxTokens: Int?) {
+        switch plan.shape {
+        case .closedLoop(let concurrency):
+            mode = "closed_loop"
+            self.concurrency = concurrency
+        case .openLoop(let rate, let arrivals, let cap):
+            mode = "open_loop"
+            self.rate = rate
+            self.arrivals = arrivals
+            maxConcurrency = cap
+        }
+        requestsPerTarget = plan.stop.requestsPerTarget
+        durationSeconds = plan.stop.durationSeconds
+        self.warmupRequests = warmupRequests
+        self.streamed = streamed
+        self.prompts = prompts.source
+        promptCount = prompts.prompts.count
+        self.maxTokens = maxTokens
+        loops = plan.loops
+    }
+
+    /// One line: "closed loop, concurrency 8, 200 requests per target, streamed, …".
+    public var description: String {
+        var parts: [String] = []
+        if mode == "closed_loop" {
+            parts.append("closed loop, concurrency \(concurrency ?? 0)")
+        } else {
+            parts.append("open loop, \(Format.number(rate ?? 0)) req/s \(arrivals?.rawValue ?? "")"
+                + (maxConcurrency.map { ", at most \($0) in flight" } ?? ""))
+        }
+        if let requestsPerTarget { parts.append("\(requestsPerTarget) requests per target") }
+        if let durationSeconds { parts.append("\(Format.number(durationSeconds)) s") }
+        parts.append("\(warmupRequests) warm-up per target")
+        parts.append(streamed ? "streamed" : "not streamed")
+        parts.append("\(promptCount) prompts (\(prompts))" + (maxTokens.map { ", max_tokens \($0)" } ?? ""))
+        parts.append("\(loops) loop\(loops == 1 ? "" : "s")")
+        return parts.joined(separator: ", ")
+    }
+}
+
+/// B ÷ A for every statistic of every metric, and for the run-level rates.
+public struct Comparison: Sendable, Equatable {
+    /// Per metric, per statistic key ("p50" … "p99_9" … "max"); nil where A's figure is 0 or either is missing.
+    public var metrics: [Metric: [String: Double?]]
+    public var requestsPerSecond: Double?
+    public var outputTokensPerSecond: Double?
+
+    public init(a: TargetReport, b: TargetReport) {
+        var metrics: [Metric: [String: Double?]] = [:]
+        for metric in Metric.allCases {
+            let left = a.results[metric].summary?.statistics
+            let right = b.results[metric].summary?.statistics
+            metrics[metric] = Dictionary(uniqueKeysWithValues: Summary.statisticKeys.enumerated().map { index, name in
+                (name, Self.ratio(left?[index].value, right?[index].value))
+            })
+        }
+        self.metrics = metrics
+        requestsPerSecond = Self.ratio(a.requestsPerSecond, b.requestsPerSecond)
+        outputTokensPerSecond = Self.ratio(a.outputTokensPerSecond, b.outputTokensPerSecond)
+    }
+
+    static func ratio(_ a: Double?, _ b: Double?) -> Double? {
+        guard let a, let b, a > 0 else { return nil }
+        return b / a
+    }
+}
+
+/// A finished run: the settings, each target's results and, for two targets, the ratios.
+public struct BenchReport: Sendable {
+    /// Which tool's metric definitions these follow (see the README's "Benchmark your own endpoints").
+    public static let definitions = """
+        Definitions follow vLLM's `vllm bench serve` (vllm/benchmarks/serve.py): TTFT = request sent → first \
+        content event (non-empty delta.content or reasoning; a role-only first chunk does not count, as in \
+        genai-perf/AIPerf and llmperf); ITL = every gap between consecutive content events, pooled over requests; \
+        TPOT = (E2E − TTFT) / (output tokens − 1) per request with ≥ 2 tokens; E2E = request sent → last event \
+        carrying choices (the usage chunk and [DONE] excluded); output throughput = output tokens of successful \
+        requests / run time; requests/s = successful requests / run time; tokens/s per stream = output tokens / \
+        E2E (llmperf's per-request output throughput). Output tokens: usage.completion_tokens when the server \
+        sends usage, else the number of content events. Failed requests count only as errors. Percentiles are \
+        HdrHistogram's, to 3 significant digits; mean, min and max are exact.
+        """
+
+    public var settings: RunSettings
+    public var targets: [TargetReport]
+
+    public init(settings: RunSettings, targets: [TargetReport]) {
+        self.settings = settings
+        self.targets = targets
+    }
+
+    public var comparison: Comparison? {
+        targets.count == 2 ? Comparison(a: targets[0], b: targets[1]) : nil
+    }
+}

@@ -1,0 +1,220 @@
+import GatewayCore
+
+/// Turns one response, fed as it arrives, into a `RequestOutcome`: no sockets, so any timeline of
+/// bytes can be replayed in a test.
+///
+/// Every byte is untrusted: whatever the server sends (broken SSE, an event that is not JSON, a
+/// gigabyte event, a token count of 1e300) ends as a classified error, never a trap.
+public struct ResponseRecorder {
+    public let streamed: Bool
+    private var outcome: RequestOutcome
+    private var decoder: SSEDecoder
+    private var phase = Phase.awaitingHead
+    private var lastContentAt: UInt64?
+    private var usageTokens: Int?
+    /// A non-streamed body, or the first bytes of an error response (for its message).
+    private var body: [UInt8] = []
+    private let maxBodyBytes: Int
+
+    enum Phase {
+        case awaitingHead
+        case errorStatus
+        case streaming
+        case buffering
+        case afterDone
+        /// The outcome is an error decided mid-body: the rest is not read.
+        case failed
+    }
+
+    /// Largest `completion_tokens` believed: more is a server bug or an attack, not a count.
+    public static let maxUsageTokens = 100_000_000
+    static let maxErrorBodyBytes = 4096
+    static let maxDetailCharacters = 200
+
+    public init(target: Int, streamed: Bool, scheduledAt: UInt64, sentAt: UInt64,
+                maxEventBytes: Int = 1 << 20, maxBodyBytes: Int = 16 << 20) {
+        self.streamed = streamed
+        outcome = RequestOutcome(target: target, scheduledAt: scheduledAt, sentAt: sentAt)
+        decoder = SSEDecoder(maxEventBytes: maxEventBytes)
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// The final response head arrived.
+    public mutating func didReceiveHead(status: Int) {
+        guard case .awaitingHead = phase else { return }
+        outcome.status = status
+        if let kind = ErrorKind.forStatus(status) {
+            outcome.error = kind
+            outcome.errorDetail = "HTTP \(status)"
+            phase = .errorStatus
+        } else {
+            phase = streamed ? .streaming : .buffering
+        }
+    }
+
+    /// Body bytes that arrived at `now`. Returns false when the outcome is already a failure and
+    /// the rest of the response is not worth reading (the caller may cancel the transfer).
+    public mutating func didReceive(_ bytes: UnsafeRawBufferPointer, at now: UInt64) -> Bool {
+        switch phase {
+        case .awaitingHead, .afterDone:
+            return true
+        case .failed:
+            return false
+        case .errorStatus:
+            // Enough for the server's message; the rest of an error body is not worth reading.
+            body.append(contentsOf: bytes.prefix(max(0, Self.maxErrorBodyBytes - body.count)))
+            return body.count < Self.maxErrorBodyBytes
+        case .buffering:
+            guard body.count + bytes.count <= maxBodyBytes else {
+                fail(.malformed, "response body over \(maxBodyBytes) bytes")
+                return false
+            }
+            body.append(contentsOf: bytes)
+            return true
+        case .streaming:
+            // The events are copied out (they are parsed as arrays anyway) because the decoder's
+            // callback cannot mutate the recorder that owns the decoder.
+            var events: [[UInt8]] = []
+            var decodeError: String?
+            do {
+                try decoder.feed(bytes) { event in events.append(Array(event.data)) }
+            } catch let error as SSEDecoder.EventTooLarge {
+                decodeError = "an SSE event over \(error.limit) bytes"
+            } catch {
+                decodeError = "\(error)"
+            }
+            for event in events { handle(event, at: now) }
+            if let decodeError, phase == .streaming { fail(.malformed, decodeError) }
+            return phase != .failed
+        }
+    }
+
+    private mutating func handle(_ data: [UInt8], at now: UInt64) {
+        guard phase == .streaming else { return }  // after [DONE] or a failure: ignored
+        if data.elementsEqual("[DONE]".utf8) {
+            phase = .afterDone
+            return
+        }
+        guard let chunk = try? JSONValue.parse(data) else {
+            fail(.malformed, "an event that is not JSON: " + Self.excerpt(data))
+            return
+        }
+        if let error = chunk["error"], error != .null {
+            fail(.streamError, Self.message(of: error))
+            return
+        }
+        if !readUsage(chunk["usage"]) { return }
+        guard let choices = chunk["choices"]?.arrayValue, let choice = choices.first else { return }
+        outcome.endAt = now
+        if Self.hasContent(choice["delta"]) {
+            if let last = lastContentAt {
+                outcome.interTokenGaps.append(now >= last ? now - last : 0)
+            } else {
+                outcome.firstContentAt = now
+            }
+            lastContentAt = now
+            outcome.contentEvents += 1
+        }
+    }
+
+    /// Reads a usage block; false (and the outcome failed) when its token count is not sane.
+    private mutating func readUsage(_ usage: JSONValue?) -> Bool {
+        guard let usage, usage != .null, let tokens = usage["completion_tokens"], tokens != .null else { return true }
+        guard let count = tokens.intValue, (0...Int64(Self.maxUsageTokens)).contains(count) else {
+            fail(.malformed, "usage.completion_tokens is not a token count: " + Self.excerpt(tokens.serialized()))
+            return false
+        }
+        usageTokens = Int(count)
+        return true
+    }
+
+    private mutating func fail(_ kind: ErrorKind, _ detail: String) {
+        outcome.error = kind
+        outcome.errorDetail = Self.clean(detail)
+        phase = .failed
+    }
+
+    /// The transfer ended at `now`: successfully at the transport level (`failure` nil) or not.
+    public mutating func finish(_ failure: TransportFailure?, at now: UInt64) -> RequestOutcome {
+        // A connection that breaks after [DONE] took nothing from the response.
+        if outcome.error == nil, let failure, phase != .afterDone {
+            switch failure {
+            case .connect(let detail): fail(.connect, detail)
+            case .timeout(let detail): fail(.timeout, detail)
+            case .broken(let detail): fail(.truncated, detail)
+            }
+        }
+        switch phase {
+        case .awaitingHead:
+            if outcome.error == nil { fail(.truncated, "no response") }
+        case .errorStatus:
+            if !body.isEmpty { outcome.errorDetail = Self.clean("HTTP \(outcome.status ?? 0): " + Self.serverMessage(body)) }
+        case .streaming:
+            fail(.truncated, "the stream ended without [DONE] after \(outcome.contentEvents) content events")
+        case .afterDone:
+            if outcome.contentEvents == 0 { fail(.empty, "no content event before [DONE]") }
+        case .buffering:
+            finishBody(at: now)
+        case .failed:
+            break
+        }
+        if outcome.error == nil {
+            if let usageTokens {
+                outcome.outputTokens = usageTokens
+                outcome.tokenSource = .usage
+            } else if streamed {
+                outcome.outputTokens = outcome.contentEvents
+                outcome.tokenSource = .countedEvents
+            }
+        }
+        return outcome
+    }
+
+    private mutating func finishBody(at now: UInt64) {
+        guard let json = try? JSONValue.parse(body) else {
+            fail(.malformed, "a response body that is not JSON: " + Self.excerpt(body))
+            return
+        }
+        if let error = json["error"], error != .null {
+            fail(.streamError, Self.message(of: error))
+            return
+        }
+        guard readUsage(json["usage"]) else { return }
+        guard let choice = json["choices"]?.arrayValue?.first, Self.hasContent(choice["message"]) else {
+            fail(.empty, "no content in the response")
+            return
+        }
+        outcome.endAt = now
+    }
+
+    /// Visible text or reasoning text: what a user sees arriving (TTFT's "first token").
+    static func hasContent(_ message: JSONValue?) -> Bool {
+        guard let message else { return false }
+        for key in ["content", "reasoning", "reasoning_content"] {
+            if let text = message[key]?.stringValue, !text.isEmpty { return true }
+        }
+        return false
+    }
+
+    static func message(of error: JSONValue) -> String {
+        error["message"]?.stringValue ?? error.stringValue ?? excerpt(error.serialized())
+    }
+
+    /// An error body's `error.message` when it is OpenAI-shaped, else its first bytes.
+    static func serverMessage(_ body: [UInt8]) -> String {
+        if let json = try? JSONValue.parse(body), let error = json["error"], error != .null { return message(of: error) }
+        return excerpt(body)
+    }
+
+    static func excerpt(_ bytes: some Collection<UInt8>) -> String {
+        clean(String(decoding: bytes.prefix(maxDetailCharacters), as: UTF8.self))
+    }
+
+    /// One line of printable text, bounded: server text ends up in a terminal and in HTML.
+    static func clean(_ text: String) -> String {
+        let line = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxDetailCharacters).map {
+            $0.properties.generalCategory == .control ? " " : $0
+        }))
+        return line
+    }
+}

@@ -1,0 +1,169 @@
+import Bench
+import Dispatch
+import EventLoop
+import Synchronization
+
+/// One endpoint to load.
+public struct BenchTarget: Sendable {
+    public var info: TargetInfo
+    /// Sent as `Authorization: Bearer …`; never printed or written to a report.
+    public var apiKey: String?
+
+    public init(label: String, baseURL: String, model: String, apiKey: String?) {
+        info = TargetInfo(label: label, url: Self.chatCompletionsURL(baseURL), model: model)
+        self.apiKey = apiKey
+    }
+
+    /// `…/v1` → `…/v1/chat/completions`; a URL already naming the endpoint is kept.
+    public static func chatCompletionsURL(_ base: String) -> String {
+        var url = base
+        while url.hasSuffix("/") { url.removeLast() }
+        return url.hasSuffix("/chat/completions") ? url : url + "/chat/completions"
+    }
+}
+
+/// Everything a run needs, validated.
+public struct BenchConfiguration: Sendable {
+    public var targets: [BenchTarget]
+    public var plan: LoadPlan
+    public var prompts: PromptSet
+    public var streamed: Bool
+    public var maxTokens: Int?
+    /// Requests per target sent before the measured run and left out of every figure: they open
+    /// the connections and warm the server's caches.
+    public var warmupRequests: Int
+    public var requestTimeoutMilliseconds: Int
+    public var connectTimeoutMilliseconds: Int
+
+    public init(targets: [BenchTarget], plan: LoadPlan, prompts: PromptSet, streamed: Bool = true, maxTokens: Int? = nil,
+                warmupRequests: Int = 2, requestTimeoutMilliseconds: Int = 300_000, connectTimeoutMilliseconds: Int = 10_000) {
+        self.targets = targets
+        self.plan = plan
+        self.prompts = prompts
+        self.streamed = streamed
+        self.maxTokens = maxTokens
+        self.warmupRequests = warmupRequests
+        self.requestTimeoutMilliseconds = requestTimeoutMilliseconds
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+    }
+
+    /// The warm-up: closed loop, no more streams than the measured run opens (and at most the
+    /// requests it sends), `warmupRequests` per target.
+    var warmupPlan: LoadPlan? {
+        guard warmupRequests > 0 else { return nil }
+        let streams: Int
+        switch plan.shape {
+        case .closedLoop(let concurrency): streams = concurrency
+        case .openLoop(_, _, let cap): streams = cap ?? plan.loops
+        }
+        var concurrency = min(streams, warmupRequests * plan.targets)
+        if plan.targets == 2 && concurrency > 1 && concurrency % 2 == 1 { concurrency -= 1 }
+        return try? LoadPlan(shape: .closedLoop(concurrency: concurrency), stop: StopCondition(requestsPerTarget: warmupRequests),
+                             targets: plan.targets, loops: plan.loops)
+    }
+}
+
+/// Per-target counters shared by the loops: the claim counter that hands out request numbers
+/// (so prompts go in order and `--requests` holds across loops) and the progress figures.
+final class TargetCounters: Sendable {
+    let claimed = Atomic<Int>(0)
+    let succeeded = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    let inFlight = Atomic<Int>(0)
+    let outputTokens = Atomic<Int>(0)
+
+    func reset() {
+        claimed.store(0, ordering: .relaxed)
+        succeeded.store(0, ordering: .relaxed)
+        failed.store(0, ordering: .relaxed)
+        inFlight.store(0, ordering: .relaxed)
+        outputTokens.store(0, ordering: .relaxed)
+    }
+}
+
+/// Runs a benchmark: warm-up, then the measured run, on `plan.loops` event-loop threads, each
+/// with its own `UpstreamClient` and its share of the load (see `LoadPlan`). The measurement is
+/// all in `Bench`; this only issues requests and feeds what arrives to `ResponseRecorder`s.
+public final class BenchRunner: Sendable {
+    public let configuration: BenchConfiguration
+    let counters: [TargetCounters]
+    let stopRequested = Atomic<Bool>(false)
+    let warmingUp = Atomic<Bool>(false)
+    let phaseStartedAt = Atomic<UInt64>(0)
+
+    public init(configuration: BenchConfiguration) {
+        self.configuration = configuration
+        counters = configuration.targets.map { _ in TargetCounters() }
+    }
+
+    /// Stops issuing requests (those in flight finish and count); thread-safe. For Ctrl-C.
+    public func requestStop() {
+        stopRequested.store(true, ordering: .relaxed)
+    }
+
+    /// Runs the warm-up and the measured run; blocks the calling thread (not a loop thread),
+    /// calling `onProgress` on it every `progressInterval` seconds.
+    public func run(progressInterval: Double = 1, onProgress: (String) -> Void = { _ in }) throws -> BenchReport {
+        let threads = (0..<configuration.plan.loops).map { EventLoopThread(name: "bench-loop-\($0)") }
+        defer { for thread in threads { thread.shutdown() } }
+        let drivers = try threads.map { thread in
+            try thread.loop.submitAndWait { [self] in LoopDriver(loop: thread.loop, configuration: configuration, counters: counters,
+                                                                  stopRequested: { self.stopRequested.load(ordering: .relaxed) }) }
+        }
+        defer {
+            for (thread, driver) in zip(threads, drivers) { try? thread.loop.submitAndWait { driver.close() } }
+        }
+        if let warmup = configuration.warmupPlan {
+            warmingUp.store(true, ordering: .relaxed)
+            _ = try runPhase(warmup, measuring: false, drivers: drivers, threads: threads,
+                             progressInterval: progressInterval, onProgress: onProgress)
+            warmingUp.store(false, ordering: .relaxed)
+        }
+        let (startedAt, endedAt) = try runPhase(configuration.plan, measuring: true, drivers: drivers, threads: threads,
+                                                progressInterval: progressInterval, onProgress: onProgress)
+        var merged = configuration.targets.map { _ in TargetResults() }
+        for (thread, driver) in zip(threads, drivers) {
+            let results = try thread.loop.submitAndWait { driver.results }
+            for index in merged.indices { merged[index].merge(results[index]) }
+        }
+        let duration = endedAt > startedAt ? Double(endedAt - startedAt) / 1e9 : 0
+        let settings = RunSettings(plan: configuration.plan, warmupRequests: configuration.warmupRequests,
+                                   streamed: configuration.streamed, prompts: configuration.prompts, maxTokens: configuration.maxTokens)
+        return BenchReport(settings: settings, targets: zip(configuration.targets, merged).map {
+            TargetReport(info: $0.info, results: $1, durationSeconds: duration)
+        })
+    }
+
+    /// One phase on every loop; returns when every loop is done: (start, last request's end).
+    private func runPhase(_ plan: LoadPlan, measuring: Bool, drivers: [LoopDriver], threads: [EventLoopThread],
+                          progressInterval: Double, onProgress: (String) -> Void) throws -> (UInt64, UInt64) {
+        for counter in counters { counter.reset() }
+        let group = DispatchGroup()
+        let startedAt = EventLoop.monotonicNanoseconds()
+        phaseStartedAt.store(startedAt, ordering: .relaxed)
+        for (index, (thread, driver)) in zip(threads, drivers).enumerated() {
+            group.enter()
+            thread.loop.execute {
+                driver.start(plan: plan, loopIndex: index, measuring: measuring, startedAt: startedAt) { group.leave() }
+            }
+        }
+        while group.wait(timeout: .now() + progressInterval) == .timedOut { onProgress(progressLine()) }
+        var endedAt = startedAt
+        for (thread, driver) in zip(threads, drivers) {
+            endedAt = max(endedAt, try thread.loop.submitAndWait { driver.lastFinishedAt })
+        }
+        return (startedAt, endedAt)
+    }
+
+    /// The current progress, one line (thread-safe).
+    public func progressLine() -> String {
+        let elapsed = Double(EventLoop.monotonicNanoseconds() &- phaseStartedAt.load(ordering: .relaxed)) / 1e9
+        let targets = zip(configuration.targets, counters).map { target, counter in
+            TargetProgress(label: target.info.label, succeeded: counter.succeeded.load(ordering: .relaxed),
+                           failed: counter.failed.load(ordering: .relaxed), inFlight: counter.inFlight.load(ordering: .relaxed),
+                           outputTokens: counter.outputTokens.load(ordering: .relaxed))
+        }
+        return ProgressLine.render(warmingUp: warmingUp.load(ordering: .relaxed), elapsedSeconds: elapsed,
+                                   plan: configuration.plan, targets: targets)
+    }
+}

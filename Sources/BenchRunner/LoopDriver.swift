@@ -1,0 +1,230 @@
+import Bench
+import EventLoop
+import Synchronization
+import UpstreamClient
+
+/// One loop's share of a run: its `UpstreamClient`, its closed-loop workers or open-loop
+/// arrivals, and the results of the requests it sent. Loop-confined after creation (hence
+/// `@unchecked Sendable`: the runner only reaches it through `submitAndWait`/`execute`).
+final class LoopDriver: @unchecked Sendable {
+    let loop: EventLoop
+    let client: UpstreamClient
+    let configuration: BenchConfiguration
+    let counters: [TargetCounters]
+    let stopRequested: @Sendable () -> Bool
+    /// Request bodies per target and prompt, serialized once.
+    let bodies: [[[UInt8]]]
+    let headers: [[(String, String)]]
+
+    private(set) var results: [TargetResults] = []
+    private(set) var lastFinishedAt: UInt64 = 0
+    private var measuring = false
+    private var startedAt: UInt64 = 0
+    private var deadline: UInt64?
+    private var requestLimit: Int?
+    private var inFlight = 0
+    private var onFinished: (() -> Void)?
+
+    // Closed loop
+    private var activeWorkers = 0
+    // Open loop
+    private var clock: ArrivalClock?
+    private var random = SystemRandomNumberGenerator()
+    private var arrivalTimer: LoopTimer?
+    private var nextDue: UInt64 = 0
+    private var nextTarget = 0
+    private var arrivalsDone = true
+    private var maxInFlight: Int?
+    /// Arrivals waiting for a free slot, oldest first; `queueHead` is the next to send.
+    private var queue: [(target: Int, index: Int, due: UInt64)] = []
+    private var queueHead = 0
+
+    init(loop: EventLoop, configuration: BenchConfiguration, counters: [TargetCounters], stopRequested: @escaping @Sendable () -> Bool) {
+        self.loop = loop
+        client = UpstreamClient(loop: loop)
+        self.configuration = configuration
+        self.counters = counters
+        self.stopRequested = stopRequested
+        bodies = configuration.targets.map { target in
+            configuration.prompts.prompts.map {
+                PromptSet.requestBody(model: target.info.model, prompt: $0, streamed: configuration.streamed,
+                                      defaultMaxTokens: configuration.maxTokens)
+            }
+        }
+        headers = configuration.targets.map { target in
+            var headers = [("Content-Type", "application/json")]
+            if configuration.streamed { headers.append(("Accept", "text/event-stream")) }
+            if let key = target.apiKey { headers.append(("Authorization", "Bearer \(key)")) }
+            return headers
+        }
+    }
+
+    func close() {
+        arrivalTimer?.close()
+        arrivalTimer = nil
+        client.close()
+    }
+
+    /// Starts this loop's part of `plan`; `done` runs (on the loop) when its last request ended.
+    func start(plan: LoadPlan, loopIndex: Int, measuring: Bool, startedAt: UInt64, done: @escaping () -> Void) {
+        self.measuring = measuring
+        self.startedAt = startedAt
+        onFinished = done
+        results = configuration.targets.map { _ in TargetResults() }
+        lastFinishedAt = startedAt
+        requestLimit = plan.stop.requestsPerTarget
+        deadline = plan.stop.durationSeconds.map { startedAt + UInt64($0 * 1e9) }
+        switch plan.shape {
+        case .closedLoop:
+            let workers = plan.closedLoopWorkers()[loopIndex]
+            activeWorkers = workers.count
+            for cycle in workers { runWorker(cycle, position: 0) }
+        case .openLoop(_, let arrivals, _):
+            let share = plan.openLoopShares()[loopIndex]
+            maxInFlight = share.maxInFlight
+            arrivalsDone = share.rate <= 0
+            if !arrivalsDone {
+                var clock = ArrivalClock(rate: share.rate, process: arrivals, phaseSeconds: share.phaseSeconds)
+                nextDue = startedAt + UInt64(clock.nextArrival(using: &random) * 1e9)
+                self.clock = clock
+                nextTarget = 0
+                if arrivalTimer == nil { arrivalTimer = LoopTimer(loop: loop) { [unowned self] in arrive() } }
+                arrive()
+            }
+        }
+        finishIfDone()
+    }
+
+    /// The number of the next request for `target`, or nil when the run stops issuing: the
+    /// limit is reached, the deadline passed (`due` for open-loop arrivals), or Ctrl-C.
+    private func claim(_ target: Int, due: UInt64) -> Int? {
+        if stopRequested() { return nil }
+        if let deadline, due >= deadline { return nil }
+        let index = counters[target].claimed.wrappingAdd(1, ordering: .relaxed).oldValue
+        if let requestLimit, index >= requestLimit { return nil }
+        return index
+    }
+
+    // MARK: Closed loop
+
+    private func runWorker(_ cycle: [Int], position: Int) {
+        let target = cycle[position % cycle.count]
+        let now = EventLoop.monotonicNanoseconds()
+        guard let index = claim(target, due: now) else {
+            activeWorkers -= 1
+            return
+        }
+        send(target: target, index: index, scheduledAt: now) { [unowned self] in
+            runWorker(cycle, position: position + 1)
+        }
+    }
+
+    // MARK: Open loop
+
+    /// Queues every arrival now due, sends what the cap allows, and sets the timer for the next.
+    private func arrive() {
+        let now = EventLoop.monotonicNanoseconds()
+        while !arrivalsDone && nextDue <= now {
+            let target = nextTarget
+            nextTarget = (nextTarget + 1) % configuration.targets.count
+            if let index = claim(target, due: nextDue) {
+                queue.append((target, index, nextDue))
+                nextDue = startedAt + UInt64(clock!.nextArrival(using: &random) * 1e9)
+            } else {
+                arrivalsDone = true
+            }
+        }
+        drainQueue()
+        if !arrivalsDone {
+            // libuv timers tick in whole milliseconds: round up, never fire early and spin. A late
+            // arrival is sent late, and the lateness shows in the queue wait.
+            arrivalTimer?.start(afterMilliseconds: (nextDue - now + 999_999) / 1_000_000)
+        }
+        finishIfDone()  // the last arrival may find every request already answered
+    }
+
+    private func drainQueue() {
+        while queueHead < queue.count && inFlight < (maxInFlight ?? .max) {
+            let arrival = queue[queueHead]
+            queueHead += 1
+            send(target: arrival.target, index: arrival.index, scheduledAt: arrival.due) { [unowned self] in
+                drainQueue()
+            }
+        }
+        if queueHead > 1024 && queueHead * 2 > queue.count {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+    }
+
+    // MARK: Requests
+
+    private func send(target: Int, index: Int, scheduledAt: UInt64, then next: @escaping () -> Void) {
+        var request = UpstreamRequest(url: configuration.targets[target].info.url, headers: headers[target],
+                                      body: bodies[target][index % bodies[target].count],
+                                      connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds)
+        request.totalTimeoutMilliseconds = configuration.requestTimeoutMilliseconds
+        let transfer = client.start(request)
+        var recorder = ResponseRecorder(target: target, streamed: configuration.streamed, scheduledAt: scheduledAt,
+                                        sentAt: EventLoop.monotonicNanoseconds())
+        inFlight += 1
+        counters[target].inFlight.add(1, ordering: .relaxed)
+        var finished = false
+        let complete = { [unowned self] (failure: TransportFailure?) in
+            guard !finished else { return }
+            finished = true
+            record(recorder.finish(failure, at: EventLoop.monotonicNanoseconds()))
+            next()
+            finishIfDone()
+        }
+        transfer.onHead = { status, _ in recorder.didReceiveHead(status: status) }
+        transfer.onData = { [unowned transfer] bytes in
+            guard recorder.didReceive(bytes, at: EventLoop.monotonicNanoseconds()) else {
+                // The outcome is a failure already: stop reading (no callback fires after cancel).
+                transfer.cancel()
+                complete(nil)
+                return true
+            }
+            return true
+        }
+        transfer.onComplete = { failure in complete(failure.map(Self.transportFailure)) }
+    }
+
+    static func transportFailure(_ failure: UpstreamFailure) -> TransportFailure {
+        switch failure {
+        case .couldNotResolve(let detail), .couldNotConnect(let detail), .refused(let detail):
+            return .connect(detail)
+        case .timedOut(let detail):
+            // curl reports a connect timeout with the same code as the request's time limit;
+            // its message tells them apart ("Connection timed out after …").
+            return detail.hasPrefix("Connection timed out") ? .connect(detail) : .timeout(detail)
+        case .transfer(let detail):
+            return .broken(detail)
+        }
+    }
+
+    private func record(_ outcome: RequestOutcome) {
+        let now = EventLoop.monotonicNanoseconds()
+        lastFinishedAt = max(lastFinishedAt, now)
+        inFlight -= 1
+        let counter = counters[outcome.target]
+        counter.inFlight.subtract(1, ordering: .relaxed)
+        if outcome.succeeded {
+            counter.succeeded.add(1, ordering: .relaxed)
+            counter.outputTokens.add(outcome.outputTokens, ordering: .relaxed)
+        } else {
+            counter.failed.add(1, ordering: .relaxed)
+        }
+        if measuring { results[outcome.target].add(outcome, runStartedAt: startedAt) }
+    }
+
+    private func finishIfDone() {
+        let idle = inFlight == 0 && activeWorkers == 0 && arrivalsDone && queueHead == queue.count
+        guard idle, let done = onFinished else { return }
+        onFinished = nil
+        arrivalTimer?.stop()
+        queue.removeAll()
+        queueHead = 0
+        done()
+    }
+}

@@ -1,0 +1,189 @@
+import ArgumentParser
+import Bench
+import BenchRunner
+import Dispatch
+import Foundation
+
+/// `fusion-gateway bench`: latency of any OpenAI-compatible endpoint, or two side by side. Only
+/// option parsing and output here: the load generator is BenchRunner, the measurement Bench.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure an OpenAI-compatible endpoint: TTFT, inter-token latency, TPOT, end-to-end latency, throughput, errors.",
+        discussion: """
+            Examples:
+              fusion-gateway bench http://127.0.0.1:8080/v1 --model sim/paced \\
+                  --concurrency 8 --requests 200
+              fusion-gateway bench https://openrouter.ai/api/v1 --model openai/gpt-4o \\
+                  --api-key-env OPENROUTER_API_KEY --rate 2 --duration 60 \\
+                  --max-concurrency 16 --json results.json --html report.html
+              fusion-gateway bench http://127.0.0.1:8090/v1 --model paced \\
+                  --compare http://127.0.0.1:8080/v1 --compare-model sim/paced
+
+            Errors are counted by kind: http_4xx, http_5xx, http_other, stream_error (a chunk carrying an error), \
+            truncated (no [DONE] or connection lost), malformed (not SSE/JSON, oversized, invalid usage), empty (no \
+            content), timeout, connect. Exit status 1 when a target had no successful request.
+
+            \(BenchReport.definitions)
+            """)
+
+    @Argument(help: "Base URL of the OpenAI-compatible API (http://host:port/v1), or its /chat/completions URL.")
+    var url: String
+
+    @Option(help: "Model to ask for.")
+    var model: String
+
+    @Option(name: .customLong("api-key-env"), help: "Environment variable holding the API key (sent as a Bearer token).")
+    var apiKeyEnv: String?
+
+    @Option(help: "JSON Lines prompt file: {\"prompt\": \"…\"} or {\"messages\": […]} per line, optional max_tokens (default: 8 built-in prompts).")
+    var prompts: String?
+
+    @Option(help: "max_tokens for prompts that do not set their own (default: the server's).")
+    var maxTokens: Int?
+
+    @Option(help: "Closed loop: streams open at once, each sending its next request when the last ends (default 1).")
+    var concurrency: Int?
+
+    @Option(help: "Open loop: requests per second (total over both targets with --compare).")
+    var rate: Double?
+
+    @Option(help: "Open-loop arrivals: poisson or constant.")
+    var arrivals = "poisson"
+
+    @Option(help: "Open loop: most requests in flight; later arrivals wait for a slot (reported as queue wait).")
+    var maxConcurrency: Int?
+
+    @Option(help: "Measured requests per target (default 100 unless --duration).")
+    var requests: Int?
+
+    @Option(help: "Seconds to keep issuing requests; those in flight then finish and count.")
+    var duration: Double?
+
+    @Option(help: "Warm-up requests per target, sent first and left out of every figure.")
+    var warmup = 2
+
+    @Flag(name: .customLong("no-stream"), help: "Ask for whole responses (stream: false): no TTFT, ITL or TPOT then.")
+    var noStream = false
+
+    @Option(help: "A second endpoint: both run interleaved (same prompts, same order) and the report adds its ratios to the first.")
+    var compare: String?
+
+    @Option(help: "Model for the --compare endpoint (default: --model).")
+    var compareModel: String?
+
+    @Option(name: .customLong("compare-api-key-env"), help: "Environment variable with the --compare endpoint's key (default: none; the first key is never sent to the second endpoint).")
+    var compareApiKeyEnv: String?
+
+    @Option(help: "Event loops generating the load, one thread each.")
+    var loops = 1
+
+    @Option(help: "Seconds before a request is abandoned (counted as a timeout).")
+    var timeout = 300.0
+
+    @Option(help: "Write the JSON report (schema fusion-gateway-bench/1) to this file, or - for stdout (the text report then goes to stderr).")
+    var json: String?
+
+    @Option(help: "Write a self-contained HTML report (inline SVG charts) to this file.")
+    var html: String?
+
+    @Flag(help: "No progress line on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        if concurrency != nil && rate != nil { throw ValidationError("--concurrency (closed loop) and --rate (open loop) exclude each other") }
+        if maxConcurrency != nil && rate == nil { throw ValidationError("--max-concurrency applies to --rate") }
+        if ArrivalProcess(rawValue: arrivals) == nil { throw ValidationError("--arrivals is poisson or constant") }
+        if compare == nil && (compareModel != nil || compareApiKeyEnv != nil) {
+            throw ValidationError("--compare-model and --compare-api-key-env need --compare")
+        }
+        if warmup < 0 { throw ValidationError("--warmup cannot be negative") }
+        if !(timeout > 0 && timeout < 86_400) { throw ValidationError("--timeout is seconds, more than 0 and less than a day") }
+        if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+    }
+
+    func run() throws {
+        let configuration = try makeConfiguration()
+        let runner = BenchRunner(configuration: configuration)
+        let interrupt = interruptHandler(runner)
+        let terminal = isatty(STDERR_FILENO) == 1
+        let report = try runner.run(progressInterval: terminal ? 0.5 : 5) { line in
+            guard !quiet else { return }
+            // On a terminal the line is redrawn in place; in a log, one line every 5 s.
+            FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[2K" + line : line + "\n").utf8))
+        }
+        interrupt.cancel()
+        if terminal && !quiet { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
+
+        let text = TextReport.render(report)
+        (json == "-" ? FileHandle.standardError : FileHandle.standardOutput).write(Data(text.utf8))
+        if let json {
+            let data = try JSONReport(report).encoded()
+            if json == "-" {
+                FileHandle.standardOutput.write(data + Data("\n".utf8))
+            } else {
+                try data.write(to: URL(fileURLWithPath: json))
+                FileHandle.standardError.write(Data("wrote \(json)\n".utf8))
+            }
+        }
+        if let html {
+            try Data(HTMLReport.render(report).utf8).write(to: URL(fileURLWithPath: html))
+            FileHandle.standardError.write(Data("wrote \(html)\n".utf8))
+        }
+        if report.targets.contains(where: { $0.results.succeeded == 0 }) { throw ExitCode(1) }
+    }
+
+    func makeConfiguration() throws -> BenchConfiguration {
+        let environment = ProcessInfo.processInfo.environment
+        func key(_ name: String?) throws -> String? {
+            guard let name else { return nil }
+            guard let value = environment[name], !value.isEmpty else { throw ValidationError("environment variable \(name) is not set") }
+            return value
+        }
+        var targets = [BenchTarget(label: "A", baseURL: url, model: model, apiKey: try key(apiKeyEnv))]
+        if let compare {
+            targets.append(BenchTarget(label: "B", baseURL: compare, model: compareModel ?? model,
+                                       apiKey: try key(compareApiKeyEnv)))
+        }
+        for target in targets where !(target.info.url.hasPrefix("http://") || target.info.url.hasPrefix("https://")) {
+            throw ValidationError("\(target.info.url): only http:// and https:// URLs")
+        }
+        let shape: LoadShape = rate.map { .openLoop(rate: $0, arrivals: ArrivalProcess(rawValue: arrivals)!, maxConcurrency: maxConcurrency) }
+            ?? .closedLoop(concurrency: concurrency ?? 1)
+        let stop = StopCondition(requestsPerTarget: requests ?? (duration == nil ? 100 : nil), durationSeconds: duration)
+        let plan: LoadPlan
+        do {
+            plan = try LoadPlan(shape: shape, stop: stop, targets: targets.count, loops: loops)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let promptSet: PromptSet
+        if let prompts {
+            guard let text = try? String(contentsOfFile: prompts, encoding: .utf8) else { throw ValidationError("cannot read \(prompts)") }
+            do {
+                promptSet = try PromptSet.parse(jsonLines: text, source: prompts)
+            } catch {
+                throw ValidationError("\(prompts): \(error)")
+            }
+        } else {
+            promptSet = .builtIn
+        }
+        return BenchConfiguration(targets: targets, plan: plan, prompts: promptSet, streamed: !noStream, maxTokens: maxTokens,
+                                  warmupRequests: warmup, requestTimeoutMilliseconds: Int(timeout * 1000))
+    }
+
+    /// Ctrl-C once: stop issuing, let requests in flight finish, report. Twice: quit.
+    func interruptHandler(_ runner: BenchRunner) -> any DispatchSourceSignal {
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        nonisolated(unsafe) var interrupted = false
+        source.setEventHandler {
+            if interrupted { Foundation.exit(130) }
+            interrupted = true
+            runner.requestStop()
+            FileHandle.standardError.write(Data("\nstopping: finishing the requests in flight (Ctrl-C again quits)\n".utf8))
+        }
+        source.resume()
+        return source
+    }
+}

@@ -1,0 +1,109 @@
+import Bench
+import BenchRunner
+import EventLoop
+import Foundation
+import MockUpstream
+import Testing
+
+/// The whole bench against the in-process mock upstream on loopback. Timing is only checked for
+/// plausibility: the machine is shared, so no tight bounds.
+@Suite struct BenchIntegrationTests {
+    /// The mock on its own loop thread, port 0.
+    final class Mock: @unchecked Sendable {  // `mock` is loop-confined
+        let thread = EventLoopThread(name: "bench-mock")
+        private var mock: MockUpstream?
+        private(set) var port = 0
+
+        init() throws {
+            port = try thread.loop.submitAndWait { [self] in
+                let mock = try MockUpstream(loop: thread.loop, port: 0)
+                self.mock = mock
+                return mock.port
+            }
+        }
+
+        var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+
+        func stop() {
+            try? thread.loop.submitAndWait { [self] in mock?.shutdown() }
+            thread.shutdown()
+        }
+    }
+
+    static let model = "paced:pace_ms=2:deltas=20"
+
+    static func run(_ targets: [BenchTarget], shape: LoadShape, requests: Int, loops: Int = 1) throws -> BenchReport {
+        let plan = try LoadPlan(shape: shape, stop: StopCondition(requestsPerTarget: requests), targets: targets.count, loops: loops)
+        let configuration = BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 1,
+                                               requestTimeoutMilliseconds: 10_000)
+        return try BenchRunner(configuration: configuration).run()
+    }
+
+    /// 20 deltas 2 ms apart: 20 tokens, 19 gaps of about 2 ms each.
+    static func checkPlausible(_ target: TargetReport, requests: Int) throws {
+        let results = target.results
+        #expect(results.requests == requests)
+        #expect(results.succeeded == requests)
+        #expect(results.failed == 0)
+        #expect(results.outputTokens == 20 * requests)
+        #expect(results.tokenSources == [.usage: requests])
+        #expect(results[.itl].count == 19 * requests)
+        let itl = try #require(results[.itl].summary)
+        #expect(itl.p50 > 1 && itl.p50 < 10, "ITL p50 \(itl.p50) ms")
+        let ttft = try #require(results[.ttft].summary)
+        #expect(ttft.p50 > 0 && ttft.p50 < 200, "TTFT p50 \(ttft.p50) ms")
+        let e2e = try #require(results[.e2e].summary)
+        #expect(e2e.min >= 19 * 1.0, "E2E min \(e2e.min) ms")  // 19 gaps of ≥ 1 ms at the very least
+        let tpot = try #require(results[.tpot].summary)
+        #expect(tpot.p50 > 1 && tpot.p50 < 10, "TPOT p50 \(tpot.p50) ms")
+        #expect(target.requestsPerSecond > 0)
+        #expect(results.samples.count == requests)
+    }
+
+    @Test func measuresTheMockClosedLoop() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let report = try Self.run([BenchTarget(label: "A", baseURL: mock.baseURL, model: Self.model, apiKey: "sk-x")],
+                                  shape: .closedLoop(concurrency: 2), requests: 8, loops: 2)
+        try Self.checkPlausible(report.targets[0], requests: 8)
+        #expect(report.comparison == nil)
+    }
+
+    @Test func comparesTheMockWithItselfAndTheJSONParsesBack() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: Self.model, apiKey: nil),
+                       BenchTarget(label: "B", baseURL: mock.baseURL + "/chat/completions", model: Self.model, apiKey: nil)]
+        let report = try Self.run(targets, shape: .closedLoop(concurrency: 1), requests: 6)
+        for target in report.targets { try Self.checkPlausible(target, requests: 6) }
+        let comparison = try #require(report.comparison)
+        // The same server twice: ratios exist and are near 1 (generously: the machine is shared).
+        let itl = try #require(comparison.metrics[.itl]?["p50"] ?? nil)
+        #expect(itl > 0.3 && itl < 3, "ITL p50 ratio \(itl)")
+        #expect(try #require(comparison.metrics[.e2e]?["mean"] ?? nil) > 0)
+        let decoded = try JSONReport.decode(JSONReport(report).encoded())
+        #expect(decoded.targets.map(\.succeeded) == [6, 6])
+        #expect(decoded.comparison?.baseline == "A")
+        #expect(decoded.comparison?.metrics["ttft_ms"]?["p50"] != nil)
+        #expect(decoded.settings.mode == "closed_loop")
+    }
+
+    @Test func openLoopArrivalsAndErrorsAreCounted() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "error-mid-stream:after=2:pace_ms=1", apiKey: nil)]
+        let report = try Self.run(targets, shape: .openLoop(rate: 200, arrivals: .constant, maxConcurrency: 4), requests: 10)
+        let results = report.targets[0].results
+        #expect(results.requests == 10)
+        #expect(results.errors == [.streamError: 10])
+        #expect(results.errorExamples[.streamError] == "Provider disconnected unexpectedly")
+        #expect(results[.ttft].count == 0)
+        #expect(results[.queueWait].count == 10)
+    }
+
+    @Test func aClosedPortIsAConnectError() throws {
+        let report = try Self.run([BenchTarget(label: "A", baseURL: "http://127.0.0.1:1/v1", model: "x", apiKey: nil)],
+                                  shape: .closedLoop(concurrency: 1), requests: 3)
+        #expect(report.targets[0].results.errors == [.connect: 3])
+    }
+}

@@ -1,0 +1,77 @@
+import Bench
+import Testing
+
+@Suite struct DistributionTests {
+    @Test func noSamplesHasNoSummary() {
+        let distribution = Distribution()
+        #expect(distribution.summary == nil)
+        #expect(distribution.value(atPercentile: 50) == nil)
+        #expect(distribution.cumulative.isEmpty)
+    }
+
+    @Test func oneSampleIsEveryStatistic() {
+        var distribution = Distribution()
+        distribution.record(2.25)
+        let summary = distribution.summary!
+        #expect(summary.count == 1)
+        for (_, value) in summary.statistics { #expect(value == 2.25) }
+    }
+
+    @Test func percentilesOfAThousandSamples() {
+        var distribution = Distribution()
+        for value in 1...1000 { distribution.record(Double(value)) }  // 1 … 1000 ms
+        let summary = distribution.summary!
+        #expect(summary.min == 1)
+        #expect(summary.max == 1000)
+        #expect(summary.mean == 500.5)  // exact, not from buckets
+        // HdrHistogram keeps 3 significant digits: within 0.1%.
+        for (value, expected) in [(summary.p50, 500.0), (summary.p90, 900), (summary.p99, 990), (summary.p99_9, 999)] {
+            #expect(abs(value - expected) / expected <= 0.001, "\(value) vs \(expected)")
+        }
+    }
+
+    @Test func fewSamplesReportTheMaximumAtHighPercentiles() {
+        var distribution = Distribution()
+        for value in [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10] { distribution.record(value) }
+        #expect(distribution.value(atPercentile: 99.9) == 10)
+        #expect(distribution.value(atPercentile: 99) == 10)
+        // The top of the sample's bucket: 5 ms is 5000 µs, in a bucket 4 µs wide (3 digits).
+        #expect(distribution.value(atPercentile: 50) == 5.003)
+        #expect(distribution.value(atPercentile: 90) == 9.007)
+    }
+
+    @Test func garbageIsRefusedAndHugeValuesSaturate() {
+        var distribution = Distribution()
+        distribution.record(.nan)
+        distribution.record(.infinity)
+        distribution.record(-1)
+        #expect(distribution.count == 0)
+        distribution.record(1e300)  // far beyond the histogram's range: counted, bucket saturates
+        #expect(distribution.count == 1)
+        #expect(distribution.summary?.max == 1e300)
+        #expect(distribution.value(atPercentile: 50) == 1e300)
+    }
+
+    @Test func mergingEqualsRecordingTogether() {
+        var left = Distribution()
+        var right = Distribution()
+        var both = Distribution()
+        for value in stride(from: 0.5, through: 50, by: 0.5) {
+            if Int(value * 2) % 3 == 0 { left.record(value) } else { right.record(value) }
+            both.record(value)
+        }
+        left.merge(right)
+        #expect(left.summary == both.summary)
+    }
+
+    @Test func binsCountTheTailInTheLastBin() {
+        var distribution = Distribution()
+        for value in [1.0, 1.5, 2, 2.5, 100] { distribution.record(value) }
+        let counts = distribution.binned(4, from: 1, to: 3)
+        #expect(counts == [1, 1, 1, 2])  // bins [1, 1.5) [1.5, 2) [2, 2.5) [2.5, 3]; 100 lands in the last
+        #expect(counts.reduce(0, +) == 5)
+        let cdf = distribution.cumulative
+        #expect(cdf.last?.fraction == 1)
+        #expect(cdf.first?.value == 1)
+    }
+}

@@ -1,0 +1,176 @@
+import Bench
+import Testing
+
+/// Replays known timelines through the recorder: exact TTFT, ITL, TPOT, E2E and tokens/s, and
+/// every error kind, without sockets.
+@Suite struct ResponseRecorderTests {
+    static let ms: UInt64 = 1_000_000
+
+    static func chunk(_ content: String?, finish: String? = nil) -> String {
+        let delta = content.map { #"{"content":"\#($0)"}"# } ?? #"{"role":"assistant","content":""}"#
+        let reason = finish.map { #""\#($0)""# } ?? "null"
+        return #"data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":\#(delta),"finish_reason":\#(reason)}]}"# + "\n\n"
+    }
+
+    static let usage = #"data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"# + "\n\n"
+    static let done = "data: [DONE]\n\n"
+
+    /// A role-only chunk, three content events, a finish chunk, usage and [DONE], at known times.
+    static let timeline: [(UInt64, String)] = [
+        (1 * ms, chunk(nil)), (2 * ms, chunk("Hello")), (5 * ms, chunk(" wor")), (9 * ms, chunk("ld")),
+        (10 * ms, chunk(nil, finish: "stop")), (11 * ms, usage), (12 * ms, done),
+    ]
+
+    static func replay(_ events: [(UInt64, String)], streamed: Bool = true, status: Int? = 200, byteByByte: Bool = false,
+                       maxEventBytes: Int = 1 << 20, failure: TransportFailure? = nil, endAt: UInt64 = 13 * ms) -> RequestOutcome {
+        var recorder = ResponseRecorder(target: 0, streamed: streamed, scheduledAt: 0, sentAt: 0, maxEventBytes: maxEventBytes)
+        if let status { recorder.didReceiveHead(status: status) }
+        for (time, text) in events {
+            let bytes = Array(text.utf8)
+            let pieces = byteByByte ? bytes.map { [$0] } : [bytes]
+            for piece in pieces {
+                let more = piece.withUnsafeBytes { recorder.didReceive($0, at: time) }
+                if !more { return recorder.finish(nil, at: time) }
+            }
+        }
+        return recorder.finish(failure, at: endAt)
+    }
+
+    @Test func knownTimelineGivesExactMetrics() {
+        let outcome = Self.replay(Self.timeline)
+        #expect(outcome.error == nil)
+        #expect(outcome.ttftMilliseconds == 2)  // the role-only chunk is not the first token
+        #expect(outcome.interTokenMilliseconds == [3, 4])
+        #expect(outcome.e2eMilliseconds == 10)  // the finish chunk; usage and [DONE] excluded
+        #expect(outcome.outputTokens == 3)
+        #expect(outcome.tokenSource == .usage)
+        #expect(outcome.tpotMilliseconds == 4)  // (10 − 2) / (3 − 1)
+        #expect(outcome.streamTokensPerSecond == 300)  // 3 tokens in 10 ms
+    }
+
+    @Test func byteByByteFeedingGivesTheSameOutcome() {
+        #expect(Self.replay(Self.timeline, byteByByte: true) == Self.replay(Self.timeline))
+    }
+
+    @Test func withoutUsageContentEventsAreCounted() {
+        let outcome = Self.replay(Self.timeline.filter { $0.1 != Self.usage })
+        #expect(outcome.outputTokens == 3)
+        #expect(outcome.tokenSource == .countedEvents)
+        #expect(outcome.tpotMilliseconds == 4)
+    }
+
+    @Test func reasoningCountsAsContentAndOneTokenHasNoTPOT() {
+        let reasoning = #"data: {"choices":[{"index":0,"delta":{"reasoning":"hmm"}}]}"# + "\n\n"
+        let outcome = Self.replay([(4 * Self.ms, reasoning), (5 * Self.ms, Self.done)])
+        #expect(outcome.ttftMilliseconds == 4)
+        #expect(outcome.outputTokens == 1)
+        #expect(outcome.tpotMilliseconds == nil)
+        #expect(outcome.interTokenGaps.isEmpty)
+    }
+
+    @Test func httpStatusesAreClassifiedWithTheServerMessage() {
+        let body = #"{"error":{"message":"Invalid API key","type":"auth"}}"#
+        let unauthorized = Self.replay([(1 * Self.ms, body)], status: 401)
+        #expect(unauthorized.error == .http4xx)
+        #expect(unauthorized.errorDetail == "HTTP 401: Invalid API key")
+        #expect(Self.replay([], status: 503).error == .http5xx)
+        #expect(Self.replay([], status: 302).error == .httpOther)
+        #expect(Self.replay([], status: 204).error == .truncated)  // 2xx without a stream
+    }
+
+    @Test func anEndlessErrorBodyIsNotReadToTheEnd() {
+        var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        recorder.didReceiveHead(status: 502)
+        let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1000)
+        let answers = (0..<6).map { _ in chunk.withUnsafeBytes { recorder.didReceive($0, at: 1) } }
+        #expect(answers == [true, true, true, true, false, false])  // 4096 bytes kept for the message
+        let outcome = recorder.finish(nil, at: 2)
+        #expect(outcome.error == .http5xx)
+        #expect(outcome.errorDetail?.hasPrefix("HTTP 502: xxx") == true)
+    }
+
+    @Test func anErrorChunkIsAStreamError() {
+        let error = #"data: {"error":{"message":"Provider disconnected","code":502}}"# + "\n\n"
+        let outcome = Self.replay([(2 * Self.ms, Self.chunk("a")), (3 * Self.ms, error), (4 * Self.ms, Self.done)])
+        #expect(outcome.error == .streamError)
+        #expect(outcome.errorDetail == "Provider disconnected")
+    }
+
+    @Test func aStreamWithoutDoneIsTruncated() {
+        let outcome = Self.replay(Array(Self.timeline.dropLast()))
+        #expect(outcome.error == .truncated)
+        let broken = Self.replay(Array(Self.timeline.prefix(3)), failure: .broken("connection reset"))
+        #expect(broken.error == .truncated)
+        #expect(broken.errorDetail == "connection reset")
+    }
+
+    @Test func aConnectionBrokenAfterDoneTookNothing() {
+        #expect(Self.replay(Self.timeline, failure: .broken("reset")).error == nil)
+    }
+
+    @Test func transportFailuresAreClassified() {
+        #expect(Self.replay([], status: nil, failure: .connect("refused")).error == .connect)
+        #expect(Self.replay([(1 * Self.ms, Self.chunk("a"))], failure: .timeout("slow")).error == .timeout)
+        var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        #expect(recorder.finish(.connect("no route"), at: 1).error == .connect)
+    }
+
+    @Test func anEventThatIsNotJSONIsMalformedAndStopsReading() {
+        var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        recorder.didReceiveHead(status: 200)
+        let more = Array("data: {\"choices\":[{\"delta\":{\"content\":\"unterminated\n\n".utf8).withUnsafeBytes {
+            recorder.didReceive($0, at: 1)
+        }
+        #expect(!more)
+        #expect(recorder.finish(nil, at: 2).error == .malformed)
+    }
+
+    @Test func anOversizedEventIsMalformed() {
+        let big = "data: {\"choices\":[{\"delta\":{\"content\":\"" + String(repeating: "x", count: 5000) + "\"}}]}\n\n"
+        let outcome = Self.replay([(1 * Self.ms, big), (2 * Self.ms, Self.done)], maxEventBytes: 1024)
+        #expect(outcome.error == .malformed)
+        #expect(outcome.errorDetail == "an SSE event over 1024 bytes")
+    }
+
+    @Test(arguments: ["1e300", "-3", "2.5", "100000000000000000000", "\"3\"", "true"])
+    func anInsaneUsageCountIsMalformed(count: String) {
+        let usage = #"data: {"choices":[],"usage":{"completion_tokens":\#(count)}}"# + "\n\n"
+        let outcome = Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, usage), (3 * Self.ms, Self.done)])
+        #expect(outcome.error == .malformed)
+        #expect(outcome.outputTokens == 0)
+    }
+
+    @Test func aStreamWithoutContentIsEmpty() {
+        let outcome = Self.replay([(1 * Self.ms, Self.chunk(nil)), (2 * Self.ms, Self.chunk(nil, finish: "stop")), (3 * Self.ms, Self.done)])
+        #expect(outcome.error == .empty)
+    }
+
+    @Test func aWholeResponseIsTimedEndToEnd() {
+        let body = #"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"}}],"usage":{"completion_tokens":2}}"#
+        let outcome = Self.replay([(3 * Self.ms, body)], streamed: false, endAt: 4 * Self.ms)
+        #expect(outcome.error == nil)
+        #expect(outcome.e2eMilliseconds == 4)
+        #expect(outcome.ttftMilliseconds == nil)
+        #expect(outcome.outputTokens == 2)
+        #expect(outcome.tokenSource == .usage)
+        #expect(Self.replay([(1, "not json")], streamed: false).error == .malformed)
+        #expect(Self.replay([(1, #"{"choices":[]}"#)], streamed: false).error == .empty)
+        let noUsage = Self.replay([(1, #"{"choices":[{"message":{"content":"x"}}]}"#)], streamed: false)
+        #expect(noUsage.tokenSource == .none)
+    }
+
+    @Test func aWholeResponseOverTheLimitIsMalformed() {
+        var recorder = ResponseRecorder(target: 0, streamed: false, scheduledAt: 0, sentAt: 0, maxBodyBytes: 10)
+        recorder.didReceiveHead(status: 200)
+        let more = Array(#"{"choices":[{"message":{"content":"long"}}]}"#.utf8).withUnsafeBytes { recorder.didReceive($0, at: 1) }
+        #expect(!more)
+        #expect(recorder.finish(nil, at: 2).error == .malformed)
+    }
+
+    @Test func serverTextIsCleanedAndBounded() {
+        let body = "{\"error\":{\"message\":\"line one\\nline two\\u0007" + String(repeating: "y", count: 500) + "\"}}"
+        let detail = Self.replay([(1, body)], status: 500).errorDetail ?? ""
+        #expect(detail.hasPrefix("HTTP 500: line one line two "))
+        #expect(detail.count == 200)
+    }
+}
