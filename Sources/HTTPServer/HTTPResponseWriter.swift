@@ -37,9 +37,13 @@ public final class HTTPResponseWriter {
     public var bufferedBytes: Int { connection?.bufferedBytes ?? 0 }
 
     /// Sends a complete response with `Content-Length`.
+    /// Headers added to whatever head this writer sends (the owner's per-request headers, such
+    /// as CORS), after the caller's own.
+    public var defaultHeaders: [(String, String)] = []
+
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
         guard state == .pending, let connection else { return }
-        var head = Self.head(status: status, headers: headers, keepAlive: connection.keepsAlive(after: request))
+        var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: connection.keepsAlive(after: request))
         head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
         if !headOnly { head.append(contentsOf: body) }
         state = .finished
@@ -55,7 +59,7 @@ public final class HTTPResponseWriter {
     public func startStream(status: Int = 200, headers: [(String, String)]) {
         guard state == .pending, let connection else { return }
         let keepAlive = chunked && connection.keepsAlive(after: request)
-        var head = Self.head(status: status, headers: headers, keepAlive: keepAlive)
+        var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive)
         if chunked { head.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8) }
         head.append(contentsOf: "\r\n".utf8)
         state = .streaming
@@ -148,6 +152,8 @@ public enum HTTPStatus {
         case 408: "Request Timeout"
         case 409: "Conflict"
         case 413: "Content Too Large"
+        case 415: "Unsupported Media Type"
+        case 421: "Misdirected Request"
         case 422: "Unprocessable Content"
         case 429: "Too Many Requests"
         case 431: "Request Header Fields Too Large"
@@ -155,6 +161,7 @@ public enum HTTPStatus {
         case 502: "Bad Gateway"
         case 503: "Service Unavailable"
         case 504: "Gateway Timeout"
+        case 508: "Loop Detected"
         default: "Status \(status)"
         }
     }

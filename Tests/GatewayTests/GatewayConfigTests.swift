@@ -17,8 +17,11 @@ import Web
         #expect(config.server.port == 8080)
         #expect(config.server.limits.maxHeaderBytes == 32768)
         #expect(config.server.apiKeysEnvironmentVariable == "FUSION_GATEWAY_KEYS")
-        #expect(config.gatewayKeys(environment: ["FUSION_GATEWAY_KEYS": " k1, k2 ,"]) == ["k1", "k2"])
-        #expect(config.gatewayKeys(environment: [:]).isEmpty)
+        #expect(try config.gatewayKeys(environment: ["FUSION_GATEWAY_KEYS": " k1, k2 ,"]) == ["k1", "k2"])
+        // Fails closed: the named variable unset or empty is an error, never an open gateway.
+        #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: [:]) }
+        #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: ["FUSION_GATEWAY_KEYS": " , "]) }
+        #expect(config.server.maxHops == 4 && config.server.corsAllowOrigins.isEmpty)
         #expect(config.upstream.keepAliveIntervalMilliseconds == 5000)
         #expect(config.simulatedModels)
         #expect(config.defaultProvider == "openrouter")

@@ -30,16 +30,16 @@ import Testing
         // (raw request, status, connection closed afterwards)
         ("GARBAGE / NONSENSE\r\n\r\n", 400, true),
         ("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: \(String(repeating: "a", count: 9000))\r\n\r\n", 431, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 300000\r\n\r\n", 413, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n", 413, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true),
         // Strictness Debian's lenient http_parser leaves to us.
         ("GET /health HTTP/1.1\r\n\r\n", 400, true),
         ("GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n", 400, true),
         ("GET /health HTTP/1.1\r\nHost: localhost\r\nX Bad: 1\r\n\r\n", 400, true),
         ("GET /health HTTP/1.1\r\nHost : localhost\r\n\r\n", 400, true),
-        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XY0\r\n\r\n", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}XY0\r\n\r\n", 400, true),
         ("GET /health HTTP/1.1\r\nHost: localhost\r\n" + (1...100).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431, true),
         (TestEnvironment.post("/v1/chat/completions", body: "{not json"), 400, false),
         (TestEnvironment.post("/v1/chat/completions", body: #"{"model":"mock/normal","messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#), 400, false),
@@ -136,7 +136,7 @@ import Testing
         let env = try TestEnvironment()
         let client = try env.client()
         let body = TestEnvironment.chatBody(model: "mock/normal", stream: false)
-        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n")
         // The interim response arrives before we send the body (readResponse skips it, so read raw).
         var interim = [UInt8](repeating: 0, count: 25)
         let count = recv(client.fd, &interim, 25, 0)
@@ -320,7 +320,7 @@ import Testing
             $0.server.apiKeys = ["gw-key-one"]
         }
         let client = try env.client()
-        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sk-wrong-key-42\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-wrong-key-42\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
         var first = [UInt8](repeating: 0, count: 12)
         let count = recv(client.fd, &first, 12, Int32(MSG_PEEK | MSG_WAITALL))
         #expect(String(decoding: first[..<max(count, 0)], as: UTF8.self) == "HTTP/1.1 401", "no 100 Continue for a bad key")
@@ -334,7 +334,7 @@ import Testing
         // A body far over max_body_bytes (256 KiB here) still gets the 401, not a 413.
         let big = try env.client()
         let body = String(repeating: "x", count: 1 << 20)
-        try big.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        try big.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
         let response = try big.readResponse()
         #expect(response.status == 401)
         #expect(response.json?["error"]?["code"] == .string("invalid_api_key"))

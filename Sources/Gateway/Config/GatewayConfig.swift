@@ -24,6 +24,14 @@ public struct GatewayConfig: Sendable {
         public var apiKeys: [String] = []
         /// An environment variable holding more keys, comma-separated.
         public var apiKeysEnvironmentVariable: String?
+        /// Origins whose pages may call the gateway from a browser (CORS); `*` allows any.
+        /// None by default.
+        public var corsAllowOrigins: [String] = []
+        /// `Host` names the gateway answers to (DNS rebinding): bound to loopback, loopback names
+        /// and these; bound elsewhere, any, or only these when given.
+        public var allowedHosts: [String] = []
+        /// Gateways a request may already have passed through (`x-fusion-hops`); beyond it: 508.
+        public var maxHops = 4
     }
 
     public struct Upstream: Sendable {
@@ -111,11 +119,17 @@ public struct GatewayConfig: Sendable {
         return config
     }
 
-    /// The gateway keys in force: the config's plus the environment variable's.
-    public func gatewayKeys(environment: [String: String]) -> [String] {
+    /// The gateway keys in force: the config's plus the environment variable's. Fails closed: a
+    /// named variable that is unset or holds no key is an error, never an open gateway.
+    public func gatewayKeys(environment: [String: String]) throws -> [String] {
         var keys = server.apiKeys
-        if let variable = server.apiKeysEnvironmentVariable, let value = environment[variable] {
-            keys += value.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let variable = server.apiKeysEnvironmentVariable {
+            let named = (environment[variable] ?? "").split(separator: ",")
+                .map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !named.isEmpty else {
+                throw ConfigError("server.api_keys_env names \(variable), which is unset or empty: refusing to start without the keys it should hold")
+            }
+            keys += named
         }
         return keys
     }
@@ -144,7 +158,16 @@ public struct GatewayConfig: Sendable {
         try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion", "web"])
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
-                                  "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms"])
+                                  "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms",
+                                  "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops"])
+            if let cors = try server.child("cors") {
+                try cors.allowOnly(["allow_origins"])
+                config.server.corsAllowOrigins = try cors.stringList("allow_origins") ?? []
+            }
+            config.server.allowedHosts = try server.stringList("allowed_hosts") ?? []
+            config.server.limits.maxConnections = try server.int("max_connections", in: 1...1_000_000) ?? config.server.limits.maxConnections
+            config.server.limits.maxHeaderCount = try server.int("max_header_count", in: 8...10_000) ?? config.server.limits.maxHeaderCount
+            config.server.maxHops = try server.int("max_hops", in: 1...64) ?? config.server.maxHops
             config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
             config.server.apiKeys = try server.stringList("api_keys") ?? []
             config.server.apiKeysEnvironmentVariable = try server.string("api_keys_env")

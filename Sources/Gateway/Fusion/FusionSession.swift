@@ -29,6 +29,8 @@ final class FusionSession {
     private let upstream: GatewayConfig.Upstream
     private let redactor: Redactor
     private let generationID: String
+    /// Gateways the request passed through before this one (`x-fusion-hops`).
+    private let hops: Int
     private let slowClientTimeout: UInt64
     private let metrics: GatewayMetrics?
     private let web: WebToolRunner?
@@ -43,7 +45,7 @@ final class FusionSession {
     private var finished = false
 
     init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker], settings: FusionSettings,
-         upstream: GatewayConfig.Upstream, redactor: Redactor, generationID: String, metrics: GatewayMetrics? = nil,
+         upstream: GatewayConfig.Upstream, redactor: Redactor, generationID: String, hops: Int = 0, metrics: GatewayMetrics? = nil,
          slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.routes = routes
         self.writer = writer
@@ -52,6 +54,7 @@ final class FusionSession {
         self.upstream = upstream
         self.redactor = redactor
         self.generationID = generationID
+        self.hops = hops
         self.metrics = metrics
         self.web = web
         slowClientTimeout = slowClientTimeoutMilliseconds
@@ -185,7 +188,10 @@ final class FusionSession {
         let worker: UpstreamWorker
         if case .member(let index) = call.role { worker = workers[(index + 1) % workers.count] } else { worker = workers[0] }
         let channel = stream.channel
-        let headers = [("x-fusion-depth", String(machine.request.depth + 1))]
+        // Recursion protection: whoever serves this call must not offer fusion again (ours and
+        // OpenRouter's header), and every gateway hop counts.
+        let depth = String(machine.request.depth + 1)
+        let headers = [("x-fusion-depth", depth), ("x-openrouter-fusion-depth", depth), ("x-fusion-hops", String(hops + 1))]
         let upstream = upstream
         let redactor = redactor
         let timeout = call.timeoutMilliseconds

@@ -15,10 +15,8 @@ extension GatewayServer {
         let generationID = GenerationStore.newID()
         var log = logger
         log[metadataKey: "generation_id"] = "\(generationID)"
-        // An incoming fusion depth (ours or OpenRouter's) means we are an inner call ourselves.
-        let depth = [request.header("x-fusion-depth"), request.header("x-openrouter-fusion-depth")]
-            .compactMap { $0.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }.max() ?? 0
         do throws(APIError) {
+            let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
             let chat = try ChatRequest(body: request.body)
             let neutral = chat.modelRequest()
             let proxied: ProxiedRequest
@@ -28,7 +26,7 @@ extension GatewayServer {
             case .withoutFusion(_, let rewritten):
                 proxied = ProxiedRequest(chat: chat, neutral: rewritten, relayRawBody: false)
             case .fusion(let fusionRequest):
-                try startFusion(fusionRequest, fallbacks: chat.fallbackModels, writer: writer, generationID: generationID, log: log)
+                try startFusion(fusionRequest, hops: hops, fallbacks: chat.fallbackModels, writer: writer, generationID: generationID, log: log)
                 return
             }
             var candidates = [try router.route(proxied.neutral.model)]
@@ -40,7 +38,9 @@ extension GatewayServer {
                                    message: "Invalid fallback in 'models[\(index)]': \(error.message)", param: "models[\(index)]")
                 }
             }
-            let depthHeader: [(String, String)] = depth > 0 ? [("x-fusion-depth", String(depth))] : []
+            // Each hop through a gateway counts: a provider that points back here is stopped (508).
+            var depthHeader: [(String, String)] = [("x-fusion-hops", String(hops + 1))]
+            if depth > 0 { depthHeader.append(("x-fusion-depth", String(depth))) }
             let proxy = ChatCompletionProxy(
                 request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
                 redactor: shared.redactor, generationID: generationID, extraHeaders: depthHeader,
@@ -62,7 +62,7 @@ extension GatewayServer {
         }
     }
 
-    private func startFusion(_ fusionRequest: FusionRequest, fallbacks: [String], writer: HTTPResponseWriter, generationID: String,
+    private func startFusion(_ fusionRequest: FusionRequest, hops: Int, fallbacks: [String], writer: HTTPResponseWriter, generationID: String,
                              log: Logger) throws(APIError) {
         guard let settings = config.fusion else { return }
         let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
@@ -75,7 +75,7 @@ extension GatewayServer {
         }
         let session = FusionSession(
             request: fusionRequest, routes: routes, writer: writer, workers: workers, settings: settings,
-            upstream: config.upstream, redactor: shared.redactor, generationID: generationID, metrics: shared.metrics,
+            upstream: config.upstream, redactor: shared.redactor, generationID: generationID, hops: hops, metrics: shared.metrics,
             slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
         ) { [unowned self] record in
             finished(record, writer: writer, log: log)

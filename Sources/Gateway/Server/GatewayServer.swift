@@ -27,6 +27,8 @@ public final class GatewayServer {
     /// Where Fusion places inner calls: this loop first, then the others (set by the cluster).
     var workers: [UpstreamWorker]
     private var shuttingDown = false
+    /// Host, key, content type and CORS decisions, on each request's head.
+    let policy: RequestPolicy
     /// Runs Fusion's web tool calls on this loop; nil without a `web:` config.
     let webTools: WebToolRunner?
     /// Connections this loop accepted, and upstream transfers it started (for tests and metrics).
@@ -42,9 +44,11 @@ public final class GatewayServer {
         self.logger = logger
         client = UpstreamClient(loop: loop)
         workers = [UpstreamWorker(loop: loop, client: client)]
-        self.shared = shared ?? GatewayShared(router: ModelRouter(config: config, environment: environment),
-                                              gatewayKeys: config.gatewayKeys(environment: environment),
-                                              web: Self.resolveWeb(config.web, environment: environment, logger: logger))
+        self.shared = try shared ?? GatewayShared(router: ModelRouter(config: config, environment: environment),
+                                                  gatewayKeys: config.gatewayKeys(environment: environment),
+                                                  web: Self.resolveWeb(config.web, environment: environment, logger: logger))
+        policy = RequestPolicy(keys: self.shared.gatewayKeys, allowedOrigins: config.server.corsAllowOrigins,
+                               allowedHosts: config.server.allowedHosts, bindHost: config.server.host)
         let client = client
         webTools = self.shared.web.map { WebToolRunner(client: client, settings: $0) }
         var limits = config.server.limits
@@ -59,10 +63,8 @@ public final class GatewayServer {
         server.onRejection = { [unowned self] rejection in
             self.logger.info("rejected request", metadata: ["status": "\(rejection.status)", "code": "\(rejection.code)"])
         }
-        // Keys are checked on the head: an unauthenticated client's body is never read.
-        if !self.shared.gatewayKeys.isEmpty {
-            server.headGuard = { [unowned self] head in authenticate(head) }
-        }
+        // Checked on the head: a refused client's body is never read.
+        server.headGuard = { [unowned self] head in guardHead(head) }
         if shared == nil {
             for (provider, variable) in router.providersMissingKeys {
                 logger.warning("provider has no API key; its requests will fail until it is set",
@@ -123,6 +125,13 @@ public final class GatewayServer {
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        writer.defaultHeaders = policy.corsHeaders(for: request)
+        if request.method == "OPTIONS" {
+            let answer = policy.preflight(request)
+            writer.defaultHeaders = []
+            writer.respond(status: answer.status, headers: answer.headers, body: [])
+            return
+        }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
             chatCompletion(request, writer)
@@ -145,24 +154,17 @@ public final class GatewayServer {
         }
     }
 
-    /// The head guard when gateway keys are configured: nil lets the request in, else the 401.
-    /// `/health` stays open for load balancers. The presented key is never logged.
-    private func authenticate(_ head: HTTPRequest) -> HTTPResponse? {
-        if head.path == "/health" || isAuthorized(head) { return nil }
-        let error = APIError(
-            status: 401, type: "authentication_error", code: "invalid_api_key",
-            message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
-            headers: [("WWW-Authenticate", "Bearer")])
-        logger.info("request refused: missing or invalid API key", metadata: [
-            "method": "\(head.method)", "path": "\(head.path)", "authorization": "\(head.header("authorization") == nil ? "absent" : "not accepted")",
+    /// The head guard: nil lets the request in, else the refusal (401 without a valid key, 421
+    /// for a host name it does not answer to, 415 for a POST that is not JSON). The presented
+    /// key is never logged.
+    private func guardHead(_ head: HTTPRequest) -> HTTPResponse? {
+        guard var error = policy.refusal(for: head) else { return nil }
+        logger.info("request refused", metadata: [
+            "status": "\(error.status)", "code": "\(error.code)", "method": "\(head.method)", "path": "\(head.path)",
+            "authorization": "\(head.header("authorization") == nil ? "absent" : "present")",
         ])
+        error.headers += policy.corsHeaders(for: head)
         return error.httpResponse
     }
 
-    private func isAuthorized(_ request: HTTPRequest) -> Bool {
-        guard let header = request.header("authorization") else { return false }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
-        return ConstantTime.matchesAny(String(parts[1]), shared.gatewayKeys)
-    }
 }

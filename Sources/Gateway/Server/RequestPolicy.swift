@@ -1,0 +1,100 @@
+import Foundation
+import GatewayCore
+import HTTPServer
+
+/// The gateway's perimeter decisions on a request's head, before any body is read or any work
+/// starts: the `Host` it may be addressed as, its key, its content type, and which browser
+/// origins may call it (CORS). Socket-free: every rule is tested without a server.
+struct RequestPolicy: Sendable {
+    /// Keys clients must present; empty: no authentication.
+    let keys: [String]
+    /// Origins whose pages may call the gateway (`server.cors.allow_origins`; `*` for any).
+    let allowedOrigins: [String]
+    /// `Host` values accepted besides loopback ones when bound to loopback (DNS rebinding), or
+    /// the only ones accepted when non-empty on any address (`server.allowed_hosts`).
+    let allowedHosts: [String]
+    /// Bound to a loopback address: only loopback `Host` names are accepted (unless allowed).
+    let loopbackOnly: Bool
+
+    init(keys: [String], allowedOrigins: [String], allowedHosts: [String], bindHost: String) {
+        self.keys = keys
+        self.allowedOrigins = allowedOrigins
+        self.allowedHosts = allowedHosts.map { $0.lowercased() }
+        loopbackOnly = Self.isLoopback(bindHost)
+    }
+
+    static let corsMethods = "GET, POST, OPTIONS"
+    static let corsHeaders = "Authorization, Content-Type, X-Fusion-Depth, X-OpenRouter-Fusion-Depth, Anthropic-Version, X-Api-Key"
+    static let exposedHeaders = "X-Generation-Id, Retry-After, X-Should-Retry"
+
+    /// Nil lets the request in; otherwise the error to answer with (and close).
+    func refusal(for head: HTTPRequest) -> APIError? {
+        if let error = hostRefusal(head) { return error }
+        // A preflight carries no key (browsers never send one) and has no body.
+        if head.method == "OPTIONS" { return nil }
+        if !keys.isEmpty && head.path != "/health" && !isAuthorized(head) {
+            return APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
+                            message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
+                            headers: [("WWW-Authenticate", "Bearer")])
+        }
+        // A page on another origin can POST a "simple" form or text/plain body without a
+        // preflight; a JSON content type cannot be sent that way (CSRF).
+        if head.method == "POST" && !Self.isJSON(head.header("content-type")) {
+            return APIError(status: 415, type: "invalid_request_error", code: "unsupported_media_type",
+                            message: "POST bodies must be sent with 'Content-Type: application/json'.")
+        }
+        return nil
+    }
+
+    private func hostRefusal(_ head: HTTPRequest) -> APIError? {
+        guard loopbackOnly || !allowedHosts.isEmpty, let header = head.header("host") else { return nil }  // HTTP/1.0 may omit it
+        let host = Self.hostName(header)
+        if allowedHosts.contains(host) || (loopbackOnly && Self.isLoopback(host)) { return nil }
+        return APIError(status: 421, type: "invalid_request_error", code: "misdirected_request",
+                        message: "This gateway does not answer to the host name '\(host)' (see server.allowed_hosts).")
+    }
+
+    private func isAuthorized(_ head: HTTPRequest) -> Bool {
+        guard let header = head.header("authorization") else { return false }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
+        return ConstantTime.matchesAny(String(parts[1]), keys)
+    }
+
+    /// The CORS headers for a response to `request`, when its `Origin` is allowed (none otherwise:
+    /// the browser then refuses the page the response).
+    func corsHeaders(for request: HTTPRequest) -> [(String, String)] {
+        guard let origin = request.header("origin"), allowedOrigins.contains("*") || allowedOrigins.contains(origin) else { return [] }
+        return [("Access-Control-Allow-Origin", allowedOrigins.contains("*") ? "*" : origin), ("Vary", "Origin"),
+                ("Access-Control-Expose-Headers", Self.exposedHeaders)]
+    }
+
+    /// The answer to a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
+    func preflight(_ request: HTTPRequest) -> (status: Int, headers: [(String, String)]) {
+        let cors = corsHeaders(for: request)
+        guard !cors.isEmpty else { return (403, []) }
+        return (204, cors + [("Access-Control-Allow-Methods", Self.corsMethods), ("Access-Control-Allow-Headers", Self.corsHeaders),
+                             ("Access-Control-Max-Age", "600")])
+    }
+
+    static func isJSON(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        return mediaType == "application/json"
+    }
+
+    /// `Host` without its port (`[::1]:8080` → `::1`), lowercased.
+    static func hostName(_ host: String) -> String {
+        let host = host.trimmingCharacters(in: .whitespaces).lowercased()
+        if host.hasPrefix("["), let close = host.firstIndex(of: "]") { return String(host[host.index(after: host.startIndex)..<close]) }
+        if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") { return String(host[..<colon]) }
+        return host
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        let name = hostName(host)
+        if name == "localhost" || name.hasSuffix(".localhost") || name == "::1" { return true }
+        var address = in_addr()
+        return inet_pton(AF_INET, name, &address) == 1 && UInt32(bigEndian: address.s_addr) >> 24 == 127
+    }
+}

@@ -1,0 +1,103 @@
+import Application
+import Foundation
+import Gateway
+import GatewayCore
+import Logging
+import MockUpstream
+import Testing
+
+/// The client-facing perimeter, over loopback on the two-loop cluster: each class of hostile
+/// input gets its status and its error in OpenAI's shape, and the gateway keeps serving.
+@Suite struct PerimeterTests {
+    func expectStillServing(_ env: TestEnvironment, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(try env.get("/health").status == 200, sourceLocation: sourceLocation)
+    }
+
+    func raw(_ env: TestEnvironment, _ text: String) throws -> TestResponse {
+        let client = try env.client()
+        try client.send(text)
+        return try client.readResponse()
+    }
+
+    @Test func browsersGetCORSOnlyForAllowedOriginsOnEveryResponse() throws {
+        let env = try TestEnvironment { $0.server.corsAllowOrigins = ["https://app.example"] }
+        // Preflight: the methods and headers, Authorization included.
+        let preflight = try raw(env, "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\n\r\n")
+        #expect(preflight.status == 204)
+        #expect(preflight.header("access-control-allow-origin") == "https://app.example")
+        #expect(preflight.header("access-control-allow-headers")?.contains("Authorization") == true)
+        #expect(preflight.header("access-control-allow-methods")?.contains("POST") == true)
+        // A stream and an error both carry it.
+        let stream = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: ["Origin": "https://app.example"])
+        #expect(stream.header("access-control-allow-origin") == "https://app.example")
+        #expect(stream.header("access-control-expose-headers")?.contains("X-Generation-Id") == true)
+        let error = try env.chat(TestEnvironment.chatBody(model: "nobody/x"), headers: ["Origin": "https://app.example"])
+        #expect(error.status == 404 && error.header("access-control-allow-origin") == "https://app.example")
+        // Another origin gets nothing (the browser refuses the page the response).
+        let other = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: ["Origin": "https://evil.example"])
+        #expect(other.header("access-control-allow-origin") == nil)
+        let refused = try raw(env, "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n\r\n")
+        #expect(refused.status == 403 && refused.header("access-control-allow-origin") == nil)
+        // None by default.
+        let closed = try TestEnvironment()
+        let none = try closed.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: ["Origin": "https://app.example"])
+        #expect(none.header("access-control-allow-origin") == nil)
+        try expectStillServing(env)
+    }
+
+    @Test func aPostThatIsNotJSONIsRefusedBeforeItsBodyIsRead() throws {
+        let env = try TestEnvironment()
+        // What an HTML form on another origin can send without a preflight.
+        for type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", nil] {
+            let header = type.map { "Content-Type: \($0)\r\n" } ?? ""
+            let response = try raw(env, "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n\(header)Content-Length: 2\r\n\r\n{}")
+            #expect(response.status == 415, "\(type ?? "none")")
+            #expect(response.json?["error"]?["code"]?.stringValue == "unsupported_media_type")
+        }
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: [:]).status == 200, "application/json passes")
+        try expectStillServing(env)
+    }
+
+    @Test func aLoopbackGatewayAnswersOnlyLoopbackHostNames() throws {
+        let env = try TestEnvironment()
+        for host in ["localhost", "127.0.0.1", "localhost:8080", "[::1]:8080", "app.localhost"] {
+            #expect(try raw(env, "GET /health HTTP/1.1\r\nHost: \(host)\r\n\r\n").status == 200, "\(host)")
+        }
+        // A DNS-rebinding page's requests carry its own host name.
+        let rebound = try raw(env, "GET /v1/models HTTP/1.1\r\nHost: attacker.example\r\n\r\n")
+        #expect(rebound.status == 421 && rebound.json?["error"]?["code"]?.stringValue == "misdirected_request")
+        let allowed = try TestEnvironment { $0.server.allowedHosts = ["gateway.internal"] }
+        #expect(try raw(allowed, "GET /v1/models HTTP/1.1\r\nHost: gateway.internal:8080\r\n\r\n").status == 200)
+        try expectStillServing(env)
+    }
+
+    @Test func loopsThroughGatewaysAreStoppedAndDepthIsNeverUnderstated() throws {
+        let env = try TestEnvironment()
+        let body = TestEnvironment.chatBody(model: "mock/echo", stream: false)
+        // Each hop is counted upstream; at the limit: 508.
+        #expect(try env.chat(body).status == 200)
+        #expect(env.mockStats.lastRequestHeader("x-fusion-hops") == "1")
+        let looped = try env.chat(body, headers: ["x-fusion-hops": "4"])
+        #expect(looped.status == 508 && looped.json?["error"]?["code"]?.stringValue == "loop_detected")
+        #expect(try env.chat(body, headers: ["x-fusion-hops": "-1"]).status == 400)
+        #expect(try env.chat(body, headers: ["x-fusion-hops": "3"]).status == 200)
+        // A malformed depth means "already nested": the fusion alias does not run the pipeline.
+        let fusion = #"{"model":"fusion","stream":false,"messages":[{"role":"user","content":"Should cities ban cars?"}]}"#
+        for depth in ["-1", "abc", "99999999999999999999", "1e3", " 0x1", "1,0"] {
+            let response = try env.chat(fusion, headers: ["x-fusion-depth": depth])
+            #expect(response.status == 200 && response.json?["fusion"] == nil, "depth \(depth)")
+        }
+        #expect(try env.chat(fusion, headers: ["x-openrouter-fusion-depth": "1"]).json?["fusion"] == nil)
+        #expect(try env.chat(fusion, headers: ["x-fusion-depth": "0"]).json?["fusion"] != nil)
+        try expectStillServing(env)
+    }
+
+    @Test func aKeyVariableThatIsUnsetRefusesToStart() throws {
+        var config = GatewayConfig.embeddedDefault
+        config.server.port = 0
+        config.server.apiKeysEnvironmentVariable = "FUSION_TEST_NO_SUCH_KEYS"
+        #expect(throws: (any Error).self) {
+            _ = try GatewayApplication(config: config, environment: [:], logger: Logger(label: "t"), loops: 1)
+        }
+    }
+}
