@@ -21,7 +21,7 @@ public final class GatewayApplication: Sendable {
             let host = try SimulatorHost()
             simulator = host
             config.providers[GatewayConfig.simulatedProviderName] = host.provider
-            if let web = config.web, web.simulated { config.web = web.resolvingSimulatedWeb(port: host.port) }
+            if let web = config.web, web.simulated { config.web = web.resolvingSimulatedWeb(port: host.port, key: host.key) }
         } else {
             simulator = nil
         }
@@ -34,6 +34,8 @@ public final class GatewayApplication: Sendable {
     }
 
     public var port: Int { cluster.port }
+    /// The simulator's own port (for tests that check nobody but the gateway can use it).
+    public var simulatorPort: Int? { simulator?.port }
 
     /// Graceful stop (see `GatewayCluster.shutdown`), then the simulator. Returns at once.
     public func shutdown() {
@@ -52,6 +54,8 @@ final class SimulatorHost: Sendable {
     private let thread = EventLoopThread(name: "fusion-sim")
     private let box = Box()
     let port: Int
+    /// Only the gateway holds it: the simulator's port is open on loopback, but nothing else can use it.
+    let key: String
     let provider: GatewayConfig.Provider
 
     /// Loop-confined: created, used and shut down on `thread.loop` only.
@@ -60,9 +64,8 @@ final class SimulatorHost: Sendable {
     init() throws {
         let loop = thread.loop
         let box = box
-        // Only the gateway holds the key: the simulator's port is open on loopback, but nothing
-        // else can use it.
         let key = "sim-" + (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined()
+        self.key = key
         do {
             port = try loop.submitAndWait {
                 let mock = try MockUpstream(loop: loop, host: "127.0.0.1", port: 0, accessKey: key)

@@ -41,7 +41,7 @@ public final class MockUpstream {
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
-        if let accessKey, !MockWeb.handles(request) {
+        if let accessKey {
             let presented = request.header("authorization").map { String($0.dropFirst("Bearer ".count)) } ?? ""
             guard request.header("authorization")?.hasPrefix("Bearer ") == true, ConstantTime.matchesAny(presented, [accessKey]) else {
                 writer.respond(error: APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
@@ -197,8 +197,21 @@ final class MockStream {
         timer = nil
     }
 
+    /// Bytes the client may leave unread before the stream waits for it (like the gateway, the
+    /// simulator honours backpressure: a client that never reads cannot grow its memory).
+    static let maxUnreadBytes = 64 * 1024
+
     private func tick() {
         guard !ended else { return }
+        if streaming && writer.bufferedBytes > Self.maxUnreadBytes {
+            // Resume when the client has taken what is queued.
+            stats.update { $0.waitsForClient += 1 }
+            writer.onWritable = { [unowned self] in
+                writer.onWritable = nil
+                tick()
+            }
+            return
+        }
         if !streaming {
             respondWhole()
             return

@@ -11,6 +11,8 @@ public final class MockUpstreamStats: Sendable {
         public var streamsFinished = 0
         /// Responses the client (the gateway) closed before the mock ended them.
         public var streamsCancelled = 0
+        /// Times a stream waited for its client to read what was queued (backpressure).
+        public var waitsForClient = 0
 
         public var active: Int { streamsStarted - streamsFinished - streamsCancelled }
     }

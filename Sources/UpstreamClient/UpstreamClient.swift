@@ -20,6 +20,9 @@ public struct UpstreamRequest: Sendable {
     public var totalTimeoutMilliseconds: Int?
     /// Ask for compressed responses (curl decodes them; `onData` sees decoded bytes).
     public var acceptCompression = false
+    /// `HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT` entries (curl's `CURLOPT_CONNECT_TO`): the
+    /// URL keeps its host (and `Host` header), the connection goes elsewhere.
+    public var connectTo: [String] = []
 
     public init(url: String, method: String = "POST", headers: [(String, String)] = [], body: [UInt8] = [],
                 connectTimeoutMilliseconds: Int = 10_000, receiveBufferBytes: Int? = nil) {
@@ -245,6 +248,7 @@ public final class UpstreamTransfer {
     let easy: UnsafeMutableRawPointer
     private unowned let client: UpstreamClient
     private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
     private var responseHeaders: [(String, String)] = []
     public private(set) var status = 0
@@ -272,6 +276,10 @@ public final class UpstreamTransfer {
         CCurl_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
         if let milliseconds = request.totalTimeoutMilliseconds { CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, milliseconds) }
         if request.acceptCompression { CCurl_easy_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "") }
+        if !request.connectTo.isEmpty {
+            for entry in request.connectTo { connectToList = curl_slist_append(connectToList, entry) }
+            CCurl_easy_setopt_slist(easy, CURLOPT_CONNECT_TO, connectToList)
+        }
         if connectFilter != nil {
             CCurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1)
             CCurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
@@ -361,6 +369,8 @@ public final class UpstreamTransfer {
         curl_easy_cleanup(easy)
         curl_slist_free_all(headerList)
         headerList = nil
+        curl_slist_free_all(connectToList)
+        connectToList = nil
     }
 
     private func didReceiveHeaderLine(_ line: UnsafeRawBufferPointer) -> Int {

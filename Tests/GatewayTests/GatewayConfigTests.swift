@@ -53,8 +53,11 @@ import Web
         #expect(!web.fetch)
         #expect(try GatewayConfig.parse(yaml: "simulated_models: false").web == nil, "no section: no tools")
         #expect(GatewayConfig.embeddedDefault.web?.simulated == true)
-        let simulated = try #require(GatewayConfig.embeddedDefault.web?.resolvingSimulatedWeb(port: 4321))
-        #expect(simulated.search?.baseURL == "http://127.0.0.1:4321")
+        let simulated = try #require(GatewayConfig.embeddedDefault.web?.resolvingSimulatedWeb(port: 4321, key: "k"))
+        #expect(simulated.search?.baseURL == "http://simulated-web.invalid")
+        #expect(simulated.access(for: "http://simulated-web.invalid/web/page/1").connectTo == ["simulated-web.invalid:80:127.0.0.1:4321"])
+        #expect(simulated.access(for: "http://simulated-web.invalid/x").headers.first?.1 == "Bearer k")
+        #expect(simulated.access(for: "http://elsewhere.example/").headers.isEmpty, "the key goes to the simulated web only")
         #expect(simulated.addressPolicy.refusal(address: [127, 0, 0, 1], port: 4321) == nil)
         #expect(simulated.addressPolicy.refusal(address: [127, 0, 0, 1], port: 4322) != nil)
     }

@@ -102,8 +102,10 @@ private final class WebSearch: WebToolTask {
          completion: @escaping (WebToolOutcome) -> Void) {
         super.init(completion: completion)
         let request = backend.request(query: query, count: count)
-        var upstream = UpstreamRequest(url: request.url, method: request.method, headers: request.headers, body: request.body,
-                                       connectTimeoutMilliseconds: Int(settings.searchTimeoutMilliseconds))
+        let access = settings.access(for: request.url)
+        var upstream = UpstreamRequest(url: request.url, method: request.method, headers: request.headers + access.headers,
+                                       body: request.body, connectTimeoutMilliseconds: Int(settings.searchTimeoutMilliseconds))
+        upstream.connectTo = access.connectTo
         upstream.totalTimeoutMilliseconds = Int(settings.searchTimeoutMilliseconds)
         upstream.acceptCompression = true
         let transfer = client.start(upstream)
@@ -171,9 +173,11 @@ private final class WebFetch: WebToolTask {
         headers = []
         body = []
         let policy = settings.addressPolicy
+        let access = settings.access(for: url.absoluteString)
         var request = UpstreamRequest(url: url.absoluteString, method: "GET", headers: [
             ("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,application/json;q=0.8,*/*;q=0.5"),
-        ], connectTimeoutMilliseconds: Int(settings.fetchTimeoutMilliseconds))
+        ] + access.headers, connectTimeoutMilliseconds: Int(settings.fetchTimeoutMilliseconds))
+        request.connectTo = access.connectTo
         request.connectFilter = { address, port in policy.refusal(address: address, port: port) }
         request.totalTimeoutMilliseconds = Int(settings.fetchTimeoutMilliseconds)
         request.acceptCompression = true
