@@ -11,7 +11,7 @@ struct MockScript {
     let scenario: MockScenario
     let model: String
     let id: String
-    let steps: [Step]
+    let steps: MockSteps
     let promptTokens: Int
 
     init(scenario: MockScenario, model: String, request: JSONValue, rawBody: [UInt8], id: String) {
@@ -22,56 +22,56 @@ struct MockScript {
         promptTokens = max(1, rawBody.count / 4)
         switch scenario.kind {
         case .echo:
-            steps = [.content(String(decoding: rawBody, as: UTF8.self))]
+            steps = MockSteps([.content(String(decoding: rawBody, as: UTF8.self))])
         case .toolCall:
-            steps = Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)])
+            steps = MockSteps(Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)]))
         case .paced:
             let count = scenario.option("deltas", default: 64)
-            steps = (0..<count).map { .content("t\($0) ") }
+            steps = MockSteps(count: count)
         case .expert:
-            steps = Self.words(MockRoles.expertAnswer(persona: scenario.persona, question: prompt))
+            steps = MockSteps(Self.words(MockRoles.expertAnswer(persona: scenario.persona, question: prompt)))
         case .judge:
             if scenario.option("search", default: 0) == 1, MockRoles.offersTools(request), MockRoles.toolResults(request).isEmpty {
-                steps = Self.toolCallSteps([("web_search", #"{"query":"fact check the disputed verdict"}"#)])
+                steps = MockSteps(Self.toolCallSteps([("web_search", #"{"query":"fact check the disputed verdict"}"#)]))
             } else {
-                steps = Self.judgeSteps(request)
+                steps = MockSteps(Self.judgeSteps(request))
             }
         case .researcher:
             switch MockRoles.researcherTurn(request, loop: scenario.option("loop", default: 0) == 1,
                                             parallel: scenario.option("parallel", default: 1)) {
-            case .callTools(let calls): steps = Self.toolCallSteps(calls)
-            case .text(let text): steps = Self.words(text)
+            case .callTools(let calls): steps = MockSteps(Self.toolCallSteps(calls))
+            case .text(let text): steps = MockSteps(Self.words(text))
             }
         case .outer:
             if MockRoles.isJudgeRequest(request) {
-                steps = Self.judgeSteps(request)
+                steps = MockSteps(Self.judgeSteps(request))
             } else {
                 switch MockRoles.outerTurn(request, lastUserText: prompt) {
-                case .callTools(let calls): steps = Self.toolCallSteps(calls)
-                case .text(let text): steps = Self.words(text)
+                case .callTools(let calls): steps = MockSteps(Self.toolCallSteps(calls))
+                case .text(let text): steps = MockSteps(Self.words(text))
                 }
             }
         case .judgeInvalidJSON:
-            steps = Self.words("The models broadly agree, with some differences in emphasis.")
+            steps = MockSteps(Self.words("The models broadly agree, with some differences in emphasis."))
         case .judgeSchemaMismatch:
-            steps = Self.fragments(#"{"consensus":"they agree","verdict":"fine"}"#)
+            steps = MockSteps(Self.fragments(#"{"consensus":"they agree","verdict":"fine"}"#))
         case .judgeFlaky:
             let retried = (request["messages"]?.arrayValue?.count ?? 0) > 2
-            steps = retried ? Self.judgeSteps(request) : Self.words("Let me think about this comparison first.")
+            steps = MockSteps(retried ? Self.judgeSteps(request) : Self.words("Let me think about this comparison first."))
         case .judgeEmpty:
-            steps = []
+            steps = MockSteps([])
         case .empty:
-            steps = [.reasoning("Thinking about "), .reasoning("the question…")]
+            steps = MockSteps([.reasoning("Thinking about "), .reasoning("the question…")])
         case .huge:
-            steps = [.content("start "), .content(String(repeating: "x", count: scenario.option("bytes", default: 2 << 20)))]
+            steps = MockSteps([.content("start "), .content(String(repeating: "x", count: scenario.option("bytes", default: 2 << 20)))])
         default:
             if let count = scenario.options["deltas"] {
-                steps = (0..<count).map { .content("t\($0) ") }
+                steps = MockSteps(count: count)
             } else {
                 let name = model.split(separator: ":").first.map(String.init) ?? model  // without its options
                 let quoted = prompt.count > 80 ? String(prompt.prefix(80)) + "…" : prompt
-                steps = Self.words("This is a simulated answer from the mock model '\(name)'. You asked: \"\(quoted)\". "
-                    + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive.")
+                steps = MockSteps(Self.words("This is a simulated answer from the mock model '\(name)'. You asked: \"\(quoted)\". "
+                    + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive."))
             }
         }
     }
@@ -152,5 +152,34 @@ struct MockScript {
             }
         }
         return ""
+    }
+}
+
+/// A script's steps: a list, or `t0 t1 …` generated on demand (a `paced` stream of 100,000
+/// deltas must not hold 100,000 strings: a client that never reads would pin megabytes each).
+struct MockSteps: RandomAccessCollection {
+    private enum Storage {
+        case list([MockScript.Step])
+        case counted(Int)
+    }
+
+    private let storage: Storage
+
+    init(_ list: [MockScript.Step]) { storage = .list(list) }
+    init(count: Int) { storage = .counted(Swift.max(0, count)) }
+
+    var startIndex: Int { 0 }
+    var endIndex: Int {
+        switch storage {
+        case .list(let list): list.count
+        case .counted(let count): count
+        }
+    }
+
+    subscript(position: Int) -> MockScript.Step {
+        switch storage {
+        case .list(let list): list[position]
+        case .counted: .content("t\(position) ")
+        }
     }
 }

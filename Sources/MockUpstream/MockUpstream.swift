@@ -14,6 +14,9 @@ public final class MockUpstream {
     private var server: HTTPServer!
     private var streams: [ObjectIdentifier: MockStream] = [:]
     private var nextID = 0
+    /// Bytes of `huge` deltas being sent, and the most at once (the scenario holds each whole).
+    private var hugeInFlight = 0
+    static let maxHugeBytesInFlight = 64 << 20
     /// Requests seen per `flaky` model name.
     private var flakyCounts: [String: Int] = [:]
 
@@ -127,6 +130,14 @@ public final class MockUpstream {
         default:
             break
         }
+        // `huge` materialises its one oversized delta: bound what all of them hold at once.
+        let hugeBytes = scenario.kind == .huge ? scenario.option("bytes", default: 2 << 20) : 0
+        guard hugeInFlight + hugeBytes <= Self.maxHugeBytesInFlight else {
+            writer.respond(error: APIError(status: 503, type: "server_error", code: "mock_busy",
+                                           message: "The simulator is already sending \(hugeInFlight >> 20) MiB of oversized deltas; try again later."))
+            return
+        }
+        hugeInFlight += hugeBytes
         nextID += 1
         let script = MockScript(scenario: scenario, model: model, request: json, rawBody: request.body,
                                 id: "chatcmpl-mock-\(nextID)")
@@ -136,7 +147,10 @@ public final class MockUpstream {
                                 echoedCredentials: echoed)
         let key = ObjectIdentifier(stream)
         streams[key] = stream
-        stream.onEnd = { [unowned self] in streams[key] = nil }
+        stream.onEnd = { [unowned self] in
+            streams[key] = nil
+            hugeInFlight -= hugeBytes
+        }
         stream.start()
     }
 }
