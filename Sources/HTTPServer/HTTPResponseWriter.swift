@@ -5,7 +5,9 @@ import GatewayCore
 /// (`startStream`, `writeStreamChunk`…, `endStream`). Used on the connection's loop only.
 ///
 /// If the client goes away first, `onClientGone` fires once and every later write is ignored,
-/// so producers need no checks beyond stopping their own work there.
+/// so producers need no checks beyond stopping their own work there. A response to `HEAD` gets
+/// the head a `GET` would (with its `Content-Length` or chunked framing) and no body bytes
+/// (RFC 9110 §9.3.2), whatever the handler writes; so does a 304 (§15.4.5).
 public final class HTTPResponseWriter {
     public enum State: Equatable { case pending, streaming, finished, clientGone }
 
@@ -18,6 +20,7 @@ public final class HTTPResponseWriter {
 
     private weak var connection: HTTPServerConnection?
     private let chunked: Bool
+    private let headOnly: Bool
     /// Reused frame buffer: one write (one syscall) per chunk, no allocation once grown.
     private var frame: [UInt8] = []
 
@@ -25,6 +28,7 @@ public final class HTTPResponseWriter {
         self.request = request
         self.connection = connection
         chunked = request.versionMajor == 1 && request.versionMinor >= 1
+        headOnly = request.method == "HEAD"
         frame.reserveCapacity(1024)
     }
 
@@ -33,12 +37,13 @@ public final class HTTPResponseWriter {
     /// Bytes written but not yet accepted by the kernel.
     public var bufferedBytes: Int { connection?.bufferedBytes ?? 0 }
 
-    /// Sends a complete response with `Content-Length`.
+    /// Sends a complete response with `Content-Length`. To HEAD, and as a 304, only the head goes
+    /// out, its `Content-Length` still that of `body` (what a 200 to GET would carry).
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
         guard state == .pending, let connection else { return }
         var head = responseHead(status: status, headers: headers, keepAlive: connection.keepsAlive(after: request))
         head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
-        head.append(contentsOf: body)
+        if !headOnly && status != 304 { head.append(contentsOf: body) }
         state = .finished
         connection.write(head)
         connection.responseDidFinish(self)
@@ -66,7 +71,7 @@ public final class HTTPResponseWriter {
 
     /// Sends `bytes` as one chunk (framed for HTTP/1.1, raw for HTTP/1.0) in one write.
     public func writeStreamChunk(_ bytes: UnsafeRawBufferPointer) {
-        guard state == .streaming, let connection, bytes.count > 0 else { return }
+        guard state == .streaming, let connection, bytes.count > 0, !headOnly else { return }
         if !chunked {
             connection.write(bytes)
             return
@@ -83,7 +88,7 @@ public final class HTTPResponseWriter {
     public func endStream() {
         guard state == .streaming, let connection else { return }
         state = .finished
-        if chunked { connection.write(Array("0\r\n\r\n".utf8)) }
+        if chunked && !headOnly { connection.write(Array("0\r\n\r\n".utf8)) }
         connection.responseDidFinish(self)
     }
 
