@@ -15,6 +15,7 @@ import PackageDescription
 //   HTTPServer                  HTTP/1.1 server connections on EventLoop (http_parser)
 //   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
 //   MockUpstream                an OpenAI-compatible server with deterministic scenarios
+//   Playground                  the browser playground's files (HTML, CSS, JS), embedded at build time
 //   Gateway                     config, routing, endpoints, the streaming proxy
 //   fusion-gateway              the CLI
 let strict: [SwiftSetting] = [
@@ -54,11 +55,18 @@ let package = Package(
         .target(name: "EventLoop", dependencies: ["CLibUV", "FanIn"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "GatewayCore", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
+        .target(
+            name: "Playground",
+            dependencies: ["GatewayCore"],
+            resources: ["index.html", "app.css", "icon.svg", "app.js", "sse.js", "api.js", "run.js", "judge-items.js",
+                        "dom.js", "text.js", "timeline.js", "view.js"].map { .embedInCode("Resources/\($0)") },
+            swiftSettings: strict
+        ),
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient",
+                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "Playground",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -87,6 +95,7 @@ let package = Package(
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "Providers", "Surfaces", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer"], swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "PlaygroundTests", dependencies: ["Playground"], swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "GatewayCore"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",

@@ -4,6 +4,7 @@ import Fusion
 import GatewayCore
 import HTTPServer
 import Logging
+import Playground
 import Prometheus
 import Providers
 import Surfaces
@@ -118,6 +119,10 @@ public final class GatewayServer {
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        // The playground's static files are public (the page asks for a key itself).
+        if let page = Playground.response(method: request.method, path: request.path, ifNoneMatch: request.header("if-none-match")) {
+            return writer.respond(status: page.status, headers: page.headers, body: page.body)
+        }
         if !shared.gatewayKeys.isEmpty && request.path != "/health" && !isAuthorized(request) {
             writer.respond(error: APIError(
                 status: 401, type: "authentication_error", code: "invalid_api_key",
