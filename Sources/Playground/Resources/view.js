@@ -209,11 +209,17 @@ export class TurnView {
       renderText(view.reasoning, m.reasoning);
       view.shownReasoning = m.reasoning;
     }
+    // While it streams, a column follows its newest text (unless the reader scrolled up); once
+    // it is over, a column that was following shows its answer from the start.
     if (m.text !== view.shownText) {
-      const stick = view.text.scrollHeight - view.text.scrollTop - view.text.clientHeight < 24;
+      view.following = view.text.scrollHeight - view.text.scrollTop - view.text.clientHeight < 24;
       renderText(view.text, m.text);
-      if (stick) view.text.scrollTop = view.text.scrollHeight;
+      if (view.following) view.text.scrollTop = view.text.scrollHeight;
       view.shownText = m.text;
+    }
+    if (m.status !== "running" && view.following) {
+      view.following = false;
+      view.text.scrollTop = 0;
     }
     if (m.failure || m.cut || m.status === "cancelled") {
       view.failure.hidden = false;
