@@ -84,6 +84,20 @@ final class TestClient {
         return (try? fill()) == false
     }
 
+    /// Reads a status line and headers only (for a response to HEAD, which has no body whatever
+    /// its Content-Length says).
+    func readHead() throws -> TestResponse {
+        let statusLine = try readLine()
+        var headers: [(String, String)] = []
+        while true {
+            let line = try readLine()
+            if line.isEmpty { break }
+            let parts = line.split(separator: ":", maxSplits: 1)
+            headers.append((String(parts[0]), parts.count > 1 ? String(parts[1]).trimmingCharacters(in: .whitespaces) : ""))
+        }
+        return TestResponse(status: Int(statusLine.split(separator: " ")[1])!, headers: headers, body: [])
+    }
+
     /// Reads one response (skipping 1xx). `onChunk` sees each body chunk as it arrives.
     func readResponse(onChunk: ([UInt8]) -> Void = { _ in }) throws -> TestResponse {
         var statusLine = try readLine()
