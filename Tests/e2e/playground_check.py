@@ -193,6 +193,83 @@ def module_checks(driver):
     check("modules: SSE parser, judge items, safe text", result == [], json.dumps(result))
 
 
+def upcoming_event_checks(driver):
+    """Events this gateway does not send yet (reasoning, cuts, validated judge items and their
+    withdrawal, phases, estimates) and an unknown one, fed to the page's own state and view:
+    each shows as intended, the unknown one changes nothing. Also the model list with presets."""
+    result = driver.execute_async_script("""
+      const done = arguments[arguments.length - 1];
+      (async () => {
+        const { Run } = await import('/playground/run.js');
+        const { TurnView } = await import('/playground/view.js');
+        const { describeModels } = await import('/playground/api.js');
+        const run = new Run('q', {});
+        const view = new TurnView(run, () => {});
+        const host = document.createElement('div');
+        host.hidden = true;
+        host.append(view.root);
+        document.body.append(host);
+        const ev = (name, data) => run.onEvent(name, data);
+        ev('fusion.estimate', { type: 'fusion.estimate', t_ms: 1, cost_min: 0.001, cost_max: 0.004 });
+        ev('fusion.tool.called', { t_ms: 5, arguments: '{}' });
+        ev('fusion.phase', { t_ms: 5, phase: 'outer', status: 'completed', duration_ms: 5 });
+        ev('fusion.member.started', { t_ms: 6, index: 0, model: 'a' });
+        ev('fusion.member.started', { t_ms: 6, index: 1, model: 'b' });
+        ev('fusion.member.reasoning', { t_ms: 7, index: 0, model: 'a', delta: 'thinking hard' });
+        ev('fusion.member.delta', { t_ms: 8, index: 0, model: 'a', delta: 'Answer A' });
+        ev('fusion.member.delta', { t_ms: 8, index: 1, model: 'b', delta: 'Answer B so far' });
+        ev('fusion.member.completed', { t_ms: 20, index: 0, model: 'a', stats: { ttft_ms: 2, duration_ms: 14, completion_tokens: 10 } });
+        ev('fusion.member.cut', { t_ms: 21, index: 1, model: 'b', reason: 'cut_for_latency', characters: 15 });
+        ev('fusion.something.new', { t_ms: 22, whatever: true });
+        ev('fusion.judge.started', { t_ms: 22, model: 'j', attempt: 1 });
+        ev('fusion.judge.progress', { t_ms: 23, model: 'j', delta: '{"consensus":["read early",' });
+        view.update();
+        const early = [...view.root.querySelectorAll('.field-consensus li')].map((li) => [li.textContent, li.classList.contains('provisional')]);
+        ev('fusion.judge.item', { t_ms: 24, field: 'consensus', item: 'validated' });
+        ev('fusion.judge.item', { t_ms: 24, field: 'blind_spots', item: 'withdrawn' });
+        ev('fusion.judge.item', { t_ms: 24, field: 'blind_spots', item: 'kept' });
+        ev('fusion.judge.item.withdrawn', { t_ms: 25, field: 'blind_spots', index: 0 });
+        view.update();
+        const text = (sel) => [...view.root.querySelectorAll(sel)].map((n) => n.textContent);
+        const out = {
+          early,
+          consensus: [...view.root.querySelectorAll('.field-consensus li')].map((li) => [li.textContent, li.classList.contains('provisional')]),
+          blind: text('.field-blind_spots li'),
+          statuses: [...view.root.querySelectorAll('.member')].map((m) => m.dataset.status),
+          badges: text('.member .badge'),
+          reasoningShown: !view.root.querySelector('.member .reasoning').hidden,
+          reasoning: view.root.querySelector('.member .reasoning').textContent,
+          cutNote: view.root.querySelector('.member[data-status=cut] .failure')?.textContent || '',
+          phaseDetail: view.root.querySelector('.phase[data-phase=outer] .phase-detail').textContent,
+          timeline: [...view.root.querySelectorAll('.tl-row')].map((r) => r.dataset.status),
+          estimate: view.root.querySelector('.totals').textContent,
+          ignored: run.notes,
+        };
+        host.remove();
+        const described = describeModels([{ id: 'fusion', object: 'model', fusion: { presets: { quality: ['p/a', 'p/b'] }, default_preset: 'quality' } },
+                                          { id: 'openrouter/fusion' }, { id: 'p/a' }, { id: 'p/b', description: 'B' }]);
+        const plain = describeModels([{ id: 'p/a' }]);
+        out.models = [described, plain];
+        return out;
+      })().then(done, (e) => done({ error: String(e) + e.stack }));
+    """)
+    check("no error feeding future events", "error" not in result, result.get("error"))
+    check("judge items read from the streaming JSON are provisional", result["early"] == [["read early", True]], result["early"])
+    check("validated judge items replace them", result["consensus"] == [["validated", False]], result["consensus"])
+    check("a withdrawn judge item disappears", result["blind"] == ["kept"], result["blind"])
+    check("reasoning is shown, folded", result["reasoningShown"] and "thinking hard" in result["reasoning"], result["reasoning"])
+    check("a member cut for latency says so", result["statuses"] == ["done", "cut"] and result["badges"][1] == "cut for latency"
+          and "quorum" in result["cutNote"], result)
+    check("phase durations are shown", result["phaseDetail"] == "5 ms", result["phaseDetail"])
+    check("the timeline marks the cut", result["timeline"] == ["done", "done", "cut", "running"], result["timeline"])
+    check("the cost estimate is shown", "Estimated cost$0.0010 – $0.0040" in result["estimate"], result["estimate"])
+    check("unknown events are ignored", result["ignored"] == ["ignored event fusion.something.new"], result["ignored"])
+    described, plain = result["models"]
+    check("presets from /v1/models", described == {"models": [{"id": "p/a", "description": ""}, {"id": "p/b", "description": "B"}],
+                                                   "presets": {"quality": ["p/a", "p/b"]}, "defaultPreset": "quality"}, described)
+    check("no presets listed: fall back to names", plain["presets"] is None and plain["defaultPreset"] is None, plain)
+
+
 def deliberation_checks(driver, screenshot):
     """The research preset: three columns stream live, one searches and reads the simulated web;
     the analysis, the answer with citations, the timeline and the totals appear."""
@@ -317,6 +394,14 @@ def key_checks(driver, keyed_url, key):
     send(driver, "Is the key sent?")
     status = wait_turn_over(driver)
     check("a deliberation runs with the key", status == "done", status)
+    js(driver, "sessionStorage.setItem('fusion-gateway.key', 'revoked-key')")
+    send(driver, "And with a revoked key?")
+    wait(driver, "the key dialog after a refused request", lambda d: js(d, "return document.getElementById('key-dialog').open"), 15)
+    driver.find_element(By.ID, "key-input").send_keys(key)
+    driver.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    wait(driver, "the refused turn to be sent again", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".turn")) == 2
+         and turn_status(d) in ("done", "failed", "cancelled"), 45, poll=0.1)
+    check("a refused request asks again and is sent again", turn_status(driver) == "done", turn_status(driver))
 
 
 def console_checks(allowed=()):
@@ -331,6 +416,7 @@ def main():
         open_page(driver, base + "/")
         wait_ready(driver)
         module_checks(driver)
+        upcoming_event_checks(driver)
         deliberation_checks(driver, args.screenshot)
         failing_member_checks(driver)
         cancel_checks(driver, base)

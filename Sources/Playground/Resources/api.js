@@ -87,6 +87,28 @@ export class GatewayClient {
   }
 }
 
+const FUSION_ALIASES = new Set(["fusion", "openrouter/fusion"]);
+
+/**
+ * What the page needs from `GET /v1/models`: the models to pick from, and Fusion's presets when
+ * the list describes them (an entry such as `{"id":"fusion","fusion":{"presets":{"quality":[…]},
+ * "default_preset":"quality"}}`); `presets` is null when it does not.
+ */
+export function describeModels(list) {
+  const entries = Array.isArray(list) ? list.filter((m) => m && typeof m.id === "string") : [];
+  const fusion = entries.find((m) => m.fusion && typeof m.fusion === "object")?.fusion;
+  let presets = null;
+  if (fusion && fusion.presets && typeof fusion.presets === "object") {
+    presets = {};
+    for (const [name, members] of Object.entries(fusion.presets)) {
+      if (Array.isArray(members)) presets[name] = members.filter((m) => typeof m === "string");
+    }
+  }
+  const defaultPreset = presets && typeof fusion.default_preset === "string" && presets[fusion.default_preset] ? fusion.default_preset : null;
+  const models = entries.filter((m) => !m.fusion && !FUSION_ALIASES.has(m.id)).map((m) => ({ id: m.id, description: String(m.description || "") }));
+  return { models, presets, defaultPreset };
+}
+
 function parseJSON(text) {
   try { return JSON.parse(text); } catch { return undefined; }
 }

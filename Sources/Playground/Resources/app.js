@@ -4,14 +4,13 @@
 // Modules: sse.js (SSE parser) → api.js (HTTP) → run.js (state of a turn, from events) →
 // view.js, timeline.js, text.js, dom.js (drawing, text only through text nodes).
 
-import { APIError, AuthError, GatewayClient } from "./api.js";
+import { APIError, AuthError, GatewayClient, describeModels } from "./api.js";
 import { h } from "./dom.js";
 import { Run } from "./run.js";
 import { TurnView } from "./view.js";
 
 /** Offered as `preset` when the gateway's model list does not describe its presets. */
 const FALLBACK_PRESETS = ["quality", "budget", "research"];
-const FUSION_ALIASES = new Set(["fusion", "openrouter/fusion"]);
 const MAX_PANEL = 8;
 
 const $ = (id) => document.getElementById(id);
@@ -51,13 +50,10 @@ async function loadModels() {
     announce(`Could not list the models: ${error.message}`);
     return;
   }
-  const fusionEntry = list.find((m) => m && m.fusion && typeof m.fusion === "object");
-  state.presets = fusionEntry && fusionEntry.fusion.presets && typeof fusionEntry.fusion.presets === "object" ? fusionEntry.fusion.presets : null;
-  state.defaultPreset = fusionEntry?.fusion?.default_preset ?? null;
-  state.models = list.filter((m) => m && typeof m.id === "string" && !FUSION_ALIASES.has(m.id) && !m.fusion).map((m) => ({ id: m.id, description: m.description || "" }));
+  Object.assign(state, describeModels(list));
   fillPickers();
   renderPresets();
-  if (state.presets && state.defaultPreset && state.presets[state.defaultPreset]) choosePreset(state.defaultPreset);
+  if (state.defaultPreset) choosePreset(state.defaultPreset);
   renderPanelState();
   setConnection("ok", `${state.models.length} models`);
   ui.keyButton.hidden = !client.key;
@@ -67,10 +63,10 @@ async function loadModels() {
 function fillPickers() {
   const outerChoice = ui.outer.value || "fusion";
   const judgeChoice = ui.judge.value;
-  ui.outer.replaceChildren(h("option", { value: "fusion", text: "fusion (the gateway's default)" }),
+  ui.outer.replaceChildren(h("option", { value: "fusion", text: "fusion (gateway default)" }),
     ...state.models.map((m) => h("option", { value: m.id, text: m.id })));
   ui.outer.value = outerChoice;
-  ui.judge.replaceChildren(h("option", { value: "", text: "same as your model (default)" }),
+  ui.judge.replaceChildren(h("option", { value: "", text: "same as your model" }),
     ...state.models.map((m) => h("option", { value: m.id, text: m.id })));
   ui.judge.value = judgeChoice;
   ui.models.querySelectorAll(".model-option").forEach((n) => n.remove());
@@ -214,13 +210,16 @@ async function send(prompt) {
     if (error.name === "AbortError") run.cancel();
     else if (error instanceof AuthError) {
       run.fail({ message: "The gateway refused the key." });
-      askForKey(error.message, () => { ui.prompt.value = prompt; send(prompt); });
+      // Once a key is given, this turn is sent again in place of the refused one.
+      askForKey(error.message, () => { view.root.remove(); ui.prompt.value = ""; send(prompt); });
     } else if (error instanceof APIError) run.fail({ message: error.message, param: error.param });
     else run.fail({ message: error.message || String(error) });
   }
   if (run.status === "done" && run.final.text) {
     state.history.push({ role: "user", content: prompt }, { role: "assistant", content: run.final.text });
   }
+  // A refused request gives its question back, to fix the settings and send again.
+  if (run.status === "failed" && !ui.prompt.value) ui.prompt.value = prompt;
   setRunning(false);
   schedule();
   announce(run.status === "done" ? "Done." : run.status === "cancelled" ? "Stopped." : `Failed: ${run.error?.message || ""}`);
@@ -241,9 +240,10 @@ function renderHistoryNote() {
   ui.historyNote.textContent = turns ? `${turns} earlier turn${turns === 1 ? "" : "s"} sent as context` : "";
 }
 
-// One redraw per animation frame at most; while a run is live, a slow tick keeps clocks moving.
+// Redraws ride animation frames, at most one per 40 ms (streaming text stays smooth, long
+// answers are not re-laid out 60 times a second); while a run is live, clocks tick every 100 ms.
 let frame = 0;
-let lastTick = 0;
+let lastDraw = -Infinity;
 function schedule() {
   if (!frame) frame = requestAnimationFrame(draw);
 }
@@ -251,11 +251,13 @@ function draw(time) {
   frame = 0;
   const current = state.current;
   if (!current) return;
-  if (current.run.dirty.size > 0 || time - lastTick > 100) {
-    lastTick = time;
+  const run = current.run;
+  const due = run.dirty.has("all") || !run.running ? run.dirty.size > 0 : time - lastDraw >= (run.dirty.size > 0 ? 40 : 100);
+  if (due) {
+    lastDraw = time;
     current.view.update();
   }
-  if (current.run.running) schedule();
+  if (run.running || run.dirty.size > 0) schedule();
 }
 
 // ---------------------------------------------------------------- the key
@@ -306,8 +308,9 @@ ui.composer.addEventListener("submit", (event) => {
   renderPreview();
   send(prompt);
 });
+// Enter sends, Shift+Enter starts a new line (not while an input method is composing).
 ui.prompt.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); ui.composer.requestSubmit(); }
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); ui.composer.requestSubmit(); }
 });
 ui.prompt.addEventListener("input", renderPreview);
 ui.stop.addEventListener("click", () => state.current?.controller.abort());

@@ -187,6 +187,8 @@ export class Run {
       case "fusion.final":
         this.final.model = data.model || "";
         this.final.startedAt = t;
+        this.final.firstTokenAt = null;
+        this.final.endedAt = null;
         // What the outer model wrote before it called the tool was a preamble, not the answer.
         if (this.final.text) { this.final.preamble += this.final.text; this.final.text = ""; }
         this.touch("final", "phase", "timeline");

@@ -111,7 +111,12 @@ export class TurnView {
     if (dirty("judge") || dirty("analysis")) this.renderJudge();
     if (dirty("analysis")) this.renderAnalysis();
     if (dirty("final")) this.renderAnswer();
-    if (dirty("timeline") || run.running) renderTimeline(this.timeline, run.timelineRows());
+    if (dirty("timeline") || run.running) {
+      const timeline = run.timelineRows();
+      renderTimeline(this.timeline, timeline);
+      // A request refused before it started has no calls to draw and nothing to total.
+      this.timelineSection.hidden = timeline.rows.length === 0 && !run.usage && !run.running;
+    }
     if (dirty("totals") || all || run.running) this.renderTotals();
     this.renderBanners();
     this.deliberation.hidden = !run.deliberated && run.status !== "connecting" && run.status !== "running";
@@ -316,7 +321,10 @@ export class TurnView {
   renderBanners() {
     const run = this.run;
     const banners = [];
-    if (run.error) banners.push(["error", `The request failed: ${run.error.message}${run.error.param ? ` (${run.error.param})` : ""}`]);
+    if (run.error) {
+      const { message, param } = run.error;
+      banners.push(["error", `The request failed: ${message}${param && !message.includes(param) ? ` (${param})` : ""}`]);
+    }
     if (run.status === "cancelled") banners.push(["warn", "Stopped. The gateway cancels every call that was still running."]);
     const result = run.result;
     if (result?.status === "error") {
