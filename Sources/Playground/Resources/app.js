@@ -27,7 +27,7 @@ const ui = {
 
 const client = new GatewayClient(sessionStorage);
 const state = {
-  models: [],            // model ids for pickers
+  models: [],            // [{id, description}] for the pickers
   presets: null,         // {name: [models]} when the gateway lists them, else null
   defaultPreset: null,
   panel: new Set(),      // checked models
@@ -45,7 +45,12 @@ async function loadModels() {
   try {
     list = await client.models();
   } catch (error) {
-    if (error instanceof AuthError) { askForKey(error.message, loadModels); setConnection("auth", "Key needed"); return; }
+    if (error instanceof AuthError) {
+      client.key = ""; // refused: forget it
+      askForKey(error.message, loadModels);
+      setConnection("auth", "Key needed");
+      return;
+    }
     setConnection("error", "Gateway unreachable");
     announce(`Could not list the models: ${error.message}`);
     return;
@@ -71,6 +76,8 @@ function fillPickers() {
   ui.judge.value = judgeChoice;
   ui.models.querySelectorAll(".model-option").forEach((n) => n.remove());
   for (const m of state.models) addModelOption(m.id, m.description);
+  // Models added by name (with options) stay on offer.
+  for (const id of state.panel) if (!state.models.some((m) => m.id === id)) addModelOption(id);
 }
 
 function addModelOption(id, description = "") {
@@ -210,6 +217,7 @@ async function send(prompt) {
     if (error.name === "AbortError") run.cancel();
     else if (error instanceof AuthError) {
       run.fail({ message: "The gateway refused the key." });
+      client.key = "";
       // Once a key is given, this turn is sent again in place of the refused one.
       askForKey(error.message, () => { view.root.remove(); ui.prompt.value = ""; send(prompt); });
     } else if (error instanceof APIError) run.fail({ message: error.message, param: error.param });
@@ -262,8 +270,8 @@ function draw(time) {
 
 // ---------------------------------------------------------------- the key
 
+/** Opens the key dialog; `retry` runs once a key is given (cancelling keeps the current one). */
 function askForKey(reason, retry) {
-  client.key = "";
   state.pendingAfterKey = retry;
   ui.keyReason.textContent = `${reason ? `${reason} ` : ""}The key stays in this tab (session storage) and is sent only to this gateway as Authorization: Bearer.`;
   ui.keyInput.value = "";

@@ -104,6 +104,7 @@ export class TurnView {
     const all = run.dirty.has("all");
     const dirty = (part) => all || run.dirty.has(part);
     this.root.dataset.status = run.status;
+    this.root.setAttribute("aria-busy", String(run.running));
     this.statusText.textContent = this.statusLine();
     if (dirty("phase") || dirty("members")) this.renderPhases();
     run.members.forEach((m, i) => { if (m && (all || run.dirty.has(`member:${i}`) || run.dirty.has("members") || run.running)) this.renderMember(m); });
