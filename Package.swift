@@ -15,6 +15,7 @@ import PackageDescription
 //   HTTPServer                  HTTP/1.1 server connections on EventLoop (http_parser)
 //   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
 //   MockUpstream                an OpenAI-compatible server with deterministic scenarios
+//   Playground                  the browser playground's files (HTML, CSS, JS), embedded at build time
 //   Gateway                     config, routing, endpoints, the streaming proxy
 //   Bench                       pure Swift: `fusion-gateway bench`'s measurement logic (per-request
 //                               metrics, percentiles, comparison, text/JSON/HTML reports; no I/O)
@@ -61,6 +62,13 @@ let package = Package(
         .target(name: "EventLoop", dependencies: ["CLibUV", "FanIn"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
+        .target(
+            name: "Playground",
+            dependencies: ["GatewayCore"],
+            resources: ["index.html", "app.css", "icon.svg", "app.js", "sse.js", "api.js", "run.js", "judge-items.js",
+                        "dom.js", "text.js", "timeline.js", "view.js"].map { .embedInCode("Resources/\($0)") },
+            swiftSettings: strict
+        ),
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
         .target(name: "Bench", dependencies: ["GatewayCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
                 swiftSettings: strict),
@@ -68,7 +76,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient",
+                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "Playground",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -119,6 +127,7 @@ let package = Package(
             dependencies: ["HTTPServer", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
+        .testTarget(name: "PlaygroundTests", dependencies: ["Playground"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

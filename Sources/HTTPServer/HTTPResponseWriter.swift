@@ -6,7 +6,7 @@ import EventLoop
 /// If the client goes away first, `onClientGone` fires once and every later write is ignored,
 /// so producers need no checks beyond stopping their own work there. A response to `HEAD` gets
 /// the head a `GET` would (with its `Content-Length` or chunked framing) and no body bytes
-/// (RFC 9110 §9.3.2), whatever the handler writes.
+/// (RFC 9110 §9.3.2), whatever the handler writes; so does a 304 (§15.4.5).
 public final class HTTPResponseWriter {
     public enum State: Equatable { case pending, streaming, finished, clientGone }
 
@@ -36,16 +36,17 @@ public final class HTTPResponseWriter {
     /// Bytes written but not yet accepted by the kernel.
     public var bufferedBytes: Int { connection?.bufferedBytes ?? 0 }
 
-    /// Sends a complete response with `Content-Length`.
     /// Headers added to whatever head this writer sends (the owner's per-request headers, such
     /// as CORS), after the caller's own.
     public var defaultHeaders: [(String, String)] = []
 
+    /// Sends a complete response with `Content-Length`. To HEAD, and as a 304, only the head goes
+    /// out, its `Content-Length` still that of `body` (what a 200 to GET would carry).
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
         guard state == .pending, let connection else { return }
         var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: connection.keepsAlive(after: request))
         head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
-        if !headOnly { head.append(contentsOf: body) }
+        if !headOnly && status != 304 { head.append(contentsOf: body) }
         state = .finished
         connection.write(head)
         connection.responseDidFinish(self)

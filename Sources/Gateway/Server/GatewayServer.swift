@@ -4,6 +4,7 @@ import Fusion
 import GatewayCore
 import HTTPServer
 import Logging
+import Playground
 import Prometheus
 import Providers
 import Surfaces
@@ -130,6 +131,11 @@ public final class GatewayServer {
             let answer = policy.preflight(request)
             writer.defaultHeaders = []
             writer.respond(status: answer.status, headers: answer.headers, body: [])
+            return
+        }
+        // The playground's static files are public (the page asks for a key itself).
+        if let page = Playground.response(method: request.method, path: request.path, ifNoneMatch: request.header("if-none-match")) {
+            writer.respond(status: page.status, headers: page.headers, body: page.body)
             return
         }
         switch (request.method, request.path) {

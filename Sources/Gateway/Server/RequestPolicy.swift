@@ -32,7 +32,7 @@ struct RequestPolicy: Sendable {
         if let error = hostRefusal(head) { return error }
         // A preflight carries no key (browsers never send one) and has no body.
         if head.method == "OPTIONS" { return nil }
-        if !keys.isEmpty && head.path != "/health" && !isAuthorized(head) {
+        if !keys.isEmpty && !Self.isPublic(head) && !isAuthorized(head) {
             return APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
                             message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
                             headers: [("WWW-Authenticate", "Bearer")])
@@ -44,6 +44,14 @@ struct RequestPolicy: Sendable {
                             message: "POST bodies must be sent with 'Content-Type: application/json'.")
         }
         return nil
+    }
+
+    /// Open without a key: the health check (load balancers) and the playground's static files
+    /// (the page asks for a key itself; `/v1/…` still needs one).
+    static func isPublic(_ head: HTTPRequest) -> Bool {
+        let path = head.path
+        return path == "/health" || ((head.method == "GET" || head.method == "HEAD")
+            && (path == "/" || path == "/playground" || path.hasPrefix("/playground/")))
     }
 
     private func hostRefusal(_ head: HTTPRequest) -> APIError? {

@@ -1,0 +1,127 @@
+// Renders model text (untrusted, possibly half-streamed markdown) as DOM nodes: paragraphs,
+// line breaks, bullet and numbered lists, headings, quotes, fenced code blocks, inline code,
+// bold, and links. Every piece of text becomes a text node; links are made only for http(s)
+// URLs (markdown `[text](url)` or bare), open in a new tab with rel="noopener noreferrer".
+// An unclosed code fence (mid-stream) is shown as code so far.
+
+import { externalLink, h } from "./dom.js";
+
+/** Fills `container` with `text` rendered (replacing what was there). */
+export function renderText(container, text) {
+  container.replaceChildren(...blocks(String(text ?? "")));
+}
+
+/** Inline markup only (for one-line items such as analysis points). */
+export function inlineNodes(text) {
+  return inline(String(text ?? ""));
+}
+
+const FENCE = /^\s{0,3}(`{3,}|~{3,})\s*([\w+#.-]*)\s*$/;
+const BULLET = /^\s{0,3}[-*+]\s+(.*)$/;
+const NUMBERED = /^\s{0,3}(\d{1,9})[.)]\s+(.*)$/;
+const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+const QUOTE = /^\s{0,3}>\s?(.*)$/;
+
+function blocks(text) {
+  const lines = text.replace(/\r\n?/g, "\n").split("\n");
+  const out = [];
+  let paragraph = [];
+  let list = null; // {node, ordered}
+
+  const flushParagraph = () => {
+    if (paragraph.length === 0) return;
+    const p = h("p");
+    paragraph.forEach((line, i) => {
+      if (i > 0) p.append(h("br"));
+      p.append(...inline(line));
+    });
+    out.push(p);
+    paragraph = [];
+  };
+  const flushList = () => { list = null; };
+
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const fence = line.match(FENCE);
+    if (fence) {
+      flushParagraph(); flushList();
+      const marker = fence[1];
+      const body = [];
+      let j = i + 1;
+      while (j < lines.length && !(lines[j].trim().startsWith(marker[0].repeat(marker.length)) && lines[j].trim().replace(/[`~]/g, "") === "")) body.push(lines[j++]);
+      const code = h("code", { text: body.join("\n") });
+      if (fence[2]) code.dataset.lang = fence[2];
+      out.push(h("pre", { class: "code" }, code));
+      i = j; // skips the closing fence (or runs to the end when the fence is still open)
+      continue;
+    }
+    if (line.trim() === "") { flushParagraph(); flushList(); continue; }
+    const heading = line.match(HEADING);
+    if (heading) {
+      flushParagraph(); flushList();
+      const level = Math.min(6, heading[1].length + 2); // model headings sit below the page's own
+      out.push(h(`h${level}`, { class: "md-heading" }, inline(heading[2])));
+      continue;
+    }
+    const bullet = line.match(BULLET);
+    const numbered = bullet ? null : line.match(NUMBERED);
+    if (bullet || numbered) {
+      flushParagraph();
+      const ordered = !!numbered;
+      if (!list || list.ordered !== ordered) {
+        list = { ordered, node: h(ordered ? "ol" : "ul") };
+        if (ordered && numbered[1] !== "1") list.node.start = Number(numbered[1]);
+        out.push(list.node);
+      }
+      list.node.append(h("li", {}, inline(bullet ? bullet[1] : numbered[2])));
+      continue;
+    }
+    const quote = line.match(QUOTE);
+    if (quote) {
+      flushParagraph(); flushList();
+      const last = out[out.length - 1];
+      if (last && last.tagName === "BLOCKQUOTE") last.append(h("br"), ...inline(quote[1]));
+      else out.push(h("blockquote", {}, inline(quote[1])));
+      continue;
+    }
+    // A line that continues a list item (indented) joins it; anything else is paragraph text.
+    if (list && /^\s{2,}\S/.test(line)) {
+      list.node.lastElementChild.append(" ", ...inline(line.trim()));
+      continue;
+    }
+    flushList();
+    paragraph.push(line);
+  }
+  flushParagraph();
+  return out;
+}
+
+// Inline: `code`, **bold**, [text](http…), bare http(s) URLs. Longest constructs first.
+const INLINE = /(`+)([^`]+?)\1|\*\*(?=\S)([^*]+?)\*\*|\[([^\]\n]+)\]\((\S+?)(?:\s+"[^"]*")?\)|(https?:\/\/[^\s<>"'`]+)/g;
+
+function inline(text) {
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(INLINE)) {
+    if (match.index > last) nodes.push(document.createTextNode(text.slice(last, match.index)));
+    last = match.index + match[0].length;
+    if (match[2] !== undefined) {
+      nodes.push(h("code", { text: match[2] }));
+    } else if (match[3] !== undefined) {
+      nodes.push(h("strong", {}, inline(match[3])));
+    } else if (match[4] !== undefined) {
+      nodes.push(externalLink(match[5], match[4]));
+      if (nodes[nodes.length - 1].nodeType === Node.TEXT_NODE) nodes[nodes.length - 1].textContent = match[0];
+    } else {
+      // A bare URL: trailing punctuation belongs to the sentence, not the link.
+      let url = match[6];
+      const trail = url.match(/[.,;:!?)\]]+$/);
+      let rest = "";
+      if (trail) { rest = trail[0]; url = url.slice(0, -rest.length); }
+      nodes.push(externalLink(url, url));
+      if (rest) { nodes.push(document.createTextNode(rest)); }
+    }
+  }
+  if (last < text.length) nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
