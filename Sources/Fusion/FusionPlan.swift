@@ -56,8 +56,11 @@ public enum FusionPlan: Sendable {
         }
         let parameterPath = fusionTool.map { "tools[\($0.index)].parameters" } ?? "fusion"
         let parameters = try FusionParameters(json: fusionTool?.parameters, settings: settings, path: parameterPath)
+        // The outer model could only call fusion: "required" with no tool of the caller's, or
+        // the fusion function named.
+        let forced = (request.toolChoice == .required && callerTools.isEmpty) || request.toolChoice == .function(toolName)
         return .fusion(FusionRequest(outerModel: outerModel, parameters: parameters, parameterPath: parameterPath, base: base,
-                                     structuredEvents: structuredEvents, depth: depth))
+                                     structuredEvents: structuredEvents, depth: depth, forced: forced))
     }
 }
 
@@ -74,9 +77,12 @@ public struct FusionRequest: Sendable {
     /// The client asked for named SSE events (`stream_options.include_fusion_events`).
     public var structuredEvents: Bool
     public var depth: Int
+    /// The request leaves the outer model no choice but fusion: its first turn is skipped.
+    public var forced: Bool
 
     public init(outerModel: String, parameters: FusionParameters, parameterPath: String, base: ModelRequest,
-                structuredEvents: Bool, depth: Int) {
+                structuredEvents: Bool, depth: Int, forced: Bool = false) {
+        self.forced = forced
         self.outerModel = outerModel
         self.parameters = parameters
         self.parameterPath = parameterPath

@@ -133,10 +133,11 @@ public struct FusionSessionMachine: Sendable {
     var runningActivities: [ToolRunID: (activity: WebToolActivity, startedAt: Double)] = [:]
 
     /// Accounting, read by the shell when it files the record.
-    var outerStats: [MemberStats] = []
+    var firstOuterStats: MemberStats?
+    var finalOuterStats: MemberStats?
     /// Every call that ended, in order: outer, panel and judge, final outer.
     public var calls: [MemberStats] {
-        Array(outerStats.prefix(1)) + (deliberation?.stats ?? []) + outerStats.dropFirst()
+        [firstOuterStats].compactMap { $0 } + (deliberation?.stats ?? []) + [finalOuterStats].compactMap { $0 }
     }
     public internal(set) var sources = SourceList()
     public internal(set) var fusionResult: FusionResult?
@@ -199,7 +200,18 @@ public struct FusionSessionMachine: Sendable {
     public mutating func start(at time: Double) -> [Action] {
         guard phase == .idle else { return [] }
         phase = .outerFirst
-        return startOuter(FusionPrompts.outerFirstRequest(request), final: false, at: time)
+        guard request.forced else { return startOuter(FusionPrompts.outerFirstRequest(request), final: false, at: time) }
+        // Forced fusion: the outer model's first turn could only call the tool, so it is not
+        // made; the panel starts at once, the conversation as the question.
+        var turn = OuterTurn(final: false, at: time)
+        let arguments = String(decoding: JSONValue.object(["question": .string(request.lastUserText)]).serialized(), as: UTF8.self)
+        _ = turn.received(.toolCall(ToolCallFragment(index: 0, id: "call_fusion", name: FusionPlan.toolName, arguments: arguments)), at: time)
+        firstTurn = turn
+        return startDeliberation(turn.fusionCall!, at: time)
+    }
+
+    mutating func record(_ stats: MemberStats, final: Bool) {
+        if final { finalOuterStats = stats } else { firstOuterStats = stats }
     }
 
     public mutating func handle(_ event: Event, at time: Double) -> [Action] {
@@ -274,11 +286,11 @@ public struct FusionSessionMachine: Sendable {
         guard outerCall == id, let turn = outer else { return [] }
         outerCall = nil
         if end == .truncated {
-            outerStats.append(turn.stats(model: request.outerModel, status: MemberFailureReason.truncated.rawValue, at: time))
+            record(turn.stats(model: request.outerModel, status: MemberFailureReason.truncated.rawValue, at: time), final: turn.final)
             return fail(.upstreamUnavailable("The stream from the outer model ended before its answer was complete.",
                                              code: "upstream_truncated"), at: time)
         }
-        outerStats.append(turn.stats(model: request.outerModel, status: "ok", at: time))
+        record(turn.stats(model: request.outerModel, status: "ok", at: time), final: turn.final)
         guard !turn.final, let fusionCall = turn.fusionCall else { return complete(at: time) }
         firstTurn = turn
         return startDeliberation(fusionCall, at: time)
@@ -287,7 +299,7 @@ public struct FusionSessionMachine: Sendable {
     mutating func outerFailed(_ id: CallID, _ error: APIError, _ reason: MemberFailureReason, at time: Double) -> [Action] {
         guard outerCall == id, let turn = outer else { return [] }
         outerCall = nil
-        outerStats.append(turn.stats(model: request.outerModel, status: reason.rawValue, at: time))
+        record(turn.stats(model: request.outerModel, status: reason.rawValue, at: time), final: turn.final)
         return fail(error, at: time)
     }
 

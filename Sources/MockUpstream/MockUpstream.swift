@@ -53,7 +53,7 @@ public final class MockUpstream {
             }
         }
         if MockWeb.handles(request) {
-            MockWeb.handle(request, writer)
+            MockWeb.handle(request, writer, stats: stats)
             return
         }
         switch (request.method, request.path) {

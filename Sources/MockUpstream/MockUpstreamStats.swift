@@ -13,6 +13,9 @@ public final class MockUpstreamStats: Sendable {
         public var streamsCancelled = 0
         /// Times a stream waited for its client to read what was queued (backpressure).
         public var waitsForClient = 0
+        /// Simulated-web `slow` pages requested, and those whose fetcher hung up before the page came.
+        public var slowPagesStarted = 0
+        public var slowPagesCancelled = 0
 
         public var active: Int { streamsStarted - streamsFinished - streamsCancelled }
     }

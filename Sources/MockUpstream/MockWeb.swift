@@ -19,7 +19,7 @@ enum MockWeb {
         request.path.hasPrefix("/web/") || request.path == "/search" || request.path == "/res/v1/web/search"
     }
 
-    static func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+    static func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter, stats: MockUpstreamStats) {
         let host = request.header("host") ?? "127.0.0.1"
         let base = "http://\(host)"
         switch (request.method, request.path) {
@@ -57,7 +57,7 @@ enum MockWeb {
                 })])
             }
         case ("GET", _):
-            page(request, base: base, writer)
+            page(request, base: base, writer, stats: stats)
         default:
             writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "GET"))
         }
@@ -76,7 +76,7 @@ enum MockWeb {
         writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: encode(results).serialized())
     }
 
-    private static func page(_ request: HTTPRequest, base: String, _ writer: HTTPResponseWriter) {
+    private static func page(_ request: HTTPRequest, base: String, _ writer: HTTPResponseWriter, stats: MockUpstreamStats) {
         let page: MockWebPage
         do {
             guard let found = try MockWebPage.parse(path: request.path, query: request.queryItem) else {
@@ -115,9 +115,16 @@ enum MockWeb {
                            body: Array("<html><head><title>Caf".utf8) + [0xE9] + Array("</title></head><body><p>cr".utf8) + [0xE8]
                                + Array("me br".utf8) + [0xFB] + Array("l".utf8) + [0xE9] + Array("e</p></body></html>".utf8))
         case .slow(let milliseconds):
+            stats.update { $0.slowPagesStarted += 1 }
             var timer: LoopTimer?
             timer = LoopTimer(loop: writer.loop!) {
                 writer.respond(status: 200, headers: html, body: Array(article(9).utf8))
+                timer?.close()
+                timer = nil
+            }
+            // The fetcher hung up before the page came: what a cancelled web_fetch looks like.
+            writer.onClientGone = {
+                stats.update { $0.slowPagesCancelled += 1 }
                 timer?.close()
                 timer = nil
             }

@@ -122,9 +122,14 @@ import Testing
         #expect(direct.json?["fusion"] == nil)
         #expect(direct.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains("direct answer") == true)
         #expect(try env.generation(direct.header("x-generation-id"))?["router"] == .null)
-        // tool_choice "required" forces it.
+        // tool_choice "required" forces it, and the outer model's first turn (which could only
+        // call the tool) is not made: the panel starts at once.
+        let requestsBefore = env.mockStats.counts.requests
         let forced = try env.chat(fusionBody(stream: false, extra: #","tool_choice":"required""#, question: "Hi there"))
         #expect(forced.json?["fusion"]?["status"] == .string("ok"))
+        let roles = forced.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.compactMap { $0["role"]?.stringValue }
+        #expect(roles == ["panel", "panel", "panel", "judge", "outer_final"], "\(roles ?? [])")
+        #expect(env.mockStats.counts.requests - requestsBefore == 5, "three members, the judge, the final answer")
         // The final call is not forced to call a tool again: the fusion tool is gone.
         let lastBody = try JSONValue.parse(env.mockStats.lastRequestBody)
         #expect(lastBody["tools"] == nil)

@@ -294,14 +294,13 @@ import Web
         let client = try env.client()
         try client.send(TestEnvironment.post("/v1/chat/completions",
                                              body: body("Read \(base)/slow?ms=4000 now", parameters: panel("mock/researcher:pace_ms=1") + "}")))
-        // Wait for the fetch to start, then hang up.
-        #expect(env.eventually { env.mockStats.counts.streamsFinished >= 2 })  // the outer call and the member's turn
-        usleep(150_000)
+        // Wait until the page is being fetched, then hang up.
+        #expect(env.eventually { env.mockStats.counts.slowPagesStarted == 1 }, "the fetch started")
         client.disconnect()
         #expect(env.eventually { (try? env.get("/metrics"))?.metric("fusion_gateway_active_streams") == 0 })
-        // The fetch was cancelled with the session: it never completes, not even after the page
-        // would have arrived, and the gateway keeps serving.
-        usleep(200_000)
+        // The fetch itself was cancelled with the session: the simulated web saw the fetcher hang
+        // up long before its page was due (a fetch left running would still be waiting).
+        #expect(env.eventually(timeoutSeconds: 2) { env.mockStats.counts.slowPagesCancelled == 1 }, "\(env.mockStats.counts)")
         #expect(try !env.get("/metrics").text.contains(#"tool="web_fetch""#))
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
     }
