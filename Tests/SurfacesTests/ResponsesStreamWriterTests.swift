@@ -38,7 +38,7 @@ import Testing
         #expect(response["id"] == .string("resp_0123456789abcdef01234567") && response["status"] == .string("completed"))
         #expect(response["output"]?[0]?["id"] == .string("msg_0123456789abcdef01234567_0"))
         #expect(response["usage"] == .object([
-            "input_tokens": .int(9), "input_tokens_details": .object(["cached_tokens": .int(3)]), "output_tokens": .int(4),
+            "input_tokens": .int(9), "input_tokens_details": .object(["cached_tokens": .int(3), "cache_write_tokens": .int(0)]), "output_tokens": .int(4),
             "output_tokens_details": .object(["reasoning_tokens": .int(2)]), "total_tokens": .int(13), "cost": .double(0.001),
         ]))
         #expect(response["completed_at"] == .int(Int64(Self.completed)) && response["store"] == .bool(false))

@@ -54,7 +54,9 @@ public enum ResponsesUsage {
     public static func json(_ usage: Usage, extra: [String: JSONValue] = [:]) -> JSONValue {
         var object = extra
         object["input_tokens"] = .int(usage.promptTokens)
-        object["input_tokens_details"] = .object(["cached_tokens": .int(usage.cachedTokens)])
+        // `cache_write_tokens` is required in openai-python 3.57's types; upstreams' chat usage
+        // does not reach us with it, so it is 0 like any count nobody reported.
+        object["input_tokens_details"] = .object(["cached_tokens": .int(usage.cachedTokens), "cache_write_tokens": .int(0)])
         object["output_tokens"] = .int(usage.completionTokens)
         object["output_tokens_details"] = .object(["reasoning_tokens": .int(usage.reasoningTokens)])
         object["total_tokens"] = .int(usage.totalTokens)
