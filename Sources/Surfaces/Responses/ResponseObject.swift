@@ -75,47 +75,56 @@ extension APIError {
 }
 
 /// One item of a response's `output` as it builds up (openai-python `response_output_item.py`).
-enum ResponseItem: Sendable {
-    case message(id: String, text: String, annotations: [JSONValue], status: String)
-    /// The model's reasoning, as a summary (what Responses clients show of it).
-    case reasoning(id: String, text: String, status: String)
-    case functionCall(id: String, callID: String, name: String, arguments: String, status: String)
-    /// An item its renderer gives whole (a server tool's run, e.g. `openrouter:fusion`).
-    case other(id: String, json: JSONValue)
+/// A struct whose `text` grows in place: deltas append to it per token, so it must never be
+/// copied whole on the way (an enum's payload would be).
+struct ResponseItem: Sendable {
+    enum Kind: Sendable {
+        case message
+        /// The model's reasoning, as a summary (what Responses clients show of it).
+        case reasoning
+        case functionCall(callID: String, name: String)
+        /// An item its renderer gives whole (a server tool's run, e.g. `openrouter:fusion`).
+        case other(JSONValue)
+    }
 
-    var id: String {
-        switch self {
-        case .message(let id, _, _, _), .reasoning(let id, _, _), .functionCall(let id, _, _, _, _), .other(let id, _): id
-        }
+    let id: String
+    var kind: Kind
+    /// The message's text, the reasoning summary's, or the call's arguments.
+    var text = ""
+    var annotations: [JSONValue] = []
+    var status = "in_progress"
+
+    init(id: String, kind: Kind) {
+        self.id = id
+        self.kind = kind
     }
 
     /// The item as `output_item.added` shows it: nothing in it yet.
     var initialJSON: JSONValue {
-        switch self {
-        case .message(let id, _, _, _):
+        switch kind {
+        case .message:
             .object(["id": .string(id), "type": .string("message"), "status": .string("in_progress"), "role": .string("assistant"),
                      "content": .array([])])
-        case .reasoning(let id, _, _):
+        case .reasoning:
             .object(["id": .string(id), "type": .string("reasoning"), "summary": .array([])])
-        case .functionCall(let id, let callID, let name, _, _):
+        case .functionCall(let callID, let name):
             Self.functionCall(id, callID, name, "", "in_progress")
-        case .other(_, let json):
+        case .other(let json):
             json
         }
     }
 
     /// The item as it stands (final once closed).
     var json: JSONValue {
-        switch self {
-        case .message(let id, let text, let annotations, let status):
+        switch kind {
+        case .message:
             .object(["id": .string(id), "type": .string("message"), "status": .string(status), "role": .string("assistant"),
                      "content": .array([Self.textPart(text, annotations)])])
-        case .reasoning(let id, let text, let status):
-            .object(["id": .string(id), "type": .string("reasoning"), "status": .string(status),
-                     "summary": .array([Self.summaryPart(text)])])
-        case .functionCall(let id, let callID, let name, let arguments, let status):
-            Self.functionCall(id, callID, name, arguments, status)
-        case .other(_, let json):
+        case .reasoning:
+            .object(["id": .string(id), "type": .string("reasoning"), "status": .string(status), "summary": .array([Self.summaryPart(text)])])
+        case .functionCall(let callID, let name):
+            Self.functionCall(id, callID, name, text, status)
+        case .other(let json):
             json
         }
     }

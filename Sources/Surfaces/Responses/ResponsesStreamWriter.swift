@@ -68,8 +68,8 @@ public struct ResponsesStreamWriter: Sendable {
         case .text(let text):
             guard !text.isEmpty else { return }
             let position = messagePosition(&out)
-            guard case .message(let id, let previous, let annotations, let status) = items[position] else { return }
-            items[position] = .message(id: id, text: previous + text, annotations: annotations, status: status)
+            items[position].text += text
+            let id = items[position].id
             emit("response.output_text.delta", &out) {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
@@ -80,8 +80,8 @@ public struct ResponsesStreamWriter: Sendable {
         case .reasoning(let text):
             guard !text.isEmpty else { return }
             let position = reasoningPosition(&out)
-            guard case .reasoning(let id, let previous, let status) = items[position] else { return }
-            items[position] = .reasoning(id: id, text: previous + text, status: status)
+            items[position].text += text
+            let id = items[position].id
             emit("response.reasoning_summary_text.delta", &out) {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
@@ -105,9 +105,9 @@ public struct ResponsesStreamWriter: Sendable {
     /// message is open (there is no text to cite).
     @discardableResult
     public mutating func annotateOpenMessage(_ annotations: [JSONValue], to out: inout [UInt8]) -> Bool {
-        guard !isFinished, let position = openMessage, case .message(let id, let text, let existing, let status) = items[position] else {
-            return false
-        }
+        guard !isFinished, let position = openMessage else { return false }
+        let id = items[position].id
+        let existing = items[position].annotations
         for (offset, annotation) in annotations.enumerated() {
             emit("response.output_text.annotation.added", &out) {
                 $0.string("item_id", id)
@@ -117,14 +117,13 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.json("annotation", annotation)
             }
         }
-        items[position] = .message(id: id, text: text, annotations: existing + annotations, status: status)
+        items[position].annotations += annotations
         return true
     }
 
     /// The text of the open message item, if one is open.
     public var openMessageText: String? {
-        guard let position = openMessage, case .message(_, let text, _, _) = items[position] else { return nil }
-        return text
+        openMessage.map { items[$0].text }
     }
 
     // MARK: items of other kinds
@@ -138,7 +137,7 @@ public struct ResponsesStreamWriter: Sendable {
         let id = envelope.itemID(prefix, outputIndex: position)
         var json = initial.objectValue ?? [:]
         json["id"] = .string(id)
-        items.append(.other(id: id, json: .object(json)))
+        items.append(ResponseItem(id: id, kind: .other(.object(json))))
         openOthers.insert(position)
         let item = items[position].initialJSON
         emit("response.output_item.added", &out) {
@@ -164,7 +163,7 @@ public struct ResponsesStreamWriter: Sendable {
         guard !isFinished, openOthers.remove(item.outputIndex) != nil else { return }
         var json = final.objectValue ?? [:]
         json["id"] = .string(item.id)
-        items[item.outputIndex] = .other(id: item.id, json: .object(json))
+        items[item.outputIndex].kind = .other(.object(json))
         emitDone(item.outputIndex, &out)
     }
 
@@ -224,7 +223,7 @@ public struct ResponsesStreamWriter: Sendable {
         if let openReasoning { close(openReasoning, status: "completed", &out) }
         let position = items.count
         let id = envelope.itemID("msg", outputIndex: position)
-        items.append(.message(id: id, text: "", annotations: [], status: "in_progress"))
+        items.append(ResponseItem(id: id, kind: .message))
         openMessage = position
         emitAdded(position, &out)
         emit("response.content_part.added", &out) {
@@ -241,7 +240,7 @@ public struct ResponsesStreamWriter: Sendable {
         if let openMessage { close(openMessage, status: "completed", &out) }
         let position = items.count
         let id = envelope.itemID("rs", outputIndex: position)
-        items.append(.reasoning(id: id, text: "", status: "in_progress"))
+        items.append(ResponseItem(id: id, kind: .reasoning))
         openReasoning = position
         emitAdded(position, &out)
         emit("response.reasoning_summary_part.added", &out) {
@@ -255,9 +254,9 @@ public struct ResponsesStreamWriter: Sendable {
 
     private mutating func toolCall(_ fragment: ToolCallFragment, _ out: inout [UInt8]) {
         if let position = openCalls[fragment.index] {
-            guard let delta = fragment.arguments, !delta.isEmpty,
-                  case .functionCall(let id, let callID, let name, let arguments, let status) = items[position] else { return }
-            items[position] = .functionCall(id: id, callID: callID, name: name, arguments: arguments + delta, status: status)
+            guard let delta = fragment.arguments, !delta.isEmpty else { return }
+            items[position].text += delta
+            let id = items[position].id
             emit("response.function_call_arguments.delta", &out) {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
@@ -284,7 +283,7 @@ public struct ResponsesStreamWriter: Sendable {
         let id = envelope.itemID("fc", outputIndex: position)
         // A model that gives no call id still needs one the client can answer.
         let callID = fragment.id.flatMap { $0.isEmpty ? nil : $0 } ?? envelope.itemID("call", outputIndex: position)
-        items.append(.functionCall(id: id, callID: callID, name: fragment.name ?? "", arguments: "", status: "in_progress"))
+        items.append(ResponseItem(id: id, kind: .functionCall(callID: callID, name: fragment.name ?? "")))
         openCalls[fragment.index] = position
         emitAdded(position, &out)
         if let arguments = fragment.arguments, !arguments.isEmpty {
@@ -302,10 +301,12 @@ public struct ResponsesStreamWriter: Sendable {
     }
 
     private mutating func close(_ position: Int, status: String, _ out: inout [UInt8]) {
-        switch items[position] {
-        case .message(let id, let text, let annotations, _):
+        let id = items[position].id
+        let text = items[position].text
+        switch items[position].kind {
+        case .message:
             openMessage = nil
-            items[position] = .message(id: id, text: text, annotations: annotations, status: status)
+            let annotations = items[position].annotations
             emit("response.output_text.done", &out) {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
@@ -319,9 +320,8 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.int("content_index", 0)
                 $0.json("part", ResponseItem.textPart(text, annotations))
             }
-        case .reasoning(let id, let text, _):
+        case .reasoning:
             openReasoning = nil
-            items[position] = .reasoning(id: id, text: text, status: status)
             emit("response.reasoning_summary_text.done", &out) {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
@@ -334,26 +334,26 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.int("summary_index", 0)
                 $0.json("part", ResponseItem.summaryPart(text))
             }
-        case .functionCall(let id, let callID, let name, let arguments, _):
+        case .functionCall:
             openCalls = openCalls.filter { $0.value != position }
-            items[position] = .functionCall(id: id, callID: callID, name: name, arguments: arguments, status: status)
             emit("response.function_call_arguments.done", &out) {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
-                $0.string("arguments", arguments)
+                $0.string("arguments", text)
             }
         case .other:
             return closeOther(position, status: status, &out)
         }
+        items[position].status = status
         emitDone(position, &out)
     }
 
     /// A server-tool item its renderer left open (the response failed or ended under it).
     private mutating func closeOther(_ position: Int, status: String, _ out: inout [UInt8]) {
-        guard openOthers.remove(position) != nil, case .other(let id, let json) = items[position] else { return }
+        guard openOthers.remove(position) != nil, case .other(let json) = items[position].kind else { return }
         var object = json.objectValue ?? [:]
         object["status"] = .string(status)
-        items[position] = .other(id: id, json: .object(object))
+        items[position].kind = .other(.object(object))
         emitDone(position, &out)
     }
 
