@@ -99,6 +99,18 @@ import Testing
         #expect(filtered?.json["response"]?["incomplete_details"]?["reason"] == .string("content_filter"))
     }
 
+    @Test func nothingIsWrittenBeforeTheModelSaysSomething() throws {
+        // Until then a shell can still answer a failure with an HTTP status.
+        var writer = ResponsesStreamWriter(envelope: try Self.envelope(), stream: true)
+        var out: [UInt8] = []
+        writer.append(.usage(Self.usage), to: &out)
+        writer.append(.text(""), to: &out)
+        #expect(out.isEmpty)
+        writer.appendStart(to: &out)
+        writer.appendStart(to: &out)
+        #expect(try ResponsesStreamCheck.decode(out).map(\.type) == ["response.created", "response.in_progress"])
+    }
+
     @Test func anErrorFailsTheResponseAndNothingFollows() throws {
         var writer = ResponsesStreamWriter(envelope: try Self.envelope(), stream: true)
         var out: [UInt8] = []

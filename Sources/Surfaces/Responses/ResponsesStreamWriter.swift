@@ -63,10 +63,19 @@ public struct ResponsesStreamWriter: Sendable {
 
     public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
         guard !isFinished else { return }
-        appendStart(to: &out)
+        // Nothing for the client in these: until something is, a shell may still answer an early
+        // failure with an HTTP status.
+        switch event {
+        case .usage(let reported):
+            usage = reported
+            return
+        case .text(let text) where text.isEmpty, .reasoning(let text) where text.isEmpty:
+            return
+        default:
+            appendStart(to: &out)
+        }
         switch event {
         case .text(let text):
-            guard !text.isEmpty else { return }
             let position = messagePosition(&out)
             items[position].text += text
             let id = items[position].id
@@ -78,7 +87,6 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.raw("logprobs", "[]")
             }
         case .reasoning(let text):
-            guard !text.isEmpty else { return }
             let position = reasoningPosition(&out)
             items[position].text += text
             let id = items[position].id
@@ -90,8 +98,8 @@ public struct ResponsesStreamWriter: Sendable {
             }
         case .toolCall(let fragment):
             toolCall(fragment, &out)
-        case .usage(let reported):
-            usage = reported
+        case .usage:
+            break  // above
         case .finish(let reason):
             finishReason = reason
             closeOpenItems(status: reason == .length || reason == .contentFilter ? "incomplete" : "completed", &out)
