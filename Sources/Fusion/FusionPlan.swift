@@ -19,8 +19,9 @@ public enum FusionPlan: Sendable {
     public static let toolName = "fusion"
 
     /// `request` is the client's, in neutral form (`model` as the client named it, server tools
-    /// among `tools` as `.other`, `plugins` in `extraFields`: see `FusionPlugin`). `depth` is the caller's fusion depth (`x-fusion-depth` /
-    /// `x-openrouter-fusion-depth`); `structuredEvents`: the client asked for named events.
+    /// among `tools` as `.other`, `plugins` in `extraFields`: see `FusionPlugin`). `depth` is the
+    /// caller's fusion depth (`x-fusion-depth` / `x-openrouter-fusion-depth`); `structuredEvents`:
+    /// the client asked for named events.
     public static func make(request: ModelRequest, settings: FusionSettings?, depth: Int,
                             structuredEvents: Bool = false) throws(APIError) -> FusionPlan {
         let isAlias = aliases.contains(request.model)
@@ -81,8 +82,9 @@ public struct FusionRequest: Sendable {
     /// The client asked for named SSE events (`stream_options.include_fusion_events`).
     public var structuredEvents: Bool
     public var depth: Int
-    /// The deliberation runs whatever the outer model would decide (the plugin form asked for it):
-    /// its first turn is not needed to call the tool.
+    /// The client asked for the deliberation itself (the plugin form): it is to run whatever the
+    /// outer model would decide, without the outer model's first turn. (Not acted on yet: the
+    /// session still starts with that turn.)
     public var forced: Bool
 
     public init(outerModel: String, parameters: FusionParameters, parameterPath: String, base: ModelRequest,
