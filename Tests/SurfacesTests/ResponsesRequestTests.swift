@@ -1,5 +1,6 @@
 import Fusion
 import GatewayCore
+import PropertyBased
 import Providers
 import Surfaces
 import Testing
@@ -179,6 +180,7 @@ import Testing
         (#"{"model":"p/m","input":[{"type":"function_call_output","call_id":"nowhere","output":"x"}]}"#, "input[0].call_id"),
         (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c"}]}"#, "input[1].output"),
         (#"{"model":"p/m","input":[{"type":"item_reference","id":"msg_1"}]}"#, "input[0].type"),
+        (#"{"model":"p/m","input":[{"type":"reasoning","summary":[]}]}"#, "input"),
         (#"{"model":"p/m","input":[{"type":"web_search_call","id":"ws_1"}]}"#, "input[0].type"),
         (#"{"model":"p/m","input":"q","instructions":5}"#, "instructions"),
         (#"{"model":"p/m","input":"q","previous_response_id":"resp_1"}"#, "previous_response_id"),
@@ -234,5 +236,66 @@ import Testing
         #expect(failure.code == "unsupported_parameter" && failure.message.contains("stateless"))
         let body = try JSONValue.parse(failure.body)
         #expect(body["error"]?["param"] == .string("previous_response_id"))
+    }
+}
+
+/// Bodies assembled from valid and invalid pieces: every one is accepted or refused with a 400
+/// (never a trap), and every accepted one converts to a chat request the gateway itself would
+/// accept, whether or not Fusion plans it.
+@Suite struct ResponsesRequestPropertyTests {
+    static let items = [
+        #"{"role":"user","content":"q"}"#, #"{"type":"message","role":"assistant","content":[{"type":"output_text","text":"a"}]}"#,
+        #"{"role":"user","content":[{"type":"input_image","image_url":"data:x"},{"type":"input_file","file_url":"https://f"}]}"#,
+        #"{"type":"function_call","call_id":"c1","name":"f","arguments":"{}"}"#, #"{"type":"function_call_output","call_id":"c1","output":""}"#,
+        #"{"type":"function_call_output","call_id":"c2","output":"x"}"#, #"{"type":"reasoning","summary":[]}"#,
+        #"{"type":"openrouter:fusion","status":"completed","responses":[]}"#, #"{"type":"item_reference","id":"x"}"#,
+        #"{"role":"tool","content":"x"}"#, #"{"role":"user","content":[{"type":"refusal","refusal":"no"}]}"#, #"7"#, #"{}"#,
+    ]
+    static let models = [#""model":"p/m""#, #""model":"fusion""#, #""model":7"#, #""model":"p/m","model":"p/n""#]
+    static let fields = [
+        #""instructions":"be brief""#,
+        #""tools":[{"type":"function","name":"f","parameters":{"type":"object"}}]"#, #""tools":[{"type":"openrouter:fusion","parameters":{"analysis_models":["p/a"]}}]"#,
+        #""tools":[{"type":"function","function":{"name":"f"}}]"#, #""tool_choice":"required""#, #""tool_choice":{"type":"function","name":"f"}"#,
+        #""tool_choice":{"type":"fusion"}"#, #""temperature":1.5"#, #""temperature":-1"#, #""max_output_tokens":5"#,
+        #""plugins":[{"id":"fusion","preset":"budget"}]"#, #""plugins":[{"id":"web"}]"#, #""plugins":[{"id":"fusion","temperature":9}]"#,
+        #""previous_response_id":"resp_1""#, #""text":{"format":{"type":"json_schema","name":"n","schema":{}}}"#,
+        #""reasoning":{"effort":"high","summary":"auto"}"#, #""stream":true"#, #""metadata":{"k":"v"}"#, #""provider":{"sort":"price"}"#,
+        #""stream_options":{"openrouter_fusion_events":true}"#,
+    ]
+    static let bodies = zip(
+        Gen.element(of: models),
+        Gen.element(of: fields).array(of: 0...4),
+        Gen.element(of: items).array(of: 0...5),
+        Gen.int(in: 0...3)
+    ).map { model, fields, items, input -> String in
+        var parts = [model ?? ""] + fields.compactMap { $0 }
+        switch input {
+        case 0: parts.append(#""input":"q""#)
+        case 1: parts.append(#""input":"""#)
+        default: parts.append(#""input":["# + items.compactMap { $0 }.joined(separator: ",") + "]")
+        }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    @Test func everyBodyIsAcceptedOrA400AndConvertsToAValidChatRequest() async {
+        await propertyCheck(count: 3_000, input: Self.bodies) { body in
+            let request: ResponsesRequest
+            do throws(APIError) {
+                request = try ResponsesRequest(body: Array(body.utf8))
+            } catch {
+                #expect(error.status == 400 && error.type == "invalid_request_error", "\(body)")
+                return
+            }
+            let neutral = request.modelRequest()
+            #expect(!neutral.messages.isEmpty)
+            #expect((try? ChatRequest(body: OpenAIRequestEncoder.body(neutral))) != nil, "\(body)")
+            do throws(APIError) {
+                if case .fusion(let fusion) = try FusionPlan.make(request: neutral, settings: .simulated, depth: 0) {
+                    #expect(fusion.base.extraFields["plugins"]?.arrayValue?.contains { $0["id"] == .string("fusion") } != true)
+                }
+            } catch {
+                #expect(error.status == 400 && error.param != nil, "\(body): \(error.message)")
+            }
+        }
     }
 }

@@ -36,6 +36,9 @@ enum ResponsesInput {
             for (index, item) in items.enumerated() {
                 try conversation.add(item, path: "input[\(index)]")
             }
+            guard !conversation.messages.isEmpty else {
+                throw .invalidRequest("'input' holds nothing a model reads (reasoning items are not sent upstream).", param: "input")
+            }
             return conversation.messages
         default:
             throw ResponsesRequest.invalidType("input", expected: "a string or an array of input items", got: input)
