@@ -48,6 +48,12 @@ public struct ResponsesFusionRenderer: Sendable {
         ResponsesUsage.json(total, extra: calls.map { ["fusion": .object(["calls": .array($0.map(\.json))])] } ?? [:])
     }
 
+    /// `response.created` and `response.in_progress` now, rather than before the first output (a
+    /// shell that sends them at once can no longer answer a failure with an HTTP status).
+    public mutating func renderStart(into out: inout [UInt8]) {
+        writer.appendStart(to: &out)
+    }
+
     /// Appends what `output` shows the client (a non-streamed response only keeps the state).
     public mutating func render(_ output: FusionSessionMachine.Output, sources: SourceList, into out: inout [UInt8]) {
         switch output {
