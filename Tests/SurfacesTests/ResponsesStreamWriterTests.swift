@@ -117,8 +117,13 @@ import Testing
         writer.append(.text("Half"), to: &out)
         writer.append(.usage(Self.usage), to: &out)
         writer.append(.error(.upstreamUnavailable("Provider disconnected unexpectedly")), to: &out)
+        let ended = out.count
         writer.append(.text("late"), to: &out)
         writer.appendEnd(completedAt: Self.completed, to: &out)
+        let item = writer.openItem(prefix: "fu", initial: .object(["type": .string("x")]), to: &out)
+        writer.appendItemEvent("response.x.late", item, to: &out)
+        writer.closeItem(item, final: .object([:]), to: &out)
+        #expect(out.count == ended, "nothing follows the terminal event")
         try Golden.check("failed.sse", out)
         let events = try ResponsesStreamCheck.decode(out)
         #expect(ResponsesStreamCheck.problems(events) == [])

@@ -183,10 +183,10 @@ public struct ResponsesStreamWriter: Sendable {
     public mutating func appendEnd(usage: JSONValue? = nil, completedAt: Int, to out: inout [UInt8]) {
         guard !isFinished else { return }
         let response = finalResponse(usage: usage, completedAt: completedAt, &out)
-        isFinished = true
         emit(response["status"] == .string("completed") ? "response.completed" : "response.incomplete", &out) {
             $0.json("response", response)
         }
+        isFinished = true
     }
 
     /// `response.failed`, with the error in the Response (never a top-level `error`, which the
@@ -196,10 +196,10 @@ public struct ResponsesStreamWriter: Sendable {
         appendStart(to: &out)
         closeOpenItems(status: "incomplete", &out)
         for position in openOthers.sorted() { closeOther(position, status: "incomplete", &out) }
-        isFinished = true
-        let response = envelope.json(status: "failed", output: items.map(\.json), usage: usage ?? self.usage.map { ResponsesUsage.json($0) } ?? .null,
-                                     error: error.responseError)
+        let response = envelope.json(status: "failed", output: items.map(\.json),
+                                     usage: usage ?? self.usage.map { ResponsesUsage.json($0) } ?? .null, error: error.responseError)
         emit("response.failed", &out) { $0.json("response", response) }
+        isFinished = true
     }
 
     /// The whole Response, for a non-streamed answer (or what the terminal event carries): open
@@ -381,9 +381,10 @@ public struct ResponsesStreamWriter: Sendable {
         }
     }
 
-    /// Every event goes through here: a non-streamed response keeps the state and writes nothing.
+    /// Every event goes through here: a non-streamed response keeps the state and writes nothing,
+    /// and nothing follows the terminal event.
     private mutating func emit(_ type: String, _ out: inout [UInt8], _ build: (inout EventFields) -> Void) {
-        guard stream else { return }
+        guard stream, !isFinished else { return }
         events.append(type, to: &out, build)
     }
 }
