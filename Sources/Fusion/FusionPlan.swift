@@ -19,8 +19,9 @@ public enum FusionPlan: Sendable {
     public static let toolName = "fusion"
 
     /// `request` is the client's, in neutral form (`model` as the client named it, server tools
-    /// among `tools` as `.other`). `depth` is the caller's fusion depth (`x-fusion-depth` /
-    /// `x-openrouter-fusion-depth`); `structuredEvents`: the client asked for named events.
+    /// among `tools` as `.other`, `plugins` in `extraFields`: see `FusionPlugin`). `depth` is the
+    /// caller's fusion depth (`x-fusion-depth` / `x-openrouter-fusion-depth`); `structuredEvents`:
+    /// the client asked for named events.
     public static func make(request: ModelRequest, settings: FusionSettings?, depth: Int,
                             structuredEvents: Bool = false) throws(APIError) -> FusionPlan {
         let isAlias = aliases.contains(request.model)
@@ -40,25 +41,33 @@ public enum FusionPlan: Sendable {
                 callerTools.append(tool)
             }
         }
-        guard isAlias || fusionTool != nil else { return .passthrough }
+        let plugin = try FusionPlugin.find(in: request.extraFields["plugins"])
+        if let plugin, let fusionTool {
+            throw .invalidRequest("Fusion is given twice, as the plugin '\(plugin.path)' and as the tool 'tools[\(fusionTool.index)]': use one.",
+                                  param: plugin.path)
+        }
+        guard isAlias || fusionTool != nil || plugin != nil else { return .passthrough }
         guard let settings else {
             throw .invalidRequest("Fusion is not configured on this gateway (no 'fusion' section in its config).",
-                                  param: isAlias ? "model" : "tools[\(fusionTool!.index)]")
+                                  param: isAlias ? "model" : plugin?.path ?? fusionTool.map { "tools[\($0.index)]" })
         }
         let outerModel = isAlias ? settings.outerModel : request.model
         var base = request
         base.model = outerModel
         base.tools = callerTools
+        // The fusion plugin is ours: an upstream that knows it (OpenRouter) would deliberate again.
+        if let plugin { base.extraFields["plugins"] = plugin.otherPlugins }
         if depth >= 1 {
             // Recursion protection: inner calls never get the tool again (nor a choice forcing it).
             if callerTools.isEmpty { base.toolChoice = nil }
             return .withoutFusion(model: outerModel, request: base)
         }
-        let parameterPath = fusionTool.map { "tools[\($0.index)].parameters" } ?? "fusion"
-        let parameters = try FusionParameters(json: fusionTool?.parameters, settings: settings, path: parameterPath)
-        // The outer model could only call fusion: "required" with no tool of the caller's, or
-        // the fusion function named.
-        let forced = (request.toolChoice == .required && callerTools.isEmpty) || request.toolChoice == .function(toolName)
+        let parameterPath = plugin?.path ?? fusionTool.map { "tools[\($0.index)].parameters" } ?? "fusion"
+        let parameters = try FusionParameters(json: plugin?.parameters ?? fusionTool?.parameters, settings: settings, path: parameterPath)
+        // The outer model could only call fusion: the plugin form, "required" with no tool of the
+        // caller's, or the fusion function named.
+        let forced = plugin != nil || (request.toolChoice == .required && callerTools.isEmpty)
+            || request.toolChoice == .function(toolName)
         return .fusion(FusionRequest(outerModel: outerModel, parameters: parameters, parameterPath: parameterPath, base: base,
                                      structuredEvents: structuredEvents, depth: depth, forced: forced))
     }
@@ -77,18 +86,19 @@ public struct FusionRequest: Sendable {
     /// The client asked for named SSE events (`stream_options.include_fusion_events`).
     public var structuredEvents: Bool
     public var depth: Int
-    /// The request leaves the outer model no choice but fusion: its first turn is skipped.
+    /// The request leaves the outer model no choice but fusion (the plugin form, or a tool choice
+    /// that can only be fusion): its first turn is skipped.
     public var forced: Bool
 
     public init(outerModel: String, parameters: FusionParameters, parameterPath: String, base: ModelRequest,
                 structuredEvents: Bool, depth: Int, forced: Bool = false) {
-        self.forced = forced
         self.outerModel = outerModel
         self.parameters = parameters
         self.parameterPath = parameterPath
         self.base = base
         self.structuredEvents = structuredEvents
         self.depth = depth
+        self.forced = forced
     }
 
     public var stream: Bool { base.stream }

@@ -6,6 +6,8 @@ public enum FusionProgress: Sendable, Equatable {
     case toolCalled(arguments: String)
     case memberStarted(index: Int, model: String)
     case memberDelta(index: Int, model: String, text: String)
+    /// A panel member's reasoning ("thinking") text, as it streams: not part of its answer.
+    case memberReasoningDelta(index: Int, model: String, text: String)
     case memberCompleted(index: Int, model: String, stats: MemberStats)
     case memberFailed(index: Int, model: String, reason: MemberFailureReason, message: String)
     case judgeStarted(model: String, attempt: Int)
@@ -16,6 +18,9 @@ public enum FusionProgress: Sendable, Equatable {
     case webToolStarted(WebToolActivity)
     case webToolFinished(WebToolActivity)
     case completed(result: FusionResult)
+    /// The outer model called the fusion tool more than once in its turn: this call was not run
+    /// (its result says `fusion_invocation_capped`). After `completed`.
+    case invocationCapped(arguments: String)
 }
 
 /// Who runs a tool loop.

@@ -88,6 +88,9 @@ extension FusionSessionMachine {
             return []
         case .text(let text) where !text.isEmpty:
             return deliberate(.memberDelta(index: index, text: text), at: time)
+        case .reasoning(let text) where !text.isEmpty:
+            // Shown live, never part of the answer the judge sees.
+            return [.output(.progress(.memberReasoningDelta(index: index, model: request.parameters.analysisModels[index], text: text)))]
         default:
             return []
         }
@@ -245,6 +248,7 @@ extension FusionSessionMachine {
         // Running tools and members still streaming (none normally) are over.
         var out = cancelAllCalls()
         guard let turn = firstTurn, let fusionCall = turn.fusionCall else { return out + complete(at: time) }
+        out += turn.extraFusionCalls.map { .output(.progress(.invocationCapped(arguments: $0.arguments))) }
         let callerCalls = turn.callerCalls
         if !callerCalls.isEmpty {
             // A parallel turn: the caller's calls (already streamed) need the caller's results

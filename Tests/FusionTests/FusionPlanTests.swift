@@ -102,6 +102,75 @@ import Testing
         #expect(failure?.param == param, "\(failure?.message ?? "accepted")")
     }
 
+    @Test func thePluginIsTheServerToolThatForcesTheDeliberation() throws {
+        let body = #"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"web","max_results":3},{"id":"fusion","preset":"budget","model":"p/j","max_tool_calls":2,"tools":[]},{"id":"response-healing"}]}"#
+        guard case .fusion(let request) = try plan(body) else {
+            Issue.record("not fusion")
+            return
+        }
+        #expect(request.forced, "the plugin runs the panel whatever the outer model would decide")
+        #expect(request.outerModel == "p/m")
+        #expect(request.parameters.analysisModels == ["sim/expert-1", "sim/expert-2"] && request.judgeModel == "p/j")
+        #expect(request.parameters.maxToolCalls == 2)
+        #expect(request.parameters.webSearch == false && request.parameters.judgeWebSearch == false, "tools: [] switches the web off")
+        #expect(request.parameterPath == "plugins[1]")
+        let upstream = OpenAIRequestEncoder.json(FusionPrompts.outerFirstRequest(request))
+        #expect(upstream["plugins"] == .array([.object(["id": .string("web"), "max_results": .int(3)]),
+                                               .object(["id": .string("response-healing")])]),
+                "other plugins pass through untouched, ours never goes upstream")
+        // The alias takes its parameters from the plugin too; the tool is not forced by the alias alone.
+        guard case .fusion(let alias) = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion"}]}"#) else { return }
+        #expect(alias.forced && alias.outerModel == "sim/outer" && alias.base.extraFields["plugins"] == nil)
+        guard case .fusion(let tool) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion"}]}"#) else { return }
+        #expect(!tool.forced)
+    }
+
+    @Test func aDisabledPluginOrOtherPluginsLeaveTheRequestAlone() throws {
+        guard case .passthrough = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion","enabled":false},{"id":"web"}]}"#) else {
+            Issue.record("a disabled plugin ran fusion")
+            return
+        }
+        guard case .passthrough = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":"not ours to judge"}"#) else {
+            Issue.record("not passthrough")
+            return
+        }
+        guard case .withoutFusion(_, let request) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion"}]}"#, depth: 1) else {
+            Issue.record("fusion at depth 1")
+            return
+        }
+        #expect(request.extraFields["plugins"] == nil, "an inner call never carries the plugin on")
+    }
+
+    @Test(arguments: [
+        (#"[{"id":"fusion","analysis_models":[]}]"#, "plugins[0].analysis_models"),
+        (#"[{"id":"web"},{"id":"fusion","temperature":3}]"#, "plugins[1].temperature"),
+        (#"[{"id":"fusion","reasoning":{"effort":"maximal"}}]"#, "plugins[0].reasoning.effort"),
+        (#"[{"id":"fusion","preset":"gold"}]"#, "plugins[0].preset"),
+        (#"[{"id":"fusion","max_tool_calls":17}]"#, "plugins[0].max_tool_calls"),
+        (#"[{"id":"fusion","analysis_modles":["a"]}]"#, "plugins[0].analysis_modles"),
+        (#"[{"id":"fusion","enabled":"yes"}]"#, "plugins[0].enabled"),
+        (#"[{"id":"fusion","tools":{}}]"#, "plugins[0].tools"),
+        (#"[{"id":"fusion","tools":[{"type":"openrouter:web_search"},{"type":"openrouter:bash"}]}]"#, "plugins[0].tools[1].type"),
+        (#"[{"id":"fusion"},{"id":"fusion","model":"p/j"}]"#, "plugins[1]"),
+    ])
+    func invalidPluginsAreRejectedNamingTheField(plugins: String, param: String) {
+        let failure = error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":\#(plugins)}"#)
+        #expect(failure?.status == 400)
+        #expect(failure?.param == param, "\(failure?.message ?? "accepted")")
+    }
+
+    @Test func aPluginAndAServerToolTogetherAreRefused() {
+        let failure = error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"openrouter:fusion"}],"plugins":[{"id":"fusion"}]}"#)
+        #expect(failure?.status == 400 && failure?.param == "plugins[0]")
+        #expect(failure?.message.contains("tools[0]") == true)
+        do {
+            _ = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion"}]}"#, settings: nil)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.param == "plugins[0]" && error.message.contains("not configured"))
+        }
+    }
+
     @Test func fusionEventsFlagMustBeBoolean() {
         let failure = error(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"stream_options":{"include_fusion_events":"yes"}}"#)
         #expect(failure?.param == "stream_options.include_fusion_events")

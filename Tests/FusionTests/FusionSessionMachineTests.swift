@@ -82,6 +82,8 @@ import Testing
         actions = run(&m, members[1].id, [.usage(Usage(totalTokens: 7))], at: 12)
         #expect(started(actions).isEmpty)
         actions = run(&m, members[0].id, [.reasoning("hmm"), .text("A says x.")], at: 13)
+        #expect(outputs(actions).first == .progress(.memberReasoningDelta(index: 0, model: "p/a", text: "hmm")),
+                "a member's reasoning is shown live")
         let judge = try #require(started(actions).first)
         #expect(judge.role == .judge && judge.model == "p/judge")
         #expect(judge.request.temperature == 0 && judge.request.responseFormat?["type"] == .string("json_object"))
@@ -167,7 +169,16 @@ import Testing
         #expect(members.count == 2)
         _ = run(&m, members[0].id, [.text("a")], at: 2)
         let judge = try #require(started(run(&m, members[1].id, [.text("b")], at: 3)).first)
-        let final = try #require(started(run(&m, judge.id, [.text(Self.analysis)], at: 4)).first)
+        let afterJudge = run(&m, judge.id, [.text(Self.analysis)], at: 4)
+        let final = try #require(started(afterJudge).first)
+        // The client hears of the capped call after the deliberation it did not get.
+        let shown = outputs(afterJudge).filter {
+            switch $0 {
+            case .progress(.completed), .progress(.invocationCapped): true
+            default: false
+            }
+        }
+        #expect(shown.count == 2 && shown.last == .progress(.invocationCapped(arguments: #"{"question":"again"}"#)))
         let history = final.request.messages
         #expect(history[1].toolCalls.map(\.id) == ["f1", "f2"])
         #expect(history.suffix(2).map(\.toolCallID) == ["f1", "f2"])

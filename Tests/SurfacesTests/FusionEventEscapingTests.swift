@@ -58,4 +58,27 @@ import Testing
         #expect(json["delta"] == .string("a\"b"))
         #expect(json["t_ms"]?.doubleValue == 12.5)
     }
+
+    @Test func memberReasoningAndCappedCallsAreShownInBothForms() throws {
+        var comments: [UInt8] = []
+        let encoder = FusionProgressEncoder(form: .comments)
+        encoder.append(.memberReasoningDelta(index: 1, model: "p/b", text: "weighing\nit"), at: 1, to: &comments)
+        encoder.append(.invocationCapped(arguments: #"{"question":"again"}"#), at: 2, to: &comments)
+        #expect(String(decoding: comments, as: UTF8.self) == """
+            : fusion panel[1] p/b (thinking): weighing\\nit
+
+            : fusion: a further fusion call was not run (fusion_invocation_capped) {"question":"again"}
+
+
+            """)
+        var named: [UInt8] = []
+        FusionProgressEncoder(form: .namedEvents).append(.memberReasoningDelta(index: 1, model: "p/b", text: "w"), at: 1, to: &named)
+        FusionProgressEncoder(form: .namedEvents).append(.invocationCapped(arguments: "{}"), at: 2, to: &named)
+        var decoder = SSEDecoder()
+        var events: [(String, JSONValue)] = []
+        try decoder.feed(named) { events.append(($0.nameString, try JSONValue.parse(Array($0.data)))) }
+        #expect(events.map(\.0) == ["fusion.member.reasoning", "fusion.tool.capped"])
+        #expect(events[0].1["delta"] == .string("w") && events[0].1["index"] == .int(1))
+        #expect(events[1].1["failure_reason"] == .string("fusion_invocation_capped"))
+    }
 }

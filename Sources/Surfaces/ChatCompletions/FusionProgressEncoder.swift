@@ -46,6 +46,8 @@ public struct FusionProgressEncoder: Sendable {
             line = "fusion panel[\(index)] \(model): started"
         case .memberDelta(let index, let model, let text):
             line = "fusion panel[\(index)] \(model): \(oneLine(text))"
+        case .memberReasoningDelta(let index, let model, let text):
+            line = "fusion panel[\(index)] \(model) (thinking): \(oneLine(text))"
         case .memberCompleted(let index, let model, let stats):
             line = "fusion panel[\(index)] \(model): completed (\(stats.characters) chars in \(milliseconds(stats.durationMilliseconds)))"
         case .memberFailed(let index, let model, let reason, let message):
@@ -76,6 +78,8 @@ public struct FusionProgressEncoder: Sendable {
                 line = "fusion: \(result.answered.count)/\(result.panelSize) panel models answered"
                     + (result.analysis == nil ? ", no analysis (\(result.judgeFailure?.reason.rawValue ?? "judge failed"))" : ", analysis ready")
             }
+        case .invocationCapped(let arguments):
+            line = "fusion: a further fusion call was not run (fusion_invocation_capped) \(arguments.isEmpty ? "{}" : oneLine(arguments))"
         }
         SSEEncoder.appendComment(line, to: &out)
     }
@@ -94,6 +98,10 @@ public struct FusionProgressEncoder: Sendable {
             member(name, index, model, milliseconds, &data)
         case .memberDelta(let index, let model, let text):
             name = "fusion.member.delta"
+            member(name, index, model, milliseconds, &data)
+            field("delta", text, &data)
+        case .memberReasoningDelta(let index, let model, let text):
+            name = "fusion.member.reasoning"
             member(name, index, model, milliseconds, &data)
             field("delta", text, &data)
         case .memberCompleted(let index, let model, let stats):
@@ -140,6 +148,12 @@ public struct FusionProgressEncoder: Sendable {
             name = "fusion.completed"
             open(name, milliseconds, &data)
             raw("result", result.json, &data)
+        case .invocationCapped(let arguments):
+            name = "fusion.tool.capped"
+            open(name, milliseconds, &data)
+            field("name", FusionPlan.toolName, &data)
+            field("arguments", arguments, &data)
+            field("failure_reason", "fusion_invocation_capped", &data)
         }
         data.append(UInt8(ascii: "}"))
         SSEEncoder.appendEvent(name: name, data: data, to: &out)

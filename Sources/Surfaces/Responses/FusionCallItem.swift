@@ -1,0 +1,66 @@
+import Fusion
+import GatewayCore
+
+/// The output item of one fusion run, in OpenRouter's shape (`OutputFusionServerToolItem`:
+/// `type: "openrouter:fusion"`, snake_case on the wire): `analysis`, `responses`,
+/// `failed_models`, `failure_reason`, `error`, `sources`, plus what we add: `panel` (requested,
+/// answered, degraded: a one-member panel never looks like a full one) and `analyst_model`.
+///
+/// `status` is the item's lifecycle (OpenRouter's `ToolCallStatus`: in_progress, completed,
+/// incomplete; it has no "failed"): `incomplete` when nothing usable came of the run (every
+/// member failed, or the call was capped), `completed` otherwise, a judge failure included (the
+/// answers are there; `failure_reason` names the judge's problem).
+enum FusionCallItem {
+    static let type = "openrouter:fusion"
+
+    /// As `output_item.added` shows it.
+    static var initial: JSONValue {
+        .object(["type": .string(type), "status": .string("in_progress")])
+    }
+
+    static func final(_ result: FusionResult) -> JSONValue {
+        var item: [String: JSONValue] = [
+            "type": .string(type),
+            "status": .string(result.isError ? "incomplete" : "completed"),
+            "responses": .array(result.answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
+            "panel": .object(["requested": .int(Int64(result.panelSize)), "answered": .int(Int64(result.answered.count)),
+                              "degraded": .bool(result.answered.count < result.panelSize)]),
+        ]
+        if !result.failed.isEmpty {
+            item["failed_models"] = .array(result.failed.map { failed in
+                // `error` is OpenRouter's name for the message; nested here, it is safe for every SDK.
+                var entry: [String: JSONValue] = ["model": .string(failed.model), "error": .string(failed.message),
+                                                  "reason": .string(failed.reason.rawValue)]
+                if let status = statusCode(failed.reason) { entry["status_code"] = .int(Int64(status)) }
+                return .object(entry)
+            })
+        }
+        if let analysis = result.analysis {
+            item["analysis"] = analysis
+            if let judge = result.judgeModel { item["analyst_model"] = .string(judge) }
+        }
+        if result.isError {
+            item["failure_reason"] = .string("all_panels_failed")
+            item["error"] = .string("all panel models failed")
+        } else if result.analysis == nil, let failure = result.judgeFailure {
+            item["failure_reason"] = .string(failure.reason.rawValue)
+            item["error"] = .string(failure.message)
+        }
+        if !result.sources.isEmpty {
+            item["sources"] = .array(result.sources.map { .object(["url": .string($0.url), "title": .string($0.title)]) })
+        }
+        return .object(item)
+    }
+
+    /// A further call of the fusion tool in the same turn: not run (fusion runs once a request).
+    static func capped(arguments: String) -> JSONValue {
+        .object(["type": .string(type), "status": .string("incomplete"), "failure_reason": .string("fusion_invocation_capped"),
+                 "error": .string("fusion runs once per request; this call was not run"), "arguments": .string(arguments)])
+    }
+
+    /// The upstream's HTTP status, where the reason says it (OpenRouter's optional `status_code`):
+    /// `rate_limited` is a 429 (InnerCall); the session does not pass the others on.
+    static func statusCode(_ reason: MemberFailureReason) -> Int? {
+        reason == .rateLimited ? 429 : nil
+    }
+}

@@ -1,0 +1,244 @@
+import GatewayCore
+import Providers
+
+/// A Responses request's `input` (with `instructions`) as a conversation, validated: every
+/// mistake is a 400 naming its path (`input[2].content[0].image_url`).
+///
+/// The gateway is stateless and speaks chat to its upstreams, so each item becomes what a chat
+/// model would have seen (openai-python 3.57.0 `response_input_item_param.py` for the shapes):
+/// - `message` items (also without `type`, the SDK's EasyInputMessage): their role and parts;
+///   `input_text`/`input_image`/`input_file` for users, `output_text`/`refusal` for the assistant;
+/// - `function_call` items: tool calls of the assistant turn they follow (consecutive calls, and
+///   an assistant message just before them, make one turn, as chat requires);
+/// - `function_call_output`: a tool message answering an earlier `function_call`'s `call_id`;
+/// - `reasoning` items: accepted and dropped (a chat upstream has no place for them; the summary
+///   was for the client);
+/// - the fusion output item (`openrouter:fusion`, which OpenRouter accepts back as input): an
+///   assistant message carrying the tool result the outer model saw, as text, so a later turn
+///   still knows the deliberation (a tool call would need the tool declared again upstream);
+/// - `item_reference` (server-side state) and other hosted-tool items: a 400.
+enum ResponsesInput {
+    static let messageRoles: [String: ModelMessage.Role] = [
+        "user": .user, "system": .system, "developer": .developer, "assistant": .assistant,
+    ]
+    /// Fields of a fusion item that are the tool result the outer model was given (its `status` is
+    /// the item's lifecycle, not the result's: `failure_reason` says what went wrong).
+    static let fusionResultFields: Set<String> = ["analysis", "responses", "failed_models", "failure_reason", "error", "sources"]
+
+    static func messages(_ input: JSONValue) throws(APIError) -> [ModelMessage] {
+        switch input {
+        case .string(let text):
+            guard !text.isEmpty else { throw .invalidRequest("'input' must not be empty.", param: "input") }
+            return [ModelMessage(role: .user, text: text)]
+        case .array(let items):
+            guard !items.isEmpty else { throw .invalidRequest("'input' must contain at least one item.", param: "input") }
+            var conversation = Conversation()
+            for (index, item) in items.enumerated() {
+                try conversation.add(item, path: "input[\(index)]")
+            }
+            guard !conversation.messages.isEmpty else {
+                throw .invalidRequest("'input' holds nothing a model reads (reasoning items are not sent upstream).", param: "input")
+            }
+            return conversation.messages
+        default:
+            throw ResponsesRequest.invalidType("input", expected: "a string or an array of input items", got: input)
+        }
+    }
+
+    /// The messages built so far, and what later items need to know of them.
+    struct Conversation {
+        var messages: [ModelMessage] = []
+        /// The last message is an assistant turn that function calls may still join.
+        var assistantTurnOpen = false
+        var callIDs: Set<String> = []
+
+        mutating func add(_ item: JSONValue, path: String) throws(APIError) {
+            guard case .object(let fields) = item else {
+                throw ResponsesRequest.invalidType(path, expected: "an object", got: item)
+            }
+            let type: String
+            switch fields["type"] {
+            case nil, .null?:
+                guard fields["role"] != nil else {
+                    throw .invalidRequest("Missing required parameter: '\(path).type'.", param: "\(path).type",
+                                          code: "missing_required_parameter")
+                }
+                type = "message"
+            case .string(let name)?:
+                type = name
+            case let other?:
+                throw ResponsesRequest.invalidType("\(path).type", expected: "a string", got: other)
+            }
+            switch type {
+            case "message":
+                let message = try ResponsesInput.message(fields, path: path)
+                messages.append(message)
+                assistantTurnOpen = message.role == .assistant
+            case "function_call":
+                let call = try ResponsesInput.functionCall(fields, path: path)
+                guard !callIDs.contains(call.id) else {
+                    throw .invalidRequest("'\(path).call_id' repeats an earlier function call's id '\(call.id)'.", param: "\(path).call_id")
+                }
+                callIDs.insert(call.id)
+                if assistantTurnOpen, var turn = messages.popLast() {
+                    turn.toolCalls.append(ToolCall(index: turn.toolCalls.count, id: call.id, name: call.name, arguments: call.arguments))
+                    messages.append(turn)
+                } else {
+                    messages.append(ModelMessage(role: .assistant, content: [], toolCalls: [call]))
+                }
+                assistantTurnOpen = true
+            case "function_call_output":
+                messages.append(try ResponsesInput.functionCallOutput(fields, path: path, known: callIDs))
+                assistantTurnOpen = false
+            case "reasoning":
+                break  // see the type's comment; it does not end an assistant turn either
+            case "openrouter:fusion":
+                let result = JSONValue.object(fields.filter { ResponsesInput.fusionResultFields.contains($0.key) })
+                messages.append(ModelMessage(role: .assistant, text: "[fusion result]\n" + String(decoding: result.serialized(), as: UTF8.self)))
+                assistantTurnOpen = false
+            case "item_reference":
+                throw .invalidRequest(
+                    "'\(path)' refers to a stored item, but this gateway stores nothing: send the item itself.",
+                    param: "\(path).type", code: "unsupported_parameter")
+            default:
+                throw .invalidRequest(
+                    "Unsupported input item type '\(type)' at '\(path).type' (supported: message, function_call, "
+                        + "function_call_output, reasoning, openrouter:fusion).",
+                    param: "\(path).type")
+            }
+        }
+    }
+
+    static func message(_ fields: [String: JSONValue], path: String) throws(APIError) -> ModelMessage {
+        guard let roleValue = fields["role"] else {
+            throw .invalidRequest("Missing required parameter: '\(path).role'.", param: "\(path).role", code: "missing_required_parameter")
+        }
+        guard let name = roleValue.stringValue, let role = messageRoles[name] else {
+            throw .invalidRequest("Invalid value for '\(path).role': expected one of \(messageRoles.keys.sorted().joined(separator: ", ")).",
+                                  param: "\(path).role")
+        }
+        switch fields["content"] {
+        case .string(let text)?:
+            return ModelMessage(role: role, text: text)
+        case .array(let parts)?:
+            var content: [ContentPart] = []
+            for (index, part) in parts.enumerated() {
+                content.append(try contentPart(part, path: "\(path).content[\(index)]", assistant: role == .assistant))
+            }
+            return ModelMessage(role: role, content: content)
+        case nil:
+            throw .invalidRequest("Missing required parameter: '\(path).content'.", param: "\(path).content",
+                                  code: "missing_required_parameter")
+        case let other?:
+            throw ResponsesRequest.invalidType("\(path).content", expected: "a string or an array of content parts", got: other)
+        }
+    }
+
+    /// One content part. The assistant's history speaks `output_text` / `refusal`; everyone else
+    /// `input_text` / `input_image` / `input_file` (what OpenAI accepts; `input_text` from the
+    /// assistant is tolerated, it means the same).
+    static func contentPart(_ part: JSONValue, path: String, assistant: Bool) throws(APIError) -> ContentPart {
+        guard case .object(let fields) = part, let type = fields["type"]?.stringValue else {
+            throw .invalidRequest("'\(path)' must be an object with a string 'type'.", param: path)
+        }
+        let allowed = assistant ? ["output_text", "refusal", "input_text"] : ["input_text", "input_image", "input_file"]
+        guard allowed.contains(type) else {
+            throw .invalidRequest("Invalid value for '\(path).type': expected one of \(allowed.joined(separator: ", ")), got '\(type)'.",
+                                  param: "\(path).type")
+        }
+        switch type {
+        case "input_text", "output_text":
+            return .text(try string(fields, "text", path: path))
+        case "refusal":
+            return .text(try string(fields, "refusal", path: path))
+        case "input_image":
+            if fields["file_id"] != nil && fields["file_id"] != .null {
+                throw .invalidRequest("'\(path).file_id': file ids need a Files API, which this gateway does not have; send 'image_url' (a URL or a data: URI).",
+                                      param: "\(path).file_id", code: "unsupported_parameter")
+            }
+            let url = try string(fields, "image_url", path: path)
+            guard !url.isEmpty else { throw .invalidRequest("'\(path).image_url' must not be empty.", param: "\(path).image_url") }
+            var detail: String?
+            if let value = fields["detail"], value != .null {
+                guard let text = value.stringValue, ["low", "high", "auto", "original"].contains(text) else {
+                    throw ResponsesRequest.invalidType("\(path).detail", expected: "one of low, high, auto, original", got: value)
+                }
+                // "original" is OpenAI's newest; chat models know only the first three.
+                detail = text == "original" ? "high" : text
+            }
+            return .image(url: url, detail: detail)
+        default:  // input_file
+            return try filePart(fields, path: path)
+        }
+    }
+
+    /// `input_file` as chat's `file` part (OpenRouter reads `file_data` as a data: URI or a URL).
+    static func filePart(_ fields: [String: JSONValue], path: String) throws(APIError) -> ContentPart {
+        if fields["file_id"] != nil && fields["file_id"] != .null {
+            throw .invalidRequest("'\(path).file_id': file ids need a Files API, which this gateway does not have; send 'file_data' or 'file_url'.",
+                                  param: "\(path).file_id", code: "unsupported_parameter")
+        }
+        var file: [String: JSONValue] = [:]
+        for key in ["file_data", "file_url"] {
+            guard let value = fields[key], value != .null else { continue }
+            guard let text = value.stringValue, !text.isEmpty else {
+                throw ResponsesRequest.invalidType("\(path).\(key)", expected: "a non-empty string", got: value)
+            }
+            guard file["file_data"] == nil else {
+                throw .invalidRequest("'\(path)' has both 'file_data' and 'file_url': send one.", param: "\(path).\(key)")
+            }
+            file["file_data"] = .string(text)
+        }
+        guard file["file_data"] != nil else {
+            throw .invalidRequest("'\(path)' needs 'file_data' or 'file_url'.", param: "\(path).file_data", code: "missing_required_parameter")
+        }
+        if let value = fields["filename"], value != .null {
+            guard let name = value.stringValue else { throw ResponsesRequest.invalidType("\(path).filename", expected: "a string", got: value) }
+            file["filename"] = .string(name)
+        }
+        return .other(.object(["type": .string("file"), "file": .object(file)]))
+    }
+
+    static func functionCall(_ fields: [String: JSONValue], path: String) throws(APIError) -> ToolCall {
+        let callID = try nonEmpty(fields, "call_id", path: path)
+        let name = try nonEmpty(fields, "name", path: path)
+        let arguments = try string(fields, "arguments", path: path)
+        return ToolCall(index: 0, id: callID, name: name, arguments: arguments)
+    }
+
+    static func functionCallOutput(_ fields: [String: JSONValue], path: String, known: Set<String>) throws(APIError) -> ModelMessage {
+        let callID = try nonEmpty(fields, "call_id", path: path)
+        guard known.contains(callID) else {
+            throw .invalidRequest("No function call found for '\(path).call_id' '\(callID)': send the function_call item before its output.",
+                                  param: "\(path).call_id")
+        }
+        switch fields["output"] {
+        case .string(let text)?:
+            return ModelMessage(role: .tool, content: text.isEmpty ? [] : [.text(text)], toolCallID: callID)
+        case .array(let parts)?:
+            var content: [ContentPart] = []
+            for (index, part) in parts.enumerated() {
+                content.append(try contentPart(part, path: "\(path).output[\(index)]", assistant: false))
+            }
+            return ModelMessage(role: .tool, content: content, toolCallID: callID)
+        case nil, .null?:
+            throw .invalidRequest("Missing required parameter: '\(path).output'.", param: "\(path).output", code: "missing_required_parameter")
+        case let other?:
+            throw ResponsesRequest.invalidType("\(path).output", expected: "a string or an array of content parts", got: other)
+        }
+    }
+
+    static func string(_ fields: [String: JSONValue], _ key: String, path: String) throws(APIError) -> String {
+        guard let value = fields[key] else {
+            throw .invalidRequest("Missing required parameter: '\(path).\(key)'.", param: "\(path).\(key)", code: "missing_required_parameter")
+        }
+        guard let text = value.stringValue else { throw ResponsesRequest.invalidType("\(path).\(key)", expected: "a string", got: value) }
+        return text
+    }
+
+    static func nonEmpty(_ fields: [String: JSONValue], _ key: String, path: String) throws(APIError) -> String {
+        let text = try string(fields, key, path: path)
+        guard !text.isEmpty else { throw .invalidRequest("'\(path).\(key)' must not be empty.", param: "\(path).\(key)") }
+        return text
+    }
+}

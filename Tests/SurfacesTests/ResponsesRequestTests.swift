@@ -1,0 +1,301 @@
+import Fusion
+import GatewayCore
+import PropertyBased
+import Providers
+import Surfaces
+import Testing
+
+@Suite struct ResponsesRequestTests {
+    func parse(_ text: String) throws(APIError) -> ResponsesRequest {
+        try ResponsesRequest(body: Array(text.utf8))
+    }
+
+    func error(_ text: String) -> APIError? {
+        do {
+            _ = try parse(text)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aStringInputIsOneUserMessageAfterTheInstructions() throws {
+        let request = try parse(#"{"model":"p/m","input":"Why?","instructions":"Be brief."}"#)
+        let neutral = request.modelRequest()
+        #expect(neutral.model == "p/m" && !neutral.stream && neutral.includeUsage)
+        #expect(neutral.messages == [ModelMessage(role: .system, text: "Be brief."), ModelMessage(role: .user, text: "Why?")])
+    }
+
+    @Test func everyInputItemBecomesWhatAChatModelSees() throws {
+        let request = try parse("""
+            {"model":"p/m","stream":true,"input":[
+              {"role":"developer","content":"dev"},
+              {"type":"message","role":"user","content":[{"type":"input_text","text":"look"},
+                {"type":"input_image","image_url":"data:image/png;base64,AA","detail":"low"},
+                {"type":"input_file","filename":"a.pdf","file_data":"data:application/pdf;base64,AA"}]},
+              {"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"hm"}]},
+              {"type":"message","role":"assistant","id":"msg_1","status":"completed",
+               "content":[{"type":"output_text","text":"Let me check.","annotations":[]}]},
+              {"type":"function_call","id":"fc_1","call_id":"call_a","name":"lookup","arguments":"{\\"k\\":1}"},
+              {"type":"function_call","call_id":"call_b","name":"lookup","arguments":"{}"},
+              {"type":"function_call_output","call_id":"call_a","output":"42"},
+              {"type":"function_call_output","call_id":"call_b","output":[{"type":"input_text","text":"7"}]},
+              {"type":"openrouter:fusion","id":"fu_1","status":"completed","analysis":{"consensus":["x"]},
+               "responses":[{"model":"p/a","content":"A"}]},
+              {"role":"assistant","content":"Final."},
+              {"role":"user","content":"More?"}]}
+            """)
+        let messages = request.modelRequest().messages
+        #expect(messages.map(\.role) == [.developer, .user, .assistant, .tool, .tool, .assistant, .assistant, .user])
+        #expect(messages[1].content == [.text("look"), .image(url: "data:image/png;base64,AA", detail: "low"),
+                                        .other(.object(["type": .string("file"),
+                                                        "file": .object(["filename": .string("a.pdf"),
+                                                                         "file_data": .string("data:application/pdf;base64,AA")])]))])
+        // The assistant's text and both calls are one turn, as chat requires; the reasoning is dropped.
+        #expect(messages[2].text == "Let me check.")
+        #expect(messages[2].toolCalls == [ToolCall(index: 0, id: "call_a", name: "lookup", arguments: #"{"k":1}"#),
+                                          ToolCall(index: 1, id: "call_b", name: "lookup", arguments: "{}")])
+        #expect(messages[3].toolCallID == "call_a" && messages[3].text == "42")
+        #expect(messages[4].toolCallID == "call_b" && messages[4].text == "7")
+        // The deliberation is rehydrated as the result the outer model saw.
+        #expect(messages[5].text == #"[fusion result]"# + "\n" + #"{"analysis":{"consensus":["x"]},"responses":[{"content":"A","model":"p/a"}]}"#)
+        #expect(messages[6].text == "Final.")
+    }
+
+    @Test func functionToolsAreFlatAndTheFusionToolIsKeptForThePlan() throws {
+        let request = try parse("""
+            {"model":"p/m","input":"q","tools":[
+              {"type":"function","name":"lookup","description":"Look up","parameters":{"type":"object"},"strict":true},
+              {"type":"openrouter:fusion","parameters":{"analysis_models":["p/a","p/b"]}},
+              {"type":"openrouter:web_search"}],
+             "tool_choice":{"type":"function","name":"lookup"}}
+            """)
+        let neutral = request.modelRequest()
+        #expect(neutral.tools.first == .function(name: "lookup", description: "Look up", parameters: .object(["type": .string("object")]), strict: true))
+        #expect(neutral.tools.count == 3 && neutral.toolChoice == .function("lookup"))
+        guard case .fusion(let fusion) = try FusionPlan.make(request: neutral, settings: .simulated, depth: 0) else {
+            Issue.record("not fusion")
+            return
+        }
+        #expect(fusion.parameters.analysisModels == ["p/a", "p/b"] && fusion.parameterPath == "tools[1].parameters")
+        #expect(fusion.callerTools.count == 2 && !fusion.forced)
+        // The plan's own errors name the Responses request's fields.
+        do {
+            _ = try FusionPlan.make(request: try parse(#"{"model":"p/m","input":"q","tools":[{"type":"function","name":"f"},{"type":"fusion","parameters":{"temperature":9}}]}"#).modelRequest(),
+                                    settings: .simulated, depth: 0)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.param == "tools[1].parameters.temperature")
+        }
+    }
+
+    @Test func thePluginFormReachesThePlanAndOtherPluginsTheUpstream() throws {
+        let request = try parse(#"{"model":"p/m","input":"q","plugins":[{"id":"web"},{"id":"fusion","analysis_models":["p/a"]}],"provider":{"order":["x"]}}"#)
+        guard case .fusion(let fusion) = try FusionPlan.make(request: request.modelRequest(), settings: .simulated, depth: 0) else {
+            Issue.record("not fusion")
+            return
+        }
+        #expect(fusion.forced && fusion.parameters.analysisModels == ["p/a"] && fusion.parameterPath == "plugins[1]")
+        #expect(fusion.base.extraFields["plugins"] == .array([.object(["id": .string("web")])]))
+        #expect(fusion.base.extraFields["provider"] == .object(["order": .array([.string("x")])]))
+        do {
+            _ = try FusionPlan.make(request: try parse(#"{"model":"p/m","input":"q","plugins":[{"id":"fusion","model":""}]}"#).modelRequest(),
+                                    settings: .simulated, depth: 0)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.param == "plugins[0].model")
+        }
+    }
+
+    @Test func samplingFormatsAndUnknownFieldsConvert() throws {
+        let request = try parse("""
+            {"model":"p/m","input":"q","max_output_tokens":300,"temperature":0.5,"top_p":0.9,"parallel_tool_calls":false,
+             "reasoning":{"effort":"high","summary":"auto","max_tokens":100},
+             "text":{"format":{"type":"json_schema","name":"answer","schema":{"type":"object"},"strict":true},"verbosity":"low"},
+             "tool_choice":{"type":"allowed_tools","mode":"required","tools":[{"type":"function","name":"f"}]},
+             "tools":[{"type":"function","name":"f"}],
+             "metadata":{"k":"v"},"store":true,"include":["reasoning.encrypted_content"],"truncation":"auto",
+             "user":"u1","seed":7,"stream_options":{"include_obfuscation":false}}
+            """)
+        let neutral = request.modelRequest()
+        #expect(neutral.maxOutputTokens == 300 && neutral.temperature == 0.5 && neutral.topP == 0.9 && neutral.parallelToolCalls == false)
+        #expect(neutral.reasoning == ModelRequest.Reasoning(effort: "high", maxTokens: 100))
+        #expect(neutral.responseFormat == .object(["type": .string("json_schema"), "json_schema": .object([
+            "name": .string("answer"), "schema": .object(["type": .string("object")]), "strict": .bool(true)])]))
+        #expect(neutral.toolChoice == nil)
+        #expect(neutral.extraFields["tool_choice"]?["allowed_tools"]?["tools"] == .array([.object([
+            "type": .string("function"), "function": .object(["name": .string("f")])])]))
+        #expect(neutral.extraFields.keys.sorted() == ["seed", "tool_choice", "user", "verbosity"],
+                "Responses-only fields never reach a chat upstream; unknown ones do")
+        let echo = request.echoedFields
+        #expect(echo["store"] == .bool(false), "nothing is stored, whatever was asked")
+        #expect(echo["metadata"] == .object(["k": .string("v")]) && echo["truncation"] == .string("auto"))
+        #expect(echo["reasoning"] == .object(["effort": .string("high"), "summary": .string("auto")]))
+        #expect(echo["parallel_tool_calls"] == .bool(false) && echo["previous_response_id"] == .null)
+    }
+
+    @Test func defaultsEchoWhatOpenAISends() throws {
+        let echo = try parse(#"{"model":"p/m","input":"q"}"#).echoedFields
+        #expect(echo["tools"] == .array([]) && echo["tool_choice"] == .string("auto") && echo["parallel_tool_calls"] == .bool(true))
+        #expect(echo["text"] == .object(["format": .object(["type": .string("text")])]) && echo["metadata"] == .object([:]))
+        #expect(echo["instructions"] == .null && echo["temperature"] == .null && echo["background"] == .bool(false))
+    }
+
+    @Test func theFusionChoiceForcesTheToolAndFallbacksAreRead() throws {
+        let request = try parse(#"{"model":"p/m","input":"q","tools":[{"type":"fusion"}],"tool_choice":{"type":"openrouter:fusion"},"models":["p/x","p/m","p/x"],"stream_options":{"openrouter_fusion_events":true}}"#)
+        #expect(request.modelRequest().toolChoice == .function("fusion"))
+        #expect(request.fallbackModels == ["p/x"] && request.openRouterFusionEvents)
+        #expect(try parse(#"{"model":"fusion","input":"q","tool_choice":{"type":"fusion"}}"#).modelRequest().toolChoice == .function("fusion"))
+    }
+
+    @Test(arguments: [
+        // (body, param)
+        ("not json", nil as String?),
+        ("[1]", nil),
+        (#"{"input":"q"}"#, "model"),
+        (#"{"model":"","input":"q"}"#, "model"),
+        (#"{"model":"p/m"}"#, "input"),
+        (#"{"model":"p/m","input":""}"#, "input"),
+        (#"{"model":"p/m","input":[]}"#, "input"),
+        (#"{"model":"p/m","input":5}"#, "input"),
+        (#"{"model":"p/m","input":["hi"]}"#, "input[0]"),
+        (#"{"model":"p/m","input":[{"content":"x"}]}"#, "input[0].type"),
+        (#"{"model":"p/m","input":[{"type":7,"role":"user","content":"x"}]}"#, "input[0].type"),
+        (#"{"model":"p/m","input":[{"role":"tool","content":"x"}]}"#, "input[0].role"),
+        (#"{"model":"p/m","input":[{"role":"user"}]}"#, "input[0].content"),
+        (#"{"model":"p/m","input":[{"role":"user","content":7}]}"#, "input[0].content"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"text":"x"}]}]}"#, "input[0].content[0]"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"type":"output_text","text":"x"}]}]}"#, "input[0].content[0].type"),
+        (#"{"model":"p/m","input":[{"role":"assistant","content":[{"type":"input_image","image_url":"u"}]}]}"#, "input[0].content[0].type"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"type":"input_text"}]}]}"#, "input[0].content[0].text"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"type":"input_image","file_id":"file_1"}]}]}"#, "input[0].content[0].file_id"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"type":"input_image","image_url":""}]}]}"#, "input[0].content[0].image_url"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"type":"input_image","image_url":"u","detail":"max"}]}]}"#, "input[0].content[0].detail"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"type":"input_file","filename":"a"}]}]}"#, "input[0].content[0].file_data"),
+        (#"{"model":"p/m","input":[{"role":"user","content":[{"type":"input_file","file_data":"a","file_url":"b"}]}]}"#, "input[0].content[0].file_url"),
+        (#"{"model":"p/m","input":[{"type":"function_call","name":"f","arguments":"{}"}]}"#, "input[0].call_id"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"","arguments":"{}"}]}"#, "input[0].name"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":{}}]}"#, "input[0].arguments"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]}"#, "input[1].call_id"),
+        (#"{"model":"p/m","input":[{"type":"function_call_output","call_id":"nowhere","output":"x"}]}"#, "input[0].call_id"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c"}]}"#, "input[1].output"),
+        (#"{"model":"p/m","input":[{"type":"item_reference","id":"msg_1"}]}"#, "input[0].type"),
+        (#"{"model":"p/m","input":[{"type":"reasoning","summary":[]}]}"#, "input"),
+        (#"{"model":"p/m","input":[{"type":"web_search_call","id":"ws_1"}]}"#, "input[0].type"),
+        (#"{"model":"p/m","input":"q","instructions":5}"#, "instructions"),
+        (#"{"model":"p/m","input":"q","previous_response_id":"resp_1"}"#, "previous_response_id"),
+        (#"{"model":"p/m","input":"q","conversation":"conv_1"}"#, "conversation"),
+        (#"{"model":"p/m","input":"q","prompt":{"id":"pmpt_1"}}"#, "prompt"),
+        (#"{"model":"p/m","input":"q","background":true}"#, "background"),
+        (#"{"model":"p/m","input":"q","stream":"yes"}"#, "stream"),
+        (#"{"model":"p/m","input":"q","store":1}"#, "store"),
+        (#"{"model":"p/m","input":"q","max_output_tokens":0}"#, "max_output_tokens"),
+        (#"{"model":"p/m","input":"q","max_output_tokens":1e300}"#, "max_output_tokens"),
+        (#"{"model":"p/m","input":"q","temperature":2.5}"#, "temperature"),
+        (#"{"model":"p/m","input":"q","top_p":"1"}"#, "top_p"),
+        (#"{"model":"p/m","input":"q","top_logprobs":21}"#, "top_logprobs"),
+        (#"{"model":"p/m","input":"q","truncation":"sometimes"}"#, "truncation"),
+        (#"{"model":"p/m","input":"q","metadata":{"k":1}}"#, "metadata.k"),
+        (#"{"model":"p/m","input":"q","metadata":[]}"#, "metadata"),
+        (#"{"model":"p/m","input":"q","reasoning":"high"}"#, "reasoning"),
+        (#"{"model":"p/m","input":"q","reasoning":{"effort":"extreme"}}"#, "reasoning.effort"),
+        (#"{"model":"p/m","input":"q","reasoning":{"summary":"long"}}"#, "reasoning.summary"),
+        (#"{"model":"p/m","input":"q","text":{"format":{"type":"xml"}}}"#, "text.format.type"),
+        (#"{"model":"p/m","input":"q","text":{"format":{"type":"json_schema","schema":{}}}}"#, "text.format.name"),
+        (#"{"model":"p/m","input":"q","text":{"format":{"type":"json_schema","name":"a"}}}"#, "text.format.schema"),
+        (#"{"model":"p/m","input":"q","text":{"verbosity":"loud"}}"#, "text.verbosity"),
+        (#"{"model":"p/m","input":"q","tools":{}}"#, "tools"),
+        (#"{"model":"p/m","input":"q","tools":[{"name":"f"}]}"#, "tools[0].type"),
+        (#"{"model":"p/m","input":"q","tools":[{"type":"function","function":{"name":"f"}}]}"#, "tools[0].name"),
+        (#"{"model":"p/m","input":"q","tools":[{"type":"function","name":"fusion"}]}"#, "tools[0].name"),
+        (#"{"model":"p/m","input":"q","tools":[{"type":"function","name":"f","parameters":"{}"}]}"#, "tools[0].parameters"),
+        (#"{"model":"p/m","input":"q","tools":[{"type":"function","name":"f","strict":"yes"}]}"#, "tools[0].strict"),
+        (#"{"model":"p/m","input":"q","tool_choice":"sometimes"}"#, "tool_choice"),
+        (#"{"model":"p/m","input":"q","tool_choice":{"type":"function","function":{"name":"f"}}}"#, "tool_choice.name"),
+        (#"{"model":"p/m","input":"q","tool_choice":{"type":"function","name":"g"},"tools":[{"type":"function","name":"f"}]}"#, "tool_choice.name"),
+        (#"{"model":"p/m","input":"q","tool_choice":{"type":"fusion"}}"#, "tool_choice.type"),
+        (#"{"model":"p/m","input":"q","tool_choice":{"type":"allowed_tools","mode":"any","tools":[]}}"#, "tool_choice.mode"),
+        (#"{"model":"p/m","input":"q","plugins":{"id":"fusion"}}"#, "plugins"),
+        (#"{"model":"p/m","input":"q","plugins":[{"name":"fusion"}]}"#, "plugins[0].id"),
+        (#"{"model":"p/m","input":"q","stream_options":{"openrouter_fusion_events":"yes"}}"#, "stream_options.openrouter_fusion_events"),
+        (#"{"model":"p/m","input":"q","models":["p/x",""]}"#, "models[1]"),
+        // Parsed differently by different parsers: refused wherever they are.
+        (#"{"model":"p/m","input":"q","model":"p/other"}"#, "model"),
+        (#"{"model":"p/m","input":[{"role":"user","content":"x","role":"system"}]}"#, "input[0].role"),
+        (#"{"model":"p/m","input":"q","temperature":1e999}"#, "temperature"),
+    ])
+    func rejectsBadInputNamingTheField(body: String, param: String?) {
+        let failure = error(body)
+        #expect(failure?.status == 400, "accepted: \(body)")
+        #expect(failure?.param == param, "\(failure?.message ?? "")")
+        #expect(failure?.type == "invalid_request_error")
+    }
+
+    @Test func statefulFieldsSayWhyTheyAreRefused() throws {
+        let failure = try #require(error(#"{"model":"p/m","input":"q","previous_response_id":"resp_1"}"#))
+        #expect(failure.code == "unsupported_parameter" && failure.message.contains("stateless"))
+        let body = try JSONValue.parse(failure.body)
+        #expect(body["error"]?["param"] == .string("previous_response_id"))
+    }
+}
+
+/// Bodies assembled from valid and invalid pieces: every one is accepted or refused with a 400
+/// (never a trap), and every accepted one converts to a chat request the gateway itself would
+/// accept, whether or not Fusion plans it.
+@Suite struct ResponsesRequestPropertyTests {
+    static let items = [
+        #"{"role":"user","content":"q"}"#, #"{"type":"message","role":"assistant","content":[{"type":"output_text","text":"a"}]}"#,
+        #"{"role":"user","content":[{"type":"input_image","image_url":"data:x"},{"type":"input_file","file_url":"https://f"}]}"#,
+        #"{"type":"function_call","call_id":"c1","name":"f","arguments":"{}"}"#, #"{"type":"function_call_output","call_id":"c1","output":""}"#,
+        #"{"type":"function_call_output","call_id":"c2","output":"x"}"#, #"{"type":"reasoning","summary":[]}"#,
+        #"{"type":"openrouter:fusion","status":"completed","responses":[]}"#, #"{"type":"item_reference","id":"x"}"#,
+        #"{"role":"tool","content":"x"}"#, #"{"role":"user","content":[{"type":"refusal","refusal":"no"}]}"#, #"7"#, #"{}"#,
+    ]
+    static let models = [#""model":"p/m""#, #""model":"fusion""#, #""model":7"#, #""model":"p/m","model":"p/n""#]
+    static let fields = [
+        #""instructions":"be brief""#,
+        #""tools":[{"type":"function","name":"f","parameters":{"type":"object"}}]"#, #""tools":[{"type":"openrouter:fusion","parameters":{"analysis_models":["p/a"]}}]"#,
+        #""tools":[{"type":"function","function":{"name":"f"}}]"#, #""tool_choice":"required""#, #""tool_choice":{"type":"function","name":"f"}"#,
+        #""tool_choice":{"type":"fusion"}"#, #""temperature":1.5"#, #""temperature":-1"#, #""max_output_tokens":5"#,
+        #""plugins":[{"id":"fusion","preset":"budget"}]"#, #""plugins":[{"id":"web"}]"#, #""plugins":[{"id":"fusion","temperature":9}]"#,
+        #""previous_response_id":"resp_1""#, #""text":{"format":{"type":"json_schema","name":"n","schema":{}}}"#,
+        #""reasoning":{"effort":"high","summary":"auto"}"#, #""stream":true"#, #""metadata":{"k":"v"}"#, #""provider":{"sort":"price"}"#,
+        #""stream_options":{"openrouter_fusion_events":true}"#,
+    ]
+    static let bodies = zip(
+        Gen.element(of: models),
+        Gen.element(of: fields).array(of: 0...4),
+        Gen.element(of: items).array(of: 0...5),
+        Gen.int(in: 0...3)
+    ).map { model, fields, items, input -> String in
+        var parts = [model ?? ""] + fields.compactMap { $0 }
+        switch input {
+        case 0: parts.append(#""input":"q""#)
+        case 1: parts.append(#""input":"""#)
+        default: parts.append(#""input":["# + items.compactMap { $0 }.joined(separator: ",") + "]")
+        }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    @Test func everyBodyIsAcceptedOrA400AndConvertsToAValidChatRequest() async {
+        await propertyCheck(count: 3_000, input: Self.bodies) { body in
+            let request: ResponsesRequest
+            do throws(APIError) {
+                request = try ResponsesRequest(body: Array(body.utf8))
+            } catch {
+                #expect(error.status == 400 && error.type == "invalid_request_error", "\(body)")
+                return
+            }
+            let neutral = request.modelRequest()
+            #expect(!neutral.messages.isEmpty)
+            #expect((try? ChatRequest(body: OpenAIRequestEncoder.body(neutral))) != nil, "\(body)")
+            do throws(APIError) {
+                if case .fusion(let fusion) = try FusionPlan.make(request: neutral, settings: .simulated, depth: 0) {
+                    #expect(fusion.base.extraFields["plugins"]?.arrayValue?.contains { $0["id"] == .string("fusion") } != true)
+                }
+            } catch {
+                #expect(error.status == 400 && error.param != nil, "\(body): \(error.message)")
+            }
+        }
+    }
+}
