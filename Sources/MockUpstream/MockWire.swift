@@ -1,0 +1,41 @@
+import GatewayCore
+import HTTPServer
+
+/// One vendor's API as the simulator speaks it: how a scenario's script is written as that API's
+/// stream, whole response and errors. What a scenario says and when (`MockScript`,
+/// `MockStream`) is shared by every vendor; only the bytes differ.
+protocol MockWire {
+    /// Sent as soon as a streamed response starts, before the first step.
+    mutating func appendStart(to out: inout [UInt8])
+    /// One step of the script (a tool call's fragments may be held until the call is whole).
+    mutating func appendStep(_ step: MockScript.Step, to out: inout [UInt8])
+    /// The end of a complete stream: the finish and the usage.
+    mutating func appendFinish(to out: inout [UInt8])
+    /// The scenario `error-mid-stream`: an error after some deltas, ending the stream.
+    mutating func appendMidStreamError(to out: inout [UInt8])
+    /// The scenario `malformed`: an event whose data is not JSON.
+    func appendMalformed(to out: inout [UInt8])
+    /// The whole (non-streamed) response body.
+    func wholeResponse() -> [UInt8]
+    /// An error before any byte of response, in this API's error shape.
+    static func errorResponse(_ error: APIError) -> HTTPResponse
+}
+
+extension MockScript {
+    /// The tool calls the script makes, each whole.
+    var toolCalls: [(id: String, name: String, arguments: String)] {
+        var calls: [(index: Int, id: String, name: String, arguments: String)] = []
+        for case .toolCall(let index, let id, let name, let fragment) in steps {
+            if let position = calls.firstIndex(where: { $0.index == index }) {
+                calls[position].arguments += fragment
+            } else {
+                calls.append((index, id ?? "", name ?? "", fragment))
+            }
+        }
+        return calls.map { ($0.id, $0.name, $0.arguments) }
+    }
+
+    var fullReasoning: String {
+        steps.map { if case .reasoning(let text) = $0 { text } else { "" } }.joined()
+    }
+}
