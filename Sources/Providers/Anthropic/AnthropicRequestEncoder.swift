@@ -113,7 +113,7 @@ enum AnthropicRequestEncoder {
     static func toolUse(_ call: ToolCall) -> JSONValue {
         // `validate` refused arguments that are not an object; `{}` only stands in for "".
         .object(["type": .string("tool_use"), "id": .string(call.id), "name": .string(call.name),
-                 "input": NativeRequestRules.argumentsObject(call.arguments) ?? .object([:])])
+                 "input": call.argumentsObject ?? .object([:])])
     }
 
     static func toolResult(_ message: ModelMessage) -> JSONValue {

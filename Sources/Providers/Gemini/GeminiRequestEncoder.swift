@@ -81,7 +81,7 @@ enum GeminiRequestEncoder {
                 (role, parts) = ("model", message.content.compactMap(part))
                 for (position, call) in message.toolCalls.enumerated() {
                     var function: [String: JSONValue] = ["name": .string(call.name),
-                                                         "args": NativeRequestRules.argumentsObject(call.arguments) ?? .object([:])]
+                                                         "args": call.argumentsObject ?? .object([:])]
                     if !call.id.isEmpty { function["id"] = .string(call.id) }
                     var part: [String: JSONValue] = ["functionCall": .object(function)]
                     if position == 0 { part["thoughtSignature"] = .string(placeholderThoughtSignature) }

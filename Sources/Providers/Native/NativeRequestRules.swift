@@ -1,5 +1,17 @@
 import GatewayCore
 
+extension ToolCall {
+    /// The arguments as the JSON object native APIs carry (Anthropic's `input`, Gemini's
+    /// `args`): "" (a call without arguments) is `{}`; nil when the text is not a JSON object.
+    /// Such a call is refused (`Provider.validate`) rather than rewritten: changing what a model
+    /// said changes the conversation.
+    public var argumentsObject: JSONValue? {
+        if arguments.allSatisfy(\.isWhitespace) { return .object([:]) }
+        guard let value = try? JSONValue.parse(Array(arguments.utf8)), case .object = value else { return nil }
+        return value
+    }
+}
+
 /// What native APIs (Anthropic, Gemini) need of a neutral request that OpenAI's does not: the
 /// rules both providers share, for their `validate` and their encoders.
 enum NativeRequestRules {
@@ -16,16 +28,6 @@ enum NativeRequestRules {
         guard let reasoning, reasoning.effort != "none" else { return nil }
         let budget = reasoning.maxTokens ?? effortBudgets[reasoning.effort ?? "medium"] ?? effortBudgets["medium"]!
         return min(max(budget, minimumBudget), maximumBudget)
-    }
-
-    /// A tool call's `arguments` as the JSON object native APIs require (their `input`/`args`):
-    /// "" (a call without arguments) is `{}`; nil when the text is not a JSON object. Such a
-    /// call is refused by `validate` rather than rewritten: changing what a model said changes
-    /// the conversation.
-    static func argumentsObject(_ arguments: String) -> JSONValue? {
-        if arguments.allSatisfy(\.isWhitespace) { return .object([:]) }
-        guard let value = try? JSONValue.parse(Array(arguments.utf8)), case .object = value else { return nil }
-        return value
     }
 
     /// The inline payload of a part: an image given as a `data:` URI, or an OpenAI `file` part
@@ -62,7 +64,7 @@ enum NativeRequestRules {
                     }
                 }
             }
-            for (callIndex, call) in message.toolCalls.enumerated() where argumentsObject(call.arguments) == nil {
+            for (callIndex, call) in message.toolCalls.enumerated() where call.argumentsObject == nil {
                 throw .invalidRequest("\(api) needs tool call arguments that are a JSON object; these are not.",
                                       param: "messages[\(index)].tool_calls[\(callIndex)].function.arguments")
             }
