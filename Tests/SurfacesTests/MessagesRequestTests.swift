@@ -1,5 +1,6 @@
 import Fusion
 import GatewayCore
+import PropertyBased
 import Providers
 import Surfaces
 import Testing
@@ -157,4 +158,61 @@ import Testing
         #expect(String(decoding: out, as: UTF8.self)
                     == "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow\\ndown\"}}\n\n")
     }
+}
+
+/// A client's bytes are hostile too: whatever a /v1/messages body holds, it is a request or a 400,
+/// and a request converts and encodes for every provider without trapping.
+@Suite struct MessagesRequestPropertyTests {
+    /// Mostly valid blocks for each role, a few that are not.
+    static let userBlocks = [
+        #"{"type":"text","text":"é\n\u2028"}"#, #"{"type":"image","source":{"type":"base64","media_type":"image/png","data":"%%"}}"#,
+        #"{"type":"image","source":{"type":"base64","media_type":"image/tiff","data":"AAAA"}}"#,
+        #"{"type":"image","source":{"type":"url","url":"data:image/png;base64,AAAA"}}"#,
+        #"{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}"#, #"{"type":"tool_result","tool_use_id":"u"}"#,
+        #"{"type":"document","source":{"type":"text","data":"d"}}"#, #"{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBE"}}"#,
+        #"{"type":"thinking","thinking":"t"}"#, "1e999",
+    ]
+    static let assistantBlocks = [
+        #"{"type":"text","text":"ok"}"#, #"{"type":"tool_use","id":"t","name":"f","input":{"a":1e999}}"#,
+        #"{"type":"tool_use","id":"v","name":"g","input":{}}"#, #"{"type":"thinking","thinking":"t","signature":"s"}"#,
+        #"{"type":"redacted_thinking","data":"x"}"#, "{}",
+    ]
+    static let extras = [
+        #","tools":[{"name":"f","input_schema":{}}]"#, #","tools":[{"type":"fusion","parameters":{"preset":"x"}}]"#,
+        #","tool_choice":{"type":"tool","name":"f"}"#, #","thinking":{"type":"enabled","budget_tokens":9223372036854775807}"#,
+        #","thinking":{"type":"adaptive"}"#, #","system":[{"type":"text","text":"s"}]"#, #","temperature":1e999"#, #","top_k":-0"#,
+        #","stop_sequences":["\u0000"]"#, #","max_tokens":1"#, #","metadata":{"user_id":null}"#, #","stream":true"#,
+        #","top_p":0.5"#, #","service_tier":"auto""#, "]",
+    ]
+    static let bodies = zip(Gen.element(of: userBlocks).array(of: 0...4), Gen.element(of: assistantBlocks).array(of: 0...3),
+                            Gen.element(of: extras).array(of: 0...3), Gen.element(of: ["user", "user", "user", "system"]))
+        .map { user, assistant, extra, role -> String in
+            let join = { (items: [String?]) in items.compactMap { $0 }.joined(separator: ",") }
+            return #"{"model":"m","max_tokens":4096,"messages":[{"role":"\#(role ?? "user")","content":[\#(join(user))]},"#
+                + #"{"role":"assistant","content":[\#(join(assistant))]}]\#(extra.compactMap { $0 }.joined())}"#
+        }
+
+    @Test func anyBodyIsARequestOrA400() async {
+        let endpoint = ProviderEndpoint(name: "p", baseURL: "http://127.0.0.1:1/v1", apiKey: "k")
+        let accepted = Counter()
+        await propertyCheck(count: 500, input: Self.bodies) { body in
+            let request: MessagesRequest
+            do throws(APIError) {
+                request = try MessagesRequest(body: Array(body.utf8))
+            } catch {
+                #expect(error.status == 400, "\(body)")
+                return
+            }
+            accepted.count += 1
+            let neutral = request.modelRequest()
+            for provider in [AnthropicProvider(), GeminiProvider(), OpenAICompatibleProvider()] as [any Provider] {
+                if (try? provider.validate(neutral)) != nil {
+                    #expect(!provider.httpRequest(for: neutral, endpoint: endpoint, extraHeaders: []).body.isEmpty)
+                }
+            }
+        }
+        #expect(accepted.count > 50, "the generator must reach past validation: \(accepted.count)")
+    }
+
+    final class Counter: @unchecked Sendable { var count = 0 }
 }
