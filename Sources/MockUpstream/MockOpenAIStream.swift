@@ -79,14 +79,19 @@ struct MockOpenAIStream: MockWire {
         body.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion","created":\#(created),"model":"#.utf8)
         JSONWriting.appendString(script.model, to: &body)  // the client's text: escaped
         body.append(contentsOf: #","choices":[{"index":0,"message":{"role":"assistant","content":"#.utf8)
-        if let call = script.toolCall {
-            body.append(contentsOf: #"null,"tool_calls":[{"id":"#.utf8)
-            JSONWriting.appendString(call.id, to: &body)
-            body.append(contentsOf: #","type":"function","function":{"name":"#.utf8)
-            JSONWriting.appendString(call.name, to: &body)
-            body.append(contentsOf: #","arguments":"#.utf8)
-            JSONWriting.appendString(call.arguments, to: &body)
-            body.append(contentsOf: #"}}]},"finish_reason":"tool_calls"}],"usage":"#.utf8)
+        if script.callsTool {
+            body.append(contentsOf: #"null,"tool_calls":["#.utf8)
+            for (position, call) in script.toolCalls.enumerated() {
+                if position > 0 { body.append(UInt8(ascii: ",")) }
+                body.append(contentsOf: #"{"id":"#.utf8)
+                JSONWriting.appendString(call.id, to: &body)
+                body.append(contentsOf: #","type":"function","function":{"name":"#.utf8)
+                JSONWriting.appendString(call.name, to: &body)
+                body.append(contentsOf: #","arguments":"#.utf8)
+                JSONWriting.appendString(call.arguments, to: &body)
+                body.append(contentsOf: "}}".utf8)
+            }
+            body.append(contentsOf: #"]},"finish_reason":"tool_calls"}],"usage":"#.utf8)
         } else {
             JSONWriting.appendString(script.fullContent, to: &body)
             body.append(contentsOf: #"},"finish_reason":"stop"}],"usage":"#.utf8)

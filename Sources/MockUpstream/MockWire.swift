@@ -20,22 +20,3 @@ protocol MockWire {
     /// An error before any byte of response, in this API's error shape.
     static func errorResponse(_ error: APIError) -> HTTPResponse
 }
-
-extension MockScript {
-    /// The tool calls the script makes, each whole.
-    var toolCalls: [(id: String, name: String, arguments: String)] {
-        var calls: [(index: Int, id: String, name: String, arguments: String)] = []
-        for case .toolCall(let index, let id, let name, let fragment) in steps {
-            if let position = calls.firstIndex(where: { $0.index == index }) {
-                calls[position].arguments += fragment
-            } else {
-                calls.append((index, id ?? "", name ?? "", fragment))
-            }
-        }
-        return calls.map { ($0.id, $0.name, $0.arguments) }
-    }
-
-    var fullReasoning: String {
-        steps.map { if case .reasoning(let text) = $0 { text } else { "" } }.joined()
-    }
-}
