@@ -6,7 +6,10 @@ import GatewayCore
 ///
 /// A mid-stream error may come as raw, pretty-printed JSON lines without `data:` (google-genai's
 /// own parser buffers such lines until their braces balance): lines that are no SSE field are
-/// gathered the same way (`RawJSONLines`) and read like a chunk. Per chunk: one `JSONValue`.
+/// gathered the same way (`RawJSONLines`) and read like a chunk. Per chunk, on the per-token path:
+/// one `JSONValue` built in place (a chunk repeats its usage, model and response id: a few
+/// dictionaries and strings each time, the allocation hot spot); a function call's `args` are
+/// re-serialized by hand (`JSONWriting.compact`).
 struct GeminiStreamDecoder: ModelStreamDecoder {
     private var sse: SSEDecoder
     private var reader: GeminiResponseReader
