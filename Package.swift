@@ -111,12 +111,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ApplicationTests", dependencies: ["Application", "Gateway", "GatewayCore"], swiftSettings: strict),
-        .testTarget(name: "ProvidersTests", dependencies: ["Providers", "GatewayCore"], swiftSettings: strict),
+        .testTarget(
+            name: "ProvidersTests",
+            dependencies: ["Providers", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "Providers", "Surfaces", "GatewayCore"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer"], swiftSettings: strict),
         .testTarget(
             name: "MockUpstreamTests",
-            dependencies: ["MockUpstream", "GatewayCore", "HTTPServer", .product(name: "PropertyBased", package: "swift-property-based")],
+            // Providers: the simulator's vendor streams are checked with the gateway's own decoders.
+            dependencies: ["MockUpstream", "GatewayCore", "HTTPServer", "Providers", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchRunner", "MockUpstream", "EventLoop", "GatewayCore"],

@@ -75,3 +75,43 @@ public enum JSONWriting {
         }
     }
 }
+
+extension JSONWriting {
+    /// Appends `value` as compact JSON, object keys sorted (deterministic bytes): for the few
+    /// values a decoder re-serializes on the stream path (a Gemini function call's `args`), where
+    /// `JSONValue.serialized()` would pay for Foundation's encoder. Non-finite numbers are null.
+    public static func appendValue(_ value: JSONValue, to out: inout [UInt8]) {
+        switch value {
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
+        case .int(let number): out.append(contentsOf: String(number).utf8)
+        case .double(let number):
+            // Swift's shortest round-trip form ("0.1", "1e+20") is valid JSON.
+            out.append(contentsOf: (number.isFinite ? String(number) : "null").utf8)
+        case .string(let text): appendString(text, to: &out)
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (position, item) in items.enumerated() {
+                if position > 0 { out.append(UInt8(ascii: ",")) }
+                appendValue(item, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (position, key) in members.keys.sorted().enumerated() {
+                if position > 0 { out.append(UInt8(ascii: ",")) }
+                appendString(key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                appendValue(members[key]!, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// `value` as compact JSON text.
+    public static func compact(_ value: JSONValue) -> String {
+        var out: [UInt8] = []
+        appendValue(value, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+}

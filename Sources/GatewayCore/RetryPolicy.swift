@@ -27,7 +27,8 @@ public struct RetryPolicy: Sendable, Equatable {
                        hasNextModel: Bool, jitter: Double) -> Decision {
         let retryable: Bool
         switch status {
-        case 429?, 500?, 502?, 503?, 504?: retryable = true
+        // 529: Anthropic's "overloaded", transient like a 503.
+        case 429?, 500?, 502?, 503?, 504?, 529?: retryable = true
         case nil: retryable = connectFailed  // a refused connection is safe to retry; a broken one may not be
         default: retryable = false
         }

@@ -4,6 +4,10 @@
 /// per complete event. Comment lines (`:` …) are skipped, `id:` and `retry:` are ignored
 /// (a gateway must never replay them), and LF, CRLF and lone CR all end a line.
 /// Nothing is allocated per event once the internal buffers have grown to the largest event.
+///
+/// Lines that are no SSE field at all (not `data`, `event`, `id`, `retry`, nor a comment) are
+/// ignored, as WHATWG says, unless the caller asks to see them (`onOtherLine`): Gemini sends its
+/// mid-stream errors as raw, pretty-printed JSON lines without `data:`.
 public struct SSEDecoder: Sendable {
     /// Thrown when one event (or one line) grows past `maxEventBytes`: a bound on the memory
     /// a misbehaving upstream can make us hold.
@@ -28,11 +32,12 @@ public struct SSEDecoder: Sendable {
         data.reserveCapacity(1024)
     }
 
-    /// Decodes `bytes`, calling `onEvent` for each complete event. The view passed to
-    /// `onEvent` is valid only during the call.
+    /// Decodes `bytes`, calling `onEvent` for each complete event and `onOtherLine` for each
+    /// line that is not an SSE field. The buffers passed are valid only during the call.
     public mutating func feed(
         _ bytes: UnsafeRawBufferPointer,
-        onEvent: (SSEEventView) throws -> Void
+        onEvent: (SSEEventView) throws -> Void,
+        onOtherLine: (UnsafeRawBufferPointer) throws -> Void = { _ in }
     ) throws {
         var start = 0
         let count = bytes.count
@@ -49,12 +54,12 @@ public struct SSEDecoder: Sendable {
             }
             // A complete line: bytes[start..<index], prefixed by any partial line carried over.
             if partialLine.isEmpty {
-                try processLine(UnsafeRawBufferPointer(rebasing: bytes[start..<index]), onEvent: onEvent)
+                try processLine(UnsafeRawBufferPointer(rebasing: bytes[start..<index]), onEvent: onEvent, onOtherLine: onOtherLine)
             } else {
                 try appendPartial(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
                 let line = partialLine
                 partialLine.removeAll(keepingCapacity: true)
-                try line.withUnsafeBytes { try processLine($0, onEvent: onEvent) }
+                try line.withUnsafeBytes { try processLine($0, onEvent: onEvent, onOtherLine: onOtherLine) }
             }
             if byte == UInt8(ascii: "\r") {
                 if index + 1 < count {
@@ -85,7 +90,8 @@ public struct SSEDecoder: Sendable {
 
     private mutating func processLine(
         _ line: UnsafeRawBufferPointer,
-        onEvent: (SSEEventView) throws -> Void
+        onEvent: (SSEEventView) throws -> Void,
+        onOtherLine: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         if line.isEmpty {
             // Blank line: dispatch. An event without data lines is not an event.
@@ -120,8 +126,10 @@ public struct SSEDecoder: Sendable {
         } else if field.elementsEqual("event".utf8) {
             eventName.removeAll(keepingCapacity: true)
             eventName.append(contentsOf: value)
+        } else if !field.elementsEqual("id".utf8) && !field.elementsEqual("retry".utf8) {
+            try onOtherLine(line)
         }
-        // `id`, `retry` and unknown fields are ignored on purpose.
+        // `id` and `retry` are ignored on purpose (a gateway must never replay them).
     }
 }
 

@@ -133,14 +133,21 @@ struct MockScript {
         steps.contains { if case .toolCall = $0 { true } else { false } }
     }
 
-    var toolCall: (id: String, name: String, arguments: String)? {
-        var id = "", name = "", arguments = ""
-        for case .toolCall(_, let callID, let callName, let fragment) in steps {
-            id = callID ?? id
-            name = callName ?? name
-            arguments += fragment
+    /// The tool calls the script makes, each whole.
+    var toolCalls: [(id: String, name: String, arguments: String)] {
+        var calls: [(index: Int, id: String, name: String, arguments: String)] = []
+        for case .toolCall(let index, let id, let name, let fragment) in steps {
+            if let position = calls.firstIndex(where: { $0.index == index }) {
+                calls[position].arguments += fragment
+            } else {
+                calls.append((index, id ?? "", name ?? "", fragment))
+            }
         }
-        return callsTool ? (id, name, arguments) : nil
+        return calls.map { ($0.id, $0.name, $0.arguments) }
+    }
+
+    var fullReasoning: String {
+        steps.map { if case .reasoning(let text) = $0 { text } else { "" } }.joined()
     }
 
     static func lastUserText(_ request: JSONValue) -> String {

@@ -20,9 +20,13 @@ public struct ModelRequest: Sendable, Equatable {
     public var stream: Bool
     /// Ask the upstream to report usage at the end of a stream.
     public var includeUsage = true
-    /// Fields of an OpenAI-format request this type does not model (`seed`, `user`, `logprobs`,
-    /// provider-specific options), forwarded as they are to OpenAI-compatible upstreams.
+    /// Fields of the client's request this type does not model (`seed`, `user`, `logprobs`,
+    /// Anthropic's `top_k`, `metadata`, provider-specific options), forwarded as they are to
+    /// upstreams speaking `extraFieldsFormat` and left out for others (whose API would refuse
+    /// another's fields).
     public var extraFields: [String: JSONValue] = [:]
+    /// The wire format `extraFields` belong to: the client surface's.
+    public var extraFieldsFormat = WireFormat.openAIChat
 
     public init(model: String, messages: [ModelMessage], stream: Bool = true) {
         self.model = model

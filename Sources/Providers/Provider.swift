@@ -5,6 +5,10 @@ import GatewayCore
 /// need no translation: bytes are relayed, only validated.
 public enum WireFormat: String, Sendable, Equatable {
     case openAIChat = "openai"
+    /// Anthropic's Messages API (`POST /v1/messages`).
+    case anthropicMessages = "anthropic"
+    /// Google's Gemini API (`generateContent` / `streamGenerateContent`).
+    case gemini
 }
 
 /// Where a provider is and how to authenticate to it (from the config and the environment).
@@ -75,6 +79,10 @@ public protocol ModelStreamDecoder {
 /// transfers carry the bytes. Implementations keep their wire structs private.
 public protocol Provider: Sendable {
     var wireFormat: WireFormat { get }
+    /// Refuses, with a 400 naming the field, what this API cannot express faithfully (a content
+    /// part it has no block for, tool arguments that are not a JSON object, …). Call it before
+    /// `httpRequest`, which assumes it passed. Default: everything is expressible.
+    func validate(_ request: ModelRequest) throws(APIError)
     /// The request for `request` (streamed or not, as it says) at `endpoint`.
     func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest
     func streamDecoder(maxEventBytes: Int, redactor: Redactor) -> any ModelStreamDecoder
@@ -83,6 +91,10 @@ public protocol Provider: Sendable {
     /// An error response (any non-2xx status) as the error the client sees: the provider's
     /// message kept (trimmed, redacted), its status where it describes the client's request.
     func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError
+}
+
+extension Provider {
+    public func validate(_ request: ModelRequest) throws(APIError) {}
 }
 
 /// A provider's own rules for its model names, where a fixed `models` list cannot say (the

@@ -68,3 +68,14 @@ import Testing
         #expect(try JSONValue.parse(Array(#""\ud800x""#.utf8)) == .string("\u{FFFD}x"))
     }
 }
+
+@Suite struct JSONWritingValueTests {
+    @Test func valuesRoundTripCompactlyWithSortedKeys() throws {
+        let text = #"{"z":[1,2.5,-3e+20,null,true,false],"a":{"é\"\n":"\u2028x"},"m":{}}"#
+        let value = try JSONValue.parse(Array(text.utf8))
+        let compact = JSONWriting.compact(value)
+        #expect(compact == #"{"a":{"é\"\n":"\u2028x"},"m":{},"z":[1,2.5,-3e+20,null,true,false]}"#)
+        #expect(try JSONValue.parse(Array(compact.utf8)) == value)
+        #expect(JSONWriting.compact(.double(.infinity)) == "null")
+    }
+}

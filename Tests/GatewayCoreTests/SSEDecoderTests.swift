@@ -51,6 +51,25 @@ import Testing
         #expect(throws: SSEDecoder.EventTooLarge(limit: 256)) { try decodeAll([many], maxEventBytes: 256) }
     }
 
+    @Test func linesThatAreNoFieldReachOnlyACallerThatAsks() throws {
+        // Gemini's mid-stream errors: raw JSON lines without `data:`.
+        let bytes = Array("data: a\r\n\r\n{\r\n  \"error\": {\"code\": 503}\r\n}\r\nid: 7\nretry: 1\n: comment\nevent: e\ndata: b\n\n".utf8)
+        for chunks in [[bytes], bytes.map { [$0] }] {
+            var events: [DecodedEvent] = []
+            var lines: [String] = []
+            var counting = SSEDecoder()
+            for chunk in chunks {
+                try chunk.withUnsafeBytes { buffer in
+                    try counting.feed(buffer, onEvent: { events.append(DecodedEvent(event: $0.nameString, data: $0.dataString)) },
+                                      onOtherLine: { lines.append(String(decoding: $0, as: UTF8.self)) })
+                }
+            }
+            #expect(events == [DecodedEvent(event: "", data: "a"), DecodedEvent(event: "e", data: "b")])
+            #expect(lines == ["{", "  \"error\": {\"code\": 503}", "}"])
+        }
+        #expect(try decodeAll([bytes]).count == 2, "ignored by default, as WHATWG says")
+    }
+
     @Test func doneSentinel() throws {
         var decoder = SSEDecoder()
         var done: [Bool] = []

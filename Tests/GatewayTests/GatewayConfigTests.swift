@@ -62,6 +62,28 @@ import Web
         #expect(simulated.addressPolicy.refusal(address: [127, 0, 0, 1], port: 4322) != nil)
     }
 
+    @Test func nativeProviderKindsHaveTheirAPIsAndDefaultBaseURLs() throws {
+        let config = try GatewayConfig.parse(yaml: """
+            providers:
+              claude: {kind: anthropic, api_key_env: ANTHROPIC_API_KEY, headers: {anthropic-version: '2026-10-21'}}
+              google: {kind: gemini, api_key_env: GEMINI_API_KEY}
+              vertex-proxy: {kind: gemini, base_url: 'https://proxy.example/v1/'}
+            """)
+        #expect(config.providers["claude"]?.baseURL == "https://api.anthropic.com/v1")
+        #expect(config.providers["claude"]?.headers == ["anthropic-version": "2026-10-21"])
+        #expect(config.providers["google"]?.baseURL == "https://generativelanguage.googleapis.com/v1beta")
+        #expect(config.providers["vertex-proxy"]?.baseURL == "https://proxy.example/v1")
+        #expect(config.providers["claude"]?.implementation.wireFormat == .anthropicMessages)
+        #expect(config.providers["google"]?.implementation.wireFormat == .gemini)
+        let router = ModelRouter(config: config, environment: ["ANTHROPIC_API_KEY": "sk-ant-k", "GEMINI_API_KEY": "AIza-k"])
+        let route = try router.route("claude/claude-sonnet-4-5")
+        #expect(route.provider.wireFormat == .anthropicMessages && route.endpoint.apiKey == "sk-ant-k")
+        #expect(route.endpoint.headers["anthropic-version"] == "2026-10-21")
+        #expect(try router.route("google/gemini-2.5-flash").provider.wireFormat == .gemini)
+        let example = try GatewayConfig.load(path: Self.example)
+        #expect(example.providers["anthropic"]?.kind == .anthropic && example.providers["gemini"]?.kind == .gemini)
+    }
+
     @Test func fusionDefaultsToSimulatedOnlyWithSimulatedModels() throws {
         #expect(GatewayConfig.embeddedDefault.fusion == .simulated)
         #expect(try GatewayConfig.parse(yaml: "simulated_models: true").fusion == .simulated)
@@ -80,7 +102,7 @@ import Web
         ("server: {port: 99999}", "server.port"),
         ("server: {port: eighty}", "server.port"),
         ("providers: {p: {base_url: 'ftp://x'}}", "base_url must start with"),
-        ("providers: {p: {kind: anthropic, base_url: 'http://x'}}", "unknown provider kind"),
+        ("providers: {p: {kind: bedrock, base_url: 'http://x'}}", "unknown provider kind 'bedrock' (supported: openai, anthropic, gemini)"),
         ("providers: {p: {}}", "base_url is required"),
         ("providers: {p: {base_url: 'http://x', api_key: 'sk-123'}}", "api_key_env"),
         ("providers: {sim: {base_url: 'http://x'}}", "reserved"),

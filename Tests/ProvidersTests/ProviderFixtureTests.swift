@@ -64,18 +64,44 @@ enum ProviderFixtures {
         for cut in 1..<max(bytes.count, 1) { result.append([Array(bytes[..<cut]), Array(bytes[cut...])]) }
         return result
     }
+
+    /// The provider whose wire format a fixture is in, by its name's prefix.
+    static func provider(for name: String) -> any Provider {
+        if name.hasPrefix("anthropic-") { return AnthropicProvider() }
+        if name.hasPrefix("gemini-") { return GeminiProvider() }
+        return OpenAICompatibleProvider()
+    }
+
+    /// Every fixture decodes to its expected events and end, whole, byte by byte and split in two
+    /// at every position.
+    static func check(_ name: String) throws {
+        let bytes = try stream(name)
+        let expected = try expected(name)
+        for chunks in splits(bytes) {
+            let (events, end) = try decode(chunks, with: provider(for: name))
+            #expect(events == expected.events, "\(name) split into \(chunks.map(\.count))")
+            #expect(end == expected.end, "\(name)")
+            if events != expected.events || end != expected.end { return }
+        }
+    }
+}
+
+@Suite struct ProviderFixtureTests {
+    @Test func everyProviderHasFixtures() throws {
+        for prefix in ["openai-", "anthropic-", "gemini-"] { #expect(try ProviderFixtures.names(prefix: prefix).count >= 4, "\(prefix)") }
+    }
+
+    @Test(arguments: try ProviderFixtures.names(prefix: "anthropic-"))
+    func anthropicFixture(name: String) throws { try ProviderFixtures.check(name) }
+
+    @Test(arguments: try ProviderFixtures.names(prefix: "gemini-"))
+    func geminiFixture(name: String) throws { try ProviderFixtures.check(name) }
 }
 
 @Suite struct OpenAIStreamDecoderTests {
     @Test(arguments: try ProviderFixtures.names(prefix: "openai-"))
     func fixtureDecodesToItsEventsHoweverItIsSplit(name: String) throws {
-        let bytes = try ProviderFixtures.stream(name)
-        let expected = try ProviderFixtures.expected(name)
-        for chunks in ProviderFixtures.splits(bytes) {
-            let (events, end) = try ProviderFixtures.decode(chunks, with: OpenAICompatibleProvider())
-            #expect(events == expected.events, "\(name) split into \(chunks.map(\.count))")
-            #expect(end == expected.end, "\(name)")
-        }
+        try ProviderFixtures.check(name)
     }
 
     @Test func anEventThatIsNotJSONIsAProtocolError() {

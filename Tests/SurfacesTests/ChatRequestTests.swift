@@ -151,6 +151,7 @@ import Testing
 
     @Test func retriesTransientFailuresWithExponentialBackoff() {
         #expect(decide(503, attempt: 1) == .retry(afterMilliseconds: 100))
+        #expect(decide(529, attempt: 1) == .retry(afterMilliseconds: 100), "Anthropic's overloaded")
         #expect(decide(502, attempt: 2) == .retry(afterMilliseconds: 200))
         #expect(decide(500, attempt: 2, jitter: 0) == .retry(afterMilliseconds: 100))
         #expect(decide(503, attempt: 3) == .fail, "bounded")

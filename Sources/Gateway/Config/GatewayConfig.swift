@@ -48,7 +48,19 @@ public struct GatewayConfig: Sendable {
     }
 
     public struct Provider: Sendable, Equatable {
-        public enum Kind: String, Sendable { case openai }
+        public enum Kind: String, Sendable, CaseIterable {
+            case openai, anthropic, gemini
+
+            /// Where the vendor's API is when `base_url` is omitted (an OpenAI-compatible server
+            /// has no such place: its `base_url` is required).
+            public var defaultBaseURL: String? {
+                switch self {
+                case .openai: nil
+                case .anthropic: "https://api.anthropic.com/v1"
+                case .gemini: "https://generativelanguage.googleapis.com/v1beta"
+                }
+            }
+        }
         public var name: String
         public var kind: Kind = .openai
         /// Base URL including the version path, e.g. `https://openrouter.ai/api/v1`.
@@ -91,6 +103,8 @@ public struct GatewayConfig: Sendable {
         public var implementation: any Providers.Provider {
             switch kind {
             case .openai: OpenAICompatibleProvider()
+            case .anthropic: AnthropicProvider()
+            case .gemini: GeminiProvider()
             }
         }
     }
@@ -204,9 +218,9 @@ public struct GatewayConfig: Sendable {
                                        hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
                 let kindName = try provider.string("kind") ?? "openai"
                 guard let kind = Provider.Kind(rawValue: kindName) else {
-                    throw ConfigError("\(provider.path).kind: unknown provider kind '\(kindName)' (supported: openai)")
+                    throw ConfigError("\(provider.path).kind: unknown provider kind '\(kindName)' (supported: \(Provider.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                guard let baseURL = try provider.string("base_url") else {
+                guard let baseURL = try provider.string("base_url") ?? kind.defaultBaseURL else {
                     throw ConfigError("\(provider.path).base_url is required")
                 }
                 guard baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://") else {

@@ -8,7 +8,7 @@ public enum OpenAIRequestEncoder {
     }
 
     public static func json(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens) -> JSONValue {
-        var body = request.extraFields
+        var body = request.extraFieldsFormat == .openAIChat ? request.extraFields : [:]
         body["model"] = .string(request.model)
         body["messages"] = .array(request.messages.map(message))
         body["stream"] = .bool(request.stream)

@@ -1,0 +1,162 @@
+import EventLoop
+import Foundation
+import GatewayCore
+import HTTPServer
+
+/// One response in progress: paces the script's steps with a timer and plays the scenario's
+/// failures, writing whatever API `wire` speaks.
+final class MockStream {
+    let script: MockScript
+    let writer: HTTPResponseWriter
+    let stats: MockUpstreamStats
+    let streaming: Bool
+    var onEnd: (() -> Void)?
+    private var wire: any MockWire
+    private var timer: LoopTimer?
+    private var nextStep = 0
+    private var ended = false
+    private var buffer: [UInt8] = []
+
+    init(script: MockScript, wire: any MockWire, writer: HTTPResponseWriter, stats: MockUpstreamStats, streaming: Bool) {
+        self.script = script
+        self.wire = wire
+        self.writer = writer
+        self.stats = stats
+        self.streaming = streaming
+    }
+
+    func start() {
+        stats.update { $0.streamsStarted += 1 }
+        writer.onClientGone = { [unowned self] in
+            guard !ended else { return }
+            stats.update { $0.streamsCancelled += 1 }
+            end(counted: false)
+        }
+        let timer = LoopTimer(loop: writer.loop!) { [unowned self] in tick() }
+        self.timer = timer
+        let first = script.scenario.firstTokenMilliseconds
+        if streaming {
+            writer.startStream(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+            write { wire.appendStart(to: &$0) }
+        }
+        if first > 0 {
+            timer.start(afterMilliseconds: UInt64(first))
+        } else {
+            tick()
+        }
+    }
+
+    func stop() {
+        ended = true
+        timer?.close()
+        timer = nil
+    }
+
+    /// Writes what `append` produces, if anything, as one chunk.
+    private func write(_ append: (inout [UInt8]) -> Void) {
+        buffer.removeAll(keepingCapacity: true)
+        append(&buffer)
+        writer.writeStreamChunk(buffer)
+    }
+
+    /// Bytes the client may leave unread before the stream waits for it (like the gateway, the
+    /// simulator honours backpressure: a client that never reads cannot grow its memory).
+    static let maxUnreadBytes = 64 * 1024
+
+    private func tick() {
+        guard !ended else { return }
+        if !streaming {
+            respondWhole()
+            return
+        }
+        if writer.bufferedBytes > Self.maxUnreadBytes {
+            // Resume when the client has taken what is queued.
+            stats.update { $0.waitsForClient += 1 }
+            writer.onWritable = { [unowned self] in
+                writer.onWritable = nil
+                tick()
+            }
+            return
+        }
+        let kind = script.scenario.kind
+        let failsMidStream = [.errorMidStream, .malformed, .stall, .disconnect].contains(kind)
+        if failsMidStream && nextStep >= script.scenario.failAfter {
+            failMidStream(kind)
+            return
+        }
+        // `together=1`: the last step shares its chunk with the finish (and the usage).
+        let together = script.scenario.option("together", default: 0) == 1 && !failsMidStream
+        if together && nextStep == script.steps.count - 1 {
+            finish(lastStep: script.steps[nextStep])
+            return
+        }
+        if nextStep < script.steps.count {
+            let step = script.steps[nextStep]
+            write { wire.appendStep(step, to: &$0) }
+            nextStep += 1
+            if nextStep < script.steps.count || !failsMidStream {
+                timer?.start(afterMilliseconds: UInt64(script.scenario.paceMilliseconds))
+                return
+            }
+        }
+        if failsMidStream {
+            failMidStream(kind)
+            return
+        }
+        finish(lastStep: nil)
+    }
+
+    /// The finish and usage — or, with `truncate=1`, nothing: the body just ends.
+    private func finish(lastStep: MockScript.Step?) {
+        if script.scenario.option("truncate", default: 0) == 0 {
+            write { wire.appendFinish(lastStep: lastStep, to: &$0) }
+        }
+        writer.endStream()
+        end(counted: true)
+    }
+
+    private func failMidStream(_ kind: MockScenario.Kind) {
+        switch kind {
+        case .errorMidStream:
+            write { wire.appendMidStreamError(to: &$0) }
+            writer.endStream()
+            end(counted: true)
+        case .malformed:
+            write { wire.appendMalformed(to: &$0) }
+            writer.endStream()
+            end(counted: true)
+        case .stall:
+            timer?.stop()  // silence until the client gives up
+        default:  // disconnect
+            writer.abort()
+            end(counted: true)
+        }
+    }
+
+    private func respondWhole() {
+        let kind = script.scenario.kind
+        if kind == .stall { return }  // never answers
+        if kind == .disconnect {
+            writer.abort()
+            end(counted: true)
+            return
+        }
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: wire.wholeResponse())
+        end(counted: true)
+    }
+
+    private func end(counted: Bool) {
+        guard !ended else { return }
+        if counted { stats.update { $0.streamsFinished += 1 } }
+        stop()
+        let callback = onEnd
+        onEnd = nil
+        callback?()
+    }
+
+    static func wallClockMicroseconds() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return now.tv_sec * 1_000_000 + now.tv_nsec / 1000
+    }
+}

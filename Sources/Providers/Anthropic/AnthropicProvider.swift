@@ -1,0 +1,61 @@
+import GatewayCore
+
+/// Anthropic's Messages API (`POST {base}/messages`, e.g. `https://api.anthropic.com/v1`).
+///
+/// Authenticates with `x-api-key` and pins `anthropic-version: 2023-06-01` (an endpoint's
+/// `headers` may name another version; see `AnthropicRequestEncoder` for what changes with it).
+public struct AnthropicProvider: Provider {
+    public static let defaultAPIVersion = "2023-06-01"
+    /// `max_tokens` is required by the API: this is sent when the request sets no limit.
+    public static let defaultMaxTokens: Int64 = 4096
+    /// The inline media Anthropic reads: images and PDFs (as documents).
+    static let inlineMediaTypes: Set<String> = ["image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf"]
+
+    public let defaultMaxTokens: Int64
+
+    public init(defaultMaxTokens: Int64 = AnthropicProvider.defaultMaxTokens) {
+        self.defaultMaxTokens = min(max(defaultMaxTokens, 1), Usage.maxTokens)
+    }
+
+    public var wireFormat: WireFormat { .anthropicMessages }
+
+    public func validate(_ request: ModelRequest) throws(APIError) {
+        try NativeRequestRules.validateMessages(request.messages, api: "Anthropic's API", accepts: Self.inlineMediaTypes.contains)
+        for (index, message) in request.messages.enumerated() where message.role == .tool && (message.toolCallID ?? "").isEmpty {
+            throw .invalidRequest("A tool result for Anthropic's API needs the id of the call it answers.",
+                                  param: "messages[\(index)].tool_call_id")
+        }
+        if let format = request.responseFormat?["type"]?.stringValue, format != "json_object" && format != "text" {
+            throw .invalidRequest("Anthropic's API has no response_format '\(format)' (json_object is left to the prompt).",
+                                  param: "response_format")
+        }
+    }
+
+    public func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
+        let version = endpoint.headers.first { $0.key.lowercased() == "anthropic-version" }?.value
+        var headers: [(String, String)] = [
+            ("Content-Type", "application/json"),
+            ("Accept", request.stream ? "text/event-stream" : "application/json"),
+        ]
+        if let key = endpoint.apiKey { headers.append(("x-api-key", key)) }
+        if version == nil { headers.append(("anthropic-version", Self.defaultAPIVersion)) }
+        for (name, value) in endpoint.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
+        let body = AnthropicRequestEncoder.json(request, version: version ?? Self.defaultAPIVersion, defaultMaxTokens: defaultMaxTokens)
+        return ProviderHTTPRequest(url: endpoint.baseURL + "/messages", headers: headers + extraHeaders, body: body.serialized())
+    }
+
+    public func streamDecoder(maxEventBytes: Int, redactor: Redactor) -> any ModelStreamDecoder {
+        AnthropicStreamDecoder(maxEventBytes: maxEventBytes, redactor: redactor)
+    }
+
+    public func decodeResponse(_ body: [UInt8], redactor: Redactor) throws(StreamDecodingError) -> [ModelEvent] {
+        guard let json = try? JSONValue.parse(body), case .object = json else {
+            throw StreamDecodingError("the upstream's response is not a JSON object")
+        }
+        return AnthropicResponse.events(json, redactor: redactor)
+    }
+
+    public func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
+        AnthropicErrors.map(status: status, body: body, headers: headers, provider: provider, redactor: redactor)
+    }
+}

@@ -1,0 +1,156 @@
+import GatewayCore
+
+/// `ModelRequest` → Anthropic's Messages request body (`POST /v1/messages`).
+///
+/// - System and developer messages, wherever they stand, become the top-level `system` (text
+///   blocks, in order): the API has no system turn.
+/// - Turns alternate as the API requires: consecutive messages of one role are merged; tool
+///   results are `tool_result` blocks in a user turn, ahead of any text in it (the API wants
+///   them first), so consecutive results share one user message.
+/// - Empty text parts are left out (the API refuses empty text blocks); a message left with no
+///   block at all is left out.
+/// - `max_tokens` is required: the request's limit, or `defaultMaxTokens` (plus the thinking
+///   budget, so thinking does not eat the answer's room).
+/// - Reasoning becomes `thinking: {type: enabled, budget_tokens}` (`NativeRequestRules.thinkingBudget`);
+///   with a limit at or below Anthropic's minimum budget (1024) there is no room to think and
+///   thinking is left off; otherwise the budget stays below the limit, as the API requires.
+///   With thinking on, `temperature` and `top_p` are not sent (the API refuses changed sampling
+///   with thinking), nor ever with API version 2026-10-21 or later (which removed them).
+/// - `response_format` `json_object` has no equivalent on this API version and is left to the
+///   prompt (the judge's prompt asks for JSON and its output is validated); `json_schema` is
+///   refused by `validate`. Fields from another API's client (`extraFields` of another
+///   format) are left out.
+enum AnthropicRequestEncoder {
+    /// The first API version without `temperature`, `top_p` and `top_k`.
+    static let samplingRemovedVersion = "2026-10-21"
+
+    static func json(_ request: ModelRequest, version: String, defaultMaxTokens: Int64) -> JSONValue {
+        var body = request.extraFieldsFormat == .anthropicMessages ? request.extraFields : [:]
+        body["model"] = .string(request.model)
+        let (system, turns) = conversation(request.messages)
+        if !system.isEmpty { body["system"] = .array(system) }
+        body["messages"] = .array(turns)
+        body["stream"] = .bool(request.stream)
+        if !request.tools.isEmpty {
+            body["tools"] = .array(request.tools.map(tool))
+            if let choice = toolChoice(request.toolChoice, parallel: request.parallelToolCalls) { body["tool_choice"] = choice }
+        }
+        var maxTokens = max(request.maxOutputTokens ?? defaultMaxTokens, 1)
+        var budget = NativeRequestRules.thinkingBudget(request.reasoning)
+        if let wanted = budget {
+            if request.maxOutputTokens == nil {
+                maxTokens = defaultMaxTokens + wanted
+            } else {
+                budget = maxTokens <= NativeRequestRules.minimumBudget ? nil : min(wanted, maxTokens - 1)
+            }
+        }
+        body["max_tokens"] = .int(maxTokens)
+        if let budget {
+            body["thinking"] = .object(["type": .string("enabled"), "budget_tokens": .int(budget)])
+        }
+        if budget == nil && version < samplingRemovedVersion {
+            if let temperature = request.temperature { body["temperature"] = .double(temperature) }
+            if let topP = request.topP { body["top_p"] = .double(topP) }
+        } else {
+            body["temperature"] = nil
+            body["top_p"] = nil
+            body["top_k"] = nil
+        }
+        if !request.stop.isEmpty { body["stop_sequences"] = .array(request.stop.map(JSONValue.string)) }
+        return .object(body)
+    }
+
+    /// The system blocks and the alternating turns.
+    static func conversation(_ messages: [ModelMessage]) -> (system: [JSONValue], turns: [JSONValue]) {
+        var system: [JSONValue] = []
+        var turns: [(role: String, blocks: [JSONValue])] = []
+        for message in messages {
+            let role: String
+            let blocks: [JSONValue]
+            switch message.role {
+            case .system, .developer:
+                system += message.content.compactMap(block)
+                continue
+            case .user:
+                (role, blocks) = ("user", message.content.compactMap(block))
+            case .assistant:
+                (role, blocks) = ("assistant", message.content.compactMap(block) + message.toolCalls.map(toolUse))
+            case .tool:
+                (role, blocks) = ("user", [toolResult(message)])
+            }
+            guard !blocks.isEmpty else { continue }
+            if turns.last?.role == role {
+                for block in blocks {
+                    if isToolResult(block), let firstOther = turns[turns.count - 1].blocks.firstIndex(where: { !isToolResult($0) }) {
+                        turns[turns.count - 1].blocks.insert(block, at: firstOther)
+                    } else {
+                        turns[turns.count - 1].blocks.append(block)
+                    }
+                }
+            } else {
+                turns.append((role, blocks))
+            }
+        }
+        return (system, turns.map { .object(["role": .string($0.role), "content": .array($0.blocks)]) })
+    }
+
+    private static func isToolResult(_ block: JSONValue) -> Bool { block["type"] == .string("tool_result") }
+
+    /// A content part as a block; nil for empty text and parts `validate` refuses.
+    static func block(_ part: ContentPart) -> JSONValue? {
+        switch part {
+        case .text(let text):
+            return text.isEmpty ? nil : .object(["type": .string("text"), "text": .string(text)])
+        case .image(let url, _) where !url.lowercased().hasPrefix("data:"):
+            return .object(["type": .string("image"), "source": .object(["type": .string("url"), "url": .string(url)])])
+        case .image, .other:
+            guard let data = NativeRequestRules.inlineData(part) else { return nil }
+            let source: JSONValue = .object(["type": .string("base64"), "media_type": .string(data.mediaType), "data": .string(data.base64)])
+            return .object(["type": .string(data.mediaType == "application/pdf" ? "document" : "image"), "source": source])
+        }
+    }
+
+    static func toolUse(_ call: ToolCall) -> JSONValue {
+        // `validate` refused arguments that are not an object; `{}` only stands in for "".
+        .object(["type": .string("tool_use"), "id": .string(call.id), "name": .string(call.name),
+                 "input": call.argumentsObject ?? .object([:])])
+    }
+
+    static func toolResult(_ message: ModelMessage) -> JSONValue {
+        var result: [String: JSONValue] = ["type": .string("tool_result"), "tool_use_id": .string(message.toolCallID ?? "")]
+        let blocks = message.content.compactMap(block)
+        if blocks.allSatisfy({ $0["type"] == .string("text") }) {
+            if !blocks.isEmpty { result["content"] = .string(message.text) }
+        } else {
+            result["content"] = .array(blocks)
+        }
+        return .object(result)
+    }
+
+    static func tool(_ tool: ToolDefinition) -> JSONValue {
+        switch tool {
+        case .function(let name, let description, let parameters, _):
+            var object: [String: JSONValue] = ["name": .string(name),
+                                               "input_schema": parameters ?? .object(["type": .string("object"), "properties": .object([:])])]
+            if let description { object["description"] = .string(description) }
+            return .object(object)
+        case .other(let json):
+            return json  // an Anthropic server tool from a Messages client, sent as it came
+        }
+    }
+
+    static func toolChoice(_ choice: ToolChoice?, parallel: Bool?) -> JSONValue? {
+        var object: [String: JSONValue]
+        switch choice {
+        case .auto?: object = ["type": .string("auto")]
+        case .none?: return .object(["type": .string("none")])
+        case .required?: object = ["type": .string("any")]
+        case .function(let name)?: object = ["type": .string("tool"), "name": .string(name)]
+        case nil:
+            guard parallel == false else { return nil }
+            object = ["type": .string("auto")]
+        }
+        if parallel == false { object["disable_parallel_tool_use"] = .bool(true) }
+        return .object(object)
+    }
+}

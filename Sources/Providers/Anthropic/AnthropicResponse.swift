@@ -1,0 +1,72 @@
+import GatewayCore
+
+/// The parts of Anthropic's responses the stream and the whole message share.
+enum AnthropicResponse {
+    /// `stop_reason` in OpenAI's vocabulary. `pause_turn` (a server tool's loop paused) and
+    /// values yet to come read as `stop`; running out of context reads as running out of tokens.
+    static func finishReason(_ stopReason: String) -> FinishReason {
+        switch stopReason {
+        case "max_tokens", "model_context_window_exceeded": .length
+        case "tool_use": .toolCalls
+        case "refusal": .contentFilter
+        default: .stop  // end_turn, stop_sequence, pause_turn, …
+        }
+    }
+
+    /// Usage as Anthropic reports it: `message_start` carries the input side, each
+    /// `message_delta` cumulative totals that overwrite what they carry (absent fields keep the
+    /// earlier value). `input_tokens` excludes cache reads and writes: the prompt is their sum.
+    struct UsageCounts {
+        private var input: Int64?
+        private var cacheCreation: Int64?
+        private var cacheRead: Int64?
+        private var output: Int64?
+        private var thinking: Int64?
+
+        var seen: Bool { input != nil || output != nil || cacheRead != nil || cacheCreation != nil }
+
+        mutating func update(_ usage: JSONValue?) {
+            guard let usage, case .object = usage else { return }
+            func read(_ value: JSONValue?) -> Int64? { value.flatMap { $0.doubleValue != nil ? Usage.count($0) : nil } }
+            input = read(usage["input_tokens"]) ?? input
+            cacheCreation = read(usage["cache_creation_input_tokens"]) ?? cacheCreation
+            cacheRead = read(usage["cache_read_input_tokens"]) ?? cacheRead
+            output = read(usage["output_tokens"]) ?? output
+            thinking = read(usage["output_tokens_details"]?["thinking_tokens"]) ?? thinking
+        }
+
+        var usage: Usage {
+            let prompt = Usage.saturatingAdd(Usage.saturatingAdd(input ?? 0, cacheCreation ?? 0), cacheRead ?? 0)
+            return Usage(promptTokens: prompt, completionTokens: output ?? 0,
+                         totalTokens: Usage.saturatingAdd(prompt, output ?? 0), reasoningTokens: thinking ?? 0,
+                         cachedTokens: cacheRead ?? 0)
+        }
+    }
+
+    /// A whole (non-streamed) `message` as the events its stream would have carried.
+    static func events(_ message: JSONValue, redactor: Redactor) -> [ModelEvent] {
+        if message["type"]?.stringValue == "error" { return [.error(AnthropicErrors.streamError(message, redactor: redactor))] }
+        var events: [ModelEvent] = []
+        var calls = 0
+        for block in message["content"]?.arrayValue ?? [] {
+            switch block["type"]?.stringValue {
+            case "text"?:
+                if let text = block["text"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
+            case "thinking"?:
+                if let text = block["thinking"]?.stringValue, !text.isEmpty { events.append(.reasoning(text)) }
+            case "tool_use"?:
+                let input = block["input"].map(JSONWriting.compact) ?? "{}"
+                events.append(.toolCall(ToolCallFragment(index: calls, id: block["id"]?.stringValue ?? "",
+                                                         name: block["name"]?.stringValue ?? "", arguments: input)))
+                calls += 1
+            default:
+                break  // redacted thinking, server tools and their results: nothing for the client to run or read
+            }
+        }
+        if let reason = message["stop_reason"]?.stringValue { events.append(.finish(finishReason(reason))) }
+        var counts = UsageCounts()
+        counts.update(message["usage"])
+        if counts.seen { events.append(.usage(counts.usage)) }
+        return events
+    }
+}

@@ -1,0 +1,136 @@
+import GatewayCore
+
+/// Anthropic's Messages stream (`event: <name>` + `data: {"type": <name>, …}` events) as events.
+///
+/// - `text_delta` → `.text`, `thinking_delta` → `.reasoning` (signatures, citations and
+///   redacted thinking have no neutral form and are skipped).
+/// - A `tool_use` block's start → a `.toolCall` fragment with its id and name and no arguments
+///   (the block's `input: {}` is a placeholder, not a fragment); each non-empty
+///   `input_json_delta` → a fragment of arguments. The fragment index counts tool calls (0, 1, …),
+///   not content blocks, as OpenAI clients expect. Server tools' blocks are not the client's to
+///   run and are skipped.
+/// - `message_delta`'s `stop_reason` → `.finish` (once); usage once, at `message_stop`, from
+///   the cumulative counts (`AnthropicResponse.UsageCounts`), so it is never counted twice.
+/// - `message_stop` is the end marker; an `error` event → `.error` and ends the stream; `ping`
+///   and unknown event types (the API may add some) are skipped.
+///
+/// Per event, on the per-token path: one `JSONValue` is built from the data in the decoder's
+/// buffer (no copy, no Foundation coder): for a text delta two dictionaries and their strings,
+/// the allocation hot spot. A scanner fast path for `text_delta` (locate the text, decode only
+/// it) is the next step if profiles show it.
+struct AnthropicStreamDecoder: ModelStreamDecoder {
+    private var sse: SSEDecoder
+    private var reader: AnthropicEventReader
+
+    init(maxEventBytes: Int, redactor: Redactor) {
+        sse = SSEDecoder(maxEventBytes: maxEventBytes)
+        reader = AnthropicEventReader(redactor: redactor)
+    }
+
+    mutating func decode(_ bytes: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) -> Bool {
+        guard !reader.ended else { return true }
+        // The callback may not touch `self` while `sse` is mutated: the reader is moved out for the
+        // call (not copied: `self.reader` gives up its storage).
+        var reader = self.reader
+        self.reader = AnthropicEventReader(redactor: reader.redactor)
+        defer { self.reader = reader }
+        var failure: StreamDecodingError?
+        do {
+            try sse.feed(bytes) { event in
+                guard failure == nil, !reader.ended, !event.data.isEmpty, !event.name.elementsEqual("ping".utf8) else { return }
+                do throws(StreamDecodingError) {
+                    try reader.read(event.data, name: event.name, emit: emit)
+                } catch {
+                    failure = error
+                }
+            }
+        } catch {
+            throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
+        }
+        if let failure { throw failure }
+        return reader.ended
+    }
+
+    func end() -> StreamEnd { reader.ended ? .complete : .truncated }
+}
+
+/// The state of one Anthropic stream between events.
+struct AnthropicEventReader {
+    static let maxToolCalls = 1024
+    let redactor: Redactor
+    /// `message_stop` or an `error` arrived.
+    private(set) var ended = false
+    private var finished = false
+    private var usage = AnthropicResponse.UsageCounts()
+    /// Content block index (the upstream's number, never converted) → tool call ordinal.
+    private var toolCalls: [Int64: Int] = [:]
+
+    init(redactor: Redactor) { self.redactor = redactor }
+
+    mutating func read(_ data: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+        guard let json = try? JSONValue.parse(data), case .object = json else {
+            throw StreamDecodingError("the upstream sent an event that is not a JSON object")
+        }
+        // Every event's data names its type; the event name is the fallback.
+        switch json["type"]?.stringValue ?? String(decoding: name, as: UTF8.self) {
+        case "message_start":
+            usage.update(json["message"]?["usage"])
+        case "content_block_start":
+            try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
+        case "content_block_delta":
+            delta(json["delta"], index: json["index"]?.intValue, emit: emit)
+        case "message_delta":
+            usage.update(json["usage"])
+            if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
+                finished = true
+                emit(.finish(AnthropicResponse.finishReason(reason)))
+            }
+        case "message_stop":
+            ended = true
+            if usage.seen { emit(.usage(usage.usage)) }
+        case "error":
+            ended = true
+            emit(.error(AnthropicErrors.streamError(json, redactor: redactor)))
+        default:
+            break  // ping, content_block_stop, and event types yet to come
+        }
+    }
+
+    private mutating func start(_ block: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+        switch block?["type"]?.stringValue {
+        case "tool_use"?:
+            guard let index, toolCalls[index] == nil else {
+                throw StreamDecodingError("the upstream started a tool_use block without a new index")
+            }
+            guard toolCalls.count < Self.maxToolCalls else {
+                throw StreamDecodingError("the upstream sent more than \(Self.maxToolCalls) tool calls")
+            }
+            let ordinal = toolCalls.count
+            toolCalls[index] = ordinal
+            emit(.toolCall(ToolCallFragment(index: ordinal, id: block?["id"]?.stringValue ?? "", name: block?["name"]?.stringValue ?? "",
+                                            arguments: "")))
+        case "text"?:
+            if let text = block?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
+        case "thinking"?:
+            if let text = block?["thinking"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
+        default:
+            break
+        }
+    }
+
+    private func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) {
+        switch delta?["type"]?.stringValue {
+        case "text_delta"?:
+            if let text = delta?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
+        case "thinking_delta"?:
+            if let text = delta?["thinking"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
+        case "input_json_delta"?:
+            // A server tool's block streams its input too: only client tool calls are ours.
+            if let index, let ordinal = toolCalls[index], let json = delta?["partial_json"]?.stringValue, !json.isEmpty {
+                emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
+            }
+        default:
+            break  // signature_delta, citations_delta
+        }
+    }
+}

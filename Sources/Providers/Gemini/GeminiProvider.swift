@@ -1,0 +1,54 @@
+import GatewayCore
+
+/// Google's Gemini API (`POST {base}/models/{model}:streamGenerateContent?alt=sse`, or
+/// `:generateContent` not streamed; base e.g. `https://generativelanguage.googleapis.com/v1beta`),
+/// authenticated with `x-goog-api-key`.
+public struct GeminiProvider: Provider {
+    public init() {}
+
+    public var wireFormat: WireFormat { .gemini }
+
+    public func validate(_ request: ModelRequest) throws(APIError) {
+        try NativeRequestRules.validateMessages(request.messages, api: "Gemini's API", accepts: { _ in true })
+        for (index, message) in request.messages.enumerated()
+        where message.role == .tool && GeminiRequestEncoder.functionName(answeredBy: message, in: request.messages) == nil {
+            throw .invalidRequest("A tool result for Gemini's API needs the function's name: give 'name', or the id of an earlier call.",
+                                  param: "messages[\(index)].tool_call_id")
+        }
+        for (index, tool) in request.tools.enumerated() where tool.functionName == nil {
+            throw .invalidRequest("Gemini's API takes function tools only.", param: "tools[\(index)]")
+        }
+        if let format = request.responseFormat?["type"]?.stringValue, !["text", "json_object", "json_schema"].contains(format) {
+            throw .invalidRequest("Gemini's API has no response_format '\(format)'.", param: "response_format")
+        }
+    }
+
+    public func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
+        var headers: [(String, String)] = [
+            ("Content-Type", "application/json"),
+            ("Accept", request.stream ? "text/event-stream" : "application/json"),
+        ]
+        if let key = endpoint.apiKey { headers.append(("x-goog-api-key", key)) }
+        for (name, value) in endpoint.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
+        return ProviderHTTPRequest(url: endpoint.baseURL + GeminiRequestEncoder.path(model: request.model, stream: request.stream),
+                                   headers: headers + extraHeaders, body: GeminiRequestEncoder.json(request).serialized())
+    }
+
+    public func streamDecoder(maxEventBytes: Int, redactor: Redactor) -> any ModelStreamDecoder {
+        GeminiStreamDecoder(maxEventBytes: maxEventBytes, redactor: redactor)
+    }
+
+    public func decodeResponse(_ body: [UInt8], redactor: Redactor) throws(StreamDecodingError) -> [ModelEvent] {
+        guard let json = try? JSONValue.parse(body), case .object = json else {
+            throw StreamDecodingError("the upstream's response is not a JSON object")
+        }
+        var reader = GeminiResponseReader(redactor: redactor)
+        var events: [ModelEvent] = []
+        try reader.read(json) { events.append($0) }
+        return events
+    }
+
+    public func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
+        GeminiErrors.map(status: status, body: body, headers: headers, provider: provider, redactor: redactor)
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import GatewayCore
+
+/// `ModelRequest` → Gemini's `GenerateContentRequest` (camelCase, as the API's JSON is).
+///
+/// - System and developer messages become `systemInstruction`; turns are `user` and `model`,
+///   consecutive ones of a role merged; tool results are `functionResponse` parts in a user
+///   turn, named by the tool message's `name` or the earlier call with its id (`validate`
+///   refuses a result with neither). A result whose text is a JSON object is the response
+///   object itself; other text is wrapped as `{"output": text}` (the API takes objects only,
+///   and reads `output` as the function's output).
+/// - Images: `data:` URIs are `inlineData`, URLs `fileData` (media type guessed from the
+///   extension where it says).
+/// - Tools are `functionDeclarations` with the JSON Schema as `parametersJsonSchema` (no
+///   conversion to OpenAPI's subset); `tool_choice` is `functionCallingConfig` (a named
+///   function: `ANY` restricted to it). Gemini has no switch for parallel calls.
+/// - Reasoning is `thinkingConfig.thinkingBudget` (`NativeRequestRules.thinkingBudget`), with
+///   thought summaries included unless `reasoning.exclude`; effort `none` asks for nothing.
+/// - Thought signatures (Gemini 3): the neutral types carry none (a tool call id is no place
+///   for kilobytes of opaque state: OpenAI caps ids at 40 characters), so the first
+///   `functionCall` part of each replayed model turn carries Google's documented placeholder,
+///   which Gemini 3 accepts for history it did not sign (a 400 otherwise).
+enum GeminiRequestEncoder {
+    static let placeholderThoughtSignature = "skip_thought_signature_validator"
+
+    static func json(_ request: ModelRequest) -> JSONValue {
+        var body = request.extraFieldsFormat == .gemini ? request.extraFields : [:]
+        let (system, contents) = conversation(request.messages)
+        body["contents"] = .array(contents)
+        if !system.isEmpty { body["systemInstruction"] = .object(["parts": .array(system)]) }
+        let declarations = request.tools.compactMap(declaration)
+        if !declarations.isEmpty {
+            body["tools"] = .array([.object(["functionDeclarations": .array(declarations)])])
+            if let choice = request.toolChoice { body["toolConfig"] = .object(["functionCallingConfig": callingConfig(choice)]) }
+        }
+        var config: [String: JSONValue] = [:]
+        if let limit = request.maxOutputTokens { config["maxOutputTokens"] = .int(limit) }
+        if let temperature = request.temperature { config["temperature"] = .double(temperature) }
+        if let topP = request.topP { config["topP"] = .double(topP) }
+        if !request.stop.isEmpty { config["stopSequences"] = .array(request.stop.map(JSONValue.string)) }
+        if let budget = NativeRequestRules.thinkingBudget(request.reasoning) {
+            config["thinkingConfig"] = .object(["thinkingBudget": .int(budget), "includeThoughts": .bool(request.reasoning?.exclude != true)])
+        }
+        switch request.responseFormat?["type"]?.stringValue {
+        case "json_object"?:
+            config["responseMimeType"] = .string("application/json")
+        case "json_schema"?:
+            config["responseMimeType"] = .string("application/json")
+            if let schema = request.responseFormat?["json_schema"]?["schema"] { config["responseJsonSchema"] = schema }
+        default:
+            break
+        }
+        if !config.isEmpty { body["generationConfig"] = .object(config) }
+        return .object(body)
+    }
+
+    /// The path after the base URL: the model (escaped: it is the client's text) and the method.
+    static func path(model: String, stream: Bool) -> String {
+        let bare = model.hasPrefix("models/") ? String(model.dropFirst("models/".count)) : model
+        let escaped = bare.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+        return "/models/\(escaped):" + (stream ? "streamGenerateContent?alt=sse" : "generateContent")
+    }
+
+    /// RFC 3986's unreserved characters: everything else in a model name is escaped.
+    private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    /// The system parts and the merged turns.
+    static func conversation(_ messages: [ModelMessage]) -> (system: [JSONValue], contents: [JSONValue]) {
+        var system: [JSONValue] = []
+        var turns: [(role: String, parts: [JSONValue])] = []
+        for message in messages {
+            let role: String
+            var parts: [JSONValue]
+            switch message.role {
+            case .system, .developer:
+                system += message.content.compactMap(part)
+                continue
+            case .user:
+                (role, parts) = ("user", message.content.compactMap(part))
+            case .assistant:
+                (role, parts) = ("model", message.content.compactMap(part))
+                for (position, call) in message.toolCalls.enumerated() {
+                    var function: [String: JSONValue] = ["name": .string(call.name),
+                                                         "args": call.argumentsObject ?? .object([:])]
+                    if !call.id.isEmpty { function["id"] = .string(call.id) }
+                    var part: [String: JSONValue] = ["functionCall": .object(function)]
+                    if position == 0 { part["thoughtSignature"] = .string(placeholderThoughtSignature) }
+                    parts.append(.object(part))
+                }
+            case .tool:
+                var function: [String: JSONValue] = ["name": .string(functionName(answeredBy: message, in: messages) ?? ""),
+                                                     "response": response(message.text)]
+                if let id = message.toolCallID, !id.isEmpty { function["id"] = .string(id) }
+                (role, parts) = ("user", [.object(["functionResponse": .object(function)])])
+            }
+            guard !parts.isEmpty else { continue }
+            if turns.last?.role == role {
+                turns[turns.count - 1].parts += parts
+            } else {
+                turns.append((role, parts))
+            }
+        }
+        return (system, turns.map { .object(["role": .string($0.role), "parts": .array($0.parts)]) })
+    }
+
+    /// The function a tool result answers: its own `name`, or the name of the call with its id.
+    static func functionName(answeredBy message: ModelMessage, in messages: [ModelMessage]) -> String? {
+        if let name = message.name, !name.isEmpty { return name }
+        guard let id = message.toolCallID, !id.isEmpty else { return nil }
+        return messages.lazy.flatMap(\.toolCalls).first { $0.id == id }?.name
+    }
+
+    private static func response(_ text: String) -> JSONValue {
+        if let value = try? JSONValue.parse(Array(text.utf8)), case .object = value { return value }
+        return .object(["output": .string(text)])
+    }
+
+    /// A content part as a Gemini part; nil for empty text and parts `validate` refuses.
+    static func part(_ part: ContentPart) -> JSONValue? {
+        switch part {
+        case .text(let text):
+            return text.isEmpty ? nil : .object(["text": .string(text)])
+        case .image(let url, _) where !url.lowercased().hasPrefix("data:"):
+            var file: [String: JSONValue] = ["fileUri": .string(url)]
+            if let type = mediaType(ofURL: url) { file["mimeType"] = .string(type) }
+            return .object(["fileData": .object(file)])
+        case .image, .other:
+            guard let data = NativeRequestRules.inlineData(part) else { return nil }
+            return .object(["inlineData": .object(["mimeType": .string(data.mediaType), "data": .string(data.base64)])])
+        }
+    }
+
+    private static func mediaType(ofURL url: String) -> String? {
+        let path = url.split(separator: "?").first.map(String.init) ?? url
+        switch path.split(separator: ".").last?.lowercased() {
+        case "png"?: return "image/png"
+        case "jpg"?, "jpeg"?: return "image/jpeg"
+        case "gif"?: return "image/gif"
+        case "webp"?: return "image/webp"
+        case "pdf"?: return "application/pdf"
+        default: return nil
+        }
+    }
+
+    static func declaration(_ tool: ToolDefinition) -> JSONValue? {
+        guard case .function(let name, let description, let parameters, _) = tool else { return nil }
+        var object: [String: JSONValue] = ["name": .string(name)]
+        if let description { object["description"] = .string(description) }
+        if let parameters { object["parametersJsonSchema"] = parameters }
+        return .object(object)
+    }
+
+    static func callingConfig(_ choice: ToolChoice) -> JSONValue {
+        switch choice {
+        case .auto: .object(["mode": .string("AUTO")])
+        case .none: .object(["mode": .string("NONE")])
+        case .required: .object(["mode": .string("ANY")])
+        case .function(let name): .object(["mode": .string("ANY"), "allowedFunctionNames": .array([.string(name)])])
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import GatewayCore
+
+/// One Gemini response as events: each streamed chunk is a whole `GenerateContentResponse`
+/// (incremental parts, running usage), and so is a non-streamed body. The stream decoder and
+/// `decodeResponse` share this reader.
+///
+/// - Text parts → `.text`, `thought: true` parts → `.reasoning`; empty parts (a signature
+///   alone) are skipped, and so are the `thoughtSignature`s themselves (see
+///   `GeminiRequestEncoder` for how replayed calls are signed). Other parts (code execution,
+///   inline media output) have no neutral form.
+/// - A `functionCall` arrives whole: one `.toolCall` fragment with the call's `id` (or one made
+///   from the response id and the call's ordinal when an older model sends none) and its `args`
+///   as compact JSON.
+/// - `finishReason` → `.finish` (see `finishReason(_:sawToolCalls:)`), then `.usage` once, from
+///   the last `usageMetadata` seen (each chunk's is a running total: never summed). A prompt
+///   blocked before any candidate is `content_filter`. Chunks after the finish are ignored.
+/// - An `error` object (a `data:` chunk or raw JSON) → `.error`, ending the stream.
+struct GeminiResponseReader {
+    static let maxToolCalls = 1024
+    let redactor: Redactor
+    /// A finish reason or an error arrived: the response is complete.
+    private(set) var ended = false
+    private var toolCalls = 0
+    private var usage: Usage?
+
+    init(redactor: Redactor) { self.redactor = redactor }
+
+    mutating func read(_ response: JSONValue, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+        guard !ended else { return }
+        guard case .object = response else { throw StreamDecodingError("the upstream sent a chunk that is not a JSON object") }
+        if let error = response["error"], error != .null {
+            ended = true
+            emit(.error(GeminiErrors.streamError(error, redactor: redactor)))
+            return
+        }
+        if let metadata = response["usageMetadata"], case .object = metadata { usage = Self.usage(metadata) }
+        guard let candidate = response["candidates"]?.arrayValue?.first else {
+            if response["promptFeedback"]?["blockReason"]?.stringValue != nil { finish(.contentFilter, emit: emit) }
+            return
+        }
+        for part in candidate["content"]?["parts"]?.arrayValue ?? [] {
+            if let call = part["functionCall"], case .object = call {
+                try toolCall(call, responseID: response["responseId"]?.stringValue, emit: emit)
+            } else if let text = part["text"]?.stringValue, !text.isEmpty {
+                emit(part["thought"]?.boolValue == true ? .reasoning(text) : .text(text))
+            }
+        }
+        if let reason = candidate["finishReason"]?.stringValue {
+            if let stop = Self.errorFinish(reason) {
+                ended = true
+                let said = candidate["finishMessage"]?.stringValue.map { ": \($0)" } ?? ""
+                emit(.error(UpstreamErrors.streamError(status: 502, report: .init(message: reason + said, code: stop), redactor: redactor)))
+                return
+            }
+            finish(Self.finishReason(reason, sawToolCalls: toolCalls > 0), emit: emit)
+        }
+    }
+
+    private mutating func finish(_ reason: FinishReason, emit: (ModelEvent) -> Void) {
+        ended = true
+        emit(.finish(reason))
+        if let usage { emit(.usage(usage)) }
+    }
+
+    private mutating func toolCall(_ call: JSONValue, responseID: String?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+        guard let name = call["name"]?.stringValue, !name.isEmpty else {
+            throw StreamDecodingError("the upstream sent a functionCall without a name")
+        }
+        guard toolCalls < Self.maxToolCalls else { throw StreamDecodingError("the upstream sent more than \(Self.maxToolCalls) tool calls") }
+        let id = call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? Self.callID(responseID: responseID, ordinal: toolCalls)
+        emit(.toolCall(ToolCallFragment(index: toolCalls, id: id, name: name, arguments: JSONWriting.compact(call["args"] ?? .object([:])))))
+        toolCalls += 1
+    }
+
+    /// An id for a call the model gave none (Gemini 2.5 and older): unique across responses
+    /// (the response id is), so a client can answer each call by it. Only identifier characters
+    /// of the response id are kept.
+    static func callID(responseID: String?, ordinal: Int) -> String {
+        var id = "call_"
+        id.unicodeScalars.append(contentsOf: (responseID ?? "").unicodeScalars.lazy.filter { scalar in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-")
+        }.prefix(64))
+        return id + "_\(ordinal)"
+    }
+
+    /// `finishReason` in OpenAI's vocabulary. `STOP` is also what Gemini says after function
+    /// calls: `tool_calls` then. Safety and policy stops are `content_filter`; running out of
+    /// tokens (also `CONTINUATION`, a per-request limit) is `length`; `OTHER`,
+    /// `TOO_MANY_TOOL_CALLS`, image-generation stops and values yet to come read as `stop`.
+    static func finishReason(_ reason: String, sawToolCalls: Bool) -> FinishReason {
+        switch reason {
+        case "STOP": sawToolCalls ? .toolCalls : .stop
+        case "MAX_TOKENS", "CONTINUATION": .length
+        case "SAFETY", "RECITATION", "LANGUAGE", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+             "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "ESCALATION", "PUP_LIMITED_DISABLED", "MODEL_ARMOR": .contentFilter
+        default: .stop
+        }
+    }
+
+    /// Finish reasons that say the response is broken rather than finished (a malformed or
+    /// undeclared call, a signature the gateway failed to send): an error with this code.
+    static func errorFinish(_ reason: String) -> String? {
+        switch reason {
+        case "MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "MISSING_THOUGHT_SIGNATURE", "MALFORMED_RESPONSE": reason.lowercased()
+        default: nil
+        }
+    }
+
+    /// `usageMetadata`: the prompt includes tool-use prompt tokens; the completion is candidates
+    /// plus thoughts (`candidatesTokenCount` excludes thoughts; OpenAI's completion includes
+    /// reasoning); cached tokens are part of the prompt.
+    static func usage(_ metadata: JSONValue) -> Usage {
+        let prompt = Usage.saturatingAdd(Usage.count(metadata["promptTokenCount"]), Usage.count(metadata["toolUsePromptTokenCount"]))
+        let thoughts = Usage.count(metadata["thoughtsTokenCount"])
+        let completion = Usage.saturatingAdd(Usage.count(metadata["candidatesTokenCount"]), thoughts)
+        return Usage(promptTokens: prompt, completionTokens: completion,
+                     totalTokens: metadata["totalTokenCount"].map(Usage.count) ?? Usage.saturatingAdd(prompt, completion),
+                     reasoningTokens: thoughts, cachedTokens: Usage.count(metadata["cachedContentTokenCount"]))
+    }
+}

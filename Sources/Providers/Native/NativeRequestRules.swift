@@ -1,0 +1,73 @@
+import GatewayCore
+
+extension ToolCall {
+    /// The arguments as the JSON object native APIs carry (Anthropic's `input`, Gemini's
+    /// `args`): "" (a call without arguments) is `{}`; nil when the text is not a JSON object.
+    /// Such a call is refused (`Provider.validate`) rather than rewritten: changing what a model
+    /// said changes the conversation.
+    public var argumentsObject: JSONValue? {
+        if arguments.allSatisfy(\.isWhitespace) { return .object([:]) }
+        guard let value = try? JSONValue.parse(Array(arguments.utf8)), case .object = value else { return nil }
+        return value
+    }
+}
+
+/// What native APIs (Anthropic, Gemini) need of a neutral request that OpenAI's does not: the
+/// rules both providers share, for their `validate` and their encoders.
+enum NativeRequestRules {
+    /// Reasoning budgets in tokens for OpenAI's effort names. Anthropic's minimum budget is 1024;
+    /// `xhigh` stays within what Anthropic and Gemini accept without a beta.
+    static let effortBudgets: [String: Int64] = ["minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768]
+    static let minimumBudget: Int64 = 1024
+    /// Bounds a client's `reasoning.max_tokens`, so sums with it cannot overflow.
+    static let maximumBudget: Int64 = 1 << 24
+
+    /// The thinking budget `reasoning` asks for: `max_tokens` when given, else the effort's
+    /// budget (an unknown effort or none at all counts as `medium`); nil for effort `none`.
+    static func thinkingBudget(_ reasoning: ModelRequest.Reasoning?) -> Int64? {
+        guard let reasoning, reasoning.effort != "none" else { return nil }
+        let budget = reasoning.maxTokens ?? effortBudgets[reasoning.effort ?? "medium"] ?? effortBudgets["medium"]!
+        return min(max(budget, minimumBudget), maximumBudget)
+    }
+
+    /// The inline payload of a part: an image given as a `data:` URI, or an OpenAI `file` part
+    /// whose `file_data` is one (PDFs, as clients send them).
+    static func inlineData(_ part: ContentPart) -> DataURI? {
+        switch part {
+        case .image(let url, _): DataURI(url)
+        case .other(let json) where json["type"]?.stringValue == "file": json["file"]?["file_data"]?.stringValue.flatMap(DataURI.init)
+        default: nil
+        }
+    }
+
+    /// Refuses what neither native API can take: content parts of other kinds, `data:` URIs that
+    /// are not, and tool arguments that are not a JSON object. `accepts` says which inline media
+    /// types the API reads.
+    static func validateMessages(_ messages: [ModelMessage], api: String, accepts: (String) -> Bool) throws(APIError) {
+        for (index, message) in messages.enumerated() {
+            for (partIndex, part) in message.content.enumerated() {
+                let path = "messages[\(index)].content[\(partIndex)]"
+                switch part {
+                case .text:
+                    continue
+                case .image(let url, _) where !url.lowercased().hasPrefix("data:"):
+                    continue
+                case .image, .other:
+                    if case .other(let json) = part, json["type"]?.stringValue != "file" {
+                        throw .invalidRequest("\(api) cannot take content parts of type '\(json["type"]?.stringValue ?? "?")'.", param: path)
+                    }
+                    guard let data = inlineData(part) else {
+                        throw .invalidRequest("'\(path)' is not a valid base64 data: URI (a file part needs 'file_data' as one).", param: path)
+                    }
+                    guard accepts(data.mediaType) else {
+                        throw .invalidRequest("\(api) cannot take inline data of type '\(data.mediaType)'.", param: path)
+                    }
+                }
+            }
+            for (callIndex, call) in message.toolCalls.enumerated() where call.argumentsObject == nil {
+                throw .invalidRequest("\(api) needs tool call arguments that are a JSON object; these are not.",
+                                      param: "messages[\(index)].tool_calls[\(callIndex)].function.arguments")
+            }
+        }
+    }
+}

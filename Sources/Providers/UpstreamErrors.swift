@@ -1,0 +1,84 @@
+import Foundation
+import GatewayCore
+
+/// How an upstream's error becomes the error our client sees: one policy for every provider,
+/// each provider only parsing its own body shape into a `Report`.
+///
+/// The upstream's own message is kept (usually the most useful text), trimmed to one line of at
+/// most `maxMessageCharacters` (no multi-KB validation dumps) and redacted. Its status is kept
+/// where it describes the client's request; statuses about the gateway's own standing with the
+/// provider (its credentials) become 502, so a client does not think its key is wrong.
+/// Anthropic's 529 ("overloaded") becomes 503 `overloaded`: clients and their SDKs know 503 as
+/// transient (the gateway's RetryPolicy retries the upstream's 529 itself).
+enum UpstreamErrors {
+    static let maxMessageCharacters = 300
+
+    /// What an error body says, in the provider's own words.
+    struct Report {
+        var message: String?
+        var type: String?
+        var code: String?
+    }
+
+    /// An error response (any non-2xx status) from provider `provider`.
+    static func map(status: Int, report: Report, body: [UInt8], headers: [(String, String)], provider: String,
+                    redactor: Redactor) -> APIError {
+        let detail = trimmed(redactor(report.message ?? String(decoding: body.prefix(1024), as: UTF8.self)))
+        let said = detail.isEmpty ? "no details" : detail
+        let kind = classify(status: status, report: report)
+        let message = kind.phrase.map { "Provider '\(provider)' \($0) (HTTP \(status)): \(said)" }
+            ?? "Provider '\(provider)' answered with unexpected HTTP \(status)"
+        var error = APIError(status: kind.status, type: kind.type, code: kind.code, message: message)
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if lower == "retry-after" || lower == "retry-after-ms" { error.headers.append((name, value)) }
+        }
+        return error
+    }
+
+    /// An error an upstream reported inside a stream (after HTTP 200), with the HTTP status its
+    /// kind corresponds to (Anthropic's error type, Gemini's `code`).
+    static func streamError(status: Int, report: Report, redactor: Redactor) -> APIError {
+        let kind = classify(status: status, report: report)
+        let message = trimmed(redactor(report.message ?? "the upstream reported an error"))
+        return APIError(status: kind.status, type: kind.type, code: kind.code,
+                        message: "The upstream failed mid-stream: \(message.isEmpty ? "no details" : message)")
+    }
+
+    /// The status, type and code the client sees, and what the provider did (nil: a status no
+    /// error should have).
+    private static func classify(status: Int, report: Report) -> (status: Int, type: String, code: String, phrase: String?) {
+        switch status {
+        case 401, 403:
+            (502, "upstream_error", "upstream_auth_failed", "rejected the gateway's credentials")
+        case 429:
+            (429, "rate_limit_error", "rate_limited", "is rate limiting requests")
+        case 529:
+            (503, "upstream_error", "overloaded", "is overloaded")
+        case 400..<500:
+            (status, safeLabel(report.type) ?? "invalid_request_error", safeLabel(report.code) ?? "upstream_rejected",
+             "rejected the request")
+        case 500..<600:
+            (status == 500 ? 502 : status, "upstream_error", safeLabel(report.code) ?? "upstream_error", "failed")
+        default:
+            (502, "upstream_error", "upstream_bad_status", nil)
+        }
+    }
+
+    /// One line, at most `maxMessageCharacters` characters.
+    static func trimmed(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: " ")
+        return line.count > maxMessageCharacters ? String(line.prefix(maxMessageCharacters)) + "…" : line
+    }
+
+    /// An upstream's `type`/`code` passed on only when it looks like an identifier (it ends up in
+    /// metrics labels and client code paths).
+    static func safeLabel(_ text: String?) -> String? {
+        guard let text, (1...64).contains(text.utf8.count),
+              text.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+                  || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) || (0x41...0x5A).contains($0) })
+        else { return nil }
+        return text
+    }
+}

@@ -1,0 +1,53 @@
+import Fusion
+import GatewayCore
+import Providers
+
+/// A Fusion session's output for an Anthropic client: streamed, the deliberation as SSE comments
+/// (Anthropic's SDKs skip comments, as they skip events without a name or `ping`s; `curl -N`
+/// shows them) and the answer as one Messages stream over both outer turns; whole, one
+/// `message` with the fusion result under `fusion`. Named progress events are never sent here:
+/// the SDKs hand unknown event names to raw-event readers.
+///
+/// Sources are not rendered as citations on this surface (Anthropic's citation blocks point into
+/// documents the client sent); the final answer's text carries its links.
+public struct FusionMessagesRenderer: Sendable {
+    public let stream: Bool
+    private var writer: MessagesStreamWriter
+    private var whole: MessagesResponse
+    private let progress = FusionProgressEncoder(form: .comments)
+
+    public init(id: String, model: String, stream: Bool) {
+        writer = MessagesStreamWriter(id: id, model: model)
+        whole = MessagesResponse(id: id, model: model)
+        self.stream = stream
+    }
+
+    /// Appends what `output` shows the client (nothing when not streamed: see `message`).
+    public mutating func render(_ output: FusionSessionMachine.Output, at milliseconds: Double, into out: inout [UInt8]) {
+        switch output {
+        case .progress(let update):
+            if stream { progress.append(update, at: milliseconds, to: &out) }
+        case .finalAnswerStarts(let model):
+            if stream { progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out) }
+        case .answer(let event):
+            if stream { writer.append(event, to: &out) } else { whole.add(event) }
+        }
+    }
+
+    /// The end of a streamed answer, with the usage summed over every call.
+    public mutating func renderEnd(usage: Usage, into out: inout [UInt8]) {
+        writer.appendEnd(usage: usage, to: &out)
+    }
+
+    /// An error after the stream began.
+    public func renderError(_ error: APIError, into out: inout [UInt8]) {
+        MessagesErrors.appendEvent(error, to: &out)
+    }
+
+    /// The whole, non-streamed response body.
+    public func message(usage: Usage, fusion: FusionResult?) throws(APIError) -> [UInt8] {
+        var response = whole
+        response.add(.usage(usage))
+        return try response.body(extra: fusion.map { ["fusion": $0.json] } ?? [:])
+    }
+}

@@ -1,0 +1,45 @@
+import GatewayCore
+
+/// Errors for Anthropic clients: `{"type":"error","error":{"type","message"}}` with the HTTP
+/// status (the SDKs pick their exception, and whether to retry, from the status), or an `error`
+/// event once a stream has begun (the SDKs raise on it).
+public enum MessagesErrors {
+    /// Anthropic's error type for a status (docs.claude.com/en/api/errors). The gateway's 503s
+    /// (an upstream overloaded or unavailable, a shutdown) read as `overloaded_error`.
+    public static func type(forStatus status: Int) -> String {
+        switch status {
+        case 401: "authentication_error"
+        case 402: "billing_error"
+        case 403: "permission_error"
+        case 404: "not_found_error"
+        case 413: "request_too_large"
+        case 429: "rate_limit_error"
+        case 503, 529: "overloaded_error"
+        case 504: "timeout_error"
+        case 500...: "api_error"
+        default: "invalid_request_error"
+        }
+    }
+
+    /// The error's JSON, for a response body or an event's data.
+    public static func body(_ error: APIError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + error.message.utf8.count)
+        out.append(contentsOf: #"{"type":"error","error":{"type":"#.utf8)
+        JSONWriting.appendString(type(forStatus: error.status), to: &out)
+        out.append(contentsOf: #","message":"#.utf8)
+        JSONWriting.appendString(error.message, to: &out)
+        out.append(contentsOf: "}}".utf8)
+        return out
+    }
+
+    /// The headers of a response whose body is `body(error)` (`Retry-After` and the like kept).
+    public static func responseHeaders(_ error: APIError) -> [(String, String)] {
+        [("Content-Type", "application/json")] + error.headers
+    }
+
+    /// `event: error` for a failure after the stream began.
+    public static func appendEvent(_ error: APIError, to out: inout [UInt8]) {
+        SSEEncoder.appendEvent(name: "error", data: body(error), to: &out)
+    }
+}

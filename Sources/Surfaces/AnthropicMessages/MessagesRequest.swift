@@ -1,0 +1,194 @@
+import Fusion
+import GatewayCore
+import Providers
+
+/// A validated `POST /v1/messages` body (Anthropic's Messages API, as its SDKs send it).
+///
+/// Every field the gateway or an upstream relies on is type-checked, and a mistake is a 400
+/// naming the field the way Anthropic's API does (`messages.0.content.1.source`); render it with
+/// `MessagesErrors`. Both API versions' clients are served: `temperature`, `top_p` and `top_k`
+/// (2023-06-01) are accepted, never required. Unknown fields are allowed: they travel to an
+/// Anthropic upstream only (`extraFieldsFormat`).
+public struct MessagesRequest: Sendable {
+    public let model: String
+    public let stream: Bool
+    public let json: JSONValue
+    /// The body as the client sent it.
+    public let rawBody: [UInt8]
+
+    /// Duplicate keys and numbers beyond Double's range are refused at any depth (see
+    /// `JSONValue.parseRequest`): the raw body may be what goes upstream.
+    public init(body: [UInt8]) throws(APIError) {
+        let json = try JSONValue.parseRequest(body)
+        guard case .object(let fields) = json else {
+            throw .invalidRequest("The request body must be a JSON object, not \(json.typeName).")
+        }
+        guard let model = try Self.required("model", in: fields).stringValue, !model.isEmpty else {
+            throw Self.invalid("model", "a non-empty string")
+        }
+        guard let limit = try Self.required("max_tokens", in: fields).intValue, (1...Usage.maxTokens).contains(limit) else {
+            throw Self.invalid("max_tokens", "an integer of at least 1")
+        }
+        guard let messages = try Self.required("messages", in: fields).arrayValue, !messages.isEmpty else {
+            throw Self.invalid("messages", "a non-empty array of messages")
+        }
+        for (index, message) in messages.enumerated() { try Self.validateMessage(message, path: "messages.\(index)") }
+        if let system = fields["system"], system != .null, system.stringValue == nil {
+            try Self.validateBlocks(system, path: "system", allowed: ["text"])
+        }
+        let stream = try Self.optional("stream", in: fields, "a boolean") { $0.boolValue } ?? false
+        _ = try Self.optional("temperature", in: fields, "a number between 0 and 1") { $0.doubleValue.flatMap { (0...1).contains($0) ? $0 : nil } }
+        _ = try Self.optional("top_p", in: fields, "a number between 0 and 1") { $0.doubleValue.flatMap { (0...1).contains($0) ? $0 : nil } }
+        _ = try Self.optional("top_k", in: fields, "a non-negative integer") { $0.intValue.flatMap { $0 >= 0 ? $0 : nil } }
+        _ = try Self.optional("stop_sequences", in: fields, "an array of strings") { value in
+            value.arrayValue.flatMap { $0.allSatisfy { $0.stringValue != nil } ? $0 : nil }
+        }
+        _ = try Self.optional("metadata", in: fields, "an object") { $0.objectValue }
+        try Self.validateTools(fields["tools"])
+        try Self.validateToolChoice(fields["tool_choice"])
+        try Self.validateThinking(fields["thinking"])
+        self.model = model
+        self.stream = stream
+        self.json = json
+        self.rawBody = body
+    }
+
+    /// The client asked for Fusion: the model alias, or a fusion tool among its tools (either
+    /// way `FusionPlan.make` decides what runs).
+    public var asksForFusion: Bool {
+        FusionPlan.aliases.contains(model)
+            || (json["tools"]?.arrayValue ?? []).contains { FusionPlan.toolTypes.contains($0["type"]?.stringValue ?? "") }
+    }
+
+    /// The client's bytes with the `model` value replaced: for an Anthropic upstream, which then
+    /// gets every field as sent (thinking blocks with their signatures, cache controls, betas'
+    /// fields).
+    public func upstreamBody(model upstreamModel: String) -> [UInt8] {
+        guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else { return rawBody }
+        var out = Array(rawBody[..<range.lowerBound])
+        JSONWriting.appendString(upstreamModel, to: &out)
+        out.append(contentsOf: rawBody[range.upperBound...])
+        return out
+    }
+
+    static let roles: Set<String> = ["user", "assistant", "system"]
+    /// Block types the gateway reads, per role; thinking blocks are accepted (and not carried:
+    /// the neutral request has no signed thinking).
+    static let userBlocks: Set<String> = ["text", "image", "document", "tool_result"]
+    static let assistantBlocks: Set<String> = ["text", "tool_use", "thinking", "redacted_thinking"]
+
+    private static func validateMessage(_ message: JSONValue, path: String) throws(APIError) {
+        guard case .object(let fields) = message else { throw invalid(path, "an object") }
+        guard let role = fields["role"]?.stringValue, roles.contains(role) else {
+            throw invalid("\(path).role", "one of 'user', 'assistant'")
+        }
+        guard let content = fields["content"], content.stringValue == nil else { return }
+        try validateBlocks(content, path: "\(path).content",
+                           allowed: role == "assistant" ? assistantBlocks : role == "user" ? userBlocks : ["text"])
+    }
+
+    private static func validateBlocks(_ value: JSONValue, path: String, allowed: Set<String>) throws(APIError) {
+        guard let blocks = value.arrayValue else { throw invalid(path, "a string or an array of content blocks") }
+        for (index, block) in blocks.enumerated() {
+            let at = "\(path).\(index)"
+            guard let type = block["type"]?.stringValue else { throw invalid("\(at).type", "a string") }
+            guard allowed.contains(type) else {
+                throw .invalidRequest("\(at).type: blocks of type '\(type)' are not supported here (this gateway reads: \(allowed.sorted().joined(separator: ", "))).",
+                                      param: "\(at).type")
+            }
+            switch type {
+            case "text":
+                guard block["text"]?.stringValue != nil else { throw invalid("\(at).text", "a string") }
+            case "image", "document":
+                try validateSource(block["source"], path: "\(at).source", document: type == "document")
+            case "tool_use":
+                guard block["id"]?.stringValue?.isEmpty == false else { throw invalid("\(at).id", "a non-empty string") }
+                guard block["name"]?.stringValue?.isEmpty == false else { throw invalid("\(at).name", "a non-empty string") }
+                guard block["input"]?.objectValue != nil else { throw invalid("\(at).input", "an object") }
+            case "tool_result":
+                guard block["tool_use_id"]?.stringValue?.isEmpty == false else { throw invalid("\(at).tool_use_id", "a non-empty string") }
+                if let content = block["content"], content != .null, content.stringValue == nil {
+                    try validateBlocks(content, path: "\(at).content", allowed: ["text", "image"])
+                }
+                if let flag = block["is_error"], flag != .null, flag.boolValue == nil { throw invalid("\(at).is_error", "a boolean") }
+            default:
+                break  // thinking, redacted_thinking
+            }
+        }
+    }
+
+    /// Images: base64 (a media type and data) or a URL; documents: a base64 PDF or plain text.
+    private static func validateSource(_ source: JSONValue?, path: String, document: Bool) throws(APIError) {
+        switch source?["type"]?.stringValue {
+        case "base64"?:
+            guard let media = source?["media_type"]?.stringValue, !media.isEmpty, media.utf8.allSatisfy({ $0 > 0x20 && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: ";") }) else {
+                throw invalid("\(path).media_type", "a media type")
+            }
+            if document && media != "application/pdf" { throw invalid("\(path).media_type", "'application/pdf'") }
+            guard source?["data"]?.stringValue != nil else { throw invalid("\(path).data", "a base64 string") }
+        case "url"? where !document:
+            guard source?["url"]?.stringValue?.isEmpty == false else { throw invalid("\(path).url", "a URL") }
+        case "text"? where document:
+            guard source?["data"]?.stringValue != nil else { throw invalid("\(path).data", "a string") }
+        default:
+            throw invalid("\(path).type", document ? "'base64' (a PDF) or 'text'" : "'base64' or 'url'")
+        }
+    }
+
+    private static func validateTools(_ value: JSONValue?) throws(APIError) {
+        guard let value, value != .null else { return }
+        guard let tools = value.arrayValue else { throw invalid("tools", "an array") }
+        for (index, tool) in tools.enumerated() {
+            guard tool.objectValue != nil else { throw invalid("tools.\(index)", "an object") }
+            if let type = tool["type"]?.stringValue, type != "custom" { continue }  // a server tool (or fusion), kept as it is
+            guard tool["name"]?.stringValue?.isEmpty == false else { throw invalid("tools.\(index).name", "a non-empty string") }
+            guard tool["input_schema"]?.objectValue != nil else { throw invalid("tools.\(index).input_schema", "a JSON schema object") }
+            if let description = tool["description"], description != .null, description.stringValue == nil {
+                throw invalid("tools.\(index).description", "a string")
+            }
+        }
+    }
+
+    private static func validateToolChoice(_ value: JSONValue?) throws(APIError) {
+        guard let value, value != .null else { return }
+        switch value["type"]?.stringValue {
+        case "auto"?, "any"?, "none"?: break
+        case "tool"?: guard value["name"]?.stringValue?.isEmpty == false else { throw invalid("tool_choice.name", "a non-empty string") }
+        default: throw invalid("tool_choice.type", "one of 'auto', 'any', 'tool', 'none'")
+        }
+        if let flag = value["disable_parallel_tool_use"], flag != .null, flag.boolValue == nil {
+            throw invalid("tool_choice.disable_parallel_tool_use", "a boolean")
+        }
+    }
+
+    private static func validateThinking(_ value: JSONValue?) throws(APIError) {
+        guard let value, value != .null else { return }
+        switch value["type"]?.stringValue {
+        case "enabled"?:
+            guard let budget = value["budget_tokens"]?.intValue, (1...Usage.maxTokens).contains(budget) else {
+                throw invalid("thinking.budget_tokens", "a positive integer")
+            }
+        case "disabled"?, "adaptive"?: break
+        default: throw invalid("thinking.type", "one of 'enabled', 'disabled', 'adaptive'")
+        }
+    }
+
+    private static func required(_ name: String, in fields: [String: JSONValue]) throws(APIError) -> JSONValue {
+        guard let value = fields[name], value != .null else {
+            throw .invalidRequest("\(name): Field required", param: name, code: "missing_required_parameter")
+        }
+        return value
+    }
+
+    /// An optional field: absent or null is nil; otherwise `read` must accept it.
+    private static func optional<T>(_ name: String, in fields: [String: JSONValue], _ expected: String,
+                                    _ read: (JSONValue) -> T?) throws(APIError) -> T? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard let result = read(value) else { throw invalid(name, expected) }
+        return result
+    }
+
+    static func invalid(_ path: String, _ expected: String) -> APIError {
+        .invalidRequest("\(path): expected \(expected).", param: path, code: "invalid_type")
+    }
+}

@@ -1,0 +1,130 @@
+import GatewayCore
+import Providers
+
+extension MessagesRequest {
+    /// The fields `modelRequest()` models; every other one is carried in `extraFields` for an
+    /// Anthropic upstream.
+    static let modeledFields: Set<String> = [
+        "model", "max_tokens", "messages", "system", "stop_sequences", "stream", "temperature", "top_p", "tools", "tool_choice", "thinking",
+    ]
+
+    /// The request in neutral form (`model` as the client named it; server tools, fusion among
+    /// them, kept as `.other`).
+    ///
+    /// - `system` and system turns become system messages; a user turn's `tool_result` blocks
+    ///   become tool messages (named after the `tool_use` they answer), in place among its other
+    ///   blocks; `tool_use` blocks become the assistant turn's tool calls.
+    /// - A PDF document becomes an OpenAI `file` part (a data: URI), a text document text.
+    /// - Thinking blocks are not carried (the neutral request has no signed thinking: a later
+    ///   turn to Anthropic with thinking on and tool use may be refused for lack of them), nor is
+    ///   `is_error` (no neutral form; the result's text is passed unchanged).
+    /// - `thinking` `enabled` is a reasoning budget, `adaptive` reasoning at the provider's
+    ///   default, `disabled` none. `tool_choice.disable_parallel_tool_use` is
+    ///   `parallelToolCalls: false`.
+    /// - Usage is always asked for: Anthropic's stream carries it, and clients need it.
+    public func modelRequest() -> ModelRequest {
+        let fields = json.objectValue ?? [:]
+        var messages: [ModelMessage] = []
+        if let system = fields["system"], system != .null { messages.append(ModelMessage(role: .system, content: Self.parts(system))) }
+        var toolNames: [String: String] = [:]
+        for message in fields["messages"]?.arrayValue ?? [] {
+            messages += Self.messages(message, toolNames: &toolNames)
+        }
+        var request = ModelRequest(model: model, messages: messages, stream: stream)
+        request.includeUsage = true
+        request.maxOutputTokens = fields["max_tokens"]?.intValue
+        request.temperature = fields["temperature"]?.doubleValue
+        request.topP = fields["top_p"]?.doubleValue
+        request.stop = fields["stop_sequences"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        request.tools = (fields["tools"]?.arrayValue ?? []).map(Self.tool)
+        if let choice = fields["tool_choice"], choice != .null {
+            switch choice["type"]?.stringValue {
+            case "auto"?: request.toolChoice = .auto
+            case "any"?: request.toolChoice = .required
+            case "none"?: request.toolChoice = ToolChoice.none
+            case "tool"?: request.toolChoice = .function(choice["name"]?.stringValue ?? "")
+            default: break
+            }
+            if choice["disable_parallel_tool_use"]?.boolValue == true { request.parallelToolCalls = false }
+        }
+        switch fields["thinking"]?["type"]?.stringValue {
+        case "enabled"?: request.reasoning = ModelRequest.Reasoning(maxTokens: fields["thinking"]?["budget_tokens"]?.intValue)
+        case "adaptive"?: request.reasoning = ModelRequest.Reasoning()
+        default: break
+        }
+        for (key, value) in fields where !Self.modeledFields.contains(key) { request.extraFields[key] = value }
+        request.extraFieldsFormat = .anthropicMessages
+        return request
+    }
+
+    /// One Anthropic turn as neutral messages: tool results split out as tool messages, in order.
+    static func messages(_ message: JSONValue, toolNames: inout [String: String]) -> [ModelMessage] {
+        let role: ModelMessage.Role = switch message["role"]?.stringValue {
+        case "assistant": .assistant
+        case "system": .system
+        default: .user
+        }
+        guard let blocks = message["content"]?.arrayValue else { return [ModelMessage(role: role, content: parts(message["content"]))] }
+        var result: [ModelMessage] = []
+        var pending = ModelMessage(role: role, content: [])
+        func flush() {
+            if !pending.content.isEmpty || !pending.toolCalls.isEmpty { result.append(pending) }
+            pending = ModelMessage(role: role, content: [])
+        }
+        for block in blocks {
+            switch block["type"]?.stringValue {
+            case "tool_use"?:
+                let id = block["id"]?.stringValue ?? ""
+                let name = block["name"]?.stringValue ?? ""
+                toolNames[id] = name
+                pending.toolCalls.append(ToolCall(index: pending.toolCalls.count, id: id, name: name,
+                                                  arguments: JSONWriting.compact(block["input"] ?? .object([:]))))
+            case "tool_result"?:
+                flush()
+                let id = block["tool_use_id"]?.stringValue ?? ""
+                result.append(ModelMessage(role: .tool, content: parts(block["content"]), toolCallID: id, name: toolNames[id]))
+            default:
+                pending.content += part(block).map { [$0] } ?? []
+            }
+        }
+        flush()
+        return result
+    }
+
+    /// A string or blocks as content parts.
+    static func parts(_ value: JSONValue?) -> [ContentPart] {
+        if let text = value?.stringValue { return text.isEmpty ? [] : [.text(text)] }
+        return (value?.arrayValue ?? []).compactMap(part)
+    }
+
+    /// A text, image or document block as a part; nil for thinking.
+    static func part(_ block: JSONValue) -> ContentPart? {
+        let source = block["source"]
+        switch (block["type"]?.stringValue, source?["type"]?.stringValue) {
+        case ("text"?, _):
+            return .text(block["text"]?.stringValue ?? "")
+        case ("image"?, "url"?):
+            return .image(url: source?["url"]?.stringValue ?? "", detail: nil)
+        case ("image"?, _):
+            return .image(url: dataURI(source), detail: nil)
+        case ("document"?, "text"?):
+            return .text(source?["data"]?.stringValue ?? "")
+        case ("document"?, _):
+            return .other(.object(["type": .string("file"), "file": .object([
+                "filename": .string(block["title"]?.stringValue ?? "document.pdf"), "file_data": .string(dataURI(source)),
+            ])]))
+        default:
+            return nil
+        }
+    }
+
+    private static func dataURI(_ source: JSONValue?) -> String {
+        "data:\(source?["media_type"]?.stringValue ?? "");base64,\(source?["data"]?.stringValue ?? "")"
+    }
+
+    static func tool(_ json: JSONValue) -> ToolDefinition {
+        if let type = json["type"]?.stringValue, type != "custom" { return .other(json) }
+        return .function(name: json["name"]?.stringValue ?? "", description: json["description"]?.stringValue,
+                         parameters: json["input_schema"], strict: json["strict"]?.boolValue)
+    }
+}

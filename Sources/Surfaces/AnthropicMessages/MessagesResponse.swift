@@ -1,0 +1,74 @@
+import GatewayCore
+import Providers
+
+/// A whole (non-streamed) Anthropic `message` built from an answer's events: content blocks in
+/// the order they began (reasoning as `thinking`, text, each tool call as `tool_use`), the stop
+/// reason, usage. Extra top-level fields (`fusion`) are fine for the SDKs, which read messages
+/// loosely.
+public struct MessagesResponse: Sendable {
+    public let id: String
+    public let model: String
+    private enum Block { case text(String), thinking(String), tool(Int) }
+    private var blocks: [Block] = []
+    private var calls = ToolCallAccumulator()
+    private var stopReason = "end_turn"
+    private var usage = Usage()
+
+    public init(id: String, model: String) {
+        self.id = id
+        self.model = model
+    }
+
+    public mutating func add(_ event: ModelEvent) {
+        switch event {
+        case .text(let text) where !text.isEmpty:
+            if case .text(let earlier)? = blocks.last { blocks[blocks.count - 1] = .text(earlier + text) } else { blocks.append(.text(text)) }
+        case .reasoning(let text) where !text.isEmpty:
+            if case .thinking(let earlier)? = blocks.last { blocks[blocks.count - 1] = .thinking(earlier + text) } else { blocks.append(.thinking(text)) }
+        case .toolCall(let fragment):
+            if calls.name(at: fragment.index) == nil { blocks.append(.tool(fragment.index)) }
+            calls.add(fragment)
+        case .usage(let reported):
+            usage = reported
+        case .finish(let reason):
+            stopReason = MessagesStreamWriter.stopReason(reason)
+        case .text, .reasoning, .error:
+            break  // an error is the response instead: the caller sends MessagesErrors.body
+        }
+    }
+
+    /// The `message` JSON. A tool call whose arguments are not a JSON object (an upstream model
+    /// wrote broken JSON) cannot be a `tool_use` block, whose `input` is an object: that is a 502
+    /// naming the tool, not a silently emptied input.
+    public func body(extra: [String: JSONValue] = [:]) throws(APIError) -> [UInt8] {
+        var content: [JSONValue] = []
+        for block in blocks {
+            switch block {
+            case .text(let text):
+                content.append(.object(["type": .string("text"), "text": .string(text)]))
+            case .thinking(let text):
+                content.append(.object(["type": .string("thinking"), "thinking": .string(text), "signature": .string("")]))
+            case .tool(let index):
+                guard let call = calls.calls.first(where: { $0.index == index }) else { continue }
+                guard let input = call.argumentsObject else {
+                    throw APIError(status: 502, type: "upstream_error", code: "invalid_tool_arguments",
+                                   message: "The model called '\(call.name)' with arguments that are not a JSON object; a tool_use block cannot carry them.")
+                }
+                content.append(.object(["type": .string("tool_use"), "id": .string(call.id.isEmpty ? "toolu_\(id)_\(index)" : call.id),
+                                        "name": .string(call.name), "input": input]))
+            }
+        }
+        var usageJSON: [UInt8] = []
+        MessagesStreamWriter.appendUsage(usage, to: &usageJSON)
+        var message = extra
+        message["id"] = .string(id)
+        message["type"] = .string("message")
+        message["role"] = .string("assistant")
+        message["model"] = .string(model)
+        message["content"] = .array(content)
+        message["stop_reason"] = .string(stopReason)
+        message["stop_sequence"] = .null
+        message["usage"] = (try? JSONValue.parse(usageJSON)) ?? .object([:])
+        return JSONValue.object(message).serialized()
+    }
+}

@@ -1,0 +1,179 @@
+import GatewayCore
+import Providers
+
+/// Writes `ModelEvent`s as Anthropic's Messages stream, the shape its SDKs require: every event
+/// named (SDK 2.x drops data-only events), `message_start` first, content blocks with dense
+/// indexes in start order (`content_block_start`, deltas, `content_block_stop`), then
+/// `message_delta` with the stop reason and usage (always: the SDK's stream helper crashes
+/// without it), then `message_stop`.
+///
+/// Tool call fragments stream as a `tool_use` block's `input_json_delta`s. Anthropic never
+/// interleaves blocks, but an OpenAI-compatible upstream may interleave parallel calls: a late
+/// fragment for a call whose block has closed is sent with that block's index (the SDKs place
+/// deltas by index).
+///
+/// Hand-written JSON, straight into the output (no intermediate buffer, no encoder): this is the
+/// per-token path. A delta costs the escaped text and the block index's digits; only a tool call's
+/// first fragment touches a dictionary.
+public struct MessagesStreamWriter: Sendable {
+    public let id: String
+    public let model: String
+    private enum Block: Equatable { case text, thinking, tool(Int) }
+    private var open: Block?
+    private var blockIndex = -1
+    /// Tool call index → its block's index.
+    private var toolBlocks: [Int: Int] = [:]
+    private var started = false
+    private var stopReason = "end_turn"
+    private var usage: Usage?
+
+    public init(id: String, model: String) {
+        self.id = id
+        self.model = model
+    }
+
+    /// `message_start`, once (also written before the first content if not yet).
+    public mutating func appendStart(to out: inout [UInt8]) {
+        guard !started else { return }
+        started = true
+        event("message_start", &out)
+        out.append(contentsOf: #"{"type":"message_start","message":{"id":"#.utf8)
+        JSONWriting.appendString(id, to: &out)
+        out.append(contentsOf: #","type":"message","role":"assistant","model":"#.utf8)
+        JSONWriting.appendString(model, to: &out)
+        out.append(contentsOf: #","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}"#.utf8)
+        end(&out)
+    }
+
+    /// Appends what `event` shows; usage and the finish are kept for `appendEnd`.
+    public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
+        switch event {
+        case .text(let text):
+            guard !text.isEmpty else { return }
+            openBlock(.text, &out)
+            delta(blockIndex, &out)
+            out.append(contentsOf: #"{"type":"text_delta","text":"#.utf8)
+            JSONWriting.appendString(text, to: &out)
+            out.append(contentsOf: "}}".utf8)
+            end(&out)
+        case .reasoning(let text):
+            guard !text.isEmpty else { return }
+            openBlock(.thinking, &out)
+            delta(blockIndex, &out)
+            out.append(contentsOf: #"{"type":"thinking_delta","thinking":"#.utf8)
+            JSONWriting.appendString(text, to: &out)
+            out.append(contentsOf: "}}".utf8)
+            end(&out)
+        case .toolCall(let fragment):
+            if toolBlocks[fragment.index] == nil {
+                openBlock(.tool(fragment.index), &out, id: fragment.id, name: fragment.name)
+            }
+            guard let arguments = fragment.arguments, !arguments.isEmpty, let index = toolBlocks[fragment.index] else { return }
+            delta(index, &out)
+            out.append(contentsOf: #"{"type":"input_json_delta","partial_json":"#.utf8)
+            JSONWriting.appendString(arguments, to: &out)
+            out.append(contentsOf: "}}".utf8)
+            end(&out)
+        case .usage(let reported):
+            usage = reported
+        case .finish(let reason):
+            stopReason = Self.stopReason(reason)
+        case .error(let error):
+            MessagesErrors.appendEvent(error, to: &out)
+        }
+    }
+
+    /// The end of a complete answer: the open block closed, `message_delta` (stop reason and
+    /// usage: `usage`, else the last reported, else zeros), `message_stop`.
+    public mutating func appendEnd(usage final: Usage? = nil, to out: inout [UInt8]) {
+        appendStart(to: &out)
+        closeBlock(&out)
+        let usage = final ?? usage ?? Usage()
+        event("message_delta", &out)
+        out.append(contentsOf: #"{"type":"message_delta","delta":{"stop_reason":"#.utf8)
+        JSONWriting.appendString(stopReason, to: &out)
+        out.append(contentsOf: #","stop_sequence":null},"usage":"#.utf8)
+        Self.appendUsage(usage, to: &out)
+        out.append(UInt8(ascii: "}"))
+        end(&out)
+        event("message_stop", &out)
+        out.append(contentsOf: #"{"type":"message_stop"}"#.utf8)
+        end(&out)
+    }
+
+    /// Anthropic's keep-alive, skipped by its SDKs.
+    public static func appendPing(to out: inout [UInt8]) {
+        out.append(contentsOf: "event: ping\ndata: {\"type\":\"ping\"}\n\n".utf8)
+    }
+
+    /// A finish reason in Anthropic's words: `stop_sequence` is not told apart (the neutral
+    /// finish does not say which sequence matched).
+    public static func stopReason(_ reason: FinishReason) -> String {
+        switch reason {
+        case .length: "max_tokens"
+        case .toolCalls: "tool_use"
+        case .contentFilter: "refusal"
+        default: "end_turn"
+        }
+    }
+
+    /// Anthropic's usage: `input_tokens` excludes cache reads (OpenAI's prompt includes them).
+    static func appendUsage(_ usage: Usage, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"input_tokens":\#(max(usage.promptTokens - usage.cachedTokens, 0)),"#.utf8)
+        out.append(contentsOf: #""cache_read_input_tokens":\#(usage.cachedTokens),"output_tokens":\#(usage.completionTokens)}"#.utf8)
+    }
+
+    private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil) {
+        appendStart(to: &out)
+        guard open != block else { return }
+        closeBlock(&out)
+        open = block
+        blockIndex += 1
+        event("content_block_start", &out)
+        out.append(contentsOf: #"{"type":"content_block_start","index":"#.utf8)
+        out.append(contentsOf: String(blockIndex).utf8)
+        out.append(contentsOf: #","content_block":"#.utf8)
+        switch block {
+        case .text:
+            out.append(contentsOf: #"{"type":"text","text":""}"#.utf8)
+        case .thinking:
+            out.append(contentsOf: #"{"type":"thinking","thinking":"","signature":""}"#.utf8)
+        case .tool(let index):
+            toolBlocks[index] = blockIndex
+            out.append(contentsOf: #"{"type":"tool_use","id":"#.utf8)
+            JSONWriting.appendString(id.flatMap { $0.isEmpty ? nil : $0 } ?? "toolu_\(self.id)_\(index)", to: &out)
+            out.append(contentsOf: #","name":"#.utf8)
+            JSONWriting.appendString(name ?? "", to: &out)
+            out.append(contentsOf: #","input":{}}"#.utf8)
+        }
+        out.append(UInt8(ascii: "}"))
+        end(&out)
+    }
+
+    private mutating func closeBlock(_ out: inout [UInt8]) {
+        guard open != nil else { return }
+        open = nil
+        event("content_block_stop", &out)
+        out.append(contentsOf: #"{"type":"content_block_stop","index":"#.utf8)
+        out.append(contentsOf: String(blockIndex).utf8)
+        out.append(UInt8(ascii: "}"))
+        end(&out)
+    }
+
+    private func delta(_ index: Int, _ out: inout [UInt8]) {
+        event("content_block_delta", &out)
+        out.append(contentsOf: #"{"type":"content_block_delta","index":"#.utf8)
+        out.append(contentsOf: String(index).utf8)  // a small string: no allocation
+        out.append(contentsOf: #","delta":"#.utf8)
+    }
+
+    /// Event names are constants and the data is JSON with every line break escaped: each event
+    /// is one `event:` and one `data:` line.
+    private func event(_ name: StaticString, _ out: inout [UInt8]) {
+        out.append(contentsOf: "event: ".utf8)
+        out.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        out.append(contentsOf: "\ndata: ".utf8)
+    }
+
+    private func end(_ out: inout [UInt8]) { out.append(contentsOf: "\n\n".utf8) }
+}

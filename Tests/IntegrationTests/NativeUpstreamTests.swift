@@ -1,0 +1,135 @@
+import EventLoop
+import Foundation
+import Fusion
+import Gateway
+import GatewayCore
+import MockUpstream
+import Providers
+import Testing
+
+/// The simulator's Anthropic and Gemini routes over loopback, asked by the gateway's own
+/// providers, and Fusion with panel members, judge and outer model behind native APIs.
+@Suite struct NativeUpstreamTests {
+    /// `request` as the provider builds it, sent to the mock; the response read whole.
+    func send(_ request: ModelRequest, with provider: any Provider, port: Int, base: String, key: String? = "k-any",
+              dropping dropped: Set<String> = []) throws -> TestResponse {
+        let endpoint = ProviderEndpoint(name: "sim", baseURL: "http://127.0.0.1:\(port)\(base)", apiKey: key)
+        let http = provider.httpRequest(for: request, endpoint: endpoint, extraHeaders: [])
+        let path = String(http.url.dropFirst("http://127.0.0.1:\(port)".count))
+        var text = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        for (name, value) in http.headers where !dropped.contains(name.lowercased()) { text += "\(name): \(value)\r\n" }
+        let client = try TestClient(port: port)
+        try client.send(Array((text + "Content-Length: \(http.body.count)\r\n\r\n").utf8) + http.body)
+        return try client.readResponse()
+    }
+
+    func events(_ response: TestResponse, _ provider: any Provider) throws -> ([ModelEvent], StreamEnd) {
+        var decoder = provider.streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        var events: [ModelEvent] = []
+        for chunk in response.chunks { _ = try chunk.withUnsafeBytes { try decoder.decode($0) { events.append($0) } } }
+        return (events, decoder.end())
+    }
+
+    static let vendors: [(name: String, provider: any Provider, base: String)] = [
+        ("anthropic", AnthropicProvider(), "/v1"), ("gemini", GeminiProvider(), "/v1beta"),
+    ]
+
+    @Test(arguments: 0..<2)
+    func theSimulatorAnswersEachVendorInItsOwnWireFormat(vendor: Int) throws {
+        let (name, provider, base) = Self.vendors[vendor]
+        let env = try TestEnvironment()
+        var request = ModelRequest(model: "tool-call:pace_ms=0", messages: [ModelMessage(role: .user, text: "Weather in Paris?")])
+        let streamed = try send(request, with: provider, port: env.mockPort, base: base)
+        #expect(streamed.status == 200 && streamed.header("content-type") == "text/event-stream", "\(name): \(streamed.text)")
+        let (events, end) = try self.events(streamed, provider)
+        #expect(end == .complete, "\(name)")
+        var calls = ToolCallAccumulator()
+        for case .toolCall(let fragment) in events { calls.add(fragment) }
+        #expect(calls.calls.map(\.name) == ["get_weather"], "\(name)")
+        #expect(events.contains(.finish(.toolCalls)), "\(name)")
+
+        request.model = "normal:pace_ms=0"
+        request.stream = false
+        let whole = try send(request, with: provider, port: env.mockPort, base: base)
+        let answer = try provider.decodeResponse(whole.body, redactor: .none)
+        #expect(answer.contains { if case .text(let text) = $0 { text.contains("Weather in Paris?") } else { false } }, "\(name): \(whole.text)")
+        #expect(answer.contains(.finish(.stop)))
+    }
+
+    @Test(arguments: 0..<2)
+    func errorsComeInTheVendorsShapeWithTheirHeaders(vendor: Int) throws {
+        let (name, provider, base) = Self.vendors[vendor]
+        let env = try TestEnvironment()
+        let request = ModelRequest(model: "rate-limited:retry_after=3", messages: [ModelMessage(role: .user, text: "hi")])
+        let limited = try send(request, with: provider, port: env.mockPort, base: base)
+        #expect(limited.status == 429 && limited.header("retry-after") == "3", "\(name)")
+        let mapped = provider.error(status: limited.status, body: limited.body, headers: limited.headers, provider: "sim", redactor: .none)
+        #expect(mapped.code == "rate_limited" && mapped.headers.count == 1, "\(name): \(mapped)")
+
+        let keyless = try send(request, with: provider, port: env.mockPort, base: base, key: nil)
+        #expect(keyless.status == 401, "\(name): a vendor route needs a key, as the real API does")
+        if name == "anthropic" {
+            #expect(keyless.json?["error"]?["type"] == .string("authentication_error"))
+            let versionless = try send(request, with: provider, port: env.mockPort, base: base, dropping: ["anthropic-version"])
+            #expect(versionless.status == 400 && versionless.json?["error"]?["message"]?.stringValue?.contains("anthropic-version") == true)
+        } else {
+            #expect(keyless.json?["error"]?["status"] == .string("UNAUTHENTICATED"))
+            let client = try TestClient(port: env.mockPort)
+            try client.send(TestEnvironment.post("/v1beta/models/normal:streamGenerateContent", body: "{}", headers: ["x-goog-api-key": "k"]))
+            let response = try client.readResponse()
+            #expect(response.status == 400 && response.json?["error"]?["status"] == .string("INVALID_ARGUMENT"), "alt=sse is required")
+        }
+        let midStream = try send(ModelRequest(model: "error-mid-stream:pace_ms=0", messages: [ModelMessage(role: .user, text: "hi")]),
+                                 with: provider, port: env.mockPort, base: base)
+        guard case .error(let error)? = try events(midStream, provider).0.last else { Issue.record("\(name): \(midStream.text)"); return }
+        #expect(error.status == 503, "\(name): overloaded / unavailable")
+    }
+
+    @Test func theAccessKeyMayComeInTheVendorsHeader() throws {
+        let thread = EventLoopThread(name: "keyed-mock")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var mock: MockUpstream? }
+        let box = Box()
+        let port = try thread.loop.submitAndWait { () -> Int in
+            let mock = try MockUpstream(loop: thread.loop, port: 0, accessKey: "sim-key-0123456789")
+            box.mock = mock
+            return mock.port
+        }
+        defer { thread.loop.execute { box.mock?.shutdown() } }
+        let request = ModelRequest(model: "normal:pace_ms=0", messages: [ModelMessage(role: .user, text: "hi")], stream: false)
+        for (name, provider, base) in Self.vendors {
+            #expect(try send(request, with: provider, port: port, base: base, key: "sim-key-0123456789").status == 200, "\(name)")
+            #expect(try send(request, with: provider, port: port, base: base, key: "sim-key-wrong").status == 401, "\(name)")
+        }
+        // The OpenAI route takes the key as a bearer token only.
+        let client = try TestClient(port: port)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "normal", stream: false),
+                                             headers: ["x-api-key": "sim-key-0123456789"]))
+        #expect(try client.readResponse().status == 401)
+    }
+
+    /// Inner calls decode each provider's stream into the same events: a panel spread over three
+    /// APIs, judged behind Gemini, answered behind Anthropic.
+    @Test func fusionRunsOverEveryVendorsAPI() throws {
+        let env = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.fusion?.outerModel = "anth/outer:pace_ms=1"
+            config.fusion?.presets["quality"] = .init(analysisModels: ["anth/expert-1:pace_ms=1", "gem/expert-2:pace_ms=1", "mock/expert-3:pace_ms=1"],
+                                                      judge: "gem/outer:pace_ms=1")
+        }
+        let body = #"{"model":"fusion","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 200, "\(response.text)")
+        let answer = response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
+        #expect(answer.hasPrefix("Drawing on a panel of 3 models (3 answered):"), "\(response.text)")
+        #expect(answer.contains("A unique insight from gem/expert-2:pace_ms=1"))
+        #expect(response.comments.contains { $0.hasPrefix("fusion judge gem/outer:pace_ms=1: analysis ready") })
+        let calls = response.plainChunksJSON.last?["usage"]?["fusion"]?["calls"]?.arrayValue ?? []
+        #expect(calls.count == 6 && calls.allSatisfy { ($0["completion_tokens"]?.intValue ?? 0) > 0 }, "usage from every API: \(calls)")
+        #expect(env.mockStats.lastRequestHeader("x-api-key") == TestEnvironment.secretKey
+                    || env.mockStats.lastRequestHeader("x-goog-api-key") == TestEnvironment.secretKey)
+    }
+}

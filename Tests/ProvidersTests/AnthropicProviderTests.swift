@@ -1,0 +1,292 @@
+import GatewayCore
+import Providers
+import Testing
+
+@Suite struct AnthropicProviderTests {
+    let provider = AnthropicProvider()
+    let endpoint = ProviderEndpoint(name: "anthropic", baseURL: "https://api.anthropic.com/v1", apiKey: "sk-ant-secret",
+                                    headers: ["X-Title": "t"])
+
+    func body(_ request: ModelRequest, endpoint: ProviderEndpoint? = nil) throws -> JSONValue {
+        try JSONValue.parse(provider.httpRequest(for: request, endpoint: endpoint ?? self.endpoint, extraHeaders: []).body)
+    }
+
+    static var richRequest: ModelRequest {
+        var request = ModelRequest(model: "claude-x", messages: [
+            ModelMessage(role: .system, text: "Be brief."),
+            ModelMessage(role: .user, content: [.text("What is in these?"), .image(url: "https://x.example/a.png", detail: "low"),
+                                                .image(url: "data:image/png;base64,iVBORw0KGgo=", detail: nil),
+                                                .other(.object(["type": .string("file"), "file": .object([
+                                                    "filename": .string("a.pdf"), "file_data": .string("data:application/pdf;base64,JVBERi0=")])]))]),
+            ModelMessage(role: .developer, text: "Use metric units."),
+            ModelMessage(role: .user, text: "And the weather?"),
+            ModelMessage(role: .assistant, content: [.text("Looking.")], toolCalls: [
+                ToolCall(index: 0, id: "toolu_1", name: "look", arguments: #"{"what":"a"}"#),
+                ToolCall(index: 1, id: "toolu_2", name: "weather", arguments: ""),
+            ]),
+            ModelMessage(role: .tool, content: [.text("a cat")], toolCallID: "toolu_1", name: "look"),
+            ModelMessage(role: .tool, content: [.text("sunny"), .image(url: "https://x.example/sky.png", detail: nil)], toolCallID: "toolu_2"),
+            ModelMessage(role: .user, text: "Thanks."),
+            ModelMessage(role: .assistant, text: ""),
+        ])
+        request.tools = [
+            .function(name: "look", description: "Look at things",
+                      parameters: .object(["type": .string("object"), "properties": .object(["what": .object(["type": .string("string")])])]),
+                      strict: true),
+            .function(name: "weather", description: nil, parameters: nil, strict: nil),
+            .other(.object(["type": .string("web_search_20250305"), "name": .string("web_search"), "max_uses": .int(2)])),
+        ]
+        request.toolChoice = .required
+        request.parallelToolCalls = false
+        request.maxOutputTokens = 1000
+        request.temperature = 0.5
+        request.topP = 0.9
+        request.stop = ["END"]
+        request.extraFields = ["seed": .int(7)]  // an OpenAI client's field: not Anthropic's
+        return request
+    }
+
+    @Test func aRichRequestEncodesToTheGoldenBody() throws {
+        let golden = try JSONValue.parse(Array(#"""
+            {"model":"claude-x",
+             "system":[{"type":"text","text":"Be brief."},{"type":"text","text":"Use metric units."}],
+             "messages":[
+              {"role":"user","content":[
+                {"type":"text","text":"What is in these?"},
+                {"type":"image","source":{"type":"url","url":"https://x.example/a.png"}},
+                {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
+                {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}},
+                {"type":"text","text":"And the weather?"}]},
+              {"role":"assistant","content":[
+                {"type":"text","text":"Looking."},
+                {"type":"tool_use","id":"toolu_1","name":"look","input":{"what":"a"}},
+                {"type":"tool_use","id":"toolu_2","name":"weather","input":{}}]},
+              {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"toolu_1","content":"a cat"},
+                {"type":"tool_result","tool_use_id":"toolu_2","content":[
+                  {"type":"text","text":"sunny"},{"type":"image","source":{"type":"url","url":"https://x.example/sky.png"}}]},
+                {"type":"text","text":"Thanks."}]}],
+             "stream":true,
+             "tools":[
+              {"name":"look","description":"Look at things","input_schema":{"type":"object","properties":{"what":{"type":"string"}}}},
+              {"name":"weather","input_schema":{"type":"object","properties":{}}},
+              {"type":"web_search_20250305","name":"web_search","max_uses":2}],
+             "tool_choice":{"type":"any","disable_parallel_tool_use":true},
+             "max_tokens":1000,"temperature":0.5,"top_p":0.9,"stop_sequences":["END"]}
+            """#.utf8))
+        try provider.validate(Self.richRequest)
+        #expect(try body(Self.richRequest) == golden)
+    }
+
+    @Test func headersCarryTheKeyAndAPinnedVersion() {
+        let http = provider.httpRequest(for: Self.richRequest, endpoint: endpoint, extraHeaders: [("x-fusion-depth", "1")])
+        #expect(http.url == "https://api.anthropic.com/v1/messages")
+        #expect(http.headers.map(\.0) == ["Content-Type", "Accept", "x-api-key", "anthropic-version", "X-Title", "x-fusion-depth"])
+        #expect(http.headers.contains { $0 == ("x-api-key", "sk-ant-secret") })
+        #expect(http.headers.contains { $0 == ("anthropic-version", "2023-06-01") })
+        #expect(http.headers.contains { $0 == ("Accept", "text/event-stream") })
+        #expect(!http.headers.contains { $0.0 == "Authorization" })
+    }
+
+    @Test func anEndpointMayPinAnotherVersionWhichDropsSamplingFields() throws {
+        var pinned = endpoint
+        pinned.headers = ["anthropic-version": "2026-10-21"]
+        let http = provider.httpRequest(for: Self.richRequest, endpoint: pinned, extraHeaders: [])
+        #expect(http.headers.filter { $0.0.lowercased() == "anthropic-version" }.map(\.1) == ["2026-10-21"])
+        let json = try JSONValue.parse(http.body)
+        #expect(json["temperature"] == nil && json["top_p"] == nil)
+    }
+
+    @Test func maxTokensIsAlwaysSentAndThinkingFitsUnderIt() throws {
+        var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")])
+        request.temperature = 0.3
+        #expect(try body(request)["max_tokens"] == .int(4096))
+        #expect(try body(request)["thinking"] == nil && body(request)["temperature"] == .double(0.3))
+
+        request.reasoning = ModelRequest.Reasoning(effort: "high")
+        var json = try body(request)
+        #expect(json["thinking"] == .object(["type": .string("enabled"), "budget_tokens": .int(16384)]))
+        #expect(json["max_tokens"] == .int(4096 + 16384), "the answer keeps its room")
+        #expect(json["temperature"] == nil, "the API refuses changed sampling with thinking")
+
+        request.maxOutputTokens = 5000
+        json = try body(request)
+        #expect(json["max_tokens"] == .int(5000) && json["thinking"]?["budget_tokens"] == .int(4999))
+
+        request.maxOutputTokens = 1024
+        json = try body(request)
+        #expect(json["thinking"] == nil && json["max_tokens"] == .int(1024) && json["temperature"] == .double(0.3), "no room to think")
+
+        request.maxOutputTokens = nil
+        request.reasoning = ModelRequest.Reasoning(maxTokens: 3000)
+        #expect(try body(request)["thinking"]?["budget_tokens"] == .int(3000))
+        request.reasoning = ModelRequest.Reasoning(maxTokens: -5)
+        #expect(try body(request)["thinking"]?["budget_tokens"] == .int(1024), "the API's minimum")
+        request.reasoning = ModelRequest.Reasoning(maxTokens: .max)
+        #expect(try body(request)["max_tokens"]?.intValue ?? 0 > 0, "no overflow")
+        request.reasoning = ModelRequest.Reasoning(effort: "none")
+        #expect(try body(request)["thinking"] == nil)
+        for (effort, budget) in [("minimal", 1024), ("low", 2048), ("medium", 8192), ("xhigh", 32768), ("unheard-of", 8192)] {
+            request.reasoning = ModelRequest.Reasoning(effort: effort)
+            #expect(try body(request)["thinking"]?["budget_tokens"] == .int(Int64(budget)), "\(effort)")
+        }
+        #expect(AnthropicProvider(defaultMaxTokens: -1).defaultMaxTokens == 1)
+    }
+
+    @Test func toolChoicesAndAnthropicClientsOwnFields() throws {
+        var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")])
+        request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil)]
+        let expected: [(ToolChoice?, Bool?, JSONValue?)] = [
+            (.auto, nil, .object(["type": .string("auto")])),
+            (ToolChoice.none, false, .object(["type": .string("none")])),
+            (.function("f"), nil, .object(["type": .string("tool"), "name": .string("f")])),
+            (nil, false, .object(["type": .string("auto"), "disable_parallel_tool_use": .bool(true)])),
+            (nil, nil, nil),
+        ]
+        for (choice, parallel, json) in expected {
+            request.toolChoice = choice
+            request.parallelToolCalls = parallel
+            #expect(try body(request)["tool_choice"] == json, "\(String(describing: choice))")
+        }
+        request.tools = []
+        request.toolChoice = .required
+        #expect(try body(request)["tool_choice"] == nil, "no tools, no choice")
+
+        request.extraFields = ["top_k": .int(5), "metadata": .object(["user_id": .string("u")])]
+        request.extraFieldsFormat = .anthropicMessages
+        #expect(try body(request)["top_k"] == .int(5) && body(request)["metadata"]?["user_id"] == .string("u"))
+        request.reasoning = ModelRequest.Reasoning(effort: "low")
+        #expect(try body(request)["top_k"] == nil, "no sampling changes with thinking")
+    }
+
+    @Test func aToolResultGoesAheadOfTextInItsUserTurn() throws {
+        let request = ModelRequest(model: "m", messages: [
+            ModelMessage(role: .assistant, content: [], toolCalls: [ToolCall(index: 0, id: "t1", name: "f", arguments: "{}")]),
+            ModelMessage(role: .user, text: "also this"),
+            ModelMessage(role: .tool, content: [], toolCallID: "t1"),
+        ])
+        let turns = try #require(body(request)["messages"]?.arrayValue)
+        #expect(turns.count == 2)
+        #expect(turns[1]["content"] == .array([.object(["type": .string("tool_result"), "tool_use_id": .string("t1")]),
+                                               .object(["type": .string("text"), "text": .string("also this")])]))
+    }
+
+    @Test(arguments: [
+        ("arguments", "messages[0].tool_calls[0].function.arguments"),
+        ("audio", "messages[1].content[0]"),
+        ("tiff", "messages[1].content[1]"),
+        ("broken-data", "messages[1].content[2]"),
+        ("no-id", "messages[2].tool_call_id"),
+        ("schema", "response_format"),
+    ])
+    func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
+        var messages = [
+            ModelMessage(role: .assistant, content: [], toolCalls: [ToolCall(index: 0, id: "t", name: "f", arguments: "{}")]),
+            ModelMessage(role: .user, content: [.text("x"), .image(url: "data:image/png;base64,AAAA", detail: nil),
+                                                .image(url: "https://x.example/ok.tiff", detail: nil)]),
+            ModelMessage(role: .tool, content: [.text("r")], toolCallID: "t"),
+        ]
+        var request = ModelRequest(model: "m", messages: messages)
+        #expect(throws: Never.self) { try provider.validate(request) }
+        switch fault {
+        case "arguments": messages[0].toolCalls[0].arguments = "[1,2]"
+        case "audio": messages[1].content[0] = .other(.object(["type": .string("input_audio")]))
+        case "tiff": messages[1].content[1] = .image(url: "data:image/tiff;base64,AAAA", detail: nil)
+        case "broken-data": messages[1].content[2] = .image(url: "data:image/png;base64,%%%", detail: nil)
+        case "no-id": messages[2].toolCallID = nil
+        default: request.responseFormat = .object(["type": .string("json_schema")])
+        }
+        request.messages = messages
+        do {
+            try provider.validate(request)
+            Issue.record("\(fault) was accepted")
+        } catch {
+            #expect(error.status == 400 && error.param == param, "\(fault): \(error.message)")
+        }
+    }
+
+    @Test func aWholeMessageDecodesToTheEventsOfAStream() throws {
+        let body = Array(#"""
+            {"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[
+              {"type":"thinking","thinking":"hm","signature":"sig"},
+              {"type":"redacted_thinking","data":"xx"},
+              {"type":"text","text":"Hi"},
+              {"type":"server_tool_use","id":"srv","name":"web_search","input":{"query":"q"}},
+              {"type":"tool_use","id":"toolu_1","name":"f","input":{"b":[1],"a":"x"}}],
+             "stop_reason":"tool_use","stop_sequence":null,
+             "usage":{"input_tokens":10,"cache_creation_input_tokens":1,"cache_read_input_tokens":4,"output_tokens":7,"output_tokens_details":{"thinking_tokens":2}}}
+            """#.utf8)
+        #expect(try provider.decodeResponse(body, redactor: .none) == [
+            .reasoning("hm"), .text("Hi"),
+            .toolCall(ToolCallFragment(index: 0, id: "toolu_1", name: "f", arguments: #"{"a":"x","b":[1]}"#)),
+            .finish(.toolCalls),
+            .usage(Usage(promptTokens: 15, completionTokens: 7, totalTokens: 22, reasoningTokens: 2, cachedTokens: 4)),
+        ])
+        let error = try provider.decodeResponse(Array(#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.utf8),
+                                                redactor: .none)
+        #expect(error == [.error(APIError(status: 503, type: "upstream_error", code: "overloaded",
+                                          message: "The upstream failed mid-stream: Overloaded"))])
+        #expect(throws: StreamDecodingError.self) { try provider.decodeResponse(Array("[]".utf8), redactor: .none) }
+    }
+
+    @Test func stopReasonsMapToOpenAIsFinishReasons() {
+        let events = { (reason: String) throws -> [ModelEvent] in
+            try self.provider.decodeResponse(Array(#"{"type":"message","content":[],"stop_reason":"\#(reason)"}"#.utf8), redactor: .none)
+        }
+        for (reason, finish) in [("end_turn", FinishReason.stop), ("stop_sequence", .stop), ("pause_turn", .stop), ("max_tokens", .length),
+                                 ("model_context_window_exceeded", .length), ("tool_use", .toolCalls), ("refusal", .contentFilter),
+                                 ("something_new", .stop)] {
+            #expect((try? events(reason)) == [.finish(finish)], "\(reason)")
+        }
+    }
+}
+
+@Suite struct AnthropicErrorTests {
+    let provider = AnthropicProvider()
+
+    func error(_ status: Int, _ body: String, headers: [(String, String)] = [], secrets: [String] = []) -> APIError {
+        provider.error(status: status, body: Array(body.utf8), headers: headers, provider: "anthropic", redactor: Redactor(secrets: secrets))
+    }
+
+    @Test func overloadedIsAServiceUnavailableTheClientMayRetry() {
+        let mapped = error(529, #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}"#,
+                           headers: [("retry-after", "2"), ("request-id", "req_1")])
+        #expect(mapped.status == 503 && mapped.code == "overloaded" && mapped.type == "upstream_error")
+        #expect(mapped.message == "Provider 'anthropic' is overloaded (HTTP 529): Overloaded")
+        #expect(mapped.headers.map(\.0) == ["retry-after"])
+        #expect(RetryPolicy().decide(status: 529, connectFailed: false, headers: [], attempt: 1, hasNextModel: false, jitter: 0)
+                    != .fail, "the gateway retries the upstream's 529 itself")
+    }
+
+    @Test func rateLimitsKeepRetryAfterAndCredentialsBecomeBadGateway() {
+        let limited = error(429, #"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
+                            headers: [("retry-after", "7")])
+        #expect(limited.status == 429 && limited.code == "rate_limited" && limited.headers.map(\.1) == ["7"])
+        let denied = error(401, #"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key sk-ant-999999"}}"#,
+                           secrets: ["sk-ant-999999"])
+        #expect(denied.status == 502 && denied.code == "upstream_auth_failed")
+        #expect(!denied.message.contains("sk-ant-999999") && denied.message.contains("[redacted]"))
+    }
+
+    @Test func clientErrorsKeepTheirStatusTypeAndTrimmedMessage() {
+        let rejected = error(400, #"{"type":"error","error":{"type":"invalid_request_error","message":"messages.0: line one\nline two"}}"#)
+        #expect(rejected.status == 400 && rejected.type == "invalid_request_error" && rejected.code == "upstream_rejected")
+        #expect(rejected.message == "Provider 'anthropic' rejected the request (HTTP 400): messages.0: line one line two")
+        let cloudflare = error(413, String(repeating: "<html>too large</html>\n", count: 100))
+        #expect(cloudflare.status == 413 && cloudflare.message.count < 400 && !cloudflare.message.contains("\n"))
+        let server = error(500, #"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#)
+        #expect(server.status == 502 && server.type == "upstream_error")
+    }
+
+    @Test func streamErrorTypesHaveTheirStatuses() throws {
+        for (type, status, code) in [("overloaded_error", 503, "overloaded"), ("rate_limit_error", 429, "rate_limited"),
+                                     ("api_error", 502, "upstream_error"), ("authentication_error", 502, "upstream_auth_failed"),
+                                     ("invalid_request_error", 400, "upstream_rejected"), ("timeout_error", 504, "upstream_error"),
+                                     ("request_too_large", 413, "upstream_rejected"), ("brand_new_error", 502, "upstream_error")] {
+            let bytes = Array("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"\(type)\",\"message\":\"m\"}}\n\n".utf8)
+            let (events, end) = try ProviderFixtures.decode([bytes], with: provider)
+            guard case .error(let error)? = events.first else { Issue.record("\(type): \(events)"); continue }
+            #expect(error.status == status && error.code == code && end == .complete, "\(type)")
+        }
+    }
+}

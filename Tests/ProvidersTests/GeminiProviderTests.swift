@@ -1,0 +1,206 @@
+import GatewayCore
+import Providers
+import Testing
+
+@Suite struct GeminiProviderTests {
+    let provider = GeminiProvider()
+    let endpoint = ProviderEndpoint(name: "gemini", baseURL: "https://generativelanguage.googleapis.com/v1beta", apiKey: "AIza-secret")
+
+    func body(_ request: ModelRequest) throws -> JSONValue {
+        try JSONValue.parse(provider.httpRequest(for: request, endpoint: endpoint, extraHeaders: []).body)
+    }
+
+    static var richRequest: ModelRequest {
+        var request = ModelRequest(model: "gemini-2.5-flash", messages: [
+            ModelMessage(role: .system, text: "Be brief."),
+            ModelMessage(role: .user, content: [.text("What is this?"), .image(url: "https://x.example/a.PNG?v=1", detail: nil),
+                                                .image(url: "data:image/jpeg;base64,/9j/4AA=", detail: "high"),
+                                                .image(url: "data:,plain%20text", detail: nil)]),
+            ModelMessage(role: .user, text: "And the weather?"),
+            ModelMessage(role: .assistant, content: [.text("Looking.")], toolCalls: [
+                ToolCall(index: 0, id: "call_1", name: "look", arguments: #"{"what":"a"}"#),
+                ToolCall(index: 1, id: "", name: "weather", arguments: ""),
+            ]),
+            ModelMessage(role: .tool, content: [.text("a cat")], toolCallID: "call_1"),
+            ModelMessage(role: .tool, content: [.text(#"{"sky":"clear"}"#)], name: "weather"),
+            ModelMessage(role: .assistant, text: ""),
+        ])
+        request.tools = [
+            .function(name: "look", description: "Look at things",
+                      parameters: .object(["type": .string("object"), "additionalProperties": .bool(false)]), strict: nil),
+            .function(name: "weather", description: nil, parameters: nil, strict: nil),
+        ]
+        request.toolChoice = .function("look")
+        request.maxOutputTokens = 2000
+        request.temperature = 0.5
+        request.topP = 0.9
+        request.stop = ["END"]
+        request.reasoning = ModelRequest.Reasoning(effort: "low")
+        request.responseFormat = .object(["type": .string("json_schema"), "json_schema": .object(["name": .string("s"),
+                                          "schema": .object(["type": .string("object")])])])
+        request.extraFields = ["seed": .int(7)]
+        return request
+    }
+
+    @Test func aRichRequestEncodesToTheGoldenBody() throws {
+        let golden = try JSONValue.parse(Array(#"""
+            {"systemInstruction":{"parts":[{"text":"Be brief."}]},
+             "contents":[
+              {"role":"user","parts":[
+                {"text":"What is this?"},
+                {"fileData":{"fileUri":"https://x.example/a.PNG?v=1","mimeType":"image/png"}},
+                {"inlineData":{"mimeType":"image/jpeg","data":"/9j/4AA="}},
+                {"inlineData":{"mimeType":"text/plain","data":"cGxhaW4gdGV4dA=="}},
+                {"text":"And the weather?"}]},
+              {"role":"model","parts":[
+                {"text":"Looking."},
+                {"functionCall":{"id":"call_1","name":"look","args":{"what":"a"}},"thoughtSignature":"skip_thought_signature_validator"},
+                {"functionCall":{"name":"weather","args":{}}}]},
+              {"role":"user","parts":[
+                {"functionResponse":{"id":"call_1","name":"look","response":{"output":"a cat"}}},
+                {"functionResponse":{"name":"weather","response":{"sky":"clear"}}}]}],
+             "tools":[{"functionDeclarations":[
+               {"name":"look","description":"Look at things","parametersJsonSchema":{"type":"object","additionalProperties":false}},
+               {"name":"weather"}]}],
+             "toolConfig":{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["look"]}},
+             "generationConfig":{"maxOutputTokens":2000,"temperature":0.5,"topP":0.9,"stopSequences":["END"],
+               "thinkingConfig":{"thinkingBudget":2048,"includeThoughts":true},
+               "responseMimeType":"application/json","responseJsonSchema":{"type":"object"}}}
+            """#.utf8))
+        try provider.validate(Self.richRequest)
+        #expect(try body(Self.richRequest) == golden)
+    }
+
+    @Test func urlsHeadersAndTheModelInThePath() throws {
+        var request = Self.richRequest
+        let http = provider.httpRequest(for: request, endpoint: endpoint, extraHeaders: [("x-fusion-depth", "1")])
+        #expect(http.url == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
+        #expect(http.headers.map(\.0) == ["Content-Type", "Accept", "x-goog-api-key", "x-fusion-depth"])
+        #expect(http.headers.contains { $0 == ("x-goog-api-key", "AIza-secret") })
+        request.stream = false
+        request.model = "models/gemini-2.5-pro"
+        #expect(provider.httpRequest(for: request, endpoint: endpoint, extraHeaders: []).url
+                    == "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:generateContent")
+        request.model = "../../x:y?alt=json#frag é"
+        #expect(provider.httpRequest(for: request, endpoint: endpoint, extraHeaders: []).url
+                    == "https://generativelanguage.googleapis.com/v1beta/models/..%2F..%2Fx%3Ay%3Falt%3Djson%23frag%20%C3%A9:generateContent",
+                "the client's model name cannot change the path or the query")
+    }
+
+    @Test func toolChoicesReasoningAndFormats() throws {
+        var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")])
+        #expect(try body(request)["generationConfig"] == nil && body(request)["tools"] == nil)
+        request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil)]
+        for (choice, mode) in [(ToolChoice.auto, "AUTO"), (.none, "NONE"), (.required, "ANY")] {
+            request.toolChoice = choice
+            #expect(try body(request)["toolConfig"]?["functionCallingConfig"] == .object(["mode": .string(mode)]))
+        }
+        request.reasoning = ModelRequest.Reasoning(maxTokens: 5000, exclude: true)
+        #expect(try body(request)["generationConfig"]?["thinkingConfig"]
+                    == .object(["thinkingBudget": .int(5000), "includeThoughts": .bool(false)]))
+        request.reasoning = ModelRequest.Reasoning(effort: "none")
+        #expect(try body(request)["generationConfig"] == nil)
+        request.responseFormat = .object(["type": .string("json_object")])
+        #expect(try body(request)["generationConfig"] == .object(["responseMimeType": .string("application/json")]))
+    }
+
+    @Test(arguments: [
+        ("arguments", "messages[0].tool_calls[0].function.arguments"),
+        ("audio", "messages[1].content[0]"),
+        ("nameless", "messages[2].tool_call_id"),
+        ("server-tool", "tools[0]"),
+        ("format", "response_format"),
+    ])
+    func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
+        var request = ModelRequest(model: "m", messages: [
+            ModelMessage(role: .assistant, content: [], toolCalls: [ToolCall(index: 0, id: "t", name: "f", arguments: "{}")]),
+            ModelMessage(role: .user, content: [.text("x"), .image(url: "data:audio/wav;base64,AAAA", detail: nil)]),
+            ModelMessage(role: .tool, content: [.text("r")], toolCallID: "t"),
+        ])
+        #expect(throws: Never.self) { try provider.validate(request) }
+        switch fault {
+        case "arguments": request.messages[0].toolCalls[0].arguments = "not json"
+        case "audio": request.messages[1].content[0] = .other(.object(["type": .string("input_audio")]))
+        case "nameless": request.messages[2].toolCallID = "unknown"
+        case "server-tool": request.tools = [.other(.object(["type": .string("web_search_preview")]))]
+        default: request.responseFormat = .object(["type": .string("xml")])
+        }
+        do {
+            try provider.validate(request)
+            Issue.record("\(fault) was accepted")
+        } catch {
+            #expect(error.status == 400 && error.param == param, "\(fault): \(error.message)")
+        }
+    }
+
+    @Test func aWholeResponseDecodesToTheEventsOfAStream() throws {
+        let body = Array(#"""
+            {"candidates":[{"content":{"parts":[{"text":"hm","thought":true},{"text":"Hi"},
+              {"functionCall":{"name":"f","args":{"x":1}},"thoughtSignature":"c2ln"}],"role":"model"},
+              "finishReason":"STOP","index":0}],
+             "usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2,"thoughtsTokenCount":4,"totalTokenCount":9},
+             "responseId":"resp1"}
+            """#.utf8)
+        #expect(try provider.decodeResponse(body, redactor: .none) == [
+            .reasoning("hm"), .text("Hi"), .toolCall(ToolCallFragment(index: 0, id: "call_resp1_0", name: "f", arguments: #"{"x":1}"#)),
+            .finish(.toolCalls), .usage(Usage(promptTokens: 3, completionTokens: 6, totalTokens: 9, reasoningTokens: 4)),
+        ])
+        let error = try provider.decodeResponse(Array(#"{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}"#.utf8), redactor: .none)
+        #expect(error == [.error(APIError(status: 503, type: "upstream_error", code: "unavailable", message: "The upstream failed mid-stream: busy"))])
+    }
+
+    @Test func finishReasonsMapToOpenAIsVocabulary() throws {
+        for (reason, finish) in [("STOP", FinishReason.stop), ("MAX_TOKENS", .length), ("SAFETY", .contentFilter), ("RECITATION", .contentFilter),
+                                 ("BLOCKLIST", .contentFilter), ("PROHIBITED_CONTENT", .contentFilter), ("SPII", .contentFilter),
+                                 ("OTHER", .stop), ("FINISH_REASON_UNSPECIFIED", .stop), ("SOMETHING_NEW", .stop)] {
+            let body = Array(#"{"candidates":[{"finishReason":"\#(reason)"}]}"#.utf8)
+            #expect(try provider.decodeResponse(body, redactor: .none) == [.finish(finish)], "\(reason)")
+        }
+        let missing = try provider.decodeResponse(Array(#"{"candidates":[{"finishReason":"MISSING_THOUGHT_SIGNATURE"}]}"#.utf8), redactor: .none)
+        guard case .error(let error)? = missing.first else { Issue.record("\(missing)"); return }
+        #expect(error.code == "missing_thought_signature" && error.status == 502)
+    }
+}
+
+@Suite struct GeminiErrorTests {
+    let provider = GeminiProvider()
+
+    func error(_ status: Int, _ body: String, headers: [(String, String)] = [], secrets: [String] = []) -> APIError {
+        provider.error(status: status, body: Array(body.utf8), headers: headers, provider: "gemini", redactor: Redactor(secrets: secrets))
+    }
+
+    @Test func googleErrorBodiesMapByStatus() {
+        let exhausted = error(429, #"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#,
+                              headers: [("Retry-After", "3")])
+        #expect(exhausted.status == 429 && exhausted.code == "rate_limited" && exhausted.headers.map(\.1) == ["3"])
+        let invalid = error(400, #"{"error":{"code":400,"message":"API key not valid. key=AIza-leaked","status":"INVALID_ARGUMENT"}}"#,
+                            secrets: ["AIza-leaked"])
+        #expect(invalid.status == 400 && invalid.code == "invalid_argument" && invalid.message.contains("[redacted]"))
+        #expect(!invalid.message.contains("AIza-leaked"))
+        let denied = error(403, #"{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}"#)
+        #expect(denied.status == 502 && denied.code == "upstream_auth_failed")
+        let unavailable = error(503, #"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#)
+        #expect(unavailable.status == 503 && unavailable.code == "unavailable")
+        #expect(error(502, "<html>bad gateway</html>").message.contains("<html>bad gateway</html>"))
+    }
+
+    @Test func midStreamErrorsTakeTheirStatusFromTheCodeOrItsName() throws {
+        for (error, status) in [(#"{"code":500,"message":"m","status":"INTERNAL"}"#, 502), (#"{"code":"x","status":"RESOURCE_EXHAUSTED"}"#, 429),
+                                (#"{"code":1e300,"status":"UNAVAILABLE"}"#, 503), (#"{"code":-4,"status":"DEADLINE_EXCEEDED"}"#, 504),
+                                (#"{"code":200}"#, 502), (#""just text""#, 502)] {
+            let bytes = Array("data: {\"error\": \(error)}\r\n\r\n".utf8)
+            let (events, end) = try ProviderFixtures.decode([bytes], with: provider)
+            guard case .error(let apiError)? = events.first else { Issue.record("\(error): \(events)"); continue }
+            #expect(apiError.status == status && end == .complete, "\(error)")
+        }
+    }
+
+    @Test func rawLinesThatAreNotJSONAreAProtocolError() {
+        #expect(throws: StreamDecodingError.self) {
+            _ = try ProviderFixtures.decode([Array("<html>\r\n".utf8)], with: provider)
+        }
+        var decoder = provider.streamDecoder(maxEventBytes: 64, redactor: .none)
+        let bytes = Array(("{\n" + String(repeating: "\"x\": 1,\n", count: 20)).utf8)
+        #expect(throws: StreamDecodingError.self) { _ = try bytes.withUnsafeBytes { try decoder.decode($0) { _ in } } }
+    }
+}

@@ -1,0 +1,218 @@
+import Fusion
+import GatewayCore
+import PropertyBased
+import Providers
+import Surfaces
+import Testing
+
+@Suite struct MessagesRequestTests {
+    func parse(_ text: String) throws(APIError) -> MessagesRequest { try MessagesRequest(body: Array(text.utf8)) }
+
+    /// What the anthropic SDKs send (1.x: x-api-key and sampling fields; 2.x: neither), all at once.
+    static let sdkBody = #"""
+        {"model":"claude-sonnet-4-5","max_tokens":4096,"stream":true,
+         "system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}],
+         "messages":[
+          {"role":"user","content":[{"type":"text","text":"What is this?"},
+            {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
+            {"type":"image","source":{"type":"url","url":"https://x.example/a.png"}},
+            {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="},"title":"a.pdf"},
+            {"type":"document","source":{"type":"text","media_type":"text/plain","data":"plain notes"}}]},
+          {"role":"assistant","content":[{"type":"thinking","thinking":"hm","signature":"sig"},{"type":"text","text":"Let me look."},
+            {"type":"tool_use","id":"toolu_1","name":"look","input":{"what":"a"}},{"type":"tool_use","id":"toolu_2","name":"weather","input":{}}]},
+          {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"a cat"},
+            {"type":"tool_result","tool_use_id":"toolu_2","content":[{"type":"text","text":"sunny"}],"is_error":false},
+            {"type":"text","text":"Thanks."}]},
+          {"role":"assistant","content":"Anything else?"},
+          {"role":"user","content":"No."}],
+         "tools":[{"name":"look","description":"Look","input_schema":{"type":"object"}},
+                  {"type":"custom","name":"weather","input_schema":{"type":"object","properties":{}}},
+                  {"type":"web_search_20250305","name":"web_search","max_uses":1}],
+         "tool_choice":{"type":"any","disable_parallel_tool_use":true},
+         "thinking":{"type":"enabled","budget_tokens":2048},
+         "temperature":1,"top_p":0.9,"top_k":5,"stop_sequences":["END"],"metadata":{"user_id":"u-1"},"service_tier":"auto"}
+        """#
+
+    @Test func theSDKsRequestsConvertToTheNeutralRequest() throws {
+        let request = try parse(Self.sdkBody)
+        #expect(request.model == "claude-sonnet-4-5" && request.stream && !request.asksForFusion)
+        let neutral = request.modelRequest()
+        #expect(neutral.messages.map(\.role) == [.system, .user, .assistant, .tool, .tool, .user, .assistant, .user])
+        #expect(neutral.messages[0].content == [.text("Be brief.")])
+        #expect(neutral.messages[1].content == [
+            .text("What is this?"), .image(url: "data:image/png;base64,iVBORw0KGgo=", detail: nil), .image(url: "https://x.example/a.png", detail: nil),
+            .other(.object(["type": .string("file"), "file": .object(["filename": .string("a.pdf"), "file_data": .string("data:application/pdf;base64,JVBERi0=")])])),
+            .text("plain notes"),
+        ])
+        #expect(neutral.messages[2].content == [.text("Let me look.")], "thinking is not carried")
+        #expect(neutral.messages[2].toolCalls == [ToolCall(index: 0, id: "toolu_1", name: "look", arguments: #"{"what":"a"}"#),
+                                                  ToolCall(index: 1, id: "toolu_2", name: "weather", arguments: "{}")])
+        #expect(neutral.messages[3] == ModelMessage(role: .tool, content: [.text("a cat")], toolCallID: "toolu_1", name: "look"))
+        #expect(neutral.messages[4].name == "weather" && neutral.messages[4].text == "sunny")
+        #expect(neutral.messages[5].content == [.text("Thanks.")])
+        #expect(neutral.maxOutputTokens == 4096 && neutral.temperature == 1 && neutral.topP == 0.9 && neutral.stop == ["END"])
+        #expect(neutral.toolChoice == .required && neutral.parallelToolCalls == false)
+        #expect(neutral.reasoning == ModelRequest.Reasoning(maxTokens: 2048))
+        #expect(neutral.tools.map(\.functionName) == ["look", "weather", nil])
+        #expect(neutral.extraFields.keys.sorted() == ["metadata", "service_tier", "top_k"] && neutral.extraFieldsFormat == .anthropicMessages)
+        #expect(neutral.includeUsage)
+    }
+
+    /// Through the gateway's Anthropic provider, what the client said arrives as it said it
+    /// (thinking blocks aside).
+    @Test func anAnthropicClientsRequestSurvivesTheRoundTripToAnthropic() throws {
+        let request = try parse(Self.sdkBody)
+        var neutral = request.modelRequest()
+        neutral.model = "claude-sonnet-4-5"
+        try AnthropicProvider().validate(neutral)
+        let sent = try JSONValue.parse(AnthropicProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "a", baseURL: "https://api.anthropic.com/v1"), extraHeaders: []).body)
+        let turns = try #require(sent["messages"]?.arrayValue)
+        #expect(turns.count == 5)
+        #expect(turns[1]["content"]?.arrayValue?.count == 3, "text and two tool uses; the thinking block is not carried")
+        #expect(turns[2]["content"]?.arrayValue?.map { $0["type"]?.stringValue ?? "" } == ["tool_result", "tool_result", "text"])
+        #expect(sent["top_k"] == nil && sent["temperature"] == nil, "thinking is on: the API refuses sampling fields")
+        #expect(sent["metadata"]?["user_id"] == .string("u-1") && sent["service_tier"] == .string("auto"))
+        #expect(sent["thinking"]?["budget_tokens"] == .int(2048) && sent["max_tokens"] == .int(4096))
+        #expect(sent["tool_choice"] == .object(["type": .string("any"), "disable_parallel_tool_use": .bool(true)]))
+        #expect(sent["tools"]?.arrayValue?[2] == .object(["type": .string("web_search_20250305"), "name": .string("web_search"), "max_uses": .int(1)]))
+        let original = try JSONValue.parse(Array(Self.sdkBody.utf8))
+        #expect(sent["messages"]?.arrayValue?[1]["content"]?.arrayValue?[2] == original["messages"]?.arrayValue?[1]["content"]?.arrayValue?[3])
+    }
+
+    @Test func fusionIsAskedForByTheAliasOrTheTool() throws {
+        let alias = try parse(#"{"model":"fusion","max_tokens":100,"messages":[{"role":"user","content":"Should cities ban cars?"}]}"#)
+        #expect(alias.asksForFusion)
+        let tool = try parse(#"{"model":"sim/outer","max_tokens":100,"messages":[{"role":"user","content":"q"}],"tools":[{"type":"openrouter:fusion","parameters":{"preset":"budget"}}]}"#)
+        #expect(tool.asksForFusion)
+        guard case .fusion(let fusion) = try FusionPlan.make(request: tool.modelRequest(), settings: .simulated, depth: 0) else {
+            Issue.record("no fusion plan")
+            return
+        }
+        #expect(fusion.outerModel == "sim/outer" && fusion.parameters.analysisModels == ["sim/expert-1", "sim/expert-2"])
+        guard case .withoutFusion(let model, _) = try FusionPlan.make(request: alias.modelRequest(), settings: .simulated, depth: 1) else {
+            Issue.record("an inner call asked for fusion again")
+            return
+        }
+        #expect(model == "sim/outer")
+    }
+
+    @Test func upstreamBodyReplacesOnlyTheModel() throws {
+        let text = #"{"model":"anth/claude-x","max_tokens":5,"messages":[{"role":"user","content":"é"}],"x":{"model":"keep"}}"#
+        #expect(String(decoding: try parse(text).upstreamBody(model: "claude-x"), as: UTF8.self)
+                    == #"{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"é"}],"x":{"model":"keep"}}"#)
+    }
+
+    @Test(arguments: [
+        ("[1]", nil as String?),
+        (#"{"max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#, "model"),
+        (#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
+        (#"{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
+        (#"{"model":"m","max_tokens":1e300,"messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
+        (#"{"model":"m","max_tokens":5,"messages":[]}"#, "messages"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"wizard","content":"x"}]}"#, "messages.0.role"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":5}]}"#, "messages.0.content"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"server_tool_use"}]}]}"#, "messages.0.content.0.type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}]}"#, "messages.0.content.0.type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}"#, "messages.0.content.0.source.type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png;x,y","data":""}}]}]}"#, "messages.0.content.0.source.media_type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"image/png","data":""}}]}]}"#, "messages.0.content.0.source.media_type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":"{}"}]}]}"#, "messages.0.content.0.input"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","content":"x"}]}]}"#, "messages.0.content.0.tool_use_id"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"tool_use"}]}]}]}"#, "messages.0.content.0.content.0.type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"system":[{"type":"image"}]}"#, "system.0.type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f"}]}"#, "tools.0.input_schema"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"tool"}}"#, "tool_choice.name"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tool_choice":"auto"}"#, "tool_choice.type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled"}}"#, "thinking.budget_tokens"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"temperature":1.5}"#, "temperature"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_k":-1}"#, "top_k"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),
+        (#"{"model":"m","model":"n","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#, "model"),
+    ])
+    func mistakesAre400sNamingTheFieldInAnthropicsShape(body: String, param: String?) throws {
+        do {
+            _ = try parse(body)
+            Issue.record("accepted: \(body)")
+        } catch {
+            #expect(error.status == 400 && error.param == param, "\(body): \(error.message)")
+            if let param { #expect(error.message.contains(param), "\(error.message)") }
+            let rendered = try JSONValue.parse(MessagesErrors.body(error))
+            #expect(rendered["type"] == .string("error") && rendered["error"]?["type"] == .string("invalid_request_error"))
+            #expect(rendered["error"]?["message"]?.stringValue == error.message)
+        }
+    }
+}
+
+@Suite struct MessagesErrorsTests {
+    @Test func statusesHaveAnthropicsTypesAndHeadersAreKept() throws {
+        for (status, type) in [(400, "invalid_request_error"), (401, "authentication_error"), (403, "permission_error"), (404, "not_found_error"),
+                               (413, "request_too_large"), (429, "rate_limit_error"), (500, "api_error"), (502, "api_error"),
+                               (503, "overloaded_error"), (504, "timeout_error"), (422, "invalid_request_error")] {
+            #expect(MessagesErrors.type(forStatus: status) == type)
+        }
+        let limited = APIError(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow\ndown", headers: [("Retry-After", "2")])
+        #expect(MessagesErrors.responseHeaders(limited).map(\.0) == ["Content-Type", "Retry-After"])
+        var out: [UInt8] = []
+        MessagesErrors.appendEvent(limited, to: &out)
+        #expect(String(decoding: out, as: UTF8.self)
+                    == "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow\\ndown\"}}\n\n")
+    }
+}
+
+/// A client's bytes are hostile too: whatever a /v1/messages body holds, it is a request or a 400,
+/// and a request converts and encodes for every provider without trapping.
+@Suite struct MessagesRequestPropertyTests {
+    /// Mostly valid blocks for each role, a few that are not.
+    static let userBlocks = [
+        #"{"type":"text","text":"é\n\u2028"}"#, #"{"type":"image","source":{"type":"base64","media_type":"image/png","data":"%%"}}"#,
+        #"{"type":"image","source":{"type":"base64","media_type":"image/tiff","data":"AAAA"}}"#,
+        #"{"type":"image","source":{"type":"url","url":"data:image/png;base64,AAAA"}}"#,
+        #"{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}"#, #"{"type":"tool_result","tool_use_id":"u"}"#,
+        #"{"type":"document","source":{"type":"text","data":"d"}}"#, #"{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBE"}}"#,
+        #"{"type":"thinking","thinking":"t"}"#, "1e999",
+    ]
+    static let assistantBlocks = [
+        #"{"type":"text","text":"ok"}"#, #"{"type":"tool_use","id":"t","name":"f","input":{"a":1e999}}"#,
+        #"{"type":"tool_use","id":"v","name":"g","input":{}}"#, #"{"type":"thinking","thinking":"t","signature":"s"}"#,
+        #"{"type":"redacted_thinking","data":"x"}"#, "{}",
+    ]
+    static let extras = [
+        #","tools":[{"name":"f","input_schema":{}}]"#, #","tools":[{"type":"fusion","parameters":{"preset":"x"}}]"#,
+        #","tool_choice":{"type":"tool","name":"f"}"#, #","thinking":{"type":"enabled","budget_tokens":9223372036854775807}"#,
+        #","thinking":{"type":"adaptive"}"#, #","system":[{"type":"text","text":"s"}]"#, #","temperature":1e999"#, #","top_k":-0"#,
+        #","stop_sequences":["\u0000"]"#, #","max_tokens":1"#, #","metadata":{"user_id":null}"#, #","stream":true"#,
+        #","top_p":0.5"#, #","service_tier":"auto""#, "]",
+    ]
+    static let bodies = zip(Gen.element(of: userBlocks).array(of: 0...4), Gen.element(of: assistantBlocks).array(of: 0...3),
+                            Gen.element(of: extras).array(of: 0...3), Gen.element(of: ["user", "user", "user", "system"]))
+        .map { user, assistant, extra, role -> String in
+            let join = { (items: [String?]) in items.compactMap { $0 }.joined(separator: ",") }
+            return #"{"model":"m","max_tokens":4096,"messages":[{"role":"\#(role ?? "user")","content":[\#(join(user))]},"#
+                + #"{"role":"assistant","content":[\#(join(assistant))]}]\#(extra.compactMap { $0 }.joined())}"#
+        }
+
+    @Test func anyBodyIsARequestOrA400() async {
+        let endpoint = ProviderEndpoint(name: "p", baseURL: "http://127.0.0.1:1/v1", apiKey: "k")
+        let accepted = Counter()
+        await propertyCheck(count: 500, input: Self.bodies) { body in
+            let request: MessagesRequest
+            do throws(APIError) {
+                request = try MessagesRequest(body: Array(body.utf8))
+            } catch {
+                #expect(error.status == 400, "\(body)")
+                return
+            }
+            accepted.count += 1
+            let neutral = request.modelRequest()
+            for provider in [AnthropicProvider(), GeminiProvider(), OpenAICompatibleProvider()] as [any Provider] {
+                if (try? provider.validate(neutral)) != nil {
+                    #expect(!provider.httpRequest(for: neutral, endpoint: endpoint, extraHeaders: []).body.isEmpty)
+                }
+            }
+        }
+        #expect(accepted.count > 50, "the generator must reach past validation: \(accepted.count)")
+    }
+
+    final class Counter: @unchecked Sendable { var count = 0 }
+}

@@ -1,0 +1,188 @@
+import Fusion
+import GatewayCore
+import PropertyBased
+import Providers
+import Surfaces
+import Testing
+
+/// The Messages stream as Anthropic's SDKs need it, checked two ways: its shape (what the SDK
+/// code requires, per the research notes) and a round trip through the gateway's own Anthropic
+/// decoder, which must give back the events that were written.
+@Suite struct MessagesStreamWriterTests {
+    static func render(_ events: [ModelEvent], usage: Usage? = nil) -> [UInt8] {
+        var writer = MessagesStreamWriter(id: "msg_gw1", model: "fusion")
+        var out: [UInt8] = []
+        writer.appendStart(to: &out)
+        MessagesStreamWriter.appendPing(to: &out)
+        for event in events { writer.append(event, to: &out) }
+        writer.appendEnd(usage: usage, to: &out)
+        return out
+    }
+
+    /// (name, data) of every event; comments skipped.
+    static func events(_ bytes: [UInt8]) throws -> [(name: String, data: JSONValue)] {
+        var decoder = SSEDecoder()
+        var events: [(String, JSONValue)] = []
+        try decoder.feed(bytes) { events.append(($0.nameString, try JSONValue.parse(Array($0.data)))) }
+        return events
+    }
+
+    static func decoded(_ bytes: [UInt8]) throws -> ([ModelEvent], StreamEnd) {
+        var decoder = AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        var events: [ModelEvent] = []
+        _ = try bytes.withUnsafeBytes { try decoder.decode($0) { events.append($0) } }
+        return (events, decoder.end())
+    }
+
+    static let answer: [ModelEvent] = [
+        .reasoning("Thinking"), .reasoning(" hard."), .text("Hello"), .text(" there"),
+        .toolCall(ToolCallFragment(index: 0, id: "call_1", name: "look", arguments: "")),
+        .toolCall(ToolCallFragment(index: 0, arguments: #"{"what":"#)), .toolCall(ToolCallFragment(index: 0, arguments: #""a"}"#)),
+        .toolCall(ToolCallFragment(index: 1, id: "call_2", name: "time", arguments: "{}")),
+        .finish(.toolCalls),
+        .usage(Usage(promptTokens: 50, completionTokens: 9, totalTokens: 59, cachedTokens: 20)),
+    ]
+
+    @Test func theStreamHasTheShapeTheSDKsRequire() throws {
+        let bytes = Self.render(Self.answer)
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(!text.contains("\nid:") && text.hasSuffix("\n\n"))
+        let events = try Self.events(bytes)
+        #expect(events.allSatisfy { !$0.name.isEmpty && $0.data["type"] == .string($0.name) }, "every event named, its type its name")
+        #expect(events.map(\.name) == ["message_start", "ping",
+                                       "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+                                       "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+                                       "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+                                       "content_block_start", "content_block_delta", "content_block_stop",
+                                       "message_delta", "message_stop"])
+        let starts = events.filter { $0.name == "content_block_start" }
+        #expect(starts.map { $0.data["index"] } == [.int(0), .int(1), .int(2), .int(3)], "dense, in start order")
+        #expect(starts.map { $0.data["content_block"]?["type"]?.stringValue ?? "" } == ["thinking", "text", "tool_use", "tool_use"])
+        #expect(starts[2].data["content_block"]?["input"] == .object([:]), "a placeholder, not a fragment")
+        let start = try #require(events.first?.data["message"])
+        #expect(start["id"] == .string("msg_gw1") && start["usage"]?["input_tokens"] != nil && start["usage"]?["output_tokens"] != nil)
+        let delta = try #require(events.first { $0.name == "message_delta" }?.data)
+        #expect(delta["delta"]?["stop_reason"] == .string("tool_use"))
+        #expect(delta["usage"] == .object(["input_tokens": .int(30), "cache_read_input_tokens": .int(20), "output_tokens": .int(9)]))
+    }
+
+    @Test func theGatewaysAnthropicDecoderReadsBackWhatWasWritten() throws {
+        let (events, end) = try Self.decoded(Self.render(Self.answer))
+        #expect(end == .complete)
+        // The same events; a call's first fragment comes back split in its block start (no arguments)
+        // and its first delta.
+        #expect(events == Array(Self.answer.prefix(7)) + [
+            .toolCall(ToolCallFragment(index: 1, id: "call_2", name: "time", arguments: "")),
+            .toolCall(ToolCallFragment(index: 1, arguments: "{}")),
+        ] + Self.answer.suffix(2))
+        // Usage given at the end wins; none at all is zeros, never absent.
+        let bare = try Self.events(Self.render([.text("x")]))
+        #expect(bare.first { $0.name == "message_delta" }?.data["usage"]?["output_tokens"] == .int(0))
+        #expect(bare.first { $0.name == "message_delta" }?.data["delta"]?["stop_reason"] == .string("end_turn"))
+    }
+
+    @Test func interleavedToolCallsKeepTheirBlocks() throws {
+        // As an OpenAI-compatible upstream may send parallel calls (Fixtures/providers/openai-tool-calls).
+        let (events, _) = try Self.decoded(Self.render([
+            .toolCall(ToolCallFragment(index: 0, id: "c1", name: "get_weather", arguments: "")),
+            .toolCall(ToolCallFragment(index: 0, arguments: #"{"loc"#)),
+            .toolCall(ToolCallFragment(index: 1, id: "c2", name: "get_time", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 0, arguments: #"ation":"Paris"}"#)),
+            .finish(.toolCalls),
+        ]))
+        var calls = ToolCallAccumulator()
+        for case .toolCall(let fragment) in events { calls.add(fragment) }
+        #expect(calls.calls.map(\.arguments) == [#"{"location":"Paris"}"#, "{}"])
+        #expect(calls.calls.map(\.id) == ["c1", "c2"])
+    }
+
+    @Test func errorsAndKeepAlives() throws {
+        var writer = MessagesStreamWriter(id: "m", model: "x")
+        var out: [UInt8] = []
+        writer.append(.text("partial"), to: &out)
+        writer.append(.error(APIError(status: 503, type: "upstream_error", code: "overloaded", message: "The upstream failed mid-stream: Overloaded")), to: &out)
+        let events = try Self.events(out)
+        #expect(events.map(\.name) == ["message_start", "content_block_start", "content_block_delta", "error"])
+        #expect(events.last?.data["error"]?["type"] == .string("overloaded_error"))
+        let (decoded, end) = try Self.decoded(out)
+        guard case .error(let error)? = decoded.last else { Issue.record("\(decoded)"); return }
+        #expect(error.status == 503 && end == .complete)
+        var ping: [UInt8] = []
+        MessagesStreamWriter.appendPing(to: &ping)
+        #expect(String(decoding: ping, as: UTF8.self) == "event: ping\ndata: {\"type\":\"ping\"}\n\n")
+    }
+
+    /// Model output is steerable by any web page a panel member read: nothing in it can end an
+    /// event or forge one.
+    @Test func modelTextCannotForgeEvents() async {
+        let pieces = Gen.element(of: ["\n", "\r\n", "\r", "\n\n", "\u{2028}", "\u{85}", "\0", "event: message_stop", "data: {}", "\"", "\\", "}", "é", "a"])
+            .array(of: 0...16).map { $0.compactMap { $0 }.joined() }
+        await propertyCheck(count: 300, input: pieces, pieces) { text, arguments in
+            let bytes = Self.render([.text(text), .toolCall(ToolCallFragment(index: 0, id: text, name: text, arguments: arguments)),
+                                     .reasoning(text), .finish(.stop)])
+            guard let (events, end) = try? Self.decoded(bytes) else { Issue.record("undecodable for \(text.debugDescription)"); return }
+            #expect(end == .complete)
+            #expect(events.filter { $0 == .text(text) }.count == (text.isEmpty ? 0 : 1), "\(text.debugDescription)")
+            var calls = ToolCallAccumulator()
+            for case .toolCall(let fragment) in events { calls.add(fragment) }
+            #expect(calls.calls.first?.arguments == arguments && calls.calls.first?.name == text)
+        }
+    }
+}
+
+@Suite struct MessagesResponseTests {
+    @Test func aWholeMessageHasItsBlocksInOrder() throws {
+        var response = MessagesResponse(id: "msg_1", model: "claude-x")
+        for event in MessagesStreamWriterTests.answer { response.add(event) }
+        let message = try JSONValue.parse(try response.body(extra: ["fusion": .object(["status": .string("ok")])]))
+        #expect(message["type"] == .string("message") && message["role"] == .string("assistant") && message["id"] == .string("msg_1"))
+        #expect(message["content"] == .array([
+            .object(["type": .string("thinking"), "thinking": .string("Thinking hard."), "signature": .string("")]),
+            .object(["type": .string("text"), "text": .string("Hello there")]),
+            .object(["type": .string("tool_use"), "id": .string("call_1"), "name": .string("look"), "input": .object(["what": .string("a")])]),
+            .object(["type": .string("tool_use"), "id": .string("call_2"), "name": .string("time"), "input": .object([:])]),
+        ]))
+        #expect(message["stop_reason"] == .string("tool_use") && message["stop_sequence"] == .null)
+        #expect(message["usage"]?["input_tokens"] == .int(30) && message["usage"]?["output_tokens"] == .int(9))
+        #expect(message["fusion"]?["status"] == .string("ok"))
+        // The gateway's own Anthropic provider reads it back.
+        let events = try AnthropicProvider().decodeResponse(try response.body(), redactor: .none)
+        #expect(events.contains(.text("Hello there")) && events.contains(.finish(.toolCalls)))
+    }
+
+    @Test func brokenToolArgumentsAreABadGatewayNotAnEmptyInput() {
+        var response = MessagesResponse(id: "m", model: "x")
+        response.add(.toolCall(ToolCallFragment(index: 0, id: "c", name: "look", arguments: #"{"what": "#)))
+        #expect(throws: APIError.self) { _ = try response.body() }
+        do { _ = try response.body() } catch {
+            #expect(error.status == 502 && error.code == "invalid_tool_arguments" && error.message.contains("'look'"))
+        }
+    }
+}
+
+@Suite struct FusionMessagesRendererTests {
+    @Test func theDeliberationIsCommentsTheAnswerAMessagesStream() throws {
+        var renderer = FusionMessagesRenderer(id: "msg_f", model: "fusion", stream: true)
+        var out: [UInt8] = []
+        renderer.render(.progress(.memberStarted(index: 0, model: "anth/expert-1")), at: 1, into: &out)
+        renderer.render(.progress(.memberDelta(index: 0, model: "anth/expert-1", text: "line\nevent: message_stop")), at: 2, into: &out)
+        renderer.render(.finalAnswerStarts(model: "sim/outer"), at: 3, into: &out)
+        renderer.render(.answer(.text("Drawing on a panel")), at: 4, into: &out)
+        renderer.render(.answer(.finish(.stop)), at: 5, into: &out)
+        renderer.renderEnd(usage: Usage(promptTokens: 10, completionTokens: 4, totalTokens: 14), into: &out)
+        let text = String(decoding: out, as: UTF8.self)
+        #expect(text.hasPrefix(": fusion panel[0] anth/expert-1: started\n\n: fusion panel[0] anth/expert-1: line\\nevent: message_stop\n\n"))
+        #expect(text.contains(": fusion: sim/outer is writing the final answer\n\n"))
+        let events = try MessagesStreamWriterTests.events(out)
+        #expect(events.map(\.name) == ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"])
+        #expect(events.allSatisfy { !$0.name.isEmpty }, "no data-only event: the SDK would drop it")
+
+        var whole = FusionMessagesRenderer(id: "msg_f", model: "fusion", stream: false)
+        var nothing: [UInt8] = []
+        whole.render(.progress(.memberStarted(index: 0, model: "m")), at: 1, into: &nothing)
+        whole.render(.answer(.text("Final.")), at: 2, into: &nothing)
+        #expect(nothing.isEmpty)
+        let message = try JSONValue.parse(try whole.message(usage: Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5), fusion: nil))
+        #expect(message["content"]?.arrayValue?.first?["text"] == .string("Final.") && message["usage"]?["output_tokens"] == .int(2))
+    }
+}
