@@ -14,6 +14,8 @@ import PackageDescription
 //   EventLoop                   libuv: loop, TCP listener/connection, timers, wakeups, signals
 //   HTTPServer                  HTTP/1.1 server connections on EventLoop (http_parser)
 //   UpstreamClient              libcurl multi driven by EventLoop: streaming upstream transfers
+//   CHiredis, RedisClient       Redis on EventLoop: hiredis' RESP reader and command formatter over
+//                               our own TCP connection (pipelined, deadlines, reconnects)
 //   MockUpstream                an OpenAI-compatible server with deterministic scenarios
 //   Playground                  the browser playground's files (HTML, CSS, JS), embedded at build time
 //   Gateway                     config, routing, endpoints, the streaming proxy
@@ -34,7 +36,7 @@ let package = Package(
         .executable(name: "fusion-gateway", targets: ["fusion-gateway"]),
         // For the packages in Benchmarks/ and Fuzz/ (separate, so their dependencies and flags
         // never touch the main build or CI).
-        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "FanIn", "HTTPServer", "Providers", "Surfaces", "Fusion", "Web",
+        .library(name: "FusionGatewayKit", targets: ["GatewayCore", "EventLoop", "UpstreamClient", "RedisClient", "FanIn", "HTTPServer", "Providers", "Surfaces", "Fusion", "Web",
                                                      "MockUpstream", "Gateway", "Application", "Bench", "BenchRunner"]),
     ],
     dependencies: [
@@ -51,6 +53,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         .target(name: "GatewayCore", swiftSettings: fast),
         .target(name: "Providers", dependencies: ["GatewayCore"], swiftSettings: fast),
@@ -62,6 +65,7 @@ let package = Package(
         .target(name: "EventLoop", dependencies: ["CLibUV", "FanIn"], swiftSettings: fast),
         .target(name: "HTTPServer", dependencies: ["EventLoop", "CHTTPParser"], swiftSettings: fast),
         .target(name: "UpstreamClient", dependencies: ["EventLoop", "CCurl"], swiftSettings: fast),
+        .target(name: "RedisClient", dependencies: ["EventLoop", "CHiredis"], swiftSettings: fast),
         .target(
             name: "Playground",
             dependencies: ["GatewayCore"],
@@ -76,7 +80,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "Playground",
+                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "RedisClient", "Playground",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -105,6 +109,11 @@ let package = Package(
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient", "EventLoop", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SurfacesTests",
             dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
@@ -137,7 +146,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Application", "Gateway", "Fusion", "Providers", "Surfaces", "Web", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
-                .product(name: "Logging", package: "swift-log"),
+                "RedisClient", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -151,6 +151,11 @@ public final class EventLoop: @unchecked Sendable {
     /// The loop's cached time in milliseconds (updated once per loop iteration).
     public var nowMilliseconds: UInt64 { uv_now(uvLoop) }
 
+    /// Unblocks SIGINT and SIGTERM in the calling thread, before it starts the loop threads (they
+    /// inherit its mask): a parent that started this process with them blocked must not stop the
+    /// graceful shutdown `SignalWatcher`s rely on.
+    public static func unblockTerminationSignals() { CLibUV_unblock_termination_signals() }
+
     /// A monotonic clock in nanoseconds.
     public static func monotonicNanoseconds() -> UInt64 { uv_hrtime() }
 

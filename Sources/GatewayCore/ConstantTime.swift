@@ -11,6 +11,20 @@ public enum ConstantTime {
         return matched == 1
     }
 
+    /// The index of the secret `candidate` equals, comparing every secret in full as
+    /// `matchesAny` does (timing reveals neither whether nor which one matched).
+    public static func matchIndex(_ candidate: String, _ secrets: [String]) -> Int? {
+        let candidateBytes = Array(candidate.utf8)
+        var found = -1
+        for (index, secret) in secrets.enumerated() {
+            let equal = Int(equals(candidateBytes, Array(secret.utf8)))
+            // Branch-free select: keeps the first match.
+            let take = equal & (found < 0 ? 1 : 0)
+            found = take * index + (1 - take) * found
+        }
+        return found < 0 ? nil : found
+    }
+
     /// 1 when equal, 0 otherwise; examines max(count) bytes regardless of content.
     static func equals(_ a: [UInt8], _ b: [UInt8]) -> UInt8 {
         var difference = UInt64(a.count ^ b.count)

@@ -59,6 +59,7 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         try logging.bootstrap()
+        EventLoop.unblockTerminationSignals()
         let logger = Logger(label: "fusion-gateway")
         var settings: GatewayConfig
         do {

@@ -35,7 +35,8 @@ final class TestEnvironment: @unchecked Sendable {
     /// mock's port only (every other loopback port stays refused); fetches time out after 1 s,
     /// members and the judge after 10 s.
     /// `logHandler`: receives the gateway's logs at info and above (default: FUSION_TEST_LOG).
-    init(web: Bool = false, loops: Int = 2, logHandler: CapturedLog? = nil,
+    /// `environment`: variables the gateway sees besides the provider key (named keys' values).
+    init(web: Bool = false, loops: Int = 2, logHandler: CapturedLog? = nil, environment: [String: String] = [:],
          _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
         let stats = mockStats
         let box = mockBox
@@ -93,7 +94,7 @@ final class TestEnvironment: @unchecked Sendable {
         logger.logLevel = logHandler != nil ? .info
             : ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         do {
-            application = try GatewayApplication(config: config, environment: ["TEST_PROVIDER_KEY": Self.secretKey],
+            application = try GatewayApplication(config: config, environment: environment.merging(["TEST_PROVIDER_KEY": Self.secretKey]) { $1 },
                                                  logger: logger, loops: loops)
         } catch {
             mockLoop.execute { box.mock?.shutdown() }

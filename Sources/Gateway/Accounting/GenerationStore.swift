@@ -47,37 +47,8 @@ struct GenerationRecord: Sendable {
     }
 }
 
-/// The most recent generation records, in memory and bounded (oldest evicted first); shared by
-/// every loop, so behind a mutex (taken once per finished request and per lookup).
-final class GenerationStore: Sendable {
-    private struct State {
-        var records: [String: GenerationRecord] = [:]
-        var order: [String] = []
-        var oldest = 0
-    }
-
-    private let state = Lock(State())
-    let capacity: Int
-
-    init(capacity: Int = 10_000) { self.capacity = capacity }
-
-    func add(_ record: GenerationRecord) {
-        state.withLock { state in
-            if state.records.count >= capacity, state.oldest < state.order.count {
-                state.records[state.order[state.oldest]] = nil
-                state.oldest += 1
-                if state.oldest > capacity {  // compact the id list now and then
-                    state.order.removeFirst(state.oldest)
-                    state.oldest = 0
-                }
-            }
-            state.records[record.id] = record
-            state.order.append(record.id)
-        }
-    }
-
-    func record(_ id: String) -> GenerationRecord? { state.withLock { $0.records[id] } }
-
+/// Generation ids (records are filed by a `GenerationRecordStore`, see `Sources/Gateway/Store`).
+enum GenerationStore {
     /// A new id: `gen-` and 24 random hex digits.
     static func newID() -> String {
         var generator = SystemRandomNumberGenerator()

@@ -18,6 +18,10 @@ public struct GatewayConfig: Sendable {
         public var limits = HTTPServerLimits()
         /// How long in-flight streams may run after SIGINT/SIGTERM before they are cancelled.
         public var shutdownGraceMilliseconds: UInt64 = 10_000
+        /// After SIGTERM, how long `/health` answers 503 (draining) while requests are still
+        /// served, before the listener closes: the time a load balancer's health checks need to
+        /// stop sending. 0 closes the listener at once.
+        public var drainDelayMilliseconds: UInt64 = 0
         /// A stream whose client takes no bytes for this long is dropped (its upstream cancelled).
         public var slowClientTimeoutMilliseconds: UInt64 = 30_000
         /// Keys clients must present (`Authorization: Bearer …`); none means no authentication.
@@ -120,6 +124,12 @@ public struct GatewayConfig: Sendable {
     public var fusion: FusionSettings? = .simulated
     /// Web tools for Fusion's panel and judge; nil (no `web:` section): none offered.
     public var web: WebSettings?
+    /// Where replicas share records, usage and limits (`store:`); in process by default.
+    public var store = StoreSettings()
+    /// Named gateway keys with their limits (`keys:`).
+    public var keys: [String: NamedKey] = [:]
+    /// Model prices for spend budgets (`prices:`), by model slug.
+    public var prices: [String: ModelPrice] = [:]
 
     /// The reserved provider name of the built-in simulated models.
     public static let simulatedProviderName = "sim"
@@ -133,8 +143,9 @@ public struct GatewayConfig: Sendable {
         return config
     }
 
-    /// The gateway keys in force: the config's plus the environment variable's. Fails closed: a
-    /// named variable that is unset or holds no key is an error, never an open gateway.
+    /// The gateway keys in force: the config's, the environment variable's and the named keys'
+    /// (`keys:`). Fails closed: a named variable that is unset or holds no key is an error, never
+    /// an open gateway.
     public func gatewayKeys(environment: [String: String]) throws -> [String] {
         var keys = server.apiKeys
         if let variable = server.apiKeysEnvironmentVariable {
@@ -145,7 +156,7 @@ public struct GatewayConfig: Sendable {
             }
             keys += named
         }
-        return keys
+        return keys + (try namedKeyValues(environment: environment).map(\.1))
     }
 
     public static func load(path: String) throws -> GatewayConfig {
@@ -169,11 +180,11 @@ public struct GatewayConfig: Sendable {
         config.simulatedModels = false  // a config file opts in to simulated models explicitly
         guard let root = node else { return config }
         let top = try ConfigNode(root, path: source)
-        try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion", "web"])
+        try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion", "web", "store", "keys", "prices"])
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                   "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms",
-                                  "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops"])
+                                  "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops", "drain_delay_ms"])
             if let cors = try server.child("cors") {
                 try cors.allowOnly(["allow_origins"])
                 config.server.corsAllowOrigins = try cors.stringList("allow_origins") ?? []
@@ -192,6 +203,7 @@ public struct GatewayConfig: Sendable {
             config.server.limits.headerTimeoutMilliseconds = try server.milliseconds("header_timeout_ms") ?? config.server.limits.headerTimeoutMilliseconds
             config.server.limits.idleTimeoutMilliseconds = try server.milliseconds("idle_timeout_ms") ?? config.server.limits.idleTimeoutMilliseconds
             config.server.shutdownGraceMilliseconds = try server.milliseconds("shutdown_grace_ms") ?? config.server.shutdownGraceMilliseconds
+            config.server.drainDelayMilliseconds = try server.int("drain_delay_ms", in: 0...600_000).map(UInt64.init) ?? config.server.drainDelayMilliseconds
         }
         if let upstream = try top.child("upstream") {
             try upstream.allowOnly(["connect_timeout_ms", "idle_timeout_ms", "keepalive_interval_ms", "max_event_bytes",
@@ -254,6 +266,9 @@ public struct GatewayConfig: Sendable {
                 throw ConfigError("\(web.path).simulated needs simulated_models: true (the simulated web is served with the sim/ models)")
             }
         }
+        if let store = try top.child("store") { config.store = try parseStore(store) }
+        if let keys = try top.child("keys") { config.keys = try parseKeys(keys) }
+        if let prices = try top.child("prices") { config.prices = try parsePrices(prices) }
         if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
             throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
         }

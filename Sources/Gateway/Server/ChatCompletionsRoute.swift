@@ -85,9 +85,9 @@ extension GatewayServer {
         session.start()
     }
 
-    /// Files the record and logs the request's one summary line.
+    /// Files the record (and settles its key's limits) and logs the request's one summary line.
     func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, log: Logger) {
-        generations.add(record)
+        file(record, writer: writer)
         active[ObjectIdentifier(writer)] = nil
         let metrics = shared.metrics
         metrics.activeStreams.decrement()

@@ -13,6 +13,8 @@ public final class GatewayCluster: Sendable {
     public let port: Int
     public let shared: GatewayShared
     private let stopped = DispatchSemaphore(value: 0)
+    /// `server.drain_delay_ms`: how long `/health` says draining before the listeners close.
+    private let drainDelayMilliseconds: UInt64
 
     /// Loop-confined servers, handed around only to be used through their own loop.
     private final class ServerBox: @unchecked Sendable {
@@ -51,15 +53,27 @@ public final class GatewayCluster: Sendable {
         self.servers = servers
         self.port = port
         self.shared = shared
+        drainDelayMilliseconds = config.server.drainDelayMilliseconds
     }
 
     public var loopCount: Int { threads.count }
 
-    /// Graceful stop, cluster-wide and in order: every loop stops serving (streams in flight get
-    /// the grace period); only once all have, each loop releases its upstream client (a session
-    /// on one loop places panel members on the others until it ends); then the loops stop.
+    /// Graceful stop, cluster-wide and in order: `/health` reports draining (503) at once and,
+    /// after `drain_delay_ms` (while requests are still served, so a balancer's checks can take
+    /// this replica out), every loop stops serving (streams in flight get the grace period); only
+    /// once all have, each loop releases its upstream client (a session on one loop places panel
+    /// members on the others until it ends); then the loops stop.
     /// Returns at once; `waitUntilStopped()` blocks until done.
     public func shutdown() {
+        shared.beginDraining()
+        guard drainDelayMilliseconds > 0 else {
+            stopServing()
+            return
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(drainDelayMilliseconds))) { [self] in stopServing() }
+    }
+
+    private func stopServing() {
         let serving = Countdown(servers.count)
         for box in servers {
             box.server.loop.execute { [self] in

@@ -21,7 +21,12 @@ public final class GatewayServer {
     public let shared: GatewayShared
     public var router: ModelRouter { shared.router }
     public var stats: GatewayStats { shared.stats }
-    var generations: GenerationStore { shared.generations }
+    /// Records, limits and usage: in process, or shared through Redis (this loop's connection).
+    var store: LoopStore!
+    /// Requests let in by their key's limits, to settle when they finish (by response writer).
+    var tickets: [ObjectIdentifier: AdmissionTicket] = [:]
+    /// When this loop last logged a store failure (they are counted always, logged at most every 10 s).
+    var lastStoreWarning: UInt64 = 0
     var logger: Logger
     /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
     var active: [ObjectIdentifier: AnyObject] = [:]
@@ -45,9 +50,7 @@ public final class GatewayServer {
         self.logger = logger
         client = UpstreamClient(loop: loop)
         workers = [UpstreamWorker(loop: loop, client: client)]
-        self.shared = try shared ?? GatewayShared(router: ModelRouter(config: config, environment: environment),
-                                                  gatewayKeys: config.gatewayKeys(environment: environment),
-                                                  web: Self.resolveWeb(config.web, environment: environment, logger: logger))
+        self.shared = try shared ?? Self.makeShared(config: config, environment: environment, logger: logger)
         policy = RequestPolicy(keys: self.shared.gatewayKeys, allowedOrigins: config.server.corsAllowOrigins,
                                allowedHosts: config.server.allowedHosts, bindHost: config.server.host)
         let client = client
@@ -58,6 +61,9 @@ public final class GatewayServer {
         server = try HTTPServer(loop: loop, host: config.server.host, port: config.server.port,
                                 limits: limits, reusePort: reusePort) { [unowned self] request, writer in
             handle(request, writer)
+        }
+        store = LoopStore(loop: loop, shared: self.shared, settings: config.store, logger: logger) { [unowned self] operation, error in
+            storeDidFail(operation, error)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
         server.rendersRejectionsAsAPIErrors()
@@ -72,6 +78,22 @@ public final class GatewayServer {
                                metadata: ["provider": "\(provider)", "env": "\(variable)"])
             }
         }
+    }
+
+    private static func makeShared(config: GatewayConfig, environment: [String: String], logger: Logger) throws -> GatewayShared {
+        var redisPassword: String?
+        if let variable = config.store.redis?.passwordEnvironmentVariable {
+            guard let value = environment[variable], !value.isEmpty else {
+                throw ConfigError("store.redis.password_env names \(variable), which is unset or empty: refusing to start without the password it should hold")
+            }
+            redisPassword = value
+        }
+        // Every key; the named ones are matched by name first (the ring skips their duplicates).
+        let keys = try config.gatewayKeys(environment: environment)
+        let named = try config.namedKeyValues(environment: environment)
+        return GatewayShared(router: ModelRouter(config: config, environment: environment), gatewayKeys: keys,
+                             web: resolveWeb(config.web, environment: environment, logger: logger),
+                             keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword)
     }
 
     /// The web settings in force, with the search API's key from the environment. The simulated
@@ -122,6 +144,7 @@ public final class GatewayServer {
     /// and releases curl, then `completion` runs.
     public func releaseResources(completion: @escaping () -> Void = {}) {
         client.close()
+        store.close()
         completion()
     }
 
@@ -140,7 +163,7 @@ public final class GatewayServer {
         }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
-            chatCompletion(request, writer)
+            admit(request, writer) { [unowned self] in chatCompletion(request, writer) }
         case ("GET", "/v1/models"), ("GET", "/models"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList())
         case ("GET", "/metrics"):
@@ -149,8 +172,10 @@ public final class GatewayServer {
         case ("GET", "/api/v1/generation"), ("GET", "/v1/generation"):
             generation(request, writer)
         case ("GET", "/health"), ("HEAD", "/health"):
-            writer.respond(status: 200, headers: [("Content-Type", "application/json")],
-                           body: Array(#"{"status":"ok"}"#.utf8))
+            // Draining (SIGTERM): 503, so a load balancer's health checks take this replica out.
+            let draining = shared.isDraining
+            writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
+                           body: Array((draining ? #"{"status":"draining"}"# : #"{"status":"ok"}"#).utf8))
         case (_, "/v1/chat/completions"), (_, "/chat/completions"):
             writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"))
         case (_, "/v1/models"), (_, "/models"), (_, "/health"):

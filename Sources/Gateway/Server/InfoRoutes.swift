@@ -3,18 +3,31 @@ import HTTPServer
 import Providers
 
 extension GatewayServer {
-    /// `GET /api/v1/generation?id=`: a completion's record in OpenRouter's shape.
+    /// `GET /api/v1/generation?id=`: a completion's record in OpenRouter's shape, from this
+    /// replica or (with Redis) any other. With gateway keys, only the key that made a record
+    /// reads it (others get the same 404 as for an unknown id).
     func generation(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         guard let id = request.queryItem("id"), !id.isEmpty else {
             writer.respond(error: .invalidRequest("Missing query parameter 'id'.", param: "id", code: "missing_required_parameter"))
             return
         }
-        guard let record = generations.record(id) else {
-            writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
-                                           message: "No generation with id '\(id)' (records are kept in memory, most recent \(generations.capacity))."))
-            return
+        let requester = shared.keyRing.identify(request)?.id
+        let shared = store.redis != nil
+        store.records.get(id: id) { [weak writer] lookup in
+            guard let writer else { return }
+            switch lookup {
+            case .found(let stored) where stored.owner == nil || stored.owner == requester:
+                writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: stored.json)
+            case .found, .notFound:
+                let kept = shared ? "records are shared through Redis for store.redis.record_ttl_s" : "records are kept in memory, the most recent 10000"
+                writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
+                                               message: "No generation with id '\(id)' (\(kept))."))
+            case .unavailable:
+                writer.respond(error: APIError(status: 503, type: "server_error", code: "store_unavailable",
+                                               message: "The record store is unreachable right now; the record may exist. Please retry shortly.",
+                                               headers: [("Retry-After", "1")]))
+            }
         }
-        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: record.json.serialized())
     }
 
     /// `GET /v1/models`: every model of a provider that lists them.

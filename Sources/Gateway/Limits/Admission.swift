@@ -1,0 +1,110 @@
+import EventLoop
+import GatewayCore
+import HTTPServer
+import Logging
+import Providers
+import RedisClient
+
+/// A request let in under a key: what was reserved for it, settled when it finishes.
+struct AdmissionTicket {
+    let identity: KeyIdentity
+    /// What admission took from the key's buckets (nothing when the store could not be asked).
+    let reservation: LimitReservation
+}
+
+extension GatewayServer {
+    /// Runs `start` once the request's key may go ahead: at once for a key without limits (or no
+    /// key), after one round trip to the limiter otherwise. A refused request gets a 429 with
+    /// `Retry-After` and `x-ratelimit-*`; an allowed one carries the `x-ratelimit-*` headers on its
+    /// response. When the store cannot decide, `store.on_store_error` says what happens.
+    func admit(_ request: HTTPRequest, _ writer: HTTPResponseWriter, then start: @escaping () -> Void) {
+        guard let identity = shared.keyRing.identify(request) else {
+            start()
+            return
+        }
+        guard !identity.limits.isEmpty else {
+            // No limits: usage counters only, settled at the end.
+            run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: LimitReservation(requests: 0, tokens: 0)))
+            return
+        }
+        let reservation = identity.limits.reservation(bodyBytes: request.body.count)
+        store.limiter.admit(identity, reservation: reservation) { [weak self, weak writer] result in
+            guard let self else { return }
+            guard let writer, writer.state == .pending else {
+                // The client left while the limiter answered: give back what was reserved.
+                if case .success(let decision) = result, decision.allowed {
+                    store.limiter.settle(identity, settlement: LimitSettlement(extraRequests: -reservation.requests, tokenDelta: -reservation.tokens,
+                                                                               spendMicros: 0), usage: KeyUsage())
+                }
+                return
+            }
+            let metrics = shared.metrics
+            switch result {
+            case .success(let decision) where decision.allowed:
+                metrics.countLimitDecision(outcome: "allowed")
+                writer.defaultHeaders += RateLimitResponse.headers(decision)
+                run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: reservation))
+            case .success(let decision):
+                metrics.countLimitDecision(outcome: "limited")
+                for dimension in decision.dimensions where dimension.exceeded { metrics.countRateLimited(kind: dimension.kind.rawValue) }
+                let error = RateLimitResponse.error(decision, keyName: identity.name ?? identity.id)
+                writer.respond(error: error)
+                metrics.countRequest(kind: "rejected", status: error.status)
+                logger.info("request limited", metadata: ["key": "\(identity.id)", "code": "\(error.code)", "type": "\(error.type)"])
+            case .failure:
+                // Counted and logged by `storeDidFail`.
+                switch store.onStoreError {
+                case .allow:
+                    metrics.countLimitDecision(outcome: "store_error_allowed")
+                    run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: LimitReservation(requests: 0, tokens: 0)))
+                case .deny:
+                    metrics.countLimitDecision(outcome: "store_error_denied")
+                    let error = RateLimitResponse.storeUnavailable()
+                    writer.respond(error: error)
+                    metrics.countRequest(kind: "rejected", status: error.status)
+                }
+            }
+        }
+    }
+
+    private func run(_ start: () -> Void, _ writer: HTTPResponseWriter, ticket: AdmissionTicket) {
+        let key = ObjectIdentifier(writer)
+        tickets[key] = ticket
+        start()
+        // Refused before any work started (a 400): it used one request and no tokens.
+        if writer.state != .pending && writer.state != .streaming && active[key] == nil, let ticket = tickets.removeValue(forKey: key) {
+            settle(ticket, record: nil)
+        }
+    }
+
+    /// Files a finished request's record (owned by its key) and settles its key's limits and usage.
+    func file(_ record: GenerationRecord, writer: HTTPResponseWriter) {
+        let ticket = tickets.removeValue(forKey: ObjectIdentifier(writer))
+        store.records.put(id: record.id, StoredGeneration(json: record.json.serialized(), owner: ticket?.identity.id))
+        if let ticket { settle(ticket, record: record) }
+    }
+
+    private func settle(_ ticket: AdmissionTicket, record: GenerationRecord?) {
+        // Every inner call of a deliberation is a request; anything that reached a route is one.
+        let requests = Int64(max(1, record?.calls.count ?? 0))
+        let usage = record?.usage
+        let spend = record.map { Spend.micros(of: $0, prices: config.prices) } ?? 0
+        let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,
+                                         tokenDelta: (usage?.totalTokens ?? 0) - ticket.reservation.tokens, spendMicros: spend)
+        store.limiter.settle(ticket.identity, settlement: settlement,
+                             usage: KeyUsage(requests: requests, promptTokens: usage?.promptTokens ?? 0,
+                                             completionTokens: usage?.completionTokens ?? 0, costMicros: spend))
+    }
+
+    /// A failed store operation: always counted; logged at most every 10 s per loop, so an outage
+    /// does not flood the log.
+    func storeDidFail(_ operation: String, _ error: RedisError) {
+        shared.metrics.countStoreError(operation: operation, error: error.label)
+        let now = loop.nowMilliseconds
+        guard lastStoreWarning == 0 || now &- lastStoreWarning >= 10_000 else { return }
+        lastStoreWarning = now
+        logger.warning("shared store failing; limits follow on_store_error, records wait for it", metadata: [
+            "operation": "\(operation)", "error": "\(error)", "on_store_error": "\(store?.onStoreError.rawValue ?? "allow")",
+        ])
+    }
+}

@@ -1,0 +1,81 @@
+import EventLoop
+import Foundation
+import GatewayCore
+import RedisClient
+
+/// What one finished request used, added to its key's usage counters.
+struct KeyUsage: Sendable, Equatable {
+    var requests: Int64 = 0
+    var promptTokens: Int64 = 0
+    var completionTokens: Int64 = 0
+    var costMicros: Int64 = 0
+}
+
+/// Per-key limits and usage counters, as one loop sees them: in this process, or in Redis
+/// (shared by every replica). Used on its loop only; neither call ever blocks it.
+protocol KeyLimiter: AnyObject {
+    /// Decides on a request against `identity`'s limits, reserving `reservation` when it is let
+    /// through; `completion` runs on the loop (possibly before `admit` returns). A failure means
+    /// the decision could not be made (the store's error policy applies).
+    func admit(_ identity: KeyIdentity, reservation: LimitReservation, completion: @escaping (Result<LimitDecision, RedisError>) -> Void)
+    /// Settles a finished request: moves the buckets by what it really used, adds its spend and
+    /// usage. In the background.
+    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage)
+}
+
+/// The wall clock in microseconds, for limits kept in process and budget periods.
+enum LimitClock {
+    static func nowMicros() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1_000
+    }
+}
+
+/// Limits and usage in this process: one replica. Shared by every loop (one lock, held for the
+/// arithmetic only).
+final class InProcessKeyLimiter: KeyLimiter, Sendable {
+    private struct State {
+        var limits: [String: LimitState] = [:]
+        var usage: [String: KeyUsage] = [:]
+    }
+
+    private let state = Lock(State())
+    private let clock: @Sendable () -> Int64
+
+    init(clock: @escaping @Sendable () -> Int64 = LimitClock.nowMicros) { self.clock = clock }
+
+    func admit(_ identity: KeyIdentity, reservation: LimitReservation, completion: @escaping (Result<LimitDecision, RedisError>) -> Void) {
+        let now = clock()
+        let decision = state.withLock { state in
+            RateLimitMath.admit(identity.limits, state: &state.limits[identity.id, default: LimitState()], now: now,
+                                periods: BudgetPeriods(micros: now), reservation: reservation)
+        }
+        completion(.success(decision))
+    }
+
+    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage) {
+        let now = clock()
+        state.withLock { state in
+            if !identity.limits.isEmpty {
+                RateLimitMath.settle(identity.limits, state: &state.limits[identity.id, default: LimitState()], now: now,
+                                     periods: BudgetPeriods(micros: now), settlement: settlement)
+            }
+            var total = state.usage[identity.id, default: KeyUsage()]
+            total.add(usage)
+            state.usage[identity.id] = total
+        }
+    }
+
+    /// A key's usage so far (tests, `/api/v1/key`).
+    func usage(of id: String) -> KeyUsage { state.withLock { $0.usage[id] ?? KeyUsage() } }
+}
+
+extension KeyUsage {
+    mutating func add(_ other: KeyUsage) {
+        requests = requests.addingReportingOverflow(other.requests).overflow ? .max : requests + other.requests
+        promptTokens = promptTokens.addingReportingOverflow(other.promptTokens).overflow ? .max : promptTokens + other.promptTokens
+        completionTokens = completionTokens.addingReportingOverflow(other.completionTokens).overflow ? .max : completionTokens + other.completionTokens
+        costMicros = costMicros.addingReportingOverflow(other.costMicros).overflow ? .max : costMicros + other.costMicros
+    }
+}

@@ -1,0 +1,127 @@
+import GatewayCore
+import RedisClient
+
+/// Limits and usage in Redis, shared by every replica: one `EVAL` per admission (all of a key's
+/// limits decided atomically, see `RedisLimitScripts`) and one per settlement, after the
+/// response. Key names: `<prefix>{<key id>}:requests`, `:tokens`, `:spend:d:<yyyymmdd>`,
+/// `:spend:m:<yyyymm>`, `:usage` (the braces keep one key's names in one Redis Cluster slot).
+/// Loop-confined.
+final class RedisKeyLimiter: KeyLimiter {
+    private let client: RedisClient
+    private let keyPrefix: String
+    private let onError: (String, RedisError) -> Void
+    /// Settlements that could not be sent (Redis unreachable), sent when it is back. Only those
+    /// never sent: one that timed out may have been applied, and counting it twice is worse.
+    private(set) var unsent: [[[UInt8]]] = []
+    private let maxUnsent: Int
+    /// A test's clock in place of Redis' (`TIME`); nil in production.
+    var testClock: (() -> Int64)?
+    private let wallClock: () -> Int64
+
+    init(client: RedisClient, keyPrefix: String, maxUnsent: Int = 10_000, wallClock: @escaping () -> Int64 = LimitClock.nowMicros,
+         onError: @escaping (String, RedisError) -> Void) {
+        self.client = client
+        self.keyPrefix = keyPrefix
+        self.maxUnsent = maxUnsent
+        self.wallClock = wallClock
+        self.onError = onError
+    }
+
+    func keys(_ id: String, periods: BudgetPeriods) -> [String] {
+        let base = "\(keyPrefix){\(id)}:"
+        return [base + "requests", base + "tokens", base + "spend:d:" + periods.day.id, base + "spend:m:" + periods.month.id, base + "usage"]
+    }
+
+    private var nowArgument: String { testClock.map { String($0()) } ?? "" }
+
+    func admit(_ identity: KeyIdentity, reservation: LimitReservation, completion: @escaping (Result<LimitDecision, RedisError>) -> Void) {
+        let now = testClock?() ?? wallClock()
+        let periods = BudgetPeriods(micros: now)
+        let limits = identity.limits
+        let arguments = ["EVAL", RedisLimitScripts.admit, "4"] + keys(identity.id, periods: periods).prefix(4) + [
+            nowArgument, String(limits.requestsPerMinute ?? 0), String(limits.tokensPerMinute ?? 0),
+            String(reservation.requests), String(reservation.tokens),
+            String(limits.dailyBudgetMicros ?? 0), String(limits.monthlyBudgetMicros ?? 0),
+            String(periods.day.endMicros - now), String(periods.month.endMicros - now),
+        ]
+        client.send(arguments) { [weak self] result in
+            switch result {
+            case .success(let reply):
+                if let decision = Self.decision(reply, limits: limits) {
+                    completion(.success(decision))
+                } else {
+                    let error = RedisError.protocolViolation("unexpected reply to the admission script")
+                    self?.onError("admit", error)
+                    completion(.failure(error))
+                }
+            case .failure(let error):
+                self?.onError("admit", error)
+                completion(.failure(error))
+            }
+        }
+    }
+
+    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage) {
+        let now = testClock?() ?? wallClock()
+        let periods = BudgetPeriods(micros: now)
+        let limits = identity.limits
+        // Spend counters outlive their period by an hour (a late settlement still lands).
+        let daySeconds = (periods.day.endMicros - now) / 1_000_000 + 3_600
+        let monthSeconds = (periods.month.endMicros - now) / 1_000_000 + 3_600
+        let arguments = ["EVAL", RedisLimitScripts.settle, "5"] + keys(identity.id, periods: periods) + [
+            nowArgument, String(limits.requestsPerMinute ?? 0), String(limits.tokensPerMinute ?? 0),
+            String(settlement.extraRequests), String(settlement.tokenDelta), String(max(0, settlement.spendMicros)),
+            String(daySeconds), String(monthSeconds),
+            String(usage.requests), String(usage.promptTokens), String(usage.completionTokens),
+        ]
+        send(arguments.map { Array($0.utf8) })
+    }
+
+    private func send(_ command: [[UInt8]]) {
+        client.send(command) { [weak self] result in
+            guard let self, case .failure(let error) = result else { return }
+            onError("settle", error)
+            switch error {
+            case .unavailable, .overloaded:
+                if unsent.count >= maxUnsent { unsent.removeFirst() }
+                unsent.append(command)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Redis is back: send the settlements that waited.
+    func flushUnsent() {
+        let waiting = unsent
+        unsent.removeAll()
+        for command in waiting { send(command) }
+    }
+
+    /// The admission script's reply, checked field by field: `{allowed, now}` then six integers
+    /// per dimension. Anything else (a type, a count, a negative limit) is refused.
+    static func decision(_ reply: RedisValue, limits: KeyLimits) -> LimitDecision? {
+        guard let items = reply.array, items.count == 2 + 4 * 6 else { return nil }
+        var numbers: [Int64] = []
+        for item in items {
+            guard let number = item.integer else { return nil }
+            numbers.append(number)
+        }
+        guard numbers[0] == 0 || numbers[0] == 1 else { return nil }
+        var dimensions: [LimitDecision.Dimension] = []
+        let kinds: [(LimitDecision.Kind, Int64?)] = [(.requests, limits.requestsPerMinute), (.tokens, limits.tokensPerMinute),
+                                                      (.dailyBudget, limits.dailyBudgetMicros), (.monthlyBudget, limits.monthlyBudgetMicros)]
+        for (index, (kind, configured)) in kinds.enumerated() {
+            let field = Array(numbers[(2 + index * 6)..<(8 + index * 6)])
+            let present = field[0] == 1
+            guard present == (configured != nil) else { return nil }
+            guard present else { continue }
+            guard field[1] == configured, field[2] >= 0, field[3] >= 0, field[4] == 0 || field[4] == 1, field[5] >= 0 else { return nil }
+            dimensions.append(.init(kind: kind, limit: field[1], remaining: min(field[2], field[1]), resetMicros: field[3],
+                                    exceeded: field[4] == 1, retryAfterMicros: field[5]))
+        }
+        let decision = LimitDecision(dimensions: dimensions)
+        guard decision.allowed == (numbers[0] == 1) else { return nil }
+        return decision
+    }
+}

@@ -1,0 +1,124 @@
+/// The Lua scripts that keep per-key limits in Redis, each run atomically in one round trip
+/// (`EVAL`; Redis caches the compiled script by its hash). They compute exactly what
+/// `RateLimitMath` computes, in the same order of double operations (`RedisLimiterParityTests`
+/// runs both on the same sequences and compares every figure).
+///
+/// Clock: Redis' `TIME` (one clock for every replica), unless a test passes its own `now`.
+/// Buckets are strings `"<level %.17g> <updated µs>"` (a double survives the round trip exactly),
+/// expiring when they would be full again; spend counters are integers (millionths of a dollar)
+/// expiring after their day or month.
+enum RedisLimitScripts {
+    /// Shared helpers: the clock and the bucket level.
+    private static let prelude = """
+        local period = 60000000
+        local now
+        if ARGV[1] ~= '' then now = tonumber(ARGV[1]) else
+          local t = redis.call('TIME')
+          now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        end
+        local function level_at(key, limit)
+          local stored = redis.call('GET', key)
+          if not stored then return limit end
+          local level, updated = string.match(stored, '^(%S+) (%d+)$')
+          level = tonumber(level)
+          updated = tonumber(updated)
+          if not level or not updated or level ~= level then return limit end
+          local elapsed = now - updated
+          if elapsed < 0 then elapsed = 0 end
+          return math.min(limit, level + elapsed * limit / period)
+        end
+        local function store(key, level, limit)
+          local per_unit = period / limit
+          local reset = math.ceil((limit - level) * per_unit)
+          if reset <= 0 then
+            redis.call('DEL', key)
+          else
+            redis.call('SET', key, string.format('%.17g %d', level, now), 'PX', math.ceil(reset / 1000) + 1000)
+          end
+        end
+        local function spent(key)
+          local value = tonumber(redis.call('GET', key) or '0')
+          if not value then return 0 end
+          return value
+        end
+
+        """
+
+    /// KEYS: request bucket, token bucket, day spend, month spend.
+    /// ARGV: now (or ''), requests/minute, tokens/minute, request cost, token cost, daily budget,
+    /// monthly budget (0: none), µs until the day ends, µs until the month ends.
+    /// Returns `{allowed, now}` then per dimension (requests, tokens, day, month) six integers:
+    /// present, limit, remaining, reset µs, exceeded, retry-after µs.
+    static let admit = prelude + """
+        local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
+        local request_cost, token_cost = tonumber(ARGV[4]), tonumber(ARGV[5])
+        local day_budget, month_budget = tonumber(ARGV[6]), tonumber(ARGV[7])
+        local day_reset, month_reset = tonumber(ARGV[8]), tonumber(ARGV[9])
+        local out = {1, now}
+        local levels = {}
+        local function rate(index, key, limit, cost)
+          if limit <= 0 then
+            for _ = 1, 6 do table.insert(out, 0) end
+            return
+          end
+          local level = level_at(key, limit)
+          local allowed = level >= cost
+          if allowed then level = level - cost end
+          local per_unit = period / limit
+          local retry = 0
+          if not allowed then
+            retry = math.ceil((cost - level) * per_unit)
+            out[1] = 0
+          end
+          levels[index] = level
+          for _, value in ipairs({1, limit, math.floor(math.max(0, level)), math.ceil((limit - level) * per_unit),
+                                  allowed and 0 or 1, retry}) do
+            table.insert(out, value)
+          end
+        end
+        local function budget(key, limit, reset)
+          if limit <= 0 then
+            for _ = 1, 6 do table.insert(out, 0) end
+            return
+          end
+          local used = spent(key)
+          local exceeded = used >= limit
+          if exceeded then out[1] = 0 end
+          if reset < 0 then reset = 0 end
+          for _, value in ipairs({1, limit, math.max(0, limit - used), reset, exceeded and 1 or 0, exceeded and reset or 0}) do
+            table.insert(out, value)
+          end
+        end
+        rate(1, KEYS[1], rpm, request_cost)
+        rate(2, KEYS[2], tpm, token_cost)
+        budget(KEYS[3], day_budget, day_reset)
+        budget(KEYS[4], month_budget, month_reset)
+        if out[1] == 1 then
+          if levels[1] then store(KEYS[1], levels[1], rpm) end
+          if levels[2] then store(KEYS[2], levels[2], tpm) end
+        end
+        return out
+        """
+
+    /// KEYS: request bucket, token bucket, day spend, month spend, usage hash.
+    /// ARGV: now (or ''), requests/minute, tokens/minute (0: none), extra requests, token delta,
+    /// spend µ$, seconds until the day's counter expires, seconds until the month's, then the
+    /// usage to add: requests, prompt tokens, completion tokens.
+    static let settle = prelude + """
+        local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
+        local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+        if rpm > 0 and extra ~= 0 then store(KEYS[1], level_at(KEYS[1], rpm) - extra, rpm) end
+        if tpm > 0 and delta ~= 0 then store(KEYS[2], level_at(KEYS[2], tpm) - delta, tpm) end
+        if spend > 0 then
+          redis.call('INCRBY', KEYS[3], spend)
+          redis.call('EXPIRE', KEYS[3], ARGV[7])
+          redis.call('INCRBY', KEYS[4], spend)
+          redis.call('EXPIRE', KEYS[4], ARGV[8])
+        end
+        redis.call('HINCRBY', KEYS[5], 'requests', ARGV[9])
+        redis.call('HINCRBY', KEYS[5], 'prompt_tokens', ARGV[10])
+        redis.call('HINCRBY', KEYS[5], 'completion_tokens', ARGV[11])
+        redis.call('HINCRBY', KEYS[5], 'cost_micros', spend)
+        return 1
+        """
+}

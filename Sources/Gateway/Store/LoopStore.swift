@@ -1,0 +1,47 @@
+import EventLoop
+import GatewayCore
+import Logging
+import RedisClient
+
+/// One loop's way to the state replicas share: records and limits in this process, or through
+/// this loop's own Redis connection (one per loop: commands are pipelined on the loop that needs
+/// them, never handed across threads). Loop-confined.
+final class LoopStore {
+    let records: any GenerationRecordStore
+    let limiter: any KeyLimiter
+    let redis: RedisClient?
+    let onStoreError: StoreSettings.OnError
+
+    /// `onError(operation, error)`: every failed Redis operation, for metrics and logs.
+    init(loop: EventLoop, shared: GatewayShared, settings: StoreSettings, logger: Logger,
+         onError: @escaping (String, RedisError) -> Void) {
+        onStoreError = settings.onError
+        guard let redis = settings.redis else {
+            records = LocalGenerationRecordStore(memory: shared.memoryRecords)
+            limiter = shared.inProcessLimiter
+            self.redis = nil
+            return
+        }
+        let client = RedisClient(loop: loop, endpoint: redis.endpoint, password: shared.redisPassword, settings: redis.client)
+        let records = RedisGenerationRecordStore(memory: shared.memoryRecords, client: client, keyPrefix: redis.keyPrefix,
+                                                 ttlSeconds: redis.recordTTLSeconds, maxUnwritten: redis.maxUnwrittenRecords,
+                                                 onError: onError)
+        let limiter = RedisKeyLimiter(client: client, keyPrefix: redis.keyPrefix, maxUnsent: redis.maxUnwrittenRecords, onError: onError)
+        var everReady = false
+        client.onReady = { [weak records, weak limiter] in
+            if everReady {
+                logger.notice("redis is back", metadata: ["redis": "\(redis.endpoint)"])
+            }
+            everReady = true
+            records?.flushUnwritten()
+            limiter?.flushUnsent()
+        }
+        client.onFailure = { error in onError("connect", error) }
+        self.records = records
+        self.limiter = limiter
+        self.redis = client
+        client.start()
+    }
+
+    func close() { redis?.close() }
+}

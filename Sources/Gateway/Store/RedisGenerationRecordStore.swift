@@ -1,0 +1,124 @@
+import GatewayCore
+import RedisClient
+
+/// Records shared with every replica through Redis, as `SET <prefix>gen:<id> <value> EX <ttl>`,
+/// the value `v1\n<owner>\n<json>`. Writes happen after the response, in the background; a
+/// record that cannot be written now (Redis down or reconnecting) waits in a bounded queue and is
+/// written when Redis is back. This replica's own records are also kept in memory, so it can
+/// answer for them during an outage. Loop-confined.
+final class RedisGenerationRecordStore: GenerationRecordStore {
+    private let memory: InMemoryGenerations
+    private let client: RedisClient
+    private let keyPrefix: String
+    private let ttlSeconds: Int
+    private let maxUnwritten: Int
+    /// Called for every failed Redis operation (metrics, the rate-limited warning).
+    private let onError: (String, RedisError) -> Void
+    /// Records waiting for Redis, oldest first.
+    private(set) var unwritten: [(id: String, value: [UInt8])] = []
+    private(set) var droppedUnwritten = 0
+
+    /// Ids are ours (`gen-` + hex) or a client's query: anything longer is not a record.
+    static let maxIDBytes = 128
+    static let maxOwnerBytes = 128
+
+    init(memory: InMemoryGenerations, client: RedisClient, keyPrefix: String, ttlSeconds: Int, maxUnwritten: Int,
+         onError: @escaping (String, RedisError) -> Void) {
+        self.memory = memory
+        self.client = client
+        self.keyPrefix = keyPrefix
+        self.ttlSeconds = ttlSeconds
+        self.maxUnwritten = maxUnwritten
+        self.onError = onError
+    }
+
+    func key(_ id: String) -> [UInt8] { Array((keyPrefix + "gen:" + id).utf8) }
+
+    func put(id: String, _ stored: StoredGeneration) {
+        memory.add(id: id, stored)
+        write(id: id, value: Self.encode(stored))
+    }
+
+    private func write(id: String, value: [UInt8]) {
+        client.send([Array("SET".utf8), key(id), value, Array("EX".utf8), Array(String(ttlSeconds).utf8)]) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(.status):
+                break
+            case .success:
+                onError("record_put", .protocolViolation("unexpected reply to SET"))
+            case .failure(let error):
+                onError("record_put", error)
+                // SET is idempotent: whatever happened to this attempt, writing it again is safe.
+                if case .server = error { return }
+                keepUnwritten(id: id, value: value)
+            }
+        }
+    }
+
+    private func keepUnwritten(id: String, value: [UInt8]) {
+        guard maxUnwritten > 0 else { return }
+        if unwritten.count >= maxUnwritten {
+            unwritten.removeFirst()
+            droppedUnwritten += 1
+        }
+        unwritten.append((id, value))
+    }
+
+    /// Redis is back: write what waited.
+    func flushUnwritten() {
+        let waiting = unwritten
+        unwritten.removeAll()
+        for (id, value) in waiting { write(id: id, value: value) }
+    }
+
+    func get(id: String, completion: @escaping (GenerationLookup) -> Void) {
+        if let local = memory.record(id) {
+            completion(.found(local))
+            return
+        }
+        guard id.utf8.count <= Self.maxIDBytes else {
+            completion(.notFound)
+            return
+        }
+        client.send([Array("GET".utf8), key(id)]) { [weak self] result in
+            switch result {
+            case .success(.null):
+                completion(.notFound)
+            case .success(.bulk(let value)):
+                if let stored = Self.decode(value) {
+                    completion(.found(stored))
+                } else {
+                    let error = RedisError.protocolViolation("an unreadable generation record")
+                    self?.onError("record_get", error)
+                    completion(.unavailable(error))
+                }
+            case .success:
+                let error = RedisError.protocolViolation("unexpected reply to GET")
+                self?.onError("record_get", error)
+                completion(.unavailable(error))
+            case .failure(let error):
+                self?.onError("record_get", error)
+                completion(.unavailable(error))
+            }
+        }
+    }
+
+    static func encode(_ stored: StoredGeneration) -> [UInt8] {
+        Array("v1\n".utf8) + Array((stored.owner ?? "").utf8) + [0x0A] + stored.json
+    }
+
+    /// The stored value, checked as hostile: the version, an owner without control bytes, and a
+    /// JSON object.
+    static func decode(_ value: [UInt8]) -> StoredGeneration? {
+        let version = Array("v1\n".utf8)
+        guard value.starts(with: version) else { return nil }
+        let rest = value[version.count...]
+        guard let newline = rest.firstIndex(of: 0x0A) else { return nil }
+        let owner = rest[..<newline]
+        let json = Array(rest[(newline + 1)...])
+        guard owner.count <= maxOwnerBytes, owner.allSatisfy({ $0 > 0x20 && $0 < 0x7F }),
+              json.first == UInt8(ascii: "{"), JSONScanner.isValid(json) else { return nil }
+        return StoredGeneration(json: json, owner: owner.isEmpty ? nil : String(decoding: owner, as: UTF8.self))
+    }
+}

@@ -1,0 +1,77 @@
+/// How a limit decision shows on the wire: `x-ratelimit-{limit,remaining,reset}-{kind}` headers
+/// on every answer to a key with limits (OpenAI's names for `requests` and `tokens`; budgets in
+/// US dollars as `budget-day` / `budget-month`), and a refused request's 429 in OpenAI's error
+/// shape with `Retry-After` (seconds) and `retry-after-ms`, both of which the official SDKs honour.
+public enum RateLimitResponse {
+    public static func headers(_ decision: LimitDecision) -> [(String, String)] {
+        var headers: [(String, String)] = []
+        for dimension in decision.dimensions {
+            let kind = dimension.kind.rawValue
+            let isBudget = dimension.kind == .dailyBudget || dimension.kind == .monthlyBudget
+            headers.append(("x-ratelimit-limit-\(kind)", isBudget ? dollars(dimension.limit) : String(dimension.limit)))
+            headers.append(("x-ratelimit-remaining-\(kind)", isBudget ? dollars(dimension.remaining) : String(dimension.remaining)))
+            headers.append(("x-ratelimit-reset-\(kind)", duration(micros: dimension.resetMicros)))
+        }
+        return headers
+    }
+
+    /// The 429 for a refused decision (which must have an exceeded dimension).
+    public static func error(_ decision: LimitDecision, keyName: String) -> APIError {
+        let exceeded = decision.dimensions.filter(\.exceeded)
+        let retryMicros = max(decision.retryAfterMicros, 0)
+        let retrySeconds = max(1, (retryMicros + 999_999) / 1_000_000)
+        var headers = headers(decision)
+        headers.append(("Retry-After", String(retrySeconds)))
+        headers.append(("retry-after-ms", String(max(1, (retryMicros + 999) / 1_000))))
+        let wait = duration(micros: retryMicros)
+        if let rate = exceeded.first(where: { $0.kind == .requests || $0.kind == .tokens }) {
+            let unit = rate.kind == .requests ? "requests" : "tokens"
+            return APIError(status: 429, type: unit, code: "rate_limit_exceeded",
+                            message: "Rate limit reached for key '\(keyName)' on \(unit) per minute: limit \(rate.limit), remaining \(rate.remaining). Please try again in \(wait).",
+                            headers: headers)
+        }
+        // A spent budget: retrying before the period ends cannot help.
+        headers.append(("x-should-retry", "false"))
+        let budget = exceeded.first ?? LimitDecision.Dimension(kind: .dailyBudget, limit: 0, remaining: 0, resetMicros: retryMicros, exceeded: true, retryAfterMicros: retryMicros)
+        let period = budget.kind == .monthlyBudget ? "monthly" : "daily"
+        return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
+                        message: "Key '\(keyName)' has spent its \(period) budget of $\(dollars(budget.limit)); it resets in \(wait).",
+                        headers: headers)
+    }
+
+    /// Limits could not be checked (the shared store is down) and `on_store_error: deny`.
+    public static func storeUnavailable() -> APIError {
+        APIError(status: 503, type: "server_error", code: "limits_unavailable",
+                 message: "This gateway cannot check the key's limits right now (its shared store is unreachable). Please retry shortly.",
+                 headers: [("Retry-After", "1")])
+    }
+
+    /// Millionths of a dollar as a decimal number without trailing zeros (`5`, `0.25`).
+    public static func dollars(_ micros: Int64) -> String {
+        let sign = micros < 0 ? "-" : ""
+        let magnitude = micros.magnitude
+        let whole = magnitude / 1_000_000
+        var fraction = String(magnitude % 1_000_000)
+        fraction = String(repeating: "0", count: 6 - fraction.count) + fraction
+        while fraction.hasSuffix("0") { fraction.removeLast() }
+        return sign + String(whole) + (fraction.isEmpty ? "" : "." + fraction)
+    }
+
+    /// A duration as OpenAI writes its reset headers: `250ms`, `1.5s`, `6m0s`, `2h3m4s`.
+    public static func duration(micros: Int64) -> String {
+        let milliseconds = (max(micros, 0) + 999) / 1_000
+        if milliseconds < 1_000 { return "\(milliseconds)ms" }
+        if milliseconds < 60_000 {
+            var text = String(milliseconds / 1_000)
+            var fraction = String(milliseconds % 1_000)
+            fraction = String(repeating: "0", count: 3 - fraction.count) + fraction
+            while fraction.hasSuffix("0") { fraction.removeLast() }
+            if !fraction.isEmpty { text += "." + fraction }
+            return text + "s"
+        }
+        let seconds = (milliseconds + 999) / 1_000
+        let hours = seconds / 3_600
+        let minutes = (seconds % 3_600) / 60
+        return (hours > 0 ? "\(hours)h" : "") + "\(minutes)m\(seconds % 60)s"
+    }
+}

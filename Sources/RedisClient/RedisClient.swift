@@ -1,0 +1,313 @@
+import EventLoop
+
+/// A Redis connection on one event loop, made again whenever it breaks: commands are pipelined
+/// (everything sent in one loop iteration leaves in one write) and answered in order, each with
+/// a deadline. Nothing here ever blocks the loop, and a Redis that is down or slow costs callers
+/// at most `commandTimeoutMilliseconds`:
+///
+/// - while a connection is being made, commands wait (bounded, with their deadline running);
+/// - while waiting to reconnect (after a failure, with `RedisBackoff`), commands fail at once
+///   with `.unavailable`: callers apply their own policy rather than queue behind an outage;
+/// - a command past its deadline drops the connection (replies come in order, so everything
+///   behind it is stuck too): every pending command fails with `.timeout`, then reconnect.
+///
+/// Loop-confined: create, use and close it on `loop`'s thread only.
+public final class RedisClient {
+    public struct Settings: Sendable, Equatable {
+        public var commandTimeoutMilliseconds: UInt64 = 250
+        public var connectTimeoutMilliseconds: UInt64 = 1_000
+        public var backoff = RedisBackoff()
+        /// Commands sent or queued and not yet answered, beyond which new ones fail (`.overloaded`).
+        public var maxPendingCommands = 10_000
+        /// The largest reply accepted (see `RedisReplyReader`).
+        public var maxReplyBytes = 1 << 20
+        public init() {}
+    }
+
+    public enum State: Equatable, Sendable {
+        /// `start()` not called yet, or closed.
+        case idle
+        /// Connecting, or connected with the handshake (AUTH, SELECT, PING) unanswered.
+        case connecting
+        case ready
+        /// After a failure, until the next attempt.
+        case waiting
+        case closed
+    }
+
+    private struct Pending {
+        let deadline: UInt64
+        let completion: (Result<RedisValue, RedisError>) -> Void
+    }
+
+    public let loop: EventLoop
+    public let endpoint: RedisEndpoint
+    public let settings: Settings
+    private let password: String?
+    public private(set) var state = State.idle
+    /// Called each time a connection has answered its handshake (the first time and after every
+    /// reconnect).
+    public var onReady: (() -> Void)?
+    /// Called when a ready connection is lost, or an attempt fails, with why.
+    public var onFailure: ((RedisError) -> Void)?
+
+    private var connection: TCPConnection?
+    private var attempt: TCPConnectAttempt?
+    private var reader: RedisReplyReader?
+    /// Unanswered commands, oldest first (`head` indexes the oldest).
+    private var pending: [Pending] = []
+    private var head = 0
+    /// Commands queued while connecting, written once connected.
+    private var unsent: [UInt8] = []
+    /// Handshake replies still expected at the head of `pending`.
+    private var handshakeReplies = 0
+    private var failures = 0
+    private var timer: LoopTimer?
+    private var generator = SystemRandomNumberGenerator()
+    /// Counters for tests and metrics.
+    public private(set) var connectionsMade = 0
+
+    public init(loop: EventLoop, endpoint: RedisEndpoint, password: String?, settings: Settings = Settings()) {
+        self.loop = loop
+        self.endpoint = endpoint
+        self.password = password
+        self.settings = settings
+    }
+
+    public var pendingCount: Int { pending.count - head }
+    public var isReady: Bool { state == .ready }
+
+    /// Connects (and keeps reconnecting until `close()`).
+    public func start() {
+        guard state == .idle else { return }
+        timer = LoopTimer(loop: loop) { [unowned self] in timerFired() }
+        connect()
+    }
+
+    /// Sends one command; `completion` runs once, on the loop (possibly before `send` returns,
+    /// when the command cannot be sent).
+    public func send(_ arguments: [[UInt8]], completion: @escaping (Result<RedisValue, RedisError>) -> Void) {
+        switch state {
+        case .idle, .closed:
+            completion(.failure(.unavailable("client not started")))
+            return
+        case .waiting:
+            completion(.failure(.unavailable("reconnecting")))
+            return
+        case .connecting, .ready:
+            break
+        }
+        guard pendingCount < settings.maxPendingCommands else {
+            completion(.failure(.overloaded))
+            return
+        }
+        let bytes = RedisCommandEncoder.encode(arguments)
+        enqueue(Pending(deadline: loop.nowMilliseconds &+ settings.commandTimeoutMilliseconds, completion: completion))
+        if let connection {
+            connection.write(bytes)
+        } else {
+            unsent += bytes
+        }
+    }
+
+    /// Convenience for text arguments.
+    public func send(_ arguments: [String], completion: @escaping (Result<RedisValue, RedisError>) -> Void) {
+        send(arguments.map { Array($0.utf8) }, completion: completion)
+    }
+
+    /// Drops the connection; pending commands fail with `.unavailable`. Final.
+    public func close() {
+        guard state != .closed else { return }
+        state = .closed
+        attempt?.cancel()
+        attempt = nil
+        dropConnection()
+        timer?.close()
+        timer = nil
+        failAll(.unavailable("client closed"))
+    }
+
+    // MARK: - Connecting
+
+    private func connect() {
+        state = .connecting
+        unsent.removeAll()
+        armTimer(after: settings.connectTimeoutMilliseconds)
+        attempt = TCPConnectAttempt.start(loop: loop, host: endpoint.host, port: endpoint.port) { [weak self] result in
+            guard let self, state == .connecting else {
+                if case .success(let connection) = result { connection.close() }
+                return
+            }
+            attempt = nil
+            switch result {
+            case .success(let connection): didConnect(connection)
+            case .failure(let error): fail(.unavailable("\(error)"))
+            }
+        }
+    }
+
+    private func didConnect(_ connection: TCPConnection) {
+        self.connection = connection
+        connectionsMade += 1
+        reader = RedisReplyReader(maxBufferedBytes: settings.maxReplyBytes)
+        connection.onRead = { [unowned self] bytes in didRead(bytes) }
+        connection.onDisconnect = { [unowned self] error in
+            self.connection = nil
+            fail(.connectionLost(error.map { "\($0)" } ?? "closed by redis"))
+        }
+        connection.startReading()
+        // The handshake goes first, in the same write as whatever was queued meanwhile; its
+        // replies come first too.
+        var handshake: [[String]] = []
+        if let password {
+            handshake.append(endpoint.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+        }
+        if endpoint.database != 0 { handshake.append(["SELECT", String(endpoint.database)]) }
+        if handshake.isEmpty { handshake.append(["PING"]) }
+        let deadline = loop.nowMilliseconds &+ settings.connectTimeoutMilliseconds
+        let checks = handshake.map { _ in
+            Pending(deadline: deadline) { [weak self] result in self?.didAnswerHandshake(result) }
+        }
+        pending.replaceSubrange(head..<head, with: checks)
+        handshakeReplies = checks.count
+        var bytes: [UInt8] = []
+        for command in handshake { bytes += RedisCommandEncoder.encode(command.map { Array($0.utf8) }) }
+        connection.write(bytes + unsent)
+        unsent.removeAll()
+        armForHead()
+    }
+
+    private func didAnswerHandshake(_ result: Result<RedisValue, RedisError>) {
+        guard state == .connecting else { return }
+        switch result {
+        case .success(.status), .success(.bulk):
+            handshakeReplies -= 1
+            if handshakeReplies == 0 {
+                state = .ready
+                failures = 0
+                onReady?()
+            }
+        case .success(.error(let message)):
+            fail(.server(message))
+        case .success:
+            fail(.protocolViolation("unexpected reply to the handshake"))
+        case .failure:
+            break  // the connection failure itself is being handled
+        }
+    }
+
+    // MARK: - Replies
+
+    private func didRead(_ bytes: UnsafeRawBufferPointer) {
+        guard let reader else { return }
+        do throws(RedisReplyReader.Failure) {
+            try reader.feed(bytes)
+            while let reply = try reader.next() {
+                guard head < pending.count else {
+                    fail(.protocolViolation("a reply nobody asked for"))
+                    return
+                }
+                let answered = pending[head]
+                dequeue()
+                if case .error(let message) = reply {
+                    answered.completion(.failure(.server(message)))
+                } else {
+                    answered.completion(.success(reply))
+                }
+                // A completion may have dropped or closed the connection.
+                guard self.reader === reader else { return }
+            }
+        } catch {
+            fail(.protocolViolation(error.reason))
+        }
+    }
+
+    // MARK: - Pending commands and deadlines
+
+    private func enqueue(_ command: Pending) {
+        pending.append(command)
+        if pendingCount == 1 { armForHead() }
+    }
+
+    private func dequeue() {
+        head += 1
+        if head == pending.count {
+            pending.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 1024 && head * 2 >= pending.count {
+            pending.removeFirst(head)
+            head = 0
+        }
+        armForHead()
+    }
+
+    /// The timer tracks the oldest command's deadline (replies come in order: if it is late,
+    /// so is everything behind it).
+    private func armForHead() {
+        guard state == .connecting || state == .ready else { return }
+        guard head < pending.count else {
+            if state == .ready { timer?.stop() }
+            return
+        }
+        let now = loop.nowMilliseconds
+        let deadline = pending[head].deadline
+        armTimer(after: deadline > now ? deadline - now : 0)
+    }
+
+    private func armTimer(after milliseconds: UInt64) {
+        timer?.stop()
+        timer?.start(afterMilliseconds: max(milliseconds, 1))
+    }
+
+    private func timerFired() {
+        switch state {
+        case .waiting:
+            connect()
+        case .connecting where connection == nil:
+            attempt?.cancel()
+            attempt = nil
+            fail(.timeout)
+        case .connecting, .ready:
+            if head < pending.count, pending[head].deadline <= loop.nowMilliseconds {
+                fail(.timeout)
+            } else {
+                armForHead()
+            }
+        case .idle, .closed:
+            break
+        }
+    }
+
+    // MARK: - Failure
+
+    /// Drops the connection, fails what is pending, and schedules the next attempt.
+    private func fail(_ error: RedisError) {
+        guard state == .connecting || state == .ready else { return }
+        state = .waiting
+        dropConnection()
+        failures += 1
+        let delay = settings.backoff.delay(failures: failures, using: &generator)
+        armTimer(after: delay)
+        failAll(error)
+        onFailure?(error)
+    }
+
+    private func dropConnection() {
+        reader = nil
+        unsent.removeAll()
+        handshakeReplies = 0
+        if let connection {
+            connection.onRead = nil
+            connection.onDisconnect = nil
+            connection.close()
+        }
+        connection = nil
+    }
+
+    private func failAll(_ error: RedisError) {
+        let failed = pending[head...]
+        pending.removeAll()
+        head = 0
+        for command in failed { command.completion(.failure(error)) }
+    }
+}

@@ -1,0 +1,148 @@
+internal import CHiredis
+
+/// Turns bytes read from Redis into replies, with hiredis' RESP parser and our bounds on top:
+/// a Redis server (or whatever answers on its port) is as hostile as any peer.
+///
+/// - Bytes waiting for a reply to complete are capped (`maxBufferedBytes`): a bulk length of
+///   `$9223372036854775807` makes hiredis wait for that many bytes; we stop at the cap instead.
+/// - An array announcing more than `maxArrayElements` is refused before hiredis allocates it
+///   (hiredis 0.14 callocs the announced count up front).
+/// - Nesting is bounded by hiredis itself (7 levels); status and error texts are cut to 256
+///   bytes with control characters replaced, since they end up in log lines.
+///
+/// Not thread-safe; one per connection. After an error the reader is spent.
+final class RedisReplyReader {
+    struct Failure: Error, Equatable { let reason: String }
+
+    static let maxArrayElements = 4096
+    /// The most bytes a single bulk string may have, whatever the buffer cap.
+    static let maxBulkBytes = 64 << 20
+    static let maxTextBytes = 256
+
+    let maxBufferedBytes: Int
+    private let reader: UnsafeMutablePointer<redisReader>
+    private(set) var failed = false
+
+    init(maxBufferedBytes: Int) {
+        self.maxBufferedBytes = maxBufferedBytes
+        // Only fails when malloc does.
+        reader = redisReaderCreateWithFunctions(boundedFunctions)!
+    }
+
+    deinit { redisReaderFree(reader) }
+
+    /// Bytes held for replies not yet complete.
+    var bufferedBytes: Int { Int(reader.pointee.len) - Int(reader.pointee.pos) }
+
+    func feed(_ bytes: UnsafeRawBufferPointer) throws(Failure) {
+        guard !failed else { throw Failure(reason: "reader already failed") }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        if redisReaderFeed(reader, base.assumingMemoryBound(to: CChar.self), bytes.count) != REDIS_OK {
+            throw fail()
+        }
+    }
+
+    /// The next complete reply, or nil until more bytes arrive. Throws when the bytes are not
+    /// RESP or break a bound.
+    func next() throws(Failure) -> RedisValue? {
+        guard !failed else { throw Failure(reason: "reader already failed") }
+        var raw: UnsafeMutableRawPointer?
+        guard redisReaderGetReply(reader, &raw) == REDIS_OK else { throw fail() }
+        guard let raw else {
+            // Incomplete: the rest of a reply is still to come. Bound what we hold meanwhile.
+            if bufferedBytes > maxBufferedBytes {
+                failed = true
+                throw Failure(reason: "a reply exceeds \(maxBufferedBytes) bytes")
+            }
+            return nil
+        }
+        defer { freeReplyObject(raw) }
+        return Self.convert(raw.assumingMemoryBound(to: redisReply.self).pointee)
+    }
+
+    private func fail() -> Failure {
+        failed = true
+        let message = withUnsafeBytes(of: reader.pointee.errstr) { buffer in
+            Self.text(buffer.prefix { $0 != 0 })
+        }
+        return Failure(reason: message.isEmpty ? "unreadable reply" : message)
+    }
+
+    private static func convert(_ reply: redisReply) -> RedisValue {
+        switch reply.type {
+        case REDIS_REPLY_STRING:
+            return .bulk(reply.str.map { Array(UnsafeRawBufferPointer(start: $0, count: reply.len)) } ?? [])
+        case REDIS_REPLY_STATUS:
+            return .status(text(reply))
+        case REDIS_REPLY_ERROR:
+            return .error(text(reply))
+        case REDIS_REPLY_INTEGER:
+            return .integer(Int64(reply.integer))
+        case REDIS_REPLY_ARRAY:
+            // Bounded by `boundedFunctions` (count) and hiredis (depth).
+            return .array((0..<reply.elements).map { index in
+                reply.element[index].map { convert($0.pointee) } ?? .null
+            })
+        default:
+            return .null
+        }
+    }
+
+    private static func text(_ reply: redisReply) -> String {
+        guard let str = reply.str else { return "" }
+        return text(UnsafeRawBufferPointer(start: str, count: reply.len))
+    }
+
+    /// Text safe for a log line: at most `maxTextBytes`, no control characters.
+    static func text<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
+        let cut = bytes.prefix(maxTextBytes).map { $0 < 0x20 || $0 == 0x7F ? UInt8(ascii: "?") : $0 }
+        return String(decoding: cut, as: UTF8.self)
+    }
+}
+
+/// hiredis' own reply constructors, wrapped with our bounds. Built once per process from a
+/// throwaway reader (the defaults are not exported), never freed: readers keep a pointer to it.
+private let defaultFunctions: redisReplyObjectFunctions = {
+    let reader = redisReaderCreate()!
+    defer { redisReaderFree(reader) }
+    return reader.pointee.fn.pointee
+}()
+
+private nonisolated(unsafe) let boundedFunctions: UnsafeMutablePointer<redisReplyObjectFunctions> = {
+    let functions = UnsafeMutablePointer<redisReplyObjectFunctions>.allocate(capacity: 1)
+    // A nil return makes hiredis fail the reader (as out of memory): the reply is refused.
+    functions.initialize(to: redisReplyObjectFunctions(
+        createString: { task, string, length in
+            length > RedisReplyReader.maxBulkBytes ? nil : defaultFunctions.createString(task, string, length)
+        },
+        createArray: { task, count in
+            count < 0 || count > RedisReplyReader.maxArrayElements ? nil : defaultFunctions.createArray(task, count)
+        },
+        createInteger: { task, value in defaultFunctions.createInteger(task, value) },
+        createNil: { task in defaultFunctions.createNil(task) },
+        freeObject: { object in defaultFunctions.freeObject(object) }))
+    return functions
+}()
+
+/// A command in RESP, formatted by hiredis.
+enum RedisCommandEncoder {
+    static func encode(_ arguments: [[UInt8]]) -> [UInt8] {
+        // Each argument's bytes must stay put while hiredis reads them.
+        var pointers: [UnsafePointer<CChar>?] = []
+        var lengths: [Int] = []
+        var storage: [UnsafeMutableRawPointer] = []
+        defer { storage.forEach { $0.deallocate() } }
+        for argument in arguments {
+            let copy = UnsafeMutableRawPointer.allocate(byteCount: max(argument.count, 1), alignment: 1)
+            argument.withUnsafeBytes { if let base = $0.baseAddress { copy.copyMemory(from: base, byteCount: $0.count) } }
+            storage.append(copy)
+            pointers.append(UnsafePointer(copy.assumingMemoryBound(to: CChar.self)))
+            lengths.append(argument.count)
+        }
+        var target: UnsafeMutablePointer<CChar>?
+        let length = redisFormatCommandArgv(&target, Int32(arguments.count), &pointers, lengths)
+        guard length > 0, let target else { preconditionFailure("redisFormatCommandArgv failed: out of memory") }
+        defer { redisFreeCommand(target) }
+        return Array(UnsafeRawBufferPointer(start: target, count: Int(length)))
+    }
+}

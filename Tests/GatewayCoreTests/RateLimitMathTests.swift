@@ -1,0 +1,174 @@
+import GatewayCore
+import Testing
+
+/// The limit arithmetic without clocks or sockets: buckets, budgets, periods, and how decisions
+/// show on the wire.
+@Suite struct RateLimitMathTests {
+    static let t0: Int64 = 1_764_547_200_000_000  // 2025-12-01T00:00:00Z
+
+    @Test func aFullBucketTakesTheLimitAtOnceThenRefusesWithTheWait() {
+        var bucket: RateLimitMath.Bucket?
+        for index in 0..<7 {
+            let outcome = RateLimitMath.rate(bucket, now: Self.t0, cost: 1, limit: 7)
+            #expect(outcome.allowed, "request \(index + 1) of 7")
+            #expect(outcome.remaining == Int64(6 - index))
+            bucket = outcome.bucket
+        }
+        let refused = RateLimitMath.rate(bucket, now: Self.t0, cost: 1, limit: 7)
+        #expect(!refused.allowed)
+        #expect(refused.remaining == 0)
+        #expect(refused.retryAfterMicros == 8_571_429, "one seventh of a minute, rounded up")
+        #expect(refused.resetMicros == 60_000_000)
+        // It refills smoothly: one request's worth after 60/7 s, not a whole window.
+        #expect(!RateLimitMath.rate(bucket, now: Self.t0 + 8_571_000, cost: 1, limit: 7).allowed)
+        #expect(RateLimitMath.rate(bucket, now: Self.t0 + 8_571_429, cost: 1, limit: 7).allowed)
+        #expect(RateLimitMath.rate(bucket, now: Self.t0 + 60_000_000, cost: 7, limit: 7).allowed)
+    }
+
+    @Test func noWindowEdgeLetsTwiceTheLimitThrough() {
+        // However requests are spread, no minute-long span lets more than the limit plus what
+        // refilled during it through.
+        var bucket: RateLimitMath.Bucket?
+        var allowedAt: [Int64] = []
+        var now = Self.t0
+        for _ in 0..<2_000 {
+            let outcome = RateLimitMath.rate(bucket, now: now, cost: 1, limit: 10)
+            if outcome.allowed {
+                bucket = outcome.bucket
+                allowedAt.append(now)
+            }
+            now += 97_000  // ~0.1 s apart, for ~3 minutes
+        }
+        for start in allowedAt {
+            let inMinute = allowedAt.filter { $0 >= start && $0 < start + 60_000_000 }.count
+            #expect(inMinute <= 20, "at most a full bucket plus one minute of refill")
+        }
+        #expect(allowedAt.count >= 30 && allowedAt.count <= 42, "about 10 a minute plus the first full bucket: \(allowedAt.count)")
+    }
+
+    @Test func settlingMovesTheBucketBothWays() {
+        let start = RateLimitMath.rate(nil, now: Self.t0, cost: 500, limit: 1_000).bucket
+        // The response used 900 tokens, not 500: 400 more are taken (into debt if need be).
+        let taken = RateLimitMath.adjust(start, now: Self.t0, delta: 400, limit: 1_000)
+        #expect(taken.level == 100)
+        let debt = RateLimitMath.adjust(taken, now: Self.t0, delta: 300, limit: 1_000)
+        #expect(debt.level == -200)
+        let refused = RateLimitMath.rate(debt, now: Self.t0, cost: 1, limit: 1_000)
+        #expect(!refused.allowed)
+        #expect(refused.retryAfterMicros == 12_060_000, "201 tokens at 1000 a minute")
+        // Giving back restores capacity, never beyond the limit.
+        let back = RateLimitMath.adjust(debt, now: Self.t0, delta: -5_000, limit: 1_000)
+        #expect(RateLimitMath.level(back, now: Self.t0 + 1, limit: 1_000) == 1_000)
+    }
+
+    @Test func budgetsRefuseOnceSpentAndResetWithTheirPeriod() {
+        #expect(!RateLimitMath.budget(spent: 4_999_999, limit: 5_000_000, resetMicros: 10).exceeded)
+        let spent = RateLimitMath.budget(spent: 5_000_001, limit: 5_000_000, resetMicros: 10)
+        #expect(spent.exceeded && spent.remainingMicros == 0 && spent.resetMicros == 10)
+
+        let limits = KeyLimits(dailyBudgetMicros: 1_000_000)
+        var state = LimitState()
+        let day1 = BudgetPeriods(micros: Self.t0 + 3_600_000_000)
+        #expect(RateLimitMath.admit(limits, state: &state, now: Self.t0, periods: day1, reservation: .init(requests: 1, tokens: 1)).allowed)
+        RateLimitMath.settle(limits, state: &state, now: Self.t0, periods: day1, settlement: .init(extraRequests: 0, tokenDelta: 0, spendMicros: 1_200_000))
+        let refused = RateLimitMath.admit(limits, state: &state, now: Self.t0, periods: day1, reservation: .init(requests: 1, tokens: 1))
+        #expect(!refused.allowed)
+        #expect(refused.dimensions.first?.kind == .dailyBudget)
+        let day2 = BudgetPeriods(micros: Self.t0 + 86_400_000_000)
+        #expect(RateLimitMath.admit(limits, state: &state, now: Self.t0 + 86_400_000_000, periods: day2, reservation: .init(requests: 1, tokens: 1)).allowed)
+    }
+
+    @Test func admissionIsAllOrNothing() {
+        let limits = KeyLimits(requestsPerMinute: 100, tokensPerMinute: 50)
+        var state = LimitState()
+        let periods = BudgetPeriods(micros: Self.t0)
+        let refused = RateLimitMath.admit(limits, state: &state, now: Self.t0, periods: periods, reservation: .init(requests: 1, tokens: 60))
+        #expect(!refused.allowed)
+        #expect(refused.dimensions.map(\.kind) == [.requests, .tokens])
+        #expect(refused.dimensions.map(\.exceeded) == [false, true])
+        #expect(state.requests == nil, "the request bucket is untouched when the token bucket refuses")
+    }
+
+    @Test func reservationsEstimateAndCapTokens() {
+        #expect(KeyLimits().reservation(bodyBytes: 400) == .init(requests: 1, tokens: 101))
+        #expect(KeyLimits(tokensPerMinute: 50).reservation(bodyBytes: 4_000) == .init(requests: 1, tokens: 50))
+        #expect(KeyLimits().reservation(bodyBytes: Int.max).tokens > 0)
+    }
+
+    @Test func hostileMagnitudesSaturate() {
+        let outcome = RateLimitMath.rate(RateLimitMath.Bucket(level: -.greatestFiniteMagnitude, updatedMicros: .min), now: .max, cost: .max, limit: 1)
+        #expect(!outcome.allowed)
+        #expect(RateLimitMath.rate(RateLimitMath.Bucket(level: .nan, updatedMicros: 0), now: Self.t0, cost: 1, limit: 10).remaining >= 0)
+        #expect(RateLimitMath.budget(spent: .min, limit: .max, resetMicros: -5).remainingMicros == .max)
+        _ = RateLimitMath.adjust(nil, now: .min, delta: .min, limit: 1_000_000_000)
+    }
+
+    @Test(arguments: [
+        (Int64(1_764_547_200_000_000), "20251201", "202512", Int64(1_764_633_600_000_000), Int64(1_767_225_600_000_000)),
+        (Int64(1_767_225_599_999_999), "20251231", "202512", Int64(1_767_225_600_000_000), Int64(1_767_225_600_000_000)),
+        (Int64(1_709_164_800_000_000), "20240229", "202402", Int64(1_709_251_200_000_000), Int64(1_709_251_200_000_000)),
+        (Int64(0), "19700101", "197001", Int64(86_400_000_000), Int64(2_678_400_000_000)),
+    ])
+    func utcDaysAndMonths(micros: Int64, day: String, month: String, dayEnd: Int64, monthEnd: Int64) {
+        let periods = BudgetPeriods(micros: micros)
+        #expect(periods.day == .init(id: day, endMicros: dayEnd))
+        #expect(periods.month == .init(id: month, endMicros: monthEnd))
+    }
+
+    @Test func headersAndTheRefusal() {
+        let decision = LimitDecision(dimensions: [
+            .init(kind: .requests, limit: 5, remaining: 0, resetMicros: 60_000_000, exceeded: true, retryAfterMicros: 12_000_000),
+            .init(kind: .dailyBudget, limit: 2_500_000, remaining: 1_250_000, resetMicros: 3_600_000_000, exceeded: false, retryAfterMicros: 0),
+        ])
+        let headers = Dictionary(uniqueKeysWithValues: RateLimitResponse.headers(decision))
+        #expect(headers["x-ratelimit-limit-requests"] == "5")
+        #expect(headers["x-ratelimit-remaining-requests"] == "0")
+        #expect(headers["x-ratelimit-reset-requests"] == "1m0s")
+        #expect(headers["x-ratelimit-limit-budget-day"] == "2.5")
+        #expect(headers["x-ratelimit-remaining-budget-day"] == "1.25")
+        #expect(headers["x-ratelimit-reset-budget-day"] == "1h0m0s")
+        let error = RateLimitResponse.error(decision, keyName: "team-a")
+        #expect(error.status == 429 && error.code == "rate_limit_exceeded" && error.type == "requests")
+        let errorHeaders = Dictionary(uniqueKeysWithValues: error.headers)
+        #expect(errorHeaders["Retry-After"] == "12")
+        #expect(errorHeaders["retry-after-ms"] == "12000")
+        #expect(error.message.contains("team-a") && error.message.contains("12s"))
+
+        let budget = RateLimitResponse.error(LimitDecision(dimensions: [
+            .init(kind: .monthlyBudget, limit: 100_000_000, remaining: 0, resetMicros: 86_400_000_000, exceeded: true, retryAfterMicros: 86_400_000_000),
+        ]), keyName: "team-b")
+        #expect(budget.code == "insufficient_quota" && budget.status == 429)
+        #expect(Dictionary(uniqueKeysWithValues: budget.headers)["x-should-retry"] == "false")
+    }
+
+    @Test(arguments: [(Int64(0), "0ms"), (1, "1ms"), (250_000, "250ms"), (1_500_000, "1.5s"), (59_999_000, "59.999s"),
+                      (60_000_000, "1m0s"), (7_384_000_000, "2h3m4s")])
+    func durations(micros: Int64, text: String) {
+        #expect(RateLimitResponse.duration(micros: micros) == text)
+    }
+
+    @Test func dollars() {
+        #expect(RateLimitResponse.dollars(0) == "0")
+        #expect(RateLimitResponse.dollars(5_000_000) == "5")
+        #expect(RateLimitResponse.dollars(1_234) == "0.001234")
+        #expect(RateLimitResponse.dollars(-1_500_000) == "-1.5")
+        #expect(!RateLimitResponse.dollars(.min).isEmpty)
+    }
+
+    /// FIPS 180-4 test vectors.
+    @Test func sha256() {
+        #expect(SHA256.hex(Array("".utf8)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(SHA256.hex([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000))
+            == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test func constantTimeMatchFindsWhichKey() {
+        #expect(ConstantTime.matchIndex("b", ["a", "b", "c"]) == 1)
+        #expect(ConstantTime.matchIndex("x", ["a", "b"]) == nil)
+        #expect(ConstantTime.matchIndex("a", ["a", "a"]) == 0)
+        #expect(ConstantTime.matchIndex("", []) == nil)
+    }
+}

@@ -1,0 +1,97 @@
+import EventLoop
+import Foundation
+@testable import Gateway
+import GatewayCore
+import RedisClient
+import Testing
+
+/// The Lua scripts and `RateLimitMath` are one algorithm written twice: on the same sequence of
+/// admissions and settlements, at the same (test) clock, they must make the same decisions to the
+/// last figure. Redis is real; its clock is replaced by the test's.
+@Suite(.enabled(if: RedisServerProcess.available, "redis-server not installed (scripts/install-deps installs it)"),
+       .timeLimit(.minutes(1)))
+struct RedisLimiterParityTests {
+    final class Box: @unchecked Sendable {
+        var client: RedisClient!
+        var limiter: RedisKeyLimiter!
+        var now: Int64 = 1_764_590_000_000_000  // 2025-12-01, midday UTC
+    }
+
+    @Test(arguments: [
+        KeyLimits(requestsPerMinute: 5),
+        KeyLimits(requestsPerMinute: 7, tokensPerMinute: 1_000),
+        KeyLimits(tokensPerMinute: 333, dailyBudgetMicros: 2_000_000),
+        KeyLimits(requestsPerMinute: 60, tokensPerMinute: 100_000, dailyBudgetMicros: 50_000_000, monthlyBudgetMicros: 80_000_000),
+    ])
+    func luaAndSwiftDecideAlike(limits: KeyLimits) throws {
+        let redis = try RedisServerProcess()
+        let thread = EventLoopThread(name: "parity")
+        defer { thread.shutdown() }
+        let box = Box()
+        let loop = thread.loop
+        try loop.submitAndWait {
+            box.client = RedisClient(loop: loop, endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port), password: nil)
+            box.client.start()
+            box.limiter = RedisKeyLimiter(client: box.client, keyPrefix: "parity:", wallClock: { box.now }) { _, error in
+                Issue.record("redis failed: \(error)")
+            }
+            box.limiter.testClock = { box.now }
+        }
+        defer { try? loop.submitAndWait { box.client.close() } }
+        let identity = KeyIdentity(id: "team", name: "team", limits: limits)
+        var state = LimitState()
+        var generator = SplitMix(seed: UInt64(limits.requestsPerMinute ?? 0) &* 31 &+ UInt64(limits.tokensPerMinute ?? 0))
+        var refusals = 0
+        for step in 0..<300 {
+            box.now += Int64(generator.next() % 4_000_000)  // 0–4 s between steps
+            let now = box.now
+            let periods = BudgetPeriods(micros: now)
+            let reservation = LimitReservation(requests: 1, tokens: Int64(generator.next() % 400) + 1)
+            let expected = RateLimitMath.admit(limits, state: &state, now: now, periods: periods, reservation: reservation)
+            let actual = try admit(box, loop: loop, identity: identity, reservation: reservation)
+            #expect(actual == expected, "step \(step)")
+            if !expected.allowed { refusals += 1; continue }
+            // Settle as a finished request would: sometimes more tokens than estimated, sometimes fewer.
+            let settlement = LimitSettlement(extraRequests: Int64(generator.next() % 3), tokenDelta: Int64(generator.next() % 300) - 150,
+                                             spendMicros: Int64(generator.next() % 200_000))
+            RateLimitMath.settle(limits, state: &state, now: now, periods: periods, settlement: settlement)
+            try loop.submitAndWait { box.limiter.settle(identity, settlement: settlement, usage: KeyUsage(requests: 1)) }
+        }
+        #expect(refusals > 0, "the sequence must reach the limits")
+    }
+
+    private func admit(_ box: Box, loop: EventLoop, identity: KeyIdentity, reservation: LimitReservation) throws -> LimitDecision? {
+        let done = DispatchSemaphore(value: 0)
+        let result = LockedValue<LimitDecision?>(nil)
+        loop.execute {
+            box.limiter.admit(identity, reservation: reservation) { outcome in
+                if case .success(let decision) = outcome { result.set(decision) } else { Issue.record("admission failed: \(outcome)") }
+                done.signal()
+            }
+        }
+        done.wait()
+        return result.get()
+    }
+}
+
+/// A small deterministic generator (SplitMix64), so a failing sequence can be replayed.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+final class LockedValue<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+    func get() -> Value { lock.withLock { value } }
+    func update(_ body: (inout Value) -> Void) { lock.withLock { body(&value) } }
+}

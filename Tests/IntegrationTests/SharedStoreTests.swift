@@ -1,0 +1,217 @@
+import Foundation
+import Gateway
+import GatewayCore
+import RedisClient
+import Testing
+
+/// Two gateway replicas (each a full cluster of loops, in this process) sharing one real Redis:
+/// records, limits and budgets hold across them, and Redis failing follows `on_store_error`
+/// without taking either replica down. (`ReplicaDeploymentTests` does the same with separate
+/// processes behind nginx.)
+@Suite(.enabled(if: RedisServerProcess.available, "redis-server not installed (scripts/install-deps installs it)"),
+       .timeLimit(.minutes(1)))
+struct SharedStoreTests {
+    static let keys = ["TEAM_A_KEY": "sk-team-a-0123456789", "TEAM_B_KEY": "sk-team-b-0123456789", "OPEN_KEY": "sk-open-0123456789"]
+
+    static func replica(redis: RedisServerProcess, onError: StoreSettings.OnError = .allow, limits: KeyLimits = KeyLimits(),
+                        prices: [String: ModelPrice] = [:]) throws -> TestEnvironment {
+        try TestEnvironment(environment: keys) { config in
+            var redisSettings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
+            redisSettings.keyPrefix = "test:"
+            redisSettings.client.commandTimeoutMilliseconds = 200
+            redisSettings.client.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
+            config.store.redis = redisSettings
+            config.store.onError = onError
+            config.keys = ["team-a": NamedKey(name: "team-a", keyEnvironmentVariable: "TEAM_A_KEY", limits: limits),
+                           "team-b": NamedKey(name: "team-b", keyEnvironmentVariable: "TEAM_B_KEY", limits: limits),
+                           "open": NamedKey(name: "open", keyEnvironmentVariable: "OPEN_KEY")]
+            config.prices = prices
+        }
+    }
+
+    static func chat(_ env: TestEnvironment, key: String, model: String = "mock/normal", stream: Bool = false) throws -> TestResponse {
+        try env.chat(TestEnvironment.chatBody(model: model, stream: stream), headers: ["Authorization": "Bearer \(key)"])
+    }
+
+    static func generation(_ env: TestEnvironment, id: String, key: String) throws -> TestResponse {
+        let client = try env.client()
+        try client.send("GET /api/v1/generation?id=\(id) HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(key)\r\n\r\n")
+        return try client.readResponse()
+    }
+
+    /// Waits (bounded) until a record is readable through `env`.
+    static func eventuallyReadable(_ env: TestEnvironment, id: String, key: String) throws -> TestResponse {
+        var last = try generation(env, id: id, key: key)
+        let deadline = Date().addingTimeInterval(5)
+        while last.status != 200 && Date() < deadline {
+            usleep(20_000)
+            last = try generation(env, id: id, key: key)
+        }
+        return last
+    }
+
+    @Test func aRecordMadeOnOneReplicaIsReadOnTheOtherByItsKeyOnly() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis)
+        let b = try Self.replica(redis: redis)
+        let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, stream: true)
+        #expect(response.status == 200)
+        let id = try #require(response.header("x-generation-id"))
+        let record = try Self.eventuallyReadable(b, id: id, key: Self.keys["TEAM_A_KEY"]!)
+        #expect(record.status == 200)
+        #expect(record.json?["data"]?["id"]?.stringValue == id)
+        #expect(record.json?["data"]?["streamed"] == .bool(true))
+        // Another key gets the same 404 as an unknown id, on either replica.
+        #expect(try Self.generation(b, id: id, key: Self.keys["TEAM_B_KEY"]!).status == 404)
+        #expect(try Self.generation(a, id: id, key: Self.keys["TEAM_B_KEY"]!).status == 404)
+        #expect(try Self.generation(b, id: "gen-unknown", key: Self.keys["TEAM_A_KEY"]!).status == 404)
+        // Stored as JSON with its owner's identity, never the key, under the prefix, with a TTL.
+        let stored = try redis.command(["GET", "test:gen:\(id)"])
+        #expect(stored.contains("team-a") && !stored.contains("sk-team-a"))
+        let ttl = Int(try redis.command(["TTL", "test:gen:\(id)"]).dropFirst()) ?? -1
+        #expect(ttl > 0 && ttl <= 86_400)
+    }
+
+    @Test func aRequestLimitHoldsAcrossBothReplicasTogether() throws {
+        let redis = try RedisServerProcess()
+        let limits = KeyLimits(requestsPerMinute: 4)
+        let a = try Self.replica(redis: redis, limits: limits)
+        let b = try Self.replica(redis: redis, limits: limits)
+        let key = Self.keys["TEAM_A_KEY"]!
+        for index in 0..<4 {
+            let response = try Self.chat(index % 2 == 0 ? a : b, key: key)
+            #expect(response.status == 200, "request \(index + 1): \(response.text)")
+            #expect(response.header("x-ratelimit-limit-requests") == "4")
+            #expect(response.header("x-ratelimit-remaining-requests") == String(3 - index))
+        }
+        for replica in [a, b] {
+            let refused = try Self.chat(replica, key: key)
+            #expect(refused.status == 429)
+            #expect(refused.json?["error"]?["code"]?.stringValue == "rate_limit_exceeded")
+            #expect(refused.json?["error"]?["type"]?.stringValue == "requests")
+            #expect(Int(refused.header("retry-after") ?? "") ?? 0 >= 1)
+            #expect(refused.header("x-ratelimit-remaining-requests") == "0")
+            #expect(refused.header("x-ratelimit-reset-requests") != nil)
+        }
+        // Another key has its own bucket.
+        #expect(try Self.chat(b, key: Self.keys["TEAM_B_KEY"]!).status == 200)
+        let metrics = try a.get("/metrics").text + b.get("/metrics").text
+        #expect(metrics.contains(#"fusion_gateway_rate_limited_total{kind="requests"}"#))
+    }
+
+    @Test func aSpendBudgetStopsTheKeyOnceSpentOnEveryReplica() throws {
+        let redis = try RedisServerProcess()
+        // $1 per million tokens each way: a mock answer costs tens of micro-dollars.
+        let limits = KeyLimits(dailyBudgetMicros: 20)
+        let prices = ["mock/normal": ModelPrice(promptMicrosPerMillion: 1_000_000, completionMicrosPerMillion: 1_000_000)]
+        let a = try Self.replica(redis: redis, limits: limits, prices: prices)
+        let b = try Self.replica(redis: redis, limits: limits, prices: prices)
+        let key = Self.keys["TEAM_A_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        // The settlement is written after the response: wait until it landed.
+        var refused = try Self.chat(b, key: key)
+        let deadline = Date().addingTimeInterval(5)
+        while refused.status == 200 && Date() < deadline {
+            usleep(20_000)
+            refused = try Self.chat(b, key: key)
+        }
+        #expect(refused.status == 429)
+        #expect(refused.json?["error"]?["code"]?.stringValue == "insufficient_quota")
+        #expect(refused.header("x-should-retry") == "false")
+        #expect(refused.header("x-ratelimit-limit-budget-day") == "0.00002")
+        #expect(try Self.chat(a, key: key).status == 429)
+        // Usage counters were kept in Redis for the key.
+        let usage = try redis.command(["HGETALL", "test:{team-a}:usage"])
+        #expect(usage.contains("requests") && usage.contains("cost_micros"))
+    }
+
+    @Test func aTokenLimitStopsTheKeyOnceSpentAndTheTrueCountReplacesTheEstimate() throws {
+        let redis = try RedisServerProcess()
+        let limits = KeyLimits(tokensPerMinute: 60)
+        let a = try Self.replica(redis: redis, limits: limits)
+        let b = try Self.replica(redis: redis, limits: limits)
+        let key = Self.keys["TEAM_A_KEY"]!
+        // A long answer: far more tokens than its request's estimate.
+        let first = try a.chat(TestEnvironment.chatBody(model: "mock/paced:deltas=80:pace_ms=0", stream: false),
+                               headers: ["Authorization": "Bearer \(key)"])
+        #expect(first.status == 200)
+        #expect(Int(first.header("x-ratelimit-remaining-tokens") ?? "") ?? -1 >= 0)
+        var refused = try Self.chat(b, key: key)
+        let deadline = Date().addingTimeInterval(5)
+        while refused.status == 200 && Date() < deadline {
+            usleep(20_000)
+            refused = try Self.chat(b, key: key)
+        }
+        #expect(refused.status == 429)
+        #expect(refused.json?["error"]?["type"]?.stringValue == "tokens")
+        let wait = Int(refused.header("retry-after") ?? "") ?? 0
+        #expect(wait >= 20, "the debt of the true count takes a while to refill: \(wait) s")
+    }
+
+    @Test func redisDownBothReplicasKeepServingAndRecordsLandWhenItReturns() throws {
+        let redis = try RedisServerProcess()
+        let limits = KeyLimits(requestsPerMinute: 1_000)
+        let a = try Self.replica(redis: redis, limits: limits)
+        let b = try Self.replica(redis: redis, limits: limits)
+        let key = Self.keys["TEAM_A_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        redis.killNow()
+        var ids: [String] = []
+        for index in 0..<6 {
+            let started = Date()
+            let response = try Self.chat(index % 2 == 0 ? a : b, key: key)
+            #expect(response.status == 200, "on_store_error: allow lets requests through: \(response.text)")
+            #expect(Date().timeIntervalSince(started) < 2)
+            if index % 2 == 0, let id = response.header("x-generation-id") { ids.append(id) }
+        }
+        // A's own records stay readable from A; B cannot reach them while Redis is down.
+        #expect(try Self.generation(a, id: ids[0], key: key).status == 200)
+        let unreachable = try Self.generation(b, id: ids[0], key: key)
+        #expect(unreachable.status == 503)
+        #expect(unreachable.json?["error"]?["code"]?.stringValue == "store_unavailable")
+        let metrics = try a.get("/metrics").text
+        #expect(metrics.contains("fusion_gateway_store_errors_total"))
+        #expect(metrics.contains(#"fusion_gateway_limit_decisions_total{outcome="store_error_allowed"}"#))
+        try redis.restart()
+        // Written when Redis is back, then readable from the other replica.
+        for id in ids {
+            #expect(try Self.eventuallyReadable(b, id: id, key: key).status == 200, "\(id)")
+        }
+        #expect(try Self.chat(b, key: key).header("x-ratelimit-limit-requests") == "1000")
+    }
+
+    @Test func denyRefusesLimitedKeysWhileRedisIsDownAndServesTheOthers() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, onError: .deny, limits: KeyLimits(requestsPerMinute: 100))
+        #expect(try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!).status == 200)
+        redis.killNow()
+        let refused = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!)
+        #expect(refused.status == 503)
+        #expect(refused.json?["error"]?["code"]?.stringValue == "limits_unavailable")
+        #expect(refused.header("retry-after") == "1")
+        // A key without limits needs no decision.
+        #expect(try Self.chat(a, key: Self.keys["OPEN_KEY"]!).status == 200)
+        try redis.restart()
+        var back = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!)
+        let deadline = Date().addingTimeInterval(5)
+        while back.status != 200 && Date() < deadline {
+            usleep(20_000)
+            back = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!)
+        }
+        #expect(back.status == 200)
+    }
+
+    @Test func aRedisThatStopsAnsweringCostsAtMostTheTimeout() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 100))
+        #expect(try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!).status == 200)
+        redis.pause()
+        defer { redis.resume() }
+        let started = Date()
+        let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!)
+        #expect(response.status == 200)
+        #expect(Date().timeIntervalSince(started) < 2, "timeout_ms 200, not Redis' pace")
+        // Meanwhile the loop keeps serving everything else.
+        #expect(try a.get("/health").status == 200)
+    }
+}

@@ -1,0 +1,192 @@
+import EventLoop
+import Foundation
+@testable import RedisClient
+import Testing
+
+/// The client against a real redis-server: pipelining, errors, deadlines when Redis stops
+/// answering, fail-fast while it is gone, reconnection when it returns, AUTH and SELECT. Each test
+/// has its own loop and its own Redis.
+@Suite(.enabled(if: RedisServerProcess.available, "redis-server not installed (scripts/install-deps installs it)"),
+       .timeLimit(.minutes(1)))
+struct RedisClientTests {
+    /// A client on its own loop, driven from the test thread.
+    final class Harness: @unchecked Sendable {
+        let thread = EventLoopThread(name: "redis-test")
+        var client: RedisClient!
+        let readyCount = LockedCounter()
+
+        init(port: Int, password: String? = nil, database: Int = 0, settings: RedisClient.Settings = RedisClient.Settings()) throws {
+            let loop = thread.loop
+            try loop.submitAndWait { [self] in
+                client = RedisClient(loop: loop, endpoint: RedisEndpoint(host: "127.0.0.1", port: port, database: database),
+                                     password: password, settings: settings)
+                client.onReady = { [readyCount] in readyCount.increment() }
+                client.start()
+            }
+        }
+
+        deinit {
+            let client = client
+            let box = UncheckedBox(client)
+            thread.loop.execute { box.value?.close() }
+            thread.shutdown()
+        }
+
+        func call(_ arguments: [String]) -> Result<RedisValue, RedisError> {
+            let done = DispatchSemaphore(value: 0)
+            let result = LockedBox<Result<RedisValue, RedisError>>()
+            let box = UncheckedBox(client)
+            thread.loop.execute { box.value!.send(arguments) { result.set($0); done.signal() } }
+            done.wait()
+            return result.get()!
+        }
+
+        /// Sends every command in one loop iteration (one write) and waits for all replies.
+        func pipeline(_ commands: [[String]]) -> [Result<RedisValue, RedisError>] {
+            let done = DispatchSemaphore(value: 0)
+            let results = LockedBox<[Int: Result<RedisValue, RedisError>]>([:])
+            let box = UncheckedBox(client)
+            thread.loop.execute {
+                for (index, command) in commands.enumerated() {
+                    box.value!.send(command) { reply in
+                        results.update { $0[index] = reply }
+                        done.signal()
+                    }
+                }
+            }
+            for _ in commands { done.wait() }
+            let all = results.get()!
+            return commands.indices.map { all[$0]! }
+        }
+
+        func state() throws -> RedisClient.State {
+            let box = UncheckedBox(client)
+            return try thread.loop.submitAndWait { box.value!.state }
+        }
+
+        func waitUntilReady(seconds: Double = 5) throws -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if try state() == .ready { return true }
+                usleep(5_000)
+            }
+            return false
+        }
+    }
+
+    @Test func commandsRepliesAndErrors() throws {
+        let redis = try RedisServerProcess()
+        let harness = try Harness(port: redis.port)
+        #expect(try harness.waitUntilReady())
+        #expect(harness.call(["SET", "greeting", "hello"]) == .success(.status("OK")))
+        #expect(harness.call(["GET", "greeting"]) == .success(.bulk(Array("hello".utf8))))
+        #expect(harness.call(["GET", "missing"]) == .success(.null))
+        #expect(harness.call(["INCRBY", "counter", "5"]) == .success(.integer(5)))
+        guard case .failure(.server(let message)) = harness.call(["INCR", "greeting"]) else {
+            Issue.record("an error reply must fail the command")
+            return
+        }
+        #expect(message.contains("not an integer"))
+        #expect(harness.call(["EVAL", "return {1, 'two', redis.call('GET', KEYS[1])}", "1", "greeting"])
+            == .success(.array([.integer(1), .bulk(Array("two".utf8)), .bulk(Array("hello".utf8))])))
+    }
+
+    @Test func pipelinedRepliesComeBackInOrder() throws {
+        let redis = try RedisServerProcess()
+        let harness = try Harness(port: redis.port)
+        #expect(try harness.waitUntilReady())
+        let commands = (0..<2_000).map { _ in ["INCR", "n"] }
+        let replies = harness.pipeline(commands)
+        #expect(replies == (1...2_000).map { .success(.integer(Int64($0))) })
+    }
+
+    @Test func aRedisThatStopsAnsweringTimesOutThenTheClientReconnects() throws {
+        let redis = try RedisServerProcess()
+        var settings = RedisClient.Settings()
+        settings.commandTimeoutMilliseconds = 150
+        settings.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
+        let harness = try Harness(port: redis.port, settings: settings)
+        #expect(try harness.waitUntilReady())
+        redis.pause()
+        let started = Date()
+        let results = harness.pipeline([["PING"], ["PING"], ["PING"]])
+        let waited = Date().timeIntervalSince(started)
+        #expect(results.allSatisfy { $0 == .failure(.timeout) })
+        #expect(waited < 2, "bounded by the command timeout, not by Redis: \(waited) s")
+        // While reconnecting, commands fail at once instead of queueing behind the outage.
+        redis.resume()
+        #expect(try harness.waitUntilReady())
+        #expect(harness.call(["PING"]) == .success(.status("PONG")))
+        #expect(harness.readyCount.value >= 2)
+    }
+
+    @Test func aKilledRedisFailsFastAndIsReconnectedWhenItReturns() throws {
+        let redis = try RedisServerProcess()
+        var settings = RedisClient.Settings()
+        settings.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 200)
+        let harness = try Harness(port: redis.port, settings: settings)
+        #expect(try harness.waitUntilReady())
+        #expect(harness.call(["SET", "k", "v"]) == .success(.status("OK")))
+        redis.killNow()
+        // The loss is seen (EOF) and commands fail without waiting.
+        var sawUnavailable = false
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline, !sawUnavailable {
+            let started = Date()
+            let result = harness.call(["PING"])
+            if case .failure = result { #expect(Date().timeIntervalSince(started) < 1.5) }
+            if case .failure(.unavailable) = result { sawUnavailable = true }
+            usleep(10_000)
+        }
+        #expect(sawUnavailable)
+        try redis.restart()
+        #expect(try harness.waitUntilReady())
+        #expect(harness.call(["GET", "k"]) == .success(.null), "a fresh Redis (nothing persisted)")
+    }
+
+    @Test func authenticatesAndSelectsTheDatabase() throws {
+        let redis = try RedisServerProcess(password: "s3cret-pass")
+        let harness = try Harness(port: redis.port, password: "s3cret-pass", database: 3)
+        #expect(try harness.waitUntilReady())
+        #expect(harness.call(["SET", "in-db-3", "yes"]) == .success(.status("OK")))
+        // The key is in database 3: the client's connection sees it, database 0 (the test's) does not.
+        #expect(harness.call(["DBSIZE"]) == .success(.integer(1)))
+        #expect(try redis.command(["DBSIZE"]) == ":0")
+        let wrong = try Harness(port: redis.port, password: "wrong-password")
+        #expect(try !wrong.waitUntilReady(seconds: 0.5))
+        if case .success = wrong.call(["PING"]) { Issue.record("a refused AUTH must not leave a usable connection") }
+    }
+
+    @Test func nothingListeningMeansUnavailableQuickly() throws {
+        let port = try RedisServerProcess.freePort()
+        var settings = RedisClient.Settings()
+        settings.backoff = RedisBackoff(baseMilliseconds: 50, maxMilliseconds: 50)
+        let harness = try Harness(port: port, settings: settings)
+        let started = Date()
+        let result = harness.call(["PING"])
+        #expect(Date().timeIntervalSince(started) < 1.5)
+        if case .success = result { Issue.record("nothing listens on \(port)") }
+    }
+}
+
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
+}
+
+final class LockedBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value?
+    init(_ value: Value? = nil) { self.value = value }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+    func get() -> Value? { lock.withLock { value } }
+    func update(_ body: (inout Value) -> Void) { lock.withLock { if value != nil { body(&value!) } } }
+}
+
+/// Hands a loop-confined object to its own loop.
+struct UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value?
+    init(_ value: Value?) { self.value = value }
+}
