@@ -21,7 +21,7 @@ struct RedisLimiterParityTests {
         KeyLimits(requestsPerMinute: 5),
         KeyLimits(requestsPerMinute: 7, tokensPerMinute: 1_000),
         KeyLimits(tokensPerMinute: 333, dailyBudgetMicros: 2_000_000),
-        KeyLimits(requestsPerMinute: 60, tokensPerMinute: 100_000, dailyBudgetMicros: 50_000_000, monthlyBudgetMicros: 80_000_000),
+        KeyLimits(requestsPerMinute: 60, tokensPerMinute: 2_000, dailyBudgetMicros: 900_000, monthlyBudgetMicros: 800_000),
     ])
     func luaAndSwiftDecideAlike(limits: KeyLimits) throws {
         let redis = try RedisServerProcess()

@@ -39,6 +39,12 @@ struct SharedStoreTests {
         return try client.readResponse()
     }
 
+    static func metrics(_ env: TestEnvironment) throws -> String {
+        let client = try env.client()
+        try client.send("GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(keys["OPEN_KEY"]!)\r\n\r\n")
+        return try client.readResponse().text
+    }
+
     /// Waits (bounded) until a record is readable through `env`.
     static func eventuallyReadable(_ env: TestEnvironment, id: String, key: String) throws -> TestResponse {
         var last = try generation(env, id: id, key: key)
@@ -95,7 +101,7 @@ struct SharedStoreTests {
         }
         // Another key has its own bucket.
         #expect(try Self.chat(b, key: Self.keys["TEAM_B_KEY"]!).status == 200)
-        let metrics = try a.get("/metrics").text + b.get("/metrics").text
+        let metrics = try Self.metrics(a) + Self.metrics(b)
         #expect(metrics.contains(#"fusion_gateway_rate_limited_total{kind="requests"}"#))
     }
 
@@ -169,7 +175,7 @@ struct SharedStoreTests {
         let unreachable = try Self.generation(b, id: ids[0], key: key)
         #expect(unreachable.status == 503)
         #expect(unreachable.json?["error"]?["code"]?.stringValue == "store_unavailable")
-        let metrics = try a.get("/metrics").text
+        let metrics = try Self.metrics(a)
         #expect(metrics.contains("fusion_gateway_store_errors_total"))
         #expect(metrics.contains(#"fusion_gateway_limit_decisions_total{outcome="store_error_allowed"}"#))
         try redis.restart()
