@@ -126,7 +126,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "Providers", "Surfaces", "GatewayCore"], swiftSettings: strict),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer"], swiftSettings: strict),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer", "RedisClient",
+                                                   .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(
             name: "MockUpstreamTests",
             // Providers: the simulator's vendor streams are checked with the gateway's own decoders.

@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+import Gateway
+import GatewayCore
+import RedisClient
+import Testing
+
+/// `store:`, `keys:` and `prices:`: parsed exactly, refused when wrong, failing closed on
+/// missing secrets.
+@Suite struct StoreConfigTests {
+    /// The example config's commented-out store, keys and prices sections, uncommented: the
+    /// documentation itself must be a valid config.
+    @Test func theExamplesSharedStateSectionsParseUncommented() throws {
+        let text = try String(contentsOfFile: GatewayConfigTests.example, encoding: .utf8)
+        let lines = text.components(separatedBy: "\n")
+        let start = try #require(lines.firstIndex(of: "# store:"))
+        let yaml = lines[start...].compactMap { line -> String? in
+            if ["# store:", "# keys:", "# prices:"].contains(line) { return String(line.dropFirst(2)) }
+            if line.hasPrefix("#   ") { return String(line.dropFirst(2)) }
+            return nil
+        }.joined(separator: "\n")
+        let config = try GatewayConfig.parse(yaml: yaml)
+        let redis = try #require(config.store.redis)
+        #expect(redis.endpoint == RedisEndpoint(host: "127.0.0.1", port: 6379, database: 0))
+        #expect(redis.passwordEnvironmentVariable == "REDIS_PASSWORD")
+        #expect(redis.keyPrefix == "fusion-gateway:")
+        #expect(redis.client.commandTimeoutMilliseconds == 250 && redis.client.connectTimeoutMilliseconds == 1_000)
+        #expect(redis.client.backoff.maxMilliseconds == 5_000)
+        #expect(redis.recordTTLSeconds == 86_400 && redis.maxUnwrittenRecords == 10_000)
+        #expect(config.store.onError == .allow)
+        let team = try #require(config.keys["team-a"])
+        #expect(team.keyEnvironmentVariable == "TEAM_A_KEY")
+        #expect(team.limits == KeyLimits(requestsPerMinute: 60, tokensPerMinute: 200_000, dailyBudgetMicros: 5_000_000,
+                                         monthlyBudgetMicros: 100_000_000))
+        #expect(config.prices["openrouter/openai/gpt-4o-mini"] == ModelPrice(promptMicrosPerMillion: 150_000, completionMicrosPerMillion: 600_000))
+        // Named keys are gateway keys; their variable unset refuses to start.
+        #expect(try config.gatewayKeys(environment: ["TEAM_A_KEY": "sk-a"]) == ["sk-a"])
+        #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: [:]) }
+    }
+
+    @Test func theDefaultsNeedNoRedis() throws {
+        let config = try GatewayConfig.parse(yaml: "simulated_models: true")
+        #expect(config.store.redis == nil && config.store.onError == .allow && config.keys.isEmpty)
+        #expect(config.server.drainDelayMilliseconds == 0)
+        #expect(try GatewayConfig.parse(yaml: "server: {drain_delay_ms: 1500}").server.drainDelayMilliseconds == 1_500)
+        #expect(try GatewayConfig.parse(yaml: "store: {on_store_error: deny}").store.onError == .deny)
+    }
+
+    @Test(arguments: [
+        ("store: {redis: {}}", "url is required"),
+        ("store: {redis: {url: 'http://x'}}", "redis://"),
+        ("store: {redis: {url: 'redis://u:pw@h'}}", "password_env"),
+        ("store: {redis: {url: 'rediss://h'}}", "TLS"),
+        ("store: {redis: {url: 'redis://h', password: x}}", "password never goes in the config"),
+        ("store: {redis: {url: 'redis://h', timeout_ms: 0}}", "timeout_ms"),
+        ("store: {redis: {url: 'redis://h', key_prefix: 'a b'}}", "key_prefix"),
+        ("store: {on_store_error: maybe}", "'allow' or 'deny'"),
+        ("keys: {'bad name': {key_env: X}}", "key name"),
+        ("keys: {a: {key: sk-in-the-file}}", "keys never go in the config"),
+        ("keys: {a: {}}", "key_env is required"),
+        ("keys: {a: {key_env: X, limits: {requests_per_minute: 0}}}", "requests_per_minute"),
+        ("keys: {a: {key_env: X, limits: {requests_per_minute: 99999999999999999999}}}", "requests_per_minute"),
+        ("keys: {a: {key_env: X, limits: {daily_budget_usd: -1}}}", "dollar amount"),
+        ("keys: {a: {key_env: X, limits: {daily_budget_usd: 1.0000001}}}", "dollar amount"),
+        ("keys: {a: {key_env: X, limits: {daily_budget_usd: 1e3}}}", "dollar amount"),
+        ("keys: {a: {key_env: X, limits: {burst: 5}}}", "unknown key 'burst'"),
+        ("prices: {m: {prompt_usd_per_million: 1}}", "needs prompt_usd_per_million and completion_usd_per_million"),
+        ("server: {drain_delay_ms: -5}", "drain_delay_ms"),
+    ])
+    func wrongValuesAreRefusedNamingThem(yaml: String, message: String) {
+        do {
+            _ = try GatewayConfig.parse(yaml: yaml)
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect("\(error)".contains(message), "\(error)")
+        }
+    }
+
+    @Test func dollarAmountsAreExactDecimals() throws {
+        let config = try GatewayConfig.parse(yaml: """
+            keys: {a: {key_env: X, limits: {daily_budget_usd: 0.1, monthly_budget_usd: 1000000}}}
+            prices: {m: {prompt_usd_per_million: 2.5, completion_usd_per_million: 0.000001}}
+            """)
+        #expect(config.keys["a"]?.limits.dailyBudgetMicros == 100_000)
+        #expect(config.keys["a"]?.limits.monthlyBudgetMicros == 1_000_000_000_000)
+        #expect(config.prices["m"] == ModelPrice(promptMicrosPerMillion: 2_500_000, completionMicrosPerMillion: 1))
+    }
+
+    @Test func aMissingRedisPasswordRefusesToStart() throws {
+        var config = GatewayConfig.embeddedDefault
+        config.server.port = 0
+        var redis = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: 1))
+        redis.passwordEnvironmentVariable = "NO_SUCH_REDIS_PASSWORD"
+        config.store.redis = redis
+        config.simulatedModels = false
+        config.fusion = nil
+        config.web = nil
+        #expect(throws: (any Error).self) {
+            _ = try GatewayCluster(config: config, environment: [:], logger: .init(label: "test"), loops: 1)
+        }
+    }
+}
