@@ -40,6 +40,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // What the shared store (Redis) adds per request, against the in-process path.
+        .executableTarget(
+            name: "store-bench",
+            dependencies: ["BenchSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // `swift package benchmark` (ordo-one/benchmark): ns and mallocs per event.
         .executableTarget(
             name: "FanInBenchmarks",
