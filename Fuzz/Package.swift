@@ -8,7 +8,7 @@ let package = Package(
     name: "fusion-gateway-fuzz",
     platforms: [.macOS(.v15)],
     dependencies: [.package(name: "fusion-gateway", path: "..")],
-    targets: [.target(name: "FuzzSupport")] + ["FuzzHTTPRequest", "FuzzSSE", "FuzzJudge", "FuzzWebPage", "FuzzRequestPath"].map { name in
+    targets: [.target(name: "FuzzSupport")] + ["FuzzHTTPRequest", "FuzzSSE", "FuzzJudge", "FuzzWebPage", "FuzzRequestPath", "FuzzRedisReply"].map { name in
         .executableTarget(name: name, dependencies: ["FuzzSupport", .product(name: "FusionGatewayKit", package: "fusion-gateway")],
                           swiftSettings: fuzz)
     }

@@ -11,19 +11,19 @@ internal import CHiredis
 ///   bytes with control characters replaced, since they end up in log lines.
 ///
 /// Not thread-safe; one per connection. After an error the reader is spent.
-final class RedisReplyReader {
-    struct Failure: Error, Equatable { let reason: String }
+public final class RedisReplyReader {
+    public struct Failure: Error, Equatable { public let reason: String }
 
-    static let maxArrayElements = 4096
+    public static let maxArrayElements = 4096
     /// The most bytes a single bulk string may have, whatever the buffer cap.
-    static let maxBulkBytes = 64 << 20
-    static let maxTextBytes = 256
+    public static let maxBulkBytes = 64 << 20
+    public static let maxTextBytes = 256
 
-    let maxBufferedBytes: Int
+    public let maxBufferedBytes: Int
     private let reader: UnsafeMutablePointer<redisReader>
     private(set) var failed = false
 
-    init(maxBufferedBytes: Int) {
+    public init(maxBufferedBytes: Int) {
         self.maxBufferedBytes = maxBufferedBytes
         // Only fails when malloc does.
         reader = redisReaderCreateWithFunctions(boundedFunctions)!
@@ -32,9 +32,9 @@ final class RedisReplyReader {
     deinit { redisReaderFree(reader) }
 
     /// Bytes held for replies not yet complete.
-    var bufferedBytes: Int { Int(reader.pointee.len) - Int(reader.pointee.pos) }
+    public var bufferedBytes: Int { Int(reader.pointee.len) - Int(reader.pointee.pos) }
 
-    func feed(_ bytes: UnsafeRawBufferPointer) throws(Failure) {
+    public func feed(_ bytes: UnsafeRawBufferPointer) throws(Failure) {
         guard !failed else { throw Failure(reason: "reader already failed") }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         if redisReaderFeed(reader, base.assumingMemoryBound(to: CChar.self), bytes.count) != REDIS_OK {
@@ -44,7 +44,7 @@ final class RedisReplyReader {
 
     /// The next complete reply, or nil until more bytes arrive. Throws when the bytes are not
     /// RESP or break a bound.
-    func next() throws(Failure) -> RedisValue? {
+    public func next() throws(Failure) -> RedisValue? {
         guard !failed else { throw Failure(reason: "reader already failed") }
         var raw: UnsafeMutableRawPointer?
         guard redisReaderGetReply(reader, &raw) == REDIS_OK else { throw fail() }

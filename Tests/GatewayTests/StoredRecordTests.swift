@@ -1,0 +1,51 @@
+@testable import Gateway
+import GatewayCore
+import Providers
+import RedisClient
+import Testing
+
+/// Records read back from Redis are hostile bytes: the value format is checked before anything
+/// of it reaches a client, and the admission script's reply is checked field by field.
+@Suite struct StoredRecordTests {
+    @Test func recordsRoundTripAndGarbageIsRefused() {
+        let stored = StoredGeneration(json: Array(#"{"data":{"id":"gen-1"}}"#.utf8), owner: "team-a")
+        #expect(RedisGenerationRecordStore.decode(RedisGenerationRecordStore.encode(stored)) == stored)
+        let unowned = StoredGeneration(json: Array("{}".utf8), owner: nil)
+        #expect(RedisGenerationRecordStore.decode(RedisGenerationRecordStore.encode(unowned)) == unowned)
+        for value in ["", "v1", "v1\n", "v2\nteam\n{}", "v1\nteam\n", "v1\nteam\n[1]", "v1\nteam\n{\"a\":", "v1\nte am\n{}",
+                      "v1\nteam\u{1b}\n{}", "v1\n" + String(repeating: "o", count: 200) + "\n{}", "v1\nteam\n{}garbage"] {
+            #expect(RedisGenerationRecordStore.decode(Array(value.utf8)) == nil, "\(value)")
+        }
+        #expect(RedisGenerationRecordStore.decode([0xFF, 0xFE, 0x0A]) == nil)
+    }
+
+    @Test func theAdmissionReplyIsCheckedFieldByField() {
+        let limits = KeyLimits(requestsPerMinute: 60)
+        func reply(_ numbers: [Int64]) -> RedisValue { .array(numbers.map(RedisValue.integer)) }
+        let zeros = [Int64](repeating: 0, count: 18)
+        let good = reply([1, 1_700_000_000_000_000, 1, 60, 59, 1_000_000, 0, 0] + zeros)
+        #expect(RedisKeyLimiter.decision(good, limits: limits)?.dimensions.first?.remaining == 59)
+        // Wrong count, wrong types, a limit not the configured one, a dimension the key does not
+        // have, a verdict that contradicts its dimensions, negative figures: all refused.
+        #expect(RedisKeyLimiter.decision(reply([1, 0]), limits: limits) == nil)
+        #expect(RedisKeyLimiter.decision(.array([.bulk([]), .integer(0)] + Array(repeating: .integer(0), count: 24)), limits: limits) == nil)
+        #expect(RedisKeyLimiter.decision(reply([1, 0, 1, 61, 59, 1, 0, 0] + zeros), limits: limits) == nil)
+        #expect(RedisKeyLimiter.decision(reply([1, 0, 1, 60, 59, 1, 0, 0, 1, 5, 5, 1, 0, 0] + zeros.prefix(12)), limits: limits) == nil)
+        #expect(RedisKeyLimiter.decision(reply([1, 0, 1, 60, 0, 1, 1, 5] + zeros), limits: limits) == nil)
+        #expect(RedisKeyLimiter.decision(reply([1, 0, 1, 60, -1, 1, 0, 0] + zeros), limits: limits) == nil)
+        #expect(RedisKeyLimiter.decision(reply([2, 0, 1, 60, 1, 1, 0, 0] + zeros), limits: limits) == nil)
+        #expect(RedisKeyLimiter.decision(.status("OK"), limits: limits) == nil)
+        // A remaining count above the limit is clamped, not trusted.
+        #expect(RedisKeyLimiter.decision(reply([1, 0, 1, 60, 1_000, 1, 0, 0] + zeros), limits: limits)?.dimensions.first?.remaining == 60)
+    }
+
+    @Test func spendPricesCallsOrTakesTheReportedCost() throws {
+        var record = GenerationRecord(id: "gen-1", model: "p/m:opt=1", streamed: false)
+        record.usage = .init(promptTokens: 1_000, completionTokens: 500, totalTokens: 1_500, cost: 0.5)
+        #expect(Spend.micros(of: record, prices: [:]) == 500_000, "the upstream's cost when the model has no price")
+        let prices = ["p/m": ModelPrice(promptMicrosPerMillion: 2_000_000, completionMicrosPerMillion: 10_000_000)]
+        #expect(Spend.micros(of: record, prices: prices) == 7_000, "1000 × $2/M + 500 × $10/M")
+        record.usage = .init(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens, cost: 0)
+        #expect(Spend.micros(of: record, prices: ["p/m": ModelPrice(promptMicrosPerMillion: 1_000_000_000_000, completionMicrosPerMillion: 1_000_000_000_000)]) > 0)
+    }
+}
