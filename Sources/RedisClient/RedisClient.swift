@@ -80,7 +80,8 @@ public final class RedisClient {
     /// Connects (and keeps reconnecting until `close()`).
     public func start() {
         guard state == .idle else { return }
-        timer = LoopTimer(loop: loop) { [unowned self] in timerFired() }
+        // Weak: a client dropped without `close()` must not be called back (its handles close with the loop).
+        timer = LoopTimer(loop: loop) { [weak self] in self?.timerFired() }
         connect()
     }
 
@@ -150,8 +151,9 @@ public final class RedisClient {
         self.connection = connection
         connectionsMade += 1
         reader = RedisReplyReader(maxBufferedBytes: settings.maxReplyBytes)
-        connection.onRead = { [unowned self] bytes in didRead(bytes) }
-        connection.onDisconnect = { [unowned self] error in
+        connection.onRead = { [weak self] bytes in self?.didRead(bytes) }
+        connection.onDisconnect = { [weak self] error in
+            guard let self else { return }
             self.connection = nil
             fail(.connectionLost(error.map { "\($0)" } ?? "closed by redis"))
         }

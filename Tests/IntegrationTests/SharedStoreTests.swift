@@ -71,9 +71,9 @@ struct SharedStoreTests {
         #expect(try Self.generation(b, id: id, key: Self.keys["TEAM_B_KEY"]!).status == 404)
         #expect(try Self.generation(a, id: id, key: Self.keys["TEAM_B_KEY"]!).status == 404)
         #expect(try Self.generation(b, id: "gen-unknown", key: Self.keys["TEAM_A_KEY"]!).status == 404)
-        // Stored as JSON with its owner's identity, never the key, under the prefix, with a TTL.
+        // Stored as JSON with its owner's key fingerprint, never the key, under the prefix, with a TTL.
         let stored = try redis.command(["GET", "test:gen:\(id)"])
-        #expect(stored.contains("team-a") && !stored.contains("sk-team-a"))
+        #expect(stored.contains("sha256:" + SHA256.hex(Array(Self.keys["TEAM_A_KEY"]!.utf8))) && !stored.contains("sk-team-a"))
         let ttl = Int(try redis.command(["TTL", "test:gen:\(id)"]).dropFirst()) ?? -1
         #expect(ttl > 0 && ttl <= 86_400)
     }

@@ -80,7 +80,7 @@ extension GatewayServer {
     /// Files a finished request's record (owned by its key) and settles its key's limits and usage.
     func file(_ record: GenerationRecord, writer: HTTPResponseWriter) {
         let ticket = tickets.removeValue(forKey: ObjectIdentifier(writer))
-        store.records.put(id: record.id, StoredGeneration(json: record.json.serialized(), owner: ticket?.identity.id))
+        store.records.put(id: record.id, StoredGeneration(json: record.json.serialized(), owner: ticket?.identity.fingerprint))
         if let ticket { settle(ticket, record: record) }
     }
 

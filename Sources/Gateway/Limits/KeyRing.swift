@@ -5,11 +5,22 @@ import HTTPServer
 /// limits) or an unnamed one (`server.api_keys`), known by a fingerprint. Records, usage counters
 /// and limits are filed under `id`, never under the key itself.
 struct KeyIdentity: Sendable, Equatable {
-    /// `<name>` for a named key, `sha256:<16 hex>` otherwise (safe in Redis key names and logs).
+    /// `<name>` for a named key, `sha256:<16 hex>` otherwise (safe in Redis key names and logs):
+    /// what limits and usage counters are filed under.
     let id: String
     /// The key's name, for named keys.
     let name: String?
     let limits: KeyLimits
+    /// `sha256:` and the key's whole SHA-256 in hex: who owns the records it makes (the same on
+    /// every replica, and no way back to the key).
+    let fingerprint: String
+
+    init(id: String, name: String?, limits: KeyLimits, fingerprint: String = "") {
+        self.id = id
+        self.name = name
+        self.limits = limits
+        self.fingerprint = fingerprint
+    }
 }
 
 /// Every gateway key with its identity, matched in constant time.
@@ -22,17 +33,29 @@ struct KeyRing: Sendable {
         var identities: [KeyIdentity] = []
         for (key, value) in named {
             keys.append(value)
-            identities.append(KeyIdentity(id: key.name, name: key.name, limits: key.limits))
+            identities.append(KeyIdentity(id: key.name, name: key.name, limits: key.limits, fingerprint: Self.fingerprint(value)))
         }
         for value in unnamed where !keys.contains(value) {
             keys.append(value)
-            identities.append(KeyIdentity(id: "sha256:" + String(SHA256.hex(value.utf8).prefix(16)), name: nil, limits: KeyLimits()))
+            let fingerprint = Self.fingerprint(value)
+            identities.append(KeyIdentity(id: String(fingerprint.prefix(7 + 16)), name: nil, limits: KeyLimits(), fingerprint: fingerprint))
         }
         self.keys = keys
         self.identities = identities
     }
 
+    static func fingerprint(_ key: String) -> String { "sha256:" + SHA256.hex(Array(key.utf8)) }
+
     var isEmpty: Bool { keys.isEmpty }
+
+    /// Whether a request presenting a key with `fingerprint` may read a record owned by `owner`:
+    /// any record without gateway keys; with them, only its owner's (compared in constant time),
+    /// and a record with no owner by no one.
+    func mayRead(owner: String?, fingerprint: String?) -> Bool {
+        guard !keys.isEmpty else { return true }
+        guard let owner, let fingerprint else { return false }
+        return ConstantTime.matchesAny(fingerprint, [owner])
+    }
     /// Whether any key has limits (otherwise admission is skipped altogether).
     var hasLimits: Bool { identities.contains { !$0.limits.isEmpty } }
 

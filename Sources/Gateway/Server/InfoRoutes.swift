@@ -5,23 +5,26 @@ import Providers
 extension GatewayServer {
     /// `GET /api/v1/generation?id=`: a completion's record in OpenRouter's shape, from this
     /// replica or (with Redis) any other. With gateway keys, only the key that made a record
-    /// reads it (others get the same 404 as for an unknown id).
+    /// reads it (others get the same 404 as for an unknown id, so ids cannot be probed).
     func generation(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         guard let id = request.queryItem("id"), !id.isEmpty else {
             writer.respond(error: .invalidRequest("Missing query parameter 'id'.", param: "id", code: "missing_required_parameter"))
             return
         }
-        let requester = shared.keyRing.identify(request)?.id
+        let keyRing = shared.keyRing
+        let requester = keyRing.identify(request)?.fingerprint
         let shared = store.redis != nil
+        // A hostile id is echoed in the 404: cut short.
+        let shown = id.count > 64 ? String(id.prefix(64)) + "…" : id
         store.records.get(id: id) { [weak writer] lookup in
             guard let writer else { return }
             switch lookup {
-            case .found(let stored) where stored.owner == nil || stored.owner == requester:
+            case .found(let stored) where keyRing.mayRead(owner: stored.owner, fingerprint: requester):
                 writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: stored.json)
             case .found, .notFound:
                 let kept = shared ? "records are shared through Redis for store.redis.record_ttl_s" : "records are kept in memory, the most recent 10000"
                 writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
-                                               message: "No generation with id '\(id)' (\(kept))."))
+                                               message: "No generation with id '\(shown)' (\(kept))."))
             case .unavailable:
                 writer.respond(error: APIError(status: 503, type: "server_error", code: "store_unavailable",
                                                message: "The record store is unreachable right now; the record may exist. Please retry shortly.",
