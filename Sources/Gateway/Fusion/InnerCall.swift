@@ -192,7 +192,7 @@ final class InnerCall {
             var connectFailed = false
             if case .couldNotConnect = failure { connectFailed = true }
             if status == 0, retryOrFallBack(status: nil, connectFailed: connectFailed) { return }
-            let error = ChatCompletionProxy.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
+            let error = UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
             switch failure {
             case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
             case .timedOut: fail(error, .timeout)
