@@ -9,7 +9,9 @@ extension GatewayServer {
             writer.respond(error: .invalidRequest("Missing query parameter 'id'.", param: "id", code: "missing_required_parameter"))
             return
         }
-        guard let record = generations.record(id) else {
+        // A Responses API id (`resp_<hex>`) names the same generation (`gen-<hex>`).
+        let key = id.hasPrefix("resp_") ? "gen-" + id.dropFirst("resp_".count) : id
+        guard let record = generations.record(key) else {
             writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
                                            message: "No generation with id '\(id)' (records are kept in memory, most recent \(generations.capacity))."))
             return
