@@ -54,6 +54,8 @@ public struct FusionSettings: Sendable, Equatable {
             "budget": Preset(analysisModels: ["sim/expert-1", "sim/expert-2"]),
             // A member that searches and reads the simulated web (when web tools are on).
             "research": Preset(analysisModels: ["sim/researcher", "sim/expert-1", "sim/expert-2"]),
+            // Each member behind another vendor's API (OpenAI's, Anthropic's, Gemini's), judged behind Anthropic's.
+            "mixed": Preset(analysisModels: ["sim/expert-1", "sim-anthropic/expert-2", "sim-gemini/expert-3"], judge: "sim-anthropic/outer"),
         ],
         defaultPreset: "quality")
 }

@@ -123,6 +123,10 @@ public struct GatewayConfig: Sendable {
 
     /// The reserved provider name of the built-in simulated models.
     public static let simulatedProviderName = "sim"
+    /// The simulated models behind Anthropic's and Gemini's APIs.
+    public static let simulatedAnthropicProviderName = "sim-anthropic"
+    public static let simulatedGeminiProviderName = "sim-gemini"
+    static let simulatedProviderNames: Set<String> = [simulatedProviderName, simulatedAnthropicProviderName, simulatedGeminiProviderName]
 
     public init() {}
 
@@ -208,8 +212,8 @@ public struct GatewayConfig: Sendable {
         config.defaultProvider = try top.string("default_provider")
         if let providers = try top.child("providers") {
             for (name, provider) in try providers.members() {
-                guard name != simulatedProviderName else {
-                    throw ConfigError("\(provider.path): the provider name '\(simulatedProviderName)' is reserved for the built-in simulated models")
+                guard !simulatedProviderNames.contains(name) else {
+                    throw ConfigError("\(provider.path): the provider name '\(name)' is reserved for the built-in simulated models")
                 }
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
