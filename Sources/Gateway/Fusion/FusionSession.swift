@@ -302,7 +302,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         } else {
             stream.close()
         }
-        if machine.deliberated { record.router = "fusion" }
+        // The entry point that ran it, whether or not the outer model went on to deliberate.
+        record.router = machine.request.entryPoint
         record.finishReason = machine.finishReason?.rawValue ?? (record.cancelled ? nil : "stop")
         record.firstTokenMilliseconds = machine.firstTokenAt
         record.usage = machine.totalUsage
