@@ -35,6 +35,8 @@ public struct FusionSettings: Sendable, Equatable {
     public var maxInnerCalls = 200
     /// Web tool calls one request may make, over the whole panel and the judge.
     public var maxWebToolCalls = 64
+    /// Bytes all of one deliberation's upstream responses may bring in together.
+    public var maxUpstreamBytes = 256 << 20
     /// The output limit of a panel or judge call whose request sets none (`max_completion_tokens`
     /// in the fusion parameters): a rambling model must not hold a deliberation for minutes.
     public var defaultMaxTokens: Int64? = 4096

@@ -45,6 +45,8 @@ final class FusionSession<Renderer: FusionRenderer> {
     private var tools: [FusionSessionMachine.ToolRunID: WebToolTask] = [:]
     private var out: [UInt8] = []
     private var finished = false
+    /// What all of this deliberation's upstream responses may bring in.
+    private let budget: ByteBudget
 
     init(request: FusionRequest, renderer: Renderer, api: ClientAPI, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker], settings: FusionSettings,
          upstream: GatewayConfig.Upstream, redactor: Redactor, generationID: String, hops: Int = 0, metrics: GatewayMetrics? = nil,
@@ -75,6 +77,7 @@ final class FusionSession<Renderer: FusionRenderer> {
                                        judgeTools: tools(request.parameters.judgeWebSearch, \.judge))
         self.renderer = renderer
         self.api = api
+        budget = ByteBudget(limit: settings.maxUpstreamBytes)
         record = GenerationRecord(id: generationID, model: request.outerModel, streamed: request.stream)
     }
 
@@ -198,9 +201,10 @@ final class FusionSession<Renderer: FusionRenderer> {
         let redactor = redactor
         let timeout = call.timeoutMilliseconds
         let producer = call.id
+        let budget = budget
         calls[call.id] = CallHandle(on: worker, from: loop) { client in
             InnerCall(client: client, routes: candidates, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
-                      upstream: upstream, redactor: redactor, channel: channel, producer: producer)
+                      upstream: upstream, redactor: redactor, channel: channel, producer: producer, budget: budget)
         }
     }
 

@@ -68,6 +68,8 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Upstream attempts over every candidate (for `x-should-retry`).
     private var attempts = 0
     private var didFinish = false
+    /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
+    private var receivedBytes = 0
 
     init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, redactor: Redactor, generationID: String, extraHeaders: [(String, String)] = [],
@@ -116,6 +118,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         attempt += 1
         attempts += 1
         record.model = route.slug
+        receivedBytes = 0
         relay = request.makeRelay(route: route, context: context, whole: false)
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
@@ -187,6 +190,11 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Returns false to pause the transfer (no room in the fan-in channel).
     private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
+        receivedBytes += bytes.count
+        guard receivedBytes <= settings.maxResponseBytes else {
+            fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (upstream.max_response_bytes)"))
+            return true
+        }
         switch phase {
         case .streaming:
             guard let stream, stream.hasRoom(forInput: bytes.count) else {

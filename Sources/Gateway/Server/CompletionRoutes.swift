@@ -163,7 +163,7 @@ extension GatewayServer {
         active[ObjectIdentifier(writer)] = nil
         let metrics = shared.metrics
         metrics.activeStreams.decrement()
-        metrics.countRequest(kind: record.router ?? "proxy", status: record.status)
+        metrics.countRequest(kind: record.router == nil ? "proxy" : "fusion", status: record.status)
         if let ttft = record.firstTokenMilliseconds { metrics.timeToFirstToken.recordNanoseconds(Int64(ttft * 1e6)) }
         if let code = record.error {
             metrics.countError(code: code)
