@@ -105,6 +105,32 @@ struct SharedStoreTests {
         #expect(metrics.contains(#"fusion_gateway_rate_limited_total{kind="requests"}"#))
     }
 
+    @Test func everyRouteIsLimitedAndRefusedInItsOwnAPIsShape() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 3))
+        let key = Self.keys["TEAM_A_KEY"]!
+        let messages = #"{"model":"mock/normal:pace_ms=0","max_tokens":64,"messages":[{"role":"user","content":"Hi"}]}"#
+        let responses = #"{"model":"mock/normal:pace_ms=0","input":"Hi"}"#
+        // Anthropic's SDKs send the key as x-api-key.
+        let anthropicHeaders = ["x-api-key": key, "anthropic-version": "2023-06-01"]
+        func post(_ path: String, _ body: String, _ headers: [String: String]) throws -> TestResponse {
+            let client = try a.client()
+            try client.send(TestEnvironment.post(path, body: body, headers: headers))
+            return try client.readResponse()
+        }
+        #expect(try post("/v1/messages", messages, anthropicHeaders).status == 200)
+        #expect(try post("/v1/responses", responses, ["Authorization": "Bearer \(key)"]).status == 200)
+        #expect(try Self.chat(a, key: key).status == 200)
+        let refusedMessages = try post("/v1/messages", messages, anthropicHeaders)
+        #expect(refusedMessages.status == 429)
+        #expect(refusedMessages.json?["type"]?.stringValue == "error")
+        #expect(refusedMessages.json?["error"]?["type"]?.stringValue == "rate_limit_error", "\(refusedMessages.text)")
+        #expect(refusedMessages.header("retry-after") != nil)
+        let refusedResponses = try post("/v1/responses", responses, ["Authorization": "Bearer \(key)"])
+        #expect(refusedResponses.status == 429)
+        #expect(refusedResponses.json?["error"]?["code"]?.stringValue == "rate_limit_exceeded")
+    }
+
     @Test func aSpendBudgetStopsTheKeyOnceSpentOnEveryReplica() throws {
         let redis = try RedisServerProcess()
         // $1 per million tokens each way: a mock answer costs tens of micro-dollars.

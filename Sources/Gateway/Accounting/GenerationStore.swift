@@ -9,7 +9,8 @@ import EventLoop
 struct GenerationRecord: Sendable {
     var id: String
     var model: String
-    /// "fusion" when the deliberation ran.
+    /// How Fusion was asked for (`FusionRequest.entryPoint`: `fusion`, `openrouter/fusion`,
+    /// `fusion_tool`, `fusion_plugin`); nil on the plain proxy.
     var router: String?
     var createdAt = Date()
     var streamed: Bool
@@ -35,7 +36,7 @@ struct GenerationRecord: Sendable {
             "streamed": .bool(streamed), "cancelled": .bool(cancelled), "status": .int(Int64(status)),
             "finish_reason": finishReason.map(JSONValue.string) ?? .null,
             "tokens_prompt": .int(usage.promptTokens), "tokens_completion": .int(usage.completionTokens),
-            "native_tokens_reasoning": .int(0), "num_search_results": .int(Int64(numSearchResults)),
+            "native_tokens_reasoning": .int(usage.reasoningTokens), "num_search_results": .int(Int64(numSearchResults)),
             "num_web_tool_calls": .int(Int64(webToolCalls)),
             "total_cost": .double(usage.cost), "usage": usage.json, "usage_estimated": .bool(usageEstimated),
             "latency": firstTokenMilliseconds.map(rounded) ?? .null,

@@ -16,8 +16,9 @@ extension GatewayServer {
     /// Runs `start` once the request's key may go ahead: at once for a key without limits (or no
     /// key), after one round trip to the limiter otherwise. A refused request gets a 429 with
     /// `Retry-After` and `x-ratelimit-*`; an allowed one carries the `x-ratelimit-*` headers on its
-    /// response. When the store cannot decide, `store.on_store_error` says what happens.
-    func admit(_ request: HTTPRequest, _ writer: HTTPResponseWriter, then start: @escaping () -> Void) {
+    /// response. When the store cannot decide, `store.on_store_error` says what happens. Refusals
+    /// are in `api`'s error shape (Anthropic's on `/v1/messages`).
+    func admit(_ request: HTTPRequest, _ writer: HTTPResponseWriter, api: ClientAPI, then start: @escaping () -> Void) {
         guard let identity = shared.keyRing.identify(request) else {
             start()
             return
@@ -48,7 +49,7 @@ extension GatewayServer {
                 metrics.countLimitDecision(outcome: "limited")
                 for dimension in decision.dimensions where dimension.exceeded { metrics.countRateLimited(kind: dimension.kind.rawValue) }
                 let error = RateLimitResponse.error(decision, keyName: identity.name ?? identity.id)
-                writer.respond(error: error)
+                writer.respond(error: error, api: api)
                 metrics.countRequest(kind: "rejected", status: error.status)
                 logger.info("request limited", metadata: ["key": "\(identity.id)", "code": "\(error.code)", "type": "\(error.type)"])
             case .failure:
@@ -60,7 +61,7 @@ extension GatewayServer {
                 case .deny:
                     metrics.countLimitDecision(outcome: "store_error_denied")
                     let error = RateLimitResponse.storeUnavailable()
-                    writer.respond(error: error)
+                    writer.respond(error: error, api: api)
                     metrics.countRequest(kind: "rejected", status: error.status)
                 }
             }

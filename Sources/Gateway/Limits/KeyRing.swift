@@ -59,9 +59,13 @@ struct KeyRing: Sendable {
     /// Whether any key has limits (otherwise admission is skipped altogether).
     var hasLimits: Bool { identities.contains { !$0.limits.isEmpty } }
 
-    /// The identity behind `Authorization: Bearer <key>`, nil without a known key.
+    /// The identity behind the key a request presents the way `RequestPolicy` accepts it
+    /// (`x-api-key`, as Anthropic's SDKs send it, or `Authorization: Bearer`); nil without a
+    /// known key.
     func identify(_ request: HTTPRequest) -> KeyIdentity? {
-        guard !keys.isEmpty, let header = request.header("authorization") else { return nil }
+        guard !keys.isEmpty else { return nil }
+        if let key = request.header("x-api-key"), let index = ConstantTime.matchIndex(key, keys) { return identities[index] }
+        guard let header = request.header("authorization") else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         return ConstantTime.matchIndex(String(parts[1]), keys).map { identities[$0] }

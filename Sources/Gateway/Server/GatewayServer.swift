@@ -163,7 +163,11 @@ public final class GatewayServer {
         }
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
-            admit(request, writer) { [unowned self] in chatCompletion(request, writer) }
+            admit(request, writer, api: .chatCompletions) { [unowned self] in chatCompletion(request, writer) }
+        case ("POST", "/v1/messages"):
+            admit(request, writer, api: .messages) { [unowned self] in messages(request, writer) }
+        case ("POST", "/v1/responses"), ("POST", "/responses"):
+            admit(request, writer, api: .responses) { [unowned self] in responses(request, writer) }
         case ("GET", "/v1/models"), ("GET", "/models"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList())
         case ("GET", "/metrics"):
@@ -176,8 +180,9 @@ public final class GatewayServer {
             let draining = shared.isDraining
             writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
                            body: Array((draining ? #"{"status":"draining"}"# : #"{"status":"ok"}"#).utf8))
-        case (_, "/v1/chat/completions"), (_, "/chat/completions"):
-            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"))
+        case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/responses"), (_, "/responses"):
+            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"),
+                           api: ClientAPI(path: request.path) ?? .chatCompletions)
         case (_, "/v1/models"), (_, "/models"), (_, "/health"):
             writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "GET"))
         default:
@@ -195,7 +200,7 @@ public final class GatewayServer {
             "authorization": "\(head.header("authorization") == nil ? "absent" : "present")",
         ])
         error.headers += policy.corsHeaders(for: head)
-        return error.httpResponse
+        return (ClientAPI(path: head.path) ?? .chatCompletions).response(error)
     }
 
 }

@@ -8,18 +8,19 @@ import Providers
 import Surfaces
 import UpstreamClient
 
-/// Relays one chat completion to its upstream and the answer back, streamed or whole.
+/// Relays one completion to its upstream and the answer back, streamed or whole, in the API the
+/// client spoke (`Request`: chat completions, Anthropic Messages, Responses).
 ///
 /// Streaming: the client's response head is sent when the upstream's 200 arrives (or, if the
 /// upstream is slow to answer, when the first keep-alive is due), so an upstream error before that
 /// still reaches the client with its real status. Each upstream event is relayed the moment it is
-/// parsed (`ChatStreamRelay`: passed through when the upstream speaks the client's format,
+/// parsed (`Request.Relay`: passed through when the upstream speaks the client's format,
 /// translated otherwise) into the stream's fan-in channel (`ClientStream`) and written in the same
 /// loop iteration; the response ends right after `[DONE]`. When the channel has no room (a slow
 /// client), the upstream transfer pauses until it drains. A client that disconnects cancels the
 /// upstream transfer at once. Every chunk and body carries the generation id and the model the
 /// client asked for.
-final class ChatCompletionProxy {
+final class CompletionProxy<Request: ProxyRequest> {
     private enum Phase {
         case awaitingUpstreamHead
         /// Client stream open (head sent).
@@ -30,7 +31,7 @@ final class ChatCompletionProxy {
         case finished
     }
 
-    private let request: ProxiedRequest
+    private let request: Request
     /// `model` then the `models` fallbacks.
     private let candidates: [ModelRoute]
     private var candidate = 0
@@ -52,9 +53,10 @@ final class ChatCompletionProxy {
     private var lastEventAt: UInt64 = 0
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
-    private var relay: ChatStreamRelay
+    private var relay: Request.Relay
     private var stream: ClientStream?
     private let created = Int(Date().timeIntervalSince1970)
+    private let context: ProxyContext
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
     private var watchdog: StreamWatchdog?
@@ -66,8 +68,10 @@ final class ChatCompletionProxy {
     /// Upstream attempts over every candidate (for `x-should-retry`).
     private var attempts = 0
     private var didFinish = false
+    /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
+    private var receivedBytes = 0
 
-    init(request: ProxiedRequest, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
+    init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, redactor: Redactor, generationID: String, extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.stats = stats
@@ -82,23 +86,10 @@ final class ChatCompletionProxy {
         self.onFinish = onFinish
         self.generationID = generationID
         self.extraHeaders = extraHeaders
-        record = GenerationRecord(id: generationID, model: request.chat.model, streamed: request.stream)
-        relay = ChatStreamRelay.passThrough(id: generationID, model: request.chat.model, maxEventBytes: settings.maxEventBytes,
-                                            usageFallback: nil)
+        record = GenerationRecord(id: generationID, model: request.clientModel, streamed: request.stream)
+        context = ProxyContext(generationID: generationID, created: created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
+        relay = request.makeRelay(route: candidates[0], context: context, whole: false)
         out.reserveCapacity(4096)
-    }
-
-    /// The relay for the current candidate's stream (made before its first byte).
-    private func makeRelay() -> ChatStreamRelay {
-        let fallback = request.chat.includeUsage
-            ? SSERelay.UsageFallback(promptTokens: Int64(request.chat.rawBody.count / 4), created: created) : nil
-        if route.provider.wireFormat == .openAIChat {
-            return .passThrough(id: generationID, model: route.slug, maxEventBytes: settings.maxEventBytes, usageFallback: fallback,
-                                redactor: redactor)
-        }
-        return .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
-                            id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage,
-                            usageFallback: fallback)
     }
 
     func start() {
@@ -127,7 +118,8 @@ final class ChatCompletionProxy {
         attempt += 1
         attempts += 1
         record.model = route.slug
-        relay = makeRelay()
+        receivedBytes = 0
+        relay = request.makeRelay(route: route, context: context, whole: false)
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
@@ -198,6 +190,11 @@ final class ChatCompletionProxy {
     /// Returns false to pause the transfer (no room in the fan-in channel).
     private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
+        receivedBytes += bytes.count
+        guard receivedBytes <= settings.maxResponseBytes else {
+            fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (upstream.max_response_bytes)"))
+            return true
+        }
         switch phase {
         case .streaming:
             guard let stream, stream.hasRoom(forInput: bytes.count) else {
@@ -254,16 +251,16 @@ final class ChatCompletionProxy {
             var connectFailed = false
             if case .couldNotConnect? = failure { connectFailed = true }
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
-            fail(Self.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
+            fail(UpstreamFailure.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
             out.removeAll(keepingCapacity: true)
-            relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
+            relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
             if case .failed(let error) = relay.outcome { record.error = error.code }
             stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             if let failure {
-                fail(Self.apiError(for: failure, provider: route.endpoint.name, midStream: true))
+                fail(UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
                 if retryOrFallBack(status: status, connectFailed: false, headers: headers) { return }
                 fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
@@ -299,19 +296,18 @@ final class ChatCompletionProxy {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
             openClientStream()
-            relay = .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
-                                 id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage)
+            relay = request.makeRelay(route: route, context: context, whole: true)
             out.removeAll(keepingCapacity: true)
             relay.relayWhole(events, into: &out)
             stream?.emit(out)
             finishClientStream()
             return
         }
-        let whole = route.provider.wireFormat == .openAIChat
-            ? ChatCompletionBody.rewriting(body, id: generationID, model: route.slug)
-            : ChatCompletionBody.make(id: generationID, model: route.slug, created: created, events: events)
-        guard let whole else {
-            fail(.upstreamProtocol("the upstream's response is not a JSON object"))
+        let whole: [UInt8]
+        do {
+            whole = try request.wholeBody(route: route, body: body, events: events, context: context)
+        } catch {
+            fail(error)
             return
         }
         writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
@@ -334,6 +330,9 @@ final class ChatCompletionProxy {
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
+        out.removeAll(keepingCapacity: true)
+        relay.start(into: &out)
+        if !out.isEmpty { stream.emit(out) }
     }
 
     private func sendKeepAlive() {
@@ -399,7 +398,7 @@ final class ChatCompletionProxy {
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
-            writer.respond(error: error)
+            writer.respond(error: error, api: request.api)
             phase = .finished
             finish()
         }
@@ -432,21 +431,5 @@ final class ChatCompletionProxy {
         }
         record.durationMilliseconds = elapsedMilliseconds
         onFinish(record)
-    }
-
-    static func apiError(for failure: UpstreamFailure, provider: String, midStream: Bool = false) -> APIError {
-        switch failure {
-        case .couldNotResolve(let detail):
-            .upstreamUnavailable("Could not resolve the host of provider '\(provider)': \(detail)", code: "upstream_unreachable")
-        case .couldNotConnect(let detail), .refused(let detail):
-            .upstreamUnavailable("Could not connect to provider '\(provider)': \(detail)", code: "upstream_unreachable")
-        case .timedOut(let detail):
-            .upstreamUnavailable("Provider '\(provider)' timed out: \(detail)", code: "upstream_timeout", status: 504)
-        case .transfer(let detail):
-            .upstreamUnavailable(
-                midStream ? "The stream from provider '\(provider)' broke off: \(detail)"
-                          : "The connection to provider '\(provider)' failed: \(detail)",
-                code: "upstream_connection_lost")
-        }
     }
 }
