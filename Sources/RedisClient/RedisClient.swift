@@ -38,6 +38,8 @@ public final class RedisClient {
     private struct Pending {
         let deadline: UInt64
         let completion: (Result<RedisValue, RedisError>) -> Void
+        /// The command, while it waits for a connection (nil once written).
+        var unsent: [UInt8]? = nil
     }
 
     public let loop: EventLoop
@@ -57,8 +59,8 @@ public final class RedisClient {
     /// Unanswered commands, oldest first (`head` indexes the oldest).
     private var pending: [Pending] = []
     private var head = 0
-    /// Commands queued while connecting, written once connected.
-    private var unsent: [UInt8] = []
+    /// When the connection being made is given up (loop milliseconds).
+    private var connectDeadline: UInt64 = 0
     /// Handshake replies still expected at the head of `pending`.
     private var handshakeReplies = 0
     private var failures = 0
@@ -103,11 +105,13 @@ public final class RedisClient {
             return
         }
         let bytes = RedisCommandEncoder.encode(arguments)
-        enqueue(Pending(deadline: loop.nowMilliseconds &+ settings.commandTimeoutMilliseconds, completion: completion))
+        let deadline = loop.nowMilliseconds &+ settings.commandTimeoutMilliseconds
         if let connection {
+            enqueue(Pending(deadline: deadline, completion: completion))
             connection.write(bytes)
         } else {
-            unsent += bytes
+            // Waits for the connection, written with the handshake (or failed at its deadline).
+            enqueue(Pending(deadline: deadline, completion: completion, unsent: bytes))
         }
     }
 
@@ -132,7 +136,7 @@ public final class RedisClient {
 
     private func connect() {
         state = .connecting
-        unsent.removeAll()
+        connectDeadline = loop.nowMilliseconds &+ settings.connectTimeoutMilliseconds
         armTimer(after: settings.connectTimeoutMilliseconds)
         attempt = TCPConnectAttempt.start(loop: loop, host: endpoint.host, port: endpoint.port) { [weak self] result in
             guard let self, state == .connecting else {
@@ -174,8 +178,11 @@ public final class RedisClient {
         handshakeReplies = checks.count
         var bytes: [UInt8] = []
         for command in handshake { bytes += RedisCommandEncoder.encode(command.map { Array($0.utf8) }) }
-        connection.write(bytes + unsent)
-        unsent.removeAll()
+        for index in pending.indices.dropFirst(head) {
+            if let queued = pending[index].unsent { bytes += queued }
+            pending[index].unsent = nil
+        }
+        connection.write(bytes)
         armForHead()
     }
 
@@ -244,16 +251,17 @@ public final class RedisClient {
     }
 
     /// The timer tracks the oldest command's deadline (replies come in order: if it is late,
-    /// so is everything behind it).
+    /// so is everything behind it) and, while connecting, the connect deadline.
     private func armForHead() {
         guard state == .connecting || state == .ready else { return }
-        guard head < pending.count else {
-            if state == .ready { timer?.stop() }
+        var wake = state == .connecting && connection == nil ? connectDeadline : UInt64.max
+        if head < pending.count { wake = min(wake, pending[head].deadline) }
+        guard wake != .max else {
+            timer?.stop()
             return
         }
         let now = loop.nowMilliseconds
-        let deadline = pending[head].deadline
-        armTimer(after: deadline > now ? deadline - now : 0)
+        armTimer(after: wake > now ? wake - now : 0)
     }
 
     private func armTimer(after milliseconds: UInt64) {
@@ -262,15 +270,28 @@ public final class RedisClient {
     }
 
     private func timerFired() {
+        let now = loop.nowMilliseconds
         switch state {
         case .waiting:
             connect()
         case .connecting where connection == nil:
-            attempt?.cancel()
-            attempt = nil
-            fail(.timeout)
+            if now >= connectDeadline {
+                attempt?.cancel()
+                attempt = nil
+                fail(.timeout)
+                return
+            }
+            // Commands that waited for the connection longer than their timeout fail alone: the
+            // attempt goes on until its own deadline (a distant Redis may take longer to reach).
+            var expired: [Pending] = []
+            while head < pending.count, pending[head].deadline <= now {
+                expired.append(pending[head])
+                dequeue()
+            }
+            armForHead()
+            for command in expired { command.completion(.failure(.timeout)) }
         case .connecting, .ready:
-            if head < pending.count, pending[head].deadline <= loop.nowMilliseconds {
+            if head < pending.count, pending[head].deadline <= now {
                 fail(.timeout)
             } else {
                 armForHead()
@@ -296,7 +317,6 @@ public final class RedisClient {
 
     private func dropConnection() {
         reader = nil
-        unsent.removeAll()
         handshakeReplies = 0
         if let connection {
             connection.onRead = nil

@@ -64,10 +64,12 @@ struct RedisClientTests {
             return try thread.loop.submitAndWait { box.value!.state }
         }
 
-        func waitUntilReady(seconds: Double = 5) throws -> Bool {
+        func waitUntilReady(seconds: Double = 5) throws -> Bool { try waitUntilState(.ready, seconds: seconds) }
+
+        func waitUntilState(_ wanted: RedisClient.State, seconds: Double) throws -> Bool {
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline {
-                if try state() == .ready { return true }
+                if try state() == wanted { return true }
                 usleep(5_000)
             }
             return false
@@ -155,6 +157,39 @@ struct RedisClientTests {
         let wrong = try Harness(port: redis.port, password: "wrong-password")
         #expect(try !wrong.waitUntilReady(seconds: 0.5))
         if case .success = wrong.call(["PING"]) { Issue.record("a refused AUTH must not leave a usable connection") }
+    }
+
+    /// A Redis slow to accept (here: a listener whose accept queue is full, so the kernel drops
+    /// our SYNs): commands waiting for the connection fail at their own deadline, while the
+    /// connection attempt goes on until the connect timeout.
+    @Test func commandsWaitingForASlowConnectionTimeOutAloneTheAttemptGoesOn() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        listen(listener, 0)
+        // Fill the accept queue (never accepted).
+        var fillers: [Int32] = []
+        defer { fillers.forEach { close($0) } }
+        for _ in 0..<2 {
+            let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(filler, $0, length) } }
+            fillers.append(filler)
+        }
+        usleep(50_000)
+        var settings = RedisClient.Settings()
+        settings.commandTimeoutMilliseconds = 100
+        settings.connectTimeoutMilliseconds = 1_500
+        let harness = try Harness(port: Int(UInt16(bigEndian: address.sin_port)), settings: settings)
+        let started = Date()
+        #expect(harness.call(["PING"]) == .failure(.timeout))
+        #expect(Date().timeIntervalSince(started) < 1, "the command's own timeout, not the connect timeout")
+        #expect(try harness.state() == .connecting, "the attempt goes on")
+        #expect(try harness.waitUntilState(.waiting, seconds: 3), "then gives up at the connect timeout")
     }
 
     @Test func nothingListeningMeansUnavailableQuickly() throws {
