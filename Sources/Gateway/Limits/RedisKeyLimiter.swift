@@ -79,7 +79,12 @@ final class RedisKeyLimiter: KeyLimiter {
 
     private func send(_ command: [[UInt8]]) {
         client.send(command) { [weak self] result in
-            guard let self, case .failure(let error) = result else { return }
+            guard let self else { return }
+            guard case .failure(let error) = result else {
+                // Redis answers again: send what still waits, a batch at a time.
+                if !unsent.isEmpty { flushUnsent(batch: 256) }
+                return
+            }
             onError("settle", error)
             switch error {
             case .unavailable, .overloaded:
@@ -91,10 +96,10 @@ final class RedisKeyLimiter: KeyLimiter {
         }
     }
 
-    /// Redis is back: send the settlements that waited.
-    func flushUnsent() {
-        let waiting = unsent
-        unsent.removeAll()
+    /// Redis is back: send the settlements that waited (at most `batch` now; each success sends more).
+    func flushUnsent(batch: Int = 1_024) {
+        let waiting = unsent.prefix(batch)
+        unsent.removeFirst(waiting.count)
         for command in waiting { send(command) }
     }
 

@@ -44,7 +44,8 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
             guard let self else { return }
             switch result {
             case .success(.status):
-                break
+                // Redis answers again: write what still waits, a batch at a time.
+                if !unwritten.isEmpty { flushUnwritten(batch: 256) }
             case .success:
                 onError("record_put", .protocolViolation("unexpected reply to SET"))
             case .failure(let error):
@@ -65,10 +66,10 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
         unwritten.append((id, value))
     }
 
-    /// Redis is back: write what waited.
-    func flushUnwritten() {
-        let waiting = unwritten
-        unwritten.removeAll()
+    /// Redis is back: write what waited (at most `batch` now; each success sends more).
+    func flushUnwritten(batch: Int = 1_024) {
+        let waiting = unwritten.prefix(batch)
+        unwritten.removeFirst(waiting.count)
         for (id, value) in waiting { write(id: id, value: value) }
     }
 
