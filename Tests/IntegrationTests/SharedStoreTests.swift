@@ -14,9 +14,10 @@ struct SharedStoreTests {
     static let keys = ["TEAM_A_KEY": "sk-team-a-0123456789", "TEAM_B_KEY": "sk-team-b-0123456789", "OPEN_KEY": "sk-open-0123456789"]
 
     static func replica(redis: RedisServerProcess, onError: StoreSettings.OnError = .allow, limits: KeyLimits = KeyLimits(),
-                        prices: [String: ModelPrice] = [:]) throws -> TestEnvironment {
-        try TestEnvironment(environment: keys) { config in
+                        prices: [String: ModelPrice] = [:], maxPendingCommands: Int = 10_000, loops: Int = 2) throws -> TestEnvironment {
+        try TestEnvironment(loops: loops, environment: keys) { config in
             var redisSettings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
+            redisSettings.client.maxPendingCommands = maxPendingCommands
             redisSettings.keyPrefix = "test:"
             redisSettings.client.commandTimeoutMilliseconds = 200
             redisSettings.client.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
@@ -210,6 +211,27 @@ struct SharedStoreTests {
             #expect(try Self.eventuallyReadable(b, id: id, key: key).status == 200, "\(id)")
         }
         #expect(try Self.chat(b, key: key).header("x-ratelimit-limit-requests") == "1000")
+    }
+
+    /// More records waited than the connection takes at once: they drain in batches as Redis
+    /// answers, none stranded until the next reconnect.
+    @Test func aBacklogLargerThanThePendingBoundDrainsCompletely() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, maxPendingCommands: 3, loops: 1)
+        let b = try Self.replica(redis: redis)
+        let key = Self.keys["OPEN_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        redis.killNow()
+        var ids: [String] = []
+        for _ in 0..<12 {
+            let response = try Self.chat(a, key: key)
+            #expect(response.status == 200)
+            if let id = response.header("x-generation-id") { ids.append(id) }
+        }
+        try redis.restart()
+        for id in ids {
+            #expect(try Self.eventuallyReadable(b, id: id, key: key).status == 200, "\(id)")
+        }
     }
 
     @Test func denyRefusesLimitedKeysWhileRedisIsDownAndServesTheOthers() throws {
