@@ -196,7 +196,9 @@ public final class RedisClient {
                 failures = 0
                 onReady?()
             }
-        case .success(.error(let message)):
+        case .failure(.server(let message)), .success(.error(let message)):
+            // A refused AUTH or SELECT: drop the connection and retry with backoff (the error is
+            // reported through `onFailure`; retrying lets a corrected password take effect).
             fail(.server(message))
         case .success:
             fail(.protocolViolation("unexpected reply to the handshake"))

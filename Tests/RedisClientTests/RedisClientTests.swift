@@ -156,6 +156,7 @@ struct RedisClientTests {
         #expect(try redis.command(["DBSIZE"]) == ":0")
         let wrong = try Harness(port: redis.port, password: "wrong-password")
         #expect(try !wrong.waitUntilReady(seconds: 0.5))
+        #expect(try wrong.waitUntilState(.waiting, seconds: 2), "a refused AUTH drops the connection and backs off")
         if case .success = wrong.call(["PING"]) { Issue.record("a refused AUTH must not leave a usable connection") }
     }
 
