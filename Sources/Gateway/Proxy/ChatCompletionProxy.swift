@@ -43,32 +43,47 @@ final class ChatCompletionProxy {
     private let settings: GatewayConfig.Upstream
     private let redactor: Redactor
     private let onFinish: (GenerationRecord) -> Void
-    private let generationID: String
+    private var generationID: String { record.id }
     private let extraHeaders: [(String, String)]
     private let slowClientTimeout: UInt64
     private let stats: GatewayStats?
     private let metrics: GatewayMetrics?
     /// When the previous upstream read carrying events was forwarded (for the gap histogram).
     private var lastEventAt: UInt64 = 0
+    /// When the first attempt and the current one started, and when the upstream was done
+    /// (monotonic ns): the upstream's share of the request, for the overhead.
+    private var firstAttemptAt: UInt64 = 0
+    private var attemptAt: UInt64 = 0
+    private var upstreamDoneAt: UInt64?
+    /// How the response is ending (see `ResponseEnding`).
+    private var sentStatus: Int?
+    private var upstreamFinishReason: String?
+    private var failure: RecordError?
+    private var cancelled = false
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
     private var relay: ChatStreamRelay
     private var stream: ClientStream?
-    private let created = Int(Date().timeIntervalSince1970)
+    private var created: Int { record.created }
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
     private var watchdog: StreamWatchdog?
     private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
-    private let startedAt = EventLoop.monotonicNanoseconds()
-    private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
+    /// When the request arrived (monotonic ns).
+    private let startedAt: UInt64
+    private var elapsedMilliseconds: Double { OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt) }
     private var record: GenerationRecord
     /// Upstream attempts over every candidate (for `x-should-retry`).
     private var attempts = 0
     private var didFinish = false
 
+    /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
+    /// it is filled in and handed to `onFinish` once the response is over. `startedAt`: when the
+    /// request arrived (monotonic ns).
     init(request: ProxiedRequest, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
-         settings: GatewayConfig.Upstream, redactor: Redactor, generationID: String, extraHeaders: [(String, String)] = [],
+         settings: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
+         startedAt: UInt64 = EventLoop.monotonicNanoseconds(), extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.stats = stats
         self.metrics = metrics
@@ -80,11 +95,11 @@ final class ChatCompletionProxy {
         self.settings = settings
         self.redactor = redactor
         self.onFinish = onFinish
-        self.generationID = generationID
         self.extraHeaders = extraHeaders
-        record = GenerationRecord(id: generationID, model: request.chat.model, streamed: request.stream)
-        relay = ChatStreamRelay.passThrough(id: generationID, model: request.chat.model, maxEventBytes: settings.maxEventBytes,
-                                            usageFallback: nil)
+        self.record = record
+        self.startedAt = startedAt
+        relay = ChatStreamRelay.passThrough(id: record.id, model: request.chat.model, created: record.created,
+                                            maxEventBytes: settings.maxEventBytes, usageFallback: nil)
         out.reserveCapacity(4096)
     }
 
@@ -93,8 +108,8 @@ final class ChatCompletionProxy {
         let fallback = request.chat.includeUsage
             ? SSERelay.UsageFallback(promptTokens: Int64(request.chat.rawBody.count / 4), created: created) : nil
         if route.provider.wireFormat == .openAIChat {
-            return .passThrough(id: generationID, model: route.slug, maxEventBytes: settings.maxEventBytes, usageFallback: fallback,
-                                redactor: redactor)
+            return .passThrough(id: generationID, model: route.slug, created: created, maxEventBytes: settings.maxEventBytes,
+                                usageFallback: fallback, redactor: redactor)
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
                             id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage,
@@ -127,6 +142,9 @@ final class ChatCompletionProxy {
         attempt += 1
         attempts += 1
         record.model = route.slug
+        record.provider = route.endpoint.name
+        attemptAt = EventLoop.monotonicNanoseconds()
+        if firstAttemptAt == 0 { firstAttemptAt = attemptAt }
         relay = makeRelay()
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
@@ -150,10 +168,14 @@ final class ChatCompletionProxy {
         case .fail:
             return false
         case .nextModel:
+            record.fallbacks += 1
+            metrics?.provider(route.endpoint.name).countFallback()
             candidate += 1
             attempt = 0
             restart(afterMilliseconds: 0)
         case .retry(let delay):
+            record.retries += 1
+            metrics?.provider(route.endpoint.name).countRetry()
             restart(afterMilliseconds: delay)
         }
         return true
@@ -161,7 +183,6 @@ final class ChatCompletionProxy {
 
     private func restart(afterMilliseconds delay: UInt64) {
         phase = stream == nil ? .awaitingUpstreamHead : .streaming
-        record.status = 0
         guard delay > 0 else {
             startAttempt()
             return
@@ -179,7 +200,6 @@ final class ChatCompletionProxy {
 
     private func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
         lastUpstreamActivity = client.loop.nowMilliseconds
-        record.status = status
         guard (200..<300).contains(status) else {
             // Collect the error body; `fail` reports it with its status, or in-band if a
             // keep-alive already committed the client's response.
@@ -212,7 +232,13 @@ final class ChatCompletionProxy {
             let outcome = relay.relay(bytes, into: &out)
             if relay.forwardedEvents > before {
                 let now = EventLoop.monotonicNanoseconds()
-                if lastEventAt != 0 { metrics?.interToken.recordNanoseconds(Int64(now - lastEventAt)) }
+                let series = metrics?.provider(route.endpoint.name)
+                if lastEventAt != 0 {
+                    series?.observeGap(nanoseconds: now - lastEventAt)
+                } else {
+                    series?.observeFirstEvent(afterNanoseconds: now - attemptAt)
+                    record.upstreamFirstTokenMilliseconds = OverheadMeter.milliseconds(now - attemptAt)
+                }
                 lastEventAt = now
                 if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = elapsedMilliseconds }
             }
@@ -224,11 +250,13 @@ final class ChatCompletionProxy {
             case .done:
                 // The client has everything. The transfer finishes reading on its own, keeping
                 // its connection reusable, but it no longer reports to us.
+                upstreamDoneAt = EventLoop.monotonicNanoseconds()
                 transfer?.detach(cancelAfterMilliseconds: 2_000)
                 transfer = nil
                 finishClientStream()
             case .failed(let error):
-                record.error = error.code
+                upstreamDoneAt = EventLoop.monotonicNanoseconds()
+                failure = RecordError(error, redactor: redactor)
                 transfer?.cancel()
                 transfer = nil
                 finishClientStream()
@@ -249,6 +277,7 @@ final class ChatCompletionProxy {
 
     private func upstreamDidComplete(_ failure: UpstreamFailure?) {
         transfer = nil
+        upstreamDoneAt = EventLoop.monotonicNanoseconds()
         switch phase {
         case .awaitingUpstreamHead:
             var connectFailed = false
@@ -258,7 +287,7 @@ final class ChatCompletionProxy {
         case .streaming:
             out.removeAll(keepingCapacity: true)
             relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
-            if case .failed(let error) = relay.outcome { record.error = error.code }
+            if case .failed(let error) = relay.outcome { self.failure = RecordError(error, redactor: redactor) }
             stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
@@ -293,7 +322,7 @@ final class ChatCompletionProxy {
         record.firstTokenMilliseconds = elapsedMilliseconds
         for event in events {
             if case .usage(let usage) = event { record.usage = usage }
-            if case .finish(let reason) = event { record.finishReason = reason.rawValue }
+            if case .finish(let reason) = event { upstreamFinishReason = reason.rawValue }
         }
         if request.stream {
             // The head may already be out (a keep-alive committed it while the upstream thought).
@@ -308,13 +337,14 @@ final class ChatCompletionProxy {
             return
         }
         let whole = route.provider.wireFormat == .openAIChat
-            ? ChatCompletionBody.rewriting(body, id: generationID, model: route.slug)
+            ? ChatCompletionBody.rewriting(body, id: generationID, model: route.slug, created: created)
             : ChatCompletionBody.make(id: generationID, model: route.slug, created: created, events: events)
         guard let whole else {
             fail(.upstreamProtocol("the upstream's response is not a JSON object"))
             return
         }
         writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
+        sentStatus = 200
         phase = .finished
         finish()
     }
@@ -324,6 +354,7 @@ final class ChatCompletionProxy {
     private func openClientStream() {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
+        sentStatus = 200
         writer.startStream(status: 200, headers: [
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache"),
@@ -356,8 +387,8 @@ final class ChatCompletionProxy {
     /// drop it (the reason is in the request's log line and record).
     private func dropSlowClient() {
         guard !didFinish else { return }
-        record.error = "client_too_slow"
-        record.cancelled = true
+        failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
+        cancelled = true
         transfer?.cancel()
         transfer = nil
         phase = .finished
@@ -366,7 +397,7 @@ final class ChatCompletionProxy {
     }
 
     private func clientDidDisconnect() {
-        record.cancelled = true
+        cancelled = true
         retryTimer?.close()
         retryTimer = nil
         transfer?.cancel()
@@ -385,7 +416,7 @@ final class ChatCompletionProxy {
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
     /// chunk and `[DONE]`).
     private func fail(_ error: APIError) {
-        record.error = error.code
+        failure = RecordError(error, redactor: redactor)
         transfer?.cancel()
         transfer = nil
         if let stream {
@@ -395,7 +426,7 @@ final class ChatCompletionProxy {
             phase = .finished
             stream.emitEnd()
         } else {
-            record.status = error.status
+            sentStatus = error.status
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
@@ -428,9 +459,18 @@ final class ChatCompletionProxy {
         if request.stream && record.usage == Usage() {
             record.usage = relay.usage ?? Usage()
             record.usageEstimated = relay.usageEstimated
-            if record.finishReason == nil { record.finishReason = relay.finishReason }
         }
-        record.durationMilliseconds = elapsedMilliseconds
+        if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
+        record.upstreamAttempts = attempts
+        let now = EventLoop.monotonicNanoseconds()
+        var meter = OverheadMeter()
+        meter.begin(.proxy, at: startedAt)
+        if firstAttemptAt != 0 { meter.waited(from: firstAttemptAt, to: upstreamDoneAt ?? now) }
+        meter.end(at: now)
+        record.overheadMilliseconds = meter.totalOverheadMilliseconds()
+        record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: upstreamFinishReason, error: failure,
+                                    cancelled: cancelled),
+                     durationMilliseconds: OverheadMeter.milliseconds(now - startedAt))
         onFinish(record)
     }
 

@@ -10,15 +10,24 @@ import Surfaces
 
 extension GatewayServer {
     /// `POST /v1/chat/completions`: validated, planned (Fusion or not), then relayed by a
-    /// `ChatCompletionProxy` or run by a `FusionSession`.
+    /// `ChatCompletionProxy` or run by a `FusionSession`. Every request gets a generation id and,
+    /// however it ends (refused here included), a record under it (`finished`).
     func chatCompletion(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
-        let generationID = GenerationStore.newID()
+        let startedAt = EventLoop.monotonicNanoseconds()
+        var record = GenerationRecord(id: GenerationStore.newID(), route: .chatCompletions, kind: .rejected, requestedModel: "",
+                                      streamed: false, created: Int(Date().timeIntervalSince1970),
+                                      owner: shared.recordOwner(presentedKey: RequestPolicy.presentedKey(request)))
         var log = logger
-        log[metadataKey: "generation_id"] = "\(generationID)"
+        log[metadataKey: "generation_id"] = "\(record.id)"
+        var prompt: String?
         do throws(APIError) {
             let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
             let chat = try ChatRequest(body: request.body)
+            record.requestedModel = chat.model
+            record.model = chat.model
+            record.streamed = chat.stream
             let neutral = chat.modelRequest()
+            prompt = GatewayShared.loggedPrompt(neutral.messages, enabled: config.server.logPrompts)
             let proxied: ProxiedRequest
             switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth, structuredEvents: try chat.includeFusionEvents()) {
             case .passthrough:
@@ -26,7 +35,9 @@ extension GatewayServer {
             case .withoutFusion(_, let rewritten):
                 proxied = ProxiedRequest(chat: chat, neutral: rewritten, relayRawBody: false)
             case .fusion(let fusionRequest):
-                try startFusion(fusionRequest, hops: hops, fallbacks: chat.fallbackModels, writer: writer, generationID: generationID, log: log)
+                record.kind = .fusion
+                try startFusion(fusionRequest, hops: hops, fallbacks: chat.fallbackModels, writer: writer, record: record,
+                                startedAt: startedAt, prompt: prompt, log: log)
                 return
             }
             var candidates = [try router.route(proxied.neutral.model)]
@@ -41,29 +52,31 @@ extension GatewayServer {
             // Each hop through a gateway counts: a provider that points back here is stopped (508).
             var depthHeader: [(String, String)] = [("x-fusion-hops", String(hops + 1))]
             if depth > 0 { depthHeader.append(("x-fusion-depth", String(depth))) }
+            record.kind = .proxy
             let proxy = ChatCompletionProxy(
                 request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
-                redactor: shared.redactor, generationID: generationID, extraHeaders: depthHeader,
+                redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
                 slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
                 metrics: shared.metrics
             ) { [unowned self] record in
-                finished(record, writer: writer, log: log)
+                finished(record, writer: writer, prompt: prompt, log: log)
             }
             active[ObjectIdentifier(writer)] = proxy
             shared.metrics.activeStreams.increment()
             proxy.start()
         } catch {
             var error = error
-            error.headers.append(("X-Generation-Id", generationID))
+            error.headers.append(("X-Generation-Id", record.id))
             writer.respond(error: error)
-            shared.metrics.countRequest(kind: "rejected", status: error.status)
-            shared.metrics.countError(code: error.code)
-            log.info("request rejected", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
+            record.kind = .rejected
+            record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
+                         durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
+            shared.file(record, prompt: prompt, log: log)
         }
     }
 
-    private func startFusion(_ fusionRequest: FusionRequest, hops: Int, fallbacks: [String], writer: HTTPResponseWriter, generationID: String,
-                             log: Logger) throws(APIError) {
+    private func startFusion(_ fusionRequest: FusionRequest, hops: Int, fallbacks: [String], writer: HTTPResponseWriter,
+                             record: GenerationRecord, startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
         guard let settings = config.fusion else { return }
         let routes = try FusionSession.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
         if webTools == nil {
@@ -75,47 +88,21 @@ extension GatewayServer {
         }
         let session = FusionSession(
             request: fusionRequest, routes: routes, writer: writer, workers: workers, settings: settings,
-            upstream: config.upstream, redactor: shared.redactor, generationID: generationID, hops: hops, metrics: shared.metrics,
-            slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
+            upstream: config.upstream, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
+            metrics: shared.metrics, slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
         ) { [unowned self] record in
-            finished(record, writer: writer, log: log)
+            finished(record, writer: writer, prompt: prompt, log: log)
         }
         active[ObjectIdentifier(writer)] = session
         shared.metrics.activeStreams.increment()
         session.start()
     }
 
-    /// Files the record and logs the request's one summary line.
-    func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, log: Logger) {
-        generations.add(record)
+    /// A completion is over: files its record (store, metrics, log lines: `GatewayShared.file`).
+    /// Every route that starts a proxy or a session ends it here.
+    func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
         active[ObjectIdentifier(writer)] = nil
-        let metrics = shared.metrics
-        metrics.activeStreams.decrement()
-        metrics.countRequest(kind: record.router ?? "proxy", status: record.status)
-        if let ttft = record.firstTokenMilliseconds { metrics.timeToFirstToken.recordNanoseconds(Int64(ttft * 1e6)) }
-        if let code = record.error {
-            metrics.countError(code: code)
-            if code.hasPrefix("upstream") || code.hasPrefix("provider") || code.hasPrefix("mock") {
-                let provider = record.model.split(separator: "/").first.map(String.init) ?? record.model
-                metrics.countUpstreamError(provider: provider, code: code)
-            }
-        }
-        var metadata: Logger.Metadata = [
-            "model": "\(record.model)", "stream": "\(record.streamed)", "status": "\(record.status)",
-            "duration_ms": "\(Self.milliseconds(record.durationMilliseconds))", "cancelled": "\(record.cancelled)",
-            "tokens": "\(record.usage.totalTokens)",
-        ]
-        if let router = record.router { metadata["router"] = "\(router)" }
-        if let ttft = record.firstTokenMilliseconds { metadata["ttft_ms"] = "\(Self.milliseconds(ttft))" }
-        if let error = record.error { metadata["error"] = "\(error)" }
-        if record.webToolCalls > 0 {
-            metadata["web_tool_calls"] = "\(record.webToolCalls)"
-            metadata["search_results"] = "\(record.numSearchResults)"
-        }
-        log.info("request finished", metadata: metadata)
-    }
-
-    private static func milliseconds(_ value: Double) -> String {
-        String(format: "%.2f", value)
+        shared.metrics.activeStreams.decrement()
+        shared.file(record, prompt: prompt, log: log)
     }
 }

@@ -8,7 +8,7 @@ public final class GatewayShared: Sendable {
     public let router: ModelRouter
     let generations = GenerationStore()
     public let stats = GatewayStats()
-    public let metrics = GatewayMetrics()
+    public let metrics: GatewayMetrics
     /// Keys clients must present; empty: no authentication.
     let gatewayKeys: [String]
     /// The web tools' settings with keys and the simulated web's address filled in.
@@ -22,5 +22,12 @@ public final class GatewayShared: Sendable {
         self.gatewayKeys = gatewayKeys
         self.web = web
         redactor = Redactor(secrets: router.secrets + gatewayKeys)
+        metrics = GatewayMetrics(providerNames: Array(router.providers.keys))
+        LogRedaction.shared.add(redactor.secrets)
+    }
+
+    /// The owner a record made for a request presenting `key` gets (nil without gateway keys).
+    func recordOwner(presentedKey key: String?) -> String? {
+        KeyFingerprint.owner(presentedKey: key, gatewayHasKeys: !gatewayKeys.isEmpty)
     }
 }

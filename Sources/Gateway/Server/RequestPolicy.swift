@@ -63,10 +63,17 @@ struct RequestPolicy: Sendable {
     }
 
     private func isAuthorized(_ head: HTTPRequest) -> Bool {
-        guard let header = head.header("authorization") else { return false }
+        guard let key = Self.presentedKey(head) else { return false }
+        return ConstantTime.matchesAny(key, keys)
+    }
+
+    /// The key a request presents (`Authorization: Bearer <key>`): what authenticates it and
+    /// what owns the generation records it makes.
+    static func presentedKey(_ head: HTTPRequest) -> String? {
+        guard let header = head.header("authorization") else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
-        return ConstantTime.matchesAny(String(parts[1]), keys)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1])
     }
 
     /// The CORS headers for a response to `request`, when its `Origin` is allowed (none otherwise:
