@@ -33,14 +33,14 @@ extension GenerationRecord {
             "upstream_attempts": .int(Int64(upstreamAttempts)), "retries": .int(Int64(retries)), "fallbacks": .int(Int64(fallbacks)),
             "num_search_results": .int(Int64(numSearchResults)), "num_web_tool_calls": .int(Int64(webToolCalls)),
         ]
-        if kind == .fusion {
+        data["inner_calls"] = .array(innerCalls.map(\.json))
+        if kind == .fusion || !fusionCalls.isEmpty || !phases.isEmpty {
             var fusion: [String: JSONValue] = ["calls": .array(fusionCalls)]
             fusion["phases"] = .array(phases.map {
                 .object(["phase": .string($0.phase.rawValue), "duration_ms": .double($0.durationMilliseconds),
                          "overhead_ms": .double($0.overheadMilliseconds)])
             })
             data["fusion"] = .object(fusion)
-            data["inner_calls"] = .array(innerCalls.map(\.json))
         }
         return data
     }
