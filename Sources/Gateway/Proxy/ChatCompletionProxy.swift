@@ -43,39 +43,23 @@ final class ChatCompletionProxy {
     private let settings: GatewayConfig.Upstream
     private let redactor: Redactor
     private let onFinish: (GenerationRecord) -> Void
-    private var generationID: String { record.id }
+    private var generationID: String { accounting.id }
     private let extraHeaders: [(String, String)]
     private let slowClientTimeout: UInt64
     private let stats: GatewayStats?
     private let metrics: GatewayMetrics?
-    /// When the previous upstream read carrying events was forwarded (for the gap histogram).
-    private var lastEventAt: UInt64 = 0
-    /// When the first attempt and the current one started, and when the upstream was done
-    /// (monotonic ns): the upstream's share of the request, for the overhead.
-    private var firstAttemptAt: UInt64 = 0
-    private var attemptAt: UInt64 = 0
-    private var upstreamDoneAt: UInt64?
-    /// How the response is ending (see `ResponseEnding`).
-    private var sentStatus: Int?
-    private var upstreamFinishReason: String?
-    private var failure: RecordError?
-    private var cancelled = false
+    /// The record, the attempts' times, how the response is ending.
+    private var accounting: ProxyAccounting
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
     private var relay: ChatStreamRelay
     private var stream: ClientStream?
-    private var created: Int { record.created }
+    private var created: Int { accounting.created }
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
     private var watchdog: StreamWatchdog?
     private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
-    /// When the request arrived (monotonic ns).
-    private let startedAt: UInt64
-    private var elapsedMilliseconds: Double { OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt) }
-    private var record: GenerationRecord
-    /// Upstream attempts over every candidate (for `x-should-retry`).
-    private var attempts = 0
     private var didFinish = false
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
@@ -96,8 +80,7 @@ final class ChatCompletionProxy {
         self.redactor = redactor
         self.onFinish = onFinish
         self.extraHeaders = extraHeaders
-        self.record = record
-        self.startedAt = startedAt
+        accounting = ProxyAccounting(record: record, startedAt: startedAt)
         relay = ChatStreamRelay.passThrough(id: record.id, model: request.chat.model, created: record.created,
                                             maxEventBytes: settings.maxEventBytes, usageFallback: nil)
         out.reserveCapacity(4096)
@@ -140,11 +123,7 @@ final class ChatCompletionProxy {
     /// One upstream call for the current candidate.
     private func startAttempt() {
         attempt += 1
-        attempts += 1
-        record.model = route.slug
-        record.provider = route.endpoint.name
-        attemptAt = EventLoop.monotonicNanoseconds()
-        if firstAttemptAt == 0 { firstAttemptAt = attemptAt }
+        accounting.attemptStarted(route)
         relay = makeRelay()
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
@@ -168,14 +147,12 @@ final class ChatCompletionProxy {
         case .fail:
             return false
         case .nextModel:
-            record.fallbacks += 1
-            metrics?.provider(route.endpoint.name).countFallback()
+            accounting.fallingBack(from: route, metrics: metrics)
             candidate += 1
             attempt = 0
             restart(afterMilliseconds: 0)
         case .retry(let delay):
-            record.retries += 1
-            metrics?.provider(route.endpoint.name).countRetry()
+            accounting.retrying(route, metrics: metrics)
             restart(afterMilliseconds: delay)
         }
         return true
@@ -230,18 +207,7 @@ final class ChatCompletionProxy {
             out.removeAll(keepingCapacity: true)
             let before = relay.forwardedEvents
             let outcome = relay.relay(bytes, into: &out)
-            if relay.forwardedEvents > before {
-                let now = EventLoop.monotonicNanoseconds()
-                let series = metrics?.provider(route.endpoint.name)
-                if lastEventAt != 0 {
-                    series?.observeGap(nanoseconds: now - lastEventAt)
-                } else {
-                    series?.observeFirstEvent(afterNanoseconds: now - attemptAt)
-                    record.upstreamFirstTokenMilliseconds = OverheadMeter.milliseconds(now - attemptAt)
-                }
-                lastEventAt = now
-                if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = elapsedMilliseconds }
-            }
+            if relay.forwardedEvents > before { accounting.forwardedEvents(route, metrics: metrics) }
             stream.emit(out)
             watchdog?.noteWrite()
             switch outcome {
@@ -250,13 +216,13 @@ final class ChatCompletionProxy {
             case .done:
                 // The client has everything. The transfer finishes reading on its own, keeping
                 // its connection reusable, but it no longer reports to us.
-                upstreamDoneAt = EventLoop.monotonicNanoseconds()
+                accounting.upstreamDone()
                 transfer?.detach(cancelAfterMilliseconds: 2_000)
                 transfer = nil
                 finishClientStream()
             case .failed(let error):
-                upstreamDoneAt = EventLoop.monotonicNanoseconds()
-                failure = RecordError(error, redactor: redactor)
+                accounting.upstreamDone()
+                accounting.failure = RecordError(error, redactor: redactor)
                 transfer?.cancel()
                 transfer = nil
                 finishClientStream()
@@ -277,7 +243,7 @@ final class ChatCompletionProxy {
 
     private func upstreamDidComplete(_ failure: UpstreamFailure?) {
         transfer = nil
-        upstreamDoneAt = EventLoop.monotonicNanoseconds()
+        accounting.upstreamDone()
         switch phase {
         case .awaitingUpstreamHead:
             var connectFailed = false
@@ -287,7 +253,7 @@ final class ChatCompletionProxy {
         case .streaming:
             out.removeAll(keepingCapacity: true)
             relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
-            if case .failed(let error) = relay.outcome { self.failure = RecordError(error, redactor: redactor) }
+            if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
             stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
@@ -319,11 +285,7 @@ final class ChatCompletionProxy {
             fail(error)
             return
         }
-        record.firstTokenMilliseconds = elapsedMilliseconds
-        for event in events {
-            if case .usage(let usage) = event { record.usage = usage }
-            if case .finish(let reason) = event { upstreamFinishReason = reason.rawValue }
-        }
+        accounting.wholeAnswer(events)
         if request.stream {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
@@ -344,7 +306,7 @@ final class ChatCompletionProxy {
             return
         }
         writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
-        sentStatus = 200
+        accounting.sentStatus = 200
         phase = .finished
         finish()
     }
@@ -354,7 +316,7 @@ final class ChatCompletionProxy {
     private func openClientStream() {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
-        sentStatus = 200
+        accounting.sentStatus = 200
         writer.startStream(status: 200, headers: [
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache"),
@@ -387,8 +349,8 @@ final class ChatCompletionProxy {
     /// drop it (the reason is in the request's log line and record).
     private func dropSlowClient() {
         guard !didFinish else { return }
-        failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
-        cancelled = true
+        accounting.failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
+        accounting.cancelled = true
         transfer?.cancel()
         transfer = nil
         phase = .finished
@@ -397,7 +359,7 @@ final class ChatCompletionProxy {
     }
 
     private func clientDidDisconnect() {
-        cancelled = true
+        accounting.cancelled = true
         retryTimer?.close()
         retryTimer = nil
         transfer?.cancel()
@@ -416,7 +378,7 @@ final class ChatCompletionProxy {
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
     /// chunk and `[DONE]`).
     private func fail(_ error: APIError) {
-        failure = RecordError(error, redactor: redactor)
+        accounting.failure = RecordError(error, redactor: redactor)
         transfer?.cancel()
         transfer = nil
         if let stream {
@@ -426,26 +388,14 @@ final class ChatCompletionProxy {
             phase = .finished
             stream.emitEnd()
         } else {
-            sentStatus = error.status
+            accounting.sentStatus = error.status
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
-            if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
+            if !Self.clientRetryCanHelp(error, attempts: accounting.attempts, maxRetries: settings.retry.maxRetries) { error.headers.append(("x-should-retry", "false")) }
             writer.respond(error: error)
             phase = .finished
             finish()
         }
-    }
-
-    /// Whether the official SDKs' own retries (of 408/409/429/5xx) could help: not once the
-    /// gateway has retried and fallen back itself (they would stack: 3 × 3 attempts), nor for
-    /// errors about the request. A 429 the gateway did not wait for (its `Retry-After` was too
-    /// long) is the client's to retry when it likes.
-    private func clientRetryCanHelp(_ error: APIError) -> Bool {
-        guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
-        if error.status == 429 && attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
-            return true
-        }
-        return attempts <= 1 && settings.retry.maxRetries == 0
     }
 
     private func finish() {
@@ -456,37 +406,6 @@ final class ChatCompletionProxy {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        if request.stream && record.usage == Usage() {
-            record.usage = relay.usage ?? Usage()
-            record.usageEstimated = relay.usageEstimated
-        }
-        if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
-        record.upstreamAttempts = attempts
-        let now = EventLoop.monotonicNanoseconds()
-        var meter = OverheadMeter()
-        meter.begin(.proxy, at: startedAt)
-        if firstAttemptAt != 0 { meter.waited(from: firstAttemptAt, to: upstreamDoneAt ?? now) }
-        meter.end(at: now)
-        record.overheadMilliseconds = meter.totalOverheadMilliseconds()
-        record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: upstreamFinishReason, error: failure,
-                                    cancelled: cancelled),
-                     durationMilliseconds: OverheadMeter.milliseconds(now - startedAt))
-        onFinish(record)
-    }
-
-    static func apiError(for failure: UpstreamFailure, provider: String, midStream: Bool = false) -> APIError {
-        switch failure {
-        case .couldNotResolve(let detail):
-            .upstreamUnavailable("Could not resolve the host of provider '\(provider)': \(detail)", code: "upstream_unreachable")
-        case .couldNotConnect(let detail), .refused(let detail):
-            .upstreamUnavailable("Could not connect to provider '\(provider)': \(detail)", code: "upstream_unreachable")
-        case .timedOut(let detail):
-            .upstreamUnavailable("Provider '\(provider)' timed out: \(detail)", code: "upstream_timeout", status: 504)
-        case .transfer(let detail):
-            .upstreamUnavailable(
-                midStream ? "The stream from provider '\(provider)' broke off: \(detail)"
-                          : "The connection to provider '\(provider)' failed: \(detail)",
-                code: "upstream_connection_lost")
-        }
+        onFinish(accounting.close(relay: request.stream ? relay : nil))
     }
 }
