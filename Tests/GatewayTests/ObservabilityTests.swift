@@ -154,6 +154,14 @@ import Testing
         #expect(text.contains(#"model="a b\r\nforged=1 [redacted]""#))
     }
 
+    @Test func theLogFormatAndPromptLoggingComeFromTheConfig() throws {
+        let config = try GatewayConfig.parse(yaml: "server:\n  log_format: json\n  log_prompts: true\n")
+        #expect(config.server.logFormat == .json && config.server.logPrompts)
+        #expect(GatewayConfig().server.logFormat == .text && !GatewayConfig().server.logPrompts, "text, and no prompts, by default")
+        #expect(throws: (any Error).self) { try GatewayConfig.parse(yaml: "server:\n  log_format: xml\n") }
+        #expect(throws: (any Error).self) { try GatewayConfig.parse(yaml: "server:\n  log_prompts: maybe\n") }
+    }
+
     @Test func aPromptIsLoggedOnlyWhenAllowedAndBounded() {
         let messages = [ModelMessage(role: .user, text: "first"), ModelMessage(role: .assistant, text: "x"),
                         ModelMessage(role: .user, text: String(repeating: "q", count: 5_000))]
