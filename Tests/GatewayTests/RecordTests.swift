@@ -50,6 +50,7 @@ import Testing
         record.usage = Usage(promptTokens: 120, completionTokens: 224, totalTokens: 344, reasoningTokens: 3, cachedTokens: 7,
                              cost: 0.0006879999999999999)
         record.firstTokenMilliseconds = 12.345
+        record.usageUnknown = true
         record.upstreamFirstTokenMilliseconds = 1.5
         record.overheadMilliseconds = 0.25
         record.upstreamAttempts = 6

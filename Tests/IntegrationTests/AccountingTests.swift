@@ -48,6 +48,11 @@ import Testing
         // The gateway's estimate when the upstream sends no usage.
         let estimated = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1", extra: usage))
         #expect(try Self.checkOneID(env, estimated, streamed: true)["usage_estimated"] == .bool(true))
+        #expect(record["usage_unknown"] == .bool(false))
+        // No usage asked for, none sent: the record says it does not know, rather than 0 tokens.
+        let unasked = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1"))
+        let unaskedRecord = try Self.checkOneID(env, unasked, streamed: true)
+        #expect(unaskedRecord["usage_unknown"] == .bool(true) && unaskedRecord["usage_estimated"] == .bool(false))
         // A whole body.
         let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false))
         let wholeRecord = try Self.checkOneID(env, whole, streamed: false)

@@ -28,6 +28,7 @@ extension GenerationRecord {
             "tokens_prompt": .int(usage.promptTokens), "tokens_completion": .int(usage.completionTokens),
             "native_tokens_reasoning": .int(usage.reasoningTokens), "native_tokens_cached": .int(usage.cachedTokens),
             "total_cost": .double(usage.cost), "usage": usage.json, "usage_estimated": .bool(usageEstimated),
+            "usage_unknown": .bool(usageUnknown),
             "latency": Self.number(firstTokenMilliseconds), "generation_time": .double(durationMilliseconds),
             "upstream_latency": Self.number(upstreamFirstTokenMilliseconds), "overhead_ms": Self.number(overheadMilliseconds),
             "upstream_attempts": .int(Int64(upstreamAttempts)), "retries": .int(Int64(retries)), "fallbacks": .int(Int64(fallbacks)),
@@ -63,6 +64,7 @@ extension GenerationRecord {
         error = RecordError(json: json["error"])
         usage = Usage(openAI: json["usage"]) ?? Usage()
         usageEstimated = json["usage_estimated"]?.boolValue ?? false
+        usageUnknown = json["usage_unknown"]?.boolValue ?? false
         firstTokenMilliseconds = json["latency"]?.doubleValue
         durationMilliseconds = json["generation_time"]?.doubleValue ?? 0
         upstreamFirstTokenMilliseconds = json["upstream_latency"]?.doubleValue

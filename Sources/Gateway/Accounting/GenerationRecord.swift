@@ -115,6 +115,9 @@ struct GenerationRecord: Sendable, Equatable {
     var usage = Usage()
     /// The usage is the gateway's estimate (the upstream reported none).
     var usageEstimated = false
+    /// An answer came but some upstream reported no usage (and nothing was estimated): the token
+    /// counts are a lower bound, not a measurement.
+    var usageUnknown = false
     /// From the request's arrival to its first token sent (ms).
     var firstTokenMilliseconds: Double?
     var durationMilliseconds: Double = 0

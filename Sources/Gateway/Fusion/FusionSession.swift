@@ -342,6 +342,7 @@ final class FusionSession {
         if machine.deliberated { record.router = "fusion" }
         record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
         record.usage = machine.totalUsage
+        record.usageUnknown = machine.calls.contains { $0.usage == nil }
         record.fusionCalls = machine.calls.map(\.json)
         record.innerCalls = callLog.records
         record.upstreamAttempts = record.innerCalls.reduce(0) { $0 + $1.attempts }

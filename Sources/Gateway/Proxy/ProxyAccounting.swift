@@ -69,6 +69,7 @@ struct ProxyAccounting {
     /// A whole answer arrived: the client's first token is all of it.
     mutating func wholeAnswer(_ events: [ModelEvent]) {
         record.firstTokenMilliseconds = elapsedMilliseconds
+        record.usageUnknown = !events.contains { if case .usage = $0 { true } else { false } }
         for event in events {
             if case .usage(let usage) = event { record.usage = usage }
             if case .finish(let reason) = event { upstreamFinishReason = reason.rawValue }
@@ -86,6 +87,8 @@ struct ProxyAccounting {
             if record.usage == Usage() {
                 record.usage = relay.usage ?? Usage()
                 record.usageEstimated = relay.usageEstimated
+                // Tokens went out but no usage came back (the client did not ask for it).
+                record.usageUnknown = relay.usage == nil && record.firstTokenMilliseconds != nil
             }
             if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
         }
