@@ -76,7 +76,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "Playground",
+                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "FanIn", "EventLoop", "HTTPServer", "UpstreamClient", "Playground",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

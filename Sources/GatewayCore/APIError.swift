@@ -114,6 +114,11 @@ extension APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_protocol_error", message: message)
     }
 
+    /// An upstream response (or a deliberation's responses together) passed its byte bound.
+    public static func upstreamTooLarge(_ message: String) -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_too_large", message: message)
+    }
+
     /// The upstream's stream ended with neither its end marker nor a finish reason.
     public static func upstreamTruncated() -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_truncated",

@@ -6,6 +6,14 @@ enum RecordRoute: String, Sendable, CaseIterable {
     case chatCompletions = "chat_completions"
     case responses
     case messages
+
+    init(_ api: ClientAPI) {
+        switch api {
+        case .chatCompletions: self = .chatCompletions
+        case .responses: self = .responses
+        case .messages: self = .messages
+        }
+    }
 }
 
 /// Whether the gateway relayed the completion to one upstream (`proxy`), ran a Fusion session
@@ -158,6 +166,14 @@ struct GenerationRecord: Sendable, Equatable {
         self.streamed = streamed
         self.created = created
         self.owner = owner
+    }
+
+    /// What the route learned from the request once it was valid.
+    mutating func note(requestedModel: String, streamed: Bool, kind: RecordKind) {
+        self.requestedModel = requestedModel
+        model = requestedModel
+        self.streamed = streamed
+        self.kind = kind
     }
 
     /// Files how the response ended (the one rule every path uses: `ResponseEnding`).

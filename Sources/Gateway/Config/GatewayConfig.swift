@@ -48,6 +48,8 @@ public struct GatewayConfig: Sendable {
         public var keepAliveIntervalMilliseconds: UInt64 = 5_000
         /// Bound on one upstream SSE event.
         public var maxEventBytes = 1 << 20
+        /// Bound on one upstream response, streamed or whole (a stream that never ends is cut).
+        public var maxResponseBytes = 256 << 20
         /// Retries of 429/5xx and refused connections before the first token (see RetryPolicy).
         public var retry = RetryPolicy()
     }
@@ -128,6 +130,10 @@ public struct GatewayConfig: Sendable {
 
     /// The reserved provider name of the built-in simulated models.
     public static let simulatedProviderName = "sim"
+    /// The simulated models behind Anthropic's and Gemini's APIs.
+    public static let simulatedAnthropicProviderName = "sim-anthropic"
+    public static let simulatedGeminiProviderName = "sim-gemini"
+    static let simulatedProviderNames: Set<String> = [simulatedProviderName, simulatedAnthropicProviderName, simulatedGeminiProviderName]
 
     public init() {}
 
@@ -208,7 +214,8 @@ public struct GatewayConfig: Sendable {
         }
         if let upstream = try top.child("upstream") {
             try upstream.allowOnly(["connect_timeout_ms", "idle_timeout_ms", "keepalive_interval_ms", "max_event_bytes",
-                                    "max_retries", "retry_base_delay_ms", "max_retry_delay_ms"])
+                                    "max_response_bytes", "max_retries", "retry_base_delay_ms", "max_retry_delay_ms"])
+            config.upstream.maxResponseBytes = try upstream.int("max_response_bytes", in: (64 << 10)...(16 << 30)) ?? config.upstream.maxResponseBytes
             config.upstream.retry.maxRetries = try upstream.int("max_retries", in: 0...10) ?? config.upstream.retry.maxRetries
             config.upstream.retry.baseDelayMilliseconds = try upstream.milliseconds("retry_base_delay_ms") ?? config.upstream.retry.baseDelayMilliseconds
             config.upstream.retry.maxDelayMilliseconds = try upstream.milliseconds("max_retry_delay_ms") ?? config.upstream.retry.maxDelayMilliseconds
@@ -221,8 +228,8 @@ public struct GatewayConfig: Sendable {
         config.defaultProvider = try top.string("default_provider")
         if let providers = try top.child("providers") {
             for (name, provider) in try providers.members() {
-                guard name != simulatedProviderName else {
-                    throw ConfigError("\(provider.path): the provider name '\(simulatedProviderName)' is reserved for the built-in simulated models")
+                guard !simulatedProviderNames.contains(name) else {
+                    throw ConfigError("\(provider.path): the provider name '\(name)' is reserved for the built-in simulated models")
                 }
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
@@ -277,7 +284,7 @@ public struct GatewayConfig: Sendable {
 extension GatewayConfig {
     static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
         try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
-                            "judge_timeout_ms", "panel_context"])
+                            "judge_timeout_ms", "panel_context", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes"])
         guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
         var presets: [String: FusionSettings.Preset] = [:]
         guard let presetNodes = try node.child("presets") else {
@@ -298,6 +305,9 @@ extension GatewayConfig {
                                       judgeFallbackModel: try node.string("judge_fallback_model"))
         settings.memberTimeoutMilliseconds = try node.milliseconds("member_timeout_ms") ?? settings.memberTimeoutMilliseconds
         settings.judgeTimeoutMilliseconds = try node.milliseconds("judge_timeout_ms") ?? settings.judgeTimeoutMilliseconds
+        settings.maxInnerCalls = try node.int("max_inner_calls", in: 3...10_000) ?? settings.maxInnerCalls
+        settings.maxWebToolCalls = try node.int("max_web_tool_calls", in: 0...10_000) ?? settings.maxWebToolCalls
+        settings.maxUpstreamBytes = try node.int("max_upstream_bytes", in: (64 << 10)...(64 << 30)) ?? settings.maxUpstreamBytes
         if let context = try node.string("panel_context") {
             guard let value = FusionSettings.PanelContext(rawValue: context) else {
                 throw ConfigError("\(node.path).panel_context must be 'conversation' or 'last_message'")

@@ -12,7 +12,8 @@ import Web
 /// calls on the gateway's loops, web tool calls, output for the client) and feeds it what
 /// happens. Every inner call reports through the session's fan-in channel, which also carries
 /// the client's bytes, so the session's state lives on one loop while its panel runs on all.
-final class FusionSession {
+/// `Renderer` writes the client's API (chat completions, Responses, Anthropic Messages).
+final class FusionSession<Renderer: FusionRenderer> {
     /// Every model the request may use, resolved up front (a bad one is a 400 naming its field).
     struct Routes {
         var byModel: [String: ModelRoute]
@@ -21,7 +22,8 @@ final class FusionSession {
     }
 
     private var machine: FusionSessionMachine
-    private var renderer: FusionChatRenderer
+    private var renderer: Renderer
+    private let api: ClientAPI
     private let routes: Routes
     private let writer: HTTPResponseWriter
     private let workers: [UpstreamWorker]
@@ -53,13 +55,15 @@ final class FusionSession {
     private var tools: [FusionSessionMachine.ToolRunID: WebToolTask] = [:]
     private var out: [UInt8] = []
     private var finished = false
+    /// What all of this deliberation's upstream responses may bring in.
+    private let budget: ByteBudget
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
     /// `startedAt`: when the request arrived (monotonic ns).
-    init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker], settings: FusionSettings,
-         upstream: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord, startedAt: UInt64 = EventLoop.monotonicNanoseconds(),
-         hops: Int = 0, metrics: GatewayMetrics? = nil, slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil,
-         onFinish: @escaping (GenerationRecord) -> Void) {
+    init(request: FusionRequest, renderer: Renderer, api: ClientAPI, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
+         settings: FusionSettings, upstream: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
+         startedAt: UInt64 = EventLoop.monotonicNanoseconds(), hops: Int = 0, metrics: GatewayMetrics? = nil,
+         slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.routes = routes
         self.writer = writer
         self.workers = workers
@@ -84,8 +88,9 @@ final class FusionSession {
         machine = FusionSessionMachine(request: request, settings: settings, limits: limits,
                                        panelTools: tools(request.parameters.webSearch, \.panel),
                                        judgeTools: tools(request.parameters.judgeWebSearch, \.judge))
-        renderer = FusionChatRenderer(id: record.id, model: request.outerModel, created: record.created,
-                                      stream: request.stream, includeUsage: request.includeUsage, namedEvents: request.structuredEvents)
+        self.renderer = renderer
+        self.api = api
+        budget = ByteBudget(limit: settings.maxUpstreamBytes)
         var record = record
         record.kind = .fusion
         record.model = request.outerModel
@@ -246,9 +251,10 @@ final class FusionSession {
         let timeout = call.timeoutMilliseconds
         let producer = call.id
         let metrics = metrics
+        let budget = budget
         calls[call.id] = CallHandle(on: worker, from: loop) { client in
             InnerCall(client: client, routes: candidates, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
-                      upstream: upstream, redactor: redactor, channel: channel, producer: producer, metrics: metrics)
+                      upstream: upstream, redactor: redactor, channel: channel, producer: producer, metrics: metrics, budget: budget)
         }
     }
 
@@ -277,6 +283,9 @@ final class FusionSession {
             ("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"), ("X-Generation-Id", generationID),
         ])
+        var start: [UInt8] = []
+        renderer.renderStart(into: &start)
+        if !start.isEmpty { stream.emit(start) }
     }
 
     private func write(_ bytes: [UInt8]) {
@@ -287,17 +296,10 @@ final class FusionSession {
         watchdog?.noteWrite()
     }
 
-    /// Usage summed over every call, with the per-call breakdown when fusion ran.
-    private var usageJSON: JSONValue {
-        guard case .object(var usage) = machine.totalUsage.json else { return .null }
-        if machine.deliberated {
-            var fusion: [String: JSONValue] = ["calls": .array(machine.calls.map(\.json))]
-            // The totals leave out what no upstream reported: say so rather than count it as 0.
-            let unknown = machine.calls.filter { $0.usage == nil }.count
-            if unknown > 0 { fusion["calls_without_usage"] = .int(Int64(unknown)) }
-            usage["fusion"] = .object(fusion)
-        }
-        return .object(usage)
+    /// What the response ends with: usage summed over every call, per call when fusion ran.
+    private var totals: FusionTotals {
+        FusionTotals(usage: machine.totalUsage, calls: machine.deliberated ? machine.calls : nil, fusion: machine.fusionResult,
+                     finishReason: machine.finishReason, sources: machine.sources)
     }
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {
@@ -306,26 +308,33 @@ final class FusionSession {
         case .completed:
             if machine.request.stream {
                 out.removeAll(keepingCapacity: true)
-                renderer.renderEnd(usage: usageJSON, sources: machine.sources, into: &out)
+                renderer.renderEnd(totals, into: &out)
                 write(out)
                 stream.emitEnd()
             } else {
-                writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
-                               body: renderer.completion(usage: usageJSON, fusion: machine.fusionResult,
-                                                         finishReason: machine.finishReason, sources: machine.sources))
-                sentStatus = 200
+                do {
+                    let body = try renderer.body(totals)
+                    writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: body)
+                    sentStatus = 200
+                } catch {
+                    failure = RecordError(error, redactor: redactor)
+                    var error = error
+                    error.headers.append(("X-Generation-Id", generationID))
+                    writer.respond(error: error, api: api)
+                    sentStatus = error.status
+                }
             }
         case .failed(let error):
             failure = RecordError(error, redactor: redactor)
             if writer.state == .streaming {
                 out.removeAll(keepingCapacity: true)
-                renderer.renderError(error, into: &out)
+                renderer.renderError(error, totals: totals, into: &out)
                 write(out)
                 stream.emitEnd()
             } else {
                 var error = error
                 error.headers.append(("X-Generation-Id", generationID))
-                writer.respond(error: error)
+                writer.respond(error: error, api: api)
                 sentStatus = error.status
             }
         }
@@ -339,7 +348,8 @@ final class FusionSession {
         for start in callStarts.values { meter.waited(from: start, to: time) }
         callStarts.removeAll()
         meter.end(at: time)
-        if machine.deliberated { record.router = "fusion" }
+        // The entry point that ran it, whether or not the outer model went on to deliberate.
+        record.router = machine.request.entryPoint
         record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
         record.usage = machine.totalUsage
         record.usageUnknown = machine.calls.contains { $0.usage == nil }

@@ -50,12 +50,15 @@ final class InnerCall {
     /// When the current attempt started and the last read carrying events arrived (monotonic ns).
     private var attemptAt: UInt64 = 0
     private var lastEventAt: UInt64 = 0
+    /// The deliberation's bytes, shared with its other calls; and this call's own.
+    private let budget: ByteBudget?
+    private var receivedBytes = 0
 
     /// On `client`'s loop. `routes`: the model, then its fallbacks. `extraHeaders` are the
     /// recursion headers (depth, hops). `timeoutMilliseconds` bounds the whole call, retries included.
     init(client: UpstreamClient, routes: [ModelRoute], request: ModelRequest, extraHeaders: [(String, String)],
          timeoutMilliseconds: UInt64, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16,
-         metrics: GatewayMetrics? = nil) {
+         metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil) {
         precondition(!routes.isEmpty, "an inner call needs a route")
         self.metrics = metrics
         self.client = client
@@ -66,6 +69,7 @@ final class InnerCall {
         self.redactor = redactor
         self.channel = channel
         self.producer = producer
+        self.budget = budget
         decoder = routes[0].provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
         guard !client.isClosed else {
             // This loop is shutting down: the session learns it like any unreachable upstream.
@@ -162,6 +166,17 @@ final class InnerCall {
     /// Returns false to pause the transfer.
     private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
+        receivedBytes += bytes.count
+        guard receivedBytes <= upstream.maxResponseBytes else {
+            fail(.upstreamTooLarge("\(route.endpoint.name)'s response exceeded \(upstream.maxResponseBytes) bytes (upstream.max_response_bytes)"),
+                 .invalidResponse)
+            return true
+        }
+        if let budget, !budget.spend(bytes.count) {
+            fail(.upstreamTooLarge("the deliberation's upstream responses exceeded \(budget.limit) bytes (fusion.max_upstream_bytes)"),
+                 .invalidResponse)
+            return true
+        }
         guard (200..<300).contains(status), !wholeBody else {
             let limit = wholeBody ? upstream.maxEventBytes : 64 * 1024
             guard errorBody.count + bytes.count <= limit else {
@@ -211,7 +226,7 @@ final class InnerCall {
             var connectFailed = false
             if case .couldNotConnect = failure { connectFailed = true }
             if status == 0, retryOrFallBack(status: nil, connectFailed: connectFailed) { return }
-            let error = ChatCompletionProxy.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
+            let error = UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
             switch failure {
             case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
             case .timedOut: fail(error, .timeout)

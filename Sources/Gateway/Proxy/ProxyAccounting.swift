@@ -82,7 +82,7 @@ struct ProxyAccounting {
     }
 
     /// The record to file. `relay`: what the stream relay saw (usage, finish reason), when streamed.
-    mutating func close(relay: ChatStreamRelay?) -> GenerationRecord {
+    mutating func close<Relay: ClientRelay>(relay: Relay?) -> GenerationRecord {
         if let relay {
             if record.usage == Usage() {
                 record.usage = relay.usage ?? Usage()

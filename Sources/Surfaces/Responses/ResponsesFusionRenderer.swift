@@ -45,7 +45,7 @@ public struct ResponsesFusionRenderer: Sendable {
 
     /// Usage summed over every call, with the per-call breakdown (as on chat) when Fusion ran.
     public static func usage(_ total: Usage, calls: [MemberStats]?) -> JSONValue {
-        ResponsesUsage.json(total, extra: calls.map { ["fusion": .object(["calls": .array($0.map(\.json))])] } ?? [:])
+        ResponsesUsage.json(total, extra: calls.map { ["fusion": FusionTotals.breakdown($0)] } ?? [:])
     }
 
     /// `response.created` and `response.in_progress` now, rather than before the first output (a

@@ -8,18 +8,19 @@ import Providers
 import Surfaces
 import UpstreamClient
 
-/// Relays one chat completion to its upstream and the answer back, streamed or whole.
+/// Relays one completion to its upstream and the answer back, streamed or whole, in the API the
+/// client spoke (`Request`: chat completions, Anthropic Messages, Responses).
 ///
 /// Streaming: the client's response head is sent when the upstream's 200 arrives (or, if the
 /// upstream is slow to answer, when the first keep-alive is due), so an upstream error before that
 /// still reaches the client with its real status. Each upstream event is relayed the moment it is
-/// parsed (`ChatStreamRelay`: passed through when the upstream speaks the client's format,
+/// parsed (`Request.Relay`: passed through when the upstream speaks the client's format,
 /// translated otherwise) into the stream's fan-in channel (`ClientStream`) and written in the same
 /// loop iteration; the response ends right after `[DONE]`. When the channel has no room (a slow
 /// client), the upstream transfer pauses until it drains. A client that disconnects cancels the
 /// upstream transfer at once. Every chunk and body carries the generation id and the model the
 /// client asked for.
-final class ChatCompletionProxy {
+final class CompletionProxy<Request: ProxyRequest> {
     private enum Phase {
         case awaitingUpstreamHead
         /// Client stream open (head sent).
@@ -30,7 +31,7 @@ final class ChatCompletionProxy {
         case finished
     }
 
-    private let request: ProxiedRequest
+    private let request: Request
     /// `model` then the `models` fallbacks.
     private let candidates: [ModelRoute]
     private var candidate = 0
@@ -52,20 +53,23 @@ final class ChatCompletionProxy {
     private var accounting: ProxyAccounting
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
-    private var relay: ChatStreamRelay
+    private var relay: Request.Relay
     private var stream: ClientStream?
     private var created: Int { accounting.created }
+    private let context: ProxyContext
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
     private var watchdog: StreamWatchdog?
     private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
     private var didFinish = false
+    /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
+    private var receivedBytes = 0
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
     /// it is filled in and handed to `onFinish` once the response is over. `startedAt`: when the
     /// request arrived (monotonic ns).
-    init(request: ProxiedRequest, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
+    init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
          startedAt: UInt64 = EventLoop.monotonicNanoseconds(), extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
@@ -81,22 +85,9 @@ final class ChatCompletionProxy {
         self.onFinish = onFinish
         self.extraHeaders = extraHeaders
         accounting = ProxyAccounting(record: record, startedAt: startedAt)
-        relay = ChatStreamRelay.passThrough(id: record.id, model: request.chat.model, created: record.created,
-                                            maxEventBytes: settings.maxEventBytes, usageFallback: nil)
+        context = ProxyContext(generationID: record.id, created: record.created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
+        relay = request.makeRelay(route: candidates[0], context: context, whole: false)
         out.reserveCapacity(4096)
-    }
-
-    /// The relay for the current candidate's stream (made before its first byte).
-    private func makeRelay() -> ChatStreamRelay {
-        let fallback = request.chat.includeUsage
-            ? SSERelay.UsageFallback(promptTokens: Int64(request.chat.rawBody.count / 4), created: created) : nil
-        if route.provider.wireFormat == .openAIChat {
-            return .passThrough(id: generationID, model: route.slug, created: created, maxEventBytes: settings.maxEventBytes,
-                                usageFallback: fallback, redactor: redactor)
-        }
-        return .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
-                            id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage,
-                            usageFallback: fallback)
     }
 
     func start() {
@@ -124,7 +115,8 @@ final class ChatCompletionProxy {
     private func startAttempt() {
         attempt += 1
         accounting.attemptStarted(route)
-        relay = makeRelay()
+        receivedBytes = 0
+        relay = request.makeRelay(route: route, context: context, whole: false)
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
@@ -195,6 +187,11 @@ final class ChatCompletionProxy {
     /// Returns false to pause the transfer (no room in the fan-in channel).
     private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
+        receivedBytes += bytes.count
+        guard receivedBytes <= settings.maxResponseBytes else {
+            fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (upstream.max_response_bytes)"))
+            return true
+        }
         switch phase {
         case .streaming:
             guard let stream, stream.hasRoom(forInput: bytes.count) else {
@@ -249,16 +246,16 @@ final class ChatCompletionProxy {
             var connectFailed = false
             if case .couldNotConnect? = failure { connectFailed = true }
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
-            fail(Self.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
+            fail(UpstreamFailure.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
             out.removeAll(keepingCapacity: true)
-            relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
+            relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
             if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
             stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             if let failure {
-                fail(Self.apiError(for: failure, provider: route.endpoint.name, midStream: true))
+                fail(UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
                 if retryOrFallBack(status: status, connectFailed: false, headers: headers) { return }
                 fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
@@ -290,19 +287,18 @@ final class ChatCompletionProxy {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
             openClientStream()
-            relay = .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
-                                 id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage)
+            relay = request.makeRelay(route: route, context: context, whole: true)
             out.removeAll(keepingCapacity: true)
             relay.relayWhole(events, into: &out)
             stream?.emit(out)
             finishClientStream()
             return
         }
-        let whole = route.provider.wireFormat == .openAIChat
-            ? ChatCompletionBody.rewriting(body, id: generationID, model: route.slug, created: created)
-            : ChatCompletionBody.make(id: generationID, model: route.slug, created: created, events: events)
-        guard let whole else {
-            fail(.upstreamProtocol("the upstream's response is not a JSON object"))
+        let whole: [UInt8]
+        do {
+            whole = try request.wholeBody(route: route, body: body, events: events, context: context)
+        } catch {
+            fail(error)
             return
         }
         writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
@@ -327,6 +323,9 @@ final class ChatCompletionProxy {
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
+        out.removeAll(keepingCapacity: true)
+        relay.start(into: &out)
+        if !out.isEmpty { stream.emit(out) }
     }
 
     private func sendKeepAlive() {
@@ -391,11 +390,23 @@ final class ChatCompletionProxy {
             accounting.sentStatus = error.status
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
-            if !Self.clientRetryCanHelp(error, attempts: accounting.attempts, maxRetries: settings.retry.maxRetries) { error.headers.append(("x-should-retry", "false")) }
-            writer.respond(error: error)
+            if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
+            writer.respond(error: error, api: request.api)
             phase = .finished
             finish()
         }
+    }
+
+    /// Whether the official SDKs' own retries (of 408/409/429/5xx) could help: not once the
+    /// gateway has retried and fallen back itself (they would stack: 3 × 3 attempts), nor for
+    /// errors about the request. A 429 the gateway did not wait for (its `Retry-After` was too
+    /// long) is the client's to retry when it likes.
+    private func clientRetryCanHelp(_ error: APIError) -> Bool {
+        guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
+        if error.status == 429 && accounting.attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
+            return true
+        }
+        return accounting.attempts <= 1 && settings.retry.maxRetries == 0
     }
 
     private func finish() {
