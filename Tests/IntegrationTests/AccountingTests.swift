@@ -261,3 +261,32 @@ import Testing
         }
     }
 }
+
+/// The other two APIs file the same records and count under their own route.
+@Suite struct OtherRoutesRecordTests {
+    @Test func messagesAndResponsesAreRecordedUnderTheirRoute() throws {
+        let env = try TestEnvironment()
+        func post(_ path: String, _ body: String, _ headers: [String: String] = [:]) throws -> TestResponse {
+            let client = try env.client()
+            try client.send(TestEnvironment.post(path, body: body, headers: headers))
+            return try client.readResponse()
+        }
+        let message = try post("/v1/messages", #"{"model":"mock/normal:pace_ms=0","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#,
+                               ["anthropic-version": "2023-06-01"])
+        #expect(message.status == 200)
+        let messageRecord = try #require(try env.generation(message.header("x-generation-id")))
+        #expect(messageRecord["route"] == .string("messages") && messageRecord["kind"] == .string("proxy"))
+        #expect(messageRecord["status"] == .int(200) && messageRecord["finish_reason"] == .string("stop"))
+        let response = try post("/v1/responses", #"{"model":"mock/normal:pace_ms=0","input":"Hello there","stream":false}"#)
+        #expect(response.status == 200)
+        let responseRecord = try #require(try env.generation(response.json?["id"]?.stringValue), "a resp_ id finds its record")
+        #expect(responseRecord["route"] == .string("responses") && responseRecord["created"] == response.json?["created_at"])
+        let refused = try post("/v1/messages", #"{"model":"nobody/x","max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#,
+                               ["anthropic-version": "2023-06-01"])
+        #expect(try env.generation(refused.header("x-generation-id"))?["route"] == .string("messages"))
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="messages",kind="proxy",status="200"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="responses",kind="proxy",status="200"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="messages",kind="rejected",status="404"}"#) == 1)
+    }
+}
