@@ -126,8 +126,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "Providers", "Surfaces", "GatewayCore"], swiftSettings: strict),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer", "RedisClient",
-                                                   .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer", "EventLoop", "RedisClient",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "MockUpstreamTests",
             // Providers: the simulator's vendor streams are checked with the gateway's own decoders.

@@ -40,7 +40,8 @@ import Testing
     }
 
     @Test func spendPricesCallsOrTakesTheReportedCost() throws {
-        var record = GenerationRecord(id: "gen-1", model: "p/m:opt=1", streamed: false)
+        var record = GenerationRecord(id: "gen-1", route: .chatCompletions, kind: .proxy, requestedModel: "p/m:opt=1", streamed: false,
+                                      created: 0, owner: nil)
         record.usage = .init(promptTokens: 1_000, completionTokens: 500, totalTokens: 1_500, cost: 0.5)
         #expect(Spend.micros(of: record, prices: [:]) == 500_000, "the upstream's cost when the model has no price")
         let prices = ["p/m": ModelPrice(promptMicrosPerMillion: 2_000_000, completionMicrosPerMillion: 10_000_000)]

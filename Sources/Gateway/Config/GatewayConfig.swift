@@ -36,6 +36,11 @@ public struct GatewayConfig: Sendable {
         public var allowedHosts: [String] = []
         /// Gateways a request may already have passed through (`x-fusion-hops`); beyond it: 508.
         public var maxHops = 4
+        /// Log lines for people (`text`) or one JSON object per line (`json`); `--log-format` overrides it.
+        public var logFormat = GatewayLogHandler.Format.text
+        /// Whether a request's log line carries the client's last message (off: prompts are the
+        /// clients' data, not the operator's).
+        public var logPrompts = false
     }
 
     public struct Upstream: Sendable {
@@ -190,7 +195,8 @@ public struct GatewayConfig: Sendable {
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                   "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms",
-                                  "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops", "drain_delay_ms"])
+                                  "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops", "log_format",
+                                  "log_prompts", "drain_delay_ms"])
             if let cors = try server.child("cors") {
                 try cors.allowOnly(["allow_origins"])
                 config.server.corsAllowOrigins = try cors.stringList("allow_origins") ?? []
@@ -199,6 +205,13 @@ public struct GatewayConfig: Sendable {
             config.server.limits.maxConnections = try server.int("max_connections", in: 1...1_000_000) ?? config.server.limits.maxConnections
             config.server.limits.maxHeaderCount = try server.int("max_header_count", in: 8...10_000) ?? config.server.limits.maxHeaderCount
             config.server.maxHops = try server.int("max_hops", in: 1...64) ?? config.server.maxHops
+            if let format = try server.string("log_format") {
+                guard let parsed = GatewayLogHandler.Format(rawValue: format) else {
+                    throw ConfigError("\(server.path).log_format must be one of: \(GatewayLogHandler.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                config.server.logFormat = parsed
+            }
+            config.server.logPrompts = try server.bool("log_prompts") ?? false
             config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
             config.server.apiKeys = try server.stringList("api_keys") ?? []
             config.server.apiKeysEnvironmentVariable = try server.string("api_keys_env")

@@ -29,6 +29,7 @@ extension GatewayServer {
             return
         }
         let reservation = identity.limits.reservation(bodyBytes: request.body.count)
+        let startedAt = EventLoop.monotonicNanoseconds()
         store.limiter.admit(identity, reservation: reservation) { [weak self, weak writer] result in
             guard let self else { return }
             guard let writer, writer.state == .pending else {
@@ -49,8 +50,7 @@ extension GatewayServer {
                 metrics.countLimitDecision(outcome: "limited")
                 for dimension in decision.dimensions where dimension.exceeded { metrics.countRateLimited(kind: dimension.kind.rawValue) }
                 let error = RateLimitResponse.error(decision, keyName: identity.name ?? identity.id)
-                writer.respond(error: error, api: api)
-                metrics.countRequest(kind: "rejected", status: error.status)
+                refuseBeforeStart(error, request, writer, api: api, startedAt: startedAt)
                 logger.info("request limited", metadata: ["key": "\(identity.id)", "code": "\(error.code)", "type": "\(error.type)"])
             case .failure:
                 // Counted and logged by `storeDidFail`.
@@ -60,12 +60,19 @@ extension GatewayServer {
                     run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: LimitReservation(requests: 0, tokens: 0)))
                 case .deny:
                     metrics.countLimitDecision(outcome: "store_error_denied")
-                    let error = RateLimitResponse.storeUnavailable()
-                    writer.respond(error: error, api: api)
-                    metrics.countRequest(kind: "rejected", status: error.status)
+                    refuseBeforeStart(RateLimitResponse.storeUnavailable(), request, writer, api: api, startedAt: startedAt)
                 }
             }
         }
+    }
+
+    /// A refusal by the limits has an id and a record (kind `rejected`) like any other.
+    private func refuseBeforeStart(_ error: APIError, _ request: HTTPRequest, _ writer: HTTPResponseWriter, api: ClientAPI,
+                                   startedAt: UInt64) {
+        let record = newRecord(request, api: api)
+        var log = logger
+        log[metadataKey: "generation_id"] = "\(record.id)"
+        refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: nil, log: log)
     }
 
     private func run(_ start: () -> Void, _ writer: HTTPResponseWriter, ticket: AdmissionTicket) {
@@ -78,16 +85,16 @@ extension GatewayServer {
         }
     }
 
-    /// Files a finished request's record (owned by its key) and settles its key's limits and usage.
+    /// Files a finished request's record (in process or in Redis) and settles its key's limits
+    /// and usage.
     func file(_ record: GenerationRecord, writer: HTTPResponseWriter) {
-        let ticket = tickets.removeValue(forKey: ObjectIdentifier(writer))
-        store.records.put(id: record.id, StoredGeneration(json: record.json.serialized(), owner: ticket?.identity.fingerprint))
-        if let ticket { settle(ticket, record: record) }
+        store.records.put(record)
+        if let ticket = tickets.removeValue(forKey: ObjectIdentifier(writer)) { settle(ticket, record: record) }
     }
 
     private func settle(_ ticket: AdmissionTicket, record: GenerationRecord?) {
         // Every inner call of a deliberation is a request; anything that reached a route is one.
-        let requests = Int64(max(1, record?.calls.count ?? 0))
+        let requests = Int64(max(1, record?.innerCalls.count ?? 0))
         let usage = record?.usage
         let spend = record.map { Spend.micros(of: $0, prices: config.prices) } ?? 0
         let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,

@@ -8,9 +8,9 @@ import Providers
 /// of its inner calls. Saturating: no token count can overflow it.
 enum Spend {
     static func micros(of record: GenerationRecord, prices: [String: ModelPrice]) -> Int64 {
-        guard !record.calls.isEmpty else { return micros(model: record.model, usage: record.usage, prices: prices) }
+        guard !record.innerCalls.isEmpty else { return micros(model: record.model, usage: record.usage, prices: prices) }
         var total: Int64 = 0
-        for call in record.calls {
+        for call in record.innerCalls {
             guard let usage = call.usage else { continue }
             let (sum, overflow) = total.addingReportingOverflow(micros(model: call.model, usage: usage, prices: prices))
             total = overflow ? .max : sum

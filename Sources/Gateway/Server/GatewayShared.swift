@@ -7,25 +7,28 @@ import Web
 /// What every loop of one gateway shares: the routing table, generation records and counters.
 public final class GatewayShared: Sendable {
     public let router: ModelRouter
-    /// Records made in this process (with Redis, this replica's cache of its own).
-    let memoryRecords = InMemoryGenerations()
+    /// Records made in this process (with Redis, this replica's own, kept for it to answer for
+    /// during an outage).
+    let generations = GenerationStore()
     /// Limits and usage when there is no shared store.
     let inProcessLimiter = InProcessKeyLimiter()
     public let stats = GatewayStats()
-    public let metrics = GatewayMetrics()
+    public let metrics: GatewayMetrics
     /// Keys clients must present; empty: no authentication.
     let gatewayKeys: [String]
-    /// Who each key is (named keys with their limits; others by fingerprint).
+    /// Who each key is for limits and usage (named keys with their limits; others by fingerprint).
     let keyRing: KeyRing
     /// Redis' password, from the environment variable `store.redis.password_env` names.
     let redisPassword: String?
+    /// Set on SIGTERM: `/health` answers 503 so load balancers stop sending (see `drain_delay_ms`).
+    let draining = Atomic<Bool>(false)
     /// The web tools' settings with keys and the simulated web's address filled in.
     let web: WebSettings?
     /// Every secret the gateway holds (provider and gateway keys): redacted from whatever an
     /// upstream sends back before it reaches a client, a record or a log.
     let redactor: Redactor
-    /// Set on SIGTERM: `/health` answers 503 so load balancers stop sending (see `drain_delay_ms`).
-    let draining = Atomic<Bool>(false)
+    /// Each gateway key's fingerprint, made once (a request reaching a route presented one of them).
+    private let keyFingerprints: [String: String]
 
     init(router: ModelRouter, gatewayKeys: [String], web: WebSettings?, keyRing: KeyRing? = nil, redisPassword: String? = nil) {
         self.router = router
@@ -34,6 +37,17 @@ public final class GatewayShared: Sendable {
         self.keyRing = keyRing ?? KeyRing(unnamed: gatewayKeys, named: [])
         self.redisPassword = redisPassword
         redactor = Redactor(secrets: router.secrets + gatewayKeys + (redisPassword.map { [$0] } ?? []))
+        keyFingerprints = Dictionary(gatewayKeys.map { ($0, KeyFingerprint.of($0)) }, uniquingKeysWith: { first, _ in first })
+        metrics = GatewayMetrics(providerNames: Array(router.providers.keys))
+        LogRedaction.shared.add(redactor.secrets)
+    }
+
+    /// The owner a record made for a request presenting `key` gets (nil without gateway keys).
+    func recordOwner(presentedKey key: String?) -> String? {
+        guard !gatewayKeys.isEmpty, let key, let known = keyFingerprints[key] else {
+            return KeyFingerprint.owner(presentedKey: key, gatewayHasKeys: !gatewayKeys.isEmpty)
+        }
+        return known
     }
 
     /// Whether the gateway is draining (SIGTERM received).

@@ -12,9 +12,11 @@ extension GatewayServer {
             writer.respond(error: .invalidRequest("Missing query parameter 'id'.", param: "id", code: "missing_required_parameter"))
             return
         }
-        let keyRing = shared.keyRing
-        let requester = keyRing.identify(request)?.fingerprint
-        let shared = store.redis != nil
+        // The presented key's fingerprint is made before the lookup: someone else's record and a
+        // missing one take the same work.
+        let presented = shared.recordOwner(presentedKey: policy.presentedKey(request))
+        let hasKeys = !shared.gatewayKeys.isEmpty
+        let sharedStore = store.redis != nil
         // A hostile id is echoed in the 404: cut short.
         let shown = id.count > 64 ? String(id.prefix(64)) + "…" : id
         // A Responses API id (`resp_<hex>`) names the same generation (`gen-<hex>`).
@@ -22,10 +24,10 @@ extension GatewayServer {
         store.records.get(id: key) { [weak writer] lookup in
             guard let writer else { return }
             switch lookup {
-            case .found(let stored) where keyRing.mayRead(owner: stored.owner, fingerprint: requester):
+            case .found(let stored) where KeyFingerprint.mayRead(owner: stored.owner, presented: presented, gatewayHasKeys: hasKeys):
                 writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: stored.json)
             case .found, .notFound:
-                let kept = shared ? "records are shared through Redis for store.redis.record_ttl_s" : "records are kept in memory, the most recent 10000"
+                let kept = sharedStore ? "records are shared through Redis for store.redis.record_ttl_s" : "records are kept in memory, the most recent 10000"
                 writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
                                                message: "No generation with id '\(shown)' (\(kept))."))
             case .unavailable:

@@ -17,13 +17,13 @@ final class LoopStore {
          onError: @escaping (String, RedisError) -> Void) {
         onStoreError = settings.onError
         guard let redis = settings.redis else {
-            records = LocalGenerationRecordStore(memory: shared.memoryRecords)
+            records = LocalGenerationRecordStore(memory: shared.generations)
             limiter = shared.inProcessLimiter
             self.redis = nil
             return
         }
         let client = RedisClient(loop: loop, endpoint: redis.endpoint, password: shared.redisPassword, settings: redis.client)
-        let records = RedisGenerationRecordStore(memory: shared.memoryRecords, client: client, keyPrefix: redis.keyPrefix,
+        let records = RedisGenerationRecordStore(memory: shared.generations, client: client, keyPrefix: redis.keyPrefix,
                                                  ttlSeconds: redis.recordTTLSeconds, maxUnwritten: redis.maxUnwrittenRecords,
                                                  onError: onError)
         let limiter = RedisKeyLimiter(client: client, keyPrefix: redis.keyPrefix, maxUnsent: redis.maxUnwrittenRecords, onError: onError)

@@ -4,10 +4,10 @@ import RedisClient
 /// Records shared with every replica through Redis, as `SET <prefix>gen:<id> <value> EX <ttl>`,
 /// the value `v1\n<owner>\n<json>`. Writes happen after the response, in the background; a
 /// record that cannot be written now (Redis down or reconnecting) waits in a bounded queue and is
-/// written when Redis is back. This replica's own records are also kept in memory, so it can
-/// answer for them during an outage. Loop-confined.
+/// written when Redis is back. This replica's own records are also kept in memory (the shared
+/// `GenerationStore`), so it can answer for them during an outage. Loop-confined.
 final class RedisGenerationRecordStore: GenerationRecordStore {
-    private let memory: InMemoryGenerations
+    private let memory: GenerationStore
     private let client: RedisClient
     private let keyPrefix: String
     private let ttlSeconds: Int
@@ -22,7 +22,7 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     static let maxIDBytes = 128
     static let maxOwnerBytes = 128
 
-    init(memory: InMemoryGenerations, client: RedisClient, keyPrefix: String, ttlSeconds: Int, maxUnwritten: Int,
+    init(memory: GenerationStore, client: RedisClient, keyPrefix: String, ttlSeconds: Int, maxUnwritten: Int,
          onError: @escaping (String, RedisError) -> Void) {
         self.memory = memory
         self.client = client
@@ -34,9 +34,9 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
 
     func key(_ id: String) -> [UInt8] { Array((keyPrefix + "gen:" + id).utf8) }
 
-    func put(id: String, _ stored: StoredGeneration) {
-        memory.add(id: id, stored)
-        write(id: id, value: Self.encode(stored))
+    func put(_ record: GenerationRecord) {
+        memory.add(record)
+        write(id: record.id, value: Self.encode(StoredGeneration(record)))
     }
 
     private func write(id: String, value: [UInt8]) {
@@ -75,7 +75,7 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
 
     func get(id: String, completion: @escaping (GenerationLookup) -> Void) {
         if let local = memory.record(id) {
-            completion(.found(local))
+            completion(.found(StoredGeneration(local)))
             return
         }
         guard id.utf8.count <= Self.maxIDBytes else {

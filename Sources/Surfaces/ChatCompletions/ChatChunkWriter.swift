@@ -80,7 +80,7 @@ public struct ChatChunkWriter: Sendable {
 
     /// A final chunk carrying `error` (OpenAI SDKs raise on it), with this stream's id and model.
     public func appendError(_ error: APIError, to out: inout [UInt8]) {
-        SSEEncoder.appendData(error.streamChunk(id: id, model: model), to: &out)
+        SSEEncoder.appendData(error.streamChunk(id: id, model: model, created: created), to: &out)
     }
 
     private func prefix(_ out: inout [UInt8]) {
