@@ -13,11 +13,27 @@ extension FusionSessionMachine {
         var question = arguments["question"]?.stringValue ?? ""
         if question.trimmingWhitespace().isEmpty { question = request.lastUserText }
         var deliberation = Deliberation(question: question, models: request.parameters.analysisModels,
-                                        judge: request.judgeModel, judgeFallback: judgeFallback)
+                                        judge: request.judgeModel, judgeFallback: judgeFallback, quorum: quorum, labels: labels)
         deliberation.judgeHasTools = !judgeTools.isEmpty
         let actions = deliberation.start(at: time)
         self.deliberation = deliberation
-        return [.output(.progress(.toolCalled(arguments: call.arguments)))] + perform(actions, at: time)
+        var out: [Action] = []
+        let memberMessages = memberMessages(question)
+        let judgeMessages = FusionPrompts.judgeMessages(question: question, answers: [], neutral: labels.isNeutral,
+                                                        tools: !judgeTools.isEmpty)
+        costEstimate = CostEstimate.make(panel: request.parameters.analysisModels.map { ($0, memberMessages) },
+                                         judge: request.judgeModel, judgeMessages: judgeMessages,
+                                         maxOutputTokens: request.parameters.maxCompletionTokens ?? limits.defaultMaxTokens,
+                                         prices: prices)
+        if let costEstimate { out.append(.output(.progress(.estimate(costEstimate)))) }
+        if request.forced {
+            out.append(.output(.progress(.phase(PhaseReport(.outer, .skipped, summary: "fusion is forced: the panel starts at once")))))
+        } else if let turn = firstTurn {
+            out.append(.output(.progress(.phase(PhaseReport(.outer, .completed, duration: time - turn.startedAt,
+                                                            summary: "\(request.outerModel) called the fusion tool")))))
+        }
+        out.append(.output(.progress(.toolCalled(arguments: call.arguments))))
+        return out + perform(actions, at: time)
     }
 
     mutating func deliberate(_ event: Deliberation.Event, at time: Double) -> [Action] {
@@ -36,8 +52,15 @@ extension FusionSessionMachine {
                 out += startMember(index, at: time)
             case .startJudge(let model, _, let messages):
                 out += startJudge(model, messages, at: time)
+            case .cancelMember(let index):
+                out += cancelMember(index)
+            case .startTimer(let timer, let milliseconds):
+                armedTimers.insert(timer)
+                out.append(.startTimer(timer, milliseconds: milliseconds))
+            case .cancelTimer(let timer):
+                if armedTimers.remove(timer) != nil { out.append(.cancelTimer(timer)) }
             case .progress(let progress):
-                out.append(.output(.progress(progress)))
+                out += show(progress, at: time)
             case .finish(var result):
                 result.sources = sources.sources.map { ($0.url, $0.title) }
                 fusionResult = result
@@ -48,13 +71,35 @@ extension FusionSessionMachine {
         return out
     }
 
-    mutating func startMember(_ index: Int, at time: Double) -> [Action] {
-        let question = deliberation?.question ?? request.lastUserText
+    /// What every panel member is asked.
+    func memberMessages(_ question: String) -> [ModelMessage] {
         var messages = FusionPrompts.panelMessages(request, question: question, context: panelContext)
         if !panelTools.isEmpty { messages.insert(ModelMessage(role: .system, text: FusionPrompts.panelToolNote), at: 0) }
+        return messages
+    }
+
+    mutating func startMember(_ index: Int, at time: Double) -> [Action] {
+        let messages = memberMessages(deliberation?.question ?? request.lastUserText)
         members[index] = MemberRun(loop: ToolLoop(messages: messages, tools: panelTools, maxSteps: request.parameters.maxToolCalls),
                                    startedAt: time)
         return callMember(index, at: time)
+    }
+
+    /// A member cut for latency: its transfer is cancelled now, and nothing of its tool loop
+    /// goes on (a web tool result arriving later is dropped).
+    mutating func cancelMember(_ index: Int) -> [Action] {
+        var out: [Action] = []
+        if let id = members[index]?.call {
+            roles[id] = nil
+            out.append(.cancelCall(id))
+        }
+        members[index]?.call = nil
+        pendingTools[.member(index)] = nil
+        for (run, entry) in toolRuns where entry.owner == .member(index) {
+            toolRuns[run] = nil
+            runningActivities[run] = nil
+        }
+        return out
     }
 
     /// One turn of member `index`'s tool loop.
@@ -90,7 +135,7 @@ extension FusionSessionMachine {
             return deliberate(.memberDelta(index: index, text: text), at: time)
         case .reasoning(let text) where !text.isEmpty:
             // Shown live, never part of the answer the judge sees.
-            return [.output(.progress(.memberReasoningDelta(index: index, model: request.parameters.analysisModels[index], text: text)))]
+            return show(.memberReasoningDelta(index: index, model: request.parameters.analysisModels[index], text: text), at: time)
         default:
             return []
         }

@@ -63,6 +63,8 @@ public struct FusionSessionMachine: Sendable {
         case callEnded(CallID, StreamEnd)
         case callFailed(CallID, APIError, MemberFailureReason)
         case toolFinished(ToolRunID, ToolOutcome)
+        /// A timer armed by `startTimer` ran out.
+        case timerFired(FusionTimer)
     }
 
     /// What a web tool call produced.
@@ -88,6 +90,9 @@ public struct FusionSessionMachine: Sendable {
         case startCall(Call)
         case cancelCall(CallID)
         case runTool(ToolRunID, ToolCall)
+        /// Arm (or re-arm) a one-shot timer: the shell feeds back `.timerFired` when it runs out.
+        case startTimer(FusionTimer, milliseconds: UInt64)
+        case cancelTimer(FusionTimer)
         case output(Output)
         /// The request is over: the shell cancels what still runs and files the record.
         case finish(Outcome)
@@ -114,6 +119,14 @@ public struct FusionSessionMachine: Sendable {
     public let judgeTools: [ToolDefinition]
     let judgeFallback: String?
     let panelContext: FusionSettings.PanelContext
+    let quorum: Deliberation.Quorum
+    let labels: NeutralLabels
+    public let prices: [String: ModelPrice]
+    /// Members' text joined into readable pieces (nil: the client gets only exact deltas).
+    var readable: ReadableText?
+    var armedTimers: Set<FusionTimer> = []
+    /// What the deliberation was estimated to cost before it started (nil: no prices).
+    public internal(set) var costEstimate: CostEstimate?
 
     enum Phase: Sendable, Equatable { case idle, outerFirst, deliberating, outerFinal, finished }
     var phase = Phase.idle
@@ -179,14 +192,25 @@ public struct FusionSessionMachine: Sendable {
         var remaining: Int
     }
 
+    /// `readableProgress`: also produce `memberText` pieces (for a client reading comments).
+    /// `labelSeed` pins the shuffle of the judge's neutral labels (nil: random per request).
     public init(request: FusionRequest, settings: FusionSettings, limits: Limits, panelTools: [ToolDefinition],
-                judgeTools: [ToolDefinition]) {
+                judgeTools: [ToolDefinition], readableProgress: Bool = true, labelSeed: UInt64? = nil) {
         self.request = request
         self.limits = limits
         self.panelTools = panelTools
         self.judgeTools = judgeTools
         judgeFallback = settings.judgeFallbackModel
         panelContext = settings.panelContext
+        prices = settings.prices
+        let parameters = request.parameters
+        quorum = Deliberation.Quorum(minAnswers: parameters.minAnswers,
+                                     graceMilliseconds: parameters.graceMilliseconds ?? settings.graceMilliseconds,
+                                     deadlineMilliseconds: parameters.deadlineMilliseconds ?? settings.deadlineMilliseconds)
+        var system = SystemRandomNumberGenerator()
+        labels = NeutralLabels(models: parameters.analysisModels, neutral: settings.neutralLabels,
+                               seed: settings.shuffleLabels ? labelSeed ?? system.next() : nil)
+        readable = readableProgress ? ReadableText() : nil
     }
 
     public var isFinished: Bool { phase == .finished }
@@ -248,6 +272,10 @@ public struct FusionSessionMachine: Sendable {
             }
         case .toolFinished(let run, let outcome):
             return toolFinished(run, outcome, at: time)
+        case .timerFired(let timer):
+            guard armedTimers.remove(timer) != nil else { return [] }  // cancelled meanwhile
+            if timer == .readableText { return readableTimerFired(at: time) }
+            return deliberate(.timerFired(timer), at: time)
         }
     }
 
@@ -269,7 +297,8 @@ public struct FusionSessionMachine: Sendable {
         outerCall = id
         return [.startCall(Call(id: id, role: .outer(final: final), model: request.outerModel, request: outerRequest,
                                 timeoutMilliseconds: limits.outerTimeoutMilliseconds))]
-            + (final ? [.output(.finalAnswerStarts(model: request.outerModel))] : [])
+            + (final ? [.output(.progress(.phase(PhaseReport(.final, .started, summary: request.outerModel)))),
+                        .output(.finalAnswerStarts(model: request.outerModel))] : [])
     }
 
     mutating func outerEvent(_ id: CallID, _ event: ModelEvent, at time: Double) -> [Action] {
@@ -291,7 +320,11 @@ public struct FusionSessionMachine: Sendable {
                                              code: "upstream_truncated"), at: time)
         }
         record(turn.stats(model: request.outerModel, status: "ok", at: time), final: turn.final)
-        guard !turn.final, let fusionCall = turn.fusionCall else { return complete(at: time) }
+        if turn.final {
+            let report = PhaseReport(.final, .completed, duration: time - turn.startedAt, summary: "\(turn.text.count) characters")
+            return [.output(.progress(.phase(report)))] + complete(at: time)
+        }
+        guard let fusionCall = turn.fusionCall else { return complete(at: time) }
         firstTurn = turn
         return startDeliberation(fusionCall, at: time)
     }
@@ -319,6 +352,8 @@ public struct FusionSessionMachine: Sendable {
 
     mutating func cancelAllCalls() -> [Action] {
         let running = roles.keys.sorted()
+        let timers = armedTimers.sorted { "\($0)" < "\($1)" }
+        armedTimers.removeAll()
         roles.removeAll()
         toolRuns.removeAll()
         pendingTools.removeAll()
@@ -326,7 +361,7 @@ public struct FusionSessionMachine: Sendable {
         outerCall = nil
         for index in members.keys { members[index]?.call = nil }
         judge?.call = nil
-        return running.map { .cancelCall($0) }
+        return running.map { .cancelCall($0) } + timers.map { .cancelTimer($0) }
     }
 
     mutating func allocate(_ role: Role) -> CallID? {

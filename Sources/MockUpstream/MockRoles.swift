@@ -44,12 +44,21 @@ enum MockRoles {
         } ?? false
     }
 
-    /// The panel answers in the judge's prompt: `<answer model="…">…</answer>` blocks.
+    /// The panel answers in the judge's prompt: `<answer model="…">…</answer>` blocks, or
+    /// `<answer label="Response A">` under neutral labels (the analysis then cites the labels,
+    /// as a real judge would, and the gateway maps them back).
     static func panelAnswers(in request: JSONValue) -> [(model: String, text: String)] {
         let prompt = request["messages"]?.arrayValue?.first { $0["role"]?.stringValue == "user" }?["content"]?.stringValue ?? ""
         var answers: [(String, String)] = []
         var rest = Substring(prompt)
-        while let open = rest.range(of: "<answer model=\""), let quote = rest[open.upperBound...].firstIndex(of: "\""),
+        func nextAnswer(_ text: Substring) -> Range<Substring.Index>? {
+            let byModel = text.range(of: "<answer model=\"")
+            let byLabel = text.range(of: "<answer label=\"")
+            guard let byModel else { return byLabel }
+            guard let byLabel else { return byModel }
+            return byModel.lowerBound < byLabel.lowerBound ? byModel : byLabel
+        }
+        while let open = nextAnswer(rest), let quote = rest[open.upperBound...].firstIndex(of: "\""),
             let close = rest[quote...].range(of: "</answer>")
         {
             let model = String(rest[open.upperBound..<quote])

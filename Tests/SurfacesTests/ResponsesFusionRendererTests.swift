@@ -33,7 +33,7 @@ struct FusionScript {
         machine = FusionSessionMachine(request: fusion, settings: .simulated,
                                        limits: .init(memberTimeoutMilliseconds: 10_000, judgeTimeoutMilliseconds: 10_000,
                                                      outerTimeoutMilliseconds: 10_000, defaultMaxTokens: 4096),
-                                       panelTools: panelTools, judgeTools: [])
+                                       panelTools: panelTools, judgeTools: [], readableProgress: false, labelSeed: 1)
         let envelope = ResponseEnvelope(generationID: Self.generationID, createdAt: ResponsesStreamWriterTests.created,
                                         model: fusion.outerModel, echoed: request.echoedFields)
         renderer = ResponsesFusionRenderer(envelope: envelope, stream: stream, openRouterEvents: request.openRouterFusionEvents)
@@ -84,6 +84,7 @@ struct FusionScript {
             case .startCall(let call): pending.append(call)
             case .cancelCall(let id): pending.removeAll { $0.id == id }
             case .runTool(let run, let call): tools.append((run, call))
+            case .startTimer, .cancelTimer: break  // no timer runs out in these scripts
             case .output(let output): renderer.render(output, sources: machine.sources, into: &out)
             case .finish(let outcome): self.outcome = outcome
             }
@@ -120,8 +121,10 @@ struct FusionScript {
         try ResponsesStreamCheck.decode(script.out)
     }
 
-    static func fusionTypes(_ events: [ResponsesEvent]) -> [String] {
+    /// The fusion events' types after `response.fusion_call.`, phase events left out (one test checks them).
+    static func fusionTypes(_ events: [ResponsesEvent], phases: Bool = false) -> [String] {
         events.map(\.type).filter { $0.hasPrefix("response.fusion_call.") }.map { String($0.dropFirst("response.fusion_call.".count)) }
+            .filter { phases || $0 != "phase" }
     }
 
     @Test func aWholeDeliberationStreamsAsAFusionItemThenTheAnswer() throws {

@@ -26,6 +26,9 @@ struct GenerationRecord: Sendable {
     /// Web search results returned to the panel and the judge, and web tool calls run.
     var numSearchResults = 0
     var webToolCalls = 0
+    /// The deliberation's estimated cost range and, per call, its estimate and actual at the
+    /// config's prices (`CostEstimate.report`); nil without prices.
+    var fusionCost: JSONValue?
 
     var json: JSONValue {
         func rounded(_ value: Double) -> JSONValue { .double((value * 1000).rounded() / 1000) }
@@ -43,6 +46,7 @@ struct GenerationRecord: Sendable {
         ]
         if !calls.isEmpty { data["fusion"] = .object(["calls": .array(calls.map(\.json))]) }
         if let error { data["error"] = .string(error) }
+        if let fusionCost { data["fusion_cost"] = fusionCost }
         return .object(["data": .object(data)])
     }
 }

@@ -262,40 +262,6 @@ public struct GatewayConfig: Sendable {
 }
 
 extension GatewayConfig {
-    static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
-        try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
-                            "judge_timeout_ms", "panel_context"])
-        guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
-        var presets: [String: FusionSettings.Preset] = [:]
-        guard let presetNodes = try node.child("presets") else {
-            throw ConfigError("\(node.path).presets is required (at least one named panel)")
-        }
-        for (name, preset) in try presetNodes.members() {
-            try preset.allowOnly(["analysis_models", "model"])
-            guard let models = try preset.stringList("analysis_models"), (1...8).contains(models.count) else {
-                throw ConfigError("\(preset.path).analysis_models must list 1 to 8 models")
-            }
-            presets[name] = FusionSettings.Preset(analysisModels: models, judge: try preset.string("model"))
-        }
-        let defaultPreset = try node.string("default_preset") ?? (presets["quality"] != nil ? "quality" : presets.keys.sorted().first ?? "")
-        guard presets[defaultPreset] != nil else {
-            throw ConfigError("\(node.path).default_preset '\(defaultPreset)' is not one of the presets")
-        }
-        var settings = FusionSettings(outerModel: outer, presets: presets, defaultPreset: defaultPreset,
-                                      judgeFallbackModel: try node.string("judge_fallback_model"))
-        settings.memberTimeoutMilliseconds = try node.milliseconds("member_timeout_ms") ?? settings.memberTimeoutMilliseconds
-        settings.judgeTimeoutMilliseconds = try node.milliseconds("judge_timeout_ms") ?? settings.judgeTimeoutMilliseconds
-        if let context = try node.string("panel_context") {
-            guard let value = FusionSettings.PanelContext(rawValue: context) else {
-                throw ConfigError("\(node.path).panel_context must be 'conversation' or 'last_message'")
-            }
-            settings.panelContext = value
-        }
-        return settings
-    }
-}
-
-extension GatewayConfig {
     static func parseWeb(_ node: ConfigNode) throws -> WebSettings {
         try node.allowOnly(["panel", "judge", "max_calls_per_turn", "search", "fetch", "simulated"])
         var web = WebSettings()

@@ -41,6 +41,8 @@ final class FusionSession {
     private var watchdog: StreamWatchdog?
     private var calls: [FusionSessionMachine.CallID: CallHandle] = [:]
     private var tools: [FusionSessionMachine.ToolRunID: WebToolTask] = [:]
+    /// The machine's timers (quorum grace, deadline, readable text), armed on this loop.
+    private var timers: [FusionTimer: LoopTimer] = [:]
     private var out: [UInt8] = []
     private var finished = false
 
@@ -70,7 +72,8 @@ final class FusionSession {
             defaultMaxTokens: settings.defaultMaxTokens)
         machine = FusionSessionMachine(request: request, settings: settings, limits: limits,
                                        panelTools: tools(request.parameters.webSearch, \.panel),
-                                       judgeTools: tools(request.parameters.judgeWebSearch, \.judge))
+                                       judgeTools: tools(request.parameters.judgeWebSearch, \.judge),
+                                       readableProgress: request.stream && !request.structuredEvents)
         renderer = FusionChatRenderer(id: generationID, model: request.outerModel, created: Int(Date().timeIntervalSince1970),
                                       stream: request.stream, includeUsage: request.includeUsage, namedEvents: request.structuredEvents)
         record = GenerationRecord(id: generationID, model: request.outerModel, streamed: request.stream)
@@ -169,6 +172,15 @@ final class FusionSession {
                 calls.removeValue(forKey: id)?.cancel()
             case .runTool(let run, let call):
                 runTool(run, call)
+            case .startTimer(let timer, let milliseconds):
+                let handle = timers[timer] ?? LoopTimer(loop: loop) { [unowned self] in
+                    guard !finished else { return }
+                    perform(machine.handle(.timerFired(timer), at: now))
+                }
+                timers[timer] = handle
+                handle.start(afterMilliseconds: milliseconds)
+            case .cancelTimer(let timer):
+                timers[timer]?.stop()
             case .output(let output):
                 if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
                 out.removeAll(keepingCapacity: true)
@@ -288,6 +300,8 @@ final class FusionSession {
         calls.removeAll()
         for task in tools.values { task.cancel() }
         tools.removeAll()
+        for timer in timers.values { timer.close() }
+        timers.removeAll()
         watchdog?.close()
         writer.onClientGone = nil
         if writer.state == .streaming {
@@ -301,6 +315,7 @@ final class FusionSession {
         record.firstTokenMilliseconds = machine.firstTokenAt
         record.usage = machine.totalUsage
         record.calls = machine.calls
+        record.fusionCost = machine.costEstimate?.report(calls: machine.calls, prices: machine.prices)
         record.webToolCalls = machine.webToolCalls
         record.numSearchResults = machine.searchResults
         record.durationMilliseconds = now
