@@ -80,7 +80,7 @@ public struct NeutralLabels: Sendable, Equatable {
     }
 
     /// "Response B" as a whole word in prose becomes the model's name.
-    func restoreProse(_ text: String) -> String {
+    public func restoreProse(_ text: String) -> String {
         guard text.contains("Response ") else { return text }
         var out = ""
         var rest = Substring(text)

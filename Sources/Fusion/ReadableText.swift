@@ -73,6 +73,8 @@ struct ReadableText: Sendable {
             } else if text.utf8.count >= Self.longWordBytes {
                 pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: text))
                 buffers[key] = nil
+            } else {
+                buffers[key]?.since = time  // half a word: it waits for the rest (never a busy timer)
             }
         }
         return pieces
