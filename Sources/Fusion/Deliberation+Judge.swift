@@ -80,7 +80,7 @@ extension Deliberation {
         shownItems.removeAll()
         itemsSuspended = false
         return [.startJudge(model: model, attempt: attempt, messages: messages),
-                .progress(.judgeStarted(model: model, attempt: attempt))]
+                .progress(.judgeStarted(model: model, attempt: attempt, labels: labels.mapping))]
     }
 
     /// Invalid JSON or schema: one retry with the error. Then (or on an upstream failure or an

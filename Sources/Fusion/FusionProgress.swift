@@ -10,7 +10,9 @@ public enum FusionProgress: Sendable, Equatable {
     case memberReasoningDelta(index: Int, model: String, text: String)
     case memberCompleted(index: Int, model: String, stats: MemberStats)
     case memberFailed(index: Int, model: String, reason: MemberFailureReason, message: String)
-    case judgeStarted(model: String, attempt: Int)
+    /// `labels`: the neutral label → model map the judge's raw text (`judgeDelta`) is written
+    /// under (empty when the judge reads model names).
+    case judgeStarted(model: String, attempt: Int, labels: [String: String] = [:])
     case judgeDelta(model: String, text: String)
     case judgeCompleted(model: String, analysis: JSONValue)
     case judgeFailed(model: String, reason: JudgeFailureReason, message: String, willRetry: Bool)

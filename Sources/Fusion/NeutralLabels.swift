@@ -51,6 +51,9 @@ public struct NeutralLabels: Sendable, Equatable {
 
     public var isNeutral: Bool { !models.isEmpty }
 
+    /// Label → model (empty when labels are off).
+    public var mapping: [String: String] { models }
+
     /// The model a label names, or the text itself when it is no label.
     public func model(for label: String) -> String {
         models[label.trimmingWhitespace()] ?? label

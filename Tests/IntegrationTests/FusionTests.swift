@@ -178,6 +178,13 @@ import Testing
         (#"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1","ghost/model"]}}]"#, "tools[0].parameters.analysis_models[1]"),
         (#"[{"type":"fusion","parameters":{"model":"ghost/judge"}}]"#, "tools[0].parameters.model"),
         (#"[{"type":"fusion","parameters":{"reasoning":{"effort":"extreme"}}}]"#, "tools[0].parameters.reasoning.effort"),
+        (#"[{"type":"fusion","parameters":{"min_answers":0}}]"#, "tools[0].parameters.min_answers"),
+        (#"[{"type":"fusion","parameters":{"preset":"budget","min_answers":3}}]"#, "tools[0].parameters.min_answers"),
+        (#"[{"type":"fusion","parameters":{"min_answers":1.5}}]"#, "tools[0].parameters.min_answers"),
+        (#"[{"type":"fusion","parameters":{"grace_ms":-1}}]"#, "tools[0].parameters.grace_ms"),
+        (#"[{"type":"fusion","parameters":{"grace_ms":"soon"}}]"#, "tools[0].parameters.grace_ms"),
+        (#"[{"type":"fusion","parameters":{"deadline_ms":50}}]"#, "tools[0].parameters.deadline_ms"),
+        (#"[{"type":"fusion","parameters":{"deadline_ms":99999999999999999999}}]"#, "tools[0].parameters.deadline_ms"),
     ])
     func invalidParametersAre400sNamingTheField(tools: String, param: String) throws {
         let env = try TestEnvironment()

@@ -61,7 +61,7 @@ public struct FusionProgressEncoder: Sendable {
             line = "fusion panel[\(index)] \(model): cut for latency at \(milliseconds(now)) ("
                 + (cause == .grace ? "the grace period after the quorum ran out" : "the deliberation's deadline passed")
                 + "; \(characters) chars written, not given to the judge)"
-        case .judgeStarted(let model, let attempt):
+        case .judgeStarted(let model, let attempt, _):
             line = "fusion judge \(model): comparing the answers at \(milliseconds(now))" + (attempt > 1 ? " (attempt \(attempt))" : "")
         case .judgeItem(_, _, let item):
             line = "fusion judge: " + Self.readable(item)
@@ -161,11 +161,13 @@ public struct FusionProgressEncoder: Sendable {
             member(name, index, model, milliseconds, &data)
             field("reason", reason.rawValue, &data)
             field("message", message, &data)
-        case .judgeStarted(let model, let attempt):
+        case .judgeStarted(let model, let attempt, let labels):
             name = "fusion.judge.started"
             open(name, milliseconds, &data)
             field("model", model, &data)
             data.append(contentsOf: #","attempt":\#(attempt)"#.utf8)
+            // The judge's raw deltas (`fusion.judge.progress`) cite these labels: the map back.
+            if !labels.isEmpty { raw("labels", .object(labels.mapValues(JSONValue.string)), &data) }
         case .judgeDelta(let model, let text):
             name = "fusion.judge.progress"
             open(name, milliseconds, &data)

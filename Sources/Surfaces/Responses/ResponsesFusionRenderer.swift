@@ -143,7 +143,7 @@ public struct ResponsesFusionRenderer: Sendable {
                 $0.string("reason", reason.rawValue)
                 if let status = FusionCallItem.statusCode(reason) { $0.int("status_code", status) }
             }
-        case .judgeStarted(let model, let attempt):
+        case .judgeStarted(let model, let attempt, _):
             event("analysis.in_progress", item, &out) {
                 $0.string("analyst_model", model)
                 $0.string("judge_model", model)
