@@ -18,13 +18,15 @@ extension FusionSessionMachine {
         let actions = deliberation.start(at: time)
         self.deliberation = deliberation
         var out: [Action] = []
-        let memberMessages = memberMessages(question)
-        let judgeMessages = FusionPrompts.judgeMessages(question: question, answers: [], neutral: labels.isNeutral,
-                                                        tools: !judgeTools.isEmpty)
-        costEstimate = CostEstimate.make(panel: request.parameters.analysisModels.map { ($0, memberMessages) },
-                                         judge: request.judgeModel, judgeMessages: judgeMessages,
-                                         maxOutputTokens: request.parameters.maxCompletionTokens ?? limits.defaultMaxTokens,
-                                         prices: prices)
+        if !prices.isEmpty {
+            let memberMessages = memberMessages(question)
+            let judgeMessages = FusionPrompts.judgeMessages(question: question, answers: [], neutral: labels.isNeutral,
+                                                            tools: !judgeTools.isEmpty)
+            costEstimate = CostEstimate.make(panel: request.parameters.analysisModels.map { ($0, memberMessages) },
+                                             judge: request.judgeModel, judgeMessages: judgeMessages,
+                                             maxOutputTokens: request.parameters.maxCompletionTokens ?? limits.defaultMaxTokens,
+                                             prices: prices)
+        }
         if let costEstimate { out.append(.output(.progress(.estimate(costEstimate)))) }
         if request.forced {
             out.append(.output(.progress(.phase(PhaseReport(.outer, .skipped, summary: "fusion is forced: the panel starts at once")))))
@@ -38,6 +40,9 @@ extension FusionSessionMachine {
 
     mutating func deliberate(_ event: Deliberation.Event, at time: Double) -> [Action] {
         guard phase == .deliberating, var deliberation else { return [] }
+        // Moved out while it changes: its texts stay uniquely referenced and grow in place (a
+        // copy here made every delta copy every member's text: quadratic in an answer's length).
+        self.deliberation = nil
         let actions = deliberation.handle(event, at: time)
         self.deliberation = deliberation
         return perform(actions, at: time)

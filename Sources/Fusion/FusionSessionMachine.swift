@@ -303,6 +303,7 @@ public struct FusionSessionMachine: Sendable {
 
     mutating func outerEvent(_ id: CallID, _ event: ModelEvent, at time: Double) -> [Action] {
         guard outerCall == id, var turn = outer else { return [] }
+        outer = nil  // so the turn's text grows in place, not copied at every delta
         let forward = turn.received(event, at: time)
         outer = turn
         guard let forward else { return [] }
@@ -319,9 +320,10 @@ public struct FusionSessionMachine: Sendable {
             return fail(.upstreamUnavailable("The stream from the outer model ended before its answer was complete.",
                                              code: "upstream_truncated"), at: time)
         }
-        record(turn.stats(model: request.outerModel, status: "ok", at: time), final: turn.final)
+        let stats = turn.stats(model: request.outerModel, status: "ok", at: time)
+        record(stats, final: turn.final)
         if turn.final {
-            let report = PhaseReport(.final, .completed, duration: time - turn.startedAt, summary: "\(turn.text.count) characters")
+            let report = PhaseReport(.final, .completed, duration: time - turn.startedAt, summary: "\(stats.characters) characters")
             return [.output(.progress(.phase(report)))] + complete(at: time)
         }
         guard let fusionCall = turn.fusionCall else { return complete(at: time) }

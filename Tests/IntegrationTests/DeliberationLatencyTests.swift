@@ -22,7 +22,7 @@ import Testing
     }
 
     @Test func quorumCutsTheStragglerAndItsTransferIsClosedAtTheMock() throws {
-        let env = try TestEnvironment()
+        let env = try TestEnvironment { $0.fusion?.shuffleLabels = true }
         let response = try env.chat(body(#"{"analysis_models":\#(Self.panel),"model":"mock/judge:pace_ms=1","min_answers":2,"grace_ms":50}"#))
         #expect(response.status == 200)
         let events = response.namedEvents
