@@ -107,13 +107,14 @@ public struct NeutralLabels: Sendable, Equatable {
 }
 
 /// A small seeded generator (SplitMix64, Steele et al. 2014): the same seed gives the same
-/// order, so a test can pin the shuffle; the shell seeds it from the system's generator.
-struct SplitMix64: RandomNumberGenerator {
+/// order, so a test can pin the shuffle (and property tests their inputs); the shell seeds it
+/// from the system's generator.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

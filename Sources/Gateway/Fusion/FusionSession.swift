@@ -183,6 +183,7 @@ final class FusionSession {
                 timers[timer]?.stop()
             case .output(let output):
                 if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
+                if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
                 out.removeAll(keepingCapacity: true)
                 renderer.render(output, sources: machine.sources, at: now, into: &out)
                 write(out)
