@@ -51,8 +51,9 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
-        .target(name: "GatewayCore", swiftSettings: fast),
+        .target(name: "GatewayCore", dependencies: ["CCrypto"], swiftSettings: fast),
         .target(name: "Providers", dependencies: ["GatewayCore"], swiftSettings: fast),
         .target(name: "Fusion", dependencies: ["GatewayCore", "Providers"], swiftSettings: fast),
         .target(name: "Surfaces", dependencies: ["GatewayCore", "Providers", "Fusion"], swiftSettings: fast),
