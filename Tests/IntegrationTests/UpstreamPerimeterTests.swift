@@ -1,4 +1,6 @@
 import Foundation
+import Fusion
+import Gateway
 import GatewayCore
 import MockUpstream
 import Testing
@@ -68,6 +70,19 @@ import Testing
         #expect(response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue } == ["stop"])
         let calls = response.plainChunksJSON.last?["usage"]?["fusion"]?["calls"]?.arrayValue ?? []
         #expect(calls.last?["role"] == .string("outer_final") && calls.last?["completion_tokens"]?.intValue ?? 0 > 0, "\(calls.last ?? .null)")
+    }
+
+    /// An error after a deliberation's stream began carries the stream's id and model, like
+    /// every chunk before it.
+    @Test func aFusionErrorChunkCarriesTheStreamsIdAndModel() throws {
+        let env = try TestEnvironment { $0.fusion?.outerModel = "mock/outer:pace_ms=1:fail_final=1" }
+        let response = try env.chat(#"{"model":"fusion","stream":true,"tool_choice":"required","messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]}"#)
+        let chunks = response.plainChunksJSON
+        let error = try #require(chunks.last { $0["error"] != nil })
+        #expect(chunks.count > 2 && chunks.allSatisfy {
+            $0["id"]?.stringValue == response.header("x-generation-id") && $0["model"] == .string("mock/outer:pace_ms=1:fail_final=1")
+        }, "\(error)")
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
     /// The same chunk, and a cut stream, through the other client APIs.
