@@ -60,7 +60,8 @@ import Testing
         let result = try JSONValue.parse(Array((record["result"]?.stringValue ?? "").utf8))
         #expect(result["status"] == .string("ok") && result["panel"]?["answered"] == .int(2))
         let record1 = try #require(try env.generation(first.header("x-generation-id")))
-        #expect(record1["router"] == .string("fusion") && record1["finish_reason"] == .string("tool_calls"))
+        let roles1 = record1["fusion"]?["calls"]?.arrayValue?.compactMap { $0["role"]?.stringValue } ?? []
+        #expect(roles1 == ["outer", "panel", "panel", "judge"] && record1["finish_reason"] == .string("tool_calls"), "\(record1)")
 
         // The follow-up: the message as received, then the caller's result.
         let lookupID = try #require(calls.first?["id"]?.stringValue)
@@ -82,7 +83,8 @@ import Testing
         #expect(turn["tool_calls"]?.arrayValue?.map { $0["function"]?["name"] } == [.string("lookup"), .string("fusion")])
         #expect(turn["content"] == .string("") && turn["reasoning_details"] == nil, "OpenAI's form, never a null content")
         #expect(Set(history.compactMap { $0["tool_call_id"]?.stringValue }) == Set(ids))
-        #expect(try env.generation(second.header("x-generation-id"))?["router"] != .string("fusion"), "no second deliberation")
+        let record2 = try #require(try env.generation(second.header("x-generation-id")))
+        #expect(record2["fusion"]?["calls"]?.arrayValue?.contains { $0["role"] == .string("panel") } != true, "no second deliberation: \(record2)")
     }
 
     @Test(.timeLimit(.minutes(1)))
