@@ -1,5 +1,6 @@
 import Fusion
 import GatewayCore
+import PropertyBased
 import Providers
 import Surfaces
 import Testing
@@ -91,6 +92,49 @@ import Testing
         #expect(!plain.carriesFusionRecords && plain.modelRequest().messages.count == 2)
     }
 
+    /// `reasoning_details` entries as a client might send them: records whole, with fields
+    /// missing or of the wrong type, repeated ids, other tools', other entry types, junk.
+    static let entry = zip(Gen.int(in: 0...9), Gen.element(of: ["call_f", "call_l", "", "x\u{0}y", "🙂"]),
+                           Gen.element(of: [#""{}""#, #""R""#, "1", "null", "{}", #""""#])).map { kind, id, value -> String in
+        let id = JSONWriting.quoted(id ?? "")
+        let value = value ?? "null"
+        return switch kind {
+        case 0, 1, 2: #"{"type":"reasoning.server_tool_call","tool_name":"openrouter:fusion","tool_call_id":\#(id),"arguments":"{}","result":\#(value)}"#
+        case 3: #"{"type":"reasoning.server_tool_call","tool_name":"fusion","arguments":\#(value),"result":"R"}"#
+        case 4: #"{"type":"reasoning.server_tool_call","tool_name":"fusion","tool_call_id":\#(value),"arguments":"{}","result":"R"}"#
+        case 5: #"{"type":"reasoning.server_tool_call","tool_name":"openrouter:web_search","arguments":"{}","result":"R"}"#
+        case 6: #"{"type":"reasoning.text","text":\#(value)}"#
+        case 7: value
+        default: #"{"type":"reasoning.server_tool_call","tool_name":"openrouter:fusion","tool_call_id":\#(id),"arguments":"{}","result":"R","index":\#(value)}"#
+        }
+    }.array(of: 0...4)
+
+    @Test func anyRecordsEitherRestoreEveryCallAnsweredOrAreA400NamingTheirField() async {
+        await propertyCheck(count: 400, input: Self.entry, Self.entry) { first, second in
+            let body = #"{"model":"m","messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A","reasoning_details":[\#(first.joined(separator: ","))]},{"role":"user","content":"R"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_l","type":"function","function":{"name":"lookup","arguments":"{}"}}],"reasoning_details":[\#(second.joined(separator: ","))]},{"role":"tool","tool_call_id":"call_l","content":"42"}]}"#
+            let chat: ChatRequest
+            do throws(APIError) {
+                chat = try ChatRequest(body: Array(body.utf8))
+            } catch {
+                #expect(error.status == 400 && error.param?.hasPrefix("messages[") == true && error.param?.contains("reasoning_details") == true,
+                        "\(error) for \(body)")
+                return
+            }
+            let messages = chat.modelRequest().messages
+            let records = messages.filter { $0.role == .assistant }.flatMap(\.toolCalls).filter { $0.name == "fusion" }
+            #expect(chat.carriesFusionRecords == !records.isEmpty)
+            // Every call of a turn has its own id; its restored calls are answered right after it.
+            for turn in messages where turn.role == .assistant {
+                #expect(Set(turn.toolCalls.map(\.id)).count == turn.toolCalls.count, "\(turn)")
+            }
+            for (position, message) in messages.enumerated() where message.role == .assistant {
+                let restored = message.toolCalls.filter { $0.name == "fusion" }
+                let following = messages[(position + 1)...].prefix { $0.role == .tool }.prefix(restored.count)
+                #expect(following.map(\.toolCallID) == restored.map(\.id), "\(messages)")
+            }
+        }
+    }
+
     @Test(arguments: [
         (#""reasoning_details":{}"#, "messages[1].reasoning_details"),
         (#""reasoning_details":[{"type":"reasoning.server_tool_call","tool_name":"openrouter:fusion","arguments":"{}"}]"#,
@@ -99,6 +143,10 @@ import Testing
          "messages[1].reasoning_details[0].arguments"),
         (#""reasoning_details":[{"type":"reasoning.server_tool_call","tool_name":"fusion","arguments":"{}","result":"R","tool_call_id":""}]"#,
          "messages[1].reasoning_details[0].tool_call_id"),
+        (#""tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}],"reasoning_details":[{"type":"reasoning.server_tool_call","tool_name":"fusion","arguments":"{}","result":"R","tool_call_id":"c1"}]"#,
+         "messages[1].reasoning_details[0].tool_call_id"),
+        (#""reasoning_details":[{"type":"reasoning.server_tool_call","tool_name":"fusion","arguments":"{}","result":"R","tool_call_id":"f"},{"type":"reasoning.server_tool_call","tool_name":"fusion","arguments":"{}","result":"R","tool_call_id":"f"}]"#,
+         "messages[1].reasoning_details[1].tool_call_id"),
     ])
     func aRecordThatCannotBeRestoredIsA400NamingTheField(details: String, param: String) {
         let body = #"{"model":"m","messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"A",\#(details)}]}"#

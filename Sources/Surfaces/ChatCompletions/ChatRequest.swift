@@ -47,7 +47,7 @@ public struct ChatRequest: Sendable {
         for (index, message) in messages.enumerated() {
             try Self.validateMessage(message, index: index)
             if message["role"]?.stringValue == "assistant", let details = message["reasoning_details"], details != .null {
-                try FusionCallRecord.validate(details, path: "messages[\(index)].reasoning_details")
+                try FusionCallRecord.validate(details, of: message, path: "messages[\(index)].reasoning_details")
                 carriesFusionRecords = carriesFusionRecords || details.arrayValue?.contains(where: FusionCallRecord.isRecord) == true
             }
         }

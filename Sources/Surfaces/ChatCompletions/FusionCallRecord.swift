@@ -33,18 +33,25 @@ public enum FusionCallRecord {
     }
 
     /// Checks an assistant message's `reasoning_details` (at `path`): a 400 naming the field for
-    /// a record that cannot be restored. Entries of other types are OpenRouter's business: left as they are.
-    static func validate(_ details: JSONValue, path: String) throws(APIError) {
+    /// a record that cannot be restored, or whose id is another call's of the same turn (its
+    /// result would answer both). Entries of other types are OpenRouter's business: left as they are.
+    static func validate(_ details: JSONValue, of message: JSONValue, path: String) throws(APIError) {
         guard let entries = details.arrayValue else {
             throw ChatRequest.invalidType(path, expected: "an array", got: details)
         }
+        var ids = Set((message["tool_calls"]?.arrayValue ?? []).compactMap { $0["id"]?.stringValue })
         for (index, entry) in entries.enumerated() where isRecord(entry) {
             for field in ["arguments", "result"] where entry[field]?.stringValue == nil {
                 throw .invalidRequest("'\(path)[\(index)].\(field)' must be a string (a fusion call's record).",
                                       param: "\(path)[\(index)].\(field)")
             }
-            if let id = entry["tool_call_id"], id != .null, id.stringValue?.isEmpty != false {
+            guard let id = entry["tool_call_id"], id != .null else { continue }
+            guard let text = id.stringValue, !text.isEmpty else {
                 throw ChatRequest.invalidType("\(path)[\(index)].tool_call_id", expected: "a non-empty string", got: id)
+            }
+            guard ids.insert(text).inserted else {
+                throw .invalidRequest("'\(path)[\(index)].tool_call_id' repeats the id of another call of this turn.",
+                                      param: "\(path)[\(index)].tool_call_id")
             }
         }
     }
