@@ -200,12 +200,27 @@ struct LlamaServerTests {
         #expect(failures.last.map { $0.data["will_retry"] == .bool(false) } ?? (result["analysis"] != nil))
     }
 
+    static let nullContentTurn = #"{"model":"llama/smollm2","max_tokens":4,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"fusion","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"{}"}]}"#
+
+    @Test(.timeLimit(.minutes(5)))
+    func anUpstreamsValidationDumpArrivesTrimmed() throws {
+        let server = try Self.server.get()
+        // A null content, which the server rejects with a 500 and a multi-KB validation dump.
+        let direct = try server.chat(Self.nullContentTurn)
+        try #require(direct.status == 500 && direct.body.count > 1000, "the premise: \(direct.status), \(direct.body.count) bytes")
+        // Relayed as the client sent it: the client gets the server's words, on one short line,
+        // with the server's status class, and no SDK retry on top of the gateway's own.
+        let env = try environment(server)
+        let response = try chat(env, Self.nullContentTurn)
+        let message = response.json?["error"]?["message"]?.stringValue ?? ""
+        #expect(response.status == 502 && message.contains("validation error"), "\(response.text.prefix(600))")
+        #expect(message.count <= 400 && !message.contains("\n"), "\(message.count) characters: \(message)")
+        #expect(response.header("x-should-retry") == "false")
+    }
+
     @Test(.timeLimit(.minutes(10)))
     func aNonStreamedRunIsBoundedByTheInnerCallLimit() throws {
         let server = try Self.server.get()
-        // The server rejects an assistant turn with a null content; the gateway never sends one.
-        let null = try server.chat(#"{"model":"m","max_tokens":4,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"fusion","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"{}"}]}"#)
-        #expect(null.status == 500, "the premise: the server rejects a null content (\(null.status))")
 
         let limit: Int64 = 24
         let env = try environment(server, innerTokens: limit)
