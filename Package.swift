@@ -99,16 +99,19 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Tests only: SSE readers written from the specs, to check what the gateway writes.
+        .target(name: "SSEReference", path: "Tests/SSEReference", swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["GatewayCore", "SSEReference", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
         .testTarget(
             name: "SurfacesTests",
-            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", "SSEReference",
+                           .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "ApplicationTests", dependencies: ["Application", "Gateway", "GatewayCore"], swiftSettings: strict),

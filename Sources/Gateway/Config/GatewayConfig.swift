@@ -234,7 +234,7 @@ public struct GatewayConfig: Sendable {
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
                 }
-                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models"],
+                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models", "max_tokens_field"],
                                        hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
                 let kindName = try provider.string("kind") ?? "openai"
                 guard let kind = Provider.Kind(rawValue: kindName) else {
@@ -255,12 +255,22 @@ public struct GatewayConfig: Sendable {
                         headers[header] = text
                     }
                 }
-                config.providers[name] = Provider(
+                var parsed = Provider(
                     name: name, kind: kind,
                     baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
                     apiKeyEnvironmentVariable: try provider.string("api_key_env"),
                     headers: headers,
                     models: try provider.stringList("models"))
+                if let field = try provider.string("max_tokens_field") {
+                    guard kind == .openai else {
+                        throw ConfigError("\(provider.path).max_tokens_field applies to kind openai only (\(kind.rawValue) has its own field)")
+                    }
+                    guard let value = ProviderEndpoint.MaxTokensField(rawValue: field) else {
+                        throw ConfigError("\(provider.path).max_tokens_field must be 'max_tokens' or 'max_completion_tokens'")
+                    }
+                    parsed.maxTokensField = value
+                }
+                config.providers[name] = parsed
             }
         }
         if let fusion = try top.child("fusion") {
@@ -284,7 +294,7 @@ public struct GatewayConfig: Sendable {
 extension GatewayConfig {
     static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
         try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
-                            "judge_timeout_ms", "panel_context", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes"])
+                            "judge_timeout_ms", "panel_context", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes", "max_completion_tokens"])
         guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
         var presets: [String: FusionSettings.Preset] = [:]
         guard let presetNodes = try node.child("presets") else {
@@ -308,6 +318,7 @@ extension GatewayConfig {
         settings.maxInnerCalls = try node.int("max_inner_calls", in: 3...10_000) ?? settings.maxInnerCalls
         settings.maxWebToolCalls = try node.int("max_web_tool_calls", in: 0...10_000) ?? settings.maxWebToolCalls
         settings.maxUpstreamBytes = try node.int("max_upstream_bytes", in: (64 << 10)...(64 << 30)) ?? settings.maxUpstreamBytes
+        if let limit = try node.int("max_completion_tokens", in: 1...1_000_000) { settings.defaultMaxTokens = Int64(limit) }
         if let context = try node.string("panel_context") {
             guard let value = FusionSettings.PanelContext(rawValue: context) else {
                 throw ConfigError("\(node.path).panel_context must be 'conversation' or 'last_message'")
@@ -372,72 +383,3 @@ extension GatewayConfig {
     }
 }
 
-
-public struct ConfigError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A YAML node with the path used in error messages.
-struct ConfigNode {
-    let node: Node
-    let path: String
-
-    init(_ node: Node, path: String) throws {
-        self.node = node
-        self.path = path
-    }
-
-    func members() throws -> [(String, ConfigNode)] {
-        guard let mapping = node.mapping else { throw ConfigError("\(path) must be a mapping") }
-        return try mapping.map { key, value in
-            guard let name = key.string else { throw ConfigError("\(path): keys must be strings") }
-            return (name, try ConfigNode(value, path: "\(path).\(name)"))
-        }
-    }
-
-    func allowOnly(_ keys: Set<String>, hint: String? = nil) throws {
-        for (name, _) in try members() where !keys.contains(name) {
-            var message = "\(path): unknown key '\(name)' (allowed: \(keys.sorted().joined(separator: ", ")))"
-            if let hint { message += "; \(hint)" }
-            throw ConfigError(message)
-        }
-    }
-
-    func child(_ key: String) throws -> ConfigNode? {
-        try members().first { $0.0 == key }?.1
-    }
-
-    func string(_ key: String) throws -> String? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.scalar?.string else { throw ConfigError("\(child.path) must be a string") }
-        return value
-    }
-
-    func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.int, range.contains(value) else {
-            throw ConfigError("\(child.path) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return value
-    }
-
-    func milliseconds(_ key: String) throws -> UInt64? {
-        try int(key, in: 1...86_400_000).map(UInt64.init)
-    }
-
-    func bool(_ key: String) throws -> Bool? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.bool else { throw ConfigError("\(child.path) must be true or false") }
-        return value
-    }
-
-    func stringList(_ key: String) throws -> [String]? {
-        guard let child = try child(key) else { return nil }
-        guard let sequence = child.node.sequence else { throw ConfigError("\(child.path) must be a list of strings") }
-        return try sequence.map { item in
-            guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
-            return value
-        }
-    }
-}

@@ -64,6 +64,10 @@ public struct ResponsesFusionRenderer: Sendable {
         case .answer(let event):
             if case .finish = event { annotate(sources, &out) }
             writer.append(event, to: &out)
+        case .serverToolCalls:
+            // The openrouter:fusion item already holds the result, and a client sends it back
+            // as an input item (see ResponsesInput): a parallel turn needs nothing more here.
+            break
         }
     }
 
