@@ -20,7 +20,7 @@ public final class GatewayApplication: Sendable {
         if config.simulatedModels {
             let host = try SimulatorHost()
             simulator = host
-            config.providers[GatewayConfig.simulatedProviderName] = host.provider
+            for provider in host.providers { config.providers[provider.name] = provider }
             if let web = config.web, web.simulated { config.web = web.resolvingSimulatedWeb(port: host.port, key: host.key) }
         } else {
             simulator = nil
@@ -49,14 +49,17 @@ public final class GatewayApplication: Sendable {
     }
 }
 
-/// The simulated models' server on a thread of its own, and the provider that reaches it.
+/// The simulated models' server on a thread of its own, and the providers that reach it: `sim`
+/// over OpenAI's chat completions, `sim-anthropic` over Anthropic's Messages API, `sim-gemini`
+/// over Gemini's (the same scenarios in each vendor's wire format, so a mixed-vendor panel runs
+/// on the embedded default).
 final class SimulatorHost: Sendable {
     private let thread = EventLoopThread(name: "fusion-sim")
     private let box = Box()
     let port: Int
     /// Only the gateway holds it: the simulator's port is open on loopback, but nothing else can use it.
     let key: String
-    let provider: GatewayConfig.Provider
+    let providers: [GatewayConfig.Provider]
 
     /// Loop-confined: created, used and shut down on `thread.loop` only.
     private final class Box: @unchecked Sendable { var mock: MockUpstream? }
@@ -76,10 +79,14 @@ final class SimulatorHost: Sendable {
             thread.shutdown()
             throw error
         }
-        var provider = GatewayConfig.Provider(name: GatewayConfig.simulatedProviderName, baseURL: "http://127.0.0.1:\(port)/v1",
-                                              catalog: SimulatedModelCatalog())
-        provider.apiKey = key
-        self.provider = provider
+        let base = "http://127.0.0.1:\(port)"
+        providers = [(GatewayConfig.simulatedProviderName, GatewayConfig.Provider.Kind.openai, base + "/v1"),
+                     (GatewayConfig.simulatedAnthropicProviderName, .anthropic, base + "/v1"),
+                     (GatewayConfig.simulatedGeminiProviderName, .gemini, base + "/v1beta")].map { name, kind, url in
+            var provider = GatewayConfig.Provider(name: name, kind: kind, baseURL: url, catalog: SimulatedModelCatalog(providerName: name))
+            provider.apiKey = key
+            return provider
+        }
     }
 
     func stop() {
@@ -91,19 +98,22 @@ final class SimulatorHost: Sendable {
 
 /// The simulated models' names: a scenario with options (`sim/paced:deltas=10`).
 public struct SimulatedModelCatalog: ModelCatalog {
-    public init() {}
+    public let providerName: String
+    public init(providerName: String = GatewayConfig.simulatedProviderName) {
+        self.providerName = providerName
+    }
     public var models: [String] { MockScenario.modelNames }
     public var isSimulated: Bool { true }
 
     /// An unknown scenario is a 404 like any unknown model; a bad option is a 400 naming it,
     /// checked here before any work, as the simulator itself would check it.
     public func validate(_ model: String) throws(APIError) {
-        let slug = "\(GatewayConfig.simulatedProviderName)/\(model)"
+        let slug = "\(providerName)/\(model)"
         do {
             _ = try MockScenario.parse(model: model)
         } catch .unknownScenario {
-            let list = MockScenario.modelNames.map { "\(GatewayConfig.simulatedProviderName)/\($0)" }.joined(separator: ", ")
-            throw .modelNotFound(slug, detail: "provider '\(GatewayConfig.simulatedProviderName)' serves only: \(list)")
+            let list = MockScenario.modelNames.map { "\(providerName)/\($0)" }.joined(separator: ", ")
+            throw .modelNotFound(slug, detail: "provider '\(providerName)' serves only: \(list)")
         } catch {
             throw .invalidModelOption(slug, error)
         }

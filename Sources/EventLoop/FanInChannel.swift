@@ -21,6 +21,8 @@ public final class FanInChannel: @unchecked Sendable {
     public let loop: EventLoop
     /// Consumer loop only: called with each record (bytes valid during the call).
     public var onRecords: ((_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> Void)?
+    /// After each drain (records delivered or not): the consumer's chance to act on an empty ring.
+    public var onDrained: (() -> Void)?
     /// Consumer loop only: while false, records stay in the ring (the consumer's own
     /// backpressure, e.g. a client socket that is not draining). Set true and call `drainSoon()`.
     public var isAcceptingRecords = true
@@ -93,6 +95,7 @@ public final class FanInChannel: @unchecked Sendable {
                 guard isAcceptingRecords, !closed else { break }
             }
         }
+        if !closed, let onDrained { onDrained() }
         // Acquire: pairs with the release in `resumeWhenSpace`.
         if hasWaiters.load(ordering: .acquiring), buffer.approximateOccupancy < buffer.capacity / 2 {
             let ready = waiters.withLock { list -> [(EventLoop, @Sendable () -> Void)] in
@@ -124,6 +127,7 @@ public final class FanInChannel: @unchecked Sendable {
         closed = true
         closedForProducers.store(true, ordering: .releasing)
         onRecords = nil
+        onDrained = nil
         waiters.withLock { $0.removeAll() }
     }
 }

@@ -68,8 +68,10 @@ public enum FusionPlan: Sendable {
         // caller's, or the fusion function named.
         let forced = plugin != nil || (request.toolChoice == .required && callerTools.isEmpty)
             || request.toolChoice == .function(toolName)
-        return .fusion(FusionRequest(outerModel: outerModel, parameters: parameters, parameterPath: parameterPath, base: base,
-                                     structuredEvents: structuredEvents, depth: depth, forced: forced))
+        var fusion = FusionRequest(outerModel: outerModel, parameters: parameters, parameterPath: parameterPath, base: base,
+                                   structuredEvents: structuredEvents, depth: depth, forced: forced)
+        fusion.entryPoint = isAlias ? request.model : plugin != nil ? "fusion_plugin" : "fusion_tool"
+        return .fusion(fusion)
     }
 }
 
@@ -89,6 +91,9 @@ public struct FusionRequest: Sendable {
     /// The request leaves the outer model no choice but fusion (the plugin form, or a tool choice
     /// that can only be fusion): its first turn is skipped.
     public var forced: Bool
+    /// How the client asked for Fusion, as the generation record's `router` says: the alias it
+    /// named (`fusion`, `openrouter/fusion`), `fusion_tool` or `fusion_plugin`.
+    public var entryPoint = "fusion"
 
     public init(outerModel: String, parameters: FusionParameters, parameterPath: String, base: ModelRequest,
                 structuredEvents: Bool, depth: Int, forced: Bool = false) {

@@ -2,7 +2,7 @@ import GatewayCore
 import Providers
 
 /// Why a panel member produced no answer.
-public enum MemberFailureReason: String, Sendable, Equatable {
+public enum MemberFailureReason: String, Sendable, Equatable, CaseIterable {
     case upstreamError = "upstream_error"
     case rateLimited = "rate_limited"
     case timeout

@@ -299,23 +299,25 @@ extension FusionSessionMachine {
         var out = cancelAllCalls()
         guard let turn = firstTurn, let fusionCall = turn.fusionCall else { return out + complete(at: time) }
         out += turn.extraFusionCalls.map { .output(.progress(.invocationCapped(arguments: $0.arguments))) }
-        let callerCalls = turn.callerCalls
-        if !callerCalls.isEmpty {
-            // A parallel turn: the caller's calls (already streamed) need the caller's results
-            // before the model can go on; the turn goes back to the client.
-            deferredCallerCalls = callerCalls
-            finishReason = .toolCalls
-            return out + [.output(.answer(.finish(.toolCalls)))] + complete(at: time)
-        }
-        phase = .outerFinal
         let capped = String(decoding: JSONValue.object([
             "status": .string("error"), "failure_reason": .string("fusion_invocation_capped"),
             "error": .string("fusion runs once per request; this call was not run"),
         ]).serialized(), as: UTF8.self)
-        let results = [(fusionCall.id, String(decoding: result.json.serialized(), as: UTF8.self))]
-            + turn.extraFusionCalls.map { ($0.id, capped) }
-        out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.text,
-                                                          calls: [fusionCall] + turn.extraFusionCalls, results: results),
+        let answered = [ServerToolCall(call: fusionCall, result: String(decoding: result.json.serialized(), as: UTF8.self))]
+            + turn.extraFusionCalls.map { ServerToolCall(call: $0, result: capped) }
+        let callerCalls = turn.callerCalls
+        if !callerCalls.isEmpty {
+            // A parallel turn: the caller's calls (already streamed) need the caller's results
+            // before the model can go on, so the turn goes back to the client, a real parallel
+            // tool-call turn: its calls, and the fusion calls with their results, which the
+            // client sends back with the turn for the next request to restore.
+            deferredCallerCalls = callerCalls
+            finishReason = .toolCalls
+            return out + [.output(.serverToolCalls(answered)), .output(.answer(.finish(.toolCalls)))] + complete(at: time)
+        }
+        phase = .outerFinal
+        out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.text, calls: answered.map(\.call),
+                                                          results: answered.map { ($0.call.id, $0.result) }),
                           final: true, at: time)
         return out
     }

@@ -104,6 +104,23 @@ public struct FusionSessionMachine: Sendable {
         case finalAnswerStarts(model: String)
         /// A piece of the completion the client asked for (text, reasoning, its own tool calls, the finish).
         case answer(ModelEvent)
+        /// The turn goes back to the client with its own tool calls, but it also called fusion:
+        /// the fusion calls and their results, for the client to send back with the turn (so
+        /// the next request's conversation holds the whole parallel turn). Just before the finish.
+        case serverToolCalls([ServerToolCall])
+    }
+
+    /// A call to the fusion tool that the gateway answered, with the result the outer model is
+    /// to see for it.
+    public struct ServerToolCall: Sendable, Equatable {
+        public var call: ToolCall
+        /// The tool message's content (the fusion result's JSON, or the capped result).
+        public var result: String
+
+        public init(call: ToolCall, result: String) {
+            self.call = call
+            self.result = result
+        }
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -160,7 +177,8 @@ public struct FusionSessionMachine: Sendable {
     public internal(set) var webToolCalls = 0
     public internal(set) var searchResults = 0
     /// The caller's own tool calls made in the same turn as the fusion call: the turn is handed
-    /// back to the client with them (it alone can answer them).
+    /// back to the client with them (it alone can answer them), the fusion calls answered
+    /// (`Output.serverToolCalls`).
     public internal(set) var deferredCallerCalls: [ToolCall] = []
     /// Whether the deliberation ran.
     public var deliberated: Bool { deliberation != nil }

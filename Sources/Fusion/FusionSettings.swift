@@ -40,6 +40,8 @@ public struct FusionSettings: Sendable, Equatable {
     public var maxInnerCalls = 200
     /// Web tool calls one request may make, over the whole panel and the judge.
     public var maxWebToolCalls = 64
+    /// Bytes all of one deliberation's upstream responses may bring in together.
+    public var maxUpstreamBytes = 256 << 20
     /// The output limit of a panel or judge call whose request sets none (`max_completion_tokens`
     /// in the fusion parameters): a rambling model must not hold a deliberation for minutes.
     public var defaultMaxTokens: Int64? = 4096
@@ -71,6 +73,8 @@ public struct FusionSettings: Sendable, Equatable {
             "budget": Preset(analysisModels: ["sim/expert-1", "sim/expert-2"]),
             // A member that searches and reads the simulated web (when web tools are on).
             "research": Preset(analysisModels: ["sim/researcher", "sim/expert-1", "sim/expert-2"]),
+            // Each member behind another vendor's API (OpenAI's, Anthropic's, Gemini's), judged behind Anthropic's.
+            "mixed": Preset(analysisModels: ["sim/expert-1", "sim-anthropic/expert-2", "sim-gemini/expert-3"], judge: "sim-anthropic/outer"),
         ],
         defaultPreset: "quality")
         .with(prices: ["sim/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)])  // the simulator's made-up 2 µ$ per token

@@ -129,7 +129,9 @@ import Testing
         let direct = try env.chat(fusionBody(stream: false, question: "Hi there"))
         #expect(direct.json?["fusion"] == nil)
         #expect(direct.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains("direct answer") == true)
-        #expect(try env.generation(direct.header("x-generation-id"))?["router"] == .null)
+        // The record names the entry point that ran it; no deliberation: one call, the outer model's.
+        let record = try env.generation(direct.header("x-generation-id"))
+        #expect(record?["router"] == .string("fusion") && record?["fusion"]?["calls"]?.arrayValue?.count == 1, "\(String(describing: record))")
         // tool_choice "required" forces it, and the outer model's first turn (which could only
         // call the tool) is not made: the panel starts at once.
         let requestsBefore = env.mockStats.counts.requests
@@ -339,7 +341,7 @@ import Testing
         #expect(env.eventually { env.mockStats.counts.active == 0 })
         let record = try #require(try env.generation(id))
         #expect(record["cancelled"] == .bool(true))
-        #expect(record["router"] == .string("fusion"))
+        #expect(record["router"] == .string("fusion_tool"))
     }
 }
 

@@ -271,7 +271,16 @@ import Testing
         let data = try #require(models.json?["data"]?.arrayValue)
         let simulated = data.filter { $0["simulated"]?.boolValue == true }
         #expect(simulated.contains { $0["id"]?.stringValue == "sim/normal" })
-        #expect(simulated.allSatisfy { $0["id"]?.stringValue?.hasPrefix("sim/") == true })
+        let prefixes = ["sim/", "sim-anthropic/", "sim-gemini/"]
+        #expect(simulated.allSatisfy { entry in prefixes.contains { entry["id"]?.stringValue?.hasPrefix($0) == true } })
+        #expect(simulated.contains { $0["id"]?.stringValue == "sim-gemini/normal" })
         #expect(data.contains { $0["id"]?.stringValue == "listed/normal" })
+        // The aliases describe the deliberation; unlisted providers are named, not enumerated.
+        let fusion = data.first { $0["id"] == .string("fusion") }?["fusion"]
+        #expect(fusion?["presets"]?["budget"]?.arrayValue?.count == 2 && fusion?["default_preset"] == .string("quality"), "\(models.text)")
+        #expect(data.contains { $0["id"] == .string("openrouter/fusion") })
+        let unlisted = models.json?["providers"]?.arrayValue ?? []
+        #expect(unlisted.contains { $0["name"] == .string("mock") && $0["models"] == .string("any") }, "\(models.text)")
+        #expect(!unlisted.contains { $0["name"] == .string("listed") })
     }
 }

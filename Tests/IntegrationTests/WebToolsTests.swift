@@ -87,6 +87,30 @@ import Web
         #expect(metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_fetch",outcome="ok"}"#) == 1)
     }
 
+    /// The tool loop behind Anthropic's and Gemini's APIs: the calls come in the vendor's stream,
+    /// the results go back in its shape (`tool_result` blocks, `functionResponse` parts), the
+    /// judge sits behind the same API, and the citations still reach the client.
+    @Test(arguments: ["anthropic", "gemini"])
+    func researchersBehindNativeAPIsSearchReadAndCite(kind: String) throws {
+        let env = try TestEnvironment(web: true) { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["native"] = kind == "anthropic"
+                ? .init(name: "native", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+                : .init(name: "native", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta", apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let researcher = "native/researcher:pace_ms=1"
+        let response = try env.chat(body("What do studies say about congestion pricing?",
+                                         parameters: panel(researcher) + #","model":"native/outer:pace_ms=1"}"#))
+        #expect(response.status == 200, "\(kind): \(response.text.suffix(500))")
+        let prefix = "fusion panel[0] \(researcher): "
+        #expect(response.comments.contains { $0.hasPrefix(prefix + "web_search done: 3 results") }, "\(kind)")
+        #expect(response.comments.contains { $0.hasPrefix(prefix + "web_fetch done: page read") }, "\(kind)")
+        let base = "http://127.0.0.1:\(env.mockPort)/web/page/"
+        #expect(memberText(response, model: researcher).contains("[Simulated source 1](\(base)1) reports:"), "\(kind): the tool results reached the model")
+        #expect(annotations(response).count == 3, "\(kind)")
+        #expect(response.comments.contains { $0.hasPrefix("fusion judge native/outer:pace_ms=1: analysis ready") }, "\(kind)")
+    }
+
     @Test func nonStreamedAnswerCarriesAnnotationsOnTheMessage() throws {
         let env = try TestEnvironment(web: true)
         let response = try env.chat(body("Research the history of congestion pricing", parameters: panel("mock/researcher:pace_ms=1") + "}",

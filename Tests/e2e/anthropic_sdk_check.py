@@ -3,7 +3,10 @@
 needs every event named, message_start first, dense block indexes and usage on message_delta),
 its error handling, and a whole message.
 
-Usage: python anthropic_sdk_check.py FIXTURES_DIR
+Usage: python anthropic_sdk_check.py FIXTURES_DIR         replay the golden files
+       python anthropic_sdk_check.py --gateway BASE_URL   against a running fusion-gateway (its
+                                                          simulated models): streamed, whole, tool
+                                                          use, fusion, errors
 Exits non-zero with a message on the first failed check; prints one line per passed check.
 """
 import http.server
@@ -13,8 +16,79 @@ import threading
 
 import anthropic
 
-root = sys.argv[1]
 served = {}
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        print(f"FAIL {name}: {detail}")
+        sys.exit(1)
+    print(f"ok   {name}")
+
+
+def gateway_checks(base_url):
+    """The SDK against the gateway itself (BASE_URL without /v1: the SDK adds it)."""
+    client = anthropic.Anthropic(base_url=base_url, api_key="not-needed", max_retries=0, timeout=60)
+    ask = dict(max_tokens=256, messages=[{"role": "user", "content": "Why is the sky blue?"}])
+    with client.messages.stream(model="sim/normal:pace_ms=1", **ask) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    check("gateway: streamed text", text.startswith("This is a simulated answer") and final.content[0].text == text, repr(text))
+    check("gateway: streamed usage and stop", final.usage.output_tokens > 0 and final.stop_reason == "end_turn", repr(final))
+    check("gateway: the message names the model asked for", final.model == "sim/normal:pace_ms=1", final.model)
+
+    message = client.messages.create(model="sim/normal", **ask)
+    check("gateway: whole message", message.content[0].text.startswith("This is a simulated answer")
+          and message.usage.input_tokens > 0, repr(message))
+
+    tools = [{"name": "get_weather", "description": "The weather in a city",
+              "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}}}]
+    weather = dict(max_tokens=256, tools=tools, messages=[{"role": "user", "content": "Weather in Paris?"}])
+    with client.messages.stream(model="sim/tool-call:pace_ms=1", **weather) as stream:
+        final = stream.get_final_message()
+    calls = [block for block in final.content if block.type == "tool_use"]
+    check("gateway: streamed tool use", final.stop_reason == "tool_use" and len(calls) == 1 and calls[0].name == "get_weather"
+          and calls[0].input.get("location") == "Paris, France", repr(final.content))
+    followup = client.messages.create(model="sim/normal", max_tokens=256, tools=tools, messages=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": calls[0].id, "name": "get_weather", "input": calls[0].input}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": calls[0].id, "content": "18 C, sunny"}]}])
+    check("gateway: a tool result round trip", followup.stop_reason == "end_turn" and followup.content[0].type == "text", repr(followup))
+
+    question = dict(max_tokens=1024, messages=[{"role": "user", "content": "Should cities ban cars from their centres?"}])
+    with client.messages.stream(model="fusion", **question) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    check("gateway: fusion streams its final answer, the deliberation unseen", text.startswith("Drawing on a panel"), repr(text[:200]))
+    check("gateway: fusion usage summed", final.usage.output_tokens > 0, repr(final.usage))
+    whole = client.messages.create(model="fusion", **question)
+    check("gateway: fusion whole", whole.content[-1].text.startswith("Drawing on a panel"), repr(whole.content))
+
+    try:
+        client.messages.create(model="sim/error:status=503", **ask)
+        check("gateway: upstream failure raises", False, "no error")
+    except anthropic.APIStatusError as error:
+        check("gateway: upstream failure raises with its status and Anthropic's shape", error.status_code in (502, 503)
+              and isinstance(error.body, dict) and error.body.get("type") == "error", repr(error.body))
+    try:
+        client.messages.create(model="sim/normal", max_tokens=0, messages=ask["messages"])
+        check("gateway: a bad request raises", False, "no error")
+    except anthropic.BadRequestError as error:
+        check("gateway: a bad request is a 400 naming the field", "max_tokens" in str(error.body), repr(error.body))
+    try:
+        with client.messages.stream(model="sim/error-mid-stream:pace_ms=1", **ask) as stream:
+            "".join(stream.text_stream)
+        check("gateway: a stream broken off raises", False, "no error")
+    except anthropic.APIStatusError as error:
+        check("gateway: a stream broken off raises", True, repr(error))
+    print("anthropic SDK", anthropic.__version__, "all gateway checks passed")
+
+
+if sys.argv[1:2] == ["--gateway"]:
+    gateway_checks(sys.argv[2])
+    sys.exit(0)
+
+root = sys.argv[1]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,13 +110,6 @@ server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{server.server_port}", api_key="unused", max_retries=0, timeout=10)
 request = dict(model="fusion", max_tokens=100, messages=[{"role": "user", "content": "Should cities ban cars?"}])
-
-
-def check(name, condition, detail=""):
-    if not condition:
-        print(f"FAIL {name}: {detail}")
-        sys.exit(1)
-    print(f"ok   {name}")
 
 
 served["next"] = "messages-tool-use.sse"

@@ -3,6 +3,7 @@ import DequeModule
 import FanIn
 import Foundation
 import GatewayCore
+import Providers
 import Surfaces
 import Synchronization
 
@@ -125,6 +126,42 @@ let benchmarks: @Sendable () -> Void = {
         var relay = SSERelay()
         var out: [UInt8] = []
         out.reserveCapacity(4096)
+        event.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations {
+                out.removeAll(keepingCapacity: true)
+                _ = relay.relay(bytes, into: &out)
+                blackHole(out.count)
+            }
+        }
+    }
+
+    // Translation cost (issue: translated ≤ 1.5× pass-through per forwarded event). The same
+    // text delta, as an OpenAI chunk relayed to a chat client (id and model rewritten), and as
+    // an Anthropic `content_block_delta` translated to a chat chunk.
+    Benchmark("Chat client, OpenAI upstream: pass-through per event", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let event = Array("data: ".utf8) + chunk + Array("\n\n".utf8)
+        var relay = ChatStreamRelay.passThrough(id: "gen-0123456789abcdef01234567", model: "openai/gpt-5", maxEventBytes: 1 << 20,
+                                                usageFallback: nil)
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        event.withUnsafeBytes { bytes in
+            for _ in benchmark.scaledIterations {
+                out.removeAll(keepingCapacity: true)
+                _ = relay.relay(bytes, into: &out)
+                blackHole(out.count)
+            }
+        }
+    }
+    Benchmark("Chat client, Anthropic upstream: translated per event", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let start = Array(("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n"
+                           + "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n").utf8)
+        let event = Array("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"token \"}}\n\n".utf8)
+        var relay = ChatStreamRelay.translating(AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                                id: "gen-0123456789abcdef01234567", model: "anthropic/claude", created: 1795563199,
+                                                includeUsage: true)
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        start.withUnsafeBytes { _ = relay.relay($0, into: &out) }
         event.withUnsafeBytes { bytes in
             for _ in benchmark.scaledIterations {
                 out.removeAll(keepingCapacity: true)

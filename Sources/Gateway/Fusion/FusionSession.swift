@@ -12,7 +12,8 @@ import Web
 /// calls on the gateway's loops, web tool calls, output for the client) and feeds it what
 /// happens. Every inner call reports through the session's fan-in channel, which also carries
 /// the client's bytes, so the session's state lives on one loop while its panel runs on all.
-final class FusionSession {
+/// `Renderer` writes the client's API (chat completions, Responses, Anthropic Messages).
+final class FusionSession<Renderer: FusionRenderer> {
     /// Every model the request may use, resolved up front (a bad one is a 400 naming its field).
     struct Routes {
         var byModel: [String: ModelRoute]
@@ -21,22 +22,33 @@ final class FusionSession {
     }
 
     private var machine: FusionSessionMachine
-    private var renderer: FusionChatRenderer
+    private var renderer: Renderer
+    private let api: ClientAPI
     private let routes: Routes
     private let writer: HTTPResponseWriter
     private let workers: [UpstreamWorker]
     private let loop: EventLoop
     private let upstream: GatewayConfig.Upstream
     private let redactor: Redactor
-    private let generationID: String
+    private var generationID: String { record.id }
     /// Gateways the request passed through before this one (`x-fusion-hops`).
     private let hops: Int
     private let slowClientTimeout: UInt64
     private let metrics: GatewayMetrics?
     private let web: WebToolRunner?
-    private let startedAt = EventLoop.monotonicNanoseconds()
+    /// When the request arrived (monotonic ns): the zero of the session's clock.
+    private let startedAt: UInt64
     private var onFinish: ((GenerationRecord) -> Void)?
     private var record: GenerationRecord
+    /// How the response is ending (see `ResponseEnding`).
+    private var sentStatus: Int?
+    private var failure: RecordError?
+    private var cancelled = false
+    /// Every upstream call's record, and the gateway's own time per phase.
+    private var callLog: InnerCallLog
+    private var meter = OverheadMeter()
+    private var callStarts: [FusionSessionMachine.CallID: UInt64] = [:]
+    private var countedDeliberation = false
     private var stream: ClientStream!
     private var watchdog: StreamWatchdog?
     private var calls: [FusionSessionMachine.CallID: CallHandle] = [:]
@@ -45,9 +57,14 @@ final class FusionSession {
     private var timers: [FusionTimer: LoopTimer] = [:]
     private var out: [UInt8] = []
     private var finished = false
+    /// What all of this deliberation's upstream responses may bring in.
+    private let budget: ByteBudget
 
-    init(request: FusionRequest, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker], settings: FusionSettings,
-         upstream: GatewayConfig.Upstream, redactor: Redactor, generationID: String, hops: Int = 0, metrics: GatewayMetrics? = nil,
+    /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
+    /// `startedAt`: when the request arrived (monotonic ns).
+    init(request: FusionRequest, renderer: Renderer, api: ClientAPI, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
+         settings: FusionSettings, upstream: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
+         startedAt: UInt64 = EventLoop.monotonicNanoseconds(), hops: Int = 0, metrics: GatewayMetrics? = nil,
          slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.routes = routes
         self.writer = writer
@@ -55,7 +72,7 @@ final class FusionSession {
         loop = workers[0].loop
         self.upstream = upstream
         self.redactor = redactor
-        self.generationID = generationID
+        self.startedAt = startedAt
         self.hops = hops
         self.metrics = metrics
         self.web = web
@@ -74,9 +91,15 @@ final class FusionSession {
                                        panelTools: tools(request.parameters.webSearch, \.panel),
                                        judgeTools: tools(request.parameters.judgeWebSearch, \.judge),
                                        readableProgress: request.stream && !request.structuredEvents)
-        renderer = FusionChatRenderer(id: generationID, model: request.outerModel, created: Int(Date().timeIntervalSince1970),
-                                      stream: request.stream, includeUsage: request.includeUsage, namedEvents: request.structuredEvents)
-        record = GenerationRecord(id: generationID, model: request.outerModel, streamed: request.stream)
+        self.renderer = renderer
+        self.api = api
+        budget = ByteBudget(limit: settings.maxUpstreamBytes)
+        var record = record
+        record.kind = .fusion
+        record.model = request.outerModel
+        record.provider = routes.byModel[request.outerModel]?.endpoint.name
+        self.record = record
+        callLog = InnerCallLog(requestStart: startedAt, redactor: redactor)
     }
 
     /// Resolves every model the request may use, so a bad one is a 400 naming its field before
@@ -119,7 +142,7 @@ final class FusionSession {
         stream = ClientStream(writer: writer, loop: loop, capacity: 128)
         stream.onEvent = { [unowned self] producer, kind, bytes in didReceive(producer, kind, bytes) }
         writer.onClientGone = { [unowned self] in
-            record.cancelled = true
+            cancelled = true
             perform(machine.cancel())
             finish()
         }
@@ -130,13 +153,15 @@ final class FusionSession {
                 sendKeepAlive: { [unowned self] in write(Array(": keep-alive\n\n".utf8)) },
                 dropClient: { [unowned self] in
                     // The client takes nothing: drop it rather than pin the whole panel.
-                    record.error = "client_too_slow"
-                    record.cancelled = true
+                    failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
+                    cancelled = true
                     perform(machine.cancel())
                     writer.abort()
                     finish()
                 })
         }
+        // Forced fusion has no first outer turn: the panel starts with the request.
+        meter.begin(machine.request.forced ? .panel : .outerFirst, at: startedAt)
         perform(machine.start(at: now))
     }
 
@@ -146,16 +171,23 @@ final class FusionSession {
     private func didReceive(_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
         guard !finished else { return }
         let event: FusionSessionMachine.Event
+        let time = EventLoop.monotonicNanoseconds()
         switch kind {
         case InnerCallRecord.ended:
             calls[producer] = nil
-            event = .callEnded(producer, InnerCallRecord.decodeEnd(bytes))
+            callStarts[producer] = nil
+            let (end, summary) = InnerCallRecord.decodeEnd(bytes)
+            if let wait = callLog.ended(producer, end, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
+            event = .callEnded(producer, end)
         case InnerCallRecord.failed:
             calls[producer] = nil
-            let (error, reason) = InnerCallRecord.decodeFailure(bytes)
+            callStarts[producer] = nil
+            let (error, reason, summary) = InnerCallRecord.decodeFailure(bytes)
+            if let wait = callLog.failed(producer, error, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
             event = .callFailed(producer, error, reason)
         default:
             guard let modelEvent = InnerCallRecord.decodeEvent(kind: kind, bytes) else { return }
+            callLog.event(producer, modelEvent, at: time)
             event = .callEvent(producer, modelEvent)
         }
         perform(machine.handle(event, at: now))
@@ -170,6 +202,7 @@ final class FusionSession {
                 startCall(call)
             case .cancelCall(let id):
                 calls.removeValue(forKey: id)?.cancel()
+                callStopped(id)
             case .runTool(let run, let call):
                 runTool(run, call)
             case .startTimer(let timer, let milliseconds):
@@ -193,10 +226,31 @@ final class FusionSession {
         }
     }
 
+    /// A call the session stopped: its wait ends now (its own report will never come).
+    private func callStopped(_ id: FusionSessionMachine.CallID) {
+        let time = EventLoop.monotonicNanoseconds()
+        callLog.cancelled(id, at: time)
+        if let start = callStarts.removeValue(forKey: id) { meter.waited(from: start, to: time) }
+    }
+
     /// Starts a call on a loop: panel members spread over every loop, the rest on this one.
     private func startCall(_ call: FusionSessionMachine.Call) {
         guard let route = routes.byModel[call.model] else { return }
         let candidates = call.role == .outer(final: false) || call.role == .outer(final: true) ? [route] + routes.outerFallbacks : [route]
+        let time = EventLoop.monotonicNanoseconds()
+        switch call.role {
+        case .member:
+            meter.begin(.panel, at: time)
+            if !countedDeliberation {
+                countedDeliberation = true
+                metrics?.deliberationStarted()
+            }
+        case .judge: meter.begin(.judge, at: time)
+        case .outer(final: true): meter.begin(.outerFinal, at: time)
+        case .outer(final: false): break
+        }
+        callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) }, at: time)
+        callStarts[call.id] = time
         let request = call.request
         let worker: UpstreamWorker
         if case .member(let index) = call.role { worker = workers[(index + 1) % workers.count] } else { worker = workers[0] }
@@ -209,9 +263,11 @@ final class FusionSession {
         let redactor = redactor
         let timeout = call.timeoutMilliseconds
         let producer = call.id
+        let metrics = metrics
+        let budget = budget
         calls[call.id] = CallHandle(on: worker, from: loop) { client in
             InnerCall(client: client, routes: candidates, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
-                      upstream: upstream, redactor: redactor, channel: channel, producer: producer)
+                      upstream: upstream, redactor: redactor, channel: channel, producer: producer, metrics: metrics, budget: budget)
         }
     }
 
@@ -220,9 +276,11 @@ final class FusionSession {
             perform(machine.handle(.toolFinished(run, .failure("web tools are not available on this gateway")), at: now))
             return
         }
+        let toolStart = EventLoop.monotonicNanoseconds()
         let task = web.run(call) { [unowned self] outcome in
             tools[run] = nil
             guard !finished else { return }
+            meter.waited(from: toolStart, to: EventLoop.monotonicNanoseconds())
             metrics?.countWebTool(name: call.name, failed: outcome.error != nil)
             perform(machine.handle(.toolFinished(run, outcome), at: now))
         }
@@ -233,10 +291,14 @@ final class FusionSession {
 
     private func openStream() {
         guard machine.request.stream, writer.state == .pending else { return }
+        sentStatus = 200
         writer.startStream(status: 200, headers: [
             ("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"), ("X-Generation-Id", generationID),
         ])
+        var start: [UInt8] = []
+        renderer.renderStart(into: &start)
+        if !start.isEmpty { stream.emit(start) }
     }
 
     private func write(_ bytes: [UInt8]) {
@@ -247,17 +309,10 @@ final class FusionSession {
         watchdog?.noteWrite()
     }
 
-    /// Usage summed over every call, with the per-call breakdown when fusion ran.
-    private var usageJSON: JSONValue {
-        guard case .object(var usage) = machine.totalUsage.json else { return .null }
-        if machine.deliberated {
-            var fusion: [String: JSONValue] = ["calls": .array(machine.calls.map(\.json))]
-            // The totals leave out what no upstream reported: say so rather than count it as 0.
-            let unknown = machine.calls.filter { $0.usage == nil }.count
-            if unknown > 0 { fusion["calls_without_usage"] = .int(Int64(unknown)) }
-            usage["fusion"] = .object(fusion)
-        }
-        return .object(usage)
+    /// What the response ends with: usage summed over every call, per call when fusion ran.
+    private var totals: FusionTotals {
+        FusionTotals(usage: machine.totalUsage, calls: machine.deliberated ? machine.calls : nil, fusion: machine.fusionResult,
+                     finishReason: machine.finishReason, sources: machine.sources)
     }
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {
@@ -266,31 +321,64 @@ final class FusionSession {
         case .completed:
             if machine.request.stream {
                 out.removeAll(keepingCapacity: true)
-                renderer.renderEnd(usage: usageJSON, sources: machine.sources, into: &out)
+                renderer.renderEnd(totals, into: &out)
                 write(out)
                 stream.emitEnd()
             } else {
-                writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)],
-                               body: renderer.completion(usage: usageJSON, fusion: machine.fusionResult,
-                                                         finishReason: machine.finishReason, sources: machine.sources))
+                do {
+                    let body = try renderer.body(totals)
+                    writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: body)
+                    sentStatus = 200
+                } catch {
+                    failure = RecordError(error, redactor: redactor)
+                    var error = error
+                    error.headers.append(("X-Generation-Id", generationID))
+                    writer.respond(error: error, api: api)
+                    sentStatus = error.status
+                }
             }
-            record.status = 200
         case .failed(let error):
-            record.error = error.code
+            failure = RecordError(error, redactor: redactor)
             if writer.state == .streaming {
                 out.removeAll(keepingCapacity: true)
-                renderer.renderError(error, into: &out)
+                renderer.renderError(error, totals: totals, into: &out)
                 write(out)
                 stream.emitEnd()
-                record.status = 200
             } else {
                 var error = error
                 error.headers.append(("X-Generation-Id", generationID))
-                writer.respond(error: error)
-                record.status = error.status
+                writer.respond(error: error, api: api)
+                sentStatus = error.status
             }
         }
         finish()
+    }
+
+    /// The record, from the machine's accounting, the call log and the meter.
+    private func fileRecord() {
+        let time = EventLoop.monotonicNanoseconds()
+        callLog.cancelAll(at: time)
+        for start in callStarts.values { meter.waited(from: start, to: time) }
+        callStarts.removeAll()
+        meter.end(at: time)
+        // The entry point that ran it, whether or not the outer model went on to deliberate.
+        record.router = machine.request.entryPoint
+        record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
+        record.usage = machine.totalUsage
+        record.usageUnknown = machine.calls.contains { $0.usage == nil }
+        record.fusionCalls = machine.calls.map(\.json)
+        record.innerCalls = callLog.records
+        record.upstreamAttempts = record.innerCalls.reduce(0) { $0 + $1.attempts }
+        record.fallbacks = record.innerCalls.reduce(0) { $0 + $1.fallbacks }
+        record.retries = record.innerCalls.reduce(0) { $0 + max(0, $1.attempts - 1 - $1.fallbacks) }
+        record.webToolCalls = machine.webToolCalls
+        record.numSearchResults = machine.searchResults
+        record.phases = meter.timings()
+        record.fusionCost = machine.costEstimate?.report(calls: machine.calls, prices: machine.prices)
+        record.overheadMilliseconds = meter.totalOverheadMilliseconds()
+        record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: machine.finishReason?.rawValue, error: failure,
+                                    cancelled: cancelled),
+                     durationMilliseconds: OverheadMeter.milliseconds(time - startedAt))
     }
 
     /// Cancels whatever is still running and files the record. Idempotent.
@@ -311,15 +399,8 @@ final class FusionSession {
         } else {
             stream.close()
         }
-        if machine.deliberated { record.router = "fusion" }
-        record.finishReason = machine.finishReason?.rawValue ?? (record.cancelled ? nil : "stop")
-        record.firstTokenMilliseconds = machine.firstTokenAt
-        record.usage = machine.totalUsage
-        record.calls = machine.calls
-        record.fusionCost = machine.costEstimate?.report(calls: machine.calls, prices: machine.prices)
-        record.webToolCalls = machine.webToolCalls
-        record.numSearchResults = machine.searchResults
-        record.durationMilliseconds = now
+        if countedDeliberation { metrics?.deliberationEnded() }
+        fileRecord()
         let callback = onFinish
         onFinish = nil
         callback?(record)

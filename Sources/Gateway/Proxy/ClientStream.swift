@@ -36,6 +36,7 @@ final class ClientStream {
         self.maxClientBuffer = maxClientBuffer
         channel = FanInChannel(loop: loop, capacity: capacity)
         channel.onRecords = { [unowned self] producer, kind, bytes in deliver(producer, kind, bytes) }
+        channel.onDrained = { [unowned self] in writeOverflow() }
         writer.onWritable = { [unowned self] in
             guard !channel.isAcceptingRecords else { return }
             channel.isAcceptingRecords = true
@@ -101,13 +102,19 @@ final class ClientStream {
         if writer.bufferedBytes > maxClientBuffer {
             if channel.isAcceptingRecords { blockedSince = channel.loop.nowMilliseconds }
             channel.isAcceptingRecords = false  // resumes in writer.onWritable
-        } else if (!overflow.isEmpty || overflowEnds) && !channel.buffer.hasPublishedRecord {
-            for bytes in overflow { writer.writeStreamChunk(bytes) }
-            overflow.removeAll()
-            if overflowEnds {
-                overflowEnds = false
-                finishResponse()
-            }
+        }
+    }
+
+    /// After a drain: bytes that did not fit the ring go out once everything before them has
+    /// (also when the ring never held them: a record that cannot fit even an empty ring, where
+    /// the free space straddles its end). Then the end, if it waited behind them.
+    private func writeOverflow() {
+        guard !overflow.isEmpty || overflowEnds, !channel.buffer.hasPublishedRecord, writer.bufferedBytes <= maxClientBuffer else { return }
+        for bytes in overflow { writer.writeStreamChunk(bytes) }
+        overflow.removeAll()
+        if overflowEnds {
+            overflowEnds = false
+            finishResponse()
         }
     }
 

@@ -141,6 +141,10 @@ public final class GatewayServer {
         switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
             chatCompletion(request, writer)
+        case ("POST", "/v1/messages"):
+            messages(request, writer)
+        case ("POST", "/v1/responses"), ("POST", "/responses"):
+            responses(request, writer)
         case ("GET", "/v1/models"), ("GET", "/models"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList())
         case ("GET", "/metrics"):
@@ -151,8 +155,9 @@ public final class GatewayServer {
         case ("GET", "/health"), ("HEAD", "/health"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")],
                            body: Array(#"{"status":"ok"}"#.utf8))
-        case (_, "/v1/chat/completions"), (_, "/chat/completions"):
-            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"))
+        case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/responses"), (_, "/responses"):
+            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"),
+                           api: ClientAPI(path: request.path) ?? .chatCompletions)
         case (_, "/v1/models"), (_, "/models"), (_, "/health"):
             writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "GET"))
         default:
@@ -170,7 +175,7 @@ public final class GatewayServer {
             "authorization": "\(head.header("authorization") == nil ? "absent" : "present")",
         ])
         error.headers += policy.corsHeaders(for: head)
-        return error.httpResponse
+        return (ClientAPI(path: head.path) ?? .chatCompletions).response(error)
     }
 
 }

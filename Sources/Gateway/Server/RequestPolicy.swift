@@ -34,7 +34,7 @@ struct RequestPolicy: Sendable {
         if head.method == "OPTIONS" { return nil }
         if !keys.isEmpty && !Self.isPublic(head) && !isAuthorized(head) {
             return APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
-                            message: "Missing or invalid API key: send 'Authorization: Bearer <key>' with one of this gateway's keys.",
+                            message: "Missing or invalid API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>') with one of this gateway's keys.",
                             headers: [("WWW-Authenticate", "Bearer")])
         }
         // A page on another origin can POST a "simple" form or text/plain body without a
@@ -62,11 +62,26 @@ struct RequestPolicy: Sendable {
                         message: "This gateway does not answer to the host name '\(host)' (see server.allowed_hosts).")
     }
 
+    /// A key as `Authorization: Bearer <key>`, or in `x-api-key` (how Anthropic's SDKs send it).
     private func isAuthorized(_ head: HTTPRequest) -> Bool {
-        guard let header = head.header("authorization") else { return false }
+        if let key = head.header("x-api-key"), ConstantTime.matchesAny(key, keys) { return true }
+        guard let key = Self.bearerKey(head) else { return false }
+        return ConstantTime.matchesAny(key, keys)
+    }
+
+    /// The key a request presents, what authenticates it and what owns the generation records it
+    /// makes: `x-api-key` when it is one of the keys (Anthropic's clients send it), else the
+    /// `Authorization: Bearer` key.
+    func presentedKey(_ head: HTTPRequest) -> String? {
+        if let key = head.header("x-api-key"), ConstantTime.matchesAny(key, keys) { return key }
+        return Self.bearerKey(head)
+    }
+
+    private static func bearerKey(_ head: HTTPRequest) -> String? {
+        guard let header = head.header("authorization") else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
-        return ConstantTime.matchesAny(String(parts[1]), keys)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1])
     }
 
     /// The CORS headers for a response to `request`, when its `Origin` is allowed (none otherwise:

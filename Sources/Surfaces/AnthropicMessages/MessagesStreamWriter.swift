@@ -177,3 +177,16 @@ public struct MessagesStreamWriter: Sendable {
 
     private func end(_ out: inout [UInt8]) { out.append(contentsOf: "\n\n".utf8) }
 }
+
+extension MessagesStreamWriter: NeutralStreamWriter {
+    /// Anthropic's usage has no estimate flag: an estimate reads as reported.
+    public mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
+        appendEnd(usage: usage, to: &out)
+    }
+
+    /// An `error` event (after `message_start`, so the SDKs' stream helpers see a stream).
+    public mutating func appendFailure(_ error: APIError, to out: inout [UInt8]) {
+        appendStart(to: &out)
+        MessagesErrors.appendEvent(error, to: &out)
+    }
+}

@@ -12,67 +12,73 @@ public struct ChatStreamRelay {
 
     private enum Engine {
         case passThrough(SSERelay)
-        case translating(any ModelStreamDecoder, ChatChunkWriter)
+        case translating(TranslatingRelay<ChatStreamTranslation>)
         /// While the engine is taken out to be mutated: the enum must not keep a second
         /// reference to its buffers, or every mutation would copy them (per token).
         case taken
     }
 
     private var engine: Engine
-    private let includeUsage: Bool
-    private let usageFallback: SSERelay.UsageFallback?
-    /// Translating: what the upstream reported, and how the relay stands.
-    private var translatedUsage: Usage?
-    private var translatedFinish: FinishReason?
-    private var translatedEvents = 0
-    private var translatedOutcome = Outcome.streaming
 
     /// Relays an upstream speaking OpenAI's chat format.
-    public static func passThrough(id: String, model: String, maxEventBytes: Int, usageFallback: SSERelay.UsageFallback?,
-                                   redactor: Redactor = .none) -> ChatStreamRelay {
-        ChatStreamRelay(engine: .passThrough(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, usageFallback: usageFallback,
-                                                      redactor: redactor)),
-                        includeUsage: usageFallback != nil, usageFallback: usageFallback)
+    public static func passThrough(id: String, model: String, created: Int? = nil, maxEventBytes: Int,
+                                   usageFallback: SSERelay.UsageFallback?, redactor: Redactor = .none) -> ChatStreamRelay {
+        ChatStreamRelay(engine: .passThrough(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, created: created,
+                                                      usageFallback: usageFallback, redactor: redactor)))
     }
 
     /// Translates an upstream of another format (decoded by `decoder`) into chunks.
     public static func translating(_ decoder: any ModelStreamDecoder, id: String, model: String, created: Int,
                                    includeUsage: Bool, usageFallback: SSERelay.UsageFallback? = nil) -> ChatStreamRelay {
-        ChatStreamRelay(engine: .translating(decoder, ChatChunkWriter(id: id, model: model, created: created)),
-                        includeUsage: includeUsage, usageFallback: usageFallback)
+        let writer = ChatStreamTranslation(chunks: ChatChunkWriter(id: id, model: model, created: created), includeUsage: includeUsage)
+        return ChatStreamRelay(engine: .translating(TranslatingRelay(decoder: decoder, writer: writer,
+                                                                     estimatedPromptTokens: usageFallback?.promptTokens)))
     }
 
-    private init(engine: Engine, includeUsage: Bool, usageFallback: SSERelay.UsageFallback?) {
+    private init(engine: Engine) {
         self.engine = engine
-        self.includeUsage = includeUsage
-        self.usageFallback = usageFallback
     }
 
     public var outcome: Outcome {
-        if case .passThrough(let relay) = engine { return relay.outcome }
-        return translatedOutcome
+        switch engine {
+        case .passThrough(let relay): relay.outcome
+        case .translating(let relay): relay.outcome
+        case .taken: .streaming
+        }
     }
 
     /// Chunks carrying the answer (or a part of it) forwarded so far.
     public var forwardedEvents: Int {
-        if case .passThrough(let relay) = engine { return relay.forwardedEvents }
-        return translatedEvents
+        switch engine {
+        case .passThrough(let relay): relay.forwardedEvents
+        case .translating(let relay): relay.forwardedEvents
+        case .taken: 0
+        }
     }
 
     public var usage: Usage? {
-        if case .passThrough(let relay) = engine { return Usage(openAI: relay.usage) }
-        return translatedUsage
+        switch engine {
+        case .passThrough(let relay): Usage(openAI: relay.usage)
+        case .translating(let relay): relay.usage
+        case .taken: nil
+        }
     }
 
     public var finishReason: String? {
-        if case .passThrough(let relay) = engine { return relay.finishReason }
-        return translatedFinish?.rawValue
+        switch engine {
+        case .passThrough(let relay): relay.finishReason
+        case .translating(let relay): relay.finish?.rawValue
+        case .taken: nil
+        }
     }
 
     /// The client's usage chunk was the gateway's estimate.
     public var usageEstimated: Bool {
-        if case .passThrough(let relay) = engine { return relay.usageEstimated }
-        return false
+        switch engine {
+        case .passThrough(let relay): relay.usageEstimated
+        case .translating(let relay): relay.usageEstimated
+        case .taken: false
+        }
     }
 
     /// Relays `bytes` (any split) into `out`.
@@ -83,33 +89,22 @@ public struct ChatStreamRelay {
             let outcome = relay.relay(bytes, into: &out)
             engine = .passThrough(relay)
             return outcome
-        case .translating(var decoder, var writer):
-            guard translatedOutcome == .streaming else { return translatedOutcome }
+        case .translating(var relay):
             engine = .taken
-            var events: [ModelEvent] = []
-            let ended: Bool
-            do {
-                ended = try decoder.decode(bytes) { events.append($0) }
-            } catch {
-                engine = .translating(decoder, writer)
-                fail(.upstreamProtocol("the upstream sent an invalid stream: \(error.message)"), into: &out)
-                return translatedOutcome
-            }
-            for event in events where translatedOutcome == .streaming { translate(event, writer: &writer, into: &out) }
-            engine = .translating(decoder, writer)
-            if ended && translatedOutcome == .streaming { finishTranslated(into: &out) }
-            return translatedOutcome
-        case .taken:
+            let outcome = relay.relay(bytes, into: &out)
+            engine = .translating(relay)
             return outcome
+        case .taken:
+            return .streaming
         }
     }
 
     /// A whole (non-streamed) upstream answer, as the stream the client asked for.
     public mutating func relayWhole(_ events: [ModelEvent], into out: inout [UInt8]) {
-        guard case .translating(let decoder, var writer) = engine else { return }
-        for event in events where translatedOutcome == .streaming { translate(event, writer: &writer, into: &out) }
-        engine = .translating(decoder, writer)
-        if translatedOutcome == .streaming { finishTranslated(into: &out) }
+        guard case .translating(var relay) = engine else { return }
+        engine = .taken
+        relay.relayWhole(events, into: &out)
+        engine = .translating(relay)
     }
 
     /// The upstream body ended (`failure`: how it broke).
@@ -119,17 +114,12 @@ public struct ChatStreamRelay {
             engine = .taken
             relay.upstreamDidEnd(failure: failure, into: &out)
             engine = .passThrough(relay)
+        case .translating(var relay):
+            engine = .taken
+            relay.upstreamDidEnd(failure: failure, into: &out)
+            engine = .translating(relay)
         case .taken:
             break
-        case .translating(let decoder, _):
-            guard translatedOutcome == .streaming else { return }
-            if let failure {
-                fail(failure, into: &out)
-            } else if decoder.end() == .complete || translatedFinish != nil {
-                finishTranslated(into: &out)
-            } else {
-                fail(.upstreamTruncated(), into: &out)
-            }
         }
     }
 
@@ -140,47 +130,44 @@ public struct ChatStreamRelay {
             engine = .taken
             relay.fail(error, into: &out)
             engine = .passThrough(relay)
+        case .translating(var relay):
+            engine = .taken
+            relay.fail(error, into: &out)
+            engine = .translating(relay)
         case .taken:
             break
-        case .translating(_, let writer):
-            guard translatedOutcome == .streaming else { return }
-            writer.appendError(error, to: &out)
-            out.append(contentsOf: SSEEncoder.done)
-            translatedOutcome = .failed(error)
         }
     }
+}
 
-    private mutating func translate(_ event: ModelEvent, writer: inout ChatChunkWriter, into out: inout [UInt8]) {
-        switch event {
-        case .usage(let usage):
-            translatedUsage = usage  // per stream: the last report is the total
-        case .error(let error):
-            writer.appendError(error, to: &out)
-            out.append(contentsOf: SSEEncoder.done)
-            translatedOutcome = .failed(error)
-        case .finish(let reason):
-            translatedFinish = reason
-            writer.append(event, to: &out)
-        case .text, .reasoning, .toolCall:
-            translatedEvents += 1
-            writer.append(event, to: &out)
-        }
+/// Chat completions as a `NeutralStreamWriter`: chunks, the usage chunk when the client asked
+/// for usage (`"estimated": true` when it is the gateway's estimate), `[DONE]`; an error chunk
+/// and `[DONE]` on failure.
+public struct ChatStreamTranslation: NeutralStreamWriter {
+    public var chunks: ChatChunkWriter
+    public let includeUsage: Bool
+
+    public init(chunks: ChatChunkWriter, includeUsage: Bool) {
+        self.chunks = chunks
+        self.includeUsage = includeUsage
     }
 
-    private mutating func finishTranslated(into out: inout [UInt8]) {
-        guard case .translating(_, let writer) = engine else { return }
-        if includeUsage {
-            if let usage = translatedUsage {
-                writer.appendUsage(usage.json, to: &out)
-            } else if let fallback = usageFallback {
-                let estimate = Usage(promptTokens: fallback.promptTokens, completionTokens: Int64(translatedEvents),
-                                     totalTokens: fallback.promptTokens + Int64(translatedEvents))
-                guard case .object(var json) = estimate.json else { return }
-                json["estimated"] = .bool(true)
-                writer.appendUsage(.object(json), to: &out)
-            }
+    public mutating func appendStart(to out: inout [UInt8]) {}
+
+    public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
+        chunks.append(event, to: &out)
+    }
+
+    public mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
+        if includeUsage, let usage, case .object(var json) = usage.json {
+            if estimated { json["estimated"] = .bool(true) }
+            chunks.appendUsage(.object(json), to: &out)
         }
         out.append(contentsOf: SSEEncoder.done)
-        translatedOutcome = .done
+    }
+
+    public mutating func appendFailure(_ error: APIError, to out: inout [UInt8]) {
+        chunks.appendError(error, to: &out)
+        out.append(contentsOf: SSEEncoder.done)
     }
 }

@@ -49,7 +49,7 @@ public struct ResponsesFusionRenderer: Sendable {
 
     /// Usage summed over every call, with the per-call breakdown (as on chat) when Fusion ran.
     public static func usage(_ total: Usage, calls: [MemberStats]?) -> JSONValue {
-        ResponsesUsage.json(total, extra: calls.map { ["fusion": .object(["calls": .array($0.map(\.json))])] } ?? [:])
+        ResponsesUsage.json(total, extra: calls.map { ["fusion": FusionTotals.breakdown($0)] } ?? [:])
     }
 
     /// `response.created` and `response.in_progress` now, rather than before the first output (a
@@ -68,6 +68,10 @@ public struct ResponsesFusionRenderer: Sendable {
         case .answer(let event):
             if case .finish = event { annotate(sources, &out) }
             writer.append(event, to: &out)
+        case .serverToolCalls:
+            // The openrouter:fusion item already holds the result, and a client sends it back
+            // as an input item (see ResponsesInput): a parallel turn needs nothing more here.
+            break
         }
     }
 

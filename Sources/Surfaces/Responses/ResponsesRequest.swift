@@ -32,6 +32,8 @@ public struct ResponsesRequest: Sendable {
     /// A tool choice chat has no case for, in chat's shape (forwarded as `tool_choice`).
     let forwardedToolChoice: JSONValue?
     let fields: [String: JSONValue]
+    /// The body's size (a rough prompt size when an upstream reports no usage).
+    public let bodyBytes: Int
 
     static let reasoningEfforts = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
     static let summaries = ["auto", "concise", "detailed"]
@@ -42,6 +44,7 @@ public struct ResponsesRequest: Sendable {
             throw .invalidRequest("The request body must be a JSON object, not \(json.typeName).")
         }
         self.fields = fields
+        bodyBytes = body.count
         guard let modelValue = fields["model"] else {
             throw .invalidRequest("Missing required parameter: 'model'.", param: "model", code: "missing_required_parameter")
         }

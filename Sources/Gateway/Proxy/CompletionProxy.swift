@@ -8,18 +8,19 @@ import Providers
 import Surfaces
 import UpstreamClient
 
-/// Relays one chat completion to its upstream and the answer back, streamed or whole.
+/// Relays one completion to its upstream and the answer back, streamed or whole, in the API the
+/// client spoke (`Request`: chat completions, Anthropic Messages, Responses).
 ///
 /// Streaming: the client's response head is sent when the upstream's 200 arrives (or, if the
 /// upstream is slow to answer, when the first keep-alive is due), so an upstream error before that
 /// still reaches the client with its real status. Each upstream event is relayed the moment it is
-/// parsed (`ChatStreamRelay`: passed through when the upstream speaks the client's format,
+/// parsed (`Request.Relay`: passed through when the upstream speaks the client's format,
 /// translated otherwise) into the stream's fan-in channel (`ClientStream`) and written in the same
 /// loop iteration; the response ends right after `[DONE]`. When the channel has no room (a slow
 /// client), the upstream transfer pauses until it drains. A client that disconnects cancels the
 /// upstream transfer at once. Every chunk and body carries the generation id and the model the
 /// client asked for.
-final class ChatCompletionProxy {
+final class CompletionProxy<Request: ProxyRequest> {
     private enum Phase {
         case awaitingUpstreamHead
         /// Client stream open (head sent).
@@ -30,7 +31,7 @@ final class ChatCompletionProxy {
         case finished
     }
 
-    private let request: ProxiedRequest
+    private let request: Request
     /// `model` then the `models` fallbacks.
     private let candidates: [ModelRoute]
     private var candidate = 0
@@ -43,32 +44,34 @@ final class ChatCompletionProxy {
     private let settings: GatewayConfig.Upstream
     private let redactor: Redactor
     private let onFinish: (GenerationRecord) -> Void
-    private let generationID: String
+    private var generationID: String { accounting.id }
     private let extraHeaders: [(String, String)]
     private let slowClientTimeout: UInt64
     private let stats: GatewayStats?
     private let metrics: GatewayMetrics?
-    /// When the previous upstream read carrying events was forwarded (for the gap histogram).
-    private var lastEventAt: UInt64 = 0
+    /// The record, the attempts' times, how the response is ending.
+    private var accounting: ProxyAccounting
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
-    private var relay: ChatStreamRelay
+    private var relay: Request.Relay
     private var stream: ClientStream?
-    private let created = Int(Date().timeIntervalSince1970)
+    private var created: Int { accounting.created }
+    private let context: ProxyContext
     /// Reused output buffer: the per-event path allocates nothing once it has grown.
     private var out: [UInt8] = []
     private var watchdog: StreamWatchdog?
     private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
-    private let startedAt = EventLoop.monotonicNanoseconds()
-    private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
-    private var record: GenerationRecord
-    /// Upstream attempts over every candidate (for `x-should-retry`).
-    private var attempts = 0
     private var didFinish = false
+    /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
+    private var receivedBytes = 0
 
-    init(request: ProxiedRequest, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
-         settings: GatewayConfig.Upstream, redactor: Redactor, generationID: String, extraHeaders: [(String, String)] = [],
+    /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
+    /// it is filled in and handed to `onFinish` once the response is over. `startedAt`: when the
+    /// request arrived (monotonic ns).
+    init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
+         settings: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
+         startedAt: UInt64 = EventLoop.monotonicNanoseconds(), extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.stats = stats
         self.metrics = metrics
@@ -80,25 +83,11 @@ final class ChatCompletionProxy {
         self.settings = settings
         self.redactor = redactor
         self.onFinish = onFinish
-        self.generationID = generationID
         self.extraHeaders = extraHeaders
-        record = GenerationRecord(id: generationID, model: request.chat.model, streamed: request.stream)
-        relay = ChatStreamRelay.passThrough(id: generationID, model: request.chat.model, maxEventBytes: settings.maxEventBytes,
-                                            usageFallback: nil)
+        accounting = ProxyAccounting(record: record, startedAt: startedAt)
+        context = ProxyContext(generationID: record.id, created: record.created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
+        relay = request.makeRelay(route: candidates[0], context: context, whole: false)
         out.reserveCapacity(4096)
-    }
-
-    /// The relay for the current candidate's stream (made before its first byte).
-    private func makeRelay() -> ChatStreamRelay {
-        let fallback = request.chat.includeUsage
-            ? SSERelay.UsageFallback(promptTokens: Int64(request.chat.rawBody.count / 4), created: created) : nil
-        if route.provider.wireFormat == .openAIChat {
-            return .passThrough(id: generationID, model: route.slug, maxEventBytes: settings.maxEventBytes, usageFallback: fallback,
-                                redactor: redactor)
-        }
-        return .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
-                            id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage,
-                            usageFallback: fallback)
     }
 
     func start() {
@@ -125,9 +114,9 @@ final class ChatCompletionProxy {
     /// One upstream call for the current candidate.
     private func startAttempt() {
         attempt += 1
-        attempts += 1
-        record.model = route.slug
-        relay = makeRelay()
+        accounting.attemptStarted(route)
+        receivedBytes = 0
+        relay = request.makeRelay(route: route, context: context, whole: false)
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
@@ -150,10 +139,12 @@ final class ChatCompletionProxy {
         case .fail:
             return false
         case .nextModel:
+            accounting.fallingBack(from: route, metrics: metrics)
             candidate += 1
             attempt = 0
             restart(afterMilliseconds: 0)
         case .retry(let delay):
+            accounting.retrying(route, metrics: metrics)
             restart(afterMilliseconds: delay)
         }
         return true
@@ -161,7 +152,6 @@ final class ChatCompletionProxy {
 
     private func restart(afterMilliseconds delay: UInt64) {
         phase = stream == nil ? .awaitingUpstreamHead : .streaming
-        record.status = 0
         guard delay > 0 else {
             startAttempt()
             return
@@ -179,7 +169,6 @@ final class ChatCompletionProxy {
 
     private func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
         lastUpstreamActivity = client.loop.nowMilliseconds
-        record.status = status
         guard (200..<300).contains(status) else {
             // Collect the error body; `fail` reports it with its status, or in-band if a
             // keep-alive already committed the client's response.
@@ -198,6 +187,11 @@ final class ChatCompletionProxy {
     /// Returns false to pause the transfer (no room in the fan-in channel).
     private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
+        receivedBytes += bytes.count
+        guard receivedBytes <= settings.maxResponseBytes else {
+            fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (upstream.max_response_bytes)"))
+            return true
+        }
         switch phase {
         case .streaming:
             guard let stream, stream.hasRoom(forInput: bytes.count) else {
@@ -210,12 +204,7 @@ final class ChatCompletionProxy {
             out.removeAll(keepingCapacity: true)
             let before = relay.forwardedEvents
             let outcome = relay.relay(bytes, into: &out)
-            if relay.forwardedEvents > before {
-                let now = EventLoop.monotonicNanoseconds()
-                if lastEventAt != 0 { metrics?.interToken.recordNanoseconds(Int64(now - lastEventAt)) }
-                lastEventAt = now
-                if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = elapsedMilliseconds }
-            }
+            if relay.forwardedEvents > before { accounting.forwardedEvents(route, metrics: metrics) }
             stream.emit(out)
             watchdog?.noteWrite()
             switch outcome {
@@ -224,11 +213,13 @@ final class ChatCompletionProxy {
             case .done:
                 // The client has everything. The transfer finishes reading on its own, keeping
                 // its connection reusable, but it no longer reports to us.
+                accounting.upstreamDone()
                 transfer?.detach(cancelAfterMilliseconds: 2_000)
                 transfer = nil
                 finishClientStream()
             case .failed(let error):
-                record.error = error.code
+                accounting.upstreamDone()
+                accounting.failure = RecordError(error, redactor: redactor)
                 transfer?.cancel()
                 transfer = nil
                 finishClientStream()
@@ -249,21 +240,22 @@ final class ChatCompletionProxy {
 
     private func upstreamDidComplete(_ failure: UpstreamFailure?) {
         transfer = nil
+        accounting.upstreamDone()
         switch phase {
         case .awaitingUpstreamHead:
             var connectFailed = false
             if case .couldNotConnect? = failure { connectFailed = true }
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
-            fail(Self.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
+            fail(UpstreamFailure.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
             out.removeAll(keepingCapacity: true)
-            relay.upstreamDidEnd(failure: failure.map { Self.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
-            if case .failed(let error) = relay.outcome { record.error = error.code }
+            relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
+            if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
             stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             if let failure {
-                fail(Self.apiError(for: failure, provider: route.endpoint.name, midStream: true))
+                fail(UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
                 if retryOrFallBack(status: status, connectFailed: false, headers: headers) { return }
                 fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
@@ -290,31 +282,27 @@ final class ChatCompletionProxy {
             fail(error)
             return
         }
-        record.firstTokenMilliseconds = elapsedMilliseconds
-        for event in events {
-            if case .usage(let usage) = event { record.usage = usage }
-            if case .finish(let reason) = event { record.finishReason = reason.rawValue }
-        }
+        accounting.wholeAnswer(events)
         if request.stream {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
             openClientStream()
-            relay = .translating(route.provider.streamDecoder(maxEventBytes: settings.maxEventBytes, redactor: redactor),
-                                 id: generationID, model: route.slug, created: created, includeUsage: request.chat.includeUsage)
+            relay = request.makeRelay(route: route, context: context, whole: true)
             out.removeAll(keepingCapacity: true)
             relay.relayWhole(events, into: &out)
             stream?.emit(out)
             finishClientStream()
             return
         }
-        let whole = route.provider.wireFormat == .openAIChat
-            ? ChatCompletionBody.rewriting(body, id: generationID, model: route.slug)
-            : ChatCompletionBody.make(id: generationID, model: route.slug, created: created, events: events)
-        guard let whole else {
-            fail(.upstreamProtocol("the upstream's response is not a JSON object"))
+        let whole: [UInt8]
+        do {
+            whole = try request.wholeBody(route: route, body: body, events: events, context: context)
+        } catch {
+            fail(error)
             return
         }
         writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
+        accounting.sentStatus = 200
         phase = .finished
         finish()
     }
@@ -324,6 +312,7 @@ final class ChatCompletionProxy {
     private func openClientStream() {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
+        accounting.sentStatus = 200
         writer.startStream(status: 200, headers: [
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache"),
@@ -334,6 +323,9 @@ final class ChatCompletionProxy {
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
+        out.removeAll(keepingCapacity: true)
+        relay.start(into: &out)
+        if !out.isEmpty { stream.emit(out) }
     }
 
     private func sendKeepAlive() {
@@ -356,8 +348,8 @@ final class ChatCompletionProxy {
     /// drop it (the reason is in the request's log line and record).
     private func dropSlowClient() {
         guard !didFinish else { return }
-        record.error = "client_too_slow"
-        record.cancelled = true
+        accounting.failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
+        accounting.cancelled = true
         transfer?.cancel()
         transfer = nil
         phase = .finished
@@ -366,7 +358,7 @@ final class ChatCompletionProxy {
     }
 
     private func clientDidDisconnect() {
-        record.cancelled = true
+        accounting.cancelled = true
         retryTimer?.close()
         retryTimer = nil
         transfer?.cancel()
@@ -385,7 +377,7 @@ final class ChatCompletionProxy {
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
     /// chunk and `[DONE]`).
     private func fail(_ error: APIError) {
-        record.error = error.code
+        accounting.failure = RecordError(error, redactor: redactor)
         transfer?.cancel()
         transfer = nil
         if let stream {
@@ -395,11 +387,11 @@ final class ChatCompletionProxy {
             phase = .finished
             stream.emitEnd()
         } else {
-            record.status = error.status
+            accounting.sentStatus = error.status
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
-            writer.respond(error: error)
+            writer.respond(error: error, api: request.api)
             phase = .finished
             finish()
         }
@@ -411,10 +403,10 @@ final class ChatCompletionProxy {
     /// long) is the client's to retry when it likes.
     private func clientRetryCanHelp(_ error: APIError) -> Bool {
         guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
-        if error.status == 429 && attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
+        if error.status == 429 && accounting.attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
             return true
         }
-        return attempts <= 1 && settings.retry.maxRetries == 0
+        return accounting.attempts <= 1 && settings.retry.maxRetries == 0
     }
 
     private func finish() {
@@ -425,28 +417,6 @@ final class ChatCompletionProxy {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        if request.stream && record.usage == Usage() {
-            record.usage = relay.usage ?? Usage()
-            record.usageEstimated = relay.usageEstimated
-            if record.finishReason == nil { record.finishReason = relay.finishReason }
-        }
-        record.durationMilliseconds = elapsedMilliseconds
-        onFinish(record)
-    }
-
-    static func apiError(for failure: UpstreamFailure, provider: String, midStream: Bool = false) -> APIError {
-        switch failure {
-        case .couldNotResolve(let detail):
-            .upstreamUnavailable("Could not resolve the host of provider '\(provider)': \(detail)", code: "upstream_unreachable")
-        case .couldNotConnect(let detail), .refused(let detail):
-            .upstreamUnavailable("Could not connect to provider '\(provider)': \(detail)", code: "upstream_unreachable")
-        case .timedOut(let detail):
-            .upstreamUnavailable("Provider '\(provider)' timed out: \(detail)", code: "upstream_timeout", status: 504)
-        case .transfer(let detail):
-            .upstreamUnavailable(
-                midStream ? "The stream from provider '\(provider)' broke off: \(detail)"
-                          : "The connection to provider '\(provider)' failed: \(detail)",
-                code: "upstream_connection_lost")
-        }
+        onFinish(accounting.close(relay: request.stream ? relay : nil))
     }
 }

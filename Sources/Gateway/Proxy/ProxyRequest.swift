@@ -1,0 +1,145 @@
+import GatewayCore
+import Providers
+import Surfaces
+
+/// A client's request on its way to one provider, in whatever API the client spoke: how to ask
+/// the upstream, and how the answer goes back (`Relay` streamed, `wholeBody` not). The proxy
+/// (`CompletionProxy`) is the same for every API.
+protocol ProxyRequest {
+    associatedtype Relay: ClientRelay
+    var api: ClientAPI { get }
+    var stream: Bool { get }
+    /// The model the client asked for (every response and record names it).
+    var clientModel: String { get }
+    /// The request in neutral form.
+    var neutral: ModelRequest { get }
+    func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest
+    /// The relay for one attempt's stream. `whole`: the upstream answered a streamed request
+    /// with one JSON body (its events are then relayed whole).
+    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> Relay
+    /// The non-streamed answer: `body` the upstream's 2xx body, `events` what it says.
+    func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8]
+}
+
+/// What every response of one proxied request shares.
+struct ProxyContext {
+    let generationID: String
+    let created: Int
+    let maxEventBytes: Int
+    let redactor: Redactor
+}
+
+/// A chat completion (`POST /v1/chat/completions`).
+struct ChatProxyRequest: ProxyRequest {
+    /// As the client sent it.
+    let chat: ChatRequest
+    /// In neutral form, `model` the slug to route.
+    let neutral: ModelRequest
+    /// Nothing was rewritten: to a provider speaking the client's format, the client's own bytes
+    /// are relayed (only `model` replaced), unknown fields and all.
+    let relayRawBody: Bool
+
+    var api: ClientAPI { .chatCompletions }
+    var stream: Bool { chat.stream }
+    var clientModel: String { chat.model }
+
+    func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
+        if relayRawBody && route.provider.wireFormat == .openAIChat {
+            return ProviderHTTPRequest(
+                url: route.endpoint.baseURL + "/chat/completions",
+                headers: OpenAICompatibleProvider.headers(endpoint: route.endpoint, stream: stream, extra: extraHeaders),
+                body: chat.upstreamBody(model: route.upstreamModel, maxTokensField: route.endpoint.maxTokensField.rawValue))
+        }
+        var request = neutral
+        request.model = route.upstreamModel
+        return route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
+    }
+
+    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> ChatStreamRelay {
+        let fallback = chat.includeUsage
+            ? SSERelay.UsageFallback(promptTokens: Int64(chat.rawBody.count / 4), created: context.created) : nil
+        if route.provider.wireFormat == .openAIChat && !whole {
+            return .passThrough(id: context.generationID, model: route.slug, created: context.created, maxEventBytes: context.maxEventBytes,
+                                usageFallback: fallback, redactor: context.redactor)
+        }
+        return .translating(route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
+                            id: context.generationID, model: route.slug, created: context.created, includeUsage: chat.includeUsage,
+                            usageFallback: whole ? nil : fallback)
+    }
+
+    func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
+        let whole = route.provider.wireFormat == .openAIChat
+            ? ChatCompletionBody.rewriting(body, id: context.generationID, model: route.slug, created: context.created)
+            : ChatCompletionBody.make(id: context.generationID, model: route.slug, created: context.created, events: events)
+        guard let whole else { throw .upstreamProtocol("the upstream's response is not a JSON object") }
+        return whole
+    }
+}
+
+/// An Anthropic Messages request (`POST /v1/messages`).
+struct MessagesProxyRequest: ProxyRequest {
+    let messages: MessagesRequest
+    let neutral: ModelRequest
+    /// Nothing was rewritten: an Anthropic upstream gets the client's own bytes (thinking
+    /// blocks with their signatures, cache controls), only `model` replaced.
+    let relayRawBody: Bool
+
+    var api: ClientAPI { .messages }
+    var stream: Bool { messages.stream }
+    var clientModel: String { messages.model }
+
+    func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
+        var request = neutral
+        request.model = route.upstreamModel
+        var http = route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
+        if relayRawBody && route.provider.wireFormat == .anthropicMessages {
+            http.body = messages.upstreamBody(model: route.upstreamModel)
+        }
+        return http
+    }
+
+    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<MessagesStreamWriter> {
+        TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
+                         writer: MessagesStreamWriter(id: context.generationID, model: clientModel),
+                         estimatedPromptTokens: Int64(messages.rawBody.count / 4))
+    }
+
+    func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
+        var response = MessagesResponse(id: context.generationID, model: clientModel)
+        for event in events { response.add(event) }
+        return try response.body()
+    }
+}
+
+/// An OpenAI Responses request (`POST /v1/responses`): always translated (no provider speaks it).
+struct ResponsesProxyRequest: ProxyRequest {
+    let responses: ResponsesRequest
+    let neutral: ModelRequest
+
+    var api: ClientAPI { .responses }
+    var stream: Bool { responses.stream }
+    var clientModel: String { responses.model }
+
+    func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
+        var request = neutral
+        request.model = route.upstreamModel
+        return route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
+    }
+
+    private func envelope(_ context: ProxyContext) -> ResponseEnvelope {
+        ResponseEnvelope(generationID: context.generationID, createdAt: context.created, model: clientModel, echoed: responses.echoedFields)
+    }
+
+    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<ResponsesTranslation> {
+        TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
+                         writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: envelope(context), stream: true)),
+                         estimatedPromptTokens: Int64(responses.bodyBytes / 4))
+    }
+
+    func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
+        var writer = ResponsesStreamWriter(envelope: envelope(context), stream: false)
+        var discarded: [UInt8] = []
+        for event in events { writer.append(event, to: &discarded) }
+        return writer.response(completedAt: ResponsesTranslation.now()).serialized()
+    }
+}

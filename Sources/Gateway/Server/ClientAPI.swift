@@ -1,0 +1,33 @@
+import GatewayCore
+import HTTPServer
+import Surfaces
+
+/// The API a client speaks, by its route: decides the shape of the errors it is sent before its
+/// response began (after that, each surface's writer reports errors in-band).
+enum ClientAPI {
+    case chatCompletions, responses, messages
+
+    init?(path: String) {
+        switch path {
+        case "/v1/chat/completions", "/chat/completions": self = .chatCompletions
+        case "/v1/responses", "/responses": self = .responses
+        case "/v1/messages": self = .messages
+        default: return nil
+        }
+    }
+
+    /// `error` as this API's error response: OpenAI's shape, or Anthropic's on `/v1/messages`.
+    func response(_ error: APIError) -> HTTPResponse {
+        switch self {
+        case .chatCompletions, .responses:
+            error.httpResponse
+        case .messages:
+            HTTPResponse(status: error.status, headers: MessagesErrors.responseHeaders(error), body: MessagesErrors.body(error))
+        }
+    }
+}
+
+extension HTTPResponseWriter {
+    /// Sends `error` in `api`'s shape with its status and headers.
+    func respond(error: APIError, api: ClientAPI) { respond(api.response(error)) }
+}

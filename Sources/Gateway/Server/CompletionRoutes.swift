@@ -1,0 +1,181 @@
+import EventLoop
+import Foundation
+import Fusion
+import GatewayCore
+import HTTPServer
+import Logging
+import Prometheus
+import Providers
+import Surfaces
+
+extension GatewayServer {
+    /// `POST /v1/chat/completions`: validated, planned (Fusion or not), then relayed by a
+    /// `CompletionProxy` or run by a `FusionSession`.
+    func chatCompletion(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        serve(request, writer, api: .chatCompletions) { generationID, created, depth throws(APIError) in
+            let chat = try ChatRequest(body: request.body)
+            let neutral = chat.modelRequest()
+            let plan = try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth,
+                                           structuredEvents: try chat.includeFusionEvents())
+            return switch plan {
+            case .passthrough:
+                // A fusion record is restored in the neutral form only (no upstream knows it).
+                .proxy(ChatProxyRequest(chat: chat, neutral: neutral, relayRawBody: !chat.carriesFusionRecords),
+                       fallbacks: chat.fallbackModels)
+            case .withoutFusion(_, let rewritten):
+                .proxy(ChatProxyRequest(chat: chat, neutral: rewritten, relayRawBody: false), fallbacks: chat.fallbackModels)
+            case .fusion(let fusion):
+                .fusion(fusion, FusionChatRenderer(id: generationID, model: fusion.outerModel, created: created,
+                                                   stream: fusion.stream, includeUsage: fusion.includeUsage,
+                                                   namedEvents: fusion.structuredEvents),
+                        fallbacks: chat.fallbackModels)
+            }
+        }
+    }
+
+    /// `POST /v1/messages` (Anthropic's Messages API): the same, answered in Anthropic's shapes.
+    func messages(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        serve(request, writer, api: .messages) { generationID, _, depth throws(APIError) in
+            let messages = try MessagesRequest(body: request.body)
+            let neutral = messages.modelRequest()
+            return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
+            case .passthrough:
+                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: true), fallbacks: [])
+            case .withoutFusion(_, let rewritten):
+                .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false), fallbacks: [])
+            case .fusion(let fusion):
+                // The client's model name (`fusion` included) names the message, as Anthropic echoes it.
+                .fusion(fusion, FusionMessagesRenderer(id: generationID, model: messages.model, stream: fusion.stream), fallbacks: [])
+            }
+        }
+    }
+
+    /// `POST /v1/responses` (OpenAI's Responses API): always translated; Fusion as an
+    /// `openrouter:fusion` output item with `response.fusion_call.*` events.
+    func responses(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        serve(request, writer, api: .responses) { generationID, created, depth throws(APIError) in
+            let responses = try ResponsesRequest(body: request.body)
+            let neutral = responses.modelRequest()
+            switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
+            case .passthrough:
+                return .proxy(ResponsesProxyRequest(responses: responses, neutral: neutral), fallbacks: responses.fallbackModels)
+            case .withoutFusion(_, let rewritten):
+                return .proxy(ResponsesProxyRequest(responses: responses, neutral: rewritten), fallbacks: responses.fallbackModels)
+            case .fusion(let fusion):
+                let envelope = ResponseEnvelope(generationID: generationID, createdAt: created, model: responses.model,
+                                                echoed: responses.echoedFields)
+                return .fusion(fusion, ResponsesFusionRenderer(envelope: envelope, stream: fusion.stream,
+                                                               openRouterEvents: responses.openRouterFusionEvents),
+                               fallbacks: responses.fallbackModels)
+            }
+        }
+    }
+
+    /// What a route decided to run.
+    enum Plan {
+        case proxy(any ProxyRequest, fallbacks: [String])
+        case fusion(FusionRequest, any FusionRenderer, fallbacks: [String])
+    }
+
+    /// The pipeline every completion route shares: recursion headers checked, the body
+    /// validated and planned by `decide` (given the generation id and the `created` every
+    /// response of it carries), models routed (a bad one is a 400 naming its field), then a
+    /// proxy or a Fusion session started; any refusal answered in the route's API shape. Every
+    /// request gets a record under its id, however it ends (`finished`, or `file` for a refusal).
+    private func serve(_ request: HTTPRequest, _ writer: HTTPResponseWriter, api: ClientAPI,
+                       decide: (_ generationID: String, _ created: Int, _ depth: Int) throws(APIError) -> Plan) {
+        let startedAt = EventLoop.monotonicNanoseconds()
+        var record = GenerationRecord(id: GenerationStore.newID(), route: RecordRoute(api), kind: .rejected, requestedModel: "",
+                                      streamed: false, created: Self.unixTime(),
+                                      owner: shared.recordOwner(presentedKey: policy.presentedKey(request)))
+        var log = logger
+        log[metadataKey: "generation_id"] = "\(record.id)"
+        var prompt: String?
+        do throws(APIError) {
+            let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
+            switch try decide(record.id, record.created, depth) {
+            case .proxy(let proxied, let fallbacks):
+                record.note(requestedModel: proxied.clientModel, streamed: proxied.stream, kind: .proxy)
+                prompt = GatewayShared.loggedPrompt(proxied.neutral.messages, enabled: config.server.logPrompts)
+                try startProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
+                               startedAt: startedAt, prompt: prompt, log: log)
+            case .fusion(let fusion, let renderer, let fallbacks):
+                record.note(requestedModel: fusion.base.model, streamed: fusion.stream, kind: .fusion)
+                prompt = GatewayShared.loggedPrompt(fusion.messages, enabled: config.server.logPrompts)
+                try startFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer, record: record,
+                                startedAt: startedAt, prompt: prompt, log: log)
+            }
+        } catch {
+            var error = error
+            error.headers.append(("X-Generation-Id", record.id))
+            writer.respond(error: error, api: api)
+            record.kind = .rejected
+            record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
+                         durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
+            shared.file(record, prompt: prompt, log: log)
+        }
+    }
+
+    private func startProxy<Request: ProxyRequest>(_ proxied: Request, fallbacks: [String], depth: Int, hops: Int, writer: HTTPResponseWriter,
+                                                   record: GenerationRecord, startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
+        var candidates = [try router.route(proxied.neutral.model)]
+        for (index, model) in fallbacks.enumerated() {
+            do {
+                candidates.append(try router.route(model))
+            } catch {
+                throw APIError(status: error.status, type: error.type, code: error.code,
+                               message: "Invalid fallback in 'models[\(index)]': \(error.message)", param: "models[\(index)]")
+            }
+        }
+        // What the upstream's API cannot express is a 400 now, not a failure after a retry.
+        for candidate in candidates { try candidate.provider.validate(proxied.neutral) }
+        // Each hop through a gateway counts: a provider that points back here is stopped (508).
+        var depthHeader: [(String, String)] = [("x-fusion-hops", String(hops + 1))]
+        if depth > 0 { depthHeader.append(("x-fusion-depth", String(depth))) }
+        let proxy = CompletionProxy(
+            request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
+            redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
+            slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
+            metrics: shared.metrics
+        ) { [unowned self] record in
+            finished(record, writer: writer, prompt: prompt, log: log)
+        }
+        active[ObjectIdentifier(writer)] = proxy
+        shared.metrics.activeStreams.increment()
+        proxy.start()
+    }
+
+    private func startFusion<Renderer: FusionRenderer>(_ fusionRequest: FusionRequest, renderer: Renderer, api: ClientAPI, hops: Int,
+                                                       fallbacks: [String], writer: HTTPResponseWriter, record: GenerationRecord,
+                                                       startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
+        guard let settings = config.fusion else { return }
+        let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
+        if webTools == nil {
+            for (key, value) in [("web_search", fusionRequest.parameters.webSearch), ("judge_web_search", fusionRequest.parameters.judgeWebSearch)]
+            where value == true {
+                throw .invalidRequest("'\(fusionRequest.parameterPath).\(key)' is true but this gateway has no web tools configured (see the `web:` section of its config).",
+                                      param: "\(fusionRequest.parameterPath).\(key)")
+            }
+        }
+        let session = FusionSession(
+            request: fusionRequest, renderer: renderer, api: api, routes: routes, writer: writer, workers: workers, settings: settings,
+            upstream: config.upstream, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
+            metrics: shared.metrics, slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
+        ) { [unowned self] record in
+            finished(record, writer: writer, prompt: prompt, log: log)
+        }
+        active[ObjectIdentifier(writer)] = session
+        shared.metrics.activeStreams.increment()
+        session.start()
+    }
+
+    static func unixTime() -> Int { Int(Date().timeIntervalSince1970) }
+
+    /// A completion is over: files its record (store, metrics, log lines: `GatewayShared.file`).
+    /// Every route that starts a proxy or a session ends it here.
+    func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
+        active[ObjectIdentifier(writer)] = nil
+        shared.metrics.activeStreams.decrement()
+        shared.file(record, prompt: prompt, log: log)
+    }
+}

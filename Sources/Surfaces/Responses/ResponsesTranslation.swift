@@ -1,0 +1,37 @@
+import GatewayCore
+import Glibc
+import Providers
+
+/// The Responses API as a `NeutralStreamWriter` (a proxied answer, not Fusion's): the writer's
+/// events, `response.completed` with the usage (the estimate flagged `estimated`), or
+/// `response.failed`.
+public struct ResponsesTranslation: NeutralStreamWriter {
+    public var writer: ResponsesStreamWriter
+
+    public init(writer: ResponsesStreamWriter) {
+        self.writer = writer
+    }
+
+    public mutating func appendStart(to out: inout [UInt8]) {
+        writer.appendStart(to: &out)
+    }
+
+    public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
+        writer.append(event, to: &out)
+    }
+
+    public mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
+        writer.appendEnd(usage: Self.usageJSON(usage, estimated: estimated), completedAt: Self.now(), to: &out)
+    }
+
+    public mutating func appendFailure(_ error: APIError, to out: inout [UInt8]) {
+        writer.appendFailure(error, to: &out)
+    }
+
+    public static func usageJSON(_ usage: Usage?, estimated: Bool) -> JSONValue? {
+        usage.map { ResponsesUsage.json($0, extra: estimated ? ["estimated": .bool(true)] : [:]) }
+    }
+
+    /// Unix seconds (`completed_at`).
+    public static func now() -> Int { Int(time(nil)) }
+}

@@ -1,0 +1,29 @@
+import GatewayCore
+import Providers
+
+/// A proxied answer on its way to the client, whatever its API: upstream bytes in, the client's
+/// stream out, and what the generation record needs. `ChatStreamRelay` (chat completions, passed
+/// through or translated) and `TranslatingRelay` (any writer) are the two kinds.
+public protocol ClientRelay {
+    var outcome: SSERelay.Outcome { get }
+    /// Events carrying the answer forwarded so far (none yet: the attempt may still be retried).
+    var forwardedEvents: Int { get }
+    var usage: Usage? { get }
+    var finishReason: String? { get }
+    var usageEstimated: Bool { get }
+    /// What the client sees the moment its stream opens.
+    mutating func start(into out: inout [UInt8])
+    mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> SSERelay.Outcome
+    /// A whole upstream answer, as the stream the client asked for.
+    mutating func relayWhole(_ events: [ModelEvent], into out: inout [UInt8])
+    mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8])
+    mutating func fail(_ error: APIError, into out: inout [UInt8])
+}
+
+extension ChatStreamRelay: ClientRelay {
+    public mutating func start(into out: inout [UInt8]) {}
+}
+
+extension TranslatingRelay: ClientRelay {
+    public var finishReason: String? { finish?.rawValue }
+}

@@ -1,0 +1,113 @@
+import Fusion
+import GatewayCore
+import Providers
+
+/// What a finished Fusion session hands its renderer for the end of the response.
+public struct FusionTotals: Sendable {
+    /// Summed over every call.
+    public var usage: Usage
+    /// Per call, when a deliberation ran (nil: the outer model answered alone).
+    public var calls: [MemberStats]?
+    public var fusion: FusionResult?
+    public var finishReason: FinishReason?
+    public var sources: SourceList
+
+    public init(usage: Usage, calls: [MemberStats]?, fusion: FusionResult?, finishReason: FinishReason?, sources: SourceList) {
+        self.usage = usage
+        self.calls = calls
+        self.fusion = fusion
+        self.finishReason = finishReason
+        self.sources = sources
+    }
+
+    /// OpenAI's usage object with the per-call breakdown under `fusion` when a deliberation ran;
+    /// `calls_without_usage` says how many calls no upstream reported usage for (the totals leave
+    /// them out rather than count them as 0).
+    public var chatUsageJSON: JSONValue {
+        guard case .object(var usage) = usage.json else { return .null }
+        if let calls { usage["fusion"] = Self.breakdown(calls) }
+        return .object(usage)
+    }
+
+    static func breakdown(_ calls: [MemberStats]) -> JSONValue {
+        var fusion: [String: JSONValue] = ["calls": .array(calls.map(\.json))]
+        let unknown = calls.filter { $0.usage == nil }.count
+        if unknown > 0 { fusion["calls_without_usage"] = .int(Int64(unknown)) }
+        return .object(fusion)
+    }
+}
+
+/// A Fusion session's output in one client API (chat completions, Responses, Anthropic
+/// Messages): the shell (`FusionSession`) feeds it the machine's outputs and writes the bytes.
+public protocol FusionRenderer {
+    var stream: Bool { get }
+    /// Sent as the stream opens.
+    mutating func renderStart(into out: inout [UInt8])
+    /// What `output` shows the client (a non-streamed response only keeps state).
+    mutating func render(_ output: FusionSessionMachine.Output, sources: SourceList, at milliseconds: Double, into out: inout [UInt8])
+    /// The end of a streamed response.
+    mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8])
+    /// A failure after the stream began, in the API's in-band form.
+    mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8])
+    /// The whole non-streamed response body (an error: the answer cannot be expressed in this API).
+    mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8]
+}
+
+extension FusionChatRenderer: FusionRenderer {
+    public mutating func renderStart(into out: inout [UInt8]) {}
+
+    public mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8]) {
+        renderEnd(usage: totals.chatUsageJSON, sources: totals.sources, into: &out)
+    }
+
+    public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
+        renderError(error, into: &out)
+    }
+
+    public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
+        completion(usage: totals.chatUsageJSON, fusion: totals.fusion, finishReason: totals.finishReason, sources: totals.sources)
+    }
+}
+
+extension FusionMessagesRenderer: FusionRenderer {
+    public mutating func renderStart(into out: inout [UInt8]) {}
+
+    public mutating func render(_ output: FusionSessionMachine.Output, sources: SourceList, at milliseconds: Double,
+                                into out: inout [UInt8]) {
+        render(output, at: milliseconds, into: &out)
+    }
+
+    public mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8]) {
+        renderEnd(usage: totals.usage, into: &out)
+    }
+
+    public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
+        renderError(error, into: &out)
+    }
+
+    public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
+        try message(usage: totals.usage, fusion: totals.fusion)
+    }
+}
+
+extension ResponsesFusionRenderer: FusionRenderer {
+    public var stream: Bool { writer.stream }
+
+    public mutating func render(_ output: FusionSessionMachine.Output, sources: SourceList, at milliseconds: Double,
+                                into out: inout [UInt8]) {
+        render(output, sources: sources, into: &out)
+    }
+
+    public mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8]) {
+        renderEnd(usage: Self.usage(totals.usage, calls: totals.calls), sources: totals.sources,
+                  completedAt: ResponsesTranslation.now(), into: &out)
+    }
+
+    public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
+        renderError(error, usage: Self.usage(totals.usage, calls: totals.calls), into: &out)
+    }
+
+    public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
+        response(usage: Self.usage(totals.usage, calls: totals.calls), sources: totals.sources, completedAt: ResponsesTranslation.now())
+    }
+}

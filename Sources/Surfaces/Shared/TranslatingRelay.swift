@@ -1,0 +1,123 @@
+import GatewayCore
+import Providers
+
+/// One client API's stream, written from neutral events: chat completions' chunks, Anthropic's
+/// Messages events, the Responses API's events. `TranslatingRelay` drives one from any
+/// provider's decoder; Fusion's renderers use the same writers.
+public protocol NeutralStreamWriter {
+    /// What the client sees the moment its stream opens (nothing on chat completions).
+    mutating func appendStart(to out: inout [UInt8])
+    /// An answer event. `.error` never reaches a writer: it ends the stream (`appendFailure`).
+    mutating func append(_ event: ModelEvent, to out: inout [UInt8])
+    /// The end of a complete answer. `usage`: the total to report (nil: none was reported and
+    /// none could be estimated); `estimated`: it is the gateway's estimate.
+    mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8])
+    /// A failure ending a stream that already began, in the API's in-band error form.
+    mutating func appendFailure(_ error: APIError, to out: inout [UInt8])
+}
+
+/// A client's stream from an upstream of another wire format, without sockets: the provider's
+/// decoder turns bytes into `ModelEvent`s and `Writer` writes them in the client's API. Tracks
+/// what the record needs (usage, finish, events forwarded, how the stream ended). A body that
+/// ends without its end marker and without a finish is a truncation: an in-band error, never a
+/// clean end.
+public struct TranslatingRelay<Writer: NeutralStreamWriter> {
+    public typealias Outcome = SSERelay.Outcome
+
+    private var decoder: any ModelStreamDecoder
+    public private(set) var writer: Writer
+    /// The prompt's estimated size, for a usage estimate when the upstream reports none.
+    private let estimatedPromptTokens: Int64?
+    public private(set) var usage: Usage?
+    public private(set) var finish: FinishReason?
+    /// Events carrying the answer (text, reasoning, tool call fragments) forwarded so far.
+    public private(set) var forwardedEvents = 0
+    public private(set) var outcome = Outcome.streaming
+    /// The usage the client saw was the gateway's estimate.
+    public private(set) var usageEstimated = false
+    /// Reused between reads (the per-event path allocates nothing once grown).
+    private var pending: [ModelEvent] = []
+
+    public init(decoder: any ModelStreamDecoder, writer: Writer, estimatedPromptTokens: Int64? = nil) {
+        self.decoder = decoder
+        self.writer = writer
+        self.estimatedPromptTokens = estimatedPromptTokens
+    }
+
+    public mutating func start(into out: inout [UInt8]) {
+        writer.appendStart(to: &out)
+    }
+
+    /// Translates `bytes` (any split) into `out`.
+    public mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Outcome {
+        guard outcome == .streaming else { return outcome }
+        var events = pending
+        pending = []
+        events.removeAll(keepingCapacity: true)
+        let ended: Bool
+        do {
+            ended = try decoder.decode(bytes) { events.append($0) }
+        } catch {
+            pending = events
+            fail(.upstreamProtocol("the upstream sent an invalid stream: \(error.message)"), into: &out)
+            return outcome
+        }
+        for event in events where outcome == .streaming { translate(event, into: &out) }
+        pending = events
+        if ended && outcome == .streaming { complete(into: &out) }
+        return outcome
+    }
+
+    /// A whole (non-streamed) upstream answer, as the stream the client asked for.
+    public mutating func relayWhole(_ events: [ModelEvent], into out: inout [UInt8]) {
+        for event in events where outcome == .streaming { translate(event, into: &out) }
+        if outcome == .streaming { complete(into: &out) }
+    }
+
+    /// The upstream body ended (`failure`: how it broke).
+    public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
+        guard outcome == .streaming else { return }
+        if let failure {
+            fail(failure, into: &out)
+        } else if decoder.end() == .complete || finish != nil {
+            complete(into: &out)
+        } else {
+            fail(.upstreamTruncated(), into: &out)
+        }
+    }
+
+    /// Ends the stream with `error`, in the client API's in-band form.
+    public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
+        guard outcome == .streaming else { return }
+        writer.appendFailure(error, to: &out)
+        outcome = .failed(error)
+    }
+
+    private mutating func translate(_ event: ModelEvent, into out: inout [UInt8]) {
+        switch event {
+        case .usage(let reported):
+            usage = reported  // per stream: the last report is the total
+            writer.append(event, to: &out)
+        case .error(let error):
+            fail(error, into: &out)
+        case .finish(let reason):
+            finish = reason
+            writer.append(event, to: &out)
+        case .text, .reasoning, .toolCall:
+            forwardedEvents += 1
+            writer.append(event, to: &out)
+        }
+    }
+
+    private mutating func complete(into out: inout [UInt8]) {
+        var total = usage
+        if total == nil, let prompt = estimatedPromptTokens {
+            // Roughly one token per forwarded event: a lower bound, flagged as an estimate.
+            let completion = Int64(forwardedEvents)
+            total = Usage(promptTokens: prompt, completionTokens: completion, totalTokens: prompt.addingReportingOverflow(completion).partialValue)
+            usageEstimated = true
+        }
+        writer.appendEnd(usage: total, estimated: usageEstimated, to: &out)
+        outcome = .done
+    }
+}

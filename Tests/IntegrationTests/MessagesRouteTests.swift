@@ -1,0 +1,132 @@
+import Foundation
+import Gateway
+import GatewayCore
+import MockUpstream
+import Testing
+
+/// `POST /v1/messages` over loopback: Anthropic clients served from any provider (OpenAI-compatible
+/// and Gemini upstreams translated, an Anthropic upstream given the client's own bytes), Fusion
+/// included, every error in Anthropic's shape.
+@Suite(.timeLimit(.minutes(1))) struct MessagesRouteTests {
+    static func environment() throws -> TestEnvironment {
+        try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+    }
+
+    static func body(model: String, stream: Bool, prompt: String = "Hello there", extra: String = "") -> String {
+        #"{"model":"\#(model)","max_tokens":256,"stream":\#(stream),"messages":[{"role":"user","content":"\#(prompt)"}]\#(extra)}"#
+    }
+
+    func post(_ env: TestEnvironment, _ body: String, headers: [String: String] = ["anthropic-version": "2023-06-01"]) throws -> TestResponse {
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/messages", body: body, headers: headers))
+        return try client.readResponse()
+    }
+
+    /// The text of a Messages stream, checking its event grammar on the way.
+    func streamedText(_ response: TestResponse) -> String {
+        let events = response.namedEvents
+        #expect(events.first?.name == "message_start", "\(response.text)")
+        #expect(events.suffix(2).map(\.name) == ["message_delta", "message_stop"], "\(response.text)")
+        #expect(events.allSatisfy { $0.data["type"]?.stringValue == $0.name }, "each event's type is its name")
+        let usage = events.first { $0.name == "message_delta" }?.data["usage"]
+        #expect((usage?["output_tokens"]?.intValue ?? 0) > 0, "usage on message_delta: \(String(describing: usage))")
+        return events.filter { $0.name == "content_block_delta" }.compactMap { $0.data["delta"]?["text"]?.stringValue }.joined()
+    }
+
+    @Test(arguments: ["mock", "anth", "gem"])
+    func aMessageStreamsFromEveryKindOfProvider(provider: String) throws {
+        let env = try Self.environment()
+        let response = try post(env, Self.body(model: "\(provider)/normal:pace_ms=0", stream: true))
+        #expect(response.status == 200 && response.header("content-type")?.hasPrefix("text/event-stream") == true, "\(response.text)")
+        let text = streamedText(response)
+        #expect(text.contains("You asked: \"Hello there\""), "\(provider): \(text)")
+        let id = response.header("x-generation-id")
+        #expect(response.namedEvents.first?.data["message"]?["id"]?.stringValue == id, "the message id is the generation id")
+        #expect(response.namedEvents.first?.data["message"]?["model"] == .string("\(provider)/normal:pace_ms=0"))
+        #expect(env.eventually { (try? env.generation(id)) != nil }, "a record under the same id")
+    }
+
+    @Test(arguments: ["mock", "anth", "gem"])
+    func aWholeMessageFromEveryKindOfProvider(provider: String) throws {
+        let env = try Self.environment()
+        let response = try post(env, Self.body(model: "\(provider)/tool-call:pace_ms=0", stream: false, prompt: "Weather in Paris?",
+                                               extra: #","tools":[{"name":"get_weather","description":"Weather","input_schema":{"type":"object","properties":{"location":{"type":"string"}}}}]"#))
+        #expect(response.status == 200, "\(response.text)")
+        let message = try #require(response.json)
+        #expect(message["type"] == .string("message") && message["role"] == .string("assistant"))
+        #expect(message["stop_reason"] == .string("tool_use"), "\(response.text)")
+        let tool = message["content"]?.arrayValue?.first { $0["type"] == .string("tool_use") }
+        #expect(tool?["name"] == .string("get_weather") && tool?["input"]?["location"] == .string("Paris, France"), "\(response.text)")
+        #expect(message["id"]?.stringValue == response.header("x-generation-id"))
+    }
+
+    @Test func anAnthropicUpstreamGetsTheClientsOwnFields() throws {
+        let env = try Self.environment()
+        let extra = #","metadata":{"user_id":"u-42"},"thinking":{"type":"enabled","budget_tokens":1024}"#
+        let response = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: false, extra: extra))
+        #expect(response.status == 200, "\(response.text)")
+        let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+        #expect(sent["metadata"]?["user_id"] == .string("u-42") && sent["thinking"]?["budget_tokens"]?.intValue == 1024)
+        #expect(sent["model"] == .string("normal:pace_ms=0"), "only the model is replaced")
+        #expect(env.mockStats.lastRequestHeader("x-api-key") == TestEnvironment.secretKey)
+    }
+
+    @Test func errorsComeInAnthropicsShape() throws {
+        let env = try Self.environment()
+        func expectError(_ response: TestResponse, status: Int, type: String, _ note: String) {
+            #expect(response.status == status, "\(note): \(response.text)")
+            #expect(response.json?["type"] == .string("error") && response.json?["error"]?["type"] == .string(type), "\(note): \(response.text)")
+            #expect(response.json?["error"]?["message"]?.stringValue?.isEmpty == false, "\(note)")
+        }
+        expectError(try post(env, #"{"model":"mock/normal","messages":[{"role":"user","content":"hi"}]}"#), status: 400,
+                    type: "invalid_request_error", "max_tokens is required")
+        expectError(try post(env, Self.body(model: "nosuch/model", stream: true)), status: 404, type: "not_found_error", "unknown provider")
+        expectError(try post(env, Self.body(model: "mock/error:status=500", stream: false)), status: 502, type: "api_error", "upstream 500: a bad gateway")
+        expectError(try post(env, Self.body(model: "mock/rate-limited:retry_after=30", stream: true)), status: 429, type: "rate_limit_error",
+                    "upstream 429")
+        expectError(try post(env, "[1,2]"), status: 400, type: "invalid_request_error", "not an object")
+
+        let client = try env.client()
+        try client.send("GET /v1/messages HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        expectError(try client.readResponse(), status: 405, type: "invalid_request_error", "GET")
+
+        // Broken off mid-stream: an `error` event after what was sent.
+        let broken = try post(env, Self.body(model: "mock/error-mid-stream:pace_ms=0", stream: true))
+        #expect(broken.status == 200)
+        let last = broken.namedEvents.last
+        #expect(last?.name == "error" && last?.data["error"]?["type"]?.stringValue?.isEmpty == false, "\(broken.text)")
+        #expect(!broken.namedEvents.contains { $0.name == "message_stop" }, "never a clean end")
+    }
+
+    @Test func gatewayKeysAreAcceptedInXApiKeyAndRefusedInAnthropicsShape() throws {
+        let env = try TestEnvironment { $0.server.apiKeys = ["gw-key-0123456789"] }
+        let refused = try post(env, Self.body(model: "mock/normal:pace_ms=0", stream: false))
+        #expect(refused.status == 401 && refused.json?["error"]?["type"] == .string("authentication_error"), "\(refused.text)")
+        let accepted = try post(env, Self.body(model: "mock/normal:pace_ms=0", stream: false),
+                                headers: ["x-api-key": "gw-key-0123456789", "anthropic-version": "2023-06-01"])
+        #expect(accepted.status == 200, "\(accepted.text)")
+        let wrong = try post(env, Self.body(model: "mock/normal:pace_ms=0", stream: false), headers: ["x-api-key": "gw-key-wrong"])
+        #expect(wrong.status == 401)
+    }
+
+    @Test func fusionReachesAnthropicClients() throws {
+        let env = try Self.environment()
+        let streamed = try post(env, Self.body(model: "fusion", stream: true, prompt: "Should cities ban cars?"))
+        #expect(streamed.status == 200, "\(streamed.text)")
+        let text = streamedText(streamed)
+        #expect(text.contains("Drawing on a panel of 3 models"), "\(text)")
+        #expect(streamed.comments.contains { $0.hasPrefix("fusion judge") }, "the deliberation as comments, which the SDKs skip")
+        #expect(!streamed.namedEvents.contains { $0.name.hasPrefix("fusion") }, "no event the SDKs would hand on")
+
+        let whole = try post(env, Self.body(model: "fusion", stream: false, prompt: "Should cities ban cars?"))
+        #expect(whole.status == 200, "\(whole.text)")
+        #expect(whole.json?["fusion"]?["analysis"]?["consensus"] != nil, "\(whole.text)")
+        #expect(whole.json?["content"]?.arrayValue?.first?["text"]?.stringValue?.contains("Drawing on a panel") == true)
+        #expect(whole.json?["model"] == .string("fusion"))
+    }
+}

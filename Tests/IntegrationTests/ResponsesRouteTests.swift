@@ -1,0 +1,120 @@
+import Foundation
+import Gateway
+import GatewayCore
+import Testing
+
+/// `POST /v1/responses` over loopback: any provider's answer as Responses events or a Response
+/// object, Fusion as an `openrouter:fusion` item with `response.fusion_call.*` events, failures as
+/// `response.failed` or an error in OpenAI's shape, the response id findable as a generation.
+@Suite(.timeLimit(.minutes(1))) struct ResponsesRouteTests {
+    static func environment() throws -> TestEnvironment {
+        try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+    }
+
+    func post(_ env: TestEnvironment, _ body: String) throws -> TestResponse {
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: body))
+        return try client.readResponse()
+    }
+
+    /// The stream's events, checking what every Responses stream must hold on the way.
+    func events(_ response: TestResponse) -> [(name: String, data: JSONValue)] {
+        let events = response.namedEvents
+        #expect(events.first?.name == "response.created" && events.dropFirst().first?.name == "response.in_progress", "\(response.text)")
+        #expect(events.enumerated().allSatisfy { $0.element.data["sequence_number"]?.intValue == Int64($0.offset) }, "numbered from 0")
+        #expect(events.allSatisfy { $0.data["type"]?.stringValue == $0.name })
+        return events
+    }
+
+    @Test(arguments: ["mock", "anth", "gem"])
+    func aResponseStreamsFromEveryKindOfProvider(provider: String) throws {
+        let env = try Self.environment()
+        let response = try post(env, #"{"model":"\#(provider)/normal:pace_ms=0","input":"Hello there","stream":true}"#)
+        #expect(response.status == 200, "\(response.text)")
+        let events = self.events(response)
+        let text = events.filter { $0.name == "response.output_text.delta" }.compactMap { $0.data["delta"]?.stringValue }.joined()
+        #expect(text.contains("You asked: \"Hello there\""), "\(provider): \(text)")
+        let completed = try #require(events.last, "\(response.text)")
+        #expect(completed.name == "response.completed")
+        #expect(completed.data["response"]?["output"]?.arrayValue?.first?["content"]?.arrayValue?.first?["text"]?.stringValue == text)
+        #expect((completed.data["response"]?["usage"]?["output_tokens"]?.intValue ?? 0) > 0)
+        let id = try #require(completed.data["response"]?["id"]?.stringValue)
+        #expect(id.hasPrefix("resp_") && response.header("x-generation-id") == "gen-" + id.dropFirst(5))
+        #expect(env.eventually { (try? env.generation(id)) != nil }, "the response id finds its generation record")
+    }
+
+    @Test(arguments: ["mock", "anth", "gem"])
+    func aWholeResponseWithFunctionCalls(provider: String) throws {
+        let env = try Self.environment()
+        let tools = #"[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{"location":{"type":"string"}}}}]"#
+        let response = try post(env, #"{"model":"\#(provider)/tool-call:pace_ms=0","input":"Weather in Paris?","tools":\#(tools)}"#)
+        #expect(response.status == 200, "\(response.text)")
+        let object = try #require(response.json)
+        #expect(object["object"] == .string("response") && object["status"] == .string("completed"), "\(response.text)")
+        let call = object["output"]?.arrayValue?.first { $0["type"] == .string("function_call") }
+        #expect(call?["name"] == .string("get_weather"), "\(response.text)")
+        let arguments = try call?["arguments"]?.stringValue.map { try JSONValue.parse(Array($0.utf8)) }
+        #expect(arguments?["location"] == .string("Paris, France"))
+    }
+
+    @Test func failuresComeAsResponsesErrors() throws {
+        let env = try Self.environment()
+        let invalid = try post(env, #"{"model":"mock/normal","input":42}"#)
+        #expect(invalid.status == 400 && invalid.json?["error"]?["param"]?.stringValue?.hasPrefix("input") == true, "\(invalid.text)")
+        let stateful = try post(env, #"{"model":"mock/normal","input":"hi","previous_response_id":"resp_1"}"#)
+        #expect(stateful.status == 400 && stateful.json?["error"]?["param"] == .string("previous_response_id"), "\(stateful.text)")
+        let refused = try post(env, #"{"model":"mock/error:status=503","input":"hi","stream":true}"#)
+        #expect(refused.status == 503 || refused.status == 502, "an upstream failure before the stream keeps its status: \(refused.text)")
+        #expect(refused.json?["error"]?["message"] != nil)
+
+        let broken = try post(env, #"{"model":"mock/error-mid-stream:pace_ms=0","input":"hi","stream":true}"#)
+        let last = events(broken).last
+        #expect(last?.name == "response.failed", "\(broken.text)")
+        #expect(last?.data["response"]?["error"]?["message"]?.stringValue?.isEmpty == false)
+        #expect(last?.data["error"] == nil, "never a top-level error, which would make the SDKs raise before the client sees the response")
+        let truncated = try post(env, #"{"model":"mock/normal:pace_ms=0:truncate=1","input":"hi","stream":true}"#)
+        #expect(events(truncated).last?.name == "response.failed", "a truncated upstream stream is no clean completion: \(truncated.text)")
+    }
+
+    @Test func fusionStreamsAsFusionCallEvents() throws {
+        let env = try Self.environment()
+        let body = #"{"model":"mock/outer:pace_ms=1","input":"Should cities ban cars?","stream":true,"tools":[{"type":"openrouter:fusion","parameters":{"preset":"budget"}}],"tool_choice":"required"}"#
+        let response = try post(env, body)
+        #expect(response.status == 200, "\(response.text)")
+        let names = events(response).map(\.name)
+        let fusion = names.filter { $0.hasPrefix("response.fusion_call.") }
+        #expect(fusion.first == "response.fusion_call.in_progress" && fusion.last == "response.fusion_call.completed", "\(fusion)")
+        #expect(fusion.filter { $0 == "response.fusion_call.panel.added" }.count == 2)
+        #expect(fusion.filter { $0 == "response.fusion_call.panel.completed" }.count == 2)
+        #expect(fusion.contains("response.fusion_call.analysis.completed"))
+        let completed = try #require(response.namedEvents.last)
+        #expect(completed.name == "response.completed")
+        let output = completed.data["response"]?["output"]?.arrayValue ?? []
+        let item = output.first { $0["type"] == .string("openrouter:fusion") }
+        #expect(item?["status"] == .string("completed") && item?["analysis"]?["consensus"] != nil, "\(output)")
+        #expect(item?["responses"]?.arrayValue?.count == 2)
+        let answer = output.last?["content"]?.arrayValue?.first?["text"]?.stringValue ?? ""
+        #expect(answer.contains("Drawing on a panel of 2 models"), "\(answer)")
+        #expect(completed.data["response"]?["usage"]?["fusion"]?["calls"]?.arrayValue?.count == 4, "panel, judge, final: forced skips the first turn")
+    }
+
+    @Test func fusionWholeAndThePluginForm() throws {
+        let env = try Self.environment()
+        let response = try post(env, #"{"model":"mock/outer:pace_ms=1","input":"Should cities ban cars?","plugins":[{"id":"fusion","preset":"budget"}]}"#)
+        #expect(response.status == 200, "\(response.text)")
+        let output = response.json?["output"]?.arrayValue ?? []
+        #expect(output.first?["type"] == .string("openrouter:fusion") && output.first?["panel"]?["answered"]?.intValue == 2, "\(response.text)")
+        #expect(output.last?["type"] == .string("message"))
+        let record = try env.generation(response.json?["id"]?.stringValue)
+        #expect(record?["router"] == .string("fusion_plugin"), "\(String(describing: record))")
+        let alias = try post(env, #"{"model":"openrouter/fusion","input":"Should cities ban cars?","tool_choice":"required"}"#)
+        #expect(alias.status == 200, "\(alias.text)")
+        #expect(try env.generation(alias.json?["id"]?.stringValue)?["router"] == .string("openrouter/fusion"))
+        #expect(alias.json?["model"] == .string("openrouter/fusion"), "the response names the model asked for")
+    }
+}
