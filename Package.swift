@@ -53,9 +53,10 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
-        .target(name: "GatewayCore", swiftSettings: fast),
+        .target(name: "GatewayCore", dependencies: ["CCrypto"], swiftSettings: fast),
         .target(name: "Providers", dependencies: ["GatewayCore"], swiftSettings: fast),
         .target(name: "Fusion", dependencies: ["GatewayCore", "Providers"], swiftSettings: fast),
         .target(name: "Surfaces", dependencies: ["GatewayCore", "Providers", "Fusion"], swiftSettings: fast),
@@ -102,9 +103,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Tests only: SSE readers written from the specs, to check what the gateway writes.
+        .target(name: "SSEReference", path: "Tests/SSEReference", swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["GatewayCore", "SSEReference", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
@@ -116,7 +119,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SurfacesTests",
-            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", "SSEReference",
+                           .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "ApplicationTests", dependencies: ["Application", "Gateway", "GatewayCore"], swiftSettings: strict),

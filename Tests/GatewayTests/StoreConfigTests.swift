@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Gateway
+import Fusion
 import GatewayCore
 import RedisClient
 import Testing
@@ -32,7 +33,7 @@ import Testing
         #expect(team.keyEnvironmentVariable == "TEAM_A_KEY")
         #expect(team.limits == KeyLimits(requestsPerMinute: 60, tokensPerMinute: 200_000, dailyBudgetMicros: 5_000_000,
                                          monthlyBudgetMicros: 100_000_000))
-        #expect(config.prices["openrouter/openai/gpt-4o-mini"] == ModelPrice(promptMicrosPerMillion: 150_000, completionMicrosPerMillion: 600_000))
+        #expect(config.prices["openrouter/openai/gpt-4o-mini"] == ModelPrice(inputPerMillion: 0.15, outputPerMillion: 0.6))
         // Named keys are gateway keys; their variable unset refuses to start.
         #expect(try config.gatewayKeys(environment: ["TEAM_A_KEY": "sk-a"]) == ["sk-a"])
         #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: [:]) }
@@ -64,7 +65,8 @@ import Testing
         ("keys: {a: {key_env: X, limits: {daily_budget_usd: 1.0000001}}}", "dollar amount"),
         ("keys: {a: {key_env: X, limits: {daily_budget_usd: 1e3}}}", "dollar amount"),
         ("keys: {a: {key_env: X, limits: {burst: 5}}}", "unknown key 'burst'"),
-        ("prices: {m: {prompt_usd_per_million: 1}}", "needs prompt_usd_per_million and completion_usd_per_million"),
+        ("prices: {m: {input: 1}}", "prices.m.output is required"),
+        ("prices: {m: {input: 1, output: -1}}", "prices.m.output"),
         ("server: {drain_delay_ms: -5}", "drain_delay_ms"),
     ])
     func wrongValuesAreRefusedNamingThem(yaml: String, message: String) {
@@ -79,11 +81,23 @@ import Testing
     @Test func dollarAmountsAreExactDecimals() throws {
         let config = try GatewayConfig.parse(yaml: """
             keys: {a: {key_env: X, limits: {daily_budget_usd: 0.1, monthly_budget_usd: 1000000}}}
-            prices: {m: {prompt_usd_per_million: 2.5, completion_usd_per_million: 0.000001}}
             """)
         #expect(config.keys["a"]?.limits.dailyBudgetMicros == 100_000)
         #expect(config.keys["a"]?.limits.monthlyBudgetMicros == 1_000_000_000_000)
-        #expect(config.prices["m"] == ModelPrice(promptMicrosPerMillion: 2_500_000, completionMicrosPerMillion: 1))
+    }
+
+    @Test func onePriceTableServesBudgetsAndTheCostEstimate() throws {
+        let fusion = """
+            fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}%@}
+            """
+        let top = try GatewayConfig.parse(yaml: fusion.replacingOccurrences(of: "%@", with: "") + "\nprices: {a: {input: 1, output: 2}}")
+        #expect(top.prices["a"] == ModelPrice(inputPerMillion: 1, outputPerMillion: 2))
+        #expect(top.fusion?.prices == top.prices, "the top-level table prices the estimate too")
+        let inFusion = try GatewayConfig.parse(yaml: fusion.replacingOccurrences(of: "%@", with: ", prices: {a: {input: 3, output: 4}}"))
+        #expect(inFusion.prices["a"] == ModelPrice(inputPerMillion: 3, outputPerMillion: 4), "fusion.prices alone charges budgets")
+        let both = try GatewayConfig.parse(yaml: fusion.replacingOccurrences(of: "%@", with: ", prices: {a: {input: 3, output: 4}}")
+                                                + "\nprices: {a: {input: 1, output: 2}}")
+        #expect(both.prices["a"]?.inputPerMillion == 1 && both.fusion?.prices["a"]?.inputPerMillion == 3, "each kept when both are given")
     }
 
     @Test func aMissingRedisPasswordRefusesToStart() throws {

@@ -1,4 +1,5 @@
 @testable import Gateway
+import Fusion
 import GatewayCore
 import Providers
 import RedisClient
@@ -44,9 +45,13 @@ import Testing
                                       created: 0, owner: nil)
         record.usage = .init(promptTokens: 1_000, completionTokens: 500, totalTokens: 1_500, cost: 0.5)
         #expect(Spend.micros(of: record, prices: [:]) == 500_000, "the upstream's cost when the model has no price")
-        let prices = ["p/m": ModelPrice(promptMicrosPerMillion: 2_000_000, completionMicrosPerMillion: 10_000_000)]
+        let prices = ["p/m": ModelPrice(inputPerMillion: 2, outputPerMillion: 10)]
         #expect(Spend.micros(of: record, prices: prices) == 7_000, "1000 × $2/M + 500 × $10/M")
+        // The exact slug first, then the bare slug, then its provider's wildcard.
+        #expect(Spend.micros(of: record, prices: ["p/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1), "p/m": prices["p/m"]!]) == 7_000)
+        #expect(Spend.micros(of: record, prices: ["p/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]) == 1_500)
+        #expect(Spend.micros(of: record, prices: ["p/*": ModelPrice(inputPerMillion: 0.0000001, outputPerMillion: 0)]) == 1, "rounded up")
         record.usage = .init(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens, cost: 0)
-        #expect(Spend.micros(of: record, prices: ["p/m": ModelPrice(promptMicrosPerMillion: 1_000_000_000_000, completionMicrosPerMillion: 1_000_000_000_000)]) > 0)
+        #expect(Spend.micros(of: record, prices: ["p/m": ModelPrice(inputPerMillion: 100_000, outputPerMillion: 100_000)]) > 0, "no trap at the largest counts and prices")
     }
 }

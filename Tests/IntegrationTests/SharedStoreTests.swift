@@ -1,4 +1,5 @@
 import Foundation
+import Fusion
 import Gateway
 import GatewayCore
 import RedisClient
@@ -8,7 +9,7 @@ import Testing
 /// records, limits and budgets hold across them, and Redis failing follows `on_store_error`
 /// without taking either replica down. (`ReplicaDeploymentTests` does the same with separate
 /// processes behind nginx.)
-@Suite(.enabled(if: RedisServerProcess.available, "redis-server not installed (scripts/install-deps installs it)"),
+@Suite(.enabled(if: RedisServerProcess.available, "FUSION_SKIP_REDIS=1"),
        .timeLimit(.minutes(1)))
 struct SharedStoreTests {
     static let keys = ["TEAM_A_KEY": "sk-team-a-0123456789", "TEAM_B_KEY": "sk-team-b-0123456789", "OPEN_KEY": "sk-open-0123456789"]
@@ -136,7 +137,7 @@ struct SharedStoreTests {
         let redis = try RedisServerProcess()
         // $1 per million tokens each way: a mock answer costs tens of micro-dollars.
         let limits = KeyLimits(dailyBudgetMicros: 20)
-        let prices = ["mock/normal": ModelPrice(promptMicrosPerMillion: 1_000_000, completionMicrosPerMillion: 1_000_000)]
+        let prices = ["mock/normal": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
         let a = try Self.replica(redis: redis, limits: limits, prices: prices)
         let b = try Self.replica(redis: redis, limits: limits, prices: prices)
         let key = Self.keys["TEAM_A_KEY"]!

@@ -75,6 +75,9 @@ final class TestEnvironment: @unchecked Sendable {
             defaultPreset: "quality")
         fusion.memberTimeoutMilliseconds = 600
         fusion.judgeTimeoutMilliseconds = 1_000
+        // Labels in panel order: the simulated judge lists models in the order it reads them, so
+        // two runs of one request give the same answer (DeliberationLatencyTests shuffles).
+        fusion.shuffleLabels = false
         config.fusion = fusion
         config.web = nil
         if web {

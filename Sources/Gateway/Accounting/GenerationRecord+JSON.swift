@@ -43,6 +43,7 @@ extension GenerationRecord {
             })
             data["fusion"] = .object(fusion)
         }
+        if let fusionCost { data["fusion_cost"] = fusionCost }
         return data
     }
 
@@ -81,6 +82,7 @@ extension GenerationRecord {
                                overheadMilliseconds: phase["overhead_ms"]?.doubleValue ?? 0)
         }
         innerCalls = (json["inner_calls"]?.arrayValue ?? []).compactMap(CallRecord.init(json:))
+        fusionCost = json["fusion_cost"]
     }
 
     static func number(_ value: Double?) -> JSONValue { value.map(JSONValue.double) ?? .null }

@@ -145,6 +145,9 @@ struct GenerationRecord: Sendable, Equatable {
     var fusionCalls: [JSONValue] = []
     /// Fusion: each deliberation phase's duration and overhead.
     var phases: [PhaseTiming] = []
+    /// Fusion: the deliberation's estimated cost range and, per call, its estimate and actual at
+    /// the config's prices (`CostEstimate.report`); nil without prices.
+    var fusionCost: JSONValue?
     /// Fusion: every upstream call, with its role and ending.
     var innerCalls: [CallRecord] = []
     /// The fingerprint of the gateway key that made the request (`KeyFingerprint`); nil when the

@@ -135,7 +135,8 @@ public struct GatewayConfig: Sendable {
     public var store = StoreSettings()
     /// Named gateway keys with their limits (`keys:`).
     public var keys: [String: NamedKey] = [:]
-    /// Model prices for spend budgets (`prices:`), by model slug.
+    /// Model prices (`prices:`, the format of `fusion.prices`): what spend budgets charge. One
+    /// table serves both: either one, given alone, is also the other (see `parse`).
     public var prices: [String: ModelPrice] = [:]
 
     /// The reserved provider name of the built-in simulated models.
@@ -246,7 +247,7 @@ public struct GatewayConfig: Sendable {
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
                 }
-                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models"],
+                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models", "max_tokens_field"],
                                        hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
                 let kindName = try provider.string("kind") ?? "openai"
                 guard let kind = Provider.Kind(rawValue: kindName) else {
@@ -267,12 +268,22 @@ public struct GatewayConfig: Sendable {
                         headers[header] = text
                     }
                 }
-                config.providers[name] = Provider(
+                var parsed = Provider(
                     name: name, kind: kind,
                     baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
                     apiKeyEnvironmentVariable: try provider.string("api_key_env"),
                     headers: headers,
                     models: try provider.stringList("models"))
+                if let field = try provider.string("max_tokens_field") {
+                    guard kind == .openai else {
+                        throw ConfigError("\(provider.path).max_tokens_field applies to kind openai only (\(kind.rawValue) has its own field)")
+                    }
+                    guard let value = ProviderEndpoint.MaxTokensField(rawValue: field) else {
+                        throw ConfigError("\(provider.path).max_tokens_field must be 'max_tokens' or 'max_completion_tokens'")
+                    }
+                    parsed.maxTokensField = value
+                }
+                config.providers[name] = parsed
             }
         }
         if let fusion = try top.child("fusion") {
@@ -289,47 +300,17 @@ public struct GatewayConfig: Sendable {
         if let store = try top.child("store") { config.store = try parseStore(store) }
         if let keys = try top.child("keys") { config.keys = try parseKeys(keys) }
         if let prices = try top.child("prices") { config.prices = try parsePrices(prices) }
+        // One price table for budgets and the deliberation's cost estimate: given in one place
+        // only, it serves both.
+        if config.prices.isEmpty, let fusion = config.fusion {
+            config.prices = fusion.prices
+        } else if config.fusion?.prices.isEmpty == true {
+            config.fusion?.prices = config.prices
+        }
         if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
             throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
         }
         return config
-    }
-}
-
-extension GatewayConfig {
-    static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
-        try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
-                            "judge_timeout_ms", "panel_context", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes"])
-        guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
-        var presets: [String: FusionSettings.Preset] = [:]
-        guard let presetNodes = try node.child("presets") else {
-            throw ConfigError("\(node.path).presets is required (at least one named panel)")
-        }
-        for (name, preset) in try presetNodes.members() {
-            try preset.allowOnly(["analysis_models", "model"])
-            guard let models = try preset.stringList("analysis_models"), (1...8).contains(models.count) else {
-                throw ConfigError("\(preset.path).analysis_models must list 1 to 8 models")
-            }
-            presets[name] = FusionSettings.Preset(analysisModels: models, judge: try preset.string("model"))
-        }
-        let defaultPreset = try node.string("default_preset") ?? (presets["quality"] != nil ? "quality" : presets.keys.sorted().first ?? "")
-        guard presets[defaultPreset] != nil else {
-            throw ConfigError("\(node.path).default_preset '\(defaultPreset)' is not one of the presets")
-        }
-        var settings = FusionSettings(outerModel: outer, presets: presets, defaultPreset: defaultPreset,
-                                      judgeFallbackModel: try node.string("judge_fallback_model"))
-        settings.memberTimeoutMilliseconds = try node.milliseconds("member_timeout_ms") ?? settings.memberTimeoutMilliseconds
-        settings.judgeTimeoutMilliseconds = try node.milliseconds("judge_timeout_ms") ?? settings.judgeTimeoutMilliseconds
-        settings.maxInnerCalls = try node.int("max_inner_calls", in: 3...10_000) ?? settings.maxInnerCalls
-        settings.maxWebToolCalls = try node.int("max_web_tool_calls", in: 0...10_000) ?? settings.maxWebToolCalls
-        settings.maxUpstreamBytes = try node.int("max_upstream_bytes", in: (64 << 10)...(64 << 30)) ?? settings.maxUpstreamBytes
-        if let context = try node.string("panel_context") {
-            guard let value = FusionSettings.PanelContext(rawValue: context) else {
-                throw ConfigError("\(node.path).panel_context must be 'conversation' or 'last_message'")
-            }
-            settings.panelContext = value
-        }
-        return settings
     }
 }
 
@@ -387,72 +368,3 @@ extension GatewayConfig {
     }
 }
 
-
-public struct ConfigError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A YAML node with the path used in error messages.
-struct ConfigNode {
-    let node: Node
-    let path: String
-
-    init(_ node: Node, path: String) throws {
-        self.node = node
-        self.path = path
-    }
-
-    func members() throws -> [(String, ConfigNode)] {
-        guard let mapping = node.mapping else { throw ConfigError("\(path) must be a mapping") }
-        return try mapping.map { key, value in
-            guard let name = key.string else { throw ConfigError("\(path): keys must be strings") }
-            return (name, try ConfigNode(value, path: "\(path).\(name)"))
-        }
-    }
-
-    func allowOnly(_ keys: Set<String>, hint: String? = nil) throws {
-        for (name, _) in try members() where !keys.contains(name) {
-            var message = "\(path): unknown key '\(name)' (allowed: \(keys.sorted().joined(separator: ", ")))"
-            if let hint { message += "; \(hint)" }
-            throw ConfigError(message)
-        }
-    }
-
-    func child(_ key: String) throws -> ConfigNode? {
-        try members().first { $0.0 == key }?.1
-    }
-
-    func string(_ key: String) throws -> String? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.scalar?.string else { throw ConfigError("\(child.path) must be a string") }
-        return value
-    }
-
-    func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.int, range.contains(value) else {
-            throw ConfigError("\(child.path) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return value
-    }
-
-    func milliseconds(_ key: String) throws -> UInt64? {
-        try int(key, in: 1...86_400_000).map(UInt64.init)
-    }
-
-    func bool(_ key: String) throws -> Bool? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.bool else { throw ConfigError("\(child.path) must be true or false") }
-        return value
-    }
-
-    func stringList(_ key: String) throws -> [String]? {
-        guard let child = try child(key) else { return nil }
-        guard let sequence = child.node.sequence else { throw ConfigError("\(child.path) must be a list of strings") }
-        return try sequence.map { item in
-            guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
-            return value
-        }
-    }
-}

@@ -50,17 +50,6 @@ public struct NamedKey: Sendable, Equatable {
     }
 }
 
-/// A model's price (`prices.<model>`), in millionths of a dollar per million tokens: what spend
-/// budgets charge for it. Models without a price are charged the cost their upstream reports.
-public struct ModelPrice: Sendable, Equatable {
-    public var promptMicrosPerMillion: Int64
-    public var completionMicrosPerMillion: Int64
-    public init(promptMicrosPerMillion: Int64, completionMicrosPerMillion: Int64) {
-        self.promptMicrosPerMillion = promptMicrosPerMillion
-        self.completionMicrosPerMillion = completionMicrosPerMillion
-    }
-}
-
 extension GatewayConfig {
     static func parseStore(_ node: ConfigNode) throws -> StoreSettings {
         try node.allowOnly(["redis", "on_store_error"])
@@ -124,18 +113,6 @@ extension GatewayConfig {
             keys[name] = key
         }
         return keys
-    }
-
-    static func parsePrices(_ node: ConfigNode) throws -> [String: ModelPrice] {
-        var prices: [String: ModelPrice] = [:]
-        for (model, entry) in try node.members() {
-            try entry.allowOnly(["prompt_usd_per_million", "completion_usd_per_million"])
-            guard let prompt = try entry.dollars("prompt_usd_per_million"), let completion = try entry.dollars("completion_usd_per_million") else {
-                throw ConfigError("\(entry.path) needs prompt_usd_per_million and completion_usd_per_million")
-            }
-            prices[model] = ModelPrice(promptMicrosPerMillion: prompt, completionMicrosPerMillion: completion)
-        }
-        return prices
     }
 
     /// The named keys with their values from the environment. Fails closed: a named variable

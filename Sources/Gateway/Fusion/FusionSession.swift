@@ -53,6 +53,8 @@ final class FusionSession<Renderer: FusionRenderer> {
     private var watchdog: StreamWatchdog?
     private var calls: [FusionSessionMachine.CallID: CallHandle] = [:]
     private var tools: [FusionSessionMachine.ToolRunID: WebToolTask] = [:]
+    /// The machine's timers (quorum grace, deadline, readable text), armed on this loop.
+    private var timers: [FusionTimer: LoopTimer] = [:]
     private var out: [UInt8] = []
     private var finished = false
     /// What all of this deliberation's upstream responses may bring in.
@@ -87,7 +89,8 @@ final class FusionSession<Renderer: FusionRenderer> {
             defaultMaxTokens: settings.defaultMaxTokens)
         machine = FusionSessionMachine(request: request, settings: settings, limits: limits,
                                        panelTools: tools(request.parameters.webSearch, \.panel),
-                                       judgeTools: tools(request.parameters.judgeWebSearch, \.judge))
+                                       judgeTools: tools(request.parameters.judgeWebSearch, \.judge),
+                                       readableProgress: request.stream && !request.structuredEvents)
         self.renderer = renderer
         self.api = api
         budget = ByteBudget(limit: settings.maxUpstreamBytes)
@@ -202,8 +205,18 @@ final class FusionSession<Renderer: FusionRenderer> {
                 callStopped(id)
             case .runTool(let run, let call):
                 runTool(run, call)
+            case .startTimer(let timer, let milliseconds):
+                let handle = timers[timer] ?? LoopTimer(loop: loop) { [unowned self] in
+                    guard !finished else { return }
+                    perform(machine.handle(.timerFired(timer), at: now))
+                }
+                timers[timer] = handle
+                handle.start(afterMilliseconds: milliseconds)
+            case .cancelTimer(let timer):
+                timers[timer]?.stop()
             case .output(let output):
                 if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
+                if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
                 out.removeAll(keepingCapacity: true)
                 renderer.render(output, sources: machine.sources, at: now, into: &out)
                 write(out)
@@ -361,6 +374,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         record.webToolCalls = machine.webToolCalls
         record.numSearchResults = machine.searchResults
         record.phases = meter.timings()
+        record.fusionCost = machine.costEstimate?.report(calls: machine.calls, prices: machine.prices)
         record.overheadMilliseconds = meter.totalOverheadMilliseconds()
         record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: machine.finishReason?.rawValue, error: failure,
                                     cancelled: cancelled),
@@ -375,6 +389,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         calls.removeAll()
         for task in tools.values { task.cancel() }
         tools.removeAll()
+        for timer in timers.values { timer.close() }
+        timers.removeAll()
         watchdog?.close()
         writer.onClientGone = nil
         if writer.state == .streaming {

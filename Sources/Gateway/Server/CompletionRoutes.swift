@@ -19,7 +19,9 @@ extension GatewayServer {
                                            structuredEvents: try chat.includeFusionEvents())
             return switch plan {
             case .passthrough:
-                .proxy(ChatProxyRequest(chat: chat, neutral: neutral, relayRawBody: true), fallbacks: chat.fallbackModels)
+                // A fusion record is restored in the neutral form only (no upstream knows it).
+                .proxy(ChatProxyRequest(chat: chat, neutral: neutral, relayRawBody: !chat.carriesFusionRecords),
+                       fallbacks: chat.fallbackModels)
             case .withoutFusion(_, let rewritten):
                 .proxy(ChatProxyRequest(chat: chat, neutral: rewritten, relayRawBody: false), fallbacks: chat.fallbackModels)
             case .fusion(let fusion):
