@@ -100,6 +100,12 @@ struct SharedStoreTests {
             #expect(Int(refused.header("retry-after") ?? "") ?? 0 >= 1)
             #expect(refused.header("x-ratelimit-remaining-requests") == "0")
             #expect(refused.header("x-ratelimit-reset-requests") != nil)
+            // A refusal by the limits has an id and a record like any other refusal, on either replica.
+            let id = try #require(refused.header("x-generation-id"), "\(refused.text)")
+            let record = try Self.eventuallyReadable(replica === a ? b : a, id: id, key: key)
+            #expect(record.json?["data"]?["kind"]?.stringValue == "rejected", "\(record.text)")
+            #expect(record.json?["data"]?["status"]?.intValue == 429)
+            #expect(record.json?["data"]?["error"]?["code"]?.stringValue == "rate_limit_exceeded")
         }
         // Another key has its own bucket.
         #expect(try Self.chat(b, key: Self.keys["TEAM_B_KEY"]!).status == 200)
