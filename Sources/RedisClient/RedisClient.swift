@@ -11,6 +11,12 @@ import EventLoop
 /// - a command past its deadline drops the connection (replies come in order, so everything
 ///   behind it is stuck too): every pending command fails with `.timeout`, then reconnect.
 ///
+/// Why not hiredis' libuv adapter (`hiredis/adapters/libuv.h`): its async connect resolves a
+/// host name with a blocking `getaddrinfo` on the calling (loop) thread and has no connect
+/// timeout, and Debian's hiredis 0.14 reader allocates whatever array length a reply announces.
+/// So hiredis parses (`RedisReplyReader`, with our bounds) and formats, and the connection is
+/// EventLoop's own TCP (resolution off the loop, our timeouts), on the same libuv loop.
+///
 /// Loop-confined: create, use and close it on `loop`'s thread only.
 public final class RedisClient {
     public struct Settings: Sendable, Equatable {
