@@ -111,6 +111,8 @@ struct SharedStoreTests {
         #expect(try Self.chat(b, key: Self.keys["TEAM_B_KEY"]!).status == 200)
         let metrics = try Self.metrics(a) + Self.metrics(b)
         #expect(metrics.contains(#"fusion_gateway_rate_limited_total{kind="requests"}"#))
+        // The refusals are counted under their own code (a bounded label), not "other".
+        #expect(metrics.contains(#"fusion_gateway_errors_total{code="rate_limit_exceeded"}"#), "\(metrics)")
     }
 
     @Test func everyRouteIsLimitedAndRefusedInItsOwnAPIsShape() throws {

@@ -32,6 +32,8 @@ enum MetricLabels {
         "generation_not_found", "client_too_slow",
         // the gateway
         "shutting_down", "server_error", "inner_call_limit", "provider_key_missing",
+        // a key's limits and the shared store
+        "rate_limit_exceeded", "limits_unavailable", "store_unavailable",
         // upstreams
         "upstream_error", "upstream_unreachable", "upstream_timeout", "upstream_truncated", "upstream_protocol_error",
         "upstream_connection_lost", "upstream_auth_failed", "upstream_rejected", "upstream_bad_status", "upstream_unavailable",
