@@ -1,3 +1,4 @@
+import EventLoop
 import GatewayCore
 import RedisClient
 
@@ -9,6 +10,8 @@ import RedisClient
 final class RedisGenerationRecordStore: GenerationRecordStore {
     private let memory: GenerationStore
     private let client: RedisClient
+    /// Records filed in this loop iteration, written on the next (see `put`).
+    private var toEncode: [GenerationRecord] = []
     private let keyPrefix: String
     private let ttlSeconds: Int
     private let maxUnwritten: Int
@@ -36,7 +39,17 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
 
     func put(_ record: GenerationRecord) {
         memory.add(record)
-        write(id: record.id, value: Self.encode(StoredGeneration(record)))
+        // Encoded and sent on the next loop iteration: a record is filed in the same callback
+        // that wrote the response's last bytes, which leave in this iteration's flush; the JSON
+        // encoding must not delay them (store-bench measured it as +0.28 ms at the median).
+        toEncode.append(record)
+        guard toEncode.count == 1 else { return }
+        client.loop.deferToNextIteration { [weak self] in
+            guard let self else { return }
+            let records = toEncode
+            toEncode.removeAll(keepingCapacity: true)
+            for record in records { write(id: record.id, value: Self.encode(StoredGeneration(record))) }
+        }
     }
 
     private func write(id: String, value: [UInt8]) {
