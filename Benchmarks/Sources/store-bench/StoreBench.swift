@@ -9,7 +9,9 @@ import Foundation
 ///   B  in process, the key has limits (admission and settlement under a lock)
 ///   C  Redis, the key has no limits (the record and the usage counters written after the response)
 ///   D  Redis, the key has limits (one EVAL round trip before the request starts, one after)
-/// Requests alternate A, B, C, D, so drift on the machine hits all four alike.
+/// Requests alternate A, B, C, D, so drift on the machine hits all four alike, with a pause after
+/// each (`--gap-microseconds`): work a gateway does after its response (Redis writes) would
+/// otherwise land in the next target's measurement.
 @main
 struct StoreBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "store-bench", abstract: "Latency the shared store adds per request.")
@@ -25,6 +27,9 @@ struct StoreBench: ParsableCommand {
 
     @Option(help: "Warm-up requests per target.")
     var warmup = 200
+
+    @Option(help: "Microseconds to wait after each request, so a target's after-response work (records and usage written to Redis) is not measured in the next target's request.")
+    var gapMicroseconds: UInt32 = 1_000
 
     @Option(help: "The model every target serves.")
     var model = "sim/normal:pace_ms=0:deltas=3"
@@ -66,9 +71,10 @@ struct StoreBench: ParsableCommand {
             for (index, client) in clients.enumerated() {
                 let elapsed = try client.post(body, key: Self.key)
                 if round >= warmup { samples[index].append(elapsed) }
+                usleep(gapMicroseconds)
             }
         }
-        print("store-bench: \(requests) requests per target (after \(warmup) warm-up), alternating, one at a time; model \(model)")
+        print("store-bench: \(requests) requests per target (after \(warmup) warm-up), alternating, one at a time, \(gapMicroseconds) µs apart; model \(model)")
         print("target                          p50 (ms)   p99 (ms)   added p50   added p99   (vs A)")
         let baseline = samples[0].sorted()
         for (index, (name, _)) in targets.enumerated() {
