@@ -115,6 +115,25 @@ struct SharedStoreTests {
         #expect(metrics.contains(#"fusion_gateway_errors_total{code="rate_limit_exceeded"}"#), "\(metrics)")
     }
 
+    @Test func aDeliberationCountsEveryInnerCallAgainstTheRequestLimit() throws {
+        let redis = try RedisServerProcess()
+        // One loop per replica: the settlement and the next admission share one Redis connection,
+        // so Redis sees them in order.
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 100), loops: 1)
+        let key = Self.keys["TEAM_A_KEY"]!
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion"}]}"#
+        let fusion = try a.chat(body, headers: ["Authorization": "Bearer \(key)"])
+        #expect(fusion.status == 200, "\(fusion.text)")
+        #expect(fusion.header("x-ratelimit-remaining-requests") == "99", "admission reserves one request")
+        let id = try #require(fusion.header("x-generation-id"))
+        let record = try Self.eventuallyReadable(a, id: id, key: key)
+        let calls = try #require(record.json?["data"]?["inner_calls"]?.arrayValue)
+        #expect(calls.count >= 3, "outer turn, panel, judge, final turn: \(record.text)")
+        // Settled with every inner call: the next request sees 100 − calls − itself.
+        let next = try Self.chat(a, key: key)
+        #expect(next.header("x-ratelimit-remaining-requests") == String(100 - calls.count - 1), "\(calls.count) inner calls")
+    }
+
     @Test func everyRouteIsLimitedAndRefusedInItsOwnAPIsShape() throws {
         let redis = try RedisServerProcess()
         let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 3))
