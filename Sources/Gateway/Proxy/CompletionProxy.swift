@@ -57,8 +57,9 @@ final class CompletionProxy<Request: ProxyRequest> {
     private var stream: ClientStream?
     private let created = Int(Date().timeIntervalSince1970)
     private let context: ProxyContext
-    /// Reused output buffer: the per-event path allocates nothing once it has grown.
-    private var out: [UInt8] = []
+    /// The loop's output buffer, lent per callback: the per-event path allocates nothing once it
+    /// has grown, and an open stream holds no buffer of its own.
+    private let scratch: ByteScratch
     private var watchdog: StreamWatchdog?
     private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
@@ -71,7 +72,9 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, redactor: Redactor, generationID: String, extraHeaders: [(String, String)] = [],
-         slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+         slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil,
+         scratch: ByteScratch = ByteScratch(), onFinish: @escaping (GenerationRecord) -> Void) {
+        self.scratch = scratch
         self.stats = stats
         self.metrics = metrics
         slowClientTimeout = slowClientTimeoutMilliseconds
@@ -87,7 +90,6 @@ final class CompletionProxy<Request: ProxyRequest> {
         record = GenerationRecord(id: generationID, model: request.clientModel, streamed: request.stream)
         context = ProxyContext(generationID: generationID, created: created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
         relay = request.makeRelay(route: candidates[0], context: context, whole: false)
-        out.reserveCapacity(4096)
     }
 
     func start() {
@@ -196,16 +198,18 @@ final class CompletionProxy<Request: ProxyRequest> {
                 self.stream?.channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.transfer?.resume() }
                 return false
             }
-            out.removeAll(keepingCapacity: true)
-            let before = relay.forwardedEvents
-            let outcome = relay.relay(bytes, into: &out)
-            if relay.forwardedEvents > before {
+            var forwarded = 0
+            let outcome = scratch.withBuffer { out in
+                let outcome = relay.relay(bytes, into: &out, forwarded: &forwarded)
+                stream.emit(out)
+                return outcome
+            }
+            if forwarded > 0 {
                 let now = EventLoop.monotonicNanoseconds()
                 if lastEventAt != 0 { metrics?.interToken.recordNanoseconds(Int64(now - lastEventAt)) }
                 lastEventAt = now
                 if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = elapsedMilliseconds }
             }
-            stream.emit(out)
             watchdog?.noteWrite()
             switch outcome {
             case .streaming:
@@ -245,10 +249,12 @@ final class CompletionProxy<Request: ProxyRequest> {
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
             fail(UpstreamFailure.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
-            out.removeAll(keepingCapacity: true)
-            relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
+            scratch.withBuffer { out in
+                relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) },
+                                     into: &out)
+                stream?.emit(out)
+            }
             if case .failed(let error) = relay.outcome { record.error = error.code }
-            stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             if let failure {
@@ -289,9 +295,10 @@ final class CompletionProxy<Request: ProxyRequest> {
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
             openClientStream()
             relay = request.makeRelay(route: route, context: context, whole: true)
-            out.removeAll(keepingCapacity: true)
-            relay.relayWhole(events, into: &out)
-            stream?.emit(out)
+            scratch.withBuffer { out in
+                relay.relayWhole(events, into: &out)
+                stream?.emit(out)
+            }
             finishClientStream()
             return
         }
@@ -322,9 +329,10 @@ final class CompletionProxy<Request: ProxyRequest> {
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
-        out.removeAll(keepingCapacity: true)
-        relay.start(into: &out)
-        if !out.isEmpty { stream.emit(out) }
+        scratch.withBuffer { out in
+            relay.start(into: &out)
+            if !out.isEmpty { stream.emit(out) }
+        }
     }
 
     private func sendKeepAlive() {
@@ -380,9 +388,10 @@ final class CompletionProxy<Request: ProxyRequest> {
         transfer?.cancel()
         transfer = nil
         if let stream {
-            out.removeAll(keepingCapacity: true)
-            relay.fail(error, into: &out)
-            stream.emit(out)
+            scratch.withBuffer { out in
+                relay.fail(error, into: &out)
+                stream.emit(out)
+            }
             phase = .finished
             stream.emitEnd()
         } else {
@@ -423,5 +432,36 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
         record.durationMilliseconds = elapsedMilliseconds
         onFinish(record)
+    }
+}
+
+/// One output buffer per loop, lent to whoever writes an event (never kept across callbacks): a
+/// proxied stream needs bytes only while it relays a read, so thousands of open streams share
+/// one buffer instead of holding one each.
+final class ByteScratch {
+    private var bytes: [UInt8] = []
+    /// What a huge event may leave behind is not kept.
+    private let keptCapacity = 64 * 1024
+
+    init() {}
+
+    /// Runs `body` with the empty buffer. A nested call (none is expected) gets a fresh one.
+    func withBuffer<Result>(_ body: (inout [UInt8]) -> Result) -> Result {
+        var buffer: [UInt8] = []
+        swap(&buffer, &bytes)
+        buffer.removeAll(keepingCapacity: buffer.capacity <= keptCapacity)
+        defer { swap(&buffer, &bytes) }
+        return body(&buffer)
+    }
+}
+
+extension ClientRelay {
+    /// `relay(_:into:)`, counting the answer events it forwarded. `forwardedEvents` is read
+    /// through `inout self`: read from a class's property, a relay would be copied to be read.
+    mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8], forwarded: inout Int) -> SSERelay.Outcome {
+        let before = forwardedEvents
+        let outcome = relay(bytes, into: &out)
+        forwarded = forwardedEvents - before
+        return outcome
     }
 }

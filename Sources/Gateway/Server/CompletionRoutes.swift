@@ -122,7 +122,7 @@ extension GatewayServer {
             request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
             redactor: shared.redactor, generationID: generationID, extraHeaders: depthHeader,
             slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
-            metrics: shared.metrics
+            metrics: shared.metrics, scratch: scratch
         ) { [unowned self] record in
             finished(record, writer: writer, log: log)
         }
@@ -172,6 +172,8 @@ extension GatewayServer {
                 metrics.countUpstreamError(provider: provider, code: code)
             }
         }
+        // The summary line is built only when it will be written (it costs microseconds).
+        guard log.logLevel <= .info else { return }
         var metadata: Logger.Metadata = [
             "model": "\(record.model)", "stream": "\(record.streamed)", "status": "\(record.status)",
             "duration_ms": "\(Self.milliseconds(record.durationMilliseconds))", "cancelled": "\(record.cancelled)",
