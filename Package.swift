@@ -51,8 +51,9 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
-        .target(name: "GatewayCore", swiftSettings: fast),
+        .target(name: "GatewayCore", dependencies: ["CCrypto"], swiftSettings: fast),
         .target(name: "Providers", dependencies: ["GatewayCore"], swiftSettings: fast),
         .target(name: "Fusion", dependencies: ["GatewayCore", "Providers"], swiftSettings: fast),
         .target(name: "Surfaces", dependencies: ["GatewayCore", "Providers", "Fusion"], swiftSettings: fast),
@@ -76,7 +77,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "EventLoop", "HTTPServer", "UpstreamClient", "Playground",
+                "GatewayCore", "Providers", "Surfaces", "Fusion", "Web", "FanIn", "EventLoop", "HTTPServer", "UpstreamClient", "Playground",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -98,16 +99,19 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Tests only: SSE readers written from the specs, to check what the gateway writes.
+        .target(name: "SSEReference", path: "Tests/SSEReference", swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["GatewayCore", "SSEReference", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
         .testTarget(
             name: "SurfacesTests",
-            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", "SSEReference",
+                           .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "ApplicationTests", dependencies: ["Application", "Gateway", "GatewayCore"], swiftSettings: strict),
@@ -117,7 +121,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FusionTests", dependencies: ["Fusion", "Providers", "Surfaces", "GatewayCore"], swiftSettings: strict),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer"], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "Fusion", "GatewayCore", "Providers", "HTTPServer", "EventLoop",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "MockUpstreamTests",
             // Providers: the simulator's vendor streams are checked with the gateway's own decoders.

@@ -1,9 +1,15 @@
 import GatewayCore
 import Providers
 
-/// The panel and the judge as a state machine: events in (deltas, completions, failures, with
-/// their time), actions out (start a call, report progress, finish). No I/O and no clock of its
-/// own, so every ordering and failure path is testable without sockets.
+/// The panel and the judge as a state machine: events in (deltas, completions, failures, timers
+/// firing, with their time), actions out (start or cancel a call, arm a timer, report progress,
+/// finish). No I/O and no clock of its own, so every ordering and failure path is testable
+/// without sockets. The judge's half is in `Deliberation+Judge.swift`.
+///
+/// The panel ends when no member runs any more. With a quorum (`min_answers`) it may end
+/// sooner: once that many usable answers (non-empty visible text) are in, the others get at
+/// most `grace_ms` more, then are cut (their calls cancelled) and reported `cut_for_latency`;
+/// the deliberation's deadline cuts whatever still runs, the judge included.
 public struct Deliberation: Sendable {
     public enum Event: Sendable {
         case memberDelta(index: Int, text: String)
@@ -17,42 +23,78 @@ public struct Deliberation: Sendable {
         case judgeFinished(usage: Usage?, toolCalls: Int = 0)
         /// Upstream error or timeout.
         case judgeFailed(message: String, reason: JudgeFailureReason = .upstreamError, usage: Usage? = nil)
+        /// A timer armed by `startTimer` ran out.
+        case timerFired(FusionTimer)
     }
 
     public enum Action: Sendable, Equatable {
         case startMember(index: Int, model: String)
+        /// The member is cut: cancel its call (and whatever of its tool loop runs).
+        case cancelMember(index: Int)
         /// Start (or restart) the judge; any previous judge call is over.
         case startJudge(model: String, attempt: Int, messages: [ModelMessage])
         case progress(FusionProgress)
+        case startTimer(FusionTimer, milliseconds: UInt64)
+        case cancelTimer(FusionTimer)
         case finish(FusionResult)
     }
 
-    enum MemberState: Sendable, Equatable { case running, answered, failed }
+    /// When the judge may start before every member is done.
+    public struct Quorum: Sendable, Equatable {
+        /// Usable answers that are enough (nil: all of them).
+        public var minAnswers: Int?
+        public var graceMilliseconds: UInt64
+        /// The panel's and the judge's budget together (nil: none).
+        public var deadlineMilliseconds: UInt64?
+
+        public init(minAnswers: Int? = nil, graceMilliseconds: UInt64 = 0, deadlineMilliseconds: UInt64? = nil) {
+            self.minAnswers = minAnswers
+            self.graceMilliseconds = graceMilliseconds
+            self.deadlineMilliseconds = deadlineMilliseconds
+        }
+    }
+
+    enum MemberState: Sendable, Equatable { case running, answered, failed, cut }
 
     public let question: String
     public let models: [String]
-    private var states: [MemberState]
-    private var texts: [String]
-    private var started: [Double]
-    private var firstToken: [Double?]
-    private var failures: [Int: (reason: MemberFailureReason, message: String)] = [:]
-    public private(set) var stats: [MemberStats] = []
+    public let quorum: Quorum
+    public let labels: NeutralLabels
+    var states: [MemberState]
+    var texts: [String]
+    var started: [Double]
+    var firstToken: [Double?]
+    var failures: [Int: (reason: MemberFailureReason, message: String)] = [:]
+    public internal(set) var stats: [MemberStats] = []
+    var panelStartedAt = 0.0
+    var graceArmed = false
+    var deadlineArmed = false
+    var panelOver = false
 
-    private let judgeModel: String
-    private let judgeFallback: String?
-    private var currentJudge: String
-    private var judgeAttempt = 0
-    private var judgeMessages: [ModelMessage] = []
-    private var judgeText = ""
-    private var judgeStarted = 0.0
-    private var judgeFirstToken: Double?
-    private var finished = false
+    let judgeModel: String
+    let judgeFallback: String?
+    var currentJudge: String
+    var judgeAttempt = 0
+    var judgeMessages: [ModelMessage] = []
+    var judgeText = ""
+    var judgeStarted = 0.0
+    var judgePhaseStartedAt: Double?
+    var judgeFirstToken: Double?
+    var tokenizer = AnalysisTokenizer()
+    /// Items of the current attempt shown to the client, in order (withdrawn if it fails).
+    var shownItems: [(field: String, index: Int)] = []
+    /// An item broke the schema: the attempt will fail, nothing more of it is shown.
+    var itemsSuspended = false
+    var finished = false
     /// The judge is offered web tools (its prompt says so).
     public var judgeHasTools = false
 
-    public init(question: String, models: [String], judge: String, judgeFallback: String?) {
+    public init(question: String, models: [String], judge: String, judgeFallback: String?, quorum: Quorum = Quorum(),
+                labels: NeutralLabels? = nil) {
         self.question = question
         self.models = models
+        self.quorum = quorum
+        self.labels = labels ?? NeutralLabels(models: models, neutral: false, seed: nil)
         judgeModel = judge
         self.judgeFallback = judgeFallback == judge ? nil : judgeFallback
         currentJudge = judge
@@ -62,13 +104,18 @@ public struct Deliberation: Sendable {
         firstToken = Array(repeating: nil, count: models.count)
     }
 
-    /// Every member starts at once.
+    /// Every member starts at once; the deadline, if any, starts counting.
     public mutating func start(at time: Double) -> [Action] {
-        var actions: [Action] = []
+        panelStartedAt = time
+        var actions: [Action] = [.progress(.phase(PhaseReport(.panel, .started, summary: "\(models.count) members")))]
         for (index, model) in models.enumerated() {
             started[index] = time
             actions.append(.startMember(index: index, model: model))
             actions.append(.progress(.memberStarted(index: index, model: model)))
+        }
+        if let deadline = quorum.deadlineMilliseconds {
+            deadlineArmed = true
+            actions.append(.startTimer(.deadline, milliseconds: deadline))
         }
         return actions
     }
@@ -77,13 +124,13 @@ public struct Deliberation: Sendable {
         guard !finished else { return [] }
         switch event {
         case .memberDelta(let index, let text):
-            guard states[index] == .running, !text.isEmpty else { return [] }
+            guard states.indices.contains(index), states[index] == .running, !text.isEmpty else { return [] }
             if firstToken[index] == nil { firstToken[index] = time - started[index] }
             texts[index] += text
             return [.progress(.memberDelta(index: index, model: models[index], text: text))]
 
         case .memberFinished(let index, let usage, let toolCalls):
-            guard states[index] == .running else { return [] }
+            guard states.indices.contains(index), states[index] == .running else { return [] }
             if texts[index].trimmingWhitespace().isEmpty {
                 return memberFailed(index, .emptyCompletion, "the model returned no visible text", usage: usage, at: time)
             }
@@ -92,39 +139,18 @@ public struct Deliberation: Sendable {
                                           firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
                                           characters: texts[index].count, toolCalls: toolCalls)
             stats.append(memberStats)
-            return [.progress(.memberCompleted(index: index, model: models[index], stats: memberStats))] + panelDoneIfComplete(at: time)
+            return [.progress(.memberCompleted(index: index, model: models[index], stats: memberStats))]
+                + quorumReached(at: time) + panelDoneIfComplete(at: time)
 
         case .memberFailed(let index, let reason, let message, let usage):
-            guard states[index] == .running else { return [] }
+            guard states.indices.contains(index), states[index] == .running else { return [] }
             return memberFailed(index, reason, message, usage: usage, at: time)
 
-        case .judgeDelta(let text):
-            guard judgeAttempt > 0, !text.isEmpty else { return [] }
-            if judgeFirstToken == nil { judgeFirstToken = time - judgeStarted }
-            judgeText += text
-            return [.progress(.judgeDelta(model: currentJudge, text: text))]
+        case .timerFired(let timer):
+            return timerFired(timer, at: time)
 
-        case .judgeCalledTools:
-            judgeText = ""
-            return []
-
-        case .judgeFinished(let usage, let toolCalls):
-            guard judgeAttempt > 0 else { return [] }
-            switch JudgeAnalysis.parse(judgeText, panel: Set(models)) {
-            case .success(let analysis):
-                recordJudge(status: "ok", usage: usage, toolCalls: toolCalls, at: time)
-                finished = true
-                let result = makeResult(analysis: analysis, judgeFailure: nil)
-                return [.progress(.judgeCompleted(model: currentJudge, analysis: analysis)), .finish(result)]
-            case .failure(let failure):
-                recordJudge(status: failure.reason.rawValue, usage: usage, toolCalls: toolCalls, at: time)
-                return judgeFailed(failure, at: time)
-            }
-
-        case .judgeFailed(let message, let reason, let usage):
-            guard judgeAttempt > 0 else { return [] }
-            recordJudge(status: reason.rawValue, usage: usage, at: time)
-            return judgeFailed(JudgeFailure(reason, message), at: time)
+        case .judgeDelta, .judgeCalledTools, .judgeFinished, .judgeFailed:
+            return judgeEvent(event, at: time)
         }
     }
 
@@ -139,60 +165,119 @@ public struct Deliberation: Sendable {
             + panelDoneIfComplete(at: time)
     }
 
+    var answeredCount: Int { states.filter { $0 == .answered }.count }
+
+    /// Enough usable answers are in: the stragglers get the grace period, or are cut now.
+    private mutating func quorumReached(at time: Double) -> [Action] {
+        guard let minAnswers = quorum.minAnswers, !panelOver, answeredCount >= minAnswers, states.contains(.running),
+              !graceArmed else { return [] }
+        if quorum.graceMilliseconds == 0 { return cutRunning(.grace, at: time) }
+        graceArmed = true
+        return [.startTimer(.grace, milliseconds: quorum.graceMilliseconds)]
+    }
+
+    private mutating func timerFired(_ timer: FusionTimer, at time: Double) -> [Action] {
+        switch timer {
+        case .grace:
+            graceArmed = false
+            guard !panelOver else { return [] }
+            return cutRunning(.grace, at: time) + panelDoneIfComplete(at: time)
+        case .deadline:
+            deadlineArmed = false
+            if !panelOver { return cutRunning(.deadline, at: time) + panelDoneIfComplete(at: time) }
+            return judgeOutOfTime(at: time)
+        case .readableText:
+            return []  // the session's, not the deliberation's
+        }
+    }
+
+    /// Cancels every member still running; each is reported with what it had written.
+    private mutating func cutRunning(_ cause: CutCause, at time: Double) -> [Action] {
+        var actions: [Action] = []
+        for index in models.indices where states[index] == .running {
+            states[index] = .cut
+            let waited = Int((time - started[index]).rounded())
+            let message = cause == .grace
+                ? "cut for latency: \(answeredCount) answers were in and the grace period ran out after \(waited) ms"
+                : "cut for latency: the deliberation's deadline passed after \(waited) ms"
+            failures[index] = (.cutForLatency, message)
+            stats.append(MemberStats(model: models[index], role: "panel", status: MemberFailureReason.cutForLatency.rawValue,
+                                     usage: nil, firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
+                                     characters: texts[index].count))
+            actions.append(.cancelMember(index: index))
+            actions.append(.progress(.memberCut(index: index, model: models[index], characters: texts[index].count, cause: cause)))
+        }
+        return actions
+    }
+
     private mutating func panelDoneIfComplete(at time: Double) -> [Action] {
-        guard !states.contains(.running) else { return [] }
+        guard !panelOver, !states.contains(.running) else { return [] }
+        panelOver = true
+        var actions: [Action] = graceArmed ? [.cancelTimer(.grace)] : []
+        graceArmed = false
+        actions.append(.progress(.phase(PhaseReport(.panel, .completed, duration: time - panelStartedAt, summary: panelSummary))))
         let answers = answered
         guard !answers.isEmpty else {
-            finished = true
-            return [.finish(makeResult(analysis: nil, judgeFailure: nil))]
+            return actions + finish(makeResult(analysis: nil, judgeFailure: nil))
         }
-        judgeMessages = FusionPrompts.judgeMessages(question: question, answers: answers, tools: judgeHasTools)
-        return startJudge(model: judgeModel, attempt: 1, messages: judgeMessages, at: time)
+        let included = models.indices.filter { states[$0] == .answered }
+        let missing = labels.order.compactMap { index -> (label: String, why: String)? in
+            guard let failure = failures[index] else { return nil }
+            return (labels.labels[index], failure.reason == .cutForLatency
+                ? "cut for latency before it finished (its partial answer is not shown)"
+                : "no answer (\(failure.reason.rawValue))")
+        }
+        let ordered = labels.order.filter(included.contains).map { (label: labels.labels[$0], content: texts[$0]) }
+        judgeMessages = FusionPrompts.judgeMessages(question: question, answers: ordered, missing: missing, neutral: labels.isNeutral,
+                                                    tools: judgeHasTools)
+        judgePhaseStartedAt = time
+        actions.append(.progress(.phase(PhaseReport(.judge, .started, summary: "comparing \(answers.count) answers"))))
+        return actions + startJudge(model: judgeModel, attempt: 1, messages: judgeMessages, at: time)
     }
 
-    private mutating func startJudge(model: String, attempt: Int, messages: [ModelMessage], at time: Double) -> [Action] {
-        currentJudge = model
-        judgeAttempt = attempt
-        judgeText = ""
-        judgeStarted = time
-        judgeFirstToken = nil
-        return [.startJudge(model: model, attempt: attempt, messages: messages),
-                .progress(.judgeStarted(model: model, attempt: attempt))]
+    var panelSummary: String {
+        let cut = states.filter { $0 == .cut }.count
+        let failed = states.filter { $0 == .failed }.count
+        var summary = "\(answeredCount) of \(models.count) answered"
+        if cut > 0 { summary += ", \(cut) cut for latency" }
+        if failed > 0 { summary += ", \(failed) failed" }
+        return summary
     }
 
-    /// Invalid JSON or schema: one retry with the error. Then (or on an upstream failure or an
-    /// empty reply) the fallback judge, if any. Then the result without analysis.
-    private mutating func judgeFailed(_ failure: JudgeFailure, at time: Double) -> [Action] {
-        let retryable = failure.reason == .notValidJSON || failure.reason == .schemaMismatch
-        if retryable && judgeAttempt == 1 {
-            let retry = FusionPrompts.judgeRetryMessages(judgeMessages, reply: judgeText, problem: failure.message)
-            return [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: true))]
-                + startJudge(model: currentJudge, attempt: 2, messages: retry, at: time)
-        }
-        if let fallback = judgeFallback, currentJudge != fallback {
-            return [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: true))]
-                + startJudge(model: fallback, attempt: 1, messages: judgeMessages, at: time)
-        }
+    /// The result is final: timers still armed are disarmed.
+    mutating func finish(_ result: FusionResult) -> [Action] {
         finished = true
-        return [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: false)),
-                .finish(makeResult(analysis: nil, judgeFailure: failure))]
+        var actions: [Action] = []
+        if graceArmed { actions.append(.cancelTimer(.grace)) }
+        if deadlineArmed { actions.append(.cancelTimer(.deadline)) }
+        graceArmed = false
+        deadlineArmed = false
+        return actions + [.finish(result)]
     }
 
-    private mutating func recordJudge(status: String, usage: Usage?, toolCalls: Int = 0, at time: Double) {
-        stats.append(MemberStats(model: currentJudge, role: "judge", status: status, usage: usage,
-                                 firstTokenMilliseconds: judgeFirstToken, durationMilliseconds: time - judgeStarted,
-                                 characters: judgeText.count, toolCalls: toolCalls))
-    }
-
-    private var answered: [(model: String, content: String)] {
+    var answered: [(model: String, content: String)] {
         models.indices.filter { states[$0] == .answered }.map { (models[$0], texts[$0]) }
     }
 
-    private func makeResult(analysis: JSONValue?, judgeFailure: JudgeFailure?) -> FusionResult {
-        FusionResult(
+    func makeResult(analysis: JSONValue?, judgeFailure: JudgeFailure?) -> FusionResult {
+        var result = FusionResult(
             answered: answered,
-            failed: models.indices.compactMap { index in failures[index].map { (models[index], $0.reason, $0.message) } },
+            failed: models.indices.compactMap { index in
+                failures[index].map { (models[index], $0.reason, $0.message, $0.reason == .cutForLatency ? texts[index] : nil) }
+            },
             panelSize: models.count, analysis: analysis, judgeModel: analysis == nil ? nil : currentJudge,
             judgeFailure: judgeFailure)
+        result.minAnswers = quorum.minAnswers
+        return result
     }
+}
+
+/// The timers a Fusion session arms (the shell runs them; the machines only see them fire).
+public enum FusionTimer: Sendable, Hashable {
+    /// `min_answers` are in: how long the other members may still finish.
+    case grace
+    /// The deliberation's budget.
+    case deadline
+    /// Members' text waiting to be shown as a readable piece.
+    case readableText
 }

@@ -15,11 +15,20 @@ public struct FusionParameters: Sendable, Equatable {
     /// Web tools for the panel / the judge; nil means the gateway's configured default.
     public var webSearch: Bool?
     public var judgeWebSearch: Bool?
+    /// Usable answers after which the judge need not wait for the rest (nil: all of them).
+    public var minAnswers: Int?
+    /// Once `minAnswers` are in, how long the others may still finish (nil: the config's default).
+    public var graceMilliseconds: UInt64?
+    /// The deliberation's budget (nil: the config's `fusion.deadline_ms`, if any).
+    public var deadlineMilliseconds: UInt64?
 
     static let allowedKeys: Set<String> = [
         "analysis_models", "model", "max_tool_calls", "max_completion_tokens", "reasoning", "temperature", "preset",
-        "web_search", "judge_web_search",
+        "web_search", "judge_web_search", "min_answers", "grace_ms", "deadline_ms",
     ]
+    /// Bounds of the latency parameters (the config's are checked against the same).
+    public static let graceRange: ClosedRange<Int64> = 0...600_000
+    public static let deadlineRange: ClosedRange<Int64> = 100...3_600_000
     static let reasoningEfforts: Set<String> = ["none", "minimal", "low", "medium", "high", "xhigh"]
 
     /// Defaults from `settings` (its default preset), overridden by `json` (the tool's
@@ -129,6 +138,31 @@ public struct FusionParameters: Sendable, Equatable {
         guard !analysisModels.isEmpty else {
             throw .invalidRequest("No panel: the preset '\(presetName)' has no analysis_models and none were given.",
                                   param: "\(path).analysis_models")
+        }
+        // The preset's quorum applies to its own panel (a smaller panel given here caps it).
+        minAnswers = preset.minAnswers.map { min($0, analysisModels.count) }
+        graceMilliseconds = preset.graceMilliseconds
+        if let value = fields["min_answers"], value != .null {
+            guard let count = value.intValue, (1...Int64(analysisModels.count)).contains(count) else {
+                throw .invalidRequest("'\(path).min_answers' must be an integer from 1 to the panel's size (\(analysisModels.count)).",
+                                      param: "\(path).min_answers")
+            }
+            minAnswers = Int(count)
+        }
+        if let value = fields["grace_ms"], value != .null {
+            guard let milliseconds = value.intValue, Self.graceRange.contains(milliseconds) else {
+                throw .invalidRequest("'\(path).grace_ms' must be an integer from \(Self.graceRange.lowerBound) to \(Self.graceRange.upperBound).",
+                                      param: "\(path).grace_ms")
+            }
+            graceMilliseconds = UInt64(milliseconds)
+        }
+        if let value = fields["deadline_ms"], value != .null {
+            guard let milliseconds = value.intValue, Self.deadlineRange.contains(milliseconds) else {
+                throw .invalidRequest(
+                    "'\(path).deadline_ms' must be an integer from \(Self.deadlineRange.lowerBound) to \(Self.deadlineRange.upperBound).",
+                    param: "\(path).deadline_ms")
+            }
+            deadlineMilliseconds = UInt64(milliseconds)
         }
     }
 }

@@ -79,27 +79,42 @@ public enum FusionPrompts {
         your final reply must still be only the JSON object.
         """
 
-    public static func judgeSystemPrompt() -> String {
-        """
-        \(judgeMarker) Several models answered the same question; their answers follow, each labelled \
-        with its model name. Compare them; do not merge them or answer the question yourself. Reply with \
-        ONLY a JSON object with exactly these fields:
-        - "consensus": array of strings, the points all or most models agree on;
-        - "contradictions": array of {"topic": string, "stances": [{"model": string, "stance": string}]}, where models disagree;
-        - "partial_coverage": array of {"models": [string], "point": string}, points only some models covered;
-        - "unique_insights": array of {"model": string, "insight": string}, valuable points made by one model only;
-        - "blind_spots": array of strings, important aspects no model addressed.
-        Cite models only by the exact names in the labels. Use empty arrays where nothing applies.
-        """
+    public static func judgeSystemPrompt(neutral: Bool = false) -> String {
+        let labelled = neutral
+            ? "with a neutral label (Response A, Response B, …) that says nothing of which model wrote it or how good it is"
+            : "with its model name"
+        let cite = neutral
+            ? "Cite answers only by their exact labels (\"Response A\"), in the \"model\" fields too."
+            : "Cite models only by the exact names in the labels."
+        return """
+            \(judgeMarker) Several models answered the same question; their answers follow, each labelled \
+            \(labelled). Compare them; do not merge them or answer the question yourself. Reply with \
+            ONLY a JSON object with exactly these fields:
+            - "consensus": array of strings, the points all or most models agree on;
+            - "contradictions": array of {"topic": string, "stances": [{"model": string, "stance": string}]}, where models disagree;
+            - "partial_coverage": array of {"models": [string], "point": string}, points only some models covered;
+            - "unique_insights": array of {"model": string, "insight": string}, valuable points made by one model only;
+            - "blind_spots": array of strings, important aspects no model addressed.
+            \(cite) Use empty arrays where nothing applies.
+            """
     }
 
-    public static func judgeMessages(question: String, answers: [(model: String, content: String)], tools: Bool = false) -> [ModelMessage] {
+    /// The judge's messages: the question, each answer under its label (`neutral`: "Response A"
+    /// rather than a model name, see `NeutralLabels`), and the members whose answer is missing
+    /// (cut for latency, failed), so the judge knows the panel was partial.
+    public static func judgeMessages(question: String, answers: [(label: String, content: String)], missing: [(label: String, why: String)] = [],
+                                     neutral: Bool = false, tools: Bool = false) -> [ModelMessage] {
         var user = "Question:\n\(question)\n\nPanel answers:\n"
         for answer in answers {
-            user += "<answer model=\"\(answer.model)\">\n\(answer.content)\n</answer>\n"
+            user += neutral ? "<answer label=\"\(answer.label)\">\n" : "<answer model=\"\(answer.label)\">\n"
+            user += "\(answer.content)\n</answer>\n"
+        }
+        if !missing.isEmpty {
+            user += "\nNot included (the panel is partial; compare only the answers above):\n"
+            for member in missing { user += "- \(member.label): \(member.why)\n" }
         }
         return [
-            ModelMessage(role: .system, text: judgeSystemPrompt() + (tools ? judgeToolNote : "")),
+            ModelMessage(role: .system, text: judgeSystemPrompt(neutral: neutral) + (tools ? judgeToolNote : "")),
             ModelMessage(role: .user, text: user),
         ]
     }

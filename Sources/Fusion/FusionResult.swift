@@ -2,7 +2,7 @@ import GatewayCore
 import Providers
 
 /// Why a panel member produced no answer.
-public enum MemberFailureReason: String, Sendable, Equatable {
+public enum MemberFailureReason: String, Sendable, Equatable, CaseIterable {
     case upstreamError = "upstream_error"
     case rateLimited = "rate_limited"
     case timeout
@@ -11,6 +11,9 @@ public enum MemberFailureReason: String, Sendable, Equatable {
     case invalidResponse = "invalid_response"
     /// The stream ended without its end marker or a finish reason: the answer may be cut short.
     case truncated
+    /// Still running when the quorum's grace or the deliberation's deadline ran out: cancelled so
+    /// the judge could start (what it had written is kept as `partial_content`).
+    case cutForLatency = "cut_for_latency"
 }
 
 /// Per-call accounting, for the usage breakdown and the generation record.
@@ -61,8 +64,11 @@ public struct MemberStats: Sendable, Equatable {
 /// What the fusion tool returns to the outer model.
 public struct FusionResult: Sendable, Equatable {
     public var answered: [(model: String, content: String)]
-    public var failed: [(model: String, reason: MemberFailureReason, message: String)]
+    /// Members without an answer; `partial` is what a member cut for latency had written.
+    public var failed: [(model: String, reason: MemberFailureReason, message: String, partial: String?)]
     public var panelSize: Int
+    /// The quorum asked for (nil: every member).
+    public var minAnswers: Int?
     public var analysis: JSONValue?
     public var judgeModel: String?
     public var judgeFailure: JudgeFailure?
@@ -71,15 +77,48 @@ public struct FusionResult: Sendable, Equatable {
 
     public var isError: Bool { answered.isEmpty }
 
+    /// Members cut for latency.
+    public var cutCount: Int { failed.filter { $0.reason == .cutForLatency }.count }
+
+    /// Said to the outer model when the panel was not whole, so its answer does not claim more
+    /// authority than the deliberation had.
+    public var partialPanelNote: String? {
+        guard answered.count < panelSize else { return nil }
+        let cut = failed.filter { $0.reason == .cutForLatency }.map(\.model)
+        let other = failed.filter { $0.reason != .cutForLatency }.map(\.model)
+        var note = "The panel was partial: \(answered.count) of \(panelSize) models answered."
+        if !cut.isEmpty { note += " Cut for latency before finishing: \(cut.joined(separator: ", "))." }
+        if !other.isEmpty { note += " Failed: \(other.joined(separator: ", "))." }
+        return note + " Say so where it matters, and do not present the analysis as the view of the whole panel."
+    }
+
+    public static func failedEntry(_ failed: (model: String, reason: MemberFailureReason, message: String, partial: String?))
+        -> [String: JSONValue] {
+        var entry: [String: JSONValue] = ["model": .string(failed.model), "reason": .string(failed.reason.rawValue),
+                                          "message": .string(failed.message)]
+        if let partial = failed.partial {
+            entry["partial_content"] = .string(partial)
+            entry["characters"] = .int(Int64(partial.count))
+        }
+        return entry
+    }
+
+    /// `{"requested","answered","degraded"}`, with the cut and the quorum when they apply.
+    public var panelJSON: JSONValue {
+        var panel: [String: JSONValue] = ["requested": .int(Int64(panelSize)), "answered": .int(Int64(answered.count)),
+                                          "degraded": .bool(answered.count < panelSize)]
+        if cutCount > 0 { panel["cut_for_latency"] = .int(Int64(cutCount)) }
+        if let minAnswers { panel["min_answers"] = .int(Int64(minAnswers)) }
+        return .object(panel)
+    }
+
     public static func == (lhs: FusionResult, rhs: FusionResult) -> Bool {
         lhs.json == rhs.json
     }
 
     /// `{"status","analysis","responses","failed_models",…}` or the error form.
     public var json: JSONValue {
-        let failedModels: JSONValue = .array(failed.map {
-            .object(["model": .string($0.model), "reason": .string($0.reason.rawValue), "message": .string($0.message)])
-        })
+        let failedModels: JSONValue = .array(failed.map { .object(Self.failedEntry($0)) })
         if isError {
             return .object([
                 "status": .string("error"), "error": .string("all panel models failed"),
@@ -90,9 +129,9 @@ public struct FusionResult: Sendable, Equatable {
             "status": .string("ok"),
             "responses": .array(answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
             // A degraded panel never looks like a full one.
-            "panel": .object(["requested": .int(Int64(panelSize)), "answered": .int(Int64(answered.count)),
-                              "degraded": .bool(answered.count < panelSize)]),
+            "panel": panelJSON,
         ]
+        if let partialPanelNote { object["note"] = .string(partialPanelNote) }
         if !failed.isEmpty { object["failed_models"] = failedModels }
         if !sources.isEmpty {
             object["sources"] = .array(sources.map { .object(["url": .string($0.url), "title": .string($0.title)]) })

@@ -13,15 +13,36 @@ extension FusionSessionMachine {
         var question = arguments["question"]?.stringValue ?? ""
         if question.trimmingWhitespace().isEmpty { question = request.lastUserText }
         var deliberation = Deliberation(question: question, models: request.parameters.analysisModels,
-                                        judge: request.judgeModel, judgeFallback: judgeFallback)
+                                        judge: request.judgeModel, judgeFallback: judgeFallback, quorum: quorum, labels: labels)
         deliberation.judgeHasTools = !judgeTools.isEmpty
         let actions = deliberation.start(at: time)
         self.deliberation = deliberation
-        return [.output(.progress(.toolCalled(arguments: call.arguments)))] + perform(actions, at: time)
+        var out: [Action] = []
+        if !prices.isEmpty {
+            let memberMessages = memberMessages(question)
+            let judgeMessages = FusionPrompts.judgeMessages(question: question, answers: [], neutral: labels.isNeutral,
+                                                            tools: !judgeTools.isEmpty)
+            costEstimate = CostEstimate.make(panel: request.parameters.analysisModels.map { ($0, memberMessages) },
+                                             judge: request.judgeModel, judgeMessages: judgeMessages,
+                                             maxOutputTokens: request.parameters.maxCompletionTokens ?? limits.defaultMaxTokens,
+                                             prices: prices)
+        }
+        if let costEstimate { out.append(.output(.progress(.estimate(costEstimate)))) }
+        if request.forced {
+            out.append(.output(.progress(.phase(PhaseReport(.outer, .skipped, summary: "fusion is forced: the panel starts at once")))))
+        } else if let turn = firstTurn {
+            out.append(.output(.progress(.phase(PhaseReport(.outer, .completed, duration: time - turn.startedAt,
+                                                            summary: "\(request.outerModel) called the fusion tool")))))
+        }
+        out.append(.output(.progress(.toolCalled(arguments: call.arguments))))
+        return out + perform(actions, at: time)
     }
 
     mutating func deliberate(_ event: Deliberation.Event, at time: Double) -> [Action] {
         guard phase == .deliberating, var deliberation else { return [] }
+        // Moved out while it changes: its texts stay uniquely referenced and grow in place (a
+        // copy here made every delta copy every member's text: quadratic in an answer's length).
+        self.deliberation = nil
         let actions = deliberation.handle(event, at: time)
         self.deliberation = deliberation
         return perform(actions, at: time)
@@ -36,8 +57,15 @@ extension FusionSessionMachine {
                 out += startMember(index, at: time)
             case .startJudge(let model, _, let messages):
                 out += startJudge(model, messages, at: time)
+            case .cancelMember(let index):
+                out += cancelMember(index)
+            case .startTimer(let timer, let milliseconds):
+                armedTimers.insert(timer)
+                out.append(.startTimer(timer, milliseconds: milliseconds))
+            case .cancelTimer(let timer):
+                if armedTimers.remove(timer) != nil { out.append(.cancelTimer(timer)) }
             case .progress(let progress):
-                out.append(.output(.progress(progress)))
+                out += show(progress, at: time)
             case .finish(var result):
                 result.sources = sources.sources.map { ($0.url, $0.title) }
                 fusionResult = result
@@ -48,13 +76,35 @@ extension FusionSessionMachine {
         return out
     }
 
-    mutating func startMember(_ index: Int, at time: Double) -> [Action] {
-        let question = deliberation?.question ?? request.lastUserText
+    /// What every panel member is asked.
+    func memberMessages(_ question: String) -> [ModelMessage] {
         var messages = FusionPrompts.panelMessages(request, question: question, context: panelContext)
         if !panelTools.isEmpty { messages.insert(ModelMessage(role: .system, text: FusionPrompts.panelToolNote), at: 0) }
+        return messages
+    }
+
+    mutating func startMember(_ index: Int, at time: Double) -> [Action] {
+        let messages = memberMessages(deliberation?.question ?? request.lastUserText)
         members[index] = MemberRun(loop: ToolLoop(messages: messages, tools: panelTools, maxSteps: request.parameters.maxToolCalls),
                                    startedAt: time)
         return callMember(index, at: time)
+    }
+
+    /// A member cut for latency: its transfer is cancelled now, and nothing of its tool loop
+    /// goes on (a web tool result arriving later is dropped).
+    mutating func cancelMember(_ index: Int) -> [Action] {
+        var out: [Action] = []
+        if let id = members[index]?.call {
+            roles[id] = nil
+            out.append(.cancelCall(id))
+        }
+        members[index]?.call = nil
+        pendingTools[.member(index)] = nil
+        for (run, entry) in toolRuns where entry.owner == .member(index) {
+            toolRuns[run] = nil
+            runningActivities[run] = nil
+        }
+        return out
     }
 
     /// One turn of member `index`'s tool loop.
@@ -90,7 +140,7 @@ extension FusionSessionMachine {
             return deliberate(.memberDelta(index: index, text: text), at: time)
         case .reasoning(let text) where !text.isEmpty:
             // Shown live, never part of the answer the judge sees.
-            return [.output(.progress(.memberReasoningDelta(index: index, model: request.parameters.analysisModels[index], text: text)))]
+            return show(.memberReasoningDelta(index: index, model: request.parameters.analysisModels[index], text: text), at: time)
         default:
             return []
         }
@@ -249,23 +299,25 @@ extension FusionSessionMachine {
         var out = cancelAllCalls()
         guard let turn = firstTurn, let fusionCall = turn.fusionCall else { return out + complete(at: time) }
         out += turn.extraFusionCalls.map { .output(.progress(.invocationCapped(arguments: $0.arguments))) }
-        let callerCalls = turn.callerCalls
-        if !callerCalls.isEmpty {
-            // A parallel turn: the caller's calls (already streamed) need the caller's results
-            // before the model can go on; the turn goes back to the client.
-            deferredCallerCalls = callerCalls
-            finishReason = .toolCalls
-            return out + [.output(.answer(.finish(.toolCalls)))] + complete(at: time)
-        }
-        phase = .outerFinal
         let capped = String(decoding: JSONValue.object([
             "status": .string("error"), "failure_reason": .string("fusion_invocation_capped"),
             "error": .string("fusion runs once per request; this call was not run"),
         ]).serialized(), as: UTF8.self)
-        let results = [(fusionCall.id, String(decoding: result.json.serialized(), as: UTF8.self))]
-            + turn.extraFusionCalls.map { ($0.id, capped) }
-        out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.text,
-                                                          calls: [fusionCall] + turn.extraFusionCalls, results: results),
+        let answered = [ServerToolCall(call: fusionCall, result: String(decoding: result.json.serialized(), as: UTF8.self))]
+            + turn.extraFusionCalls.map { ServerToolCall(call: $0, result: capped) }
+        let callerCalls = turn.callerCalls
+        if !callerCalls.isEmpty {
+            // A parallel turn: the caller's calls (already streamed) need the caller's results
+            // before the model can go on, so the turn goes back to the client, a real parallel
+            // tool-call turn: its calls, and the fusion calls with their results, which the
+            // client sends back with the turn for the next request to restore.
+            deferredCallerCalls = callerCalls
+            finishReason = .toolCalls
+            return out + [.output(.serverToolCalls(answered)), .output(.answer(.finish(.toolCalls)))] + complete(at: time)
+        }
+        phase = .outerFinal
+        out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.text, calls: answered.map(\.call),
+                                                          results: answered.map { ($0.call.id, $0.result) }),
                           final: true, at: time)
         return out
     }

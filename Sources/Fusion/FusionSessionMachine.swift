@@ -63,6 +63,8 @@ public struct FusionSessionMachine: Sendable {
         case callEnded(CallID, StreamEnd)
         case callFailed(CallID, APIError, MemberFailureReason)
         case toolFinished(ToolRunID, ToolOutcome)
+        /// A timer armed by `startTimer` ran out.
+        case timerFired(FusionTimer)
     }
 
     /// What a web tool call produced.
@@ -88,6 +90,9 @@ public struct FusionSessionMachine: Sendable {
         case startCall(Call)
         case cancelCall(CallID)
         case runTool(ToolRunID, ToolCall)
+        /// Arm (or re-arm) a one-shot timer: the shell feeds back `.timerFired` when it runs out.
+        case startTimer(FusionTimer, milliseconds: UInt64)
+        case cancelTimer(FusionTimer)
         case output(Output)
         /// The request is over: the shell cancels what still runs and files the record.
         case finish(Outcome)
@@ -99,6 +104,23 @@ public struct FusionSessionMachine: Sendable {
         case finalAnswerStarts(model: String)
         /// A piece of the completion the client asked for (text, reasoning, its own tool calls, the finish).
         case answer(ModelEvent)
+        /// The turn goes back to the client with its own tool calls, but it also called fusion:
+        /// the fusion calls and their results, for the client to send back with the turn (so
+        /// the next request's conversation holds the whole parallel turn). Just before the finish.
+        case serverToolCalls([ServerToolCall])
+    }
+
+    /// A call to the fusion tool that the gateway answered, with the result the outer model is
+    /// to see for it.
+    public struct ServerToolCall: Sendable, Equatable {
+        public var call: ToolCall
+        /// The tool message's content (the fusion result's JSON, or the capped result).
+        public var result: String
+
+        public init(call: ToolCall, result: String) {
+            self.call = call
+            self.result = result
+        }
     }
 
     public enum Outcome: Sendable, Equatable {
@@ -114,6 +136,14 @@ public struct FusionSessionMachine: Sendable {
     public let judgeTools: [ToolDefinition]
     let judgeFallback: String?
     let panelContext: FusionSettings.PanelContext
+    let quorum: Deliberation.Quorum
+    let labels: NeutralLabels
+    public let prices: [String: ModelPrice]
+    /// Members' text joined into readable pieces (nil: the client gets only exact deltas).
+    var readable: ReadableText?
+    var armedTimers: Set<FusionTimer> = []
+    /// What the deliberation was estimated to cost before it started (nil: no prices).
+    public internal(set) var costEstimate: CostEstimate?
 
     enum Phase: Sendable, Equatable { case idle, outerFirst, deliberating, outerFinal, finished }
     var phase = Phase.idle
@@ -147,7 +177,8 @@ public struct FusionSessionMachine: Sendable {
     public internal(set) var webToolCalls = 0
     public internal(set) var searchResults = 0
     /// The caller's own tool calls made in the same turn as the fusion call: the turn is handed
-    /// back to the client with them (it alone can answer them).
+    /// back to the client with them (it alone can answer them), the fusion calls answered
+    /// (`Output.serverToolCalls`).
     public internal(set) var deferredCallerCalls: [ToolCall] = []
     /// Whether the deliberation ran.
     public var deliberated: Bool { deliberation != nil }
@@ -179,14 +210,25 @@ public struct FusionSessionMachine: Sendable {
         var remaining: Int
     }
 
+    /// `readableProgress`: also produce `memberText` pieces (for a client reading comments).
+    /// `labelSeed` pins the shuffle of the judge's neutral labels (nil: random per request).
     public init(request: FusionRequest, settings: FusionSettings, limits: Limits, panelTools: [ToolDefinition],
-                judgeTools: [ToolDefinition]) {
+                judgeTools: [ToolDefinition], readableProgress: Bool = true, labelSeed: UInt64? = nil) {
         self.request = request
         self.limits = limits
         self.panelTools = panelTools
         self.judgeTools = judgeTools
         judgeFallback = settings.judgeFallbackModel
         panelContext = settings.panelContext
+        prices = settings.prices
+        let parameters = request.parameters
+        quorum = Deliberation.Quorum(minAnswers: parameters.minAnswers,
+                                     graceMilliseconds: parameters.graceMilliseconds ?? settings.graceMilliseconds,
+                                     deadlineMilliseconds: parameters.deadlineMilliseconds ?? settings.deadlineMilliseconds)
+        var system = SystemRandomNumberGenerator()
+        labels = NeutralLabels(models: parameters.analysisModels, neutral: settings.neutralLabels,
+                               seed: settings.shuffleLabels ? labelSeed ?? system.next() : nil)
+        readable = readableProgress ? ReadableText() : nil
     }
 
     public var isFinished: Bool { phase == .finished }
@@ -248,6 +290,10 @@ public struct FusionSessionMachine: Sendable {
             }
         case .toolFinished(let run, let outcome):
             return toolFinished(run, outcome, at: time)
+        case .timerFired(let timer):
+            guard armedTimers.remove(timer) != nil else { return [] }  // cancelled meanwhile
+            if timer == .readableText { return readableTimerFired(at: time) }
+            return deliberate(.timerFired(timer), at: time)
         }
     }
 
@@ -269,11 +315,13 @@ public struct FusionSessionMachine: Sendable {
         outerCall = id
         return [.startCall(Call(id: id, role: .outer(final: final), model: request.outerModel, request: outerRequest,
                                 timeoutMilliseconds: limits.outerTimeoutMilliseconds))]
-            + (final ? [.output(.finalAnswerStarts(model: request.outerModel))] : [])
+            + (final ? [.output(.progress(.phase(PhaseReport(.final, .started, summary: request.outerModel)))),
+                        .output(.finalAnswerStarts(model: request.outerModel))] : [])
     }
 
     mutating func outerEvent(_ id: CallID, _ event: ModelEvent, at time: Double) -> [Action] {
         guard outerCall == id, var turn = outer else { return [] }
+        outer = nil  // so the turn's text grows in place, not copied at every delta
         let forward = turn.received(event, at: time)
         outer = turn
         guard let forward else { return [] }
@@ -290,8 +338,13 @@ public struct FusionSessionMachine: Sendable {
             return fail(.upstreamUnavailable("The stream from the outer model ended before its answer was complete.",
                                              code: "upstream_truncated"), at: time)
         }
-        record(turn.stats(model: request.outerModel, status: "ok", at: time), final: turn.final)
-        guard !turn.final, let fusionCall = turn.fusionCall else { return complete(at: time) }
+        let stats = turn.stats(model: request.outerModel, status: "ok", at: time)
+        record(stats, final: turn.final)
+        if turn.final {
+            let report = PhaseReport(.final, .completed, duration: time - turn.startedAt, summary: "\(stats.characters) characters")
+            return [.output(.progress(.phase(report)))] + complete(at: time)
+        }
+        guard let fusionCall = turn.fusionCall else { return complete(at: time) }
         firstTurn = turn
         return startDeliberation(fusionCall, at: time)
     }
@@ -319,6 +372,8 @@ public struct FusionSessionMachine: Sendable {
 
     mutating func cancelAllCalls() -> [Action] {
         let running = roles.keys.sorted()
+        let timers = armedTimers.sorted { "\($0)" < "\($1)" }
+        armedTimers.removeAll()
         roles.removeAll()
         toolRuns.removeAll()
         pendingTools.removeAll()
@@ -326,7 +381,7 @@ public struct FusionSessionMachine: Sendable {
         outerCall = nil
         for index in members.keys { members[index]?.call = nil }
         judge?.call = nil
-        return running.map { .cancelCall($0) }
+        return running.map { .cancelCall($0) } + timers.map { .cancelTimer($0) }
     }
 
     mutating func allocate(_ role: Role) -> CallID? {

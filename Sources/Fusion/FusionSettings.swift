@@ -7,10 +7,15 @@ public struct FusionSettings: Sendable, Equatable {
         public var analysisModels: [String]
         /// The judge; nil means the outer model.
         public var judge: String?
+        /// Quorum defaults for this panel (the request's `min_answers` / `grace_ms` override them).
+        public var minAnswers: Int?
+        public var graceMilliseconds: UInt64?
 
-        public init(analysisModels: [String], judge: String? = nil) {
+        public init(analysisModels: [String], judge: String? = nil, minAnswers: Int? = nil, graceMilliseconds: UInt64? = nil) {
             self.analysisModels = analysisModels
             self.judge = judge
+            self.minAnswers = minAnswers
+            self.graceMilliseconds = graceMilliseconds
         }
     }
 
@@ -35,9 +40,23 @@ public struct FusionSettings: Sendable, Equatable {
     public var maxInnerCalls = 200
     /// Web tool calls one request may make, over the whole panel and the judge.
     public var maxWebToolCalls = 64
+    /// Bytes all of one deliberation's upstream responses may bring in together.
+    public var maxUpstreamBytes = 256 << 20
     /// The output limit of a panel or judge call whose request sets none (`max_completion_tokens`
     /// in the fusion parameters): a rambling model must not hold a deliberation for minutes.
     public var defaultMaxTokens: Int64? = 4096
+    /// How long stragglers may still finish once `min_answers` usable answers are in, when
+    /// neither the request nor its preset says.
+    public var graceMilliseconds: UInt64 = 0
+    /// The whole deliberation's budget (panel and judge): members still running when it passes
+    /// are cut for latency, a judge still writing is stopped. nil: none beyond the per-call timeouts.
+    public var deadlineMilliseconds: UInt64?
+    /// The judge reads the answers as "Response A", "Response B", … rather than by model name.
+    public var neutralLabels = true
+    /// …in an order shuffled per request.
+    public var shuffleLabels = true
+    /// Prices for the cost estimate, by model (`provider/*` matches a provider's every model).
+    public var prices: [String: ModelPrice] = [:]
 
     public init(outerModel: String, presets: [String: Preset], defaultPreset: String, judgeFallbackModel: String? = nil) {
         self.outerModel = outerModel
@@ -58,4 +77,11 @@ public struct FusionSettings: Sendable, Equatable {
             "mixed": Preset(analysisModels: ["sim/expert-1", "sim-anthropic/expert-2", "sim-gemini/expert-3"], judge: "sim-anthropic/outer"),
         ],
         defaultPreset: "quality")
+        .with(prices: ["sim/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)])  // the simulator's made-up 2 µ$ per token
+
+    func with(prices: [String: ModelPrice]) -> FusionSettings {
+        var settings = self
+        settings.prices = prices
+        return settings
+    }
 }

@@ -15,10 +15,11 @@ public enum JudgeFailureReason: String, Sendable, Equatable {
 public enum JudgeAnalysis {
     public static let fields = ["consensus", "contradictions", "partial_coverage", "unique_insights", "blind_spots"]
 
-    /// Parses the judge's reply. Accepts the object alone or inside a ```json fence; requires the
-    /// five fields with their shapes, and that every model it cites is one of `panel`. Returns
-    /// the analysis with exactly the five fields.
-    public static func parse(_ text: String, panel: Set<String>) -> Result<JSONValue, JudgeFailure> {
+    /// Parses the judge's reply. Accepts the object alone or inside a ```json fence; maps the
+    /// neutral labels back to model names (`labels`), then requires the five fields with their
+    /// shapes, and that every model it cites is one of `panel`. Returns the analysis with exactly
+    /// the five fields.
+    public static func parse(_ text: String, panel: Set<String>, labels: NeutralLabels? = nil) -> Result<JSONValue, JudgeFailure> {
         var body = text.trimmingWhitespace()
         if body.isEmpty { return .failure(JudgeFailure(.emptyCompletion, "the judge returned no text")) }
         if body.hasPrefix("```") {
@@ -28,48 +29,58 @@ public enum JudgeAnalysis {
         guard let json = try? JSONValue.parse(Array(body.utf8)) else {
             return .failure(JudgeFailure(.notValidJSON, "the reply is not a JSON object"))
         }
-        guard case .object(let object) = json else {
+        guard case .object(var object) = json else {
             return .failure(JudgeFailure(.schemaMismatch, "the reply is JSON but not an object"))
         }
-        func mismatch(_ message: String) -> Result<JSONValue, JudgeFailure> { .failure(JudgeFailure(.schemaMismatch, message)) }
+        object = object.filter { fields.contains($0.key) }
+        if let labels { object = labels.restore(.object(object)).objectValue ?? object }
+        for field in fields where object[field] == nil { return .failure(JudgeFailure(.schemaMismatch, "missing field '\(field)'")) }
+        for field in fields {
+            guard let items = object[field]?.arrayValue else { return .failure(JudgeFailure(.schemaMismatch, "'\(field)' must be an array")) }
+            for (index, item) in items.enumerated() {
+                if let problem = problem(in: item, field: field, index: index, panel: panel) {
+                    return .failure(JudgeFailure(.schemaMismatch, problem))
+                }
+            }
+        }
+        return .success(.object(object))
+    }
+
+    /// What is wrong with element `index` of `field` (models already mapped back), or nil: the
+    /// same rule for one item streamed and for the whole analysis.
+    public static func problem(in item: JSONValue, field: String, index: Int, panel: Set<String>) -> String? {
         func cited(_ value: JSONValue?, _ where_: String) -> String? {
             guard let model = value?.stringValue else { return "\(where_) must be a model name (string)" }
             return panel.contains(model) ? nil : "\(where_) cites '\(model)', which is not a panel member"
         }
-        for field in fields where object[field] == nil { return mismatch("missing field '\(field)'") }
-        for field in fields {
-            guard object[field]?.arrayValue != nil else { return mismatch("'\(field)' must be an array") }
-        }
-        for (index, item) in object["consensus"]!.arrayValue!.enumerated() where item.stringValue == nil {
-            return mismatch("consensus[\(index)] must be a string")
-        }
-        for (index, item) in object["blind_spots"]!.arrayValue!.enumerated() where item.stringValue == nil {
-            return mismatch("blind_spots[\(index)] must be a string")
-        }
-        for (index, item) in object["contradictions"]!.arrayValue!.enumerated() {
+        switch field {
+        case "consensus", "blind_spots":
+            return item.stringValue == nil ? "\(field)[\(index)] must be a string" : nil
+        case "contradictions":
             guard item["topic"]?.stringValue != nil, let stances = item["stances"]?.arrayValue else {
-                return mismatch("contradictions[\(index)] must have a string 'topic' and an array 'stances'")
+                return "contradictions[\(index)] must have a string 'topic' and an array 'stances'"
             }
             for (position, stance) in stances.enumerated() {
-                if let problem = cited(stance["model"], "contradictions[\(index)].stances[\(position)].model") { return mismatch(problem) }
+                if let problem = cited(stance["model"], "contradictions[\(index)].stances[\(position)].model") { return problem }
                 guard stance["stance"]?.stringValue != nil else {
-                    return mismatch("contradictions[\(index)].stances[\(position)].stance must be a string")
+                    return "contradictions[\(index)].stances[\(position)].stance must be a string"
                 }
             }
-        }
-        for (index, item) in object["partial_coverage"]!.arrayValue!.enumerated() {
+            return nil
+        case "partial_coverage":
             guard let models = item["models"]?.arrayValue, item["point"]?.stringValue != nil else {
-                return mismatch("partial_coverage[\(index)] must have an array 'models' and a string 'point'")
+                return "partial_coverage[\(index)] must have an array 'models' and a string 'point'"
             }
             for (position, model) in models.enumerated() {
-                if let problem = cited(model, "partial_coverage[\(index)].models[\(position)]") { return mismatch(problem) }
+                if let problem = cited(model, "partial_coverage[\(index)].models[\(position)]") { return problem }
             }
+            return nil
+        case "unique_insights":
+            if let problem = cited(item["model"], "unique_insights[\(index)].model") { return problem }
+            return item["insight"]?.stringValue == nil ? "unique_insights[\(index)].insight must be a string" : nil
+        default:
+            return "'\(field)' is not a field of the analysis"
         }
-        for (index, item) in object["unique_insights"]!.arrayValue!.enumerated() {
-            if let problem = cited(item["model"], "unique_insights[\(index)].model") { return mismatch(problem) }
-            guard item["insight"]?.stringValue != nil else { return mismatch("unique_insights[\(index)].insight must be a string") }
-        }
-        return .success(.object(object.filter { fields.contains($0.key) }))
     }
 }
 

@@ -37,11 +37,14 @@ public struct APIError: Error, Equatable, Sendable {
 
     /// The error as a final chat.completion.chunk, for failures after streaming began:
     /// OpenAI SDKs raise `APIError` on a chunk carrying `error`.
-    public func streamChunk(id: String = "", model: String = "") -> [UInt8] {
+    /// `created`: the stream's creation time, as in its other chunks.
+    public func streamChunk(id: String = "", model: String = "", created: Int? = nil) -> [UInt8] {
         var out: [UInt8] = []
         out.append(contentsOf: #"{"id":"#.utf8)
         JSONWriting.appendString(id, to: &out)
-        out.append(contentsOf: #","object":"chat.completion.chunk","model":"#.utf8)
+        out.append(contentsOf: #","object":"chat.completion.chunk","#.utf8)
+        if let created { out.append(contentsOf: #""created":\#(created),"#.utf8) }
+        out.append(contentsOf: #""model":"#.utf8)
         JSONWriting.appendString(model, to: &out)
         out.append(contentsOf: #","error":"#.utf8)
         appendObject(to: &out)
@@ -109,6 +112,11 @@ extension APIError {
 extension APIError {
     public static func upstreamProtocol(_ message: String) -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_protocol_error", message: message)
+    }
+
+    /// An upstream response (or a deliberation's responses together) passed its byte bound.
+    public static func upstreamTooLarge(_ message: String) -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_too_large", message: message)
     }
 
     /// The upstream's stream ended with neither its end marker nor a finish reason.

@@ -135,6 +135,23 @@ public struct JSONScanner {
             self.keyEnds = keyEnds
         }
 
+        private init(rendered: [UInt8], keys: [UInt8], keyEnds: [Int]) {
+            self.rendered = rendered
+            self.keys = keys
+            self.keyEnds = keyEnds
+        }
+
+        /// These members and one more (raw key, encoded value) after them.
+        public func appending(key: [UInt8], value: [UInt8]) -> LeadingMembers {
+            var rendered = rendered
+            if !rendered.isEmpty { rendered.append(UInt8(ascii: ",")) }
+            rendered.append(UInt8(ascii: "\""))
+            rendered.append(contentsOf: key)
+            rendered.append(contentsOf: #"":"#.utf8)
+            rendered.append(contentsOf: value)
+            return LeadingMembers(rendered: rendered, keys: self.keys + key, keyEnds: keyEnds + [self.keys.count + key.count])
+        }
+
         public var isEmpty: Bool { keyEnds.isEmpty }
 
         /// Whether `key` (raw bytes) is one of the leading members' keys.

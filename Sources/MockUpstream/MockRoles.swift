@@ -44,12 +44,21 @@ enum MockRoles {
         } ?? false
     }
 
-    /// The panel answers in the judge's prompt: `<answer model="…">…</answer>` blocks.
+    /// The panel answers in the judge's prompt: `<answer model="…">…</answer>` blocks, or
+    /// `<answer label="Response A">` under neutral labels (the analysis then cites the labels,
+    /// as a real judge would, and the gateway maps them back).
     static func panelAnswers(in request: JSONValue) -> [(model: String, text: String)] {
         let prompt = request["messages"]?.arrayValue?.first { $0["role"]?.stringValue == "user" }?["content"]?.stringValue ?? ""
         var answers: [(String, String)] = []
         var rest = Substring(prompt)
-        while let open = rest.range(of: "<answer model=\""), let quote = rest[open.upperBound...].firstIndex(of: "\""),
+        func nextAnswer(_ text: Substring) -> Range<Substring.Index>? {
+            let byModel = text.range(of: "<answer model=\"")
+            let byLabel = text.range(of: "<answer label=\"")
+            guard let byModel else { return byLabel }
+            guard let byLabel else { return byModel }
+            return byModel.lowerBound < byLabel.lowerBound ? byModel : byLabel
+        }
+        while let open = nextAnswer(rest), let quote = rest[open.upperBound...].firstIndex(of: "\""),
             let close = rest[quote...].range(of: "</answer>")
         {
             let model = String(rest[open.upperBound..<quote])
@@ -167,16 +176,21 @@ enum MockRoles {
         case text(String)
     }
 
-    static func outerTurn(_ request: JSONValue, lastUserText: String) -> OuterTurn {
+    /// `withFusion`: a caller's tool named in the prompt is called in one turn with fusion.
+    static func outerTurn(_ request: JSONValue, lastUserText: String, withFusion: Bool = false) -> OuterTurn {
         let messages = request["messages"]?.arrayValue ?? []
         if let last = messages.last, last["role"]?.stringValue == "tool" {
-            return .text(finalAnswer(toolResult: last["content"]?.stringValue ?? ""))
+            return .text(finalAnswer(afterToolResultsIn: messages))
         }
         let tools = request["tools"]?.arrayValue ?? []
         let names = tools.compactMap { $0["function"]?["name"]?.stringValue }
         let lower = lastUserText.lowercased()
         if let callerTool = names.first(where: { $0 != "fusion" && lower.contains($0.lowercased()) }) {
-            return .callTools([(callerTool, #"{"query":\#(JSONWriting.quoted(lastUserText))}"#)])
+            let call = (callerTool, #"{"query":\#(JSONWriting.quoted(lastUserText))}"#)
+            if withFusion && names.contains("fusion") {
+                return .callTools([call, ("fusion", #"{"question":\#(JSONWriting.quoted(lastUserText))}"#)])
+            }
+            return .callTools([call])
         }
         let required = request["tool_choice"]?.stringValue == "required"
         let words = lastUserText.split(whereSeparator: { $0 == " " }).count
@@ -184,6 +198,21 @@ enum MockRoles {
             return .callTools([("fusion", #"{"question":\#(JSONWriting.quoted(lastUserText))}"#)])
         }
         return .text("A direct answer from the simulated outer model: \"\(lastUserText.prefix(80))\" needs no deliberation.")
+    }
+
+    /// The final answer after the tool results ending `messages`: written from the fusion
+    /// tool's result (the one answering a fusion call, else the last), citing the other results.
+    static func finalAnswer(afterToolResultsIn messages: [JSONValue]) -> String {
+        let results = messages.reversed().prefix { $0["role"]?.stringValue == "tool" }.reversed()
+        let turn = messages.dropLast(results.count).last
+        let fusionIDs = Set((turn?["tool_calls"]?.arrayValue ?? []).filter { $0["function"]?["name"]?.stringValue == "fusion" }
+            .compactMap { $0["id"]?.stringValue })
+        let fusion = results.first { fusionIDs.contains($0["tool_call_id"]?.stringValue ?? "") } ?? results.last
+        var answer = finalAnswer(toolResult: fusion?["content"]?.stringValue ?? "")
+        for other in results where results.count > 1 && other["tool_call_id"] != fusion?["tool_call_id"] {
+            answer += "\nYour tool \(other["tool_call_id"]?.stringValue ?? "?") said: \((other["content"]?.stringValue ?? "").prefix(80))"
+        }
+        return answer
     }
 
     /// The final answer an outer model writes from the fusion tool's result.

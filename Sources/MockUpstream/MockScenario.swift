@@ -79,6 +79,8 @@ public struct MockScenario: Equatable, Sendable {
         "parallel": 1...8,
         "search": 0...1,
         "fail_final": 0...1,
+        // outer: a caller's tool named in the prompt is called together with fusion (one turn).
+        "with_fusion": 0...1,
         // Wire quirks real servers have, on any scenario: end the stream with neither a finish
         // chunk nor [DONE] (cut short); answer a streamed request with one whole JSON body; send
         // no usage; space the usage key (`"usage": {`); put the last content, the finish reason

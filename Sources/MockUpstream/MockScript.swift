@@ -46,7 +46,7 @@ struct MockScript {
             if MockRoles.isJudgeRequest(request) {
                 steps = MockSteps(Self.judgeSteps(request))
             } else {
-                switch MockRoles.outerTurn(request, lastUserText: prompt) {
+                switch MockRoles.outerTurn(request, lastUserText: prompt, withFusion: scenario.option("with_fusion", default: 0) == 1) {
                 case .callTools(let calls): steps = MockSteps(Self.toolCallSteps(calls))
                 case .text(let text): steps = MockSteps(Self.words(text))
                 }

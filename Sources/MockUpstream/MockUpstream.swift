@@ -137,6 +137,7 @@ public final class MockUpstream {
         case .gemini(let model, let stream): (json, streaming) = (MockGeminiStream.chatShape(of: body, model: model), stream)
         }
         let model = json["model"]?.stringValue ?? ""
+        stats.noteModel(model)
         let fail = { (error: APIError) in writer.respond(vendor.wire.errorResponse(error)) }
         var scenario: MockScenario
         do {

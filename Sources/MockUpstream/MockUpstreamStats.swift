@@ -20,7 +20,17 @@ public final class MockUpstreamStats: Sendable {
         public var active: Int { streamsStarted - streamsFinished - streamsCancelled }
     }
 
-    private let state = Lock<(counts: Counts, body: [UInt8], headers: [(String, String)])>((Counts(), [], []))
+    private let state = Lock<(counts: Counts, body: [UInt8], headers: [(String, String)], models: [String])>((Counts(), [], [], []))
+
+    /// The models of the most recent requests (at most 256), oldest first: the order calls reached the mock.
+    public var requestedModels: [String] { state.withLock { $0.models } }
+
+    func noteModel(_ model: String) {
+        state.withLock {
+            if $0.models.count >= 256 { $0.models.removeFirst() }
+            $0.models.append(model)
+        }
+    }
 
     public init() {}
 

@@ -39,13 +39,28 @@ public struct Usage: Sendable, Equatable {
     public var reasoningTokens: Int64 = 0
     /// Of `promptTokens`, those read from a prompt cache.
     public var cachedTokens: Int64 = 0
-    /// In US dollars, as the upstream reported it (OpenRouter's `cost`); 0 when unknown.
+    /// In US dollars, as the upstream reported it (OpenRouter's `cost`), rounded to
+    /// `costDecimalPlaces` (see `roundedCost`); 0 when unknown.
     public var cost: Double = 0
 
     /// A trillion tokens: far beyond any real call, small enough that sums of many never overflow.
     public static let maxTokens: Int64 = 1 << 40
     /// Beyond this a reported cost is nonsense.
     public static let maxCost = 1e9
+    /// Costs are kept to this many decimal places of a dollar wherever the gateway states one
+    /// (usage objects, records, metrics, logs), so a sum of costs prints as the decimal sum of
+    /// what was printed for its parts, never as `0.0006879999999999999`.
+    public static let costDecimalPlaces = 10
+    private static let costScale = 1e10
+
+    /// `value` clamped to `0...maxCost` (0 for NaN and negatives) and rounded to
+    /// `costDecimalPlaces`: the nearest double to a decimal of at most 10 places, which JSON
+    /// writers print as that decimal (a JSON number, sometimes in exponent form: `1.5e-05`).
+    public static func roundedCost(_ value: Double) -> Double {
+        let clamped = clampCost(value)
+        // Below 1e5 dollars the scaled value is an exact integer in a double (< 2^53).
+        return clamped < 1e5 ? (clamped * costScale).rounded() / costScale : clamped
+    }
 
     public init(promptTokens: Int64 = 0, completionTokens: Int64 = 0, totalTokens: Int64 = 0, reasoningTokens: Int64 = 0,
                 cachedTokens: Int64 = 0, cost: Double = 0) {
@@ -54,7 +69,7 @@ public struct Usage: Sendable, Equatable {
         self.totalTokens = Self.clamp(totalTokens)
         self.reasoningTokens = Self.clamp(reasoningTokens)
         self.cachedTokens = Self.clamp(cachedTokens)
-        self.cost = Self.clampCost(cost)
+        self.cost = Self.roundedCost(cost)
     }
 
     /// OpenAI's `usage` object (with OpenRouter's `cost` and the `*_details` breakdowns).

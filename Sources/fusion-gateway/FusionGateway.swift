@@ -20,15 +20,23 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    func bootstrap() throws {
+    @Option(name: .long, help: "text (for people) or json (one JSON object per line); default: the config's server.log_format, else text.")
+    var logFormat: String?
+
+    func validate() throws {
+        if let logFormat, GatewayLogHandler.Format(rawValue: logFormat) == nil {
+            throw ValidationError("--log-format must be text or json, not '\(logFormat)'")
+        }
+    }
+
+    /// Log lines on standard error, secrets redacted (`GatewayLogHandler`); `configured` is the
+    /// config's format, which `--log-format` overrides.
+    func bootstrap(configured: GatewayLogHandler.Format = .text) throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("unknown log level '\(logLevel)'")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let format = logFormat.flatMap(GatewayLogHandler.Format.init(rawValue:)) ?? configured
+        LoggingSystem.bootstrap { label in GatewayLogHandler(label: label, format: format, level: level) }
     }
 }
 
@@ -58,14 +66,14 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        try logging.bootstrap()
-        let logger = Logger(label: "fusion-gateway")
         var settings: GatewayConfig
         do {
             settings = try config.map { try GatewayConfig.load(path: $0) } ?? .embeddedDefault
         } catch {
             throw ValidationError("\(error)")
         }
+        try logging.bootstrap(configured: settings.server.logFormat)
+        let logger = Logger(label: "fusion-gateway")
         if let host { settings.server.host = host }
         if let port { settings.server.port = port }
 

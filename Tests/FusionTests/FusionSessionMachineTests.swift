@@ -87,7 +87,9 @@ import Testing
         let judge = try #require(started(actions).first)
         #expect(judge.role == .judge && judge.model == "p/judge")
         #expect(judge.request.temperature == 0 && judge.request.responseFormat?["type"] == .string("json_object"))
-        #expect(judge.request.messages.last?.text.contains("<answer model=\"p/a\">\nA says x.\n</answer>") == true)
+        // Under a neutral label: which one is the shuffle's business (NeutralLabelsTests).
+        let prompt = judge.request.messages.last?.text ?? ""
+        #expect(prompt.contains("\">\nA says x.\n</answer>") && prompt.contains("<answer label=\"Response ") && !prompt.contains("p/a"))
         actions = run(&m, judge.id, [.text(Self.analysis)], at: 20)
         let final = try #require(started(actions).first)
         #expect(final.role == .outer(final: true))
@@ -99,7 +101,8 @@ import Testing
         #expect(result["responses"]?.arrayValue?.count == 2 && result["analysis"]?["consensus"] == .array([.string("x")]))
         #expect(final.request.tools.compactMap(\.functionName) == ["lookup"], "fusion runs once")
         actions = run(&m, final.id, [.text("Final."), .finish(.stop), .usage(Usage(totalTokens: 20))], at: 30)
-        #expect(outputs(actions) == [.answer(.text("Final.")), .answer(.finish(.stop))])
+        #expect(outputs(actions) == [.answer(.text("Final.")), .answer(.finish(.stop)),
+                                     .progress(.phase(PhaseReport(.final, .completed, duration: 10, summary: "6 characters")))])
         #expect(outcome(actions) == .completed)
         #expect(m.calls.map(\.role) == ["outer", "panel", "panel", "judge", "outer_final"])
         #expect(m.calls.map(\.status) == ["ok", "ok", "ok", "ok", "ok"])
@@ -152,9 +155,43 @@ import Testing
         let judge = try #require(started(run(&m, members[1].id, [.text("b")], at: 3)).first)
         actions = run(&m, judge.id, [.text(Self.analysis)], at: 4)
         #expect(started(actions).isEmpty, "no final turn: the caller's result is missing")
-        #expect(outputs(actions).contains(.answer(.finish(.toolCalls))))
-        #expect(outcome(actions) == .completed)
+        // A real parallel turn: the caller's call (streamed above), then the fusion call with its
+        // result for the client to send back, then the finish.
+        let tail = outputs(actions).suffix(2)
+        guard case .serverToolCalls(let answered)? = tail.first else {
+            Issue.record("no fusion record before the finish: \(outputs(actions))")
+            return
+        }
+        #expect(tail.last == .answer(.finish(.toolCalls)))
+        #expect(answered.map(\.call.id) == ["call_f"] && answered.map(\.call.name) == ["fusion"])
+        let result = try JSONValue.parse(Array(answered[0].result.utf8))
+        #expect(result == m.fusionResult?.json && result["status"] == .string("ok"))
+        #expect(outcome(actions) == .completed && m.finishReason == .toolCalls)
         #expect(m.deferredCallerCalls.map(\.id) == ["call_l"] && m.fusionResult != nil)
+        #expect(m.calls.map(\.role) == ["outer", "panel", "panel", "judge"])
+    }
+
+    @Test func aParallelTurnWithTwoFusionCallsRecordsBothTheRunAndTheCappedOne() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let turn: [ModelEvent] = [
+            .toolCall(ToolCallFragment(index: 0, id: "f1", name: "fusion", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 1, id: "call_l", name: "lookup", arguments: #"{"q":1}"#)),
+            .toolCall(ToolCallFragment(index: 2, id: "f2", name: "fusion", arguments: #"{"question":"again"}"#)),
+            .finish(.toolCalls),
+        ]
+        var actions = run(&m, first.id, turn, at: 1)
+        #expect(outputs(actions).filter { if case .answer(.toolCall) = $0 { true } else { false } }
+            == [.answer(.toolCall(ToolCallFragment(index: 1, id: "call_l", name: "lookup", arguments: #"{"q":1}"#)))],
+                "only the caller's call reaches the client as a call")
+        let members = started(actions)
+        _ = run(&m, members[0].id, [.text("a")], at: 2)
+        let judge = try #require(started(run(&m, members[1].id, [.text("b")], at: 3)).first)
+        actions = run(&m, judge.id, [.text(Self.analysis)], at: 4)
+        let answered = outputs(actions).compactMap { if case .serverToolCalls(let calls) = $0 { calls } else { nil } }.first
+        #expect(answered?.map(\.call.id) == ["f1", "f2"])
+        #expect(answered?.last?.result.contains("fusion_invocation_capped") == true)
+        #expect(answered?.first?.result.contains("fusion_invocation_capped") == false)
     }
 
     @Test func aSecondFusionCallInOneTurnGetsACappedResult() throws {

@@ -30,19 +30,60 @@ import Web
         #expect(config.providers["openrouter"]?.headers["X-Title"] == "fusion-gateway")
         #expect(config.providers["openai"]?.models == ["gpt-4o-mini", "gpt-4.1"])
         #expect(config.providers["local"]?.apiKeyEnvironmentVariable == nil)
+        #expect(config.providers["openai"]?.maxTokensField == .maxCompletionTokens)
+        #expect(config.providers["local"]?.maxTokensField == .maxTokens, "the default")
         let fusion = try #require(config.fusion)
         #expect(fusion.outerModel == "openrouter/anthropic/claude-opus-4.5")
         #expect(fusion.defaultPreset == "quality")
         #expect(fusion.presets["quality"]?.analysisModels.count == 3)
         #expect(fusion.presets["budget"]?.judge == "openrouter/openai/gpt-4o-mini")
         #expect(fusion.judgeFallbackModel == "openrouter/openai/gpt-4o-mini")
-        #expect(fusion.memberTimeoutMilliseconds == 120_000)
+        #expect(fusion.memberTimeoutMilliseconds == 120_000 && fusion.judgeTimeoutMilliseconds == 180_000)
+        #expect(fusion.defaultMaxTokens == 4096)
         #expect(fusion.panelContext == .conversation)
+        #expect(fusion.presets["fast"]?.minAnswers == 2 && fusion.presets["fast"]?.graceMilliseconds == 1_500)
+        #expect(fusion.graceMilliseconds == 0 && fusion.deadlineMilliseconds == 300_000)
+        #expect(fusion.neutralLabels && fusion.shuffleLabels)
+        #expect(fusion.prices["openrouter/openai/gpt-5"] == ModelPrice(inputPerMillion: 1.25, outputPerMillion: 10))
+        #expect(ModelPrice.lookup("openrouter/meta/llama", in: fusion.prices)?.outputPerMillion == 15)
         let web = try #require(config.web)
         #expect(web.search == SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:8888"))
         #expect(web.maxResults == 5 && web.maxRedirects == 5 && web.maxFetchBytes == 2_097_152 && web.maxCallsPerTurn == 4)
         #expect(web.addressPolicy.allow.map(\.description) == ["10.20.0.0/16", "127.0.0.1:8443"])
         #expect(!web.simulated)
+    }
+
+    @Test(arguments: [
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a, b], min_answers: 3}}}", "fusion.presets.q.min_answers"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a], grace_ms: -5}}}", "fusion.presets.q.grace_ms"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, deadline_ms: 10}", "fusion.deadline_ms"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, grace_ms: 9999999}", "fusion.grace_ms"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, neutral_labels: maybe}", "fusion.neutral_labels"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1}}}", "fusion.prices.a.output"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: -1, output: 1}}}", "fusion.prices.a.input"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: .inf, output: 1}}}", "fusion.prices.a.input"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1, output: 1, cached: 0}}}", "fusion.prices.a"),
+    ])
+    func badLatencyAndPriceSettingsAreErrorsNamingTheKey(yaml: String, key: String) {
+        do {
+            _ = try GatewayConfig.parse(yaml: yaml)
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect("\(error)".contains(key), "\(error)")
+        }
+    }
+
+    @Test func theOutputLimitFieldAndTheInnerCallsLimitAreChecked() throws {
+        let yaml = "providers: {l: {kind: openai, base_url: 'http://127.0.0.1:1/v1', max_tokens_field: max_completion_tokens}}\n"
+            + "fusion: {outer_model: l/m, presets: {quality: {analysis_models: [l/m]}}, max_completion_tokens: 64, judge_timeout_ms: 900}"
+        let config = try GatewayConfig.parse(yaml: yaml)
+        #expect(config.providers["l"]?.maxTokensField == .maxCompletionTokens)
+        #expect(config.fusion?.defaultMaxTokens == 64 && config.fusion?.judgeTimeoutMilliseconds == 900)
+        for bad in ["providers: {l: {kind: openai, base_url: 'http://h/v1', max_tokens_field: tokens}}",
+                    "providers: {a: {kind: anthropic, max_tokens_field: max_tokens}}",
+                    "fusion: {outer_model: l/m, presets: {q: {analysis_models: [l/m]}}, max_completion_tokens: 0}"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try GatewayConfig.parse(yaml: bad) }
+        }
     }
 
     @Test func webSectionChoosesAHostedBackendByEnvironmentKey() throws {

@@ -29,11 +29,35 @@ import Testing
         (["mock-upstream", "--port", "70000"], "--port must be in 0...65535"),
         (["serve", "--loops", "0"], "--loops must be in 1...1024"),
         (["serve", "--loops", "100000"], "--loops must be in 1...1024"),
+        (["serve", "--log-format", "xml"], "--log-format must be text or json"),
     ])
     func outOfRangeNumbersAreUsageErrors(arguments: [String], message: String) throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the package first: \(Self.binary.path)")
         let (status, output) = try run(arguments)
         #expect(status == 64, "EX_USAGE: \(output)")
         #expect(output.contains(message), "\(output)")
+    }
+
+    /// `--log-format json`: the running gateway's every line on standard error is one JSON object.
+    @Test(.timeLimit(.minutes(1))) func jsonLogsFromTheCommandLine() throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--port", "0", "--loops", "1", "--log-format", "json"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        usleep(1_500_000)
+        // SIGKILL: a child of the test runner inherits its blocked SIGTERM/SIGINT.
+        kill(process.processIdentifier, SIGKILL)
+        let data = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(json?["msg"] is String && json?["ts"] is String && json?["level"] is String, "not a JSON log line: \(line)")
+        }
+        #expect(lines.contains { $0.contains(#""msg":"listening""#) })
     }
 }

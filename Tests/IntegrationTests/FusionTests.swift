@@ -28,7 +28,14 @@ import Testing
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
         #expect(!response.text.contains("event:"), "no named events unless asked")
         let comments = response.comments
-        #expect(comments.first?.hasPrefix("fusion: the outer model called the fusion tool") == true)
+        #expect(comments.first?.hasPrefix("fusion phase outer: done in ") == true, "\(comments.prefix(3))")
+        #expect(comments.dropFirst().first?.hasPrefix("fusion: the outer model called the fusion tool") == true)
+        #expect(comments.contains { $0.hasPrefix("fusion phase panel: done in ") && $0.hasSuffix(": 3 of 3 answered") })
+        // Members' text in readable pieces (whole lines here), the analysis item by item.
+        #expect(comments.contains("fusion panel[0] mock/expert-1:pace_ms=1 | - The answer should rest on evidence rather than intuition."))
+        #expect(comments.contains("fusion judge: consensus: The answer should rest on evidence rather than intuition."))
+        #expect(comments.contains { $0.hasPrefix("fusion judge: contradiction on the overall verdict: ") && $0.contains("mock/expert-1:pace_ms=1 says ") })
+        #expect(!comments.contains { $0.contains("Response A") }, "the neutral labels never reach the client")
         for index in 0..<3 {
             #expect(comments.contains { $0.hasPrefix("fusion panel[\(index)] mock/expert-\(index + 1):pace_ms=1: started") })
             #expect(comments.contains { $0.hasPrefix("fusion panel[\(index)] mock/expert-\(index + 1):pace_ms=1: completed") })
@@ -75,7 +82,8 @@ import Testing
         #expect(response.status == 200)
         let events = response.namedEvents
         let names = events.map(\.name)
-        #expect(names.first == "fusion.tool.called")
+        #expect(names.first { $0 != "fusion.phase" } == "fusion.tool.called")
+        #expect(names.prefix(1) == ["fusion.phase"] && events.first?.data["phase"] == .string("outer"))
         #expect(names.filter { $0 == "fusion.member.started" }.count == 3)
         #expect(names.filter { $0 == "fusion.member.completed" }.count == 3)
         #expect(names.contains("fusion.judge.started"))
@@ -172,6 +180,13 @@ import Testing
         (#"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1","ghost/model"]}}]"#, "tools[0].parameters.analysis_models[1]"),
         (#"[{"type":"fusion","parameters":{"model":"ghost/judge"}}]"#, "tools[0].parameters.model"),
         (#"[{"type":"fusion","parameters":{"reasoning":{"effort":"extreme"}}}]"#, "tools[0].parameters.reasoning.effort"),
+        (#"[{"type":"fusion","parameters":{"min_answers":0}}]"#, "tools[0].parameters.min_answers"),
+        (#"[{"type":"fusion","parameters":{"preset":"budget","min_answers":3}}]"#, "tools[0].parameters.min_answers"),
+        (#"[{"type":"fusion","parameters":{"min_answers":1.5}}]"#, "tools[0].parameters.min_answers"),
+        (#"[{"type":"fusion","parameters":{"grace_ms":-1}}]"#, "tools[0].parameters.grace_ms"),
+        (#"[{"type":"fusion","parameters":{"grace_ms":"soon"}}]"#, "tools[0].parameters.grace_ms"),
+        (#"[{"type":"fusion","parameters":{"deadline_ms":50}}]"#, "tools[0].parameters.deadline_ms"),
+        (#"[{"type":"fusion","parameters":{"deadline_ms":99999999999999999999}}]"#, "tools[0].parameters.deadline_ms"),
     ])
     func invalidParametersAre400sNamingTheField(tools: String, param: String) throws {
         let env = try TestEnvironment()
@@ -304,7 +319,7 @@ import Testing
         try client.send(TestEnvironment.post("/v1/chat/completions", body: fusionBody(model: "mock/outer:pace_ms=1", tools: tools)))
         var sawJudge = false
         _ = try? client.readResponse { chunk in
-            if !sawJudge, String(decoding: chunk, as: UTF8.self).contains("fusion judge mock/judge:pace_ms=100: {") {
+            if !sawJudge, String(decoding: chunk, as: UTF8.self).contains("fusion judge mock/judge:pace_ms=100: comparing the answers") {
                 sawJudge = true
                 client.disconnect()
             }

@@ -1,5 +1,6 @@
 import Application
 import Foundation
+import Fusion
 import Gateway
 import GatewayCore
 import Logging
@@ -90,6 +91,30 @@ import Testing
         #expect(try env.chat(fusion, headers: ["x-openrouter-fusion-depth": "1"]).json?["fusion"] == nil)
         #expect(try env.chat(fusion, headers: ["x-fusion-depth": "0"]).json?["fusion"] != nil)
         try expectStillServing(env)
+    }
+
+    /// An upstream that sends without end cannot make one request consume unbounded bytes: one
+    /// response is cut at `upstream.max_response_bytes`, one deliberation's responses together at
+    /// `fusion.max_upstream_bytes`; the client gets a clear error and the gateway keeps serving.
+    @Test func upstreamBytesAreBoundedPerResponseAndPerDeliberation() throws {
+        let env = try TestEnvironment { config in
+            config.upstream.maxResponseBytes = 30_000
+            config.fusion?.maxUpstreamBytes = 80_000
+        }
+        let streamed = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=50000:pace_ms=0"))
+        #expect(streamed.status == 200)
+        #expect(streamed.streamError?["code"] == .string("upstream_too_large"), "\(streamed.text.suffix(300))")
+        let whole = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=50000:pace_ms=0", stream: false))
+        #expect(whole.status == 502 && whole.json?["error"]?["code"] == .string("upstream_too_large"), "\(whole.text.prefix(300))")
+
+        // Each member's response fits its own bound, not all of them together: the budget is
+        // spent before the final answer, and the request fails with the bound named.
+        let panel = #"["mock/paced:deltas=25:pace_ms=0","mock/paced:deltas=25:pace_ms=0","mock/huge:bytes=25000:pace_ms=0","mock/huge:bytes=25000:pace_ms=0","mock/huge:bytes=25000:pace_ms=0","mock/huge:bytes=25000:pace_ms=0"]"#
+        let body = #"{"model":"mock/outer:pace_ms=0","stream":false,"tool_choice":"required","messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(panel)}}]}"#
+        let fusion = try env.chat(body)
+        #expect(fusion.status == 502 && fusion.json?["error"]?["code"] == .string("upstream_too_large"), "\(fusion.text.prefix(500))")
+        #expect(fusion.json?["error"]?["message"]?.stringValue?.contains("fusion.max_upstream_bytes") == true)
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0", stream: false)).status == 200)
     }
 
     @Test func aKeyVariableThatIsUnsetRefusesToStart() throws {

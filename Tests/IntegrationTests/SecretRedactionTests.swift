@@ -20,12 +20,17 @@ import Testing
         let secret = TestEnvironment.secretKey
         var seen: [String] = []
         var ids: [String] = []
-        func run(_ body: String) throws {
-            let response = try env.chat(body)
+        func run(_ body: String, path: String = "/v1/chat/completions") throws {
+            let client = try env.client()
+            try client.send(TestEnvironment.post(path, body: body))
+            let response = try client.readResponse()
             seen.append(response.text)
             seen.append(response.headers.map { "\($0.0): \($0.1)" }.joined(separator: "\n"))
             if let id = response.header("x-generation-id") { ids.append(id) }
         }
+        /// Request bodies the gateway sent upstream after a Fusion run (the last is the outer
+        /// model's final turn, carrying the tool result: text that goes to another provider).
+        var sentUpstream: [String] = []
         for status in [401, 403, 500, 503] {
             try run(TestEnvironment.chatBody(model: "keyed/error:status=\(status):echo_auth=1", stream: false))
             try run(TestEnvironment.chatBody(model: "keyed/error:status=\(status):echo_auth=1", stream: true))
@@ -37,9 +42,20 @@ import Testing
         // Fusion: a member, the judge and the outer model echoing the key.
         let panel = #"["keyed/error:status=500:echo_auth=1","keyed/error-mid-stream:pace_ms=1:echo_auth=1","mock/expert-1:pace_ms=1"]"#
         for stream in [true, false] {
-            try run(#"{"model":"mock/outer:pace_ms=1","stream":\#(stream),"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(panel),"model":"keyed/error:status=401:echo_auth=1"}}]}"#)
+            try run(#"{"model":"mock/outer:pace_ms=1","stream":\#(stream),"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(panel),"model":"keyed/error:status=401:echo_auth=1"}}],"tool_choice":"required"}"#)
+            sentUpstream.append(String(decoding: env.mockStats.lastRequestBody, as: UTF8.self))
             try run(#"{"model":"keyed/error-mid-stream:pace_ms=1:echo_auth=1","stream":\#(stream),"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}],"tool_choice":"required"}"#)
+            // The other client APIs, on the same pipeline: their own error shapes.
+            try run(#"{"model":"keyed/error:status=401:echo_auth=1","stream":\#(stream),"input":"Q?"}"#, path: "/v1/responses")
+            try run(#"{"model":"keyed/error-mid-stream:pace_ms=1:echo_auth=1","stream":\#(stream),"input":"Q?"}"#, path: "/v1/responses")
+            try run(#"{"model":"keyed/error:status=403:echo_auth=1","stream":\#(stream),"max_tokens":16,"messages":[{"role":"user","content":"Q?"}]}"#, path: "/v1/messages")
+            try run(#"{"model":"keyed/error-mid-stream:pace_ms=1:echo_auth=1","stream":\#(stream),"max_tokens":16,"messages":[{"role":"user","content":"Q?"}]}"#, path: "/v1/messages")
         }
+        // The tool result the outer model got names the failed members and the judge's failure,
+        // each message redacted before it went to another provider.
+        #expect(sentUpstream.allSatisfy { $0.contains("failed_models") && $0.contains("analysis_failure") && $0.contains("[redacted]") },
+                "\(sentUpstream.map { $0.suffix(600) })")
+        seen += sentUpstream
         // The upstream really saw (and echoed) the key: the test would pass vacuously otherwise.
         #expect(env.mockStats.lastRequestHeader("authorization") == "Bearer \(secret)")
         #expect(seen.contains { $0.contains("[redacted]") }, "the echoes were redacted, not absent")

@@ -35,7 +35,8 @@ final class TestEnvironment: @unchecked Sendable {
     /// mock's port only (every other loopback port stays refused); fetches time out after 1 s,
     /// members and the judge after 10 s.
     /// `logHandler`: receives the gateway's logs at info and above (default: FUSION_TEST_LOG).
-    init(web: Bool = false, loops: Int = 2, logHandler: CapturedLog? = nil,
+    /// `logs`: a handler of the test's own for the gateway's logs (at info and above), instead.
+    init(web: Bool = false, loops: Int = 2, logHandler: CapturedLog? = nil, logs: (any LogHandler)? = nil,
          _ configure: @escaping @Sendable (inout GatewayConfig) -> Void = { _ in }) throws {
         let stats = mockStats
         let box = mockBox
@@ -73,6 +74,9 @@ final class TestEnvironment: @unchecked Sendable {
             defaultPreset: "quality")
         fusion.memberTimeoutMilliseconds = 600
         fusion.judgeTimeoutMilliseconds = 1_000
+        // Labels in panel order: the simulated judge lists models in the order it reads them, so
+        // two runs of one request give the same answer (DeliberationLatencyTests shuffles).
+        fusion.shuffleLabels = false
         config.fusion = fusion
         config.web = nil
         if web {
@@ -89,8 +93,9 @@ final class TestEnvironment: @unchecked Sendable {
             config.fusion?.judgeTimeoutMilliseconds = 10_000
         }
         configure(&config)
-        var logger = logHandler.map { handler in Logger(label: "gateway-under-test") { _ in handler } } ?? Logger(label: "gateway-under-test")
-        logger.logLevel = logHandler != nil ? .info
+        var logger = logs.map { handler in Logger(label: "gateway-under-test") { _ in handler } }
+            ?? logHandler.map { handler in Logger(label: "gateway-under-test") { _ in handler } } ?? Logger(label: "gateway-under-test")
+        logger.logLevel = logHandler != nil || logs != nil ? .info
             : ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         do {
             application = try GatewayApplication(config: config, environment: ["TEST_PROVIDER_KEY": Self.secretKey],

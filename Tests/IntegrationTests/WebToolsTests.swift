@@ -32,11 +32,12 @@ import Web
     }
 
     /// What panel member 0 said, from the progress comments.
+    /// The member's readable pieces (whole words or lines), joined by spaces: sentences within
+    /// a line read as the model wrote them.
     func memberText(_ response: TestResponse, model: String) -> String {
-        response.comments.filter { $0.hasPrefix("fusion panel[0] \(model): ") }
-            .map { String($0.dropFirst("fusion panel[0] \(model): ".count)) }
-            .filter { !$0.hasPrefix("web_") && $0 != "started" && !$0.hasPrefix("completed") }
-            .joined().replacingOccurrences(of: "\\n", with: "\n")
+        response.comments.filter { $0.hasPrefix("fusion panel[0] \(model) | ") }
+            .map { String($0.dropFirst("fusion panel[0] \(model) | ".count)) }
+            .joined(separator: " ")
     }
 
     @Test func aMemberSearchesReadsAndAnswersWithCitedSources() throws {
@@ -253,7 +254,8 @@ import Web
         let response = try env.chat(body("Read \(base)/slow?ms=3000 and \(base)/slow?ms=3001", parameters: panel(model) + "}"))
         #expect(response.status == 200)
         let failure = try #require(response.comments.first { $0.hasPrefix("fusion panel[0] \(model): failed") })
-        #expect(failure == "fusion panel[0] \(model): failed (timeout): no answer within 600 ms (web tool calls included)")
+        #expect(failure.hasPrefix("fusion panel[0] \(model): failed at ")
+                && failure.hasSuffix(" ms (timeout): no answer within 600 ms (web tool calls included)"), "\(failure)")
         #expect(content(response).hasPrefix("The panel could not answer (all_panels_failed)"))
     }
 

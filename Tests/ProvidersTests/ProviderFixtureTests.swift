@@ -159,6 +159,21 @@ enum ProviderFixtures {
         #expect(messages[3]["tool_call_id"] == .string("c1"))
     }
 
+    /// llama-cpp-python repeats a call's id and name on every fragment: passed on once, as
+    /// OpenAI sends them (a client's accumulator would concatenate them).
+    @Test func aCallsIdAndNameRepeatedOnEveryFragmentArePassedOnOnce() throws {
+        let fragment = { (arguments: String) in
+            Array(#"data: {"choices":[{"index":0,"delta":{"role":null,"content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"lookup","arguments":"\#(arguments)"}}]},"finish_reason":null}]}\#n\#n"#.utf8)
+        }
+        let chunks = [fragment("{\\\"q\\\""), fragment(":1}"), Array(#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\#n\#ndata: [DONE]\#n\#n"#.utf8)]
+        let (events, end) = try ProviderFixtures.decode(chunks, with: OpenAICompatibleProvider())
+        let fragments = events.compactMap { if case .toolCall(let fragment) = $0 { fragment } else { nil } }
+        #expect(fragments.map(\.id) == ["call_1", nil] && fragments.map(\.name) == ["lookup", nil], "\(fragments)")
+        var calls = ToolCallAccumulator()
+        fragments.forEach { calls.add($0) }
+        #expect(calls.calls.map(\.name) == ["lookup"] && calls.calls.map(\.arguments) == [#"{"q":1}"#] && end == .complete)
+    }
+
     @Test func aWholeResponseDecodesToTheEventsOfAStream() throws {
         let body = Array(#"{"choices":[{"message":{"role":"assistant","content":"Hi","reasoning":"hm","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#.utf8)
         let events = try OpenAICompatibleProvider().decodeResponse(body, redactor: .none)

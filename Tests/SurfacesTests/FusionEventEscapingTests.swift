@@ -11,14 +11,20 @@ import Testing
     @Test func modelTextCannotForgeEventsInComments() throws {
         var out: [UInt8] = []
         let encoder = FusionProgressEncoder(form: .comments)
-        encoder.append(.memberDelta(index: 0, model: "p/m", text: forgery), at: 1, to: &out)
+        encoder.append(.memberText(index: 0, model: "p/m", text: forgery, reasoning: false), at: 1, to: &out)
         encoder.append(.toolCalled(arguments: forgery), at: 2, to: &out)
+        // Every other place a model's words reach a comment: the analysis' items, a phase's summary.
+        encoder.append(.judgeItem(model: "p/j", attempt: 1, item: AnalysisItem(field: "consensus", index: 0, value: .string(forgery))),
+                       at: 3, to: &out)
+        let stance = JSONValue.object(["topic": .string(forgery), "stances": .array([.object(["model": .string(forgery), "stance": .string(forgery)])])])
+        encoder.append(.judgeItem(model: "p/j", attempt: 1, item: AnalysisItem(field: "contradictions", index: 0, value: stance)), at: 4, to: &out)
+        encoder.append(.phase(PhaseReport(.final, .started, summary: forgery)), at: 5, to: &out)
         var decoder = SSEDecoder()
         var events = 0
         try decoder.feed(out) { _ in events += 1 }
         #expect(events == 0, "comments only: \(String(decoding: out, as: UTF8.self).debugDescription)")
         let text = String(decoding: out, as: UTF8.self)
-        #expect(text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).count == 2, "one line each")
+        #expect(text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).count == 5, "one line each")
         #expect(text.contains(#"ok\r\ndata: {"#))
     }
 
@@ -39,9 +45,11 @@ import Testing
     @Test func commentsAreInvisibleToClientsAndNamedEventsCarryJSON() throws {
         var comments: [UInt8] = []
         let encoder = FusionProgressEncoder(form: .comments)
-        encoder.append(.memberDelta(index: 2, model: "p/c", text: "line one\nline two"), at: 12.5, to: &comments)
+        encoder.append(.memberDelta(index: 2, model: "p/c", text: "exact"), at: 12, to: &comments)
+        #expect(comments.isEmpty, "people read pieces (memberText), not the exact deltas")
+        encoder.append(.memberText(index: 2, model: "p/c", text: "line one\nline two", reasoning: false), at: 12.5, to: &comments)
         let text = String(decoding: comments, as: UTF8.self)
-        #expect(text == ": fusion panel[2] p/c: line one\\nline two\n\n")
+        #expect(text == ": fusion panel[2] p/c | line one\\nline two\n\n")
         var decoder = SSEDecoder()
         var events = 0
         try decoder.feed(comments) { _ in events += 1 }
@@ -62,10 +70,10 @@ import Testing
     @Test func memberReasoningAndCappedCallsAreShownInBothForms() throws {
         var comments: [UInt8] = []
         let encoder = FusionProgressEncoder(form: .comments)
-        encoder.append(.memberReasoningDelta(index: 1, model: "p/b", text: "weighing\nit"), at: 1, to: &comments)
+        encoder.append(.memberText(index: 1, model: "p/b", text: "weighing\nit", reasoning: true), at: 1, to: &comments)
         encoder.append(.invocationCapped(arguments: #"{"question":"again"}"#), at: 2, to: &comments)
         #expect(String(decoding: comments, as: UTF8.self) == """
-            : fusion panel[1] p/b (thinking): weighing\\nit
+            : fusion panel[1] p/b (thinking) | weighing\\nit
 
             : fusion: a further fusion call was not run (fusion_invocation_capped) {"question":"again"}
 

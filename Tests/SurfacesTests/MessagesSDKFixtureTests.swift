@@ -22,6 +22,12 @@ enum MessagesSDKFixtures {
         renderer.render(.progress(.toolCalled(arguments: #"{"question":"Should cities ban cars?"}"#)), at: 1, into: &out)
         renderer.render(.progress(.memberStarted(index: 0, model: "anthropic/claude-x")), at: 2, into: &out)
         renderer.render(.progress(.memberDelta(index: 0, model: "anthropic/claude-x", text: "Cities\nshould")), at: 3, into: &out)
+        renderer.render(.progress(.memberText(index: 0, model: "anthropic/claude-x", text: "Cities", reasoning: false)), at: 3, into: &out)
+        renderer.render(.progress(.memberCut(index: 1, model: "anthropic/claude-y", characters: 40, cause: .deadline)), at: 3, into: &out)
+        renderer.render(.progress(.phase(PhaseReport(.panel, .completed, duration: 2, summary: "1 of 2 answered, 1 cut for latency"))),
+                        at: 3, into: &out)
+        renderer.render(.progress(.judgeItem(model: "sim/outer", attempt: 1,
+                                             item: AnalysisItem(field: "consensus", index: 0, value: .string("Cities should")))), at: 3, into: &out)
         renderer.render(.finalAnswerStarts(model: "sim/outer"), at: 4, into: &out)
         renderer.render(.answer(.text("Drawing on a panel ")), at: 5, into: &out)
         renderer.render(.answer(.text("of 3 models.")), at: 6, into: &out)
@@ -53,8 +59,11 @@ enum MessagesSDKFixtures {
 @Suite struct MessagesSDKFixtureTests {
     @Test(arguments: MessagesSDKFixtures.all.map(\.0))
     func theWriterStillProducesTheBytesTheSDKWasCheckedAgainst(name: String) throws {
-        let expected = try Data(contentsOf: MessagesSDKFixtures.root.appendingPathComponent(name))
         let produced = MessagesSDKFixtures.all.first { $0.0 == name }!.1
+        if ProcessInfo.processInfo.environment["FUSION_UPDATE_GOLDENS"] == "1" {
+            try Data(produced).write(to: MessagesSDKFixtures.root.appendingPathComponent(name))  // then re-run anthropic_sdk_check.py
+        }
+        let expected = try Data(contentsOf: MessagesSDKFixtures.root.appendingPathComponent(name))
         if name.hasSuffix(".json") {
             #expect(try JSONValue.parse(produced) == JSONValue.parse(Array(expected)), "\(name)")  // key order is the encoder's
         } else {

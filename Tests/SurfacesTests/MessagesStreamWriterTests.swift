@@ -166,12 +166,19 @@ import Testing
         var out: [UInt8] = []
         renderer.render(.progress(.memberStarted(index: 0, model: "anth/expert-1")), at: 1, into: &out)
         renderer.render(.progress(.memberDelta(index: 0, model: "anth/expert-1", text: "line\nevent: message_stop")), at: 2, into: &out)
+        renderer.render(.progress(.memberText(index: 0, model: "anth/expert-1", text: "line\nevent: message_stop", reasoning: false)),
+                        at: 2, into: &out)
+        renderer.render(.progress(.memberCut(index: 1, model: "anth/expert-2", characters: 12, cause: .grace)), at: 2, into: &out)
+        renderer.render(.progress(.judgeItem(model: "j", attempt: 1, item: AnalysisItem(field: "blind_spots", index: 0, value: .string("Cost")))),
+                        at: 2, into: &out)
         renderer.render(.finalAnswerStarts(model: "sim/outer"), at: 3, into: &out)
         renderer.render(.answer(.text("Drawing on a panel")), at: 4, into: &out)
         renderer.render(.answer(.finish(.stop)), at: 5, into: &out)
         renderer.renderEnd(usage: Usage(promptTokens: 10, completionTokens: 4, totalTokens: 14), into: &out)
         let text = String(decoding: out, as: UTF8.self)
-        #expect(text.hasPrefix(": fusion panel[0] anth/expert-1: started\n\n: fusion panel[0] anth/expert-1: line\\nevent: message_stop\n\n"))
+        #expect(text.hasPrefix(": fusion panel[0] anth/expert-1: started at 1 ms\n\n: fusion panel[0] anth/expert-1 | line\\nevent: message_stop\n\n"
+            + ": fusion panel[1] anth/expert-2: cut for latency at 2 ms (the grace period after the quorum ran out; 12 chars written, "
+            + "not given to the judge)\n\n: fusion judge: blind spot: Cost\n\n"))
         #expect(text.contains(": fusion: sim/outer is writing the final answer\n\n"))
         let events = try MessagesStreamWriterTests.events(out)
         #expect(events.map(\.name) == ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"])

@@ -25,15 +25,17 @@ struct FusionScript {
     static let generationID = "gen-0123456789abcdef01234567"
 
     /// `body`: a Responses request whose plan is Fusion.
-    init(_ body: String, stream: Bool = true, panelTools: [ToolDefinition] = []) throws {
+    init(_ body: String, stream: Bool = true, panelTools: [ToolDefinition] = [], prices: [String: ModelPrice] = [:]) throws {
         let request = try ResponsesRequest(body: Array(body.utf8))
-        guard case .fusion(let fusion) = try FusionPlan.make(request: request.modelRequest(), settings: .simulated, depth: 0) else {
+        var settings = FusionSettings.simulated
+        settings.prices = prices
+        guard case .fusion(let fusion) = try FusionPlan.make(request: request.modelRequest(), settings: settings, depth: 0) else {
             throw APIError.invalidRequest("not fusion")
         }
-        machine = FusionSessionMachine(request: fusion, settings: .simulated,
+        machine = FusionSessionMachine(request: fusion, settings: settings,
                                        limits: .init(memberTimeoutMilliseconds: 10_000, judgeTimeoutMilliseconds: 10_000,
                                                      outerTimeoutMilliseconds: 10_000, defaultMaxTokens: 4096),
-                                       panelTools: panelTools, judgeTools: [])
+                                       panelTools: panelTools, judgeTools: [], readableProgress: false, labelSeed: 1)
         let envelope = ResponseEnvelope(generationID: Self.generationID, createdAt: ResponsesStreamWriterTests.created,
                                         model: fusion.outerModel, echoed: request.echoedFields)
         renderer = ResponsesFusionRenderer(envelope: envelope, stream: stream, openRouterEvents: request.openRouterFusionEvents)
@@ -84,6 +86,7 @@ struct FusionScript {
             case .startCall(let call): pending.append(call)
             case .cancelCall(let id): pending.removeAll { $0.id == id }
             case .runTool(let run, let call): tools.append((run, call))
+            case .startTimer, .cancelTimer: break  // no timer runs out in these scripts
             case .output(let output): renderer.render(output, sources: machine.sources, into: &out)
             case .finish(let outcome): self.outcome = outcome
             }
@@ -120,8 +123,10 @@ struct FusionScript {
         try ResponsesStreamCheck.decode(script.out)
     }
 
-    static func fusionTypes(_ events: [ResponsesEvent]) -> [String] {
+    /// The fusion events' types after `response.fusion_call.`, phase events left out (one test checks them).
+    static func fusionTypes(_ events: [ResponsesEvent], phases: Bool = false) -> [String] {
         events.map(\.type).filter { $0.hasPrefix("response.fusion_call.") }.map { String($0.dropFirst("response.fusion_call.".count)) }
+            .filter { phases || $0 != "phase" }
     }
 
     @Test func aWholeDeliberationStreamsAsAFusionItemThenTheAnswer() throws {
@@ -312,5 +317,54 @@ struct FusionScript {
         #expect(items.first?.json["item"] == .string("Yes, for a small team.") && items.allSatisfy { $0.json["attempt"] == .int(1) })
         #expect(items[1].json["item"]?["stances"]?.arrayValue?.count == 2)
         #expect(items.last?.json["item"] == .string("Limits: [size], {files}, \"quotes\"."))
+    }
+}
+
+/// Quorum cuts, withdrawn items and phases on the Responses surface.
+@Suite struct ResponsesDeliberationTests {
+    @Test func aMemberCutForLatencyIsAFailedPanelEntryWithItsReason() throws {
+        let body = ResponsesFusionRendererTests.body.replacingOccurrences(of: #""model":"p/judge""#,
+                                                                          with: #""model":"p/judge","min_answers":1,"grace_ms":0"#)
+        var script = try FusionScript(body)
+        script.run(reply: ResponsesFusionRendererTests.reply)  // member 0 answers first: member 1 is cut at once
+        let events = try ResponsesFusionRendererTests.events(script)
+        #expect(ResponsesStreamCheck.problems(events) == [])
+        let failed = try #require(events.first { $0.type == "response.fusion_call.panel.failed" })
+        #expect(failed.json["reason"] == .string("cut_for_latency") && failed.json["cause"] == .string("grace") && failed.json["index"] == .int(1))
+        #expect(failed.json["error"] == nil, "no top-level error: the OpenAI SDKs would abort")
+        let fusion = try #require(events.last?.json["response"]?["output"]?[1])
+        #expect(fusion["failed_models"]?[0]?["reason"] == .string("cut_for_latency"))
+        #expect(fusion["panel"]?["cut_for_latency"] == .int(1) && fusion["panel"]?["min_answers"] == .int(1))
+        let phases = events.filter { $0.type == "response.fusion_call.phase" }.map { "\($0.json["phase"]?.stringValue ?? "") \($0.json["status"]?.stringValue ?? "")" }
+        #expect(phases == ["outer completed", "panel started", "panel completed", "judge started", "judge completed"])
+        #expect(events.first { $0.type == "response.fusion_call.phase" && $0.json["phase"] == .string("panel") && $0.json["status"] == .string("completed") }?
+            .json["summary"] == .string("1 of 2 answered, 1 cut for latency"))
+    }
+
+    @Test func itemsOfAFailedAttemptAreWithdrawn() throws {
+        var script = try FusionScript(ResponsesFusionRendererTests.body)
+        script.run { call, count in
+            guard call.role == .judge, count == 0 else { return ResponsesFusionRendererTests.reply(call, count) }
+            return .events([.text(#"{"consensus":["one"],"blind_spots":["two"],"unique_insights":[{"model":"nobody","insight":"x"}]}"#)])
+        }
+        let events = try ResponsesFusionRendererTests.events(script)
+        #expect(ResponsesStreamCheck.problems(events) == [])
+        let types = ResponsesFusionRendererTests.fusionTypes(events)
+        let firstFailure = try #require(types.firstIndex(of: "analysis.failed"))
+        #expect(Array(types[..<firstFailure].suffix(4)) == ["analysis.item", "analysis.item", "analysis.item.withdrawn", "analysis.item.withdrawn"])
+        let withdrawn = events.filter { $0.type == "response.fusion_call.analysis.item.withdrawn" }
+        #expect(withdrawn.map { $0.json["field"] } == [.string("blind_spots"), .string("consensus")] && withdrawn.allSatisfy { $0.json["attempt"] == .int(1) })
+        #expect(types.contains("analysis.completed"), "the retry succeeded")
+    }
+
+    @Test func theEstimateWaitsForTheFusionItem() throws {
+        var script = try FusionScript(ResponsesFusionRendererTests.body, prices: ["p/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 2)])
+        script.run(reply: ResponsesFusionRendererTests.reply)
+        let events = try ResponsesFusionRendererTests.events(script)
+        #expect(ResponsesStreamCheck.problems(events) == [])
+        let types = ResponsesFusionRendererTests.fusionTypes(events, phases: true)
+        #expect(types.prefix(3) == ["in_progress", "estimate", "phase"])
+        let estimate = try #require(events.first { $0.type == "response.fusion_call.estimate" })
+        #expect((estimate.json["cost_max"]?.doubleValue ?? 0) > (estimate.json["cost_min"]?.doubleValue ?? 1) && estimate.json["currency"] == .string("USD"))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import Providers
 import Surfaces
 import Testing
 
@@ -125,5 +126,46 @@ import Testing
         #expect(spliced.map { String(decoding: $0, as: UTF8.self) }
                 == #"{"id":"gen-9","object":"chat.completion.chunk","model":"sim/outer","choices":[{"delta":{"model":"keep"}}]}"#)
         #expect(Array("nope".utf8).withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "x"], in: $0) } == nil)
+    }
+}
+
+/// One completion, one id, one `created`, one cost: what the relay writes over an upstream's own.
+@Suite struct SSERelayIdentityTests {
+    @Test func everyChunkGetsTheCompletionsIdModelAndCreated() throws {
+        let upstream = """
+            data: {"id":"chatcmpl-up-1","object":"chat.completion.chunk","created":111,"model":"up","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}
+
+            data: {"id":"chatcmpl-up-2","created":222,"model":"up","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
+
+            data: {"id":"chatcmpl-up-3","created":333,"model":"up","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":334,"total_tokens":344,"cost":0.0006879999999999999,"cost_details":{"x":1}}}
+
+            data: [DONE]
+
+
+            """
+        var relay = SSERelay(id: "gen-abc", model: "mock/normal", created: 1_700_000_000)
+        var out: [UInt8] = []
+        #expect(relay.relay(Array(upstream.utf8), into: &out) == .done)
+        let chunks = try decodeAll([out]).filter { $0.data != "[DONE]" }.map { try JSONValue.parse(Array($0.data.utf8)) }
+        #expect(chunks.count == 3)
+        #expect(chunks.allSatisfy { $0["id"] == .string("gen-abc") && $0["model"] == .string("mock/normal") && $0["created"] == .int(1_700_000_000) })
+        // The cost as the gateway states it; the rest of the usage as the upstream sent it.
+        #expect(chunks[2]["usage"]?["cost"] == .double(0.000688))
+        #expect(chunks[2]["usage"]?["cost_details"]?["x"] == .int(1) && chunks[2]["usage"]?["total_tokens"] == .int(344))
+        #expect(!String(decoding: out, as: UTF8.self).contains("0.0006879999"))
+        #expect(Usage(openAI: relay.usage)?.cost == 0.000688, "what the record will state")
+    }
+
+    @Test func theErrorChunkAndTheEstimatedUsageShareTheStreamsCreated() throws {
+        var relay = SSERelay(id: "gen-abc", model: "m", created: 42, usageFallback: .init(promptTokens: 5, created: 42))
+        var out: [UInt8] = []
+        _ = relay.relay(Array("data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".utf8), into: &out)
+        var failing = SSERelay(id: "gen-abc", model: "m", created: 42)
+        _ = failing.relay(Array("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n".utf8), into: &out)
+        failing.upstreamDidEnd(failure: nil, into: &out)
+        let chunks = try decodeAll([out]).filter { $0.data != "[DONE]" }.map { try JSONValue.parse(Array($0.data.utf8)) }
+        #expect(chunks.contains { $0["usage"]?["estimated"] == .bool(true) })
+        #expect(chunks.contains { $0["error"] != nil })
+        #expect(chunks.allSatisfy { $0["created"] == .int(42) && $0["id"] == .string("gen-abc") })
     }
 }

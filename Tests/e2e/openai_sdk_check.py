@@ -3,6 +3,7 @@
 Usage: python openai_sdk_check.py BASE_URL   (e.g. http://127.0.0.1:8080/v1)
 Exits non-zero with a message on the first failed check; prints one line per passed check.
 """
+import json
 import sys
 
 import openai
@@ -118,6 +119,33 @@ completion = client.chat.completions.create(
 )
 fusion = (completion.model_extra or {}).get("fusion") or {}
 check("server tool form", fusion.get("panel", {}).get("requested") == 2, str(fusion)[:200])
+
+# A parallel turn: the outer model calls the caller's tool and fusion together. The turn comes
+# back with the caller's call and the fusion call's record (reasoning_details); the SDK's own
+# message object, sent back with the tool result, gives the model the whole turn.
+tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}},
+         {"type": "fusion", "parameters": {"preset": "budget"}}]
+conversation = [{"role": "user", "content": "Please lookup the local rules and ask the panel about car bans"}]
+turn = client.chat.completions.create(model="mock/outer:pace_ms=1:with_fusion=1", messages=conversation, tools=tools)
+message = turn.choices[0].message
+check("parallel turn: the caller's call", turn.choices[0].finish_reason == "tool_calls"
+      and [call.function.name for call in message.tool_calls or []] == ["lookup"], repr(message)[:300])
+records = (message.model_extra or {}).get("reasoning_details") or []
+check("parallel turn: the fusion record", len(records) == 1 and records[0].get("type") == "reasoning.server_tool_call"
+      and json.loads(records[0]["result"]).get("status") == "ok", repr(records)[:300])
+conversation += [message, {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "Sundays only."}]
+answer = client.chat.completions.create(model="mock/outer:pace_ms=1:with_fusion=1", messages=conversation, tools=tools)
+text = answer.choices[0].message.content or ""
+check("parallel turn: the next request sees both results", text.startswith("Drawing on a panel of 2 models")
+      and "Sundays only." in text, text[:300])
+# Streamed, the record arrives in a delta just before the finish.
+streamed_records, finish = [], None
+for chunk in client.chat.completions.create(model="mock/outer:pace_ms=1:with_fusion=1", messages=conversation[:1],
+                                            tools=tools, stream=True):
+    if chunk.choices:
+        streamed_records += (chunk.choices[0].delta.model_extra or {}).get("reasoning_details") or []
+        finish = chunk.choices[0].finish_reason or finish
+check("parallel turn streamed", finish == "tool_calls" and len(streamed_records) == 1, repr(streamed_records)[:300])
 
 print("openai SDK", openai.__version__, "all checks passed")
 

@@ -194,9 +194,10 @@ def module_checks(driver):
 
 
 def upcoming_event_checks(driver):
-    """Events this gateway does not send yet (reasoning, cuts, validated judge items and their
-    withdrawal, phases, estimates) and an unknown one, fed to the page's own state and view:
-    each shows as intended, the unknown one changes nothing. Also the model list with presets."""
+    """Events in orders a live run rarely produces (reasoning, cuts, validated judge items and
+    their withdrawal, phases, estimates; quorum_checks sees them live) and an unknown one, fed to
+    the page's own state and view: each shows as intended, the unknown one changes nothing. Also
+    the model list with presets."""
     result = driver.execute_async_script("""
       const done = arguments[arguments.length - 1];
       (async () => {
@@ -348,6 +349,39 @@ def failing_member_checks(driver):
     check("earlier turns fold away", "earlier" in driver.find_elements(By.CSS_SELECTOR, ".turn")[0].get_attribute("class"))
 
 
+def quorum_checks(driver):
+    """min_answers 2, grace_ms 0, one slow member: the gateway cuts it once two have answered,
+    the page shows it cut, the analysis arrives item by item from the gateway, and the cost
+    estimate (the simulator's models are priced in the embedded config) is shown."""
+    driver.find_element(By.ID, "new-chat").click()
+    set_panel(driver, ["sim/expert-1:pace_ms=2", "sim/expert-2:pace_ms=2", "sim/paced:pace_ms=100:deltas=400"])
+    js(driver, "document.getElementById('advanced').open = true")
+    for field, value in (("min-answers", "2"), ("grace-ms", "0")):
+        box = driver.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    preview = driver.find_element(By.ID, "request-preview").get_attribute("textContent")
+    check("the request carries min_answers and grace_ms", '"min_answers": 2' in preview and '"grace_ms": 0' in preview, preview[-300:])
+    send(driver, "Is a quorum enough?")
+    status = wait_turn_over(driver)
+    check("a deliberation with a cut member completes", status == "done", status)
+    turn = last_turn(driver)
+    statuses = [m.get_attribute("data-status") for m in turn.find_elements(By.CSS_SELECTOR, ".member")]
+    check("the slow member is shown cut", statuses == ["done", "done", "cut"], statuses)
+    note = turn.find_element(By.CSS_SELECTOR, ".member[data-status=cut] .failure").text
+    check("its column says why", "Cut for latency" in note, note)
+    counts = {f.get_attribute("data-field"): len(f.find_elements(By.CSS_SELECTOR, ".items > li"))
+              for f in turn.find_elements(By.CSS_SELECTOR, ".field")}
+    check("the analysis has items", sum(counts.values()) > 0, counts)
+    check("no neutral label reaches the page", "Response A" not in turn.text)
+    totals = turn.find_element(By.CSS_SELECTOR, ".totals").text
+    check("the timeline marks the cut", len(turn.find_elements(By.CSS_SELECTOR, ".tl-row[data-status=cut]")) == 1)
+    for field in ("min-answers", "grace-ms"):
+        driver.find_element(By.ID, field).clear()
+    js(driver, "document.getElementById('advanced').open = false")
+    return totals
+
+
 def cancel_checks(driver, gateway):
     """Stop mid-panel: the fetch is aborted, the gateway cancels every inner call."""
     driver.find_element(By.ID, "new-chat").click()
@@ -419,6 +453,7 @@ def main():
         upcoming_event_checks(driver)
         deliberation_checks(driver, args.screenshot)
         failing_member_checks(driver)
+        quorum_checks(driver)
         cancel_checks(driver, base)
         collect_console(driver)
         console_checks()

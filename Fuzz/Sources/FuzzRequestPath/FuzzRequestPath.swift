@@ -9,11 +9,13 @@ import Providers
 import Surfaces
 
 /// Whole requests through the gateway's request path, as far as it goes without sockets: raw
-/// HTTP bytes → http_parser decoding (heads and requests, pipelined) → chat request
-/// validation → fusion planning → model routing (including the simulated models' options) →
-/// the simulator's own option parsing. Must never crash or hang; every refusal is a typed
-/// error with a client-error or gateway status; whatever routes to a simulated model parses in
-/// the simulator too.
+/// HTTP bytes → http_parser decoding (heads and requests, pipelined) → the route's request
+/// validation (chat completions, Anthropic Messages on `/v1/messages`, Responses on
+/// `/v1/responses`) → fusion planning → each provider's validation and request encoding (the
+/// body must be JSON) → model routing (including the simulated models' options) → the
+/// simulator's own option parsing. Must never crash or hang; every refusal is a typed error
+/// with a client-error or gateway status; whatever routes to a simulated model parses in the
+/// simulator too.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRequestPath(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
@@ -54,30 +56,60 @@ private let config: GatewayConfig = {
 }()
 private let router = ModelRouter(config: config, environment: [:])
 
+private let providers: [any Provider] = [OpenAICompatibleProvider(), AnthropicProvider(), GeminiProvider()]
+private let endpoint = ProviderEndpoint(name: "fuzz", baseURL: "http://127.0.0.1:9/v1", apiKey: "k")
+
+/// The route's request in neutral form, its models, and its plan (nil: refused with a 400).
+private func parse(_ request: HTTPRequest, depth: Int) -> (ModelRequest, [String], Bool)? {
+    do {
+        switch request.path {
+        case "/v1/messages":
+            let messages = try MessagesRequest(body: request.body)
+            precondition(JSONScanner.isValid(messages.upstreamBody(model: "upstream/model")), "forwarded body is not JSON")
+            return (messages.modelRequest(), [messages.model], false)
+        case "/v1/responses":
+            let responses = try ResponsesRequest(body: request.body)
+            _ = responses.echoedFields
+            return (responses.modelRequest(), [responses.model] + responses.fallbackModels, false)
+        default:
+            let chat = try ChatRequest(body: request.body)
+            precondition(JSONScanner.isValid(chat.upstreamBody(model: "upstream/model")), "forwarded body is not JSON")
+            return (chat.modelRequest(), [chat.model] + chat.fallbackModels, try chat.includeFusionEvents())
+        }
+    } catch {
+        precondition(error.status == 400, "validation status \(error.status)")
+        return nil
+    }
+}
+
 private func handle(_ request: HTTPRequest) {
     _ = request.queryItem("id")
     let depth = request.header("x-fusion-depth").flatMap { Int($0) } ?? 0
-    let chat: ChatRequest
+    guard var (neutral, models, events) = parse(request, depth: depth) else { return }
     do {
-        chat = try ChatRequest(body: request.body)
-    } catch {
-        precondition(error.status == 400, "validation status \(error.status)")
-        return
-    }
-    precondition(JSONScanner.isValid(chat.upstreamBody(model: "upstream/model")), "forwarded body is not JSON")
-    var models = [chat.model] + chat.fallbackModels
-    do {
-        switch try FusionPlan.make(request: chat.modelRequest(), settings: config.fusion, depth: depth,
-                                   structuredEvents: try chat.includeFusionEvents()) {
+        switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth, structuredEvents: events) {
         case .passthrough:
             break
         case .withoutFusion(_, let request):
             precondition((try? ChatRequest(body: OpenAIRequestEncoder.body(request))) != nil, "a plan without fusion is not a valid request")
+            neutral = request
         case .fusion(let fusion):
             models += [fusion.outerModel, fusion.judgeModel] + fusion.parameters.analysisModels
+            neutral = fusion.base
         }
     } catch {
         precondition(error.status == 400 || error.status == 404, "planning status \(error.status)")
+    }
+    events = false
+    // Every provider either refuses what its API cannot express (a 400) or encodes JSON.
+    for provider in providers {
+        do {
+            try provider.validate(neutral)
+            let http = provider.httpRequest(for: neutral, endpoint: endpoint, extraHeaders: [])
+            precondition(JSONScanner.isValid(http.body), "\(provider.wireFormat) encoded a body that is not JSON")
+        } catch {
+            precondition(error.status == 400, "provider validation status \(error.status)")
+        }
     }
     for model in models {
         do {

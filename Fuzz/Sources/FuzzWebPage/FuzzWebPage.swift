@@ -1,3 +1,4 @@
+import Fusion
 import FuzzSupport
 import Web
 

@@ -4,52 +4,10 @@ import Providers
 import GatewayCore
 import EventLoop
 
-/// What happened to one completion, returned by `GET /api/v1/generation?id=…` in OpenRouter's
-/// shape (`{"data":{…}}`), with the per-call breakdown when Fusion ran.
-struct GenerationRecord: Sendable {
-    var id: String
-    var model: String
-    /// How Fusion was asked for (`FusionRequest.entryPoint`: `fusion`, `openrouter/fusion`,
-    /// `fusion_tool`, `fusion_plugin`); nil on the plain proxy.
-    var router: String?
-    var createdAt = Date()
-    var streamed: Bool
-    var cancelled = false
-    var status = 0
-    var finishReason: String?
-    var usage = Usage()
-    /// The usage is the gateway's estimate (the upstream reported none).
-    var usageEstimated = false
-    var firstTokenMilliseconds: Double?
-    var durationMilliseconds: Double = 0
-    var calls: [MemberStats] = []
-    var error: String?
-    /// Web search results returned to the panel and the judge, and web tool calls run.
-    var numSearchResults = 0
-    var webToolCalls = 0
-
-    var json: JSONValue {
-        func rounded(_ value: Double) -> JSONValue { .double((value * 1000).rounded() / 1000) }
-        var data: [String: JSONValue] = [
-            "id": .string(id), "model": .string(model), "router": router.map(JSONValue.string) ?? .null,
-            "created_at": .string(ISO8601DateFormatter().string(from: createdAt)),
-            "streamed": .bool(streamed), "cancelled": .bool(cancelled), "status": .int(Int64(status)),
-            "finish_reason": finishReason.map(JSONValue.string) ?? .null,
-            "tokens_prompt": .int(usage.promptTokens), "tokens_completion": .int(usage.completionTokens),
-            "native_tokens_reasoning": .int(usage.reasoningTokens), "num_search_results": .int(Int64(numSearchResults)),
-            "num_web_tool_calls": .int(Int64(webToolCalls)),
-            "total_cost": .double(usage.cost), "usage": usage.json, "usage_estimated": .bool(usageEstimated),
-            "latency": firstTokenMilliseconds.map(rounded) ?? .null,
-            "generation_time": rounded(durationMilliseconds),
-        ]
-        if !calls.isEmpty { data["fusion"] = .object(["calls": .array(calls.map(\.json))]) }
-        if let error { data["error"] = .string(error) }
-        return .object(["data": .object(data)])
-    }
-}
-
 /// The most recent generation records, in memory and bounded (oldest evicted first); shared by
-/// every loop, so behind a mutex (taken once per finished request and per lookup).
+/// every loop, so behind a mutex (taken once per finished request and per lookup). Its interface
+/// is `add` and `record` only: who may read a record is the route's business (`KeyFingerprint`),
+/// and a record is a plain value with a JSON form (`storedJSON`) for a store kept elsewhere.
 final class GenerationStore: Sendable {
     private struct State {
         var records: [String: GenerationRecord] = [:]

@@ -32,6 +32,11 @@ public struct GatewayConfig: Sendable {
         public var allowedHosts: [String] = []
         /// Gateways a request may already have passed through (`x-fusion-hops`); beyond it: 508.
         public var maxHops = 4
+        /// Log lines for people (`text`) or one JSON object per line (`json`); `--log-format` overrides it.
+        public var logFormat = GatewayLogHandler.Format.text
+        /// Whether a request's log line carries the client's last message (off: prompts are the
+        /// clients' data, not the operator's).
+        public var logPrompts = false
     }
 
     public struct Upstream: Sendable {
@@ -43,6 +48,8 @@ public struct GatewayConfig: Sendable {
         public var keepAliveIntervalMilliseconds: UInt64 = 5_000
         /// Bound on one upstream SSE event.
         public var maxEventBytes = 1 << 20
+        /// Bound on one upstream response, streamed or whole (a stream that never ends is cut).
+        public var maxResponseBytes = 256 << 20
         /// Retries of 429/5xx and refused connections before the first token (see RetryPolicy).
         public var retry = RetryPolicy()
     }
@@ -177,7 +184,8 @@ public struct GatewayConfig: Sendable {
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                   "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms",
-                                  "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops"])
+                                  "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops", "log_format",
+                                  "log_prompts"])
             if let cors = try server.child("cors") {
                 try cors.allowOnly(["allow_origins"])
                 config.server.corsAllowOrigins = try cors.stringList("allow_origins") ?? []
@@ -186,6 +194,13 @@ public struct GatewayConfig: Sendable {
             config.server.limits.maxConnections = try server.int("max_connections", in: 1...1_000_000) ?? config.server.limits.maxConnections
             config.server.limits.maxHeaderCount = try server.int("max_header_count", in: 8...10_000) ?? config.server.limits.maxHeaderCount
             config.server.maxHops = try server.int("max_hops", in: 1...64) ?? config.server.maxHops
+            if let format = try server.string("log_format") {
+                guard let parsed = GatewayLogHandler.Format(rawValue: format) else {
+                    throw ConfigError("\(server.path).log_format must be one of: \(GatewayLogHandler.Format.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                config.server.logFormat = parsed
+            }
+            config.server.logPrompts = try server.bool("log_prompts") ?? false
             config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
             config.server.apiKeys = try server.stringList("api_keys") ?? []
             config.server.apiKeysEnvironmentVariable = try server.string("api_keys_env")
@@ -199,7 +214,8 @@ public struct GatewayConfig: Sendable {
         }
         if let upstream = try top.child("upstream") {
             try upstream.allowOnly(["connect_timeout_ms", "idle_timeout_ms", "keepalive_interval_ms", "max_event_bytes",
-                                    "max_retries", "retry_base_delay_ms", "max_retry_delay_ms"])
+                                    "max_response_bytes", "max_retries", "retry_base_delay_ms", "max_retry_delay_ms"])
+            config.upstream.maxResponseBytes = try upstream.int("max_response_bytes", in: (64 << 10)...(16 << 30)) ?? config.upstream.maxResponseBytes
             config.upstream.retry.maxRetries = try upstream.int("max_retries", in: 0...10) ?? config.upstream.retry.maxRetries
             config.upstream.retry.baseDelayMilliseconds = try upstream.milliseconds("retry_base_delay_ms") ?? config.upstream.retry.baseDelayMilliseconds
             config.upstream.retry.maxDelayMilliseconds = try upstream.milliseconds("max_retry_delay_ms") ?? config.upstream.retry.maxDelayMilliseconds
@@ -218,7 +234,7 @@ public struct GatewayConfig: Sendable {
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
                 }
-                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models"],
+                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models", "max_tokens_field"],
                                        hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
                 let kindName = try provider.string("kind") ?? "openai"
                 guard let kind = Provider.Kind(rawValue: kindName) else {
@@ -239,12 +255,22 @@ public struct GatewayConfig: Sendable {
                         headers[header] = text
                     }
                 }
-                config.providers[name] = Provider(
+                var parsed = Provider(
                     name: name, kind: kind,
                     baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
                     apiKeyEnvironmentVariable: try provider.string("api_key_env"),
                     headers: headers,
                     models: try provider.stringList("models"))
+                if let field = try provider.string("max_tokens_field") {
+                    guard kind == .openai else {
+                        throw ConfigError("\(provider.path).max_tokens_field applies to kind openai only (\(kind.rawValue) has its own field)")
+                    }
+                    guard let value = ProviderEndpoint.MaxTokensField(rawValue: field) else {
+                        throw ConfigError("\(provider.path).max_tokens_field must be 'max_tokens' or 'max_completion_tokens'")
+                    }
+                    parsed.maxTokensField = value
+                }
+                config.providers[name] = parsed
             }
         }
         if let fusion = try top.child("fusion") {
@@ -262,40 +288,6 @@ public struct GatewayConfig: Sendable {
             throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
         }
         return config
-    }
-}
-
-extension GatewayConfig {
-    static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
-        try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
-                            "judge_timeout_ms", "panel_context"])
-        guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
-        var presets: [String: FusionSettings.Preset] = [:]
-        guard let presetNodes = try node.child("presets") else {
-            throw ConfigError("\(node.path).presets is required (at least one named panel)")
-        }
-        for (name, preset) in try presetNodes.members() {
-            try preset.allowOnly(["analysis_models", "model"])
-            guard let models = try preset.stringList("analysis_models"), (1...8).contains(models.count) else {
-                throw ConfigError("\(preset.path).analysis_models must list 1 to 8 models")
-            }
-            presets[name] = FusionSettings.Preset(analysisModels: models, judge: try preset.string("model"))
-        }
-        let defaultPreset = try node.string("default_preset") ?? (presets["quality"] != nil ? "quality" : presets.keys.sorted().first ?? "")
-        guard presets[defaultPreset] != nil else {
-            throw ConfigError("\(node.path).default_preset '\(defaultPreset)' is not one of the presets")
-        }
-        var settings = FusionSettings(outerModel: outer, presets: presets, defaultPreset: defaultPreset,
-                                      judgeFallbackModel: try node.string("judge_fallback_model"))
-        settings.memberTimeoutMilliseconds = try node.milliseconds("member_timeout_ms") ?? settings.memberTimeoutMilliseconds
-        settings.judgeTimeoutMilliseconds = try node.milliseconds("judge_timeout_ms") ?? settings.judgeTimeoutMilliseconds
-        if let context = try node.string("panel_context") {
-            guard let value = FusionSettings.PanelContext(rawValue: context) else {
-                throw ConfigError("\(node.path).panel_context must be 'conversation' or 'last_message'")
-            }
-            settings.panelContext = value
-        }
-        return settings
     }
 }
 
@@ -353,72 +345,3 @@ extension GatewayConfig {
     }
 }
 
-
-public struct ConfigError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A YAML node with the path used in error messages.
-struct ConfigNode {
-    let node: Node
-    let path: String
-
-    init(_ node: Node, path: String) throws {
-        self.node = node
-        self.path = path
-    }
-
-    func members() throws -> [(String, ConfigNode)] {
-        guard let mapping = node.mapping else { throw ConfigError("\(path) must be a mapping") }
-        return try mapping.map { key, value in
-            guard let name = key.string else { throw ConfigError("\(path): keys must be strings") }
-            return (name, try ConfigNode(value, path: "\(path).\(name)"))
-        }
-    }
-
-    func allowOnly(_ keys: Set<String>, hint: String? = nil) throws {
-        for (name, _) in try members() where !keys.contains(name) {
-            var message = "\(path): unknown key '\(name)' (allowed: \(keys.sorted().joined(separator: ", ")))"
-            if let hint { message += "; \(hint)" }
-            throw ConfigError(message)
-        }
-    }
-
-    func child(_ key: String) throws -> ConfigNode? {
-        try members().first { $0.0 == key }?.1
-    }
-
-    func string(_ key: String) throws -> String? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.scalar?.string else { throw ConfigError("\(child.path) must be a string") }
-        return value
-    }
-
-    func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.int, range.contains(value) else {
-            throw ConfigError("\(child.path) must be an integer in \(range.lowerBound)...\(range.upperBound)")
-        }
-        return value
-    }
-
-    func milliseconds(_ key: String) throws -> UInt64? {
-        try int(key, in: 1...86_400_000).map(UInt64.init)
-    }
-
-    func bool(_ key: String) throws -> Bool? {
-        guard let child = try child(key) else { return nil }
-        guard let value = child.node.bool else { throw ConfigError("\(child.path) must be true or false") }
-        return value
-    }
-
-    func stringList(_ key: String) throws -> [String]? {
-        guard let child = try child(key) else { return nil }
-        guard let sequence = child.node.sequence else { throw ConfigError("\(child.path) must be a list of strings") }
-        return try sequence.map { item in
-            guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
-            return value
-        }
-    }
-}

@@ -30,24 +30,41 @@ final class FusionSession<Renderer: FusionRenderer> {
     private let loop: EventLoop
     private let upstream: GatewayConfig.Upstream
     private let redactor: Redactor
-    private let generationID: String
+    private var generationID: String { record.id }
     /// Gateways the request passed through before this one (`x-fusion-hops`).
     private let hops: Int
     private let slowClientTimeout: UInt64
     private let metrics: GatewayMetrics?
     private let web: WebToolRunner?
-    private let startedAt = EventLoop.monotonicNanoseconds()
+    /// When the request arrived (monotonic ns): the zero of the session's clock.
+    private let startedAt: UInt64
     private var onFinish: ((GenerationRecord) -> Void)?
     private var record: GenerationRecord
+    /// How the response is ending (see `ResponseEnding`).
+    private var sentStatus: Int?
+    private var failure: RecordError?
+    private var cancelled = false
+    /// Every upstream call's record, and the gateway's own time per phase.
+    private var callLog: InnerCallLog
+    private var meter = OverheadMeter()
+    private var callStarts: [FusionSessionMachine.CallID: UInt64] = [:]
+    private var countedDeliberation = false
     private var stream: ClientStream!
     private var watchdog: StreamWatchdog?
     private var calls: [FusionSessionMachine.CallID: CallHandle] = [:]
     private var tools: [FusionSessionMachine.ToolRunID: WebToolTask] = [:]
+    /// The machine's timers (quorum grace, deadline, readable text), armed on this loop.
+    private var timers: [FusionTimer: LoopTimer] = [:]
     private var out: [UInt8] = []
     private var finished = false
+    /// What all of this deliberation's upstream responses may bring in.
+    private let budget: ByteBudget
 
-    init(request: FusionRequest, renderer: Renderer, api: ClientAPI, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker], settings: FusionSettings,
-         upstream: GatewayConfig.Upstream, redactor: Redactor, generationID: String, hops: Int = 0, metrics: GatewayMetrics? = nil,
+    /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
+    /// `startedAt`: when the request arrived (monotonic ns).
+    init(request: FusionRequest, renderer: Renderer, api: ClientAPI, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
+         settings: FusionSettings, upstream: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
+         startedAt: UInt64 = EventLoop.monotonicNanoseconds(), hops: Int = 0, metrics: GatewayMetrics? = nil,
          slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
         self.routes = routes
         self.writer = writer
@@ -55,7 +72,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         loop = workers[0].loop
         self.upstream = upstream
         self.redactor = redactor
-        self.generationID = generationID
+        self.startedAt = startedAt
         self.hops = hops
         self.metrics = metrics
         self.web = web
@@ -72,10 +89,17 @@ final class FusionSession<Renderer: FusionRenderer> {
             defaultMaxTokens: settings.defaultMaxTokens)
         machine = FusionSessionMachine(request: request, settings: settings, limits: limits,
                                        panelTools: tools(request.parameters.webSearch, \.panel),
-                                       judgeTools: tools(request.parameters.judgeWebSearch, \.judge))
+                                       judgeTools: tools(request.parameters.judgeWebSearch, \.judge),
+                                       readableProgress: request.stream && !request.structuredEvents)
         self.renderer = renderer
         self.api = api
-        record = GenerationRecord(id: generationID, model: request.outerModel, streamed: request.stream)
+        budget = ByteBudget(limit: settings.maxUpstreamBytes)
+        var record = record
+        record.kind = .fusion
+        record.model = request.outerModel
+        record.provider = routes.byModel[request.outerModel]?.endpoint.name
+        self.record = record
+        callLog = InnerCallLog(requestStart: startedAt, redactor: redactor)
     }
 
     /// Resolves every model the request may use, so a bad one is a 400 naming its field before
@@ -118,7 +142,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         stream = ClientStream(writer: writer, loop: loop, capacity: 128)
         stream.onEvent = { [unowned self] producer, kind, bytes in didReceive(producer, kind, bytes) }
         writer.onClientGone = { [unowned self] in
-            record.cancelled = true
+            cancelled = true
             perform(machine.cancel())
             finish()
         }
@@ -129,13 +153,15 @@ final class FusionSession<Renderer: FusionRenderer> {
                 sendKeepAlive: { [unowned self] in write(Array(": keep-alive\n\n".utf8)) },
                 dropClient: { [unowned self] in
                     // The client takes nothing: drop it rather than pin the whole panel.
-                    record.error = "client_too_slow"
-                    record.cancelled = true
+                    failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
+                    cancelled = true
                     perform(machine.cancel())
                     writer.abort()
                     finish()
                 })
         }
+        // Forced fusion has no first outer turn: the panel starts with the request.
+        meter.begin(machine.request.forced ? .panel : .outerFirst, at: startedAt)
         perform(machine.start(at: now))
     }
 
@@ -145,16 +171,23 @@ final class FusionSession<Renderer: FusionRenderer> {
     private func didReceive(_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
         guard !finished else { return }
         let event: FusionSessionMachine.Event
+        let time = EventLoop.monotonicNanoseconds()
         switch kind {
         case InnerCallRecord.ended:
             calls[producer] = nil
-            event = .callEnded(producer, InnerCallRecord.decodeEnd(bytes))
+            callStarts[producer] = nil
+            let (end, summary) = InnerCallRecord.decodeEnd(bytes)
+            if let wait = callLog.ended(producer, end, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
+            event = .callEnded(producer, end)
         case InnerCallRecord.failed:
             calls[producer] = nil
-            let (error, reason) = InnerCallRecord.decodeFailure(bytes)
+            callStarts[producer] = nil
+            let (error, reason, summary) = InnerCallRecord.decodeFailure(bytes)
+            if let wait = callLog.failed(producer, error, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
             event = .callFailed(producer, error, reason)
         default:
             guard let modelEvent = InnerCallRecord.decodeEvent(kind: kind, bytes) else { return }
+            callLog.event(producer, modelEvent, at: time)
             event = .callEvent(producer, modelEvent)
         }
         perform(machine.handle(event, at: now))
@@ -169,10 +202,21 @@ final class FusionSession<Renderer: FusionRenderer> {
                 startCall(call)
             case .cancelCall(let id):
                 calls.removeValue(forKey: id)?.cancel()
+                callStopped(id)
             case .runTool(let run, let call):
                 runTool(run, call)
+            case .startTimer(let timer, let milliseconds):
+                let handle = timers[timer] ?? LoopTimer(loop: loop) { [unowned self] in
+                    guard !finished else { return }
+                    perform(machine.handle(.timerFired(timer), at: now))
+                }
+                timers[timer] = handle
+                handle.start(afterMilliseconds: milliseconds)
+            case .cancelTimer(let timer):
+                timers[timer]?.stop()
             case .output(let output):
                 if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
+                if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
                 out.removeAll(keepingCapacity: true)
                 renderer.render(output, sources: machine.sources, at: now, into: &out)
                 write(out)
@@ -182,10 +226,31 @@ final class FusionSession<Renderer: FusionRenderer> {
         }
     }
 
+    /// A call the session stopped: its wait ends now (its own report will never come).
+    private func callStopped(_ id: FusionSessionMachine.CallID) {
+        let time = EventLoop.monotonicNanoseconds()
+        callLog.cancelled(id, at: time)
+        if let start = callStarts.removeValue(forKey: id) { meter.waited(from: start, to: time) }
+    }
+
     /// Starts a call on a loop: panel members spread over every loop, the rest on this one.
     private func startCall(_ call: FusionSessionMachine.Call) {
         guard let route = routes.byModel[call.model] else { return }
         let candidates = call.role == .outer(final: false) || call.role == .outer(final: true) ? [route] + routes.outerFallbacks : [route]
+        let time = EventLoop.monotonicNanoseconds()
+        switch call.role {
+        case .member:
+            meter.begin(.panel, at: time)
+            if !countedDeliberation {
+                countedDeliberation = true
+                metrics?.deliberationStarted()
+            }
+        case .judge: meter.begin(.judge, at: time)
+        case .outer(final: true): meter.begin(.outerFinal, at: time)
+        case .outer(final: false): break
+        }
+        callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) }, at: time)
+        callStarts[call.id] = time
         let request = call.request
         let worker: UpstreamWorker
         if case .member(let index) = call.role { worker = workers[(index + 1) % workers.count] } else { worker = workers[0] }
@@ -198,9 +263,11 @@ final class FusionSession<Renderer: FusionRenderer> {
         let redactor = redactor
         let timeout = call.timeoutMilliseconds
         let producer = call.id
+        let metrics = metrics
+        let budget = budget
         calls[call.id] = CallHandle(on: worker, from: loop) { client in
             InnerCall(client: client, routes: candidates, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
-                      upstream: upstream, redactor: redactor, channel: channel, producer: producer)
+                      upstream: upstream, redactor: redactor, channel: channel, producer: producer, metrics: metrics, budget: budget)
         }
     }
 
@@ -209,9 +276,11 @@ final class FusionSession<Renderer: FusionRenderer> {
             perform(machine.handle(.toolFinished(run, .failure("web tools are not available on this gateway")), at: now))
             return
         }
+        let toolStart = EventLoop.monotonicNanoseconds()
         let task = web.run(call) { [unowned self] outcome in
             tools[run] = nil
             guard !finished else { return }
+            meter.waited(from: toolStart, to: EventLoop.monotonicNanoseconds())
             metrics?.countWebTool(name: call.name, failed: outcome.error != nil)
             perform(machine.handle(.toolFinished(run, outcome), at: now))
         }
@@ -222,6 +291,7 @@ final class FusionSession<Renderer: FusionRenderer> {
 
     private func openStream() {
         guard machine.request.stream, writer.state == .pending else { return }
+        sentStatus = 200
         writer.startStream(status: 200, headers: [
             ("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"), ("X-Generation-Id", generationID),
@@ -254,36 +324,61 @@ final class FusionSession<Renderer: FusionRenderer> {
                 renderer.renderEnd(totals, into: &out)
                 write(out)
                 stream.emitEnd()
-                record.status = 200
             } else {
                 do {
                     let body = try renderer.body(totals)
                     writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: body)
-                    record.status = 200
+                    sentStatus = 200
                 } catch {
-                    record.error = error.code
+                    failure = RecordError(error, redactor: redactor)
                     var error = error
                     error.headers.append(("X-Generation-Id", generationID))
                     writer.respond(error: error, api: api)
-                    record.status = error.status
+                    sentStatus = error.status
                 }
             }
         case .failed(let error):
-            record.error = error.code
+            failure = RecordError(error, redactor: redactor)
             if writer.state == .streaming {
                 out.removeAll(keepingCapacity: true)
                 renderer.renderError(error, totals: totals, into: &out)
                 write(out)
                 stream.emitEnd()
-                record.status = 200
             } else {
                 var error = error
                 error.headers.append(("X-Generation-Id", generationID))
                 writer.respond(error: error, api: api)
-                record.status = error.status
+                sentStatus = error.status
             }
         }
         finish()
+    }
+
+    /// The record, from the machine's accounting, the call log and the meter.
+    private func fileRecord() {
+        let time = EventLoop.monotonicNanoseconds()
+        callLog.cancelAll(at: time)
+        for start in callStarts.values { meter.waited(from: start, to: time) }
+        callStarts.removeAll()
+        meter.end(at: time)
+        // The entry point that ran it, whether or not the outer model went on to deliberate.
+        record.router = machine.request.entryPoint
+        record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
+        record.usage = machine.totalUsage
+        record.usageUnknown = machine.calls.contains { $0.usage == nil }
+        record.fusionCalls = machine.calls.map(\.json)
+        record.innerCalls = callLog.records
+        record.upstreamAttempts = record.innerCalls.reduce(0) { $0 + $1.attempts }
+        record.fallbacks = record.innerCalls.reduce(0) { $0 + $1.fallbacks }
+        record.retries = record.innerCalls.reduce(0) { $0 + max(0, $1.attempts - 1 - $1.fallbacks) }
+        record.webToolCalls = machine.webToolCalls
+        record.numSearchResults = machine.searchResults
+        record.phases = meter.timings()
+        record.fusionCost = machine.costEstimate?.report(calls: machine.calls, prices: machine.prices)
+        record.overheadMilliseconds = meter.totalOverheadMilliseconds()
+        record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: machine.finishReason?.rawValue, error: failure,
+                                    cancelled: cancelled),
+                     durationMilliseconds: OverheadMeter.milliseconds(time - startedAt))
     }
 
     /// Cancels whatever is still running and files the record. Idempotent.
@@ -294,6 +389,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         calls.removeAll()
         for task in tools.values { task.cancel() }
         tools.removeAll()
+        for timer in timers.values { timer.close() }
+        timers.removeAll()
         watchdog?.close()
         writer.onClientGone = nil
         if writer.state == .streaming {
@@ -302,15 +399,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         } else {
             stream.close()
         }
-        // The entry point that ran it, whether or not the outer model went on to deliberate.
-        record.router = machine.request.entryPoint
-        record.finishReason = machine.finishReason?.rawValue ?? (record.cancelled ? nil : "stop")
-        record.firstTokenMilliseconds = machine.firstTokenAt
-        record.usage = machine.totalUsage
-        record.calls = machine.calls
-        record.webToolCalls = machine.webToolCalls
-        record.numSearchResults = machine.searchResults
-        record.durationMilliseconds = now
+        if countedDeliberation { metrics?.deliberationEnded() }
+        fileRecord()
         let callback = onFinish
         onFinish = nil
         callback?(record)

@@ -44,12 +44,23 @@ final class InnerCall {
     /// Records not yet accepted by the channel, oldest first.
     private var spill: [(UInt8, [UInt8])] = []
     private var waitingForSpace = false
+    private let metrics: GatewayMetrics?
+    /// For the call's record: upstream requests made, the last status, when it started.
+    private var summary = InnerCallRecord.Summary()
+    /// When the current attempt started and the last read carrying events arrived (monotonic ns).
+    private var attemptAt: UInt64 = 0
+    private var lastEventAt: UInt64 = 0
+    /// The deliberation's bytes, shared with its other calls; and this call's own.
+    private let budget: ByteBudget?
+    private var receivedBytes = 0
 
     /// On `client`'s loop. `routes`: the model, then its fallbacks. `extraHeaders` are the
     /// recursion headers (depth, hops). `timeoutMilliseconds` bounds the whole call, retries included.
     init(client: UpstreamClient, routes: [ModelRoute], request: ModelRequest, extraHeaders: [(String, String)],
-         timeoutMilliseconds: UInt64, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16) {
+         timeoutMilliseconds: UInt64, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16,
+         metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil) {
         precondition(!routes.isEmpty, "an inner call needs a route")
+        self.metrics = metrics
         self.client = client
         self.routes = routes
         self.request = request
@@ -58,6 +69,7 @@ final class InnerCall {
         self.redactor = redactor
         self.channel = channel
         self.producer = producer
+        self.budget = budget
         decoder = routes[0].provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
         guard !client.isClosed else {
             // This loop is shutting down: the session learns it like any unreachable upstream.
@@ -77,6 +89,11 @@ final class InnerCall {
 
     private func startAttempt() {
         attempt += 1
+        summary.attempts += 1
+        summary.route = candidate
+        attemptAt = EventLoop.monotonicNanoseconds()
+        lastEventAt = 0
+        if summary.upstreamStart == 0 { summary.upstreamStart = attemptAt }
         status = 0
         wholeBody = false
         errorBody.removeAll()
@@ -91,6 +108,7 @@ final class InnerCall {
         self.transfer = transfer
         transfer.onHead = { [unowned self] status, headers in
             self.status = status
+            summary.httpStatus = status
             self.headers = headers
             // Some servers answer a streamed request with one whole JSON body: collected, decoded.
             wholeBody = (200..<300).contains(status)
@@ -109,12 +127,14 @@ final class InnerCall {
         case .fail:
             return false
         case .nextModel:
+            metrics?.provider(route.endpoint.name).countFallback()
             candidate += 1
             attempt = 0
             startAttempt()
         case .retry(let delay):
             // A wait the call's budget cannot cover is no retry: fail now, with the real reason.
             guard client.loop.nowMilliseconds &+ delay < deadline else { return false }
+            metrics?.provider(route.endpoint.name).countRetry()
             let timer = LoopTimer(loop: client.loop) { [unowned self] in
                 retryTimer?.close()
                 retryTimer = nil
@@ -146,6 +166,17 @@ final class InnerCall {
     /// Returns false to pause the transfer.
     private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
+        receivedBytes += bytes.count
+        guard receivedBytes <= upstream.maxResponseBytes else {
+            fail(.upstreamTooLarge("\(route.endpoint.name)'s response exceeded \(upstream.maxResponseBytes) bytes (upstream.max_response_bytes)"),
+                 .invalidResponse)
+            return true
+        }
+        if let budget, !budget.spend(bytes.count) {
+            fail(.upstreamTooLarge("the deliberation's upstream responses exceeded \(budget.limit) bytes (fusion.max_upstream_bytes)"),
+                 .invalidResponse)
+            return true
+        }
         guard (200..<300).contains(status), !wholeBody else {
             let limit = wholeBody ? upstream.maxEventBytes : 64 * 1024
             guard errorBody.count + bytes.count <= limit else {
@@ -161,15 +192,18 @@ final class InnerCall {
         }
         var failure: APIError?
         let done: Bool
+        var events = 0
         do {
             done = try decoder.decode(bytes) { event in
                 if case .error(let error) = event {
                     failure = error  // the call failed mid-stream (what it said before is discarded)
                 } else if failure == nil {
                     emittedEvents = true
+                    events += 1
                     InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
                 }
             }
+            if events > 0 { noteEvents() }
         } catch {
             fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid stream: \(error.message)"), .invalidResponse)
             return true
@@ -210,6 +244,18 @@ final class InnerCall {
         }
     }
 
+    /// A read carried events: the provider's time to first event, or the gap since the last.
+    private func noteEvents() {
+        let now = EventLoop.monotonicNanoseconds()
+        let series = metrics?.provider(route.endpoint.name)
+        if lastEventAt == 0 {
+            series?.observeFirstEvent(afterNanoseconds: now - attemptAt)
+        } else {
+            series?.observeGap(nanoseconds: now - lastEventAt)
+        }
+        lastEventAt = now
+    }
+
     /// A whole answer: its events, as a stream would have carried them.
     private func deliverWhole() {
         let events: [ModelEvent]
@@ -233,13 +279,15 @@ final class InnerCall {
     private func end(_ streamEnd: StreamEnd) {
         guard !finished else { return }
         stop()
-        emit(InnerCallRecord.ended, InnerCallRecord.encodeEnd(streamEnd))
+        summary.upstreamEnd = EventLoop.monotonicNanoseconds()
+        emit(InnerCallRecord.ended, InnerCallRecord.encodeEnd(streamEnd, summary))
     }
 
     private func fail(_ error: APIError, _ reason: MemberFailureReason) {
         guard !finished else { return }
         stop()
-        emit(InnerCallRecord.failed, InnerCallRecord.encodeFailure(error, reason))
+        if summary.upstreamStart != 0 { summary.upstreamEnd = EventLoop.monotonicNanoseconds() }
+        emit(InnerCallRecord.failed, InnerCallRecord.encodeFailure(error, reason, summary))
     }
 
     /// Pushes in order; once one record waits, every later one waits behind it.

@@ -64,26 +64,56 @@ enum InnerCallRecord {
         }
     }
 
-    static func encodeEnd(_ end: StreamEnd) -> [UInt8] { [end == .complete ? 1 : 0] }
-    static func decodeEnd(_ bytes: UnsafeRawBufferPointer) -> StreamEnd { bytes.first == 1 ? .complete : .truncated }
+    /// How a call went on the wire, for its record and the overhead: reported with its end.
+    struct Summary: Sendable, Equatable {
+        /// The upstream's last HTTP status (0: none).
+        var httpStatus = 0
+        /// Upstream requests made (retries and fallbacks included).
+        var attempts = 0
+        /// Which of the call's routes answered last (0: its own model; more: a fallback).
+        var route = 0
+        /// From its first upstream request to its end (monotonic ns; 0: it never started one).
+        var upstreamStart: UInt64 = 0
+        var upstreamEnd: UInt64 = 0
+    }
 
-    static func encodeFailure(_ error: APIError, _ reason: MemberFailureReason) -> [UInt8] {
+    static func encodeEnd(_ end: StreamEnd, _ summary: Summary = Summary()) -> [UInt8] {
+        var out: [UInt8] = [end == .complete ? 1 : 0]
+        appendSummary(summary, &out)
+        return out
+    }
+
+    static func decodeEnd(_ bytes: UnsafeRawBufferPointer) -> (StreamEnd, Summary) {
+        var reader = Reader(bytes: bytes)
+        reader.offset = min(1, bytes.count)
+        return (bytes.first == 1 ? .complete : .truncated, reader.summary())
+    }
+
+    static func encodeFailure(_ error: APIError, _ reason: MemberFailureReason, _ summary: Summary = Summary()) -> [UInt8] {
         var out: [UInt8] = []
         appendString(reason.rawValue, &out)
         appendInt(UInt64(truncatingIfNeeded: error.status), &out)
         appendString(error.type, &out)
         appendString(error.code, &out)
         appendString(error.message, &out)
+        appendSummary(summary, &out)
         return out
     }
 
-    static func decodeFailure(_ bytes: UnsafeRawBufferPointer) -> (APIError, MemberFailureReason) {
+    static func decodeFailure(_ bytes: UnsafeRawBufferPointer) -> (APIError, MemberFailureReason, Summary) {
         var reader = Reader(bytes: bytes)
         let reason = MemberFailureReason(rawValue: reader.string() ?? "") ?? .upstreamError
         let status = Int(truncatingIfNeeded: reader.int())
         let error = APIError(status: (100...599).contains(status) ? status : 502, type: reader.string() ?? "upstream_error",
                              code: reader.string() ?? "upstream_error", message: reader.string() ?? "upstream failure")
-        return (error, reason)
+        return (error, reason, reader.summary())
+    }
+
+    private static func appendSummary(_ summary: Summary, _ out: inout [UInt8]) {
+        for value in [UInt64(truncatingIfNeeded: summary.httpStatus), UInt64(truncatingIfNeeded: summary.attempts),
+                      UInt64(truncatingIfNeeded: summary.route), summary.upstreamStart, summary.upstreamEnd] {
+            appendInt(value, &out)
+        }
     }
 
     private static func splitText(_ text: String, _ body: ([UInt8]) -> Void) {
@@ -127,6 +157,12 @@ enum InnerCallRecord {
             withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + 8)])) }
             offset += 8
             return UInt64(littleEndian: value)
+        }
+
+        /// A summary; out-of-range numbers (never written by the encoder) read as zero.
+        mutating func summary() -> Summary {
+            func small(_ value: UInt64) -> Int { value <= 1_000_000 ? Int(value) : 0 }
+            return Summary(httpStatus: small(int()), attempts: small(int()), route: small(int()), upstreamStart: int(), upstreamEnd: int())
         }
 
         mutating func string() -> String? {

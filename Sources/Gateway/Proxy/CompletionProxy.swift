@@ -44,18 +44,18 @@ final class CompletionProxy<Request: ProxyRequest> {
     private let settings: GatewayConfig.Upstream
     private let redactor: Redactor
     private let onFinish: (GenerationRecord) -> Void
-    private let generationID: String
+    private var generationID: String { accounting.id }
     private let extraHeaders: [(String, String)]
     private let slowClientTimeout: UInt64
     private let stats: GatewayStats?
     private let metrics: GatewayMetrics?
-    /// When the previous upstream read carrying events was forwarded (for the gap histogram).
-    private var lastEventAt: UInt64 = 0
+    /// The record, the attempts' times, how the response is ending.
+    private var accounting: ProxyAccounting
     private var phase = Phase.awaitingUpstreamHead
     private var transfer: UpstreamTransfer?
     private var relay: Request.Relay
     private var stream: ClientStream?
-    private let created = Int(Date().timeIntervalSince1970)
+    private var created: Int { accounting.created }
     private let context: ProxyContext
     /// The loop's output buffer, lent per callback: the per-event path allocates nothing once it
     /// has grown, and an open stream holds no buffer of its own.
@@ -63,15 +63,16 @@ final class CompletionProxy<Request: ProxyRequest> {
     private var watchdog: StreamWatchdog?
     private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
-    private let startedAt = EventLoop.monotonicNanoseconds()
-    private var elapsedMilliseconds: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
-    private var record: GenerationRecord
-    /// Upstream attempts over every candidate (for `x-should-retry`).
-    private var attempts = 0
     private var didFinish = false
+    /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
+    private var receivedBytes = 0
 
+    /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
+    /// it is filled in and handed to `onFinish` once the response is over. `startedAt`: when the
+    /// request arrived (monotonic ns).
     init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
-         settings: GatewayConfig.Upstream, redactor: Redactor, generationID: String, extraHeaders: [(String, String)] = [],
+         settings: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
+         startedAt: UInt64 = EventLoop.monotonicNanoseconds(), extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil,
          scratch: ByteScratch = ByteScratch(), onFinish: @escaping (GenerationRecord) -> Void) {
         self.scratch = scratch
@@ -85,10 +86,9 @@ final class CompletionProxy<Request: ProxyRequest> {
         self.settings = settings
         self.redactor = redactor
         self.onFinish = onFinish
-        self.generationID = generationID
         self.extraHeaders = extraHeaders
-        record = GenerationRecord(id: generationID, model: request.clientModel, streamed: request.stream)
-        context = ProxyContext(generationID: generationID, created: created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
+        accounting = ProxyAccounting(record: record, startedAt: startedAt)
+        context = ProxyContext(generationID: record.id, created: record.created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
         relay = request.makeRelay(route: candidates[0], context: context, whole: false)
     }
 
@@ -116,8 +116,8 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// One upstream call for the current candidate.
     private func startAttempt() {
         attempt += 1
-        attempts += 1
-        record.model = route.slug
+        accounting.attemptStarted(route)
+        receivedBytes = 0
         relay = request.makeRelay(route: route, context: context, whole: false)
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
@@ -141,10 +141,12 @@ final class CompletionProxy<Request: ProxyRequest> {
         case .fail:
             return false
         case .nextModel:
+            accounting.fallingBack(from: route, metrics: metrics)
             candidate += 1
             attempt = 0
             restart(afterMilliseconds: 0)
         case .retry(let delay):
+            accounting.retrying(route, metrics: metrics)
             restart(afterMilliseconds: delay)
         }
         return true
@@ -152,7 +154,6 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     private func restart(afterMilliseconds delay: UInt64) {
         phase = stream == nil ? .awaitingUpstreamHead : .streaming
-        record.status = 0
         guard delay > 0 else {
             startAttempt()
             return
@@ -170,7 +171,6 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     private func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
         lastUpstreamActivity = client.loop.nowMilliseconds
-        record.status = status
         guard (200..<300).contains(status) else {
             // Collect the error body; `fail` reports it with its status, or in-band if a
             // keep-alive already committed the client's response.
@@ -189,6 +189,11 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Returns false to pause the transfer (no room in the fan-in channel).
     private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
+        receivedBytes += bytes.count
+        guard receivedBytes <= settings.maxResponseBytes else {
+            fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (upstream.max_response_bytes)"))
+            return true
+        }
         switch phase {
         case .streaming:
             guard let stream, stream.hasRoom(forInput: bytes.count) else {
@@ -204,12 +209,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 stream.emit(out)
                 return outcome
             }
-            if forwarded > 0 {
-                let now = EventLoop.monotonicNanoseconds()
-                if lastEventAt != 0 { metrics?.interToken.recordNanoseconds(Int64(now - lastEventAt)) }
-                lastEventAt = now
-                if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = elapsedMilliseconds }
-            }
+            if forwarded > 0 { accounting.forwardedEvents(route, metrics: metrics) }
             watchdog?.noteWrite()
             switch outcome {
             case .streaming:
@@ -217,11 +217,13 @@ final class CompletionProxy<Request: ProxyRequest> {
             case .done:
                 // The client has everything. The transfer finishes reading on its own, keeping
                 // its connection reusable, but it no longer reports to us.
+                accounting.upstreamDone()
                 transfer?.detach(cancelAfterMilliseconds: 2_000)
                 transfer = nil
                 finishClientStream()
             case .failed(let error):
-                record.error = error.code
+                accounting.upstreamDone()
+                accounting.failure = RecordError(error, redactor: redactor)
                 transfer?.cancel()
                 transfer = nil
                 finishClientStream()
@@ -242,6 +244,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     private func upstreamDidComplete(_ failure: UpstreamFailure?) {
         transfer = nil
+        accounting.upstreamDone()
         switch phase {
         case .awaitingUpstreamHead:
             var connectFailed = false
@@ -254,7 +257,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                                      into: &out)
                 stream?.emit(out)
             }
-            if case .failed(let error) = relay.outcome { record.error = error.code }
+            if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             if let failure {
@@ -285,11 +288,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             fail(error)
             return
         }
-        record.firstTokenMilliseconds = elapsedMilliseconds
-        for event in events {
-            if case .usage(let usage) = event { record.usage = usage }
-            if case .finish(let reason) = event { record.finishReason = reason.rawValue }
-        }
+        accounting.wholeAnswer(events)
         if request.stream {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
@@ -310,6 +309,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
+        accounting.sentStatus = 200
         phase = .finished
         finish()
     }
@@ -319,6 +319,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     private func openClientStream() {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
+        accounting.sentStatus = 200
         writer.startStream(status: 200, headers: [
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache"),
@@ -355,8 +356,8 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// drop it (the reason is in the request's log line and record).
     private func dropSlowClient() {
         guard !didFinish else { return }
-        record.error = "client_too_slow"
-        record.cancelled = true
+        accounting.failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
+        accounting.cancelled = true
         transfer?.cancel()
         transfer = nil
         phase = .finished
@@ -365,7 +366,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     }
 
     private func clientDidDisconnect() {
-        record.cancelled = true
+        accounting.cancelled = true
         retryTimer?.close()
         retryTimer = nil
         transfer?.cancel()
@@ -384,7 +385,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
     /// chunk and `[DONE]`).
     private func fail(_ error: APIError) {
-        record.error = error.code
+        accounting.failure = RecordError(error, redactor: redactor)
         transfer?.cancel()
         transfer = nil
         if let stream {
@@ -395,7 +396,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             phase = .finished
             stream.emitEnd()
         } else {
-            record.status = error.status
+            accounting.sentStatus = error.status
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
@@ -411,10 +412,10 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// long) is the client's to retry when it likes.
     private func clientRetryCanHelp(_ error: APIError) -> Bool {
         guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
-        if error.status == 429 && attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
+        if error.status == 429 && accounting.attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
             return true
         }
-        return attempts <= 1 && settings.retry.maxRetries == 0
+        return accounting.attempts <= 1 && settings.retry.maxRetries == 0
     }
 
     private func finish() {
@@ -425,43 +426,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        if request.stream && record.usage == Usage() {
-            record.usage = relay.usage ?? Usage()
-            record.usageEstimated = relay.usageEstimated
-            if record.finishReason == nil { record.finishReason = relay.finishReason }
-        }
-        record.durationMilliseconds = elapsedMilliseconds
-        onFinish(record)
+        onFinish(accounting.close(relay: request.stream ? relay : nil))
     }
 }
 
-/// One output buffer per loop, lent to whoever writes an event (never kept across callbacks): a
-/// proxied stream needs bytes only while it relays a read, so thousands of open streams share
-/// one buffer instead of holding one each.
-final class ByteScratch {
-    private var bytes: [UInt8] = []
-    /// What a huge event may leave behind is not kept.
-    private let keptCapacity = 64 * 1024
-
-    init() {}
-
-    /// Runs `body` with the empty buffer. A nested call (none is expected) gets a fresh one.
-    func withBuffer<Result>(_ body: (inout [UInt8]) -> Result) -> Result {
-        var buffer: [UInt8] = []
-        swap(&buffer, &bytes)
-        buffer.removeAll(keepingCapacity: buffer.capacity <= keptCapacity)
-        defer { swap(&buffer, &bytes) }
-        return body(&buffer)
-    }
-}
-
-extension ClientRelay {
-    /// `relay(_:into:)`, counting the answer events it forwarded. `forwardedEvents` is read
-    /// through `inout self`: read from a class's property, a relay would be copied to be read.
-    mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8], forwarded: inout Int) -> SSERelay.Outcome {
-        let before = forwardedEvents
-        let outcome = relay(bytes, into: &out)
-        forwarded = forwardedEvents - before
-        return outcome
-    }
-}

@@ -59,7 +59,7 @@ struct ChatProxyRequest: ProxyRequest {
         let fallback = chat.includeUsage
             ? SSERelay.UsageFallback(promptTokens: Int64(chat.rawBody.count / 4), created: context.created) : nil
         if route.provider.wireFormat == .openAIChat && !whole {
-            return .passThrough(id: context.generationID, model: route.slug, maxEventBytes: context.maxEventBytes,
+            return .passThrough(id: context.generationID, model: route.slug, created: context.created, maxEventBytes: context.maxEventBytes,
                                 usageFallback: fallback, redactor: context.redactor)
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
@@ -69,7 +69,7 @@ struct ChatProxyRequest: ProxyRequest {
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
         let whole = route.provider.wireFormat == .openAIChat
-            ? ChatCompletionBody.rewriting(body, id: context.generationID, model: route.slug)
+            ? ChatCompletionBody.rewriting(body, id: context.generationID, model: route.slug, created: context.created)
             : ChatCompletionBody.make(id: context.generationID, model: route.slug, created: context.created, events: events)
         guard let whole else { throw .upstreamProtocol("the upstream's response is not a JSON object") }
         return whole

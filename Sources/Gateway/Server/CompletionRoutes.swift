@@ -12,18 +12,20 @@ extension GatewayServer {
     /// `POST /v1/chat/completions`: validated, planned (Fusion or not), then relayed by a
     /// `CompletionProxy` or run by a `FusionSession`.
     func chatCompletion(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
-        serve(request, writer, api: .chatCompletions) { generationID, depth throws(APIError) in
+        serve(request, writer, api: .chatCompletions) { generationID, created, depth throws(APIError) in
             let chat = try ChatRequest(body: request.body)
             let neutral = chat.modelRequest()
             let plan = try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth,
                                            structuredEvents: try chat.includeFusionEvents())
             return switch plan {
             case .passthrough:
-                .proxy(ChatProxyRequest(chat: chat, neutral: neutral, relayRawBody: true), fallbacks: chat.fallbackModels)
+                // A fusion record is restored in the neutral form only (no upstream knows it).
+                .proxy(ChatProxyRequest(chat: chat, neutral: neutral, relayRawBody: !chat.carriesFusionRecords),
+                       fallbacks: chat.fallbackModels)
             case .withoutFusion(_, let rewritten):
                 .proxy(ChatProxyRequest(chat: chat, neutral: rewritten, relayRawBody: false), fallbacks: chat.fallbackModels)
             case .fusion(let fusion):
-                .fusion(fusion, FusionChatRenderer(id: generationID, model: fusion.outerModel, created: Self.unixTime(),
+                .fusion(fusion, FusionChatRenderer(id: generationID, model: fusion.outerModel, created: created,
                                                    stream: fusion.stream, includeUsage: fusion.includeUsage,
                                                    namedEvents: fusion.structuredEvents),
                         fallbacks: chat.fallbackModels)
@@ -33,7 +35,7 @@ extension GatewayServer {
 
     /// `POST /v1/messages` (Anthropic's Messages API): the same, answered in Anthropic's shapes.
     func messages(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
-        serve(request, writer, api: .messages) { generationID, depth throws(APIError) in
+        serve(request, writer, api: .messages) { generationID, _, depth throws(APIError) in
             let messages = try MessagesRequest(body: request.body)
             let neutral = messages.modelRequest()
             return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
@@ -51,7 +53,7 @@ extension GatewayServer {
     /// `POST /v1/responses` (OpenAI's Responses API): always translated; Fusion as an
     /// `openrouter:fusion` output item with `response.fusion_call.*` events.
     func responses(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
-        serve(request, writer, api: .responses) { generationID, depth throws(APIError) in
+        serve(request, writer, api: .responses) { generationID, created, depth throws(APIError) in
             let responses = try ResponsesRequest(body: request.body)
             let neutral = responses.modelRequest()
             switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
@@ -60,7 +62,7 @@ extension GatewayServer {
             case .withoutFusion(_, let rewritten):
                 return .proxy(ResponsesProxyRequest(responses: responses, neutral: rewritten), fallbacks: responses.fallbackModels)
             case .fusion(let fusion):
-                let envelope = ResponseEnvelope(generationID: generationID, createdAt: Self.unixTime(), model: responses.model,
+                let envelope = ResponseEnvelope(generationID: generationID, createdAt: created, model: responses.model,
                                                 echoed: responses.echoedFields)
                 return .fusion(fusion, ResponsesFusionRenderer(envelope: envelope, stream: fusion.stream,
                                                                openRouterEvents: responses.openRouterFusionEvents),
@@ -76,34 +78,46 @@ extension GatewayServer {
     }
 
     /// The pipeline every completion route shares: recursion headers checked, the body
-    /// validated and planned by `decide`, models routed (a bad one is a 400 naming its field),
-    /// then a proxy or a Fusion session started; any refusal answered in the route's API shape.
+    /// validated and planned by `decide` (given the generation id and the `created` every
+    /// response of it carries), models routed (a bad one is a 400 naming its field), then a
+    /// proxy or a Fusion session started; any refusal answered in the route's API shape. Every
+    /// request gets a record under its id, however it ends (`finished`, or `file` for a refusal).
     private func serve(_ request: HTTPRequest, _ writer: HTTPResponseWriter, api: ClientAPI,
-                       decide: (_ generationID: String, _ depth: Int) throws(APIError) -> Plan) {
-        let generationID = GenerationStore.newID()
+                       decide: (_ generationID: String, _ created: Int, _ depth: Int) throws(APIError) -> Plan) {
+        let startedAt = EventLoop.monotonicNanoseconds()
+        var record = GenerationRecord(id: GenerationStore.newID(), route: RecordRoute(api), kind: .rejected, requestedModel: "",
+                                      streamed: false, created: Self.unixTime(),
+                                      owner: shared.recordOwner(presentedKey: policy.presentedKey(request)))
         var log = logger
-        log[metadataKey: "generation_id"] = "\(generationID)"
+        log[metadataKey: "generation_id"] = "\(record.id)"
+        var prompt: String?
         do throws(APIError) {
             let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
-            switch try decide(generationID, depth) {
+            switch try decide(record.id, record.created, depth) {
             case .proxy(let proxied, let fallbacks):
-                try startProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, generationID: generationID, log: log)
+                record.note(requestedModel: proxied.clientModel, streamed: proxied.stream, kind: .proxy)
+                prompt = GatewayShared.loggedPrompt(proxied.neutral.messages, enabled: config.server.logPrompts)
+                try startProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
+                               startedAt: startedAt, prompt: prompt, log: log)
             case .fusion(let fusion, let renderer, let fallbacks):
-                try startFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer,
-                                generationID: generationID, log: log)
+                record.note(requestedModel: fusion.base.model, streamed: fusion.stream, kind: .fusion)
+                prompt = GatewayShared.loggedPrompt(fusion.messages, enabled: config.server.logPrompts)
+                try startFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer, record: record,
+                                startedAt: startedAt, prompt: prompt, log: log)
             }
         } catch {
             var error = error
-            error.headers.append(("X-Generation-Id", generationID))
+            error.headers.append(("X-Generation-Id", record.id))
             writer.respond(error: error, api: api)
-            shared.metrics.countRequest(kind: "rejected", status: error.status)
-            shared.metrics.countError(code: error.code)
-            log.info("request rejected", metadata: ["status": "\(error.status)", "code": "\(error.code)"])
+            record.kind = .rejected
+            record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
+                         durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
+            shared.file(record, prompt: prompt, log: log)
         }
     }
 
     private func startProxy<Request: ProxyRequest>(_ proxied: Request, fallbacks: [String], depth: Int, hops: Int, writer: HTTPResponseWriter,
-                                                   generationID: String, log: Logger) throws(APIError) {
+                                                   record: GenerationRecord, startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
         var candidates = [try router.route(proxied.neutral.model)]
         for (index, model) in fallbacks.enumerated() {
             do {
@@ -120,11 +134,11 @@ extension GatewayServer {
         if depth > 0 { depthHeader.append(("x-fusion-depth", String(depth))) }
         let proxy = CompletionProxy(
             request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
-            redactor: shared.redactor, generationID: generationID, extraHeaders: depthHeader,
+            redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
             slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
             metrics: shared.metrics, scratch: scratch
         ) { [unowned self] record in
-            finished(record, writer: writer, log: log)
+            finished(record, writer: writer, prompt: prompt, log: log)
         }
         active[ObjectIdentifier(writer)] = proxy
         shared.metrics.activeStreams.increment()
@@ -132,8 +146,8 @@ extension GatewayServer {
     }
 
     private func startFusion<Renderer: FusionRenderer>(_ fusionRequest: FusionRequest, renderer: Renderer, api: ClientAPI, hops: Int,
-                                                       fallbacks: [String], writer: HTTPResponseWriter, generationID: String,
-                                                       log: Logger) throws(APIError) {
+                                                       fallbacks: [String], writer: HTTPResponseWriter, record: GenerationRecord,
+                                                       startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
         guard let settings = config.fusion else { return }
         let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
         if webTools == nil {
@@ -145,10 +159,10 @@ extension GatewayServer {
         }
         let session = FusionSession(
             request: fusionRequest, renderer: renderer, api: api, routes: routes, writer: writer, workers: workers, settings: settings,
-            upstream: config.upstream, redactor: shared.redactor, generationID: generationID, hops: hops, metrics: shared.metrics,
-            slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
+            upstream: config.upstream, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
+            metrics: shared.metrics, slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
         ) { [unowned self] record in
-            finished(record, writer: writer, log: log)
+            finished(record, writer: writer, prompt: prompt, log: log)
         }
         active[ObjectIdentifier(writer)] = session
         shared.metrics.activeStreams.increment()
@@ -157,39 +171,11 @@ extension GatewayServer {
 
     static func unixTime() -> Int { Int(Date().timeIntervalSince1970) }
 
-    /// Files the record and logs the request's one summary line.
-    func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, log: Logger) {
-        generations.add(record)
+    /// A completion is over: files its record (store, metrics, log lines: `GatewayShared.file`).
+    /// Every route that starts a proxy or a session ends it here.
+    func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
         active[ObjectIdentifier(writer)] = nil
-        let metrics = shared.metrics
-        metrics.activeStreams.decrement()
-        metrics.countRequest(kind: record.router ?? "proxy", status: record.status)
-        if let ttft = record.firstTokenMilliseconds { metrics.timeToFirstToken.recordNanoseconds(Int64(ttft * 1e6)) }
-        if let code = record.error {
-            metrics.countError(code: code)
-            if code.hasPrefix("upstream") || code.hasPrefix("provider") || code.hasPrefix("mock") {
-                let provider = record.model.split(separator: "/").first.map(String.init) ?? record.model
-                metrics.countUpstreamError(provider: provider, code: code)
-            }
-        }
-        // The summary line is built only when it will be written (it costs microseconds).
-        guard log.logLevel <= .info else { return }
-        var metadata: Logger.Metadata = [
-            "model": "\(record.model)", "stream": "\(record.streamed)", "status": "\(record.status)",
-            "duration_ms": "\(Self.milliseconds(record.durationMilliseconds))", "cancelled": "\(record.cancelled)",
-            "tokens": "\(record.usage.totalTokens)",
-        ]
-        if let router = record.router { metadata["router"] = "\(router)" }
-        if let ttft = record.firstTokenMilliseconds { metadata["ttft_ms"] = "\(Self.milliseconds(ttft))" }
-        if let error = record.error { metadata["error"] = "\(error)" }
-        if record.webToolCalls > 0 {
-            metadata["web_tool_calls"] = "\(record.webToolCalls)"
-            metadata["search_results"] = "\(record.numSearchResults)"
-        }
-        log.info("request finished", metadata: metadata)
-    }
-
-    private static func milliseconds(_ value: Double) -> String {
-        String(format: "%.2f", value)
+        shared.metrics.activeStreams.decrement()
+        shared.file(record, prompt: prompt, log: log)
     }
 }

@@ -4,7 +4,9 @@ import HTTPServer
 import Providers
 
 extension GatewayServer {
-    /// `GET /api/v1/generation?id=`: a completion's record in OpenRouter's shape.
+    /// `GET /api/v1/generation?id=`: a completion's record in OpenRouter's shape. With gateway
+    /// keys, only for the key that made it: any other key gets the very 404 an unknown id gets,
+    /// so a key holder cannot learn which ids exist.
     func generation(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         guard let id = request.queryItem("id"), !id.isEmpty else {
             writer.respond(error: .invalidRequest("Missing query parameter 'id'.", param: "id", code: "missing_required_parameter"))
@@ -12,12 +14,16 @@ extension GatewayServer {
         }
         // A Responses API id (`resp_<hex>`) names the same generation (`gen-<hex>`).
         let key = id.hasPrefix("resp_") ? "gen-" + id.dropFirst("resp_".count) : id
-        guard let record = generations.record(key) else {
+        let presented = shared.recordOwner(presentedKey: policy.presentedKey(request))
+        guard let record = generations.record(key),
+              KeyFingerprint.mayRead(owner: record.owner, presented: presented, gatewayHasKeys: !shared.gatewayKeys.isEmpty)
+        else {
+            let shown = id.count > 64 ? String(id.prefix(64)) + "…" : id
             writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
-                                           message: "No generation with id '\(id)' (records are kept in memory, most recent \(generations.capacity))."))
+                                           message: "No generation with id '\(shown)' (records are kept in memory, most recent \(generations.capacity))."))
             return
         }
-        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: record.json.serialized())
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: record.apiJSON.serialized())
     }
 
     /// `GET /v1/models`: every model the gateway can name. The Fusion aliases first (`fusion`,

@@ -65,10 +65,23 @@ struct RequestPolicy: Sendable {
     /// A key as `Authorization: Bearer <key>`, or in `x-api-key` (how Anthropic's SDKs send it).
     private func isAuthorized(_ head: HTTPRequest) -> Bool {
         if let key = head.header("x-api-key"), ConstantTime.matchesAny(key, keys) { return true }
-        guard let header = head.header("authorization") else { return false }
+        guard let key = Self.bearerKey(head) else { return false }
+        return ConstantTime.matchesAny(key, keys)
+    }
+
+    /// The key a request presents, what authenticates it and what owns the generation records it
+    /// makes: `x-api-key` when it is one of the keys (Anthropic's clients send it), else the
+    /// `Authorization: Bearer` key.
+    func presentedKey(_ head: HTTPRequest) -> String? {
+        if let key = head.header("x-api-key"), ConstantTime.matchesAny(key, keys) { return key }
+        return Self.bearerKey(head)
+    }
+
+    private static func bearerKey(_ head: HTTPRequest) -> String? {
+        guard let header = head.header("authorization") else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
-        return ConstantTime.matchesAny(String(parts[1]), keys)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1])
     }
 
     /// The CORS headers for a response to `request`, when its `Origin` is allowed (none otherwise:

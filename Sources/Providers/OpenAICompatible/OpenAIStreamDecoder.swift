@@ -6,6 +6,11 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private let redactor: Redactor
     private var ended = false
     private var sawFinish = false
+    /// Tool calls (by index) whose id, and whose name, were emitted: some servers
+    /// (llama-cpp-python) repeat both on every fragment, which a client's accumulator would
+    /// concatenate ("lookuplookup"); only the first of each is passed on.
+    private var emittedIDs: Set<Int> = []
+    private var emittedNames: Set<Int> = []
 
     init(maxEventBytes: Int, redactor: Redactor) {
         sse = SSEDecoder(maxEventBytes: maxEventBytes)
@@ -18,6 +23,8 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         var done = false
         var failure: StreamDecodingError?
         var finished = false
+        var ids = emittedIDs
+        var names = emittedNames
         let redactor = redactor
         do {
             try sse.feed(bytes) { event in
@@ -34,6 +41,11 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     switch modelEvent {
                     case .finish: finished = true
                     case .error: done = true
+                    case .toolCall(var fragment):
+                        if fragment.id != nil && !ids.insert(fragment.index).inserted { fragment.id = nil }
+                        if fragment.name != nil && !names.insert(fragment.index).inserted { fragment.name = nil }
+                        emit(.toolCall(fragment))
+                        return
                     default: break
                     }
                     emit(modelEvent)
@@ -42,6 +54,8 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         } catch {
             throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
         }
+        emittedIDs = ids
+        emittedNames = names
         if finished { sawFinish = true }
         if let failure { throw failure }
         if done { ended = true }

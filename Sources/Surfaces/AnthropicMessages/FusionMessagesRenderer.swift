@@ -31,6 +31,11 @@ public struct FusionMessagesRenderer: Sendable {
             if stream { progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out) }
         case .answer(let event):
             if stream { writer.append(event, to: &out) } else { whole.add(event) }
+        case .serverToolCalls:
+            // Anthropic's API has no block a client would send back for a gateway's tool call:
+            // a parallel turn comes back with the caller's tool_use blocks only (the fusion
+            // result is in the comments, and under `fusion` when not streamed).
+            break
         }
     }
 

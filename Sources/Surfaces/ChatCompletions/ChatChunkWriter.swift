@@ -70,6 +70,15 @@ public struct ChatChunkWriter: Sendable {
         close(finish: nil, &out)
     }
 
+    /// A chunk whose delta carries `reasoning_details` (OpenRouter's records of server tool calls).
+    public mutating func appendReasoningDetails(_ details: [JSONValue], to out: inout [UInt8]) {
+        guard !details.isEmpty else { return }
+        open(&out, roleless: true)
+        out.append(contentsOf: #""reasoning_details":"#.utf8)
+        out.append(contentsOf: JSONValue.array(details).serialized())
+        close(finish: nil, &out)
+    }
+
     /// The usage chunk (`choices: []`), sent last when the client asked for usage.
     public func appendUsage(_ usage: JSONValue, to out: inout [UInt8]) {
         prefix(&out)
@@ -80,7 +89,7 @@ public struct ChatChunkWriter: Sendable {
 
     /// A final chunk carrying `error` (OpenAI SDKs raise on it), with this stream's id and model.
     public func appendError(_ error: APIError, to out: inout [UInt8]) {
-        SSEEncoder.appendData(error.streamChunk(id: id, model: model), to: &out)
+        SSEEncoder.appendData(error.streamChunk(id: id, model: model, created: created), to: &out)
     }
 
     private func prefix(_ out: inout [UInt8]) {

@@ -4,17 +4,25 @@ import Providers
 /// Whole (non-streamed) chat completions: one upstream's answer as the client's
 /// `chat.completion`, with the completion's own `id` and the model the client asked for.
 public enum ChatCompletionBody {
-    /// An OpenAI-format body relayed with `id` and `model` replaced (everything else kept byte
-    /// for byte); nil when it is not a JSON object.
-    public static func rewriting(_ body: [UInt8], id: String, model: String) -> [UInt8]? {
+    /// An OpenAI-format body relayed with `id`, `model` and `created` replaced and its usage's
+    /// `cost` rounded as the gateway states costs (everything else kept byte for byte); nil when
+    /// it is not a JSON object.
+    public static func rewriting(_ body: [UInt8], id: String, model: String, created: Int) -> [UInt8]? {
         var idValue: [UInt8] = []
         JSONWriting.appendString(id, to: &idValue)
         var modelValue: [UInt8] = []
         JSONWriting.appendString(model, to: &modelValue)
+        var leading = [(key: Array("id".utf8), value: idValue), (Array("model".utf8), modelValue),
+                       (Array("created".utf8), Array(String(created).utf8))]
+        // Parsed a second time only when it states a cost (OpenRouter's bodies).
+        let statesCost = body.withUnsafeBytes { $0.hasNonNullMember(#""cost""#, #""cost""#, #""cost""#) }
+        if statesCost, let usage = SSERelay.usageWithRoundedCost((try? JSONValue.parse(body))?["usage"]) {
+            leading.append((SSERelay.usageName, usage))
+        }
         var out: [UInt8] = []
         out.reserveCapacity(body.count + 64)
         let ok = body.withUnsafeBytes {
-            JSONScanner.appendObject($0, leading: [(Array("id".utf8), idValue), (Array("model".utf8), modelValue)], to: &out)
+            JSONScanner.appendObject($0, leading: leading, to: &out)
         }
         return ok ? out : nil
     }

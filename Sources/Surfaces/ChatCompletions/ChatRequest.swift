@@ -15,6 +15,9 @@ public struct ChatRequest: Sendable {
     public let json: JSONValue
     /// The body as the client sent it.
     public let rawBody: [UInt8]
+    /// An assistant message carries a fusion call's record (`FusionCallRecord`): the request
+    /// must go upstream in neutral form, where the record is restored as a call and its result.
+    public let carriesFusionRecords: Bool
 
     static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -40,8 +43,13 @@ public struct ChatRequest: Sendable {
         guard !messages.isEmpty else {
             throw .invalidRequest("'messages' must contain at least one message.", param: "messages")
         }
+        var carriesFusionRecords = false
         for (index, message) in messages.enumerated() {
             try Self.validateMessage(message, index: index)
+            if message["role"]?.stringValue == "assistant", let details = message["reasoning_details"], details != .null {
+                try FusionCallRecord.validate(details, of: message, path: "messages[\(index)].reasoning_details")
+                carriesFusionRecords = carriesFusionRecords || details.arrayValue?.contains(where: FusionCallRecord.isRecord) == true
+            }
         }
 
         var stream = false
@@ -133,6 +141,7 @@ public struct ChatRequest: Sendable {
         self.includeUsage = includeUsage
         self.json = json
         self.rawBody = body
+        self.carriesFusionRecords = carriesFusionRecords
     }
 
     /// The client's bytes with the `model` value replaced by `model`; every other byte, unknown

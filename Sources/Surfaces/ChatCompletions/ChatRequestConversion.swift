@@ -12,8 +12,7 @@ extension ChatRequest {
     /// (`{"type": "fusion"}`) and tool choices other than the standard ones are kept as they are.
     public func modelRequest() -> ModelRequest {
         let fields = json.objectValue ?? [:]
-        var request = ModelRequest(model: model, messages: (fields["messages"]?.arrayValue ?? []).map(Self.message),
-                                   stream: stream)
+        var request = ModelRequest(model: model, messages: Self.conversation(fields["messages"]?.arrayValue ?? []), stream: stream)
         request.includeUsage = includeUsage
         request.tools = (fields["tools"]?.arrayValue ?? []).map(Self.tool)
         switch fields["tool_choice"] {
@@ -51,6 +50,19 @@ extension ChatRequest {
             throw .invalidRequest("'stream_options.include_fusion_events' must be a boolean.", param: "stream_options.include_fusion_events")
         }
         return value
+    }
+
+    /// The messages in neutral form, each assistant turn's fusion records (`FusionCallRecord`)
+    /// restored as calls of that turn answered by the tool messages right after it.
+    static func conversation(_ messages: [JSONValue]) -> [ModelMessage] {
+        var conversation: [ModelMessage] = []
+        for (position, json) in messages.enumerated() {
+            var message = message(json)
+            let results = FusionCallRecord.restore(&message, from: json, position: position)
+            conversation.append(message)
+            conversation += results
+        }
+        return conversation
     }
 
     static func message(_ json: JSONValue) -> ModelMessage {

@@ -30,10 +30,10 @@ public struct ChatStreamRelay {
     private var engine: Engine
 
     /// Relays an upstream speaking OpenAI's chat format.
-    public static func passThrough(id: String, model: String, maxEventBytes: Int, usageFallback: SSERelay.UsageFallback?,
-                                   redactor: Redactor = .none) -> ChatStreamRelay {
-        ChatStreamRelay(engine: .passThrough(Box(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, usageFallback: usageFallback,
-                                                          redactor: redactor))))
+    public static func passThrough(id: String, model: String, created: Int? = nil, maxEventBytes: Int,
+                                   usageFallback: SSERelay.UsageFallback?, redactor: Redactor = .none) -> ChatStreamRelay {
+        ChatStreamRelay(engine: .passThrough(Box(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, created: created,
+                                                          usageFallback: usageFallback, redactor: redactor))))
     }
 
     /// Translates an upstream of another format (decoded by `decoder`) into chunks.

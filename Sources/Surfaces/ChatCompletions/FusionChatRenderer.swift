@@ -14,6 +14,8 @@ public struct FusionChatRenderer: Sendable {
     private var content = ""
     private var reasoning = ""
     private var toolCalls = ToolCallAccumulator()
+    /// Fusion calls answered in a turn handed back to the client (`FusionCallRecord`).
+    private var reasoningDetails: [JSONValue] = []
     /// The final turn's text alone: what citations' spans index into.
     private var finalText = ""
     private var inFinalAnswer = false
@@ -53,6 +55,10 @@ public struct FusionChatRenderer: Sendable {
                 break
             }
             if stream { chunks.append(event, to: &out) }
+        case .serverToolCalls(let answered):
+            let records = answered.enumerated().map { FusionCallRecord.json($1, index: reasoningDetails.count + $0) }
+            reasoningDetails += records
+            if stream { chunks.appendReasoningDetails(records, to: &out) }
         }
     }
 
@@ -76,6 +82,7 @@ public struct FusionChatRenderer: Sendable {
                                             "content": content.isEmpty && !toolCalls.calls.isEmpty ? .null : .string(content)]
         if !reasoning.isEmpty { message["reasoning"] = .string(reasoning) }
         if !toolCalls.calls.isEmpty { message["tool_calls"] = .array(toolCalls.calls.map(\.json)) }
+        if !reasoningDetails.isEmpty { message["reasoning_details"] = .array(reasoningDetails) }
         if !sources.isEmpty { message["annotations"] = .array(sources.annotations(for: finalText)) }
         var body: [String: JSONValue] = [
             "id": .string(chunks.id), "object": .string("chat.completion"), "created": .int(Int64(chunks.created)),

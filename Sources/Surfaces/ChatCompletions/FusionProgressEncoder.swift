@@ -18,7 +18,7 @@ public struct FusionProgressEncoder: Sendable {
 
     public func append(_ progress: FusionProgress, at milliseconds: Double, to out: inout [UInt8]) {
         switch form {
-        case .comments: appendComment(progress, to: &out)
+        case .comments: appendComment(progress, at: milliseconds, to: &out)
         case .namedEvents: appendEvent(progress, at: milliseconds, to: &out)
         }
     }
@@ -37,25 +37,40 @@ public struct FusionProgressEncoder: Sendable {
         }
     }
 
-    private func appendComment(_ progress: FusionProgress, to out: inout [UInt8]) {
+    /// One line per update, for people: members' text in readable pieces (`memberText`), the
+    /// analysis item by item (`judgeItem`), status lines with their time; the exact deltas are
+    /// not shown here (they are the named events').
+    private func appendComment(_ progress: FusionProgress, at now: Double, to out: inout [UInt8]) {
         let line: String
         switch progress {
         case .toolCalled(let arguments):
             line = "fusion: the outer model called the fusion tool \(arguments.isEmpty ? "{}" : oneLine(arguments))"
         case .memberStarted(let index, let model):
-            line = "fusion panel[\(index)] \(model): started"
-        case .memberDelta(let index, let model, let text):
-            line = "fusion panel[\(index)] \(model): \(oneLine(text))"
-        case .memberReasoningDelta(let index, let model, let text):
-            line = "fusion panel[\(index)] \(model) (thinking): \(oneLine(text))"
+            line = "fusion panel[\(index)] \(model): started at \(milliseconds(now))"
+        case .memberDelta, .memberReasoningDelta, .judgeDelta:
+            return  // shown as readable pieces and analysis items instead
+        case .memberText(let index, let model, let text, let reasoning):
+            line = "fusion panel[\(index)] \(model)\(reasoning ? " (thinking)" : "") | \(oneLine(text))"
         case .memberCompleted(let index, let model, let stats):
-            line = "fusion panel[\(index)] \(model): completed (\(stats.characters) chars in \(milliseconds(stats.durationMilliseconds)))"
+            let first = stats.firstTokenMilliseconds.map { ", first token after \(milliseconds($0))" } ?? ""
+            line = "fusion panel[\(index)] \(model): completed at \(milliseconds(now)) (\(stats.characters) chars in "
+                + "\(milliseconds(stats.durationMilliseconds))\(first))"
         case .memberFailed(let index, let model, let reason, let message):
-            line = "fusion panel[\(index)] \(model): failed (\(reason.rawValue)): \(oneLine(message))"
-        case .judgeStarted(let model, let attempt):
-            line = "fusion judge \(model): comparing the answers" + (attempt > 1 ? " (attempt \(attempt))" : "")
-        case .judgeDelta(let model, let text):
-            line = "fusion judge \(model): \(oneLine(text))"
+            line = "fusion panel[\(index)] \(model): failed at \(milliseconds(now)) (\(reason.rawValue)): \(oneLine(message))"
+        case .memberCut(let index, let model, let characters, let cause):
+            line = "fusion panel[\(index)] \(model): cut for latency at \(milliseconds(now)) ("
+                + (cause == .grace ? "the grace period after the quorum ran out" : "the deliberation's deadline passed")
+                + "; \(characters) chars written, not given to the judge)"
+        case .judgeStarted(let model, let attempt, _):
+            line = "fusion judge \(model): comparing the answers at \(milliseconds(now))" + (attempt > 1 ? " (attempt \(attempt))" : "")
+        case .judgeItem(_, _, let item):
+            line = "fusion judge: " + Self.readable(item)
+        case .judgeItemWithdrawn(_, let attempt, let field, let index):
+            line = "fusion judge: withdrawn: \(field.replacingUnderscores) #\(index + 1) (attempt \(attempt) did not hold)"
+        case .estimate(let estimate):
+            line = "fusion: " + Self.readable(estimate)
+        case .phase(let report):
+            line = Self.readable(report, at: now)
         case .judgeCompleted(let model, let analysis):
             let counts = JudgeAnalysis.fields.map { "\(analysis[$0]?.arrayValue?.count ?? 0) \($0.replacingUnderscores)" }
             line = "fusion judge \(model): analysis ready: " + counts.joined(separator: ", ")
@@ -76,6 +91,7 @@ public struct FusionProgressEncoder: Sendable {
                 line = "fusion: all \(result.panelSize) panel models failed"
             } else {
                 line = "fusion: \(result.answered.count)/\(result.panelSize) panel models answered"
+                    + (result.cutCount > 0 ? " (\(result.cutCount) cut for latency)" : "")
                     + (result.analysis == nil ? ", no analysis (\(result.judgeFailure?.reason.rawValue ?? "judge failed"))" : ", analysis ready")
             }
         case .invocationCapped(let arguments):
@@ -88,6 +104,38 @@ public struct FusionProgressEncoder: Sendable {
         var data: [UInt8] = []
         let name: String
         switch progress {
+        case .memberText:
+            return  // for people only: programs get the exact deltas
+        case .memberCut(let index, let model, let characters, let cause):
+            name = "fusion.member.cut"
+            member(name, index, model, milliseconds, &data)
+            field("reason", MemberFailureReason.cutForLatency.rawValue, &data)
+            field("cause", cause.rawValue, &data)
+            data.append(contentsOf: #","characters":\#(characters)"#.utf8)
+        case .judgeItem(let model, let attempt, let item):
+            name = "fusion.judge.item"
+            open(name, milliseconds, &data)
+            field("model", model, &data)
+            data.append(contentsOf: #","attempt":\#(attempt),"index":\#(item.index)"#.utf8)
+            field("field", item.field, &data)
+            raw("item", item.value, &data)
+        case .judgeItemWithdrawn(let model, let attempt, let itemField, let index):
+            name = "fusion.judge.item.withdrawn"
+            open(name, milliseconds, &data)
+            field("model", model, &data)
+            data.append(contentsOf: #","attempt":\#(attempt),"index":\#(index)"#.utf8)
+            field("field", itemField, &data)
+        case .estimate(let estimate):
+            name = "fusion.estimate"
+            open(name, milliseconds, &data)
+            for (key, value) in Self.estimateFields(estimate) { raw(key, value, &data) }
+        case .phase(let report):
+            name = "fusion.phase"
+            open(name, milliseconds, &data)
+            field("phase", report.phase.rawValue, &data)
+            field("status", report.status.rawValue, &data)
+            if let duration = report.durationMilliseconds { raw("duration_ms", .double((duration * 1000).rounded() / 1000), &data) }
+            field("summary", report.summary, &data)
         case .toolCalled(let arguments):
             name = "fusion.tool.called"
             open(name, milliseconds, &data)
@@ -113,11 +161,13 @@ public struct FusionProgressEncoder: Sendable {
             member(name, index, model, milliseconds, &data)
             field("reason", reason.rawValue, &data)
             field("message", message, &data)
-        case .judgeStarted(let model, let attempt):
+        case .judgeStarted(let model, let attempt, let labels):
             name = "fusion.judge.started"
             open(name, milliseconds, &data)
             field("model", model, &data)
             data.append(contentsOf: #","attempt":\#(attempt)"#.utf8)
+            // The judge's raw deltas (`fusion.judge.progress`) cite these labels: the map back.
+            if !labels.isEmpty { raw("labels", .object(labels.mapValues(JSONValue.string)), &data) }
         case .judgeDelta(let model, let text):
             name = "fusion.judge.progress"
             open(name, milliseconds, &data)
@@ -157,6 +207,80 @@ public struct FusionProgressEncoder: Sendable {
         }
         data.append(UInt8(ascii: "}"))
         SSEEncoder.appendEvent(name: name, data: data, to: &out)
+    }
+
+    /// One analysis item as a sentence ("contradiction on <topic>: <model> says …").
+    static func readable(_ item: AnalysisItem) -> String {
+        let value = item.value
+        func text(_ json: JSONValue?) -> String { SSEEncoder.lineSafe(json?.stringValue ?? json.map { String(decoding: $0.serialized(), as: UTF8.self) } ?? "") }
+        switch item.field {
+        case "consensus":
+            return "consensus: " + text(value)
+        case "blind_spots":
+            return "blind spot: " + text(value)
+        case "contradictions":
+            // A stance's own full stop would read "….; …" between stances.
+            func stance(_ json: JSONValue) -> String {
+                var words = text(json["stance"])
+                while words.hasSuffix(".") { words.removeLast() }
+                return "\(text(json["model"])) says \(words)"
+            }
+            let stances = (value["stances"]?.arrayValue ?? []).map(stance)
+            return "contradiction on \(text(value["topic"])): " + stances.joined(separator: "; ")
+        case "partial_coverage":
+            let models = (value["models"]?.arrayValue ?? []).map { text($0) }.joined(separator: ", ")
+            return "partial coverage (\(models)): \(text(value["point"]))"
+        case "unique_insights":
+            return "unique insight from \(text(value["model"])): \(text(value["insight"]))"
+        default:
+            return "\(item.field.replacingUnderscores): \(text(value))"
+        }
+    }
+
+    static func readable(_ estimate: CostEstimate) -> String {
+        let panel = estimate.calls.filter { $0.role == "panel" }.count
+        let judge = estimate.calls.contains { $0.role == "judge" }
+        var line = "estimated cost \(dollars(estimate.minimum)) to " + (estimate.maximum.map(dollars) ?? "(no upper bound: no output limit)")
+            + " for \(panel) panel call\(panel == 1 ? "" : "s")\(judge ? " and the judge" : "") (config prices"
+        if !estimate.unpriced.isEmpty { line += "; not priced: " + estimate.unpriced.joined(separator: ", ") }
+        return line + ")"
+    }
+
+    static func estimateFields(_ estimate: CostEstimate) -> [(String, JSONValue)] {
+        func money(_ value: Double) -> JSONValue { .double((value * 1_000_000).rounded() / 1_000_000) }
+        var fields: [(String, JSONValue)] = [
+            ("cost_min", money(estimate.minimum)), ("cost_max", estimate.maximum.map(money) ?? .null), ("currency", .string("USD")),
+            ("calls", .array(estimate.calls.map { call in
+                .object(["role": .string(call.role), "model": .string(call.model), "input_tokens": .int(call.inputTokens),
+                         "max_output_tokens": call.maxOutputTokens.map(JSONValue.int) ?? .null,
+                         "cost_min": money(call.minimum), "cost_max": call.maximum.map(money) ?? .null])
+            })),
+        ]
+        if !estimate.unpriced.isEmpty { fields.append(("unpriced_models", .array(estimate.unpriced.map(JSONValue.string)))) }
+        return fields
+    }
+
+    static func readable(_ report: PhaseReport, at now: Double) -> String {
+        let name = "fusion phase \(report.phase.rawValue)"
+        let summary = report.summary.isEmpty ? "" : ": " + SSEEncoder.lineSafe(report.summary)
+        switch report.status {
+        case .started:
+            return "\(name): started at \(Int(now.rounded())) ms\(summary)"
+        case .completed:
+            return "\(name): done in \(Int((report.durationMilliseconds ?? 0).rounded())) ms (at \(Int(now.rounded())) ms)\(summary)"
+        case .skipped:
+            return "\(name): skipped\(summary)"
+        }
+    }
+
+    /// Dollars with enough digits to show a small cost (a deliberation may cost a tenth of a cent).
+    static func dollars(_ value: Double) -> String {
+        let micro = Int64((min(max(value, 0), 1e12) * 1_000_000).rounded())  // bounded: no trap on any Double
+        let whole = micro / 1_000_000
+        var fraction = String(micro % 1_000_000)
+        fraction = String(repeating: "0", count: 6 - fraction.count) + fraction
+        while fraction.count > 2 && fraction.hasSuffix("0") { fraction.removeLast() }
+        return "$\(whole).\(fraction)"
     }
 
     private func open(_ type: String, _ milliseconds: Double, _ data: inout [UInt8]) {

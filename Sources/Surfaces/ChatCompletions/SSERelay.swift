@@ -25,6 +25,7 @@ public struct SSERelay {
     private let leading: JSONScanner.LeadingMembers
     private let id: String
     private let model: String
+    private let created: Int?
     /// When the client asked for usage and the upstream sends none, an estimate is added.
     private let usageFallback: UsageFallback?
     /// An upstream's error chunk is never relayed as it is (it may echo our key back): it
@@ -58,9 +59,10 @@ public struct SSERelay {
         }
     }
 
-    /// `id`/`model` (when given) replace the upstream's in every chunk.
-    public init(maxEventBytes: Int = 1 << 20, id: String? = nil, model: String? = nil, usageFallback: UsageFallback? = nil,
-                redactor: Redactor = .none) {
+    /// `id`/`model`/`created` (when given) replace the upstream's in every chunk, so a whole
+    /// stream (its usage chunk and error chunk included) carries one id and one creation time.
+    public init(maxEventBytes: Int = 1 << 20, id: String? = nil, model: String? = nil, created: Int? = nil,
+                usageFallback: UsageFallback? = nil, redactor: Redactor = .none) {
         self.redactor = redactor
         decoder = SSEDecoder(maxEventBytes: maxEventBytes)
         var leading: [(key: [UInt8], value: [UInt8])] = []
@@ -74,7 +76,9 @@ public struct SSERelay {
             JSONWriting.appendString(model, to: &value)
             leading.append((Array("model".utf8), value))
         }
+        if let created { leading.append((Array("created".utf8), Array(String(created).utf8))) }
         self.leading = JSONScanner.LeadingMembers(leading)
+        self.created = created
         self.id = id ?? ""
         self.model = model ?? ""
         self.usageFallback = usageFallback
@@ -126,7 +130,11 @@ public struct SSERelay {
         }
         let lineStart = out.count
         out.append(contentsOf: "data: ".utf8)
-        guard JSONScanner.appendObject(event.data, leading: leading, to: &out) else {
+        // A usage whose cost has more places than the gateway states is given the rounded cost,
+        // so the client, the record and the metrics say the same figure (rare: usage chunks only).
+        let rounded = chunk.flatMap { Self.usageWithRoundedCost($0["usage"]) }
+        guard JSONScanner.appendObject(event.data, leading: rounded.map { leading.appending(key: Self.usageName, value: $0) } ?? leading,
+                                       to: &out) else {
             out.removeSubrange(lineStart...)
             stop = .invalid
             return
@@ -161,7 +169,7 @@ public struct SSERelay {
     /// clients raise on it) and `[DONE]`.
     public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
-        SSEEncoder.appendData(error.streamChunk(id: id, model: model), to: &out)
+        SSEEncoder.appendData(error.streamChunk(id: id, model: model, created: created), to: &out)
         out.append(contentsOf: SSEEncoder.done)
         outcome = .failed(error)
     }
@@ -173,7 +181,7 @@ public struct SSERelay {
             var chunk: [UInt8] = []
             chunk.append(contentsOf: #"{"id":"#.utf8)
             JSONWriting.appendString(id, to: &chunk)
-            chunk.append(contentsOf: #","object":"chat.completion.chunk","created":\#(fallback.created),"model":"#.utf8)
+            chunk.append(contentsOf: #","object":"chat.completion.chunk","created":\#(created ?? fallback.created),"model":"#.utf8)
             JSONWriting.appendString(model, to: &chunk)
             // Estimated: the prompt from the request's size, the completion one token per event.
             let completion = Int64(forwardedEvents)
@@ -184,6 +192,20 @@ public struct SSERelay {
         }
         out.append(contentsOf: SSEEncoder.done)
         outcome = .done
+    }
+}
+
+extension SSERelay {
+    static let usageName = Array("usage".utf8)
+
+    /// The encoded `usage` object with its `cost` rounded (`Usage.roundedCost`), or nil when
+    /// there is nothing to change (no usage object, no numeric cost, or one already rounded).
+    static func usageWithRoundedCost(_ usage: JSONValue?) -> [UInt8]? {
+        guard case .object(var object)? = usage, let cost = object["cost"]?.doubleValue else { return nil }
+        let rounded = Usage.roundedCost(cost)
+        guard rounded != cost else { return nil }
+        object["cost"] = .double(rounded)
+        return JSONValue.object(object).serialized()
     }
 }
 

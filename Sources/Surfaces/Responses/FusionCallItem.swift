@@ -23,8 +23,7 @@ enum FusionCallItem {
             "type": .string(type),
             "status": .string(result.isError ? "incomplete" : "completed"),
             "responses": .array(result.answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
-            "panel": .object(["requested": .int(Int64(result.panelSize)), "answered": .int(Int64(result.answered.count)),
-                              "degraded": .bool(result.answered.count < result.panelSize)]),
+            "panel": result.panelJSON,
         ]
         if !result.failed.isEmpty {
             item["failed_models"] = .array(result.failed.map { failed in
@@ -32,6 +31,10 @@ enum FusionCallItem {
                 var entry: [String: JSONValue] = ["model": .string(failed.model), "error": .string(failed.message),
                                                   "reason": .string(failed.reason.rawValue)]
                 if let status = statusCode(failed.reason) { entry["status_code"] = .int(Int64(status)) }
+                if let partial = failed.partial {
+                    entry["partial_content"] = .string(partial)
+                    entry["characters"] = .int(Int64(partial.count))
+                }
                 return .object(entry)
             })
         }

@@ -17,8 +17,12 @@ import Providers
 ///
 /// Events beyond OpenRouter's, named under `response.fusion_call.*` so OpenRouter's SDK files
 /// them as unknown and OpenAI's passes them through: `analysis.item` (each element of the
-/// analysis as the judge writes it, provisional until `analysis.completed`), `analysis.failed`,
-/// `web.started` / `web.completed` (a member's or the judge's web tool calls). Every event
+/// analysis as the judge writes it, models mapped back from the neutral labels, provisional
+/// until `analysis.completed`), `analysis.item.withdrawn` (an attempt that failed: its items no
+/// longer stand), `analysis.failed`, `web.started` / `web.completed` (a member's or the judge's
+/// web tool calls), `estimate` (the cost range, first), `phase` (outer, panel, judge: started,
+/// completed or skipped, with duration and summary). A member cut for latency is a
+/// `panel.failed` with `reason: "cut_for_latency"`, its `cause` and `characters`. Every event
 /// about the run carries `item_id` and `output_index` (the fusion item's), and members' events
 /// their `index` in the panel too (a model may sit on a panel twice).
 ///
@@ -33,8 +37,8 @@ public struct ResponsesFusionRenderer: Sendable {
     private var fusionItem: ResponsesStreamWriter.ItemReference?
     /// Each member's answer so far (for `panel.completed`).
     private var memberTexts: [Int: String] = [:]
-    private var scanner = AnalysisItemScanner()
-    private var judgeAttempt = 0
+    /// Progress before the fusion item opens (the estimate, the outer phase): sent once it does.
+    private var early: [FusionProgress] = []
     private var inFinalAnswer = false
     private var annotated = false
 
@@ -64,6 +68,10 @@ public struct ResponsesFusionRenderer: Sendable {
         case .answer(let event):
             if case .finish = event { annotate(sources, &out) }
             writer.append(event, to: &out)
+        case .serverToolCalls:
+            // The openrouter:fusion item already holds the result, and a client sends it back
+            // as an input item (see ResponsesInput): a parallel turn needs nothing more here.
+            break
         }
     }
 
@@ -91,6 +99,9 @@ public struct ResponsesFusionRenderer: Sendable {
             let item = writer.openItem(prefix: "fu", initial: FusionCallItem.initial, to: &out)
             fusionItem = item
             writer.appendItemEvent("response.fusion_call.in_progress", item, to: &out) { $0.string("arguments", arguments) }
+            let waiting = early
+            early.removeAll()
+            for progress in waiting { render(progress, into: &out) }
             return
         }
         if case .invocationCapped(let arguments) = progress {
@@ -98,7 +109,15 @@ public struct ResponsesFusionRenderer: Sendable {
             writer.closeItem(item, final: FusionCallItem.capped(arguments: arguments), to: &out)
             return
         }
-        guard let item = fusionItem else { return }  // nothing is shown of a run without its item
+        guard let item = fusionItem else {
+            // Nothing is shown of a run without its item; what comes before it waits for it.
+            switch progress {
+            case .estimate: early.append(progress)
+            case .phase(let report) where report.phase == .outer: early.append(progress)
+            default: break
+            }
+            return
+        }
         switch progress {
         case .memberStarted(let index, let model):
             event("panel.added", item, &out) { Self.member(&$0, index, model) }
@@ -128,24 +147,52 @@ public struct ResponsesFusionRenderer: Sendable {
                 $0.string("reason", reason.rawValue)
                 if let status = FusionCallItem.statusCode(reason) { $0.int("status_code", status) }
             }
-        case .judgeStarted(let model, let attempt):
-            scanner = AnalysisItemScanner()
-            judgeAttempt = attempt
+        case .judgeStarted(let model, let attempt, _):
             event("analysis.in_progress", item, &out) {
                 $0.string("analyst_model", model)
                 $0.string("judge_model", model)
                 $0.int("attempt", attempt)
             }
-        case .judgeDelta(let model, let text):
-            let attempt = judgeAttempt
-            for found in scanner.feed(text) {
-                event("analysis.item", item, &out) {
-                    $0.string("analyst_model", model)
-                    $0.int("attempt", attempt)
-                    $0.string("field", found.field)
-                    $0.int("index", found.index)
-                    $0.json("item", found.value)
-                }
+        case .judgeDelta, .memberText:
+            break  // the items are `judgeItem`s; members' exact deltas are `panel.delta`
+        case .judgeItem(let model, let attempt, let found):
+            event("analysis.item", item, &out) {
+                $0.string("analyst_model", model)
+                $0.int("attempt", attempt)
+                $0.string("field", found.field)
+                $0.int("index", found.index)
+                $0.json("item", found.value)
+            }
+        case .judgeItemWithdrawn(let model, let attempt, let field, let index):
+            event("analysis.item.withdrawn", item, &out) {
+                $0.string("analyst_model", model)
+                $0.int("attempt", attempt)
+                $0.string("field", field)
+                $0.int("index", index)
+            }
+        case .memberCut(let index, let model, let characters, let cause):
+            event("panel.failed", item, &out) {
+                Self.member(&$0, index, model)
+                $0.string("message", "cut for latency (\(cause == .grace ? "the grace period after the quorum ran out" : "the deadline passed"))")
+                $0.string("reason", MemberFailureReason.cutForLatency.rawValue)
+                $0.string("cause", cause.rawValue)
+                $0.int("characters", characters)
+            }
+        case .estimate(let estimate):
+            let fields = Dictionary(FusionProgressEncoder.estimateFields(estimate), uniquingKeysWith: { first, _ in first })
+            event("estimate", item, &out) {
+                $0.json("cost_min", fields["cost_min"] ?? .null)
+                $0.json("cost_max", fields["cost_max"] ?? .null)
+                $0.string("currency", "USD")
+                $0.json("calls", fields["calls"] ?? .array([]))
+                if let unpriced = fields["unpriced_models"] { $0.json("unpriced_models", unpriced) }
+            }
+        case .phase(let report):
+            event("phase", item, &out) {
+                $0.string("phase", report.phase.rawValue)
+                $0.string("status", report.status.rawValue)
+                if let duration = report.durationMilliseconds { $0.json("duration_ms", .double((duration * 1000).rounded() / 1000)) }
+                $0.string("summary", report.summary)
             }
         case .judgeCompleted(let model, let analysis):
             event("analysis.completed", item, &out) {
@@ -160,8 +207,6 @@ public struct ResponsesFusionRenderer: Sendable {
                 $0.bool("will_retry", willRetry)
             }
         case .webToolStarted(let activity):
-            // The judge's text before a tool call was not its analysis.
-            if case .judge = activity.participant { scanner = AnalysisItemScanner() }
             event("web.started", item, &out) { Self.webTool(&$0, activity) }
         case .webToolFinished(let activity):
             event("web.completed", item, &out) {

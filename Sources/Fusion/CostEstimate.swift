@@ -1,0 +1,130 @@
+import GatewayCore
+import Providers
+
+/// A model's price in US dollars per million tokens, from the config.
+public struct ModelPrice: Sendable, Equatable {
+    public var inputPerMillion: Double
+    public var outputPerMillion: Double
+
+    public init(inputPerMillion: Double, outputPerMillion: Double) {
+        self.inputPerMillion = inputPerMillion
+        self.outputPerMillion = outputPerMillion
+    }
+
+    func cost(input: Int64, output: Int64) -> Double {
+        (Double(max(0, input)) * inputPerMillion + Double(max(0, output)) * outputPerMillion) / 1_000_000
+    }
+
+    /// The price of `model` in `prices`: its own entry, else its provider's `provider/*`.
+    public static func lookup(_ model: String, in prices: [String: ModelPrice]) -> ModelPrice? {
+        if let price = prices[model] { return price }
+        guard let slash = model.firstIndex(of: "/") else { return prices["*"] }
+        return prices[model[..<slash] + "/*"] ?? prices["*"]
+    }
+}
+
+/// What a deliberation (the panel and the judge) will cost, as a range, before any call starts:
+/// each call's prompt tokens (estimated from its text) at the input price, and between none and
+/// the call's output limit at the output price. The judge's prompt holds the answers, so its
+/// input grows by the panel's outputs at most. Retries, fallbacks and web tool turns are not in
+/// the range (they happen only on failures or when a model searches): the record's actual says
+/// what they cost.
+public struct CostEstimate: Sendable, Equatable {
+    public struct Call: Sendable, Equatable {
+        /// "panel" or "judge".
+        public var role: String
+        public var model: String
+        public var inputTokens: Int64
+        /// nil: no output limit, so no upper bound.
+        public var maxOutputTokens: Int64?
+        public var minimum: Double
+        public var maximum: Double?
+    }
+
+    public var calls: [Call]
+    /// Models with no price in the config: left out of the range.
+    public var unpriced: [String]
+
+    public var minimum: Double { calls.map(\.minimum).reduce(0, +) }
+    /// nil when some call has no output limit.
+    public var maximum: Double? {
+        calls.reduce(Double?(0)) { sum, call in
+            guard let sum, let maximum = call.maximum else { return nil }
+            return sum + maximum
+        }
+    }
+
+    /// Tokens in a prompt, estimated from its bytes (≈4 per token in English, the common rule
+    /// of thumb) plus a few per message for the chat framing.
+    public static func tokens(_ messages: [ModelMessage]) -> Int64 {
+        var bytes = 0
+        for message in messages {
+            bytes += message.text.utf8.count + 16
+            for call in message.toolCalls { bytes += call.name.utf8.count + call.arguments.utf8.count + 16 }
+        }
+        return Int64((bytes + 3) / 4)
+    }
+
+    /// nil when no model of the deliberation has a price.
+    public static func make(panel: [(model: String, messages: [ModelMessage])], judge: String, judgeMessages: [ModelMessage],
+                            maxOutputTokens: Int64?, prices: [String: ModelPrice]) -> CostEstimate? {
+        guard !prices.isEmpty else { return nil }
+        var calls: [Call] = []
+        var unpriced: [String] = []
+        func add(_ role: String, _ model: String, input: Int64, extraInput: Int64?) {
+            guard let price = ModelPrice.lookup(model, in: prices) else {
+                if !unpriced.contains(model) { unpriced.append(model) }
+                return
+            }
+            let maximum = maxOutputTokens.flatMap { limit in extraInput.map { price.cost(input: input + $0, output: limit) } }
+            calls.append(Call(role: role, model: model, inputTokens: input, maxOutputTokens: maxOutputTokens,
+                              minimum: price.cost(input: input, output: 0), maximum: maximum))
+        }
+        for member in panel { add("panel", member.model, input: tokens(member.messages), extraInput: 0) }
+        // The judge reads every answer: at most each member's output limit more.
+        add("judge", judge, input: tokens(judgeMessages), extraInput: maxOutputTokens.map { $0.multipliedReportingOverflow(by: Int64(panel.count)).partialValue })
+        guard !calls.isEmpty else { return nil }
+        return CostEstimate(calls: calls, unpriced: unpriced)
+    }
+
+    /// What a call actually cost at the config's prices (nil: unpriced, or no usage reported).
+    public static func actual(_ stats: MemberStats, prices: [String: ModelPrice]) -> Double? {
+        guard let usage = stats.usage, let price = ModelPrice.lookup(stats.model, in: prices) else { return nil }
+        return price.cost(input: usage.promptTokens, output: usage.completionTokens)
+    }
+
+    /// For the generation record: the range, and per call of the deliberation its estimate and
+    /// what it cost at the same prices.
+    public func report(calls made: [MemberStats], prices: [String: ModelPrice]) -> JSONValue {
+        var rows: [JSONValue] = []
+        var actualTotal = 0.0
+        var unknown = 0
+        for call in made where call.role == "panel" || call.role == "judge" {
+            var row: [String: JSONValue] = ["role": .string(call.role), "model": .string(call.model), "status": .string(call.status)]
+            if let estimate = calls.first(where: { $0.role == call.role && $0.model == call.model }) {
+                row["estimate_min"] = Self.money(estimate.minimum)
+                row["estimate_max"] = estimate.maximum.map(Self.money) ?? .null
+            }
+            if let actual = Self.actual(call, prices: prices) {
+                row["actual"] = Self.money(actual)
+                actualTotal += actual
+            } else {
+                row["actual"] = .null
+                unknown += 1
+            }
+            rows.append(.object(row))
+        }
+        var object: [String: JSONValue] = [
+            "estimate_min": Self.money(minimum), "estimate_max": maximum.map(Self.money) ?? .null,
+            "actual": Self.money(actualTotal), "calls": .array(rows),
+        ]
+        if unknown > 0 { object["calls_without_actual"] = .int(Int64(unknown)) }
+        if !unpriced.isEmpty { object["unpriced_models"] = .array(unpriced.map(JSONValue.string)) }
+        return .object(object)
+    }
+
+    /// Dollars to the micro-dollar: float sums print as 0.0006879999999999999 otherwise.
+    static func money(_ value: Double) -> JSONValue {
+        .double((value * 1_000_000).rounded() / 1_000_000)
+    }
+}

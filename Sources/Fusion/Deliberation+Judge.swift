@@ -1,0 +1,143 @@
+import GatewayCore
+import Providers
+
+/// The judge's half of a deliberation: its attempts (retry, fallback, degrade), its analysis
+/// streamed item by item as the judge writes it, and the deadline reaching it.
+extension Deliberation {
+    mutating func judgeEvent(_ event: Event, at time: Double) -> [Action] {
+        guard judgeAttempt > 0 else { return [] }
+        switch event {
+        case .judgeDelta(let text):
+            guard !text.isEmpty else { return [] }
+            if judgeFirstToken == nil { judgeFirstToken = time - judgeStarted }
+            judgeText += text
+            return [.progress(.judgeDelta(model: currentJudge, text: text))] + items(from: text)
+
+        case .judgeCalledTools:
+            // What it wrote before calling a tool was not the analysis.
+            judgeText = ""
+            tokenizer = AnalysisTokenizer()
+            itemsSuspended = false
+            return withdrawItems()
+
+        case .judgeFinished(let usage, let toolCalls):
+            switch JudgeAnalysis.parse(judgeText, panel: Set(models), labels: labels) {
+            case .success(let analysis):
+                recordJudge(status: "ok", usage: usage, toolCalls: toolCalls, at: time)
+                let result = makeResult(analysis: analysis, judgeFailure: nil)
+                return [.progress(.judgeCompleted(model: currentJudge, analysis: analysis)), judgePhaseEnded(result, at: time)]
+                    + finish(result)
+            case .failure(let failure):
+                recordJudge(status: failure.reason.rawValue, usage: usage, toolCalls: toolCalls, at: time)
+                return judgeFailed(failure, at: time)
+            }
+
+        case .judgeFailed(let message, let reason, let usage):
+            recordJudge(status: reason.rawValue, usage: usage, at: time)
+            return judgeFailed(JudgeFailure(reason, message), at: time)
+
+        default:
+            return []
+        }
+    }
+
+    /// The items this piece of the judge's reply completed, models mapped back and each checked
+    /// on its own. The first that breaks the schema suspends the rest: the attempt will fail its
+    /// validation, and an index shown must stay the judge's index.
+    private mutating func items(from text: String) -> [Action] {
+        guard !itemsSuspended else { return [] }
+        var actions: [Action] = []
+        let panel = Set(models)
+        for found in tokenizer.feed(text) {
+            let value = labels.restore(found.value)
+            if JudgeAnalysis.problem(in: value, field: found.field, index: found.index, panel: panel) != nil {
+                itemsSuspended = true
+                break
+            }
+            shownItems.append((found.field, found.index))
+            actions.append(.progress(.judgeItem(model: currentJudge, attempt: judgeAttempt,
+                                                item: AnalysisItem(field: found.field, index: found.index, value: value))))
+        }
+        return actions
+    }
+
+    /// Every item of this attempt shown so far no longer stands, last first.
+    mutating func withdrawItems() -> [Action] {
+        let shown = shownItems
+        shownItems.removeAll()
+        return shown.reversed().map {
+            .progress(.judgeItemWithdrawn(model: currentJudge, attempt: judgeAttempt, field: $0.field, index: $0.index))
+        }
+    }
+
+    mutating func startJudge(model: String, attempt: Int, messages: [ModelMessage], at time: Double) -> [Action] {
+        currentJudge = model
+        judgeAttempt = attempt
+        judgeText = ""
+        judgeStarted = time
+        judgeFirstToken = nil
+        tokenizer = AnalysisTokenizer()
+        shownItems.removeAll()
+        itemsSuspended = false
+        return [.startJudge(model: model, attempt: attempt, messages: messages),
+                .progress(.judgeStarted(model: model, attempt: attempt, labels: labels.mapping))]
+    }
+
+    /// Invalid JSON or schema: one retry with the error. Then (or on an upstream failure or an
+    /// empty reply) the fallback judge, if any. Then the result without analysis. Whatever of
+    /// the failed attempt was shown is withdrawn first.
+    mutating func judgeFailed(_ failure: JudgeFailure, at time: Double) -> [Action] {
+        let withdrawn = withdrawItems()
+        let retryable = failure.reason == .notValidJSON || failure.reason == .schemaMismatch
+        if retryable && judgeAttempt == 1 {
+            let retry = FusionPrompts.judgeRetryMessages(judgeMessages, reply: judgeText, problem: failure.message)
+            return withdrawn
+                + [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: true))]
+                + startJudge(model: currentJudge, attempt: 2, messages: retry, at: time)
+        }
+        if let fallback = judgeFallback, currentJudge != fallback {
+            return withdrawn
+                + [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: true))]
+                + startJudge(model: fallback, attempt: 1, messages: judgeMessages, at: time)
+        }
+        let result = makeResult(analysis: nil, judgeFailure: failure)
+        return withdrawn
+            + [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: false)),
+               judgePhaseEnded(result, at: time)]
+            + finish(result)
+    }
+
+    /// The deadline passed while the judge was still writing: the result goes on without analysis.
+    mutating func judgeOutOfTime(at time: Double) -> [Action] {
+        guard judgeAttempt > 0 else { return [] }
+        recordJudge(status: JudgeFailureReason.timeout.rawValue, usage: nil, at: time)
+        let budget = quorum.deadlineMilliseconds ?? 0
+        return judgeFailed(JudgeFailure(.timeout, "the deliberation's deadline (\(budget) ms) passed before the analysis was complete"),
+                           noRetry: true, at: time)
+    }
+
+    private mutating func judgeFailed(_ failure: JudgeFailure, noRetry: Bool, at time: Double) -> [Action] {
+        let result = makeResult(analysis: nil, judgeFailure: failure)
+        return withdrawItems()
+            + [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: false)),
+               judgePhaseEnded(result, at: time)]
+            + finish(result)
+    }
+
+    func judgePhaseEnded(_ result: FusionResult, at time: Double) -> Action {
+        let summary: String
+        if let analysis = result.analysis {
+            summary = "analysis ready: " + JudgeAnalysis.fields.map { "\(analysis[$0]?.arrayValue?.count ?? 0) \($0.split(separator: "_").joined(separator: " "))" }
+                .joined(separator: ", ")
+        } else {
+            summary = "no analysis (\(result.judgeFailure?.reason.rawValue ?? "judge failed"))"
+        }
+        return .progress(.phase(PhaseReport(.judge, .completed, duration: time - (judgePhaseStartedAt ?? time), summary: summary)))
+    }
+
+    mutating func recordJudge(status: String, usage: Usage?, toolCalls: Int = 0, at time: Double) {
+        stats.append(MemberStats(model: currentJudge, role: "judge", status: status, usage: usage,
+                                 firstTokenMilliseconds: judgeFirstToken, durationMilliseconds: time - judgeStarted,
+                                 characters: judgeText.count, toolCalls: toolCalls))
+    }
+}

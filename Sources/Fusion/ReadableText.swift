@@ -1,0 +1,94 @@
+/// Joins panel members' tokens into pieces a person can read in `curl -N`: each line as soon as
+/// it ends, and otherwise the whole words a member wrote in ~100 ms (the session arms
+/// `FusionTimer.readableText` for `nextDue` and calls `flushDue` when it fires). Three members' single
+/// words no longer interleave line by line. Only for people: programs get the exact deltas.
+struct ReadableText: Sendable {
+    /// How long words may wait for the end of their line.
+    static let intervalMilliseconds: UInt64 = 100
+    /// A "word" this long (a URL, a language without spaces) is shown without waiting for a space.
+    static let longWordBytes = 80
+
+    struct Piece: Sendable, Equatable {
+        var index: Int
+        var reasoning: Bool
+        var text: String
+    }
+
+    private struct Key: Hashable, Comparable, Sendable {
+        var index: Int
+        var reasoning: Bool
+        static func < (lhs: Key, rhs: Key) -> Bool { (lhs.index, lhs.reasoning ? 1 : 0) < (rhs.index, rhs.reasoning ? 1 : 0) }
+    }
+
+    private struct Buffer: Sendable {
+        var text = ""
+        /// When its oldest words arrived (session ms).
+        var since = 0.0
+    }
+
+    private var buffers: [Key: Buffer] = [:]
+
+    var isEmpty: Bool { buffers.isEmpty }
+
+    /// When the oldest waiting words are due (nil: none wait).
+    var nextDue: Double? {
+        buffers.values.map(\.since).min().map { $0 + Double(Self.intervalMilliseconds) }
+    }
+
+    /// Takes a delta; returns the lines it completed.
+    mutating func add(index: Int, reasoning: Bool, _ text: String, at time: Double) -> [Piece] {
+        let key = Key(index: index, reasoning: reasoning)
+        var buffer = buffers.removeValue(forKey: key) ?? Buffer(since: time)
+        buffer.text += text
+        var pieces: [Piece] = []
+        if text.contains(where: \.isNewline) {
+            var lines = buffer.text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+            let rest = lines.removeLast()
+            for line in lines where !line.allSatisfy(\.isWhitespace) {
+                pieces.append(Piece(index: index, reasoning: reasoning, text: String(line)))
+            }
+            buffer = Buffer(text: String(rest), since: time)
+        }
+        if !buffer.text.isEmpty { buffers[key] = buffer }
+        return pieces
+    }
+
+    /// The timer fired: the whole words of every buffer that waited ~100 ms, member by member; a
+    /// partial word waits (unless it is already long), and so does a lone short word ("-") for
+    /// a little longer, rather than make a line of its own.
+    mutating func flushDue(at time: Double) -> [Piece] {
+        var pieces: [Piece] = []
+        for key in buffers.keys.sorted() {
+            guard let buffer = buffers[key], time - buffer.since >= Double(Self.intervalMilliseconds) - 1 else { continue }
+            let text = buffer.text
+            if let space = text.lastIndex(where: \.isWhitespace) {
+                let words = text[..<space].trimmingPrefix { $0.isWhitespace }
+                let rest = text[text.index(after: space)...]
+                if words.count < 3 {
+                    buffers[key]?.since = time  // joins the next words
+                    continue
+                }
+                if !words.isEmpty { pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(words))) }
+                buffers[key] = rest.isEmpty ? nil : Buffer(text: String(rest), since: time)
+            } else if text.utf8.count >= Self.longWordBytes {
+                pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: text))
+                buffers[key] = nil
+            } else {
+                buffers[key]?.since = time  // half a word: it waits for the rest (never a busy timer)
+            }
+        }
+        return pieces
+    }
+
+    /// Member `index` is done: everything it still holds.
+    mutating func flush(index: Int) -> [Piece] {
+        var pieces: [Piece] = []
+        for reasoning in [true, false] {
+            let key = Key(index: index, reasoning: reasoning)
+            if let buffer = buffers.removeValue(forKey: key), !buffer.text.allSatisfy(\.isWhitespace) {
+                pieces.append(Piece(index: index, reasoning: reasoning, text: buffer.text))
+            }
+        }
+        return pieces
+    }
+}

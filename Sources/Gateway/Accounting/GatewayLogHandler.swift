@@ -1,0 +1,184 @@
+import EventLoop
+import Foundation
+import GatewayCore
+import Logging
+import Providers
+
+/// The gateway's log lines, for people (`text`, the default) or machines (`json`: one JSON object
+/// per line: `ts`, `level`, `logger`, `msg`, then every metadata field, numbers and booleans as
+/// JSON numbers and booleans). Either way one entry is one line: line breaks and control
+/// characters inside a value are escaped, so nothing a client or an upstream sends can forge a
+/// second entry. Every string goes through the secrets of every gateway in the process
+/// (`LogRedaction`) on its way out.
+public struct GatewayLogHandler: LogHandler {
+    public enum Format: String, Sendable, CaseIterable {
+        case text
+        case json
+    }
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    public let label: String
+    public let format: Format
+    private let output: @Sendable ([UInt8]) -> Void
+    private let redaction: LogRedaction
+
+    /// `output` receives each whole line (default: standard error, one `write` per line).
+    public init(label: String, format: Format, level: Logger.Level = .info, redaction: LogRedaction = .shared,
+                output: @escaping @Sendable ([UInt8]) -> Void = GatewayLogHandler.standardError) {
+        self.label = label
+        self.format = format
+        logLevel = level
+        self.redaction = redaction
+        self.output = output
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var all = metadata
+        if let extra = event.metadata { all.merge(extra) { $1 } }
+        let redactor = redaction.redactor
+        let line = format == .json
+            ? Self.jsonLine(level: event.level, label: label, message: "\(event.message)", metadata: all, redactor: redactor)
+            : Self.textLine(level: event.level, label: label, message: "\(event.message)", metadata: all, redactor: redactor)
+        output(line)
+    }
+
+    private static let writeLock = Lock(())
+
+    /// Writes whole lines to standard error (lines from different loops never interleave).
+    public static let standardError: @Sendable ([UInt8]) -> Void = { line in
+        writeLock.withLock { _ in
+            line.withUnsafeBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
+                    if written <= 0 { return }
+                    offset += written
+                }
+            }
+        }
+    }
+
+    /// UTC, to the millisecond: `2026-11-30T17:19:31.042Z`.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let millis = Int(now.tv_nsec / 1_000_000)
+        let fraction = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
+    }
+
+    static func jsonLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: Redactor) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        out.append(contentsOf: #"{"ts":"#.utf8)
+        JSONWriting.appendString(timestamp(), to: &out)
+        out.append(contentsOf: #","level":"#.utf8)
+        JSONWriting.appendString(level.rawValue, to: &out)
+        out.append(contentsOf: #","logger":"#.utf8)
+        JSONWriting.appendString(redactor(label), to: &out)
+        out.append(contentsOf: #","msg":"#.utf8)
+        JSONWriting.appendString(redactor(message), to: &out)
+        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+            out.append(UInt8(ascii: ","))
+            // A field never shadows the entry's own four.
+            JSONWriting.appendString(["ts", "level", "logger", "msg"].contains(key) ? "meta_" + key : redactor(key), to: &out)
+            out.append(UInt8(ascii: ":"))
+            appendJSON(value, redactor: redactor, to: &out)
+        }
+        out.append(contentsOf: "}\n".utf8)
+        return out
+    }
+
+    private static func appendJSON(_ value: Logger.Metadata.Value, redactor: Redactor, to out: inout [UInt8]) {
+        switch value {
+        case .string(let text):
+            JSONWriting.appendString(redactor(text), to: &out)
+        case .stringConvertible(let convertible):
+            switch convertible {
+            case let flag as Bool: out.append(contentsOf: (flag ? "true" : "false").utf8)
+            case let number as Int: out.append(contentsOf: String(number).utf8)
+            case let number as Int64: out.append(contentsOf: String(number).utf8)
+            case let number as Double where number.isFinite: out.append(contentsOf: JSONValue.double(number).serialized())
+            default: JSONWriting.appendString(redactor(convertible.description), to: &out)
+            }
+        case .array(let values):
+            out.append(UInt8(ascii: "["))
+            for (index, element) in values.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                appendJSON(element, redactor: redactor, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .dictionary(let members):
+            out.append(UInt8(ascii: "{"))
+            for (index, (key, element)) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONWriting.appendString(redactor(key), to: &out)
+                out.append(UInt8(ascii: ":"))
+                appendJSON(element, redactor: redactor, to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// `<ts> <level> <logger>: <msg> key=value …`; a value with a space, quote or control
+    /// character is quoted, its control characters escaped.
+    static func textLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: Redactor) -> [UInt8] {
+        var line = "\(timestamp()) \(level.rawValue) \(escaped(redactor(label))): \(escaped(redactor(message)))"
+        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+            line += " \(escaped(redactor(key)))=\(quoted(redactor(value.description)))"
+        }
+        return Array((line + "\n").utf8)
+    }
+
+    /// Control characters (C0, DEL, C1, and the Unicode line and paragraph separators) as escapes.
+    static func escaped(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case 0x00..<0x20, 0x7F..<0xA0, 0x2028, 0x2029: out += "\\u{\(String(scalar.value, radix: 16))}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private static func quoted(_ text: String) -> String {
+        let plain = escaped(text)
+        let needsQuotes = plain.isEmpty || plain != text || plain.contains { $0 == " " || $0 == "\"" || $0 == "=" }
+        return needsQuotes ? "\"" + plain.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : plain
+    }
+}
+
+/// The secrets every log line is cleaned of: each gateway in the process adds its provider and
+/// gateway keys when it starts (`GatewayShared`). Shared, since the logging system is set up once
+/// per process, before any gateway exists.
+public final class LogRedaction: Sendable {
+    public static let shared = LogRedaction()
+    /// Beyond this many secrets new ones are not added (one process runs one gateway; tests run many).
+    static let maxSecrets = 4096
+    private let state = Lock(Redactor.none)
+
+    public init() {}
+
+    var redactor: Redactor { state.withLock { $0 } }
+
+    public func add(_ secrets: [String]) {
+        state.withLock { current in
+            guard current.secrets.count < Self.maxSecrets else { return }
+            current = Redactor(secrets: current.secrets + secrets)
+        }
+    }
+}

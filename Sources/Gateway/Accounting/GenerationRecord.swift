@@ -1,0 +1,191 @@
+import GatewayCore
+import Providers
+
+/// Which API a completion was asked for through. A fixed set: it is a metric label.
+enum RecordRoute: String, Sendable, CaseIterable {
+    case chatCompletions = "chat_completions"
+    case responses
+    case messages
+
+    init(_ api: ClientAPI) {
+        switch api {
+        case .chatCompletions: self = .chatCompletions
+        case .responses: self = .responses
+        case .messages: self = .messages
+        }
+    }
+}
+
+/// Whether the gateway relayed the completion to one upstream (`proxy`), ran a Fusion session
+/// (`fusion`, whether or not its outer model called for the deliberation), or refused the request
+/// before either (`rejected`: invalid, unknown model…). A metric label.
+enum RecordKind: String, Sendable, CaseIterable {
+    case proxy
+    case fusion
+    case rejected
+}
+
+/// An error as a record states it (its message redacted before it is stored).
+struct RecordError: Sendable, Equatable {
+    var type: String
+    var code: String
+    var message: String
+
+    init(type: String, code: String, message: String) {
+        self.type = type
+        self.code = code
+        self.message = message
+    }
+
+    init(_ error: APIError, redactor: Redactor) {
+        self.init(type: error.type, code: error.code, message: redactor(error.message))
+    }
+
+    /// A client that took nothing for too long (its stream was dropped).
+    static func clientTooSlow(afterMilliseconds limit: UInt64) -> RecordError {
+        RecordError(type: "client_error", code: "client_too_slow", message: "the client read nothing for \(limit) ms and was dropped")
+    }
+}
+
+/// How a response ended, as the client saw it: what turns a record's running figures into its
+/// final `status`, `finish_reason`, `cancelled` and `error`. One rule for every route and every
+/// inner call, so the same ending is never told two ways.
+struct ResponseEnding: Sendable, Equatable {
+    /// The HTTP status the client was sent; nil when nothing was (the client left first).
+    var sentStatus: Int?
+    /// What the upstream said it stopped for (nil: it said nothing).
+    var upstreamFinishReason: String?
+    var error: RecordError?
+    /// The client went away (or was dropped) before the response was complete.
+    var cancelled = false
+
+    /// The status a record states when no response was sent: nginx's "client closed request".
+    static let clientClosedRequest = 499
+
+    var status: Int { sentStatus ?? Self.clientClosedRequest }
+
+    /// `cancelled` or `error` when the response did not end normally; else the upstream's own
+    /// reason (nil when it gave none: never an invented `stop`).
+    var finishReason: String? {
+        if cancelled { return "cancelled" }
+        if error != nil { return "error" }
+        return upstreamFinishReason
+    }
+}
+
+/// One upstream call made for a Fusion completion (the outer model's turns, each panel member's
+/// turns, the judge's), with its own ending.
+struct CallRecord: Sendable, Equatable {
+    /// `outer`, `panel`, `judge` or `outer_final`.
+    var role: String
+    /// When the call started, ms after the request arrived.
+    var startMilliseconds: Double = 0
+    /// The model slug that answered (a fallback's, if one took over).
+    var model: String
+    var provider: String
+    /// The upstream's last HTTP status; nil when it never answered (unreachable, cancelled first).
+    var httpStatus: Int?
+    /// Upstream requests made: 1 + retries + fallbacks.
+    var attempts = 1
+    var fallbacks = 0
+    var finishReason: String?
+    var cancelled = false
+    var error: RecordError?
+    /// nil: the upstream reported none (unknown, not zero).
+    var usage: Usage?
+    var firstTokenMilliseconds: Double?
+    var durationMilliseconds: Double = 0
+}
+
+/// What happened to one completion: what `GET /api/v1/generation?id=…` returns (OpenRouter's
+/// shape, `{"data":{…}}`), what the metrics count and what the request's log lines say. A plain
+/// value with a JSON encoding both ways (`storedJSON` / `init(stored:)`), so a shared store can
+/// keep it as text. Every field is documented in the README ("Generation records").
+struct GenerationRecord: Sendable, Equatable {
+    var id: String
+    var route: RecordRoute
+    var kind: RecordKind
+    /// The model that answered (a fallback's slug if one took over; Fusion: the outer model).
+    var model: String
+    /// The model the client asked for.
+    var requestedModel: String
+    /// The configured provider of `model`.
+    var provider: String?
+    /// "fusion" when the deliberation ran.
+    var router: String?
+    /// Unix seconds: the `created` of the completion's body and every chunk.
+    var created: Int
+    var streamed: Bool
+    var status = 0
+    var finishReason: String?
+    var cancelled = false
+    var error: RecordError?
+    var usage = Usage()
+    /// The usage is the gateway's estimate (the upstream reported none).
+    var usageEstimated = false
+    /// An answer came but some upstream reported no usage (and nothing was estimated): the token
+    /// counts are a lower bound, not a measurement.
+    var usageUnknown = false
+    /// From the request's arrival to its first token sent (ms).
+    var firstTokenMilliseconds: Double?
+    var durationMilliseconds: Double = 0
+    /// The first upstream's time to its first event (ms), proxy only.
+    var upstreamFirstTokenMilliseconds: Double?
+    /// The gateway's own time: the duration less the time waiting on upstreams and web tools
+    /// (see `OverheadMeter`); nil when cancelled.
+    var overheadMilliseconds: Double?
+    /// Upstream requests made for the completion itself (proxy: 1 + retries + fallbacks).
+    var upstreamAttempts = 0
+    var retries = 0
+    var fallbacks = 0
+    /// Web search results returned to the panel and the judge, and web tool calls run.
+    var numSearchResults = 0
+    var webToolCalls = 0
+    /// Fusion: the per-participant summary the client got in `usage.fusion.calls`, as sent.
+    var fusionCalls: [JSONValue] = []
+    /// Fusion: each deliberation phase's duration and overhead.
+    var phases: [PhaseTiming] = []
+    /// Fusion: the deliberation's estimated cost range and, per call, its estimate and actual at
+    /// the config's prices (`CostEstimate.report`); nil without prices.
+    var fusionCost: JSONValue?
+    /// Fusion: every upstream call, with its role and ending.
+    var innerCalls: [CallRecord] = []
+    /// The fingerprint of the gateway key that made the request (`KeyFingerprint`); nil when the
+    /// gateway has no keys. Stored, never shown.
+    var owner: String?
+
+    struct PhaseTiming: Sendable, Equatable {
+        var phase: OverheadMeter.Phase
+        var durationMilliseconds: Double
+        var overheadMilliseconds: Double
+    }
+
+    init(id: String, route: RecordRoute, kind: RecordKind, requestedModel: String, streamed: Bool, created: Int, owner: String?) {
+        self.id = id
+        self.route = route
+        self.kind = kind
+        self.model = requestedModel
+        self.requestedModel = requestedModel
+        self.streamed = streamed
+        self.created = created
+        self.owner = owner
+    }
+
+    /// What the route learned from the request once it was valid.
+    mutating func note(requestedModel: String, streamed: Bool, kind: RecordKind) {
+        self.requestedModel = requestedModel
+        model = requestedModel
+        self.streamed = streamed
+        self.kind = kind
+    }
+
+    /// Files how the response ended (the one rule every path uses: `ResponseEnding`).
+    mutating func close(_ ending: ResponseEnding, durationMilliseconds: Double) {
+        status = ending.status
+        finishReason = ending.finishReason
+        cancelled = ending.cancelled
+        error = ending.error
+        self.durationMilliseconds = durationMilliseconds
+        if cancelled { overheadMilliseconds = nil }
+    }
+}

@@ -1,0 +1,70 @@
+import Yams
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A YAML node with the path used in error messages.
+struct ConfigNode {
+    let node: Node
+    let path: String
+
+    init(_ node: Node, path: String) throws {
+        self.node = node
+        self.path = path
+    }
+
+    func members() throws -> [(String, ConfigNode)] {
+        guard let mapping = node.mapping else { throw ConfigError("\(path) must be a mapping") }
+        return try mapping.map { key, value in
+            guard let name = key.string else { throw ConfigError("\(path): keys must be strings") }
+            return (name, try ConfigNode(value, path: "\(path).\(name)"))
+        }
+    }
+
+    func allowOnly(_ keys: Set<String>, hint: String? = nil) throws {
+        for (name, _) in try members() where !keys.contains(name) {
+            var message = "\(path): unknown key '\(name)' (allowed: \(keys.sorted().joined(separator: ", ")))"
+            if let hint { message += "; \(hint)" }
+            throw ConfigError(message)
+        }
+    }
+
+    func child(_ key: String) throws -> ConfigNode? {
+        try members().first { $0.0 == key }?.1
+    }
+
+    func string(_ key: String) throws -> String? {
+        guard let child = try child(key) else { return nil }
+        guard let value = child.node.scalar?.string else { throw ConfigError("\(child.path) must be a string") }
+        return value
+    }
+
+    func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let child = try child(key) else { return nil }
+        guard let value = child.node.int, range.contains(value) else {
+            throw ConfigError("\(child.path) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    func milliseconds(_ key: String) throws -> UInt64? {
+        try int(key, in: 1...86_400_000).map(UInt64.init)
+    }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let child = try child(key) else { return nil }
+        guard let value = child.node.bool else { throw ConfigError("\(child.path) must be true or false") }
+        return value
+    }
+
+    func stringList(_ key: String) throws -> [String]? {
+        guard let child = try child(key) else { return nil }
+        guard let sequence = child.node.sequence else { throw ConfigError("\(child.path) must be a list of strings") }
+        return try sequence.map { item in
+            guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
+            return value
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Fusion
+import Yams
+
+/// The config file's `fusion:` section (documented key by key in Fixtures/config/example.yaml).
+extension GatewayConfig {
+    static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
+        try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
+                            "judge_timeout_ms", "panel_context", "grace_ms", "deadline_ms", "neutral_labels", "shuffle_labels",
+                            "prices", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes", "max_completion_tokens"])
+        guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
+        var presets: [String: FusionSettings.Preset] = [:]
+        guard let presetNodes = try node.child("presets") else {
+            throw ConfigError("\(node.path).presets is required (at least one named panel)")
+        }
+        for (name, preset) in try presetNodes.members() {
+            try preset.allowOnly(["analysis_models", "model", "min_answers", "grace_ms"])
+            guard let models = try preset.stringList("analysis_models"), (1...8).contains(models.count) else {
+                throw ConfigError("\(preset.path).analysis_models must list 1 to 8 models")
+            }
+            presets[name] = FusionSettings.Preset(analysisModels: models, judge: try preset.string("model"),
+                                                  minAnswers: try preset.int("min_answers", in: 1...models.count),
+                                                  graceMilliseconds: try graceMilliseconds(preset))
+        }
+        let defaultPreset = try node.string("default_preset") ?? (presets["quality"] != nil ? "quality" : presets.keys.sorted().first ?? "")
+        guard presets[defaultPreset] != nil else {
+            throw ConfigError("\(node.path).default_preset '\(defaultPreset)' is not one of the presets")
+        }
+        var settings = FusionSettings(outerModel: outer, presets: presets, defaultPreset: defaultPreset,
+                                      judgeFallbackModel: try node.string("judge_fallback_model"))
+        settings.memberTimeoutMilliseconds = try node.milliseconds("member_timeout_ms") ?? settings.memberTimeoutMilliseconds
+        settings.judgeTimeoutMilliseconds = try node.milliseconds("judge_timeout_ms") ?? settings.judgeTimeoutMilliseconds
+        settings.maxInnerCalls = try node.int("max_inner_calls", in: 3...10_000) ?? settings.maxInnerCalls
+        settings.maxWebToolCalls = try node.int("max_web_tool_calls", in: 0...10_000) ?? settings.maxWebToolCalls
+        settings.maxUpstreamBytes = try node.int("max_upstream_bytes", in: (64 << 10)...(64 << 30)) ?? settings.maxUpstreamBytes
+        if let limit = try node.int("max_completion_tokens", in: 1...1_000_000) { settings.defaultMaxTokens = Int64(limit) }
+        if let context = try node.string("panel_context") {
+            guard let value = FusionSettings.PanelContext(rawValue: context) else {
+                throw ConfigError("\(node.path).panel_context must be 'conversation' or 'last_message'")
+            }
+            settings.panelContext = value
+        }
+        settings.graceMilliseconds = try graceMilliseconds(node) ?? settings.graceMilliseconds
+        let deadline = FusionParameters.deadlineRange
+        settings.deadlineMilliseconds = try node.int("deadline_ms", in: Int(deadline.lowerBound)...Int(deadline.upperBound)).map(UInt64.init)
+        settings.neutralLabels = try node.bool("neutral_labels") ?? settings.neutralLabels
+        settings.shuffleLabels = try node.bool("shuffle_labels") ?? settings.shuffleLabels
+        if let prices = try node.child("prices") {
+            settings.prices = try parsePrices(prices)
+        }
+        return settings
+    }
+
+    private static func graceMilliseconds(_ node: ConfigNode) throws -> UInt64? {
+        let range = FusionParameters.graceRange
+        return try node.int("grace_ms", in: Int(range.lowerBound)...Int(range.upperBound)).map(UInt64.init)
+    }
+
+    /// `model: {input: 2.5, output: 10}` in US dollars per million tokens; `provider/*` prices
+    /// every model of a provider.
+    static func parsePrices(_ node: ConfigNode) throws -> [String: ModelPrice] {
+        var prices: [String: ModelPrice] = [:]
+        for (model, entry) in try node.members() {
+            try entry.allowOnly(["input", "output"])
+            func price(_ key: String) throws -> Double {
+                guard let child = try entry.child(key) else { throw ConfigError("\(entry.path).\(key) is required (dollars per million tokens)") }
+                // Bounded: a price is a number a cost sum can never overflow with.
+                guard let value = child.node.float, value.isFinite, (0...100_000).contains(value) else {
+                    throw ConfigError("\(child.path) must be a number from 0 to 100000 (dollars per million tokens)")
+                }
+                return value
+            }
+            prices[model] = ModelPrice(inputPerMillion: try price("input"), outputPerMillion: try price("output"))
+        }
+        return prices
+    }
+}

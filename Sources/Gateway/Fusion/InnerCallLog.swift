@@ -1,0 +1,106 @@
+import Fusion
+import GatewayCore
+import Providers
+
+/// The record of every upstream call a Fusion session makes (outer turns, each panel member's
+/// turns, the judge's), kept by the session's shell from what it already sees: the calls it
+/// starts and cancels, their events, and the summary each call sends with its end. Socket-free.
+/// Times are the session's (monotonic ns), so a call's time to first token includes the hop from
+/// its loop, as the client would feel it.
+struct InnerCallLog: Sendable {
+    typealias CallID = FusionSessionMachine.CallID
+
+    private struct Entry: Sendable {
+        var record: CallRecord
+        let startedAt: UInt64
+        /// The call's model, then its fallbacks: (slug, provider).
+        let routes: [(model: String, provider: String)]
+        var open = true
+    }
+
+    private var entries: [CallID: Entry] = [:]
+    /// When the request arrived (the zero of every `start_ms`).
+    private let requestStart: UInt64
+    private let redactor: Redactor
+
+    init(requestStart: UInt64, redactor: Redactor) {
+        self.requestStart = requestStart
+        self.redactor = redactor
+    }
+
+    static func role(_ role: FusionSessionMachine.Role) -> String {
+        switch role {
+        case .outer(let final): final ? "outer_final" : "outer"
+        case .member: "panel"
+        case .judge: "judge"
+        }
+    }
+
+    mutating func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], at now: UInt64) {
+        guard let first = routes.first else { return }
+        var record = CallRecord(role: Self.role(role), model: first.model, provider: first.provider)
+        record.startMilliseconds = OverheadMeter.milliseconds(now &- requestStart)
+        entries[id] = Entry(record: record, startedAt: now, routes: routes)
+    }
+
+    mutating func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
+        guard var entry = entries[id], entry.open else { return }
+        switch event {
+        case .text, .reasoning, .toolCall:
+            if entry.record.firstTokenMilliseconds == nil { entry.record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt) }
+        case .usage(let usage):
+            entry.record.usage = usage  // per call: the last report is the total
+        case .finish(let reason):
+            entry.record.finishReason = reason.rawValue
+        case .error:
+            break
+        }
+        entries[id] = entry
+    }
+
+    /// The call's stream ended; returns its upstream wait (for the overhead).
+    mutating func ended(_ id: CallID, _ end: StreamEnd, _ summary: InnerCallRecord.Summary, at now: UInt64) -> (UInt64, UInt64)? {
+        let error = end == .complete ? nil : RecordError(type: "upstream_error", code: "upstream_truncated",
+                                                         message: "the stream ended before the answer was complete")
+        return close(id, summary: summary, error: error, at: now)
+    }
+
+    mutating func failed(_ id: CallID, _ error: APIError, _ summary: InnerCallRecord.Summary, at now: UInt64) -> (UInt64, UInt64)? {
+        close(id, summary: summary, error: RecordError(error, redactor: redactor), at: now)
+    }
+
+    /// The session stopped the call (or the request ended with it running).
+    mutating func cancelled(_ id: CallID, at now: UInt64) {
+        guard var entry = entries[id], entry.open else { return }
+        entry.open = false
+        entry.record.cancelled = true
+        entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, cancelled: true).finishReason
+        entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
+        entries[id] = entry
+    }
+
+    mutating func cancelAll(at now: UInt64) {
+        for id in entries.keys where entries[id]?.open == true { cancelled(id, at: now) }
+    }
+
+    /// Every call, in the order they started.
+    var records: [CallRecord] { entries.keys.sorted().compactMap { entries[$0]?.record } }
+
+    private mutating func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
+        guard var entry = entries[id], entry.open else { return nil }
+        entry.open = false
+        if summary.route < entry.routes.count {
+            entry.record.model = entry.routes[summary.route].model
+            entry.record.provider = entry.routes[summary.route].provider
+        }
+        entry.record.httpStatus = summary.httpStatus == 0 ? nil : summary.httpStatus
+        entry.record.attempts = summary.attempts
+        entry.record.fallbacks = summary.route
+        entry.record.error = error
+        entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, error: error).finishReason
+        entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
+        entries[id] = entry
+        guard summary.upstreamStart != 0, summary.upstreamEnd >= summary.upstreamStart else { return nil }
+        return (summary.upstreamStart, summary.upstreamEnd)
+    }
+}

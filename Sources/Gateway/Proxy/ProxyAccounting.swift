@@ -1,0 +1,107 @@
+import EventLoop
+import Providers
+import Surfaces
+
+/// A proxied completion's bookkeeping: its record as it fills in, its attempts and their times
+/// (for the upstream's time to first event, the gaps between its events, and the overhead), and
+/// how the response is ending. The proxy tells it what happened; `close` turns it into the
+/// record filed for the request. Times are monotonic nanoseconds.
+struct ProxyAccounting {
+    private(set) var record: GenerationRecord
+    /// When the request arrived.
+    let startedAt: UInt64
+    /// Upstream requests over every candidate (retries and fallbacks included).
+    private(set) var attempts = 0
+    private var firstAttemptAt: UInt64 = 0
+    private var attemptAt: UInt64 = 0
+    private var lastEventAt: UInt64 = 0
+    private var upstreamDoneAt: UInt64?
+    /// The HTTP status the client was sent (nil: nothing yet).
+    var sentStatus: Int?
+    var upstreamFinishReason: String?
+    var failure: RecordError?
+    var cancelled = false
+
+    init(record: GenerationRecord, startedAt: UInt64) {
+        self.record = record
+        self.startedAt = startedAt
+    }
+
+    var id: String { record.id }
+    var created: Int { record.created }
+
+    /// Milliseconds since the request arrived (to the microsecond).
+    var elapsedMilliseconds: Double { OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() &- startedAt) }
+
+    mutating func attemptStarted(_ route: ModelRoute) {
+        attempts += 1
+        record.model = route.slug
+        record.provider = route.endpoint.name
+        attemptAt = EventLoop.monotonicNanoseconds()
+        lastEventAt = 0
+        if firstAttemptAt == 0 { firstAttemptAt = attemptAt }
+    }
+
+    mutating func retrying(_ route: ModelRoute, metrics: GatewayMetrics?) {
+        record.retries += 1
+        metrics?.provider(route.endpoint.name).countRetry()
+    }
+
+    mutating func fallingBack(from route: ModelRoute, metrics: GatewayMetrics?) {
+        record.fallbacks += 1
+        metrics?.provider(route.endpoint.name).countFallback()
+    }
+
+    /// An upstream read carried events, now relayed to the client.
+    mutating func forwardedEvents(_ route: ModelRoute, metrics: GatewayMetrics?) {
+        let now = EventLoop.monotonicNanoseconds()
+        let series = metrics?.provider(route.endpoint.name)
+        if lastEventAt != 0 {
+            series?.observeGap(nanoseconds: now &- lastEventAt)
+        } else {
+            series?.observeFirstEvent(afterNanoseconds: now &- attemptAt)
+            record.upstreamFirstTokenMilliseconds = OverheadMeter.milliseconds(now &- attemptAt)
+        }
+        lastEventAt = now
+        if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- startedAt) }
+    }
+
+    /// A whole answer arrived: the client's first token is all of it.
+    mutating func wholeAnswer(_ events: [ModelEvent]) {
+        record.firstTokenMilliseconds = elapsedMilliseconds
+        record.usageUnknown = !events.contains { if case .usage = $0 { true } else { false } }
+        for event in events {
+            if case .usage(let usage) = event { record.usage = usage }
+            if case .finish(let reason) = event { upstreamFinishReason = reason.rawValue }
+        }
+    }
+
+    /// The upstream has nothing more to say (done, failed, or cut off).
+    mutating func upstreamDone() {
+        if upstreamDoneAt == nil { upstreamDoneAt = EventLoop.monotonicNanoseconds() }
+    }
+
+    /// The record to file. `relay`: what the stream relay saw (usage, finish reason), when streamed.
+    mutating func close<Relay: ClientRelay>(relay: Relay?) -> GenerationRecord {
+        if let relay {
+            if record.usage == Usage() {
+                record.usage = relay.usage ?? Usage()
+                record.usageEstimated = relay.usageEstimated
+                // Tokens went out but no usage came back (the client did not ask for it).
+                record.usageUnknown = relay.usage == nil && record.firstTokenMilliseconds != nil
+            }
+            if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
+        }
+        record.upstreamAttempts = attempts
+        let now = EventLoop.monotonicNanoseconds()
+        var meter = OverheadMeter()
+        meter.begin(.proxy, at: startedAt)
+        if firstAttemptAt != 0 { meter.waited(from: firstAttemptAt, to: upstreamDoneAt ?? now) }
+        meter.end(at: now)
+        record.overheadMilliseconds = meter.totalOverheadMilliseconds()
+        record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: upstreamFinishReason, error: failure,
+                                    cancelled: cancelled),
+                     durationMilliseconds: OverheadMeter.milliseconds(now &- startedAt))
+        return record
+    }
+}

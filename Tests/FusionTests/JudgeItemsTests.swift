@@ -1,0 +1,140 @@
+import Foundation
+import Fusion
+import GatewayCore
+import Providers
+import Testing
+
+/// The judge's analysis streamed item by item, under neutral labels mapped back to the models,
+/// and withdrawn when the attempt fails.
+@Suite struct JudgeItemsTests {
+    static let models = ["p/a", "p/b", "p/c"]
+
+    /// A deliberation with neutral labels in a fixed order (seed), every member answered.
+    func judged(seed: UInt64 = 7, fallback: String? = nil) -> (Deliberation, NeutralLabels, [Deliberation.Action]) {
+        let labels = NeutralLabels(models: Self.models, neutral: true, seed: seed)
+        var d = Deliberation(question: "Q?", models: Self.models, judge: "p/judge", judgeFallback: fallback, labels: labels)
+        _ = d.start(at: 0)
+        var actions: [Deliberation.Action] = []
+        for index in 0..<3 {
+            actions += d.handle(.memberDelta(index: index, text: "Answer of \(Self.models[index])."), at: 1)
+            actions += d.handle(.memberFinished(index: index, usage: nil), at: 2)
+        }
+        return (d, labels, actions)
+    }
+
+    func items(_ actions: [Deliberation.Action]) -> [AnalysisItem] {
+        actions.compactMap { if case .progress(.judgeItem(_, _, let item)) = $0 { item } else { nil } }
+    }
+
+    func withdrawn(_ actions: [Deliberation.Action]) -> [String] {
+        actions.compactMap { if case .progress(.judgeItemWithdrawn(_, _, let field, let index)) = $0 { "\(field)[\(index)]" } else { nil } }
+    }
+
+    @Test func theJudgeReadsNeutralLabelsInAShuffledOrder() throws {
+        let (_, labels, actions) = judged()
+        let prompt = try #require(actions.compactMap { if case .startJudge(_, _, let messages) = $0 { messages } else { nil } }.first)
+        let user = prompt[1].text
+        #expect(!user.contains("<answer model="), "no answer is labelled with its model")
+        #expect(prompt[0].text.contains("neutral label") && prompt[0].text.contains(#"Cite answers only by their exact labels"#))
+        // Labels A, B, C appear in order; which member is which follows the seed.
+        let positions = ["Response A", "Response B", "Response C"].compactMap { user.range(of: "<answer label=\"\($0)\">")?.lowerBound }
+        #expect(positions.count == 3 && positions == positions.sorted())
+        for (index, model) in Self.models.enumerated() {
+            #expect(user.contains("<answer label=\"\(labels.labels[index])\">\nAnswer of \(model).\n</answer>"))
+        }
+        #expect(labels.order == NeutralLabels(models: Self.models, neutral: true, seed: 7).order, "seedable")
+        let orders = Set((0..<40).map { NeutralLabels(models: Self.models, neutral: true, seed: $0).order })
+        #expect(orders.count == 6, "every order of three occurs over seeds: \(orders)")
+    }
+
+    @Test func itemsStreamAsTheJudgeWritesThemWithModelsMappedBack() throws {
+        var (d, labels, _) = judged()
+        let a = labels.labels[0], b = labels.labels[1]
+        let reply = #"{"consensus":["\#(b) and \#(a) agree on x"],"contradictions":[{"topic":"t","stances":[{"model":"\#(a)","stance":"yes"},{"model":"\#(b)","stance":"no"}]}],"partial_coverage":[{"models":["\#(a)","\#(b)"],"point":"y"}],"unique_insights":[{"model":"\#(b)","insight":"z"}],"blind_spots":["w"]}"#
+        var found: [AnalysisItem] = []
+        var rest = Substring(reply)
+        var pieces = 0
+        while !rest.isEmpty {
+            found += items(d.handle(.judgeDelta(text: String(rest.prefix(9))), at: 10))
+            rest = rest.dropFirst(9)
+            pieces += 1
+        }
+        #expect(found.map(\.field) == JudgeAnalysis.fields)
+        #expect(found[0].value == .string("p/b and p/a agree on x"), "labels in prose are mapped too")
+        #expect(found[1].value["stances"]?.arrayValue?.map { $0["model"] } == [.string("p/a"), .string("p/b")])
+        #expect(found[2].value["models"] == .array([.string("p/a"), .string("p/b")]))
+        #expect(found[3].value["model"] == .string("p/b"))
+        let actions = d.handle(.judgeFinished(usage: nil), at: 20)
+        let analysis = try #require(actions.compactMap { if case .progress(.judgeCompleted(_, let analysis)) = $0 { analysis } else { nil } }.first)
+        #expect(analysis["unique_insights"]?.arrayValue?.first?["model"] == .string("p/b"), "the whole analysis is mapped back before validation")
+        #expect(analysis["consensus"] == .array([found[0].value]))
+    }
+
+    @Test func aJudgeBreakingTheSchemaMidwayHasItsItemsWithdrawnAndIsRetried() throws {
+        var (d, labels, _) = judged()
+        let a = labels.labels[0]
+        var actions = d.handle(.judgeDelta(text: #"{"consensus":["one","two"],"unique_insights":[{"model":"\#(a)","insight":"i"},"#), at: 10)
+        #expect(items(actions).map(\.field) == ["consensus", "consensus", "unique_insights"])
+        // An element that breaks the schema: not shown, and nothing after it is.
+        actions = d.handle(.judgeDelta(text: #"{"model":"Response Z","insight":"?"}],"blind_spots":["late"]"#), at: 11)
+        #expect(items(actions).isEmpty)
+        actions = d.handle(.judgeDelta(text: #","partial_coverage":[],"contradictions":[]}"#), at: 12) + d.handle(.judgeFinished(usage: nil), at: 13)
+        #expect(withdrawn(actions) == ["unique_insights[0]", "consensus[1]", "consensus[0]"], "last shown first")
+        let retry = try #require(actions.compactMap { if case .startJudge(_, let attempt, let messages) = $0 { (attempt, messages) } else { nil } }.first)
+        #expect(retry.0 == 2 && retry.1.last?.text.contains("cites 'Response Z', which is not a panel member") == true)
+        // The retry's items are shown afresh, from index 0.
+        actions = d.handle(.judgeDelta(text: #"{"consensus":["again"],"#), at: 14)
+        #expect(items(actions) == [AnalysisItem(field: "consensus", index: 0, value: .string("again"))])
+        if case .progress(.judgeItem(_, let attempt, _)) = actions.last { #expect(attempt == 2) } else { Issue.record("no item") }
+    }
+
+    @Test func aJudgeThatFailsUpstreamHasItsItemsWithdrawnBeforeTheFallback() throws {
+        var (d, _, _) = judged(fallback: "p/fallback")
+        _ = d.handle(.judgeDelta(text: #"{"blind_spots":["b1","b2"],"#), at: 10)
+        let actions = d.handle(.judgeFailed(message: "reset"), at: 11)
+        #expect(withdrawn(actions) == ["blind_spots[1]", "blind_spots[0]"])
+        let order = actions.map { action -> String in
+            switch action {
+            case .progress(.judgeItemWithdrawn): "withdrawn"
+            case .progress(.judgeFailed): "failed"
+            case .startJudge(let model, _, _): "start \(model)"
+            default: ""
+            }
+        }.filter { !$0.isEmpty }
+        #expect(order == ["withdrawn", "withdrawn", "failed", "start p/fallback"])
+    }
+
+    @Test func textBeforeAWebToolCallIsWithdrawn() {
+        var (d, _, _) = judged()
+        _ = d.handle(.judgeDelta(text: #"{"consensus":["guess"],"#), at: 10)
+        let actions = d.handle(.judgeCalledTools, at: 11)
+        #expect(withdrawn(actions) == ["consensus[0]"])
+        #expect(items(d.handle(.judgeDelta(text: #"{"consensus":["checked"],"#), at: 12)).map(\.value) == [.string("checked")])
+    }
+
+    @Test func restoringLabelsTouchesOnlyWholeLabels() {
+        let labels = NeutralLabels(models: ["p/a", "p/b"], neutral: true, seed: nil)
+        #expect(labels.labels == ["Response A", "Response B"])
+        #expect(labels.restoreProse("Response A, Response B. Responses Abound; Response AB; xResponse A; Response Z") ==
+            "p/a, p/b. Responses Abound; Response AB; xResponse A; Response Z")
+        #expect(labels.restore(.object(["model": .string(" Response B "), "models": .array([.string("Response A")])])) ==
+            .object(["model": .string("p/b"), "models": .array([.string("p/a")])]))
+        let plain = NeutralLabels(models: ["p/a"], neutral: false, seed: 3)
+        #expect(plain.labels == ["p/a"] && !plain.isNeutral && plain.restore(.string("Response A")) == .string("Response A"))
+    }
+
+    @Test func judgeValidationMapsLabelsBeforeCheckingCitations() {
+        let labels = NeutralLabels(models: ["p/a", "p/b"], neutral: true, seed: nil)
+        let reply = #"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"Response B","insight":"z"}],"blind_spots":[]}"#
+        guard case .success(let analysis) = JudgeAnalysis.parse(reply, panel: ["p/a", "p/b"], labels: labels) else {
+            Issue.record("rejected")
+            return
+        }
+        #expect(analysis["unique_insights"]?.arrayValue?.first?["model"] == .string("p/b"))
+        guard case .failure(let failure) = JudgeAnalysis.parse(reply, panel: ["p/a", "p/b"]) else {
+            Issue.record("an unmapped label must not pass as a model")
+            return
+        }
+        #expect(failure.reason == .schemaMismatch)
+    }
+}

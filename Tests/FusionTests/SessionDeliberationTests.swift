@@ -1,0 +1,178 @@
+import Fusion
+import GatewayCore
+import Providers
+import Testing
+
+/// The session machine around a deliberation: quorum cuts cancel real calls, timers go out as
+/// actions and come back as events, the final answer hears a partial panel, readable pieces
+/// and phase lines, the cost estimate first.
+@Suite struct SessionDeliberationTests {
+    static let analysis = #"{"consensus":["x"],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
+
+    func machine(parameters: String, settings: FusionSettings = .simulated, toolChoice: ToolChoice? = nil,
+                 readable: Bool = true) throws -> FusionSessionMachine {
+        var request = ModelRequest(model: "p/outer", messages: [ModelMessage(role: .user, text: "Q?")], stream: true)
+        request.tools = [.other(try JSONValue.parse(Array(#"{"type":"fusion","parameters":\#(parameters)}"#.utf8)))]
+        request.toolChoice = toolChoice
+        guard case .fusion(let fusion) = try FusionPlan.make(request: request, settings: settings, depth: 0) else {
+            throw StreamDecodingError("not fusion")
+        }
+        return FusionSessionMachine(request: fusion, settings: settings,
+                                    limits: .init(memberTimeoutMilliseconds: 10_000, judgeTimeoutMilliseconds: 10_000,
+                                                  outerTimeoutMilliseconds: 10_000, defaultMaxTokens: 1_000),
+                                    panelTools: [], judgeTools: [], readableProgress: readable, labelSeed: 42)
+    }
+
+    func started(_ actions: [FusionSessionMachine.Action]) -> [FusionSessionMachine.Call] {
+        actions.compactMap { if case .startCall(let call) = $0 { call } else { nil } }
+    }
+
+    func progress(_ actions: [FusionSessionMachine.Action]) -> [FusionProgress] {
+        actions.compactMap { if case .output(.progress(let progress)) = $0 { progress } else { nil } }
+    }
+
+    func timers(_ actions: [FusionSessionMachine.Action]) -> [String] {
+        actions.compactMap {
+            switch $0 {
+            case .startTimer(let timer, let ms): "start \(timer) \(ms)"
+            case .cancelTimer(let timer): "cancel \(timer)"
+            default: nil
+            }
+        }
+    }
+
+    func answer(_ m: inout FusionSessionMachine, _ call: FusionSessionMachine.Call, _ text: String, at time: Double) -> [FusionSessionMachine.Action] {
+        m.handle(.callEvent(call.id, .text(text)), at: time) + m.handle(.callEnded(call.id, .complete), at: time)
+    }
+
+    @Test func aStragglerCutByTheQuorumHasItsCallCancelledAndTheFinalAnswerIsTold() throws {
+        // Forced (tool_choice required): the panel starts with the request, no outer first turn.
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b","p/c"],"model":"p/judge","min_answers":2,"grace_ms":300}"#,
+                            toolChoice: .required)
+        let start = m.start(at: 0)
+        let members = started(start)
+        #expect(members.map(\.role) == [.member(index: 0), .member(index: 1), .member(index: 2)], "no outer call before the panel")
+        #expect(progress(start).first == .phase(PhaseReport(.outer, .skipped, summary: "fusion is forced: the panel starts at once")))
+        _ = answer(&m, members[0], "A.", at: 10)
+        var actions = answer(&m, members[1], "B.", at: 20)
+        #expect(timers(actions) == ["start grace 300"])
+        _ = m.handle(.callEvent(members[2].id, .text("C so")), at: 30)
+        actions = m.handle(.timerFired(.grace), at: 320)
+        let cancelled = actions.compactMap { if case .cancelCall(let id) = $0 { id } else { nil } }
+        #expect(cancelled == [members[2].id], "the straggler's transfer is closed at once")
+        #expect(progress(actions).contains(.memberCut(index: 2, model: "p/c", characters: 4, cause: .grace)))
+        let judge = try #require(started(actions).first)
+        #expect(judge.role == .judge && judge.request.messages.last?.text.contains("cut for latency before it finished") == true)
+        #expect(m.handle(.callEvent(members[2].id, .text(" late")), at: 330).isEmpty, "its late bytes are dropped")
+        actions = m.handle(.callEvent(judge.id, .text(Self.analysis)), at: 400) + m.handle(.callEnded(judge.id, .complete), at: 400)
+        let final = try #require(started(actions).first)
+        let result = try JSONValue.parse(Array((final.request.messages.last?.text ?? "").utf8))
+        #expect(result["panel"]?["cut_for_latency"] == .int(1) && result["note"]?.stringValue?.hasPrefix("The panel was partial: 2 of 3") == true)
+        #expect(m.calls.map(\.status) == ["ok", "ok", "cut_for_latency", "ok"])
+    }
+
+    @Test func timersAreDisarmedWhenTheRequestEnds() throws {
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge","deadline_ms":5000}"#, toolChoice: .required)
+        let start = m.start(at: 0)
+        #expect(timers(start) == ["start deadline 5000"])
+        _ = m.handle(.callEvent(started(start)[0].id, .text("words without end")), at: 1)
+        let cancelled = timers(m.cancel())
+        #expect(Set(cancelled) == ["cancel deadline", "cancel readableText"])
+        #expect(m.handle(.timerFired(.deadline), at: 5_000).isEmpty)
+    }
+
+    @Test func readablePiecesAreLinesOrTheWordsOfAboutATenthOfASecond() throws {
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#, toolChoice: .required)
+        let members = started(m.start(at: 0))
+        func texts(_ actions: [FusionSessionMachine.Action]) -> [String] {
+            progress(actions).compactMap { if case .memberText(let index, _, let text, _) = $0 { "\(index):\(text)" } else { nil } }
+        }
+        var actions = m.handle(.callEvent(members[0].id, .text("Hello ")), at: 1)
+        #expect(texts(actions).isEmpty && timers(actions) == ["start readableText 100"])
+        #expect(progress(actions) == [.memberDelta(index: 0, model: "p/a", text: "Hello ")], "the exact delta still goes out")
+        actions = m.handle(.callEvent(members[0].id, .text("world.\nNext")), at: 20)
+        #expect(texts(actions) == ["0:Hello world."] && timers(actions).isEmpty, "a line goes out when it ends")
+        actions = m.handle(.callEvent(members[1].id, .text("Other member's wor")), at: 30)
+        actions = m.handle(.timerFired(.readableText), at: 101)
+        #expect(texts(actions).isEmpty, "p/a's 'Next' is a partial word; p/b's words are not due yet")
+        #expect(timers(actions) == ["start readableText 19"], "p/a's words are due at 120")
+        actions = m.handle(.timerFired(.readableText), at: 120)
+        #expect(texts(actions).isEmpty && timers(actions) == ["start readableText 10"], "half a word waits another interval")
+        actions = m.handle(.timerFired(.readableText), at: 130)
+        #expect(texts(actions) == ["1:Other member's"])
+        // A member's end shows what it still holds, before its status line.
+        actions = m.handle(.callEnded(members[0].id, .complete), at: 140)
+        let shown = progress(actions).map { if case .memberText(_, _, let text, _) = $0 { text } else if case .memberCompleted = $0 { "completed" } else { "" } }
+        #expect(shown.prefix(2) == ["Next", "completed"])
+    }
+
+    @Test func programsGetNoReadablePieces() throws {
+        var m = try machine(parameters: #"{"analysis_models":["p/a"],"model":"p/judge"}"#, toolChoice: .required, readable: false)
+        let member = try #require(started(m.start(at: 0)).first)
+        let actions = m.handle(.callEvent(member.id, .text("line\n")), at: 1)
+        #expect(progress(actions) == [.memberDelta(index: 0, model: "p/a", text: "line\n")] && timers(actions).isEmpty)
+    }
+
+    @Test func theEstimateComesFirstWhenModelsArePriced() throws {
+        var settings = FusionSettings.simulated
+        settings.prices = ["p/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 4), "p/judge": ModelPrice(inputPerMillion: 10, outputPerMillion: 20)]
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b","x/c"],"model":"p/judge","max_completion_tokens":100}"#,
+                            settings: settings, toolChoice: .required)
+        let first = try #require(progress(m.start(at: 0)).first)
+        guard case .estimate(let estimate) = first else { Issue.record("first: \(first)"); return }
+        #expect(estimate.unpriced == ["x/c"] && estimate.calls.map(\.role) == ["panel", "panel", "judge"])
+        let panel = estimate.calls[0]
+        #expect(panel.maxOutputTokens == 100 && panel.inputTokens > 0)
+        #expect(abs(panel.minimum - Double(panel.inputTokens) / 1_000_000) < 1e-12)
+        #expect(abs((panel.maximum ?? 0) - Double(panel.inputTokens + 400) / 1_000_000) < 1e-12, "100 output tokens at $4/M")
+        let judge = estimate.calls[2]
+        // The judge may read up to every member's output limit (3 members × 100 tokens).
+        #expect(abs((judge.maximum ?? 0) - (Double(judge.inputTokens + 300) * 10 + 100 * 20) / 1_000_000) < 1e-12)
+        #expect(abs(estimate.minimum - estimate.calls.map(\.minimum).reduce(0, +)) < 1e-15)
+        #expect(m.costEstimate == estimate)
+        // The record: the estimate, and per call what it cost at the same prices.
+        var calls = m.calls
+        calls.append(MemberStats(model: "p/a", role: "panel", status: "ok", usage: Usage(promptTokens: 1_000, completionTokens: 500, totalTokens: 1_500),
+                                 firstTokenMilliseconds: nil, durationMilliseconds: 1, characters: 1))
+        let report = estimate.report(calls: calls, prices: settings.prices)
+        #expect(report["actual"] == .double(0.003) && report["calls"]?.arrayValue?.first?["actual"] == .double(0.003))
+        #expect(report["calls"]?.arrayValue?.first?["estimate_max"] == panel.maximum.map { .double(($0 * 1e6).rounded() / 1e6) })
+        #expect(report["unpriced_models"] == .array([.string("x/c")]))
+    }
+
+    @Test func noPricesNoEstimate() throws {
+        var settings = FusionSettings.simulated
+        settings.prices = [:]
+        var m = try machine(parameters: #"{"analysis_models":["p/a"],"model":"p/judge"}"#, settings: settings, toolChoice: .required)
+        #expect(!progress(m.start(at: 0)).contains { if case .estimate = $0 { true } else { false } })
+        #expect(m.costEstimate == nil)
+    }
+
+    @Test func pricesMatchByModelThenProviderThenAll() {
+        let prices = ["a/x": ModelPrice(inputPerMillion: 1, outputPerMillion: 1), "a/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2),
+                      "*": ModelPrice(inputPerMillion: 3, outputPerMillion: 3)]
+        #expect(ModelPrice.lookup("a/x", in: prices)?.inputPerMillion == 1)
+        #expect(ModelPrice.lookup("a/y", in: prices)?.inputPerMillion == 2)
+        #expect(ModelPrice.lookup("b/y", in: prices)?.inputPerMillion == 3)
+        #expect(ModelPrice.lookup("plain", in: prices)?.inputPerMillion == 3)
+        #expect(ModelPrice.lookup("b/y", in: ["a/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)]) == nil)
+    }
+
+    @Test func phasesReportStartEndAndSummary() throws {
+        var m = try machine(parameters: #"{"analysis_models":["p/a"],"model":"p/judge"}"#)
+        let outer = try #require(started(m.start(at: 0)).first)
+        var actions = m.handle(.callEvent(outer.id, .toolCall(ToolCallFragment(index: 0, id: "f", name: "fusion", arguments: "{}"))), at: 5)
+        actions += m.handle(.callEnded(outer.id, .complete), at: 50)
+        func phases(_ actions: [FusionSessionMachine.Action]) -> [String] {
+            progress(actions).compactMap { if case .phase(let report) = $0 { "\(report.phase.rawValue) \(report.status.rawValue) \(report.durationMilliseconds.map { "\(Int($0))" } ?? "-") \(report.summary)" } else { nil } }
+        }
+        #expect(phases(actions) == ["outer completed 50 p/outer called the fusion tool", "panel started - 1 members"])
+        let member = try #require(started(actions).first)
+        actions = answer(&m, member, "A.", at: 80)
+        #expect(phases(actions) == ["panel completed 30 1 of 1 answered", "judge started - comparing 1 answers"])
+        let judge = try #require(started(actions).first)
+        actions = m.handle(.callEvent(judge.id, .text(Self.analysis)), at: 90) + m.handle(.callEnded(judge.id, .complete), at: 100)
+        #expect(phases(actions).first == "judge completed 20 analysis ready: 1 consensus, 0 contradictions, 0 partial coverage, 0 unique insights, 0 blind spots")
+        #expect(phases(actions).last == "final started - p/outer")
+    }
+}

@@ -1,0 +1,183 @@
+import EventLoop
+import Foundation
+import GatewayCore
+import Logging
+import PropertyBased
+import Providers
+import Testing
+@testable import Gateway
+
+/// Metrics and log lines without sockets: every label value from a fixed set whatever the input,
+/// log lines that stay one parseable line and carry no secret.
+@Suite struct ObservabilityTests {
+    /// What an upstream, a client or a model might put where a label value comes from.
+    static let hostile = Gen.element(of: ["", "upstream_error", "mock_error", "rate_limited", "x\ny", "a\"b", "{}", "web_search",
+                                          "web_fetch", "timeout", "cancelled", "mock", "openrouter", "sk-secret-123456", "ü", "\u{2028}",
+                                          String(repeating: "z", count: 300), "other", "4xx"])
+        .array(of: 1...3).map { $0.compactMap { $0 }.joined() }
+
+    static func shared(providers: [String] = ["mock", "openrouter"], keys: [String] = []) -> GatewayShared {
+        var config = GatewayConfig()
+        for name in providers { config.providers[name] = .init(name: name, baseURL: "http://127.0.0.1:1/v1") }
+        return GatewayShared(router: ModelRouter(config: config, environment: [:]), gatewayKeys: keys, web: nil)
+    }
+
+    static let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+    /// The allowed values of each label (`le` is a histogram's bucket bound, not ours to bound).
+    static func allowed(_ label: String) -> Set<String>? {
+        switch label {
+        case "route": MetricLabels.routes
+        case "kind": MetricLabels.kinds
+        case "status": Set(MetricLabels.statuses.map(String.init) + ["4xx", "5xx", "other"])
+        case "code": MetricLabels.errorCodes.union(["other"])
+        case "provider": ["mock", "openrouter", "other"]
+        case "reason": MetricLabels.memberReasons.union(["other"])
+        case "tool": MetricLabels.webTools.union(["other"])
+        case "outcome": ["ok", "error"]
+        case "phase": MetricLabels.phases
+        case "le": nil
+        default: []
+        }
+    }
+
+    /// Every (label, value) pair in the exposition text.
+    static func labels(_ text: String) -> [(String, String)] {
+        var pairs: [(String, String)] = []
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let open = line.firstIndex(of: "{"), let close = line.lastIndex(of: "}") else { continue }
+            for pair in line[line.index(after: open)..<close].split(separator: ",") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2 else { Issue.record("unparsable label in \(line)"); continue }
+                pairs.append((String(parts[0]), String(parts[1].dropFirst().dropLast())))
+            }
+        }
+        return pairs
+    }
+
+    @Test func noLabelTakesAValueFromOutside() async {
+        let shared = Self.shared()
+        await propertyCheck(count: 200, input: Self.hostile, Self.hostile, Gen.int(in: -5...1_000), Gen.bool) { code, name, status, cancelled in
+            var record = GatewayRecordFixture.record(kind: cancelled ? .proxy : .fusion)
+            record.provider = name
+            var call = CallRecord(role: name, model: name, provider: name)
+            call.error = RecordError(type: name, code: code, message: code)
+            call.cancelled = cancelled
+            record.innerCalls = [call, CallRecord(role: "panel", model: "m", provider: "mock", cancelled: true)]
+            record.close(ResponseEnding(sentStatus: status, error: RecordError(type: name, code: code, message: name), cancelled: cancelled),
+                         durationMilliseconds: 1)
+            shared.file(record, prompt: nil, log: Self.silent)
+            shared.metrics.countWebTool(name: name, failed: cancelled)
+            shared.metrics.countMemberFailure(reason: code)
+            shared.metrics.countUpstreamError(provider: name, code: code)
+            shared.metrics.provider(name).countRetry()
+            shared.metrics.provider(code).observeGap(nanoseconds: 1_000)
+        }
+        let text = String(decoding: shared.metrics.render(), as: UTF8.self)
+        let pairs = Self.labels(text)
+        #expect(!pairs.isEmpty)
+        for (label, value) in pairs {
+            guard let allowed = Self.allowed(label) else { continue }
+            #expect(allowed.contains(value), "label \(label)=\(value) is not in its fixed set")
+        }
+        #expect(text.split(separator: "\n").count < 2_000, "the series stay few, whatever came in")
+    }
+
+    @Test func costsAddUpAsDecimalsInRecordsAndMetrics() async {
+        let shared = Self.shared()
+        // Costs as an upstream computes them (a price times tokens, with float noise).
+        let tokens = Gen.int(in: 0...5_000).array(of: 1...20)
+        await propertyCheck(count: 100, input: tokens) { counts in
+            let usages = counts.map { Usage(totalTokens: Int64($0), cost: Double($0) * 0.000002) }
+            let total = usages.reduce(Usage(), +)
+            let units = counts.reduce(0) { $0 + $1 * 20_000 }  // in 1e-10 dollars, exactly
+            #expect(total.cost == Double(units) / 1e10)
+            #expect(GatewayMetrics.decimal(Int64(units)) == Self.decimal(units))
+            // The sum is the double of the exact decimal sum: it prints as that decimal.
+            #expect(Double(Self.decimal(units)) == total.cost)
+            let text = String(decoding: JSONValue.object(["cost": .double(total.cost)]).serialized(), as: UTF8.self)
+            #expect(text.count <= #"{"cost":0.0000000001}"#.count, "\(text)")
+        }
+        var record = GatewayRecordFixture.record(kind: .proxy)
+        record.usage = Usage(totalTokens: 344, cost: 344 * 0.000002)
+        shared.file(record, prompt: nil, log: Self.silent)
+        shared.file(record, prompt: nil, log: Self.silent)
+        let text = String(decoding: shared.metrics.render(), as: UTF8.self)
+        #expect(text.contains(#"fusion_gateway_cost_usd_total{kind="proxy"} 0.001376"#))
+    }
+
+    static func decimal(_ units: Int) -> String {
+        var text = String(format: "%d.%010d", units / 10_000_000_000, units % 10_000_000_000)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
+    }
+
+    @Test func jsonLogLinesAreOneObjectEachAndCarryNoSecret() throws {
+        let redaction = LogRedaction()
+        redaction.add(["sk-secret-123456", "gw-key-abcdef"])
+        let lines = Lock([[UInt8]]())
+        let handler = GatewayLogHandler(label: "gw", format: .json, redaction: redaction) { line in lines.withLock { $0.append(line) } }
+        let logger = Logger(label: "gw") { _ in handler }
+        logger.info("line one\nline two \u{2028} \"quoted\" sk-secret-123456", metadata: [
+            "generation_id": "gen-1", "status": .stringConvertible(502), "cost_usd": .stringConvertible(0.000688),
+            "cancelled": .stringConvertible(true), "error": "echoed gw-key-abcdef", "msg": "shadow",
+            "list": .array(["a", "sk-secret-123456"]), "nested": .dictionary(["k": .stringConvertible(1.5)]),
+        ])
+        let captured = lines.withLock { $0 }
+        #expect(captured.count == 1)
+        let line = try #require(captured.first)
+        #expect(line.last == UInt8(ascii: "\n") && line.filter { $0 == UInt8(ascii: "\n") }.count == 1)
+        let text = String(decoding: line, as: UTF8.self)
+        #expect(!text.contains("sk-secret-123456") && !text.contains("gw-key-abcdef"))
+        #expect(!text.contains("\u{2028}"), "escaped: a line splitter must not see a break")
+        let json = try JSONValue.parse(Array(line.dropLast()))
+        #expect(json["msg"]?.stringValue?.hasPrefix("line one\nline two") == true)
+        #expect(json["level"] == .string("info") && json["logger"] == .string("gw"))
+        #expect(json["ts"]?.stringValue?.hasSuffix("Z") == true)
+        #expect(json["status"] == .int(502) && json["cancelled"] == .bool(true) && json["cost_usd"] == .double(0.000688))
+        #expect(json["meta_msg"] == .string("shadow"), "a field never shadows the entry's own")
+        #expect(json["error"] == .string("echoed [redacted]"))
+        #expect(json["list"] == .array([.string("a"), .string("[redacted]")]))
+        #expect(json["nested"]?["k"] == .double(1.5))
+    }
+
+    @Test func textLogLinesStayOneLine() {
+        let redaction = LogRedaction()
+        redaction.add(["sk-secret-123456"])
+        let lines = Lock([[UInt8]]())
+        let handler = GatewayLogHandler(label: "gw", format: .text, redaction: redaction) { line in lines.withLock { $0.append(line) } }
+        Logger(label: "gw") { _ in handler }.info("two\nlines", metadata: ["model": "a b\r\nforged=1 sk-secret-123456"])
+        let text = String(decoding: lines.withLock { $0 }.first ?? [], as: UTF8.self)
+        #expect(text.filter { $0 == "\n" }.count == 1 && text.hasSuffix("\n"))
+        #expect(text.contains(#"two\nlines"#))
+        #expect(text.contains(#"model="a b\r\nforged=1 [redacted]""#))
+    }
+
+    @Test func theLogFormatAndPromptLoggingComeFromTheConfig() throws {
+        let config = try GatewayConfig.parse(yaml: "server:\n  log_format: json\n  log_prompts: true\n")
+        #expect(config.server.logFormat == .json && config.server.logPrompts)
+        #expect(GatewayConfig().server.logFormat == .text && !GatewayConfig().server.logPrompts, "text, and no prompts, by default")
+        #expect(throws: (any Error).self) { try GatewayConfig.parse(yaml: "server:\n  log_format: xml\n") }
+        #expect(throws: (any Error).self) { try GatewayConfig.parse(yaml: "server:\n  log_prompts: maybe\n") }
+    }
+
+    @Test func aPromptIsLoggedOnlyWhenAllowedAndBounded() {
+        let messages = [ModelMessage(role: .user, text: "first"), ModelMessage(role: .assistant, text: "x"),
+                        ModelMessage(role: .user, text: String(repeating: "q", count: 5_000))]
+        #expect(GatewayShared.loggedPrompt(messages, enabled: false) == nil)
+        #expect(GatewayShared.loggedPrompt(messages, enabled: true)?.count == 2_001)
+    }
+}
+
+/// Records for tests.
+enum GatewayRecordFixture {
+    static func record(kind: RecordKind) -> GenerationRecord {
+        var record = GenerationRecord(id: GenerationStore.newID(), route: .chatCompletions, kind: kind, requestedModel: "mock/normal",
+                                      streamed: true, created: 1, owner: nil)
+        record.firstTokenMilliseconds = 1
+        record.overheadMilliseconds = 0.5
+        record.phases = [.init(phase: .panel, durationMilliseconds: 2, overheadMilliseconds: 0.25)]
+        return record
+    }
+}

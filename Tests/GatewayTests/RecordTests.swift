@@ -1,0 +1,201 @@
+import Foundation
+import Fusion
+import GatewayCore
+import PropertyBased
+import Providers
+import Testing
+@testable import Gateway
+
+/// The generation record without sockets: how an ending is told, the JSON both ways, the
+/// overhead arithmetic, who may read a record.
+@Suite struct RecordTests {
+    @Test(arguments: [
+        // sent status, upstream finish, error?, cancelled → status, finish_reason
+        (200 as Int?, "stop" as String?, false, false, 200, "stop" as String?),
+        (200, "length", false, false, 200, "length"),
+        (200, nil, false, false, 200, nil),  // the upstream gave none: none is invented
+        (200, "stop", true, false, 200, "error"),  // an error chunk after the head: 200 sent, error
+        (502, nil, true, false, 502, "error"),  // a 502 is never "stop"
+        (nil, nil, false, true, 499, "cancelled"),  // the client left before any answer: not 0
+        (200, "stop", false, true, 200, "cancelled"),
+        (nil, nil, true, true, 499, "cancelled"),  // dropped as too slow: cancelled, with its error
+    ])
+    func anEndingIsToldOneWay(_ sent: Int?, _ upstream: String?, _ failed: Bool, _ cancelled: Bool, _ status: Int, _ finish: String?) {
+        let error = failed ? RecordError(type: "upstream_error", code: "upstream_error", message: "boom") : nil
+        let ending = ResponseEnding(sentStatus: sent, upstreamFinishReason: upstream, error: error, cancelled: cancelled)
+        var record = GenerationRecord(id: "gen-1", route: .chatCompletions, kind: .proxy, requestedModel: "m", streamed: true,
+                                      created: 1, owner: nil)
+        record.overheadMilliseconds = 1
+        record.close(ending, durationMilliseconds: 5)
+        #expect(record.status == status)
+        #expect(record.finishReason == finish)
+        #expect(record.cancelled == cancelled)
+        #expect(record.error == error)
+        #expect(record.overheadMilliseconds == (cancelled ? nil : 1), "a cancelled request has no overhead figure")
+    }
+
+    @Test func anErrorsMessageIsRedactedWhenRecorded() {
+        let error = RecordError(APIError.upstreamUnavailable("provider said: bad key sk-secret-123456"),
+                                redactor: Redactor(secrets: ["sk-secret-123456"]))
+        #expect(error.message == "provider said: bad key [redacted]")
+        #expect(error.type == "upstream_error" && error.code == "upstream_unavailable")
+    }
+
+    static func sample(owner: String? = "sha256:ab", kind: RecordKind = .fusion) -> GenerationRecord {
+        var record = GenerationRecord(id: "gen-0123", route: .chatCompletions, kind: kind, requestedModel: "fusion",
+                                      streamed: true, created: 1_764_523_171, owner: owner)
+        record.model = "mock/outer"
+        record.provider = "mock"
+        record.router = "fusion"
+        record.usage = Usage(promptTokens: 120, completionTokens: 224, totalTokens: 344, reasoningTokens: 3, cachedTokens: 7,
+                             cost: 0.0006879999999999999)
+        record.firstTokenMilliseconds = 12.345
+        record.usageUnknown = true
+        record.upstreamFirstTokenMilliseconds = 1.5
+        record.overheadMilliseconds = 0.25
+        record.upstreamAttempts = 6
+        record.retries = 1
+        record.fallbacks = 0
+        record.numSearchResults = 4
+        record.webToolCalls = 2
+        record.fusionCalls = [.object(["model": .string("mock/expert-1"), "role": .string("panel"), "status": .string("ok")])]
+        record.phases = [.init(phase: .outerFirst, durationMilliseconds: 3, overheadMilliseconds: 0.125),
+                         .init(phase: .panel, durationMilliseconds: 40.5, overheadMilliseconds: 0.5)]
+        var call = CallRecord(role: "panel", model: "mock/expert-1", provider: "mock")
+        call.httpStatus = 503
+        call.attempts = 3
+        call.fallbacks = 1
+        call.finishReason = "error"
+        call.error = RecordError(type: "upstream_error", code: "upstream_error", message: "HTTP 503")
+        call.durationMilliseconds = 17.001
+        call.startMilliseconds = 2.5
+        var cut = CallRecord(role: "judge", model: "mock/judge", provider: "mock")
+        cut.cancelled = true
+        cut.finishReason = "cancelled"
+        cut.usage = Usage(promptTokens: 1, completionTokens: 2, totalTokens: 3, cost: 0.000006)
+        record.innerCalls = [call, cut]
+        record.close(ResponseEnding(sentStatus: 200, upstreamFinishReason: "stop"), durationMilliseconds: 60.75)
+        return record
+    }
+
+    @Test func aRecordReadsBackFromItsStoredJSON() throws {
+        for record in [Self.sample(), Self.sample(owner: nil, kind: .proxy), Self.sample(kind: .rejected)] {
+            let text = record.storedJSON.serialized()
+            let parsed = try JSONValue.parse(text)
+            #expect(GenerationRecord(stored: parsed) == record)
+        }
+        #expect(GenerationRecord(stored: .object(["id": .string("x")])) == nil, "a corrupt entry is a miss, not a crash")
+        #expect(GenerationRecord(stored: .array([])) == nil)
+    }
+
+    @Test func theAPIShowsEveryFieldButTheOwner() throws {
+        let record = Self.sample()
+        let data = try #require(record.apiJSON["data"])
+        #expect(data["owner"] == nil)
+        #expect(record.storedJSON["owner"] == .string("sha256:ab"))
+        #expect(data["id"] == .string("gen-0123"))
+        #expect(data["status"] == .int(200))
+        #expect(data["finish_reason"] == .string("stop"))
+        #expect(data["created_at"] == .string("2025-11-30T17:19:31Z"))
+        #expect(data["native_tokens_reasoning"] == .int(3))
+        #expect(data["inner_calls"]?.arrayValue?.count == 2)
+        #expect(data["fusion"]?["phases"]?.arrayValue?.first?["phase"] == .string("outer_first"))
+        // The cost as a decimal of at most 10 places, the same in the usage object.
+        let text = String(decoding: record.apiJSON.serialized(), as: UTF8.self)
+        #expect(text.contains(#""total_cost":0.000688"#))
+        #expect(!text.contains("0.0006879999"))
+        #expect(data["usage"]?["cost"] == data["total_cost"])
+    }
+
+    @Test func overheadIsTheWallTimeNoWaitCovered() {
+        var meter = OverheadMeter()
+        meter.begin(.outerFirst, at: 0)
+        meter.waited(from: 1_000_000, to: 9_000_000)  // the outer call: 1–9 ms
+        meter.begin(.panel, at: 10_000_000)
+        meter.waited(from: 10_500_000, to: 30_000_000)  // two members, overlapping
+        meter.waited(from: 11_000_000, to: 40_000_000)
+        meter.waited(from: 35_000_000, to: 38_000_000)  // a tool call inside a member's wait
+        meter.begin(.outerFinal, at: 41_000_000)
+        meter.waited(from: 41_200_000, to: 50_000_000)
+        meter.end(at: 50_100_000)
+        let timings = meter.timings()
+        #expect(timings.map(\.phase) == [.outerFirst, .panel, .outerFinal])
+        #expect(timings.map(\.durationMilliseconds) == [10, 31, 9.1])
+        #expect(timings.map(\.overheadMilliseconds) == [2, 1.5, 0.3])
+        #expect(meter.totalOverheadMilliseconds() == 3.8)
+        // A phase is begun once; a wait reported after its phase still counts in it.
+        meter.begin(.panel, at: 60_000_000)
+        #expect(meter.timings().count == 3)
+    }
+
+    @Test func overheadNeverGoesNegativeOrCountsOutsideItsPhase() async {
+        let times = Gen.int(in: 0...1_000).array(of: 0...12)
+        await propertyCheck(count: 300, input: times, times) { starts, lengths in
+            var meter = OverheadMeter()
+            meter.begin(.proxy, at: 100)
+            for (start, length) in zip(starts, lengths) { meter.waited(from: UInt64(start), to: UInt64(start + length)) }
+            meter.end(at: 900)
+            let timing = meter.timings()[0]
+            #expect(timing.durationMilliseconds == 0.001)
+            #expect(timing.overheadMilliseconds >= 0 && timing.overheadMilliseconds <= timing.durationMilliseconds)
+        }
+    }
+
+    @Test func onlyTheKeyThatMadeARecordReadsIt() {
+        let owner = KeyFingerprint.owner(presentedKey: "gw-key-one", gatewayHasKeys: true)
+        #expect(owner == "sha256:" + SHA256.hex(Array("gw-key-one".utf8)))
+        #expect(owner?.contains("gw-key-one") == false)
+        let one = KeyFingerprint.owner(presentedKey: "gw-key-one", gatewayHasKeys: true)
+        let two = KeyFingerprint.owner(presentedKey: "gw-key-two", gatewayHasKeys: true)
+        #expect(KeyFingerprint.mayRead(owner: owner, presented: one, gatewayHasKeys: true))
+        #expect(!KeyFingerprint.mayRead(owner: owner, presented: two, gatewayHasKeys: true))
+        #expect(!KeyFingerprint.mayRead(owner: nil, presented: one, gatewayHasKeys: true), "no owner: fail closed")
+        #expect(!KeyFingerprint.mayRead(owner: owner, presented: nil, gatewayHasKeys: true))
+        #expect(KeyFingerprint.owner(presentedKey: "gw-key-one", gatewayHasKeys: false) == nil)
+        #expect(KeyFingerprint.mayRead(owner: nil, presented: nil, gatewayHasKeys: false), "no keys: records are open")
+    }
+
+    @Test func aCallsSummaryCrossesTheFanInIntact() {
+        let summary = InnerCallRecord.Summary(httpStatus: 429, attempts: 3, route: 1, upstreamStart: 123_456_789, upstreamEnd: 987_654_321)
+        let end = InnerCallRecord.encodeEnd(.complete, summary)
+        #expect(end.withUnsafeBytes { InnerCallRecord.decodeEnd($0) } == (.complete, summary))
+        let failure = InnerCallRecord.encodeFailure(.upstreamUnavailable("x"), .rateLimited, summary)
+        let decoded = failure.withUnsafeBytes { InnerCallRecord.decodeFailure($0) }
+        #expect(decoded.1 == .rateLimited && decoded.2 == summary && decoded.0.message == "x")
+        // Short or garbled records read as zeros, never trap.
+        for length in 0..<end.count {
+            _ = Array(end.prefix(length)).withUnsafeBytes { InnerCallRecord.decodeEnd($0) }
+            _ = Array(failure.prefix(length)).withUnsafeBytes { InnerCallRecord.decodeFailure($0) }
+        }
+        let huge = [UInt8](repeating: 0xFF, count: 60)
+        #expect(huge.withUnsafeBytes { InnerCallRecord.decodeEnd($0) }.1.attempts == 0)
+    }
+
+    @Test func theCallLogTellsEachCallsEnding() {
+        var log = InnerCallLog(requestStart: 0, redactor: Redactor(secrets: ["sk-secret-123456"]))
+        let routes = [(model: "mock/a", provider: "mock"), (model: "other/b", provider: "other")]
+        log.started(1, role: .member(index: 0), routes: routes, at: 1_000_000)
+        log.started(2, role: .judge, routes: routes, at: 2_000_000)
+        log.started(3, role: .outer(final: true), routes: routes, at: 3_000_000)
+        log.event(1, .text("hi"), at: 4_000_000)
+        log.event(1, .finish(.stop), at: 5_000_000)
+        log.event(1, .usage(Usage(promptTokens: 1, completionTokens: 2, totalTokens: 3)), at: 5_000_000)
+        let summary = InnerCallRecord.Summary(httpStatus: 200, attempts: 2, route: 1, upstreamStart: 1_100_000, upstreamEnd: 5_500_000)
+        let wait = log.ended(1, .complete, summary, at: 6_000_000)
+        #expect(wait.map { [$0.0, $0.1] } == [1_100_000, 5_500_000])
+        _ = log.failed(2, .upstreamUnavailable("key sk-secret-123456 refused", code: "upstream_timeout", status: 504),
+                       InnerCallRecord.Summary(httpStatus: 0, attempts: 1), at: 7_000_000)
+        log.cancelAll(at: 8_000_000)
+        log.event(3, .text("late"), at: 9_000_000)  // after its end: ignored
+        let records = log.records
+        #expect(records.map(\.role) == ["panel", "judge", "outer_final"])
+        #expect(records[0].model == "other/b" && records[0].provider == "other" && records[0].fallbacks == 1)
+        #expect(records[0].finishReason == "stop" && records[0].httpStatus == 200 && records[0].attempts == 2)
+        #expect(records[0].firstTokenMilliseconds == 3 && records[0].durationMilliseconds == 5)
+        #expect(records[0].usage?.totalTokens == 3)
+        #expect(records[1].finishReason == "error" && records[1].httpStatus == nil)
+        #expect(records[1].error?.code == "upstream_timeout" && records[1].error?.message == "key [redacted] refused")
+        #expect(records[2].cancelled && records[2].finishReason == "cancelled" && records[2].firstTokenMilliseconds == nil)
+        #expect(records[2].startMilliseconds == 3)
+    }
+}

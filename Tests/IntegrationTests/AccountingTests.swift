@@ -1,0 +1,292 @@
+import Foundation
+import Fusion
+import Gateway
+import GatewayCore
+import MockUpstream
+import Providers
+import Testing
+
+/// One id per completion, on every path: the body's or every chunk's `id` is the
+/// `X-Generation-Id`, under which the record is found; one `created` over a whole stream.
+@Suite struct OneIDTests {
+    /// Checks `response` (a stream or a whole body) against its header and its record; returns the record.
+    @discardableResult
+    static func checkOneID(_ env: TestEnvironment, _ response: TestResponse, streamed: Bool,
+                           sourceLocation: SourceLocation = #_sourceLocation) throws -> JSONValue {
+        let id = try #require(response.header("x-generation-id"), sourceLocation: sourceLocation)
+        let record = try #require(try env.generation(id), "no record under \(id)", sourceLocation: sourceLocation)
+        #expect(record["id"] == .string(id), sourceLocation: sourceLocation)
+        if streamed {
+            let chunks = response.plainChunksJSON
+            #expect(!chunks.isEmpty, sourceLocation: sourceLocation)
+            #expect(chunks.allSatisfy { $0["id"] == .string(id) }, "\(chunks.map { $0["id"] })", sourceLocation: sourceLocation)
+            #expect(chunks.allSatisfy { $0["created"] == record["created"] }, "every chunk, usage and error chunks too",
+                    sourceLocation: sourceLocation)
+        } else if response.status == 200 {
+            #expect(response.json?["id"] == .string(id), sourceLocation: sourceLocation)
+            #expect(response.json?["created"] == record["created"], sourceLocation: sourceLocation)
+        }
+        return record
+    }
+
+    /// A cost as the gateway states it: at most 10 decimal places.
+    static func isRounded(_ cost: JSONValue?) -> Bool {
+        guard let value = cost?.doubleValue else { return false }
+        return Usage.roundedCost(value) == value
+    }
+
+    @Test func theProxiedPathsCarryTheGenerationID() throws {
+        let env = try TestEnvironment()
+        let usage = #","stream_options":{"include_usage":true}"#
+        // Relayed as the upstream sent it (ids and created rewritten), with the upstream's usage.
+        let streamed = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", extra: usage))
+        let record = try Self.checkOneID(env, streamed, streamed: true)
+        let usageChunk = try #require(streamed.plainChunksJSON.last { $0["usage"] != nil })
+        #expect(Self.isRounded(usageChunk["usage"]?["cost"]))
+        #expect(usageChunk["usage"]?["cost"] == record["total_cost"], "the client and the record state one cost")
+        #expect(!streamed.text.contains("99999"), "no float noise in what the client reads")
+        // The gateway's estimate when the upstream sends no usage.
+        let estimated = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1", extra: usage))
+        #expect(try Self.checkOneID(env, estimated, streamed: true)["usage_estimated"] == .bool(true))
+        #expect(record["usage_unknown"] == .bool(false))
+        // No usage asked for, none sent: the record says it does not know, rather than 0 tokens.
+        let unasked = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1"))
+        let unaskedRecord = try Self.checkOneID(env, unasked, streamed: true)
+        #expect(unaskedRecord["usage_unknown"] == .bool(true) && unaskedRecord["usage_estimated"] == .bool(false))
+        // A whole body.
+        let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false))
+        let wholeRecord = try Self.checkOneID(env, whole, streamed: false)
+        #expect(whole.json?["usage"]?["cost"] == wholeRecord["total_cost"] && Self.isRounded(whole.json?["usage"]?["cost"]))
+        // An error chunk after the stream began.
+        let broken = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:pace_ms=1"))
+        try Self.checkOneID(env, broken, streamed: true)
+        #expect(broken.streamError != nil)
+        // A whole answer to a streamed request, turned into chunks.
+        try Self.checkOneID(env, try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:whole=1", extra: usage)), streamed: true)
+        // An error before anything was sent: the header names the record.
+        let failed = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=400"))
+        #expect(try Self.checkOneID(env, failed, streamed: false)["status"] == .int(400))
+        // Refused before any upstream call: a record too.
+        let refused = try env.chat(TestEnvironment.chatBody(model: "nobody/x"))
+        #expect(try Self.checkOneID(env, refused, streamed: false)["kind"] == .string("rejected"))
+    }
+
+    @Test func aTranslatedStreamCarriesTheGenerationID() throws {
+        let env = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let usage = #","stream_options":{"include_usage":true}"#
+        let streamed = try env.chat(TestEnvironment.chatBody(model: "anth/normal:pace_ms=1", extra: usage))
+        #expect(streamed.status == 200)
+        let record = try Self.checkOneID(env, streamed, streamed: true)
+        #expect(record["provider_name"] == .string("anth"))
+        try Self.checkOneID(env, try env.chat(TestEnvironment.chatBody(model: "anth/normal:pace_ms=1", stream: false)), streamed: false)
+        try Self.checkOneID(env, try env.chat(TestEnvironment.chatBody(model: "anth/error-mid-stream:pace_ms=1")), streamed: true)
+    }
+
+    @Test func fusionCarriesTheGenerationIDStreamedAndWhole() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion"}]}"#
+        let streamed = try env.chat(body)
+        let record = try Self.checkOneID(env, streamed, streamed: true)
+        let usage = try #require(streamed.plainChunksJSON.last?["usage"])
+        // The client's usage, the record and the sum of the record's calls agree, to the last place.
+        #expect(Self.isRounded(usage["cost"]) && usage["cost"] == record["total_cost"])
+        #expect(!streamed.text.contains("99999"))
+        let calls = try #require(record["inner_calls"]?.arrayValue)
+        #expect(calls.map { $0["role"]?.stringValue ?? "" } == ["outer", "panel", "panel", "panel", "judge", "outer_final"])
+        let summed = calls.compactMap { $0["usage"]?["cost"]?.doubleValue }.reduce(Usage()) { $0 + Usage(cost: $1) }
+        #expect(record["total_cost"]?.doubleValue == summed.cost)
+        #expect(record["tokens_prompt"] == usage["prompt_tokens"] && record["tokens_completion"] == usage["completion_tokens"])
+        #expect(calls.allSatisfy { $0["status"] == .int(200) && $0["cancelled"] == .bool(false) && $0["error"] == .null })
+        #expect(calls.map { $0["finish_reason"]?.stringValue ?? "" } == ["tool_calls", "stop", "stop", "stop", "stop", "stop"],
+                "the outer model's first turn ended calling the fusion tool")
+        #expect(record["fusion"]?["calls"] == usage["fusion"]?["calls"], "the record keeps the breakdown the client got")
+        let whole = try env.chat(body.replacingOccurrences(of: #""stream":true"#, with: #""stream":false"#))
+        let wholeRecord = try Self.checkOneID(env, whole, streamed: false)
+        #expect(whole.json?["usage"]?["cost"] == wholeRecord["total_cost"])
+    }
+}
+
+/// Records and metrics after every way a request can end badly.
+@Suite struct TruthfulRecordTests {
+    static let fusionQuestion = "Should cities ban cars from their centres?"
+
+    static func fusionBody(stream: Bool, tools: String = #"[{"type":"fusion"}]"#, model: String = "mock/outer:pace_ms=1") -> String {
+        #"{"model":"\#(model)","stream":\#(stream),"messages":[{"role":"user","content":"\#(fusionQuestion)"}],"tools":\#(tools)}"#
+    }
+
+    @Test func anUpstream502IsAnErrorNotAStop() throws {
+        let env = try TestEnvironment()
+        for stream in [false, true] {
+            let response = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=502:n=\(stream ? 1 : 0)", stream: stream))
+            #expect(response.status == 502)
+            let record = try #require(try env.generation(response.header("x-generation-id")))
+            #expect(record["status"] == .int(502))
+            #expect(record["finish_reason"] == .string("error"))
+            #expect(record["cancelled"] == .bool(false))
+            #expect(record["kind"] == .string("proxy") && record["provider_name"] == .string("mock"))
+            #expect(record["error"]?["type"] == .string("upstream_error"))
+            #expect(record["error"]?["code"] == response.json?["error"]?["code"], "the record names the error the client got")
+            #expect(record["error"]?["message"] == response.json?["error"]?["message"])
+            #expect(record["retries"] == .int(2) && record["upstream_attempts"] == .int(3))
+        }
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="proxy",status="502"}"#) == 2)
+        #expect(metrics.metric(#"fusion_gateway_upstream_retries_total{provider="mock"}"#) == 4)
+        #expect(metrics.metric(#"fusion_gateway_upstream_errors_total{provider="mock",code="other"}"#) == 2)
+    }
+
+    @Test func anErrorAfterTheHeadIsStatus200WithAnErrorEnding() throws {
+        let env = try TestEnvironment()
+        // The keep-alive (150 ms here) commits the 200 while the gateway waits out Retry-After.
+        let late = try env.chat(TestEnvironment.chatBody(model: "mock/rate-limited:retry_after_ms=150"))
+        #expect(late.status == 200 && late.streamError?["code"] == .string("rate_limited"))
+        let record = try #require(try env.generation(late.header("x-generation-id")))
+        #expect(record["status"] == .int(200), "the status the client was sent")
+        #expect(record["finish_reason"] == .string("error") && record["error"]?["code"] == .string("rate_limited"))
+        let broken = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:pace_ms=1"))
+        let brokenRecord = try #require(try env.generation(broken.header("x-generation-id")))
+        #expect(brokenRecord["status"] == .int(200) && brokenRecord["finish_reason"] == .string("error"))
+        #expect(brokenRecord["error"]?["code"] == broken.streamError?["code"])
+        #expect((brokenRecord["latency"]?.doubleValue ?? 0) > 0, "its tokens reached the client first")
+    }
+
+    @Test func retriesAndFallbacksAreCountedWhereTheyHappened() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/error:status=500","models":["dead/model","mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 200)
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["model"] == .string("mock/normal:pace_ms=1") && record["requested_model"] == .string("mock/error:status=500"))
+        #expect(record["fallbacks"] == .int(2) && record["retries"] == .int(4) && record["upstream_attempts"] == .int(7))
+        #expect(record["status"] == .int(200) && record["finish_reason"] == .string("stop") && record["error"] == .null)
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_upstream_fallbacks_total{provider="mock"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_upstream_fallbacks_total{provider="dead"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_upstream_retries_total{provider="mock"}"#) == 2)
+        #expect(metrics.metric(#"fusion_gateway_upstream_retries_total{provider="dead"}"#) == 2)
+        #expect((metrics.metric(#"fusion_gateway_upstream_time_to_first_token_seconds_count{provider="mock"}"#) ?? 0) == 1)
+        // A panel member's retries are its call's.
+        let fusion = try env.chat(Self.fusionBody(stream: false, tools: #"[{"type":"fusion","parameters":{"analysis_models":["mock/flaky:fail=1:pace_ms=1:n=7"]}}]"#))
+        #expect(fusion.status == 200)
+        let fusionRecord = try #require(try env.generation(fusion.header("x-generation-id")))
+        let panel = try #require(fusionRecord["inner_calls"]?.arrayValue?.first { $0["role"] == .string("panel") })
+        #expect(panel["attempts"] == .int(2) && panel["status"] == .int(200))
+        #expect(fusionRecord["retries"] == .int(1))
+    }
+
+    @Test func aDeliberationCancelledMidPanelIsCancelledNotStatusZero() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/paced:pace_ms=50:deltas=100","mock/paced:pace_ms=50:deltas=100:n=2"]}}]"#
+        // Streamed: the head is out, so the status sent is 200; the panel is cut.
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.fusionBody(stream: true, tools: tools)))
+        // By the fifth paced delta the fast member has answered; the two slow ones have 95 to go.
+        _ = try? client.readResponse { chunk in
+            if String(decoding: chunk, as: UTF8.self).contains("t5") { client.disconnect() }
+        }
+        let id = try #require(client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1)
+        #expect(env.eventually { (try? env.generation(id)) != nil })
+        let record = try #require(try env.generation(id))
+        #expect(record["status"] == .int(200) && record["cancelled"] == .bool(true) && record["finish_reason"] == .string("cancelled"))
+        #expect(record["kind"] == .string("fusion") && record["router"] == .string("fusion_tool"))
+        #expect(record["overhead_ms"] == .null, "no overhead figure for a request that did not finish")
+        let calls = try #require(record["inner_calls"]?.arrayValue)
+        let cut = calls.filter { $0["role"] == .string("panel") && $0["cancelled"] == .bool(true) }
+        #expect(cut.count == 2 && cut.allSatisfy { $0["finish_reason"] == .string("cancelled") })
+        #expect(calls.filter { $0["role"] == .string("panel") && $0["finish_reason"] == .string("stop") }.count == 1)
+        // Not streamed: nothing was sent, so the record says 499 (the client closed the request).
+        let quiet = try env.client()
+        try quiet.send(TestEnvironment.post("/v1/chat/completions", body: Self.fusionBody(stream: false, tools: tools)))
+        #expect(env.eventually { env.mockStats.counts.active >= 2 })
+        usleep(500_000)  // the fast member answers; the slow ones are cut
+        quiet.disconnect()
+        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="fusion",status="499"}"#) == 1 })
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_fusion_member_failures_total{reason="cancelled"}"#) == 4)
+        #expect(metrics.metric("fusion_gateway_active_deliberations") == 0)
+        #expect(metrics.metric("fusion_gateway_active_streams") == 0)
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="fusion",status="200"}"#) == 1)
+    }
+
+    @Test func aJudgeThatTimesOutIsAJudgeTimeout() throws {
+        let env = try TestEnvironment { $0.fusion?.judgeTimeoutMilliseconds = 300 }
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"],"model":"mock/judge:pace_ms=200"}}]"#
+        let response = try env.chat(Self.fusionBody(stream: false, tools: tools))
+        #expect(response.status == 200)
+        #expect(response.json?["fusion"]?["analysis_failure"]?["reason"] == .string("judge_timeout"))
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        let participants = try #require(record["fusion"]?["calls"]?.arrayValue)
+        #expect(participants.first { $0["role"] == .string("judge") }?["status"] == .string("judge_timeout"))
+        let judge = try #require(record["inner_calls"]?.arrayValue?.first { $0["role"] == .string("judge") })
+        #expect(judge["error"]?["code"] == .string("upstream_timeout") && judge["finish_reason"] == .string("error"))
+        #expect(judge["status"] == .int(200), "it answered, then ran out of time")
+        #expect(record["status"] == .int(200) && record["finish_reason"] == .string("stop"), "the outer model still answered")
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_upstream_errors_total{provider="mock",code="upstream_timeout"}"#) == 1)
+    }
+
+    @Test func aFusionWhoseOuterCallFailsIsStillFusion() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(Self.fusionBody(stream: false, model: "mock/error:status=503"))
+        #expect(response.status == 503)
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["kind"] == .string("fusion") && record["router"] == .string("fusion_tool"), "no deliberation ran, but it was a fusion request")
+        #expect(record["status"] == .int(503) && record["finish_reason"] == .string("error"))
+        let outer = try #require(record["inner_calls"]?.arrayValue?.first)
+        #expect(outer["role"] == .string("outer") && outer["status"] == .int(503) && outer["attempts"] == .int(3))
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="fusion",status="503"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="proxy",status="503"}"#) == nil)
+    }
+
+    @Test func overheadIsMeasuredPerRequestAndPerPhase() throws {
+        let env = try TestEnvironment()
+        let proxied = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
+        let record = try #require(try env.generation(proxied.header("x-generation-id")))
+        let overhead = try #require(record["overhead_ms"]?.doubleValue)
+        #expect(overhead >= 0 && overhead <= (record["generation_time"]?.doubleValue ?? 0))
+        #expect((record["upstream_latency"]?.doubleValue ?? 0) > 0)
+        let fusion = try env.chat(Self.fusionBody(stream: true))
+        let fusionRecord = try #require(try env.generation(fusion.header("x-generation-id")))
+        let phases = try #require(fusionRecord["fusion"]?["phases"]?.arrayValue)
+        #expect(phases.map { $0["phase"]?.stringValue ?? "" } == ["outer_first", "panel", "judge", "outer_final"])
+        #expect(phases.allSatisfy { ($0["overhead_ms"]?.doubleValue ?? -1) >= 0
+            && ($0["overhead_ms"]?.doubleValue ?? 0) <= ($0["duration_ms"]?.doubleValue ?? 0) })
+        let metrics = try env.get("/metrics")
+        for phase in ["proxy", "outer_first", "panel", "judge", "outer_final"] {
+            #expect(metrics.metric(#"fusion_gateway_overhead_seconds_count{phase="\#(phase)"}"#) == 1, "\(phase)")
+        }
+    }
+}
+
+/// The other two APIs file the same records and count under their own route.
+@Suite struct OtherRoutesRecordTests {
+    @Test func messagesAndResponsesAreRecordedUnderTheirRoute() throws {
+        let env = try TestEnvironment()
+        func post(_ path: String, _ body: String, _ headers: [String: String] = [:]) throws -> TestResponse {
+            let client = try env.client()
+            try client.send(TestEnvironment.post(path, body: body, headers: headers))
+            return try client.readResponse()
+        }
+        let message = try post("/v1/messages", #"{"model":"mock/normal:pace_ms=0","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#,
+                               ["anthropic-version": "2023-06-01"])
+        #expect(message.status == 200)
+        let messageRecord = try #require(try env.generation(message.header("x-generation-id")))
+        #expect(messageRecord["route"] == .string("messages") && messageRecord["kind"] == .string("proxy"))
+        #expect(messageRecord["status"] == .int(200) && messageRecord["finish_reason"] == .string("stop"))
+        let response = try post("/v1/responses", #"{"model":"mock/normal:pace_ms=0","input":"Hello there","stream":false}"#)
+        #expect(response.status == 200)
+        let responseRecord = try #require(try env.generation(response.json?["id"]?.stringValue), "a resp_ id finds its record")
+        #expect(responseRecord["route"] == .string("responses") && responseRecord["created"] == response.json?["created_at"])
+        let refused = try post("/v1/messages", #"{"model":"nobody/x","max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#,
+                               ["anthropic-version": "2023-06-01"])
+        #expect(try env.generation(refused.header("x-generation-id"))?["route"] == .string("messages"))
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="messages",kind="proxy",status="200"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="responses",kind="proxy",status="200"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_requests_total{route="messages",kind="rejected",status="404"}"#) == 1)
+    }
+}

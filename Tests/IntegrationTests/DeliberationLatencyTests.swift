@@ -1,0 +1,103 @@
+import Foundation
+import Fusion
+import Gateway
+import GatewayCore
+import MockUpstream
+import Testing
+
+/// Quorum, deadline, forced fusion and the cost estimate end to end over loopback: the panel
+/// on two loops, the mock counting what it saw (a straggler's transfer closed, the order calls
+/// arrived in).
+@Suite(.timeLimit(.minutes(1))) struct DeliberationLatencyTests {
+    static let question = "Should cities ban cars from their centres?"
+    /// Two quick experts and one that would take 10 s (100 deltas, 100 ms apart).
+    static let panel = #"["mock/expert-1:pace_ms=1","mock/expert-2:pace_ms=1","mock/paced:pace_ms=100:deltas=100"]"#
+
+    func body(_ parameters: String, extra: String = #","stream_options":{"include_fusion_events":true}"#) -> String {
+        #"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"\#(Self.question)"}],"tools":[{"type":"fusion","parameters":\#(parameters)}],"tool_choice":"required"\#(extra)}"#
+    }
+
+    func finalText(_ response: TestResponse) -> String {
+        response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
+    }
+
+    @Test func quorumCutsTheStragglerAndItsTransferIsClosedAtTheMock() throws {
+        let env = try TestEnvironment { $0.fusion?.shuffleLabels = true }
+        let response = try env.chat(body(#"{"analysis_models":\#(Self.panel),"model":"mock/judge:pace_ms=1","min_answers":2,"grace_ms":50}"#))
+        #expect(response.status == 200)
+        let events = response.namedEvents
+        let cut = try #require(events.first { $0.name == "fusion.member.cut" })
+        #expect(cut.data["index"] == .int(2) && cut.data["reason"] == .string("cut_for_latency") && cut.data["cause"] == .string("grace"))
+        #expect((cut.data["characters"]?.intValue ?? 0) > 0, "it had written something")
+        // The cut comes before the judge, and the judge compared the two answers.
+        let names = events.map(\.name)
+        #expect((names.firstIndex(of: "fusion.member.cut") ?? 99) < (names.firstIndex(of: "fusion.judge.started") ?? -1))
+        let result = try #require(events.first { $0.name == "fusion.completed" }?.data["result"])
+        #expect(result["panel"]?["cut_for_latency"] == .int(1) && result["panel"]?["answered"] == .int(2))
+        #expect(result["failed_models"]?.arrayValue?.first?["reason"] == .string("cut_for_latency"))
+        #expect(result["failed_models"]?.arrayValue?.first?["partial_content"]?.stringValue?.hasPrefix("t0 ") == true)
+        #expect(finalText(response).hasPrefix("Drawing on a panel of 3 models (2 answered):"))
+        // The analysis items streamed, with real model names (never the judge's neutral labels).
+        let items = events.filter { $0.name == "fusion.judge.item" }
+        #expect(!items.isEmpty && !items.contains { String(decoding: $0.data.serialized(), as: UTF8.self).contains("Response ") })
+        // The judge's raw deltas are its own words, under the labels: judge.started gives the map.
+        let labels = try #require(events.first { $0.name == "fusion.judge.started" }?.data["labels"]?.objectValue)
+        #expect(Set(labels.keys) == ["Response A", "Response B", "Response C"], "the cut member has a label too: the judge is told it was cut")
+        #expect(Set(labels.values.compactMap(\.stringValue)) == ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1", "mock/paced:pace_ms=100:deltas=100"])
+        #expect(items.contains { $0.data["field"] == .string("consensus") })
+        // The mock saw the straggler's stream closed by the gateway, not finished.
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 }, "\(env.mockStats.counts)")
+        #expect(env.eventually { env.mockStats.counts.active == 0 })
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["fusion"]?["calls"]?.arrayValue?.map { $0["status"]?.stringValue ?? "" }.sorted()
+                == ["cut_for_latency", "ok", "ok", "ok", "ok"])
+    }
+
+    @Test func theDeadlineCutsWhatStillRunsAndTheRecordHoldsTheEstimate() throws {
+        let env = try TestEnvironment { $0.fusion?.prices = ["mock/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)] }
+        let response = try env.chat(body(#"{"analysis_models":\#(Self.panel),"model":"mock/judge:pace_ms=1","deadline_ms":400}"#))
+        let events = response.namedEvents
+        // The estimate is the first thing the client hears.
+        let estimate = try #require(events.first)
+        #expect(estimate.name == "fusion.estimate")
+        let minimum = try #require(estimate.data["cost_min"]?.doubleValue)
+        let maximum = try #require(estimate.data["cost_max"]?.doubleValue)
+        #expect(minimum > 0 && maximum > minimum && estimate.data["calls"]?.arrayValue?.count == 4)
+        #expect(events.first { $0.name == "fusion.member.cut" }?.data["cause"] == .string("deadline"))
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 }, "\(env.mockStats.counts)")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        let cost = try #require(record["fusion_cost"])
+        #expect(cost["estimate_min"]?.doubleValue == minimum && cost["estimate_max"]?.doubleValue == maximum)
+        let calls = try #require(cost["calls"]?.arrayValue)
+        #expect(calls.count == 4 && calls.allSatisfy { $0["estimate_max"]?.doubleValue != nil })
+        #expect(calls.filter { $0["status"] == .string("ok") }.allSatisfy { ($0["actual"]?.doubleValue ?? 0) > 0 })
+        #expect(calls.first { $0["status"] == .string("cut_for_latency") }?["actual"] == .null, "a cut call reported no usage")
+        #expect((cost["actual"]?.doubleValue ?? 0) > 0)
+    }
+
+    @Test func aDeadlineOfNoAnswerAtAllStillAnswersTheClient() throws {
+        let env = try TestEnvironment()
+        let slow = #"["mock/paced:pace_ms=100:deltas=100","mock/paced:pace_ms=100:deltas=50"]"#
+        let response = try env.chat(body(#"{"analysis_models":\#(slow),"model":"mock/judge:pace_ms=1","deadline_ms":250}"#, extra: ""))
+        #expect(response.status == 200)
+        #expect(response.comments.filter { $0.contains(": cut for latency at ") }.count == 2)
+        #expect(finalText(response).hasPrefix("The panel could not answer (all_panels_failed)"))
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 2 }, "\(env.mockStats.counts)")
+    }
+
+    @Test func forcedFusionNeverCallsTheOuterModelBeforeThePanel() throws {
+        let env = try TestEnvironment()
+        let parameters = #"{"analysis_models":["mock/expert-1:pace_ms=1","mock/expert-2:pace_ms=1"],"model":"mock/judge:pace_ms=1"}"#
+        let forced = try env.chat(body(parameters, extra: ""))
+        #expect(forced.status == 200 && finalText(forced).hasPrefix("Drawing on a panel of 2 models"))
+        let models = env.mockStats.requestedModels
+        #expect(Set(models.prefix(2)) == ["expert-1:pace_ms=1", "expert-2:pace_ms=1"], "\(models)")
+        #expect(models.suffix(2) == ["judge:pace_ms=1", "outer:pace_ms=1"], "the outer model only writes the final answer")
+        #expect(forced.comments.contains { $0.hasPrefix("fusion phase outer: skipped") })
+        // Not forced: the outer model decides first.
+        let decided = try env.chat(body(parameters, extra: "").replacingOccurrences(of: #","tool_choice":"required""#, with: ""))
+        #expect(decided.status == 200)
+        let after = Array(env.mockStats.requestedModels.dropFirst(models.count))
+        #expect(after.first == "outer:pace_ms=1" && after.count == 5, "\(after)")
+    }
+}

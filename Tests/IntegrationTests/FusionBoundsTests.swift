@@ -1,0 +1,76 @@
+import Foundation
+import Fusion
+import Gateway
+import GatewayCore
+import MockUpstream
+import Testing
+
+/// A rambling panel member or judge cannot hold a deliberation: each inner call carries an output
+/// limit (`fusion.max_completion_tokens`, unless the request's fusion parameters set one), and
+/// each phase a deadline (`member_timeout_ms`, `judge_timeout_ms` per judge attempt), on a
+/// non-streamed request too.
+@Suite struct FusionBoundsTests {
+    func body(stream: Bool, parameters: String, events: Bool = false) -> String {
+        #"{"model":"mock/outer:pace_ms=1","stream":\#(stream),"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":\#(parameters)}]"#
+            + (events ? #","stream_options":{"include_fusion_events":true}"# : "") + "}"
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aJudgeThatNeverStopsIsCutAtItsDeadlineAndTheAnswerStillComes() throws {
+        let env = try TestEnvironment { $0.fusion?.judgeTimeoutMilliseconds = 400 }
+        let started = Date()
+        // 100000 deltas, 2 ms apart: minutes of text without its deadline.
+        let response = try env.chat(body(stream: false, parameters: #"{"preset":"budget","model":"mock/paced:deltas=100000:pace_ms=2"}"#))
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(response.status == 200)
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["analysis"] == nil && fusion["analysis_failure"]?["reason"] == .string("judge_timeout"), "\(fusion)")
+        #expect(fusion["responses"]?.arrayValue?.count == 2, "the panel's answers are kept")
+        let judge = response.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.filter { $0["role"] == .string("judge") } ?? []
+        #expect(judge.map { $0["status"] } == [.string("judge_timeout")], "a timeout is not retried")
+        let content = response.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue ?? ""
+        #expect(content.contains("judge_timeout"), "the outer model wrote the answer without the analysis: \(content)")
+        #expect(elapsed < 30, "bounded by the deadline, not by the judge")
+        #expect(env.eventually { env.mockStats.counts.active == 0 }, "the judge's transfer was cancelled")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aMemberThatNeverStopsIsFailedAtItsDeadlineWhileTheOthersCount() throws {
+        let env = try TestEnvironment { $0.fusion?.memberTimeoutMilliseconds = 400 }
+        let response = try env.chat(body(stream: false, parameters: #"{"analysis_models":["mock/paced:deltas=100000:pace_ms=2","mock/expert-1:pace_ms=1"]}"#))
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["failed_models"]?.arrayValue?.map { $0["reason"] } == [.string("timeout")], "\(fusion)")
+        #expect(fusion["panel"]?["answered"] == .int(1) && fusion["analysis"] != nil)
+    }
+
+    /// `mock/echo` answers with the request it got: as a member and as the judge, it shows what
+    /// the gateway asked of them.
+    @Test(.timeLimit(.minutes(1)))
+    func everyPanelAndJudgeCallCarriesTheOutputLimit() throws {
+        let env = try TestEnvironment { $0.fusion?.defaultMaxTokens = 77 }
+        for (parameters, limit) in [(#"{"analysis_models":["mock/echo"],"model":"mock/echo"}"#, 77),
+                                    (#"{"analysis_models":["mock/echo"],"model":"mock/echo","max_completion_tokens":33}"#, 33)] {
+            let response = try env.chat(body(stream: true, parameters: parameters, events: true))
+            var judgeText = ""
+            var memberText = ""
+            var judgeAttemptEnded = false
+            var decoder = SSEDecoder()
+            try decoder.feed(response.body) { event in
+                guard let json = try? JSONValue.parse(Array(event.data)) else { return }
+                switch event.nameString {
+                case "fusion.judge.progress" where !judgeAttemptEnded: judgeText += json["delta"]?.stringValue ?? ""
+                case "fusion.judge.failed": judgeAttemptEnded = true
+                case "fusion.member.delta": memberText += json["delta"]?.stringValue ?? ""
+                default: break
+                }
+            }
+            let member = try JSONValue.parse(Array(memberText.utf8))
+            #expect(member["max_tokens"] == .int(Int64(limit)) && member["stream"] == .bool(true), "\(memberText.prefix(300))")
+            // The judge's first reply (its request) is no analysis; its text is what it was asked.
+            let judge = try JSONValue.parse(Array(judgeText.utf8))
+            #expect(judge["max_tokens"] == .int(Int64(limit)), "\(judgeText.prefix(300))")
+            #expect(judge["temperature"] == .int(0) || judge["temperature"] == .double(0))
+            #expect(judge["response_format"]?["type"] == .string("json_object"))
+        }
+    }
+}
