@@ -21,7 +21,16 @@ public final class EventLoop: @unchecked Sendable {
     private var shutdownHooks: [() -> Void] = []
     /// Connections with writes to flush this iteration (see `TCPConnection`).
     private var flushes: [any LoopFlushTarget] = []
-    private var flushHooks: [PhaseHook] = []
+    /// Flushed before `flushes`: fan-in channels, whose drains write to connections, so that
+    /// everything bound for one socket in this iteration leaves in one syscall.
+    private var earlyFlushes: [any LoopFlushTarget] = []
+    /// The batch being flushed (swapped with the lists above: no array is copied or allocated).
+    private var flushing: [any LoopFlushTarget] = []
+    /// The check and prepare hooks that run the flushes (two properties, not an array: a loop
+    /// over an array costs allocations per iteration in unoptimized builds).
+    private var checkFlushHook: PhaseHook?
+    private var prepareFlushHook: PhaseHook?
+    private var flushHooksStarted = false
     /// Work deferred to the next loop iteration (loop thread only).
     private var deferredWork: [() -> Void] = []
     private var deferredRunner: Idle?
@@ -62,8 +71,11 @@ public final class EventLoop: @unchecked Sendable {
         uv_run(uvLoop, UV_RUN_DEFAULT)
         // The loop's own helper handles reference the loop: drop them (they are closed) so the
         // loop can be freed.
-        flushHooks.removeAll()
+        checkFlushHook = nil
+        prepareFlushHook = nil
         flushes.removeAll()
+        earlyFlushes.removeAll()
+        flushing.removeAll()
         deferredRunner = nil
         deferredWork.removeAll()
         threadID.store(0, ordering: .relaxed)
@@ -116,26 +128,46 @@ public final class EventLoop: @unchecked Sendable {
         deferredRunner?.start()
     }
 
-    /// Loop thread only: flushes `connection` in this iteration, after the I/O callbacks (check phase)
+    /// Loop thread only: flushes `target` in this iteration, after the I/O callbacks (check phase)
     /// or, for writes made by timers and idle work, before the loop blocks (prepare phase).
-    func scheduleFlush(_ target: any LoopFlushTarget) {
-        flushes.append(target)
-        guard flushes.count == 1 else { return }
-        if flushHooks.isEmpty {
-            flushHooks = [PhaseHook(loop: self, phase: .check) { [unowned self] in runFlushes() },
-                          PhaseHook(loop: self, phase: .prepare) { [unowned self] in runFlushes() }]
+    /// `beforeWrites` targets (fan-in drains) run before the others (socket writes).
+    func scheduleFlush(_ target: any LoopFlushTarget, beforeWrites: Bool = false) {
+        if beforeWrites {
+            earlyFlushes.append(target)
+        } else {
+            flushes.append(target)
         }
-        for hook in flushHooks { hook.start() }
+        guard !flushHooksStarted else { return }
+        flushHooksStarted = true
+        if checkFlushHook == nil {
+            checkFlushHook = PhaseHook(loop: self, phase: .check) { [unowned self] in runFlushes() }
+            prepareFlushHook = PhaseHook(loop: self, phase: .prepare) { [unowned self] in runFlushes() }
+        }
+        checkFlushHook?.start()
+        prepareFlushHook?.start()
     }
 
     private func runFlushes() {
-        // A flush may schedule another (a write completing synchronously re-arms); loop until quiet.
-        while !flushes.isEmpty {
-            let work = flushes
-            flushes.removeAll(keepingCapacity: true)
-            for target in work { target.flush() }
+        // A flush may schedule another (a drain writes, a write completing synchronously
+        // re-arms): loop until quiet, drains first.
+        while true {
+            if !earlyFlushes.isEmpty {
+                swap(&earlyFlushes, &flushing)
+            } else if !flushes.isEmpty {
+                swap(&flushes, &flushing)
+            } else {
+                break
+            }
+            var index = 0
+            while index < flushing.count {
+                flushing[index].flush()
+                index += 1
+            }
+            flushing.removeAll(keepingCapacity: true)
         }
-        for hook in flushHooks { hook.stop() }
+        flushHooksStarted = false
+        checkFlushHook?.stop()
+        prepareFlushHook?.stop()
     }
 
     /// Registers work to run (on the loop) when `stop()` is called.

@@ -19,8 +19,9 @@ public final class FanInChannel: @unchecked Sendable {
 
     public let buffer: FanInBuffer
     public let loop: EventLoop
-    /// Consumer loop only: called with each record (bytes valid during the call).
-    public var onRecords: ((_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> Void)?
+    /// Consumer loop only: called with each record, seen in place in the ring (valid during the
+    /// call).
+    public var onRecords: ((FanInBuffer.Record) -> Void)?
     /// After each drain (records delivered or not): the consumer's chance to act on an empty ring.
     public var onDrained: (() -> Void)?
     /// Consumer loop only: while false, records stay in the ring (the consumer's own
@@ -71,7 +72,7 @@ public final class FanInChannel: @unchecked Sendable {
     public func drainSoon() {
         guard !drainScheduled, !closed else { return }
         drainScheduled = true
-        loop.scheduleFlush(self)
+        loop.scheduleFlush(self, beforeWrites: true)
     }
 
     private func wake() {
@@ -91,7 +92,7 @@ public final class FanInChannel: @unchecked Sendable {
         guard !closed else { return }
         if isAcceptingRecords, let onRecords {
             // Until empty: async sends coalesce, so this one wake may stand for many pushes.
-            while buffer.drain(limit: 64, onRecords) > 0 {
+            while buffer.drainRecords(limit: 64, onRecords) > 0 {
                 guard isAcceptingRecords, !closed else { break }
             }
         }

@@ -124,8 +124,10 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     public var onRead: ((UnsafeRawBufferPointer) -> Void)?
     /// The peer closed or the connection failed; `close()` has already been called.
     public var onDisconnect: ((LoopError?) -> Void)?
-    /// The write buffer became empty.
+    /// The write buffer became empty; called only while `notifiesDrain` is set (the owner says
+    /// when it waits for a drain, so the per-event flush calls nothing).
     public var onDrain: (() -> Void)?
+    public var notifiesDrain = true
 
     private let pending = ByteQueue()
     private let inFlight = ByteQueue()
@@ -285,7 +287,7 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
             close()
         } else if shutdownWhenDrained {
             startShutdown()
-        } else {
+        } else if notifiesDrain {
             onDrain?()
         }
     }

@@ -27,7 +27,7 @@ public final class FanInBuffer: @unchecked Sendable {
     static let headerSize = 8
 
     public let capacity: Int
-    private let mask: Int
+    fileprivate let mask: Int
     /// The next position producers reserve. Only producers touch it (CAS), on its own cache line.
     private let tail: UnsafeMutablePointer<Atomic<Int>>
     /// The next position the consumer reads. Written only by the consumer; atomic so producers
@@ -36,7 +36,7 @@ public final class FanInBuffer: @unchecked Sendable {
     /// `sequence[p & mask]`: `p` when the slot is free for position `p`, `p + 1` when position
     /// `p` is published, `p + capacity` once the consumer released it for the next lap.
     private let sequences: UnsafeMutablePointer<Atomic<Int>>
-    private let slots: UnsafeMutableRawPointer
+    fileprivate let slots: UnsafeMutableRawPointer
     /// Consumer-only scratch for records that span slots.
     private var assembly: UnsafeMutableRawPointer
     private var assemblyCapacity: Int
@@ -135,9 +135,68 @@ public final class FanInBuffer: @unchecked Sendable {
 
     /// Consumer thread only. Calls `body` with each published record in order, up to `limit`
     /// records; stops early at a record not fully published yet. The bytes are valid only
-    /// during the call. Returns how many records were consumed.
+    /// during the call (a record spanning slots is first assembled into one buffer). Returns
+    /// how many records were consumed.
     @discardableResult
     public func drain(limit: Int = .max, _ body: (_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> Void) -> Int {
+        drainRecords(limit: limit) { record in
+            record.withContiguousBytes { body(record.producer, record.kind, $0) }
+        }
+    }
+
+    /// One published record, seen in place during `drainRecords`: its bytes lie in one or more
+    /// slots (`forEachPiece`), so a consumer that copies them anyway (into a socket's buffer)
+    /// copies once. Valid only during the call.
+    public struct Record {
+        public let producer: UInt16
+        public let kind: UInt8
+        /// Bytes in the record.
+        public let count: Int
+        fileprivate let position: Int
+        fileprivate let slotCount: Int
+        fileprivate unowned(unsafe) let buffer: FanInBuffer
+
+        /// Calls `body` with each consecutive piece of the record's bytes (one per slot).
+        public func forEachPiece(_ body: (UnsafeRawBufferPointer) -> Void) {
+            var offset = 0
+            for index in 0..<slotCount {
+                let slot = buffer.slots + ((position + index) & buffer.mask) * FanInBuffer.slotSize
+                let piece = min(FanInBuffer.payloadPerSlot, count - offset)
+                body(UnsafeRawBufferPointer(start: slot + FanInBuffer.headerSize, count: piece))
+                offset += piece
+            }
+        }
+
+        /// The record's bytes in one buffer (assembled in the consumer's scratch when they span
+        /// slots).
+        public func withContiguousBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+            if slotCount <= 1 {
+                let slot = buffer.slots + (position & buffer.mask) * FanInBuffer.slotSize
+                return body(UnsafeRawBufferPointer(start: slot + FanInBuffer.headerSize, count: count))
+            }
+            let assembly = buffer.assemblyBuffer(for: count)
+            var offset = 0
+            forEachPiece { piece in
+                (assembly + offset).copyMemory(from: piece.baseAddress!, byteCount: piece.count)
+                offset += piece.count
+            }
+            return body(UnsafeRawBufferPointer(start: assembly, count: count))
+        }
+    }
+
+    /// Consumer-only scratch of at least `count` bytes.
+    private func assemblyBuffer(for count: Int) -> UnsafeMutableRawPointer {
+        if count > assemblyCapacity {
+            assembly.deallocate()
+            assemblyCapacity = max(count, assemblyCapacity * 2)
+            assembly = .allocate(byteCount: assemblyCapacity, alignment: 16)
+        }
+        return assembly
+    }
+
+    /// Consumer thread only: `drain`, with each record seen in place (no assembly).
+    @discardableResult
+    public func drainRecords(limit: Int = .max, _ body: (Record) -> Void) -> Int {
         var consumed = 0
         // Relaxed: only this thread writes `head`.
         var position = head.pointee.load(ordering: .relaxed)
@@ -158,25 +217,8 @@ public final class FanInBuffer: @unchecked Sendable {
                 break
             }
             guard complete else { break }
-            let producer = first.load(fromByteOffset: 0, as: UInt16.self)
-            let kind = first.load(fromByteOffset: 2, as: UInt8.self)
-            if count <= 1 {
-                body(producer, kind, UnsafeRawBufferPointer(start: first + Self.headerSize, count: length))
-            } else {
-                if length > assemblyCapacity {
-                    assembly.deallocate()
-                    assemblyCapacity = max(length, assemblyCapacity * 2)
-                    assembly = .allocate(byteCount: assemblyCapacity, alignment: 16)
-                }
-                var offset = 0
-                for index in 0..<count {
-                    let slot = slots + ((position + index) & mask) * Self.slotSize
-                    let piece = min(Self.payloadPerSlot, length - offset)
-                    (assembly + offset).copyMemory(from: slot + Self.headerSize, byteCount: piece)
-                    offset += piece
-                }
-                body(producer, kind, UnsafeRawBufferPointer(start: assembly, count: length))
-            }
+            body(Record(producer: first.load(fromByteOffset: 0, as: UInt16.self), kind: first.load(fromByteOffset: 2, as: UInt8.self),
+                        count: length, position: position, slotCount: max(count, 1), buffer: self))
             for index in 0..<max(count, 1) {
                 let slotPosition = position + index
                 // Release: our reads of the slot happen before a producer's reuse of it (its

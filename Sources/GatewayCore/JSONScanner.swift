@@ -106,6 +106,91 @@ public struct JSONScanner {
         return true
     }
 
+    /// Members written first into every object by `appendObject(_:leading:to:)`, pre-rendered
+    /// once per stream: the per-event path then copies one run of bytes and compares raw keys,
+    /// touching no array of arrays (whose elements Swift would retain and release per event).
+    public struct LeadingMembers: Sendable {
+        /// `"key":value,"key":value` (no braces).
+        let rendered: [UInt8]
+        /// Every key, back to back; `keyEnds[i]` is where key `i` ends in it.
+        let keys: [UInt8]
+        let keyEnds: [Int]
+
+        /// `members`: raw keys (no quotes, no escapes) and already-encoded JSON values.
+        public init(_ members: [(key: [UInt8], value: [UInt8])]) {
+            var rendered: [UInt8] = []
+            var keys: [UInt8] = []
+            var keyEnds: [Int] = []
+            for (index, member) in members.enumerated() {
+                if index > 0 { rendered.append(UInt8(ascii: ",")) }
+                rendered.append(UInt8(ascii: "\""))
+                rendered.append(contentsOf: member.key)
+                rendered.append(contentsOf: #"":"#.utf8)
+                rendered.append(contentsOf: member.value)
+                keys.append(contentsOf: member.key)
+                keyEnds.append(keys.count)
+            }
+            self.rendered = rendered
+            self.keys = keys
+            self.keyEnds = keyEnds
+        }
+
+        private init(rendered: [UInt8], keys: [UInt8], keyEnds: [Int]) {
+            self.rendered = rendered
+            self.keys = keys
+            self.keyEnds = keyEnds
+        }
+
+        /// These members and one more (raw key, encoded value) after them.
+        public func appending(key: [UInt8], value: [UInt8]) -> LeadingMembers {
+            var rendered = rendered
+            if !rendered.isEmpty { rendered.append(UInt8(ascii: ",")) }
+            rendered.append(UInt8(ascii: "\""))
+            rendered.append(contentsOf: key)
+            rendered.append(contentsOf: #"":"#.utf8)
+            rendered.append(contentsOf: value)
+            return LeadingMembers(rendered: rendered, keys: self.keys + key, keyEnds: keyEnds + [self.keys.count + key.count])
+        }
+
+        public var isEmpty: Bool { keyEnds.isEmpty }
+
+        /// Whether `key` (raw bytes) is one of the leading members' keys.
+        func contains(_ key: UnsafeRawBufferPointer) -> Bool {
+            keys.withUnsafeBytes { keys in
+                keyEnds.withUnsafeBufferPointer { ends in
+                    var start = 0
+                    for end in ends {
+                        if end - start == key.count && memoryEqual(keys.baseAddress! + start, key.baseAddress, key.count) { return true }
+                        start = end
+                    }
+                    return false
+                }
+            }
+        }
+    }
+
+    /// `appendObject` with pre-rendered leading members: the proxy's per-event call.
+    public static func appendObject(_ bytes: UnsafeRawBufferPointer, leading: LeadingMembers, to out: inout [UInt8]) -> Bool {
+        let start = out.count
+        out.append(UInt8(ascii: "{"))
+        out.append(contentsOf: leading.rendered)
+        var separate = !leading.isEmpty
+        var scanner = JSONScanner(bytes)
+        let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+            if leading.contains(UnsafeRawBufferPointer(rebasing: bytes[keyRange])) { return }
+            if separate { out.append(UInt8(ascii: ",")) }
+            separate = true
+            // From the key's opening quote to the value's end.
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[(keyRange.lowerBound - 1)..<valueRange.upperBound]))
+        }
+        guard ok else {
+            out.removeSubrange(start...)
+            return false
+        }
+        out.append(UInt8(ascii: "}"))
+        return true
+    }
+
     /// Calls `body` with the raw key range (inside the quotes) and value range of each member of
     /// a top-level object. Returns false when the input is not one valid JSON object.
     private mutating func forEachTopLevelMember(_ body: (Range<Int>, Range<Int>) -> Void) -> Bool {
@@ -268,4 +353,14 @@ public struct JSONScanner {
     private static func isHexDigit(_ byte: UInt8) -> Bool {
         isDigit(byte) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66)
     }
+}
+
+/// Byte equality of two regions (`count` may be 0, with nil bases).
+@inline(__always)
+func memoryEqual(_ a: UnsafeRawPointer?, _ b: UnsafeRawPointer?, _ count: Int) -> Bool {
+    guard count > 0, let a, let b else { return true }
+    for offset in 0..<count where a.load(fromByteOffset: offset, as: UInt8.self) != b.load(fromByteOffset: offset, as: UInt8.self) {
+        return false
+    }
+    return true
 }

@@ -21,6 +21,11 @@ public struct SSEDecoder: Sendable {
     private var partialLine: [UInt8] = []
     /// `data` lines of the current event, joined by "\n".
     private var data: [UInt8] = []
+    /// The current event's only data line so far, when it lies in the caller's buffer (the usual
+    /// case: a whole event in one read): dispatched from there, never copied. Valid only during
+    /// one `feed` call; copied into `data` before it returns or when a second line arrives.
+    /// (nil between calls, so the decoder stays safe to send.)
+    nonisolated(unsafe) private var borrowedData: UnsafeRawBufferPointer?
     private var eventName: [UInt8] = []
     private var hasData = false
     /// The previous chunk ended in CR: a LF at the start of the next one belongs to it.
@@ -28,8 +33,6 @@ public struct SSEDecoder: Sendable {
 
     public init(maxEventBytes: Int = 1 << 20) {
         self.maxEventBytes = maxEventBytes
-        partialLine.reserveCapacity(256)
-        data.reserveCapacity(1024)
     }
 
     /// Decodes `bytes`, calling `onEvent` for each complete event and `onOtherLine` for each
@@ -39,6 +42,8 @@ public struct SSEDecoder: Sendable {
         onEvent: (SSEEventView) throws -> Void,
         onOtherLine: (UnsafeRawBufferPointer) throws -> Void = { _ in }
     ) throws {
+        // Whatever happens, nothing may point into `bytes` once this returns.
+        defer { keepBorrowedData() }
         var start = 0
         let count = bytes.count
         if skipLeadingLF, count > 0 {
@@ -54,12 +59,18 @@ public struct SSEDecoder: Sendable {
             }
             // A complete line: bytes[start..<index], prefixed by any partial line carried over.
             if partialLine.isEmpty {
-                try processLine(UnsafeRawBufferPointer(rebasing: bytes[start..<index]), onEvent: onEvent, onOtherLine: onOtherLine)
+                try processLine(UnsafeRawBufferPointer(rebasing: bytes[start..<index]), inCallerBuffer: true,
+                                onEvent: onEvent, onOtherLine: onOtherLine)
             } else {
                 try appendPartial(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
-                let line = partialLine
-                partialLine.removeAll(keepingCapacity: true)
-                try line.withUnsafeBytes { try processLine($0, onEvent: onEvent, onOtherLine: onOtherLine) }
+                // Moved out (not copied) while it is processed, then back with its capacity.
+                var line: [UInt8] = []
+                swap(&line, &partialLine)
+                defer {
+                    line.removeAll(keepingCapacity: true)
+                    swap(&line, &partialLine)
+                }
+                try line.withUnsafeBytes { try processLine($0, inCallerBuffer: false, onEvent: onEvent, onOtherLine: onOtherLine) }
             }
             if byte == UInt8(ascii: "\r") {
                 if index + 1 < count {
@@ -81,8 +92,15 @@ public struct SSEDecoder: Sendable {
         try bytes.withUnsafeBytes { try feed($0, onEvent: onEvent) }
     }
 
+    /// Copies a borrowed data line into `data` (its buffer is about to go away or be appended to).
+    private mutating func keepBorrowedData() {
+        guard let borrowed = borrowedData else { return }
+        borrowedData = nil
+        data.append(contentsOf: borrowed)
+    }
+
     private mutating func appendPartial(_ bytes: UnsafeRawBufferPointer) throws {
-        guard partialLine.count + bytes.count + data.count <= maxEventBytes else {
+        guard partialLine.count + bytes.count + data.count + (borrowedData?.count ?? 0) <= maxEventBytes else {
             throw EventTooLarge(limit: maxEventBytes)
         }
         partialLine.append(contentsOf: bytes)
@@ -90,18 +108,26 @@ public struct SSEDecoder: Sendable {
 
     private mutating func processLine(
         _ line: UnsafeRawBufferPointer,
+        inCallerBuffer: Bool,
         onEvent: (SSEEventView) throws -> Void,
         onOtherLine: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         if line.isEmpty {
             // Blank line: dispatch. An event without data lines is not an event.
             if hasData {
-                try data.withUnsafeBytes { dataBytes in
+                if let borrowed = borrowedData {
                     try eventName.withUnsafeBytes { nameBytes in
-                        try onEvent(SSEEventView(name: nameBytes, data: dataBytes))
+                        try onEvent(SSEEventView(name: nameBytes, data: borrowed))
+                    }
+                } else {
+                    try data.withUnsafeBytes { dataBytes in
+                        try eventName.withUnsafeBytes { nameBytes in
+                            try onEvent(SSEEventView(name: nameBytes, data: dataBytes))
+                        }
                     }
                 }
             }
+            borrowedData = nil
             data.removeAll(keepingCapacity: true)
             eventName.removeAll(keepingCapacity: true)
             hasData = false
@@ -117,11 +143,17 @@ public struct SSEDecoder: Sendable {
         let value = UnsafeRawBufferPointer(rebasing: line[valueStart..<line.count])
 
         if field.elementsEqual("data".utf8) {
-            guard data.count + value.count + 1 <= maxEventBytes else {
+            let held = data.count + (borrowedData?.count ?? 0)
+            guard held + value.count + 1 <= maxEventBytes else {
                 throw EventTooLarge(limit: maxEventBytes)
             }
-            if hasData { data.append(UInt8(ascii: "\n")) }
-            data.append(contentsOf: value)
+            if !hasData && inCallerBuffer {
+                borrowedData = value  // the common case: one line, dispatched without a copy
+            } else {
+                keepBorrowedData()
+                if hasData { data.append(UInt8(ascii: "\n")) }
+                data.append(contentsOf: value)
+            }
             hasData = true
         } else if field.elementsEqual("event".utf8) {
             eventName.removeAll(keepingCapacity: true)

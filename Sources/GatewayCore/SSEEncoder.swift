@@ -26,6 +26,37 @@ public enum SSEEncoder {
         payload.withUnsafeBytes { appendData($0, to: &out) }
     }
 
+    /// Makes `out[start...]`, JSON text already written in place (after a `data: ` prefix), safe
+    /// as one data line, as `appendData` would have written it: CR and LF (JSON whitespace there)
+    /// become spaces in place; NEL, U+2028 and U+2029 become `\u` escapes (the region is then
+    /// rewritten: rare, so the per-event path copies nothing). Other C0 bytes but tab, which
+    /// valid JSON cannot hold, are escaped too.
+    public static func makeDataLineSafe(_ out: inout [UInt8], from start: Int) {
+        var needsEscapes = false
+        out.withUnsafeMutableBytes { bytes in
+            var index = start
+            while index < bytes.count {
+                let byte = bytes[index]
+                if (byte >= 0x20 && byte != 0xC2 && byte != 0xE2) || byte == 0x09 {
+                    index += 1
+                    continue
+                }
+                if byte == 0x0A || byte == 0x0D {
+                    bytes[index] = UInt8(ascii: " ")
+                } else if byte < 0x20 || JSONWriting.lineSeparator(in: UnsafeRawBufferPointer(bytes), at: index) != nil {
+                    needsEscapes = true
+                    return
+                }
+                index += 1
+            }
+        }
+        guard needsEscapes else { return }
+        let payload = Array(out[start...])
+        out.removeSubrange(start...)
+        payload.withUnsafeBytes { appendDataLine("", $0, to: &out) }
+        out.removeLast()  // appendDataLine's line end: the caller ends the line
+    }
+
     /// Appends `event: <name>\ndata: <payload>\n\n`; `name` is escaped like a comment.
     public static func appendEvent(name: String, data payload: [UInt8], to out: inout [UInt8]) {
         out.append(contentsOf: "event: ".utf8)

@@ -15,20 +15,23 @@ public final class HTTPResponseWriter {
     /// The client disconnected (or the server forced it closed) before the response finished.
     public var onClientGone: (() -> Void)?
     /// The connection's write buffer drained (for producers that paused on `bufferedBytes`).
-    public var onWritable: (() -> Void)?
+    /// Set it only while waiting (and clear it once resumed): the connection then watches for
+    /// drains; the rest of the time its flushes notify no one.
+    public var onWritable: (() -> Void)? {
+        didSet {
+            if (onWritable == nil) != (oldValue == nil) { connection?.updateDrainInterest() }
+        }
+    }
 
     private weak var connection: HTTPServerConnection?
     private let chunked: Bool
     private let headOnly: Bool
-    /// Reused frame buffer: one write (one syscall) per chunk, no allocation once grown.
-    private var frame: [UInt8] = []
 
     init(request: HTTPRequest, connection: HTTPServerConnection) {
         self.request = request
         self.connection = connection
         chunked = request.versionMajor == 1 && request.versionMinor >= 1
         headOnly = request.method == "HEAD"
-        frame.reserveCapacity(1024)
     }
 
     public var loop: EventLoop? { connection?.loop }
@@ -71,20 +74,45 @@ public final class HTTPResponseWriter {
         bytes.withUnsafeBytes { writeStreamChunk($0) }
     }
 
-    /// Sends `bytes` as one chunk (framed for HTTP/1.1, raw for HTTP/1.0) in one write.
+    /// Sends `bytes` as one chunk (framed for HTTP/1.1, raw for HTTP/1.0).
     public func writeStreamChunk(_ bytes: UnsafeRawBufferPointer) {
-        guard state == .streaming, let connection, bytes.count > 0, !headOnly else { return }
+        writeStreamChunk(byteCount: bytes.count) { write in write(bytes) }
+    }
+
+    /// Sends one chunk of `byteCount` bytes, which `pieces` hands over in order to the function
+    /// it is given. The pieces are copied once, into the connection's write buffer (no frame is
+    /// assembled first); everything written in one loop iteration leaves in one syscall.
+    public func writeStreamChunk(byteCount: Int, _ pieces: (_ write: (UnsafeRawBufferPointer) -> Void) -> Void) {
+        guard state == .streaming, let connection, byteCount > 0, !headOnly else { return }
         if !chunked {
-            connection.write(bytes)
+            pieces { connection.write($0) }
             return
         }
-        frame.removeAll(keepingCapacity: true)
-        appendHex(bytes.count, to: &frame)
-        frame.append(contentsOf: [0x0D, 0x0A])
-        frame.append(contentsOf: bytes)
-        frame.append(contentsOf: [0x0D, 0x0A])
-        frame.withUnsafeBytes { connection.write($0) }
+        // The chunk-size line: at most 16 hex digits and CRLF.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 18) { line in
+            var length = 0
+            var shift = (Int.bitWidth - byteCount.leadingZeroBitCount + 3) / 4 * 4 - 4
+            if shift < 0 { shift = 0 }
+            while shift >= 0 {
+                line[length] = Self.hexDigits.utf8Start[(byteCount >> shift) & 0xF]
+                length += 1
+                shift -= 4
+            }
+            line[length] = 0x0D
+            line[length + 1] = 0x0A
+            connection.write(UnsafeRawBufferPointer(start: line.baseAddress, count: length + 2))
+        }
+        var written = 0
+        pieces { piece in
+            written += piece.count
+            connection.write(piece)
+        }
+        precondition(written == byteCount, "a chunk's pieces must add up to its announced size")
+        connection.write(UnsafeRawBufferPointer(start: Self.crlf.utf8Start, count: Self.crlf.utf8CodeUnitCount))
     }
+
+    private static let hexDigits: StaticString = "0123456789abcdef"
+    private static let crlf: StaticString = "\r\n"
 
     /// Ends a streamed response (the terminating chunk, or closing the connection on HTTP/1.0).
     public func endStream() {
@@ -126,16 +154,6 @@ public final class HTTPResponseWriter {
         }
         if !keepAlive { head.append(contentsOf: "Connection: close\r\n".utf8) }
         return head
-    }
-
-    private func appendHex(_ value: Int, to out: inout [UInt8]) {
-        let digits: StaticString = "0123456789abcdef"
-        var shift = (Int.bitWidth - value.leadingZeroBitCount + 3) / 4 * 4 - 4
-        if shift < 0 { shift = 0 }
-        while shift >= 0 {
-            out.append(digits.utf8Start[(value >> shift) & 0xF])
-            shift -= 4
-        }
     }
 }
 

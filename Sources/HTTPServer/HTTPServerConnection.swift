@@ -44,6 +44,7 @@ final class HTTPServerConnection {
             default: break
             }
         }
+        tcp.notifiesDrain = false
         tcp.startReading()
         armIdleTimer()
     }
@@ -77,6 +78,17 @@ final class HTTPServerConnection {
     }
 
     private var isClosed: Bool { if case .closed = state { return true } else { return false } }
+
+    /// Whether anyone waits for the write buffer to drain: a handler paused on `bufferedBytes`
+    /// (its writer's `onWritable`), or the idle timer while a finished response is still queued.
+    /// Called whenever either changes.
+    func updateDrainInterest() {
+        switch state {
+        case .responding(let writer): tcp.notifiesDrain = writer.onWritable != nil
+        case .reading: tcp.notifiesDrain = queuedAtTimer > 0
+        case .lingering, .closed: tcp.notifiesDrain = false
+        }
+    }
 
     private func didRead(_ bytes: UnsafeRawBufferPointer) {
         switch state {
@@ -138,6 +150,7 @@ final class HTTPServerConnection {
                 timer.stop()
                 let writer = HTTPResponseWriter(request: request, connection: self)
                 state = .responding(writer)
+                updateDrainInterest()
                 server.dispatch(request, writer)
             case .none:
                 break decoding
@@ -168,6 +181,7 @@ final class HTTPServerConnection {
     private func armIdleTimer() {
         headerDeadlineArmed = false
         queuedAtTimer = tcp.bufferedBytes
+        updateDrainInterest()
         timer.start(afterMilliseconds: queuedAtTimer > 0 ? limits.stalledWriteTimeoutMilliseconds : limits.idleTimeoutMilliseconds)
     }
 
@@ -198,6 +212,7 @@ final class HTTPServerConnection {
         if currentHead?.method != "HEAD" { bytes.append(contentsOf: response.body) }
         tcp.write(bytes)
         state = .lingering
+        updateDrainInterest()
         inbound.removeAll()
         tcp.startReading()
         tcp.shutdownAfterWriting()

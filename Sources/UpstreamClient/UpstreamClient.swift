@@ -387,11 +387,21 @@ public final class UpstreamTransfer {
                 onHead?(code, responseHeaders)
             }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
-            let name = String(decoding: line[..<colon], as: UTF8.self)
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            // Optional whitespace around the value, and the line's CRLF, are not part of it
+            // (RFC 9110 §5.5); trimmed on bytes (Foundation's trimming costs microseconds a line).
+            var start = colon + 1
+            var end = line.count
+            while start < end, Self.isSpace(line[start]) { start += 1 }
+            while end > start, Self.isSpace(line[end - 1]) { end -= 1 }
+            let name = String(decoding: UnsafeRawBufferPointer(rebasing: line[..<colon]), as: UTF8.self)
+            let value = String(decoding: UnsafeRawBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
             responseHeaders.append((name, value))
         }
         return isCancelled ? 0 : line.count
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
     }
 
     public private(set) var isPaused = false

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import PropertyBased
 import Testing
 
 @Suite struct SSEDecoderTests {
@@ -19,6 +20,52 @@ import Testing
             #expect(events == expectedEvents, "split into \(chunks.map(\.count))")
             if events != expectedEvents { return }
         }
+    }
+
+    /// Lines of a hostile stream: one- and multi-line events, names, comments, blank lines, every
+    /// line ending, long lines, a lone CR at a chunk's end.
+    static let streamPieces = Gen.element(of: [
+        "data: {\"a\":1}\n\n", "data: x\r\n\r\n", "data: y\r\r", "data:\n\n", "data: one\ndata: two\n\n", "event: e\n",
+        ": comment\n", "\n", "\r\n", "\r", "data: " + String(repeating: "z", count: 300) + "\n\n", "data: é🙂\u{2028}\n\n",
+        "id: 1\n", "data", "data: partial", "retry: 5\n", "data:  lead\n\n",
+    ]).map { $0 ?? "" }.array(of: 0...20).map { Array($0.joined().utf8) }
+
+    /// A one-line event is dispatched straight from the caller's buffer, copied only when it spans
+    /// reads: wherever the reads split the stream, the events are the same as fed whole.
+    @Test func eventsAreTheSameWhereverReadsSplit() async {
+        await propertyCheck(count: 400, input: Self.streamPieces, Gen.int(in: 1...40).array(of: 0...8)) { bytes, cuts in
+            let whole = try? decodeAll([bytes])
+            var chunks: [[UInt8]] = []
+            var start = 0
+            for cut in cuts where start < bytes.count {
+                let end = min(bytes.count, start + cut)
+                chunks.append(Array(bytes[start..<end]))
+                start = end
+            }
+            if start < bytes.count { chunks.append(Array(bytes[start...])) }
+            #expect(whole != nil)
+            let split = try? Self.decodeReusingOneBuffer(chunks)
+            let byByte = try? Self.decodeReusingOneBuffer(bytes.map { [$0] })
+            #expect(split == whole, "split into \(chunks.map(\.count))")
+            #expect(byByte == whole, "byte by byte")
+        }
+    }
+
+    /// As a socket's reads arrive: every chunk in the same buffer, scribbled over after each feed,
+    /// so an event that kept pointing into an earlier read would decode garbage.
+    static func decodeReusingOneBuffer(_ chunks: [[UInt8]]) throws -> [DecodedEvent] {
+        var decoder = SSEDecoder()
+        var events: [DecodedEvent] = []
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(chunks.map(\.count).max() ?? 0, 1), alignment: 1)
+        defer { buffer.deallocate() }
+        for chunk in chunks {
+            buffer.copyBytes(from: chunk)
+            try decoder.feed(UnsafeRawBufferPointer(rebasing: buffer[..<chunk.count])) {
+                events.append(DecodedEvent(event: $0.nameString, data: $0.dataString))
+            }
+            for index in buffer.indices { buffer[index] = 0x3F }
+        }
+        return events
     }
 
     @Test func commentsIdsAndRetryAreNotEvents() throws {

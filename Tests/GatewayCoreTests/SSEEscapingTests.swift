@@ -93,4 +93,22 @@ import Testing
             #expect(PythonLines.split(out).count == 2)
         }
     }
+
+    /// The relay writes an event's JSON in place after `data: ` and then makes the line safe:
+    /// byte for byte what `appendData` writes, for any bytes (valid JSON or not, raw line breaks,
+    /// control bytes, separators), after any prefix already in the buffer.
+    @Test func makingALineSafeInPlaceWritesWhatAppendDataWrites() async {
+        let raw = Self.adversarial.map { Array($0.utf8) }
+        await propertyCheck(count: 400, input: raw, Self.adversarial) { payload, before in
+            var expected = Array(before.utf8)
+            SSEEncoder.appendData(payload, to: &expected)
+            var inPlace = Array(before.utf8)
+            inPlace.append(contentsOf: "data: ".utf8)
+            let start = inPlace.count
+            inPlace.append(contentsOf: payload)
+            SSEEncoder.makeDataLineSafe(&inPlace, from: start)
+            inPlace.append(contentsOf: "\n\n".utf8)
+            #expect(inPlace == expected, "\(String(decoding: payload, as: UTF8.self).debugDescription)")
+        }
+    }
 }

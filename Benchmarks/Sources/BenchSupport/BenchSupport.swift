@@ -64,7 +64,7 @@ public enum ProcessUsage {
 
 public extension ProcessUsage {
     /// CPU seconds of `pid` and its direct children (nginx's workers).
-    public static func cpuSecondsWithChildren(_ pid: Int32) -> Double {
+    static func cpuSecondsWithChildren(_ pid: Int32) -> Double {
         var total = cpuSeconds(pid)
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for entry in entries {
@@ -77,8 +77,22 @@ public extension ProcessUsage {
         return total
     }
 
+    /// Resident KiB of `pid` and its direct children (nginx's master and workers).
+    static func residentKiBWithChildren(_ pid: Int32) -> Int {
+        var total = residentKiB(pid)
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let child = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == pid { total += residentKiB(child) }
+        }
+        return total
+    }
+
     /// CPU seconds per thread whose name starts with `prefix` (the gateway's loops).
-    public static func threadCPU(_ pid: Int32, prefix: String) -> [(String, Double)] {
+    static func threadCPU(_ pid: Int32, prefix: String) -> [(String, Double)] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         return tasks.compactMap { task -> (String, Double)? in
             guard let name = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)

@@ -86,8 +86,7 @@ struct LatencyBench: ParsableCommand {
         }
         let levels = load.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         if !levels.isEmpty {
-            let loadJSON = try runLoad(levels: levels, mockPort: mock.port, gatewayPort: gatewayProcess.port,
-                                       gatewayPID: gatewayProcess.process.processIdentifier, thread: thread)
+            let loadJSON = try runLoad(levels: levels, mockPort: mock.port, configPath: config.path, thread: thread)
             report.json = String(report.json.dropLast()) + #","load":\#(loadJSON)}"#
         }
         if let json {
@@ -96,41 +95,49 @@ struct LatencyBench: ParsableCommand {
         }
     }
 
-    /// Concurrent paced streams (64 deltas, 20 ms apart) per level and path, in one run.
-    func runLoad(levels: [Int], mockPort: Int, gatewayPort: Int, gatewayPID: Int32, thread: EventLoopThread) throws -> String {
-        let nginx = try NginxPeer(upstreamPort: mockPort)
-        defer { nginx?.stop() }
+    /// Concurrent paced streams (64 deltas, 20 ms apart) per level and path, in one run. The
+    /// gateway and nginx are started afresh for each level, so a level's memory per open stream
+    /// is (peak RSS during the level − the fresh process's idle RSS) / streams: a process that
+    /// kept the memory of an earlier level would understate it.
+    func runLoad(levels: [Int], mockPort: Int, configPath: String, thread: EventLoopThread) throws -> String {
         let model = "paced:pace_ms=20:deltas=64"
-        var paths = [("direct", "http://127.0.0.1:\(mockPort)/v1/chat/completions", model),
-                     ("gateway", "http://127.0.0.1:\(gatewayPort)/v1/chat/completions", "mock/\(model)")]
-        if let nginx { paths.append(("nginx", "http://127.0.0.1:\(nginx.port)/v1/chat/completions", model)) }
         print("\nconcurrent streams: 64 deltas each, 20 ms apart; latency = arrival − mock's send stamp (µs)")
         print("path      streams  lat p50   lat p99   gap p50   gap p99   stalls  fail  +lat p50  +lat p99  +gap p99")
         var entries: [String] = []
         var maxWithoutStalls: [String: Int] = [:]
-        var memoryPerStream = 0.0
-        var cpuPerToken = 0.0
         var ratios: [String] = []
-        let threadsBefore = ProcessUsage.threadCPU(gatewayPID, prefix: "fusion-loop")
+        var loopCPU: [String: Double] = [:]
         for level in levels {
+            // Fresh for this level (nginx: its master and workers, whose RSS is summed).
+            let gatewayProcess = try ChildProcess(gateway, ["serve", "--port", "0", "--config", configPath, "--log-level", "error",
+                                                            "--loops", String(loops)],
+                                                  banner: "fusion-gateway listening on http://127.0.0.1:")
+            defer { gatewayProcess.stop() }
+            let gatewayPID = gatewayProcess.process.processIdentifier
+            let nginx = try NginxPeer(upstreamPort: mockPort)
+            defer { nginx?.stop() }
+            var paths = [("direct", "http://127.0.0.1:\(mockPort)/v1/chat/completions", model),
+                         ("gateway", "http://127.0.0.1:\(gatewayProcess.port)/v1/chat/completions", "mock/\(model)")]
+            if let nginx { paths.append(("nginx", "http://127.0.0.1:\(nginx.port)/v1/chat/completions", model)) }
             var direct: LoadRunner.Result?
             var addedGap: [String: Int64] = [:]
             var tokenCPU: [String: Double] = [:]
+            var memory: [String: Double] = [:]
             for (name, url, pathModel) in paths {
-                usleep(300_000)  // let the previous level's connections close
-                let idleRSS = name == "gateway" ? ProcessUsage.residentKiB(gatewayPID) : 0
+                usleep(300_000)  // let the previous path's connections close
                 let measuredPID: Int32? = name == "gateway" ? gatewayPID : (name == "nginx" ? nginx?.process.processIdentifier : nil)
+                let idleRSS = measuredPID.map { ProcessUsage.residentKiBWithChildren($0) } ?? 0
                 let cpuBefore = measuredPID.map { ProcessUsage.cpuSecondsWithChildren($0) } ?? 0
                 let runner = try thread.loop.submitAndWait {
                     LoadRunner(loop: thread.loop, path: name, url: url, model: pathModel, streams: level, paceMilliseconds: 20)
                 }
                 let done = DispatchSemaphore(value: 0)
                 thread.loop.execute { runner.start { done.signal() } }
-                // Halfway through the streams (64 × 20 ms), sample the gateway's memory.
+                // While the streams run (64 × 20 ms), sample the proxy's memory.
                 var peakRSS = 0
-                if name == "gateway" {
+                if let measuredPID {
                     while done.wait(timeout: .now() + .milliseconds(100)) == .timedOut {
-                        peakRSS = max(peakRSS, ProcessUsage.residentKiB(gatewayPID))
+                        peakRSS = max(peakRSS, ProcessUsage.residentKiBWithChildren(measuredPID))
                     }
                 } else {
                     done.wait()
@@ -146,35 +153,33 @@ struct LatencyBench: ParsableCommand {
                 }
                 if let measuredPID {
                     tokenCPU[name] = (ProcessUsage.cpuSecondsWithChildren(measuredPID) - cpuBefore) / Double(max(result.events, 1))
+                    memory[name] = Double(max(0, peakRSS - idleRSS)) / Double(level)
                 }
                 if let direct { addedGap[name] = Int64(result.gaps.valueAtPercentile(99)) - Int64(direct.gaps.valueAtPercentile(99)) }
-                if name == "gateway" {
-                    memoryPerStream = Double(max(0, peakRSS - idleRSS)) / Double(level)
-                    cpuPerToken = tokenCPU[name] ?? 0
-                }
                 let row = [name.padding(toLength: 10, withPad: " ", startingAt: 0), pad(level, 7),
                            pad(result.latency.valueAtPercentile(50), 9), pad(result.latency.valueAtPercentile(99), 9),
                            pad(result.gaps.valueAtPercentile(50), 9), pad(result.gaps.valueAtPercentile(99), 9),
                            pad(result.stalls, 7), pad(result.failures, 5)] + added.map { $0.padding(toLength: 9, withPad: " ", startingAt: 0) }
                 print(row.joined(separator: " "))
-                if name == "gateway" {
-                    print(String(format: "          gateway: +%.1f KiB resident per open stream, %.2f µs CPU per forwarded token",
-                                 memoryPerStream, cpuPerToken * 1e6))
+                if let cpu = tokenCPU[name], let perStream = memory[name] {
+                    print(String(format: "          %@: +%.1f KiB resident per open stream (fresh process), %.2f µs CPU per forwarded token",
+                                 name, perStream, cpu * 1e6))
                 }
-                if name == "nginx", let nginxCPU = tokenCPU["nginx"] {
-                    print(String(format: "          nginx: %.2f µs CPU per forwarded token", nginxCPU * 1e6))
-                }
-                entries.append(#"{"path":"\#(name)","cpu_us_per_token":\#((tokenCPU[name] ?? 0) * 1e6),"streams":\#(level),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p50_us":\#(result.gaps.valueAtPercentile(50)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p50_us":\#(result.ttft.valueAtPercentile(50)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99)),"stalls":\#(result.stalls),"failures":\#(result.failures),"events":\#(result.events)\#(name == "gateway" ? #","rss_kib_per_stream":\#(memoryPerStream),"cpu_us_per_token":\#(cpuPerToken * 1e6)"# : "")}"#)
+                var extra = ""
+                if let cpu = tokenCPU[name] { extra += #","cpu_us_per_token":\#(cpu * 1e6)"# }
+                if let perStream = memory[name] { extra += #","rss_kib_per_stream":\#(perStream)"# }
+                entries.append(#"{"path":"\#(name)","streams":\#(level),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p50_us":\#(result.gaps.valueAtPercentile(50)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p50_us":\#(result.ttft.valueAtPercentile(50)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99)),"stalls":\#(result.stalls),"failures":\#(result.failures),"events":\#(result.events)\#(extra)}"#)
             }
+            for (thread, seconds) in ProcessUsage.threadCPU(gatewayPID, prefix: "fusion-loop") { loopCPU[thread, default: 0] += seconds }
             if let gateway = tokenCPU["gateway"], let peer = tokenCPU["nginx"], peer > 0 {
-                ratios.append(String(format: "%d streams: CPU/token %.2f×, added gap p99 %@", level, gateway / peer,
+                let memoryRatio = (memory["nginx"] ?? 0) > 0 ? String(format: "%.2f×", (memory["gateway"] ?? 0) / memory["nginx"]!) : "n/a"
+                ratios.append(String(format: "%d streams: CPU/token %.2f×, memory/stream %@, added gap p99 %@", level, gateway / peer, memoryRatio,
                                      addedGap["nginx"].map { $0 > 0 ? String(format: "%.2f×", Double(addedGap["gateway"] ?? 0) / Double($0)) : "n/a" } ?? "n/a"))
             }
         }
         print("gateway ÷ nginx: " + ratios.joined(separator: "; "))
-        let threadsAfter = ProcessUsage.threadCPU(gatewayPID, prefix: "fusion-loop")
-        print("gateway CPU seconds per loop thread during the load: " + zip(threadsBefore, threadsAfter)
-            .map { String(format: "%@ %.2f", $0.0.0, $0.1.1 - $0.0.1) }.joined(separator: ", "))
+        print("gateway CPU seconds per loop thread (all levels, startup included): "
+            + loopCPU.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f", $0.key, $0.value) }.joined(separator: ", "))
         print("most concurrent streams without stalls: " + maxWithoutStalls.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         return "[" + entries.joined(separator: ",") + "]"
     }

@@ -37,10 +37,20 @@ final class GenerationStore: Sendable {
 
     func record(_ id: String) -> GenerationRecord? { state.withLock { $0.records[id] } }
 
-    /// A new id: `gen-` and 24 random hex digits.
+    /// A new id: `gen-` and 24 random hex digits (96 bits: two draws from the system's generator, where a
+    /// draw per digit cost a `getrandom` syscall each).
     static func newID() -> String {
         var generator = SystemRandomNumberGenerator()
-        let digits = Array("0123456789abcdef")
-        return "gen-" + String((0..<24).map { _ in digits[Int(generator.next() % 16)] })
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 28) { buffer in
+            for (index, byte) in "gen-".utf8.enumerated() { buffer[index] = byte }
+            for index in 0..<24 {
+                let nibble = index < 16 ? (high >> UInt64(60 - 4 * index)) & 0xF : (low >> UInt64(60 - 4 * (index - 16))) & 0xF
+                buffer[4 + index] = digits.utf8Start[Int(nibble)]
+            }
+            return 28
+        }
     }
 }

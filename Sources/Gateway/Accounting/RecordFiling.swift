@@ -36,6 +36,8 @@ extension GatewayShared {
     }
 
     private func logLines(_ record: GenerationRecord, prompt: String?, log: Logger) {
+        // The lines are built only when they will be written (their metadata costs microseconds).
+        guard log.logLevel <= .info else { return }
         var metadata: Logger.Metadata = [
             "route": "\(record.route.rawValue)", "kind": "\(record.kind.rawValue)", "model": "\(record.model)",
             "requested_model": "\(record.requestedModel)", "stream": .stringConvertible(record.streamed),

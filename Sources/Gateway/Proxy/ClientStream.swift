@@ -35,14 +35,8 @@ final class ClientStream {
         self.writer = writer
         self.maxClientBuffer = maxClientBuffer
         channel = FanInChannel(loop: loop, capacity: capacity)
-        channel.onRecords = { [unowned self] producer, kind, bytes in deliver(producer, kind, bytes) }
+        channel.onRecords = { [unowned self] record in deliver(record) }
         channel.onDrained = { [unowned self] in writeOverflow() }
-        writer.onWritable = { [unowned self] in
-            guard !channel.isAcceptingRecords else { return }
-            channel.isAcceptingRecords = true
-            blockedSince = nil
-            channel.drainSoon()
-        }
     }
 
     /// Whether a producer may relay `inputBytes` of upstream data now: its output fits, or the
@@ -90,19 +84,29 @@ final class ClientStream {
         }
     }
 
-    private func deliver(_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
-        switch kind {
+    private func deliver(_ record: FanInBuffer.Record) {
+        switch record.kind {
         case Self.clientBytes:
-            writer.writeStreamChunk(bytes)
+            // Straight from the ring's slots into the connection's write buffer: one copy.
+            writer.writeStreamChunk(byteCount: record.count) { write in record.forEachPiece(write) }
         case Self.end:
             finishResponse()
         default:
-            onEvent?(producer, kind, bytes)
+            if let onEvent { record.withContiguousBytes { onEvent(record.producer, record.kind, $0) } }
         }
-        if writer.bufferedBytes > maxClientBuffer {
-            if channel.isAcceptingRecords { blockedSince = channel.loop.nowMilliseconds }
-            channel.isAcceptingRecords = false  // resumes in writer.onWritable
+        if channel.isAcceptingRecords && writer.bufferedBytes > maxClientBuffer {
+            blockedSince = channel.loop.nowMilliseconds
+            channel.isAcceptingRecords = false
+            // Watched only while blocked: the rest of the time a drain notifies no one.
+            writer.onWritable = { [unowned self] in clientDidDrain() }
         }
+    }
+
+    private func clientDidDrain() {
+        writer.onWritable = nil
+        channel.isAcceptingRecords = true
+        blockedSince = nil
+        channel.drainSoon()
     }
 
     /// After a drain: bytes that did not fit the ring go out once everything before them has

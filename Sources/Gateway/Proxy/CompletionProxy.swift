@@ -57,8 +57,9 @@ final class CompletionProxy<Request: ProxyRequest> {
     private var stream: ClientStream?
     private var created: Int { accounting.created }
     private let context: ProxyContext
-    /// Reused output buffer: the per-event path allocates nothing once it has grown.
-    private var out: [UInt8] = []
+    /// The loop's output buffer, lent per callback: the per-event path allocates nothing once it
+    /// has grown, and an open stream holds no buffer of its own.
+    private let scratch: ByteScratch
     private var watchdog: StreamWatchdog?
     private var idleCheck: LoopTimer?
     private var lastUpstreamActivity: UInt64 = 0
@@ -72,7 +73,9 @@ final class CompletionProxy<Request: ProxyRequest> {
     init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
          startedAt: UInt64 = EventLoop.monotonicNanoseconds(), extraHeaders: [(String, String)] = [],
-         slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+         slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil,
+         scratch: ByteScratch = ByteScratch(), onFinish: @escaping (GenerationRecord) -> Void) {
+        self.scratch = scratch
         self.stats = stats
         self.metrics = metrics
         slowClientTimeout = slowClientTimeoutMilliseconds
@@ -87,7 +90,6 @@ final class CompletionProxy<Request: ProxyRequest> {
         accounting = ProxyAccounting(record: record, startedAt: startedAt)
         context = ProxyContext(generationID: record.id, created: record.created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
         relay = request.makeRelay(route: candidates[0], context: context, whole: false)
-        out.reserveCapacity(4096)
     }
 
     func start() {
@@ -201,11 +203,13 @@ final class CompletionProxy<Request: ProxyRequest> {
                 self.stream?.channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.transfer?.resume() }
                 return false
             }
-            out.removeAll(keepingCapacity: true)
-            let before = relay.forwardedEvents
-            let outcome = relay.relay(bytes, into: &out)
-            if relay.forwardedEvents > before { accounting.forwardedEvents(route, metrics: metrics) }
-            stream.emit(out)
+            var forwarded = 0
+            let outcome = scratch.withBuffer { out in
+                let outcome = relay.relay(bytes, into: &out, forwarded: &forwarded)
+                stream.emit(out)
+                return outcome
+            }
+            if forwarded > 0 { accounting.forwardedEvents(route, metrics: metrics) }
             watchdog?.noteWrite()
             switch outcome {
             case .streaming:
@@ -248,10 +252,12 @@ final class CompletionProxy<Request: ProxyRequest> {
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
             fail(UpstreamFailure.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
-            out.removeAll(keepingCapacity: true)
-            relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) }, into: &out)
+            scratch.withBuffer { out in
+                relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) },
+                                     into: &out)
+                stream?.emit(out)
+            }
             if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
-            stream?.emit(out)
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             if let failure {
@@ -288,9 +294,10 @@ final class CompletionProxy<Request: ProxyRequest> {
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
             openClientStream()
             relay = request.makeRelay(route: route, context: context, whole: true)
-            out.removeAll(keepingCapacity: true)
-            relay.relayWhole(events, into: &out)
-            stream?.emit(out)
+            scratch.withBuffer { out in
+                relay.relayWhole(events, into: &out)
+                stream?.emit(out)
+            }
             finishClientStream()
             return
         }
@@ -323,9 +330,10 @@ final class CompletionProxy<Request: ProxyRequest> {
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
-        out.removeAll(keepingCapacity: true)
-        relay.start(into: &out)
-        if !out.isEmpty { stream.emit(out) }
+        scratch.withBuffer { out in
+            relay.start(into: &out)
+            if !out.isEmpty { stream.emit(out) }
+        }
     }
 
     private func sendKeepAlive() {
@@ -381,9 +389,10 @@ final class CompletionProxy<Request: ProxyRequest> {
         transfer?.cancel()
         transfer = nil
         if let stream {
-            out.removeAll(keepingCapacity: true)
-            relay.fail(error, into: &out)
-            stream.emit(out)
+            scratch.withBuffer { out in
+                relay.fail(error, into: &out)
+                stream.emit(out)
+            }
             phase = .finished
             stream.emitEnd()
         } else {
@@ -420,3 +429,4 @@ final class CompletionProxy<Request: ProxyRequest> {
         onFinish(accounting.close(relay: request.stream ? relay : nil))
     }
 }
+

@@ -149,7 +149,7 @@ extension GatewayServer {
             request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
             redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
             slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
-            metrics: shared.metrics
+            metrics: shared.metrics, scratch: scratch
         ) { [unowned self] record in
             finished(record, writer: writer, prompt: prompt, log: log)
         }

@@ -30,6 +30,8 @@ public final class GatewayServer {
     var logger: Logger
     /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
     var active: [ObjectIdentifier: AnyObject] = [:]
+    /// The output buffer this loop's proxies share (each uses it only inside one callback).
+    let scratch = ByteScratch()
     /// Where Fusion places inner calls: this loop first, then the others (set by the cluster).
     var workers: [UpstreamWorker]
     private var shuttingDown = false

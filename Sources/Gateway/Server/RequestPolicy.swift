@@ -102,16 +102,27 @@ struct RequestPolicy: Sendable {
 
     static func isJSON(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { trimmingBlanks($0).lowercased() }
         return mediaType == "application/json"
     }
 
     /// `Host` without its port (`[::1]:8080` → `::1`), lowercased.
     static func hostName(_ host: String) -> String {
-        let host = host.trimmingCharacters(in: .whitespaces).lowercased()
+        let host = trimmingBlanks(Substring(host)).lowercased()
         if host.hasPrefix("["), let close = host.firstIndex(of: "]") { return String(host[host.index(after: host.startIndex)..<close]) }
-        if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") { return String(host[..<colon]) }
+        if host.utf8.lazy.filter({ $0 == UInt8(ascii: ":") }).count == 1, let colon = host.firstIndex(of: ":") { return String(host[..<colon]) }
         return host
+    }
+
+    /// Spaces and tabs around a header value removed: the optional whitespace of RFC 9110 §5.6.3
+    /// (Foundation's `trimmingCharacters` costs microseconds per request on this path).
+    static func trimmingBlanks(_ text: Substring) -> Substring {
+        let bytes = text.utf8
+        var start = bytes.startIndex
+        var end = bytes.endIndex
+        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start = bytes.index(after: start) }
+        while end > start, bytes[bytes.index(before: end)] == 0x20 || bytes[bytes.index(before: end)] == 0x09 { end = bytes.index(before: end) }
+        return Substring(bytes[start..<end])
     }
 
     static func isLoopback(_ host: String) -> Bool {

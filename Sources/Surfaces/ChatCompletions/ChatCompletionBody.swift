@@ -4,8 +4,6 @@ import Providers
 /// Whole (non-streamed) chat completions: one upstream's answer as the client's
 /// `chat.completion`, with the completion's own `id` and the model the client asked for.
 public enum ChatCompletionBody {
-    private static let costKey = Array(#""cost""#.utf8)
-
     /// An OpenAI-format body relayed with `id`, `model` and `created` replaced and its usage's
     /// `cost` rounded as the gateway states costs (everything else kept byte for byte); nil when
     /// it is not a JSON object.
@@ -17,7 +15,7 @@ public enum ChatCompletionBody {
         var leading = [(key: Array("id".utf8), value: idValue), (Array("model".utf8), modelValue),
                        (Array("created".utf8), Array(String(created).utf8))]
         // Parsed a second time only when it states a cost (OpenRouter's bodies).
-        let statesCost = body.withUnsafeBytes { $0.containsAny(costKey, costKey, costKey) }
+        let statesCost = body.withUnsafeBytes { $0.hasNonNullMember(#""cost""#, #""cost""#, #""cost""#) }
         if statesCost, let usage = SSERelay.usageWithRoundedCost((try? JSONValue.parse(body))?["usage"]) {
             leading.append((SSERelay.usageName, usage))
         }

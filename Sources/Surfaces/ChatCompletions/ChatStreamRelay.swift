@@ -10,11 +10,20 @@ import Providers
 public struct ChatStreamRelay {
     public typealias Outcome = SSERelay.Outcome
 
+    /// The engine lives in a box: the proxy reads this relay's counters and calls it per event,
+    /// and a struct of buffers read or passed from a class's property is copied (every buffer
+    /// retained and released) each time; a box is one reference. Value semantics are kept by
+    /// copying the box before a mutation when it is shared (never, on the proxy's path).
+    private final class Box<Relay> {
+        var relay: Relay
+        init(_ relay: Relay) { self.relay = relay }
+    }
+
     private enum Engine {
-        case passThrough(SSERelay)
-        case translating(TranslatingRelay<ChatStreamTranslation>)
-        /// While the engine is taken out to be mutated: the enum must not keep a second
-        /// reference to its buffers, or every mutation would copy them (per token).
+        case passThrough(Box<SSERelay>)
+        case translating(Box<TranslatingRelay<ChatStreamTranslation>>)
+        /// While the box is taken out to be mutated: the enum must not hold a second reference,
+        /// or the box would never be known unique.
         case taken
     }
 
@@ -23,16 +32,16 @@ public struct ChatStreamRelay {
     /// Relays an upstream speaking OpenAI's chat format.
     public static func passThrough(id: String, model: String, created: Int? = nil, maxEventBytes: Int,
                                    usageFallback: SSERelay.UsageFallback?, redactor: Redactor = .none) -> ChatStreamRelay {
-        ChatStreamRelay(engine: .passThrough(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, created: created,
-                                                      usageFallback: usageFallback, redactor: redactor)))
+        ChatStreamRelay(engine: .passThrough(Box(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, created: created,
+                                                          usageFallback: usageFallback, redactor: redactor))))
     }
 
     /// Translates an upstream of another format (decoded by `decoder`) into chunks.
     public static func translating(_ decoder: any ModelStreamDecoder, id: String, model: String, created: Int,
                                    includeUsage: Bool, usageFallback: SSERelay.UsageFallback? = nil) -> ChatStreamRelay {
         let writer = ChatStreamTranslation(chunks: ChatChunkWriter(id: id, model: model, created: created), includeUsage: includeUsage)
-        return ChatStreamRelay(engine: .translating(TranslatingRelay(decoder: decoder, writer: writer,
-                                                                     estimatedPromptTokens: usageFallback?.promptTokens)))
+        return ChatStreamRelay(engine: .translating(Box(TranslatingRelay(decoder: decoder, writer: writer,
+                                                                         estimatedPromptTokens: usageFallback?.promptTokens))))
     }
 
     private init(engine: Engine) {
@@ -41,8 +50,8 @@ public struct ChatStreamRelay {
 
     public var outcome: Outcome {
         switch engine {
-        case .passThrough(let relay): relay.outcome
-        case .translating(let relay): relay.outcome
+        case .passThrough(let box): box.relay.outcome
+        case .translating(let box): box.relay.outcome
         case .taken: .streaming
         }
     }
@@ -50,24 +59,24 @@ public struct ChatStreamRelay {
     /// Chunks carrying the answer (or a part of it) forwarded so far.
     public var forwardedEvents: Int {
         switch engine {
-        case .passThrough(let relay): relay.forwardedEvents
-        case .translating(let relay): relay.forwardedEvents
+        case .passThrough(let box): box.relay.forwardedEvents
+        case .translating(let box): box.relay.forwardedEvents
         case .taken: 0
         }
     }
 
     public var usage: Usage? {
         switch engine {
-        case .passThrough(let relay): Usage(openAI: relay.usage)
-        case .translating(let relay): relay.usage
+        case .passThrough(let box): Usage(openAI: box.relay.usage)
+        case .translating(let box): box.relay.usage
         case .taken: nil
         }
     }
 
     public var finishReason: String? {
         switch engine {
-        case .passThrough(let relay): relay.finishReason
-        case .translating(let relay): relay.finish?.rawValue
+        case .passThrough(let box): box.relay.finishReason
+        case .translating(let box): box.relay.finish?.rawValue
         case .taken: nil
         }
     }
@@ -75,68 +84,51 @@ public struct ChatStreamRelay {
     /// The client's usage chunk was the gateway's estimate.
     public var usageEstimated: Bool {
         switch engine {
-        case .passThrough(let relay): relay.usageEstimated
-        case .translating(let relay): relay.usageEstimated
+        case .passThrough(let box): box.relay.usageEstimated
+        case .translating(let box): box.relay.usageEstimated
         case .taken: false
+        }
+    }
+
+    /// Runs `passThrough` or `translating` on the engine, in place (its box copied first if
+    /// another copy of this relay shares it).
+    private mutating func update<Result>(passThrough: (inout SSERelay) -> Result,
+                                         translating: (inout TranslatingRelay<ChatStreamTranslation>) -> Result) -> Result {
+        switch engine {
+        case .passThrough(var box):
+            engine = .taken
+            defer { engine = .passThrough(box) }
+            if !isKnownUniquelyReferenced(&box) { box = Box(box.relay) }
+            return passThrough(&box.relay)
+        case .translating(var box):
+            engine = .taken
+            defer { engine = .translating(box) }
+            if !isKnownUniquelyReferenced(&box) { box = Box(box.relay) }
+            return translating(&box.relay)
+        case .taken:
+            preconditionFailure("ChatStreamRelay used while it is being mutated")
         }
     }
 
     /// Relays `bytes` (any split) into `out`.
     public mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Outcome {
-        switch engine {
-        case .passThrough(var relay):
-            engine = .taken
-            let outcome = relay.relay(bytes, into: &out)
-            engine = .passThrough(relay)
-            return outcome
-        case .translating(var relay):
-            engine = .taken
-            let outcome = relay.relay(bytes, into: &out)
-            engine = .translating(relay)
-            return outcome
-        case .taken:
-            return .streaming
-        }
+        update(passThrough: { $0.relay(bytes, into: &out) }, translating: { $0.relay(bytes, into: &out) })
     }
 
     /// A whole (non-streamed) upstream answer, as the stream the client asked for.
     public mutating func relayWhole(_ events: [ModelEvent], into out: inout [UInt8]) {
-        guard case .translating(var relay) = engine else { return }
-        engine = .taken
-        relay.relayWhole(events, into: &out)
-        engine = .translating(relay)
+        update(passThrough: { _ in }, translating: { $0.relayWhole(events, into: &out) })
     }
 
     /// The upstream body ended (`failure`: how it broke).
     public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
-        switch engine {
-        case .passThrough(var relay):
-            engine = .taken
-            relay.upstreamDidEnd(failure: failure, into: &out)
-            engine = .passThrough(relay)
-        case .translating(var relay):
-            engine = .taken
-            relay.upstreamDidEnd(failure: failure, into: &out)
-            engine = .translating(relay)
-        case .taken:
-            break
-        }
+        update(passThrough: { $0.upstreamDidEnd(failure: failure, into: &out) },
+               translating: { $0.upstreamDidEnd(failure: failure, into: &out) })
     }
 
     /// Ends the stream with `error` (an error chunk with this completion's id and model) and `[DONE]`.
     public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
-        switch engine {
-        case .passThrough(var relay):
-            engine = .taken
-            relay.fail(error, into: &out)
-            engine = .passThrough(relay)
-        case .translating(var relay):
-            engine = .taken
-            relay.fail(error, into: &out)
-            engine = .translating(relay)
-        case .taken:
-            break
-        }
+        update(passThrough: { $0.fail(error, into: &out) }, translating: { $0.fail(error, into: &out) })
     }
 }
 

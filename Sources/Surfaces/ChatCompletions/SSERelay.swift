@@ -22,7 +22,7 @@ public struct SSERelay {
 
     private var decoder: SSEDecoder
     /// Written first into every relayed chunk (and error chunk): `id`, `model`.
-    private let leading: [(key: [UInt8], value: [UInt8])]
+    private let leading: JSONScanner.LeadingMembers
     private let id: String
     private let model: String
     private let created: Int?
@@ -31,8 +31,8 @@ public struct SSERelay {
     /// An upstream's error chunk is never relayed as it is (it may echo our key back): it
     /// becomes our own, its message trimmed and redacted.
     private let redactor: Redactor
-    /// Reused: one event's rewritten JSON (the per-event path allocates nothing once grown).
-    private var scratch: [UInt8] = []
+    /// Why the relay stops, found while decoding one read (acted on once the read is decoded).
+    private var stop: Stop?
     /// Events forwarded to the client so far.
     public private(set) var forwardedEvents = 0
     /// The last `usage` object and non-null `finish_reason` seen, for accounting. Found by a
@@ -42,6 +42,12 @@ public struct SSERelay {
     /// The usage chunk the client got was the gateway's estimate.
     public private(set) var usageEstimated = false
     public private(set) var outcome = Outcome.streaming
+
+    private enum Stop {
+        case done
+        case invalid
+        case upstreamError(APIError)
+    }
 
     /// What to say about usage when the upstream said nothing.
     public struct UsageFallback: Sendable {
@@ -71,79 +77,75 @@ public struct SSERelay {
             leading.append((Array("model".utf8), value))
         }
         if let created { leading.append((Array("created".utf8), Array(String(created).utf8))) }
-        self.leading = leading
+        self.leading = JSONScanner.LeadingMembers(leading)
         self.created = created
         self.id = id ?? ""
         self.model = model ?? ""
         self.usageFallback = usageFallback
-        scratch.reserveCapacity(1024)
     }
 
     /// Relays `bytes` (any split) into `out`. After `.done` or `.failed`, further input is ignored.
+    ///
+    /// Per event: one scan that checks the JSON and copies it, with this completion's `id` and
+    /// `model`, straight into `out` after its `data: ` prefix (no intermediate buffer, no
+    /// allocation); chunks whose accounting members are not null (usage, a finish reason, an
+    /// error) are also parsed.
     public mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Outcome {
         guard outcome == .streaming else { return outcome }
-        // The callback may not touch `self` while `decoder` is being mutated: it works on locals.
-        var sawDone = false
-        var invalid = false
-        var upstreamError: APIError?
-        var forwarded = 0
-        var usage: JSONValue?
-        var finishReason: String?
-        var scratch = self.scratch
-        self.scratch = []  // the buffer moves into the closure's local and back: no copy
-        let leading = leading
-        let redactor = redactor
+        // The decoder is moved out while it calls back into `self` (a swap: no copy, no ARC).
+        var decoder = SSEDecoder(maxEventBytes: 0)
+        swap(&decoder, &self.decoder)
+        defer { swap(&decoder, &self.decoder) }
         do {
-            try decoder.feed(bytes) { event in
-                guard !sawDone, !invalid, upstreamError == nil, !event.data.isEmpty else { return }
-                if event.isDone {
-                    sawDone = true
-                    return
-                }
-                // The few chunks that carry accounting or an error are parsed; the rest only scanned.
-                var chunk: JSONValue?
-                if event.data.containsAny(Self.usageKey, Self.finishKey, Self.errorKey) {
-                    chunk = try? JSONValue.parse(Array(event.data))
-                    if let error = chunk?["error"], error != .null {
-                        upstreamError = OpenAICompatibleProvider.streamError(error, redactor: redactor)
-                        return
-                    }
-                }
-                scratch.removeAll(keepingCapacity: true)
-                // A usage whose cost has more places than the gateway states is given the
-                // rounded cost, so the client, the record and the metrics say the same figure.
-                let rounded = chunk.flatMap { Self.usageWithRoundedCost($0["usage"]) }
-                guard JSONScanner.appendObject(event.data, leading: rounded.map { leading + [(Self.usageName, $0)] } ?? leading,
-                                               to: &scratch) else {
-                    invalid = true
-                    return
-                }
-                SSEEncoder.appendData(scratch, to: &out)
-                forwarded += 1
-                if let chunk {
-                    if let value = chunk["usage"], value != .null { usage = value }
-                    if let reason = chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
-                }
-            }
+            try decoder.feed(bytes) { event in relayEvent(event, into: &out) }
         } catch {
-            self.scratch = scratch
-            forwardedEvents += forwarded
-            if let usage { self.usage = usage }
+            stop = nil
             fail(.upstreamProtocol("the upstream sent an event larger than \(decoder.maxEventBytes) bytes"), into: &out)
             return outcome
         }
-        self.scratch = scratch
-        forwardedEvents += forwarded
-        if let usage { self.usage = usage }
-        if let finishReason { self.finishReason = finishReason }
-        if let upstreamError {
-            fail(upstreamError, into: &out)
-        } else if sawDone {
-            finishStream(into: &out)
-        } else if invalid {
-            fail(.upstreamProtocol("the upstream sent an event that is not valid JSON"), into: &out)
+        switch stop {
+        case .upstreamError(let error)?: fail(error, into: &out)
+        case .done?: finishStream(into: &out)
+        case .invalid?: fail(.upstreamProtocol("the upstream sent an event that is not valid JSON"), into: &out)
+        case nil: break
         }
+        stop = nil
         return outcome
+    }
+
+    private mutating func relayEvent(_ event: SSEEventView, into out: inout [UInt8]) {
+        guard stop == nil, !event.data.isEmpty else { return }
+        if event.isDone {
+            stop = .done
+            return
+        }
+        // The few chunks that carry accounting or an error are parsed; the rest only scanned.
+        var chunk: JSONValue?
+        if event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#) {
+            chunk = try? JSONValue.parse(Array(event.data))
+            if let error = chunk?["error"], error != .null {
+                stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
+                return
+            }
+        }
+        let lineStart = out.count
+        out.append(contentsOf: "data: ".utf8)
+        // A usage whose cost has more places than the gateway states is given the rounded cost,
+        // so the client, the record and the metrics say the same figure (rare: usage chunks only).
+        let rounded = chunk.flatMap { Self.usageWithRoundedCost($0["usage"]) }
+        guard JSONScanner.appendObject(event.data, leading: rounded.map { leading.appending(key: Self.usageName, value: $0) } ?? leading,
+                                       to: &out) else {
+            out.removeSubrange(lineStart...)
+            stop = .invalid
+            return
+        }
+        SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
+        out.append(contentsOf: "\n\n".utf8)
+        forwardedEvents += 1
+        if let chunk {
+            if let value = chunk["usage"], value != .null { usage = value }
+            if let reason = chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
+        }
     }
 
     public mutating func relay(_ bytes: [UInt8], into out: inout [UInt8]) -> Outcome {
@@ -205,30 +207,51 @@ extension SSERelay {
         object["cost"] = .double(rounded)
         return JSONValue.object(object).serialized()
     }
-
-    /// Key names (with their quotes), however the upstream spaces what follows them.
-    static let usageKey = Array(#""usage""#.utf8)
-    static let finishKey = Array(#""finish_reason""#.utf8)
-    static let errorKey = Array(#""error""#.utf8)
 }
 
 extension UnsafeRawBufferPointer {
-    /// Whether any needle occurs, in one pass (all start with a quote, so only quote positions
-    /// are compared; inside a JSON string a quote is escaped, so only keys match). Runs on every
-    /// relayed event: the cheap way to know which few chunks are worth parsing.
-    func containsAny(_ first: [UInt8], _ second: [UInt8], _ third: [UInt8]) -> Bool {
+    /// Whether any of the keys (each given with its quotes) occurs as a member key whose value is
+    /// not `null`, in one pass: only quote positions are compared, and a match counts only when a
+    /// colon follows (a key, not a string value; inside a JSON string a quote is escaped). Runs
+    /// on every relayed event: the cheap way to know which few chunks are worth parsing (every
+    /// OpenAI chunk has a `"finish_reason"`, null until the last).
+    func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString) -> Bool {
         var index = 0
         while index < count {
-            if self[index] == UInt8(ascii: "\"")
-                && (matches(first, at: index) || matches(second, at: index) || matches(third, at: index)) { return true }
+            if self[index] == UInt8(ascii: "\""),
+               let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index),
+               let value = valueStart(after: end), !hasPrefix("null", at: value) {
+                return true
+            }
             index += 1
         }
         return false
     }
 
-    private func matches(_ needle: [UInt8], at index: Int) -> Bool {
-        guard index + needle.count <= count else { return false }
-        for offset in 0..<needle.count where self[index + offset] != needle[offset] { return false }
+    /// Where `key` ends if it starts at `index`.
+    private func keyEnd(_ key: StaticString, at index: Int) -> Int? {
+        hasPrefix(key, at: index) ? index + key.utf8CodeUnitCount : nil
+    }
+
+    /// After a key ending at `index`: where its value starts, when a colon follows.
+    private func valueStart(after index: Int) -> Int? {
+        var position = index
+        while position < count, self[position] == 0x20 || self[position] == 0x09 || self[position] == 0x0A || self[position] == 0x0D {
+            position += 1
+        }
+        guard position < count, self[position] == UInt8(ascii: ":") else { return nil }
+        position += 1
+        while position < count, self[position] == 0x20 || self[position] == 0x09 || self[position] == 0x0A || self[position] == 0x0D {
+            position += 1
+        }
+        return position
+    }
+
+    private func hasPrefix(_ prefix: StaticString, at index: Int) -> Bool {
+        let length = prefix.utf8CodeUnitCount
+        guard index + length <= count else { return false }
+        let bytes = prefix.utf8Start
+        for offset in 0..<length where self[index + offset] != bytes[offset] { return false }
         return true
     }
 }
