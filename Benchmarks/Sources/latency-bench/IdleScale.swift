@@ -21,6 +21,8 @@ extension LatencyBench {
         var switchesPerEvent: Double?
         var setupCPUPerStreamMicroseconds: Double?
         var cpuShare: Double?
+        /// Stalls while the streams were being opened (the rest are the steady state's).
+        var rampStalls = 0
 
         var json: String {
             var extra = ""
@@ -29,6 +31,7 @@ extension LatencyBench {
             if let switchesPerEvent { extra += #","context_switches_per_event":\#(switchesPerEvent)"# }
             if let setupCPUPerStreamMicroseconds { extra += #","setup_cpu_us_per_stream":\#(setupCPUPerStreamMicroseconds)"# }
             if let cpuShare { extra += #","cpu_share":\#(cpuShare)"# }
+            extra += #","ramp_stalls":\#(rampStalls)"#
             return #"{"path":"\#(path)","streams":\#(streams),"window_s":\#(windowSeconds),"events":\#(result.events),"opened":\#(result.opened),"stalls":\#(result.stalls),"failures":\#(result.failures),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99))\#(extra)}"#
         }
     }
@@ -57,7 +60,7 @@ extension LatencyBench {
             + "gateway \(idleProcesses) processes × 1 loop, nginx \(idleProcesses) workers; "
             + (pin ? "client + mock pinned to CPU 0, proxies to CPU 1 (taskset)" : "unpinned"))
         print("cost in the steady window (every stream open, none finished): the proxy's CPU and context switches ÷ events forwarded")
-        print("path      streams  KiB/stream  µs CPU/event  switches/event  CPU%   setup µs/stream  lat p50   lat p99   gap p99   stalls  fail")
+        print("path      streams  KiB/stream  µs CPU/event  switches/event  CPU%   setup µs/stream  lat p50   lat p99   gap p99   stalls+ramp fail")
         var entries: [String] = []
         for level in levels {
             for name in idleDirect ? ["direct", "gateway", "nginx"] : ["gateway", "nginx"] {
@@ -97,7 +100,8 @@ extension LatencyBench {
                            f(figures.cpuShare.map { $0 * 100 }, "%.1f").padding(toLength: 6, withPad: " ", startingAt: 0),
                            f(figures.setupCPUPerStreamMicroseconds, "%.0f").padding(toLength: 16, withPad: " ", startingAt: 0),
                            pad(figures.result.latency.valueAtPercentile(50), 9), pad(figures.result.latency.valueAtPercentile(99), 9),
-                           pad(figures.result.gaps.valueAtPercentile(99), 9), pad(figures.result.stalls, 7), pad(figures.result.failures, 5)]
+                           pad(figures.result.gaps.valueAtPercentile(99), 9),
+                           "\(figures.result.stalls - figures.rampStalls)+\(figures.rampStalls)".padding(toLength: 11, withPad: " ", startingAt: 0), pad(figures.result.failures, 5)]
                 print(row.joined(separator: " "))
                 for (kind, count) in figures.result.failureKinds.sorted(by: { $0.value > $1.value }).prefix(3) {
                     print("          \(name) failures: \(count) × \(kind)")
@@ -135,15 +139,17 @@ extension LatencyBench {
                 (runner.result.opened, runner.result.firstOpenNanoseconds, runner.result.events, runner.result.completed, runner.result.failures)
             }
             let now = EventLoop.monotonicNanoseconds()
-            guard completed == 0, firstOpen > 0 else { continue }
+            // Failed streams count as completed: the window ends when a stream finishes well.
+            guard completed == failures, firstOpen > 0 else { continue }
             if window == nil, opened + failures >= streams {
                 usleep(1_000_000)
                 // Latency and gaps from here on: the steady state, not the ramp's connects.
-                let events = try thread.loop.submitAndWait {
+                let (events, stalls) = try thread.loop.submitAndWait {
                     runner.result.latency.reset()
                     runner.result.gaps.reset()
-                    return runner.result.events
+                    return (runner.result.events, runner.result.stalls)
                 }
+                figures.rampStalls = stalls
                 window = (EventLoop.monotonicNanoseconds(), cpu(), switches(), events)
                 if measured { figures.setupCPUPerStreamMicroseconds = (window!.cpu - cpuAtStart) / Double(streams) * 1e6 }
             }
