@@ -27,10 +27,10 @@ public final class MockUpstream {
     private let accessKey: String?
 
     public init(loop: EventLoop, host: String = "127.0.0.1", port: Int = 0, stats: MockUpstreamStats = MockUpstreamStats(),
-                accessKey: String? = nil) throws {
+                accessKey: String? = nil, limits: HTTPServerLimits = HTTPServerLimits()) throws {
         self.stats = stats
         self.accessKey = accessKey
-        server = try HTTPServer(loop: loop, host: host, port: port) { [unowned self] request, writer in
+        server = try HTTPServer(loop: loop, host: host, port: port, limits: limits) { [unowned self] request, writer in
             handle(request, writer)
         }
         server.onAccept = { [stats] in stats.update { $0.connections += 1 } }

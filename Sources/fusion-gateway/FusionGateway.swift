@@ -3,6 +3,7 @@ import ArgumentParser
 import EventLoop
 import Foundation
 import Gateway
+import HTTPServer
 import Logging
 import MockUpstream
 
@@ -134,14 +135,22 @@ struct MockUpstreamCommand: ParsableCommand {
     @Option(help: "Port to listen on (0 picks a free one).")
     var port: Int = 8090
 
+    @Option(help: "Open connections at most (a scale test holds thousands of streams at once).")
+    var maxConnections: Int = HTTPServerLimits().maxConnections
+
     @OptionGroup var logging: LoggingOptions
 
-    func validate() throws { try validatePort(port) }
+    func validate() throws {
+        try validatePort(port)
+        guard (1...1_000_000).contains(maxConnections) else { throw ValidationError("--max-connections must be 1...1000000") }
+    }
 
     func run() throws {
         try logging.bootstrap()
         let loop = EventLoop()
-        let mock = try MockUpstream(loop: loop, host: host, port: port)
+        var limits = HTTPServerLimits()
+        limits.maxConnections = maxConnections
+        let mock = try MockUpstream(loop: loop, host: host, port: port, limits: limits)
         FileHandle.standardOutput.write(Data("mock upstream listening on http://\(host):\(mock.port)/v1\n".utf8))
         let signals = [SIGINT, SIGTERM].map { signalNumber in
             SignalWatcher(loop: loop, signal: signalNumber) { _ in mock.shutdown { loop.stop() } }

@@ -27,6 +27,8 @@ import Testing
         (["serve", "--port=-1"], "--port must be in 0...65535"),
         (["serve", "--port", "99999999999999999999"], "is invalid for '--port"),
         (["mock-upstream", "--port", "70000"], "--port must be in 0...65535"),
+        (["mock-upstream", "--max-connections", "0"], "--max-connections must be 1...1000000"),
+        (["mock-upstream", "--max-connections", "1000001"], "--max-connections must be 1...1000000"),
         (["serve", "--loops", "0"], "--loops must be in 1...1024"),
         (["serve", "--loops", "100000"], "--loops must be in 1...1024"),
         (["serve", "--log-format", "xml"], "--log-format must be text or json"),

@@ -106,3 +106,56 @@ public extension ProcessUsage {
     }
 }
 
+
+public extension ProcessUsage {
+    /// Context switches (voluntary + involuntary) of every thread of `pid` and of its direct
+    /// children: each voluntary one is a sleep in epoll_wait that a wakeup ended.
+    static func contextSwitchesWithChildren(_ pid: Int32) -> Int {
+        var pids = [pid]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = Int32(entry),
+                  let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == pid { pids.append(child) }
+        }
+        var total = 0
+        for process in pids {
+            for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process)/task")) ?? [] {
+                guard let status = try? String(contentsOfFile: "/proc/\(process)/task/\(task)/status", encoding: .utf8) else { continue }
+                for line in status.split(separator: "\n") where line.contains("ctxt_switches:") {
+                    total += Int(line.split(separator: "\t").last?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
+                }
+            }
+        }
+        return total
+    }
+
+    /// Pins every thread of this process to `cpu` (children started afterwards inherit it).
+    static func pinSelf(toCPU cpu: Int) throws {
+        let taskset = Process()
+        taskset.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+        taskset.arguments = ["-a", "-p", "-c", String(cpu), String(getpid())]
+        taskset.standardOutput = FileHandle.nullDevice
+        try taskset.run()
+        taskset.waitUntilExit()
+        guard taskset.terminationStatus == 0 else { throw ChildProcessError("taskset -a -p -c \(cpu) failed") }
+    }
+
+    /// Raises this process's descriptor limit (soft and hard; root may go past the hard one):
+    /// children inherit it.
+    @discardableResult
+    static func raiseDescriptorLimit(to wanted: Int) -> Int {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        var raised = limit
+        raised.rlim_cur = rlim_t(wanted)
+        raised.rlim_max = max(limit.rlim_max, rlim_t(wanted))
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) != 0 {
+            limit.rlim_cur = limit.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        return Int(limit.rlim_cur)
+    }
+}

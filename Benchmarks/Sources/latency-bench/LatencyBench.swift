@@ -42,8 +42,35 @@ struct LatencyBench: ParsableCommand {
     @Option(help: "Event loops for the gateway under test.")
     var loops = 2
 
+    @Option(help: "Slow-stream levels, comma-separated, e.g. 1000,5000,10000 (empty skips the scale test).")
+    var idle = ""
+
+    @Option(help: "Milliseconds between deltas in the slow-stream test.")
+    var idlePaceMs = 1000
+
+    @Option(help: "Deltas per slow stream.")
+    var idleEvents = 30
+
+    @Option(help: "Slow streams opened per 20 ms (2,500 a second: a ramp the proxies absorb).")
+    var idleBatch = 50
+
+    @Option(help: "Processes per proxy in the slow-stream test: nginx workers, or one-loop gateway processes.")
+    var idleProcesses = 2
+
+    @Flag(inversion: .prefixedNo, help: "Also time slow streams direct to the mock (the client's and mock's own share).")
+    var idleDirect = true
+
+    @Flag(help: "Pin with taskset: this client and the mock on CPU 0, the gateway (one loop) and nginx (one worker) on CPU 1.")
+    var pin = false
+
     func run() throws {
-        let mock = try ChildProcess(gateway, ["mock-upstream", "--port", "0", "--log-level", "error"],
+        let idleLevels = idle.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        // Two descriptors per stream in a proxy, plus slack; children inherit the limit.
+        let descriptors = ProcessUsage.raiseDescriptorLimit(to: max(65_536, 3 * (idleLevels.max() ?? 0) + 1000))
+        if pin { try ProcessUsage.pinSelf(toCPU: 0) }  // the mock, started next, inherits CPU 0
+        print("descriptor limit \(descriptors); \(ProcessInfo.processInfo.activeProcessorCount) CPUs" + (pin ? "; pinned (taskset)" : ""))
+        let mock = try ChildProcess(gateway, ["mock-upstream", "--port", "0", "--log-level", "error",
+                                              "--max-connections", String(max(4096, min(descriptors - 500, 2 * (idleLevels.max() ?? 0))))],
                                     banner: "mock upstream listening on http://127.0.0.1:")
         defer { mock.stop() }
         let config = FileManager.default.temporaryDirectory.appendingPathComponent("latency-bench-\(getpid()).yaml")
@@ -57,23 +84,25 @@ struct LatencyBench: ParsableCommand {
                 quality: {analysis_models: ['mock/expert-1:pace_ms=\(paceMs)', 'mock/expert-2:pace_ms=\(paceMs)', 'mock/expert-3:pace_ms=\(paceMs)']}
             """.write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        limit.rlim_cur = limit.rlim_max  // thousands of sockets; children inherit it
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        let gatewayProcess = try ChildProcess(gateway, ["serve", "--port", "0", "--config", config.path, "--log-level", "error",
-                                                        "--loops", String(loops)],
-                                              banner: "fusion-gateway listening on http://127.0.0.1:")
+        let serveArguments = ["serve", "--port", "0", "--config", config.path, "--log-level", "error", "--loops", String(loops)]
+        let gatewayProcess = try pin
+            ? ChildProcess("/usr/bin/taskset", ["-c", "1", gateway] + serveArguments, banner: "fusion-gateway listening on http://127.0.0.1:")
+            : ChildProcess(gateway, serveArguments, banner: "fusion-gateway listening on http://127.0.0.1:")
         defer { gatewayProcess.stop() }
 
         let model = "paced:pace_ms=\(paceMs):deltas=\(deltas)"
+        let thread = EventLoopThread(name: "bench-client")
+        defer { thread.shutdown() }
+        if !idleLevels.isEmpty && streams == 0 {  // the scale test alone
+            let idleJSON = try runIdle(levels: idleLevels, mockPort: mock.port, thread: thread)
+            if let json { try #"{"idle":\#(idleJSON)}"#.write(toFile: json, atomically: true, encoding: .utf8) }
+            return
+        }
         var report = try oneStreamAtATime(direct: BenchTarget(label: "direct", baseURL: "http://127.0.0.1:\(mock.port)/v1",
                                                               model: model, apiKey: nil),
                                           gateway: BenchTarget(label: "gateway", baseURL: "http://127.0.0.1:\(gatewayProcess.port)/v1",
                                                                model: "mock/\(model)", apiKey: nil))
         print(report.table)
-        let thread = EventLoopThread(name: "bench-client")
-        defer { thread.shutdown() }
         if fusion > 0 {
             let url = "http://127.0.0.1:\(gatewayProcess.port)/v1/chat/completions"
             let fusionRunner = try thread.loop.submitAndWait { [fusion] in FusionRunner(loop: thread.loop, url: url, runs: fusion) }
@@ -88,6 +117,10 @@ struct LatencyBench: ParsableCommand {
         if !levels.isEmpty {
             let loadJSON = try runLoad(levels: levels, mockPort: mock.port, configPath: config.path, thread: thread)
             report.json = String(report.json.dropLast()) + #","load":\#(loadJSON)}"#
+        }
+        if !idleLevels.isEmpty {
+            let idleJSON = try runIdle(levels: idleLevels, mockPort: mock.port, thread: thread)
+            report.json = String(report.json.dropLast()) + #","idle":\#(idleJSON)}"#
         }
         if let json {
             try report.json.write(toFile: json, atomically: true, encoding: .utf8)

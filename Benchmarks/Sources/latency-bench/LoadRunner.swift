@@ -18,11 +18,20 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
         var failures = 0
         var events = 0
         var seconds = 0.0
+        /// Streams that have had their first event, and when the first of them had it.
+        var opened = 0
+        var firstOpenNanoseconds: UInt64 = 0
+        var completed = 0
+        /// Why streams failed, by kind (the first bytes of a body that was not a stream).
+        var failureKinds: [String: Int] = [:]
     }
 
     let loop: EventLoop
     let client: UpstreamClient
     let url: String
+    /// More proxies to spread the streams over, round robin with `url`.
+    var moreURLs: [String] = []
+    private var startedStreams = 0
     let model: String
     let streams: Int
     let paceMicroseconds: UInt64
@@ -30,6 +39,7 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
     private var remaining: Int
     private var completion: () -> Void = {}
     private var started = Date()
+    private var rampTimer: LoopTimer?
 
     init(loop: EventLoop, path: String, url: String, model: String, streams: Int, paceMilliseconds: Int) {
         self.loop = loop
@@ -43,11 +53,25 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
         result = Result(path: path, streams: streams, latency: histogram, gaps: histogram, ttft: histogram)
     }
 
-    func start(_ completion: @escaping () -> Void) {
+    /// Starts every stream at once, or `batch` streams every `everyMilliseconds` (thousands of
+    /// connects at once would overflow the listen backlogs and measure SYN retransmits).
+    func start(batch: Int = .max, everyMilliseconds: UInt64 = 20, _ completion: @escaping () -> Void) {
         self.completion = completion
         started = Date()
         let body = Array(#"{"model":"\#(model)","stream":true,"messages":[{"role":"user","content":"load"}]}"#.utf8)
-        for _ in 0..<streams { startStream(body) }
+        var toStart = streams
+        func startBatch() {
+            for _ in 0..<min(batch, toStart) { startStream(body) }
+            toStart -= min(batch, toStart)
+        }
+        startBatch()
+        guard toStart > 0 else { return }
+        let timer = LoopTimer(loop: loop) { [unowned self] in
+            startBatch()
+            if toStart == 0 { rampTimer?.close(); rampTimer = nil }
+        }
+        rampTimer = timer
+        timer.start(afterMilliseconds: everyMilliseconds, repeatMilliseconds: everyMilliseconds)
     }
 
     private func startStream(_ body: [UInt8]) {
@@ -55,9 +79,14 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
         var decoder = SSEDecoder()
         var last: UInt64 = 0
         var done = false
-        let transfer = client.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: body,
+        let urls = [url] + moreURLs
+        let target = urls[startedStreams % urls.count]
+        startedStreams += 1
+        let transfer = client.start(UpstreamRequest(url: target, headers: [("Content-Type", "application/json")], body: body,
                                                     connectTimeoutMilliseconds: 30_000))
+        var head: [UInt8] = []
         transfer.onData = { [unowned self] bytes in
+            if head.count < 80 { head += bytes.prefix(80 - head.count) }
             let arrival = EventLoop.monotonicNanoseconds()
             let wall = Self.wallMicroseconds()
             try? decoder.feed(bytes) { event in
@@ -68,6 +97,8 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
                     _ = result.latency.record(wall > sent ? wall - sent : 0)
                 }
                 if last == 0 {
+                    result.opened += 1
+                    if result.firstOpenNanoseconds == 0 { result.firstOpenNanoseconds = arrival }
                     _ = result.ttft.record((arrival - begin) / 1000)
                 } else {
                     let gap = (arrival - last) / 1000
@@ -79,8 +110,13 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
             return true
         }
         transfer.onComplete = { [unowned self] failure in
-            if failure != nil || !done { result.failures += 1 }
+            if failure != nil || !done {
+                result.failures += 1
+                let kind = failure.map { String($0.message.prefix(80)) } ?? "no [DONE]: " + String(decoding: head.prefix(80), as: UTF8.self)
+                result.failureKinds[kind, default: 0] += 1
+            }
             remaining -= 1
+            result.completed += 1
             if remaining == 0 {
                 result.seconds = Date().timeIntervalSince(started)
                 client.close()
@@ -102,21 +138,22 @@ final class NginxPeer {
     let port: Int
     let directory: URL
 
-    init?(upstreamPort: Int) throws {
+    /// `pinCPU`: run it (master and workers) on that CPU only, with `taskset`.
+    init?(upstreamPort: Int, workers: Int = 2, connectionsPerWorker: Int = 10_000, pinCPU: Int? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else { return nil }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("latency-bench-nginx-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = Self.freePort()
         let config = """
-            worker_processes 2; daemon off; pid \(directory.path)/nginx.pid; error_log \(directory.path)/error.log;
-            worker_rlimit_nofile 20000;
-            events { worker_connections 10000; }
+            worker_processes \(workers); daemon off; pid \(directory.path)/nginx.pid; error_log \(directory.path)/error.log;
+            worker_rlimit_nofile \(min(2 * connectionsPerWorker + 100, Self.descriptorLimit));
+            events { worker_connections \(connectionsPerWorker); }
             http {
               access_log off;
               client_body_temp_path \(directory.path); proxy_temp_path \(directory.path);
               upstream mock { server 127.0.0.1:\(upstreamPort); keepalive 256; }
               server {
-                listen 127.0.0.1:\(port) reuseport;
+                listen 127.0.0.1:\(port) reuseport backlog=1024;  # the gateway's (libuv) backlog; nginx's own is 511
                 location / {
                   proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection "";
                   proxy_buffering off; proxy_read_timeout 300s;
@@ -125,8 +162,14 @@ final class NginxPeer {
             }
             """
         try config.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        process.arguments = ["-c", directory.appendingPathComponent("nginx.conf").path, "-e", directory.appendingPathComponent("error.log").path]
+        let arguments = ["-c", directory.appendingPathComponent("nginx.conf").path, "-e", directory.appendingPathComponent("error.log").path]
+        if let pinCPU {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+            process.arguments = ["-c", String(pinCPU), "/usr/sbin/nginx"] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+            process.arguments = arguments
+        }
         try process.run()
         // Ready when it accepts.
         for _ in 0..<200 {
@@ -140,7 +183,18 @@ final class NginxPeer {
     func stop() {
         process.terminate()
         process.waitUntilExit()
+        // Its alerts (descriptor limits, refused upstreams) outlive the run.
+        let kept = FileManager.default.temporaryDirectory.appendingPathComponent("latency-bench-nginx-error.log")
+        try? FileManager.default.removeItem(at: kept)
+        try? FileManager.default.copyItem(at: directory.appendingPathComponent("error.log"), to: kept)
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// This process's hard descriptor limit (nginx's master inherits it; asking more fails).
+    static var descriptorLimit: Int {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        return Int(min(limit.rlim_max, 1 << 20))
     }
 
     static func freePort() -> Int {
