@@ -96,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "fusion-gateway",
             dependencies: [
-                "Application", "Gateway", "MockUpstream", "EventLoop", "Bench", "BenchRunner",
+                "Application", "Gateway", "MockUpstream", "EventLoop", "HTTPServer", "Bench", "BenchRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

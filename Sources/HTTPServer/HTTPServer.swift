@@ -67,7 +67,11 @@ public final class HTTPServer {
         return renderRejection(rejection)
     }
 
-    /// Stops accepting, closes idle connections, lets responses in progress finish for up to
+    /// What a connection accepted just before shutdown gets to send its first request.
+    static let firstRequestWindowMilliseconds: UInt64 = 1_000
+
+    /// Stops accepting, closes idle connections (a just-accepted one gets
+    /// `firstRequestWindowMilliseconds` for its first request), lets responses in progress finish for up to
     /// `graceMilliseconds`, then closes the rest (their handlers see `onClientGone` and cancel
     /// upstream work). `completion` runs once every connection is closed.
     public func shutdown(graceMilliseconds: UInt64, completion: @escaping () -> Void = {}) {
@@ -77,11 +81,7 @@ public final class HTTPServer {
         listener?.close()
         listener = nil
         for connection in Array(connections.values) {
-            if connection.isIdle {
-                connection.close()
-            } else {
-                connection.closeAfterResponse = true
-            }
+            connection.beginShutdown(firstRequestMilliseconds: min(Self.firstRequestWindowMilliseconds, graceMilliseconds))
         }
         if connections.isEmpty {
             finishShutdown()

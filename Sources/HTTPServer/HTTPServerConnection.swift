@@ -29,6 +29,8 @@ final class HTTPServerConnection {
     private var headerDeadlineArmed = false
     /// Set at shutdown: finish the current response, then close.
     var closeAfterResponse = false
+    /// Requests handed to the server so far: none means the connection was just accepted.
+    private var requestsDispatched = 0
 
     init(tcp: TCPConnection, server: HTTPServer) {
         self.tcp = tcp
@@ -51,20 +53,33 @@ final class HTTPServerConnection {
 
     var loop: EventLoop { tcp.loop }
     var bufferedBytes: Int { tcp.bufferedBytes }
-    var isIdle: Bool {
-        switch state {
-        case .reading: !decoder.isMidRequest && inbound.isEmpty
-        case .lingering: true
-        case .responding, .closed: false
-        }
-    }
-
     func keepsAlive(after request: HTTPRequest) -> Bool {
         request.keepAlive && !closeAfterResponse && !server.isShuttingDown
     }
 
     func write(_ bytes: [UInt8]) { tcp.write(bytes) }
     func write(_ bytes: UnsafeRawBufferPointer) { tcp.write(bytes) }
+
+    /// Shutdown, for this connection: an idle keep-alive connection (or one being refused)
+    /// closes now; one responding finishes, then closes. One that has not sent its first request
+    /// yet gets `firstRequestMilliseconds` for it: its client (a proxy writes its request the
+    /// moment it connects) has most likely sent it already, and closing would reset a request
+    /// that a proxy never retries (nginx does not resend a POST it has written).
+    func beginShutdown(firstRequestMilliseconds: UInt64) {
+        closeAfterResponse = true
+        switch state {
+        case .lingering:
+            close()
+        case .reading where !decoder.isMidRequest && inbound.isEmpty:
+            if requestsDispatched > 0 {
+                close()
+            } else {
+                timer.start(afterMilliseconds: firstRequestMilliseconds)  // fires as idle: closes
+            }
+        case .reading, .responding, .closed:
+            break
+        }
+    }
 
     /// Closes now; a handler still responding learns it through `onClientGone`.
     func close() {
@@ -150,6 +165,7 @@ final class HTTPServerConnection {
                 timer.stop()
                 let writer = HTTPResponseWriter(request: request, connection: self)
                 state = .responding(writer)
+                requestsDispatched += 1
                 updateDrainInterest()
                 server.dispatch(request, writer)
             case .none:

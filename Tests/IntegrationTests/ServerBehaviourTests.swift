@@ -249,6 +249,21 @@ import Testing
         #expect(throws: (any Error).self) { try TestClient(port: env.gatewayPort) }
     }
 
+    /// A proxy writes its request the moment it connects and never resends a POST it has
+    /// written: a connection accepted just before shutdown is served, not reset.
+    @Test func aConnectionAcceptedBeforeShutdownIsStillServed() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        #expect(env.eventually { (try? env.acceptedConnections()) == 1 })
+        env.beginGatewayShutdown()
+        usleep(50_000)
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false)))
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(client.peerClosed(), "then the connection closes")
+    }
+
     @Test func shutdownDeadlineCancelsLongStreams() throws {
         let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 200 }
         let client = try env.client()
