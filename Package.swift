@@ -105,6 +105,7 @@ let package = Package(
 
         // Tests only: SSE readers written from the specs, to check what the gateway writes.
         .target(name: "SSEReference", path: "Tests/SSEReference", swiftSettings: strict),
+        .target(name: "RedisServerProcess", path: "Tests/RedisServerProcess", swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: ["GatewayCore", "SSEReference", .product(name: "PropertyBased", package: "swift-property-based")],
@@ -114,7 +115,7 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
         .testTarget(
             name: "RedisClientTests",
-            dependencies: ["RedisClient", "EventLoop", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["RedisClient", "RedisServerProcess", "EventLoop", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(
@@ -156,7 +157,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Application", "Gateway", "Fusion", "Providers", "Surfaces", "Web", "MockUpstream", "EventLoop", "HTTPServer", "UpstreamClient", "GatewayCore",
-                "RedisClient", .product(name: "Logging", package: "swift-log"),
+                "RedisClient", "RedisServerProcess", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

@@ -1,3 +1,4 @@
+import RedisServerProcess
 import Foundation
 import GatewayCore
 import Testing

@@ -1,3 +1,4 @@
+import RedisServerProcess
 import Foundation
 
 /// Separate processes for the deployment test: the `fusion-gateway` binary built next to the

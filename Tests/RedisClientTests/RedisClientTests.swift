@@ -1,3 +1,4 @@
+import RedisServerProcess
 import EventLoop
 import Foundation
 @testable import RedisClient

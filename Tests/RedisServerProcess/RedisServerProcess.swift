@@ -8,21 +8,21 @@ import Foundation
 /// These tests always run: a missing redis-server (or nginx) is a failure naming the package, not
 /// a silent skip. Only FUSION_SKIP_REDIS=1 skips them (scripts/install-deps --with-services
 /// installs both).
-final class RedisServerProcess: @unchecked Sendable {
-    struct Failure: Error, CustomStringConvertible { let description: String }
+public final class RedisServerProcess: @unchecked Sendable {
+    public struct Failure: Error, CustomStringConvertible { public let description: String }
 
-    static var binary: String? {
+    public static var binary: String? {
         ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first { FileManager.default.isExecutableFile(atPath: $0) }
     }
     /// The suites' `.enabled(if:)`: true unless FUSION_SKIP_REDIS=1 says to skip them.
-    static var available: Bool { ProcessInfo.processInfo.environment["FUSION_SKIP_REDIS"] != "1" }
+    public static var available: Bool { ProcessInfo.processInfo.environment["FUSION_SKIP_REDIS"] != "1" }
 
-    let port: Int
-    let directory: URL
+    public let port: Int
+    public let directory: URL
     private let password: String?
     private var process: Process?
 
-    init(password: String? = nil) throws {
+    public init(password: String? = nil) throws {
         guard Self.binary != nil else { throw Failure(description: "redis-server is not installed (scripts/install-deps --with-services; FUSION_SKIP_REDIS=1 skips these tests)") }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusion-redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -44,7 +44,7 @@ final class RedisServerProcess: @unchecked Sendable {
 
     deinit { stop() }
 
-    func stop() {
+    public func stop() {
         // SIGKILL, not SIGTERM: a child of the test process inherits its blocked signals, so a
         // SIGTERM would stay pending (and nothing is persisted that a clean shutdown would save).
         if let process, process.isRunning {
@@ -56,7 +56,7 @@ final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// SIGKILL: Redis is gone at once (connections reset, the port refuses).
-    func killNow() {
+    public func killNow() {
         guard let process, process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -64,7 +64,7 @@ final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Starts Redis again on the same port (empty: nothing was persisted).
-    func restart() throws {
+    public func restart() throws {
         killNow()
         var lastError: (any Error)?
         for _ in 0..<50 {  // the port may linger a moment
@@ -79,11 +79,11 @@ final class RedisServerProcess: @unchecked Sendable {
         throw lastError ?? Failure(description: "could not restart redis-server")
     }
 
-    func pause() { if let process { kill(process.processIdentifier, SIGSTOP) } }
-    func resume() { if let process { kill(process.processIdentifier, SIGCONT) } }
+    public func pause() { if let process { kill(process.processIdentifier, SIGSTOP) } }
+    public func resume() { if let process { kill(process.processIdentifier, SIGCONT) } }
 
     /// Runs `redis-cli`-free commands through a blocking socket (test-side checks).
-    func command(_ arguments: [String]) throws -> String {
+    public func command(_ arguments: [String]) throws -> String {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
@@ -137,7 +137,7 @@ final class RedisServerProcess: @unchecked Sendable {
         throw Failure(description: "redis-server did not start listening on \(port)")
     }
 
-    static func canConnect(port: Int) -> Bool {
+    public static func canConnect(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -150,7 +150,7 @@ final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// A port the kernel just handed out (bound to port 0, then released).
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
