@@ -95,5 +95,14 @@ public struct JudgeFailure: Error, Sendable, Equatable {
 }
 
 extension String {
-    func trimmingWhitespace() -> String { trimmingCharacters(in: .whitespacesAndNewlines) }
+    /// Without leading and trailing Unicode white space (the characters of Foundation's
+    /// `.whitespacesAndNewlines`): by scalar property, a few times cheaper than a `CharacterSet`,
+    /// and this runs on every item the judge streams.
+    func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        if first == scalars.startIndex, scalars.index(after: last) == scalars.endIndex { return self }
+        return String(scalars[first...last])
+    }
 }

@@ -86,10 +86,12 @@ public enum JSONValue: Sendable, Equatable, Codable {
         }
     }
 
+    /// Compact JSON, keys sorted: `JSONWriting.appendValue`.
     public func serialized() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(self)) ?? Data("null".utf8))
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        JSONWriting.appendValue(self, to: &out)
+        return out
     }
 
     public subscript(key: String) -> JSONValue? {

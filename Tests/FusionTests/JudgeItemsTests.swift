@@ -137,4 +137,18 @@ import Testing
         }
         #expect(failure.reason == .schemaMismatch)
     }
+
+    /// A label is found whatever Unicode white space surrounds it (every White_Space scalar, as
+    /// Foundation's `.whitespacesAndNewlines` trims), and nothing else is trimmed.
+    @Test func labelsAreFoundInsideAnyWhiteSpace() {
+        let labels = NeutralLabels(models: ["p/a", "p/b"], neutral: true, seed: nil)
+        let spaces = (0...0x3000).compactMap(Unicode.Scalar.init).filter(\.properties.isWhitespace).map { String(Character($0)) }
+        #expect(spaces.count == 25)
+        for space in spaces {
+            #expect(labels.model(for: space + "Response B" + space + "\n") == "p/b", "\(space.unicodeScalars.first!.value)")
+            #expect(space.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        }
+        #expect(labels.model(for: "\u{200B}Response B") == "\u{200B}Response B")  // zero width space is no white space
+        #expect(labels.model(for: " \n ") == " \n ")
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayCore
+import PropertyBased
 import Testing
 
 @Suite struct JSONScannerTests {
@@ -77,5 +78,76 @@ import Testing
         #expect(compact == #"{"a":{"é\"\n":"\u2028x"},"m":{},"z":[1,2.5,-3e+20,null,true,false]}"#)
         #expect(try JSONValue.parse(Array(compact.utf8)) == value)
         #expect(JSONWriting.compact(.double(.infinity)) == "null")
+    }
+
+    /// Strings with what JSON must escape, what we escape besides, and what must pass untouched.
+    static let text = zip(
+        Gen.int(in: 0...3),
+        Gen.element(of: ["\"", "\\", "/", "\n", "\r", "\t", "\u{0}", "\u{8}", "\u{C}", "\u{1F}", "\u{7F}", "\u{85}", "\u{2028}",
+                         "\u{2029}", "é", "e\u{301}", "🙂", "a", "B", "_", " ", "1"]),
+        Gen.unicodeScalar(in: "\u{0}"..."\u{D7FF}"),
+        Gen.unicodeScalar(in: "\u{E000}"..."\u{10FFFF}")
+    ).map { choice, piece, low, high -> String in
+        switch choice {
+        case 0, 1: piece ?? ""
+        case 2: String(Character(low))
+        default: String(Character(high))
+        }
+    }.array(of: 0...6).map { $0.joined() }
+
+    /// Leaves of every kind, doubles across the whole range (integral, tiny, huge, negative zero).
+    static let leaf = zip(Gen.int(in: 0...5), Self.text, Gen.int64(), Gen.uint64(), Gen.int(in: -1_000_000...1_000_000))
+        .map { kind, text, integer, bits, small -> JSONValue in
+            switch kind {
+            case 0: .string(text)
+            case 1: .int(integer)
+            case 2: .double(Double(bitPattern: bits))  // NaN and infinities included: written as null
+            case 3: .double(Double(small) / 8)
+            case 4: .bool(small % 2 == 0)
+            default: .null
+            }
+        }
+
+    /// Objects and arrays two levels deep, keys from the same adversarial text.
+    static let document = zip(Self.text, Self.leaf).array(of: 0...6).array(of: 0...4).map { groups -> JSONValue in
+        .object(Dictionary(groups.enumerated().map { index, members in
+            (index % 2 == 0 ? "k\(index)" : members.first?.0 ?? "",
+             index % 3 == 0 ? .array(members.map(\.1))
+                 : .object(Dictionary(members.map { ($0.0, $0.1) }, uniquingKeysWith: { $1 })))
+        }, uniquingKeysWith: { $1 }))
+    }
+
+    /// `serialized()` is hand-written (it is on the way to every upstream call); Foundation's
+    /// encoder is the reference: the same bytes, except where we escape more (backspace and form
+    /// feed as `\u0008`/`\u000c`, and NEL, U+2028, U+2029), and the same value when read back.
+    @Test func serializedIsFoundationsEncodingAndRoundTrips() async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        await propertyCheck(count: 500, input: Self.document) { value in
+            let ours = value.serialized()
+            #expect(JSONScanner.isValid(ours))
+            guard let foundation = try? encoder.encode(value) else {
+                Issue.record("Foundation could not encode \(value)")
+                return
+            }
+            if !Self.escapesMore(value) {
+                #expect(String(decoding: ours, as: UTF8.self) == String(decoding: foundation, as: UTF8.self))
+            }
+            let back = try? JSONDecoder().decode(JSONValue.self, from: Data(ours))
+            #expect(back == (try? JSONDecoder().decode(JSONValue.self, from: foundation)))
+        }
+    }
+
+    /// Whether a string in `value` (key or text) has a character we escape and Foundation does not
+    /// (or escapes differently).
+    static func escapesMore(_ value: JSONValue) -> Bool {
+        let special: Set<Unicode.Scalar> = ["\u{8}", "\u{C}", "\u{85}", "\u{2028}", "\u{2029}"]
+        func has(_ text: String) -> Bool { text.unicodeScalars.contains { special.contains($0) } }
+        switch value {
+        case .string(let text): return has(text)
+        case .array(let items): return items.contains(where: escapesMore)
+        case .object(let members): return members.contains { has($0.key) || escapesMore($0.value) }
+        default: return false
+        }
     }
 }
