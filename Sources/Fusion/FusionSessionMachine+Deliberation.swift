@@ -39,12 +39,11 @@ extension FusionSessionMachine {
     }
 
     mutating func deliberate(_ event: Deliberation.Event, at time: Double) -> [Action] {
-        guard phase == .deliberating, var deliberation else { return [] }
-        // Moved out while it changes: its texts stay uniquely referenced and grow in place (a
-        // copy here made every delta copy every member's text: quadratic in an answer's length).
-        self.deliberation = nil
-        let actions = deliberation.handle(event, at: time)
-        self.deliberation = deliberation
+        guard phase == .deliberating, deliberation != nil else { return [] }
+        // Changed in place (no copy in and out, which retained its thirty-odd fields per delta):
+        // its texts stay uniquely referenced and grow in place (a copy that outlived the change
+        // would make every delta copy every member's text: quadratic in an answer's length).
+        let actions = deliberation!.handle(event, at: time)
         return perform(actions, at: time)
     }
 

@@ -45,6 +45,7 @@ final class InnerCall {
     private var spill: [(UInt8, [UInt8])] = []
     private var waitingForSpace = false
     private let metrics: GatewayMetrics?
+    private var cachedSeries: (candidate: Int, series: GatewayMetrics.ProviderSeries)?
     /// For the call's record: upstream requests made, the last status, when it started.
     private var summary = InnerCallRecord.Summary()
     /// When the current attempt started and the last read carrying events arrived (monotonic ns).
@@ -247,13 +248,23 @@ final class InnerCall {
     /// A read carried events: the provider's time to first event, or the gap since the last.
     private func noteEvents() {
         let now = EventLoop.monotonicNanoseconds()
-        let series = metrics?.provider(route.endpoint.name)
+        let series = providerSeries()
         if lastEventAt == 0 {
             series?.observeFirstEvent(afterNanoseconds: now - attemptAt)
         } else {
             series?.observeGap(nanoseconds: now - lastEventAt)
         }
         lastEventAt = now
+    }
+
+    /// The current route's metric series, looked up once per route rather than per read (a
+    /// dictionary lookup by provider name).
+    private func providerSeries() -> GatewayMetrics.ProviderSeries? {
+        guard let metrics else { return nil }
+        if let cachedSeries, cachedSeries.candidate == candidate { return cachedSeries.series }
+        let series = metrics.provider(route.endpoint.name)
+        cachedSeries = (candidate, series)
+        return series
     }
 
     /// A whole answer: its events, as a stream would have carried them.

@@ -43,19 +43,22 @@ struct InnerCallLog: Sendable {
         entries[id] = Entry(record: record, startedAt: now, routes: routes)
     }
 
+    /// Per event: changed in place through `values` (copying the entry out and back retained its
+    /// every field, per token).
     mutating func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
-        guard var entry = entries[id], entry.open else { return }
+        guard let index = entries.index(forKey: id), entries.values[index].open else { return }
         switch event {
         case .text, .reasoning, .toolCall:
-            if entry.record.firstTokenMilliseconds == nil { entry.record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt) }
+            if entries.values[index].record.firstTokenMilliseconds == nil {
+                entries.values[index].record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entries.values[index].startedAt)
+            }
         case .usage(let usage):
-            entry.record.usage = usage  // per call: the last report is the total
+            entries.values[index].record.usage = usage  // per call: the last report is the total
         case .finish(let reason):
-            entry.record.finishReason = reason.rawValue
+            entries.values[index].record.finishReason = reason.rawValue
         case .error:
             break
         }
-        entries[id] = entry
     }
 
     /// The call's stream ended; returns its upstream wait (for the overhead).

@@ -27,6 +27,8 @@ struct ProxyAccounting {
         self.startedAt = startedAt
     }
 
+    private var cachedSeries: (provider: String, series: GatewayMetrics.ProviderSeries)?
+
     var id: String { record.id }
     var created: Int { record.created }
 
@@ -55,7 +57,7 @@ struct ProxyAccounting {
     /// An upstream read carried events, now relayed to the client.
     mutating func forwardedEvents(_ route: ModelRoute, metrics: GatewayMetrics?) {
         let now = EventLoop.monotonicNanoseconds()
-        let series = metrics?.provider(route.endpoint.name)
+        let series = metrics.map { providerSeries(route.endpoint.name, $0) }
         if lastEventAt != 0 {
             series?.observeGap(nanoseconds: now &- lastEventAt)
         } else {
@@ -64,6 +66,15 @@ struct ProxyAccounting {
         }
         lastEventAt = now
         if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- startedAt) }
+    }
+
+    /// `provider`'s metric series, looked up once per provider rather than per read (a
+    /// dictionary lookup by name; the names compare by identity first).
+    private mutating func providerSeries(_ provider: String, _ metrics: GatewayMetrics) -> GatewayMetrics.ProviderSeries {
+        if let cachedSeries, cachedSeries.provider == provider { return cachedSeries.series }
+        let series = metrics.provider(provider)
+        cachedSeries = (provider, series)
+        return series
     }
 
     /// A whole answer arrived: the client's first token is all of it.
