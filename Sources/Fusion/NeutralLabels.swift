@@ -39,12 +39,12 @@ public struct NeutralLabels: Sendable, Equatable {
 
     /// A, B, … Z, then AA, AB, … (panels have at most 8 members; this never runs out).
     static func letters(_ position: Int) -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        func letter(_ value: Int) -> Character { Character(Unicode.Scalar(UInt8(ascii: "A") + UInt8(value % 26))) }
         var value = position
-        var text = String(alphabet[value % 26])
+        var text = String(letter(value))
         while value >= 26 {
             value = value / 26 - 1
-            text = String(alphabet[value % 26]) + text
+            text.insert(letter(value), at: text.startIndex)
         }
         return text
     }
@@ -75,6 +75,7 @@ public struct NeutralLabels: Sendable, Equatable {
             return .array(elements.map { restore($0, key: key) })
         case .object(let members):
             var restored: [String: JSONValue] = [:]
+            restored.reserveCapacity(members.count)
             for (name, member) in members { restored[name] = restore(member, key: name) }
             return .object(restored)
         default:
@@ -82,27 +83,61 @@ public struct NeutralLabels: Sendable, Equatable {
         }
     }
 
-    /// "Response B" as a whole word in prose becomes the model's name.
+    /// "Response B" as a whole word in prose becomes the model's name. On UTF-8 bytes: it runs
+    /// over every item the judge streams and the whole analysis (Foundation's `range(of:)` was
+    /// most of the judge's overhead).
     public func restoreProse(_ text: String) -> String {
-        guard text.contains("Response ") else { return text }
-        var out = ""
-        var rest = Substring(text)
-        while let found = rest.range(of: "Response ") {
-            out += rest[..<found.lowerBound]
-            let after = rest[found.upperBound...]
-            let letters = after.prefix { $0.isASCII && $0.isUppercase }
-            let end = after.index(after.startIndex, offsetBy: letters.count)
-            let boundary = end == after.endIndex || !(after[end].isLetter || after[end].isNumber)
-            let before = out.last.map { !($0.isLetter || $0.isNumber) } ?? true
-            if !letters.isEmpty, boundary, before, let model = models["Response " + letters] {
-                out += model
-                rest = after[end...]
-            } else {
-                out += rest[found]
-                rest = after
+        let prefix = Array("Response ".utf8)
+        var contiguous = text
+        var out: [UInt8]?
+        var copied = 0
+        contiguous.withUTF8 { bytes in
+            var index = 0
+            while index + prefix.count < bytes.count {
+                guard bytes[index] == prefix[0], bytes[index..<index + prefix.count].elementsEqual(prefix) else {
+                    index += 1
+                    continue
+                }
+                var end = index + prefix.count
+                while end < bytes.count, (0x41...0x5A).contains(bytes[end]) { end += 1 }
+                if end > index + prefix.count, Self.isWordEdge(bytes, before: index), Self.isWordEdge(bytes, after: end),
+                   let model = models[String(decoding: UnsafeBufferPointer(rebasing: bytes[index..<end]), as: UTF8.self)] {
+                    out = out ?? []
+                    out!.append(contentsOf: bytes[copied..<index])
+                    out!.append(contentsOf: model.utf8)
+                    copied = end
+                }
+                index = end
             }
+            out?.append(contentsOf: bytes[copied...])
         }
-        return out + rest
+        return out.map { String(decoding: $0, as: UTF8.self) } ?? text
+    }
+
+    /// No letter or digit just before `index` (a scalar ends there).
+    static func isWordEdge(_ bytes: UnsafeBufferPointer<UInt8>, before index: Int) -> Bool {
+        var start = index - 1
+        while start > 0, bytes[start] & 0xC0 == 0x80 { start -= 1 }
+        guard start >= 0, let scalar = scalar(in: bytes, at: start) else { return true }
+        return !(scalar.properties.isAlphabetic || scalar.properties.numericType != nil)
+    }
+
+    /// No letter, digit or combining mark at `index`: the label is not the start of a longer word
+    /// ("Response AB") or of a letter with an accent ("Response Á" written A + U+0301).
+    static func isWordEdge(_ bytes: UnsafeBufferPointer<UInt8>, after index: Int) -> Bool {
+        guard let scalar = scalar(in: bytes, at: index) else { return true }
+        let properties = scalar.properties
+        return !(properties.isAlphabetic || properties.numericType != nil || properties.isGraphemeExtend
+                 || properties.generalCategory == .spacingMark)
+    }
+
+    /// The scalar whose UTF-8 encoding starts at `index` (nil at the end).
+    static func scalar(in bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Unicode.Scalar? {
+        guard index < bytes.count else { return nil }
+        var iterator = bytes[index...].makeIterator()
+        var decoder = UTF8()
+        if case .scalarValue(let scalar) = decoder.decode(&iterator) { return scalar }
+        return nil
     }
 }
 

@@ -4,45 +4,87 @@ public enum JSONWriting {
     /// Appends `string` as a quoted, escaped JSON string. Besides what JSON requires (quote,
     /// backslash, C0 controls), NEL, U+2028 and U+2029 are escaped too: JSON allows them raw,
     /// but line splitters other than SSE's end lines there, and these strings go into streams.
+    ///
+    /// Hand-written for the per-token path (model text goes out through it in every progress
+    /// event, and whole prompts into every upstream request): eight plain ASCII bytes are
+    /// checked at a time, and plain runs are copied whole.
     public static func appendString(_ string: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var string = string
         string.withUTF8 { bytes in
-            var start = 0
-            var index = 0
-            while index < bytes.count {
-                let byte = bytes[index]
-                var length = 1
-                switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x00..<0x20, 0xC2, 0xE2:
-                    break
-                default:
-                    index += 1
-                    continue
-                }
-                let before = UnsafeBufferPointer(rebasing: bytes[start..<index])
-                switch byte {
-                case UInt8(ascii: "\""): out.append(contentsOf: before); out.append(contentsOf: [0x5C, 0x22])
-                case UInt8(ascii: "\\"): out.append(contentsOf: before); out.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: out.append(contentsOf: before); out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-                case 0x0D: out.append(contentsOf: before); out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-                case 0x09: out.append(contentsOf: before); out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-                case 0x00..<0x20: out.append(contentsOf: before); appendUnicodeEscape(UInt32(byte), to: &out)
-                default:
-                    guard let separator = lineSeparator(in: UnsafeRawBufferPointer(bytes), at: index) else {
-                        index += 1
+            byteClasses.withUnsafeBufferPointer { classes in
+                let count = bytes.count
+                let base = UnsafeRawPointer(bytes.baseAddress)
+                var start = 0
+                var index = 0
+                while index < count {
+                    if let base, index &+ 8 <= count {
+                        if !needsAttention(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                            index &+= 8
+                            continue
+                        }
+                        // Up to the byte that needs it (none: a high bit that starts no separator).
+                        let stop = index &+ 8
+                        while index < stop, classes[Int(bytes[index])] == 0 { index &+= 1 }
+                        if index == stop { continue }
+                    }
+                    let byte = bytes[index]
+                    guard classes[Int(byte)] != 0 else {
+                        index &+= 1
                         continue
                     }
-                    out.append(contentsOf: before)
-                    appendUnicodeEscape(separator.scalar, to: &out)
-                    length = separator.length
+                    var length = 1
+                    var shortEscape: UInt8 = 0
+                    var scalar = UInt32(byte)
+                    switch byte {
+                    case UInt8(ascii: "\""), UInt8(ascii: "\\"): shortEscape = byte
+                    case 0x0A: shortEscape = UInt8(ascii: "n")
+                    case 0x0D: shortEscape = UInt8(ascii: "r")
+                    case 0x09: shortEscape = UInt8(ascii: "t")
+                    case 0x00..<0x20: break
+                    default:
+                        guard let separator = lineSeparator(in: UnsafeRawBufferPointer(bytes), at: index) else {
+                            index &+= 1
+                            continue
+                        }
+                        scalar = separator.scalar
+                        length = separator.length
+                    }
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+                    if shortEscape != 0 {
+                        out.append(0x5C)
+                        out.append(shortEscape)
+                    } else {
+                        appendUnicodeEscape(scalar, to: &out)
+                    }
+                    index &+= length
+                    start = index
                 }
-                index += length
-                start = index
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// Per byte: 0 is copied as is; 1 is escaped (quote, backslash, C0 control); 2 may start
+    /// NEL, U+2028 or U+2029.
+    static let byteClasses: [UInt8] = (0..<256).map { byte -> UInt8 in
+        switch byte {
+        case 0x22, 0x5C, 0x00..<0x20: 1
+        case 0xC2, 0xE2: 2
+        default: 0
+        }
+    }
+
+    /// Whether any of eight bytes is a control, a quote, a backslash or has its high bit set
+    /// (SWAR: a byte below n shows as a borrow into its high bit of `word - n`).
+    @inline(__always)
+    static func needsAttention(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ value: UInt64) -> Bool { (value &- ones) & ~value & high != 0 }
+        let belowSpace = (word &- ones &* 0x20) & ~word & high
+        return word & high != 0 || belowSpace != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
     }
 
     public static func quoted(_ string: String) -> String {
@@ -69,7 +111,8 @@ public enum JSONWriting {
     @inlinable
     static func appendUnicodeEscape(_ scalar: UInt32, to out: inout [UInt8]) {
         let digits: StaticString = "0123456789abcdef"
-        out.append(contentsOf: [0x5C, UInt8(ascii: "u")])
+        out.append(0x5C)
+        out.append(UInt8(ascii: "u"))
         for shift in stride(from: 12, through: 0, by: -4) {
             out.append(digits.utf8Start[Int((scalar >> UInt32(shift)) & 0xF)])
         }

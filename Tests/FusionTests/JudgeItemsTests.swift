@@ -119,6 +119,15 @@ import Testing
             "p/a, p/b. Responses Abound; Response AB; xResponse A; Response Z")
         #expect(labels.restore(.object(["model": .string(" Response B "), "models": .array([.string("Response A")])])) ==
             .object(["model": .string("p/b"), "models": .array([.string("p/a")])]))
+        #expect(labels.restoreProse("Response A") == "p/a")
+        #expect(labels.restoreProse("(Response B)\nResponse A's point; «Response B»") == "(p/b)\np/a's point; «p/b»")
+        #expect(labels.restoreProse("Response A1 1Response A éResponse A Response Aé Response A\u{301} Response ") ==
+            "Response A1 1Response A éResponse A Response Aé Response A\u{301} Response ")
+        #expect(labels.restoreProse("Response A,Response B") == "p/a,p/b")
+        #expect(labels.restoreProse("🙂Response B🙂") == "🙂p/b🙂")
+        let many = NeutralLabels(models: (0..<703).map { "p/\($0)" }, neutral: true, seed: nil).labels
+        #expect([many[0], many[25], many[26], many[27], many[51], many[52], many[701], many[702]] ==
+            ["Response A", "Response Z", "Response AA", "Response AB", "Response AZ", "Response BA", "Response ZZ", "Response AAA"])
         let plain = NeutralLabels(models: ["p/a"], neutral: false, seed: 3)
         #expect(plain.labels == ["p/a"] && !plain.isNeutral && plain.restore(.string("Response A")) == .string("Response A"))
     }

@@ -93,7 +93,7 @@ import Testing
         case 2: String(Character(low))
         default: String(Character(high))
         }
-    }.array(of: 0...6).map { $0.joined() }
+    }.array(of: 0...24).map { $0.joined() }
 
     /// Leaves of every kind, doubles across the whole range (integral, tiny, huge, negative zero).
     static let leaf = zip(Gen.int(in: 0...5), Self.text, Gen.int64(), Gen.uint64(), Gen.int(in: -1_000_000...1_000_000))
@@ -135,6 +135,35 @@ import Testing
             }
             let back = try? JSONDecoder().decode(JSONValue.self, from: Data(ours))
             #expect(back == (try? JSONDecoder().decode(JSONValue.self, from: foundation)))
+        }
+    }
+
+    /// `appendString` checks eight bytes at a time: the same bytes as escaping scalar by scalar,
+    /// wherever the special bytes fall in a word.
+    @Test func stringsAreEscapedAsScalarByScalar() async {
+        // Mostly plain ASCII, so that words of eight bytes with one special byte are common.
+        let plain = Array(repeating: ["a", "Z", " ", "1", "/", "~", "{", "]"], count: 4).flatMap { $0 }
+        let special = ["\"", "\\", "\n", "\r", "\t", "\u{0}", "\u{8}", "\u{1F}", "\u{7F}", "é", "\u{85}", "\u{2028}", "\u{2029}", "€", "🙂", "\u{A0}"]
+        let text = Gen.element(of: plain + special).array(of: 0...40).map { $0.compactMap { $0 }.joined() }
+        await propertyCheck(count: 2000, input: text) { text in
+            var ours: [UInt8] = []
+            JSONWriting.appendString(text, to: &ours)
+            var reference: [UInt8] = [0x22]
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": reference += Array(#"\""#.utf8)
+                case "\\": reference += Array(#"\\"#.utf8)
+                case "\n": reference += Array(#"\n"#.utf8)
+                case "\r": reference += Array(#"\r"#.utf8)
+                case "\t": reference += Array(#"\t"#.utf8)
+                case "\u{0}"..."\u{1F}", "\u{85}", "\u{2028}", "\u{2029}":
+                    reference += Array(("\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                                        + String(scalar.value, radix: 16)).utf8)
+                default: reference += Array(String(scalar).utf8)
+                }
+            }
+            reference.append(0x22)
+            #expect(ours == reference, "\(text.debugDescription)")
         }
     }
 

@@ -172,7 +172,7 @@ import Testing
     }
 
     @Test func theCallLogTellsEachCallsEnding() {
-        var log = InnerCallLog(requestStart: 0, redactor: Redactor(secrets: ["sk-secret-123456"]))
+        let log = InnerCallLog(requestStart: 0, redactor: Redactor(secrets: ["sk-secret-123456"]))
         let routes = [(model: "mock/a", provider: "mock"), (model: "other/b", provider: "other")]
         log.started(1, role: .member(index: 0), routes: routes, at: 1_000_000)
         log.started(2, role: .judge, routes: routes, at: 2_000_000)

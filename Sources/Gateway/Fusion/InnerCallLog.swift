@@ -7,15 +7,23 @@ import Providers
 /// starts and cancels, their events, and the summary each call sends with its end. Socket-free.
 /// Times are the session's (monotonic ns), so a call's time to first token includes the hop from
 /// its loop, as the client would feel it.
-struct InnerCallLog: Sendable {
+final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its loop
     typealias CallID = FusionSessionMachine.CallID
 
-    private struct Entry: Sendable {
+    /// A class: updated in place per event (a struct read out of the dictionary was copied
+    /// whole, record and routes, on every delta).
+    private final class Entry: @unchecked Sendable {  // confined to its log
         var record: CallRecord
         let startedAt: UInt64
         /// The call's model, then its fallbacks: (slug, provider).
         let routes: [(model: String, provider: String)]
         var open = true
+
+        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)]) {
+            self.record = record
+            self.startedAt = startedAt
+            self.routes = routes
+        }
     }
 
     private var entries: [CallID: Entry] = [:]
@@ -36,61 +44,56 @@ struct InnerCallLog: Sendable {
         }
     }
 
-    mutating func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], at now: UInt64) {
+    func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], at now: UInt64) {
         guard let first = routes.first else { return }
         var record = CallRecord(role: Self.role(role), model: first.model, provider: first.provider)
         record.startMilliseconds = OverheadMeter.milliseconds(now &- requestStart)
         entries[id] = Entry(record: record, startedAt: now, routes: routes)
     }
 
-    /// Per event: changed in place through `values` (copying the entry out and back retained its
-    /// every field, per token).
-    mutating func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
-        guard let index = entries.index(forKey: id), entries.values[index].open else { return }
+    func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
+        guard let entry = entries[id], entry.open else { return }
         switch event {
         case .text, .reasoning, .toolCall:
-            if entries.values[index].record.firstTokenMilliseconds == nil {
-                entries.values[index].record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entries.values[index].startedAt)
-            }
+            if entry.record.firstTokenMilliseconds == nil { entry.record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt) }
         case .usage(let usage):
-            entries.values[index].record.usage = usage  // per call: the last report is the total
+            entry.record.usage = usage  // per call: the last report is the total
         case .finish(let reason):
-            entries.values[index].record.finishReason = reason.rawValue
+            entry.record.finishReason = reason.rawValue
         case .error:
             break
         }
     }
 
     /// The call's stream ended; returns its upstream wait (for the overhead).
-    mutating func ended(_ id: CallID, _ end: StreamEnd, _ summary: InnerCallRecord.Summary, at now: UInt64) -> (UInt64, UInt64)? {
+    func ended(_ id: CallID, _ end: StreamEnd, _ summary: InnerCallRecord.Summary, at now: UInt64) -> (UInt64, UInt64)? {
         let error = end == .complete ? nil : RecordError(type: "upstream_error", code: "upstream_truncated",
                                                          message: "the stream ended before the answer was complete")
         return close(id, summary: summary, error: error, at: now)
     }
 
-    mutating func failed(_ id: CallID, _ error: APIError, _ summary: InnerCallRecord.Summary, at now: UInt64) -> (UInt64, UInt64)? {
+    func failed(_ id: CallID, _ error: APIError, _ summary: InnerCallRecord.Summary, at now: UInt64) -> (UInt64, UInt64)? {
         close(id, summary: summary, error: RecordError(error, redactor: redactor), at: now)
     }
 
     /// The session stopped the call (or the request ended with it running).
-    mutating func cancelled(_ id: CallID, at now: UInt64) {
-        guard var entry = entries[id], entry.open else { return }
+    func cancelled(_ id: CallID, at now: UInt64) {
+        guard let entry = entries[id], entry.open else { return }
         entry.open = false
         entry.record.cancelled = true
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, cancelled: true).finishReason
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
-        entries[id] = entry
     }
 
-    mutating func cancelAll(at now: UInt64) {
+    func cancelAll(at now: UInt64) {
         for id in entries.keys where entries[id]?.open == true { cancelled(id, at: now) }
     }
 
     /// Every call, in the order they started.
     var records: [CallRecord] { entries.keys.sorted().compactMap { entries[$0]?.record } }
 
-    private mutating func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
-        guard var entry = entries[id], entry.open else { return nil }
+    private func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
+        guard let entry = entries[id], entry.open else { return nil }
         entry.open = false
         if summary.route < entry.routes.count {
             entry.record.model = entry.routes[summary.route].model
@@ -102,7 +105,6 @@ struct InnerCallLog: Sendable {
         entry.record.error = error
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, error: error).finishReason
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
-        entries[id] = entry
         guard summary.upstreamStart != 0, summary.upstreamEnd >= summary.upstreamStart else { return nil }
         return (summary.upstreamStart, summary.upstreamEnd)
     }
