@@ -127,8 +127,7 @@ extension Deliberation {
     func judgePhaseEnded(_ result: FusionResult, at time: Double) -> Action {
         let summary: String
         if let analysis = result.analysis {
-            summary = "analysis ready: " + JudgeAnalysis.fields.map { "\(analysis[$0]?.arrayValue?.count ?? 0) \($0.split(separator: "_").joined(separator: " "))" }
-                .joined(separator: ", ")
+            summary = "analysis ready: " + JudgeAnalysis.countsSummary(analysis)
         } else {
             summary = "no analysis (\(result.judgeFailure?.reason.rawValue ?? "judge failed"))"
         }

@@ -15,6 +15,18 @@ public enum JudgeFailureReason: String, Sendable, Equatable {
 public enum JudgeAnalysis {
     public static let fields = ["consensus", "contradictions", "partial_coverage", "unique_insights", "blind_spots"]
 
+    /// The analysis in counts for people, each noun agreeing with its number: "2 points of
+    /// consensus, 1 contradiction, 0 points covered partially, 3 unique insights, 1 blind spot".
+    public static func countsSummary(_ analysis: JSONValue) -> String {
+        let nouns = [("point of consensus", "points of consensus"), ("contradiction", "contradictions"),
+                     ("point covered partially", "points covered partially"), ("unique insight", "unique insights"),
+                     ("blind spot", "blind spots")]
+        return zip(fields, nouns).map { field, noun in
+            let count = analysis[field]?.arrayValue?.count ?? 0
+            return "\(count) \(count == 1 ? noun.0 : noun.1)"
+        }.joined(separator: ", ")
+    }
+
     /// Parses the judge's reply. Accepts the object alone or inside a ```json fence; maps the
     /// neutral labels back to model names (`labels`), then requires the five fields with their
     /// shapes, and that every model it cites is one of `panel`. Returns the analysis with exactly

@@ -160,4 +160,11 @@ import Testing
         #expect(labels.model(for: "\u{200B}Response B") == "\u{200B}Response B")  // zero width space is no white space
         #expect(labels.model(for: " \n ") == " \n ")
     }
+
+    @Test func theCountsReadAsEnglish() {
+        let analysis: JSONValue = .object(["consensus": .array([.string("a"), .string("b")]), "contradictions": .array([.null]),
+                                           "partial_coverage": .array([]), "unique_insights": .array([.null]), "blind_spots": .array([.null, .null])])
+        #expect(JudgeAnalysis.countsSummary(analysis)
+            == "2 points of consensus, 1 contradiction, 0 points covered partially, 1 unique insight, 2 blind spots")
+    }
 }

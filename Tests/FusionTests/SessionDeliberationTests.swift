@@ -172,7 +172,7 @@ import Testing
         #expect(phases(actions) == ["panel completed 30 1 of 1 answered", "judge started - comparing 1 answers"])
         let judge = try #require(started(actions).first)
         actions = m.handle(.callEvent(judge.id, .text(Self.analysis)), at: 90) + m.handle(.callEnded(judge.id, .complete), at: 100)
-        #expect(phases(actions).first == "judge completed 20 analysis ready: 1 consensus, 0 contradictions, 0 partial coverage, 0 unique insights, 0 blind spots")
+        #expect(phases(actions).first == "judge completed 20 analysis ready: 1 point of consensus, 0 contradictions, 0 points covered partially, 0 unique insights, 0 blind spots")
         #expect(phases(actions).last == "final started - p/outer")
     }
 }

@@ -72,8 +72,7 @@ public struct FusionProgressEncoder: Sendable {
         case .phase(let report):
             line = Self.readable(report, at: now)
         case .judgeCompleted(let model, let analysis):
-            let counts = JudgeAnalysis.fields.map { "\(analysis[$0]?.arrayValue?.count ?? 0) \($0.replacingUnderscores)" }
-            line = "fusion judge \(model): analysis ready: " + counts.joined(separator: ", ")
+            line = "fusion judge \(model): analysis ready: " + JudgeAnalysis.countsSummary(analysis)
         case .judgeFailed(let model, let reason, let message, let willRetry):
             line = "fusion judge \(model): failed (\(reason.rawValue)): \(oneLine(message))" + (willRetry ? "; retrying" : "")
         case .webToolStarted(let activity):
