@@ -106,9 +106,10 @@ let package = Package(
         // Tests only: SSE readers written from the specs, to check what the gateway writes.
         .target(name: "SSEReference", path: "Tests/SSEReference", swiftSettings: strict),
         .target(name: "RedisServerProcess", path: "Tests/RedisServerProcess", swiftSettings: strict),
+        .target(name: "FixtureFiles", dependencies: ["GatewayCore"], path: "Tests/FixtureFiles", swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "SSEReference", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["GatewayCore", "SSEReference", "FixtureFiles", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
@@ -120,7 +121,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SurfacesTests",
-            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", "SSEReference",
+            dependencies: ["Surfaces", "Fusion", "Providers", "GatewayCore", "SSEReference", "FixtureFiles",
                            .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),

@@ -1,3 +1,4 @@
+import FixtureFiles
 import Foundation
 import GatewayCore
 import PropertyBased

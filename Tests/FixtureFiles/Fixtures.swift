@@ -2,16 +2,16 @@ import Foundation
 import GatewayCore
 
 /// Reads files under the repository's Fixtures/ directory.
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath)
+public enum Fixtures {
+    public static let root = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
-    static func bytes(_ path: String) throws -> [UInt8] {
+    public static func bytes(_ path: String) throws -> [UInt8] {
         Array(try Data(contentsOf: root.appendingPathComponent(path)))
     }
 
-    static func names(in directory: String, withExtension ext: String) throws -> [String] {
+    public static func names(in directory: String, withExtension ext: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent(directory).path)
             .filter { $0.hasSuffix(".\(ext)") }
             .map { String($0.dropLast(ext.count + 1)) }
@@ -20,13 +20,19 @@ enum Fixtures {
 }
 
 /// A decoded event, copied out of the decoder's callback.
-struct DecodedEvent: Equatable, CustomStringConvertible {
-    var event: String
-    var data: String
-    var description: String { "[\(event)] \(data)" }
+public struct DecodedEvent: Equatable, CustomStringConvertible {
+    public var event: String
+    public var data: String
+
+    public init(event: String, data: String) {
+        self.event = event
+        self.data = data
+    }
+
+    public var description: String { "[\(event)] \(data)" }
 }
 
-func decodeAll(_ chunks: [[UInt8]], maxEventBytes: Int = 1 << 20) throws -> [DecodedEvent] {
+public func decodeAll(_ chunks: [[UInt8]], maxEventBytes: Int = 1 << 20) throws -> [DecodedEvent] {
     var decoder = SSEDecoder(maxEventBytes: maxEventBytes)
     var events: [DecodedEvent] = []
     for chunk in chunks {
@@ -37,7 +43,7 @@ func decodeAll(_ chunks: [[UInt8]], maxEventBytes: Int = 1 << 20) throws -> [Dec
 
 /// Every way of splitting `bytes` that a test should survive: whole, byte by byte, and in two
 /// pieces at each position.
-func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
+public func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
     var result: [[[UInt8]]] = [[bytes], bytes.map { [$0] }]
     for cut in 1..<max(bytes.count, 1) {
         result.append([Array(bytes[..<cut]), Array(bytes[cut...])])
