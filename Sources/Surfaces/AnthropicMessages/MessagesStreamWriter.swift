@@ -51,29 +51,17 @@ public struct MessagesStreamWriter: Sendable {
         case .text(let text):
             guard !text.isEmpty else { return }
             openBlock(.text, &out)
-            delta(blockIndex, &out)
-            out.append(contentsOf: #"{"type":"text_delta","text":"#.utf8)
-            JSONWriting.appendString(text, to: &out)
-            out.append(contentsOf: "}}".utf8)
-            end(&out)
+            delta(blockIndex, #"{"type":"text_delta","text":"#, text, &out)
         case .reasoning(let text):
             guard !text.isEmpty else { return }
             openBlock(.thinking, &out)
-            delta(blockIndex, &out)
-            out.append(contentsOf: #"{"type":"thinking_delta","thinking":"#.utf8)
-            JSONWriting.appendString(text, to: &out)
-            out.append(contentsOf: "}}".utf8)
-            end(&out)
+            delta(blockIndex, #"{"type":"thinking_delta","thinking":"#, text, &out)
         case .toolCall(let fragment):
             if toolBlocks[fragment.index] == nil {
                 openBlock(.tool(fragment.index), &out, id: fragment.id, name: fragment.name)
             }
             guard let arguments = fragment.arguments, !arguments.isEmpty, let index = toolBlocks[fragment.index] else { return }
-            delta(index, &out)
-            out.append(contentsOf: #"{"type":"input_json_delta","partial_json":"#.utf8)
-            JSONWriting.appendString(arguments, to: &out)
-            out.append(contentsOf: "}}".utf8)
-            end(&out)
+            delta(index, #"{"type":"input_json_delta","partial_json":"#, arguments, &out)
         case .usage(let reported):
             usage = reported
         case .finish(let reason):
@@ -160,11 +148,17 @@ public struct MessagesStreamWriter: Sendable {
         end(&out)
     }
 
-    private func delta(_ index: Int, _ out: inout [UInt8]) {
+    /// One whole `content_block_delta` event: `head` is its delta object up to the value
+    /// (`{"type":"text_delta","text":`), `value` the text, escaped.
+    private func delta(_ index: Int, _ head: StaticString, _ value: String, _ out: inout [UInt8]) {
         event("content_block_delta", &out)
         out.append(contentsOf: #"{"type":"content_block_delta","index":"#.utf8)
         out.append(contentsOf: String(index).utf8)  // a small string: no allocation
         out.append(contentsOf: #","delta":"#.utf8)
+        out.append(contentsOf: UnsafeRawBufferPointer(start: head.utf8Start, count: head.utf8CodeUnitCount))
+        JSONWriting.appendString(value, to: &out)
+        out.append(contentsOf: "}}".utf8)
+        end(&out)
     }
 
     /// Event names are constants and the data is JSON with every line break escaped: each event
