@@ -1,11 +1,13 @@
 import FuzzSupport
 import GatewayCore
+import Providers
 import Surfaces
 
 /// The upstream SSE path: arbitrary upstream bytes, split in three where the input says, through
-/// the relay. What reaches the client must be well formed whatever the upstream sent: only
+/// the relay and through every provider's stream decoder (Fusion's inner calls). What reaches the client must be well formed whatever the upstream sent: only
 /// `data:` events, each valid JSON or `[DONE]`, never an `id:` line or an empty data line.
-/// Also: every document the byte scanner accepts must parse. (A Foundation-accepts ⇒
+/// Also: every document the byte scanner accepts must parse, and read the same through a
+/// `JSONView` as through the tree. (A Foundation-accepts ⇒
 /// scanner-accepts check was dropped: fuzzing showed `JSONSerialization` accepts invalid JSON,
 /// e.g. a trailing comma `[[], ]`, and detects UTF-16/32 from NUL bytes.)
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -26,10 +28,27 @@ public func fuzzSSE(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     }
     let text = String(decoding: out, as: UTF8.self)
     precondition(!text.hasPrefix("id:") && !text.contains("\nid:"), "an id: line reached the client")
+    for provider in [OpenAICompatibleProvider(), AnthropicProvider(), GeminiProvider()] as [any Provider] {
+        var decoder = provider.streamDecoder(maxEventBytes: 4096, redactor: .none)
+        for range in [0..<first, first..<second, second..<size] {
+            guard (try? bytes[range].withUnsafeBytes { try decoder.decode($0) { _ in } }) == false else { break }
+        }
+    }
 
     // Differential JSON checks on the raw input.
     if JSONScanner.isValid(bytes) {
-        precondition((try? JSONValue.parse(bytes)) != nil, "scanner accepted what the builder cannot parse")
+        let tree = try? JSONValue.parse(bytes)
+        precondition(tree != nil, "scanner accepted what the builder cannot parse")
+        bytes.withUnsafeBytes { buffer in
+            guard let view = JSONView(validating: buffer) else { preconditionFailure("valid bytes without a view") }
+            precondition(view.value(view.root) == tree, "the view's root reads differently")
+            let choices = view.member("choices", in: view.root)
+            precondition(choices.map(view.value) == tree?["choices"], "a member reads differently")
+            precondition(choices.flatMap(view.firstElement).map(view.value) == tree?["choices"]?.arrayValue?.first,
+                         "a first element reads differently")
+            precondition(view.member("error", in: view.root).map(view.isNull) == tree?["error"].map { $0 == .null },
+                         "null reads differently")
+        }
     }
     return 0
 }

@@ -65,25 +65,30 @@ public struct OpenAICompatibleProvider: Provider {
 
 /// What one `chat.completion.chunk` carries, as events.
 enum OpenAIChunk {
-    /// The events of one chunk, in the order a client would show them.
-    static func events(_ chunk: JSONValue, redactor: Redactor, emit: (ModelEvent) -> Void) {
-        if let error = chunk["error"], error != .null {
-            emit(.error(OpenAIErrors.streamError(error, redactor: redactor)))
+    /// The events of one chunk, in the order a client would show them. Read through a
+    /// `JSONView`: runs on every token of every inner call, and only these few members matter.
+    static func events(_ chunk: JSONView, redactor: Redactor, emit: (ModelEvent) -> Void) {
+        let root = chunk.root
+        if let error = chunk.member("error", in: root), !chunk.isNull(error) {
+            emit(.error(OpenAIErrors.streamError(chunk.value(error), redactor: redactor)))
             return
         }
-        if let choice = chunk["choices"]?.arrayValue?.first {
-            if let delta = choice["delta"] {
-                if let reasoning = (delta["reasoning"] ?? delta["reasoning_content"])?.stringValue, !reasoning.isEmpty {
-                    emit(.reasoning(reasoning))
+        if let choices = chunk.member("choices", in: root), let choice = chunk.firstElement(in: choices) {
+            if let delta = chunk.member("delta", in: choice) {
+                if let reasoning = chunk.member("reasoning", in: delta) ?? chunk.member("reasoning_content", in: delta),
+                   let text = chunk.string(reasoning), !text.isEmpty {
+                    emit(.reasoning(text))
                 }
-                if let text = delta["content"]?.stringValue, !text.isEmpty { emit(.text(text)) }
-                for (position, call) in (delta["tool_calls"]?.arrayValue ?? []).enumerated() {
-                    emit(.toolCall(fragment(call, position: position)))
+                if let content = chunk.member("content", in: delta), let text = chunk.string(content), !text.isEmpty { emit(.text(text)) }
+                if let calls = chunk.member("tool_calls", in: delta), case .array(let list) = chunk.value(calls) {
+                    for (position, call) in list.enumerated() { emit(.toolCall(fragment(call, position: position))) }
                 }
             }
-            if let reason = choice["finish_reason"]?.stringValue { emit(.finish(FinishReason(rawValue: reason))) }
+            if let reason = chunk.member("finish_reason", in: choice), let text = chunk.string(reason) {
+                emit(.finish(FinishReason(rawValue: text)))
+            }
         }
-        if let usage = Usage(openAI: chunk["usage"]) { emit(.usage(usage)) }
+        if let usage = chunk.member("usage", in: root).flatMap({ Usage(openAI: chunk.value($0)) }) { emit(.usage(usage)) }
     }
 
     static func fragment(_ call: JSONValue, position: Int) -> ToolCallFragment {

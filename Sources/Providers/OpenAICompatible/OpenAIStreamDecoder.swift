@@ -33,7 +33,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     done = true
                     return
                 }
-                guard let chunk = try? JSONValue.parse(Array(event.data)), case .object = chunk else {
+                guard let chunk = JSONView(validating: event.data), chunk.isObject(chunk.root) else {
                     failure = StreamDecodingError("the upstream sent an event that is not a JSON object")
                     return
                 }

@@ -1,0 +1,143 @@
+/// Reads into a document `JSONScanner` has validated without building a `JSONValue` tree: an
+/// object's member or an array's first element by byte range, and only the values asked for,
+/// built by `JSONBuilder` so each reads exactly as `JSONValue.parse` reads it in the whole
+/// document (the last of duplicate keys wins; keys are compared unescaped).
+///
+/// For the per-chunk path: a tree per upstream chunk (a dictionary per object, a string per
+/// key) was a fifth of the gateway's CPU in a deliberation, to read the two or three members a
+/// decoder needs. Hand-written for that reason; the walk relies on the scanner's validation, so
+/// a `JSONView` only exists for valid bytes.
+public struct JSONView {
+    public let bytes: UnsafeRawBufferPointer
+    /// The document's value, without surrounding whitespace.
+    public let root: Range<Int>
+
+    /// Nil unless `bytes` is exactly one valid JSON value. `bytes` must outlive the view.
+    public init?(validating bytes: UnsafeRawBufferPointer) {
+        guard JSONScanner.isValid(bytes) else { return nil }
+        self.bytes = bytes
+        var start = 0
+        var end = bytes.count
+        while Self.isWhitespace(bytes[start]) { start += 1 }
+        while Self.isWhitespace(bytes[end - 1]) { end -= 1 }
+        root = start..<end
+    }
+
+    /// Whether the value at `range` is an object.
+    public func isObject(_ range: Range<Int>) -> Bool { bytes[range.lowerBound] == UInt8(ascii: "{") }
+
+    /// Whether the value at `range` reads as `null`: `null`, or a number beyond Double's range.
+    public func isNull(_ range: Range<Int>) -> Bool {
+        switch bytes[range.lowerBound] {
+        case UInt8(ascii: "n"): true
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): value(range) == .null
+        default: false
+        }
+    }
+
+    /// The value of member `key` (ASCII) of the object at `range`: the last of duplicates, as
+    /// `parse` reads them. Nil when absent or when `range` is not an object.
+    public func member(_ key: StaticString, in range: Range<Int>) -> Range<Int>? {
+        guard isObject(range) else { return nil }
+        var index = skipWhitespace(from: range.lowerBound + 1)
+        guard bytes[index] != UInt8(ascii: "}") else { return nil }
+        var found: Range<Int>?
+        while true {
+            index = skipWhitespace(from: index)
+            let keyStart = index
+            index = endOfString(at: index)
+            let keyEnd = index
+            index = skipWhitespace(from: index) + 1  // ':'
+            let valueStart = skipWhitespace(from: index)
+            index = endOfValue(at: valueStart)
+            if keyMatches(keyStart..<keyEnd, key) { found = valueStart..<index }
+            index = skipWhitespace(from: index)
+            let separator = bytes[index]
+            index += 1
+            if separator == UInt8(ascii: "}") { return found }
+        }
+    }
+
+    /// The first element of the array at `range`; nil when it is empty or not an array.
+    public func firstElement(in range: Range<Int>) -> Range<Int>? {
+        guard bytes[range.lowerBound] == UInt8(ascii: "[") else { return nil }
+        let start = skipWhitespace(from: range.lowerBound + 1)
+        guard bytes[start] != UInt8(ascii: "]") else { return nil }
+        return start..<endOfValue(at: start)
+    }
+
+    /// The value at `range`, as `JSONValue.parse` reads it.
+    public func value(_ range: Range<Int>) -> JSONValue {
+        var builder = JSONBuilder(bytes: UnsafeRawBufferPointer(rebasing: bytes[range]), strict: false)
+        return (try? builder.value()) ?? .null  // lenient: never throws
+    }
+
+    /// The string at `range`; nil when it is not a string.
+    public func string(_ range: Range<Int>) -> String? {
+        guard bytes[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        return value(range).stringValue
+    }
+
+    // MARK: walking valid bytes
+
+    private static func isWhitespace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 }
+
+    private func skipWhitespace(from index: Int) -> Int {
+        var index = index
+        while Self.isWhitespace(bytes[index]) { index += 1 }
+        return index
+    }
+
+    /// Just past the string whose opening quote is at `index`.
+    private func endOfString(at index: Int) -> Int {
+        var index = index + 1
+        while bytes[index] != UInt8(ascii: "\"") { index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1 }
+        return index + 1
+    }
+
+    /// Just past the value starting at `index`.
+    private func endOfValue(at index: Int) -> Int {
+        switch bytes[index] {
+        case UInt8(ascii: "\""):
+            return endOfString(at: index)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            var index = index
+            while true {
+                switch bytes[index] {
+                case UInt8(ascii: "\""):
+                    index = endOfString(at: index)
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 { return index + 1 }
+                default:
+                    break
+                }
+                index += 1
+            }
+        default:  // a number or a literal: up to the next structural byte or whitespace
+            var index = index
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09: return index
+                default: index += 1
+                }
+            }
+            return index
+        }
+    }
+
+    /// Whether the key string (quotes included) at `range` is `key`, unescaped.
+    private func keyMatches(_ range: Range<Int>, _ key: StaticString) -> Bool {
+        let raw = UnsafeRawBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
+        // An escaped key (`"cont\u0065nt"`) or a non-ASCII one (Swift compares strings by
+        // canonical equivalence, as `parse`'s dictionary does: the Kelvin sign is a K) is decoded.
+        guard raw.contains(where: { $0 == UInt8(ascii: "\\") || $0 >= 0x80 }) else {
+            return raw.count == key.utf8CodeUnitCount && memoryEqual(raw.baseAddress, key.utf8Start, raw.count)
+        }
+        return value(range).stringValue == key.description
+    }
+}
