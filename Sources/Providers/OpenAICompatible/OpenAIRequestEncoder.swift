@@ -2,15 +2,46 @@ import GatewayCore
 
 /// `ModelRequest` ↔ OpenAI's chat completions request body.
 public enum OpenAIRequestEncoder {
-    /// The body for an OpenAI-compatible upstream.
+    /// The body for an OpenAI-compatible upstream: the bytes of `json(...).serialized()`,
+    /// written without the tree for the messages (whole prompts: the judge's holds every panel
+    /// answer), since this runs as every inner call starts, on its way to the upstream.
     public static func body(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens) -> [UInt8] {
-        json(request, maxTokensField: maxTokensField).serialized()
+        let members = fields(request, maxTokensField: maxTokensField)
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + request.messages.reduce(0) { $0 + $1.content.count * 64 + 48 })
+        out.append(UInt8(ascii: "{"))
+        // Keys in UTF-8 byte order, as `serialized()` writes them.
+        let keys = (Array(members.keys) + ["messages"]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        for (position, key) in keys.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriting.appendString(key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            if let value = members[key] {
+                JSONWriting.appendValue(value, to: &out)
+            } else {
+                out.append(UInt8(ascii: "["))
+                for (index, message) in request.messages.enumerated() {
+                    if index > 0 { out.append(UInt8(ascii: ",")) }
+                    appendMessage(message, to: &out)
+                }
+                out.append(UInt8(ascii: "]"))
+            }
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
     public static func json(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens) -> JSONValue {
-        var body = request.extraFieldsFormat == .openAIChat ? request.extraFields : [:]
-        body["model"] = .string(request.model)
+        var body = fields(request, maxTokensField: maxTokensField)
         body["messages"] = .array(request.messages.map(message))
+        return .object(body)
+    }
+
+    /// Every member of the body but `messages`.
+    private static func fields(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField) -> [String: JSONValue] {
+        var body = request.extraFieldsFormat == .openAIChat ? request.extraFields : [:]
+        body["messages"] = nil
+        body["model"] = .string(request.model)
         body["stream"] = .bool(request.stream)
         if request.stream && request.includeUsage { body["stream_options"] = .object(["include_usage": .bool(true)]) }
         if !request.tools.isEmpty { body["tools"] = .array(request.tools.map(tool)) }
@@ -28,7 +59,32 @@ public enum OpenAIRequestEncoder {
             if let exclude = reasoning.exclude { object["exclude"] = .bool(exclude) }
             body["reasoning"] = .object(object)
         }
-        return .object(body)
+        return body
+    }
+
+    /// `message(message)` as bytes, its keys in the order `serialized()` sorts them.
+    static func appendMessage(_ message: ModelMessage, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"content":"#.utf8)
+        if message.content.allSatisfy({ if case .text = $0 { true } else { false } }) {
+            JSONWriting.appendString(message.text, to: &out)
+        } else {
+            JSONWriting.appendValue(.array(message.content.map(part)), to: &out)
+        }
+        if let name = message.name, message.role != .tool {
+            out.append(contentsOf: #","name":"#.utf8)
+            JSONWriting.appendString(name, to: &out)
+        }
+        out.append(contentsOf: #","role":"#.utf8)
+        JSONWriting.appendString(message.role.rawValue, to: &out)
+        if let id = message.toolCallID {
+            out.append(contentsOf: #","tool_call_id":"#.utf8)
+            JSONWriting.appendString(id, to: &out)
+        }
+        if !message.toolCalls.isEmpty {
+            out.append(contentsOf: #","tool_calls":"#.utf8)
+            JSONWriting.appendValue(.array(message.toolCalls.map(\.json)), to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     static func message(_ message: ModelMessage) -> JSONValue {
