@@ -1,6 +1,7 @@
 import Application
 import Gateway
 import GatewayCore
+import Providers
 import Testing
 
 /// The simulated models' names as the gateway's router sees them: options checked up front.
@@ -14,7 +15,7 @@ import Testing
     @Test func validNamesWithOptionsRoute() throws {
         let route = try Self.router.route("sim/paced:pace_ms=5:deltas=10")
         #expect(route.upstreamModel == "paced:pace_ms=5:deltas=10")
-        #expect(route.config.simulated)
+        #expect(route.endpoint.name == "sim" && route.endpoint.baseURL == "http://127.0.0.1:9/v1")
     }
 
     @Test func anUnknownScenarioIsAnUnknownModel() {

@@ -6,17 +6,39 @@ import Providers
 public struct ModelRoute: Sendable {
     /// The slug as the client named it.
     public var slug: String
-    public var config: GatewayConfig.Provider
     public var upstreamModel: String
+    let target: ModelRouter.Target
     /// Where to send it, with the key read from the environment (never logged or returned).
-    public var endpoint: ProviderEndpoint
-    public var provider: any Provider
+    public var endpoint: ProviderEndpoint { target.endpoint }
+    public var provider: any Provider { target.implementation }
 }
 
 public struct ModelRouter: Sendable {
     public let providers: [String: GatewayConfig.Provider]
     public let defaultProvider: String?
     private let keys: [String: String]
+    /// Per provider, what a route needs, resolved once: routing runs for every model of every
+    /// request (five for a deliberation) before its first upstream call, and copying a
+    /// provider's whole configuration each time cost more than the rest of it.
+    private let targets: [String: Target]
+
+    final class Target: Sendable {
+        let catalog: (any ModelCatalog)?
+        let models: [String]?
+        /// The key's environment variable when it is named but unset: every route to it fails.
+        let missingKeyVariable: String?
+        let endpoint: ProviderEndpoint
+        let implementation: any Provider
+
+        init(_ provider: GatewayConfig.Provider, name: String, key: String?) {
+            catalog = provider.catalog
+            models = provider.models
+            missingKeyVariable = key == nil ? provider.apiKeyEnvironmentVariable : nil
+            endpoint = ProviderEndpoint(name: name, baseURL: provider.baseURL, apiKey: key, headers: provider.headers,
+                                        maxTokensField: provider.maxTokensField)
+            implementation = provider.implementation
+        }
+    }
 
     public init(config: GatewayConfig, environment: [String: String]) {
         providers = config.providers
@@ -30,6 +52,7 @@ public struct ModelRouter: Sendable {
             }
         }
         self.keys = keys
+        targets = Dictionary(uniqueKeysWithValues: providers.map { name, provider in (name, Target(provider, name: name, key: keys[name])) })
     }
 
     /// Every configured secret, for scrubbing text that reaches a client or a log.
@@ -46,7 +69,7 @@ public struct ModelRouter: Sendable {
     public func route(_ model: String) throws(APIError) -> ModelRoute {
         let providerName: String
         let upstreamModel: String
-        if let slash = model.firstIndex(of: "/"), providers[String(model[..<slash])] != nil || defaultProvider == nil {
+        if let slash = model.firstIndex(of: "/"), targets[String(model[..<slash])] != nil || defaultProvider == nil {
             providerName = String(model[..<slash])
             upstreamModel = String(model[model.index(after: slash)...])
         } else if let defaultProvider {
@@ -55,26 +78,23 @@ public struct ModelRouter: Sendable {
         } else {
             throw .modelNotFound(model, detail: "model names have the form 'provider/model' (providers: \(providerList))")
         }
-        guard let provider = providers[providerName] else {
+        guard let target = targets[providerName] else {
             throw .modelNotFound(model, detail: "no provider named '\(providerName)' is configured (providers: \(providerList))")
         }
         guard !upstreamModel.isEmpty else {
             throw .modelNotFound(model, detail: "the model name after '\(providerName)/' is empty")
         }
-        if let catalog = provider.catalog {
+        if let catalog = target.catalog {
             try catalog.validate(upstreamModel)
-        } else if let models = provider.models, !models.contains(upstreamModel) {
+        } else if let models = target.models, !models.contains(upstreamModel) {
             let list = models.map { "\(providerName)/\($0)" }.joined(separator: ", ")
             throw .modelNotFound(model, detail: "provider '\(providerName)' serves only: \(list)")
         }
-        if let variable = provider.apiKeyEnvironmentVariable, keys[providerName] == nil {
+        if let variable = target.missingKeyVariable {
             throw APIError(status: 502, type: "upstream_error", code: "provider_key_missing",
                            message: "Provider '\(providerName)' has no API key: the gateway's environment variable \(variable) is not set")
         }
-        let endpoint = ProviderEndpoint(name: providerName, baseURL: provider.baseURL, apiKey: keys[providerName],
-                                        headers: provider.headers, maxTokensField: provider.maxTokensField)
-        return ModelRoute(slug: model, config: provider, upstreamModel: upstreamModel, endpoint: endpoint,
-                          provider: provider.implementation)
+        return ModelRoute(slug: model, upstreamModel: upstreamModel, target: target)
     }
 
     private var providerList: String {
