@@ -35,27 +35,56 @@ public struct JSONView {
         }
     }
 
-    /// The value of member `key` (ASCII) of the object at `range`: the last of duplicates, as
-    /// `parse` reads them. Nil when absent or when `range` is not an object.
-    public func member(_ key: StaticString, in range: Range<Int>) -> Range<Int>? {
-        guard isObject(range) else { return nil }
+    /// A member's key, as it stands in the document.
+    public struct Key {
+        let view: JSONView
+        /// The key string, quotes included.
+        let range: Range<Int>
+
+        /// Whether this key is `key` (ASCII), unescaped.
+        public func matches(_ key: StaticString) -> Bool {
+            let raw = UnsafeRawBufferPointer(rebasing: view.bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
+            let count = key.utf8CodeUnitCount
+            if raw.count == count && memoryEqual(raw.baseAddress, key.utf8Start, count) { return true }
+            // Otherwise only an escaped key (`"cont\u0065nt"`) or a non-ASCII one may still be
+            // `key` (Swift compares strings by canonical equivalence, as `parse`'s dictionary
+            // does: the Kelvin sign is a K); either spelling is longer than the ASCII it stands for.
+            guard raw.count > count, raw.contains(where: { $0 == UInt8(ascii: "\\") || $0 >= 0x80 }) else { return false }
+            return view.value(range).stringValue == key.description
+        }
+    }
+
+    /// Calls `body` with each member of the object at `range`, in document order (so for
+    /// duplicate keys the last call is the value `parse` keeps); nothing when it is not an object.
+    /// One pass: read every member you need in one call.
+    public func forEachMember(in range: Range<Int>, _ body: (_ key: Key, _ value: Range<Int>) -> Void) {
+        guard isObject(range) else { return }
         var index = skipWhitespace(from: range.lowerBound + 1)
-        guard bytes[index] != UInt8(ascii: "}") else { return nil }
-        var found: Range<Int>?
+        guard bytes[index] != UInt8(ascii: "}") else { return }
         while true {
             index = skipWhitespace(from: index)
             let keyStart = index
             index = endOfString(at: index)
-            let keyEnd = index
+            let key = Key(view: self, range: keyStart..<index)
             index = skipWhitespace(from: index) + 1  // ':'
             let valueStart = skipWhitespace(from: index)
             index = endOfValue(at: valueStart)
-            if keyMatches(keyStart..<keyEnd, key) { found = valueStart..<index }
+            body(key, valueStart..<index)
             index = skipWhitespace(from: index)
             let separator = bytes[index]
             index += 1
-            if separator == UInt8(ascii: "}") { return found }
+            if separator == UInt8(ascii: "}") { return }
         }
+    }
+
+    /// The value of member `key` (ASCII) of the object at `range`: the last of duplicates, as
+    /// `parse` reads them. Nil when absent or when `range` is not an object.
+    public func member(_ key: StaticString, in range: Range<Int>) -> Range<Int>? {
+        var found: Range<Int>?
+        forEachMember(in: range) { name, value in
+            if name.matches(key) { found = value }
+        }
+        return found
     }
 
     /// The first element of the array at `range`; nil when it is empty or not an array.
@@ -88,11 +117,25 @@ public struct JSONView {
         return index
     }
 
-    /// Just past the string whose opening quote is at `index`.
+    /// Just past the string whose opening quote is at `index`. Eight bytes at a time while
+    /// none is a quote or a backslash (model text is most of a chunk).
     private func endOfString(at index: Int) -> Int {
         var index = index + 1
+        let base = bytes.baseAddress!
+        while index + 8 <= bytes.count {
+            let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            if Self.hasByte(word, 0x22) || Self.hasByte(word, 0x5C) { break }
+            index += 8
+        }
         while bytes[index] != UInt8(ascii: "\"") { index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1 }
         return index + 1
+    }
+
+    /// Whether any byte of `word` is `byte` (the classic zero-byte test on `word ^ byte×8`).
+    @inline(__always)
+    private static func hasByte(_ word: UInt64, _ byte: UInt8) -> Bool {
+        let spread = word ^ (0x0101_0101_0101_0101 &* UInt64(byte))
+        return (spread &- 0x0101_0101_0101_0101) & ~spread & 0x8080_8080_8080_8080 != 0
     }
 
     /// Just past the value starting at `index`.
@@ -128,16 +171,5 @@ public struct JSONView {
             }
             return index
         }
-    }
-
-    /// Whether the key string (quotes included) at `range` is `key`, unescaped.
-    private func keyMatches(_ range: Range<Int>, _ key: StaticString) -> Bool {
-        let raw = UnsafeRawBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
-        // An escaped key (`"cont\u0065nt"`) or a non-ASCII one (Swift compares strings by
-        // canonical equivalence, as `parse`'s dictionary does: the Kelvin sign is a K) is decoded.
-        guard raw.contains(where: { $0 == UInt8(ascii: "\\") || $0 >= 0x80 }) else {
-            return raw.count == key.utf8CodeUnitCount && memoryEqual(raw.baseAddress, key.utf8Start, raw.count)
-        }
-        return value(range).stringValue == key.description
     }
 }

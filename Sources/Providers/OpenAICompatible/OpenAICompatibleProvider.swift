@@ -68,27 +68,42 @@ enum OpenAIChunk {
     /// The events of one chunk, in the order a client would show them. Read through a
     /// `JSONView`: runs on every token of every inner call, and only these few members matter.
     static func events(_ chunk: JSONView, redactor: Redactor, emit: (ModelEvent) -> Void) {
-        let root = chunk.root
-        if let error = chunk.member("error", in: root), !chunk.isNull(error) {
+        // One pass per object; for duplicate keys the last wins, as in a parsed tree.
+        var error: Range<Int>?, choices: Range<Int>?, usage: Range<Int>?
+        chunk.forEachMember(in: chunk.root) { key, value in
+            if key.matches("choices") { choices = value } else if key.matches("usage") { usage = value } else if key.matches("error") { error = value }
+        }
+        if let error, !chunk.isNull(error) {
             emit(.error(OpenAIErrors.streamError(chunk.value(error), redactor: redactor)))
             return
         }
-        if let choices = chunk.member("choices", in: root), let choice = chunk.firstElement(in: choices) {
-            if let delta = chunk.member("delta", in: choice) {
-                if let reasoning = chunk.member("reasoning", in: delta) ?? chunk.member("reasoning_content", in: delta),
-                   let text = chunk.string(reasoning), !text.isEmpty {
-                    emit(.reasoning(text))
+        if let choice = choices.flatMap(chunk.firstElement) {
+            var delta: Range<Int>?, finishReason: Range<Int>?
+            chunk.forEachMember(in: choice) { key, value in
+                if key.matches("delta") { delta = value } else if key.matches("finish_reason") { finishReason = value }
+            }
+            if let delta {
+                var reasoning: Range<Int>?, reasoningContent: Range<Int>?, content: Range<Int>?, toolCalls: Range<Int>?
+                chunk.forEachMember(in: delta) { key, value in
+                    if key.matches("content") {
+                        content = value
+                    } else if key.matches("reasoning") {
+                        reasoning = value
+                    } else if key.matches("reasoning_content") {
+                        reasoningContent = value
+                    } else if key.matches("tool_calls") {
+                        toolCalls = value
+                    }
                 }
-                if let content = chunk.member("content", in: delta), let text = chunk.string(content), !text.isEmpty { emit(.text(text)) }
-                if let calls = chunk.member("tool_calls", in: delta), case .array(let list) = chunk.value(calls) {
+                if let thinking = reasoning ?? reasoningContent, let text = chunk.string(thinking), !text.isEmpty { emit(.reasoning(text)) }
+                if let content, let text = chunk.string(content), !text.isEmpty { emit(.text(text)) }
+                if let toolCalls, case .array(let list) = chunk.value(toolCalls) {
                     for (position, call) in list.enumerated() { emit(.toolCall(fragment(call, position: position))) }
                 }
             }
-            if let reason = chunk.member("finish_reason", in: choice), let text = chunk.string(reason) {
-                emit(.finish(FinishReason(rawValue: text)))
-            }
+            if let finishReason, let text = chunk.string(finishReason) { emit(.finish(FinishReason(rawValue: text))) }
         }
-        if let usage = chunk.member("usage", in: root).flatMap({ Usage(openAI: chunk.value($0)) }) { emit(.usage(usage)) }
+        if let usage = usage.flatMap({ Usage(openAI: chunk.value($0)) }) { emit(.usage(usage)) }
     }
 
     static func fragment(_ call: JSONValue, position: Int) -> ToolCallFragment {
