@@ -215,10 +215,23 @@ extension UnsafeRawBufferPointer {
     /// colon follows (a key, not a string value; inside a JSON string a quote is escaped). Runs
     /// on every relayed event: the cheap way to know which few chunks are worth parsing (every
     /// OpenAI chunk has a `"finish_reason"`, null until the last).
+    ///
+    /// Eight bytes at a time between quotes, and a key is compared only when the byte after the
+    /// quote is one of the keys' first letters.
     func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString) -> Bool {
+        guard let base = baseAddress else { return false }
+        let initials = (first.utf8Start[1], second.utf8Start[1], third.utf8Start[1])
         var index = 0
         while index < count {
-            if self[index] == UInt8(ascii: "\""),
+            if index + 8 <= count {
+                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ 0x2222_2222_2222_2222  // '"' → 0
+                if (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 == 0 {
+                    index += 8
+                    continue
+                }
+            }
+            if self[index] == UInt8(ascii: "\""), index + 1 < count,
+               self[index + 1] == initials.0 || self[index + 1] == initials.1 || self[index + 1] == initials.2,
                let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index),
                let value = valueStart(after: end), !hasPrefix("null", at: value) {
                 return true
