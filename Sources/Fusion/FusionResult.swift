@@ -40,6 +40,38 @@ public struct MemberStats: Sendable, Equatable {
         self.characters = characters
     }
 
+    /// `json`, serialized, written directly (keys in the order `serialized()` sorts them): each
+    /// call's entry goes into the usage at the end of every deliberation's stream.
+    public func appendJSON(to out: inout [UInt8]) {
+        func number(_ key: StaticString, _ value: Int64) {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+            out.append(contentsOf: String(value).utf8)
+        }
+        func milliseconds(_ key: StaticString, _ value: Double) {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+            JSONWriting.appendValue(.double((value * 1000).rounded() / 1000), to: &out)
+        }
+        number(#"{"characters":"#, Int64(characters))
+        if let usage {
+            number(#","completion_tokens":"#, usage.completionTokens)
+            out.append(contentsOf: #","cost":"#.utf8)
+            JSONWriting.appendValue(.double(usage.cost), to: &out)
+        }
+        milliseconds(#","duration_ms":"#, durationMilliseconds)
+        out.append(contentsOf: #","model":"#.utf8)
+        JSONWriting.appendString(model, to: &out)
+        if let usage { number(#","prompt_tokens":"#, usage.promptTokens) }
+        out.append(contentsOf: #","role":"#.utf8)
+        JSONWriting.appendString(role, to: &out)
+        out.append(contentsOf: #","status":"#.utf8)
+        JSONWriting.appendString(status, to: &out)
+        if toolCalls > 0 { number(#","tool_calls":"#, Int64(toolCalls)) }
+        if let usage { number(#","total_tokens":"#, usage.totalTokens) }
+        if let firstTokenMilliseconds { milliseconds(#","ttft_ms":"#, firstTokenMilliseconds) }
+        if usage == nil { out.append(contentsOf: #","usage_unknown":true"#.utf8) }
+        out.append(UInt8(ascii: "}"))
+    }
+
     public var json: JSONValue {
         var object: [String: JSONValue] = [
             "model": .string(model), "role": .string(role), "status": .string(status),

@@ -81,9 +81,14 @@ public struct ChatChunkWriter: Sendable {
 
     /// The usage chunk (`choices: []`), sent last when the client asked for usage.
     public func appendUsage(_ usage: JSONValue, to out: inout [UInt8]) {
+        appendUsage(to: &out) { JSONWriting.appendValue(usage, to: &$0) }
+    }
+
+    /// A usage chunk whose usage object `usage` writes.
+    public func appendUsage(to out: inout [UInt8], _ usage: (inout [UInt8]) -> Void) {
         prefix(&out)
         out.append(contentsOf: #""choices":[],"usage":"#.utf8)
-        out.append(contentsOf: usage.serialized())
+        usage(&out)
         out.append(contentsOf: "}\n\n".utf8)
     }
 

@@ -65,8 +65,13 @@ public struct FusionChatRenderer: Sendable {
     /// The end of a streamed response: citations (if the final turn ended without a finish
     /// chunk), the usage chunk when asked for, `[DONE]`.
     public mutating func renderEnd(usage: JSONValue, sources: SourceList, into out: inout [UInt8]) {
+        renderEnd(sources: sources, into: &out) { JSONWriting.appendValue(usage, to: &$0) }
+    }
+
+    /// The end, with the usage (when asked for) as `usage` writes it.
+    public mutating func renderEnd(sources: SourceList, into out: inout [UInt8], usage: (inout [UInt8]) -> Void) {
         appendAnnotations(sources, to: &out)
-        if includeUsage { chunks.appendUsage(usage, to: &out) }
+        if includeUsage { chunks.appendUsage(to: &out, usage) }
         out.append(contentsOf: SSEEncoder.done)
     }
 

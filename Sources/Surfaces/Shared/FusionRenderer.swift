@@ -29,6 +29,40 @@ public struct FusionTotals: Sendable {
         return .object(usage)
     }
 
+    /// `chatUsageJSON`, serialized, written directly: the last thing a deliberation's stream
+    /// carries before `[DONE]`.
+    public func appendChatUsage(to out: inout [UInt8]) {
+        func number(_ key: StaticString, _ value: Int64) {
+            out.append(contentsOf: UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+            out.append(contentsOf: String(value).utf8)
+        }
+        number(#"{"completion_tokens":"#, usage.completionTokens)
+        if usage.reasoningTokens > 0 {
+            number(#","completion_tokens_details":{"reasoning_tokens":"#, usage.reasoningTokens)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: #","cost":"#.utf8)
+        JSONWriting.appendValue(.double(usage.cost), to: &out)
+        if let calls {
+            out.append(contentsOf: #","fusion":{"calls":["#.utf8)
+            for (index, call) in calls.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                call.appendJSON(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+            let unknown = calls.reduce(0) { $0 + ($1.usage == nil ? 1 : 0) }
+            if unknown > 0 { number(#","calls_without_usage":"#, Int64(unknown)) }
+            out.append(UInt8(ascii: "}"))
+        }
+        number(#","prompt_tokens":"#, usage.promptTokens)
+        if usage.cachedTokens > 0 {
+            number(#","prompt_tokens_details":{"cached_tokens":"#, usage.cachedTokens)
+            out.append(UInt8(ascii: "}"))
+        }
+        number(#","total_tokens":"#, usage.totalTokens)
+        out.append(UInt8(ascii: "}"))
+    }
+
     static func breakdown(_ calls: [MemberStats]) -> JSONValue {
         var fusion: [String: JSONValue] = ["calls": .array(calls.map(\.json))]
         let unknown = calls.filter { $0.usage == nil }.count
@@ -57,7 +91,7 @@ extension FusionChatRenderer: FusionRenderer {
     public mutating func renderStart(into out: inout [UInt8]) {}
 
     public mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8]) {
-        renderEnd(usage: totals.chatUsageJSON, sources: totals.sources, into: &out)
+        renderEnd(sources: totals.sources, into: &out) { totals.appendChatUsage(to: &$0) }
     }
 
     public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
