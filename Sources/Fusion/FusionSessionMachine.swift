@@ -96,6 +96,26 @@ public struct FusionSessionMachine: Sendable {
         case output(Output)
         /// The request is over: the shell cancels what still runs and files the record.
         case finish(Outcome)
+
+        /// The order a shell performs `actions` in: a call moves ahead of the outputs just before
+        /// it, so the upstream works while the client's progress is rendered and written. The
+        /// outputs keep their order, and nothing else moves (a call's events can only arrive
+        /// after the shell has performed the whole list).
+        public static func callsFirst(_ actions: [Action]) -> [Action] {
+            var ordered: [Action] = []
+            var held: [Action] = []
+            for action in actions {
+                switch action {
+                case .startCall: ordered.append(action)
+                case .output: held.append(action)
+                default:
+                    ordered += held
+                    held.removeAll()
+                    ordered.append(action)
+                }
+            }
+            return ordered + held
+        }
     }
 
     /// What the client is to see, in order.

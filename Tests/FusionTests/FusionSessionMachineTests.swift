@@ -110,6 +110,31 @@ import Testing
         #expect(m.fusionResult?.answered.count == 2)
     }
 
+    /// The shell starts calls ahead of the outputs decided with them (`Action.callsFirst`): the
+    /// members start before the deliberation's progress is rendered; outputs keep their order,
+    /// and nothing but a call moves.
+    @Test func callsMoveAheadOfTheOutputsBeforeThemOnly() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let afterOuter = run(&m, first.id, fusionCall, at: 10) + [.cancelTimer(.deadline), .output(.progress(.judgeStarted(model: "x", attempt: 1)))]
+        let ordered = FusionSessionMachine.Action.callsFirst(afterOuter)
+        #expect(started(ordered).map(\.id) == started(afterOuter).map(\.id) && started(ordered).count == 2)
+        #expect(outputs(ordered) == outputs(afterOuter))
+        let firstOutput = try #require(afterOuter.firstIndex { if case .output = $0 { true } else { false } })
+        let kinds = ordered.map { action -> String in
+            switch action {
+            case .startCall: "call"
+            case .output: "output"
+            case .cancelTimer: "timer"
+            default: "other"
+            }
+        }
+        // The members' calls first, then every output decided before them, then the timer, then what followed it.
+        #expect(Array(kinds.prefix(firstOutput + 2)) == Array(repeating: "call", count: 2) + Array(repeating: "output", count: firstOutput))
+        #expect(Array(kinds.suffix(2)) == ["timer", "output"])
+        #expect(FusionSessionMachine.Action.callsFirst([]).isEmpty)
+    }
+
     @Test func aTruncatedMemberIsAFailureNotAnAnswer() throws {
         var m = try machine()
         let first = try #require(started(m.start(at: 0)).first)

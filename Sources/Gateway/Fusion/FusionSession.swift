@@ -195,34 +195,39 @@ final class FusionSession<Renderer: FusionRenderer> {
 
     // MARK: actions out
 
+    /// Performs `actions`, calls first (`Action.callsFirst`): a call's upstream starts before
+    /// the progress decided with it is rendered.
     private func perform(_ actions: [FusionSessionMachine.Action]) {
-        for action in actions {
-            switch action {
-            case .startCall(let call):
-                startCall(call)
-            case .cancelCall(let id):
-                calls.removeValue(forKey: id)?.cancel()
-                callStopped(id)
-            case .runTool(let run, let call):
-                runTool(run, call)
-            case .startTimer(let timer, let milliseconds):
-                let handle = timers[timer] ?? LoopTimer(loop: loop) { [unowned self] in
-                    guard !finished else { return }
-                    perform(machine.handle(.timerFired(timer), at: now))
-                }
-                timers[timer] = handle
-                handle.start(afterMilliseconds: milliseconds)
-            case .cancelTimer(let timer):
-                timers[timer]?.stop()
-            case .output(let output):
-                if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
-                if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
-                out.removeAll(keepingCapacity: true)
-                renderer.render(output, sources: machine.sources, at: now, into: &out)
-                write(out)
-            case .finish(let outcome):
-                end(outcome)
+        let startsCall = actions.contains { if case .startCall = $0 { true } else { false } }
+        for action in startsCall ? FusionSessionMachine.Action.callsFirst(actions) : actions { perform(action) }
+    }
+
+    private func perform(_ action: FusionSessionMachine.Action) {
+        switch action {
+        case .startCall(let call):
+            startCall(call)
+        case .cancelCall(let id):
+            calls.removeValue(forKey: id)?.cancel()
+            callStopped(id)
+        case .runTool(let run, let call):
+            runTool(run, call)
+        case .startTimer(let timer, let milliseconds):
+            let handle = timers[timer] ?? LoopTimer(loop: loop) { [unowned self] in
+                guard !finished else { return }
+                perform(machine.handle(.timerFired(timer), at: now))
             }
+            timers[timer] = handle
+            handle.start(afterMilliseconds: milliseconds)
+        case .cancelTimer(let timer):
+            timers[timer]?.stop()
+        case .output(let output):
+            if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
+            if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
+            out.removeAll(keepingCapacity: true)
+            renderer.render(output, sources: machine.sources, at: now, into: &out)
+            write(out)
+        case .finish(let outcome):
+            end(outcome)
         }
     }
 
