@@ -6,7 +6,8 @@
 /// For the per-chunk path: a tree per upstream chunk (a dictionary per object, a string per
 /// key) was a fifth of the gateway's CPU in a deliberation, to read the two or three members a
 /// decoder needs. Hand-written for that reason; the walk relies on the scanner's validation, so
-/// a `JSONView` only exists for valid bytes.
+/// a `JSONView` only exists for valid bytes, and every range given to it must be one it returned
+/// (`root`, a member, an element).
 public struct JSONView {
     public let bytes: UnsafeRawBufferPointer
     /// The document's value, without surrounding whitespace.
