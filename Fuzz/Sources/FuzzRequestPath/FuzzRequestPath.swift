@@ -114,7 +114,7 @@ private func handle(_ request: HTTPRequest) {
     for model in models {
         do {
             let route = try router.route(model)
-            if route.config.simulated {
+            if route.simulated {
                 precondition((try? MockScenario.parse(model: route.upstreamModel)) != nil, "routed a name the simulator refuses: \(model)")
             }
         } catch {

@@ -11,6 +11,8 @@ public struct ModelRoute: Sendable {
     /// Where to send it, with the key read from the environment (never logged or returned).
     public var endpoint: ProviderEndpoint { target.endpoint }
     public var provider: any Provider { target.implementation }
+    /// Whether it goes to the built-in simulated models.
+    public var simulated: Bool { target.catalog?.isSimulated ?? false }
 }
 
 public struct ModelRouter: Sendable {
