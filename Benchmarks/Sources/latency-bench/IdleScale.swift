@@ -32,7 +32,7 @@ extension LatencyBench {
             if let setupCPUPerStreamMicroseconds { extra += #","setup_cpu_us_per_stream":\#(setupCPUPerStreamMicroseconds)"# }
             if let cpuShare { extra += #","cpu_share":\#(cpuShare)"# }
             extra += #","ramp_stalls":\#(rampStalls)"#
-            return #"{"path":"\#(path)","streams":\#(streams),"window_s":\#(windowSeconds),"events":\#(result.events),"opened":\#(result.opened),"stalls":\#(result.stalls),"failures":\#(result.failures),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99))\#(extra)}"#
+            return #"{"path":"\#(path)","streams":\#(streams),"window_s":\#(windowSeconds),"events":\#(result.events),"opened":\#(result.opened),"stalls":\#(result.stalls),"stalls_held_in_transit":\#(result.stallsHeldInTransit),"failures":\#(result.failures),"latency_p50_us":\#(result.latency.valueAtPercentile(50)),"latency_p99_us":\#(result.latency.valueAtPercentile(99)),"gap_p99_us":\#(result.gaps.valueAtPercentile(99)),"ttft_p99_us":\#(result.ttft.valueAtPercentile(99))\#(extra)}"#
         }
     }
 
@@ -103,6 +103,10 @@ extension LatencyBench {
                            pad(figures.result.gaps.valueAtPercentile(99), 9),
                            "\(figures.result.stalls - figures.rampStalls)+\(figures.rampStalls)".padding(toLength: 11, withPad: " ", startingAt: 0), pad(figures.result.failures, 5)]
                 print(row.joined(separator: " "))
+                if figures.result.stalls > 0 {
+                    print("          \(name) stalls: \(figures.result.stallsHeldInTransit) held in transit (arrived over a pace after the mock's send stamp), "
+                        + "\(figures.result.stalls - figures.result.stallsHeldInTransit) sent late by the mock")
+                }
                 for (kind, count) in figures.result.failureKinds.sorted(by: { $0.value > $1.value }).prefix(3) {
                     print("          \(name) failures: \(count) × \(kind)")
                 }

@@ -15,6 +15,9 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
         var gaps: Histogram<UInt64>
         var ttft: Histogram<UInt64>
         var stalls = 0
+        /// Stalls whose event arrived more than one pace after the mock's send stamp: held on the
+        /// way (proxy, kernel or this client), not sent late by the mock.
+        var stallsHeldInTransit = 0
         var failures = 0
         var events = 0
         var seconds = 0.0
@@ -27,7 +30,13 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
     }
 
     let loop: EventLoop
-    let client: UpstreamClient
+    /// One libcurl multi handle per `streamsPerClient` streams. libcurl 7.88 walks every connection
+    /// of a multi handle when a transfer starts (looking for one to reuse) and again when one is
+    /// removed (`close_connect_only`), so one handle for 10,000 streams made this client the
+    /// bottleneck as streams opened and ended (100% of its CPU in those walks, every stream's last
+    /// events held up to 2 s). Shards keep each walk short.
+    let clients: [UpstreamClient]
+    static let streamsPerClient = 250
     let url: String
     /// More proxies to spread the streams over, round robin with `url`.
     var moreURLs: [String] = []
@@ -43,7 +52,7 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
 
     init(loop: EventLoop, path: String, url: String, model: String, streams: Int, paceMilliseconds: Int) {
         self.loop = loop
-        client = UpstreamClient(loop: loop)
+        clients = (0..<max(1, (streams + Self.streamsPerClient - 1) / Self.streamsPerClient)).map { _ in UpstreamClient(loop: loop) }
         self.url = url
         self.model = model
         self.streams = streams
@@ -81,8 +90,9 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
         var done = false
         let urls = [url] + moreURLs
         let target = urls[startedStreams % urls.count]
+        let shard = clients[startedStreams % clients.count]
         startedStreams += 1
-        let transfer = client.start(UpstreamRequest(url: target, headers: [("Content-Type", "application/json")], body: body,
+        let transfer = shard.start(UpstreamRequest(url: target, headers: [("Content-Type", "application/json")], body: body,
                                                     connectTimeoutMilliseconds: 30_000))
         var head: [UInt8] = []
         transfer.onData = { [unowned self] bytes in
@@ -92,9 +102,11 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
             try? decoder.feed(bytes) { event in
                 if event.isDone { done = true; return }
                 result.events += 1
+                var latency: UInt64 = 0
                 if let range = JSONScanner.rangeOfTopLevelValue(forKey: "sent_at_us", in: event.data),
                    let sent = UInt64(String(decoding: UnsafeRawBufferPointer(rebasing: event.data[range]), as: UTF8.self)) {
-                    _ = result.latency.record(wall > sent ? wall - sent : 0)
+                    latency = wall > sent ? wall - sent : 0
+                    _ = result.latency.record(latency)
                 }
                 if last == 0 {
                     result.opened += 1
@@ -103,7 +115,10 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
                 } else {
                     let gap = (arrival - last) / 1000
                     _ = result.gaps.record(gap)
-                    if gap > 2 * paceMicroseconds { result.stalls += 1 }
+                    if gap > 2 * paceMicroseconds {
+                        result.stalls += 1
+                        if latency > paceMicroseconds { result.stallsHeldInTransit += 1 }
+                    }
                 }
                 last = arrival
             }
@@ -119,7 +134,7 @@ final class LoadRunner: @unchecked Sendable {  // loop-confined after creation
             result.completed += 1
             if remaining == 0 {
                 result.seconds = Date().timeIntervalSince(started)
-                client.close()
+                for client in clients { client.close() }
                 completion()
             }
         }
