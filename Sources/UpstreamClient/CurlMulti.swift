@@ -1,0 +1,181 @@
+internal import CCurl
+import EventLoop
+import Foundation
+
+/// One libcurl multi handle driven by an `EventLoop` through the multi_socket interface (a
+/// `SocketWatcher` per curl socket, one `Timer` for curl's timeout, an `Idle` for "now"), so no
+/// call blocks and no thread is added. Its transfers share its connections and DNS cache.
+/// `UpstreamClient` runs one or more of these on a loop.
+final class CurlMulti {
+    let loop: EventLoop
+    let multi: UnsafeMutableRawPointer
+    private var transfers: [UnsafeMutableRawPointer: UpstreamTransfer] = [:]
+    /// Transfers cancelled while curl was on the stack: removed once it returns (curl forbids
+    /// `curl_multi_remove_handle` from inside its callbacks).
+    private var deferredRemovals: [UpstreamTransfer] = []
+    /// Transfers started while curl was on the stack: added once it returns.
+    private var deferredAdds: [UpstreamTransfer] = []
+    private var insideCurl = 0
+    private lazy var timeoutTimer: LoopTimer = LoopTimer(loop: loop) { [unowned self] in socketAction(CURL_SOCKET_TIMEOUT, 0) }
+    /// curl asks for timeout 0 ("act now"); a 0 ms uv timer may re-fire within one pass on
+    /// libuv 1.44 and curl's own example adds 1 ms, so an idle handle runs it next iteration.
+    private lazy var immediate: Idle = Idle(loop: loop) { [unowned self] in
+        immediate.stop()
+        socketAction(CURL_SOCKET_TIMEOUT, 0)
+    }
+    /// After `close()`: `start` must not be called (callers check `isClosed` first).
+    private(set) var isClosed = false
+
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    init(loop: EventLoop) {
+        _ = Self.globalInit
+        self.loop = loop
+        multi = curl_multi_init()
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        CCurl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
+        CCurl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, context)
+        CCurl_multi_setopt_socket_callback(multi) { _, socket, what, client, socketContext in
+            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue()
+                .curlWantsSocket(socket, what: what, watcher: socketContext) ? 0 : -1
+        }
+        CCurl_multi_setopt_timer_callback(multi) { _, timeout, client in
+            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsTimeout(timeout)
+            return 0
+        }
+    }
+
+    /// Transfers in this handle (running, or detached and finishing their read).
+    var transferCount: Int { transfers.count }
+
+    /// Starts a transfer. Set its callbacks before returning to the loop; none fire before that.
+    func start(_ request: UpstreamRequest) -> UpstreamTransfer {
+        let transfer = UpstreamTransfer(client: self, request: request)
+        precondition(!isClosed, "UpstreamClient used after close()")
+        transfers[transfer.easy] = transfer
+        if insideCurl > 0 {
+            deferredAdds.append(transfer)
+        } else {
+            curl_multi_add_handle(multi, transfer.easy)
+        }
+        return transfer
+    }
+
+    /// Cancels every transfer and releases curl. Call on the loop before it stops.
+    func close() {
+        guard !isClosed else { return }
+        for transfer in Array(transfers.values) { transfer.cancel() }
+        isClosed = true
+        timeoutTimer.close()
+        immediate.close()
+        curl_multi_cleanup(multi)
+    }
+
+    /// curl may deliver the held bytes from inside `curl_easy_pause`: count that as being inside
+    /// curl, so callbacks that cancel or start transfers are deferred as usual.
+    func resume(_ transfer: UpstreamTransfer) {
+        insideCurl += 1
+        curl_easy_pause(transfer.easy, CCurl_pause_continue())
+        insideCurl -= 1
+        processCompletions()
+    }
+
+    func cancel(_ transfer: UpstreamTransfer) {
+        if insideCurl > 0 {
+            deferredRemovals.append(transfer)
+        } else {
+            remove(transfer)
+        }
+    }
+
+    private func remove(_ transfer: UpstreamTransfer) {
+        guard transfers.removeValue(forKey: transfer.easy) != nil else { return }
+        if let index = deferredAdds.firstIndex(where: { $0 === transfer }) {
+            deferredAdds.remove(at: index)  // never added to curl
+        } else {
+            curl_multi_remove_handle(multi, transfer.easy)
+        }
+        transfer.release()
+    }
+
+    // MARK: curl → loop
+
+    /// Returns false when the socket cannot be watched (curl then fails its transfer).
+    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32, watcher context: UnsafeMutableRawPointer?) -> Bool {
+        if what == CURL_POLL_REMOVE {
+            if let context {
+                Unmanaged<SocketWatcher>.fromOpaque(context).takeUnretainedValue().close()
+                curl_multi_assign(multi, socket, nil)
+            }
+            return true
+        }
+        let watcher: SocketWatcher
+        if let context {
+            watcher = Unmanaged<SocketWatcher>.fromOpaque(context).takeUnretainedValue()
+        } else {
+            // The watcher keeps itself alive until closed (LoopHandle); curl holds a plain pointer.
+            watcher = SocketWatcher(loop: loop, socket: socket) { [unowned self] events in
+                var flags: Int32 = 0
+                if events.contains(.readable) { flags |= CURL_CSELECT_IN }
+                if events.contains(.writable) { flags |= CURL_CSELECT_OUT }
+                if events.contains(.error) { flags |= CURL_CSELECT_ERR }
+                socketAction(socket, flags)
+            }
+            guard watcher.isOpen else { return false }  // libuv could not poll it
+            curl_multi_assign(multi, socket, Unmanaged.passUnretained(watcher).toOpaque())
+        }
+        var events: SocketWatcher.Events = []
+        if what & CURL_POLL_IN != 0 { events.insert(.readable) }
+        if what & CURL_POLL_OUT != 0 { events.insert(.writable) }
+        watcher.watch(events)
+        return true
+    }
+
+    private func curlWantsTimeout(_ milliseconds: Int) {
+        if milliseconds < 0 {
+            timeoutTimer.stop()
+            immediate.stop()
+        } else if milliseconds == 0 {
+            timeoutTimer.stop()
+            immediate.start()
+        } else {
+            immediate.stop()
+            timeoutTimer.start(afterMilliseconds: UInt64(milliseconds))
+        }
+    }
+
+    private func socketAction(_ socket: curl_socket_t, _ flags: Int32) {
+        guard !isClosed else { return }
+        var running: Int32 = 0
+        insideCurl += 1
+        curl_multi_socket_action(multi, socket, flags, &running)
+        insideCurl -= 1
+        // After socket_action a socket's watcher may be gone (CURL_POLL_REMOVE): touch none here.
+        processCompletions()
+    }
+
+    /// Removes cancelled transfers, then reports finished ones. Runs outside curl's callbacks, so
+    /// completion handlers may start or cancel transfers freely.
+    private func processCompletions() {
+        while !deferredRemovals.isEmpty {
+            let pending = deferredRemovals
+            deferredRemovals.removeAll()
+            for transfer in pending { remove(transfer) }
+        }
+        if !deferredAdds.isEmpty {
+            let pending = deferredAdds
+            deferredAdds.removeAll()
+            for transfer in pending { curl_multi_add_handle(multi, transfer.easy) }
+        }
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle,
+                let transfer = transfers[easy]
+            else { continue }
+            let code = message.pointee.data.result
+            remove(transfer)
+            transfer.complete(code)
+        }
+    }
+}
+

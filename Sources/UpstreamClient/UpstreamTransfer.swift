@@ -1,0 +1,218 @@
+internal import CCurl
+import EventLoop
+import Foundation
+
+/// One upstream request/response in flight. Callbacks run on the client's loop; after
+/// `cancel()` none of them fire again.
+public final class UpstreamTransfer {
+    /// Status and headers of the final (non-1xx) response head.
+    public var onHead: ((Int, [(String, String)]) -> Void)?
+    /// Response body bytes as they arrive; valid only during the call. Return false to refuse
+    /// them: the transfer pauses (curl keeps the bytes) until `resume()`, which delivers them
+    /// again. That is the gateway's backpressure: a full fan-in buffer pauses its producer.
+    public var onData: ((UnsafeRawBufferPointer) -> Bool)?
+    /// The transfer ended: nil on success (whatever the HTTP status), else why it failed.
+    public var onComplete: ((UpstreamFailure?) -> Void)?
+
+    let easy: UnsafeMutableRawPointer
+    /// The multi handle it runs on (strong: a retired shard stays valid for finished transfers).
+    private let client: CurlMulti
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var connectToList: UnsafeMutablePointer<curl_slist>?
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+    private var responseHeaders: [(String, String)] = []
+    public private(set) var status = 0
+    public private(set) var isFinished = false
+    public private(set) var isCancelled = false
+    private var detachDeadline: LoopTimer?
+    private let connectFilter: (@Sendable ([UInt8], Int) -> String?)?
+    /// Why `connectFilter` refused the last address it was asked about.
+    private var refusal: String?
+
+    init(client: CurlMulti, request: UpstreamRequest) {
+        self.client = client
+        connectFilter = request.connectFilter
+        easy = curl_easy_init()
+        errorBuffer[0] = 0
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        CCurl_easy_setopt_string(easy, CURLOPT_URL, request.url)
+        CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        CCurl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1)
+        CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMilliseconds)
+        CCurl_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer)
+        CCurl_easy_setopt_string(easy, CURLOPT_USERAGENT, "fusion-gateway")
+        if let bytes = request.receiveBufferBytes { CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, max(1024, bytes)) }
+        // Only http(s), and never follow redirects: an upstream's URL is configuration, not input.
+        CCurl_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
+        if let milliseconds = request.totalTimeoutMilliseconds { CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, milliseconds) }
+        if request.acceptCompression { CCurl_easy_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "") }
+        if !request.connectTo.isEmpty {
+            for entry in request.connectTo { connectToList = curl_slist_append(connectToList, entry) }
+            CCurl_easy_setopt_slist(easy, CURLOPT_CONNECT_TO, connectToList)
+        }
+        if connectFilter != nil {
+            CCurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1)
+            CCurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
+            CCurl_easy_setopt_string(easy, CURLOPT_PROXY, "")  // a proxy would connect on our behalf, unchecked
+            CCurl_easy_setopt_ptr(easy, CURLOPT_OPENSOCKETDATA, context)
+            CCurl_easy_setopt_opensocket(easy) { context, _, address in
+                let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(context!).takeUnretainedValue()
+                return transfer.openSocket(address!)
+            }
+        }
+        if request.method == "POST" {
+            CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, request.body.count)
+            _ = request.body.withUnsafeBytes { body in
+                // COPYPOSTFIELDS copies: the body need not outlive this call.
+                CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+            }
+        } else if request.method != "GET" {
+            CCurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
+        }
+        // "Expect:" off: a 100-continue round trip would add latency to every large body.
+        for (name, value) in request.headers + [("Expect", "")] {
+            let line = value.isEmpty ? "\(name):" : "\(name): \(value)"
+            headerList = curl_slist_append(headerList, line)
+        }
+        CCurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
+        CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
+        CCurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(context!).takeUnretainedValue()
+            return transfer.didReceiveBody(UnsafeRawBufferPointer(start: data, count: size * count))
+        }
+        CCurl_easy_setopt_ptr(easy, CURLOPT_HEADERDATA, context)
+        CCurl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<UpstreamTransfer>.fromOpaque(context!).takeUnretainedValue()
+            return transfer.didReceiveHeaderLine(UnsafeRawBufferPointer(start: data, count: size * count))
+        }
+    }
+
+    deinit {
+        errorBuffer.deallocate()
+    }
+
+    /// curl is about to connect to `address`: open the socket, or refuse.
+    private func openSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var port: Int32 = 0
+        let length = Int(CCurl_sockaddr_ip(address, &bytes, &port))
+        guard length > 0 else {
+            refusal = "not an IP address"
+            return CCurl_socket_bad()
+        }
+        if let filter = connectFilter, let reason = filter(Array(bytes.prefix(length)), Int(port)) {
+            refusal = reason
+            return CCurl_socket_bad()
+        }
+        return CCurl_open_socket(address)
+    }
+
+    /// Stops the transfer now (closing its connection); no callback fires afterwards.
+    public func cancel() {
+        guard !isFinished, !isCancelled else { return }
+        isCancelled = true
+        dropCallbacks()
+        client.cancel(self)
+    }
+
+    /// The caller has all it needs (e.g. `[DONE]` arrived) but the response body has not ended:
+    /// stop reporting and let curl finish reading it, so the connection can be reused. If it has
+    /// not finished within `milliseconds`, it is cancelled.
+    public func detach(cancelAfterMilliseconds milliseconds: UInt64) {
+        guard !isFinished, !isCancelled else { return }
+        dropCallbacks()
+        let deadline = LoopTimer(loop: client.loop) { [weak self] in self?.cancel() }
+        deadline.start(afterMilliseconds: milliseconds)
+        detachDeadline = deadline
+    }
+
+    private func dropCallbacks() {
+        onHead = nil
+        onData = nil
+        onComplete = nil
+    }
+
+    /// After removal from the multi handle: free curl's resources.
+    func release() {
+        detachDeadline?.close()
+        detachDeadline = nil
+        curl_easy_cleanup(easy)
+        curl_slist_free_all(headerList)
+        headerList = nil
+        curl_slist_free_all(connectToList)
+        connectToList = nil
+    }
+
+    private func didReceiveHeaderLine(_ line: UnsafeRawBufferPointer) -> Int {
+        // Returning a count other than line.count aborts the transfer: how a cancel inside a
+        // callback stops curl at once.
+        guard !isCancelled else { return 0 }
+        if line.starts(with: "HTTP/".utf8) {
+            responseHeaders.removeAll()
+        } else if line.count <= 2 {  // the blank line ending a head
+            var code = 0
+            CCurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
+            if code >= 200 {
+                status = code
+                onHead?(code, responseHeaders)
+            }
+        } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
+            // Optional whitespace around the value, and the line's CRLF, are not part of it
+            // (RFC 9110 §5.5); trimmed on bytes (Foundation's trimming costs microseconds a line).
+            var start = colon + 1
+            var end = line.count
+            while start < end, Self.isSpace(line[start]) { start += 1 }
+            while end > start, Self.isSpace(line[end - 1]) { end -= 1 }
+            let name = String(decoding: UnsafeRawBufferPointer(rebasing: line[..<colon]), as: UTF8.self)
+            let value = String(decoding: UnsafeRawBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
+            responseHeaders.append((name, value))
+        }
+        return isCancelled ? 0 : line.count
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A
+    }
+
+    public private(set) var isPaused = false
+
+    private func didReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard !isCancelled else { return 0 }
+        if let onData, !onData(bytes) {
+            isPaused = true
+            return isCancelled ? 0 : CCurl_writefunc_pause()
+        }
+        return isCancelled ? 0 : bytes.count
+    }
+
+    /// Resumes a transfer paused by `onData` returning false. Call on the loop, outside curl.
+    public func resume() {
+        guard isPaused, !isFinished, !isCancelled else { return }
+        isPaused = false
+        client.resume(self)
+    }
+
+    func complete(_ code: CURLcode) {
+        guard !isCancelled else { return }
+        isFinished = true
+        let callback = onComplete
+        dropCallbacks()
+        guard code != CURLE_OK else {
+            callback?(nil)
+            return
+        }
+        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+        let failure: UpstreamFailure
+        if let refusal, code == CURLE_COULDNT_CONNECT {
+            callback?(.refused(refusal))
+            return
+        }
+        switch code {
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: failure = .couldNotResolve(detail)
+        case CURLE_COULDNT_CONNECT: failure = .couldNotConnect(detail)
+        case CURLE_OPERATION_TIMEDOUT: failure = .timedOut(detail)
+        default: failure = .transfer(detail)
+        }
+        callback?(failure)
+    }
+}
