@@ -121,6 +121,11 @@ public struct JSONScanner {
             var rendered: [UInt8] = []
             var keys: [UInt8] = []
             var keyEnds: [Int] = []
+            // Sized up front: built once per request, and each growth is an allocation.
+            let keyBytes = members.reduce(0) { $0 + $1.key.count }
+            rendered.reserveCapacity(members.reduce(keyBytes) { $0 + $1.value.count + 4 })
+            keys.reserveCapacity(keyBytes)
+            keyEnds.reserveCapacity(members.count)
             for (index, member) in members.enumerated() {
                 if index > 0 { rendered.append(UInt8(ascii: ",")) }
                 rendered.append(UInt8(ascii: "\""))

@@ -149,7 +149,8 @@ public final class HTTPResponseWriter {
             head.append(contentsOf: name.utf8)
             head.append(contentsOf: ": ".utf8)
             // Header values never carry CR/LF: no response splitting whatever a caller passes.
-            head.append(contentsOf: value.utf8.filter { $0 != 0x0D && $0 != 0x0A })
+            // (Byte by byte, not `filter`: that built an array per header, per response.)
+            for byte in value.utf8 where byte != 0x0D && byte != 0x0A { head.append(byte) }
             head.append(contentsOf: "\r\n".utf8)
         }
         if !keepAlive { head.append(contentsOf: "Connection: close\r\n".utf8) }

@@ -55,7 +55,6 @@ public enum UpstreamFailure: Error, Equatable, Sendable {
     }
 }
 
-
 /// Streaming HTTP client for one `EventLoop`: libcurl's multi interface on the loop, no blocking
 /// call and no added thread. One client per loop.
 ///

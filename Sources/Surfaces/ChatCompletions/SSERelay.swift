@@ -65,14 +65,18 @@ public struct SSERelay {
                 usageFallback: UsageFallback? = nil, redactor: Redactor = .none) {
         self.redactor = redactor
         decoder = SSEDecoder(maxEventBytes: maxEventBytes)
+        // Once per request; sized up front (each growth is an allocation).
         var leading: [(key: [UInt8], value: [UInt8])] = []
+        leading.reserveCapacity(3)
         if let id {
             var value: [UInt8] = []
+            value.reserveCapacity(id.utf8.count + 2)
             JSONWriting.appendString(id, to: &value)
             leading.append((Array("id".utf8), value))
         }
         if let model {
             var value: [UInt8] = []
+            value.reserveCapacity(model.utf8.count + 2)
             JSONWriting.appendString(model, to: &value)
             leading.append((Array("model".utf8), value))
         }
