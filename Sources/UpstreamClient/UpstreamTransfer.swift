@@ -70,10 +70,22 @@ public final class UpstreamTransfer {
             CCurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
         }
         // "Expect:" off: a 100-continue round trip would add latency to every large body.
-        for (name, value) in request.headers + [("Expect", "")] {
-            let line = value.isEmpty ? "\(name):" : "\(name): \(value)"
-            headerList = curl_slist_append(headerList, line)
+        // One buffer reused for every line (curl copies each): no String per header per request.
+        var line: [CChar] = []
+        line.reserveCapacity(256)
+        func appendHeader(_ name: String, _ value: String) {
+            line.removeAll(keepingCapacity: true)
+            for byte in name.utf8 { line.append(CChar(bitPattern: byte)) }
+            line.append(CChar(UInt8(ascii: ":")))
+            if !value.isEmpty {  // "Name:" with no value tells curl to send no such header
+                line.append(CChar(UInt8(ascii: " ")))
+                for byte in value.utf8 { line.append(CChar(bitPattern: byte)) }
+            }
+            line.append(0)
+            headerList = line.withUnsafeBufferPointer { curl_slist_append(headerList, $0.baseAddress) }
         }
+        for (name, value) in request.headers { appendHeader(name, value) }
+        appendHeader("Expect", "")
         CCurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
         CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
         CCurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { data, size, count, context in

@@ -72,15 +72,15 @@ public struct SSERelay {
             var value: [UInt8] = []
             value.reserveCapacity(id.utf8.count + 2)
             JSONWriting.appendString(id, to: &value)
-            leading.append((Array("id".utf8), value))
+            leading.append((Self.idName, value))
         }
         if let model {
             var value: [UInt8] = []
             value.reserveCapacity(model.utf8.count + 2)
             JSONWriting.appendString(model, to: &value)
-            leading.append((Array("model".utf8), value))
+            leading.append((Self.modelName, value))
         }
-        if let created { leading.append((Array("created".utf8), Array(String(created).utf8))) }
+        if let created { leading.append((Self.createdName, Array(String(created).utf8))) }
         self.leading = JSONScanner.LeadingMembers(leading)
         self.created = created
         self.id = id ?? ""
@@ -201,6 +201,9 @@ public struct SSERelay {
 
 extension SSERelay {
     static let usageName = Array("usage".utf8)
+    static let idName = Array("id".utf8)
+    static let modelName = Array("model".utf8)
+    static let createdName = Array("created".utf8)
 
     /// The encoded `usage` object with its `cost` rounded (`Usage.roundedCost`), or nil when
     /// there is nothing to change (no usage object, no numeric cost, or one already rounded).
