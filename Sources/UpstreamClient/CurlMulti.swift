@@ -47,12 +47,15 @@ final class CurlMulti {
 
     /// Transfers in this handle (running, or detached and finishing their read).
     var transferCount: Int { transfers.count }
+    /// Loop milliseconds since when it has had no transfers; nil while it has some.
+    private(set) var emptySince: UInt64?
 
     /// Starts a transfer. Set its callbacks before returning to the loop; none fire before that.
     func start(_ request: UpstreamRequest) -> UpstreamTransfer {
         let transfer = UpstreamTransfer(client: self, request: request)
         precondition(!isClosed, "UpstreamClient used after close()")
         transfers[transfer.easy] = transfer
+        emptySince = nil
         if insideCurl > 0 {
             deferredAdds.append(transfer)
         } else {
@@ -90,6 +93,7 @@ final class CurlMulti {
 
     private func remove(_ transfer: UpstreamTransfer) {
         guard transfers.removeValue(forKey: transfer.easy) != nil else { return }
+        if transfers.isEmpty { emptySince = loop.nowMilliseconds }
         if let index = deferredAdds.firstIndex(where: { $0 === transfer }) {
             deferredAdds.remove(at: index)  // never added to curl
         } else {

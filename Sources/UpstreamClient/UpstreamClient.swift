@@ -76,8 +76,6 @@ public final class UpstreamClient {
     let transfersPerShard: Int
     private let idleShardMilliseconds: UInt64
     private var shards: [CurlMulti]
-    /// When each shard last had no transfers, by index; nil while it has some.
-    private var idleSince: [UInt64?]
     private var retireTimer: LoopTimer?
 
     /// Shards open now (the first is always open).
@@ -94,7 +92,6 @@ public final class UpstreamClient {
         self.transfersPerShard = transfersPerShard
         self.idleShardMilliseconds = idleShardMilliseconds
         shards = [CurlMulti(loop: loop)]
-        idleSince = [nil]
     }
 
     /// Starts a transfer. Set its callbacks before returning to the loop; none fire before that.
@@ -102,13 +99,11 @@ public final class UpstreamClient {
         precondition(!isClosed, "UpstreamClient used after close()")
         startedTransferCount += 1
         let index = shards.firstIndex { $0.transferCount < transfersPerShard } ?? openShard()
-        idleSince[index] = nil
         return shards[index].start(request)
     }
 
     private func openShard() -> Int {
         shards.append(CurlMulti(loop: loop))
-        idleSince.append(nil)
         if retireTimer == nil {
             let tick = max(idleShardMilliseconds / 2, 1)
             let timer = LoopTimer(loop: loop) { [unowned self] in retireIdleShards() }
@@ -122,13 +117,8 @@ public final class UpstreamClient {
     /// the last one back (earlier shards are the ones new transfers fill first).
     private func retireIdleShards() {
         let now = loop.nowMilliseconds
-        for index in shards.indices.dropFirst() where shards[index].transferCount == 0 {
-            if idleSince[index] == nil { idleSince[index] = now }
-        }
-        while shards.count > 1, let since = idleSince[shards.count - 1], shards[shards.count - 1].transferCount == 0,
-              now &- since >= idleShardMilliseconds {
+        while shards.count > 1, let since = shards[shards.count - 1].emptySince, now &- since >= idleShardMilliseconds {
             shards.removeLast().close()
-            idleSince.removeLast()
         }
         if shards.count == 1 {
             retireTimer?.close()
