@@ -73,19 +73,12 @@ public final class UpstreamTransfer {
         // One buffer reused for every line (curl copies each): no String per header per request.
         var line: [CChar] = []
         line.reserveCapacity(256)
-        func appendHeader(_ name: String, _ value: String) {
-            line.removeAll(keepingCapacity: true)
-            for byte in name.utf8 { line.append(CChar(bitPattern: byte)) }
-            line.append(CChar(UInt8(ascii: ":")))
-            if !value.isEmpty {  // "Name:" with no value tells curl to send no such header
-                line.append(CChar(UInt8(ascii: " ")))
-                for byte in value.utf8 { line.append(CChar(bitPattern: byte)) }
-            }
-            line.append(0)
+        func add(_ name: String, _ value: String) {
+            Self.headerLine(name, value, into: &line)
             headerList = line.withUnsafeBufferPointer { curl_slist_append(headerList, $0.baseAddress) }
         }
-        for (name, value) in request.headers { appendHeader(name, value) }
-        appendHeader("Expect", "")
+        for (name, value) in request.headers { add(name, value) }
+        add("Expect", "")
         CCurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList)
         CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context)
         CCurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { data, size, count, context in
@@ -101,6 +94,25 @@ public final class UpstreamTransfer {
 
     deinit {
         errorBuffer.deallocate()
+    }
+
+    /// `Name: value` for curl's header list, NUL-terminated, in `line` (reused). curl sends a
+    /// custom header as given, so CR, LF and NUL are dropped here, whatever the source (a
+    /// configured header, a key read from the environment with a stray line break): no header
+    /// injected upstream, no line cut short at a NUL. An empty value gives `Name:`, which tells
+    /// curl to send no such header.
+    static func headerLine(_ name: String, _ value: String, into line: inout [CChar]) {
+        line.removeAll(keepingCapacity: true)
+        func append(_ text: String) {
+            for byte in text.utf8 where byte != 0x0D && byte != 0x0A && byte != 0 { line.append(CChar(bitPattern: byte)) }
+        }
+        append(name)
+        line.append(CChar(UInt8(ascii: ":")))
+        if !value.isEmpty {
+            line.append(CChar(UInt8(ascii: " ")))
+            append(value)
+        }
+        line.append(0)
     }
 
     /// curl is about to connect to `address`: open the socket, or refuse.
