@@ -18,6 +18,16 @@ public final class GatewayMetrics: Sendable {
     /// Costs in units of 1e-10 dollars (`Usage.costDecimalPlaces`), summed as integers so the
     /// total prints as the decimal sum of the records' costs.
     private let costUnits = Lock([String: Int64]())
+    /// `requests_total` series, made on first use and kept: `makeCounter` builds the series' name
+    /// and searches the registry under its lock on every call, a quarter of what filing a
+    /// proxied request's record cost (about 7 µs). The key's values are from fixed sets.
+    private let requestCounters = Lock([RequestSeries: Counter]())
+
+    private struct RequestSeries: Hashable {
+        let route: RecordRoute
+        let kind: RecordKind
+        let status: String
+    }
 
     /// One provider's series.
     struct ProviderSeries: Sendable {
@@ -105,9 +115,17 @@ public final class GatewayMetrics: Sendable {
     func providerLabel(_ name: String) -> String { providers[name] == nil ? MetricLabels.other : name }
 
     func countRequest(route: RecordRoute, kind: RecordKind, status: Int) {
-        registry.makeCounter(
-            descriptor: Self.name("requests", unit: "total", help: "Completions answered, by route, kind (proxy, fusion, rejected) and HTTP status."),
-            labels: [("route", route.rawValue), ("kind", kind.rawValue), ("status", MetricLabels.status(status))]).increment()
+        let series = RequestSeries(route: route, kind: kind, status: MetricLabels.status(status))
+        let counter = requestCounters.withLock { counters in
+            if let counter = counters[series] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: Self.name("requests", unit: "total",
+                                      help: "Completions answered, by route, kind (proxy, fusion, rejected) and HTTP status."),
+                labels: [("route", route.rawValue), ("kind", kind.rawValue), ("status", series.status)])
+            counters[series] = counter
+            return counter
+        }
+        counter.increment()
     }
 
     func countError(code: String) {

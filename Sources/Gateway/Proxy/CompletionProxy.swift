@@ -118,7 +118,8 @@ final class CompletionProxy<Request: ProxyRequest> {
         attempt += 1
         accounting.attemptStarted(route)
         receivedBytes = 0
-        relay = request.makeRelay(route: route, context: context, whole: false)
+        // The first attempt uses the relay made with the proxy (building one costs allocations).
+        if candidate > 0 || attempt > 1 { relay = request.makeRelay(route: route, context: context, whole: false) }
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
