@@ -25,6 +25,13 @@ static inline CURLMcode CCurl_multi_setopt_timer_callback(CURLM *m, CCurl_timer_
 typedef curl_socket_t (*CCurl_opensocket_callback)(void *clientp, curlsocktype purpose, struct curl_sockaddr *address);
 static inline CURLcode CCurl_easy_setopt_opensocket(CURL *h, CCurl_opensocket_callback v) { return curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, v); }
 
+// CURLOPT_CLOSESOCKETFUNCTION: curl is closing one of its sockets (after telling the socket
+// callback to stop watching it): the client closes its loop watcher first, then the socket.
+#include <unistd.h>
+typedef int (*CCurl_closesocket_callback)(void *clientp, curl_socket_t item);
+static inline CURLcode CCurl_easy_setopt_closesocket(CURL *h, CCurl_closesocket_callback v) { return curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, v); }
+static inline int CCurl_close_socket(curl_socket_t s) { return close(s); }
+
 // The IP address (4 or 16 bytes into out) and port of a curl_sockaddr; 0 if not IPv4/IPv6.
 // curl allocates the full sockaddr_storage behind `addr`, so reading a sockaddr_in6 is valid.
 #include <netinet/in.h>

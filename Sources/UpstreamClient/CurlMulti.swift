@@ -3,7 +3,7 @@ import EventLoop
 import Foundation
 
 /// One libcurl multi handle driven by an `EventLoop` through the multi_socket interface (a
-/// `SocketWatcher` per curl socket, one `Timer` for curl's timeout, an `Idle` for "now"), so no
+/// `SocketWatcher` per curl socket, kept as long as the socket, one `Timer` for curl's timeout, an `Idle` for "now"), so no
 /// call blocks and no thread is added. Its transfers share its connections and DNS cache.
 /// `UpstreamClient` runs one or more of these on a loop.
 final class CurlMulti {
@@ -16,6 +16,12 @@ final class CurlMulti {
     /// Transfers started while curl was on the stack: added once it returns.
     private var deferredAdds: [UpstreamTransfer] = []
     private var insideCurl = 0
+    /// A watcher per open curl socket, kept while curl keeps the socket (a kept-alive
+    /// connection between transfers): the next transfer on it starts watching again, where a new
+    /// watcher would cost an epoll add and delete (libuv tests the descriptor) and an ioctl per
+    /// request. Closed just before curl closes its socket (`curlWillCloseSocket`).
+    private var watchers: [curl_socket_t: SocketWatcher] = [:]
+    var watcherCount: Int { watchers.count }
     private lazy var timeoutTimer: LoopTimer = LoopTimer(loop: loop) { [unowned self] in socketAction(CURL_SOCKET_TIMEOUT, 0) }
     /// curl asks for timeout 0 ("act now"); a 0 ms uv timer may re-fire within one pass on
     /// libuv 1.44 and curl's own example adds 1 ms, so an idle handle runs it next iteration.
@@ -35,9 +41,8 @@ final class CurlMulti {
         let context = Unmanaged.passUnretained(self).toOpaque()
         CCurl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
         CCurl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, context)
-        CCurl_multi_setopt_socket_callback(multi) { _, socket, what, client, socketContext in
-            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue()
-                .curlWantsSocket(socket, what: what, watcher: socketContext) ? 0 : -1
+        CCurl_multi_setopt_socket_callback(multi) { _, socket, what, client, _ in
+            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsSocket(socket, what: what) ? 0 : -1
         }
         CCurl_multi_setopt_timer_callback(multi) { _, timeout, client in
             Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsTimeout(timeout)
@@ -71,7 +76,9 @@ final class CurlMulti {
         isClosed = true
         timeoutTimer.close()
         immediate.close()
-        curl_multi_cleanup(multi)
+        curl_multi_cleanup(multi)  // closes its connections (their watchers first)
+        for watcher in watchers.values { watcher.close() }
+        watchers.removeAll()
     }
 
     /// curl may deliver the held bytes from inside `curl_easy_pause`: count that as being inside
@@ -105,19 +112,17 @@ final class CurlMulti {
     // MARK: curl → loop
 
     /// Returns false when the socket cannot be watched (curl then fails its transfer).
-    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32, watcher context: UnsafeMutableRawPointer?) -> Bool {
+    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32) -> Bool {
         if what == CURL_POLL_REMOVE {
-            if let context {
-                Unmanaged<SocketWatcher>.fromOpaque(context).takeUnretainedValue().close()
-                curl_multi_assign(multi, socket, nil)
-            }
+            // No transfer uses the socket now; a kept-alive connection keeps it open.
+            watchers[socket]?.watch([])
             return true
         }
         let watcher: SocketWatcher
-        if let context {
-            watcher = Unmanaged<SocketWatcher>.fromOpaque(context).takeUnretainedValue()
+        if let known = watchers[socket] {
+            watcher = known
         } else {
-            // The watcher keeps itself alive until closed (LoopHandle); curl holds a plain pointer.
+            // The watcher keeps itself alive until closed (LoopHandle); `watchers` finds it.
             watcher = SocketWatcher(loop: loop, socket: socket) { [unowned self] events in
                 var flags: Int32 = 0
                 if events.contains(.readable) { flags |= CURL_CSELECT_IN }
@@ -126,13 +131,20 @@ final class CurlMulti {
                 socketAction(socket, flags)
             }
             guard watcher.isOpen else { return false }  // libuv could not poll it
-            curl_multi_assign(multi, socket, Unmanaged.passUnretained(watcher).toOpaque())
+            watchers[socket] = watcher
         }
         var events: SocketWatcher.Events = []
         if what & CURL_POLL_IN != 0 { events.insert(.readable) }
         if what & CURL_POLL_OUT != 0 { events.insert(.writable) }
         watcher.watch(events)
         return true
+    }
+
+    /// curl closes `socket` (its connection is done): the loop must stop polling it first, or a
+    /// new socket given the same number could be confused with it.
+    func curlWillCloseSocket(_ socket: curl_socket_t) -> Int32 {
+        watchers.removeValue(forKey: socket)?.close()
+        return CCurl_close_socket(socket)
     }
 
     private func curlWantsTimeout(_ milliseconds: Int) {

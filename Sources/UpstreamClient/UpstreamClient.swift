@@ -80,6 +80,8 @@ public final class UpstreamClient {
 
     /// Shards open now (the first is always open).
     public var shardCount: Int { shards.count }
+    /// Socket watchers held across the shards: one per socket curl has open, in use or kept alive.
+    public var socketWatcherCount: Int { shards.reduce(0) { $0 + $1.watcherCount } }
 
     public convenience init(loop: EventLoop) {
         self.init(loop: loop, transfersPerShard: 256, idleShardMilliseconds: 30_000)

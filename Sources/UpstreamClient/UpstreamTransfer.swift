@@ -41,6 +41,12 @@ public final class UpstreamTransfer {
         CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, request.connectTimeoutMilliseconds)
         CCurl_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer)
         CCurl_easy_setopt_string(easy, CURLOPT_USERAGENT, "fusion-gateway")
+        // A connection keeps the multi handle it was made on as its closer (it outlives this
+        // transfer; the multi handle outlives its connections).
+        CCurl_easy_setopt_ptr(easy, CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(client).toOpaque())
+        CCurl_easy_setopt_closesocket(easy) { client, socket in
+            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWillCloseSocket(socket)
+        }
         if let bytes = request.receiveBufferBytes { CCurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, max(1024, bytes)) }
         // Only http(s), and never follow redirects: an upstream's URL is configuration, not input.
         CCurl_easy_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))

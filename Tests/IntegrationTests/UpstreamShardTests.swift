@@ -15,6 +15,7 @@ import UpstreamClient
     private final class Box: @unchecked Sendable {  // mock loop / client loop only
         var mock: MockUpstream?
         var client: UpstreamClient?
+        var transfer: UpstreamTransfer?
     }
     private let box = Box()
     let mockPort: Int
@@ -74,6 +75,11 @@ import UpstreamClient
         return try clientThread.loop.submitAndWait { box.client?.shardCount ?? 0 }
     }
 
+    private func watcherCount() throws -> Int {
+        let box = box
+        return try clientThread.loop.submitAndWait { box.client?.socketWatcherCount ?? 0 }
+    }
+
     @Test func moreTransfersThanAShardTakesOpenMoreShardsAndEveryOneCompletesWhole() throws {
         let (bodies, shards) = try run(7, model: "paced:pace_ms=20:deltas=5", perShard: 2, idleMilliseconds: 60_000)
         #expect(shards == 4, "7 transfers at 2 per shard")
@@ -92,6 +98,45 @@ import UpstreamClient
         }
         #expect(stats.counts.requests == 4)
         #expect(stats.counts.connections == 1, "one kept-alive connection served all four")
+        #expect(try watcherCount() == 1, "and one socket watcher, kept between them")
+    }
+
+    /// A socket's watcher lives as long as curl keeps the socket: a transfer cancelled mid-stream
+    /// closes its connection, and the watcher goes first; the next transfer gets a new socket
+    /// (often the same descriptor number) and a new watcher, and completes whole.
+    @Test func aClosedConnectionTakesItsWatcherAndTheNextTransferWatchesItsOwnSocket() throws {
+        let (first, _) = try run(1, model: "paced:pace_ms=1:deltas=2", perShard: 4, idleMilliseconds: 60_000)
+        #expect(first[0].hasSuffix("data: [DONE]\n\n"))
+        #expect(try watcherCount() == 1)
+        let box = box
+        let url = "http://127.0.0.1:\(mockPort)/v1/chat/completions"
+        let firstData = DispatchSemaphore(value: 0)
+        try clientThread.loop.submitAndWait {
+            let body = Array(#"{"model":"paced:pace_ms=50:deltas=40","stream":true,"messages":[{"role":"user","content":"hi"}]}"#.utf8)
+            let transfer = box.client!.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: body))
+            box.transfer = transfer
+            var signalled = false
+            transfer.onData = { _ in
+                if !signalled { signalled = true; firstData.signal() }
+                return true
+            }
+        }
+        #expect(firstData.wait(timeout: .now() + 10) == .success)
+        // Cancelled mid-stream: curl cannot reuse the connection and closes it.
+        try clientThread.loop.submitAndWait {
+            box.transfer?.cancel()
+            box.transfer = nil
+        }
+        #expect(try watcherCount() == 0, "the closed connection's watcher is closed with it")
+        let deadline = Date().addingTimeInterval(5)
+        while connectionsToMock() > 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(connectionsToMock() == 0)
+        for _ in 0..<3 {
+            let (again, _) = try run(1, model: "paced:pace_ms=1:deltas=3", perShard: 4, idleMilliseconds: 60_000)
+            #expect(again[0].hasSuffix("data: [DONE]\n\n"), "\(again[0].prefix(200))")
+        }
+        #expect(try watcherCount() == 1)
+        #expect(stats.counts.connections == 2, "one connection before the cancel, one after, kept alive")
     }
 
     /// This process's established TCP connections to the mock (the client's ends), from
@@ -117,6 +162,7 @@ import UpstreamClient
         while try shardCount() > 1, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
         #expect(try shardCount() == 1)
         #expect(connectionsToMock() == 2, "the retired shards' connections are closed; the first shard keeps its two")
+        #expect(try watcherCount() == 2, "their watchers closed with them")
         // The first shard still serves, on a kept-alive connection of its own.
         let connectionsBefore = stats.counts.connections
         let (again, _) = try run(1, model: "paced:pace_ms=1:deltas=2", perShard: 2, idleMilliseconds: 100)
