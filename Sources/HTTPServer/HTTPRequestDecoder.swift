@@ -77,12 +77,12 @@ public final class HTTPRequestDecoder {
             return 0
         }
         settings.pointee.on_url = { parser, at, length in
-            decoder(parser).append(to: \.url, at, length)
+            decoder(parser).append(.url, at, length)
         }
         settings.pointee.on_header_field = { parser, at, length in
             let decoder = decoder(parser)
             if decoder.inValue && !decoder.finishHeader() { return -1 }
-            return decoder.append(to: \.field, at, length)
+            return decoder.append(.field, at, length)
         }
         settings.pointee.on_header_value = { parser, at, length in
             decoder(parser).didReadHeaderValue(at, length)
@@ -247,13 +247,22 @@ public final class HTTPRequestDecoder {
         head = nil
     }
 
-    private func append(to buffer: ReferenceWritableKeyPath<HTTPRequestDecoder, [UInt8]>, _ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
+    /// Which buffer a head callback's bytes go to (a switch, not a key path: applying a key path
+    /// goes through the runtime's generic code, a cold path on every request).
+    private enum HeadPart { case url, field, value }
+
+    private func append(_ part: HeadPart, _ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
         headerBytes += length
         guard headerBytes <= limits.maxHeaderBytes else {
             failure = .headersTooLarge
             return -1
         }
-        self[keyPath: buffer].append(contentsOf: UnsafeRawBufferPointer(start: at, count: length))
+        let bytes = UnsafeRawBufferPointer(start: at, count: length)
+        switch part {
+        case .url: url.append(contentsOf: bytes)
+        case .field: field.append(contentsOf: bytes)
+        case .value: value.append(contentsOf: bytes)
+        }
         return 0
     }
 
@@ -269,7 +278,7 @@ public final class HTTPRequestDecoder {
         }
         inValue = true
         valueEnd = start + length
-        return append(to: \.value, at, length)
+        return append(.value, at, length)
     }
 
     /// Files the field just read; false (with `failure` set) when it is not acceptable.
@@ -357,7 +366,7 @@ public final class HTTPRequestDecoder {
     }
 
     private func completeMessage() {
-        completed = makeRequest(body: body)
+        completed = makeRequest(body: body, reusing: head)
         completedChunked = CHTTPParser_isChunked(parser) != 0
         pause = .message
         isMidRequest = false
@@ -365,10 +374,12 @@ public final class HTTPRequestDecoder {
         wantsContinue = false
     }
 
-    private func makeRequest(body: [UInt8]) -> HTTPRequest {
+    /// `head`: the same request's head event, whose method and target strings are reused (the
+    /// headers are taken again: trailers may have been added since).
+    private func makeRequest(body: [UInt8], reusing head: HTTPRequest? = nil) -> HTTPRequest {
         HTTPRequest(
-            method: String(cString: http_method_str(http_method(rawValue: CHTTPParser_method(parser)))),
-            target: String(decoding: url, as: UTF8.self),
+            method: head?.method ?? String(cString: http_method_str(http_method(rawValue: CHTTPParser_method(parser)))),
+            target: head?.target ?? String(decoding: url, as: UTF8.self),
             versionMajor: Int(parser.pointee.http_major),
             versionMinor: Int(parser.pointee.http_minor),
             headers: headers,

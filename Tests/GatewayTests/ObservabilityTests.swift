@@ -83,6 +83,29 @@ import Testing
         #expect(text.split(separator: "\n").count < 2_000, "the series stay few, whatever came in")
     }
 
+    /// `requests_total` keeps each series it has made (one per route, kind and status label): the
+    /// counts rendered are a tally of what was counted, whatever the order and the statuses.
+    @Test func requestCountsAreATallyOfWhatWasCounted() async {
+        let requests = zip(Gen.element(of: RecordRoute.allCases), Gen.element(of: RecordKind.allCases),
+                               Gen.element(of: [200, 200, 400, 429, 499, 502, 418, 599, 700, -1]))
+            .array(of: 1...60)
+        await propertyCheck(count: 100, input: requests) { requests in
+            let metrics = GatewayMetrics(providerNames: ["mock"])
+            var tally: [String: Int] = [:]
+            for (route, kind, status) in requests {
+                metrics.countRequest(route: route!, kind: kind!, status: status!)
+                tally[#"fusion_gateway_requests_total{route="\#(route!.rawValue)",kind="\#(kind!.rawValue)",status="\#(MetricLabels.status(status!))"}"#, default: 0] += 1
+            }
+            var rendered: [String: Int] = [:]
+            for line in String(decoding: metrics.render(), as: UTF8.self).split(separator: "\n")
+            where line.hasPrefix("fusion_gateway_requests_total{") {
+                let parts = line.split(separator: " ")
+                rendered[String(parts[0])] = Int(parts[1])
+            }
+            #expect(rendered == tally)
+        }
+    }
+
     @Test func costsAddUpAsDecimalsInRecordsAndMetrics() async {
         let shared = Self.shared()
         // Costs as an upstream computes them (a price times tokens, with float noise).

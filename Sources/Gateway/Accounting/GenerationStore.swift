@@ -37,12 +37,12 @@ final class GenerationStore: Sendable {
 
     func record(_ id: String) -> GenerationRecord? { state.withLock { $0.records[id] } }
 
-    /// A new id: `gen-` and 24 random hex digits (96 bits: two draws from the system's generator, where a
-    /// draw per digit cost a `getrandom` syscall each).
+    /// A new id: `gen-` and 24 random hex digits (96 bits in one call: glibc's `arc4random_buf` is
+    /// one `getrandom`, where the system generator's `next()` is a syscall per draw).
     static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
+        var words: (high: UInt64, low: UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &words) { arc4random_buf($0.baseAddress!, $0.count) }
+        let (high, low) = words
         let digits: StaticString = "0123456789abcdef"
         return String(unsafeUninitializedCapacity: 28) { buffer in
             for (index, byte) in "gen-".utf8.enumerated() { buffer[index] = byte }

@@ -100,10 +100,17 @@ struct RequestPolicy: Sendable {
                              ("Access-Control-Max-Age", "600")])
     }
 
+    /// Whether a `Content-Type` names JSON: `application/json`, any ASCII case, blanks around it,
+    /// any parameters after `;`. Compared byte by byte (no lowercased copy: this runs for every
+    /// POST).
     static func isJSON(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { trimmingBlanks($0).lowercased() }
-        return mediaType == "application/json"
+        let bytes = contentType.utf8
+        let mediaType = trimmingBlanks(Substring(bytes[..<(bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex)])).utf8
+        let json = "application/json".utf8
+        return mediaType.count == json.count && zip(mediaType, json).allSatisfy { byte, expected in
+            (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 == expected : byte == expected
+        }
     }
 
     /// `Host` without its port (`[::1]:8080` → `::1`), lowercased.

@@ -1,0 +1,57 @@
+import PropertyBased
+import Testing
+@testable import Gateway
+
+/// The request checks that run on every request, without sockets: the media type check against
+/// the definition it implements, and generation ids.
+@Suite struct RequestPolicyTests {
+    /// What `isJSON` means: the media type before any `;`, blanks trimmed, is `application/json`
+    /// in any ASCII case.
+    static func reference(_ contentType: String) -> Bool {
+        let mediaType = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let trimmed = mediaType.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+        let lowered = String(trimmed).unicodeScalars.map { ("A"..."Z").contains($0) ? Character(Unicode.Scalar($0.value + 32)!) : Character($0) }
+        return String(lowered) == "application/json"
+    }
+
+    @Test func theMediaTypeCheckAcceptsJSONInAnyCaseWithParametersAndNothingElse() {
+        for accepted in ["application/json", "Application/JSON", "APPLICATION/JSON", " application/json ", "\tapplication/json\t;",
+                         "application/json; charset=utf-8", "application/json;charset=UTF-8", "application/json;"] {
+            #expect(RequestPolicy.isJSON(accepted), "\(accepted.debugDescription)")
+        }
+        for refused in ["", ";", "application/jsonx", "application/json5", "text/json", "application/ json", "application /json",
+                        "application/json\u{0}", "xapplication/json", "application/x-www-form-urlencoded", "application\\json",
+                        "\u{212A}application/json", "appl\u{0130}cation/json", "application/j\u{017F}on", "application/json,text/plain"] {
+            #expect(!RequestPolicy.isJSON(refused), "\(refused.debugDescription)")
+        }
+        #expect(!RequestPolicy.isJSON(nil))
+    }
+
+    @Test func theMediaTypeCheckAgreesWithItsDefinitionOnGeneratedHeaders() async {
+        // Pieces of real and near-miss media types, with case changes, blanks, separators and
+        // non-ASCII look-alikes (the Kelvin sign, the long s, dotted capital I).
+        let piece = Gen.element(of: ["application", "APPLICATION", "Application", "/", "json", "JSON", "Json", ";", " ", "\t", "charset=utf-8",
+                                     "x", "\u{212A}", "\u{017F}", "\u{0130}", "\u{0}", "/json", "application/json", "text", "+json", ","])
+        await propertyCheck(count: 2_000, input: piece.array(of: 0...6)) { pieces in
+            let header = pieces.compactMap { $0 }.joined()
+            #expect(RequestPolicy.isJSON(header) == Self.reference(header), "\(header.debugDescription)")
+        }
+    }
+
+    @Test func generationIDsAreTwentyFourRandomHexDigits() {
+        var seen = Set<String>()
+        var digitsAt = Array(repeating: Set<Character>(), count: 24)
+        for _ in 0..<2_000 {
+            let id = GenerationStore.newID()
+            #expect(id.hasPrefix("gen-") && id.count == 28)
+            for (index, character) in id.dropFirst(4).enumerated() {
+                #expect(character.isHexDigit && !character.isUppercase)
+                digitsAt[index].insert(character)
+            }
+            seen.insert(id)
+        }
+        #expect(seen.count == 2_000, "no id repeats")
+        // 2,000 draws give every position all 16 digits (a stuck or short fill would not).
+        #expect(digitsAt.allSatisfy { $0.count == 16 })
+    }
+}
