@@ -61,6 +61,9 @@ public final class HTTPRequestDecoder {
     private var chunkLine: [UInt8] = []
     static let maxChunkLineBytes = 4096
 
+    /// Past the last chunk of a chunked body: in the trailer section.
+    private var inTrailers = false
+
     /// Some bytes of a request have been seen and the request is not complete yet.
     public private(set) var isMidRequest = false
     /// The current request's headers are complete (its body may still be arriving).
@@ -96,6 +99,8 @@ public final class HTTPRequestDecoder {
         settings.pointee.on_chunk_header = { parser in
             // Paused so `decode` can check the byte lenient mode took as the line's LF.
             decoder(parser).pause = .chunkHeader
+            // The last chunk (size 0): what follows is the trailer section, a head of its own.
+            if parser!.pointee.content_length == 0 { decoder(parser).inTrailers = true }
             http_parser_pause(parser, 1)
             return 0
         }
@@ -125,8 +130,10 @@ public final class HTTPRequestDecoder {
             http_parser_pause(parser, 0)
             executeBase = UnsafeRawPointer(bytes.baseAddress! + consumed)
             executeOffset = streamOffset + consumed
+            let inHead = !headersComplete || inTrailers
             let count = http_parser_execute(parser, settings, executeBase!.assumingMemoryBound(to: CChar.self), bytes.count - consumed)
             executeBase = nil
+            if inHead { expectLFAfterEachCR(bytes, in: consumed..<(consumed + count)) }
             consumed += count
             let errno = CHTTPParser_errno(parser)
             if errno != HPE_OK && errno != HPE_PAUSED { try fail(failure ?? Self.error(for: errno)) }
@@ -164,6 +171,19 @@ public final class HTTPRequestDecoder {
         try keepChunkLine(bytes, upTo: consumed)
         streamOffset += consumed
         return (consumed, .none)
+    }
+
+    /// Every CR in the head (`range` of `bytes`) must start a CRLF. Lenient http_parser takes any
+    /// byte after a CR as the LF, so `Content-Length: <CR>1<TAB>0` read as length 0 with the `1`
+    /// swallowed, where RFC 9112 §2.2 has a bare CR be invalid or read as a space (length "1 0",
+    /// invalid): a request read differently here and by a proxy in front is how requests are
+    /// smuggled. The byte after a CR may be in the next buffer: `expected` checks it there.
+    private func expectLFAfterEachCR(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>) {
+        var index = range.lowerBound
+        while index < range.upperBound {
+            if bytes[index] == 0x0D { expected.append((streamOffset + index + 1, 0x0A, "a CR in the request head is not followed by LF")) }
+            index += 1
+        }
     }
 
     /// The chunk-size line just parsed (it ends at `end` in `bytes`, its CRLF included) must be
@@ -242,6 +262,7 @@ public final class HTTPRequestDecoder {
         inValue = false
         headerBytes = 0
         isMidRequest = true
+        inTrailers = false
         headersComplete = false
         wantsContinue = false
         head = nil
@@ -367,8 +388,10 @@ public final class HTTPRequestDecoder {
 
     private func completeMessage() {
         completed = makeRequest(body: body, reusing: head)
+        body = []  // handed over: the decoder must not keep a large body alive while it is used
         completedChunked = CHTTPParser_isChunked(parser) != 0
         pause = .message
+        inTrailers = false
         isMidRequest = false
         headersComplete = false
         wantsContinue = false

@@ -47,6 +47,29 @@ import Testing
     }
 
 
+    /// A CR not followed by LF anywhere in a head (request line, names, values, the blank line)
+    /// or a trailer section is refused, however the bytes are split: never read with a byte
+    /// swallowed (lenient http_parser takes any byte after a CR as its LF).
+    @Test func aBareCRInAHeadIsRefusedWherever() async {
+        let heads = ["GET /a HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n",
+                     "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n",
+                     "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: t\r\n\r\n"]
+        let byte = Gen.element(of: Array("aZ0 \t:;\r\u{0}\u{7f}".utf8) + [0xC3, 0xFF])
+        await propertyCheck(count: 500, input: Gen.int(in: 0...2), Gen.int(in: 0...200), byte, Gen.int(in: 1...40)) { which, at, after, piece in
+            var bytes = Array(heads[which].utf8)
+            // Inside the head or the trailers, never in a body's data.
+            let bodyStart = bytes.firstRange(of: Array("\r\n\r\n".utf8))!.upperBound
+            let positions = which == 2 ? Array(0..<bodyStart) + Array((bodyStart + 3)..<bytes.count) : Array(0..<bodyStart)
+            bytes.insert(contentsOf: [0x0D, after!], at: positions[at % positions.count])
+            if which == 1 { bytes += Array("ok".utf8) }
+            let chunks = stride(from: 0, to: bytes.count, by: piece).map { Array(bytes[$0..<min($0 + piece, bytes.count)]) }
+            switch firstRequest(chunks, limits: HTTPServerLimits()) {
+            case .failure(let rejection): #expect(rejection.status == 400)
+            case .success(let request): Issue.record("read as \(String(describing: request)) from \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+            }
+        }
+    }
+
     @Test func contentLengthsNeverTrap() async {
         var limits = HTTPServerLimits()
         limits.maxBodyBytes = 64
