@@ -10,6 +10,7 @@ import EventLoop
 public final class HTTPResponseWriter {
     public enum State: Equatable { case pending, streaming, finished, clientGone }
 
+    /// The request's head (its body is empty: the handler has it).
     public let request: HTTPRequest
     public private(set) var state = State.pending
     /// The client disconnected (or the server forced it closed) before the response finished.

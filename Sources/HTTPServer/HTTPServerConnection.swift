@@ -21,6 +21,8 @@ final class HTTPServerConnection {
     private let decoder: HTTPRequestDecoder
     private var state = State.reading
     private var inbound: [UInt8] = []
+    /// Capacity of `inbound` kept between requests: a request head and a small body.
+    static let keptInboundCapacity = 16 * 1024
     private var processing = false
     /// The head of the request being read, once complete.
     private var currentHead: HTTPRequest?
@@ -152,6 +154,8 @@ final class HTTPServerConnection {
                 return
             }
             inbound.removeFirst(step.consumed)
+            // A large request's buffer is not kept for the connection's life (keep-alive).
+            if inbound.isEmpty && inbound.capacity > Self.keptInboundCapacity { inbound = [] }
             switch step.event {
             case .head(let head):
                 currentHead = head
@@ -163,7 +167,11 @@ final class HTTPServerConnection {
                 currentHead = nil
                 headerDeadlineArmed = false
                 timer.stop()
-                let writer = HTTPResponseWriter(request: request, connection: self)
+                // The writer keeps the head only: the body is the handler's, and a stream can
+                // outlast its use by far.
+                var head = request
+                head.body = []
+                let writer = HTTPResponseWriter(request: head, connection: self)
                 state = .responding(writer)
                 requestsDispatched += 1
                 updateDrainInterest()

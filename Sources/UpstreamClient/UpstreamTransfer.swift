@@ -185,6 +185,7 @@ public final class UpstreamTransfer {
             if code >= 200 {
                 status = code
                 onHead?(code, responseHeaders)
+                responseHeaders = []  // delivered: not kept for as long as the body streams
             }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
             // Optional whitespace around the value, and the line's CRLF, are not part of it

@@ -31,7 +31,12 @@ final class CompletionProxy<Request: ProxyRequest> {
         case finished
     }
 
-    private let request: Request
+    /// The client's request, until it cannot be sent again: once an event has reached the client
+    /// there is no retry or fallback, and a long conversation's parsed form (its JSON tree, its
+    /// neutral messages, its bytes) is not kept for as long as the stream lasts.
+    private var request: Request?
+    private let streamed: Bool
+    private let api: ClientAPI
     /// `model` then the `models` fallbacks.
     private let candidates: [ModelRoute]
     private var candidate = 0
@@ -80,6 +85,8 @@ final class CompletionProxy<Request: ProxyRequest> {
         self.metrics = metrics
         slowClientTimeout = slowClientTimeoutMilliseconds
         self.request = request
+        streamed = request.stream
+        api = request.api
         self.candidates = candidates
         self.writer = writer
         self.client = client
@@ -97,7 +104,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         writer.onClientGone = { [unowned self] in clientDidDisconnect() }
         let loop = client.loop
         lastUpstreamActivity = loop.nowMilliseconds
-        if request.stream {
+        if streamed {
             watchdog = StreamWatchdog(
                 loop: loop, keepAliveIntervalMilliseconds: settings.keepAliveIntervalMilliseconds,
                 slowClientTimeoutMilliseconds: slowClientTimeout,
@@ -115,6 +122,11 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     /// One upstream call for the current candidate.
     private func startAttempt() {
+        guard let request else {
+            // Unreachable: attempts start only before anything reached the client.
+            fail(.upstreamUnavailable("the request can no longer be sent", code: "internal_error", status: 500))
+            return
+        }
         attempt += 1
         accounting.attemptStarted(route)
         receivedBytes = 0
@@ -124,7 +136,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
             connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
-            receiveBufferBytes: request.stream ? 2048 : nil))
+            receiveBufferBytes: streamed ? 2048 : nil))
         self.transfer = transfer
         lastUpstreamActivity = client.loop.nowMilliseconds
         transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
@@ -179,7 +191,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         let eventStream = headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().hasPrefix("text/event-stream") }
-        if request.stream && eventStream {
+        if streamed && eventStream {
             openClientStream()
         } else {
             // Not streamed, or a whole answer to a streamed request: collected, then converted.
@@ -210,7 +222,10 @@ final class CompletionProxy<Request: ProxyRequest> {
                 stream.emit(out)
                 return outcome
             }
-            if forwarded > 0 { accounting.forwardedEvents(route, metrics: metrics) }
+            if forwarded > 0 {
+                accounting.forwardedEvents(route, metrics: metrics)
+                request = nil  // no retry from here on
+            }
             watchdog?.noteWrite()
             switch outcome {
             case .streaming:
@@ -278,6 +293,11 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// A whole 2xx answer: relayed (id and model replaced) or translated, as the response the
     /// client asked for; for a streamed request, as chunks.
     private func deliverWhole(_ body: [UInt8]) {
+        guard let request else {
+            // Unreachable: a whole answer is collected before anything reached the client.
+            fail(.upstreamUnavailable("the request can no longer be answered", code: "internal_error", status: 500))
+            return
+        }
         let events: [ModelEvent]
         do {
             events = try route.provider.decodeResponse(body, redactor: redactor)
@@ -290,7 +310,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         accounting.wholeAnswer(events)
-        if request.stream {
+        if streamed {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
             openClientStream()
@@ -401,7 +421,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             var error = error
             error.headers.append(("X-Generation-Id", generationID))
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
-            writer.respond(error: error, api: request.api)
+            writer.respond(error: error, api: api)
             phase = .finished
             finish()
         }
@@ -427,7 +447,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        onFinish(accounting.close(relay: request.stream ? relay : nil))
+        onFinish(accounting.close(relay: streamed ? relay : nil))
     }
 }
 
