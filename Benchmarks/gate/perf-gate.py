@@ -11,6 +11,10 @@ is the difference between the two runs over the difference in events, so everyth
 Allocations are counted only while the streams run (the counter's shared file is read before and
 after); syscalls over the process's whole life, which cancels in the difference.
 
+In the first run it also opens 8 streams whose requests carry a long conversation (--prompt-kib,
+256 by default) and counts the heap held per open stream once each has its first event: a stream
+must not hold the conversation it answers for as long as it streams.
+
 With --nginx, nginx (one worker, proxy_buffering off, keep-alive upstream) is measured the same way
 in the same run, in front of the same mock: the per-event budget of the best C proxy, for comparison.
 
@@ -29,6 +33,7 @@ parser.add_argument("--long", type=int, default=220, help="deltas per stream in 
 parser.add_argument("--pace-ms", type=int, default=2)
 parser.add_argument("--budget", help="JSON budget file: fail when a figure exceeds it")
 parser.add_argument("--json", help="write the figures here")
+parser.add_argument("--prompt-kib", type=int, default=256, help="conversation size for the held-memory figure")
 parser.add_argument("--nginx", nargs="?", const="/usr/sbin/nginx", help="also measure nginx (this binary) as a peer")
 args = parser.parse_args()
 
@@ -73,6 +78,35 @@ def run_streams(port, deltas, prefix="mock/"):
         if result is None or result[0] != deltas or not result[2]:
             sys.exit(f"perf-gate: a stream through the gateway was not complete: {result}")
     return sum(result[1] for result in results)
+
+
+def held_per_stream(port, counts_file, streams=8):
+    """Heap held per open stream whose request carried a long conversation: live bytes with
+    `streams` streams open (each past its first event) less live bytes before, over `streams`.
+    What a stream must hold is the upstream's copy of the request body (curl's) and its own
+    state; the client's request, parsed or not, is not needed once an event reached the client."""
+    text = "word " * (args.prompt_kib * 1024 // 5)
+    body = json.dumps({"model": "mock/paced:pace_ms=400:deltas=10", "stream": True,
+                       "messages": [{"role": "user", "content": text}]}).encode()
+    before = read_counts(counts_file)["live_bytes"]
+    connections = []
+    for _ in range(streams):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+        connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                           + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        connections.append(connection)
+    for connection in connections:
+        received = b""
+        while b"data: {" not in received:
+            chunk = connection.recv(65536)
+            if not chunk:
+                sys.exit(f"perf-gate: a long-conversation stream ended early: {received[:300]!r}")
+            received += chunk
+    time.sleep(0.1)
+    during = read_counts(counts_file)["live_bytes"]
+    for connection in connections:
+        connection.close()
+    return (during - before) / streams
 
 
 def read_counts(path):
@@ -125,6 +159,7 @@ def gateway_run(mock_port, deltas, workdir, label):
         before = read_counts(counts_file)
         events = run_streams(port, deltas)
         after = read_counts(counts_file)
+        held = held_per_stream(port, counts_file) if label == "short" else None
     finally:
         # Stop the gateway itself (strace, its parent, then prints the counts and exits).
         for child in children(gateway.pid):
@@ -137,7 +172,7 @@ def gateway_run(mock_port, deltas, workdir, label):
     syscalls = parse_strace(strace_file)
     if not syscalls:
         sys.exit("perf-gate: strace produced no counts")
-    return {"events": events, "allocations": after["allocations"] - before["allocations"], "syscalls": syscalls}
+    return {"events": events, "allocations": after["allocations"] - before["allocations"], "syscalls": syscalls, "held": held}
 
 
 def free_port():
@@ -210,6 +245,7 @@ def per_event(short, long):
         "syscalls_per_event": round(sum(per_event_syscalls.values()), 3),
         "syscalls_per_event_by_name": {name: round(value, 3) for name, value in per_event_syscalls.items() if abs(value) >= 0.005},
         "allocations_per_request": round(per_request_allocations, 1),
+        "kib_held_per_stream_with_long_prompt": round(short["held"] / 1024, 1) if short.get("held") is not None else None,
         "events_compared": events,
     }
 
@@ -219,6 +255,9 @@ def describe(label, figures):
     print(f"{label} per forwarded event: {figures['allocations_per_event']} allocations, {figures['syscalls_per_event']} syscalls "
           f"({', '.join(f'{name} {value}' for name, value in by_name)})")
     print(f"{label} per request (proxied stream, beyond its events): {figures['allocations_per_request']} allocations")
+    if figures.get("kib_held_per_stream_with_long_prompt") is not None:
+        print(f"{label} heap held per open stream whose request carried {args.prompt_kib} KiB: "
+              f"{figures['kib_held_per_stream_with_long_prompt']} KiB")
 
 
 def main():
@@ -246,7 +285,7 @@ def main():
         with open(args.budget) as file:
             budget = json.load(file)
         failed = [f"{key} {figures[key]} > budget {limit}" for key, limit in budget.items()
-                  if key in figures and figures[key] > limit]
+                  if figures.get(key) is not None and figures[key] > limit]
         if failed:
             print("perf-gate: over budget: " + "; ".join(failed), file=sys.stderr)
             return 1

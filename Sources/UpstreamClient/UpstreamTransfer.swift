@@ -18,6 +18,12 @@ public final class UpstreamTransfer {
     /// The multi handle it runs on (strong: a retired shard stays valid for finished transfers).
     private let client: CurlMulti
     private var headerList: UnsafeMutablePointer<curl_slist>?
+    /// The request body curl sends (CURLOPT_POSTFIELDS points here), until `releasePostBodyIfSent`.
+    private var postBody: UnsafeMutableRawBufferPointer?
+    /// Whether the transfer still holds its request body (freed once the response has begun and
+    /// the body has gone out).
+    public var holdsRequestBody: Bool { postBody != nil }
+    private let postBodyCount: Int
     private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
     private var responseHeaders: [(String, String)] = []
@@ -32,6 +38,7 @@ public final class UpstreamTransfer {
     init(client: CurlMulti, request: UpstreamRequest) {
         self.client = client
         connectFilter = request.connectFilter
+        postBodyCount = request.body.count
         easy = curl_easy_init()
         errorBuffer[0] = 0
         let context = Unmanaged.passUnretained(self).toOpaque()
@@ -67,11 +74,18 @@ public final class UpstreamTransfer {
             }
         }
         if request.method == "POST" {
+            // A body too large to go out with the head is sent from an upload buffer that lives as
+            // long as the transfer: the smallest curl allows (its default is 64 KiB), as a long
+            // conversation's stream would hold it for as long as the answer streams.
+            CCurl_easy_setopt_long(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16 * 1024)
             CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, request.body.count)
-            _ = request.body.withUnsafeBytes { body in
-                // COPYPOSTFIELDS copies: the body need not outlive this call.
-                CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
-            }
+            // Our own copy, not curl's (COPYPOSTFIELDS would keep it until the transfer ends): it
+            // is freed once the response has begun and the whole body has gone out, so a stream
+            // answering a long conversation does not hold the conversation while it streams.
+            let body = UnsafeMutableRawBufferPointer.allocate(byteCount: max(request.body.count, 1), alignment: 1)
+            request.body.withUnsafeBytes { body.copyMemory(from: $0) }
+            postBody = body
+            CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, body.baseAddress)
         } else if request.method != "GET" {
             CCurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method)
         }
@@ -167,6 +181,8 @@ public final class UpstreamTransfer {
         detachDeadline?.close()
         detachDeadline = nil
         curl_easy_cleanup(easy)
+        postBody?.deallocate()  // curl is done with it
+        postBody = nil
         curl_slist_free_all(headerList)
         headerList = nil
         curl_slist_free_all(connectToList)
@@ -186,6 +202,7 @@ public final class UpstreamTransfer {
                 status = code
                 onHead?(code, responseHeaders)
                 responseHeaders = []  // delivered: not kept for as long as the body streams
+                releasePostBodyIfSent()
             }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
             // Optional whitespace around the value, and the line's CRLF, are not part of it
@@ -199,6 +216,18 @@ public final class UpstreamTransfer {
             responseHeaders.append((name, value))
         }
         return isCancelled ? 0 : line.count
+    }
+
+    /// Frees the request body once curl can no longer read it: a response has begun (curl
+    /// resends a request only when its reused connection died before answering; redirects are
+    /// not followed) and every byte has been sent (a server may answer before reading a body).
+    private func releasePostBodyIfSent() {
+        guard postBody != nil else { return }
+        var uploaded = 0
+        guard CCurl_easy_getinfo_off(easy, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK, uploaded == postBodyCount else { return }
+        CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, nil)
+        postBody?.deallocate()
+        postBody = nil
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {
