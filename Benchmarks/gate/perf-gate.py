@@ -12,7 +12,7 @@ Allocations are counted only while the streams run (the counter's shared file is
 after); syscalls over the process's whole life, which cancels in the difference.
 
 In the first run it also opens 8 streams whose requests carry a long conversation (--prompt-kib,
-256 by default) and counts the heap held per open stream once each has its first event: a stream
+256 by default) and counts the heap held per open stream once each has its second event: a stream
 must not hold the conversation it answers for as long as it streams.
 
 With --nginx, nginx (one worker, proxy_buffering off, keep-alive upstream) is measured the same way
@@ -82,7 +82,7 @@ def run_streams(port, deltas, prefix="mock/"):
 
 def held_per_stream(port, counts_file, streams=8):
     """Heap held per open stream whose request carried a long conversation: live bytes with
-    `streams` streams open (each past its first event) less live bytes before, over `streams`.
+    `streams` streams open (each past its second event) less live bytes before, over `streams`.
     What a stream must hold is the upstream's copy of the request body (curl's) and its own
     state; the client's request, parsed or not, is not needed once an event reached the client."""
     text = "word " * (args.prompt_kib * 1024 // 5)
@@ -97,7 +97,7 @@ def held_per_stream(port, counts_file, streams=8):
         connections.append(connection)
     for connection in connections:
         received = b""
-        while b"data: {" not in received:
+        while received.count(b"data: {") < 2:
             chunk = connection.recv(65536)
             if not chunk:
                 sys.exit(f"perf-gate: a long-conversation stream ended early: {received[:300]!r}")

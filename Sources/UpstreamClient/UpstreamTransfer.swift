@@ -20,10 +20,13 @@ public final class UpstreamTransfer {
     private var headerList: UnsafeMutablePointer<curl_slist>?
     /// The request body curl sends (CURLOPT_POSTFIELDS points here), until `releasePostBodyIfSent`.
     private var postBody: UnsafeMutableRawBufferPointer?
-    /// Whether the transfer still holds its request body (freed once the response has begun and
-    /// the body has gone out).
+    /// Whether the transfer still holds its request body (freed once the response has begun,
+    /// from its second body piece, and the body has gone out).
     public var holdsRequestBody: Bool { postBody != nil }
     private let postBodyCount: Int
+    /// The final response head has been delivered; body pieces delivered since.
+    private var headDelivered = false
+    private var bodyPieces = 0
     private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
     private var responseHeaders: [(String, String)] = []
@@ -202,7 +205,7 @@ public final class UpstreamTransfer {
                 status = code
                 onHead?(code, responseHeaders)
                 responseHeaders = []  // delivered: not kept for as long as the body streams
-                releasePostBodyIfSent()
+                headDelivered = true
             }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
             // Optional whitespace around the value, and the line's CRLF, are not part of it
@@ -238,6 +241,9 @@ public final class UpstreamTransfer {
 
     private func didReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
         guard !isCancelled else { return 0 }
+        // From the second piece on: freeing it on the first would delay the first bytes' relay.
+        if postBody != nil, headDelivered, bodyPieces > 0 { releasePostBodyIfSent() }
+        bodyPieces += 1
         if let onData, !onData(bytes) {
             isPaused = true
             return isCancelled ? 0 : CCurl_writefunc_pause()

@@ -209,6 +209,9 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
         switch phase {
         case .streaming:
+            // Events reached the client in an earlier read: no retry from here on. Not dropped
+            // in that read, whose first bytes would wait for the frees.
+            if request != nil && relay.forwardedEvents > 0 { request = nil }
             guard let stream, stream.hasRoom(forInput: bytes.count) else {
                 // Backpressure: curl keeps these bytes; the channel resumes us once it drains.
                 stats?.countPause()
@@ -222,10 +225,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 stream.emit(out)
                 return outcome
             }
-            if forwarded > 0 {
-                accounting.forwardedEvents(route, metrics: metrics)
-                request = nil  // no retry from here on
-            }
+            if forwarded > 0 { accounting.forwardedEvents(route, metrics: metrics) }
             watchdog?.noteWrite()
             switch outcome {
             case .streaming:
