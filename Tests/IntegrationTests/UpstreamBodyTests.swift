@@ -10,35 +10,13 @@ import UpstreamClient
 /// not on the first, whose relay would wait for the free): a stream answering a long
 /// conversation does not hold the conversation for as long as it streams.
 @Suite(.timeLimit(.minutes(1))) final class UpstreamBodyTests {
-    let mockThread = EventLoopThread(name: "body-mock")
-    let clientThread = EventLoopThread(name: "body-client")
-    let stats = MockUpstreamStats()
-    private final class Box: @unchecked Sendable {  // mock loop / client loop only
-        var mock: MockUpstream?
-        var client: UpstreamClient?
-        var transfer: UpstreamTransfer?
-    }
-    private let box = Box()
-    let mockPort: Int
+    private let bed: UpstreamTestBed
+    private var box: UpstreamTestBed.Box { bed.box }
+    private var clientThread: EventLoopThread { bed.clientThread }
+    private var stats: MockUpstreamStats { bed.stats }
+    private var mockPort: Int { bed.mockPort }
 
-    init() throws {
-        let stats = stats
-        let box = box
-        let mockLoop = mockThread.loop
-        mockPort = try mockLoop.submitAndWait {
-            let mock = try MockUpstream(loop: mockLoop, port: 0, stats: stats)
-            box.mock = mock
-            return mock.port
-        }
-    }
-
-    deinit {
-        let box = box
-        try? clientThread.loop.submitAndWait { box.client?.close() }
-        clientThread.shutdown()
-        mockThread.loop.execute { box.mock?.shutdown() }
-        mockThread.shutdown()
-    }
+    init() throws { bed = try UpstreamTestBed(name: "body") }
 
     /// Streams one chat completion whose user message is `text`; returns the whole response, the
     /// body pieces, and whether the transfer still held its request body at the last one.

@@ -9,35 +9,13 @@ import UpstreamClient
 /// client with more transfers than one shard takes opens more, every transfer still completes
 /// whole, light load stays on the first shard and reuses its connection, and idle shards close.
 @Suite(.timeLimit(.minutes(1))) final class UpstreamShardTests {
-    let mockThread = EventLoopThread(name: "shard-mock")
-    let clientThread = EventLoopThread(name: "shard-client")
-    let stats = MockUpstreamStats()
-    private final class Box: @unchecked Sendable {  // mock loop / client loop only
-        var mock: MockUpstream?
-        var client: UpstreamClient?
-        var transfer: UpstreamTransfer?
-    }
-    private let box = Box()
-    let mockPort: Int
+    private let bed: UpstreamTestBed
+    private var box: UpstreamTestBed.Box { bed.box }
+    private var clientThread: EventLoopThread { bed.clientThread }
+    private var stats: MockUpstreamStats { bed.stats }
+    private var mockPort: Int { bed.mockPort }
 
-    init() throws {
-        let stats = stats
-        let box = box
-        let mockLoop = mockThread.loop
-        mockPort = try mockLoop.submitAndWait {
-            let mock = try MockUpstream(loop: mockLoop, port: 0, stats: stats)
-            box.mock = mock
-            return mock.port
-        }
-    }
-
-    deinit {
-        let box = box
-        try? clientThread.loop.submitAndWait { box.client?.close() }
-        clientThread.shutdown()
-        mockThread.loop.execute { box.mock?.shutdown() }
-        mockThread.shutdown()
-    }
+    init() throws { bed = try UpstreamTestBed(name: "shard") }
 
     /// Starts `count` streamed chat completions at once on the client; returns each body and the
     /// shards open right after starting them.
