@@ -389,6 +389,7 @@ public final class HTTPRequestDecoder {
     private func completeMessage() {
         completed = makeRequest(body: body, reusing: head)
         body = []  // handed over: the decoder must not keep a large body alive while it is used
+        head = nil
         completedChunked = CHTTPParser_isChunked(parser) != 0
         pause = .message
         inTrailers = false

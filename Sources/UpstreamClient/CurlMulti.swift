@@ -3,9 +3,9 @@ import EventLoop
 import Foundation
 
 /// One libcurl multi handle driven by an `EventLoop` through the multi_socket interface (a
-/// `SocketWatcher` per curl socket, kept as long as the socket, one `Timer` for curl's timeout, an `Idle` for "now"), so no
-/// call blocks and no thread is added. Its transfers share its connections and DNS cache.
-/// `UpstreamClient` runs one or more of these on a loop.
+/// `SocketWatcher` per curl socket, kept as long as the socket; one `Timer` for curl's timeout;
+/// an `Idle` for "now"), so no call blocks and no thread is added. Its transfers share its
+/// connections and DNS cache. `UpstreamClient` runs one or more of these on a loop.
 final class CurlMulti {
     let loop: EventLoop
     let multi: UnsafeMutableRawPointer

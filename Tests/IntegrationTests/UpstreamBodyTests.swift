@@ -1,5 +1,6 @@
 import EventLoop
 import Foundation
+import HTTPServer
 import MockUpstream
 import Synchronization
 import Testing
@@ -50,6 +51,58 @@ import UpstreamClient
         #expect(done.wait(timeout: .now() + 20) == .success)
         let (body, pieces, held) = result.withLock { $0 }
         return (body, pieces, held, sent)
+    }
+
+    /// An upstream may answer before it has read the body (here a 413 right after the head, as
+    /// the mock's body limit is 64 KiB): curl may still be sending then, so the body is kept
+    /// until the transfer ends. The transfer ends with the answer or a send error, never a crash
+    /// or a read of freed memory (the suite runs under AddressSanitizer in CI).
+    @Test func anUpstreamThatAnswersBeforeReadingTheBodyLeavesItWithTheTransfer() throws {
+        var limits = HTTPServerLimits()
+        limits.maxBodyBytes = 64 * 1024
+        let bed = try UpstreamTestBed(name: "early", limits: limits)
+        let box = bed.box
+        let loop = bed.clientThread.loop
+        let url = "http://127.0.0.1:\(bed.mockPort)/v1/chat/completions"
+        let text = String(repeating: "conversation ", count: 2_000_000 / 13)
+        let sent = Array(#"{"model":"paced:pace_ms=1:deltas=3","stream":true,"messages":[{"role":"user","content":"\#(text)"}]}"#.utf8)
+        let outcome = Mutex<(status: Int, failure: String?, heldAtHead: Bool?)>((0, nil, nil))
+        let done = DispatchSemaphore(value: 0)
+        try loop.submitAndWait {
+            box.client = UpstreamClient(loop: loop)
+            let transfer = box.client!.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: sent))
+            box.transfer = transfer
+            transfer.onHead = { [unowned transfer] status, _ in outcome.withLock { $0.status = status; $0.heldAtHead = transfer.holdsRequestBody } }
+            transfer.onData = { _ in true }
+            transfer.onComplete = { failure in
+                outcome.withLock { $0.failure = failure?.message }
+                box.transfer = nil
+                done.signal()
+            }
+        }
+        #expect(done.wait(timeout: .now() + 20) == .success)
+        let (status, failure, _) = outcome.withLock { $0 }  // held at the head or not: either is safe
+        #expect(status == 413 || failure != nil, "the upstream's early answer, or the send error it caused")
+        // The connection was the mock's to close; a new transfer on the same client still works.
+        let again = Mutex<String?>(nil)
+        let small = Array(#"{"model":"paced:pace_ms=1:deltas=3","stream":true,"messages":[{"role":"user","content":"hi"}]}"#.utf8)
+        let doneAgain = DispatchSemaphore(value: 0)
+        try loop.submitAndWait {
+            let transfer = box.client!.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: small))
+            box.transfer = transfer
+            var received: [UInt8] = []
+            transfer.onData = { bytes in
+                received.append(contentsOf: bytes)
+                return true
+            }
+            transfer.onComplete = { failure in
+                again.withLock { $0 = failure?.message ?? String(decoding: received, as: UTF8.self) }
+                box.transfer = nil
+                doneAgain.signal()
+            }
+        }
+        #expect(doneAgain.wait(timeout: .now() + 20) == .success)
+        #expect(again.withLock { $0 }?.hasSuffix("data: [DONE]\n\n") == true)
     }
 
     @Test(arguments: [10, 60_000, 300_000])

@@ -1,4 +1,5 @@
 import EventLoop
+import HTTPServer
 import MockUpstream
 import UpstreamClient
 
@@ -17,14 +18,14 @@ final class UpstreamTestBed: Sendable {
     let box = Box()
     let mockPort: Int
 
-    init(name: String) throws {
+    init(name: String, limits: HTTPServerLimits = HTTPServerLimits()) throws {
         mockThread = EventLoopThread(name: "\(name)-mock")
         clientThread = EventLoopThread(name: "\(name)-client")
         let stats = stats
         let box = box
         let mockLoop = mockThread.loop
         mockPort = try mockLoop.submitAndWait {
-            let mock = try MockUpstream(loop: mockLoop, port: 0, stats: stats)
+            let mock = try MockUpstream(loop: mockLoop, port: 0, stats: stats, limits: limits)
             box.mock = mock
             return mock.port
         }
