@@ -119,6 +119,23 @@ public final class UpstreamTransfer {
         errorBuffer.deallocate()
     }
 
+    /// Whether a response head says `Content-Type: text/event-stream` (ASCII case-insensitive,
+    /// parameters allowed), compared on bytes: no lowercased copy of every header per request.
+    public static func isEventStream(_ headers: [(String, String)]) -> Bool {
+        headers.contains { name, value in
+            equalsIgnoringASCIICase(name.utf8, "content-type".utf8, prefixOnly: false)
+                && equalsIgnoringASCIICase(value.utf8, "text/event-stream".utf8, prefixOnly: true)
+        }
+    }
+
+    /// `text` equals `lowercase` (or starts with it), ASCII letters compared without case.
+    private static func equalsIgnoringASCIICase(_ text: String.UTF8View, _ lowercase: String.UTF8View, prefixOnly: Bool) -> Bool {
+        guard prefixOnly ? text.count >= lowercase.count : text.count == lowercase.count else { return false }
+        return zip(text, lowercase).allSatisfy { byte, expected in
+            (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 == expected : byte == expected
+        }
+    }
+
     /// `Name: value` for curl's header list, NUL-terminated, in `line` (reused). curl sends a
     /// custom header as given, so CR, LF and NUL are dropped here, whatever the source (a
     /// configured header, a key read from the environment with a stray line break): no header

@@ -190,7 +190,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             phase = .collecting(status: status, headers: headers, body: [], limit: 64 * 1024)
             return
         }
-        let eventStream = headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().hasPrefix("text/event-stream") }
+        let eventStream = UpstreamTransfer.isEventStream(headers)
         if streamed && eventStream {
             openClientStream()
         } else {
