@@ -11,7 +11,7 @@ requests do. TTFT is the time from sending the request to the first bytes carryi
 With --pid NAME=PID, the CPU time (user + system, from /proc) that process spent per request of
 its target. Prints p50, p90 and p99 in microseconds.
 """
-import argparse, random, socket, time
+import argparse, os, random, socket, time
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("targets", nargs="+", help="NAME=PORT:MODEL")
@@ -68,5 +68,5 @@ for name, _, _ in targets:
     line = f"{name:10s} TTFT µs p50 {values[len(values) // 2]:6.0f}  p90 {values[len(values) * 9 // 10]:6.0f}  p99 {values[len(values) * 99 // 100]:6.0f}"
     if name in pids:
         ticks = cpu_ticks(pids[name]) - cpu_before[name]
-        line += f"  CPU {ticks * 1e6 / 100 / args.rounds:5.0f} µs per request"
+        line += f"  CPU {ticks * 1e6 / os.sysconf('SC_CLK_TCK') / args.rounds:5.0f} µs per request"
     print(line)

@@ -54,12 +54,17 @@ public struct HTTPRequest: Sendable {
     }
 }
 
-extension String {
+extension StringProtocol {
     /// Case-insensitive for ASCII letters only, as HTTP field names and tokens are compared.
     /// Unicode case folding (`lowercased()`) would let e.g. the Kelvin sign match "k"; a header
-    /// name that is not what it looks like must not match.
-    func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
-        utf8.count == other.utf8.count && zip(utf8, other.utf8).allSatisfy { a, b in a.asciiLowercased == b.asciiLowercased }
+    /// name that is not what it looks like must not match. Compares bytes: no lowercased copy.
+    public func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
+        utf8.count == other.utf8.count && hasASCIICaseInsensitivePrefix(other)
+    }
+
+    /// Starts with `prefix`, ASCII letters compared without case (as `asciiCaseInsensitiveEquals`).
+    public func hasASCIICaseInsensitivePrefix(_ prefix: String) -> Bool {
+        utf8.count >= prefix.utf8.count && zip(utf8, prefix.utf8).allSatisfy { a, b in a.asciiLowercased == b.asciiLowercased }
     }
 }
 

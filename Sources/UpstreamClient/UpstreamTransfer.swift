@@ -24,8 +24,7 @@ public final class UpstreamTransfer {
     /// from its second body piece, and the body has gone out).
     public var holdsRequestBody: Bool { postBody != nil }
     private let postBodyCount: Int
-    /// The final response head has been delivered; body pieces delivered since.
-    private var headDelivered = false
+    /// Body pieces delivered (the response has begun once there is one).
     private var bodyPieces = 0
     private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
@@ -119,23 +118,6 @@ public final class UpstreamTransfer {
         errorBuffer.deallocate()
     }
 
-    /// Whether a response head says `Content-Type: text/event-stream` (ASCII case-insensitive,
-    /// parameters allowed), compared on bytes: no lowercased copy of every header per request.
-    public static func isEventStream(_ headers: [(String, String)]) -> Bool {
-        headers.contains { name, value in
-            equalsIgnoringASCIICase(name.utf8, "content-type".utf8, prefixOnly: false)
-                && equalsIgnoringASCIICase(value.utf8, "text/event-stream".utf8, prefixOnly: true)
-        }
-    }
-
-    /// `text` equals `lowercase` (or starts with it), ASCII letters compared without case.
-    private static func equalsIgnoringASCIICase(_ text: String.UTF8View, _ lowercase: String.UTF8View, prefixOnly: Bool) -> Bool {
-        guard prefixOnly ? text.count >= lowercase.count : text.count == lowercase.count else { return false }
-        return zip(text, lowercase).allSatisfy { byte, expected in
-            (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 == expected : byte == expected
-        }
-    }
-
     /// `Name: value` for curl's header list, NUL-terminated, in `line` (reused). curl sends a
     /// custom header as given, so CR, LF and NUL are dropped here, whatever the source (a
     /// configured header, a key read from the environment with a stray line break): no header
@@ -222,7 +204,6 @@ public final class UpstreamTransfer {
                 status = code
                 onHead?(code, responseHeaders)
                 responseHeaders = []  // delivered: not kept for as long as the body streams
-                headDelivered = true
             }
         } else if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
             // Optional whitespace around the value, and the line's CRLF, are not part of it
@@ -259,7 +240,7 @@ public final class UpstreamTransfer {
     private func didReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
         guard !isCancelled else { return 0 }
         // From the second piece on: freeing it on the first would delay the first bytes' relay.
-        if postBody != nil, headDelivered, bodyPieces > 0 { releasePostBodyIfSent() }
+        if postBody != nil, bodyPieces > 0 { releasePostBodyIfSent() }
         bodyPieces += 1
         if let onData, !onData(bytes) {
             isPaused = true

@@ -2,8 +2,8 @@ import PropertyBased
 import Testing
 @testable import Gateway
 
-/// The request checks that run on every request, without sockets: the media type check against
-/// the definition it implements, and generation ids.
+/// The header checks that run on every request, without sockets: the media type check and the
+/// upstream's event-stream check against the definitions they implement, and generation ids.
 @Suite struct RequestPolicyTests {
     /// What `isJSON` means: the media type before any `;`, blanks trimmed, is `application/json`
     /// in any ASCII case.
@@ -53,5 +53,24 @@ import Testing
         #expect(seen.count == 2_000, "no id repeats")
         // 2,000 draws give every position all 16 digits (a stuck or short fill would not).
         #expect(digitsAt.allSatisfy { $0.count == 16 })
+    }
+
+    /// The event-stream check against its definition (the lowercased comparison it replaced),
+    /// over names and values built from real ones, near misses, other cases and look-alikes.
+    @Test func theEventStreamCheckAgreesWithItsDefinition() {
+        let names = ["content-type", "Content-Type", "CONTENT-TYPE", "content-typ", "content-types", "x-content-type", "Content_Type",
+                     "content-\u{0130}ype", "content-\u{212A}ype", ""]
+        let values = ["text/event-stream", "Text/Event-Stream", "TEXT/EVENT-STREAM; charset=utf-8", "text/event-stream;", "text/event",
+                      "text/event-streamer", "application/json", " text/event-stream", "text/event-\u{017F}tream", ""]
+        func reference(_ headers: [(String, String)]) -> Bool {
+            headers.contains { $0.0.lowercased() == "content-type" && $0.1.lowercased().hasPrefix("text/event-stream") }
+        }
+        for name in names {
+            for value in values {
+                let headers = [("Date", "today"), (name, value)]
+                #expect(UpstreamHead.isEventStream(headers) == reference(headers), "\(name.debugDescription): \(value.debugDescription)")
+            }
+        }
+        #expect(!UpstreamHead.isEventStream([]))
     }
 }

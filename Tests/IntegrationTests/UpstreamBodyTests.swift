@@ -10,14 +10,8 @@ import UpstreamClient
 /// it), and the transfer lets go of it once the response has begun (from its second body piece:
 /// not on the first, whose relay would wait for the free): a stream answering a long
 /// conversation does not hold the conversation for as long as it streams.
-@Suite(.timeLimit(.minutes(1))) final class UpstreamBodyTests {
-    private let bed: UpstreamTestBed
-    private var box: UpstreamTestBed.Box { bed.box }
-    private var clientThread: EventLoopThread { bed.clientThread }
-    private var stats: MockUpstreamStats { bed.stats }
-    private var mockPort: Int { bed.mockPort }
-
-    init() throws { bed = try UpstreamTestBed(name: "body") }
+@Suite(.timeLimit(.minutes(1))) final class UpstreamBodyTests: UpstreamTestBed {
+    init() throws { try super.init(name: "body") }
 
     /// Streams one chat completion whose user message is `text`; returns the whole response, the
     /// body pieces, and whether the transfer still held its request body at the last one.

@@ -8,14 +8,8 @@ import UpstreamClient
 /// `UpstreamClient`'s shards (one curl multi handle each) against the mock over loopback: a
 /// client with more transfers than one shard takes opens more, every transfer still completes
 /// whole, light load stays on the first shard and reuses its connection, and idle shards close.
-@Suite(.timeLimit(.minutes(1))) final class UpstreamShardTests {
-    private let bed: UpstreamTestBed
-    private var box: UpstreamTestBed.Box { bed.box }
-    private var clientThread: EventLoopThread { bed.clientThread }
-    private var stats: MockUpstreamStats { bed.stats }
-    private var mockPort: Int { bed.mockPort }
-
-    init() throws { bed = try UpstreamTestBed(name: "shard") }
+@Suite(.timeLimit(.minutes(1))) final class UpstreamShardTests: UpstreamTestBed {
+    init() throws { try super.init(name: "shard") }
 
     /// Starts `count` streamed chat completions at once on the client; returns each body and the
     /// shards open right after starting them.

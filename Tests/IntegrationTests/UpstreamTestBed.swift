@@ -3,9 +3,9 @@ import HTTPServer
 import MockUpstream
 import UpstreamClient
 
-/// What the upstream client's loopback suites share: the mock upstream on a loop of its own and a
-/// client loop for an `UpstreamClient`; both shut down when the test's bed goes.
-final class UpstreamTestBed: Sendable {
+/// What the upstream client's loopback suites share (they subclass it): the mock upstream on a
+/// loop of its own and a client loop for an `UpstreamClient`; both shut down with the test.
+class UpstreamTestBed {
     final class Box: @unchecked Sendable {  // touched on the mock loop / client loop only
         var mock: MockUpstream?
         var client: UpstreamClient?

@@ -113,7 +113,7 @@ final class InnerCall {
             self.headers = headers
             // Some servers answer a streamed request with one whole JSON body: collected, decoded.
             wholeBody = (200..<300).contains(status)
-                && !UpstreamTransfer.isEventStream(headers)
+                && !UpstreamHead.isEventStream(headers)
         }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }

@@ -190,7 +190,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             phase = .collecting(status: status, headers: headers, body: [], limit: 64 * 1024)
             return
         }
-        let eventStream = UpstreamTransfer.isEventStream(headers)
+        let eventStream = UpstreamHead.isEventStream(headers)
         if streamed && eventStream {
             openClientStream()
         } else {

@@ -106,11 +106,8 @@ struct RequestPolicy: Sendable {
     static func isJSON(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
         let bytes = contentType.utf8
-        let mediaType = trimmingBlanks(Substring(bytes[..<(bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex)])).utf8
-        let json = "application/json".utf8
-        return mediaType.count == json.count && zip(mediaType, json).allSatisfy { byte, expected in
-            (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 == expected : byte == expected
-        }
+        let mediaType = trimmingBlanks(Substring(bytes[..<(bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex)]))
+        return mediaType.asciiCaseInsensitiveEquals("application/json")
     }
 
     /// `Host` without its port (`[::1]:8080` → `::1`), lowercased.
