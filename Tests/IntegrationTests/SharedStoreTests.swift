@@ -123,6 +123,7 @@ struct SharedStoreTests {
         let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 100), loops: 1)
         let key = Self.keys["TEAM_A_KEY"]!
         let body = #"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion"}]}"#
+        let started = Date()
         let fusion = try a.chat(body, headers: ["Authorization": "Bearer \(key)"])
         #expect(fusion.status == 200, "\(fusion.text)")
         #expect(fusion.header("x-ratelimit-remaining-requests") == "99", "admission reserves one request")
@@ -130,9 +131,17 @@ struct SharedStoreTests {
         let record = try Self.eventuallyReadable(a, id: id, key: key)
         let calls = try #require(record.json?["data"]?["inner_calls"]?.arrayValue)
         #expect(calls.count >= 3, "outer turn, panel, judge, final turn: \(record.text)")
-        // Settled with every inner call: the next request sees 100 − calls − itself.
+        // Settled with every inner call: the next request sees 100 − calls − itself, plus what
+        // the bucket refilled meanwhile (100 a minute: one per 0.6 s, which a slow run, under
+        // ThreadSanitizer, can take).
         let next = try Self.chat(a, key: key)
-        #expect(next.header("x-ratelimit-remaining-requests") == String(100 - calls.count - 1), "\(calls.count) inner calls")
+        let refilled = Int(Date().timeIntervalSince(started) * 100 / 60)
+        let remaining = try #require(next.header("x-ratelimit-remaining-requests").flatMap { Int($0) })
+        if refilled == 0 {
+            #expect(remaining == 100 - calls.count - 1, "\(calls.count) inner calls")
+        } else {
+            #expect((100 - calls.count - 1)...(100 - calls.count - 1 + refilled) ~= remaining, "\(calls.count) inner calls, \(refilled) refilled")
+        }
     }
 
     @Test func everyRouteIsLimitedAndRefusedInItsOwnAPIsShape() throws {
