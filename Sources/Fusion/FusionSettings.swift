@@ -55,6 +55,9 @@ public struct FusionSettings: Sendable, Equatable {
     public var neutralLabels = true
     /// …in an order shuffled per request.
     public var shuffleLabels = true
+    /// A panel member runs on its session's loop unless that loop has more than this many open
+    /// model calls beyond the least busy loop (then it runs there); 0 spreads every panel.
+    public var panelSpillMargin = 8
     /// Prices for the cost estimate, by model (`provider/*` matches a provider's every model).
     public var prices: [String: ModelPrice] = [:]
 

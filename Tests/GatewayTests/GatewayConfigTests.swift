@@ -43,7 +43,7 @@ import Web
         #expect(fusion.panelContext == .conversation)
         #expect(fusion.presets["fast"]?.minAnswers == 2 && fusion.presets["fast"]?.graceMilliseconds == 1_500)
         #expect(fusion.graceMilliseconds == 0 && fusion.deadlineMilliseconds == 300_000)
-        #expect(fusion.neutralLabels && fusion.shuffleLabels)
+        #expect(fusion.neutralLabels && fusion.shuffleLabels && fusion.panelSpillMargin == 8)
         #expect(fusion.prices["openrouter/openai/gpt-5"] == ModelPrice(inputPerMillion: 1.25, outputPerMillion: 10))
         #expect(ModelPrice.lookup("openrouter/meta/llama", in: fusion.prices)?.outputPerMillion == 15)
         let web = try #require(config.web)
@@ -59,6 +59,7 @@ import Web
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, deadline_ms: 10}", "fusion.deadline_ms"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, grace_ms: 9999999}", "fusion.grace_ms"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, neutral_labels: maybe}", "fusion.neutral_labels"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, panel_spill_margin: -1}", "fusion.panel_spill_margin"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1}}}", "fusion.prices.a.output"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: -1, output: 1}}}", "fusion.prices.a.input"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: .inf, output: 1}}}", "fusion.prices.a.input"),
@@ -75,10 +76,12 @@ import Web
 
     @Test func theOutputLimitFieldAndTheInnerCallsLimitAreChecked() throws {
         let yaml = "providers: {l: {kind: openai, base_url: 'http://127.0.0.1:1/v1', max_tokens_field: max_completion_tokens}}\n"
-            + "fusion: {outer_model: l/m, presets: {quality: {analysis_models: [l/m]}}, max_completion_tokens: 64, judge_timeout_ms: 900}"
+            + "fusion: {outer_model: l/m, presets: {quality: {analysis_models: [l/m]}}, max_completion_tokens: 64, judge_timeout_ms: 900,"
+            + " panel_spill_margin: 0}"
         let config = try GatewayConfig.parse(yaml: yaml)
         #expect(config.providers["l"]?.maxTokensField == .maxCompletionTokens)
         #expect(config.fusion?.defaultMaxTokens == 64 && config.fusion?.judgeTimeoutMilliseconds == 900)
+        #expect(config.fusion?.panelSpillMargin == 0 && FusionSettings.simulated.panelSpillMargin == 8)
         for bad in ["providers: {l: {kind: openai, base_url: 'http://h/v1', max_tokens_field: tokens}}",
                     "providers: {a: {kind: anthropic, max_tokens_field: max_tokens}}",
                     "fusion: {outer_model: l/m, presets: {q: {analysis_models: [l/m]}}, max_completion_tokens: 0}"] {

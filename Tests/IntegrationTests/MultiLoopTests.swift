@@ -16,7 +16,9 @@ final class ClusterEnvironment {
     private final class MockBox: @unchecked Sendable { var mock: MockUpstream? }
     private let mockBox = MockBox()
 
-    init(loops: Int, shutdownGraceMilliseconds: UInt64 = 10_000) throws {
+    /// `panelSpillMargin` 0 (not the default 8) spreads every panel over the loops: most of these
+    /// tests are about members on other loops than their session's.
+    init(loops: Int, shutdownGraceMilliseconds: UInt64 = 10_000, panelSpillMargin: Int = 0) throws {
         let stats = mockStats
         let mockLoop = mockThread.loop
         let box = mockBox
@@ -35,6 +37,7 @@ final class ClusterEnvironment {
             presets: ["quality": .init(analysisModels: ["mock/expert-1:pace_ms=2", "mock/expert-2:pace_ms=2", "mock/expert-3:pace_ms=2",
                                                         "mock/expert-4:pace_ms=2"])],
             defaultPreset: "quality")
+        config.fusion?.panelSpillMargin = panelSpillMargin
         var logger = Logger(label: "cluster-under-test")
         logger.logLevel = ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         cluster = try GatewayCluster(config: config, environment: [:], logger: logger, loops: loops)
@@ -103,6 +106,34 @@ final class ClusterEnvironment {
         #expect(answer.hasPrefix("Drawing on a panel of 4 models (4 answered)"))
         let transfers = try env.cluster.loopCounters().map(\.transfers)
         #expect(transfers.allSatisfy { $0 >= 2 }, "both loops made upstream calls: \(transfers)")
+    }
+
+    /// With the default margin, deliberations on idle loops make every call on their session's
+    /// loop (three of them: at least two share a loop, so calls counted but never let go would
+    /// send a later panel away). With a margin of 2, one member of four goes to the other loop.
+    @Test(arguments: [(8, 3), (2, 1)])
+    func aPanelStaysOnItsSessionsLoopUnlessThatLoopIsBusier(margin: Int, deliberations: Int) throws {
+        let env = try ClusterEnvironment(loops: 2, panelSpillMargin: margin)
+        defer { env.stop() }
+        let before = try env.cluster.loopCounters().map(\.transfers)
+        for _ in 0..<deliberations {
+            let response = try env.chat(#"{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}"#)
+            #expect(response.status == 200)
+            #expect(response.comments.contains { $0.contains("4/4 panel models answered") }, "\(response.comments)")
+        }
+        let transfers = zip(try env.cluster.loopCounters().map(\.transfers), before).map { $0 - $1 }
+        // Each deliberation: the outer turn, four members, the judge, the final turn.
+        #expect(transfers.reduce(0, +) == 7 * deliberations)
+        // Every call let go: the loops' counts are back to zero (a remote call's handle may be
+        // released by its loop a moment after the response ends).
+        let deadline = Date().addingTimeInterval(2)
+        while try env.cluster.loopCounters().contains(where: { $0.openInnerCalls != 0 }) && Date() < deadline { usleep(2_000) }
+        #expect(try env.cluster.loopCounters().map(\.openInnerCalls) == [0, 0])
+        if margin == 8 {
+            #expect(transfers.allSatisfy { $0 % 7 == 0 }, "every deliberation on one loop: \(transfers)")
+        } else {
+            #expect(transfers.sorted() == [1, 6], "one member on the other loop: \(transfers)")
+        }
     }
 
     @Test func aDisconnectCancelsMembersOnOtherLoops() throws {

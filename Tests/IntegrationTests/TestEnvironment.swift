@@ -78,6 +78,9 @@ final class TestEnvironment: @unchecked Sendable {
         // Labels in panel order: the simulated judge lists models in the order it reads them, so
         // two runs of one request give the same answer (DeliberationLatencyTests shuffles).
         fusion.shuffleLabels = false
+        // Every panel spread over both loops (not the default: members on their session's loop),
+        // so the suite, and ThreadSanitizer with it, crosses threads on every deliberation.
+        fusion.panelSpillMargin = 0
         config.fusion = fusion
         config.web = nil
         if web {

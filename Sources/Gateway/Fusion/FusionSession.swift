@@ -27,6 +27,8 @@ final class FusionSession<Renderer: FusionRenderer> {
     private let routes: Routes
     private let writer: HTTPResponseWriter
     private let workers: [UpstreamWorker]
+    /// Open calls this loop may carry beyond the least busy one before members go elsewhere.
+    private let panelSpillMargin: Int
     private let loop: EventLoop
     private let upstream: GatewayConfig.Upstream
     private let redactor: Redactor
@@ -94,6 +96,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         self.renderer = renderer
         self.api = api
         budget = ByteBudget(limit: settings.maxUpstreamBytes)
+        panelSpillMargin = settings.panelSpillMargin
         var record = record
         record.kind = .fusion
         record.model = request.outerModel
@@ -238,7 +241,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         if let start = callStarts.removeValue(forKey: id) { meter.waited(from: start, to: time) }
     }
 
-    /// Starts a call on a loop: panel members spread over every loop, the rest on this one.
+    /// Starts a call on a loop: this one, or for a panel member the least busy one if this one is
+    /// clearly busier (`CallPlacement`).
     private func startCall(_ call: FusionSessionMachine.Call) {
         guard let route = routes.byModel[call.model] else { return }
         let candidates = call.role == .outer(final: false) || call.role == .outer(final: true) ? [route] + routes.outerFallbacks : [route]
@@ -257,8 +261,10 @@ final class FusionSession<Renderer: FusionRenderer> {
         callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) }, at: time)
         callStarts[call.id] = time
         let request = call.request
-        let worker: UpstreamWorker
-        if case .member(let index) = call.role { worker = workers[(index + 1) % workers.count] } else { worker = workers[0] }
+        var worker = workers[0]
+        if case .member = call.role {
+            worker = workers[CallPlacement.loop(own: 0, loads: workers.map(\.load.calls), margin: panelSpillMargin)]
+        }
         let channel = stream.channel
         // Recursion protection: whoever serves this call must not offer fusion again (ours and
         // OpenRouter's header), and every gateway hop counts.

@@ -105,9 +105,11 @@ public final class GatewayCluster: Sendable {
 
     public func waitUntilStopped() { stopped.wait() }
 
-    /// Per loop: connections accepted and upstream transfers started so far.
-    public func loopCounters() throws -> [(accepted: Int, transfers: Int)] {
-        try servers.map { box in try box.server.loop.submitAndWait { (box.server.acceptedConnections, box.server.startedTransfers) } }
+    /// Per loop: connections accepted and upstream transfers started so far, and Fusion calls open now.
+    public func loopCounters() throws -> [(accepted: Int, transfers: Int, openInnerCalls: Int)] {
+        try servers.map { box in
+            try box.server.loop.submitAndWait { (box.server.acceptedConnections, box.server.startedTransfers, box.server.openInnerCalls) }
+        }
     }
 
     /// Active streams per loop (a snapshot; for tests and metrics).

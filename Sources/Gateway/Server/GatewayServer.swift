@@ -42,6 +42,8 @@ public final class GatewayServer {
     /// Connections this loop accepted, and upstream transfers it started (for tests and metrics).
     public private(set) var acceptedConnections = 0
     public var startedTransfers: Int { client.startedTransferCount }
+    /// Fusion's model calls open on this loop now (what panel placement reads).
+    public var openInnerCalls: Int { workers[0].load.calls }
 
     /// Starts listening on `config.server.host:port` (port 0 picks a free port). With `shared`
     /// nil this server is the first (or only) one: it creates the shared state.
