@@ -25,9 +25,9 @@ final class LoopLoad: Sendable {
 }
 
 /// Where a panel member runs. A panel stays on its session's loop: its events then reach the
-/// session's fan-in channel in the same loop iteration, with no thread hop (a cross-loop record
-/// wakes the session's thread; measured in `Benchmarks/README.md`, a quarter more CPU per
-/// deliberation and ~0.3 ms to start a member on an idle loop of a 2-vCPU VM). Only when the
+/// session's fan-in channel in the same loop iteration, with no thread hop (a record from another
+/// loop wakes the session's thread: spreading every panel cost ~30% more gateway CPU per
+/// deliberation, `Benchmarks/README.md`). Only when the
 /// session's loop carries more than `margin` open calls beyond the least busy loop does a member
 /// go there. Sessions themselves are spread by the kernel (each loop accepts its own
 /// connections), so this corrects imbalance rather than spreading by default. Socket-free.
