@@ -109,8 +109,8 @@ final class ClusterEnvironment {
     }
 
     /// With the default margin, deliberations on idle loops make every call on their session's
-    /// loop (three of them: at least two share a loop, so calls counted but never let go would
-    /// send a later panel away). With a margin of 2, one member of four goes to the other loop.
+    /// loop; with a margin of 2, one member of four goes to the other loop. Either way every call
+    /// is counted out again when it ends (a count that only grew would send later panels away).
     @Test(arguments: [(8, 3), (2, 1)])
     func aPanelStaysOnItsSessionsLoopUnlessThatLoopIsBusier(margin: Int, deliberations: Int) throws {
         let env = try ClusterEnvironment(loops: 2, panelSpillMargin: margin)

@@ -27,10 +27,10 @@ final class LoopLoad: Sendable {
 /// Where a panel member runs. A panel stays on its session's loop: its events then reach the
 /// session's fan-in channel in the same loop iteration, with no thread hop (a record from another
 /// loop wakes the session's thread: spreading every panel cost ~30% more gateway CPU per
-/// deliberation, `Benchmarks/README.md`). Only when the
-/// session's loop carries more than `margin` open calls beyond the least busy loop does a member
-/// go there. Sessions themselves are spread by the kernel (each loop accepts its own
-/// connections), so this corrects imbalance rather than spreading by default. Socket-free.
+/// deliberation, `Benchmarks/README.md`). Only when the session's loop carries more than
+/// `margin` open calls beyond the least busy loop does a member go there. Sessions themselves
+/// are spread by the kernel (each loop accepts its own connections), so this corrects imbalance
+/// rather than spreading by default. Socket-free.
 enum CallPlacement {
     /// The index in `loads` (open calls per loop) to place a member on; `own` is the session's.
     static func loop(own: Int, loads: [Int], margin: Int) -> Int {
