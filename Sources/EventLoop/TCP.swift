@@ -155,6 +155,8 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
 
     /// Bytes accepted by `write` but not yet handed to the kernel.
     public var bufferedBytes: Int { pending.count + inFlight.count }
+    /// Bytes allocated for the two queues (tests: a drained connection gives a backlog's back).
+    var queueCapacity: Int { pending.capacity + inFlight.capacity }
 
     public func startReading() {
         guard isOpen, !reading else { return }
@@ -283,6 +285,8 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     }
 
     private func didDrain() {
+        pending.releaseIfLarge()
+        inFlight.releaseIfLarge()
         if closeWhenDrained {
             close()
         } else if shutdownWhenDrained {
