@@ -68,6 +68,7 @@ import Testing
         call.finishReason = "error"
         call.error = RecordError(type: "upstream_error", code: "upstream_error", message: "HTTP 503")
         call.durationMilliseconds = 17.001
+        call.upstreamMilliseconds = 16.875
         call.startMilliseconds = 2.5
         var cut = CallRecord(role: "judge", model: "mock/judge", provider: "mock")
         cut.cancelled = true

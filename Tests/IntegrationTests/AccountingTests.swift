@@ -100,6 +100,11 @@ import Testing
         #expect(record["total_cost"]?.doubleValue == summed.cost)
         #expect(record["tokens_prompt"] == usage["prompt_tokens"] && record["tokens_completion"] == usage["completion_tokens"])
         #expect(calls.allSatisfy { $0["status"] == .int(200) && $0["cancelled"] == .bool(false) && $0["error"] == .null })
+        // Each call's upstream time is its own part of the call's time: the rest is the gateway's.
+        #expect(calls.allSatisfy { call in
+            guard let upstream = call["upstream_time"]?.doubleValue, let total = call["generation_time"]?.doubleValue else { return false }
+            return upstream > 0 && upstream < total
+        }, "\(calls.map { ($0["upstream_time"] ?? .null, $0["generation_time"] ?? .null) })")
         #expect(calls.map { $0["finish_reason"]?.stringValue ?? "" } == ["tool_calls", "stop", "stop", "stop", "stop", "stop"],
                 "the outer model's first turn ended calling the fusion tool")
         #expect(record["fusion"]?["calls"] == usage["fusion"]?["calls"], "the record keeps the breakdown the client got")
@@ -195,7 +200,7 @@ import Testing
         #expect(record["overhead_ms"] == .null, "no overhead figure for a request that did not finish")
         let calls = try #require(record["inner_calls"]?.arrayValue)
         let cut = calls.filter { $0["role"] == .string("panel") && $0["cancelled"] == .bool(true) }
-        #expect(cut.count == 2 && cut.allSatisfy { $0["finish_reason"] == .string("cancelled") })
+        #expect(cut.count == 2 && cut.allSatisfy { $0["finish_reason"] == .string("cancelled") && $0["upstream_time"] == .null })
         #expect(calls.filter { $0["role"] == .string("panel") && $0["finish_reason"] == .string("stop") }.count == 1)
         // Not streamed: nothing was sent, so the record says 499 (the client closed the request).
         let quiet = try env.client()

@@ -267,6 +267,12 @@ extension LatencyBench {
 /// critical path of its upstream calls (outer + slowest member + judge(s) + final outer), as
 /// timed by the gateway and reported in the usage breakdown. The difference is what the gateway
 /// adds to a deliberation: parsing, scheduling the phases, writing progress, extra hops.
+///
+/// The usage breakdown times a call from the session's decision to its handling of the end, so
+/// that path holds the gateway's work on each call too (building the request, handling the end).
+/// The second figure takes each call's `upstream_time` from the generation record instead (from
+/// the request handed to curl to the response's last byte): end to end less that path is all of
+/// the gateway's time on the critical path.
 final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
     let loop: EventLoop
     let client: UpstreamClient
@@ -276,6 +282,8 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
     var overhead = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var total = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var critical = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var upstreamPath = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var gatewayTime = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var failures = 0
     private var completion: () -> Void = {}
 
@@ -305,7 +313,9 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
         var decoder = SSEDecoder()
         var calls: [JSONValue] = []
         var done = false
+        var generationID: String?
         let transfer = client.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: Array(body.utf8)))
+        transfer.onHead = { _, headers in generationID = headers.first { $0.0.lowercased() == "x-generation-id" }?.1 }
         transfer.onData = { bytes in
             try? decoder.feed(bytes) { event in
                 if event.isDone { done = true; return }
@@ -328,8 +338,54 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
                 _ = total.record(elapsed)
                 _ = critical.record(UInt64(path))
                 _ = overhead.record(elapsed > UInt64(path) ? elapsed - UInt64(path) : 0)
+                if let generationID {
+                    fetchUpstreamPath(generationID, attemptsLeft: 20) { [unowned self] upstream in
+                        if let upstream {
+                            _ = upstreamPath.record(upstream)
+                            _ = gatewayTime.record(elapsed > upstream ? elapsed - upstream : 0)
+                        } else {
+                            failures += 1
+                        }
+                        next()
+                    }
+                    return
+                }
+                failures += 1
             }
             loop.deferToNextIteration { [unowned self] in next() }
+        }
+    }
+
+    /// The critical path of the deliberation's upstream calls, in µs, from its generation record's
+    /// `inner_calls[].upstream_time` (the record is filed as the response ends: asked again a few
+    /// times if it is not there yet). nil if it never came or a call has no upstream time.
+    private func fetchUpstreamPath(_ id: String, attemptsLeft: Int, _ done: @escaping (UInt64?) -> Void) {
+        let recordURL = url.replacingOccurrences(of: "/v1/chat/completions", with: "/api/v1/generation?id=") + id
+        var body: [UInt8] = []
+        let transfer = client.start(UpstreamRequest(url: recordURL, method: "GET", headers: [], body: []))
+        transfer.onData = { bytes in body += bytes; return true }
+        transfer.onComplete = { [unowned self] failure in
+            guard failure == nil, transfer.status == 200, let calls = (try? JSONValue.parse(body))?["data"]?["inner_calls"]?.arrayValue else {
+                if attemptsLeft > 0 {
+                    var retry: LoopTimer?  // held by its own callback until it fires
+                    retry = LoopTimer(loop: loop) { [unowned self] in
+                        retry?.close()
+                        retry = nil
+                        fetchUpstreamPath(id, attemptsLeft: attemptsLeft - 1, done)
+                    }
+                    retry?.start(afterMilliseconds: 5)
+                } else {
+                    done(nil)
+                }
+                return
+            }
+            func upstream(_ role: String) -> [Double]? {
+                let times = calls.filter { $0["role"]?.stringValue == role }.map { $0["upstream_time"]?.doubleValue }
+                return times.contains(nil) ? nil : times.compactMap { $0 }
+            }
+            guard let outer = upstream("outer"), let panel = upstream("panel"), let judge = upstream("judge"),
+                  let final = upstream("outer_final") else { done(nil); return }
+            done(UInt64((outer.reduce(0, +) + (panel.max() ?? 0) + judge.reduce(0, +) + final.reduce(0, +)) * 1000))
         }
     }
 
@@ -337,12 +393,13 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
         func ms(_ micros: UInt64) -> String { String(format: "%.3f", Double(micros) / 1000) }
         var table = "fusion runs: \(runs), failures: \(failures) (3 members, judge, two outer calls; mock pacing)\n"
         table += "               p50        p99       (ms)\n"
-        for (name, histogram) in [("end to end", total), ("critical path", critical), ("added", overhead)] {
+        for (name, histogram) in [("end to end", total), ("critical path", critical), ("added", overhead),
+                                  ("upstream path", upstreamPath), ("gateway time", gatewayTime)] {
             table += name.padding(toLength: 15, withPad: " ", startingAt: 0)
                 + ms(histogram.valueAtPercentile(50)).padding(toLength: 11, withPad: " ", startingAt: 0)
                 + ms(histogram.valueAtPercentile(99)) + "\n"
         }
-        let json = #"{"runs":\#(runs),"failures":\#(failures),"end_to_end_p50_us":\#(total.valueAtPercentile(50)),"critical_path_p50_us":\#(critical.valueAtPercentile(50)),"added_p50_us":\#(overhead.valueAtPercentile(50)),"added_p99_us":\#(overhead.valueAtPercentile(99))}"#
+        let json = #"{"runs":\#(runs),"failures":\#(failures),"end_to_end_p50_us":\#(total.valueAtPercentile(50)),"critical_path_p50_us":\#(critical.valueAtPercentile(50)),"added_p50_us":\#(overhead.valueAtPercentile(50)),"added_p99_us":\#(overhead.valueAtPercentile(99)),"upstream_path_p50_us":\#(upstreamPath.valueAtPercentile(50)),"gateway_time_p50_us":\#(gatewayTime.valueAtPercentile(50)),"gateway_time_p99_us":\#(gatewayTime.valueAtPercentile(99))}"#
         return (table, json)
     }
 }

@@ -112,6 +112,7 @@ extension CallRecord {
             "finish_reason": finishReason.map(JSONValue.string) ?? .null, "cancelled": .bool(cancelled),
             "error": error.map(\.json) ?? .null, "latency": GenerationRecord.number(firstTokenMilliseconds),
             "generation_time": .double(durationMilliseconds),
+            "upstream_time": GenerationRecord.number(upstreamMilliseconds),
         ]
         // Unknown, not zero: the upstream reported no usage (or the call ended before it could).
         object["usage"] = usage?.json ?? .null
@@ -132,5 +133,6 @@ extension CallRecord {
         usage = Usage(openAI: json["usage"])
         firstTokenMilliseconds = json["latency"]?.doubleValue
         durationMilliseconds = json["generation_time"]?.doubleValue ?? 0
+        upstreamMilliseconds = json["upstream_time"]?.doubleValue
     }
 }

@@ -69,6 +69,7 @@ extension GatewayShared {
             if let status = call.httpStatus { line["status"] = .stringConvertible(status) }
             if let reason = call.finishReason { line["finish_reason"] = "\(reason)" }
             if let ttft = call.firstTokenMilliseconds { line["ttft_ms"] = .stringConvertible(ttft) }
+            if let upstream = call.upstreamMilliseconds { line["upstream_ms"] = .stringConvertible(upstream) }
             if call.fallbacks > 0 { line["fallbacks"] = .stringConvertible(call.fallbacks) }
             if let usage = call.usage { Self.addUsage(usage, to: &line) }
             Self.addError(call.error, to: &line)

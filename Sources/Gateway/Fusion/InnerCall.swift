@@ -92,9 +92,7 @@ final class InnerCall {
         attempt += 1
         summary.attempts += 1
         summary.route = candidate
-        attemptAt = EventLoop.monotonicNanoseconds()
         lastEventAt = 0
-        if summary.upstreamStart == 0 { summary.upstreamStart = attemptAt }
         status = 0
         wholeBody = false
         errorBody.removeAll()
@@ -106,6 +104,10 @@ final class InnerCall {
         let transfer = client.start(UpstreamRequest(url: http.url, headers: http.headers, body: http.body,
                                                     connectTimeoutMilliseconds: upstream.connectTimeoutMilliseconds,
                                                     receiveBufferBytes: 4096))
+        // The upstream's time starts once the request is curl's: building it (encoding the
+        // conversation, the easy handle) is the gateway's own work, counted as overhead.
+        attemptAt = EventLoop.monotonicNanoseconds()
+        if summary.upstreamStart == 0 { summary.upstreamStart = attemptAt }
         self.transfer = transfer
         transfer.onHead = { [unowned self] status, headers in
             self.status = status

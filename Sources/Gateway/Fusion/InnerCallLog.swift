@@ -106,6 +106,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, error: error).finishReason
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
         guard summary.upstreamStart != 0, summary.upstreamEnd >= summary.upstreamStart else { return nil }
+        entry.record.upstreamMilliseconds = OverheadMeter.milliseconds(summary.upstreamEnd - summary.upstreamStart)
         return (summary.upstreamStart, summary.upstreamEnd)
     }
 }

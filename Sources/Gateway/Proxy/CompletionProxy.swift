@@ -137,6 +137,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             url: http.url, headers: http.headers, body: http.body,
             connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
             receiveBufferBytes: streamed ? 2048 : nil))
+        accounting.requestHandedOver()
         self.transfer = transfer
         lastUpstreamActivity = client.loop.nowMilliseconds
         transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }

@@ -39,6 +39,11 @@ struct ProxyAccounting {
         attempts += 1
         record.model = route.slug
         record.provider = route.endpoint.name
+    }
+
+    /// The attempt's request is curl's: the upstream's time (its time to first event, the wait
+    /// the overhead leaves out) starts here, after the gateway built the request.
+    mutating func requestHandedOver() {
         attemptAt = EventLoop.monotonicNanoseconds()
         lastEventAt = 0
         if firstAttemptAt == 0 { firstAttemptAt = attemptAt }
