@@ -271,7 +271,7 @@ extension LatencyBench {
 /// The usage breakdown times a call from the session's decision to its handling of the end, so
 /// that path holds the gateway's work on each call too (building the request, handling the end).
 /// The second figure takes each call's `upstream_time` from the generation record instead (from
-/// the request handed to curl to the response's last byte): end to end less that path is all of
+/// the request handed to curl to the answer's final event): end to end less that path is all of
 /// the gateway's time on the critical path.
 final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
     let loop: EventLoop

@@ -96,9 +96,9 @@ struct CallRecord: Sendable, Equatable {
     var firstTokenMilliseconds: Double?
     var durationMilliseconds: Double = 0
     /// The upstream's own time: from the request handed to the transport (built, in curl's hands)
-    /// to the response's last byte, first attempt to last. `durationMilliseconds` also holds the
-    /// gateway's work on the call (building the request, handling its end). nil: no request went
-    /// out, or the call was cut before it ended.
+    /// to the answer's end (its final event, or the response's end), first attempt to last.
+    /// `durationMilliseconds` also holds the gateway's work on the call (building the request,
+    /// handling its end). nil: no request went out, or the call was cut before it ended.
     var upstreamMilliseconds: Double?
 }
 
