@@ -7,8 +7,9 @@ final class ByteQueue {
     /// 2 KiB was 7% of a stream's heap (heaptrack, 1,000 open streams).
     static let initialCapacity = 512
     /// A drained queue holding more than this gives its block back (`releaseIfLarge`): a slow
-    /// client's backlog can grow it to 64 KiB, and a long stream would hold that to its end.
-    static let keptCapacity = 4096
+    /// client's backlog can grow it to 64 KiB, and a long stream would hold that to its end. The
+    /// few dozen events a short stall piles up stay within it, so they cause no allocations.
+    static let keptCapacity = 16 * 1024
 
     /// Allocated on first use: most connections' writes go straight to the kernel and never
     /// need a queue, and an idle connection should cost no buffer.
