@@ -362,10 +362,12 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
     private func fetchUpstreamPath(_ id: String, attemptsLeft: Int, _ done: @escaping (UInt64?) -> Void) {
         let recordURL = url.replacingOccurrences(of: "/v1/chat/completions", with: "/api/v1/generation?id=") + id
         var body: [UInt8] = []
+        var status = 0
         let transfer = client.start(UpstreamRequest(url: recordURL, method: "GET", headers: [], body: []))
+        transfer.onHead = { code, _ in status = code }
         transfer.onData = { bytes in body += bytes; return true }
         transfer.onComplete = { [unowned self] failure in
-            guard failure == nil, transfer.status == 200, let calls = (try? JSONValue.parse(body))?["data"]?["inner_calls"]?.arrayValue else {
+            guard failure == nil, status == 200, let calls = (try? JSONValue.parse(body))?["data"]?["inner_calls"]?.arrayValue else {
                 if attemptsLeft > 0 {
                     var retry: LoopTimer?  // held by its own callback until it fires
                     retry = LoopTimer(loop: loop) { [unowned self] in
