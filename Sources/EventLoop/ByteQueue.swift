@@ -48,12 +48,11 @@ final class ByteQueue {
     /// connection has handed everything to the kernel, never per write: a queue that stays within
     /// `keptCapacity` keeps its block, so steady streaming allocates nothing.
     func releaseIfLarge() {
+        // Empty means both indices are 0 already (`consume` and `clear` reset them).
         guard isEmpty, capacity > Self.keptCapacity, let storage else { return }
         storage.deallocate()
         self.storage = nil
         capacity = 0
-        readIndex = 0
-        writeIndex = 0
     }
 
     private func reserve(_ extra: Int) {
