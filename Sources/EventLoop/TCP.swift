@@ -95,6 +95,35 @@ public final class TCPListener: LoopHandle {
         }
     }
 
+    /// Accepts every connection the kernel has queued that the loop has not taken yet. Closing
+    /// a listening socket resets those (the kernel completed their handshake, so their clients
+    /// may have written a request already: nginx answers such a POST with 502 and never resends
+    /// it). A graceful stop calls this right before `close()`, which shrinks the window in which
+    /// a connection can still be reset from the rest of a loop turn to the syscalls in between.
+    public func acceptPending() {
+        var fd: uv_os_fd_t = -1
+        guard isOpen, uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return }
+        while true {
+            // The listening socket is non-blocking (libuv), so this returns EAGAIN once the queue
+            // is empty. Glibc's module lacks accept4: close-on-exec is set right after, and
+            // uv_tcp_open makes the socket non-blocking.
+            let accepted = Glibc.accept(fd, nil, nil)
+            if accepted < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // EAGAIN: nothing queued any more (or out of descriptors: what is left is reset)
+            }
+            _ = fcntl(accepted, F_SETFD, FD_CLOEXEC)
+            let connection = TCPConnection(loop: loop)
+            guard connection.isOpen, uv_tcp_open(connection.rawHandle.assumingMemoryBound(to: uv_tcp_t.self), accepted) == 0 else {
+                Glibc.close(accepted)
+                connection.close()
+                continue
+            }
+            uv_tcp_nodelay(connection.rawHandle.assumingMemoryBound(to: uv_tcp_t.self), 1)
+            onConnection(connection)
+        }
+    }
+
     private func accept() {
         let connection = TCPConnection(loop: loop)
         guard connection.isOpen else { return }

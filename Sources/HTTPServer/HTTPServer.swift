@@ -70,12 +70,13 @@ public final class HTTPServer {
     /// What a connection accepted just before shutdown gets to send its first request.
     static let firstRequestWindowMilliseconds: UInt64 = 1_000
 
-    /// Stops accepting, closes idle connections (a just-accepted one gets
-    /// `firstRequestWindowMilliseconds` for its first request), lets responses in progress finish for up to
-    /// `graceMilliseconds`, then closes the rest (their handlers see `onClientGone` and cancel
+    /// Stops accepting (after taking what the kernel has queued), closes idle connections (a
+    /// just-accepted one gets `firstRequestWindowMilliseconds` for its first request), lets
+    /// responses in progress finish for up to `graceMilliseconds`, then closes the rest (their handlers see `onClientGone` and cancel
     /// upstream work). `completion` runs once every connection is closed.
     public func shutdown(graceMilliseconds: UInt64, completion: @escaping () -> Void = {}) {
         guard !isShuttingDown else { return }
+        listener?.acceptPending()  // served like any connection accepted just before (below)
         isShuttingDown = true
         shutdownCompletion = completion
         listener?.close()

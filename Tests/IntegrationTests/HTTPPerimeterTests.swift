@@ -42,6 +42,16 @@ final class GuardedServer: @unchecked Sendable {
 
     func client() throws -> TestClient { try TestClient(port: port) }
 
+    /// Runs `work` on the loop and starts shutdown in the same loop turn, so a connection `work`
+    /// makes is still in the listener's queue, not yet accepted, when shutdown begins.
+    func shutdown<T: Sendable>(graceMilliseconds: UInt64, rightAfter work: @escaping @Sendable () throws -> T) throws -> T {
+        try thread.loop.submitAndWait { [self] in
+            let result = try work()
+            server?.shutdown(graceMilliseconds: graceMilliseconds)
+            return result
+        }
+    }
+
     func openConnections() throws -> Int { try thread.loop.submitAndWait { [self] in server?.openConnections ?? -1 } }
 }
 

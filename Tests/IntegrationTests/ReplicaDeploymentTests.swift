@@ -150,7 +150,7 @@ struct ReplicaDeploymentTests {
         let started = Date()
         while Date().timeIntervalSince(started) < 2.5 {
             let response = try deployment.chat(deployment.nginx.port)
-            #expect(response.status == 200, "\(response.status): \(response.text)")
+            #expect(response.status == 200, "\(response.status): \(response.text)\nnginx: \(deployment.nginx.errorLog)\nreplica A: \(a.logText)")
             usleep(100_000)
         }
         // The stream in flight on A finished whole, then A exited cleanly.

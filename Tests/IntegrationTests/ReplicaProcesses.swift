@@ -102,6 +102,9 @@ final class NginxProcess: @unchecked Sendable {
 
     deinit { stop() }
 
+    /// What nginx logged (warnings and errors): why it answered 502, for a failing test's message.
+    var errorLog: String { (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? "no error log" }
+
     /// nginx handles its own signal mask (it waits in sigsuspend), so SIGQUIT stops it gracefully;
     /// SIGKILL on the master would leave its worker behind.
     func stop() {

@@ -264,6 +264,24 @@ import Testing
         #expect(client.peerClosed(), "then the connection closes")
     }
 
+    /// A connection whose handshake the kernel completed but the loop has not accepted yet
+    /// would be reset when the listener closes (nginx, having written its POST, answers 502):
+    /// shutdown accepts what is queued first and serves it.
+    @Test func aConnectionStillInTheListenersQueueAtShutdownIsServed() throws {
+        let server = try GuardedServer()
+        let port = server.port
+        let handed = try server.shutdown(graceMilliseconds: 2_000) {
+            let client = try TestClient(port: port)  // the kernel completes the handshake; the loop is busy here
+            try client.send("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
+            return ReplicaDeploymentTests.HandedOver(client)
+        }
+        let client = handed.value
+        let response = try client.readResponse()
+        #expect(response.status == 200 && response.text == "ok:2")
+        #expect(client.peerClosed(), "then the connection closes")
+        #expect(throws: (any Error).self, "the listener is closed") { try TestClient(port: port) }
+    }
+
     @Test func shutdownDeadlineCancelsLongStreams() throws {
         let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 200 }
         let client = try env.client()
