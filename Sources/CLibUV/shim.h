@@ -3,6 +3,8 @@
 #include <uv.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <linux/filter.h>
 
 // A peer that disconnects mid-write must surface as EPIPE on the write, not kill the process.
 static inline void CLibUV_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
@@ -20,4 +22,17 @@ static inline void CLibUV_unblock_termination_signals(void) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+// Makes the kernel drop every packet that reaches socket `fd` from now on (a classic BPF filter
+// that returns 0). On a listening socket that closes its doors without resetting anyone: a new
+// SYN is dropped (the client sends it again a second later, finds the port closed and is
+// refused, so a proxy tries its next server), and no handshake can complete into the accept
+// queue any more, so the queue can be emptied before the socket closes. Connections accepted
+// before keep working (a socket inherits its listener's filter only when it is created).
+// Returns 0, or -1 with errno set.
+static inline int CLibUV_drop_all_packets(int fd) {
+  struct sock_filter code[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+  struct sock_fprog program = { .len = 1, .filter = code };
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(program));
 }

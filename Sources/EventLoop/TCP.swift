@@ -95,14 +95,20 @@ public final class TCPListener: LoopHandle {
         }
     }
 
-    /// Accepts every connection the kernel has queued that the loop has not taken yet. Closing
-    /// a listening socket resets those (the kernel completed their handshake, so their clients
-    /// may have written a request already: nginx answers such a POST with 502 and never resends
-    /// it). A graceful stop calls this right before `close()`, which shrinks the window in which
-    /// a connection can still be reset from the rest of a loop turn to the syscalls in between.
-    public func acceptPending() {
+    /// Stops taking connections without resetting any (a graceful stop, before `close()`).
+    /// Closing a listening socket resets the connections whose handshake the kernel completed
+    /// but the loop has not accepted yet: their clients may have written a request already, and
+    /// nginx answers such a POST with 502 and never resends it. So first the kernel is told to
+    /// drop whatever reaches this socket (no handshake completes into its queue any more, and a
+    /// client whose SYN is dropped sends it again a second later, is refused and goes to the
+    /// next server), then everything queued is accepted and handed to `onConnection` like any
+    /// other connection. Without the filter, a connection completing between the last accept
+    /// and the close would still be reset, and under CPU load that gap is as long as a
+    /// preempted thread's wait.
+    public func stopAccepting() {
         var fd: uv_os_fd_t = -1
         guard isOpen, uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return }
+        _ = CLibUV_drop_all_packets(fd)  // should it fail, the queue is still emptied (the old gap remains)
         while true {
             // The listening socket is non-blocking (libuv), so this returns EAGAIN once the queue
             // is empty. Glibc's module lacks accept4: close-on-exec is set right after, and

@@ -76,7 +76,7 @@ public final class HTTPServer {
     /// upstream work). `completion` runs once every connection is closed.
     public func shutdown(graceMilliseconds: UInt64, completion: @escaping () -> Void = {}) {
         guard !isShuttingDown else { return }
-        listener?.acceptPending()  // served like any connection accepted just before (below)
+        listener?.stopAccepting()  // what the kernel queued is served like any connection accepted just before
         isShuttingDown = true
         shutdownCompletion = completion
         listener?.close()

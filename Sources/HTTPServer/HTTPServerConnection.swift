@@ -62,24 +62,26 @@ final class HTTPServerConnection {
     func write(_ bytes: [UInt8]) { tcp.write(bytes) }
     func write(_ bytes: UnsafeRawBufferPointer) { tcp.write(bytes) }
 
-    /// Shutdown, for this connection: an idle keep-alive connection (or one being refused)
-    /// closes now; one responding finishes, then closes. One that has not sent its first request
-    /// yet gets `firstRequestMilliseconds` for it: its client (a proxy writes its request the
-    /// moment it connects) has most likely sent it already, and closing would reset a request
-    /// that a proxy never retries (nginx does not resend a POST it has written).
+    /// Shutdown, for this connection: an idle keep-alive connection closes once what it has
+    /// queued is sent; one responding, or being refused, finishes, then closes. One that has
+    /// not sent its first request yet gets `firstRequestMilliseconds` for it: its client (a proxy
+    /// writes its request the moment it connects) has most likely sent it already, and closing
+    /// would reset a request that a proxy never retries (nginx does not resend a POST it has
+    /// written).
     func beginShutdown(firstRequestMilliseconds: UInt64) {
         closeAfterResponse = true
         switch state {
-        case .lingering:
-            close()
         case .reading where !decoder.isMidRequest && inbound.isEmpty:
             if requestsDispatched > 0 {
-                close()
+                // Idle between keep-alive requests, but the last response may have finished in
+                // this very loop turn and still be queued: it goes out, then the connection closes
+                // (a plain close would drop it, and nginx answers that request with 502).
+                finishAndClose()
             } else {
                 timer.start(afterMilliseconds: firstRequestMilliseconds)  // fires as idle: closes
             }
-        case .reading, .responding, .closed:
-            break
+        case .reading, .responding, .lingering, .closed:
+            break  // a refusal going out closes at its own deadline (`lingerMilliseconds`)
         }
     }
 

@@ -282,6 +282,29 @@ import Testing
         #expect(throws: (any Error).self, "the listener is closed") { try TestClient(port: port) }
     }
 
+    /// A response that finished in the loop turn in which shutdown begins is still queued on
+    /// its keep-alive connection: it goes out before the connection closes (closing at once
+    /// dropped it, and nginx answered that request with 502).
+    @Test func aResponseFinishedAsShutdownBeginsStillGoesOut() throws {
+        let thread = EventLoopThread(name: "shutdown-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: Array("answered".utf8))
+                box.server?.shutdown(graceMilliseconds: 2_000)  // the same loop turn: the answer is not sent yet
+            }
+            box.server = server
+            return server.port
+        }
+        let client = try TestClient(port: port)
+        try client.send("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
+        let response = try client.readResponse()
+        #expect(response.status == 200 && response.text == "answered")
+        #expect(client.peerClosed(), "then the connection closes")
+    }
+
     @Test func shutdownDeadlineCancelsLongStreams() throws {
         let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 200 }
         let client = try env.client()
