@@ -226,6 +226,15 @@ final class HTTPServerConnection {
             }
         case .lingering:
             close()
+        case .closed where tcp.isOpen:
+            // Sending its last bytes (`finishAndClose`): a reader that keeps taking them gets
+            // more time, one that stopped is cut off.
+            if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
+                queuedAtTimer = tcp.bufferedBytes
+                timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
+            } else {
+                tcp.close()
+            }
         case .responding, .closed:
             break
         }
@@ -253,16 +262,20 @@ final class HTTPServerConnection {
     /// short like any response) rather than exiting with a slow reader's answer unsent.
     private func finishAndClose() {
         state = .closed
-        timer.close()
         guard tcp.bufferedBytes > 0 else {
+            timer.close()
             tcp.close()
             server.connectionDidClose(self)
             return
         }
         tcp.onClosed = { [weak self] in
             guard let self else { return }  // the server is gone already (the loop's teardown)
+            timer.close()
             server.connectionDidClose(self)
         }
         tcp.closeAfterWriting()
+        // The same stalled-write deadline as a keep-alive connection's last response.
+        queuedAtTimer = tcp.bufferedBytes
+        timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
     }
 }

@@ -341,6 +341,40 @@ import Testing
         #expect(done, "done once it has gone out")
     }
 
+    /// A last response (`Connection: close`) to a client that stopped reading: the connection
+    /// is closed once the write has stalled for `stalledWriteTimeoutMilliseconds`, not held open
+    /// for ever, and it counts as open until then.
+    @Test func aLastResponseNobodyReadsIsCutOffWhenItStalls() throws {
+        let thread = EventLoopThread(name: "stalled-close-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        var limits = HTTPServerLimits()
+        limits.stalledWriteTimeoutMilliseconds = 200
+        let port = try thread.loop.submitAndWait { [limits] in
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "application/octet-stream")],
+                               body: [UInt8](repeating: 0x61, count: 16 << 20))
+            }
+            box.server = server
+            return server.port
+        }
+        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0) } }
+        let client = try TestClient(port: port)
+        var receiveBuffer: Int32 = 64 << 10
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        try client.send("GET /big HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        usleep(100_000)
+        #expect(try thread.loop.submitAndWait { box.server?.openConnections } == 1, "still sending: open")
+        let deadline = Date().addingTimeInterval(5)
+        var open = 1
+        while open > 0 && Date() < deadline {
+            usleep(20_000)
+            open = try thread.loop.submitAndWait { box.server?.openConnections ?? -1 }
+        }
+        #expect(open == 0, "cut off once the write stalled")
+    }
+
     @Test func shutdownDeadlineCancelsLongStreams() throws {
         let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 200 }
         let client = try env.client()
