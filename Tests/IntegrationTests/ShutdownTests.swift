@@ -1,0 +1,171 @@
+import EventLoop
+import Foundation
+import Gateway
+import HTTPServer
+import MockUpstream
+import Synchronization
+import Testing
+
+/// How connections end: the gateway's graceful stop (streams finish, nothing queued or half-sent
+/// is reset or dropped: what nginx, in front of a draining replica, would answer with 502), and
+/// a last response's delivery to a client that reads slowly or not at all.
+@Suite struct ShutdownTests {
+    @Test func gracefulShutdownLetsStreamsFinishAndRefusesNewConnections() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=20:deltas=15")))
+        var shutdownStarted = false
+        let response = try client.readResponse { _ in
+            if !shutdownStarted {
+                shutdownStarted = true
+                env.beginGatewayShutdown()
+            }
+        }
+        #expect(response.streamedContent == (0..<15).map { "t\($0) " }.joined(), "the stream in flight completed")
+        #expect(client.peerClosed(), "the connection closes after its last response")
+        #expect(throws: (any Error).self) { try TestClient(port: env.gatewayPort) }
+    }
+
+    /// A proxy writes its request the moment it connects and never resends a POST it has
+    /// written: a connection accepted just before shutdown is served, not reset.
+    @Test func aConnectionAcceptedBeforeShutdownIsStillServed() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        #expect(env.eventually { (try? env.acceptedConnections()) == 1 })
+        env.beginGatewayShutdown()
+        usleep(50_000)
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false)))
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(client.peerClosed(), "then the connection closes")
+    }
+
+    /// A connection whose handshake the kernel completed but the loop has not accepted yet
+    /// would be reset when the listener closes (nginx, having written its POST, answers 502):
+    /// shutdown accepts what is queued first and serves it.
+    @Test func aConnectionStillInTheListenersQueueAtShutdownIsServed() throws {
+        let server = try GuardedServer()
+        let port = server.port
+        let handed = try server.shutdown(graceMilliseconds: 2_000) {
+            let client = try TestClient(port: port)  // the kernel completes the handshake; the loop is busy here
+            try client.send("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
+            return ReplicaDeploymentTests.HandedOver(client)
+        }
+        let client = handed.value
+        let response = try client.readResponse()
+        #expect(response.status == 200 && response.text == "ok:2")
+        #expect(client.peerClosed(), "then the connection closes")
+        #expect(throws: (any Error).self, "the listener is closed") { try TestClient(port: port) }
+    }
+
+    /// A response that finished in the loop turn in which shutdown begins is still queued on
+    /// its keep-alive connection: it goes out before the connection closes (closing at once
+    /// dropped it, and nginx answered that request with 502).
+    @Test func aResponseFinishedAsShutdownBeginsStillGoesOut() throws {
+        let thread = EventLoopThread(name: "shutdown-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: Array("answered".utf8))
+                box.server?.shutdown(graceMilliseconds: 2_000)  // the same loop turn: the answer is not sent yet
+            }
+            box.server = server
+            return server.port
+        }
+        let client = try TestClient(port: port)
+        try client.send("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
+        let response = try client.readResponse()
+        #expect(response.status == 200 && response.text == "answered")
+        #expect(client.peerClosed(), "then the connection closes")
+    }
+
+    /// A response larger than the socket buffers, to a client that reads it late: the shutdown
+    /// waits until it has gone out before it reports done (the gateway then stops its loops,
+    /// which cut whatever was still queued).
+    @Test func shutdownWaitsForALastResponseAClientReadsSlowly() throws {
+        let thread = EventLoopThread(name: "shutdown-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        let stopped = Atomic<Bool>(false)
+        let size = 16 << 20
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "application/octet-stream")],
+                               body: [UInt8](repeating: 0x61, count: size))
+                box.server?.shutdown(graceMilliseconds: 10_000) { stopped.store(true, ordering: .relaxed) }
+            }
+            box.server = server
+            return server.port
+        }
+        let client = try TestClient(port: port, timeoutSeconds: 20)
+        // A small receive buffer (loopback's autotuning may grow one to 32 MiB here, enough to take
+        // the whole answer): most of it has to wait in the server's queue.
+        var receiveBuffer: Int32 = 64 << 10
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        try client.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        usleep(300_000)
+        let doneEarly = stopped.load(ordering: .relaxed)
+        #expect(!doneEarly, "not done while the answer is still queued")
+        let response = try client.readResponse()
+        #expect(response.status == 200 && response.body.count == size)
+        let deadline = Date().addingTimeInterval(5)
+        while !stopped.load(ordering: .relaxed) && Date() < deadline { usleep(10_000) }
+        let done = stopped.load(ordering: .relaxed)
+        #expect(done, "done once it has gone out")
+    }
+
+    /// A last response (`Connection: close`) to a client that stopped reading: the connection
+    /// is closed once the write has stalled for `stalledWriteTimeoutMilliseconds`, not held open
+    /// for ever, and it counts as open until then.
+    @Test func aLastResponseNobodyReadsIsCutOffWhenItStalls() throws {
+        let thread = EventLoopThread(name: "stalled-close-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        var limits = HTTPServerLimits()
+        limits.stalledWriteTimeoutMilliseconds = 200
+        let port = try thread.loop.submitAndWait { [limits] in
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "application/octet-stream")],
+                               body: [UInt8](repeating: 0x61, count: 16 << 20))
+            }
+            box.server = server
+            return server.port
+        }
+        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0) } }
+        let client = try TestClient(port: port)
+        var receiveBuffer: Int32 = 64 << 10
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        try client.send("GET /big HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        usleep(100_000)
+        #expect(try thread.loop.submitAndWait { box.server?.openConnections } == 1, "still sending: open")
+        let deadline = Date().addingTimeInterval(5)
+        var open = 1
+        while open > 0 && Date() < deadline {
+            usleep(20_000)
+            open = try thread.loop.submitAndWait { box.server?.openConnections ?? -1 }
+        }
+        #expect(open == 0, "cut off once the write stalled")
+    }
+
+    @Test func shutdownDeadlineCancelsLongStreams() throws {
+        let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 200 }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=20:deltas=500")))
+        var shutdownStarted = false
+        _ = try? client.readResponse { _ in
+            if !shutdownStarted {
+                shutdownStarted = true
+                env.beginGatewayShutdown()
+            }
+        }
+        #expect(shutdownStarted)
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 })
+    }
+}
