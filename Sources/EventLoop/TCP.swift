@@ -119,29 +119,27 @@ public final class TCPListener: LoopHandle {
                 return  // EAGAIN: nothing queued any more (or out of descriptors: what is left is reset)
             }
             _ = fcntl(accepted, F_SETFD, FD_CLOEXEC)
-            let connection = TCPConnection(loop: loop)
-            guard connection.isOpen, uv_tcp_open(connection.rawHandle.assumingMemoryBound(to: uv_tcp_t.self), accepted) == 0 else {
-                Glibc.close(accepted)
-                connection.close()
-                continue
-            }
-            uv_tcp_nodelay(connection.rawHandle.assumingMemoryBound(to: uv_tcp_t.self), 1)
-            onConnection(connection)
+            let adopted = handOver { uv_tcp_open($0.rawHandle.assumingMemoryBound(to: uv_tcp_t.self), accepted) }
+            if !adopted { Glibc.close(accepted) }  // not the handle's: ours to close
         }
     }
 
     private func accept() {
+        _ = handOver { uv_accept(rawHandle.assumingMemoryBound(to: uv_stream_t.self), $0.rawHandle.assumingMemoryBound(to: uv_stream_t.self)) }
+    }
+
+    /// A new connection handle that `attach` gives its socket (0 on success), handed to
+    /// `onConnection`; false if the handle could not be made or given the socket.
+    private func handOver(_ attach: (TCPConnection) -> Int32) -> Bool {
         let connection = TCPConnection(loop: loop)
-        guard connection.isOpen else { return }
-        let result = uv_accept(
-            rawHandle.assumingMemoryBound(to: uv_stream_t.self),
-            connection.rawHandle.assumingMemoryBound(to: uv_stream_t.self))
-        guard result == 0 else {
+        guard connection.isOpen else { return false }
+        guard attach(connection) == 0 else {
             connection.close()
-            return
+            return false
         }
         uv_tcp_nodelay(connection.rawHandle.assumingMemoryBound(to: uv_tcp_t.self), 1)
         onConnection(connection)
+        return true
     }
 
     override func didClose() { onConnection = { _ in } }

@@ -72,8 +72,9 @@ public final class HTTPServer {
 
     /// Stops accepting (after taking what the kernel has queued), closes idle connections (a
     /// just-accepted one gets `firstRequestWindowMilliseconds` for its first request), lets
-    /// responses in progress finish for up to `graceMilliseconds`, then closes the rest (their handlers see `onClientGone` and cancel
-    /// upstream work). `completion` runs once every connection is closed.
+    /// responses in progress finish for up to `graceMilliseconds`, then closes the rest (their
+    /// handlers see `onClientGone` and cancel upstream work). `completion` runs once every
+    /// connection is closed.
     public func shutdown(graceMilliseconds: UInt64, completion: @escaping () -> Void = {}) {
         guard !isShuttingDown else { return }
         listener?.stopAccepting()  // what the kernel queued is served like any connection accepted just before

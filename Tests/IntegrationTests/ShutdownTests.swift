@@ -3,12 +3,10 @@ import Foundation
 import Gateway
 import HTTPServer
 import MockUpstream
-import Synchronization
 import Testing
 
-/// How connections end: the gateway's graceful stop (streams finish, nothing queued or half-sent
-/// is reset or dropped: what nginx, in front of a draining replica, would answer with 502), and
-/// a last response's delivery to a client that reads slowly or not at all.
+/// The graceful stop: streams in flight finish, new connections are refused, and nothing queued
+/// is reset or dropped (what nginx, in front of a draining replica, would answer with 502).
 @Suite struct ShutdownTests {
     @Test func gracefulShutdownLetsStreamsFinishAndRefusesNewConnections() throws {
         let env = try TestEnvironment()
