@@ -160,6 +160,10 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     /// The write buffer became empty; called only while `notifiesDrain` is set (the owner says
     /// when it waits for a drain, so the per-event flush calls nothing).
     public var onDrain: (() -> Void)?
+    /// The connection has closed, whoever closed it (after `closeAfterWriting`: once the bytes
+    /// went out, or the write failed, or `close()` cut it short). Called once, from libuv's
+    /// close callback.
+    public var onClosed: (() -> Void)?
     public var notifiesDrain = true
 
     private let pending = ByteQueue()
@@ -342,5 +346,8 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         onRead = nil
         onDisconnect = nil
         onDrain = nil
+        let closed = onClosed
+        onClosed = nil
+        closed?()
     }
 }

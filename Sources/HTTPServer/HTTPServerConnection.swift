@@ -88,7 +88,10 @@ final class HTTPServerConnection {
     /// Closes now; a handler still responding learns it through `onClientGone`.
     func close() {
         let previous = state
-        guard !isClosed else { return }
+        guard !isClosed else {
+            tcp.close()  // still sending its last bytes (`finishAndClose`): cut short; `onClosed` reports it
+            return
+        }
         state = .closed
         timer.close()
         tcp.close()
@@ -223,6 +226,15 @@ final class HTTPServerConnection {
             }
         case .lingering:
             close()
+        case .closed where tcp.isOpen:
+            // Sending its last bytes (`finishAndClose`): a reader that keeps taking them gets
+            // more time, one that stopped is cut off.
+            if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
+                queuedAtTimer = tcp.bufferedBytes
+                timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
+            } else {
+                tcp.close()
+            }
         case .responding, .closed:
             break
         }
@@ -245,10 +257,25 @@ final class HTTPServerConnection {
         timer.start(afterMilliseconds: limits.lingerMilliseconds)
     }
 
+    /// Closes once the last response has gone out. Until then the connection still counts as
+    /// open: a shutdown waits for those bytes (within its grace period, whose deadline cuts them
+    /// short like any response) rather than exiting with a slow reader's answer unsent.
     private func finishAndClose() {
         state = .closed
-        timer.close()
+        guard tcp.bufferedBytes > 0 else {
+            timer.close()
+            tcp.close()
+            server.connectionDidClose(self)
+            return
+        }
+        tcp.onClosed = { [weak self] in
+            guard let self else { return }  // the server is gone already (the loop's teardown)
+            timer.close()
+            server.connectionDidClose(self)
+        }
         tcp.closeAfterWriting()
-        server.connectionDidClose(self)
+        // The same stalled-write deadline as a keep-alive connection's last response.
+        queuedAtTimer = tcp.bufferedBytes
+        timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
     }
 }

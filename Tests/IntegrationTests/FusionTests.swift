@@ -339,7 +339,10 @@ import Testing
         }
         let id = try #require(client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1)
         #expect(env.eventually { env.mockStats.counts.active == 0 })
-        let record = try #require(try env.generation(id))
+        // The session cancels its calls (the mock sees them go) and then files the record.
+        var filed: JSONValue?
+        _ = env.eventually { filed = (try? env.generation(id)) ?? nil; return filed != nil }
+        let record = try #require(filed)
         #expect(record["cancelled"] == .bool(true))
         #expect(record["router"] == .string("fusion_tool"))
     }

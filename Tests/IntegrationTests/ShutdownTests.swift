@@ -3,6 +3,7 @@ import Foundation
 import Gateway
 import HTTPServer
 import MockUpstream
+import Synchronization
 import Testing
 
 /// The graceful stop: streams in flight finish, new connections are refused, and nothing queued
@@ -79,6 +80,76 @@ import Testing
         let response = try client.readResponse()
         #expect(response.status == 200 && response.text == "answered")
         #expect(client.peerClosed(), "then the connection closes")
+    }
+
+    /// A response larger than the socket buffers, to a client that reads it late: the shutdown
+    /// waits until it has gone out before it reports done (the gateway then stops its loops,
+    /// which cut whatever was still queued).
+    @Test func shutdownWaitsForALastResponseAClientReadsSlowly() throws {
+        let thread = EventLoopThread(name: "shutdown-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        let stopped = Atomic<Bool>(false)
+        let size = 16 << 20
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "application/octet-stream")],
+                               body: [UInt8](repeating: 0x61, count: size))
+                box.server?.shutdown(graceMilliseconds: 10_000) { stopped.store(true, ordering: .relaxed) }
+            }
+            box.server = server
+            return server.port
+        }
+        let client = try TestClient(port: port, timeoutSeconds: 20)
+        // A small receive buffer (loopback's autotuning may grow one to 32 MiB here, enough to take
+        // the whole answer): most of it has to wait in the server's queue.
+        var receiveBuffer: Int32 = 64 << 10
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        try client.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+        usleep(300_000)
+        let doneEarly = stopped.load(ordering: .relaxed)
+        #expect(!doneEarly, "not done while the answer is still queued")
+        let response = try client.readResponse()
+        #expect(response.status == 200 && response.body.count == size)
+        let deadline = Date().addingTimeInterval(5)
+        while !stopped.load(ordering: .relaxed) && Date() < deadline { usleep(10_000) }
+        let done = stopped.load(ordering: .relaxed)
+        #expect(done, "done once it has gone out")
+    }
+
+    /// A last response (`Connection: close`) to a client that stopped reading: the connection
+    /// is closed once the write has stalled for `stalledWriteTimeoutMilliseconds`, not held open
+    /// for ever, and it counts as open until then.
+    @Test func aLastResponseNobodyReadsIsCutOffWhenItStalls() throws {
+        let thread = EventLoopThread(name: "stalled-close-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        var limits = HTTPServerLimits()
+        limits.stalledWriteTimeoutMilliseconds = 200
+        let port = try thread.loop.submitAndWait { [limits] in
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "application/octet-stream")],
+                               body: [UInt8](repeating: 0x61, count: 16 << 20))
+            }
+            box.server = server
+            return server.port
+        }
+        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0) } }
+        let client = try TestClient(port: port)
+        var receiveBuffer: Int32 = 64 << 10
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        try client.send("GET /big HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        usleep(100_000)
+        #expect(try thread.loop.submitAndWait { box.server?.openConnections } == 1, "still sending: open")
+        let deadline = Date().addingTimeInterval(5)
+        var open = 1
+        while open > 0 && Date() < deadline {
+            usleep(20_000)
+            open = try thread.loop.submitAndWait { box.server?.openConnections ?? -1 }
+        }
+        #expect(open == 0, "cut off once the write stalled")
     }
 
     @Test func shutdownDeadlineCancelsLongStreams() throws {
