@@ -31,8 +31,14 @@ public final class EventLoop: @unchecked Sendable {
     private var checkFlushHook: PhaseHook?
     private var prepareFlushHook: PhaseHook?
     private var flushHooksStarted = false
-    /// Work deferred to the next loop iteration (loop thread only).
-    private var deferredWork: [() -> Void] = []
+    /// Work deferred to the next loop iteration (loop thread only), and the batch being run: the
+    /// two swap each iteration and keep their storage, so deferring allocates nothing once warm
+    /// (a paused upstream's resume goes through here, once per backpressure pause).
+    private var deferredWork: [Deferred] = []
+    private var deferredRunning: [Deferred] = []
+    /// A closure held in a struct: an array stores it as it is, where a bare closure in an array
+    /// is wrapped in an allocated reabstraction thunk on every append.
+    private struct Deferred { let work: () -> Void }
     private var deferredRunner: Idle?
 
     public init() {
@@ -78,6 +84,7 @@ public final class EventLoop: @unchecked Sendable {
         flushing.removeAll()
         deferredRunner = nil
         deferredWork.removeAll()
+        deferredRunning.removeAll()
         threadID.store(0, ordering: .relaxed)
     }
 
@@ -115,13 +122,17 @@ public final class EventLoop: @unchecked Sendable {
     /// Loop thread only: runs `work` on the next loop iteration, after the current callbacks have
     /// returned. For work that must not run nested inside another callback (e.g. curl's).
     public func deferToNextIteration(_ work: @escaping () -> Void) {
-        deferredWork.append(work)
+        deferredWork.append(Deferred(work: work))
         if deferredRunner == nil {
             deferredRunner = Idle(loop: self) { [unowned self] in
                 deferredRunner?.stop()
-                let work = deferredWork
-                deferredWork.removeAll()
-                for item in work { item() }
+                swap(&deferredWork, &deferredRunning)  // what the batch defers goes to the next one
+                var index = 0
+                while index < deferredRunning.count {
+                    deferredRunning[index].work()
+                    index += 1
+                }
+                deferredRunning.removeAll(keepingCapacity: true)
             }
             onShutdown { [unowned self] in deferredRunner?.close() }
         }

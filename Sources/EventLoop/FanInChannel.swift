@@ -28,7 +28,16 @@ public final class FanInChannel: @unchecked Sendable {
     /// backpressure, e.g. a client socket that is not draining). Set true and call `drainSoon()`.
     public var isAcceptingRecords = true
     private var wakeup: Wakeup!
-    private let waiters = Lock<[(EventLoop, @Sendable () -> Void)]>([])
+    /// A paused producer: `resume` runs on `loop` only, which is why it may cross threads.
+    private struct Waiter: @unchecked Sendable {
+        let loop: EventLoop
+        let resume: () -> Void
+    }
+    private let waiters = Lock<[Waiter]>([])
+    /// Consumer loop only: the waiters being resumed. It swaps with `waiters` and both keep their
+    /// storage, so a pause and its resume allocate nothing here once warm (a slow client pauses
+    /// its upstream every few records).
+    private var resuming: [Waiter] = []
     /// Set while `waiters` is non-empty, so a drain checks it without taking the lock.
     private let hasWaiters = Atomic<Bool>(false)
     private var drainScheduled = false
@@ -61,8 +70,7 @@ public final class FanInChannel: @unchecked Sendable {
 
     /// Any thread: `resume` runs on `producerLoop` after the consumer next frees space.
     public func resumeWhenSpace(on producerLoop: EventLoop, _ resume: @escaping () -> Void) {
-        let resume = unsafeSendable(resume)  // it runs on `producerLoop` only
-        waiters.withLock { $0.append((producerLoop, resume)) }
+        waiters.withLock { $0.append(Waiter(loop: producerLoop, resume: resume)) }
         // Release: pairs with the acquire in `drain`; the waiter is in the list before the flag.
         hasWaiters.store(true, ordering: .releasing)
         wake()  // the consumer may have drained everything already
@@ -99,20 +107,22 @@ public final class FanInChannel: @unchecked Sendable {
         if !closed, let onDrained { onDrained() }
         // Acquire: pairs with the release in `resumeWhenSpace`.
         if hasWaiters.load(ordering: .acquiring), buffer.approximateOccupancy < buffer.capacity / 2 {
-            let ready = waiters.withLock { list -> [(EventLoop, @Sendable () -> Void)] in
-                let taken = list
-                list.removeAll()
+            waiters.withLock { list in
+                swap(&list, &resuming)
                 // Relaxed: under the lock, ordered with the appends by the lock itself.
                 hasWaiters.store(false, ordering: .relaxed)
-                return taken
             }
-            for (producerLoop, resume) in ready {
-                if producerLoop === loop {
-                    loop.deferToNextIteration(resume)
+            var index = 0  // not for-in: its iterator allocates per element in unoptimized builds
+            while index < resuming.count {
+                let waiter = resuming[index]
+                if waiter.loop === loop {
+                    loop.deferToNextIteration(waiter.resume)
                 } else {
-                    producerLoop.execute(resume)
+                    waiter.loop.execute(unsafeSendable(waiter.resume))
                 }
+                index += 1
             }
+            resuming.removeAll(keepingCapacity: true)
         }
     }
 

@@ -71,6 +71,9 @@ final class CompletionProxy<Request: ProxyRequest> {
     private var didFinish = false
     /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
     private var receivedBytes = 0
+    /// What a backpressure pause hands the channel: made once, not per pause (a slow client
+    /// pauses the upstream every few records, and each new closure was two allocations).
+    private lazy var resumeTransfer: () -> Void = { [weak self] in self?.transfer?.resume() }
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
     /// it is filled in and handed to `onFinish` once the response is over. `startedAt`: when the
@@ -217,7 +220,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 // Backpressure: curl keeps these bytes; the channel resumes us once it drains.
                 stats?.countPause()
                 metrics?.backpressurePauses.increment()
-                self.stream?.channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.transfer?.resume() }
+                self.stream?.channel.resumeWhenSpace(on: client.loop, resumeTransfer)
                 return false
             }
             var forwarded = 0
