@@ -40,6 +40,10 @@ public final class EventLoop: @unchecked Sendable {
     /// is wrapped in an allocated reabstraction thunk on every append.
     private struct Deferred { let work: () -> Void }
     private var deferredRunner: Idle?
+    /// Work to run once this iteration's writes have gone to the kernel (see `afterWrites`), and
+    /// the batch being run (swapped, as above).
+    private var afterWriteWork: [Deferred] = []
+    private var afterWriteRunning: [Deferred] = []
 
     public init() {
         CLibUV_ignore_sigpipe()
@@ -75,6 +79,8 @@ public final class EventLoop: @unchecked Sendable {
             LoopHandle.closeFromWalk(handle)
         }, nil)
         uv_run(uvLoop, UV_RUN_DEFAULT)
+        // Work promised to run after the writes still runs (a record filed as its response ended).
+        while !afterWriteWork.isEmpty { runAfterWriteBatch() }
         // The loop's own helper handles reference the loop: drop them (they are closed) so the
         // loop can be freed.
         checkFlushHook = nil
@@ -85,6 +91,7 @@ public final class EventLoop: @unchecked Sendable {
         deferredRunner = nil
         deferredWork.removeAll()
         deferredRunning.removeAll()
+        afterWriteWork.removeAll()
         threadID.store(0, ordering: .relaxed)
     }
 
@@ -148,6 +155,31 @@ public final class EventLoop: @unchecked Sendable {
         } else {
             flushes.append(target)
         }
+        startFlushHooks()
+    }
+
+    /// Loop thread only: runs `work` in this iteration's flush phase, once every write queued so
+    /// far has been handed to the kernel (what a slow client does not take stays queued). For
+    /// bookkeeping the client need not wait for: a finished response's record is built and filed
+    /// after its last bytes are written, not before. Work still pending when the loop stops runs
+    /// after its handles are closed.
+    public func afterWrites(_ work: @escaping () -> Void) {
+        afterWriteWork.append(Deferred(work: work))
+        startFlushHooks()
+    }
+
+    /// One batch: what it queues (writes, more work) waits for the next round of `runFlushes`.
+    private func runAfterWriteBatch() {
+        swap(&afterWriteWork, &afterWriteRunning)
+        var index = 0
+        while index < afterWriteRunning.count {
+            afterWriteRunning[index].work()
+            index += 1
+        }
+        afterWriteRunning.removeAll(keepingCapacity: true)
+    }
+
+    private func startFlushHooks() {
         guard !flushHooksStarted else { return }
         flushHooksStarted = true
         if checkFlushHook == nil {
@@ -166,6 +198,9 @@ public final class EventLoop: @unchecked Sendable {
                 swap(&earlyFlushes, &flushing)
             } else if !flushes.isEmpty {
                 swap(&flushes, &flushing)
+            } else if !afterWriteWork.isEmpty {
+                runAfterWriteBatch()  // it may write again: loop until quiet
+                continue
             } else {
                 break
             }

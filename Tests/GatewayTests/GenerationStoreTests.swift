@@ -1,3 +1,5 @@
+import EventLoop
+import Foundation
 import PropertyBased
 import Testing
 @testable import Gateway
@@ -26,5 +28,38 @@ import Testing
                 #expect((store.record("gen-\(index)") != nil) == (index >= added - capacity), "capacity \(capacity), added \(added), id \(index)")
             }
         }
+    }
+
+    /// A record is filed just after its response's last bytes: a lookup from another loop in
+    /// between waits for it (answered on its own loop), where an id nobody expects is missing at
+    /// once.
+    @Test(.timeLimit(.minutes(1))) func aLookupOfAnExpectedRecordWaitsForIt() throws {
+        let store = GenerationStore(capacity: 4)
+        let reader = EventLoopThread(name: "store-reader")
+        defer { reader.shutdown() }
+        store.expect("gen-soon")
+        let answers = Lock<[String?]>([])
+        let onReaderLoop = Lock<[Bool]>([])
+        try reader.loop.submitAndWait {
+            for id in ["gen-soon", "gen-unknown"] {
+                store.lookup(id, on: reader.loop) { record in
+                    answers.withLock { $0.append(record?.id) }
+                    onReaderLoop.withLock { $0.append(reader.loop.inLoopThread) }
+                }
+            }
+        }
+        #expect(answers.withLock { $0 } == [nil], "the unknown id answered at once; the expected one waits")
+        store.add(Self.record("gen-soon"))
+        let deadline = Date().addingTimeInterval(10)
+        while answers.withLock({ $0.count }) < 2 && Date() < deadline { usleep(1_000) }
+        #expect(answers.withLock { $0 } == [nil, "gen-soon"])
+        #expect(onReaderLoop.withLock { $0 } == [true, true])
+        // Filed: later lookups answer at once, and the id is no longer expected.
+        let later = try reader.loop.submitAndWait { () -> String? in
+            var found: String?
+            store.lookup("gen-soon", on: reader.loop) { found = $0?.id }
+            return found
+        }
+        #expect(later == "gen-soon")
     }
 }

@@ -66,7 +66,12 @@ import Testing
         let fusion = try env.chat(#"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres? \#(prompt)"}],"tools":[{"type":"fusion"}]}"#,
                                   headers: auth)
         ids["fusion"] = fusion.header("x-generation-id")
-        #expect(env.eventually { lines.all.count >= 10 })
+        // Records (and their log lines) are filed just after each response's last bytes: wait for
+        // the four requests' lines and the deliberation's six inner calls'.
+        #expect(env.eventually {
+            let all = lines.all.map { String(decoding: $0, as: UTF8.self) }
+            return all.count { $0.contains(#""msg":"request finished""#) } == 4 && all.count { $0.contains(#""msg":"inner call finished""#) } == 6
+        })
         let raw = lines.all.map { String(decoding: $0, as: UTF8.self) }.joined()
         var parsed: [JSONValue] = []
         for line in lines.all {

@@ -319,10 +319,15 @@ import Testing
 @Suite struct MetricsTests {
     @Test func prometheusMetricsCountWhatHappened() throws {
         let env = try TestEnvironment()
-        _ = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
-        _ = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503"))
-        _ = try env.chat(TestEnvironment.chatBody(model: "nobody/x"))
-        _ = try env.chat(#"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/empty"]}}]}"#)
+        let answers = [
+            try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")),
+            try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503")),
+            try env.chat(TestEnvironment.chatBody(model: "nobody/x")),
+            try env.chat(#"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/empty"]}}]}"#),
+        ]
+        // A request is counted as its record is filed, just after its response: a lookup waits
+        // for the record, and the metrics count it by then.
+        for answer in answers { #expect(try env.generation(answer.header("x-generation-id")) != nil) }
         let response = try env.get("/metrics")
         #expect(response.status == 200)
         #expect(response.header("content-type")?.hasPrefix("text/plain") == true)

@@ -102,6 +102,11 @@ struct CallRecord: Sendable, Equatable {
     var upstreamMilliseconds: Double?
 }
 
+/// Closes a finished completion's record (its end time, its usage and per-call accounting) and
+/// returns it: what a proxy or a Fusion session hands its route when the response is over, run
+/// once, after the response's last bytes are written (`GatewayServer.ended`).
+typealias RecordCloser = () -> GenerationRecord
+
 /// What happened to one completion: what `GET /api/v1/generation?id=…` returns (OpenRouter's
 /// shape, `{"data":{…}}`), what the metrics count and what the request's log lines say. A plain
 /// value with a JSON encoding both ways (`storedJSON` / `init(stored:)`), so a shared store can

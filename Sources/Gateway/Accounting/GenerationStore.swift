@@ -6,11 +6,25 @@ import EventLoop
 
 /// The most recent generation records, in memory and bounded (oldest evicted first); shared by
 /// every loop, so behind a mutex (taken once per finished request and per lookup). Its interface
-/// is `add` and `record` only: who may read a record is the route's business (`KeyFingerprint`),
-/// and a record is a plain value with a JSON form (`storedJSON`) for a store kept elsewhere.
+/// is `expect`, `add` and `lookup`: who may read a record is the route's business
+/// (`KeyFingerprint`), and a record is a plain value with a JSON form (`storedJSON`) for a store
+/// kept elsewhere.
+///
+/// A record is filed just after its response's last bytes are written (`EventLoop.afterWrites`),
+/// so a client on another loop could ask for it in between: its id is `expect`ed as the response
+/// ends, and a lookup of an expected id waits for the record instead of missing it.
 final class GenerationStore: Sendable {
+    /// A lookup waiting for an expected record, answered on its own loop.
+    private struct Waiter {
+        let loop: EventLoop
+        let completion: @Sendable (GenerationRecord) -> Void
+    }
+
     private struct State {
         var records: [String: GenerationRecord] = [:]
+        /// Ids whose response has ended and whose record is being filed, with the lookups
+        /// waiting for each (at most as many ids as responses ending in one loop iteration).
+        var expected: [String: [Waiter]] = [:]
         /// The ids in arrival order, a ring of at most `capacity`: once full, `next` is the oldest,
         /// overwritten by the newest (memory stays flat; a list compacted now and then grew
         /// ~73 bytes a request between compactions).
@@ -26,8 +40,15 @@ final class GenerationStore: Sendable {
         self.capacity = capacity
     }
 
-    func add(_ record: GenerationRecord) {
+    /// `id`'s response has ended; its record follows within this loop iteration (`add`).
+    func expect(_ id: String) {
         state.withLock { state in
+            if state.expected[id] == nil { state.expected[id] = [] }
+        }
+    }
+
+    func add(_ record: GenerationRecord) {
+        let waiters = state.withLock { state in
             if state.ring.count < capacity {
                 state.ring.append(record.id)
             } else {
@@ -36,7 +57,26 @@ final class GenerationStore: Sendable {
                 state.next = (state.next + 1) % capacity
             }
             state.records[record.id] = record
+            return state.expected.removeValue(forKey: record.id)
         }
+        for waiter in waiters ?? [] {
+            let completion = waiter.completion
+            waiter.loop.execute { completion(record) }
+        }
+    }
+
+    /// The record with `id`, or nil; for an expected id, once it is filed. `completion` runs on
+    /// `loop` (the caller's), possibly before this returns.
+    func lookup(_ id: String, on loop: EventLoop, _ completion: @escaping (GenerationRecord?) -> Void) {
+        enum Found { case now(GenerationRecord?), later }
+        nonisolated(unsafe) let completion = completion  // called on `loop` alone, whoever files
+        let found = state.withLock { state -> Found in
+            if let record = state.records[id] { return .now(record) }
+            guard state.expected[id] != nil else { return .now(nil) }
+            state.expected[id]?.append(Waiter(loop: loop) { completion($0) })
+            return .later
+        }
+        if case .now(let record) = found { completion(record) }
     }
 
     /// Records held now.

@@ -40,7 +40,7 @@ final class FusionSession<Renderer: FusionRenderer> {
     private let web: WebToolRunner?
     /// When the request arrived (monotonic ns): the zero of the session's clock.
     private let startedAt: UInt64
-    private var onFinish: ((GenerationRecord) -> Void)?
+    private var onFinish: ((@escaping RecordCloser) -> Void)?
     private var record: GenerationRecord
     /// How the response is ending (see `ResponseEnding`).
     private var sentStatus: Int?
@@ -63,11 +63,12 @@ final class FusionSession<Renderer: FusionRenderer> {
     private let budget: ByteBudget
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
-    /// `startedAt`: when the request arrived (monotonic ns).
+    /// `startedAt`: when the request arrived (monotonic ns). `onFinish` gets, once, what closes
+    /// the record (see `RecordCloser`).
     init(request: FusionRequest, renderer: Renderer, api: ClientAPI, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
          settings: FusionSettings, upstream: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
          startedAt: UInt64 = EventLoop.monotonicNanoseconds(), hops: Int = 0, metrics: GatewayMetrics? = nil,
-         slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (GenerationRecord) -> Void) {
+         slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (@escaping RecordCloser) -> Void) {
         self.routes = routes
         self.writer = writer
         self.workers = workers
@@ -411,9 +412,11 @@ final class FusionSession<Renderer: FusionRenderer> {
             stream.close()
         }
         if countedDeliberation { metrics?.deliberationEnded() }
-        fileRecord()
         let callback = onFinish
         onFinish = nil
-        callback?(record)
+        callback? { [self] in
+            fileRecord()
+            return record
+        }
     }
 }

@@ -313,8 +313,12 @@ final class InnerCall {
     private func waitForSpace() {
         guard !waitingForSpace else { return }
         waitingForSpace = true
-        channel.resumeWhenSpace(on: client.loop) { [weak self] in self?.retrySpill() }
+        channel.resumeWhenSpace(on: client.loop, retryWhenSpace)
     }
+
+    /// Made once: a slow consumer pauses a call every few records, and a closure made per pause
+    /// would be an allocation each time.
+    private lazy var retryWhenSpace: () -> Void = { [weak self] in self?.retrySpill() }
 
     /// On the call's loop, once the consumer freed space.
     private func retrySpill() {

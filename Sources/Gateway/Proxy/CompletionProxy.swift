@@ -48,7 +48,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     private let client: UpstreamClient
     private let settings: GatewayConfig.Upstream
     private let redactor: Redactor
-    private let onFinish: (GenerationRecord) -> Void
+    private let onFinish: (@escaping RecordCloser) -> Void
     private var generationID: String { accounting.id }
     private let extraHeaders: [(String, String)]
     private let slowClientTimeout: UInt64
@@ -76,13 +76,13 @@ final class CompletionProxy<Request: ProxyRequest> {
     private lazy var resumeTransfer: () -> Void = { [weak self] in self?.transfer?.resume() }
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
-    /// it is filled in and handed to `onFinish` once the response is over. `startedAt`: when the
-    /// request arrived (monotonic ns).
+    /// it is filled in by the `RecordCloser` handed to `onFinish` once the response is over.
+    /// `startedAt`: when the request arrived (monotonic ns).
     init(request: Request, candidates: [ModelRoute], writer: HTTPResponseWriter, client: UpstreamClient,
          settings: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
          startedAt: UInt64 = EventLoop.monotonicNanoseconds(), extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil,
-         scratch: ByteScratch = ByteScratch(), onFinish: @escaping (GenerationRecord) -> Void) {
+         scratch: ByteScratch = ByteScratch(), onFinish: @escaping (@escaping RecordCloser) -> Void) {
         self.scratch = scratch
         self.stats = stats
         self.metrics = metrics
@@ -451,7 +451,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        onFinish(accounting.close(relay: streamed ? relay : nil))
+        onFinish { [self] in accounting.close(relay: streamed ? relay : nil) }
     }
 }
 

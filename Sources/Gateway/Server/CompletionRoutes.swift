@@ -125,8 +125,8 @@ extension GatewayServer {
         record.kind = .rejected
         record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
                      durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
-        file(record, writer: writer)
         shared.file(record, prompt: prompt, log: log)
+        file(record, writer: writer)
     }
 
     private func startProxy<Request: ProxyRequest>(_ proxied: Request, fallbacks: [String], depth: Int, hops: Int, writer: HTTPResponseWriter,
@@ -150,8 +150,8 @@ extension GatewayServer {
             redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
             slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
             metrics: shared.metrics, scratch: scratch
-        ) { [unowned self] record in
-            finished(record, writer: writer, prompt: prompt, log: log)
+        ) { [unowned self] close in
+            ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)
         }
         active[ObjectIdentifier(writer)] = proxy
         shared.metrics.activeStreams.increment()
@@ -174,8 +174,8 @@ extension GatewayServer {
             request: fusionRequest, renderer: renderer, api: api, routes: routes, writer: writer, workers: workers, settings: settings,
             upstream: config.upstream, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
             metrics: shared.metrics, slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
-        ) { [unowned self] record in
-            finished(record, writer: writer, prompt: prompt, log: log)
+        ) { [unowned self] close in
+            ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)
         }
         active[ObjectIdentifier(writer)] = session
         shared.metrics.activeStreams.increment()
@@ -184,13 +184,23 @@ extension GatewayServer {
 
     static func unixTime() -> Int { Int(Date().timeIntervalSince1970) }
 
-    /// A completion is over: files its record (the record store and its key's limits: `file`;
-    /// metrics and log lines: `GatewayShared.file`). Every route that starts a proxy or a session
-    /// ends it here.
+    /// A completion is over, its last bytes queued for the client. Every route that starts a proxy
+    /// or a session ends it here. Its record is closed and filed once this loop iteration's writes
+    /// are out: closing it (the per-call accounting), the store, the key's limits, the metrics and
+    /// the log line took ~70 µs before a deliberation's `[DONE]`, and the client need not wait
+    /// for them. Until then a lookup of its id waits for the record rather than missing it.
+    func ended(id: String, close: @escaping RecordCloser, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
+        store.records.expect(id)
+        loop.afterWrites { [self] in finished(close(), writer: writer, prompt: prompt, log: log) }
+    }
+
+    /// Files a completion's record (metrics and log lines: `GatewayShared.file`; the record store
+    /// and its key's limits: `file`).
     func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
         active[ObjectIdentifier(writer)] = nil
         shared.metrics.activeStreams.decrement()
-        file(record, writer: writer)
+        // The metrics and log lines first: once a lookup finds the record, they count it too.
         shared.file(record, prompt: prompt, log: log)
+        file(record, writer: writer)
     }
 }

@@ -29,6 +29,9 @@ enum GenerationLookup: Equatable {
 /// every replica through Redis. What a record holds is `GenerationRecord`'s business; this is
 /// only where it is kept. Used on its loop only; neither call ever blocks it.
 protocol GenerationRecordStore: AnyObject {
+    /// A response has ended: its record is filed (`put`) within this loop iteration, and a lookup
+    /// of `id` until then waits for it.
+    func expect(_ id: String)
     /// Files a finished record (a shared store writes it in the background).
     func put(_ record: GenerationRecord)
     /// Looks a record up; `completion` runs on the loop, possibly before `get` returns.
@@ -38,11 +41,17 @@ protocol GenerationRecordStore: AnyObject {
 /// Records in this process only (no `store.redis`): the shared in-memory `GenerationStore`.
 final class LocalGenerationRecordStore: GenerationRecordStore {
     let memory: GenerationStore
-    init(memory: GenerationStore) { self.memory = memory }
+    let loop: EventLoop
+    init(memory: GenerationStore, loop: EventLoop) {
+        self.memory = memory
+        self.loop = loop
+    }
+
+    func expect(_ id: String) { memory.expect(id) }
 
     func put(_ record: GenerationRecord) { memory.add(record) }
 
     func get(id: String, completion: @escaping (GenerationLookup) -> Void) {
-        completion(memory.record(id).map { .found(StoredGeneration($0)) } ?? .notFound)
+        memory.lookup(id, on: loop) { record in completion(record.map { .found(StoredGeneration($0)) } ?? .notFound) }
     }
 }

@@ -17,7 +17,7 @@ final class LoopStore {
          onError: @escaping (String, RedisError) -> Void) {
         onStoreError = settings.onError
         guard let redis = settings.redis else {
-            records = LocalGenerationRecordStore(memory: shared.generations)
+            records = LocalGenerationRecordStore(memory: shared.generations, loop: loop)
             limiter = shared.inProcessLimiter
             self.redis = nil
             return
