@@ -24,6 +24,29 @@ public struct JSONScanner {
         bytes.withUnsafeBytes { isValid($0) }
     }
 
+    /// Whether arrays and objects open more than `maxDepth` deep somewhere (strings skipped):
+    /// for an error message that says why an otherwise valid document was refused.
+    public static func nestsTooDeep(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for byte in bytes {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maxDepth { return true }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return false
+    }
+
     /// The byte range of the value of top-level member `key` when `bytes` is a valid JSON object.
     /// Keys are compared as raw bytes (keys with escapes never match). Returns nil when the
     /// document is invalid, not an object, or lacks the key. The last duplicate wins, as in

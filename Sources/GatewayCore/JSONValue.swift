@@ -70,7 +70,8 @@ public enum JSONValue: Sendable, Equatable, Codable {
 
     private static func parse(_ bytes: UnsafeRawBufferPointer, strict: Bool) throws(APIError) -> JSONValue {
         guard JSONScanner.isValid(bytes) else {
-            throw .invalidJSON(bytes.isEmpty ? "the body is empty" : "syntax error")
+            throw .invalidJSON(bytes.isEmpty ? "the body is empty"
+                               : JSONScanner.nestsTooDeep(bytes) ? "arrays and objects nested more than \(JSONScanner.maxDepth) deep" : "syntax error")
         }
         var builder = JSONBuilder(bytes: bytes, strict: strict)
         let result = Result { () throws(JSONBuilder.Ambiguity) in try builder.value() }

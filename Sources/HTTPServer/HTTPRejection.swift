@@ -10,8 +10,12 @@ public enum HTTPRejection: Error, Equatable, Sendable {
     case tooManyHeaders(limit: Int)
     /// The body exceeds `maxBodyBytes`: 413.
     case bodyTooLarge
-    /// The request did not arrive within `headerTimeoutMilliseconds` (or its body stalled): 408.
+    /// The request did not arrive within `headerTimeoutMilliseconds` (or its body stalled or
+    /// came too slowly): 408.
     case timeout
+    /// A transfer coding other than chunked (`gzip, chunked`): RFC 9112 §6.1's 501, not a body
+    /// read as if the coding were not there.
+    case unsupportedTransferCoding(String)
 
     public var status: Int {
         switch self {
@@ -19,6 +23,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .headersTooLarge, .tooManyHeaders: 431
         case .bodyTooLarge: 413
         case .timeout: 408
+        case .unsupportedTransferCoding: 501
         }
     }
 
@@ -30,6 +35,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .tooManyHeaders: "too_many_headers"
         case .bodyTooLarge: "body_too_large"
         case .timeout: "request_timeout"
+        case .unsupportedTransferCoding: "unsupported_transfer_coding"
         }
     }
 
@@ -41,6 +47,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .tooManyHeaders(let limit): "Too many request header fields (at most \(limit))"
         case .bodyTooLarge: "Request body too large"
         case .timeout: "The request was not received in time"
+        case .unsupportedTransferCoding(let coding): "Transfer-Encoding '\(coding)' is not supported (only chunked)"
         }
     }
 }

@@ -68,6 +68,16 @@ public final class HTTPRequestDecoder {
     public private(set) var isMidRequest = false
     /// The current request's headers are complete (its body may still be arriving).
     public private(set) var headersComplete = false
+    /// The path of the request in progress once its request line has been read whole (its
+    /// headers have begun), for a rejection to answer in the shape that path's API uses.
+    public var requestPath: String? {
+        guard isMidRequest, headersComplete || !headers.isEmpty || !field.isEmpty else { return nil }
+        let end = url.firstIndex(of: UInt8(ascii: "?")) ?? url.endIndex
+        return String(decoding: url[..<end], as: UTF8.self)
+    }
+
+    /// Body bytes of the request in progress received so far.
+    public var bodyBytesReceived: Int { body.count }
     /// The current request asked for `100 Continue` before sending its body; reset by reading.
     public private(set) var wantsContinue = false
 
@@ -136,7 +146,11 @@ public final class HTTPRequestDecoder {
             if inHead { expectLFAfterEachCR(bytes, in: consumed..<(consumed + count)) }
             consumed += count
             let errno = CHTTPParser_errno(parser)
-            if errno != HPE_OK && errno != HPE_PAUSED { try fail(failure ?? Self.error(for: errno)) }
+            if errno != HPE_OK && errno != HPE_PAUSED {
+                // http_parser reports a chunk size too large for 64 bits as a bad Content-Length.
+                let chunkSize = errno == HPE_INVALID_CONTENT_LENGTH && headersComplete && CHTTPParser_isChunked(parser) != 0
+                try fail(failure ?? (chunkSize ? .malformed("invalid chunk size") : Self.error(for: errno)))
+            }
             switch pause {
             case .head:
                 // Paused on the head's last byte, not yet consumed.
@@ -352,6 +366,16 @@ public final class HTTPRequestDecoder {
                 failure = .malformed("Content-Length is not a decimal number")
                 return -1
             }
+        }
+        // http_parser reads a body whose last coding is chunked and ignores the codings before it
+        // (`gzip, chunked`): a coding it cannot undo is refused instead (a chunked one that is not
+        // last is http_parser's 400).
+        let codings = headers.filter { $0.name.asciiCaseInsensitiveEquals("transfer-encoding") }
+            .flatMap { $0.value.utf8.split(separator: UInt8(ascii: ",")) }
+            .map { String(decoding: $0.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed(), as: UTF8.self).lowercased() }
+        if codings.last == "chunked", let other = codings.first(where: { $0 != "chunked" }) {
+            failure = .unsupportedTransferCoding(String(other.prefix(40)))
+            return -1
         }
         // http_parser reports "no Content-Length" as ULLONG_MAX.
         let declared = parser.pointee.content_length

@@ -21,8 +21,9 @@ public final class HTTPServer {
     private var shutdownCompletion: (() -> Void)?
     private var shutdownTimer: LoopTimer?
     public private(set) var isShuttingDown = false
-    /// How the server's own rejections look on the wire (status, headers, body).
-    public var renderRejection: (HTTPRejection) -> HTTPResponse = HTTPResponse.plainText
+    /// How the server's own rejections look on the wire (status, headers, body), given the
+    /// request's path when its request line was read whole (an API answers in its own shape).
+    public var renderRejection: (HTTPRejection, _ path: String?) -> HTTPResponse = { rejection, _ in HTTPResponse.plainText(rejection) }
     /// See `HeadGuard`; nil lets every request through.
     public var headGuard: HeadGuard?
     /// Called for each request the server rejected itself (bad framing, limits, timeouts).
@@ -62,9 +63,9 @@ public final class HTTPServer {
         if isShuttingDown && connections.isEmpty { finishShutdown() }
     }
 
-    func render(_ rejection: HTTPRejection) -> HTTPResponse {
+    func render(_ rejection: HTTPRejection, path: String?) -> HTTPResponse {
         onRejection?(rejection)
-        return renderRejection(rejection)
+        return renderRejection(rejection, path)
     }
 
     /// What a connection accepted just before shutdown gets to send its first request.

@@ -29,6 +29,8 @@ final class HTTPServerConnection {
     /// Header deadline or idle timeout, whichever applies to the current state.
     private lazy var timer = LoopTimer(loop: tcp.loop) { [weak self] in self?.timerDidFire() }
     private var headerDeadlineArmed = false
+    /// When the current request's body began (loop milliseconds; nil: not reading a body).
+    private var bodyStartedAt: UInt64?
     /// Set at shutdown: finish the current response, then close.
     var closeAfterResponse = false
     /// Requests handed to the server so far: none means the connection was just accepted.
@@ -155,7 +157,7 @@ final class HTTPServerConnection {
             do {
                 step = try decoder.decode(inbound)
             } catch {
-                refuse(server.render(error))
+                refuse(server.render(error, path: decoder.requestPath))
                 return
             }
             inbound.removeFirst(step.consumed)
@@ -171,6 +173,7 @@ final class HTTPServerConnection {
             case .request(let request):
                 currentHead = nil
                 headerDeadlineArmed = false
+                bodyStartedAt = nil
                 timer.stop()
                 // The writer keeps the head only: the body is the handler's, and a stream can
                 // outlast its use by far.
@@ -197,9 +200,27 @@ final class HTTPServerConnection {
                 headerDeadlineArmed = true
                 timer.start(afterMilliseconds: limits.headerTimeoutMilliseconds)
             }
+        } else if decoder.isMidRequest {
+            armBodyTimer()
         } else {
             armIdleTimer()
         }
+    }
+
+    /// A body in progress may pause for `idleTimeoutMilliseconds` at most, and must be whole by
+    /// its deadline: `bodyTimeoutMilliseconds` from the end of the headers, plus a second for
+    /// every `minBodyBytesPerSecond` bytes received. Arithmetic on the client's byte count
+    /// saturates.
+    private func armBodyTimer() {
+        headerDeadlineArmed = false
+        let now = loop.nowMilliseconds
+        let start = bodyStartedAt ?? now
+        bodyStartedAt = start
+        let earned = UInt64(decoder.bodyBytesReceived) / UInt64(max(1, limits.minBodyBytesPerSecond)) * 1_000
+        let (withBase, overflow) = start.addingReportingOverflow(limits.bodyTimeoutMilliseconds)
+        let (deadline, overflow2) = withBase.addingReportingOverflow(earned)
+        let remaining = overflow || overflow2 ? UInt64.max : (deadline > now ? deadline - now : 0)
+        timer.start(afterMilliseconds: min(limits.idleTimeoutMilliseconds, remaining))
     }
 
     /// Bytes of the last response still queued when the timer was armed (0: truly idle).
@@ -218,7 +239,7 @@ final class HTTPServerConnection {
         switch state {
         case .reading:
             if decoder.isMidRequest || !inbound.isEmpty {
-                refuse(server.render(.timeout))
+                refuse(server.render(.timeout, path: decoder.requestPath))
             } else if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
                 armIdleTimer()  // still writing the last response, and it is moving
             } else {

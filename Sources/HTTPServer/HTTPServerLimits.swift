@@ -13,6 +13,12 @@ public struct HTTPServerLimits: Sendable, Equatable {
     public var headerTimeoutMilliseconds: UInt64 = 10_000
     /// A keep-alive connection with no request, or a request body making no progress.
     public var idleTimeoutMilliseconds: UInt64 = 60_000
+    /// A request body, from the end of its headers: it must arrive whole within this long plus one
+    /// second for every `minBodyBytesPerSecond` bytes received (a slow-POST bound: a body sent a
+    /// byte a minute would otherwise hold its connection for ever, as the idle timeout only
+    /// bounds each pause). More time is 408.
+    public var bodyTimeoutMilliseconds: UInt64 = 30_000
+    public var minBodyBytesPerSecond: Int = 4_096
     /// A finished response still being written to a client that takes no bytes: how long it
     /// may make no progress before the connection is closed (the idle timeout waits for it).
     public var stalledWriteTimeoutMilliseconds: UInt64 = 30_000

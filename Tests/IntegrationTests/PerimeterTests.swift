@@ -28,6 +28,12 @@ import Testing
         #expect(preflight.header("access-control-allow-origin") == "https://app.example")
         #expect(preflight.header("access-control-allow-headers")?.contains("Authorization") == true)
         #expect(preflight.header("access-control-allow-methods")?.contains("POST") == true)
+        // The official SDKs' own headers in a browser are allowed too; what is not a header name is not echoed.
+        let sdk = try raw(env, "OPTIONS /v1/messages HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: x-api-key,anthropic-version,anthropic-dangerous-direct-browser-access,x-stainless-os,x-stainless-retry-count,anthropic-beta,not a name,x-a\"b\r\n\r\n")
+        let allowed = Set((sdk.header("access-control-allow-headers") ?? "").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        #expect(sdk.status == 204)
+        #expect(["anthropic-dangerous-direct-browser-access", "x-stainless-os", "x-stainless-retry-count", "anthropic-beta", "x-api-key"].allSatisfy(allowed.contains), "\(allowed)")
+        #expect(!allowed.contains("not a name") && !allowed.contains { $0.contains("\"") })
         // A stream and an error both carry it.
         let stream = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: ["Origin": "https://app.example"])
         #expect(stream.header("access-control-allow-origin") == "https://app.example")

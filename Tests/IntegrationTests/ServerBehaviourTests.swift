@@ -34,6 +34,9 @@ import Testing
         ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true),
         ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, true),
         ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true),
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\n", 400, true),
+        // A coding the gateway cannot undo is not read as if it were not there (RFC 9112 §6.1).
+        ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 501, true),
         // Strictness Debian's lenient http_parser leaves to us.
         ("GET /health HTTP/1.1\r\n\r\n", 400, true),
         ("GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n", 400, true),
@@ -77,6 +80,58 @@ import Testing
         try expectStillServing(env)
     }
 
+    /// Anthropic's SDKs read only Anthropic's error shape: the server's own rejections of a request
+    /// to `/v1/messages` (and paths under it) come in it too.
+    @Test(arguments: [
+        ("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n", 413),
+        ("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nX-Big: \(String(repeating: "a", count: 9000))\r\n\r\n", 431),
+        ("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("POST /v1/messages/count_tokens HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 404),
+    ])
+    func rejectionsOnTheMessagesAPIComeInAnthropicsShape(raw: String, status: Int) throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        try client.send(raw)
+        let response = try client.readResponse()
+        #expect(response.status == status)
+        #expect(response.json?["type"] == .string("error"), "\(response.text)")
+        #expect(response.json?["error"]?["type"]?.stringValue != nil && response.json?["error"]?["message"]?.stringValue?.isEmpty == false)
+        try expectStillServing(env)
+    }
+
+    /// HEAD gets what GET would, without the body, wherever GET is served.
+    @Test func headIsAnsweredWhereverGetIs() throws {
+        let env = try TestEnvironment()
+        for path in ["/v1/models", "/metrics", "/health"] {
+            let client = try env.client()
+            try client.send("HEAD \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            let head = try client.readHead()
+            #expect(head.status == 200, "\(path)")
+            #expect(Int(head.header("content-length") ?? "") ?? 0 > 0, "\(path): the length GET's body would have")
+            // The next request on the connection is read right after the head: no body came.
+            try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(try client.readResponse().json?["status"] == .string("ok"), "\(path)")
+        }
+        let delete = try env.client()
+        try delete.send("DELETE /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let refused = try delete.readResponse()
+        #expect(refused.status == 405 && refused.header("allow") == "GET, HEAD")
+    }
+
+    /// The SDKs' `models.retrieve`: `GET /v1/models/{id}`, the id slashes and all.
+    @Test func aModelIsRetrievedByItsID() throws {
+        let env = try TestEnvironment()
+        let ids = try #require(env.get("/v1/models").json?["data"]?.arrayValue).compactMap { $0["id"]?.stringValue }
+        #expect(ids.count > 1)
+        for id in ids {
+            let model = try env.get("/v1/models/\(id)")
+            #expect(model.status == 200 && model.json?["id"] == .string(id) && model.json?["object"] == .string("model"), "\(id)")
+        }
+        let missing = try env.get("/v1/models/nobody/x")
+        expectErrorShape(missing, status: 404)
+        #expect(missing.json?["error"]?["code"] == .string("model_not_found"))
+    }
+
     @Test func methodNotAllowedNamesTheAllowedMethod() throws {
         let env = try TestEnvironment()
         let response = try env.get("/v1/chat/completions")
@@ -96,6 +151,47 @@ import Testing
         #expect(Date().timeIntervalSince(started) >= 0.4)
         #expect(client.peerClosed())
         try expectStillServing(env)
+    }
+
+    /// Slow POST: a body trickled a byte at a time, each pause well within the idle timeout, is
+    /// cut at its deadline (`body_timeout_ms` plus a second per `min_body_bytes_per_second`).
+    @Test func aTrickledBodyTimesOutWith408() throws {
+        let env = try TestEnvironment {
+            $0.server.limits.bodyTimeoutMilliseconds = 400
+            $0.server.limits.minBodyBytesPerSecond = 1_000
+        }
+        let client = try env.client()
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+        let started = Date()
+        // A byte every 50 ms (the idle timeout is 2 s here) until the gateway answers.
+        var answer = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)
+        while Date().timeIntervalSince(started) < 10, poll(&answer, 1, 50) == 0 { try client.send("x") }
+        let elapsed = Date().timeIntervalSince(started)
+        let response = try client.readResponse()
+        expectErrorShape(response, status: 408)
+        #expect(response.json?["error"]?["code"]?.stringValue == "request_timeout")
+        #expect(elapsed >= 0.35 && elapsed < 3, "cut at its deadline: \(elapsed) s")
+        #expect(client.peerClosed())
+        try expectStillServing(env)
+    }
+
+    /// A body that keeps up the minimum rate is read whole, however long past the base timeout.
+    @Test func aBodyAtTheMinimumRateIsRead() throws {
+        let env = try TestEnvironment {
+            $0.server.limits.bodyTimeoutMilliseconds = 400
+            $0.server.limits.minBodyBytesPerSecond = 1_000
+        }
+        let body = Array(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false, prompt: String(repeating: "long ", count: 800)).utf8)
+        let client = try env.client()
+        try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n")
+        let started = Date()
+        // 1,000 bytes every 150 ms: 600 ms and more in all, each piece earning a second.
+        for start in stride(from: 0, to: body.count, by: 1_000) {
+            try client.send(Array(body[start..<min(body.count, start + 1_000)]))
+            usleep(150_000)
+        }
+        #expect(Date().timeIntervalSince(started) > 0.5)
+        #expect(try client.readResponse().status == 200)
     }
 
     @Test func idleKeepAliveConnectionsCloseQuietly() throws {

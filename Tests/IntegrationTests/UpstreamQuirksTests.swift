@@ -1,5 +1,7 @@
 import Foundation
 import GatewayCore
+@testable import Gateway
+import Surfaces
 import Testing
 
 /// What real upstreams do that a careless relay gets wrong (issue: nothing lost, forged or
@@ -75,6 +77,22 @@ import Testing
         #expect(retried.header("x-should-retry") == "false")
         let request = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=422", stream: false))
         #expect(request.status == 422 && request.header("x-should-retry") == "false")
+        // A deliberation that fails at its final answer: its panel and judge ran (and were paid
+        // for); an SDK retry would run them all again. On every API surface.
+        let fusion = #""tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]"#
+        for (path, body) in [
+            ("/v1/chat/completions", #"{"model":"mock/outer:pace_ms=1:fail_final=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars?"}],\#(fusion)}"#),
+            ("/v1/responses", #"{"model":"mock/outer:pace_ms=1:fail_final=1","stream":false,"input":"Should cities ban cars?",\#(fusion)}"#),
+            ("/v1/messages", #"{"model":"mock/outer:pace_ms=1:fail_final=1","stream":false,"max_tokens":256,"messages":[{"role":"user","content":"Should cities ban cars?"}],\#(fusion)}"#),
+        ] {
+            let client = try env.client()
+            try client.send(TestEnvironment.post(path, body: body, headers: ["anthropic-version": "2023-06-01"]))
+            let failed = try client.readResponse()
+            #expect(failed.status >= 500, "\(path): \(failed.status) \(failed.text.prefix(300))")
+            #expect(failed.header("x-should-retry") == "false", "\(path)")
+        }
+        #expect(FusionSession<FusionChatRenderer>.clientRetryCanHelp(.init(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow down"), callsEnded: 0))
+        #expect(!FusionSession<FusionChatRenderer>.clientRetryCanHelp(.init(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow down"), callsEnded: 1))
     }
 
     @Test func aDeliberationLosesNothingAndSaysWhatItDoesNotKnow() throws {

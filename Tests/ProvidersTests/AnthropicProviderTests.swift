@@ -178,6 +178,7 @@ import Testing
         ("broken-data", "messages[1].content[2]"),
         ("no-id", "messages[2].tool_call_id"),
         ("schema", "response_format"),
+        ("empty-turn", "messages[1].content"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var messages = [
@@ -194,6 +195,7 @@ import Testing
         case "tiff": messages[1].content[1] = .image(url: "data:image/tiff;base64,AAAA", detail: nil)
         case "broken-data": messages[1].content[2] = .image(url: "data:image/png;base64,%%%", detail: nil)
         case "no-id": messages[2].toolCallID = nil
+        case "empty-turn": messages[1].content = [.text("")]  // left out, the question would be lost
         default: request.responseFormat = .object(["type": .string("json_schema")])
         }
         request.messages = messages

@@ -110,6 +110,7 @@ import Testing
         ("nameless", "messages[2].tool_call_id"),
         ("server-tool", "tools[0]"),
         ("format", "response_format"),
+        ("empty-turn", "messages[1].content"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var request = ModelRequest(model: "m", messages: [
@@ -122,6 +123,7 @@ import Testing
         case "arguments": request.messages[0].toolCalls[0].arguments = "not json"
         case "audio": request.messages[1].content[0] = .other(.object(["type": .string("input_audio")]))
         case "nameless": request.messages[2].toolCallID = "unknown"
+        case "empty-turn": request.messages[1].content = []
         case "server-tool": request.tools = [.other(.object(["type": .string("web_search_preview")]))]
         default: request.responseFormat = .object(["type": .string("xml")])
         }

@@ -57,6 +57,14 @@ import Testing
         (#"{"model":"a/b","messages":[{"role":"user"}]}"#, 400, "messages[0].content"),
         (#"{"model":"a/b","messages":[{"role":"user","content":5}]}"#, 400, "messages[0].content"),
         (#"{"model":"a/b","messages":[{"role":"user","content":[{"text":"no type"}]}]}"#, 400, "messages[0].content[0]"),
+        // Refused, not dropped on the way to a provider that needs content in every turn.
+        (#"{"model":"a/b","messages":[{"role":"user","content":[]}]}"#, 400, "messages[0].content"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"q"},{"role":"assistant","content":[]}]}"#, 400, "messages[1].content"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":[{"type":"text","text":{"value":"q"}}]}]}"#, 400, "messages[0].content[0].text"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":[{"type":"text"}]}]}"#, 400, "messages[0].content[0].text"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"n":0}"#, 400, "n"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"n":129}"#, 400, "n"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"n":"2"}"#, 400, "n"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, 400, "stream"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}}"#, 400, "stream_options.include_usage"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, 400, "temperature"),
@@ -86,6 +94,10 @@ import Testing
         #expect(failure?.status == status)
         #expect(failure?.param == param)
         #expect(failure?.type == "invalid_request_error")
+    }
+
+    @Test func anAssistantTurnThatOnlyCallsToolsMayHaveEmptyContent() throws {
+        _ = try parse(#"{"model":"a/b","n":2,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[],"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"42"}]}"#)
     }
 
     @Test func errorBodyHasOpenAIShape() throws {

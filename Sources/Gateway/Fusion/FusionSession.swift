@@ -359,11 +359,20 @@ final class FusionSession<Renderer: FusionRenderer> {
             } else {
                 var error = error
                 error.headers.append(("X-Generation-Id", generationID))
+                if !Self.clientRetryCanHelp(error, callsEnded: machine.calls.count) { error.headers.append(("x-should-retry", "false")) }
                 writer.respond(error: error, api: api)
                 sentStatus = error.status
             }
         }
         finish()
+    }
+
+    /// Whether the official SDKs' own retries (of 408/409/429/5xx, twice by default) could help a
+    /// deliberation that failed: not once any of its calls ran (they were paid for, and a retry
+    /// runs the whole deliberation again, each call already retried by the gateway), nor for an
+    /// error about the request. A 429 before any call ended is the client's to retry.
+    static func clientRetryCanHelp(_ error: APIError, callsEnded: Int) -> Bool {
+        callsEnded == 0 && [408, 409, 429].contains(error.status)
     }
 
     /// The record, from the machine's accounting, the call log and the meter.

@@ -11,7 +11,10 @@ enum ClientAPI {
         switch path {
         case "/v1/chat/completions", "/chat/completions": self = .chatCompletions
         case "/v1/responses", "/responses": self = .responses
+        // Anthropic's SDKs also ask for paths under it (`/v1/messages/count_tokens`, batches):
+        // their errors too come in Anthropic's shape.
         case "/v1/messages": self = .messages
+        case _ where path.hasPrefix("/v1/messages/"): self = .messages
         default: return nil
         }
     }

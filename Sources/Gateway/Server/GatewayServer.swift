@@ -165,7 +165,8 @@ public final class GatewayServer {
             writer.respond(status: page.status, headers: page.headers, body: page.body)
             return
         }
-        switch (request.method, request.path) {
+        // HEAD gets what GET would, without the body (the writer sends the head only).
+        switch (request.method == "HEAD" ? "GET" : request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"):
             admit(request, writer, api: .chatCompletions) { [unowned self] in chatCompletion(request, writer) }
         case ("POST", "/v1/messages"):
@@ -174,12 +175,14 @@ public final class GatewayServer {
             admit(request, writer, api: .responses) { [unowned self] in responses(request, writer) }
         case ("GET", "/v1/models"), ("GET", "/models"):
             writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList())
+        case ("GET", _) where request.path.hasPrefix("/v1/models/") && request.path.count > "/v1/models/".count:
+            model(String(request.path.dropFirst("/v1/models/".count)), writer)
         case ("GET", "/metrics"):
             writer.respond(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                            body: shared.metrics.render())
         case ("GET", "/api/v1/generation"), ("GET", "/v1/generation"):
             generation(request, writer)
-        case ("GET", "/health"), ("HEAD", "/health"):
+        case ("GET", "/health"):
             // Draining (SIGTERM): 503, so a load balancer's health checks take this replica out.
             let draining = shared.isDraining
             writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
@@ -187,10 +190,10 @@ public final class GatewayServer {
         case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/responses"), (_, "/responses"):
             writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"),
                            api: ClientAPI(path: request.path) ?? .chatCompletions)
-        case (_, "/v1/models"), (_, "/models"), (_, "/health"):
-            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "GET"))
+        case (_, "/v1/models"), (_, "/models"), (_, "/health"), (_, "/metrics"), (_, "/api/v1/generation"), (_, "/v1/generation"):
+            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "GET, HEAD"))
         default:
-            writer.respond(error: .notFound(path: request.path))
+            writer.respond(error: .notFound(path: request.path), api: ClientAPI(path: request.path) ?? .chatCompletions)
         }
     }
 

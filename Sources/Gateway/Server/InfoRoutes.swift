@@ -45,6 +45,32 @@ extension GatewayServer {
     /// routes any model name; it cannot be enumerated here and is named under `providers`
     /// (`"models": "any"`).
     func modelsList() -> [UInt8] {
+        let (data, unlisted) = modelEntries()
+        var list: [String: JSONValue] = ["object": .string("list"), "data": .array(data)]
+        if !unlisted.isEmpty { list["providers"] = .array(unlisted) }
+        return JSONValue.object(list).serialized()
+    }
+
+    /// `GET /v1/models/{id}` (the SDKs' `models.retrieve`; the id may hold slashes): its entry in
+    /// the list, or, for a provider that routes any name, a plain entry for a name it routes; else
+    /// a 404 naming it.
+    func model(_ id: String, _ writer: HTTPResponseWriter) {
+        if let entry = modelEntries().listed.first(where: { $0["id"]?.stringValue == id }) {
+            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: entry.serialized())
+            return
+        }
+        do {
+            let route = try router.route(id)
+            let entry: JSONValue = .object(["id": .string(id), "object": .string("model"), "created": .int(0),
+                                            "owned_by": .string(route.endpoint.name)])
+            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: entry.serialized())
+        } catch {
+            writer.respond(error: error)
+        }
+    }
+
+    /// The listed models, and the providers that route any name (not enumerable).
+    private func modelEntries() -> (listed: [JSONValue], unlisted: [JSONValue]) {
         var data: [JSONValue] = []
         if let fusion = config.fusion {
             var presets: [String: JSONValue] = [:]
@@ -84,8 +110,6 @@ extension GatewayServer {
                 data.append(.object(entry))
             }
         }
-        var list: [String: JSONValue] = ["object": .string("list"), "data": .array(data)]
-        if !unlisted.isEmpty { list["providers"] = .array(unlisted) }
-        return JSONValue.object(list).serialized()
+        return (data, unlisted)
     }
 }

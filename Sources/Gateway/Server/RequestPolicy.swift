@@ -23,7 +23,7 @@ struct RequestPolicy: Sendable {
         loopbackOnly = Self.isLoopback(bindHost)
     }
 
-    static let corsMethods = "GET, POST, OPTIONS"
+    static let corsMethods = "GET, HEAD, POST, OPTIONS"
     static let corsHeaders = "Authorization, Content-Type, X-Fusion-Depth, X-OpenRouter-Fusion-Depth, Anthropic-Version, X-Api-Key"
     static let exposedHeaders = "X-Generation-Id, Retry-After, X-Should-Retry"
 
@@ -96,8 +96,35 @@ struct RequestPolicy: Sendable {
     func preflight(_ request: HTTPRequest) -> (status: Int, headers: [(String, String)]) {
         let cors = corsHeaders(for: request)
         guard !cors.isEmpty else { return (403, []) }
-        return (204, cors + [("Access-Control-Allow-Methods", Self.corsMethods), ("Access-Control-Allow-Headers", Self.corsHeaders),
-                             ("Access-Control-Max-Age", "600")])
+        return (204, cors + [("Access-Control-Allow-Methods", Self.corsMethods),
+                             ("Access-Control-Allow-Headers", Self.allowedHeaders(requested: request.header("access-control-request-headers"))),
+                             ("Access-Control-Max-Age", "600"), ("Vary", "Access-Control-Request-Headers")])
+    }
+
+    /// The headers a preflight allows: ours, and those the page asks for. The official SDKs send
+    /// their own in browsers (`x-stainless-*`, `anthropic-dangerous-direct-browser-access`,
+    /// `anthropic-beta`, OpenRouter's `HTTP-Referer` and `X-Title`), and new ones come with new
+    /// versions; a fixed list would block them. An allowed origin may send any header: the key
+    /// is still checked. Only header names (tokens) are echoed, at most 64 of them.
+    static func allowedHeaders(requested: String?) -> String {
+        guard let requested else { return corsHeaders }
+        var names = corsHeaders
+        var known = Set(corsHeaders.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        for name in requested.split(separator: ",").prefix(64) {
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, trimmed.utf8.count <= 64, trimmed.utf8.allSatisfy(isTokenByte),
+                  known.insert(trimmed.lowercased()).inserted else { continue }
+            names += ", " + trimmed
+        }
+        return names
+    }
+
+    /// RFC 9110 §5.6.2's `tchar`.
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
     }
 
     /// Whether a `Content-Type` names JSON: `application/json`, any ASCII case, blanks around it,

@@ -45,6 +45,18 @@ enum NativeRequestRules {
     /// types the API reads.
     static func validateMessages(_ messages: [ModelMessage], api: String, accepts: (String) -> Bool) throws(APIError) {
         for (index, message) in messages.enumerated() {
+            // These APIs take no empty turn: one without content would be left out, and a question
+            // left out makes the answer before it last (Anthropic reads that as a prefill to go
+            // on with). Refused instead; a final assistant turn may be empty (a prefill itself).
+            let hasContent = !message.toolCalls.isEmpty || message.content.contains { part in
+                if case .text(let text) = part { !text.isEmpty } else { true }
+            }
+            let mayBeEmpty = message.role == .system || message.role == .developer || message.role == .tool
+                || (message.role == .assistant && index == messages.count - 1)
+            if !hasContent && !mayBeEmpty {
+                throw .invalidRequest("\(api) takes no empty turn but the final assistant one; 'messages[\(index)]' has no content.",
+                                      param: "messages[\(index)].content")
+            }
             for (partIndex, part) in message.content.enumerated() {
                 let path = "messages[\(index)].content[\(partIndex)]"
                 switch part {

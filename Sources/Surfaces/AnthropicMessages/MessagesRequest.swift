@@ -32,7 +32,9 @@ public struct MessagesRequest: Sendable {
         guard let messages = try Self.required("messages", in: fields).arrayValue, !messages.isEmpty else {
             throw Self.invalid("messages", "a non-empty array of messages")
         }
-        for (index, message) in messages.enumerated() { try Self.validateMessage(message, path: "messages.\(index)") }
+        for (index, message) in messages.enumerated() {
+            try Self.validateMessage(message, path: "messages.\(index)", isLast: index == messages.count - 1)
+        }
         if let system = fields["system"], system != .null, system.stringValue == nil {
             try Self.validateBlocks(system, path: "system", allowed: ["text"])
         }
@@ -77,10 +79,17 @@ public struct MessagesRequest: Sendable {
     static let userBlocks: Set<String> = ["text", "image", "document", "tool_result"]
     static let assistantBlocks: Set<String> = ["text", "tool_use", "thinking", "redacted_thinking"]
 
-    private static func validateMessage(_ message: JSONValue, path: String) throws(APIError) {
+    private static func validateMessage(_ message: JSONValue, path: String, isLast: Bool) throws(APIError) {
         guard case .object(let fields) = message else { throw invalid(path, "an object") }
         guard let role = fields["role"]?.stringValue, roles.contains(role) else {
             throw invalid("\(path).role", "one of 'user', 'assistant'")
+        }
+        // As Anthropic's API: an empty turn is refused, not dropped (a dropped question would
+        // leave the answer before it last, read by the model as a prefill to continue).
+        let isEmpty = fields["content"]?.stringValue?.isEmpty ?? (fields["content"]?.arrayValue?.isEmpty ?? false)
+        if isEmpty && !(role == "assistant" && isLast) {
+            throw .invalidRequest("\(path).content: all messages must have non-empty content except for the optional final assistant message",
+                                  param: "\(path).content")
         }
         guard let content = fields["content"], content.stringValue == nil else { return }
         try validateBlocks(content, path: "\(path).content",

@@ -76,6 +76,11 @@ public struct ChatRequest: Sendable {
                 }
             }
         }
+        if let value = fields["n"], value != .null {
+            guard let count = value.intValue, (1...128).contains(count) else {
+                throw Self.invalidType("n", expected: "an integer between 1 and 128", got: value)
+            }
+        }
         try Self.validateNumber(fields, "temperature", in: 0...2)
         try Self.validateNumber(fields, "top_p", in: 0...1)
         try Self.validateNumber(fields, "frequency_penalty", in: -2...2)
@@ -186,9 +191,23 @@ public struct ChatRequest: Sendable {
         case .string?:
             break
         case .array(let parts)?:
-            for (partIndex, part) in parts.enumerated() where part["type"]?.stringValue == nil {
-                throw .invalidRequest("'\(path).content[\(partIndex)]' must be an object with a string 'type'.",
-                                      param: "\(path).content[\(partIndex)]")
+            // As OpenAI's API: an empty list or a text part without text is refused, not dropped
+            // (a provider that needs every turn to have content would lose the turn).
+            if parts.isEmpty && !(role == "assistant" && fields["tool_calls"]?.arrayValue?.isEmpty == false) {
+                throw .invalidRequest("Invalid '\(path).content': empty array. Expected an array with minimum length 1.",
+                                      param: "\(path).content", code: "empty_array")
+            }
+            for (partIndex, part) in parts.enumerated() {
+                guard let type = part["type"]?.stringValue else {
+                    throw .invalidRequest("'\(path).content[\(partIndex)]' must be an object with a string 'type'.",
+                                          param: "\(path).content[\(partIndex)]")
+                }
+                guard type == "text" else { continue }
+                guard let text = part["text"] else {
+                    throw .invalidRequest("Missing required parameter: '\(path).content[\(partIndex)].text'.",
+                                          param: "\(path).content[\(partIndex)].text", code: "missing_required_parameter")
+                }
+                if text.stringValue == nil { throw invalidType("\(path).content[\(partIndex)].text", expected: "a string", got: text) }
             }
         case .null?, nil:
             // Only an assistant message that calls tools may omit its content.

@@ -342,11 +342,12 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.int("summary_index", 0)
                 $0.json("part", ResponseItem.summaryPart(text))
             }
-        case .functionCall:
+        case .functionCall(_, let name):
             openCalls = openCalls.filter { $0.value != position }
             emit("response.function_call_arguments.done", &out) {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
+                $0.string("name", name)  // as OpenAI's own stream has it since 2025
                 $0.string("arguments", text)
             }
         case .other:
