@@ -64,6 +64,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// A duplicate key at any depth (`{"model":"a","model":"b"}`, also spelled `"mod\u0065l"`):
     /// we would read one value and an upstream perhaps the other, e.g. a model past an allow-list.
     /// A number beyond Double's range, which would otherwise reach the upstream as infinity or null.
+    /// Bytes that are not UTF-8, which one reader repairs and another passes on raw. (A `\u`
+    /// escape of a lone surrogate is read as U+FFFD: a browser's `JSON.stringify` writes one for
+    /// text cut in the middle of an emoji, and refusing it would refuse that user.)
     public static func parseRequest(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
         try bytes.withUnsafeBytes { buffer in Result { () throws(APIError) in try parse(buffer, strict: true) } }.get()
     }
@@ -72,6 +75,10 @@ public enum JSONValue: Sendable, Equatable, Codable {
         guard JSONScanner.isValid(bytes) else {
             throw .invalidJSON(bytes.isEmpty ? "the body is empty"
                                : JSONScanner.nestsTooDeep(bytes) ? "arrays and objects nested more than \(JSONScanner.maxDepth) deep" : "syntax error")
+        }
+        // Outside strings the scanner has refused every byte over 0x7F already.
+        if strict, let offset = UTF8Validation.firstInvalidOffset(bytes) {
+            throw .invalidJSON("the text is not valid UTF-8 (at byte \(offset))")
         }
         var builder = JSONBuilder(bytes: bytes, strict: strict)
         let result = Result { () throws(JSONBuilder.Ambiguity) in try builder.value() }

@@ -114,6 +114,7 @@ import Testing
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":5}]}"#, "messages.0.content"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"},{"role":"user","content":[]}]}"#, "messages.2.content"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":""}]}"#, "messages.0.content"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"nobody","content":"42"}]}]}"#, "messages.0.content.0.tool_use_id"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[]},{"role":"user","content":"r"}]}"#, "messages.1.content"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"server_tool_use"}]}]}"#, "messages.0.content.0.type"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}]}"#, "messages.0.content.0.type"),
@@ -191,7 +192,9 @@ import Testing
                             Gen.element(of: extras).array(of: 0...3), Gen.element(of: ["user", "user", "user", "system"]))
         .map { user, assistant, extra, role -> String in
             let join = { (items: [String?]) in items.compactMap { $0 }.joined(separator: ",") }
-            return #"{"model":"m","max_tokens":4096,"messages":[{"role":"\#(role ?? "user")","content":[\#(join(user))]},"#
+            // The tool results answer calls made earlier (a `tool_result` answering none is a 400).
+            let calls = #"{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}},{"type":"tool_use","id":"u","name":"f","input":{}}]},"#
+            return #"{"model":"m","max_tokens":4096,"messages":[\#(calls){"role":"\#(role ?? "user")","content":[\#(join(user))]},"#
                 + #"{"role":"assistant","content":[\#(join(assistant))]}]\#(extra.compactMap { $0 }.joined())}"#
         }
 

@@ -35,6 +35,7 @@ public struct MessagesRequest: Sendable {
         for (index, message) in messages.enumerated() {
             try Self.validateMessage(message, path: "messages.\(index)", isLast: index == messages.count - 1)
         }
+        try Self.validateToolResults(messages)
         if let system = fields["system"], system != .null, system.stringValue == nil {
             try Self.validateBlocks(system, path: "system", allowed: ["text"])
         }
@@ -94,6 +95,26 @@ public struct MessagesRequest: Sendable {
         guard let content = fields["content"], content.stringValue == nil else { return }
         try validateBlocks(content, path: "\(path).content",
                            allowed: role == "assistant" ? assistantBlocks : role == "user" ? userBlocks : ["text"])
+    }
+
+    /// A `tool_result` answers a `tool_use` of an earlier assistant turn (as Anthropic's API
+    /// requires): an orphan would reach an OpenAI-style upstream as a tool message answering no
+    /// call, refused there with a less useful message, or worse, read as something else.
+    private static func validateToolResults(_ messages: [JSONValue]) throws(APIError) {
+        var calls: Set<String> = []
+        for (index, message) in messages.enumerated() {
+            for (blockIndex, block) in (message["content"]?.arrayValue ?? []).enumerated() {
+                guard let id = block["type"]?.stringValue == "tool_result" ? block["tool_use_id"]?.stringValue : nil else {
+                    if block["type"]?.stringValue == "tool_use", let id = block["id"]?.stringValue { calls.insert(id) }
+                    continue
+                }
+                guard calls.contains(id) else {
+                    let at = "messages.\(index).content.\(blockIndex)"
+                    throw .invalidRequest("\(at).tool_use_id: no `tool_use` block with id '\(id.prefix(64))' in an earlier assistant message; each `tool_result` block must answer one.",
+                                          param: "\(at).tool_use_id")
+                }
+            }
+        }
     }
 
     private static func validateBlocks(_ value: JSONValue, path: String, allowed: Set<String>) throws(APIError) {
