@@ -146,10 +146,14 @@ public final class GatewayServer {
 
     /// Second phase, once no loop serves any more: cancels what is left of the upstream transfers
     /// and releases curl, then `completion` runs.
+    /// After this iteration's writes: the records of responses that ended in it are filed then
+    /// (`ended`), into a store still open.
     public func releaseResources(completion: @escaping () -> Void = {}) {
-        client.close()
-        store.close()
-        completion()
+        loop.afterWrites { [self] in
+            client.close()
+            store.close()
+            completion()
+        }
     }
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
