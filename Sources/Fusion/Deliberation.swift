@@ -184,7 +184,7 @@ public struct Deliberation: Sendable {
             return cutRunning(.grace, at: time) + panelDoneIfComplete(at: time)
         case .deadline:
             deadlineArmed = false
-            if !panelOver { return cutRunning(.deadline, at: time) + panelDoneIfComplete(at: time) }
+            if !panelOver { return cutRunning(.deadline, at: time) + panelDoneIfComplete(at: time, deadlinePassed: true) }
             return judgeOutOfTime(at: time)
         case .readableText:
             return []  // the session's, not the deliberation's
@@ -210,7 +210,10 @@ public struct Deliberation: Sendable {
         return actions
     }
 
-    private mutating func panelDoneIfComplete(at time: Double) -> [Action] {
+    /// `deadlinePassed`: the deliberation's deadline ended the panel, so there is no time left
+    /// for a judge: the answers go on without an analysis (`judge_timeout`), as when the deadline
+    /// stops a judge still writing.
+    private mutating func panelDoneIfComplete(at time: Double, deadlinePassed: Bool = false) -> [Action] {
         guard !panelOver, !states.contains(.running) else { return [] }
         panelOver = true
         var actions: [Action] = graceArmed ? [.cancelTimer(.grace)] : []
@@ -232,6 +235,12 @@ public struct Deliberation: Sendable {
                                                     tools: judgeHasTools)
         judgePhaseStartedAt = time
         actions.append(.progress(.phase(PhaseReport(.judge, .started, summary: "comparing \(answers.count) answers"))))
+        guard !deadlinePassed else {
+            let failure = JudgeFailure(.timeout, "the deliberation's deadline (\(quorum.deadlineMilliseconds ?? 0) ms) passed before the judge could start")
+            let result = makeResult(analysis: nil, judgeFailure: failure)
+            return actions + [.progress(.judgeFailed(model: judgeModel, reason: failure.reason, message: failure.message, willRetry: false)),
+                              judgePhaseEnded(result, at: time)] + finish(result)
+        }
         return actions + startJudge(model: judgeModel, attempt: 1, messages: judgeMessages, at: time)
     }
 

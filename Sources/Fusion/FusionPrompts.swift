@@ -104,10 +104,10 @@ public enum FusionPrompts {
     /// (cut for latency, failed), so the judge knows the panel was partial.
     public static func judgeMessages(question: String, answers: [(label: String, content: String)], missing: [(label: String, why: String)] = [],
                                      neutral: Bool = false, tools: Bool = false) -> [ModelMessage] {
-        var user = "Question:\n\(question)\n\nPanel answers:\n"
+        var user = "Question:\n\(neutralizingAnswerTags(question))\n\nPanel answers:\n"
         for answer in answers {
             user += neutral ? "<answer label=\"\(answer.label)\">\n" : "<answer model=\"\(answer.label)\">\n"
-            user += "\(answer.content)\n</answer>\n"
+            user += "\(neutralizingAnswerTags(answer.content))\n</answer>\n"
         }
         if !missing.isEmpty {
             user += "\nNot included (the panel is partial; compare only the answers above):\n"
@@ -117,6 +117,31 @@ public enum FusionPrompts {
             ModelMessage(role: .system, text: judgeSystemPrompt(neutral: neutral) + (tools ? judgeToolNote : "")),
             ModelMessage(role: .user, text: user),
         ]
+    }
+
+    /// `text` with every `<` that would open an `answer` tag (`<answer`, `</answer`, any case,
+    /// blanks allowed) written as `&lt;`: a member's answer (or a page it quotes, or the question
+    /// it repeats) cannot close its own block and open one labelled as another member's.
+    static func neutralizingAnswerTags(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        guard bytes.contains(UInt8(ascii: "<")) else { return text }
+        func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D }
+        let name = Array("answer".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 16)
+        for (index, byte) in bytes.enumerated() {
+            guard byte == UInt8(ascii: "<") else {
+                out.append(byte)
+                continue
+            }
+            var next = index + 1
+            while next < bytes.count, isBlank(bytes[next]) { next += 1 }
+            if next < bytes.count, bytes[next] == UInt8(ascii: "/") { next += 1 }
+            while next < bytes.count, isBlank(bytes[next]) { next += 1 }
+            let opensTag = next + name.count <= bytes.count && zip(bytes[next..<next + name.count], name).allSatisfy { $0 | 0x20 == $1 }
+            out.append(contentsOf: opensTag ? Array("&lt;".utf8) : [byte])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The judge's retry: its invalid reply and what was wrong with it.

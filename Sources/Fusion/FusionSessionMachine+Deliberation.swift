@@ -95,6 +95,7 @@ extension FusionSessionMachine {
         var out: [Action] = []
         if let id = members[index]?.call {
             roles[id] = nil
+            cutCalls.insert(id)
             out.append(.cancelCall(id))
         }
         members[index]?.call = nil

@@ -195,6 +195,8 @@ public struct FusionSessionMachine: Sendable {
     /// When the first visible answer text was produced (session time).
     public internal(set) var firstTokenAt: Double?
     public internal(set) var webToolCalls = 0
+    /// Calls cancelled because their member was cut for latency (counted as cut, not cancelled).
+    public internal(set) var cutCalls: Set<CallID> = []
     public internal(set) var searchResults = 0
     /// The caller's own tool calls made in the same turn as the fusion call: the turn is handed
     /// back to the client with them (it alone can answer them), the fusion calls answered

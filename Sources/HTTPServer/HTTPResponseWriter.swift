@@ -165,8 +165,10 @@ public enum HTTPStatus {
         case 100: "Continue"
         case 200: "OK"
         case 204: "No Content"
+        case 304: "Not Modified"
         case 400: "Bad Request"
         case 401: "Unauthorized"
+        case 402: "Payment Required"
         case 403: "Forbidden"
         case 404: "Not Found"
         case 405: "Method Not Allowed"
@@ -179,11 +181,12 @@ public enum HTTPStatus {
         case 429: "Too Many Requests"
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"
+        case 501: "Not Implemented"
         case 502: "Bad Gateway"
         case 503: "Service Unavailable"
         case 504: "Gateway Timeout"
         case 508: "Loop Detected"
-        default: "Status \(status)"
+        default: ""  // RFC 9112 §4: the reason phrase may be empty (an upstream's own status, e.g. 529)
         }
     }
 }

@@ -116,7 +116,11 @@ import Testing
         let actions = d.handle(.timerFired(.deadline), at: 3_000)
         #expect(cut(actions) == [1, 2])
         #expect(actions.contains(.progress(.memberCut(index: 1, model: "p/b", characters: 4, cause: .deadline))))
-        #expect(judgePrompt(actions)?.contains("<answer model=\"p/a\">") == true)
+        // The deadline bounds the judge too: none starts after it; the answer goes on without analysis.
+        #expect(judgePrompt(actions) == nil)
+        let final = try #require(result(actions))
+        #expect(final.answered.map(\.model) == ["p/a"] && final.analysis == nil && final.judgeFailure?.reason == .timeout)
+        #expect(timers(actions).isEmpty, "the deadline fired: nothing left armed")
     }
 
     @Test func theDeadlineStopsAJudgeStillWriting() throws {

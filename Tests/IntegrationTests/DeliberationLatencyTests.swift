@@ -66,10 +66,17 @@ import Testing
         #expect(events.first { $0.name == "fusion.member.cut" }?.data["cause"] == .string("deadline"))
         #expect(env.eventually { env.mockStats.counts.streamsCancelled == 1 }, "\(env.mockStats.counts)")
         let record = try #require(try env.generation(response.header("x-generation-id")))
+        // A cut member is counted once, as cut (not also as cancelled when the request ends).
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_fusion_member_failures_total{reason="cut_for_latency"}"#) == 1)
+        #expect(metrics.metric(#"fusion_gateway_fusion_member_failures_total{reason="cancelled"}"#) == nil)
         let cost = try #require(record["fusion_cost"])
         #expect(cost["estimate_min"]?.doubleValue == minimum && cost["estimate_max"]?.doubleValue == maximum)
         let calls = try #require(cost["calls"]?.arrayValue)
-        #expect(calls.count == 4 && calls.allSatisfy { $0["estimate_max"]?.doubleValue != nil })
+        // Three members; no judge: the deadline that cut the panel left it no time.
+        #expect(calls.count == 3 && calls.allSatisfy { $0["estimate_max"]?.doubleValue != nil }, "\(calls)")
+        #expect(!env.mockStats.requestedModels.contains("judge:pace_ms=1"))
+        #expect(events.contains { $0.name == "fusion.judge.failed" && $0.data["reason"] == .string("judge_timeout") }, "\(events.map(\.name))")
         #expect(calls.filter { $0["status"] == .string("ok") }.allSatisfy { ($0["actual"]?.doubleValue ?? 0) > 0 })
         #expect(calls.first { $0["status"] == .string("cut_for_latency") }?["actual"] == .null, "a cut call reported no usage")
         #expect((cost["actual"]?.doubleValue ?? 0) > 0)

@@ -21,6 +21,23 @@ import Testing
         response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
     }
 
+    /// A model the Fusion config names that no provider serves stops the gateway at startup,
+    /// naming the setting, rather than failing every Fusion request with a 400 that blames the client.
+    @Test func fusionModelsNoProviderServesStopTheGatewayAtStartup() throws {
+        let cases: [(String, @Sendable (inout GatewayConfig) -> Void)] = [
+            ("fusion.outer_model", { $0.fusion?.outerModel = "nosuch/model" }),
+            ("fusion.judge_fallback_model", { $0.fusion?.judgeFallbackModel = "nosuch/judge" }),
+        ]
+        for (path, configure) in cases {
+            do {
+                _ = try TestEnvironment(configure)
+                Issue.record("started with a bad \(path)")
+            } catch let error as ConfigError {
+                #expect(error.description.hasPrefix(path) && error.description.contains("nosuch"), "\(error)")
+            }
+        }
+    }
+
     @Test func defaultStreamShowsTheDeliberationAsCommentsThenTheAnswer() throws {
         let env = try TestEnvironment()
         let response = try env.chat(fusionBody(extra: #","stream_options":{"include_usage":true}"#))

@@ -179,6 +179,7 @@ import Testing
         ("no-id", "messages[2].tool_call_id"),
         ("schema", "response_format"),
         ("empty-turn", "messages[1].content"),
+        ("choices", "n"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var messages = [
@@ -196,6 +197,7 @@ import Testing
         case "broken-data": messages[1].content[2] = .image(url: "data:image/png;base64,%%%", detail: nil)
         case "no-id": messages[2].toolCallID = nil
         case "empty-turn": messages[1].content = [.text("")]  // left out, the question would be lost
+        case "choices": request.extraFields["n"] = .int(3)
         default: request.responseFormat = .object(["type": .string("json_schema")])
         }
         request.messages = messages

@@ -111,6 +111,7 @@ import Testing
         ("server-tool", "tools[0]"),
         ("format", "response_format"),
         ("empty-turn", "messages[1].content"),
+        ("choices", "n"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var request = ModelRequest(model: "m", messages: [
@@ -124,6 +125,7 @@ import Testing
         case "audio": request.messages[1].content[0] = .other(.object(["type": .string("input_audio")]))
         case "nameless": request.messages[2].toolCallID = "unknown"
         case "empty-turn": request.messages[1].content = []
+        case "choices": request.extraFields["n"] = .int(2)
         case "server-tool": request.tools = [.other(.object(["type": .string("web_search_preview")]))]
         default: request.responseFormat = .object(["type": .string("xml")])
         }

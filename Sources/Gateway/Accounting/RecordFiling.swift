@@ -23,7 +23,6 @@ extension GatewayShared {
         }
         for call in record.innerCalls {
             if let error = call.error { metrics.countUpstreamError(provider: call.provider, code: error.code) }
-            if call.role == "panel" && call.cancelled { metrics.countMemberFailure(reason: "cancelled") }
         }
         if let ttft = record.firstTokenMilliseconds { metrics.observeTimeToFirstToken(kind: record.kind, milliseconds: ttft) }
         if !record.cancelled {

@@ -211,6 +211,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         case .startCall(let call):
             startCall(call)
         case .cancelCall(let id):
+            // A member cut for latency was counted as cut (`memberCut`); any other is cancelled.
+            if callLog.isOpenPanelCall(id) && !machine.cutCalls.contains(id) { metrics?.countMemberFailure(reason: "cancelled") }
             calls.removeValue(forKey: id)?.cancel()
             callStopped(id)
         case .runTool(let run, let call):
@@ -406,6 +408,8 @@ final class FusionSession<Renderer: FusionRenderer> {
     private func finish() {
         guard !finished else { return }
         finished = true
+        // Members still running as the request ends (cut members were counted as they were cut).
+        for _ in 0..<callLog.openPanelCalls { metrics?.countMemberFailure(reason: "cancelled") }
         for call in calls.values { call.cancel() }
         calls.removeAll()
         for task in tools.values { task.cancel() }

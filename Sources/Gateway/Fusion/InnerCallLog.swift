@@ -85,6 +85,11 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
     }
 
+    /// Panel calls still running: at the request's end, the members it cancels.
+    var openPanelCalls: Int { entries.values.count { $0.open && $0.record.role == "panel" } }
+
+    func isOpenPanelCall(_ id: CallID) -> Bool { entries[id].map { $0.open && $0.record.role == "panel" } ?? false }
+
     func cancelAll(at now: UInt64) {
         for id in entries.keys where entries[id]?.open == true { cancelled(id, at: now) }
     }

@@ -95,9 +95,30 @@ public final class GatewayServer {
         // Every key; the named ones are matched by name first (the ring skips their duplicates).
         let keys = try config.gatewayKeys(environment: environment)
         let named = try config.namedKeyValues(environment: environment)
-        return GatewayShared(router: ModelRouter(config: config, environment: environment), gatewayKeys: keys,
+        let router = ModelRouter(config: config, environment: environment)
+        if let fusion = config.fusion { try checkFusionModels(fusion, router: router) }
+        return GatewayShared(router: router, gatewayKeys: keys,
                              web: resolveWeb(config.web, environment: environment, logger: logger),
                              keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword)
+    }
+
+    /// Every model the Fusion config names must route: a slug no provider serves would otherwise
+    /// fail every Fusion request (even one that never needs a fallback judge) with a 400 that
+    /// blames the client. A provider whose key is unset is only warned about (see `start`).
+    private static func checkFusionModels(_ fusion: FusionSettings, router: ModelRouter) throws {
+        var named: [(path: String, model: String)] = [("fusion.outer_model", fusion.outerModel)]
+        for (name, preset) in fusion.presets.sorted(by: { $0.key < $1.key }) {
+            for (index, model) in preset.analysisModels.enumerated() { named.append(("fusion.presets.\(name).analysis_models[\(index)]", model)) }
+            if let judge = preset.judge { named.append(("fusion.presets.\(name).model", judge)) }
+        }
+        if let fallback = fusion.judgeFallbackModel { named.append(("fusion.judge_fallback_model", fallback)) }
+        for (path, model) in named {
+            do {
+                _ = try router.route(model)
+            } catch where error.code != "provider_key_missing" {
+                throw ConfigError("\(path): \(error.message)")
+            } catch {}
+        }
     }
 
     /// The web settings in force, with the search API's key from the environment. The simulated

@@ -20,6 +20,7 @@ public struct AnthropicProvider: Provider {
     public var wireFormat: WireFormat { .anthropicMessages }
 
     public func validate(_ request: ModelRequest) throws(APIError) {
+        try NativeRequestRules.validateChoices(request, api: "Anthropic's API")
         try NativeRequestRules.validateMessages(request.messages, api: "Anthropic's API", accepts: Self.inlineMediaTypes.contains)
         for (index, message) in request.messages.enumerated() where message.role == .tool && (message.toolCallID ?? "").isEmpty {
             throw .invalidRequest("A tool result for Anthropic's API needs the id of the call it answers.",

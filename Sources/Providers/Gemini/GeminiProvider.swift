@@ -9,6 +9,7 @@ public struct GeminiProvider: Provider {
     public var wireFormat: WireFormat { .gemini }
 
     public func validate(_ request: ModelRequest) throws(APIError) {
+        try NativeRequestRules.validateChoices(request, api: "Gemini's API")
         try NativeRequestRules.validateMessages(request.messages, api: "Gemini's API", accepts: { _ in true })
         for (index, message) in request.messages.enumerated()
         where message.role == .tool && GeminiRequestEncoder.functionName(answeredBy: message, in: request.messages) == nil {

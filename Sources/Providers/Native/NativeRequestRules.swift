@@ -43,6 +43,15 @@ enum NativeRequestRules {
     /// Refuses what neither native API can take: content parts of other kinds, `data:` URIs that
     /// are not, and tool arguments that are not a JSON object. `accepts` says which inline media
     /// types the API reads.
+    /// Several choices (`n` above 1) cannot be asked for: answering with one would be a 200 that
+    /// silently gives less than was asked. (Other fields these APIs lack, such as `seed` or the
+    /// penalties, are left out, as OpenRouter does for providers without them.)
+    static func validateChoices(_ request: ModelRequest, api: String) throws(APIError) {
+        if let count = request.extraFields["n"]?.intValue, count > 1 {
+            throw .invalidRequest("\(api) returns one choice per request; 'n' must be 1 (send several requests instead).", param: "n")
+        }
+    }
+
     static func validateMessages(_ messages: [ModelMessage], api: String, accepts: (String) -> Bool) throws(APIError) {
         for (index, message) in messages.enumerated() {
             // These APIs take no empty turn: one without content would be left out, and a question
