@@ -198,8 +198,8 @@ public struct Deliberation: Sendable {
             states[index] = .cut
             let waited = Int((time - started[index]).rounded())
             let message = cause == .grace
-                ? "cut for latency: \(answeredCount) answers were in and the grace period ran out after \(waited) ms"
-                : "cut for latency: the deliberation's deadline passed after \(waited) ms"
+                ? "cut for latency: \(answeredCount) answers were in and the grace period (\(quorum.graceMilliseconds) ms) ran out; it had run \(waited) ms"
+                : "cut for latency: the deliberation's deadline (\(quorum.deadlineMilliseconds ?? 0) ms) passed; it had run \(waited) ms"
             failures[index] = (.cutForLatency, message)
             stats.append(MemberStats(model: models[index], role: "panel", status: MemberFailureReason.cutForLatency.rawValue,
                                      usage: nil, firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],

@@ -139,9 +139,15 @@ public struct FusionParameters: Sendable, Equatable {
             throw .invalidRequest("No panel: the preset '\(presetName)' has no analysis_models and none were given.",
                                   param: "\(path).analysis_models")
         }
-        // The preset's quorum applies to its own panel (a smaller panel given here caps it).
-        minAnswers = preset.minAnswers.map { min($0, analysisModels.count) }
-        graceMilliseconds = preset.graceMilliseconds
+        // The preset's quorum applies to its own panel, or to any panel when the preset is named
+        // here (a smaller panel caps it); a panel of the client's own under the default preset
+        // waits for every member unless `min_answers` says otherwise.
+        let namesPreset = fields["preset"].map { $0 != .null } ?? false
+        let ownPanel = fields["analysis_models"].map { $0 != .null } ?? false
+        if namesPreset || !ownPanel {
+            minAnswers = preset.minAnswers.map { min($0, analysisModels.count) }
+            graceMilliseconds = preset.graceMilliseconds
+        }
         if let value = fields["min_answers"], value != .null {
             guard let count = value.intValue, (1...Int64(analysisModels.count)).contains(count) else {
                 throw .invalidRequest("'\(path).min_answers' must be an integer from 1 to the panel's size (\(analysisModels.count)).",

@@ -154,4 +154,23 @@ import Testing
         let actions = d.handle(.judgeDelta(text: Self.analysis), at: 20) + d.handle(.judgeFinished(usage: nil), at: 21)
         #expect(timers(actions) == ["cancel deadline"] && result(actions)?.analysis != nil)
     }
+
+    /// A preset's quorum is for its own panel, or for any panel when the preset is named: a panel of
+    /// the client's own under the default preset waits for every member.
+    @Test func aPresetsQuorumAppliesToItsPanelOrWhenNamed() throws {
+        let settings = FusionSettings(outerModel: "p/outer", presets: [
+            "fast": .init(analysisModels: ["p/a", "p/b", "p/c"], minAnswers: 2, graceMilliseconds: 50),
+        ], defaultPreset: "fast")
+        func parameters(_ json: String) throws -> FusionParameters {
+            try FusionParameters(json: try JSONValue.parse(Array(json.utf8)), settings: settings, path: "tools[0].parameters")
+        }
+        let presetPanel = try parameters("{}")
+        #expect(presetPanel.minAnswers == 2 && presetPanel.graceMilliseconds == 50)
+        let ownPanel = try parameters(#"{"analysis_models":["p/x","p/y","p/z","p/w"]}"#)
+        #expect(ownPanel.minAnswers == nil && ownPanel.graceMilliseconds == nil, "every member is waited for")
+        let named = try parameters(#"{"preset":"fast","analysis_models":["p/x"]}"#)
+        #expect(named.minAnswers == 1 && named.graceMilliseconds == 50, "named: the preset's, capped by the panel")
+        let asked = try parameters(#"{"analysis_models":["p/x","p/y"],"min_answers":1,"grace_ms":10}"#)
+        #expect(asked.minAnswers == 1 && asked.graceMilliseconds == 10)
+    }
 }

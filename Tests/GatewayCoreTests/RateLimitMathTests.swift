@@ -139,6 +139,15 @@ import Testing
         ]), keyName: "team-b")
         #expect(budget.code == "insufficient_quota" && budget.status == 429)
         #expect(Dictionary(uniqueKeysWithValues: budget.headers)["x-should-retry"] == "false")
+
+        // Both a per-minute limit and a spent budget: the budget's refusal (its wait applies, and
+        // retrying before it cannot help), not the per-minute one with the budget's wait.
+        let both = RateLimitResponse.error(LimitDecision(dimensions: [
+            .init(kind: .requests, limit: 5, remaining: 0, resetMicros: 12_000_000, exceeded: true, retryAfterMicros: 12_000_000),
+            .init(kind: .dailyBudget, limit: 4_000, remaining: 0, resetMicros: 76_355_000_000, exceeded: true, retryAfterMicros: 76_355_000_000),
+        ]), keyName: "team-c")
+        #expect(both.code == "insufficient_quota" && both.message.contains("daily budget"), "\(both.message)")
+        #expect(Dictionary(uniqueKeysWithValues: both.headers)["x-should-retry"] == "false")
     }
 
     @Test(arguments: [(Int64(0), "0ms"), (1, "1ms"), (250_000, "250ms"), (1_500_000, "1.5s"), (59_999_000, "59.999s"),

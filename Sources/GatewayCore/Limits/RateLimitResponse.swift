@@ -24,7 +24,10 @@ public enum RateLimitResponse {
         headers.append(("Retry-After", String(retrySeconds)))
         headers.append(("retry-after-ms", String(max(1, (retryMicros + 999) / 1_000))))
         let wait = duration(micros: retryMicros)
-        if let rate = exceeded.first(where: { $0.kind == .requests || $0.kind == .tokens }) {
+        let budgets = exceeded.filter { $0.kind == .dailyBudget || $0.kind == .monthlyBudget }
+        // A per-minute limit names itself only when no budget is spent too: a spent budget's wait
+        // is the one that applies, and no retry before it can help.
+        if budgets.isEmpty, let rate = exceeded.first(where: { $0.kind == .requests || $0.kind == .tokens }) {
             let unit = rate.kind == .requests ? "requests" : "tokens"
             return APIError(status: 429, type: unit, code: "rate_limit_exceeded",
                             message: "Rate limit reached for key '\(keyName)' on \(unit) per minute: limit \(rate.limit), remaining \(rate.remaining). Please try again in \(wait).",
@@ -32,7 +35,7 @@ public enum RateLimitResponse {
         }
         // A spent budget: retrying before the period ends cannot help.
         headers.append(("x-should-retry", "false"))
-        let budget = exceeded.first ?? LimitDecision.Dimension(kind: .dailyBudget, limit: 0, remaining: 0, resetMicros: retryMicros, exceeded: true, retryAfterMicros: retryMicros)
+        let budget = budgets.max { $0.retryAfterMicros < $1.retryAfterMicros } ?? exceeded.first ?? LimitDecision.Dimension(kind: .dailyBudget, limit: 0, remaining: 0, resetMicros: retryMicros, exceeded: true, retryAfterMicros: retryMicros)
         let period = budget.kind == .monthlyBudget ? "monthly" : "daily"
         return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
                         message: "Key '\(keyName)' has spent its \(period) budget of $\(dollars(budget.limit)); it resets in \(wait).",
