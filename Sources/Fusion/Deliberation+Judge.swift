@@ -11,7 +11,7 @@ extension Deliberation {
             guard !text.isEmpty else { return [] }
             if judgeFirstToken == nil { judgeFirstToken = time - judgeStarted }
             judgeText += text
-            return [.progress(.judgeDelta(model: currentJudge, text: text))] + items(from: text)
+            return [.progress(.judgeDelta(model: currentJudge, attempt: judgeAttempt, text: text))] + items(from: text)
 
         case .judgeCalledTools:
             // What it wrote before calling a tool was not the analysis.

@@ -62,6 +62,10 @@ public enum FusionPlan: Sendable {
             if callerTools.isEmpty { base.toolChoice = nil }
             return .withoutFusion(model: outerModel, request: base)
         }
+        // A deliberation writes one final answer; n choices would mean n deliberations, paid n times.
+        if let count = request.extraFields["n"]?.intValue, count > 1 {
+            throw .invalidRequest("Fusion writes one answer per request; 'n' must be 1 (send several requests instead).", param: "n")
+        }
         let parameterPath = plugin?.path ?? fusionTool.map { "tools[\($0.index)].parameters" } ?? "fusion"
         let parameters = try FusionParameters(json: plugin?.parameters ?? fusionTool?.parameters, settings: settings, path: parameterPath)
         // The outer model could only call fusion: the plugin form, "required" with no tool of the

@@ -13,7 +13,7 @@ public enum FusionProgress: Sendable, Equatable {
     /// `labels`: the neutral label → model map the judge's raw text (`judgeDelta`) is written
     /// under (empty when the judge reads model names).
     case judgeStarted(model: String, attempt: Int, labels: [String: String] = [:])
-    case judgeDelta(model: String, text: String)
+    case judgeDelta(model: String, attempt: Int, text: String)
     case judgeCompleted(model: String, analysis: JSONValue)
     case judgeFailed(model: String, reason: JudgeFailureReason, message: String, willRetry: Bool)
     /// A panel member or the judge called a web tool, and what came of it.

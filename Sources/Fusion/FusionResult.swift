@@ -14,6 +14,9 @@ public enum MemberFailureReason: String, Sendable, Equatable, CaseIterable {
     /// Still running when the quorum's grace or the deliberation's deadline ran out: cancelled so
     /// the judge could start (what it had written is kept as `partial_content`).
     case cutForLatency = "cut_for_latency"
+    /// Its tool loop wanted another turn, but the request's remaining inner calls
+    /// (`fusion.max_inner_calls`) are kept for the judge and the final answer.
+    case innerCallLimit = "inner_call_limit"
 }
 
 /// Per-call accounting, for the usage breakdown and the generation record.

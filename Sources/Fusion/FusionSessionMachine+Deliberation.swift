@@ -115,9 +115,12 @@ extension FusionSessionMachine {
                                             message: "no answer within \(limits.memberTimeoutMilliseconds) ms (web tool calls included)",
                                             usage: run.usage), at: time)
         }
-        guard let id = allocate(.member(index: index)) else {
-            return deliberate(.memberFailed(index: index, reason: .upstreamError,
-                                            message: "the request reached its limit of \(limits.maxInnerCalls) inner calls",
+        // A member's first turn is the panel itself; the turns of its tool loop after it leave
+        // the judge's call and the final answer's their inner calls.
+        guard let id = allocate(.member(index: index), keeping: run.loop.steps == 0 ? 0 : 2) else {
+            return deliberate(.memberFailed(index: index, reason: .innerCallLimit,
+                                            message: "the request reached its limit of \(limits.maxInnerCalls) inner calls "
+                                                + "(the last are kept for the judge and the final answer)",
                                             usage: run.usage), at: time)
         }
         members[index]?.call = id
@@ -182,9 +185,10 @@ extension FusionSessionMachine {
             return deliberate(.judgeFailed(message: "no analysis within \(limits.judgeTimeoutMilliseconds) ms (web tool calls included)",
                                            reason: .timeout, usage: run.usage), at: time)
         }
-        guard let id = allocate(.judge) else {
-            return deliberate(.judgeFailed(message: "the request reached its limit of \(limits.maxInnerCalls) inner calls",
-                                           usage: run.usage), at: time)
+        guard let id = allocate(.judge, keeping: 1) else {
+            return deliberate(.judgeFailed(message: "the request reached its limit of \(limits.maxInnerCalls) inner calls "
+                                               + "(the last is kept for the final answer)",
+                                           reason: .innerCallLimit, usage: run.usage), at: time)
         }
         judge?.call = id
         let base = FusionPrompts.innerRequest(model: run.model, messages: [], parameters: request.parameters,

@@ -406,8 +406,10 @@ public struct FusionSessionMachine: Sendable {
         return running.map { .cancelCall($0) } + timers.map { .cancelTimer($0) }
     }
 
-    mutating func allocate(_ role: Role) -> CallID? {
-        guard callsStarted < limits.maxInnerCalls, nextCallID < CallID.max else { return nil }
+    /// A call id for `role`, unless the request's inner calls are spent: `keeping` of them stay
+    /// for the calls that must follow this one (the judge's, the final answer's).
+    mutating func allocate(_ role: Role, keeping reserved: Int = 0) -> CallID? {
+        guard callsStarted + reserved < limits.maxInnerCalls, nextCallID < CallID.max else { return nil }
         callsStarted += 1
         let id = nextCallID
         nextCallID += 1

@@ -9,6 +9,9 @@ public enum JudgeFailureReason: String, Sendable, Equatable {
     case emptyCompletion = "judge_empty_completion"
     /// No analysis within the judge's time budget.
     case timeout = "judge_timeout"
+    /// The request's inner calls (`fusion.max_inner_calls`) ran out before the judge's next turn;
+    /// its last one is kept for the final answer.
+    case innerCallLimit = "judge_inner_call_limit"
 }
 
 /// The judge's structured analysis, validated against the schema the judge was given.

@@ -27,7 +27,7 @@ public final class HTTPServer {
     /// See `HeadGuard`; nil lets every request through.
     public var headGuard: HeadGuard?
     /// Called for each request the server rejected itself (bad framing, limits, timeouts).
-    public var onRejection: ((HTTPRejection) -> Void)?
+    public var onRejection: ((HTTPRejection, _ path: String?) -> Void)?
     /// Called for each accepted connection that is served (not for those over `maxConnections`).
     public var onAccept: (() -> Void)?
     /// Connections closed at once because `maxConnections` were open.
@@ -64,7 +64,7 @@ public final class HTTPServer {
     }
 
     func render(_ rejection: HTTPRejection, path: String?) -> HTTPResponse {
-        onRejection?(rejection)
+        onRejection?(rejection, path)
         return renderRejection(rejection, path)
     }
 

@@ -171,6 +171,23 @@ import Testing
         }
     }
 
+    @Test func aDeliberationAnswersOneChoice() throws {
+        for body in [#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"n":3}"#,
+                     #"{"model":"p/m","messages":[{"role":"user","content":"q"}],"n":2,"plugins":[{"id":"fusion"}]}"#] {
+            let failure = error(body)
+            #expect(failure?.status == 400 && failure?.param == "n", "\(body)")
+        }
+        guard case .fusion = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"n":1}"#) else {
+            Issue.record("n: 1 refused")
+            return
+        }
+        // An inner call (depth 1) is a plain completion: n is the upstream's business.
+        guard case .withoutFusion = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"n":3}"#, depth: 1) else {
+            Issue.record("depth 1 refused n")
+            return
+        }
+    }
+
     @Test func fusionEventsFlagMustBeBoolean() {
         let failure = error(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"stream_options":{"include_fusion_events":"yes"}}"#)
         #expect(failure?.param == "stream_options.include_fusion_events")

@@ -257,6 +257,29 @@ import Testing
         #expect(outputs(actions).contains { if case .progress(.memberFailed(1, _, _, let message)) = $0 { message.contains("limit of 2 inner calls") } else { false } })
     }
 
+    @Test func aMembersToolTurnsLeaveTheJudgeAndTheFinalAnswerTheirCalls() throws {
+        let tools = ToolLoop.webToolDefinitions(search: true, fetch: false)
+        // Five calls: the outer model's first turn, two members, then the judge and the final answer.
+        var m = try machine(tools: tools, limits: .init(memberTimeoutMilliseconds: 1_000, judgeTimeoutMilliseconds: 1_000,
+                                                         outerTimeoutMilliseconds: 5_000, maxInnerCalls: 5))
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        #expect(members.count == 2)
+        var actions = run(&m, members[0].id, [.toolCall(ToolCallFragment(index: 0, id: "s1", name: "web_search", arguments: "{}"))], at: 2)
+        let toolRun = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
+        actions = m.handle(.toolFinished(toolRun, .init(content: "{}")), at: 3)
+        #expect(started(actions).isEmpty, "a fourth call now would leave the final answer none")
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .innerCallLimit, let message)) = $0 {
+            message.contains("limit of 5 inner calls") } else { false } })
+        let judge = try #require(started(run(&m, members[1].id, [.text("B says y."), .finish(.stop)], at: 4)).first)
+        #expect(judge.role == .judge)
+        actions = run(&m, judge.id, [.text(Self.analysis), .finish(.stop)], at: 5)
+        let final = try #require(started(actions).first)
+        #expect(final.role == .outer(final: true))
+        actions = run(&m, final.id, [.text("Done."), .finish(.stop)], at: 6)
+        #expect(outcome(actions) == .completed)
+    }
+
     @Test func membersUseWebToolsWithinTheirCaps() throws {
         let tools = ToolLoop.webToolDefinitions(search: true, fetch: true)
         var m = try machine(tools: tools, limits: .init(memberTimeoutMilliseconds: 1_000, judgeTimeoutMilliseconds: 1_000,

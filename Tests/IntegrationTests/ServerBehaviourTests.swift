@@ -77,6 +77,14 @@ import Testing
             try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             #expect(try client.readResponse().status == 200)
         }
+        // Every refusal is counted, the HTTP server's own and the head guard's included; on a
+        // completion route it is also a rejected request.
+        let code = response.json?["error"]?["code"]?.stringValue ?? "?"
+        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="\#(code)"}"#) == 1 },
+                "errors_total{code=\(code)}")
+        if raw.hasPrefix("POST /v1/chat/completions ") || raw.hasPrefix("DELETE /v1/chat/completions ") {
+            #expect((try? env.get("/metrics"))?.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="rejected",status="\#(status)"}"#) == 1)
+        }
         try expectStillServing(env)
     }
 

@@ -41,7 +41,7 @@ import Testing
             (.memberReasoningDelta(index: 1, model: model, text: text), "fusion.member.reasoning", "delta"),
             (.memberFailed(index: 1, model: model, reason: .upstreamError, message: text), "fusion.member.failed", "message"),
             (.judgeStarted(model: model, attempt: 1), "fusion.judge.started", "model"),
-            (.judgeDelta(model: model, text: text), "fusion.judge.progress", "delta"),
+            (.judgeDelta(model: model, attempt: 1, text: text), "fusion.judge.progress", "delta"),
             (.judgeFailed(model: model, reason: .notValidJSON, message: text, willRetry: true), "fusion.judge.failed", "message"),
             (.judgeCompleted(model: model, analysis: .object(["consensus": .array([.string(text)])])), "fusion.judge.completed", "model"),
             (.webToolStarted(activity), "fusion.web.started", "arguments"),

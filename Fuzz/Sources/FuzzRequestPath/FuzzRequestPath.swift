@@ -30,7 +30,8 @@ public func fuzzRequestPath(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 
         do {
             step = try decoder.decode(pending)
         } catch {
-            precondition([400, 408, 413, 431].contains(error.status), "rejection status \(error.status)")
+            // 501: a transfer coding other than chunked (`gzip, chunked`), RFC 9112 §6.1.
+            precondition([400, 408, 413, 431, 501].contains(error.status), "rejection status \(error.status)")
             return 0
         }
         precondition(step.consumed <= pending.count, "consumed more than given")

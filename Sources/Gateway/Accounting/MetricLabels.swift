@@ -10,7 +10,7 @@ enum MetricLabels {
 
     /// HTTP statuses the gateway sends, and 499 (the client left before any response).
     static let statuses: Set<Int> = [200, 400, 401, 404, 405, 408, 409, 413, 415, 421, 422, 429, 431, 499,
-                                     500, 502, 503, 504, 508]
+                                     500, 501, 502, 503, 504, 508]
 
     /// `status`: one of `statuses`, else its class (`4xx`, `5xx`), else `other`.
     static func status(_ status: Int) -> String {
@@ -29,7 +29,7 @@ enum MetricLabels {
         "duplicate_key", "number_out_of_range", "invalid_model_option", "invalid_tool_arguments", "model_not_found", "not_found",
         "method_not_allowed", "unauthorized", "invalid_api_key", "misdirected_request", "unsupported_media_type", "loop_detected",
         "body_too_large", "headers_too_large", "too_many_headers", "request_timeout", "request_too_large",
-        "generation_not_found", "client_too_slow",
+        "generation_not_found", "client_too_slow", "bad_request", "unsupported_transfer_coding",
         // the gateway
         "shutting_down", "server_error", "inner_call_limit", "provider_key_missing",
         // a key's limits and the shared store

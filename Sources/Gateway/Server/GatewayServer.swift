@@ -71,8 +71,9 @@ public final class GatewayServer {
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
         server.rendersRejectionsAsAPIErrors()
-        server.onRejection = { [unowned self] rejection in
+        server.onRejection = { [unowned self] rejection, path in
             self.logger.info("rejected request", metadata: ["status": "\(rejection.status)", "code": "\(rejection.code)"])
+            countRefusal(status: rejection.status, code: rejection.code, path: path)
         }
         // Checked on the head: a refused client's body is never read.
         server.headGuard = { [unowned self] head in guardHead(head) }
@@ -213,13 +214,17 @@ public final class GatewayServer {
             writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
                            body: Array((draining ? #"{"status":"draining"}"# : #"{"status":"ok"}"#).utf8))
         case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/responses"), (_, "/responses"):
-            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "POST"),
-                           api: ClientAPI(path: request.path) ?? .chatCompletions)
+            refuse(.methodNotAllowed(request.method, path: request.path, allowed: "POST"), request, writer)
         case (_, "/v1/models"), (_, "/models"), (_, "/health"), (_, "/metrics"), (_, "/api/v1/generation"), (_, "/v1/generation"):
-            writer.respond(error: .methodNotAllowed(request.method, path: request.path, allowed: "GET, HEAD"))
+            refuse(.methodNotAllowed(request.method, path: request.path, allowed: "GET, HEAD"), request, writer)
         default:
-            writer.respond(error: .notFound(path: request.path), api: ClientAPI(path: request.path) ?? .chatCompletions)
+            refuse(.notFound(path: request.path), request, writer)
         }
+    }
+
+    private func refuse(_ error: APIError, _ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        countRefusal(status: error.status, code: error.code, path: request.path)
+        writer.respond(error: error, api: ClientAPI(path: request.path) ?? .chatCompletions)
     }
 
     /// The head guard: nil lets the request in, else the refusal (401 without a valid key, 421
@@ -232,7 +237,19 @@ public final class GatewayServer {
             "authorization": "\(head.header("authorization") == nil ? "absent" : "present")",
         ])
         error.headers += policy.corsHeaders(for: head)
+        countRefusal(status: error.status, code: error.code, path: head.path)
         return (ClientAPI(path: head.path) ?? .chatCompletions).response(error)
+    }
+
+    /// A request refused before any route took it (the HTTP server's own 400/408/413/431/501, the
+    /// head guard's 401/415/421, an unknown path or method): counted as an error by its code and,
+    /// on a completion route, as a rejected request. Those a route refuses are counted from
+    /// their record (`GatewayShared.file`).
+    private func countRefusal(status: Int, code: String, path: String?) {
+        shared.metrics.countError(code: code)
+        if let api = path.flatMap(ClientAPI.init(path:)) {
+            shared.metrics.countRequest(route: RecordRoute(api), kind: .rejected, status: status)
+        }
     }
 
 }

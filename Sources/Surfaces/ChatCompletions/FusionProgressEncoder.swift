@@ -167,10 +167,11 @@ public struct FusionProgressEncoder: Sendable {
             data.append(contentsOf: #","attempt":\#(attempt)"#.utf8)
             // The judge's raw deltas (`fusion.judge.progress`) cite these labels: the map back.
             if !labels.isEmpty { raw("labels", .object(labels.mapValues(JSONValue.string)), &data) }
-        case .judgeDelta(let model, let text):
+        case .judgeDelta(let model, let attempt, let text):
             name = "fusion.judge.progress"
             open(name, milliseconds, &data)
             field("model", model, &data)
+            data.append(contentsOf: #","attempt":\#(attempt)"#.utf8)
             field("delta", text, &data)
         case .judgeCompleted(let model, let analysis):
             name = "fusion.judge.completed"
