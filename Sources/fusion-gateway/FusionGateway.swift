@@ -72,7 +72,7 @@ struct Serve: ParsableCommand {
         do {
             settings = try config.map { try GatewayConfig.load(path: $0) } ?? .embeddedDefault
         } catch {
-            throw ValidationError("\(error)")
+            throw startFailure(error)
         }
         try logging.bootstrap(configured: settings.server.logFormat)
         let logger = Logger(label: "fusion-gateway")
@@ -85,7 +85,7 @@ struct Serve: ParsableCommand {
             application = try GatewayApplication(config: settings, environment: ProcessInfo.processInfo.environment,
                                                   logger: logger, loops: loopCount)
         } catch {
-            throw ValidationError("cannot start: \(error)")
+            throw startFailure(error)
         }
         let cluster = application.cluster
         let base = "http://\(settings.server.host):\(cluster.port)"
@@ -158,6 +158,14 @@ struct MockUpstreamCommand: ParsableCommand {
         loop.run()
         withExtendedLifetime(signals) {}
     }
+}
+
+/// Why the gateway could not start, on standard error without the usage text (the command line
+/// was fine): a config the gateway refuses exits with 78 (EX_CONFIG), anything else (a port in
+/// use) with 1.
+func startFailure(_ error: any Error) -> ExitCode {
+    FileHandle.standardError.write(Data("fusion-gateway: cannot start: \(error)\n".utf8))
+    return error is ConfigError ? ExitCode(78) : ExitCode.failure
 }
 
 /// A TCP port: converting anything else for the socket API would trap.

@@ -74,6 +74,40 @@ import Web
         }
     }
 
+    /// An origin or host name that can never equal what a browser or client sends would leave a
+    /// frontend blocked (or every request refused) with no hint why: the config says so at start.
+    @Test(arguments: [
+        ("server: {cors: {allow_origins: ['https://app.example.com/']}}", "allow_origins[0]", "trailing slash"),
+        ("server: {cors: {allow_origins: ['*', 'app.example.com']}}", "allow_origins[1]", "scheme://host"),
+        ("server: {cors: {allow_origins: ['https://App.Example.com']}}", "allow_origins[0]", "lower case"),
+        ("server: {cors: {allow_origins: ['https://app.example.com:443']}}", "allow_origins[0]", "default port"),
+        ("server: {cors: {allow_origins: ['http://localhost:80']}}", "allow_origins[0]", "default port"),
+        ("server: {cors: {allow_origins: ['https://app.example.com/chat']}}", "allow_origins[0]", "without a path"),
+        ("server: {cors: {allow_origins: ['https://a.example.com https://b.example.com']}}", "allow_origins[0]", "spaces"),
+        ("server: {cors: {allow_origins: ['null']}}", "allow_origins[0]", "sandboxed"),
+        ("server: {allowed_hosts: ['gateway.example.com:8080']}", "allowed_hosts[0]", "port"),
+        ("server: {allowed_hosts: ['https://gateway.example.com']}", "allowed_hosts[0]", "scheme"),
+        ("server: {allowed_hosts: ['[::1]']}", "allowed_hosts[0]", "brackets"),
+        ("server: {allowed_hosts: ['']}", "allowed_hosts[0]", "host name"),
+    ])
+    func originsAndHostsThatCanNeverMatchAreErrors(yaml: String, key: String, reason: String) {
+        do {
+            _ = try GatewayConfig.parse(yaml: yaml)
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect("\(error)".contains(key) && "\(error)".contains(reason), "\(error)")
+        }
+    }
+
+    @Test func originsAndHostsAsClientsSendThemLoad() throws {
+        let config = try GatewayConfig.parse(yaml: """
+            server:
+              cors: {allow_origins: ['*', 'https://app.example.com', 'http://localhost:5173', 'http://[::1]:3000', 'app://desktop']}
+              allowed_hosts: [gateway.example.com, GATEWAY.internal, 10.0.0.5, '::1', my_host]
+            """)
+        #expect(config.server.corsAllowOrigins.count == 5 && config.server.allowedHosts.count == 5)
+    }
+
     @Test func theOutputLimitFieldAndTheInnerCallsLimitAreChecked() throws {
         let yaml = "providers: {l: {kind: openai, base_url: 'http://127.0.0.1:1/v1', max_tokens_field: max_completion_tokens}}\n"
             + "fusion: {outer_model: l/m, presets: {quality: {analysis_models: [l/m]}}, max_completion_tokens: 64, judge_timeout_ms: 900,"

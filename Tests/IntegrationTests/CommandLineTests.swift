@@ -40,6 +40,18 @@ import Testing
         #expect(output.contains(message), "\(output)")
     }
 
+    /// A config the gateway refuses: the reason, where it is (the file, then the key), no usage
+    /// text (the command line was right), and EX_CONFIG.
+    @Test func aConfigErrorSaysWhereWithoutTheUsage() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).yaml")
+        try Data("server:\n  cors: {allow_origins: ['https://app.example.com/']}\n".utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let (status, output) = try run(["serve", "--port", "0", "--config", file.path])
+        #expect(status == 78, "EX_CONFIG: \(output)")
+        #expect(output.contains("\(file.path): server.cors.allow_origins[0]: 'https://app.example.com/' can never match"), "\(output)")
+        #expect(!output.contains("Usage:"), "\(output)")
+    }
+
     /// `--log-format json`: the running gateway's every line on standard error is one JSON object.
     @Test(.timeLimit(.minutes(1))) func jsonLogsFromTheCommandLine() throws {
         let process = Process()

@@ -10,16 +10,21 @@ struct ConfigNode {
     let node: Node
     let path: String
 
-    init(_ node: Node, path: String) throws {
+    /// The document itself: `path` is its source (a file's path), which its keys follow after a
+    /// colon ("gateway.yaml: server.port must be …").
+    let isRoot: Bool
+
+    init(_ node: Node, path: String, isRoot: Bool = false) throws {
         self.node = node
         self.path = path
+        self.isRoot = isRoot
     }
 
     func members() throws -> [(String, ConfigNode)] {
         guard let mapping = node.mapping else { throw ConfigError("\(path) must be a mapping") }
         return try mapping.map { key, value in
             guard let name = key.string else { throw ConfigError("\(path): keys must be strings") }
-            return (name, try ConfigNode(value, path: "\(path).\(name)"))
+            return (name, try ConfigNode(value, path: isRoot ? "\(path): \(name)" : "\(path).\(name)"))
         }
     }
 

@@ -191,7 +191,7 @@ public struct GatewayConfig: Sendable {
         var config = GatewayConfig()
         config.simulatedModels = false  // a config file opts in to simulated models explicitly
         guard let root = node else { return config }
-        let top = try ConfigNode(root, path: source)
+        let top = try ConfigNode(root, path: source, isRoot: true)
         try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion", "web", "store", "keys", "prices"])
         if let server = try top.child("server") {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
@@ -201,8 +201,14 @@ public struct GatewayConfig: Sendable {
             if let cors = try server.child("cors") {
                 try cors.allowOnly(["allow_origins"])
                 config.server.corsAllowOrigins = try cors.stringList("allow_origins") ?? []
+                for (index, origin) in config.server.corsAllowOrigins.enumerated() {
+                    if let problem = RequestPolicy.originProblem(origin) { throw ConfigError("\(cors.path).allow_origins[\(index)]: \(problem)") }
+                }
             }
             config.server.allowedHosts = try server.stringList("allowed_hosts") ?? []
+            for (index, host) in config.server.allowedHosts.enumerated() {
+                if let problem = RequestPolicy.hostProblem(host) { throw ConfigError("\(server.path).allowed_hosts[\(index)]: \(problem)") }
+            }
             config.server.limits.maxConnections = try server.int("max_connections", in: 1...1_000_000) ?? config.server.limits.maxConnections
             config.server.limits.maxHeaderCount = try server.int("max_header_count", in: 8...10_000) ?? config.server.limits.maxHeaderCount
             config.server.maxHops = try server.int("max_hops", in: 1...64) ?? config.server.maxHops

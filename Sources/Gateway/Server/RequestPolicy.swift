@@ -138,6 +138,43 @@ struct RequestPolicy: Sendable {
     }
 
     /// `Host` without its port (`[::1]:8080` → `::1`), lowercased.
+    /// Why a configured origin (`server.cors.allow_origins`) could never equal a browser's
+    /// `Origin` header, which is `scheme://host[:port]` in lower case, without a path and without
+    /// the scheme's default port; nil when it can. An entry that never matches would leave the
+    /// operator's frontend blocked with no hint why.
+    static func originProblem(_ origin: String) -> String? {
+        if origin == "*" { return nil }
+        if origin == "null" {
+            return "'null' is the origin of sandboxed and file:// pages, which any site can make: allow the page's real origin, or '*'"
+        }
+        let example = "(e.g. 'https://app.example.com' or 'http://localhost:5173')"
+        guard let separator = origin.range(of: "://") else { return "'\(origin)' is not an origin: scheme://host[:port] \(example)" }
+        let scheme = origin[..<separator.lowerBound]
+        let authority = origin[separator.upperBound...]
+        guard let first = scheme.utf8.first, isLetter(first), scheme.utf8.allSatisfy({ isLetter($0) || isDigit($0) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E }),
+              !authority.isEmpty, authority.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x2F && $0 != 0x3F && $0 != 0x23 })
+        else { return "'\(origin)' can never match: an origin is scheme://host[:port], without a path, a trailing slash or spaces \(example)" }
+        if origin != origin.lowercased() { return "'\(origin)' can never match: browsers send origins in lower case ('\(origin.lowercased())')" }
+        let defaultPort = [("http", ":80"), ("https", ":443")].first { $0.0 == scheme }?.1
+        if let defaultPort, authority.hasSuffix(defaultPort), !authority.hasSuffix("]") {
+            return "'\(origin)' can never match: browsers leave out the default port ('\(scheme)://\(authority.dropLast(defaultPort.count))')"
+        }
+        return nil
+    }
+
+    /// Why a configured host name (`server.allowed_hosts`) could never equal a request's `Host`
+    /// as it is compared (its name, lower-cased, without port or IPv6 brackets); nil when it can.
+    static func hostProblem(_ host: String) -> String? {
+        let valid = !host.isEmpty && host.utf8.allSatisfy { isLetter($0) || isDigit($0) || $0 == 0x2E || $0 == 0x2D || $0 == 0x5F || $0 == 0x3A }
+        guard valid, hostName(host) == host.lowercased() else {
+            return "'\(host)' can never match: give a host name or address alone, without scheme, port, brackets or path (e.g. 'gateway.example.com', '10.0.0.5', '::1')"
+        }
+        return nil
+    }
+
+    private static func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A }
+    private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+
     static func hostName(_ host: String) -> String {
         let host = trimmingBlanks(Substring(host)).lowercased()
         if host.hasPrefix("["), let close = host.firstIndex(of: "]") { return String(host[host.index(after: host.startIndex)..<close]) }
