@@ -313,12 +313,19 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
         var decoder = SSEDecoder()
         var calls: [JSONValue] = []
         var done = false
+        var doneAt: UInt64?
         var generationID: String?
         let transfer = client.start(UpstreamRequest(url: url, headers: [("Content-Type", "application/json")], body: Array(body.utf8)))
         transfer.onHead = { _, headers in generationID = headers.first { $0.0.lowercased() == "x-generation-id" }?.1 }
         transfer.onData = { bytes in
+            // The response ends when `[DONE]`'s bytes arrive: the client's own parsing after that
+            // (the usage chunk is a few KiB) is not the gateway's time.
+            let arrived = EventLoop.monotonicNanoseconds()
             try? decoder.feed(bytes) { event in
-                if event.isDone { done = true; return }
+                if event.isDone { done = true; doneAt = arrived; return }
+                // Only the usage chunk is read: parsing every token's chunk would take the
+                // gateway's CPU on a 2-core machine.
+                guard Self.mentionsCalls(event.data) else { return }
                 if let chunk = try? JSONValue.parse(Array(event.data)), let list = chunk["usage"]?["fusion"]?["calls"]?.arrayValue {
                     calls = list
                 }
@@ -326,7 +333,7 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
             return true
         }
         transfer.onComplete = { [unowned self] failure in
-            let elapsed = (EventLoop.monotonicNanoseconds() - started) / 1000
+            let elapsed = ((doneAt ?? EventLoop.monotonicNanoseconds()) - started) / 1000
             if failure != nil || !done || calls.isEmpty {
                 failures += 1
             } else if record {
@@ -353,6 +360,15 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
                 failures += 1
             }
             loop.deferToNextIteration { [unowned self] in next() }
+        }
+    }
+
+    private static let callsKey = Array(#""calls":"#.utf8)
+
+    static func mentionsCalls(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= callsKey.count else { return false }
+        return (0...(bytes.count - callsKey.count)).contains { start in
+            bytes[start] == callsKey[0] && bytes[start..<(start + callsKey.count)].elementsEqual(callsKey)
         }
     }
 
