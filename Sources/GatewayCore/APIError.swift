@@ -77,7 +77,7 @@ extension APIError {
 
     public static func modelNotFound(_ model: String, detail: String) -> APIError {
         APIError(status: 404, type: "invalid_request_error", code: "model_not_found",
-                 message: "The model '\(model)' does not exist: \(detail)", param: "model")
+                 message: "The model '\(model.shortened(toBytes: 256))' does not exist: \(detail)", param: "model")
     }
 
     public static func notFound(path: String) -> APIError {

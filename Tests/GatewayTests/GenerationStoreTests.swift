@@ -1,6 +1,8 @@
 import EventLoop
 import Foundation
 import PropertyBased
+import Providers
+import GatewayCore
 import Testing
 @testable import Gateway
 
@@ -28,6 +30,45 @@ import Testing
                 #expect((store.record("gen-\(index)") != nil) == (index >= added - capacity), "capacity \(capacity), added \(added), id \(index)")
             }
         }
+    }
+
+    /// Refusals have their own ring: any number of them, in any order with completions, never
+    /// push out a completion's record, and the newest tenth-of-capacity refusals are kept.
+    @Test func refusalsCannotPushOutCompletions() async {
+        await propertyCheck(count: 200, input: Gen.int(in: 10...40), Gen.int(in: 0...300)) { capacity, seed in
+            let store = GenerationStore(capacity: capacity)
+            var state = UInt64(seed) &* 6_364_136_223_846_793_005 &+ 1  // a small LCG: the mix of kinds
+            var completions: [String] = []
+            var refusals: [String] = []
+            for index in 0..<(capacity * 5) {
+                var record = Self.record("gen-\(index)")
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                if (state >> 33) % 4 != 0 {
+                    record.kind = .rejected
+                    refusals.append(record.id)
+                } else {
+                    completions.append(record.id)
+                }
+                store.add(record)
+            }
+            let keptCompletions = completions.suffix(capacity)
+            #expect(completions.allSatisfy { (store.record($0) != nil) == keptCompletions.contains($0) })
+            let keptRefusals = refusals.suffix(capacity / 10)
+            #expect(refusals.allSatisfy { (store.record($0) != nil) == keptRefusals.contains($0) })
+            #expect(store.count == keptCompletions.count + keptRefusals.count)
+        }
+    }
+
+    /// A client's model name is kept short in its record (and so in its log line), whatever it sent.
+    @Test func aRecordKeepsTheClientsModelNameShort() {
+        let huge = String(repeating: "é", count: 300_000)
+        var record = GenerationRecord(id: "gen-1", route: .chatCompletions, kind: .rejected, requestedModel: huge, streamed: false,
+                                      created: 0, owner: nil)
+        #expect(record.requestedModel.utf8.count <= ModelRouter.maxModelNameBytes + 3 && record.requestedModel.hasSuffix("…"))
+        record.note(requestedModel: "sim/" + huge, streamed: true, kind: .proxy)
+        #expect(record.model.utf8.count <= ModelRouter.maxModelNameBytes + 3 && record.model.hasPrefix("sim/é"))
+        let error = RecordError(.invalidRequest("bad: " + huge), redactor: Redactor.none)
+        #expect(error.message.utf8.count <= RecordError.maxMessageBytes + 3)
     }
 
     /// A record is filed just after its response's last bytes: a lookup from another loop in

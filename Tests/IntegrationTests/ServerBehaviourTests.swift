@@ -108,6 +108,27 @@ import Testing
     }
 
     /// HEAD gets what GET would, without the body, wherever GET is served.
+    /// A model name of 200 KB is refused without being echoed, and its record (what the store
+    /// holds and the log line writes) keeps 256 bytes of it: a client cannot make the gateway hold
+    /// or log three copies of its body per request.
+    @Test func aHugeModelNameIsRefusedAndNeverKeptWhole() throws {
+        let env = try TestEnvironment()
+        let huge = "mock/" + String(repeating: "x", count: 200_000)
+        for body in [TestEnvironment.chatBody(model: huge),
+                     TestEnvironment.chatBody(model: "mock/normal", extra: #","models":["\#(huge)"]"#),
+                     TestEnvironment.chatBody(model: "fusion", extra: #","tools":[{"type":"fusion","parameters":{"analysis_models":["\#(huge)"]}}]"#)] {
+            let response = try env.chat(body)
+            let param = response.json?["error"]?["param"]?.stringValue ?? ""
+            #expect(response.status == 400 && param.contains("model"), "\(param): \(response.text.prefix(300))")
+            #expect(response.text.utf8.count < 2_000)
+            let record = try #require(try env.generation(response.header("x-generation-id")))
+            #expect(record.serialized().count < 4_000)
+            #expect(record["requested_model"]?.stringValue?.hasSuffix("…") == true || body.contains(#""model":"mock/normal""#)
+                    || body.contains(#""model":"fusion""#))
+        }
+        try expectStillServing(env)
+    }
+
     @Test func headIsAnsweredWhereverGetIs() throws {
         let env = try TestEnvironment()
         for path in ["/v1/models", "/metrics", "/health"] {

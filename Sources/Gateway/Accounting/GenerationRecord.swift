@@ -37,8 +37,11 @@ struct RecordError: Sendable, Equatable {
         self.message = message
     }
 
+    /// An error's message is kept to this many bytes: it may quote the client's request.
+    static let maxMessageBytes = 2048
+
     init(_ error: APIError, redactor: Redactor) {
-        self.init(type: error.type, code: error.code, message: redactor(error.message))
+        self.init(type: error.type, code: error.code, message: redactor(error.message).shortened(toBytes: Self.maxMessageBytes))
     }
 
     /// A client that took nothing for too long (its stream was dropped).
@@ -174,6 +177,8 @@ struct GenerationRecord: Sendable, Equatable {
         self.id = id
         self.route = route
         self.kind = kind
+        // The client's name before any check: kept short, as every record is held and logged.
+        let requestedModel = requestedModel.shortened(toBytes: ModelRouter.maxModelNameBytes)
         self.model = requestedModel
         self.requestedModel = requestedModel
         self.streamed = streamed
@@ -183,6 +188,7 @@ struct GenerationRecord: Sendable, Equatable {
 
     /// What the route learned from the request once it was valid.
     mutating func note(requestedModel: String, streamed: Bool, kind: RecordKind) {
+        let requestedModel = requestedModel.shortened(toBytes: ModelRouter.maxModelNameBytes)
         self.requestedModel = requestedModel
         model = requestedModel
         self.streamed = streamed

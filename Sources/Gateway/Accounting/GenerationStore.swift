@@ -20,24 +20,48 @@ final class GenerationStore: Sendable {
         let completion: @Sendable (GenerationRecord) -> Void
     }
 
+    /// Ids in arrival order, at most `capacity`: once full, `next` is the oldest, overwritten by
+    /// the newest (memory stays flat; a list compacted now and then grew ~73 bytes a request
+    /// between compactions).
+    private struct Ring {
+        let capacity: Int
+        var ids: [String] = []
+        var next = 0
+
+        /// Adds `id`; returns the id it pushed out, if the ring was full.
+        mutating func insert(_ id: String) -> String? {
+            guard ids.count == capacity else {
+                ids.append(id)
+                return nil
+            }
+            let evicted = ids[next]
+            ids[next] = id
+            next = (next + 1) % capacity
+            return evicted
+        }
+    }
+
     private struct State {
         var records: [String: GenerationRecord] = [:]
         /// Ids whose response has ended and whose record is being filed, with the lookups
         /// waiting for each (at most as many ids as responses ending in one loop iteration).
         var expected: [String: [Waiter]] = [:]
-        /// The ids in arrival order, a ring of at most `capacity`: once full, `next` is the oldest,
-        /// overwritten by the newest (memory stays flat; a list compacted now and then grew
-        /// ~73 bytes a request between compactions).
-        var ring: [String] = []
-        var next = 0
+        /// Completions that ran (proxied or deliberated, whatever their ending).
+        var ring: Ring
+        /// Requests refused before any upstream work (`RecordKind.rejected`): their own ring, so
+        /// a flood of cheap refusals (an unknown model, bad JSON) cannot push out the records of
+        /// completions other clients paid for.
+        var rejected: Ring
     }
 
-    private let state = Lock(State())
+    private let state: Lock<State>
     let capacity: Int
 
+    /// `capacity` records of completions that ran, and a tenth of it (at least one) of refusals.
     init(capacity: Int = 10_000) {
         precondition(capacity > 0, "a store holds at least one record")
         self.capacity = capacity
+        state = Lock(State(ring: Ring(capacity: capacity), rejected: Ring(capacity: max(1, capacity / 10))))
     }
 
     /// `id`'s response has ended; its record follows within this loop iteration (`add`).
@@ -49,13 +73,8 @@ final class GenerationStore: Sendable {
 
     func add(_ record: GenerationRecord) {
         let waiters = state.withLock { state in
-            if state.ring.count < capacity {
-                state.ring.append(record.id)
-            } else {
-                state.records[state.ring[state.next]] = nil
-                state.ring[state.next] = record.id
-                state.next = (state.next + 1) % capacity
-            }
+            let evicted = record.kind == .rejected ? state.rejected.insert(record.id) : state.ring.insert(record.id)
+            if let evicted { state.records[evicted] = nil }
             state.records[record.id] = record
             return state.expected.removeValue(forKey: record.id)
         }

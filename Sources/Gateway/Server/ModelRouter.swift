@@ -68,7 +68,15 @@ public struct ModelRouter: Sendable {
         }.sorted { $0.provider < $1.provider }
     }
 
+    /// No provider's model name comes near it; a longer one is refused before it is echoed,
+    /// recorded or logged anywhere.
+    public static let maxModelNameBytes = 256
+
     public func route(_ model: String) throws(APIError) -> ModelRoute {
+        guard model.utf8.count <= Self.maxModelNameBytes else {
+            throw .invalidRequest("A model name is at most \(Self.maxModelNameBytes) bytes; this one is \(model.utf8.count).",
+                                  param: "model", code: "invalid_value")
+        }
         let providerName: String
         let upstreamModel: String
         if let slash = model.firstIndex(of: "/"), targets[String(model[..<slash])] != nil || defaultProvider == nil {
