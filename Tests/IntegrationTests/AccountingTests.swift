@@ -49,10 +49,17 @@ import Testing
         let estimated = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1", extra: usage))
         #expect(try Self.checkOneID(env, estimated, streamed: true)["usage_estimated"] == .bool(true))
         #expect(record["usage_unknown"] == .bool(false))
-        // No usage asked for, none sent: the record says it does not know, rather than 0 tokens.
-        let unasked = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1"))
+        // No usage asked for: the upstream is asked anyway, so the record (and the key's limits)
+        // have the real figures, and the client sees no usage chunk.
+        let unasked = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
         let unaskedRecord = try Self.checkOneID(env, unasked, streamed: true)
-        #expect(unaskedRecord["usage_unknown"] == .bool(true) && unaskedRecord["usage_estimated"] == .bool(false))
+        #expect(unaskedRecord["usage_unknown"] == .bool(false) && unaskedRecord["usage_estimated"] == .bool(false))
+        #expect((unaskedRecord["tokens_completion"]?.intValue ?? 0) > 0, "\(unaskedRecord)")
+        #expect(!unasked.plainChunksJSON.contains { $0["usage"] != nil && $0["usage"] != .null }, "\(unasked.text)")
+        // None sent at all: estimated (the prompt by its size, a token per event), never 0 tokens.
+        let silent = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1"))
+        let silentRecord = try Self.checkOneID(env, silent, streamed: true)
+        #expect(silentRecord["usage_estimated"] == .bool(true) && (silentRecord["tokens_completion"]?.intValue ?? 0) > 0)
         // A whole body.
         let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false))
         let wholeRecord = try Self.checkOneID(env, whole, streamed: false)
@@ -214,6 +221,32 @@ import Testing
         #expect(metrics.metric("fusion_gateway_active_deliberations") == 0)
         #expect(metrics.metric("fusion_gateway_active_streams") == 0)
         #expect(metrics.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="fusion",status="200"}"#) == 1)
+    }
+
+    /// A client that drops its stream before the upstream's usage chunk still pays for what was
+    /// generated (an estimate: the prompt by its size, a token per event), on every route: before,
+    /// it paid nothing, so a key's budget and tokens per minute could be dodged by hanging up.
+    @Test(arguments: ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+    func aStreamDroppedBeforeItsUsageIsStillCharged(path: String) throws {
+        let env = try TestEnvironment()
+        let model = "mock/paced:pace_ms=5:deltas=200"
+        let body = switch path {
+        case "/v1/messages": #"{"model":"\#(model)","max_tokens":500,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        case "/v1/responses": #"{"model":"\#(model)","stream":true,"input":"hi"}"#
+        default: TestEnvironment.chatBody(model: model, extra: #","stream_options":{"include_usage":true}"#)
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post(path, body: body))
+        var seen = 0
+        _ = try? client.readResponse { _ in
+            seen += 1
+            if seen == 5 { client.disconnect() }
+        }
+        let id = try #require(client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1)
+        #expect(env.eventually { (try? env.generation(id)) != nil })
+        let record = try #require(try env.generation(id))
+        #expect(record["cancelled"] == .bool(true) && record["usage_estimated"] == .bool(true), "\(record)")
+        #expect((record["tokens_completion"]?.intValue ?? 0) > 0 && (record["tokens_prompt"]?.intValue ?? 0) > 0, "\(record)")
     }
 
     @Test func aJudgeThatTimesOutIsAJudgeTimeout() throws {

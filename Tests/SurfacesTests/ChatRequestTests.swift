@@ -40,6 +40,25 @@ import Testing
         #expect(body == #"{"x_unknown":{"model":"keep"},"model":"openai/gpt-4o","messages":[{"role":"user","content":"é"}],"n":1}"#)
     }
 
+    /// A stream always asks the upstream for usage (every completion is accounted); the client's
+    /// own stream options are kept.
+    @Test func aStreamAlwaysAsksForUsage() throws {
+        let plain = #"{"model":"p/m","stream":true,"messages":[{"role":"user","content":"q"}]}"#
+        #expect(String(decoding: try parse(plain).upstreamBody(model: "m"), as: UTF8.self)
+                == #"{"model":"m","stream_options":{"include_usage":true},"stream":true,"messages":[{"role":"user","content":"q"}]}"#)
+        for options in [#"{"include_usage":false,"include_obfuscation":false}"#, "null", "{}"] {
+            let text = #"{"model":"p/m","stream":true,"stream_options":\#(options),"messages":[{"role":"user","content":"q"}]}"#
+            let body = try JSONValue.parse(try parse(text).upstreamBody(model: "m"))
+            #expect(body["stream_options"]?["include_usage"] == .bool(true), "\(options)")
+            if options.contains("obfuscation") { #expect(body["stream_options"]?["include_obfuscation"] == .bool(false)) }
+        }
+        // Asked already, or not streamed: the bytes as they were.
+        for text in [#"{"model":"p/m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"q"}]}"#,
+                     #"{"model":"p/m","messages":[{"role":"user","content":"q"}]}"#] {
+            #expect(try parse(text).upstreamBody(model: "p/m") == Array(text.utf8))
+        }
+    }
+
     @Test(arguments: [
         // (body, status, param)
         ("not json", 400, nil as String?),

@@ -157,6 +157,35 @@ import Testing
         #expect(Usage(openAI: relay.usage)?.cost == 0.000688, "what the record will state")
     }
 
+    /// The upstream is always asked for usage: a client that did not ask never sees it, wherever
+    /// it comes (its own chunk, or riding on the last answer chunk), and the record has it. A client
+    /// that asked gets it as OpenAI sends it: its own chunk, `choices: []`, last before `[DONE]`.
+    @Test(arguments: [false, true]) func usageReachesOnlyAClientThatAskedAndAlwaysInItsOwnChunk(together: Bool) throws {
+        let usage = #""usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}"#
+        let upstream = together
+            ? "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"},\"finish_reason\":\"stop\"}],\(usage)}\n\ndata: [DONE]\n\n"
+            : "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\(usage)}\n\ndata: [DONE]\n\n"
+        for includeUsage in [false, true] {
+            var relay = SSERelay(id: "gen-1", model: "m", created: 7, includeUsage: includeUsage)
+            var out: [UInt8] = []
+            #expect(relay.relay(Array(upstream.utf8), into: &out) == .done)
+            let events = try decodeAll([out])
+            #expect(events.last?.data == "[DONE]")
+            let chunks = try events.dropLast().map { try JSONValue.parse(Array($0.data.utf8)) }
+            #expect(chunks.map { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.prefix(2) == ["a", "b"])
+            #expect(chunks.prefix(2).allSatisfy { $0["usage"] == nil }, "usage on an answer chunk: \(chunks)")
+            #expect(chunks[1]["choices"]?.arrayValue?.first?["finish_reason"] == .string("stop"))
+            if includeUsage {
+                #expect(chunks.count == 3 && chunks[2]["choices"] == .array([]) && chunks[2]["usage"]?["total_tokens"] == .int(5))
+                #expect(chunks[2]["id"] == .string("gen-1") && chunks[2]["created"] == .int(7))
+            } else {
+                #expect(chunks.count == 2)
+            }
+            #expect(Usage(openAI: relay.usage)?.totalTokens == 5 && relay.finishReason == "stop")
+            if !includeUsage { #expect(relay.forwardedEvents == 2, "a hidden usage chunk is not an event of the answer") }
+        }
+    }
+
     @Test func theErrorChunkAndTheEstimatedUsageShareTheStreamsCreated() throws {
         var relay = SSERelay(id: "gen-abc", model: "m", created: 42, usageFallback: .init(promptTokens: 5, created: 42))
         var out: [UInt8] = []

@@ -37,6 +37,8 @@ final class CompletionProxy<Request: ProxyRequest> {
     private var request: Request?
     private let streamed: Bool
     private let api: ClientAPI
+    /// Kept past the request: what a stream cut before its usage is charged for its prompt.
+    private let estimatedPromptTokens: Int64
     /// `model` then the `models` fallbacks.
     private let candidates: [ModelRoute]
     private var candidate = 0
@@ -90,6 +92,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         self.request = request
         streamed = request.stream
         api = request.api
+        estimatedPromptTokens = request.estimatedPromptTokens
         self.candidates = candidates
         self.writer = writer
         self.client = client
@@ -451,7 +454,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        onFinish { [self] in accounting.close(relay: streamed ? relay : nil) }
+        onFinish { [self] in accounting.close(relay: streamed ? relay : nil, estimatedPromptTokens: estimatedPromptTokens) }
     }
 }
 

@@ -98,13 +98,23 @@ struct ProxyAccounting {
     }
 
     /// The record to file. `relay`: what the stream relay saw (usage, finish reason), when streamed.
-    mutating func close<Relay: ClientRelay>(relay: Relay?) -> GenerationRecord {
+    /// `estimatedPromptTokens`: the prompt's size in tokens, roughly.
+    mutating func close<Relay: ClientRelay>(relay: Relay?, estimatedPromptTokens: Int64) -> GenerationRecord {
         if let relay {
             if record.usage == Usage() {
-                record.usage = relay.usage ?? Usage()
-                record.usageEstimated = relay.usageEstimated
-                // Tokens went out but no usage came back (the client did not ask for it).
-                record.usageUnknown = relay.usage == nil && record.firstTokenMilliseconds != nil
+                if let usage = relay.usage {
+                    record.usage = usage
+                    record.usageEstimated = relay.usageEstimated
+                } else if relay.forwardedEvents > 0 {
+                    // Tokens went out but no usage came back: the stream was cut (the client left,
+                    // the upstream failed) before the upstream's usage chunk, or the upstream never
+                    // sends one. What was generated is still charged (the key's tokens per minute
+                    // and budget), as an estimate: the prompt by its size, a token per event.
+                    let completion = Int64(relay.forwardedEvents)
+                    record.usage = Usage(promptTokens: estimatedPromptTokens, completionTokens: completion,
+                                         totalTokens: estimatedPromptTokens.addingReportingOverflow(completion).partialValue)
+                    record.usageEstimated = true
+                }
             }
             if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
         }

@@ -13,6 +13,9 @@ protocol ProxyRequest {
     var clientModel: String { get }
     /// The request in neutral form.
     var neutral: ModelRequest { get }
+    /// The prompt's tokens, roughly (a quarter of its bytes): what a stream that ends without the
+    /// upstream's usage is charged for its prompt.
+    var estimatedPromptTokens: Int64 { get }
     func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest
     /// The relay for one attempt's stream. `whole`: the upstream answered a streamed request
     /// with one JSON body (its events are then relayed whole).
@@ -42,6 +45,7 @@ struct ChatProxyRequest: ProxyRequest {
     var api: ClientAPI { .chatCompletions }
     var stream: Bool { chat.stream }
     var clientModel: String { chat.model }
+    var estimatedPromptTokens: Int64 { Int64(chat.rawBody.count / 4) }
 
     func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         if relayRawBody && route.provider.wireFormat == .openAIChat {
@@ -57,10 +61,10 @@ struct ChatProxyRequest: ProxyRequest {
 
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> ChatStreamRelay {
         let fallback = chat.includeUsage
-            ? SSERelay.UsageFallback(promptTokens: Int64(chat.rawBody.count / 4), created: context.created) : nil
+            ? SSERelay.UsageFallback(promptTokens: estimatedPromptTokens, created: context.created) : nil
         if route.provider.wireFormat == .openAIChat && !whole {
             return .passThrough(id: context.generationID, model: route.slug, created: context.created, maxEventBytes: context.maxEventBytes,
-                                usageFallback: fallback, redactor: context.redactor)
+                                includeUsage: chat.includeUsage, usageFallback: fallback, redactor: context.redactor)
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                             id: context.generationID, model: route.slug, created: context.created, includeUsage: chat.includeUsage,
@@ -87,6 +91,7 @@ struct MessagesProxyRequest: ProxyRequest {
     var api: ClientAPI { .messages }
     var stream: Bool { messages.stream }
     var clientModel: String { messages.model }
+    var estimatedPromptTokens: Int64 { Int64(messages.rawBody.count / 4) }
 
     func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         var request = neutral
@@ -101,7 +106,7 @@ struct MessagesProxyRequest: ProxyRequest {
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<MessagesStreamWriter> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                          writer: MessagesStreamWriter(id: context.generationID, model: clientModel),
-                         estimatedPromptTokens: Int64(messages.rawBody.count / 4))
+                         estimatedPromptTokens: estimatedPromptTokens)
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
@@ -119,6 +124,7 @@ struct ResponsesProxyRequest: ProxyRequest {
     var api: ClientAPI { .responses }
     var stream: Bool { responses.stream }
     var clientModel: String { responses.model }
+    var estimatedPromptTokens: Int64 { Int64(responses.bodyBytes / 4) }
 
     func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         var request = neutral
@@ -133,7 +139,7 @@ struct ResponsesProxyRequest: ProxyRequest {
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<ResponsesTranslation> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                          writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: envelope(context), stream: true)),
-                         estimatedPromptTokens: Int64(responses.bodyBytes / 4))
+                         estimatedPromptTokens: estimatedPromptTokens)
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {

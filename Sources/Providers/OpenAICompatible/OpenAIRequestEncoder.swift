@@ -43,7 +43,9 @@ public enum OpenAIRequestEncoder {
         body["messages"] = nil
         body["model"] = .string(request.model)
         body["stream"] = .bool(request.stream)
-        if request.stream && request.includeUsage { body["stream_options"] = .object(["include_usage": .bool(true)]) }
+        // Always: the gateway accounts every completion, whether its client asked for usage or not
+        // (`includeUsage` is the client's wish, honoured by the relay).
+        if request.stream { body["stream_options"] = .object(["include_usage": .bool(true)]) }
         if !request.tools.isEmpty { body["tools"] = .array(request.tools.map(tool)) }
         if let choice = request.toolChoice { body["tool_choice"] = toolChoice(choice) }
         if let parallel = request.parallelToolCalls { body["parallel_tool_calls"] = .bool(parallel) }

@@ -150,28 +150,46 @@ public struct ChatRequest: Sendable {
     }
 
     /// The client's bytes with the `model` value replaced by `model`; every other byte, unknown
-    /// fields included, is forwarded untouched.
+    /// fields included, is forwarded untouched, but for one thing: a stream always asks for usage
+    /// (`stream_options.include_usage`), whether the client did or not, so every completion is
+    /// accounted (tokens per minute, budgets, the record); the relay drops the usage chunk for a
+    /// client that did not ask (`SSERelay`).
     /// `maxTokensField`: the field the upstream honours for the output limit; a client's limit
     /// sent under the other name is renamed, so the limit is enforced either way.
     public func upstreamBody(model upstreamModel: String, maxTokensField: String = "max_tokens") -> [UInt8] {
         let otherField = maxTokensField == "max_tokens" ? "max_completion_tokens" : "max_tokens"
-        if case .object(var fields) = json, fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil) {
+        let addUsage = stream && !includeUsage
+        if case .object(var fields) = json,
+           fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil)
+            || (addUsage && fields["stream_options"] != nil) {
             // Fallbacks are the gateway's business; an upstream may reject the unknown field.
             fields["models"] = nil
             fields["model"] = .string(upstreamModel)
             if let limit = fields.removeValue(forKey: otherField), fields[maxTokensField] == nil { fields[maxTokensField] = limit }
+            if addUsage {
+                var options = fields["stream_options"]?.objectValue ?? [:]
+                options["include_usage"] = .bool(true)
+                fields["stream_options"] = .object(options)
+            }
             return JSONValue.object(fields).serialized()
         }
         guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else {
             return rawBody  // unreachable: validation found a top-level string "model"
         }
         var out: [UInt8] = []
-        out.reserveCapacity(rawBody.count + upstreamModel.utf8.count)
+        out.reserveCapacity(rawBody.count + upstreamModel.utf8.count + Self.usageOption.count)
         out.append(contentsOf: rawBody[..<range.lowerBound])
         JSONWriting.appendString(upstreamModel, to: &out)
+        if addUsage {
+            // Right after the model's value, as the object's next member (the client sent no
+            // stream_options: those it sent are merged above).
+            out.append(contentsOf: Self.usageOption)
+        }
         out.append(contentsOf: rawBody[range.upperBound...])
         return out
     }
+
+    private static let usageOption = Array(#","stream_options":{"include_usage":true}"#.utf8)
 
     private static func validateMessage(_ message: JSONValue, index: Int) throws(APIError) {
         let path = "messages[\(index)]"

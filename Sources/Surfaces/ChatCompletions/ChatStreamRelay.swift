@@ -30,10 +30,11 @@ public struct ChatStreamRelay {
     private var engine: Engine
 
     /// Relays an upstream speaking OpenAI's chat format.
-    public static func passThrough(id: String, model: String, created: Int? = nil, maxEventBytes: Int,
+    /// `includeUsage`: the client asked for usage (it is accounted either way).
+    public static func passThrough(id: String, model: String, created: Int? = nil, maxEventBytes: Int, includeUsage: Bool = true,
                                    usageFallback: SSERelay.UsageFallback?, redactor: Redactor = .none) -> ChatStreamRelay {
         ChatStreamRelay(engine: .passThrough(Box(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, created: created,
-                                                          usageFallback: usageFallback, redactor: redactor))))
+                                                          includeUsage: includeUsage, usageFallback: usageFallback, redactor: redactor))))
     }
 
     /// Translates an upstream of another format (decoded by `decoder`) into chunks.

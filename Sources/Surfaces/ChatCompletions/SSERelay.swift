@@ -28,6 +28,14 @@ public struct SSERelay {
     private let created: Int?
     /// When the client asked for usage and the upstream sends none, an estimate is added.
     private let usageFallback: UsageFallback?
+    /// The client asked for usage (`stream_options.include_usage`). The upstream is asked either
+    /// way (`ChatRequest.upstreamBody`: every completion is accounted); a client that did not ask
+    /// never sees it.
+    private let includeUsage: Bool
+    /// The upstream's usage came on a chunk that also carried the answer (some servers send the
+    /// last text, the finish and the usage together): that chunk went out without it, and the
+    /// usage chunk OpenAI's clients expect (`choices: []`) is written before `[DONE]`.
+    private var usageChunkOwed = false
     /// An upstream's error chunk is never relayed as it is (it may echo our key back): it
     /// becomes our own, its message trimmed and redacted.
     private let redactor: Redactor
@@ -62,8 +70,9 @@ public struct SSERelay {
     /// `id`/`model`/`created` (when given) replace the upstream's in every chunk, so a whole
     /// stream (its usage chunk and error chunk included) carries one id and one creation time.
     public init(maxEventBytes: Int = 1 << 20, id: String? = nil, model: String? = nil, created: Int? = nil,
-                usageFallback: UsageFallback? = nil, redactor: Redactor = .none) {
+                includeUsage: Bool = true, usageFallback: UsageFallback? = nil, redactor: Redactor = .none) {
         self.redactor = redactor
+        self.includeUsage = includeUsage
         decoder = SSEDecoder(maxEventBytes: maxEventBytes)
         // Once per request; sized up front (each growth is an allocation).
         var leading: [(key: [UInt8], value: [UInt8])] = []
@@ -131,6 +140,21 @@ public struct SSERelay {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
                 return
             }
+            if case .object(var fields)? = chunk, let value = fields["usage"], value != .null {
+                usage = value
+                if fields["choices"]?.arrayValue?.isEmpty ?? true {
+                    // The usage chunk itself: accounted, shown only to a client that asked.
+                    usageChunkOwed = false
+                    guard includeUsage else { return }
+                } else {
+                    // Usage riding on an answer chunk (rare: written again, without it).
+                    if let reason = fields["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
+                    fields["usage"] = nil
+                    usageChunkOwed = includeUsage
+                    appendChunk(JSONValue.object(fields).serialized(), into: &out)
+                    return
+                }
+            }
         }
         let lineStart = out.count
         out.append(contentsOf: "data: ".utf8)
@@ -150,6 +174,21 @@ public struct SSERelay {
             if let value = chunk["usage"], value != .null { usage = value }
             if let reason = chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
         }
+    }
+
+    /// `chunk` (a JSON object) as one event, with this completion's `id`, `model` and `created`.
+    private mutating func appendChunk(_ chunk: [UInt8], into out: inout [UInt8]) {
+        let lineStart = out.count
+        out.append(contentsOf: "data: ".utf8)
+        let appended = chunk.withUnsafeBytes { JSONScanner.appendObject($0, leading: leading, to: &out) }
+        guard appended else {  // unreachable: the chunk was serialized from a parsed object
+            out.removeSubrange(lineStart...)
+            stop = .invalid
+            return
+        }
+        SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
+        out.append(contentsOf: "\n\n".utf8)
+        forwardedEvents += 1
     }
 
     public mutating func relay(_ bytes: [UInt8], into out: inout [UInt8]) -> Outcome {
@@ -178,8 +217,16 @@ public struct SSERelay {
         outcome = .failed(error)
     }
 
-    /// `[DONE]`, after an estimated usage chunk if the client asked for usage and got none.
+    /// `[DONE]`, after the usage chunk the client asked for: the upstream's when it came with the
+    /// answer's last chunk, an estimate when it never came.
     private mutating func finishStream(into out: inout [UInt8]) {
+        if usageChunkOwed, let usage {
+            usageChunkOwed = false
+            let value = Self.usageWithRoundedCost(usage).flatMap { try? JSONValue.parse($0) } ?? usage
+            let chunk: JSONValue = .object(["object": .string("chat.completion.chunk"), "choices": .array([]), "usage": value])
+            appendChunk(chunk.serialized(), into: &out)
+            forwardedEvents -= 1  // not an event of the answer
+        }
         if usage == nil, let fallback = usageFallback {
             usageEstimated = true
             var chunk: [UInt8] = []
