@@ -148,6 +148,14 @@ import Testing
         ]), keyName: "team-c")
         #expect(both.code == "insufficient_quota" && both.message.contains("daily budget"), "\(both.message)")
         #expect(Dictionary(uniqueKeysWithValues: both.headers)["x-should-retry"] == "false")
+        // The metric counts the refusal once, under the limit the 429 names.
+        let twoExceeded = LimitDecision(dimensions: [
+            .init(kind: .tokens, limit: 5, remaining: 0, resetMicros: 12_000_000, exceeded: true, retryAfterMicros: 12_000_000),
+            .init(kind: .dailyBudget, limit: 4_000, remaining: 0, resetMicros: 76_355_000_000, exceeded: true, retryAfterMicros: 76_355_000_000),
+        ])
+        #expect(RateLimitResponse.reportedDimension(twoExceeded)?.kind == .dailyBudget)
+        #expect(RateLimitResponse.reportedDimension(decision)?.kind == .requests)
+        #expect(RateLimitResponse.reportedDimension(LimitDecision(dimensions: [])) == nil)
     }
 
     @Test(arguments: [(Int64(0), "0ms"), (1, "1ms"), (250_000, "250ms"), (1_500_000, "1.5s"), (59_999_000, "59.999s"),

@@ -48,7 +48,8 @@ extension GatewayServer {
                 run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: reservation))
             case .success(let decision):
                 metrics.countLimitDecision(outcome: "limited")
-                for dimension in decision.dimensions where dimension.exceeded { metrics.countRateLimited(kind: dimension.kind.rawValue) }
+                // Once, under the limit the refusal names (several may be exceeded at once).
+                if let reported = RateLimitResponse.reportedDimension(decision) { metrics.countRateLimited(kind: reported.kind.rawValue) }
                 let error = RateLimitResponse.error(decision, keyName: identity.name ?? identity.id)
                 refuseBeforeStart(error, request, writer, api: api, startedAt: startedAt)
                 logger.info("request limited", metadata: ["key": "\(identity.id)", "code": "\(error.code)", "type": "\(error.type)"])

@@ -15,19 +15,28 @@ public enum RateLimitResponse {
         return headers
     }
 
+    /// The limit a refused decision is reported under (its 429 and its metric), when several are
+    /// exceeded at once: a spent budget (the longest wait) before a per-minute limit, whose wait
+    /// would not help. nil when nothing is exceeded.
+    public static func reportedDimension(_ decision: LimitDecision) -> LimitDecision.Dimension? {
+        let exceeded = decision.dimensions.filter(\.exceeded)
+        let budgets = exceeded.filter { $0.kind == .dailyBudget || $0.kind == .monthlyBudget }
+        if budgets.isEmpty, let rate = exceeded.first(where: { $0.kind == .requests || $0.kind == .tokens }) { return rate }
+        return budgets.max { $0.retryAfterMicros < $1.retryAfterMicros } ?? exceeded.first
+    }
+
     /// The 429 for a refused decision (which must have an exceeded dimension).
     public static func error(_ decision: LimitDecision, keyName: String) -> APIError {
-        let exceeded = decision.dimensions.filter(\.exceeded)
         let retryMicros = max(decision.retryAfterMicros, 0)
         let retrySeconds = max(1, (retryMicros + 999_999) / 1_000_000)
         var headers = headers(decision)
         headers.append(("Retry-After", String(retrySeconds)))
         headers.append(("retry-after-ms", String(max(1, (retryMicros + 999) / 1_000))))
         let wait = duration(micros: retryMicros)
-        let budgets = exceeded.filter { $0.kind == .dailyBudget || $0.kind == .monthlyBudget }
+        let reported = reportedDimension(decision)
         // A per-minute limit names itself only when no budget is spent too: a spent budget's wait
         // is the one that applies, and no retry before it can help.
-        if budgets.isEmpty, let rate = exceeded.first(where: { $0.kind == .requests || $0.kind == .tokens }) {
+        if let rate = reported, rate.kind == .requests || rate.kind == .tokens {
             let unit = rate.kind == .requests ? "requests" : "tokens"
             return APIError(status: 429, type: unit, code: "rate_limit_exceeded",
                             message: "Rate limit reached for key '\(keyName)' on \(unit) per minute: limit \(rate.limit), remaining \(rate.remaining). Please try again in \(wait).",
@@ -35,7 +44,7 @@ public enum RateLimitResponse {
         }
         // A spent budget: retrying before the period ends cannot help.
         headers.append(("x-should-retry", "false"))
-        let budget = budgets.max { $0.retryAfterMicros < $1.retryAfterMicros } ?? exceeded.first ?? LimitDecision.Dimension(kind: .dailyBudget, limit: 0, remaining: 0, resetMicros: retryMicros, exceeded: true, retryAfterMicros: retryMicros)
+        let budget = reported ?? LimitDecision.Dimension(kind: .dailyBudget, limit: 0, remaining: 0, resetMicros: retryMicros, exceeded: true, retryAfterMicros: retryMicros)
         let period = budget.kind == .monthlyBudget ? "monthly" : "daily"
         return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
                         message: "Key '\(keyName)' has spent its \(period) budget of $\(dollars(budget.limit)); it resets in \(wait).",
