@@ -204,6 +204,11 @@ public struct FusionSessionMachine: Sendable {
     public internal(set) var deferredCallerCalls: [ToolCall] = []
     /// Whether the deliberation ran.
     public var deliberated: Bool { deliberation != nil }
+    /// Whether a turn that calls the caller's tools and fusion together deliberates. It does
+    /// when the client's API can carry the answered fusion call back with the turn
+    /// (`Output.serverToolCalls`); otherwise the turn goes back with the caller's calls alone and
+    /// nothing is paid for: the model can call fusion again once their results are in.
+    public var deliberatesInParallelTurns = true
 
     struct MemberRun: Sendable {
         var loop: ToolLoop
@@ -367,6 +372,13 @@ public struct FusionSessionMachine: Sendable {
             return [.output(.progress(.phase(report)))] + complete(at: time)
         }
         guard let fusionCall = turn.fusionCall else { return complete(at: time) }
+        if !deliberatesInParallelTurns && !turn.callerCalls.isEmpty {
+            deferredCallerCalls = turn.callerCalls
+            finishReason = .toolCalls
+            let report = PhaseReport(.panel, .skipped,
+                                     summary: "the turn also called your tools: fusion was not run; the model can call it again with their results")
+            return [.output(.progress(.phase(report))), .output(.answer(.finish(.toolCalls)))] + complete(at: time)
+        }
         firstTurn = turn
         return startDeliberation(fusionCall, at: time)
     }

@@ -196,6 +196,34 @@ import Testing
         #expect(m.calls.map(\.role) == ["outer", "panel", "panel", "judge"])
     }
 
+    /// On an API that cannot carry the answered fusion call back (Anthropic's Messages), a turn
+    /// calling the caller's tool and fusion together deliberates not at all: nothing is paid for a
+    /// result the next turn would have lost; the turn goes back with the caller's call.
+    @Test func aParallelTurnThatCannotCarryFusionDoesNotDeliberate() throws {
+        var m = try machine()
+        m.deliberatesInParallelTurns = false
+        let first = try #require(started(m.start(at: 0)).first)
+        let turn: [ModelEvent] = [
+            .toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 1, id: "call_f", name: "fusion", arguments: "{}")),
+            .finish(.toolCalls),
+        ]
+        let actions = run(&m, first.id, turn, at: 1)
+        #expect(started(actions).isEmpty, "no panel")
+        let shown = outputs(actions)
+        #expect(shown.first == .answer(.toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}"))))
+        #expect(shown.last == .answer(.finish(.toolCalls)))
+        #expect(shown.contains { if case .progress(.phase(let report)) = $0 { report.status == .skipped } else { false } })
+        #expect(!shown.contains { if case .serverToolCalls = $0 { true } else { false } })
+        #expect(outcome(actions) == .completed && m.finishReason == .toolCalls && !m.deliberated)
+        #expect(m.calls.map(\.role) == ["outer"])
+        // Fusion alone in its turn still deliberates.
+        var alone = try machine()
+        alone.deliberatesInParallelTurns = false
+        let call = try #require(started(alone.start(at: 0)).first)
+        #expect(started(run(&alone, call.id, fusionCall, at: 1)).map(\.role) == [.member(index: 0), .member(index: 1)])
+    }
+
     @Test func aParallelTurnWithTwoFusionCallsRecordsBothTheRunAndTheCappedOne() throws {
         var m = try machine()
         let first = try #require(started(m.start(at: 0)).first)

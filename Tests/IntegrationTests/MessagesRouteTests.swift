@@ -114,6 +114,28 @@ import Testing
         #expect(wrong.status == 401)
     }
 
+    /// A turn that calls the client's tool and fusion together: Messages cannot carry the answered
+    /// fusion call back, so no deliberation runs (none would survive into the next turn); the turn
+    /// comes back with the client's tool_use, and the upstream saw one call.
+    @Test(arguments: [true, false]) func aParallelTurnDoesNotPayForADeliberationItWouldLose(stream: Bool) throws {
+        let env = try Self.environment()
+        let tools = #","tools":[{"name":"lookup","input_schema":{"type":"object"}},{"type":"fusion","parameters":{"preset":"budget"}}]"#
+        let response = try post(env, Self.body(model: "mock/outer:pace_ms=1:with_fusion=1", stream: stream,
+                                               prompt: "Please lookup the local rules and ask the panel whether cities should ban cars", extra: tools))
+        #expect(response.status == 200, "\(response.text)")
+        if stream {
+            let stop = response.namedEvents.first { $0.name == "message_delta" }?.data["delta"]?["stop_reason"]
+            #expect(stop == .string("tool_use"), "\(response.text)")
+            let blocks = response.namedEvents.filter { $0.name == "content_block_start" }.compactMap { $0.data["content_block"] }
+            #expect(blocks.compactMap { $0["name"]?.stringValue } == ["lookup"], "\(response.text)")
+            #expect(response.comments.contains { $0.contains("skipped") }, "the comments say why")
+        } else {
+            #expect(response.json?["stop_reason"] == .string("tool_use"), "\(response.text)")
+            #expect(response.json?["content"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["lookup"])
+        }
+        #expect(env.mockStats.counts.requests == 1, "only the outer model's turn reached an upstream")
+    }
+
     @Test func fusionReachesAnthropicClients() throws {
         let env = try Self.environment()
         let streamed = try post(env, Self.body(model: "fusion", stream: true, prompt: "Should cities ban cars?"))

@@ -94,6 +94,9 @@ final class FusionSession<Renderer: FusionRenderer> {
                                        panelTools: tools(request.parameters.webSearch, \.panel),
                                        judgeTools: tools(request.parameters.judgeWebSearch, \.judge),
                                        readableProgress: request.stream && !request.structuredEvents)
+        // Anthropic's Messages have no block a client would send back for the gateway's answered
+        // fusion call: a deliberation run in a parallel turn would be paid for and then lost.
+        machine.deliberatesInParallelTurns = api != .messages
         self.renderer = renderer
         self.api = api
         budget = ByteBudget(limit: settings.maxUpstreamBytes)
