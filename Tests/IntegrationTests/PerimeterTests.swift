@@ -62,6 +62,9 @@ import Testing
             #expect(response.json?["error"]?["code"]?.stringValue == "unsupported_media_type")
         }
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: [:]).status == 200, "application/json passes")
+        // Where no POST is served, the route's answer says more than the content type would.
+        let elsewhere = try raw(env, "POST /api/v1/generation?id=x HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(elsewhere.status == 405 && elsewhere.header("allow") == "GET, HEAD", "\(elsewhere.text)")
         try expectStillServing(env)
     }
 

@@ -9,7 +9,8 @@ extension GatewayServer {
     /// reads it (others get the same 404 as for an unknown id, so ids cannot be probed).
     func generation(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         guard let id = request.queryItem("id"), !id.isEmpty else {
-            writer.respond(error: .invalidRequest("Missing query parameter 'id'.", param: "id", code: "missing_required_parameter"))
+            writer.respond(error: .invalidRequest("Missing or malformed query parameter 'id' (a generation id, percent-encoded UTF-8).", param: "id",
+                                                  code: "missing_required_parameter"))
             return
         }
         // The presented key's fingerprint is made before the lookup: someone else's record and a

@@ -38,8 +38,9 @@ struct RequestPolicy: Sendable {
                             headers: [("WWW-Authenticate", "Bearer")])
         }
         // A page on another origin can POST a "simple" form or text/plain body without a
-        // preflight; a JSON content type cannot be sent that way (CSRF).
-        if head.method == "POST" && !Self.isJSON(head.header("content-type")) {
+        // preflight; a JSON content type cannot be sent that way (CSRF). Only where a POST is
+        // served: elsewhere the route's 404 or 405 says more.
+        if head.method == "POST" && ClientAPI(path: head.path) != nil && !Self.isJSON(head.header("content-type")) {
             return APIError(status: 415, type: "invalid_request_error", code: "unsupported_media_type",
                             message: "POST bodies must be sent with 'Content-Type: application/json'.")
         }
