@@ -208,6 +208,9 @@ import Testing
         let calls = try #require(record["inner_calls"]?.arrayValue)
         let cut = calls.filter { $0["role"] == .string("panel") && $0["cancelled"] == .bool(true) }
         #expect(cut.count == 2 && cut.allSatisfy { $0["finish_reason"] == .string("cancelled") && $0["upstream_time"] == .null })
+        // What the cut members had generated is still charged (estimated), to the key and the record.
+        #expect(cut.allSatisfy { $0["usage_estimated"] == .bool(true) && ($0["usage"]?["completion_tokens"]?.intValue ?? 0) > 0 }, "\(cut)")
+        #expect(record["usage_estimated"] == .bool(true) && (record["tokens_completion"]?.intValue ?? 0) > 0)
         #expect(calls.filter { $0["role"] == .string("panel") && $0["finish_reason"] == .string("stop") }.count == 1)
         // Not streamed: nothing was sent, so the record says 499 (the client closed the request).
         let quiet = try env.client()

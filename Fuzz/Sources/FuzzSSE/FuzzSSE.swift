@@ -13,7 +13,10 @@ import Surfaces
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSSE(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    var relay = SSERelay(maxEventBytes: 4096)
+    // The input's third byte says whether the client asked for usage: a client that did not
+    // must never see a usage member, wherever the upstream put it.
+    let includeUsage = size > 2 ? bytes[2] & 1 == 0 : true
+    var relay = SSERelay(maxEventBytes: 4096, id: "gen-f", model: "m", created: 1, includeUsage: includeUsage)
     var out: [UInt8] = []
     let first = size > 0 ? Int(bytes[0]) % (size + 1) : 0
     let second = size > 1 ? max(first, Int(bytes[1]) * 7 % (size + 1)) : first
@@ -25,6 +28,9 @@ public func fuzzSSE(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         precondition(event.name.isEmpty, "a named event reached the client")
         precondition(!event.data.isEmpty, "an empty data line reached the client")
         precondition(event.isDone || JSONScanner.isValid(event.data), "a non-JSON event reached the client")
+        if !includeUsage, !event.isDone, let chunk = try? JSONValue.parse(Array(event.data)) {
+            precondition(chunk["usage"] == nil || chunk["usage"] == .null, "usage reached a client that did not ask for it")
+        }
     }
     let text = String(decoding: out, as: UTF8.self)
     precondition(!text.hasPrefix("id:") && !text.contains("\nid:"), "an id: line reached the client")

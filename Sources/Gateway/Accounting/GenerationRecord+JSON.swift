@@ -116,6 +116,7 @@ extension CallRecord {
         ]
         // Unknown, not zero: the upstream reported no usage (or the call ended before it could).
         object["usage"] = usage?.json ?? .null
+        if usageEstimated { object["usage_estimated"] = .bool(true) }
         return .object(object)
     }
 
@@ -131,6 +132,7 @@ extension CallRecord {
         cancelled = json["cancelled"]?.boolValue ?? false
         error = RecordError(json: json["error"])
         usage = Usage(openAI: json["usage"])
+        usageEstimated = json["usage_estimated"]?.boolValue ?? false
         firstTokenMilliseconds = json["latency"]?.doubleValue
         durationMilliseconds = json["generation_time"]?.doubleValue ?? 0
         upstreamMilliseconds = json["upstream_time"]?.doubleValue

@@ -96,6 +96,9 @@ struct CallRecord: Sendable, Equatable {
     var error: RecordError?
     /// nil: the upstream reported none (unknown, not zero).
     var usage: Usage?
+    /// `usage` is the gateway's estimate: the call was cut (the client left, a member was cut for
+    /// latency) or failed after producing output, before its upstream reported usage.
+    var usageEstimated = false
     var firstTokenMilliseconds: Double?
     var durationMilliseconds: Double = 0
     /// The upstream's own time: from the request handed to the transport (built, in curl's hands)

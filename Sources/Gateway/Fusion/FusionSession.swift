@@ -106,7 +106,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         record.model = request.outerModel
         record.provider = routes.byModel[request.outerModel]?.endpoint.name
         self.record = record
-        callLog = InnerCallLog(requestStart: startedAt, redactor: redactor)
+        callLog = InnerCallLog(requestStart: startedAt, redactor: redactor,
+                               estimatedPromptTokens: CostEstimate.tokens(request.base.messages))
     }
 
     /// Resolves every model the request may use, so a bad one is a 400 naming its field before
@@ -390,10 +391,14 @@ final class FusionSession<Renderer: FusionRenderer> {
         // The entry point that ran it, whether or not the outer model went on to deliberate.
         record.router = machine.request.entryPoint
         record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
-        record.usage = machine.totalUsage
-        record.usageUnknown = machine.calls.contains { $0.usage == nil }
         record.fusionCalls = machine.calls.map(\.json)
         record.innerCalls = callLog.records
+        // The client's usage (the machine's sum of reported usage) and the estimates of calls cut
+        // before theirs: what the key is charged.
+        let estimated = record.innerCalls.filter(\.usageEstimated)
+        record.usage = estimated.compactMap(\.usage).reduce(machine.totalUsage, +)
+        record.usageEstimated = !estimated.isEmpty
+        record.usageUnknown = record.innerCalls.contains { $0.usage == nil }
         record.upstreamAttempts = record.innerCalls.reduce(0) { $0 + $1.attempts }
         record.fallbacks = record.innerCalls.reduce(0) { $0 + $1.fallbacks }
         record.retries = record.innerCalls.reduce(0) { $0 + max(0, $1.attempts - 1 - $1.fallbacks) }

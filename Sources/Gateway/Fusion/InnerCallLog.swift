@@ -18,6 +18,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// The call's model, then its fallbacks: (slug, provider).
         let routes: [(model: String, provider: String)]
         var open = true
+        /// Pieces of output (text, reasoning, tool call fragments): a call cut before its usage
+        /// is charged a token for each.
+        var outputEvents: Int64 = 0
 
         init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)]) {
             self.record = record
@@ -30,10 +33,14 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// When the request arrived (the zero of every `start_ms`).
     private let requestStart: UInt64
     private let redactor: Redactor
+    /// A call's prompt, roughly (the client's conversation, which every call carries): what a
+    /// call cut before its usage is charged for its prompt.
+    private let estimatedPromptTokens: Int64
 
-    init(requestStart: UInt64, redactor: Redactor) {
+    init(requestStart: UInt64, redactor: Redactor, estimatedPromptTokens: Int64 = 0) {
         self.requestStart = requestStart
         self.redactor = redactor
+        self.estimatedPromptTokens = estimatedPromptTokens
     }
 
     static func role(_ role: FusionSessionMachine.Role) -> String {
@@ -55,6 +62,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         guard let entry = entries[id], entry.open else { return }
         switch event {
         case .text, .reasoning, .toolCall:
+            entry.outputEvents += 1
             if entry.record.firstTokenMilliseconds == nil { entry.record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt) }
         case .usage(let usage):
             entry.record.usage = usage  // per call: the last report is the total
@@ -80,9 +88,20 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     func cancelled(_ id: CallID, at now: UInt64) {
         guard let entry = entries[id], entry.open else { return }
         entry.open = false
+        estimateUsage(entry)
         entry.record.cancelled = true
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, cancelled: true).finishReason
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
+    }
+
+    /// A call that produced output but ended without its usage (cut, failed, or an upstream that
+    /// never reports it) is charged an estimate, so hanging up mid-deliberation does not make
+    /// the calls free (the key's tokens per minute and budget).
+    private func estimateUsage(_ entry: Entry) {
+        guard entry.record.usage == nil, entry.outputEvents > 0 else { return }
+        entry.record.usage = Usage(promptTokens: estimatedPromptTokens, completionTokens: entry.outputEvents,
+                                   totalTokens: estimatedPromptTokens.addingReportingOverflow(entry.outputEvents).partialValue)
+        entry.record.usageEstimated = true
     }
 
     /// Panel calls still running: at the request's end, the members it cancels.
@@ -100,6 +119,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     private func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
         guard let entry = entries[id], entry.open else { return nil }
         entry.open = false
+        estimateUsage(entry)
         if summary.route < entry.routes.count {
             entry.record.model = entry.routes[summary.route].model
             entry.record.provider = entry.routes[summary.route].provider
