@@ -65,12 +65,15 @@ public struct RunSettings: Sendable, Codable, Equatable {
     }
 }
 
-/// B ÷ A for every statistic of every metric, and for the run-level rates.
+/// B ÷ A for every statistic of every metric.
+///
+/// There is no ratio of the run-level rates (requests/s, output tokens/s): compared targets run
+/// interleaved over one run and share its load (the same requests, or the same time), so their
+/// rates over it say how that load was split, not how fast each endpoint is: with `--requests`
+/// the ratio was 1.00× by construction. How fast each is, the latency ratios say.
 public struct Comparison: Sendable, Equatable {
     /// Per metric, per statistic key ("p50" … "p99_9" … "max"); nil where A's figure is 0 or either is missing.
     public var metrics: [Metric: [String: Double?]]
-    public var requestsPerSecond: Double?
-    public var outputTokensPerSecond: Double?
 
     public init(a: TargetReport, b: TargetReport) {
         var metrics: [Metric: [String: Double?]] = [:]
@@ -82,9 +85,10 @@ public struct Comparison: Sendable, Equatable {
             })
         }
         self.metrics = metrics
-        requestsPerSecond = Self.ratio(a.requestsPerSecond, b.requestsPerSecond)
-        outputTokensPerSecond = Self.ratio(a.outputTokensPerSecond, b.outputTokensPerSecond)
     }
+
+    /// What the reports say instead of a ratio of the run-level rates.
+    static let noRateRatio = "no ratio of requests/s or output tokens/s: both endpoints shared one interleaved run and its load"
 
     static func ratio(_ a: Double?, _ b: Double?) -> Double? {
         guard let a, let b, a > 0 else { return nil }

@@ -25,7 +25,7 @@ public enum HTMLReport {
 
             """
         for (index, target) in report.targets.enumerated() {
-            out += summary(target, index: index, openLoop: report.settings.mode == "open_loop")
+            out += summary(target, index: index, openLoop: report.settings.mode == "open_loop", streamed: report.settings.streamed)
         }
         if let comparison = report.comparison { out += ratios(comparison, report) }
         if report.targets.count == 2 { out += overlays(report) }
@@ -38,14 +38,14 @@ public enum HTMLReport {
         "<tr><th></th>" + Summary.statisticKeys.map { "<th>\(Summary.label($0))</th>" }.joined() + "</tr>"
     }
 
-    static func summary(_ target: TargetReport, index: Int, openLoop: Bool) -> String {
+    static func summary(_ target: TargetReport, index: Int, openLoop: Bool, streamed: Bool) -> String {
         let results = target.results
         var out = "<h2 style=\"color:\(colors[index % 2])\">\(escape(target.info.label)): \(escape(target.info.url)), "
             + "model <code>\(escape(target.info.model))</code></h2>\n"
         out += "<p>\(results.requests) requests: \(results.succeeded) ok, \(results.failed) failed in "
             + "\(Format.number(target.durationSeconds)) s: <b>\(Format.number(target.requestsPerSecond)) req/s</b>, "
             + "\(results.outputTokens) output tokens, <b>\(Format.number(target.outputTokensPerSecond)) tokens/s</b>. "
-            + "Output tokens: \(escape(results.tokenSourceDescription)).</p>\n<table>" + statisticsHeader()
+            + "Output tokens: \(escape(results.tokenSourceDescription(streamed: streamed))).</p>\n<table>" + statisticsHeader()
         for metric in Metric.allCases where metric != .queueWait || openLoop {
             let cells = results[metric].summary?.statistics.map { Format.number($0.value) }
                 ?? Array(repeating: "—", count: Summary.statisticKeys.count)
@@ -65,8 +65,8 @@ public enum HTMLReport {
 
     static func ratios(_ comparison: Comparison, _ report: BenchReport) -> String {
         let (a, b) = (escape(report.targets[0].info.label), escape(report.targets[1].info.label))
-        var out = "<h2>\(b) ÷ \(a)</h2>\n<p>Requests/s \(Format.ratio(comparison.requestsPerSecond)), output tokens/s "
-            + "\(Format.ratio(comparison.outputTokensPerSecond)). Below 1× means \(b) is lower.</p>\n<table>" + statisticsHeader()
+        var out = "<h2>\(b) ÷ \(a)</h2>\n<p>Below 1× means \(b) is lower (\(escape(Comparison.noRateRatio))).</p>\n<table>"
+            + statisticsHeader()
         for metric in Metric.allCases where metric != .queueWait || report.settings.mode == "open_loop" {
             let ratios = comparison.metrics[metric] ?? [:]
             out += "<tr><td>\(escape(metric.title))</td>"

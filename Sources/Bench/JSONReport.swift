@@ -1,7 +1,8 @@
 import Foundation
 
 /// `--json`: the machine-readable report. Its schema (`fusion-gateway-bench/1`) is documented in
-/// the README's "Benchmark your own endpoints" section; fields are only ever added to it.
+/// the README's "Benchmark your own endpoints" section; fields are only ever added to it (an
+/// optional one may stop being written: the comparison's rate ratios did).
 public struct JSONReport: Codable, Equatable, Sendable {
     public static let schemaName = "fusion-gateway-bench/1"
 
@@ -53,16 +54,10 @@ public struct JSONReport: Codable, Equatable, Sendable {
         public var baseline: String
         public var candidate: String
         /// Per metric key, per statistic (`p50`, `p90`, `p99`, `p99_9`, `mean`, `min`, `max`, as in `metrics`):
-        /// candidate ÷ baseline; absent where the baseline's figure is 0 or missing.
+        /// candidate ÷ baseline; absent where the baseline's figure is 0 or missing. (The
+        /// `requests_per_s` and `output_tokens_per_s` ratios of earlier versions are gone, never
+        /// present now: see `Comparison`. They were optional, so readers already handled their absence.)
         public var metrics: [String: [String: Double]]
-        public var requestsPerSecond: Double?
-        public var outputTokensPerSecond: Double?
-
-        enum CodingKeys: String, CodingKey {
-            case baseline, candidate, metrics
-            case requestsPerSecond = "requests_per_s"
-            case outputTokensPerSecond = "output_tokens_per_s"
-        }
     }
 
     public init(_ report: BenchReport) {
@@ -75,8 +70,7 @@ public struct JSONReport: Codable, Equatable, Sendable {
                 baseline: report.targets[0].info.label, candidate: report.targets[1].info.label,
                 metrics: Dictionary(uniqueKeysWithValues: comparison.metrics.map { metric, ratios in
                     (metric.rawValue, ratios.compactMapValues { $0 })
-                }),
-                requestsPerSecond: comparison.requestsPerSecond, outputTokensPerSecond: comparison.outputTokensPerSecond)
+                }))
         }
     }
 

@@ -54,30 +54,60 @@ public struct PromptSet: Sendable, Equatable {
     /// JSON Lines: one object per line, `{"prompt": "…"}` or `{"messages": [...]}`, each with an
     /// optional positive `max_tokens`. Blank lines are skipped.
     public static func parse(jsonLines text: String, source: String) throws(ParseError) -> PromptSet {
+        try parse(jsonLines: Array(text.utf8), source: source)
+    }
+
+    /// The file's bytes as JSON Lines. Lines end at LF, so a file saved on Windows (CRLF, a
+    /// UTF-8 byte order mark) reads the same: the CR is JSON whitespace and the mark is skipped.
+    /// Bytes that are not UTF-8 are refused naming the line, not read as something else.
+    public static func parse(jsonLines bytes: [UInt8], source: String) throws(ParseError) -> PromptSet {
         var prompts: [Prompt] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !line.isEmpty else { continue }
-            prompts.append(try parseLine(line, number: index + 1))
+        var text = bytes[...]
+        if text.starts(with: [0xEF, 0xBB, 0xBF]) { text = text.dropFirst(3) }
+        for (index, line) in text.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            let number = index + 1
+            let invalid = line.withUnsafeBytes { UTF8Validation.firstInvalidOffset($0) }
+            if let invalid { throw ParseError(line: number, reason: "not UTF-8 (byte \(invalid + 1) of the line)") }
+            guard line.contains(where: { !jsonWhitespace.contains($0) }) else { continue }
+            prompts.append(try parseLine(Array(line), number: number))
         }
         guard !prompts.isEmpty else { throw ParseError(line: 0, reason: "no prompts") }
         return PromptSet(prompts: prompts, source: source)
     }
 
-    private static func parseLine(_ line: String, number: Int) throws(ParseError) -> Prompt {
+    /// Space, tab, CR and LF (RFC 8259).
+    static let jsonWhitespace: Set<UInt8> = [0x20, 0x09, 0x0D, 0x0A]
+    /// What a line may say: anything else is a mistake worth hearing about (a `temperature`
+    /// here would otherwise be silently ignored).
+    static let keys: Set<String> = ["prompt", "messages", "max_tokens"]
+
+    private static func parseLine(_ line: [UInt8], number: Int) throws(ParseError) -> Prompt {
         let json: JSONValue
         do {
-            json = try JSONValue.parse(Array(line.utf8))
+            // Strict, as the gateway reads a request: a key given twice or a number beyond a
+            // double's range is refused, not resolved one way or the other.
+            json = try JSONValue.parseRequest(line)
         } catch {
-            throw ParseError(line: number, reason: "not JSON")
+            switch error.code {
+            case "duplicate_key": throw ParseError(line: number, reason: "the key \"\(error.param ?? "")\" appears twice")
+            case "number_out_of_range" where error.param == "max_tokens": throw ParseError(line: number, reason: maxTokensReason)
+            case "number_out_of_range": throw ParseError(line: number, reason: "the number at \(error.param ?? "?") is beyond a 64-bit float")
+            default: throw ParseError(line: number, reason: "not JSON")
+            }
         }
-        guard case .object = json else { throw ParseError(line: number, reason: "not a JSON object") }
+        guard case .object(let fields) = json else { throw ParseError(line: number, reason: "not a JSON object") }
+        if let unknown = fields.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw ParseError(line: number, reason: "unknown key \"\(unknown)\" (a line has \"prompt\" or \"messages\", and may have \"max_tokens\")")
+        }
         var maxTokens: Int?
         if let value = json["max_tokens"], value != .null {
             guard let count = value.intValue, count > 0, count <= Int64(ResponseRecorder.maxUsageTokens) else {
-                throw ParseError(line: number, reason: "max_tokens must be a positive integer")
+                throw ParseError(line: number, reason: maxTokensReason)
             }
             maxTokens = Int(count)
+        }
+        if json["prompt"] != nil && json["messages"] != nil {
+            throw ParseError(line: number, reason: "\"prompt\" and \"messages\" exclude each other")
         }
         if let text = json["prompt"] {
             guard let text = text.stringValue, !text.isEmpty else {
@@ -95,6 +125,8 @@ public struct PromptSet: Sendable, Equatable {
         }
         throw ParseError(line: number, reason: "needs \"prompt\" or \"messages\"")
     }
+
+    static let maxTokensReason = "max_tokens must be a positive integer up to \(ResponseRecorder.maxUsageTokens)"
 
     /// The request body for `prompt` on `model`. Streamed requests ask for the usage chunk
     /// (`stream_options.include_usage`), the only trustworthy token count a client gets.

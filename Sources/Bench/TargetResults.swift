@@ -101,12 +101,13 @@ public struct TargetResults: Sendable {
         samples.sort { $0.startMilliseconds < $1.startMilliseconds }
     }
 
-    /// How the output token counts were obtained, in words ("usage chunk: 200").
-    public var tokenSourceDescription: String {
+    /// How the output token counts were obtained, in words ("usage chunk for 200"). Usage
+    /// comes in the usage chunk of a stream, in the body of a whole response.
+    public func tokenSourceDescription(streamed: Bool) -> String {
         let parts = TokenSource.allCases.compactMap { source -> String? in
             guard let count = tokenSources[source], count > 0 else { return nil }
             switch source {
-            case .usage: return "usage chunk for \(count)"
+            case .usage: return (streamed ? "usage chunk" : "the body's usage") + " for \(count)"
             case .countedEvents: return "counted content events for \(count)"
             case .none: return "unknown for \(count) (no usage, not streamed)"
             }

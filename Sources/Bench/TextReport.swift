@@ -34,7 +34,7 @@ public enum TextReport {
     public static func render(_ report: BenchReport) -> String {
         var out = "fusion-gateway bench: \(report.settings.description)\n"
         for target in report.targets {
-            out += "\n" + render(target, openLoop: report.settings.mode == "open_loop")
+            out += "\n" + render(target, openLoop: report.settings.mode == "open_loop", streamed: report.settings.streamed)
         }
         if let comparison = report.comparison {
             out += "\n" + render(comparison, report)
@@ -46,13 +46,13 @@ public enum TextReport {
         "   " + Format.padRight(title, labelWidth) + Summary.statisticKeys.map { Format.padLeft(Summary.label($0), columnWidth) }.joined() + "\n"
     }
 
-    static func render(_ target: TargetReport, openLoop: Bool) -> String {
+    static func render(_ target: TargetReport, openLoop: Bool, streamed: Bool) -> String {
         let results = target.results
         var out = "\(target.info.label)  \(target.info.url)  model \(target.info.model)\n"
         out += "   \(results.requests) requests: \(results.succeeded) ok, \(results.failed) failed in "
             + "\(Format.number(target.durationSeconds)) s: \(Format.number(target.requestsPerSecond)) req/s, "
             + "\(results.outputTokens) output tokens, \(Format.number(target.outputTokensPerSecond)) tokens/s\n"
-        out += "   output tokens: \(results.tokenSourceDescription)\n"
+        out += "   output tokens: \(results.tokenSourceDescription(streamed: streamed))\n"
         out += header("")
         for metric in Metric.allCases where metric != .queueWait || openLoop {
             let cells = results[metric].summary?.statistics.map { Format.number($0.value) }
@@ -80,8 +80,7 @@ public enum TextReport {
             out += "   " + Format.padRight(metric.title, labelWidth)
                 + Summary.statisticKeys.map { Format.padLeft(Format.ratio(ratios[$0] ?? nil), columnWidth) }.joined() + "\n"
         }
-        out += "   requests/s \(Format.ratio(comparison.requestsPerSecond)), "
-            + "output tokens/s \(Format.ratio(comparison.outputTokensPerSecond))\n"
+        out += "   " + Comparison.noRateRatio + "\n"
         return out
     }
 }

@@ -14,6 +14,18 @@ public struct BenchTarget: Sendable {
         self.apiKey = apiKey
     }
 
+    /// What is wrong with `base` as a target's URL, or nil: it must be http:// or https:// with
+    /// a host. Checked before `chatCompletionsURL`, which would turn `http://` into a path.
+    public static func problem(withBaseURL base: String) -> String? {
+        guard let scheme = ["http://", "https://"].first(where: { base.hasPrefix($0) }) else {
+            return "\(base): only http:// and https:// URLs"
+        }
+        let authority = base.dropFirst(scheme.count).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let hostAndPort = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? ""
+        let host = hostAndPort.hasPrefix("[") ? hostAndPort : hostAndPort.prefix { $0 != ":" }
+        return host.isEmpty ? "\(base): no host in the URL (expected \(scheme)host:port/v1)" : nil
+    }
+
     /// `…/v1` → `…/v1/chat/completions`; a URL already naming the endpoint is kept.
     public static func chatCompletionsURL(_ base: String) -> String {
         var url = base

@@ -13,15 +13,22 @@ public struct ModelRequest: Sendable, Equatable {
     public var maxOutputTokens: Int64?
     public var temperature: Double?
     public var topP: Double?
+    /// Sample only from the k likeliest tokens: Anthropic's `top_k`, Gemini's `topK`. OpenAI's
+    /// API has no such field (it refuses unknown ones), so OpenAI-compatible upstreams are not sent it.
+    public var topK: Int64?
     public var stop: [String] = []
+    /// The end user's id, for the upstream's abuse monitoring: OpenAI's `user`, from an
+    /// Anthropic client's `metadata.user_id` (which reaches an Anthropic upstream in its
+    /// `metadata`). Gemini's API has no such field.
+    public var user: String?
     public var reasoning: Reasoning?
     /// `{"type": "json_object"}` or a JSON schema, in OpenAI's shape.
     public var responseFormat: JSONValue?
     public var stream: Bool
     /// Ask the upstream to report usage at the end of a stream.
     public var includeUsage = true
-    /// Fields of the client's request this type does not model (`seed`, `user`, `logprobs`,
-    /// Anthropic's `top_k`, `metadata`, provider-specific options), forwarded as they are to
+    /// Fields of the client's request this type does not model (`seed`, a chat client's `user`,
+    /// `logprobs`, Anthropic's `metadata`, provider-specific options), forwarded as they are to
     /// upstreams speaking `extraFieldsFormat` and left out for others (whose API would refuse
     /// another's fields).
     public var extraFields: [String: JSONValue] = [:]

@@ -27,6 +27,10 @@ struct BenchCommand: ParsableCommand {
             \(BenchReport.definitions)
             """)
 
+    // Numeric options take the next argument whatever it looks like (`.unconditional`): by
+    // default `--requests -5` reads `-5` as an unknown option and says "Missing value", where
+    // the range check below says what is allowed.
+
     @Argument(help: "Base URL of the OpenAI-compatible API (http://host:port/v1), or its /chat/completions URL.")
     var url: String
 
@@ -39,28 +43,28 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "JSON Lines prompt file: {\"prompt\": \"…\"} or {\"messages\": […]} per line, optional max_tokens (default: 8 built-in prompts).")
     var prompts: String?
 
-    @Option(help: "max_tokens for prompts that do not set their own (default: the server's).")
+    @Option(parsing: .unconditional, help: "max_tokens for prompts that do not set their own (default: the server's).")
     var maxTokens: Int?
 
-    @Option(help: "Closed loop: streams open at once, each sending its next request when the last ends (default 1).")
+    @Option(parsing: .unconditional, help: "Closed loop: streams open at once, each sending its next request when the last ends (default 1).")
     var concurrency: Int?
 
-    @Option(help: "Open loop: requests per second (total over both targets with --compare).")
+    @Option(parsing: .unconditional, help: "Open loop: requests per second (total over both targets with --compare).")
     var rate: Double?
 
     @Option(help: "Open-loop arrivals: poisson or constant.")
     var arrivals = "poisson"
 
-    @Option(help: "Open loop: most requests in flight; later arrivals wait for a slot (reported as queue wait).")
+    @Option(parsing: .unconditional, help: "Open loop: most requests in flight; later arrivals wait for a slot (reported as queue wait).")
     var maxConcurrency: Int?
 
-    @Option(help: "Measured requests per target (default 100 unless --duration).")
+    @Option(parsing: .unconditional, help: "Measured requests per target (default 100 unless --duration).")
     var requests: Int?
 
-    @Option(help: "Seconds to keep issuing requests; those in flight then finish and count.")
+    @Option(parsing: .unconditional, help: "Seconds to keep issuing requests; those in flight then finish and count.")
     var duration: Double?
 
-    @Option(help: "Warm-up requests per target, sent first and left out of every figure.")
+    @Option(parsing: .unconditional, help: "Warm-up requests per target, sent first and left out of every figure.")
     var warmup = 2
 
     @Flag(name: .customLong("no-stream"), help: "Ask for whole responses (stream: false): no TTFT, ITL or TPOT then.")
@@ -75,10 +79,10 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("compare-api-key-env"), help: "Environment variable with the --compare endpoint's key (default: none; the first key is never sent to the second endpoint).")
     var compareApiKeyEnv: String?
 
-    @Option(help: "Event loops generating the load, one thread each.")
+    @Option(parsing: .unconditional, help: "Event loops generating the load, one thread each.")
     var loops = 1
 
-    @Option(help: "Seconds before a request is abandoned (counted as a timeout).")
+    @Option(parsing: .unconditional, help: "Seconds before a request is abandoned (counted as a timeout).")
     var timeout = 300.0
 
     @Option(help: "Write the JSON report (schema fusion-gateway-bench/1) to this file, or - for stdout (the text report then goes to stderr).")
@@ -100,6 +104,9 @@ struct BenchCommand: ParsableCommand {
         if warmup < 0 { throw ValidationError("--warmup cannot be negative") }
         if !(timeout > 0 && timeout < 86_400) { throw ValidationError("--timeout is seconds, more than 0 and less than a day") }
         if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        // Built here once to be checked (and again in `run`): an error thrown from `run` is
+        // printed with the root command's usage, not the bench's.
+        _ = try makeConfiguration()
     }
 
     func run() throws {
@@ -145,8 +152,8 @@ struct BenchCommand: ParsableCommand {
             targets.append(BenchTarget(label: "B", baseURL: compare, model: compareModel ?? model,
                                        apiKey: try key(compareApiKeyEnv)))
         }
-        for target in targets where !(target.info.url.hasPrefix("http://") || target.info.url.hasPrefix("https://")) {
-            throw ValidationError("\(target.info.url): only http:// and https:// URLs")
+        for base in [url] + (compare.map { [$0] } ?? []) {
+            if let problem = BenchTarget.problem(withBaseURL: base) { throw ValidationError(problem) }
         }
         let shape: LoadShape = rate.map { .openLoop(rate: $0, arrivals: ArrivalProcess(rawValue: arrivals)!, maxConcurrency: maxConcurrency) }
             ?? .closedLoop(concurrency: concurrency ?? 1)
@@ -159,9 +166,14 @@ struct BenchCommand: ParsableCommand {
         }
         let promptSet: PromptSet
         if let prompts {
-            guard let text = try? String(contentsOfFile: prompts, encoding: .utf8) else { throw ValidationError("cannot read \(prompts)") }
+            let bytes: Data
             do {
-                promptSet = try PromptSet.parse(jsonLines: text, source: prompts)
+                bytes = try Data(contentsOf: URL(fileURLWithPath: prompts))
+            } catch {
+                throw ValidationError("cannot read \(prompts): \(error.localizedDescription)")
+            }
+            do {
+                promptSet = try PromptSet.parse(jsonLines: [UInt8](bytes), source: prompts)
             } catch {
                 throw ValidationError("\(prompts): \(error)")
             }

@@ -21,16 +21,43 @@ import Testing
         ("{\"prompt\": \"a\"}\nnot json", 2, "not JSON"),
         ("[1]", 1, "not a JSON object"),
         ("{\"prompt\": \"\"}", 1, "prompt must be a non-empty string"),
-        ("{\"prompt\": \"a\", \"max_tokens\": 0}", 1, "max_tokens must be a positive integer"),
-        ("{\"prompt\": \"a\", \"max_tokens\": 1e30}", 1, "max_tokens must be a positive integer"),
+        ("{\"prompt\": \"a\", \"max_tokens\": 0}", 1, "max_tokens must be a positive integer up to 100000000"),
+        ("{\"prompt\": \"a\", \"max_tokens\": 1e30}", 1, "max_tokens must be a positive integer up to 100000000"),
+        ("{\"prompt\": \"a\", \"max_tokens\": 1e400}", 1, "max_tokens must be a positive integer up to 100000000"),
+        ("{\"prompt\": \"a\", \"max_tokens\": -1}", 1, "max_tokens must be a positive integer up to 100000000"),
+        ("{\"prompt\": \"a\", \"max_tokens\": 2.5}", 1, "max_tokens must be a positive integer up to 100000000"),
+        ("{\"prompt\": \"a\", \"max_tokens\": \"5\"}", 1, "max_tokens must be a positive integer up to 100000000"),
+        ("{\"prompt\": \"a\", \"temperature\": 0}", 1, "unknown key \"temperature\" (a line has \"prompt\" or \"messages\", and may have \"max_tokens\")"),
+        ("{\"prompt\": \"a\", \"prompt\": \"b\"}", 1, "the key \"prompt\" appears twice"),
+        ("{\"prompt\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"b\"}]}", 1, "\"prompt\" and \"messages\" exclude each other"),
+        ("{\"messages\": [{\"role\": \"user\", \"content\": \"b\", \"n\": 1e999}]}", 1, "the number at messages[0].n is beyond a 64-bit float"),
         ("{\"messages\": []}", 1, "messages must be a non-empty array of objects with role and content"),
         ("{\"messages\": [{\"content\": \"x\"}]}", 1, "messages must be a non-empty array of objects with role and content"),
-        ("{\"text\": \"a\"}", 1, "needs \"prompt\" or \"messages\""),
+        ("{\"max_tokens\": 5}", 1, "needs \"prompt\" or \"messages\""),
         ("\n\n", 0, "no prompts"),
     ])
     func badLinesAreNamed(text: String, line: Int, reason: String) {
         #expect(throws: PromptSet.ParseError(line: line, reason: reason)) {
             try PromptSet.parse(jsonLines: text, source: "p.jsonl")
+        }
+    }
+
+    /// A file saved on Windows: CRLF line ends and a byte order mark.
+    @Test func crlfLinesAndAByteOrderMarkAreRead() throws {
+        let bytes: [UInt8] = [0xEF, 0xBB, 0xBF] + Array("{\"prompt\": \"a\"}\r\n\r\n{\"prompt\": \"b\", \"max_tokens\": 3}\r\n".utf8)
+        let set = try PromptSet.parse(jsonLines: bytes, source: "p.jsonl")
+        #expect(set.prompts == [Prompt(text: "a"), Prompt(text: "b", maxTokens: 3)])
+        // The String form splits the same way ("\r\n" is one Character in Swift, not "\n").
+        #expect(try PromptSet.parse(jsonLines: "{\"prompt\": \"a\"}\r\n{\"prompt\": \"b\"}\r\n", source: "p").prompts.count == 2)
+        #expect(throws: PromptSet.ParseError(line: 2, reason: "not JSON")) {
+            try PromptSet.parse(jsonLines: "{\"prompt\": \"a\"}\r\n{oops\r\n", source: "p")
+        }
+    }
+
+    @Test func bytesThatAreNotUTF8AreNamedByLine() {
+        let bytes = Array("{\"prompt\": \"a\"}\n{\"prompt\": \"".utf8) + [0xC3, 0x28] + Array("\"}\n".utf8)
+        #expect(throws: PromptSet.ParseError(line: 2, reason: "not UTF-8 (byte 13 of the line)")) {
+            try PromptSet.parse(jsonLines: bytes, source: "p")
         }
     }
 

@@ -28,10 +28,10 @@ import Testing
         return results
     }
 
-    static func report(_ a: TargetResults, _ b: TargetResults? = nil, model: String = "paced") throws -> BenchReport {
+    static func report(_ a: TargetResults, _ b: TargetResults? = nil, model: String = "paced", streamed: Bool = true) throws -> BenchReport {
         let plan = try LoadPlan(shape: .closedLoop(concurrency: b == nil ? 1 : 2), stop: StopCondition(requestsPerTarget: 10),
                                 targets: b == nil ? 1 : 2, loops: 1)
-        let settings = RunSettings(plan: plan, warmupRequests: 1, streamed: true, prompts: .builtIn, maxTokens: nil)
+        let settings = RunSettings(plan: plan, warmupRequests: 1, streamed: streamed, prompts: .builtIn, maxTokens: nil)
         var targets = [TargetReport(info: TargetInfo(label: "A", url: "http://a/v1/chat/completions", model: model),
                                     results: a, durationSeconds: 2)]
         if let b {
@@ -86,7 +86,6 @@ import Testing
         #expect(comparison.metrics[.ttft]?["p50"] == 1.5)
         #expect(comparison.metrics[.ttft]?["max"] == 1.5)
         #expect(comparison.metrics[.itl]?["mean"] == 0.5)
-        #expect(comparison.requestsPerSecond == 1)
         // A metric A has no samples of has no ratio.
         #expect(comparison.metrics[.queueWait]?["p50"] == .some(nil))
     }
@@ -114,6 +113,9 @@ import Testing
         for key in ["requests_per_s", "output_tokens_per_s", "duration_s", "error_rate", "token_sources", "http_statuses"] {
             #expect(target?[key] != nil, "missing \(key)")
         }
+        // No ratio of rates both targets' shared run makes equal by construction.
+        let comparison = object?["comparison"] as? [String: Any]
+        #expect(comparison?["metrics"] != nil && comparison?["requests_per_s"] == nil && comparison?["output_tokens_per_s"] == nil)
     }
 
     @Test func textReportShowsFiguresErrorsAndRatios() throws {
@@ -126,6 +128,14 @@ import Testing
         #expect(text.contains("B ÷ A"))
         let ttftRatio = try #require(text.split(separator: "\n").last { $0.contains("TTFT (ms)") })
         #expect(ttftRatio.contains("2.00×"))
+        #expect(!text.contains("requests/s 1.00×") && text.contains("no ratio of requests/s or output tokens/s"))
+    }
+
+    @Test func withoutAStreamUsageIsTheBodysNotAChunks() throws {
+        let text = TextReport.render(try Self.report(Self.results(ttft: 10, gap: 2), streamed: false))
+        #expect(text.contains("output tokens: the body's usage for 10") && !text.contains("chunk"))
+        let html = HTMLReport.render(try Self.report(Self.results(ttft: 10, gap: 2), streamed: false))
+        #expect(html.contains("the body&#39;s usage for 10") || html.contains("the body's usage for 10"))
     }
 
     @Test func htmlReportIsSelfContainedAndEscapesServerText() throws {

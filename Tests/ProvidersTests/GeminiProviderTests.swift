@@ -34,6 +34,8 @@ import Testing
         request.maxOutputTokens = 2000
         request.temperature = 0.5
         request.topP = 0.9
+        request.topK = 40
+        request.user = "u-1"  // Gemini has no such field
         request.stop = ["END"]
         request.reasoning = ModelRequest.Reasoning(effort: "low")
         request.responseFormat = .object(["type": .string("json_schema"), "json_schema": .object(["name": .string("s"),
@@ -63,7 +65,7 @@ import Testing
                {"name":"look","description":"Look at things","parametersJsonSchema":{"type":"object","additionalProperties":false}},
                {"name":"weather"}]}],
              "toolConfig":{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["look"]}},
-             "generationConfig":{"maxOutputTokens":2000,"temperature":0.5,"topP":0.9,"stopSequences":["END"],
+             "generationConfig":{"maxOutputTokens":2000,"temperature":0.5,"topP":0.9,"topK":40,"stopSequences":["END"],
                "thinkingConfig":{"thinkingBudget":2048,"includeThoughts":true},
                "responseMimeType":"application/json","responseJsonSchema":{"type":"object"}}}
             """#.utf8))

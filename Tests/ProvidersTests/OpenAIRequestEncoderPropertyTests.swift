@@ -37,7 +37,7 @@ import Testing
             if flags & 4 != 0 { request.tools = [.function(name: "lookup", description: text, parameters: .object(["type": .string("object")]), strict: true)] }
             if flags & 8 != 0 { request.toolChoice = flags & 16 != 0 ? .function("lookup") : .required }
             if flags & 32 != 0 { request.maxOutputTokens = Int64(flags) * 100 }
-            if flags & 64 != 0 { request.temperature = Double(flags) / 100; request.topP = 0.5; request.stop = [text] }
+            if flags & 64 != 0 { request.temperature = Double(flags) / 100; request.topP = 0.5; request.topK = 5; request.stop = [text]; request.user = text }
             if flags & 128 != 0 { request.reasoning = .init(effort: "high", maxTokens: 10, exclude: false) }
             for key in extraKeys { request.extraFields[key ?? "x"] = .string(text) }
             if flags & 64 != 0 { request.extraFieldsFormat = .anthropicMessages }

@@ -54,7 +54,8 @@ import Testing
         #expect(neutral.toolChoice == .required && neutral.parallelToolCalls == false)
         #expect(neutral.reasoning == ModelRequest.Reasoning(maxTokens: 2048))
         #expect(neutral.tools.map(\.functionName) == ["look", "weather", nil])
-        #expect(neutral.extraFields.keys.sorted() == ["metadata", "service_tier", "top_k"] && neutral.extraFieldsFormat == .anthropicMessages)
+        #expect(neutral.topK == 5 && neutral.user == "u-1")
+        #expect(neutral.extraFields.keys.sorted() == ["metadata", "service_tier"] && neutral.extraFieldsFormat == .anthropicMessages)
         #expect(neutral.includeUsage)
     }
 
@@ -78,6 +79,26 @@ import Testing
         #expect(sent["tools"]?.arrayValue?[2] == .object(["type": .string("web_search_20250305"), "name": .string("web_search"), "max_uses": .int(1)]))
         let original = try JSONValue.parse(Array(Self.sdkBody.utf8))
         #expect(sent["messages"]?.arrayValue?[1]["content"]?.arrayValue?[2] == original["messages"]?.arrayValue?[1]["content"]?.arrayValue?[3])
+    }
+
+    /// `top_k` and `metadata.user_id` reach other vendors under their names there (and nothing
+    /// else of the Anthropic client's own fields does).
+    @Test func topKAndTheUserIDReachOtherUpstreamsInTheirForm() throws {
+        let request = try parse(#"""
+            {"model":"m","max_tokens":100,"messages":[{"role":"user","content":"q"}],
+             "temperature":0.5,"top_k":7,"metadata":{"user_id":"u-1"},"service_tier":"auto"}
+            """#)
+        let neutral = request.modelRequest()
+        let gemini = try JSONValue.parse(GeminiProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "g", baseURL: "https://g.example/v1beta"), extraHeaders: []).body)
+        #expect(gemini["generationConfig"]?["topK"] == .int(7) && gemini["generationConfig"]?["temperature"] == .double(0.5))
+        #expect(gemini["metadata"] == nil && gemini["service_tier"] == nil)
+        let openAI = try JSONValue.parse(OpenAIRequestEncoder.body(neutral))
+        #expect(openAI["user"] == .string("u-1"))
+        #expect(openAI["top_k"] == nil && openAI["metadata"] == nil && openAI["service_tier"] == nil, "OpenAI's API refuses fields it lacks")
+        let anthropic = try JSONValue.parse(AnthropicProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "a", baseURL: "https://api.anthropic.com/v1"), extraHeaders: []).body)
+        #expect(anthropic["top_k"] == .int(7) && anthropic["metadata"] == .object(["user_id": .string("u-1")]) && anthropic["user"] == nil)
     }
 
     @Test func fusionIsAskedForByTheAliasOrTheTool() throws {

@@ -178,6 +178,11 @@ import Testing
         (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":{}}]}"#, "input[0].arguments"),
         (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]}"#, "input[1].call_id"),
         (#"{"model":"p/m","input":[{"type":"function_call_output","call_id":"nowhere","output":"x"}]}"#, "input[0].call_id"),
+        // Every call needs exactly one output after it, as on OpenAI's API: the last item too.
+        (#"{"model":"p/m","input":[{"role":"user","content":"q"},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]}"#, "input[1]"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"a","name":"f","arguments":"{}"},{"type":"function_call","call_id":"b","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"b","output":"x"},{"role":"user","content":"q"}]}"#, "input[0]"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"x"},{"type":"function_call_output","call_id":"c","output":"y"}]}"#, "input[2].call_id"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"d","output":"x"}]}"#, "input[1].call_id"),
         (#"{"model":"p/m","input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c"}]}"#, "input[1].output"),
         (#"{"model":"p/m","input":[{"type":"item_reference","id":"msg_1"}]}"#, "input[0].type"),
         (#"{"model":"p/m","input":[{"type":"reasoning","summary":[]}]}"#, "input"),
@@ -229,6 +234,17 @@ import Testing
         #expect(failure?.status == 400, "accepted: \(body)")
         #expect(failure?.param == param, "\(failure?.message ?? "")")
         #expect(failure?.type == "invalid_request_error")
+    }
+
+    @Test func aCallWithoutItsOutputOrAnsweredTwiceIsRefusedNamingBothItems() throws {
+        let call = #"{"type":"function_call","call_id":"call_1","name":"f","arguments":"{}"}"#
+        let output = #"{"type":"function_call_output","call_id":"call_1","output":"x"}"#
+        let unanswered = try #require(error(#"{"model":"p/m","input":[{"role":"user","content":"q"},"# + call + "]}"))
+        #expect(unanswered.message.contains("'input[1]'") && unanswered.message.contains("call_1"), "\(unanswered.message)")
+        let twice = try #require(error(#"{"model":"p/m","input":["# + [call, output, output].joined(separator: ",") + "]}"))
+        #expect(twice.message.contains("'input[1]' already did"), "\(twice.message)")
+        // One call, one output: accepted.
+        #expect(error(#"{"model":"p/m","input":["# + [call, output].joined(separator: ",") + "]}") == nil)
     }
 
     @Test func statefulFieldsSayWhyTheyAreRefused() throws {

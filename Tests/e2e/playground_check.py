@@ -396,7 +396,7 @@ def cancel_checks(driver, gateway):
     statuses = [m.get_attribute("data-status") for m in turn.find_elements(By.CSS_SELECTOR, ".member")]
     check("running columns show cancelled", statuses and all(s == "cancelled" for s in statuses), statuses)
     check("no stream left running in the gateway", eventually(lambda: active_streams(gateway) == 0), active_streams(gateway))
-    generation = turn.find_element(By.CSS_SELECTOR, ".totals a.mono").text
+    generation = turn.find_element(By.CSS_SELECTOR, ".totals dd.mono").text
     record = {}
 
     def cancelled():
@@ -408,6 +408,31 @@ def cancel_checks(driver, gateway):
         return record.get("cancelled") is True
 
     check("the generation record says cancelled", eventually(cancelled), record)
+
+
+def generation_record_checks(driver):
+    """The totals' generation record is fetched with the page's key (a link opened in a tab
+    would carry none: a 401) and shown in the page as JSON text."""
+    turn = last_turn(driver)
+    generation = turn.find_element(By.CSS_SELECTOR, ".totals dd.mono").text
+    box = turn.find_element(By.CSS_SELECTOR, "details.generation")
+    summary = box.find_element(By.TAG_NAME, "summary")
+    record_text = lambda: js(driver, "return arguments[0].querySelector('pre').textContent", box)
+    summary.click()
+
+    def shown():
+        text = record_text()
+        if text.startswith("Could not load"):  # filed a moment after the stream's end: open it again
+            summary.click()
+            summary.click()
+            return False
+        return text.startswith("{")
+
+    wait(driver, "the generation record in the page", lambda d: shown(), 15, poll=0.1)
+    record = json.loads(record_text())
+    check("the generation record is fetched with the key and shown", record.get("id") == generation and record.get("status") == 200,
+          record_text()[:200])
+    check("the record is text, not markup", len(box.find_elements(By.CSS_SELECTOR, "pre *")) == 0)
 
 
 def key_checks(driver, keyed_url, key):
@@ -428,6 +453,7 @@ def key_checks(driver, keyed_url, key):
     send(driver, "Is the key sent?")
     status = wait_turn_over(driver)
     check("a deliberation runs with the key", status == "done", status)
+    generation_record_checks(driver)
     js(driver, "sessionStorage.setItem('fusion-gateway.key', 'revoked-key')")
     send(driver, "And with a revoked key?")
     wait(driver, "the key dialog after a refused request", lambda d: js(d, "return document.getElementById('key-dialog').open"), 15)

@@ -1,5 +1,5 @@
-// The gateway's public API as the page uses it: the model list and streamed chat completions
-// with Fusion's named events. Nothing here touches the DOM.
+// The gateway's public API as the page uses it: the model list, streamed chat completions
+// with Fusion's named events, and generation records. Nothing here touches the DOM.
 
 import { SSEParser } from "./sse.js";
 
@@ -42,6 +42,17 @@ export class GatewayClient {
     if (!response.ok) throw await errorFrom(response);
     const body = await response.json();
     return Array.isArray(body.data) ? body.data : [];
+  }
+
+  /**
+   * `GET /api/v1/generation?id=…` → the record (its `data`), fetched with the key like every
+   * other call (a link opened in a tab would carry none: a 401 on a gateway with keys).
+   */
+  async generation(id) {
+    const response = await fetch(`/api/v1/generation?id=${encodeURIComponent(id)}`, { headers: this.headers(), cache: "no-store" });
+    if (!response.ok) throw await errorFrom(response);
+    const body = await response.json();
+    return body && typeof body === "object" && "data" in body ? body.data : body;
   }
 
   /**

@@ -193,7 +193,7 @@ async function send(prompt) {
   for (const turn of ui.thread.querySelectorAll(".turn")) turn.classList.add("earlier");
   const body = requestBody(prompt);
   const run = new Run(prompt, body);
-  const view = new TurnView(run, announce);
+  const view = new TurnView(run, announce, (id) => client.generation(id));
   const controller = new AbortController();
   state.current = { run, view, controller };
   ui.thread.append(view.root);

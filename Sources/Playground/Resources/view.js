@@ -24,10 +24,15 @@ const PHASE_TITLES = { outer: "Your model", panel: "Panel", judge: "Judge", fina
 const MEMBER_STATUS = { queued: "queued", waiting: "thinking", running: "streaming", done: "done", failed: "failed", cut: "cut", cancelled: "cancelled" };
 
 export class TurnView {
-  /** @param {import("./run.js").Run} run  @param {(text: string) => void} announce */
-  constructor(run, announce) {
+  /**
+   * @param {import("./run.js").Run} run  @param {(text: string) => void} announce
+   * @param {(id: string) => Promise<object>} [loadGeneration] fetches a generation record
+   */
+  constructor(run, announce, loadGeneration) {
     this.run = run;
     this.announce = announce;
+    this.loadGeneration = loadGeneration;
+    this.generationTicket = 0;
     this.memberViews = [];
     this.lastPhases = {};
     this.build();
@@ -77,12 +82,17 @@ export class TurnView {
 
     this.timeline = h("div", { class: "timeline" });
     this.totals = h("dl", { class: "totals" });
+    // Built once and kept across redraws of the totals, so it stays open while the run goes on.
+    this.generationRecord = h("pre", { class: "raw" });
+    this.generationBox = h("details", { class: "raw-output generation", hidden: true },
+      h("summary", { text: "Generation record" }), this.generationRecord);
+    this.generationBox.addEventListener("toggle", () => { if (this.generationBox.open) this.showGeneration(); });
     this.timelineSection = h("section", { class: "card timeline-section", attrs: { "aria-label": "Timeline and totals" } },
       h("header", { class: "card-head" }, h("h3", { text: "Timeline" }),
         h("span", { class: "legend hint", attrs: { "aria-hidden": "true" } },
           h("span", { class: "key key-wait" }), "waiting ", h("span", { class: "key key-stream" }), "streaming ",
           h("span", { class: "key key-failed" }), "failed ", h("span", { class: "key key-cut" }), "cut")),
-      this.timeline, this.totals);
+      this.timeline, this.totals, this.generationBox);
 
     this.deliberation = h("div", { class: "deliberation" }, this.panelSection, this.analysisSection);
     // Earlier turns fold their deliberation away (CSS); this brings it back.
@@ -312,11 +322,28 @@ export class TurnView {
     const overhead = u?.gateway_overhead_ms ?? u?.fusion?.gateway_overhead_ms ?? u?.overhead_ms;
     if (Number.isFinite(overhead)) rows.push(["Gateway overhead", formatMs(overhead)]);
     const nodes = rows.map(([k, v]) => h("div", {}, h("dt", { text: k }), h("dd", { text: v })));
-    if (run.generationId) {
-      const href = new URL(`/api/v1/generation?id=${encodeURIComponent(run.generationId)}`, location.origin).href;
-      nodes.push(h("div", {}, h("dt", { text: "Generation" }), h("dd", {}, externalLink(href, run.generationId, "mono"))));
-    }
+    if (run.generationId) nodes.push(h("div", {}, h("dt", { text: "Generation" }), h("dd", { class: "mono", text: run.generationId })));
     this.totals.replaceChildren(...nodes);
+    this.generationBox.hidden = !run.generationId || !this.loadGeneration;
+  }
+
+  /**
+   * Fetches the record with the page's key and shows it as JSON, as text. Again on every
+   * opening: the record is filed when the response ends, so one opened during the run may
+   * not exist yet. Only the latest fetch writes.
+   */
+  async showGeneration() {
+    const id = this.run.generationId;
+    if (!id || !this.loadGeneration) return;
+    const ticket = ++this.generationTicket;
+    this.generationRecord.textContent = "Loading…";
+    let text;
+    try {
+      text = JSON.stringify(await this.loadGeneration(id), null, 2);
+    } catch (error) {
+      text = `Could not load the record: ${error.message}`;
+    }
+    if (ticket === this.generationTicket) this.generationRecord.textContent = text;
   }
 
   renderBanners() {

@@ -14,8 +14,8 @@ import GatewayCore
 /// - Reasoning becomes `thinking: {type: enabled, budget_tokens}` (`NativeRequestRules.thinkingBudget`);
 ///   with a limit at or below Anthropic's minimum budget (1024) there is no room to think and
 ///   thinking is left off; otherwise the budget stays below the limit, as the API requires.
-///   With thinking on, `temperature` and `top_p` are not sent (the API refuses changed sampling
-///   with thinking), nor ever with API version 2026-10-21 or later (which removed them).
+///   With thinking on, `temperature`, `top_p` and `top_k` are not sent (the API refuses changed
+///   sampling with thinking), nor ever with API version 2026-10-21 or later (which removed them).
 /// - `response_format` `json_object` has no equivalent on this API version and is left to the
 ///   prompt (the judge's prompt asks for JSON and its output is validated); `json_schema` is
 ///   refused by `validate`. Fields from another API's client (`extraFields` of another
@@ -51,6 +51,7 @@ enum AnthropicRequestEncoder {
         if budget == nil && version < samplingRemovedVersion {
             if let temperature = request.temperature { body["temperature"] = .double(temperature) }
             if let topP = request.topP { body["top_p"] = .double(topP) }
+            if let topK = request.topK { body["top_k"] = .int(topK) }
         } else {
             body["temperature"] = nil
             body["top_p"] = nil

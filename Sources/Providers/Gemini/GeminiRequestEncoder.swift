@@ -37,6 +37,7 @@ enum GeminiRequestEncoder {
         if let limit = request.maxOutputTokens { config["maxOutputTokens"] = .int(limit) }
         if let temperature = request.temperature { config["temperature"] = .double(temperature) }
         if let topP = request.topP { config["topP"] = .double(topP) }
+        if let topK = request.topK { config["topK"] = .int(topK) }
         if !request.stop.isEmpty { config["stopSequences"] = .array(request.stop.map(JSONValue.string)) }
         if let budget = NativeRequestRules.thinkingBudget(request.reasoning) {
             config["thinkingConfig"] = .object(["thinkingBudget": .int(budget), "includeThoughts": .bool(request.reasoning?.exclude != true)])

@@ -52,6 +52,7 @@ public enum OpenAIRequestEncoder {
         if let limit = request.maxOutputTokens { body[maxTokensField.rawValue] = .int(limit) }
         if let temperature = request.temperature { body["temperature"] = .double(temperature) }
         if let topP = request.topP { body["top_p"] = .double(topP) }
+        if let user = request.user { body["user"] = .string(user) }
         if !request.stop.isEmpty { body["stop"] = .array(request.stop.map(JSONValue.string)) }
         if let format = request.responseFormat { body["response_format"] = format }
         if let reasoning = request.reasoning {

@@ -3,9 +3,10 @@ import Providers
 
 extension MessagesRequest {
     /// The fields `modelRequest()` models; every other one is carried in `extraFields` for an
-    /// Anthropic upstream.
+    /// Anthropic upstream (`metadata` too: its `user_id` is also modelled, as `user`).
     static let modeledFields: Set<String> = [
-        "model", "max_tokens", "messages", "system", "stop_sequences", "stream", "temperature", "top_p", "tools", "tool_choice", "thinking",
+        "model", "max_tokens", "messages", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k", "tools", "tool_choice",
+        "thinking",
     ]
 
     /// The request in neutral form (`model` as the client named it; server tools, fusion among
@@ -21,6 +22,7 @@ extension MessagesRequest {
     /// - `thinking` `enabled` is a reasoning budget, `adaptive` reasoning at the provider's
     ///   default, `disabled` none. `tool_choice.disable_parallel_tool_use` is
     ///   `parallelToolCalls: false`.
+    /// - `top_k` is `topK` (Gemini's `topK`), `metadata.user_id` is `user` (OpenAI's `user`).
     /// - Usage is always asked for: Anthropic's stream carries it, and clients need it.
     public func modelRequest() -> ModelRequest {
         let fields = json.objectValue ?? [:]
@@ -35,6 +37,8 @@ extension MessagesRequest {
         request.maxOutputTokens = fields["max_tokens"]?.intValue
         request.temperature = fields["temperature"]?.doubleValue
         request.topP = fields["top_p"]?.doubleValue
+        request.topK = fields["top_k"]?.intValue
+        request.user = fields["metadata"]?["user_id"]?.stringValue
         request.stop = fields["stop_sequences"]?.arrayValue?.compactMap(\.stringValue) ?? []
         request.tools = (fields["tools"]?.arrayValue ?? []).map(Self.tool)
         if let choice = fields["tool_choice"], choice != .null {

@@ -10,7 +10,10 @@ import Providers
 ///   `input_text`/`input_image`/`input_file` for users, `output_text`/`refusal` for the assistant;
 /// - `function_call` items: tool calls of the assistant turn they follow (consecutive calls, and
 ///   an assistant message just before them, make one turn, as chat requires);
-/// - `function_call_output`: a tool message answering an earlier `function_call`'s `call_id`;
+/// - `function_call_output`: a tool message answering an earlier `function_call`'s `call_id`.
+///   Every call needs exactly one output later in the input, as OpenAI's API requires (a call
+///   left unanswered, even the last item, is a 400: the model would never see its result, and
+///   chat upstreams refuse a tool call without its tool message);
 /// - `reasoning` items: accepted and dropped (a chat upstream has no place for them; the summary
 ///   was for the client);
 /// - the fusion output item (`openrouter:fusion`, which OpenRouter accepts back as input): an
@@ -36,6 +39,7 @@ enum ResponsesInput {
             for (index, item) in items.enumerated() {
                 try conversation.add(item, path: "input[\(index)]")
             }
+            try conversation.requireEveryOutput()
             guard !conversation.messages.isEmpty else {
                 throw .invalidRequest("'input' holds nothing a model reads (reasoning items are not sent upstream).", param: "input")
             }
@@ -51,6 +55,18 @@ enum ResponsesInput {
         /// The last message is an assistant turn that function calls may still join.
         var assistantTurnOpen = false
         var callIDs: Set<String> = []
+        /// Each function call's id and the path of its item, in input order.
+        var calls: [(id: String, path: String)] = []
+        /// Each answered call's id → the path of its output.
+        var outputs: [String: String] = [:]
+
+        /// A call without an output is a 400 naming the call's item.
+        func requireEveryOutput() throws(APIError) {
+            for call in calls where outputs[call.id] == nil {
+                throw .invalidRequest("No function_call_output found for the function call '\(call.path)' (call_id '\(call.id)'): "
+                                          + "send each call's output after it.", param: call.path)
+            }
+        }
 
         mutating func add(_ item: JSONValue, path: String) throws(APIError) {
             guard case .object(let fields) = item else {
@@ -76,10 +92,10 @@ enum ResponsesInput {
                 assistantTurnOpen = message.role == .assistant
             case "function_call":
                 let call = try ResponsesInput.functionCall(fields, path: path)
-                guard !callIDs.contains(call.id) else {
+                guard callIDs.insert(call.id).inserted else {
                     throw .invalidRequest("'\(path).call_id' repeats an earlier function call's id '\(call.id)'.", param: "\(path).call_id")
                 }
-                callIDs.insert(call.id)
+                calls.append((call.id, path))
                 if assistantTurnOpen, var turn = messages.popLast() {
                     turn.toolCalls.append(ToolCall(index: turn.toolCalls.count, id: call.id, name: call.name, arguments: call.arguments))
                     messages.append(turn)
@@ -88,7 +104,14 @@ enum ResponsesInput {
                 }
                 assistantTurnOpen = true
             case "function_call_output":
-                messages.append(try ResponsesInput.functionCallOutput(fields, path: path, known: callIDs))
+                let output = try ResponsesInput.functionCallOutput(fields, path: path, known: callIDs)
+                let callID = output.toolCallID ?? ""
+                if let earlier = outputs[callID] {
+                    throw .invalidRequest("'\(path).call_id' answers the function call '\(callID)' again: '\(earlier)' already did.",
+                                          param: "\(path).call_id")
+                }
+                outputs[callID] = path
+                messages.append(output)
                 assistantTurnOpen = false
             case "reasoning":
                 break  // see the type's comment; it does not end an assistant turn either

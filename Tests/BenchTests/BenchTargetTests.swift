@@ -1,0 +1,28 @@
+import BenchRunner
+import Testing
+
+/// A target's URL, checked and completed before any request: no sockets.
+@Suite struct BenchTargetTests {
+    @Test(arguments: [
+        ("http://", "http://: no host in the URL (expected http://host:port/v1)"),
+        ("https:///v1", "https:///v1: no host in the URL (expected https://host:port/v1)"),
+        ("http://:8080/v1", "http://:8080/v1: no host in the URL (expected http://host:port/v1)"),
+        ("http://user@/v1", "http://user@/v1: no host in the URL (expected http://host:port/v1)"),
+        ("ftp://host/v1", "ftp://host/v1: only http:// and https:// URLs"),
+        ("127.0.0.1:8080/v1", "127.0.0.1:8080/v1: only http:// and https:// URLs"),
+    ])
+    func aURLWithoutHostOrWithAnotherSchemeIsNamed(url: String, problem: String) {
+        #expect(BenchTarget.problem(withBaseURL: url) == problem)
+    }
+
+    @Test(arguments: ["http://127.0.0.1:8080/v1", "https://openrouter.ai/api/v1", "http://[::1]:8080/v1/chat/completions",
+                      "http://user:pw@host", "http://localhost"])
+    func anHTTPURLWithAHostIsAccepted(url: String) {
+        #expect(BenchTarget.problem(withBaseURL: url) == nil)
+    }
+
+    @Test func theBaseURLGetsTheEndpointOnce() {
+        #expect(BenchTarget.chatCompletionsURL("http://h/v1/") == "http://h/v1/chat/completions")
+        #expect(BenchTarget.chatCompletionsURL("http://h/v1/chat/completions") == "http://h/v1/chat/completions")
+    }
+}
