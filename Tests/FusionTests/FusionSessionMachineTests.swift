@@ -7,6 +7,12 @@ import Testing
 /// sees, and how it ends, for each path.
 @Suite struct FusionSessionMachineTests {
     static let panel = ["p/a", "p/b"]
+    /// The outer model calls the caller's tool and fusion in one turn.
+    static let parallelTurn: [ModelEvent] = [
+        .toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}")),
+        .toolCall(ToolCallFragment(index: 1, id: "call_f", name: "fusion", arguments: "{}")),
+        .finish(.toolCalls),
+    ]
     static let analysis = #"{"consensus":["x"],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"p/b","insight":"z"}],"blind_spots":[]}"#
 
     func machine(tools: [ToolDefinition] = [], limits: FusionSessionMachine.Limits? = nil,
@@ -168,12 +174,7 @@ import Testing
     @Test func theCallersToolCalledAlongsideFusionHandsTheTurnBack() throws {
         var m = try machine()
         let first = try #require(started(m.start(at: 0)).first)
-        let turn: [ModelEvent] = [
-            .toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}")),
-            .toolCall(ToolCallFragment(index: 1, id: "call_f", name: "fusion", arguments: "{}")),
-            .finish(.toolCalls),
-        ]
-        var actions = run(&m, first.id, turn, at: 1)
+        var actions = run(&m, first.id, Self.parallelTurn, at: 1)
         #expect(outputs(actions).first == .answer(.toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}"))))
         let members = started(actions)
         _ = run(&m, members[0].id, [.text("a")], at: 2)
@@ -203,12 +204,7 @@ import Testing
         var m = try machine()
         m.deliberatesInParallelTurns = false
         let first = try #require(started(m.start(at: 0)).first)
-        let turn: [ModelEvent] = [
-            .toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}")),
-            .toolCall(ToolCallFragment(index: 1, id: "call_f", name: "fusion", arguments: "{}")),
-            .finish(.toolCalls),
-        ]
-        let actions = run(&m, first.id, turn, at: 1)
+        let actions = run(&m, first.id, Self.parallelTurn, at: 1)
         #expect(started(actions).isEmpty, "no panel")
         let shown = outputs(actions)
         #expect(shown.first == .answer(.toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: "{}"))))

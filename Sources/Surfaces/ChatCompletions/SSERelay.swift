@@ -156,20 +156,11 @@ public struct SSERelay {
                 }
             }
         }
-        let lineStart = out.count
-        out.append(contentsOf: "data: ".utf8)
         // A usage whose cost has more places than the gateway states is given the rounded cost,
         // so the client, the record and the metrics say the same figure (rare: usage chunks only).
         let rounded = chunk.flatMap { Self.usageWithRoundedCost($0["usage"]) }
-        guard JSONScanner.appendObject(event.data, leading: rounded.map { leading.appending(key: Self.usageName, value: $0) } ?? leading,
-                                       to: &out) else {
-            out.removeSubrange(lineStart...)
-            stop = .invalid
-            return
-        }
-        SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
-        out.append(contentsOf: "\n\n".utf8)
-        forwardedEvents += 1
+        guard appendEvent(event.data, leading: rounded.map { leading.appending(key: Self.usageName, value: $0) } ?? leading,
+                          into: &out) else { return }
         if let chunk {
             if let value = chunk["usage"], value != .null { usage = value }
             if let reason = chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
@@ -178,17 +169,26 @@ public struct SSERelay {
 
     /// `chunk` (a JSON object) as one event, with this completion's `id`, `model` and `created`.
     private mutating func appendChunk(_ chunk: [UInt8], into out: inout [UInt8]) {
+        let leading = leading
+        _ = chunk.withUnsafeBytes { appendEvent($0, leading: leading, into: &out) }
+    }
+
+    /// One event: `data: ` and the object `bytes` with `leading` written first (checked as it is
+    /// copied), made safe for a data line. False, with nothing written and the relay stopping,
+    /// when `bytes` is not one JSON object. The per-token path: no allocation beyond `out`'s.
+    private mutating func appendEvent(_ bytes: UnsafeRawBufferPointer, leading: JSONScanner.LeadingMembers,
+                                      into out: inout [UInt8]) -> Bool {
         let lineStart = out.count
         out.append(contentsOf: "data: ".utf8)
-        let appended = chunk.withUnsafeBytes { JSONScanner.appendObject($0, leading: leading, to: &out) }
-        guard appended else {  // unreachable: the chunk was serialized from a parsed object
+        guard JSONScanner.appendObject(bytes, leading: leading, to: &out) else {
             out.removeSubrange(lineStart...)
             stop = .invalid
-            return
+            return false
         }
         SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
         out.append(contentsOf: "\n\n".utf8)
         forwardedEvents += 1
+        return true
     }
 
     public mutating func relay(_ bytes: [UInt8], into out: inout [UInt8]) -> Outcome {
