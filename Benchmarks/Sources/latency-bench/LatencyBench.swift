@@ -363,13 +363,10 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
         }
     }
 
-    private static let callsKey = Array(#""calls":"#.utf8)
+    private static let callsKey = Data(#""calls":"#.utf8)
 
     static func mentionsCalls(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count >= callsKey.count else { return false }
-        return (0...(bytes.count - callsKey.count)).contains { start in
-            bytes[start] == callsKey[0] && bytes[start..<(start + callsKey.count)].elementsEqual(callsKey)
-        }
+        Data(bytes).range(of: callsKey) != nil
     }
 
     /// The critical path of the deliberation's upstream calls, in µs, from its generation record's

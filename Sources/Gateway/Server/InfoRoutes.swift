@@ -19,7 +19,7 @@ extension GatewayServer {
         let hasKeys = !shared.gatewayKeys.isEmpty
         let sharedStore = store.redis != nil
         // A hostile id is echoed in the 404: cut short.
-        let shown = id.count > 64 ? String(id.prefix(64)) + "…" : id
+        let shown = id.shortened(toBytes: 64)
         // A Responses API id (`resp_<hex>`) names the same generation (`gen-<hex>`).
         let key = id.hasPrefix("resp_") ? "gen-" + id.dropFirst("resp_".count) : id
         store.records.get(id: key) { [weak writer] lookup in

@@ -138,7 +138,6 @@ struct RequestPolicy: Sendable {
         return mediaType.asciiCaseInsensitiveEquals("application/json")
     }
 
-    /// `Host` without its port (`[::1]:8080` → `::1`), lowercased.
     /// Why a configured origin (`server.cors.allow_origins`) could never equal a browser's
     /// `Origin` header, which is `scheme://host[:port]` in lower case, without a path and without
     /// the scheme's default port; nil when it can. An entry that never matches would leave the
@@ -176,6 +175,7 @@ struct RequestPolicy: Sendable {
     private static func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A }
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
 
+    /// `Host` without its port (`[::1]:8080` → `::1`), lowercased.
     static func hostName(_ host: String) -> String {
         let host = trimmingBlanks(Substring(host)).lowercased()
         if host.hasPrefix("["), let close = host.firstIndex(of: "]") { return String(host[host.index(after: host.startIndex)..<close]) }

@@ -140,6 +140,7 @@ public struct SSERelay {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
                 return
             }
+            if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
             if case .object(var fields)? = chunk, let value = fields["usage"], value != .null {
                 usage = value
                 if fields["choices"]?.arrayValue?.isEmpty ?? true {
@@ -148,7 +149,6 @@ public struct SSERelay {
                     guard includeUsage else { return }
                 } else {
                     // Usage riding on an answer chunk (rare: written again, without it).
-                    if let reason = fields["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
                     fields["usage"] = nil
                     usageChunkOwed = includeUsage
                     appendChunk(JSONValue.object(fields).serialized(), into: &out)
@@ -159,12 +159,7 @@ public struct SSERelay {
         // A usage whose cost has more places than the gateway states is given the rounded cost,
         // so the client, the record and the metrics say the same figure (rare: usage chunks only).
         let rounded = chunk.flatMap { Self.usageWithRoundedCost($0["usage"]) }
-        guard appendEvent(event.data, leading: rounded.map { leading.appending(key: Self.usageName, value: $0) } ?? leading,
-                          into: &out) else { return }
-        if let chunk {
-            if let value = chunk["usage"], value != .null { usage = value }
-            if let reason = chunk["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
-        }
+        _ = appendEvent(event.data, leading: rounded.map { leading.appending(key: Self.usageName, value: $0) } ?? leading, into: &out)
     }
 
     /// `chunk` (a JSON object) as one event, with this completion's `id`, `model` and `created`.
@@ -222,9 +217,9 @@ public struct SSERelay {
     private mutating func finishStream(into out: inout [UInt8]) {
         if usageChunkOwed, let usage {
             usageChunkOwed = false
-            let value = Self.usageWithRoundedCost(usage).flatMap { try? JSONValue.parse($0) } ?? usage
-            let chunk: JSONValue = .object(["object": .string("chat.completion.chunk"), "choices": .array([]), "usage": value])
-            appendChunk(chunk.serialized(), into: &out)
+            let chunk = Array(#"{"object":"chat.completion.chunk","choices":[],"usage":"#.utf8)
+                + (Self.usageWithRoundedCost(usage) ?? usage.serialized()) + [UInt8(ascii: "}")]
+            appendChunk(chunk, into: &out)
             forwardedEvents -= 1  // not an event of the answer
         }
         if usage == nil, let fallback = usageFallback {
