@@ -37,6 +37,16 @@ public struct AnalysisTokenizer: Sendable {
     public private(set) var stopped = false
     /// The top-level object closed.
     public private(set) var finished = false
+    /// Where the top-level object's `{` is and where the byte after its `}` is, in the bytes fed.
+    public private(set) var objectStart: Int?
+    public private(set) var objectEnd: Int?
+    /// How many times each analysis field's key appeared at the top level, and the fields whose
+    /// value was an array: with the two offsets, what `JudgeAnalysis.assembled` needs to tell
+    /// that the items handed out are the whole analysis.
+    public private(set) var fieldKeyCounts: [String: Int] = [:]
+    public private(set) var arrayFields: Set<String> = []
+    /// Bytes fed so far, while the object is open.
+    private var position = 0
 
     private enum Container: Sendable {
         case object(members: [String: JSONValue]?, key: String?, expecting: ObjectPosition)
@@ -77,7 +87,9 @@ public struct AnalysisTokenizer: Sendable {
         var items: [AnalysisItem] = []
         for byte in bytes {
             guard !stopped && !finished else { break }
+            position += 1
             step(byte, &items)
+            if finished { objectEnd = position }
         }
         return items
     }
@@ -147,6 +159,7 @@ public struct AnalysisTokenizer: Sendable {
             // Anything before the object (a fence, a sentence) is not the analysis.
             if byte == UInt8(ascii: "{") {
                 started = true
+                objectStart = position - 1
                 stack.append(.object(members: nil, key: nil, expecting: .keyOrEnd))
             }
             return
@@ -197,6 +210,7 @@ public struct AnalysisTokenizer: Sendable {
             if stack.count == 1, byte == UInt8(ascii: "["), case .object(_, let key?, _) = stack[0],
                 JudgeAnalysis.fields.contains(key) {
                 field = key
+                arrayFields.insert(key)
             }
             let build = building || (stack.count == 1 && field != nil && byte == UInt8(ascii: "["))
             stack.append(byte == UInt8(ascii: "{") ? .object(members: build ? [:] : nil, key: nil, expecting: .keyOrEnd)
@@ -299,6 +313,7 @@ public struct AnalysisTokenizer: Sendable {
     private mutating func stringEnded(_ text: String, _ items: inout [AnalysisItem]) {
         if case .object(let members, _, let expecting) = stack.last, expecting == .keyOrEnd || expecting == .key {
             stack[stack.count - 1] = .object(members: members, key: text, expecting: .colon)
+            if stack.count == 1, JudgeAnalysis.fields.contains(text) { fieldKeyCounts[text, default: 0] += 1 }
             return
         }
         completed(.string(text), &items)

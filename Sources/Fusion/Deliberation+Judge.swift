@@ -17,11 +17,13 @@ extension Deliberation {
             // What it wrote before calling a tool was not the analysis.
             judgeText = ""
             tokenizer = AnalysisTokenizer()
+            itemValues.removeAll()
             itemsSuspended = false
             return withdrawItems()
 
         case .judgeFinished(let usage, let toolCalls):
-            switch JudgeAnalysis.parse(judgeText, panel: Set(models), labels: labels) {
+            let assembled = itemsSuspended ? nil : JudgeAnalysis.assembled(judgeText, tokenizer: tokenizer, items: itemValues)
+            switch assembled.map(Result.success) ?? JudgeAnalysis.parse(judgeText, panel: Set(models), labels: labels) {
             case .success(let analysis):
                 recordJudge(status: "ok", usage: usage, toolCalls: toolCalls, at: time)
                 let result = makeResult(analysis: analysis, judgeFailure: nil)
@@ -55,6 +57,7 @@ extension Deliberation {
                 break
             }
             shownItems.append((found.field, found.index))
+            itemValues[found.field, default: []].append(value)
             actions.append(.progress(.judgeItem(model: currentJudge, attempt: judgeAttempt,
                                                 item: AnalysisItem(field: found.field, index: found.index, value: value))))
         }
@@ -77,6 +80,7 @@ extension Deliberation {
         judgeStarted = time
         judgeFirstToken = nil
         tokenizer = AnalysisTokenizer()
+        itemValues.removeAll()
         shownItems.removeAll()
         itemsSuspended = false
         return [.startJudge(model: model, attempt: attempt, messages: messages),

@@ -83,6 +83,9 @@ public struct Deliberation: Sendable {
     var tokenizer = AnalysisTokenizer()
     /// Items of the current attempt shown to the client, in order (withdrawn if it fails).
     var shownItems: [(field: String, index: Int)] = []
+    /// Their values by field, in order: the analysis, when the reply is one clean object
+    /// (`JudgeAnalysis.assembled`).
+    var itemValues: [String: [JSONValue]] = [:]
     /// An item broke the schema: the attempt will fail, nothing more of it is shown.
     var itemsSuspended = false
     var finished = false

@@ -61,6 +61,49 @@ public enum JudgeAnalysis {
         return .success(.object(object))
     }
 
+    /// The analysis `parse` would return, assembled from the items the tokenizer handed out as
+    /// the judge streamed them (`items`: each field's elements, models mapped back, each one
+    /// already passed `problem`), or nil when that cannot be known without parsing: the judge's
+    /// end is on the deliberation's critical path, and parsing the whole reply again there took
+    /// ~90 µs. It is known when the tokenizer read one whole object, every field's key appeared
+    /// exactly once with an array, and the object stands alone or inside a ```json fence, with
+    /// nothing else around it but JSON white space. Anything else (a sentence before it, text
+    /// after it, a duplicate field, a field that is not an array) goes through `parse`, which
+    /// gives the same answer or the error to report.
+    public static func assembled(_ text: String, tokenizer: AnalysisTokenizer, items: [String: [JSONValue]]) -> JSONValue? {
+        guard tokenizer.finished, !tokenizer.stopped, let start = tokenizer.objectStart, let end = tokenizer.objectEnd else { return nil }
+        for field in fields where tokenizer.fieldKeyCounts[field] != 1 || !tokenizer.arrayFields.contains(field) { return nil }
+        let fenced: Bool? = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool? in
+            guard start < end, end <= bytes.count else { return nil }
+            return aroundObject(before: UnsafeBufferPointer(rebasing: bytes[..<start]),
+                                after: UnsafeBufferPointer(rebasing: bytes[end...]))
+        } ?? nil
+        guard fenced != nil else { return nil }
+        var object: [String: JSONValue] = [:]
+        for field in fields { object[field] = .array(items[field] ?? []) }
+        return .object(object)
+    }
+
+    /// Whether what surrounds the object is what `parse` reads past: JSON white space on both
+    /// sides (false), or a fence opened on a line of its own before it and closed after it
+    /// (true); nil for anything else.
+    private static func aroundObject(before: UnsafeBufferPointer<UInt8>, after: UnsafeBufferPointer<UInt8>) -> Bool? {
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 }
+        let fence = Array("```".utf8)
+        guard let opening = before.firstIndex(where: { !isSpace($0) }) else {
+            return after.allSatisfy(isSpace) ? false : nil
+        }
+        // ```json\n: the fence's line ends before the object, with only white space after it. Not
+        // \r\n: `parse` drops the fence's line up to a "\n" Character, which "\r\n" is not.
+        guard before[opening...].starts(with: fence),
+              let newline = before[opening...].firstIndex(of: 0x0A), !before[opening..<newline].contains(0x0D),
+              before[(newline + 1)...].allSatisfy(isSpace) else { return nil }
+        // The closing fence is the last thing, with only white space around it.
+        guard let closing = after.firstIndex(where: { !isSpace($0) }), after[closing...].starts(with: fence),
+              after[(closing + fence.count)...].allSatisfy(isSpace) else { return nil }
+        return true
+    }
+
     /// What is wrong with element `index` of `field` (models already mapped back), or nil: the
     /// same rule for one item streamed and for the whole analysis.
     public static func problem(in item: JSONValue, field: String, index: Int, panel: Set<String>) -> String? {
