@@ -315,6 +315,37 @@ import Testing
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
+    /// A paused read is delivered again on resume; counting it each time made a slow reader's
+    /// stream hit `upstream.max_response_bytes` with a fraction of it sent. With the bound just
+    /// above the upstream's real size, a client reading slowly (many pauses) still gets it all.
+    @Test func aSlowReaderIsNotChargedForTheBytesItsPausesRedeliver() throws {
+        let deltas = 6_000
+        let model = "paced:pace_ms=0:deltas=\(deltas)"
+        // The upstream's size for this request: the mock's own answer, asked directly the way the
+        // gateway asks (with usage).
+        let sizing = try TestEnvironment()
+        let direct = try TestClient(port: sizing.mockPort)
+        try direct.send(TestEnvironment.post("/v1/chat/completions", body: #"{"model":"\#(model)","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#))
+        let upstreamBytes = try direct.readResponse().body.count
+        #expect(upstreamBytes > 1_000_000)
+
+        let env = try TestEnvironment { config in
+            config.upstream.idleTimeoutMilliseconds = 20_000
+            config.upstream.maxResponseBytes = upstreamBytes + upstreamBytes / 50
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/\(model)")))
+        var chunks = 0
+        let response = try client.readResponse { _ in
+            chunks += 1
+            if chunks % 4 == 0 { usleep(1_000) }  // slower than the mock: the transfer pauses again and again
+        }
+        #expect(env.gatewayStats.backpressurePauses.load(ordering: .relaxed) > 10)
+        #expect(response.streamError == nil, "\(response.text.suffix(300))")
+        #expect(response.streamedContent == (0..<deltas).map { "t\($0) " }.joined())
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+    }
+
     /// Waits until the gateway has answered `count` proxied requests with 200.
     func answered(_ env: TestEnvironment, _ count: Double) -> Bool {
         env.eventually(timeoutSeconds: 20) {

@@ -63,6 +63,9 @@ struct LatencyBench: ParsableCommand {
     @Flag(help: "Pin with taskset: this client and the mock on CPU 0, the gateway (one loop) and nginx (one worker) on CPU 1.")
     var pin = false
 
+    @Option(help: "Another fusion-gateway binary (e.g. the last commit's build): its deliberations alternate with the gateway's, one by one, in the same run, so both see the same machine (--fusion).")
+    var baseline: String?
+
     func run() throws {
         let idleLevels = idle.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         // Two descriptors per stream in a proxy, plus slack; children inherit the limit.
@@ -85,10 +88,15 @@ struct LatencyBench: ParsableCommand {
             """.write(to: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: config) }
         let serveArguments = ["serve", "--port", "0", "--config", config.path, "--log-level", "error", "--loops", String(loops)]
-        let gatewayProcess = try pin
-            ? ChildProcess("/usr/bin/taskset", ["-c", "1", gateway] + serveArguments, banner: "fusion-gateway listening on http://127.0.0.1:")
-            : ChildProcess(gateway, serveArguments, banner: "fusion-gateway listening on http://127.0.0.1:")
+        func startGateway(_ binary: String) throws -> ChildProcess {
+            try pin
+                ? ChildProcess("/usr/bin/taskset", ["-c", "1", binary] + serveArguments, banner: "fusion-gateway listening on http://127.0.0.1:")
+                : ChildProcess(binary, serveArguments, banner: "fusion-gateway listening on http://127.0.0.1:")
+        }
+        let gatewayProcess = try startGateway(gateway)
         defer { gatewayProcess.stop() }
+        let baselineProcess = try baseline.map(startGateway)
+        defer { baselineProcess?.stop() }
 
         let model = "paced:pace_ms=\(paceMs):deltas=\(deltas)"
         let thread = EventLoopThread(name: "bench-client")
@@ -106,12 +114,31 @@ struct LatencyBench: ParsableCommand {
         if fusion > 0 {
             let url = "http://127.0.0.1:\(gatewayProcess.port)/v1/chat/completions"
             let fusionRunner = try thread.loop.submitAndWait { [fusion] in FusionRunner(loop: thread.loop, url: url, runs: fusion) }
+            let baselineRunner = try baselineProcess.map(\.port).map { port in
+                try thread.loop.submitAndWait { [fusion] in
+                    FusionRunner(loop: thread.loop, url: "http://127.0.0.1:\(port)/v1/chat/completions", runs: fusion)
+                }
+            }
             let fusionDone = DispatchSemaphore(value: 0)
-            thread.loop.execute { fusionRunner.start { fusionDone.signal() } }
+            thread.loop.execute {
+                if let baselineRunner {
+                    // Strictly alternating, one deliberation at a time: gateway, baseline, gateway, …
+                    fusionRunner.handoff = { baselineRunner.next() }
+                    baselineRunner.handoff = { fusionRunner.next() }
+                    baselineRunner.completion = {}
+                }
+                fusionRunner.start { fusionDone.signal() }
+            }
             fusionDone.wait()
             let fusionReport = try thread.loop.submitAndWait { fusionRunner.report() }
-            print(fusionReport.table)
-            report.json = String(report.json.dropLast()) + #","fusion":\#(fusionReport.json)}"#
+            if let baselineRunner, let baseline {
+                let baselineReport = try thread.loop.submitAndWait { baselineRunner.report() }
+                print("gateway: \(gateway)\n" + fusionReport.table + "baseline: \(baseline)\n" + baselineReport.table)
+                report.json = String(report.json.dropLast()) + #","fusion":\#(fusionReport.json),"fusion_baseline":\#(baselineReport.json)}"#
+            } else {
+                print(fusionReport.table)
+                report.json = String(report.json.dropLast()) + #","fusion":\#(fusionReport.json)}"#
+            }
         }
         let levels = load.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         if !levels.isEmpty {
@@ -285,7 +312,10 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
     var upstreamPath = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var gatewayTime = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var failures = 0
-    private var completion: () -> Void = {}
+    var completion: () -> Void = {}
+    /// What runs after each deliberation: the next one here, or (with a baseline) the other
+    /// gateway's next.
+    var handoff: (() -> Void)?
 
     init(loop: EventLoop, url: String, runs: Int) {
         self.loop = loop
@@ -300,7 +330,7 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
         next()
     }
 
-    private func next() {
+    func next() {
         guard remaining > 0 else {
             client.close()
             completion()
@@ -353,13 +383,13 @@ final class FusionRunner: @unchecked Sendable {  // loop-confined after creation
                         } else {
                             failures += 1
                         }
-                        next()
+                        (handoff ?? next)()
                     }
                     return
                 }
                 failures += 1
             }
-            loop.deferToNextIteration { [unowned self] in next() }
+            loop.deferToNextIteration { [unowned self] in (handoff ?? next)() }
         }
     }
 

@@ -169,6 +169,13 @@ final class InnerCall {
     /// Returns false to pause the transfer.
     private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
+        let decoding = (200..<300).contains(status) && !wholeBody
+        if decoding && !spill.isEmpty {
+            // Paused: curl delivers these bytes again once the channel drains; they are counted
+            // (and spent from the deliberation's budget) then, once.
+            waitForSpace()
+            return false
+        }
         receivedBytes += bytes.count
         guard receivedBytes <= upstream.maxResponseBytes else {
             fail(.upstreamTooLarge("\(route.endpoint.name)'s response exceeded \(upstream.maxResponseBytes) bytes (upstream.max_response_bytes)"),
@@ -180,7 +187,7 @@ final class InnerCall {
                  .invalidResponse)
             return true
         }
-        guard (200..<300).contains(status), !wholeBody else {
+        guard decoding else {
             let limit = wholeBody ? upstream.maxEventBytes : 64 * 1024
             guard errorBody.count + bytes.count <= limit else {
                 fail(.upstreamProtocol("\(route.endpoint.name) sent a response larger than \(limit) bytes"), .invalidResponse)
@@ -188,10 +195,6 @@ final class InnerCall {
             }
             errorBody.append(contentsOf: bytes)
             return true
-        }
-        guard spill.isEmpty else {
-            waitForSpace()
-            return false
         }
         var failure: APIError?
         let done: Bool

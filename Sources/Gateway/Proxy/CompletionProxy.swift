@@ -209,6 +209,15 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Returns false to pause the transfer (no room in the fan-in channel).
     private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
+        if case .streaming = phase, stream?.hasRoom(forInput: bytes.count) != true {
+            // Backpressure: curl keeps these bytes and delivers them again once the channel
+            // drains, so they are counted then. (Counted at every pause, a slow reader's stream
+            // reached max_response_bytes with a fraction of it sent.)
+            stats?.countPause()
+            metrics?.backpressurePauses.increment()
+            stream?.channel.resumeWhenSpace(on: client.loop, resumeTransfer)
+            return false
+        }
         receivedBytes += bytes.count
         guard receivedBytes <= settings.maxResponseBytes else {
             fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (upstream.max_response_bytes)"))
@@ -219,13 +228,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             // Events reached the client in an earlier read: no retry from here on. Not dropped
             // in that read, whose first bytes would wait for the frees.
             if request != nil && relay.forwardedEvents > 0 { request = nil }
-            guard let stream, stream.hasRoom(forInput: bytes.count) else {
-                // Backpressure: curl keeps these bytes; the channel resumes us once it drains.
-                stats?.countPause()
-                metrics?.backpressurePauses.increment()
-                self.stream?.channel.resumeWhenSpace(on: client.loop, resumeTransfer)
-                return false
-            }
+            guard let stream else { return true }  // room was checked above
             var forwarded = 0
             let outcome = scratch.withBuffer { out in
                 let outcome = relay.relay(bytes, into: &out, forwarded: &forwarded)
