@@ -27,7 +27,7 @@ struct OuterTurn: Sendable {
             if firstTokenAt == nil { firstTokenAt = time }
             text += piece
             return event
-        case .reasoning:
+        case .reasoning, .reasoningSignature, .redactedReasoning:
             return event
         case .toolCall(let fragment):
             if firstTokenAt == nil { firstTokenAt = time }

@@ -7,6 +7,12 @@ public enum ModelEvent: Sendable, Equatable {
     case text(String)
     /// Reasoning ("thinking") text: not part of the answer.
     case reasoning(String)
+    /// The signature that ends a reasoning block (Anthropic's `signature_delta`): opaque, and what
+    /// lets a client send the block back on its next turn (extended thinking with tools).
+    case reasoningSignature(String)
+    /// A reasoning block the provider returns encrypted (Anthropic's `redacted_thinking` `data`),
+    /// for the client to send back as it came.
+    case redactedReasoning(String)
     /// A fragment of a tool call; fragments with the same index concatenate.
     case toolCall(ToolCallFragment)
     case usage(Usage)

@@ -65,6 +65,24 @@ import Testing
         #expect(message["id"]?.stringValue == response.header("x-generation-id"))
     }
 
+    /// An Anthropic upstream's thinking blocks reach an Anthropic client with their signatures,
+    /// streamed and whole: what it must send back on its next turn (extended thinking with tools).
+    @Test(arguments: [true, false]) func thinkingKeepsItsSignature(stream: Bool) throws {
+        let env = try Self.environment()
+        let response = try post(env, Self.body(model: "anth/empty:pace_ms=0", stream: stream))
+        #expect(response.status == 200, "\(response.text)")
+        let signature = "bW9jay1zaWduYXR1cmU="  // the mock's
+        if stream {
+            let events = response.namedEvents
+            #expect(events.contains { $0.data["delta"] == .object(["type": .string("signature_delta"), "signature": .string(signature)]) },
+                    "\(response.text)")
+        } else {
+            let block = response.json?["content"]?.arrayValue?.first
+            #expect(block?["type"] == .string("thinking") && block?["signature"] == .string(signature), "\(response.text)")
+            #expect(block?["thinking"] == .string("Thinking about the question…"))
+        }
+    }
+
     @Test func anAnthropicUpstreamGetsTheClientsOwnFields() throws {
         let env = try Self.environment()
         let extra = #","metadata":{"user_id":"u-42"},"thinking":{"type":"enabled","budget_tokens":1024}"#

@@ -221,7 +221,7 @@ import Testing
              "usage":{"input_tokens":10,"cache_creation_input_tokens":1,"cache_read_input_tokens":4,"output_tokens":7,"output_tokens_details":{"thinking_tokens":2}}}
             """#.utf8)
         #expect(try provider.decodeResponse(body, redactor: .none) == [
-            .reasoning("hm"), .text("Hi"),
+            .reasoning("hm"), .reasoningSignature("sig"), .redactedReasoning("xx"), .text("Hi"),
             .toolCall(ToolCallFragment(index: 0, id: "toolu_1", name: "f", arguments: #"{"a":"x","b":[1]}"#)),
             .finish(.toolCalls),
             .usage(Usage(promptTokens: 15, completionTokens: 7, totalTokens: 22, reasoningTokens: 2, cachedTokens: 4)),

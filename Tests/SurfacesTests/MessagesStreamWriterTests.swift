@@ -81,6 +81,44 @@ import Testing
         #expect(bare.first { $0.name == "message_delta" }?.data["delta"]?["stop_reason"] == .string("end_turn"))
     }
 
+    /// Extended thinking with tools: the client sends each thinking block back with its signature
+    /// (and redacted blocks as they came), so both reach it, streamed and whole, block by block.
+    @Test func thinkingSignaturesAndRedactedThinkingReachTheClient() throws {
+        let answer: [ModelEvent] = [
+            .reasoning("First."), .reasoningSignature("c2lnLTE="), .redactedReasoning("ZW5jcnlwdGVk"),
+            .reasoning("Second."), .reasoningSignature("c2lnLTI="), .text("Answer."),
+            .toolCall(ToolCallFragment(index: 0, id: "toolu_1", name: "look", arguments: "")), .finish(.toolCalls),
+        ]
+        let bytes = Self.render(answer)
+        let events = try Self.events(bytes)
+        let starts = events.filter { $0.name == "content_block_start" }.map { $0.data["content_block"] }
+        #expect(starts.map { $0?["type"]?.stringValue } == ["thinking", "redacted_thinking", "thinking", "text", "tool_use"])
+        #expect(starts[1]?["data"] == .string("ZW5jcnlwdGVk"))
+        let signatures = events.filter { $0.data["delta"]?["type"] == .string("signature_delta") }
+        #expect(signatures.map { $0.data["index"] } == [.int(0), .int(2)])
+        #expect(signatures.map { $0.data["delta"]?["signature"] } == [.string("c2lnLTE="), .string("c2lnLTI=")])
+        // Each block is closed after its signature, before anything else starts.
+        #expect(events.map(\.name).filter { $0.hasPrefix("content_block") } == [
+            "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+            "content_block_start", "content_block_stop",
+            "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
+            "content_block_start", "content_block_delta", "content_block_stop",
+            "content_block_start", "content_block_stop",
+        ])
+        #expect(try Self.decoded(bytes).0.prefix(6) == answer.prefix(6))
+
+        var whole = MessagesResponse(id: "msg_1", model: "claude-x")
+        for event in answer { whole.add(event) }
+        let message = try JSONValue.parse(try whole.body())
+        #expect(message["content"]?.arrayValue?.prefix(4) == [
+            .object(["type": .string("thinking"), "thinking": .string("First."), "signature": .string("c2lnLTE=")]),
+            .object(["type": .string("redacted_thinking"), "data": .string("ZW5jcnlwdGVk")]),
+            .object(["type": .string("thinking"), "thinking": .string("Second."), "signature": .string("c2lnLTI=")]),
+            .object(["type": .string("text"), "text": .string("Answer.")]),
+        ])
+        #expect(try AnthropicProvider().decodeResponse(try whole.body(), redactor: .none).prefix(6) == answer.prefix(6))
+    }
+
     @Test func interleavedToolCallsKeepTheirBlocks() throws {
         // As an OpenAI-compatible upstream may send parallel calls (Fixtures/providers/openai-tool-calls).
         let (events, _) = try Self.decoded(Self.render([

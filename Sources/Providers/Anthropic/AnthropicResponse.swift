@@ -54,13 +54,16 @@ enum AnthropicResponse {
                 if let text = block["text"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
             case "thinking"?:
                 if let text = block["thinking"]?.stringValue, !text.isEmpty { events.append(.reasoning(text)) }
+                if let signature = block["signature"]?.stringValue, !signature.isEmpty { events.append(.reasoningSignature(signature)) }
+            case "redacted_thinking"?:
+                if let data = block["data"]?.stringValue, !data.isEmpty { events.append(.redactedReasoning(data)) }
             case "tool_use"?:
                 let input = block["input"].map(JSONWriting.compact) ?? "{}"
                 events.append(.toolCall(ToolCallFragment(index: calls, id: block["id"]?.stringValue ?? "",
                                                          name: block["name"]?.stringValue ?? "", arguments: input)))
                 calls += 1
             default:
-                break  // redacted thinking, server tools and their results: nothing for the client to run or read
+                break  // server tools and their results: nothing for the client to run or read
             }
         }
         if let reason = message["stop_reason"]?.stringValue { events.append(.finish(finishReason(reason))) }

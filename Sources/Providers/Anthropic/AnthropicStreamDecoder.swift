@@ -2,8 +2,9 @@ import GatewayCore
 
 /// Anthropic's Messages stream (`event: <name>` + `data: {"type": <name>, …}` events) as events.
 ///
-/// - `text_delta` → `.text`, `thinking_delta` → `.reasoning` (signatures, citations and
-///   redacted thinking have no neutral form and are skipped).
+/// - `text_delta` → `.text`, `thinking_delta` → `.reasoning`, `signature_delta` →
+///   `.reasoningSignature`, a `redacted_thinking` block → `.redactedReasoning` (citations have no
+///   neutral form and are skipped).
 /// - A `tool_use` block's start → a `.toolCall` fragment with its id and name and no arguments
 ///   (the block's `input: {}` is a placeholder, not a fragment); each non-empty
 ///   `input_json_delta` → a fragment of arguments. The fragment index counts tool calls (0, 1, …),
@@ -113,6 +114,9 @@ struct AnthropicEventReader {
             if let text = block?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
         case "thinking"?:
             if let text = block?["thinking"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
+            if let signature = block?["signature"]?.stringValue, !signature.isEmpty { emit(.reasoningSignature(signature)) }
+        case "redacted_thinking"?:
+            if let data = block?["data"]?.stringValue, !data.isEmpty { emit(.redactedReasoning(data)) }
         default:
             break
         }
@@ -124,13 +128,15 @@ struct AnthropicEventReader {
             if let text = delta?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
         case "thinking_delta"?:
             if let text = delta?["thinking"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
+        case "signature_delta"?:
+            if let signature = delta?["signature"]?.stringValue, !signature.isEmpty { emit(.reasoningSignature(signature)) }
         case "input_json_delta"?:
             // A server tool's block streams its input too: only client tool calls are ours.
             if let index, let ordinal = toolCalls[index], let json = delta?["partial_json"]?.stringValue, !json.isEmpty {
                 emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
             }
         default:
-            break  // signature_delta, citations_delta
+            break  // citations_delta
         }
     }
 }

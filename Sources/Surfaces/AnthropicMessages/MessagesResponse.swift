@@ -2,13 +2,14 @@ import GatewayCore
 import Providers
 
 /// A whole (non-streamed) Anthropic `message` built from an answer's events: content blocks in
-/// the order they began (reasoning as `thinking`, text, each tool call as `tool_use`), the stop
+/// the order they began (reasoning as `thinking` with its signature, encrypted reasoning as
+/// `redacted_thinking`, text, each tool call as `tool_use`), the stop
 /// reason, usage. Extra top-level fields (`fusion`) are fine for the SDKs, which read messages
 /// loosely.
 public struct MessagesResponse: Sendable {
     public let id: String
     public let model: String
-    private enum Block { case text(String), thinking(String), tool(Int) }
+    private enum Block { case text(String), thinking(String, signature: String), redactedThinking(String), tool(Int) }
     private var blocks: [Block] = []
     private var calls = ToolCallAccumulator()
     private var stopReason = "end_turn"
@@ -24,7 +25,20 @@ public struct MessagesResponse: Sendable {
         case .text(let text) where !text.isEmpty:
             if case .text(let earlier)? = blocks.last { blocks[blocks.count - 1] = .text(earlier + text) } else { blocks.append(.text(text)) }
         case .reasoning(let text) where !text.isEmpty:
-            if case .thinking(let earlier)? = blocks.last { blocks[blocks.count - 1] = .thinking(earlier + text) } else { blocks.append(.thinking(text)) }
+            // A signed block is complete: more reasoning is another block.
+            if case .thinking(let earlier, "")? = blocks.last {
+                blocks[blocks.count - 1] = .thinking(earlier + text, signature: "")
+            } else {
+                blocks.append(.thinking(text, signature: ""))
+            }
+        case .reasoningSignature(let signature):
+            if case .thinking(let text, "")? = blocks.last {
+                blocks[blocks.count - 1] = .thinking(text, signature: signature)
+            } else {
+                blocks.append(.thinking("", signature: signature))
+            }
+        case .redactedReasoning(let data):
+            blocks.append(.redactedThinking(data))
         case .toolCall(let fragment):
             if calls.name(at: fragment.index) == nil { blocks.append(.tool(fragment.index)) }
             calls.add(fragment)
@@ -46,8 +60,10 @@ public struct MessagesResponse: Sendable {
             switch block {
             case .text(let text):
                 content.append(.object(["type": .string("text"), "text": .string(text)]))
-            case .thinking(let text):
-                content.append(.object(["type": .string("thinking"), "thinking": .string(text), "signature": .string("")]))
+            case .thinking(let text, let signature):
+                content.append(.object(["type": .string("thinking"), "thinking": .string(text), "signature": .string(signature)]))
+            case .redactedThinking(let data):
+                content.append(.object(["type": .string("redacted_thinking"), "data": .string(data)]))
             case .tool(let index):
                 guard let call = calls.calls.first(where: { $0.index == index }) else { continue }
                 guard let input = call.argumentsObject else {

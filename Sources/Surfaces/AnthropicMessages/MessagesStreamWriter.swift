@@ -18,7 +18,7 @@ import Providers
 public struct MessagesStreamWriter: Sendable {
     public let id: String
     public let model: String
-    private enum Block: Equatable { case text, thinking, tool(Int) }
+    private enum Block: Equatable { case text, thinking, redactedThinking, tool(Int) }
     private var open: Block?
     private var blockIndex = -1
     /// Tool call index → its block's index.
@@ -56,6 +56,15 @@ public struct MessagesStreamWriter: Sendable {
             guard !text.isEmpty else { return }
             openBlock(.thinking, &out)
             delta(blockIndex, #"{"type":"thinking_delta","thinking":"#, text, &out)
+        case .reasoningSignature(let signature):
+            // The block's last delta: what follows, even more reasoning, is another block.
+            openBlock(.thinking, &out)
+            delta(blockIndex, #"{"type":"signature_delta","signature":"#, signature, &out)
+            closeBlock(&out)
+        case .redactedReasoning(let data):
+            closeBlock(&out)
+            openBlock(.redactedThinking, &out, data: data)
+            closeBlock(&out)
         case .toolCall(let fragment):
             if toolBlocks[fragment.index] == nil {
                 openBlock(.tool(fragment.index), &out, id: fragment.id, name: fragment.name)
@@ -111,7 +120,7 @@ public struct MessagesStreamWriter: Sendable {
         out.append(contentsOf: #""cache_read_input_tokens":\#(usage.cachedTokens),"output_tokens":\#(usage.completionTokens)}"#.utf8)
     }
 
-    private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil) {
+    private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil, data: String = "") {
         appendStart(to: &out)
         guard open != block else { return }
         closeBlock(&out)
@@ -126,6 +135,10 @@ public struct MessagesStreamWriter: Sendable {
             out.append(contentsOf: #"{"type":"text","text":""}"#.utf8)
         case .thinking:
             out.append(contentsOf: #"{"type":"thinking","thinking":"","signature":""}"#.utf8)
+        case .redactedThinking:
+            out.append(contentsOf: #"{"type":"redacted_thinking","data":"#.utf8)
+            JSONWriting.appendString(data, to: &out)
+            out.append(UInt8(ascii: "}"))
         case .tool(let index):
             toolBlocks[index] = blockIndex
             out.append(contentsOf: #"{"type":"tool_use","id":"#.utf8)

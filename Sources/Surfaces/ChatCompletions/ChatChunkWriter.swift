@@ -32,6 +32,8 @@ public struct ChatChunkWriter: Sendable {
             out.append(contentsOf: #""reasoning":"#.utf8)
             JSONWriting.appendString(text, to: &out)
             close(finish: nil, &out)
+        case .reasoningSignature, .redactedReasoning:
+            break  // Anthropic's, for Anthropic clients: chat has no field for them
         case .toolCall(let fragment):
             open(&out)
             out.append(contentsOf: #""tool_calls":[{"index":"#.utf8)

@@ -41,7 +41,7 @@ public enum ChatCompletionBody {
             case .toolCall(let fragment): calls.add(fragment)
             case .finish(let reason): finish = reason
             case .usage(let reported): usage = reported
-            case .error: break
+            case .error, .reasoningSignature, .redactedReasoning: break
             }
         }
         var message: [String: JSONValue] = ["role": .string("assistant"),

@@ -98,8 +98,8 @@ public struct ResponsesStreamWriter: Sendable {
             }
         case .toolCall(let fragment):
             toolCall(fragment, &out)
-        case .usage:
-            break  // above
+        case .usage, .reasoningSignature, .redactedReasoning:
+            break  // usage: above; Anthropic's signatures are for Anthropic clients
         case .finish(let reason):
             finishReason = reason
             closeOpenItems(status: reason == .length || reason == .contentFilter ? "incomplete" : "completed", &out)

@@ -103,7 +103,7 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         case .finish(let reason):
             finish = reason
             writer.append(event, to: &out)
-        case .text, .reasoning, .toolCall:
+        case .text, .reasoning, .reasoningSignature, .redactedReasoning, .toolCall:
             forwardedEvents += 1
             writer.append(event, to: &out)
         }
