@@ -233,6 +233,25 @@ import Testing
         #expect(throws: StreamDecodingError.self) { try provider.decodeResponse(Array("[]".utf8), redactor: .none) }
     }
 
+    /// `"stop_reason": null` is still an end: stop (tool_calls after a tool call), streamed and whole.
+    @Test func aNullStopReasonIsStillAFinish() throws {
+        let stream = Array("""
+            event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}\n\n\
+            event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n\
+            event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n\
+            event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":null},"usage":{"output_tokens":2}}\n\n\
+            event: message_stop\ndata: {"type":"message_stop"}\n\n
+            """.utf8)
+        var decoder = provider.streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        var events: [ModelEvent] = []
+        _ = try stream.withUnsafeBytes { try decoder.decode($0) { events.append($0) } }
+        #expect(events.filter { if case .finish = $0 { true } else { false } } == [.finish(.stop)], "\(events)")
+        #expect(try provider.decodeResponse(Array(#"{"type":"message","content":[{"type":"text","text":"x"}],"stop_reason":null}"#.utf8),
+                                            redactor: .none).last == .finish(.stop))
+        #expect(try provider.decodeResponse(Array(#"{"type":"message","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}"#.utf8),
+                                            redactor: .none).last == .finish(.toolCalls))
+    }
+
     @Test func stopReasonsMapToOpenAIsFinishReasons() {
         let events = { (reason: String) throws -> [ModelEvent] in
             try self.provider.decodeResponse(Array(#"{"type":"message","content":[],"stop_reason":"\#(reason)"}"#.utf8), redactor: .none)

@@ -26,11 +26,13 @@ enum ProviderFixtures {
         return (events, json["end"]?.stringValue == "truncated" ? .truncated : .complete)
     }
 
-    /// The fixture vocabulary: {"text"}, {"reasoning"}, {"tool_call": {index, id?, name?, arguments?}},
+    /// The fixture vocabulary: {"text"}, {"reasoning"}, {"reasoning_signature"}, {"redacted_reasoning"}, {"tool_call": {index, id?, name?, arguments?}},
     /// {"usage": {...}}, {"finish"}, {"error": {status, type, message}}.
     static func event(_ json: JSONValue) throws -> ModelEvent {
         if let text = json["text"]?.stringValue { return .text(text) }
         if let text = json["reasoning"]?.stringValue { return .reasoning(text) }
+        if let signature = json["reasoning_signature"]?.stringValue { return .reasoningSignature(signature) }
+        if let data = json["redacted_reasoning"]?.stringValue { return .redactedReasoning(data) }
         if let reason = json["finish"]?.stringValue { return .finish(FinishReason(rawValue: reason)) }
         if let call = json["tool_call"] {
             return .toolCall(ToolCallFragment(index: Int(call["index"]?.intValue ?? 0), id: call["id"]?.stringValue,

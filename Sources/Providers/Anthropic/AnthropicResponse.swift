@@ -66,7 +66,8 @@ enum AnthropicResponse {
                 break  // server tools and their results: nothing for the client to run or read
             }
         }
-        if let reason = message["stop_reason"]?.stringValue { events.append(.finish(finishReason(reason))) }
+        // No stop reason named (null): it still ended, as its stream's `message_stop` says.
+        events.append(.finish(message["stop_reason"]?.stringValue.map(finishReason) ?? (calls > 0 ? .toolCalls : .stop)))
         var counts = UsageCounts()
         counts.update(message["usage"])
         if counts.seen { events.append(.usage(counts.usage)) }

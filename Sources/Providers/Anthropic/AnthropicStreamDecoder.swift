@@ -10,7 +10,8 @@ import GatewayCore
 ///   `input_json_delta` → a fragment of arguments. The fragment index counts tool calls (0, 1, …),
 ///   not content blocks, as OpenAI clients expect. Server tools' blocks are not the client's to
 ///   run and are skipped.
-/// - `message_delta`'s `stop_reason` → `.finish` (once); usage once, at `message_stop`, from
+/// - `message_delta`'s `stop_reason` → `.finish` (once; at `message_stop` if none was named);
+///   usage once, at `message_stop`, from
 ///   the cumulative counts (`AnthropicResponse.UsageCounts`), so it is never counted twice.
 /// - `message_stop` is the end marker; an `error` event → `.error` and ends the stream; `ping`
 ///   and unknown event types (the API may add some) are skipped.
@@ -88,6 +89,12 @@ struct AnthropicEventReader {
             }
         case "message_stop":
             ended = true
+            // A stream that never named its stop reason (`"stop_reason": null`) still ended
+            // normally: every client surface needs a finish (chat's `finish_reason`).
+            if !finished {
+                finished = true
+                emit(.finish(toolCalls.isEmpty ? .stop : .toolCalls))
+            }
             if usage.seen { emit(.usage(usage.usage)) }
         case "error":
             ended = true
