@@ -29,6 +29,8 @@ struct OuterTurn: Sendable {
             return event
         case .reasoning, .reasoningSignature, .redactedReasoning:
             return event
+        case .stopDetail:
+            return nil  // the turn's finish is the session's to report
         case .toolCall(let fragment):
             if firstTokenAt == nil { firstTokenAt = time }
             toolCalls.add(fragment)

@@ -13,6 +13,10 @@ public enum ModelEvent: Sendable, Equatable {
     /// A reasoning block the provider returns encrypted (Anthropic's `redacted_thinking` `data`),
     /// for the client to send back as it came.
     case redactedReasoning(String)
+    /// The upstream's own stop reason, when it says more than the finish that follows it
+    /// (Anthropic's `pause_turn`, `stop_sequence` with the sequence that matched,
+    /// `model_context_window_exceeded`): for clients of the same API.
+    case stopDetail(reason: String, sequence: String?)
     /// A fragment of a tool call; fragments with the same index concatenate.
     case toolCall(ToolCallFragment)
     case usage(Usage)

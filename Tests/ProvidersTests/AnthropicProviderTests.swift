@@ -252,14 +252,23 @@ import Testing
                                             redactor: .none).last == .finish(.toolCalls))
     }
 
-    @Test func stopReasonsMapToOpenAIsFinishReasons() {
+    @Test func stopReasonsMapToOpenAIsFinishReasons() throws {
         let events = { (reason: String) throws -> [ModelEvent] in
             try self.provider.decodeResponse(Array(#"{"type":"message","content":[],"stop_reason":"\#(reason)"}"#.utf8), redactor: .none)
         }
         for (reason, finish) in [("end_turn", FinishReason.stop), ("stop_sequence", .stop), ("pause_turn", .stop), ("max_tokens", .length),
                                  ("model_context_window_exceeded", .length), ("tool_use", .toolCalls), ("refusal", .contentFilter),
                                  ("something_new", .stop)] {
-            #expect((try? events(reason)) == [.finish(finish)], "\(reason)")
+            // What the finish loses comes first, for Anthropic clients; the four it keeps do not.
+            let kept = ["end_turn", "max_tokens", "tool_use", "refusal"].contains(reason)
+            let detail: [ModelEvent] = kept ? [] : [.stopDetail(reason: reason, sequence: nil)]
+            #expect((try? events(reason)) == detail + [.finish(finish)], "\(reason)")
+        }
+        // The sequence that matched; an upstream's odd reason is not echoed.
+        #expect(try provider.decodeResponse(Array(#"{"type":"message","content":[],"stop_reason":"stop_sequence","stop_sequence":"END"}"#.utf8),
+                                            redactor: .none) == [.stopDetail(reason: "stop_sequence", sequence: "END"), .finish(.stop)])
+        for odd in ["<script>", "Pause Turn", String(repeating: "a", count: 65), ""] {
+            #expect((try? events(odd))?.count == 1, "\(odd)")
         }
     }
 }

@@ -119,6 +119,21 @@ import Testing
         #expect(try AnthropicProvider().decodeResponse(try whole.body(), redactor: .none).prefix(6) == answer.prefix(6))
     }
 
+    /// An Anthropic upstream's own stop reason reaches an Anthropic client, with the sequence that
+    /// matched: `pause_turn` means "send it back to continue", not done.
+    @Test func theUpstreamsOwnStopReasonIsKept() throws {
+        for (detail, reason, sequence) in [(ModelEvent.stopDetail(reason: "pause_turn", sequence: nil), "pause_turn", JSONValue.null),
+                                           (.stopDetail(reason: "stop_sequence", sequence: "END\"\n"), "stop_sequence", .string("END\"\n"))] {
+            let events = try Self.events(Self.render([.text("x"), detail, .finish(.stop)]))
+            let delta = events.first { $0.name == "message_delta" }?.data["delta"]
+            #expect(delta?["stop_reason"] == .string(reason) && delta?["stop_sequence"] == sequence, "\(String(describing: delta))")
+            var whole = MessagesResponse(id: "msg_1", model: "claude-x")
+            for event in [ModelEvent.text("x"), detail, .finish(.stop)] { whole.add(event) }
+            let message = try JSONValue.parse(try whole.body())
+            #expect(message["stop_reason"] == .string(reason) && message["stop_sequence"] == sequence)
+        }
+    }
+
     @Test func interleavedToolCallsKeepTheirBlocks() throws {
         // As an OpenAI-compatible upstream may send parallel calls (Fixtures/providers/openai-tool-calls).
         let (events, _) = try Self.decoded(Self.render([

@@ -26,7 +26,7 @@ enum InnerCallRecord {
         switch event {
         case .text(let text): splitText(text) { body(Self.text, $0) }
         case .reasoning(let text): splitText(text) { body(reasoning, $0) }
-        case .reasoningSignature, .redactedReasoning: break  // a deliberation's calls are not replayed by the client
+        case .reasoningSignature, .redactedReasoning, .stopDetail: break  // a deliberation's calls are not replayed by the client
         case .toolCall(let fragment):
             var out: [UInt8] = []
             appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)

@@ -13,6 +13,15 @@ enum AnthropicResponse {
         }
     }
 
+    /// The upstream's own stop reason, for Anthropic clients, when the finish loses it (all but
+    /// the four that map back exactly), with the sequence that matched. Only a short identifier
+    /// (an upstream's bytes, written back out): anything else is left to the finish.
+    static func stopDetail(_ stopReason: String, sequence: JSONValue?) -> ModelEvent? {
+        guard !["end_turn", "max_tokens", "tool_use", "refusal"].contains(stopReason), (1...64).contains(stopReason.utf8.count),
+              stopReason.utf8.allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || $0 == UInt8(ascii: "_") }) else { return nil }
+        return .stopDetail(reason: stopReason, sequence: sequence?.stringValue)
+    }
+
     /// Usage as Anthropic reports it: `message_start` carries the input side, each
     /// `message_delta` cumulative totals that overwrite what they carry (absent fields keep the
     /// earlier value). `input_tokens` excludes cache reads and writes: the prompt is their sum.
@@ -67,6 +76,9 @@ enum AnthropicResponse {
             }
         }
         // No stop reason named (null): it still ended, as its stream's `message_stop` says.
+        if let reason = message["stop_reason"]?.stringValue, let detail = stopDetail(reason, sequence: message["stop_sequence"]) {
+            events.append(detail)
+        }
         events.append(.finish(message["stop_reason"]?.stringValue.map(finishReason) ?? (calls > 0 ? .toolCalls : .stop)))
         var counts = UsageCounts()
         counts.update(message["usage"])

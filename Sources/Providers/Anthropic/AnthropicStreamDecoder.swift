@@ -10,7 +10,8 @@ import GatewayCore
 ///   `input_json_delta` → a fragment of arguments. The fragment index counts tool calls (0, 1, …),
 ///   not content blocks, as OpenAI clients expect. Server tools' blocks are not the client's to
 ///   run and are skipped.
-/// - `message_delta`'s `stop_reason` → `.finish` (once; at `message_stop` if none was named);
+/// - `message_delta`'s `stop_reason` → `.finish` (once; at `message_stop` if none was named),
+///   after a `.stopDetail` when the finish loses what it said (`pause_turn`, `stop_sequence`);
 ///   usage once, at `message_stop`, from
 ///   the cumulative counts (`AnthropicResponse.UsageCounts`), so it is never counted twice.
 /// - `message_stop` is the end marker; an `error` event → `.error` and ends the stream; `ping`
@@ -85,6 +86,7 @@ struct AnthropicEventReader {
             usage.update(json["usage"])
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
                 finished = true
+                if let detail = AnthropicResponse.stopDetail(reason, sequence: json["delta"]?["stop_sequence"]) { emit(detail) }
                 emit(.finish(AnthropicResponse.finishReason(reason)))
             }
         case "message_stop":

@@ -13,6 +13,7 @@ public struct MessagesResponse: Sendable {
     private var blocks: [Block] = []
     private var calls = ToolCallAccumulator()
     private var stopReason = "end_turn"
+    private var stopDetail: (reason: String, sequence: String?)?
     private var usage = Usage()
 
     public init(id: String, model: String) {
@@ -46,6 +47,8 @@ public struct MessagesResponse: Sendable {
             usage = reported
         case .finish(let reason):
             stopReason = MessagesStreamWriter.stopReason(reason)
+        case .stopDetail(let reason, let sequence):
+            stopDetail = (reason, sequence)
         case .text, .reasoning, .error:
             break  // an error is the response instead: the caller sends MessagesErrors.body
         }
@@ -82,8 +85,8 @@ public struct MessagesResponse: Sendable {
         message["role"] = .string("assistant")
         message["model"] = .string(model)
         message["content"] = .array(content)
-        message["stop_reason"] = .string(stopReason)
-        message["stop_sequence"] = .null
+        message["stop_reason"] = .string(stopDetail?.reason ?? stopReason)
+        message["stop_sequence"] = stopDetail?.sequence.map(JSONValue.string) ?? .null
         message["usage"] = (try? JSONValue.parse(usageJSON)) ?? .object([:])
         return JSONValue.object(message).serialized()
     }

@@ -25,6 +25,8 @@ public struct MessagesStreamWriter: Sendable {
     private var toolBlocks: [Int: Int] = [:]
     private var started = false
     private var stopReason = "end_turn"
+    /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
+    private var stopDetail: (reason: String, sequence: String?)?
     private var usage: Usage?
 
     public init(id: String, model: String) {
@@ -75,6 +77,8 @@ public struct MessagesStreamWriter: Sendable {
             usage = reported
         case .finish(let reason):
             stopReason = Self.stopReason(reason)
+        case .stopDetail(let reason, let sequence):
+            stopDetail = (reason, sequence)
         case .error(let error):
             MessagesErrors.appendEvent(error, to: &out)
         }
@@ -88,8 +92,10 @@ public struct MessagesStreamWriter: Sendable {
         let usage = final ?? usage ?? Usage()
         event("message_delta", &out)
         out.append(contentsOf: #"{"type":"message_delta","delta":{"stop_reason":"#.utf8)
-        JSONWriting.appendString(stopReason, to: &out)
-        out.append(contentsOf: #","stop_sequence":null},"usage":"#.utf8)
+        JSONWriting.appendString(stopDetail?.reason ?? stopReason, to: &out)
+        out.append(contentsOf: #","stop_sequence":"#.utf8)
+        if let sequence = stopDetail?.sequence { JSONWriting.appendString(sequence, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        out.append(contentsOf: #"},"usage":"#.utf8)
         Self.appendUsage(usage, to: &out)
         out.append(UInt8(ascii: "}"))
         end(&out)
@@ -103,8 +109,8 @@ public struct MessagesStreamWriter: Sendable {
         out.append(contentsOf: "event: ping\ndata: {\"type\":\"ping\"}\n\n".utf8)
     }
 
-    /// A finish reason in Anthropic's words: `stop_sequence` is not told apart (the neutral
-    /// finish does not say which sequence matched).
+    /// A finish reason in Anthropic's words. An Anthropic upstream's own reason, when it says
+    /// more (`stop_sequence`, `pause_turn`), comes as `.stopDetail` and is used instead.
     public static func stopReason(_ reason: FinishReason) -> String {
         switch reason {
         case .length: "max_tokens"

@@ -32,7 +32,7 @@ public struct ChatChunkWriter: Sendable {
             out.append(contentsOf: #""reasoning":"#.utf8)
             JSONWriting.appendString(text, to: &out)
             close(finish: nil, &out)
-        case .reasoningSignature, .redactedReasoning:
+        case .reasoningSignature, .redactedReasoning, .stopDetail:
             break  // Anthropic's, for Anthropic clients: chat has no field for them
         case .toolCall(let fragment):
             open(&out)

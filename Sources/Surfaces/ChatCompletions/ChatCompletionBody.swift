@@ -41,7 +41,7 @@ public enum ChatCompletionBody {
             case .toolCall(let fragment): calls.add(fragment)
             case .finish(let reason): finish = reason
             case .usage(let reported): usage = reported
-            case .error, .reasoningSignature, .redactedReasoning: break
+            case .error, .reasoningSignature, .redactedReasoning, .stopDetail: break
             }
         }
         var message: [String: JSONValue] = ["role": .string("assistant"),

@@ -51,7 +51,7 @@ public struct FusionChatRenderer: Sendable {
                 toolCalls.add(fragment)
             case .finish:
                 if stream { appendAnnotations(sources, to: &out) }
-            case .usage, .error, .reasoningSignature, .redactedReasoning:
+            case .usage, .error, .reasoningSignature, .redactedReasoning, .stopDetail:
                 break
             }
             if stream { chunks.append(event, to: &out) }

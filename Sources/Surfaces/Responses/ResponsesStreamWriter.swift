@@ -98,7 +98,7 @@ public struct ResponsesStreamWriter: Sendable {
             }
         case .toolCall(let fragment):
             toolCall(fragment, &out)
-        case .usage, .reasoningSignature, .redactedReasoning:
+        case .usage, .reasoningSignature, .redactedReasoning, .stopDetail:
             break  // usage: above; Anthropic's signatures are for Anthropic clients
         case .finish(let reason):
             finishReason = reason

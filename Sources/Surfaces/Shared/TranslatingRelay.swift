@@ -103,6 +103,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         case .finish(let reason):
             finish = reason
             writer.append(event, to: &out)
+        case .stopDetail:
+            writer.append(event, to: &out)
         case .text, .reasoning, .reasoningSignature, .redactedReasoning, .toolCall:
             forwardedEvents += 1
             writer.append(event, to: &out)
