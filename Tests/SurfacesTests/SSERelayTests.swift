@@ -121,6 +121,47 @@ import Testing
         #expect(relay.usage?["total_tokens"] == .int(8))
     }
 
+    /// An upstream's usage numbers are untrusted: whatever it sends, the client (and the
+    /// accounting) get whole token counts in range and a total that is their sum; a usage that
+    /// needs nothing goes out as it came.
+    @Test(arguments: 0..<200) func hostileUsageNumbersGoOutChecked(seed: Int) throws {
+        var state = UInt64(seed) &+ 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {  // splitmix64: deterministic per seed
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let numbers = ["-5", "0", "7", "1e308", "-1e308", "12.75", "9007199254740993", "1099511627777", "3.0", "-0.0", "2e3"]
+        func pick() -> String { numbers[Int(next() % UInt64(numbers.count))] }
+        let usage = #"{"prompt_tokens":\#(pick()),"completion_tokens":\#(pick()),"total_tokens":\#(pick()),"completion_tokens_details":{"reasoning_tokens":\#(pick())},"extra":"kept"}"#
+        var relay = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
+        var out: [UInt8] = []
+        _ = relay.relay(Array("data: {\"choices\":[],\"usage\":\(usage)}\n\ndata: [DONE]\n\n".utf8), into: &out)
+        var decoder = SSEDecoder()
+        var sent: JSONValue?
+        try decoder.feed(out) { event in
+            if !event.isDone, let chunk = try? JSONValue.parse(Array(event.data)), let value = chunk["usage"] { sent = value }
+        }
+        let given = try #require(sent, "\(String(decoding: out, as: UTF8.self))")
+        #expect(given == relay.usage, "the client and the accounting see the same usage")
+        var counts: [Int64] = []
+        for value in [given["prompt_tokens"], given["completion_tokens"], given["total_tokens"], given["completion_tokens_details"]?["reasoning_tokens"]] {
+            guard case .int(let count)? = value else { Issue.record("not an integer: \(String(describing: value)) in \(usage)"); return }
+            #expect((0...Usage.maxTokens).contains(count), "\(usage)")
+            counts.append(count)
+        }
+        #expect(counts[2] == min(counts[0] + counts[1], Usage.maxTokens), "\(usage) → \(given)")
+        #expect(given["extra"] == .string("kept"))
+        // Already whole and in range: untouched, byte for byte.
+        var plain = SSERelay(includeUsage: true)
+        var plainOut: [UInt8] = []
+        let valid = #"data: {"choices":[],"usage":{"total_tokens":8,"prompt_tokens":3,"completion_tokens":5}}\#n\#n"#
+        _ = plain.relay(Array(valid.utf8), into: &plainOut)
+        #expect(String(decoding: plainOut, as: UTF8.self).contains(#""usage":{"total_tokens":8,"prompt_tokens":3,"completion_tokens":5}"#))
+    }
+
     @Test func splicesTopLevelValuesOnly() {
         let chunk = Array(#"{"id":"up-1","object":"chat.completion.chunk","model":"m","choices":[{"delta":{"model":"keep"}}]}"#.utf8)
         let spliced = chunk.withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "gen-9", "model": "sim/outer"], in: $0) }

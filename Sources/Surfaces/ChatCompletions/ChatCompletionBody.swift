@@ -14,10 +14,11 @@ public enum ChatCompletionBody {
         JSONWriting.appendString(model, to: &modelValue)
         var leading = [(key: Array("id".utf8), value: idValue), (Array("model".utf8), modelValue),
                        (Array("created".utf8), Array(String(created).utf8))]
-        // Parsed a second time only when it states a cost (OpenRouter's bodies).
+        // Parsed a second time for its usage (`SSERelay.checkedUsage`): always up to 4 MiB, a
+        // larger body (rare, and costly to parse twice) when it states a cost.
         let statesCost = body.withUnsafeBytes { $0.hasNonNullMember(#""cost""#, #""cost""#, #""cost""#) }
-        if statesCost, let usage = SSERelay.usageWithRoundedCost((try? JSONValue.parse(body))?["usage"]) {
-            leading.append((SSERelay.usageName, usage))
+        if body.count <= 4 << 20 || statesCost, let usage = SSERelay.checkedUsage((try? JSONValue.parse(body))?["usage"]) {
+            leading.append((SSERelay.usageName, usage.serialized()))
         }
         var out: [UInt8] = []
         out.reserveCapacity(body.count + 64)

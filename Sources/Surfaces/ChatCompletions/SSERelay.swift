@@ -142,7 +142,7 @@ public struct SSERelay {
             }
             if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
             if case .object(var fields)? = chunk, let value = fields["usage"], value != .null {
-                usage = value
+                usage = Self.checkedUsage(value) ?? value
                 if fields["choices"]?.arrayValue?.isEmpty ?? true {
                     // The usage chunk itself: accounted, shown only to a client that asked.
                     usageChunkOwed = false
@@ -156,10 +156,10 @@ public struct SSERelay {
                 }
             }
         }
-        // A usage whose cost has more places than the gateway states is given the rounded cost,
-        // so the client, the record and the metrics say the same figure (rare: usage chunks only).
-        let rounded = chunk.flatMap { Self.usageWithRoundedCost($0["usage"]) }
-        _ = appendEvent(event.data, leading: rounded.map { leading.appending(key: Self.usageName, value: $0) } ?? leading, into: &out)
+        // A usage the gateway had to correct goes out corrected, so the client, the record and
+        // the metrics say the same figures (rare: usage chunks only).
+        let checked = chunk.flatMap { Self.checkedUsage($0["usage"]) }?.serialized()
+        _ = appendEvent(event.data, leading: checked.map { leading.appending(key: Self.usageName, value: $0) } ?? leading, into: &out)
     }
 
     /// `chunk` (a JSON object) as one event, with this completion's `id`, `model` and `created`.
@@ -218,7 +218,7 @@ public struct SSERelay {
         if usageChunkOwed, let usage {
             usageChunkOwed = false
             let chunk = Array(#"{"object":"chat.completion.chunk","choices":[],"usage":"#.utf8)
-                + (Self.usageWithRoundedCost(usage) ?? usage.serialized()) + [UInt8(ascii: "}")]
+                + usage.serialized() + [UInt8(ascii: "}")]
             appendChunk(chunk, into: &out)
             forwardedEvents -= 1  // not an event of the answer
         }
@@ -247,14 +247,45 @@ extension SSERelay {
     static let modelName = Array("model".utf8)
     static let createdName = Array("created".utf8)
 
-    /// The encoded `usage` object with its `cost` rounded (`Usage.roundedCost`), or nil when
-    /// there is nothing to change (no usage object, no numeric cost, or one already rounded).
-    static func usageWithRoundedCost(_ usage: JSONValue?) -> [UInt8]? {
-        guard case .object(var object)? = usage, let cost = object["cost"]?.doubleValue else { return nil }
-        let rounded = Usage.roundedCost(cost)
-        guard rounded != cost else { return nil }
-        object["cost"] = .double(rounded)
-        return JSONValue.object(object).serialized()
+    /// The `usage` object as the gateway vouches for it, or nil when it needs no change. Its
+    /// numbers are an upstream's, so untrusted: token counts become whole numbers in
+    /// `0...Usage.maxTokens` (a `-5` or `1e308` would reach the client's SDK as it came, whose
+    /// models want integers), the total their sum; a cost gets the places the gateway
+    /// states (`Usage.roundedCost`). Other members are left as they came.
+    static func checkedUsage(_ usage: JSONValue?) -> JSONValue? {
+        guard case .object(var object)? = usage else { return nil }
+        var changed = false
+        func count(_ value: JSONValue?) -> JSONValue? {
+            guard let value, let number = value.doubleValue else { return nil }
+            let clamped: Int64 = number.isNaN || number <= 0 ? 0 : (number >= Double(Usage.maxTokens) ? Usage.maxTokens : Int64(number))
+            return value == .int(clamped) ? nil : .int(clamped)
+        }
+        for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+            if let fixed = count(object[key]) { object[key] = fixed; changed = true }
+        }
+        // OpenAI's total is the sum (the key's tokens-per-minute limit is charged by it).
+        if let prompt = object["prompt_tokens"]?.intValue, let completion = object["completion_tokens"]?.intValue {
+            let total = JSONValue.int(min(prompt + completion, Usage.maxTokens))  // each ≤ 2^40 here: no overflow
+            if object["total_tokens"] != total {
+                object["total_tokens"] = total
+                changed = true
+            }
+        }
+        for (container, key) in [("prompt_tokens_details", "cached_tokens"), ("completion_tokens_details", "reasoning_tokens")] {
+            if case .object(var details)? = object[container], let fixed = count(details[key]) {
+                details[key] = fixed
+                object[container] = .object(details)
+                changed = true
+            }
+        }
+        if let cost = object["cost"]?.doubleValue {
+            let rounded = Usage.roundedCost(cost)
+            if rounded != cost {
+                object["cost"] = .double(rounded)
+                changed = true
+            }
+        }
+        return changed ? .object(object) : nil
     }
 }
 
