@@ -108,13 +108,15 @@ struct GeminiResponseReader {
 
     /// `usageMetadata`: the prompt includes tool-use prompt tokens; the completion is candidates
     /// plus thoughts (`candidatesTokenCount` excludes thoughts; OpenAI's completion includes
-    /// reasoning); cached tokens are part of the prompt.
+    /// reasoning); cached tokens are part of the prompt. The total is their sum, as Gemini's
+    /// `totalTokenCount` is by definition: an upstream's own figure could disagree with the
+    /// counts it clamps to (a negative prompt, an overflowing total).
     static func usage(_ metadata: JSONValue) -> Usage {
         let prompt = Usage.saturatingAdd(Usage.count(metadata["promptTokenCount"]), Usage.count(metadata["toolUsePromptTokenCount"]))
         let thoughts = Usage.count(metadata["thoughtsTokenCount"])
         let completion = Usage.saturatingAdd(Usage.count(metadata["candidatesTokenCount"]), thoughts)
         return Usage(promptTokens: prompt, completionTokens: completion,
-                     totalTokens: metadata["totalTokenCount"].map(Usage.count) ?? Usage.saturatingAdd(prompt, completion),
+                     totalTokens: Usage.saturatingAdd(prompt, completion),
                      reasoningTokens: thoughts, cachedTokens: Usage.count(metadata["cachedContentTokenCount"]))
     }
 }
