@@ -126,6 +126,23 @@ import Testing
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0", stream: false)).status == 200)
     }
 
+    /// Whole answers are collected before they are converted; across requests, what is held at
+    /// once is bounded (`upstream.max_collected_bytes`), and each gives back what it held.
+    @Test func wholeAnswersHeldAtOnceAreBounded() throws {
+        let env = try TestEnvironment { $0.upstream.maxCollectedBytes = 100_000 }
+        // Each fits on its own, again and again: what one held was given back.
+        for _ in 0..<4 {
+            let fits = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=70000:pace_ms=0", stream: false))
+            #expect(fits.status == 200, "\(fits.text.prefix(300))")
+        }
+        let over = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=150000:pace_ms=0", stream: false))
+        #expect(over.status == 503 && over.json?["error"]?["code"] == .string("collected_bytes_limit"), "\(over.text.prefix(300))")
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=70000:pace_ms=0", stream: false)).status == 200)
+        // A stream is not collected: no bound but its own (~300 KB here).
+        let streamed = try env.chat(TestEnvironment.chatBody(model: "mock/paced:deltas=2000:pace_ms=0"))
+        #expect(streamed.status == 200 && streamed.streamError == nil, "\(streamed.text.suffix(300))")
+    }
+
     @Test func aKeyVariableThatIsUnsetRefusesToStart() throws {
         var config = GatewayConfig.embeddedDefault
         config.server.port = 0

@@ -73,6 +73,10 @@ final class CompletionProxy<Request: ProxyRequest> {
     private var didFinish = false
     /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
     private var receivedBytes = 0
+    /// Whole answers held across requests, and what this one holds of it (given back when the
+    /// answer has been converted, on a retry, or at the latest when the proxy goes).
+    private let collected: HeldBytes?
+    private var heldBytes = 0
     /// What a backpressure pause hands the channel: made once, not per pause (a slow client
     /// pauses the upstream every few records, and each new closure was two allocations).
     private lazy var resumeTransfer: () -> Void = { [weak self] in self?.transfer?.resume() }
@@ -84,8 +88,9 @@ final class CompletionProxy<Request: ProxyRequest> {
          settings: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
          startedAt: UInt64 = EventLoop.monotonicNanoseconds(), extraHeaders: [(String, String)] = [],
          slowClientTimeoutMilliseconds: UInt64 = 30_000, stats: GatewayStats? = nil, metrics: GatewayMetrics? = nil,
-         scratch: ByteScratch = ByteScratch(), onFinish: @escaping (@escaping RecordCloser) -> Void) {
+         scratch: ByteScratch = ByteScratch(), collected: HeldBytes? = nil, onFinish: @escaping (@escaping RecordCloser) -> Void) {
         self.scratch = scratch
+        self.collected = collected
         self.stats = stats
         self.metrics = metrics
         slowClientTimeout = slowClientTimeoutMilliseconds
@@ -172,7 +177,15 @@ final class CompletionProxy<Request: ProxyRequest> {
         return true
     }
 
+    private func releaseHeld() {
+        collected?.release(heldBytes)
+        heldBytes = 0
+    }
+
+    deinit { collected?.release(heldBytes) }
+
     private func restart(afterMilliseconds delay: UInt64) {
+        releaseHeld()  // the failed attempt's body is dropped
         phase = stream == nil ? .awaitingUpstreamHead : .streaming
         guard delay > 0 else {
             startAttempt()
@@ -259,6 +272,14 @@ final class CompletionProxy<Request: ProxyRequest> {
                 fail(.upstreamProtocol("the upstream response exceeded \(limit) bytes"))
                 return true
             }
+            if let collected {
+                guard collected.reserve(bytes.count) else {
+                    fail(APIError(status: 503, type: "server_error", code: "collected_bytes_limit",
+                                  message: "The gateway is holding as many whole upstream answers as it may (upstream.max_collected_bytes); retry shortly, or stream the response."))
+                    return true
+                }
+                heldBytes += bytes.count
+            }
             phase = .finished  // release the array's reference while appending (no copy)
             body.append(contentsOf: bytes)
             phase = .collecting(status: status, headers: headers, body: body, limit: limit)
@@ -286,6 +307,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
+            defer { releaseHeld() }  // converted (or failed) by the end of this
             if let failure {
                 fail(UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
@@ -416,6 +438,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
     /// chunk and `[DONE]`).
     private func fail(_ error: APIError) {
+        releaseHeld()  // a collected body is dropped with it (the phase ends below)
         accounting.failure = RecordError(error, redactor: redactor)
         transfer?.cancel()
         transfer = nil

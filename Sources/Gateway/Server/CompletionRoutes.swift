@@ -149,7 +149,7 @@ extension GatewayServer {
             request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
             redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
             slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
-            metrics: shared.metrics, scratch: scratch
+            metrics: shared.metrics, scratch: scratch, collected: shared.collected
         ) { [unowned self] close in
             ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)
         }

@@ -100,7 +100,8 @@ public final class GatewayServer {
         if let fusion = config.fusion { try checkFusionModels(fusion, router: router) }
         return GatewayShared(router: router, gatewayKeys: keys,
                              web: resolveWeb(config.web, environment: environment, logger: logger),
-                             keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword)
+                             keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword,
+                             maxCollectedBytes: config.upstream.maxCollectedBytes)
     }
 
     /// Every model the Fusion config names must route: a slug no provider serves would otherwise

@@ -27,10 +27,14 @@ public final class GatewayShared: Sendable {
     /// Every secret the gateway holds (provider and gateway keys): redacted from whatever an
     /// upstream sends back before it reaches a client, a record or a log.
     let redactor: Redactor
+    /// Whole upstream answers held at once, across requests (`upstream.max_collected_bytes`).
+    let collected: HeldBytes
     /// Each gateway key's fingerprint, made once (a request reaching a route presented one of them).
     private let keyFingerprints: [String: String]
 
-    init(router: ModelRouter, gatewayKeys: [String], web: WebSettings?, keyRing: KeyRing? = nil, redisPassword: String? = nil) {
+    init(router: ModelRouter, gatewayKeys: [String], web: WebSettings?, keyRing: KeyRing? = nil, redisPassword: String? = nil,
+         maxCollectedBytes: Int = GatewayConfig.Upstream().maxCollectedBytes) {
+        collected = HeldBytes(limit: maxCollectedBytes)
         self.router = router
         self.gatewayKeys = gatewayKeys
         self.web = web
