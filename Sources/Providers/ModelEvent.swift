@@ -114,7 +114,8 @@ public struct Usage: Sendable, Equatable {
         return .object(object)
     }
 
-    static func count(_ value: JSONValue?) -> Int64 {
+    /// An upstream's token count, clamped to `0...maxTokens` (NaN, negatives and non-numbers: 0).
+    public static func count(_ value: JSONValue?) -> Int64 {
         guard let number = value?.doubleValue, !number.isNaN, number > 0 else { return 0 }
         return number >= Double(maxTokens) ? maxTokens : Int64(number)
     }

@@ -162,6 +162,20 @@ import Testing
         #expect(String(decoding: plainOut, as: UTF8.self).contains(#""usage":{"total_tokens":8,"prompt_tokens":3,"completion_tokens":5}"#))
     }
 
+    /// A whole (non-streamed) body's usage is checked the same way; a body whose usage needs
+    /// nothing keeps it as it came.
+    @Test func aWholeBodysUsageGoesOutChecked() throws {
+        let hostile = Array(#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":-5,"completion_tokens":1e308,"total_tokens":3,"cost":0.1234567891234}}"#.utf8)
+        let rewritten = try #require(ChatCompletionBody.rewriting(hostile, id: "gen-1", model: "m", created: 1))
+        let usage = try JSONValue.parse(rewritten)["usage"]
+        #expect(usage?["prompt_tokens"] == .int(0) && usage?["completion_tokens"] == .int(Usage.maxTokens))
+        #expect(usage?["total_tokens"] == .int(Usage.maxTokens))
+        #expect(usage?["cost"] == .double(Usage.roundedCost(0.1234567891234)))
+        let valid = Array(#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#.utf8)
+        let kept = try #require(ChatCompletionBody.rewriting(valid, id: "gen-1", model: "m", created: 1))
+        #expect(String(decoding: kept, as: UTF8.self).contains(#""usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}"#))
+    }
+
     @Test func splicesTopLevelValuesOnly() {
         let chunk = Array(#"{"id":"up-1","object":"chat.completion.chunk","model":"m","choices":[{"delta":{"model":"keep"}}]}"#.utf8)
         let spliced = chunk.withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "gen-9", "model": "sim/outer"], in: $0) }

@@ -64,8 +64,7 @@ public struct MessagesStreamWriter: Sendable {
             delta(blockIndex, #"{"type":"signature_delta","signature":"#, signature, &out)
             closeBlock(&out)
         case .redactedReasoning(let data):
-            closeBlock(&out)
-            openBlock(.redactedThinking, &out, data: data)
+            openBlock(.redactedThinking, &out, data: data)  // closes the open block first
             closeBlock(&out)
         case .toolCall(let fragment):
             if toolBlocks[fragment.index] == nil {

@@ -14,11 +14,14 @@ public enum ChatCompletionBody {
         JSONWriting.appendString(model, to: &modelValue)
         var leading = [(key: Array("id".utf8), value: idValue), (Array("model".utf8), modelValue),
                        (Array("created".utf8), Array(String(created).utf8))]
-        // Parsed a second time for its usage (`SSERelay.checkedUsage`): always up to 4 MiB, a
-        // larger body (rare, and costly to parse twice) when it states a cost.
-        let statesCost = body.withUnsafeBytes { $0.hasNonNullMember(#""cost""#, #""cost""#, #""cost""#) }
-        if body.count <= 4 << 20 || statesCost, let usage = SSERelay.checkedUsage((try? JSONValue.parse(body))?["usage"]) {
-            leading.append((SSERelay.usageName, usage.serialized()))
+        // Its usage, checked (`SSERelay.checkedUsage`): only that member is built, the rest of the
+        // body is scanned.
+        let usage = body.withUnsafeBytes { bytes -> JSONValue? in
+            guard let view = JSONView(validating: bytes), view.isObject(view.root), let range = view.member("usage", in: view.root) else { return nil }
+            return view.value(range)
+        }
+        if let checked = SSERelay.checkedUsage(usage) {
+            leading.append((SSERelay.usageName, checked.serialized()))
         }
         var out: [UInt8] = []
         out.reserveCapacity(body.count + 64)

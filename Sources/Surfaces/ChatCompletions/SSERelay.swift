@@ -134,6 +134,7 @@ public struct SSERelay {
         }
         // The few chunks that carry accounting or an error are parsed; the rest only scanned.
         var chunk: JSONValue?
+        var checked: JSONValue?  // the chunk's usage, when the gateway had to correct it
         if event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#) {
             chunk = try? JSONValue.parse(Array(event.data))
             if let error = chunk?["error"], error != .null {
@@ -142,7 +143,8 @@ public struct SSERelay {
             }
             if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
             if case .object(var fields)? = chunk, let value = fields["usage"], value != .null {
-                usage = Self.checkedUsage(value) ?? value
+                checked = Self.checkedUsage(value)
+                usage = checked ?? value
                 if fields["choices"]?.arrayValue?.isEmpty ?? true {
                     // The usage chunk itself: accounted, shown only to a client that asked.
                     usageChunkOwed = false
@@ -158,8 +160,8 @@ public struct SSERelay {
         }
         // A usage the gateway had to correct goes out corrected, so the client, the record and
         // the metrics say the same figures (rare: usage chunks only).
-        let checked = chunk.flatMap { Self.checkedUsage($0["usage"]) }?.serialized()
-        _ = appendEvent(event.data, leading: checked.map { leading.appending(key: Self.usageName, value: $0) } ?? leading, into: &out)
+        _ = appendEvent(event.data, leading: checked.map { leading.appending(key: Self.usageName, value: $0.serialized()) } ?? leading,
+                        into: &out)
     }
 
     /// `chunk` (a JSON object) as one event, with this completion's `id`, `model` and `created`.
@@ -255,10 +257,11 @@ extension SSERelay {
     static func checkedUsage(_ usage: JSONValue?) -> JSONValue? {
         guard case .object(var object)? = usage else { return nil }
         var changed = false
+        /// The count as it should be, or nil when it already is (or is absent or not a number).
         func count(_ value: JSONValue?) -> JSONValue? {
-            guard let value, let number = value.doubleValue else { return nil }
-            let clamped: Int64 = number.isNaN || number <= 0 ? 0 : (number >= Double(Usage.maxTokens) ? Usage.maxTokens : Int64(number))
-            return value == .int(clamped) ? nil : .int(clamped)
+            guard let value, value.doubleValue != nil else { return nil }
+            let clamped = JSONValue.int(Usage.count(value))
+            return value == clamped ? nil : clamped
         }
         for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
             if let fixed = count(object[key]) { object[key] = fixed; changed = true }
