@@ -18,7 +18,9 @@ public struct MockScenario: Equatable, Sendable {
         /// HTTP `status` (default 503) for the first `fail` requests (default 2) with this exact
         /// model name, then a normal answer: a transient outage.
         case flaky
-        /// `after` deltas (default 3), then an error chunk and `[DONE]`.
+        /// `after` deltas (default 3), then an error chunk and `[DONE]` (Anthropic: an `error`
+        /// event, `overloaded_error`); with `fail=N`, only the first N requests with this exact
+        /// model name, then normal answers.
         case errorMidStream = "error-mid-stream"
         /// `after` deltas, then an event whose data is not JSON.
         case malformed

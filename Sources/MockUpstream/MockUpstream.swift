@@ -15,7 +15,7 @@ public final class MockUpstream {
     private var server: HTTPServer!
     private var streams: [ObjectIdentifier: MockStream] = [:]
     private var nextID = 0
-    /// Requests seen per `flaky` model name.
+    /// Requests seen per `flaky` (or `error-mid-stream:fail=N`) model name.
     private var flakyCounts: [String: Int] = [:]
     /// Bytes of `huge` deltas being sent, and the most at once (the scenario holds each whole).
     private var hugeInFlight = 0
@@ -173,6 +173,12 @@ public final class MockUpstream {
                 let status = scenario.option("status", default: 503)
                 return fail(APIError(status: status, type: "server_error", code: "mock_flaky", message: "Mock upstream transient failure \(seen + 1)"))
             }
+        case .errorMidStream where scenario.options["fail"] != nil:
+            // `fail=N`: only the first N requests with this exact model name break off; later
+            // ones answer normally (an overloaded upstream recovering).
+            let seen = flakyCounts[model, default: 0]
+            flakyCounts[model] = seen + 1
+            if seen >= scenario.option("fail", default: 0) { scenario.kind = .normal }
         default:
             break
         }

@@ -83,6 +83,77 @@ import Testing
         #expect(env.mockStats.counts.requests == 0)
     }
 
+    /// Anthropic's `overloaded_error` comes inside a 200 stream, right after `message_start`.
+    /// Before any token it is retried like a 529, whatever the client's API: the client sees one
+    /// start and the answer of the attempt that worked, never the error.
+    @Test(arguments: ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+    func anErrorInsideAStreamBeforeItsFirstTokenIsRetried(path: String) throws {
+        let env = try TestEnvironment { config in
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: config.providers["mock"]!.baseURL,
+                                             apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            // Two backoffs (at least 50 + 100 ms) outlast the first keep-alive.
+            config.upstream.retry.baseDelayMilliseconds = 100
+            config.upstream.keepAliveIntervalMilliseconds = 50
+        }
+        let send = { (model: String) throws -> TestResponse in
+            let body = switch path {
+            case "/v1/messages": #"{"model":"\#(model)","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
+            case "/v1/responses": #"{"model":"\#(model)","stream":true,"input":"Hello there"}"#
+            default: TestEnvironment.chatBody(model: model)
+            }
+            let client = try env.client()
+            try client.send(TestEnvironment.post(path, body: body, headers: ["anthropic-version": "2023-06-01"]))
+            return try client.readResponse()
+        }
+        let starts = { (response: TestResponse) in
+            response.namedEvents.filter { ["message_start", "response.created"].contains($0.name) }.count
+        }
+        let answer = { (response: TestResponse) -> String in
+            switch path {
+            case "/v1/messages": response.namedEvents.compactMap { $0.data["delta"]?["text"]?.stringValue }.joined()
+            case "/v1/responses": response.namedEvents.filter { $0.name == "response.output_text.delta" }.compactMap { $0.data["delta"]?.stringValue }.joined()
+            default: response.streamedContent
+            }
+        }
+
+        let recovered = try send("anth/error-mid-stream:after=0:fail=1:pace_ms=1")
+        #expect(recovered.status == 200)
+        #expect(answer(recovered).hasPrefix("This is a simulated answer"), "\(recovered.text)")
+        #expect(!recovered.text.contains("verloaded") && !recovered.text.contains("failed mid-stream"), "\(recovered.text)")
+        if path != "/v1/chat/completions" { #expect(starts(recovered) == 1, "one start: \(recovered.text)") }
+        #expect(env.mockStats.counts.requests == 2, "the failed attempt and the one that answered")
+        #expect(env.eventually { (try? env.generation(recovered.header("x-generation-id"))) != nil })
+        let record = try #require(try env.generation(recovered.header("x-generation-id")))
+        #expect(record["retries"]?.intValue == 1 && (record["error"] ?? .null) == .null, "\(record)")
+
+        // An upstream that stays overloaded: bounded retries, then the error, in-band, once.
+        let failed = try send("anth/error-mid-stream:after=0:pace_ms=1")
+        #expect(failed.status == 200 && failed.text.contains("verloaded"), "\(failed.text)")
+        if path != "/v1/chat/completions" { #expect(starts(failed) == 1, "one start: \(failed.text)") }
+        #expect(failed.text.components(separatedBy: "The upstream failed mid-stream").count == 2, "one error: \(failed.text)")
+        #expect(env.mockStats.counts.requests == 5, "one attempt and two retries")
+
+        // Retries that outlast the first keep-alive: it committed the stream's start, and the
+        // attempt that answers does not repeat it.
+        let late = try send("anth/flaky:fail=2:status=503:pace_ms=1")
+        #expect(late.status == 200 && late.comments.contains("keep-alive"), "\(late.text)")
+        #expect(answer(late).hasPrefix("This is a simulated answer"), "\(late.text)")
+        if path != "/v1/chat/completions" { #expect(starts(late) == 1, "one start: \(late.text)") }
+        #expect(env.mockStats.counts.requests == 8)
+    }
+
+    /// A stream broken off before its first token (its connection dropped) is not sent again to
+    /// the same model, but the next of `models` takes over.
+    @Test func aStreamBrokenBeforeItsFirstTokenFallsBack() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/disconnect:after=0:first_ms=20:pace_ms=1","models":["mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 200)
+        #expect(response.streamedContent.hasPrefix("This is a simulated answer"), "\(response.text)")
+        #expect(response.streamError == nil)
+        #expect(env.mockStats.counts.requests == 2)
+    }
+
     @Test func midStreamErrorsAreNeverRetried() throws {
         let env = try TestEnvironment()
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=2:pace_ms=1"))

@@ -13,8 +13,9 @@ import UpstreamClient
 /// its transfer until the consumer frees space.
 ///
 /// It is as reliable as the proxy: before its first event, a 429, a 5xx or a refused connection
-/// is retried (`RetryPolicy`, honouring `Retry-After`), then the next of its `routes` (the outer
-/// model's `models` fallbacks) is tried. Once an event has gone to the session, nothing is retried.
+/// is retried (`RetryPolicy`, honouring `Retry-After`), and so is an error inside a 200 stream
+/// that came before any event; then the next of its `routes` (the outer model's `models`
+/// fallbacks) is tried. Once an event has gone to the session, nothing is retried.
 final class InnerCall {
     let producer: UInt16
     private let routes: [ModelRoute]
@@ -215,6 +216,13 @@ final class InnerCall {
             return true
         }
         if let failure {
+            // Before the first event (Anthropic's `overloaded_error` right after
+            // `message_start`): retried like the same status before the head.
+            if !emittedEvents {
+                transfer?.cancel()
+                transfer = nil
+                if retryOrFallBack(status: failure.status, connectFailed: false) { return true }
+            }
             fail(failure, .upstreamError)
         } else if done {
             // Everything is in: finish now; the transfer completes on its own (connection reuse).

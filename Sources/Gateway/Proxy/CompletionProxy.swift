@@ -142,7 +142,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         accounting.attemptStarted(route)
         receivedBytes = 0
         // The first attempt uses the relay made with the proxy (building one costs allocations).
-        if candidate > 0 || attempt > 1 { relay = request.makeRelay(route: route, context: context, whole: false) }
+        if candidate > 0 || attempt > 1 { relay = makeRelay(request, whole: false) }
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
@@ -156,15 +156,40 @@ final class CompletionProxy<Request: ProxyRequest> {
         transfer.onComplete = { [unowned self] failure in upstreamDidComplete(failure) }
     }
 
+    /// A relay for the current route. When the client's stream is already open (a keep-alive
+    /// committed it, or an earlier attempt failed before its first token), its start is marked
+    /// as sent: the client has it, and must not see a second `message_start` or
+    /// `response.created`.
+    private func makeRelay(_ request: Request, whole: Bool) -> Request.Relay {
+        var relay = request.makeRelay(route: route, context: context, whole: whole)
+        if stream != nil {
+            var sent: [UInt8] = []
+            relay.start(into: &sent)
+        }
+        return relay
+    }
+
     /// The attempt failed before the client got anything from it: retry, fall back, or report
     /// `error`. Returns false when the caller should report `error` itself.
     private func retryOrFallBack(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> Bool {
-        guard relay.forwardedEvents == 0 else { return false }
+        guard let decision = retryDecision(status: status, connectFailed: connectFailed, headers: headers) else { return false }
+        retry(decision)
+        return true
+    }
+
+    /// What to do about a failed attempt, or nil when its failure is the client's answer: an
+    /// answer event already reached the client, or the policy gives up.
+    private func retryDecision(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> RetryPolicy.Decision? {
+        guard relay.forwardedEvents == 0, request != nil else { return nil }
         let decision = settings.retry.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt,
                                              hasNextModel: candidate + 1 < candidates.count, jitter: Double.random(in: 0...1))
+        return decision == .fail ? nil : decision
+    }
+
+    private func retry(_ decision: RetryPolicy.Decision) {
         switch decision {
         case .fail:
-            return false
+            break
         case .nextModel:
             accounting.fallingBack(from: route, metrics: metrics)
             candidate += 1
@@ -174,7 +199,6 @@ final class CompletionProxy<Request: ProxyRequest> {
             accounting.retrying(route, metrics: metrics)
             restart(afterMilliseconds: delay)
         }
-        return true
     }
 
     private func releaseHeld() {
@@ -243,8 +267,18 @@ final class CompletionProxy<Request: ProxyRequest> {
             if request != nil && relay.forwardedEvents > 0 { request = nil }
             guard let stream else { return true }  // room was checked above
             var forwarded = 0
+            var retryInstead: RetryPolicy.Decision?
             let outcome = scratch.withBuffer { out in
                 let outcome = relay.relay(bytes, into: &out, forwarded: &forwarded)
+                // An in-band error before the first answer event (Anthropic's `overloaded_error`
+                // right after `message_start`): retried like a 529 before the head. Nothing of
+                // this attempt's end reaches the client; what it saw of the stream was only its
+                // start, which the next attempt does not repeat.
+                if case .failed(let error) = outcome,
+                   let decision = retryDecision(status: error.status, connectFailed: false, headers: error.headers) {
+                    retryInstead = decision
+                    return outcome
+                }
                 stream.emit(out)
                 return outcome
             }
@@ -262,9 +296,13 @@ final class CompletionProxy<Request: ProxyRequest> {
                 finishClientStream()
             case .failed(let error):
                 accounting.upstreamDone()
-                accounting.failure = RecordError(error, redactor: redactor)
                 transfer?.cancel()
                 transfer = nil
+                if let retryInstead {
+                    retry(retryInstead)
+                    return true
+                }
+                accounting.failure = RecordError(error, redactor: redactor)
                 finishClientStream()
             }
         case .collecting(let status, let headers, var body, let limit):
@@ -299,10 +337,21 @@ final class CompletionProxy<Request: ProxyRequest> {
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
             fail(UpstreamFailure.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
+            var retryInstead: RetryPolicy.Decision?
             scratch.withBuffer { out in
                 relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) },
                                      into: &out)
+                // Broken off (or cut short) before its first answer event: like a connection
+                // broken before the head, the next model may take over.
+                if case .failed = relay.outcome, let decision = retryDecision(status: nil, connectFailed: false, headers: []) {
+                    retryInstead = decision
+                    return
+                }
                 stream?.emit(out)
+            }
+            if let retryInstead {
+                retry(retryInstead)
+                return
             }
             if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
             finishClientStream()
@@ -345,8 +394,8 @@ final class CompletionProxy<Request: ProxyRequest> {
         if streamed {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
+            relay = makeRelay(request, whole: true)
             openClientStream()
-            relay = request.makeRelay(route: route, context: context, whole: true)
             scratch.withBuffer { out in
                 relay.relayWhole(events, into: &out)
                 stream?.emit(out)
