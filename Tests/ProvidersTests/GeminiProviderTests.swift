@@ -158,6 +158,24 @@ import Testing
         #expect(hostile.last == .usage(Usage(promptTokens: 0, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens)))
     }
 
+    /// `streamGenerateContent` without `alt=sse` answers with a JSON array of the stream's chunks.
+    @Test func aWholeArrayOfChunksDecodesLikeTheStream() throws {
+        let body = Array(#"""
+            [{"candidates":[{"content":{"parts":[{"text":"Hel"}],"role":"model"}}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1}},
+             {"candidates":[{"content":{"parts":[{"text":"lo"}],"role":"model"},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2}},
+             {"candidates":[{"content":{"parts":[{"text":"after the finish: ignored"}]}}]}]
+            """#.utf8)
+        #expect(try provider.decodeResponse(body, redactor: .none) == [
+            .text("Hel"), .text("lo"), .finish(.stop), .usage(Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5)),
+        ])
+        let failed = try provider.decodeResponse(Array(#"[{"candidates":[{"content":{"parts":[{"text":"x"}]}}]},{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}]"#.utf8), redactor: .none)
+        #expect(failed.first == .text("x") && failed.count == 2)
+        if case .error(let error)? = failed.last { #expect(error.status == 503) } else { Issue.record("\(failed)") }
+        for bad in ["[]", "[1]", #"[{"candidates":[]},"x"]"#, "\"text\"", "null"] {
+            #expect(throws: StreamDecodingError.self, "\(bad)") { try provider.decodeResponse(Array(bad.utf8), redactor: .none) }
+        }
+    }
+
     @Test func finishReasonsMapToOpenAIsVocabulary() throws {
         for (reason, finish) in [("STOP", FinishReason.stop), ("MAX_TOKENS", .length), ("SAFETY", .contentFilter), ("RECITATION", .contentFilter),
                                  ("BLOCKLIST", .contentFilter), ("PROHIBITED_CONTENT", .contentFilter), ("SPII", .contentFilter),

@@ -40,12 +40,18 @@ public struct GeminiProvider: Provider {
     }
 
     public func decodeResponse(_ body: [UInt8], redactor: Redactor) throws(StreamDecodingError) -> [ModelEvent] {
-        guard let json = try? JSONValue.parse(body), case .object = json else {
-            throw StreamDecodingError("the upstream's response is not a JSON object")
+        // `streamGenerateContent` without `alt=sse` (a server ignoring it, or a proxy that drops
+        // the query) answers with one JSON array of the chunks a stream would carry: read in
+        // order, as the stream would be.
+        let responses: [JSONValue]
+        switch try? JSONValue.parse(body) {
+        case .object(let fields)?: responses = [.object(fields)]
+        case .array(let chunks)? where !chunks.isEmpty: responses = chunks
+        default: throw StreamDecodingError("the upstream's response is not a JSON object or an array of them")
         }
         var reader = GeminiResponseReader(redactor: redactor)
         var events: [ModelEvent] = []
-        try reader.read(json) { events.append($0) }
+        for response in responses { try reader.read(response) { events.append($0) } }
         return events
     }
 
