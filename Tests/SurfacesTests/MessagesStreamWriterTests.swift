@@ -203,6 +203,45 @@ import Testing
         #expect(events.contains(.text("Hello there")) && events.contains(.finish(.toolCalls)))
     }
 
+    /// An OpenAI-compatible upstream's tool call, relayed to a Messages client with its arguments
+    /// split as `fragments`: what the client received.
+    static func relayedToolCall(_ fragments: [String]) throws -> [(name: String, data: JSONValue)] {
+        var relay = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: MessagesStreamWriter(id: "msg_gw1", model: "m"))
+        var sse = #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"look","arguments":""}}]}}]}"# + "\n\n"
+        for fragment in fragments {
+            var escaped: [UInt8] = []
+            JSONWriting.appendString(fragment, to: &escaped)
+            sse += #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"# + String(decoding: escaped, as: UTF8.self) + "}}]}}]}\n\n"
+        }
+        sse += #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+        var out: [UInt8] = []
+        relay.start(into: &out)
+        _ = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+        return try MessagesStreamWriterTests.events(out)
+    }
+
+    /// Anthropic's SDKs parse a tool_use block's input on every delta and raise on a fragment that
+    /// cannot continue a JSON object: such a fragment is never sent; the stream ends with the
+    /// error a whole message gets for it, as it does when the object never closes.
+    @Test func brokenToolArgumentsEndTheStreamBeforeTheyReachTheClient() throws {
+        let good = try Self.relayedToolCall([#"{"loc"#, #"ation": "Par"#, #"is", "days": [1, 2.5e1]}"#])
+        #expect(good.map(\.name).suffix(2) == ["message_delta", "message_stop"])
+        let sent = good.compactMap { $0.data["delta"]?["partial_json"]?.stringValue }.joined()
+        #expect(sent == #"{"location": "Paris", "days": [1, 2.5e1]}"#)
+
+        for (fragments, sentBefore) in [([#"{"location""#, #" "Paris"}"#], #"{"location""#), ([#"{"a": 01}"#], ""),
+                                         ([#"{"a": "b"}"#, "{}"], #"{"a": "b"}"#), ([#"{"a": ["#, "]]"], #"{"a": ["#),
+                                         ([#"{"what": "#], #"{"what": "#)] {
+            let events = try Self.relayedToolCall(fragments)
+            #expect(events.map(\.name).last == "error", "\(fragments): \(events.map(\.name))")
+            #expect(!events.contains { $0.name == "message_stop" })
+            let error = events.last?.data["error"]
+            #expect(error?["type"] == .string("api_error") && error?["message"]?.stringValue?.contains("'look'") == true, "\(String(describing: error))")
+            #expect(events.compactMap { $0.data["delta"]?["partial_json"]?.stringValue }.joined() == sentBefore, "\(fragments)")
+        }
+    }
+
     @Test func brokenToolArgumentsAreABadGatewayNotAnEmptyInput() {
         var response = MessagesResponse(id: "m", model: "x")
         response.add(.toolCall(ToolCallFragment(index: 0, id: "c", name: "look", arguments: #"{"what": "#)))

@@ -3,10 +3,13 @@ import Fusion
 import GatewayCore
 
 /// The judge's reply: arbitrary text through the analysis validator. It must never crash, and
-/// whatever it accepts has exactly the five fields and cites only panel members.
+/// whatever it accepts has exactly the five fields and cites only panel members. The same text
+/// as a tool call's streamed arguments: the prefix check, fed whole or in two parts, agrees with
+/// the document validator (within its nesting bound).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzJudge(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    checkArgumentsPrefix(Array(text.utf8))
     let panel: Set<String> = ["p/a", "p/b", "p/c"]
     if case .success(let analysis) = JudgeAnalysis.parse(text, panel: panel) {
         precondition(analysis.objectValue?.keys.sorted() == JudgeAnalysis.fields.sorted(), "extra or missing fields")
@@ -15,6 +18,35 @@ public func fuzzJudge(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
     }
     return 0
+}
+
+func checkArgumentsPrefix(_ bytes: [UInt8]) {
+    var whole = JSONPrefixCheck()
+    whole.feed(bytes)
+    let split = bytes.isEmpty ? 0 : Int(bytes[0]) % (bytes.count + 1)
+    var parts = JSONPrefixCheck()
+    parts.feed(bytes[..<split])
+    parts.feed(bytes[split...])
+    precondition(parts.isComplete == whole.isComplete && parts.failed == whole.failed, "the split changed the verdict")
+    var depth = 0
+    var deepest = 0
+    var inString = false
+    var escaped = false
+    for byte in bytes {
+        if inString {
+            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            continue
+        }
+        switch byte {
+        case UInt8(ascii: "\""): inString = true
+        case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
+        case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+        default: break
+        }
+    }
+    guard deepest < JSONPrefixCheck.maxDepth else { return }
+    let first = bytes.first { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }
+    precondition(whole.isComplete == (JSONScanner.isValid(bytes) && first == UInt8(ascii: "{")), "disagrees with the document validator")
 }
 
 @_cdecl("FuzzJudge_main")

@@ -38,6 +38,14 @@ public enum MessagesErrors {
         [("Content-Type", "application/json")] + error.headers
     }
 
+    /// A tool call whose arguments are not a JSON object (an upstream model wrote broken JSON):
+    /// a `tool_use` block's `input` is an object, so it cannot be carried, and is not silently
+    /// emptied either. A whole message is this 502; a stream ends with it in-band.
+    public static func invalidToolArguments(name: String) -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "invalid_tool_arguments",
+                 message: "The model called '\(name)' with arguments that are not a JSON object; a tool_use block cannot carry them.")
+    }
+
     /// `event: error` for a failure after the stream began.
     public static func appendEvent(_ error: APIError, to out: inout [UInt8]) {
         SSEEncoder.appendEvent(name: "error", data: body(error), to: &out)

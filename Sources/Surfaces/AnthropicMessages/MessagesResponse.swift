@@ -70,8 +70,7 @@ public struct MessagesResponse: Sendable {
             case .tool(let index):
                 guard let call = calls.calls.first(where: { $0.index == index }) else { continue }
                 guard let input = call.argumentsObject else {
-                    throw APIError(status: 502, type: "upstream_error", code: "invalid_tool_arguments",
-                                   message: "The model called '\(call.name)' with arguments that are not a JSON object; a tool_use block cannot carry them.")
+                    throw MessagesErrors.invalidToolArguments(name: call.name)
                 }
                 content.append(.object(["type": .string("tool_use"), "id": .string(call.id.isEmpty ? "toolu_\(id)_\(index)" : call.id),
                                         "name": .string(call.name), "input": input]))

@@ -28,6 +28,10 @@ public struct MessagesStreamWriter: Sendable {
     /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
     private var stopDetail: (reason: String, sequence: String?)?
     private var usage: Usage?
+    /// Tool call index → its name and the check of its arguments so far: Anthropic's SDKs parse a
+    /// `tool_use` block's input on every delta and raise on a fragment that cannot continue a
+    /// JSON object, so such a fragment is refused before it is sent (`refusal(ofToolCall:)`).
+    private var argumentChecks: [Int: (name: String, check: JSONPrefixCheck)] = [:]
 
     public init(id: String, model: String) {
         self.id = id
@@ -101,6 +105,23 @@ public struct MessagesStreamWriter: Sendable {
         event("message_stop", &out)
         out.append(contentsOf: #"{"type":"message_stop"}"#.utf8)
         end(&out)
+    }
+
+    /// A fragment that would make its call's arguments something other than the beginning of
+    /// a JSON object (an upstream model wrote broken JSON): the stream ends with the error a
+    /// whole message gets for it, before the fragment is sent.
+    public mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError? {
+        // The name comes with a call's first fragment, often before any argument.
+        if argumentChecks[fragment.index] == nil { argumentChecks[fragment.index] = (fragment.name ?? "", JSONPrefixCheck()) }
+        guard let arguments = fragment.arguments, !arguments.isEmpty else { return nil }
+        argumentChecks[fragment.index]?.check.feed(arguments.utf8)
+        guard let entry = argumentChecks[fragment.index], entry.check.failed else { return nil }
+        return MessagesErrors.invalidToolArguments(name: entry.name)
+    }
+
+    /// A call whose arguments began but never closed their object.
+    public func refusalAtEnd() -> APIError? {
+        argumentChecks.values.first { !$0.check.isComplete && !$0.check.isBlank }.map { MessagesErrors.invalidToolArguments(name: $0.name) }
     }
 
     /// Anthropic's keep-alive, skipped by its SDKs.

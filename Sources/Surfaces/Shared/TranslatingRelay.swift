@@ -14,6 +14,16 @@ public protocol NeutralStreamWriter {
     mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8])
     /// A failure ending a stream that already began, in the API's in-band error form.
     mutating func appendFailure(_ error: APIError, to out: inout [UInt8])
+    /// Why the client's API cannot carry `event`'s tool call fragment (Messages: arguments that
+    /// can no longer be a JSON object), checked before it is appended; nil to append it.
+    mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError?
+    /// Why the answer cannot end as it is (Messages: a tool call's arguments left unfinished).
+    func refusalAtEnd() -> APIError?
+}
+
+extension NeutralStreamWriter {
+    public mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError? { nil }
+    public func refusalAtEnd() -> APIError? { nil }
 }
 
 /// A client's stream from an upstream of another wire format, without sockets: the provider's
@@ -105,13 +115,24 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             writer.append(event, to: &out)
         case .stopDetail:
             writer.append(event, to: &out)
-        case .text, .reasoning, .reasoningSignature, .redactedReasoning, .toolCall:
+        case .toolCall(let fragment):
+            if let refusal = writer.refusal(ofToolCall: fragment) {
+                fail(refusal, into: &out)
+                return
+            }
+            forwardedEvents += 1
+            writer.append(event, to: &out)
+        case .text, .reasoning, .reasoningSignature, .redactedReasoning:
             forwardedEvents += 1
             writer.append(event, to: &out)
         }
     }
 
     private mutating func complete(into out: inout [UInt8]) {
+        if let refusal = writer.refusalAtEnd() {
+            fail(refusal, into: &out)
+            return
+        }
         var total = usage
         if total == nil, let prompt = estimatedPromptTokens {
             // Roughly one token per forwarded event: a lower bound, flagged as an estimate.
