@@ -24,9 +24,9 @@ public struct JSONScanner {
         bytes.withUnsafeBytes { isValid($0) }
     }
 
-    /// Whether arrays and objects open more than `maxDepth` deep somewhere (strings skipped):
-    /// for an error message that says why an otherwise valid document was refused.
-    public static func nestsTooDeep(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    /// Whether arrays and objects open more than `limit` deep somewhere (strings skipped): for
+    /// an error message that says why an otherwise valid document was refused.
+    public static func nestsTooDeep(_ bytes: UnsafeRawBufferPointer, limit: Int = maxDepth) -> Bool {
         var depth = 0
         var inString = false
         var escaped = false
@@ -39,7 +39,7 @@ public struct JSONScanner {
             case UInt8(ascii: "\""): inString = true
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1
-                if depth > maxDepth { return true }
+                if depth > limit { return true }
             case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
             default: break
             }

@@ -28,23 +28,7 @@ func checkArgumentsPrefix(_ bytes: [UInt8]) {
     parts.feed(bytes[..<split])
     parts.feed(bytes[split...])
     precondition(parts.isComplete == whole.isComplete && parts.failed == whole.failed, "the split changed the verdict")
-    var depth = 0
-    var deepest = 0
-    var inString = false
-    var escaped = false
-    for byte in bytes {
-        if inString {
-            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
-            continue
-        }
-        switch byte {
-        case UInt8(ascii: "\""): inString = true
-        case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
-        case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
-        default: break
-        }
-    }
-    guard deepest < JSONPrefixCheck.maxDepth else { return }
+    guard !bytes.withUnsafeBytes({ JSONScanner.nestsTooDeep($0, limit: JSONPrefixCheck.maxDepth - 1) }) else { return }
     let first = bytes.first { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }
     precondition(whole.isComplete == (JSONScanner.isValid(bytes) && first == UInt8(ascii: "{")), "disagrees with the document validator")
 }
