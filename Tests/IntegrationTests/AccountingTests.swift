@@ -14,6 +14,8 @@ import Testing
     static func checkOneID(_ env: TestEnvironment, _ response: TestResponse, streamed: Bool,
                            sourceLocation: SourceLocation = #_sourceLocation) throws -> JSONValue {
         let id = try #require(response.header("x-generation-id"), sourceLocation: sourceLocation)
+        // The SDKs' request ids (OpenAI's `x-request-id`, Anthropic's `request-id`) are the same id.
+        #expect(response.header("x-request-id") == id && response.header("request-id") == id, sourceLocation: sourceLocation)
         let record = try #require(try env.generation(id), "no record under \(id)", sourceLocation: sourceLocation)
         #expect(record["id"] == .string(id), sourceLocation: sourceLocation)
         if streamed {

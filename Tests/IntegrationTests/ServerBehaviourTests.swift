@@ -159,6 +159,32 @@ import Testing
         let missing = try env.get("/v1/models/nobody/x")
         expectErrorShape(missing, status: 404)
         #expect(missing.json?["error"]?["code"] == .string("model_not_found"))
+        // The SDKs percent-encode the id's slash (and any other reserved byte).
+        for (path, id) in [("mock%2Fnormal", "mock/normal"), ("mock%2fnormal%3Apace_ms%3D5", "mock/normal:pace_ms=5"), ("fusion", "fusion")] {
+            let model = try env.get("/v1/models/\(path)")
+            #expect(model.status == 200 && model.json?["id"] == .string(id), "\(path): \(model.text)")
+        }
+        let broken = try env.get("/v1/models/mock%2")
+        expectErrorShape(broken, status: 400)
+    }
+
+    /// Anthropic's SDKs (`anthropic-version`) read models in Anthropic's shape, errors too.
+    @Test func anthropicClientsGetModelsInTheirShape() throws {
+        let env = try TestEnvironment()
+        let get = { (path: String) throws -> TestResponse in
+            let client = try env.client()
+            try client.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\nanthropic-version: 2023-06-01\r\n\r\n")
+            return try client.readResponse()
+        }
+        let list = try get("/v1/models")
+        let data = try #require(list.json?["data"]?.arrayValue)
+        #expect(data.count > 1 && data.allSatisfy { $0["type"] == .string("model") && $0["display_name"] != nil && $0["created_at"] != nil })
+        #expect(list.json?["has_more"] == .bool(false) && list.json?["first_id"] == data.first?["id"] && list.json?["last_id"] == data.last?["id"])
+        let one = try get("/v1/models/mock%2Fnormal")
+        #expect(one.json?["type"] == .string("model") && one.json?["id"] == .string("mock/normal"), "\(one.text)")
+        let missing = try get("/v1/models/nobody%2Fx")
+        #expect(missing.status == 404 && missing.json?["type"] == .string("error") && missing.json?["error"]?["type"] == .string("not_found_error"),
+                "\(missing.text)")
     }
 
     @Test func methodNotAllowedNamesTheAllowedMethod() throws {

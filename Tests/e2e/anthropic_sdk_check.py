@@ -37,6 +37,13 @@ def gateway_checks(base_url):
     check("gateway: streamed usage and stop", final.usage.output_tokens > 0 and final.stop_reason == "end_turn", repr(final))
     check("gateway: the message names the model asked for", final.model == "sim/normal:pace_ms=1", final.model)
 
+    # Models in Anthropic's shape; the SDK percent-encodes the slash in the id.
+    models = client.models.list()
+    check("gateway: models list", "sim/normal" in [m.id for m in models.data] and all(m.type == "model" and m.display_name for m in models.data),
+          repr(models.data[:3]))
+    model = client.models.retrieve("sim/normal")
+    check("gateway: models retrieve", model.id == "sim/normal" and model.type == "model", repr(model))
+
     message = client.messages.create(model="sim/normal", **ask)
     check("gateway: whole message", message.content[0].text.startswith("This is a simulated answer")
           and message.usage.input_tokens > 0, repr(message))
@@ -70,6 +77,8 @@ def gateway_checks(base_url):
     except anthropic.APIStatusError as error:
         check("gateway: upstream failure raises with its status and Anthropic's shape", error.status_code in (502, 503)
               and isinstance(error.body, dict) and error.body.get("type") == "error", repr(error.body))
+        check("gateway: the error's request id is the generation id", error.request_id
+              and error.request_id == error.response.headers.get("x-generation-id"), repr(error.request_id))
     try:
         client.messages.create(model="sim/normal", max_tokens=0, messages=ask["messages"])
         check("gateway: a bad request raises", False, "no error")

@@ -88,6 +88,14 @@ except openai.BadRequestError as error:
 # The model list is readable by the SDK.
 models = [model.id for model in client.models.list()]
 check("models list", "sim/normal" in models, repr(models[:5]))
+# The SDK's request id is the generation id.
+raw = client.chat.completions.with_raw_response.create(model="sim/normal:pace_ms=1", messages=[{"role": "user", "content": "x"}])
+completion = raw.parse()
+check("request id", completion._request_id and completion._request_id == raw.headers.get("x-generation-id") == completion.id,
+      f"{completion._request_id} {raw.headers.get('x-generation-id')} {completion.id}")
+# The SDK percent-encodes the slash in the id (/v1/models/sim%2Fnormal).
+model = client.models.retrieve("sim/normal:pace_ms=5")
+check("models retrieve", model.id == "sim/normal:pace_ms=5", repr(model))
 # Fusion, streamed: the deliberation arrives as SSE comments, which the SDK skips; the final
 # answer arrives as ordinary chunks.
 question = "Should cities ban cars from their centres?"

@@ -312,8 +312,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         sentStatus = 200
         writer.startStream(status: 200, headers: [
             ("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
-            ("X-Accel-Buffering", "no"), ("X-Generation-Id", generationID),
-        ])
+            ("X-Accel-Buffering", "no"),
+        ] + GenerationHeaders.naming(generationID))
         var start: [UInt8] = []
         renderer.renderStart(into: &start)
         if !start.isEmpty { stream.emit(start) }
@@ -345,12 +345,12 @@ final class FusionSession<Renderer: FusionRenderer> {
             } else {
                 do {
                     let body = try renderer.body(totals)
-                    writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: body)
+                    writer.respond(status: 200, headers: [("Content-Type", "application/json")] + GenerationHeaders.naming(generationID), body: body)
                     sentStatus = 200
                 } catch {
                     failure = RecordError(error, redactor: redactor)
                     var error = error
-                    error.headers.append(("X-Generation-Id", generationID))
+                    error.headers += GenerationHeaders.naming(generationID)
                     writer.respond(error: error, api: api)
                     sentStatus = error.status
                 }
@@ -364,7 +364,7 @@ final class FusionSession<Renderer: FusionRenderer> {
                 stream.emitEnd()
             } else {
                 var error = error
-                error.headers.append(("X-Generation-Id", generationID))
+                error.headers += GenerationHeaders.naming(generationID)
                 if !Self.clientRetryCanHelp(error, callsEnded: machine.calls.count) { error.headers.append(("x-should-retry", "false")) }
                 writer.respond(error: error, api: api)
                 sentStatus = error.status

@@ -410,7 +410,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             fail(error)
             return
         }
-        writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("X-Generation-Id", generationID)], body: whole)
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")] + GenerationHeaders.naming(generationID), body: whole)
         accounting.sentStatus = 200
         phase = .finished
         finish()
@@ -426,8 +426,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             ("Content-Type", "text/event-stream; charset=utf-8"),
             ("Cache-Control", "no-cache"),
             ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
-            ("X-Generation-Id", generationID),
-        ])
+        ] + GenerationHeaders.naming(generationID))
         // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
         stream.onEnded = { [unowned self] in finish() }
@@ -501,7 +500,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         } else {
             accounting.sentStatus = error.status
             var error = error
-            error.headers.append(("X-Generation-Id", generationID))
+            error.headers += GenerationHeaders.naming(generationID)
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
             writer.respond(error: error, api: api)
             phase = .finished

@@ -34,3 +34,13 @@ extension HTTPResponseWriter {
     /// Sends `error` in `api`'s shape with its status and headers.
     func respond(error: APIError, api: ClientAPI) { respond(api.response(error)) }
 }
+
+/// The headers naming a completion by its generation id: the gateway's own, and the request id
+/// headers the official SDKs read (OpenAI's `x-request-id` becomes `_request_id`, Anthropic's
+/// `request-id` an error's `request_id`), so users' logs and bug reports carry the id the
+/// generation record is filed under.
+enum GenerationHeaders {
+    static func naming(_ id: String) -> [(String, String)] {
+        [("X-Generation-Id", id), ("x-request-id", id), ("request-id", id)]
+    }
+}

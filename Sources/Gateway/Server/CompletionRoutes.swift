@@ -120,7 +120,7 @@ extension GatewayServer {
                 prompt: String?, log: Logger) {
         var error = error
         var record = record
-        error.headers.append(("X-Generation-Id", record.id))
+        error.headers += GenerationHeaders.naming(record.id)
         writer.respond(error: error, api: api)
         record.kind = .rejected
         record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),

@@ -1,3 +1,4 @@
+import Foundation
 import Fusion
 import GatewayCore
 import HTTPServer
@@ -45,29 +46,47 @@ extension GatewayServer {
     /// and a provider's `models:` allow-list), as `provider/model`. A provider without a list
     /// routes any model name; it cannot be enumerated here and is named under `providers`
     /// (`"models": "any"`).
-    func modelsList() -> [UInt8] {
+    ///
+    /// Asked by Anthropic's SDKs (`anthropic-version`), the same models in Anthropic's shape.
+    func modelsList(for shape: ModelsShape) -> [UInt8] {
         let (data, unlisted) = modelEntries()
+        if shape == .anthropic {
+            let ids = data.compactMap { $0["id"]?.stringValue }
+            return JSONValue.object([
+                "data": .array(ids.map(ModelsShape.anthropicEntry)), "has_more": .bool(false),
+                "first_id": ids.first.map { .string($0) } ?? .null, "last_id": ids.last.map { .string($0) } ?? .null,
+            ]).serialized()
+        }
         var list: [String: JSONValue] = ["object": .string("list"), "data": .array(data)]
         if !unlisted.isEmpty { list["providers"] = .array(unlisted) }
         return JSONValue.object(list).serialized()
     }
 
-    /// `GET /v1/models/{id}` (the SDKs' `models.retrieve`; the id may hold slashes): its entry in
-    /// the list, or, for a provider that routes any name, a plain entry for a name it routes; else
-    /// a 404 naming it.
-    func model(_ id: String, _ writer: HTTPResponseWriter) {
-        if let entry = modelEntries().listed.first(where: { $0["id"]?.stringValue == id }) {
-            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: entry.serialized())
+    /// `GET /v1/models/{id}` (the SDKs' `models.retrieve`): its entry in the list, or, for a
+    /// provider that routes any name, a plain entry for a name it routes; else a 404 naming it.
+    /// The id may hold slashes, written as they are (curl) or percent-encoded (`sim%2Fnormal`:
+    /// the SDKs encode every `/` in a path parameter).
+    func model(encoded: Substring, _ writer: HTTPResponseWriter, shape: ModelsShape) {
+        let api: ClientAPI = shape == .anthropic ? .messages : .chatCompletions
+        guard let id = encoded.removingPercentEncoding, !id.isEmpty else {
+            writer.respond(error: .invalidRequest("The model id in the path is not valid percent-encoded UTF-8.", param: "model",
+                                                  code: "invalid_model"), api: api)
             return
         }
-        do {
-            let route = try router.route(id)
-            let entry: JSONValue = .object(["id": .string(id), "object": .string("model"), "created": .int(0),
-                                            "owned_by": .string(route.endpoint.name)])
-            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: entry.serialized())
-        } catch {
-            writer.respond(error: error)
+        let found: JSONValue
+        if let entry = modelEntries().listed.first(where: { $0["id"]?.stringValue == id }) {
+            found = entry
+        } else {
+            do {
+                let route = try router.route(id)
+                found = .object(["id": .string(id), "object": .string("model"), "created": .int(0), "owned_by": .string(route.endpoint.name)])
+            } catch {
+                writer.respond(error: error, api: api)
+                return
+            }
         }
+        let body = shape == .anthropic ? ModelsShape.anthropicEntry(id) : found
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body.serialized())
     }
 
     /// The listed models, and the providers that route any name (not enumerable).
@@ -112,5 +131,20 @@ extension GatewayServer {
             }
         }
         return (data, unlisted)
+    }
+}
+
+/// Which API's shape a models request wants: Anthropic's SDKs send `anthropic-version` and read
+/// `{type, id, display_name, created_at}` entries in a `{data, has_more, first_id, last_id}`
+/// page; everyone else gets OpenAI's `{object: "list", data}`.
+enum ModelsShape: Equatable {
+    case openAI, anthropic
+
+    init(_ request: HTTPRequest) {
+        self = request.header("anthropic-version") == nil ? .openAI : .anthropic
+    }
+
+    static func anthropicEntry(_ id: String) -> JSONValue {
+        .object(["type": .string("model"), "id": .string(id), "display_name": .string(id), "created_at": .string("1970-01-01T00:00:00Z")])
     }
 }

@@ -25,7 +25,7 @@ struct RequestPolicy: Sendable {
 
     static let corsMethods = "GET, HEAD, POST, OPTIONS"
     static let corsHeaders = "Authorization, Content-Type, X-Fusion-Depth, X-OpenRouter-Fusion-Depth, Anthropic-Version, X-Api-Key"
-    static let exposedHeaders = "X-Generation-Id, Retry-After, X-Should-Retry"
+    static let exposedHeaders = "X-Generation-Id, X-Request-Id, Request-Id, Retry-After, X-Should-Retry"
 
     /// Nil lets the request in; otherwise the error to answer with (and close).
     func refusal(for head: HTTPRequest) -> APIError? {
