@@ -3,7 +3,9 @@ import Providers
 
 /// Progress of a deliberation, as the client sees it live (see `FusionProgressEncoder`).
 public enum FusionProgress: Sendable, Equatable {
-    case toolCalled(arguments: String)
+    /// The outer model called the fusion tool (`callID`: its call's id, which a client that keeps
+    /// the Responses item sends back).
+    case toolCalled(arguments: String, callID: String = "")
     case memberStarted(index: Int, model: String)
     case memberDelta(index: Int, model: String, text: String)
     /// A panel member's reasoning ("thinking") text, as it streams: not part of its answer.
@@ -22,7 +24,7 @@ public enum FusionProgress: Sendable, Equatable {
     case completed(result: FusionResult)
     /// The outer model called the fusion tool more than once in its turn: this call was not run
     /// (its result says `fusion_invocation_capped`). After `completed`.
-    case invocationCapped(arguments: String)
+    case invocationCapped(arguments: String, callID: String = "")
     /// What the deliberation will cost, before it starts (only with prices in the config): the
     /// first progress of a deliberation.
     case estimate(CostEstimate)

@@ -34,7 +34,7 @@ extension FusionSessionMachine {
             out.append(.output(.progress(.phase(PhaseReport(.outer, .completed, duration: time - turn.startedAt,
                                                             summary: "\(request.outerModel) called the fusion tool")))))
         }
-        out.append(.output(.progress(.toolCalled(arguments: call.arguments))))
+        out.append(.output(.progress(.toolCalled(arguments: call.arguments, callID: call.id))))
         return out + perform(actions, at: time)
     }
 
@@ -302,7 +302,7 @@ extension FusionSessionMachine {
         // Running tools and members still streaming (none normally) are over.
         var out = cancelAllCalls()
         guard let turn = firstTurn, let fusionCall = turn.fusionCall else { return out + complete(at: time) }
-        out += turn.extraFusionCalls.map { .output(.progress(.invocationCapped(arguments: $0.arguments))) }
+        out += turn.extraFusionCalls.map { .output(.progress(.invocationCapped(arguments: $0.arguments, callID: $0.id))) }
         let capped = String(decoding: JSONValue.object([
             "status": .string("error"), "failure_reason": .string("fusion_invocation_capped"),
             "error": .string("fusion runs once per request; this call was not run"),

@@ -76,7 +76,7 @@ import Testing
         // Our tool call never reaches the client, its text does.
         #expect(outputs(afterOuter).prefix(1) == [.answer(.text("Let me ask the panel. "))])
         #expect(!outputs(afterOuter).contains(.answer(.finish(.toolCalls))))
-        #expect(outputs(afterOuter).contains(.progress(.toolCalled(arguments: #"{"question":"Q?"}"#))))
+        #expect(outputs(afterOuter).contains(.progress(.toolCalled(arguments: #"{"question":"Q?"}"#, callID: "call_f"))))
         let members = started(afterOuter)
         #expect(members.map(\.role) == [.member(index: 0), .member(index: 1)])
         #expect(members.map(\.model) == Self.panel)
@@ -264,7 +264,7 @@ import Testing
             default: false
             }
         }
-        #expect(shown.count == 2 && shown.last == .progress(.invocationCapped(arguments: #"{"question":"again"}"#)))
+        #expect(shown.count == 2 && shown.last == .progress(.invocationCapped(arguments: #"{"question":"again"}"#, callID: "f2")))
         let history = final.request.messages
         #expect(history[1].toolCalls.map(\.id) == ["f1", "f2"])
         #expect(history.suffix(2).map(\.toolCallID) == ["f1", "f2"])

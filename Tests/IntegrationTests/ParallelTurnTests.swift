@@ -103,3 +103,51 @@ import Testing
         #expect(history[2]["tool_call_id"] == .string("call_f") && history[2]["content"] == .string(#"{"status":"ok"}"#))
     }
 }
+
+/// The same parallel turn on `/v1/responses`: the output holds the caller's `function_call` and
+/// the `openrouter:fusion` item with its `call_id` and `arguments`; the follow-up's input (the
+/// output sent back as received, then the caller's `function_call_output`) gives the model the
+/// whole turn: both calls, each answered.
+@Suite struct ResponsesParallelTurnTests {
+    static let tools = #"[{"type":"function","name":"lookup","parameters":{"type":"object"}},{"type":"openrouter:fusion","parameters":{"preset":"budget"}}]"#
+    static let question = #"{"role":"user","content":"Please lookup the local rules and ask the panel whether cities should ban cars"}"#
+
+    func post(_ env: TestEnvironment, _ body: String) throws -> TestResponse {
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: body))
+        return try client.readResponse()
+    }
+
+    /// The Response object: the body, or a stream's `response.completed`.
+    func response(_ reply: TestResponse, stream: Bool) -> JSONValue? {
+        stream ? reply.namedEvents.last { $0.name == "response.completed" }?.data["response"] : reply.json
+    }
+
+    @Test(.timeLimit(.minutes(1)), arguments: [true, false])
+    func theFusionItemSentBackRestoresTheTurn(stream: Bool) throws {
+        let env = try TestEnvironment()
+        let first = try post(env, #"{"model":"\#(ParallelTurnTests.model)","stream":\#(stream),"input":[\#(Self.question)],"tools":\#(Self.tools)}"#)
+        #expect(first.status == 200)
+        let output = try #require(response(first, stream: stream)?["output"]?.arrayValue, "\(first.text)")
+        #expect(output.map { $0["type"]?.stringValue ?? "" } == ["function_call", "openrouter:fusion"], "\(output)")
+        let fusion = output[1]
+        let fusionID = try #require(fusion["call_id"]?.stringValue)
+        #expect(!fusionID.isEmpty && fusion["arguments"]?.stringValue != nil && fusion["status"] == .string("completed"), "\(fusion)")
+        let lookupID = try #require(output[0]["call_id"]?.stringValue)
+
+        let reply = #"{"type":"function_call_output","call_id":"\#(lookupID)","output":"Local rules: cars are banned on Sundays."}"#
+        let input = "[" + Self.question + "," + output.map { String(decoding: $0.serialized(), as: UTF8.self) }.joined(separator: ",") + "," + reply + "]"
+        let second = try post(env, #"{"model":"\#(ParallelTurnTests.model)","stream":\#(stream),"input":\#(input),"tools":\#(Self.tools)}"#)
+        #expect(second.status == 200, "\(second.text)")
+        let answer = response(second, stream: stream)?["output"]?.arrayValue?.last?["content"]?.arrayValue?.first?["text"]?.stringValue ?? ""
+        #expect(answer.hasPrefix("Drawing on a panel of 2 models (2 answered)"), "written from the restored fusion result: \(answer)")
+        #expect(answer.contains("said: Local rules: cars are banned on Sundays."), "and the caller's result: \(answer)")
+        // What the outer model was sent: one turn with both calls, then both results.
+        let history = try JSONValue.parse(env.mockStats.lastRequestBody)["messages"]?.arrayValue ?? []
+        #expect(history.map { $0["role"]?.stringValue ?? "" } == ["user", "assistant", "tool", "tool"], "\(history)")
+        #expect(history[1]["tool_calls"]?.arrayValue?.compactMap { $0["id"]?.stringValue } == [lookupID, fusionID])
+        #expect(Set(history.compactMap { $0["tool_call_id"]?.stringValue }) == [lookupID, fusionID])
+        let record = try #require(try env.generation(second.header("x-generation-id")))
+        #expect(record["fusion"]?["calls"]?.arrayValue?.contains { $0["role"] == .string("panel") } != true, "no second deliberation: \(record)")
+    }
+}

@@ -62,6 +62,24 @@ import Testing
         #expect(messages[6].text == "Final.")
     }
 
+    /// The item of a parallel turn sent back: the fusion call joins the turn of the function
+    /// calls around it, and its result follows the turn's calls, whatever the items' order.
+    @Test func aFusionItemWithItsCallIsRestoredAsTheCallAndItsResult() throws {
+        let fusion = #"{"type":"openrouter:fusion","id":"fu_1","call_id":"call_f","arguments":"{\"question\":\"Q\"}","status":"completed","analysis":{"consensus":["x"]},"panel":{"answered":1},"responses":[{"model":"p/a","content":"A"}]}"#
+        let call = #"{"type":"function_call","call_id":"call_l","name":"lookup","arguments":"{}"}"#
+        let output = #"{"type":"function_call_output","call_id":"call_l","output":"42"}"#
+        for order in [[call, fusion, output], [fusion, call, output]] {
+            let request = try parse(#"{"model":"p/m","input":[{"role":"user","content":"q"},"# + order.joined(separator: ",") + "]}")
+            let messages = request.modelRequest().messages
+            #expect(messages.map(\.role) == [.user, .assistant, .tool, .tool], "\(messages)")
+            let ids = messages[1].toolCalls.map(\.id)
+            #expect(Set(ids) == ["call_l", "call_f"] && messages[1].toolCalls.map(\.index) == [0, 1])
+            #expect(messages[1].toolCalls.first { $0.id == "call_f" }.map { ($0.name, $0.arguments) } ?? ("", "") == ("fusion", #"{"question":"Q"}"#))
+            let result = try #require(messages.first { $0.toolCallID == "call_f" })
+            #expect(result.text == #"{"analysis":{"consensus":["x"]},"panel":{"answered":1},"responses":[{"content":"A","model":"p/a"}]}"#)
+        }
+    }
+
     @Test func functionToolsAreFlatAndTheFusionToolIsKeptForThePlan() throws {
         let request = try parse("""
             {"model":"p/m","input":"q","tools":[
@@ -228,6 +246,12 @@ import Testing
         (#"{"model":"p/m","input":"q","model":"p/other"}"#, "model"),
         (#"{"model":"p/m","input":[{"role":"user","content":"x","role":"system"}]}"#, "input[0].role"),
         (#"{"model":"p/m","input":"q","temperature":1e999}"#, "temperature"),
+        // A fusion item sent back: its call must be one a chat turn can carry.
+        (#"{"model":"p/m","input":[{"type":"openrouter:fusion","call_id":7}]}"#, "input[0].call_id"),
+        (#"{"model":"p/m","input":[{"type":"openrouter:fusion","call_id":""}]}"#, "input[0].call_id"),
+        (#"{"model":"p/m","input":[{"type":"openrouter:fusion","call_id":"f","arguments":{}}]}"#, "input[0].arguments"),
+        (#"{"model":"p/m","input":[{"type":"function_call","call_id":"f","name":"x","arguments":"{}"},{"type":"openrouter:fusion","call_id":"f"}]}"#, "input[1].call_id"),
+        (#"{"model":"p/m","input":[{"type":"openrouter:fusion","call_id":"f"},{"type":"function_call_output","call_id":"f","output":"x"}]}"#, "input[1].call_id"),
     ])
     func rejectsBadInputNamingTheField(body: String, param: String?) {
         let failure = error(body)

@@ -43,7 +43,7 @@ public struct FusionProgressEncoder: Sendable {
     private func appendComment(_ progress: FusionProgress, at now: Double, to out: inout [UInt8]) {
         let line: String
         switch progress {
-        case .toolCalled(let arguments):
+        case .toolCalled(let arguments, _):
             line = "fusion: the outer model called the fusion tool \(arguments.isEmpty ? "{}" : oneLine(arguments))"
         case .memberStarted(let index, let model):
             line = "fusion panel[\(index)] \(model): started at \(milliseconds(now))"
@@ -93,7 +93,7 @@ public struct FusionProgressEncoder: Sendable {
                     + (result.cutCount > 0 ? " (\(result.cutCount) cut for latency)" : "")
                     + (result.analysis == nil ? ", no analysis (\(result.judgeFailure?.reason.rawValue ?? "judge failed"))" : ", analysis ready")
             }
-        case .invocationCapped(let arguments):
+        case .invocationCapped(let arguments, _):
             line = "fusion: a further fusion call was not run (fusion_invocation_capped) \(arguments.isEmpty ? "{}" : oneLine(arguments))"
         }
         SSEEncoder.appendComment(line, to: &out)
@@ -135,11 +135,12 @@ public struct FusionProgressEncoder: Sendable {
             field("status", report.status.rawValue, &data)
             if let duration = report.durationMilliseconds { raw("duration_ms", .double((duration * 1000).rounded() / 1000), &data) }
             field("summary", report.summary, &data)
-        case .toolCalled(let arguments):
+        case .toolCalled(let arguments, let callID):
             name = "fusion.tool.called"
             open(name, milliseconds, &data)
             field("name", FusionPlan.toolName, &data)
             field("arguments", arguments, &data)
+            if !callID.isEmpty { field("call_id", callID, &data) }
         case .memberStarted(let index, let model):
             name = "fusion.member.started"
             member(name, index, model, milliseconds, &data)
@@ -198,11 +199,12 @@ public struct FusionProgressEncoder: Sendable {
             name = "fusion.completed"
             open(name, milliseconds, &data)
             raw("result", result.json, &data)
-        case .invocationCapped(let arguments):
+        case .invocationCapped(let arguments, let callID):
             name = "fusion.tool.capped"
             open(name, milliseconds, &data)
             field("name", FusionPlan.toolName, &data)
             field("arguments", arguments, &data)
+            if !callID.isEmpty { field("call_id", callID, &data) }
             field("failure_reason", "fusion_invocation_capped", &data)
         }
         data.append(UInt8(ascii: "}"))

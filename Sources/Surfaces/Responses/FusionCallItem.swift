@@ -10,17 +10,22 @@ import GatewayCore
 /// incomplete; it has no "failed"): `incomplete` when nothing usable came of the run (every
 /// member failed, or the call was capped), `completed` otherwise, a judge failure included (the
 /// answers are there; `failure_reason` names the judge's problem).
+///
+/// `call_id` and `arguments` are the outer model's call of the fusion tool, as on a
+/// `function_call` item: a client sends the item back in the next request's `input`, and the
+/// gateway restores it as that call and its result (`ResponsesInput`), so a parallel turn (the
+/// caller's function calls and fusion) reaches the model with every call answered.
 enum FusionCallItem {
     static let type = "openrouter:fusion"
 
     /// As `output_item.added` shows it.
-    static var initial: JSONValue {
-        .object(["type": .string(type), "status": .string("in_progress")])
+    static func initial(callID: String, arguments: String) -> JSONValue {
+        .object(["type": .string(type), "status": .string("in_progress"), "call_id": .string(callID), "arguments": .string(arguments)])
     }
 
-    static func final(_ result: FusionResult) -> JSONValue {
+    static func final(_ result: FusionResult, callID: String, arguments: String) -> JSONValue {
         var item: [String: JSONValue] = [
-            "type": .string(type),
+            "type": .string(type), "call_id": .string(callID), "arguments": .string(arguments),
             "status": .string(result.isError ? "incomplete" : "completed"),
             "responses": .array(result.answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
             "panel": result.panelJSON,
@@ -56,9 +61,10 @@ enum FusionCallItem {
     }
 
     /// A further call of the fusion tool in the same turn: not run (fusion runs once a request).
-    static func capped(arguments: String) -> JSONValue {
+    static func capped(arguments: String, callID: String) -> JSONValue {
         .object(["type": .string(type), "status": .string("incomplete"), "failure_reason": .string("fusion_invocation_capped"),
-                 "error": .string("fusion runs once per request; this call was not run"), "arguments": .string(arguments)])
+                 "error": .string("fusion runs once per request; this call was not run"), "arguments": .string(arguments),
+                 "call_id": .string(callID)])
     }
 
     /// The upstream's HTTP status, where the reason says it (OpenRouter's optional `status_code`):

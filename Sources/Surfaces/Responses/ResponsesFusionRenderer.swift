@@ -35,6 +35,8 @@ public struct ResponsesFusionRenderer: Sendable {
     public private(set) var writer: ResponsesStreamWriter
     public let openRouterEvents: Bool
     private var fusionItem: ResponsesStreamWriter.ItemReference?
+    /// The open item's call: its id and arguments, for the item's final form.
+    private var fusionCall: (id: String, arguments: String) = ("", "")
     /// Each member's answer so far (for `panel.completed`).
     private var memberTexts: [Int: String] = [:]
     /// Progress before the fusion item opens (the estimate, the outer phase): sent once it does.
@@ -94,19 +96,20 @@ public struct ResponsesFusionRenderer: Sendable {
     }
 
     private mutating func render(_ progress: FusionProgress, into out: inout [UInt8]) {
-        if case .toolCalled(let arguments) = progress {
+        if case .toolCalled(let arguments, let callID) = progress {
             guard fusionItem == nil else { return }
-            let item = writer.openItem(prefix: "fu", initial: FusionCallItem.initial, to: &out)
+            let item = writer.openItem(prefix: "fu", initial: FusionCallItem.initial(callID: callID, arguments: arguments), to: &out)
             fusionItem = item
+            fusionCall = (callID, arguments)
             writer.appendItemEvent("response.fusion_call.in_progress", item, to: &out) { $0.string("arguments", arguments) }
             let waiting = early
             early.removeAll()
             for progress in waiting { render(progress, into: &out) }
             return
         }
-        if case .invocationCapped(let arguments) = progress {
-            let item = writer.openItem(prefix: "fu", initial: FusionCallItem.initial, to: &out)
-            writer.closeItem(item, final: FusionCallItem.capped(arguments: arguments), to: &out)
+        if case .invocationCapped(let arguments, let callID) = progress {
+            let item = writer.openItem(prefix: "fu", initial: FusionCallItem.initial(callID: callID, arguments: arguments), to: &out)
+            writer.closeItem(item, final: FusionCallItem.capped(arguments: arguments, callID: callID), to: &out)
             return
         }
         guard let item = fusionItem else {
@@ -220,7 +223,7 @@ public struct ResponsesFusionRenderer: Sendable {
             }
         case .completed(let result):
             event("completed", item, &out)
-            writer.closeItem(item, final: FusionCallItem.final(result), to: &out)
+            writer.closeItem(item, final: FusionCallItem.final(result, callID: fusionCall.id, arguments: fusionCall.arguments), to: &out)
             fusionItem = nil
         case .toolCalled, .invocationCapped:
             break  // handled above

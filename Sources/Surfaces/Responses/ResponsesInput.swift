@@ -1,3 +1,4 @@
+import Fusion
 import GatewayCore
 import Providers
 
@@ -16,9 +17,13 @@ import Providers
 ///   chat upstreams refuse a tool call without its tool message);
 /// - `reasoning` items: accepted and dropped (a chat upstream has no place for them; the summary
 ///   was for the client);
-/// - the fusion output item (`openrouter:fusion`, which OpenRouter accepts back as input): an
-///   assistant message carrying the tool result the outer model saw, as text, so a later turn
-///   still knows the deliberation (a tool call would need the tool declared again upstream);
+/// - the fusion output item (`openrouter:fusion`, which OpenRouter accepts back as input): the
+///   outer model's fusion call (`call_id`, `arguments`), joined to the assistant turn it belongs
+///   to like a `function_call`, and the result it was given as the tool message answering it,
+///   placed after that turn's calls (the chat shape of the turn the model made; chat's
+///   `reasoning_details` records are restored the same way). An item without `call_id` (an
+///   older client's) is the result as assistant text, so a later turn still knows the
+///   deliberation;
 /// - `item_reference` (server-side state) and other hosted-tool items: a 400.
 enum ResponsesInput {
     static let messageRoles: [String: ModelMessage.Role] = [
@@ -26,7 +31,7 @@ enum ResponsesInput {
     ]
     /// Fields of a fusion item that are the tool result the outer model was given (its `status` is
     /// the item's lifecycle, not the result's: `failure_reason` says what went wrong).
-    static let fusionResultFields: Set<String> = ["analysis", "responses", "failed_models", "failure_reason", "error", "sources"]
+    static let fusionResultFields: Set<String> = ["analysis", "responses", "panel", "failed_models", "failure_reason", "error", "sources"]
 
     static func messages(_ input: JSONValue) throws(APIError) -> [ModelMessage] {
         switch input {
@@ -39,6 +44,7 @@ enum ResponsesInput {
             for (index, item) in items.enumerated() {
                 try conversation.add(item, path: "input[\(index)]")
             }
+            conversation.flushResults()
             try conversation.requireEveryOutput()
             guard !conversation.messages.isEmpty else {
                 throw .invalidRequest("'input' holds nothing a model reads (reasoning items are not sent upstream).", param: "input")
@@ -59,6 +65,16 @@ enum ResponsesInput {
         var calls: [(id: String, path: String)] = []
         /// Each answered call's id → the path of its output.
         var outputs: [String: String] = [:]
+        /// Fusion calls restored from their items: answered by the item itself.
+        var fusionCallIDs: Set<String> = []
+        /// The tool messages of restored fusion calls, sent once their turn's calls are all in.
+        var deferredResults: [ModelMessage] = []
+
+        /// Ends the open assistant turn's calls: the restored fusion results follow them.
+        mutating func flushResults() {
+            messages += deferredResults
+            deferredResults.removeAll()
+        }
 
         /// A call without an output is a 400 naming the call's item.
         func requireEveryOutput() throws(APIError) {
@@ -85,6 +101,7 @@ enum ResponsesInput {
             case let other?:
                 throw ResponsesRequest.invalidType("\(path).type", expected: "a string", got: other)
             }
+            if type == "message" || type == "function_call_output" { flushResults() }
             switch type {
             case "message":
                 let message = try ResponsesInput.message(fields, path: path)
@@ -106,6 +123,10 @@ enum ResponsesInput {
             case "function_call_output":
                 let output = try ResponsesInput.functionCallOutput(fields, path: path, known: callIDs)
                 let callID = output.toolCallID ?? ""
+                if fusionCallIDs.contains(callID) {
+                    throw .invalidRequest("'\(path).call_id' answers the fusion call '\(callID)', which its openrouter:fusion item already answers.",
+                                          param: "\(path).call_id")
+                }
                 if let earlier = outputs[callID] {
                     throw .invalidRequest("'\(path).call_id' answers the function call '\(callID)' again: '\(earlier)' already did.",
                                           param: "\(path).call_id")
@@ -116,9 +137,7 @@ enum ResponsesInput {
             case "reasoning":
                 break  // see the type's comment; it does not end an assistant turn either
             case "openrouter:fusion":
-                let result = JSONValue.object(fields.filter { ResponsesInput.fusionResultFields.contains($0.key) })
-                messages.append(ModelMessage(role: .assistant, text: "[fusion result]\n" + String(decoding: result.serialized(), as: UTF8.self)))
-                assistantTurnOpen = false
+                try addFusionItem(fields, path: path)
             case "item_reference":
                 throw .invalidRequest(
                     "'\(path)' refers to a stored item, but this gateway stores nothing: send the item itself.",
@@ -131,7 +150,47 @@ enum ResponsesInput {
             }
         }
     }
+}
 
+extension ResponsesInput.Conversation {
+    /// A fusion item sent back (see `ResponsesInput`): with its call, that call joins the open
+    /// assistant turn (or starts one) and its result waits for the turn's other calls; without,
+    /// the result as assistant text.
+    mutating func addFusionItem(_ fields: [String: JSONValue], path: String) throws(APIError) {
+        let result = String(decoding: JSONValue.object(fields.filter { ResponsesInput.fusionResultFields.contains($0.key) }).serialized(),
+                            as: UTF8.self)
+        guard let idValue = fields["call_id"], idValue != .null else {
+            flushResults()
+            messages.append(ModelMessage(role: .assistant, text: "[fusion result]\n" + result))
+            assistantTurnOpen = false
+            return
+        }
+        guard let id = idValue.stringValue, !id.isEmpty else {
+            throw ResponsesRequest.invalidType("\(path).call_id", expected: "a non-empty string", got: idValue)
+        }
+        let arguments: String
+        switch fields["arguments"] {
+        case nil, .null?: arguments = "{}"
+        case .string(let text)?: arguments = text
+        case let other?: throw ResponsesRequest.invalidType("\(path).arguments", expected: "a string", got: other)
+        }
+        guard callIDs.insert(id).inserted else {
+            throw .invalidRequest("'\(path).call_id' repeats an earlier call's id '\(id)'.", param: "\(path).call_id")
+        }
+        fusionCallIDs.insert(id)
+        if assistantTurnOpen, var turn = messages.popLast() {
+            turn.toolCalls.append(ToolCall(index: turn.toolCalls.count, id: id, name: FusionPlan.toolName, arguments: arguments))
+            messages.append(turn)
+        } else {
+            messages.append(ModelMessage(role: .assistant, content: [], toolCalls: [ToolCall(index: 0, id: id, name: FusionPlan.toolName,
+                                                                                              arguments: arguments)]))
+        }
+        assistantTurnOpen = true
+        deferredResults.append(ModelMessage(role: .tool, content: [.text(result)], toolCallID: id))
+    }
+}
+
+extension ResponsesInput {
     static func message(_ fields: [String: JSONValue], path: String) throws(APIError) -> ModelMessage {
         guard let roleValue = fields["role"] else {
             throw .invalidRequest("Missing required parameter: '\(path).role'.", param: "\(path).role", code: "missing_required_parameter")
