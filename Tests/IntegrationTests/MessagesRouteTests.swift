@@ -108,6 +108,14 @@ import Testing
         expectError(try post(env, Self.body(model: "mock/rate-limited:retry_after=30", stream: true)), status: 429, type: "rate_limit_error",
                     "upstream 429")
         expectError(try post(env, "[1,2]"), status: 400, type: "invalid_request_error", "not an object")
+        // An overloaded upstream (Anthropic's 529, after the gateway's retries): a 529 to
+        // Anthropic's clients, whose SDKs raise OverloadedError for that status alone.
+        expectError(try post(env, Self.body(model: "anth/error:status=529", stream: false)), status: 529, type: "overloaded_error", "upstream 529")
+        expectError(try post(env, Self.body(model: "mock/error:status=529", stream: true)), status: 529, type: "overloaded_error", "upstream 529")
+        // A system prompt among the turns is refused as Anthropic refuses it.
+        let system = try post(env, #"{"model":"mock/normal","max_tokens":5,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}"#)
+        expectError(system, status: 400, type: "invalid_request_error", "a system turn")
+        #expect(system.json?["error"]?["message"]?.stringValue?.contains("top-level `system` parameter") == true)
 
         let client = try env.client()
         try client.send("GET /v1/messages HTTP/1.1\r\nHost: localhost\r\n\r\n")

@@ -25,7 +25,10 @@ enum ClientAPI {
         case .chatCompletions, .responses:
             error.httpResponse
         case .messages:
-            HTTPResponse(status: error.status, headers: MessagesErrors.responseHeaders(error), body: MessagesErrors.body(error))
+            // An upstream's "overloaded" is Anthropic's 529 to its own clients (their SDKs raise
+            // `OverloadedError` for it alone); OpenAI's clients know it as a 503.
+            HTTPResponse(status: error.code == "overloaded" && error.status == 503 ? 529 : error.status,
+                         headers: MessagesErrors.responseHeaders(error), body: MessagesErrors.body(error))
         }
     }
 }

@@ -74,7 +74,7 @@ public struct MessagesRequest: Sendable {
         return out
     }
 
-    static let roles: Set<String> = ["user", "assistant", "system"]
+    static let roles: Set<String> = ["user", "assistant"]
     /// Block types the gateway reads, per role; thinking blocks are accepted (and not carried:
     /// the neutral request has no signed thinking).
     static let userBlocks: Set<String> = ["text", "image", "document", "tool_result"]
@@ -83,6 +83,11 @@ public struct MessagesRequest: Sendable {
     private static func validateMessage(_ message: JSONValue, path: String, isLast: Bool) throws(APIError) {
         guard case .object(let fields) = message else { throw invalid(path, "an object") }
         guard let role = fields["role"]?.stringValue, roles.contains(role) else {
+            if fields["role"]?.stringValue == "system" {
+                // Anthropic's own words: a system prompt inside the turns is refused there too.
+                throw .invalidRequest("\(path).role: Unexpected role \"system\". The Messages API accepts a top-level `system` parameter, "
+                                          + "not \"system\" as an input message role.", param: "\(path).role")
+            }
             throw invalid("\(path).role", "one of 'user', 'assistant'")
         }
         // As Anthropic's API: an empty turn is refused, not dropped (a dropped question would
