@@ -170,6 +170,10 @@ import Testing
         #expect(text.contains("Drawing on a panel of 3 models"), "\(text)")
         #expect(streamed.comments.contains { $0.hasPrefix("fusion judge") }, "the deliberation as comments, which the SDKs skip")
         #expect(!streamed.namedEvents.contains { $0.name.hasPrefix("fusion") }, "no event the SDKs would hand on")
+        // A streaming client learns what a whole one does: the result and each call's usage.
+        let delta = try #require(streamed.namedEvents.first { $0.name == "message_delta" }?.data)
+        #expect(delta["fusion"]?["panel"]?["answered"] == .int(3) && delta["fusion"]?["analysis"]?["consensus"] != nil, "\(delta)")
+        #expect(delta["usage"]?["fusion"]?["calls"]?.arrayValue?.count == 6, "outer twice, three members, the judge: \(delta)")
 
         let whole = try post(env, Self.body(model: "fusion", stream: false, prompt: "Should cities ban cars?"))
         #expect(whole.status == 200, "\(whole.text)")

@@ -68,6 +68,11 @@ def gateway_checks(base_url):
         final = stream.get_final_message()
     check("gateway: fusion streams its final answer, the deliberation unseen", text.startswith("Drawing on a panel"), repr(text[:200]))
     check("gateway: fusion usage summed", final.usage.output_tokens > 0, repr(final.usage))
+    # The deliberation's result rides on message_delta (the SDK keeps the field it does not know).
+    deltas = [event for event in client.messages.create(model="fusion", stream=True, **question) if event.type == "message_delta"]
+    result = getattr(deltas[-1], "fusion", None) if deltas else None
+    check("gateway: fusion result on message_delta", isinstance(result, dict) and result.get("panel", {}).get("answered", 0) > 0
+          and "analysis" in result, repr(result)[:300])
     whole = client.messages.create(model="fusion", **question)
     check("gateway: fusion whole", whole.content[-1].text.startswith("Drawing on a panel"), repr(whole.content))
 

@@ -4,9 +4,12 @@ import Providers
 
 /// A Fusion session's output for an Anthropic client: streamed, the deliberation as SSE comments
 /// (Anthropic's SDKs skip comments, as they skip events without a name or `ping`s; `curl -N`
-/// shows them) and the answer as one Messages stream over both outer turns; whole, one
-/// `message` with the fusion result under `fusion`. Named progress events are never sent here:
-/// the SDKs hand unknown event names to raw-event readers.
+/// shows them) and the answer as one Messages stream over both outer turns, whose
+/// `message_delta` carries the fusion result under `fusion` and the per-call usage under
+/// `usage.fusion` (as chat's usage chunk does: a streaming client can tell a degraded panel from
+/// a full one; the SDKs keep unknown fields); whole, one `message` with the fusion result under
+/// `fusion`. Named progress events are never sent here: the SDKs hand unknown event names to
+/// raw-event readers.
 ///
 /// Sources are not rendered as citations on this surface (Anthropic's citation blocks point into
 /// documents the client sent); the final answer's text carries its links.
@@ -39,9 +42,10 @@ public struct FusionMessagesRenderer: Sendable {
         }
     }
 
-    /// The end of a streamed answer, with the usage summed over every call.
-    public mutating func renderEnd(usage: Usage, into out: inout [UInt8]) {
-        writer.appendEnd(usage: usage, to: &out)
+    /// The end of a streamed answer, with the usage summed over every call; when a deliberation
+    /// ran, its result and each call's usage.
+    public mutating func renderEnd(usage: Usage, fusion: FusionResult? = nil, calls: [MemberStats]? = nil, into out: inout [UInt8]) {
+        writer.appendEnd(usage: usage, fusion: (fusion?.json, calls.map(FusionTotals.breakdown)), to: &out)
     }
 
     /// An error after the stream began.

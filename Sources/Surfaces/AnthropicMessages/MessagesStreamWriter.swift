@@ -88,8 +88,10 @@ public struct MessagesStreamWriter: Sendable {
     }
 
     /// The end of a complete answer: the open block closed, `message_delta` (stop reason and
-    /// usage: `usage`, else the last reported, else zeros), `message_stop`.
-    public mutating func appendEnd(usage final: Usage? = nil, to out: inout [UInt8]) {
+    /// usage: `usage`, else the last reported, else zeros), `message_stop`. `fusion`: a
+    /// deliberation's result and per-call usage, on `message_delta` (`fusion`, `usage.fusion`).
+    public mutating func appendEnd(usage final: Usage? = nil, fusion: (result: JSONValue?, calls: JSONValue?) = (nil, nil),
+                                   to out: inout [UInt8]) {
         appendStart(to: &out)
         closeBlock(&out)
         let usage = final ?? usage ?? Usage()
@@ -99,7 +101,11 @@ public struct MessagesStreamWriter: Sendable {
         out.append(contentsOf: #","stop_sequence":"#.utf8)
         if let sequence = stopDetail?.sequence { JSONWriting.appendString(sequence, to: &out) } else { out.append(contentsOf: "null".utf8) }
         out.append(contentsOf: #"},"usage":"#.utf8)
-        Self.appendUsage(usage, to: &out)
+        Self.appendUsage(usage, fusionCalls: fusion.calls, to: &out)
+        if let result = fusion.result {
+            out.append(contentsOf: #","fusion":"#.utf8)
+            JSONWriting.appendValue(result, to: &out)
+        }
         out.append(UInt8(ascii: "}"))
         end(&out)
         event("message_stop", &out)
@@ -141,9 +147,14 @@ public struct MessagesStreamWriter: Sendable {
     }
 
     /// Anthropic's usage: `input_tokens` excludes cache reads (OpenAI's prompt includes them).
-    static func appendUsage(_ usage: Usage, to out: inout [UInt8]) {
+    static func appendUsage(_ usage: Usage, fusionCalls: JSONValue? = nil, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"input_tokens":\#(max(usage.promptTokens - usage.cachedTokens, 0)),"#.utf8)
-        out.append(contentsOf: #""cache_read_input_tokens":\#(usage.cachedTokens),"output_tokens":\#(usage.completionTokens)}"#.utf8)
+        out.append(contentsOf: #""cache_read_input_tokens":\#(usage.cachedTokens),"output_tokens":\#(usage.completionTokens)"#.utf8)
+        if let fusionCalls {
+            out.append(contentsOf: #","fusion":"#.utf8)
+            JSONWriting.appendValue(fusionCalls, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil, data: String = "") {

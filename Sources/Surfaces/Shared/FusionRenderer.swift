@@ -112,7 +112,7 @@ extension FusionMessagesRenderer: FusionRenderer {
     }
 
     public mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8]) {
-        renderEnd(usage: totals.usage, into: &out)
+        renderEnd(usage: totals.usage, fusion: totals.fusion, calls: totals.calls, into: &out)
     }
 
     public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
