@@ -73,6 +73,13 @@ public protocol ModelStreamDecoder {
     mutating func decode(_ bytes: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) -> Bool
     /// The body ended: whether the stream was complete.
     func end() -> StreamEnd
+    /// What the upstream said of the prompt before the answer, when it says it first
+    /// (Anthropic's `message_start` usage); nil otherwise. Not a total: `.usage` is.
+    var promptUsage: Usage? { get }
+}
+
+extension ModelStreamDecoder {
+    public var promptUsage: Usage? { nil }
 }
 
 /// One upstream API: how to ask it and how to read its answers. Pure (no I/O): the gateway's

@@ -51,6 +51,22 @@ import Testing
         #expect(env.eventually { (try? env.generation(id)) != nil }, "a record under the same id")
     }
 
+    /// `message_start` carries the prompt's usage when the upstream said it first (an Anthropic
+    /// upstream's own `message_start`): clients that read input tokens there (LangChain's
+    /// per-event usage, cost meters) see the real count, not 0. Other upstreams say it only at
+    /// the end: 0 there, the count on `message_delta`.
+    @Test(arguments: ["mock", "anth"])
+    func messageStartCarriesThePromptUsageTheUpstreamGaveFirst(provider: String) throws {
+        let env = try Self.environment()
+        let response = try post(env, Self.body(model: "\(provider)/normal:pace_ms=0", stream: true))
+        let events = response.namedEvents
+        #expect(events.filter { $0.name == "message_start" }.count == 1 && events.first?.name == "message_start", "\(response.text)")
+        let start = events.first?.data["message"]?["usage"]?["input_tokens"]?.intValue
+        let end = events.first { $0.name == "message_delta" }?.data["usage"]?["input_tokens"]?.intValue
+        #expect((end ?? 0) > 0)
+        #expect(start == (provider == "anth" ? end : 0), "\(provider): message_start \(String(describing: start)), message_delta \(String(describing: end))")
+    }
+
     @Test(arguments: ["mock", "anth", "gem"])
     func aWholeMessageFromEveryKindOfProvider(provider: String) throws {
         let env = try Self.environment()

@@ -105,7 +105,7 @@ struct MessagesProxyRequest: ProxyRequest {
 
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<MessagesStreamWriter> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
-                         writer: MessagesStreamWriter(id: context.generationID, model: clientModel),
+                         writer: MessagesStreamWriter(id: context.generationID, model: clientModel, deferredStart: true),
                          estimatedPromptTokens: estimatedPromptTokens)
     }
 

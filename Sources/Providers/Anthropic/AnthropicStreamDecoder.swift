@@ -55,6 +55,8 @@ struct AnthropicStreamDecoder: ModelStreamDecoder {
     }
 
     func end() -> StreamEnd { reader.ended ? .complete : .truncated }
+
+    var promptUsage: Usage? { reader.promptUsage }
 }
 
 /// The state of one Anthropic stream between events.
@@ -65,6 +67,8 @@ struct AnthropicEventReader {
     private(set) var ended = false
     private var finished = false
     private var usage = AnthropicResponse.UsageCounts()
+    /// The counts `message_start` gave (the prompt's, before the answer).
+    private(set) var promptUsage: Usage?
     /// Content block index (the upstream's number, never converted) → tool call ordinal.
     private var toolCalls: [Int64: Int] = [:]
 
@@ -78,6 +82,7 @@ struct AnthropicEventReader {
         switch json["type"]?.stringValue ?? String(decoding: name, as: UTF8.self) {
         case "message_start":
             usage.update(json["message"]?["usage"])
+            if usage.seen { promptUsage = usage.usage }
         case "content_block_start":
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":

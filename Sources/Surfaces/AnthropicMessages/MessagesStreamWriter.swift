@@ -28,18 +28,38 @@ public struct MessagesStreamWriter: Sendable {
     /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
     private var stopDetail: (reason: String, sequence: String?)?
     private var usage: Usage?
+    /// `message_start` waits for the first block, the end or a failure (a proxied stream's: by
+    /// then the upstream's own `message_start` has given its prompt usage, and an attempt that
+    /// failed before its first block has shown nothing the next attempt would repeat).
+    private let deferredStart: Bool
+    /// The upstream's prompt usage, for `message_start`.
+    private var promptUsage: Usage?
     /// Tool call index → its name and the check of its arguments so far: Anthropic's SDKs parse a
     /// `tool_use` block's input on every delta and raise on a fragment that cannot continue a
     /// JSON object, so such a fragment is refused before it is sent (`refusal(ofToolCall:)`).
     private var argumentChecks: [Int: (name: String, check: JSONPrefixCheck)] = [:]
 
-    public init(id: String, model: String) {
+    /// `deferredStart`: `appendStart` writes nothing; `message_start` goes out before the first
+    /// block, the end or a failure, with the upstream's prompt usage (`notePromptUsage`).
+    public init(id: String, model: String, deferredStart: Bool = false) {
         self.id = id
         self.model = model
+        self.deferredStart = deferredStart
     }
 
-    /// `message_start`, once (also written before the first content if not yet).
+    /// `message_start`, once (also written before the first content if not yet), unless the
+    /// start is deferred.
     public mutating func appendStart(to out: inout [UInt8]) {
+        guard !deferredStart else { return }
+        writeStart(to: &out)
+    }
+
+    /// The upstream's own `message_start` counts: shown in ours, if it is still to be written.
+    public mutating func notePromptUsage(_ usage: Usage) {
+        if !started { promptUsage = usage }
+    }
+
+    private mutating func writeStart(to out: inout [UInt8]) {
         guard !started else { return }
         started = true
         event("message_start", &out)
@@ -47,7 +67,13 @@ public struct MessagesStreamWriter: Sendable {
         JSONWriting.appendString(id, to: &out)
         out.append(contentsOf: #","type":"message","role":"assistant","model":"#.utf8)
         JSONWriting.appendString(model, to: &out)
-        out.append(contentsOf: #","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}"#.utf8)
+        out.append(contentsOf: #","content":[],"stop_reason":null,"stop_sequence":null,"usage":"#.utf8)
+        if let promptUsage {
+            Self.appendUsage(promptUsage, to: &out)
+        } else {
+            out.append(contentsOf: #"{"input_tokens":0,"output_tokens":0}"#.utf8)
+        }
+        out.append(contentsOf: "}}".utf8)
         end(&out)
     }
 
@@ -92,7 +118,7 @@ public struct MessagesStreamWriter: Sendable {
     /// deliberation's result and per-call usage, on `message_delta` (`fusion`, `usage.fusion`).
     public mutating func appendEnd(usage final: Usage? = nil, fusion: (result: JSONValue?, calls: JSONValue?) = (nil, nil),
                                    to out: inout [UInt8]) {
-        appendStart(to: &out)
+        writeStart(to: &out)
         closeBlock(&out)
         let usage = final ?? usage ?? Usage()
         event("message_delta", &out)
@@ -158,7 +184,7 @@ public struct MessagesStreamWriter: Sendable {
     }
 
     private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil, data: String = "") {
-        appendStart(to: &out)
+        writeStart(to: &out)
         guard open != block else { return }
         closeBlock(&out)
         open = block
@@ -230,7 +256,7 @@ extension MessagesStreamWriter: NeutralStreamWriter {
 
     /// An `error` event (after `message_start`, so the SDKs' stream helpers see a stream).
     public mutating func appendFailure(_ error: APIError, to out: inout [UInt8]) {
-        appendStart(to: &out)
+        writeStart(to: &out)
         MessagesErrors.appendEvent(error, to: &out)
     }
 }

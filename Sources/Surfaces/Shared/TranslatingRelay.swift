@@ -19,11 +19,15 @@ public protocol NeutralStreamWriter {
     mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError?
     /// Why the answer cannot end as it is (Messages: a tool call's arguments left unfinished).
     func refusalAtEnd() -> APIError?
+    /// What the upstream said of the prompt before the answer (Anthropic's `message_start`
+    /// usage), for a start that shows it (Messages).
+    mutating func notePromptUsage(_ usage: Usage)
 }
 
 extension NeutralStreamWriter {
     public mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError? { nil }
     public func refusalAtEnd() -> APIError? { nil }
+    public mutating func notePromptUsage(_ usage: Usage) {}
 }
 
 /// A client's stream from an upstream of another wire format, without sockets: the provider's
@@ -47,6 +51,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public private(set) var usageEstimated = false
     /// Reused between reads (the per-event path allocates nothing once grown).
     private var pending: [ModelEvent] = []
+    /// The prompt's usage was asked of the decoder (until it is known or an event arrived).
+    private var promptNoted = false
 
     public init(decoder: any ModelStreamDecoder, writer: Writer, estimatedPromptTokens: Int64? = nil) {
         self.decoder = decoder
@@ -71,6 +77,15 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             pending = events
             fail(.upstreamProtocol("the upstream sent an invalid stream: \(error.message)"), into: &out)
             return outcome
+        }
+        if !promptNoted {
+            // Anthropic says the prompt's usage first (`message_start`), before any event.
+            if let usage = decoder.promptUsage {
+                writer.notePromptUsage(usage)
+                promptNoted = true
+            } else {
+                promptNoted = !events.isEmpty
+            }
         }
         for event in events where outcome == .streaming { translate(event, into: &out) }
         pending = events
