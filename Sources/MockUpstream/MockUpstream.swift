@@ -158,7 +158,8 @@ public final class MockUpstream {
         switch scenario.kind {
         case .error:
             let status = scenario.option("status", default: 500)
-            return fail(APIError(status: status, type: "server_error", code: "mock_error",
+            // OpenAI's types: its 4xx are `invalid_request_error`, its 5xx `server_error`.
+            return fail(APIError(status: status, type: status < 500 ? "invalid_request_error" : "server_error", code: "mock_error",
                                  message: "Mock upstream failure (scenario 'error', status \(status))\(echoed)"))
         case .rateLimited:
             let header = scenario.options["retry_after_ms"].map { ("retry-after-ms", String($0)) }
