@@ -56,7 +56,7 @@ struct MockAnthropicStream: MockWire {
 
     mutating func appendFinish(to out: inout [UInt8]) {
         closeBlock(to: &out)
-        let reason = script.callsTool ? "tool_use" : "end_turn"
+        let reason = script.truncated ? "max_tokens" : script.callsTool ? "tool_use" : "end_turn"
         event("message_delta", to: &out) {
             $0.append(contentsOf: #"{"type":"message_delta","delta":{"stop_reason":"\#(reason)","stop_sequence":null},"usage":{"output_tokens":\#(script.completionTokens)}}"#.utf8)
         }
@@ -84,7 +84,7 @@ struct MockAnthropicStream: MockWire {
         }
         let body: JSONValue = .object([
             "id": .string(messageID), "type": .string("message"), "role": .string("assistant"), "model": .string(script.model),
-            "content": .array(content), "stop_reason": .string(script.callsTool ? "tool_use" : "end_turn"), "stop_sequence": .null,
+            "content": .array(content), "stop_reason": .string(script.truncated ? "max_tokens" : script.callsTool ? "tool_use" : "end_turn"), "stop_sequence": .null,
             "usage": .object(["input_tokens": .int(Int64(script.promptTokens)), "output_tokens": .int(Int64(script.completionTokens))]),
         ])
         return body.serialized()
@@ -191,6 +191,7 @@ struct MockAnthropicStream: MockWire {
             return .object(["type": .string("function"), "function": .object(["name": .string(name)])])
         }
         var shaped: [String: JSONValue] = ["model": request["model"] ?? .null, "messages": .array(messages), "tools": .array(tools)]
+        if let limit = request["max_tokens"] { shaped["max_tokens"] = limit }
         switch request["tool_choice"]?["type"]?.stringValue {
         case "any"?: shaped["tool_choice"] = .string("required")
         case "none"?: shaped["tool_choice"] = .string("none")

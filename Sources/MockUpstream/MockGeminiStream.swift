@@ -91,7 +91,7 @@ struct MockGeminiStream: MockWire {
         let reasoning = script.steps.filter { if case .reasoning = $0 { true } else { false } }.count
         let body: JSONValue = .object([
             "candidates": .array([.object(["content": .object(["parts": .array(parts), "role": .string("model")]),
-                                           "finishReason": .string("STOP"), "index": .int(0)])]),
+                                           "finishReason": .string(script.truncated ? "MAX_TOKENS" : "STOP"), "index": .int(0)])]),
             "usageMetadata": usage(candidates: script.completionTokens - reasoning, thoughts: reasoning),
             "modelVersion": .string(script.model), "responseId": .string(script.id),
         ])
@@ -142,7 +142,7 @@ struct MockGeminiStream: MockWire {
         out.append(contentsOf: #"data: {"candidates": [{"content": {"parts": ["#.utf8)
         parts(&out)
         out.append(contentsOf: #"],"role": "model"},"#.utf8)
-        if finish { out.append(contentsOf: #""finishReason": "STOP","#.utf8) }
+        if finish { out.append(contentsOf: #""finishReason": "\#(script.truncated ? "MAX_TOKENS" : "STOP")","#.utf8) }
         out.append(contentsOf: #""index": 0}],"usageMetadata": "#.utf8)
         out.append(contentsOf: JSONWriting.compact(usage(candidates: candidates, thoughts: thoughts)).utf8)
         out.append(contentsOf: #","modelVersion": "#.utf8)
@@ -190,6 +190,7 @@ struct MockGeminiStream: MockWire {
         let tools: [JSONValue] = (request["tools"]?.arrayValue ?? []).flatMap { $0["functionDeclarations"]?.arrayValue ?? [] }
             .compactMap { $0["name"] }.map { .object(["type": .string("function"), "function": .object(["name": $0])]) }
         var shaped: [String: JSONValue] = ["model": .string(model), "messages": .array(messages), "tools": .array(tools)]
+        if let limit = request["generationConfig"]?["maxOutputTokens"] { shaped["max_tokens"] = limit }
         switch request["toolConfig"]?["functionCallingConfig"]?["mode"]?.stringValue {
         case "ANY"?: shaped["tool_choice"] = .string("required")
         case "NONE"?: shaped["tool_choice"] = .string("none")

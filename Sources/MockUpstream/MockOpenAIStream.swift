@@ -59,7 +59,7 @@ struct MockOpenAIStream: MockWire {
     /// The finish chunk, the usage (unless `no_usage=1`; its key spaced with `spaced=1`), `[DONE]`.
     /// With `together=1`, `lastStep`'s content, the finish reason and the usage share one chunk.
     mutating func appendFinish(lastStep: MockScript.Step?, to out: inout [UInt8]) {
-        let reason = script.callsTool ? "tool_calls" : "stop"
+        let reason = script.truncated ? "length" : script.callsTool ? "tool_calls" : "stop"
         let usage = script.scenario.option("no_usage", default: 0) == 1 ? nil : usageJSON
         let usageKey = script.scenario.option("spaced", default: 0) == 1 ? #""usage" : "# : #""usage":"#
         if let lastStep, case .content(let text) = lastStep {
@@ -113,10 +113,10 @@ struct MockOpenAIStream: MockWire {
                 JSONWriting.appendString(call.arguments, to: &body)
                 body.append(contentsOf: "}}".utf8)
             }
-            body.append(contentsOf: #"]},"finish_reason":"tool_calls"}]"#.utf8)
+            body.append(contentsOf: #"]},"finish_reason":"\#(script.truncated ? "length" : "tool_calls")"}]"#.utf8)
         } else {
             JSONWriting.appendString(script.fullContent, to: &body)
-            body.append(contentsOf: #"},"finish_reason":"stop"}]"#.utf8)
+            body.append(contentsOf: #"},"finish_reason":"\#(script.truncated ? "length" : "stop")"}]"#.utf8)
         }
         if script.scenario.option("no_usage", default: 0) == 0 {
             body.append(contentsOf: #","usage":"#.utf8)

@@ -11,8 +11,13 @@ struct MockScript {
     let scenario: MockScenario
     let model: String
     let id: String
-    let steps: MockSteps
+    private(set) var steps: MockSteps
     let promptTokens: Int
+    /// The request's output limit (`max_completion_tokens`, `max_tokens`; Anthropic's
+    /// `max_tokens`, Gemini's `maxOutputTokens`, in the request's chat shape) cut the answer:
+    /// it ends with the vendor's length finish (`length`, `max_tokens`, `MAX_TOKENS`). A step
+    /// counts as a token, as the usage says.
+    private(set) var truncated = false
 
     init(scenario: MockScenario, model: String, request: JSONValue, rawBody: [UInt8], id: String) {
         self.scenario = scenario
@@ -74,6 +79,20 @@ struct MockScript {
                     + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive."))
             }
         }
+        if let cap = Self.outputCap(request), cap < steps.count {
+            steps = steps.prefix(cap)
+            truncated = true
+        }
+    }
+
+    /// The output limit a request sets (at least 1), in its chat shape.
+    static func outputCap(_ request: JSONValue) -> Int? {
+        for key in ["max_completion_tokens", "max_tokens"] {
+            if let value = request[key], let number = value.doubleValue, number >= 1 {
+                return number >= Double(Int32.max) ? Int(Int32.max) : Int(number)
+            }
+        }
+        return nil
     }
 
     /// One delta per word (each keeps its trailing space or newline).
@@ -174,6 +193,14 @@ struct MockSteps: RandomAccessCollection {
 
     init(_ list: [MockScript.Step]) { storage = .list(list) }
     init(count: Int) { storage = .counted(Swift.max(0, count)) }
+
+    /// The first `count` steps.
+    func prefix(_ count: Int) -> MockSteps {
+        switch storage {
+        case .list(let list): MockSteps(Array(list.prefix(count)))
+        case .counted(let total): MockSteps(count: Swift.min(total, count))
+        }
+    }
 
     var startIndex: Int { 0 }
     var endIndex: Int {

@@ -112,3 +112,47 @@ import Testing
         #expect(unknown?.contains("mock/expert-4:pace_ms=1:no_usage=1") == true)
     }
 }
+
+/// The simulated models honour the request's output limit (a step is a token): an answer cut by
+/// it ends with each API's length finish, on every client surface and every vendor's wire, so
+/// a client's handling of a truncated answer can be exercised against the gateway.
+@Suite struct OutputLimitTests {
+    static func environment() throws -> TestEnvironment {
+        try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+    }
+
+    @Test(arguments: ["mock", "anth", "gem"])
+    func aCutAnswerEndsWithTheLengthFinishOnEverySurface(provider: String) throws {
+        let env = try Self.environment()
+        let model = "\(provider)/normal:pace_ms=0"
+        for stream in [true, false] {
+            let chat = try env.chat(TestEnvironment.chatBody(model: model, stream: stream, extra: #","max_tokens":3"#))
+            if stream {
+                #expect(chat.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue } == ["length"],
+                        "\(provider): \(chat.text)")
+                #expect(chat.streamedContent == "This is a ", "\(provider): \(chat.streamedContent)")
+            } else {
+                #expect(chat.json?["choices"]?.arrayValue?.first?["finish_reason"] == .string("length"), "\(provider): \(chat.text)")
+            }
+
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/messages", body: #"{"model":"\#(model)","max_tokens":3,"stream":\#(stream),"messages":[{"role":"user","content":"hi"}]}"#,
+                                                 headers: ["anthropic-version": "2023-06-01"]))
+            let message = try client.readResponse()
+            let stop = stream ? message.namedEvents.first { $0.name == "message_delta" }?.data["delta"]?["stop_reason"] : message.json?["stop_reason"]
+            #expect(stop == .string("max_tokens"), "\(provider): \(message.text)")
+
+            let other = try env.client()
+            try other.send(TestEnvironment.post("/v1/responses", body: #"{"model":"\#(model)","max_output_tokens":3,"stream":\#(stream),"input":"hi"}"#))
+            let response = try other.readResponse()
+            let object = stream ? response.namedEvents.last?.data["response"] : response.json
+            #expect(object?["status"] == .string("incomplete") && object?["incomplete_details"]?["reason"] == .string("max_output_tokens"),
+                    "\(provider): \(response.text)")
+        }
+    }
+}
