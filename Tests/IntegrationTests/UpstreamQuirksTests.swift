@@ -156,3 +156,31 @@ import Testing
         }
     }
 }
+
+/// A stream broken off mid-answer still tells a client that asked for usage what was generated
+/// (the upstream's figure, or the gateway's estimate flagged `estimated`), before the error its
+/// SDK raises on: relayed, translated, and on the Responses API's `response.failed`.
+@Suite struct UsageOnFailureTests {
+    @Test(arguments: ["mock", "anth"])
+    func aBrokenChatStreamSendsItsUsageBeforeTheError(provider: String) throws {
+        let env = try OutputLimitTests.environment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "\(provider)/error-mid-stream:after=3:pace_ms=1",
+                                                             extra: #","stream_options":{"include_usage":true}"#))
+        let chunks = response.plainChunksJSON
+        let usageIndex = try #require(chunks.firstIndex { $0["usage"]?["completion_tokens"] != nil }, "\(response.text)")
+        let errorIndex = try #require(chunks.firstIndex { $0["error"] != nil }, "\(response.text)")
+        #expect(usageIndex < errorIndex && errorIndex == chunks.count - 1, "\(provider): usage, then the error last")
+        let usage = chunks[usageIndex]["usage"]
+        #expect((usage?["completion_tokens"]?.intValue ?? 0) >= 3 && usage?["estimated"] == .bool(true), "\(provider): \(String(describing: usage))")
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        // Not asked for: no usage chunk.
+        let plain = try env.chat(TestEnvironment.chatBody(model: "\(provider)/error-mid-stream:after=3:pace_ms=1"))
+        #expect(!plain.plainChunksJSON.contains { $0["usage"] != nil && $0["usage"] != .null }, "\(plain.text)")
+
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"\#(provider)/error-mid-stream:after=3:pace_ms=1","stream":true,"input":"hi"}"#))
+        let failed = try client.readResponse().namedEvents.last
+        #expect(failed?.name == "response.failed" && (failed?.data["response"]?["usage"]?["output_tokens"]?.intValue ?? 0) >= 3,
+                "\(String(describing: failed))")
+    }
+}

@@ -255,7 +255,8 @@ extension MessagesStreamWriter: NeutralStreamWriter {
     }
 
     /// An `error` event (after `message_start`, so the SDKs' stream helpers see a stream).
-    public mutating func appendFailure(_ error: APIError, to out: inout [UInt8]) {
+    /// Anthropic's error event has no usage: the record keeps it.
+    public mutating func appendFailure(_ error: APIError, usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
         writeStart(to: &out)
         MessagesErrors.appendEvent(error, to: &out)
     }

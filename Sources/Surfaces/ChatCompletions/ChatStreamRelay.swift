@@ -152,15 +152,20 @@ public struct ChatStreamTranslation: NeutralStreamWriter {
     }
 
     public mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
-        if includeUsage, let usage, case .object(var json) = usage.json {
-            if estimated { json["estimated"] = .bool(true) }
-            chunks.appendUsage(.object(json), to: &out)
-        }
+        appendUsage(usage, estimated: estimated, to: &out)
         out.append(contentsOf: SSEEncoder.done)
     }
 
-    public mutating func appendFailure(_ error: APIError, to out: inout [UInt8]) {
+    /// The usage so far before the error chunk the client's SDK raises on (when it asked for usage).
+    public mutating func appendFailure(_ error: APIError, usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
+        appendUsage(usage, estimated: estimated, to: &out)
         chunks.appendError(error, to: &out)
         out.append(contentsOf: SSEEncoder.done)
+    }
+
+    private func appendUsage(_ usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
+        guard includeUsage, let usage, case .object(var json) = usage.json else { return }
+        if estimated { json["estimated"] = .bool(true) }
+        chunks.appendUsage(.object(json), to: &out)
     }
 }

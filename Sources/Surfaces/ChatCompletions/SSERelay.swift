@@ -209,14 +209,24 @@ public struct SSERelay {
     /// clients raise on it) and `[DONE]`.
     public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
+        // What was generated before the failure is still the client's to count, when it asked
+        // for usage: before the error chunk its SDK raises on.
+        appendOwedUsage(into: &out)
         SSEEncoder.appendData(error.streamChunk(id: id, model: model, created: created), to: &out)
         out.append(contentsOf: SSEEncoder.done)
         outcome = .failed(error)
     }
 
-    /// `[DONE]`, after the usage chunk the client asked for: the upstream's when it came with the
-    /// answer's last chunk, an estimate when it never came.
+    /// `[DONE]`, after the usage chunk the client asked for.
     private mutating func finishStream(into out: inout [UInt8]) {
+        appendOwedUsage(into: &out)
+        out.append(contentsOf: SSEEncoder.done)
+        outcome = .done
+    }
+
+    /// The usage chunk the client asked for and has not had: the upstream's when it came with an
+    /// answer chunk, an estimate (`"estimated": true`) when it never came.
+    private mutating func appendOwedUsage(into out: inout [UInt8]) {
         if usageChunkOwed, let usage {
             usageChunkOwed = false
             let chunk = Array(#"{"object":"chat.completion.chunk","choices":[],"usage":"#.utf8)
@@ -238,8 +248,6 @@ public struct SSERelay {
             SSEEncoder.appendData(chunk, to: &out)
             usage = try? JSONValue.parse(Array(estimate.utf8))
         }
-        out.append(contentsOf: SSEEncoder.done)
-        outcome = .done
     }
 }
 

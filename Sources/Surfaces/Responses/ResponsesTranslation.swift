@@ -24,8 +24,9 @@ public struct ResponsesTranslation: NeutralStreamWriter {
         writer.appendEnd(usage: Self.usageJSON(usage, estimated: estimated), completedAt: Self.now(), to: &out)
     }
 
-    public mutating func appendFailure(_ error: APIError, to out: inout [UInt8]) {
-        writer.appendFailure(error, to: &out)
+    /// `response.failed` with the usage so far.
+    public mutating func appendFailure(_ error: APIError, usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
+        writer.appendFailure(error, usage: usage.map { Self.usageJSON($0, estimated: estimated) } ?? nil, to: &out)
     }
 
     public static func usageJSON(_ usage: Usage?, estimated: Bool) -> JSONValue? {

@@ -12,8 +12,9 @@ public protocol NeutralStreamWriter {
     /// The end of a complete answer. `usage`: the total to report (nil: none was reported and
     /// none could be estimated); `estimated`: it is the gateway's estimate.
     mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8])
-    /// A failure ending a stream that already began, in the API's in-band error form.
-    mutating func appendFailure(_ error: APIError, to out: inout [UInt8])
+    /// A failure ending a stream that already began, in the API's in-band error form, with the
+    /// usage so far where the API carries it (`usage`, `estimated` as for `appendEnd`).
+    mutating func appendFailure(_ error: APIError, usage: Usage?, estimated: Bool, to out: inout [UInt8])
     /// Why the client's API cannot carry `event`'s tool call fragment (Messages: arguments that
     /// can no longer be a JSON object), checked before it is appended; nil to append it.
     mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError?
@@ -114,7 +115,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     /// Ends the stream with `error`, in the client API's in-band form.
     public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
-        writer.appendFailure(error, to: &out)
+        let total = totalUsage()
+        writer.appendFailure(error, usage: total, estimated: usageEstimated, to: &out)
         outcome = .failed(error)
     }
 
@@ -148,14 +150,17 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             fail(refusal, into: &out)
             return
         }
-        var total = usage
-        if total == nil, let prompt = estimatedPromptTokens {
-            // Roughly one token per forwarded event: a lower bound, flagged as an estimate.
-            let completion = Int64(forwardedEvents)
-            total = Usage(promptTokens: prompt, completionTokens: completion, totalTokens: prompt.addingReportingOverflow(completion).partialValue)
-            usageEstimated = true
-        }
+        let total = totalUsage()
         writer.appendEnd(usage: total, estimated: usageEstimated, to: &out)
         outcome = .done
+    }
+
+    /// The usage to report: the upstream's, else (when the prompt's size is known) an estimate.
+    private mutating func totalUsage() -> Usage? {
+        guard usage == nil, let prompt = estimatedPromptTokens else { return usage }
+        // Roughly one token per forwarded event: a lower bound, flagged as an estimate.
+        let completion = Int64(forwardedEvents)
+        usageEstimated = true
+        return Usage(promptTokens: prompt, completionTokens: completion, totalTokens: prompt.addingReportingOverflow(completion).partialValue)
     }
 }
