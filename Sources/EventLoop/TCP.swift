@@ -28,21 +28,15 @@ public final class TCPListener: LoopHandle {
         super.init(loop: loop, byteCount: MemoryLayout<uv_tcp_t>.size)
         let tcp = rawHandle.assumingMemoryBound(to: uv_tcp_t.self)
         guard didInitialize(uv_tcp_init(loop.uvLoop, tcp), "uv_tcp_init") else { throw initError! }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        var result = withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(host, Int32(port), $0) }
-        }
-        if result != 0 {
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            result = withUnsafeMutablePointer(to: &storage) { pointer in
-                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { uv_ip6_addr(host, Int32(port), $0) }
-            }
-        }
-        guard result == 0 else {
+        var storage: sockaddr_storage
+        let length: socklen_t
+        do {
+            (storage, length) = try Self.address(host: host, port: port)
+        } catch {
             close()
-            throw LoopError(result, "parse listen address \(host)")
+            throw error
         }
+        var result: Int32 = 0
         if reusePort {
             // libuv 1.44 cannot set SO_REUSEPORT: prepare the socket ourselves, then adopt it.
             let fd = socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -75,6 +69,42 @@ public final class TCPListener: LoopHandle {
             close()
             throw LoopError(result, "listen on \(host):\(port)")
         }
+    }
+
+    /// `host:port` as a socket address (IPv4, else IPv6).
+    private static func address(host: String, port: Int) throws(LoopError) -> (sockaddr_storage, socklen_t) {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var result = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(host, Int32(port), $0) }
+        }
+        if result != 0 {
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            result = withUnsafeMutablePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { uv_ip6_addr(host, Int32(port), $0) }
+            }
+        }
+        guard result == 0 else { throw LoopError(result, "parse listen address \(host)") }
+        return (storage, length)
+    }
+
+    /// Throws `EADDRINUSE` when something listens on `host:port` already. A group of
+    /// `reusePort` listeners checks this before it binds: SO_REUSEPORT would let it join another
+    /// process's listeners on the port (another gateway, with another config), and the kernel
+    /// would spread connections over both. A plain bind (this probe's) is refused by any
+    /// listener, as the group's first bind would be without SO_REUSEPORT.
+    public static func ensurePortFree(host: String, port: Int) throws {
+        guard (1...65535).contains(port) else { return }
+        var (storage, length) = try address(host: host, port: port)
+        let fd = socket(Int32(storage.ss_family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw LoopError(Int32(-errno), "listen on \(host):\(port)") }
+        defer { Glibc.close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))  // past TIME_WAIT, as the group binds
+        let bound = withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        if bound != 0 { throw LoopError(Int32(-errno), "listen on \(host):\(port)") }
     }
 
     /// The bound port (useful after binding port 0).

@@ -70,13 +70,18 @@ public final class HTTPServer {
 
     /// What a connection accepted just before shutdown gets to send its first request.
     static let firstRequestWindowMilliseconds: UInt64 = 1_000
+    /// After `onGraceExpired` ended the responses still running: time for those ends to be
+    /// written before the connections left are closed.
+    static let endWritingMilliseconds: UInt64 = 250
 
     /// Stops accepting (after taking what the kernel has queued), closes idle connections (a
     /// just-accepted one gets `firstRequestWindowMilliseconds` for its first request), lets
-    /// responses in progress finish for up to `graceMilliseconds`, then closes the rest (their
-    /// handlers see `onClientGone` and cancel upstream work). `completion` runs once every
+    /// responses in progress finish for up to `graceMilliseconds`, then `onGraceExpired` ends
+    /// the ones still running (in their API's error form, so their clients see an error, not a
+    /// broken transfer) and, `endWritingMilliseconds` later, the connections left are closed
+    /// (their handlers see `onClientGone` and cancel upstream work). `completion` runs once every
     /// connection is closed.
-    public func shutdown(graceMilliseconds: UInt64, completion: @escaping () -> Void = {}) {
+    public func shutdown(graceMilliseconds: UInt64, completion: @escaping () -> Void = {}, onGraceExpired: (() -> Void)? = nil) {
         guard !isShuttingDown else { return }
         listener?.stopAccepting()  // what the kernel queued is served like any connection accepted just before
         isShuttingDown = true
@@ -92,10 +97,22 @@ public final class HTTPServer {
         }
         let timer = LoopTimer(loop: loop) { [weak self] in
             guard let self else { return }
-            for connection in Array(connections.values) { connection.close() }
+            if let onGraceExpired, !connections.isEmpty {
+                onGraceExpired()
+                let closing = LoopTimer(loop: loop) { [weak self] in self?.closeConnections() }
+                closing.start(afterMilliseconds: Self.endWritingMilliseconds)
+                shutdownTimer?.close()
+                shutdownTimer = closing
+            } else {
+                closeConnections()
+            }
         }
         timer.start(afterMilliseconds: graceMilliseconds)
         shutdownTimer = timer
+    }
+
+    private func closeConnections() {
+        for connection in Array(connections.values) { connection.close() }
     }
 
     private func finishShutdown() {

@@ -89,6 +89,27 @@ final class ClusterEnvironment {
         #expect(accepted.allSatisfy { $0 > 0 }, "every loop accepted connections: \(accepted)")
     }
 
+    /// SO_REUSEPORT joins the loops' listeners, never another process's: a second gateway on a
+    /// port one already holds fails to start (EADDRINUSE), as any server would, instead of
+    /// splitting the port's connections with it.
+    @Test func aSecondGatewayCannotJoinAPortInUse() throws {
+        let env = try ClusterEnvironment(loops: 2)
+        defer { env.stop() }
+        var config = GatewayConfig.embeddedDefault
+        config.server.port = env.cluster.port
+        config.fusion = nil
+        for loops in [2, 1] {
+            #expect(throws: LoopError.self, "\(loops) loops") {
+                let intruder = try GatewayCluster(config: config, environment: [:], logger: Logger(label: "intruder"), loops: loops)
+                intruder.shutdown()
+                intruder.waitUntilStopped()
+            }
+        }
+        let client = try TestClient(port: env.cluster.port)
+        try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        #expect(try client.readResponse().status == 200, "the first gateway still serves")
+    }
+
     @Test func aPanelRunsOnEveryLoopAndItsEventsComeBackInOrder() throws {
         let env = try ClusterEnvironment(loops: 2)
         defer { env.stop() }
@@ -204,6 +225,33 @@ final class ClusterEnvironment {
         for client in clients {
             let response = try? client.readResponse()
             if let response { #expect(response.status == 200) }
+        }
+        env.cluster.waitUntilStopped()
+        env.stopMock()
+    }
+
+    /// Streams still running when the grace period ends are ended, not broken off: an error
+    /// chunk their SDKs raise on (`shutting_down`), `[DONE]`, the chunked body's end; their
+    /// records say why (an error, not a client that left).
+    @Test(.timeLimit(.minutes(1)))
+    func streamsOutlastingTheGracePeriodEndWithAnError() throws {
+        let env = try ClusterEnvironment(loops: 2, shutdownGraceMilliseconds: 300)
+        let proxied = #"{"model":"mock/paced:pace_ms=20:deltas=1000","stream":true,"messages":[{"role":"user","content":"Count"}]}"#
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=20:deltas=1000","mock/expert-1:pace_ms=3"]}}]"#
+        let fusion = #"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":\#(tools)}"#
+        var clients: [TestClient] = []
+        for body in [proxied, fusion, proxied, fusion] {
+            let client = try TestClient(port: env.cluster.port)
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+            clients.append(client)
+        }
+        usleep(150_000)
+        env.cluster.shutdown()
+        for client in clients {
+            let response = try client.readResponse()  // throws on a body broken off
+            #expect(response.status == 200)
+            #expect(response.streamError?["code"] == .string("shutting_down"), "\(response.text.suffix(400))")
+            #expect(response.text.hasSuffix("data: [DONE]\n\n"))
         }
         env.cluster.waitUntilStopped()
         env.stopMock()

@@ -18,6 +18,21 @@ import Testing
         #expect(env.mockStats.counts.requests == 6, "two failures and a success, twice")
     }
 
+    /// Retry waits and the attempt that answered are the upstream's time: the gateway's overhead
+    /// stays its own few milliseconds (it once counted from the first failure on).
+    @Test func retryWaitsAreNotTheGatewaysOverhead() throws {
+        let env = try TestEnvironment { $0.upstream.retry.baseDelayMilliseconds = 200 }
+        for stream in [true, false] {
+            let response = try env.chat(TestEnvironment.chatBody(model: "mock/flaky:fail=2:pace_ms=1:n=\(stream ? 1 : 2)", stream: stream))
+            #expect(response.status == 200)
+            #expect(env.eventually { (try? env.generation(response.header("x-generation-id"))) != nil })
+            let record = try #require(try env.generation(response.header("x-generation-id")))
+            let total = record["generation_time"]?.doubleValue ?? 0
+            let overhead = record["overhead_ms"]?.doubleValue ?? .infinity
+            #expect(total >= 300 && overhead < 150, "waited at least 100 + 200 ms; overhead \(overhead) of \(total) ms")
+        }
+    }
+
     @Test func retriesAreBoundedThenTheStatusIsReported() throws {
         let env = try TestEnvironment()
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/flaky:fail=9:status=503"))

@@ -413,6 +413,13 @@ final class FusionSession<Renderer: FusionRenderer> {
     }
 
     /// Cancels whatever is still running and files the record. Idempotent.
+    /// The gateway is stopping and its grace period is over: the calls are cancelled, the
+    /// client gets the error (in-band if the stream began), the record says why it ended.
+    func cutOnShutdown() {
+        guard !finished else { return }
+        end(.failed(.cutOnShutdown))  // its calls are cancelled as it finishes
+    }
+
     private func finish() {
         guard !finished else { return }
         finished = true

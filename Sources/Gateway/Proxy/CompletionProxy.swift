@@ -466,6 +466,13 @@ final class CompletionProxy<Request: ProxyRequest> {
         finish()
     }
 
+    /// The gateway is stopping and its grace period is over: the client gets the error (in-band
+    /// if the stream began) and the record says why it ended.
+    func cutOnShutdown() {
+        guard !didFinish else { return }
+        fail(.cutOnShutdown)
+    }
+
     private func clientDidDisconnect() {
         accounting.cancelled = true
         retryTimer?.close()

@@ -92,9 +92,11 @@ struct ProxyAccounting {
         }
     }
 
-    /// The upstream has nothing more to say (done, failed, or cut off).
+    /// An attempt's upstream has nothing more to say (done, failed, or cut off). The last
+    /// attempt's end closes the upstream's time: from the first attempt to it, the request was
+    /// the upstream's (retry waits included, as the README says), not the gateway's overhead.
     mutating func upstreamDone() {
-        if upstreamDoneAt == nil { upstreamDoneAt = EventLoop.monotonicNanoseconds() }
+        upstreamDoneAt = EventLoop.monotonicNanoseconds()
     }
 
     /// The record to file. `relay`: what the stream relay saw (usage, finish reason), when streamed.

@@ -47,3 +47,12 @@ enum GenerationHeaders {
         [("X-Generation-Id", id), ("x-request-id", id), ("request-id", id)]
     }
 }
+
+/// A response in progress that a stopping gateway can end once its grace period is over: with
+/// an error in the client's API (in-band when its stream began), recorded as the reason.
+protocol CutOnShutdown: AnyObject {
+    func cutOnShutdown()
+}
+
+extension CompletionProxy: CutOnShutdown {}
+extension FusionSession: CutOnShutdown {}

@@ -26,6 +26,16 @@ public final class GatewayCluster: Sendable {
         let count = max(1, loops)
         let threads = (0..<count).map { EventLoopThread(name: "fusion-loop-\($0)") }
         let reusePort = count > 1
+        // SO_REUSEPORT would let the loops join another process's listeners on the port: the
+        // port must be free first, as a single plain bind would require.
+        if reusePort {
+            do {
+                try TCPListener.ensurePortFree(host: config.server.host, port: config.server.port)
+            } catch {
+                for thread in threads { thread.shutdown() }
+                throw error
+            }
+        }
         // The first server binds (port 0 picks one) and creates the shared state.
         let firstLoop = threads[0].loop
         let first = try firstLoop.submitAndWait {

@@ -164,7 +164,11 @@ public final class GatewayServer {
         guard !shuttingDown else { return }
         shuttingDown = true
         logger.info("shutting down", metadata: ["active_streams": "\(active.count)"])
-        server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds, completion: completion)
+        server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds, completion: completion) { [unowned self] in
+            // Responses still running end with an error their clients can read (and a record
+            // that says why), not a transfer that breaks off.
+            for case let response as CutOnShutdown in Array(active.values) { response.cutOnShutdown() }
+        }
     }
 
     /// Second phase, once no loop serves any more: cancels what is left of the upstream transfers
