@@ -254,6 +254,30 @@ import Testing
         #expect((record["tokens_completion"]?.intValue ?? 0) > 0 && (record["tokens_prompt"]?.intValue ?? 0) > 0, "\(record)")
     }
 
+    /// What a request counts against budgets is on its record (`spend_usd`), estimates included:
+    /// a dropped stream's `total_cost` (what its client was told: nothing) is 0, its spend is not.
+    @Test func theRecordSaysWhatTheRequestIsCharged() throws {
+        let env = try TestEnvironment { $0.prices = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 10)] }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=5:deltas=200")))
+        var seen = 0
+        _ = try? client.readResponse { _ in
+            seen += 1
+            if seen == 5 { client.disconnect() }
+        }
+        let id = try #require(client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1)
+        #expect(env.eventually { (try? env.generation(id)) != nil })
+        let record = try #require(try env.generation(id))
+        let prompt = record["tokens_prompt"]?.doubleValue ?? 0, completion = record["tokens_completion"]?.doubleValue ?? 0
+        #expect(record["cancelled"] == .bool(true) && record["total_cost"]?.doubleValue == 0, "\(record)")
+        let expected = ((prompt * 1 + completion * 10)).rounded(.up) / 1_000_000
+        #expect(completion > 0 && record["spend_usd"]?.doubleValue == expected, "\(record)")
+        // A finished one too.
+        let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0", stream: false))
+        let finished = try #require(try env.generation(whole.header("x-generation-id")))
+        #expect((finished["spend_usd"]?.doubleValue ?? 0) > 0, "\(finished)")
+    }
+
     @Test func aJudgeThatTimesOutIsAJudgeTimeout() throws {
         let env = try TestEnvironment { $0.fusion?.judgeTimeoutMilliseconds = 300 }
         let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"],"model":"mock/judge:pace_ms=200"}}]"#

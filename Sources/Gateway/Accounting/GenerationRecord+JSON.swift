@@ -27,7 +27,7 @@ extension GenerationRecord {
             "cancelled": .bool(cancelled), "error": error.map(\.json) ?? .null,
             "tokens_prompt": .int(usage.promptTokens), "tokens_completion": .int(usage.completionTokens),
             "native_tokens_reasoning": .int(usage.reasoningTokens), "native_tokens_cached": .int(usage.cachedTokens),
-            "total_cost": .double(usage.cost), "usage": usage.json, "usage_estimated": .bool(usageEstimated),
+            "total_cost": .double(usage.cost), "spend_usd": .double(Double(spendMicros) / 1_000_000), "usage": usage.json, "usage_estimated": .bool(usageEstimated),
             "usage_unknown": .bool(usageUnknown),
             "latency": Self.number(firstTokenMilliseconds), "generation_time": .double(durationMilliseconds),
             "upstream_latency": Self.number(upstreamFirstTokenMilliseconds), "overhead_ms": Self.number(overheadMilliseconds),
@@ -65,6 +65,7 @@ extension GenerationRecord {
         error = RecordError(json: json["error"])
         usage = Usage(openAI: json["usage"]) ?? Usage()
         usageEstimated = json["usage_estimated"]?.boolValue ?? false
+        spendMicros = Self.micros(dollars: json["spend_usd"]?.doubleValue)
         usageUnknown = json["usage_unknown"]?.boolValue ?? false
         firstTokenMilliseconds = json["latency"]?.doubleValue
         durationMilliseconds = json["generation_time"]?.doubleValue ?? 0
@@ -86,6 +87,13 @@ extension GenerationRecord {
     }
 
     static func number(_ value: Double?) -> JSONValue { value.map(JSONValue.double) ?? .null }
+
+    /// Dollars read back from a store (untrusted: any number) as millionths, without trapping.
+    static func micros(dollars: Double?) -> Int64 {
+        guard let dollars, dollars.isFinite, dollars > 0 else { return 0 }
+        let micros = (dollars * 1_000_000).rounded()
+        return micros >= 9.0e18 ? 9_000_000_000_000_000_000 : Int64(micros)
+    }
 
     static func int(_ value: JSONValue?) -> Int { value?.intValue.map { Int(clamping: $0) } ?? 0 }
 

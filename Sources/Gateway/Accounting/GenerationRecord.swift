@@ -166,6 +166,10 @@ struct GenerationRecord: Sendable, Equatable {
     var fusionCost: JSONValue?
     /// Fusion: every upstream call, with its role and ending.
     var innerCalls: [CallRecord] = []
+    /// What the request counts against its key's budgets, in millionths of a dollar (`Spend`:
+    /// from `prices:` where its models have one, else the upstream's reported cost; an estimated
+    /// usage included): a cancelled stream's `total_cost` may be 0 while this is not.
+    var spendMicros: Int64 = 0
     /// The fingerprint of the gateway key that made the request (`KeyFingerprint`); nil when the
     /// gateway has no keys. Stored, never shown.
     var owner: String?

@@ -44,6 +44,7 @@ extension GatewayShared {
             "duration_ms": .stringConvertible(record.durationMilliseconds),
         ]
         Self.addUsage(record.usage, to: &metadata)
+        metadata["spend_usd"] = .stringConvertible(Double(record.spendMicros) / 1_000_000)
         if let provider = record.provider { metadata["provider"] = "\(provider)" }
         if let router = record.router { metadata["router"] = "\(router)" }
         if let reason = record.finishReason { metadata["finish_reason"] = "\(reason)" }

@@ -97,7 +97,7 @@ extension GatewayServer {
         // Every inner call of a deliberation is a request; anything that reached a route is one.
         let requests = Int64(max(1, record?.innerCalls.count ?? 0))
         let usage = record?.usage
-        let spend = record.map { Spend.micros(of: $0, prices: config.prices) } ?? 0
+        let spend = record?.spendMicros ?? 0
         let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,
                                          tokenDelta: (usage?.totalTokens ?? 0) - ticket.reservation.tokens, spendMicros: spend)
         store.limiter.settle(ticket.identity, settlement: settlement,

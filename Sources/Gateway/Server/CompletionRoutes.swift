@@ -197,6 +197,8 @@ extension GatewayServer {
     /// Files a completion's record (metrics and log lines: `GatewayShared.file`; the record store
     /// and its key's limits: `file`).
     func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
+        var record = record
+        record.spendMicros = Spend.micros(of: record, prices: config.prices)
         active[ObjectIdentifier(writer)] = nil
         shared.metrics.activeStreams.decrement()
         // The metrics and log lines first: once a lookup finds the record, they count it too.
