@@ -240,6 +240,13 @@ import Testing
         case "/v1/responses": #"{"model":"\#(model)","stream":true,"input":"hi"}"#
         default: TestEnvironment.chatBody(model: model, extra: #","stream_options":{"include_usage":true}"#)
         }
+        let record = try Self.droppedStream(env, path: path, body: body)
+        #expect(record["cancelled"] == .bool(true) && record["usage_estimated"] == .bool(true), "\(record)")
+        #expect((record["tokens_completion"]?.intValue ?? 0) > 0 && (record["tokens_prompt"]?.intValue ?? 0) > 0, "\(record)")
+    }
+
+    /// The record of a stream whose client hung up after its fifth chunk.
+    static func droppedStream(_ env: TestEnvironment, path: String, body: String) throws -> JSONValue {
         let client = try env.client()
         try client.send(TestEnvironment.post(path, body: body))
         var seen = 0
@@ -249,25 +256,14 @@ import Testing
         }
         let id = try #require(client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1)
         #expect(env.eventually { (try? env.generation(id)) != nil })
-        let record = try #require(try env.generation(id))
-        #expect(record["cancelled"] == .bool(true) && record["usage_estimated"] == .bool(true), "\(record)")
-        #expect((record["tokens_completion"]?.intValue ?? 0) > 0 && (record["tokens_prompt"]?.intValue ?? 0) > 0, "\(record)")
+        return try #require(try env.generation(id))
     }
 
     /// What a request counts against budgets is on its record (`spend_usd`), estimates included:
     /// a dropped stream's `total_cost` (what its client was told: nothing) is 0, its spend is not.
     @Test func theRecordSaysWhatTheRequestIsCharged() throws {
         let env = try TestEnvironment { $0.prices = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 10)] }
-        let client = try env.client()
-        try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=5:deltas=200")))
-        var seen = 0
-        _ = try? client.readResponse { _ in
-            seen += 1
-            if seen == 5 { client.disconnect() }
-        }
-        let id = try #require(client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1)
-        #expect(env.eventually { (try? env.generation(id)) != nil })
-        let record = try #require(try env.generation(id))
+        let record = try Self.droppedStream(env, path: "/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=5:deltas=200"))
         let prompt = record["tokens_prompt"]?.doubleValue ?? 0, completion = record["tokens_completion"]?.doubleValue ?? 0
         #expect(record["cancelled"] == .bool(true) && record["total_cost"]?.doubleValue == 0, "\(record)")
         let expected = ((prompt * 1 + completion * 10)).rounded(.up) / 1_000_000
