@@ -14,9 +14,12 @@ public struct RunSettings: Sendable, Codable, Equatable {
     public var promptCount: Int
     public var maxTokens: Int?
     public var loops: Int
+    /// The run was stopped early (Ctrl-C): its figures cover the requests that finished, not
+    /// the requests or duration it was set for. Absent in reports written before it existed.
+    public var interrupted: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case mode, concurrency, rate, arrivals, loops, streamed, prompts
+        case mode, concurrency, rate, arrivals, loops, streamed, prompts, interrupted
         case maxConcurrency = "max_concurrency"
         case requestsPerTarget = "requests_per_target"
         case durationSeconds = "duration_s"

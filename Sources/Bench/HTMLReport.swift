@@ -24,6 +24,7 @@ public enum HTMLReport {
             <p>\(escape(report.settings.description))</p>
 
             """
+        if report.settings.interrupted == true { out += "<p><strong>\(escape(TextReport.interruptedNote))</strong></p>\n" }
         for (index, target) in report.targets.enumerated() {
             out += summary(target, index: index, openLoop: report.settings.mode == "open_loop", streamed: report.settings.streamed)
         }

@@ -39,14 +39,18 @@ public struct ResponseRecorder {
         self.maxBodyBytes = maxBodyBytes
     }
 
-    /// The final response head arrived.
-    public mutating func didReceiveHead(status: Int) {
+    /// The final response head arrived. `contentType`: its `Content-Type`, when it sent one: a
+    /// streamed request answered 2xx with anything but `text/event-stream` (a login page, a
+    /// whole JSON body) is malformed, as a body that is not JSON is without streaming.
+    public mutating func didReceiveHead(status: Int, contentType: String? = nil) {
         guard case .awaitingHead = phase else { return }
         outcome.status = status
         if let kind = ErrorKind.forStatus(status) {
             outcome.error = kind
             outcome.errorDetail = "HTTP \(status)"
             phase = .errorStatus
+        } else if streamed, let contentType, !contentType.lowercased().hasPrefix("text/event-stream") {
+            fail(.malformed, "a streamed request answered with Content-Type \(Self.clean(contentType)), not text/event-stream")
         } else {
             phase = streamed ? .streaming : .buffering
         }

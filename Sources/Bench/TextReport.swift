@@ -28,11 +28,13 @@ enum Format {
 
 /// The human-readable report printed at the end of a run.
 public enum TextReport {
+    static let interruptedNote = "INTERRUPTED: stopped early (Ctrl-C); the figures cover only the requests that finished"
     static let labelWidth = 22
     static let columnWidth = 10
 
     public static func render(_ report: BenchReport) -> String {
         var out = "fusion-gateway bench: \(report.settings.description)\n"
+        if report.settings.interrupted == true { out += Self.interruptedNote + "\n" }
         for target in report.targets {
             out += "\n" + render(target, openLoop: report.settings.mode == "open_loop", streamed: report.settings.streamed)
         }

@@ -15,15 +15,34 @@ public struct BenchTarget: Sendable {
     }
 
     /// What is wrong with `base` as a target's URL, or nil: it must be http:// or https:// with
-    /// a host. Checked before `chatCompletionsURL`, which would turn `http://` into a path.
+    /// a host, a port (if any) in 1...65535, and neither a query nor a fragment (the endpoint's
+    /// path is appended to it). Checked before `chatCompletionsURL`, which would turn `http://`
+    /// into a path.
     public static func problem(withBaseURL base: String) -> String? {
         guard let scheme = ["http://", "https://"].first(where: { base.hasPrefix($0) }) else {
             return "\(base): only http:// and https:// URLs"
         }
-        let authority = base.dropFirst(scheme.count).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        if base.contains("?") || base.contains("#") {
+            return "\(base): no query or fragment in the base URL (/chat/completions is appended to it)"
+        }
+        let authority = base.dropFirst(scheme.count).prefix { $0 != "/" }
         let hostAndPort = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? ""
-        let host = hostAndPort.hasPrefix("[") ? hostAndPort : hostAndPort.prefix { $0 != ":" }
-        return host.isEmpty ? "\(base): no host in the URL (expected \(scheme)host:port/v1)" : nil
+        let host: Substring
+        let port: Substring?
+        if hostAndPort.hasPrefix("[") {
+            let bracket = hostAndPort.firstIndex(of: "]") ?? hostAndPort.endIndex
+            host = hostAndPort[..<bracket]
+            let rest = hostAndPort[bracket...].dropFirst()
+            port = rest.hasPrefix(":") ? rest.dropFirst() : nil
+        } else {
+            host = hostAndPort.prefix { $0 != ":" }
+            port = hostAndPort.contains(":") ? hostAndPort.drop { $0 != ":" }.dropFirst() : nil
+        }
+        if host.isEmpty { return "\(base): no host in the URL (expected \(scheme)host:port/v1)" }
+        if let port, !(port.allSatisfy(\.isASCII) && Int(port).map { (1...65535).contains($0) } == true) {
+            return "\(base): the port must be a number in 1...65535"
+        }
+        return nil
     }
 
     /// `…/v1` → `…/v1/chat/completions`; a URL already naming the endpoint is kept.
@@ -139,8 +158,9 @@ public final class BenchRunner: Sendable {
             for index in merged.indices { merged[index].merge(results[index]) }
         }
         let duration = endedAt > startedAt ? Double(endedAt - startedAt) / 1e9 : 0
-        let settings = RunSettings(plan: configuration.plan, warmupRequests: configuration.warmupRequests,
+        var settings = RunSettings(plan: configuration.plan, warmupRequests: configuration.warmupRequests,
                                    streamed: configuration.streamed, prompts: configuration.prompts, maxTokens: configuration.maxTokens)
+        settings.interrupted = stopRequested.load(ordering: .relaxed)
         return BenchReport(settings: settings, targets: zip(configuration.targets, merged).map {
             TargetReport(info: $0.info, results: $1, durationSeconds: duration)
         })

@@ -177,7 +177,9 @@ final class LoopDriver: @unchecked Sendable {
             next()
             finishIfDone()
         }
-        transfer.onHead = { status, _ in recorder.didReceiveHead(status: status) }
+        transfer.onHead = { status, headers in
+            recorder.didReceiveHead(status: status, contentType: headers.first { $0.0.lowercased() == "content-type" }?.1)
+        }
         transfer.onData = { [unowned transfer] bytes in
             guard recorder.didReceive(bytes, at: EventLoop.monotonicNanoseconds()) else {
                 // The outcome is a failure already: stop reading (no callback fires after cancel).

@@ -52,8 +52,8 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Open loop: requests per second (total over both targets with --compare).")
     var rate: Double?
 
-    @Option(help: "Open-loop arrivals: poisson or constant.")
-    var arrivals = "poisson"
+    @Option(help: "Open-loop arrivals: poisson (default) or constant.")
+    var arrivals: String?
 
     @Option(parsing: .unconditional, help: "Open loop: most requests in flight; later arrivals wait for a slot (reported as queue wait).")
     var maxConcurrency: Int?
@@ -97,7 +97,9 @@ struct BenchCommand: ParsableCommand {
     func validate() throws {
         if concurrency != nil && rate != nil { throw ValidationError("--concurrency (closed loop) and --rate (open loop) exclude each other") }
         if maxConcurrency != nil && rate == nil { throw ValidationError("--max-concurrency applies to --rate") }
-        if ArrivalProcess(rawValue: arrivals) == nil { throw ValidationError("--arrivals is poisson or constant") }
+        if arrivals != nil && rate == nil { throw ValidationError("--arrivals applies to --rate") }
+        if ArrivalProcess(rawValue: arrivals ?? "poisson") == nil { throw ValidationError("--arrivals is poisson or constant") }
+        if model.isEmpty || compareModel?.isEmpty == true { throw ValidationError("--model and --compare-model cannot be empty") }
         if compare == nil && (compareModel != nil || compareApiKeyEnv != nil) {
             throw ValidationError("--compare-model and --compare-api-key-env need --compare")
         }
@@ -137,6 +139,7 @@ struct BenchCommand: ParsableCommand {
             try Data(HTMLReport.render(report).utf8).write(to: URL(fileURLWithPath: html))
             FileHandle.standardError.write(Data("wrote \(html)\n".utf8))
         }
+        if report.settings.interrupted == true { throw ExitCode(130) }  // reported, but not the run asked for
         if report.targets.contains(where: { $0.results.succeeded == 0 }) { throw ExitCode(1) }
     }
 
@@ -155,7 +158,7 @@ struct BenchCommand: ParsableCommand {
         for base in [url] + (compare.map { [$0] } ?? []) {
             if let problem = BenchTarget.problem(withBaseURL: base) { throw ValidationError(problem) }
         }
-        let shape: LoadShape = rate.map { .openLoop(rate: $0, arrivals: ArrivalProcess(rawValue: arrivals)!, maxConcurrency: maxConcurrency) }
+        let shape: LoadShape = rate.map { .openLoop(rate: $0, arrivals: ArrivalProcess(rawValue: arrivals ?? "poisson")!, maxConcurrency: maxConcurrency) }
             ?? .closedLoop(concurrency: concurrency ?? 1)
         let stop = StopCondition(requestsPerTarget: requests ?? (duration == nil ? 100 : nil), durationSeconds: duration)
         let plan: LoadPlan

@@ -10,13 +10,19 @@ import Testing
         ("http://user@/v1", "http://user@/v1: no host in the URL (expected http://host:port/v1)"),
         ("ftp://host/v1", "ftp://host/v1: only http:// and https:// URLs"),
         ("127.0.0.1:8080/v1", "127.0.0.1:8080/v1: only http:// and https:// URLs"),
+        ("http://h:99999/v1", "http://h:99999/v1: the port must be a number in 1...65535"),
+        ("http://h:0/v1", "http://h:0/v1: the port must be a number in 1...65535"),
+        ("http://h:8o80/v1", "http://h:8o80/v1: the port must be a number in 1...65535"),
+        ("http://[::1]:99999/v1", "http://[::1]:99999/v1: the port must be a number in 1...65535"),
+        ("http://h/v1?x=1", "http://h/v1?x=1: no query or fragment in the base URL (/chat/completions is appended to it)"),
+        ("http://h/v1#top", "http://h/v1#top: no query or fragment in the base URL (/chat/completions is appended to it)"),
     ])
     func aURLWithoutHostOrWithAnotherSchemeIsNamed(url: String, problem: String) {
         #expect(BenchTarget.problem(withBaseURL: url) == problem)
     }
 
     @Test(arguments: ["http://127.0.0.1:8080/v1", "https://openrouter.ai/api/v1", "http://[::1]:8080/v1/chat/completions",
-                      "http://user:pw@host", "http://localhost"])
+                      "http://user:pw@host", "http://localhost", "http://h:65535", "http://[::1]/v1"])
     func anHTTPURLWithAHostIsAccepted(url: String) {
         #expect(BenchTarget.problem(withBaseURL: url) == nil)
     }

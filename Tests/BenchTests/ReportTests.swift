@@ -131,6 +131,18 @@ import Testing
         #expect(!text.contains("requests/s 1.00×") && text.contains("no ratio of requests/s or output tokens/s"))
     }
 
+    /// A run stopped early says so in every form, so an archived report cannot pass for the run
+    /// it was set up to be.
+    @Test func anInterruptedRunSaysSoEverywhere() throws {
+        var report = try Self.report(Self.results(ttft: 10, gap: 2))
+        #expect(!TextReport.render(report).contains("INTERRUPTED"))
+        report.settings.interrupted = true
+        #expect(TextReport.render(report).contains("INTERRUPTED: stopped early (Ctrl-C)"))
+        #expect(HTMLReport.render(report).contains("INTERRUPTED"))
+        let json = try JSONSerialization.jsonObject(with: try JSONReport(report).encoded()) as? [String: Any]
+        #expect((json?["settings"] as? [String: Any])?["interrupted"] as? Bool == true)
+    }
+
     @Test func withoutAStreamUsageIsTheBodysNotAChunks() throws {
         let text = TextReport.render(try Self.report(Self.results(ttft: 10, gap: 2), streamed: false))
         #expect(text.contains("output tokens: the body's usage for 10") && !text.contains("chunk"))

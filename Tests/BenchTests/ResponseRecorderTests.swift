@@ -125,6 +125,21 @@ import Testing
         #expect(recorder.finish(nil, at: 2).error == .malformed)
     }
 
+    /// A streamed request answered 2xx with something else than an event stream (a login page,
+    /// a whole JSON body) is malformed, as a body that is not JSON is without streaming.
+    @Test func aStreamedRequestAnsweredWithoutAnEventStreamIsMalformed() {
+        for type in ["text/html; charset=utf-8", "application/json"] {
+            var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+            recorder.didReceiveHead(status: 200, contentType: type)
+            let more = Array("<html>".utf8).withUnsafeBytes { recorder.didReceive($0, at: 1) }
+            let outcome = recorder.finish(nil, at: 2)
+            #expect(!more && outcome.error == .malformed && outcome.errorDetail?.contains(type) == true, "\(type)")
+        }
+        var sse = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        sse.didReceiveHead(status: 200, contentType: "Text/Event-Stream; charset=utf-8")
+        #expect(Array("data: [DONE]\n\n".utf8).withUnsafeBytes { sse.didReceive($0, at: 1) })
+    }
+
     @Test func anOversizedEventIsMalformed() {
         let big = "data: {\"choices\":[{\"delta\":{\"content\":\"" + String(repeating: "x", count: 5000) + "\"}}]}\n\n"
         let outcome = Self.replay([(1 * Self.ms, big), (2 * Self.ms, Self.done)], maxEventBytes: 1024)
