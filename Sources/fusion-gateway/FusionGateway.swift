@@ -88,8 +88,10 @@ struct Serve: ParsableCommand {
             throw startFailure(error)
         }
         let cluster = application.cluster
-        let base = "http://\(settings.server.host):\(cluster.port)"
-        logger.info("listening", metadata: ["url": "\(base)", "loops": "\(cluster.loopCount)", "config": "\(config ?? "embedded default")"])
+        // An IPv6 address is bracketed in a URL (RFC 3986): http://[::1]:8080.
+        let host = settings.server.host.contains(":") ? "[\(settings.server.host)]" : settings.server.host
+        let base = "http://\(host):\(cluster.port)"
+        logger.info("listening", metadata: ["url": "\(base)", "loops": .stringConvertible(cluster.loopCount), "config": "\(config ?? "embedded default")"])
         var banner = "fusion-gateway listening on \(base) (\(cluster.loopCount) event loop\(cluster.loopCount == 1 ? "" : "s"))\n"
         if settings.simulatedModels {
             banner += """
@@ -107,12 +109,12 @@ struct Serve: ParsableCommand {
             for signalNumber in [SIGINT, SIGTERM] {
                 _ = SignalWatcher(loop: firstLoop, signal: signalNumber) { received in
                     if stopping {
-                        logger.warning("second signal: stopping now", metadata: ["signal": "\(received)"])
+                        logger.warning("second signal: stopping now", metadata: ["signal": .stringConvertible(Int(received))])
                         cluster.stopLoops()
                         return
                     }
                     stopping = true
-                    logger.info("signal received: finishing streams, then stopping", metadata: ["signal": "\(received)"])
+                    logger.info("signal received: finishing streams, then stopping", metadata: ["signal": .stringConvertible(Int(received))])
                     application.shutdown()
                 }
             }

@@ -12,6 +12,17 @@ import Web
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/config/example.yaml").path
 
+    /// An empty file, or one of comments only (a commented-out copy of the example), is every
+    /// default, like a file that sets nothing it need not: not an error about a key it lacks.
+    @Test func anEmptyConfigIsTheDefaults() throws {
+        let empty = try GatewayConfig.parse(yaml: "{}")
+        for text in ["", "# all commented out\n# server:\n", "\n\n"] {
+            let config = try GatewayConfig.parse(yaml: text)
+            #expect(config.providers.keys.sorted() == empty.providers.keys.sorted() && config.fusion == empty.fusion
+                    && config.simulatedModels == empty.simulatedModels && config.server.port == empty.server.port, "\(text.debugDescription)")
+        }
+    }
+
     @Test func theDocumentedExampleLoads() throws {
         let config = try GatewayConfig.load(path: Self.example)
         #expect(config.server.port == 8080)

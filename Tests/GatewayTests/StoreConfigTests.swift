@@ -100,6 +100,17 @@ import Testing
         #expect(both.prices["a"]?.inputPerMillion == 1 && both.fusion?.prices["a"]?.inputPerMillion == 3, "each kept when both are given")
     }
 
+    /// Two names holding one key: requests with it could only be filed under one of them.
+    @Test func twoNamedKeysWithOneSecretAreRefused() throws {
+        let config = try GatewayConfig.parse(yaml: "keys: {team-x: {key_env: KX, limits: {requests_per_minute: 5}}, team-y: {key_env: KY}}")
+        #expect(try config.namedKeyValues(environment: ["KX": "sk-1", "KY": "sk-2"]).count == 2)
+        #expect {
+            _ = try config.namedKeyValues(environment: ["KX": "sk-same", "KY": "sk-same"])
+        } throws: { error in
+            "\(error)".contains("keys.team-y holds the same key as keys.team-x")
+        }
+    }
+
     @Test func aMissingRedisPasswordRefusesToStart() throws {
         var config = GatewayConfig.embeddedDefault
         config.server.port = 0

@@ -176,6 +176,10 @@ public struct GatewayConfig: Sendable {
 
     public static func load(path: String) throws -> GatewayConfig {
         let text: String
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ConfigError("cannot read config file \(path): it is a directory, not a YAML file")
+        }
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
@@ -193,7 +197,9 @@ public struct GatewayConfig: Sendable {
         }
         var config = GatewayConfig()
         config.simulatedModels = false  // a config file opts in to simulated models explicitly
-        guard let root = node else { return config }
+        // An empty file (or one of comments only) is an empty mapping: every default, as a file
+        // that sets only what it must.
+        guard let root = node else { return try parse(yaml: "{}", source: source) }
         let top = try ConfigNode(root, path: source, isRoot: true)
         try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion", "web", "store", "keys", "prices"])
         if let server = try top.child("server") {

@@ -118,9 +118,14 @@ extension GatewayConfig {
     /// The named keys with their values from the environment. Fails closed: a named variable
     /// that is unset or empty is an error, never a key that lets anyone in.
     public func namedKeyValues(environment: [String: String]) throws -> [(NamedKey, String)] {
-        try keys.values.sorted { $0.name < $1.name }.map { key in
+        var owners: [String: String] = [:]
+        return try keys.values.sorted { $0.name < $1.name }.map { key in
             guard let value = environment[key.keyEnvironmentVariable]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else {
                 throw ConfigError("keys.\(key.name).key_env names \(key.keyEnvironmentVariable), which is unset or empty: refusing to start without the key it should hold")
+            }
+            // Requests with a shared key could only ever be filed under one of the names.
+            if let owner = owners.updateValue(key.name, forKey: value) {
+                throw ConfigError("keys.\(key.name) holds the same key as keys.\(owner) (\(key.keyEnvironmentVariable)): each name needs its own key, or its usage and limits would go to the other")
             }
             return (key, value)
         }

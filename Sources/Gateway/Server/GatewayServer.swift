@@ -72,7 +72,7 @@ public final class GatewayServer {
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
         server.rendersRejectionsAsAPIErrors()
         server.onRejection = { [unowned self] rejection, path in
-            self.logger.info("rejected request", metadata: ["status": "\(rejection.status)", "code": "\(rejection.code)"])
+            self.logger.info("rejected request", metadata: ["status": .stringConvertible(rejection.status), "code": "\(rejection.code)"])
             countRefusal(status: rejection.status, code: rejection.code, path: path)
         }
         // Checked on the head: a refused client's body is never read.
@@ -163,7 +163,7 @@ public final class GatewayServer {
     public func stopServing(completion: @escaping () -> Void = {}) {
         guard !shuttingDown else { return }
         shuttingDown = true
-        logger.info("shutting down", metadata: ["active_streams": "\(active.count)"])
+        logger.info("shutting down", metadata: ["active_streams": .stringConvertible(active.count)])
         server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds, completion: completion) { [unowned self] in
             // Responses still running end with an error their clients can read (and a record
             // that says why), not a transfer that breaks off.
@@ -238,7 +238,7 @@ public final class GatewayServer {
     private func guardHead(_ head: HTTPRequest) -> HTTPResponse? {
         guard var error = policy.refusal(for: head) else { return nil }
         logger.info("request refused", metadata: [
-            "status": "\(error.status)", "code": "\(error.code)", "method": "\(head.method)", "path": "\(head.path)",
+            "status": .stringConvertible(error.status), "code": "\(error.code)", "method": "\(head.method)", "path": "\(head.path)",
             "authorization": "\(head.header("authorization") == nil ? "absent" : "present")",
         ])
         error.headers += policy.corsHeaders(for: head)
