@@ -30,6 +30,7 @@ import Testing
             let total = record["generation_time"]?.doubleValue ?? 0
             let overhead = record["overhead_ms"]?.doubleValue ?? .infinity
             #expect(total >= 300 && overhead < 150, "waited at least 100 + 200 ms; overhead \(overhead) of \(total) ms")
+            #expect((record["upstream_latency"]?.doubleValue ?? 0) > 0, "streamed or whole: \(record)")
         }
     }
 
@@ -92,6 +93,10 @@ import Testing
         let env = try TestEnvironment()
         let response = try env.chat(#"{"model":"mock/normal","models":["ghost/model"],"messages":[{"role":"user","content":"x"}]}"#)
         #expect(response.status == 404)
+        // No upstream was asked: all of its time was the gateway's.
+        #expect(env.eventually { (try? env.generation(response.header("x-generation-id"))) != nil })
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["kind"] == .string("rejected") && record["overhead_ms"] == record["generation_time"], "\(record)")
         #expect(response.json?["error"]?["param"] == .string("models[0]"))
         let badType = try env.chat(#"{"model":"mock/normal","models":"mock/other","messages":[{"role":"user","content":"x"}]}"#)
         #expect(badType.status == 400)

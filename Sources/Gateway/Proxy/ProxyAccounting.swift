@@ -82,9 +82,10 @@ struct ProxyAccounting {
         return series
     }
 
-    /// A whole answer arrived: the client's first token is all of it.
+    /// A whole answer arrived: the client's first token is all of it, and so is the upstream's.
     mutating func wholeAnswer(_ events: [ModelEvent]) {
         record.firstTokenMilliseconds = elapsedMilliseconds
+        record.upstreamFirstTokenMilliseconds = OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() &- attemptAt)
         record.usageUnknown = !events.contains { if case .usage = $0 { true } else { false } }
         for event in events {
             if case .usage(let usage) = event { record.usage = usage }

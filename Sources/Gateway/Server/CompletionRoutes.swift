@@ -125,6 +125,7 @@ extension GatewayServer {
         record.kind = .rejected
         record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
                      durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
+        record.overheadMilliseconds = record.durationMilliseconds  // no upstream was asked: all of it was the gateway's
         shared.file(record, prompt: prompt, log: log)
         file(record, writer: writer)
     }
