@@ -20,6 +20,8 @@ public struct JSONReport: Codable, Equatable, Sendable {
         public var requests: Int
         public var succeeded: Int
         public var failed: Int
+        /// Open loop: arrivals still queued for a slot when the run stopped issuing, never sent.
+        public var notSent: Int?
         public var durationSeconds: Double
         public var requestsPerSecond: Double
         public var outputTokens: Int
@@ -39,6 +41,7 @@ public struct JSONReport: Codable, Equatable, Sendable {
 
         enum CodingKeys: String, CodingKey {
             case label, url, model, requests, succeeded, failed, errors, metrics, samples
+            case notSent = "not_sent"
             case durationSeconds = "duration_s"
             case requestsPerSecond = "requests_per_s"
             case outputTokens = "output_tokens"
@@ -94,6 +97,7 @@ extension JSONReport.Target {
         requests = results.requests
         succeeded = results.succeeded
         failed = results.failed
+        notSent = results.notSent
         durationSeconds = target.durationSeconds
         requestsPerSecond = target.requestsPerSecond
         outputTokens = results.outputTokens

@@ -52,6 +52,9 @@ public struct TargetResults: Sendable {
     public private(set) var errorExamples: [ErrorKind: String] = [:]
     public private(set) var tokenSources: [TokenSource: Int] = [:]
     public private(set) var outputTokens = 0
+    /// Open loop: arrivals still waiting for a slot (`--max-concurrency`) when the run stopped
+    /// issuing (its duration ran out, or Ctrl-C): never sent, so in no figure.
+    public private(set) var notSent = 0
     public private(set) var distributions: [Metric: Distribution]
     public private(set) var samples: [RequestSample] = []
 
@@ -88,7 +91,11 @@ public struct TargetResults: Sendable {
         if let rate = outcome.streamTokensPerSecond { distributions[.streamTokensPerSecond]!.record(rate) }
     }
 
+    /// Arrivals dropped unsent when the run stopped issuing.
+    public mutating func addNotSent(_ count: Int) { notSent += count }
+
     public mutating func merge(_ other: TargetResults) {
+        notSent += other.notSent
         succeeded += other.succeeded
         failed += other.failed
         errors.merge(other.errors, uniquingKeysWith: +)

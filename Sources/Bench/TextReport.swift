@@ -54,6 +54,9 @@ public enum TextReport {
         out += "   \(results.requests) requests: \(results.succeeded) ok, \(results.failed) failed in "
             + "\(Format.number(target.durationSeconds)) s: \(Format.number(target.requestsPerSecond)) req/s, "
             + "\(results.outputTokens) output tokens, \(Format.number(target.outputTokensPerSecond)) tokens/s\n"
+        if results.notSent > 0 {
+            out += "   not sent: \(results.notSent) arrivals still waiting for a slot (--max-concurrency) when the run stopped issuing\n"
+        }
         out += "   output tokens: \(results.tokenSourceDescription(streamed: streamed))\n"
         out += header("")
         for metric in Metric.allCases where metric != .queueWait || openLoop {

@@ -144,6 +144,13 @@ final class LoopDriver: @unchecked Sendable {
     }
 
     private func drainQueue() {
+        // Once the run stops issuing (its duration is over, or Ctrl-C), arrivals still waiting for
+        // a slot are not sent: `--duration` bounds when requests go out, not only when they arrive.
+        if queueHead < queue.count, stopRequested() || deadline.map({ EventLoop.monotonicNanoseconds() >= $0 }) == true {
+            for arrival in queue[queueHead...] where measuring { results[arrival.target].addNotSent(1) }
+            queueHead = queue.count
+            arrivalsDone = true
+        }
         while queueHead < queue.count && inFlight < (maxInFlight ?? .max) {
             let arrival = queue[queueHead]
             queueHead += 1

@@ -101,6 +101,24 @@ import Testing
         #expect(results[.queueWait].count == 10)
     }
 
+    /// `--duration` bounds when requests go out: arrivals still waiting for a slot when it ends
+    /// are not sent (counted as such), so a 0.3 s run of 200 ms requests does not last seconds.
+    @Test func arrivalsQueuedPastTheDurationAreNotSent() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=20:deltas=10", apiKey: nil)]
+        let plan = try LoadPlan(shape: .openLoop(rate: 50, arrivals: .constant, maxConcurrency: 1), stop: StopCondition(durationSeconds: 0.3),
+                                targets: 1, loops: 1)
+        let started = Date()
+        let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                       requestTimeoutMilliseconds: 10_000)).run()
+        let results = report.targets[0].results
+        #expect(results.requests >= 1 && results.requests <= 3, "\(results.requests) sent")
+        #expect(results.notSent >= 8, "about 15 arrived, one slot: \(results.notSent) not sent")
+        #expect(Date().timeIntervalSince(started) < 2, "the run ends with its last request in flight")
+        #expect(TextReport.render(report).contains("not sent: \(results.notSent)"))
+    }
+
     @Test func aClosedPortIsAConnectError() throws {
         let report = try Self.run([BenchTarget(label: "A", baseURL: "http://127.0.0.1:1/v1", model: "x", apiKey: nil)],
                                   shape: .closedLoop(concurrency: 1), requests: 3)
