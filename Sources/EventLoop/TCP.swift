@@ -84,7 +84,8 @@ public final class TCPListener: LoopHandle {
                 pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { uv_ip6_addr(host, Int32(port), $0) }
             }
         }
-        guard result == 0 else { throw LoopError(result, "parse listen address \(host)") }
+        // A name (`localhost`) is not resolved: the address to listen on is an IP literal.
+        guard result == 0 else { throw LoopError(result, "listen address '\(host)' is not an IP address (use e.g. 127.0.0.1, ::1, 0.0.0.0 or ::)") }
         return (storage, length)
     }
 

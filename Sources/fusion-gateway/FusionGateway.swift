@@ -94,8 +94,9 @@ struct Serve: ParsableCommand {
         logger.info("listening", metadata: ["url": "\(base)", "loops": .stringConvertible(cluster.loopCount), "config": "\(config ?? "embedded default")"])
         var banner = "fusion-gateway listening on \(base) (\(cluster.loopCount) event loop\(cluster.loopCount == 1 ? "" : "s"))\n"
         if settings.simulatedModels {
+            let keysRequired = !settings.server.apiKeys.isEmpty || settings.server.apiKeysEnvironmentVariable != nil || !settings.keys.isEmpty
             banner += """
-                Try:  curl -N \(base)/v1/chat/completions -H 'Content-Type: application/json' \\
+                Try:  curl -N \(base)/v1/chat/completions -H 'Content-Type: application/json' \\\(keysRequired ? "\n        -H 'Authorization: Bearer <a gateway key>' \\" : "")
                         -d '{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}'
 
                 """

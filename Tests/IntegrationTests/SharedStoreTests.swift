@@ -94,7 +94,7 @@ struct SharedStoreTests {
             #expect(response.header("x-ratelimit-remaining-requests") == String(3 - index))
         }
         for replica in [a, b] {
-            let refused = try Self.chat(replica, key: key)
+            let refused = try Self.chat(replica, key: key, model: "mock/normal:n=7", stream: true)
             #expect(refused.status == 429)
             #expect(refused.json?["error"]?["code"]?.stringValue == "rate_limit_exceeded")
             #expect(refused.json?["error"]?["type"]?.stringValue == "requests")
@@ -107,6 +107,9 @@ struct SharedStoreTests {
             #expect(record.json?["data"]?["kind"]?.stringValue == "rejected", "\(record.text)")
             #expect(record.json?["data"]?["status"]?.intValue == 429)
             #expect(record.json?["data"]?["error"]?["code"]?.stringValue == "rate_limit_exceeded")
+            // What the client asked for, read from the body it sent (not parsed before the refusal).
+            #expect(record.json?["data"]?["requested_model"]?.stringValue == "mock/normal:n=7" && record.json?["data"]?["streamed"] == .bool(true),
+                    "\(record.text)")
         }
         // Another key has its own bucket.
         #expect(try Self.chat(b, key: Self.keys["TEAM_B_KEY"]!).status == 200)

@@ -70,10 +70,26 @@ extension GatewayServer {
     /// A refusal by the limits has an id and a record (kind `rejected`) like any other.
     private func refuseBeforeStart(_ error: APIError, _ request: HTTPRequest, _ writer: HTTPResponseWriter, api: ClientAPI,
                                    startedAt: UInt64) {
-        let record = newRecord(request, api: api)
+        var record = newRecord(request, api: api)
+        // The body was read but not parsed: the model and stream flag as its top level gives them.
+        let asked = Self.askedFor(request.body)
+        record.requestedModel = asked.model
+        record.streamed = asked.streamed
         var log = logger
         log[metadataKey: "generation_id"] = "\(record.id)"
         refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: nil, log: log)
+    }
+
+    /// The top-level `model` (at most 256 characters) and `stream` of a JSON body, scanned
+    /// rather than parsed (a record of a request refused before its body was validated); empty
+    /// and false when absent or not of that type.
+    static func askedFor(_ body: [UInt8]) -> (model: String, streamed: Bool) {
+        func value(_ key: String) -> JSONValue? {
+            body.withUnsafeBytes { bytes in
+                JSONScanner.rangeOfTopLevelValue(forKey: key, in: bytes).flatMap { try? JSONValue.parse(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
+            }
+        }
+        return (String((value("model")?.stringValue ?? "").prefix(256)), value("stream")?.boolValue ?? false)
     }
 
     private func run(_ start: () -> Void, _ writer: HTTPResponseWriter, ticket: AdmissionTicket) {
