@@ -102,6 +102,9 @@ import Testing
             #expect(same("cost_usd", record["total_cost"]) && same("total_tokens", record["usage"]?["total_tokens"]))
             #expect(same("error_type", record["error"]?["type"]) && same("error_code", record["error"]?["code"]))
             #expect(same("provider", record["provider_name"]) && same("overhead_ms", record["overhead_ms"]), "\(name)")
+            #expect(same("spend_usd", record["spend_usd"]), "\(name)")
+            // The key it came with, by its fingerprint's prefix (an unnamed key), never the key.
+            #expect(line["key"]?.stringValue?.hasPrefix("sha256:") == true && line["key"]?.stringValue?.count == 23, "\(name): \(line)")
         }
         let okLine = try #require(finished.first { $0["generation_id"] == .string(ids["ok"] ?? "") })
         #expect(okLine["status"] == .int(200) && okLine["provider"] == .string("keyed") && okLine["error_type"] == nil)

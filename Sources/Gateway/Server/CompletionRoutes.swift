@@ -126,7 +126,7 @@ extension GatewayServer {
         record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
                      durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
         record.overheadMilliseconds = record.durationMilliseconds  // no upstream was asked: all of it was the gateway's
-        shared.file(record, prompt: prompt, log: log)
+        shared.file(record, prompt: prompt, log: keyed(log, writer))
         file(record, writer: writer)
     }
 
@@ -195,6 +195,15 @@ extension GatewayServer {
         loop.afterWrites { [self] in finished(close(), writer: writer, prompt: prompt, log: log) }
     }
 
+    /// `log` naming the gateway key the request came with (its name, or `sha256:` and 16 hex
+    /// digits for an unnamed key), so usage per key can be read from the log lines too.
+    private func keyed(_ log: Logger, _ writer: HTTPResponseWriter) -> Logger {
+        guard let ticket = tickets[ObjectIdentifier(writer)] else { return log }
+        var log = log
+        log[metadataKey: "key"] = "\(ticket.identity.id)"
+        return log
+    }
+
     /// Files a completion's record (metrics and log lines: `GatewayShared.file`; the record store
     /// and its key's limits: `file`).
     func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
@@ -203,7 +212,7 @@ extension GatewayServer {
         active[ObjectIdentifier(writer)] = nil
         shared.metrics.activeStreams.decrement()
         // The metrics and log lines first: once a lookup finds the record, they count it too.
-        shared.file(record, prompt: prompt, log: log)
+        shared.file(record, prompt: prompt, log: keyed(log, writer))
         file(record, writer: writer)
     }
 }
