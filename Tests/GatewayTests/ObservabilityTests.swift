@@ -28,13 +28,13 @@ import Testing
     static func allowed(_ label: String) -> Set<String>? {
         switch label {
         case "route": MetricLabels.routes
-        case "kind": MetricLabels.kinds
+        case "kind": MetricLabels.kinds.union(LimitDecision.Kind.allCases.map(\.rawValue))  // requests' kinds; the limit exceeded
         case "status": Set(MetricLabels.statuses.map(String.init) + ["4xx", "5xx", "other"])
         case "code": MetricLabels.errorCodes.union(["other"])
         case "provider": ["mock", "openrouter", "other"]
         case "reason": MetricLabels.memberReasons.union(["other"])
         case "tool": MetricLabels.webTools.union(["other"])
-        case "outcome": ["ok", "error"]
+        case "outcome": Set(["ok", "error"] + GatewayMetrics.limitOutcomes)  // web tools; limit decisions
         case "phase": MetricLabels.phases
         case "le": nil
         default: []
@@ -85,6 +85,20 @@ import Testing
 
     /// `requests_total` keeps each series it has made (one per route, kind and status label): the
     /// counts rendered are a tally of what was counted, whatever the order and the statuses.
+    /// Families with a known label set are there from the start, at 0, so `rate()` and alerts on
+    /// them work before their first event; counting moves the series that was shown.
+    @Test func knownSeriesStartAtZero() {
+        let metrics = GatewayMetrics(providerNames: ["mock"])
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        for series in [#"fusion_gateway_fusion_member_failures_total{reason="timeout"} 0"#, #"fusion_gateway_fusion_member_failures_total{reason="cancelled"} 0"#,
+                       #"fusion_gateway_web_tool_calls_total{tool="web_search",outcome="error"} 0"#,
+                       #"fusion_gateway_limit_decisions_total{outcome="limited"} 0"#, #"fusion_gateway_rate_limited_total{kind="budget-day"} 0"#] {
+            #expect(text.contains(series), "\(series)")
+        }
+        metrics.countRateLimited(kind: "budget-day")
+        #expect(String(decoding: metrics.render(), as: UTF8.self).contains(#"fusion_gateway_rate_limited_total{kind="budget-day"} 1"#))
+    }
+
     @Test func requestCountsAreATallyOfWhatWasCounted() async {
         let requests = zip(Gen.element(of: RecordRoute.allCases), Gen.element(of: RecordKind.allCases),
                                Gen.element(of: [200, 200, 400, 429, 499, 502, 418, 599, 700, -1]))

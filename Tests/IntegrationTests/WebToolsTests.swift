@@ -327,7 +327,9 @@ import Web
         // The fetch itself was cancelled with the session: the simulated web saw the fetcher hang
         // up long before its page was due (a fetch left running would still be waiting).
         #expect(env.eventually(timeoutSeconds: 2) { env.mockStats.counts.slowPagesCancelled == 1 }, "\(env.mockStats.counts)")
-        #expect(try !env.get("/metrics").text.contains(#"tool="web_fetch""#))
+        let metrics = try env.get("/metrics")
+        #expect(metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_fetch",outcome="ok"}"#) == 0
+                && metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_fetch",outcome="error"}"#) == 0, "a cancelled fetch is no call made")
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
     }
 }

@@ -1,4 +1,5 @@
 import EventLoop
+import GatewayCore
 import Prometheus
 import Providers
 
@@ -105,6 +106,12 @@ public final class GatewayMetrics: Sendable {
                     labels: [("provider", provider)]))
         }
         self.providers = providers
+        // Families whose label values are known exist from the start, at 0: `rate()` and alerts
+        // on them work before their first event (Prometheus' advice for known label sets).
+        for reason in MetricLabels.memberReasons { _ = memberFailures(reason: reason) }
+        for tool in MetricLabels.webTools { for failed in [false, true] { _ = webToolCalls(name: tool, failed: failed) } }
+        for outcome in Self.limitOutcomes { _ = limitDecisions(outcome: outcome) }
+        for kind in LimitDecision.Kind.allCases { _ = rateLimited(kind: kind.rawValue) }
     }
 
     /// The series of `provider` (`other` for a name not configured).
@@ -139,16 +146,24 @@ public final class GatewayMetrics: Sendable {
     }
 
     func countMemberFailure(reason: String) {
+        memberFailures(reason: reason).increment()
+    }
+
+    private func memberFailures(reason: String) -> Counter {
         registry.makeCounter(
             descriptor: Self.name("fusion_member_failures", unit: "total",
                                   help: "Fusion panel members that produced no answer (failed, or cut when the request ended), by reason."),
-            labels: [("reason", MetricLabels.memberReason(reason))]).increment()
+            labels: [("reason", MetricLabels.memberReason(reason))])
     }
 
     func countWebTool(name: String, failed: Bool) {
+        webToolCalls(name: name, failed: failed).increment()
+    }
+
+    private func webToolCalls(name: String, failed: Bool) -> Counter {
         registry.makeCounter(
             descriptor: Self.name("web_tool_calls", unit: "total", help: "Web tool calls run for Fusion's panel and judge, by tool and outcome."),
-            labels: [("tool", MetricLabels.webTool(name)), ("outcome", failed ? "error" : "ok")]).increment()
+            labels: [("tool", MetricLabels.webTool(name)), ("outcome", failed ? "error" : "ok")])
     }
 
     func observeTimeToFirstToken(kind: RecordKind, milliseconds: Double) {

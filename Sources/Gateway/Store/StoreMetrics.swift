@@ -11,18 +11,29 @@ extension GatewayMetrics {
     }
 
     /// `outcome`: allowed, limited, store_error_allowed, store_error_denied.
+    /// Every outcome `countLimitDecision` is given.
+    static let limitOutcomes = ["allowed", "limited", "store_error_allowed", "store_error_denied"]
+
     func countLimitDecision(outcome: String) {
+        limitDecisions(outcome: outcome).increment()
+    }
+
+    func limitDecisions(outcome: String) -> Counter {
         registry.makeCounter(
             descriptor: MetricNameDescriptor(namespace: "fusion_gateway", metricName: "limit_decisions", unitName: "total",
                                              helpText: "Admissions of requests from keys with limits, by outcome."),
-            labels: [("outcome", outcome)]).increment()
+            labels: [("outcome", outcome)])
     }
 
     /// `kind`: requests, tokens, budget-day, budget-month.
     func countRateLimited(kind: String) {
+        rateLimited(kind: kind).increment()
+    }
+
+    func rateLimited(kind: String) -> Counter {
         registry.makeCounter(
             descriptor: MetricNameDescriptor(namespace: "fusion_gateway", metricName: "rate_limited", unitName: "total",
                                              helpText: "Requests refused by a key's limits, by the limit exceeded."),
-            labels: [("kind", kind)]).increment()
+            labels: [("kind", kind)])
     }
 }
