@@ -117,14 +117,8 @@ import Testing
 /// it ends with each API's length finish, on every client surface and every vendor's wire, so
 /// a client's handling of a truncated answer can be exercised against the gateway.
 @Suite struct OutputLimitTests {
-    static func environment() throws -> TestEnvironment {
-        try TestEnvironment { config in
-            let base = config.providers["mock"]!.baseURL
-            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
-            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
-                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
-        }
-    }
+    /// The mock behind each vendor's API (`mock`, `anth`, `gem`).
+    static func environment() throws -> TestEnvironment { try MessagesRouteTests.environment() }
 
     @Test(arguments: ["mock", "anth", "gem"])
     func aCutAnswerEndsWithTheLengthFinishOnEverySurface(provider: String) throws {

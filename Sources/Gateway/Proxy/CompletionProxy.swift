@@ -21,7 +21,7 @@ import UpstreamClient
 /// upstream transfer at once. Every chunk and body carries the generation id and the model the
 /// client asked for.
 final class CompletionProxy<Request: ProxyRequest> {
-    private enum Phase {
+    enum Phase {
         case awaitingUpstreamHead
         /// Client stream open (head sent).
         case streaming
@@ -34,52 +34,52 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// The client's request, until it cannot be sent again: once an event has reached the client
     /// there is no retry or fallback, and a long conversation's parsed form (its JSON tree, its
     /// neutral messages, its bytes) is not kept for as long as the stream lasts.
-    private var request: Request?
-    private let streamed: Bool
-    private let api: ClientAPI
+    var request: Request?
+    let streamed: Bool
+    let api: ClientAPI
     /// Kept past the request: what a stream cut before its usage is charged for its prompt.
-    private let estimatedPromptTokens: Int64
+    let estimatedPromptTokens: Int64
     /// `model` then the `models` fallbacks.
-    private let candidates: [ModelRoute]
-    private var candidate = 0
+    let candidates: [ModelRoute]
+    var candidate = 0
     /// Attempts on the current candidate.
-    private var attempt = 0
-    private var retryTimer: LoopTimer?
-    private var route: ModelRoute { candidates[candidate] }
-    private let writer: HTTPResponseWriter
-    private let client: UpstreamClient
-    private let settings: GatewayConfig.Upstream
-    private let redactor: Redactor
-    private let onFinish: (@escaping RecordCloser) -> Void
-    private var generationID: String { accounting.id }
-    private let extraHeaders: [(String, String)]
-    private let slowClientTimeout: UInt64
-    private let stats: GatewayStats?
-    private let metrics: GatewayMetrics?
+    var attempt = 0
+    var retryTimer: LoopTimer?
+    var route: ModelRoute { candidates[candidate] }
+    let writer: HTTPResponseWriter
+    let client: UpstreamClient
+    let settings: GatewayConfig.Upstream
+    let redactor: Redactor
+    let onFinish: (@escaping RecordCloser) -> Void
+    var generationID: String { accounting.id }
+    let extraHeaders: [(String, String)]
+    let slowClientTimeout: UInt64
+    let stats: GatewayStats?
+    let metrics: GatewayMetrics?
     /// The record, the attempts' times, how the response is ending.
-    private var accounting: ProxyAccounting
-    private var phase = Phase.awaitingUpstreamHead
-    private var transfer: UpstreamTransfer?
-    private var relay: Request.Relay
-    private var stream: ClientStream?
-    private var created: Int { accounting.created }
-    private let context: ProxyContext
+    var accounting: ProxyAccounting
+    var phase = Phase.awaitingUpstreamHead
+    var transfer: UpstreamTransfer?
+    var relay: Request.Relay
+    var stream: ClientStream?
+    var created: Int { accounting.created }
+    let context: ProxyContext
     /// The loop's output buffer, lent per callback: the per-event path allocates nothing once it
     /// has grown, and an open stream holds no buffer of its own.
-    private let scratch: ByteScratch
-    private var watchdog: StreamWatchdog?
-    private var idleCheck: LoopTimer?
-    private var lastUpstreamActivity: UInt64 = 0
-    private var didFinish = false
+    let scratch: ByteScratch
+    var watchdog: StreamWatchdog?
+    var idleCheck: LoopTimer?
+    var lastUpstreamActivity: UInt64 = 0
+    var didFinish = false
     /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
-    private var receivedBytes = 0
+    var receivedBytes = 0
     /// Whole answers held across requests, and what this one holds of it (given back when the
     /// answer has been converted, on a retry, or at the latest when the proxy goes).
-    private let collected: HeldBytes?
-    private var heldBytes = 0
+    let collected: HeldBytes?
+    var heldBytes = 0
     /// What a backpressure pause hands the channel: made once, not per pause (a slow client
     /// pauses the upstream every few records, and each new closure was two allocations).
-    private lazy var resumeTransfer: () -> Void = { [weak self] in self?.transfer?.resume() }
+    lazy var resumeTransfer: () -> Void = { [weak self] in self?.transfer?.resume() }
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
     /// it is filled in by the `RecordCloser` handed to `onFinish` once the response is over.
@@ -131,102 +131,11 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
     }
 
-    /// One upstream call for the current candidate.
-    private func startAttempt() {
-        guard let request else {
-            // Unreachable: attempts start only before anything reached the client.
-            fail(.upstreamUnavailable("the request can no longer be sent", code: "internal_error", status: 500))
-            return
-        }
-        attempt += 1
-        accounting.attemptStarted(route)
-        receivedBytes = 0
-        // The first attempt uses the relay made with the proxy (building one costs allocations).
-        if candidate > 0 || attempt > 1 { relay = makeRelay(request, whole: false) }
-        let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
-        let transfer = client.start(UpstreamRequest(
-            url: http.url, headers: http.headers, body: http.body,
-            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
-            receiveBufferBytes: streamed ? 2048 : nil))
-        accounting.requestHandedOver()
-        self.transfer = transfer
-        lastUpstreamActivity = client.loop.nowMilliseconds
-        transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
-        transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
-        transfer.onComplete = { [unowned self] failure in upstreamDidComplete(failure) }
-    }
-
-    /// A relay for the current route. When the client's stream is already open (a keep-alive
-    /// committed it, or an earlier attempt failed before its first token), its start is marked
-    /// as sent: the client has it, and must not see a second `message_start` or
-    /// `response.created`.
-    private func makeRelay(_ request: Request, whole: Bool) -> Request.Relay {
-        var relay = request.makeRelay(route: route, context: context, whole: whole)
-        if stream != nil {
-            var sent: [UInt8] = []
-            relay.start(into: &sent)
-        }
-        return relay
-    }
-
-    /// The attempt failed before the client got anything from it: retry, fall back, or report
-    /// `error`. Returns false when the caller should report `error` itself.
-    private func retryOrFallBack(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> Bool {
-        guard let decision = retryDecision(status: status, connectFailed: connectFailed, headers: headers) else { return false }
-        retry(decision)
-        return true
-    }
-
-    /// What to do about a failed attempt, or nil when its failure is the client's answer: an
-    /// answer event already reached the client, or the policy gives up.
-    private func retryDecision(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> RetryPolicy.Decision? {
-        guard relay.forwardedEvents == 0, request != nil else { return nil }
-        let decision = settings.retry.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt,
-                                             hasNextModel: candidate + 1 < candidates.count, jitter: Double.random(in: 0...1))
-        return decision == .fail ? nil : decision
-    }
-
-    private func retry(_ decision: RetryPolicy.Decision) {
-        switch decision {
-        case .fail:
-            break
-        case .nextModel:
-            accounting.fallingBack(from: route, metrics: metrics)
-            candidate += 1
-            attempt = 0
-            restart(afterMilliseconds: 0)
-        case .retry(let delay):
-            accounting.retrying(route, metrics: metrics)
-            restart(afterMilliseconds: delay)
-        }
-    }
-
-    private func releaseHeld() {
-        collected?.release(heldBytes)
-        heldBytes = 0
-    }
-
     deinit { collected?.release(heldBytes) }
-
-    private func restart(afterMilliseconds delay: UInt64) {
-        releaseHeld()  // the failed attempt's body is dropped
-        phase = stream == nil ? .awaitingUpstreamHead : .streaming
-        guard delay > 0 else {
-            startAttempt()
-            return
-        }
-        let timer = LoopTimer(loop: client.loop) { [unowned self] in
-            retryTimer?.close()
-            retryTimer = nil
-            startAttempt()
-        }
-        timer.start(afterMilliseconds: delay)
-        retryTimer = timer
-    }
 
     // MARK: upstream events
 
-    private func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
+    func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
         lastUpstreamActivity = client.loop.nowMilliseconds
         guard (200..<300).contains(status) else {
             // Collect the error body; `fail` reports it with its status, or in-band if a
@@ -244,7 +153,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     }
 
     /// Returns false to pause the transfer (no room in the fan-in channel).
-    private func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
         if case .streaming = phase, stream?.hasRoom(forInput: bytes.count) != true {
             // Backpressure: curl keeps these bytes and delivers them again once the channel
@@ -327,7 +236,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         return true
     }
 
-    private func upstreamDidComplete(_ failure: UpstreamFailure?) {
+    func upstreamDidComplete(_ failure: UpstreamFailure?) {
         transfer = nil
         accounting.upstreamDone()
         switch phase {
@@ -373,7 +282,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     /// A whole 2xx answer: relayed (id and model replaced) or translated, as the response the
     /// client asked for; for a streamed request, as chunks.
-    private func deliverWhole(_ body: [UInt8]) {
+    func deliverWhole(_ body: [UInt8]) {
         guard let request else {
             // Unreachable: a whole answer is collected before anything reached the client.
             fail(.upstreamUnavailable("the request can no longer be answered", code: "internal_error", status: 500))
@@ -418,7 +327,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     // MARK: client side
 
-    private func openClientStream() {
+    func openClientStream() {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
         accounting.sentStatus = 200
@@ -437,13 +346,13 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
     }
 
-    private func sendKeepAlive() {
+    func sendKeepAlive() {
         openClientStream()
         guard case .streaming = phase else { return }
         stream?.emit(Array(": keep-alive\n\n".utf8))
     }
 
-    private func checkUpstreamIdle() {
+    func checkUpstreamIdle() {
         guard let transfer, !transfer.isPaused else { return }  // a paused transfer waits for the client
         let idle = client.loop.nowMilliseconds &- lastUpstreamActivity
         guard idle >= settings.idleTimeoutMilliseconds else { return }
@@ -455,7 +364,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     /// A client that has taken nothing for too long would pin an upstream transfer forever:
     /// drop it (the reason is in the request's log line and record).
-    private func dropSlowClient() {
+    func dropSlowClient() {
         guard !didFinish else { return }
         accounting.failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
         accounting.cancelled = true
@@ -473,7 +382,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         fail(.cutOnShutdown)
     }
 
-    private func clientDidDisconnect() {
+    func clientDidDisconnect() {
         accounting.cancelled = true
         retryTimer?.close()
         retryTimer = nil
@@ -484,7 +393,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     }
 
     /// Queues the end of the response; `finish` runs once it is written.
-    private func finishClientStream() {
+    func finishClientStream() {
         guard case .streaming = phase else { return }
         phase = .finished
         stream?.emitEnd()
@@ -492,7 +401,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
     /// chunk and `[DONE]`).
-    private func fail(_ error: APIError) {
+    func fail(_ error: APIError) {
         releaseHeld()  // a collected body is dropped with it (the phase ends below)
         accounting.failure = RecordError(error, redactor: redactor)
         transfer?.cancel()
@@ -519,7 +428,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// gateway has retried and fallen back itself (they would stack: 3 × 3 attempts), nor for
     /// errors about the request. A 429 the gateway did not wait for (its `Retry-After` was too
     /// long) is the client's to retry when it likes.
-    private func clientRetryCanHelp(_ error: APIError) -> Bool {
+    func clientRetryCanHelp(_ error: APIError) -> Bool {
         guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
         if error.status == 429 && accounting.attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
             return true
@@ -527,7 +436,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         return accounting.attempts <= 1 && settings.retry.maxRetries == 0
     }
 
-    private func finish() {
+    func finish() {
         guard !didFinish else { return }
         didFinish = true
         watchdog?.close()

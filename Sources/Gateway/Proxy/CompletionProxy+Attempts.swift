@@ -1,0 +1,101 @@
+import EventLoop
+import GatewayCore
+import Providers
+import Surfaces
+import UpstreamClient
+
+/// A proxy's upstream attempts: one call per attempt, and what a failed attempt leads to (a retry
+/// after a backoff, the next of `models`, or the failure reported), decided by `RetryPolicy`
+/// while nothing of the answer has reached the client.
+extension CompletionProxy {
+    /// One upstream call for the current candidate.
+    func startAttempt() {
+        guard let request else {
+            // Unreachable: attempts start only before anything reached the client.
+            fail(.upstreamUnavailable("the request can no longer be sent", code: "internal_error", status: 500))
+            return
+        }
+        attempt += 1
+        accounting.attemptStarted(route)
+        receivedBytes = 0
+        // The first attempt uses the relay made with the proxy (building one costs allocations).
+        if candidate > 0 || attempt > 1 { relay = makeRelay(request, whole: false) }
+        let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
+        let transfer = client.start(UpstreamRequest(
+            url: http.url, headers: http.headers, body: http.body,
+            connectTimeoutMilliseconds: settings.connectTimeoutMilliseconds,
+            receiveBufferBytes: streamed ? 2048 : nil))
+        accounting.requestHandedOver()
+        self.transfer = transfer
+        lastUpstreamActivity = client.loop.nowMilliseconds
+        transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
+        transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
+        transfer.onComplete = { [unowned self] failure in upstreamDidComplete(failure) }
+    }
+
+    /// A relay for the current route. When the client's stream is already open (a keep-alive
+    /// committed it, or an earlier attempt failed before its first token), its start is marked
+    /// as sent: the client has it, and must not see a second `message_start` or
+    /// `response.created`.
+    func makeRelay(_ request: Request, whole: Bool) -> Request.Relay {
+        var relay = request.makeRelay(route: route, context: context, whole: whole)
+        if stream != nil {
+            var sent: [UInt8] = []
+            relay.start(into: &sent)
+        }
+        return relay
+    }
+
+    /// The attempt failed before the client got anything from it: retry, fall back, or report
+    /// `error`. Returns false when the caller should report `error` itself.
+    func retryOrFallBack(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> Bool {
+        guard let decision = retryDecision(status: status, connectFailed: connectFailed, headers: headers) else { return false }
+        retry(decision)
+        return true
+    }
+
+    /// What to do about a failed attempt, or nil when its failure is the client's answer: an
+    /// answer event already reached the client, or the policy gives up.
+    func retryDecision(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> RetryPolicy.Decision? {
+        guard relay.forwardedEvents == 0, request != nil else { return nil }
+        let decision = settings.retry.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt,
+                                             hasNextModel: candidate + 1 < candidates.count, jitter: Double.random(in: 0...1))
+        return decision == .fail ? nil : decision
+    }
+
+    func retry(_ decision: RetryPolicy.Decision) {
+        switch decision {
+        case .fail:
+            break
+        case .nextModel:
+            accounting.fallingBack(from: route, metrics: metrics)
+            candidate += 1
+            attempt = 0
+            restart(afterMilliseconds: 0)
+        case .retry(let delay):
+            accounting.retrying(route, metrics: metrics)
+            restart(afterMilliseconds: delay)
+        }
+    }
+
+    func releaseHeld() {
+        collected?.release(heldBytes)
+        heldBytes = 0
+    }
+
+    func restart(afterMilliseconds delay: UInt64) {
+        releaseHeld()  // the failed attempt's body is dropped
+        phase = stream == nil ? .awaitingUpstreamHead : .streaming
+        guard delay > 0 else {
+            startAttempt()
+            return
+        }
+        let timer = LoopTimer(loop: client.loop) { [unowned self] in
+            retryTimer?.close()
+            retryTimer = nil
+            startAttempt()
+        }
+        timer.start(afterMilliseconds: delay)
+        retryTimer = timer
+    }
+}
