@@ -71,7 +71,7 @@ public final class MockUpstream {
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         let vendor: Vendor? = switch (request.method, request.path) {
         case ("POST", "/v1/chat/completions"), ("POST", "/chat/completions"): .openAI
-        case ("POST", "/v1/messages"): .anthropic
+        case ("POST", "/v1/messages"), ("POST", "/v1/messages/count_tokens"): .anthropic
         case ("POST", let path): MockGeminiStream.route(path).map { .gemini(model: $0.model, stream: $0.stream) }
         default: nil
         }
@@ -85,6 +85,7 @@ public final class MockUpstream {
         if case .anthropic = vendor, request.header("anthropic-version") == nil {
             return writer.respond(vendor.wire.errorResponse(.invalidRequest("anthropic-version: header is required")))
         }
+        if request.path == "/v1/messages/count_tokens" { return countTokens(request, writer) }
         if case .gemini(_, true) = vendor, request.queryItem("alt") != "sse" {
             return writer.respond(vendor.wire.errorResponse(.invalidRequest("The simulator streams only as server-sent events: add ?alt=sse")))
         }
@@ -118,6 +119,33 @@ public final class MockUpstream {
         default:
             writer.respond(error: .notFound(path: request.path))
         }
+    }
+
+    /// Anthropic's `POST /v1/messages/count_tokens`: the input tokens a completion's usage would
+    /// report for the same body (a token per four bytes, `MockScript`). An unknown model is
+    /// Anthropic's 404 naming it; an `error` scenario answers its status (`error:status=404` is a
+    /// server without the endpoint: its 404 names no model).
+    private func countTokens(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
+        stats.record(body: request.body, headers: request.headers.map { ($0.name, $0.value) })
+        let fail = { (error: APIError) in writer.respond(MockAnthropicStream.errorResponse(error)) }
+        guard let body = try? JSONValue.parse(request.body), let model = body["model"]?.stringValue,
+              body["messages"]?.arrayValue != nil else {
+            return fail(.invalidRequest("messages: Field required"))
+        }
+        stats.noteModel(model)
+        do {
+            let scenario = try MockScenario.parse(model: model)
+            if scenario.kind == .error {
+                let status = scenario.option("status", default: 500)
+                return fail(APIError(status: status, type: "error", code: "mock_error", message: "Mock upstream failure (scenario 'error', status \(status))"))
+            }
+        } catch .unknownScenario {
+            return fail(.modelNotFound(model, detail: "the mock upstream serves: \(MockScenario.modelNames.joined(separator: ", "))"))
+        } catch {
+            return fail(.invalidModelOption(model, error))
+        }
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")],
+                       body: Array(#"{"input_tokens":\#(max(1, request.body.count / 4))}"#.utf8))
     }
 
     private func generate(_ request: HTTPRequest, _ writer: HTTPResponseWriter, vendor: Vendor) {

@@ -56,8 +56,9 @@ import Testing
     @Test(.enabled(if: python != nil || required, "no .venv with the anthropic SDK: run scripts/test"),
           .timeLimit(.minutes(2)))
     func officialAnthropicSDKUsesTheMessagesAPI() throws {
-        let env = try TestEnvironment()
-        let (status, text) = try Self.runCheck("anthropic_sdk_check.py", ["--gateway", "http://127.0.0.1:\(env.gatewayPort)"])
+        // With an Anthropic provider (the mock speaks its API): token counts come from it.
+        let env = try MessagesRouteTests.environment()
+        let (status, text) = try Self.runCheck("anthropic_sdk_check.py", ["--gateway", "http://127.0.0.1:\(env.gatewayPort)", "anth/normal"])
         #expect(status == 0, "anthropic SDK check failed:\n\(text.suffix(3000))")
         #expect(text.contains("all gateway checks passed"), "\(text.suffix(3000))")
     }

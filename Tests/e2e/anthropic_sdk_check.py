@@ -4,9 +4,10 @@ needs every event named, message_start first, dense block indexes and usage on m
 its error handling, and a whole message.
 
 Usage: python anthropic_sdk_check.py FIXTURES_DIR         replay the golden files
-       python anthropic_sdk_check.py --gateway BASE_URL   against a running fusion-gateway (its
-                                                          simulated models): streamed, whole, tool
-                                                          use, fusion, errors
+       python anthropic_sdk_check.py --gateway BASE_URL [MODEL]   against a running fusion-gateway
+                                                          (its simulated models): streamed, whole,
+                                                          tool use, fusion, errors, token counts
+                                                          (by MODEL, on an Anthropic provider)
 Exits non-zero with a message on the first failed check; prints one line per passed check.
 """
 import http.server
@@ -26,7 +27,7 @@ def check(name, condition, detail=""):
     print(f"ok   {name}")
 
 
-def gateway_checks(base_url):
+def gateway_checks(base_url, counting_model=None):
     """The SDK against the gateway itself (BASE_URL without /v1: the SDK adds it)."""
     client = anthropic.Anthropic(base_url=base_url, api_key="not-needed", max_retries=0, timeout=60)
     ask = dict(max_tokens=256, messages=[{"role": "user", "content": "Why is the sky blue?"}])
@@ -43,6 +44,19 @@ def gateway_checks(base_url):
           repr(models.data[:3]))
     model = client.models.retrieve("sim/normal")
     check("gateway: models retrieve", model.id == "sim/normal" and model.type == "model", repr(model))
+
+    # Token counting (Claude Code calls the beta form, `?beta=true`): answered by an Anthropic
+    # provider; for a model on another kind of provider, a 404 (the client estimates itself).
+    if counting_model:
+        counted = client.messages.count_tokens(model=counting_model, messages=ask["messages"], system="Be brief.")
+        check("gateway: count tokens", counted.input_tokens > 0, repr(counted))
+        beta = client.beta.messages.count_tokens(model=counting_model, messages=ask["messages"])
+        check("gateway: count tokens (beta)", 0 < beta.input_tokens < counted.input_tokens, repr(beta))
+    try:
+        client.messages.count_tokens(model="sim/normal", messages=ask["messages"])
+        check("gateway: no count for a model without one", False, "no error")
+    except anthropic.NotFoundError as error:
+        check("gateway: no count for a model without one", "token count" in str(error.body), repr(error.body))
 
     message = client.messages.create(model="sim/normal", **ask)
     check("gateway: whole message", message.content[0].text.startswith("This is a simulated answer")
@@ -99,7 +113,7 @@ def gateway_checks(base_url):
 
 
 if sys.argv[1:2] == ["--gateway"]:
-    gateway_checks(sys.argv[2])
+    gateway_checks(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
     sys.exit(0)
 
 root = sys.argv[1]

@@ -167,7 +167,7 @@ public final class GatewayServer {
         server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds, completion: completion) { [unowned self] in
             // Responses still running end with an error their clients can read (and a record
             // that says why), not a transfer that breaks off.
-            for case let response as CutOnShutdown in Array(active.values) { response.cutOnShutdown() }
+            for case let response as any CutOnShutdown in Array(active.values) { response.cutOnShutdown() }
         }
     }
 
@@ -202,6 +202,8 @@ public final class GatewayServer {
             admit(request, writer, api: .chatCompletions) { [unowned self] in chatCompletion(request, writer) }
         case ("POST", "/v1/messages"):
             admit(request, writer, api: .messages) { [unowned self] in messages(request, writer) }
+        case ("POST", "/v1/messages/count_tokens"):
+            countTokens(request, writer)
         case ("POST", "/v1/responses"), ("POST", "/responses"):
             admit(request, writer, api: .responses) { [unowned self] in responses(request, writer) }
         case ("GET", "/v1/models"), ("GET", "/models"):
@@ -218,7 +220,8 @@ public final class GatewayServer {
             let draining = shared.isDraining
             writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
                            body: Array((draining ? #"{"status":"draining"}"# : #"{"status":"ok"}"#).utf8))
-        case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/responses"), (_, "/responses"):
+        case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/messages/count_tokens"),
+             (_, "/v1/responses"), (_, "/responses"):
             refuse(.methodNotAllowed(request.method, path: request.path, allowed: "POST"), request, writer)
         case (_, "/v1/models"), (_, "/models"), (_, "/health"), (_, "/metrics"), (_, "/api/v1/generation"), (_, "/v1/generation"):
             refuse(.methodNotAllowed(request.method, path: request.path, allowed: "GET, HEAD"), request, writer)

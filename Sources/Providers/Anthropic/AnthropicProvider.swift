@@ -34,15 +34,27 @@ public struct AnthropicProvider: Provider {
 
     public func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         let version = endpoint.headers.first { $0.key.lowercased() == "anthropic-version" }?.value
-        var headers: [(String, String)] = [
-            ("Content-Type", "application/json"),
-            ("Accept", request.stream ? "text/event-stream" : "application/json"),
-        ]
-        if let key = endpoint.apiKey { headers.append(("x-api-key", key)) }
-        if version == nil { headers.append(("anthropic-version", Self.defaultAPIVersion)) }
-        for (name, value) in endpoint.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
         let body = AnthropicRequestEncoder.json(request, version: version ?? Self.defaultAPIVersion, defaultMaxTokens: defaultMaxTokens)
-        return ProviderHTTPRequest(url: endpoint.baseURL + "/messages", headers: headers + extraHeaders, body: body.serialized())
+        return ProviderHTTPRequest(url: endpoint.baseURL + "/messages",
+                                   headers: Self.headers(endpoint, accept: request.stream ? "text/event-stream" : "application/json") + extraHeaders,
+                                   body: body.serialized())
+    }
+
+    /// `POST {base}/messages/count_tokens` with `body` (a Messages body without `max_tokens`, as
+    /// the client sent it, its model the upstream's): Anthropic's own count of its input.
+    public static func tokenCountRequest(body: [UInt8], endpoint: ProviderEndpoint) -> ProviderHTTPRequest {
+        ProviderHTTPRequest(url: endpoint.baseURL + "/messages/count_tokens", headers: headers(endpoint, accept: "application/json"), body: body)
+    }
+
+    /// The key, the API version (unless the endpoint names one) and the endpoint's own headers.
+    private static func headers(_ endpoint: ProviderEndpoint, accept: String) -> [(String, String)] {
+        var headers: [(String, String)] = [("Content-Type", "application/json"), ("Accept", accept)]
+        if let key = endpoint.apiKey { headers.append(("x-api-key", key)) }
+        if !endpoint.headers.keys.contains(where: { $0.lowercased() == "anthropic-version" }) {
+            headers.append(("anthropic-version", defaultAPIVersion))
+        }
+        for (name, value) in endpoint.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
+        return headers
     }
 
     public func streamDecoder(maxEventBytes: Int, redactor: Redactor) -> any ModelStreamDecoder {

@@ -17,8 +17,9 @@ public struct MessagesRequest: Sendable {
     public let rawBody: [UInt8]
 
     /// Duplicate keys and numbers beyond Double's range are refused at any depth (see
-    /// `JSONValue.parseRequest`): the raw body may be what goes upstream.
-    public init(body: [UInt8]) throws(APIError) {
+    /// `JSONValue.parseRequest`): the raw body may be what goes upstream. A token count
+    /// (`POST /v1/messages/count_tokens`) is the same body without `max_tokens`.
+    public init(body: [UInt8], forTokenCount: Bool = false) throws(APIError) {
         let json = try JSONValue.parseRequest(body)
         guard case .object(let fields) = json else {
             throw .invalidRequest("The request body must be a JSON object, not \(json.typeName).")
@@ -26,8 +27,10 @@ public struct MessagesRequest: Sendable {
         guard let model = try Self.required("model", in: fields).stringValue, !model.isEmpty else {
             throw Self.invalid("model", "a non-empty string")
         }
-        guard let limit = try Self.required("max_tokens", in: fields).intValue, (1...Usage.maxTokens).contains(limit) else {
-            throw Self.invalid("max_tokens", "an integer of at least 1")
+        if !forTokenCount || (fields["max_tokens"] ?? .null) != .null {
+            guard let limit = try Self.required("max_tokens", in: fields).intValue, (1...Usage.maxTokens).contains(limit) else {
+                throw Self.invalid("max_tokens", "an integer of at least 1")
+            }
         }
         guard let messages = try Self.required("messages", in: fields).arrayValue, !messages.isEmpty else {
             throw Self.invalid("messages", "a non-empty array of messages")
