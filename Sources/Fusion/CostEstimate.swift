@@ -15,9 +15,12 @@ public struct ModelPrice: Sendable, Equatable {
         (Double(max(0, input)) * inputPerMillion + Double(max(0, output)) * outputPerMillion) / 1_000_000
     }
 
-    /// The price of `model` in `prices`: its own entry, else its provider's `provider/*`.
+    /// The price of `model` in `prices`: its own entry, its bare slug's (without `:options`), its
+    /// provider's `provider/*`, else `*`. Budgets and the estimate both price with it.
     public static func lookup(_ model: String, in prices: [String: ModelPrice]) -> ModelPrice? {
         if let price = prices[model] { return price }
+        // A slug with `:options` (`sim/expert-1:pace_ms=5`) costs what its bare slug does.
+        if let colon = model.firstIndex(of: ":"), let price = prices[String(model[..<colon])] { return price }
         guard let slash = model.firstIndex(of: "/") else { return prices["*"] }
         return prices[model[..<slash] + "/*"] ?? prices["*"]
     }
@@ -56,6 +59,26 @@ public struct CostEstimate: Sendable, Equatable {
 
     /// Tokens in a prompt, estimated from its bytes (≈4 per token in English, the common rule
     /// of thumb) plus a few per message for the chat framing.
+    /// A request's prompt, roughly: its messages and its tools' definitions (sent with every
+    /// call that has tools: the web tools of a panel member or a judge).
+    public static func tokens(request: ModelRequest) -> Int64 {
+        tokens(request.messages).addingReportingOverflow(tokens(tools: request.tools)).partialValue
+    }
+
+    /// Tool definitions, a token per four bytes of their names, descriptions and schemas.
+    public static func tokens(tools: [ToolDefinition]) -> Int64 {
+        var bytes = 0
+        for tool in tools {
+            switch tool {
+            case .function(let name, let description, let parameters, _):
+                bytes += name.utf8.count + (description?.utf8.count ?? 0) + (parameters?.serialized().count ?? 0) + 16
+            case .other(let json):
+                bytes += json.serialized().count
+            }
+        }
+        return Int64((bytes + 3) / 4)
+    }
+
     public static func tokens(_ messages: [ModelMessage]) -> Int64 {
         var bytes = 0
         for message in messages {
@@ -66,7 +89,10 @@ public struct CostEstimate: Sendable, Equatable {
     }
 
     /// nil when no model of the deliberation has a price.
+    /// `panelTools` and `judgeTools`: the tools sent with those calls (their definitions are
+    /// part of each prompt).
     public static func make(panel: [(model: String, messages: [ModelMessage])], judge: String, judgeMessages: [ModelMessage],
+                            panelTools: [ToolDefinition] = [], judgeTools: [ToolDefinition] = [],
                             maxOutputTokens: Int64?, prices: [String: ModelPrice]) -> CostEstimate? {
         guard !prices.isEmpty else { return nil }
         var calls: [Call] = []
@@ -80,9 +106,10 @@ public struct CostEstimate: Sendable, Equatable {
             calls.append(Call(role: role, model: model, inputTokens: input, maxOutputTokens: maxOutputTokens,
                               minimum: price.cost(input: input, output: 0), maximum: maximum))
         }
-        for member in panel { add("panel", member.model, input: tokens(member.messages), extraInput: 0) }
+        let panelToolTokens = tokens(tools: panelTools)
+        for member in panel { add("panel", member.model, input: tokens(member.messages) + panelToolTokens, extraInput: 0) }
         // The judge reads every answer: at most each member's output limit more.
-        add("judge", judge, input: tokens(judgeMessages), extraInput: maxOutputTokens.map { $0.multipliedReportingOverflow(by: Int64(panel.count)).partialValue })
+        add("judge", judge, input: tokens(judgeMessages) + tokens(tools: judgeTools), extraInput: maxOutputTokens.map { $0.multipliedReportingOverflow(by: Int64(panel.count)).partialValue })
         guard !calls.isEmpty else { return nil }
         return CostEstimate(calls: calls, unpriced: unpriced)
     }
@@ -107,6 +134,7 @@ public struct CostEstimate: Sendable, Equatable {
             }
             if let actual = Self.actual(call, prices: prices) {
                 row["actual"] = Self.money(actual)
+                if call.usageEstimated { row["estimated"] = .bool(true) }  // a turn cut before its usage
                 actualTotal += actual
             } else {
                 row["actual"] = .null

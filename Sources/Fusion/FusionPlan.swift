@@ -75,6 +75,7 @@ public enum FusionPlan: Sendable {
         var fusion = FusionRequest(outerModel: outerModel, parameters: parameters, parameterPath: parameterPath, base: base,
                                    structuredEvents: structuredEvents, depth: depth, forced: forced)
         fusion.entryPoint = isAlias ? request.model : plugin != nil ? "fusion_plugin" : "fusion_tool"
+        fusion.requestedModel = request.model
         return .fusion(fusion)
     }
 }
@@ -98,6 +99,8 @@ public struct FusionRequest: Sendable {
     /// How the client asked for Fusion, as the generation record's `router` says: the alias it
     /// named (`fusion`, `openrouter/fusion`), `fusion_tool` or `fusion_plugin`.
     public var entryPoint = "fusion"
+    /// The model the client named (`fusion`, or its own model with the fusion tool or plugin).
+    public var requestedModel = ""
 
     public init(outerModel: String, parameters: FusionParameters, parameterPath: String, base: ModelRequest,
                 structuredEvents: Bool, depth: Int, forced: Bool = false) {

@@ -4,8 +4,9 @@ import Providers
 /// Progress of a deliberation, as the client sees it live (see `FusionProgressEncoder`).
 public enum FusionProgress: Sendable, Equatable {
     /// The outer model called the fusion tool (`callID`: its call's id, which a client that keeps
-    /// the Responses item sends back).
-    case toolCalled(arguments: String, callID: String = "")
+    /// the Responses item sends back); `forced`: the request left it no other choice, so the call
+    /// was not made but stands for it (the panel started at once).
+    case toolCalled(arguments: String, callID: String = "", forced: Bool = false)
     case memberStarted(index: Int, model: String)
     case memberDelta(index: Int, model: String, text: String)
     /// A panel member's reasoning ("thinking") text, as it streams: not part of its answer.

@@ -30,6 +30,9 @@ public struct MemberStats: Sendable, Equatable {
     public var characters: Int
     /// Web tool calls made (over all turns of its tool loop).
     public var toolCalls = 0
+    /// `usage` holds the gateway's estimate for a turn cut or failed before its upstream reported
+    /// usage (the prompt by its size, a token per piece of output): what the key is charged.
+    public var usageEstimated = false
 
     public init(model: String, role: String, status: String, usage: Usage?, firstTokenMilliseconds: Double?,
                 durationMilliseconds: Double, characters: Int, toolCalls: Int = 0) {
@@ -61,6 +64,7 @@ public struct MemberStats: Sendable, Equatable {
             JSONWriting.appendValue(.double(usage.cost), to: &out)
         }
         milliseconds(#","duration_ms":"#, durationMilliseconds)
+        if usageEstimated { out.append(contentsOf: #","estimated":true"#.utf8) }
         out.append(contentsOf: #","model":"#.utf8)
         JSONWriting.appendString(model, to: &out)
         if let usage { number(#","prompt_tokens":"#, usage.promptTokens) }
@@ -81,6 +85,7 @@ public struct MemberStats: Sendable, Equatable {
             "duration_ms": .double((durationMilliseconds * 1000).rounded() / 1000), "characters": .int(Int64(characters)),
         ]
         if toolCalls > 0 { object["tool_calls"] = .int(Int64(toolCalls)) }
+        if usageEstimated { object["estimated"] = .bool(true) }
         if let firstTokenMilliseconds { object["ttft_ms"] = .double((firstTokenMilliseconds * 1000).rounded() / 1000) }
         if usage == nil {
             // Unknown, not zero: the upstream reported none (or the call failed before it could).
@@ -179,5 +184,45 @@ public struct FusionResult: Sendable, Equatable {
                                                   "message": .string(judgeFailure.message)])
         }
         return .object(object)
+    }
+}
+
+extension MemberStats {
+    /// One inner call's estimated usage, from the session's call log: a turn cut or failed after
+    /// it produced output, before its upstream reported usage.
+    public struct Estimate: Sendable, Equatable {
+        public var role: String
+        public var model: String
+        public var usage: Usage
+        public init(role: String, model: String, usage: Usage) {
+            self.role = role
+            self.model = model
+            self.usage = usage
+        }
+    }
+
+    /// `calls` with `estimates` folded in, so the client's usage is what the key is charged: each
+    /// estimate goes to the first call of its role and model without usage (a member cut for
+    /// latency, a judge stopped by the deadline), else is added to the first call of its role
+    /// and model (a later turn of a tool loop); `unplaced` is what matched no call (still part of
+    /// the total).
+    public static func folding(_ estimates: [Estimate], into calls: [MemberStats]) -> (calls: [MemberStats], unplaced: Usage) {
+        var calls = calls
+        var unplaced = Usage()
+        var filled = Set<Int>()
+        for estimate in estimates {
+            let matches = calls.indices.filter { calls[$0].role == estimate.role && calls[$0].model == estimate.model }
+            if let empty = matches.first(where: { calls[$0].usage == nil && !filled.contains($0) }) {
+                calls[empty].usage = estimate.usage
+                calls[empty].usageEstimated = true
+                filled.insert(empty)
+            } else if let first = matches.first {
+                calls[first].usage = (calls[first].usage ?? Usage()) + estimate.usage
+                calls[first].usageEstimated = true
+            } else {
+                unplaced = unplaced + estimate.usage
+            }
+        }
+        return (calls, unplaced)
     }
 }

@@ -24,6 +24,7 @@ extension FusionSessionMachine {
                                                             tools: !judgeTools.isEmpty)
             costEstimate = CostEstimate.make(panel: request.parameters.analysisModels.map { ($0, memberMessages) },
                                              judge: request.judgeModel, judgeMessages: judgeMessages,
+                                             panelTools: panelTools, judgeTools: judgeTools,
                                              maxOutputTokens: request.parameters.maxCompletionTokens ?? limits.defaultMaxTokens,
                                              prices: prices)
         }
@@ -34,7 +35,7 @@ extension FusionSessionMachine {
             out.append(.output(.progress(.phase(PhaseReport(.outer, .completed, duration: time - turn.startedAt,
                                                             summary: "\(request.outerModel) called the fusion tool")))))
         }
-        out.append(.output(.progress(.toolCalled(arguments: call.arguments, callID: call.id))))
+        out.append(.output(.progress(.toolCalled(arguments: call.arguments, callID: call.id, forced: request.forced))))
         return out + perform(actions, at: time)
     }
 

@@ -175,10 +175,12 @@ import Testing
     @Test func theCallLogTellsEachCallsEnding() {
         let log = InnerCallLog(requestStart: 0, redactor: Redactor(secrets: ["sk-secret-123456"]))
         let routes = [(model: "mock/a", provider: "mock"), (model: "other/b", provider: "other")]
-        log.started(1, role: .member(index: 0), routes: routes, at: 1_000_000)
-        log.started(2, role: .judge, routes: routes, at: 2_000_000)
-        log.started(3, role: .outer(final: true), routes: routes, at: 3_000_000)
+        log.started(1, role: .member(index: 0), routes: routes, promptTokens: 10, at: 1_000_000)
+        log.started(2, role: .judge, routes: routes, promptTokens: 40, at: 2_000_000)
+        log.started(3, role: .outer(final: true), routes: routes, promptTokens: 50, at: 3_000_000)
         log.event(1, .text("hi"), at: 4_000_000)
+        log.event(2, .text("a"), at: 4_000_000)
+        log.event(2, .reasoning("b"), at: 4_000_000)
         log.event(1, .finish(.stop), at: 5_000_000)
         log.event(1, .usage(Usage(promptTokens: 1, completionTokens: 2, totalTokens: 3)), at: 5_000_000)
         let summary = InnerCallRecord.Summary(httpStatus: 200, attempts: 2, route: 1, upstreamStart: 1_100_000, upstreamEnd: 5_500_000)
@@ -196,6 +198,9 @@ import Testing
         #expect(records[0].usage?.totalTokens == 3)
         #expect(records[1].finishReason == "error" && records[1].httpStatus == nil)
         #expect(records[1].error?.code == "upstream_timeout" && records[1].error?.message == "key [redacted] refused")
+        // Failed after two pieces of output, before its usage: charged its own prompt and those.
+        #expect(records[1].usage == Usage(promptTokens: 40, completionTokens: 2, totalTokens: 42) && records[1].usageEstimated)
+        #expect(log.estimates == [MemberStats.Estimate(role: "judge", model: "mock/a", usage: Usage(promptTokens: 40, completionTokens: 2, totalTokens: 42))])
         #expect(records[2].cancelled && records[2].finishReason == "cancelled" && records[2].firstTokenMilliseconds == nil)
         #expect(records[2].startMilliseconds == 3)
     }

@@ -55,7 +55,8 @@ import Testing
 
     @Test func theDeadlineCutsWhatStillRunsAndTheRecordHoldsTheEstimate() throws {
         let env = try TestEnvironment { $0.fusion?.prices = ["mock/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)] }
-        let response = try env.chat(body(#"{"analysis_models":\#(Self.panel),"model":"mock/judge:pace_ms=1","deadline_ms":400}"#))
+        let response = try env.chat(body(#"{"analysis_models":\#(Self.panel),"model":"mock/judge:pace_ms=1","deadline_ms":400}"#,
+                                         extra: #","stream_options":{"include_fusion_events":true,"include_usage":true}"#))
         let events = response.namedEvents
         // The estimate is the first thing the client hears.
         let estimate = try #require(events.first)
@@ -78,7 +79,12 @@ import Testing
         #expect(!env.mockStats.requestedModels.contains("judge:pace_ms=1"))
         #expect(events.contains { $0.name == "fusion.judge.failed" && $0.data["reason"] == .string("judge_timeout") }, "\(events.map(\.name))")
         #expect(calls.filter { $0["status"] == .string("ok") }.allSatisfy { ($0["actual"]?.doubleValue ?? 0) > 0 })
-        #expect(calls.first { $0["status"] == .string("cut_for_latency") }?["actual"] == .null, "a cut call reported no usage")
+        // A cut call reported no usage: it costs the gateway's estimate (its prompt, a token per
+        // piece of output), as the client's usage and the key's spend say.
+        let cut = try #require(calls.first { $0["status"] == .string("cut_for_latency") })
+        #expect((cut["actual"]?.doubleValue ?? 0) > 0 && cut["estimated"] == .bool(true), "\(cut)")
+        let usage = try #require(response.plainChunksJSON.last { $0["usage"] != nil }?["usage"])
+        #expect(usage["total_tokens"] == record["usage"]?["total_tokens"], "the client's usage is the record's: \(usage)")
         #expect((cost["actual"]?.doubleValue ?? 0) > 0)
     }
 
@@ -101,10 +107,14 @@ import Testing
         #expect(Set(models.prefix(2)) == ["expert-1:pace_ms=1", "expert-2:pace_ms=1"], "\(models)")
         #expect(models.suffix(2) == ["judge:pace_ms=1", "outer:pace_ms=1"], "the outer model only writes the final answer")
         #expect(forced.comments.contains { $0.hasPrefix("fusion phase outer: skipped") })
+        // No call of the outer model is reported: the comment says the panel was asked at once.
+        #expect(!forced.comments.contains { $0.contains("the outer model called the fusion tool") })
+        #expect(forced.comments.contains { $0.hasPrefix("fusion: the panel is asked (fusion is forced") }, "\(forced.comments.prefix(4))")
         // Not forced: the outer model decides first.
         let decided = try env.chat(body(parameters, extra: "").replacingOccurrences(of: #","tool_choice":"required""#, with: ""))
         #expect(decided.status == 200)
         let after = Array(env.mockStats.requestedModels.dropFirst(models.count))
         #expect(after.first == "outer:pace_ms=1" && after.count == 5, "\(after)")
+        #expect(decided.comments.contains { $0.hasPrefix("fusion: the outer model called the fusion tool") })
     }
 }

@@ -86,6 +86,7 @@ import Testing
         let record = try #require(try env.generation(response.header("x-generation-id")))
         #expect(record["router"] == .string("fusion"))
         #expect(record["model"] == .string("mock/outer:pace_ms=1"))
+        #expect(record["requested_model"] == .string("fusion"), "the model the client named, not the outer model it ran on")
         #expect(record["streamed"] == .bool(true))
         #expect(record["cancelled"] == .bool(false))
         #expect(record["finish_reason"] == .string("stop"))

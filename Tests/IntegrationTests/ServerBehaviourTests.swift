@@ -94,7 +94,8 @@ import Testing
         ("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n", 413),
         ("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nX-Big: \(String(repeating: "a", count: 9000))\r\n\r\n", 431),
         ("POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-        ("POST /v1/messages/count_tokens HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 404),
+        ("POST /v1/messages/batches HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 404),
+        ("POST /v1/messages/count_tokens HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 400),
     ])
     func rejectionsOnTheMessagesAPIComeInAnthropicsShape(raw: String, status: Int) throws {
         let env = try TestEnvironment()

@@ -95,6 +95,23 @@ import Testing
         #expect(!FusionSession<FusionChatRenderer>.clientRetryCanHelp(.init(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow down"), callsEnded: 1))
     }
 
+    /// A streamed deliberation whose final answer breaks off: a client that asked for usage gets
+    /// what the panel, judge and partial answer used before the error chunk (as a proxied
+    /// stream's failure gives it), the same figures as the record.
+    @Test func aFusionStreamFailingAtItsFinalAnswerStillGivesItsUsage() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/outer:pace_ms=1:fail_final=1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}],"tool_choice":"required"}"#
+        let response = try env.chat(body)
+        let chunks = response.plainChunksJSON
+        let usageAt = try #require(chunks.lastIndex { $0["usage"] != nil }, "\(response.text.suffix(600))")
+        let errorAt = try #require(chunks.lastIndex { $0["error"] != nil })
+        #expect(usageAt < errorAt && response.events.last == "[DONE]")
+        let usage = chunks[usageAt]["usage"]
+        #expect((usage?["completion_tokens"]?.intValue ?? 0) > 0 && usage?["fusion"]?["calls"]?.arrayValue?.count == 3, "\(String(describing: usage))")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["usage"]?["total_tokens"] == usage?["total_tokens"], "the client's usage is the record's")
+    }
+
     @Test func aDeliberationLosesNothingAndSaysWhatItDoesNotKnow() throws {
         let env = try TestEnvironment()
         let panel = #"["mock/expert-1:pace_ms=1:together=1","mock/expert-2:pace_ms=1:whole=1","mock/expert-3:pace_ms=1:truncate=1","mock/expert-4:pace_ms=1:no_usage=1"]"#
@@ -107,9 +124,12 @@ import Testing
         let answers = fusion["responses"]?.arrayValue?.compactMap { $0["content"]?.stringValue } ?? []
         #expect(answers.allSatisfy { $0.hasSuffix(".") }, "every answer whole, the last content of a finish chunk included")
         let usage = try #require(response.json?["usage"]?["fusion"])
-        #expect(usage["calls_without_usage"]?.intValue ?? 0 >= 2, "\(usage)")
-        let unknown = usage["calls"]?.arrayValue?.filter { $0["usage_unknown"] == .bool(true) }.compactMap { $0["model"]?.stringValue }
-        #expect(unknown?.contains("mock/expert-4:pace_ms=1:no_usage=1") == true)
+        // Calls whose upstream reported no usage hold the gateway's estimate, marked (and charged).
+        #expect(usage["calls_estimated"]?.intValue ?? 0 >= 2, "\(usage)")
+        let estimated = usage["calls"]?.arrayValue?.filter { $0["estimated"] == .bool(true) }.compactMap { $0["model"]?.stringValue }
+        #expect(estimated?.contains("mock/expert-4:pace_ms=1:no_usage=1") == true)
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["usage"]?["total_tokens"] == response.json?["usage"]?["total_tokens"], "the client's usage is the record's")
     }
 }
 

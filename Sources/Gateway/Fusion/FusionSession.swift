@@ -106,8 +106,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         record.model = request.outerModel
         record.provider = routes.byModel[request.outerModel]?.endpoint.name
         self.record = record
-        callLog = InnerCallLog(requestStart: startedAt, redactor: redactor,
-                               estimatedPromptTokens: CostEstimate.tokens(request.base.messages))
+        callLog = InnerCallLog(requestStart: startedAt, redactor: redactor)
     }
 
     /// Resolves every model the request may use, so a bad one is a 400 naming its field before
@@ -265,7 +264,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         case .outer(final: true): meter.begin(.outerFinal, at: time)
         case .outer(final: false): break
         }
-        callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) }, at: time)
+        callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) },
+                        promptTokens: CostEstimate.tokens(request: call.request), at: time)
         callStarts[call.id] = time
         let request = call.request
         var worker = workers[0]
@@ -327,10 +327,19 @@ final class FusionSession<Renderer: FusionRenderer> {
         watchdog?.noteWrite()
     }
 
-    /// What the response ends with: usage summed over every call, per call when fusion ran.
+    /// What the response ends with: usage summed over every call, per call when fusion ran,
+    /// the estimates of calls cut or failed before their usage included (`accounted`).
     private var totals: FusionTotals {
-        FusionTotals(usage: machine.totalUsage, calls: machine.deliberated ? machine.calls : nil, fusion: machine.fusionResult,
-                     finishReason: machine.finishReason, sources: machine.sources)
+        let accounted = accounted
+        return FusionTotals(usage: accounted.usage, calls: machine.deliberated ? accounted.calls : nil, fusion: machine.fusionResult,
+                            finishReason: machine.finishReason, sources: machine.sources)
+    }
+
+    /// Every call's stats with the call log's estimates folded in, and their sum: what the client
+    /// is told and what the record (and so the key) is charged, one figure for both.
+    private var accounted: (calls: [MemberStats], usage: Usage) {
+        let folded = MemberStats.folding(callLog.estimates, into: machine.calls)
+        return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +))
     }
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {
@@ -357,6 +366,9 @@ final class FusionSession<Renderer: FusionRenderer> {
             }
         case .failed(let error):
             failure = RecordError(error, redactor: redactor)
+            // Calls still running end with the response: their estimates belong in the usage
+            // the client is told, as in the record.
+            callLog.cancelAll(at: EventLoop.monotonicNanoseconds())
             if writer.state == .streaming {
                 out.removeAll(keepingCapacity: true)
                 renderer.renderError(error, totals: totals, into: &out)
@@ -391,13 +403,13 @@ final class FusionSession<Renderer: FusionRenderer> {
         // The entry point that ran it, whether or not the outer model went on to deliberate.
         record.router = machine.request.entryPoint
         record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
-        record.fusionCalls = machine.calls.map(\.json)
+        let accounted = accounted
+        record.fusionCalls = accounted.calls.map(\.json)
         record.innerCalls = callLog.records
-        // The client's usage (the machine's sum of reported usage) and the estimates of calls cut
-        // before theirs: what the key is charged.
-        let estimated = record.innerCalls.filter(\.usageEstimated)
-        record.usage = estimated.compactMap(\.usage).reduce(machine.totalUsage, +)
-        record.usageEstimated = !estimated.isEmpty
+        // The client's usage, the estimates of calls cut before theirs included: what the key
+        // is charged.
+        record.usage = accounted.usage
+        record.usageEstimated = record.innerCalls.contains(where: \.usageEstimated)
         record.usageUnknown = record.innerCalls.contains { $0.usage == nil }
         record.upstreamAttempts = record.innerCalls.reduce(0) { $0 + $1.attempts }
         record.fallbacks = record.innerCalls.reduce(0) { $0 + $1.fallbacks }
@@ -405,7 +417,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         record.webToolCalls = machine.webToolCalls
         record.numSearchResults = machine.searchResults
         record.phases = meter.timings()
-        record.fusionCost = machine.costEstimate?.report(calls: machine.calls, prices: machine.prices)
+        record.fusionCost = machine.costEstimate?.report(calls: accounted.calls, prices: machine.prices)
         record.overheadMilliseconds = meter.totalOverheadMilliseconds()
         record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: machine.finishReason?.rawValue, error: failure,
                                     cancelled: cancelled),

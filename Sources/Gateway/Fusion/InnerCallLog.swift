@@ -21,11 +21,15 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// Pieces of output (text, reasoning, tool call fragments): a call cut before its usage
         /// is charged a token for each.
         var outputEvents: Int64 = 0
+        /// Its request's prompt, roughly (`CostEstimate.tokens(request:)`): what it is charged
+        /// for its prompt if cut before its usage.
+        let promptTokens: Int64
 
-        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)]) {
+        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], promptTokens: Int64) {
             self.record = record
             self.startedAt = startedAt
             self.routes = routes
+            self.promptTokens = promptTokens
         }
     }
 
@@ -33,14 +37,10 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// When the request arrived (the zero of every `start_ms`).
     private let requestStart: UInt64
     private let redactor: Redactor
-    /// A call's prompt, roughly (the client's conversation, which every call carries): what a
-    /// call cut before its usage is charged for its prompt.
-    private let estimatedPromptTokens: Int64
 
-    init(requestStart: UInt64, redactor: Redactor, estimatedPromptTokens: Int64 = 0) {
+    init(requestStart: UInt64, redactor: Redactor) {
         self.requestStart = requestStart
         self.redactor = redactor
-        self.estimatedPromptTokens = estimatedPromptTokens
     }
 
     static func role(_ role: FusionSessionMachine.Role) -> String {
@@ -51,11 +51,12 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
     }
 
-    func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], at now: UInt64) {
+    func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], promptTokens: Int64,
+                 at now: UInt64) {
         guard let first = routes.first else { return }
         var record = CallRecord(role: Self.role(role), model: first.model, provider: first.provider)
         record.startMilliseconds = OverheadMeter.milliseconds(now &- requestStart)
-        entries[id] = Entry(record: record, startedAt: now, routes: routes)
+        entries[id] = Entry(record: record, startedAt: now, routes: routes, promptTokens: promptTokens)
     }
 
     func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
@@ -99,8 +100,8 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// the calls free (the key's tokens per minute and budget).
     private func estimateUsage(_ entry: Entry) {
         guard entry.record.usage == nil, entry.outputEvents > 0 else { return }
-        entry.record.usage = Usage(promptTokens: estimatedPromptTokens, completionTokens: entry.outputEvents,
-                                   totalTokens: estimatedPromptTokens.addingReportingOverflow(entry.outputEvents).partialValue)
+        entry.record.usage = Usage(promptTokens: entry.promptTokens, completionTokens: entry.outputEvents,
+                                   totalTokens: entry.promptTokens.addingReportingOverflow(entry.outputEvents).partialValue)
         entry.record.usageEstimated = true
     }
 
@@ -115,6 +116,15 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
 
     /// Every call, in the order they started.
     var records: [CallRecord] { entries.keys.sorted().compactMap { entries[$0]?.record } }
+
+    /// The estimated usage of the calls closed so far without their upstream's, under the model
+    /// the session asked for (a fallback's call is its model's): folded into the client's usage.
+    var estimates: [MemberStats.Estimate] {
+        entries.keys.sorted().compactMap { id in
+            guard let entry = entries[id], entry.record.usageEstimated, let usage = entry.record.usage else { return nil }
+            return MemberStats.Estimate(role: entry.record.role, model: entry.routes.first?.model ?? entry.record.model, usage: usage)
+        }
+    }
 
     private func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
         guard let entry = entries[id], entry.open else { return nil }

@@ -20,8 +20,7 @@ enum Spend {
     }
 
     static func micros(model: String, usage: Usage, prices: [String: ModelPrice]) -> Int64 {
-        let bare = model.split(separator: ":", maxSplits: 1).first.map(String.init) ?? model
-        guard let price = prices[model] ?? ModelPrice.lookup(bare, in: prices) else {
+        guard let price = ModelPrice.lookup(model, in: prices) else {
             // Usage clamps the reported cost to 0...1e9 dollars: the product fits easily.
             return Int64((max(0, usage.cost) * 1_000_000).rounded())
         }

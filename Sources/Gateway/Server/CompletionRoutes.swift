@@ -98,7 +98,8 @@ extension GatewayServer {
                 try startProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
                                startedAt: startedAt, prompt: prompt, log: log)
             case .fusion(let fusion, let renderer, let fallbacks):
-                record.note(requestedModel: fusion.base.model, streamed: fusion.stream, kind: .fusion)
+                record.note(requestedModel: fusion.requestedModel.isEmpty ? fusion.base.model : fusion.requestedModel,
+                            streamed: fusion.stream, kind: .fusion)
                 prompt = GatewayShared.loggedPrompt(fusion.messages, enabled: config.server.logPrompts)
                 try startFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer, record: record,
                                 startedAt: startedAt, prompt: prompt, log: log)

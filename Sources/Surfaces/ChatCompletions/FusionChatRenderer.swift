@@ -76,7 +76,10 @@ public struct FusionChatRenderer: Sendable {
     }
 
     /// An error after the stream began: an error chunk, then `[DONE]`.
-    public func renderError(_ error: APIError, into out: inout [UInt8]) {
+    /// An error mid-stream: the usage chunk first when the client asked for usage (what the
+    /// calls so far used, as a proxied stream's failure gives it), the error chunk, `[DONE]`.
+    public func renderError(_ error: APIError, into out: inout [UInt8], usage: ((inout [UInt8]) -> Void)? = nil) {
+        if includeUsage, let usage { chunks.appendUsage(to: &out, usage) }
         chunks.appendError(error, to: &out)
         out.append(contentsOf: SSEEncoder.done)
     }

@@ -43,8 +43,10 @@ public struct FusionProgressEncoder: Sendable {
     private func appendComment(_ progress: FusionProgress, at now: Double, to out: inout [UInt8]) {
         let line: String
         switch progress {
-        case .toolCalled(let arguments, _):
-            line = "fusion: the outer model called the fusion tool \(arguments.isEmpty ? "{}" : oneLine(arguments))"
+        case .toolCalled(let arguments, _, let forced):
+            let shown = arguments.isEmpty ? "{}" : oneLine(arguments)
+            line = forced ? "fusion: the panel is asked (fusion is forced; the outer model was not called) \(shown)"
+                : "fusion: the outer model called the fusion tool \(shown)"
         case .memberStarted(let index, let model):
             line = "fusion panel[\(index)] \(model): started at \(milliseconds(now))"
         case .memberDelta, .memberReasoningDelta, .judgeDelta:
@@ -135,12 +137,13 @@ public struct FusionProgressEncoder: Sendable {
             field("status", report.status.rawValue, &data)
             if let duration = report.durationMilliseconds { raw("duration_ms", .double((duration * 1000).rounded() / 1000), &data) }
             field("summary", report.summary, &data)
-        case .toolCalled(let arguments, let callID):
+        case .toolCalled(let arguments, let callID, let forced):
             name = "fusion.tool.called"
             open(name, milliseconds, &data)
             field("name", FusionPlan.toolName, &data)
             field("arguments", arguments, &data)
             if !callID.isEmpty { field("call_id", callID, &data) }
+            if forced { raw("forced", .bool(true), &data) }
         case .memberStarted(let index, let model):
             name = "fusion.member.started"
             member(name, index, model, milliseconds, &data)

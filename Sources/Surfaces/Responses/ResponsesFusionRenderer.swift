@@ -96,7 +96,7 @@ public struct ResponsesFusionRenderer: Sendable {
     }
 
     private mutating func render(_ progress: FusionProgress, into out: inout [UInt8]) {
-        if case .toolCalled(let arguments, let callID) = progress {
+        if case .toolCalled(let arguments, let callID, _) = progress {
             guard fusionItem == nil else { return }
             let item = writer.openItem(prefix: "fu", initial: FusionCallItem.initial(callID: callID, arguments: arguments), to: &out)
             fusionItem = item

@@ -22,7 +22,9 @@ public struct FusionTotals: Sendable {
 
     /// OpenAI's usage object with the per-call breakdown under `fusion` when a deliberation ran;
     /// `calls_without_usage` says how many calls no upstream reported usage for (the totals leave
-    /// them out rather than count them as 0).
+    /// them out rather than count them as 0), `calls_estimated` how many hold the gateway's
+    /// estimate for a turn cut or failed before its usage (the totals include it, as the key is
+    /// charged it).
     public var chatUsageJSON: JSONValue {
         guard case .object(var usage) = usage.json else { return .null }
         if let calls { usage["fusion"] = Self.breakdown(calls) }
@@ -50,6 +52,8 @@ public struct FusionTotals: Sendable {
                 call.appendJSON(to: &out)
             }
             out.append(UInt8(ascii: "]"))
+            let estimated = calls.reduce(0) { $0 + ($1.usageEstimated ? 1 : 0) }
+            if estimated > 0 { number(#","calls_estimated":"#, Int64(estimated)) }
             let unknown = calls.reduce(0) { $0 + ($1.usage == nil ? 1 : 0) }
             if unknown > 0 { number(#","calls_without_usage":"#, Int64(unknown)) }
             out.append(UInt8(ascii: "}"))
@@ -67,6 +71,8 @@ public struct FusionTotals: Sendable {
         var fusion: [String: JSONValue] = ["calls": .array(calls.map(\.json))]
         let unknown = calls.filter { $0.usage == nil }.count
         if unknown > 0 { fusion["calls_without_usage"] = .int(Int64(unknown)) }
+        let estimated = calls.filter(\.usageEstimated).count
+        if estimated > 0 { fusion["calls_estimated"] = .int(Int64(estimated)) }
         return .object(fusion)
     }
 }
@@ -95,7 +101,7 @@ extension FusionChatRenderer: FusionRenderer {
     }
 
     public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
-        renderError(error, into: &out)
+        renderError(error, into: &out) { totals.appendChatUsage(to: &$0) }
     }
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {

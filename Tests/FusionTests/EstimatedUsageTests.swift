@@ -1,0 +1,39 @@
+import Fusion
+import GatewayCore
+import Providers
+import Testing
+
+/// The call log's estimates folded into the per-call stats: the client's usage and the
+/// record's (what the key is charged) are one figure.
+@Suite struct EstimatedUsageTests {
+    func stats(_ role: String, _ model: String, _ usage: Usage?) -> MemberStats {
+        MemberStats(model: model, role: role, status: usage == nil ? "cut_for_latency" : "ok", usage: usage,
+                    firstTokenMilliseconds: nil, durationMilliseconds: 1, characters: 1)
+    }
+
+    @Test func eachEstimateGoesToItsCallAndTheTotalsAgree() {
+        let reported = Usage(promptTokens: 10, completionTokens: 5, totalTokens: 15)
+        let calls = [stats("panel", "a", reported), stats("panel", "b", nil), stats("panel", "b", nil), stats("judge", "j", reported)]
+        let estimates = [
+            MemberStats.Estimate(role: "panel", model: "b", usage: Usage(promptTokens: 7, completionTokens: 3, totalTokens: 10)),
+            MemberStats.Estimate(role: "panel", model: "b", usage: Usage(promptTokens: 7, completionTokens: 4, totalTokens: 11)),
+            // A later turn of a call that has usage: added to it.
+            MemberStats.Estimate(role: "judge", model: "j", usage: Usage(promptTokens: 20, completionTokens: 2, totalTokens: 22)),
+            // No call of its role and model: only in the total.
+            MemberStats.Estimate(role: "outer_final", model: "o", usage: Usage(promptTokens: 1, completionTokens: 1, totalTokens: 2)),
+        ]
+        let folded = MemberStats.folding(estimates, into: calls)
+        #expect(folded.calls.map(\.usage?.totalTokens) == [15, 10, 11, 37])
+        #expect(folded.calls.map(\.usageEstimated) == [false, true, true, true])
+        #expect(folded.unplaced.totalTokens == 2)
+        // Every estimate is counted once: the sum over the calls plus what matched none.
+        let total = folded.calls.compactMap(\.usage).reduce(folded.unplaced, +)
+        let expected = calls.compactMap(\.usage).reduce(Usage(), +) + estimates.map(\.usage).reduce(Usage(), +)
+        #expect(total == expected)
+        // The breakdown says which calls hold an estimate.
+        #expect(folded.calls[1].json["estimated"] == .bool(true) && folded.calls[1].json["usage_unknown"] == nil)
+        var bytes: [UInt8] = []
+        folded.calls[1].appendJSON(to: &bytes)
+        #expect(bytes == folded.calls[1].json.serialized())
+    }
+}
