@@ -156,6 +156,28 @@ import Testing
         #expect(ModelPrice.lookup("b/y", in: prices)?.inputPerMillion == 3)
         #expect(ModelPrice.lookup("plain", in: prices)?.inputPerMillion == 3)
         #expect(ModelPrice.lookup("b/y", in: ["a/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)]) == nil)
+        // A slug with options costs what its bare slug does (as budgets price it).
+        #expect(ModelPrice.lookup("a/x:pace_ms=5", in: prices)?.inputPerMillion == 1)
+        #expect(ModelPrice.lookup("a/x:pace_ms=5", in: prices.merging(["a/x:pace_ms=5": ModelPrice(inputPerMillion: 9, outputPerMillion: 9)]) { $1 })?.inputPerMillion == 9)
+        #expect(ModelPrice.lookup("a/y:free", in: prices)?.inputPerMillion == 2)
+    }
+
+    @Test func theEstimateCountsTheToolDefinitionsSentWithACall() throws {
+        let prices = ["p/*": ModelPrice(inputPerMillion: 1_000_000, outputPerMillion: 0)]  // a dollar a token: tokens read as dollars
+        let messages = [ModelMessage(role: .user, text: String(repeating: "x", count: 400))]
+        let tool = ToolDefinition.function(name: "web_search", description: String(repeating: "d", count: 200),
+                                           parameters: .object(["type": .string("object")]), strict: nil)
+        let bare = try #require(CostEstimate.make(panel: [("p/a", messages)], judge: "p/j", judgeMessages: messages,
+                                                  maxOutputTokens: 10, prices: prices))
+        let tooled = try #require(CostEstimate.make(panel: [("p/a", messages)], judge: "p/j", judgeMessages: messages,
+                                                    panelTools: [tool], judgeTools: [tool, tool], maxOutputTokens: 10, prices: prices))
+        let toolTokens = CostEstimate.tokens(tools: [tool])
+        #expect(toolTokens >= 50)
+        #expect(tooled.calls[0].inputTokens == bare.calls[0].inputTokens + toolTokens)
+        #expect(tooled.calls[1].inputTokens == bare.calls[1].inputTokens + CostEstimate.tokens(tools: [tool, tool]))
+        var request = ModelRequest(model: "a", messages: messages, stream: true)
+        request.tools = [tool]
+        #expect(CostEstimate.tokens(request: request) == CostEstimate.tokens(messages) + toolTokens)
     }
 
     @Test func phasesReportStartEndAndSummary() throws {
