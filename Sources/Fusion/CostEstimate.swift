@@ -62,7 +62,7 @@ public struct CostEstimate: Sendable, Equatable {
     /// A request's prompt, roughly: its messages and its tools' definitions (sent with every
     /// call that has tools: the web tools of a panel member or a judge).
     public static func tokens(request: ModelRequest) -> Int64 {
-        tokens(request.messages).addingReportingOverflow(tokens(tools: request.tools)).partialValue
+        Usage.saturatingAdd(tokens(request.messages), tokens(tools: request.tools))
     }
 
     /// Tool definitions, a token per four bytes of their names, descriptions and schemas.
@@ -102,14 +102,19 @@ public struct CostEstimate: Sendable, Equatable {
                 if !unpriced.contains(model) { unpriced.append(model) }
                 return
             }
-            let maximum = maxOutputTokens.flatMap { limit in extraInput.map { price.cost(input: input + $0, output: limit) } }
+            let maximum = maxOutputTokens.flatMap { limit in
+                extraInput.map { price.cost(input: Usage.saturatingAdd(input, $0), output: limit) }
+            }
             calls.append(Call(role: role, model: model, inputTokens: input, maxOutputTokens: maxOutputTokens,
                               minimum: price.cost(input: input, output: 0), maximum: maximum))
         }
         let panelToolTokens = tokens(tools: panelTools)
-        for member in panel { add("panel", member.model, input: tokens(member.messages) + panelToolTokens, extraInput: 0) }
+        for member in panel { add("panel", member.model, input: Usage.saturatingAdd(tokens(member.messages), panelToolTokens), extraInput: 0) }
         // The judge reads every answer: at most each member's output limit more.
-        add("judge", judge, input: tokens(judgeMessages) + tokens(tools: judgeTools), extraInput: maxOutputTokens.map { $0.multipliedReportingOverflow(by: Int64(panel.count)).partialValue })
+        add("judge", judge, input: Usage.saturatingAdd(tokens(judgeMessages), tokens(tools: judgeTools)), extraInput: maxOutputTokens.map { limit in
+            let (product, overflow) = limit.multipliedReportingOverflow(by: Int64(panel.count))
+            return overflow ? Usage.maxTokens : min(product, Usage.maxTokens)
+        })
         guard !calls.isEmpty else { return nil }
         return CostEstimate(calls: calls, unpriced: unpriced)
     }

@@ -92,8 +92,8 @@ public struct FusionParameters: Sendable, Equatable {
             if key == "web_search" { webSearch = flag } else { judgeWebSearch = flag }
         }
         if let value = fields["max_completion_tokens"], value != .null {
-            guard let count = value.intValue, count >= 1 else {
-                throw .invalidRequest("'\(path).max_completion_tokens' must be an integer of at least 1.",
+            guard let count = value.intValue, (1...Usage.maxTokens).contains(count) else {
+                throw .invalidRequest("'\(path).max_completion_tokens' must be an integer from 1 to \(Usage.maxTokens).",
                                       param: "\(path).max_completion_tokens")
             }
             maxCompletionTokens = count

@@ -93,6 +93,8 @@ public struct MockScenario: Equatable, Sendable {
         "spaced": 0...1,
         "together": 0...1,
         "echo_auth": 0...1,
+        // The usage's `cost` in dollars (OpenAI's wire), however absurd: a hostile upstream's number.
+        "cost_usd": 0...1_000_000_000_000,
         // Ignored: makes a model name distinct (`flaky` counts requests per exact name).
         "n": 0...999_999_999,
     ]

@@ -124,7 +124,8 @@ public struct Usage: Sendable, Equatable {
 
     static func clampCost(_ value: Double) -> Double { value.isFinite && value > 0 ? min(value, maxCost) : 0 }
 
-    static func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
+    /// `a + b`, at most `maxTokens` (and never trapping): for token counts.
+    public static func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
         let (sum, overflow) = a.addingReportingOverflow(b)
         return overflow ? .max : min(sum, maxTokens)
     }

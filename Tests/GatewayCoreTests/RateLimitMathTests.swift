@@ -159,7 +159,8 @@ import Testing
     }
 
     @Test(arguments: [(Int64(0), "0ms"), (1, "1ms"), (250_000, "250ms"), (1_500_000, "1.5s"), (59_999_000, "59.999s"),
-                      (60_000_000, "1m0s"), (7_384_000_000, "2h3m4s")])
+                      (60_000_000, "1m0s"), (7_384_000_000, "2h3m4s"), (1_000_001, "1.001s"), (-5, "0ms"),
+                      (Int64.max, "2562047788h0m55s")])  // the largest: rounded up without overflowing
     func durations(micros: Int64, text: String) {
         #expect(RateLimitResponse.duration(micros: micros) == text)
     }

@@ -3,6 +3,7 @@ import Fusion
 import Gateway
 import GatewayCore
 import MockUpstream
+import Providers
 import Testing
 
 /// Perimeter cases over the wire that unit tests alone do not prove: what reaches an upstream
@@ -36,6 +37,34 @@ import Testing
         let response = try env.chat(body)
         #expect(response.status == 400 && response.json?["error"]?["param"] == .string(param), "\(response.text)")
         #expect(env.mockStats.counts.requests == 0)
+    }
+
+    /// An upstream's absurd cost (clamped to 1e9 dollars, which is beyond Int64 in the metrics'
+    /// 1e-10 units) and many of them summed never trap the gateway: the counter saturates, the
+    /// record keeps the clamped cost, and the gateway keeps serving (it crashed on both).
+    @Test func anAbsurdUpstreamCostNeitherTrapsNorWraps() throws {
+        let env = try TestEnvironment()
+        for stream in [true, false, true] {
+            let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:cost_usd=1000000000000", stream: stream))
+            #expect(response.status == 200, "\(response.text.prefix(300))")
+        }
+        let metrics = try env.get("/metrics")
+        let total = try #require(metrics.metric(#"fusion_gateway_cost_usd_total{kind="proxy"}"#))
+        #expect(total > 9e8 && total < 1e10, "saturated, never negative: \(total)")
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal", stream: false)).status == 200)
+    }
+
+    /// A Fusion output limit beyond any count is a 400, and the largest one accepted cannot trap
+    /// the cost estimate (a panel of eight at 2^40 tokens each).
+    @Test func aHugeFusionOutputLimitIsRefusedOrBounded() throws {
+        let env = try TestEnvironment { $0.fusion?.prices = ["mock/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)] }
+        let huge = #"{"model":"fusion","messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"max_completion_tokens":9223372036854775807}}]}"#
+        let refused = try env.chat(huge)
+        #expect(refused.status == 400 && refused.json?["error"]?["param"] == .string("tools[0].parameters.max_completion_tokens"), "\(refused.text)")
+        let panel = Array(repeating: #""mock/expert-1:pace_ms=0""#, count: 8).joined(separator: ",")
+        let largest = #"{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars?"}],"stream_options":{"include_fusion_events":true},"tools":[{"type":"fusion","parameters":{"analysis_models":[\#(panel)],"max_completion_tokens":\#(Usage.maxTokens)}}]}"#
+        let response = try env.chat(largest)
+        #expect(response.status == 200 && response.namedEvents.first?.name == "fusion.estimate", "\(response.text.prefix(300))")
     }
 
     /// A client asking for usage gets the upstream asked for it, whichever way its body goes

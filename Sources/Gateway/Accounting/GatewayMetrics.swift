@@ -174,10 +174,16 @@ public final class GatewayMetrics: Sendable {
         overhead[phase.rawValue]?.recordNanoseconds(Self.nanoseconds(milliseconds))
     }
 
+    /// Saturating: an upstream's cost is clamped to 1e9 dollars (`Usage`), which is 1e19 units,
+    /// beyond Int64; the sum of many stops at Int64.max rather than wrapping negative.
     func addCost(_ cost: Double, kind: RecordKind) {
-        let units = Int64((Usage.roundedCost(cost) * 1e10).rounded())
+        let scaled = (Usage.roundedCost(cost) * 1e10).rounded()
+        let units = scaled >= 9.2e18 ? Int64.max : Int64(scaled)
         guard units > 0 else { return }
-        costUnits.withLock { $0[kind.rawValue, default: 0] &+= units }
+        costUnits.withLock { costs in
+            let (sum, overflow) = costs[kind.rawValue, default: 0].addingReportingOverflow(units)
+            costs[kind.rawValue] = overflow ? .max : sum
+        }
     }
 
     static func nanoseconds(_ milliseconds: Double) -> Int64 {
@@ -198,6 +204,7 @@ public final class GatewayMetrics: Sendable {
 
     /// `units` of 1e-10 as a decimal (`6880000` → `0.000688`).
     static func decimal(_ units: Int64) -> String {
+        let units = max(0, units)  // a counter: never below zero
         let whole = units / 10_000_000_000
         var fraction = String(units % 10_000_000_000)
         fraction = String(repeating: "0", count: 10 - fraction.count) + fraction

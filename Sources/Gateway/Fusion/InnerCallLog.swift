@@ -101,7 +101,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     private func estimateUsage(_ entry: Entry) {
         guard entry.record.usage == nil, entry.outputEvents > 0 else { return }
         entry.record.usage = Usage(promptTokens: entry.promptTokens, completionTokens: entry.outputEvents,
-                                   totalTokens: entry.promptTokens.addingReportingOverflow(entry.outputEvents).partialValue)
+                                   totalTokens: Usage.saturatingAdd(entry.promptTokens, entry.outputEvents))
         entry.record.usageEstimated = true
     }
 

@@ -115,7 +115,7 @@ struct ProxyAccounting {
                     // and budget), as an estimate: the prompt by its size, a token per event.
                     let completion = Int64(relay.forwardedEvents)
                     record.usage = Usage(promptTokens: estimatedPromptTokens, completionTokens: completion,
-                                         totalTokens: estimatedPromptTokens.addingReportingOverflow(completion).partialValue)
+                                         totalTokens: Usage.saturatingAdd(estimatedPromptTokens, completion))
                     record.usageEstimated = true
                 }
             }

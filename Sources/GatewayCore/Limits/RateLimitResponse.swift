@@ -71,7 +71,8 @@ public enum RateLimitResponse {
 
     /// A duration as OpenAI writes its reset headers: `250ms`, `1.5s`, `6m0s`, `2h3m4s`.
     public static func duration(micros: Int64) -> String {
-        let milliseconds = (max(micros, 0) + 999) / 1_000
+        let micros = max(micros, 0)
+        let milliseconds = micros / 1_000 + (micros % 1_000 > 0 ? 1 : 0)  // rounded up, never overflowing
         if milliseconds < 1_000 { return "\(milliseconds)ms" }
         if milliseconds < 60_000 {
             var text = String(milliseconds / 1_000)

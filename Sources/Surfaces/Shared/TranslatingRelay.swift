@@ -161,6 +161,6 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         // Roughly one token per forwarded event: a lower bound, flagged as an estimate.
         let completion = Int64(forwardedEvents)
         usageEstimated = true
-        return Usage(promptTokens: prompt, completionTokens: completion, totalTokens: prompt.addingReportingOverflow(completion).partialValue)
+        return Usage(promptTokens: prompt, completionTokens: completion, totalTokens: Usage.saturatingAdd(prompt, completion))
     }
 }
