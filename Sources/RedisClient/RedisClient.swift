@@ -43,7 +43,9 @@ public final class RedisClient {
 
     private struct Pending {
         let deadline: UInt64
-        let completion: (Result<RedisValue, RedisError>) -> Void
+        /// Replaced by a no-op once the command has failed alone (its reply, when it comes, is
+        /// read and dropped: replies come in order).
+        var completion: (Result<RedisValue, RedisError>) -> Void
         /// The command, while it waits for a connection (nil once written).
         var unsent: [UInt8]? = nil
     }
@@ -69,6 +71,9 @@ public final class RedisClient {
     private var connectDeadline: UInt64 = 0
     /// Handshake replies still expected at the head of `pending`.
     private var handshakeReplies = 0
+    /// While the handshake is unanswered: the first command behind it that has not failed alone
+    /// (an index into `pending`, which does not move until the handshake is answered).
+    private var firstLive = 0
     private var failures = 0
     private var timer: LoopTimer?
     private var generator = SystemRandomNumberGenerator()
@@ -182,6 +187,7 @@ public final class RedisClient {
         }
         pending.replaceSubrange(head..<head, with: checks)
         handshakeReplies = checks.count
+        firstLive = head + checks.count
         var bytes: [UInt8] = []
         for command in handshake { bytes += RedisCommandEncoder.encode(command.map { Array($0.utf8) }) }
         for index in pending.indices.dropFirst(head) {
@@ -243,7 +249,8 @@ public final class RedisClient {
 
     private func enqueue(_ command: Pending) {
         pending.append(command)
-        if pendingCount == 1 { armForHead() }
+        // The timer follows the oldest command, or the first one behind an unanswered handshake.
+        if pendingCount == 1 || (handshakeReplies > 0 && firstLive == pending.count - 1) { armForHead() }
     }
 
     private func dequeue() {
@@ -260,10 +267,14 @@ public final class RedisClient {
 
     /// The timer tracks the oldest command's deadline (replies come in order: if it is late,
     /// so is everything behind it) and, while connecting, the connect deadline.
+    /// While a handshake is unanswered, also the first command behind it: a Redis that accepts
+    /// connections but does not answer (stopped, overloaded) must not hold commands for the
+    /// handshake's longer deadline.
     private func armForHead() {
         guard state == .connecting || state == .ready else { return }
         var wake = state == .connecting && connection == nil ? connectDeadline : UInt64.max
         if head < pending.count { wake = min(wake, pending[head].deadline) }
+        if handshakeReplies > 0, firstLive < pending.count { wake = min(wake, pending[firstLive].deadline) }
         guard wake != .max else {
             timer?.stop()
             return
@@ -301,9 +312,18 @@ public final class RedisClient {
         case .connecting, .ready:
             if head < pending.count, pending[head].deadline <= now {
                 fail(.timeout)
-            } else {
-                armForHead()
+                return
             }
+            // Behind an unanswered handshake (whose deadline is the connect timeout), commands
+            // past their own deadline fail alone; the connection attempt goes on.
+            var expired: [(Result<RedisValue, RedisError>) -> Void] = []
+            while handshakeReplies > 0, firstLive < pending.count, pending[firstLive].deadline <= now {
+                expired.append(pending[firstLive].completion)
+                pending[firstLive].completion = { _ in }
+                firstLive += 1
+            }
+            armForHead()
+            for completion in expired { completion(.failure(.timeout)) }
         case .idle, .closed:
             break
         }

@@ -197,6 +197,32 @@ struct RedisClientTests {
         #expect(try harness.waitUntilState(.waiting, seconds: 3), "then gives up at the connect timeout")
     }
 
+    /// A connection accepted but never answered (a stopped Redis: the kernel accepts for it): the
+    /// handshake waits for the connect timeout, but commands behind it fail at their own.
+    @Test func commandsBehindAnUnansweredHandshakeTimeOutAlone() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        listen(listener, 8)  // connections complete in the backlog; nothing ever reads them
+        var settings = RedisClient.Settings()
+        settings.commandTimeoutMilliseconds = 100
+        settings.connectTimeoutMilliseconds = 2_000
+        let harness = try Harness(port: Int(UInt16(bigEndian: address.sin_port)), settings: settings)
+        usleep(100_000)  // connected, the PING handshake sent and unanswered
+        for _ in 0..<3 {
+            let started = Date()
+            #expect(harness.call(["PING"]) == .failure(.timeout))
+            let waited = Date().timeIntervalSince(started)
+            #expect(waited < 0.6, "the command's own timeout (100 ms), not the handshake's (2 s): \(waited) s")
+        }
+        #expect(try harness.state() == .connecting, "the attempt goes on until its own deadline")
+    }
+
     @Test func nothingListeningMeansUnavailableQuickly() throws {
         let port = try RedisServerProcess.freePort()
         var settings = RedisClient.Settings()
