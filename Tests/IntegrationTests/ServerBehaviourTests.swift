@@ -342,6 +342,21 @@ import Testing
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
+    /// A deliberation's members are held back by a slow client too, and counted as the proxy's
+    /// pauses are (the metric stayed at 0 for Fusion).
+    @Test func aClientThatStopsReadingPausesAFusionMemberAndTheMetricSaysSo() throws {
+        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 20_000 }
+        let client = try env.client()
+        let body = #"{"model":"fusion","stream":true,"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"Should cities ban cars?"}],"plugins":[{"id":"fusion","analysis_models":["mock/paced:pace_ms=0:deltas=6000"],"model":"mock/judge:pace_ms=0","max_completion_tokens":10000}]}"#
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+        #expect(env.eventually(timeoutSeconds: 5) { ((try? env.get("/metrics"))?.metric("fusion_gateway_backpressure_pauses_total") ?? 0) > 0 },
+                "the member's transfer was paused, and counted")
+        let response = try client.readResponse()
+        let deltas = response.namedEvents.filter { $0.name == "fusion.member.delta" }.compactMap { $0.data["delta"]?.stringValue }.joined()
+        #expect(deltas == (0..<6_000).map { "t\($0) " }.joined(), "nothing lost while paused")
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+    }
+
     /// A paused read is delivered again on resume; counting it each time made a slow reader's
     /// stream hit `upstream.max_response_bytes` with a fraction of it sent. With the bound just
     /// above the upstream's real size, a client reading slowly (many pauses) still gets it all.

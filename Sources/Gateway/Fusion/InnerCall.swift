@@ -2,6 +2,7 @@ import EventLoop
 import FanIn
 import Fusion
 import GatewayCore
+import Prometheus
 import Providers
 import UpstreamClient
 
@@ -173,7 +174,9 @@ final class InnerCall {
         let decoding = (200..<300).contains(status) && !wholeBody
         if decoding && !spill.isEmpty {
             // Paused: curl delivers these bytes again once the channel drains; they are counted
-            // (and spent from the deliberation's budget) then, once.
+            // (and spent from the deliberation's budget) then, once. A pause is counted as the
+            // proxy's are (a slow client holding a deliberation back).
+            metrics?.backpressurePauses.increment()
             waitForSpace()
             return false
         }
