@@ -78,6 +78,11 @@ import Testing
         // Refused before any upstream call: a record too.
         let refused = try env.chat(TestEnvironment.chatBody(model: "nobody/x"))
         #expect(try Self.checkOneID(env, refused, streamed: false)["kind"] == .string("rejected"))
+        // Refused while planned (a bad fusion parameter): the record names the model asked for.
+        let badFusion = try env.chat(#"{"model":"mock/outer","stream":true,"messages":[{"role":"user","content":"x"}],"tools":[{"type":"fusion","parameters":{"grace_ms":-1}}]}"#)
+        let rejected = try #require(try env.generation(badFusion.header("x-generation-id")))
+        #expect(badFusion.status == 400 && rejected["kind"] == .string("rejected") && rejected["requested_model"] == .string("mock/outer"), "\(rejected)")
+        #expect(rejected["streamed"] == .bool(true))
     }
 
     @Test func aTranslatedStreamCarriesTheGenerationID() throws {

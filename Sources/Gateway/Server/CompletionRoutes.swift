@@ -105,6 +105,12 @@ extension GatewayServer {
                                 startedAt: startedAt, prompt: prompt, log: log)
             }
         } catch {
+            if record.requestedModel.isEmpty {
+                // Refused before it was planned (bad JSON, a bad field): what its top level names.
+                let asked = Self.askedFor(request.body)
+                record.requestedModel = asked.model
+                record.streamed = asked.streamed
+            }
             refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log)
         }
     }
