@@ -14,7 +14,7 @@ public struct RunSettings: Sendable, Codable, Equatable {
     public var promptCount: Int
     public var maxTokens: Int?
     public var loops: Int
-    /// The run was stopped early (Ctrl-C): its figures cover the requests that finished, not
+    /// The run was stopped early (Ctrl-C or SIGTERM): its figures cover the requests that finished, not
     /// the requests or duration it was set for. Absent in reports written before it existed.
     public var interrupted: Bool?
 

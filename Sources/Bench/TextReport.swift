@@ -28,7 +28,7 @@ enum Format {
 
 /// The human-readable report printed at the end of a run.
 public enum TextReport {
-    static let interruptedNote = "INTERRUPTED: stopped early (Ctrl-C); the figures cover only the requests that finished"
+    static let interruptedNote = "INTERRUPTED: stopped early (Ctrl-C or SIGTERM); the figures cover only the requests that finished"
     static let labelWidth = 22
     static let columnWidth = 10
 

@@ -121,7 +121,7 @@ struct BenchCommand: ParsableCommand {
             // On a terminal the line is redrawn in place; in a log, one line every 5 s.
             FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[2K" + line : line + "\n").utf8))
         }
-        interrupt.cancel()
+        interrupt.forEach { $0.cancel() }
         if terminal && !quiet { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
 
         let text = TextReport.render(report)
@@ -187,18 +187,23 @@ struct BenchCommand: ParsableCommand {
                                   warmupRequests: warmup, requestTimeoutMilliseconds: Int(timeout * 1000))
     }
 
-    /// Ctrl-C once: stop issuing, let requests in flight finish, report. Twice: quit.
-    func interruptHandler(_ runner: BenchRunner) -> any DispatchSourceSignal {
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        nonisolated(unsafe) var interrupted = false
-        source.setEventHandler {
-            if interrupted { Foundation.exit(130) }
-            interrupted = true
-            runner.requestStop()
-            FileHandle.standardError.write(Data("\nstopping: finishing the requests in flight (Ctrl-C again quits)\n".utf8))
+    /// Ctrl-C (or SIGTERM, as `timeout` sends) once: stop issuing, let requests in flight
+    /// finish, report. Twice: quit.
+    func interruptHandler(_ runner: BenchRunner) -> [any DispatchSourceSignal] {
+        nonisolated(unsafe) var interrupted = false  // read and written on `queue` only
+        let queue = DispatchQueue(label: "bench-signals")
+        return [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                if interrupted { Foundation.exit(130) }
+                interrupted = true
+                runner.requestStop()
+                let name = number == SIGINT ? "Ctrl-C" : "SIGTERM"
+                FileHandle.standardError.write(Data("\nstopping (\(name)): finishing the requests in flight (again quits)\n".utf8))
+            }
+            source.resume()
+            return source
         }
-        source.resume()
-        return source
     }
 }

@@ -137,7 +137,7 @@ import Testing
         var report = try Self.report(Self.results(ttft: 10, gap: 2))
         #expect(!TextReport.render(report).contains("INTERRUPTED"))
         report.settings.interrupted = true
-        #expect(TextReport.render(report).contains("INTERRUPTED: stopped early (Ctrl-C)"))
+        #expect(TextReport.render(report).contains("INTERRUPTED: stopped early (Ctrl-C or SIGTERM)"))
         #expect(HTMLReport.render(report).contains("INTERRUPTED"))
         let json = try JSONSerialization.jsonObject(with: try JSONReport(report).encoded()) as? [String: Any]
         #expect((json?["settings"] as? [String: Any])?["interrupted"] as? Bool == true)
