@@ -175,9 +175,11 @@ import Testing
     @Test func theCallLogTellsEachCallsEnding() {
         let log = InnerCallLog(requestStart: 0, redactor: Redactor(secrets: ["sk-secret-123456"]))
         let routes = [(model: "mock/a", provider: "mock"), (model: "other/b", provider: "other")]
-        log.started(1, role: .member(index: 0), routes: routes, promptTokens: 10, at: 1_000_000)
-        log.started(2, role: .judge, routes: routes, promptTokens: 40, at: 2_000_000)
-        log.started(3, role: .outer(final: true), routes: routes, promptTokens: 50, at: 3_000_000)
+        // Prompts of 160 bytes of text (+16 per message): 44 tokens.
+        let request = ModelRequest(model: "a", messages: [ModelMessage(role: .user, text: String(repeating: "x", count: 160))], stream: true)
+        log.started(1, role: .member(index: 0), routes: routes, request: request, at: 1_000_000)
+        log.started(2, role: .judge, routes: routes, request: request, at: 2_000_000)
+        log.started(3, role: .outer(final: true), routes: routes, request: request, at: 3_000_000)
         log.event(1, .text("hi"), at: 4_000_000)
         log.event(2, .text("a"), at: 4_000_000)
         log.event(2, .reasoning("b"), at: 4_000_000)
@@ -199,8 +201,8 @@ import Testing
         #expect(records[1].finishReason == "error" && records[1].httpStatus == nil)
         #expect(records[1].error?.code == "upstream_timeout" && records[1].error?.message == "key [redacted] refused")
         // Failed after two pieces of output, before its usage: charged its own prompt and those.
-        #expect(records[1].usage == Usage(promptTokens: 40, completionTokens: 2, totalTokens: 42) && records[1].usageEstimated)
-        #expect(log.estimates == [MemberStats.Estimate(role: "judge", model: "mock/a", usage: Usage(promptTokens: 40, completionTokens: 2, totalTokens: 42))])
+        #expect(records[1].usage == Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46) && records[1].usageEstimated)
+        #expect(log.estimates == [MemberStats.Estimate(role: "judge", model: "mock/a", usage: Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46))])
         #expect(records[2].cancelled && records[2].finishReason == "cancelled" && records[2].firstTokenMilliseconds == nil)
         #expect(records[2].startMilliseconds == 3)
     }

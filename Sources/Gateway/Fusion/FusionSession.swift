@@ -265,7 +265,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         case .outer(final: false): break
         }
         callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) },
-                        promptTokens: CostEstimate.tokens(request: call.request), at: time)
+                        request: call.request, at: time)
         callStarts[call.id] = time
         let request = call.request
         var worker = workers[0]

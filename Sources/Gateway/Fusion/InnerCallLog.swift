@@ -21,15 +21,16 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// Pieces of output (text, reasoning, tool call fragments): a call cut before its usage
         /// is charged a token for each.
         var outputEvents: Int64 = 0
-        /// Its request's prompt, roughly (`CostEstimate.tokens(request:)`): what it is charged
-        /// for its prompt if cut before its usage.
-        let promptTokens: Int64
+        /// Its request (sharing the session's storage): its prompt is what the call is charged
+        /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
+        /// the path of every call's start.
+        let request: ModelRequest
 
-        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], promptTokens: Int64) {
+        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], request: ModelRequest) {
             self.record = record
             self.startedAt = startedAt
             self.routes = routes
-            self.promptTokens = promptTokens
+            self.request = request
         }
     }
 
@@ -51,12 +52,12 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
     }
 
-    func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], promptTokens: Int64,
+    func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], request: ModelRequest,
                  at now: UInt64) {
         guard let first = routes.first else { return }
         var record = CallRecord(role: Self.role(role), model: first.model, provider: first.provider)
         record.startMilliseconds = OverheadMeter.milliseconds(now &- requestStart)
-        entries[id] = Entry(record: record, startedAt: now, routes: routes, promptTokens: promptTokens)
+        entries[id] = Entry(record: record, startedAt: now, routes: routes, request: request)
     }
 
     func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
@@ -100,8 +101,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// the calls free (the key's tokens per minute and budget).
     private func estimateUsage(_ entry: Entry) {
         guard entry.record.usage == nil, entry.outputEvents > 0 else { return }
-        entry.record.usage = Usage(promptTokens: entry.promptTokens, completionTokens: entry.outputEvents,
-                                   totalTokens: Usage.saturatingAdd(entry.promptTokens, entry.outputEvents))
+        let prompt = CostEstimate.tokens(request: entry.request)
+        entry.record.usage = Usage(promptTokens: prompt, completionTokens: entry.outputEvents,
+                                   totalTokens: Usage.saturatingAdd(prompt, entry.outputEvents))
         entry.record.usageEstimated = true
     }
 
