@@ -88,6 +88,10 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .failure(.duplicateKey(let key, let path)):
             throw .invalidRequest("The request body has the key '\(key)' twice\(path.isEmpty ? "" : " in '\(path)'"); send each key once.",
                                   param: path.isEmpty ? key : "\(path).\(key)", code: "duplicate_key")
+        case .failure(.tooManyElements(let path)):
+            throw .invalidRequest("The \(path.isEmpty ? "request body" : "value at '\(path)'") has more than \(JSONBuilder.maxElements) elements; "
+                                  + "a request may hold at most \(JSONBuilder.maxElements) in any array or object.",
+                                  param: path.isEmpty ? nil : path, code: "too_many_elements")
         case .failure(.numberOutOfRange(let path)):
             throw .invalidRequest("The number at '\(path.isEmpty ? "(root)" : path)' is too large to represent (beyond a 64-bit float).",
                                   param: path.isEmpty ? nil : path, code: "number_out_of_range")
