@@ -16,6 +16,11 @@ public enum HTTPRejection: Error, Equatable, Sendable {
     /// A transfer coding other than chunked (`gzip, chunked`): RFC 9112 §6.1's 501, not a body
     /// read as if the coding were not there.
     case unsupportedTransferCoding(String)
+    /// An `Expect` other than `100-continue`: RFC 9110 §10.1.1's 417.
+    case expectationFailed(String)
+    /// A request body with a `Content-Encoding` (gzip…) the server does not decode: 415 (RFC 9110
+    /// §8.4.1), not a body read as JSON and refused as "not valid JSON".
+    case unsupportedContentEncoding(String)
 
     public var status: Int {
         switch self {
@@ -24,6 +29,8 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .bodyTooLarge: 413
         case .timeout: 408
         case .unsupportedTransferCoding: 501
+        case .expectationFailed: 417
+        case .unsupportedContentEncoding: 415
         }
     }
 
@@ -36,6 +43,8 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .bodyTooLarge: "body_too_large"
         case .timeout: "request_timeout"
         case .unsupportedTransferCoding: "unsupported_transfer_coding"
+        case .expectationFailed: "expectation_failed"
+        case .unsupportedContentEncoding: "unsupported_content_encoding"
         }
     }
 
@@ -48,6 +57,8 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .bodyTooLarge: "Request body too large"
         case .timeout: "The request was not received in time"
         case .unsupportedTransferCoding(let coding): "Transfer-Encoding '\(coding)' is not supported (only chunked)"
+        case .expectationFailed(let expectation): "Expect '\(expectation)' cannot be met (only 100-continue)"
+        case .unsupportedContentEncoding(let coding): "Content-Encoding '\(coding)' is not supported: send the body uncompressed"
         }
     }
 }

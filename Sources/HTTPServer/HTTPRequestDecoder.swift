@@ -107,6 +107,9 @@ public final class HTTPRequestDecoder {
             decoder(parser).didReadBody(at, length)
         }
         settings.pointee.on_chunk_header = { parser in
+            // A chunk that cannot fit the body limit is refused now (413), not after its bytes
+            // (or a client's 30 s of silence) arrive.
+            guard decoder(parser).chunkFits(parser!.pointee.content_length) else { return -1 }
             // Paused so `decode` can check the byte lenient mode took as the line's LF.
             decoder(parser).pause = .chunkHeader
             // The last chunk (size 0): what follows is the trailer section, a head of its own.
@@ -367,6 +370,28 @@ public final class HTTPRequestDecoder {
                 return -1
             }
         }
+        // Framing and credentials must be unambiguous: one Transfer-Encoding line (a second one
+        // is a list a front proxy may read differently), none at all on HTTP/1.0 (RFC 9112
+        // §6.1: its framing is faulty), one Authorization.
+        let transferEncodings = headers.count(where: { $0.name.asciiCaseInsensitiveEquals("transfer-encoding") })
+        if transferEncodings > 1 || (transferEncodings == 1 && minor == 0) {
+            failure = .malformed(minor == 0 ? "Transfer-Encoding in an HTTP/1.0 request" : "more than one Transfer-Encoding header")
+            return -1
+        }
+        if headers.count(where: { $0.name.asciiCaseInsensitiveEquals("authorization") }) > 1 {
+            failure = .malformed("more than one Authorization header")
+            return -1
+        }
+        if let expect = headers.first(where: { $0.name.asciiCaseInsensitiveEquals("expect") }),
+           !expect.value.asciiCaseInsensitiveEquals("100-continue") {
+            failure = .expectationFailed(String(expect.value.prefix(40)))
+            return -1
+        }
+        if let encoding = headers.first(where: { $0.name.asciiCaseInsensitiveEquals("content-encoding") }),
+           !encoding.value.asciiCaseInsensitiveEquals("identity") {
+            failure = .unsupportedContentEncoding(String(encoding.value.prefix(40)))
+            return -1
+        }
         // http_parser reads a body whose last coding is chunked and ignores the codings before it
         // (`gzip, chunked`): a coding it cannot undo is refused instead (a chunked one that is not
         // last is http_parser's 400).
@@ -390,6 +415,15 @@ public final class HTTPRequestDecoder {
         pause = .head
         http_parser_pause(parser, 1)
         return 0
+    }
+
+    /// Whether a chunk of `size` bytes fits what is left of `maxBodyBytes` (else `failure` is set).
+    private func chunkFits(_ size: UInt64) -> Bool {
+        guard size <= UInt64(max(limits.maxBodyBytes - body.count, 0)) else {
+            failure = .bodyTooLarge
+            return false
+        }
+        return true
     }
 
     private func didReadBody(_ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {

@@ -208,6 +208,11 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+        // Two Transfer-Encoding lines (one list a front proxy may read otherwise), TE on HTTP/1.0,
+        // two credentials.
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
         // Bad CR/LF where lenient http_parser takes any byte: after chunk data, ending a
         // chunk-size line, ending the head or the trailers.
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n",
@@ -239,6 +244,24 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
             }
             #expect(error.status == 400)
         }
+    }
+
+    /// An `Expect` the server cannot meet is a 417, a compressed body a 415, and a chunk larger
+    /// than the body limit a 413 as soon as its size line is read (not after 30 s of waiting).
+    @Test func expectationsEncodingsAndOversizedChunksAreRefusedAtOnce() {
+        #expect(failure([Array("POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}".utf8)]) == .expectationFailed("200-ok"))
+        #expect(failure([Array("POST / HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}".utf8)])?.status == 415)
+        #expect((try? decode([Array("POST / HTTP/1.1\r\nHost: h\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}".utf8)]).get().count) == 1)
+        var limits = HTTPServerLimits()
+        limits.maxBodyBytes = 1_000
+        for size in ["7fffffffffffffff", "8000000000000000", "3e9", "3E9"] {
+            // Only the head and the size line: the rejection needs no chunk data.
+            let text = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\n"
+            #expect(failure([Array(text.utf8)], limits: limits) == .bodyTooLarge, "\(size)")
+        }
+        // Within the limit across chunks, then over it.
+        let over = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n200\r\n" + String(repeating: "a", count: 512) + "\r\n200\r\n"
+        #expect(failure([Array(over.utf8)], limits: limits) == .bodyTooLarge)
     }
 
     @Test func rejectionsCarryTheirStatusCodeAndMessage() {
