@@ -29,11 +29,20 @@ enum UpstreamErrors {
         let message = kind.phrase.map { "Provider '\(provider)' \($0) (HTTP \(status)): \(said)" }
             ?? "Provider '\(provider)' answered with unexpected HTTP \(status)"
         var error = APIError(status: kind.status, type: kind.type, code: kind.code, message: message)
-        for (name, value) in headers {
-            let lower = name.lowercased()
-            if lower == "retry-after" || lower == "retry-after-ms" { error.headers.append((name, value)) }
-        }
+        error.headers = retryHeaders(headers)
         return error
+    }
+
+    /// The upstream's `Retry-After` / `retry-after-ms`, passed on as the numbers they were read as
+    /// (`RetryPolicy`: digits or a finite millisecond count, clamped to a day), never its bytes: a
+    /// hostile `1e400`, `-5` or a control character does not reach the client's head.
+    static func retryHeaders(_ headers: [(String, String)]) -> [(String, String)] {
+        var out: [(String, String)] = []
+        let milliseconds = headers.filter { $0.0.lowercased() == "retry-after-ms" }
+        if let value = RetryPolicy.retryAfterMilliseconds(milliseconds) { out.append(("retry-after-ms", String(value))) }
+        let seconds = headers.filter { $0.0.lowercased() == "retry-after" }
+        if let value = RetryPolicy.retryAfterMilliseconds(seconds) { out.append(("Retry-After", String(value / 1000))) }
+        return out
     }
 
     /// An error an upstream reported inside a stream (after HTTP 200), with the HTTP status its

@@ -285,7 +285,7 @@ import Testing
                            headers: [("retry-after", "2"), ("request-id", "req_1")])
         #expect(mapped.status == 503 && mapped.code == "overloaded" && mapped.type == "upstream_error")
         #expect(mapped.message == "Provider 'anthropic' is overloaded (HTTP 529): Overloaded")
-        #expect(mapped.headers.map(\.0) == ["retry-after"])
+        #expect(mapped.headers.map(\.0) == ["Retry-After"])
         #expect(RetryPolicy().decide(status: 529, connectFailed: false, headers: [], attempt: 1, hasNextModel: false, jitter: 0)
                     != .fail, "the gateway retries the upstream's 529 itself")
     }

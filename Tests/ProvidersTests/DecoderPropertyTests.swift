@@ -102,3 +102,22 @@ import Testing
         }
     }
 }
+
+/// An upstream's `Retry-After` / `retry-after-ms` reach the client as the numbers they were read
+/// as, or not at all: never its bytes.
+@Suite struct RetryHeaderTests {
+    @Test(arguments: [
+        ([("Retry-After", "20")], [("Retry-After", "20")]),
+        ([("retry-after", " 3 ")], [("Retry-After", "3")]),
+        ([("retry-after-ms", "1500")], [("retry-after-ms", "1500")]),
+        ([("retry-after-ms", "1.2"), ("Retry-After", "2")], [("retry-after-ms", "2"), ("Retry-After", "2")]),
+        ([("Retry-After", "99999999999999999999")], [("Retry-After", "86400")]),
+        ([("Retry-After", "1e400")], []), ([("Retry-After", "-5")], []), ([("Retry-After", "100abc")], []),
+        ([("Retry-After", "1,2")], []), ([("Retry-After", "a\u{1B}[31mb")], []), ([("retry-after-ms", "nan")], []),
+        ([("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")], []),
+    ])
+    func passedOnAsNumbers(headers: [(String, String)], expected: [(String, String)]) {
+        let error = OpenAICompatibleProvider().error(status: 429, body: Array("{}".utf8), headers: headers, provider: "p", redactor: Redactor(secrets: []))
+        #expect(error.headers.map { "\($0.0): \($0.1)" } == expected.map { "\($0.0): \($0.1)" })
+    }
+}
