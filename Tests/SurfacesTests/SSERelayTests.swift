@@ -16,6 +16,22 @@ import Testing
 
     static let fixtureNames = (try? Fixtures.names(in: "sse", withExtension: "sse")) ?? []
 
+    /// Bytes an upstream sends that are not UTF-8 (a lone continuation byte, an overlong form, an
+    /// encoded surrogate) reach the client as U+FFFD, the event otherwise intact.
+    @Test func invalidUTF8FromTheUpstreamBecomesReplacementCharacters() throws {
+        var input = Array(#"data: {"id":"x","choices":[{"index":0,"delta":{"content":"a"#.utf8)
+        input += [0xFF, 0xFE, 0xC0, 0xAF, 0xED, 0xA0, 0x80]
+        input += Array(#"b é"},"finish_reason":null}]}"#.utf8) + Array("\n\ndata: [DONE]\n\n".utf8)
+        var relay = SSERelay()
+        var out: [UInt8] = []
+        _ = relay.relay(input, into: &out)
+        #expect(out.withUnsafeBytes { UTF8Validation.firstInvalidOffset($0) } == nil)
+        let data = try #require(String(decoding: out, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("data: {") })
+        let chunk = try JSONValue.parse(Array(data.dropFirst(6).utf8))
+        let content = try #require(chunk["choices"]?[0]?["delta"]?["content"]?.stringValue)
+        #expect(content.hasPrefix("a\u{FFFD}") && content.hasSuffix("b é") && !content.contains("\u{FF}"), "\(content.debugDescription)")
+    }
+
     @Test(arguments: fixtureNames)
     func fixtureRelaysIdenticallyHoweverSplit(name: String) throws {
         let input = try Fixtures.bytes("sse/\(name).sse")

@@ -182,10 +182,22 @@ public struct SSERelay {
             stop = .invalid
             return false
         }
+        Self.repairUTF8(&out, from: lineStart + 6)
         SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
         out.append(contentsOf: "\n\n".utf8)
         forwardedEvents += 1
         return true
+    }
+
+    /// Bytes that are not UTF-8 (only inside strings: the scanner refuses them elsewhere) become
+    /// U+FFFD, as the other APIs' routes and the Fusion output write them: a strict client's
+    /// decoder never meets them. One pass eight ASCII bytes at a time; a copy only when invalid.
+    static func repairUTF8(_ out: inout [UInt8], from start: Int) {
+        let invalid = out.withUnsafeBytes { UTF8Validation.firstInvalidOffset(UnsafeRawBufferPointer(rebasing: $0[start...])) != nil }
+        guard invalid else { return }
+        let repaired = String(decoding: out[start...], as: UTF8.self)
+        out.removeSubrange(start...)
+        out.append(contentsOf: repaired.utf8)
     }
 
     public mutating func relay(_ bytes: [UInt8], into out: inout [UInt8]) -> Outcome {
