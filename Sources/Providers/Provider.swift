@@ -114,23 +114,3 @@ public protocol ModelCatalog: Sendable {
     /// Accepts `model` (the part after `provider/`) or says, in words for the client, why not.
     func validate(_ model: String) throws(APIError)
 }
-
-/// Removes secrets (provider and gateway keys) from text an upstream sent, before it reaches a
-/// client, a record or a log.
-public struct Redactor: Sendable, Equatable {
-    public let secrets: [String]
-    public static let none = Redactor(secrets: [])
-
-    /// Secrets shorter than 4 characters are ignored (they would redact ordinary words).
-    public init(secrets: [String]) {
-        self.secrets = Array(Set(secrets.filter { $0.utf8.count >= 4 })).sorted { $0.utf8.count > $1.utf8.count }
-    }
-
-    public func callAsFunction(_ text: String) -> String {
-        var text = text
-        for secret in secrets where text.contains(secret) {
-            text = text.replacingOccurrences(of: secret, with: "[redacted]")
-        }
-        return text
-    }
-}

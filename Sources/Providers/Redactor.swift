@@ -1,0 +1,169 @@
+import Foundation
+
+/// Removes secrets (provider and gateway keys) from text an upstream sent, before it reaches a
+/// client, a record or a log. Not only the exact key: upstreams echo keys back in other forms
+/// ("invalid key sk-…" cut short, upper-cased, base64 in a Basic credential, split by a
+/// zero-width character), so any run of `window` or more bytes of a secret, compared without
+/// ASCII case and ignoring zero-width characters, is redacted, and so are the secret's base64
+/// forms. One pass over the text's bytes with a 12-byte shift register and a set lookup per
+/// byte, no allocation unless something matches (it runs on every log line).
+public struct Redactor: Sendable, Equatable {
+    public let secrets: [String]
+    public static let none = Redactor(secrets: [])
+    /// The shortest run of a secret that is redacted (a whole shorter secret is).
+    public static let window = 12
+
+    /// Twelve folded bytes, packed.
+    private struct Run: Hashable {
+        var high: UInt64 = 0
+        var low: UInt32 = 0
+
+        mutating func push(_ byte: UInt8) {
+            high = high << 8 | UInt64(low >> 24)
+            low = low << 8 | UInt32(byte)
+        }
+    }
+
+    /// Every `window`-byte run of every secret and of its base64 forms, folded.
+    private let runs: Set<Run>
+    /// Secrets (and their forms) shorter than `window`, folded: matched whole.
+    private let short: [[UInt8]]
+
+    /// Secrets shorter than 4 characters are ignored (they would redact ordinary words).
+    public init(secrets: [String]) {
+        self.secrets = Array(Set(secrets.filter { $0.utf8.count >= 4 })).sorted { $0.utf8.count > $1.utf8.count }
+        var runs = Set<Run>()
+        var short: [[UInt8]] = []
+        for secret in self.secrets {
+            for form in [secret] + Self.base64Forms(secret) {
+                let bytes = Self.kept(Array(form.utf8)).map(\.byte)
+                guard bytes.count >= Self.window else {
+                    short.append(bytes)
+                    continue
+                }
+                var run = Run()
+                for (index, byte) in bytes.enumerated() {
+                    run.push(byte)
+                    if index >= Self.window - 1 { runs.insert(run) }
+                }
+            }
+        }
+        self.runs = runs
+        self.short = short
+    }
+
+    public static func == (lhs: Redactor, rhs: Redactor) -> Bool { lhs.secrets == rhs.secrets }
+
+    public func callAsFunction(_ text: String) -> String {
+        guard !secrets.isEmpty else { return text }
+        var copy = text  // `withUTF8` may make it contiguous
+        guard copy.withUTF8({ mayContainSecret($0) }) else { return text }
+        return redacted(Array(text.utf8))
+    }
+
+    /// The allocation-free first pass: whether any run of a secret (or a short secret) is there.
+    private func mayContainSecret(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+        var run = Run()
+        var filled = 0
+        var index = 0
+        while index < utf8.count {
+            let width = Self.zeroWidth(utf8, at: index)
+            if width > 0 {
+                index += width
+                continue
+            }
+            run.push(Self.fold(utf8[index]))
+            filled += 1
+            index += 1
+            if filled >= Self.window, runs.contains(run) { return true }
+        }
+        return !short.isEmpty
+    }
+
+    /// The second pass, when the first found something: every matched run replaced.
+    private func redacted(_ bytes: [UInt8]) -> String {
+        let kept = Self.kept(bytes)
+        var covered = [Bool](repeating: false, count: kept.count)
+        var run = Run()
+        for (index, entry) in kept.enumerated() {
+            run.push(entry.byte)
+            if index >= Self.window - 1, runs.contains(run) {
+                for position in (index - Self.window + 1)...index { covered[position] = true }
+            }
+        }
+        for secret in short where secret.count <= kept.count {
+            for start in 0...(kept.count - secret.count) where kept[start].byte == secret[0] {
+                guard (0..<secret.count).allSatisfy({ kept[start + $0].byte == secret[$0] }) else { continue }
+                for position in start..<(start + secret.count) { covered[position] = true }
+            }
+        }
+        // Each covered run becomes one "[redacted]", with the zero-width characters inside it.
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var next = 0
+        var index = 0
+        while index < kept.count {
+            guard covered[index] else { index += 1; continue }
+            var end = index
+            while end + 1 < kept.count, covered[end + 1] { end += 1 }
+            // A run may start or end inside a multi-byte character: widen it to whole characters.
+            var from = kept[index].offset
+            while from > next, bytes[from] & 0xC0 == 0x80 { from -= 1 }
+            var to = kept[end].offset + 1
+            while to < bytes.count, bytes[to] & 0xC0 == 0x80 { to += 1 }
+            out.append(contentsOf: bytes[next..<from])
+            out.append(contentsOf: "[redacted]".utf8)
+            next = to
+            index = end + 1
+        }
+        out.append(contentsOf: bytes[next...])
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The bytes that are not part of a zero-width character, folded, with where each was.
+    private static func kept(_ bytes: [UInt8]) -> [(byte: UInt8, offset: Int)] {
+        bytes.withUnsafeBufferPointer { utf8 in
+            var kept: [(byte: UInt8, offset: Int)] = []
+            kept.reserveCapacity(utf8.count)
+            var index = 0
+            while index < utf8.count {
+                let width = zeroWidth(utf8, at: index)
+                if width > 0 {
+                    index += width
+                    continue
+                }
+                kept.append((fold(utf8[index]), index))
+                index += 1
+            }
+            return kept
+        }
+    }
+
+    /// The secret in base64 at the three alignments it can take inside a longer encoded text
+    /// (`Basic base64(user:key)`), each without the characters its neighbours change.
+    static func base64Forms(_ secret: String) -> [String] {
+        let bytes = Array(secret.utf8)
+        var forms: [String] = []
+        for offset in 0..<3 {
+            let encoded = Data(Array(repeating: UInt8(0), count: offset) + bytes).base64EncodedString()
+            let inner = encoded.dropFirst(offset == 0 ? 0 : 4).dropLast(4)
+            if inner.count >= 4 { forms.append(String(inner)) }
+        }
+        return forms
+    }
+
+    /// ASCII letters compared without case.
+    private static func fold(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte + 0x20 : byte }
+
+    /// The length of a zero-width character at `index` (U+200B…U+200D, U+2060, U+FEFF, U+00AD), else 0.
+    private static func zeroWidth(_ utf8: UnsafeBufferPointer<UInt8>, at index: Int) -> Int {
+        let byte = utf8[index]
+        if byte == 0xC2, index + 1 < utf8.count, utf8[index + 1] == 0xAD { return 2 }
+        guard byte == 0xE2 || byte == 0xEF, index + 2 < utf8.count else { return 0 }
+        let second = utf8[index + 1], third = utf8[index + 2]
+        if byte == 0xE2, second == 0x80, (0x8B...0x8D).contains(third) { return 3 }
+        if byte == 0xE2, second == 0x81, third == 0xA0 { return 3 }
+        if byte == 0xEF, second == 0xBB, third == 0xBF { return 3 }
+        return 0
+    }
+}
