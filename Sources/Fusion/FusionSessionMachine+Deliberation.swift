@@ -56,7 +56,7 @@ extension FusionSessionMachine {
             case .startMember(let index, _):
                 out += startMember(index, at: time)
             case .startJudge(let model, _, let messages):
-                out += startJudge(model, messages, at: time)
+                out += startJudge(model, redactor.secrets.isEmpty ? messages : messages.map(redacted), at: time)
             case .cancelMember(let index):
                 out += cancelMember(index)
             case .startTimer(let timer, let milliseconds):
@@ -68,12 +68,38 @@ extension FusionSessionMachine {
                 out += show(progress, at: time)
             case .finish(var result):
                 result.sources = sources.sources.map { ($0.url, $0.title) }
+                if !redactor.secrets.isEmpty { result = redacted(result) }
                 fusionResult = result
                 out.append(.output(.progress(.completed(result: result))))
                 out += finishDeliberation(result, at: time)
             }
         }
         return out
+    }
+
+    /// `message` with its text parts redacted.
+    func redacted(_ message: ModelMessage) -> ModelMessage {
+        var message = message
+        message.content = message.content.map { if case .text(let text) = $0 { .text(redactor(text)) } else { $0 } }
+        return message
+    }
+
+    /// `result` with every text a model wrote redacted.
+    func redacted(_ result: FusionResult) -> FusionResult {
+        var result = result
+        result.answered = result.answered.map { ($0.model, redactor($0.content)) }
+        result.failed = result.failed.map { ($0.model, $0.reason, redactor($0.message), $0.partial.map(redactor.callAsFunction)) }
+        result.analysis = result.analysis.map(redacted)
+        return result
+    }
+
+    func redacted(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case .string(let text): .string(redactor(text))
+        case .array(let items): .array(items.map(redacted))
+        case .object(let members): .object(members.mapValues(redacted))
+        default: value
+        }
     }
 
     /// What every panel member is asked.

@@ -209,6 +209,11 @@ public struct FusionSessionMachine: Sendable {
     /// (`Output.serverToolCalls`); otherwise the turn goes back with the caller's calls alone and
     /// nothing is paid for: the model can call fusion again once their results are in.
     public var deliberatesInParallelTurns = true
+    /// Removes the gateway's secrets from what one model wrote before another reads it: the
+    /// panel's answers in the judge's prompt, and the result (answers, partial answers, the
+    /// analysis) the outer model gets. A member echoing its provider's key must not hand it to
+    /// another provider.
+    public var redactor = Redactor.none
 
     struct MemberRun: Sendable {
         var loop: ToolLoop

@@ -45,6 +45,31 @@ import Testing
         m.handle(.callEvent(call.id, .text(text)), at: time) + m.handle(.callEnded(call.id, .complete), at: time)
     }
 
+    /// A member that writes a secret (its provider's key echoed back) does not hand it to the
+    /// judge's provider or to the outer model: the judge's prompt and the result are redacted.
+    @Test func aSecretAMemberWritesReachesNeitherTheJudgeNorTheResult() throws {
+        let secret = "sk-provider-SECRET-0123456789"
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge","min_answers":1,"grace_ms":0}"#,
+                            toolChoice: .required)
+        m.redactor = Redactor(secrets: [secret])
+        let members = started(m.start(at: 0))
+        // Split over deltas, as a model writes it; the other member is cut with it in its partial text.
+        _ = m.handle(.callEvent(members[1].id, .text("partial sk-provider-SEC")), at: 5)
+        _ = m.handle(.callEvent(members[1].id, .text("RET-0123456789 …")), at: 6)
+        _ = m.handle(.callEvent(members[0].id, .text("my key is sk-provider-")), at: 8)
+        let actions = answer(&m, members[0], "SECRET-0123456789.", at: 10)
+        let judge = try #require(started(actions).first { $0.role == .judge })
+        let prompt = judge.request.messages.map(\.text).joined(separator: "\n")
+        #expect(prompt.contains("my key is [redacted]") && !prompt.contains("SECRET-0123456789"), "\(prompt)")
+        let done = m.handle(.callEvent(judge.id, .text(#"{"consensus":["sk-provider-SECRET-0123456789 is a key"],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#)), at: 20)
+            + m.handle(.callEnded(judge.id, .complete), at: 21)
+        let result = try #require(m.fusionResult)
+        let text = String(decoding: result.json.serialized(), as: UTF8.self)
+        #expect(!text.contains("SECRET-0123456789") && text.contains("[redacted]"), "\(text)")
+        let final = try #require(started(done).first { $0.role == .outer(final: true) })
+        #expect(!final.request.messages.map(\.text).joined().contains("SECRET-0123456789"))
+    }
+
     @Test func aStragglerCutByTheQuorumHasItsCallCancelledAndTheFinalAnswerIsTold() throws {
         // Forced (tool_choice required): the panel starts with the request, no outer first turn.
         var m = try machine(parameters: #"{"analysis_models":["p/a","p/b","p/c"],"model":"p/judge","min_answers":2,"grace_ms":300}"#,

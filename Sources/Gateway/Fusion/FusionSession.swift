@@ -97,6 +97,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         // Anthropic's Messages have no block a client would send back for the gateway's answered
         // fusion call: a deliberation run in a parallel turn would be paid for and then lost.
         machine.deliberatesInParallelTurns = api != .messages
+        machine.redactor = redactor
         self.renderer = renderer
         self.api = api
         budget = ByteBudget(limit: settings.maxUpstreamBytes)
