@@ -104,9 +104,16 @@ public enum JudgeAnalysis {
         return true
     }
 
+    /// The most items one field of an analysis may hold; more is a schema mismatch (retried,
+    /// then the fallback judge, then no analysis, as any broken analysis).
+    public static let maxItemsPerField = 64
+
     /// What is wrong with element `index` of `field` (models already mapped back), or nil: the
     /// same rule for one item streamed and for the whole analysis.
     public static func problem(in item: JSONValue, field: String, index: Int, panel: Set<String>) -> String? {
+        // An analysis is read by people and by the final turn's model: a judge listing thousands
+        // of points is broken, not thorough (and each item is a line the client gets).
+        guard index < maxItemsPerField else { return "'\(field)' has more than \(maxItemsPerField) items" }
         func cited(_ value: JSONValue?, _ where_: String) -> String? {
             guard let model = value?.stringValue else { return "\(where_) must be a model name (string)" }
             return panel.contains(model) ? nil : "\(where_) cites '\(model)', which is not a panel member"

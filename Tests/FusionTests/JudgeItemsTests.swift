@@ -168,3 +168,20 @@ import Testing
             == "2 points of consensus, 1 contradiction, 0 points covered partially, 1 unique insight, 2 blind spots")
     }
 }
+
+/// A judge listing more than `maxItemsPerField` points in a field broke the schema: its items stop
+/// streaming at the cap and the attempt fails its validation (retry, fallback, degrade).
+@Suite struct JudgeItemCapTests {
+    @Test func aFieldOverTheCapIsASchemaMismatch() {
+        let many = (0...JudgeAnalysis.maxItemsPerField).map { "\"point \($0)\"" }.joined(separator: ",")
+        let reply = #"{"consensus":[\#(many)],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
+        guard case .failure(let failure) = JudgeAnalysis.parse(reply, panel: ["a"]) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(failure.reason == .schemaMismatch && failure.message.contains("more than \(JudgeAnalysis.maxItemsPerField) items"))
+        let atCap = (0..<JudgeAnalysis.maxItemsPerField).map { "\"point \($0)\"" }.joined(separator: ",")
+        let fine = #"{"consensus":[\#(atCap)],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
+        #expect((try? JudgeAnalysis.parse(fine, panel: ["a"]).get()) != nil)
+    }
+}
