@@ -172,7 +172,7 @@ public struct FusionResult: Sendable, Equatable {
             "panel": panelJSON,
         ]
         if let partialPanelNote { object["note"] = .string(partialPanelNote) }
-        if !failed.isEmpty { object["failed_models"] = failedModels }
+        object["failed_models"] = failedModels  // always there, empty for a whole panel: clients read it unconditionally
         if !sources.isEmpty {
             object["sources"] = .array(sources.map { .object(["url": .string($0.url), "title": .string($0.title)]) })
         }

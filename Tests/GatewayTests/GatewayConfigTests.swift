@@ -175,6 +175,9 @@ import Web
 
     @Test func fusionDefaultsToSimulatedOnlyWithSimulatedModels() throws {
         #expect(GatewayConfig.embeddedDefault.fusion == .simulated)
+        // Its price table serves budgets and spend too, as a file's single table does.
+        #expect(!GatewayConfig.embeddedDefault.prices.isEmpty && GatewayConfig.embeddedDefault.prices == FusionSettings.simulated.prices)
+        #expect(try GatewayConfig.parse(yaml: "simulated_models: true").prices == FusionSettings.simulated.prices)
         #expect(try GatewayConfig.parse(yaml: "simulated_models: true").fusion == .simulated)
         #expect(try GatewayConfig.parse(yaml: "simulated_models: false").fusion == nil)
     }

@@ -254,12 +254,12 @@ import Testing
         let retried = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
         let fusion = try #require(retried.json?["fusion"])
         #expect(fusion["panel"]?["answered"] == .int(2), "\(fusion)")
-        #expect(fusion["failed_models"] == nil)
+        #expect(fusion["failed_models"] == .array([]), "always there, empty for a whole panel")
         // A member whose 200 stream carries an error before its first token: retried too.
         let inBand = #"[{"type":"fusion","parameters":{"analysis_models":["mock/error-mid-stream:after=0:fail=1:pace_ms=1","mock/expert-2:pace_ms=1"]}}]"#
         let requestsBefore = env.mockStats.counts.requests
         let recovered = try #require(try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: inBand)).json?["fusion"])
-        #expect(recovered["panel"]?["answered"] == .int(2) && recovered["failed_models"] == nil, "\(recovered)")
+        #expect(recovered["panel"]?["answered"] == .int(2) && recovered["failed_models"] == .array([]), "\(recovered)")
         #expect(env.mockStats.counts.requests == requestsBefore + 6, "outer twice, judge, two members and one retry")
         // The outer model down with 503: the request's `models` fallback takes over, as on the proxy.
         let fellBack = try env.chat(fusionBody(stream: false, model: "mock/error:status=503", tools: tools,

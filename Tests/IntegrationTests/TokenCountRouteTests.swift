@@ -44,6 +44,13 @@ import Testing
         #expect(String(decoding: env.mockStats.lastRequestBody, as: UTF8.self) == Self.body.replacingOccurrences(of: "MODEL", with: "outer"))
     }
 
+    /// The built-in simulated Anthropic provider counts like a real one (its simulator speaks it).
+    @Test func theSimulatedAnthropicProviderCounts() throws {
+        let env = try MessagesRouteTests.environment()
+        let response = try count(env, model: "sim-anthropic/normal")
+        #expect(response.status == 200 && (response.json?["input_tokens"]?.intValue ?? 0) > 0, "\(response.text)")
+    }
+
     @Test(arguments: ["mock/normal", "gem/normal", "fusion", "sim/normal", "anth/error:status=404"])
     func noCountIsMadeUpWhereNoProviderCounts(model: String) throws {
         let env = try MessagesRouteTests.environment()
@@ -52,6 +59,8 @@ import Testing
         #expect(response.status == 404 && response.json?["error"]?["type"]?.stringValue == "not_found_error", "\(model): \(response.text)")
         #expect(response.text.contains("No token count for model"), "\(response.text)")
         if !model.hasPrefix("anth/") { #expect(env.mockStats.counts.requests == before, "no upstream is asked") }
+        // Anthropic's error shape has no code; the metric names it.
+        #expect(try env.get("/metrics").metric(#"fusion_gateway_errors_total{code="token_count_unavailable"}"#) == 1)
     }
 
     @Test func anUpstreamsRefusalIsTheClientsError() throws {

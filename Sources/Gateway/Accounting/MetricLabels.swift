@@ -29,7 +29,8 @@ enum MetricLabels {
         "duplicate_key", "number_out_of_range", "invalid_model_option", "invalid_tool_arguments", "model_not_found", "not_found",
         "method_not_allowed", "unauthorized", "invalid_api_key", "misdirected_request", "unsupported_media_type", "loop_detected",
         "body_too_large", "headers_too_large", "too_many_headers", "request_timeout", "request_too_large",
-        "generation_not_found", "client_too_slow", "bad_request", "unsupported_transfer_coding",
+        "generation_not_found", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
+        "expectation_failed", "unsupported_content_encoding", "token_count_unavailable",
         // the gateway
         "shutting_down", "server_error", "inner_call_limit", "provider_key_missing",
         // a key's limits and the shared store

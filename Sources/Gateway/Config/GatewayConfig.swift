@@ -155,6 +155,8 @@ public struct GatewayConfig: Sendable {
     public static var embeddedDefault: GatewayConfig {
         var config = GatewayConfig()
         config.web = .simulatedWeb
+        // One price table for budgets and the estimate, as a file's is (`parse`).
+        if config.prices.isEmpty, let fusion = config.fusion { config.prices = fusion.prices }
         return config
     }
 

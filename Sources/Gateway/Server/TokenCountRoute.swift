@@ -21,32 +21,38 @@ extension GatewayServer {
             counted = try MessagesRequest(body: request.body, forTokenCount: true)
             let fusion = config.fusion.flatMap { counted.asksForFusion ? $0 : nil }
             route = try router.route(fusion?.outerModel ?? counted.model)
-            guard route.provider.wireFormat == .anthropicMessages, !route.simulated else {
+            // The simulated Anthropic provider counts too (its simulator speaks the endpoint).
+            guard route.provider.wireFormat == .anthropicMessages else {
                 throw Self.noTokenCount(counted.model, "it is served by provider '\(route.endpoint.name)', whose API has no token count")
             }
         } catch {
-            writer.respond(error: error, api: .messages)
+            refuseCount(error, writer)
             return
         }
         let http = AnthropicProvider.tokenCountRequest(body: counted.upstreamBody(model: route.upstreamModel), endpoint: route.endpoint)
         TokenCountCall(client: client, http: http, timeoutMilliseconds: config.upstream.connectTimeoutMilliseconds + 30_000) {
-            [redactor = shared.redactor] outcome in
+            [unowned self, redactor = shared.redactor] outcome in
             let provider = route.endpoint.name
             switch outcome {
             case .counted(let tokens):
                 writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: MessagesTokenCount.body(inputTokens: tokens))
             case .noEndpoint:
-                writer.respond(error: Self.noTokenCount(counted.model, "provider '\(provider)' has no token count endpoint"), api: .messages)
+                refuseCount(Self.noTokenCount(counted.model, "provider '\(provider)' has no token count endpoint"), writer)
             case .refused(let status, let body, let headers):
-                writer.respond(error: route.provider.error(status: status, body: body, headers: headers, provider: provider, redactor: redactor),
-                               api: .messages)
+                refuseCount(route.provider.error(status: status, body: body, headers: headers, provider: provider, redactor: redactor), writer)
             case .unreadable:
-                writer.respond(error: .upstreamUnavailable("Provider '\(provider)' answered the token count with something other than {\"input_tokens\": N}.",
-                                                           code: "upstream_invalid_response"), api: .messages)
+                refuseCount(.upstreamUnavailable("Provider '\(provider)' answered the token count with something other than {\"input_tokens\": N}.",
+                                                 code: "upstream_invalid_response"), writer)
             case .failed(let failure):
-                writer.respond(error: UpstreamFailure.apiError(for: failure, provider: provider), api: .messages)
+                refuseCount(UpstreamFailure.apiError(for: failure, provider: provider), writer)
             }
         }
+    }
+
+    /// An error in Anthropic's shape (its `code` is not in that shape: the metric has it).
+    private func refuseCount(_ error: APIError, _ writer: HTTPResponseWriter) {
+        shared.metrics.countError(code: error.code)
+        writer.respond(error: error, api: .messages)
     }
 
     private static func noTokenCount(_ model: String, _ reason: String) -> APIError {
