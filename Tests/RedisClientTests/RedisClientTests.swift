@@ -168,15 +168,9 @@ struct RedisClientTests {
     /// our SYNs): commands waiting for the connection fail at their own deadline, while the
     /// connection attempt goes on until the connect timeout.
     @Test func commandsWaitingForASlowConnectionTimeOutAloneTheAttemptGoesOn() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var (listener, address) = Self.loopbackListener(backlog: 0)
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        listen(listener, 0)
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
         // Fill the accept queue (never accepted).
         var fillers: [Int32] = []
         defer { fillers.forEach { close($0) } }
@@ -200,15 +194,9 @@ struct RedisClientTests {
     /// A connection accepted but never answered (a stopped Redis: the kernel accepts for it): the
     /// handshake waits for the connect timeout, but commands behind it fail at their own.
     @Test func commandsBehindAnUnansweredHandshakeTimeOutAlone() throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Connections complete in the backlog; nothing ever reads them.
+        let (listener, address) = Self.loopbackListener(backlog: 8)
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-        listen(listener, 8)  // connections complete in the backlog; nothing ever reads them
         var settings = RedisClient.Settings()
         settings.commandTimeoutMilliseconds = 100
         settings.connectTimeoutMilliseconds = 2_000
@@ -221,6 +209,19 @@ struct RedisClientTests {
             #expect(waited < 0.6, "the command's own timeout (100 ms), not the handshake's (2 s): \(waited) s")
         }
         #expect(try harness.state() == .connecting, "the attempt goes on until its own deadline")
+    }
+
+    /// A listening socket on a free loopback port that never accepts, and its address.
+    static func loopbackListener(backlog: Int32) -> (Int32, sockaddr_in) {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        listen(listener, backlog)
+        return (listener, address)
     }
 
     @Test func nothingListeningMeansUnavailableQuickly() throws {
