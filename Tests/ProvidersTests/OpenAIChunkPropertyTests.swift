@@ -82,7 +82,12 @@ import Testing
                 }
                 if let text = delta["content"]?.stringValue, !text.isEmpty { emit(.text(text)) }
                 for (position, call) in (delta["tool_calls"]?.arrayValue ?? []).enumerated() {
-                    let index = call["index"]?.intValue.flatMap { (0...1024).contains($0) ? Int($0) : nil } ?? position
+                    // An index beyond the 1,024 calls read ends the stream with an error.
+                    if let index = call["index"]?.intValue, !(0...1023).contains(index) {
+                        emit(.error(.upstreamProtocol("The upstream sent a tool call with index \(index): at most 1024 calls are read.")))
+                        return
+                    }
+                    let index = call["index"]?.intValue.map { Int($0) } ?? position
                     emit(.toolCall(ToolCallFragment(index: index, id: call["id"]?.stringValue, name: call["function"]?["name"]?.stringValue,
                                                     arguments: call["function"]?["arguments"]?.stringValue)))
                 }

@@ -98,7 +98,15 @@ enum OpenAIChunk {
                 if let thinking = reasoning ?? reasoningContent, let text = chunk.string(thinking), !text.isEmpty { emit(.reasoning(text)) }
                 if let content, let text = chunk.string(content), !text.isEmpty { emit(.text(text)) }
                 if let toolCalls, case .array(let list) = chunk.value(toolCalls) {
-                    for (position, call) in list.enumerated() { emit(.toolCall(fragment(call, position: position))) }
+                    for (position, call) in list.enumerated() {
+                        // Beyond the calls any answer makes (Anthropic's and Gemini's decoders stop
+                        // at the same count): an error, not fragments merged into another call.
+                        if let index = call["index"]?.intValue, !(0...Self.maxToolCallIndex).contains(index) {
+                            emit(.error(.upstreamProtocol("The upstream sent a tool call with index \(index): at most \(Self.maxToolCallIndex + 1) calls are read.")))
+                            return
+                        }
+                        emit(.toolCall(fragment(call, position: position)))
+                    }
                 }
             }
             if let finishReason, let text = chunk.string(finishReason) { emit(.finish(FinishReason(rawValue: text))) }
@@ -106,9 +114,11 @@ enum OpenAIChunk {
         if let usage = usage.flatMap({ Usage(openAI: chunk.value($0)) }) { emit(.usage(usage)) }
     }
 
+    static let maxToolCallIndex: Int64 = 1023
+
     static func fragment(_ call: JSONValue, position: Int) -> ToolCallFragment {
         // An index out of any sane range is taken as the call's position (never trusted as an Int).
-        let index = call["index"]?.intValue.flatMap { (0...1024).contains($0) ? Int($0) : nil } ?? position
+        let index = call["index"]?.intValue.flatMap { (0...maxToolCallIndex).contains($0) ? Int($0) : nil } ?? position
         return ToolCallFragment(index: index, id: call["id"]?.stringValue, name: call["function"]?["name"]?.stringValue,
                                 arguments: call["function"]?["arguments"]?.stringValue)
     }

@@ -29,7 +29,7 @@ public struct MessagesRequest: Sendable {
         }
         if !forTokenCount || (fields["max_tokens"] ?? .null) != .null {
             guard let limit = try Self.required("max_tokens", in: fields).intValue, (1...Usage.maxTokens).contains(limit) else {
-                throw Self.invalid("max_tokens", "an integer of at least 1")
+                throw Self.invalid("max_tokens", "an integer from 1 to \(Usage.maxTokens)")
             }
         }
         guard let messages = try Self.required("messages", in: fields).arrayValue, !messages.isEmpty else {
