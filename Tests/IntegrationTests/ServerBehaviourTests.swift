@@ -1,4 +1,5 @@
 import Foundation
+import Fusion
 import EventLoop
 import Gateway
 import GatewayCore
@@ -345,7 +346,12 @@ import Testing
     /// A deliberation's members are held back by a slow client too, and counted as the proxy's
     /// pauses are (the metric stayed at 0 for Fusion).
     @Test func aClientThatStopsReadingPausesAFusionMemberAndTheMetricSaysSo() throws {
-        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 20_000 }
+        // A member's time limit covers its pauses too: long enough for a slow (sanitizer) build.
+        let env = try TestEnvironment { config in
+            config.upstream.idleTimeoutMilliseconds = 20_000
+            config.fusion?.memberTimeoutMilliseconds = 60_000
+            config.fusion?.judgeTimeoutMilliseconds = 60_000
+        }
         let client = try env.client()
         let body = #"{"model":"fusion","stream":true,"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"Should cities ban cars?"}],"plugins":[{"id":"fusion","analysis_models":["mock/paced:pace_ms=0:deltas=6000"],"model":"mock/judge:pace_ms=0","max_completion_tokens":10000}]}"#
         try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
