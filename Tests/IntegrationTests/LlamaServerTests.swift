@@ -192,8 +192,12 @@ struct LlamaServerTests {
         #expect(calls.filter { $0["role"] == .string("panel") }.allSatisfy { ["ok", "empty_completion"].contains($0["status"]?.stringValue ?? "") },
                 "\(calls)")
         #expect(calls.last?["status"] == .string("ok"))
-        // No usage in the server's streams: said, not counted as 0.
-        #expect(usage["fusion"]?["calls_without_usage"]?.intValue == Int64(calls.count), "\(usage)")
+        // No usage in the server's streams: each call that wrote something holds the gateway's
+        // estimate, marked (what the key is charged); one that wrote nothing says so, not 0.
+        let estimated = usage["fusion"]?["calls_estimated"]?.intValue ?? 0
+        let unknown = usage["fusion"]?["calls_without_usage"]?.intValue ?? 0
+        #expect(estimated + unknown == Int64(calls.count) && estimated >= 1, "\(usage)")
+        #expect(calls.allSatisfy { $0["estimated"] == .bool(true) || $0["usage_unknown"] == .bool(true) }, "\(calls)")
         expectJudgeDegradesAsDocumented(result: result, calls: calls)
         let failures = events.filter { $0.name == "fusion.judge.failed" }
         #expect(failures.dropLast().allSatisfy { $0.data["will_retry"] == .bool(true) })
