@@ -126,6 +126,32 @@ import Testing
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0", stream: false)).status == 200)
     }
 
+    /// A Responses stream keeps its whole text to repeat in its closing events, so its answer is
+    /// bounded by `upstream.max_assembled_bytes` too (found by a review: a 180 MB answer held 2.5 GB
+    /// and stalled the loop's other streams for seconds); relayed streams are not held back by it.
+    @Test func aResponsesStreamIsBoundedByWhatItAssembles() throws {
+        let env = try TestEnvironment { $0.upstream.maxAssembledBytes = 100_000 }
+        func responses(_ body: String) throws -> TestResponse {
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/responses", body: body))
+            return try client.readResponse()
+        }
+        let over = try responses(#"{"model":"mock/paced:deltas=30000:pace_ms=0","input":"hi","stream":true}"#)
+        let last = over.namedEvents.last
+        #expect(last?.name == "response.failed", "\(over.text.suffix(300))")
+        #expect(last?.data["response"]?["error"]?["message"]?.stringValue?.contains("upstream.max_assembled_bytes") == true,
+                "\(over.text.suffix(400))")
+        let whole = try responses(#"{"model":"mock/paced:deltas=30000:pace_ms=0","input":"hi"}"#)
+        #expect(whole.status == 502 && whole.json?["error"]?["code"] == .string("upstream_too_large"), "\(whole.text.prefix(300))")
+        let fits = try responses(#"{"model":"mock/paced:deltas=200:pace_ms=0","input":"hi","stream":true}"#)
+        #expect(fits.namedEvents.last?.name == "response.completed", "\(fits.text.suffix(300))")
+        // Chat relays the same answer, unbounded by it.
+        let relayed = try env.chat(TestEnvironment.chatBody(model: "mock/paced:deltas=30000:pace_ms=0"))
+        #expect(relayed.status == 200 && relayed.streamError == nil, "\(relayed.text.suffix(300))")
+        let fusion = try responses(#"{"model":"mock/outer:pace_ms=0","input":"Should cities ban cars?","stream":true,"tool_choice":"required","tools":[{"type":"openrouter:fusion","parameters":{"analysis_models":["mock/paced:deltas=30000:pace_ms=0"]}}]}"#)
+        #expect(fusion.text.contains("upstream.max_assembled_bytes"), "a deliberation answering a Responses client: \(fusion.text.suffix(400))")
+    }
+
     /// Whole answers are collected before they are converted; across requests, what is held at
     /// once is bounded (`upstream.max_collected_bytes`), and each gives back what it held.
     @Test func wholeAnswersHeldAtOnceAreBounded() throws {

@@ -54,11 +54,28 @@ public struct GatewayConfig: Sendable {
         public var maxEventBytes = 1 << 20
         /// Bound on one upstream response, streamed or whole (a stream that never ends is cut).
         public var maxResponseBytes = 256 << 20
+        /// Bound on one upstream response answering a Responses client (`upstream.max_assembled_bytes`):
+        /// its stream keeps the whole text to repeat in its closing events (`output_text.done`,
+        /// `content_part.done`, `output_item.done`, `response.completed`), built in one loop turn,
+        /// so its memory and that turn grow with the answer, unlike a relayed stream's.
+        public var maxAssembledBytes = 16 << 20
+        /// The setting `maxResponseBytes` came from, for the error that cites it.
+        public var responseLimitSetting = "upstream.max_response_bytes"
         /// Bound on the whole (non-streamed) upstream answers held at once, across requests:
         /// each is collected before it is converted (`HeldBytes`).
         public var maxCollectedBytes = 512 << 20
         /// Retries of 429/5xx and refused connections before the first token (see RetryPolicy).
         public var retry = RetryPolicy()
+
+        /// These settings for upstream calls answering `api`: a Responses client's answer is
+        /// bounded by `maxAssembledBytes` too.
+        func forClient(_ api: ClientAPI) -> Upstream {
+            guard api == .responses, maxAssembledBytes < maxResponseBytes else { return self }
+            var bounded = self
+            bounded.maxResponseBytes = maxAssembledBytes
+            bounded.responseLimitSetting = "upstream.max_assembled_bytes"
+            return bounded
+        }
     }
 
     public struct Provider: Sendable, Equatable {
@@ -246,8 +263,9 @@ public struct GatewayConfig: Sendable {
         }
         if let upstream = try top.child("upstream") {
             try upstream.allowOnly(["connect_timeout_ms", "idle_timeout_ms", "keepalive_interval_ms", "max_event_bytes",
-                                    "max_response_bytes", "max_collected_bytes", "max_retries", "retry_base_delay_ms", "max_retry_delay_ms"])
+                                    "max_response_bytes", "max_assembled_bytes", "max_collected_bytes", "max_retries", "retry_base_delay_ms", "max_retry_delay_ms"])
             config.upstream.maxResponseBytes = try upstream.int("max_response_bytes", in: (64 << 10)...(16 << 30)) ?? config.upstream.maxResponseBytes
+            config.upstream.maxAssembledBytes = try upstream.int("max_assembled_bytes", in: (64 << 10)...(16 << 30)) ?? config.upstream.maxAssembledBytes
             config.upstream.maxCollectedBytes = try upstream.int("max_collected_bytes", in: (64 << 10)...(64 << 30)) ?? config.upstream.maxCollectedBytes
             config.upstream.retry.maxRetries = try upstream.int("max_retries", in: 0...10) ?? config.upstream.retry.maxRetries
             config.upstream.retry.baseDelayMilliseconds = try upstream.milliseconds("retry_base_delay_ms") ?? config.upstream.retry.baseDelayMilliseconds

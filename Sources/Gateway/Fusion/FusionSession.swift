@@ -73,7 +73,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         self.writer = writer
         self.workers = workers
         loop = workers[0].loop
-        self.upstream = upstream
+        self.upstream = upstream.forClient(api)
         self.redactor = redactor
         self.startedAt = startedAt
         self.hops = hops

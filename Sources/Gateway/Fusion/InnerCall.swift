@@ -182,7 +182,7 @@ final class InnerCall {
         }
         receivedBytes += bytes.count
         guard receivedBytes <= upstream.maxResponseBytes else {
-            fail(.upstreamTooLarge("\(route.endpoint.name)'s response exceeded \(upstream.maxResponseBytes) bytes (upstream.max_response_bytes)"),
+            fail(.upstreamTooLarge("\(route.endpoint.name)'s response exceeded \(upstream.maxResponseBytes) bytes (\(upstream.responseLimitSetting))"),
                  .invalidResponse)
             return true
         }

@@ -101,7 +101,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         self.candidates = candidates
         self.writer = writer
         self.client = client
-        self.settings = settings
+        self.settings = settings.forClient(request.api)
         self.redactor = redactor
         self.onFinish = onFinish
         self.extraHeaders = extraHeaders
@@ -166,7 +166,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
         receivedBytes += bytes.count
         guard receivedBytes <= settings.maxResponseBytes else {
-            fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (upstream.max_response_bytes)"))
+            fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (\(settings.responseLimitSetting))"))
             return true
         }
         switch phase {
