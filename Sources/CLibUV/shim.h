@@ -5,6 +5,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <linux/filter.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 // A peer that disconnects mid-write must surface as EPIPE on the write, not kill the process.
 static inline void CLibUV_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
@@ -35,4 +37,11 @@ static inline int CLibUV_drop_all_packets(int fd) {
   struct sock_filter code[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
   struct sock_fprog program = { .len = 1, .filter = code };
   return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(program));
+}
+
+// Bytes the kernel holds for a TCP socket that its peer has not acknowledged yet (SIOCOUTQ:
+// sent but unacknowledged, plus not sent); -1 on failure. It falls as the peer reads.
+static inline int CLibUV_unacknowledged_bytes(int fd) {
+  int count = 0;
+  return ioctl(fd, SIOCOUTQ, &count) == 0 ? count : -1;
 }

@@ -223,6 +223,15 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
 
     /// Bytes accepted by `write` but not yet handed to the kernel.
     public var bufferedBytes: Int { pending.count + inFlight.count }
+
+    /// What is still on its way to the peer: in this process, and in the kernel (one `ioctl`;
+    /// for a check now and then, not per write).
+    public var backlog: WriteBacklog {
+        var fd: uv_os_fd_t = -1
+        let kernel = isOpen && uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0
+            ? max(0, Int(CLibUV_unacknowledged_bytes(fd))) : 0
+        return WriteBacklog(buffered: bufferedBytes, kernel: kernel)
+    }
     /// Bytes allocated for the two queues (tests: a drained connection gives a backlog's back).
     var queueCapacity: Int { pending.capacity + inFlight.capacity }
 
@@ -380,5 +389,26 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         let closed = onClosed
         onClosed = nil
         closed?()
+    }
+}
+
+/// Bytes on their way to a peer, here and in the kernel: whether a slow reader is still taking
+/// bytes. A reader that takes them steadily but slowly frees kernel buffer space long before the
+/// socket becomes writable again (Linux waits until half of a send buffer auto-tuned to megabytes
+/// is free), so the process's own queue alone would call it stalled.
+public struct WriteBacklog: Sendable, Equatable {
+    public var buffered: Int
+    public var kernel: Int
+
+    public init(buffered: Int, kernel: Int) {
+        self.buffered = buffered
+        self.kernel = kernel
+    }
+
+    /// The peer took bytes since `earlier`. Either figure falling is progress: while the kernel
+    /// has no room nothing moves from the process to it, so the kernel's falls; when it moves,
+    /// the process's falls.
+    public func moved(since earlier: WriteBacklog) -> Bool {
+        buffered < earlier.buffered || kernel < earlier.kernel
     }
 }

@@ -40,6 +40,9 @@ public final class HTTPResponseWriter {
     /// Bytes written but not yet accepted by the kernel.
     public var bufferedBytes: Int { connection?.bufferedBytes ?? 0 }
 
+    /// What is still on its way to the client, here and in the kernel.
+    public var backlog: WriteBacklog { connection?.backlog ?? WriteBacklog(buffered: 0, kernel: 0) }
+
     /// Headers added to whatever head this writer sends (the owner's per-request headers, such
     /// as CORS), after the caller's own.
     public var defaultHeaders: [(String, String)] = []

@@ -57,6 +57,7 @@ final class HTTPServerConnection {
 
     var loop: EventLoop { tcp.loop }
     var bufferedBytes: Int { tcp.bufferedBytes }
+    var backlog: WriteBacklog { tcp.backlog }
     func keepsAlive(after request: HTTPRequest) -> Bool {
         request.keepAlive && !closeAfterResponse && !server.isShuttingDown
     }
@@ -225,12 +226,15 @@ final class HTTPServerConnection {
 
     /// Bytes of the last response still queued when the timer was armed (0: truly idle).
     private var queuedAtTimer = 0
+    /// And what was on its way to the client then, the kernel's share included.
+    private var backlogAtTimer = WriteBacklog(buffered: 0, kernel: 0)
 
     /// Idle means nothing left to write: while a finished response is still queued for a slow
     /// reader, the connection is not idle but writing, and is closed only if that stalls.
     private func armIdleTimer() {
         headerDeadlineArmed = false
         queuedAtTimer = tcp.bufferedBytes
+        if queuedAtTimer > 0 { backlogAtTimer = tcp.backlog }
         updateDrainInterest()
         timer.start(afterMilliseconds: queuedAtTimer > 0 ? limits.stalledWriteTimeoutMilliseconds : limits.idleTimeoutMilliseconds)
     }
@@ -240,7 +244,7 @@ final class HTTPServerConnection {
         case .reading:
             if decoder.isMidRequest || !inbound.isEmpty {
                 refuse(server.render(.timeout, path: decoder.requestPath))
-            } else if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
+            } else if tcp.bufferedBytes > 0 && tcp.backlog.moved(since: backlogAtTimer) {
                 armIdleTimer()  // still writing the last response, and it is moving
             } else {
                 close()  // an idle keep-alive connection, or a reader that stopped: close
@@ -250,8 +254,10 @@ final class HTTPServerConnection {
         case .closed where tcp.isOpen:
             // Sending its last bytes (`finishAndClose`): a reader that keeps taking them gets
             // more time, one that stopped is cut off.
-            if tcp.bufferedBytes > 0 && tcp.bufferedBytes < queuedAtTimer {
+            let backlog = tcp.backlog
+            if tcp.bufferedBytes > 0 && backlog.moved(since: backlogAtTimer) {
                 queuedAtTimer = tcp.bufferedBytes
+                backlogAtTimer = backlog
                 timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
             } else {
                 tcp.close()

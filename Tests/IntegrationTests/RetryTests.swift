@@ -246,4 +246,37 @@ import Testing
         let rest = try? client.readResponse()
         #expect(rest.map { !$0.text.hasSuffix("data: [DONE]\n\n") } ?? true)
     }
+
+    /// "Reads nothing" means nothing: a client taking a fast stream slowly but without pause
+    /// keeps it, though the socket turns writable only once half of a kernel send buffer of
+    /// megabytes is free (found by a review: a client reading 32 KB/s was dropped at 30 s as
+    /// having read nothing). Once it stops reading, it is dropped.
+    @Test func aClientThatReadsSlowlyButSteadilyKeepsItsStream() throws {
+        let env = try TestEnvironment {
+            $0.server.slowClientTimeoutMilliseconds = 3_000
+            $0.upstream.idleTimeoutMilliseconds = 30_000
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=100000")))
+        func tooSlow() -> Bool {
+            (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="client_too_slow"} 1"#)) == true
+        }
+        // ~320 KB/s, far slower than the stream: the client's kernel acknowledges what it reads in
+        // window updates of a loopback segment (64 KB), so every ~0.2 s, well within the 3 s even
+        // when this thread waits for a CPU; half of the 4 MB send buffer would take ~6 s.
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        var taken = 0
+        let readingUntil = Date().addingTimeInterval(7)
+        while Date() < readingUntil {
+            let count = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
+            #expect(count > 0, "the stream goes on while the client reads")
+            if count <= 0 { break }
+            taken += count
+            usleep(50_000)
+        }
+        #expect(taken > 1_000_000 && !tooSlow(), "read \(taken) bytes without a pause longer than 50 ms")
+        // Now it stops reading: dropped.
+        #expect(env.eventually(timeoutSeconds: 30) { tooSlow() })
+    }
 }

@@ -30,6 +30,8 @@ final class ClientStream {
     private var ended = false
     /// Since when (loop milliseconds) the client has not been taking bytes; nil while it is.
     private(set) var blockedSince: UInt64?
+    /// What was on its way to the client when it last made progress (while blocked).
+    private var backlogWhenBlocked = WriteBacklog(buffered: 0, kernel: 0)
 
     init(writer: HTTPResponseWriter, loop: EventLoop, capacity: Int = 32, maxClientBuffer: Int = 64 * 1024) {
         self.writer = writer
@@ -96,6 +98,7 @@ final class ClientStream {
         }
         if channel.isAcceptingRecords && writer.bufferedBytes > maxClientBuffer {
             blockedSince = channel.loop.nowMilliseconds
+            backlogWhenBlocked = writer.backlog
             channel.isAcceptingRecords = false
             // Watched only while blocked: the rest of the time a drain notifies no one.
             writer.onWritable = { [unowned self] in clientDidDrain() }
@@ -129,9 +132,20 @@ final class ClientStream {
         callback?()
     }
 
-    /// How long the client has not been taking bytes (0 while it is).
+    /// How long the client has not been taking bytes (0 while it is). Asked now and then (the
+    /// watchdog's tick): a blocked client that took bytes since, as the kernel counts them
+    /// (`WriteBacklog`), is blocked from now, not from when it blocked.
     func blockedMilliseconds() -> UInt64 {
-        blockedSince.map { channel.loop.nowMilliseconds &- $0 } ?? 0
+        guard let since = blockedSince else { return 0 }
+        let now = channel.loop.nowMilliseconds
+        let backlog = writer.backlog
+        if backlog.moved(since: backlogWhenBlocked) {
+            blockedSince = now
+            backlogWhenBlocked = backlog
+            return 0
+        }
+        backlogWhenBlocked = backlog
+        return now &- since
     }
 
     func close() {
