@@ -110,6 +110,29 @@ import Testing
         #expect(env.mockStats.lastRequestHeader("x-api-key") == TestEnvironment.secretKey)
     }
 
+    /// The SDKs' `betas=` is the `anthropic-beta` header: it reaches an Anthropic upstream (with
+    /// the provider's own betas), as the body's beta-only fields need it; never another vendor.
+    @Test func aClientsBetasReachAnAnthropicUpstream() throws {
+        let env = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY",
+                                             headers: ["anthropic-beta": "configured-2025-01-01"])
+        }
+        let betas = ["anthropic-version": "2023-06-01", "anthropic-beta": " context-management-2025-06-27 ,fine-grained-tool-streaming-2025-05-14,configured-2025-01-01"]
+        let response = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: true), headers: betas)
+        #expect(response.status == 200, "\(response.text)")
+        #expect(env.mockStats.lastRequestHeader("anthropic-beta")
+                == "configured-2025-01-01,context-management-2025-06-27,fine-grained-tool-streaming-2025-05-14")
+        let openAI = try post(env, Self.body(model: "mock/normal:pace_ms=0", stream: false), headers: betas)
+        #expect(openAI.status == 200 && env.mockStats.lastRequestHeader("anthropic-beta") == nil, "not for another vendor's API")
+        for bad in ["a b", "x\u{7f}", String(repeating: "b", count: 129), Array(repeating: "b", count: 33).enumerated().map { "b\($0.offset)" }.joined(separator: ",")] {
+            let refused = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: false),
+                                   headers: ["anthropic-version": "2023-06-01", "anthropic-beta": bad])
+            #expect(refused.status == 400 && refused.json?["error"]?["type"] == .string("invalid_request_error")
+                    && refused.json?["type"] == .string("error"), "\(bad.prefix(40)): \(refused.text)")
+        }
+    }
+
     @Test func errorsComeInAnthropicsShape() throws {
         let env = try Self.environment()
         func expectError(_ response: TestResponse, status: Int, type: String, _ note: String) {

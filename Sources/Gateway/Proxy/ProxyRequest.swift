@@ -87,6 +87,8 @@ struct MessagesProxyRequest: ProxyRequest {
     /// Nothing was rewritten: an Anthropic upstream gets the client's own bytes (thinking
     /// blocks with their signatures, cache controls), only `model` replaced.
     let relayRawBody: Bool
+    /// The client's `anthropic-beta` names, for an Anthropic upstream (others have no such thing).
+    var betas: String?
 
     var api: ClientAPI { .messages }
     var stream: Bool { messages.stream }
@@ -97,8 +99,9 @@ struct MessagesProxyRequest: ProxyRequest {
         var request = neutral
         request.model = route.upstreamModel
         var http = route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
-        if relayRawBody && route.provider.wireFormat == .anthropicMessages {
-            http.body = messages.upstreamBody(model: route.upstreamModel)
+        if route.provider.wireFormat == .anthropicMessages {
+            if relayRawBody { http.body = messages.upstreamBody(model: route.upstreamModel) }
+            http.headers = AnthropicProvider.addingBetas(betas, to: http.headers)
         }
         return http
     }

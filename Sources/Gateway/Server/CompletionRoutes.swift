@@ -37,12 +37,13 @@ extension GatewayServer {
     func messages(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         serve(request, writer, api: .messages) { generationID, _, depth throws(APIError) in
             let messages = try MessagesRequest(body: request.body)
+            let betas = try AnthropicProvider.betaNames(request.header("anthropic-beta"))
             let neutral = messages.modelRequest()
             return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
             case .passthrough:
-                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: true), fallbacks: [])
+                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: true, betas: betas), fallbacks: [])
             case .withoutFusion(_, let rewritten):
-                .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false), fallbacks: [])
+                .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false, betas: betas), fallbacks: [])
             case .fusion(let fusion):
                 // The client's model name (`fusion` included) names the message, as Anthropic echoes it.
                 .fusion(fusion, FusionMessagesRenderer(id: generationID, model: messages.model, stream: fusion.stream), fallbacks: [])

@@ -17,8 +17,10 @@ extension GatewayServer {
     func countTokens(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         let counted: MessagesRequest
         let route: ModelRoute
+        let betas: String?
         do throws(APIError) {
             counted = try MessagesRequest(body: request.body, forTokenCount: true)
+            betas = try AnthropicProvider.betaNames(request.header("anthropic-beta"))
             let fusion = config.fusion.flatMap { counted.asksForFusion ? $0 : nil }
             route = try router.route(fusion?.outerModel ?? counted.model)
             // The simulated Anthropic provider counts too (its simulator speaks the endpoint).
@@ -29,7 +31,8 @@ extension GatewayServer {
             refuseCount(error, writer)
             return
         }
-        let http = AnthropicProvider.tokenCountRequest(body: counted.upstreamBody(model: route.upstreamModel), endpoint: route.endpoint)
+        var http = AnthropicProvider.tokenCountRequest(body: counted.upstreamBody(model: route.upstreamModel), endpoint: route.endpoint)
+        http.headers = AnthropicProvider.addingBetas(betas, to: http.headers)
         TokenCountCall(client: client, http: http, timeoutMilliseconds: config.upstream.connectTimeoutMilliseconds + 30_000) {
             [unowned self, redactor = shared.redactor] outcome in
             let provider = route.endpoint.name

@@ -46,6 +46,46 @@ public struct AnthropicProvider: Provider {
         ProviderHTTPRequest(url: endpoint.baseURL + "/messages/count_tokens", headers: headers(endpoint, accept: "application/json"), body: body)
     }
 
+    /// A client's `anthropic-beta` (the SDKs' `betas=`: features a request opts into, some
+    /// enabling fields of its body), as the names it lists joined by commas; nil when absent or
+    /// empty. Names are letters, digits, `.`, `_`, `-` (at most 128 bytes each, 32 of them).
+    public static func betaNames(_ header: String?) throws(APIError) -> String? {
+        guard let header else { return nil }
+        var names: [String] = []
+        for piece in header.split(separator: ",", omittingEmptySubsequences: false) {
+            let name = piece.trimmingASCIIBlanks()
+            if name.isEmpty { continue }
+            guard name.utf8.count <= 128, name.utf8.allSatisfy(Self.isBetaNameByte), names.count < 32 else {
+                throw .invalidRequest("anthropic-beta must list at most 32 beta names (letters, digits, '.', '_', '-'), separated by commas.")
+            }
+            if !names.contains(name) { names.append(name) }
+        }
+        return names.isEmpty ? nil : names.joined(separator: ",")
+    }
+
+    /// `headers` with a client's beta names added: to the endpoint's own `anthropic-beta` if it
+    /// has one, else as one.
+    public static func addingBetas(_ betas: String?, to headers: [(String, String)]) -> [(String, String)] {
+        guard let betas else { return headers }
+        var headers = headers
+        if let index = headers.firstIndex(where: { $0.0.lowercased() == "anthropic-beta" }) {
+            let configured = headers[index].1.split(separator: ",").map { $0.trimmingASCIIBlanks() }.filter { !$0.isEmpty }
+            let added = betas.split(separator: ",").map(String.init).filter { !configured.contains($0) }
+            headers[index].1 = (configured + added).joined(separator: ",")
+        } else {
+            headers.append(("anthropic-beta", betas))
+        }
+        return headers
+    }
+
+    private static func isBetaNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"): true
+        default: false
+        }
+    }
+
     /// The key, the API version (unless the endpoint names one) and the endpoint's own headers.
     private static func headers(_ endpoint: ProviderEndpoint, accept: String) -> [(String, String)] {
         var headers: [(String, String)] = [("Content-Type", "application/json"), ("Accept", accept)]
@@ -70,5 +110,15 @@ public struct AnthropicProvider: Provider {
 
     public func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
         AnthropicErrors.map(status: status, body: body, headers: headers, provider: provider, redactor: redactor)
+    }
+}
+
+extension Substring {
+    /// Without leading and trailing spaces and tabs.
+    fileprivate func trimmingASCIIBlanks() -> String {
+        var text = self
+        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
+        while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
+        return String(text)
     }
 }
