@@ -33,6 +33,8 @@ public struct MemberStats: Sendable, Equatable {
     /// `usage` holds the gateway's estimate for a turn cut or failed before its upstream reported
     /// usage (the prompt by its size, a token per piece of output): what the key is charged.
     public var usageEstimated = false
+    /// It produced something or was charged: not a call refused before its answer began.
+    public var ran: Bool { usage != nil || characters > 0 || toolCalls > 0 }
 
     public init(model: String, role: String, status: String, usage: Usage?, firstTokenMilliseconds: Double?,
                 durationMilliseconds: Double, characters: Int, toolCalls: Int = 0) {

@@ -91,8 +91,20 @@ import Testing
             #expect(failed.status >= 500, "\(path): \(failed.status) \(failed.text.prefix(300))")
             #expect(failed.header("x-should-retry") == "false", "\(path)")
         }
-        #expect(FusionSession<FusionChatRenderer>.clientRetryCanHelp(.init(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow down"), callsEnded: 0))
-        #expect(!FusionSession<FusionChatRenderer>.clientRetryCanHelp(.init(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow down"), callsEnded: 1))
+        // An outer model refusing the first call (a 429 longer than the gateway waits): nothing ran,
+        // so the client's SDK may retry, after the upstream's Retry-After (review 10).
+        for (path, body) in [
+            ("/v1/chat/completions", #"{"model":"mock/rate-limited:retry_after=30","messages":[{"role":"user","content":"Should cities ban cars?"}],\#(fusion)}"#),
+            ("/v1/messages", #"{"model":"mock/rate-limited:retry_after=30","max_tokens":256,"messages":[{"role":"user","content":"Should cities ban cars?"}],\#(fusion)}"#),
+        ] {
+            let client = try env.client()
+            try client.send(TestEnvironment.post(path, body: body, headers: ["anthropic-version": "2023-06-01"]))
+            let refused = try client.readResponse()
+            #expect(refused.status == 429 && refused.header("retry-after") == "30", "\(path): \(refused.status) \(refused.text.prefix(300))")
+            #expect(refused.header("x-should-retry") == nil, "\(path)")
+        }
+        #expect(FusionSession<FusionChatRenderer>.clientRetryCanHelp(.init(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow down"), callsRan: 0))
+        #expect(!FusionSession<FusionChatRenderer>.clientRetryCanHelp(.init(status: 429, type: "rate_limit_error", code: "rate_limited", message: "slow down"), callsRan: 1))
     }
 
     /// A streamed deliberation whose final answer breaks off: a client that asked for usage gets

@@ -378,7 +378,7 @@ final class FusionSession<Renderer: FusionRenderer> {
             } else {
                 var error = error
                 error.headers += GenerationHeaders.naming(generationID)
-                if !Self.clientRetryCanHelp(error, callsEnded: machine.calls.count) { error.headers.append(("x-should-retry", "false")) }
+                if !Self.clientRetryCanHelp(error, callsRan: machine.calls.filter(\.ran).count) { error.headers.append(("x-should-retry", "false")) }
                 writer.respond(error: error, api: api)
                 sentStatus = error.status
             }
@@ -389,9 +389,10 @@ final class FusionSession<Renderer: FusionRenderer> {
     /// Whether the official SDKs' own retries (of 408/409/429/5xx, twice by default) could help a
     /// deliberation that failed: not once any of its calls ran (they were paid for, and a retry
     /// runs the whole deliberation again, each call already retried by the gateway), nor for an
-    /// error about the request. A 429 before any call ended is the client's to retry.
-    static func clientRetryCanHelp(_ error: APIError, callsEnded: Int) -> Bool {
-        callsEnded == 0 && [408, 409, 429].contains(error.status)
+    /// error about the request. A 429 before any call ran (the first refused) is the client's to
+    /// retry, after the upstream's `Retry-After`, which the error carries.
+    static func clientRetryCanHelp(_ error: APIError, callsRan: Int) -> Bool {
+        callsRan == 0 && [408, 409, 429].contains(error.status)
     }
 
     /// The record, from the machine's accounting, the call log and the meter.

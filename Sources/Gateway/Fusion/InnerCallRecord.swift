@@ -98,16 +98,27 @@ enum InnerCallRecord {
         appendString(error.code, &out)
         appendString(error.message, &out)
         appendSummary(summary, &out)
+        // The upstream's wait, as `UpstreamErrors.retryHeaders` read it: for the client's error.
+        for name in retryHeaderNames { appendString(error.headers.first { $0.0 == name }?.1, &out) }
         return out
     }
+
+    /// The only headers a failure carries (`UpstreamErrors.retryHeaders`).
+    private static let retryHeaderNames = ["retry-after-ms", "Retry-After"]
 
     static func decodeFailure(_ bytes: UnsafeRawBufferPointer) -> (APIError, MemberFailureReason, Summary) {
         var reader = Reader(bytes: bytes)
         let reason = MemberFailureReason(rawValue: reader.string() ?? "") ?? .upstreamError
         let status = Int(truncatingIfNeeded: reader.int())
-        let error = APIError(status: (100...599).contains(status) ? status : 502, type: reader.string() ?? "upstream_error",
+        var error = APIError(status: (100...599).contains(status) ? status : 502, type: reader.string() ?? "upstream_error",
                              code: reader.string() ?? "upstream_error", message: reader.string() ?? "upstream failure")
-        return (error, reason, reader.summary())
+        let summary = reader.summary()
+        for name in retryHeaderNames {
+            if let value = reader.string(), (1...12).contains(value.utf8.count), value.utf8.allSatisfy({ (0x30...0x39).contains($0) }) {
+                error.headers.append((name, value))
+            }
+        }
+        return (error, reason, summary)
     }
 
     private static func appendSummary(_ summary: Summary, _ out: inout [UInt8]) {
