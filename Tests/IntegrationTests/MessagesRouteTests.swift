@@ -177,6 +177,16 @@ import Testing
         #expect(accepted.status == 200, "\(accepted.text)")
         let wrong = try post(env, Self.body(model: "mock/normal:pace_ms=0", stream: false), headers: ["x-api-key": "gw-key-wrong"])
         #expect(wrong.status == 401)
+        // Anthropic's SDKs listing models with a wrong key: refused in their shape too (review 10);
+        // other clients in OpenAI's.
+        for (headers, anthropic) in [(["x-api-key": "gw-key-wrong", "anthropic-version": "2023-06-01"], true), (["authorization": "Bearer nope"], false)] {
+            let client = try env.client()
+            let lines = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
+            try client.send("GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\(lines)\r\n")
+            let models = try client.readResponse()
+            #expect(models.status == 401 && (models.json?["type"] == .string("error")) == anthropic, "\(models.text)")
+            #expect(models.json?["error"]?["type"] == .string("authentication_error"))
+        }
     }
 
     /// A turn that calls the client's tool and fusion together: Messages cannot carry the answered

@@ -19,6 +19,12 @@ enum ClientAPI {
         }
     }
 
+    /// The shape of the errors for `request`: its route's API, else Anthropic's for a client that
+    /// sends `anthropic-version` (Anthropic's SDKs listing models), else OpenAI's.
+    static func errorShape(for request: HTTPRequest) -> ClientAPI {
+        ClientAPI(path: request.path) ?? (request.header("anthropic-version") != nil ? .messages : .chatCompletions)
+    }
+
     /// `error` as this API's error response: OpenAI's shape, or Anthropic's on `/v1/messages`.
     func response(_ error: APIError) -> HTTPResponse {
         switch self {

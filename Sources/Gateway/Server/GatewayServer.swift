@@ -232,7 +232,7 @@ public final class GatewayServer {
 
     private func refuse(_ error: APIError, _ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         countRefusal(status: error.status, code: error.code, path: request.path)
-        writer.respond(error: error, api: ClientAPI(path: request.path) ?? .chatCompletions)
+        writer.respond(error: error, api: .errorShape(for: request))
     }
 
     /// The head guard: nil lets the request in, else the refusal (401 without a valid key, 421
@@ -246,7 +246,7 @@ public final class GatewayServer {
         ])
         error.headers += policy.corsHeaders(for: head)
         countRefusal(status: error.status, code: error.code, path: head.path)
-        return (ClientAPI(path: head.path) ?? .chatCompletions).response(error)
+        return ClientAPI.errorShape(for: head).response(error)
     }
 
     /// A request refused before any route took it (the HTTP server's own 400/408/413/431/501, the
