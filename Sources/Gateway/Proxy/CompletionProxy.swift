@@ -383,7 +383,9 @@ final class CompletionProxy<Request: ProxyRequest> {
     }
 
     func clientDidDisconnect() {
-        accounting.cancelled = true
+        // A response already ending with an error (cut at shutdown, behind a client that stopped
+        // reading) is recorded as that error, not as a client that left.
+        if accounting.failure == nil { accounting.cancelled = true }
         retryTimer?.close()
         retryTimer = nil
         transfer?.cancel()
