@@ -77,6 +77,14 @@ import Testing
         #expect(last?.name == "response.failed", "\(broken.text)")
         #expect(last?.data["response"]?["error"]?["message"]?.stringValue?.isEmpty == false)
         #expect(last?.data["error"] == nil, "never a top-level error, which would make the SDKs raise before the client sees the response")
+        // The SDKs' stored-response calls: a 404 that says why, in OpenAI's shape.
+        for request in ["GET /v1/responses/resp_abc HTTP/1.1", "DELETE /v1/responses/resp_abc HTTP/1.1", "GET /v1/responses/resp_abc/input_items HTTP/1.1"] {
+            let client = try env.client()
+            try client.send(request + "\r\nHost: localhost\r\n\r\n")
+            let stored = try client.readResponse()
+            #expect(stored.status == 404 && stored.json?["error"]?["code"] == .string("response_not_found"), "\(request): \(stored.text)")
+            #expect(stored.json?["error"]?["message"]?.stringValue?.contains("'resp_abc'") == true)
+        }
         let truncated = try post(env, #"{"model":"mock/normal:pace_ms=0:truncate=1","input":"hi","stream":true}"#)
         #expect(events(truncated).last?.name == "response.failed", "a truncated upstream stream is no clean completion: \(truncated.text)")
     }

@@ -225,6 +225,14 @@ public final class GatewayServer {
             refuse(.methodNotAllowed(request.method, path: request.path, allowed: "POST"), request, writer)
         case (_, "/v1/models"), (_, "/models"), (_, "/health"), (_, "/metrics"), (_, "/api/v1/generation"), (_, "/v1/generation"):
             refuse(.methodNotAllowed(request.method, path: request.path, allowed: "GET, HEAD"), request, writer)
+        case (_, _) where request.path.hasPrefix("/v1/responses/"):
+            // The SDKs' responses.retrieve / delete / cancel / input_items.list: said plainly.
+            let id = request.path.dropFirst("/v1/responses/".count).prefix { $0 != "/" }.prefix(128)
+            refuse(APIError(status: 404, type: "invalid_request_error", code: "response_not_found",
+                            message: "No response with id '\(id)': the gateway stores no responses (every request is answered as with "
+                                + "store: false), so none can be retrieved, deleted, cancelled or listed; a response's generation "
+                                + "record is at /api/v1/generation?id=gen-<the id after resp_>."),
+                   request, writer)
         default:
             refuse(.notFound(path: request.path), request, writer)
         }
