@@ -150,6 +150,7 @@ import Testing
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"tool"}}"#, "tool_choice.name"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tool_choice":"auto"}"#, "tool_choice.type"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled"}}"#, "thinking.budget_tokens"),
+        (#"{"model":"m","max_tokens":5000,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled","budget_tokens":1023}}"#, "thinking.budget_tokens"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"temperature":1.5}"#, "temperature"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_k":-1}"#, "top_k"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),

@@ -203,8 +203,10 @@ public struct MessagesRequest: Sendable {
         guard let value, value != .null else { return }
         switch value["type"]?.stringValue {
         case "enabled"?:
-            guard let budget = value["budget_tokens"]?.intValue, (1...Usage.maxTokens).contains(budget) else {
-                throw invalid("thinking.budget_tokens", "a positive integer")
+            // Anthropic's floor, whichever upstream serves the request: a client gets the same
+            // answer from the gateway as from Anthropic's API.
+            guard let budget = value["budget_tokens"]?.intValue, (1024...Usage.maxTokens).contains(budget) else {
+                throw invalid("thinking.budget_tokens", "an integer of at least 1024")
             }
         case "disabled"?, "adaptive"?: break
         default: throw invalid("thinking.type", "one of 'enabled', 'disabled', 'adaptive'")
