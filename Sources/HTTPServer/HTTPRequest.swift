@@ -48,6 +48,13 @@ public struct HTTPRequest: Sendable {
         headers.first { $0.name.asciiCaseInsensitiveEquals(name) }?.value
     }
 
+    /// Every value of header `name`, joined by commas (a list header sent as several lines is
+    /// one list, RFC 9110 §5.3); nil when absent.
+    public func headerList(_ name: String) -> String? {
+        let values = headers.filter { $0.name.asciiCaseInsensitiveEquals(name) }.map(\.value)
+        return values.isEmpty ? nil : values.joined(separator: ",")
+    }
+
     /// `application/x-www-form-urlencoded` decoding of one name or value.
     static func formDecoded(_ text: Substring) -> String? {
         text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding

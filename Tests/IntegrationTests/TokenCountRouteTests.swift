@@ -31,9 +31,9 @@ import Testing
         // The client's betas go with it (`beta.messages.count_tokens(betas=…)`).
         let client = try env.client()
         try client.send(TestEnvironment.post("/v1/messages/count_tokens?beta=true", body: Self.body.replacingOccurrences(of: "MODEL", with: "anth/normal"),
-                                             headers: ["anthropic-version": "2023-06-01", "anthropic-beta": "token-counting-2024-11-01"]))
+                                             headers: ["anthropic-version": "2023-06-01", "anthropic-beta": "token-counting-2024-11-01\r\nanthropic-beta: other-2025-01-01"]))
         #expect(try client.readResponse().status == 200)
-        #expect(env.mockStats.lastRequestHeader("anthropic-beta") == "token-counting-2024-11-01")
+        #expect(env.mockStats.lastRequestHeader("anthropic-beta") == "token-counting-2024-11-01,other-2025-01-01", "two lines are one list")
         // The mock counts as its completions' usage does: a token per four bytes of the body.
         #expect(response.json?["input_tokens"]?.intValue == Int64(forwarded.count / 4), "\(response.text)")
         #expect(response.json?.objectValue?.count == 1, "only input_tokens, as Anthropic answers")

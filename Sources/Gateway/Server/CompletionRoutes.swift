@@ -37,7 +37,7 @@ extension GatewayServer {
     func messages(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         serve(request, writer, api: .messages) { generationID, _, depth throws(APIError) in
             let messages = try MessagesRequest(body: request.body)
-            let betas = try AnthropicProvider.betaNames(request.header("anthropic-beta"))
+            let betas = try AnthropicProvider.betaNames(request.headerList("anthropic-beta"))
             let neutral = messages.modelRequest()
             return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
             case .passthrough:

@@ -20,7 +20,7 @@ extension GatewayServer {
         let betas: String?
         do throws(APIError) {
             counted = try MessagesRequest(body: request.body, forTokenCount: true)
-            betas = try AnthropicProvider.betaNames(request.header("anthropic-beta"))
+            betas = try AnthropicProvider.betaNames(request.headerList("anthropic-beta"))
             let fusion = config.fusion.flatMap { counted.asksForFusion ? $0 : nil }
             route = try router.route(fusion?.outerModel ?? counted.model)
             // The simulated Anthropic provider counts too (its simulator speaks the endpoint).
