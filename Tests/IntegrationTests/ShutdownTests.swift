@@ -152,6 +152,27 @@ import Testing
         #expect(open == 0, "cut off once the write stalled")
     }
 
+    /// A stream cut at the end of the grace behind a client that stopped reading: its error chunk
+    /// never reaches the client and the connection is closed, but the record says why it ended
+    /// (the shutdown), not that the client left (found by review 11).
+    @Test func aStreamCutAtShutdownBehindAClientThatStoppedReadingIsRecordedAsTheShutdown() throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { $0.server.shutdownGraceMilliseconds = 300 }
+        let client = try env.client()
+        var receiveBuffer: Int32 = 4096
+        setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=100000")))
+        // Never read: wait until the stream is held back, then stop the gateway.
+        #expect(env.eventually(timeoutSeconds: 10) { env.gatewayStats.backpressurePauses.load(ordering: .relaxed) > 0 })
+        usleep(500_000)  // the kernel's buffers full too
+        env.beginGatewayShutdown()
+        #expect(env.eventually(timeoutSeconds: 10) { log.entries.contains { $0.message == "request finished" } })
+        let finished = try #require(log.entries.first { $0.message == "request finished" })
+        #expect(finished.metadata["error_code"] == "shutting_down", "\(finished.text)")
+        #expect(finished.metadata["cancelled"] == "false" && finished.metadata["finish_reason"] == "error", "\(finished.text)")
+    }
+
     @Test func shutdownDeadlineCancelsLongStreams() throws {
         let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 200 }
         let client = try env.client()
