@@ -233,10 +233,16 @@ final class HTTPServerConnection {
     /// reader, the connection is not idle but writing, and is closed only if that stalls.
     private func armIdleTimer() {
         headerDeadlineArmed = false
-        queuedAtTimer = tcp.bufferedBytes
-        if queuedAtTimer > 0 { backlogAtTimer = tcp.backlog }
+        noteBacklog()
         updateDrainInterest()
         timer.start(afterMilliseconds: queuedAtTimer > 0 ? limits.stalledWriteTimeoutMilliseconds : limits.idleTimeoutMilliseconds)
+    }
+
+    /// What is still on its way to the client as a stalled-write deadline is (re)armed: the next
+    /// check counts progress from here. Every path that arms that deadline goes through this.
+    private func noteBacklog() {
+        queuedAtTimer = tcp.bufferedBytes
+        if queuedAtTimer > 0 { backlogAtTimer = tcp.backlog }
     }
 
     private func timerDidFire() {
@@ -254,10 +260,8 @@ final class HTTPServerConnection {
         case .closed where tcp.isOpen:
             // Sending its last bytes (`finishAndClose`): a reader that keeps taking them gets
             // more time, one that stopped is cut off.
-            let backlog = tcp.backlog
-            if tcp.bufferedBytes > 0 && backlog.moved(since: backlogAtTimer) {
-                queuedAtTimer = tcp.bufferedBytes
-                backlogAtTimer = backlog
+            if tcp.bufferedBytes > 0 && tcp.backlog.moved(since: backlogAtTimer) {
+                noteBacklog()
                 timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
             } else {
                 tcp.close()
@@ -302,7 +306,7 @@ final class HTTPServerConnection {
         }
         tcp.closeAfterWriting()
         // The same stalled-write deadline as a keep-alive connection's last response.
-        queuedAtTimer = tcp.bufferedBytes
+        noteBacklog()
         timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
     }
 }

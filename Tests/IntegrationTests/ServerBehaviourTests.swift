@@ -435,6 +435,34 @@ import Testing
         #expect(throws: (any Error).self, "the response was cut off") { _ = try read.get() }
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
     }
+
+    /// A finished response's last bytes, on a connection closing after it (`Connection: close`)
+    /// or kept alive, go to a client that keeps taking them however slowly: the stalled-write
+    /// deadline counts what the kernel hands on, whichever path armed it (found by review 12:
+    /// a closing connection's deadline started from no record of the backlog and cut a steady
+    /// reader at `slow_client_timeout_ms`).
+    @Test(arguments: [true, false]) func aSteadySlowReaderGetsAllOfAFinishedResponse(closing: Bool) throws {
+        let env = try TestEnvironment { config in
+            config.server.slowClientTimeoutMilliseconds = 2_000
+            config.upstream.idleTimeoutMilliseconds = 30_000
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/huge:bytes=8000000:pace_ms=0", stream: false),
+                                             headers: closing ? ["Connection": "close"] : [:]))
+        // ~1.3 MB/s, far slower than loopback: each pause is well within the 2 s, the whole read
+        // (~6 s) well beyond it.
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        var taken = 0
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            taken += count
+            if taken > 8_000_000 && !closing { break }  // all of it arrived on a kept-alive connection
+            usleep(50_000)
+        }
+        #expect(taken > 8_000_000, "the whole answer arrived: \(taken) bytes")
+    }
 }
 
 @Suite struct LifetimeTests {
