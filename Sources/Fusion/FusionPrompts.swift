@@ -165,13 +165,16 @@ public enum FusionPrompts {
     /// The outer model's second call: the conversation plus its turn (text and every tool call
     /// it made) and the fusion tool's result; the fusion tool is gone (fusion runs at most once
     /// per request).
+    /// `reasoning`: the first turn's signed reasoning blocks, which an Anthropic outer model with
+    /// thinking needs back at the head of the turn that called the tool.
     public static func outerFinalRequest(_ request: FusionRequest, assistantContent: String, calls: [ToolCall],
-                                         results: [(callID: String, content: String)]) -> ModelRequest {
+                                         results: [(callID: String, content: String)], reasoning: [ReasoningBlock] = []) -> ModelRequest {
         var outer = request.base
         outer.stream = true
         outer.includeUsage = true
         outer.messages = request.messages + [
-            ModelMessage(role: .assistant, content: assistantContent.isEmpty ? [] : [.text(assistantContent)], toolCalls: calls),
+            ModelMessage(role: .assistant, content: assistantContent.isEmpty ? [] : [.text(assistantContent)], toolCalls: calls,
+                         reasoning: reasoning),
         ] + results.map { ModelMessage(role: .tool, content: [.text($0.content)], toolCallID: $0.callID) }
         if outer.tools.isEmpty {
             outer.toolChoice = nil

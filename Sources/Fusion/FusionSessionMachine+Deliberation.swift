@@ -348,7 +348,7 @@ extension FusionSessionMachine {
         }
         phase = .outerFinal
         out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.text, calls: answered.map(\.call),
-                                                          results: answered.map { ($0.call.id, $0.result) }),
+                                                          results: answered.map { ($0.call.id, $0.result) }, reasoning: turn.reasoning),
                           final: true, at: time)
         return out
     }

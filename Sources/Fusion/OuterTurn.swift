@@ -12,6 +12,9 @@ struct OuterTurn: Sendable {
     private(set) var toolCalls = ToolCallAccumulator()
     private(set) var finishReason: FinishReason?
     private(set) var usage: Usage?
+    /// The turn's signed reasoning blocks: the final turn's request carries them back.
+    private(set) var reasoning: [ReasoningBlock] = []
+    private var reasoningBuilder = ReasoningBlockBuilder()
     /// Tool-call indexes that are the fusion tool's.
     private var fusionIndexes: Set<Int> = []
 
@@ -28,6 +31,7 @@ struct OuterTurn: Sendable {
             text += piece
             return event
         case .reasoning, .reasoningSignature, .redactedReasoning:
+            if let block = reasoningBuilder.add(event) { reasoning.append(block) }
             return event
         case .stopDetail:
             return nil  // the turn's finish is the session's to report

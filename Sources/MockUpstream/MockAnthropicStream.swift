@@ -157,6 +157,27 @@ struct MockAnthropicStream: MockWire {
         out.append(contentsOf: "\n\n".utf8)
     }
 
+    /// What Anthropic's API refuses of a request's thinking blocks (`invalid_request_error`, 400):
+    /// a thinking block whose signature is not one it issued (here, the mock's), and, with
+    /// `thinking` enabled, a tool loop whose assistant turn does not start with its thinking block.
+    static func thinkingError(_ request: JSONValue) -> APIError? {
+        let messages = request["messages"]?.arrayValue ?? []
+        for (index, message) in messages.enumerated() {
+            for (position, block) in (message["content"]?.arrayValue ?? []).enumerated()
+            where block["type"] == .string("thinking") && block["signature"] != .string(signature) {
+                return .invalidRequest("messages.\(index).content.\(position): Invalid `signature` in `thinking` block")
+            }
+        }
+        guard request["thinking"]?["type"] == .string("enabled"), messages.count >= 2,
+              let last = messages.last, last["role"] == .string("user"),
+              last["content"]?.arrayValue?.contains(where: { $0["type"] == .string("tool_result") }) == true,
+              messages[messages.count - 2]["role"] == .string("assistant") else { return nil }
+        let first = messages[messages.count - 2]["content"]?.arrayValue?.first?["type"]?.stringValue ?? "text"
+        guard first != "thinking" && first != "redacted_thinking" else { return nil }
+        return .invalidRequest("messages.\(messages.count - 2).content.0.type: Expected `thinking` or `redacted_thinking`, but found `\(first)`. "
+                                   + "When `thinking` is enabled, a final `assistant` message must start with a thinking block.")
+    }
+
     /// The request in the OpenAI shape `MockScript` and `MockRoles` read: the system prompt as a
     /// system message, tool uses as `tool_calls`, tool results as `tool` messages.
     static func chatShape(of request: JSONValue) -> JSONValue {

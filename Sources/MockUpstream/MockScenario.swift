@@ -28,7 +28,8 @@ public struct MockScenario: Equatable, Sendable {
         case stall
         /// `after` deltas, then the TCP connection is dropped with no end of stream.
         case disconnect
-        /// A tool call whose arguments arrive in fragments; finish_reason `tool_calls`.
+        /// A tool call whose arguments arrive in fragments; finish_reason `tool_calls`. `think=1`:
+        /// reasoning first (a signed thinking block on Anthropic's wire).
         case toolCall = "tool-call"
         /// The content is the request body exactly as received.
         case echo
@@ -37,7 +38,7 @@ public struct MockScenario: Equatable, Sendable {
         case expert
         /// An outer model: calls the `fusion` tool when offered (or a caller's tool named in the
         /// prompt), writes the final answer from a fusion result, and acts as judge when given the
-        /// judge's prompt.
+        /// judge's prompt. `think=1`: reasoning before its tool calls, as `tool-call`.
         case outer
         /// A judge: returns the analysis computed from the panel answers in its prompt
         /// (`search=1`: first calls web_search, when offered).
@@ -83,6 +84,8 @@ public struct MockScenario: Equatable, Sendable {
         "fail_final": 0...1,
         // outer: a caller's tool named in the prompt is called together with fusion (one turn).
         "with_fusion": 0...1,
+        // tool-call, outer: reasoning before the tool calls (a signed thinking block on Anthropic's wire).
+        "think": 0...1,
         // Wire quirks real servers have, on any scenario: end the stream with neither a finish
         // chunk nor [DONE] (cut short); answer a streamed request with one whole JSON body; send
         // no usage; space the usage key (`"usage": {`); put the last content, the finish reason

@@ -25,11 +25,14 @@ struct MockScript {
         self.id = id
         let prompt = Self.lastUserText(request)
         promptTokens = max(1, rawBody.count / 4)
+        // `think=1` (tool-call, outer): reasoning before the tool calls (signed on Anthropic's
+        // wire), as a thinking model's tool turn.
+        let thinking: [Step] = scenario.option("think", default: 0) == 1 ? [.reasoning("The user wants "), .reasoning("a tool.")] : []
         switch scenario.kind {
         case .echo:
             steps = MockSteps([.content(String(decoding: rawBody, as: UTF8.self))])
         case .toolCall:
-            steps = MockSteps(Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)]))
+            steps = MockSteps(thinking + Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)]))
         case .paced:
             let count = scenario.option("deltas", default: 64)
             steps = MockSteps(count: count)
@@ -52,7 +55,7 @@ struct MockScript {
                 steps = MockSteps(Self.judgeSteps(request))
             } else {
                 switch MockRoles.outerTurn(request, lastUserText: prompt, withFusion: scenario.option("with_fusion", default: 0) == 1) {
-                case .callTools(let calls): steps = MockSteps(Self.toolCallSteps(calls))
+                case .callTools(let calls): steps = MockSteps(thinking + Self.toolCallSteps(calls))
                 case .text(let text): steps = MockSteps(Self.words(text))
                 }
             }

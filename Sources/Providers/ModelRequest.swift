@@ -46,10 +46,13 @@ public struct ModelRequest: Sendable, Equatable {
         public var effort: String?
         public var maxTokens: Int64?
         public var exclude: Bool?
-        public init(effort: String? = nil, maxTokens: Int64? = nil, exclude: Bool? = nil) {
+        /// OpenRouter's `enabled`: false asks for no reasoning whatever else is set.
+        public var enabled: Bool?
+        public init(effort: String? = nil, maxTokens: Int64? = nil, exclude: Bool? = nil, enabled: Bool? = nil) {
             self.effort = effort
             self.maxTokens = maxTokens
             self.exclude = exclude
+            self.enabled = enabled
         }
     }
 }
@@ -68,13 +71,17 @@ public struct ModelMessage: Sendable, Equatable {
     public var toolCallID: String?
     /// A participant name (OpenAI's `name`), or the tool's name on a tool result.
     public var name: String?
+    /// An assistant turn's reasoning blocks the provider needs back (`ReasoningBlock`), in order.
+    public var reasoning: [ReasoningBlock] = []
 
-    public init(role: Role, content: [ContentPart], toolCalls: [ToolCall] = [], toolCallID: String? = nil, name: String? = nil) {
+    public init(role: Role, content: [ContentPart], toolCalls: [ToolCall] = [], toolCallID: String? = nil, name: String? = nil,
+                reasoning: [ReasoningBlock] = []) {
         self.role = role
         self.content = content
         self.toolCalls = toolCalls
         self.toolCallID = toolCallID
         self.name = name
+        self.reasoning = reasoning
     }
 
     public init(role: Role, text: String) {

@@ -126,11 +126,56 @@ import Testing
         #expect(try body(request)["max_tokens"]?.intValue ?? 0 > 0, "no overflow")
         request.reasoning = ModelRequest.Reasoning(effort: "none")
         #expect(try body(request)["thinking"] == nil)
+        request.reasoning = ModelRequest.Reasoning(effort: "high", maxTokens: 2000, enabled: false)
+        #expect(try body(request)["thinking"] == nil, "OpenRouter's enabled: false")
+        #expect(try JSONValue.parse(GeminiProvider().httpRequest(for: request, endpoint: endpoint, extraHeaders: []).body)["generationConfig"]?["thinkingConfig"] == nil)
+        // Thinking cannot go with a forced tool call on this API: the tool choice wins.
+        request.reasoning = ModelRequest.Reasoning(effort: "low")
+        request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil)]
+        for (choice, thinks) in [(ToolChoice.required, false), (.function("f"), false), (.auto, true), (.none, true)] {
+            request.toolChoice = choice
+            #expect(try (body(request)["thinking"] != nil) == thinks, "\(choice)")
+        }
+        request.tools = []
+        request.toolChoice = nil
         for (effort, budget) in [("minimal", 1024), ("low", 2048), ("medium", 8192), ("xhigh", 32768), ("unheard-of", 8192)] {
             request.reasoning = ModelRequest.Reasoning(effort: effort)
             #expect(try body(request)["thinking"]?["budget_tokens"] == .int(Int64(budget)), "\(effort)")
         }
         #expect(AnthropicProvider(defaultMaxTokens: -1).defaultMaxTokens == 1)
+    }
+
+    /// Signed reasoning goes back at the head of its assistant turn; a tool loop whose assistant
+    /// turn lost it (a client that kept only the text) is asked without thinking, which the API
+    /// would refuse there.
+    @Test func reasoningBlocksLeadTheirTurnAndAToolLoopWithoutThemThinksNoMore() throws {
+        let call = ToolCall(index: 0, id: "toolu_1", name: "weather", arguments: "{}")
+        let signed: [ReasoningBlock] = [.thinking(text: "Rain?", signature: "sig"), .redacted(data: "ZW5j")]
+        var request = ModelRequest(model: "m", messages: [
+            ModelMessage(role: .user, text: "Weather?"),
+            ModelMessage(role: .assistant, content: [.text("Looking.")], toolCalls: [call], reasoning: signed),
+            ModelMessage(role: .tool, content: [.text("rain")], toolCallID: "toolu_1"),
+        ])
+        request.reasoning = ModelRequest.Reasoning(effort: "low")
+        var json = try body(request)
+        let turn = json["messages"]?.arrayValue?.dropFirst().first?["content"]?.arrayValue ?? []
+        #expect(turn.map { $0["type"]?.stringValue ?? "" } == ["thinking", "redacted_thinking", "text", "tool_use"])
+        #expect(turn.first == .object(["type": .string("thinking"), "thinking": .string("Rain?"), "signature": .string("sig")]))
+        #expect(turn[1] == .object(["type": .string("redacted_thinking"), "data": .string("ZW5j")]))
+        #expect(json["thinking"]?["budget_tokens"] == .int(2048))
+
+        request.messages[1].reasoning = []
+        request.temperature = 0.5
+        json = try body(request)
+        #expect(json["thinking"] == nil && json["temperature"] == .double(0.5), "\(json)")
+        // The loop is over once the model answered and the user speaks again: thinking is back.
+        request.messages += [ModelMessage(role: .assistant, text: "Rain."), ModelMessage(role: .user, text: "And tomorrow?")]
+        #expect(try body(request)["thinking"] != nil)
+        // Blocks of an earlier turn are kept as they came; other providers never see them.
+        #expect(try body(request)["messages"]?.arrayValue?.dropFirst().first?["content"]?.arrayValue?.first?["type"] == .string("text"))
+        request.messages[1].reasoning = signed
+        let openAI = try JSONValue.parse(OpenAICompatibleProvider().httpRequest(for: request, endpoint: endpoint, extraHeaders: []).body)
+        #expect(!String(decoding: openAI.serialized(), as: UTF8.self).contains("sig"))
     }
 
     @Test func toolChoicesAndAnthropicClientsOwnFields() throws {

@@ -16,17 +16,27 @@ enum InnerCallRecord {
     static let usage: UInt8 = 13
     static let finish: UInt8 = 14
     static let error: UInt8 = 15
+    static let reasoningSignature: UInt8 = 16
+    static let redactedReasoning: UInt8 = 17
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).
     static let maxTextBytes = 8 * 1024
+    /// A reasoning block's signature or encrypted data is one record (it cannot be split); beyond
+    /// this it is not passed on, and the outer model's final turn goes without its thinking block
+    /// (`AnthropicRequestEncoder` then asks it without thinking).
+    static let maxOpaqueBytes = 16 * 1024
 
     /// Calls `body` with each record (kind, bytes) for `event`.
     static func encode(_ event: ModelEvent, _ body: (UInt8, [UInt8]) -> Void) {
         switch event {
         case .text(let text): splitText(text) { body(Self.text, $0) }
         case .reasoning(let text): splitText(text) { body(reasoning, $0) }
-        case .reasoningSignature, .redactedReasoning, .stopDetail: break  // a deliberation's calls are not replayed by the client
+        case .reasoningSignature(let signature) where signature.utf8.count <= maxOpaqueBytes:
+            body(reasoningSignature, Array(signature.utf8))  // the outer model's final turn sends its thinking back
+        case .redactedReasoning(let data) where data.utf8.count <= maxOpaqueBytes:
+            body(redactedReasoning, Array(data.utf8))
+        case .reasoningSignature, .redactedReasoning, .stopDetail: break
         case .toolCall(let fragment):
             var out: [UInt8] = []
             appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
@@ -52,6 +62,8 @@ enum InnerCallRecord {
         switch kind {
         case text: return .text(String(decoding: bytes, as: UTF8.self))
         case reasoning: return .reasoning(String(decoding: bytes, as: UTF8.self))
+        case reasoningSignature: return .reasoningSignature(String(decoding: bytes, as: UTF8.self))
+        case redactedReasoning: return .redactedReasoning(String(decoding: bytes, as: UTF8.self))
         case toolCall:
             let index = Int(truncatingIfNeeded: reader.int())
             return .toolCall(ToolCallFragment(index: index, id: reader.string(), name: reader.string(), arguments: reader.string()))

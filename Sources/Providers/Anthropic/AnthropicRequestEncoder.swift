@@ -14,6 +14,13 @@ import GatewayCore
 /// - Reasoning becomes `thinking: {type: enabled, budget_tokens}` (`NativeRequestRules.thinkingBudget`);
 ///   with a limit at or below Anthropic's minimum budget (1024) there is no room to think and
 ///   thinking is left off; otherwise the budget stays below the limit, as the API requires.
+///   An assistant turn carries its reasoning blocks back first (`ReasoningBlock`: signed
+///   `thinking`, `redacted_thinking`). A request in the middle of a tool loop whose assistant turn
+///   has none (a chat client that kept only the text) is sent without thinking: the API refuses
+///   thinking there unless that turn starts with its thinking block, and the turn cannot be
+///   rebuilt (`needsThinkingBlock`).
+///   Thinking is left off too when the request forces a tool call (`tool_choice` required or
+///   named), which the API refuses with thinking; and when reasoning says `enabled: false`.
 ///   With thinking on, `temperature`, `top_p` and `top_k` are not sent (the API refuses changed
 ///   sampling with thinking), nor ever with API version 2026-10-21 or later (which removed them).
 /// - `response_format` `json_object` has no equivalent on this API version and is left to the
@@ -27,16 +34,18 @@ enum AnthropicRequestEncoder {
     static func json(_ request: ModelRequest, version: String, defaultMaxTokens: Int64) -> JSONValue {
         var body = request.extraFieldsFormat == .anthropicMessages ? request.extraFields : [:]
         body["model"] = .string(request.model)
-        let (system, turns) = conversation(request.messages)
+        let (system, turns) = blocks(request.messages)
         if !system.isEmpty { body["system"] = .array(system) }
-        body["messages"] = .array(turns)
+        body["messages"] = .array(turns.map { .object(["role": .string($0.role), "content": .array($0.blocks)]) })
         body["stream"] = .bool(request.stream)
         if !request.tools.isEmpty {
             body["tools"] = .array(request.tools.map(tool))
             if let choice = toolChoice(request.toolChoice, parallel: request.parallelToolCalls) { body["tool_choice"] = choice }
         }
         var maxTokens = max(request.maxOutputTokens ?? defaultMaxTokens, 1)
-        var budget = NativeRequestRules.thinkingBudget(request.reasoning)
+        // A forced tool call and thinking cannot go together on this API: the caller's tool choice wins.
+        let forcesTool = request.toolChoice == .required || { if case .function = request.toolChoice { true } else { false } }()
+        var budget = needsThinkingBlock(turns) || (forcesTool && !request.tools.isEmpty) ? nil : NativeRequestRules.thinkingBudget(request.reasoning)
         if let wanted = budget {
             if request.maxOutputTokens == nil {
                 maxTokens = defaultMaxTokens + wanted
@@ -62,7 +71,7 @@ enum AnthropicRequestEncoder {
     }
 
     /// The system blocks and the alternating turns.
-    static func conversation(_ messages: [ModelMessage]) -> (system: [JSONValue], turns: [JSONValue]) {
+    static func blocks(_ messages: [ModelMessage]) -> (system: [JSONValue], turns: [(role: String, blocks: [JSONValue])]) {
         var system: [JSONValue] = []
         var turns: [(role: String, blocks: [JSONValue])] = []
         for message in messages {
@@ -75,7 +84,8 @@ enum AnthropicRequestEncoder {
             case .user:
                 (role, blocks) = ("user", message.content.compactMap(block))
             case .assistant:
-                (role, blocks) = ("assistant", message.content.compactMap(block) + message.toolCalls.map(toolUse))
+                (role, blocks) = ("assistant", message.reasoning.map(reasoningBlock) + message.content.compactMap(block)
+                                      + message.toolCalls.map(toolUse))
             case .tool:
                 (role, blocks) = ("user", [toolResult(message)])
             }
@@ -92,10 +102,29 @@ enum AnthropicRequestEncoder {
                 turns.append((role, blocks))
             }
         }
-        return (system, turns.map { .object(["role": .string($0.role), "content": .array($0.blocks)]) })
+        return (system, turns)
     }
 
     private static func isToolResult(_ block: JSONValue) -> Bool { block["type"] == .string("tool_result") }
+
+    static func reasoningBlock(_ reasoning: ReasoningBlock) -> JSONValue {
+        switch reasoning {
+        case .thinking(let text, let signature):
+            .object(["type": .string("thinking"), "thinking": .string(text), "signature": .string(signature)])
+        case .redacted(let data):
+            .object(["type": .string("redacted_thinking"), "data": .string(data)])
+        }
+    }
+
+    /// Whether the conversation ends in a tool loop (tool results answering the last assistant
+    /// turn) whose assistant turn does not start with a thinking block: with thinking enabled the
+    /// API refuses it ("a final assistant message must start with a thinking block").
+    static func needsThinkingBlock(_ turns: [(role: String, blocks: [JSONValue])]) -> Bool {
+        guard turns.count >= 2, let last = turns.last, last.role == "user", last.blocks.contains(where: isToolResult),
+              turns[turns.count - 2].role == "assistant" else { return false }
+        let first = turns[turns.count - 2].blocks.first?["type"]?.stringValue
+        return first != "thinking" && first != "redacted_thinking"
+    }
 
     /// A content part as a block; nil for empty text and parts `validate` refuses.
     static func block(_ part: ContentPart) -> JSONValue? {

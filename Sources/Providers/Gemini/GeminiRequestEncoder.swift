@@ -15,7 +15,7 @@ import GatewayCore
 ///   conversion to OpenAPI's subset); `tool_choice` is `functionCallingConfig` (a named
 ///   function: `ANY` restricted to it). Gemini has no switch for parallel calls.
 /// - Reasoning is `thinkingConfig.thinkingBudget` (`NativeRequestRules.thinkingBudget`), with
-///   thought summaries included unless `reasoning.exclude`; effort `none` asks for nothing.
+///   thought summaries included unless `reasoning.exclude`; effort `none` or `enabled: false` asks for nothing.
 /// - Thought signatures (Gemini 3): the neutral types carry none (a tool call id is no place
 ///   for kilobytes of opaque state: OpenAI caps ids at 40 characters), so the first
 ///   `functionCall` part of each replayed model turn carries Google's documented placeholder,

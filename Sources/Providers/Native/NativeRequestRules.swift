@@ -25,7 +25,7 @@ enum NativeRequestRules {
     /// The thinking budget `reasoning` asks for: `max_tokens` when given, else the effort's
     /// budget (an unknown effort or none at all counts as `medium`); nil for effort `none`.
     static func thinkingBudget(_ reasoning: ModelRequest.Reasoning?) -> Int64? {
-        guard let reasoning, reasoning.effort != "none" else { return nil }
+        guard let reasoning, reasoning.effort != "none", reasoning.enabled != false else { return nil }
         let budget = reasoning.maxTokens ?? effortBudgets[reasoning.effort ?? "medium"] ?? effortBudgets["medium"]!
         return min(max(budget, minimumBudget), maximumBudget)
     }

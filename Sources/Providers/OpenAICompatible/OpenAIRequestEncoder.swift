@@ -60,6 +60,7 @@ public enum OpenAIRequestEncoder {
             if let effort = reasoning.effort { object["effort"] = .string(effort) }
             if let tokens = reasoning.maxTokens { object["max_tokens"] = .int(tokens) }
             if let exclude = reasoning.exclude { object["exclude"] = .bool(exclude) }
+            if let enabled = reasoning.enabled { object["enabled"] = .bool(enabled) }
             body["reasoning"] = .object(object)
         }
         return body

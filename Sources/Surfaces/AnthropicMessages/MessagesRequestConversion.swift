@@ -16,9 +16,10 @@ extension MessagesRequest {
     ///   become tool messages (named after the `tool_use` they answer), in place among its other
     ///   blocks; `tool_use` blocks become the assistant turn's tool calls.
     /// - A PDF document becomes an OpenAI `file` part (a data: URI), a text document text.
-    /// - Thinking blocks are not carried (the neutral request has no signed thinking: a later
-    ///   turn to Anthropic with thinking on and tool use may be refused for lack of them), nor is
-    ///   `is_error` (no neutral form; the result's text is passed unchanged).
+    /// - Signed `thinking` and `redacted_thinking` blocks are the assistant turn's reasoning blocks
+    ///   (`ReasoningBlock`: an Anthropic upstream gets them back; others have no place for them);
+    ///   unsigned thinking is left out, and so is `is_error` (no neutral form; the result's text
+    ///   is passed unchanged).
     /// - `thinking` `enabled` is a reasoning budget, `adaptive` reasoning at the provider's
     ///   default, `disabled` none. `tool_choice.disable_parallel_tool_use` is
     ///   `parallelToolCalls: false`.
@@ -72,7 +73,7 @@ extension MessagesRequest {
         var result: [ModelMessage] = []
         var pending = ModelMessage(role: role, content: [])
         func flush() {
-            if !pending.content.isEmpty || !pending.toolCalls.isEmpty { result.append(pending) }
+            if !pending.content.isEmpty || !pending.toolCalls.isEmpty || !pending.reasoning.isEmpty { result.append(pending) }
             pending = ModelMessage(role: role, content: [])
         }
         for block in blocks {
@@ -83,6 +84,12 @@ extension MessagesRequest {
                 toolNames[id] = name
                 pending.toolCalls.append(ToolCall(index: pending.toolCalls.count, id: id, name: name,
                                                   arguments: JSONWriting.compact(block["input"] ?? .object([:]))))
+            case "thinking"? where role == .assistant:
+                if let signature = block["signature"]?.stringValue, !signature.isEmpty {
+                    pending.reasoning.append(.thinking(text: block["thinking"]?.stringValue ?? "", signature: signature))
+                }
+            case "redacted_thinking"? where role == .assistant:
+                if let data = block["data"]?.stringValue, !data.isEmpty { pending.reasoning.append(.redacted(data: data)) }
             case "tool_result"?:
                 flush()
                 let id = block["tool_use_id"]?.stringValue ?? ""

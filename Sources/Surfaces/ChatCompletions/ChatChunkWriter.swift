@@ -33,7 +33,7 @@ public struct ChatChunkWriter: Sendable {
             JSONWriting.appendString(text, to: &out)
             close(finish: nil, &out)
         case .reasoningSignature, .redactedReasoning, .stopDetail:
-            break  // Anthropic's, for Anthropic clients: chat has no field for them
+            break  // a finished signed block goes as `reasoning_details` (`ReasoningDetail`), by the caller
         case .toolCall(let fragment):
             open(&out)
             out.append(contentsOf: #""tool_calls":[{"index":"#.utf8)
@@ -72,7 +72,8 @@ public struct ChatChunkWriter: Sendable {
         close(finish: nil, &out)
     }
 
-    /// A chunk whose delta carries `reasoning_details` (OpenRouter's records of server tool calls).
+    /// A chunk whose delta carries `reasoning_details` (OpenRouter's records of server tool calls,
+    /// signed reasoning blocks).
     public mutating func appendReasoningDetails(_ details: [JSONValue], to out: inout [UInt8]) {
         guard !details.isEmpty else { return }
         open(&out, roleless: true)

@@ -38,7 +38,10 @@ public enum ChatCompletionBody {
         var calls = ToolCallAccumulator()
         var finish: FinishReason?
         var usage: Usage?
+        var blocks = ReasoningBlockBuilder()
+        var details: [JSONValue] = []
         for event in events {
+            if let block = blocks.add(event) { details.append(ReasoningDetail.json(block, index: details.count)) }
             switch event {
             case .text(let text): content += text
             case .reasoning(let text): reasoning += text
@@ -52,6 +55,7 @@ public enum ChatCompletionBody {
                                             "content": content.isEmpty && !calls.calls.isEmpty ? .null : .string(content)]
         if !reasoning.isEmpty { message["reasoning"] = .string(reasoning) }
         if !calls.calls.isEmpty { message["tool_calls"] = .array(calls.calls.map(\.json)) }
+        if !details.isEmpty { message["reasoning_details"] = .array(details) }
         var body: [String: JSONValue] = [
             "id": .string(id), "object": .string("chat.completion"), "created": .int(Int64(created)), "model": .string(model),
             "choices": .array([.object(["index": .int(0), "message": .object(message),

@@ -36,7 +36,7 @@ extension ChatRequest {
         if let reasoning = fields["reasoning"]?.objectValue {
             request.reasoning = ModelRequest.Reasoning(effort: reasoning["effort"]?.stringValue,
                                                        maxTokens: reasoning["max_tokens"]?.intValue,
-                                                       exclude: reasoning["exclude"]?.boolValue)
+                                                       exclude: reasoning["exclude"]?.boolValue, enabled: reasoning["enabled"]?.boolValue)
         }
         for (key, value) in fields where !Self.modeledFields.contains(key) { request.extraFields[key] = value }
         if case .object(let choice)? = fields["tool_choice"], request.toolChoice == nil { request.extraFields["tool_choice"] = .object(choice) }
@@ -101,7 +101,8 @@ extension ChatRequest {
                      arguments: call["function"]?["arguments"]?.stringValue ?? "")
         }
         return ModelMessage(role: role, content: content, toolCalls: toolCalls, toolCallID: json["tool_call_id"]?.stringValue,
-                            name: json["name"]?.stringValue)
+                            name: json["name"]?.stringValue,
+                            reasoning: role == .assistant ? ReasoningDetail.blocks(json["reasoning_details"]) : [])
     }
 
     static func tool(_ json: JSONValue) -> ToolDefinition {

@@ -139,6 +139,9 @@ public struct ChatStreamRelay {
 public struct ChatStreamTranslation: NeutralStreamWriter {
     public var chunks: ChatChunkWriter
     public let includeUsage: Bool
+    /// Signed reasoning, sent as `reasoning_details` once each block ends (`ReasoningDetail`).
+    private var reasoning = ReasoningBlockBuilder()
+    private var reasoningDetails = 0
 
     public init(chunks: ChatChunkWriter, includeUsage: Bool) {
         self.chunks = chunks
@@ -149,6 +152,14 @@ public struct ChatStreamTranslation: NeutralStreamWriter {
 
     public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
         chunks.append(event, to: &out)
+        switch event {
+        case .reasoning, .reasoningSignature, .redactedReasoning:
+            guard let block = reasoning.add(event) else { return }
+            chunks.appendReasoningDetails([ReasoningDetail.json(block, index: reasoningDetails)], to: &out)
+            reasoningDetails += 1
+        default:
+            break
+        }
     }
 
     public mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8]) {

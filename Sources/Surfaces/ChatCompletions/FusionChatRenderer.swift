@@ -14,8 +14,10 @@ public struct FusionChatRenderer: Sendable {
     private var content = ""
     private var reasoning = ""
     private var toolCalls = ToolCallAccumulator()
-    /// Fusion calls answered in a turn handed back to the client (`FusionCallRecord`).
+    /// Fusion calls answered in a turn handed back to the client (`FusionCallRecord`), and the
+    /// outer model's signed reasoning blocks (`ReasoningDetail`), in the order they came.
     private var reasoningDetails: [JSONValue] = []
+    private var reasoningBlocks = ReasoningBlockBuilder()
     /// The final turn's text alone: what citations' spans index into.
     private var finalText = ""
     private var inFinalAnswer = false
@@ -55,6 +57,11 @@ public struct FusionChatRenderer: Sendable {
                 break
             }
             if stream { chunks.append(event, to: &out) }
+            if let block = reasoningBlocks.add(event) {
+                let detail = ReasoningDetail.json(block, index: reasoningDetails.count)
+                reasoningDetails.append(detail)
+                if stream { chunks.appendReasoningDetails([detail], to: &out) }
+            }
         case .serverToolCalls(let answered):
             let records = answered.enumerated().map { FusionCallRecord.json($1, index: reasoningDetails.count + $0) }
             reasoningDetails += records

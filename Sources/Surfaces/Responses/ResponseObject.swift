@@ -93,6 +93,8 @@ struct ResponseItem: Sendable {
     var text = ""
     var annotations: [JSONValue] = []
     var status = "in_progress"
+    /// A reasoning item's signed block, for the client to send back (`ReasoningBlock.token`).
+    var encryptedContent: String?
 
     init(id: String, kind: Kind) {
         self.id = id
@@ -121,12 +123,19 @@ struct ResponseItem: Sendable {
             .object(["id": .string(id), "type": .string("message"), "status": .string(status), "role": .string("assistant"),
                      "content": .array([Self.textPart(text, annotations)])])
         case .reasoning:
-            .object(["id": .string(id), "type": .string("reasoning"), "status": .string(status), "summary": .array([Self.summaryPart(text)])])
+            Self.reasoning(id, status, text, encryptedContent)
         case .functionCall(let callID, let name):
             Self.functionCall(id, callID, name, text, status)
         case .other(let json):
             json
         }
+    }
+
+    static func reasoning(_ id: String, _ status: String, _ text: String, _ encryptedContent: String?) -> JSONValue {
+        var object: [String: JSONValue] = ["id": .string(id), "type": .string("reasoning"), "status": .string(status),
+                                           "summary": .array([summaryPart(text)])]
+        if let encryptedContent { object["encrypted_content"] = .string(encryptedContent) }
+        return .object(object)
     }
 
     static func textPart(_ text: String, _ annotations: [JSONValue]) -> JSONValue {

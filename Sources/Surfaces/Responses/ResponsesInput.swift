@@ -15,8 +15,11 @@ import Providers
 ///   Every call needs exactly one output later in the input, as OpenAI's API requires (a call
 ///   left unanswered, even the last item, is a 400: the model would never see its result, and
 ///   chat upstreams refuse a tool call without its tool message);
-/// - `reasoning` items: accepted and dropped (a chat upstream has no place for them; the summary
-///   was for the client);
+/// - `reasoning` items: the summary was for the client and is not sent; an `encrypted_content`
+///   the gateway issued (`ReasoningBlock.token`: an Anthropic model's signed thinking) goes back
+///   at the head of the assistant turn that follows it, as the API needs for thinking with tools.
+///   Another API's `encrypted_content` (OpenAI's own) is left out, no upstream here could read it;
+///   one of ours that was altered is a 400;
 /// - the fusion output item (`openrouter:fusion`, which OpenRouter accepts back as input): the
 ///   outer model's fusion call (`call_id`, `arguments`), joined to the assistant turn it belongs
 ///   to like a `function_call`, and the result it was given as the tool message answering it,
@@ -69,6 +72,14 @@ enum ResponsesInput {
         var fusionCallIDs: Set<String> = []
         /// The tool messages of restored fusion calls, sent once their turn's calls are all in.
         var deferredResults: [ModelMessage] = []
+        /// Signed reasoning from `reasoning` items, for the assistant turn that comes next.
+        var pendingReasoning: [ReasoningBlock] = []
+
+        /// The assistant turn `message` starts, or the open one it joins, takes the pending reasoning.
+        mutating func takeReasoning(into message: inout ModelMessage) {
+            message.reasoning += pendingReasoning
+            pendingReasoning.removeAll()
+        }
 
         /// Ends the open assistant turn's calls: the restored fusion results follow them.
         mutating func flushResults() {
@@ -104,7 +115,9 @@ enum ResponsesInput {
             if type == "message" || type == "function_call_output" { flushResults() }
             switch type {
             case "message":
-                let message = try ResponsesInput.message(fields, path: path)
+                var message = try ResponsesInput.message(fields, path: path)
+                if message.role == .assistant { takeReasoning(into: &message) }
+                pendingReasoning.removeAll()  // before another role's message, it has no turn
                 messages.append(message)
                 assistantTurnOpen = message.role == .assistant
             case "function_call":
@@ -113,13 +126,7 @@ enum ResponsesInput {
                     throw .invalidRequest("'\(path).call_id' repeats an earlier function call's id '\(call.id)'.", param: "\(path).call_id")
                 }
                 calls.append((call.id, path))
-                if assistantTurnOpen, var turn = messages.popLast() {
-                    turn.toolCalls.append(ToolCall(index: turn.toolCalls.count, id: call.id, name: call.name, arguments: call.arguments))
-                    messages.append(turn)
-                } else {
-                    messages.append(ModelMessage(role: .assistant, content: [], toolCalls: [call]))
-                }
-                assistantTurnOpen = true
+                joinTurn(ToolCall(index: 0, id: call.id, name: call.name, arguments: call.arguments))
             case "function_call_output":
                 let output = try ResponsesInput.functionCallOutput(fields, path: path, known: callIDs)
                 let callID = output.toolCallID ?? ""
@@ -133,9 +140,11 @@ enum ResponsesInput {
                 }
                 outputs[callID] = path
                 messages.append(output)
+                pendingReasoning.removeAll()
                 assistantTurnOpen = false
             case "reasoning":
-                break  // see the type's comment; it does not end an assistant turn either
+                // See the type's comment; it does not end an assistant turn either.
+                if let block = try ResponsesInput.reasoningBlock(fields, path: path) { pendingReasoning.append(block) }
             case "openrouter:fusion":
                 try addFusionItem(fields, path: path)
             case "item_reference":
@@ -153,6 +162,15 @@ enum ResponsesInput {
 }
 
 extension ResponsesInput.Conversation {
+    /// A call joins the open assistant turn, or starts one; either takes the pending reasoning.
+    mutating func joinTurn(_ call: ToolCall) {
+        var turn = assistantTurnOpen ? messages.popLast() ?? ModelMessage(role: .assistant, content: []) : ModelMessage(role: .assistant, content: [])
+        turn.toolCalls.append(ToolCall(index: turn.toolCalls.count, id: call.id, name: call.name, arguments: call.arguments))
+        takeReasoning(into: &turn)
+        messages.append(turn)
+        assistantTurnOpen = true
+    }
+
     /// A fusion item sent back (see `ResponsesInput`): with its call, that call joins the open
     /// assistant turn (or starts one) and its result waits for the turn's other calls; without,
     /// the result as assistant text.
@@ -178,14 +196,7 @@ extension ResponsesInput.Conversation {
             throw .invalidRequest("'\(path).call_id' repeats an earlier call's id '\(id)'.", param: "\(path).call_id")
         }
         fusionCallIDs.insert(id)
-        if assistantTurnOpen, var turn = messages.popLast() {
-            turn.toolCalls.append(ToolCall(index: turn.toolCalls.count, id: id, name: FusionPlan.toolName, arguments: arguments))
-            messages.append(turn)
-        } else {
-            messages.append(ModelMessage(role: .assistant, content: [], toolCalls: [ToolCall(index: 0, id: id, name: FusionPlan.toolName,
-                                                                                              arguments: arguments)]))
-        }
-        assistantTurnOpen = true
+        joinTurn(ToolCall(index: 0, id: id, name: FusionPlan.toolName, arguments: arguments))
         deferredResults.append(ModelMessage(role: .tool, content: [.text(result)], toolCallID: id))
     }
 }
@@ -279,6 +290,20 @@ extension ResponsesInput {
             file["filename"] = .string(name)
         }
         return .other(.object(["type": .string("file"), "file": .object(file)]))
+    }
+
+    /// A `reasoning` item's signed block, if its `encrypted_content` is one the gateway issued.
+    static func reasoningBlock(_ fields: [String: JSONValue], path: String) throws(APIError) -> ReasoningBlock? {
+        guard let value = fields["encrypted_content"], value != .null else { return nil }
+        guard let token = value.stringValue else {
+            throw ResponsesRequest.invalidType("\(path).encrypted_content", expected: "a string", got: value)
+        }
+        guard ReasoningBlock.isToken(token) else { return nil }
+        guard let block = ReasoningBlock(token: token) else {
+            throw .invalidRequest("'\(path).encrypted_content' is not reasoning as this gateway gave it (altered or cut): send the item as it came.",
+                                  param: "\(path).encrypted_content")
+        }
+        return block
     }
 
     static func functionCall(_ fields: [String: JSONValue], path: String) throws(APIError) -> ToolCall {

@@ -13,7 +13,9 @@ import Providers
 /// `.failed`) carrying the whole Response. Every event has a `sequence_number`.
 ///
 /// Items follow the model: text opens a `message` (one `output_text` part), reasoning a
-/// `reasoning` item (its text as a summary part), each tool call a `function_call` whose
+/// `reasoning` item (its text as a summary part; a signed block, which its signature ends, also as
+/// `encrypted_content`, `ReasoningBlock.token`, for the client to send back as Responses clients
+/// do with OpenAI's; a redacted block is an item of its own with only that), each tool call a `function_call` whose
 /// `call_id` is the model's call id. A message or reasoning item closes when an item of another
 /// kind opens; function calls stay open until the turn finishes, since some upstreams interleave
 /// their fragments. A finish closes every open item (`incomplete` on `length` / `content_filter`,
@@ -98,8 +100,17 @@ public struct ResponsesStreamWriter: Sendable {
             }
         case .toolCall(let fragment):
             toolCall(fragment, &out)
-        case .usage, .reasoningSignature, .redactedReasoning, .stopDetail:
-            break  // usage: above; Anthropic's signatures are for Anthropic clients
+        case .reasoningSignature(let signature):
+            let position = reasoningPosition(&out)
+            items[position].encryptedContent = ReasoningBlock.thinking(text: items[position].text, signature: signature).token
+            close(position, status: "completed", &out)
+        case .redactedReasoning(let data):
+            if let openReasoning { close(openReasoning, status: "completed", &out) }
+            let position = reasoningPosition(&out)
+            items[position].encryptedContent = ReasoningBlock.redacted(data: data).token
+            close(position, status: "completed", &out)
+        case .usage, .stopDetail:
+            break  // usage: above; the stop detail is for Anthropic clients
         case .finish(let reason):
             finishReason = reason
             closeOpenItems(status: reason == .length || reason == .contentFilter ? "incomplete" : "completed", &out)
