@@ -178,6 +178,26 @@ import Testing
         #expect(!String(decoding: openAI.serialized(), as: UTF8.self).contains("sig"))
     }
 
+    /// Another model's tool-call ids (Kimi's `functions.get_weather:0`) reach the API in its
+    /// pattern, the call and its result still paired, two ids never one; whitespace-only stop
+    /// sequences (which the API refuses) are left out.
+    @Test func toolIDsAreMadeValidAndStopsNeedText() throws {
+        let ids = ["functions.get_weather:0", "functions_get_weather_0", "functions:get_weather.0", "toolu_01-Ab", "", "🙂", "a b"]
+        var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "Weather?")])
+        request.messages.append(ModelMessage(role: .assistant, content: [], toolCalls: ids.enumerated().map {
+            ToolCall(index: $0.offset, id: $0.element, name: "get_weather", arguments: "{}")
+        }))
+        request.messages += ids.map { ModelMessage(role: .tool, content: [.text("20")], toolCallID: $0) }
+        request.stop = ["\n", " \t", "END", ""]
+        let json = try body(request)
+        let uses = json["messages"]?.arrayValue?.dropFirst().first?["content"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
+        let results = json["messages"]?.arrayValue?.last?["content"]?.arrayValue?.compactMap { $0["tool_use_id"]?.stringValue } ?? []
+        #expect(uses == results && Set(uses).count == ids.count, "\(uses)")
+        #expect(uses[3] == "toolu_01-Ab" && uses[1] == "functions_get_weather_0", "valid ids are kept")
+        for id in uses { #expect(!id.isEmpty && id.utf8.allSatisfy { $0 < 0x80 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || $0 == 0x5F || $0 == 0x2D) }, "\(id)") }
+        #expect(json["stop_sequences"] == .array([.string("END")]))
+    }
+
     @Test func toolChoicesAndAnthropicClientsOwnFields() throws {
         var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")])
         request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil)]

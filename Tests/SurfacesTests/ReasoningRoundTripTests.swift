@@ -73,6 +73,16 @@ import Testing
         #expect(try ChatRequest(body: Array(body.utf8)).modelRequest().reasoning == ModelRequest.Reasoning(effort: "high", enabled: false))
     }
 
+    /// OpenAI's own `reasoning_effort` asks other providers to think; to an OpenAI-compatible
+    /// upstream it goes as it came, without OpenRouter's `reasoning` beside it.
+    @Test func aChatClientsReasoningEffortAsksEveryProviderToThink() throws {
+        let body = #"{"model":"m","reasoning_effort":"low","messages":[{"role":"user","content":"Q"}]}"#
+        let request = try ChatRequest(body: Array(body.utf8)).modelRequest()
+        #expect(request.reasoning == ModelRequest.Reasoning(effort: "low"))
+        let openAI = OpenAIRequestEncoder.json(request, maxTokensField: .maxCompletionTokens)
+        #expect(openAI["reasoning_effort"] == .string("low") && openAI["reasoning"] == nil, "\(openAI)")
+    }
+
     @Test func aChatStreamSendsEachSignedBlockWholeAsAReasoningDetail() throws {
         var translation = ChatStreamTranslation(chunks: ChatChunkWriter(id: "gen-1", model: "a/m", created: 1), includeUsage: false)
         var out: [UInt8] = []

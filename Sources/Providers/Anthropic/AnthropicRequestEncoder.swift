@@ -23,6 +23,11 @@ import GatewayCore
 ///   named), which the API refuses with thinking; and when reasoning says `enabled: false`.
 ///   With thinking on, `temperature`, `top_p` and `top_k` are not sent (the API refuses changed
 ///   sampling with thinking), nor ever with API version 2026-10-21 or later (which removed them).
+/// - Tool-call ids the API would refuse (its pattern is `[a-zA-Z0-9_-]+`; other models make ids
+///   such as Kimi's `functions.get_weather:0`) are rewritten the same way in the `tool_use` and
+///   its `tool_result` (`toolID`), so a conversation begun on another model goes on here.
+/// - Stop sequences with nothing but whitespace are left out (the API refuses them; chat
+///   clients commonly send `"\n"`).
 /// - `response_format` `json_object` has no equivalent on this API version and is left to the
 ///   prompt (the judge's prompt asks for JSON and its output is validated); `json_schema` is
 ///   refused by `validate`. Fields from another API's client (`extraFields` of another
@@ -66,7 +71,8 @@ enum AnthropicRequestEncoder {
             body["top_p"] = nil
             body["top_k"] = nil
         }
-        if !request.stop.isEmpty { body["stop_sequences"] = .array(request.stop.map(JSONValue.string)) }
+        let stops = request.stop.filter { $0.contains { !$0.isWhitespace } }
+        if !stops.isEmpty { body["stop_sequences"] = .array(stops.map(JSONValue.string)) }
         return .object(body)
     }
 
@@ -142,12 +148,12 @@ enum AnthropicRequestEncoder {
 
     static func toolUse(_ call: ToolCall) -> JSONValue {
         // `validate` refused arguments that are not an object; `{}` only stands in for "".
-        .object(["type": .string("tool_use"), "id": .string(call.id), "name": .string(call.name),
+        .object(["type": .string("tool_use"), "id": .string(toolID(call.id)), "name": .string(call.name),
                  "input": call.argumentsObject ?? .object([:])])
     }
 
     static func toolResult(_ message: ModelMessage) -> JSONValue {
-        var result: [String: JSONValue] = ["type": .string("tool_result"), "tool_use_id": .string(message.toolCallID ?? "")]
+        var result: [String: JSONValue] = ["type": .string("tool_result"), "tool_use_id": .string(toolID(message.toolCallID ?? ""))]
         let blocks = message.content.compactMap(block)
         if blocks.allSatisfy({ $0["type"] == .string("text") }) {
             if !blocks.isEmpty { result["content"] = .string(message.text) }
@@ -155,6 +161,20 @@ enum AnthropicRequestEncoder {
             result["content"] = .array(blocks)
         }
         return .object(result)
+    }
+
+    /// `id` if the API takes it; otherwise its allowed characters (others as `_`, at most 40) and
+    /// 16 hex digits of its SHA-256, so two ids never become one. The same id always maps the
+    /// same way: a call and its result stay paired.
+    static func toolID(_ id: String) -> String {
+        let allowed = id.utf8.allSatisfy { byte in
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x5F || byte == 0x2D
+        }
+        if allowed && !id.isEmpty { return id }
+        let kept = id.unicodeScalars.prefix(40).map { scalar in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "-") ? Character(scalar) : "_"
+        }
+        return String(kept) + "_" + SHA256.hex(Array(id.utf8)).prefix(16)
     }
 
     static func tool(_ tool: ToolDefinition) -> JSONValue {

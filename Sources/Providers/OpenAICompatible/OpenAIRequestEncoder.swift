@@ -55,7 +55,8 @@ public enum OpenAIRequestEncoder {
         if let user = request.user { body["user"] = .string(user) }
         if !request.stop.isEmpty { body["stop"] = .array(request.stop.map(JSONValue.string)) }
         if let format = request.responseFormat { body["response_format"] = format }
-        if let reasoning = request.reasoning {
+        // A chat client's own `reasoning_effort` (in `extraFields`) speaks for it to its own API.
+        if let reasoning = request.reasoning, request.extraFieldsFormat != .openAIChat || request.extraFields["reasoning_effort"] == nil {
             var object: [String: JSONValue] = [:]
             if let effort = reasoning.effort { object["effort"] = .string(effort) }
             if let tokens = reasoning.maxTokens { object["max_tokens"] = .int(tokens) }

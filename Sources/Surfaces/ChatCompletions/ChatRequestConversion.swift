@@ -38,6 +38,11 @@ extension ChatRequest {
                                                        maxTokens: reasoning["max_tokens"]?.intValue,
                                                        exclude: reasoning["exclude"]?.boolValue, enabled: reasoning["enabled"]?.boolValue)
         }
+        // OpenAI's own `reasoning_effort` asks other providers to think too (and goes to
+        // OpenAI-compatible upstreams as it is, in `extraFields`).
+        if request.reasoning == nil, let effort = fields["reasoning_effort"]?.stringValue {
+            request.reasoning = ModelRequest.Reasoning(effort: effort)
+        }
         for (key, value) in fields where !Self.modeledFields.contains(key) { request.extraFields[key] = value }
         if case .object(let choice)? = fields["tool_choice"], request.toolChoice == nil { request.extraFields["tool_choice"] = .object(choice) }
         return request
