@@ -49,6 +49,9 @@ public struct Usage: Sendable, Equatable {
     public var reasoningTokens: Int64 = 0
     /// Of `promptTokens`, those read from a prompt cache.
     public var cachedTokens: Int64 = 0
+    /// Of `promptTokens`, those written to a prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, priced apart from other input).
+    public var cacheWriteTokens: Int64 = 0
     /// In US dollars, as the upstream reported it (OpenRouter's `cost`), rounded to
     /// `costDecimalPlaces` (see `roundedCost`); 0 when unknown.
     public var cost: Double = 0
@@ -73,12 +76,13 @@ public struct Usage: Sendable, Equatable {
     }
 
     public init(promptTokens: Int64 = 0, completionTokens: Int64 = 0, totalTokens: Int64 = 0, reasoningTokens: Int64 = 0,
-                cachedTokens: Int64 = 0, cost: Double = 0) {
+                cachedTokens: Int64 = 0, cacheWriteTokens: Int64 = 0, cost: Double = 0) {
         self.promptTokens = Self.clamp(promptTokens)
         self.completionTokens = Self.clamp(completionTokens)
         self.totalTokens = Self.clamp(totalTokens)
         self.reasoningTokens = Self.clamp(reasoningTokens)
         self.cachedTokens = Self.clamp(cachedTokens)
+        self.cacheWriteTokens = Self.clamp(cacheWriteTokens)
         self.cost = Self.roundedCost(cost)
     }
 
@@ -91,6 +95,7 @@ public struct Usage: Sendable, Equatable {
                   totalTokens: json["total_tokens"].map(Self.count) ?? Self.saturatingAdd(prompt, completion),
                   reasoningTokens: Self.count(json["completion_tokens_details"]?["reasoning_tokens"]),
                   cachedTokens: Self.count(json["prompt_tokens_details"]?["cached_tokens"]),
+                  cacheWriteTokens: Self.count(json["prompt_tokens_details"]?["cache_write_tokens"]),
                   cost: json["cost"]?.doubleValue ?? 0)
     }
 
@@ -100,6 +105,7 @@ public struct Usage: Sendable, Equatable {
               totalTokens: saturatingAdd(lhs.totalTokens, rhs.totalTokens),
               reasoningTokens: saturatingAdd(lhs.reasoningTokens, rhs.reasoningTokens),
               cachedTokens: saturatingAdd(lhs.cachedTokens, rhs.cachedTokens),
+              cacheWriteTokens: saturatingAdd(lhs.cacheWriteTokens, rhs.cacheWriteTokens),
               cost: lhs.cost + rhs.cost)
     }
 
@@ -110,7 +116,11 @@ public struct Usage: Sendable, Equatable {
             "total_tokens": .int(totalTokens), "cost": .double(cost),
         ]
         if reasoningTokens > 0 { object["completion_tokens_details"] = .object(["reasoning_tokens": .int(reasoningTokens)]) }
-        if cachedTokens > 0 { object["prompt_tokens_details"] = .object(["cached_tokens": .int(cachedTokens)]) }
+        if cachedTokens > 0 || cacheWriteTokens > 0 {
+            var details: [String: JSONValue] = ["cached_tokens": .int(cachedTokens)]
+            if cacheWriteTokens > 0 { details["cache_write_tokens"] = .int(cacheWriteTokens) }
+            object["prompt_tokens_details"] = .object(details)
+        }
         return .object(object)
     }
 

@@ -289,7 +289,7 @@ import Testing
             .reasoning("hm"), .reasoningSignature("sig"), .redactedReasoning("xx"), .text("Hi"),
             .toolCall(ToolCallFragment(index: 0, id: "toolu_1", name: "f", arguments: #"{"a":"x","b":[1]}"#)),
             .finish(.toolCalls),
-            .usage(Usage(promptTokens: 15, completionTokens: 7, totalTokens: 22, reasoningTokens: 2, cachedTokens: 4)),
+            .usage(Usage(promptTokens: 15, completionTokens: 7, totalTokens: 22, reasoningTokens: 2, cachedTokens: 4, cacheWriteTokens: 1)),
         ])
         let error = try provider.decodeResponse(Array(#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.utf8),
                                                 redactor: .none)

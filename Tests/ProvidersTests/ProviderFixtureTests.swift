@@ -41,7 +41,8 @@ enum ProviderFixtures {
         if let usage = json["usage"] {
             return .usage(Usage(promptTokens: usage["prompt_tokens"]?.intValue ?? 0, completionTokens: usage["completion_tokens"]?.intValue ?? 0,
                                 totalTokens: usage["total_tokens"]?.intValue ?? 0, reasoningTokens: usage["reasoning_tokens"]?.intValue ?? 0,
-                                cachedTokens: usage["cached_tokens"]?.intValue ?? 0, cost: usage["cost"]?.doubleValue ?? 0))
+                                cachedTokens: usage["cached_tokens"]?.intValue ?? 0, cacheWriteTokens: usage["cache_write_tokens"]?.intValue ?? 0,
+                                cost: usage["cost"]?.doubleValue ?? 0))
         }
         if let error = json["error"] {
             return .error(APIError(status: Int(error["status"]?.intValue ?? 502), type: error["type"]?.stringValue ?? "upstream_error",

@@ -63,7 +63,8 @@ import Testing
         #expect(start["id"] == .string("msg_gw1") && start["usage"]?["input_tokens"] != nil && start["usage"]?["output_tokens"] != nil)
         let delta = try #require(events.first { $0.name == "message_delta" }?.data)
         #expect(delta["delta"]?["stop_reason"] == .string("tool_use"))
-        #expect(delta["usage"] == .object(["input_tokens": .int(30), "cache_read_input_tokens": .int(20), "output_tokens": .int(9)]))
+        #expect(delta["usage"] == .object(["input_tokens": .int(30), "cache_creation_input_tokens": .int(0), "cache_read_input_tokens": .int(20),
+                                           "output_tokens": .int(9)]))
     }
 
     @Test func theGatewaysAnthropicDecoderReadsBackWhatWasWritten() throws {

@@ -46,7 +46,8 @@ enum InnerCallRecord {
             body(toolCall, out)
         case .usage(let usage):
             var out: [UInt8] = []
-            for count in [usage.promptTokens, usage.completionTokens, usage.totalTokens, usage.reasoningTokens, usage.cachedTokens] {
+            for count in [usage.promptTokens, usage.completionTokens, usage.totalTokens, usage.reasoningTokens, usage.cachedTokens,
+                          usage.cacheWriteTokens] {
                 appendInt(UInt64(bitPattern: count), &out)
             }
             appendInt(usage.cost.bitPattern, &out)
@@ -68,9 +69,10 @@ enum InnerCallRecord {
             let index = Int(truncatingIfNeeded: reader.int())
             return .toolCall(ToolCallFragment(index: index, id: reader.string(), name: reader.string(), arguments: reader.string()))
         case usage:
-            let counts = (0..<5).map { _ in Int64(bitPattern: reader.int()) }
+            let counts = (0..<6).map { _ in Int64(bitPattern: reader.int()) }
             return .usage(Usage(promptTokens: counts[0], completionTokens: counts[1], totalTokens: counts[2],
-                                reasoningTokens: counts[3], cachedTokens: counts[4], cost: Double(bitPattern: reader.int())))
+                                reasoningTokens: counts[3], cachedTokens: counts[4], cacheWriteTokens: counts[5],
+                                cost: Double(bitPattern: reader.int())))
         case finish: return .finish(FinishReason(rawValue: String(decoding: bytes, as: UTF8.self)))
         case error: return .error(decodeFailure(bytes).0)
         default: return nil

@@ -48,7 +48,7 @@ enum AnthropicResponse {
             let prompt = Usage.saturatingAdd(Usage.saturatingAdd(input ?? 0, cacheCreation ?? 0), cacheRead ?? 0)
             return Usage(promptTokens: prompt, completionTokens: output ?? 0,
                          totalTokens: Usage.saturatingAdd(prompt, output ?? 0), reasoningTokens: thinking ?? 0,
-                         cachedTokens: cacheRead ?? 0)
+                         cachedTokens: cacheRead ?? 0, cacheWriteTokens: cacheCreation ?? 0)
         }
     }
 

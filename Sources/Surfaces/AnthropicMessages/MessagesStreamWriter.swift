@@ -172,9 +172,10 @@ public struct MessagesStreamWriter: Sendable {
         }
     }
 
-    /// Anthropic's usage: `input_tokens` excludes cache reads (OpenAI's prompt includes them).
+    /// Anthropic's usage: `input_tokens` excludes cache reads and writes (OpenAI's prompt includes them).
     static func appendUsage(_ usage: Usage, fusionCalls: JSONValue? = nil, to out: inout [UInt8]) {
-        out.append(contentsOf: #"{"input_tokens":\#(max(usage.promptTokens - usage.cachedTokens, 0)),"#.utf8)
+        let input = max(usage.promptTokens - usage.cachedTokens - usage.cacheWriteTokens, 0)  // each at most 2^40: no overflow
+        out.append(contentsOf: #"{"input_tokens":\#(input),"cache_creation_input_tokens":\#(usage.cacheWriteTokens),"#.utf8)
         out.append(contentsOf: #""cache_read_input_tokens":\#(usage.cachedTokens),"output_tokens":\#(usage.completionTokens)"#.utf8)
         if let fusionCalls {
             out.append(contentsOf: #","fusion":"#.utf8)

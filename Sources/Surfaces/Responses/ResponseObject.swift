@@ -54,9 +54,8 @@ public enum ResponsesUsage {
     public static func json(_ usage: Usage, extra: [String: JSONValue] = [:]) -> JSONValue {
         var object = extra
         object["input_tokens"] = .int(usage.promptTokens)
-        // `cache_write_tokens` is required in openai-python 3.57's types; upstreams' chat usage
-        // does not reach us with it, so it is 0 like any count nobody reported.
-        object["input_tokens_details"] = .object(["cached_tokens": .int(usage.cachedTokens), "cache_write_tokens": .int(0)])
+        // `cache_write_tokens` is required in openai-python 3.57's types: 0 when nobody reported it.
+        object["input_tokens_details"] = .object(["cached_tokens": .int(usage.cachedTokens), "cache_write_tokens": .int(usage.cacheWriteTokens)])
         object["output_tokens"] = .int(usage.completionTokens)
         object["output_tokens_details"] = .object(["reasoning_tokens": .int(usage.reasoningTokens)])
         object["total_tokens"] = .int(usage.totalTokens)

@@ -59,8 +59,9 @@ public struct FusionTotals: Sendable {
             out.append(UInt8(ascii: "}"))
         }
         number(#","prompt_tokens":"#, usage.promptTokens)
-        if usage.cachedTokens > 0 {
+        if usage.cachedTokens > 0 || usage.cacheWriteTokens > 0 {
             number(#","prompt_tokens_details":{"cached_tokens":"#, usage.cachedTokens)
+            if usage.cacheWriteTokens > 0 { number(#","cache_write_tokens":"#, usage.cacheWriteTokens) }
             out.append(UInt8(ascii: "}"))
         }
         number(#","total_tokens":"#, usage.totalTokens)
