@@ -225,12 +225,18 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     public var bufferedBytes: Int { pending.count + inFlight.count }
 
     /// What is still on its way to the peer: in this process, and in the kernel (one `ioctl`;
-    /// for a check now and then, not per write).
+    /// for a check now and then, not per write). The process's share counts what libuv has not
+    /// yet handed to the kernel of the write in flight (`uv_stream_get_write_queue_size`, which
+    /// falls with each partial write), not the whole write: a response written as one large
+    /// buffer stays in flight for as long as a slow reader takes, and while it does the kernel's
+    /// queue is kept full, so neither the write's size nor the kernel's share would move.
     public var backlog: WriteBacklog {
         var fd: uv_os_fd_t = -1
-        let kernel = isOpen && uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0
-            ? max(0, Int(CLibUV_unacknowledged_bytes(fd))) : 0
-        return WriteBacklog(buffered: bufferedBytes, kernel: kernel)
+        guard isOpen, uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else {
+            return WriteBacklog(buffered: bufferedBytes, kernel: 0)
+        }
+        let unwritten = writing ? Int(uv_stream_get_write_queue_size(stream)) : 0
+        return WriteBacklog(buffered: pending.count + unwritten, kernel: max(0, Int(CLibUV_unacknowledged_bytes(fd))))
     }
     /// Bytes allocated for the two queues (tests: a drained connection gives a backlog's back).
     var queueCapacity: Int { pending.capacity + inFlight.capacity }

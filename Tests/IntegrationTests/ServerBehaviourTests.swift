@@ -440,28 +440,32 @@ import Testing
     /// or kept alive, go to a client that keeps taking them however slowly: the stalled-write
     /// deadline counts what the kernel hands on, whichever path armed it (found by review 12:
     /// a closing connection's deadline started from no record of the backlog and cut a steady
-    /// reader at `slow_client_timeout_ms`).
+    /// reader at `slow_client_timeout_ms`; and with 12 MB, a response written as one buffer
+    /// showed no progress while that write was in flight, whatever the reader took, and both
+    /// paths cut it at 8.5 MB: the backlog now counts libuv's partial writes).
     @Test(arguments: [true, false]) func aSteadySlowReaderGetsAllOfAFinishedResponse(closing: Bool) throws {
         let env = try TestEnvironment { config in
-            config.server.slowClientTimeoutMilliseconds = 2_000
+            config.server.slowClientTimeoutMilliseconds = 3_000
             config.upstream.idleTimeoutMilliseconds = 30_000
         }
         let client = try env.client()
         try client.send(TestEnvironment.post("/v1/chat/completions",
-                                             body: TestEnvironment.chatBody(model: "mock/huge:bytes=8000000:pace_ms=0", stream: false),
+                                             body: TestEnvironment.chatBody(model: "mock/huge:bytes=12000000:pace_ms=0", stream: false),
                                              headers: closing ? ["Connection": "close"] : [:]))
-        // ~1.3 MB/s, far slower than loopback: each pause is well within the 2 s, the whole read
-        // (~6 s) well beyond it.
+        // ~1.3 MB/s, far slower than loopback: each pause is well within the 3 s, the whole read
+        // (~9 s) well beyond it, and beyond what the kernel's buffers hold when a connection is
+        // cut at 3 s (~4 MB read by then, a few MB buffered: short of the 12 MB). A test process
+        // starved for 3 s (a loaded machine, a sanitizer) would read as a client that stopped.
         var chunk = [UInt8](repeating: 0, count: 65_536)
         var taken = 0
         while true {
             let count = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
             if count <= 0 { break }
             taken += count
-            if taken > 8_000_000 && !closing { break }  // all of it arrived on a kept-alive connection
+            if taken > 12_000_000 && !closing { break }  // all of it arrived on a kept-alive connection
             usleep(50_000)
         }
-        #expect(taken > 8_000_000, "the whole answer arrived: \(taken) bytes")
+        #expect(taken > 12_000_000, "the whole answer arrived: \(taken) bytes")
     }
 }
 
