@@ -30,6 +30,9 @@ struct OuterTurn: Sendable {
             if firstTokenAt == nil { firstTokenAt = time }
             text += piece
             return event
+        case .refusal:
+            if firstTokenAt == nil { firstTokenAt = time }
+            return event
         case .reasoning, .reasoningSignature, .redactedReasoning:
             if let block = reasoningBuilder.add(event) { reasoning.append(block) }
             return event

@@ -7,6 +7,8 @@ public enum ModelEvent: Sendable, Equatable {
     case text(String)
     /// Reasoning ("thinking") text: not part of the answer.
     case reasoning(String)
+    /// The model declined, in its words (OpenAI's `refusal`): the answer, shown apart from text.
+    case refusal(String)
     /// The signature that ends a reasoning block (Anthropic's `signature_delta`): opaque, and what
     /// lets a client send the block back on its next turn (extended thinking with tools).
     case reasoningSignature(String)

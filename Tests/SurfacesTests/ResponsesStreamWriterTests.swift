@@ -164,9 +164,9 @@ import Testing
         #expect(lines.count == events.count * 2)
     }
 
-    /// Any interleaving of text, reasoning and tool-call fragments makes a stream the SDK accepts,
-    /// whose items hold exactly what the model said.
-    static let modelEvents = zip(Gen.int(in: 0...5), Gen.int(in: 0...2), Gen.element(of: ["a", "b c", "\"", "é", "\n", "{"]))
+    /// Any interleaving of text, reasoning (signed or redacted), refusals and tool-call fragments
+    /// makes a stream the SDK accepts, whose items hold exactly what the model said.
+    static let modelEvents = zip(Gen.int(in: 0...8), Gen.int(in: 0...2), Gen.element(of: ["a", "b c", "\"", "é", "\n", "{"]))
         .map { kind, index, piece -> ModelEvent in
             let piece = piece ?? "x"
             switch kind {
@@ -174,6 +174,9 @@ import Testing
             case 2: return .reasoning(piece)
             case 3: return .toolCall(ToolCallFragment(index: index, id: "call_\(index)", name: "f\(index)", arguments: piece))
             case 4: return .toolCall(ToolCallFragment(index: index, arguments: piece))
+            case 5: return .refusal(piece)
+            case 6: return .reasoningSignature("sig-" + piece)
+            case 7: return .redactedReasoning("data-" + piece)
             default: return .usage(Usage(totalTokens: 1))
             }
         }.array(of: 0...30)
@@ -188,6 +191,10 @@ import Testing
             #expect(text == events.compactMap { if case .text(let piece) = $0 { piece } else { nil } }.joined())
             let reasoning = output.compactMap { $0["summary"]?[0]?["text"]?.stringValue }.joined()
             #expect(reasoning == events.compactMap { if case .reasoning(let piece) = $0 { piece } else { nil } }.joined())
+            let refusal = output.compactMap { $0["content"]?[0]?["refusal"]?.stringValue }.joined()
+            #expect(refusal == events.compactMap { if case .refusal(let piece) = $0 { piece } else { nil } }.joined())
+            let blocks = output.compactMap { $0["encrypted_content"]?.stringValue.flatMap { ReasoningBlock(token: $0) } }
+            #expect(blocks.count == events.filter { if case .reasoningSignature = $0 { true } else if case .redactedReasoning = $0 { true } else { false } }.count)
             var accumulator = ToolCallAccumulator()
             for case .toolCall(let fragment) in events { accumulator.add(fragment) }
             let calls = output.filter { $0["type"] == .string("function_call") }

@@ -63,7 +63,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
         guard let entry = entries[id], entry.open else { return }
         switch event {
-        case .text, .reasoning, .toolCall:
+        case .text, .reasoning, .refusal, .toolCall:
             entry.outputEvents += 1
             if entry.record.firstTokenMilliseconds == nil { entry.record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt) }
         case .usage(let usage):

@@ -18,6 +18,7 @@ enum InnerCallRecord {
     static let error: UInt8 = 15
     static let reasoningSignature: UInt8 = 16
     static let redactedReasoning: UInt8 = 17
+    static let refusal: UInt8 = 18
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).
@@ -32,6 +33,7 @@ enum InnerCallRecord {
         switch event {
         case .text(let text): splitText(text) { body(Self.text, $0) }
         case .reasoning(let text): splitText(text) { body(reasoning, $0) }
+        case .refusal(let text): splitText(text) { body(refusal, $0) }
         case .reasoningSignature(let signature) where signature.utf8.count <= maxOpaqueBytes:
             body(reasoningSignature, Array(signature.utf8))  // the outer model's final turn sends its thinking back
         case .redactedReasoning(let data) where data.utf8.count <= maxOpaqueBytes:
@@ -63,6 +65,7 @@ enum InnerCallRecord {
         switch kind {
         case text: return .text(String(decoding: bytes, as: UTF8.self))
         case reasoning: return .reasoning(String(decoding: bytes, as: UTF8.self))
+        case refusal: return .refusal(String(decoding: bytes, as: UTF8.self))
         case reasoningSignature: return .reasoningSignature(String(decoding: bytes, as: UTF8.self))
         case redactedReasoning: return .redactedReasoning(String(decoding: bytes, as: UTF8.self))
         case toolCall:

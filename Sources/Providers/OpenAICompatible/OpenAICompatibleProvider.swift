@@ -43,6 +43,7 @@ public struct OpenAICompatibleProvider: Provider {
                 events.append(.reasoning(reasoning))
             }
             if let text = message?["content"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
+            if let refusal = message?["refusal"]?.stringValue, !refusal.isEmpty { events.append(.refusal(refusal)) }
             for (position, call) in (message?["tool_calls"]?.arrayValue ?? []).enumerated() {
                 events.append(.toolCall(OpenAIChunk.fragment(call, position: position)))
             }
@@ -83,7 +84,7 @@ enum OpenAIChunk {
                 if key.matches("delta") { delta = value } else if key.matches("finish_reason") { finishReason = value }
             }
             if let delta {
-                var reasoning: Range<Int>?, reasoningContent: Range<Int>?, content: Range<Int>?, toolCalls: Range<Int>?
+                var reasoning: Range<Int>?, reasoningContent: Range<Int>?, content: Range<Int>?, toolCalls: Range<Int>?, refusal: Range<Int>?
                 chunk.forEachMember(in: delta) { key, value in
                     if key.matches("content") {
                         content = value
@@ -93,10 +94,13 @@ enum OpenAIChunk {
                         reasoningContent = value
                     } else if key.matches("tool_calls") {
                         toolCalls = value
+                    } else if key.matches("refusal") {
+                        refusal = value
                     }
                 }
                 if let thinking = reasoning ?? reasoningContent, let text = chunk.string(thinking), !text.isEmpty { emit(.reasoning(text)) }
                 if let content, let text = chunk.string(content), !text.isEmpty { emit(.text(text)) }
+                if let refusal, let text = chunk.string(refusal), !text.isEmpty { emit(.refusal(text)) }
                 if let toolCalls, case .array(let list) = chunk.value(toolCalls) {
                     for (position, call) in list.enumerated() {
                         // Beyond the calls any answer makes (Anthropic's and Gemini's decoders stop

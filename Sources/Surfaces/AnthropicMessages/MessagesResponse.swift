@@ -3,7 +3,8 @@ import Providers
 
 /// A whole (non-streamed) Anthropic `message` built from an answer's events: content blocks in
 /// the order they began (reasoning as `thinking` with its signature, encrypted reasoning as
-/// `redacted_thinking`, text, each tool call as `tool_use`), the stop
+/// `redacted_thinking`, text, each tool call as `tool_use`; another API's refusal as text with
+/// the stop reason `refusal`, as Anthropic's own refusals end), the stop
 /// reason, usage. Extra top-level fields (`fusion`) are fine for the SDKs, which read messages
 /// loosely.
 public struct MessagesResponse: Sendable {
@@ -13,6 +14,7 @@ public struct MessagesResponse: Sendable {
     private var blocks: [Block] = []
     private var calls = ToolCallAccumulator()
     private var stopReason = "end_turn"
+    private var refused = false
     private var stopDetail: (reason: String, sequence: String?)?
     private var usage = Usage()
 
@@ -23,6 +25,9 @@ public struct MessagesResponse: Sendable {
 
     public mutating func add(_ event: ModelEvent) {
         switch event {
+        case .refusal(let text) where !text.isEmpty:
+            refused = true
+            add(.text(text))
         case .text(let text) where !text.isEmpty:
             if case .text(let earlier)? = blocks.last { blocks[blocks.count - 1] = .text(earlier + text) } else { blocks.append(.text(text)) }
         case .reasoning(let text) where !text.isEmpty:
@@ -49,7 +54,7 @@ public struct MessagesResponse: Sendable {
             stopReason = MessagesStreamWriter.stopReason(reason)
         case .stopDetail(let reason, let sequence):
             stopDetail = (reason, sequence)
-        case .text, .reasoning, .error:
+        case .text, .reasoning, .refusal, .error:
             break  // an error is the response instead: the caller sends MessagesErrors.body
         }
     }
@@ -84,7 +89,7 @@ public struct MessagesResponse: Sendable {
         message["role"] = .string("assistant")
         message["model"] = .string(model)
         message["content"] = .array(content)
-        message["stop_reason"] = .string(stopDetail?.reason ?? stopReason)
+        message["stop_reason"] = .string(stopDetail?.reason ?? (refused && stopReason == "end_turn" ? "refusal" : stopReason))
         message["stop_sequence"] = stopDetail?.sequence.map(JSONValue.string) ?? .null
         message["usage"] = (try? JSONValue.parse(usageJSON)) ?? .object([:])
         return JSONValue.object(message).serialized()

@@ -27,6 +27,8 @@ public struct MessagesStreamWriter: Sendable {
     private var stopReason = "end_turn"
     /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
     private var stopDetail: (reason: String, sequence: String?)?
+    /// Another API's refusal came (as text): a plain end is Anthropic's `refusal`.
+    private var refused = false
     private var usage: Usage?
     /// `message_start` waits for the first block, the end or a failure (a proxied stream's: by
     /// then the upstream's own `message_start` has given its prompt usage, and an attempt that
@@ -80,8 +82,9 @@ public struct MessagesStreamWriter: Sendable {
     /// Appends what `event` shows; usage and the finish are kept for `appendEnd`.
     public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
         switch event {
-        case .text(let text):
+        case .text(let text), .refusal(let text):
             guard !text.isEmpty else { return }
+            if case .refusal = event { refused = true }
             openBlock(.text, &out)
             delta(blockIndex, #"{"type":"text_delta","text":"#, text, &out)
         case .reasoning(let text):
@@ -123,7 +126,7 @@ public struct MessagesStreamWriter: Sendable {
         let usage = final ?? usage ?? Usage()
         event("message_delta", &out)
         out.append(contentsOf: #"{"type":"message_delta","delta":{"stop_reason":"#.utf8)
-        JSONWriting.appendString(stopDetail?.reason ?? stopReason, to: &out)
+        JSONWriting.appendString(stopDetail?.reason ?? (refused && stopReason == "end_turn" ? "refusal" : stopReason), to: &out)
         out.append(contentsOf: #","stop_sequence":"#.utf8)
         if let sequence = stopDetail?.sequence { JSONWriting.appendString(sequence, to: &out) } else { out.append(contentsOf: "null".utf8) }
         out.append(contentsOf: #"},"usage":"#.utf8)

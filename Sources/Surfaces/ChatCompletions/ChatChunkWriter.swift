@@ -32,6 +32,12 @@ public struct ChatChunkWriter: Sendable {
             out.append(contentsOf: #""reasoning":"#.utf8)
             JSONWriting.appendString(text, to: &out)
             close(finish: nil, &out)
+        case .refusal(let text):
+            guard !text.isEmpty else { return }
+            open(&out)
+            out.append(contentsOf: #""refusal":"#.utf8)
+            JSONWriting.appendString(text, to: &out)
+            close(finish: nil, &out)
         case .reasoningSignature, .redactedReasoning, .stopDetail:
             break  // a finished signed block goes as `reasoning_details` (`ReasoningDetail`), by the caller
         case .toolCall(let fragment):

@@ -35,6 +35,7 @@ public enum ChatCompletionBody {
     public static func make(id: String, model: String, created: Int, events: [ModelEvent]) -> [UInt8] {
         var content = ""
         var reasoning = ""
+        var refusal = ""
         var calls = ToolCallAccumulator()
         var finish: FinishReason?
         var usage: Usage?
@@ -45,6 +46,7 @@ public enum ChatCompletionBody {
             switch event {
             case .text(let text): content += text
             case .reasoning(let text): reasoning += text
+            case .refusal(let text): refusal += text
             case .toolCall(let fragment): calls.add(fragment)
             case .finish(let reason): finish = reason
             case .usage(let reported): usage = reported
@@ -54,6 +56,10 @@ public enum ChatCompletionBody {
         var message: [String: JSONValue] = ["role": .string("assistant"),
                                             "content": content.isEmpty && !calls.calls.isEmpty ? .null : .string(content)]
         if !reasoning.isEmpty { message["reasoning"] = .string(reasoning) }
+        if !refusal.isEmpty {
+            message["refusal"] = .string(refusal)
+            if content.isEmpty { message["content"] = .null }
+        }
         if !calls.calls.isEmpty { message["tool_calls"] = .array(calls.calls.map(\.json)) }
         if !details.isEmpty { message["reasoning_details"] = .array(details) }
         var body: [String: JSONValue] = [

@@ -13,6 +13,7 @@ public struct FusionChatRenderer: Sendable {
     /// The answer as the client receives it (for the non-streamed message).
     private var content = ""
     private var reasoning = ""
+    private var refusal = ""
     private var toolCalls = ToolCallAccumulator()
     /// Fusion calls answered in a turn handed back to the client (`FusionCallRecord`), and the
     /// outer model's signed reasoning blocks (`ReasoningDetail`), in the order they came.
@@ -49,6 +50,8 @@ public struct FusionChatRenderer: Sendable {
                 if inFinalAnswer { finalText += text }
             case .reasoning(let text):
                 reasoning += text
+            case .refusal(let text):
+                refusal += text
             case .toolCall(let fragment):
                 toolCalls.add(fragment)
             case .finish:
@@ -96,6 +99,10 @@ public struct FusionChatRenderer: Sendable {
         var message: [String: JSONValue] = ["role": .string("assistant"),
                                             "content": content.isEmpty && !toolCalls.calls.isEmpty ? .null : .string(content)]
         if !reasoning.isEmpty { message["reasoning"] = .string(reasoning) }
+        if !refusal.isEmpty {
+            message["refusal"] = .string(refusal)
+            if content.isEmpty { message["content"] = .null }
+        }
         if !toolCalls.calls.isEmpty { message["tool_calls"] = .array(toolCalls.calls.map(\.json)) }
         if !reasoningDetails.isEmpty { message["reasoning_details"] = .array(reasoningDetails) }
         if !sources.isEmpty { message["annotations"] = .array(sources.annotations(for: finalText)) }

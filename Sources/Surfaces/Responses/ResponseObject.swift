@@ -79,6 +79,8 @@ extension APIError {
 struct ResponseItem: Sendable {
     enum Kind: Sendable {
         case message
+        /// A message whose one part is the model's refusal (`{"type":"refusal"}`).
+        case refusal
         /// The model's reasoning, as a summary (what Responses clients show of it).
         case reasoning
         case functionCall(callID: String, name: String)
@@ -103,7 +105,7 @@ struct ResponseItem: Sendable {
     /// The item as `output_item.added` shows it: nothing in it yet.
     var initialJSON: JSONValue {
         switch kind {
-        case .message:
+        case .message, .refusal:
             .object(["id": .string(id), "type": .string("message"), "status": .string("in_progress"), "role": .string("assistant"),
                      "content": .array([])])
         case .reasoning:
@@ -121,6 +123,9 @@ struct ResponseItem: Sendable {
         case .message:
             .object(["id": .string(id), "type": .string("message"), "status": .string(status), "role": .string("assistant"),
                      "content": .array([Self.textPart(text, annotations)])])
+        case .refusal:
+            .object(["id": .string(id), "type": .string("message"), "status": .string(status), "role": .string("assistant"),
+                     "content": .array([Self.refusalPart(text)])])
         case .reasoning:
             Self.reasoning(id, status, text, encryptedContent)
         case .functionCall(let callID, let name):
@@ -139,6 +144,10 @@ struct ResponseItem: Sendable {
 
     static func textPart(_ text: String, _ annotations: [JSONValue]) -> JSONValue {
         .object(["type": .string("output_text"), "text": .string(text), "annotations": .array(annotations), "logprobs": .array([])])
+    }
+
+    static func refusalPart(_ text: String) -> JSONValue {
+        .object(["type": .string("refusal"), "refusal": .string(text)])
     }
 
     static func summaryPart(_ text: String) -> JSONValue {

@@ -33,6 +33,8 @@ public struct ResponsesStreamWriter: Sendable {
     private var items: [ResponseItem] = []
     private var openMessage: Int?
     private var openReasoning: Int?
+    /// A message whose one part is a refusal (another API's `refusal`).
+    private var openRefusal: Int?
     /// Open function calls: tool-call index → position in `items`.
     private var openCalls: [Int: Int] = [:]
     /// Tool-call fragments whose name has not arrived: `output_item.added` must carry it.
@@ -71,7 +73,7 @@ public struct ResponsesStreamWriter: Sendable {
         case .usage(let reported):
             usage = reported
             return
-        case .text(let text) where text.isEmpty, .reasoning(let text) where text.isEmpty:
+        case .text(let text) where text.isEmpty, .reasoning(let text) where text.isEmpty, .refusal(let text) where text.isEmpty:
             return
         default:
             appendStart(to: &out)
@@ -96,6 +98,16 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.string("item_id", id)
                 $0.int("output_index", position)
                 $0.int("summary_index", 0)
+                $0.string("delta", text)
+            }
+        case .refusal(let text):
+            let position = refusalPosition(&out)
+            items[position].text += text
+            let id = items[position].id
+            emit("response.refusal.delta", &out) {
+                $0.string("item_id", id)
+                $0.int("output_index", position)
+                $0.int("content_index", 0)
                 $0.string("delta", text)
             }
         case .toolCall(let fragment):
@@ -240,6 +252,7 @@ public struct ResponsesStreamWriter: Sendable {
     private mutating func messagePosition(_ out: inout [UInt8]) -> Int {
         if let openMessage { return openMessage }
         if let openReasoning { close(openReasoning, status: "completed", &out) }
+        if let openRefusal { close(openRefusal, status: "completed", &out) }
         let position = items.count
         let id = envelope.itemID("msg", outputIndex: position)
         items.append(ResponseItem(id: id, kind: .message))
@@ -254,9 +267,27 @@ public struct ResponsesStreamWriter: Sendable {
         return position
     }
 
+    private mutating func refusalPosition(_ out: inout [UInt8]) -> Int {
+        if let openRefusal { return openRefusal }
+        for position in [openMessage, openReasoning].compactMap({ $0 }).sorted() { close(position, status: "completed", &out) }
+        let position = items.count
+        let id = envelope.itemID("msg", outputIndex: position)
+        items.append(ResponseItem(id: id, kind: .refusal))
+        openRefusal = position
+        emitAdded(position, &out)
+        emit("response.content_part.added", &out) {
+            $0.string("item_id", id)
+            $0.int("output_index", position)
+            $0.int("content_index", 0)
+            $0.json("part", ResponseItem.refusalPart(""))
+        }
+        return position
+    }
+
     private mutating func reasoningPosition(_ out: inout [UInt8]) -> Int {
         if let openReasoning { return openReasoning }
         if let openMessage { close(openMessage, status: "completed", &out) }
+        if let openRefusal { close(openRefusal, status: "completed", &out) }
         let position = items.count
         let id = envelope.itemID("rs", outputIndex: position)
         items.append(ResponseItem(id: id, kind: .reasoning))
@@ -296,8 +327,7 @@ public struct ResponsesStreamWriter: Sendable {
 
     /// `output_item.added` for a call whose name is known, then what arrived of its arguments.
     private mutating func openCall(_ fragment: ToolCallFragment, _ out: inout [UInt8]) {
-        if let openMessage { close(openMessage, status: "completed", &out) }
-        if let openReasoning { close(openReasoning, status: "completed", &out) }
+        for position in [openMessage, openReasoning, openRefusal].compactMap({ $0 }).sorted() { close(position, status: "completed", &out) }
         let position = items.count
         let id = envelope.itemID("fc", outputIndex: position)
         // A model that gives no call id still needs one the client can answer.
@@ -315,7 +345,7 @@ public struct ResponsesStreamWriter: Sendable {
         for index in pendingCalls.keys.sorted() {
             if let fragment = pendingCalls.removeValue(forKey: index) { openCall(fragment, &out) }
         }
-        let open = ([openMessage, openReasoning].compactMap { $0 } + openCalls.values).sorted()
+        let open = ([openMessage, openReasoning, openRefusal].compactMap { $0 } + openCalls.values).sorted()
         for position in open { close(position, status: status, &out) }
     }
 
@@ -338,6 +368,20 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.int("output_index", position)
                 $0.int("content_index", 0)
                 $0.json("part", ResponseItem.textPart(text, annotations))
+            }
+        case .refusal:
+            openRefusal = nil
+            emit("response.refusal.done", &out) {
+                $0.string("item_id", id)
+                $0.int("output_index", position)
+                $0.int("content_index", 0)
+                $0.string("refusal", text)
+            }
+            emit("response.content_part.done", &out) {
+                $0.string("item_id", id)
+                $0.int("output_index", position)
+                $0.int("content_index", 0)
+                $0.json("part", ResponseItem.refusalPart(text))
             }
         case .reasoning:
             openReasoning = nil
