@@ -103,15 +103,17 @@ public struct Comparison: Sendable, Equatable {
 public struct BenchReport: Sendable {
     /// Which tool's metric definitions these follow (see the README's "Benchmark your own endpoints").
     public static let definitions = """
-        Definitions follow vLLM's `vllm bench serve` (vllm/benchmarks/serve.py): TTFT = request sent → first \
-        content event (non-empty delta.content or reasoning; a role-only first chunk does not count, as in \
-        genai-perf/AIPerf and llmperf); ITL = every gap between consecutive content events, pooled over requests; \
+        Definitions follow vLLM's `vllm bench serve` (vllm/benchmarks/serve.py) except where said, so the two \
+        tools' TTFT, ITL, TPOT and E2E are close but not equal: TTFT = request sent → first content event \
+        (non-empty delta.content, reasoning, a refusal or a tool call; vLLM also counts a role-only first chunk, \
+        genai-perf/AIPerf and llmperf do not); ITL = every gap between consecutive content events, pooled over \
+        requests (vLLM: every chunk with choices, a finish-only chunk included); \
         TPOT = (E2E − TTFT) / (output tokens − 1) per request with ≥ 2 tokens; E2E = request sent → last event \
-        carrying choices (the usage chunk and [DONE] excluded); output throughput = output tokens of successful \
+        carrying choices (vLLM: the last chunk, the usage chunk included); output throughput = output tokens of successful \
         requests / run time; requests/s = successful requests / run time; tokens/s per stream = output tokens / \
         E2E (llmperf's per-request output throughput). Output tokens: usage.completion_tokens when the server \
         sends usage, else the number of content events. Failed requests count only as errors. Percentiles are \
-        HdrHistogram's, to 3 significant digits; mean, min and max are exact.
+        HdrHistogram's, to 3 significant digits (vLLM interpolates with numpy); mean, min and max are exact.
         """
 
     public var settings: RunSettings

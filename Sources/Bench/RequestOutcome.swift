@@ -18,6 +18,9 @@ public enum ErrorKind: String, CaseIterable, Sendable, Codable, Comparable {
     case timeout
     /// No connection: resolution failed or the connection was refused or timed out.
     case connect
+    /// Still in flight when the run stopped and its drain time (`--drain`) ran out, or on a
+    /// second Ctrl-C: abandoned, the endpoint's fault or not.
+    case interrupted
 
     public var meaning: String {
         switch self {
@@ -30,6 +33,7 @@ public enum ErrorKind: String, CaseIterable, Sendable, Codable, Comparable {
         case .empty: "completed without any content"
         case .timeout: "request timed out"
         case .connect: "could not connect"
+        case .interrupted: "abandoned in flight when the run stopped"
         }
     }
 
@@ -63,8 +67,10 @@ public enum TokenSource: String, CaseIterable, Sendable, Codable {
 public enum TransportFailure: Sendable, Equatable {
     case connect(String)
     case timeout(String)
-    /// The connection broke or the response was malformed at the HTTP level.
+    /// The connection broke.
     case broken(String)
+    /// The response is not well-formed HTTP (curl refused it).
+    case malformed(String)
 }
 
 /// Everything one request measured. Timestamps are monotonic nanoseconds.

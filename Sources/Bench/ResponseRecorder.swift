@@ -99,6 +99,10 @@ public struct ResponseRecorder {
             phase = .afterDone
             return
         }
+        guard data.withUnsafeBytes({ UTF8Validation.firstInvalidOffset($0) }) == nil else {
+            fail(.malformed, "an event that is not UTF-8: " + Self.excerpt(data))
+            return
+        }
         guard let chunk = try? JSONValue.parse(data) else {
             fail(.malformed, "an event that is not JSON: " + Self.excerpt(data))
             return
@@ -146,6 +150,7 @@ public struct ResponseRecorder {
             case .connect(let detail): fail(.connect, detail)
             case .timeout(let detail): fail(.timeout, detail)
             case .broken(let detail): fail(.truncated, detail)
+            case .malformed(let detail): fail(.malformed, detail)
             }
         }
         switch phase {
@@ -174,6 +179,13 @@ public struct ResponseRecorder {
         return outcome
     }
 
+    /// The request was abandoned in flight (the run stopped): `interrupted`, unless its stream
+    /// had already said `[DONE]`, which makes it complete.
+    public mutating func abandon(at now: UInt64) -> RequestOutcome {
+        if phase != .afterDone && phase != .failed { fail(.interrupted, "still in flight when the run stopped") }
+        return finish(nil, at: now)
+    }
+
     private mutating func finishBody(at now: UInt64) {
         guard let json = try? JSONValue.parse(body) else {
             fail(.malformed, "a response body that is not JSON: " + Self.excerpt(body))
@@ -191,13 +203,15 @@ public struct ResponseRecorder {
         outcome.endAt = now
     }
 
-    /// Visible text or reasoning text: what a user sees arriving (TTFT's "first token").
+    /// Visible text, reasoning text, a refusal or a tool call: what a client sees arriving (TTFT's
+    /// "first token"). An answer that is a tool call is an answer (as `vllm bench serve` counts
+    /// any complete 200), timed from the call's first fragment.
     static func hasContent(_ message: JSONValue?) -> Bool {
         guard let message else { return false }
-        for key in ["content", "reasoning", "reasoning_content"] {
+        for key in ["content", "reasoning", "reasoning_content", "refusal"] {
             if let text = message[key]?.stringValue, !text.isEmpty { return true }
         }
-        return false
+        return message["tool_calls"]?.arrayValue?.isEmpty == false
     }
 
     static func message(of error: JSONValue) -> String {

@@ -1,17 +1,40 @@
 import Bench
 import Dispatch
+import Foundation
 import EventLoop
 import Synchronization
 
 /// One endpoint to load.
 public struct BenchTarget: Sendable {
+    /// As reports show it: a password in the URL is `***` there.
     public var info: TargetInfo
+    /// The URL requests go to (with any `user:password@`, which curl sends as Basic auth).
+    public var requestURL: String
     /// Sent as `Authorization: Bearer …`; never printed or written to a report.
     public var apiKey: String?
 
     public init(label: String, baseURL: String, model: String, apiKey: String?) {
-        info = TargetInfo(label: label, url: Self.chatCompletionsURL(baseURL), model: model)
+        requestURL = Self.chatCompletionsURL(baseURL)
+        info = TargetInfo(label: label, url: Self.withoutPassword(requestURL), model: model)
         self.apiKey = apiKey
+    }
+
+    /// The secrets of this target that must never reach a report: its key, its URL's password.
+    var secrets: [String] {
+        [apiKey, Self.password(in: requestURL)].compactMap { $0 }.filter { !$0.isEmpty }
+    }
+
+    /// `scheme://user:password@host…` → `scheme://user:***@host…`.
+    static func withoutPassword(_ url: String) -> String {
+        guard let password = password(in: url), let range = url.range(of: ":" + password + "@") else { return url }
+        return url.replacingCharacters(in: range, with: ":***@")
+    }
+
+    static func password(in url: String) -> String? {
+        guard let schemeEnd = url.range(of: "://") else { return nil }
+        let authority = url[schemeEnd.upperBound...].prefix { $0 != "/" }
+        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else { return nil }
+        return String(authority[authority.index(after: colon)..<at])
     }
 
     /// What is wrong with `base` as a target's URL, or nil: it must be http:// or https:// with
@@ -21,6 +44,9 @@ public struct BenchTarget: Sendable {
     public static func problem(withBaseURL base: String) -> String? {
         guard let scheme = ["http://", "https://"].first(where: { base.hasPrefix($0) }) else {
             return "\(base): only http:// and https:// URLs"
+        }
+        if base.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
+            return "\(base): no spaces or control characters in the URL (percent-encode them)"
         }
         if base.contains("?") || base.contains("#") {
             return "\(base): no query or fragment in the base URL (/chat/completions is appended to it)"
@@ -65,9 +91,14 @@ public struct BenchConfiguration: Sendable {
     public var warmupRequests: Int
     public var requestTimeoutMilliseconds: Int
     public var connectTimeoutMilliseconds: Int
+    /// Once the run stops issuing (its duration is over, or Ctrl-C), how long requests still in
+    /// flight may take to finish before they are abandoned (`ErrorKind.interrupted`).
+    public var drainMilliseconds: Int
 
     public init(targets: [BenchTarget], plan: LoadPlan, prompts: PromptSet, streamed: Bool = true, maxTokens: Int? = nil,
-                warmupRequests: Int = 2, requestTimeoutMilliseconds: Int = 300_000, connectTimeoutMilliseconds: Int = 10_000) {
+                warmupRequests: Int = 2, requestTimeoutMilliseconds: Int = 300_000, connectTimeoutMilliseconds: Int = 10_000,
+                drainMilliseconds: Int = 30_000) {
+        self.drainMilliseconds = drainMilliseconds
         self.targets = targets
         self.plan = plan
         self.prompts = prompts
@@ -119,6 +150,8 @@ public final class BenchRunner: Sendable {
     public let configuration: BenchConfiguration
     let counters: [TargetCounters]
     let stopRequested = Atomic<Bool>(false)
+    /// The loops running a phase, for `requestStop` and `abandonInFlight` to reach.
+    let running = Mutex<[(EventLoop, LoopDriver)]>([])
     let warmingUp = Atomic<Bool>(false)
     let phaseStartedAt = Atomic<UInt64>(0)
 
@@ -127,9 +160,18 @@ public final class BenchRunner: Sendable {
         counters = configuration.targets.map { _ in TargetCounters() }
     }
 
-    /// Stops issuing requests (those in flight finish and count); thread-safe. For Ctrl-C.
+    /// Stops issuing requests; those in flight may finish within the drain time and count, and
+    /// are abandoned after it. Thread-safe. For Ctrl-C.
     public func requestStop() {
         stopRequested.store(true, ordering: .relaxed)
+        for (loop, driver) in running.withLock({ $0 }) { loop.execute { driver.drain() } }
+    }
+
+    /// Abandons every request in flight now (counted `interrupted`): the run ends and reports.
+    /// Thread-safe. For a second Ctrl-C.
+    public func abandonInFlight() {
+        stopRequested.store(true, ordering: .relaxed)
+        for (loop, driver) in running.withLock({ $0 }) { loop.execute { driver.abandonInFlight() } }
     }
 
     /// Runs the warm-up and the measured run; blocks the calling thread (not a loop thread),
@@ -141,7 +183,9 @@ public final class BenchRunner: Sendable {
             try thread.loop.submitAndWait { [self] in LoopDriver(loop: thread.loop, configuration: configuration, counters: counters,
                                                                   stopRequested: { self.stopRequested.load(ordering: .relaxed) }) }
         }
+        running.withLock { $0 = zip(threads, drivers).map { ($0.loop, $1) } }
         defer {
+            running.withLock { $0 = [] }
             for (thread, driver) in zip(threads, drivers) { try? thread.loop.submitAndWait { driver.close() } }
         }
         if let warmup = configuration.warmupPlan {

@@ -1,5 +1,6 @@
 import Bench
 import EventLoop
+import Foundation
 import Synchronization
 import UpstreamClient
 
@@ -24,9 +25,23 @@ final class LoopDriver: @unchecked Sendable {
     private var requestLimit: Int?
     private var inFlight = 0
     private var onFinished: (() -> Void)?
+    /// How to abandon each request in flight, by serial number.
+    private var abandoners: [Int: () -> Void] = [:]
+    private var nextSerial = 0
+    /// Abandons what is still in flight once the run stopped issuing and the drain time passed.
+    private var drainTimer: LoopTimer?
+    private var drainDeadline: UInt64?
+    /// Secrets that must not reach a report through a server's error text (a key it echoes).
+    private let secrets: [String]
 
     // Closed loop
     private var activeWorkers = 0
+    /// A worker whose request failed waits before its next (`backoff`): a closed loop against an
+    /// endpoint that refuses at once would otherwise send thousands of requests a second.
+    private var backoffTimers: [Int: LoopTimer] = [:]
+    /// Workers waiting out a failure now.
+    private var waitingWorkers: Set<Int> = []
+    private var failuresInARow: [Int: Int] = [:]
     // Open loop
     private var clock: ArrivalClock?
     private var random = SystemRandomNumberGenerator()
@@ -45,6 +60,7 @@ final class LoopDriver: @unchecked Sendable {
         self.configuration = configuration
         self.counters = counters
         self.stopRequested = stopRequested
+        secrets = configuration.targets.flatMap(\.secrets).filter { $0.count >= 4 }
         bodies = configuration.targets.map { target in
             configuration.prompts.prompts.map {
                 PromptSet.requestBody(model: target.info.model, prompt: $0, streamed: configuration.streamed,
@@ -62,7 +78,37 @@ final class LoopDriver: @unchecked Sendable {
     func close() {
         arrivalTimer?.close()
         arrivalTimer = nil
+        drainTimer?.close()
+        drainTimer = nil
+        for timer in backoffTimers.values { timer.close() }
+        backoffTimers.removeAll()
         client.close()
+    }
+
+    /// The run stopped issuing (Ctrl-C): what is in flight has the drain time, then is abandoned.
+    func drain() {
+        abandon(at: EventLoop.monotonicNanoseconds() + UInt64(configuration.drainMilliseconds) * 1_000_000)
+        for worker in waitingWorkers { backoffTimers[worker]?.stop() }  // a worker waiting out a failure stops now
+        activeWorkers -= waitingWorkers.count
+        waitingWorkers.removeAll()
+        finishIfDone()
+    }
+
+    /// Abandons every request in flight now: each ends `interrupted`.
+    func abandonInFlight() {
+        let pending = abandoners
+        abandoners.removeAll()
+        for (_, abandon) in pending.sorted(by: { $0.key < $1.key }) { abandon() }
+        if !waitingWorkers.isEmpty { drain() }
+    }
+
+    /// Abandons what is still in flight at `time` (the earliest such time asked for wins).
+    private func abandon(at time: UInt64) {
+        if let drainDeadline, drainDeadline <= time { return }
+        drainDeadline = time
+        if drainTimer == nil { drainTimer = LoopTimer(loop: loop) { [unowned self] in abandonInFlight() } }
+        let now = EventLoop.monotonicNanoseconds()
+        drainTimer?.start(afterMilliseconds: time > now ? (time - now + 999_999) / 1_000_000 : 0)
     }
 
     /// Starts this loop's part of `plan`; `done` runs (on the loop) when its last request ended.
@@ -74,11 +120,14 @@ final class LoopDriver: @unchecked Sendable {
         lastFinishedAt = startedAt
         requestLimit = plan.stop.requestsPerTarget
         deadline = plan.stop.durationSeconds.map { startedAt + UInt64($0 * 1e9) }
+        drainDeadline = nil
+        drainTimer?.stop()
+        if let deadline { abandon(at: deadline + UInt64(configuration.drainMilliseconds) * 1_000_000) }
         switch plan.shape {
         case .closedLoop:
             let workers = plan.closedLoopWorkers()[loopIndex]
             activeWorkers = workers.count
-            for cycle in workers { runWorker(cycle, position: 0) }
+            for (worker, cycle) in workers.enumerated() { runWorker(worker, cycle, position: 0) }
         case .openLoop(_, let arrivals, _):
             let share = plan.openLoopShares()[loopIndex]
             maxInFlight = share.maxInFlight
@@ -107,16 +156,35 @@ final class LoopDriver: @unchecked Sendable {
 
     // MARK: Closed loop
 
-    private func runWorker(_ cycle: [Int], position: Int) {
+    private func runWorker(_ worker: Int, _ cycle: [Int], position: Int) {
         let target = cycle[position % cycle.count]
         let now = EventLoop.monotonicNanoseconds()
         guard let index = claim(target, due: now) else {
             activeWorkers -= 1
             return
         }
-        send(target: target, index: index, scheduledAt: now) { [unowned self] in
-            runWorker(cycle, position: position + 1)
+        send(target: target, index: index, scheduledAt: now) { [unowned self] outcome in
+            guard !outcome.succeeded, outcome.error != .interrupted else {
+                failuresInARow[worker] = nil
+                return runWorker(worker, cycle, position: position + 1)
+            }
+            let failures = (failuresInARow[worker] ?? 0) + 1
+            failuresInARow[worker] = failures
+            waitingWorkers.insert(worker)
+            let timer = LoopTimer(loop: loop) { [unowned self] in
+                guard waitingWorkers.remove(worker) != nil else { return }
+                runWorker(worker, cycle, position: position + 1)
+                finishIfDone()  // the worker may have found the run over
+            }
+            backoffTimers[worker]?.close()
+            backoffTimers[worker] = timer
+            timer.start(afterMilliseconds: Self.backoffMilliseconds(failuresInARow: failures))
         }
+    }
+
+    /// 25 ms after one failure, doubling to at most 1 s.
+    static func backoffMilliseconds(failuresInARow: Int) -> UInt64 {
+        min(1_000, 25 << UInt64(min(max(failuresInARow - 1, 0), 6)))
     }
 
     // MARK: Open loop
@@ -154,7 +222,7 @@ final class LoopDriver: @unchecked Sendable {
         while queueHead < queue.count && inFlight < (maxInFlight ?? .max) {
             let arrival = queue[queueHead]
             queueHead += 1
-            send(target: arrival.target, index: arrival.index, scheduledAt: arrival.due) { [unowned self] in
+            send(target: arrival.target, index: arrival.index, scheduledAt: arrival.due) { [unowned self] _ in
                 drainQueue()
             }
         }
@@ -166,8 +234,8 @@ final class LoopDriver: @unchecked Sendable {
 
     // MARK: Requests
 
-    private func send(target: Int, index: Int, scheduledAt: UInt64, then next: @escaping () -> Void) {
-        var request = UpstreamRequest(url: configuration.targets[target].info.url, headers: headers[target],
+    private func send(target: Int, index: Int, scheduledAt: UInt64, then next: @escaping (RequestOutcome) -> Void) {
+        var request = UpstreamRequest(url: configuration.targets[target].requestURL, headers: headers[target],
                                       body: bodies[target][index % bodies[target].count],
                                       connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds)
         request.totalTimeoutMilliseconds = configuration.requestTimeoutMilliseconds
@@ -177,11 +245,24 @@ final class LoopDriver: @unchecked Sendable {
         inFlight += 1
         counters[target].inFlight.add(1, ordering: .relaxed)
         var finished = false
+        let serial = nextSerial
+        nextSerial += 1
         let complete = { [unowned self] (failure: TransportFailure?) in
             guard !finished else { return }
             finished = true
-            record(recorder.finish(failure, at: EventLoop.monotonicNanoseconds()))
-            next()
+            abandoners[serial] = nil
+            let outcome = redacted(recorder.finish(failure, at: EventLoop.monotonicNanoseconds()))
+            record(outcome)
+            next(outcome)
+            finishIfDone()
+        }
+        abandoners[serial] = { [unowned self, unowned transfer] in
+            guard !finished else { return }
+            finished = true
+            transfer.cancel()
+            let outcome = recorder.abandon(at: EventLoop.monotonicNanoseconds())
+            record(outcome)
+            next(outcome)
             finishIfDone()
         }
         transfer.onHead = { status, headers in
@@ -208,8 +289,20 @@ final class LoopDriver: @unchecked Sendable {
             // its message tells them apart ("Connection timed out after …").
             return detail.hasPrefix("Connection timed out") ? .connect(detail) : .timeout(detail)
         case .transfer(let detail):
-            return .broken(detail)
+            // What curl refuses of the response itself (not HTTP, headers over its limit) is the
+            // server's malformed answer, not a connection that broke.
+            let malformed = ["Received HTTP/0.9", "Too large response headers", "Unsupported HTTP version", "Weird server reply"]
+            return malformed.contains { detail.hasPrefix($0) } ? .malformed(detail) : .broken(detail)
         }
+    }
+
+    /// `outcome` with the run's secrets taken out of its error text.
+    private func redacted(_ outcome: RequestOutcome) -> RequestOutcome {
+        guard var detail = outcome.errorDetail, !secrets.isEmpty else { return outcome }
+        for secret in secrets { detail = detail.replacingOccurrences(of: secret, with: "[REDACTED]") }
+        var outcome = outcome
+        outcome.errorDetail = detail
+        return outcome
     }
 
     private func record(_ outcome: RequestOutcome) {
@@ -232,6 +325,8 @@ final class LoopDriver: @unchecked Sendable {
         guard idle, let done = onFinished else { return }
         onFinished = nil
         arrivalTimer?.stop()
+        drainTimer?.stop()
+        drainDeadline = nil
         queue.removeAll()
         queueHead = 0
         done()

@@ -22,7 +22,9 @@ struct BenchCommand: ParsableCommand {
 
             Errors are counted by kind: http_4xx, http_5xx, http_other, stream_error (a chunk carrying an error), \
             truncated (no [DONE] or connection lost), malformed (not SSE/JSON, oversized, invalid usage), empty (no \
-            content), timeout, connect. Exit status 1 when a target had no successful request.
+            content), timeout, connect, interrupted (abandoned in flight when the run stopped and --drain ran out). \
+            Ctrl-C once: stop issuing and drain; twice: abandon what is in flight and report; three times: quit. \
+            Exit status 1 when a target had no successful request.
 
             \(BenchReport.definitions)
             """)
@@ -85,6 +87,9 @@ struct BenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds before a request is abandoned (counted as a timeout).")
     var timeout = 300.0
 
+    @Option(parsing: .unconditional, help: "Once the run stops issuing (--duration over, or Ctrl-C), seconds the requests in flight may take to finish; then they are abandoned (counted as interrupted).")
+    var drain = 30.0
+
     @Option(help: "Write the JSON report (schema fusion-gateway-bench/1) to this file, or - for stdout (the text report then goes to stderr).")
     var json: String?
 
@@ -105,6 +110,14 @@ struct BenchCommand: ParsableCommand {
         }
         if warmup < 0 { throw ValidationError("--warmup cannot be negative") }
         if !(timeout > 0 && timeout < 86_400) { throw ValidationError("--timeout is seconds, more than 0 and less than a day") }
+        if !(drain >= 0 && drain < 86_400) { throw ValidationError("--drain is seconds, at least 0 and less than a day") }
+        if html == "-" { throw ValidationError("--html needs a file name (the report is a whole HTML page)") }
+        // Where the reports go is checked before the run, not found unwritable after it.
+        for path in [json, html].compactMap({ $0 }) where path != "-" {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw ValidationError("cannot write \(path)")
+            }
+        }
         if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
         // Built here once to be checked (and again in `run`): an error thrown from `run` is
         // printed with the root command's usage, not the bench's.
@@ -184,23 +197,33 @@ struct BenchCommand: ParsableCommand {
             promptSet = .builtIn
         }
         return BenchConfiguration(targets: targets, plan: plan, prompts: promptSet, streamed: !noStream, maxTokens: maxTokens,
-                                  warmupRequests: warmup, requestTimeoutMilliseconds: Int(timeout * 1000))
+                                  warmupRequests: warmup, requestTimeoutMilliseconds: Int(timeout * 1000),
+                                  drainMilliseconds: Int(drain * 1000))
     }
 
     /// Ctrl-C (or SIGTERM, as `timeout` sends) once: stop issuing, let requests in flight
-    /// finish, report. Twice: quit.
+    /// finish within `--drain`, report. Twice: abandon them now and report (`timeout` signals
+    /// the process and its group, so one `timeout` may deliver two). Three times: quit.
     func interruptHandler(_ runner: BenchRunner) -> [any DispatchSourceSignal] {
-        nonisolated(unsafe) var interrupted = false  // read and written on `queue` only
+        nonisolated(unsafe) var signals = 0  // read and written on `queue` only
         let queue = DispatchQueue(label: "bench-signals")
         return [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
-                if interrupted { Foundation.exit(130) }
-                interrupted = true
-                runner.requestStop()
+                signals += 1
                 let name = number == SIGINT ? "Ctrl-C" : "SIGTERM"
-                FileHandle.standardError.write(Data("\nstopping (\(name)): finishing the requests in flight (again quits)\n".utf8))
+                switch signals {
+                case 1:
+                    runner.requestStop()
+                    let message = "\nstopping (\(name)): finishing the requests in flight, for up to \(drain) s (again: abandon them and report)\n"
+                    FileHandle.standardError.write(Data(message.utf8))
+                case 2:
+                    runner.abandonInFlight()
+                    FileHandle.standardError.write(Data("\nstopping (\(name)): abandoning the requests in flight (again quits)\n".utf8))
+                default:
+                    Foundation.exit(130)
+                }
             }
             source.resume()
             return source

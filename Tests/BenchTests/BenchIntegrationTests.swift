@@ -124,4 +124,69 @@ import Testing
                                   shape: .closedLoop(concurrency: 1), requests: 3)
         #expect(report.targets[0].results.errors == [.connect: 3])
     }
+
+    /// `--duration` with streams that outlast it: they get the drain time, then are abandoned
+    /// (`interrupted`), so the run ends near duration + drain, not at the request timeout.
+    @Test func streamsOutlastingTheDurationAreAbandonedAfterTheDrain() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=20:deltas=100000", apiKey: nil)]
+        let plan = try LoadPlan(shape: .closedLoop(concurrency: 2), stop: StopCondition(durationSeconds: 0.3), targets: 1, loops: 1)
+        let started = Date()
+        let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                       requestTimeoutMilliseconds: 60_000, drainMilliseconds: 300)).run()
+        #expect(report.targets[0].results.errors == [.interrupted: 2], "\(report.targets[0].results.errors)")
+        #expect(Date().timeIntervalSince(started) < 10, "bounded by duration and drain, not the 60 s timeout")
+    }
+
+    /// Ctrl-C, then a second one (one `timeout` may deliver both): the requests in flight are
+    /// abandoned at once and the run reports.
+    @Test func aSecondStopAbandonsWhatIsInFlight() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=20:deltas=100000", apiKey: nil)]
+        let plan = try LoadPlan(shape: .closedLoop(concurrency: 2), stop: StopCondition(requestsPerTarget: 100), targets: 1, loops: 1)
+        let runner = BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                   requestTimeoutMilliseconds: 60_000, drainMilliseconds: 60_000))
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) {
+            runner.requestStop()
+            runner.abandonInFlight()
+        }
+        let started = Date()
+        let report = try runner.run()
+        #expect(report.settings.interrupted == true && report.targets[0].results.errors == [.interrupted: 2])
+        #expect(Date().timeIntervalSince(started) < 10)
+    }
+
+    /// A closed loop against an endpoint that fails at once backs off (25 ms doubling to 1 s per
+    /// worker) rather than flooding it; an API key it echoes never reaches the report.
+    @Test func failuresBackOffAndEchoedKeysAreRedacted() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let key = "sk-bench-secret-0123456789"
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "error:status=500:echo_auth=1", apiKey: key)]
+        let plan = try LoadPlan(shape: .closedLoop(concurrency: 2), stop: StopCondition(durationSeconds: 1), targets: 1, loops: 1)
+        let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                       requestTimeoutMilliseconds: 10_000)).run()
+        let results = report.targets[0].results
+        #expect(results.requests >= 4 && results.requests <= 30, "\(results.requests) requests in 1 s from 2 workers")
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(!everything.contains(key) && everything.contains("[REDACTED]"))
+    }
+
+    /// A password in the URL goes to the server (Basic auth) but never into a report.
+    @Test func aURLsPasswordIsNeverShown() {
+        let target = BenchTarget(label: "A", baseURL: "http://user:hunter2secret@127.0.0.1:8080/v1", model: "m", apiKey: nil)
+        #expect(target.requestURL == "http://user:hunter2secret@127.0.0.1:8080/v1/chat/completions")
+        #expect(target.info.url == "http://user:***@127.0.0.1:8080/v1/chat/completions")
+    }
+
+    /// An answer that is a tool call is an answer: timed from its first fragment.
+    @Test func aToolCallAnswerSucceeds() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let report = try Self.run([BenchTarget(label: "A", baseURL: mock.baseURL, model: "tool-call:pace_ms=1", apiKey: nil)],
+                                  shape: .closedLoop(concurrency: 1), requests: 3)
+        #expect(report.targets[0].results.succeeded == 3 && report.targets[0].results[.ttft].count == 3)
+    }
 }

@@ -36,6 +36,21 @@ import Testing
         return recorder.finish(failure, at: endAt)
     }
 
+    /// An event that is not UTF-8 is malformed (JSON is UTF-8); a tool call or a refusal is content.
+    @Test func invalidUTF8IsMalformedAndToolCallsAreContent() {
+        var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        recorder.didReceiveHead(status: 200)
+        let bad: [UInt8] = Array(#"data: {"choices":[{"delta":{"content":"a"#.utf8) + [0xFF, 0xFE] + Array("\"}}]}\n\n".utf8)
+        _ = bad.withUnsafeBytes { recorder.didReceive($0, at: 1) }
+        #expect(recorder.finish(nil, at: 2).error == .malformed)
+        let call = #"data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":""}}]}}]}"# + "\n\n"
+        let refusal = #"data: {"choices":[{"delta":{"refusal":"No."}}]}"# + "\n\n"
+        for first in [call, refusal] {
+            let outcome = Self.replay([(1 * Self.ms, first), (2 * Self.ms, Self.chunk(nil, finish: "stop")), (3 * Self.ms, Self.done)])
+            #expect(outcome.succeeded && outcome.firstContentAt == 1 * Self.ms, "\(first)")
+        }
+    }
+
     @Test func knownTimelineGivesExactMetrics() {
         let outcome = Self.replay(Self.timeline)
         #expect(outcome.error == nil)
