@@ -19,9 +19,20 @@ public struct BenchTarget: Sendable {
         self.apiKey = apiKey
     }
 
-    /// The secrets of this target that must never reach a report: its key, its URL's password.
+    /// The secrets of this target that must never reach a report: its key, its URL's password,
+    /// and the Basic credentials curl makes of `user:password` (a server may echo the header).
     var secrets: [String] {
-        [apiKey, Self.password(in: requestURL)].compactMap { $0 }.filter { !$0.isEmpty }
+        var secrets = [apiKey, Self.password(in: requestURL)].compactMap { $0 }.filter { !$0.isEmpty }
+        if let userInfo = Self.userInfo(in: requestURL), userInfo.contains(":") {
+            secrets.append(Data(userInfo.utf8).base64EncodedString())
+        }
+        return secrets
+    }
+
+    static func userInfo(in url: String) -> String? {
+        guard let schemeEnd = url.range(of: "://") else { return nil }
+        let authority = url[schemeEnd.upperBound...].prefix { $0 != "/" }
+        return authority.lastIndex(of: "@").map { String(authority[..<$0]) }
     }
 
     /// `scheme://user:password@host…` → `scheme://user:***@host…`.

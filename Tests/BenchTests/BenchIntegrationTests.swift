@@ -181,6 +181,19 @@ import Testing
         #expect(target.info.url == "http://user:***@127.0.0.1:8080/v1/chat/completions")
     }
 
+    /// `user:password@` goes to the server as Basic auth; a server echoing that header does not
+    /// put the credentials (in base64) into the report.
+    @Test func echoedBasicCredentialsAreRedacted() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let base = mock.baseURL.replacingOccurrences(of: "http://", with: "http://bench:s3cretpw@")
+        let report = try Self.run([BenchTarget(label: "A", baseURL: base, model: "error:status=500:echo_auth=1", apiKey: nil)],
+                                  shape: .closedLoop(concurrency: 1), requests: 2)
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(everything.contains("Basic [REDACTED]"), "\(TextReport.render(report))")
+        #expect(!everything.contains(Data("bench:s3cretpw".utf8).base64EncodedString()) && !everything.contains("s3cretpw"))
+    }
+
     /// An answer that is a tool call is an answer: timed from its first fragment.
     @Test func aToolCallAnswerSucceeds() throws {
         let mock = try Mock()

@@ -245,6 +245,7 @@ import Testing
         ("schema", "response_format"),
         ("empty-turn", "messages[1].content"),
         ("choices", "n"),
+        ("hosted-tool", "tools[1]"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var messages = [
@@ -263,6 +264,10 @@ import Testing
         case "no-id": messages[2].toolCallID = nil
         case "empty-turn": messages[1].content = [.text("")]  // left out, the question would be lost
         case "choices": request.extraFields["n"] = .int(3)
+        case "hosted-tool":  // Responses' web search: no shape on this API (Anthropic's own server tools go through)
+            request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil), .other(.object(["type": .string("web_search_20250305")]))]
+            #expect(throws: Never.self) { try provider.validate(request) }
+            request.tools[1] = .other(.object(["type": .string("web_search_preview")]))
         default: request.responseFormat = .object(["type": .string("json_schema")])
         }
         request.messages = messages

@@ -21,7 +21,7 @@ import Testing
                 ToolCall(index: 0, id: "call_1", name: "look", arguments: #"{"what":"a"}"#),
                 ToolCall(index: 1, id: "", name: "weather", arguments: ""),
             ]),
-            ModelMessage(role: .tool, content: [.text("a cat")], toolCallID: "call_1"),
+            ModelMessage(role: .tool, content: [.text("a cat"), .image(url: "data:image/png;base64,iVBO", detail: nil)], toolCallID: "call_1"),
             ModelMessage(role: .tool, content: [.text(#"{"sky":"clear"}"#)], name: "weather"),
             ModelMessage(role: .assistant, text: ""),
         ])
@@ -60,6 +60,7 @@ import Testing
                 {"functionCall":{"name":"weather","args":{}}}]},
               {"role":"user","parts":[
                 {"functionResponse":{"id":"call_1","name":"look","response":{"output":"a cat"}}},
+                {"inlineData":{"mimeType":"image/png","data":"iVBO"}},
                 {"functionResponse":{"name":"weather","response":{"sky":"clear"}}}]}],
              "tools":[{"functionDeclarations":[
                {"name":"look","description":"Look at things","parametersJsonSchema":{"type":"object","additionalProperties":false}},

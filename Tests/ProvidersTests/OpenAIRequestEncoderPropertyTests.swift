@@ -52,4 +52,25 @@ import Testing
             #expect(body == reference, "\(String(decoding: body, as: UTF8.self))\n\(String(decoding: reference, as: UTF8.self))")
         }
     }
+
+    /// A tool result's images go in a user message after the turn's results (chat's tool
+    /// messages take text only), each introduced by its call; text-only results are untouched.
+    @Test func toolResultImagesFollowTheResults() throws {
+        let image = ContentPart.image(url: "data:image/png;base64,iVBO", detail: nil)
+        let messages = [
+            ModelMessage(role: .user, text: "Look"),
+            ModelMessage(role: .assistant, content: [], toolCalls: [ToolCall(index: 0, id: "a", name: "shot", arguments: "{}"),
+                                                                    ToolCall(index: 1, id: "b", name: "shot", arguments: "{}")]),
+            ModelMessage(role: .tool, content: [.text("screen 1"), image], toolCallID: "a"),
+            ModelMessage(role: .tool, content: [.text("screen 2")], toolCallID: "b"),
+            ModelMessage(role: .user, text: "What do you see?"),
+        ]
+        let sent = OpenAIRequestEncoder.json(ModelRequest(model: "m", messages: messages))["messages"]?.arrayValue ?? []
+        #expect(sent.map { $0["role"]?.stringValue ?? "" } == ["user", "assistant", "tool", "tool", "user", "user"])
+        #expect(sent[2]["content"] == .string("screen 1") && sent[3]["content"] == .string("screen 2"))
+        #expect(sent[4]["content"] == .array([.object(["type": .string("text"), "text": .string("Attached to the result of tool call a:")]),
+                                             .object(["type": .string("image_url"), "image_url": .object(["url": .string("data:image/png;base64,iVBO")])])]))
+        let plain = Array(messages.prefix(2)) + [ModelMessage(role: .tool, content: [.text("r")], toolCallID: "a")]
+        #expect(OpenAIRequestEncoder.chatMessages(plain) == plain)
+    }
 }

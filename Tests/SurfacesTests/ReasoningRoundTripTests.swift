@@ -73,6 +73,19 @@ import Testing
         #expect(try ChatRequest(body: Array(body.utf8)).modelRequest().reasoning == ModelRequest.Reasoning(effort: "high", enabled: false))
     }
 
+    @Test func anEffortNoProviderKnowsIsA400NamingIt() {
+        for (field, param) in [(#""reasoning":{"effort":"bogus"}"#, "reasoning.effort"), (#""reasoning_effort":"bogus""#, "reasoning_effort"),
+                               (#""reasoning_effort":3"#, "reasoning_effort")] {
+            let body = #"{"model":"m",\#(field),"messages":[{"role":"user","content":"Q"}]}"#
+            do throws(APIError) {
+                _ = try ChatRequest(body: Array(body.utf8))
+                Issue.record("\(field) was taken")
+            } catch {
+                #expect(error.status == 400 && error.param == param, "\(error)")
+            }
+        }
+    }
+
     /// OpenAI's own `reasoning_effort` asks other providers to think; to an OpenAI-compatible
     /// upstream it goes as it came, without OpenRouter's `reasoning` beside it.
     @Test func aChatClientsReasoningEffortAsksEveryProviderToThink() throws {

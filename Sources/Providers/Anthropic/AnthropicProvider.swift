@@ -26,10 +26,27 @@ public struct AnthropicProvider: Provider {
             throw .invalidRequest("A tool result for Anthropic's API needs the id of the call it answers.",
                                   param: "messages[\(index)].tool_call_id")
         }
+        // Another API's hosted tools (Responses' web_search_preview, custom tools) have no shape
+        // here; Anthropic's own server tools (every one a versioned type, `web_search_20250305`)
+        // go as they came, from any client.
+        for (index, tool) in request.tools.enumerated() {
+            guard case .other(let json) = tool else { continue }
+            let type = json["type"]?.stringValue ?? ""
+            guard !Self.isServerToolType(type) else { continue }
+            throw .invalidRequest("Anthropic's API has no '\(type)' tool: send function tools, or its own server tools (e.g. web_search_20250305).",
+                                  param: "tools[\(index)]")
+        }
         if let format = request.responseFormat?["type"]?.stringValue, format != "json_object" && format != "text" {
             throw .invalidRequest("Anthropic's API has no response_format '\(format)' (json_object is left to the prompt).",
                                   param: "response_format")
         }
+    }
+
+    /// `name_YYYYMMDD`: how Anthropic versions its server tools' types.
+    static func isServerToolType(_ type: String) -> Bool {
+        let bytes = Array(type.utf8)
+        guard bytes.count > 9, bytes[bytes.count - 9] == UInt8(ascii: "_") else { return false }
+        return bytes.suffix(8).allSatisfy { (0x30...0x39).contains($0) }
     }
 
     public func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {

@@ -8,7 +8,8 @@ import GatewayCore
 ///   turn, named by the tool message's `name` or the earlier call with its id (`validate`
 ///   refuses a result with neither). A result whose text is a JSON object is the response
 ///   object itself; other text is wrapped as `{"output": text}` (the API takes objects only,
-///   and reads `output` as the function's output).
+///   and reads `output` as the function's output). A result's images and files (a screenshot
+///   tool's) follow its `functionResponse` as parts of the same turn, never dropped.
 /// - Images: `data:` URIs are `inlineData`, URLs `fileData` (media type guessed from the
 ///   extension where it says).
 /// - Tools are `functionDeclarations` with the JSON Schema as `parametersJsonSchema` (no
@@ -92,7 +93,8 @@ enum GeminiRequestEncoder {
                 var function: [String: JSONValue] = ["name": .string(functionName(answeredBy: message, in: messages) ?? ""),
                                                      "response": response(message.text)]
                 if let id = message.toolCallID, !id.isEmpty { function["id"] = .string(id) }
-                (role, parts) = ("user", [.object(["functionResponse": .object(function)])])
+                let media = message.content.filter { if case .text = $0 { false } else { true } }.compactMap(part)
+                (role, parts) = ("user", [.object(["functionResponse": .object(function)])] + media)
             }
             guard !parts.isEmpty else { continue }
             if turns.last?.role == role {

@@ -20,7 +20,7 @@ public enum OpenAIRequestEncoder {
                 JSONWriting.appendValue(value, to: &out)
             } else {
                 out.append(UInt8(ascii: "["))
-                for (index, message) in request.messages.enumerated() {
+                for (index, message) in chatMessages(request.messages).enumerated() {
                     if index > 0 { out.append(UInt8(ascii: ",")) }
                     appendMessage(message, to: &out)
                 }
@@ -33,8 +33,37 @@ public enum OpenAIRequestEncoder {
 
     public static func json(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens) -> JSONValue {
         var body = fields(request, maxTokensField: maxTokensField)
-        body["messages"] = .array(request.messages.map(message))
+        body["messages"] = .array(chatMessages(request.messages).map(message))
         return .object(body)
+    }
+
+    /// The conversation as chat takes it: a tool message's content is text only (OpenAI's API
+    /// refuses other parts there), so a tool result's images and files (an Anthropic or Responses
+    /// client's screenshot tool) go in a user message right after that turn's results, each
+    /// introduced by the call it came from, rather than being dropped. Most requests have none:
+    /// the messages are returned as they are.
+    public static func chatMessages(_ messages: [ModelMessage]) -> [ModelMessage] {
+        func isMedia(_ part: ContentPart) -> Bool { if case .text = part { false } else { true } }
+        guard messages.contains(where: { $0.role == .tool && $0.content.contains(where: isMedia) }) else { return messages }
+        var result: [ModelMessage] = []
+        var media: [ContentPart] = []
+        for message in messages {
+            if message.role != .tool && !media.isEmpty {
+                result.append(ModelMessage(role: .user, content: media))
+                media.removeAll()
+            }
+            guard message.role == .tool, message.content.contains(where: isMedia) else {
+                result.append(message)
+                continue
+            }
+            var text = message
+            text.content = message.content.filter { !isMedia($0) }
+            result.append(text)
+            media.append(.text("Attached to the result of tool call \(message.toolCallID ?? "?"):"))
+            media += message.content.filter(isMedia)
+        }
+        if !media.isEmpty { result.append(ModelMessage(role: .user, content: media)) }
+        return result
     }
 
     /// Every member of the body but `messages`.

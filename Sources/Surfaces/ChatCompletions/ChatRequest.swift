@@ -127,6 +127,14 @@ public struct ChatRequest: Sendable {
         if let value = fields["reasoning"], value != .null, value.objectValue == nil {
             throw Self.invalidType("reasoning", expected: "an object", got: value)
         }
+        // An effort no provider knows would otherwise become a default budget, silently.
+        for (value, param) in [(fields["reasoning"]?["effort"], "reasoning.effort"), (fields["reasoning_effort"], "reasoning_effort")] {
+            guard let value, value != .null else { continue }
+            guard let effort = value.stringValue, ResponsesRequest.reasoningEfforts.contains(effort) else {
+                throw .invalidRequest("Invalid value for '\(param)': expected one of \(ResponsesRequest.reasoningEfforts.joined(separator: ", ")).",
+                                      param: param)
+            }
+        }
         var fallbackModels: [String] = []
         if let value = fields["models"], value != .null {
             guard let list = value.arrayValue, list.count <= 8 else {
