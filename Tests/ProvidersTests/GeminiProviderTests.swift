@@ -212,6 +212,21 @@ import Testing
         #expect(error(502, "<html>bad gateway</html>").message.contains("<html>bad gateway</html>"))
     }
 
+    /// Google says when to retry in the body (`RetryInfo.retryDelay`): it becomes
+    /// `retry-after-ms`, unless a header said; a hostile delay is bounded or ignored. The array
+    /// form of an error body is read too.
+    @Test func retryInfoBecomesRetryAfterAndTheArrayFormIsRead() {
+        func body(_ delay: String) -> String {
+            #"[{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure"},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"\#(delay)"}]}}]"#
+        }
+        let limited = error(429, body("7.5s"))
+        #expect(limited.status == 429 && limited.message.contains("Quota exceeded") && !limited.message.contains("RetryInfo"))
+        #expect(limited.headers.map(\.0) == ["retry-after-ms"] && limited.headers.map(\.1) == ["7500"])
+        #expect(error(429, body("7s"), headers: [("Retry-After", "2")]).headers.map(\.1) == ["2"], "a header wins")
+        #expect(error(429, body("1e400s")).headers.isEmpty && error(429, body("-3s")).headers.isEmpty && error(429, body("7")).headers.isEmpty)
+        #expect(error(429, body("99999999s")).headers.map(\.1) == ["86400000"], "at most a day")
+    }
+
     @Test func midStreamErrorsTakeTheirStatusFromTheCodeOrItsName() throws {
         for (error, status) in [(#"{"code":500,"message":"m","status":"INTERNAL"}"#, 502), (#"{"code":"x","status":"RESOURCE_EXHAUSTED"}"#, 429),
                                 (#"{"code":1e300,"status":"UNAVAILABLE"}"#, 503), (#"{"code":-4,"status":"DEADLINE_EXCEEDED"}"#, 504),

@@ -71,6 +71,15 @@ import Testing
         #expect(result.outcome == .done)
     }
 
+    /// A named event is not a chat chunk: left out (it would reach the client with no name and
+    /// no `choices`); `message` is the default name, and a named `error` still fails the stream.
+    @Test func namedEventsAreNotChatChunks() {
+        let result = relayAll([Array("event: weird\ndata: {\"foo\":1}\n\nevent: message\ndata: {\"ok\":1}\n\ndata: [DONE]\n\n".utf8)])
+        #expect(result.output == "data: {\"ok\":1}\n\ndata: [DONE]\n\n" && result.outcome == .done, "\(result.output)")
+        let error = relayAll([Array("event: error\ndata: {\"error\":{\"message\":\"boom\"}}\n\n".utf8)])
+        #expect(error.output.contains("boom"), "\(error.output)")
+    }
+
     @Test func malformedEventBecomesAnErrorChunkThenDone() throws {
         let result = relayAll([Array("data: {\"ok\":1}\n\ndata: not json\n\n".utf8)])
         guard case .failed(let error) = result.outcome else {

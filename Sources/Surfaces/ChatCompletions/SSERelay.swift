@@ -132,6 +132,9 @@ public struct SSERelay {
             stop = .done
             return
         }
+        // A named event (other than `message`, or an `error` carrying one) is not a chat chunk:
+        // relayed without its name it would reach the client as a chunk with no `choices`.
+        if !event.name.isEmpty && !event.name.elementsEqual("message".utf8) && !event.name.elementsEqual("error".utf8) { return }
         // The few chunks that carry accounting or an error are parsed; the rest only scanned.
         var chunk: JSONValue?
         var checked: JSONValue?  // the chunk's usage, when the gateway had to correct it
