@@ -72,7 +72,7 @@ import Testing
               {"name":"weather","input_schema":{"type":"object","properties":{}}},
               {"type":"web_search_20250305","name":"web_search","max_uses":2}],
              "tool_choice":{"type":"any","disable_parallel_tool_use":true},
-             "max_tokens":1000,"temperature":0.5,"top_p":0.9,"stop_sequences":["END"]}
+             "max_tokens":1000,"temperature":0.5,"stop_sequences":["END"]}
             """#.utf8))
         try provider.validate(Self.richRequest)
         #expect(try body(Self.richRequest) == golden)
@@ -95,6 +95,19 @@ import Testing
         #expect(http.headers.filter { $0.0.lowercased() == "anthropic-version" }.map(\.1) == ["2026-10-21"])
         let json = try JSONValue.parse(http.body)
         #expect(json["temperature"] == nil && json["top_p"] == nil)
+    }
+
+    /// OpenAI's temperature range is 0–2, Anthropic's 0–1; Claude models since 4.5 refuse
+    /// `temperature` with `top_p`: the temperature is kept, clamped.
+    @Test func samplingFitsTheAPIsRules() throws {
+        var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")])
+        request.topP = 0.9
+        #expect(try body(request)["top_p"] == .double(0.9))
+        for (temperature, sent) in [(1.7, 1.0), (-1.0, 0.0), (0.3, 0.3)] {
+            request.temperature = temperature
+            let json = try body(request)
+            #expect(json["temperature"]?.doubleValue == sent && json["top_p"] == nil, "\(temperature)")
+        }
     }
 
     @Test func maxTokensIsAlwaysSentAndThinkingFitsUnderIt() throws {

@@ -21,6 +21,8 @@ import GatewayCore
 ///   rebuilt (`needsThinkingBlock`).
 ///   Thinking is left off too when the request forces a tool call (`tool_choice` required or
 ///   named), which the API refuses with thinking; and when reasoning says `enabled: false`.
+///   `temperature` is clamped to the API's 0–1, and `top_p` is sent only without a temperature
+///   (Claude models since 4.5 refuse the two together).
 ///   With thinking on, `temperature`, `top_p` and `top_k` are not sent (the API refuses changed
 ///   sampling with thinking), nor ever with API version 2026-10-21 or later (which removed them).
 /// - Tool-call ids the API would refuse (its pattern is `[a-zA-Z0-9_-]+`; other models make ids
@@ -63,8 +65,10 @@ enum AnthropicRequestEncoder {
             body["thinking"] = .object(["type": .string("enabled"), "budget_tokens": .int(budget)])
         }
         if budget == nil && version < samplingRemovedVersion {
-            if let temperature = request.temperature { body["temperature"] = .double(temperature) }
-            if let topP = request.topP { body["top_p"] = .double(topP) }
+            // The API's temperature range is 0–1 (OpenAI's is 0–2), and Claude models since 4.5
+            // refuse `temperature` and `top_p` together: the temperature, the common one, is kept.
+            if let temperature = request.temperature { body["temperature"] = .double(min(max(temperature, 0), 1)) }
+            if let topP = request.topP, request.temperature == nil { body["top_p"] = .double(topP) }
             if let topK = request.topK { body["top_k"] = .int(topK) }
         } else {
             body["temperature"] = nil
