@@ -30,6 +30,9 @@ public final class HTTPServer {
     public var onRejection: ((HTTPRejection, _ path: String?) -> Void)?
     /// Called for each accepted connection that is served (not for those over `maxConnections`).
     public var onAccept: (() -> Void)?
+    /// Called when a connection is closed because its client stopped taking the end of a response
+    /// already handed over (its record filed, so nobody else can tell): the bytes left unsent.
+    public var onStalledWrite: ((_ unsentBytes: Int) -> Void)?
     /// Connections closed at once because `maxConnections` were open.
     public private(set) var refusedConnections = 0
 

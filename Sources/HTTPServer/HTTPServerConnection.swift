@@ -253,7 +253,9 @@ final class HTTPServerConnection {
             } else if tcp.bufferedBytes > 0 && tcp.backlog.moved(since: backlogAtTimer) {
                 armIdleTimer()  // still writing the last response, and it is moving
             } else {
-                close()  // an idle keep-alive connection, or a reader that stopped: close
+                // An idle keep-alive connection, or a reader that stopped: close.
+                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
+                close()
             }
         case .lingering:
             close()
@@ -264,6 +266,7 @@ final class HTTPServerConnection {
                 noteBacklog()
                 timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
             } else {
+                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
                 tcp.close()
             }
         case .responding, .closed:

@@ -434,6 +434,8 @@ import Testing
         let read = Result { try client.readResponse() }
         #expect(throws: (any Error).self, "the response was cut off") { _ = try read.get() }
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
+        // Its record was filed as the response was handed over: the cut is logged and counted.
+        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="client_too_slow"}"#) == 1 })
     }
 
     /// A finished response's last bytes, on a connection closing after it (`Connection: close`)

@@ -70,6 +70,11 @@ public final class GatewayServer {
             storeDidFail(operation, error)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
+        server.onStalledWrite = { [unowned self] unsent in
+            self.logger.warning("closed a connection whose client stopped reading the end of a response",
+                                metadata: ["code": "client_too_slow", "unsent_bytes": .stringConvertible(unsent)])
+            self.shared.metrics.countError(code: "client_too_slow")
+        }
         server.rendersRejectionsAsAPIErrors()
         server.onRejection = { [unowned self] rejection, path in
             self.logger.info("rejected request", metadata: ["status": .stringConvertible(rejection.status), "code": "\(rejection.code)"])
