@@ -38,6 +38,8 @@ struct OuterTurn: Sendable {
             return event
         case .stopDetail:
             return nil  // the turn's finish is the session's to report
+        case .providerBlock:
+            return event  // an Anthropic client's to keep (a server tool's blocks, citations)
         case .toolCall(let fragment):
             if firstTokenAt == nil { firstTokenAt = time }
             toolCalls.add(fragment)

@@ -21,10 +21,22 @@ public enum ModelEvent: Sendable, Equatable {
     case stopDetail(reason: String, sequence: String?)
     /// A fragment of a tool call; fragments with the same index concatenate.
     case toolCall(ToolCallFragment)
+    /// A part of an Anthropic content block the neutral types do not model (a server tool's
+    /// `server_tool_use` and its result blocks, citations on text), for Anthropic clients, who
+    /// send such blocks back on their next turn; other clients' APIs have no place for them.
+    case providerBlock(ProviderBlockPart)
     case usage(Usage)
     case finish(FinishReason)
     /// The upstream reported an error inside its stream (its message already redacted).
     case error(APIError)
+}
+
+/// A part of an unmodelled content block, in its provider's JSON: the block as it starts, a delta
+/// of the open block (also a `citations_delta` on a text block), the block's end.
+public enum ProviderBlockPart: Sendable, Equatable {
+    case start(JSONValue)
+    case delta(JSONValue)
+    case stop
 }
 
 /// Why a model stopped, in OpenAI's vocabulary (what chat clients expect).

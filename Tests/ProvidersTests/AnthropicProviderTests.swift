@@ -305,6 +305,8 @@ import Testing
             """#.utf8)
         #expect(try provider.decodeResponse(body, redactor: .none) == [
             .reasoning("hm"), .reasoningSignature("sig"), .redactedReasoning("xx"), .text("Hi"),
+            .providerBlock(.start(.object(["type": .string("server_tool_use"), "id": .string("srv"), "name": .string("web_search"),
+                                           "input": .object(["query": .string("q")])]))), .providerBlock(.stop),
             .toolCall(ToolCallFragment(index: 0, id: "toolu_1", name: "f", arguments: #"{"a":"x","b":[1]}"#)),
             .finish(.toolCalls),
             .usage(Usage(promptTokens: 15, completionTokens: 7, totalTokens: 22, reasoningTokens: 2, cachedTokens: 4, cacheWriteTokens: 1)),

@@ -27,8 +27,12 @@ enum ProviderFixtures {
     }
 
     /// The fixture vocabulary: {"text"}, {"reasoning"}, {"reasoning_signature"}, {"redacted_reasoning"}, {"tool_call": {index, id?, name?, arguments?}},
-    /// {"usage": {...}}, {"finish"}, {"error": {status, type, message}}.
+    /// {"usage": {...}}, {"finish"}, {"error": {status, type, message}}, {"provider_block_start": block},
+    /// {"provider_block_delta": delta}, {"provider_block_stop": true}.
     static func event(_ json: JSONValue) throws -> ModelEvent {
+        if let block = json["provider_block_start"] { return .providerBlock(.start(block)) }
+        if let delta = json["provider_block_delta"] { return .providerBlock(.delta(delta)) }
+        if json["provider_block_stop"] != nil { return .providerBlock(.stop) }
         if let text = json["text"]?.stringValue { return .text(text) }
         if let text = json["reasoning"]?.stringValue { return .reasoning(text) }
         if let signature = json["reasoning_signature"]?.stringValue { return .reasoningSignature(signature) }

@@ -52,8 +52,15 @@ enum MessagesSDKFixtures {
         return (try? response.body()) ?? []
     }
 
+    /// An Anthropic upstream's server tool blocks and citations (web search), relayed.
+    static var serverTools: [UInt8] {
+        guard let upstream = try? Fixtures.bytes("providers/anthropic-server-and-parallel-tools.sse"),
+              let (events, _) = try? MessagesStreamWriterTests.decoded(upstream) else { return [] }
+        return MessagesStreamWriterTests.render(events)
+    }
     static var all: [(String, [UInt8])] {
-        [("messages-tool-use.sse", toolUse), ("messages-fusion.sse", fusion), ("messages-error.sse", error), ("messages-whole.json", whole)]
+        [("messages-tool-use.sse", toolUse), ("messages-fusion.sse", fusion), ("messages-error.sse", error), ("messages-whole.json", whole),
+         ("messages-server-tools.sse", serverTools)]
     }
 }
 

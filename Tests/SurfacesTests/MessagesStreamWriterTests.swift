@@ -1,3 +1,4 @@
+import FixtureFiles
 import Fusion
 import GatewayCore
 import PropertyBased
@@ -65,6 +66,23 @@ import Testing
         #expect(delta["delta"]?["stop_reason"] == .string("tool_use"))
         #expect(delta["usage"] == .object(["input_tokens": .int(30), "cache_creation_input_tokens": .int(0), "cache_read_input_tokens": .int(20),
                                            "output_tokens": .int(9)]))
+    }
+
+    /// An Anthropic upstream's server tool blocks (web search) and citations reach an Anthropic
+    /// client as they came, streamed and whole: it sends them back on its next turn.
+    @Test func serverToolBlocksAndCitationsPassThrough() throws {
+        let upstream = try Fixtures.bytes("providers/anthropic-server-and-parallel-tools.sse")
+        let (events, end) = try Self.decoded(upstream)
+        #expect(end == .complete)
+        let (again, _) = try Self.decoded(Self.render(events))
+        #expect(again.filter { if case .usage = $0 { false } else { true } } == events.filter { if case .usage = $0 { false } else { true } },
+                "relayed, it decodes to what came")
+        var whole = MessagesResponse(id: "msg_1", model: "claude-x")
+        for event in events { whole.add(event) }
+        let content = try JSONValue.parse(whole.body())["content"]?.arrayValue ?? []
+        #expect(content.map { $0["type"]?.stringValue ?? "" } == ["server_tool_use", "web_search_tool_result", "text", "tool_use", "tool_use"])
+        #expect(content[2]["citations"]?.arrayValue?.first?["url"] == .string("https://x.example"))
+        #expect(content[0]["input"] == .object(["query": .string("x")]), "its streamed input, whole")
     }
 
     @Test func theGatewaysAnthropicDecoderReadsBackWhatWasWritten() throws {

@@ -175,6 +175,14 @@ try:
 except anthropic.APIStatusError as error:
     check("error event raises", "overloaded_error" in str(error) and "content_block_delta" in seen, f"{error!r} after {seen}")
 
+served["next"] = "messages-server-tools.sse"
+with client.messages.stream(**request) as stream:
+    final = stream.get_final_message()
+kinds = [block.type for block in final.content]
+check("server tools: blocks kept", kinds == ["server_tool_use", "web_search_tool_result", "text", "tool_use", "tool_use"], repr(kinds))
+check("server tools: input and citations", final.content[0].input == {"query": "x"} and len(final.content[2].citations or []) == 1
+      and final.content[2].citations[0].url == "https://x.example", repr(final.content[:3]))
+
 served["next"] = "messages-whole.json"
 message = client.messages.create(**request)
 check("whole message", [b.type for b in message.content] == ["thinking", "text", "tool_use", "tool_use"]

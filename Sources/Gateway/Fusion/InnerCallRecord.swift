@@ -38,7 +38,7 @@ enum InnerCallRecord {
             body(reasoningSignature, Array(signature.utf8))  // the outer model's final turn sends its thinking back
         case .redactedReasoning(let data) where data.utf8.count <= maxOpaqueBytes:
             body(redactedReasoning, Array(data.utf8))
-        case .reasoningSignature, .redactedReasoning, .stopDetail: break
+        case .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock: break  // a signature or data too large for one record; server tools of a deliberation's calls
         case .toolCall(let fragment):
             var out: [UInt8] = []
             appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)

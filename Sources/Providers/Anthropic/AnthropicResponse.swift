@@ -61,6 +61,9 @@ enum AnthropicResponse {
             switch block["type"]?.stringValue {
             case "text"?:
                 if let text = block["text"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
+                for citation in block["citations"]?.arrayValue ?? [] {
+                    events.append(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))))
+                }
             case "thinking"?:
                 if let text = block["thinking"]?.stringValue, !text.isEmpty { events.append(.reasoning(text)) }
                 if let signature = block["signature"]?.stringValue, !signature.isEmpty { events.append(.reasoningSignature(signature)) }
@@ -72,7 +75,9 @@ enum AnthropicResponse {
                                                          name: block["name"]?.stringValue ?? "", arguments: input)))
                 calls += 1
             default:
-                break  // server tools and their results: nothing for the client to run or read
+                // Server tools and their results: nothing for the client to run, but an
+                // Anthropic client sends them back on its next turn.
+                if case .object = block { events += [.providerBlock(.start(block)), .providerBlock(.stop)] }
             }
         }
         // No stop reason named (null): it still ended, as its stream's `message_stop` says.

@@ -3,13 +3,15 @@ import GatewayCore
 /// Anthropic's Messages stream (`event: <name>` + `data: {"type": <name>, …}` events) as events.
 ///
 /// - `text_delta` → `.text`, `thinking_delta` → `.reasoning`, `signature_delta` →
-///   `.reasoningSignature`, a `redacted_thinking` block → `.redactedReasoning` (citations have no
-///   neutral form and are skipped).
+///   `.reasoningSignature`, a `redacted_thinking` block → `.redactedReasoning`; a `citations_delta`
+///   → `.providerBlock(.delta)` (of the open text block).
+/// - Blocks of other types (server tools' `server_tool_use`, `web_search_tool_result`, … and
+///   types yet to come) → `.providerBlock`: their start, deltas and stop, as they came.
 /// - A `tool_use` block's start → a `.toolCall` fragment with its id and name and no arguments
 ///   (the block's `input: {}` is a placeholder, not a fragment); each non-empty
 ///   `input_json_delta` → a fragment of arguments. The fragment index counts tool calls (0, 1, …),
 ///   not content blocks, as OpenAI clients expect. Server tools' blocks are not the client's to
-///   run and are skipped.
+///   run: they are provider blocks, never tool calls.
 /// - `message_delta`'s `stop_reason` → `.finish` (once; at `message_stop` if none was named),
 ///   after a `.stopDetail` when the finish loses what it said (`pause_turn`, `stop_sequence`);
 ///   usage once, at `message_stop`, from
@@ -71,6 +73,8 @@ struct AnthropicEventReader {
     private(set) var promptUsage: Usage?
     /// Content block index (the upstream's number, never converted) → tool call ordinal.
     private var toolCalls: [Int64: Int] = [:]
+    /// Indexes of open blocks passed on as provider blocks.
+    private var providerBlocks: Set<Int64> = []
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -87,6 +91,8 @@ struct AnthropicEventReader {
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":
             delta(json["delta"], index: json["index"]?.intValue, emit: emit)
+        case "content_block_stop":
+            if let index = json["index"]?.intValue, providerBlocks.remove(index) != nil { emit(.providerBlock(.stop)) }
         case "message_delta":
             usage.update(json["usage"])
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
@@ -107,7 +113,7 @@ struct AnthropicEventReader {
             ended = true
             emit(.error(AnthropicErrors.streamError(json, redactor: redactor)))
         default:
-            break  // ping, content_block_stop, and event types yet to come
+            break  // ping, and event types yet to come
         }
     }
 
@@ -132,7 +138,12 @@ struct AnthropicEventReader {
         case "redacted_thinking"?:
             if let data = block?["data"]?.stringValue, !data.isEmpty { emit(.redactedReasoning(data)) }
         default:
-            break
+            guard let block, case .object = block, let index else { return }
+            guard providerBlocks.count < Self.maxToolCalls else {
+                throw StreamDecodingError("the upstream left more than \(Self.maxToolCalls) blocks open")
+            }
+            providerBlocks.insert(index)
+            emit(.providerBlock(.start(block)))
         }
     }
 
@@ -145,12 +156,16 @@ struct AnthropicEventReader {
         case "signature_delta"?:
             if let signature = delta?["signature"]?.stringValue, !signature.isEmpty { emit(.reasoningSignature(signature)) }
         case "input_json_delta"?:
-            // A server tool's block streams its input too: only client tool calls are ours.
+            // A server tool's block streams its input too: a provider block's delta.
             if let index, let ordinal = toolCalls[index], let json = delta?["partial_json"]?.stringValue, !json.isEmpty {
                 emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
+            } else if let index, providerBlocks.contains(index), let delta {
+                emit(.providerBlock(.delta(delta)))
             }
+        case "citations_delta"?:
+            if let delta { emit(.providerBlock(.delta(delta))) }
         default:
-            break  // citations_delta
+            if let index, providerBlocks.contains(index), let delta, case .object = delta { emit(.providerBlock(.delta(delta))) }
         }
     }
 }

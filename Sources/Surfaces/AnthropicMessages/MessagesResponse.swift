@@ -10,7 +10,12 @@ import Providers
 public struct MessagesResponse: Sendable {
     public let id: String
     public let model: String
-    private enum Block { case text(String), thinking(String, signature: String), redactedThinking(String), tool(Int) }
+    /// `raw`: a block of Anthropic's the neutral types do not model (a server tool's), as it came.
+    private enum Block { case text(String), thinking(String, signature: String), redactedThinking(String), tool(Int), raw(JSONValue) }
+    /// Block position → the citations of that text block.
+    private var citations: [Int: [JSONValue]] = [:]
+    /// Block position → the streamed input of that raw block (a server tool's `input_json_delta`s).
+    private var rawInputs: [Int: String] = [:]
     private var blocks: [Block] = []
     private var calls = ToolCallAccumulator()
     private var stopReason = "end_turn"
@@ -54,6 +59,16 @@ public struct MessagesResponse: Sendable {
             stopReason = MessagesStreamWriter.stopReason(reason)
         case .stopDetail(let reason, let sequence):
             stopDetail = (reason, sequence)
+        case .providerBlock(.start(let block)):
+            blocks.append(.raw(block))
+        case .providerBlock(.delta(let delta)):
+            if delta["type"] == .string("citations_delta"), let citation = delta["citation"], case .text? = blocks.last {
+                citations[blocks.count - 1, default: []].append(citation)
+            } else if delta["type"] == .string("input_json_delta"), let json = delta["partial_json"]?.stringValue, case .raw? = blocks.last {
+                rawInputs[blocks.count - 1, default: ""] += json
+            }
+        case .providerBlock(.stop):
+            break
         case .text, .reasoning, .refusal, .error:
             break  // an error is the response instead: the caller sends MessagesErrors.body
         }
@@ -64,10 +79,18 @@ public struct MessagesResponse: Sendable {
     /// naming the tool, not a silently emptied input.
     public func body(extra: [String: JSONValue] = [:]) throws(APIError) -> [UInt8] {
         var content: [JSONValue] = []
-        for block in blocks {
+        for (position, block) in blocks.enumerated() {
             switch block {
             case .text(let text):
-                content.append(.object(["type": .string("text"), "text": .string(text)]))
+                var object: [String: JSONValue] = ["type": .string("text"), "text": .string(text)]
+                if let cited = citations[position] { object["citations"] = .array(cited) }
+                content.append(.object(object))
+            case .raw(var json):
+                if let input = rawInputs[position].flatMap({ try? JSONValue.parse(Array($0.utf8)) }), case .object(var fields) = json {
+                    fields["input"] = input
+                    json = .object(fields)
+                }
+                content.append(json)
             case .thinking(let text, let signature):
                 content.append(.object(["type": .string("thinking"), "thinking": .string(text), "signature": .string(signature)]))
             case .redactedThinking(let data):

@@ -18,7 +18,9 @@ import Providers
 public struct MessagesStreamWriter: Sendable {
     public let id: String
     public let model: String
-    private enum Block: Equatable { case text, thinking, redactedThinking, tool(Int) }
+    /// `provider(n)`: the n-th block an Anthropic upstream sent that the neutral types do not model.
+    private enum Block: Equatable { case text, thinking, redactedThinking, tool(Int), provider(Int) }
+    private var providerBlocks = 0
     private var open: Block?
     private var blockIndex = -1
     /// Tool call index → its block's index.
@@ -99,6 +101,21 @@ public struct MessagesStreamWriter: Sendable {
         case .redactedReasoning(let data):
             openBlock(.redactedThinking, &out, data: data)  // closes the open block first
             closeBlock(&out)
+        case .providerBlock(.start(let block)):
+            providerBlocks += 1
+            openBlock(.provider(providerBlocks), &out, raw: block)
+        case .providerBlock(.delta(let delta)):
+            // A server tool block's delta, or a citation of the open text block.
+            guard open != nil else { return }
+            self.event("content_block_delta", &out)
+            out.append(contentsOf: #"{"type":"content_block_delta","index":"#.utf8)
+            out.append(contentsOf: String(blockIndex).utf8)
+            out.append(contentsOf: #","delta":"#.utf8)
+            JSONWriting.appendValue(delta, to: &out)
+            out.append(UInt8(ascii: "}"))
+            end(&out)
+        case .providerBlock(.stop):
+            if case .provider? = open { closeBlock(&out) }
         case .toolCall(let fragment):
             if toolBlocks[fragment.index] == nil {
                 openBlock(.tool(fragment.index), &out, id: fragment.id, name: fragment.name)
@@ -187,7 +204,8 @@ public struct MessagesStreamWriter: Sendable {
         out.append(UInt8(ascii: "}"))
     }
 
-    private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil, data: String = "") {
+    private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil, data: String = "",
+                                    raw: JSONValue? = nil) {
         writeStart(to: &out)
         guard open != block else { return }
         closeBlock(&out)
@@ -213,6 +231,8 @@ public struct MessagesStreamWriter: Sendable {
             out.append(contentsOf: #","name":"#.utf8)
             JSONWriting.appendString(name ?? "", to: &out)
             out.append(contentsOf: #","input":{}}"#.utf8)
+        case .provider:
+            JSONWriting.appendValue(raw ?? .object([:]), to: &out)
         }
         out.append(UInt8(ascii: "}"))
         end(&out)

@@ -38,7 +38,7 @@ public struct ChatChunkWriter: Sendable {
             out.append(contentsOf: #""refusal":"#.utf8)
             JSONWriting.appendString(text, to: &out)
             close(finish: nil, &out)
-        case .reasoningSignature, .redactedReasoning, .stopDetail:
+        case .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock:
             break  // a finished signed block goes as `reasoning_details` (`ReasoningDetail`), by the caller
         case .toolCall(let fragment):
             open(&out)

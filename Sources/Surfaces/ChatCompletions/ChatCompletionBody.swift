@@ -50,7 +50,7 @@ public enum ChatCompletionBody {
             case .toolCall(let fragment): calls.add(fragment)
             case .finish(let reason): finish = reason
             case .usage(let reported): usage = reported
-            case .error, .reasoningSignature, .redactedReasoning, .stopDetail: break
+            case .error, .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock: break
             }
         }
         var message: [String: JSONValue] = ["role": .string("assistant"),

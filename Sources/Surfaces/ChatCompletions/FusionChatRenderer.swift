@@ -56,7 +56,7 @@ public struct FusionChatRenderer: Sendable {
                 toolCalls.add(fragment)
             case .finish:
                 if stream { appendAnnotations(sources, to: &out) }
-            case .usage, .error, .reasoningSignature, .redactedReasoning, .stopDetail:
+            case .usage, .error, .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock:
                 break
             }
             if stream { chunks.append(event, to: &out) }

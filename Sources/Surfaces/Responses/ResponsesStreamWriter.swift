@@ -75,6 +75,8 @@ public struct ResponsesStreamWriter: Sendable {
             return
         case .text(let text) where text.isEmpty, .reasoning(let text) where text.isEmpty, .refusal(let text) where text.isEmpty:
             return
+        case .providerBlock:
+            return  // Anthropic's own blocks (server tools', citations): Responses has no item for them
         default:
             appendStart(to: &out)
         }
@@ -121,7 +123,7 @@ public struct ResponsesStreamWriter: Sendable {
             let position = reasoningPosition(&out)
             items[position].encryptedContent = ReasoningBlock.redacted(data: data).token
             close(position, status: "completed", &out)
-        case .usage, .stopDetail:
+        case .usage, .stopDetail, .providerBlock:
             break  // usage: above; the stop detail is for Anthropic clients
         case .finish(let reason):
             finishReason = reason

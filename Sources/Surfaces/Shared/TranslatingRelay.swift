@@ -139,7 +139,7 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             }
             forwardedEvents += 1
             writer.append(event, to: &out)
-        case .text, .reasoning, .refusal, .reasoningSignature, .redactedReasoning:
+        case .text, .reasoning, .refusal, .reasoningSignature, .redactedReasoning, .providerBlock:
             forwardedEvents += 1
             writer.append(event, to: &out)
         }
