@@ -21,23 +21,11 @@ public struct ChatChunkWriter: Sendable {
     public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
         switch event {
         case .text(let text):
-            guard !text.isEmpty else { return }
-            open(&out)
-            out.append(contentsOf: #""content":"#.utf8)
-            JSONWriting.appendString(text, to: &out)
-            close(finish: nil, &out)
+            appendDelta(#""content":"#, text, &out)
         case .reasoning(let text):
-            guard !text.isEmpty else { return }
-            open(&out)
-            out.append(contentsOf: #""reasoning":"#.utf8)
-            JSONWriting.appendString(text, to: &out)
-            close(finish: nil, &out)
+            appendDelta(#""reasoning":"#, text, &out)
         case .refusal(let text):
-            guard !text.isEmpty else { return }
-            open(&out)
-            out.append(contentsOf: #""refusal":"#.utf8)
-            JSONWriting.appendString(text, to: &out)
-            close(finish: nil, &out)
+            appendDelta(#""refusal":"#, text, &out)
         case .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock:
             break  // a finished signed block goes as `reasoning_details` (`ReasoningDetail`), by the caller
         case .toolCall(let fragment):
@@ -114,6 +102,15 @@ public struct ChatChunkWriter: Sendable {
         out.append(contentsOf: #","model":"#.utf8)
         JSONWriting.appendString(model, to: &out)
         out.append(UInt8(ascii: ","))
+    }
+
+    /// A chunk whose delta is one text field (`key` written up to its value); nothing for "".
+    private mutating func appendDelta(_ key: StaticString, _ text: String, _ out: inout [UInt8]) {
+        guard !text.isEmpty else { return }
+        open(&out)
+        out.append(contentsOf: UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+        JSONWriting.appendString(text, to: &out)
+        close(finish: nil, &out)
     }
 
     private mutating func open(_ out: inout [UInt8], roleless: Bool = false) {
