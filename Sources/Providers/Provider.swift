@@ -22,19 +22,36 @@ public struct ProviderEndpoint: Sendable, Equatable {
     public var headers: [String: String]
     /// Which field carries the output limit (servers honour one or the other).
     public var maxTokensField: MaxTokensField
+    /// How an OpenAI-compatible server is asked to reason.
+    public var reasoningField: ReasoningField
 
-    public enum MaxTokensField: String, Sendable, Equatable {
+    public enum MaxTokensField: String, Sendable, Equatable, CaseIterable {
         case maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens"
     }
 
+    /// OpenRouter takes a `reasoning` object (effort, budget, exclude, enabled); OpenAI's API
+    /// and most servers modelled on it take `reasoning_effort` and refuse unknown fields.
+    public enum ReasoningField: String, Sendable, Equatable, CaseIterable {
+        case object = "reasoning"
+        case effort = "reasoning_effort"
+
+        /// OpenRouter's object for OpenRouter, OpenAI's field for everyone else.
+        public static func standard(forBaseURL url: String) -> ReasoningField {
+            let host = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: true).dropFirst().first?
+                .split(separator: ":").first?.lowercased() ?? ""
+            return host == "openrouter.ai" || host.hasSuffix(".openrouter.ai") ? .object : .effort
+        }
+    }
+
     public init(name: String, baseURL: String, apiKey: String? = nil, headers: [String: String] = [:],
-                maxTokensField: MaxTokensField = .maxTokens) {
+                maxTokensField: MaxTokensField = .maxTokens, reasoningField: ReasoningField? = nil) {
         self.name = name
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.headers = headers
         self.maxTokensField = maxTokensField
+        self.reasoningField = reasoningField ?? .standard(forBaseURL: baseURL)
     }
 }
 

@@ -134,6 +134,31 @@ import Web
         }
     }
 
+    /// OpenRouter gets its `reasoning` object, any other OpenAI-compatible server OpenAI's
+    /// `reasoning_effort`, unless the config says otherwise.
+    @Test func theReasoningFieldFollowsTheBaseURLUnlessSet() throws {
+        let yaml = """
+            providers:
+              or: {kind: openai, base_url: 'https://openrouter.ai/api/v1'}
+              oa: {kind: openai, base_url: 'https://api.openai.com/v1'}
+              set: {kind: openai, base_url: 'http://127.0.0.1:1/v1', reasoning_field: reasoning}
+            """
+        let config = try GatewayConfig.parse(yaml: yaml)
+        #expect(config.providers["set"]?.reasoningField == .object && config.providers["oa"]?.reasoningField == nil)
+        let router = ModelRouter(config: config, environment: [:])
+        #expect(try router.route("or/m").endpoint.reasoningField == .object)
+        #expect(try router.route("oa/m").endpoint.reasoningField == .effort)
+        #expect(try router.route("set/m").endpoint.reasoningField == .object)
+        for (url, field) in [("https://openrouter.ai/api/v1", ProviderEndpoint.ReasoningField.object), ("http://EU.OpenRouter.ai:443/v1", .object),
+                             ("https://openrouter.ai.evil.example/v1", .effort), ("http://127.0.0.1:8080/v1", .effort), ("", .effort)] {
+            #expect(ProviderEndpoint.ReasoningField.standard(forBaseURL: url) == field, "\(url)")
+        }
+        for bad in ["providers: {l: {kind: openai, base_url: 'http://h/v1', reasoning_field: effort}}",
+                    "providers: {g: {kind: gemini, reasoning_field: reasoning}}"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try GatewayConfig.parse(yaml: bad) }
+        }
+    }
+
     @Test func webSectionChoosesAHostedBackendByEnvironmentKey() throws {
         let config = try GatewayConfig.parse(yaml: "web: {search: {backend: brave, api_key_env: BRAVE_KEY}, fetch: {enabled: false}}")
         let web = try #require(config.web)

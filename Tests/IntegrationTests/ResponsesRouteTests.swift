@@ -66,6 +66,9 @@ import Testing
         let env = try Self.environment()
         let invalid = try post(env, #"{"model":"mock/normal","input":42}"#)
         #expect(invalid.status == 400 && invalid.json?["error"]?["param"]?.stringValue?.hasPrefix("input") == true, "\(invalid.text)")
+        // What a provider cannot express is named as this client sent it.
+        let format = try post(env, #"{"model":"anth/normal","input":"hi","text":{"format":{"type":"json_schema","name":"s","schema":{"type":"object"}}}}"#)
+        #expect(format.status == 400 && format.json?["error"]?["param"] == .string("text.format"), "\(format.text)")
         let stateful = try post(env, #"{"model":"mock/normal","input":"hi","previous_response_id":"resp_1"}"#)
         #expect(stateful.status == 400 && stateful.json?["error"]?["param"] == .string("previous_response_id"), "\(stateful.text)")
         let refused = try post(env, #"{"model":"mock/error:status=503","input":"hi","stream":true}"#)

@@ -15,6 +15,7 @@ import Testing
         var request = ModelRequest(model: "claude-x", messages: [
             ModelMessage(role: .system, text: "Be brief."),
             ModelMessage(role: .user, content: [.text("What is in these?"), .image(url: "https://x.example/a.png", detail: "low"),
+                                                .image(url: "https://x.example/report.PDF?dl=1#page=2", detail: nil),
                                                 .image(url: "data:image/png;base64,iVBORw0KGgo=", detail: nil),
                                                 .other(.object(["type": .string("file"), "file": .object([
                                                     "filename": .string("a.pdf"), "file_data": .string("data:application/pdf;base64,JVBERi0=")])]))]),
@@ -54,6 +55,7 @@ import Testing
               {"role":"user","content":[
                 {"type":"text","text":"What is in these?"},
                 {"type":"image","source":{"type":"url","url":"https://x.example/a.png"}},
+                {"type":"document","source":{"type":"url","url":"https://x.example/report.PDF?dl=1#page=2"}},
                 {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
                 {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}},
                 {"type":"text","text":"And the weather?"}]},
@@ -141,7 +143,8 @@ import Testing
         #expect(try body(request)["thinking"] == nil)
         request.reasoning = ModelRequest.Reasoning(effort: "high", maxTokens: 2000, enabled: false)
         #expect(try body(request)["thinking"] == nil, "OpenRouter's enabled: false")
-        #expect(try JSONValue.parse(GeminiProvider().httpRequest(for: request, endpoint: endpoint, extraHeaders: []).body)["generationConfig"]?["thinkingConfig"] == nil)
+        #expect(try JSONValue.parse(GeminiProvider().httpRequest(for: request, endpoint: endpoint, extraHeaders: []).body)["generationConfig"]?["thinkingConfig"]
+                    == .object(["thinkingBudget": .int(0)]), "Gemini thinks unless told not to")
         // Thinking cannot go with a forced tool call on this API: the tool choice wins.
         request.reasoning = ModelRequest.Reasoning(effort: "low")
         request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil)]
@@ -258,6 +261,7 @@ import Testing
         ("schema", "response_format"),
         ("empty-turn", "messages[1].content"),
         ("choices", "n"),
+        ("logprobs", "logprobs"),
         ("hosted-tool", "tools[1]"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
@@ -277,6 +281,7 @@ import Testing
         case "no-id": messages[2].toolCallID = nil
         case "empty-turn": messages[1].content = [.text("")]  // left out, the question would be lost
         case "choices": request.extraFields["n"] = .int(3)
+        case "logprobs": request.extraFields["logprobs"] = .bool(true)
         case "hosted-tool":  // Responses' web search: no shape on this API (Anthropic's own server tools go through)
             request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil), .other(.object(["type": .string("web_search_20250305")]))]
             #expect(throws: Never.self) { try provider.validate(request) }

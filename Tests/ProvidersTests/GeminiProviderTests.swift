@@ -66,8 +66,8 @@ import Testing
                {"name":"look","description":"Look at things","parametersJsonSchema":{"type":"object","additionalProperties":false}},
                {"name":"weather"}]}],
              "toolConfig":{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["look"]}},
-             "generationConfig":{"maxOutputTokens":2000,"temperature":0.5,"topP":0.9,"topK":40,"stopSequences":["END"],
-               "thinkingConfig":{"thinkingBudget":2048,"includeThoughts":true},
+             "generationConfig":{"maxOutputTokens":2000,"temperature":0.5,"topP":0.9,"topK":40,"stopSequences":["END"],"seed":7,
+               "thinkingConfig":{"thinkingBudget":1000,"includeThoughts":true},
                "responseMimeType":"application/json","responseJsonSchema":{"type":"object"}}}
             """#.utf8))
         try provider.validate(Self.richRequest)
@@ -101,8 +101,25 @@ import Testing
         request.reasoning = ModelRequest.Reasoning(maxTokens: 5000, exclude: true)
         #expect(try body(request)["generationConfig"]?["thinkingConfig"]
                     == .object(["thinkingBudget": .int(5000), "includeThoughts": .bool(false)]))
-        request.reasoning = ModelRequest.Reasoning(effort: "none")
-        #expect(try body(request)["generationConfig"] == nil)
+        for off in [ModelRequest.Reasoning(effort: "none"), ModelRequest.Reasoning(effort: "high", enabled: false)] {
+            request.reasoning = off
+            #expect(try body(request)["generationConfig"] == .object(["thinkingConfig": .object(["thinkingBudget": .int(0)])]),
+                    "2.5 models think unless told not to")
+        }
+        // An effort's budget stays in Flash's range; a budget leaves half the output limit for the answer.
+        for (effort, limit, budget) in [("xhigh", nil, 24576), ("high", nil, 16384), ("high", 2000, 1000), ("low", 100_000, 2048),
+                                        ("medium", 1, 0)] as [(String, Int64?, Int64)] {
+            request.reasoning = ModelRequest.Reasoning(effort: effort)
+            request.maxOutputTokens = limit
+            #expect(try body(request)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(budget), "\(effort) \(limit ?? 0)")
+        }
+        request.maxOutputTokens = nil
+        request.reasoning = ModelRequest.Reasoning(maxTokens: 32768)
+        #expect(try body(request)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(32768), "a client's own budget is sent")
+        request.reasoning = nil
+        request.extraFields = ["frequency_penalty": .double(0.5), "presence_penalty": .double(-1.5), "seed": .double(12), "logit_bias": .object([:])]
+        #expect(try body(request)["generationConfig"] == .object(["frequencyPenalty": .double(0.5), "presencePenalty": .double(-1.5), "seed": .int(12)]))
+        request.extraFields = [:]
         request.responseFormat = .object(["type": .string("json_object")])
         #expect(try body(request)["generationConfig"] == .object(["responseMimeType": .string("application/json")]))
     }
@@ -115,6 +132,8 @@ import Testing
         ("format", "response_format"),
         ("empty-turn", "messages[1].content"),
         ("choices", "n"),
+        ("logprobs", "logprobs"),
+        ("top-logprobs", "top_logprobs"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var request = ModelRequest(model: "m", messages: [
@@ -129,6 +148,8 @@ import Testing
         case "nameless": request.messages[2].toolCallID = "unknown"
         case "empty-turn": request.messages[1].content = []
         case "choices": request.extraFields["n"] = .int(2)
+        case "logprobs": request.extraFields["logprobs"] = .bool(true)
+        case "top-logprobs": request.extraFields["top_logprobs"] = .int(3)
         case "server-tool": request.tools = [.other(.object(["type": .string("web_search_preview")]))]
         default: request.responseFormat = .object(["type": .string("xml")])
         }

@@ -96,6 +96,29 @@ import Testing
         #expect(openAI["reasoning_effort"] == .string("low") && openAI["reasoning"] == nil, "\(openAI)")
     }
 
+    /// A server speaking OpenAI's dialect gets `reasoning_effort` alone: OpenAI's API refuses
+    /// fields it does not know, OpenRouter's `reasoning` object among them.
+    @Test func reasoningReachesAnOpenAIDialectServerAsAnEffort() throws {
+        let cases: [(ModelRequest.Reasoning, String?)] = [
+            (.init(effort: "high"), "high"), (.init(effort: "none"), "none"), (.init(effort: "high", enabled: false), nil),
+            (.init(maxTokens: 1024), "low"), (.init(maxTokens: 8192), "medium"), (.init(maxTokens: 32000), "high"),
+            (.init(), nil), (.init(enabled: false), nil), (.init(maxTokens: 8192, enabled: false), nil), (.init(exclude: true), nil),
+        ]
+        for (reasoning, effort) in cases {
+            var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, content: [.text("Q")])])
+            request.reasoning = reasoning
+            request.extraFieldsFormat = .anthropicMessages
+            let body = OpenAIRequestEncoder.json(request, reasoningField: .effort)
+            #expect(body["reasoning"] == nil && body["reasoning_effort"]?.stringValue == effort, "\(reasoning): \(body)")
+            #expect(try JSONValue.parse(OpenAIRequestEncoder.body(request, reasoningField: .effort)) == body)
+            #expect(OpenAIRequestEncoder.json(request, reasoningField: .object)["reasoning"] != nil)
+        }
+        // A chat client's own OpenRouter object is not passed to such a server either.
+        let chat = #"{"model":"m","reasoning":{"effort":"low","max_tokens":10},"messages":[{"role":"user","content":"Q"}]}"#
+        let body = OpenAIRequestEncoder.json(try ChatRequest(body: Array(chat.utf8)).modelRequest(), reasoningField: .effort)
+        #expect(body["reasoning"] == nil && body["reasoning_effort"] == .string("low"), "\(body)")
+    }
+
     @Test func aChatStreamSendsEachSignedBlockWholeAsAReasoningDetail() throws {
         var translation = ChatStreamTranslation(chunks: ChatChunkWriter(id: "gen-1", model: "a/m", created: 1), includeUsage: false)
         var out: [UInt8] = []

@@ -52,6 +52,8 @@ enum ResponsesStreamCheck {
             switch event.type {
             case "response.output_item.added":
                 guard let position, position == added.count else { fail(index, "output_index not the next one"); continue }
+                // OpenAI's own streams finish an item before the next begins.
+                if let open = added.keys.first(where: { !done.contains($0) }) { fail(index, "added while output \(open) is still open") }
                 added[position] = json["item"]
             case "response.output_item.done":
                 guard let position, let item = added[position], !done.contains(position) else { fail(index, "done for no open item"); continue }

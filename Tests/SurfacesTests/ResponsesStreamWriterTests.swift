@@ -85,6 +85,32 @@ import Testing
         #expect(response["tools"]?.arrayValue?.count == 3, "the request's tools are echoed")
     }
 
+    /// Calls interleaved by the upstream come out one whole item after another; a call the
+    /// upstream goes back to after text began cannot, and fails the response instead of
+    /// changing the call.
+    @Test func interleavedCallsAreShownOneAfterAnother() throws {
+        func relay(_ deltas: [String]) throws -> [ResponsesEvent] {
+            var relay = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                         writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try Self.envelope(), stream: true)))
+            var out: [UInt8] = []
+            relay.start(into: &out)
+            let sse = deltas.map { #"data: {"choices":[{"index":0,"delta":\#($0)}]}"# + "\n\n" }.joined()
+                + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+            _ = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+            return try ResponsesStreamCheck.decode(out)
+        }
+        func call(_ index: Int, _ name: String?, _ arguments: String) -> String {
+            #"{"tool_calls":[{"index":\#(index),"function":{"#
+                + (name.map { #""name":"\#($0)","# } ?? "") + #""arguments":"\#(arguments)"}}]}"#
+        }
+        let events = try relay([call(0, "a", "{"), call(1, "b", "{"), call(0, nil, "}"), call(1, nil, #"\"x\":1}"#)])
+        #expect(ResponsesStreamCheck.problems(events) == [])
+        let output = events.last?.json["response"]?["output"]?.arrayValue ?? []
+        #expect(output.map { $0["arguments"] } == [.string("{}"), .string(#"{"x":1}"#)], "\(output)")
+        let revisited = try relay([call(0, "a", "{"), #"{"content":"Also"}"#, call(0, nil, "}")])
+        #expect(ResponsesStreamCheck.problems(revisited) == [] && revisited.last?.type == "response.failed", "\(revisited.map(\.type))")
+    }
+
     @Test func aLengthFinishMakesTheResponseIncomplete() throws {
         let bytes = try Self.render([.text("Cut sh"), .finish(.length), .usage(Self.usage)])
         try Golden.check("incomplete.sse", bytes)
@@ -195,10 +221,34 @@ import Testing
             #expect(refusal == events.compactMap { if case .refusal(let piece) = $0 { piece } else { nil } }.joined())
             let blocks = output.compactMap { $0["encrypted_content"]?.stringValue.flatMap { ReasoningBlock(token: $0) } }
             #expect(blocks.count == events.filter { if case .reasoningSignature = $0 { true } else if case .redactedReasoning = $0 { true } else { false } }.count)
+            // Every call's fragments arrive whole, unless one came back after another item began
+            // (the translation refuses such a stream: `ResponsesTranslation.refusal(ofToolCall:)`).
             var accumulator = ToolCallAccumulator()
-            for case .toolCall(let fragment) in events { accumulator.add(fragment) }
+            var finished: Set<Int> = [], seen: Set<Int> = [], revisited = false
+            for event in events {
+                if case .toolCall(let fragment) = event {
+                    revisited = revisited || finished.contains(fragment.index)
+                    seen.insert(fragment.index)
+                    accumulator.add(fragment)
+                } else if ModelEvent.opensAnItem(event) {
+                    finished.formUnion(seen)
+                }
+            }
             let calls = output.filter { $0["type"] == .string("function_call") }
-            #expect(calls.compactMap { $0["arguments"]?.stringValue }.sorted() == accumulator.calls.map(\.arguments).sorted(), "\(events)")
+            if !revisited {
+                #expect(calls.compactMap { $0["arguments"]?.stringValue }.sorted() == accumulator.calls.map(\.arguments).sorted(), "\(events)")
+            }
+        }
+    }
+}
+
+extension ModelEvent {
+    /// Whether the Responses writer opens (or closes) an item other than a call for `event`.
+    static func opensAnItem(_ event: ModelEvent) -> Bool {
+        switch event {
+        case .text(let text), .reasoning(let text), .refusal(let text): !text.isEmpty
+        case .reasoningSignature, .redactedReasoning: true
+        default: false
         }
     }
 }

@@ -46,6 +46,15 @@ struct ConfigNode {
         return value
     }
 
+    /// One of an enumeration's raw values, each named in the error.
+    func choice<Value: RawRepresentable & CaseIterable>(_ key: String, of type: Value.Type) throws -> Value? where Value.RawValue == String {
+        guard let text = try string(key) else { return nil }
+        guard let value = Value(rawValue: text) else {
+            throw ConfigError("\(path).\(key) must be " + Value.allCases.map { "'\($0.rawValue)'" }.joined(separator: " or "))
+        }
+        return value
+    }
+
     func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let child = try child(key) else { return nil }
         guard let value = child.node.int, range.contains(value) else {

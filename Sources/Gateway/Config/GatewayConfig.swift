@@ -106,6 +106,9 @@ public struct GatewayConfig: Sendable {
         public var models: [String]?
         /// Which request field carries the output limit (servers honour one or the other).
         public var maxTokensField = ProviderEndpoint.MaxTokensField.maxTokens
+        /// How reasoning is asked for (kind openai); nil: by the base URL (OpenRouter's object
+        /// for OpenRouter, `reasoning_effort` elsewhere).
+        public var reasoningField: ProviderEndpoint.ReasoningField?
         /// Decides which model names (with their options) this provider serves, where a fixed
         /// list cannot: the simulated models.
         public var catalog: (any ModelCatalog)?
@@ -127,6 +130,7 @@ public struct GatewayConfig: Sendable {
             lhs.name == rhs.name && lhs.kind == rhs.kind && lhs.baseURL == rhs.baseURL
                 && lhs.apiKeyEnvironmentVariable == rhs.apiKeyEnvironmentVariable && lhs.apiKey == rhs.apiKey
                 && lhs.headers == rhs.headers && lhs.models == rhs.models && lhs.maxTokensField == rhs.maxTokensField
+                && lhs.reasoningField == rhs.reasoningField
                 && lhs.catalog?.models == rhs.catalog?.models
         }
 
@@ -285,7 +289,7 @@ public struct GatewayConfig: Sendable {
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
                 }
-                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models", "max_tokens_field"],
+                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models", "max_tokens_field", "reasoning_field"],
                                        hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
                 let kindName = try provider.string("kind") ?? "openai"
                 guard let kind = Provider.Kind(rawValue: kindName) else {
@@ -312,15 +316,14 @@ public struct GatewayConfig: Sendable {
                     apiKeyEnvironmentVariable: try provider.string("api_key_env"),
                     headers: headers,
                     models: try provider.stringList("models"))
-                if let field = try provider.string("max_tokens_field") {
-                    guard kind == .openai else {
-                        throw ConfigError("\(provider.path).max_tokens_field applies to kind openai only (\(kind.rawValue) has its own field)")
+                // Fields of OpenAI-compatible servers only: the native kinds have their own.
+                for key in ["max_tokens_field", "reasoning_field"] where kind != .openai {
+                    guard try provider.child(key) == nil else {
+                        throw ConfigError("\(provider.path).\(key) applies to kind openai only (\(kind.rawValue) has its own field)")
                     }
-                    guard let value = ProviderEndpoint.MaxTokensField(rawValue: field) else {
-                        throw ConfigError("\(provider.path).max_tokens_field must be 'max_tokens' or 'max_completion_tokens'")
-                    }
-                    parsed.maxTokensField = value
                 }
+                if let value = try provider.choice("max_tokens_field", of: ProviderEndpoint.MaxTokensField.self) { parsed.maxTokensField = value }
+                parsed.reasoningField = try provider.choice("reasoning_field", of: ProviderEndpoint.ReasoningField.self)
                 config.providers[name] = parsed
             }
         }

@@ -113,9 +113,12 @@ struct ProxyAccounting {
                     // the upstream failed) before the upstream's usage chunk, or the upstream never
                     // sends one. What was generated is still charged (the key's tokens per minute
                     // and budget), as an estimate: the prompt by its size, a token per event.
+                    // The prompt as the upstream counted it, when it said so first.
                     let completion = Int64(relay.forwardedEvents)
-                    record.usage = Usage(promptTokens: estimatedPromptTokens, completionTokens: completion,
-                                         totalTokens: Usage.saturatingAdd(estimatedPromptTokens, completion))
+                    var estimate = relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens)
+                    estimate.completionTokens = max(estimate.completionTokens, completion)
+                    estimate.totalTokens = Usage.saturatingAdd(estimate.promptTokens, estimate.completionTokens)
+                    record.usage = estimate
                     record.usageEstimated = true
                 }
             }

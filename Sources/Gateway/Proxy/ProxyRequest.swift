@@ -22,6 +22,13 @@ protocol ProxyRequest {
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> Relay
     /// The non-streamed answer: `body` the upstream's 2xx body, `events` what it says.
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8]
+    /// A field of the neutral request (chat's names, as providers' checks name them) under the
+    /// name this client sent it.
+    func clientParam(_ param: String) -> String
+}
+
+extension ProxyRequest {
+    func clientParam(_ param: String) -> String { param }
 }
 
 /// What every response of one proxied request shares.
@@ -133,6 +140,14 @@ struct ResponsesProxyRequest: ProxyRequest {
         var request = neutral
         request.model = route.upstreamModel
         return route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
+    }
+
+    func clientParam(_ param: String) -> String {
+        switch param {
+        case "response_format": "text.format"
+        case "max_tokens", "max_completion_tokens": "max_output_tokens"
+        default: param
+        }
     }
 
     private func envelope(_ context: ProxyContext) -> ResponseEnvelope {

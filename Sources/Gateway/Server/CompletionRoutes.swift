@@ -150,7 +150,15 @@ extension GatewayServer {
             }
         }
         // What the upstream's API cannot express is a 400 now, not a failure after a retry.
-        for candidate in candidates { try candidate.provider.validate(proxied.neutral) }
+        for candidate in candidates {
+            do {
+                try candidate.provider.validate(proxied.neutral)
+            } catch {
+                var refusal = error
+                refusal.param = error.param.map(proxied.clientParam)
+                throw refusal
+            }
+        }
         // Each hop through a gateway counts: a provider that points back here is stopped (508).
         var depthHeader: [(String, String)] = [("x-fusion-hops", String(hops + 1))]
         if depth > 0 { depthHeader.append(("x-fusion-depth", String(depth))) }

@@ -37,7 +37,7 @@ public struct ModelRouter: Sendable {
             models = provider.models
             missingKeyVariable = key == nil ? provider.apiKeyEnvironmentVariable : nil
             endpoint = ProviderEndpoint(name: name, baseURL: provider.baseURL, apiKey: key, headers: provider.headers,
-                                        maxTokensField: provider.maxTokensField)
+                                        maxTokensField: provider.maxTokensField, reasoningField: provider.reasoningField)
             implementation = provider.implementation
         }
     }

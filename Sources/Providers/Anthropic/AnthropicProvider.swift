@@ -20,7 +20,7 @@ public struct AnthropicProvider: Provider {
     public var wireFormat: WireFormat { .anthropicMessages }
 
     public func validate(_ request: ModelRequest) throws(APIError) {
-        try NativeRequestRules.validateChoices(request, api: "Anthropic's API")
+        try NativeRequestRules.validateOptions(request, api: "Anthropic's API")
         try NativeRequestRules.validateMessages(request.messages, api: "Anthropic's API", accepts: Self.inlineMediaTypes.contains)
         for (index, message) in request.messages.enumerated() where message.role == .tool && (message.toolCallID ?? "").isEmpty {
             throw .invalidRequest("A tool result for Anthropic's API needs the id of the call it answers.",
@@ -37,7 +37,7 @@ public struct AnthropicProvider: Provider {
                                   param: "tools[\(index)]")
         }
         if let format = request.responseFormat?["type"]?.stringValue, format != "json_object" && format != "text" {
-            throw .invalidRequest("Anthropic's API has no response_format '\(format)' (json_object is left to the prompt).",
+            throw .invalidRequest("Anthropic's API has no structured output format '\(format)' (json_object is left to the prompt).",
                                   param: "response_format")
         }
     }

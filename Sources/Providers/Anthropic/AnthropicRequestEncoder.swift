@@ -142,7 +142,9 @@ enum AnthropicRequestEncoder {
         case .text(let text):
             return text.isEmpty ? nil : .object(["type": .string("text"), "text": .string(text)])
         case .image(let url, _) where !url.lowercased().hasPrefix("data:"):
-            return .object(["type": .string("image"), "source": .object(["type": .string("url"), "url": .string(url)])])
+            // A PDF by URL is a document (an image block would be refused).
+            let type = NativeRequestRules.mediaType(ofURL: url) == "application/pdf" ? "document" : "image"
+            return .object(["type": .string(type), "source": .object(["type": .string("url"), "url": .string(url)])])
         case .image, .other:
             guard let data = NativeRequestRules.inlineData(part) else { return nil }
             let source: JSONValue = .object(["type": .string("base64"), "media_type": .string(data.mediaType), "data": .string(data.base64)])

@@ -9,7 +9,7 @@ public struct GeminiProvider: Provider {
     public var wireFormat: WireFormat { .gemini }
 
     public func validate(_ request: ModelRequest) throws(APIError) {
-        try NativeRequestRules.validateChoices(request, api: "Gemini's API")
+        try NativeRequestRules.validateOptions(request, api: "Gemini's API")
         try NativeRequestRules.validateMessages(request.messages, api: "Gemini's API", accepts: { _ in true })
         for (index, message) in request.messages.enumerated()
         where message.role == .tool && GeminiRequestEncoder.functionName(answeredBy: message, in: request.messages) == nil {
@@ -20,7 +20,7 @@ public struct GeminiProvider: Provider {
             throw .invalidRequest("Gemini's API takes function tools only.", param: "tools[\(index)]")
         }
         if let format = request.responseFormat?["type"]?.stringValue, !["text", "json_object", "json_schema"].contains(format) {
-            throw .invalidRequest("Gemini's API has no response_format '\(format)'.", param: "response_format")
+            throw .invalidRequest("Gemini's API has no structured output format '\(format)'.", param: "response_format")
         }
     }
 

@@ -12,11 +12,12 @@ import GatewayCore
 ///   tool's) follow its `functionResponse` as parts of the same turn, never dropped.
 /// - Images: `data:` URIs are `inlineData`, URLs `fileData` (media type guessed from the
 ///   extension where it says).
+/// - A chat client's `frequency_penalty`, `presence_penalty` and `seed` are Gemini's own.
 /// - Tools are `functionDeclarations` with the JSON Schema as `parametersJsonSchema` (no
 ///   conversion to OpenAPI's subset); `tool_choice` is `functionCallingConfig` (a named
 ///   function: `ANY` restricted to it). Gemini has no switch for parallel calls.
-/// - Reasoning is `thinkingConfig.thinkingBudget` (`NativeRequestRules.thinkingBudget`), with
-///   thought summaries included unless `reasoning.exclude`; effort `none` or `enabled: false` asks for nothing.
+/// - Reasoning is `thinkingConfig.thinkingBudget` (`thinkingConfig(_:)`), with thought
+///   summaries included unless `reasoning.exclude`; effort `none` or `enabled: false` is a budget of 0.
 /// - Thought signatures (Gemini 3): the neutral types carry none (a tool call id is no place
 ///   for kilobytes of opaque state: OpenAI caps ids at 40 characters), so the first
 ///   `functionCall` part of each replayed model turn carries Google's documented placeholder,
@@ -40,9 +41,14 @@ enum GeminiRequestEncoder {
         if let topP = request.topP { config["topP"] = .double(topP) }
         if let topK = request.topK { config["topK"] = .int(topK) }
         if !request.stop.isEmpty { config["stopSequences"] = .array(request.stop.map(JSONValue.string)) }
-        if let budget = NativeRequestRules.thinkingBudget(request.reasoning) {
-            config["thinkingConfig"] = .object(["thinkingBudget": .int(budget), "includeThoughts": .bool(request.reasoning?.exclude != true)])
+        if request.extraFieldsFormat == .openAIChat {
+            // Sampling fields of OpenAI's that Gemini has too (validated by the chat surface).
+            for (field, name) in [("frequency_penalty", "frequencyPenalty"), ("presence_penalty", "presencePenalty")] {
+                if let value = request.extraFields[field]?.doubleValue { config[name] = .double(value) }
+            }
+            if let seed = request.extraFields["seed"]?.intValue { config["seed"] = .int(seed) }
         }
+        if let thinking = thinkingConfig(request) { config["thinkingConfig"] = thinking }
         switch request.responseFormat?["type"]?.stringValue {
         case "json_object"?:
             config["responseMimeType"] = .string("application/json")
@@ -54,6 +60,22 @@ enum GeminiRequestEncoder {
         }
         if !config.isEmpty { body["generationConfig"] = .object(config) }
         return .object(body)
+    }
+
+    /// The largest budget an effort name asks of Gemini: 2.5 Flash and Flash-Lite take up to
+    /// 24,576 (Pro 32,768). A client's own `reasoning.max_tokens` is sent as given.
+    static let maximumEffortBudget: Int64 = 24576
+
+    /// `thinkingConfig`: a budget of 0 when the client said not to think (2.5 models think
+    /// unless told so; Pro, which cannot stop, answers with its own 400); otherwise the budget
+    /// asked for, at most half the output limit when one is given, since Gemini counts thoughts
+    /// against `maxOutputTokens` and a budget as large leaves no room for the answer.
+    static func thinkingConfig(_ request: ModelRequest) -> JSONValue? {
+        if NativeRequestRules.thinkingOff(request.reasoning) { return .object(["thinkingBudget": .int(0)]) }
+        guard var budget = NativeRequestRules.thinkingBudget(request.reasoning) else { return nil }
+        if request.reasoning?.maxTokens == nil { budget = min(budget, maximumEffortBudget) }
+        if let limit = request.maxOutputTokens { budget = min(budget, limit / 2) }
+        return .object(["thinkingBudget": .int(budget), "includeThoughts": .bool(request.reasoning?.exclude != true && budget > 0)])
     }
 
     /// The path after the base URL: the model (escaped: it is the client's text) and the method.
@@ -125,23 +147,11 @@ enum GeminiRequestEncoder {
             return text.isEmpty ? nil : .object(["text": .string(text)])
         case .image(let url, _) where !url.lowercased().hasPrefix("data:"):
             var file: [String: JSONValue] = ["fileUri": .string(url)]
-            if let type = mediaType(ofURL: url) { file["mimeType"] = .string(type) }
+            if let type = NativeRequestRules.mediaType(ofURL: url) { file["mimeType"] = .string(type) }
             return .object(["fileData": .object(file)])
         case .image, .other:
             guard let data = NativeRequestRules.inlineData(part) else { return nil }
             return .object(["inlineData": .object(["mimeType": .string(data.mediaType), "data": .string(data.base64)])])
-        }
-    }
-
-    private static func mediaType(ofURL url: String) -> String? {
-        let path = url.split(separator: "?").first.map(String.init) ?? url
-        switch path.split(separator: ".").last?.lowercased() {
-        case "png"?: return "image/png"
-        case "jpg"?, "jpeg"?: return "image/jpeg"
-        case "gif"?: return "image/gif"
-        case "webp"?: return "image/webp"
-        case "pdf"?: return "application/pdf"
-        default: return nil
         }
     }
 

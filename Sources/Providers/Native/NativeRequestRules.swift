@@ -30,6 +30,26 @@ enum NativeRequestRules {
         return min(max(budget, minimumBudget), maximumBudget)
     }
 
+    /// Whether the client said not to reason (effort `none`, `enabled: false`, Anthropic's
+    /// `disabled`), as opposed to saying nothing.
+    static func thinkingOff(_ reasoning: ModelRequest.Reasoning?) -> Bool {
+        reasoning?.effort == "none" || reasoning?.enabled == false
+    }
+
+    /// A URL's media type, as its path's extension says (query and fragment aside); nil when
+    /// it says none the APIs know.
+    static func mediaType(ofURL url: String) -> String? {
+        let path = url.split(separator: "#").first.map { $0.split(separator: "?").first ?? $0 } ?? Substring(url)
+        switch path.split(separator: "/").last?.split(separator: ".").dropFirst().last?.lowercased() {
+        case "png"?: return "image/png"
+        case "jpg"?, "jpeg"?: return "image/jpeg"
+        case "gif"?: return "image/gif"
+        case "webp"?: return "image/webp"
+        case "pdf"?: return "application/pdf"
+        default: return nil
+        }
+    }
+
     /// The inline payload of a part: an image given as a `data:` URI, or an OpenAI `file` part
     /// whose `file_data` is one (PDFs, as clients send them).
     static func inlineData(_ part: ContentPart) -> DataURI? {
@@ -43,12 +63,20 @@ enum NativeRequestRules {
     /// Refuses what neither native API can take: content parts of other kinds, `data:` URIs that
     /// are not, and tool arguments that are not a JSON object. `accepts` says which inline media
     /// types the API reads.
-    /// Several choices (`n` above 1) cannot be asked for: answering with one would be a 200 that
-    /// silently gives less than was asked. (Other fields these APIs lack, such as `seed` or the
+    /// Several choices (`n` above 1) cannot be asked for, nor log probabilities (neither native
+    /// API's answer carries them here): answering without would be a 200 that silently gives
+    /// less than was asked. (Sampling fields an API lacks, such as Anthropic's `seed` or
     /// penalties, are left out, as OpenRouter does for providers without them.)
-    static func validateChoices(_ request: ModelRequest, api: String) throws(APIError) {
+    static func validateOptions(_ request: ModelRequest, api: String) throws(APIError) {
+        guard request.extraFieldsFormat == .openAIChat else { return }
         if let count = request.extraFields["n"]?.intValue, count > 1 {
             throw .invalidRequest("\(api) returns one choice per request; 'n' must be 1 (send several requests instead).", param: "n")
+        }
+        if request.extraFields["logprobs"]?.boolValue == true {
+            throw .invalidRequest("\(api) returns no log probabilities through this gateway; leave 'logprobs' out.", param: "logprobs")
+        }
+        if let count = request.extraFields["top_logprobs"]?.intValue, count > 0 {
+            throw .invalidRequest("\(api) returns no log probabilities through this gateway; leave 'top_logprobs' out.", param: "top_logprobs")
         }
     }
 

@@ -11,7 +11,8 @@ public struct OpenAICompatibleProvider: Provider {
     public func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         ProviderHTTPRequest(url: endpoint.baseURL + "/chat/completions",
                             headers: Self.headers(endpoint: endpoint, stream: request.stream, extra: extraHeaders),
-                            body: OpenAIRequestEncoder.body(request, maxTokensField: endpoint.maxTokensField))
+                            body: OpenAIRequestEncoder.body(request, maxTokensField: endpoint.maxTokensField,
+                                                            reasoningField: endpoint.reasoningField))
     }
 
     /// The headers of every request to `endpoint` (also used when a client's body is relayed as is).

@@ -5,8 +5,9 @@ public enum OpenAIRequestEncoder {
     /// The body for an OpenAI-compatible upstream: the bytes of `json(...).serialized()`,
     /// written without the tree for the messages (whole prompts: the judge's holds every panel
     /// answer), since this runs as every inner call starts, on its way to the upstream.
-    public static func body(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens) -> [UInt8] {
-        let members = fields(request, maxTokensField: maxTokensField)
+    public static func body(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens,
+                            reasoningField: ProviderEndpoint.ReasoningField = .object) -> [UInt8] {
+        let members = fields(request, maxTokensField: maxTokensField, reasoningField: reasoningField)
         var out: [UInt8] = []
         out.reserveCapacity(256 + request.messages.reduce(0) { $0 + $1.content.count * 64 + 48 })
         out.append(UInt8(ascii: "{"))
@@ -31,8 +32,9 @@ public enum OpenAIRequestEncoder {
         return out
     }
 
-    public static func json(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens) -> JSONValue {
-        var body = fields(request, maxTokensField: maxTokensField)
+    public static func json(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens,
+                            reasoningField: ProviderEndpoint.ReasoningField = .object) -> JSONValue {
+        var body = fields(request, maxTokensField: maxTokensField, reasoningField: reasoningField)
         body["messages"] = .array(chatMessages(request.messages).map(message))
         return .object(body)
     }
@@ -67,7 +69,8 @@ public enum OpenAIRequestEncoder {
     }
 
     /// Every member of the body but `messages`.
-    private static func fields(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField) -> [String: JSONValue] {
+    private static func fields(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField,
+                               reasoningField: ProviderEndpoint.ReasoningField) -> [String: JSONValue] {
         var body = request.extraFieldsFormat == .openAIChat ? request.extraFields : [:]
         body["messages"] = nil
         body["model"] = .string(request.model)
@@ -86,14 +89,30 @@ public enum OpenAIRequestEncoder {
         if let format = request.responseFormat { body["response_format"] = format }
         // A chat client's own `reasoning_effort` (in `extraFields`) speaks for it to its own API.
         if let reasoning = request.reasoning, request.extraFieldsFormat != .openAIChat || request.extraFields["reasoning_effort"] == nil {
-            var object: [String: JSONValue] = [:]
-            if let effort = reasoning.effort { object["effort"] = .string(effort) }
-            if let tokens = reasoning.maxTokens { object["max_tokens"] = .int(tokens) }
-            if let exclude = reasoning.exclude { object["exclude"] = .bool(exclude) }
-            if let enabled = reasoning.enabled { object["enabled"] = .bool(enabled) }
-            body["reasoning"] = .object(object)
+            switch reasoningField {
+            case .object:
+                var object: [String: JSONValue] = [:]
+                if let effort = reasoning.effort { object["effort"] = .string(effort) }
+                if let tokens = reasoning.maxTokens { object["max_tokens"] = .int(tokens) }
+                if let exclude = reasoning.exclude { object["exclude"] = .bool(exclude) }
+                if let enabled = reasoning.enabled { object["enabled"] = .bool(enabled) }
+                body["reasoning"] = .object(object)
+            case .effort:
+                body["reasoning"] = nil
+                if let effort = effort(of: reasoning) { body["reasoning_effort"] = .string(effort) }
+            }
         }
         return body
+    }
+
+    /// `reasoning` as OpenAI's one knob: the effort named, or the one nearest a budget (an
+    /// Anthropic client's `budget_tokens`); nil (the model's default) when only "on" or "off"
+    /// was said, since a model that cannot reason refuses the field, and not every reasoning
+    /// model takes `none`.
+    static func effort(of reasoning: ModelRequest.Reasoning) -> String? {
+        if let effort = reasoning.effort { return reasoning.enabled == false && effort != "none" ? nil : effort }
+        guard reasoning.enabled != false, let budget = reasoning.maxTokens else { return nil }
+        return budget < 4096 ? "low" : budget < 16384 ? "medium" : "high"
     }
 
     /// `message(message)` as bytes, its keys in the order `serialized()` sorts them.

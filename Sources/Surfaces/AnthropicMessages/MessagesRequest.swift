@@ -28,8 +28,8 @@ public struct MessagesRequest: Sendable {
             throw Self.invalid("model", "a non-empty string")
         }
         if !forTokenCount || (fields["max_tokens"] ?? .null) != .null {
-            guard let limit = try Self.required("max_tokens", in: fields).intValue, (1...Usage.maxTokens).contains(limit) else {
-                throw Self.invalid("max_tokens", "an integer from 1 to \(Usage.maxTokens)")
+            guard let limit = try Self.required("max_tokens", in: fields).intValue, (1...Int64(Int32.max)).contains(limit) else {
+                throw Self.invalid("max_tokens", "an integer from 1 to \(Int32.max)")
             }
         }
         guard let messages = try Self.required("messages", in: fields).arrayValue, !messages.isEmpty else {
@@ -205,8 +205,8 @@ public struct MessagesRequest: Sendable {
         case "enabled"?:
             // Anthropic's floor, whichever upstream serves the request: a client gets the same
             // answer from the gateway as from Anthropic's API.
-            guard let budget = value["budget_tokens"]?.intValue, (1024...Usage.maxTokens).contains(budget) else {
-                throw invalid("thinking.budget_tokens", "an integer of at least 1024")
+            guard let budget = value["budget_tokens"]?.intValue, (1024...Int64(Int32.max)).contains(budget) else {
+                throw invalid("thinking.budget_tokens", "an integer from 1024 to \(Int32.max)")
             }
         case "disabled"?, "adaptive"?: break
         default: throw invalid("thinking.type", "one of 'enabled', 'disabled', 'adaptive'")

@@ -21,7 +21,7 @@ extension MessagesRequest {
     ///   unsigned thinking is left out, and so is `is_error` (no neutral form; the result's text
     ///   is passed unchanged).
     /// - `thinking` `enabled` is a reasoning budget, `adaptive` reasoning at the provider's
-    ///   default, `disabled` none. `tool_choice.disable_parallel_tool_use` is
+    ///   default, `disabled` a request not to (`enabled: false`). `tool_choice.disable_parallel_tool_use` is
     ///   `parallelToolCalls: false`.
     /// - `top_k` is `topK` (Gemini's `topK`), `metadata.user_id` is `user` (OpenAI's `user`).
     /// - Usage is always asked for: Anthropic's stream carries it, and clients need it.
@@ -55,6 +55,7 @@ extension MessagesRequest {
         switch fields["thinking"]?["type"]?.stringValue {
         case "enabled"?: request.reasoning = ModelRequest.Reasoning(maxTokens: fields["thinking"]?["budget_tokens"]?.intValue)
         case "adaptive"?: request.reasoning = ModelRequest.Reasoning()
+        case "disabled"?: request.reasoning = ModelRequest.Reasoning(enabled: false)
         default: break
         }
         for (key, value) in fields where !Self.modeledFields.contains(key) { request.extraFields[key] = value }

@@ -136,7 +136,7 @@ public struct MessagesStreamWriter: Sendable {
     /// The end of a complete answer: the open block closed, `message_delta` (stop reason and
     /// usage: `usage`, else the last reported, else zeros), `message_stop`. `fusion`: a
     /// deliberation's result and per-call usage, on `message_delta` (`fusion`, `usage.fusion`).
-    public mutating func appendEnd(usage final: Usage? = nil, fusion: (result: JSONValue?, calls: JSONValue?) = (nil, nil),
+    public mutating func appendEnd(usage final: Usage? = nil, estimated: Bool = false, fusion: (result: JSONValue?, calls: JSONValue?) = (nil, nil),
                                    to out: inout [UInt8]) {
         writeStart(to: &out)
         closeBlock(&out)
@@ -147,7 +147,7 @@ public struct MessagesStreamWriter: Sendable {
         out.append(contentsOf: #","stop_sequence":"#.utf8)
         if let sequence = stopDetail?.sequence { JSONWriting.appendString(sequence, to: &out) } else { out.append(contentsOf: "null".utf8) }
         out.append(contentsOf: #"},"usage":"#.utf8)
-        Self.appendUsage(usage, fusionCalls: fusion.calls, to: &out)
+        Self.appendUsage(usage, estimated: estimated, fusionCalls: fusion.calls, to: &out)
         if let result = fusion.result {
             out.append(contentsOf: #","fusion":"#.utf8)
             JSONWriting.appendValue(result, to: &out)
@@ -193,10 +193,13 @@ public struct MessagesStreamWriter: Sendable {
     }
 
     /// Anthropic's usage: `input_tokens` excludes cache reads and writes (OpenAI's prompt includes them).
-    static func appendUsage(_ usage: Usage, fusionCalls: JSONValue? = nil, to out: inout [UInt8]) {
+    /// `estimated`: the gateway's estimate (the upstream reported none, or was cut short), said
+    /// as chat and Responses say it, in a member of its own the SDKs keep and ignore.
+    static func appendUsage(_ usage: Usage, estimated: Bool = false, fusionCalls: JSONValue? = nil, to out: inout [UInt8]) {
         let input = max(usage.promptTokens - usage.cachedTokens - usage.cacheWriteTokens, 0)  // each at most 2^40: no overflow
         out.append(contentsOf: #"{"input_tokens":\#(input),"cache_creation_input_tokens":\#(usage.cacheWriteTokens),"#.utf8)
         out.append(contentsOf: #""cache_read_input_tokens":\#(usage.cachedTokens),"output_tokens":\#(usage.completionTokens)"#.utf8)
+        if estimated { out.append(contentsOf: #","estimated":true"#.utf8) }
         if let fusionCalls {
             out.append(contentsOf: #","fusion":"#.utf8)
             JSONWriting.appendValue(fusionCalls, to: &out)
@@ -273,9 +276,8 @@ public struct MessagesStreamWriter: Sendable {
 }
 
 extension MessagesStreamWriter: NeutralStreamWriter {
-    /// Anthropic's usage has no estimate flag: an estimate reads as reported.
     public mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
-        appendEnd(usage: usage, to: &out)
+        appendEnd(usage: usage, estimated: estimated, fusion: (nil, nil), to: &out)
     }
 
     /// An `error` event (after `message_start`, so the SDKs' stream helpers see a stream).

@@ -71,8 +71,9 @@ public struct ChatRequest: Sendable {
         }
         for name in ["max_tokens", "max_completion_tokens"] {
             if let value = fields[name], value != .null {
-                guard let count = value.intValue, count >= 1 else {
-                    throw Self.invalidType(name, expected: "an integer of at least 1", got: value)
+                // No model writes 2^31 tokens; Gemini's and others' fields are 32-bit.
+                guard let count = value.intValue, (1...Int64(Int32.max)).contains(count) else {
+                    throw Self.invalidType(name, expected: "an integer from 1 to \(Int32.max)", got: value)
                 }
             }
         }

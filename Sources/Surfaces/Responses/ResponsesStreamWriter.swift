@@ -35,10 +35,15 @@ public struct ResponsesStreamWriter: Sendable {
     private var openReasoning: Int?
     /// A message whose one part is a refusal (another API's `refusal`).
     private var openRefusal: Int?
-    /// Open function calls: tool-call index → position in `items`.
+    /// Open function calls: tool-call index → position in `items`. At most one: OpenAI's own
+    /// streams never interleave items, and clients may rely on it.
     private var openCalls: [Int: Int] = [:]
-    /// Tool-call fragments whose name has not arrived: `output_item.added` must carry it.
+    /// Tool-call fragments not yet shown: a call whose name has not arrived (`output_item.added`
+    /// must carry it), or one that began while another was open (an upstream may interleave
+    /// its calls' fragments), held until that one is done.
     private var pendingCalls: [Int: ToolCallFragment] = [:]
+    /// Calls done: a fragment for one of them cannot be shown (`ResponsesTranslation` refuses it).
+    private var closedCalls: Set<Int> = []
     /// Open items of other kinds (server tools), closed by their renderer.
     private var openOthers: Set<Int> = []
 
@@ -255,6 +260,7 @@ public struct ResponsesStreamWriter: Sendable {
         if let openMessage { return openMessage }
         if let openReasoning { close(openReasoning, status: "completed", &out) }
         if let openRefusal { close(openRefusal, status: "completed", &out) }
+        finishCalls(status: "completed", &out)
         let position = items.count
         let id = envelope.itemID("msg", outputIndex: position)
         items.append(ResponseItem(id: id, kind: .message))
@@ -272,6 +278,7 @@ public struct ResponsesStreamWriter: Sendable {
     private mutating func refusalPosition(_ out: inout [UInt8]) -> Int {
         if let openRefusal { return openRefusal }
         for position in [openMessage, openReasoning].compactMap({ $0 }).sorted() { close(position, status: "completed", &out) }
+        finishCalls(status: "completed", &out)
         let position = items.count
         let id = envelope.itemID("msg", outputIndex: position)
         items.append(ResponseItem(id: id, kind: .refusal))
@@ -290,6 +297,7 @@ public struct ResponsesStreamWriter: Sendable {
         if let openReasoning { return openReasoning }
         if let openMessage { close(openMessage, status: "completed", &out) }
         if let openRefusal { close(openRefusal, status: "completed", &out) }
+        finishCalls(status: "completed", &out)
         let position = items.count
         let id = envelope.itemID("rs", outputIndex: position)
         items.append(ResponseItem(id: id, kind: .reasoning))
@@ -316,14 +324,30 @@ public struct ResponsesStreamWriter: Sendable {
             }
             return
         }
+        guard !closedCalls.contains(fragment.index) else { return }
         var pending = pendingCalls.removeValue(forKey: fragment.index) ?? ToolCallFragment(index: fragment.index)
         if pending.id?.isEmpty ?? true { pending.id = fragment.id }
         if pending.name?.isEmpty ?? true { pending.name = fragment.name }
         pending.arguments = (pending.arguments ?? "") + (fragment.arguments ?? "")
-        if pending.name?.isEmpty ?? true {
+        if pending.name?.isEmpty ?? true || !openCalls.isEmpty {
             pendingCalls[fragment.index] = pending
         } else {
             openCall(pending, &out)
+        }
+    }
+
+    /// Whether the call `index` is done (its later fragments would have no item to go to).
+    public func isClosedCall(_ index: Int) -> Bool { closedCalls.contains(index) }
+
+    /// Closes the open call, then shows each held call whole, in order: another item comes
+    /// next, or the end (`all`: calls whose name never came too, shown as they are: still
+    /// the model's calls).
+    private mutating func finishCalls(status: String, all: Bool = false, _ out: inout [UInt8]) {
+        for position in openCalls.values.sorted() { close(position, status: status, &out) }
+        for index in pendingCalls.keys.sorted() where all || !(pendingCalls[index]?.name?.isEmpty ?? true) {
+            guard let fragment = pendingCalls.removeValue(forKey: index) else { continue }
+            openCall(fragment, &out)
+            if let position = openCalls[index] { close(position, status: status, &out) }
         }
     }
 
@@ -343,12 +367,8 @@ public struct ResponsesStreamWriter: Sendable {
     }
 
     private mutating func closeOpenItems(status: String, _ out: inout [UInt8]) {
-        // A call whose name never came is still the model's call: shown as it is.
-        for index in pendingCalls.keys.sorted() {
-            if let fragment = pendingCalls.removeValue(forKey: index) { openCall(fragment, &out) }
-        }
-        let open = ([openMessage, openReasoning, openRefusal].compactMap { $0 } + openCalls.values).sorted()
-        for position in open { close(position, status: status, &out) }
+        for position in [openMessage, openReasoning, openRefusal].compactMap({ $0 }).sorted() { close(position, status: status, &out) }
+        finishCalls(status: status, all: true, &out)
     }
 
     private mutating func close(_ position: Int, status: String, _ out: inout [UInt8]) {
@@ -400,6 +420,7 @@ public struct ResponsesStreamWriter: Sendable {
                 $0.json("part", ResponseItem.summaryPart(text))
             }
         case .functionCall(_, let name):
+            for (index, open) in openCalls where open == position { closedCalls.insert(index) }
             openCalls = openCalls.filter { $0.value != position }
             emit("response.function_call_arguments.done", &out) {
                 $0.string("item_id", id)

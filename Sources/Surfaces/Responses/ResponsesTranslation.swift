@@ -29,6 +29,13 @@ public struct ResponsesTranslation: NeutralStreamWriter {
         writer.appendFailure(error, usage: usage.map { Self.usageJSON($0, estimated: estimated) } ?? nil, to: &out)
     }
 
+    /// A fragment for a call already done (an upstream that went back to it after another
+    /// item): no item can take it, and dropping it would change the call.
+    public mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError? {
+        guard writer.isClosedCall(fragment.index) else { return nil }
+        return .upstreamProtocol("the upstream went back to tool call \(fragment.index) after it had ended")
+    }
+
     public static func usageJSON(_ usage: Usage?, estimated: Bool) -> JSONValue? {
         usage.map { ResponsesUsage.json($0, extra: estimated ? ["estimated": .bool(true)] : [:]) }
     }

@@ -9,6 +9,9 @@ public protocol ClientRelay {
     /// Events carrying the answer forwarded so far (none yet: the attempt may still be retried).
     var forwardedEvents: Int { get }
     var usage: Usage? { get }
+    /// The upstream's own count of the prompt, said before its answer (Anthropic's
+    /// `message_start`): what an estimate for a stream cut short starts from.
+    var promptUsage: Usage? { get }
     var finishReason: String? { get }
     var usageEstimated: Bool { get }
     /// What the client sees the moment its stream opens.
@@ -21,6 +24,7 @@ public protocol ClientRelay {
 }
 
 extension ChatStreamRelay: ClientRelay {
+    public var promptUsage: Usage? { nil }
     public mutating func start(into out: inout [UInt8]) {}
 }
 

@@ -54,6 +54,9 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     private var pending: [ModelEvent] = []
     /// The prompt's usage was asked of the decoder (until it is known or an event arrived).
     private var promptNoted = false
+    /// The upstream's own count of the prompt, said first (Anthropic's `message_start`): a
+    /// stream cut before its final usage is estimated from it rather than the body's size.
+    public private(set) var promptUsage: Usage?
 
     public init(decoder: any ModelStreamDecoder, writer: Writer, estimatedPromptTokens: Int64? = nil) {
         self.decoder = decoder
@@ -83,6 +86,7 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             // Anthropic says the prompt's usage first (`message_start`), before any event.
             if let usage = decoder.promptUsage {
                 writer.notePromptUsage(usage)
+                promptUsage = usage
                 promptNoted = true
             } else {
                 promptNoted = !events.isEmpty
@@ -155,11 +159,19 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         outcome = .done
     }
 
-    /// The usage to report: the upstream's, else (when the prompt's size is known) an estimate.
+    /// The usage to report: the upstream's, else (when the prompt's size is known) an estimate:
+    /// the prompt as the upstream counted it or by its size, and a token per forwarded event (a
+    /// lower bound), flagged as an estimate.
     private mutating func totalUsage() -> Usage? {
-        guard usage == nil, let prompt = estimatedPromptTokens else { return usage }
-        // Roughly one token per forwarded event: a lower bound, flagged as an estimate.
+        guard usage == nil else { return usage }
         let completion = Int64(forwardedEvents)
+        if var estimate = promptUsage {
+            estimate.completionTokens = max(estimate.completionTokens, completion)
+            estimate.totalTokens = Usage.saturatingAdd(estimate.promptTokens, estimate.completionTokens)
+            usageEstimated = true
+            return estimate
+        }
+        guard let prompt = estimatedPromptTokens else { return nil }
         usageEstimated = true
         return Usage(promptTokens: prompt, completionTokens: completion, totalTokens: Usage.saturatingAdd(prompt, completion))
     }
