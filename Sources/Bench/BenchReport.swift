@@ -17,9 +17,13 @@ public struct RunSettings: Sendable, Codable, Equatable {
     /// The run was stopped early (Ctrl-C or SIGTERM): its figures cover the requests that finished, not
     /// the requests or duration it was set for. Absent in reports written before it existed.
     public var interrupted: Bool?
+    /// How long requests still in flight at the end were given to finish (`--drain`). Absent
+    /// in reports written before it existed.
+    public var drainSeconds: Double?
 
     enum CodingKeys: String, CodingKey {
         case mode, concurrency, rate, arrivals, loops, streamed, prompts, interrupted
+        case drainSeconds = "drain_s"
         case maxConcurrency = "max_concurrency"
         case requestsPerTarget = "requests_per_target"
         case durationSeconds = "duration_s"

@@ -57,7 +57,8 @@ public struct BenchTarget: Sendable {
             return "\(base): only http:// and https:// URLs"
         }
         if base.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
-            return "\(base): no spaces or control characters in the URL (percent-encode them)"
+            // Shown escaped: a raw line break or escape sequence would garble the terminal.
+            return "\(base.debugDescription): no spaces or control characters in the URL (percent-encode them)"
         }
         if base.contains("?") || base.contains("#") {
             return "\(base): no query or fragment in the base URL (/chat/completions is appended to it)"
@@ -216,6 +217,7 @@ public final class BenchRunner: Sendable {
         var settings = RunSettings(plan: configuration.plan, warmupRequests: configuration.warmupRequests,
                                    streamed: configuration.streamed, prompts: configuration.prompts, maxTokens: configuration.maxTokens)
         settings.interrupted = stopRequested.load(ordering: .relaxed)
+        settings.drainSeconds = Double(configuration.drainMilliseconds) / 1000
         return BenchReport(settings: settings, targets: zip(configuration.targets, merged).map {
             TargetReport(info: $0.info, results: $1, durationSeconds: duration)
         })

@@ -173,12 +173,20 @@ final class LoopDriver: @unchecked Sendable {
             waitingWorkers.insert(worker)
             let timer = LoopTimer(loop: loop) { [unowned self] in
                 guard waitingWorkers.remove(worker) != nil else { return }
+                // A wait the run's end cut short: the run lasted until then, though no request did.
+                if let deadline, EventLoop.monotonicNanoseconds() >= deadline { lastFinishedAt = max(lastFinishedAt, deadline) }
                 runWorker(worker, cycle, position: position + 1)
                 finishIfDone()  // the worker may have found the run over
             }
             backoffTimers[worker]?.close()
             backoffTimers[worker] = timer
-            timer.start(afterMilliseconds: Self.backoffMilliseconds(failuresInARow: failures))
+            // Never past the run's end: it stops when `--duration` says, not when the wait would.
+            var wait = Self.backoffMilliseconds(failuresInARow: failures)
+            if let deadline {
+                let now = EventLoop.monotonicNanoseconds()
+                wait = min(wait, deadline > now ? (deadline - now + 999_999) / 1_000_000 : 0)
+            }
+            timer.start(afterMilliseconds: wait)
         }
     }
 

@@ -112,6 +112,9 @@ struct BenchCommand: ParsableCommand {
         if !(timeout > 0 && timeout < 86_400) { throw ValidationError("--timeout is seconds, more than 0 and less than a day") }
         if !(drain >= 0 && drain < 86_400) { throw ValidationError("--drain is seconds, at least 0 and less than a day") }
         if html == "-" { throw ValidationError("--html needs a file name (the report is a whole HTML page)") }
+        if let json, json != "-", let html, URL(fileURLWithPath: json).standardizedFileURL == URL(fileURLWithPath: html).standardizedFileURL {
+            throw ValidationError("--json and --html name the same file; one report would overwrite the other")
+        }
         // Where the reports go is checked before the run, not found unwritable after it.
         for path in [json, html].compactMap({ $0 }) where path != "-" {
             guard FileManager.default.createFile(atPath: path, contents: nil) else {

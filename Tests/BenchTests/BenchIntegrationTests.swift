@@ -166,10 +166,14 @@ import Testing
         let key = "sk-bench-secret-0123456789"
         let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "error:status=500:echo_auth=1", apiKey: key)]
         let plan = try LoadPlan(shape: .closedLoop(concurrency: 2), stop: StopCondition(durationSeconds: 1), targets: 1, loops: 1)
+        let started = Date()
         let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
-                                                                       requestTimeoutMilliseconds: 10_000)).run()
+                                                                       requestTimeoutMilliseconds: 10_000, drainMilliseconds: 5_000)).run()
         let results = report.targets[0].results
         #expect(results.requests >= 4 && results.requests <= 30, "\(results.requests) requests in 1 s from 2 workers")
+        // The run lasted its duration, waits included, and no longer (a worker's wait is cut at the end).
+        #expect(report.targets[0].durationSeconds >= 0.99 && Date().timeIntervalSince(started) < 4, "\(report.targets[0].durationSeconds)")
+        #expect(report.settings.drainSeconds == 5)
         let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
         #expect(!everything.contains(key) && everything.contains("[REDACTED]"))
     }

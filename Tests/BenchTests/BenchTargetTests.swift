@@ -16,8 +16,8 @@ import Testing
         ("http://[::1]:99999/v1", "http://[::1]:99999/v1: the port must be a number in 1...65535"),
         ("http://h/v1?x=1", "http://h/v1?x=1: no query or fragment in the base URL (/chat/completions is appended to it)"),
         ("http://h/v1#top", "http://h/v1#top: no query or fragment in the base URL (/chat/completions is appended to it)"),
-        ("http://h/a b/v1", "http://h/a b/v1: no spaces or control characters in the URL (percent-encode them)"),
-        ("http://h/v1\n", "http://h/v1\n: no spaces or control characters in the URL (percent-encode them)"),
+        ("http://h/a b/v1", #""http://h/a b/v1": no spaces or control characters in the URL (percent-encode them)"#),
+        ("http://h/v1\n\u{1B}[2J", #""http://h/v1\n\u{1B}[2J": no spaces or control characters in the URL (percent-encode them)"#),
     ])
     func aURLWithoutHostOrWithAnotherSchemeIsNamed(url: String, problem: String) {
         #expect(BenchTarget.problem(withBaseURL: url) == problem)
