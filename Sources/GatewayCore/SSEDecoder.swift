@@ -30,6 +30,10 @@ public struct SSEDecoder: Sendable {
     private var hasData = false
     /// The previous chunk ended in CR: a LF at the start of the next one belongs to it.
     private var skipLeadingLF = false
+    /// Bytes of a leading UTF-8 byte order mark matched so far (WHATWG: one at the stream's
+    /// start is ignored); nil once the start is past.
+    private var byteOrderMarkMatched: Int? = 0
+    private static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
     public init(maxEventBytes: Int = 1 << 20) {
         self.maxEventBytes = maxEventBytes
@@ -46,6 +50,16 @@ public struct SSEDecoder: Sendable {
         defer { keepBorrowedData() }
         var start = 0
         let count = bytes.count
+        while let matched = byteOrderMarkMatched, start < count {
+            if bytes[start] == Self.byteOrderMark[matched] {
+                start += 1
+                byteOrderMarkMatched = matched + 1 == Self.byteOrderMark.count ? nil : matched + 1
+            } else {
+                // Not a mark after all: the bytes taken for one begin the first line.
+                partialLine.append(contentsOf: Self.byteOrderMark[..<matched])
+                byteOrderMarkMatched = nil
+            }
+        }
         if skipLeadingLF, count > 0 {
             skipLeadingLF = false
             if bytes[0] == UInt8(ascii: "\n") { start = 1 }

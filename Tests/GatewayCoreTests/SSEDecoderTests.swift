@@ -90,6 +90,27 @@ import Testing
         #expect(events == [DecodedEvent(event: "", data: "a"), DecodedEvent(event: "", data: "b")])
     }
 
+    /// One byte order mark at the stream's start is ignored (WHATWG), however the reads split
+    /// it; a second one, or one later, or the mark's first bytes alone, are data.
+    @Test func aLeadingByteOrderMarkIsIgnored() throws {
+        let mark: [UInt8] = [0xEF, 0xBB, 0xBF]
+        let stream = mark + Array("data: a\n\n".utf8)
+        for split in 0...stream.count {
+            let events = try decodeAll([Array(stream[..<split]), Array(stream[split...])])
+            #expect(events == [DecodedEvent(event: "", data: "a")], "split at \(split)")
+        }
+        #expect(try decodeAll([mark + mark + Array("\ndata: b\n\n".utf8)]) == [DecodedEvent(event: "", data: "b")],
+                "a second mark is a line that is no field")
+        #expect(try decodeAll([Array("data: c\n\n".utf8) + mark + Array("data: d\n\n".utf8)]).map(\.data) == ["c"],
+                "a mark later starts a line that is no field")
+        var lines: [[UInt8]] = []
+        var decoder = SSEDecoder()
+        try (Array(mark[..<2]) + Array("x\n".utf8)).withUnsafeBytes { bytes in
+            try decoder.feed(bytes, onEvent: { _ in }, onOtherLine: { lines.append(Array($0)) })
+        }
+        #expect(lines == [Array(mark[..<2]) + Array("x".utf8)], "a mark's first bytes alone are kept")
+    }
+
     @Test func oversizedEventIsRejectedWhetherOrNotItsLineEnded() {
         let big = Array(("data: " + String(repeating: "x", count: 300) + "\n\n").utf8)
         #expect(throws: SSEDecoder.EventTooLarge(limit: 256)) { try decodeAll([big], maxEventBytes: 256) }
