@@ -168,7 +168,7 @@ struct MockAnthropicStream: MockWire {
                 return .invalidRequest("messages.\(index).content.\(position): Invalid `signature` in `thinking` block")
             }
         }
-        guard request["thinking"]?["type"] == .string("enabled"), messages.count >= 2,
+        guard ["enabled", "adaptive"].contains(request["thinking"]?["type"]?.stringValue ?? ""), messages.count >= 2,
               let last = messages.last, last["role"] == .string("user"),
               last["content"]?.arrayValue?.contains(where: { $0["type"] == .string("tool_result") }) == true,
               messages[messages.count - 2]["role"] == .string("assistant") else { return nil }

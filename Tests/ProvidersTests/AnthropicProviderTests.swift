@@ -112,6 +112,46 @@ import Testing
         }
     }
 
+    /// Claude 4.6 and later think adaptively (Opus 4.7 refuses a budget); earlier models, and
+    /// names that are no Claude version, take the budget.
+    @Test func eachClaudeIsAskedToThinkTheWayItTakes() throws {
+        for (model, adaptive) in [("claude-opus-4-7", true), ("claude-opus-4.7", true), ("claude-opus-4-6-20260205", true),
+                                  ("claude-sonnet-5", true), ("claude-mythos-preview", true), ("anthropic.claude-opus-4-8-v1:0", true),
+                                  ("claude-sonnet-4-5-20250929", false), ("claude-haiku-4-5", false), ("claude-sonnet-4-20250514", false),
+                                  ("claude-3-7-sonnet-20250219", false), ("claude-opus-4-1", false), ("my-deployment", false),
+                                  ("tool-call:think=1", false)] {
+            var request = ModelRequest(model: model, messages: [ModelMessage(role: .user, text: "Q")])
+            request.reasoning = ModelRequest.Reasoning(effort: "high")
+            let thinking = try body(request)["thinking"]
+            #expect((thinking?["type"] == .string("adaptive")) == adaptive && (thinking?["budget_tokens"] == nil) == adaptive, "\(model): \(thinking ?? .null)")
+        }
+        var request = ModelRequest(model: "claude-opus-4-7", messages: [ModelMessage(role: .user, text: "Q")])
+        for (reasoning, effort) in [(ModelRequest.Reasoning(effort: "minimal"), "low"), (.init(effort: "xhigh"), "xhigh"), (.init(effort: "max"), "max"),
+                                    (.init(maxTokens: 2000), "low"), (.init(maxTokens: 8000), "medium"), (.init(maxTokens: 30000), "high"),
+                                    (.init(), nil)] as [(ModelRequest.Reasoning, String?)] {
+            request.reasoning = reasoning
+            let json = try body(request)
+            #expect(json["output_config"]?["effort"]?.stringValue == effort && json["thinking"]?["display"] == .string("summarized"), "\(reasoning): \(json)")
+            #expect(json["max_tokens"]?.intValue ?? 0 > 4096, "room to think beyond the default answer")
+        }
+        request.model = "claude-opus-4-6"
+        request.reasoning = ModelRequest.Reasoning(effort: "xhigh", exclude: true)
+        var json = try body(request)
+        #expect(json["output_config"]?["effort"] == .string("high") && json["thinking"]?["display"] == .string("omitted"), "4.6 has no xhigh")
+        // A limit the budgeted form has no room under still thinks adaptively, within it; a
+        // client's own output_config keeps its other members.
+        request.maxOutputTokens = 500
+        request.reasoning = ModelRequest.Reasoning(effort: "low")
+        request.extraFields = ["output_config": .object(["format": .object(["type": .string("json_schema")])])]
+        request.extraFieldsFormat = .anthropicMessages
+        json = try body(request)
+        #expect(json["max_tokens"] == .int(500) && json["thinking"]?["type"] == .string("adaptive"))
+        #expect(json["output_config"] == .object(["format": .object(["type": .string("json_schema")]), "effort": .string("low")]))
+        request.reasoning = ModelRequest.Reasoning(enabled: false)
+        json = try body(request)
+        #expect(json["thinking"] == nil && json["output_config"]?["effort"] == nil, "off is off")
+    }
+
     @Test func maxTokensIsAlwaysSentAndThinkingFitsUnderIt() throws {
         var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")])
         request.temperature = 0.3

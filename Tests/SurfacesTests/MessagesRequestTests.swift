@@ -106,6 +106,18 @@ import Testing
         #expect(anthropic["top_k"] == .int(7) && anthropic["metadata"] == .object(["user_id": .string("u-1")]) && anthropic["user"] == nil)
     }
 
+    /// Adaptive thinking's effort is the neutral effort: another upstream is asked to reason
+    /// as hard; "disabled" asks it not to.
+    @Test func adaptiveThinkingsEffortReachesOtherUpstreams() throws {
+        let adaptive = try parse(#"{"model":"m","max_tokens":9000,"messages":[{"role":"user","content":"q"}],"thinking":{"type":"adaptive"},"output_config":{"effort":"low"}}"#)
+        #expect(adaptive.modelRequest().reasoning == ModelRequest.Reasoning(effort: "low"))
+        let gemini = try JSONValue.parse(GeminiProvider().httpRequest(
+            for: adaptive.modelRequest(), endpoint: ProviderEndpoint(name: "g", baseURL: "https://g.example/v1beta"), extraHeaders: []).body)
+        #expect(gemini["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(2048))
+        let disabled = try parse(#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"q"}],"thinking":{"type":"disabled"}}"#)
+        #expect(disabled.modelRequest().reasoning == ModelRequest.Reasoning(enabled: false))
+    }
+
     @Test func fusionIsAskedForByTheAliasOrTheTool() throws {
         let alias = try parse(#"{"model":"fusion","max_tokens":100,"messages":[{"role":"user","content":"Should cities ban cars?"}]}"#)
         #expect(alias.asksForFusion)
@@ -156,6 +168,8 @@ import Testing
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tool_choice":"auto"}"#, "tool_choice.type"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled"}}"#, "thinking.budget_tokens"),
         (#"{"model":"m","max_tokens":5000,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled","budget_tokens":1023}}"#, "thinking.budget_tokens"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"output_config":{"effort":"extreme"}}"#, "output_config.effort"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"output_config":"high"}"#, "output_config"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"temperature":1.5}"#, "temperature"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_k":-1}"#, "top_k"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),

@@ -14,6 +14,7 @@ import GatewayCore
 /// - Reasoning becomes `thinking: {type: enabled, budget_tokens}` (`NativeRequestRules.thinkingBudget`);
 ///   with a limit at or below Anthropic's minimum budget (1024) there is no room to think and
 ///   thinking is left off; otherwise the budget stays below the limit, as the API requires.
+///   Claude 4.6 and later get adaptive thinking with an effort instead (`AnthropicThinking`).
 ///   An assistant turn carries its reasoning blocks back first (`ReasoningBlock`: signed
 ///   `thinking`, `redacted_thinking`). A request in the middle of a tool loop whose assistant turn
 ///   has none (a chat client that kept only the text) is sent without thinking: the API refuses
@@ -53,16 +54,22 @@ enum AnthropicRequestEncoder {
         // A forced tool call and thinking cannot go together on this API: the caller's tool choice wins.
         let forcesTool = request.toolChoice == .required || { if case .function = request.toolChoice { true } else { false } }()
         var budget = needsThinkingBlock(turns) || (forcesTool && !request.tools.isEmpty) ? nil : NativeRequestRules.thinkingBudget(request.reasoning)
+        let style = AnthropicThinking(model: request.model)
         if let wanted = budget {
             if request.maxOutputTokens == nil {
                 maxTokens = defaultMaxTokens + wanted
-            } else {
+            } else if case .budget = style {
                 budget = maxTokens <= NativeRequestRules.minimumBudget ? nil : min(wanted, maxTokens - 1)
             }
         }
         body["max_tokens"] = .int(maxTokens)
-        if let budget {
+        switch (budget, style) {
+        case (nil, _):
+            break
+        case (let budget?, .budget):
             body["thinking"] = .object(["type": .string("enabled"), "budget_tokens": .int(budget)])
+        case (_, .adaptive(let xhigh)):
+            AnthropicThinking.applyAdaptive(request.reasoning, xhigh: xhigh, to: &body)
         }
         if budget == nil && version < samplingRemovedVersion {
             // The API's temperature range is 0–1 (OpenAI's is 0–2), and Claude models since 4.5

@@ -53,6 +53,7 @@ public struct MessagesRequest: Sendable {
         try Self.validateTools(fields["tools"])
         try Self.validateToolChoice(fields["tool_choice"])
         try Self.validateThinking(fields["thinking"])
+        try Self.validateOutputConfig(fields["output_config"])
         self.model = model
         self.stream = stream
         self.json = json
@@ -210,6 +211,16 @@ public struct MessagesRequest: Sendable {
             }
         case "disabled"?, "adaptive"?: break
         default: throw invalid("thinking.type", "one of 'enabled', 'disabled', 'adaptive'")
+        }
+    }
+
+    /// The effort of adaptive thinking (Anthropic's words); the rest of `output_config` goes to
+    /// an Anthropic upstream as it came.
+    private static func validateOutputConfig(_ value: JSONValue?) throws(APIError) {
+        guard let value, value != .null else { return }
+        guard value.objectValue != nil else { throw invalid("output_config", "an object") }
+        if let effort = value["effort"], effort != .null, !["low", "medium", "high", "xhigh", "max"].contains(effort.stringValue ?? "") {
+            throw invalid("output_config.effort", "one of 'low', 'medium', 'high', 'xhigh', 'max'")
         }
     }
 

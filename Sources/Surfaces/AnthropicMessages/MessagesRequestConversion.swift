@@ -20,8 +20,8 @@ extension MessagesRequest {
     ///   (`ReasoningBlock`: an Anthropic upstream gets them back; others have no place for them);
     ///   unsigned thinking is left out, and so is `is_error` (no neutral form; the result's text
     ///   is passed unchanged).
-    /// - `thinking` `enabled` is a reasoning budget, `adaptive` reasoning at the provider's
-    ///   default, `disabled` a request not to (`enabled: false`). `tool_choice.disable_parallel_tool_use` is
+    /// - `thinking` `enabled` is a reasoning budget, `adaptive` reasoning at
+    ///   `output_config.effort` or the provider's default, `disabled` a request not to (`enabled: false`). `tool_choice.disable_parallel_tool_use` is
     ///   `parallelToolCalls: false`.
     /// - `top_k` is `topK` (Gemini's `topK`), `metadata.user_id` is `user` (OpenAI's `user`).
     /// - Usage is always asked for: Anthropic's stream carries it, and clients need it.
@@ -54,7 +54,7 @@ extension MessagesRequest {
         }
         switch fields["thinking"]?["type"]?.stringValue {
         case "enabled"?: request.reasoning = ModelRequest.Reasoning(maxTokens: fields["thinking"]?["budget_tokens"]?.intValue)
-        case "adaptive"?: request.reasoning = ModelRequest.Reasoning()
+        case "adaptive"?: request.reasoning = ModelRequest.Reasoning(effort: fields["output_config"]?["effort"]?.stringValue)
         case "disabled"?: request.reasoning = ModelRequest.Reasoning(enabled: false)
         default: break
         }
