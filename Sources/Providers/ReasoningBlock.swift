@@ -45,8 +45,15 @@ public enum ReasoningBlock: Sendable, Equatable {
 
 /// Gathers a stream's reasoning events into `ReasoningBlock`s: the text of a thinking block until
 /// its signature ends it. Unsigned reasoning (other providers') never makes a block.
+///
+/// A block's text is kept up to `maximumTextBytes`: real thinking is bounded by its budget (128k
+/// tokens is about 512 KiB), an upstream that sends more is not followed. A longer block is not
+/// made (its text still streamed as it came; without the block, a chat client's tool loop goes
+/// on with thinking off, as for a client that kept only the text).
 public struct ReasoningBlockBuilder: Sendable {
+    public static let maximumTextBytes = 4 << 20
     private var text = ""
+    private var overflowed = false
 
     public init() {}
 
@@ -54,11 +61,17 @@ public struct ReasoningBlockBuilder: Sendable {
     public mutating func add(_ event: ModelEvent) -> ReasoningBlock? {
         switch event {
         case .reasoning(let piece):
-            text += piece
+            guard !overflowed else { return nil }
+            if text.utf8.count + piece.utf8.count > Self.maximumTextBytes {
+                overflowed = true
+                text = ""
+            } else {
+                text += piece
+            }
             return nil
         case .reasoningSignature(let signature):
-            defer { text = "" }
-            return .thinking(text: text, signature: signature)
+            defer { text = ""; overflowed = false }
+            return overflowed ? nil : .thinking(text: text, signature: signature)
         case .redactedReasoning(let data):
             return .redacted(data: data)
         default:

@@ -156,6 +156,31 @@ import Testing
         #expect(KeyFingerprint.mayRead(owner: nil, presented: nil, gatewayHasKeys: false), "no keys: records are open")
     }
 
+    /// A signature or encrypted data of any real size crosses the fan-in whole, in pieces no
+    /// larger than a text record, two calls' pieces interleaved (review 16 #1: one over 16 KiB
+    /// was dropped, and the client's writers merged two thinking blocks under one signature).
+    @Test func largeSignaturesCrossTheFanInWhole() {
+        var assembly = InnerCallRecord.OpaqueAssembly()
+        let big = String(repeating: "S", count: 40_000) + "=="
+        var records: [(UInt16, UInt8, [UInt8])] = []
+        InnerCallRecord.encode(.reasoningSignature(big)) { records.append((1, $0, $1)) }
+        var other: [(UInt16, UInt8, [UInt8])] = []
+        InnerCallRecord.encode(.redactedReasoning(String(repeating: "R", count: 17_000))) { other.append((2, $0, $1)) }
+        #expect(records.count == 5 && records.allSatisfy { $0.2.count <= InnerCallRecord.opaquePieceBytes })
+        var events: [UInt16: [ModelEvent]] = [:]
+        for (producer, kind, bytes) in zip(records, other + other.prefix(2)).flatMap({ [$0, $1] }) {
+            if let event = bytes.withUnsafeBytes({ assembly.event(from: producer, kind: kind, $0) }) { events[producer, default: []].append(event) }
+        }
+        #expect(events[1] == [.reasoningSignature(big)])
+        #expect(events[2]?.first == .redactedReasoning(String(repeating: "R", count: 17_000)))
+        // A call that ended mid-pieces leaves nothing for the next record.
+        InnerCallRecord.encode(.reasoningSignature(big)) { kind, bytes in
+            if kind == InnerCallRecord.opaquePart { _ = bytes.withUnsafeBytes { assembly.event(from: 3, kind: kind, $0) } }
+        }
+        assembly.end(3)
+        #expect(Array("s".utf8).withUnsafeBytes { assembly.event(from: 3, kind: InnerCallRecord.reasoningSignature, $0) } == .reasoningSignature("s"))
+    }
+
     @Test func aCallsSummaryCrossesTheFanInIntact() {
         let summary = InnerCallRecord.Summary(httpStatus: 429, attempts: 3, route: 1, upstreamStart: 123_456_789, upstreamEnd: 987_654_321)
         let end = InnerCallRecord.encodeEnd(.complete, summary)

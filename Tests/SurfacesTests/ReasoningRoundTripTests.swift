@@ -119,6 +119,17 @@ import Testing
         #expect(body["reasoning"] == nil && body["reasoning_effort"] == .string("low"), "\(body)")
     }
 
+    /// An upstream's endless thinking is not held for its signature: past the cap no block is
+    /// made (and the next block is whole again).
+    @Test func aThinkingBlockPastTheCapIsNotKept() {
+        var builder = ReasoningBlockBuilder()
+        let piece = String(repeating: "t", count: 64 << 10)
+        for _ in 0..<(ReasoningBlockBuilder.maximumTextBytes / piece.utf8.count + 1) { #expect(builder.add(.reasoning(piece)) == nil) }
+        #expect(builder.add(.reasoningSignature("sig")) == nil)
+        _ = builder.add(.reasoning("short"))
+        #expect(builder.add(.reasoningSignature("sig2")) == .thinking(text: "short", signature: "sig2"))
+    }
+
     @Test func aChatStreamSendsEachSignedBlockWholeAsAReasoningDetail() throws {
         var translation = ChatStreamTranslation(chunks: ChatChunkWriter(id: "gen-1", model: "a/m", created: 1), includeUsage: false)
         var out: [UInt8] = []

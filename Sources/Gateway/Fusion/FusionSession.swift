@@ -54,6 +54,8 @@ final class FusionSession<Renderer: FusionRenderer> {
     private var stream: ClientStream!
     private var watchdog: StreamWatchdog?
     private var calls: [FusionSessionMachine.CallID: CallHandle] = [:]
+    /// Large signatures and encrypted data, joined from their pieces.
+    private var opaque = InnerCallRecord.OpaqueAssembly()
     private var tools: [FusionSessionMachine.ToolRunID: WebToolTask] = [:]
     /// The machine's timers (quorum grace, deadline, readable text), armed on this loop.
     private var timers: [FusionTimer: LoopTimer] = [:]
@@ -184,17 +186,19 @@ final class FusionSession<Renderer: FusionRenderer> {
         case InnerCallRecord.ended:
             calls[producer] = nil
             callStarts[producer] = nil
+            opaque.end(producer)
             let (end, summary) = InnerCallRecord.decodeEnd(bytes)
             if let wait = callLog.ended(producer, end, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
             event = .callEnded(producer, end)
         case InnerCallRecord.failed:
             calls[producer] = nil
             callStarts[producer] = nil
+            opaque.end(producer)
             let (error, reason, summary) = InnerCallRecord.decodeFailure(bytes)
             if let wait = callLog.failed(producer, error, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
             event = .callFailed(producer, error, reason)
         default:
-            guard let modelEvent = InnerCallRecord.decodeEvent(kind: kind, bytes) else { return }
+            guard let modelEvent = opaque.event(from: producer, kind: kind, bytes) else { return }
             callLog.event(producer, modelEvent, at: time)
             event = .callEvent(producer, modelEvent)
         }

@@ -19,14 +19,20 @@ enum InnerCallRecord {
     static let reasoningSignature: UInt8 = 16
     static let redactedReasoning: UInt8 = 17
     static let refusal: UInt8 = 18
+    /// A piece of the signature or encrypted data in the next `reasoningSignature` or
+    /// `redactedReasoning` record (large ones are split, as text is).
+    static let opaquePart: UInt8 = 19
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).
     static let maxTextBytes = 8 * 1024
-    /// A reasoning block's signature or encrypted data is one record (it cannot be split); beyond
-    /// this it is not passed on, and the outer model's final turn goes without its thinking block
+    /// A reasoning block's signature or encrypted data goes as `opaquePart` records of this size
+    /// and a last record of its own kind, which the session joins (`OpaqueAssembly`).
+    static let opaquePieceBytes = 8 * 1024
+    /// Beyond this (the upstream's event size bounds it first) a signature or data is not passed
+    /// on, and the outer model's final turn goes without its thinking block
     /// (`AnthropicRequestEncoder` then asks it without thinking).
-    static let maxOpaqueBytes = 16 * 1024
+    static let maxOpaqueBytes = 4 << 20
 
     /// Calls `body` with each record (kind, bytes) for `event`.
     static func encode(_ event: ModelEvent, _ body: (UInt8, [UInt8]) -> Void) {
@@ -35,10 +41,10 @@ enum InnerCallRecord {
         case .reasoning(let text): splitText(text) { body(reasoning, $0) }
         case .refusal(let text): splitText(text) { body(refusal, $0) }
         case .reasoningSignature(let signature) where signature.utf8.count <= maxOpaqueBytes:
-            body(reasoningSignature, Array(signature.utf8))  // the outer model's final turn sends its thinking back
+            splitOpaque(Array(signature.utf8), last: reasoningSignature, body)  // the outer model's final turn sends its thinking back
         case .redactedReasoning(let data) where data.utf8.count <= maxOpaqueBytes:
-            body(redactedReasoning, Array(data.utf8))
-        case .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock: break  // a signature or data too large for one record; server tools of a deliberation's calls
+            splitOpaque(Array(data.utf8), last: redactedReasoning, body)
+        case .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock: break  // beyond any real signature; server tools of a deliberation's calls
         case .toolCall(let fragment):
             var out: [UInt8] = []
             appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
@@ -57,6 +63,35 @@ enum InnerCallRecord {
         case .finish(let reason): body(finish, Array(reason.rawValue.utf8))
         case .error(let apiError): body(error, encodeFailure(apiError, .upstreamError))
         }
+    }
+
+    /// Joins the pieces of large signatures and encrypted data (`opaquePart`) per call, on the
+    /// session's loop: the events of each call's records, in order.
+    struct OpaqueAssembly {
+        private var parts: [UInt16: [UInt8]] = [:]
+
+        /// The event a record of an event kind makes (nil for a piece, or a kind that is none).
+        mutating func event(from producer: UInt16, kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> ModelEvent? {
+            if kind == opaquePart {
+                parts[producer, default: []].append(contentsOf: bytes)
+                return nil
+            }
+            guard let pieces = parts.removeValue(forKey: producer) else { return decodeEvent(kind: kind, bytes) }
+            return (pieces + bytes).withUnsafeBytes { decodeEvent(kind: kind, $0) }
+        }
+
+        /// The call ended: pieces it left are dropped.
+        mutating func end(_ producer: UInt16) { parts[producer] = nil }
+    }
+
+    /// `bytes` as `opaquePart` records and a last one of kind `last`.
+    private static func splitOpaque(_ bytes: [UInt8], last: UInt8, _ body: (UInt8, [UInt8]) -> Void) {
+        var start = 0
+        while bytes.count - start > opaquePieceBytes {
+            body(opaquePart, Array(bytes[start..<start + opaquePieceBytes]))
+            start += opaquePieceBytes
+        }
+        body(last, Array(bytes[start...]))
     }
 
     /// The event of a record of kind `kind` (nil for the kinds that are not events).
