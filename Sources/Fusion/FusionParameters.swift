@@ -29,7 +29,7 @@ public struct FusionParameters: Sendable, Equatable {
     /// Bounds of the latency parameters (the config's are checked against the same).
     public static let graceRange: ClosedRange<Int64> = 0...600_000
     public static let deadlineRange: ClosedRange<Int64> = 100...3_600_000
-    static let reasoningEfforts: Set<String> = ["none", "minimal", "low", "medium", "high", "xhigh"]
+    static let reasoningEfforts: Set<String> = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
     /// Defaults from `settings` (its default preset), overridden by `json` (the tool's
     /// `parameters` object, or nil for none). `path` prefixes field names in errors.

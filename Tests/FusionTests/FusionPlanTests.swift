@@ -130,6 +130,13 @@ import Testing
             Issue.record("a disabled plugin ran fusion")
             return
         }
+        // ... and the switched-off plugin never reaches the upstream (review 17 #4), on either API.
+        let chat = try ChatRequest(body: Array(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion","enabled":false},{"id":"web"}]}"#.utf8))
+        #expect(try JSONValue.parse(chat.upstreamBody(model: "m"))["plugins"] == .array([.object(["id": .string("web")])]))
+        let alone = try ChatRequest(body: Array(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion","enabled":false}]}"#.utf8))
+        #expect(try JSONValue.parse(alone.upstreamBody(model: "m"))["plugins"] == nil)
+        let responses = try ResponsesRequest(body: Array(#"{"model":"p/m","input":"q","plugins":[{"id":"fusion","enabled":false}]}"#.utf8))
+        #expect(responses.modelRequest().extraFields["plugins"] == nil)
         guard case .passthrough = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":"not ours to judge"}"#) else {
             Issue.record("not passthrough")
             return

@@ -159,6 +159,17 @@ import Web
         }
     }
 
+    /// With simulated models on, a partial fusion section tunes the simulated setup rather than
+    /// replacing it (review 17 #1); a bad value is named at once.
+    @Test func aPartialFusionSectionKeepsTheSimulatedSetup() throws {
+        let fusion = try #require(try GatewayConfig.parse(yaml: "simulated_models: true\nfusion: {member_timeout_ms: 5000}").fusion)
+        #expect(fusion.memberTimeoutMilliseconds == 5000 && fusion.outerModel == FusionSettings.simulated.outerModel)
+        #expect(fusion.presets == FusionSettings.simulated.presets && fusion.prices == FusionSettings.simulated.prices)
+        let own = try #require(try GatewayConfig.parse(yaml: "simulated_models: true\nfusion: {presets: {solo: {analysis_models: [sim/expert-1]}}}").fusion)
+        #expect(Array(own.presets.keys) == ["solo"] && own.defaultPreset == "solo")
+        #expect(throws: ConfigError.self) { try GatewayConfig.parse(yaml: "simulated_models: true\nfusion: {grace_ms: 600001}") }
+    }
+
     @Test func webSectionChoosesAHostedBackendByEnvironmentKey() throws {
         let config = try GatewayConfig.parse(yaml: "web: {search: {backend: brave, api_key_env: BRAVE_KEY}, fetch: {enabled: false}}")
         let web = try #require(config.web)

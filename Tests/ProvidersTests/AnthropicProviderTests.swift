@@ -194,7 +194,7 @@ import Testing
         }
         request.tools = []
         request.toolChoice = nil
-        for (effort, budget) in [("minimal", 1024), ("low", 2048), ("medium", 8192), ("xhigh", 32768), ("unheard-of", 8192)] {
+        for (effort, budget) in [("minimal", 1024), ("low", 2048), ("medium", 8192), ("xhigh", 32768), ("max", 65536), ("unheard-of", 8192)] {
             request.reasoning = ModelRequest.Reasoning(effort: effort)
             #expect(try body(request)["thinking"]?["budget_tokens"] == .int(Int64(budget)), "\(effort)")
         }

@@ -3,17 +3,22 @@ import Yams
 
 /// The config file's `fusion:` section (documented key by key in Fixtures/config/example.yaml).
 extension GatewayConfig {
-    static func parseFusion(_ node: ConfigNode) throws -> FusionSettings {
+    /// `base`: what keys left out keep (the simulated setup, with simulated models on); without
+    /// one, `outer_model` and `presets` are required.
+    static func parseFusion(_ node: ConfigNode, base: FusionSettings? = nil) throws -> FusionSettings {
         try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
                             "judge_timeout_ms", "panel_context", "grace_ms", "deadline_ms", "neutral_labels", "shuffle_labels",
                             "prices", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes", "max_completion_tokens",
                             "panel_spill_margin"])
-        guard let outer = try node.string("outer_model") else { throw ConfigError("\(node.path).outer_model is required") }
-        var presets: [String: FusionSettings.Preset] = [:]
-        guard let presetNodes = try node.child("presets") else {
-            throw ConfigError("\(node.path).presets is required (at least one named panel)")
+        guard let outer = try node.string("outer_model") ?? base?.outerModel else {
+            throw ConfigError("\(node.path).outer_model is required (with simulated_models: true it defaults to the simulated setup's)")
         }
-        for (name, preset) in try presetNodes.members() {
+        var presets: [String: FusionSettings.Preset] = [:]
+        let presetNodes = try node.child("presets")
+        guard presetNodes != nil || base != nil else {
+            throw ConfigError("\(node.path).presets is required (at least one named panel; with simulated_models: true the simulated presets are the default)")
+        }
+        for (name, preset) in try presetNodes?.members() ?? [] {
             try preset.allowOnly(["analysis_models", "model", "min_answers", "grace_ms"])
             guard let models = try preset.stringList("analysis_models"), (1...8).contains(models.count) else {
                 throw ConfigError("\(preset.path).analysis_models must list 1 to 8 models")
@@ -22,12 +27,14 @@ extension GatewayConfig {
                                                   minAnswers: try preset.int("min_answers", in: 1...models.count),
                                                   graceMilliseconds: try graceMilliseconds(preset))
         }
+        if presetNodes == nil, let base { presets = base.presets }
         let defaultPreset = try node.string("default_preset") ?? (presets["quality"] != nil ? "quality" : presets.keys.sorted().first ?? "")
         guard presets[defaultPreset] != nil else {
             throw ConfigError("\(node.path).default_preset '\(defaultPreset)' is not one of the presets")
         }
         var settings = FusionSettings(outerModel: outer, presets: presets, defaultPreset: defaultPreset,
-                                      judgeFallbackModel: try node.string("judge_fallback_model"))
+                                      judgeFallbackModel: try node.string("judge_fallback_model") ?? base?.judgeFallbackModel)
+        settings.prices = base?.prices ?? [:]
         settings.memberTimeoutMilliseconds = try node.milliseconds("member_timeout_ms") ?? settings.memberTimeoutMilliseconds
         settings.judgeTimeoutMilliseconds = try node.milliseconds("judge_timeout_ms") ?? settings.judgeTimeoutMilliseconds
         settings.maxInnerCalls = try node.int("max_inner_calls", in: 3...10_000) ?? settings.maxInnerCalls

@@ -328,7 +328,7 @@ public struct GatewayConfig: Sendable {
             }
         }
         if let fusion = try top.child("fusion") {
-            config.fusion = try parseFusion(fusion)
+            config.fusion = try parseFusion(fusion, base: config.simulatedModels ? .simulated : nil)
         } else {
             config.fusion = config.simulatedModels ? .simulated : nil
         }

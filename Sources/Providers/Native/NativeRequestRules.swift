@@ -16,8 +16,9 @@ extension ToolCall {
 /// rules both providers share, for their `validate` and their encoders.
 enum NativeRequestRules {
     /// Reasoning budgets in tokens for OpenAI's effort names. Anthropic's minimum budget is 1024;
-    /// `xhigh` stays within what Anthropic and Gemini accept without a beta.
-    static let effortBudgets: [String: Int64] = ["minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768]
+    /// `xhigh` stays within what Anthropic and Gemini accept without a beta; `max` (Anthropic's
+    /// top effort) is the most of all, 64k (Claude's output limit bounds it upstream).
+    static let effortBudgets: [String: Int64] = ["minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 65536]
     static let minimumBudget: Int64 = 1024
     /// Bounds a client's `reasoning.max_tokens`, so sums with it cannot overflow.
     static let maximumBudget: Int64 = 1 << 24

@@ -168,11 +168,17 @@ public struct ChatRequest: Sendable {
     public func upstreamBody(model upstreamModel: String, maxTokensField: String = "max_tokens") -> [UInt8] {
         let otherField = maxTokensField == "max_tokens" ? "max_completion_tokens" : "max_tokens"
         let addUsage = stream && !includeUsage
+        let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
         if case .object(var fields) = json,
            fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil)
-            || (addUsage && fields["stream_options"] != nil) {
-            // Fallbacks are the gateway's business; an upstream may reject the unknown field.
+            || (addUsage && fields["stream_options"] != nil) || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+            // Fallbacks are the gateway's business; an upstream may reject the unknown field. So
+            // is the fusion plugin, switched off (`enabled: false`) or not: it never goes upstream.
             fields["models"] = nil
+            if let plugins = fields["plugins"]?.arrayValue {
+                let others = plugins.filter { !fusionPlugin($0) }
+                fields["plugins"] = others.isEmpty ? nil : .array(others)
+            }
             fields["model"] = .string(upstreamModel)
             if let limit = fields.removeValue(forKey: otherField), fields[maxTokensField] == nil { fields[maxTokensField] = limit }
             if addUsage {

@@ -67,7 +67,7 @@ public struct ResponsesRequest: Sendable {
         tools = try ResponsesTools.tools(fields["tools"])
         let fusionOffered = tools.contains { if case .other(let tool) = $0 { FusionPlan.toolTypes.contains(tool["type"]?.stringValue ?? "") } else { false } }
             || FusionPlan.aliases.contains(model)
-            || (fields["plugins"]?.arrayValue ?? []).contains { $0["id"]?.stringValue == "fusion" }
+            || (fields["plugins"]?.arrayValue ?? []).contains { $0["id"]?.stringValue == "fusion" && $0["enabled"]?.boolValue != false }
         (toolChoice, forwardedToolChoice) = try ResponsesTools.choice(fields["tool_choice"], tools: tools, fusionOffered: fusionOffered)
 
         stream = try Self.flag(fields["stream"], "stream") ?? false

@@ -32,6 +32,11 @@ extension ResponsesRequest {
         }
         request.responseFormat = Self.chatResponseFormat(fields["text"]?["format"])
         for (key, value) in fields where !Self.consumedFields.contains(key) { request.extraFields[key] = value }
+        // A fusion plugin switched off is no request for Fusion, and never goes upstream.
+        if let plugins = request.extraFields["plugins"]?.arrayValue {
+            let kept = plugins.filter { $0["id"]?.stringValue != "fusion" || $0["enabled"]?.boolValue != false }
+            request.extraFields["plugins"] = kept.isEmpty ? nil : .array(kept)
+        }
         if let forwardedToolChoice { request.extraFields["tool_choice"] = forwardedToolChoice }
         if let verbosity = fields["text"]?["verbosity"], verbosity != .null { request.extraFields["verbosity"] = verbosity }
         return request
