@@ -85,6 +85,24 @@ import Testing
         #expect(content[0]["input"] == .object(["query": .string("x")]), "its streamed input, whole")
     }
 
+    /// A server tool's delta arriving while a tool_use or thinking block is open (an upstream
+    /// that interleaved its blocks) is dropped, never written into that block (review 16 #5:
+    /// it bypassed the arguments' JSON check and the SDK raised).
+    @Test func aProviderDeltaNeverLandsInAnotherKindOfBlock() throws {
+        let injected: JSONValue = .object(["type": .string("input_json_delta"), "partial_json": .string("}}]]!!")])
+        let citation: JSONValue = .object(["type": .string("citations_delta"), "citation": .object(["url": .string("https://x.example")])])
+        let bytes = Self.render([
+            .providerBlock(.start(.object(["type": .string("server_tool_use"), "id": .string("srv_1"), "name": .string("web_search"), "input": .object([:])]))),
+            .toolCall(ToolCallFragment(index: 0, id: "t1", name: "f", arguments: #"{"city":"#)),
+            .providerBlock(.delta(injected)), .providerBlock(.delta(citation)),
+            .toolCall(ToolCallFragment(index: 0, arguments: #""Paris"}"#)),
+            .reasoning("hm"), .providerBlock(.delta(citation)), .reasoningSignature("sig"),
+            .text("Cited."), .providerBlock(.delta(citation)), .finish(.toolCalls),
+        ])
+        let deltas = try Self.events(bytes).filter { $0.name == "content_block_delta" }.map { $0.data["delta"] ?? .null }
+        #expect(!deltas.contains(injected) && deltas.filter { $0 == citation }.count == 1, "\(deltas)")
+    }
+
     @Test func theGatewaysAnthropicDecoderReadsBackWhatWasWritten() throws {
         let (events, end) = try Self.decoded(Self.render(Self.answer))
         #expect(end == .complete)

@@ -105,8 +105,14 @@ public struct MessagesStreamWriter: Sendable {
             providerBlocks += 1
             openBlock(.provider(providerBlocks), &out, raw: block)
         case .providerBlock(.delta(let delta)):
-            // A server tool block's delta, or a citation of the open text block.
-            guard open != nil else { return }
+            // A server tool block's delta, or a citation of the open text block; never into a
+            // block of another kind (a tool_use block's arguments are checked JSON, a thinking
+            // block is signed): an upstream that interleaved its blocks loses that delta.
+            switch open {
+            case .provider?: break
+            case .text? where delta["type"]?.stringValue == "citations_delta": break
+            default: return
+            }
             self.event("content_block_delta", &out)
             out.append(contentsOf: #"{"type":"content_block_delta","index":"#.utf8)
             out.append(contentsOf: String(blockIndex).utf8)
