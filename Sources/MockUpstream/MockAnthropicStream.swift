@@ -14,6 +14,10 @@ struct MockAnthropicStream: MockWire {
 
     init(script: MockScript) { self.script = script }
 
+    func appendPing(to out: inout [UInt8]) {
+        event("ping", to: &out) { $0.append(contentsOf: #"{"type": "ping"}"#.utf8) }
+    }
+
     func appendStart(to out: inout [UInt8]) {
         event("message_start", to: &out) { out in
             out.append(contentsOf: #"{"type":"message_start","message":{"id":"\#(messageID)","type":"message","role":"assistant","model":"#.utf8)

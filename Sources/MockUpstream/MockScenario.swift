@@ -72,6 +72,8 @@ public struct MockScenario: Equatable, Sendable {
         "deltas": 0...100_000,
         "pace_ms": 0...60_000,
         "first_ms": 0...600_000,
+        // Anthropic's wire: a `ping` every ping_ms while the first token is awaited (first_ms).
+        "ping_ms": 0...60_000,
         "bytes": 0...(16 << 20),
         "after": 0...100_000,
         "status": 400...599,

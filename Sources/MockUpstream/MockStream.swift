@@ -13,6 +13,8 @@ final class MockStream {
     var onEnd: (() -> Void)?
     private var wire: any MockWire
     private var timer: LoopTimer?
+    /// Pings while the first token is awaited (`ping_ms`).
+    private var pingTimer: LoopTimer?
     private var nextStep = 0
     private var ended = false
     private var buffer: [UInt8] = []
@@ -41,6 +43,15 @@ final class MockStream {
         }
         if first > 0 {
             timer.start(afterMilliseconds: UInt64(first))
+            let ping = script.scenario.option("ping_ms", default: 0)
+            if streaming && ping > 0 {
+                let pings = LoopTimer(loop: writer.loop!) { [unowned self] in
+                    guard !ended, nextStep == 0 else { return }
+                    write { wire.appendPing(to: &$0) }
+                }
+                pings.start(afterMilliseconds: UInt64(ping), repeatMilliseconds: UInt64(ping))
+                pingTimer = pings
+            }
         } else {
             tick()
         }
@@ -50,6 +61,8 @@ final class MockStream {
         ended = true
         timer?.close()
         timer = nil
+        pingTimer?.close()
+        pingTimer = nil
     }
 
     /// Writes what `append` produces, if anything, as one chunk.

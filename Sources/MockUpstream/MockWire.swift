@@ -20,6 +20,8 @@ protocol MockWire {
     func appendMalformed(to out: inout [UInt8])
     /// The whole (non-streamed) response body.
     func wholeResponse() -> [UInt8]
+    /// A keep-alive the API sends while the model works (`ping_ms`); nothing where it has none.
+    func appendPing(to out: inout [UInt8])
     /// An error before any byte of response, in this API's error shape.
     static func errorResponse(_ error: APIError) -> HTTPResponse
 }
@@ -29,4 +31,8 @@ extension MockWire {
         if let lastStep { appendStep(lastStep, to: &out) }
         appendFinish(to: &out)
     }
+}
+
+extension MockWire {
+    func appendPing(to out: inout [UInt8]) {}
 }

@@ -109,6 +109,18 @@ import Testing
         #expect(response.streamedContent.hasPrefix("This is a simulated answer"))
     }
 
+    /// An upstream that only pings while it thinks (Anthropic's `ping`, consumed by the gateway)
+    /// leaves the client its keep-alives: only bytes the client got count as a sign of life
+    /// (review 16 #4: the client heard nothing until the first token).
+    @Test func anUpstreamsPingsDoNotSilenceTheKeepAlives() throws {
+        let env = try MessagesRouteTests.environment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "anth/slow-first-token:first_ms=800:ping_ms=40:pace_ms=1"))
+        expectWellFormedStream(response)
+        let text = response.text
+        let firstData = try #require(text.range(of: "data: "))
+        #expect(text[..<firstData.lowerBound].components(separatedBy: ": keep-alive").count - 1 >= 2, "\(text.prefix(300))")
+    }
+
     @Test func errorBeforeTheFirstTokenKeepsItsStatus() throws {
         let env = try TestEnvironment()
         for stream in [true, false] {

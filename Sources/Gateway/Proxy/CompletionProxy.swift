@@ -177,6 +177,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             guard let stream else { return true }  // room was checked above
             var forwarded = 0
             var retryInstead: RetryPolicy.Decision?
+            var wrote = false
             let outcome = scratch.withBuffer { out in
                 let outcome = relay.relay(bytes, into: &out, forwarded: &forwarded)
                 // An in-band error before the first answer event (Anthropic's `overloaded_error`
@@ -189,10 +190,13 @@ final class CompletionProxy<Request: ProxyRequest> {
                     return outcome
                 }
                 stream.emit(out)
+                wrote = !out.isEmpty
                 return outcome
             }
             if forwarded > 0 { accounting.forwardedEvents(route, metrics: metrics) }
-            watchdog?.noteWrite()
+            // Only bytes the client got count as the stream's sign of life: an upstream that only
+            // pings (Anthropic's `ping`, consumed here) still leaves the client its keep-alives.
+            if wrote { watchdog?.noteWrite() }
             switch outcome {
             case .streaming:
                 break
