@@ -28,6 +28,9 @@ public struct Redactor: Sendable, Equatable {
     private let runs: Set<Run>
     /// Secrets (and their forms) shorter than `window`, folded: matched whole.
     private let short: [[UInt8]]
+    /// The folded bytes any secret's forms contain, as a 256-bit set: a byte outside it ends any
+    /// run, so only runs of `window` such bytes are looked up (text rarely has them).
+    private let alphabet: [UInt64]
 
     /// Secrets shorter than 4 characters are ignored (they would redact ordinary words).
     public init(secrets: [String]) {
@@ -50,6 +53,13 @@ public struct Redactor: Sendable, Equatable {
         }
         self.runs = runs
         self.short = short
+        var alphabet = [UInt64](repeating: 0, count: 4)
+        for secret in self.secrets {
+            for form in [secret] + Self.base64Forms(secret) {
+                for entry in Self.kept(Array(form.utf8)) { alphabet[Int(entry.byte >> 6)] |= 1 << UInt64(entry.byte & 63) }
+            }
+        }
+        self.alphabet = alphabet
     }
 
     public static func == (lhs: Redactor, rhs: Redactor) -> Bool { lhs.secrets == rhs.secrets }
@@ -59,6 +69,20 @@ public struct Redactor: Sendable, Equatable {
         var copy = text  // `withUTF8` may make it contiguous
         guard copy.withUTF8({ mayContainSecret($0) }) else { return text }
         return redacted(Array(text.utf8))
+    }
+
+    /// `bytes` with every secret run replaced, or nil when there is none (the usual case,
+    /// decided without allocating). Bytes bound for a client pass here (`ClientStream`): a
+    /// secret is made of letters, digits and a few marks, never JSON's quotes, backslashes or
+    /// structure, nor SSE's line ends, so a run lies inside one JSON string and "[redacted]"
+    /// keeps the JSON and the event intact.
+    public func redacting(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard !secrets.isEmpty else { return nil }
+        let found = bytes.withMemoryRebound(to: UInt8.self) { mayContainSecret($0) }
+        guard found else { return nil }
+        let text = Array(bytes)
+        let cleaned = Array(redacted(text).utf8)
+        return cleaned == text ? nil : cleaned
     }
 
     /// The allocation-free first pass: whether any run of a secret (or a short secret) is there.
@@ -72,12 +96,40 @@ public struct Redactor: Sendable, Equatable {
                 index += width
                 continue
             }
-            run.push(Self.fold(utf8[index]))
-            filled += 1
+            let byte = Self.fold(utf8[index])
             index += 1
+            guard alphabet[Int(byte >> 6)] & (1 << UInt64(byte & 63)) != 0 else {
+                filled = 0
+                continue
+            }
+            run.push(byte)
+            filled += 1
             if filled >= Self.window, runs.contains(run) { return true }
         }
-        return !short.isEmpty
+        return short.contains { secret in Self.contains(secret, in: utf8) }
+    }
+
+    /// Whether `needle` (folded) is in `haystack`, zero-width characters aside: the short
+    /// secrets, matched whole (`redacted` then finds where).
+    private static func contains(_ needle: [UInt8], in haystack: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let first = needle.first else { return false }
+        var index = 0
+        while index < haystack.count {
+            if fold(haystack[index]) == first {
+                var matched = 1
+                var probe = index + 1
+                while matched < needle.count && probe < haystack.count {
+                    let width = zeroWidth(haystack, at: probe)
+                    if width > 0 { probe += width; continue }
+                    guard fold(haystack[probe]) == needle[matched] else { break }
+                    matched += 1
+                    probe += 1
+                }
+                if matched == needle.count { return true }
+            }
+            index += 1
+        }
+        return false
     }
 
     /// The second pass, when the first found something: every matched run replaced.

@@ -65,4 +65,30 @@ import Testing
         let leaks = seen.filter { $0.contains(secret) || $0.contains(String(secret.dropFirst(3))) }
         #expect(leaks.isEmpty, "leaked in: \(leaks.map { String($0.prefix(300)) })")
     }
+
+    /// A model that writes the key (here: the mock's `echo`, whose answer is the request it got)
+    /// is answered with "[redacted]" in its place, on every API, streamed and whole, and in
+    /// Fusion's events (review 16 #2: model output reached clients as it came).
+    @Test(.timeLimit(.minutes(1)))
+    func aKeyInModelOutputNeverReachesTheClient() throws {
+        let env = try MessagesRouteTests.environment()
+        let secret = TestEnvironment.secretKey
+        let question = "Repeat after me: \(secret)"
+        for stream in [true, false] {
+            let bodies = [
+                ("/v1/chat/completions", #"{"model":"keyed/echo","stream":\#(stream),"messages":[{"role":"user","content":"\#(question)"}]}"#),
+                ("/v1/responses", #"{"model":"keyed/echo","stream":\#(stream),"input":"\#(question)"}"#),
+                ("/v1/messages", #"{"model":"keyed/echo","stream":\#(stream),"max_tokens":64,"messages":[{"role":"user","content":"\#(question)"}]}"#),
+                ("/v1/chat/completions", #"{"model":"mock/outer:pace_ms=1","stream":\#(stream),"stream_options":{"include_fusion_events":true},"messages":[{"role":"user","content":"\#(question)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["keyed/echo","mock/expert-1:pace_ms=1"]}}],"tool_choice":"required"}"#),
+            ]
+            for (path, body) in bodies {
+                let client = try env.client()
+                try client.send(TestEnvironment.post(path, body: body))
+                let response = try client.readResponse()
+                #expect(response.status == 200, "\(path): \(response.text.prefix(300))")
+                #expect(!response.text.contains(secret) && response.text.contains("[redacted]"), "\(path) stream=\(stream): \(response.text.prefix(600))")
+                if !stream { #expect(response.json != nil, "\(path): still JSON") }
+            }
+        }
+    }
 }

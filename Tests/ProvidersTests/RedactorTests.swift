@@ -1,4 +1,5 @@
 import Foundation
+import GatewayCore
 import PropertyBased
 import Providers
 import Testing
@@ -54,5 +55,20 @@ import Testing
                 #expect(!folded.contains(String(lowerKey[offset..<(offset + Redactor.window)])), "\(text.debugDescription) → \(out.debugDescription)")
             }
         }
+    }
+
+    /// Bytes bound for a client: nil (nothing to change, nothing allocated) for ordinary SSE and
+    /// JSON, the key replaced inside its JSON string otherwise, the event and the JSON intact.
+    @Test func clientBytesAreRedactedInPlace() throws {
+        func redacting(_ text: String) -> String? { Array(text.utf8).withUnsafeBytes { redact.redacting($0) }.map { String(decoding: $0, as: UTF8.self) } }
+        let clean = #"data: {"id":"gen-1764000000-abcdefghijklmnopqrst","object":"chat.completion.chunk","choices":[{"delta":{"content":"Hello"}}]}"# + "\n\n"
+        #expect(redacting(clean) == nil)
+        let leaked = #"data: {"choices":[{"delta":{"content":"your key: sk-hostile-PROVIDERSECRET-1234, ok"}}]}"# + "\n\n"
+        let out = try #require(redacting(leaked))
+        #expect(out == #"data: {"choices":[{"delta":{"content":"your key: [redacted], ok"}}]}"# + "\n\n")
+        #expect(try JSONValue.parse(Array(out.dropFirst(6).dropLast(2).utf8))["choices"] != nil)
+        #expect(Array("xxABCDyy".utf8).withUnsafeBytes { Redactor(secrets: ["abcd"]).redacting($0) } != nil, "a short secret")
+        #expect(Array("xxABCyy".utf8).withUnsafeBytes { Redactor(secrets: ["abcd"]).redacting($0) } == nil)
+        #expect(Array(leaked.utf8).withUnsafeBytes { Redactor.none.redacting($0) } == nil)
     }
 }

@@ -149,7 +149,7 @@ final class FusionSession<Renderer: FusionRenderer> {
     private var now: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }
 
     func start() {
-        stream = ClientStream(writer: writer, loop: loop, capacity: 128)
+        stream = ClientStream(writer: writer, loop: loop, capacity: 128, redactor: redactor)
         stream.onEvent = { [unowned self] producer, kind, bytes in didReceive(producer, kind, bytes) }
         writer.onClientGone = { [unowned self] in
             cancelled = true
@@ -359,7 +359,8 @@ final class FusionSession<Renderer: FusionRenderer> {
             } else {
                 do {
                     let body = try renderer.body(totals)
-                    writer.respond(status: 200, headers: [("Content-Type", "application/json")] + GenerationHeaders.naming(generationID), body: body)
+                    let cleaned = body.withUnsafeBytes { redactor.redacting($0) } ?? body  // as a stream's bytes are (`ClientStream`)
+                    writer.respond(status: 200, headers: [("Content-Type", "application/json")] + GenerationHeaders.naming(generationID), body: cleaned)
                     sentStatus = 200
                 } catch {
                     failure = RecordError(error, redactor: redactor)

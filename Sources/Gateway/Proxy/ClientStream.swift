@@ -1,6 +1,7 @@
 import EventLoop
 import FanIn
 import HTTPServer
+import Providers
 
 /// The client's side of a streamed response. Every byte bound for the client goes through one
 /// fan-in channel drained on the client connection's loop, whoever produced it: the proxy's
@@ -33,9 +34,16 @@ final class ClientStream {
     /// What was on its way to the client when it last made progress (while blocked).
     private var backlogWhenBlocked = WriteBacklog(buffered: 0, kernel: 0)
 
-    init(writer: HTTPResponseWriter, loop: EventLoop, capacity: Int = 32, maxClientBuffer: Int = 64 * 1024) {
+    /// Secrets (provider and gateway keys) taken out of every byte bound for the client, as
+    /// `Redactor` finds them: a key an upstream or a model echoes never leaves the process.
+    /// Checked per emit (the fast path allocates nothing); a key that arrives split across events
+    /// is caught once 12 of its bytes stand together in one.
+    let redactor: Redactor
+
+    init(writer: HTTPResponseWriter, loop: EventLoop, capacity: Int = 32, maxClientBuffer: Int = 64 * 1024, redactor: Redactor = .none) {
         self.writer = writer
         self.maxClientBuffer = maxClientBuffer
+        self.redactor = redactor
         channel = FanInChannel(loop: loop, capacity: capacity)
         channel.onRecords = { [unowned self] record in deliver(record) }
         channel.onDrained = { [unowned self] in writeOverflow() }
@@ -59,6 +67,14 @@ final class ClientStream {
 
     func emit(_ bytes: UnsafeRawBufferPointer) {
         guard !ended, bytes.count > 0 else { return }
+        if let cleaned = redactor.redacting(bytes) {
+            cleaned.withUnsafeBytes { queue($0) }
+        } else {
+            queue(bytes)
+        }
+    }
+
+    private func queue(_ bytes: UnsafeRawBufferPointer) {
         guard overflow.isEmpty else {
             overflow.append(Array(bytes))
             return

@@ -323,7 +323,8 @@ final class CompletionProxy<Request: ProxyRequest> {
             fail(error)
             return
         }
-        writer.respond(status: 200, headers: [("Content-Type", "application/json")] + GenerationHeaders.naming(generationID), body: whole)
+        let cleaned = whole.withUnsafeBytes { redactor.redacting($0) } ?? whole  // as a stream's bytes are (`ClientStream`)
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")] + GenerationHeaders.naming(generationID), body: cleaned)
         accounting.sentStatus = 200
         phase = .finished
         finish()
@@ -341,7 +342,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
         ] + GenerationHeaders.naming(generationID))
         // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
-        let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8)
+        let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8, redactor: redactor)
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
         scratch.withBuffer { out in
