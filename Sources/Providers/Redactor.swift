@@ -22,6 +22,9 @@ public struct Redactor: Sendable, Equatable {
             high = high << 8 | UInt64(low >> 24)
             low = low << 8 | UInt32(byte)
         }
+
+        /// 16 bits of a multiplicative hash: the position in `filter`.
+        var filterSlot: Int { Int(truncatingIfNeeded: ((high &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(low) &* 0xC2B2_AE3D_27D4_EB4F)) >> 48) }
     }
 
     /// Every `window`-byte run of every secret and of its base64 forms, folded.
@@ -31,6 +34,9 @@ public struct Redactor: Sendable, Equatable {
     /// The folded bytes any secret's forms contain, as a 256-bit set: a byte outside it ends any
     /// run, so only runs of `window` such bytes are looked up (text rarely has them).
     private let alphabet: [UInt64]
+    /// A 65,536-bit filter of `runs` (`Run.filterSlot`): a run whose bit is clear is no secret's,
+    /// decided without hashing it for the set (most runs of ordinary text; under 1% pass).
+    private let filter: [UInt64]
 
     /// Secrets shorter than 4 characters are ignored (they would redact ordinary words).
     public init(secrets: [String]) {
@@ -60,6 +66,9 @@ public struct Redactor: Sendable, Equatable {
             }
         }
         self.alphabet = alphabet
+        var filter = [UInt64](repeating: 0, count: 1024)
+        for run in runs { filter[run.filterSlot >> 6] |= 1 << UInt64(run.filterSlot & 63) }
+        self.filter = filter
     }
 
     public static func == (lhs: Redactor, rhs: Redactor) -> Bool { lhs.secrets == rhs.secrets }
@@ -87,26 +96,39 @@ public struct Redactor: Sendable, Equatable {
 
     /// The allocation-free first pass: whether any run of a secret (or a short secret) is there.
     private func mayContainSecret(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
-        var run = Run()
-        var filled = 0
-        var index = 0
-        while index < utf8.count {
-            let width = Self.zeroWidth(utf8, at: index)
-            if width > 0 {
-                index += width
-                continue
+        // Every client-bound byte passes here: the sets are read through pointers, and only
+        // non-ASCII bytes are checked for zero-width characters.
+        let found = alphabet.withUnsafeBufferPointer { alphabet in
+            filter.withUnsafeBufferPointer { filter in
+                var run = Run()
+                var filled = 0
+                var index = 0
+                while index < utf8.count {
+                    let raw = utf8[index]
+                    if raw >= 0xC2 {
+                        let width = Self.zeroWidth(utf8, at: index)
+                        if width > 0 {
+                            index += width
+                            continue
+                        }
+                    }
+                    let byte = Self.fold(raw)
+                    index += 1
+                    guard alphabet[Int(byte >> 6)] & (1 << UInt64(byte & 63)) != 0 else {
+                        filled = 0
+                        continue
+                    }
+                    run.push(byte)
+                    filled += 1
+                    if filled >= Self.window {
+                        let slot = run.filterSlot
+                        if filter[slot >> 6] & (1 << UInt64(slot & 63)) != 0, runs.contains(run) { return true }
+                    }
+                }
+                return false
             }
-            let byte = Self.fold(utf8[index])
-            index += 1
-            guard alphabet[Int(byte >> 6)] & (1 << UInt64(byte & 63)) != 0 else {
-                filled = 0
-                continue
-            }
-            run.push(byte)
-            filled += 1
-            if filled >= Self.window, runs.contains(run) { return true }
         }
-        return short.contains { secret in Self.contains(secret, in: utf8) }
+        return found || short.contains { secret in Self.contains(secret, in: utf8) }
     }
 
     /// Whether `needle` (folded) is in `haystack`, zero-width characters aside: the short
