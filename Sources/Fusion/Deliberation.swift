@@ -110,7 +110,7 @@ public struct Deliberation: Sendable {
     /// Every member starts at once; the deadline, if any, starts counting.
     public mutating func start(at time: Double) -> [Action] {
         panelStartedAt = time
-        var actions: [Action] = [.progress(.phase(PhaseReport(.panel, .started, summary: "\(models.count) members")))]
+        var actions: [Action] = [.progress(.phase(PhaseReport(.panel, .started, summary: Self.counted(models.count, "member"))))]
         for (index, model) in models.enumerated() {
             started[index] = time
             actions.append(.startMember(index: index, model: model))
@@ -201,7 +201,7 @@ public struct Deliberation: Sendable {
             states[index] = .cut
             let waited = Int((time - started[index]).rounded())
             let message = cause == .grace
-                ? "cut for latency: \(answeredCount) answers were in and the grace period (\(quorum.graceMilliseconds) ms) ran out; it had run \(waited) ms"
+                ? "cut for latency: \(Self.counted(answeredCount, "answer")) \(answeredCount == 1 ? "was" : "were") in and the grace period (\(quorum.graceMilliseconds) ms) ran out; it had run \(waited) ms"
                 : "cut for latency: the deliberation's deadline (\(quorum.deadlineMilliseconds ?? 0) ms) passed; it had run \(waited) ms"
             failures[index] = (.cutForLatency, message)
             stats.append(MemberStats(model: models[index], role: "panel", status: MemberFailureReason.cutForLatency.rawValue,
@@ -237,7 +237,7 @@ public struct Deliberation: Sendable {
         judgeMessages = FusionPrompts.judgeMessages(question: question, answers: ordered, missing: missing, neutral: labels.isNeutral,
                                                     tools: judgeHasTools)
         judgePhaseStartedAt = time
-        actions.append(.progress(.phase(PhaseReport(.judge, .started, summary: "comparing \(answers.count) answers"))))
+        actions.append(.progress(.phase(PhaseReport(.judge, .started, summary: "comparing " + Self.counted(answers.count, "answer")))))
         guard !deadlinePassed else {
             let failure = JudgeFailure(.timeout, "the deliberation's deadline (\(quorum.deadlineMilliseconds ?? 0) ms) passed before the judge could start")
             let result = makeResult(analysis: nil, judgeFailure: failure)
@@ -292,4 +292,9 @@ public enum FusionTimer: Sendable, Hashable {
     case deadline
     /// Members' text waiting to be shown as a readable piece.
     case readableText
+}
+
+extension Deliberation {
+    /// "1 answer", "3 answers": progress lines are read by people.
+    static func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
 }

@@ -131,7 +131,9 @@ public struct FusionResult: Sendable, Equatable {
         var note = "The panel was partial: \(answered.count) of \(panelSize) models answered."
         if !cut.isEmpty { note += " Cut for latency before finishing: \(cut.joined(separator: ", "))." }
         if !other.isEmpty { note += " Failed: \(other.joined(separator: ", "))." }
-        return note + " Say so where it matters, and do not present the analysis as the view of the whole panel."
+        // Without an analysis (the judge failed or ran out of time) there is none to qualify.
+        return note + (analysis == nil ? " Say so where it matters, and do not present the answers as the view of the whole panel."
+                                       : " Say so where it matters, and do not present the analysis as the view of the whole panel.")
     }
 
     public static func failedEntry(_ failed: (model: String, reason: MemberFailureReason, message: String, partial: String?))

@@ -156,7 +156,7 @@ public struct MockScenario: Equatable, Sendable {
         for part in parts.dropFirst() {
             let pair = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let option = String(pair[0])
-            guard pair.count == 2, let range = optionRanges[option] else { throw .unknownOption(String(part)) }
+            guard pair.count == 2, let range = optionRanges[option] else { throw .unknownOption(pair.count == 2 ? option : String(part)) }
             guard options[option] == nil else { throw .repeatedOption(option) }
             guard let value = Int(pair[1]), range.contains(value) else {
                 throw .invalidValue(option: option, value: String(pair[1]), range: range)

@@ -12,6 +12,7 @@ struct FusionGateway: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fusion-gateway",
         abstract: "An OpenAI-compatible streaming gateway for multi-model deliberation.",
+        version: "fusion-gateway \(GatewayVersion.current)",
         subcommands: [Serve.self, MockUpstreamCommand.self, BenchCommand.self],
         defaultSubcommand: Serve.self
     )
@@ -25,6 +26,9 @@ struct LoggingOptions: ParsableArguments {
     var logFormat: String?
 
     func validate() throws {
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("unknown log level '\(logLevel)' (trace, debug, info, notice, warning, error or critical)")
+        }
         if let logFormat, GatewayLogHandler.Format(rawValue: logFormat) == nil {
             throw ValidationError("--log-format must be text or json, not '\(logFormat)'")
         }
@@ -91,7 +95,8 @@ struct Serve: ParsableCommand {
         // An IPv6 address is bracketed in a URL (RFC 3986): http://[::1]:8080.
         let host = settings.server.host.contains(":") ? "[\(settings.server.host)]" : settings.server.host
         let base = "http://\(host):\(cluster.port)"
-        logger.info("listening", metadata: ["url": "\(base)", "loops": .stringConvertible(cluster.loopCount), "config": "\(config ?? "embedded default")"])
+        logger.info("listening", metadata: ["url": "\(base)", "loops": .stringConvertible(cluster.loopCount), "config": "\(config ?? "embedded default")",
+                                            "version": "\(GatewayVersion.current)"])
         var banner = "fusion-gateway listening on \(base) (\(cluster.loopCount) event loop\(cluster.loopCount == 1 ? "" : "s"))\n"
         if settings.simulatedModels {
             let keysRequired = !settings.server.apiKeys.isEmpty || settings.server.apiKeysEnvironmentVariable != nil || !settings.keys.isEmpty

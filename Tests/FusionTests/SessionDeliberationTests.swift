@@ -213,10 +213,10 @@ import Testing
         func phases(_ actions: [FusionSessionMachine.Action]) -> [String] {
             progress(actions).compactMap { if case .phase(let report) = $0 { "\(report.phase.rawValue) \(report.status.rawValue) \(report.durationMilliseconds.map { "\(Int($0))" } ?? "-") \(report.summary)" } else { nil } }
         }
-        #expect(phases(actions) == ["outer completed 50 p/outer called the fusion tool", "panel started - 1 members"])
+        #expect(phases(actions) == ["outer completed 50 p/outer called the fusion tool", "panel started - 1 member"])
         let member = try #require(started(actions).first)
         actions = answer(&m, member, "A.", at: 80)
-        #expect(phases(actions) == ["panel completed 30 1 of 1 answered", "judge started - comparing 1 answers"])
+        #expect(phases(actions) == ["panel completed 30 1 of 1 answered", "judge started - comparing 1 answer"])
         let judge = try #require(started(actions).first)
         actions = m.handle(.callEvent(judge.id, .text(Self.analysis)), at: 90) + m.handle(.callEnded(judge.id, .complete), at: 100)
         #expect(phases(actions).first == "judge completed 20 analysis ready: 1 point of consensus, 0 contradictions, 0 points covered partially, 0 unique insights, 0 blind spots")

@@ -168,6 +168,15 @@ import Testing
         }
         let broken = try env.get("/v1/models/mock%2")
         expectErrorShape(broken, status: 400)
+        // Each is an error returned to a client, counted by its code (review 17 #5), as are the
+        // record lookups' and the Responses API's stored-response 404s.
+        expectErrorShape(try env.get("/api/v1/generation?id=gen-000"), status: 404)
+        expectErrorShape(try env.get("/api/v1/generation"), status: 400)
+        expectErrorShape(try env.get("/v1/responses/resp_123"), status: 404)
+        let metrics = try env.get("/metrics")
+        for code in ["model_not_found", "invalid_model", "generation_not_found", "missing_required_parameter", "response_not_found"] {
+            #expect(metrics.metric(#"fusion_gateway_errors_total{code="\#(code)"}"#) == 1, "\(code)")
+        }
     }
 
     /// Anthropic's SDKs (`anthropic-version`) read models in Anthropic's shape, errors too.

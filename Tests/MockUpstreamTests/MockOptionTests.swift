@@ -27,7 +27,7 @@ import Testing
         ("researcher:parallel=0", .invalidValue(option: "parallel", value: "0", range: 1...8)),
         ("researcher:loop=2", .invalidValue(option: "loop", value: "2", range: 0...1)),
         ("expert-0", .invalidValue(option: "persona", value: "0", range: 1...8)),
-        ("normal:bogus=1", .unknownOption("bogus=1")),
+        ("normal:bogus=1", .unknownOption("bogus")),
         ("normal:", .unknownOption("")),
         ("normal:deltas", .unknownOption("deltas")),
         ("normal:after=1:after=1", .repeatedOption("after")),

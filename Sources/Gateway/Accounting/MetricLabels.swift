@@ -29,7 +29,7 @@ enum MetricLabels {
         "duplicate_key", "number_out_of_range", "invalid_model_option", "invalid_tool_arguments", "model_not_found", "not_found",
         "method_not_allowed", "unauthorized", "invalid_api_key", "misdirected_request", "unsupported_media_type", "loop_detected",
         "body_too_large", "headers_too_large", "too_many_headers", "request_timeout", "request_too_large",
-        "generation_not_found", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
+        "generation_not_found", "response_not_found", "invalid_model", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
         "expectation_failed", "unsupported_content_encoding", "token_count_unavailable",
         // the gateway
         "shutting_down", "server_error", "inner_call_limit", "provider_key_missing",
@@ -37,7 +37,7 @@ enum MetricLabels {
         "rate_limit_exceeded", "limits_unavailable", "store_unavailable",
         // upstreams
         "upstream_error", "upstream_unreachable", "upstream_timeout", "upstream_truncated", "upstream_protocol_error",
-        "upstream_connection_lost", "upstream_auth_failed", "upstream_rejected", "upstream_bad_status", "upstream_unavailable",
+        "upstream_connection_lost", "upstream_auth_failed", "upstream_too_large", "collected_bytes_limit", "upstream_rejected", "upstream_bad_status", "upstream_unavailable",
         "rate_limited", "overloaded", "context_length_exceeded", "insufficient_quota",
     ]
 

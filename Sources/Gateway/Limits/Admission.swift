@@ -51,7 +51,7 @@ extension GatewayServer {
                 // Once, under the limit the refusal names (several may be exceeded at once).
                 if let reported = RateLimitResponse.reportedDimension(decision) { metrics.countRateLimited(kind: reported.kind.rawValue) }
                 let error = RateLimitResponse.error(decision, keyName: identity.name ?? identity.id)
-                refuseBeforeStart(error, request, writer, api: api, startedAt: startedAt)
+                refuseBeforeStart(error, request, writer, api: api, startedAt: startedAt, key: identity)
                 logger.info("request limited", metadata: ["key": "\(identity.id)", "code": "\(error.code)", "type": "\(error.type)"])
             case .failure:
                 // Counted and logged by `storeDidFail`.
@@ -61,7 +61,7 @@ extension GatewayServer {
                     run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: LimitReservation(requests: 0, tokens: 0)))
                 case .deny:
                     metrics.countLimitDecision(outcome: "store_error_denied")
-                    refuseBeforeStart(RateLimitResponse.storeUnavailable(), request, writer, api: api, startedAt: startedAt)
+                    refuseBeforeStart(RateLimitResponse.storeUnavailable(), request, writer, api: api, startedAt: startedAt, key: identity)
                 }
             }
         }
@@ -69,7 +69,7 @@ extension GatewayServer {
 
     /// A refusal by the limits has an id and a record (kind `rejected`) like any other.
     private func refuseBeforeStart(_ error: APIError, _ request: HTTPRequest, _ writer: HTTPResponseWriter, api: ClientAPI,
-                                   startedAt: UInt64) {
+                                   startedAt: UInt64, key: KeyIdentity) {
         var record = newRecord(request, api: api)
         // The body was read but not parsed: the model and stream flag as its top level gives them.
         let asked = Self.askedFor(request.body)
@@ -77,6 +77,7 @@ extension GatewayServer {
         record.streamed = asked.streamed
         var log = logger
         log[metadataKey: "generation_id"] = "\(record.id)"
+        log[metadataKey: "key"] = "\(key.id)"  // the refused request's line names its key, as an admitted one's does
         refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: nil, log: log)
     }
 

@@ -225,8 +225,14 @@ final class CompletionProxy<Request: ProxyRequest> {
             }
             if let collected {
                 guard collected.reserve(bytes.count) else {
-                    fail(APIError(status: 503, type: "server_error", code: "collected_bytes_limit",
-                                  message: "The gateway is holding as many whole upstream answers as it may (upstream.max_collected_bytes); retry shortly, or stream the response."))
+                    // This answer alone is over the bound: no retry can help, streaming can.
+                    if heldBytes + bytes.count > collected.limit {
+                        fail(.upstreamTooLarge("The whole answer is larger than the gateway holds for one request "
+                                               + "(upstream.max_collected_bytes, \(collected.limit) bytes); stream the response instead."))
+                    } else {
+                        fail(APIError(status: 503, type: "server_error", code: "collected_bytes_limit",
+                                      message: "The gateway is holding as many whole upstream answers as it may (upstream.max_collected_bytes); retry shortly, or stream the response."))
+                    }
                     return true
                 }
                 heldBytes += bytes.count

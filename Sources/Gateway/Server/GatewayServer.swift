@@ -224,7 +224,7 @@ public final class GatewayServer {
             // Draining (SIGTERM): 503, so a load balancer's health checks take this replica out.
             let draining = shared.isDraining
             writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
-                           body: Array((draining ? #"{"status":"draining"}"# : #"{"status":"ok"}"#).utf8))
+                           body: Array(#"{"status":"\#(draining ? "draining" : "ok")","version":"\#(GatewayVersion.current)"}"#.utf8))
         case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/messages/count_tokens"),
              (_, "/v1/responses"), (_, "/responses"):
             refuse(.methodNotAllowed(request.method, path: request.path, allowed: "POST"), request, writer)

@@ -10,8 +10,8 @@ extension GatewayServer {
     /// reads it (others get the same 404 as for an unknown id, so ids cannot be probed).
     func generation(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         guard let id = request.queryItem("id"), !id.isEmpty else {
-            writer.respond(error: .invalidRequest("Missing or malformed query parameter 'id' (a generation id, percent-encoded UTF-8).", param: "id",
-                                                  code: "missing_required_parameter"))
+            respondCounted(.invalidRequest("Missing or malformed query parameter 'id' (a generation id, percent-encoded UTF-8).", param: "id",
+                                           code: "missing_required_parameter"), writer)
             return
         }
         // The presented key's fingerprint is made before the lookup: someone else's record and a
@@ -23,21 +23,27 @@ extension GatewayServer {
         let shown = id.shortened(toBytes: 64)
         // A Responses API id (`resp_<hex>`) names the same generation (`gen-<hex>`).
         let key = id.hasPrefix("resp_") ? "gen-" + id.dropFirst("resp_".count) : id
-        store.records.get(id: key) { [weak writer] lookup in
-            guard let writer else { return }
+        store.records.get(id: key) { [weak self, weak writer] lookup in
+            guard let self, let writer else { return }
             switch lookup {
             case .found(let stored) where KeyFingerprint.mayRead(owner: stored.owner, presented: presented, gatewayHasKeys: hasKeys):
                 writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: stored.json)
             case .found, .notFound:
                 let kept = sharedStore ? "records are shared through Redis for store.redis.record_ttl_s" : "records are kept in memory, the most recent 10000"
-                writer.respond(error: APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
-                                               message: "No generation with id '\(shown)' (\(kept))."))
+                respondCounted(APIError(status: 404, type: "invalid_request_error", code: "generation_not_found",
+                                        message: "No generation with id '\(shown)' (\(kept))."), writer)
             case .unavailable:
-                writer.respond(error: APIError(status: 503, type: "server_error", code: "store_unavailable",
-                                               message: "The record store is unreachable right now; the record may exist. Please retry shortly.",
-                                               headers: [("Retry-After", "1")]))
+                respondCounted(APIError(status: 503, type: "server_error", code: "store_unavailable",
+                                        message: "The record store is unreachable right now; the record may exist. Please retry shortly.",
+                                        headers: [("Retry-After", "1")]), writer)
             }
         }
+    }
+
+    /// An error answered by these routes, counted as every error returned to a client is.
+    private func respondCounted(_ error: APIError, api: ClientAPI = .chatCompletions, _ writer: HTTPResponseWriter) {
+        shared.metrics.countError(code: error.code)
+        writer.respond(error: error, api: api)
     }
 
     /// `GET /v1/models`: every model the gateway can name. The Fusion aliases first (`fusion`,
@@ -69,8 +75,8 @@ extension GatewayServer {
     func model(encoded: Substring, _ writer: HTTPResponseWriter, shape: ModelsShape) {
         let api: ClientAPI = shape == .anthropic ? .messages : .chatCompletions
         guard let id = encoded.removingPercentEncoding, !id.isEmpty else {
-            writer.respond(error: .invalidRequest("The model id in the path is not valid percent-encoded UTF-8.", param: "model",
-                                                  code: "invalid_model"), api: api)
+            respondCounted(.invalidRequest("The model id in the path is not valid percent-encoded UTF-8.", param: "model",
+                                           code: "invalid_model"), api: api, writer)
             return
         }
         let found: JSONValue
@@ -81,7 +87,7 @@ extension GatewayServer {
                 let route = try router.route(id)
                 found = .object(["id": .string(id), "object": .string("model"), "created": .int(0), "owned_by": .string(route.endpoint.name)])
             } catch {
-                writer.respond(error: error, api: api)
+                respondCounted(error, api: api, writer)
                 return
             }
         }
