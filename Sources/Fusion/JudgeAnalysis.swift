@@ -41,7 +41,15 @@ public enum JudgeAnalysis {
             body = String(body.drop { $0 != "\n" }.dropFirst())
             if let fence = body.range(of: "```", options: .backwards) { body = String(body[..<fence.lowerBound]) }
         }
-        guard let json = try? JSONValue.parse(Array(body.utf8)) else {
+        // Strict, as a client's body: a key given twice would be read one way here and the other
+        // way by the tokenizer that streamed its items, so the analysis shown and the one
+        // validated could differ. It is a schema failure (the items shown are withdrawn).
+        let json: JSONValue
+        do {
+            json = try JSONValue.parseRequest(Array(body.utf8))
+        } catch where error.code == "duplicate_key" {
+            return .failure(JudgeFailure(.schemaMismatch, "the key '\(error.param ?? "?")' appears twice"))
+        } catch {
             return .failure(JudgeFailure(.notValidJSON, "the reply is not a JSON object"))
         }
         guard case .object(var object) = json else {

@@ -185,3 +185,22 @@ import Testing
         #expect((try? JudgeAnalysis.parse(fine, panel: ["a"]).get()) != nil)
     }
 }
+
+/// A judge that gives a field twice: the streamed items (both copies) and a last-wins parse
+/// would disagree, so the reply breaks the schema (review 16 #7), and its items are withdrawn.
+@Suite struct JudgeDuplicateKeyTests {
+    @Test func aFieldGivenTwiceIsASchemaMismatch() {
+        let reply = #"{"consensus":["a"],"consensus":["b"],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
+        guard case .failure(let failure) = JudgeAnalysis.parse(reply, panel: ["p"]) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(failure.reason == .schemaMismatch && failure.message.contains("'consensus' appears twice"), "\(failure.message)")
+        let nested = #"{"consensus":[{"point":"x","point":"y"}],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
+        guard case .failure(let inner) = JudgeAnalysis.parse(nested, panel: ["p"]) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(inner.reason == .schemaMismatch)
+    }
+}
