@@ -361,6 +361,16 @@ import Testing
         #expect(error == [.error(APIError(status: 503, type: "upstream_error", code: "overloaded",
                                           message: "The upstream failed mid-stream: Overloaded"))])
         #expect(throws: StreamDecodingError.self) { try provider.decodeResponse(Array("[]".utf8), redactor: .none) }
+        // A message with no content array, or a tool_use whose input is no object, is no answer
+        // (review 16 #7: an empty success, arguments no client's API can carry).
+        for broken in [#"{"type":"message","content":"just a string","stop_reason":"end_turn"}"#, #"{"type":"message","stop_reason":"end_turn"}"#,
+                       #"{"type":"message","content":[{"type":"tool_use","id":"t","name":"f","input":[1,2]}],"stop_reason":"tool_use"}"#] {
+            let events = try provider.decodeResponse(Array(broken.utf8), redactor: .none)
+            #expect(events.count == 1 && { if case .error(let error) = events[0] { error.code == "upstream_protocol_error" } else { false } }(), "\(broken)")
+        }
+        let typeless = try provider.decodeResponse(Array(#"{"type":"message","content":[{"notype":1},{"type":12},{"type":"text","text":"ok"}],"stop_reason":"end_turn"}"#.utf8),
+                                                   redactor: .none)
+        #expect(!typeless.contains { if case .providerBlock = $0 { true } else { false } } && typeless.contains(.text("ok")))
     }
 
     /// `"stop_reason": null` is still an end: stop (tool_calls after a tool call), streamed and whole.

@@ -259,6 +259,20 @@ import Testing
         }
     }
 
+    /// A call's args are an object, or absent or null (none); anything else is a protocol error.
+    @Test func functionCallArgsThatAreNoObjectAreAProtocolError() throws {
+        func stream(_ args: String) -> [UInt8] {
+            Array(("data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":\"f\"" + args + "}}]},\"finishReason\":\"STOP\"}]}\n\n").utf8)
+        }
+        for bad in [#","args":"a string""#, #","args":[1,2]"#, #","args":5"#] {
+            #expect(throws: StreamDecodingError.self, "\(bad)") { _ = try ProviderFixtures.decode([stream(bad)], with: provider) }
+        }
+        for fine in ["", #","args":null"#, #","args":{}"#] {
+            let events = try ProviderFixtures.decode([stream(fine)], with: provider).0
+            #expect(events.contains { if case .toolCall(let call) = $0 { call.arguments == "{}" } else { false } }, "\(fine): \(events)")
+        }
+    }
+
     @Test func rawLinesThatAreNotJSONAreAProtocolError() {
         #expect(throws: StreamDecodingError.self) {
             _ = try ProviderFixtures.decode([Array("<html>\r\n".utf8)], with: provider)

@@ -55,9 +55,13 @@ enum AnthropicResponse {
     /// A whole (non-streamed) `message` as the events its stream would have carried.
     static func events(_ message: JSONValue, redactor: Redactor) -> [ModelEvent] {
         if message["type"]?.stringValue == "error" { return [.error(AnthropicErrors.streamError(message, redactor: redactor))] }
+        // A message is its content blocks: one without them is no answer, not an empty one.
+        guard let content = message["content"]?.arrayValue else {
+            return [.error(.upstreamProtocol("the upstream's message has no content array"))]
+        }
         var events: [ModelEvent] = []
         var calls = 0
-        for block in message["content"]?.arrayValue ?? [] {
+        for block in content {
             switch block["type"]?.stringValue {
             case "text"?:
                 if let text = block["text"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
@@ -70,14 +74,20 @@ enum AnthropicResponse {
             case "redacted_thinking"?:
                 if let data = block["data"]?.stringValue, !data.isEmpty { events.append(.redactedReasoning(data)) }
             case "tool_use"?:
-                let input = block["input"].map(JSONWriting.compact) ?? "{}"
+                // The API's `input` is an object; anything else no client's API can carry as a call.
+                let given = block["input"] ?? .null
+                let object: JSONValue = given == .null ? .object([:]) : given
+                guard object.objectValue != nil else {
+                    return [.error(.upstreamProtocol("the upstream sent a tool_use whose input is not an object"))]
+                }
+                let input = JSONWriting.compact(object)
                 events.append(.toolCall(ToolCallFragment(index: calls, id: block["id"]?.stringValue ?? "",
                                                          name: block["name"]?.stringValue ?? "", arguments: input)))
                 calls += 1
             default:
                 // Server tools and their results: nothing for the client to run, but an
                 // Anthropic client sends them back on its next turn.
-                if case .object = block { events += [.providerBlock(.start(block)), .providerBlock(.stop)] }
+                if case .object = block, block["type"]?.stringValue?.isEmpty == false { events += [.providerBlock(.start(block)), .providerBlock(.stop)] }
             }
         }
         // No stop reason named (null): it still ended, as its stream's `message_stop` says.

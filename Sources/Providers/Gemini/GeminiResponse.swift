@@ -68,7 +68,13 @@ struct GeminiResponseReader {
         }
         guard toolCalls < Self.maxToolCalls else { throw StreamDecodingError("the upstream sent more than \(Self.maxToolCalls) tool calls") }
         let id = call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? Self.callID(responseID: responseID, ordinal: toolCalls)
-        emit(.toolCall(ToolCallFragment(index: toolCalls, id: id, name: name, arguments: JSONWriting.compact(call["args"] ?? .object([:])))))
+        // A call's arguments are an object (absent or null: none); anything else no client's API
+        // can carry as a call (Anthropic's `input` must be an object too).
+        let args = call["args"] ?? .null
+        guard args == .null || args.objectValue != nil else {
+            throw StreamDecodingError("the upstream sent a functionCall whose args are not an object")
+        }
+        emit(.toolCall(ToolCallFragment(index: toolCalls, id: id, name: name, arguments: JSONWriting.compact(args == .null ? .object([:]) : args))))
         toolCalls += 1
     }
 
