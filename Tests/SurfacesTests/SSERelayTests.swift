@@ -32,6 +32,23 @@ import Testing
         #expect(content.hasPrefix("a\u{FFFD}") && content.hasSuffix("b é") && !content.contains("\u{FF}"), "\(content.debugDescription)")
     }
 
+    /// Lone surrogate escapes (`\ud800` alone, a low one alone, a high one before another
+    /// escape) become `\uFFFD`; a pair, an escaped backslash before a `u` and other escapes
+    /// stay as they came (review 16 #7, what was left of review 8 #7).
+    @Test(arguments: [
+        (#"a\ud800b"#, #"a\uFFFDb"#), (#"\uDC00"#, #"\uFFFD"#), (#"\ud83d\ude00"#, #"\ud83d\ude00"#),
+        (#"\ud83d\n"#, #"\uFFFD\n"#), (#"\\ud800"#, #"\\ud800"#), (#"x\"\u00e9\u0041"#, #"x\"\u00e9\u0041"#),
+        (#"\ud83d"#, #"\uFFFD"#), (#"12345678\udbff\udfff12345678"#, #"12345678\udbff\udfff12345678"#),
+    ])
+    func loneSurrogateEscapesBecomeReplacementCharacters(content: String, expected: String) throws {
+        let input = Array(("data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + content + "\"}}]}\n\ndata: [DONE]\n\n").utf8)
+        var relay = SSERelay()
+        var out: [UInt8] = []
+        _ = relay.relay(input, into: &out)
+        let text = String(decoding: out, as: UTF8.self)
+        #expect(text.contains("\"content\":\"" + expected + "\""), "\(text)")
+    }
+
     @Test(arguments: fixtureNames)
     func fixtureRelaysIdenticallyHoweverSplit(name: String) throws {
         let input = try Fixtures.bytes("sse/\(name).sse")
