@@ -163,6 +163,17 @@ import Testing
         #expect(relay.usage?["total_tokens"] == .int(8))
     }
 
+    /// A count or cost that is no number is left out, for the client and the accounting alike
+    /// (review 16 #7: a string cost reached the client, the record said 0).
+    @Test func usageMembersThatAreNoNumbersAreLeftOut() throws {
+        var relay = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
+        var out: [UInt8] = []
+        _ = relay.relay(Array(#"data: {"choices":[],"usage":{"prompt_tokens":"5","completion_tokens":2,"total_tokens":{"x":1},"cost":"0.5"}}\#n\#ndata: [DONE]\#n\#n"#.utf8), into: &out)
+        let usage = try #require(relay.usage)
+        #expect(usage["cost"] == nil && usage["prompt_tokens"] == nil && usage["completion_tokens"] == .int(2), "\(usage)")
+        #expect(!String(decoding: out, as: UTF8.self).contains("0.5") && !String(decoding: out, as: UTF8.self).contains(#""x""#))
+    }
+
     /// An upstream's usage numbers are untrusted: whatever it sends, the client (and the
     /// accounting) get whole token counts in range and a total that is their sum; a usage that
     /// needs nothing goes out as it came.

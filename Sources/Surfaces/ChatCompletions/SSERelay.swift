@@ -330,7 +330,8 @@ extension SSERelay {
     /// numbers are an upstream's, so untrusted: token counts become whole numbers in
     /// `0...Usage.maxTokens` (a `-5` or `1e308` would reach the client's SDK as it came, whose
     /// models want integers), the total their sum; a cost gets the places the gateway
-    /// states (`Usage.roundedCost`). Other members are left as they came.
+    /// states (`Usage.roundedCost`); either that is no number is left out. Other members are
+    /// left as they came.
     static func checkedUsage(_ usage: JSONValue?) -> JSONValue? {
         guard case .object(var object)? = usage else { return nil }
         var changed = false
@@ -339,6 +340,14 @@ extension SSERelay {
             guard let value, value.doubleValue != nil else { return nil }
             let clamped = JSONValue.int(Usage.count(value))
             return value == clamped ? nil : clamped
+        }
+        // A count or cost that is no number ("5", {…}) is not one the gateway can vouch for:
+        // left out, as an unknown one is, rather than relayed for the SDK to choke on.
+        for key in ["prompt_tokens", "completion_tokens", "total_tokens", "cost"] {
+            if let value = object[key], value != .null, value.doubleValue == nil {
+                object[key] = nil
+                changed = true
+            }
         }
         for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
             if let fixed = count(object[key]) { object[key] = fixed; changed = true }
