@@ -368,6 +368,9 @@ import Testing
             let events = try provider.decodeResponse(Array(broken.utf8), redactor: .none)
             #expect(events.count == 1 && { if case .error(let error) = events[0] { error.code == "upstream_protocol_error" } else { false } }(), "\(broken)")
         }
+        let calls = (0...1024).map { #"{"type":"tool_use","id":"t\#($0)","name":"f","input":{}}"# }.joined(separator: ",")
+        let many = try provider.decodeResponse(Array(#"{"type":"message","content":[\#(calls)],"stop_reason":"tool_use"}"#.utf8), redactor: .none)
+        #expect(many.count == 1 && { if case .error = many[0] { true } else { false } }(), "as many calls as a stream may carry")
         let typeless = try provider.decodeResponse(Array(#"{"type":"message","content":[{"notype":1},{"type":12},{"type":"text","text":"ok"}],"stop_reason":"end_turn"}"#.utf8),
                                                    redactor: .none)
         #expect(!typeless.contains { if case .providerBlock = $0 { true } else { false } } && typeless.contains(.text("ok")))

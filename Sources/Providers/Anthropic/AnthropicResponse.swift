@@ -59,6 +59,10 @@ enum AnthropicResponse {
         guard let content = message["content"]?.arrayValue else {
             return [.error(.upstreamProtocol("the upstream's message has no content array"))]
         }
+        // As many blocks as a stream may carry (`AnthropicEventReader.maxToolCalls`) and no more.
+        guard content.count <= 4 * AnthropicEventReader.maxToolCalls else {
+            return [.error(.upstreamProtocol("the upstream's message has more than \(4 * AnthropicEventReader.maxToolCalls) blocks"))]
+        }
         var events: [ModelEvent] = []
         var calls = 0
         for block in content {
@@ -73,6 +77,8 @@ enum AnthropicResponse {
                 if let signature = block["signature"]?.stringValue, !signature.isEmpty { events.append(.reasoningSignature(signature)) }
             case "redacted_thinking"?:
                 if let data = block["data"]?.stringValue, !data.isEmpty { events.append(.redactedReasoning(data)) }
+            case "tool_use"? where calls >= AnthropicEventReader.maxToolCalls:
+                return [.error(.upstreamProtocol("the upstream sent more than \(AnthropicEventReader.maxToolCalls) tool calls"))]
             case "tool_use"?:
                 // The API's `input` is an object; anything else no client's API can carry as a call.
                 let given = block["input"] ?? .null
