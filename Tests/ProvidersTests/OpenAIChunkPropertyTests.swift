@@ -88,8 +88,9 @@ import Testing
                         return
                     }
                     let index = call["index"]?.intValue.map { Int($0) } ?? position
+                    let arguments = call["function"]?["arguments"].flatMap { $0 == .null ? nil : $0.stringValue ?? JSONWriting.compact($0) }
                     emit(.toolCall(ToolCallFragment(index: index, id: call["id"]?.stringValue, name: call["function"]?["name"]?.stringValue,
-                                                    arguments: call["function"]?["arguments"]?.stringValue)))
+                                                    arguments: arguments)))
                 }
             }
             if let reason = choice["finish_reason"]?.stringValue { emit(.finish(FinishReason(rawValue: reason))) }

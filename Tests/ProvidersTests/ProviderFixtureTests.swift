@@ -188,6 +188,14 @@ enum ProviderFixtures {
                            .finish(.toolCalls), .usage(Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5))])
     }
 
+    /// Arguments sent as a JSON object rather than its text are read as that text, not dropped
+    /// (review 16 #7: the call went out with empty arguments).
+    @Test func argumentsSentAsAnObjectAreItsText() throws {
+        let body = Array(#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":{"city":"Paris"}}}]},"finish_reason":"tool_calls"}]}"#.utf8)
+        let events = try OpenAICompatibleProvider().decodeResponse(body, redactor: .none)
+        #expect(events.contains(.toolCall(ToolCallFragment(index: 0, id: "c", name: "f", arguments: #"{"city":"Paris"}"#))), "\(events)")
+    }
+
     @Test func errorsKeepTheUpstreamMessageTrimmedAndTheStatusForClientErrors() {
         let error = OpenAICompatibleProvider().error(
             status: 400, body: Array(#"{"error":{"message":"context too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#.utf8),

@@ -124,7 +124,9 @@ enum OpenAIChunk {
     static func fragment(_ call: JSONValue, position: Int) -> ToolCallFragment {
         // An index out of any sane range is taken as the call's position (never trusted as an Int).
         let index = call["index"]?.intValue.flatMap { (0...maxToolCallIndex).contains($0) ? Int($0) : nil } ?? position
-        return ToolCallFragment(index: index, id: call["id"]?.stringValue, name: call["function"]?["name"]?.stringValue,
-                                arguments: call["function"]?["arguments"]?.stringValue)
+        // The arguments are a JSON text; a server that sends them as JSON itself (an object) is
+        // read as that object's text rather than dropped.
+        let arguments = call["function"]?["arguments"].flatMap { $0 == .null ? nil : $0.stringValue ?? JSONWriting.compact($0) }
+        return ToolCallFragment(index: index, id: call["id"]?.stringValue, name: call["function"]?["name"]?.stringValue, arguments: arguments)
     }
 }
