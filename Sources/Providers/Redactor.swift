@@ -2,15 +2,18 @@ import Foundation
 
 /// Removes secrets (provider and gateway keys) from text an upstream sent, before it reaches a
 /// client, a record or a log. Not only the exact key: upstreams echo keys back in other forms
-/// ("invalid key sk-…" cut short, upper-cased, base64 in a Basic credential, split by a
-/// zero-width character), so any run of `window` or more bytes of a secret, compared without
-/// ASCII case and ignoring zero-width characters, is redacted, and so are the secret's base64
-/// forms. One pass over the text's bytes with a 12-byte shift register and a set lookup per
-/// byte, no allocation unless something matches (it runs on every log line).
+/// (cut short, upper-cased, base64 in a Basic credential, split by a zero-width character), so a
+/// run of at least three quarters of a secret (or of one of its base64 forms), compared without
+/// ASCII case and ignoring zero-width characters, is redacted. Not less: a client can make text
+/// come back (a model repeats it, an error names the model it asked for), and if a shorter run
+/// were redacted, whether a guess came back redacted would tell it the key a byte at a time from
+/// its known prefix (`sk-ant-api03-`); three quarters is far beyond any guess. One pass over the
+/// text's bytes: 12-byte windows, a bit filter and a lookup of the windows a secret has, no
+/// allocation unless one matches (it runs on every log line and every client-bound byte).
 public struct Redactor: Sendable, Equatable {
     public let secrets: [String]
     public static let none = Redactor(secrets: [])
-    /// The shortest run of a secret that is redacted (a whole shorter secret is).
+    /// The window of the first pass; a secret shorter than this is matched whole.
     public static let window = 12
 
     /// Twelve folded bytes, packed.
@@ -27,8 +30,16 @@ public struct Redactor: Sendable, Equatable {
         var filterSlot: Int { Int(truncatingIfNeeded: ((high &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(low) &* 0xC2B2_AE3D_27D4_EB4F)) >> 48) }
     }
 
-    /// Every `window`-byte run of every secret and of its base64 forms, folded.
-    private let runs: Set<Run>
+    /// Where a window occurs: in which form, from which byte.
+    private struct Place: Sendable {
+        let form: Int
+        let offset: Int
+    }
+
+    /// Every secret and its base64 forms, folded, each with the shortest run of it redacted.
+    private let forms: [(bytes: [UInt8], minimum: Int)]
+    /// Every `window`-byte run of every form, and where it occurs.
+    private let runs: [Run: [Place]]
     /// Secrets (and their forms) shorter than `window`, folded: matched whole.
     private let short: [[UInt8]]
     /// The folded bytes any secret's forms contain, as a 256-bit set: a byte outside it ends any
@@ -41,7 +52,8 @@ public struct Redactor: Sendable, Equatable {
     /// Secrets shorter than 4 characters are ignored (they would redact ordinary words).
     public init(secrets: [String]) {
         self.secrets = Array(Set(secrets.filter { $0.utf8.count >= 4 })).sorted { $0.utf8.count > $1.utf8.count }
-        var runs = Set<Run>()
+        var runs: [Run: [Place]] = [:]
+        var forms: [(bytes: [UInt8], minimum: Int)] = []
         var short: [[UInt8]] = []
         for secret in self.secrets {
             for form in [secret] + Self.base64Forms(secret) {
@@ -53,11 +65,13 @@ public struct Redactor: Sendable, Equatable {
                 var run = Run()
                 for (index, byte) in bytes.enumerated() {
                     run.push(byte)
-                    if index >= Self.window - 1 { runs.insert(run) }
+                    if index >= Self.window - 1 { runs[run, default: []].append(Place(form: forms.count, offset: index + 1 - Self.window)) }
                 }
+                forms.append((bytes, max(Self.window, (bytes.count * 3 + 3) / 4)))
             }
         }
         self.runs = runs
+        self.forms = forms
         self.short = short
         var alphabet = [UInt64](repeating: 0, count: 4)
         for secret in self.secrets {
@@ -67,7 +81,7 @@ public struct Redactor: Sendable, Equatable {
         }
         self.alphabet = alphabet
         var filter = [UInt64](repeating: 0, count: 1024)
-        for run in runs { filter[run.filterSlot >> 6] |= 1 << UInt64(run.filterSlot & 63) }
+        for run in runs.keys { filter[run.filterSlot >> 6] |= 1 << UInt64(run.filterSlot & 63) }
         self.filter = filter
     }
 
@@ -85,17 +99,20 @@ public struct Redactor: Sendable, Equatable {
     /// secret is made of letters, digits and a few marks, never JSON's quotes, backslashes or
     /// structure, nor SSE's line ends, so a run lies inside one JSON string and "[redacted]"
     /// keeps the JSON and the event intact.
+    /// A secret shorter than `window` is not looked for here: as a whole word it would cut
+    /// ordinary text and SSE's own field names (a gateway key named "event"). A run that would
+    /// begin inside a JSON escape (the letter of `\t`, the digits of `\u0041`) begins after it.
     public func redacting(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard !secrets.isEmpty else { return nil }
-        let found = bytes.withMemoryRebound(to: UInt8.self) { mayContainSecret($0) }
+        guard !forms.isEmpty else { return nil }
+        let found = bytes.withMemoryRebound(to: UInt8.self) { mayContainSecret($0, short: false) }
         guard found else { return nil }
         let text = Array(bytes)
-        let cleaned = Array(redacted(text).utf8)
+        let cleaned = Array(redacted(text, short: false, json: true).utf8)
         return cleaned == text ? nil : cleaned
     }
 
     /// The allocation-free first pass: whether any run of a secret (or a short secret) is there.
-    private func mayContainSecret(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+    private func mayContainSecret(_ utf8: UnsafeBufferPointer<UInt8>, short withShort: Bool = true) -> Bool {
         // Every client-bound byte passes here: the sets are read through pointers, and only
         // non-ASCII bytes are checked for zero-width characters.
         let found = alphabet.withUnsafeBufferPointer { alphabet in
@@ -122,13 +139,13 @@ public struct Redactor: Sendable, Equatable {
                     filled += 1
                     if filled >= Self.window {
                         let slot = run.filterSlot
-                        if filter[slot >> 6] & (1 << UInt64(slot & 63)) != 0, runs.contains(run) { return true }
+                        if filter[slot >> 6] & (1 << UInt64(slot & 63)) != 0, runs[run] != nil { return true }
                     }
                 }
                 return false
             }
         }
-        return found || short.contains { secret in Self.contains(secret, in: utf8) }
+        return found || (withShort && short.contains { secret in Self.contains(secret, in: utf8) })
     }
 
     /// Whether `needle` (folded) is in `haystack`, zero-width characters aside: the short
@@ -154,18 +171,28 @@ public struct Redactor: Sendable, Equatable {
         return false
     }
 
-    /// The second pass, when the first found something: every matched run replaced.
-    private func redacted(_ bytes: [UInt8]) -> String {
+    /// The second pass, when the first found a window of a secret: every run of at least
+    /// three quarters of a form replaced (the window grown both ways along its form).
+    private func redacted(_ bytes: [UInt8], short withShort: Bool = true, json: Bool = false) -> String {
         let kept = Self.kept(bytes)
         var covered = [Bool](repeating: false, count: kept.count)
         var run = Run()
         for (index, entry) in kept.enumerated() {
             run.push(entry.byte)
-            if index >= Self.window - 1, runs.contains(run) {
-                for position in (index - Self.window + 1)...index { covered[position] = true }
+            guard index >= Self.window - 1, let places = runs[run] else { continue }
+            let start = index + 1 - Self.window
+            for place in places {
+                let form = forms[place.form]
+                var before = 0
+                while before < start && before < place.offset && kept[start - before - 1].byte == form.bytes[place.offset - before - 1] { before += 1 }
+                var after = 0
+                while index + after + 1 < kept.count && place.offset + Self.window + after < form.bytes.count
+                    && kept[index + after + 1].byte == form.bytes[place.offset + Self.window + after] { after += 1 }
+                guard before + Self.window + after >= form.minimum else { continue }
+                for position in (start - before)...(index + after) { covered[position] = true }
             }
         }
-        for secret in short where secret.count <= kept.count {
+        for secret in short where withShort && secret.count <= kept.count {
             for start in 0...(kept.count - secret.count) where kept[start].byte == secret[0] {
                 guard (0..<secret.count).allSatisfy({ kept[start + $0].byte == secret[$0] }) else { continue }
                 for position in start..<(start + secret.count) { covered[position] = true }
@@ -185,6 +212,11 @@ public struct Redactor: Sendable, Equatable {
             while from > next, bytes[from] & 0xC0 == 0x80 { from -= 1 }
             var to = kept[end].offset + 1
             while to < bytes.count, bytes[to] & 0xC0 == 0x80 { to += 1 }
+            if json { from = min(Self.pastEscape(bytes, from), to) }
+            guard from < to else {
+                index = end + 1
+                continue
+            }
             out.append(contentsOf: bytes[next..<from])
             out.append(contentsOf: "[redacted]".utf8)
             next = to
@@ -192,6 +224,21 @@ public struct Redactor: Sendable, Equatable {
         }
         out.append(contentsOf: bytes[next...])
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `offset`, or where the JSON escape it lies inside ends: after the letter of `\n` (an odd
+    /// run of backslashes before it), after the four digits of `\u00e9`.
+    private static func pastEscape(_ bytes: [UInt8], _ offset: Int) -> Int {
+        func escapes(_ position: Int) -> Bool {  // an odd run of backslashes ends at `position`
+            var count = 0
+            while position - count >= 0 && bytes[position - count] == UInt8(ascii: "\\") { count += 1 }
+            return count % 2 == 1
+        }
+        for back in 1...5 where offset - back >= 0 && escapes(offset - back) {
+            if back == 1 { return offset + (bytes[offset] == UInt8(ascii: "u") ? 5 : 1) }
+            return bytes[offset - back + 1] == UInt8(ascii: "u") ? offset - back + 6 : offset
+        }
+        return offset
     }
 
     /// The bytes that are not part of a zero-width character, folded, with where each was.
