@@ -100,7 +100,7 @@ import Testing
     /// fields it does not know, OpenRouter's `reasoning` object among them.
     @Test func reasoningReachesAnOpenAIDialectServerAsAnEffort() throws {
         let cases: [(ModelRequest.Reasoning, String?)] = [
-            (.init(effort: "high"), "high"), (.init(effort: "none"), "none"), (.init(effort: "high", enabled: false), nil),
+            (.init(effort: "high"), "high"), (.init(effort: "none"), "none"), (.init(effort: "high", enabled: false), nil), (.init(effort: "max"), "high"),
             (.init(maxTokens: 1024), "low"), (.init(maxTokens: 8192), "medium"), (.init(maxTokens: 32000), "high"),
             (.init(), nil), (.init(enabled: false), nil), (.init(maxTokens: 8192, enabled: false), nil), (.init(exclude: true), nil),
         ]

@@ -107,6 +107,9 @@ import Testing
         #expect(ResponsesStreamCheck.problems(events) == [])
         let output = events.last?.json["response"]?["output"]?.arrayValue ?? []
         #expect(output.map { $0["arguments"] } == [.string("{}"), .string(#"{"x":1}"#)], "\(output)")
+        // An empty fragment for a finished call changes nothing (review 18 B9); real bytes fail.
+        let empty = try relay([call(0, "a", "{}"), #"{"content":"\n"}"#, call(0, nil, "")])
+        #expect(ResponsesStreamCheck.problems(empty) == [] && empty.last?.type == "response.completed", "\(empty.map(\.type))")
         let revisited = try relay([call(0, "a", "{"), #"{"content":"Also"}"#, call(0, nil, "}")])
         #expect(ResponsesStreamCheck.problems(revisited) == [] && revisited.last?.type == "response.failed", "\(revisited.map(\.type))")
     }

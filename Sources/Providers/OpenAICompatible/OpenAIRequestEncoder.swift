@@ -92,7 +92,7 @@ public enum OpenAIRequestEncoder {
             switch reasoningField {
             case .object:
                 var object: [String: JSONValue] = [:]
-                if let effort = reasoning.effort { object["effort"] = .string(effort) }
+                if let effort = reasoning.effort { object["effort"] = .string(Self.openAIEffort(effort)) }
                 if let tokens = reasoning.maxTokens { object["max_tokens"] = .int(tokens) }
                 if let exclude = reasoning.exclude { object["exclude"] = .bool(exclude) }
                 if let enabled = reasoning.enabled { object["enabled"] = .bool(enabled) }
@@ -105,12 +105,16 @@ public enum OpenAIRequestEncoder {
         return body
     }
 
+    /// An effort in OpenAI's and OpenRouter's words: Anthropic's `max` (the most) is `high`, the
+    /// most every reasoning model there takes.
+    static func openAIEffort(_ effort: String) -> String { effort == "max" ? "high" : effort }
+
     /// `reasoning` as OpenAI's one knob: the effort named, or the one nearest a budget (an
     /// Anthropic client's `budget_tokens`); nil (the model's default) when only "on" or "off"
     /// was said, since a model that cannot reason refuses the field, and not every reasoning
     /// model takes `none`.
     static func effort(of reasoning: ModelRequest.Reasoning) -> String? {
-        if let effort = reasoning.effort { return reasoning.enabled == false && effort != "none" ? nil : effort }
+        if let effort = reasoning.effort { return reasoning.enabled == false && effort != "none" ? nil : openAIEffort(effort) }
         guard reasoning.enabled != false, let budget = reasoning.maxTokens else { return nil }
         return budget < 4096 ? "low" : budget < 16384 ? "medium" : "high"
     }
