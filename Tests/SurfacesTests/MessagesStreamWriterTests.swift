@@ -75,8 +75,17 @@ import Testing
         let (events, end) = try Self.decoded(upstream)
         #expect(end == .complete)
         let (again, _) = try Self.decoded(Self.render(events))
-        #expect(again.filter { if case .usage = $0 { false } else { true } } == events.filter { if case .usage = $0 { false } else { true } },
-                "relayed, it decodes to what came")
+        // Relayed, it decodes to what came: the same blocks in order, and the same calls (a
+        // call that began while another was open comes whole, after it).
+        func blocks(_ events: [ModelEvent]) -> [ModelEvent] {
+            events.filter { if case .usage = $0 { false } else if case .toolCall = $0 { false } else { true } }
+        }
+        func calls(_ events: [ModelEvent]) -> [ToolCall] {
+            var calls = ToolCallAccumulator()
+            for case .toolCall(let fragment) in events { calls.add(fragment) }
+            return calls.calls
+        }
+        #expect(blocks(again) == blocks(events) && calls(again) == calls(events), "relayed, it decodes to what came")
         var whole = MessagesResponse(id: "msg_1", model: "claude-x")
         for event in events { whole.add(event) }
         let content = try JSONValue.parse(whole.body())["content"]?.arrayValue ?? []
@@ -184,6 +193,23 @@ import Testing
         for case .toolCall(let fragment) in events { calls.add(fragment) }
         #expect(calls.calls.map(\.arguments) == [#"{"location":"Paris"}"#, "{}"])
         #expect(calls.calls.map(\.id) == ["c1", "c2"])
+        // Every delta lands in its block before that block stops (review 18 B5: the SDKs hand a
+        // call's input out at its content_block_stop).
+        let written = try Self.events(Self.render([
+            .toolCall(ToolCallFragment(index: 0, id: "c1", name: "a", arguments: #"{"x":"#)),
+            .toolCall(ToolCallFragment(index: 1, id: "c2", name: "b", arguments: "{")),
+            .toolCall(ToolCallFragment(index: 2, id: "c3", name: "c", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 0, arguments: "1}")),
+            .toolCall(ToolCallFragment(index: 1, arguments: "}")),
+            .finish(.toolCalls),
+        ]))
+        var stopped: Set<Int> = []
+        for event in written {
+            let index = event.data["index"]?.intValue.map(Int.init) ?? -1
+            if event.name == "content_block_stop" { stopped.insert(index) }
+            if event.name == "content_block_delta" { #expect(!stopped.contains(index), "a delta after block \(index) stopped") }
+        }
+        #expect(written.filter { $0.name == "content_block_start" }.count == 3)
     }
 
     @Test func errorsAndKeepAlives() throws {

@@ -25,6 +25,11 @@ public struct MessagesStreamWriter: Sendable {
     private var blockIndex = -1
     /// Tool call index → its block's index.
     private var toolBlocks: [Int: Int] = [:]
+    /// Calls that began while another call's block was open (an OpenAI-compatible upstream may
+    /// interleave its calls' fragments): held whole, and shown each in a block of its own once
+    /// the open one is done, so no delta ever lands in a block already stopped (the SDKs hand
+    /// a call's input out at its `content_block_stop`).
+    private var heldCalls: [Int: ToolCallFragment] = [:]
     private var started = false
     private var stopReason = "end_turn"
     /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
@@ -123,10 +128,22 @@ public struct MessagesStreamWriter: Sendable {
         case .providerBlock(.stop):
             if case .provider? = open { closeBlock(&out) }
         case .toolCall(let fragment):
+            if let held = heldCalls[fragment.index] {
+                heldCalls[fragment.index] = ToolCallFragment(index: held.index, id: held.id ?? fragment.id, name: held.name ?? fragment.name,
+                                                             arguments: (held.arguments ?? "") + (fragment.arguments ?? ""))
+                return
+            }
             if toolBlocks[fragment.index] == nil {
+                if case .tool? = open {
+                    heldCalls[fragment.index] = fragment
+                    return
+                }
                 openBlock(.tool(fragment.index), &out, id: fragment.id, name: fragment.name)
             }
-            guard let arguments = fragment.arguments, !arguments.isEmpty, let index = toolBlocks[fragment.index] else { return }
+            // Only into its own open block (a fragment for a stopped one is refused before it
+            // comes here, or carries nothing).
+            guard let arguments = fragment.arguments, !arguments.isEmpty, let index = toolBlocks[fragment.index],
+                  open == .tool(fragment.index) else { return }
             delta(index, #"{"type":"input_json_delta","partial_json":"#, arguments, &out)
         case .usage(let reported):
             usage = reported
@@ -145,6 +162,7 @@ public struct MessagesStreamWriter: Sendable {
     public mutating func appendEnd(usage final: Usage? = nil, estimated: Bool = false, fusion: (result: JSONValue?, calls: JSONValue?) = (nil, nil),
                                    to out: inout [UInt8]) {
         writeStart(to: &out)
+        showHeldCalls(&out)
         closeBlock(&out)
         let usage = final ?? usage ?? Usage()
         event("message_delta", &out)
@@ -169,6 +187,10 @@ public struct MessagesStreamWriter: Sendable {
     /// a JSON object (an upstream model wrote broken JSON): the stream ends with the error a
     /// whole message gets for it, before the fragment is sent.
     public mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError? {
+        // A call whose block was stopped (another kind of block came since) cannot grow.
+        if toolBlocks[fragment.index] != nil, open != .tool(fragment.index), !(fragment.arguments ?? "").allSatisfy(\.isWhitespace) {
+            return .upstreamProtocol("the upstream went back to tool call \(fragment.index) after it had ended")
+        }
         // The name comes with a call's first fragment, often before any argument.
         if argumentChecks[fragment.index] == nil { argumentChecks[fragment.index] = (fragment.name ?? "", JSONPrefixCheck()) }
         guard let arguments = fragment.arguments, !arguments.isEmpty else { return nil }
@@ -216,6 +238,7 @@ public struct MessagesStreamWriter: Sendable {
     private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil, data: String = "",
                                     raw: JSONValue? = nil) {
         writeStart(to: &out)
+        if case .tool = block {} else if !heldCalls.isEmpty { showHeldCalls(&out) }
         guard open != block else { return }
         closeBlock(&out)
         open = block
@@ -245,6 +268,18 @@ public struct MessagesStreamWriter: Sendable {
         }
         out.append(UInt8(ascii: "}"))
         end(&out)
+    }
+
+    /// The held calls, each in a block of its own, in order (another kind of block comes next,
+    /// or the end).
+    private mutating func showHeldCalls(_ out: inout [UInt8]) {
+        for index in heldCalls.keys.sorted() {
+            guard let call = heldCalls.removeValue(forKey: index) else { continue }
+            openBlock(.tool(index), &out, id: call.id, name: call.name)
+            if let arguments = call.arguments, !arguments.isEmpty, let block = toolBlocks[index] {
+                delta(block, #"{"type":"input_json_delta","partial_json":"#, arguments, &out)
+            }
+        }
     }
 
     private mutating func closeBlock(_ out: inout [UInt8]) {
