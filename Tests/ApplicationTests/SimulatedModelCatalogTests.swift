@@ -29,7 +29,7 @@ import Testing
 
     @Test(arguments: [
         ("sim/paced:deltas=abc", "deltas"), ("sim/paced:deltas=-1", "deltas"), ("sim/paced:deltas=99999999999999999999", "deltas"),
-        ("sim/normal:pace_ms=1.5", "pace_ms"), ("sim/normal:speed=3", "speed=3"), ("sim/normal:fast", "fast"),
+        ("sim/normal:pace_ms=1.5", "pace_ms"), ("sim/normal:speed=3", "speed"), ("sim/normal:fast", "fast"),
         ("sim/error:status=200", "status"), ("sim/expert-9", "persona"), ("sim/normal:after=1:after=2", "after"),
     ])
     func simulatedModelsWithBadOptionsAreRefusedUpFront(model: String, option: String) throws {

@@ -196,11 +196,8 @@ import Testing
             return
         }
         #expect(failure.reason == .schemaMismatch && failure.message.contains("'consensus' appears twice"), "\(failure.message)")
-        let nested = #"{"consensus":[{"point":"x","point":"y"}],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
-        guard case .failure(let inner) = JudgeAnalysis.parse(nested, panel: ["p"]) else {
-            Issue.record("accepted")
-            return
-        }
-        #expect(inner.reason == .schemaMismatch)
+        // Another member given twice is dropped either way: no disagreement, no failure.
+        let other = #"{"summary":"a","summary":"b","consensus":["a"],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
+        #expect((try? JudgeAnalysis.parse(other, panel: ["p"]).get()) != nil)
     }
 }

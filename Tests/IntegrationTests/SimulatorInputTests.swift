@@ -16,7 +16,7 @@ import Testing
     }
 
     @Test(arguments: [("paced:deltas=abc", "deltas"), ("normal:pace_ms=-5", "pace_ms"), ("huge:bytes=99999999999", "bytes"),
-                      ("error:status=1000", "status"), ("normal:speed=1", "speed=1"), ("expert-12", "persona")])
+                      ("error:status=1000", "status"), ("normal:speed=1", "speed"), ("expert-12", "persona")])
     func badOptionsAreRefusedByTheRouterAndByTheMock(model: String, option: String) throws {
         let env = try TestEnvironment()
         // The gateway's simulated provider: refused before any work.
