@@ -98,7 +98,7 @@ final class TestEnvironment: @unchecked Sendable {
         }
         configure(&config)
         var logger = logs.map { handler in Logger(label: "gateway-under-test") { _ in handler } }
-            ?? logHandler.map { handler in Logger(label: "gateway-under-test") { _ in handler } } ?? Logger(label: "gateway-under-test")
+            ?? logHandler.map { log in Logger(label: "gateway-under-test") { _ in log.handler } } ?? Logger(label: "gateway-under-test")
         logger.logLevel = logHandler != nil || logs != nil ? .info
             : ProcessInfo.processInfo.environment["FUSION_TEST_LOG"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         do {
@@ -180,8 +180,12 @@ final class TestEnvironment: @unchecked Sendable {
     }
 }
 
-/// A log handler that keeps every entry, for tests that check what is (not) logged.
-final class CapturedLog: LogHandler, @unchecked Sendable {
+/// Keeps every log entry, for tests that check what is (not) logged. Its `handler` is a value,
+/// as swift-log expects of a `LogHandler`: each `Logger` copy's metadata is its own (the gateway
+/// sets `generation_id` and `key` per request, on several loops at once); only the entries are
+/// shared, behind a lock. (A class handler shared that metadata between threads: a data race
+/// that crashed a CI run.)
+final class CapturedLog: @unchecked Sendable {
     struct Entry: Sendable {
         let level: Logger.Level
         let message: String
@@ -192,20 +196,28 @@ final class CapturedLog: LogHandler, @unchecked Sendable {
 
     private let lock = NSLock()
     private var stored: [Entry] = []
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .info
 
     var entries: [Entry] { lock.withLock { stored } }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
+    fileprivate func append(_ entry: Entry) { lock.withLock { stored.append(entry) } }
 
-    func log(event: LogEvent) {
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { $1 } }
-        let entry = Entry(level: event.level, message: "\(event.message)", metadata: all.mapValues { "\($0)" })
-        lock.withLock { stored.append(entry) }
+    /// A handler that files its entries here.
+    var handler: Handler { Handler(store: self) }
+
+    struct Handler: LogHandler {
+        let store: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            var all = metadata
+            if let extra = event.metadata { all.merge(extra) { $1 } }
+            store.append(Entry(level: event.level, message: "\(event.message)", metadata: all.mapValues { "\($0)" }))
+        }
     }
 }
