@@ -70,6 +70,16 @@ public struct Usage: Sendable, Equatable {
     /// `costDecimalPlaces` (see `roundedCost`); 0 when unknown.
     public var cost: Double = 0
 
+    /// The gateway's estimate of a call whose upstream never reported its usage: `prompt` (the
+    /// upstream's own count of the prompt, said first, or one by its size) and at least
+    /// `completionTokens` (a token per forwarded event, a lower bound).
+    public static func estimate(prompt: Usage, completionTokens: Int64) -> Usage {
+        var estimate = prompt
+        estimate.completionTokens = max(estimate.completionTokens, completionTokens)
+        estimate.totalTokens = saturatingAdd(estimate.promptTokens, estimate.completionTokens)
+        return estimate
+    }
+
     /// A trillion tokens: far beyond any real call, small enough that sums of many never overflow.
     public static let maxTokens: Int64 = 1 << 40
     /// Beyond this a reported cost is nonsense.

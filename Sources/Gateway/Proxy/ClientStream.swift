@@ -36,8 +36,8 @@ final class ClientStream {
 
     /// Secrets (provider and gateway keys) taken out of every byte bound for the client, as
     /// `Redactor` finds them: a key an upstream or a model echoes never leaves the process.
-    /// Checked per emit (the fast path allocates nothing); a key that arrives split across events
-    /// is caught once 12 of its bytes stand together in one.
+    /// Checked per emit (the fast path allocates nothing): a run of three quarters of a key in one
+    /// emit is caught, a key spelled a few bytes per event is not (see `Redactor`).
     let redactor: Redactor
 
     init(writer: HTTPResponseWriter, loop: EventLoop, capacity: Int = 32, maxClientBuffer: Int = 64 * 1024, redactor: Redactor = .none) {

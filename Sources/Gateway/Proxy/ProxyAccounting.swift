@@ -114,11 +114,8 @@ struct ProxyAccounting {
                     // sends one. What was generated is still charged (the key's tokens per minute
                     // and budget), as an estimate: the prompt by its size, a token per event.
                     // The prompt as the upstream counted it, when it said so first.
-                    let completion = Int64(relay.forwardedEvents)
-                    var estimate = relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens)
-                    estimate.completionTokens = max(estimate.completionTokens, completion)
-                    estimate.totalTokens = Usage.saturatingAdd(estimate.promptTokens, estimate.completionTokens)
-                    record.usage = estimate
+                    record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens),
+                                                  completionTokens: Int64(relay.forwardedEvents))
                     record.usageEstimated = true
                 }
             }

@@ -164,15 +164,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     /// lower bound), flagged as an estimate.
     private mutating func totalUsage() -> Usage? {
         guard usage == nil else { return usage }
-        let completion = Int64(forwardedEvents)
-        if var estimate = promptUsage {
-            estimate.completionTokens = max(estimate.completionTokens, completion)
-            estimate.totalTokens = Usage.saturatingAdd(estimate.promptTokens, estimate.completionTokens)
-            usageEstimated = true
-            return estimate
-        }
-        guard let prompt = estimatedPromptTokens else { return nil }
+        guard let prompt = promptUsage ?? estimatedPromptTokens.map({ Usage(promptTokens: $0) }) else { return nil }
         usageEstimated = true
-        return Usage(promptTokens: prompt, completionTokens: completion, totalTokens: Usage.saturatingAdd(prompt, completion))
+        return Usage.estimate(prompt: prompt, completionTokens: Int64(forwardedEvents))
     }
 }
