@@ -22,7 +22,7 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    @Option(name: .long, help: "text (for people) or json (one JSON object per line); default: the config's server.log_format, else text.")
+    @Option(name: .long, help: "text (for people) or json (one JSON object per line); default: text (serve: its config's server.log_format, else text).")
     var logFormat: String?
 
     func validate() throws {

@@ -181,6 +181,33 @@ enum ProviderFixtures {
         #expect(calls.calls.map(\.name) == ["lookup"] && calls.calls.map(\.arguments) == [#"{"q":1}"#] && end == .complete)
     }
 
+    /// Servers that number every parallel call 0, or leave `index` out, tell calls apart by id
+    /// (review 18 B7): a new id at a used index is a new call, not more of the old one's arguments.
+    @Test(arguments: [#""index":0,"#, ""])
+    func aNewIDAtAnIndexInUseStartsANewCall(index: String) throws {
+        let call = { (id: String, name: String, arguments: String) in
+            let head = id.isEmpty ? "" : #""id":"\#(id)","type":"function","#
+            let function = name.isEmpty ? #"{"arguments":"\#(arguments)"}"# : #"{"name":"\#(name)","arguments":"\#(arguments)"}"#
+            return Array(#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{\#(index)\#(head)"function":\#(function)}]}}]}\#n\#n"#.utf8)
+        }
+        let chunks = [call("call_A", "fa", #"{\"a\""#), call("", "", ":1}"), call("call_Z", "fz", #"{\"z\":"#), call("", "", "1}"),
+                      Array(#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\#n\#ndata: [DONE]\#n\#n"#.utf8)]
+        let (events, _) = try ProviderFixtures.decode(chunks, with: OpenAICompatibleProvider())
+        var calls = ToolCallAccumulator()
+        events.forEach { if case .toolCall(let fragment) = $0 { calls.add(fragment) } }
+        #expect(calls.calls.map(\.id) == ["call_A", "call_Z"] && calls.calls.map(\.name) == ["fa", "fz"], "\(calls.calls)")
+        #expect(calls.calls.map(\.arguments) == [#"{"a":1}"#, #"{"z":1}"#] && calls.calls.map(\.index) == [0, 1])
+    }
+
+    /// A whole message whose calls all carry index 0 is still that many calls.
+    @Test func aWholeMessagesCallsAreEachTheirOwnWhateverTheirIndex() throws {
+        let body = Array(#"{"choices":[{"message":{"role":"assistant","tool_calls":[{"index":0,"id":"a","type":"function","function":{"name":"f","arguments":"{}"}},{"index":0,"id":"b","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#.utf8)
+        let events = try OpenAICompatibleProvider().decodeResponse(body, redactor: .none)
+        #expect(events.filter { if case .toolCall = $0 { true } else { false } } == [
+            .toolCall(ToolCallFragment(index: 0, id: "a", name: "f", arguments: "{}")), .toolCall(ToolCallFragment(index: 1, id: "b", name: "g", arguments: "{}")),
+        ])
+    }
+
     @Test func aWholeResponseDecodesToTheEventsOfAStream() throws {
         let body = Array(#"{"choices":[{"message":{"role":"assistant","content":"Hi","reasoning":"hm","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#.utf8)
         let events = try OpenAICompatibleProvider().decodeResponse(body, redactor: .none)

@@ -217,6 +217,8 @@ import Testing
         (#"{"model":"p/m","input":"q","temperature":2.5}"#, "temperature"),
         (#"{"model":"p/m","input":"q","top_p":"1"}"#, "top_p"),
         (#"{"model":"p/m","input":"q","top_logprobs":21}"#, "top_logprobs"),
+        (#"{"model":"p/m","input":"q","top_logprobs":2}"#, "top_logprobs"),
+        (#"{"model":"p/m","input":"q","include":["reasoning.encrypted_content","message.output_text.logprobs"]}"#, "include[1]"),
         (#"{"model":"p/m","input":"q","truncation":"sometimes"}"#, "truncation"),
         (#"{"model":"p/m","input":"q","metadata":{"k":1}}"#, "metadata.k"),
         (#"{"model":"p/m","input":"q","metadata":[]}"#, "metadata"),

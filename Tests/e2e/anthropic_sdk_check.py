@@ -38,10 +38,14 @@ def gateway_checks(base_url, counting_model=None):
     check("gateway: streamed usage and stop", final.usage.output_tokens > 0 and final.stop_reason == "end_turn", repr(final))
     check("gateway: the message names the model asked for", final.model == "sim/normal:pace_ms=1", final.model)
 
-    # Models in Anthropic's shape; the SDK percent-encodes the slash in the id.
-    models = client.models.list()
-    check("gateway: models list", "sim/normal" in [m.id for m in models.data] and all(m.type == "model" and m.display_name for m in models.data),
-          repr(models.data[:3]))
+    # Models in Anthropic's shape, paged as Anthropic pages them (the SDK's iterator follows
+    # `after_id`); the SDK percent-encodes the slash in the id.
+    first = client.models.list(limit=5)
+    every = list(client.models.list(limit=5))
+    check("gateway: models list", "sim/normal" in [m.id for m in every] and all(m.type == "model" and m.display_name for m in every),
+          repr(every[:3]))
+    check("gateway: models paged", len(first.data) == 5 and first.has_more and len(every) > 5
+          and len({m.id for m in every}) == len(every) and every == list(client.models.list(limit=1000)), repr(len(every)))
     model = client.models.retrieve("sim/normal")
     check("gateway: models retrieve", model.id == "sim/normal" and model.type == "model", repr(model))
 

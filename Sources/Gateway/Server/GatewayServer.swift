@@ -212,7 +212,7 @@ public final class GatewayServer {
         case ("POST", "/v1/responses"), ("POST", "/responses"):
             admit(request, writer, api: .responses) { [unowned self] in responses(request, writer) }
         case ("GET", "/v1/models"), ("GET", "/models"):
-            writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: modelsList(for: ModelsShape(request)))
+            modelsList(request, writer)
         case ("GET", _) where request.path.hasPrefix("/v1/models/") && request.path.count > "/v1/models/".count:
             model(encoded: request.path.dropFirst("/v1/models/".count), writer, shape: ModelsShape(request))
         case ("GET", "/metrics"):

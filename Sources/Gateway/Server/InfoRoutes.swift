@@ -54,18 +54,30 @@ extension GatewayServer {
     /// (`"models": "any"`).
     ///
     /// Asked by Anthropic's SDKs (`anthropic-version`), the same models in Anthropic's shape.
-    func modelsList(for shape: ModelsShape) -> [UInt8] {
+    /// In Anthropic's shape the list is paged as Anthropic pages it (`limit`, `after_id`,
+    /// `before_id`; `ModelsPage`), which the SDKs' iterators follow.
+    func modelsList(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         let (data, unlisted) = modelEntries()
-        if shape == .anthropic {
+        let body: [UInt8]
+        if ModelsShape(request) == .anthropic {
             let ids = data.compactMap { $0["id"]?.stringValue }
-            return JSONValue.object([
-                "data": .array(ids.map(ModelsShape.anthropicEntry)), "has_more": .bool(false),
-                "first_id": ids.first.map { .string($0) } ?? .null, "last_id": ids.last.map { .string($0) } ?? .null,
-            ]).serialized()
+            switch ModelsPage.make(ids, limit: request.queryItem("limit"), afterID: request.queryItem("after_id"),
+                                   beforeID: request.queryItem("before_id")) {
+            case .success(let page):
+                body = JSONValue.object([
+                    "data": .array(page.ids.map(ModelsShape.anthropicEntry)), "has_more": .bool(page.hasMore),
+                    "first_id": page.ids.first.map { .string($0) } ?? .null, "last_id": page.ids.last.map { .string($0) } ?? .null,
+                ]).serialized()
+            case .failure(let error):
+                respondCounted(error, api: .messages, writer)
+                return
+            }
+        } else {
+            var list: [String: JSONValue] = ["object": .string("list"), "data": .array(data)]
+            if !unlisted.isEmpty { list["providers"] = .array(unlisted) }
+            body = JSONValue.object(list).serialized()
         }
-        var list: [String: JSONValue] = ["object": .string("list"), "data": .array(data)]
-        if !unlisted.isEmpty { list["providers"] = .array(unlisted) }
-        return JSONValue.object(list).serialized()
+        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: body)
     }
 
     /// `GET /v1/models/{id}` (the SDKs' `models.retrieve`): its entry in the list, or, for a
@@ -152,5 +164,43 @@ enum ModelsShape: Equatable {
 
     static func anthropicEntry(_ id: String) -> JSONValue {
         .object(["type": .string("model"), "id": .string(id), "display_name": .string(id), "created_at": .string("1970-01-01T00:00:00Z")])
+    }
+}
+
+/// One page of Anthropic's model list (`GET /v1/models?limit&after_id&before_id`): `limit`
+/// entries (1–1000, 20 when absent, as Anthropic's API), those right after `after_id` or right
+/// before `before_id`, and whether more lie beyond the page in that direction.
+struct ModelsPage: Equatable {
+    var ids: [String]
+    var hasMore: Bool
+
+    static let defaultLimit = 20
+
+    static func make(_ all: [String], limit: String?, afterID: String?, beforeID: String?) -> Result<ModelsPage, APIError> {
+        var count = defaultLimit
+        if let limit {
+            guard let value = Int(limit), (1...1000).contains(value) else {
+                return .failure(.invalidRequest("'limit' must be an integer from 1 to 1000.", param: "limit"))
+            }
+            count = value
+        }
+        if afterID != nil && beforeID != nil {
+            return .failure(.invalidRequest("Send 'after_id' or 'before_id', not both.", param: "before_id"))
+        }
+        func position(_ id: String, _ name: String) -> Result<Int, APIError> {
+            guard let found = all.firstIndex(of: id) else {
+                return .failure(.invalidRequest("'\(name)' names no model in the list.", param: name))
+            }
+            return .success(found)
+        }
+        if let beforeID {
+            return position(beforeID, "before_id").map { end in
+                ModelsPage(ids: Array(all[max(0, end - count)..<end]), hasMore: end - count > 0)
+            }
+        }
+        let start: Result<Int, APIError> = afterID.map { position($0, "after_id").map { $0 + 1 } } ?? .success(0)
+        return start.map { start in
+            ModelsPage(ids: Array(all[start..<min(all.count, start + count)]), hasMore: start + count < all.count)
+        }
     }
 }

@@ -45,8 +45,15 @@ public struct OpenAICompatibleProvider: Provider {
             }
             if let text = message?["content"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
             if let refusal = message?["refusal"]?.stringValue, !refusal.isEmpty { events.append(.refusal(refusal)) }
-            for (position, call) in (message?["tool_calls"]?.arrayValue ?? []).enumerated() {
-                events.append(.toolCall(OpenAIChunk.fragment(call, position: position)))
+            // A whole message's calls are whole: each is its own call, whatever index it carries.
+            let calls = message?["tool_calls"]?.arrayValue ?? []
+            guard calls.count <= OpenAIChunk.maxToolCallIndex + 1 else {
+                return [.error(.upstreamProtocol("The upstream sent more than \(OpenAIChunk.maxToolCallIndex + 1) tool calls."))]
+            }
+            for (position, call) in calls.enumerated() {
+                var fragment = OpenAIChunk.fragment(call, position: position)
+                fragment.index = position
+                events.append(.toolCall(fragment))
             }
             if let reason = choice["finish_reason"]?.stringValue { events.append(.finish(FinishReason(rawValue: reason))) }
         }

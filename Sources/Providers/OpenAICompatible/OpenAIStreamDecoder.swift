@@ -6,11 +6,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private let redactor: Redactor
     private var ended = false
     private var sawFinish = false
-    /// Tool calls (by index) whose id, and whose name, were emitted: some servers
-    /// (llama-cpp-python) repeat both on every fragment, which a client's accumulator would
-    /// concatenate ("lookuplookup"); only the first of each is passed on.
-    private var emittedIDs: Set<Int> = []
-    private var emittedNames: Set<Int> = []
+    private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
     init(maxEventBytes: Int, redactor: Redactor) {
         sse = SSEDecoder(maxEventBytes: maxEventBytes)
@@ -23,8 +19,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         var done = false
         var failure: StreamDecodingError?
         var finished = false
-        var ids = emittedIDs
-        var names = emittedNames
+        var numbering = numbering
         let redactor = redactor
         do {
             try sse.feed(bytes) { event in
@@ -38,13 +33,17 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     return
                 }
                 OpenAIChunk.events(chunk, redactor: redactor) { modelEvent in
+                    guard !done else { return } // after an error, nothing more of this chunk
                     switch modelEvent {
                     case .finish: finished = true
                     case .error: done = true
-                    case .toolCall(var fragment):
-                        if fragment.id != nil && !ids.insert(fragment.index).inserted { fragment.id = nil }
-                        if fragment.name != nil && !names.insert(fragment.index).inserted { fragment.name = nil }
-                        emit(.toolCall(fragment))
+                    case .toolCall(let fragment):
+                        if let numbered = numbering.number(fragment) {
+                            emit(.toolCall(numbered))
+                        } else {
+                            done = true
+                            emit(.error(.upstreamProtocol("The upstream sent more than \(numbering.limit) tool calls.")))
+                        }
                         return
                     default: break
                     }
@@ -54,8 +53,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         } catch {
             throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
         }
-        emittedIDs = ids
-        emittedNames = names
+        self.numbering = numbering
         if finished { sawFinish = true }
         if let failure { throw failure }
         if done { ended = true }

@@ -74,7 +74,11 @@ public struct ResponsesRequest: Sendable {
         for name in ["parallel_tool_calls", "store"] { _ = try Self.flag(fields[name], name) }
         _ = try Self.integer(fields["max_output_tokens"], "max_output_tokens", 1...Int64(Int32.max))
         _ = try Self.integer(fields["max_tool_calls"], "max_tool_calls", 1...Int64(Int32.max))
-        _ = try Self.integer(fields["top_logprobs"], "top_logprobs", 0...20)
+        // No provider's log probabilities reach a Response here (each `output_text` carries an empty
+        // `logprobs`): asking for them is refused rather than answered without (review 18 B11).
+        if let count = try Self.integer(fields["top_logprobs"], "top_logprobs", 0...20), count > 0 {
+            throw .invalidRequest("This gateway returns no log probabilities on /v1/responses; leave 'top_logprobs' out.", param: "top_logprobs")
+        }
         _ = try Self.number(fields["temperature"], "temperature", 0...2)
         _ = try Self.number(fields["top_p"], "top_p", 0...1)
         _ = try Self.choice(fields["truncation"], "truncation", ["auto", "disabled"])
@@ -84,6 +88,10 @@ public struct ResponsesRequest: Sendable {
         if let value = fields["include"], value != .null {
             guard let list = value.arrayValue, list.allSatisfy({ $0.stringValue != nil }) else {
                 throw Self.invalidType("include", expected: "an array of strings", got: value)
+            }
+            if let position = list.firstIndex(of: .string("message.output_text.logprobs")) {
+                throw .invalidRequest("This gateway returns no log probabilities on /v1/responses; leave 'message.output_text.logprobs' out of 'include'.",
+                                      param: "include[\(position)]")
             }
         }
         try Self.validateMetadata(fields["metadata"])
