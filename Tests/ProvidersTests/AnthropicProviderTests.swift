@@ -199,6 +199,19 @@ import Testing
             #expect(try body(request)["thinking"]?["budget_tokens"] == .int(Int64(budget)), "\(effort)")
         }
         #expect(AnthropicProvider(defaultMaxTokens: -1).defaultMaxTokens == 1)
+        // Within a budgeted model's own output cap when the client set no limit (review 18 B10):
+        // Opus 4 and 4.1 32,000, the other models from 3.7 to 4.5 64,000.
+        for (model, effort, maxTokens, budget) in [("claude-opus-4-1-20250805", "max", 32000, 27904), ("claude-opus-4-20250514", "xhigh", 32000, 27904),
+                                                   ("claude-sonnet-4-5", "max", 64000, 59904), ("claude-3-7-sonnet-20250219", "max", 64000, 59904),
+                                                   ("claude-haiku-4-5", "xhigh", 36864, 32768), ("claude-opus-4-5", "high", 20480, 16384),
+                                                   ("my-deployment", "max", 69632, 65536)] {
+            request.model = model
+            request.reasoning = ModelRequest.Reasoning(effort: effort)
+            let sent = try body(request)
+            #expect(sent["max_tokens"] == .int(Int64(maxTokens)) && sent["thinking"]?["budget_tokens"] == .int(Int64(budget)), "\(model) \(effort): \(sent)")
+        }
+        request.maxOutputTokens = 100_000 // the client's own limit goes as given
+        #expect(try body(request)["max_tokens"] == .int(100_000))
     }
 
     /// Signed reasoning goes back at the head of its assistant turn; a tool loop whose assistant

@@ -108,11 +108,22 @@ import Testing
         }
         // An effort's budget stays in Flash's range; a budget leaves half the output limit for the answer.
         for (effort, limit, budget) in [("xhigh", nil, 24576), ("high", nil, 16384), ("high", 2000, 1000), ("low", 100_000, 2048),
-                                        ("medium", 1, 0)] as [(String, Int64?, Int64)] {
+                                        ("medium", 1, 1)] as [(String, Int64?, Int64)] {
             request.reasoning = ModelRequest.Reasoning(effort: effort)
             request.maxOutputTokens = limit
             #expect(try body(request)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(budget), "\(effort) \(limit ?? 0)")
         }
+        // Each model's own range (review 18 B10): Pro cannot stop thinking and takes 128–32,768;
+        // Flash-Lite 512–24,576.
+        for (model, effort, limit, budget) in [("gemini-2.5-pro", "none", nil, 128), ("gemini-2.5-pro", "max", nil, 32768), ("gemini-2.5-pro", "low", 200, 128),
+                                               ("gemini-2.5-flash-lite", "low", 200, 512), ("gemini-2.5-flash-lite", "none", nil, 0),
+                                               ("gemini-2.5-flash", "none", nil, 0), ("gemini-2.5-flash", "low", 200, 100)] as [(String, String, Int64?, Int64)] {
+            request.model = model
+            request.reasoning = ModelRequest.Reasoning(effort: effort)
+            request.maxOutputTokens = limit
+            #expect(try body(request)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(budget), "\(model) \(effort) \(limit ?? 0)")
+        }
+        request.model = "m"
         request.maxOutputTokens = nil
         request.reasoning = ModelRequest.Reasoning(maxTokens: 32768)
         #expect(try body(request)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(32768), "a client's own budget is sent")
@@ -134,6 +145,7 @@ import Testing
         ("choices", "n"),
         ("logprobs", "logprobs"),
         ("top-logprobs", "top_logprobs"),
+        ("seed", "seed"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var request = ModelRequest(model: "m", messages: [
@@ -150,6 +162,7 @@ import Testing
         case "choices": request.extraFields["n"] = .int(2)
         case "logprobs": request.extraFields["logprobs"] = .bool(true)
         case "top-logprobs": request.extraFields["top_logprobs"] = .int(3)
+        case "seed": request.extraFields["seed"] = .int(Int64(Int32.max) + 1)
         case "server-tool": request.tools = [.other(.object(["type": .string("web_search_preview")]))]
         default: request.responseFormat = .object(["type": .string("xml")])
         }

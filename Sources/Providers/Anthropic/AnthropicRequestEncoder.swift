@@ -58,6 +58,11 @@ enum AnthropicRequestEncoder {
         if let wanted = budget {
             if request.maxOutputTokens == nil {
                 maxTokens = defaultMaxTokens + wanted
+                // Within the model's own cap (an effort's budget could pass it: `max` on Opus 4.1).
+                if case .budget(let limit?) = style, maxTokens > limit {
+                    maxTokens = limit
+                    budget = max(NativeRequestRules.minimumBudget, min(wanted, limit - defaultMaxTokens))
+                }
             } else if case .budget = style {
                 budget = maxTokens <= NativeRequestRules.minimumBudget ? nil : min(wanted, maxTokens - 1)
             }

@@ -10,14 +10,17 @@ import GatewayCore
 /// new model; a name without "claude" (a deployment's own alias) keeps the budgeted form, which
 /// every model before 4.7 takes.
 enum AnthropicThinking {
-    case budget
+    /// `outputLimit`: the model's own cap on `max_tokens` (without a beta header), when its name
+    /// says it, so a budget asked by effort stays within it: Opus 4 and 4.1 32,000; Claude 3.7
+    /// and the other 4.x models 64,000.
+    case budget(outputLimit: Int64?)
     /// `xhigh`: the model takes that effort (Opus 4.7 and later).
     case adaptive(xhigh: Bool)
 
     init(model: String) {
         let name = model.lowercased()
         guard let claude = name.range(of: "claude") else {
-            self = .budget
+            self = .budget(outputLimit: nil)
             return
         }
         var version: [Int] = []
@@ -34,7 +37,12 @@ enum AnthropicThinking {
         }
         let minor = version.count > 1 ? version[1] : 0
         if major < 4 || (major == 4 && minor < 6) {
-            self = .budget
+            let limit: Int64? = switch (major, minor) {
+            case (4, 0...4) where name.contains("opus"): 32000
+            case (4, _), (3, 7...): 64000
+            default: nil // no extended thinking before 3.7
+            }
+            self = .budget(outputLimit: limit)
         } else {
             self = .adaptive(xhigh: major > 4 || minor >= 7)
         }

@@ -19,6 +19,10 @@ public struct GeminiProvider: Provider {
         for (index, tool) in request.tools.enumerated() where tool.functionName == nil {
             throw .invalidRequest("Gemini's API takes function tools only.", param: "tools[\(index)]")
         }
+        // Gemini's `seed` is a 32-bit integer; a larger one would be Gemini's own 400, in its words.
+        if request.extraFieldsFormat == .openAIChat, let seed = request.extraFields["seed"]?.intValue, Int32(exactly: seed) == nil {
+            throw .invalidRequest("Gemini's API takes a 'seed' from \(Int32.min) to \(Int32.max).", param: "seed")
+        }
         if let format = request.responseFormat?["type"]?.stringValue, !["text", "json_object", "json_schema"].contains(format) {
             throw .invalidRequest("Gemini's API has no structured output format '\(format)'.", param: "response_format")
         }

@@ -62,20 +62,45 @@ enum GeminiRequestEncoder {
         return .object(body)
     }
 
-    /// The largest budget an effort name asks of Gemini: 2.5 Flash and Flash-Lite take up to
-    /// 24,576 (Pro 32,768). A client's own `reasoning.max_tokens` is sent as given.
-    static let maximumEffortBudget: Int64 = 24576
+    /// What a Gemini model takes as `thinkingBudget`, by its name (Google's thinking guide):
+    /// Pro models 128–32,768 and they cannot stop thinking; Flash-Lite 512–24,576; Flash, and
+    /// names that say neither, 1–24,576.
+    struct ThinkingRange: Equatable {
+        var minimum: Int64
+        var maximum: Int64
+        var canStop: Bool
+
+        init(model: String) {
+            let name = model.lowercased()
+            if name.contains("pro") {
+                self = ThinkingRange(minimum: 128, maximum: 32768, canStop: false)
+            } else if name.contains("flash-lite") {
+                self = ThinkingRange(minimum: 512, maximum: 24576, canStop: true)
+            } else {
+                self = ThinkingRange(minimum: 1, maximum: 24576, canStop: true)
+            }
+        }
+
+        init(minimum: Int64, maximum: Int64, canStop: Bool) {
+            (self.minimum, self.maximum, self.canStop) = (minimum, maximum, canStop)
+        }
+    }
 
     /// `thinkingConfig`: a budget of 0 when the client said not to think (2.5 models think
-    /// unless told so; Pro, which cannot stop, answers with its own 400); otherwise the budget
-    /// asked for, at most half the output limit when one is given, since Gemini counts thoughts
-    /// against `maxOutputTokens` and a budget as large leaves no room for the answer.
+    /// unless told so), or the least a model that cannot stop takes, without thoughts shown;
+    /// otherwise the budget asked for, an effort's within the model's range, at most half the
+    /// output limit when one is given (Gemini counts thoughts against `maxOutputTokens`, and a
+    /// budget as large leaves no room for the answer) but never below the model's minimum. A
+    /// client's own `reasoning.max_tokens` is otherwise sent as given.
     static func thinkingConfig(_ request: ModelRequest) -> JSONValue? {
-        if NativeRequestRules.thinkingOff(request.reasoning) { return .object(["thinkingBudget": .int(0)]) }
+        let range = ThinkingRange(model: request.model)
+        if NativeRequestRules.thinkingOff(request.reasoning) {
+            return .object(["thinkingBudget": .int(range.canStop ? 0 : range.minimum)])
+        }
         guard var budget = NativeRequestRules.thinkingBudget(request.reasoning) else { return nil }
-        if request.reasoning?.maxTokens == nil { budget = min(budget, maximumEffortBudget) }
-        if let limit = request.maxOutputTokens { budget = min(budget, limit / 2) }
-        return .object(["thinkingBudget": .int(budget), "includeThoughts": .bool(request.reasoning?.exclude != true && budget > 0)])
+        if request.reasoning?.maxTokens == nil { budget = min(budget, range.maximum) }
+        if let limit = request.maxOutputTokens { budget = max(min(budget, limit / 2), range.minimum) }
+        return .object(["thinkingBudget": .int(budget), "includeThoughts": .bool(request.reasoning?.exclude != true)])
     }
 
     /// The path after the base URL: the model (escaped: it is the client's text) and the method.
