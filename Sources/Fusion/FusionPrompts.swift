@@ -167,14 +167,15 @@ public enum FusionPrompts {
     /// per request).
     /// `reasoning`: the first turn's signed reasoning blocks, which an Anthropic outer model with
     /// thinking needs back at the head of the turn that called the tool.
-    public static func outerFinalRequest(_ request: FusionRequest, assistantContent: String, calls: [ToolCall],
+    /// `assistantContent`: the turn's text, with any of Anthropic's own blocks (a server tool's)
+    /// where they came (`OuterTurn.content`).
+    public static func outerFinalRequest(_ request: FusionRequest, assistantContent: [ContentPart], calls: [ToolCall],
                                          results: [(callID: String, content: String)], reasoning: [ReasoningBlock] = []) -> ModelRequest {
         var outer = request.base
         outer.stream = true
         outer.includeUsage = true
         outer.messages = request.messages + [
-            ModelMessage(role: .assistant, content: assistantContent.isEmpty ? [] : [.text(assistantContent)], toolCalls: calls,
-                         reasoning: reasoning),
+            ModelMessage(role: .assistant, content: assistantContent, toolCalls: calls, reasoning: reasoning),
         ] + results.map { ModelMessage(role: .tool, content: [.text($0.content)], toolCallID: $0.callID) }
         if outer.tools.isEmpty {
             outer.toolChoice = nil

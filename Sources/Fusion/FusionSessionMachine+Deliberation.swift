@@ -347,7 +347,7 @@ extension FusionSessionMachine {
             return out + [.output(.serverToolCalls(answered)), .output(.answer(.finish(.toolCalls)))] + complete(at: time)
         }
         phase = .outerFinal
-        out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.text, calls: answered.map(\.call),
+        out += startOuter(FusionPrompts.outerFinalRequest(request, assistantContent: turn.content, calls: answered.map(\.call),
                                                           results: answered.map { ($0.call.id, $0.result) }, reasoning: turn.reasoning),
                           final: true, at: time)
         return out

@@ -17,6 +17,13 @@ struct OuterTurn: Sendable {
     private var reasoningBuilder = ReasoningBlockBuilder()
     /// Tool-call indexes that are the fusion tool's.
     private var fusionIndexes: Set<Int> = []
+    /// Anthropic's own blocks of the turn (a server tool's use and result), whole, each with
+    /// where in `text` it came (UTF-8 offset): the final turn's request carries them back in
+    /// place (`content`), as Anthropic's server tools need.
+    private var providerBlocks: [(offset: Int, block: JSONValue)] = []
+    private var openBlock: JSONValue?
+    /// The open block's input as its `input_json_delta`s gave it.
+    private var openInput = ""
 
     init(final: Bool, at time: Double) {
         self.final = final
@@ -38,7 +45,8 @@ struct OuterTurn: Sendable {
             return event
         case .stopDetail:
             return nil  // the turn's finish is the session's to report
-        case .providerBlock:
+        case .providerBlock(let part):
+            keep(part)
             return event  // an Anthropic client's to keep (a server tool's blocks, citations)
         case .toolCall(let fragment):
             if firstTokenAt == nil { firstTokenAt = time }
@@ -55,6 +63,46 @@ struct OuterTurn: Sendable {
         case .error:
             return nil
         }
+    }
+
+    /// Assembles a provider block from its start, its input's deltas and its stop. A delta with
+    /// no block open is a citation on text, which the replay leaves out (the text stays).
+    private mutating func keep(_ part: ProviderBlockPart) {
+        switch part {
+        case .start(let block):
+            openBlock = block
+            openInput = ""
+        case .delta(let delta):
+            if openBlock != nil, delta["type"] == .string("input_json_delta"), let json = delta["partial_json"]?.stringValue { openInput += json }
+        case .stop:
+            guard var block = openBlock else { return }
+            if !openInput.isEmpty, case .object(var fields) = block, let input = try? JSONValue.parse(Array(openInput.utf8)) {
+                fields["input"] = input
+                block = .object(fields)
+            }
+            providerBlocks.append((text.utf8.count, block))
+            openBlock = nil
+        }
+    }
+
+    /// What the turn said, for the request that continues it: its text, with Anthropic's own
+    /// blocks where they came.
+    var content: [ContentPart] {
+        var parts: [ContentPart] = []
+        var start = text.utf8.startIndex
+        // Anthropic refuses a text block of white space alone; between blocks one can come.
+        func appendText(_ piece: Substring) {
+            guard !piece.isEmpty, providerBlocks.isEmpty || !piece.allSatisfy(\.isWhitespace) else { return }
+            parts.append(.text(String(piece)))
+        }
+        for (offset, block) in providerBlocks {
+            let end = text.utf8.index(text.utf8.startIndex, offsetBy: offset)
+            appendText(text[start..<end])
+            parts.append(.providerBlock(block))
+            start = end
+        }
+        appendText(text[start...])
+        return parts
     }
 
     /// The turn's call to the fusion tool, if it made one (the first, if several).

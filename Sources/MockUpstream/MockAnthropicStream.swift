@@ -18,13 +18,52 @@ struct MockAnthropicStream: MockWire {
         event("ping", to: &out) { $0.append(contentsOf: #"{"type": "ping"}"#.utf8) }
     }
 
-    func appendStart(to out: inout [UInt8]) {
+    mutating func appendStart(to out: inout [UInt8]) {
         event("message_start", to: &out) { out in
             out.append(contentsOf: #"{"type":"message_start","message":{"id":"\#(messageID)","type":"message","role":"assistant","model":"#.utf8)
             JSONWriting.appendString(script.model, to: &out)
             out.append(contentsOf: #","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":\#(script.promptTokens),"output_tokens":1}}}"#.utf8)
         }
         event("ping", to: &out) { $0.append(contentsOf: #"{"type": "ping"}"#.utf8) }
+        if let query = script.serverSearch { appendServerSearch(query, to: &out) }
+    }
+
+    /// `outer:server_search=1`: the turn first runs Anthropic's web search, as the API streams a
+    /// server tool: its `server_tool_use` block (the input as `input_json_delta`), then its
+    /// `web_search_tool_result` block whole.
+    private mutating func appendServerSearch(_ query: String, to out: inout [UInt8]) {
+        let (use, result) = Self.serverSearchBlocks(query)
+        var start = use.objectValue ?? [:]
+        start["input"] = .object([:])
+        blockStart(.object(start), to: &out)
+        delta(to: &out) { out in
+            out.append(contentsOf: #"{"type":"input_json_delta","partial_json":"#.utf8)
+            JSONWriting.appendString(String(decoding: (use["input"] ?? .object([:])).serialized(), as: UTF8.self), to: &out)
+        }
+        event("content_block_stop", to: &out) { $0.append(contentsOf: #"{"type":"content_block_stop","index":\#(blockIndex)}"#.utf8) }
+        blockStart(result, to: &out)
+        event("content_block_stop", to: &out) { $0.append(contentsOf: #"{"type":"content_block_stop","index":\#(blockIndex)}"#.utf8) }
+    }
+
+    private mutating func blockStart(_ block: JSONValue, to out: inout [UInt8]) {
+        blockIndex += 1
+        event("content_block_start", to: &out) { out in
+            out.append(contentsOf: #"{"type":"content_block_start","index":\#(blockIndex),"content_block":"#.utf8)
+            JSONWriting.appendValue(block, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    static let serverSearchID = "srvtoolu_mock_1"
+
+    /// The search's two blocks, whole.
+    static func serverSearchBlocks(_ query: String) -> (use: JSONValue, result: JSONValue) {
+        (.object(["type": .string("server_tool_use"), "id": .string(serverSearchID), "name": .string("web_search"),
+                  "input": .object(["query": .string(query)])]),
+         .object(["type": .string("web_search_tool_result"), "tool_use_id": .string(serverSearchID), "content": .array([
+             .object(["type": .string("web_search_result"), "url": .string("https://search.example/result"), "title": .string("A result"),
+                      "encrypted_content": .string("bW9jay1wYWdl"), "page_age": .null]),
+         ])]))
     }
 
     mutating func appendStep(_ step: MockScript.Step, to out: inout [UInt8]) {
@@ -78,6 +117,10 @@ struct MockAnthropicStream: MockWire {
 
     func wholeResponse() -> [UInt8] {
         var content: [JSONValue] = []
+        if let query = script.serverSearch {
+            let (use, result) = Self.serverSearchBlocks(query)
+            content += [use, result]
+        }
         if !script.fullReasoning.isEmpty {
             content.append(.object(["type": .string("thinking"), "thinking": .string(script.fullReasoning), "signature": .string(Self.signature)]))
         }
@@ -159,6 +202,21 @@ struct MockAnthropicStream: MockWire {
         out.append(contentsOf: "event: \(name)\ndata: ".utf8)
         data(&out)
         out.append(contentsOf: "\n\n".utf8)
+    }
+
+    /// What Anthropic's API refuses of an assistant turn's server tool blocks: a
+    /// `server_tool_use` whose result block is not in the same turn.
+    static func serverToolError(_ request: JSONValue) -> APIError? {
+        for (index, message) in (request["messages"]?.arrayValue ?? []).enumerated() where message["role"] == .string("assistant") {
+            let blocks = message["content"]?.arrayValue ?? []
+            let answered = Set(blocks.compactMap { $0["type"]?.stringValue?.hasSuffix("_tool_result") == true ? $0["tool_use_id"]?.stringValue : nil })
+            for (position, block) in blocks.enumerated() where block["type"] == .string("server_tool_use") {
+                guard let id = block["id"]?.stringValue, answered.contains(id) else {
+                    return .invalidRequest("messages.\(index).content.\(position): `server_tool_use` blocks must be followed by their result block in the same turn")
+                }
+            }
+        }
+        return nil
     }
 
     /// What Anthropic's API refuses of a request's thinking blocks (`invalid_request_error`, 400):

@@ -88,6 +88,8 @@ public struct MockScenario: Equatable, Sendable {
         "with_fusion": 0...1,
         // tool-call, outer: reasoning before the tool calls (a signed thinking block on Anthropic's wire).
         "think": 0...1,
+        // outer, Anthropic's wire: the fusion-calling turn first runs Anthropic's web search (server tool blocks).
+        "server_search": 0...1,
         // Wire quirks real servers have, on any scenario: end the stream with neither a finish
         // chunk nor [DONE] (cut short); answer a streamed request with one whole JSON body; send
         // no usage; space the usage key (`"usage": {`); put the last content, the finish reason

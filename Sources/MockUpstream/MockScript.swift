@@ -13,6 +13,10 @@ struct MockScript {
     let id: String
     private(set) var steps: MockSteps
     let promptTokens: Int
+    /// `outer:server_search=1` on Anthropic's wire: the fusion-calling turn first runs a web
+    /// search as Anthropic's server tool, for this query (`MockAnthropicStream`); other wires
+    /// have no server tools.
+    private(set) var serverSearch: String?
     /// The request's output limit (`max_completion_tokens`, `max_tokens`; Anthropic's
     /// `max_tokens`, Gemini's `maxOutputTokens`, in the request's chat shape) cut the answer:
     /// it ends with the vendor's length finish (`length`, `max_tokens`, `MAX_TOKENS`). A step
@@ -55,7 +59,9 @@ struct MockScript {
                 steps = MockSteps(Self.judgeSteps(request))
             } else {
                 switch MockRoles.outerTurn(request, lastUserText: prompt, withFusion: scenario.option("with_fusion", default: 0) == 1) {
-                case .callTools(let calls): steps = MockSteps(thinking + Self.toolCallSteps(calls))
+                case .callTools(let calls):
+                    steps = MockSteps(thinking + Self.toolCallSteps(calls))
+                    if scenario.option("server_search", default: 0) == 1 { serverSearch = prompt }
                 case .text(let text): steps = MockSteps(Self.words(text))
                 }
             }

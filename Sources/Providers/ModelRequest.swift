@@ -92,6 +92,19 @@ public struct ModelMessage: Sendable, Equatable {
     public var text: String {
         content.compactMap { if case .text(let text) = $0 { text } else { nil } }.joined(separator: "\n")
     }
+
+    /// The message as APIs other than Anthropic's take it: Anthropic's own blocks as their text,
+    /// or left out (`ContentPart.providerBlock`). Itself when it has none, as almost every one.
+    public var portable: ModelMessage {
+        guard content.contains(where: { if case .providerBlock = $0 { true } else { false } }) else { return self }
+        var message = self
+        message.content = content.compactMap { part in
+            guard case .providerBlock(let block) = part else { return part }
+            guard block["type"]?.stringValue == "text", let text = block["text"]?.stringValue, !text.isEmpty else { return nil }
+            return .text(text)
+        }
+        return message
+    }
 }
 
 public enum ContentPart: Sendable, Equatable {
@@ -101,6 +114,12 @@ public enum ContentPart: Sendable, Equatable {
     /// A part of another kind (audio, files), in OpenAI's shape: passed to OpenAI-compatible
     /// upstreams, refused by others.
     case other(JSONValue)
+    /// An Anthropic content block of an assistant turn that the neutral types do not model (a
+    /// server tool's `server_tool_use` and result blocks, a text block with its `citations`), as
+    /// it came: Anthropic's server tools need them back in the turn that continues. Sent as is to
+    /// Anthropic; other APIs get a text block's text and nothing of the rest (their models
+    /// cannot read Anthropic's server state).
+    case providerBlock(JSONValue)
 }
 
 /// A tool the model may call.

@@ -213,7 +213,7 @@ import Testing
     @Test func finalCallCarriesTheToolResultAndDropsTheTool() throws {
         guard case .fusion(let request) = try plan(#"{"model":"fusion","messages":[{"role":"user","content":"q"}],"tool_choice":"required"}"#) else { return }
         let call = ToolCall(index: 0, id: "call_1", name: "fusion", arguments: "{}")
-        let body = OpenAIRequestEncoder.json(FusionPrompts.outerFinalRequest(request, assistantContent: "", calls: [call],
+        let body = OpenAIRequestEncoder.json(FusionPrompts.outerFinalRequest(request, assistantContent: [], calls: [call],
                                                                              results: [("call_1", #"{"status":"ok"}"#)]))
         #expect(body["tools"] == nil)
         #expect(body["tool_choice"] == nil)

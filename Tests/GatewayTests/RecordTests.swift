@@ -181,6 +181,25 @@ import Testing
         #expect(Array("s".utf8).withUnsafeBytes { assembly.event(from: 3, kind: InnerCallRecord.reasoningSignature, $0) } == .reasoningSignature("s"))
     }
 
+    /// A server tool's blocks cross the fan-in as they came, large results in pieces (review 16
+    /// #6: they were dropped, so a Fusion outer model's web search never reached the client).
+    @Test func providerBlocksCrossTheFanInWhole() {
+        var assembly = InnerCallRecord.OpaqueAssembly()
+        let result: JSONValue = .object(["type": .string("web_search_tool_result"), "tool_use_id": .string("srvtoolu_1"),
+                                         "content": .array([.object(["encrypted_content": .string(String(repeating: "E", count: 30_000))])])])
+        let sent: [ModelEvent] = [.providerBlock(.start(.object(["type": .string("server_tool_use"), "id": .string("srvtoolu_1")]))),
+                                  .providerBlock(.delta(.object(["type": .string("input_json_delta"), "partial_json": .string(#"{"q":"\u00e9"}"#)]))),
+                                  .providerBlock(.stop), .providerBlock(.start(result)), .providerBlock(.stop)]
+        var received: [ModelEvent] = []
+        for event in sent {
+            InnerCallRecord.encode(event) { kind, bytes in
+                #expect(bytes.count <= InnerCallRecord.opaquePieceBytes)
+                if let decoded = bytes.withUnsafeBytes({ assembly.event(from: 1, kind: kind, $0) }) { received.append(decoded) }
+            }
+        }
+        #expect(received == sent)
+    }
+
     @Test func aCallsSummaryCrossesTheFanInIntact() {
         let summary = InnerCallRecord.Summary(httpStatus: 429, attempts: 3, route: 1, upstreamStart: 123_456_789, upstreamEnd: 987_654_321)
         let end = InnerCallRecord.encodeEnd(.complete, summary)

@@ -98,4 +98,29 @@ import Testing
         let last = try Self.lastTurn(env)
         #expect(last == (["thinking", "tool_use"], true), "\(last) \(String(decoding: env.mockStats.lastRequestBody, as: UTF8.self))")
     }
+
+    /// Fusion's outer model runs Anthropic's web search before it calls fusion (review 16 #6): a
+    /// Messages client gets the search's blocks, and the final turn carries them back in place
+    /// (the simulator, as the API, refuses a `server_tool_use` without its result).
+    @Test(arguments: [true, false]) func fusionsFinalTurnCarriesTheOuterModelsServerTools(stream: Bool) throws {
+        let env = try TestEnvironment { config in
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: config.providers["mock"]!.baseURL,
+                                             apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.fusion?.outerModel = "anth/outer:pace_ms=0:server_search=1"
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/messages", body: #"{"model":"fusion","max_tokens":1024,"stream":\#(stream),"messages":[{"role":"user","content":"Should cities ban cars?"}]}"#,
+                                             headers: ["anthropic-version": "2023-06-01"]))
+        let response = try client.readResponse()
+        #expect(response.status == 200, "\(response.text)")
+        let types = stream ? response.namedEvents.filter { $0.name == "content_block_start" }.compactMap { $0.data["content_block"]?["type"]?.stringValue }
+                           : (response.json?["content"]?.arrayValue ?? []).compactMap { $0["type"]?.stringValue }
+        #expect(Array(types.prefix(2)) == ["server_tool_use", "web_search_tool_result"] && types.last == "text", "\(types) \(response.text)")
+        #expect(!response.text.contains("\"error\""), "\(response.text)")
+        let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+        let assistant = sent["messages"]?.arrayValue?.last { $0["role"] == .string("assistant") }
+        let blocks = assistant?["content"]?.arrayValue ?? []
+        #expect(blocks.compactMap { $0["type"]?.stringValue } == ["server_tool_use", "web_search_tool_result", "tool_use"], "\(blocks)")
+        #expect(blocks.first?["input"] == .object(["query": .string("Should cities ban cars?")]), "\(blocks)")
+    }
 }

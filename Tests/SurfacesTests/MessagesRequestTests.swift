@@ -86,6 +86,34 @@ import Testing
         #expect(sent["messages"]?.arrayValue?[1]["content"]?.arrayValue?[3] == original["messages"]?.arrayValue?[1]["content"]?.arrayValue?[3])
     }
 
+    /// A conversation that used Anthropic's server tools carries their blocks in its assistant
+    /// turn (review 16 #6): an Anthropic upstream gets them back as they came, in their order (its
+    /// server tools need them); other upstreams get a cited text block's text and nothing else.
+    @Test func serverToolBlocksGoBackToAnthropicAsTheyCame() throws {
+        let assistant = #"""
+            [{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{"query":"tides"}},
+             {"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result","url":"https://t.example","title":"T","encrypted_content":"Zm9v"}]},
+             {"type":"text","text":"High tide is at noon.","citations":[{"type":"web_search_result_location","url":"https://t.example","title":"T","encrypted_index":"aWR4","cited_text":"noon"}]},
+             {"type":"text","text":" Anything else?"}]
+            """#
+        let request = try parse(#"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"Tides?"},{"role":"assistant","content":\#(assistant)},{"role":"user","content":"No."}]}"#)
+        let neutral = request.modelRequest()
+        let blocks = try #require(try JSONValue.parse(Array(assistant.utf8)).arrayValue)
+        #expect(neutral.messages[1].content == [.providerBlock(blocks[0]), .providerBlock(blocks[1]), .providerBlock(blocks[2]), .text(" Anything else?")])
+        try AnthropicProvider().validate(neutral)
+        let sent = try JSONValue.parse(AnthropicProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "a", baseURL: "https://api.anthropic.com/v1"), extraHeaders: []).body)
+        #expect(sent["messages"]?.arrayValue?[1]["content"] == .array(blocks))
+        let openAI = try JSONValue.parse(OpenAIRequestEncoder.body(neutral))
+        #expect(openAI["messages"]?.arrayValue?[1] == .object(["role": .string("assistant"), "content": .string("High tide is at noon.\n Anything else?")]))
+        try GeminiProvider().validate(neutral)
+        let gemini = try JSONValue.parse(GeminiProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "g", baseURL: "https://g.example/v1beta"), extraHeaders: []).body)
+        #expect(gemini["contents"]?.arrayValue?[1]["parts"] == .array([.object(["text": .string("High tide is at noon.")]), .object(["text": .string(" Anything else?")])]))
+        // Only in an assistant turn; a user's is refused as before.
+        #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"web_search_tool_result","tool_use_id":"x","content":[]}]}]}"#) }
+    }
+
     /// `top_k` and `metadata.user_id` reach other vendors under their names there (and nothing
     /// else of the Anthropic client's own fields does).
     @Test func topKAndTheUserIDReachOtherUpstreamsInTheirForm() throws {

@@ -22,6 +22,12 @@ enum InnerCallRecord {
     /// A piece of the signature or encrypted data in the next `reasoningSignature` or
     /// `redactedReasoning` record (large ones are split, as text is).
     static let opaquePart: UInt8 = 19
+    /// An Anthropic block the neutral events do not model (a server tool's), its start and
+    /// deltas as JSON text (split as opaque data is) and its end: the outer model's turns show
+    /// them to a Messages client, and its final turn carries them back (review 16 #6).
+    static let providerStart: UInt8 = 20
+    static let providerDelta: UInt8 = 21
+    static let providerStop: UInt8 = 22
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).
@@ -44,7 +50,10 @@ enum InnerCallRecord {
             splitOpaque(Array(signature.utf8), last: reasoningSignature, body)  // the outer model's final turn sends its thinking back
         case .redactedReasoning(let data) where data.utf8.count <= maxOpaqueBytes:
             splitOpaque(Array(data.utf8), last: redactedReasoning, body)
-        case .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock: break  // beyond any real signature; server tools of a deliberation's calls
+        case .providerBlock(.start(let block)): splitJSON(block, last: providerStart, body)
+        case .providerBlock(.delta(let delta)): splitJSON(delta, last: providerDelta, body)
+        case .providerBlock(.stop): body(providerStop, [])
+        case .reasoningSignature, .redactedReasoning, .stopDetail: break  // beyond any real signature; the finish says what the session needs
         case .toolCall(let fragment):
             var out: [UInt8] = []
             appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
@@ -65,8 +74,8 @@ enum InnerCallRecord {
         }
     }
 
-    /// Joins the pieces of large signatures and encrypted data (`opaquePart`) per call, on the
-    /// session's loop: the events of each call's records, in order.
+    /// Joins the pieces of large signatures, encrypted data and provider blocks (`opaquePart`)
+    /// per call, on the session's loop: the events of each call's records, in order.
     struct OpaqueAssembly {
         private var parts: [UInt16: [UInt8]] = [:]
 
@@ -82,6 +91,13 @@ enum InnerCallRecord {
 
         /// The call ended: pieces it left are dropped.
         mutating func end(_ producer: UInt16) { parts[producer] = nil }
+    }
+
+    /// A provider block's part as JSON text, split as opaque data is; beyond `maxOpaqueBytes`
+    /// (the upstream's event size bounds it first) an empty object, which the turn ignores.
+    private static func splitJSON(_ value: JSONValue, last: UInt8, _ body: (UInt8, [UInt8]) -> Void) {
+        let bytes = value.serialized()
+        splitOpaque(bytes.count <= maxOpaqueBytes ? bytes : Array("{}".utf8), last: last, body)
     }
 
     /// `bytes` as `opaquePart` records and a last one of kind `last`.
@@ -111,6 +127,10 @@ enum InnerCallRecord {
             return .usage(Usage(promptTokens: counts[0], completionTokens: counts[1], totalTokens: counts[2],
                                 reasoningTokens: counts[3], cachedTokens: counts[4], cacheWriteTokens: counts[5],
                                 cost: Double(bitPattern: reader.int())))
+        case providerStart, providerDelta:
+            let json = (try? JSONValue.parse(Array(bytes))) ?? .object([:])
+            return .providerBlock(kind == providerStart ? .start(json) : .delta(json))
+        case providerStop: return .providerBlock(.stop)
         case finish: return .finish(FinishReason(rawValue: String(decoding: bytes, as: UTF8.self)))
         case error: return .error(decodeFailure(bytes).0)
         default: return nil

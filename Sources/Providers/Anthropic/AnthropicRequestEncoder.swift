@@ -157,6 +157,8 @@ enum AnthropicRequestEncoder {
             // A PDF by URL is a document (an image block would be refused).
             let type = NativeRequestRules.mediaType(ofURL: url) == "application/pdf" ? "document" : "image"
             return .object(["type": .string(type), "source": .object(["type": .string("url"), "url": .string(url)])])
+        case .providerBlock(let block):
+            return block  // a Messages client's own block (a server tool's), as it came
         case .image, .other:
             guard let data = NativeRequestRules.inlineData(part) else { return nil }
             let source: JSONValue = .object(["type": .string("base64"), "media_type": .string(data.mediaType), "data": .string(data.base64)])

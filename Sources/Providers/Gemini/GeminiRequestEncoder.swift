@@ -117,7 +117,7 @@ enum GeminiRequestEncoder {
     static func conversation(_ messages: [ModelMessage]) -> (system: [JSONValue], contents: [JSONValue]) {
         var system: [JSONValue] = []
         var turns: [(role: String, parts: [JSONValue])] = []
-        for message in messages {
+        for message in messages.map(\.portable) {  // Anthropic's own blocks as text or left out
             let role: String
             var parts: [JSONValue]
             switch message.role {
@@ -177,6 +177,8 @@ enum GeminiRequestEncoder {
         case .image, .other:
             guard let data = NativeRequestRules.inlineData(part) else { return nil }
             return .object(["inlineData": .object(["mimeType": .string(data.mediaType), "data": .string(data.base64)])])
+        case .providerBlock:
+            return nil  // `conversation` made each one text or left it out
         }
     }
 

@@ -43,13 +43,14 @@ public enum OpenAIRequestEncoder {
     /// refuses other parts there), so a tool result's images and files (an Anthropic or Responses
     /// client's screenshot tool) go in a user message right after that turn's results, each
     /// introduced by the call it came from, rather than being dropped. Most requests have none:
-    /// the messages are returned as they are.
+    /// the messages are returned as they are. Anthropic's own blocks (a Messages client's server
+    /// tools) become their text or are left out (`ModelMessage.portable`).
     public static func chatMessages(_ messages: [ModelMessage]) -> [ModelMessage] {
         func isMedia(_ part: ContentPart) -> Bool { if case .text = part { false } else { true } }
-        guard messages.contains(where: { $0.role == .tool && $0.content.contains(where: isMedia) }) else { return messages }
+        guard messages.contains(where: { ($0.role == .tool || $0.role == .assistant) && $0.content.contains(where: isMedia) }) else { return messages }
         var result: [ModelMessage] = []
         var media: [ContentPart] = []
-        for message in messages {
+        for message in messages.map(\.portable) {
             if message.role != .tool && !media.isEmpty {
                 result.append(ModelMessage(role: .user, content: media))
                 media.removeAll()
@@ -170,6 +171,8 @@ public enum OpenAIRequestEncoder {
             return .object(["type": .string("image_url"), "image_url": .object(image)])
         case .other(let json):
             return json
+        case .providerBlock(let block):  // `chatMessages` made every one text or left it out
+            return .object(["type": .string("text"), "text": .string(block["text"]?.stringValue ?? "")])
         }
     }
 

@@ -84,6 +84,13 @@ public struct MessagesRequest: Sendable {
     static let userBlocks: Set<String> = ["text", "image", "document", "tool_result"]
     static let assistantBlocks: Set<String> = ["text", "tool_use", "thinking", "redacted_thinking"]
 
+    /// A block of Anthropic's server tools (`server_tool_use`, `web_search_tool_result`,
+    /// `code_execution_tool_result`, `mcp_tool_use`, …) in an assistant turn: carried as it came
+    /// (`ContentPart.providerBlock`), since the turn that continues needs it back.
+    static func isServerToolBlock(_ type: String) -> Bool {
+        ["server_tool_use", "mcp_tool_use", "mcp_tool_result", "container_upload"].contains(type) || type.hasSuffix("_tool_result") && type != "tool_result"
+    }
+
     private static func validateMessage(_ message: JSONValue, path: String, isLast: Bool) throws(APIError) {
         guard case .object(let fields) = message else { throw invalid(path, "an object") }
         guard let role = fields["role"]?.stringValue, roles.contains(role) else {
@@ -131,8 +138,8 @@ public struct MessagesRequest: Sendable {
         for (index, block) in blocks.enumerated() {
             let at = "\(path).\(index)"
             guard let type = block["type"]?.stringValue else { throw invalid("\(at).type", "a string") }
-            guard allowed.contains(type) else {
-                throw .invalidRequest("\(at).type: blocks of type '\(type)' are not supported here (this gateway reads: \(allowed.sorted().joined(separator: ", "))).",
+            guard allowed.contains(type) || (allowed == assistantBlocks && isServerToolBlock(type)) else {
+                throw .invalidRequest("\(at).type: blocks of type '\(type)' are not supported here (this gateway reads: \(allowed.sorted().joined(separator: ", "))\(allowed == assistantBlocks ? ", and server tools' blocks" : "")).",
                                       param: "\(at).type")
             }
             switch type {

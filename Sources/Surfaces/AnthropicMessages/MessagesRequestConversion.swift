@@ -91,6 +91,10 @@ extension MessagesRequest {
                 }
             case "redacted_thinking"? where role == .assistant:
                 if let data = block["data"]?.stringValue, !data.isEmpty { pending.reasoning.append(.redacted(data: data)) }
+            case let type? where role == .assistant && MessagesRequest.isServerToolBlock(type):
+                pending.content.append(.providerBlock(block))  // an Anthropic upstream needs it back as it came
+            case "text"? where role == .assistant && !(block["citations"]?.arrayValue ?? []).isEmpty:
+                pending.content.append(.providerBlock(block))  // its citations too
             case "tool_result"?:
                 flush()
                 let id = block["tool_use_id"]?.stringValue ?? ""
