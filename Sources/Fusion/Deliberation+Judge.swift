@@ -11,7 +11,14 @@ extension Deliberation {
             guard !text.isEmpty else { return [] }
             if judgeFirstToken == nil { judgeFirstToken = time - judgeStarted }
             judgeText += text
-            return [.progress(.judgeDelta(model: currentJudge, attempt: judgeAttempt, text: text))] + items(from: text)
+            let (shown, problem) = items(from: text)
+            let actions = [.progress(.judgeDelta(model: currentJudge, attempt: judgeAttempt, text: text))] + shown
+            guard let problem else { return actions }
+            // The attempt can no longer pass validation: it ends now (its call is cancelled as the
+            // next starts, or as the deliberation finishes), not once the judge has written the
+            // rest, which the retry or fallback would wait for and the request pay for.
+            recordJudge(status: JudgeFailureReason.schemaMismatch.rawValue, usage: nil, at: time)
+            return actions + judgeFailed(JudgeFailure(.schemaMismatch, problem), at: time)
 
         case .judgeCalledTools:
             // What it wrote before calling a tool was not the analysis.
@@ -23,7 +30,7 @@ extension Deliberation {
 
         case .judgeFinished(let usage, let toolCalls):
             let assembled = itemsSuspended ? nil : JudgeAnalysis.assembled(judgeText, tokenizer: tokenizer, items: itemValues)
-            switch assembled.map(Result.success) ?? JudgeAnalysis.parse(judgeText, panel: Set(models), labels: labels) {
+            switch assembled.map(Result.success) ?? JudgeAnalysis.parse(judgeText, citable: citable, labels: labels) {
             case .success(let analysis):
                 recordJudge(status: "ok", usage: usage, toolCalls: toolCalls, at: time)
                 let result = makeResult(analysis: analysis, judgeFailure: nil)
@@ -44,24 +51,24 @@ extension Deliberation {
     }
 
     /// The items this piece of the judge's reply completed, models mapped back and each checked
-    /// on its own. The first that breaks the schema suspends the rest: the attempt will fail its
-    /// validation, and an index shown must stay the judge's index.
-    private mutating func items(from text: String) -> [Action] {
-        guard !itemsSuspended else { return [] }
+    /// on its own, and the problem of the first that breaks the schema: the attempt will fail
+    /// its validation (`parse` reads the same object, or fails on what surrounds it), and an
+    /// index shown must stay the judge's index, so nothing after it is shown.
+    private mutating func items(from text: String) -> ([Action], problem: String?) {
+        guard !itemsSuspended else { return ([], nil) }
         var actions: [Action] = []
-        let panel = Set(models)
         for found in tokenizer.feed(text) {
             let value = labels.restore(found.value)
-            if JudgeAnalysis.problem(in: value, field: found.field, index: found.index, panel: panel) != nil {
+            if let problem = JudgeAnalysis.problem(in: value, field: found.field, index: found.index, citable: citable) {
                 itemsSuspended = true
-                break
+                return (actions, problem)
             }
             shownItems.append((found.field, found.index))
             itemValues[found.field, default: []].append(value)
             actions.append(.progress(.judgeItem(model: currentJudge, attempt: judgeAttempt,
                                                 item: AnalysisItem(field: found.field, index: found.index, value: value))))
         }
-        return actions
+        return (actions, nil)
     }
 
     /// Every item of this attempt shown so far no longer stands, last first.

@@ -76,6 +76,8 @@ public struct Deliberation: Sendable {
     var currentJudge: String
     var judgeAttempt = 0
     var judgeMessages: [ModelMessage] = []
+    /// Whom the analysis may cite: the members whose answers the judge was given.
+    var citable = JudgeAnalysis.Citable(panel: [])
     var judgeText = ""
     var judgeStarted = 0.0
     var judgePhaseStartedAt: Double?
@@ -234,6 +236,8 @@ public struct Deliberation: Sendable {
                 : "no answer (\(failure.reason.rawValue))")
         }
         let ordered = labels.order.filter(included.contains).map { (label: labels.labels[$0], content: texts[$0]) }
+        citable = JudgeAnalysis.Citable(panel: Set(models), compared: Set(included.map { models[$0] }),
+                                        shownAs: labels.isNeutral ? Dictionary(models.indices.map { (models[$0], labels.labels[$0]) }) { first, _ in first } : [:])
         judgeMessages = FusionPrompts.judgeMessages(question: question, answers: ordered, missing: missing, neutral: labels.isNeutral,
                                                     tools: judgeHasTools)
         judgePhaseStartedAt = time

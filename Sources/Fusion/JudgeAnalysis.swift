@@ -35,6 +35,10 @@ public enum JudgeAnalysis {
     /// shapes, and that every model it cites is one of `panel`. Returns the analysis with exactly
     /// the five fields.
     public static func parse(_ text: String, panel: Set<String>, labels: NeutralLabels? = nil) -> Result<JSONValue, JudgeFailure> {
+        parse(text, citable: Citable(panel: panel), labels: labels)
+    }
+
+    public static func parse(_ text: String, citable: Citable, labels: NeutralLabels? = nil) -> Result<JSONValue, JudgeFailure> {
         var body = text.trimmingWhitespace()
         if body.isEmpty { return .failure(JudgeFailure(.emptyCompletion, "the judge returned no text")) }
         if body.hasPrefix("```") {
@@ -66,7 +70,7 @@ public enum JudgeAnalysis {
         for field in fields {
             guard let items = object[field]?.arrayValue else { return .failure(JudgeFailure(.schemaMismatch, "'\(field)' must be an array")) }
             for (index, item) in items.enumerated() {
-                if let problem = problem(in: item, field: field, index: index, panel: panel) {
+                if let problem = problem(in: item, field: field, index: index, citable: citable) {
                     return .failure(JudgeFailure(.schemaMismatch, problem))
                 }
             }
@@ -121,15 +125,39 @@ public enum JudgeAnalysis {
     /// then the fallback judge, then no analysis, as any broken analysis).
     public static let maxItemsPerField = 64
 
+    /// Whom an analysis may cite: the panel's models, and of them the ones whose answers the
+    /// judge was given (a member cut or failed was not compared: an insight or a stance the
+    /// judge gives it is invented, review 19 F1); `shownAs` names a model as the judge knows it
+    /// (its neutral label), for the problem the judge is told on its retry.
+    public struct Citable: Sendable, Equatable {
+        public var panel: Set<String>
+        public var compared: Set<String>
+        public var shownAs: [String: String]
+
+        public init(panel: Set<String>, compared: Set<String>? = nil, shownAs: [String: String] = [:]) {
+            self.panel = panel
+            self.compared = compared ?? panel
+            self.shownAs = shownAs
+        }
+    }
+
     /// What is wrong with element `index` of `field` (models already mapped back), or nil: the
     /// same rule for one item streamed and for the whole analysis.
     public static func problem(in item: JSONValue, field: String, index: Int, panel: Set<String>) -> String? {
+        problem(in: item, field: field, index: index, citable: Citable(panel: panel))
+    }
+
+    public static func problem(in item: JSONValue, field: String, index: Int, citable: Citable) -> String? {
         // An analysis is read by people and by the final turn's model: a judge listing thousands
         // of points is broken, not thorough (and each item is a line the client gets).
         guard index < maxItemsPerField else { return "'\(field)' has more than \(maxItemsPerField) items" }
         func cited(_ value: JSONValue?, _ where_: String) -> String? {
             guard let model = value?.stringValue else { return "\(where_) must be a model name (string)" }
-            return panel.contains(model) ? nil : "\(where_) cites '\(model)', which is not a panel member"
+            guard citable.panel.contains(model) else { return "\(where_) cites '\(model)', which is not a panel member" }
+            guard citable.compared.contains(model) else {
+                return "\(where_) cites '\(citable.shownAs[model] ?? model)', whose answer was not given to compare"
+            }
+            return nil
         }
         switch field {
         case "consensus", "blind_spots":

@@ -90,6 +90,8 @@ public struct MockScenario: Equatable, Sendable {
         "think": 0...1,
         // outer, Anthropic's wire: the fusion-calling turn first runs Anthropic's web search (server tool blocks).
         "server_search": 0...1,
+        // judge-schema-mismatch: the first item breaks the schema, then `deltas` more items follow.
+        "item": 0...1,
         // Wire quirks real servers have, on any scenario: end the stream with neither a finish
         // chunk nor [DONE] (cut short); answer a streamed request with one whole JSON body; send
         // no usage; space the usage key (`"usage": {`); put the last content, the finish reason

@@ -68,7 +68,14 @@ struct MockScript {
         case .judgeInvalidJSON:
             steps = MockSteps(Self.words("The models broadly agree, with some differences in emphasis."))
         case .judgeSchemaMismatch:
-            steps = MockSteps(Self.fragments(#"{"consensus":"they agree","verdict":"fine"}"#))
+            if scenario.option("item", default: 0) == 1 {
+                // An item that breaks the schema first (an insight without its model), then a long tail.
+                let tail = (0..<scenario.option("deltas", default: 100)).map { "\"point \($0)\"" }.joined(separator: ",")
+                steps = MockSteps(Self.fragments(#"{"unique_insights":[{"insight":"unattributed"}],"consensus":[\#(tail)],"#
+                                                     + #""contradictions":[],"partial_coverage":[],"blind_spots":[]}"#))
+            } else {
+                steps = MockSteps(Self.fragments(#"{"consensus":"they agree","verdict":"fine"}"#))
+            }
         case .judgeFlaky:
             let retried = (request["messages"]?.arrayValue?.count ?? 0) > 2
             steps = MockSteps(retried ? Self.judgeSteps(request) : Self.words("Let me think about this comparison first."))

@@ -75,10 +75,10 @@ import Testing
         let a = labels.labels[0]
         var actions = d.handle(.judgeDelta(text: #"{"consensus":["one","two"],"unique_insights":[{"model":"\#(a)","insight":"i"},"#), at: 10)
         #expect(items(actions).map(\.field) == ["consensus", "consensus", "unique_insights"])
-        // An element that breaks the schema: not shown, and nothing after it is.
+        // An element that breaks the schema: not shown, and nothing after it is. The attempt ends
+        // there (review 19 F2: it was read to its end first, and the retry waited for it).
         actions = d.handle(.judgeDelta(text: #"{"model":"Response Z","insight":"?"}],"blind_spots":["late"]"#), at: 11)
         #expect(items(actions).isEmpty)
-        actions = d.handle(.judgeDelta(text: #","partial_coverage":[],"contradictions":[]}"#), at: 12) + d.handle(.judgeFinished(usage: nil), at: 13)
         #expect(withdrawn(actions) == ["unique_insights[0]", "consensus[1]", "consensus[0]"], "last shown first")
         let retry = try #require(actions.compactMap { if case .startJudge(_, let attempt, let messages) = $0 { (attempt, messages) } else { nil } }.first)
         #expect(retry.0 == 2 && retry.1.last?.text.contains("cites 'Response Z', which is not a panel member") == true)
@@ -86,6 +86,31 @@ import Testing
         actions = d.handle(.judgeDelta(text: #"{"consensus":["again"],"#), at: 14)
         #expect(items(actions) == [AnalysisItem(field: "consensus", index: 0, value: .string("again"))])
         if case .progress(.judgeItem(_, let attempt, _)) = actions.last { #expect(attempt == 2) } else { Issue.record("no item") }
+    }
+
+    /// A member whose answer the judge was not given (it failed, or was cut) cannot be cited:
+    /// such an insight or stance is invented (review 19 F1). The judge is told by its label.
+    @Test func aMemberTheJudgeWasNotGivenCannotBeCited() throws {
+        let labels = NeutralLabels(models: Self.models, neutral: true, seed: 7)
+        var d = Deliberation(question: "Q?", models: Self.models, judge: "p/judge", judgeFallback: nil, labels: labels)
+        _ = d.start(at: 0)
+        _ = d.handle(.memberFailed(index: 2, reason: .upstreamError, message: "boom", usage: nil), at: 1)
+        for index in 0..<2 {
+            _ = d.handle(.memberDelta(index: index, text: "Answer of \(Self.models[index])."), at: 1)
+            _ = d.handle(.memberFinished(index: index, usage: nil), at: 2)
+        }
+        let (a, c) = (labels.labels[0], labels.labels[2])
+        var actions = d.handle(.judgeDelta(text: #"{"consensus":["x"],"unique_insights":[{"model":"\#(a)","insight":"fine"},{"model":"\#(c)","insight":"invented"}],"#), at: 10)
+        #expect(items(actions).map(\.field) == ["consensus", "unique_insights"])
+        let retry = try #require(actions.compactMap { if case .startJudge(_, let attempt, let messages) = $0 { (attempt, messages) } else { nil } }.first)
+        #expect(retry.0 == 2 && retry.1.last?.text.contains("unique_insights[1].model cites '\(c)', whose answer was not given to compare") == true,
+                "\(retry.1.last?.text ?? "")")
+        #expect(retry.1.last?.text.contains("p/c") == false, "the judge never learns a model's name")
+        // The retry citing only what it compared passes.
+        actions = d.handle(.judgeDelta(text: #"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"\#(a)","insight":"fine"}],"blind_spots":[]}"#), at: 20)
+            + d.handle(.judgeFinished(usage: nil), at: 21)
+        let result = try #require(actions.compactMap { if case .finish(let result) = $0 { result } else { nil } }.first)
+        #expect(result.analysis?["unique_insights"]?.arrayValue?.first?["model"] == .string("p/a"))
     }
 
     @Test func aJudgeThatFailsUpstreamHasItsItemsWithdrawnBeforeTheFallback() throws {

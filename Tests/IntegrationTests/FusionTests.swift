@@ -299,6 +299,21 @@ import Testing
         #expect(response.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains(reason) == true)
     }
 
+    /// A judge whose first item breaks the schema is stopped there, not read to its end
+    /// (review 19 F2): its transfer is closed, and the retry starts at once.
+    @Test func aJudgeBreakingTheSchemaEarlyIsStoppedThere() throws {
+        let env = try TestEnvironment()
+        // The tail alone would take 200 × 10 ms per attempt.
+        let tools = #"[{"type":"fusion","parameters":{"preset":"budget","model":"mock/judge-schema-mismatch:item=1:deltas=200:pace_ms=10"}}]"#
+        let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+        let fusion = try #require(response.json?["fusion"])
+        #expect(fusion["analysis_failure"]?["reason"] == .string("judge_schema_mismatch"), "\(fusion)")
+        let judges = response.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.filter { $0["role"] == .string("judge") } ?? []
+        #expect(judges.map { $0["status"]?.stringValue ?? "" } == ["judge_schema_mismatch", "judge_schema_mismatch"])
+        #expect(judges.allSatisfy { ($0["duration_ms"]?.doubleValue ?? .infinity) < 1000 }, "\(judges)")
+        #expect(env.eventually { env.mockStats.counts.streamsCancelled >= 2 }, "\(env.mockStats.counts)")
+    }
+
     @Test func aFlakyJudgeSucceedsOnItsRetry() throws {
         let env = try TestEnvironment()
         let tools = #"[{"type":"fusion","parameters":{"preset":"budget","model":"mock/judge-flaky"}}]"#

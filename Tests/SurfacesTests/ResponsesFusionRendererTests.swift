@@ -119,6 +119,15 @@ struct FusionScript {
         }
     }
 
+    /// `reply`, but member B fails and the judge cites only what it was given (A).
+    static func replyWithBFailed(_ call: FusionSessionMachine.Call, _ count: Int) -> FusionScript.Reply {
+        switch call.role {
+        case .member(index: 1): .failure(APIError(status: 429, type: "rate_limit", code: "rate_limited", message: "Rate limit exceeded"), .rateLimited)
+        case .judge: .events([.text(#"{"consensus":["Yes, for a small team."],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"p/a","insight":"One pipeline."}],"blind_spots":["Repository size limits."]}"#), usage])
+        default: reply(call, count)
+        }
+    }
+
     static func events(_ script: FusionScript) throws -> [ResponsesEvent] {
         try ResponsesStreamCheck.decode(script.out)
     }
@@ -180,10 +189,7 @@ struct FusionScript {
 
     @Test func aFailedMemberIsReportedWithoutATopLevelErrorAndTheRestGoesOn() throws {
         var script = try FusionScript(Self.body)
-        script.run { call, count in
-            if call.role == .member(index: 1) { return .failure(APIError(status: 429, type: "rate_limit", code: "rate_limited", message: "Rate limit exceeded"), .rateLimited) }
-            return Self.reply(call, count)
-        }
+        script.run(reply: Self.replyWithBFailed)
         try Golden.check("fusion-member-failed.sse", script.out)
         let events = try Self.events(script)
         #expect(ResponsesStreamCheck.problems(events) == [])
@@ -201,10 +207,7 @@ struct FusionScript {
     @Test func openRouterEventsAreExactWhenAskedFor() throws {
         let body = Self.body.replacingOccurrences(of: #""stream":true"#, with: #""stream":true,"stream_options":{"openrouter_fusion_events":true}"#)
         var script = try FusionScript(body)
-        script.run { call, count in
-            if call.role == .member(index: 1) { return .failure(APIError(status: 429, type: "rate_limit", code: "rate_limited", message: "Rate limit exceeded"), .rateLimited) }
-            return Self.reply(call, count)
-        }
+        script.run(reply: Self.replyWithBFailed)
         try Golden.check("fusion-openrouter-events.sse", script.out)
         let events = try Self.events(script)
         #expect(ResponsesStreamCheck.problems(events, allowTopLevelError: true) == [])
