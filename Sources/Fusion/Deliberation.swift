@@ -241,13 +241,14 @@ public struct Deliberation: Sendable {
         judgeMessages = FusionPrompts.judgeMessages(question: question, answers: ordered, missing: missing, neutral: labels.isNeutral,
                                                     tools: judgeHasTools)
         judgePhaseStartedAt = time
-        actions.append(.progress(.phase(PhaseReport(.judge, .started, summary: "comparing " + Self.counted(answers.count, "answer")))))
         guard !deadlinePassed else {
             let failure = JudgeFailure(.timeout, "the deliberation's deadline (\(quorum.deadlineMilliseconds ?? 0) ms) passed before the judge could start")
             let result = makeResult(analysis: nil, judgeFailure: failure)
             return actions + [.progress(.judgeFailed(model: judgeModel, reason: failure.reason, message: failure.message, willRetry: false)),
-                              judgePhaseEnded(result, at: time)] + finish(result)
+                              .progress(.phase(PhaseReport(.judge, .skipped, summary: "no analysis: the deadline passed before the judge could start")))]
+                + finish(result)
         }
+        actions.append(.progress(.phase(PhaseReport(.judge, .started, summary: "comparing " + Self.counted(answers.count, "answer")))))
         return actions + startJudge(model: judgeModel, attempt: 1, messages: judgeMessages, at: time)
     }
 

@@ -122,6 +122,15 @@ public struct FusionResult: Sendable, Equatable {
     /// Members cut for latency.
     public var cutCount: Int { failed.filter { $0.reason == .cutForLatency }.count }
 
+    /// Why there is no answer at all, as it was: every member failed, every member was cut for
+    /// latency (by the deadline), or some of each.
+    public var noAnswerMessage: String {
+        let cut = cutCount
+        if cut == 0 { return "all panel models failed" }
+        if cut == failed.count { return "every panel model was cut for latency before it finished" }
+        return "no panel model answered (\(cut) cut for latency, \(failed.count - cut) failed)"
+    }
+
     /// Said to the outer model when the panel was not whole, so its answer does not claim more
     /// authority than the deliberation had.
     public var partialPanelNote: String? {
@@ -165,8 +174,8 @@ public struct FusionResult: Sendable, Equatable {
         let failedModels: JSONValue = .array(failed.map { .object(Self.failedEntry($0)) })
         if isError {
             return .object([
-                "status": .string("error"), "error": .string("all panel models failed"),
-                "failure_reason": .string("all_panels_failed"), "failed_models": failedModels,
+                "status": .string("error"), "error": .string(noAnswerMessage),
+                "failure_reason": .string("all_panels_failed"), "failed_models": failedModels, "panel": panelJSON,
             ])
         }
         var object: [String: JSONValue] = [

@@ -83,35 +83,67 @@ public struct NeutralLabels: Sendable, Equatable {
         }
     }
 
-    /// "Response B" as a whole word in prose becomes the model's name. On UTF-8 bytes: it runs
-    /// over every item the judge streams and the whole analysis (Foundation's `range(of:)` was
-    /// most of the judge's overhead).
+    /// "Response B" as a whole word in prose becomes the model's name, and so does each label
+    /// of a list ("Responses A and B", "Response A, B, and C" → "p/a and p/b", review 19 F4). On UTF-8 bytes: it runs over every item the judge streams and the whole analysis
+    /// (Foundation's `range(of:)` was most of the judge's overhead).
     public func restoreProse(_ text: String) -> String {
-        let prefix = Array("Response ".utf8)
+        let stem = Array("Response".utf8)
         var contiguous = text
         var out: [UInt8]?
         var copied = 0
         contiguous.withUTF8 { bytes in
             var index = 0
-            while index + prefix.count < bytes.count {
-                guard bytes[index] == prefix[0], bytes[index..<index + prefix.count].elementsEqual(prefix) else {
+            while index + stem.count < bytes.count {
+                guard bytes[index] == stem[0], bytes[index..<index + stem.count].elementsEqual(stem), Self.isWordEdge(bytes, before: index) else {
                     index += 1
                     continue
                 }
-                var end = index + prefix.count
-                while end < bytes.count, (0x41...0x5A).contains(bytes[end]) { end += 1 }
-                if end > index + prefix.count, Self.isWordEdge(bytes, before: index), Self.isWordEdge(bytes, after: end),
-                   let model = models[String(decoding: UnsafeBufferPointer(rebasing: bytes[index..<end]), as: UTF8.self)] {
-                    out = out ?? []
-                    out!.append(contentsOf: bytes[copied..<index])
-                    out!.append(contentsOf: model.utf8)
-                    copied = end
+                var cursor = index + stem.count
+                let plural = bytes[cursor] == UInt8(ascii: "s")
+                if plural { cursor += 1 }
+                guard cursor < bytes.count, bytes[cursor] == UInt8(ascii: " ") else {
+                    index = cursor
+                    continue
                 }
+                cursor += 1
+                // The label's letters, and those of a list of labels ("Response A and B" is
+                // written too), with what joins them.
+                var replacement: [UInt8] = []
+                var matchedEnd: Int?
+                var joiner: ArraySlice<UInt8> = []
+                while true {
+                    let start = cursor
+                    while cursor < bytes.count, (0x41...0x5A).contains(bytes[cursor]) { cursor += 1 }
+                    guard cursor > start, Self.isWordEdge(bytes, after: cursor),
+                          let model = models["Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self)]
+                    else { break }
+                    replacement += joiner
+                    replacement += model.utf8
+                    matchedEnd = cursor
+                    guard let length = Self.listJoiner(bytes, at: cursor) else { break }
+                    joiner = ArraySlice(bytes[cursor..<cursor + length])
+                    cursor += length
+                }
+                guard let end = matchedEnd else {
+                    index += 1
+                    continue
+                }
+                out = out ?? []
+                out!.append(contentsOf: bytes[copied..<index])
+                out!.append(contentsOf: replacement)
+                copied = end
                 index = end
             }
             out?.append(contentsOf: bytes[copied...])
         }
         return out.map { String(decoding: $0, as: UTF8.self) } ?? text
+    }
+
+    private static let joiners = [", and ", ", or ", " and ", " or ", ", ", " & "].map { Array($0.utf8) }
+
+    /// The length of a list's joiner at `index` (", ", " and ", …), or nil.
+    static func listJoiner(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {
+        joiners.first { joiner in index + joiner.count <= bytes.count && bytes[index..<index + joiner.count].elementsEqual(joiner) }?.count
     }
 
     /// No letter or digit just before `index` (a scalar ends there).

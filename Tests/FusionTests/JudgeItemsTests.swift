@@ -150,6 +150,12 @@ import Testing
             "Response A1 1Response A éResponse A Response Aé Response A\u{301} Response ")
         #expect(labels.restoreProse("Response A,Response B") == "p/a,p/b")
         #expect(labels.restoreProse("🙂Response B🙂") == "🙂p/b🙂")
+        // Lists of labels, as judges write them (review 19 F4); what is no label is left alone.
+        let three = NeutralLabels(models: ["p/a", "p/b", "p/c"], neutral: true, seed: nil)
+        #expect(three.restoreProse("Responses A and B agree; Response A, B, and C differ; Responses B & C, or A.") ==
+            "p/a and p/b agree; p/a, p/b, and p/c differ; p/b & p/c, or p/a.")
+        #expect(three.restoreProse("Responses A and Bob; Responses Z and A; Response A and the rest") ==
+            "p/a and Bob; Responses Z and A; p/a and the rest")
         let many = NeutralLabels(models: (0..<703).map { "p/\($0)" }, neutral: true, seed: nil).labels
         #expect([many[0], many[25], many[26], many[27], many[51], many[52], many[701], many[702]] ==
             ["Response A", "Response Z", "Response AA", "Response AB", "Response AZ", "Response BA", "Response ZZ", "Response AAA"])

@@ -116,8 +116,10 @@ import Testing
         let actions = d.handle(.timerFired(.deadline), at: 3_000)
         #expect(cut(actions) == [1, 2])
         #expect(actions.contains(.progress(.memberCut(index: 1, model: "p/b", characters: 4, cause: .deadline))))
-        // The deadline bounds the judge too: none starts after it; the answer goes on without analysis.
+        // The deadline bounds the judge too: none starts after it (nor is its phase said to,
+        // review 19 F10); the answer goes on without analysis.
         #expect(judgePrompt(actions) == nil)
+        #expect(!actions.contains { if case .progress(.phase(let report)) = $0 { report.phase == .judge && report.status == .started } else { false } })
         let final = try #require(result(actions))
         #expect(final.answered.map(\.model) == ["p/a"] && final.analysis == nil && final.judgeFailure?.reason == .timeout)
         #expect(timers(actions).isEmpty, "the deadline fired: nothing left armed")
@@ -145,6 +147,9 @@ import Testing
         #expect(final.isError && final.json["failure_reason"] == .string("all_panels_failed"))
         #expect(final.failed.map(\.reason) == [.cutForLatency, .cutForLatency, .cutForLatency])
         #expect(final.failed.first?.partial == "partial")
+        // Said as it was, with the panel block every result has (review 19 F3).
+        #expect(final.json["error"] == .string("every panel model was cut for latency before it finished"))
+        #expect(final.json["panel"] == .object(["requested": .int(3), "answered": .int(0), "degraded": .bool(true), "cut_for_latency": .int(3)]))
         #expect(timers(actions).isEmpty, "the deadline fired: nothing left armed")
     }
 

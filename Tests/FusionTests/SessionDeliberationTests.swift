@@ -131,6 +131,24 @@ import Testing
         #expect(shown.prefix(2) == ["Next", "completed"])
     }
 
+    /// Text written without spaces (Chinese, Japanese) goes out every ~100 ms too, at any
+    /// character (review 19 F8: it waited for 80 bytes, ~400 ms a piece); so does a long
+    /// unbroken run; half an English word still waits.
+    @Test func spacelessTextIsShownAtTheSamePace() throws {
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#, toolChoice: .required)
+        let members = started(m.start(at: 0))
+        func texts(_ actions: [FusionSessionMachine.Action]) -> [String] {
+            progress(actions).compactMap { if case .memberText(let index, _, let text, _) = $0 { "\(index):\(text)" } else { nil } }
+        }
+        _ = m.handle(.callEvent(members[0].id, .text("城市应该")), at: 1)
+        _ = m.handle(.callEvent(members[1].id, .text("Unfinishe")), at: 2)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 101)) == ["0:城市应该"])
+        _ = m.handle(.callEvent(members[0].id, .text("禁止汽车吗")), at: 110)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 211)) == ["0:禁止汽车吗"], "p/b's half word still waits")
+        _ = m.handle(.callEvent(members[1].id, .text("dAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")), at: 212)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 312)) == ["1:UnfinishedAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+    }
+
     @Test func programsGetNoReadablePieces() throws {
         var m = try machine(parameters: #"{"analysis_models":["p/a"],"model":"p/judge"}"#, toolChoice: .required, readable: false)
         let member = try #require(started(m.start(at: 0)).first)

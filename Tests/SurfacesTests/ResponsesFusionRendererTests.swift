@@ -201,6 +201,7 @@ struct FusionScript {
         #expect(fusion["failed_models"] == .array([.object(["model": .string("p/b"), "error": .string("Rate limit exceeded"),
                                                             "reason": .string("rate_limited"), "status_code": .int(429)])]))
         #expect(fusion["panel"]?["degraded"] == .bool(true) && fusion["status"] == .string("completed"))
+        #expect(fusion["note"]?.stringValue?.hasPrefix("The panel was partial: 1 of 2 models answered. Failed: p/b.") == true, "\(fusion)")
         #expect(Self.fusionTypes(events).contains("analysis.completed"))
     }
 

@@ -164,6 +164,10 @@ import Testing
         #expect(request.modelRequest().toolChoice == .function("fusion"))
         #expect(request.fallbackModels == ["p/x"] && request.openRouterFusionEvents)
         #expect(try parse(#"{"model":"fusion","input":"q","tool_choice":{"type":"fusion"}}"#).modelRequest().toolChoice == .function("fusion"))
+        // The fusion function by name, as chat and Messages name it (review 19 F5); not without the tool.
+        #expect(try parse(#"{"model":"p/m","input":"q","tools":[{"type":"openrouter:fusion"}],"tool_choice":{"type":"function","name":"fusion"}}"#)
+                    .modelRequest().toolChoice == .function("fusion"))
+        #expect(throws: APIError.self) { try parse(#"{"model":"p/m","input":"q","tool_choice":{"type":"function","name":"fusion"}}"#) }
     }
 
     @Test(arguments: [

@@ -89,7 +89,7 @@ public struct FusionProgressEncoder: Sendable {
             }
         case .completed(let result):
             if result.isError {
-                line = "fusion: all \(result.panelSize) panel models failed"
+                line = "fusion: " + (result.cutCount == 0 ? "all \(result.panelSize) panel models failed" : result.noAnswerMessage)
             } else {
                 line = "fusion: \(result.answered.count)/\(result.panelSize) panel models answered"
                     + (result.cutCount > 0 ? " (\(result.cutCount) cut for latency)" : "")

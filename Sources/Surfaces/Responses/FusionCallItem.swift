@@ -30,6 +30,8 @@ enum FusionCallItem {
             "responses": .array(result.answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
             "panel": result.panelJSON,
         ]
+        // What the outer model was told of a partial panel, for a program to show too (review 19 F6).
+        if let note = result.partialPanelNote, !result.isError { item["note"] = .string(note) }
         if !result.failed.isEmpty {
             item["failed_models"] = .array(result.failed.map { failed in
                 // `error` is OpenRouter's name for the message; nested here, it is safe for every SDK.
@@ -49,7 +51,7 @@ enum FusionCallItem {
         }
         if result.isError {
             item["failure_reason"] = .string("all_panels_failed")
-            item["error"] = .string("all panel models failed")
+            item["error"] = .string(result.noAnswerMessage)
         } else if result.analysis == nil, let failure = result.judgeFailure {
             item["failure_reason"] = .string(failure.reason.rawValue)
             item["error"] = .string(failure.message)

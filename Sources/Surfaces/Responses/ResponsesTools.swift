@@ -76,7 +76,9 @@ enum ResponsesTools {
                     throw .invalidRequest("'tool_choice.name' must be a non-empty string (Responses names the function at the top level).",
                                           param: "tool_choice.name")
                 }
-                guard tools.contains(where: { $0.functionName == name }) else {
+                // The fusion tool is the function named `fusion` to the outer model, as on chat
+                // and Messages: naming it forces it (review 19 F5).
+                guard tools.contains(where: { $0.functionName == name }) || (name == FusionPlan.toolName && fusionOffered) else {
                     throw .invalidRequest("'tool_choice.name' is '\(name)', which is not a function in 'tools'.", param: "tool_choice.name")
                 }
                 return (.function(name), nil)
