@@ -230,4 +230,19 @@ import Testing
         #expect(whole.json?["content"]?.arrayValue?.first?["text"]?.stringValue?.contains("Drawing on a panel") == true)
         #expect(whole.json?["model"] == .string("fusion"))
     }
+
+    /// A program asks for the deliberation as named events, as on chat (review 19 F7): the
+    /// judge's items, each member's exact deltas; the Messages stream itself is unchanged.
+    @Test func fusionEventsOnMessagesWhenAsked() throws {
+        let env = try Self.environment()
+        let streamed = try post(env, Self.body(model: "fusion", stream: true, prompt: "Should cities ban cars?",
+                                               extra: #","stream_options":{"include_fusion_events":true}"#))
+        #expect(streamed.status == 200, "\(streamed.text)")
+        let names = Set(streamed.namedEvents.map(\.name))
+        #expect(names.isSuperset(of: ["fusion.judge.item", "fusion.member.delta", "fusion.completed", "message_start", "message_stop"]), "\(names)")
+        #expect(streamed.namedEvents.filter { $0.name.hasPrefix("fusion.") }.allSatisfy { $0.data["type"]?.stringValue == $0.name })
+        #expect(streamedText(streamed).contains("Drawing on a panel of 3 models"))
+        let bad = try post(env, Self.body(model: "fusion", stream: true, extra: #","stream_options":{"include_fusion_events":"yes"}"#))
+        #expect(bad.status == 400 && bad.json?["error"]?["type"] == .string("invalid_request_error"), "\(bad.text)")
+    }
 }

@@ -93,6 +93,14 @@ def gateway_checks(base_url, counting_model=None):
           and "analysis" in result, repr(result)[:300])
     whole = client.messages.create(model="fusion", **question)
     check("gateway: fusion whole", whole.content[-1].text.startswith("Drawing on a panel"), repr(whole.content))
+    # Asked for, the deliberation as named events: the raw stream hands them on, the helper skips them.
+    events_asked = dict(extra_body={"stream_options": {"include_fusion_events": True}}, **question)
+    kinds = [event.type for event in client.messages.create(model="fusion", stream=True, **events_asked)]
+    check("gateway: fusion events when asked", kinds[0] == "message_start" and "fusion.judge.item" in kinds and kinds[-1] == "message_stop",
+          repr(sorted(set(kinds))))
+    with client.messages.stream(model="fusion", **events_asked) as stream:
+        text = "".join(stream.text_stream)
+    check("gateway: the stream helper skips fusion events", text.startswith("Drawing on a panel"), repr(text[:200]))
 
     try:
         client.messages.create(model="sim/error:status=503", **ask)

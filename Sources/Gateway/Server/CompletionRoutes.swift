@@ -46,7 +46,8 @@ extension GatewayServer {
                 .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false, betas: betas), fallbacks: [])
             case .fusion(let fusion):
                 // The client's model name (`fusion` included) names the message, as Anthropic echoes it.
-                .fusion(fusion, FusionMessagesRenderer(id: generationID, model: messages.model, stream: fusion.stream), fallbacks: [])
+                .fusion(fusion, FusionMessagesRenderer(id: generationID, model: messages.model, stream: fusion.stream,
+                                                                namedEvents: messages.includeFusionEvents), fallbacks: [])
             }
         }
     }

@@ -8,8 +8,9 @@ import Providers
 /// `message_delta` carries the fusion result under `fusion` and the per-call usage under
 /// `usage.fusion` (as chat's usage chunk does: a streaming client can tell a degraded panel from
 /// a full one; the SDKs keep unknown fields); whole, one `message` with the fusion result under
-/// `fusion`. Named progress events are never sent here: the SDKs hand unknown event names to
-/// raw-event readers.
+/// `fusion`. Named progress events (`event: fusion.…`, as chat's) only when the client asked
+/// (`stream_options.include_fusion_events`): the SDKs hand unknown event names to raw-event
+/// readers, and their `messages.stream()` helpers skip them.
 ///
 /// Sources are not rendered as citations on this surface (Anthropic's citation blocks point into
 /// documents the client sent); the final answer's text carries its links.
@@ -17,21 +18,26 @@ public struct FusionMessagesRenderer: Sendable {
     public let stream: Bool
     private var writer: MessagesStreamWriter
     private var whole: MessagesResponse
-    private let progress = FusionProgressEncoder(form: .comments)
+    private let progress: FusionProgressEncoder
 
-    public init(id: String, model: String, stream: Bool) {
+    public init(id: String, model: String, stream: Bool, namedEvents: Bool = false) {
         writer = MessagesStreamWriter(id: id, model: model)
         whole = MessagesResponse(id: id, model: model)
         self.stream = stream
+        progress = FusionProgressEncoder(form: namedEvents ? .namedEvents : .comments)
     }
 
     /// Appends what `output` shows the client (nothing when not streamed: see `message`).
     public mutating func render(_ output: FusionSessionMachine.Output, at milliseconds: Double, into out: inout [UInt8]) {
         switch output {
         case .progress(let update):
-            if stream { progress.append(update, at: milliseconds, to: &out) }
+            guard stream else { return }
+            startBeforeEvents(&out)
+            progress.append(update, at: milliseconds, to: &out)
         case .finalAnswerStarts(let model):
-            if stream { progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out) }
+            guard stream else { return }
+            startBeforeEvents(&out)
+            progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out)
         case .answer(let event):
             if stream { writer.append(event, to: &out) } else { whole.add(event) }
         case .serverToolCalls:
@@ -40,6 +46,12 @@ public struct FusionMessagesRenderer: Sendable {
             // result is in the comments, and under `fusion` when not streamed).
             break
         }
+    }
+
+    /// Named events come after `message_start`: the SDKs' stream helpers refuse any event
+    /// before it (comments are no events, so they may come first).
+    private mutating func startBeforeEvents(_ out: inout [UInt8]) {
+        if progress.form == .namedEvents { writer.appendStart(to: &out) }
     }
 
     /// The end of a streamed answer, with the usage summed over every call; when a deliberation

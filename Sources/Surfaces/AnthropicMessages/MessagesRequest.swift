@@ -12,6 +12,9 @@ import Providers
 public struct MessagesRequest: Sendable {
     public let model: String
     public let stream: Bool
+    /// A deliberation's progress as named `fusion.*` events, as chat's clients ask for them
+    /// (`stream_options.include_fusion_events`; not Anthropic's field, so never sent upstream).
+    public let includeFusionEvents: Bool
     public let json: JSONValue
     /// The body as the client sent it.
     public let rawBody: [UInt8]
@@ -54,6 +57,10 @@ public struct MessagesRequest: Sendable {
         try Self.validateToolChoice(fields["tool_choice"])
         try Self.validateThinking(fields["thinking"])
         try Self.validateOutputConfig(fields["output_config"])
+        let options = try Self.optional("stream_options", in: fields, "an object") { $0.objectValue }
+        let events = options?["include_fusion_events"] ?? .null
+        guard events == .null || events.boolValue != nil else { throw Self.invalid("stream_options.include_fusion_events", "a boolean") }
+        includeFusionEvents = events.boolValue ?? false
         self.model = model
         self.stream = stream
         self.json = json
