@@ -94,7 +94,7 @@ enum InnerCallRecord {
     }
 
     /// A provider block's part as JSON text, split as opaque data is; beyond `maxOpaqueBytes`
-    /// (the upstream's event size bounds it first) an empty object, which the turn ignores.
+    /// (the upstream's event size bounds it first) an empty object, which is read as no event.
     private static func splitJSON(_ value: JSONValue, last: UInt8, _ body: (UInt8, [UInt8]) -> Void) {
         let bytes = value.serialized()
         splitOpaque(bytes.count <= maxOpaqueBytes ? bytes : Array("{}".utf8), last: last, body)
@@ -128,7 +128,8 @@ enum InnerCallRecord {
                                 reasoningTokens: counts[3], cachedTokens: counts[4], cacheWriteTokens: counts[5],
                                 cost: Double(bitPattern: reader.int())))
         case providerStart, providerDelta:
-            let json = (try? JSONValue.parse(Array(bytes))) ?? .object([:])
+            // One the encoder left out (over `maxOpaqueBytes`) is no event: its stop then closes nothing.
+            guard let json = try? JSONValue.parse(Array(bytes)), json["type"]?.stringValue != nil else { return nil }
             return .providerBlock(kind == providerStart ? .start(json) : .delta(json))
         case providerStop: return .providerBlock(.stop)
         case finish: return .finish(FinishReason(rawValue: String(decoding: bytes, as: UTF8.self)))
