@@ -10,15 +10,17 @@ extension Deliberation {
         case .judgeDelta(let text):
             guard !text.isEmpty else { return [] }
             if judgeFirstToken == nil { judgeFirstToken = time - judgeStarted }
+            let wasBlank = judgeText.allSatisfy(\.isWhitespace)
             judgeText += text
             let (shown, problem) = items(from: text)
             let actions = [.progress(.judgeDelta(model: currentJudge, attempt: judgeAttempt, text: text))] + shown
-            guard let problem else { return actions }
+            let failure = problem.map { JudgeFailure(.schemaMismatch, $0) } ?? (wasBlank ? Self.openingProblem(judgeText, tools: judgeHasTools) : nil)
+            guard let failure else { return actions }
             // The attempt can no longer pass validation: it ends now (its call is cancelled as the
             // next starts, or as the deliberation finishes), not once the judge has written the
             // rest, which the retry or fallback would wait for and the request pay for.
-            recordJudge(status: JudgeFailureReason.schemaMismatch.rawValue, usage: nil, at: time)
-            return actions + judgeFailed(JudgeFailure(.schemaMismatch, problem), at: time)
+            recordJudge(status: failure.reason.rawValue, usage: nil, at: time)
+            return actions + judgeFailed(failure, at: time)
 
         case .judgeCalledTools:
             // What it wrote before calling a tool was not the analysis.
@@ -48,6 +50,14 @@ extension Deliberation {
         default:
             return []
         }
+    }
+
+    /// What is wrong with a reply from its first visible character: `parse` takes only an object,
+    /// alone or in a ``` fence, so a reply that opens with anything else (prose, an array) cannot
+    /// pass (review 20 B2). A judge with web tools may write a sentence before it searches.
+    static func openingProblem(_ text: String, tools: Bool) -> JudgeFailure? {
+        guard !tools, let first = text.first(where: { !$0.isWhitespace }), first != "{", first != "`" else { return nil }
+        return first == "[" ? JudgeFailure(.schemaMismatch, "the reply is JSON but not an object") : JudgeFailure(.notValidJSON, "the reply is not a JSON object")
     }
 
     /// The items this piece of the judge's reply completed, models mapped back and each checked

@@ -31,7 +31,9 @@ public enum FusionPrompts {
     public static func panelMessages(_ request: FusionRequest, question: String, context: FusionSettings.PanelContext) -> [ModelMessage] {
         guard context == .conversation else { return [ModelMessage(role: .user, text: question)] }
         var messages: [ModelMessage] = []
-        for message in request.messages {
+        // Anthropic's own blocks (a client's server-tool turns, cited text) as their text: members
+        // run on any provider and read the conversation as text (review 20 B1).
+        for message in request.messages.map(\.portable) {
             switch message.role {
             case .tool:
                 messages.append(ModelMessage(role: .user, text: "[tool result]\n" + message.text))

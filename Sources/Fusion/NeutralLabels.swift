@@ -108,8 +108,7 @@ public struct NeutralLabels: Sendable, Equatable {
                 cursor += 1
                 // The label's letters, and those of a list of labels ("Response A and B" is
                 // written too), with what joins them.
-                var replacement: [UInt8] = []
-                var matchedEnd: Int?
+                var items: [(joiner: ArraySlice<UInt8>, model: String, end: Int)] = []
                 var joiner: ArraySlice<UInt8> = []
                 while true {
                     let start = cursor
@@ -117,17 +116,24 @@ public struct NeutralLabels: Sendable, Equatable {
                     guard cursor > start, Self.isWordEdge(bytes, after: cursor),
                           let model = models["Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self)]
                     else { break }
-                    replacement += joiner
-                    replacement += model.utf8
-                    matchedEnd = cursor
+                    items.append((joiner, model, cursor))
                     guard let length = Self.listJoiner(bytes, at: cursor) else { break }
                     joiner = ArraySlice(bytes[cursor..<cursor + length])
                     cursor += length
                 }
-                guard let end = matchedEnd else {
+                // After the singular, a list ends in "and", "or" or "&" ("Response A, B and C"):
+                // "Response A, A good point" goes on with a sentence, not a label.
+                if !plural, let last = items.lastIndex(where: { !$0.joiner.isEmpty && !$0.joiner.elementsEqual(", ".utf8) }) {
+                    items.removeSubrange((last + 1)...)
+                } else if !plural {
+                    items.removeSubrange(min(1, items.count)...)
+                }
+                guard let end = items.last?.end else {
                     index += 1
                     continue
                 }
+                var replacement: [UInt8] = []
+                for item in items { replacement += item.joiner + Array(item.model.utf8) }
                 out = out ?? []
                 out!.append(contentsOf: bytes[copied..<index])
                 out!.append(contentsOf: replacement)

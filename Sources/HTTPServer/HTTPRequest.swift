@@ -43,6 +43,15 @@ public struct HTTPRequest: Sendable {
         return nil
     }
 
+    /// Whether query parameter `name` is there at all, its value readable or not (a cursor that
+    /// is no valid escape must be refused, not read as absent).
+    public func hasQueryItem(_ name: String) -> Bool {
+        guard let query = target.firstIndex(of: "?") else { return false }
+        return target[target.index(after: query)...].split(separator: "&").contains { pair in
+            Self.formDecoded(pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]) == name
+        }
+    }
+
     /// The first value of header `name`, compared case-insensitively.
     public func header(_ name: String) -> String? {
         headers.first { $0.name.asciiCaseInsensitiveEquals(name) }?.value

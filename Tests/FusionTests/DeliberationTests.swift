@@ -117,8 +117,8 @@ import Testing
     @Test func invalidJSONIsRetriedOnceWithTheError() throws {
         var (d, _) = makeDeliberation()
         _ = answerAll(&d)
-        _ = d.handle(.judgeDelta(text: "I think they mostly agree."), at: 20)
-        let retry = d.handle(.judgeFinished(usage: nil), at: 21)
+        // Prose from its first word: the attempt ends there (review 20 B2), not at its end.
+        let retry = d.handle(.judgeDelta(text: "I think they mostly agree."), at: 20)
         #expect(startedJudges(retry).map { "\($0.0)#\($0.1)" } == ["p/judge#2"])
         guard case .startJudge(_, _, let messages) = retry.first(where: { if case .startJudge = $0 { true } else { false } }) else { return }
         #expect(messages.count == 4)
@@ -126,6 +126,20 @@ import Testing
         #expect(messages[3].text.contains("not a JSON object"))
         _ = d.handle(.judgeDelta(text: Self.validAnalysis), at: 30)
         #expect(try #require(finish(d.handle(.judgeFinished(usage: nil), at: 31))).analysis != nil)
+    }
+
+    /// A judge with web tools may say what it will search before it does: its prose is not
+    /// taken for a broken analysis; a top-level array is one from its first byte.
+    @Test func aJudgeWithToolsMayWriteBeforeItSearches() throws {
+        var (d, _) = makeDeliberation()
+        d.judgeHasTools = true
+        _ = answerAll(&d)
+        #expect(startedJudges(d.handle(.judgeDelta(text: "Let me check one claim first."), at: 20)).isEmpty)
+        var (e, _) = makeDeliberation()
+        _ = answerAll(&e)
+        let retry = e.handle(.judgeDelta(text: #" ["consensus"]"#), at: 20)
+        #expect(startedJudges(retry).map { "\($0.0)#\($0.1)" } == ["p/judge#2"])
+        #expect(e.stats.last?.status == "judge_schema_mismatch")
     }
 
     @Test(arguments: [
@@ -141,7 +155,7 @@ import Testing
             // An item that breaks the schema ends the attempt as it streams; other faults at its end.
             let ended = actions.contains { if case .startJudge = $0 { true } else if case .finish = $0 { true } else { false } }
             if !ended { actions = d.handle(.judgeFinished(usage: nil), at: Double(20 * attempt + 1)) }
-            #expect(ended == (label == "cites a stranger"), "\(label)")
+            #expect(ended == (label != "wrong shape, twice"), "\(label)")
             if attempt == 2 {
                 let result = try #require(finish(actions), "\(label)")
                 #expect(result.analysis == nil)

@@ -236,6 +236,14 @@ import Testing
         #expect(onlyQuestion == [ModelMessage(role: .user, text: "other?")])
         let withQuestion = FusionPrompts.panelMessages(request, question: "other?", context: .conversation)
         #expect(withQuestion.last?.text == "other?")
+        // An Anthropic client's server-tool turn reaches members as its text (review 20 B1).
+        var neutral = try ChatRequest(body: Array(body.utf8)).modelRequest()
+        neutral.messages[2] = ModelMessage(role: .assistant, content: [
+            .providerBlock(.object(["type": .string("server_tool_use"), "id": .string("s"), "name": .string("web_search")])),
+            .providerBlock(.object(["type": .string("text"), "text": .string("Tides at noon."), "citations": .array([])])),
+        ])
+        guard case .fusion(let cited) = try FusionPlan.make(request: neutral, settings: .simulated, depth: 0) else { return }
+        #expect(FusionPrompts.panelMessages(cited, question: cited.lastUserText, context: .conversation)[2].text == "Tides at noon.")
     }
 }
 

@@ -156,6 +156,8 @@ import Testing
             "p/a and p/b agree; p/a, p/b, and p/c differ; p/b & p/c, or p/a.")
         #expect(three.restoreProse("Responses A and Bob; Responses Z and A; Response A and the rest") ==
             "p/a and Bob; Responses Z and A; p/a and the rest")
+        #expect(three.restoreProse("Response A, A good point. Response B, C and A agree. Responses A, B") ==
+            "p/a, A good point. p/b, p/c and p/a agree. p/a, p/b")
         let many = NeutralLabels(models: (0..<703).map { "p/\($0)" }, neutral: true, seed: nil).labels
         #expect([many[0], many[25], many[26], many[27], many[51], many[52], many[701], many[702]] ==
             ["Response A", "Response Z", "Response AA", "Response AB", "Response AZ", "Response BA", "Response ZZ", "Response AAA"])

@@ -196,8 +196,10 @@ import Testing
         #expect(first.json?["data"]?.arrayValue == Array(data.prefix(2)) && first.json?["has_more"] == .bool(true))
         let next = try get("/v1/models?limit=2&after_id=\(data[1]["id"]?.stringValue?.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")")
         #expect(next.json?["data"]?.arrayValue == Array(data[2..<4]), "\(next.text)")
-        let badLimit = try get("/v1/models?limit=0")
-        #expect(badLimit.status == 400 && badLimit.json?["error"]?["type"] == .string("invalid_request_error"), "\(badLimit.text)")
+        for bad in ["limit=0", "after_id=%FF", "before_id=sim%2"] {
+            let refused = try get("/v1/models?\(bad)")
+            #expect(refused.status == 400 && refused.json?["error"]?["type"] == .string("invalid_request_error"), "\(bad): \(refused.text)")
+        }
         let one = try get("/v1/models/mock%2Fnormal")
         #expect(one.json?["type"] == .string("model") && one.json?["id"] == .string("mock/normal"), "\(one.text)")
         let missing = try get("/v1/models/nobody%2Fx")

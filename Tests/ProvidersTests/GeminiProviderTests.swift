@@ -127,6 +127,8 @@ import Testing
         request.maxOutputTokens = nil
         request.reasoning = ModelRequest.Reasoning(maxTokens: 32768)
         #expect(try body(request)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(32768), "a client's own budget is sent")
+        request.reasoning = ModelRequest.Reasoning(maxTokens: 300)
+        #expect(try body(request)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(300), "not raised to Anthropic's 1024 (review 20 B7)")
         request.reasoning = nil
         request.extraFields = ["frequency_penalty": .double(0.5), "presence_penalty": .double(-1.5), "seed": .double(12), "logit_bias": .object([:])]
         #expect(try body(request)["generationConfig"] == .object(["frequencyPenalty": .double(0.5), "presencePenalty": .double(-1.5), "seed": .int(12)]))

@@ -72,6 +72,22 @@ import Testing
         }
     }
 
+    /// An id that changes without a name is no new call; an id seen before goes back to its call
+    /// (review 20 B4: each made a nameless call, or a second item with the same call_id).
+    @Test func changedAndRepeatedIDsStayWithTheirCalls() throws {
+        let fragment = { (id: String?, name: String?, arguments: String) -> [UInt8] in
+            let idPart = id.map { #""id":"\#($0)","# } ?? ""
+            let namePart = name.map { #""name":"\#($0)","# } ?? ""
+            return Array(#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,\#(idPart)"function":{\#(namePart)"arguments":"\#(arguments)"}}]}}]}\#n\#n"#.utf8)
+        }
+        let chunks = [fragment("call_A", "fa", "{"), fragment("call_A2", nil, "}"), fragment("call_B", "fb", "{"), fragment("call_A", nil, ""),
+                      fragment(nil, nil, ""), fragment("call_B", nil, "}")]
+        let (events, _) = try ProviderFixtures.decode(chunks, with: OpenAICompatibleProvider())
+        let fragments = events.compactMap { if case .toolCall(let fragment) = $0 { fragment } else { nil } }
+        #expect(fragments.map(\.index) == [0, 0, 1, 0, 0, 1], "\(fragments)")
+        #expect(fragments.compactMap(\.id) == ["call_A", "call_B"] && fragments.compactMap(\.name) == ["fa", "fb"])
+    }
+
     /// Past the stream's cap on calls (1,024), by new ids at one index: an error, not call 1,025.
     @Test func newIDsBeyondTheCapEndTheStreamWithAnError() throws {
         let chunks = (0...1024).map { call in

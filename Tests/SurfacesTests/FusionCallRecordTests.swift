@@ -158,3 +158,39 @@ import Testing
         }
     }
 }
+
+/// The outer model's words before it called fusion and the final answer are one streamed
+/// message (review 20 B3): a paragraph break between them, and citations that index the message
+/// as the client put it together; Messages breaks the same way.
+@Suite struct FusionPreambleTests {
+    @Test func theWordsBeforeTheCallAndTheAnswerAreParagraphsOfOneMessage() throws {
+        var sources = SourceList()
+        sources.add(Source(url: "https://e.example/a", title: "A", content: "a"))
+        var renderer = FusionChatRenderer(id: "gen-1", model: "p/outer", created: 1, stream: true, includeUsage: false, namedEvents: false)
+        var out: [UInt8] = []
+        for output: FusionSessionMachine.Output in [.answer(.text("It is so.")), .finalAnswerStarts(model: "p/outer"),
+                                                     .answer(.text("See [a](https://e.example/a).")), .answer(.finish(.stop))] {
+            renderer.render(output, sources: sources, at: 1, into: &out)
+        }
+        var decoder = SSEDecoder()
+        var deltas: [JSONValue] = []
+        try decoder.feed(out) { event in
+            if !event.data.isEmpty, event.dataString != "[DONE]" { deltas.append(try JSONValue.parse(Array(event.data))["choices"]?.arrayValue?.first?["delta"] ?? .null) }
+        }
+        let text = deltas.compactMap { $0["content"]?.stringValue }.joined()
+        #expect(text == "It is so.\n\nSee [a](https://e.example/a).")
+        let citations = deltas.compactMap { $0["annotations"]?.arrayValue?.first?["url_citation"] }
+        let citation = try #require(citations.first)
+        let scalars = Array(text.unicodeScalars)
+        let start = Int(citation["start_index"]?.intValue ?? -1), end = Int(citation["end_index"]?.intValue ?? -1)
+        #expect(start >= 0 && end <= scalars.count && String(String.UnicodeScalarView(scalars[start..<end])) == "[a](https://e.example/a)", "\(citation)")
+
+        var messages = FusionMessagesRenderer(id: "m", model: "p/outer", stream: false)
+        for output: FusionSessionMachine.Output in [.answer(.text("It is so.")), .finalAnswerStarts(model: "p/outer"), .answer(.text("Answer."))] {
+            var ignored: [UInt8] = []
+            messages.render(output, at: 1, into: &ignored)
+        }
+        let body = try JSONValue.parse(messages.message(usage: Usage(), fusion: nil))
+        #expect(body["content"]?.arrayValue?.first?["text"] == .string("It is so.\n\nAnswer."), "\(body)")
+    }
+}

@@ -110,6 +110,14 @@ import Testing
         let gemini = try JSONValue.parse(GeminiProvider().httpRequest(
             for: neutral, endpoint: ProviderEndpoint(name: "g", baseURL: "https://g.example/v1beta"), extraHeaders: []).body)
         #expect(gemini["contents"]?.arrayValue?[1]["parts"] == .array([.object(["text": .string("High tide is at noon.")]), .object(["text": .string(" Anything else?")])]))
+        // Declaring one of Anthropic's server tools for a model elsewhere is a 400 naming it (review 20 B8).
+        let declared = try parse(Self.sdkBody).modelRequest()
+        do {
+            try OpenAICompatibleProvider().validate(declared)
+            Issue.record("an OpenAI-compatible upstream was sent web_search_20250305")
+        } catch {
+            #expect(error.status == 400 && error.param == "tools.2" && error.message.contains("web_search_20250305"), "\(error)")
+        }
         // Only in an assistant turn; a user's is refused as before.
         #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"web_search_tool_result","tool_use_id":"x","content":[]}]}]}"#) }
     }

@@ -61,6 +61,10 @@ extension GatewayServer {
         let body: [UInt8]
         if ModelsShape(request) == .anthropic {
             let ids = data.compactMap { $0["id"]?.stringValue }
+            for name in ["limit", "after_id", "before_id"] where request.hasQueryItem(name) && request.queryItem(name) == nil {
+                respondCounted(.invalidRequest("'\(name)' is not valid percent-encoded UTF-8.", param: name), api: .messages, writer)
+                return
+            }
             switch ModelsPage.make(ids, limit: request.queryItem("limit"), afterID: request.queryItem("after_id"),
                                    beforeID: request.queryItem("before_id")) {
             case .success(let page):

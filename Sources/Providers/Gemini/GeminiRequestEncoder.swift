@@ -98,7 +98,12 @@ enum GeminiRequestEncoder {
             return .object(["thinkingBudget": .int(range.canStop ? 0 : range.minimum)])
         }
         guard var budget = NativeRequestRules.thinkingBudget(request.reasoning) else { return nil }
-        if request.reasoning?.maxTokens == nil { budget = min(budget, range.maximum) }
+        if let asked = request.reasoning?.maxTokens {
+            // As given (Anthropic's floor of 1024 is not Gemini's), but not below the model's least.
+            budget = min(max(asked, range.minimum), NativeRequestRules.maximumBudget)
+        } else {
+            budget = min(budget, range.maximum)
+        }
         if let limit = request.maxOutputTokens { budget = max(min(budget, limit / 2), range.minimum) }
         return .object(["thinkingBudget": .int(budget), "includeThoughts": .bool(request.reasoning?.exclude != true)])
     }

@@ -8,6 +8,17 @@ public struct OpenAICompatibleProvider: Provider {
 
     public var wireFormat: WireFormat { .openAIChat }
 
+    /// An Anthropic client's server tools (`web_search_20250305`, …) run on Anthropic's servers
+    /// only: sent here they would be refused in the upstream's words, or ignored (review 20 B8).
+    public func validate(_ request: ModelRequest) throws(APIError) {
+        guard request.extraFieldsFormat == .anthropicMessages else { return }
+        for (index, tool) in request.tools.enumerated() {
+            guard case .other(let json) = tool else { continue }
+            throw .invalidRequest("The tool '\(json["type"]?.stringValue ?? "?")' is one of Anthropic's server tools, which only Anthropic's API runs; "
+                                  + "this model is on an OpenAI-compatible API.", param: "tools.\(index)")
+        }
+    }
+
     public func httpRequest(for request: ModelRequest, endpoint: ProviderEndpoint, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         ProviderHTTPRequest(url: endpoint.baseURL + "/chat/completions",
                             headers: Self.headers(endpoint: endpoint, stream: request.stream, extra: extraHeaders),

@@ -19,6 +19,8 @@ public struct FusionMessagesRenderer: Sendable {
     private var writer: MessagesStreamWriter
     private var whole: MessagesResponse
     private let progress: FusionProgressEncoder
+    /// The answer's text so far ends in a word (not white space).
+    private var answerEndsInWord = false
 
     public init(id: String, model: String, stream: Bool, namedEvents: Bool = false) {
         writer = MessagesStreamWriter(id: id, model: model)
@@ -35,10 +37,19 @@ public struct FusionMessagesRenderer: Sendable {
             startBeforeEvents(&out)
             progress.append(update, at: milliseconds, to: &out)
         case .finalAnswerStarts(let model):
-            guard stream else { return }
+            // The words before the fusion call and the answer share a text block: a paragraph
+            // break between them, not "…it is so.Drawing on…" (review 20 B3).
+            let separator: ModelEvent? = answerEndsInWord ? .text("\n\n") : nil
+            answerEndsInWord = false
+            guard stream else {
+                separator.map { whole.add($0) }
+                return
+            }
             startBeforeEvents(&out)
             progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out)
+            separator.map { writer.append($0, to: &out) }
         case .answer(let event):
+            if case .text(let text) = event, let last = text.last { answerEndsInWord = !last.isWhitespace }
             if stream { writer.append(event, to: &out) } else { whole.add(event) }
         case .serverToolCalls:
             // Anthropic's API has no block a client would send back for a gateway's tool call:

@@ -22,6 +22,10 @@ public struct FusionChatRenderer: Sendable {
     /// The final turn's text alone: what citations' spans index into.
     private var finalText = ""
     private var inFinalAnswer = false
+    /// Unicode scalars of the streamed message before the final answer (the outer model's words
+    /// before it called fusion, and the break after them): streamed citations index the whole
+    /// message the client put together.
+    private var finalOffset = 0
     private var annotationsSent = false
 
     public init(id: String, model: String, created: Int, stream: Bool, includeUsage: Bool, namedEvents: Bool) {
@@ -39,10 +43,17 @@ public struct FusionChatRenderer: Sendable {
         case .progress(let update):
             if stream { progress.append(update, at: milliseconds, to: &out) }
         case .finalAnswerStarts(let model):
+            if stream {
+                progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out)
+                // The words before the fusion call and the answer are one streamed message: a
+                // paragraph break between them, not "…it is so.Drawing on…" (review 20 B3).
+                let needsBreak = !content.isEmpty && content.last?.isWhitespace == false
+                if needsBreak { chunks.append(.text("\n\n"), to: &out) }
+                finalOffset = content.unicodeScalars.count + (needsBreak ? 2 : 0)
+            }
             inFinalAnswer = true
             content = ""
             finalText = ""
-            if stream { progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out) }
         case .answer(let event):
             switch event {
             case .text(let text):
@@ -121,6 +132,16 @@ public struct FusionChatRenderer: Sendable {
     private mutating func appendAnnotations(_ sources: SourceList, to out: inout [UInt8]) {
         guard inFinalAnswer, !annotationsSent, !sources.isEmpty else { return }
         annotationsSent = true
-        chunks.appendAnnotations(sources.annotations(for: finalText), to: &out)
+        chunks.appendAnnotations(sources.annotations(for: finalText).map { Self.shifted($0, by: finalOffset) }, to: &out)
+    }
+
+    /// A `url_citation` annotation with its span moved `offset` scalars on.
+    static func shifted(_ annotation: JSONValue, by offset: Int) -> JSONValue {
+        guard offset > 0, case .object(var outer) = annotation, case .object(var citation)? = outer["url_citation"] else { return annotation }
+        for key in ["start_index", "end_index"] {
+            if let index = citation[key]?.intValue { citation[key] = .int(index + Int64(offset)) }
+        }
+        outer["url_citation"] = .object(citation)
+        return .object(outer)
     }
 }
