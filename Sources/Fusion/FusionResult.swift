@@ -161,6 +161,7 @@ public struct FusionResult: Sendable, Equatable {
         var panel: [String: JSONValue] = ["requested": .int(Int64(panelSize)), "answered": .int(Int64(answered.count)),
                                           "degraded": .bool(answered.count < panelSize)]
         if cutCount > 0 { panel["cut_for_latency"] = .int(Int64(cutCount)) }
+        if failed.count > cutCount { panel["failed"] = .int(Int64(failed.count - cutCount)) }
         if let minAnswers { panel["min_answers"] = .int(Int64(minAnswers)) }
         return .object(panel)
     }

@@ -84,7 +84,8 @@ public struct NeutralLabels: Sendable, Equatable {
     }
 
     /// "Response B" as a whole word in prose becomes the model's name, and so does each label
-    /// of a list ("Responses A and B", "Response A, B, and C" → "p/a and p/b", review 19 F4). On UTF-8 bytes: it runs over every item the judge streams and the whole analysis
+    /// of a list ("Responses A and B", "Response A, B, and C" → "p/a and p/b", review 19 F4).
+    /// On UTF-8 bytes: it runs over every item the judge streams and the whole analysis
     /// (Foundation's `range(of:)` was most of the judge's overhead).
     public func restoreProse(_ text: String) -> String {
         let stem = Array("Response".utf8)

@@ -24,7 +24,12 @@ struct ReadableText: Sendable {
         var text = ""
         /// When its oldest words arrived (session ms).
         var since = 0.0
+        /// When a half word began to wait for its end (nil: none waits).
+        var halfWordSince: Double?
     }
+
+    /// A half word waits for its end this long at most (a long token run at a slow pace).
+    static let halfWordMilliseconds = 3 * Double(intervalMilliseconds)
 
     private var buffers: [Key: Buffer] = [:]
 
@@ -70,13 +75,16 @@ struct ReadableText: Sendable {
                 }
                 if !words.isEmpty { pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(words))) }
                 buffers[key] = rest.isEmpty ? nil : Buffer(text: String(rest), since: time)
-            } else if text.utf8.count >= Self.longWordBytes || Self.endsInSpacelessScript(text) {
+            } else if text.utf8.count >= Self.longWordBytes || Self.endsInSpacelessScript(text)
+                        || time - (buffer.halfWordSince ?? time) >= Self.halfWordMilliseconds - 1 {
                 // Chinese, Japanese, Korean, Thai: any character boundary is a place to break
-                // (review 19 F8: such text waited for 80 bytes, ~400 ms a line).
+                // (review 19 F8: such text waited for 80 bytes, ~400 ms a line); a run without
+                // spaces that has waited ~300 ms goes out as it is (review 20 B6).
                 pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: text))
                 buffers[key] = nil
             } else {
                 buffers[key]?.since = time  // half a word: it waits for the rest (never a busy timer)
+                if buffer.halfWordSince == nil { buffers[key]?.halfWordSince = time }
             }
         }
         return pieces

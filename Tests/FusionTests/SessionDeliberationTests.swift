@@ -149,6 +149,22 @@ import Testing
         #expect(texts(m.handle(.timerFired(.readableText), at: 312)) == ["1:UnfinishedAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
     }
 
+    /// A run without spaces at a slow pace (a token run, an identifier) waits ~300 ms for its end
+    /// at most, not until it is 32 bytes long (review 20 B6).
+    @Test func aHalfWordWaitsAtMostAboutThreeTenths() throws {
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#, toolChoice: .required)
+        let members = started(m.start(at: 0))
+        func texts(_ actions: [FusionSessionMachine.Action]) -> [String] {
+            progress(actions).compactMap { if case .memberText(let index, _, let text, _) = $0 { "\(index):\(text)" } else { nil } }
+        }
+        _ = m.handle(.callEvent(members[0].id, .text("x9f")), at: 1)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 101)).isEmpty)
+        _ = m.handle(.callEvent(members[0].id, .text("Q2z")), at: 150)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 201)).isEmpty)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 301)).isEmpty)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 401)) == ["0:x9fQ2z"])
+    }
+
     @Test func programsGetNoReadablePieces() throws {
         var m = try machine(parameters: #"{"analysis_models":["p/a"],"model":"p/judge"}"#, toolChoice: .required, readable: false)
         let member = try #require(started(m.start(at: 0)).first)

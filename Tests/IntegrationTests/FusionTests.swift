@@ -236,7 +236,7 @@ import Testing
         let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
         let fusion = try #require(response.json?["fusion"])
         #expect(fusion["status"] == .string("ok"))
-        #expect(fusion["panel"] == .object(["requested": .int(5), "answered": .int(1), "degraded": .bool(true)]))
+        #expect(fusion["panel"] == .object(["requested": .int(5), "answered": .int(1), "degraded": .bool(true), "failed": .int(4)]))
         let reasons = fusion["failed_models"]?.arrayValue?.map { "\($0["model"]!.stringValue!)=\($0["reason"]!.stringValue!)" }
         #expect(reasons == ["mock/error:status=503=upstream_error", "mock/stall:after=1=timeout", "mock/empty=empty_completion",
                             "mock/rate-limited=rate_limited"])

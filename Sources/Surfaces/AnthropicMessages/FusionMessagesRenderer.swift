@@ -19,8 +19,10 @@ public struct FusionMessagesRenderer: Sendable {
     private var writer: MessagesStreamWriter
     private var whole: MessagesResponse
     private let progress: FusionProgressEncoder
-    /// The answer's text so far ends in a word (not white space).
+    /// The outer model's words before the fusion call end in a word (not white space); only
+    /// that turn is looked at, not the final answer's tokens.
     private var answerEndsInWord = false
+    private var finalAnswerStarted = false
 
     public init(id: String, model: String, stream: Bool, namedEvents: Bool = false) {
         writer = MessagesStreamWriter(id: id, model: model)
@@ -39,17 +41,17 @@ public struct FusionMessagesRenderer: Sendable {
         case .finalAnswerStarts(let model):
             // The words before the fusion call and the answer share a text block: a paragraph
             // break between them, not "…it is so.Drawing on…" (review 20 B3).
-            let separator: ModelEvent? = answerEndsInWord ? .text("\n\n") : nil
-            answerEndsInWord = false
+            let needsBreak = answerEndsInWord
+            finalAnswerStarted = true
             guard stream else {
-                separator.map { whole.add($0) }
+                if needsBreak { whole.add(.text("\n\n")) }
                 return
             }
             startBeforeEvents(&out)
             progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out)
-            separator.map { writer.append($0, to: &out) }
+            if needsBreak { writer.append(.text("\n\n"), to: &out) }
         case .answer(let event):
-            if case .text(let text) = event, let last = text.last { answerEndsInWord = !last.isWhitespace }
+            if !finalAnswerStarted, case .text(let text) = event, let last = text.last { answerEndsInWord = !last.isWhitespace }
             if stream { writer.append(event, to: &out) } else { whole.add(event) }
         case .serverToolCalls:
             // Anthropic's API has no block a client would send back for a gateway's tool call:
