@@ -31,6 +31,11 @@ import Testing
         actions.compactMap { if case .output(.progress(let progress)) = $0 { progress } else { nil } }
     }
 
+    /// The readable pieces shown, as "member:text".
+    func texts(_ actions: [FusionSessionMachine.Action]) -> [String] {
+        progress(actions).compactMap { if case .memberText(let index, _, let text, _) = $0 { "\(index):\(text)" } else { nil } }
+    }
+
     func timers(_ actions: [FusionSessionMachine.Action]) -> [String] {
         actions.compactMap {
             switch $0 {
@@ -109,9 +114,6 @@ import Testing
     @Test func readablePiecesAreLinesOrTheWordsOfAboutATenthOfASecond() throws {
         var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#, toolChoice: .required)
         let members = started(m.start(at: 0))
-        func texts(_ actions: [FusionSessionMachine.Action]) -> [String] {
-            progress(actions).compactMap { if case .memberText(let index, _, let text, _) = $0 { "\(index):\(text)" } else { nil } }
-        }
         var actions = m.handle(.callEvent(members[0].id, .text("Hello ")), at: 1)
         #expect(texts(actions).isEmpty && timers(actions) == ["start readableText 100"])
         #expect(progress(actions) == [.memberDelta(index: 0, model: "p/a", text: "Hello ")], "the exact delta still goes out")
@@ -137,9 +139,6 @@ import Testing
     @Test func spacelessTextIsShownAtTheSamePace() throws {
         var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#, toolChoice: .required)
         let members = started(m.start(at: 0))
-        func texts(_ actions: [FusionSessionMachine.Action]) -> [String] {
-            progress(actions).compactMap { if case .memberText(let index, _, let text, _) = $0 { "\(index):\(text)" } else { nil } }
-        }
         _ = m.handle(.callEvent(members[0].id, .text("城市应该")), at: 1)
         _ = m.handle(.callEvent(members[1].id, .text("Unfinishe")), at: 2)
         #expect(texts(m.handle(.timerFired(.readableText), at: 101)) == ["0:城市应该"])
@@ -154,9 +153,6 @@ import Testing
     @Test func aHalfWordWaitsAtMostAboutThreeTenths() throws {
         var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#, toolChoice: .required)
         let members = started(m.start(at: 0))
-        func texts(_ actions: [FusionSessionMachine.Action]) -> [String] {
-            progress(actions).compactMap { if case .memberText(let index, _, let text, _) = $0 { "\(index):\(text)" } else { nil } }
-        }
         _ = m.handle(.callEvent(members[0].id, .text("x9f")), at: 1)
         #expect(texts(m.handle(.timerFired(.readableText), at: 101)).isEmpty)
         _ = m.handle(.callEvent(members[0].id, .text("Q2z")), at: 150)
