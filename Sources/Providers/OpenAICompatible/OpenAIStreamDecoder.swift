@@ -19,7 +19,11 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         var done = false
         var failure: StreamDecodingError?
         var finished = false
-        var numbering = numbering
+        // Taken out while the chunk is read, so the local is its only reference and a tool call's
+        // fragment changes it in place (a shared copy would copy its dictionaries on write).
+        var numbering = self.numbering
+        self.numbering = ToolCallNumbering(limit: numbering.limit)
+        defer { self.numbering = numbering }
         let redactor = redactor
         do {
             try sse.feed(bytes) { event in
@@ -53,7 +57,6 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         } catch {
             throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
         }
-        self.numbering = numbering
         if finished { sawFinish = true }
         if let failure { throw failure }
         if done { ended = true }
