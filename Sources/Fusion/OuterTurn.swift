@@ -75,12 +75,8 @@ struct OuterTurn: Sendable {
         case .delta(let delta):
             if openBlock != nil, delta["type"] == .string("input_json_delta"), let json = delta["partial_json"]?.stringValue { openInput += json }
         case .stop:
-            guard var block = openBlock else { return }
-            if !openInput.isEmpty, case .object(var fields) = block, let input = try? JSONValue.parse(Array(openInput.utf8)) {
-                fields["input"] = input
-                block = .object(fields)
-            }
-            providerBlocks.append((text.utf8.count, block))
+            guard let block = openBlock else { return }
+            providerBlocks.append((text.utf8.count, ProviderBlockPart.block(block, input: openInput)))
             openBlock = nil
         }
     }

@@ -34,22 +34,23 @@ public struct HTTPRequest: Sendable {
     /// percent-encoded UTF-8 (`%zz`, `%+f`, a truncated `%4`, `%ff`): a broken escape never
     /// silently loses or invents bytes, it makes the value unusable as a whole.
     public func queryItem(_ name: String) -> String? {
-        guard let query = target.firstIndex(of: "?") else { return nil }
-        for pair in target[target.index(after: query)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard Self.formDecoded(parts[0]) == name else { continue }
-            return parts.count > 1 ? Self.formDecoded(parts[1]) : ""
-        }
-        return nil
+        rawQueryValue(name).flatMap(Self.formDecoded)
     }
 
     /// Whether query parameter `name` is there at all, its value readable or not (a cursor that
     /// is no valid escape must be refused, not read as absent).
     public func hasQueryItem(_ name: String) -> Bool {
-        guard let query = target.firstIndex(of: "?") else { return false }
-        return target[target.index(after: query)...].split(separator: "&").contains { pair in
-            Self.formDecoded(pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]) == name
+        rawQueryValue(name) != nil
+    }
+
+    /// The undecoded value of the first parameter whose name decodes to `name` ("" without "=").
+    private func rawQueryValue(_ name: String) -> Substring? {
+        guard let query = target.firstIndex(of: "?") else { return nil }
+        for pair in target[target.index(after: query)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            if Self.formDecoded(parts[0]) == name { return parts.count > 1 ? parts[1] : "" }
         }
+        return nil
     }
 
     /// The first value of header `name`, compared case-insensitively.

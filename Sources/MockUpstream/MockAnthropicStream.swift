@@ -40,9 +40,9 @@ struct MockAnthropicStream: MockWire {
             out.append(contentsOf: #"{"type":"input_json_delta","partial_json":"#.utf8)
             JSONWriting.appendString(String(decoding: (use["input"] ?? .object([:])).serialized(), as: UTF8.self), to: &out)
         }
-        event("content_block_stop", to: &out) { $0.append(contentsOf: #"{"type":"content_block_stop","index":\#(blockIndex)}"#.utf8) }
+        blockStop(to: &out)
         blockStart(result, to: &out)
-        event("content_block_stop", to: &out) { $0.append(contentsOf: #"{"type":"content_block_stop","index":\#(blockIndex)}"#.utf8) }
+        blockStop(to: &out)
     }
 
     private mutating func blockStart(_ block: JSONValue, to out: inout [UInt8]) {
@@ -185,8 +185,12 @@ struct MockAnthropicStream: MockWire {
         if block == .thinking {
             delta(to: &out) { $0.append(contentsOf: #"{"type":"signature_delta","signature":"\#(Self.signature)""#.utf8) }
         }
-        event("content_block_stop", to: &out) { $0.append(contentsOf: #"{"type":"content_block_stop","index":\#(blockIndex)}"#.utf8) }
+        blockStop(to: &out)
         open = nil
+    }
+
+    private func blockStop(to out: inout [UInt8]) {
+        event("content_block_stop", to: &out) { $0.append(contentsOf: #"{"type":"content_block_stop","index":\#(blockIndex)}"#.utf8) }
     }
 
     /// A `content_block_delta` of the open block; `body` writes the delta object without its `}`.

@@ -37,6 +37,15 @@ public enum ProviderBlockPart: Sendable, Equatable {
     case start(JSONValue)
     case delta(JSONValue)
     case stop
+
+    /// The block as it started, with the `input` its `input_json_delta`s gave (a server tool's
+    /// call streams its input as Anthropic's own tool calls do); as it started when they gave
+    /// none or no JSON.
+    public static func block(_ start: JSONValue, input: String?) -> JSONValue {
+        guard let input, !input.isEmpty, case .object(var fields) = start, let value = try? JSONValue.parse(Array(input.utf8)) else { return start }
+        fields["input"] = value
+        return .object(fields)
+    }
 }
 
 /// Why a model stopped, in OpenAI's vocabulary (what chat clients expect).

@@ -206,6 +206,8 @@ import Testing
         (#"{"model":"m","max_tokens":5000,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled","budget_tokens":1023}}"#, "thinking.budget_tokens"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"output_config":{"effort":"extreme"}}"#, "output_config.effort"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"output_config":"high"}"#, "output_config"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream_options":1}"#, "stream_options"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream_options":{"include_fusion_events":1}}"#, "stream_options.include_fusion_events"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"temperature":1.5}"#, "temperature"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_k":-1}"#, "top_k"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),

@@ -95,7 +95,7 @@ public struct MessagesRequest: Sendable {
     /// `code_execution_tool_result`, `mcp_tool_use`, …) in an assistant turn: carried as it came
     /// (`ContentPart.providerBlock`), since the turn that continues needs it back.
     static func isServerToolBlock(_ type: String) -> Bool {
-        ["server_tool_use", "mcp_tool_use", "mcp_tool_result", "container_upload"].contains(type) || type.hasSuffix("_tool_result") && type != "tool_result"
+        ["server_tool_use", "mcp_tool_use", "mcp_tool_result", "container_upload"].contains(type) || (type.hasSuffix("_tool_result") && type != "tool_result")
     }
 
     private static func validateMessage(_ message: JSONValue, path: String, isLast: Bool) throws(APIError) {

@@ -85,12 +85,8 @@ public struct MessagesResponse: Sendable {
                 var object: [String: JSONValue] = ["type": .string("text"), "text": .string(text)]
                 if let cited = citations[position] { object["citations"] = .array(cited) }
                 content.append(.object(object))
-            case .raw(var json):
-                if let input = rawInputs[position].flatMap({ try? JSONValue.parse(Array($0.utf8)) }), case .object(var fields) = json {
-                    fields["input"] = input
-                    json = .object(fields)
-                }
-                content.append(json)
+            case .raw(let json):
+                content.append(ProviderBlockPart.block(json, input: rawInputs[position]))
             case .thinking(let text, let signature):
                 content.append(.object(["type": .string("thinking"), "thinking": .string(text), "signature": .string(signature)]))
             case .redactedThinking(let data):
