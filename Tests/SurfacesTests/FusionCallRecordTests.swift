@@ -185,6 +185,19 @@ import Testing
         let start = Int(citation["start_index"]?.intValue ?? -1), end = Int(citation["end_index"]?.intValue ?? -1)
         #expect(start >= 0 && end <= scalars.count && String(String.UnicodeScalarView(scalars[start..<end])) == "[a](https://e.example/a)", "\(citation)")
 
+        // Not streamed, the chat completion's message is the same text with the same citation.
+        var whole = FusionChatRenderer(id: "gen-2", model: "p/outer", created: 1, stream: false, includeUsage: false, namedEvents: false)
+        for output: FusionSessionMachine.Output in [.answer(.text("It is so.")), .finalAnswerStarts(model: "p/outer"),
+                                                     .answer(.text("See [a](https://e.example/a).")), .answer(.finish(.stop))] {
+            var ignored: [UInt8] = []
+            whole.render(output, sources: sources, at: 1, into: &ignored)
+            #expect(ignored.isEmpty)
+        }
+        let completion = try JSONValue.parse(whole.completion(usage: .object([:]), fusion: nil, finishReason: .stop, sources: sources))
+        let message = completion["choices"]?.arrayValue?.first?["message"]
+        #expect(message?["content"] == .string(text), "\(completion)")
+        #expect(message?["annotations"]?.arrayValue?.first?["url_citation"] == citation)
+
         var messages = FusionMessagesRenderer(id: "m", model: "p/outer", stream: false)
         for output: FusionSessionMachine.Output in [.answer(.text("It is so.")), .finalAnswerStarts(model: "p/outer"), .answer(.text("Answer."))] {
             var ignored: [UInt8] = []

@@ -10,7 +10,8 @@ public struct FusionChatRenderer: Sendable {
     public let includeUsage: Bool
     private var chunks: ChatChunkWriter
     private let progress: FusionProgressEncoder
-    /// The answer as the client receives it (for the non-streamed message).
+    /// The message as the client receives it (for the non-streamed message): the outer model's
+    /// words before it called fusion, then the final answer, as the stream shows them.
     private var content = ""
     private var reasoning = ""
     private var refusal = ""
@@ -22,9 +23,9 @@ public struct FusionChatRenderer: Sendable {
     /// The final turn's text alone: what citations' spans index into.
     private var finalText = ""
     private var inFinalAnswer = false
-    /// Unicode scalars of the streamed message before the final answer (the outer model's words
-    /// before it called fusion, and the break after them): streamed citations index the whole
-    /// message the client put together.
+    /// Unicode scalars of the message before the final answer (the outer model's words before it
+    /// called fusion, and the break after them): citations index the whole message, streamed or
+    /// whole.
     private var finalOffset = 0
     private var annotationsSent = false
 
@@ -43,16 +44,16 @@ public struct FusionChatRenderer: Sendable {
         case .progress(let update):
             if stream { progress.append(update, at: milliseconds, to: &out) }
         case .finalAnswerStarts(let model):
+            // The words before the fusion call and the answer are one message, streamed or whole:
+            // a paragraph break between them, not "…it is so.Drawing on…" (review 20 B3).
+            let needsBreak = !content.isEmpty && content.last?.isWhitespace == false
             if stream {
                 progress.appendFinalAnswerStarts(model: model, at: milliseconds, to: &out)
-                // The words before the fusion call and the answer are one streamed message: a
-                // paragraph break between them, not "…it is so.Drawing on…" (review 20 B3).
-                let needsBreak = !content.isEmpty && content.last?.isWhitespace == false
                 if needsBreak { chunks.append(.text("\n\n"), to: &out) }
-                finalOffset = content.unicodeScalars.count + (needsBreak ? 2 : 0)
             }
+            if needsBreak { content += "\n\n" }
+            finalOffset = content.unicodeScalars.count
             inFinalAnswer = true
-            content = ""
             finalText = ""
         case .answer(let event):
             switch event {
@@ -116,7 +117,7 @@ public struct FusionChatRenderer: Sendable {
         }
         if !toolCalls.calls.isEmpty { message["tool_calls"] = .array(toolCalls.calls.map(\.json)) }
         if !reasoningDetails.isEmpty { message["reasoning_details"] = .array(reasoningDetails) }
-        if !sources.isEmpty { message["annotations"] = .array(sources.annotations(for: finalText)) }
+        if !sources.isEmpty { message["annotations"] = .array(sources.annotations(for: finalText).map { Self.shifted($0, by: finalOffset) }) }
         var body: [String: JSONValue] = [
             "id": .string(chunks.id), "object": .string("chat.completion"), "created": .int(Int64(chunks.created)),
             "model": .string(chunks.model),
