@@ -84,7 +84,8 @@ public struct NeutralLabels: Sendable, Equatable {
     }
 
     /// "Response B" as a whole word in prose becomes the model's name, and so does each label
-    /// of a list ("Responses A and B", "Response A, B, and C" → "p/a and p/b", review 19 F4).
+    /// of a list ("Responses A and B", "Response A, B, and C" → "p/a and p/b", review 19 F4;
+    /// "Responses A/B", "Responses A–C", "Responses A's and B's").
     /// On UTF-8 bytes: it runs over every item the judge streams and the whole analysis
     /// (Foundation's `range(of:)` was most of the judge's overhead).
     public func restoreProse(_ text: String) -> String {
@@ -108,8 +109,9 @@ public struct NeutralLabels: Sendable, Equatable {
                 }
                 cursor += 1
                 // The label's letters, and those of a list of labels ("Response A and B" is
-                // written too), with what joins them.
-                var items: [(joiner: ArraySlice<UInt8>, model: String, end: Int)] = []
+                // written too), with what joins them; a label may be possessive ("A's") or a
+                // range ("Responses A–C").
+                var items: [(joiner: ArraySlice<UInt8>, text: [UInt8], end: Int)] = []
                 var joiner: ArraySlice<UInt8> = []
                 while true {
                     let start = cursor
@@ -117,13 +119,24 @@ public struct NeutralLabels: Sendable, Equatable {
                     guard cursor > start, Self.isWordEdge(bytes, after: cursor),
                           let model = models["Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self)]
                     else { break }
-                    items.append((joiner, model, cursor))
+                    var text = Array(model.utf8)
+                    if cursor == start + 1, let (last, end) = rangeEnd(bytes, from: bytes[start], at: cursor) {
+                        text = expandRange(from: bytes[start], to: last)
+                        cursor = end
+                    }
+                    if let length = Self.possessive(bytes, at: cursor) {
+                        text += bytes[cursor..<cursor + length]
+                        cursor += length
+                    }
+                    items.append((joiner, text, cursor))
                     guard let length = Self.listJoiner(bytes, at: cursor) else { break }
                     joiner = ArraySlice(bytes[cursor..<cursor + length])
+                    // "A/B" between model names that hold slashes reads "p/a / p/b".
+                    if joiner.elementsEqual("/".utf8) { joiner = ArraySlice(" / ".utf8) }
                     cursor += length
                 }
-                // After the singular, a list ends in "and", "or" or "&" ("Response A, B and C"):
-                // "Response A, A good point" goes on with a sentence, not a label.
+                // After the singular, a list ends in "and", "or", "&" or "/" ("Response A, B and
+                // C"): "Response A, A good point" goes on with a sentence, not a label.
                 if !plural, let last = items.lastIndex(where: { !$0.joiner.isEmpty && !$0.joiner.elementsEqual(", ".utf8) }) {
                     items.removeSubrange((last + 1)...)
                 } else if !plural {
@@ -134,7 +147,7 @@ public struct NeutralLabels: Sendable, Equatable {
                     continue
                 }
                 var replacement: [UInt8] = []
-                for item in items { replacement += item.joiner + Array(item.model.utf8) }
+                for item in items { replacement += item.joiner + item.text }
                 out = out ?? []
                 out!.append(contentsOf: bytes[copied..<index])
                 out!.append(contentsOf: replacement)
@@ -146,7 +159,38 @@ public struct NeutralLabels: Sendable, Equatable {
         return out.map { String(decoding: $0, as: UTF8.self) } ?? text
     }
 
-    private static let joiners = [", and ", ", or ", " and ", " or ", ", ", " & "].map { Array($0.utf8) }
+    private static let joiners = [", and ", ", or ", " and ", " or ", ", ", " & ", "/"].map { Array($0.utf8) }
+    private static let dashes = ["-", "\u{2013}"].map { Array($0.utf8) }  // hyphen, en dash
+    private static let possessives = ["'s", "\u{2019}s"].map { Array($0.utf8) }
+
+    /// A range's last letter and where it ends, when a dash and a later one-letter label follow
+    /// a one-letter label at `index` ("A–C"; panels have at most 8 members).
+    private func rangeEnd(_ bytes: UnsafeBufferPointer<UInt8>, from first: UInt8, at index: Int) -> (UInt8, Int)? {
+        guard let dash = Self.dashes.first(where: { index + $0.count < bytes.count && bytes[index..<index + $0.count].elementsEqual($0) }) else { return nil }
+        let letter = index + dash.count
+        guard bytes[letter] > first, bytes[letter] <= 0x5A, Self.isWordEdge(bytes, after: letter + 1),
+              models["Response " + String(UnicodeScalar(bytes[letter]))] != nil else { return nil }
+        return (bytes[letter], letter + 1)
+    }
+
+    /// The models of the labels `first` through `last`, as a list ("p/a, p/b and p/c").
+    private func expandRange(from first: UInt8, to last: UInt8) -> [UInt8] {
+        let names = (first...last).compactMap { models["Response " + String(UnicodeScalar($0))] }
+        var text: [UInt8] = []
+        for (position, name) in names.enumerated() {
+            if position > 0 { text += Array((position == names.count - 1 ? " and " : ", ").utf8) }
+            text += Array(name.utf8)
+        }
+        return text
+    }
+
+    /// The length of a possessive ending at `index` ("'s", "’s") that ends a word, or nil.
+    static func possessive(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {
+        possessives.first { ending in
+            index + ending.count <= bytes.count && bytes[index..<index + ending.count].elementsEqual(ending)
+                && isWordEdge(bytes, after: index + ending.count)
+        }?.count
+    }
 
     /// The length of a list's joiner at `index` (", ", " and ", …), or nil.
     static func listJoiner(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {

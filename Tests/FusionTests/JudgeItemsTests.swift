@@ -158,11 +158,43 @@ import Testing
             "p/a and Bob; Responses Z and A; p/a and the rest")
         #expect(three.restoreProse("Response A, A good point. Response B, C and A agree. Responses A, B") ==
             "p/a, A good point. p/b, p/c and p/a agree. p/a, p/b")
+        // Slashes, ranges and possessives (review 20's leftovers); a range runs forward only,
+        // between labels that exist.
+        #expect(three.restoreProse("Responses A/B agree; Response A/C differs; Responses A–C agree; Response B-C too") ==
+            "p/a / p/b agree; p/a / p/c differs; p/a, p/b and p/c agree; p/b and p/c too")
+        #expect(three.restoreProse("Responses A's and B's points; Response C\u{2019}s; Responses B–A; Response A-Z; Response A-Cs; Responses A–") ==
+            "p/a's and p/b's points; p/c\u{2019}s; p/b–A; p/a-Z; p/a-Cs; p/a–")
+        #expect(three.restoreProse("Response A'sy Response Z-Z Response Z–") == "p/a'sy Response Z-Z Response Z–")
         let many = NeutralLabels(models: (0..<703).map { "p/\($0)" }, neutral: true, seed: nil).labels
         #expect([many[0], many[25], many[26], many[27], many[51], many[52], many[701], many[702]] ==
             ["Response A", "Response Z", "Response AA", "Response AB", "Response AZ", "Response BA", "Response ZZ", "Response AAA"])
         let plain = NeutralLabels(models: ["p/a"], neutral: false, seed: 3)
         #expect(plain.labels == ["p/a"] && !plain.isNeutral && plain.restore(.string("Response A")) == .string("Response A"))
+    }
+
+    /// Any mix of labels, list words, dashes, slashes, possessives and accents: restoring never
+    /// traps, leaves text without labels alone, and leaves no whole-word label behind.
+    @Test func restoringLabelsLeavesNoWholeLabel() {
+        let three = NeutralLabels(models: ["p/a", "p/b", "p/c"], neutral: true, seed: nil)
+        let pieces = ["Response ", "Response ", "Responses ", "Response", " ", "A", "B", "C", "A", "B", "C", "Z", "AB", "-", "\u{2013}", "/", "'s", "\u{2019}s", ", ", " and ",
+                      " or ", " & ", ", and ", "x", "\u{301}", "é", "🙂", "\n", ".", "1"]
+        var generator = SeededGenerator(seed: 19)
+        for _ in 0..<3_000 {
+            let text = (0..<Int(generator.next() % 14)).map { _ in pieces[Int(generator.next() % UInt64(pieces.count))] }.joined()
+            let restored = three.restoreProse(text)
+            if !text.contains("Response") { #expect(restored == text) }
+            for label in three.labels {
+                var rest = Substring(restored)
+                while let found = rest.range(of: label) {
+                    let before = restored[..<found.lowerBound].unicodeScalars.last
+                    let after = restored[found.upperBound...].unicodeScalars.first
+                    let wordBefore = before.map { $0.properties.isAlphabetic || $0.properties.numericType != nil } ?? false
+                    let wordAfter = after.map { $0.properties.isAlphabetic || $0.properties.numericType != nil || $0.properties.isGraphemeExtend } ?? false
+                    #expect(wordBefore || wordAfter, "\(label) left in \(restored.debugDescription) from \(text.debugDescription)")
+                    rest = restored[found.upperBound...]
+                }
+            }
+        }
     }
 
     @Test func judgeValidationMapsLabelsBeforeCheckingCitations() {

@@ -2,7 +2,7 @@ import FuzzSupport
 import Fusion
 import GatewayCore
 
-/// The judge's reply: arbitrary text through the analysis validator. It must never crash, and
+/// The judge's reply: arbitrary text through label restoring and the analysis validator. It must never crash, and
 /// whatever it accepts has exactly the five fields and cites only panel members. The same text
 /// as a tool call's streamed arguments: the prefix check, fed whole or in two parts, agrees with
 /// the document validator (within its nesting bound).
@@ -11,7 +11,9 @@ public func fuzzJudge(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     checkArgumentsPrefix(Array(text.utf8))
     let panel: Set<String> = ["p/a", "p/b", "p/c"]
-    if case .success(let analysis) = JudgeAnalysis.parse(text, panel: panel) {
+    let labels = NeutralLabels(models: ["p/a", "p/b", "p/c"], neutral: true, seed: nil)
+    _ = labels.restoreProse(text)
+    if case .success(let analysis) = JudgeAnalysis.parse(text, panel: panel, labels: size > 0 && data[0] % 2 == 0 ? labels : nil) {
         precondition(analysis.objectValue?.keys.sorted() == JudgeAnalysis.fields.sorted(), "extra or missing fields")
         for item in analysis["unique_insights"]?.arrayValue ?? [] {
             precondition(panel.contains(item["model"]?.stringValue ?? ""), "cited a stranger")
