@@ -2,7 +2,8 @@ import Foundation
 
 /// Removes secrets (provider and gateway keys) from text an upstream sent, before it reaches a
 /// client, a record or a log. Not only the exact key: upstreams echo keys back in other forms
-/// (cut short, upper-cased, base64 in a Basic credential, split by a zero-width character), so a
+/// (cut short, upper-cased, base64 in a Basic credential, hex, percent-encoded in a URL, JSON `\u`
+/// escapes, split by a zero-width character), so a
 /// run of at least three quarters of a secret (or of one of its base64 forms), compared without
 /// ASCII case and ignoring zero-width characters, is redacted. Not less: a client can make text
 /// come back (a model repeats it, an error names the model it asked for), and if a shorter run
@@ -56,7 +57,7 @@ public struct Redactor: Sendable, Equatable {
         var forms: [(bytes: [UInt8], minimum: Int)] = []
         var short: [[UInt8]] = []
         for secret in self.secrets {
-            for form in [secret] + Self.base64Forms(secret) {
+            for form in Self.forms(of: secret) {
                 let bytes = Self.kept(Array(form.utf8)).map(\.byte)
                 guard bytes.count >= Self.window else {
                     short.append(bytes)
@@ -75,7 +76,7 @@ public struct Redactor: Sendable, Equatable {
         self.short = short
         var alphabet = [UInt64](repeating: 0, count: 4)
         for secret in self.secrets {
-            for form in [secret] + Self.base64Forms(secret) {
+            for form in Self.forms(of: secret) {
                 for entry in Self.kept(Array(form.utf8)) { alphabet[Int(entry.byte >> 6)] |= 1 << UInt64(entry.byte & 63) }
             }
         }
@@ -258,6 +259,30 @@ public struct Redactor: Sendable, Equatable {
             }
             return kept
         }
+    }
+
+    /// The secret and the forms an upstream may echo it in: base64, hex, percent-encoded (every
+    /// byte, or only those a URL reserves) and JSON's `\u` escapes (review 21 F1).
+    static func forms(of secret: String) -> [String] {
+        [secret] + base64Forms(secret) + encodedForms(secret)
+    }
+
+    /// The secret in hex, percent-encoded and as JSON `\u` escapes (letters folded later, so
+    /// upper-case hex matches too).
+    static func encodedForms(_ secret: String) -> [String] {
+        let bytes = Array(secret.utf8)
+        let digits = Array("0123456789abcdef".utf8)
+        func hex(_ byte: UInt8) -> [UInt8] { [digits[Int(byte >> 4)], digits[Int(byte & 15)]] }
+        let unreserved = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8))
+        let escape = Array("\\u00".utf8)
+        var forms: [[UInt8]] = [
+            bytes.flatMap(hex),
+            bytes.flatMap { [UInt8(ascii: "%")] + hex($0) },
+            bytes.flatMap { $0 < 0x80 ? escape + hex($0) : [$0] },
+        ]
+        let urlEncoded: [UInt8] = bytes.flatMap { unreserved.contains($0) ? [$0] : [UInt8(ascii: "%")] + hex($0) }
+        if urlEncoded != bytes { forms.append(urlEncoded) }
+        return forms.map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// The secret in base64 at the three alignments it can take inside a longer encoded text

@@ -21,12 +21,29 @@ import Testing
         "Authorization: Basic " + Data(":\(RedactorTests.key)".utf8).base64EncodedString(),
         "your key is sk-hostile-PROVIDERSECRET-1234sk-",
         "…tile-PROVIDERSECRET-1234 and more",
+        // Hex (either case), percent-encoded, JSON's \u escapes (review 21 F1).
+        "key: " + RedactorTests.key.utf8.map { String($0, radix: 16) }.joined(),
+        "key: " + RedactorTests.key.utf8.map { String($0, radix: 16, uppercase: true) }.joined(),
+        "GET /v1?k=" + RedactorTests.key.utf8.map { "%" + String($0, radix: 16, uppercase: true) }.joined() + " failed",
+        #"{"message":"bad key \#(RedactorTests.key.utf8.map { "\\u00" + String($0, radix: 16) }.joined())"}"#,
     ])
     func aKeyInAnyFormIsRedacted(text: String) {
         let out = redact(text)
         #expect(out.contains("[redacted]"), "\(out)")
         #expect(!out.lowercased().contains("providersecret"), "\(out)")
         #expect(!out.contains("c2staG9zdGlsZS1QUk9WSURFUlNFQ1JFVC"), "\(out)")
+    }
+
+    /// A key with characters a URL reserves, percent-encoded only where a URL needs it; and an
+    /// encoded key in a client's JSON bytes, replaced inside its string.
+    @Test func aURLEncodedKeyIsRedacted() throws {
+        let key = "sk-proj-AbCdEf0123+/=456789xyz"
+        let redactor = Redactor(secrets: [key])
+        let encoded = "sk-proj-AbCdEf0123%2B%2F%3D456789xyz"
+        #expect(redactor("url: https://u.example/?key=\(encoded)&x=1") == "url: https://u.example/?key=[redacted]&x=1")
+        let escaped = #"data: {"a":"x \#(key.utf8.map { "\\u00" + String($0, radix: 16) }.joined()) y"}"# + "\n\n"
+        let out = try #require(Array(escaped.utf8).withUnsafeBytes { redactor.redacting($0) })
+        #expect(String(decoding: out, as: UTF8.self) == #"data: {"a":"x [redacted] y"}"# + "\n\n")
     }
 
     @Test func ordinaryTextIsLeftAloneAndTheRestKept() {
