@@ -4,7 +4,7 @@ import Foundation
 /// client, a record or a log. Not only the exact key: upstreams echo keys back in other forms
 /// (cut short, upper-cased, base64 in a Basic credential, hex, percent-encoded in a URL, JSON `\u`
 /// escapes, split by a zero-width character), so a
-/// run of at least three quarters of a secret (or of one of its base64 forms), compared without
+/// run of at least three quarters of a secret (or of one of those forms), compared without
 /// ASCII case and ignoring zero-width characters, is redacted. Not less: a client can make text
 /// come back (a model repeats it, an error names the model it asked for), and if a shorter run
 /// were redacted, whether a guess came back redacted would tell it the key a byte at a time from
