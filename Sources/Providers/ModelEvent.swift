@@ -119,9 +119,12 @@ public struct Usage: Sendable, Equatable {
         self.cost = Self.roundedCost(cost)
     }
 
-    /// OpenAI's `usage` object (with OpenRouter's `cost` and the `*_details` breakdowns).
+    /// OpenAI's `usage` object (with OpenRouter's `cost` and the `*_details` breakdowns); nil
+    /// when it has no token count that is a number (`{}`, counts of `"12"`, or `1e400`, read as
+    /// null): an upstream that said nothing usable said nothing, and the call is estimated, not
+    /// recorded as a measured zero (review 21 F2).
     public init?(openAI json: JSONValue?) {
-        guard let json, case .object = json else { return nil }
+        guard let json, case .object = json, Self.hasCount(json) else { return nil }
         let prompt = Self.count(json["prompt_tokens"])
         let completion = Self.count(json["completion_tokens"])
         self.init(promptTokens: prompt, completionTokens: completion,
@@ -155,6 +158,11 @@ public struct Usage: Sendable, Equatable {
             object["prompt_tokens_details"] = .object(details)
         }
         return .object(object)
+    }
+
+    /// Whether an OpenAI `usage` object has a token count that is a number.
+    public static func hasCount(_ json: JSONValue) -> Bool {
+        ["prompt_tokens", "completion_tokens", "total_tokens"].contains { json[$0]?.doubleValue != nil }
     }
 
     /// An upstream's token count, clamped to `0...maxTokens` (NaN, negatives and non-numbers: 0).

@@ -193,6 +193,9 @@ import Testing
         // Hostile counts: clamped, and the total is their sum, not the upstream's figure.
         let hostile = try provider.decodeResponse(Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":-5,"candidatesTokenCount":1e308,"totalTokenCount":0}}"#.utf8), redactor: .none)
         #expect(hostile.last == .usage(Usage(promptTokens: 0, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens)))
+        // No count that is a number (beyond a double, a string): no usage, not a measured zero.
+        let unreadable = try provider.decodeResponse(Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1e400,"candidatesTokenCount":"9"}}"#.utf8), redactor: .none)
+        #expect(!unreadable.contains { if case .usage = $0 { true } else { false } }, "\(unreadable)")
     }
 
     /// `streamGenerateContent` without `alt=sse` answers with a JSON array of the stream's chunks.

@@ -229,6 +229,35 @@ import Testing
         #expect(String(decoding: kept, as: UTF8.self).contains(#""usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}"#))
     }
 
+    /// Counts that are no numbers (`1e400` reads as null, strings) never reach the client as they
+    /// came (review 21 F2). With none left, the usage is unknown: streamed, the end's estimate
+    /// replaces it; whole, it is null; and the accounting has none to record as a measured zero.
+    @Test func unreadableUsageCountsAreLeftOutOrEstimated() throws {
+        let unreadable = #"{"prompt_tokens":1e400,"completion_tokens":"12","total_tokens":null,"cost":1e400,"prompt_tokens_details":{"cached_tokens":"12"}}"#
+        var relay = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true, usageFallback: .init(promptTokens: 4, created: 1))
+        var out: [UInt8] = []
+        let stream = #"data: {"choices":[{"delta":{"content":"hi"}}]}"# + "\n\n" + #"data: {"choices":[{"delta":{},"finish_reason":"stop"}]}"# + "\n\n"
+            + "data: {\"choices\":[],\"usage\":\(unreadable)}\n\ndata: [DONE]\n\n"
+        _ = relay.relay(Array(stream.utf8), into: &out)
+        let text = String(decoding: out, as: UTF8.self)
+        #expect(!text.contains("1e400") && !text.contains(#""12""#), "\(text)")
+        #expect(text.contains(#""usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6,"estimated":true}"#), "\(text)")
+        #expect(relay.usageEstimated && Usage(openAI: relay.usage)?.promptTokens == 4)
+        #expect(Usage(openAI: try JSONValue.parse(Array(unreadable.utf8))) == nil)
+
+        // Some counts readable: those go out, the rest are left out.
+        let partial = #"{"prompt_tokens":5,"completion_tokens":1e400,"prompt_tokens_details":{"cached_tokens":"3"},"completion_tokens_details":{"reasoning_tokens":2}}"#
+        let partialBody = try #require(ChatCompletionBody.rewriting(Array(#"{"choices":[],"usage":\#(partial)}"#.utf8), id: "gen-1", model: "m", created: 1))
+        let checked = try JSONValue.parse(partialBody)["usage"]
+        #expect(checked == .object(["prompt_tokens": .int(5), "prompt_tokens_details": .object([:]),
+                                    "completion_tokens_details": .object(["reasoning_tokens": .int(2)])]), "\(String(describing: checked))")
+
+        let whole = Array(#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":\#(unreadable)}"#.utf8)
+        let rewritten = try #require(ChatCompletionBody.rewriting(whole, id: "gen-1", model: "m", created: 1))
+        #expect(try JSONValue.parse(rewritten)["usage"] == .null, "\(String(decoding: rewritten, as: UTF8.self))")
+        #expect(!String(decoding: rewritten, as: UTF8.self).contains("1e400"))
+    }
+
     @Test func splicesTopLevelValuesOnly() {
         let chunk = Array(#"{"id":"up-1","object":"chat.completion.chunk","model":"m","choices":[{"delta":{"model":"keep"}}]}"#.utf8)
         let spliced = chunk.withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "gen-9", "model": "sim/outer"], in: $0) }

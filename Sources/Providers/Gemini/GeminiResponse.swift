@@ -33,7 +33,7 @@ struct GeminiResponseReader {
             emit(.error(GeminiErrors.streamError(error, redactor: redactor)))
             return
         }
-        if let metadata = response["usageMetadata"], case .object = metadata { usage = Self.usage(metadata) }
+        if let metadata = response["usageMetadata"], case .object = metadata, Self.hasCount(metadata) { usage = Self.usage(metadata) }
         guard let candidate = response["candidates"]?.arrayValue?.first else {
             if response["promptFeedback"]?["blockReason"]?.stringValue != nil { finish(.contentFilter, emit: emit) }
             return
@@ -110,6 +110,11 @@ struct GeminiResponseReader {
         case "MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "MISSING_THOUGHT_SIGNATURE", "MALFORMED_RESPONSE": reason.lowercased()
         default: nil
         }
+    }
+
+    /// Whether `usageMetadata` has a token count that is a number (one without any says nothing).
+    static func hasCount(_ metadata: JSONValue) -> Bool {
+        ["promptTokenCount", "candidatesTokenCount", "totalTokenCount", "thoughtsTokenCount"].contains { metadata[$0]?.doubleValue != nil }
     }
 
     /// `usageMetadata`: the prompt includes tool-use prompt tokens; the completion is candidates

@@ -147,6 +147,14 @@ public struct SSERelay {
             if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
             if case .object(var fields)? = chunk, let value = fields["usage"], value != .null {
                 checked = Self.checkedUsage(value)
+                guard Usage.hasCount(checked ?? value) else {
+                    // No count that is a number (`1e400` reads as null, `"12"`): no usage at
+                    // all, so the end estimates it, as when none came (review 21 F2).
+                    if fields["choices"]?.arrayValue?.isEmpty ?? true { return }
+                    fields["usage"] = nil
+                    appendChunk(JSONValue.object(fields).serialized(), into: &out)
+                    return
+                }
                 usage = checked ?? value
                 if fields["choices"]?.arrayValue?.isEmpty ?? true {
                     // The usage chunk itself: accounted, shown only to a client that asked.
@@ -341,11 +349,23 @@ extension SSERelay {
             let clamped = JSONValue.int(Usage.count(value))
             return value == clamped ? nil : clamped
         }
-        // A count or cost that is no number ("5", {…}) is not one the gateway can vouch for:
-        // left out, as an unknown one is, rather than relayed for the SDK to choke on.
-        for key in ["prompt_tokens", "completion_tokens", "total_tokens", "cost"] {
-            if let value = object[key], value != .null, value.doubleValue == nil {
+        // A count or cost that is no number ("5", {…}, or beyond a double's range: `1e400` reads
+        // as null and would go out as it came) is not one the gateway can vouch for: left out, as
+        // an unknown one is, rather than relayed for the SDK to choke on (review 21 F2).
+        func dropNonNumbers(_ keys: [String], in object: inout [String: JSONValue]) -> Bool {
+            var dropped = false
+            for key in keys where object[key] != nil && object[key]?.doubleValue == nil {
                 object[key] = nil
+                dropped = true
+            }
+            return dropped
+        }
+        if dropNonNumbers(["prompt_tokens", "completion_tokens", "total_tokens", "cost"], in: &object) { changed = true }
+        for (container, keys) in [("prompt_tokens_details", ["cached_tokens", "cache_write_tokens", "audio_tokens"]),
+                                  ("completion_tokens_details", ["reasoning_tokens", "audio_tokens", "accepted_prediction_tokens",
+                                                                 "rejected_prediction_tokens"])] {
+            if case .object(var details)? = object[container], dropNonNumbers(keys, in: &details) {
+                object[container] = .object(details)
                 changed = true
             }
         }
