@@ -27,6 +27,9 @@ public struct FusionParameters: Sendable, Equatable {
         "web_search", "judge_web_search", "min_answers", "grace_ms", "deadline_ms",
     ]
     /// Bounds of the latency parameters (the config's are checked against the same).
+    /// Output limits and reasoning budgets, as the top-level fields take them: Gemini's and other
+    /// APIs' fields are 32-bit (review 21 F3).
+    public static let outputLimitRange: ClosedRange<Int64> = 1...Int64(Int32.max)
     public static let graceRange: ClosedRange<Int64> = 0...600_000
     public static let deadlineRange: ClosedRange<Int64> = 100...3_600_000
     static let reasoningEfforts: Set<String> = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
@@ -92,8 +95,8 @@ public struct FusionParameters: Sendable, Equatable {
             if key == "web_search" { webSearch = flag } else { judgeWebSearch = flag }
         }
         if let value = fields["max_completion_tokens"], value != .null {
-            guard let count = value.intValue, (1...Usage.maxTokens).contains(count) else {
-                throw .invalidRequest("'\(path).max_completion_tokens' must be an integer from 1 to \(Usage.maxTokens).",
+            guard let count = value.intValue, Self.outputLimitRange.contains(count) else {
+                throw .invalidRequest("'\(path).max_completion_tokens' must be an integer from 1 to \(Self.outputLimitRange.upperBound).",
                                       param: "\(path).max_completion_tokens")
             }
             maxCompletionTokens = count
@@ -121,8 +124,8 @@ public struct FusionParameters: Sendable, Equatable {
             }
             var settings = ModelRequest.Reasoning(effort: reasoning["effort"]?.stringValue)
             if let tokens = reasoning["max_tokens"], tokens != .null {
-                guard let count = tokens.intValue, count >= 1 else {
-                    throw .invalidRequest("'\(path).reasoning.max_tokens' must be an integer of at least 1.",
+                guard let count = tokens.intValue, Self.outputLimitRange.contains(count) else {
+                    throw .invalidRequest("'\(path).reasoning.max_tokens' must be an integer from 1 to \(Self.outputLimitRange.upperBound).",
                                           param: "\(path).reasoning.max_tokens")
                 }
                 settings.maxTokens = count

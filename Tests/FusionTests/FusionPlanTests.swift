@@ -85,6 +85,8 @@ import Testing
         (#"[{"type":"fusion","parameters":{"max_tool_calls":0}}]"#, "tools[0].parameters.max_tool_calls"),
         (#"[{"type":"fusion","parameters":{"max_tool_calls":17}}]"#, "tools[0].parameters.max_tool_calls"),
         (#"[{"type":"fusion","parameters":{"max_completion_tokens":0}}]"#, "tools[0].parameters.max_completion_tokens"),
+        (#"[{"type":"fusion","parameters":{"max_completion_tokens":2147483648}}]"#, "tools[0].parameters.max_completion_tokens"),
+        (#"[{"type":"fusion","parameters":{"reasoning":{"max_tokens":2147483648}}}]"#, "tools[0].parameters.reasoning.max_tokens"),
         (#"[{"type":"fusion","parameters":{"temperature":2.5}}]"#, "tools[0].parameters.temperature"),
         (#"[{"type":"fusion","parameters":{"temperature":"hot"}}]"#, "tools[0].parameters.temperature"),
         (#"[{"type":"fusion","parameters":{"reasoning":"high"}}]"#, "tools[0].parameters.reasoning"),
