@@ -17,6 +17,9 @@ public struct LoopError: Error, CustomStringConvertible, Sendable {
 /// A listening TCP socket; hands each accepted connection to `onConnection`.
 public final class TCPListener: LoopHandle {
     private var onConnection: (TCPConnection) -> Void
+    /// A connection could not be accepted (`EMFILE`: the process is out of descriptors; libuv
+    /// then accepts and closes what is queued, so clients are refused rather than left hanging).
+    public var onAcceptError: ((LoopError) -> Void)?
 
     /// `reusePort`: several listeners (one per loop) share the port and the kernel spreads
     /// connections across them (SO_REUSEPORT). Every listener of the group must set it.
@@ -60,8 +63,12 @@ public final class TCPListener: LoopHandle {
         }
         if result == 0 {
             result = uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), backlog) { server, status in
-                guard status == 0, let server else { return }
+                guard let server else { return }
                 let listener = LoopHandle.from(UnsafeMutableRawPointer(server)) as! TCPListener
+                guard status == 0 else {
+                    listener.onAcceptError?(LoopError(status, "accept"))
+                    return
+                }
                 listener.accept()
             }
         }

@@ -35,6 +35,13 @@ public final class HTTPServer {
     public var onStalledWrite: ((_ unsentBytes: Int) -> Void)?
     /// Connections closed at once because `maxConnections` were open.
     public private(set) var refusedConnections = 0
+    /// Called for each of those.
+    public var onConnectionRefused: (() -> Void)?
+    /// A connection could not be accepted (the process is out of descriptors).
+    public var onAcceptError: ((LoopError) -> Void)? {
+        get { listener?.onAcceptError }
+        set { listener?.onAcceptError = newValue }
+    }
 
     public init(loop: EventLoop, host: String, port: Int, limits: HTTPServerLimits = HTTPServerLimits(),
                 reusePort: Bool = false, handler: @escaping Handler) throws {
@@ -43,7 +50,10 @@ public final class HTTPServer {
         self.handler = handler
         listener = try TCPListener(loop: loop, host: host, port: port, reusePort: reusePort) { [unowned self] tcp in
             guard !isShuttingDown, connections.count < limits.maxConnections else {
-                if !isShuttingDown { refusedConnections += 1 }
+                if !isShuttingDown {
+                    refusedConnections += 1
+                    onConnectionRefused?()
+                }
                 tcp.close()
                 return
             }

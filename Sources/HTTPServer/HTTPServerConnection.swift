@@ -52,7 +52,10 @@ final class HTTPServerConnection {
         }
         tcp.notifiesDrain = false
         tcp.startReading()
-        armIdleTimer()
+        // A new connection has the header timeout for its first byte, not the keep-alive idle
+        // timeout: one that connects and says nothing holds its descriptor 10 s, not 60 (review
+        // 21 F4). Fires as idle: closed without a word, as it said none.
+        timer.start(afterMilliseconds: min(limits.headerTimeoutMilliseconds, limits.idleTimeoutMilliseconds))
     }
 
     var loop: EventLoop { tcp.loop }

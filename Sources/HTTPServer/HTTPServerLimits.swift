@@ -9,7 +9,19 @@ public struct HTTPServerLimits: Sendable, Equatable {
     /// Open connections per server. A connection accepted beyond this is closed at once, unread;
     /// the ones already open keep being served (so a keep-alive health check still answers).
     public var maxConnections: Int = 4096
-    /// From a request's first byte until its headers are complete (slowloris bound).
+    /// Descriptors kept for what is not a client connection (listeners, the loops' own, Redis,
+    /// log files) when `maxConnections` is fitted to the process's limit.
+    public static let reservedDescriptors = 256
+
+    /// The most connections each of `loops` servers may hold within `descriptors` open files:
+    /// two each (the client's and an upstream's) beside `reservedDescriptors`. Beyond it the
+    /// kernel, not `maxConnections`, would refuse connections: silently, and not only new ones
+    /// (upstream connections and web fetches fail too).
+    public static func connectionsFitting(descriptors: Int, loops: Int) -> Int {
+        max(16, (descriptors - min(descriptors, reservedDescriptors)) / (2 * max(1, loops)))
+    }
+    /// From a request's first byte until its headers are complete (slowloris bound), and from a
+    /// new connection's accept to its first byte.
     public var headerTimeoutMilliseconds: UInt64 = 10_000
     /// A keep-alive connection with no request, or a request body making no progress.
     public var idleTimeoutMilliseconds: UInt64 = 60_000

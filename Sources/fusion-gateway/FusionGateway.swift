@@ -84,6 +84,14 @@ struct Serve: ParsableCommand {
         if let port { settings.server.port = port }
 
         let loopCount = loops ?? ProcessInfo.processInfo.activeProcessorCount
+        let descriptors = DescriptorLimit.raiseToHard()
+        let fitting = HTTPServerLimits.connectionsFitting(descriptors: descriptors, loops: loopCount)
+        if settings.server.limits.maxConnections > fitting {
+            logger.warning("server.max_connections lowered to what the open-file limit holds; raise the limit (ulimit -n, systemd's LimitNOFILE) for more",
+                           metadata: ["configured": .stringConvertible(settings.server.limits.maxConnections), "now": .stringConvertible(fitting),
+                                      "open_file_limit": .stringConvertible(descriptors), "loops": .stringConvertible(loopCount)])
+            settings.server.limits.maxConnections = fitting
+        }
         let application: GatewayApplication
         do {
             application = try GatewayApplication(config: settings, environment: ProcessInfo.processInfo.environment,

@@ -164,5 +164,36 @@ final class GuardedServer: @unchecked Sendable {
             guard let client = try? env.client(), (try? client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")) != nil else { return false }
             return (try? client.readResponse())?.status == 200
         }, "a slot freed is used again")
+        #expect(env.eventually { (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="connection_limit"} 1"#)) == true },
+                "the refusal is counted")
+    }
+
+    /// A connection that never sends a byte is closed after the header timeout, not held for the
+    /// keep-alive idle timeout (review 21 F4: a thousand silent sockets held the descriptors for a
+    /// minute at a time); one that did send a request keeps the idle timeout between requests.
+    @Test func aSilentNewConnectionHasTheHeaderTimeout() throws {
+        var limits = HTTPServerLimits()
+        limits.headerTimeoutMilliseconds = 300
+        limits.idleTimeoutMilliseconds = 60_000
+        let server = try GuardedServer(limits: limits)
+        let silent = try server.client()
+        let talking = try server.client()
+        try talking.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try talking.readResponse().status == 200)
+        let started = ContinuousClock.now
+        #expect(silent.peerClosed(), "closed within the client's 5 s read timeout")
+        #expect(ContinuousClock.now - started < .seconds(4))
+        #expect(try server.openConnections() == 1, "the keep-alive connection that sent a request stays")
+    }
+
+    /// The connections each loop may hold within the process's open-file limit: two descriptors
+    /// each, beside those the process keeps for itself; never fewer than 16, never a trap.
+    @Test func maxConnectionsFitTheDescriptorLimit() {
+        #expect(HTTPServerLimits.connectionsFitting(descriptors: 1024, loops: 2) == 192)
+        #expect(HTTPServerLimits.connectionsFitting(descriptors: 20_000, loops: 2) == 4_936)
+        #expect(HTTPServerLimits.connectionsFitting(descriptors: 1_048_576, loops: 1) > HTTPServerLimits().maxConnections)
+        #expect(HTTPServerLimits.connectionsFitting(descriptors: 100, loops: 4) == 16)
+        #expect(HTTPServerLimits.connectionsFitting(descriptors: .max, loops: 0) > 0)
+        #expect(DescriptorLimit.raiseToHard() >= 1024)
     }
 }

@@ -54,15 +54,17 @@ import Testing
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal", stream: false)).status == 200)
     }
 
-    /// A Fusion output limit beyond any count is a 400, and the largest one accepted cannot trap
-    /// the cost estimate (a panel of eight at 2^40 tokens each).
+    /// A Fusion output limit beyond 32 bits is a 400, and the largest one accepted cannot trap
+    /// the cost estimate (a panel of eight at 2^31 − 1 tokens each).
     @Test func aHugeFusionOutputLimitIsRefusedOrBounded() throws {
         let env = try TestEnvironment { $0.fusion?.prices = ["mock/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)] }
         let huge = #"{"model":"fusion","messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"max_completion_tokens":9223372036854775807}}]}"#
-        let refused = try env.chat(huge)
-        #expect(refused.status == 400 && refused.json?["error"]?["param"] == .string("tools[0].parameters.max_completion_tokens"), "\(refused.text)")
+        for body in [huge, huge.replacingOccurrences(of: "9223372036854775807", with: "2147483648")] {
+            let refused = try env.chat(body)
+            #expect(refused.status == 400 && refused.json?["error"]?["param"] == .string("tools[0].parameters.max_completion_tokens"), "\(refused.text)")
+        }
         let panel = Array(repeating: #""mock/expert-1:pace_ms=0""#, count: 8).joined(separator: ",")
-        let largest = #"{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars?"}],"stream_options":{"include_fusion_events":true},"tools":[{"type":"fusion","parameters":{"analysis_models":[\#(panel)],"max_completion_tokens":\#(Usage.maxTokens)}}]}"#
+        let largest = #"{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars?"}],"stream_options":{"include_fusion_events":true},"tools":[{"type":"fusion","parameters":{"analysis_models":[\#(panel)],"max_completion_tokens":2147483647}}]}"#
         let response = try env.chat(largest)
         #expect(response.status == 200 && response.namedEvents.first?.name == "fusion.estimate", "\(response.text.prefix(300))")
     }

@@ -70,6 +70,12 @@ public final class GatewayServer {
             storeDidFail(operation, error)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
+        server.onConnectionRefused = { [unowned self] in
+            connectionRefused(code: "connection_limit", "closed new connections at once: server.max_connections are open on this loop")
+        }
+        server.onAcceptError = { [unowned self] error in
+            connectionRefused(code: "accept_failed", "could not accept connections: \(error)")
+        }
         server.onStalledWrite = { [unowned self] unsent in
             self.logger.warning("closed a connection whose client stopped reading the end of a response",
                                 metadata: ["code": "client_too_slow", "unsent_bytes": .stringConvertible(unsent)])
@@ -88,6 +94,22 @@ public final class GatewayServer {
                                metadata: ["provider": "\(provider)", "env": "\(variable)"])
             }
         }
+    }
+
+    /// Connections refused since the last warning, and when it was logged (loop time, ms).
+    private var refusedSinceWarning = 0
+    private var lastRefusalWarning: UInt64?
+
+    /// A connection the server could not take: counted, and a warning at most every 10 s per
+    /// loop (a flood of them must not flood the log), saying how many since the last.
+    private func connectionRefused(code: String, _ message: String) {
+        shared.metrics.countError(code: code)
+        refusedSinceWarning += 1
+        let now = loop.nowMilliseconds
+        if let last = lastRefusalWarning, now &- last < 10_000 { return }
+        lastRefusalWarning = now
+        logger.warning("\(message)", metadata: ["code": "\(code)", "refused": .stringConvertible(refusedSinceWarning)])
+        refusedSinceWarning = 0
     }
 
     private static func makeShared(config: GatewayConfig, environment: [String: String], logger: Logger) throws -> GatewayShared {
