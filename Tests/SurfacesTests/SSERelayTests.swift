@@ -258,6 +258,22 @@ import Testing
         #expect(!String(decoding: rewritten, as: UTF8.self).contains("1e400"))
     }
 
+    /// A chat client's stream from an Anthropic upstream, cut after `message_start`: the relay
+    /// has the upstream's own count of the prompt for the estimate (review 22 F1: 9,000 prompt
+    /// tokens were charged as the 33 the request's size gave).
+    @Test func aTranslatedStreamKeepsTheUpstreamsPromptCount() {
+        var relay = ChatStreamRelay.translating(AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none), id: "gen-1",
+                                                model: "m", created: 1, includeUsage: true, usageFallback: .init(promptTokens: 33, created: 1))
+        let start = #"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"usage":{"input_tokens":5000,"cache_read_input_tokens":3000,"cache_creation_input_tokens":1000,"output_tokens":1}}}"#
+        let delta = #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#
+        let block = #"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#
+        var out: [UInt8] = []
+        let bytes = Array("event: message_start\ndata: \(start)\n\nevent: content_block_start\ndata: \(block)\n\nevent: content_block_delta\ndata: \(delta)\n\n".utf8)
+        _ = bytes.withUnsafeBytes { relay.relay($0, into: &out) }
+        #expect(relay.promptUsage?.promptTokens == 9_000 && relay.promptUsage?.cachedTokens == 3_000, "\(String(describing: relay.promptUsage))")
+        #expect(ChatStreamRelay.passThrough(id: "g", model: "m", maxEventBytes: 1 << 20, usageFallback: nil).promptUsage == nil)
+    }
+
     @Test func splicesTopLevelValuesOnly() {
         let chunk = Array(#"{"id":"up-1","object":"chat.completion.chunk","model":"m","choices":[{"delta":{"model":"keep"}}]}"#.utf8)
         let spliced = chunk.withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "gen-9", "model": "sim/outer"], in: $0) }

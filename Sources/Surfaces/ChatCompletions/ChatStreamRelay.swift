@@ -74,6 +74,15 @@ public struct ChatStreamRelay {
         }
     }
 
+    /// The upstream's own count of the prompt, said first (Anthropic's `message_start`): a chat
+    /// client's stream cut short is charged it, not the prompt by its size (review 22 F1).
+    public var promptUsage: Usage? {
+        switch engine {
+        case .translating(let box): box.relay.promptUsage
+        case .passThrough, .taken: nil
+        }
+    }
+
     public var finishReason: String? {
         switch engine {
         case .passThrough(let box): box.relay.finishReason

@@ -24,7 +24,6 @@ public protocol ClientRelay {
 }
 
 extension ChatStreamRelay: ClientRelay {
-    public var promptUsage: Usage? { nil }
     public mutating func start(into out: inout [UInt8]) {}
 }
 
