@@ -46,6 +46,22 @@ public enum RedisError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The command was certainly not applied, and sending it again later may succeed: not sent
+    /// (down, too many waiting), or refused for a passing state (`OOM` while Redis is full,
+    /// `LOADING`, `BUSY`, `READONLY` and `MASTERDOWN` around a failover, `TRYAGAIN`). A timeout
+    /// or a lost connection may have been applied: not this.
+    public var wasNotAppliedButMayBeRetried: Bool {
+        switch self {
+        case .unavailable, .overloaded: true
+        case .server(let message):
+            // A script's write refused inside it comes back wrapped ("ERR Error running script …
+            // -OOM command not allowed …" on Redis 6).
+            ["OOM", "LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN"].contains { message.hasPrefix($0) }
+                || message.contains("OOM command not allowed")
+        case .timeout, .connectionLost, .protocolViolation: false
+        }
+    }
+
     /// A short fixed label for metrics (never text from Redis).
     public var label: String {
         switch self {

@@ -16,11 +16,13 @@ struct SharedStoreTests {
     static let keys = ["TEAM_A_KEY": "sk-team-a-0123456789", "TEAM_B_KEY": "sk-team-b-0123456789", "OPEN_KEY": "sk-open-0123456789"]
 
     static func replica(redis: RedisServerProcess, onError: StoreSettings.OnError = .allow, limits: KeyLimits = KeyLimits(),
-                        prices: [String: ModelPrice] = [:], maxPendingCommands: Int = 10_000, loops: Int = 2) throws -> TestEnvironment {
+                        prices: [String: ModelPrice] = [:], maxPendingCommands: Int = 10_000, loops: Int = 2,
+                        maxUnwritten: Int = 10_000) throws -> TestEnvironment {
         try TestEnvironment(loops: loops, environment: keys) { config in
             var redisSettings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
             redisSettings.client.maxPendingCommands = maxPendingCommands
             redisSettings.keyPrefix = "test:"
+            redisSettings.maxUnwrittenRecords = maxUnwritten
             redisSettings.client.commandTimeoutMilliseconds = 200
             redisSettings.client.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
             config.store.redis = redisSettings
@@ -281,6 +283,56 @@ struct SharedStoreTests {
         for id in ids {
             #expect(try Self.eventuallyReadable(b, id: id, key: key).status == 200, "\(id)")
         }
+    }
+
+    /// Redis full (`maxmemory` under `noeviction`) refuses writes with `OOM`: the records and
+    /// settlements it refused wait and land once it has room, as after an outage (review 22 F3:
+    /// they were dropped).
+    @Test func writesAFullRedisRefusedLandOnceItHasRoom() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 1_000), loops: 1)
+        let b = try Self.replica(redis: redis)
+        let key = Self.keys["TEAM_A_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "1"])
+        var ids: [String] = []
+        for _ in 0..<3 {
+            let response = try Self.chat(a, key: key)
+            #expect(response.status == 200, "on_store_error: allow")
+            if let id = response.header("x-generation-id") { ids.append(id) }
+        }
+        #expect(try Self.metrics(a).contains(#"operation="record_put",error="server_error""#))
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "0"])
+        #expect(try Self.chat(a, key: key).status == 200)  // a write that succeeds sends what waited
+        for id in ids {
+            #expect(try Self.eventuallyReadable(b, id: id, key: key).status == 200, "\(id)")
+        }
+        let deadline = Date().addingTimeInterval(5)
+        var requests = ""
+        while Date() < deadline {
+            requests = try redis.command(["HGET", "test:{team-a}:usage", "requests"])
+            if requests.contains("5") { break }
+            usleep(20_000)
+        }
+        #expect(requests.contains("5"), "every settlement counted: \(requests)")
+    }
+
+    /// A queue for Redis that is full drops its oldest, counted (review 22 F3: silently).
+    @Test func aFullQueueForRedisCountsWhatItDrops() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 1_000), loops: 1, maxUnwritten: 2)
+        let key = Self.keys["TEAM_A_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        redis.killNow()
+        for _ in 0..<5 { #expect(try Self.chat(a, key: key).status == 200) }
+        let metrics = try Self.metrics(a)
+        func count(_ operation: String) -> Int {
+            let prefix = #"fusion_gateway_store_errors_total{operation="\#(operation)",error="unavailable"} "#
+            return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+        }
+        // Five requests, two kept: at least three of each dropped (a record whose write the
+        // outage cut in flight waits too, so perhaps four).
+        #expect(count("record_dropped") >= 3 && count("settle_dropped") == 3, "\(metrics)")
     }
 
     @Test func denyRefusesLimitedKeysWhileRedisIsDownAndServesTheOthers() throws {

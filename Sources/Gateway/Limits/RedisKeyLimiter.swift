@@ -86,13 +86,14 @@ final class RedisKeyLimiter: KeyLimiter {
                 return
             }
             onError("settle", error)
-            switch error {
-            case .unavailable, .overloaded:
-                if unsent.count >= maxUnsent { unsent.removeFirst() }
-                unsent.append(command)
-            default:
-                break
+            // One that may have been applied (a timeout) is not sent again: counting it twice
+            // would be worse. One refused for a passing state (`OOM`) is (review 22 F3).
+            guard error.wasNotAppliedButMayBeRetried, maxUnsent > 0 else { return }
+            if unsent.count >= maxUnsent {
+                unsent.removeFirst()
+                onError("settle_dropped", error)
             }
+            unsent.append(command)
         }
     }
 

@@ -27,6 +27,9 @@ public final class GatewayServer {
     var tickets: [ObjectIdentifier: AdmissionTicket] = [:]
     /// When this loop last logged a store failure (they are counted always, logged at most every 10 s).
     var lastStoreWarning: UInt64 = 0
+    /// Unwritten records and settlements dropped since the last warning about it, and when that was.
+    var droppedSinceWarning = 0
+    var lastDropWarning: UInt64 = 0
     var logger: Logger
     /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
     var active: [ObjectIdentifier: AnyObject] = [:]

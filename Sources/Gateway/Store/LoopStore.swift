@@ -11,11 +11,13 @@ final class LoopStore {
     let limiter: any KeyLimiter
     let redis: RedisClient?
     let onStoreError: StoreSettings.OnError
+    private let logger: Logger
 
     /// `onError(operation, error)`: every failed Redis operation, for metrics and logs.
     init(loop: EventLoop, shared: GatewayShared, settings: StoreSettings, logger: Logger,
          onError: @escaping (String, RedisError) -> Void) {
         onStoreError = settings.onError
+        self.logger = logger
         guard let redis = settings.redis else {
             records = LocalGenerationRecordStore(memory: shared.generations, loop: loop)
             limiter = shared.inProcessLimiter
@@ -43,5 +45,15 @@ final class LoopStore {
         client.start()
     }
 
-    func close() { redis?.close() }
+    /// Closes the connection. What still waits for Redis is lost with the process: said, not
+    /// dropped silently (review 22 F3).
+    func close() {
+        let records = (records as? RedisGenerationRecordStore)?.unwritten.count ?? 0
+        let settlements = (limiter as? RedisKeyLimiter)?.unsent.count ?? 0
+        if records + settlements > 0 {
+            logger.warning("stopping with records and usage settlements the shared store never got", metadata: [
+                "records": .stringConvertible(records), "settlements": .stringConvertible(settlements)])
+        }
+        redis?.close()
+    }
 }

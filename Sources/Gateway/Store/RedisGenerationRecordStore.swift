@@ -63,18 +63,25 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
                 onError("record_put", .protocolViolation("unexpected reply to SET"))
             case .failure(let error):
                 onError("record_put", error)
-                // SET is idempotent: whatever happened to this attempt, writing it again is safe.
-                if case .server = error { return }
-                keepUnwritten(id: id, value: value)
+                // SET is idempotent: whatever happened to this attempt, writing it again is safe,
+                // unless Redis refused it for good (a type error, not `OOM`: review 22 F3).
+                if case .server = error, !error.wasNotAppliedButMayBeRetried { return }
+                keepUnwritten(id: id, value: value, error: error)
             }
         }
     }
 
-    private func keepUnwritten(id: String, value: [UInt8]) {
-        guard maxUnwritten > 0 else { return }
+    /// Queued for when Redis is back; beyond `maxUnwritten` the oldest is dropped, counted and
+    /// logged (`record_dropped`), never silently.
+    private func keepUnwritten(id: String, value: [UInt8], error: RedisError) {
+        guard maxUnwritten > 0 else {
+            onError("record_dropped", error)
+            return
+        }
         if unwritten.count >= maxUnwritten {
             unwritten.removeFirst()
             droppedUnwritten += 1
+            onError("record_dropped", error)
         }
         unwritten.append((id, value))
     }

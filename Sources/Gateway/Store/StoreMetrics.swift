@@ -2,7 +2,8 @@ import Prometheus
 
 /// The shared store's and the limits' figures (labels from fixed sets only).
 extension GatewayMetrics {
-    /// `operation`: connect, admit, settle, record_put, record_get; `error`: `RedisError.label`.
+    /// `operation`: connect, admit, settle, record_put, record_get, record_dropped, settle_dropped;
+    /// `error`: `RedisError.label`.
     func countStoreError(operation: String, error: String) {
         registry.makeCounter(
             descriptor: MetricNameDescriptor(namespace: "fusion_gateway", metricName: "store_errors", unitName: "total",
