@@ -66,6 +66,13 @@ import Testing
         let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false))
         let wholeRecord = try Self.checkOneID(env, whole, streamed: false)
         #expect(whole.json?["usage"]?["cost"] == wholeRecord["total_cost"] && Self.isRounded(whole.json?["usage"]?["cost"]))
+        // A whole body without usage: estimated too (review 22 F4: charged nothing).
+        let wholeSilent = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:no_usage=1", stream: false))
+        let wholeSilentRecord = try Self.checkOneID(env, wholeSilent, streamed: false)
+        #expect(wholeSilent.json?["usage"] == nil || wholeSilent.json?["usage"] == .null, "\(wholeSilent.text)")
+        #expect(wholeSilentRecord["usage_estimated"] == .bool(true) && wholeSilentRecord["usage_unknown"] == .bool(false)
+                && (wholeSilentRecord["tokens_completion"]?.intValue ?? 0) > 0 && (wholeSilentRecord["tokens_prompt"]?.intValue ?? 0) > 0,
+                "\(wholeSilentRecord)")
         // An error chunk after the stream began.
         let broken = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:pace_ms=1"))
         try Self.checkOneID(env, broken, streamed: true)

@@ -21,6 +21,8 @@ struct ProxyAccounting {
     var upstreamFinishReason: String?
     var failure: RecordError?
     var cancelled = false
+    /// A whole answer that came without usage: its output's tokens, estimated (see `close`).
+    private var wholeAnswerTokens: Int64?
 
     init(record: GenerationRecord, startedAt: UInt64) {
         self.record = record
@@ -86,11 +88,22 @@ struct ProxyAccounting {
     mutating func wholeAnswer(_ events: [ModelEvent]) {
         record.firstTokenMilliseconds = elapsedMilliseconds
         record.upstreamFirstTokenMilliseconds = OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() &- attemptAt)
-        record.usageUnknown = !events.contains { if case .usage = $0 { true } else { false } }
+        let reported = events.contains { if case .usage = $0 { true } else { false } }
+        var outputBytes = 0
         for event in events {
-            if case .usage(let usage) = event { record.usage = usage }
-            if case .finish(let reason) = event { upstreamFinishReason = reason.rawValue }
+            switch event {
+            case .usage(let usage): record.usage = usage
+            case .finish(let reason): upstreamFinishReason = reason.rawValue
+            case .text(let text), .reasoning(let text), .refusal(let text): outputBytes += text.utf8.count
+            case .toolCall(let call): outputBytes += (call.name?.utf8.count ?? 0) + (call.arguments?.utf8.count ?? 0)
+            default: break
+            }
         }
+        // No usage came: the answer is still charged (the key's tokens per minute and budget),
+        // estimated as a cut stream is, its output at about four bytes a token (review 22 F4:
+        // whole answers without usage were free).
+        wholeAnswerTokens = reported || outputBytes == 0 ? nil : Int64(outputBytes / 4 + 1)
+        record.usageUnknown = !reported && wholeAnswerTokens == nil
     }
 
     /// An attempt's upstream has nothing more to say (done, failed, or cut off). The last
@@ -120,6 +133,9 @@ struct ProxyAccounting {
                 }
             }
             if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
+        } else if let completion = wholeAnswerTokens, record.usage == Usage() {
+            record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion)
+            record.usageEstimated = true
         }
         record.upstreamAttempts = attempts
         let now = EventLoop.monotonicNanoseconds()
