@@ -372,7 +372,7 @@ public final class HTTPRequestDecoder {
         }
         // Framing and credentials must be unambiguous: one Transfer-Encoding line (a second one
         // is a list a front proxy may read differently), none at all on HTTP/1.0 (RFC 9112
-        // §6.1: its framing is faulty), one Authorization.
+        // §6.1: its framing is faulty), one Authorization, one X-Api-Key.
         let transferEncodings = headers.count(where: { $0.name.asciiCaseInsensitiveEquals("transfer-encoding") })
         if transferEncodings > 1 || (transferEncodings == 1 && minor == 0) {
             failure = .malformed(minor == 0 ? "Transfer-Encoding in an HTTP/1.0 request" : "more than one Transfer-Encoding header")
@@ -380,6 +380,10 @@ public final class HTTPRequestDecoder {
         }
         if headers.count(where: { $0.name.asciiCaseInsensitiveEquals("authorization") }) > 1 {
             failure = .malformed("more than one Authorization header")
+            return -1
+        }
+        if headers.count(where: { $0.name.asciiCaseInsensitiveEquals("x-api-key") }) > 1 {
+            failure = .malformed("more than one X-Api-Key header")
             return -1
         }
         if let expect = headers.first(where: { $0.name.asciiCaseInsensitiveEquals("expect") }),

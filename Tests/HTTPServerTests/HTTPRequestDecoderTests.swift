@@ -213,6 +213,7 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Api-Key: a\r\nx-api-key: b\r\n\r\n",
         // Bad CR/LF where lenient http_parser takes any byte: after chunk data, ending a
         // chunk-size line, ending the head or the trailers.
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n",

@@ -531,6 +531,13 @@ import Testing
         #expect(env.mockStats.counts.requests == 0, "nothing reaches a provider without a key")
         #expect(try env.chat(body, headers: ["Authorization": "Bearer gw-key-one"]).status == 200)
         #expect(try env.chat(body, headers: ["Authorization": "bearer \(TestEnvironment.secretKey)"]).status == 200)
+        // Spaces around the key are the field's, not the key's (RFC 9110); two different keys are
+        // refused rather than one picked (review 22 F6); the same key twice is one key.
+        #expect(try env.chat(body, headers: ["Authorization": "Bearer  gw-key-one "]).status == 200)
+        let two = try env.chat(body, headers: ["Authorization": "Bearer gw-key-one", "x-api-key": TestEnvironment.secretKey])
+        #expect(two.status == 401 && two.json?["error"]?["message"]?.stringValue?.contains("Two different keys") == true, "\(two.text)")
+        #expect(try env.chat(body, headers: ["Authorization": "Bearer wrong", "x-api-key": "gw-key-one"]).status == 401)
+        #expect(try env.chat(body, headers: ["Authorization": "Bearer gw-key-one", "x-api-key": "gw-key-one"]).status == 200)
         #expect(try env.get("/v1/models").status == 401)
         #expect(try env.get("/health").status == 200, "health stays open for load balancers")
     }

@@ -65,9 +65,7 @@ struct KeyRing: Sendable {
     func identify(_ request: HTTPRequest) -> KeyIdentity? {
         guard !keys.isEmpty else { return nil }
         if let key = request.header("x-api-key"), let index = ConstantTime.matchIndex(key, keys) { return identities[index] }
-        guard let header = request.header("authorization") else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return ConstantTime.matchIndex(String(parts[1]), keys).map { identities[$0] }
+        guard let key = RequestPolicy.bearerKey(request) else { return nil }
+        return ConstantTime.matchIndex(key, keys).map { identities[$0] }
     }
 }

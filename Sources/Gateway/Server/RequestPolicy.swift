@@ -32,6 +32,12 @@ struct RequestPolicy: Sendable {
         if let error = hostRefusal(head) { return error }
         // A preflight carries no key (browsers never send one) and has no body.
         if head.method == "OPTIONS" { return nil }
+        if !keys.isEmpty, !Self.isPublic(head), let key = head.header("x-api-key"), let bearer = Self.bearerKey(head), key != bearer {
+            // Which would the request be billed to? Refused, not guessed (review 22 F6).
+            return APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
+                            message: "Two different keys: send one, as 'Authorization: Bearer <key>' or as 'x-api-key: <key>', not both.",
+                            headers: [("WWW-Authenticate", "Bearer")])
+        }
         if !keys.isEmpty && !Self.isPublic(head) && !isAuthorized(head) {
             return APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
                             message: "Missing or invalid API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>') with one of this gateway's keys.",
@@ -78,11 +84,14 @@ struct RequestPolicy: Sendable {
         return Self.bearerKey(head)
     }
 
-    private static func bearerKey(_ head: HTTPRequest) -> String? {
+    /// The key of `Authorization: Bearer <key>` (the scheme in any case, spaces around the key
+    /// allowed: RFC 9110's `1*SP` and a field value's optional white space).
+    static func bearerKey(_ head: HTTPRequest) -> String? {
         guard let header = head.header("authorization") else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return String(parts[1])
+        let key = parts[1].trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+        return key.isEmpty ? nil : key
     }
 
     /// The CORS headers for a response to `request`, when its `Origin` is allowed (none otherwise:
