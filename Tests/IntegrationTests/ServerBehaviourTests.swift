@@ -542,6 +542,24 @@ import Testing
         #expect(try env.get("/health").status == 200, "health stays open for load balancers")
     }
 
+    /// `/metrics` is every key's traffic and spend: a key with limits (a customer's) gets 403, a
+    /// key without limits the metrics (review 22 F5).
+    @Test func metricsAreForKeysWithoutLimits() throws {
+        let env = try TestEnvironment(environment: ["CUST_KEY": "sk-customer-0123456789", "OPS_KEY": "sk-operator-0123456789"]) {
+            $0.keys = ["cust": NamedKey(name: "cust", keyEnvironmentVariable: "CUST_KEY", limits: KeyLimits(requestsPerMinute: 100)),
+                       "ops": NamedKey(name: "ops", keyEnvironmentVariable: "OPS_KEY")]
+        }
+        func metrics(_ key: String) throws -> TestResponse {
+            let client = try env.client()
+            try client.send("GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(key)\r\n\r\n")
+            return try client.readResponse()
+        }
+        let refused = try metrics("sk-customer-0123456789")
+        #expect(refused.status == 403 && refused.json?["error"]?["code"] == .string("permission_denied"), "\(refused.text)")
+        #expect(try metrics("sk-operator-0123456789").text.contains("fusion_gateway_"))
+        #expect(try env.get("/metrics").status == 401)
+    }
+
     /// Keys are checked on the head: before `100 Continue`, before the body limit, before any
     /// body byte is read. The refusal closes the connection; the key is never logged.
     @Test func keysAreCheckedBeforeTheBodyIsRead() throws {

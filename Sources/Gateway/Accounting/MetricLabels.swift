@@ -27,7 +27,7 @@ enum MetricLabels {
         // the client's request
         "invalid_request", "invalid_json", "invalid_type", "invalid_value", "missing_required_parameter", "unsupported_parameter",
         "duplicate_key", "number_out_of_range", "invalid_model_option", "invalid_tool_arguments", "model_not_found", "not_found",
-        "method_not_allowed", "unauthorized", "invalid_api_key", "misdirected_request", "unsupported_media_type", "loop_detected",
+        "method_not_allowed", "unauthorized", "invalid_api_key", "permission_denied", "misdirected_request", "unsupported_media_type", "loop_detected",
         "body_too_large", "headers_too_large", "too_many_headers", "request_timeout", "request_too_large",
         "generation_not_found", "response_not_found", "invalid_model", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
         "expectation_failed", "unsupported_content_encoding", "token_count_unavailable",

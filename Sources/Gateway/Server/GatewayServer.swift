@@ -240,6 +240,11 @@ public final class GatewayServer {
             modelsList(request, writer)
         case ("GET", _) where request.path.hasPrefix("/v1/models/") && request.path.count > "/v1/models/".count:
             model(encoded: request.path.dropFirst("/v1/models/".count), writer, shape: ModelsShape(request))
+        case ("GET", "/metrics") where shared.keyRing.identify(request).map({ !$0.limits.isEmpty }) ?? false:
+            // Gateway-wide traffic and spend: not for a key with limits, a customer's in a shared
+            // deployment (deploy.md; review 22 F5).
+            refuse(APIError(status: 403, type: "permission_error", code: "permission_denied",
+                            message: "/metrics needs a gateway key without limits."), request, writer)
         case ("GET", "/metrics"):
             writer.respond(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                            body: shared.metrics.render())
