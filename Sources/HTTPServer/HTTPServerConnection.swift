@@ -46,7 +46,9 @@ final class HTTPServerConnection {
         tcp.onDrain = { [unowned self] in
             switch state {
             case .responding(let writer): writer.onWritable?()
-            case .reading where queuedAtTimer > 0: armIdleTimer()  // the last response is out: idle from now
+            case .reading where queuedAtTimer > 0:
+                armIdleTimer()  // the last response is out: idle from now
+                resumeAfterBacklog()
             default: break
             }
         }
@@ -139,15 +141,33 @@ final class HTTPServerConnection {
             finishAndClose()
             return
         }
-        tcp.startReading()
         armIdleTimer()
-        // A pipelined request waiting behind this response starts on the next loop iteration,
-        // never nested inside whatever callback finished this one (curl's, for a proxy).
-        if !inbound.isEmpty {
-            loop.deferToNextIteration { [weak self] in
-                guard let self, case .reading = state, !processing else { return }
-                processInbound()
-            }
+        guard !writesBacklogged else {
+            tcp.stopReading()  // until the client takes what waits (`onDrain`)
+            return
+        }
+        tcp.startReading()
+        scheduleInbound()
+    }
+
+    /// More response bytes wait for the client than `maxQueuedResponseBytes`: its next request
+    /// waits too (backpressure on pipelining).
+    private var writesBacklogged: Bool { tcp.bufferedBytes > limits.maxQueuedResponseBytes }
+
+    /// The client took what waited: read and answer its pipelined requests again.
+    private func resumeAfterBacklog() {
+        guard case .reading = state, !writesBacklogged else { return }
+        tcp.startReading()
+        scheduleInbound()
+    }
+
+    /// A pipelined request waiting behind a response starts on the next loop iteration, never
+    /// nested inside whatever callback finished that response (curl's, for a proxy).
+    private func scheduleInbound() {
+        guard !inbound.isEmpty else { return }
+        loop.deferToNextIteration { [weak self] in
+            guard let self, case .reading = state, !processing else { return }
+            processInbound()
         }
     }
 
@@ -157,6 +177,12 @@ final class HTTPServerConnection {
         processing = true
         defer { processing = false }
         decoding: while case .reading = state {
+            // Answers the server writes at once (a page, a refusal) would otherwise pile up for a
+            // client that pipelines and never reads.
+            if writesBacklogged && !decoder.isMidRequest {
+                tcp.stopReading()
+                return
+            }
             let step: (consumed: Int, event: HTTPRequestDecoder.Event)
             do {
                 step = try decoder.decode(inbound)

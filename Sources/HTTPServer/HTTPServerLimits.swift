@@ -36,6 +36,10 @@ public struct HTTPServerLimits: Sendable, Equatable {
     public var stalledWriteTimeoutMilliseconds: UInt64 = 30_000
     /// Unparsed pipelined bytes held while a response is in progress.
     public var maxPipelinedBytes: Int = 256 * 1024
+    /// Response bytes waiting for a client beyond which its next pipelined request is not read
+    /// until they are taken: a client that pipelines thousands of requests and reads nothing
+    /// would otherwise have every answer queued (review 21 F8: 2 MB of `GET /` held 400 MB).
+    public var maxQueuedResponseBytes: Int = 256 * 1024
     /// After the server refuses a request it half-closes and, for at most this long, reads and
     /// drops what the client still sends: closing with unread bytes makes the kernel send a
     /// reset, which can destroy the refusal before the client reads it.

@@ -186,6 +186,42 @@ final class GuardedServer: @unchecked Sendable {
         #expect(try server.openConnections() == 1, "the keep-alive connection that sent a request stays")
     }
 
+    /// A client that pipelines a thousand requests and reads nothing does not get a thousand
+    /// answers queued: once more than `maxQueuedResponseBytes` wait, its next requests wait too,
+    /// and are answered, in order, as it reads (review 21 F8: 2 MB of `GET /` held 400 MB).
+    @Test func pipelinedRequestsWaitWhileTheirAnswersPileUp() throws {
+        final class Counter: @unchecked Sendable { let handled = Atomic<Int>(0) }
+        let counter = Counter()
+        let thread = EventLoopThread(name: "pipelining-test")
+        defer { thread.shutdown() }
+        let page = [UInt8](repeating: UInt8(ascii: "x"), count: 64 * 1024)
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0) { request, writer in
+                let index = counter.handled.add(1, ordering: .relaxed).newValue
+                writer.respond(status: 200, headers: [("Content-Type", "text/plain"), ("X-Index", "\(index)")], body: page)
+            }
+            box.server = server
+            return server.port
+        }
+        defer { thread.loop.execute { box.server?.shutdown(graceMilliseconds: 0) } }
+        let client = try TestClient(port: port)
+        let count = 1_000
+        try client.send(String(repeating: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", count: count))
+        usleep(500_000)
+        // The kernel's socket buffers hold some answers (a few MB on loopback); not 64 MB.
+        let handledWhileUnread = counter.handled.load(ordering: .relaxed)
+        #expect(handledWhileUnread < count / 2, "\(handledWhileUnread) of \(count) answered while nothing was read")
+        for index in 1...count {
+            let response = try client.readResponse()
+            guard response.status == 200, response.header("x-index") == "\(index)", response.body.count == page.count else {
+                Issue.record("response \(index): \(response.status) \(response.header("x-index") ?? "-")")
+                return
+            }
+        }
+    }
+
     /// The connections each loop may hold within the process's open-file limit: two descriptors
     /// each, beside those the process keeps for itself; never fewer than 16, never a trap.
     @Test func maxConnectionsFitTheDescriptorLimit() {

@@ -11,6 +11,8 @@ import Testing
        .timeLimit(.minutes(2)), .serialized)
 struct ReplicaDeploymentTests {
     static let key = "sk-deploy-team-a-0123456789"
+    /// A key without limits: the one that may read `/metrics` (deploy.md, "Prometheus").
+    static let operatorKey = "sk-deploy-operator-0123456789"
 
     final class Deployment {
         let directory: URL
@@ -40,8 +42,10 @@ struct ReplicaDeploymentTests {
                     key_env: TEAM_A_KEY
                     limits:
                       requests_per_minute: \(requestsPerMinute)
+                  operator:
+                    key_env: OPERATOR_KEY
                 """.write(to: config, atomically: true, encoding: .utf8)
-            let environment = ["TEAM_A_KEY": ReplicaDeploymentTests.key]
+            let environment = ["TEAM_A_KEY": ReplicaDeploymentTests.key, "OPERATOR_KEY": ReplicaDeploymentTests.operatorKey]
             let first = try GatewayProcess(config: config, environment: environment, directory: directory, name: "replica-a")
             let second = try GatewayProcess(config: config, environment: environment, directory: directory, name: "replica-b")
             replicas = [first, second]
@@ -66,13 +70,13 @@ struct ReplicaDeploymentTests {
                                                    headers: ["Authorization": "Bearer \(ReplicaDeploymentTests.key)"]))
         }
 
-        func get(_ port: Int, _ path: String) throws -> TestResponse {
-            try request(port, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(ReplicaDeploymentTests.key)\r\n\r\n")
+        func get(_ port: Int, _ path: String, key: String = ReplicaDeploymentTests.key) throws -> TestResponse {
+            try request(port, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(key)\r\n\r\n")
         }
 
         /// Completions this replica answered (its own Prometheus counter).
         func answered(_ replica: GatewayProcess) throws -> Int {
-            let text = try get(replica.port, "/metrics").text
+            let text = try get(replica.port, "/metrics", key: ReplicaDeploymentTests.operatorKey).text
             return text.split(separator: "\n").filter { $0.hasPrefix("fusion_gateway_requests_total{") }
                 .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0) { $0 + Int($1) }
         }
