@@ -53,5 +53,32 @@ import Testing
         #expect(Spend.micros(of: record, prices: ["p/*": ModelPrice(inputPerMillion: 0.0000001, outputPerMillion: 0)]) == 1, "rounded up")
         record.usage = .init(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens, cost: 0)
         #expect(Spend.micros(of: record, prices: ["p/m": ModelPrice(inputPerMillion: 100_000, outputPerMillion: 100_000)]) > 0, "no trap at the largest counts and prices")
+        // A reported cost below a micro-dollar is charged one, as a priced one is (review 22 F7).
+        record.usage = .init(promptTokens: 10, completionTokens: 5, totalTokens: 15, cost: 0.0000004)
+        #expect(Spend.micros(of: record, prices: [:]) == 1)
+    }
+
+    /// An unpriced model's call cut before its usage (so no cost came) is charged at the rate its
+    /// model's reported costs showed, not nothing (review 22: a client hanging up before the last
+    /// chunk paid $0); without any reported cost yet, nothing is known to charge.
+    @Test func anEstimateOfAnUnpricedModelIsChargedAtItsReportedRate() {
+        let rates = ReportedRates()
+        var cut = GenerationRecord(id: "gen-2", route: .chatCompletions, kind: .proxy, requestedModel: "p/m", streamed: true,
+                                   created: 0, owner: nil)
+        cut.model = "p/m:opt=1"
+        cut.usage = .init(promptTokens: 100, completionTokens: 400, totalTokens: 500)
+        cut.usageEstimated = true
+        #expect(Spend.micros(of: cut, prices: [:], rates: rates) == 0, "no rate learned yet")
+        var whole = cut
+        whole.usageEstimated = false
+        whole.usage = .init(promptTokens: 1_000, completionTokens: 1_000, totalTokens: 2_000, cost: 0.002)  // 1 µ$ a token
+        #expect(Spend.micros(of: whole, prices: [:], rates: rates) == 2_000)
+        #expect(Spend.micros(of: cut, prices: [:], rates: rates) == 500, "500 estimated tokens at 1 µ$ each")
+        #expect(Spend.micros(of: cut, prices: ["p/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)], rates: rates) == 1_000,
+                "a price, when there is one, not the rate")
+        for index in 0..<(ReportedRates.maxModels + 10) {
+            rates.learn(model: "q/\(index)", usage: .init(promptTokens: 1, completionTokens: 1, totalTokens: 2, cost: 0.001))
+        }
+        #expect(rates.micros(perToken: "q/\(ReportedRates.maxModels + 9)") == 500)
     }
 }

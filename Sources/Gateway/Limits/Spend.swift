@@ -1,35 +1,89 @@
 import Fusion
 import GatewayCore
 import Providers
+import Synchronization
 
 /// What a finished request cost, in millionths of a dollar, for spend budgets and usage
 /// counters: each call priced from `prices:` when its model has a price there (by its slug, its
 /// slug without `:options`, its provider's `provider/*` or `*`), else the cost its upstream
-/// reported. A deliberation is the sum
-/// of its inner calls. Saturating: no token count can overflow it.
+/// reported. A call without a price whose usage is the gateway's estimate (its stream was cut
+/// before the usage, so no cost came) is charged at the rate its model's reported costs showed
+/// (`ReportedRates`). A deliberation is the sum of its inner calls. Saturating: no token count
+/// can overflow it.
 enum Spend {
-    static func micros(of record: GenerationRecord, prices: [String: ModelPrice]) -> Int64 {
-        guard !record.innerCalls.isEmpty else { return micros(model: record.model, usage: record.usage, prices: prices) }
+    static func micros(of record: GenerationRecord, prices: [String: ModelPrice], rates: ReportedRates? = nil) -> Int64 {
+        guard !record.innerCalls.isEmpty else {
+            return micros(model: record.model, usage: record.usage, estimated: record.usageEstimated, prices: prices, rates: rates)
+        }
+        // The calls that reported a cost first: a member cut before its usage is charged at the
+        // rate its model's other calls of this deliberation showed, whatever their order.
+        for call in record.innerCalls where !call.usageEstimated && ModelPrice.lookup(call.model, in: prices) == nil {
+            if let usage = call.usage { rates?.learn(model: call.model, usage: usage) }
+        }
         var total: Int64 = 0
         for call in record.innerCalls {
             guard let usage = call.usage else { continue }
-            let (sum, overflow) = total.addingReportingOverflow(micros(model: call.model, usage: usage, prices: prices))
+            let (sum, overflow) = total.addingReportingOverflow(micros(model: call.model, usage: usage, estimated: call.usageEstimated,
+                                                                       prices: prices, rates: rates))
             total = overflow ? .max : sum
         }
         return total
     }
 
-    static func micros(model: String, usage: Usage, prices: [String: ModelPrice]) -> Int64 {
+    static func micros(model: String, usage: Usage, estimated: Bool = false, prices: [String: ModelPrice],
+                       rates: ReportedRates? = nil) -> Int64 {
         guard let price = ModelPrice.lookup(model, in: prices) else {
+            if estimated, usage.cost == 0, let rate = rates?.micros(perToken: model) {
+                // No cost came with an estimate: charged at the rate the model's own costs showed,
+                // not nothing (review 22: a client hanging up before the last chunk paid $0).
+                return clamped(rate * Double(Usage.saturatingAdd(usage.promptTokens, usage.completionTokens)))
+            }
+            if !estimated { rates?.learn(model: model, usage: usage) }
             // Usage clamps the reported cost to 0...1e9 dollars: the product fits easily.
-            return Int64((max(0, usage.cost) * 1_000_000).rounded())
+            // Rounded up, as a priced cost is: a fraction of a micro-dollar is charged.
+            return Int64((max(0, usage.cost) * 1_000_000).rounded(.up))
         }
         // Dollars per million tokens × tokens = micro-dollars. Prices are at most 1e5 and token
         // counts at most 2^40 (`Usage`), so the sum is finite; clamped below Int64.max anyway.
-        // Rounded up: a fraction of a micro-dollar is charged.
-        let micros = (Double(max(0, usage.promptTokens)) * price.inputPerMillion
-            + Double(max(0, usage.completionTokens)) * price.outputPerMillion).rounded(.up)
-        guard micros.isFinite, micros >= 0 else { return 0 }
-        return micros >= 9.0e18 ? 9_000_000_000_000_000_000 : Int64(micros)
+        return clamped(Double(max(0, usage.promptTokens)) * price.inputPerMillion
+            + Double(max(0, usage.completionTokens)) * price.outputPerMillion)
     }
+
+    /// Rounded up (a fraction of a micro-dollar is charged), never negative, below Int64.max.
+    private static func clamped(_ micros: Double) -> Int64 {
+        let rounded = micros.rounded(.up)
+        guard rounded.isFinite, rounded >= 0 else { return 0 }
+        return rounded >= 9.0e18 ? 9_000_000_000_000_000_000 : Int64(rounded)
+    }
+}
+
+/// The cost per token each unpriced model's upstream reported on its last call that reported
+/// one (its cost over its prompt and completion tokens), shared by every loop: what a call of
+/// that model cut before its usage is charged at. Prompt and completion prices differ, so it is
+/// an estimate, as the tokens it multiplies are. Bounded: at most `maxModels` models.
+final class ReportedRates: Sendable {
+    private let rates = Mutex<[String: Double]>([:])
+    static let maxModels = 1_024
+
+    /// Learns from a call whose upstream reported its cost.
+    func learn(model: String, usage: Usage) {
+        let tokens = Usage.saturatingAdd(usage.promptTokens, usage.completionTokens)
+        guard usage.cost > 0, tokens > 0 else { return }
+        let rate = usage.cost * 1_000_000 / Double(tokens)
+        guard rate.isFinite else { return }
+        let name = Self.name(model)
+        rates.withLock { rates in
+            if rates[name] == nil, rates.count >= Self.maxModels { rates.remove(at: rates.startIndex) }
+            rates[name] = rate
+        }
+    }
+
+    /// Micro-dollars per token, when the model's upstream has reported a cost.
+    func micros(perToken model: String) -> Double? {
+        let name = Self.name(model)
+        return rates.withLock { $0[name] }
+    }
+
+    /// The model without its `:options` (the simulator's pacing, say): one rate per model.
+    private static func name(_ model: String) -> String { String(model.prefix { $0 != ":" }) }
 }

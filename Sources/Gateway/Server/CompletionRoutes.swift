@@ -225,7 +225,7 @@ extension GatewayServer {
     /// and its key's limits: `file`).
     func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
         var record = record
-        record.spendMicros = Spend.micros(of: record, prices: config.prices)
+        record.spendMicros = Spend.micros(of: record, prices: config.prices, rates: shared.reportedRates)
         active[ObjectIdentifier(writer)] = nil
         shared.metrics.activeStreams.decrement()
         // The metrics and log lines first: once a lookup finds the record, they count it too.

@@ -10,6 +10,8 @@ public final class GatewayShared: Sendable {
     /// Records made in this process (with Redis, this replica's own, kept for it to answer for
     /// during an outage).
     let generations = GenerationStore()
+    /// Unpriced models' reported cost per token: what their cut calls are charged at (`Spend`).
+    let reportedRates = ReportedRates()
     /// Limits and usage when there is no shared store.
     let inProcessLimiter = InProcessKeyLimiter()
     public let stats = GatewayStats()
