@@ -315,5 +315,10 @@ import Web
             #expect(error.code == "provider_key_missing")
             #expect(error.message.contains("OR_KEY"))
         }
+        // A blank key is no key (review 21 F6: sent as `Bearer    `); white space around one is dropped.
+        for blank in ["", "   ", "\n", "\t \r\n"] {
+            #expect(try self.router(environment: ["OR_KEY": blank]).providersMissingKeys.map(\.variable) == ["OR_KEY"], "\(blank.debugDescription)")
+        }
+        #expect(try self.router(environment: ["OR_KEY": " sk-or-secret\n"]).secrets == ["sk-or-secret"])
     }
 }

@@ -47,9 +47,14 @@ public struct ModelRouter: Sendable {
         defaultProvider = config.defaultProvider
         var keys: [String: String] = [:]
         for provider in providers.values {
-            if let key = provider.apiKey, !key.isEmpty {
-                keys[provider.name] = key
-            } else if let variable = provider.apiKeyEnvironmentVariable, let key = environment[variable], !key.isEmpty {
+            // White space around a key is no part of it (a file read with a trailing newline), and
+            // a blank one is no key: unset, not sent as `Bearer    ` (review 21 F6).
+            func trimmed(_ key: String?) -> String? {
+                guard let key else { return nil }
+                let kept = String(key.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+                return kept.isEmpty ? nil : kept
+            }
+            if let key = trimmed(provider.apiKey) ?? trimmed(provider.apiKeyEnvironmentVariable.flatMap { environment[$0] }) {
                 keys[provider.name] = key
             }
         }
