@@ -210,6 +210,7 @@ import Testing
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream_options":{"include_fusion_events":1}}"#, "stream_options.include_fusion_events"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"temperature":1.5}"#, "temperature"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_k":-1}"#, "top_k"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_k":2147483648}"#, "top_k"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),
         (#"{"model":"m","model":"n","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#, "model"),
     ])

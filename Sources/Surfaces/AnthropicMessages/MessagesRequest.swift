@@ -48,7 +48,8 @@ public struct MessagesRequest: Sendable {
         let stream = try Self.optional("stream", in: fields, "a boolean") { $0.boolValue } ?? false
         _ = try Self.optional("temperature", in: fields, "a number between 0 and 1") { $0.doubleValue.flatMap { (0...1).contains($0) ? $0 : nil } }
         _ = try Self.optional("top_p", in: fields, "a number between 0 and 1") { $0.doubleValue.flatMap { (0...1).contains($0) ? $0 : nil } }
-        _ = try Self.optional("top_k", in: fields, "a non-negative integer") { $0.intValue.flatMap { $0 >= 0 ? $0 : nil } }
+        // Within 32 bits: Gemini's `topK` is an int32 (review 21 F3).
+        _ = try Self.optional("top_k", in: fields, "an integer from 0 to \(Int32.max)") { $0.intValue.flatMap { (0...Int64(Int32.max)).contains($0) ? $0 : nil } }
         _ = try Self.optional("stop_sequences", in: fields, "an array of strings") { value in
             value.arrayValue.flatMap { $0.allSatisfy { $0.stringValue != nil } ? $0 : nil }
         }
