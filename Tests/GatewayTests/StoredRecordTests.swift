@@ -58,6 +58,24 @@ import Testing
         #expect(Spend.micros(of: record, prices: [:]) == 1)
     }
 
+    /// Settlements waiting for Redis add up per key and period, saturating; the spend sent is at
+    /// most 2^40 µ$ (the script's Lua would print more in exponent form, which INCRBY refuses).
+    @Test func waitingSettlementsAddUp() {
+        var first = PendingSettlement(keys: ["a", "b", "c", "d", "e"], limits: KeyLimits(requestsPerMinute: 10), now: "",
+                                      settlement: LimitSettlement(extraRequests: 1, tokenDelta: -5, spendMicros: 7),
+                                      usage: KeyUsage(requests: 1, promptTokens: 10, completionTokens: 20, costMicros: 7),
+                                      daySeconds: 100, monthSeconds: 1_000)
+        var second = first
+        second.daySeconds = 200
+        first.add(second)
+        #expect(first.settlement == LimitSettlement(extraRequests: 2, tokenDelta: -10, spendMicros: 14))
+        #expect(first.usage == KeyUsage(requests: 2, promptTokens: 20, completionTokens: 40, costMicros: 14) && first.daySeconds == 200)
+        second.settlement = LimitSettlement(extraRequests: .max, tokenDelta: .min, spendMicros: .max)
+        first.add(second)
+        #expect(first.settlement.extraRequests == .max && first.settlement.tokenDelta == .min && first.settlement.spendMicros == .max)
+        #expect(String(decoding: first.command[13], as: UTF8.self) == String(KeyLimits.maxValue), "the spend argument")
+    }
+
     /// An unpriced model's call cut before its usage (so no cost came) is charged at the rate its
     /// model's reported costs showed, not nothing (review 22: a client hanging up before the last
     /// chunk paid $0); without any reported cost yet, nothing is known to charge.

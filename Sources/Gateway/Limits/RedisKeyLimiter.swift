@@ -12,7 +12,9 @@ final class RedisKeyLimiter: KeyLimiter {
     private let onError: (String, RedisError) -> Void
     /// Settlements that could not be sent (Redis unreachable), sent when it is back. Only those
     /// never sent: one that timed out may have been applied, and counting it twice is worse.
-    private(set) var unsent: [[[UInt8]]] = []
+    /// One per key and period: a key's settlements add up while they wait, so an outage's
+    /// requests, however many, cannot push another key's out (review 22 F4).
+    private(set) var unsent: [PendingSettlement] = []
     private let maxUnsent: Int
     /// A test's clock in place of Redis' (`TIME`); nil in production.
     var testClock: (() -> Int64)?
@@ -64,21 +66,15 @@ final class RedisKeyLimiter: KeyLimiter {
     func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage) {
         let now = testClock?() ?? wallClock()
         let periods = BudgetPeriods(micros: now)
-        let limits = identity.limits
         // Spend counters outlive their period by an hour (a late settlement still lands).
-        let daySeconds = (periods.day.endMicros - now) / 1_000_000 + 3_600
-        let monthSeconds = (periods.month.endMicros - now) / 1_000_000 + 3_600
-        let arguments = ["EVAL", RedisLimitScripts.settle, "5"] + keys(identity.id, periods: periods) + [
-            nowArgument, String(limits.requestsPerMinute ?? 0), String(limits.tokensPerMinute ?? 0),
-            String(settlement.extraRequests), String(settlement.tokenDelta), String(max(0, settlement.spendMicros)),
-            String(daySeconds), String(monthSeconds),
-            String(usage.requests), String(usage.promptTokens), String(usage.completionTokens),
-        ]
-        send(arguments.map { Array($0.utf8) })
+        send(PendingSettlement(keys: keys(identity.id, periods: periods), limits: identity.limits, now: nowArgument,
+                               settlement: settlement, usage: usage,
+                               daySeconds: (periods.day.endMicros - now) / 1_000_000 + 3_600,
+                               monthSeconds: (periods.month.endMicros - now) / 1_000_000 + 3_600))
     }
 
-    private func send(_ command: [[UInt8]]) {
-        client.send(command) { [weak self] result in
+    private func send(_ pending: PendingSettlement) {
+        client.send(pending.command) { [weak self] result in
             guard let self else { return }
             guard case .failure(let error) = result else {
                 // Redis answers again: send what still waits, a batch at a time.
@@ -89,11 +85,15 @@ final class RedisKeyLimiter: KeyLimiter {
             // One that may have been applied (a timeout) is not sent again: counting it twice
             // would be worse. One refused for a passing state (`OOM`) is (review 22 F3).
             guard error.wasNotAppliedButMayBeRetried, maxUnsent > 0 else { return }
+            if let index = unsent.firstIndex(where: { $0.keys == pending.keys }) {
+                unsent[index].add(pending)
+                return
+            }
             if unsent.count >= maxUnsent {
                 unsent.removeFirst()
                 onError("settle_dropped", error)
             }
-            unsent.append(command)
+            unsent.append(pending)
         }
     }
 
@@ -101,7 +101,7 @@ final class RedisKeyLimiter: KeyLimiter {
     func flushUnsent(batch: Int = 1_024) {
         let waiting = unsent.prefix(batch)
         unsent.removeFirst(waiting.count)
-        for command in waiting { send(command) }
+        for pending in waiting { send(pending) }
     }
 
     /// The admission script's reply, checked field by field: `{allowed, now}` then six integers
@@ -129,5 +129,43 @@ final class RedisKeyLimiter: KeyLimiter {
         let decision = LimitDecision(dimensions: dimensions)
         guard decision.allowed == (numbers[0] == 1) else { return nil }
         return decision
+    }
+}
+
+/// A settlement on its way to Redis: what the settle script adds to one key's counters in one
+/// day and month. Two for the same key and period add up to one (saturating).
+struct PendingSettlement: Equatable {
+    /// The script's keys: the key's buckets, its day's and month's spend, its usage.
+    let keys: [String]
+    let limits: KeyLimits
+    /// A test's clock, or "" (Redis' own `TIME`).
+    let now: String
+    var settlement: LimitSettlement
+    var usage: KeyUsage
+    var daySeconds: Int64
+    var monthSeconds: Int64
+
+    mutating func add(_ other: PendingSettlement) {
+        func sum(_ a: Int64, _ b: Int64) -> Int64 { let (total, overflow) = a.addingReportingOverflow(b); return overflow ? (a < 0 ? .min : .max) : total }
+        settlement.extraRequests = sum(settlement.extraRequests, other.settlement.extraRequests)
+        settlement.tokenDelta = sum(settlement.tokenDelta, other.settlement.tokenDelta)
+        settlement.spendMicros = sum(max(0, settlement.spendMicros), max(0, other.settlement.spendMicros))
+        usage.requests = sum(usage.requests, other.usage.requests)
+        usage.promptTokens = sum(usage.promptTokens, other.usage.promptTokens)
+        usage.completionTokens = sum(usage.completionTokens, other.usage.completionTokens)
+        usage.costMicros = sum(usage.costMicros, other.usage.costMicros)
+        daySeconds = max(daySeconds, other.daySeconds)
+        monthSeconds = max(monthSeconds, other.monthSeconds)
+    }
+
+    var command: [[UInt8]] {
+        (["EVAL", RedisLimitScripts.settle, "5"] + keys + [
+            now, String(limits.requestsPerMinute ?? 0), String(limits.tokensPerMinute ?? 0),
+            // Spend at most 2^40 µ$, beyond any budget (`KeyLimits.maxValue`): the script's Lua
+            // prints a number of 10^14 or more in exponent form, which `INCRBY` refuses.
+            String(settlement.extraRequests), String(settlement.tokenDelta), String(min(max(0, settlement.spendMicros), KeyLimits.maxValue)),
+            String(daySeconds), String(monthSeconds),
+            String(usage.requests), String(usage.promptTokens), String(usage.completionTokens),
+        ]).map { Array($0.utf8) }
     }
 }

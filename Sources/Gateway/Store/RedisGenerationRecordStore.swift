@@ -17,8 +17,8 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     private let maxUnwritten: Int
     /// Called for every failed Redis operation (metrics, the rate-limited warning).
     private let onError: (String, RedisError) -> Void
-    /// Records waiting for Redis, oldest first.
-    private(set) var unwritten: [(id: String, value: [UInt8])] = []
+    /// Records waiting for Redis, oldest first; `refused`: a request refused before any work.
+    private(set) var unwritten: [(id: String, value: [UInt8], refused: Bool)] = []
     private(set) var droppedUnwritten = 0
 
     /// Ids are ours (`gen-` + hex) or a client's query: anything longer is not a record.
@@ -48,11 +48,11 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
             guard let self else { return }
             let records = toEncode
             toEncode.removeAll(keepingCapacity: true)
-            for record in records { write(id: record.id, value: Self.encode(StoredGeneration(record))) }
+            for record in records { write(id: record.id, value: Self.encode(StoredGeneration(record)), refused: record.kind == .rejected) }
         }
     }
 
-    private func write(id: String, value: [UInt8]) {
+    private func write(id: String, value: [UInt8], refused: Bool) {
         client.send([Array("SET".utf8), key(id), value, Array("EX".utf8), Array(String(ttlSeconds).utf8)]) { [weak self] result in
             guard let self else { return }
             switch result {
@@ -66,31 +66,33 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
                 // SET is idempotent: whatever happened to this attempt, writing it again is safe,
                 // unless Redis refused it for good (a type error, not `OOM`: review 22 F3).
                 if case .server = error, !error.wasNotAppliedButMayBeRetried { return }
-                keepUnwritten(id: id, value: value, error: error)
+                keepUnwritten(id: id, value: value, refused: refused, error: error)
             }
         }
     }
 
-    /// Queued for when Redis is back; beyond `maxUnwritten` the oldest is dropped, counted and
-    /// logged (`record_dropped`), never silently.
-    private func keepUnwritten(id: String, value: [UInt8], error: RedisError) {
+    /// Queued for when Redis is back; beyond `maxUnwritten` one is dropped, counted and logged
+    /// (`record_dropped`), never silently: the oldest record of a refused request if any (a
+    /// client sending malformed requests must not push out others' records: review 22 F4), else
+    /// the oldest.
+    private func keepUnwritten(id: String, value: [UInt8], refused: Bool, error: RedisError) {
         guard maxUnwritten > 0 else {
             onError("record_dropped", error)
             return
         }
         if unwritten.count >= maxUnwritten {
-            unwritten.removeFirst()
+            if let index = unwritten.firstIndex(where: \.refused) { unwritten.remove(at: index) } else { unwritten.removeFirst() }
             droppedUnwritten += 1
             onError("record_dropped", error)
         }
-        unwritten.append((id, value))
+        unwritten.append((id, value, refused))
     }
 
     /// Redis is back: write what waited (at most `batch` now; each success sends more).
     func flushUnwritten(batch: Int = 1_024) {
         let waiting = unwritten.prefix(batch)
         unwritten.removeFirst(waiting.count)
-        for (id, value) in waiting { write(id: id, value: value) }
+        for (id, value, refused) in waiting { write(id: id, value: value, refused: refused) }
     }
 
     func expect(_ id: String) { memory.expect(id) }
