@@ -216,6 +216,14 @@ import Web
         #expect(try GatewayConfig.parse(yaml: "simulated_models: true").prices == FusionSettings.simulated.prices)
         #expect(try GatewayConfig.parse(yaml: "simulated_models: true").fusion == .simulated)
         #expect(try GatewayConfig.parse(yaml: "simulated_models: false").fusion == nil)
+        // A table given at the top joins the simulated models' own, for the estimate and budgets
+        // alike (review 22 F10: the simulated table shadowed it in the estimate); one given under
+        // `fusion:` is the estimate's alone.
+        let top = try GatewayConfig.parse(yaml: "simulated_models: true\nprices: {fake/*: {input: 1, output: 2}}")
+        #expect(top.fusion?.prices["fake/*"] == ModelPrice(inputPerMillion: 1, outputPerMillion: 2) && top.prices == top.fusion?.prices)
+        #expect(top.prices.count == FusionSettings.simulated.prices.count + 1)
+        let both = try GatewayConfig.parse(yaml: "simulated_models: true\nprices: {fake/*: {input: 1, output: 2}}\nfusion: {prices: {other/*: {input: 3, output: 4}}}")
+        #expect(both.fusion?.prices.keys.sorted() == ["other/*"] && both.prices.keys.sorted() == ["fake/*"])
     }
 
     @Test func embeddedDefaultNeedsNoKeys() {

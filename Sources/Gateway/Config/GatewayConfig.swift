@@ -327,7 +327,9 @@ public struct GatewayConfig: Sendable {
                 config.providers[name] = parsed
             }
         }
+        var fusionPricesGiven = false
         if let fusion = try top.child("fusion") {
+            fusionPricesGiven = try fusion.child("prices") != nil
             config.fusion = try parseFusion(fusion, base: config.simulatedModels ? .simulated : nil)
         } else {
             config.fusion = config.simulatedModels ? .simulated : nil
@@ -342,10 +344,12 @@ public struct GatewayConfig: Sendable {
         if let keys = try top.child("keys") { config.keys = try parseKeys(keys) }
         if let prices = try top.child("prices") { config.prices = try parsePrices(prices) }
         // One price table for budgets and the deliberation's cost estimate: given in one place
-        // only, it serves both.
+        // only, it serves both; the simulated models' own prices (not given, but there) join a
+        // table given at the top (review 22 F10: they shadowed it in the estimate).
         if config.prices.isEmpty, let fusion = config.fusion {
             config.prices = fusion.prices
-        } else if config.fusion?.prices.isEmpty == true {
+        } else if let fusion = config.fusion, !fusionPricesGiven {
+            config.prices = fusion.prices.merging(config.prices) { $1 }
             config.fusion?.prices = config.prices
         }
         if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
