@@ -99,6 +99,8 @@ public struct MockScenario: Equatable, Sendable {
         "truncate": 0...1,
         "whole": 0...1,
         "no_usage": 0...1,
+        // Ignore the request's output limit, as a hostile or broken server may.
+        "no_limit": 0...1,
         "spaced": 0...1,
         "together": 0...1,
         "echo_auth": 0...1,

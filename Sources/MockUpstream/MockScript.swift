@@ -95,7 +95,7 @@ struct MockScript {
                     + "Each word is sent as its own delta at a steady pace, so you can watch the stream arrive."))
             }
         }
-        if let cap = Self.outputCap(request), cap < steps.count {
+        if scenario.option("no_limit", default: 0) == 0, let cap = Self.outputCap(request), cap < steps.count {
             steps = steps.prefix(cap)
             truncated = true
         }

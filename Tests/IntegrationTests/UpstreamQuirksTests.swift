@@ -145,6 +145,23 @@ import Testing
     }
 }
 
+/// A panel member whose upstream ignores the output limit is stopped once its output is many
+/// times what the limit allows (16 bytes a token, at least 64 KiB), its transfer closed, its
+/// answer kept to that point (review 21 F5: 30 MB went into the judge's prompt).
+@Suite struct MemberOutputLimitTests {
+    @Test func aMemberIgnoringItsLimitIsCutAtItsBound() throws {
+        let env = try TestEnvironment()
+        let member = "mock/paced:deltas=100000:pace_ms=0:no_limit=1"
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars?"}],"tool_choice":"required","tools":[{"type":"fusion","parameters":{"analysis_models":["\#(member)","mock/expert-1:pace_ms=1"],"max_completion_tokens":100}}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 200, "\(response.text.prefix(300))")
+        let answers = response.json?["fusion"]?["responses"]?.arrayValue ?? []
+        let cut = try #require(answers.first { $0["model"]?.stringValue == member }?["content"]?.stringValue, "\(answers)")
+        // 100,000 deltas of 3–7 bytes were sent (~650 KB); the bound is 64 KiB, passed by one read.
+        #expect(cut.utf8.count > 64 * 1024 && cut.utf8.count < 200 * 1024, "\(cut.utf8.count) bytes kept")
+    }
+}
+
 /// The simulated models honour the request's output limit (a step is a token): an answer cut by
 /// it ends with each API's length finish, on every client surface and every vendor's wire, so
 /// a client's handling of a truncated answer can be exercised against the gateway.

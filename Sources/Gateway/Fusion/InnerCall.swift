@@ -56,6 +56,12 @@ final class InnerCall {
     /// The deliberation's bytes, shared with its other calls; and this call's own.
     private let budget: ByteBudget?
     private var receivedBytes = 0
+    /// The output the call may bring (its text, reasoning and tool arguments): 16 bytes a token
+    /// of its output limit, at least 64 KiB (a token is a few bytes; this only stops an upstream
+    /// that ignores the limit, review 21 F5: 30 MB from a member asked for 100 tokens went into
+    /// the judge's prompt). Nil without a limit.
+    private let maxOutputBytes: Int?
+    private var outputBytes = 0
 
     /// On `client`'s loop. `routes`: the model, then its fallbacks. `extraHeaders` are the
     /// recursion headers (depth, hops). `timeoutMilliseconds` bounds the whole call, retries included.
@@ -73,6 +79,10 @@ final class InnerCall {
         self.channel = channel
         self.producer = producer
         self.budget = budget
+        maxOutputBytes = request.maxOutputTokens.map { tokens in
+            let (bytes, overflow) = Int(clamping: tokens).multipliedReportingOverflow(by: 16)
+            return max(64 * 1024, overflow ? .max : bytes)
+        }
         decoder = routes[0].provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
         guard !client.isClosed else {
             // This loop is shutting down: the session learns it like any unreachable upstream.
@@ -210,10 +220,20 @@ final class InnerCall {
                 } else if failure == nil {
                     emittedEvents = true
                     events += 1
+                    outputBytes += Self.outputBytes(of: event)
                     InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
                 }
             }
             if events > 0 { noteEvents() }
+            if let maxOutputBytes, outputBytes > maxOutputBytes, failure == nil, !done {
+                // Past its output limit many times over: ended as if the upstream had stopped at
+                // it, its transfer closed.
+                InnerCallRecord.encode(.finish(.length)) { kind, bytes in emit(kind, bytes) }
+                transfer?.cancel()
+                transfer = nil
+                end(.complete)
+                return true
+            }
         } catch {
             fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid stream: \(error.message)"), .invalidResponse)
             return true
@@ -234,6 +254,15 @@ final class InnerCall {
             end(.complete)
         }
         return true
+    }
+
+    /// The bytes of output an event carries (what the output limit bounds).
+    private static func outputBytes(of event: ModelEvent) -> Int {
+        switch event {
+        case .text(let text), .reasoning(let text), .refusal(let text): text.utf8.count
+        case .toolCall(let fragment): (fragment.arguments?.utf8.count ?? 0) + (fragment.name?.utf8.count ?? 0)
+        default: 0
+        }
     }
 
     private func didComplete(_ failure: UpstreamFailure?) {
