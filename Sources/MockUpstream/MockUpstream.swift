@@ -81,6 +81,12 @@ public final class MockUpstream {
                 message: accessKey == nil ? "An API key is required." : "The simulator answers only the gateway that runs it.")))
         }
         if MockWeb.handles(request) { return MockWeb.handle(request, writer, stats: stats) }
+        // Addressed to the simulated web's host (a `.invalid` name only the gateway's web tools
+        // reach, with the simulator's key): its pages and search only, never the model API a
+        // model could otherwise read through them (review 21).
+        if let host = request.header("host")?.lowercased(), host.prefix(while: { $0 != ":" }).hasSuffix(".invalid") {
+            return writer.respond(status: 404, headers: [("Content-Type", "text/html")], body: Array("<h1>404 Not Found</h1>".utf8))
+        }
         guard let vendor else { return serveOther(request, writer) }
         if case .anthropic = vendor, request.header("anthropic-version") == nil {
             return writer.respond(vendor.wire.errorResponse(.invalidRequest("anthropic-version: header is required")))

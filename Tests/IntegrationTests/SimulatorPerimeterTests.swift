@@ -41,6 +41,22 @@ import Testing
         #expect(!response.text.contains(":\(port)"), "the simulator's port never appears")
     }
 
+    /// Addressed to the simulated web's host, the simulator serves pages and search only: a
+    /// model reading `http://simulated-web.invalid/v1/models` through the web tools got the
+    /// simulator's own model list (review 21).
+    @Test func theSimulatedWebsHostServesOnlyTheWeb() throws {
+        let env = try TestEnvironment()
+        func get(_ path: String, host: String) throws -> Int {
+            let client = try TestClient(port: env.mockPort)
+            try client.send("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nAuthorization: Bearer \(TestEnvironment.secretKey)\r\n\r\n")
+            return try client.readResponse().status
+        }
+        #expect(try get("/web/page/1", host: "simulated-web.invalid") == 200)
+        #expect(try get("/v1/models", host: "simulated-web.invalid") == 404)
+        #expect(try get("/v1/models", host: "Simulated-Web.INVALID:80") == 404)
+        #expect(try get("/v1/models", host: "127.0.0.1") == 200, "the model list, asked of the simulator itself")
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func aStreamWaitsForAClientThatDoesNotRead() throws {
         let env = try TestEnvironment()
