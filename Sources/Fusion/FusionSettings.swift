@@ -42,6 +42,10 @@ public struct FusionSettings: Sendable, Equatable {
     public var maxWebToolCalls = 64
     /// Bytes all of one deliberation's upstream responses may bring in together.
     public var maxUpstreamBytes = 256 << 20
+    /// Bytes one deliberation's conversation may amount to over the calls that carry it (each
+    /// panel member, the judge, the outer model's turns): a 15 MB conversation sent ten times
+    /// took 300 MB and a second of a loop (review 21 F7). Checked before any call starts.
+    public var maxFanOutBytes = 64 << 20
     /// The output limit of a panel or judge call whose request sets none (`max_completion_tokens`
     /// in the fusion parameters): a rambling model must not hold a deliberation for minutes.
     public var defaultMaxTokens: Int64? = 4096

@@ -1,6 +1,8 @@
 import Foundation
+import Fusion
 import GatewayCore
 @testable import Gateway
+import MockUpstream
 import Surfaces
 import Testing
 
@@ -159,6 +161,23 @@ import Testing
         let cut = try #require(answers.first { $0["model"]?.stringValue == member }?["content"]?.stringValue, "\(answers)")
         // 100,000 deltas of 3–7 bytes were sent (~650 KB); the bound is 64 KiB, passed by one read.
         #expect(cut.utf8.count > 64 * 1024 && cut.utf8.count < 200 * 1024, "\(cut.utf8.count) bytes kept")
+    }
+}
+
+/// A conversation too large to send to every call of a deliberation is a 413 before any call
+/// starts (review 21 F7: 15 MB sent ten times took 300 MB, and the final turn was refused by its
+/// upstream after the panel had run).
+@Suite struct FanOutLimitTests {
+    @Test func aConversationTooLargeToFanOutIsRefusedBeforeAnyCall() throws {
+        let env = try TestEnvironment { $0.fusion?.maxFanOutBytes = 1 << 20 }
+        let long = String(repeating: "word ", count: 40_000)  // 200 KB, six calls: ~1.2 MB
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"\#(long)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/expert-2:pace_ms=1","mock/expert-3:pace_ms=1"]}}]}"#
+        let refused = try env.chat(body)
+        #expect(refused.status == 413 && refused.json?["error"]?["code"] == .string("request_too_large"), "\(refused.text.prefix(300))")
+        #expect(refused.json?["error"]?["message"]?.stringValue?.contains("fusion.max_fanout_bytes") == true)
+        #expect(env.mockStats.counts.requests == 0, "no call started")
+        let short = body.replacingOccurrences(of: long, with: "Should cities ban cars?")
+        #expect(try env.chat(short).status == 200)
     }
 }
 

@@ -181,6 +181,14 @@ extension GatewayServer {
                                                        startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
         guard let settings = config.fusion else { return }
         let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
+        // The conversation goes to every member, the judge and the outer model's turns: bounded
+        // before any of them starts (review 21 F7), not refused by an upstream after the panel ran.
+        let calls = fusionRequest.parameters.analysisModels.count + 2 + (fusionRequest.forced ? 0 : 1)
+        let fanOut = CostEstimate.tokens(request: fusionRequest.base).multipliedReportingOverflow(by: Int64(4 * calls))
+        if fanOut.overflow || fanOut.partialValue > Int64(settings.maxFanOutBytes) {
+            throw APIError(status: 413, type: "invalid_request_error", code: "request_too_large",
+                           message: "This conversation is too large to deliberate on: sent to each of the deliberation's \(calls) calls it would be about \(fanOut.overflow ? Int64.max : fanOut.partialValue) bytes, over fusion.max_fanout_bytes (\(settings.maxFanOutBytes)).")
+        }
         if webTools == nil {
             for (key, value) in [("web_search", fusionRequest.parameters.webSearch), ("judge_web_search", fusionRequest.parameters.judgeWebSearch)]
             where value == true {
