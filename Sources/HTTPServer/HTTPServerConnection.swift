@@ -277,10 +277,12 @@ final class HTTPServerConnection {
     private func timerDidFire() {
         switch state {
         case .reading:
-            if decoder.isMidRequest || !inbound.isEmpty {
+            if !decoder.isMidRequest && tcp.bufferedBytes > 0 && tcp.backlog.moved(since: backlogAtTimer) {
+                // Still writing the last response, and it is moving (a pipelined request may wait
+                // for it to drain: `writesBacklogged`).
+                armIdleTimer()
+            } else if decoder.isMidRequest || !inbound.isEmpty {
                 refuse(server.render(.timeout, path: decoder.requestPath))
-            } else if tcp.bufferedBytes > 0 && tcp.backlog.moved(since: backlogAtTimer) {
-                armIdleTimer()  // still writing the last response, and it is moving
             } else {
                 // An idle keep-alive connection, or a reader that stopped: close.
                 if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }

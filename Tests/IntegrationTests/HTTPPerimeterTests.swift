@@ -222,6 +222,34 @@ final class GuardedServer: @unchecked Sendable {
         }
     }
 
+    /// A slow but steady reader of a large answer keeps its connection, and the request it
+    /// pipelined behind it, which waits for the answer to drain, is answered: the stalled-write
+    /// timer sees the answer moving, not a request stuck unread.
+    @Test func aRequestPipelinedBehindALargeAnswerWaitsForASlowReader() throws {
+        let thread = EventLoopThread(name: "slow-reader-test")
+        defer { thread.shutdown() }
+        var settings = HTTPServerLimits()
+        settings.stalledWriteTimeoutMilliseconds = 200
+        let limits = settings
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        let large = [UInt8](repeating: UInt8(ascii: "x"), count: 16 << 20)
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { request, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: request.path == "/large" ? large : Array("small".utf8))
+            }
+            box.server = server
+            return server.port
+        }
+        defer { thread.loop.execute { box.server?.shutdown(graceMilliseconds: 0) } }
+        let client = try TestClient(port: port)
+        try client.send("GET /large HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+        try client.readSlowly(12 << 20, chunk: 256 << 10, pauseMicroseconds: 20_000)  // about a second, in steps
+        #expect(try client.readResponse().body.count == large.count)
+        let small = try client.readResponse()
+        #expect(small.status == 200 && small.body == Array("small".utf8), "\(small.status)")
+    }
+
     /// The connections each loop may hold within the process's open-file limit: two descriptors
     /// each, beside those the process keeps for itself; never fewer than 16, never a trap.
     @Test func maxConnectionsFitTheDescriptorLimit() {

@@ -58,6 +58,20 @@ final class TestClient {
         return true
     }
 
+    /// Takes `bytes` into the buffer, at most `chunk` at a time with a pause after each: a slow
+    /// but steady reader (`readResponse` then reads from what was taken).
+    func readSlowly(_ bytes: Int, chunk: Int, pauseMicroseconds: UInt32) throws {
+        var taken = 0
+        while taken < bytes {
+            var piece = [UInt8](repeating: 0, count: chunk)
+            let count = piece.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { throw Failure(description: "recv failed, timed out or EOF: errno \(errno)") }
+            buffer += piece[..<count]
+            taken += count
+            usleep(pauseMicroseconds)
+        }
+    }
+
     private func readLine() throws -> String {
         while true {
             if let index = buffer.firstIndex(of: 0x0A) {
