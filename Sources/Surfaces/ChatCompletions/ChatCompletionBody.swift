@@ -20,10 +20,11 @@ public enum ChatCompletionBody {
             guard let view = JSONView(validating: bytes), view.isObject(view.root), let range = view.member("usage", in: view.root) else { return nil }
             return view.value(range)
         }
-        if let usage, case .object = usage, !Usage.hasCount(SSERelay.checkedUsage(usage) ?? usage) {
+        let checked = SSERelay.checkedUsage(usage)
+        if let usage, case .object = usage, !Usage.hasCount(checked ?? usage) {
             // No count that is a number: no usage, as the record says (review 21 F2).
             leading.append((SSERelay.usageName, Array("null".utf8)))
-        } else if let checked = SSERelay.checkedUsage(usage) {
+        } else if let checked {
             leading.append((SSERelay.usageName, checked.serialized()))
         }
         var out: [UInt8] = []
