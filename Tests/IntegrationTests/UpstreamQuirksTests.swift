@@ -152,7 +152,8 @@ import Testing
 /// answer kept to that point (review 21 F5: 30 MB went into the judge's prompt).
 @Suite struct MemberOutputLimitTests {
     @Test func aMemberIgnoringItsLimitIsCutAtItsBound() throws {
-        let env = try TestEnvironment()
+        // Ten thousand events before the bound: time enough under the sanitizers.
+        let env = try TestEnvironment { $0.fusion?.memberTimeoutMilliseconds = 60_000 }
         let member = "mock/paced:deltas=100000:pace_ms=0:no_limit=1"
         let body = #"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Should cities ban cars?"}],"tool_choice":"required","tools":[{"type":"fusion","parameters":{"analysis_models":["\#(member)","mock/expert-1:pace_ms=1"],"max_completion_tokens":100}}]}"#
         let response = try env.chat(body)
