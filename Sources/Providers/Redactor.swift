@@ -275,10 +275,13 @@ public struct Redactor: Sendable, Equatable {
         func hex(_ byte: UInt8) -> [UInt8] { [digits[Int(byte >> 4)], digits[Int(byte & 15)]] }
         let unreserved = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8))
         let escape = Array("\\u00".utf8)
+        // A model whose text spells the key as escapes: its JSON bytes double the backslash.
+        let escapedEscape = Array("\\\\u00".utf8)
         var forms: [[UInt8]] = [
             bytes.flatMap(hex),
             bytes.flatMap { [UInt8(ascii: "%")] + hex($0) },
             bytes.flatMap { $0 < 0x80 ? escape + hex($0) : [$0] },
+            bytes.flatMap { $0 < 0x80 ? escapedEscape + hex($0) : [$0] },
         ]
         let urlEncoded: [UInt8] = bytes.flatMap { unreserved.contains($0) ? [$0] : [UInt8(ascii: "%")] + hex($0) }
         if urlEncoded != bytes { forms.append(urlEncoded) }

@@ -44,6 +44,11 @@ import Testing
         let escaped = #"data: {"a":"x \#(key.utf8.map { "\\u00" + String($0, radix: 16) }.joined()) y"}"# + "\n\n"
         let out = try #require(Array(escaped.utf8).withUnsafeBytes { redactor.redacting($0) })
         #expect(String(decoding: out, as: UTF8.self) == #"data: {"a":"x [redacted] y"}"# + "\n\n")
+        // A model whose text spells the key as `\u` escapes: in the JSON bytes each backslash is
+        // doubled (review 23).
+        let spelled = #"data: {"a":"x \#(key.utf8.map { "\\\\u00" + String($0, radix: 16) }.joined()) y"}"# + "\n\n"
+        let cleaned = try #require(Array(spelled.utf8).withUnsafeBytes { redactor.redacting($0) })
+        #expect(String(decoding: cleaned, as: UTF8.self) == #"data: {"a":"x [redacted] y"}"# + "\n\n", "\(String(decoding: cleaned, as: UTF8.self))")
     }
 
     @Test func ordinaryTextIsLeftAloneAndTheRestKept() {
