@@ -14,11 +14,12 @@ public struct HTTPServerLimits: Sendable, Equatable {
     public static let reservedDescriptors = 256
 
     /// The most connections each of `loops` servers may hold within `descriptors` open files:
-    /// two each (the client's and an upstream's) beside `reservedDescriptors`. Beyond it the
-    /// kernel, not `maxConnections`, would refuse connections: silently, and not only new ones
-    /// (upstream connections and web fetches fail too).
+    /// two each (the client's and an upstream's) beside `reservedDescriptors`, at least one.
+    /// Beyond it the kernel, not `maxConnections`, would refuse connections: silently (libuv
+    /// accepts and closes what waits when the process is out of descriptors, and says nothing),
+    /// and not only new ones (upstream connections and web fetches fail too).
     public static func connectionsFitting(descriptors: Int, loops: Int) -> Int {
-        max(16, (descriptors - min(descriptors, reservedDescriptors)) / (2 * max(1, loops)))
+        max(1, (descriptors - min(descriptors, reservedDescriptors)) / (2 * max(1, loops)))
     }
     /// From a request's first byte until its headers are complete (slowloris bound), and from a
     /// new connection's accept to its first byte.
