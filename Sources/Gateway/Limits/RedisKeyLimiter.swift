@@ -16,6 +16,8 @@ final class RedisKeyLimiter: KeyLimiter {
     /// requests, however many, cannot push another key's out (review 22 F4).
     private(set) var unsent: [PendingSettlement] = []
     private let maxUnsent: Int
+    /// Called when a settlement starts waiting (the store retries what waits: `LoopStore`).
+    var onQueued: (() -> Void)?
     /// A test's clock in place of Redis' (`TIME`); nil in production.
     var testClock: (() -> Int64)?
     private let wallClock: () -> Int64
@@ -87,13 +89,14 @@ final class RedisKeyLimiter: KeyLimiter {
             guard error.wasNotAppliedButMayBeRetried, maxUnsent > 0 else { return }
             if let index = unsent.firstIndex(where: { $0.keys == pending.keys }) {
                 unsent[index].add(pending)
-                return
+            } else {
+                if unsent.count >= maxUnsent {
+                    unsent.removeFirst()
+                    onError("settle_dropped", error)
+                }
+                unsent.append(pending)
             }
-            if unsent.count >= maxUnsent {
-                unsent.removeFirst()
-                onError("settle_dropped", error)
-            }
-            unsent.append(pending)
+            onQueued?()
         }
     }
 

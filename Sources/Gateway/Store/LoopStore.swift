@@ -12,6 +12,10 @@ final class LoopStore {
     let redis: RedisClient?
     let onStoreError: StoreSettings.OnError
     private let logger: Logger
+    /// Sends what waits for Redis a second after it started waiting, when Redis is connected:
+    /// a write it refused while full (`OOM`) lands once it has room, without waiting for the next
+    /// request's write to succeed or for a reconnect (review 23).
+    private var retry: LoopTimer?
 
     /// `onError(operation, error)`: every failed Redis operation, for metrics and logs.
     init(loop: EventLoop, shared: GatewayShared, settings: StoreSettings, logger: Logger,
@@ -42,8 +46,18 @@ final class LoopStore {
         self.records = records
         self.limiter = limiter
         self.redis = client
+        let retry = LoopTimer(loop: loop) { [weak records, weak limiter, weak client] in
+            guard client?.isReady == true else { return }  // a reconnect flushes (`onReady`)
+            records?.flushUnwritten(batch: 256)
+            limiter?.flushUnsent(batch: 256)
+        }
+        self.retry = retry
+        records.onQueued = { retry.start(afterMilliseconds: Self.retryMilliseconds) }
+        limiter.onQueued = { retry.start(afterMilliseconds: Self.retryMilliseconds) }
         client.start()
     }
+
+    static let retryMilliseconds: UInt64 = 1_000
 
     /// Closes the connection. What still waits for Redis is lost with the process: said, not
     /// dropped silently (review 22 F3).
@@ -54,6 +68,8 @@ final class LoopStore {
             logger.warning("stopping with records and usage settlements the shared store never got", metadata: [
                 "records": .stringConvertible(records), "settlements": .stringConvertible(settlements)])
         }
+        retry?.close()
+        retry = nil
         redis?.close()
     }
 }

@@ -17,6 +17,8 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     private let maxUnwritten: Int
     /// Called for every failed Redis operation (metrics, the rate-limited warning).
     private let onError: (String, RedisError) -> Void
+    /// Called when a record starts waiting (the store retries what waits: `LoopStore`).
+    var onQueued: (() -> Void)?
     /// Records waiting for Redis, oldest first; `refused`: a request refused before any work.
     private(set) var unwritten: [(id: String, value: [UInt8], refused: Bool)] = []
     private(set) var droppedUnwritten = 0
@@ -86,6 +88,7 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
             onError("record_dropped", error)
         }
         unwritten.append((id, value, refused))
+        onQueued?()
     }
 
     /// Redis is back: write what waited (at most `batch` now; each success sends more).
