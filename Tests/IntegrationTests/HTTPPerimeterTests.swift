@@ -260,6 +260,7 @@ final class GuardedServer: @unchecked Sendable {
         #expect(HTTPServerLimits.connectionsFitting(descriptors: 300, loops: 2) == 11)
         #expect(HTTPServerLimits.connectionsFitting(descriptors: 100, loops: 4) == 1)
         #expect(HTTPServerLimits.connectionsFitting(descriptors: .max, loops: 0) > 0)
-        #expect(DescriptorLimit.raiseToHard() >= 1024)
+        // (`DescriptorLimit.raiseToHard()` is the serve command's: raising the test process's
+        // limit would change it for every process the suite starts after it.)
     }
 }

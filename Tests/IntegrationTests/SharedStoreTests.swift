@@ -10,8 +10,10 @@ import Testing
 /// records, limits and budgets hold across them, and Redis failing follows `on_store_error`
 /// without taking either replica down. (`ReplicaDeploymentTests` does the same with separate
 /// processes behind nginx.)
+/// One test at a time: each runs two replicas of two loops and a Redis, and under the sanitizers
+/// a dozen of them at once starved their own Redis round trips past the commands' timeout.
 @Suite(.enabled(if: RedisServerProcess.available, "FUSION_SKIP_REDIS=1"),
-       .timeLimit(.minutes(1)))
+       .timeLimit(.minutes(1)), .serialized)
 struct SharedStoreTests {
     static let keys = ["TEAM_A_KEY": "sk-team-a-0123456789", "TEAM_B_KEY": "sk-team-b-0123456789", "OPEN_KEY": "sk-open-0123456789"]
 
