@@ -151,8 +151,12 @@ import Testing
     }
 
     @Test func jsonLogLinesAreOneObjectEachAndCarryNoSecret() throws {
+        // Two gateways' secrets, added as each starts: one redactor each, none for a known one.
         let redaction = LogRedaction()
-        redaction.add(["sk-secret-123456", "gw-key-abcdef"])
+        redaction.add(["sk-secret-123456"])
+        redaction.add(["gw-key-abcdef", "sk-secret-123456"])
+        redaction.add(["sk-secret-123456"])
+        #expect(redaction.redactor.redactors.count == 2)
         let lines = Lock([[UInt8]]())
         let handler = GatewayLogHandler(label: "gw", format: .json, redaction: redaction) { line in lines.withLock { $0.append(line) } }
         let logger = Logger(label: "gw") { _ in handler }

@@ -77,7 +77,7 @@ public struct GatewayLogHandler: LogHandler {
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
     }
 
-    static func jsonLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: Redactor) -> [UInt8] {
+    static func jsonLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: RedactorChain) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         out.append(contentsOf: #"{"ts":"#.utf8)
@@ -99,7 +99,7 @@ public struct GatewayLogHandler: LogHandler {
         return out
     }
 
-    private static func appendJSON(_ value: Logger.Metadata.Value, redactor: Redactor, to out: inout [UInt8]) {
+    private static func appendJSON(_ value: Logger.Metadata.Value, redactor: RedactorChain, to out: inout [UInt8]) {
         switch value {
         case .string(let text):
             JSONWriting.appendString(redactor(text), to: &out)
@@ -132,7 +132,7 @@ public struct GatewayLogHandler: LogHandler {
 
     /// `<ts> <level> <logger>: <msg> key=value …`; a value with a space, quote or control
     /// character is quoted, its control characters escaped.
-    static func textLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: Redactor) -> [UInt8] {
+    static func textLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: RedactorChain) -> [UInt8] {
         var line = "\(timestamp()) \(level.rawValue) \(escaped(redactor(label))): \(escaped(redactor(message)))"
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
             line += " \(escaped(redactor(key)))=\(quoted(redactor(value.description)))"
@@ -164,21 +164,35 @@ public struct GatewayLogHandler: LogHandler {
 
 /// The secrets every log line is cleaned of: each gateway in the process adds its provider and
 /// gateway keys when it starts (`GatewayShared`). Shared, since the logging system is set up once
-/// per process, before any gateway exists.
+/// per process, before any gateway exists. Each start adds a redactor for the secrets not known
+/// yet, built outside the lock: rebuilding one redactor over every secret so far made each start
+/// cost more than the last (tests start hundreds of gateways; under the sanitizers a start late
+/// in the suite held its loop past Redis' connect timeout).
 public final class LogRedaction: Sendable {
     public static let shared = LogRedaction()
     /// Beyond this many secrets new ones are not added (one process runs one gateway; tests run many).
     static let maxSecrets = 4096
-    private let state = Lock(Redactor.none)
+    private let state = Lock<(known: Set<String>, chain: [Redactor])>(([], []))
 
     public init() {}
 
-    var redactor: Redactor { state.withLock { $0 } }
+    var redactor: RedactorChain { RedactorChain(redactors: state.withLock { $0.chain }) }
 
     public func add(_ secrets: [String]) {
-        state.withLock { current in
-            guard current.secrets.count < Self.maxSecrets else { return }
-            current = Redactor(secrets: current.secrets + secrets)
+        let fresh = state.withLock { state in Array(Set(secrets).subtracting(state.known)) }
+        guard !fresh.isEmpty else { return }
+        let built = Redactor(secrets: fresh)
+        state.withLock { state in
+            guard state.known.count < Self.maxSecrets else { return }
+            state.known.formUnion(fresh)
+            state.chain.append(built)
         }
     }
+}
+
+/// Redactors applied in turn (`LogRedaction`: one per gateway started in the process).
+struct RedactorChain: Sendable {
+    let redactors: [Redactor]
+
+    func callAsFunction(_ text: String) -> String { redactors.reduce(text) { text, redactor in redactor(text) } }
 }
