@@ -1,7 +1,7 @@
+import EventLoop
 import Fusion
 import GatewayCore
 import Providers
-import Synchronization
 
 /// What a finished request cost, in millionths of a dollar, for spend budgets and usage
 /// counters: each call priced from `prices:` when its model has a price there (by its slug, its
@@ -62,7 +62,7 @@ enum Spend {
 /// that model cut before its usage is charged at. Prompt and completion prices differ, so it is
 /// an estimate, as the tokens it multiplies are. Bounded: at most `maxModels` models.
 final class ReportedRates: Sendable {
-    private let rates = Mutex<[String: Double]>([:])
+    private let rates = Lock<[String: Double]>([:])  // not `Mutex`: see `Lock`, ThreadSanitizer sees through this one
     static let maxModels = 1_024
 
     /// Learns from a call whose upstream reported its cost.
