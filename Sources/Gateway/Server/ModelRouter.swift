@@ -47,19 +47,20 @@ public struct ModelRouter: Sendable {
         defaultProvider = config.defaultProvider
         var keys: [String: String] = [:]
         for provider in providers.values {
-            // White space around a key is no part of it (a file read with a trailing newline), and
-            // a blank one is no key: unset, not sent as `Bearer    ` (review 21 F6).
-            func trimmed(_ key: String?) -> String? {
-                guard let key else { return nil }
-                let kept = String(key.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
-                return kept.isEmpty ? nil : kept
-            }
-            if let key = trimmed(provider.apiKey) ?? trimmed(provider.apiKeyEnvironmentVariable.flatMap { environment[$0] }) {
+            if let key = Self.trimmedKey(provider.apiKey) ?? Self.trimmedKey(provider.apiKeyEnvironmentVariable.flatMap { environment[$0] }) {
                 keys[provider.name] = key
             }
         }
         self.keys = keys
         targets = Dictionary(uniqueKeysWithValues: providers.map { name, provider in (name, Target(provider, name: name, key: keys[name])) })
+    }
+
+    /// White space around a key is no part of it (a file read with a trailing newline), and a
+    /// blank one is no key: unset, not sent as `Bearer    ` (review 21 F6).
+    static func trimmedKey(_ key: String?) -> String? {
+        guard let key else { return nil }
+        let kept = String(key.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+        return kept.isEmpty ? nil : kept
     }
 
     /// Every configured secret, for scrubbing text that reaches a client or a log.

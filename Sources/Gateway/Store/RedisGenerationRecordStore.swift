@@ -21,7 +21,6 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     var onQueued: (() -> Void)?
     /// Records waiting for Redis, oldest first; `refused`: a request refused before any work.
     private(set) var unwritten: [(id: String, value: [UInt8], refused: Bool)] = []
-    private(set) var droppedUnwritten = 0
 
     /// Ids are ours (`gen-` + hex) or a client's query: anything longer is not a record.
     static let maxIDBytes = 128
@@ -84,7 +83,6 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
         }
         if unwritten.count >= maxUnwritten {
             if let index = unwritten.firstIndex(where: \.refused) { unwritten.remove(at: index) } else { unwritten.removeFirst() }
-            droppedUnwritten += 1
             onError("record_dropped", error)
         }
         unwritten.append((id, value, refused))
