@@ -63,6 +63,14 @@ public final class HTTPServer {
         }
     }
 
+    /// A server dropped without `shutdown` (a test's, or a start that failed half way) closes its
+    /// listener and connections: their callbacks reach it, and each connection, unowned, and a
+    /// client's next byte must not find them gone. On the loop thread, or once the loop stopped.
+    deinit {
+        listener?.close()
+        for connection in connections.values { connection.abandon() }
+    }
+
     public var port: Int { listener?.port ?? 0 }
     /// Connections open now (including ones lingering after a refusal).
     public var openConnections: Int { connections.count }

@@ -107,6 +107,14 @@ final class HTTPServerConnection {
         server.connectionDidClose(self)
     }
 
+    /// Its server is gone (see `HTTPServer.deinit`): closes the socket without a word to the
+    /// server or the handler (the writer sees its connection gone, weakly).
+    func abandon() {
+        state = .closed
+        timer.close()
+        tcp.close()
+    }
+
     private var isClosed: Bool { if case .closed = state { return true } else { return false } }
 
     /// Whether anyone waits for the write buffer to drain: a handler paused on `bufferedBytes`

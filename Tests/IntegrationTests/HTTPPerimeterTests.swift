@@ -205,7 +205,7 @@ final class GuardedServer: @unchecked Sendable {
             box.server = server
             return server.port
         }
-        defer { thread.loop.execute { box.server?.shutdown(graceMilliseconds: 0) } }
+        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0); box.server = nil } }  // dropped on its loop
         let client = try TestClient(port: port)
         let count = 1_000
         try client.send(String(repeating: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", count: count))
@@ -242,7 +242,7 @@ final class GuardedServer: @unchecked Sendable {
             box.server = server
             return server.port
         }
-        defer { thread.loop.execute { box.server?.shutdown(graceMilliseconds: 0) } }
+        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0); box.server = nil } }  // dropped on its loop
         let client = try TestClient(port: port)
         try client.send("GET /large HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
         try client.readSlowly(12 << 20, chunk: 256 << 10, pauseMicroseconds: 20_000)  // about a second, in steps

@@ -118,6 +118,32 @@ import Testing
         #expect(done, "done once it has gone out")
     }
 
+    /// A server dropped without a shutdown closes its connections: a client's next bytes find a
+    /// closed socket, not callbacks into a server that is gone (a test that let go of its server
+    /// early crashed the suite when its client hung up).
+    @Test func aServerDroppedWithoutShutdownClosesItsConnections() throws {
+        let thread = EventLoopThread(name: "dropped-server-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var server: HTTPServer? }
+        let box = Box()
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok".utf8))
+            }
+            box.server = server
+            return server.port
+        }
+        let client = try TestClient(port: port)
+        try client.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(try client.readResponse().status == 200)
+        try thread.loop.submitAndWait { box.server = nil }
+        #expect(client.peerClosed(), "its keep-alive connection is closed")
+        _ = try? client.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        client.disconnect()
+        #expect(throws: (any Error).self, "nobody listens any more") { try TestClient(port: port) }
+        #expect(try thread.loop.submitAndWait { 1 } == 1, "the loop still runs")
+    }
+
     /// A last response (`Connection: close`) to a client that stopped reading: the connection
     /// is closed once the write has stalled for `stalledWriteTimeoutMilliseconds`, not held open
     /// for ever, and it counts as open until then.
@@ -136,7 +162,7 @@ import Testing
             box.server = server
             return server.port
         }
-        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0) } }
+        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0); box.server = nil } }  // dropped on its loop
         let client = try TestClient(port: port)
         var receiveBuffer: Int32 = 64 << 10
         setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<Int32>.size))
