@@ -77,7 +77,7 @@ let package = Package(
         .target(name: "MockUpstream", dependencies: ["HTTPServer", "EventLoop", "GatewayCore"], swiftSettings: fast),
         .target(name: "Bench", dependencies: ["GatewayCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
                 swiftSettings: strict),
-        .target(name: "BenchRunner", dependencies: ["Bench", "EventLoop", "UpstreamClient"], swiftSettings: strict),
+        .target(name: "BenchRunner", dependencies: ["Bench", "EventLoop", "UpstreamClient", "GatewayCore"], swiftSettings: strict),
         .target(
             name: "Gateway",
             dependencies: [

@@ -1,6 +1,7 @@
 import Bench
 import EventLoop
 import Foundation
+import GatewayCore
 import Synchronization
 import UpstreamClient
 
@@ -31,8 +32,9 @@ final class LoopDriver: @unchecked Sendable {
     /// Abandons what is still in flight once the run stopped issuing and the drain time passed.
     private var drainTimer: LoopTimer?
     private var drainDeadline: UInt64?
-    /// Secrets that must not reach a report through a server's error text (a key it echoes).
-    private let secrets: [String]
+    /// Takes the secrets out of a server's error text before it reaches a report: a key it
+    /// echoes, in any form the gateway redacts (cut short, hex, base64, percent-encoded, …).
+    private let redactor: Redactor
 
     // Closed loop
     private var activeWorkers = 0
@@ -60,7 +62,7 @@ final class LoopDriver: @unchecked Sendable {
         self.configuration = configuration
         self.counters = counters
         self.stopRequested = stopRequested
-        secrets = configuration.targets.flatMap(\.secrets).filter { $0.count >= 4 }
+        redactor = Redactor(secrets: configuration.targets.flatMap(\.secrets))
         bodies = configuration.targets.map { target in
             configuration.prompts.prompts.map {
                 PromptSet.requestBody(model: target.info.model, prompt: $0, streamed: configuration.streamed,
@@ -306,10 +308,9 @@ final class LoopDriver: @unchecked Sendable {
 
     /// `outcome` with the run's secrets taken out of its error text.
     private func redacted(_ outcome: RequestOutcome) -> RequestOutcome {
-        guard var detail = outcome.errorDetail, !secrets.isEmpty else { return outcome }
-        for secret in secrets { detail = detail.replacingOccurrences(of: secret, with: "[REDACTED]") }
+        guard let detail = outcome.errorDetail else { return outcome }
         var outcome = outcome
-        outcome.errorDetail = detail
+        outcome.errorDetail = redactor(detail)
         return outcome
     }
 

@@ -95,7 +95,7 @@ public struct MockScenario: Equatable, Sendable {
         // Wire quirks real servers have, on any scenario: end the stream with neither a finish
         // chunk nor [DONE] (cut short); answer a streamed request with one whole JSON body; send
         // no usage; space the usage key (`"usage": {`); put the last content, the finish reason
-        // and the usage in one chunk; echo the request's Authorization header in error messages.
+        // and the usage in one chunk; echo the request's Authorization header in error messages (2: in hex).
         "truncate": 0...1,
         "whole": 0...1,
         "no_usage": 0...1,
@@ -103,7 +103,9 @@ public struct MockScenario: Equatable, Sendable {
         "no_limit": 0...1,
         "spaced": 0...1,
         "together": 0...1,
-        "echo_auth": 0...1,
+        "echo_auth": 0...2,
+        // The prompt's token count the usage reports (default: the request's bytes / 4).
+        "prompt_tokens": 1...1_000_000_000,
         // The usage's `cost` in dollars (OpenAI's wire), however absurd: a hostile upstream's number.
         "cost_usd": 0...1_000_000_000_000,
         // Ignored: makes a model name distinct (`flaky` counts requests per exact name).

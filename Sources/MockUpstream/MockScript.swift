@@ -28,7 +28,9 @@ struct MockScript {
         self.model = model
         self.id = id
         let prompt = Self.lastUserText(request)
-        promptTokens = max(1, rawBody.count / 4)
+        // `prompt_tokens=N`: the usage counts the prompt as N tokens (a tokenizer's count, not
+        // the request's size), so a test can tell the upstream's count from an estimate.
+        promptTokens = scenario.options["prompt_tokens"] ?? max(1, rawBody.count / 4)
         // `think=1` (tool-call, outer): reasoning before the tool calls (signed on Anthropic's
         // wire), as a thinking model's tool turn.
         let thinking: [Step] = scenario.option("think", default: 0) == 1 ? [.reasoning("The user wants "), .reasoning("a tool.")] : []

@@ -187,9 +187,14 @@ public final class MockUpstream {
            json["messages"]?.arrayValue?.last?["role"]?.stringValue == "tool" {
             scenario.kind = .errorMidStream
         }
-        // `echo_auth=1`: errors repeat the credentials they were sent, as careless servers do.
-        let echoed = scenario.option("echo_auth", default: 0) == 1
-            ? " (request had Authorization: \(request.header("authorization") ?? "none"))" : ""
+        // `echo_auth=1`: errors repeat the credentials they were sent, as careless servers do;
+        // `echo_auth=2`: in hex, as a debugging dump would.
+        let authorization = request.header("authorization") ?? "none"
+        let echoed = switch scenario.option("echo_auth", default: 0) {
+        case 1: " (request had Authorization: \(authorization))"
+        case 2: " (request had Authorization: \(authorization.utf8.map { String($0, radix: 16) }.joined()))"
+        default: ""
+        }
         switch scenario.kind {
         case .error:
             let status = scenario.option("status", default: 500)

@@ -175,7 +175,22 @@ import Testing
         #expect(report.targets[0].durationSeconds >= 0.99 && Date().timeIntervalSince(started) < 4, "\(report.targets[0].durationSeconds)")
         #expect(report.settings.drainSeconds == 5)
         let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
-        #expect(!everything.contains(key) && everything.contains("[REDACTED]"))
+        #expect(!everything.contains(key) && everything.contains("[redacted]"))
+    }
+
+    /// A key a server echoes in another form (here hex, as a debugging dump would) is redacted
+    /// as the gateway redacts it, not only where it appears as sent.
+    @Test func aKeyEchoedInHexIsRedacted() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let key = "sk-bench-secret-0123456789"
+        let report = try Self.run([BenchTarget(label: "A", baseURL: mock.baseURL, model: "error:status=500:echo_auth=2", apiKey: key)],
+                                  shape: .closedLoop(concurrency: 1), requests: 2)
+        let hex = key.utf8.map { String($0, radix: 16) }.joined()
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(report.targets[0].results.failed == 2)
+        #expect(!everything.contains(hex) && !everything.contains(String(hex.prefix(24))) && everything.contains("[redacted]"),
+                "\(TextReport.render(report))")
     }
 
     /// A password in the URL goes to the server (Basic auth) but never into a report.
@@ -194,7 +209,7 @@ import Testing
         let report = try Self.run([BenchTarget(label: "A", baseURL: base, model: "error:status=500:echo_auth=1", apiKey: nil)],
                                   shape: .closedLoop(concurrency: 1), requests: 2)
         let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
-        #expect(everything.contains("Basic [REDACTED]"), "\(TextReport.render(report))")
+        #expect(everything.contains("Basic [redacted]"), "\(TextReport.render(report))")
         #expect(!everything.contains(Data("bench:s3cretpw".utf8).base64EncodedString()) && !everything.contains("s3cretpw"))
     }
 

@@ -250,4 +250,29 @@ import Testing
         #expect(records[2].cancelled && records[2].finishReason == "cancelled" && records[2].firstTokenMilliseconds == nil)
         #expect(records[2].startMilliseconds == 3)
     }
+
+    /// A call cut before its usage is charged its prompt as its upstream counted it, when it said
+    /// so before answering (Anthropic's `message_start`: 9,000 tokens, 8,000 of them read from
+    /// the cache), not the prompt's size (review 22: a cut call on Anthropic was charged 44).
+    @Test func aCutCallIsChargedThePromptItsUpstreamCounted() {
+        let log = InnerCallLog(requestStart: 0, redactor: .none)
+        let request = ModelRequest(model: "a", messages: [ModelMessage(role: .user, text: String(repeating: "x", count: 160))], stream: true)
+        let counted = Usage(promptTokens: 9_000, cachedTokens: 8_000)
+        let record = InnerCallRecord.encodeUsage(counted)
+        let decoded = record.withUnsafeBytes { InnerCallRecord.decodeUsage($0) }
+        #expect(decoded == counted)
+        for length in 0..<record.count { _ = Array(record.prefix(length)).withUnsafeBytes { InnerCallRecord.decodeUsage($0) } }
+        log.started(1, role: .member(index: 0), routes: [(model: "anthropic/c", provider: "anthropic")], request: request, at: 0)
+        log.started(2, role: .member(index: 1), routes: [(model: "mock/a", provider: "mock")], request: request, at: 0)
+        log.promptUsage(1, decoded)
+        for id in [1, 2] as [InnerCallLog.CallID] {
+            for piece in ["a", "b", "c"] { log.event(id, .text(piece), at: 1_000) }
+        }
+        log.cancelAll(at: 2_000)
+        log.promptUsage(1, Usage(promptTokens: 1))  // after its end: ignored
+        let records = log.records
+        #expect(records[0].usage == Usage(promptTokens: 9_000, completionTokens: 3, totalTokens: 9_003, cachedTokens: 8_000))
+        #expect(records[0].usageEstimated)
+        #expect(records[1].usage == Usage(promptTokens: 44, completionTokens: 3, totalTokens: 47), "no counts first: by size")
+    }
 }

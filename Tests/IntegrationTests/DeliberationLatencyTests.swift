@@ -53,6 +53,25 @@ import Testing
                 == ["cut_for_latency", "ok", "ok", "ok", "ok"])
     }
 
+    /// A straggler behind Anthropic's API, cut by the quorum before its usage, is charged the
+    /// prompt its upstream counted in `message_start` (9,000 tokens), not the prompt's size.
+    @Test func aCutMemberOnAnthropicIsChargedThePromptItsUpstreamCounted() throws {
+        let env = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let panel = #"["mock/expert-1:pace_ms=1","mock/expert-2:pace_ms=1","anth/paced:pace_ms=100:deltas=100:prompt_tokens=9000"]"#
+        let response = try env.chat(body(#"{"analysis_models":\#(panel),"model":"mock/judge:pace_ms=1","min_answers":2,"grace_ms":50}"#))
+        #expect(response.status == 200)
+        #expect(response.namedEvents.contains { $0.name == "fusion.member.cut" })
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        let calls = try #require(record["inner_calls"]?.arrayValue)
+        let cut = try #require(calls.first { $0["model"]?.stringValue?.hasPrefix("anth/paced") == true }, "\(calls)")
+        #expect(cut["usage_estimated"] == .bool(true) && cut["cancelled"] == .bool(true), "\(cut)")
+        #expect(cut["usage"]?["prompt_tokens"] == .int(9_000), "\(cut)")
+        #expect((cut["usage"]?["completion_tokens"]?.intValue ?? 0) > 0, "a token per piece it wrote")
+    }
+
     @Test func theDeadlineCutsWhatStillRunsAndTheRecordHoldsTheEstimate() throws {
         let env = try TestEnvironment { $0.fusion?.prices = ["mock/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)] }
         let response = try env.chat(body(#"{"analysis_models":\#(Self.panel),"model":"mock/judge:pace_ms=1","deadline_ms":400}"#,

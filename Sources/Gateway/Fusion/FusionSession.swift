@@ -197,6 +197,9 @@ final class FusionSession<Renderer: FusionRenderer> {
             let (error, reason, summary) = InnerCallRecord.decodeFailure(bytes)
             if let wait = callLog.failed(producer, error, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
             event = .callFailed(producer, error, reason)
+        case InnerCallRecord.promptUsage:
+            callLog.promptUsage(producer, InnerCallRecord.decodeUsage(bytes))
+            return
         default:
             guard let modelEvent = opaque.event(from: producer, kind: kind, bytes) else { return }
             callLog.event(producer, modelEvent, at: time)

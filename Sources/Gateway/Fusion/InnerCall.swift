@@ -50,6 +50,8 @@ final class InnerCall {
     private var cachedSeries: (candidate: Int, series: GatewayMetrics.ProviderSeries)?
     /// For the call's record: upstream requests made, the last status, when it started.
     private var summary = InnerCallRecord.Summary()
+    /// Whether this attempt's prompt counts (`ModelStreamDecoder.promptUsage`) went to the session.
+    private var sentPromptUsage = false
     /// When the current attempt started and the last read carrying events arrived (monotonic ns).
     private var attemptAt: UInt64 = 0
     private var lastEventAt: UInt64 = 0
@@ -110,6 +112,7 @@ final class InnerCall {
         errorBody.removeAll()
         headers.removeAll()
         decoder = route.provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
+        sentPromptUsage = false
         var request = request
         request.model = route.upstreamModel
         let http = route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
@@ -225,6 +228,10 @@ final class InnerCall {
                 }
             }
             if events > 0 { noteEvents() }
+            if !sentPromptUsage, let prompt = decoder.promptUsage {
+                sentPromptUsage = true
+                emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt))
+            }
             if let maxOutputBytes, outputBytes > maxOutputBytes, failure == nil, !done {
                 // Past its output limit many times over: ended as if the upstream had stopped at
                 // it, its transfer closed.

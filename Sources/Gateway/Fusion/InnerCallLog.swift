@@ -21,6 +21,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// Pieces of output (text, reasoning, tool call fragments): a call cut before its usage
         /// is charged a token for each.
         var outputEvents: Int64 = 0
+        /// The prompt's counts its upstream gave before the answer (Anthropic's `message_start`):
+        /// what it is charged for its prompt if cut before its usage.
+        var promptUsage: Usage?
         /// Its request (sharing the session's storage): its prompt is what the call is charged
         /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
         /// the path of every call's start.
@@ -75,6 +78,12 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
     }
 
+    /// What the call's upstream said of its prompt before answering (the last attempt's).
+    func promptUsage(_ id: CallID, _ usage: Usage) {
+        guard let entry = entries[id], entry.open else { return }
+        entry.promptUsage = usage
+    }
+
     /// The call's stream ended; returns its upstream wait (for the overhead).
     func ended(_ id: CallID, _ end: StreamEnd, _ summary: InnerCallRecord.Summary, at now: UInt64) -> (UInt64, UInt64)? {
         let error = end == .complete ? nil : RecordError(type: "upstream_error", code: "upstream_truncated",
@@ -98,12 +107,12 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
 
     /// A call that produced output but ended without its usage (cut, failed, or an upstream that
     /// never reports it) is charged an estimate, so hanging up mid-deliberation does not make
-    /// the calls free (the key's tokens per minute and budget).
+    /// the calls free (the key's tokens per minute and budget): its prompt as its upstream
+    /// counted it, when it said so first, or by its size.
     private func estimateUsage(_ entry: Entry) {
         guard entry.record.usage == nil, entry.outputEvents > 0 else { return }
-        let prompt = CostEstimate.tokens(request: entry.request)
-        entry.record.usage = Usage(promptTokens: prompt, completionTokens: entry.outputEvents,
-                                   totalTokens: Usage.saturatingAdd(prompt, entry.outputEvents))
+        let prompt = entry.promptUsage ?? Usage(promptTokens: CostEstimate.tokens(request: entry.request))
+        entry.record.usage = Usage.estimate(prompt: prompt, completionTokens: entry.outputEvents)
         entry.record.usageEstimated = true
     }
 

@@ -28,6 +28,9 @@ enum InnerCallRecord {
     static let providerStart: UInt8 = 20
     static let providerDelta: UInt8 = 21
     static let providerStop: UInt8 = 22
+    /// The prompt's counts the upstream gave before its answer (Anthropic's `message_start`): no
+    /// event, but what a call cut before its usage is charged for its prompt (not its size).
+    static let promptUsage: UInt8 = 23
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).
@@ -61,17 +64,29 @@ enum InnerCallRecord {
             appendString(fragment.name, &out)
             appendString(fragment.arguments, &out)
             body(toolCall, out)
-        case .usage(let usage):
-            var out: [UInt8] = []
-            for count in [usage.promptTokens, usage.completionTokens, usage.totalTokens, usage.reasoningTokens, usage.cachedTokens,
-                          usage.cacheWriteTokens] {
-                appendInt(UInt64(bitPattern: count), &out)
-            }
-            appendInt(usage.cost.bitPattern, &out)
-            body(Self.usage, out)
+        case .usage(let usage): body(Self.usage, encodeUsage(usage))
         case .finish(let reason): body(finish, Array(reason.rawValue.utf8))
         case .error(let apiError): body(error, encodeFailure(apiError, .upstreamError))
         }
+    }
+
+    static func encodeUsage(_ usage: Usage) -> [UInt8] {
+        var out: [UInt8] = []
+        for count in [usage.promptTokens, usage.completionTokens, usage.totalTokens, usage.reasoningTokens, usage.cachedTokens,
+                      usage.cacheWriteTokens] {
+            appendInt(UInt64(bitPattern: count), &out)
+        }
+        appendInt(usage.cost.bitPattern, &out)
+        return out
+    }
+
+    /// Short or garbled bytes read as zeros (as every record here does), never trap.
+    static func decodeUsage(_ bytes: UnsafeRawBufferPointer) -> Usage {
+        var reader = Reader(bytes: bytes)
+        let counts = (0..<6).map { _ in Int64(bitPattern: reader.int()) }
+        return Usage(promptTokens: counts[0], completionTokens: counts[1], totalTokens: counts[2],
+                     reasoningTokens: counts[3], cachedTokens: counts[4], cacheWriteTokens: counts[5],
+                     cost: Double(bitPattern: reader.int()))
     }
 
     /// Joins the pieces of large signatures, encrypted data and provider blocks (`opaquePart`)
@@ -122,11 +137,7 @@ enum InnerCallRecord {
         case toolCall:
             let index = Int(truncatingIfNeeded: reader.int())
             return .toolCall(ToolCallFragment(index: index, id: reader.string(), name: reader.string(), arguments: reader.string()))
-        case usage:
-            let counts = (0..<6).map { _ in Int64(bitPattern: reader.int()) }
-            return .usage(Usage(promptTokens: counts[0], completionTokens: counts[1], totalTokens: counts[2],
-                                reasoningTokens: counts[3], cachedTokens: counts[4], cacheWriteTokens: counts[5],
-                                cost: Double(bitPattern: reader.int())))
+        case usage: return .usage(decodeUsage(bytes))
         case providerStart, providerDelta:
             // One the encoder left out (over `maxOpaqueBytes`) is no event: its stop then closes nothing.
             guard let json = try? JSONValue.parse(Array(bytes)), json["type"]?.stringValue != nil else { return nil }

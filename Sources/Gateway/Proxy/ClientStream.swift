@@ -1,5 +1,6 @@
 import EventLoop
 import FanIn
+import GatewayCore
 import HTTPServer
 import Providers
 

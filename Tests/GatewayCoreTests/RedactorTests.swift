@@ -1,7 +1,6 @@
 import Foundation
 import GatewayCore
 import PropertyBased
-import Providers
 import Testing
 
 /// The forms upstreams echo a key back in are redacted too: cut short, upper-cased, base64 (also
