@@ -123,26 +123,17 @@ extension GatewayServer {
     }
 
     /// A failed store operation: always counted; logged at most every 10 s per loop, so an outage
-    /// does not flood the log.
+    /// does not flood the log (`WarningThrottle`).
     func storeDidFail(_ operation: String, _ error: RedisError) {
         shared.metrics.countStoreError(operation: operation, error: error.label)
-        let now = loop.nowMilliseconds
         if operation.hasSuffix("_dropped") {
             // The queue for Redis is full (`max_unwritten_records`): the oldest waiting record or
             // settlement is lost for the other replicas and the key's shared usage (review 22 F3).
-            droppedSinceWarning += 1
-            guard lastDropWarning == 0 || now &- lastDropWarning >= 10_000 else { return }
-            lastDropWarning = now
-            logger.warning("shared store unreachable too long; dropped the oldest unwritten records or settlements", metadata: [
-                "operation": "\(operation)", "dropped": .stringConvertible(droppedSinceWarning), "error": "\(error)",
-            ])
-            droppedSinceWarning = 0
-            return
+            lastStoreDrop = (operation, "\(error)")
+            storeDropWarning.occurred()
+        } else {
+            lastStoreFailure = (operation, "\(error)")
+            storeFailureWarning.occurred()
         }
-        guard lastStoreWarning == 0 || now &- lastStoreWarning >= 10_000 else { return }
-        lastStoreWarning = now
-        logger.warning("shared store failing; limits follow on_store_error, records wait for it", metadata: [
-            "operation": "\(operation)", "error": "\(error)", "on_store_error": "\(store?.onStoreError.rawValue ?? "allow")",
-        ])
     }
 }

@@ -25,11 +25,17 @@ public final class GatewayServer {
     var store: LoopStore!
     /// Requests let in by their key's limits, to settle when they finish (by response writer).
     var tickets: [ObjectIdentifier: AdmissionTicket] = [:]
-    /// When this loop last logged a store failure (they are counted always, logged at most every 10 s).
-    var lastStoreWarning: UInt64 = 0
-    /// Unwritten records and settlements dropped since the last warning about it, and when that was.
-    var droppedSinceWarning = 0
-    var lastDropWarning: UInt64 = 0
+    /// Warnings whose causes come in floods, logged at most every 10 s per loop with how many
+    /// (`WarningThrottle`): store failures, unwritten records and settlements dropped,
+    /// connections refused at the limit, connections the listener could not accept.
+    var storeFailureWarning: ThrottledWarning!
+    var storeDropWarning: ThrottledWarning!
+    private var connectionLimitWarning: ThrottledWarning!
+    private var acceptFailureWarning: ThrottledWarning!
+    /// The last store failure and drop (the warnings say what the latest was).
+    var lastStoreFailure: (operation: String, error: String)?
+    var lastStoreDrop: (operation: String, error: String)?
+    private var lastAcceptError: LoopError?
     var logger: Logger
     /// Requests in flight (proxies and fusion sessions), keyed by their response writer.
     var active: [ObjectIdentifier: AnyObject] = [:]
@@ -69,15 +75,19 @@ public final class GatewayServer {
                                 limits: limits, reusePort: reusePort) { [unowned self] request, writer in
             handle(request, writer)
         }
+        makeWarnings()
         store = LoopStore(loop: loop, shared: self.shared, settings: config.store, logger: logger) { [unowned self] operation, error in
             storeDidFail(operation, error)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
         server.onConnectionRefused = { [unowned self] in
-            connectionRefused(code: "connection_limit", "closed new connections at once: server.max_connections are open on this loop")
+            self.shared.metrics.countError(code: "connection_limit")
+            connectionLimitWarning.occurred()
         }
         server.onAcceptError = { [unowned self] error in
-            connectionRefused(code: "accept_failed", "could not accept connections: \(error)")
+            self.shared.metrics.countError(code: "accept_failed")
+            lastAcceptError = error
+            acceptFailureWarning.occurred()
         }
         server.onStalledWrite = { [unowned self] unsent in
             self.logger.warning("closed a connection whose client stopped reading the end of a response",
@@ -99,20 +109,36 @@ public final class GatewayServer {
         }
     }
 
-    /// Connections refused since the last warning, and when it was logged (loop time, ms).
-    private var refusedSinceWarning = 0
-    private var lastRefusalWarning: UInt64?
+    /// The throttled warnings (their closures reach this server weakly: a timer of theirs may
+    /// outlive it on a loop still running).
+    private func makeWarnings() {
+        connectionLimitWarning = ThrottledWarning(loop: loop) { [weak self] count in
+            self?.logger.warning("closed new connections at once: server.max_connections are open on this loop",
+                                 metadata: ["code": "connection_limit", "refused": .stringConvertible(count)])
+        }
+        acceptFailureWarning = ThrottledWarning(loop: loop) { [weak self] count in
+            guard let self else { return }
+            logger.warning("could not accept connections: \(lastAcceptError.map { "\($0)" } ?? "unknown error")",
+                           metadata: ["code": "accept_failed", "refused": .stringConvertible(count)])
+        }
+        storeFailureWarning = ThrottledWarning(loop: loop) { [weak self] count in
+            guard let self, let failure = lastStoreFailure else { return }
+            logger.warning("shared store failing; limits follow on_store_error, records wait for it", metadata: [
+                "operation": "\(failure.operation)", "error": "\(failure.error)", "failures": .stringConvertible(count),
+                "on_store_error": "\(store?.onStoreError.rawValue ?? "allow")",
+            ])
+        }
+        storeDropWarning = ThrottledWarning(loop: loop) { [weak self] count in
+            guard let self, let drop = lastStoreDrop else { return }
+            logger.warning("shared store unreachable too long; dropped the oldest unwritten records or settlements", metadata: [
+                "operation": "\(drop.operation)", "dropped": .stringConvertible(count), "error": "\(drop.error)",
+            ])
+        }
+    }
 
-    /// A connection the server could not take: counted, and a warning at most every 10 s per
-    /// loop (a flood of them must not flood the log), saying how many since the last.
-    private func connectionRefused(code: String, _ message: String) {
-        shared.metrics.countError(code: code)
-        refusedSinceWarning += 1
-        let now = loop.nowMilliseconds
-        if let last = lastRefusalWarning, now &- last < 10_000 { return }
-        lastRefusalWarning = now
-        logger.warning("\(message)", metadata: ["code": "\(code)", "refused": .stringConvertible(refusedSinceWarning)])
-        refusedSinceWarning = 0
+    /// Logs the counts the throttled warnings still hold (the gateway is stopping).
+    private func flushWarnings() {
+        for warning in [connectionLimitWarning, acceptFailureWarning, storeFailureWarning, storeDropWarning] { warning?.flush() }
     }
 
     private static func makeShared(config: GatewayConfig, environment: [String: String], logger: Logger) throws -> GatewayShared {
@@ -209,6 +235,7 @@ public final class GatewayServer {
         loop.afterWrites { [self] in
             client.close()
             store.close()
+            flushWarnings()
             completion()
         }
     }
