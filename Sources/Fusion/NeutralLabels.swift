@@ -85,7 +85,7 @@ public struct NeutralLabels: Sendable, Equatable {
 
     /// "Response B" as a whole word in prose becomes the model's name, and so does each label
     /// of a list ("Responses A and B", "Response A, B, and C" → "p/a and p/b", review 19 F4;
-    /// "Responses A/B", "Responses A–C", "Responses A's and B's").
+    /// "Responses A/B", "Responses A–C", "Responses A's and B's", "Response A (and B)").
     /// On UTF-8 bytes: it runs over every item the judge streams and the whole analysis
     /// (Foundation's `range(of:)` was most of the judge's overhead).
     public func restoreProse(_ text: String) -> String {
@@ -142,6 +142,10 @@ public struct NeutralLabels: Sendable, Equatable {
                 } else if !plural {
                     items.removeSubrange(min(1, items.count)...)
                 }
+                // "Response A (and B)": a list of labels in parentheses right after.
+                if let last = items.last, let (text, end) = parenthetical(bytes, at: last.end) {
+                    items.append((joiner: [], text: text, end: end))
+                }
                 guard let end = items.last?.end else {
                     index += 1
                     continue
@@ -172,6 +176,32 @@ public struct NeutralLabels: Sendable, Equatable {
               models["Response " + String(UnicodeScalar(bytes[letter]))] != nil else { return nil }
         return (bytes[letter], letter + 1)
     }
+
+    /// " (and B)", " (or B, C)", " (B)" right after a label, at `index`: its labels replaced by
+    /// their models, and where it ends; nil when anything but labels is inside.
+    private func parenthetical(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> (text: [UInt8], end: Int)? {
+        let open = Array(" (".utf8)
+        guard index + open.count < bytes.count, bytes[index..<index + open.count].elementsEqual(open) else { return nil }
+        var cursor = index + open.count
+        var text = open
+        if let word = Self.parentheticalWords.first(where: { cursor + $0.count <= bytes.count && bytes[cursor..<cursor + $0.count].elementsEqual($0) }) {
+            text += word
+            cursor += word.count
+        }
+        while true {
+            let start = cursor
+            while cursor < bytes.count, (0x41...0x5A).contains(bytes[cursor]) { cursor += 1 }
+            guard cursor > start, let model = models["Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self)]
+            else { return nil }
+            text += Array(model.utf8)
+            if cursor < bytes.count, bytes[cursor] == UInt8(ascii: ")") { return (text + [UInt8(ascii: ")")], cursor + 1) }
+            guard let length = Self.listJoiner(bytes, at: cursor) else { return nil }
+            text += bytes[cursor..<cursor + length].elementsEqual("/".utf8) ? Array(" / ".utf8) : Array(bytes[cursor..<cursor + length])
+            cursor += length
+        }
+    }
+
+    private static let parentheticalWords = ["and also ", "and ", "or ", "also ", "as does ", "as do ", "like "].map { Array($0.utf8) }
 
     /// The models of the labels `first` through `last`, as a list ("p/a, p/b and p/c").
     private func expandRange(from first: UInt8, to last: UInt8) -> [UInt8] {

@@ -165,6 +165,12 @@ import Testing
         #expect(three.restoreProse("Responses A's and B's points; Response C\u{2019}s; Responses B–A; Response A-Z; Response A-Cs; Responses A–") ==
             "p/a's and p/b's points; p/c\u{2019}s; p/b–A; p/a-Z; p/a-Cs; p/a–")
         #expect(three.restoreProse("Response A'sy Response Z-Z Response Z–") == "p/a'sy Response Z-Z Response Z–")
+        // Labels in parentheses right after one; anything else inside is left alone.
+        #expect(three.restoreProse("Response A (and B) agrees; Responses B and C (or A); Response C (A/B); Response A (also C)") ==
+            "p/a (and p/b) agrees; p/b and p/c (or p/a); p/c (p/a / p/b); p/a (also p/c)")
+        #expect(three.restoreProse("Response A (and Bob); Response B (and Z); Response C (and B; Response A (see B); Response B (and B, C)") ==
+            "p/a (and Bob); p/b (and Z); p/c (and B; p/a (see B); p/b (and p/b, p/c)")
+        #expect(three.restoreProse("Response A (") == "p/a (" && three.restoreProse("Response A (and B") == "p/a (and B")
         let many = NeutralLabels(models: (0..<703).map { "p/\($0)" }, neutral: true, seed: nil).labels
         #expect([many[0], many[25], many[26], many[27], many[51], many[52], many[701], many[702]] ==
             ["Response A", "Response Z", "Response AA", "Response AB", "Response AZ", "Response BA", "Response ZZ", "Response AAA"])
@@ -177,7 +183,7 @@ import Testing
     @Test func restoringLabelsLeavesNoWholeLabel() {
         let three = NeutralLabels(models: ["p/a", "p/b", "p/c"], neutral: true, seed: nil)
         let pieces = ["Response ", "Response ", "Responses ", "Response", " ", "A", "B", "C", "A", "B", "C", "Z", "AB", "-", "\u{2013}", "/", "'s", "\u{2019}s", ", ", " and ",
-                      " or ", " & ", ", and ", "x", "\u{301}", "é", "🙂", "\n", ".", "1"]
+                      " or ", " & ", ", and ", "x", "\u{301}", "é", "🙂", "\n", ".", "1", " (", " (and ", "(", ")"]
         var generator = SeededGenerator(seed: 19)
         for _ in 0..<3_000 {
             let text = (0..<Int(generator.next() % 14)).map { _ in pieces[Int(generator.next() % UInt64(pieces.count))] }.joined()
