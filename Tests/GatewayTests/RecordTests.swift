@@ -274,5 +274,15 @@ import Testing
         #expect(records[0].usage == Usage(promptTokens: 9_000, completionTokens: 3, totalTokens: 9_003, cachedTokens: 8_000))
         #expect(records[0].usageEstimated)
         #expect(records[1].usage == Usage(promptTokens: 44, completionTokens: 3, totalTokens: 47), "no counts first: by size")
+        // Counts that arrive just after the cut (one read carried the first output and them):
+        // the estimate is made again from them; a call with its upstream's usage keeps it.
+        log.promptUsage(2, Usage(promptTokens: 500))
+        #expect(log.records[1].usage == Usage(promptTokens: 500, completionTokens: 3, totalTokens: 503) && log.records[1].usageEstimated)
+        log.started(3, role: .judge, routes: [(model: "anthropic/c", provider: "anthropic")], request: request, at: 0)
+        log.event(3, .text("x"), at: 1_000)
+        log.event(3, .usage(Usage(promptTokens: 7, completionTokens: 1, totalTokens: 8)), at: 1_000)
+        _ = log.ended(3, .complete, InnerCallRecord.Summary(), at: 2_000)
+        log.promptUsage(3, Usage(promptTokens: 9_000))
+        #expect(log.records[2].usage == Usage(promptTokens: 7, completionTokens: 1, totalTokens: 8) && !log.records[2].usageEstimated)
     }
 }

@@ -50,7 +50,7 @@ final class InnerCall {
     private var cachedSeries: (candidate: Int, series: GatewayMetrics.ProviderSeries)?
     /// For the call's record: upstream requests made, the last status, when it started.
     private var summary = InnerCallRecord.Summary()
-    /// Whether this attempt's prompt counts (`ModelStreamDecoder.promptUsage`) went to the session.
+    /// Whether the prompt's counts (`ModelStreamDecoder.promptUsage`) went to the session.
     private var sentPromptUsage = false
     /// When the current attempt started and the last read carrying events arrived (monotonic ns).
     private var attemptAt: UInt64 = 0
@@ -112,7 +112,6 @@ final class InnerCall {
         errorBody.removeAll()
         headers.removeAll()
         decoder = route.provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
-        sentPromptUsage = false
         var request = request
         request.model = route.upstreamModel
         let http = route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
@@ -134,6 +133,16 @@ final class InnerCall {
         }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
+    }
+
+    /// Hands the session the prompt's counts the upstream gave before answering (Anthropic's
+    /// `message_start`), once, from the attempt that answered: only after its first output, as a
+    /// retry or fallback happens only before any (a failed attempt's counts, or its cache reads,
+    /// are not the answer's).
+    private func sendPromptUsageOnce() {
+        guard emittedEvents, !sentPromptUsage, let prompt = decoder.promptUsage else { return }
+        sentPromptUsage = true
+        emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt))
     }
 
     /// The attempt failed before any event went to the session: retry, fall back, or not (false).
@@ -228,10 +237,7 @@ final class InnerCall {
                 }
             }
             if events > 0 { noteEvents() }
-            if !sentPromptUsage, let prompt = decoder.promptUsage {
-                sentPromptUsage = true
-                emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt))
-            }
+            sendPromptUsageOnce()
             if let maxOutputBytes, outputBytes > maxOutputBytes, failure == nil, !done {
                 // Past its output limit many times over: ended as if the upstream had stopped at
                 // it, its transfer closed.
@@ -242,6 +248,7 @@ final class InnerCall {
                 return true
             }
         } catch {
+            sendPromptUsageOnce()  // output came before the bad event: the counts price it
             fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid stream: \(error.message)"), .invalidResponse)
             return true
         }

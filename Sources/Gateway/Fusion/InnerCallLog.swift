@@ -78,10 +78,19 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
     }
 
-    /// What the call's upstream said of its prompt before answering (the last attempt's).
+    /// What the call's upstream said of its prompt before answering (the attempt that answered:
+    /// `InnerCall` sends it after the first output). One read can carry the first output and
+    /// these counts, and the session may cut the call between the two records: then the estimate
+    /// made at its end is made again from them.
     func promptUsage(_ id: CallID, _ usage: Usage) {
-        guard let entry = entries[id], entry.open else { return }
-        entry.promptUsage = usage
+        guard let entry = entries[id], entry.promptUsage == nil else { return }
+        if entry.open {
+            entry.promptUsage = usage
+        } else if entry.record.usageEstimated {
+            entry.promptUsage = usage
+            entry.record.usage = nil
+            estimateUsage(entry)
+        }
     }
 
     /// The call's stream ended; returns its upstream wait (for the overhead).

@@ -38,21 +38,34 @@ public final class GatewayCluster: Sendable {
         }
         // The first server binds (port 0 picks one) and creates the shared state.
         let firstLoop = threads[0].loop
-        let first = try firstLoop.submitAndWait {
-            ServerBox(try GatewayServer(loop: firstLoop, config: config, environment: environment, logger: logger,
-                                        reusePort: reusePort))
-        }
-        let (port, shared) = try firstLoop.submitAndWait { (first.server.port, first.server.shared) }
-        var config = config
-        config.server.port = port
-        var servers = [first]
-        for thread in threads.dropFirst() {
-            let loop = thread.loop
-            let fixedConfig = config
-            servers.append(try loop.submitAndWait {
-                ServerBox(try GatewayServer(loop: loop, config: fixedConfig, environment: environment, logger: logger,
-                                            shared: shared, reusePort: true))
-            })
+        var servers: [ServerBox] = []
+        let port: Int
+        let shared: GatewayShared
+        do {
+            let first = try firstLoop.submitAndWait {
+                ServerBox(try GatewayServer(loop: firstLoop, config: config, environment: environment, logger: logger,
+                                            reusePort: reusePort))
+            }
+            servers.append(first)
+            (port, shared) = try firstLoop.submitAndWait { (first.server.port, first.server.shared) }
+            var config = config
+            config.server.port = port
+            for thread in threads.dropFirst() {
+                let loop = thread.loop
+                let fixedConfig = config
+                servers.append(try loop.submitAndWait {
+                    ServerBox(try GatewayServer(loop: loop, config: fixedConfig, environment: environment, logger: logger,
+                                                shared: shared, reusePort: true))
+                })
+            }
+        } catch {
+            // A loop's server could not start (its listener, its store): the loops stop first,
+            // closing every handle, and only then are the servers already made released (off
+            // their loops, a server's handles must not be touched while its loop runs).
+            withExtendedLifetime(servers) {
+                for thread in threads { thread.shutdown() }
+            }
+            throw error
         }
         let workers = try servers.map { box in try box.server.loop.submitAndWait { box.server.worker } }
         for (index, box) in servers.enumerated() {

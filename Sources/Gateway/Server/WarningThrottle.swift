@@ -63,6 +63,8 @@ final class ThrottledWarning {
     private let loop: EventLoop
     private let log: (Int) -> Void
     private var timer: LoopTimer?
+    /// After `flush` (the gateway stopping, its loop about to end) nothing waits for a timer.
+    private var flushed = false
 
     init(loop: EventLoop, intervalMilliseconds: UInt64 = WarningThrottle.defaultIntervalMilliseconds, log: @escaping (_ count: Int) -> Void) {
         self.loop = loop
@@ -71,6 +73,10 @@ final class ThrottledWarning {
     }
 
     func occurred() {
+        guard !flushed else {
+            log(1)
+            return
+        }
         switch throttle.occurred(at: loop.nowMilliseconds) {
         case .log(let count): log(count)
         case .holdUntil(let delay):
@@ -82,8 +88,10 @@ final class ThrottledWarning {
         }
     }
 
-    /// Logs what is held back (the gateway stopping) and stops the timer.
+    /// Logs what is held back (the gateway stopping) and stops the timer; later occurrences
+    /// (the last records filed as the loop ends) are logged at once.
     func flush() {
+        flushed = true
         timer?.close()
         timer = nil
         if let count = throttle.flush() { log(count) }
