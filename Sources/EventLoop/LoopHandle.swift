@@ -150,6 +150,9 @@ public final class LoopTimer: LoopHandle {
         uv_timer_stop(rawHandle.assumingMemoryBound(to: uv_timer_t.self))
     }
 
+    /// Started and not yet fired (a one-shot) or stopped.
+    public var isActive: Bool { isOpen && uv_is_active(handle) != 0 }
+
     override func didClose() { callback = {} }
 }
 

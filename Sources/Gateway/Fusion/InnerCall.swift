@@ -50,8 +50,9 @@ final class InnerCall {
     private var cachedSeries: (candidate: Int, series: GatewayMetrics.ProviderSeries)?
     /// For the call's record: upstream requests made, the last status, when it started.
     private var summary = InnerCallRecord.Summary()
-    /// Whether the prompt's counts (`ModelStreamDecoder.promptUsage`) went to the session.
-    private var sentPromptUsage = false
+    /// Whether the prompt's counts (`ModelStreamDecoder.promptUsage`) were looked for: once, at
+    /// the first output (they come before it or not at all).
+    private var promptUsageChecked = false
     /// When the current attempt started and the last read carrying events arrived (monotonic ns).
     private var attemptAt: UInt64 = 0
     private var lastEventAt: UInt64 = 0
@@ -136,13 +137,13 @@ final class InnerCall {
     }
 
     /// Hands the session the prompt's counts the upstream gave before answering (Anthropic's
-    /// `message_start`), once, from the attempt that answered: only after its first output, as a
-    /// retry or fallback happens only before any (a failed attempt's counts, or its cache reads,
-    /// are not the answer's).
+    /// `message_start`), once, from the attempt that answered: at its first output, as a retry
+    /// or fallback happens only before any (a failed attempt's counts, or its cache reads, are
+    /// not the answer's). Looked for once per call, not per chunk: they precede any output.
     private func sendPromptUsageOnce() {
-        guard emittedEvents, !sentPromptUsage, let prompt = decoder.promptUsage else { return }
-        sentPromptUsage = true
-        emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt))
+        guard emittedEvents, !promptUsageChecked else { return }
+        promptUsageChecked = true
+        if let prompt = decoder.promptUsage { emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt)) }
     }
 
     /// The attempt failed before any event went to the session: retry, fall back, or not (false).

@@ -52,8 +52,11 @@ final class LoopStore {
             limiter?.flushUnsent(batch: 256)
         }
         self.retry = retry
-        records.onQueued = { retry.start(afterMilliseconds: Self.retryMilliseconds) }
-        limiter.onQueued = { retry.start(afterMilliseconds: Self.retryMilliseconds) }
+        // Armed by the first write that waits, not pushed back by each later one: under steady
+        // traffic the retry would otherwise never come.
+        let arm = { if !retry.isActive { retry.start(afterMilliseconds: Self.retryMilliseconds) } }
+        records.onQueued = arm
+        limiter.onQueued = arm
         client.start()
     }
 
