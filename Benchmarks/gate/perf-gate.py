@@ -18,8 +18,15 @@ must not hold the conversation it answers for as long as it streams.
 With --nginx, nginx (one worker, proxy_buffering off, keep-alive upstream) is measured the same way
 in the same run, in front of the same mock: the per-event budget of the best C proxy, for comparison.
 
-Counts do not depend on the machine's speed: a slow or busy machine may coalesce two events into
-one read (fewer syscalls), never more. With --budget, exits 1 when a figure exceeds its budget.
+Then the same two runs again without strace and with the mock unpaced (--burst-pace-ms, 0), for
+allocations per event in a burst: what a busy machine does to a paced stream (its events coalesce
+in the gateway's reads). Each read of a burst used to find the fan-in ring still holding the one
+before, and the transfer paused and resumed for it: ~4 allocations in libcurl each time, so the
+paced figure read 0.0 on an idle machine and up to 0.9 on a busy one. Gating the burst keeps that
+from coming back, and keeps the gate from depending on how busy the machine is.
+
+Syscall counts do not depend on the machine's speed: a slow or busy machine may coalesce two events
+into one read (fewer syscalls), never more. With --budget, exits 1 when a figure exceeds its budget.
 """
 import argparse, json, os, re, signal, socket, struct, subprocess, sys, tempfile, threading, time
 
@@ -31,6 +38,7 @@ parser.add_argument("--streams", type=int, default=4)
 parser.add_argument("--short", type=int, default=20, help="deltas per stream in the first run")
 parser.add_argument("--long", type=int, default=220, help="deltas per stream in the second run")
 parser.add_argument("--pace-ms", type=int, default=2)
+parser.add_argument("--burst-pace-ms", type=int, default=0, help="the mock's pace for the burst runs")
 parser.add_argument("--budget", help="JSON budget file: fail when a figure exceeds it")
 parser.add_argument("--json", help="write the figures here")
 parser.add_argument("--prompt-kib", type=int, default=256, help="conversation size for the held-memory figure")
@@ -66,8 +74,8 @@ def stream(port, model, deltas, results, index):
     results[index] = (content, len(events), b"data: [DONE]" in payload, head.split(b"\r\n")[0])
 
 
-def run_streams(port, deltas, prefix="mock/"):
-    model = f"{prefix}paced:pace_ms={args.pace_ms}:deltas={deltas}"
+def run_streams(port, deltas, prefix="mock/", pace_ms=None):
+    model = f"{prefix}paced:pace_ms={args.pace_ms if pace_ms is None else pace_ms}:deltas={deltas}"
     results = [None] * args.streams
     threads = [threading.Thread(target=stream, args=(port, model, deltas, results, i)) for i in range(args.streams)]
     for thread in threads:
@@ -140,40 +148,50 @@ def parse_strace(path):
     return counts
 
 
-def gateway_run(mock_port, deltas, workdir, label):
+def gateway_run(mock_port, deltas, workdir, label, pace_ms=None):
+    """One gateway process serving STREAMS streams of `deltas` each; traced (strace) unless it is
+    a burst run (`pace_ms` given), whose syscalls are not gated."""
     config = os.path.join(workdir, "gate.yaml")
     with open(config, "w") as file:
         file.write("upstream: {keepalive_interval_ms: 60000}\n"
                    f"providers:\n  mock: {{base_url: 'http://127.0.0.1:{mock_port}/v1'}}\n")
     counts_file = os.path.join(workdir, f"{label}.counts")
     strace_file = os.path.join(workdir, f"{label}.strace")
-    command = [args.strace, "-f", "-c", "-o", strace_file,
-               "-E", f"LD_PRELOAD={os.path.abspath(args.counter)}", "-E", f"FG_MALLOC_COUNTS={counts_file}",
-               args.binary, "serve", "--port", "0", "--loops", "1", "--config", config, "--log-level", "error"]
-    gateway, port = start(command, "fusion-gateway listening on http://127.0.0.1:")
+    serve = [args.binary, "serve", "--port", "0", "--loops", "1", "--config", config, "--log-level", "error"]
+    traced = pace_ms is None
+    if traced:
+        command = [args.strace, "-f", "-c", "-o", strace_file,
+                   "-E", f"LD_PRELOAD={os.path.abspath(args.counter)}", "-E", f"FG_MALLOC_COUNTS={counts_file}"] + serve
+        environment = None
+    else:
+        command = serve
+        environment = dict(os.environ, LD_PRELOAD=os.path.abspath(args.counter), FG_MALLOC_COUNTS=counts_file)
+    gateway, port = start(command, "fusion-gateway listening on http://127.0.0.1:", env=environment)
     try:
         # Warm-up: the upstream connection pool, lazily created state, buffers grown to size.
         # The same in both runs, so that it cancels in the difference.
         for _ in range(2):
-            run_streams(port, 5)
+            run_streams(port, 5, pace_ms=pace_ms)
         # A response's record is filed just after its last bytes are written: let the last ones
         # finish before each reading, or a filing (tens of allocations) lands in one window or the
         # other by chance (per request read 411 in one run, 441 in the next).
         time.sleep(0.2)
         before = read_counts(counts_file)
-        events = run_streams(port, deltas)
+        events = run_streams(port, deltas, pace_ms=pace_ms)
         time.sleep(0.2)
         after = read_counts(counts_file)
-        held = held_per_stream(port, counts_file) if label == "short" else None
+        held = held_per_stream(port, counts_file) if label == "short" and traced else None
     finally:
         # Stop the gateway itself (strace, its parent, then prints the counts and exits).
-        for child in children(gateway.pid):
+        for child in children(gateway.pid) if traced else [gateway.pid]:
             os.kill(child, signal.SIGINT)
         try:
             gateway.wait(timeout=30)
         except subprocess.TimeoutExpired:
             gateway.kill()
             gateway.wait()
+    if not traced:
+        return {"events": events, "allocations": after["allocations"] - before["allocations"], "syscalls": {}, "held": None}
     syscalls = parse_strace(strace_file)
     if not syscalls:
         sys.exit("perf-gate: strace produced no counts")
@@ -272,6 +290,8 @@ def main():
         try:
             short = gateway_run(mock_port, args.short, workdir, "short")
             long = gateway_run(mock_port, args.long, workdir, "long")
+            burst = per_event(gateway_run(mock_port, args.short, workdir, "short-burst", pace_ms=args.burst_pace_ms),
+                              gateway_run(mock_port, args.long, workdir, "long-burst", pace_ms=args.burst_pace_ms))
             peer = None
             if args.nginx:
                 peer = per_event(nginx_run(mock_port, args.short, workdir, "short"), nginx_run(mock_port, args.long, workdir, "long"))
@@ -279,7 +299,9 @@ def main():
             mock.send_signal(signal.SIGINT)
             mock.wait(timeout=30)
     figures = per_event(short, long)
+    figures["allocations_per_event_burst"] = burst["allocations_per_event"]
     describe("gateway", figures)
+    print(f"gateway per forwarded event in a burst (mock pace {args.burst_pace_ms} ms): {burst['allocations_per_event']} allocations")
     if peer:
         describe("nginx", peer)
         figures["nginx"] = peer

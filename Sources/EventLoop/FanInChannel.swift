@@ -94,6 +94,15 @@ public final class FanInChannel: @unchecked Sendable {
         }
     }
 
+    /// Consumer loop only: delivers what the ring holds now, not in the check phase (a producer
+    /// on this loop that would otherwise pause; see `ClientStream.makeRoom`). A drain already
+    /// scheduled still runs, and finds what was pushed since.
+    public func drainNow() {
+        let scheduled = drainScheduled
+        drain()
+        drainScheduled = scheduled
+    }
+
     /// Consumer loop only.
     func drain() {
         drainScheduled = false

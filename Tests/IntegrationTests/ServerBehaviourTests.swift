@@ -361,6 +361,25 @@ import Testing
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
+    /// A burst the client keeps up with never pauses the upstream. curl hands a burst over in
+    /// reads back to back, and each read found the fan-in ring still holding the one before (the
+    /// ring drains later in the loop's iteration): a pause and a resume per read, ~4 allocations
+    /// in curl and 2 `epoll_ctl` each, on a busy machine for any stream whose events coalesce.
+    /// This whole answer fits the client's write queue, so it needs no pause at all.
+    @Test func aBurstTheClientKeepsUpWithNeverPausesTheUpstream() throws {
+        let env = try TestEnvironment()
+        let deltas = 250
+        for _ in 0..<3 {
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/chat/completions",
+                                                 body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=\(deltas)")))
+            let response = try client.readResponse()
+            #expect(response.streamedContent == (0..<deltas).map { "t\($0) " }.joined())
+            #expect(response.body.count < 64 * 1024, "within the client's write queue even if the kernel took none of it")
+        }
+        #expect(env.gatewayStats.backpressurePauses.load(ordering: .relaxed) == 0)
+    }
+
     /// A deliberation's members are held back by a slow client too, and counted as the proxy's
     /// pauses are (the metric stayed at 0 for Fusion).
     @Test func aClientThatStopsReadingPausesAFusionMemberAndTheMetricSaysSo() throws {

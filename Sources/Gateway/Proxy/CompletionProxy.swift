@@ -155,7 +155,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Returns false to pause the transfer (no room in the fan-in channel).
     func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         lastUpstreamActivity = client.loop.nowMilliseconds
-        if case .streaming = phase, stream?.hasRoom(forInput: bytes.count) != true {
+        if case .streaming = phase, stream?.makeRoom(forInput: bytes.count) != true {
             // Backpressure: curl keeps these bytes and delivers them again once the channel
             // drains, so they are counted then. (Counted at every pause, a slow reader's stream
             // reached max_response_bytes with a fraction of it sent.)
