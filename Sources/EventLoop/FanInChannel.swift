@@ -98,6 +98,7 @@ public final class FanInChannel: @unchecked Sendable {
     /// on this loop that would otherwise pause; see `ClientStream.makeRoom`). A drain already
     /// scheduled still runs, and finds what was pushed since.
     public func drainNow() {
+        assert(loop.inLoopThread, "drainNow off the consumer loop")
         let scheduled = drainScheduled
         drain()
         drainScheduled = scheduled

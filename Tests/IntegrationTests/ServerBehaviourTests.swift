@@ -365,17 +365,24 @@ import Testing
     /// reads back to back, and each read found the fan-in ring still holding the one before (the
     /// ring drains later in the loop's iteration): a pause and a resume per read, ~4 allocations
     /// in curl and 2 `epoll_ctl` each, on a busy machine for any stream whose events coalesce.
-    /// This whole answer fits the client's write queue, so it needs no pause at all.
+    /// A read's relayed output a little larger than the ring (the relay lengthens each event's id
+    /// and model) waited in the stream's overflow and paused the transfer at its next read. This
+    /// whole answer fits the client's write queue, so it needs no pause at all.
     @Test func aBurstTheClientKeepsUpWithNeverPausesTheUpstream() throws {
         let env = try TestEnvironment()
         let deltas = 250
-        for _ in 0..<3 {
-            let client = try env.client()
-            try client.send(TestEnvironment.post("/v1/chat/completions",
-                                                 body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=\(deltas)")))
-            let response = try client.readResponse()
-            #expect(response.streamedContent == (0..<deltas).map { "t\($0) " }.joined())
-            #expect(response.body.count < 64 * 1024, "within the client's write queue even if the kernel took none of it")
+        // Many short events; and one event of 3,000 bytes, whose relayed form takes the whole
+        // ring (8 slots of 248 bytes) and more, every time.
+        let answers = [("paced:pace_ms=0:deltas=\(deltas)", (0..<deltas).map { "t\($0) " }.joined()),
+                       ("huge:bytes=3000", "start " + String(repeating: "x", count: 3_000))]
+        for _ in 0..<5 {
+            for (model, content) in answers {
+                let client = try env.client()
+                try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/\(model)")))
+                let response = try client.readResponse()
+                #expect(response.streamedContent == content)
+                #expect(response.body.count < 64 * 1024, "within the client's write queue even if the kernel took none of it")
+            }
         }
         #expect(env.gatewayStats.backpressurePauses.load(ordering: .relaxed) == 0)
     }

@@ -61,18 +61,28 @@ final class ClientStream {
         return occupancy == 0 || occupancy + needed <= channel.buffer.capacity
     }
 
-    /// `hasRoom`, for a producer on the client's own loop (the proxy): when the ring is short of
-    /// room but the client is taking bytes, what the ring holds goes to the connection's write
-    /// queue now rather than later in this iteration (the loop flushes that queue as one write
-    /// either way), and the producer goes on. curl hands over a burst's reads back to back (a
-    /// busy machine coalesces a stream's events), and a pause and resume for each cost curl ~4
+    /// `hasRoom`, for a stream whose producer `drainsWhenFull`: when the ring (or the overflow
+    /// behind it) is short of room but the client is taking bytes, both go to the connection's
+    /// write queue now rather than later in this iteration (the loop flushes that queue as one
+    /// write either way), and the producer goes on. curl hands over a burst's reads back to back
+    /// (a busy machine coalesces a stream's events), and a pause and resume for each cost curl ~4
     /// allocations, a deferred resume and 2 `epoll_ctl`. So the transfer pauses only when the
     /// client is behind (`maxClientBuffer` queued), which is what backpressure is for.
     func makeRoom(forInput inputBytes: Int) -> Bool {
         if hasRoom(forInput: inputBytes) { return true }
-        guard overflow.isEmpty, !ended, channel.isAcceptingRecords, channel.loop.inLoopThread else { return false }
-        channel.drainNow()
+        guard canDrainNow else { return false }
+        channel.drainNow()  // the overflow too, once the ring is empty (`writeOverflow`)
         return hasRoom(forInput: inputBytes)
+    }
+
+    /// Set by a producer that is this stream's only one, runs on the client's loop, and is never
+    /// called from inside a drain (the proxy: curl's callbacks): a full ring is then drained at
+    /// once rather than pausing it. Not for Fusion, whose drain runs its session, which starts
+    /// and stops calls: that must not happen inside a call's own callback.
+    var drainsWhenFull = false
+
+    private var canDrainNow: Bool {
+        drainsWhenFull && channel.loop.inLoopThread && !ended && channel.isAcceptingRecords
     }
 
     /// Consumer loop only: queues bytes for the client, in order with everything before.
@@ -98,7 +108,15 @@ final class ClientStream {
         var offset = 0
         while offset < bytes.count {
             let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(bytes.count, offset + limit)])
-            if channel.push(producer: 0, kind: Self.clientBytes, bytes: piece) != .pushed {
+            var pushed = channel.push(producer: 0, kind: Self.clientBytes, bytes: piece) == .pushed
+            if !pushed && canDrainNow {
+                // A read's output a little larger than the ring (the relay lengthens each
+                // event's id and model) would otherwise wait in `overflow`, a copy, and pause
+                // the transfer at its next read.
+                channel.drainNow()
+                pushed = channel.push(producer: 0, kind: Self.clientBytes, bytes: piece) == .pushed
+            }
+            if !pushed {
                 overflow.append(Array(UnsafeRawBufferPointer(rebasing: bytes[offset...])))
                 channel.drainSoon()
                 return

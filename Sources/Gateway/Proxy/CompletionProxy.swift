@@ -349,6 +349,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         ] + GenerationHeaders.naming(generationID))
         // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8, redactor: redactor)
+        stream.drainsWhenFull = true  // the transfer is its only producer, on this loop
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
         scratch.withBuffer { out in
