@@ -24,8 +24,9 @@ public final class FanInChannel: @unchecked Sendable {
     public var onRecords: ((FanInBuffer.Record) -> Void)?
     /// After each drain (records delivered or not): the consumer's chance to act on an empty ring.
     public var onDrained: (() -> Void)?
-    /// Consumer loop only: while false, records stay in the ring (the consumer's own
-    /// backpressure, e.g. a client socket that is not draining). Set true and call `drainSoon()`.
+    /// Consumer loop only: while false, records stay in the ring and paused producers stay paused
+    /// (the consumer's own backpressure, e.g. a client socket that is not draining). Set true and
+    /// call `drainSoon()`.
     public var isAcceptingRecords = true
     private var wakeup: Wakeup!
     /// A paused producer: `resume` runs on `loop` only, which is why it may cross threads.
@@ -115,8 +116,11 @@ public final class FanInChannel: @unchecked Sendable {
             }
         }
         if !closed, let onDrained { onDrained() }
+        // Not while the consumer holds records back (a client that is not reading): a producer
+        // resumed then finds no room for its next read and pauses again, every iteration until
+        // the client reads. The consumer's `drainSoon` once it accepts again resumes it.
         // Acquire: pairs with the release in `resumeWhenSpace`.
-        if hasWaiters.load(ordering: .acquiring), buffer.approximateOccupancy < buffer.capacity / 2 {
+        if isAcceptingRecords, hasWaiters.load(ordering: .acquiring), buffer.approximateOccupancy < buffer.capacity / 2 {
             waiters.withLock { list in
                 swap(&list, &resuming)
                 // Relaxed: under the lock, ordered with the appends by the lock itself.

@@ -17,7 +17,12 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)))
     func aJudgeThatNeverStopsIsCutAtItsDeadlineAndTheAnswerStillComes() throws {
-        let env = try TestEnvironment { $0.fusion?.judgeTimeoutMilliseconds = 400 }
+        // The members' deadline far from the test's subject: under ThreadSanitizer, beside the
+        // fan-in stress test, two members once missed the default 600 ms (CI, stop 40).
+        let env = try TestEnvironment {
+            $0.fusion?.judgeTimeoutMilliseconds = 400
+            $0.fusion?.memberTimeoutMilliseconds = 10_000
+        }
         let started = Date()
         // An analysis written a piece every 2 s: a minute or more without its deadline.
         let response = try env.chat(body(stream: false, parameters: #"{"preset":"budget","model":"mock/judge:pace_ms=2000"}"#))
@@ -50,7 +55,10 @@ import Testing
     /// the gateway asked of them.
     @Test(.timeLimit(.minutes(1)))
     func everyPanelAndJudgeCallCarriesTheOutputLimit() throws {
-        let env = try TestEnvironment { $0.fusion?.defaultMaxTokens = 77 }
+        let env = try TestEnvironment {
+            $0.fusion?.defaultMaxTokens = 77
+            $0.fusion?.memberTimeoutMilliseconds = 10_000  // as above: not this test's subject
+        }
         for (parameters, limit) in [(#"{"analysis_models":["mock/echo"],"model":"mock/echo"}"#, 77),
                                     (#"{"analysis_models":["mock/echo"],"model":"mock/echo","max_completion_tokens":33}"#, 33)] {
             let response = try env.chat(body(stream: true, parameters: parameters, events: true))

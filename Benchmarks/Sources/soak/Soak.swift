@@ -57,9 +57,10 @@ struct Soak: ParsableCommand {
             done.wait()
             return try thread.loop.submitAndWait { runner.tally }
         }
-        // The warm-up also fills the gateway's record store (10,000 records of completions and
-        // 1,000 of refusals, then the oldest are overwritten): a baseline taken before it is full
-        // counts the store's growth as the soak's (a 300 s soak grew 16.6 MiB that way).
+        // The warm-up also fills the gateway's record store (10,000 records of completions, then
+        // the oldest are overwritten; refusals have 1,000 of their own, which this mix never
+        // makes): a baseline taken before it is full counts the store's growth as the soak's (a
+        // 300 s soak grew 16.6 MiB that way). 11,500 requests leave a margin for hang-ups.
         print("warm-up: 20 s, and until the record store is full …")
         var warm = try phase(20)
         for _ in 0..<6 where warm.started < 11_500 {

@@ -65,9 +65,10 @@ final class ClientStream {
     /// behind it) is short of room but the client is taking bytes, both go to the connection's
     /// write queue now rather than later in this iteration (the loop flushes that queue as one
     /// write either way), and the producer goes on. curl hands over a burst's reads back to back
-    /// (a busy machine coalesces a stream's events), and a pause and resume for each cost curl ~4
-    /// allocations, a deferred resume and 2 `epoll_ctl`. So the transfer pauses only when the
-    /// client is behind (`maxClientBuffer` queued), which is what backpressure is for.
+    /// (a busy machine coalesces a stream's events), and a pause and resume for each cost curl
+    /// several allocations, a deferred resume and 2 `epoll_ctl`. So the transfer pauses only when
+    /// `maxClientBuffer` waits for the client: a client that is behind, which is what backpressure
+    /// is for (or a burst larger than that in one of curl's passes, until the loop writes it).
     func makeRoom(forInput inputBytes: Int) -> Bool {
         if hasRoom(forInput: inputBytes) { return true }
         guard canDrainNow else { return false }
@@ -162,8 +163,8 @@ final class ClientStream {
     }
 
     /// After a drain: bytes that did not fit the ring go out once everything before them has
-    /// (also when the ring never held them: a record that cannot fit even an empty ring, where
-    /// the free space straddles its end). Then the end, if it waited behind them.
+    /// (and with them what was emitted behind them, which never entered the ring). Then the end,
+    /// if it waited behind them.
     private func writeOverflow() {
         guard !overflow.isEmpty || overflowEnds, !channel.buffer.hasPublishedRecord, writer.bufferedBytes <= maxClientBuffer else { return }
         for bytes in overflow { writer.writeStreamChunk(bytes) }
