@@ -30,6 +30,12 @@ final class TestEnvironment: @unchecked Sendable {
     private(set) var mockPort = 0
 
     static let secretKey = "sk-test-secret-0123456789"
+    /// 5 when this test binary runs under ThreadSanitizer or AddressSanitizer (their runtimes'
+    /// entry points are linked in), else 1: what default deadlines are multiplied by.
+    static let sanitizerSlowdown: UInt64 = {
+        let runtimes: [String] = ["__tsan_init", "__asan_init"]
+        return runtimes.contains { dlsym(UnsafeMutableRawPointer(bitPattern: 0), $0) != nil } ? 5 : 1
+    }()
 
     /// `web`: web tools on, searching the mock's simulated SearXNG and allowed to fetch from the
     /// mock's port only (every other loopback port stays refused); fetches time out after 1 s,
@@ -73,8 +79,11 @@ final class TestEnvironment: @unchecked Sendable {
             presets: ["quality": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1", "mock/expert-3:pace_ms=1"]),
                       "budget": .init(analysisModels: ["mock/expert-1:pace_ms=1", "mock/expert-2:pace_ms=1"])],
             defaultPreset: "quality")
-        fusion.memberTimeoutMilliseconds = 600
-        fusion.judgeTimeoutMilliseconds = 1_000
+        // Short, so a test of a stalled member ends fast; five times as long under a sanitizer:
+        // ThreadSanitizer beside the fan-in stress test (more producer threads than cores)
+        // starved healthy members past 600 ms in two CI runs.
+        fusion.memberTimeoutMilliseconds = 600 * Self.sanitizerSlowdown
+        fusion.judgeTimeoutMilliseconds = 1_000 * Self.sanitizerSlowdown
         // Labels in panel order: the simulated judge lists models in the order it reads them, so
         // two runs of one request give the same answer (DeliberationLatencyTests shuffles).
         fusion.shuffleLabels = false
