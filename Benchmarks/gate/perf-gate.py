@@ -21,7 +21,7 @@ in the same run, in front of the same mock: the per-event budget of the best C p
 Then the same two runs again without strace and with the mock unpaced (--burst-pace-ms, 0), for
 allocations per event in a burst: what a busy machine does to a paced stream (its events coalesce
 in the gateway's reads). Each read of a burst used to find the fan-in ring still holding the one
-before, and the transfer paused and resumed for it: ~4 allocations in libcurl each time, so the
+before, and the transfer paused and resumed for it: libcurl allocates on each, so the
 paced figure read 0.0 on an idle machine and up to 0.9 on a busy one. Gating the burst keeps that
 from coming back, and keeps the gate from depending on how busy the machine is.
 
