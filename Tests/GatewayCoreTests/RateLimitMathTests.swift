@@ -78,6 +78,95 @@ import Testing
         #expect(RateLimitMath.admit(limits, state: &state, now: Self.t0 + 86_400_000_000, periods: day2, reservation: .init(requests: 1, tokens: 1)).allowed)
     }
 
+    @Test func aHoldCountsWhatRequestsInFlightMaySpend() {
+        let limits = KeyLimits(dailyBudgetMicros: 200)
+        var state = LimitState()
+        let periods = BudgetPeriods(micros: Self.t0)
+        // Two fit, the third would pass the budget while they run.
+        #expect(RateLimitMath.hold(limits, state: &state, now: Self.t0, periods: periods, micros: 67) == HoldDecision(held: 67, refusal: nil))
+        #expect(RateLimitMath.hold(limits, state: &state, now: Self.t0, periods: periods, micros: 67).allowed)
+        let refused = RateLimitMath.hold(limits, state: &state, now: Self.t0, periods: periods, micros: 67)
+        #expect(refused.held == 0 && state.heldMicros == 134, "a refusal holds nothing")
+        #expect(refused.refusal == .init(kind: .dailyBudget, limit: 200, spentMicros: 0, heldMicros: 134,
+                                         resetMicros: periods.day.endMicros - Self.t0))
+        // One settles, spending less than it held: its hold ends, its spend counts.
+        RateLimitMath.release(state: &state, held: 67)
+        RateLimitMath.settle(limits, state: &state, now: Self.t0, periods: periods, settlement: .init(extraRequests: 0, tokenDelta: 0, spendMicros: 20))
+        #expect(state.heldMicros == 67 && state.daySpentMicros == 20)
+        #expect(RateLimitMath.hold(limits, state: &state, now: Self.t0, periods: periods, micros: 113).allowed, "20 + 67 + 113 = 200")
+        #expect(!RateLimitMath.hold(limits, state: &state, now: Self.t0, periods: periods, micros: 0).allowed, "the budget is fully held: even a 0 holds 1")
+        // Releasing more than is held never goes below zero.
+        RateLimitMath.release(state: &state, held: .max)
+        #expect(state.heldMicros == 0)
+        // Holds outlive a period's end (their requests settle into the new one); the spend resets.
+        let tomorrow = BudgetPeriods(micros: Self.t0 + 86_400_000_000)
+        #expect(RateLimitMath.hold(limits, state: &state, now: Self.t0, periods: periods, micros: 150).allowed)
+        #expect(RateLimitMath.hold(limits, state: &state, now: Self.t0 + 86_400_000_000, periods: tomorrow, micros: 50).allowed)
+        #expect(state.daySpentMicros == 0 && state.heldMicros == 200)
+        #expect(!RateLimitMath.hold(limits, state: &state, now: Self.t0 + 86_400_000_000, periods: tomorrow, micros: 1).allowed)
+    }
+
+    @Test func aHoldNamesTheMonthWhenBothBudgetsRefuseAndAKeyWithoutBudgetsHoldsNothing() {
+        var state = LimitState()
+        let periods = BudgetPeriods(micros: Self.t0)
+        let both = KeyLimits(dailyBudgetMicros: 100, monthlyBudgetMicros: 150)
+        #expect(RateLimitMath.hold(both, state: &state, now: Self.t0, periods: periods, micros: 90).allowed)
+        #expect(RateLimitMath.hold(both, state: &state, now: Self.t0, periods: periods, micros: 70).refusal?.kind == .monthlyBudget)
+        #expect(RateLimitMath.hold(both, state: &state, now: Self.t0, periods: periods, micros: 20).refusal?.kind == .dailyBudget)
+        var untouched = LimitState()
+        #expect(RateLimitMath.hold(KeyLimits(requestsPerMinute: 5), state: &untouched, now: Self.t0, periods: periods, micros: .max)
+                == HoldDecision(held: 0, refusal: nil))
+        #expect(untouched == LimitState())
+        // Hostile amounts saturate: a hold beyond any budget is refused, never trapping.
+        var hostile = LimitState()
+        hostile.daySpentMicros = .max
+        hostile.heldMicros = .max
+        #expect(!RateLimitMath.hold(KeyLimits(dailyBudgetMicros: KeyLimits.maxValue), state: &hostile, now: .max, periods: periods, micros: .max).allowed)
+        #expect(SpendHold.amount(.min) == 1 && SpendHold.amount(.max) == KeyLimits.maxValue + 1)
+    }
+
+    /// However holds, releases and settlements interleave, what is held and spent never passes
+    /// the budget by more than the spend its requests reported beyond their holds.
+    @Test func holdsNeverLetTheBudgetBeOvershotByRequestsInFlight() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let limit = Int64.random(in: 1...10_000, using: &generator)
+            let limits = KeyLimits(dailyBudgetMicros: limit)
+            var state = LimitState()
+            let periods = BudgetPeriods(micros: Self.t0)
+            var inFlight: [Int64] = []
+            for _ in 0..<100 {
+                if Bool.random(using: &generator) || inFlight.isEmpty {
+                    let decision = RateLimitMath.hold(limits, state: &state, now: Self.t0, periods: periods,
+                                                      micros: Int64.random(in: -5...3_000, using: &generator))
+                    if decision.allowed { inFlight.append(decision.held) }
+                } else {
+                    // A request ends, spending at most what it held.
+                    let held = inFlight.remove(at: Int.random(in: 0..<inFlight.count, using: &generator))
+                    RateLimitMath.release(state: &state, held: held)
+                    RateLimitMath.settle(limits, state: &state, now: Self.t0, periods: periods,
+                                         settlement: .init(extraRequests: 0, tokenDelta: 0, spendMicros: Int64.random(in: 0...held, using: &generator)))
+                }
+                #expect(state.heldMicros == inFlight.reduce(0, +))
+                #expect(state.daySpentMicros + state.heldMicros <= limit, "limit \(limit)")
+            }
+        }
+    }
+
+    @Test func aRefusedHoldSaysWhatItMayCostAndWhetherRetryingHelps() {
+        let busy = HoldDecision.Refusal(kind: .dailyBudget, limit: 2_000_000, spentMicros: 500_000, heldMicros: 1_200_000, resetMicros: 3_600_000_000)
+        let wait = RateLimitResponse.holdRefused(busy, hold: 400_000, keyName: "team")
+        #expect(wait.status == 429 && wait.code == "insufficient_quota")
+        #expect(wait.message.contains("$0.4") && wait.message.contains("daily budget of $2") && wait.message.contains("$1.5")
+                && wait.message.contains("$1.2 of it held by requests in flight"), "\(wait.message)")
+        #expect(wait.headers.contains { $0 == ("Retry-After", "1") } && !wait.headers.contains { $0.0 == "x-should-retry" })
+        #expect(wait.headers.contains { $0 == ("x-ratelimit-remaining-budget-day", "0.3") })
+        let never = RateLimitResponse.holdRefused(.init(kind: .monthlyBudget, limit: 2_000_000, spentMicros: 500_000, heldMicros: 0, resetMicros: 7_200_000_000),
+                                                  hold: 1_600_000, keyName: "team")
+        #expect(never.headers.contains { $0 == ("x-should-retry", "false") } && never.headers.contains { $0 == ("Retry-After", "7200") })
+        #expect(never.message.contains("monthly") && never.message.contains("max_tokens") && !never.message.contains("in flight"), "\(never.message)")
+    }
+
     @Test func admissionIsAllOrNothing() {
         let limits = KeyLimits(requestsPerMinute: 100, tokensPerMinute: 50)
         var state = LimitState()

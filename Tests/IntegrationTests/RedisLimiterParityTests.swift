@@ -61,6 +61,74 @@ struct RedisLimiterParityTests {
         #expect(refusals > 0, "the sequence must reach the limits")
     }
 
+    /// Spend holds, released and settled in random order, decided alike (the refusals' figures
+    /// too); a hold Redis never hears released lapses after its lifetime.
+    @Test(arguments: [KeyLimits(dailyBudgetMicros: 5_000), KeyLimits(dailyBudgetMicros: 9_000, monthlyBudgetMicros: 6_000)])
+    func luaAndSwiftHoldAlike(limits: KeyLimits) throws {
+        let redis = try RedisServerProcess()
+        let thread = EventLoopThread(name: "parity")
+        defer { thread.shutdown() }
+        let box = Box()
+        let loop = thread.loop
+        try loop.submitAndWait {
+            box.client = RedisClient(loop: loop, endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port), password: nil)
+            box.client.start()
+            box.limiter = RedisKeyLimiter(client: box.client, keyPrefix: "parity:", wallClock: { box.now }) { _, error in
+                Issue.record("redis failed: \(error)")
+            }
+            box.limiter.testClock = { box.now }
+        }
+        defer { try? loop.submitAndWait { box.client.close() } }
+        let identity = KeyIdentity(id: "team", name: "team", limits: limits)
+        var state = LimitState()
+        var generator = SplitMix(seed: UInt64(limits.dailyBudgetMicros ?? 0))
+        var inFlight: [(id: String, held: Int64)] = []
+        var refusals = 0
+        for step in 0..<200 {
+            box.now += Int64(generator.next() % 2_000_000)
+            let now = box.now
+            let periods = BudgetPeriods(micros: now)
+            if generator.next() % 2 == 0 || inFlight.isEmpty {
+                let micros = Int64(generator.next() % 2_500)
+                let expected = RateLimitMath.hold(limits, state: &state, now: now, periods: periods, micros: micros)
+                let actual = try hold(box, loop: loop, identity: identity, micros: micros, id: "gen-\(step)")
+                #expect(actual == expected, "step \(step)")
+                if expected.allowed { inFlight.append(("gen-\(step)", expected.held)) } else { refusals += 1 }
+            } else {
+                let ended = inFlight.remove(at: Int(generator.next() % UInt64(inFlight.count)))
+                let settlement = LimitSettlement(extraRequests: 0, tokenDelta: 0, spendMicros: Int64(generator.next() % UInt64(ended.held + 1)))
+                RateLimitMath.release(state: &state, held: ended.held)
+                RateLimitMath.settle(limits, state: &state, now: now, periods: periods, settlement: settlement)
+                try loop.submitAndWait {
+                    box.limiter.release(identity, held: ended.held, holdID: ended.id)
+                    box.limiter.settle(identity, settlement: settlement, usage: KeyUsage(requests: 1))
+                }
+            }
+        }
+        #expect(refusals > 0, "the sequence must reach the budgets")
+        // A hold Redis never hears released (its replica died) lapses after its lifetime.
+        let lapsing = KeyIdentity(id: "lapsing", name: "lapsing", limits: KeyLimits(dailyBudgetMicros: 1_000))
+        #expect(try hold(box, loop: loop, identity: lapsing, micros: 600, id: "gen-a")?.allowed == true)
+        #expect(try hold(box, loop: loop, identity: lapsing, micros: 600, id: "gen-b")?.allowed == false)
+        box.now += RedisKeyLimiter.holdLifetimeMicros - 1_000_000
+        #expect(try hold(box, loop: loop, identity: lapsing, micros: 600, id: "gen-c")?.allowed == false, "still held")
+        box.now += 1_000_001
+        #expect(try hold(box, loop: loop, identity: lapsing, micros: 600, id: "gen-d")?.allowed == true, "lapsed")
+    }
+
+    private func hold(_ box: Box, loop: EventLoop, identity: KeyIdentity, micros: Int64, id: String) throws -> HoldDecision? {
+        let done = DispatchSemaphore(value: 0)
+        let result = LockedValue<HoldDecision?>(nil)
+        loop.execute {
+            box.limiter.hold(identity, micros: micros, holdID: id) { outcome in
+                if case .success(let decision) = outcome { result.set(decision) } else { Issue.record("hold failed: \(outcome)") }
+                done.signal()
+            }
+        }
+        done.wait()
+        return result.get()
+    }
+
     private func admit(_ box: Box, loop: EventLoop, identity: KeyIdentity, reservation: LimitReservation) throws -> LimitDecision? {
         let done = DispatchSemaphore(value: 0)
         let result = LockedValue<LimitDecision?>(nil)

@@ -3,6 +3,7 @@ import Foundation
 import Fusion
 import Gateway
 import GatewayCore
+import MockUpstream
 import RedisClient
 import Testing
 
@@ -36,8 +37,8 @@ struct SharedStoreTests {
         }
     }
 
-    static func chat(_ env: TestEnvironment, key: String, model: String = "mock/normal", stream: Bool = false) throws -> TestResponse {
-        try env.chat(TestEnvironment.chatBody(model: model, stream: stream), headers: ["Authorization": "Bearer \(key)"])
+    static func chat(_ env: TestEnvironment, key: String, model: String = "mock/normal", stream: Bool = false, extra: String = "") throws -> TestResponse {
+        try env.chat(TestEnvironment.chatBody(model: model, stream: stream, extra: extra), headers: ["Authorization": "Bearer \(key)"])
     }
 
     static func generation(_ env: TestEnvironment, id: String, key: String) throws -> TestResponse {
@@ -185,13 +186,16 @@ struct SharedStoreTests {
         let a = try Self.replica(redis: redis, limits: limits, prices: prices)
         let b = try Self.replica(redis: redis, limits: limits, prices: prices)
         let key = Self.keys["TEAM_A_KEY"]!
-        #expect(try Self.chat(a, key: key).status == 200)
-        // The settlement is written after the response: wait until it landed.
-        var refused = try Self.chat(b, key: key)
+        // A 5-token limit: what it may cost (its spend hold, ~12 µ$) fits the budget.
+        let small = #","max_tokens":5"#
+        #expect(try Self.chat(a, key: key, extra: small).status == 200)
+        // The settlement is written after the response: wait until it landed (until then the
+        // first request's hold may refuse another for a second, `Retry-After: 1`).
+        var refused = try Self.chat(b, key: key, extra: small)
         let deadline = Date().addingTimeInterval(5)
-        while refused.status == 200 && Date() < deadline {
+        while (refused.status == 200 || refused.header("x-should-retry") != "false") && Date() < deadline {
             usleep(20_000)
-            refused = try Self.chat(b, key: key)
+            refused = try Self.chat(b, key: key, extra: small)
         }
         #expect(refused.status == 429)
         #expect(refused.json?["error"]?["code"]?.stringValue == "insufficient_quota")
@@ -201,6 +205,60 @@ struct SharedStoreTests {
         // Usage counters were kept in Redis for the key.
         let usage = try redis.command(["HGETALL", "test:{team-a}:usage"])
         #expect(usage.contains("requests") && usage.contains("cost_micros"))
+    }
+
+    /// Spend holds are kept in Redis: requests in flight on two replicas cannot together spend
+    /// past the key's budget, and each hold ends when its request settles.
+    @Test func spendHoldsCountRequestsInFlightOnEveryReplica() throws {
+        let redis = try RedisServerProcess()
+        // Each request may cost 67 µ$ ("Hello there" is 7 tokens by the estimate, 60 out): two fit in 200.
+        let limits = KeyLimits(dailyBudgetMicros: 200)
+        let prices = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
+        let a = try Self.replica(redis: redis, limits: limits, prices: prices)
+        let b = try Self.replica(redis: redis, limits: limits, prices: prices)
+        let key = Self.keys["TEAM_A_KEY"]!
+        let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=80:prompt_tokens=7", extra: #","max_tokens":60"#)
+        var running: [TestClient] = []
+        for replica in [a, b] {
+            let client = try replica.client()
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: slow, headers: ["Authorization": "Bearer \(key)"]))
+            #expect(replica.eventually { replica.mockStats.counts.streamsStarted == 1 })
+            running.append(client)
+        }
+        #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":2")
+        for replica in [a, b] {
+            let refused = try replica.chat(slow, headers: ["Authorization": "Bearer \(key)"])
+            #expect(refused.status == 429 && refused.header("retry-after") == "1", "\(refused.text)")
+            #expect(refused.json?["error"]?["message"]?.stringValue?.contains("$0.000134 of it held by requests in flight") == true)
+        }
+        for client in running { #expect(try client.readResponse().status == 200) }
+        // Released as each settles; the spend (17 µ$ each) is what counts from now on.
+        #expect(a.eventually(timeoutSeconds: 5) { (try? redis.command(["ZCARD", "test:{team-a}:holds"])) == ":0" })
+        #expect(try Self.chat(b, key: key, model: "mock/normal:prompt_tokens=7", extra: #","max_tokens":60"#).status == 200)
+    }
+
+    /// A client that leaves while its hold is being decided: the hold, once granted, is released,
+    /// nothing starts, and the request is settled (its key's usage counts it). The hold script is
+    /// made slow (~0.2 s) by 200,000 holds of nothing already in the key's set.
+    @Test func aClientThatLeavesWhileItsHoldIsDecidedLeavesNothingHeld() throws {
+        let redis = try RedisServerProcess()
+        _ = try redis.command(["EVAL", "for i = 1, 200000 do redis.call('ZADD', KEYS[1], 9e15, 'pad' .. i .. ' 0') end return 1", "1",
+                               "test:{team-a}:holds"])
+        let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        let timed = Date()
+        #expect(try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#).status == 200)
+        let holdSeconds = Date().timeIntervalSince(timed)
+        let client = try a.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/normal", extra: #","max_tokens":5"#),
+                                             headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]))
+        usleep(useconds_t(min(holdSeconds / 3, 0.05) * 1_000_000))
+        client.disconnect()
+        let settled = a.eventually(timeoutSeconds: 5) { (try? redis.command(["HGET", "test:{team-a}:usage", "requests"])) == "$1\n2" }
+        let usage = (try? redis.command(["HGETALL", "test:{team-a}:usage"])) ?? ""
+        #expect(settled, "\(usage) hold \(holdSeconds) s")
+        #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":200000", "the hold granted after the client left was released")
+        #expect(a.mockStats.counts.requests == 1, "the second request never reached the upstream (hold took \(holdSeconds) s)")
     }
 
     @Test func aTokenLimitStopsTheKeyOnceSpentAndTheTrueCountReplacesTheEstimate() throws {

@@ -10,6 +10,10 @@ struct AdmissionTicket {
     let identity: KeyIdentity
     /// What admission took from the key's buckets (nothing when the store could not be asked).
     let reservation: LimitReservation
+    /// Spend held against the key's budgets while the request runs (`holdSpend`; 0: none),
+    /// released when it settles, under the request's generation id.
+    var held: Int64 = 0
+    var holdID = ""
 }
 
 extension GatewayServer {
@@ -62,6 +66,60 @@ extension GatewayServer {
                 case .deny:
                     metrics.countLimitDecision(outcome: "store_error_denied")
                     refuseBeforeStart(RateLimitResponse.storeUnavailable(), request, writer, api: api, startedAt: startedAt, key: identity)
+                }
+            }
+        }
+    }
+
+    /// Runs `start` once the request's spend hold is granted: what its plan may cost at most
+    /// (`HoldEstimate`), held against its key's budgets while it runs, so requests running at
+    /// once cannot together spend past a budget (admission, before the body is parsed, checks
+    /// only the spend so far). At once when there is nothing to hold: no key with a budget, or no
+    /// price for the request's models. A refusal is a 429 in `api`'s shape that says how much
+    /// the request may cost and how much is left.
+    func holdSpend(_ micros: Int64, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter, startedAt: UInt64,
+                   prompt: String?, log: Logger, then start: @escaping () -> Void) {
+        let key = ObjectIdentifier(writer)
+        guard micros > 0, let identity = tickets[key]?.identity,
+              identity.limits.dailyBudgetMicros != nil || identity.limits.monthlyBudgetMicros != nil else {
+            start()
+            return
+        }
+        // The writer is held strongly until the store answers: its identifier keys `tickets`,
+        // and must not name another request's writer meanwhile.
+        store.limiter.hold(identity, micros: micros, holdID: record.id) { [weak self] result in
+            guard let self else { return }
+            guard writer.state == .pending else {
+                // The client left while the store answered: nothing ran.
+                if case .success(let decision) = result, decision.held > 0 {
+                    store.limiter.release(identity, held: decision.held, holdID: record.id)
+                }
+                if let ticket = tickets.removeValue(forKey: key) { settle(ticket, record: nil) }
+                return
+            }
+            switch result {
+            case .success(let decision):
+                guard let refusal = decision.refusal else {
+                    tickets[key]?.held = decision.held
+                    tickets[key]?.holdID = record.id
+                    start()
+                    return
+                }
+                shared.metrics.countLimitDecision(outcome: "hold_refused")
+                shared.metrics.countRateLimited(kind: refusal.kind.rawValue)
+                let error = RateLimitResponse.holdRefused(refusal, hold: SpendHold.amount(micros), keyName: identity.name ?? identity.id)
+                refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log)
+                logger.info("request refused: its spend hold passes a budget",
+                            metadata: ["key": "\(identity.id)", "hold_usd": "\(RateLimitResponse.dollars(SpendHold.amount(micros)))"])
+            case .failure:
+                switch store.onStoreError {
+                case .allow:
+                    shared.metrics.countLimitDecision(outcome: "store_error_allowed")
+                    start()
+                case .deny:
+                    shared.metrics.countLimitDecision(outcome: "store_error_denied")
+                    refuse(RateLimitResponse.storeUnavailable(), record: record, api: api, writer: writer, startedAt: startedAt,
+                           prompt: prompt, log: log)
                 }
             }
         }
@@ -120,6 +178,9 @@ extension GatewayServer {
         store.limiter.settle(ticket.identity, settlement: settlement,
                              usage: KeyUsage(requests: requests, promptTokens: usage?.promptTokens ?? 0,
                                              completionTokens: usage?.completionTokens ?? 0, costMicros: spend))
+        // After the spend is added (in Redis, the next command on the same connection): no
+        // moment counts neither.
+        if ticket.held > 0 { store.limiter.release(ticket.identity, held: ticket.held, holdID: ticket.holdID) }
     }
 
     /// A failed store operation: always counted; logged at most every 10 s per loop, so an outage

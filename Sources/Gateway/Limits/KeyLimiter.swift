@@ -21,6 +21,14 @@ protocol KeyLimiter: AnyObject {
     /// Settles a finished request: moves the buckets by what it really used, adds its spend and
     /// usage. In the background.
     func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage)
+    /// Holds `micros` against the key's budgets for a request about to run, once its models and
+    /// output limits are known (`RateLimitMath.hold`); `completion` runs on the loop. `holdID`
+    /// (the request's generation id) names the hold for its release.
+    func hold(_ identity: KeyIdentity, micros: Int64, holdID: String, completion: @escaping (Result<HoldDecision, RedisError>) -> Void)
+    /// Ends a hold, when its request settles or never starts. In the background: in Redis, a
+    /// hold never released (its replica died, Redis was unreachable) lapses by itself after
+    /// `RedisKeyLimiter.holdLifetimeMicros`.
+    func release(_ identity: KeyIdentity, held: Int64, holdID: String)
 }
 
 /// The wall clock in microseconds, for limits kept in process and budget periods.
@@ -66,6 +74,24 @@ final class InProcessKeyLimiter: KeyLimiter, Sendable {
             state.usage[identity.id] = total
         }
     }
+
+    func hold(_ identity: KeyIdentity, micros: Int64, holdID: String, completion: @escaping (Result<HoldDecision, RedisError>) -> Void) {
+        let now = clock()
+        let decision = state.withLock { state in
+            RateLimitMath.hold(identity.limits, state: &state.limits[identity.id, default: LimitState()], now: now,
+                               periods: BudgetPeriods(micros: now), micros: micros)
+        }
+        completion(.success(decision))
+    }
+
+    func release(_ identity: KeyIdentity, held: Int64, holdID: String) {
+        state.withLock { state in
+            if state.limits[identity.id] != nil { RateLimitMath.release(state: &state.limits[identity.id]!, held: held) }
+        }
+    }
+
+    /// Spend held by a key's requests in flight (tests).
+    func held(by id: String) -> Int64 { state.withLock { $0.limits[id]?.heldMicros ?? 0 } }
 
     /// A key's usage so far (tests, `/api/v1/key`).
     func usage(of id: String) -> KeyUsage { state.withLock { $0.usage[id] ?? KeyUsage() } }

@@ -3,8 +3,8 @@ import RedisClient
 
 /// Limits and usage in Redis, shared by every replica: one `EVAL` per admission (all of a key's
 /// limits decided atomically, see `RedisLimitScripts`) and one per settlement, after the
-/// response. Key names: `<prefix>{<key id>}:requests`, `:tokens`, `:spend:d:<yyyymmdd>`,
-/// `:spend:m:<yyyymm>`, `:usage` (the braces keep one key's names in one Redis Cluster slot).
+/// response; one per spend hold and a `ZREM` per release. Key names: `<prefix>{<key id>}:requests`,
+/// `:tokens`, `:spend:d:<yyyymmdd>`, `:spend:m:<yyyymm>`, `:usage`, `:holds` (the braces keep one key's names in one Redis Cluster slot).
 /// Loop-confined.
 final class RedisKeyLimiter: KeyLimiter {
     private let client: RedisClient
@@ -62,6 +62,74 @@ final class RedisKeyLimiter: KeyLimiter {
                 self?.onError("admit", error)
                 completion(.failure(error))
             }
+        }
+    }
+
+    /// How long a hold counts when nothing releases it (its replica died, or Redis missed the
+    /// release): longer than any request should run, short enough that a lost one does not
+    /// block a key's budget for long. A request still running then is no longer held.
+    static let holdLifetimeMicros: Int64 = 15 * 60 * 1_000_000
+
+    private func holdsKey(_ id: String) -> String { "\(keyPrefix){\(id)}:holds" }
+
+    func hold(_ identity: KeyIdentity, micros: Int64, holdID: String, completion: @escaping (Result<HoldDecision, RedisError>) -> Void) {
+        let now = testClock?() ?? wallClock()
+        let periods = BudgetPeriods(micros: now)
+        let limits = identity.limits
+        let keys = keys(identity.id, periods: periods)
+        let arguments = ["EVAL", RedisLimitScripts.hold, "3", keys[2], keys[3], holdsKey(identity.id),
+                         nowArgument, String(limits.dailyBudgetMicros ?? 0), String(limits.monthlyBudgetMicros ?? 0),
+                         String(SpendHold.amount(micros)), holdID, String(Self.holdLifetimeMicros),
+                         String(periods.day.endMicros - now), String(periods.month.endMicros - now)]
+        client.send(arguments) { [weak self] result in
+            switch result {
+            case .success(let reply):
+                if let decision = Self.holdDecision(reply, limits: limits) {
+                    completion(.success(decision))
+                } else {
+                    let error = RedisError.protocolViolation("unexpected reply to the hold script")
+                    self?.onError("hold", error)
+                    completion(.failure(error))
+                }
+            case .failure(let error):
+                self?.onError("hold", error)
+                completion(.failure(error))
+            }
+        }
+    }
+
+    func release(_ identity: KeyIdentity, held: Int64, holdID: String) {
+        guard held > 0 else { return }
+        client.send(["ZREM", holdsKey(identity.id), "\(holdID) \(held)"]) { [weak self] result in
+            // Not retried: a hold Redis did not hear released lapses by itself.
+            if case .failure(let error) = result { self?.onError("release", error) }
+        }
+    }
+
+    /// The hold script's reply: seven integers, checked (a refusal names a configured budget).
+    static func holdDecision(_ reply: RedisValue, limits: KeyLimits) -> HoldDecision? {
+        guard let items = reply.array, items.count == 7 else { return nil }
+        var numbers: [Int64] = []
+        for item in items {
+            guard let number = item.integer else { return nil }
+            numbers.append(number)
+        }
+        switch numbers[0] {
+        case 1:
+            guard numbers[1] > 0 else { return nil }
+            return HoldDecision(held: numbers[1], refusal: nil)
+        case 0:
+            let kind: LimitDecision.Kind
+            switch numbers[2] {
+            case 1 where limits.dailyBudgetMicros == numbers[3]: kind = .dailyBudget
+            case 2 where limits.monthlyBudgetMicros == numbers[3]: kind = .monthlyBudget
+            default: return nil
+            }
+            guard numbers[4] >= 0, numbers[5] >= 0, numbers[6] >= 0 else { return nil }
+            return HoldDecision(held: 0, refusal: .init(kind: kind, limit: numbers[3], spentMicros: numbers[4], heldMicros: numbers[5],
+                                                        resetMicros: numbers[6]))
+        default:
+            return nil
         }
     }
 

@@ -121,4 +121,36 @@ enum RedisLimitScripts {
         redis.call('HINCRBY', KEYS[5], 'cost_micros', spend)
         return 1
         """
+
+    /// KEYS: day spend, month spend, the key's holds (a sorted set: members `"<hold id> <µ$>"`,
+    /// scored by when each lapses).
+    /// ARGV: now (or ''), daily budget, monthly budget (0: none), the amount to hold, the hold's
+    /// id, its lifetime µs, µs until the day ends, µs until the month ends.
+    /// Lapsed holds are dropped first. Returns seven integers: allowed, the amount held (0 when
+    /// refused), then for a refusal the budget (1 day, 2 month), its limit, its spend, the holds
+    /// in flight, µs until it resets; for an allowance 0, 0, 0, the holds before this one, 0.
+    static let hold = prelude + """
+        local daily, monthly = tonumber(ARGV[2]), tonumber(ARGV[3])
+        local amount, lifetime = tonumber(ARGV[4]), tonumber(ARGV[6])
+        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+        local held = 0
+        for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+          local value = tonumber(string.match(member, ' (%d+)$'))
+          if value then held = held + value end
+        end
+        local function check(kind, key, limit, reset)
+          if limit <= 0 then return nil end
+          local used = spent(key)
+          if used + held + amount > limit then
+            if reset < 0 then reset = 0 end
+            return {0, 0, kind, limit, used, held, reset}
+          end
+          return nil
+        end
+        local refused = check(2, KEYS[2], monthly, tonumber(ARGV[8])) or check(1, KEYS[1], daily, tonumber(ARGV[7]))
+        if refused then return refused end
+        redis.call('ZADD', KEYS[3], now + lifetime, ARGV[5] .. ' ' .. ARGV[4])
+        redis.call('PEXPIRE', KEYS[3], math.ceil(lifetime / 1000) + 1000)
+        return {1, amount, 0, 0, 0, held, 0}
+        """
 }

@@ -93,19 +93,25 @@ extension GatewayServer {
         var prompt: String?
         do throws(APIError) {
             let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
+            let start: () -> Void
+            let hold: Int64
             switch try decide(record.id, record.created, depth) {
             case .proxy(let proxied, let fallbacks):
                 record.note(requestedModel: proxied.clientModel, streamed: proxied.stream, kind: .proxy)
                 prompt = GatewayShared.loggedPrompt(proxied.neutral.messages, enabled: config.server.logPrompts)
-                try startProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
-                               startedAt: startedAt, prompt: prompt, log: log)
+                start = try prepareProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
+                                         startedAt: startedAt, prompt: prompt, log: log)
+                hold = HoldEstimate.proxy(proxied.neutral, fallbacks: fallbacks, prices: config.prices)
             case .fusion(let fusion, let renderer, let fallbacks):
                 record.note(requestedModel: fusion.requestedModel.isEmpty ? fusion.base.model : fusion.requestedModel,
                             streamed: fusion.stream, kind: .fusion)
                 prompt = GatewayShared.loggedPrompt(fusion.messages, enabled: config.server.logPrompts)
-                try startFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer, record: record,
-                                startedAt: startedAt, prompt: prompt, log: log)
+                start = try prepareFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer,
+                                          record: record, startedAt: startedAt, prompt: prompt, log: log)
+                hold = config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, prices: config.prices) } ?? 0
             }
+            // Validated and routed: what it may spend is held against its key's budgets first.
+            holdSpend(hold, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log, then: start)
         } catch {
             if record.requestedModel.isEmpty {
                 // Refused before it was planned (bad JSON, a bad field): what its top level names.
@@ -139,8 +145,10 @@ extension GatewayServer {
         file(record, writer: writer)
     }
 
-    private func startProxy<Request: ProxyRequest>(_ proxied: Request, fallbacks: [String], depth: Int, hops: Int, writer: HTTPResponseWriter,
-                                                   record: GenerationRecord, startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
+    /// Routes and validates a proxied request (a refusal throws); returns what starts its proxy.
+    private func prepareProxy<Request: ProxyRequest>(_ proxied: Request, fallbacks: [String], depth: Int, hops: Int, writer: HTTPResponseWriter,
+                                                     record: GenerationRecord, startedAt: UInt64, prompt: String?,
+                                                     log: Logger) throws(APIError) -> () -> Void {
         var candidates = [try router.route(proxied.neutral.model)]
         for (index, model) in fallbacks.enumerated() {
             do {
@@ -163,23 +171,26 @@ extension GatewayServer {
         // Each hop through a gateway counts: a provider that points back here is stopped (508).
         var depthHeader: [(String, String)] = [("x-fusion-hops", String(hops + 1))]
         if depth > 0 { depthHeader.append(("x-fusion-depth", String(depth))) }
-        let proxy = CompletionProxy(
-            request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
-            redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
-            slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
-            metrics: shared.metrics, scratch: scratch, collected: shared.collected
-        ) { [unowned self] close in
-            ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)
+        return { [unowned self] in
+            let proxy = CompletionProxy(
+                request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
+                redactor: shared.redactor, record: record, startedAt: startedAt, extraHeaders: depthHeader,
+                slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, stats: stats,
+                metrics: shared.metrics, scratch: scratch, collected: shared.collected
+            ) { [unowned self] close in
+                ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)
+            }
+            active[ObjectIdentifier(writer)] = proxy
+            shared.metrics.activeStreams.increment()
+            proxy.start()
         }
-        active[ObjectIdentifier(writer)] = proxy
-        shared.metrics.activeStreams.increment()
-        proxy.start()
     }
 
-    private func startFusion<Renderer: FusionRenderer>(_ fusionRequest: FusionRequest, renderer: Renderer, api: ClientAPI, hops: Int,
-                                                       fallbacks: [String], writer: HTTPResponseWriter, record: GenerationRecord,
-                                                       startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) {
-        guard let settings = config.fusion else { return }
+    /// Routes and bounds a deliberation (a refusal throws); returns what starts its session.
+    private func prepareFusion<Renderer: FusionRenderer>(_ fusionRequest: FusionRequest, renderer: Renderer, api: ClientAPI, hops: Int,
+                                                         fallbacks: [String], writer: HTTPResponseWriter, record: GenerationRecord,
+                                                         startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) -> () -> Void {
+        guard let settings = config.fusion else { return {} }
         let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
         // The conversation goes to every member, the judge and the outer model's turns: bounded
         // before any of them starts (review 21 F7), not refused by an upstream after the panel ran.
@@ -196,16 +207,18 @@ extension GatewayServer {
                                       param: "\(fusionRequest.parameterPath).\(key)")
             }
         }
-        let session = FusionSession(
-            request: fusionRequest, renderer: renderer, api: api, routes: routes, writer: writer, workers: workers, settings: settings,
-            upstream: config.upstream, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
-            metrics: shared.metrics, slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
-        ) { [unowned self] close in
-            ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)
+        return { [unowned self] in
+            let session = FusionSession(
+                request: fusionRequest, renderer: renderer, api: api, routes: routes, writer: writer, workers: workers, settings: settings,
+                upstream: config.upstream, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
+                metrics: shared.metrics, slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
+            ) { [unowned self] close in
+                ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)
+            }
+            active[ObjectIdentifier(writer)] = session
+            shared.metrics.activeStreams.increment()
+            session.start()
         }
-        active[ObjectIdentifier(writer)] = session
-        shared.metrics.activeStreams.increment()
-        session.start()
     }
 
     static func unixTime() -> Int { Int(Date().timeIntervalSince1970) }

@@ -88,6 +88,9 @@ public struct LimitState: Sendable, Equatable {
     public var daySpentMicros: Int64 = 0
     public var month = BudgetPeriods.Period(id: "", endMicros: 0)
     public var monthSpentMicros: Int64 = 0
+    /// Spend held by requests in flight (`RateLimitMath.hold`): counted against both budgets
+    /// until each request settles; not per period (a request may end in the next one).
+    public var heldMicros: Int64 = 0
     public init() {}
 }
 
@@ -146,6 +149,72 @@ extension RateLimitMath {
     }
 }
 
+extension RateLimitMath {
+    /// Holds `micros` (at least 1) against a key's budgets for a request about to run: what it
+    /// may cost at most. Refused when the spend so far, the holds of requests in flight and this
+    /// one would pass a budget, so requests running at once cannot together overshoot it by more
+    /// than what their holds leave out (retries, tool loops). A key without budgets holds nothing.
+    public static func hold(_ limits: KeyLimits, state: inout LimitState, now: Int64, periods: BudgetPeriods,
+                            micros: Int64) -> HoldDecision {
+        guard limits.dailyBudgetMicros != nil || limits.monthlyBudgetMicros != nil else { return HoldDecision(held: 0, refusal: nil) }
+        state.rollOver(periods)
+        let amount = SpendHold.amount(micros)
+        var refusal: HoldDecision.Refusal?
+        // The month first: when both refuse, its wait is the longer one (as `reportedDimension`).
+        for (kind, limit, spent, end) in [(LimitDecision.Kind.monthlyBudget, limits.monthlyBudgetMicros, state.monthSpentMicros, periods.month.endMicros),
+                                          (.dailyBudget, limits.dailyBudgetMicros, state.daySpentMicros, periods.day.endMicros)] {
+            guard let limit, refusal == nil else { continue }
+            if spent.addingSaturating(state.heldMicros).addingSaturating(amount) > limit {
+                refusal = .init(kind: kind, limit: limit, spentMicros: spent, heldMicros: state.heldMicros,
+                                resetMicros: max(0, end.subtractingSaturating(now)))
+            }
+        }
+        if let refusal { return HoldDecision(held: 0, refusal: refusal) }
+        state.heldMicros = state.heldMicros.addingSaturating(amount)
+        return HoldDecision(held: amount, refusal: nil)
+    }
+
+    /// Ends a hold (its request settled, or never started).
+    public static func release(state: inout LimitState, held: Int64) {
+        state.heldMicros = max(0, state.heldMicros.subtractingSaturating(max(0, held)))
+    }
+}
+
+/// The decision on a spend hold.
+public struct HoldDecision: Sendable, Equatable {
+    public struct Refusal: Sendable, Equatable {
+        public var kind: LimitDecision.Kind
+        public var limit: Int64
+        public var spentMicros: Int64
+        public var heldMicros: Int64
+        /// Until the budget's period ends.
+        public var resetMicros: Int64
+        public init(kind: LimitDecision.Kind, limit: Int64, spentMicros: Int64, heldMicros: Int64, resetMicros: Int64) {
+            self.kind = kind
+            self.limit = limit
+            self.spentMicros = spentMicros
+            self.heldMicros = heldMicros
+            self.resetMicros = resetMicros
+        }
+    }
+
+    /// What was held (0 when refused, or the key has no budget): the amount to release.
+    public var held: Int64
+    public var refusal: Refusal?
+    public init(held: Int64, refusal: Refusal?) {
+        self.held = held
+        self.refusal = refusal
+    }
+
+    public var allowed: Bool { refusal == nil }
+}
+
+/// How much a request holds: its bound in micro-dollars, at least 1 and at most
+/// `KeyLimits.maxValue` (beyond any budget, and exact in Lua's doubles).
+public enum SpendHold {
+    public static func amount(_ micros: Int64) -> Int64 { min(max(1, micros), KeyLimits.maxValue + 1) }
+}
+
 extension LimitState {
     /// A new day or month starts its spend at zero.
     mutating func rollOver(_ periods: BudgetPeriods) {
@@ -194,7 +263,7 @@ public struct LimitDecision: Sendable, Equatable {
 }
 
 extension Int64 {
-    func addingSaturating(_ other: Int64) -> Int64 {
+    public func addingSaturating(_ other: Int64) -> Int64 {
         let (sum, overflow) = addingReportingOverflow(other)
         return overflow ? (other > 0 ? .max : .min) : sum
     }

@@ -51,6 +51,32 @@ public enum RateLimitResponse {
                         headers: headers)
     }
 
+    /// The 429 for a refused spend hold: the request may cost more than its key's budget has left
+    /// once the requests in flight are counted. Retrying helps when their holds are the reason
+    /// (they end within seconds, having spent less than held); otherwise only a lower output
+    /// limit or the budget's next period does.
+    public static func holdRefused(_ refusal: HoldDecision.Refusal, hold: Int64, keyName: String) -> APIError {
+        let period = refusal.kind == .monthlyBudget ? "monthly" : "daily"
+        let left = max(0, refusal.limit.subtractingSaturating(refusal.spentMicros))
+        let fitsOnceInFlightEnd = refusal.spentMicros.addingSaturating(hold) <= refusal.limit
+        let retryMicros = fitsOnceInFlightEnd ? 1_000_000 : refusal.resetMicros
+        let kind = refusal.kind.rawValue
+        var headers: [(String, String)] = [
+            ("x-ratelimit-limit-\(kind)", dollars(refusal.limit)),
+            ("x-ratelimit-remaining-\(kind)", dollars(max(0, left.subtractingSaturating(refusal.heldMicros)))),
+            ("x-ratelimit-reset-\(kind)", duration(micros: refusal.resetMicros)),
+            ("Retry-After", String(max(1, (retryMicros + 999_999) / 1_000_000))),
+            ("retry-after-ms", String(max(1, (retryMicros + 999) / 1_000))),
+        ]
+        if !fitsOnceInFlightEnd { headers.append(("x-should-retry", "false")) }
+        let inFlight = refusal.heldMicros > 0 ? " ($\(dollars(min(refusal.heldMicros, left))) of it held by requests in flight)" : ""
+        let advice = fitsOnceInFlightEnd ? "Retry once they finish, or lower the request's output limit (max_tokens)."
+            : "Lower the request's output limit (max_tokens), or wait \(duration(micros: refusal.resetMicros)) for the budget to reset."
+        return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
+                        message: "This request may cost up to $\(dollars(hold)) (its prompt and output limit at the configured prices), more than key '\(keyName)' has left of its \(period) budget of $\(dollars(refusal.limit)): $\(dollars(left))\(inFlight). \(advice)",
+                        headers: headers)
+    }
+
     /// Limits could not be checked (the shared store is down) and `on_store_error: deny`.
     public static func storeUnavailable() -> APIError {
         APIError(status: 503, type: "server_error", code: "limits_unavailable",
