@@ -3,8 +3,8 @@ import RedisClient
 
 /// Limits and usage in Redis, shared by every replica: one `EVAL` per admission (all of a key's
 /// limits decided atomically, see `RedisLimitScripts`) and one per settlement, after the
-/// response; one per spend hold and a `ZREM` per release. Key names: `<prefix>{<key id>}:requests`,
-/// `:tokens`, `:spend:d:<yyyymmdd>`, `:spend:m:<yyyymm>`, `:usage`, `:holds` (the braces keep one key's names in one Redis Cluster slot).
+/// response; one per spend hold and one per release. Key names: `<prefix>{<key id>}:requests`,
+/// `:tokens`, `:spend:d:<yyyymmdd>`, `:spend:m:<yyyymm>`, `:usage`, `:holds`, `:held` (the braces keep one key's names in one Redis Cluster slot).
 /// Loop-confined.
 final class RedisKeyLimiter: KeyLimiter {
     private let client: RedisClient
@@ -70,14 +70,14 @@ final class RedisKeyLimiter: KeyLimiter {
     /// block a key's budget for long. A request still running then is no longer held.
     static let holdLifetimeMicros: Int64 = 15 * 60 * 1_000_000
 
-    private func holdsKey(_ id: String) -> String { "\(keyPrefix){\(id)}:holds" }
+    private func holdsKeys(_ id: String) -> [String] { ["\(keyPrefix){\(id)}:holds", "\(keyPrefix){\(id)}:held"] }
 
     func hold(_ identity: KeyIdentity, micros: Int64, holdID: String, completion: @escaping (Result<HoldDecision, RedisError>) -> Void) {
         let now = testClock?() ?? wallClock()
         let periods = BudgetPeriods(micros: now)
         let limits = identity.limits
         let keys = keys(identity.id, periods: periods)
-        let arguments = ["EVAL", RedisLimitScripts.hold, "3", keys[2], keys[3], holdsKey(identity.id),
+        let arguments = ["EVAL", RedisLimitScripts.hold, "4", keys[2], keys[3]] + holdsKeys(identity.id) + [
                          nowArgument, String(limits.dailyBudgetMicros ?? 0), String(limits.monthlyBudgetMicros ?? 0),
                          String(SpendHold.amount(micros)), holdID, String(Self.holdLifetimeMicros),
                          String(periods.day.endMicros - now), String(periods.month.endMicros - now)]
@@ -100,7 +100,7 @@ final class RedisKeyLimiter: KeyLimiter {
 
     func release(_ identity: KeyIdentity, held: Int64, holdID: String) {
         guard held > 0 else { return }
-        client.send(["ZREM", holdsKey(identity.id), "\(holdID) \(held)"]) { [weak self] result in
+        client.send(["EVAL", RedisLimitScripts.release, "2"] + holdsKeys(identity.id) + ["\(holdID) \(held)", String(held)]) { [weak self] result in
             // Not retried: a hold Redis did not hear released lapses by itself.
             if case .failure(let error) = result { self?.onError("release", error) }
         }

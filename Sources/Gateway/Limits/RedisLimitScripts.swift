@@ -123,21 +123,26 @@ enum RedisLimitScripts {
         """
 
     /// KEYS: day spend, month spend, the key's holds (a sorted set: members `"<hold id> <µ$>"`,
-    /// scored by when each lapses).
+    /// scored by when each lapses), their total (an integer, kept with the set so a decision
+    /// costs O(log n), not a sum over every request in flight).
     /// ARGV: now (or ''), daily budget, monthly budget (0: none), the amount to hold, the hold's
     /// id, its lifetime µs, µs until the day ends, µs until the month ends.
-    /// Lapsed holds are dropped first. Returns seven integers: allowed, the amount held (0 when
-    /// refused), then for a refusal the budget (1 day, 2 month), its limit, its spend, the holds
-    /// in flight, µs until it resets; for an allowance 0, 0, 0, the holds before this one, 0.
+    /// Lapsed holds leave the set and the total first. Returns seven integers: allowed, the
+    /// amount held (0 when refused), then for a refusal the budget (1 day, 2 month), its limit,
+    /// its spend, the holds in flight, µs until it resets; for an allowance 0, 0, 0, the holds
+    /// before this one, 0.
     static let hold = prelude + """
         local daily, monthly = tonumber(ARGV[2]), tonumber(ARGV[3])
         local amount, lifetime = tonumber(ARGV[4]), tonumber(ARGV[6])
-        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-        local held = 0
-        for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+        local lapsed = 0
+        for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
           local value = tonumber(string.match(member, ' (%d+)$'))
-          if value then held = held + value end
+          if value then lapsed = lapsed + value end
         end
+        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+        local held = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+        if lapsed > 0 then held = held - lapsed end
+        if held < 0 or redis.call('ZCARD', KEYS[3]) == 0 then held = 0 end
         local function check(kind, key, limit, reset)
           if limit <= 0 then return nil end
           local used = spent(key)
@@ -148,9 +153,28 @@ enum RedisLimitScripts {
           return nil
         end
         local refused = check(2, KEYS[2], monthly, tonumber(ARGV[8])) or check(1, KEYS[1], daily, tonumber(ARGV[7]))
-        if refused then return refused end
+        local ttl = math.ceil(lifetime / 1000) + 1000
+        if refused then
+          if held > 0 then redis.call('SET', KEYS[4], string.format('%d', held), 'PX', ttl) else redis.call('DEL', KEYS[4]) end
+          return refused
+        end
         redis.call('ZADD', KEYS[3], now + lifetime, ARGV[5] .. ' ' .. ARGV[4])
-        redis.call('PEXPIRE', KEYS[3], math.ceil(lifetime / 1000) + 1000)
+        redis.call('PEXPIRE', KEYS[3], ttl)
+        redis.call('SET', KEYS[4], string.format('%d', held + amount), 'PX', ttl)
         return {1, amount, 0, 0, 0, held, 0}
+        """
+
+    /// KEYS: the key's holds, their total. ARGV: the hold (`"<hold id> <µ$>"`), its amount.
+    /// A hold already lapsed (or released) changes nothing.
+    static let release = """
+        if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+          local held = (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) - tonumber(ARGV[2])
+          if held <= 0 or redis.call('ZCARD', KEYS[1]) == 0 then
+            redis.call('DEL', KEYS[2])
+          else
+            redis.call('SET', KEYS[2], string.format('%d', held), 'KEEPTTL')
+          end
+        end
+        return 1
         """
 }
