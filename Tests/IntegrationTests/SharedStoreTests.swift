@@ -281,6 +281,26 @@ struct SharedStoreTests {
         #expect(try a.chat(big, headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]).status == 200)
     }
 
+    /// A hold Redis cannot decide (here its total is a hash, so the script fails) follows
+    /// `on_store_error` as an admission does, and is counted; the replica keeps serving.
+    @Test(arguments: [StoreSettings.OnError.allow, .deny])
+    func aHoldTheStoreCannotDecideFollowsTheErrorPolicy(policy: StoreSettings.OnError) throws {
+        let redis = try RedisServerProcess()
+        _ = try redis.command(["HSET", "test:{team-a}:held", "not", "a number"])
+        let a = try Self.replica(redis: redis, onError: policy, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#)
+        switch policy {
+        case .allow: #expect(response.status == 200, "\(response.text)")
+        case .deny: #expect(response.status == 503 && response.json?["error"]?["code"]?.stringValue == "limits_unavailable", "\(response.text)")
+        }
+        let metrics = try Self.metrics(a)
+        #expect(metrics.contains(#"fusion_gateway_store_errors_total{operation="hold",error="server_error"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"fusion_gateway_limit_decisions_total{outcome="store_error_\#(policy == .allow ? "allowed" : "denied")"} 1"#))
+        // Another key is not affected.
+        #expect(try Self.chat(a, key: Self.keys["TEAM_B_KEY"]!, extra: #","max_tokens":5"#).status == 200)
+    }
+
     @Test func aTokenLimitStopsTheKeyOnceSpentAndTheTrueCountReplacesTheEstimate() throws {
         let redis = try RedisServerProcess()
         let limits = KeyLimits(tokensPerMinute: 60)

@@ -77,11 +77,12 @@ extension GatewayServer {
     /// only the spend so far). At once when there is nothing to hold: no key with a budget, or no
     /// price for the request's models. A refusal is a 429 in `api`'s shape that says how much
     /// the request may cost and how much is left.
-    func holdSpend(_ micros: Int64, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter, startedAt: UInt64,
+    /// `estimate` runs only for a key with a budget.
+    func holdSpend(_ estimate: () -> Int64, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter, startedAt: UInt64,
                    prompt: String?, log: Logger, then start: @escaping () -> Void) {
         let key = ObjectIdentifier(writer)
-        guard micros > 0, let identity = tickets[key]?.identity,
-              identity.limits.dailyBudgetMicros != nil || identity.limits.monthlyBudgetMicros != nil else {
+        guard let identity = tickets[key]?.identity, identity.limits.dailyBudgetMicros != nil || identity.limits.monthlyBudgetMicros != nil,
+              case let micros = estimate(), micros > 0 else {
             start()
             return
         }

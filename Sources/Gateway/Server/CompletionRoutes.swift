@@ -94,21 +94,21 @@ extension GatewayServer {
         do throws(APIError) {
             let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
             let start: () -> Void
-            let hold: Int64
+            let hold: () -> Int64
             switch try decide(record.id, record.created, depth) {
             case .proxy(let proxied, let fallbacks):
                 record.note(requestedModel: proxied.clientModel, streamed: proxied.stream, kind: .proxy)
                 prompt = GatewayShared.loggedPrompt(proxied.neutral.messages, enabled: config.server.logPrompts)
                 start = try prepareProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
                                          startedAt: startedAt, prompt: prompt, log: log)
-                hold = HoldEstimate.proxy(proxied.neutral, fallbacks: fallbacks, prices: config.prices)
+                hold = { [config] in HoldEstimate.proxy(proxied.neutral, fallbacks: fallbacks, prices: config.prices) }
             case .fusion(let fusion, let renderer, let fallbacks):
                 record.note(requestedModel: fusion.requestedModel.isEmpty ? fusion.base.model : fusion.requestedModel,
                             streamed: fusion.stream, kind: .fusion)
                 prompt = GatewayShared.loggedPrompt(fusion.messages, enabled: config.server.logPrompts)
                 start = try prepareFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer,
                                           record: record, startedAt: startedAt, prompt: prompt, log: log)
-                hold = config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, prices: config.prices) } ?? 0
+                hold = { [config] in config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, prices: config.prices) } ?? 0 }
             }
             // Validated and routed: what it may spend is held against its key's budgets first.
             holdSpend(hold, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log, then: start)
