@@ -113,6 +113,14 @@ import Testing
         #expect(RateLimitMath.hold(both, state: &state, now: Self.t0, periods: periods, micros: 90).allowed)
         #expect(RateLimitMath.hold(both, state: &state, now: Self.t0, periods: periods, micros: 70).refusal?.kind == .monthlyBudget)
         #expect(RateLimitMath.hold(both, state: &state, now: Self.t0, periods: periods, micros: 20).refusal?.kind == .dailyBudget)
+        // Both refuse: the one it would not fit with nothing in flight is reported (retrying soon
+        // cannot help there), though the month comes first otherwise.
+        var spentDay = LimitState()
+        RateLimitMath.settle(both, state: &spentDay, now: Self.t0, periods: periods, settlement: .init(extraRequests: 0, tokenDelta: 0, spendMicros: 60))
+        spentDay.monthSpentMicros += 40  // spent on earlier days
+        #expect(RateLimitMath.hold(both, state: &spentDay, now: Self.t0, periods: periods, micros: 30).allowed)
+        #expect(RateLimitMath.hold(both, state: &spentDay, now: Self.t0, periods: periods, micros: 45).refusal?.kind == .dailyBudget,
+                "month: 100 + 30 + 45 > 150 only with the hold in flight; day: 60 + 45 > 100 however long it waits")
         var untouched = LimitState()
         #expect(RateLimitMath.hold(KeyLimits(requestsPerMinute: 5), state: &untouched, now: Self.t0, periods: periods, micros: .max)
                 == HoldDecision(held: 0, refusal: nil))
@@ -165,6 +173,10 @@ import Testing
                                                   hold: 1_600_000, keyName: "team")
         #expect(never.headers.contains { $0 == ("x-should-retry", "false") } && never.headers.contains { $0 == ("Retry-After", "7200") })
         #expect(never.message.contains("monthly") && never.message.contains("max_tokens") && !never.message.contains("in flight"), "\(never.message)")
+        let whole = RateLimitResponse.holdRefused(.init(kind: .dailyBudget, limit: 2_000_000, spentMicros: 0, heldMicros: 0, resetMicros: 60_000_000),
+                                                  hold: 2_000_001, keyName: "team")
+        #expect(whole.message.contains("whole daily budget of $2") && !whole.message.contains("wait"), "\(whole.message)")
+        #expect(whole.headers.contains { $0 == ("x-should-retry", "false") })
     }
 
     @Test func admissionIsAllOrNothing() {

@@ -64,6 +64,8 @@ import Testing
         ("keys: {a: {key_env: X, limits: {daily_budget_usd: -1}}}", "dollar amount"),
         ("keys: {a: {key_env: X, limits: {daily_budget_usd: 1.0000001}}}", "dollar amount"),
         ("keys: {a: {key_env: X, limits: {daily_budget_usd: 1e3}}}", "dollar amount"),
+        ("keys: {a: {key_env: X, limits: {monthly_budget_usd: 0}}}", "from 0.000001"),
+        ("keys: {a: {key_env: X, limits: {daily_budget_usd: 0.0000001}}}", "dollar amount"),
         ("keys: {a: {key_env: X, limits: {burst: 5}}}", "unknown key 'burst'"),
         ("prices: {m: {input: 1}}", "prices.m.output is required"),
         ("prices: {m: {input: 1, output: -1}}", "prices.m.output"),

@@ -63,7 +63,8 @@ struct RedisLimiterParityTests {
 
     /// Spend holds, released and settled in random order, decided alike (the refusals' figures
     /// too); a hold Redis never hears released lapses after its lifetime.
-    @Test(arguments: [KeyLimits(dailyBudgetMicros: 5_000), KeyLimits(dailyBudgetMicros: 9_000, monthlyBudgetMicros: 6_000)])
+    @Test(arguments: [KeyLimits(dailyBudgetMicros: 5_000), KeyLimits(dailyBudgetMicros: 9_000, monthlyBudgetMicros: 6_000),
+                      KeyLimits(dailyBudgetMicros: 4_000, monthlyBudgetMicros: 7_000)])
     func luaAndSwiftHoldAlike(limits: KeyLimits) throws {
         let redis = try RedisServerProcess()
         let thread = EventLoopThread(name: "parity")
@@ -89,7 +90,13 @@ struct RedisLimiterParityTests {
             let now = box.now
             let periods = BudgetPeriods(micros: now)
             if generator.next() % 2 == 0 || inFlight.isEmpty {
-                let micros = Int64(generator.next() % 2_500)
+                // Now and then a hostile amount: nothing, negative, beyond any budget.
+                let micros = switch generator.next() % 20 {
+                case 0: Int64.max
+                case 1: -Int64(generator.next() % 1_000)
+                case 2: Int64(0)
+                default: Int64(generator.next() % 2_500)
+                }
                 let expected = RateLimitMath.hold(limits, state: &state, now: now, periods: periods, micros: micros)
                 let actual = try hold(box, loop: loop, identity: identity, micros: micros, id: "gen-\(step)")
                 #expect(actual == expected, "step \(step)")

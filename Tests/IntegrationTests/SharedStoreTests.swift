@@ -20,13 +20,13 @@ struct SharedStoreTests {
 
     static func replica(redis: RedisServerProcess, onError: StoreSettings.OnError = .allow, limits: KeyLimits = KeyLimits(),
                         prices: [String: ModelPrice] = [:], maxPendingCommands: Int = 10_000, loops: Int = 2,
-                        maxUnwritten: Int = 10_000) throws -> TestEnvironment {
+                        maxUnwritten: Int = 10_000, commandTimeoutMilliseconds: UInt64 = 1_000) throws -> TestEnvironment {
         try TestEnvironment(loops: loops, environment: keys) { config in
             var redisSettings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
             redisSettings.client.maxPendingCommands = maxPendingCommands
             redisSettings.keyPrefix = "test:"
             redisSettings.maxUnwrittenRecords = maxUnwritten
-            redisSettings.client.commandTimeoutMilliseconds = 1_000  // the sanitizers' whole suite on two cores is slow too
+            redisSettings.client.commandTimeoutMilliseconds = commandTimeoutMilliseconds  // 1 s: the sanitizers' whole suite on two cores is slow too
             redisSettings.client.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
             config.store.redis = redisSettings
             config.store.onError = onError
@@ -217,7 +217,7 @@ struct SharedStoreTests {
         let a = try Self.replica(redis: redis, limits: limits, prices: prices)
         let b = try Self.replica(redis: redis, limits: limits, prices: prices)
         let key = Self.keys["TEAM_A_KEY"]!
-        let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=80:prompt_tokens=7", extra: #","max_tokens":60"#)
+        let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=200:prompt_tokens=7", extra: #","max_tokens":60"#)
         var running: [TestClient] = []
         for replica in [a, b] {
             let client = try replica.client()
@@ -253,9 +253,27 @@ struct SharedStoreTests {
         client.disconnect()
         let settled = a.eventually(timeoutSeconds: 5) { (try? redis.command(["HGET", "test:{team-a}:usage", "requests"])) == "$1\n1" }
         #expect(settled, "the request was settled")
-        #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":0", "the hold granted after the client left was released")
+        #expect(a.eventually(timeoutSeconds: 5) { (try? redis.command(["ZCARD", "test:{team-a}:holds"])) == ":0" },
+                "the hold granted after the client left was released")
         #expect(try redis.command(["EXISTS", "test:{team-a}:held"]) == ":0")
         #expect(a.mockStats.counts.requests == 0, "nothing reached the upstream")
+    }
+
+    /// A hold whose answer came too late (a timeout: Redis may have applied it) is released all
+    /// the same, so it does not block the budget until it lapses; the request follows
+    /// `on_store_error`. The hold script is made slower than the timeout by 200,000 lapsed holds.
+    @Test func aHoldThatTimedOutIsReleasedAllTheSame() throws {
+        let redis = try RedisServerProcess()
+        _ = try redis.command(["EVAL", "for i = 1, 200000 do redis.call('ZADD', KEYS[1], 0, 'lapsed' .. i .. ' 0') end return 1", "1",
+                               "test:{team-a}:holds"])
+        let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)], commandTimeoutMilliseconds: 40)
+        let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#)
+        #expect(response.status == 200, "\(response.text)")
+        #expect(a.eventually(timeoutSeconds: 10) {
+            (try? redis.command(["ZCARD", "test:{team-a}:holds"])) == ":0" && (try? redis.command(["EXISTS", "test:{team-a}:held"])) == ":0"
+        }, "the hold applied after its timeout was released")
+        #expect(try Self.metrics(a).contains(#"fusion_gateway_store_errors_total{operation="hold",error="timeout"} 1"#))
     }
 
     /// The holds' total follows the set: holds lapse out of it, releases take theirs off, and a

@@ -41,7 +41,7 @@ struct SpendHoldTests {
         // "Hello there" is 7 tokens by the estimate; with 60 tokens of output each may cost 67 µ$.
         let env = try Self.environment(budget: 200)
         // The mock counts a prompt as its body's bytes over four; here it says 7 as well.
-        let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=80:prompt_tokens=7", extra: #","max_tokens":60"#)
+        let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=200:prompt_tokens=7", extra: #","max_tokens":60"#)
         var running: [TestClient] = []
         for index in 0..<2 {
             let client = try env.client()
@@ -58,6 +58,9 @@ struct SpendHoldTests {
             #expect(message.contains("may cost up to $0.000067") && message.contains("$0.000134 of it held by requests in flight"), "\(message)")
             #expect(refused.header("retry-after") == "1" && refused.header("x-should-retry") == nil)
             #expect(refused.header("x-ratelimit-remaining-budget-day") == "0.000066")
+            // The hold's figures replace the admission's, not repeat them.
+            let names = refused.headers.map { $0.0.lowercased() }
+            #expect(Set(names).count == names.count, "\(refused.headers)")
         }
         // What matters is what it may cost, not how many run: a one-token answer fits beside them.
         let small = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:prompt_tokens=7", stream: false, extra: #","max_tokens":1"#),
@@ -103,6 +106,18 @@ struct SpendHoldTests {
         #expect(try Self.post(env, path, body(500).replacingOccurrences(of: #""max_tokens":500,"#, with: "")
             .replacingOccurrences(of: #","max_tokens":500"#, with: "").replacingOccurrences(of: #""max_output_tokens":500,"#, with: "")).status == (path == "/v1/messages" ? 400 : 429))
         #expect(try Self.post(env, path, body(100)).status == 200)
+    }
+
+    /// Each of `n` choices may write the output limit: held `n` times.
+    @Test func everyChoiceIsHeld() throws {
+        let env = try Self.environment(budget: 200)
+        // 7 + 3 × 60 = 187 fits; 7 + 4 × 60 = 247 does not.
+        let three = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:prompt_tokens=7", stream: false, extra: #","max_tokens":60,"n":3"#),
+                                 headers: Self.auth)
+        #expect(three.status == 200, "\(three.text)")
+        let four = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:prompt_tokens=7", stream: false, extra: #","max_tokens":60,"n":4"#),
+                                headers: Self.auth)
+        #expect(four.status == 429 && four.json?["error"]?["message"]?.stringValue?.contains("$0.000247") == true, "\(four.text)")
     }
 
     /// A deliberation holds every call it plans (members, judge, the outer model's turns): refused

@@ -136,8 +136,10 @@ extension ConfigNode {
     /// A dollar amount (0 to 1,000,000, at most 6 decimals) in millionths of a dollar.
     func dollars(_ key: String) throws -> Int64? {
         guard let child = try child(key) else { return nil }
-        guard let text = child.node.scalar?.string, let micros = Self.micros(text), micros <= 1_000_000_000_000 else {
-            throw ConfigError("\(child.path) must be a dollar amount from 0 to 1000000 with at most 6 decimals")
+        // Not 0: a budget of nothing is a key that may not be used (remove it instead), and the
+        // Redis scripts read 0 as "no budget" (review 27).
+        guard let text = child.node.scalar?.string, let micros = Self.micros(text), (1...1_000_000_000_000).contains(micros) else {
+            throw ConfigError("\(child.path) must be a dollar amount from 0.000001 to 1000000 with at most 6 decimals")
         }
         return micros
     }

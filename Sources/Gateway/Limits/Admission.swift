@@ -14,6 +14,9 @@ struct AdmissionTicket {
     /// released when it settles, under the request's generation id.
     var held: Int64 = 0
     var holdID = ""
+    /// The store could not decide the admission: no hold is asked of it either (one request
+    /// in an outage waits out one timeout, not two).
+    var storeFailed = false
 }
 
 extension GatewayServer {
@@ -62,7 +65,8 @@ extension GatewayServer {
                 switch store.onStoreError {
                 case .allow:
                     metrics.countLimitDecision(outcome: "store_error_allowed")
-                    run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: LimitReservation(requests: 0, tokens: 0)))
+                    run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: LimitReservation(requests: 0, tokens: 0),
+                                                               storeFailed: true))
                 case .deny:
                     metrics.countLimitDecision(outcome: "store_error_denied")
                     refuseBeforeStart(RateLimitResponse.storeUnavailable(), request, writer, api: api, startedAt: startedAt, key: identity)
@@ -73,46 +77,59 @@ extension GatewayServer {
 
     /// Runs `start` once the request's spend hold is granted: what its plan may cost at most
     /// (`HoldEstimate`), held against its key's budgets while it runs, so requests running at
-    /// once cannot together spend past a budget (admission, before the body is parsed, checks
-    /// only the spend so far). At once when there is nothing to hold: no key with a budget, or no
-    /// price for the request's models. A refusal is a 429 in `api`'s shape that says how much
-    /// the request may cost and how much is left.
-    /// `estimate` runs only for a key with a budget.
+    /// once cannot together spend past a budget by more than their plans leave out (admission,
+    /// before the body is parsed, checks only the spend so far). At once when there is nothing
+    /// to hold: no key with a budget, no price for the request's models, or a store that could
+    /// not decide the admission. A refusal is a 429 in `api`'s shape that says how much the
+    /// request may cost and how much is left. `estimate` runs only for a key with a budget.
     func holdSpend(_ estimate: () -> Int64, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter, startedAt: UInt64,
                    prompt: String?, log: Logger, then start: @escaping () -> Void) {
         let key = ObjectIdentifier(writer)
-        guard let identity = tickets[key]?.identity, identity.limits.dailyBudgetMicros != nil || identity.limits.monthlyBudgetMicros != nil,
+        guard let ticket = tickets[key], !ticket.storeFailed,
+              ticket.identity.limits.dailyBudgetMicros != nil || ticket.identity.limits.monthlyBudgetMicros != nil,
               case let micros = estimate(), micros > 0 else {
             start()
             return
         }
+        let identity = ticket.identity
+        let holdID = record.id
         // The writer is held strongly until the store answers: its identifier keys `tickets`,
         // and must not name another request's writer meanwhile.
-        store.limiter.hold(identity, micros: micros, holdID: record.id) { [weak self] result in
+        store.limiter.hold(identity, micros: micros, holdID: holdID) { [weak self] result in
             guard let self else { return }
-            guard writer.state == .pending else {
-                // The client left while the store answered: nothing ran.
-                if case .success(let decision) = result, decision.held > 0 {
-                    store.limiter.release(identity, held: decision.held, holdID: record.id)
-                }
-                if let ticket = tickets.removeValue(forKey: key) { settle(ticket, record: nil) }
-                return
-            }
             switch result {
+            case .success(let decision) where decision.allowed:
+                guard writer.state == .pending, tickets[key] != nil else {
+                    // The client left while the store answered: nothing ran.
+                    store.limiter.release(identity, held: decision.held, holdID: holdID)
+                    if let ticket = tickets.removeValue(forKey: key) { settle(ticket, record: nil) }
+                    return
+                }
+                tickets[key]?.held = decision.held
+                tickets[key]?.holdID = holdID
+                start()
             case .success(let decision):
-                guard let refusal = decision.refusal else {
-                    tickets[key]?.held = decision.held
-                    tickets[key]?.holdID = record.id
-                    start()
+                guard writer.state == .pending, let refusal = decision.refusal else {
+                    if let ticket = tickets.removeValue(forKey: key) { settle(ticket, record: nil) }
                     return
                 }
                 shared.metrics.countLimitDecision(outcome: "hold_refused")
                 shared.metrics.countRateLimited(kind: refusal.kind.rawValue)
-                let error = RateLimitResponse.holdRefused(refusal, hold: SpendHold.amount(micros), keyName: identity.name ?? identity.id)
+                let error = RateLimitResponse.holdRefused(refusal, hold: max(1, micros), keyName: identity.name ?? identity.id)
+                // Its figures replace the admission's (the same names, older values).
+                let names = Set(error.headers.map { $0.0.lowercased() })
+                writer.defaultHeaders.removeAll { names.contains($0.0.lowercased()) }
                 refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log)
-                logger.info("request refused: its spend hold passes a budget",
-                            metadata: ["key": "\(identity.id)", "hold_usd": "\(RateLimitResponse.dollars(SpendHold.amount(micros)))"])
+                keyed(log, writer).info("request refused: what it may spend passes a budget",
+                                        metadata: ["hold_usd": "\(RateLimitResponse.dollars(max(1, micros)))", "code": "\(error.code)"])
             case .failure:
+                // Counted and logged by `storeDidFail`. It may have been applied (a timeout): its
+                // release is harmless if not (`RedisLimitScripts.release`).
+                store.limiter.release(identity, held: SpendHold.amount(micros), holdID: holdID)
+                guard writer.state == .pending else {
+                    if let ticket = tickets.removeValue(forKey: key) { settle(ticket, record: nil) }
+                    return
+                }
                 switch store.onStoreError {
                 case .allow:
                     shared.metrics.countLimitDecision(outcome: "store_error_allowed")

@@ -2,22 +2,26 @@ import Fusion
 import GatewayCore
 import Providers
 
-/// What a request may cost at most, in micro-dollars, held against its key's budgets while it
-/// runs (`RateLimitMath.hold`): each planned call's prompt (estimated from its text, as
-/// `CostEstimate` does) and its output limit at the config's prices. A call whose request sets
-/// no output limit is held at `defaultOutputTokens` (Anthropic's translation sends the same when
-/// none is given). A model without a price holds nothing: its cost is known only once its
-/// upstream reports it. What no plan shows is not held: retries and fallbacks after a failure,
-/// a Fusion member's or judge's web-tool turns, an outer model's turns in a client's tool loop.
+/// What a request may cost, in micro-dollars, held against its key's budgets while it runs
+/// (`RateLimitMath.hold`): each planned call's prompt (estimated from its text at four bytes a
+/// token, as `CostEstimate` does: images and files are not counted) and its output limit at the
+/// config's prices. A bound only where the request sets an output limit: one that sets none is
+/// held at `defaultOutputTokens` (what Anthropic's translation sends; another upstream may write
+/// more). A model without a price holds nothing: its cost is known only once its upstream reports
+/// it. What no plan shows is not held: retries after a failure, a Fusion member's or judge's
+/// web-tool turns.
 enum HoldEstimate {
     static let defaultOutputTokens: Int64 = 4_096
 
-    /// A proxied request: the dearest of its model and its fallbacks (one runs at a time).
+    /// A proxied request: the dearest of its model and its fallbacks (one runs at a time), its
+    /// output limit once per choice (`n`).
     static func proxy(_ request: ModelRequest, fallbacks: [String], prices: [String: ModelPrice]) -> Int64 {
         guard !prices.isEmpty else { return 0 }
         let prompt = CostEstimate.tokens(request: request)
-        let output = request.maxOutputTokens ?? defaultOutputTokens
-        return ([request.model] + fallbacks).map { micros($0, input: prompt, output: output, prices: prices) }.max() ?? 0
+        let choices = Int64(min(max(request.extraFields["n"]?.intValue ?? 1, 1), 128))
+        let (product, overflow) = max(0, request.maxOutputTokens ?? defaultOutputTokens).multipliedReportingOverflow(by: choices)
+        let output = overflow ? Usage.maxTokens : min(product, Usage.maxTokens)
+        return dearest([request.model] + fallbacks, input: prompt, output: output, prices: prices)
     }
 
     /// A deliberation: every member and the judge at the deliberation's output limit, and the
@@ -25,7 +29,8 @@ enum HoldEstimate {
     /// the analysis and every member's answer) at the request's. Prompts as the session builds
     /// them (`FusionPrompts`: the fusion tool's definition, the members' and the judge's
     /// instructions), the question being the conversation's last user text.
-    static func fusion(_ request: FusionRequest, settings: FusionSettings, prices: [String: ModelPrice]) -> Int64 {
+    /// The outer turns at the dearest of the outer model and its fallbacks.
+    static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String], prices: [String: ModelPrice]) -> Int64 {
         guard !prices.isEmpty else { return 0 }
         let inner = max(0, request.parameters.maxCompletionTokens ?? settings.defaultMaxTokens ?? defaultOutputTokens)
         let outer = request.base.maxOutputTokens ?? defaultOutputTokens
@@ -41,12 +46,16 @@ enum HoldEstimate {
         total = total.addingSaturating(micros(request.judgeModel, input: judge, output: inner, prices: prices))
         if !request.forced {
             let first = CostEstimate.tokens(request: FusionPrompts.outerFirstRequest(request))
-            total = total.addingSaturating(micros(request.outerModel, input: first, output: outer, prices: prices))
+            total = total.addingSaturating(dearest([request.outerModel] + fallbacks, input: first, output: outer, prices: prices))
         }
         // The final turn reads the conversation, the outer model's call and the tool's result:
         // the analysis (at most the judge's output) and every member's answer.
         let final = Usage.saturatingAdd(CostEstimate.tokens(request: request.base), Usage.saturatingAdd(answers, inner))
-        return total.addingSaturating(micros(request.outerModel, input: final, output: outer, prices: prices))
+        return total.addingSaturating(dearest([request.outerModel] + fallbacks, input: final, output: outer, prices: prices))
+    }
+
+    static func dearest(_ models: [String], input: Int64, output: Int64, prices: [String: ModelPrice]) -> Int64 {
+        models.map { micros($0, input: input, output: output, prices: prices) }.max() ?? 0
     }
 
     /// One call at `model`'s price, rounded up (`Spend`'s arithmetic, saturating); 0 without a price.

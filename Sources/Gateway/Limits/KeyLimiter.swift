@@ -90,9 +90,6 @@ final class InProcessKeyLimiter: KeyLimiter, Sendable {
         }
     }
 
-    /// Spend held by a key's requests in flight (tests).
-    func held(by id: String) -> Int64 { state.withLock { $0.limits[id]?.heldMicros ?? 0 } }
-
     /// A key's usage so far (tests, `/api/v1/key`).
     func usage(of id: String) -> KeyUsage { state.withLock { $0.usage[id] ?? KeyUsage() } }
 }

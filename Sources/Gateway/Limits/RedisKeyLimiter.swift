@@ -15,6 +15,8 @@ final class RedisKeyLimiter: KeyLimiter {
     /// One per key and period: a key's settlements add up while they wait, so an outage's
     /// requests, however many, cannot push another key's out (review 22 F4).
     private(set) var unsent: [PendingSettlement] = []
+    /// Hold releases that failed, sent again with the settlements.
+    private(set) var unreleased: [PendingRelease] = []
     private let maxUnsent: Int
     /// Called when a settlement starts waiting (the store retries what waits: `LoopStore`).
     var onQueued: (() -> Void)?
@@ -100,9 +102,20 @@ final class RedisKeyLimiter: KeyLimiter {
 
     func release(_ identity: KeyIdentity, held: Int64, holdID: String) {
         guard held > 0 else { return }
-        client.send(["EVAL", RedisLimitScripts.release, "2"] + holdsKeys(identity.id) + ["\(holdID) \(held)", String(held)]) { [weak self] result in
-            // Not retried: a hold Redis did not hear released lapses by itself.
-            if case .failure(let error) = result { self?.onError("release", error) }
+        sendRelease(PendingRelease(keys: holdsKeys(identity.id), member: "\(holdID) \(held)", amount: held))
+    }
+
+    /// Releases are idempotent (`RedisLimitScripts.release`), so any that failed, even one
+    /// that may have been applied, waits to be sent again (at most `maxUnsent`; beyond that,
+    /// its hold lapses by itself).
+    private func sendRelease(_ pending: PendingRelease) {
+        client.send(["EVAL", RedisLimitScripts.release, "2"] + pending.keys + [pending.member, String(pending.amount)]) { [weak self] result in
+            guard let self, case .failure(let error) = result else { return }
+            onError("release", error)
+            guard maxUnsent > 0 else { return }
+            if unreleased.count >= maxUnsent { unreleased.removeFirst() }
+            unreleased.append(pending)
+            onQueued?()
         }
     }
 
@@ -148,7 +161,7 @@ final class RedisKeyLimiter: KeyLimiter {
             guard let self else { return }
             guard case .failure(let error) = result else {
                 // Redis answers again: send what still waits, a batch at a time.
-                if !unsent.isEmpty { flushUnsent(batch: 256) }
+                if !unsent.isEmpty || !unreleased.isEmpty { flushUnsent(batch: 256) }
                 return
             }
             onError("settle", error)
@@ -173,6 +186,9 @@ final class RedisKeyLimiter: KeyLimiter {
         let waiting = unsent.prefix(batch)
         unsent.removeFirst(waiting.count)
         for pending in waiting { send(pending) }
+        let releases = unreleased.prefix(batch)
+        unreleased.removeFirst(releases.count)
+        for pending in releases { sendRelease(pending) }
     }
 
     /// The admission script's reply, checked field by field: `{allowed, now}` then six integers
@@ -201,6 +217,13 @@ final class RedisKeyLimiter: KeyLimiter {
         guard decision.allowed == (numbers[0] == 1) else { return nil }
         return decision
     }
+}
+
+/// A hold's release on its way to Redis: the key's holds and their total, the hold's member.
+struct PendingRelease: Equatable {
+    let keys: [String]
+    let member: String
+    let amount: Int64
 }
 
 /// A settlement on its way to Redis: what the settle script adds to one key's counters in one

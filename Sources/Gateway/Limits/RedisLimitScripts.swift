@@ -143,16 +143,22 @@ enum RedisLimitScripts {
         local held = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
         if lapsed > 0 then held = held - lapsed end
         if held < 0 or redis.call('ZCARD', KEYS[3]) == 0 then held = 0 end
+        local refusals = {}
         local function check(kind, key, limit, reset)
-          if limit <= 0 then return nil end
+          if limit <= 0 then return end
           local used = spent(key)
           if used + held + amount > limit then
             if reset < 0 then reset = 0 end
-            return {0, 0, kind, limit, used, held, reset}
+            table.insert(refusals, {0, 0, kind, limit, used, held, reset})
           end
-          return nil
         end
-        local refused = check(2, KEYS[2], monthly, tonumber(ARGV[8])) or check(1, KEYS[1], daily, tonumber(ARGV[7]))
+        check(2, KEYS[2], monthly, tonumber(ARGV[8]))
+        check(1, KEYS[1], daily, tonumber(ARGV[7]))
+        -- Reported: one the request would not fit with nothing in flight, else the first (`RateLimitMath.hold`).
+        local refused = refusals[1]
+        for _, refusal in ipairs(refusals) do
+          if refusal[5] + amount > refusal[4] then refused = refusal break end
+        end
         local ttl = math.ceil(lifetime / 1000) + 1000
         if refused then
           if held > 0 then redis.call('SET', KEYS[4], string.format('%d', held), 'PX', ttl) else redis.call('DEL', KEYS[4]) end

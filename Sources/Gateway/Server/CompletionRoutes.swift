@@ -108,7 +108,7 @@ extension GatewayServer {
                 prompt = GatewayShared.loggedPrompt(fusion.messages, enabled: config.server.logPrompts)
                 start = try prepareFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer,
                                           record: record, startedAt: startedAt, prompt: prompt, log: log)
-                hold = { [config] in config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, prices: config.prices) } ?? 0 }
+                hold = { [config] in config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, fallbacks: fallbacks, prices: config.prices) } ?? 0 }
             }
             // Validated and routed: what it may spend is held against its key's budgets first.
             holdSpend(hold, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log, then: start)
@@ -235,7 +235,7 @@ extension GatewayServer {
 
     /// `log` naming the gateway key the request came with (its name, or `sha256:` and 16 hex
     /// digits for an unnamed key), so usage per key can be read from the log lines too.
-    private func keyed(_ log: Logger, _ writer: HTTPResponseWriter) -> Logger {
+    func keyed(_ log: Logger, _ writer: HTTPResponseWriter) -> Logger {
         guard let ticket = tickets[ObjectIdentifier(writer)] else { return log }
         var log = log
         log[metadataKey: "key"] = "\(ticket.identity.id)"

@@ -67,9 +67,12 @@ final class LoopStore {
     func close() {
         let records = (records as? RedisGenerationRecordStore)?.unwritten.count ?? 0
         let settlements = (limiter as? RedisKeyLimiter)?.unsent.count ?? 0
-        if records + settlements > 0 {
-            logger.warning("stopping with records and usage settlements the shared store never got", metadata: [
-                "records": .stringConvertible(records), "settlements": .stringConvertible(settlements)])
+        let releases = (limiter as? RedisKeyLimiter)?.unreleased.count ?? 0
+        if records + settlements + releases > 0 {
+            // Unreleased holds lapse by themselves (`RedisKeyLimiter.holdLifetimeMicros`).
+            logger.warning("stopping with records, usage settlements and hold releases the shared store never got", metadata: [
+                "records": .stringConvertible(records), "settlements": .stringConvertible(settlements),
+                "hold_releases": .stringConvertible(releases)])
         }
         retry?.close()
         retry = nil

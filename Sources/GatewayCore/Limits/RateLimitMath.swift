@@ -159,16 +159,18 @@ extension RateLimitMath {
         guard limits.dailyBudgetMicros != nil || limits.monthlyBudgetMicros != nil else { return HoldDecision(held: 0, refusal: nil) }
         state.rollOver(periods)
         let amount = SpendHold.amount(micros)
-        var refusal: HoldDecision.Refusal?
-        // The month first: when both refuse, its wait is the longer one (as `reportedDimension`).
+        var refusals: [HoldDecision.Refusal] = []
         for (kind, limit, spent, end) in [(LimitDecision.Kind.monthlyBudget, limits.monthlyBudgetMicros, state.monthSpentMicros, periods.month.endMicros),
                                           (.dailyBudget, limits.dailyBudgetMicros, state.daySpentMicros, periods.day.endMicros)] {
-            guard let limit, refusal == nil else { continue }
+            guard let limit else { continue }
             if spent.addingSaturating(state.heldMicros).addingSaturating(amount) > limit {
-                refusal = .init(kind: kind, limit: limit, spentMicros: spent, heldMicros: state.heldMicros,
-                                resetMicros: max(0, end.subtractingSaturating(now)))
+                refusals.append(.init(kind: kind, limit: limit, spentMicros: spent, heldMicros: state.heldMicros,
+                                      resetMicros: max(0, end.subtractingSaturating(now))))
             }
         }
+        // Reported: a budget the request would not fit with nothing in flight (retrying soon
+        // cannot help), else the other; the month before the day (its wait is the longer one).
+        let refusal = refusals.first { $0.spentMicros.addingSaturating(amount) > $0.limit } ?? refusals.first
         if let refusal { return HoldDecision(held: 0, refusal: refusal) }
         state.heldMicros = state.heldMicros.addingSaturating(amount)
         return HoldDecision(held: amount, refusal: nil)
@@ -210,7 +212,7 @@ public struct HoldDecision: Sendable, Equatable {
 }
 
 /// How much a request holds: its bound in micro-dollars, at least 1 and at most
-/// `KeyLimits.maxValue` (beyond any budget, and exact in Lua's doubles).
+/// `KeyLimits.maxValue` + 1 (more than any budget, so never granted; exact in Lua's doubles).
 public enum SpendHold {
     public static func amount(_ micros: Int64) -> Int64 { min(max(1, micros), KeyLimits.maxValue + 1) }
 }

@@ -69,11 +69,17 @@ public enum RateLimitResponse {
             ("retry-after-ms", String(max(1, (retryMicros + 999) / 1_000))),
         ]
         if !fitsOnceInFlightEnd { headers.append(("x-should-retry", "false")) }
+        let cost = "This request may cost up to $\(dollars(hold)) (its prompt and output limit at the configured prices)"
+        guard hold <= refusal.limit else {
+            return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
+                            message: "\(cost), more than key '\(keyName)''s whole \(period) budget of $\(dollars(refusal.limit)). Lower the request's output limit (max_tokens).",
+                            headers: headers)
+        }
         let inFlight = refusal.heldMicros > 0 ? " ($\(dollars(min(refusal.heldMicros, left))) of it held by requests in flight)" : ""
         let advice = fitsOnceInFlightEnd ? "Retry once they finish, or lower the request's output limit (max_tokens)."
             : "Lower the request's output limit (max_tokens), or wait \(duration(micros: refusal.resetMicros)) for the budget to reset."
         return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
-                        message: "This request may cost up to $\(dollars(hold)) (its prompt and output limit at the configured prices), more than key '\(keyName)' has left of its \(period) budget of $\(dollars(refusal.limit)): $\(dollars(left))\(inFlight). \(advice)",
+                        message: "\(cost), more than key '\(keyName)' has left of its \(period) budget of $\(dollars(refusal.limit)): $\(dollars(left))\(inFlight). \(advice)",
                         headers: headers)
     }
 
