@@ -40,6 +40,22 @@ import Testing
         #expect(RedisKeyLimiter.decision(reply([1, 0, 1, 60, 1_000, 1, 0, 0] + zeros), limits: limits)?.dimensions.first?.remaining == 60)
     }
 
+    @Test func theHoldReplyIsCheckedFieldByField() {
+        let limits = KeyLimits(dailyBudgetMicros: 1_000)
+        func reply(_ numbers: [Int64]) -> RedisValue { .array(numbers.map(RedisValue.integer)) }
+        #expect(RedisKeyLimiter.holdDecision(reply([1, 67, 0, 0, 0, 134, 0]), limits: limits) == HoldDecision(held: 67, refusal: nil))
+        #expect(RedisKeyLimiter.holdDecision(reply([0, 0, 1, 1_000, 900, 50, 5_000]), limits: limits)
+                == HoldDecision(held: 0, refusal: .init(kind: .dailyBudget, limit: 1_000, spentMicros: 900, heldMicros: 50, resetMicros: 5_000)))
+        // Wrong count, types or verdict, nothing held when granted, a budget the key does not
+        // have or not its configured limit, negative figures: all refused.
+        for bad in [reply([1, 67]), reply([1, 0, 0, 0, 0, 0, 0]), reply([2, 67, 0, 0, 0, 0, 0]), reply([0, 0, 2, 1_000, 0, 0, 0]),
+                    reply([0, 0, 1, 999, 0, 0, 0]), reply([0, 0, 3, 1_000, 0, 0, 0]), reply([0, 0, 1, 1_000, -1, 0, 0]),
+                    reply([0, 0, 1, 1_000, 0, -5, 0]), reply([0, 0, 1, 1_000, 0, 0, -1]),
+                    .array([.bulk(Array("1".utf8))] + Array(repeating: .integer(0), count: 6)), .status("OK")] {
+            #expect(RedisKeyLimiter.holdDecision(bad, limits: limits) == nil, "\(bad)")
+        }
+    }
+
     @Test func spendPricesCallsOrTakesTheReportedCost() throws {
         var record = GenerationRecord(id: "gen-1", route: .chatCompletions, kind: .proxy, requestedModel: "p/m:opt=1", streamed: false,
                                       created: 0, owner: nil)

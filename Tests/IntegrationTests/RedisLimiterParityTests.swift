@@ -28,16 +28,8 @@ struct RedisLimiterParityTests {
         let redis = try RedisServerProcess()
         let thread = EventLoopThread(name: "parity")
         defer { thread.shutdown() }
-        let box = Box()
         let loop = thread.loop
-        try loop.submitAndWait {
-            box.client = RedisClient(loop: loop, endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port), password: nil)
-            box.client.start()
-            box.limiter = RedisKeyLimiter(client: box.client, keyPrefix: "parity:", wallClock: { box.now }) { _, error in
-                Issue.record("redis failed: \(error)")
-            }
-            box.limiter.testClock = { box.now }
-        }
+        let box = try Self.limiter(redis: redis, loop: loop)
         defer { try? loop.submitAndWait { box.client.close() } }
         let identity = KeyIdentity(id: "team", name: "team", limits: limits)
         var state = LimitState()
@@ -69,16 +61,8 @@ struct RedisLimiterParityTests {
         let redis = try RedisServerProcess()
         let thread = EventLoopThread(name: "parity")
         defer { thread.shutdown() }
-        let box = Box()
         let loop = thread.loop
-        try loop.submitAndWait {
-            box.client = RedisClient(loop: loop, endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port), password: nil)
-            box.client.start()
-            box.limiter = RedisKeyLimiter(client: box.client, keyPrefix: "parity:", wallClock: { box.now }) { _, error in
-                Issue.record("redis failed: \(error)")
-            }
-            box.limiter.testClock = { box.now }
-        }
+        let box = try Self.limiter(redis: redis, loop: loop)
         defer { try? loop.submitAndWait { box.client.close() } }
         let identity = KeyIdentity(id: "team", name: "team", limits: limits)
         var state = LimitState()
@@ -121,6 +105,20 @@ struct RedisLimiterParityTests {
         #expect(try hold(box, loop: loop, identity: lapsing, micros: 600, id: "gen-c")?.allowed == false, "still held")
         box.now += 1_000_001
         #expect(try hold(box, loop: loop, identity: lapsing, micros: 600, id: "gen-d")?.allowed == true, "lapsed")
+    }
+
+    /// A Redis limiter on `loop` whose clock is the box's.
+    static func limiter(redis: RedisServerProcess, loop: EventLoop) throws -> Box {
+        let box = Box()
+        try loop.submitAndWait {
+            box.client = RedisClient(loop: loop, endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port), password: nil)
+            box.client.start()
+            box.limiter = RedisKeyLimiter(client: box.client, keyPrefix: "parity:", wallClock: { box.now }) { _, error in
+                Issue.record("redis failed: \(error)")
+            }
+            box.limiter.testClock = { box.now }
+        }
+        return box
     }
 
     private func hold(_ box: Box, loop: EventLoop, identity: KeyIdentity, micros: Int64, id: String) throws -> HoldDecision? {

@@ -50,20 +50,19 @@ final class RedisKeyLimiter: KeyLimiter {
             String(limits.dailyBudgetMicros ?? 0), String(limits.monthlyBudgetMicros ?? 0),
             String(periods.day.endMicros - now), String(periods.month.endMicros - now),
         ]
+        evaluate(arguments, operation: "admit", parse: { Self.decision($0, limits: limits) }, completion: completion)
+    }
+
+    /// Runs a script whose reply `parse` checks; a failure, or a reply it refuses, is reported
+    /// under `operation`.
+    private func evaluate<Decision>(_ arguments: [String], operation: String, parse: @escaping (RedisValue) -> Decision?,
+                                    completion: @escaping (Result<Decision, RedisError>) -> Void) {
         client.send(arguments) { [weak self] result in
-            switch result {
-            case .success(let reply):
-                if let decision = Self.decision(reply, limits: limits) {
-                    completion(.success(decision))
-                } else {
-                    let error = RedisError.protocolViolation("unexpected reply to the admission script")
-                    self?.onError("admit", error)
-                    completion(.failure(error))
-                }
-            case .failure(let error):
-                self?.onError("admit", error)
-                completion(.failure(error))
+            let outcome = result.flatMap { reply in
+                parse(reply).map(Result.success) ?? .failure(.protocolViolation("unexpected reply to the \(operation) script"))
             }
+            if case .failure(let error) = outcome { self?.onError(operation, error) }
+            completion(outcome)
         }
     }
 
@@ -83,21 +82,7 @@ final class RedisKeyLimiter: KeyLimiter {
                          nowArgument, String(limits.dailyBudgetMicros ?? 0), String(limits.monthlyBudgetMicros ?? 0),
                          String(SpendHold.amount(micros)), holdID, String(Self.holdLifetimeMicros),
                          String(periods.day.endMicros - now), String(periods.month.endMicros - now)]
-        client.send(arguments) { [weak self] result in
-            switch result {
-            case .success(let reply):
-                if let decision = Self.holdDecision(reply, limits: limits) {
-                    completion(.success(decision))
-                } else {
-                    let error = RedisError.protocolViolation("unexpected reply to the hold script")
-                    self?.onError("hold", error)
-                    completion(.failure(error))
-                }
-            case .failure(let error):
-                self?.onError("hold", error)
-                completion(.failure(error))
-            }
-        }
+        evaluate(arguments, operation: "hold", parse: { Self.holdDecision($0, limits: limits) }, completion: completion)
     }
 
     func release(_ identity: KeyIdentity, held: Int64, holdID: String) {
