@@ -43,16 +43,16 @@ import Testing
     @Test func theHoldReplyIsCheckedFieldByField() {
         let limits = KeyLimits(dailyBudgetMicros: 1_000)
         func reply(_ numbers: [Int64]) -> RedisValue { .array(numbers.map(RedisValue.integer)) }
-        #expect(RedisKeyLimiter.holdDecision(reply([1, 67, 0, 0, 0, 134, 0]), limits: limits) == HoldDecision(held: 67, refusal: nil))
-        #expect(RedisKeyLimiter.holdDecision(reply([0, 0, 1, 1_000, 900, 50, 5_000]), limits: limits)
+        #expect(RedisKeyLimiter.holdDecision(reply([1, 67, 0, 0, 0, 134, 0]), limits: limits, amount: 67) == HoldDecision(held: 67, refusal: nil))
+        #expect(RedisKeyLimiter.holdDecision(reply([0, 0, 1, 1_000, 900, 50, 5_000]), limits: limits, amount: 67)
                 == HoldDecision(held: 0, refusal: .init(kind: .dailyBudget, limit: 1_000, spentMicros: 900, heldMicros: 50, resetMicros: 5_000)))
-        // Wrong count, types or verdict, nothing held when granted, a budget the key does not
+        // Wrong count, types or verdict, a grant of another amount than asked, a budget the key does not
         // have or not its configured limit, negative figures: all refused.
-        for bad in [reply([1, 67]), reply([1, 0, 0, 0, 0, 0, 0]), reply([2, 67, 0, 0, 0, 0, 0]), reply([0, 0, 2, 1_000, 0, 0, 0]),
+        for bad in [reply([1, 67]), reply([1, 0, 0, 0, 0, 0, 0]), reply([1, 68, 0, 0, 0, 0, 0]), reply([2, 67, 0, 0, 0, 0, 0]), reply([0, 0, 2, 1_000, 0, 0, 0]),
                     reply([0, 0, 1, 999, 0, 0, 0]), reply([0, 0, 3, 1_000, 0, 0, 0]), reply([0, 0, 1, 1_000, -1, 0, 0]),
                     reply([0, 0, 1, 1_000, 0, -5, 0]), reply([0, 0, 1, 1_000, 0, 0, -1]),
                     .array([.bulk(Array("1".utf8))] + Array(repeating: .integer(0), count: 6)), .status("OK")] {
-            #expect(RedisKeyLimiter.holdDecision(bad, limits: limits) == nil, "\(bad)")
+            #expect(RedisKeyLimiter.holdDecision(bad, limits: limits, amount: 67) == nil, "\(bad)")
         }
     }
 

@@ -75,7 +75,7 @@ extension GatewayServer {
         }
     }
 
-    /// Runs `start` once the request's spend hold is granted: what its plan may cost at most
+    /// Runs `start` once the request's spend hold is granted: what its plan may cost
     /// (`HoldEstimate`), held against its key's budgets while it runs, so requests running at
     /// once cannot together spend past a budget by more than their plans leave out (admission,
     /// before the body is parsed, checks only the spend so far). At once when there is nothing
@@ -119,9 +119,10 @@ extension GatewayServer {
                 // Its figures replace the admission's (the same names, older values).
                 let names = Set(error.headers.map { $0.0.lowercased() })
                 writer.defaultHeaders.removeAll { names.contains($0.0.lowercased()) }
-                refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log)
+                // Logged before `refuse` files the record and lets the ticket (the key's name) go.
                 keyed(log, writer).info("request refused: what it may spend passes a budget",
                                         metadata: ["hold_usd": "\(RateLimitResponse.dollars(max(1, micros)))", "code": "\(error.code)"])
+                refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log)
             case .failure:
                 // Counted and logged by `storeDidFail`. It may have been applied (a timeout): its
                 // release is harmless if not (`RedisLimitScripts.release`).

@@ -4,7 +4,8 @@ import RedisClient
 /// Limits and usage in Redis, shared by every replica: one `EVAL` per admission (all of a key's
 /// limits decided atomically, see `RedisLimitScripts`) and one per settlement, after the
 /// response; one per spend hold and one per release. Key names: `<prefix>{<key id>}:requests`,
-/// `:tokens`, `:spend:d:<yyyymmdd>`, `:spend:m:<yyyymm>`, `:usage`, `:holds`, `:held` (the braces keep one key's names in one Redis Cluster slot).
+/// `:tokens`, `:spend:d:<yyyymmdd>`, `:spend:m:<yyyymm>`, `:usage`, `:holds`, `:held` (the braces
+/// keep one key's names in one Redis Cluster slot).
 /// Loop-confined.
 final class RedisKeyLimiter: KeyLimiter {
     private let client: RedisClient
@@ -78,11 +79,12 @@ final class RedisKeyLimiter: KeyLimiter {
         let periods = BudgetPeriods(micros: now)
         let limits = identity.limits
         let keys = keys(identity.id, periods: periods)
+        let amount = SpendHold.amount(micros)
         let arguments = ["EVAL", RedisLimitScripts.hold, "4", keys[2], keys[3]] + holdsKeys(identity.id) + [
                          nowArgument, String(limits.dailyBudgetMicros ?? 0), String(limits.monthlyBudgetMicros ?? 0),
-                         String(SpendHold.amount(micros)), holdID, String(Self.holdLifetimeMicros),
+                         String(amount), holdID, String(Self.holdLifetimeMicros),
                          String(periods.day.endMicros - now), String(periods.month.endMicros - now)]
-        evaluate(arguments, operation: "hold", parse: { Self.holdDecision($0, limits: limits) }, completion: completion)
+        evaluate(arguments, operation: "hold", parse: { Self.holdDecision($0, limits: limits, amount: amount) }, completion: completion)
     }
 
     func release(_ identity: KeyIdentity, held: Int64, holdID: String) {
@@ -104,8 +106,9 @@ final class RedisKeyLimiter: KeyLimiter {
         }
     }
 
-    /// The hold script's reply: seven integers, checked (a refusal names a configured budget).
-    static func holdDecision(_ reply: RedisValue, limits: KeyLimits) -> HoldDecision? {
+    /// The hold script's reply: seven integers, checked (a grant holds the `amount` asked, which
+    /// names its member for the release; a refusal names a configured budget).
+    static func holdDecision(_ reply: RedisValue, limits: KeyLimits, amount: Int64) -> HoldDecision? {
         guard let items = reply.array, items.count == 7 else { return nil }
         var numbers: [Int64] = []
         for item in items {
@@ -114,7 +117,7 @@ final class RedisKeyLimiter: KeyLimiter {
         }
         switch numbers[0] {
         case 1:
-            guard numbers[1] > 0 else { return nil }
+            guard numbers[1] == amount else { return nil }
             return HoldDecision(held: numbers[1], refusal: nil)
         case 0:
             let kind: LimitDecision.Kind
