@@ -53,8 +53,8 @@ public enum RateLimitResponse {
 
     /// The 429 for a refused spend hold: the request may cost more than its key's budget has left
     /// once the requests in flight are counted. Retrying helps when their holds are the reason
-    /// (they end within seconds, having spent less than held); otherwise only a lower output
-    /// limit or the budget's next period does.
+    /// (they end as their requests do, having spent no more than held); otherwise only a lower
+    /// output limit or the budget's next period does.
     public static func holdRefused(_ refusal: HoldDecision.Refusal, hold: Int64, keyName: String) -> APIError {
         let period = refusal.kind == .monthlyBudget ? "monthly" : "daily"
         let left = max(0, refusal.limit.subtractingSaturating(refusal.spentMicros))
