@@ -89,17 +89,14 @@ extension APIError {
                  message: "\(method) is not allowed on \(path); use \(allowed)", headers: [("Allow", allowed)])
     }
 
-    /// A response still running when the gateway's shutdown grace period ended.
+    /// A request still running, or still waiting to start, when the gateway's shutdown grace
+    /// period ended.
     public static let cutOnShutdown = APIError(
         status: 503, type: "server_error", code: "shutting_down",
         message: "The gateway is shutting down and this response did not finish within its grace period (server.shutdown_grace_ms); send the request again.")
 
     public static func upstreamUnavailable(_ message: String, code: String = "upstream_unavailable", status: Int = 502) -> APIError {
         APIError(status: status, type: "upstream_error", code: code, message: message)
-    }
-
-    public static func serverShuttingDown() -> APIError {
-        APIError(status: 503, type: "server_error", code: "shutting_down", message: "The gateway is shutting down")
     }
 }
 

@@ -75,6 +75,12 @@ public final class HTTPServer {
     /// Connections open now (including ones lingering after a refusal).
     public var openConnections: Int { connections.count }
 
+    /// The requests a handler owns that have no response yet (waiting on a store, an upstream,
+    /// a timer): what a shutdown whose grace period ended still has to answer.
+    public var unansweredRequests: [HTTPResponseWriter] {
+        connections.values.compactMap(\.unansweredWriter)
+    }
+
     func dispatch(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         handler(request, writer)
     }

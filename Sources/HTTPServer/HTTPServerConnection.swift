@@ -61,6 +61,13 @@ final class HTTPServerConnection {
     }
 
     var loop: EventLoop { tcp.loop }
+
+    /// The writer of the request a handler owns, while its response has not begun.
+    var unansweredWriter: HTTPResponseWriter? {
+        if case .responding(let writer) = state, writer.state == .pending { return writer }
+        return nil
+    }
+
     var bufferedBytes: Int { tcp.bufferedBytes }
     var backlog: WriteBacklog { tcp.backlog }
     func keepsAlive(after request: HTTPRequest) -> Bool {

@@ -20,8 +20,10 @@ struct SharedStoreTests {
 
     static func replica(redis: RedisServerProcess, onError: StoreSettings.OnError = .allow, limits: KeyLimits = KeyLimits(),
                         prices: [String: ModelPrice] = [:], maxPendingCommands: Int = 10_000, loops: Int = 2,
-                        maxUnwritten: Int = 10_000, commandTimeoutMilliseconds: UInt64 = 1_000) throws -> TestEnvironment {
+                        maxUnwritten: Int = 10_000, commandTimeoutMilliseconds: UInt64 = 1_000,
+                        shutdownGraceMilliseconds: UInt64 = 10_000) throws -> TestEnvironment {
         try TestEnvironment(loops: loops, environment: keys) { config in
+            config.server.shutdownGraceMilliseconds = shutdownGraceMilliseconds
             var redisSettings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
             redisSettings.client.maxPendingCommands = maxPendingCommands
             redisSettings.keyPrefix = "test:"
@@ -507,5 +509,37 @@ struct SharedStoreTests {
         #expect(Date().timeIntervalSince(started) < 3, "timeout_ms 1000, not Redis' pace")
         // Meanwhile the loop keeps serving everything else.
         #expect(try a.get("/health").status == 200)
+    }
+
+    /// A shutdown whose grace period ends while requests still wait on a frozen Redis (an
+    /// admission, a record lookup) answers each with the shutdown's 503 in its API's shape, not a
+    /// connection closed without a word.
+    @Test func requestsStillWaitingOnTheStoreWhenTheGracePeriodEndsAreAnswered() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 100), loops: 1, commandTimeoutMilliseconds: 20_000,
+                                 shutdownGraceMilliseconds: 300)
+        let key = Self.keys["TEAM_A_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        redis.pause()
+        defer { redis.resume() }
+        let chat = try a.client(), messages = try a.client(), lookup = try a.client()
+        try chat.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/normal"),
+                                           headers: ["Authorization": "Bearer \(key)"]))
+        try messages.send(TestEnvironment.post("/v1/messages", body: #"{"model":"mock/normal","max_tokens":20,"messages":[{"role":"user","content":"Hi"}]}"#,
+                                               headers: ["Authorization": "Bearer \(key)", "anthropic-version": "2023-06-01"]))
+        try lookup.send("GET /api/v1/generation?id=gen-0123 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(key)\r\n\r\n")
+        // Each is read and waits on Redis before the shutdown begins.
+        #expect(a.eventually { (try? a.acceptedConnections()) == 4 })
+        usleep(300_000)
+        let started = Date()
+        a.beginGatewayShutdown()
+        let openAI = try chat.readResponse(), anthropic = try messages.readResponse(), record = try lookup.readResponse()
+        #expect(Date().timeIntervalSince(started) < 5, "the grace period (0.3 s), not Redis' command timeout (20 s)")
+        for response in [openAI, anthropic, record] { #expect(response.status == 503, "\(response.text)") }
+        let openAIError = try #require(try JSONValue.parse(Array(openAI.body))["error"])
+        #expect(openAIError["code"]?.stringValue == "shutting_down" && openAIError["type"]?.stringValue == "server_error")
+        let anthropicBody = try JSONValue.parse(Array(anthropic.body))
+        #expect(anthropicBody["type"]?.stringValue == "error" && anthropicBody["error"]?["type"]?.stringValue == "overloaded_error", "\(anthropic.text)")
+        #expect(try JSONValue.parse(Array(record.body))["error"]?["code"]?.stringValue == "shutting_down")
     }
 }

@@ -224,6 +224,16 @@ public final class GatewayServer {
             // Responses still running end with an error their clients can read (and a record
             // that says why), not a transfer that breaks off.
             for case let response as any CutOnShutdown in Array(active.values) { response.cutOnShutdown() }
+            // Requests still waiting before any response (a limits decision or a spend hold from
+            // a slow store, a record lookup, a token count) get the same error in their API's
+            // shape. Their callbacks, when they come, find the response sent: what was reserved
+            // or held is given back as for a client that left.
+            let unanswered = server.unansweredRequests
+            for writer in unanswered { refuse(.cutOnShutdown, writer.request, writer) }
+            if !unanswered.isEmpty {
+                logger.warning("requests refused at the end of the shutdown grace period before their responses began",
+                               metadata: ["requests": .stringConvertible(unanswered.count)])
+            }
         }
     }
 

@@ -24,7 +24,8 @@ extension GatewayServer {
         // A Responses API id (`resp_<hex>`) names the same generation (`gen-<hex>`).
         let key = id.hasPrefix("resp_") ? "gen-" + id.dropFirst("resp_".count) : id
         store.records.get(id: key) { [weak self, weak writer] lookup in
-            guard let self, let writer else { return }
+            // Answered meanwhile when a shutdown's grace period ended first.
+            guard let self, let writer, writer.state == .pending else { return }
             switch lookup {
             case .found(let stored) where KeyFingerprint.mayRead(owner: stored.owner, presented: presented, gatewayHasKeys: hasKeys):
                 writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: stored.json)

@@ -35,6 +35,7 @@ extension GatewayServer {
         http.headers = AnthropicProvider.addingBetas(betas, to: http.headers)
         TokenCountCall(client: client, http: http, timeoutMilliseconds: config.upstream.connectTimeoutMilliseconds + 30_000) {
             [unowned self, redactor = shared.redactor] outcome in
+            guard writer.state == .pending else { return }  // answered when a shutdown's grace period ended first
             let provider = route.endpoint.name
             switch outcome {
             case .counted(let tokens):
