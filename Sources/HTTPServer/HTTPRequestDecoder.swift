@@ -63,6 +63,8 @@ public final class HTTPRequestDecoder {
 
     /// Past the last chunk of a chunked body: in the trailer section.
     private var inTrailers = false
+    /// Trailer fields read (checked and counted like header fields, then dropped).
+    private var trailerFields = 0
 
     /// Some bytes of a request have been seen and the request is not complete yet.
     public private(set) var isMidRequest = false
@@ -118,6 +120,8 @@ public final class HTTPRequestDecoder {
             return 0
         }
         settings.pointee.on_message_complete = { parser in
+            // The trailer section's last field (no `on_headers_complete` follows trailers).
+            guard decoder(parser).finishTrailers() else { return -1 }
             decoder(parser).completeMessage()
             // Stop after one request: the caller answers it before the next is parsed.
             http_parser_pause(parser, 1)
@@ -280,6 +284,7 @@ public final class HTTPRequestDecoder {
         headerBytes = 0
         isMidRequest = true
         inTrailers = false
+        trailerFields = 0
         headersComplete = false
         wantsContinue = false
         head = nil
@@ -335,13 +340,27 @@ public final class HTTPRequestDecoder {
             failure = .malformed("a header value contains NUL")
             return false
         }
-        guard headers.count < limits.maxHeaderCount else {
+        guard headers.count + trailerFields < limits.maxHeaderCount else {
             failure = .tooManyHeaders(limit: limits.maxHeaderCount)
             return false
         }
-        headers.append((String(decoding: field, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         headerBytes += 4  // ": " and CRLF
+        if inTrailers {
+            // RFC 9110 §6.5.1: a trailer field is not merged into the header section; it is
+            // discarded. Merged, it would bypass the head's checks: a trailer `x-api-key` would
+            // be the key charged for a request the head's key authenticated.
+            trailerFields += 1
+            return true
+        }
+        headers.append((String(decoding: field, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         return true
+    }
+
+    /// Checks the trailer section's last field; false (with `failure` set) when it is not
+    /// acceptable.
+    private func finishTrailers() -> Bool {
+        guard inTrailers, inValue || !field.isEmpty else { return true }
+        return finishHeader()
     }
 
     private func didCompleteHeaders() -> Int32 {
@@ -460,8 +479,7 @@ public final class HTTPRequestDecoder {
         wantsContinue = false
     }
 
-    /// `head`: the same request's head event, whose method and target strings are reused (the
-    /// headers are taken again: trailers may have been added since).
+    /// `head`: the same request's head event, whose method and target strings are reused.
     private func makeRequest(body: [UInt8], reusing head: HTTPRequest? = nil) -> HTTPRequest {
         HTTPRequest(
             method: head?.method ?? String(cString: http_method_str(http_method(rawValue: CHTTPParser_method(parser)))),

@@ -74,6 +74,26 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         }
     }
 
+    /// Trailer fields are checked like header fields but never join the request's headers
+    /// (RFC 9110 §6.5.1): a trailer `x-api-key` must not become the key a request is charged to
+    /// after the head's key was authenticated.
+    @Test func trailerFieldsAreDroppedNotMerged() throws {
+        let bytes = Array(("POST /c HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "3\r\nabc\r\n0\r\nx-api-key: b\r\nanthropic-beta: x\r\nAuthorization: Bearer c\r\n\r\n").utf8)
+        for chunks in splits(bytes) {
+            let requests = try decode(chunks).get()
+            try #require(requests.count == 1)
+            #expect(requests[0].header("x-api-key") == nil && requests[0].header("anthropic-beta") == nil)
+            #expect(requests[0].headerList("authorization") == "Bearer a")
+            #expect(requests[0].headers.count == 3)
+        }
+        // Still counted against the field limit, and still checked.
+        var limits = HTTPServerLimits()
+        limits.maxHeaderCount = 4
+        #expect(failure([bytes], limits: limits) == .tooManyHeaders(limit: 4))
+        #expect(failure([Array("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad name: x\r\n\r\n".utf8)]) != nil)
+    }
+
     @Test func pipelinedRequestsComeOutOneAtATimeInOrder() throws {
         let get = Array("GET /health HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
         let all = post + get + chunked + get
