@@ -130,7 +130,9 @@ public struct BenchConfiguration: Sendable {
         case .closedLoop(let concurrency): streams = concurrency
         case .openLoop(_, _, let cap): streams = cap ?? plan.loops
         }
-        var concurrency = min(streams, warmupRequests * plan.targets)
+        // Saturating: the command bounds `--warmup`, a library caller need not.
+        let requests = warmupRequests.multipliedReportingOverflow(by: plan.targets)
+        var concurrency = min(streams, requests.overflow ? .max : requests.partialValue)
         if plan.targets == 2 && concurrency > 1 && concurrency % 2 == 1 { concurrency -= 1 }
         return try? LoadPlan(shape: .closedLoop(concurrency: concurrency), stop: StopCondition(requestsPerTarget: warmupRequests),
                              targets: plan.targets, loops: plan.loops)

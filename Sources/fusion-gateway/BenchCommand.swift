@@ -108,7 +108,7 @@ struct BenchCommand: ParsableCommand {
         if compare == nil && (compareModel != nil || compareApiKeyEnv != nil) {
             throw ValidationError("--compare-model and --compare-api-key-env need --compare")
         }
-        if warmup < 0 { throw ValidationError("--warmup cannot be negative") }
+        if !(0...1_000_000).contains(warmup) { throw ValidationError("--warmup is 0 to 1000000 requests per target") }
         if !(timeout > 0 && timeout < 86_400) { throw ValidationError("--timeout is seconds, more than 0 and less than a day") }
         if !(drain >= 0 && drain < 86_400) { throw ValidationError("--drain is seconds, at least 0 and less than a day") }
         if html == "-" { throw ValidationError("--html needs a file name (the report is a whole HTML page)") }

@@ -32,6 +32,9 @@ import Testing
         (["serve", "--loops", "0"], "--loops must be in 1...1024"),
         (["serve", "--loops", "100000"], "--loops must be in 1...1024"),
         (["serve", "--log-format", "xml"], "--log-format must be text or json"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--compare", "http://127.0.0.1:2/v1", "--warmup", "9223372036854775807"],
+         "--warmup is 0 to 1000000"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--warmup=-1"], "--warmup is 0 to 1000000"),
     ])
     func outOfRangeNumbersAreUsageErrors(arguments: [String], message: String) throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the package first: \(Self.binary.path)")
