@@ -56,7 +56,14 @@ public struct AddressPolicy: Sendable, Equatable {
         if a[0..<4] == [0x00, 0x64, 0xff, 0x9b] && a[4..<12].allSatisfy({ $0 == 0 }) {
             return specialPurposeV4(v4Tail)  // NAT64 64:ff9b::/96 reaches the embedded IPv4 address
         }
+        // Local-use NAT64 64:ff9b:1::/48 (RFC 8215): a site's own translator, to its own IPv4 space.
+        if a[0..<6] == [0x00, 0x64, 0xff, 0x9b, 0x00, 0x01] { return "local-use NAT64" }
         if a[0] == 0x20 && a[1] == 0x02 { return specialPurposeV4(Array(a[2..<6])) }  // 6to4 2002::/16
+        // Teredo 2001::/32 tunnels to an IPv4 host through a relay; 2001:db8::/32 is documentation;
+        // 100::/64 discards.
+        if a[0..<4] == [0x20, 0x01, 0x00, 0x00] { return "Teredo" }
+        if a[0..<4] == [0x20, 0x01, 0x0d, 0xb8] { return "documentation" }
+        if a[0..<2] == [0x01, 0x00] && a[2..<8].allSatisfy({ $0 == 0 }) { return "discard-only" }
         if a == [0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54] { return "cloud metadata" }  // fd00:ec2::254
         if a[0] & 0xfe == 0xfc { return "private (unique local)" }
         if a[0] == 0xfe && a[1] & 0xc0 == 0x80 { return "link-local" }

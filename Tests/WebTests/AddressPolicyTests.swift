@@ -27,11 +27,14 @@ import Web
     @Test func refusesSpecialPurposeIPv6IncludingEmbeddedIPv4() throws {
         for address in ["::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "fd00:ec2::254",
                         "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe",
-                        "2002:7f00:1::1", "::127.0.0.1"] {
+                        "2002:7f00:1::1", "::127.0.0.1", "64:ff9b:1::a00:1", "64:ff9b:1:ffff::1", "2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                        "2001:db8::1", "100::1"] {
             #expect(try refused(address) != nil, "\(address) should be refused")
         }
         #expect(try refused("::ffff:169.254.169.254")?.contains("cloud metadata") == true)
         #expect(try refused("::ffff:8.8.8.8") == nil)
+        #expect(try refused("64:ff9b::808:808") == nil, "the well-known NAT64 prefix to a public address")
+        for address in ["2001:4860:4860::8888", "64:ff9b:2::1", "2001:1::1", "100:0:0:1::1"] { #expect(try refused(address) == nil, "\(address)") }
     }
 
     @Test func allowListByAddressPortAndNetwork() throws {
