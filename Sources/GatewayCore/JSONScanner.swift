@@ -1,3 +1,5 @@
+import Glibc
+
 /// A validating JSON scanner over raw bytes: no allocation, no decoding.
 ///
 /// The per-token path must not pay for Foundation's JSON coders (~5 µs a chunk here), yet it
@@ -114,8 +116,9 @@ public struct JSONScanner {
         var separate = !leading.isEmpty
         var scanner = JSONScanner(bytes)
         let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
-            let key = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
-            for member in leading where member.key.count == key.count && member.key.elementsEqual(key) { return }
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
+            let key = unescapedKey(raw)
+            for member in leading where key.map({ member.key == $0 }) ?? (member.key.count == raw.count && member.key.elementsEqual(raw)) { return }
             if separate { out.append(UInt8(ascii: ",")) }
             separate = true
             // From the key's opening quote to the value's end.
@@ -127,6 +130,19 @@ public struct JSONScanner {
         }
         out.append(UInt8(ascii: "}"))
         return true
+    }
+
+    /// A member key as every JSON parser reads it, when its raw bytes hold an escape
+    /// (`"\u0069d"` is `id`): a leading member must replace it as it replaces `"id"`, or an
+    /// upstream's escaped key would follow the gateway's and win in the client's parser. Nil
+    /// when the raw bytes are the key (one `memchr` on the per-event path).
+    static func unescapedKey(_ raw: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard let base = raw.baseAddress, memchr(base, Int32(UInt8(ascii: "\\")), raw.count) != nil else { return nil }
+        var quoted: [UInt8] = [UInt8(ascii: "\"")]
+        quoted.append(contentsOf: raw)
+        quoted.append(UInt8(ascii: "\""))
+        guard case .string(let key)? = try? JSONValue.parse(quoted) else { return nil }
+        return Array(key.utf8)
     }
 
     /// Members written first into every object by `appendObject(_:leading:to:)`, pre-rendered
@@ -205,7 +221,12 @@ public struct JSONScanner {
         var separate = !leading.isEmpty
         var scanner = JSONScanner(bytes)
         let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
-            if leading.contains(UnsafeRawBufferPointer(rebasing: bytes[keyRange])) { return }
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
+            if let key = unescapedKey(raw) {
+                if key.withUnsafeBytes({ leading.contains($0) }) { return }
+            } else if leading.contains(raw) {
+                return
+            }
             if separate { out.append(UInt8(ascii: ",")) }
             separate = true
             // From the key's opening quote to the value's end.

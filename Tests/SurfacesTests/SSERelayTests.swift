@@ -163,6 +163,39 @@ import Testing
         #expect(relay.usage?["total_tokens"] == .int(8))
     }
 
+    /// A member name with an escape in it is the same name to every JSON parser, the client's
+    /// included: an escaped `usage` is checked and counted, an escaped `error` ends the stream
+    /// with the gateway's own error (review 42 F4: both went out as they came).
+    @Test func escapedMemberNamesAreReadAsTheNamesTheyAre() throws {
+        var relay = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
+        var out: [UInt8] = []
+        _ = relay.relay(Array(#"data: {"choices":[],"us\u0061ge":{"prompt_tokens":-5,"completion_tokens":1e300,"total_tokens":3}}\#n\#n"#.utf8),
+                        into: &out)
+        let usage = try #require(relay.usage)
+        #expect(usage["prompt_tokens"]?.intValue.map { $0 >= 0 } ?? true && usage["completion_tokens"] != .double(1e300), "\(usage)")
+        #expect(!String(decoding: out, as: UTF8.self).contains("-5") && !String(decoding: out, as: UTF8.self).contains("1e300"))
+
+        var failing = SSERelay(id: "gen-2", model: "m", created: 1)
+        var text: [UInt8] = []
+        let outcome = failing.relay(Array(#"data: {"\u0065rror":{"message":"boom sk-live-secret"}}\#n\#ndata: {"choices":[{"delta":{"content":"more"}}]}\#n\#n"#.utf8),
+                                    into: &text)
+        guard case .failed = outcome else { Issue.record("\(outcome)"); return }
+        #expect(!String(decoding: text, as: UTF8.self).contains("more"))
+    }
+
+    /// The completion's own id and model replace an upstream's however it spells their names:
+    /// an escaped `"\u0069d"` after the gateway's `"id"` would be the one a client's parser keeps.
+    @Test func escapedNamesCannotOverrideTheCompletionsIdOrModel() throws {
+        var relay = SSERelay(id: "gen-1", model: "m", created: 1)
+        var out: [UInt8] = []
+        _ = relay.relay(Array(#"data: {"\u0069d":"forged","mod\u0065l":"other","choices":[{"index":0,"delta":{"content":"x"}}]}\#n\#n"#.utf8), into: &out)
+        let text = String(decoding: out, as: UTF8.self)
+        #expect(!text.contains("forged") && !text.contains("other"), "\(text)")
+        let chunk = try JSONValue.parse(Array(try #require(text.split(separator: "\n").first).dropFirst(6).utf8))
+        #expect(chunk["id"]?.stringValue == "gen-1" && chunk["model"]?.stringValue == "m")
+        #expect(chunk["choices"]?[0]?["delta"]?["content"]?.stringValue == "x")
+    }
+
     /// A count or cost that is no number is left out, for the client and the accounting alike
     /// (review 16 #7: a string cost reached the client, the record said 0).
     @Test func usageMembersThatAreNoNumbersAreLeftOut() throws {

@@ -406,7 +406,8 @@ extension UnsafeRawBufferPointer {
     /// OpenAI chunk has a `"finish_reason"`, null until the last).
     ///
     /// Eight bytes at a time between quotes, and a key is compared only when the byte after the
-    /// quote is one of the keys' first letters.
+    /// quote is one of the keys' first letters (or a backslash: an escaped key is counted as a
+    /// match, `escapedKeyHasValue`).
     func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString) -> Bool {
         guard let base = baseAddress else { return false }
         let initials = (first.utf8Start[1], second.utf8Start[1], third.utf8Start[1])
@@ -419,13 +420,43 @@ extension UnsafeRawBufferPointer {
                     continue
                 }
             }
-            if self[index] == UInt8(ascii: "\""), index + 1 < count,
-               self[index + 1] == initials.0 || self[index + 1] == initials.1 || self[index + 1] == initials.2,
-               let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index),
-               let value = valueStart(after: end), !hasPrefix("null", at: value) {
-                return true
+            if self[index] == UInt8(ascii: "\""), index + 1 < count {
+                let next = self[index + 1]
+                if next == initials.0 || next == initials.1 || next == initials.2 {
+                    if let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index) {
+                        if let value = valueStart(after: end), !hasPrefix("null", at: value) { return true }
+                    } else if escapedKeyHasValue(at: index) {
+                        return true
+                    }
+                } else if next == UInt8(ascii: "\\"), escapedKeyHasValue(at: index) {
+                    return true
+                }
             }
             index += 1
+        }
+        return false
+    }
+
+    /// Whether the string starting at `index` is a short key with an escape in it (`"us\u0061ge"`,
+    /// which every JSON parser reads as `usage`) whose value is not `null`: such a chunk is
+    /// parsed, so an escaped name cannot slip usage or an error past the relay's checks. Only
+    /// keys of at most 78 bytes are looked at: the longest key asked for, `finish_reason`, with
+    /// every letter escaped (`\u0066`).
+    private func escapedKeyHasValue(at index: Int) -> Bool {
+        var position = index + 1
+        var escaped = false
+        let limit = Swift.min(count, index + 1 + 78 + 1)
+        while position < limit {
+            switch self[position] {
+            case UInt8(ascii: "\\"):
+                escaped = true
+                position += 2
+            case UInt8(ascii: "\""):
+                guard escaped, let value = valueStart(after: position + 1) else { return false }
+                return !hasPrefix("null", at: value)
+            default:
+                position += 1
+            }
         }
         return false
     }
