@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import GatewayCore
 
 /// A web source a panel member or the judge found (search) or read (fetch).
@@ -55,39 +56,97 @@ public struct SourceList: Sendable, Equatable {
 
     /// `url_citation` annotations for a message whose text is `text`. Where the text cites a
     /// source (a markdown link to it, or its bare URL), `start_index`/`end_index` give that span
-    /// in Unicode scalars (what Python's `str` indexes); otherwise they are left out.
+    /// in Unicode scalars (what Python's `str` indexes); a source it does not cite gets the empty
+    /// span at the text's end (the OpenAI SDK declares both fields required).
+    ///
+    /// The answer and the URLs come from models and web pages: the search is bounded. Spans are
+    /// looked for in the first `maxScannedBytes` of the text, for URLs of at most `maxURLBytes`,
+    /// and all sources together may read at most `scanBudgetBytes` (every byte `memchr` passes
+    /// and every comparison's full length are charged); past those bounds a source gets the
+    /// empty span.
     public func annotations(for text: String) -> [JSONValue] {
-        let scalars = Array(text.unicodeScalars)
+        var utf8 = Array(text.utf8.prefix(Self.maxScannedBytes + 1))
+        if utf8.count > Self.maxScannedBytes {
+            // Cut before the first byte left out, on a scalar's first byte.
+            var length = Self.maxScannedBytes
+            while length > 0 && utf8[length] & 0xC0 == 0x80 { length -= 1 }
+            utf8.removeSubrange(length...)
+        }
+        let positions = ScalarPositions(utf8)
+        let end = Int64(text.unicodeScalars.count)
+        var budget = Self.scanBudgetBytes
         return sources.map { source in
-            var citation: [String: JSONValue] = [
+            let span = source.url.utf8.count <= Self.maxURLBytes ? Self.span(of: Array(source.url.utf8), in: utf8, budget: &budget) : nil
+            let citation: [String: JSONValue] = [
                 "url": .string(source.url), "title": .string(source.title), "content": .string(source.content),
+                "start_index": .int(span.map { Int64(positions.scalarIndex(ofByte: $0.lowerBound)) } ?? end),
+                "end_index": .int(span.map { Int64(positions.scalarIndex(ofByte: $0.upperBound)) } ?? end),
             ]
-            if let span = Self.span(of: source.url, in: scalars) {
-                citation["start_index"] = .int(Int64(span.lowerBound))
-                citation["end_index"] = .int(Int64(span.upperBound))
-            }
             return .object(["type": .string("url_citation"), "url_citation": .object(citation)])
         }
     }
 
-    /// The span of `[label](url)`, or of the bare URL, in `text`.
-    static func span(of url: String, in text: [Unicode.Scalar]) -> Range<Int>? {
-        let needle = Array(url.unicodeScalars)
-        guard !needle.isEmpty, needle.count <= text.count else { return nil }
-        var start = 0
-        while start + needle.count <= text.count {
-            if text[start] == needle[0] && Array(text[start..<(start + needle.count)]) == needle {
-                let end = start + needle.count
-                // Markdown link: `[label](url)`: the whole link is the citation.
-                if start >= 2, text[start - 1] == "(", text[start - 2] == "]", end < text.count, text[end] == ")" {
-                    var open = start - 3
-                    while open >= 0 && text[open] != "[" && text[open] != "\n" { open -= 1 }
-                    if open >= 0 && text[open] == "[" { return open..<(end + 1) }
+    static let maxScannedBytes = 1 << 20
+    static let maxURLBytes = 2_048
+    static let scanBudgetBytes = 64 << 20
+    /// How far before a cited URL its markdown label's `[` is looked for.
+    static let maxLabelBytes = 1_024
+
+    /// The span, in UTF-8 bytes, of `[label](url)`, or of the bare URL, at the URL's first
+    /// occurrence in `text`; nil when it does not occur, or `budget` (bytes read) runs out first.
+    static func span(of url: [UInt8], in text: [UInt8], budget: inout Int) -> Range<Int>? {
+        guard !url.isEmpty, url.count <= text.count else { return nil }
+        let found: Int? = text.withUnsafeBytes { haystack in
+            url.withUnsafeBytes { needle in
+                let base = haystack.baseAddress!
+                var position = 0
+                let last = haystack.count - needle.count
+                while position <= last && budget > 0 {
+                    guard let hit = memchr(base + position, Int32(needle[0]), last - position + 1) else {
+                        budget -= last - position + 1
+                        return nil
+                    }
+                    let candidate = base.distance(to: UnsafeRawPointer(hit))
+                    budget -= candidate - position + needle.count
+                    if memcmp(hit, needle.baseAddress!, needle.count) == 0 { return candidate }
+                    position = candidate + 1
                 }
-                return start..<end
+                return nil
             }
-            start += 1
         }
-        return nil
+        guard let start = found else { return nil }
+        let end = start + url.count
+        // Markdown link: `[label](url)`: the whole link is the citation.
+        if start >= 2, text[start - 1] == UInt8(ascii: "("), text[start - 2] == UInt8(ascii: "]"), end < text.count, text[end] == UInt8(ascii: ")") {
+            var open = start - 3
+            let lowest = max(0, start - 3 - Self.maxLabelBytes)
+            while open >= lowest && text[open] != UInt8(ascii: "[") && text[open] != UInt8(ascii: "\n") { open -= 1 }
+            if open >= lowest && text[open] == UInt8(ascii: "[") { return open..<(end + 1) }
+        }
+        return start..<end
+    }
+}
+
+/// Byte offsets of UTF-8 text to scalar indexes: a count of scalars at every 4 KiB, then the
+/// scalars' first bytes counted within one block (no pass over the whole text per source).
+struct ScalarPositions {
+    private let bytes: [UInt8]
+    private var blockStarts: [Int] = [0]
+    static let block = 4_096
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        var count = 0
+        for (offset, byte) in bytes.enumerated() {
+            if offset > 0 && offset % Self.block == 0 { blockStarts.append(count) }
+            if byte & 0xC0 != 0x80 { count += 1 }
+        }
+    }
+
+    func scalarIndex(ofByte offset: Int) -> Int {
+        let block = offset / Self.block
+        var count = blockStarts[min(block, blockStarts.count - 1)]
+        for index in (min(block, blockStarts.count - 1) * Self.block)..<offset where bytes[index] & 0xC0 != 0x80 { count += 1 }
+        return count
     }
 }

@@ -1,4 +1,5 @@
 import Fusion
+import PropertyBased
 import GatewayCore
 import Testing
 
@@ -22,10 +23,66 @@ import Testing
         let second = try #require(annotations[1]["url_citation"])
         let s2 = Int(try #require(second["start_index"]?.intValue)), e2 = Int(try #require(second["end_index"]?.intValue))
         #expect(String(String.UnicodeScalarView(scalars[s2..<e2])) == "http://other.example")
-        // Not cited in the text: no indexes.
+        // Not cited in the text: the empty span at its end (the OpenAI SDK requires both).
         #expect(SourceList().annotations(for: "x").isEmpty)
         var unseen = SourceList()
         unseen.add(Source(url: "https://z.example/", title: "Z", content: ""))
-        #expect(unseen.annotations(for: "no links")[0]["url_citation"]?["start_index"] == nil)
+        let uncited = try #require(unseen.annotations(for: "nö links")[0]["url_citation"])
+        #expect(uncited["start_index"] == .int(8) && uncited["end_index"] == .int(8))
+    }
+
+    /// The byte search finds the span the scalar-by-scalar search it replaced found, wherever
+    /// the URL, a markdown link around it and multi-byte characters fall.
+    @Test func sameSpansAsTheScalarSearch() async {
+        let pieces = ["https://a.example/x", "https://a.example/", "[", "]", "(", ")", "[label]", "é", "😀", " ", "\n", "h", "ht", "https://"]
+        let text = Gen.element(of: pieces).array(of: 0...20).map { $0.compactMap { $0 }.joined() }
+        await propertyCheck(count: 2000, input: text, Gen.element(of: ["https://a.example/x", "https://a.example/", "é😀"])) { text, url in
+            guard let url else { return }
+            var list = SourceList()
+            list.add(Source(url: url, title: "", content: ""))
+            let citation = list.annotations(for: text)[0]["url_citation"]
+            let scalars = Array(text.unicodeScalars)
+            let expected = Self.referenceSpan(of: url, in: scalars) ?? scalars.count..<scalars.count
+            #expect(citation?["start_index"] == .int(Int64(expected.lowerBound)) && citation?["end_index"] == .int(Int64(expected.upperBound)),
+                    "\(text.debugDescription) \(url)")
+        }
+    }
+
+    /// Hostile sizes: an answer of a mebibyte that nearly matches every one of 1,280 two-kilobyte
+    /// URLs at every position. The search stops at its budget: late sources get the empty span,
+    /// and it returns (it ran for minutes on one event loop before review 42).
+    @Test(.timeLimit(.minutes(1))) func aHostileAnswerAndHostileURLsAreBounded() throws {
+        let url = "https://" + String(repeating: "a", count: 2_000)
+        var list = SourceList()
+        for index in 0..<1_280 { list.add(Source(url: url + "\(index)", title: "", content: "")) }
+        let text = String(repeating: "https://" + String(repeating: "a", count: 2_000) + "-", count: 512)
+        let annotations = list.annotations(for: text)
+        #expect(annotations.count == 1_280)
+        let end = Int64(text.unicodeScalars.count)
+        #expect(annotations.allSatisfy { $0["url_citation"]?["start_index"] == .int(end) })
+        // Within the budget, a URL that is there is found.
+        var one = SourceList()
+        one.add(Source(url: url, title: "", content: ""))
+        #expect(one.annotations(for: text)[0]["url_citation"]?["start_index"] == .int(0))
+    }
+
+    /// The search it replaced: scalar by scalar, the first occurrence, a markdown link's whole span.
+    static func referenceSpan(of url: String, in text: [Unicode.Scalar]) -> Range<Int>? {
+        let needle = Array(url.unicodeScalars)
+        guard !needle.isEmpty, needle.count <= text.count else { return nil }
+        var start = 0
+        while start + needle.count <= text.count {
+            if Array(text[start..<(start + needle.count)]) == needle {
+                let end = start + needle.count
+                if start >= 2, text[start - 1] == "(", text[start - 2] == "]", end < text.count, text[end] == ")" {
+                    var open = start - 3
+                    while open >= 0 && text[open] != "[" && text[open] != "\n" { open -= 1 }
+                    if open >= 0 && text[open] == "[" { return open..<(end + 1) }
+                }
+                return start..<end
+            }
+            start += 1
+        }
+        return nil
     }
 }
