@@ -109,7 +109,7 @@ public struct FusionParameters: Sendable, Equatable {
         }
         if let value = fields["reasoning"], value != .null {
             guard case .object(let reasoning) = value else {
-                throw .invalidRequest("'\(path).reasoning' must be an object with optional 'effort' and 'max_tokens'.",
+                throw .invalidRequest("'\(path).reasoning' must be an object with optional 'effort', 'max_tokens', 'exclude' and 'enabled'.",
                                       param: "\(path).reasoning")
             }
             for key in reasoning.keys.sorted() where key != "effort" && key != "max_tokens" && key != "exclude" && key != "enabled" {
@@ -135,6 +135,13 @@ public struct FusionParameters: Sendable, Equatable {
                     throw .invalidRequest("'\(path).reasoning.exclude' must be true or false.", param: "\(path).reasoning.exclude")
                 }
                 settings.exclude = flag
+            }
+            if let enabled = reasoning["enabled"], enabled != .null {
+                // `false` asks for no reasoning whatever else is set, as on a plain request.
+                guard let flag = enabled.boolValue else {
+                    throw .invalidRequest("'\(path).reasoning.enabled' must be true or false.", param: "\(path).reasoning.enabled")
+                }
+                settings.enabled = flag
             }
             self.reasoning = settings
         }

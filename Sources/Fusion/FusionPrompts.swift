@@ -60,12 +60,22 @@ public enum FusionPrompts {
                                     defaultMaxTokens: Int64?, judge: Bool = false) -> ModelRequest {
         var request = ModelRequest(model: model, messages: messages, stream: true)
         request.includeUsage = true
-        request.maxOutputTokens = parameters.maxCompletionTokens ?? defaultMaxTokens
+        request.maxOutputTokens = innerOutputLimit(parameters, defaultMaxTokens: defaultMaxTokens)
         // The judge compares; it does not create: deterministic unless the request says otherwise.
         request.temperature = parameters.temperature ?? (judge ? 0 : nil)
         request.reasoning = parameters.reasoning
         if judge { request.responseFormat = .object(["type": .string("json_object")]) }
         return request
+    }
+
+    /// The output limit of a panel or judge call: the request's `max_completion_tokens`, else
+    /// the gateway's default for visible text plus the thinking budget the request's `reasoning`
+    /// asks for (the default bounds a rambling answer; it must not eat the reasoning: 4,096 with
+    /// a 16,384 budget left one visible token).
+    public static func innerOutputLimit(_ parameters: FusionParameters, defaultMaxTokens: Int64?) -> Int64? {
+        if let limit = parameters.maxCompletionTokens { return limit }
+        guard let limit = defaultMaxTokens else { return nil }
+        return min(Usage.saturatingAdd(limit, parameters.reasoning?.thinkingBudget ?? 0), Usage.maxTokens)
     }
 
     /// Prepended to a panel member's messages when it has web tools.

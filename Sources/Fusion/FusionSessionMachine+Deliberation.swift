@@ -25,7 +25,7 @@ extension FusionSessionMachine {
             costEstimate = CostEstimate.make(panel: request.parameters.analysisModels.map { ($0, memberMessages) },
                                              judge: request.judgeModel, judgeMessages: judgeMessages,
                                              panelTools: panelTools, judgeTools: judgeTools,
-                                             maxOutputTokens: request.parameters.maxCompletionTokens ?? limits.defaultMaxTokens,
+                                             maxOutputTokens: FusionPrompts.innerOutputLimit(request.parameters, defaultMaxTokens: limits.defaultMaxTokens),
                                              prices: prices)
         }
         if let costEstimate { out.append(.output(.progress(.estimate(costEstimate)))) }

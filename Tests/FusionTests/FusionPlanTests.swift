@@ -51,6 +51,43 @@ import Testing
         #expect(first["stream_options"] == .object(["include_usage": .bool(true)]), "our own flag never goes upstream")
     }
 
+    /// `reasoning` in the fusion parameters means what it means on a plain request: `enabled:
+    /// false` is no thinking (it was ignored, and any `reasoning` object switched thinking on), and
+    /// thinking asked for gets its budget on top of the gateway's default output limit (4,096 with a
+    /// 16,384 budget left an Anthropic member one visible token).
+    @Test func fusionReasoningMeansWhatItDoesOnAPlainRequest() throws {
+        func member(_ reasoning: String, limit: String = "") throws -> ModelRequest {
+            let body = #"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion","parameters":{"reasoning":"#
+                + reasoning + limit + "}}]}"
+            guard case .fusion(let request) = try plan(body) else { throw APIError.invalidRequest("not fusion") }
+            return FusionPrompts.innerRequest(model: "m", messages: [ModelMessage(role: .user, text: "q")], parameters: request.parameters,
+                                              defaultMaxTokens: FusionSettings.simulated.defaultMaxTokens)
+        }
+        let gemini = GeminiProvider(), anthropic = AnthropicProvider()
+        let geminiEndpoint = ProviderEndpoint(name: "gemini", baseURL: "https://generativelanguage.googleapis.com/v1beta", apiKey: "k")
+        let anthropicEndpoint = ProviderEndpoint(name: "anthropic", baseURL: "https://api.anthropic.com/v1", apiKey: "k")
+        func geminiBody(_ request: ModelRequest) throws -> JSONValue { try JSONValue.parse(gemini.httpRequest(for: request, endpoint: geminiEndpoint, extraHeaders: []).body) }
+        func anthropicBody(_ request: ModelRequest) throws -> JSONValue {
+            var request = request
+            request.model = "claude-sonnet-4-5"
+            return try JSONValue.parse(anthropic.httpRequest(for: request, endpoint: anthropicEndpoint, extraHeaders: []).body)
+        }
+
+        let off = try member(#"{"enabled":false}"#)
+        #expect(off.reasoning?.enabled == false && off.maxOutputTokens == 4096)
+        #expect(try geminiBody(off)["generationConfig"]?["thinkingConfig"]?["thinkingBudget"] == .int(0))
+        #expect(try anthropicBody(off)["thinking"] == nil)
+
+        let high = try member(#"{"effort":"high"}"#)
+        #expect(high.maxOutputTokens == Int64(20_480))
+        let claude = try anthropicBody(high)
+        #expect(claude["max_tokens"] == .int(4096 + 16384) && claude["thinking"]?["budget_tokens"] == .int(16384), "\(claude)")
+        // The caller's own limit is the limit, reasoning included.
+        #expect(try member(#"{"effort":"high"}"#, limit: #","max_completion_tokens":5000"#).maxOutputTokens == 5000)
+        #expect(error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion","parameters":{"reasoning":{"enabled":"yes"}}}]}"#)?.param
+                == "tools[0].parameters.reasoning.enabled")
+    }
+
     @Test func presetsSelectThePanel() throws {
         guard case .fusion(let request) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion","parameters":{"preset":"budget"}}]}"#) else { return }
         #expect(request.parameters.analysisModels == ["sim/expert-1", "sim/expert-2"])

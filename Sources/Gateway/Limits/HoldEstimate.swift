@@ -32,7 +32,7 @@ enum HoldEstimate {
     /// The outer turns at the dearest of the outer model and its fallbacks.
     static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String], prices: [String: ModelPrice]) -> Int64 {
         guard !prices.isEmpty else { return 0 }
-        let inner = max(0, request.parameters.maxCompletionTokens ?? settings.defaultMaxTokens ?? defaultOutputTokens)
+        let inner = max(0, FusionPrompts.innerOutputLimit(request.parameters, defaultMaxTokens: settings.defaultMaxTokens) ?? defaultOutputTokens)
         let outer = request.base.maxOutputTokens ?? defaultOutputTokens
         let panel = request.parameters.analysisModels
         let (product, overflow) = inner.multipliedReportingOverflow(by: Int64(panel.count))

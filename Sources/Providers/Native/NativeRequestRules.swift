@@ -121,3 +121,9 @@ enum NativeRequestRules {
         }
     }
 }
+
+extension ModelRequest.Reasoning {
+    /// The thinking tokens this asks for, as Anthropic's and Gemini's budgets count them; nil
+    /// when it asks for no reasoning.
+    public var thinkingBudget: Int64? { NativeRequestRules.thinkingBudget(self) }
+}
