@@ -46,7 +46,14 @@ public enum FusionPlan: Sendable {
             throw .invalidRequest("Fusion is given twice, as the plugin '\(plugin.path)' and as the tool 'tools[\(fusionTool.index)]': use one.",
                                   param: plugin.path)
         }
-        guard isAlias || fusionTool != nil || plugin != nil else { return .passthrough }
+        guard isAlias || fusionTool != nil || plugin != nil else {
+            // (No function of the caller's may be named `fusion`: the name is reserved, above.)
+            if request.toolChoice == .function(toolName) {
+                throw .invalidRequest("'tool_choice' asks for the fusion tool, but the request offers none (add it to 'tools').",
+                                      param: "tool_choice")
+            }
+            return .passthrough
+        }
         guard let settings else {
             throw .invalidRequest("Fusion is not configured on this gateway (no 'fusion' section in its config).",
                                   param: isAlias ? "model" : plugin?.path ?? fusionTool.map { "tools[\($0.index)]" })
@@ -59,7 +66,7 @@ public enum FusionPlan: Sendable {
         if let plugin { base.extraFields["plugins"] = plugin.otherPlugins }
         if depth >= 1 {
             // Recursion protection: inner calls never get the tool again (nor a choice forcing it).
-            if callerTools.isEmpty { base.toolChoice = nil }
+            if callerTools.isEmpty || base.toolChoice == .function(toolName) { base.toolChoice = nil }
             return .withoutFusion(model: outerModel, request: base)
         }
         // A deliberation writes one final answer; n choices would mean n deliberations, paid n times.

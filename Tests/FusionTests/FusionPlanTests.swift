@@ -104,6 +104,27 @@ import Testing
         #expect(body["tool_choice"] == nil)
         guard case .withoutFusion(_, let kept) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"f"}},{"type":"fusion"}]}"#, depth: 2) else { return }
         #expect(kept.tools.count == 1)
+        // A choice naming the fusion tool goes with it, even beside the caller's own tools (an
+        // upstream refuses a tool_choice naming a tool it was not given).
+        for choice in [#"{"type":"function","function":{"name":"fusion"}}"#, #"{"type":"openrouter:fusion"}"#] {
+            guard case .withoutFusion(_, let nested) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"function","function":{"name":"f"}},{"type":"openrouter:fusion"}],"tool_choice":"#
+                + choice + "}", depth: 1) else { Issue.record("fusion at depth 1"); return }
+            #expect(nested.toolChoice == nil && OpenAIRequestEncoder.json(nested)["tool_choice"] == nil, "\(choice)")
+        }
+    }
+
+    /// `tool_choice: {"type": "openrouter:fusion"}` forces Fusion on chat as on Responses, and is
+    /// never forwarded as it came; naming the fusion tool without offering it is a 400.
+    @Test func theServerToolsOwnChoiceForcesFusion() throws {
+        for body in [#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"openrouter:fusion"}],"tool_choice":{"type":"openrouter:fusion"}}"#,
+                     #"{"model":"openrouter/fusion","messages":[{"role":"user","content":"q"}],"tool_choice":{"type":"openrouter:fusion"}}"#] {
+            guard case .fusion(let request) = try plan(body) else { Issue.record("not fusion: \(body)"); continue }
+            #expect(request.forced, "\(body)")
+            let first = OpenAIRequestEncoder.json(FusionPrompts.outerFirstRequest(request))
+            #expect(first["tool_choice"]?["type"]?.stringValue != "openrouter:fusion", "\(first)")
+        }
+        #expect(error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tool_choice":{"type":"openrouter:fusion"}}"#)?.param == "tool_choice")
+        #expect(error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tool_choice":{"type":"function","function":{"name":"fusion"}}}"#)?.param == "tool_choice")
     }
 
     @Test func plainRequestsPassThrough() throws {

@@ -1,4 +1,5 @@
 import GatewayCore
+import Fusion
 import Providers
 
 extension ChatRequest {
@@ -21,6 +22,10 @@ extension ChatRequest {
         case .string("required")?: request.toolChoice = .required
         case let choice? where choice["type"]?.stringValue == "function" && choice["function"]?["name"]?.stringValue != nil:
             request.toolChoice = .function(choice["function"]!["name"]!.stringValue!)
+        case let choice? where FusionPlan.toolTypes.contains(choice["type"]?.stringValue ?? ""):
+            // `{"type": "openrouter:fusion"}`, as on Responses: the fusion tool, which the outer
+            // model sees as the function named `fusion`.
+            request.toolChoice = .function(FusionPlan.toolName)
         default: break
         }
         request.parallelToolCalls = fields["parallel_tool_calls"]?.boolValue
