@@ -224,10 +224,12 @@ import Testing
             #expect(sent["tools"] == nil, "the fusion tool is never injected at depth ≥ 1")
             #expect(sent["model"] == .string("outer:pace_ms=1"))
             #expect(env.mockStats.lastRequestHeader("x-fusion-depth") == "1")
+            #expect(env.mockStats.lastRequestHeader("x-openrouter-fusion-depth") == "1", "OpenRouter reads its own name")
         }
         // Inner calls of a real run carry depth 1.
         _ = try env.chat(fusionBody(stream: false))
         #expect(env.mockStats.lastRequestHeader("x-fusion-depth") == "1")
+        #expect(env.mockStats.lastRequestHeader("x-openrouter-fusion-depth") == "1")
     }
 
     @Test func failingMembersAreListedWithTypedReasonsAndTheRestContinue() throws {

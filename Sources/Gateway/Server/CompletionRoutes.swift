@@ -170,7 +170,8 @@ extension GatewayServer {
         }
         // Each hop through a gateway counts: a provider that points back here is stopped (508).
         var depthHeader: [(String, String)] = [("x-fusion-hops", String(hops + 1))]
-        if depth > 0 { depthHeader.append(("x-fusion-depth", String(depth))) }
+        // Both names, as Fusion's inner calls send them: OpenRouter reads its own.
+        if depth > 0 { depthHeader += [("x-fusion-depth", String(depth)), ("x-openrouter-fusion-depth", String(depth))] }
         return { [unowned self] in
             let proxy = CompletionProxy(
                 request: proxied, candidates: candidates, writer: writer, client: client, settings: config.upstream,
