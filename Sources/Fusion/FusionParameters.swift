@@ -34,6 +34,16 @@ public struct FusionParameters: Sendable, Equatable {
     public static let deadlineRange: ClosedRange<Int64> = 100...3_600_000
     static let reasoningEfforts: Set<String> = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
+    /// OpenRouter's preset names, for a config that does not name its presets so: the plugin's
+    /// `general-high` and `general-budget` run `quality` and `budget`.
+    static let openRouterPresets = ["general-high": "quality", "general-budget": "budget"]
+
+    /// The configured preset `name` asks for: itself, or the preset OpenRouter's name stands for.
+    static func presetName(_ name: String, in settings: FusionSettings) -> String? {
+        if settings.presets[name] != nil { return name }
+        return openRouterPresets[name].flatMap { settings.presets[$0] != nil ? $0 : nil }
+    }
+
     /// Defaults from `settings` (its default preset), overridden by `json` (the tool's
     /// `parameters` object, or nil for none). `path` prefixes field names in errors.
     public init(json: JSONValue?, settings: FusionSettings, path: String) throws(APIError) {
@@ -51,7 +61,7 @@ public struct FusionParameters: Sendable, Equatable {
         }
         var presetName = settings.defaultPreset
         if let value = fields["preset"], value != .null {
-            guard let name = value.stringValue, settings.presets[name] != nil else {
+            guard let asked = value.stringValue, let name = Self.presetName(asked, in: settings) else {
                 throw .invalidRequest(
                     "Invalid value for '\(path).preset': expected one of \(settings.presets.keys.sorted().joined(separator: ", ")).",
                     param: "\(path).preset")

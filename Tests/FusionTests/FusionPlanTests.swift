@@ -91,6 +91,13 @@ import Testing
     @Test func presetsSelectThePanel() throws {
         guard case .fusion(let request) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion","parameters":{"preset":"budget"}}]}"#) else { return }
         #expect(request.parameters.analysisModels == ["sim/expert-1", "sim/expert-2"])
+        // OpenRouter's plugin presets run the config's presets of that intent.
+        for (name, expected) in [("general-budget", "budget"), ("general-high", "quality")] {
+            guard case .fusion(let named) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion","preset":""#
+                + name + #""}]}"#) else { Issue.record("not fusion"); continue }
+            #expect(named.parameters.preset == expected)
+        }
+        #expect(error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion","preset":"general-gold"}]}"#)?.param == "plugins[0].preset")
     }
 
     @Test func depthOneNeverInjectsTheTool() throws {
