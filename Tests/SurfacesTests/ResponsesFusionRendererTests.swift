@@ -336,6 +336,11 @@ struct FusionScript {
         let failed = try #require(events.first { $0.type == "response.fusion_call.panel.failed" })
         #expect(failed.json["reason"] == .string("cut_for_latency") && failed.json["cause"] == .string("grace") && failed.json["index"] == .int(1))
         #expect(failed.json["error"] == nil, "no top-level error: the OpenAI SDKs would abort")
+        // OpenRouter's shape when asked for: its `error` string, as for any failed member.
+        var exact = try FusionScript(body.replacingOccurrences(of: #""stream":true"#, with: #""stream":true,"stream_options":{"openrouter_fusion_events":true}"#))
+        exact.run(reply: ResponsesFusionRendererTests.reply)
+        let cut = try #require(try ResponsesFusionRendererTests.events(exact).first { $0.type == "response.fusion_call.panel.failed" })
+        #expect(cut.json["error"]?.stringValue?.hasPrefix("cut for latency") == true && cut.json["message"] == nil, "\(cut.json)")
         let fusion = try #require(events.last?.json["response"]?["output"]?[1])
         #expect(fusion["failed_models"]?[0]?["reason"] == .string("cut_for_latency"))
         #expect(fusion["panel"]?["cut_for_latency"] == .int(1) && fusion["panel"]?["min_answers"] == .int(1))

@@ -174,9 +174,11 @@ public struct ResponsesFusionRenderer: Sendable {
                 $0.int("index", index)
             }
         case .memberCut(let index, let model, let characters, let cause):
+            let openRouterEvents = openRouterEvents
             event("panel.failed", item, &out) {
                 Self.member(&$0, index, model)
-                $0.string("message", "cut for latency (\(cause == .grace ? "the grace period after the quorum ran out" : "the deadline passed"))")
+                let message = "cut for latency (\(cause == .grace ? "the grace period after the quorum ran out" : "the deadline passed"))"
+                if openRouterEvents { $0.string("error", message) } else { $0.string("message", message) }
                 $0.string("reason", MemberFailureReason.cutForLatency.rawValue)
                 $0.string("cause", cause.rawValue)
                 $0.int("characters", characters)
