@@ -106,6 +106,9 @@ public struct FusionRequest: Sendable {
     /// How the client asked for Fusion, as the generation record's `router` says: the alias it
     /// named (`fusion`, `openrouter/fusion`), `fusion_tool` or `fusion_plugin`.
     public var entryPoint = "fusion"
+    /// The generation record's `router` for every Fusion request, as OpenRouter documents it
+    /// ("the router field reports openrouter/fusion").
+    public static let router = "openrouter/fusion"
     /// The model the client named (`fusion`, or its own model with the fusion tool or plugin).
     public var requestedModel = ""
 

@@ -217,7 +217,7 @@ import Testing
         #expect(env.eventually { (try? env.generation(id)) != nil })
         let record = try #require(try env.generation(id))
         #expect(record["status"] == .int(200) && record["cancelled"] == .bool(true) && record["finish_reason"] == .string("cancelled"))
-        #expect(record["kind"] == .string("fusion") && record["router"] == .string("fusion_tool"))
+        #expect(record["kind"] == .string("fusion") && record["router"] == .string("openrouter/fusion") && record["entry_point"] == .string("fusion_tool"))
         #expect(record["overhead_ms"] == .null, "no overhead figure for a request that did not finish")
         let calls = try #require(record["inner_calls"]?.arrayValue)
         let cut = calls.filter { $0["role"] == .string("panel") && $0["cancelled"] == .bool(true) }
@@ -308,7 +308,7 @@ import Testing
         let response = try env.chat(Self.fusionBody(stream: false, model: "mock/error:status=503"))
         #expect(response.status == 503)
         let record = try #require(try env.generation(response.header("x-generation-id")))
-        #expect(record["kind"] == .string("fusion") && record["router"] == .string("fusion_tool"), "no deliberation ran, but it was a fusion request")
+        #expect(record["kind"] == .string("fusion") && record["router"] == .string("openrouter/fusion") && record["entry_point"] == .string("fusion_tool"), "no deliberation ran, but it was a fusion request")
         #expect(record["status"] == .int(503) && record["finish_reason"] == .string("error"))
         let outer = try #require(record["inner_calls"]?.arrayValue?.first)
         #expect(outer["role"] == .string("outer") && outer["status"] == .int(503) && outer["attempts"] == .int(3))

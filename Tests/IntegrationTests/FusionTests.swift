@@ -84,7 +84,7 @@ import Testing
         #expect(calls.allSatisfy { $0["duration_ms"]?.doubleValue != nil && $0["status"] == .string("ok") })
         // The generation record.
         let record = try #require(try env.generation(response.header("x-generation-id")))
-        #expect(record["router"] == .string("fusion"))
+        #expect(record["router"] == .string("openrouter/fusion") && record["entry_point"] == .string("fusion"))
         #expect(record["model"] == .string("mock/outer:pace_ms=1"))
         #expect(record["requested_model"] == .string("fusion"), "the model the client named, not the outer model it ran on")
         #expect(record["streamed"] == .bool(true))
@@ -149,7 +149,7 @@ import Testing
         #expect(direct.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains("direct answer") == true)
         // The record names the entry point that ran it; no deliberation: one call, the outer model's.
         let record = try env.generation(direct.header("x-generation-id"))
-        #expect(record?["router"] == .string("fusion") && record?["fusion"]?["calls"]?.arrayValue?.count == 1, "\(String(describing: record))")
+        #expect(record?["router"] == .string("openrouter/fusion") && record?["entry_point"] == .string("fusion") && record?["fusion"]?["calls"]?.arrayValue?.count == 1, "\(String(describing: record))")
         // tool_choice "required" forces it, and the outer model's first turn (which could only
         // call the tool) is not made: the panel starts at once.
         let requestsBefore = env.mockStats.counts.requests
@@ -390,7 +390,7 @@ import Testing
         _ = env.eventually { filed = (try? env.generation(id)) ?? nil; return filed != nil }
         let record = try #require(filed)
         #expect(record["cancelled"] == .bool(true))
-        #expect(record["router"] == .string("fusion_tool"))
+        #expect(record["router"] == .string("openrouter/fusion") && record["entry_point"] == .string("fusion_tool"))
     }
 }
 

@@ -122,10 +122,11 @@ import Testing
         #expect(output.first?["type"] == .string("openrouter:fusion") && output.first?["panel"]?["answered"]?.intValue == 2, "\(response.text)")
         #expect(output.last?["type"] == .string("message"))
         let record = try env.generation(response.json?["id"]?.stringValue)
-        #expect(record?["router"] == .string("fusion_plugin"), "\(String(describing: record))")
+        #expect(record?["router"] == .string("openrouter/fusion") && record?["entry_point"] == .string("fusion_plugin"), "\(String(describing: record))")
         let alias = try post(env, #"{"model":"openrouter/fusion","input":"Should cities ban cars?","tool_choice":"required"}"#)
         #expect(alias.status == 200, "\(alias.text)")
-        #expect(try env.generation(alias.json?["id"]?.stringValue)?["router"] == .string("openrouter/fusion"))
+        let aliased = try env.generation(alias.json?["id"]?.stringValue)
+        #expect(aliased?["router"] == .string("openrouter/fusion") && aliased?["entry_point"] == .string("openrouter/fusion"))
         #expect(alias.json?["model"] == .string("openrouter/fusion"), "the response names the model asked for")
     }
 }

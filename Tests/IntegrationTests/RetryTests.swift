@@ -222,7 +222,7 @@ import Testing
         #expect(response.streamError?["code"] == .string("upstream_error"))
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
         let record = try #require(try env.generation(response.header("x-generation-id")))
-        #expect(record["router"] == .string("fusion"))
+        #expect(record["router"] == .string("openrouter/fusion") && record["entry_point"] == .string("fusion"))
         #expect(record["error"] != nil)
     }
 

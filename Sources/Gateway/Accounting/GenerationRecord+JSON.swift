@@ -22,6 +22,7 @@ extension GenerationRecord {
             "id": .string(id), "route": .string(route.rawValue), "kind": .string(kind.rawValue),
             "model": .string(model), "requested_model": .string(requestedModel),
             "provider_name": provider.map(JSONValue.string) ?? .null, "router": router.map(JSONValue.string) ?? .null,
+            "entry_point": entryPoint.map(JSONValue.string) ?? .null,
             "created": .int(Int64(created)), "created_at": .string(Self.iso8601(created)),
             "streamed": .bool(streamed), "status": .int(Int64(status)), "finish_reason": finishReason.map(JSONValue.string) ?? .null,
             "cancelled": .bool(cancelled), "error": error.map(\.json) ?? .null,
@@ -59,6 +60,7 @@ extension GenerationRecord {
         self.model = model
         provider = json["provider_name"]?.stringValue
         router = json["router"]?.stringValue
+        entryPoint = json["entry_point"]?.stringValue
         status = Self.int(json["status"])
         finishReason = json["finish_reason"]?.stringValue
         cancelled = json["cancelled"]?.boolValue ?? false

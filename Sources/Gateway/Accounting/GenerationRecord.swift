@@ -127,8 +127,11 @@ struct GenerationRecord: Sendable, Equatable {
     var requestedModel: String
     /// The configured provider of `model`.
     var provider: String?
-    /// "fusion" when the deliberation ran.
+    /// `openrouter/fusion` for a Fusion request (what OpenRouter's records say), nil on the proxy.
     var router: String?
+    /// How Fusion was asked for: the alias named (`fusion`, `openrouter/fusion`), `fusion_tool`
+    /// or `fusion_plugin`.
+    var entryPoint: String?
     /// Unix seconds: the `created` of the completion's body and every chunk.
     var created: Int
     var streamed: Bool

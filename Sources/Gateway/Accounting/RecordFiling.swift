@@ -47,6 +47,7 @@ extension GatewayShared {
         metadata["spend_usd"] = .stringConvertible(Double(record.spendMicros) / 1_000_000)
         if let provider = record.provider { metadata["provider"] = "\(provider)" }
         if let router = record.router { metadata["router"] = "\(router)" }
+        if let entry = record.entryPoint { metadata["entry_point"] = "\(entry)" }
         if let reason = record.finishReason { metadata["finish_reason"] = "\(reason)" }
         if let ttft = record.firstTokenMilliseconds { metadata["ttft_ms"] = .stringConvertible(ttft) }
         if let ttft = record.upstreamFirstTokenMilliseconds { metadata["upstream_ttft_ms"] = .stringConvertible(ttft) }

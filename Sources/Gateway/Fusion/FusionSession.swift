@@ -410,8 +410,9 @@ final class FusionSession<Renderer: FusionRenderer> {
         for start in callStarts.values { meter.waited(from: start, to: time) }
         callStarts.removeAll()
         meter.end(at: time)
-        // The entry point that ran it, whether or not the outer model went on to deliberate.
-        record.router = machine.request.entryPoint
+        // Whether or not the outer model went on to deliberate.
+        record.router = FusionRequest.router
+        record.entryPoint = machine.request.entryPoint
         record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
         let accounted = accounted
         record.fusionCalls = accounted.calls.map(\.json)
