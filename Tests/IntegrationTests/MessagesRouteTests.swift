@@ -228,7 +228,7 @@ import Testing
         #expect(whole.status == 200, "\(whole.text)")
         #expect(whole.json?["fusion"]?["analysis"]?["consensus"] != nil, "\(whole.text)")
         #expect(whole.json?["content"]?.arrayValue?.first?["text"]?.stringValue?.contains("Drawing on a panel") == true)
-        #expect(whole.json?["model"] == .string("fusion"))
+        #expect(whole.json?["model"] == .string("mock/outer:pace_ms=1"), "the concrete model, not the alias")
     }
 
     /// A program asks for the deliberation as named events, as on chat (review 19 F7): the

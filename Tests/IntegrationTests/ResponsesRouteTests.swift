@@ -127,6 +127,6 @@ import Testing
         #expect(alias.status == 200, "\(alias.text)")
         let aliased = try env.generation(alias.json?["id"]?.stringValue)
         #expect(aliased?["router"] == .string("openrouter/fusion") && aliased?["entry_point"] == .string("openrouter/fusion"))
-        #expect(alias.json?["model"] == .string("openrouter/fusion"), "the response names the model asked for")
+        #expect(alias.json?["model"] == .string("mock/outer:pace_ms=1"), "the concrete model, not the alias")
     }
 }

@@ -45,8 +45,8 @@ extension GatewayServer {
             case .withoutFusion(_, let rewritten):
                 .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false, betas: betas), fallbacks: [])
             case .fusion(let fusion):
-                // The client's model name (`fusion` included) names the message, as Anthropic echoes it.
-                .fusion(fusion, FusionMessagesRenderer(id: generationID, model: messages.model, stream: fusion.stream,
+                // The concrete model that answers, not the alias, as the Fusion docs promise.
+                .fusion(fusion, FusionMessagesRenderer(id: generationID, model: fusion.outerModel, stream: fusion.stream,
                                                                 namedEvents: messages.includeFusionEvents), fallbacks: [])
             }
         }
@@ -64,7 +64,8 @@ extension GatewayServer {
             case .withoutFusion(_, let rewritten):
                 return .proxy(ResponsesProxyRequest(responses: responses, neutral: rewritten), fallbacks: responses.fallbackModels)
             case .fusion(let fusion):
-                let envelope = ResponseEnvelope(generationID: generationID, createdAt: created, model: responses.model,
+                // The concrete model that answers, not the alias, as the Fusion docs promise.
+                let envelope = ResponseEnvelope(generationID: generationID, createdAt: created, model: fusion.outerModel,
                                                 echoed: responses.echoedFields)
                 return .fusion(fusion, ResponsesFusionRenderer(envelope: envelope, stream: fusion.stream,
                                                                openRouterEvents: responses.openRouterFusionEvents),
