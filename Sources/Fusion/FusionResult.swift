@@ -124,9 +124,15 @@ public struct FusionResult: Sendable, Equatable {
 
     /// Why there is no answer at all, as it was: every member failed, every member was cut for
     /// latency (by the deadline), or some of each.
+    /// Why no panel model answered, as OpenRouter names it: `rate_limited` when every member was
+    /// refused for its rate limit (the client may retry later), else `all_panels_failed`.
+    public var noAnswerReason: String {
+        !failed.isEmpty && failed.allSatisfy({ $0.reason == .rateLimited }) ? "rate_limited" : "all_panels_failed"
+    }
+
     public var noAnswerMessage: String {
         let cut = cutCount
-        if cut == 0 { return "all panel models failed" }
+        if cut == 0 { return noAnswerReason == "rate_limited" ? "every panel model was rate limited" : "all panel models failed" }
         if cut == failed.count { return "every panel model was cut for latency before it finished" }
         return "no panel model answered (\(cut) cut for latency, \(failed.count - cut) failed)"
     }
@@ -176,7 +182,7 @@ public struct FusionResult: Sendable, Equatable {
         if isError {
             return .object([
                 "status": .string("error"), "error": .string(noAnswerMessage),
-                "failure_reason": .string("all_panels_failed"), "failed_models": failedModels, "panel": panelJSON,
+                "failure_reason": .string(noAnswerReason), "failed_models": failedModels, "panel": panelJSON,
             ])
         }
         var object: [String: JSONValue] = [

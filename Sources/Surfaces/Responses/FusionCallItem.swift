@@ -50,7 +50,7 @@ enum FusionCallItem {
             if let judge = result.judgeModel { item["analyst_model"] = .string(judge) }
         }
         if result.isError {
-            item["failure_reason"] = .string("all_panels_failed")
+            item["failure_reason"] = .string(result.noAnswerReason)
             item["error"] = .string(result.noAnswerMessage)
         } else if result.analysis == nil, let failure = result.judgeFailure {
             item["failure_reason"] = .string(failure.reason.rawValue)
