@@ -103,8 +103,8 @@ public struct FusionRequest: Sendable {
     /// The request leaves the outer model no choice but fusion (the plugin form, or a tool choice
     /// that can only be fusion): its first turn is skipped.
     public var forced: Bool
-    /// How the client asked for Fusion, as the generation record's `router` says: the alias it
-    /// named (`fusion`, `openrouter/fusion`), `fusion_tool` or `fusion_plugin`.
+    /// How the client asked for Fusion, as the generation record's `entry_point` says: the alias
+    /// it named (`fusion`, `openrouter/fusion`), `fusion_tool` or `fusion_plugin`.
     public var entryPoint = "fusion"
     /// The generation record's `router` for every Fusion request, as OpenRouter documents it
     /// ("the router field reports openrouter/fusion").

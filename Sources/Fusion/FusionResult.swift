@@ -122,14 +122,14 @@ public struct FusionResult: Sendable, Equatable {
     /// Members cut for latency.
     public var cutCount: Int { failed.filter { $0.reason == .cutForLatency }.count }
 
-    /// Why there is no answer at all, as it was: every member failed, every member was cut for
-    /// latency (by the deadline), or some of each.
     /// Why no panel model answered, as OpenRouter names it: `rate_limited` when every member was
     /// refused for its rate limit (the client may retry later), else `all_panels_failed`.
     public var noAnswerReason: String {
         !failed.isEmpty && failed.allSatisfy({ $0.reason == .rateLimited }) ? "rate_limited" : "all_panels_failed"
     }
 
+    /// Why there is no answer at all, as it was: every member failed (or was rate limited), every
+    /// member was cut for latency (by the deadline), or some of each.
     public var noAnswerMessage: String {
         let cut = cutCount
         if cut == 0 { return noAnswerReason == "rate_limited" ? "every panel model was rate limited" : "all panel models failed" }

@@ -1,5 +1,5 @@
-import GatewayCore
 import Fusion
+import GatewayCore
 import Providers
 
 extension ChatRequest {
