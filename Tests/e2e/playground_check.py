@@ -187,6 +187,24 @@ def module_checks(driver):
         if (JSON.stringify(hrefs) !== JSON.stringify([["https://example.com/a", "noopener noreferrer", "_blank"], ["https://example.org/b", "noopener noreferrer", "_blank"]]))
           failures.push(`links: ${JSON.stringify(hrefs)}`);
         if (!box.textContent.includes('<img src=x onerror=alert(1)>') || !box.querySelector('pre code')) failures.push('text lost: ' + box.textContent);
+        // Headings lose only a closing sequence of hashes; a fence's one-word info is its language.
+        renderText(box, '## Title ##\\n\\n# C#\\n\\n```js\\nx\\n```\\n\\n``` two words\\nnot code');
+        const headings = [...box.querySelectorAll('.md-heading')].map((n) => n.textContent);
+        if (JSON.stringify(headings) !== JSON.stringify(['Title', 'C#'])) failures.push(`headings: ${JSON.stringify(headings)}`);
+        if (box.querySelectorAll('pre code').length !== 1 || box.querySelector('pre code').dataset.lang !== 'js') failures.push('fences: ' + box.innerHTML);
+        // Hostile model text renders in time linear in its size (review 42: a heading of 3,000
+        // spaces took 11.5 s, 20,000 brackets 0.5 s a redraw). The bound is 50 times what it takes.
+        for (const [name, hostile] of [['heading', '# a' + ' '.repeat(3000) + 'b'], ['brackets', '['.repeat(20000)],
+                                      ['fence', '```' + ' '.repeat(20000) + 'x'], ['backticks', '`'.repeat(20000) + 'a'],
+                                      ['links', '[a]('.repeat(5000)], ['bold', '**a '.repeat(10000)]]) {
+          const started = performance.now();
+          renderText(box, hostile);
+          const took = performance.now() - started;
+          if (took > 1000) failures.push(`${name}: ${Math.round(took)} ms`);
+        }
+        // Past the markdown limit, text is shown as it is.
+        renderText(box, '# x\\n' + 'y'.repeat(200001));
+        if (!box.querySelector('.plain-text') || box.querySelector('.md-heading')) failures.push('long text was parsed as markdown');
         return failures;
       })().then(done, (e) => done([String(e)]));
     """)
@@ -232,6 +250,25 @@ def upcoming_event_checks(driver):
         ev('fusion.judge.item.withdrawn', { t_ms: 25, field: 'blind_spots', index: 0 });
         view.update();
         const text = (sel) => [...view.root.querySelectorAll(sel)].map((n) => n.textContent);
+        // Items of shapes no schema allows (a judge the gateway has not validated yet) are drawn
+        // as they are; the rest of the view is still drawn (review 42: one threw on every frame).
+        const odd = new Run('q', {});
+        const oddView = new TurnView(odd, () => {});
+        host.append(oddView.root);
+        odd.onEvent('fusion.judge.started', { t_ms: 1, model: 'j', attempt: 1 });
+        odd.onEvent('fusion.judge.progress', { t_ms: 2, model: 'j', delta: '{"partial_coverage":[{"point":"p","models":"Model A"}],"contradictions":[{"topic":7,"stances":[null,"x",{"model":1}]}],' });
+        odd.onEvent('fusion.judge.item', { t_ms: 3, field: 'unique_insights', item: { model: null, insight: { deep: true } } });
+        odd.onEvent('fusion.final', { t_ms: 4, model: 'o' });
+        odd.onChunk({ choices: [{ index: 0, delta: { content: 'the answer' } }] });
+        let threw = '';
+        try { oddView.update(); } catch (e) { threw = String(e); }
+        const oddOut = { threw, answer: oddView.root.querySelector('.answer-text')?.textContent === 'the answer',
+                         insights: [...oddView.root.querySelectorAll('.field-unique_insights li')].map((n) => n.textContent) };
+        // A judge that fails for good leaves nothing it was read to say.
+        odd.onEvent('fusion.judge.failed', { t_ms: 5, reason: 'judge_schema_mismatch', message: 'no', will_retry: false });
+        odd.onEvent('fusion.completed', { t_ms: 6, result: { status: 'ok', responses: [], analysis_failure: { reason: 'judge_schema_mismatch' } } });
+        oddView.update();
+        oddOut.afterFailure = oddView.root.querySelectorAll('.field-partial_coverage li, .field-contradictions li, .field-unique_insights li').length;
         const out = {
           early,
           consensus: [...view.root.querySelectorAll('.field-consensus li')].map((li) => [li.textContent, li.classList.contains('provisional')]),
@@ -245,6 +282,7 @@ def upcoming_event_checks(driver):
           timeline: [...view.root.querySelectorAll('.tl-row')].map((r) => r.dataset.status),
           estimate: view.root.querySelector('.totals').textContent,
           ignored: run.notes,
+          odd: oddOut,
         };
         host.remove();
         const described = describeModels([{ id: 'fusion', object: 'model', fusion: { presets: { quality: ['p/a', 'p/b'] }, default_preset: 'quality' } },
@@ -265,6 +303,10 @@ def upcoming_event_checks(driver):
     check("the timeline marks the cut", result["timeline"] == ["done", "done", "cut", "running"], result["timeline"])
     check("the cost estimate is shown", "Estimated cost$0.0010 – $0.0040" in result["estimate"], result["estimate"])
     check("unknown events are ignored", result["ignored"] == ["ignored event fusion.something.new"], result["ignored"])
+    odd = result.get("odd", {})
+    check("judge items of any shape are drawn, and the answer with them", odd.get("threw") == "" and odd.get("answer")
+          and odd.get("insights") and '{"deep":true}' in odd["insights"][0], odd)
+    check("a judge that failed leaves none of what was read from it", odd.get("afterFailure") == 0, odd)
     described, plain = result["models"]
     check("presets from /v1/models", described == {"models": [{"id": "p/a", "description": ""}, {"id": "p/b", "description": "B"}],
                                                    "presets": {"quality": ["p/a", "p/b"]}, "defaultPreset": "quality"}, described)

@@ -175,12 +175,16 @@ export class Run {
         const attempt = this.currentAttempt();
         if (attempt) { attempt.status = "failed"; attempt.endedAt = t; attempt.failure = { reason: data.reason, message: data.message, willRetry: !!data.will_retry }; }
         this.judge.status = data.will_retry ? "retrying" : "failed";
+        // What the page read from a reply the gateway refused is not an analysis.
+        if (this.analysisSource === "scanner") { this.analysis = emptyAnalysis(); this.analysisSource = null; }
         this.touch("judge", "analysis", "phase", "timeline");
         break;
       }
       case "fusion.completed":
         this.result = data.result || null;
         if (this.result?.analysis && this.analysisSource !== "final") this.setFinalAnalysis(this.result.analysis);
+        // No analysis in the result: nothing read along the way stands (the banner says why).
+        if (this.result && !this.result.analysis) { this.analysis = emptyAnalysis(); this.analysisSource = null; }
         if (this.judge.status === "running" || this.judge.status === "retrying") this.judge.status = this.result?.analysis ? "done" : "failed";
         this.touch("members", "judge", "analysis", "phase", "timeline");
         break;

@@ -6,9 +6,18 @@
 
 import { externalLink, h } from "./dom.js";
 
+/** Past this many characters, text is shown as it is, not as markdown: it is drawn again on
+ * every frame while it streams. */
+export const MAX_MARKDOWN_CHARACTERS = 200_000;
+
 /** Fills `container` with `text` rendered (replacing what was there). */
 export function renderText(container, text) {
-  container.replaceChildren(...blocks(String(text ?? "")));
+  const value = String(text ?? "");
+  if (value.length > MAX_MARKDOWN_CHARACTERS) {
+    container.replaceChildren(h("p", { class: "plain-text", text: value }));
+    return;
+  }
+  container.replaceChildren(...blocks(value));
 }
 
 /** Inline markup only (for one-line items such as analysis points). */
@@ -16,11 +25,32 @@ export function inlineNodes(text) {
   return inline(String(text ?? ""));
 }
 
-const FENCE = /^\s{0,3}(`{3,}|~{3,})\s*([\w+#.-]*)\s*$/;
+// Model text is hostile: every pattern runs in time linear in its line (no two unbounded
+// repetitions that can split the same characters between them); what would need one is done
+// by hand (a fence's info string, a heading's closing hashes).
+const FENCE = /^\s{0,3}(`{3,}|~{3,})(.*)$/;
+const FENCE_INFO = /^[\w+#.-]*$/;
 const BULLET = /^\s{0,3}[-*+]\s+(.*)$/;
 const NUMBERED = /^\s{0,3}(\d{1,9})[.)]\s+(.*)$/;
-const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+const HEADING = /^\s{0,3}(#{1,6})[ \t]+(.*)$/;
 const QUOTE = /^\s{0,3}>\s?(.*)$/;
+
+/** A fence line's marker and language, or null: the info string must be one word. */
+function fenceOf(line) {
+  const match = line.match(FENCE);
+  if (!match) return null;
+  const info = match[2].trim();
+  return FENCE_INFO.test(info) ? [match[0], match[1], info] : null;
+}
+
+/** A heading's text without its closing sequence of hashes (`## Title ##`). */
+function headingText(text) {
+  let value = text.trimEnd();
+  let end = value.length;
+  while (end > 0 && value[end - 1] === "#") end--;
+  if (end === 0 || value[end - 1] === " " || value[end - 1] === "\t") value = value.slice(0, end).trimEnd();
+  return value;
+}
 
 function blocks(text) {
   const lines = text.replace(/\r\n?/g, "\n").split("\n");
@@ -42,7 +72,7 @@ function blocks(text) {
 
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
-    const fence = line.match(FENCE);
+    const fence = fenceOf(line);
     if (fence) {
       flushParagraph(); flushList();
       const marker = fence[1];
@@ -60,7 +90,7 @@ function blocks(text) {
     if (heading) {
       flushParagraph(); flushList();
       const level = Math.min(6, heading[1].length + 2); // model headings sit below the page's own
-      out.push(h(`h${level}`, { class: "md-heading" }, inline(heading[2])));
+      out.push(h(`h${level}`, { class: "md-heading" }, inline(headingText(heading[2]))));
       continue;
     }
     const bullet = line.match(BULLET);
@@ -97,7 +127,9 @@ function blocks(text) {
 }
 
 // Inline: `code`, **bold**, [text](http…), bare http(s) URLs. Longest constructs first.
-const INLINE = /(`+)([^`]+?)\1|\*\*(?=\S)([^*]+?)\*\*|\[([^\]\n]+)\]\((\S+?)(?:\s+"[^"]*")?\)|(https?:\/\/[^\s<>"'`]+)/g;
+// Bounded so that no start scans far: a link's text stops at the next bracket, its URL and
+// title are capped, a code span's backticks too.
+const INLINE = /(`{1,16})([^`]+?)\1|\*\*(?=\S)([^*]+?)\*\*|\[([^[\]\n]{1,1000})\]\((\S{1,2048}?)(?:\s+"[^"\n]{0,256}")?\)|(https?:\/\/[^\s<>"'`]+)/g;
 
 function inline(text) {
   const nodes = [];

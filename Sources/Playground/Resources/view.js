@@ -113,23 +113,28 @@ export class TurnView {
     const run = this.run;
     const all = run.dirty.has("all");
     const dirty = (part) => all || run.dirty.has(part);
+    // Each part on its own: what one part cannot draw (a shape no one expected from a model)
+    // must not keep the others, the answer among them, from being drawn.
+    const part = (draw) => { try { draw(); } catch (error) { console.error("playground: a part of the view failed", error); } };
     this.root.dataset.status = run.status;
     this.root.setAttribute("aria-busy", String(run.running));
     this.statusText.textContent = this.statusLine();
-    if (dirty("phase") || dirty("members")) this.renderPhases();
-    run.members.forEach((m, i) => { if (m && (all || run.dirty.has(`member:${i}`) || run.dirty.has("members") || run.running)) this.renderMember(m); });
-    if (dirty("members") || dirty("phase")) this.renderPanelNote();
-    if (dirty("judge") || dirty("analysis")) this.renderJudge();
-    if (dirty("analysis")) this.renderAnalysis();
-    if (dirty("final")) this.renderAnswer();
+    if (dirty("phase") || dirty("members")) part(() => this.renderPhases());
+    run.members.forEach((m, i) => { if (m && (all || run.dirty.has(`member:${i}`) || run.dirty.has("members") || run.running)) part(() => this.renderMember(m)); });
+    if (dirty("members") || dirty("phase")) part(() => this.renderPanelNote());
+    if (dirty("judge") || dirty("analysis")) part(() => this.renderJudge());
+    if (dirty("analysis")) part(() => this.renderAnalysis());
+    if (dirty("final")) part(() => this.renderAnswer());
     if (dirty("timeline") || run.running) {
-      const timeline = run.timelineRows();
-      renderTimeline(this.timeline, timeline);
-      // A request refused before it started has no calls to draw and nothing to total.
-      this.timelineSection.hidden = timeline.rows.length === 0 && !run.usage && !run.running;
+      part(() => {
+        const timeline = run.timelineRows();
+        renderTimeline(this.timeline, timeline);
+        // A request refused before it started has no calls to draw and nothing to total.
+        this.timelineSection.hidden = timeline.rows.length === 0 && !run.usage && !run.running;
+      });
     }
-    if (dirty("totals") || all || run.running) this.renderTotals();
-    this.renderBanners();
+    if (dirty("totals") || all || run.running) part(() => this.renderTotals());
+    part(() => this.renderBanners());
     this.deliberation.hidden = !run.deliberated && run.status !== "connecting" && run.status !== "running";
     // A judge that never started (stopped early, or no panel answered) has nothing to show.
     this.analysisSection.hidden = run.judge.status === "waiting" && !run.running;
@@ -401,20 +406,25 @@ function shortURL(url) {
   }
 }
 
-/** One analysis item: strings as text; the judge's objects with model chips. */
+/** One analysis item: strings as text; the judge's objects with model chips. Any shape a
+ * model writes is drawn (a field of another type as its JSON), never an exception. */
 function analysisItem(field, item, hueOf) {
   const chip = (model) => h("span", { class: `chip${hueOf(model) !== null ? ` hue-${hueOf(model)}` : ""}`, text: model });
+  const text = (value) => (typeof value === "string" ? value : value == null ? "" : JSON.stringify(value));
+  const list = (value) => (Array.isArray(value) ? value : value == null ? [] : [value]);
   if (typeof item === "string") return inlineNodes(item);
-  if (!item || typeof item !== "object") return [String(item)];
+  if (!item || typeof item !== "object" || Array.isArray(item)) return [h("code", { text: JSON.stringify(item) })];
   if (field === "contradictions" && Array.isArray(item.stances)) {
-    return [h("strong", {}, inlineNodes(item.topic || "")),
-      h("ul", { class: "stances" }, item.stances.map((s) => h("li", {}, chip(String(s.model ?? "")), " ", inlineNodes(s.stance ?? ""))))];
+    return [h("strong", {}, inlineNodes(text(item.topic))),
+      h("ul", { class: "stances" }, item.stances.map((s) => (s && typeof s === "object"
+        ? h("li", {}, chip(text(s.model)), " ", inlineNodes(text(s.stance)))
+        : h("li", {}, inlineNodes(text(s))))))];
   }
   if (field === "partial_coverage" && "point" in item) {
-    return [h("span", {}, inlineNodes(item.point)), " ", h("span", { class: "chips" }, (item.models || []).map((m) => chip(String(m))))];
+    return [h("span", {}, inlineNodes(text(item.point))), " ", h("span", { class: "chips" }, list(item.models).map((m) => chip(text(m))))];
   }
   if (field === "unique_insights" && "insight" in item) {
-    return [chip(String(item.model ?? "")), " ", h("span", {}, inlineNodes(item.insight))];
+    return [chip(text(item.model)), " ", h("span", {}, inlineNodes(text(item.insight)))];
   }
   return [h("code", { text: JSON.stringify(item) })];
 }
