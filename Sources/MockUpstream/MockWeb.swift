@@ -40,6 +40,13 @@ enum MockWeb {
                 return
             }
             let count = Int(request.queryItem("count") ?? "") ?? 20
+            if (request.queryItem("q") ?? "").contains("echo-key") {
+                // A backend that quotes the credential it refuses (some do, in their error pages).
+                let token = request.header("x-subscription-token") ?? ""
+                writer.respond(status: 401, headers: [("Content-Type", "text/plain")],
+                               body: Array((String(repeating: "\n", count: 160) + "invalid subscription token \(token)").utf8))
+                return
+            }
             search(query: request.queryItem("q") ?? "", count: count, base: base, writer) { results in
                 .object(["type": .string("search"), "web": .object(["results": .array(results.map {
                     .object(["url": .string($0.url), "title": .string($0.title), "description": .string("<strong>\($0.snippet)</strong>")])

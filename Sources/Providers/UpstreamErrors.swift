@@ -18,14 +18,24 @@ enum UpstreamErrors {
         var message: String?
         var type: String?
         var code: String?
+
+        /// The type and code, which reach the client as they are (`safeLabel`), left out when a
+        /// secret is in them: a key fits a label's characters.
+        func redactingLabels(_ redactor: Redactor) -> Report {
+            var report = self
+            if let type, redactor(type) != type { report.type = nil }
+            if let code, redactor(code) != code { report.code = nil }
+            return report
+        }
     }
 
     /// An error response (any non-2xx status) from provider `provider`.
     static func map(status: Int, report: Report, body: [UInt8], headers: [(String, String)], provider: String,
                     redactor: Redactor) -> APIError {
-        let detail = trimmed(redactor(report.message ?? String(decoding: body.prefix(1024), as: UTF8.self)))
+        // Redacted, then shortened (`trimmed`): a key cut in half is not recognised as one.
+        let detail = trimmed(redactor(report.message ?? String(decoding: body.prefix(16 << 10), as: UTF8.self)))
         let said = detail.isEmpty ? "no details" : detail
-        let kind = classify(status: status, report: report)
+        let kind = classify(status: status, report: report.redactingLabels(redactor))
         let message = kind.phrase.map { "Provider '\(provider)' \($0) (HTTP \(status)): \(said)" }
             ?? "Provider '\(provider)' answered with unexpected HTTP \(status)"
         var error = APIError(status: kind.status, type: kind.type, code: kind.code, message: message)
@@ -48,7 +58,7 @@ enum UpstreamErrors {
     /// An error an upstream reported inside a stream (after HTTP 200), with the HTTP status its
     /// kind corresponds to (Anthropic's error type, Gemini's `code`).
     static func streamError(status: Int, report: Report, redactor: Redactor) -> APIError {
-        let kind = classify(status: status, report: report)
+        let kind = classify(status: status, report: report.redactingLabels(redactor))
         let message = trimmed(redactor(report.message ?? "the upstream reported an error"))
         return APIError(status: kind.status, type: kind.type, code: kind.code,
                         message: "The upstream failed mid-stream: \(message.isEmpty ? "no details" : message)")

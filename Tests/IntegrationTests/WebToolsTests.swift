@@ -314,6 +314,22 @@ import Web
         }
     }
 
+    /// The search API's key is a secret like a provider's: a backend that quotes it in an error
+    /// reply (after enough blank lines that a cut at 200 bytes would halve it) reaches neither the
+    /// models, nor the client, nor the record (review 42: it was in the stream seven times).
+    @Test func theSearchKeyNeverLeavesTheGateway() throws {
+        let key = "brave-test-key-0123456789abcdef"
+        let env = try TestEnvironment(web: true) { config in
+            config.web!.search = SearchBackend(kind: .brave, baseURL: config.web!.search!.baseURL + "/res/v1", apiKey: key)
+        }
+        let model = "mock/researcher:pace_ms=1"
+        let response = try env.chat(body("Research echo-key outcomes", parameters: panel(model) + "}"))
+        #expect(response.text.contains("search backend answered HTTP 401"), "the failure is reported: \(response.text.prefix(2000))")
+        #expect(!response.text.contains("brave-test"), "\(response.text)")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(!String(decoding: record.serialized(), as: UTF8.self).contains("brave-test"))
+    }
+
     @Test func aClientHangingUpCancelsRunningFetches() throws {
         let env = try TestEnvironment(web: true) { $0.web?.fetchTimeoutMilliseconds = 5_000 }
         let base = "http://127.0.0.1:\(env.mockPort)/web"

@@ -243,6 +243,22 @@ enum ProviderFixtures {
         #expect(error.code == "upstream_auth_failed")
         #expect(!error.message.contains("sk-secret-123"))
         #expect(error.message.contains("[redacted]"))
+        // A key fits a label's characters: a type or code carrying one is left out, on every
+        // provider's errors and mid-stream (review 42: a code went out as the provider's key).
+        let key = "sk-live-0123456789abcdef"
+        let body = Array(#"{"error":{"message":"m","type":"\#(key)","code":"\#(key)"},"type":"error"}"#.utf8)
+        let providers: [any Provider] = [OpenAICompatibleProvider(), AnthropicProvider(), GeminiProvider()]
+        for provider in providers {
+            for status in [400, 404, 500, 503] {
+                let echoed = provider.error(status: status, body: body, headers: [], provider: "p", redactor: Redactor(secrets: [key]))
+                #expect(!echoed.code.contains(key) && !echoed.type.contains(key) && !echoed.message.contains(key), "\(provider) \(status): \(echoed)")
+            }
+        }
+        // Redacted before it is shortened: a key past the first KiB of a body (blank lines, which
+        // the one-line message drops) is not cut in half and let through.
+        let long = String(repeating: "\n", count: 1_010) + key + String(repeating: "y", count: 3_000)
+        let cut = OpenAICompatibleProvider().error(status: 500, body: Array(long.utf8), headers: [], provider: "p", redactor: Redactor(secrets: [key]))
+        #expect(!cut.message.contains("sk-live-01234"), "\(cut.message)")
     }
 
     @Test func rateLimitsKeepRetryAfter() {

@@ -303,8 +303,13 @@ final class FusionSession<Renderer: FusionRenderer> {
             return
         }
         let toolStart = EventLoop.monotonicNanoseconds()
-        let task = web.run(call) { [unowned self] outcome in
+        let task = web.run(call) { [unowned self, redactor] outcome in
             tools[run] = nil
+            // What a tool brings back reaches models, the client and the record: no secret in it.
+            var outcome = outcome
+            outcome.content = redactor(outcome.content)
+            outcome.error = outcome.error.map(redactor.callAsFunction)
+            outcome.sources = outcome.sources.map { Source(url: redactor($0.url), title: redactor($0.title), content: redactor($0.content)) }
             guard !finished else { return }
             meter.waited(from: toolStart, to: EventLoop.monotonicNanoseconds())
             metrics?.countWebTool(name: call.name, failed: outcome.error != nil)

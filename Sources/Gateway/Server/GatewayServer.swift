@@ -188,8 +188,8 @@ public final class GatewayServer {
             return nil
         }
         if let variable = web.searchAPIKeyEnvironmentVariable {
-            web.search?.apiKey = environment[variable]
-            if environment[variable]?.isEmpty ?? true {
+            web.search?.apiKey = ModelRouter.trimmedKey(environment[variable])
+            if web.search?.apiKey == nil {
                 logger.warning("the web search backend has no API key; web_search calls will fail until it is set",
                                metadata: ["env": "\(variable)"])
             }

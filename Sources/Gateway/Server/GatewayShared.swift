@@ -42,7 +42,7 @@ public final class GatewayShared: Sendable {
         self.web = web
         self.keyRing = keyRing ?? KeyRing(unnamed: gatewayKeys, named: [])
         self.redisPassword = redisPassword
-        redactor = Redactor(secrets: router.secrets + gatewayKeys + (redisPassword.map { [$0] } ?? []))
+        redactor = Redactor(secrets: router.secrets + gatewayKeys + (redisPassword.map { [$0] } ?? []) + (web?.search?.apiKey.map { [$0] } ?? []))
         keyFingerprints = Dictionary(gatewayKeys.map { ($0, KeyFingerprint.of($0)) }, uniquingKeysWith: { first, _ in first })
         metrics = GatewayMetrics(providerNames: Array(router.providers.keys))
         LogRedaction.shared.add(redactor.secrets)

@@ -125,8 +125,11 @@ private final class WebSearch: WebToolTask {
             if let failure {
                 finish(.failure("the \(name) search backend failed: \(failure.message)"))
             } else if !(200..<300).contains(status) {
-                let detail = String(decoding: body.prefix(200), as: UTF8.self)
-                finish(.failure("the \(name) search backend answered HTTP \(status): \(detail)"))
+                // Redacted, then shortened: a backend that echoes the request has its key in the
+                // reply, and a key cut in half is not recognised as one.
+                let reply = String(decoding: body.prefix(16 << 10), as: UTF8.self)
+                let detail = backend.apiKey.map { Redactor(secrets: [$0])(reply) } ?? reply
+                finish(.failure("the \(name) search backend answered HTTP \(status): \(detail.shortened(toBytes: 200))"))
             } else {
                 do throws(SearchBackend.ParseError) {
                     let results = try backend.parse(body, count: count)
