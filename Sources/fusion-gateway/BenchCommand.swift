@@ -163,7 +163,10 @@ struct BenchCommand: ParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         func key(_ name: String?) throws -> String? {
             guard let name else { return nil }
-            guard let value = environment[name], !value.isEmpty else { throw ValidationError("environment variable \(name) is not set") }
+            // Trimmed as the gateway trims its keys (a line end from `echo` is not part of it).
+            guard let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
+                throw ValidationError("environment variable \(name) is not set")
+            }
             return value
         }
         var targets = [BenchTarget(label: "A", baseURL: url, model: model, apiKey: try key(apiKeyEnv))]

@@ -29,6 +29,8 @@ import Web
         #expect(config.server.limits.maxHeaderBytes == 32768)
         #expect(config.server.apiKeysEnvironmentVariable == "FUSION_GATEWAY_KEYS")
         #expect(try config.gatewayKeys(environment: ["FUSION_GATEWAY_KEYS": " k1, k2 ,"]) == ["k1", "k2"])
+        // A line end (a key written to a file with `echo`) is not part of a key.
+        #expect(try config.gatewayKeys(environment: ["FUSION_GATEWAY_KEYS": "k1,k2\r\n"]) == ["k1", "k2"])
         // Fails closed: the named variable unset or empty is an error, never an open gateway.
         #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: [:]) }
         #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: ["FUSION_GATEWAY_KEYS": " , "]) }

@@ -36,6 +36,7 @@ import Testing
         #expect(config.prices["openrouter/openai/gpt-4o-mini"] == ModelPrice(inputPerMillion: 0.15, outputPerMillion: 0.6))
         // Named keys are gateway keys; their variable unset refuses to start.
         #expect(try config.gatewayKeys(environment: ["TEAM_A_KEY": "sk-a"]) == ["sk-a"])
+        #expect(try config.gatewayKeys(environment: ["TEAM_A_KEY": "sk-a\n"]) == ["sk-a"], "a line end is not part of the key")
         #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: [:]) }
     }
 

@@ -188,7 +188,7 @@ public struct GatewayConfig: Sendable {
         var keys = server.apiKeys
         if let variable = server.apiKeysEnvironmentVariable {
             let named = (environment[variable] ?? "").split(separator: ",")
-                .map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                .map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
             guard !named.isEmpty else {
                 throw ConfigError("server.api_keys_env names \(variable), which is unset or empty: refusing to start without the keys it should hold")
             }

@@ -120,7 +120,8 @@ extension GatewayConfig {
     public func namedKeyValues(environment: [String: String]) throws -> [(NamedKey, String)] {
         var owners: [String: String] = [:]
         return try keys.values.sorted { $0.name < $1.name }.map { key in
-            guard let value = environment[key.keyEnvironmentVariable]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else {
+            // Trimmed of line ends too: a key written to a file with `echo` ends in one.
+            guard let value = environment[key.keyEnvironmentVariable]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
                 throw ConfigError("keys.\(key.name).key_env names \(key.keyEnvironmentVariable), which is unset or empty: refusing to start without the key it should hold")
             }
             // Requests with a shared key could only ever be filed under one of the names.

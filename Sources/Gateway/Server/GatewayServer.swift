@@ -144,7 +144,7 @@ public final class GatewayServer {
     private static func makeShared(config: GatewayConfig, environment: [String: String], logger: Logger) throws -> GatewayShared {
         var redisPassword: String?
         if let variable = config.store.redis?.passwordEnvironmentVariable {
-            guard let value = environment[variable], !value.isEmpty else {
+            guard let value = ModelRouter.trimmedKey(environment[variable]) else {
                 throw ConfigError("store.redis.password_env names \(variable), which is unset or empty: refusing to start without the password it should hold")
             }
             redisPassword = value
