@@ -30,6 +30,9 @@ public struct ResponseRecorder {
     public static let maxUsageTokens = 100_000_000
     static let maxErrorBodyBytes = 4096
     static let maxDetailCharacters = 200
+    /// What an outcome keeps of server text until its secrets are taken out: a key cut in half
+    /// is not recognised as one, so the text is shortened (`shortDetail`) only after that.
+    static let keptDetailCharacters = 16 << 10
 
     public init(target: Int, streamed: Bool, scheduledAt: UInt64, sentAt: UInt64,
                 maxEventBytes: Int = 1 << 20, maxBodyBytes: Int = 16 << 20) {
@@ -225,12 +228,17 @@ public struct ResponseRecorder {
     }
 
     static func excerpt(_ bytes: some Collection<UInt8>) -> String {
-        clean(String(decoding: bytes.prefix(maxDetailCharacters), as: UTF8.self))
+        clean(String(decoding: bytes.prefix(keptDetailCharacters), as: UTF8.self))
+    }
+
+    /// An outcome's detail as reports show it, once its secrets are out: its first characters.
+    public static func shortDetail(_ detail: String) -> String {
+        String(String.UnicodeScalarView(detail.unicodeScalars.prefix(maxDetailCharacters)))
     }
 
     /// One line of printable text, bounded: server text ends up in a terminal and in HTML.
     static func clean(_ text: String) -> String {
-        let line = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxDetailCharacters).map {
+        let line = String(String.UnicodeScalarView(text.unicodeScalars.prefix(keptDetailCharacters).map {
             $0.properties.generalCategory == .control ? " " : $0
         }))
         return line

@@ -310,7 +310,7 @@ final class LoopDriver: @unchecked Sendable {
     private func redacted(_ outcome: RequestOutcome) -> RequestOutcome {
         guard let detail = outcome.errorDetail else { return outcome }
         var outcome = outcome
-        outcome.errorDetail = redactor(detail)
+        outcome.errorDetail = ResponseRecorder.shortDetail(redactor(detail))
         return outcome
     }
 

@@ -103,7 +103,7 @@ public struct MockScenario: Equatable, Sendable {
         "no_limit": 0...1,
         "spaced": 0...1,
         "together": 0...1,
-        "echo_auth": 0...2,
+        "echo_auth": 0...3,
         // The prompt's token count the usage reports (default: the request's bytes / 4).
         "prompt_tokens": 1...1_000_000_000,
         // The usage's `cost` in dollars (OpenAI's wire), however absurd: a hostile upstream's number.

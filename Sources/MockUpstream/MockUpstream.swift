@@ -188,11 +188,13 @@ public final class MockUpstream {
             scenario.kind = .errorMidStream
         }
         // `echo_auth=1`: errors repeat the credentials they were sent, as careless servers do;
-        // `echo_auth=2`: in hex, as a debugging dump would.
+        // `echo_auth=2`: in hex, as a debugging dump would; `echo_auth=3`: after a long preamble,
+        // so that a report cut at 200 characters would halve it.
         let authorization = request.header("authorization") ?? "none"
         let echoed = switch scenario.option("echo_auth", default: 0) {
         case 1: " (request had Authorization: \(authorization))"
         case 2: " (request had Authorization: \(authorization.utf8.map { String($0, radix: 16) }.joined()))"
+        case 3: " " + String(repeating: ".", count: 120) + " Authorization: \(authorization)"
         default: ""
         }
         switch scenario.kind {

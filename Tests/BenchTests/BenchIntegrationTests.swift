@@ -178,6 +178,19 @@ import Testing
         #expect(!everything.contains(key) && everything.contains("[redacted]"))
     }
 
+    /// A key a server echoes where a report's 200 characters would cut it in half is redacted
+    /// whole first: no part of it reaches a report (review 42: 28 of its 52 characters did).
+    @Test func aKeyEchoedAtTheCutIsRedactedWhole() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let key = "sk-bench-secret-0123456789"
+        let report = try Self.run([BenchTarget(label: "A", baseURL: mock.baseURL, model: "error:status=500:echo_auth=3", apiKey: key)],
+                                  shape: .closedLoop(concurrency: 1), requests: 2)
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(report.targets[0].results.failed == 2)
+        #expect(!everything.contains("sk-bench"), "\(TextReport.render(report))")
+    }
+
     /// A key a server echoes in another form (here hex, as a debugging dump would) is redacted
     /// as the gateway redacts it, not only where it appears as sent.
     @Test func aKeyEchoedInHexIsRedacted() throws {

@@ -201,6 +201,7 @@ import Testing
         let body = "{\"error\":{\"message\":\"line one\\nline two\\u0007" + String(repeating: "y", count: 500) + "\"}}"
         let detail = Self.replay([(1, body)], status: 500).errorDetail ?? ""
         #expect(detail.hasPrefix("HTTP 500: line one line two "))
-        #expect(detail.count == 200)
+        // Kept whole until its secrets are out (`LoopDriver`), then shortened for the report.
+        #expect(detail.count > 200 && ResponseRecorder.shortDetail(detail).count == 200)
     }
 }
