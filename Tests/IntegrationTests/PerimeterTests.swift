@@ -45,10 +45,14 @@ import Testing
         #expect(other.header("access-control-allow-origin") == nil)
         let refused = try raw(env, "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n\r\n")
         #expect(refused.status == 403 && refused.header("access-control-allow-origin") == nil)
+        // Every answer says it varies by Origin, with none or another one too: a cache in front
+        // must not give the allowed frontend an answer without its header.
+        let plain = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))
+        for response in [stream, error, other, refused, plain] { #expect(response.header("vary") == "Origin", "\(response.status)") }
         // None by default.
         let closed = try TestEnvironment()
         let none = try closed.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: ["Origin": "https://app.example"])
-        #expect(none.header("access-control-allow-origin") == nil)
+        #expect(none.header("access-control-allow-origin") == nil && none.header("vary") == nil)
         try expectStillServing(env)
     }
 

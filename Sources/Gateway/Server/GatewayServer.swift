@@ -102,6 +102,12 @@ public final class GatewayServer {
         // Checked on the head: a refused client's body is never read.
         server.headGuard = { [unowned self] head in guardHead(head) }
         if shared == nil {
+            if !config.server.corsAllowOrigins.isEmpty && self.shared.gatewayKeys.isEmpty {
+                // Legitimate for a frontend on a closed network; elsewhere, any page of those
+                // origins spends on the providers' keys.
+                logger.warning("server.cors.allow_origins lets browsers in, but the gateway has no keys: any page of those origins can use it",
+                               metadata: ["allow_origins": "\(config.server.corsAllowOrigins.joined(separator: " "))"])
+            }
             for (provider, variable) in router.providersMissingKeys {
                 logger.warning("provider has no API key; its requests will fail until it is set",
                                metadata: ["provider": "\(provider)", "env": "\(variable)"])

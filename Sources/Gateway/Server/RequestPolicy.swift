@@ -94,10 +94,13 @@ struct RequestPolicy: Sendable {
         return key.isEmpty ? nil : key
     }
 
-    /// The CORS headers for a response to `request`, when its `Origin` is allowed (none otherwise:
-    /// the browser then refuses the page the response).
+    /// The CORS headers for a response to `request`, when its `Origin` is allowed (otherwise only
+    /// `Vary: Origin`: the browser then refuses the page the response). With CORS configured,
+    /// every response says it varies by `Origin`, those without one included: a cache in front
+    /// must not hand an allowed frontend an answer made for another origin, or for none.
     func corsHeaders(for request: HTTPRequest) -> [(String, String)] {
-        guard let origin = request.header("origin"), allowedOrigins.contains("*") || allowedOrigins.contains(origin) else { return [] }
+        guard !allowedOrigins.isEmpty else { return [] }
+        guard let origin = request.header("origin"), allowedOrigins.contains("*") || allowedOrigins.contains(origin) else { return [("Vary", "Origin")] }
         return [("Access-Control-Allow-Origin", allowedOrigins.contains("*") ? "*" : origin), ("Vary", "Origin"),
                 ("Access-Control-Expose-Headers", Self.exposedHeaders)]
     }
@@ -105,7 +108,7 @@ struct RequestPolicy: Sendable {
     /// The answer to a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`).
     func preflight(_ request: HTTPRequest) -> (status: Int, headers: [(String, String)]) {
         let cors = corsHeaders(for: request)
-        guard !cors.isEmpty else { return (403, []) }
+        guard cors.contains(where: { $0.0 == "Access-Control-Allow-Origin" }) else { return (403, cors) }
         return (204, cors + [("Access-Control-Allow-Methods", Self.corsMethods),
                              ("Access-Control-Allow-Headers", Self.allowedHeaders(requested: request.header("access-control-request-headers"))),
                              ("Access-Control-Max-Age", "600"), ("Vary", "Access-Control-Request-Headers")])
