@@ -172,6 +172,12 @@ def module_checks(driver):
             if (JSON.stringify(events) !== expected) { failures.push(`${name} split ${pieces.length}: ${JSON.stringify(events)}`); break; }
           }
         }
+        // A long line fed in many small pieces is one event (searched once, not from its start again with each piece).
+        const long = 'data: ' + 'x'.repeat(2 * 1024 * 1024) + '\\n\\n';
+        const longEvents = [];
+        const longParser = new SSEParser((e) => longEvents.push(e.data.length));
+        for (let i = 0; i < long.length; i += 1024) longParser.push(long.slice(i, i + 1024));
+        if (JSON.stringify(longEvents) !== JSON.stringify([2 * 1024 * 1024])) failures.push(`long line: ${JSON.stringify(longEvents)}`);
         const judge = '```json\\n{"consensus":["a, [b]", "c \\\\"q\\\\""], "contradictions":[{"topic":"t","stances":[{"model":"m","stance":"s"}]}],' +
           '"partial_coverage":[], "unique_insights":[{"model":"m","insight":"i}"}], "blind_spots":["z"]}\\n```';
         const items = [];

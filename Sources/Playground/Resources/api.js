@@ -87,13 +87,20 @@ export class GatewayClient {
     });
     const reader = response.body.getReader();
     const decoder = new TextDecoder("utf-8");
-    for (;;) {
-      const { value, done: ended } = await reader.read();
-      if (ended) break;
-      parser.push(decoder.decode(value, { stream: true }));
+    try {
+      for (;;) {
+        const { value, done: ended } = await reader.read();
+        if (ended) break;
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+      parser.push(decoder.decode());
+      parser.end();
+    } catch (error) {
+      // Whatever stops the page reading also stops the request: the gateway sees the client
+      // go and cancels the deliberation, rather than running (and billing) it for no one.
+      reader.cancel().catch(() => {});
+      throw error;
     }
-    parser.push(decoder.decode());
-    parser.end();
     return { generationId, done };
   }
 }

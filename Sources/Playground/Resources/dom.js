@@ -70,7 +70,8 @@ export function safeURL(text) {
 export function externalLink(href, text, className) {
   const url = safeURL(href);
   if (!url) return document.createTextNode(String(text ?? href));
-  return h("a", { href: url, class: className, attrs: { target: "_blank", rel: "noopener noreferrer" }, text: String(text ?? url) });
+  // The target in the tooltip: a model's link text may name another address than it leads to.
+  return h("a", { href: url, class: className, attrs: { target: "_blank", rel: "noopener noreferrer", title: url }, text: String(text ?? url) });
 }
 
 /** 1234.5 ms → "1.23 s"; small values in ms. */

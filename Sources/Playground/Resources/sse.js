@@ -4,11 +4,17 @@
 // end anywhere, even between a CR and its LF. Comments (": …") are skipped, `data:` lines of
 // one event are joined with "\n", an event is dispatched on its blank line.
 
+/** A line longer than this ends the stream with an error (a hostile or broken server). */
+export const MAX_LINE_CHARACTERS = 32 * 1024 * 1024;
+
 export class SSEParser {
   /** @param {(event: {event: string, data: string, id: string}) => void} onEvent */
   constructor(onEvent) {
     this.onEvent = onEvent;
     this.buffer = "";
+    // How much of `buffer` is known to hold no line break: a long line fed in many pieces is
+    // searched once, not again from its start with every piece.
+    this.scanned = 0;
     this.started = false;
     this.data = [];
     this.eventName = "";
@@ -23,14 +29,16 @@ export class SSEParser {
       if (this.buffer.charCodeAt(0) === 0xfeff) this.buffer = this.buffer.slice(1); // a leading BOM
     }
     let start = 0;
+    let from = this.scanned;
+    let searched = this.buffer.length;
     for (;;) {
-      const lf = this.buffer.indexOf("\n", start);
-      const cr = this.buffer.indexOf("\r", start);
+      const lf = this.buffer.indexOf("\n", from);
+      const cr = this.buffer.indexOf("\r", from);
       if (lf < 0 && cr < 0) break;
       let end, next;
       if (cr >= 0 && (lf < 0 || cr < lf)) {
         // A CR at the very end may be the first half of a CRLF: wait for the next piece.
-        if (cr === this.buffer.length - 1) break;
+        if (cr === this.buffer.length - 1) { searched = cr; break; }
         end = cr;
         next = this.buffer.charCodeAt(cr + 1) === 10 ? cr + 2 : cr + 1;
       } else {
@@ -39,8 +47,11 @@ export class SSEParser {
       }
       this.line(this.buffer.slice(start, end));
       start = next;
+      from = next;
     }
     this.buffer = this.buffer.slice(start);
+    this.scanned = Math.max(0, searched - start);
+    if (this.buffer.length > MAX_LINE_CHARACTERS) throw new Error(`the stream sent a line of more than ${MAX_LINE_CHARACTERS} characters`);
   }
 
   /** The stream ended: a final line without its line break still counts, but an event without
@@ -49,6 +60,7 @@ export class SSEParser {
     if (this.buffer.length > 0) {
       const last = this.buffer.endsWith("\r") ? this.buffer.slice(0, -1) : this.buffer;
       this.buffer = "";
+      this.scanned = 0;
       this.line(last);
     }
     this.data = [];
