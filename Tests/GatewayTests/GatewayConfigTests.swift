@@ -136,6 +136,29 @@ import Web
         }
     }
 
+    /// A credential header (Azure OpenAI's `api-key`) comes from the environment, never the file,
+    /// and is a secret like an API key: sent, trimmed, and redacted (review 42: it could only be
+    /// written in the file, and echoed back it reached the client and the record).
+    @Test func secretHeadersComeFromTheEnvironmentAndAreRedacted() throws {
+        let yaml = """
+            providers:
+              azure: {kind: openai, base_url: 'https://x.openai.azure.com/openai/v1', headers: {X-Title: t}, headers_env: {api-key: AZURE_KEY}}
+              unset: {kind: openai, base_url: 'http://127.0.0.1:1/v1', headers_env: {api-key: NOT_SET}}
+            """
+        let config = try GatewayConfig.parse(yaml: yaml)
+        #expect(config.providers["azure"]?.headerEnvironmentVariables == ["api-key": "AZURE_KEY"])
+        let router = ModelRouter(config: config, environment: ["AZURE_KEY": "azure-secret-0123456789\n"])
+        #expect(try router.route("azure/gpt").endpoint.headers == ["X-Title": "t", "api-key": "azure-secret-0123456789"])
+        #expect(router.secrets.contains("azure-secret-0123456789"))
+        #expect(router.providersMissingHeaders.map(\.variable) == ["NOT_SET"])
+        #expect(try router.route("unset/m").endpoint.headers["api-key"] == nil)
+        for bad in ["providers: {a: {base_url: 'http://h/v1', headers: {api-key: x}, headers_env: {API-Key: K}}}",
+                    "providers: {a: {base_url: 'http://h/v1', headers_env: {api-key: ''}}}",
+                    "providers: {a: {base_url: 'http://h/v1', headers_env: [K]}}"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try GatewayConfig.parse(yaml: bad) }
+        }
+    }
+
     /// OpenRouter gets its `reasoning` object, any other OpenAI-compatible server OpenAI's
     /// `reasoning_effort`, unless the config says otherwise.
     @Test func theReasoningFieldFollowsTheBaseURLUnlessSet() throws {

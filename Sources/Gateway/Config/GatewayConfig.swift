@@ -102,6 +102,10 @@ public struct GatewayConfig: Sendable {
         public var apiKey: String?
         /// Extra headers sent upstream (e.g. OpenRouter's `HTTP-Referer`, `X-Title`).
         public var headers: [String: String] = [:]
+        /// Extra headers whose values are secrets, by the environment variable holding each
+        /// (`headers_env`: Azure OpenAI's `api-key`, a gateway's own credential header); read at
+        /// startup and redacted like API keys.
+        public var headerEnvironmentVariables: [String: String] = [:]
         /// If set, the only models routed (and listed by `/v1/models`).
         public var models: [String]?
         /// Which request field carries the output limit (servers honour one or the other).
@@ -289,7 +293,7 @@ public struct GatewayConfig: Sendable {
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
                 }
-                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "models", "max_tokens_field", "reasoning_field"],
+                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "headers_env", "models", "max_tokens_field", "reasoning_field"],
                                        hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
                 let kindName = try provider.string("kind") ?? "openai"
                 guard let kind = Provider.Kind(rawValue: kindName) else {
@@ -310,12 +314,25 @@ public struct GatewayConfig: Sendable {
                         headers[header] = text
                     }
                 }
+                var secretHeaders: [String: String] = [:]
+                if let headerNode = try provider.child("headers_env") {
+                    for (header, value) in try headerNode.members() {
+                        guard let variable = value.node.scalar?.string, !variable.isEmpty else {
+                            throw ConfigError("\(value.path) must name an environment variable")
+                        }
+                        guard !headers.keys.contains(where: { $0.lowercased() == header.lowercased() }) else {
+                            throw ConfigError("\(value.path): \(header) is also in \(provider.path).headers; give it in one place")
+                        }
+                        secretHeaders[header] = variable
+                    }
+                }
                 var parsed = Provider(
                     name: name, kind: kind,
                     baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
                     apiKeyEnvironmentVariable: try provider.string("api_key_env"),
                     headers: headers,
                     models: try provider.stringList("models"))
+                parsed.headerEnvironmentVariables = secretHeaders
                 // Fields of OpenAI-compatible servers only: the native kinds have their own.
                 for key in ["max_tokens_field", "reasoning_field"] where kind != .openai {
                     guard try provider.child(key) == nil else {

@@ -108,6 +108,9 @@ public final class GatewayServer {
                 logger.warning("server.cors.allow_origins lets browsers in, but the gateway has no keys: any page of those origins can use it",
                                metadata: ["allow_origins": "\(config.server.corsAllowOrigins.joined(separator: " "))"])
             }
+            for (provider, variable) in router.providersMissingHeaders {
+                logger.warning("a provider's secret header is unset; it is not sent until it is", metadata: ["provider": "\(provider)", "env": "\(variable)"])
+            }
             for (provider, variable) in router.providersMissingKeys {
                 logger.warning("provider has no API key; its requests will fail until it is set",
                                metadata: ["provider": "\(provider)", "env": "\(variable)"])

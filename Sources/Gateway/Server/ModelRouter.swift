@@ -32,11 +32,11 @@ public struct ModelRouter: Sendable {
         let endpoint: ProviderEndpoint
         let implementation: any Provider
 
-        init(_ provider: GatewayConfig.Provider, name: String, key: String?) {
+        init(_ provider: GatewayConfig.Provider, name: String, key: String?, headers: [String: String]) {
             catalog = provider.catalog
             models = provider.models
             missingKeyVariable = key == nil ? provider.apiKeyEnvironmentVariable : nil
-            endpoint = ProviderEndpoint(name: name, baseURL: provider.baseURL, apiKey: key, headers: provider.headers,
+            endpoint = ProviderEndpoint(name: name, baseURL: provider.baseURL, apiKey: key, headers: headers,
                                         maxTokensField: provider.maxTokensField, reasoningField: provider.reasoningField)
             implementation = provider.implementation
         }
@@ -46,14 +46,37 @@ public struct ModelRouter: Sendable {
         providers = config.providers
         defaultProvider = config.defaultProvider
         var keys: [String: String] = [:]
+        var headers: [String: [String: String]] = [:]
+        var secretHeaderValues: [String] = []
+        var missingHeaders: [(provider: String, variable: String)] = []
         for provider in providers.values {
             if let key = Self.trimmedKey(provider.apiKey) ?? Self.trimmedKey(provider.apiKeyEnvironmentVariable.flatMap { environment[$0] }) {
                 keys[provider.name] = key
             }
+            var sent = provider.headers
+            for (header, variable) in provider.headerEnvironmentVariables {
+                guard let value = Self.trimmedKey(environment[variable]) else {
+                    missingHeaders.append((provider.name, variable))
+                    continue
+                }
+                sent[header] = value
+                secretHeaderValues.append(value)
+            }
+            headers[provider.name] = sent
         }
         self.keys = keys
-        targets = Dictionary(uniqueKeysWithValues: providers.map { name, provider in (name, Target(provider, name: name, key: keys[name])) })
+        self.secretHeaderValues = secretHeaderValues
+        providersMissingHeaders = missingHeaders.sorted { ($0.provider, $0.variable) < ($1.provider, $1.variable) }
+        targets = Dictionary(uniqueKeysWithValues: providers.map { name, provider in
+            (name, Target(provider, name: name, key: keys[name], headers: headers[name] ?? provider.headers))
+        })
     }
+
+    /// Secret header values (`headers_env`) sent upstream.
+    private let secretHeaderValues: [String]
+    /// Providers whose `headers_env` names a variable that is unset (reported at startup; the
+    /// header is not sent).
+    public let providersMissingHeaders: [(provider: String, variable: String)]
 
     /// White space around a key is no part of it (a file read with a trailing newline), and a
     /// blank one is no key: unset, not sent as `Bearer    ` (review 21 F6).
@@ -64,7 +87,7 @@ public struct ModelRouter: Sendable {
     }
 
     /// Every configured secret, for scrubbing text that reaches a client or a log.
-    public var secrets: [String] { Array(keys.values) }
+    public var secrets: [String] { Array(keys.values) + secretHeaderValues }
 
     /// Providers whose key variable is named but unset (reported at startup).
     public var providersMissingKeys: [(provider: String, variable: String)] {
