@@ -52,14 +52,8 @@ public final class HTTPRequestDecoder {
     private var streamOffset = 0
     private var executeOffset = 0
     private var executeBase: UnsafeRawPointer?
-    /// Bytes lenient http_parser passes without looking: (stream offset, required byte, what).
-    private var expected: [(offset: Int, byte: UInt8, what: StaticString)] = []
-    /// Stream offset where the current chunk-size line starts (nil outside one), and the part of
-    /// it already seen in earlier buffers: lenient http_parser takes anything there for a size
-    /// (non-ASCII bytes, a missing size), so the decoder checks the line itself.
-    private var chunkLineStart: Int?
-    private var chunkLine: [UInt8] = []
-    static let maxChunkLineBytes = 4096
+    /// The bytes lenient http_parser passes without looking.
+    private var checks = LenientByteChecks()
 
     /// Past the last chunk of a chunked body: in the trailer section.
     private var inTrailers = false
@@ -150,7 +144,7 @@ public final class HTTPRequestDecoder {
             let inHead = !headersComplete || inTrailers
             let count = http_parser_execute(parser, settings, executeBase!.assumingMemoryBound(to: CChar.self), bytes.count - consumed)
             executeBase = nil
-            if inHead { expectLFAfterEachCR(bytes, in: consumed..<(consumed + count)) }
+            if inHead { checks.expectLFAfterEachCR(bytes, in: consumed..<(consumed + count), base: streamOffset) }
             consumed += count
             let errno = CHTTPParser_errno(parser)
             if errno != HPE_OK && errno != HPE_PAUSED {
@@ -161,17 +155,17 @@ public final class HTTPRequestDecoder {
             switch pause {
             case .head:
                 // Paused on the head's last byte, not yet consumed.
-                expected.append((streamOffset + consumed, 0x0A, "the header section does not end with CRLF"))
-                if CHTTPParser_isChunked(parser) != 0 { chunkLineStart = streamOffset + consumed + 1 }
+                checks.expect(0x0A, at: streamOffset + consumed, "the header section does not end with CRLF")
+                if CHTTPParser_isChunked(parser) != 0 { checks.startChunkLine(at: streamOffset + consumed + 1) }
             case .chunkHeader:
-                expected.append((streamOffset + consumed - 1, 0x0A, "a chunk-size line does not end with CRLF"))
-                try checkChunkLine(bytes, upTo: consumed)
+                checks.expect(0x0A, at: streamOffset + consumed - 1, "a chunk-size line does not end with CRLF")
+                try checked { () throws(HTTPRejection) in try checks.checkChunkLine(bytes, upTo: consumed, base: streamOffset) }
             case .message where completedChunked:
-                expected.append((streamOffset + consumed - 1, 0x0A, "the trailer section does not end with CRLF"))
+                checks.expect(0x0A, at: streamOffset + consumed - 1, "the trailer section does not end with CRLF")
             case .message, .none:
                 break
             }
-            try checkExpectedBytes(bytes)
+            try checked { () throws(HTTPRejection) in try checks.check(bytes, base: streamOffset) }
             switch pause {
             case .head:
                 streamOffset += consumed
@@ -189,51 +183,9 @@ public final class HTTPRequestDecoder {
             }
             break
         }
-        try keepChunkLine(bytes, upTo: consumed)
+        try checked { () throws(HTTPRejection) in try checks.keepChunkLine(bytes, upTo: consumed, base: streamOffset) }
         streamOffset += consumed
         return (consumed, .none)
-    }
-
-    /// Every CR in the head (`range` of `bytes`) must start a CRLF. Lenient http_parser takes any
-    /// byte after a CR as the LF, so `Content-Length: <CR>1<TAB>0` read as length 0 with the `1`
-    /// swallowed, where RFC 9112 §2.2 has a bare CR be invalid or read as a space (length "1 0",
-    /// invalid): a request read differently here and by a proxy in front is how requests are
-    /// smuggled. The byte after a CR may be in the next buffer: `expected` checks it there.
-    private func expectLFAfterEachCR(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>) {
-        var index = range.lowerBound
-        while index < range.upperBound {
-            if bytes[index] == 0x0D { expected.append((streamOffset + index + 1, 0x0A, "a CR in the request head is not followed by LF")) }
-            index += 1
-        }
-    }
-
-    /// The chunk-size line just parsed (it ends at `end` in `bytes`, its CRLF included) must be
-    /// hex digits, then optionally `;` and an extension of visible ASCII.
-    private func checkChunkLine(_ bytes: UnsafeRawBufferPointer, upTo end: Int) throws(HTTPRejection) {
-        guard let start = chunkLineStart else { return }
-        let from = max(start + chunkLine.count - streamOffset, 0)
-        let line = chunkLine + (from < end ? Array(bytes[from..<end]) : [])
-        chunkLineStart = nil
-        chunkLine.removeAll(keepingCapacity: true)
-        let content = line.count >= 2 ? line.dropLast(2) : line[...]
-        let digits = content.prefix { Self.isHexDigit($0) }
-        let rest = content.dropFirst(digits.count)
-        guard (1...16).contains(digits.count), rest.isEmpty || rest.first == UInt8(ascii: ";"),
-              rest.allSatisfy({ $0 == 0x09 || (0x20...0x7E).contains($0) })
-        else { try fail(.malformed("invalid chunk size line")) }
-    }
-
-    /// Keeps what this buffer held of an unfinished chunk-size line, for `checkChunkLine`.
-    private func keepChunkLine(_ bytes: UnsafeRawBufferPointer, upTo consumed: Int) throws(HTTPRejection) {
-        guard let start = chunkLineStart else { return }
-        let from = max(start + chunkLine.count - streamOffset, 0)
-        guard from < consumed else { return }
-        chunkLine.append(contentsOf: bytes[from..<consumed])
-        if chunkLine.count > Self.maxChunkLineBytes { try fail(.malformed("chunk size line too long")) }
-    }
-
-    private static func isHexDigit(_ byte: UInt8) -> Bool {
-        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
     }
 
     public func decode(_ bytes: [UInt8]) throws(HTTPRejection) -> (consumed: Int, event: Event) {
@@ -249,20 +201,9 @@ public final class HTTPRequestDecoder {
         throw rejection
     }
 
-    /// Checks the expected bytes that lie in `bytes` (whether consumed yet or not: they are the
-    /// same bytes either way); the rest wait for the next buffer.
-    private func checkExpectedBytes(_ bytes: UnsafeRawBufferPointer) throws(HTTPRejection) {
-        guard !expected.isEmpty else { return }
-        var waiting: [(offset: Int, byte: UInt8, what: StaticString)] = []
-        for item in expected {
-            let index = item.offset - streamOffset
-            guard index < bytes.count else {
-                waiting.append(item)
-                continue
-            }
-            if index < 0 || bytes[index] != item.byte { try fail(.malformed(item.what.description)) }
-        }
-        expected = waiting
+    /// Runs one of the byte checks; what it refuses fails the decoder for good.
+    private func checked(_ check: () throws(HTTPRejection) -> Void) throws(HTTPRejection) {
+        do { try check() } catch { try fail(error) }
     }
 
     private static func error(for errno: http_errno) -> HTTPRejection {
@@ -273,8 +214,7 @@ public final class HTTPRequestDecoder {
     }
 
     private func beginMessage() {
-        chunkLineStart = nil
-        chunkLine.removeAll(keepingCapacity: true)
+        checks.beginMessage()
         url.removeAll(keepingCapacity: true)
         headers.removeAll(keepingCapacity: true)
         field.removeAll(keepingCapacity: true)
@@ -459,10 +399,9 @@ public final class HTTPRequestDecoder {
         // mode skips the next two bytes whatever they are; they must be CRLF.
         if CHTTPParser_isChunked(parser) != 0 && parser.pointee.content_length == 0, let executeBase, let at {
             let end = executeOffset + executeBase.distance(to: UnsafeRawPointer(at)) + length
-            expected.append((end, 0x0D, "chunk data is not followed by CRLF"))
-            expected.append((end + 1, 0x0A, "chunk data is not followed by CRLF"))
-            chunkLineStart = end + 2
-            chunkLine.removeAll(keepingCapacity: true)
+            checks.expect(0x0D, at: end, "chunk data is not followed by CRLF")
+            checks.expect(0x0A, at: end + 1, "chunk data is not followed by CRLF")
+            checks.startChunkLine(at: end + 2)
         }
         return 0
     }
