@@ -16,7 +16,7 @@ public struct Deliberation: Sendable {
         /// The member's stream ended normally (its text may still be empty); `toolCalls` web tool
         /// calls were made on the way.
         case memberFinished(index: Int, usage: Usage?, toolCalls: Int = 0)
-        case memberFailed(index: Int, reason: MemberFailureReason, message: String, usage: Usage? = nil)
+        case memberFailed(index: Int, reason: MemberFailureReason, message: String, usage: Usage? = nil, statusCode: Int? = nil)
         case judgeDelta(text: String)
         /// The judge's turn ended in web tool calls: its text so far was not the analysis.
         case judgeCalledTools
@@ -64,7 +64,7 @@ public struct Deliberation: Sendable {
     var texts: [String]
     var started: [Double]
     var firstToken: [Double?]
-    var failures: [Int: (reason: MemberFailureReason, message: String)] = [:]
+    var failures: [Int: (reason: MemberFailureReason, message: String, statusCode: Int?)] = [:]
     public internal(set) var stats: [MemberStats] = []
     var panelStartedAt = 0.0
     var graceArmed = false
@@ -147,9 +147,9 @@ public struct Deliberation: Sendable {
             return [.progress(.memberCompleted(index: index, model: models[index], stats: memberStats))]
                 + quorumReached(at: time) + panelDoneIfComplete(at: time)
 
-        case .memberFailed(let index, let reason, let message, let usage):
+        case .memberFailed(let index, let reason, let message, let usage, let statusCode):
             guard states.indices.contains(index), states[index] == .running else { return [] }
-            return memberFailed(index, reason, message, usage: usage, at: time)
+            return memberFailed(index, reason, message, usage: usage, statusCode: statusCode, at: time)
 
         case .timerFired(let timer):
             return timerFired(timer, at: time)
@@ -160,13 +160,13 @@ public struct Deliberation: Sendable {
     }
 
     private mutating func memberFailed(_ index: Int, _ reason: MemberFailureReason, _ message: String, usage: Usage?,
-                                       at time: Double) -> [Action] {
+                                       statusCode: Int? = nil, at time: Double) -> [Action] {
         states[index] = .failed
-        failures[index] = (reason, message)
+        failures[index] = (reason, message, statusCode)
         stats.append(MemberStats(model: models[index], role: "panel", status: reason.rawValue, usage: usage,
                                  firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
                                  characters: texts[index].count))
-        return [.progress(.memberFailed(index: index, model: models[index], reason: reason, message: message))]
+        return [.progress(.memberFailed(index: index, model: models[index], reason: reason, message: message, statusCode: statusCode))]
             + panelDoneIfComplete(at: time)
     }
 
@@ -205,7 +205,7 @@ public struct Deliberation: Sendable {
             let message = cause == .grace
                 ? "cut for latency: \(Self.counted(answeredCount, "answer")) \(answeredCount == 1 ? "was" : "were") in and the grace period (\(quorum.graceMilliseconds) ms) ran out; it had run \(waited) ms"
                 : "cut for latency: the deliberation's deadline (\(quorum.deadlineMilliseconds ?? 0) ms) passed; it had run \(waited) ms"
-            failures[index] = (.cutForLatency, message)
+            failures[index] = (.cutForLatency, message, nil)
             stats.append(MemberStats(model: models[index], role: "panel", status: MemberFailureReason.cutForLatency.rawValue,
                                      usage: nil, firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
                                      characters: texts[index].count))
@@ -280,7 +280,10 @@ public struct Deliberation: Sendable {
         var result = FusionResult(
             answered: answered,
             failed: models.indices.compactMap { index in
-                failures[index].map { (models[index], $0.reason, $0.message, $0.reason == .cutForLatency ? texts[index] : nil) }
+                failures[index].map {
+                    FailedMember(model: models[index], reason: $0.reason, message: $0.message,
+                                 partial: $0.reason == .cutForLatency ? texts[index] : nil, statusCode: $0.statusCode)
+                }
             },
             panelSize: models.count, analysis: analysis, judgeModel: analysis == nil ? nil : currentJudge,
             judgeFailure: judgeFailure)

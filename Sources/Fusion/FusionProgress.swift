@@ -12,7 +12,8 @@ public enum FusionProgress: Sendable, Equatable {
     /// A panel member's reasoning ("thinking") text, as it streams: not part of its answer.
     case memberReasoningDelta(index: Int, model: String, text: String)
     case memberCompleted(index: Int, model: String, stats: MemberStats)
-    case memberFailed(index: Int, model: String, reason: MemberFailureReason, message: String)
+    /// `statusCode`: the upstream's HTTP status when it refused the call (`FailedMember.statusCode`).
+    case memberFailed(index: Int, model: String, reason: MemberFailureReason, message: String, statusCode: Int? = nil)
     /// `labels`: the neutral label → model map the judge's raw text (`judgeDelta`) is written
     /// under (empty when the judge reads model names).
     case judgeStarted(model: String, attempt: Int, labels: [String: String] = [:])

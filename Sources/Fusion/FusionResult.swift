@@ -19,6 +19,26 @@ public enum MemberFailureReason: String, Sendable, Equatable, CaseIterable {
     case innerCallLimit = "inner_call_limit"
 }
 
+/// A panel member without an answer, as the result reports it.
+public struct FailedMember: Sendable, Equatable {
+    public var model: String
+    public var reason: MemberFailureReason
+    public var message: String
+    /// What a member cut for latency had written (nil for every other failure).
+    public var partial: String?
+    /// The upstream's HTTP status when it refused the call (OpenRouter's `status_code`); nil when
+    /// the call failed otherwise (unreachable, timed out, cut, a stream broken after its 200).
+    public var statusCode: Int?
+
+    public init(model: String, reason: MemberFailureReason, message: String, partial: String? = nil, statusCode: Int? = nil) {
+        self.model = model
+        self.reason = reason
+        self.message = message
+        self.partial = partial
+        self.statusCode = statusCode
+    }
+}
+
 /// Per-call accounting, for the usage breakdown and the generation record.
 public struct MemberStats: Sendable, Equatable {
     public var model: String
@@ -107,7 +127,7 @@ public struct MemberStats: Sendable, Equatable {
 public struct FusionResult: Sendable, Equatable {
     public var answered: [(model: String, content: String)]
     /// Members without an answer; `partial` is what a member cut for latency had written.
-    public var failed: [(model: String, reason: MemberFailureReason, message: String, partial: String?)]
+    public var failed: [FailedMember]
     public var panelSize: Int
     /// The quorum asked for (nil: every member).
     public var minAnswers: Int?
@@ -151,10 +171,10 @@ public struct FusionResult: Sendable, Equatable {
                                        : " Say so where it matters, and do not present the analysis as the view of the whole panel.")
     }
 
-    public static func failedEntry(_ failed: (model: String, reason: MemberFailureReason, message: String, partial: String?))
-        -> [String: JSONValue] {
+    public static func failedEntry(_ failed: FailedMember) -> [String: JSONValue] {
         var entry: [String: JSONValue] = ["model": .string(failed.model), "reason": .string(failed.reason.rawValue),
                                           "message": .string(failed.message)]
+        if let status = failed.statusCode { entry["status_code"] = .int(Int64(status)) }
         if let partial = failed.partial {
             entry["partial_content"] = .string(partial)
             entry["characters"] = .int(Int64(partial.count))

@@ -88,7 +88,12 @@ extension FusionSessionMachine {
     func redacted(_ result: FusionResult) -> FusionResult {
         var result = result
         result.answered = result.answered.map { ($0.model, redactor($0.content)) }
-        result.failed = result.failed.map { ($0.model, $0.reason, redactor($0.message), $0.partial.map(redactor.callAsFunction)) }
+        result.failed = result.failed.map { failed in
+            var failed = failed
+            failed.message = redactor(failed.message)
+            failed.partial = failed.partial.map(redactor.callAsFunction)
+            return failed
+        }
         result.analysis = result.analysis.map(redacted)
         return result
     }

@@ -14,7 +14,7 @@ extension FusionSessionMachine {
         case .memberReasoningDelta(let index, _, let text):
             return [.output(.progress(progress))] + pieces { $0.add(index: index, reasoning: true, text, at: time) }
                 + armReadableTimer(at: time)
-        case .memberCompleted(let index, _, _), .memberFailed(let index, _, _, _), .memberCut(let index, _, _, _):
+        case .memberCompleted(let index, _, _), .memberFailed(let index, _, _, _, _), .memberCut(let index, _, _, _):
             return pieces { $0.flush(index: index) } + [.output(.progress(progress))]
         default:
             return [.output(.progress(progress))]

@@ -61,7 +61,8 @@ public struct FusionSessionMachine: Sendable {
         case callEvent(CallID, ModelEvent)
         /// The call's stream ended; `end` tells whether it was complete.
         case callEnded(CallID, StreamEnd)
-        case callFailed(CallID, APIError, MemberFailureReason)
+        /// `statusCode`: the upstream's HTTP status when it refused the call (nil otherwise).
+        case callFailed(CallID, APIError, MemberFailureReason, statusCode: Int? = nil)
         case toolFinished(ToolRunID, ToolOutcome)
         /// A timer armed by `startTimer` ran out.
         case timerFired(FusionTimer)
@@ -305,15 +306,15 @@ public struct FusionSessionMachine: Sendable {
             case .member(let index): return memberEnded(index, id, end, at: time)
             case .judge: return judgeEnded(id, end, at: time)
             }
-        case .callFailed(let id, let error, let reason):
+        case .callFailed(let id, let error, let reason, let statusCode):
             guard let role = roles.removeValue(forKey: id) else { return [] }
             switch role {
             case .outer: return outerFailed(id, error, reason, at: time)
             case .member(let index):
                 guard members[index]?.call == id else { return [] }
                 members[index]?.call = nil
-                return deliberate(.memberFailed(index: index, reason: reason, message: error.message, usage: members[index]?.usage),
-                                  at: time)
+                return deliberate(.memberFailed(index: index, reason: reason, message: error.message, usage: members[index]?.usage,
+                                                statusCode: statusCode), at: time)
             case .judge:
                 guard judge?.call == id else { return [] }
                 judge?.call = nil

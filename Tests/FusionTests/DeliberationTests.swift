@@ -98,7 +98,7 @@ import Testing
         var (empty, _) = makeDeliberation()
         _ = empty.handle(.memberDelta(index: 0, text: "  \n"), at: 1)
         let emptyActions = empty.handle(.memberFinished(index: 0, usage: nil), at: 2)
-        #expect(emptyActions.contains { if case .progress(.memberFailed(0, _, .emptyCompletion, _)) = $0 { true } else { false } })
+        #expect(emptyActions.contains { if case .progress(.memberFailed(0, _, .emptyCompletion, _, _)) = $0 { true } else { false } })
     }
 
     @Test func allMembersFailingIsATypedErrorWithoutAJudge() throws {

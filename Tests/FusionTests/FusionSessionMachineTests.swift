@@ -146,7 +146,7 @@ import Testing
         let first = try #require(started(m.start(at: 0)).first)
         let members = started(run(&m, first.id, fusionCall, at: 1))
         var actions = run(&m, members[0].id, [.text("Half an ans")], end: .truncated, at: 2)
-        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .truncated, _)) = $0 { true } else { false } })
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .truncated, _, _)) = $0 { true } else { false } })
         actions = run(&m, members[1].id, [.text("Whole.")], at: 3)
         #expect(started(actions).first?.role == .judge)
         #expect(m.calls.first { $0.role == "panel" && $0.status == "truncated" } != nil)
@@ -278,7 +278,7 @@ import Testing
         let actions = run(&m, first.id, fusionCall, at: 1)
         // One member call fits, the other is failed without being made.
         #expect(started(actions).count == 1)
-        #expect(outputs(actions).contains { if case .progress(.memberFailed(1, _, _, let message)) = $0 { message.contains("limit of 2 inner calls") } else { false } })
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(1, _, _, let message, _)) = $0 { message.contains("limit of 2 inner calls") } else { false } })
     }
 
     @Test func aMembersToolTurnsLeaveTheJudgeAndTheFinalAnswerTheirCalls() throws {
@@ -293,7 +293,7 @@ import Testing
         let toolRun = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
         actions = m.handle(.toolFinished(toolRun, .init(content: "{}")), at: 3)
         #expect(started(actions).isEmpty, "a fourth call now would leave the final answer none")
-        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .innerCallLimit, let message)) = $0 {
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .innerCallLimit, let message, _)) = $0 {
             message.contains("limit of 5 inner calls") } else { false } })
         let judge = try #require(started(run(&m, members[1].id, [.text("B says y."), .finish(.stop)], at: 4)).first)
         #expect(judge.role == .judge)
@@ -335,6 +335,6 @@ import Testing
         let run = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
         actions = m.handle(.toolFinished(run, .init(content: "{}")), at: 2_000)
         #expect(started(actions).isEmpty)
-        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .timeout, _)) = $0 { true } else { false } })
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .timeout, _, _)) = $0 { true } else { false } })
     }
 }

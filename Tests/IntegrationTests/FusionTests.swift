@@ -242,6 +242,8 @@ import Testing
         let reasons = fusion["failed_models"]?.arrayValue?.map { "\($0["model"]!.stringValue!)=\($0["reason"]!.stringValue!)" }
         #expect(reasons == ["mock/error:status=503=upstream_error", "mock/stall:after=1=timeout", "mock/empty=empty_completion",
                             "mock/rate-limited=rate_limited"])
+        #expect(fusion["failed_models"]?.arrayValue?.map { $0["status_code"] } == [.int(503), nil, nil, .int(429)],
+                "the upstream's own status where it refused the call")
         #expect(fusion["analysis"] != nil, "one answer is still judged")
         let calls = try #require(response.json?["usage"]?["fusion"]?["calls"]?.arrayValue)
         #expect(calls.filter { $0["role"] == .string("panel") }.map { $0["status"]?.stringValue ?? "" }.sorted()

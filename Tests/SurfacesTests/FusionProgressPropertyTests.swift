@@ -39,7 +39,7 @@ import Testing
             (.memberStarted(index: 1, model: model), "fusion.member.started", "model"),
             (.memberDelta(index: 1, model: model, text: text), "fusion.member.delta", "delta"),
             (.memberReasoningDelta(index: 1, model: model, text: text), "fusion.member.reasoning", "delta"),
-            (.memberFailed(index: 1, model: model, reason: .upstreamError, message: text), "fusion.member.failed", "message"),
+            (.memberFailed(index: 1, model: model, reason: .upstreamError, message: text, statusCode: 503), "fusion.member.failed", "message"),
             (.judgeStarted(model: model, attempt: 1), "fusion.judge.started", "model"),
             (.judgeDelta(model: model, attempt: 1, text: text), "fusion.judge.progress", "delta"),
             (.judgeFailed(model: model, reason: .notValidJSON, message: text, willRetry: true), "fusion.judge.failed", "message"),
@@ -97,6 +97,7 @@ import Testing
                 #expect(decoded?[field] as? String == expected || (try? JSONValue.parse(Array(data.utf8)))?[field]?.stringValue == expected,
                         "\(name).\(field): \(data.debugDescription)")
                 #expect(decoded?["type"] as? String == name)
+                if case .memberFailed = update { #expect(decoded?["status_code"] as? Int == 503, "the upstream's status: \(data)") }
             }
         }
     }

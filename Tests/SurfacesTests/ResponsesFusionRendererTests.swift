@@ -10,7 +10,8 @@ import Testing
 struct FusionScript {
     enum Reply {
         case events([ModelEvent])
-        case failure(APIError, MemberFailureReason)
+        /// `statusCode`: the upstream's status, as `FusionSession.refusalStatus` reads it (nil: none).
+        case failure(APIError, MemberFailureReason, statusCode: Int? = nil)
     }
 
     var machine: FusionSessionMachine
@@ -65,8 +66,8 @@ struct FusionScript {
                     perform(machine.handle(.callEvent(call.id, event), at: time))
                 }
                 perform(machine.handle(.callEnded(call.id, .complete), at: time))
-            case .failure(let error, let reason):
-                perform(machine.handle(.callFailed(call.id, error, reason), at: time))
+            case .failure(let error, let reason, let statusCode):
+                perform(machine.handle(.callFailed(call.id, error, reason, statusCode: statusCode), at: time))
             }
         }
         switch outcome {
@@ -122,7 +123,7 @@ struct FusionScript {
     /// `reply`, but member B fails and the judge cites only what it was given (A).
     static func replyWithBFailed(_ call: FusionSessionMachine.Call, _ count: Int) -> FusionScript.Reply {
         switch call.role {
-        case .member(index: 1): .failure(APIError(status: 429, type: "rate_limit", code: "rate_limited", message: "Rate limit exceeded"), .rateLimited)
+        case .member(index: 1): .failure(APIError(status: 429, type: "rate_limit", code: "rate_limited", message: "Rate limit exceeded"), .rateLimited, statusCode: 429)
         case .judge: .events([.text(#"{"consensus":["Yes, for a small team."],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"p/a","insight":"One pipeline."}],"blind_spots":["Repository size limits."]}"#), usage])
         default: reply(call, count)
         }
@@ -238,8 +239,11 @@ struct FusionScript {
     @Test func allMembersFailedIsAnIncompleteItemAndTheOuterModelStillAnswers() throws {
         var script = try FusionScript(Self.body)
         script.run { call, count in
-            if case .member = call.role { return .failure(.upstreamUnavailable("upstream returned 500"), .upstreamError) }
-            return Self.reply(call, count)
+            switch call.role {
+            case .member(index: 0): return .failure(.upstreamUnavailable("upstream returned 500"), .upstreamError, statusCode: 500)
+            case .member: return .failure(.upstreamUnavailable("connection refused"), .unreachable)
+            default: return Self.reply(call, count)
+            }
         }
         try Golden.check("fusion-all-failed.sse", script.out)
         let events = try Self.events(script)
@@ -248,7 +252,9 @@ struct FusionScript {
         let fusion = try #require(events.last?.json["response"]?["output"]?[1])
         #expect(fusion["status"] == .string("incomplete") && fusion["failure_reason"] == .string("all_panels_failed"))
         #expect(fusion["error"] == .string("all panel models failed") && fusion["failed_models"]?.arrayValue?.count == 2)
-        #expect(fusion["failed_models"]?[0]?["status_code"] == nil, "an upstream's status is not known here")
+        #expect(fusion["failed_models"]?[0]?["status_code"] == .int(500), "the upstream's own status")
+        #expect(fusion["failed_models"]?[1]?["status_code"] == nil, "an unreachable upstream sent no status")
+        #expect(events.filter { $0.type.hasSuffix("panel.failed") }.map { $0.json["status_code"] } == [.int(500), nil])
         #expect(events.last?.json["response"]?["output"]?[2]?["type"] == .string("message"))
     }
 

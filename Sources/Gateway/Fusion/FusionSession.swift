@@ -177,6 +177,14 @@ final class FusionSession<Renderer: FusionRenderer> {
 
     // MARK: events in
 
+    /// The status an upstream refused a call with (its last attempt's, not 2xx), for the member's
+    /// `status_code`; nil when the call failed otherwise (a stream broken after its 200 included).
+    static func refusalStatus(_ reason: MemberFailureReason, _ summary: InnerCallRecord.Summary) -> Int? {
+        guard reason == .upstreamError || reason == .rateLimited else { return nil }
+        let status = summary.httpStatus
+        return (300...599).contains(status) ? status : nil
+    }
+
     /// A record from an inner call (any loop), on this session's loop.
     private func didReceive(_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
         guard !finished else { return }
@@ -196,7 +204,7 @@ final class FusionSession<Renderer: FusionRenderer> {
             opaque.end(producer)
             let (error, reason, summary) = InnerCallRecord.decodeFailure(bytes)
             if let wait = callLog.failed(producer, error, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
-            event = .callFailed(producer, error, reason)
+            event = .callFailed(producer, error, reason, statusCode: Self.refusalStatus(reason, summary))
         case InnerCallRecord.promptUsage:
             callLog.promptUsage(producer, InnerCallRecord.decodeUsage(bytes))
             return
@@ -238,7 +246,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         case .cancelTimer(let timer):
             timers[timer]?.stop()
         case .output(let output):
-            if case .progress(.memberFailed(_, _, let reason, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
+            if case .progress(.memberFailed(_, _, let reason, _, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
             if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
             out.removeAll(keepingCapacity: true)
             renderer.render(output, sources: machine.sources, at: now, into: &out)

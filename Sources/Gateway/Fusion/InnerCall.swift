@@ -109,6 +109,7 @@ final class InnerCall {
         summary.route = candidate
         lastEventAt = 0
         status = 0
+        summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
         wholeBody = false
         errorBody.removeAll()
         headers.removeAll()

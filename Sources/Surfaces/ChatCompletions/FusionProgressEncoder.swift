@@ -57,8 +57,9 @@ public struct FusionProgressEncoder: Sendable {
             let first = stats.firstTokenMilliseconds.map { ", first token after \(milliseconds($0))" } ?? ""
             line = "fusion panel[\(index)] \(model): completed at \(milliseconds(now)) (\(stats.characters) chars in "
                 + "\(milliseconds(stats.durationMilliseconds))\(first))"
-        case .memberFailed(let index, let model, let reason, let message):
-            line = "fusion panel[\(index)] \(model): failed at \(milliseconds(now)) (\(reason.rawValue)): \(oneLine(message))"
+        case .memberFailed(let index, let model, let reason, let message, let statusCode):
+            let status = statusCode.map { ", HTTP \($0)" } ?? ""
+            line = "fusion panel[\(index)] \(model): failed at \(milliseconds(now)) (\(reason.rawValue)\(status)): \(oneLine(message))"
         case .memberCut(let index, let model, let characters, let cause):
             line = "fusion panel[\(index)] \(model): cut for latency at \(milliseconds(now)) ("
                 + (cause == .grace ? "the grace period after the quorum ran out" : "the deliberation's deadline passed")
@@ -159,11 +160,12 @@ public struct FusionProgressEncoder: Sendable {
             name = "fusion.member.completed"
             member(name, index, model, milliseconds, &data)
             raw("stats", stats.json, &data)
-        case .memberFailed(let index, let model, let reason, let message):
+        case .memberFailed(let index, let model, let reason, let message, let statusCode):
             name = "fusion.member.failed"
             member(name, index, model, milliseconds, &data)
             field("reason", reason.rawValue, &data)
             field("message", message, &data)
+            if let statusCode { data.append(contentsOf: #","status_code":\#(statusCode)"#.utf8) }
         case .judgeStarted(let model, let attempt, let labels):
             name = "fusion.judge.started"
             open(name, milliseconds, &data)

@@ -37,7 +37,7 @@ enum FusionCallItem {
                 // `error` is OpenRouter's name for the message; nested here, it is safe for every SDK.
                 var entry: [String: JSONValue] = ["model": .string(failed.model), "error": .string(failed.message),
                                                   "reason": .string(failed.reason.rawValue)]
-                if let status = statusCode(failed.reason) { entry["status_code"] = .int(Int64(status)) }
+                if let status = failed.statusCode { entry["status_code"] = .int(Int64(status)) }
                 if let partial = failed.partial {
                     entry["partial_content"] = .string(partial)
                     entry["characters"] = .int(Int64(partial.count))
@@ -67,11 +67,5 @@ enum FusionCallItem {
         .object(["type": .string(type), "status": .string("incomplete"), "failure_reason": .string("fusion_invocation_capped"),
                  "error": .string("fusion runs once per request; this call was not run"), "arguments": .string(arguments),
                  "call_id": .string(callID)])
-    }
-
-    /// The upstream's HTTP status, where the reason says it (OpenRouter's optional `status_code`):
-    /// `rate_limited` is a 429 (InnerCall); the session does not pass the others on.
-    static func statusCode(_ reason: MemberFailureReason) -> Int? {
-        reason == .rateLimited ? 429 : nil
     }
 }

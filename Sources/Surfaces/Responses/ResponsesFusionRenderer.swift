@@ -142,13 +142,13 @@ public struct ResponsesFusionRenderer: Sendable {
                 $0.string("content", content)
                 $0.json("stats", stats.json)
             }
-        case .memberFailed(let index, let model, let reason, let message):
+        case .memberFailed(let index, let model, let reason, let message, let statusCode):
             let openRouterEvents = openRouterEvents
             event("panel.failed", item, &out) {
                 Self.member(&$0, index, model)
                 if openRouterEvents { $0.string("error", message) } else { $0.string("message", message) }
                 $0.string("reason", reason.rawValue)
-                if let status = FusionCallItem.statusCode(reason) { $0.int("status_code", status) }
+                if let statusCode { $0.int("status_code", statusCode) }
             }
         case .judgeStarted(let model, let attempt, _):
             event("analysis.in_progress", item, &out) {
