@@ -211,6 +211,29 @@ def module_checks(driver):
         // Past the markdown limit, text is shown as it is.
         renderText(box, '# x\\n' + 'y'.repeat(200001));
         if (!box.querySelector('.plain-text') || box.querySelector('.md-heading')) failures.push('long text was parsed as markdown');
+        // Streamed text redraws only its unfinished tail: at every prefix, in pieces of any size,
+        // the streamed box shows exactly what a fresh render of that prefix shows, and a block
+        // closed by a blank line is never rebuilt (a link in it keeps the reader's pointer).
+        const doc = '# Plan\\r\\n\\nFirst **bold** [link](https://example.com/a) and `code`.\\nSecond line.\\n\\n' +
+          '- one\\n- two\\n  continued\\n\\n3. three\\n4. four\\n\\n> quoted\\n> more\\n\\n> another quote\\n\\n' +
+          '```js\\nlet a = 1;\\n\\nlet b = 2;\\n```\\n\\nAfter the fence https://example.org/x.\\n\\n~~~\\nopen fence\\n\\nstill code';
+        for (const step of [1, 2, 5, 13, 64]) {
+          const streamed = document.createElement('div');
+          const fresh = document.createElement('div');
+          let firstBlock = null;
+          for (let end = step; end < doc.length + step; end += step) {
+            const prefix = doc.slice(0, Math.min(end, doc.length));
+            renderText(streamed, prefix);
+            renderText(fresh, '');  // from nothing: no state carried over
+            renderText(fresh, prefix);
+            if (streamed.innerHTML !== fresh.innerHTML) { failures.push(`step ${step} at ${prefix.length}: ${streamed.innerHTML} != ${fresh.innerHTML}`); break; }
+            if (prefix.length > 12 && firstBlock === null) firstBlock = streamed.firstChild;
+          }
+          if (streamed.firstChild !== firstBlock) failures.push(`step ${step}: the closed heading was rebuilt`);
+        }
+        const quotes = document.createElement('div');
+        renderText(quotes, '> a\\n> b\\n\\n> c');
+        if (quotes.querySelectorAll('blockquote').length !== 2) failures.push('quotes: ' + quotes.innerHTML);
         return failures;
       })().then(done, (e) => done([String(e)]));
     """)

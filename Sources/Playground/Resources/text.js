@@ -10,14 +10,36 @@ import { externalLink, h } from "./dom.js";
  * every frame while it streams. */
 export const MAX_MARKDOWN_CHARACTERS = 200_000;
 
+// What each container shows: its text, and the part of it that can no longer change (up to
+// the last blank line outside a code fence: the blocks before it are final whatever follows).
+// Streamed text then redraws only its unfinished tail, not everything from the start on every
+// frame (which was quadratic, and rebuilt links under the reader's pointer).
+const shown = new WeakMap(); // container → { text, stable, stableNodes, childCount }
+
 /** Fills `container` with `text` rendered (replacing what was there). */
 export function renderText(container, text) {
-  const value = String(text ?? "");
+  const value = String(text ?? "").replace(/\r\n?/g, "\n");
+  const last = shown.get(container);
+  // Kept only while no one else changed the container.
+  const intact = last && container.childNodes.length === last.childCount;
+  if (intact && last.text === value) return;
   if (value.length > MAX_MARKDOWN_CHARACTERS) {
     container.replaceChildren(h("p", { class: "plain-text", text: value }));
+    shown.delete(container);
     return;
   }
-  container.replaceChildren(...blocks(value));
+  if (intact && last.stable.length > 0 && value.startsWith(last.stable)) {
+    while (container.childNodes.length > last.stableNodes) container.lastChild.remove();
+    const tail = blocks(value.slice(last.stable.length));
+    container.append(...tail.nodes);
+    shown.set(container, { text: value, stable: value.slice(0, last.stable.length + tail.stableLength),
+                           stableNodes: last.stableNodes + tail.stableNodes, childCount: container.childNodes.length });
+    return;
+  }
+  const all = blocks(value);
+  container.replaceChildren(...all.nodes);
+  shown.set(container, { text: value, stable: value.slice(0, all.stableLength), stableNodes: all.stableNodes,
+                         childCount: container.childNodes.length });
 }
 
 /** Inline markup only (for one-line items such as analysis points). */
@@ -52,11 +74,16 @@ function headingText(text) {
   return value;
 }
 
+/** The blocks of `text` (line ends already "\n"), and how much of it, in characters and in
+ * nodes, ends at its last blank line outside a fence: what comes after never changes those. */
 function blocks(text) {
-  const lines = text.replace(/\r\n?/g, "\n").split("\n");
+  const lines = text.split("\n");
   const out = [];
   let paragraph = [];
   let list = null; // {node, ordered}
+  let quoteOpen = false; // the previous line was a quote: the next one joins it
+  let stableLength = 0;
+  let stableNodes = 0;
 
   const flushParagraph = () => {
     if (paragraph.length === 0) return;
@@ -69,12 +96,20 @@ function blocks(text) {
     paragraph = [];
   };
   const flushList = () => { list = null; };
+  // Where line `i` ends in `text`: counted forward from the last line asked for (lines are
+  // asked for in order), so the whole text costs one pass.
+  let counted = 0;
+  let countedEnd = lines.length ? lines[0].length : 0;
+  const lineEnd = (i) => {
+    while (counted < i) { counted++; countedEnd += 1 + lines[counted].length; }
+    return countedEnd;
+  };
 
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
     const fence = fenceOf(line);
     if (fence) {
-      flushParagraph(); flushList();
+      flushParagraph(); flushList(); quoteOpen = false;
       const marker = fence[1];
       const body = [];
       let j = i + 1;
@@ -85,7 +120,14 @@ function blocks(text) {
       i = j; // skips the closing fence (or runs to the end when the fence is still open)
       continue;
     }
-    if (line.trim() === "") { flushParagraph(); flushList(); continue; }
+    if (line.trim() === "") {
+      flushParagraph(); flushList(); quoteOpen = false;
+      // A blank line with its line end: every block before it is final.
+      if (i < lines.length - 1) { stableLength = lineEnd(i) + 1; stableNodes = out.length; }
+      continue;
+    }
+    const wasQuote = quoteOpen;
+    quoteOpen = false;
     const heading = line.match(HEADING);
     if (heading) {
       flushParagraph(); flushList();
@@ -110,8 +152,9 @@ function blocks(text) {
     if (quote) {
       flushParagraph(); flushList();
       const last = out[out.length - 1];
-      if (last && last.tagName === "BLOCKQUOTE") last.append(h("br"), ...inline(quote[1]));
+      if (wasQuote) last.append(h("br"), ...inline(quote[1]));
       else out.push(h("blockquote", {}, inline(quote[1])));
+      quoteOpen = true;
       continue;
     }
     // A line that continues a list item (indented) joins it; anything else is paragraph text.
@@ -123,7 +166,7 @@ function blocks(text) {
     paragraph.push(line);
   }
   flushParagraph();
-  return out;
+  return { nodes: out, stableLength, stableNodes };
 }
 
 // Inline: `code`, **bold**, [text](http…), bare http(s) URLs. Longest constructs first.
