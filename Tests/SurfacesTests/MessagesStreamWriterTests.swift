@@ -165,6 +165,22 @@ import Testing
         #expect(try AnthropicProvider().decodeResponse(try whole.body(), redactor: .none).prefix(6) == answer.prefix(6))
     }
 
+    /// A turn that ends in tool calls is `tool_use` whatever the upstream called its end: OpenAI
+    /// says `stop` for a call `tool_choice` forced (review 43 #1), and an agent loop built on
+    /// Anthropic's SDK runs the tools only on `tool_use`.
+    @Test func aTurnEndingInToolCallsIsToolUseWhateverTheUpstreamSaid() throws {
+        let call = ModelEvent.toolCall(ToolCallFragment(index: 0, id: "call_1", name: "look", arguments: #"{"q":1}"#))
+        for (events, expected) in [([call, .finish(.stop)], "tool_use"), ([call, .finish(.toolCalls)], "tool_use"),
+                                   ([call, .finish(.length)], "max_tokens"), ([.text("x"), .finish(.stop)], "end_turn"),
+                                   ([call, .stopDetail(reason: "pause_turn", sequence: nil), .finish(.stop)], "pause_turn")] {
+            let delta = try Self.events(Self.render(events)).first { $0.name == "message_delta" }?.data["delta"]
+            #expect(delta?["stop_reason"] == .string(expected), "\(events): \(String(describing: delta))")
+            var whole = MessagesResponse(id: "msg_1", model: "claude-x")
+            for event in events { whole.add(event) }
+            #expect(try JSONValue.parse(try whole.body())["stop_reason"] == .string(expected), "whole: \(events)")
+        }
+    }
+
     /// An Anthropic upstream's own stop reason reaches an Anthropic client, with the sequence that
     /// matched: `pause_turn` means "send it back to continue", not done.
     @Test func theUpstreamsOwnStopReasonIsKept() throws {

@@ -108,7 +108,8 @@ public struct MessagesResponse: Sendable {
         message["role"] = .string("assistant")
         message["model"] = .string(model)
         message["content"] = .array(content)
-        message["stop_reason"] = .string(stopDetail?.reason ?? (refused && stopReason == "end_turn" ? "refusal" : stopReason))
+        message["stop_reason"] = .string(MessagesStreamWriter.clientStopReason(stopReason, detail: stopDetail?.reason, refused: refused,
+                                                                               calledTools: !calls.calls.isEmpty))
         message["stop_sequence"] = stopDetail?.sequence.map(JSONValue.string) ?? .null
         message["usage"] = (try? JSONValue.parse(usageJSON)) ?? .object([:])
         return JSONValue.object(message).serialized()

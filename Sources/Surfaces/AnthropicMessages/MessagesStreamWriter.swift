@@ -167,7 +167,8 @@ public struct MessagesStreamWriter: Sendable {
         let usage = final ?? usage ?? Usage()
         event("message_delta", &out)
         out.append(contentsOf: #"{"type":"message_delta","delta":{"stop_reason":"#.utf8)
-        JSONWriting.appendString(stopDetail?.reason ?? (refused && stopReason == "end_turn" ? "refusal" : stopReason), to: &out)
+        JSONWriting.appendString(Self.clientStopReason(stopReason, detail: stopDetail?.reason, refused: refused, calledTools: !toolBlocks.isEmpty),
+                                 to: &out)
         out.append(contentsOf: #","stop_sequence":"#.utf8)
         if let sequence = stopDetail?.sequence { JSONWriting.appendString(sequence, to: &out) } else { out.append(contentsOf: "null".utf8) }
         out.append(contentsOf: #"},"usage":"#.utf8)
@@ -218,6 +219,17 @@ public struct MessagesStreamWriter: Sendable {
         case .contentFilter: "refusal"
         default: "end_turn"
         }
+    }
+
+    /// The stop reason a client reads: an Anthropic upstream's own when it said more; `refusal`
+    /// for a refusal another API said as text; `tool_use` for a turn that ends in tool calls,
+    /// whatever the upstream called its end (OpenAI says `stop` for a call `tool_choice` forced,
+    /// some OpenAI-compatible servers for every call), since clients' agent loops run the tools
+    /// only on `tool_use`.
+    static func clientStopReason(_ mapped: String, detail: String?, refused: Bool, calledTools: Bool) -> String {
+        if let detail { return detail }
+        guard mapped == "end_turn" else { return mapped }
+        return refused ? "refusal" : calledTools ? "tool_use" : mapped
     }
 
     /// Anthropic's usage: `input_tokens` excludes cache reads and writes (OpenAI's prompt includes them).
