@@ -75,6 +75,11 @@ struct AnthropicEventReader {
     private var toolCalls: [Int64: Int] = [:]
     /// Indexes of open blocks passed on as provider blocks.
     private var providerBlocks: Set<Int64> = []
+    /// Tool calls no argument text has come for yet → the input their start gave (`{}` from
+    /// Anthropic, whose deltas then carry it; an empty one for a tool without parameters): sent
+    /// as the arguments when the block stops with no delta, so no client gets `""`, which
+    /// `JSON.parse` and `json.loads` refuse (review 43 #2).
+    private var unsentInputs: [Int64: String] = [:]
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -92,7 +97,9 @@ struct AnthropicEventReader {
         case "content_block_delta":
             delta(json["delta"], index: json["index"]?.intValue, emit: emit)
         case "content_block_stop":
-            if let index = json["index"]?.intValue, providerBlocks.remove(index) != nil { emit(.providerBlock(.stop)) }
+            guard let index = json["index"]?.intValue else { break }
+            if providerBlocks.remove(index) != nil { emit(.providerBlock(.stop)) }
+            sendUnsentInput(index, emit: emit)
         case "message_delta":
             usage.update(json["usage"])
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
@@ -102,6 +109,7 @@ struct AnthropicEventReader {
             }
         case "message_stop":
             ended = true
+            for index in unsentInputs.keys.sorted() { sendUnsentInput(index, emit: emit) }
             // A stream that never named its stop reason (`"stop_reason": null`) still ended
             // normally: every client surface needs a finish (chat's `finish_reason`).
             if !finished {
@@ -128,6 +136,11 @@ struct AnthropicEventReader {
             }
             let ordinal = toolCalls.count
             toolCalls[index] = ordinal
+            if case .object(let input)? = block?["input"], !input.isEmpty, let whole = block?["input"] {
+                unsentInputs[index] = JSONWriting.compact(whole)
+            } else {
+                unsentInputs[index] = "{}"
+            }
             emit(.toolCall(ToolCallFragment(index: ordinal, id: block?["id"]?.stringValue ?? "", name: block?["name"]?.stringValue ?? "",
                                             arguments: "")))
         case "text"?:
@@ -147,7 +160,13 @@ struct AnthropicEventReader {
         }
     }
 
-    private func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) {
+    /// A tool call's block stopped (or the message did) before any argument text came.
+    private mutating func sendUnsentInput(_ index: Int64, emit: (ModelEvent) -> Void) {
+        guard let input = unsentInputs.removeValue(forKey: index), let ordinal = toolCalls[index] else { return }
+        emit(.toolCall(ToolCallFragment(index: ordinal, arguments: input)))
+    }
+
+    private mutating func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) {
         switch delta?["type"]?.stringValue {
         case "text_delta"?:
             if let text = delta?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
@@ -158,6 +177,7 @@ struct AnthropicEventReader {
         case "input_json_delta"?:
             // A server tool's block streams its input too: a provider block's delta.
             if let index, let ordinal = toolCalls[index], let json = delta?["partial_json"]?.stringValue, !json.isEmpty {
+                unsentInputs[index] = nil
                 emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
             } else if let index, providerBlocks.contains(index), let delta {
                 emit(.providerBlock(.delta(delta)))
