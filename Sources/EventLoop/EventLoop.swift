@@ -65,6 +65,19 @@ public final class EventLoop: @unchecked Sendable {
     /// C libraries (curl). Never part of a public API.
     package var unsafeUVLoop: UnsafeMutableRawPointer { UnsafeMutableRawPointer(uvLoop) }
 
+    /// Cross-thread wakeups open on this loop (the loop's own, and one per fan-in channel): a
+    /// count that must come back down as streams end, for lifetime tests. On the loop's thread.
+    public func openWakeupCount() -> Int {
+        var count = 0
+        withUnsafeMutablePointer(to: &count) { pointer in
+            uv_walk(uvLoop, { handle, context in
+                guard let handle, let context, handle.pointee.type == UV_ASYNC, uv_is_closing(handle) == 0 else { return }
+                context.assumingMemoryBound(to: Int.self).pointee += 1
+            }, pointer)
+        }
+        return count
+    }
+
     /// Runs the loop on the calling thread until `stop()`; then closes every handle still open.
     public func run() {
         // Relaxed: only this thread can ever find its own id here; others just need a torn-free read.

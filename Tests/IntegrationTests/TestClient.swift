@@ -11,9 +11,14 @@ final class TestClient {
     /// Headers of the response being (or last) read, available while its body streams in.
     private(set) var lastResponseHeaders: [(String, String)] = []
 
-    init(port: Int, timeoutSeconds: Int = 5) throws {
+    /// `receiveBufferBytes`: a small kernel receive buffer (set before connecting, so the window
+    /// stays small), for a client that falls behind after a few kilobytes, not megabytes.
+    init(port: Int, timeoutSeconds: Int = 5, receiveBufferBytes: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket failed") }
+        if var bytes = receiveBufferBytes {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
+        }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))

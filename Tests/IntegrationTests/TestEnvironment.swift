@@ -147,7 +147,9 @@ final class TestEnvironment: @unchecked Sendable {
     /// Connections the gateway accepted so far, over every loop.
     func acceptedConnections() throws -> Int { try cluster.loopCounters().map(\.accepted).reduce(0, +) }
 
-    func client() throws -> TestClient { try TestClient(port: gatewayPort) }
+    func client(timeoutSeconds: Int = 5, receiveBufferBytes: Int32? = nil) throws -> TestClient {
+        try TestClient(port: gatewayPort, timeoutSeconds: timeoutSeconds, receiveBufferBytes: receiveBufferBytes)
+    }
 
     /// POSTs a chat completion on a new connection and reads the whole response.
     func chat(_ body: String, headers: [String: String] = [:]) throws -> TestResponse {

@@ -150,7 +150,7 @@ final class FusionSession<Renderer: FusionRenderer> {
 
     func start() {
         stream = ClientStream(writer: writer, loop: loop, capacity: 128, redactor: redactor)
-        stream.onEvent = { [unowned self] producer, kind, bytes in didReceive(producer, kind, bytes) }
+        stream.onEvent = { [weak self] producer, kind, bytes in self?.didReceive(producer, kind, bytes) }
         writer.onClientGone = { [unowned self] in
             cancelled = true
             perform(machine.cancel())
@@ -468,10 +468,12 @@ final class FusionSession<Renderer: FusionRenderer> {
         for timer in timers.values { timer.close() }
         timers.removeAll()
         watchdog?.close()
+        watchdog = nil
         writer.onClientGone = nil
+        stream.onEvent = nil
         if writer.state == .streaming {
-            // Close the channel once the end (queued above) is written.
-            stream.onEnded = { [stream] in stream?.close() }
+            // The end (queued above) may wait behind what the client has not taken yet.
+            stream.closeAfterEnd(slowClientTimeoutMilliseconds: slowClientTimeout)
         } else {
             stream.close()
         }

@@ -203,5 +203,34 @@ final class ClientStream {
         writer.onWritable = nil
         onEvent = nil
         onEnded = nil
+        if let tailWatchdog {
+            tailWatchdog.close()
+            self.tailWatchdog = nil
+            writer.onClientGone = nil
+        }
+    }
+
+    /// Watches the stream once its producer is gone (a finished Fusion session, released when
+    /// its record is filed) and its end is queued behind what the client has not taken yet.
+    private var tailWatchdog: StreamWatchdog?
+
+    /// The stream lives on its own until its queued end is written: it holds itself (through
+    /// `onEnded`) until then, a client that leaves closes it, and one that takes nothing for
+    /// `slowClientTimeout` is dropped, as while its producer ran. Records still queued for the
+    /// producer (`onEvent`) are dropped unread (review 43 engine F1, F2: the session's callbacks
+    /// read a released session, and a client that never read again held its connection forever).
+    func closeAfterEnd(slowClientTimeoutMilliseconds: UInt64) {
+        onEvent = nil
+        tailWatchdog = StreamWatchdog(
+            loop: channel.loop, keepAliveIntervalMilliseconds: .max, slowClientTimeoutMilliseconds: slowClientTimeoutMilliseconds,
+            blockedMilliseconds: { [weak self] in self?.blockedMilliseconds() ?? 0 },
+            sendKeepAlive: {},
+            dropClient: { [weak self] in
+                guard let self else { return }
+                close()
+                writer.abort()
+            })
+        writer.onClientGone = { [weak self] in self?.close() }
+        onEnded = { [self] in close() }  // the one strong reference left, until the end or a close
     }
 }

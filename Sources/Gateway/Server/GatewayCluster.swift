@@ -135,6 +135,11 @@ public final class GatewayCluster: Sendable {
         }
     }
 
+    /// Open cross-thread wakeups over every loop (`EventLoop.openWakeupCount`; for tests).
+    public func openWakeups() throws -> Int {
+        try servers.map { box in try box.server.loop.submitAndWait { box.server.loop.openWakeupCount() } }.reduce(0, +)
+    }
+
     /// Active streams per loop (a snapshot; for tests and metrics).
     public func activeStreamsPerLoop() throws -> [Int] {
         try servers.map { box in try box.server.loop.submitAndWait { box.server.activeStreams } }

@@ -1,0 +1,86 @@
+import Foundation
+import Fusion
+import Gateway
+import GatewayCore
+import Testing
+
+/// A streamed deliberation that ends while its client is not reading (the deadline cut the
+/// panel of a parallel turn): the session is released once its record is filed, but its stream
+/// still holds the answer and the end, behind what the client has not taken. Review 43 engine
+/// F1 and F2: the stream called back into the released session (a trap that stopped the whole
+/// process), and with the session's watchdog gone, a client that never read again held its
+/// connection forever.
+@Suite(.serialized) struct FusionStreamTailTests {
+    /// A parallel turn (the caller's tool and fusion) whose verbose panel is cut by the deadline
+    /// while the client reads nothing: the turn completes without the client.
+    static func body(deadline: Int) -> String {
+        let tools = #"[{"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}},"#
+            + #"{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=0:deltas=100000","mock/paced:pace_ms=0:deltas=100000"],"deadline_ms":\#(deadline),"max_completion_tokens":100000}}]"#
+        return #"{"model":"\#(ParallelTurnTests.model)","stream":true,"stream_options":{"include_fusion_events":true},"messages":[\#(ParallelTurnTests.question)],"tools":\#(tools)}"#
+    }
+
+    /// The session is gone (its record filed) while the client was blocked on its stream.
+    static func waitForTheTurnToEndUnread(_ env: TestEnvironment) -> Bool {
+        env.eventually(timeoutSeconds: 15) {
+            guard let metrics = try? env.get("/metrics") else { return false }
+            return (metrics.metric("fusion_gateway_backpressure_pauses_total") ?? 0) > 0 && (try? env.activeStreams()) == 0
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aClientReadingAgainAfterTheTurnEndedGetsTheWholeStream() throws {
+        let env = try TestEnvironment {
+            $0.server.slowClientTimeoutMilliseconds = 30_000
+            $0.fusion?.memberTimeoutMilliseconds = 20_000
+        }
+        let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.body(deadline: 3_000)))
+        #expect(Self.waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        let finishes = response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue }
+        #expect(finishes == ["tool_calls"], "the caller's turn, after the cut panel")
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200, "the gateway still serves")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aClientThatNeverReadsAgainIsDroppedAfterTheSlowClientTimeout() throws {
+        let env = try TestEnvironment {
+            $0.server.slowClientTimeoutMilliseconds = 5_000
+            $0.fusion?.memberTimeoutMilliseconds = 20_000
+        }
+        let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.body(deadline: 3_000)))
+        #expect(Self.waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
+        // Still reading nothing: the stream is dropped 5 s after the client last took a byte
+        // (before the deadline ended the turn, at 3 s).
+        sleep(5)
+        var taken = 0
+        var closed = false
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count > 0 { taken += count; continue }
+            closed = count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)  // EOF or reset: the gateway let go
+            break
+        }
+        #expect(closed, "the connection was dropped (\(taken) bytes were waiting)")
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
+    }
+
+    /// A client that leaves after the turn ended takes the stream with it (its channel, ring and
+    /// wakeup handle were kept until the process stopped).
+    @Test(.timeLimit(.minutes(1))) func aClientThatLeavesAfterTheTurnEndedReleasesTheStream() throws {
+        let env = try TestEnvironment {
+            $0.server.slowClientTimeoutMilliseconds = 30_000
+            $0.fusion?.memberTimeoutMilliseconds = 20_000
+        }
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: true)).status == 200)
+        let before = try env.cluster.openWakeups()
+        let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.body(deadline: 3_000)))
+        #expect(Self.waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
+        #expect(try env.cluster.openWakeups() == before + 1, "the stream waits for its client")
+        client.disconnect()
+        #expect(env.eventually(timeoutSeconds: 5) { (try? env.cluster.openWakeups()) == before }, "the stream was released")
+    }
+}
