@@ -1,4 +1,5 @@
 import GatewayCore
+import PropertyBased
 import Testing
 
 /// The limit arithmetic without clocks or sockets: buckets, budgets, periods, and how decisions
@@ -59,6 +60,38 @@ import Testing
         // Giving back restores capacity, never beyond the limit.
         let back = RateLimitMath.adjust(debt, now: Self.t0, delta: -5_000, limit: 1_000)
         #expect(RateLimitMath.level(back, now: Self.t0 + 1, limit: 1_000) == 1_000)
+    }
+
+    /// Settled usage is an upstream's word (each count at most 2^40): however much of it piles
+    /// up, the bucket's debt stops at a day of refill and every refusal's 429 is computed, its
+    /// waits bounded (review 43 state #4: a debt of 1e15 tokens made the wait Int64.max, and the
+    /// 429's rounding trapped).
+    @Test func hostileUsageLeavesABoundedDebtAndAComputable429() async {
+        await propertyCheck(count: 300, input: Gen.int(in: 1...1_000_000), Gen.int(in: 0...(1 << 40)).array(of: 1...40),
+                            Gen.int(in: 1...(1 << 40))) { limit, settlements, cost in
+            let limits = KeyLimits(requestsPerMinute: Int64(limit), tokensPerMinute: Int64(limit))
+            let periods = BudgetPeriods(micros: Self.t0)
+            var state = LimitState()
+            for tokens in settlements {
+                RateLimitMath.settle(limits, state: &state, now: Self.t0, periods: periods,
+                                     settlement: .init(extraRequests: Int64(tokens), tokenDelta: Int64(tokens), spendMicros: 0))
+            }
+            #expect(RateLimitMath.level(state.tokens, now: Self.t0, limit: Int64(limit)) >= RateLimitMath.deepestLevel(limit: Int64(limit)))
+            let decision = RateLimitMath.admit(limits, state: &state, now: Self.t0, periods: periods,
+                                               reservation: .init(requests: Int64(cost), tokens: Int64(cost)))
+            guard !decision.allowed else { return }
+            let error = RateLimitResponse.error(decision, keyName: "k")
+            #expect(error.status == 429)
+            let retry = error.headers.first { $0.0 == "Retry-After" }.flatMap { Int64($0.1) }
+            #expect(retry.map { $0 >= 1 && $0 <= RateLimitMath.maxReportedMicros / 1_000_000 + 1 } == true, "\(error.headers)")
+        }
+        // The worst case, by hand: a day of debt and a cost of 2^40 at a limit of one a minute.
+        var bucket = RateLimitMath.adjust(nil, now: Self.t0, delta: 1 << 62, limit: 1)
+        #expect(bucket.level == -1_440)
+        bucket = RateLimitMath.adjust(bucket, now: Self.t0, delta: 1 << 40, limit: 1)
+        #expect(bucket.level == -1_440)
+        let refused = RateLimitMath.rate(bucket, now: Self.t0, cost: 1 << 40, limit: 1)
+        #expect(!refused.allowed && refused.retryAfterMicros == RateLimitMath.maxReportedMicros && refused.resetMicros == 1_441 * 60_000_000)
     }
 
     @Test func budgetsRefuseOnceSpentAndResetWithTheirPeriod() {

@@ -53,6 +53,35 @@ struct RedisLimiterParityTests {
         #expect(refusals > 0, "the sequence must reach the limits")
     }
 
+    /// Hostile usage settled over and over (2^40 tokens each time, an upstream's largest word):
+    /// both floor the debt at a day of refill and report the same bounded waits; Redis used to
+    /// answer with a wait it could not represent, read as a store error, so the key most over its
+    /// limit went unlimited (review 43 state #4).
+    @Test func aHostileDebtIsFlooredAlike() throws {
+        let redis = try RedisServerProcess()
+        let thread = EventLoopThread(name: "parity")
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let box = try Self.limiter(redis: redis, loop: loop)
+        defer { try? loop.submitAndWait { box.client.close() } }
+        let limits = KeyLimits(requestsPerMinute: 3, tokensPerMinute: 1_000)
+        let identity = KeyIdentity(id: "team", name: "team", limits: limits)
+        var state = LimitState()
+        let settlement = LimitSettlement(extraRequests: 1 << 40, tokenDelta: 1 << 40, spendMicros: 0)
+        for _ in 0..<1_000 {
+            RateLimitMath.settle(limits, state: &state, now: box.now, periods: BudgetPeriods(micros: box.now), settlement: settlement)
+            try loop.submitAndWait { box.limiter.settle(identity, settlement: settlement, usage: KeyUsage(requests: 1)) }
+        }
+        for cost in [Int64(1), 1 << 40] {
+            box.now += 1_000_000
+            let reservation = LimitReservation(requests: 1, tokens: cost)
+            let expected = RateLimitMath.admit(limits, state: &state, now: box.now, periods: BudgetPeriods(micros: box.now), reservation: reservation)
+            let actual = try admit(box, loop: loop, identity: identity, reservation: reservation)
+            #expect(!expected.allowed && actual == expected, "cost \(cost)")
+            #expect(RateLimitResponse.error(expected, keyName: "team").status == 429)
+        }
+    }
+
     /// Spend holds, released and settled in random order, decided alike (the refusals' figures
     /// too); a hold Redis never hears released lapses after its lifetime.
     @Test(arguments: [KeyLimits(dailyBudgetMicros: 5_000), KeyLimits(dailyBudgetMicros: 9_000, monthlyBudgetMicros: 6_000),

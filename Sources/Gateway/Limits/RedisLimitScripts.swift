@@ -16,6 +16,10 @@ enum RedisLimitScripts {
           local t = redis.call('TIME')
           now = tonumber(t[1]) * 1000000 + tonumber(t[2])
         end
+        -- RateLimitMath.deepestLevel and maxReportedMicros: a day of debt at most, and every
+        -- wait and reset within 2^53 (Redis turns a larger number into garbage).
+        local function deepest(limit) return -limit * 1440 end
+        local function reported(value) return math.max(-9007199254740992, math.min(9007199254740992, value)) end
         local function level_at(key, limit)
           local stored = redis.call('GET', key)
           if not stored then return limit end
@@ -25,7 +29,7 @@ enum RedisLimitScripts {
           if not level or not updated or level ~= level then return limit end
           local elapsed = now - updated
           if elapsed < 0 then elapsed = 0 end
-          return math.min(limit, level + elapsed * limit / period)
+          return math.max(deepest(limit), math.min(limit, level + elapsed * limit / period))
         end
         local function store(key, level, limit)
           local per_unit = period / limit
@@ -67,11 +71,11 @@ enum RedisLimitScripts {
           local per_unit = period / limit
           local retry = 0
           if not allowed then
-            retry = math.ceil((cost - level) * per_unit)
+            retry = reported(math.ceil((cost - level) * per_unit))
             out[1] = 0
           end
           levels[index] = level
-          for _, value in ipairs({1, limit, math.floor(math.max(0, level)), math.ceil((limit - level) * per_unit),
+          for _, value in ipairs({1, limit, math.floor(math.max(0, level)), reported(math.ceil((limit - level) * per_unit)),
                                   allowed and 0 or 1, retry}) do
             table.insert(out, value)
           end
@@ -107,8 +111,8 @@ enum RedisLimitScripts {
     static let settle = prelude + """
         local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
         local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-        if rpm > 0 and extra ~= 0 then store(KEYS[1], level_at(KEYS[1], rpm) - extra, rpm) end
-        if tpm > 0 and delta ~= 0 then store(KEYS[2], level_at(KEYS[2], tpm) - delta, tpm) end
+        if rpm > 0 and extra ~= 0 then store(KEYS[1], math.max(deepest(rpm), level_at(KEYS[1], rpm) - extra), rpm) end
+        if tpm > 0 and delta ~= 0 then store(KEYS[2], math.max(deepest(tpm), level_at(KEYS[2], tpm) - delta), tpm) end
         if spend > 0 then
           redis.call('INCRBY', KEYS[3], spend)
           redis.call('EXPIRE', KEYS[3], ARGV[7])

@@ -22,11 +22,21 @@ public enum RateLimitMath {
         }
     }
 
+    /// The deepest a bucket's debt goes: a day of its refill. What settles comes from upstreams
+    /// (hostile counts, each at most 2^40 tokens); unbounded, their sum made waits past what an
+    /// Int64 holds (a trap in the 429's arithmetic) and levels Redis could not return (review 43
+    /// state #4).
+    public static func deepestLevel(limit: Int64) -> Double { -Double(limit) * 1440 }
+
+    /// The largest wait or reset reported, in µs (2^53, exact in a double: ~285 years), so that
+    /// Redis' integer replies and ours agree whatever the arithmetic gave.
+    public static let maxReportedMicros: Int64 = 1 << 53
+
     /// The level of `bucket` at `now` (a bucket never seen is full).
     public static func level(_ bucket: Bucket?, now: Int64, limit: Int64) -> Double {
         guard let bucket else { return Double(limit) }
         let elapsed = Double(max(0, now.subtractingSaturating(bucket.updatedMicros)))
-        return min(Double(limit), bucket.level + elapsed * Double(limit) / periodMicros)
+        return max(deepestLevel(limit: limit), min(Double(limit), bucket.level + elapsed * Double(limit) / periodMicros))
     }
 
     public struct RateOutcome: Sendable, Equatable {
@@ -56,15 +66,14 @@ public enum RateLimitMath {
 
     /// Takes `delta` more units after the fact (settling an estimate; negative gives back).
     public static func adjust(_ bucket: Bucket?, now: Int64, delta: Int64, limit: Int64) -> Bucket {
-        Bucket(level: level(bucket, now: now, limit: limit) - Double(delta), updatedMicros: now)
+        Bucket(level: max(deepestLevel(limit: limit), level(bucket, now: now, limit: limit) - Double(delta)), updatedMicros: now)
     }
 
-    /// A double (already rounded) as an integer, saturating; NaN is 0.
+    /// A double (already rounded) as an integer within ±`maxReportedMicros`; NaN is 0.
     static func clamp(_ value: Double) -> Int64 {
-        guard value.isFinite else { return value.isNaN ? 0 : (value > 0 ? .max : .min) }
-        if value >= 9.2e18 { return .max }
-        if value <= -9.2e18 { return .min }
-        return Int64(value)
+        guard !value.isNaN else { return 0 }
+        let bound = Double(maxReportedMicros)
+        return Int64(min(bound, max(-bound, value)))
     }
 
     public struct BudgetOutcome: Sendable, Equatable {

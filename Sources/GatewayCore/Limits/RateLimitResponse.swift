@@ -25,13 +25,18 @@ public enum RateLimitResponse {
         return budgets.max { $0.retryAfterMicros < $1.retryAfterMicros } ?? exceeded.first
     }
 
+    /// `value / unit` rounded up, for any `value` (adding `unit - 1` first overflowed at the top).
+    static func roundedUp(_ value: Int64, _ unit: Int64) -> Int64 {
+        value / unit + (value % unit > 0 ? 1 : 0)
+    }
+
     /// The 429 for a refused decision (which must have an exceeded dimension).
     public static func error(_ decision: LimitDecision, keyName: String) -> APIError {
         let retryMicros = max(decision.retryAfterMicros, 0)
-        let retrySeconds = max(1, (retryMicros + 999_999) / 1_000_000)
+        let retrySeconds = max(1, roundedUp(retryMicros, 1_000_000))
         var headers = headers(decision)
         headers.append(("Retry-After", String(retrySeconds)))
-        headers.append(("retry-after-ms", String(max(1, (retryMicros + 999) / 1_000))))
+        headers.append(("retry-after-ms", String(max(1, roundedUp(retryMicros, 1_000)))))
         let wait = duration(micros: retryMicros)
         let reported = reportedDimension(decision)
         // A per-minute limit names itself only when no budget is spent too: a spent budget's wait
@@ -65,8 +70,8 @@ public enum RateLimitResponse {
             ("x-ratelimit-limit-\(kind)", dollars(refusal.limit)),
             ("x-ratelimit-remaining-\(kind)", dollars(max(0, left.subtractingSaturating(refusal.heldMicros)))),
             ("x-ratelimit-reset-\(kind)", duration(micros: refusal.resetMicros)),
-            ("Retry-After", String(max(1, (retryMicros + 999_999) / 1_000_000))),
-            ("retry-after-ms", String(max(1, (retryMicros + 999) / 1_000))),
+            ("Retry-After", String(max(1, roundedUp(retryMicros, 1_000_000)))),
+            ("retry-after-ms", String(max(1, roundedUp(retryMicros, 1_000)))),
         ]
         if !fitsOnceInFlightEnd { headers.append(("x-should-retry", "false")) }
         let cost = "This request may cost up to $\(dollars(hold)) (its prompt and output limit at the configured prices)"
