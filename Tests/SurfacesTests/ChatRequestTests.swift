@@ -52,6 +52,15 @@ import Testing
             #expect(body["stream_options"]?["include_usage"] == .bool(true), "\(options)")
             if options.contains("obfuscation") { #expect(body["stream_options"]?["include_obfuscation"] == .bool(false)) }
         }
+        // The gateway's own option never goes upstream (review 43 conformance #3).
+        for (options, expected) in [(#"{"include_fusion_events":true}"#, JSONValue.object(["include_usage": .bool(true)])),
+                                    (#"{"include_fusion_events":false,"include_usage":true}"#, .object(["include_usage": .bool(true)]))] {
+            for stream in [true, false] {
+                let text = #"{"model":"p/m","stream":\#(stream),"stream_options":\#(options),"messages":[{"role":"user","content":"q"}]}"#
+                let body = try JSONValue.parse(try parse(text).upstreamBody(model: "m"))
+                #expect(body["stream_options"] == (stream || options.contains("usage") ? expected : nil), "\(text): \(body)")
+            }
+        }
         // Asked already, or not streamed: the bytes as they were.
         for text in [#"{"model":"p/m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"q"}]}"#,
                      #"{"model":"p/m","messages":[{"role":"user","content":"q"}]}"#] {

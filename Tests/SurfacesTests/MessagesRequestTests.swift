@@ -171,6 +171,18 @@ import Testing
         #expect(model == "sim/outer")
     }
 
+    /// The gateway's own fields never reach Anthropic, which refuses fields it does not know
+    /// (review 43 conformance #3); everything else is kept.
+    @Test func upstreamBodyLeavesOutTheGatewaysOwnFields() throws {
+        let text = #"{"model":"anth/claude-x","max_tokens":5,"stream":true,"stream_options":{"include_fusion_events":true},"#
+            + #""plugins":[{"id":"fusion","enabled":false},{"id":"web"}],"messages":[{"role":"user","content":"é"}],"thinking":{"type":"enabled","budget_tokens":1024}}"#
+        let body = try JSONValue.parse(try parse(text).upstreamBody(model: "claude-x"))
+        #expect(body["stream_options"] == nil && body["plugins"] == .array([.object(["id": .string("web")])]))
+        #expect(body["model"] == .string("claude-x") && body["stream"] == .bool(true) && body["thinking"]?["budget_tokens"] == .int(1024))
+        let alone = #"{"model":"anth/claude-x","max_tokens":5,"plugins":[{"id":"fusion","enabled":false}],"messages":[{"role":"user","content":"x"}]}"#
+        #expect(try JSONValue.parse(try parse(alone).upstreamBody(model: "c"))["plugins"] == nil)
+    }
+
     @Test func upstreamBodyReplacesOnlyTheModel() throws {
         let text = #"{"model":"anth/claude-x","max_tokens":5,"messages":[{"role":"user","content":"é"}],"x":{"model":"keep"}}"#
         #expect(String(decoding: try parse(text).upstreamBody(model: "claude-x"), as: UTF8.self)

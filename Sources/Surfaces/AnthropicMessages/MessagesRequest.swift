@@ -77,8 +77,20 @@ public struct MessagesRequest: Sendable {
 
     /// The client's bytes with the `model` value replaced: for an Anthropic upstream, which then
     /// gets every field as sent (thinking blocks with their signatures, cache controls, betas'
-    /// fields).
+    /// fields), but the gateway's own: `stream_options` and a fusion plugin entry (Anthropic
+    /// refuses fields it does not know: "Extra inputs are not permitted"; review 43 conformance #3).
     public func upstreamBody(model upstreamModel: String) -> [UInt8] {
+        let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
+        if case .object(var fields) = json,
+           fields["stream_options"] != nil || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+            fields["stream_options"] = nil
+            if let plugins = fields["plugins"]?.arrayValue {
+                let others = plugins.filter { !fusionPlugin($0) }
+                fields["plugins"] = others.isEmpty ? nil : .array(others)
+            }
+            fields["model"] = .string(upstreamModel)
+            return JSONValue.object(fields).serialized()
+        }
         guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else { return rawBody }
         var out = Array(rawBody[..<range.lowerBound])
         JSONWriting.appendString(upstreamModel, to: &out)

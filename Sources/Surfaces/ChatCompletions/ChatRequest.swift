@@ -171,7 +171,8 @@ public struct ChatRequest: Sendable {
         let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
         if case .object(var fields) = json,
            fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil)
-            || (addUsage && fields["stream_options"] != nil) || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+            || (addUsage && fields["stream_options"] != nil) || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true
+            || fields["stream_options"]?["include_fusion_events"] != nil {
             // Fallbacks are the gateway's business; an upstream may reject the unknown field. So
             // is the fusion plugin, switched off (`enabled: false`) or not: it never goes upstream.
             fields["models"] = nil
@@ -181,6 +182,12 @@ public struct ChatRequest: Sendable {
             }
             fields["model"] = .string(upstreamModel)
             if let limit = fields.removeValue(forKey: otherField), fields[maxTokensField] == nil { fields[maxTokensField] = limit }
+            // The gateway's own option (review 43 conformance #3): OpenAI's `stream_options` knows
+            // only its own members.
+            if var options = fields["stream_options"]?.objectValue {
+                options["include_fusion_events"] = nil
+                fields["stream_options"] = options.isEmpty ? nil : .object(options)
+            }
             if addUsage {
                 var options = fields["stream_options"]?.objectValue ?? [:]
                 options["include_usage"] = .bool(true)
