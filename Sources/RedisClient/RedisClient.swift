@@ -308,7 +308,9 @@ public final class RedisClient {
                 dequeue()
             }
             armForHead()
-            for command in expired { command.completion(.failure(.timeout)) }
+            // Never written: certainly not applied, so a settlement may be queued and sent later
+            // (a timeout would say it may have been; review 43 state #2).
+            for command in expired { command.completion(.failure(Self.notSent("still connecting"))) }
         case .connecting, .ready:
             if head < pending.count, pending[head].deadline <= now {
                 fail(.timeout)
@@ -358,6 +360,9 @@ public final class RedisClient {
         let failed = pending[head...]
         pending.removeAll()
         head = 0
-        for command in failed { command.completion(.failure(error)) }
+        for command in failed { command.completion(.failure(command.unsent == nil ? error : Self.notSent(error.description))) }
     }
+
+    /// The error of a command whose bytes never left the process.
+    static func notSent(_ why: String) -> RedisError { .unavailable("not sent: \(why)") }
 }

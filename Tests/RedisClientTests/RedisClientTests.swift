@@ -185,10 +185,20 @@ struct RedisClientTests {
         settings.connectTimeoutMilliseconds = 1_500
         let harness = try Harness(port: Int(UInt16(bigEndian: address.sin_port)), settings: settings)
         let started = Date()
-        #expect(harness.call(["PING"]) == .failure(.timeout))
+        // Never written, so certainly not applied: a settlement may wait and be sent later
+        // (a timeout, which may have been applied, dropped it; review 43 state #2).
+        let result = harness.call(["PING"])
+        #expect(result == .failure(.unavailable("not sent: still connecting")))
+        if case .failure(let error) = result { #expect(error.wasNotAppliedButMayBeRetried) }
         #expect(Date().timeIntervalSince(started) < 1, "the command's own timeout, not the connect timeout")
         #expect(try harness.state() == .connecting, "the attempt goes on")
         #expect(try harness.waitUntilState(.waiting, seconds: 3), "then gives up at the connect timeout")
+        // A command still waiting when the attempt gives up was never written either.
+        settings.commandTimeoutMilliseconds = 3_000
+        settings.connectTimeoutMilliseconds = 200
+        let patient = try Harness(port: Int(UInt16(bigEndian: address.sin_port)), settings: settings)
+        let late = patient.call(["PING"])
+        #expect(late == .failure(.unavailable("not sent: redis command timed out")), "\(late)")
     }
 
     /// A connection accepted but never answered (a stopped Redis: the kernel accepts for it): the
