@@ -239,6 +239,32 @@ struct SharedStoreTests {
         #expect(try Self.chat(b, key: key, model: "mock/normal:prompt_tokens=7", extra: #","max_tokens":60"#).status == 200)
     }
 
+    /// A hold ends only once its request's spend has landed: with Redis full, the settlement is
+    /// refused (`OOM`) and waits, and its hold waits with it (review 43 state #3: the release, a
+    /// `ZREM` a full Redis still runs, went through alone, and the spend counted nowhere).
+    @Test func aHoldWaitsForItsSettlementWhenRedisIsFull() throws {
+        let redis = try RedisServerProcess()
+        let limits = KeyLimits(dailyBudgetMicros: 200)
+        let prices = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
+        let a = try Self.replica(redis: redis, limits: limits, prices: prices, loops: 1)
+        let key = Self.keys["TEAM_A_KEY"]!
+        let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=100:prompt_tokens=7", extra: #","max_tokens":60"#)
+        let client = try a.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: slow, headers: ["Authorization": "Bearer \(key)"]))
+        #expect(a.eventually { a.mockStats.counts.streamsStarted == 1 })
+        #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":1")
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "1"])
+        #expect(try client.readResponse().status == 200)
+        #expect(a.eventually(timeoutSeconds: 5) { (try? Self.metrics(a).contains(#"operation="settle",error="server_error""#)) == true })
+        usleep(300_000)
+        #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":1", "held while its spend is not counted")
+        _ = try redis.command(["CONFIG", "SET", "maxmemory", "0"])
+        // The settlement lands (sent again a second later), then the hold ends.
+        #expect(a.eventually(timeoutSeconds: 5) { (try? redis.command(["ZCARD", "test:{team-a}:holds"])) == ":0" })
+        let spent = try redis.command(["HGET", "test:{team-a}:usage", "requests"])
+        #expect(spent.hasSuffix("\n1"), "the settlement landed first: \(spent.debugDescription)")
+    }
+
     /// A client that leaves while its hold is being decided: the hold, once granted, is released,
     /// nothing starts, and the request is settled (its key's usage counts it). The hold script is
     /// made slow (~0.2 s) by 200,000 lapsed holds of nothing for it to drop first.

@@ -194,12 +194,11 @@ extension GatewayServer {
         let spend = record?.spendMicros ?? 0
         let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,
                                          tokenDelta: (usage?.totalTokens ?? 0) - ticket.reservation.tokens, spendMicros: spend)
+        // The hold ends once the spend is added: no moment counts neither.
         store.limiter.settle(ticket.identity, settlement: settlement,
                              usage: KeyUsage(requests: requests, promptTokens: usage?.promptTokens ?? 0,
-                                             completionTokens: usage?.completionTokens ?? 0, costMicros: spend))
-        // After the spend is added (in Redis, the next command on the same connection): no
-        // moment counts neither.
-        if ticket.held > 0 { store.limiter.release(ticket.identity, held: ticket.held, holdID: ticket.holdID) }
+                                             completionTokens: usage?.completionTokens ?? 0, costMicros: spend),
+                             release: ticket.held > 0 ? HeldSpend(micros: ticket.held, holdID: ticket.holdID) : nil)
     }
 
     /// A failed store operation: always counted; logged at most every 10 s per loop, so an outage

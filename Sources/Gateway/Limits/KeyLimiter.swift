@@ -19,8 +19,10 @@ protocol KeyLimiter: AnyObject {
     /// the decision could not be made (the store's error policy applies).
     func admit(_ identity: KeyIdentity, reservation: LimitReservation, completion: @escaping (Result<LimitDecision, RedisError>) -> Void)
     /// Settles a finished request: moves the buckets by what it really used, adds its spend and
-    /// usage. In the background.
-    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage)
+    /// usage, then ends its hold (`release`, if it had one) once the spend has landed: a hold
+    /// ended while its settlement waits would count the spend nowhere (review 43 state #3). In
+    /// the background.
+    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage, release: HeldSpend?)
     /// Holds `micros` against the key's budgets for a request about to run, once its models and
     /// output limits are known (`RateLimitMath.hold`); `completion` runs on the loop. `holdID`
     /// (the request's generation id) names the hold for its release.
@@ -29,6 +31,18 @@ protocol KeyLimiter: AnyObject {
     /// hold never released (its replica died, Redis was unreachable) lapses by itself after
     /// `RedisKeyLimiter.holdLifetimeMicros`.
     func release(_ identity: KeyIdentity, held: Int64, holdID: String)
+}
+
+/// A spend hold, as its release names it.
+struct HeldSpend: Equatable {
+    var micros: Int64
+    var holdID: String
+}
+
+extension KeyLimiter {
+    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage) {
+        settle(identity, settlement: settlement, usage: usage, release: nil)
+    }
 }
 
 /// The wall clock in microseconds, for limits kept in process and budget periods.
@@ -62,7 +76,8 @@ final class InProcessKeyLimiter: KeyLimiter, Sendable {
         completion(.success(decision))
     }
 
-    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage) {
+    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage, release held: HeldSpend?) {
+        defer { if let held { release(identity, held: held.micros, holdID: held.holdID) } }
         let now = clock()
         state.withLock { state in
             if !identity.limits.isEmpty {

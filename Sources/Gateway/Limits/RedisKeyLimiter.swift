@@ -134,28 +134,37 @@ final class RedisKeyLimiter: KeyLimiter {
         }
     }
 
-    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage) {
+    func settle(_ identity: KeyIdentity, settlement: LimitSettlement, usage: KeyUsage, release held: HeldSpend?) {
         let now = testClock?() ?? wallClock()
         let periods = BudgetPeriods(micros: now)
         // Spend counters outlive their period by an hour (a late settlement still lands).
         send(PendingSettlement(keys: keys(identity.id, periods: periods), limits: identity.limits, now: nowArgument,
                                settlement: settlement, usage: usage,
                                daySeconds: (periods.day.endMicros - now) / 1_000_000 + 3_600,
-                               monthSeconds: (periods.month.endMicros - now) / 1_000_000 + 3_600))
+                               monthSeconds: (periods.month.endMicros - now) / 1_000_000 + 3_600,
+                               releases: held.map { [PendingRelease(keys: holdsKeys(identity.id), member: "\($0.holdID) \($0.micros)", amount: $0.micros)] } ?? []))
     }
 
     private func send(_ pending: PendingSettlement) {
         client.send(pending.command) { [weak self] result in
             guard let self else { return }
             guard case .failure(let error) = result else {
+                // The spend is in: its holds end.
+                for release in pending.releases { sendRelease(release) }
                 // Redis answers again: send what still waits, a batch at a time.
                 if !unsent.isEmpty || !unreleased.isEmpty { flushUnsent(batch: 256) }
                 return
             }
             onError("settle", error)
             // One that may have been applied (a timeout) is not sent again: counting it twice
-            // would be worse. One refused for a passing state (`OOM`) is (review 22 F3).
-            guard error.wasNotAppliedButMayBeRetried, maxUnsent > 0 else { return }
+            // would be worse; taken as applied, its holds end. One refused for a passing state
+            // (`OOM`) is (review 22 F3), and its holds wait with it: ended now, neither would
+            // count the spend (review 43 state #3). A settlement dropped keeps its holds until
+            // they lapse.
+            guard error.wasNotAppliedButMayBeRetried, maxUnsent > 0 else {
+                for release in pending.releases { sendRelease(release) }
+                return
+            }
             if let index = unsent.firstIndex(where: { $0.keys == pending.keys }) {
                 unsent[index].add(pending)
             } else {
@@ -226,8 +235,12 @@ struct PendingSettlement: Equatable {
     var usage: KeyUsage
     var daySeconds: Int64
     var monthSeconds: Int64
+    /// Holds to end once this has landed.
+    var releases: [PendingRelease] = []
 
     mutating func add(_ other: PendingSettlement) {
+        // At most 1,024 holds wait with one key's settlement; older ones lapse by themselves.
+        releases = Array((releases + other.releases).suffix(1_024))
         func sum(_ a: Int64, _ b: Int64) -> Int64 { let (total, overflow) = a.addingReportingOverflow(b); return overflow ? (a < 0 ? .min : .max) : total }
         settlement.extraRequests = sum(settlement.extraRequests, other.settlement.extraRequests)
         settlement.tokenDelta = sum(settlement.tokenDelta, other.settlement.tokenDelta)
