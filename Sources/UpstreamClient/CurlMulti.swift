@@ -114,8 +114,16 @@ final class CurlMulti {
     /// Returns false when the socket cannot be watched (curl then fails its transfer).
     private func curlWantsSocket(_ socket: curl_socket_t, what: Int32) -> Bool {
         if what == CURL_POLL_REMOVE {
-            // No transfer uses the socket now; a kept-alive connection keeps it open.
-            watchers[socket]?.watch([])
+            if Self.isLocalSocket(socket) {
+                // Not a connection: curl 7.88's threaded resolver's socketpair, which curl closes
+                // itself, never through `curlWillCloseSocket`. Its watcher goes now: left stopped,
+                // closing it later (an idle shard retired) took whatever descriptor had been given
+                // its number since out of epoll (review 43 engine F3).
+                watchers.removeValue(forKey: socket)?.close()
+            } else {
+                // No transfer uses the socket now; a kept-alive connection keeps it open.
+                watchers[socket]?.watch([])
+            }
             return true
         }
         let watcher: SocketWatcher
@@ -138,6 +146,13 @@ final class CurlMulti {
         if what & CURL_POLL_OUT != 0 { events.insert(.writable) }
         watcher.watch(events)
         return true
+    }
+
+    /// A Unix-domain socket (upstream connections are TCP).
+    static func isLocalSocket(_ socket: curl_socket_t) -> Bool {
+        var domain: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(socket, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain == AF_UNIX
     }
 
     /// curl closes `socket` (its connection is done): the loop must stop polling it first, or a

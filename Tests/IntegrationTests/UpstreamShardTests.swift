@@ -13,10 +13,11 @@ import UpstreamClient
 
     /// Starts `count` streamed chat completions at once on the client; returns each body and the
     /// shards open right after starting them.
-    private func run(_ count: Int, model: String, perShard: Int, idleMilliseconds: UInt64) throws -> (bodies: [String], shards: Int) {
+    private func run(_ count: Int, model: String, perShard: Int, idleMilliseconds: UInt64,
+                     host: String = "127.0.0.1") throws -> (bodies: [String], shards: Int) {
         let box = box
         let loop = clientThread.loop
-        let url = "http://127.0.0.1:\(mockPort)/v1/chat/completions"
+        let url = "http://\(host):\(mockPort)/v1/chat/completions"
         let bodies = Mutex<[Int: String]>([:])
         let done = DispatchSemaphore(value: 0)
         let shards = try loop.submitAndWait { () -> Int in
@@ -60,6 +61,33 @@ import UpstreamClient
             #expect(body.components(separatedBy: "\"content\":").count - 1 >= 5, "every delta arrived")
         }
         #expect(stats.counts.streamsFinished == 7)
+    }
+
+    /// The machine's own name, when it resolves to 127.0.0.1 (from /etc/hosts, as on Debian):
+    /// a name curl resolves in its resolver thread (`localhost` it resolves itself).
+    static let loopbackName: String? = {
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count) == 0 else { return nil }
+        let host = String(cString: name)
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(result) }
+        let address = first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+        return address == inet_addr("127.0.0.1") && host != "localhost" ? host : nil
+    }()
+
+    /// A name resolved in curl's resolver thread leaves no watcher behind (its socketpair, which
+    /// curl closes itself): only the kept-alive connections are watched (review 43 engine F3: one
+    /// stopped watcher stayed per resolve, and closing it with its shard took a descriptor that
+    /// had its number since out of epoll).
+    @Test(.enabled(if: loopbackName != nil, "the machine's name does not resolve to 127.0.0.1"))
+    func aResolvedNameLeavesOnlyItsConnectionsWatched() throws {
+        let host = try #require(Self.loopbackName)
+        let (bodies, _) = try run(2, model: "paced:pace_ms=1:deltas=2", perShard: 4, idleMilliseconds: 60_000, host: host)
+        for body in bodies { #expect(body.hasSuffix("data: [DONE]\n\n"), "\(body.prefix(200))") }
+        #expect(try watcherCount() == stats.counts.connections, "one watcher per kept-alive connection, none for the resolver")
     }
 
     @Test func lightLoadStaysOnTheFirstShardAndReusesItsConnection() throws {
