@@ -239,6 +239,27 @@ struct SharedStoreTests {
         #expect(try Self.chat(b, key: key, model: "mock/normal:prompt_tokens=7", extra: #","max_tokens":60"#).status == 200)
     }
 
+    /// Refused requests' records in Redis are bounded per key and live an hour: a key hammering
+    /// past its limit cannot fill the Redis every key's limits live in (review 43 state #1: each
+    /// refusal was a day-long record, without bound).
+    @Test func aKeysRefusalsWriteABoundedNumberOfRecords() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 1), loops: 1)
+        let key = Self.keys["TEAM_A_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        let quota = 60  // RefusedRecordQuota.perKeyPerMinute
+        var refusals = 0
+        for _ in 0..<(quota * 2 + 40) where try Self.chat(a, key: key).status == 429 { refusals += 1 }
+        #expect(refusals == quota * 2 + 40)
+        // The completion's and at most a minute's quota of refusals (a new minute may start mid-run).
+        func count(_ script: String) -> Int { Int(((try? redis.command(["EVAL", script, "0"])) ?? "").dropFirst()) ?? -1 }
+        let all = "return #redis.call('KEYS', 'test:gen:*')"
+        #expect(a.eventually(timeoutSeconds: 5) { count(all) >= 1 + quota })
+        #expect(count(all) <= 1 + 2 * quota, "\(count(all)) records")
+        let longLived = "local n = 0 for _, k in ipairs(redis.call('KEYS', 'test:gen:*')) do if redis.call('TTL', k) > 3600 then n = n + 1 end end return n"
+        #expect(count(longLived) == 1, "only the completion's record lives past an hour")
+    }
+
     /// A hold ends only once its request's spend has landed: with Redis full, the settlement is
     /// refused (`OOM`) and waits, and its hold waits with it (review 43 state #3: the release, a
     /// `ZREM` a full Redis still runs, went through alone, and the spend counted nowhere).

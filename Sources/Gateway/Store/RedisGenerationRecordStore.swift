@@ -21,6 +21,10 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     var onQueued: (() -> Void)?
     /// Records waiting for Redis, oldest first; `refused`: a request refused before any work.
     private(set) var unwritten: [(id: String, value: [UInt8], refused: Bool)] = []
+    /// Refused requests' records written a minute, per key (the rest stay in this replica).
+    private var refusedQuota = RefusedRecordQuota()
+    /// A refused request's record lives an hour at most (a completion's, `ttlSeconds`).
+    static let refusedTTLSeconds = 3_600
 
     /// Ids are ours (`gen-` + hex) or a client's query: anything longer is not a record.
     static let maxIDBytes = 128
@@ -49,12 +53,17 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
             guard let self else { return }
             let records = toEncode
             toEncode.removeAll(keepingCapacity: true)
-            for record in records { write(id: record.id, value: Self.encode(StoredGeneration(record)), refused: record.kind == .rejected) }
+            for record in records {
+                let refused = record.kind == .rejected
+                if refused, !refusedQuota.admit(owner: record.owner, nowMilliseconds: client.loop.nowMilliseconds) { continue }
+                write(id: record.id, value: Self.encode(StoredGeneration(record)), refused: refused)
+            }
         }
     }
 
     private func write(id: String, value: [UInt8], refused: Bool) {
-        client.send([Array("SET".utf8), key(id), value, Array("EX".utf8), Array(String(ttlSeconds).utf8)]) { [weak self] result in
+        let ttl = refused ? min(ttlSeconds, Self.refusedTTLSeconds) : ttlSeconds
+        client.send([Array("SET".utf8), key(id), value, Array("EX".utf8), Array(String(ttl).utf8)]) { [weak self] result in
             guard let self else { return }
             switch result {
             case .success(.status):
