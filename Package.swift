@@ -113,7 +113,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FanInTests", dependencies: ["FanIn"], swiftSettings: strict),
-        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"], swiftSettings: strict),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "FanIn"], swiftSettings: strict),
         .testTarget(
             name: "RedisClientTests",
             dependencies: ["RedisClient", "RedisServerProcess", "EventLoop", .product(name: "PropertyBased", package: "swift-property-based")],

@@ -109,11 +109,12 @@ public final class FanInChannel: @unchecked Sendable {
     func drain() {
         drainScheduled = false
         guard !closed else { return }
-        if isAcceptingRecords, let onRecords {
-            // Until empty: async sends coalesce, so this one wake may stand for many pushes.
-            while buffer.drainRecords(limit: 64, onRecords) > 0 {
-                guard isAcceptingRecords, !closed else { break }
-            }
+        if let onRecords {
+            // Until empty: async sends coalesce, so this one wake may stand for many pushes. One
+            // record at a time: the consumer may stop accepting on any of them (a client that
+            // stopped reading), and the next must wait in the ring, not be handed over anyway
+            // (review 43 engine F4: up to 63 more went, megabytes for a Fusion stream).
+            while isAcceptingRecords, !closed, buffer.drainRecords(limit: 1, onRecords) > 0 {}
         }
         if !closed, let onDrained { onDrained() }
         // Not while the consumer holds records back (a client that is not reading): a producer
