@@ -558,6 +558,28 @@ struct SharedStoreTests {
         #expect(try a.get("/health").status == 200)
     }
 
+    /// An admission that timed out may have been applied (written, Redis slow): the request it
+    /// let through settles against its reservation like any other, not charged a second request
+    /// in full (review 43 state #6: a slow spell left every key served in it double-charged).
+    @Test func anAdmissionThatTimedOutIsNotChargedTwice() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(requestsPerMinute: 3), loops: 1, commandTimeoutMilliseconds: 300)
+        let key = Self.keys["TEAM_A_KEY"]!
+        #expect(try Self.chat(a, key: key).status == 200)
+        redis.pause()
+        let resumed = DispatchSemaphore(value: 0)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.8) {
+            redis.resume()
+            resumed.signal()
+        }
+        #expect(try Self.chat(a, key: key).status == 200, "let through: on_store_error allow")
+        resumed.wait()
+        usleep(1_500_000)  // Redis applies what was written to it; what waited is sent again
+        // Two requests made, one left of three (the refill is one every 20 s).
+        let third = try Self.chat(a, key: key)
+        #expect(third.status == 200, "\(third.text)")
+    }
+
     /// A shutdown whose grace period ends while requests still wait on a frozen Redis (an
     /// admission, a record lookup) answers each with the shutdown's 503 in its API's shape, not a
     /// connection closed without a word.

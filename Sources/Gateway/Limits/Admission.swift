@@ -60,12 +60,17 @@ extension GatewayServer {
                 let error = RateLimitResponse.error(decision, keyName: identity.name ?? identity.id)
                 refuseBeforeStart(error, request, writer, api: api, startedAt: startedAt, key: identity)
                 logger.info("request limited", metadata: ["key": "\(identity.id)", "code": "\(error.code)", "type": "\(error.type)"])
-            case .failure:
+            case .failure(let error):
                 // Counted and logged by `storeDidFail`.
                 switch store.onStoreError {
                 case .allow:
                     metrics.countLimitDecision(outcome: "store_error_allowed")
-                    run(start, writer, ticket: AdmissionTicket(identity: identity, reservation: LimitReservation(requests: 0, tokens: 0),
+                    // An admission that timed out (or lost its connection) may have been applied:
+                    // taken as applied, its reservation is settled like any other, not charged a
+                    // second time in full (review 43 state #6); settlements take timeouts so too.
+                    let mayHaveApplied = error == .timeout || { if case .connectionLost = error { true } else { false } }()
+                    run(start, writer, ticket: AdmissionTicket(identity: identity,
+                                                               reservation: mayHaveApplied ? reservation : LimitReservation(requests: 0, tokens: 0),
                                                                storeFailed: true))
                 case .deny:
                     metrics.countLimitDecision(outcome: "store_error_denied")
