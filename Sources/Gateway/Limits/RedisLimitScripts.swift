@@ -3,7 +3,10 @@
 /// `RateLimitMath` computes, in the same order of double operations (`RedisLimiterParityTests`
 /// runs both on the same sequences and compares every figure).
 ///
-/// Clock: Redis' `TIME` (one clock for every replica), unless a test passes its own `now`.
+/// Clock: Redis' `TIME` (one clock for every replica) for the buckets and holds, unless a test
+/// passes its own `now`. Which day's and month's spend counter a budget reads is the replica's
+/// choice (`BudgetPeriods` from its own clock, in the keys it passes): replicas whose clocks
+/// disagree split the spend around midnight UTC by their skew.
 /// Buckets are strings `"<level %.17g> <updated µs>"` (a double survives the round trip exactly),
 /// expiring when they would be full again; spend counters are integers (millionths of a dollar)
 /// expiring after their day or month.
