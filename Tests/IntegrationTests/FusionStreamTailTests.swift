@@ -27,14 +27,25 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func aClientReadingAgainAfterTheTurnEndedGetsTheWholeStream() throws {
-        let env = try TestEnvironment {
-            $0.server.slowClientTimeoutMilliseconds = 30_000
+    static func gateway(slowClientTimeoutMilliseconds: UInt64) throws -> TestEnvironment {
+        try TestEnvironment {
+            $0.server.slowClientTimeoutMilliseconds = slowClientTimeoutMilliseconds
             $0.fusion?.memberTimeoutMilliseconds = 20_000
         }
+    }
+
+    /// A client (a small receive buffer: it falls behind after kilobytes) whose turn has ended
+    /// while it read nothing.
+    static func turnEndedUnread(_ env: TestEnvironment) throws -> TestClient {
         let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
-        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.body(deadline: 3_000)))
-        #expect(Self.waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: body(deadline: 3_000)))
+        #expect(waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
+        return client
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aClientReadingAgainAfterTheTurnEndedGetsTheWholeStream() throws {
+        let env = try Self.gateway(slowClientTimeoutMilliseconds: 30_000)
+        let client = try Self.turnEndedUnread(env)
         let response = try client.readResponse()
         #expect(response.status == 200)
         let finishes = response.plainChunksJSON.compactMap { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue }
@@ -44,41 +55,24 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(1))) func aClientThatNeverReadsAgainIsDroppedAfterTheSlowClientTimeout() throws {
-        let env = try TestEnvironment {
-            $0.server.slowClientTimeoutMilliseconds = 5_000
-            $0.fusion?.memberTimeoutMilliseconds = 20_000
-        }
-        let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
-        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.body(deadline: 3_000)))
-        #expect(Self.waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
+        let env = try Self.gateway(slowClientTimeoutMilliseconds: 5_000)
+        let client = try Self.turnEndedUnread(env)
         // Still reading nothing: the stream is dropped 5 s after the client last took a byte
-        // (before the deadline ended the turn, at 3 s).
-        sleep(5)
-        var taken = 0
-        var closed = false
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if count > 0 { taken += count; continue }
-            closed = count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)  // EOF or reset: the gateway let go
-            break
-        }
-        #expect(closed, "the connection was dropped (\(taken) bytes were waiting)")
+        // (before the deadline ended the turn, at 3 s). Watched from the gateway's side: the
+        // client sees nothing of it until it reads (the FIN waits behind the unsent bytes).
+        #expect(try env.cluster.openConnections() == 1)
+        let closed = env.eventually(timeoutSeconds: 20) { (try? env.cluster.openConnections()) == 0 }
+        #expect(closed, "the gateway let go of a client that took nothing")
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
     }
 
     /// A client that leaves after the turn ended takes the stream with it (its channel, ring and
     /// wakeup handle were kept until the process stopped).
     @Test(.timeLimit(.minutes(1))) func aClientThatLeavesAfterTheTurnEndedReleasesTheStream() throws {
-        let env = try TestEnvironment {
-            $0.server.slowClientTimeoutMilliseconds = 30_000
-            $0.fusion?.memberTimeoutMilliseconds = 20_000
-        }
+        let env = try Self.gateway(slowClientTimeoutMilliseconds: 30_000)
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: true)).status == 200)
         let before = try env.cluster.openWakeups()
-        let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
-        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.body(deadline: 3_000)))
-        #expect(Self.waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
+        let client = try Self.turnEndedUnread(env)
         #expect(try env.cluster.openWakeups() == before + 1, "the stream waits for its client")
         client.disconnect()
         #expect(env.eventually(timeoutSeconds: 5) { (try? env.cluster.openWakeups()) == before }, "the stream was released")

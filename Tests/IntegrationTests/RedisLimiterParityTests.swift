@@ -25,12 +25,9 @@ struct RedisLimiterParityTests {
         KeyLimits(requestsPerMinute: 60, tokensPerMinute: 2_000, dailyBudgetMicros: 900_000, monthlyBudgetMicros: 800_000),
     ])
     func luaAndSwiftDecideAlike(limits: KeyLimits) throws {
-        let redis = try RedisServerProcess()
-        let thread = EventLoopThread(name: "parity")
-        defer { thread.shutdown() }
-        let loop = thread.loop
-        let box = try Self.limiter(redis: redis, loop: loop)
-        defer { try? loop.submitAndWait { box.client.close() } }
+        let bed = try Bed()
+        defer { bed.close() }
+        let (loop, box) = (bed.thread.loop, bed.box)
         let identity = KeyIdentity(id: "team", name: "team", limits: limits)
         var state = LimitState()
         var generator = SplitMix(seed: UInt64(limits.requestsPerMinute ?? 0) &* 31 &+ UInt64(limits.tokensPerMinute ?? 0))
@@ -58,12 +55,9 @@ struct RedisLimiterParityTests {
     /// answer with a wait it could not represent, read as a store error, so the key most over its
     /// limit went unlimited (review 43 state #4).
     @Test func aHostileDebtIsFlooredAlike() throws {
-        let redis = try RedisServerProcess()
-        let thread = EventLoopThread(name: "parity")
-        defer { thread.shutdown() }
-        let loop = thread.loop
-        let box = try Self.limiter(redis: redis, loop: loop)
-        defer { try? loop.submitAndWait { box.client.close() } }
+        let bed = try Bed()
+        defer { bed.close() }
+        let (loop, box) = (bed.thread.loop, bed.box)
         let limits = KeyLimits(requestsPerMinute: 3, tokensPerMinute: 1_000)
         let identity = KeyIdentity(id: "team", name: "team", limits: limits)
         var state = LimitState()
@@ -87,12 +81,9 @@ struct RedisLimiterParityTests {
     @Test(arguments: [KeyLimits(dailyBudgetMicros: 5_000), KeyLimits(dailyBudgetMicros: 9_000, monthlyBudgetMicros: 6_000),
                       KeyLimits(dailyBudgetMicros: 4_000, monthlyBudgetMicros: 7_000)])
     func luaAndSwiftHoldAlike(limits: KeyLimits) throws {
-        let redis = try RedisServerProcess()
-        let thread = EventLoopThread(name: "parity")
-        defer { thread.shutdown() }
-        let loop = thread.loop
-        let box = try Self.limiter(redis: redis, loop: loop)
-        defer { try? loop.submitAndWait { box.client.close() } }
+        let bed = try Bed()
+        defer { bed.close() }
+        let (loop, box) = (bed.thread.loop, bed.box)
         let identity = KeyIdentity(id: "team", name: "team", limits: limits)
         var state = LimitState()
         var generator = SplitMix(seed: UInt64(limits.dailyBudgetMicros ?? 0))
@@ -137,6 +128,24 @@ struct RedisLimiterParityTests {
     }
 
     /// A Redis limiter on `loop` whose clock is the box's.
+    /// A real Redis, a loop, and a limiter on it at the test's clock.
+    final class Bed {
+        let redis: RedisServerProcess
+        let thread = EventLoopThread(name: "parity")
+        let box: Box
+
+        init() throws {
+            redis = try RedisServerProcess()
+            box = try RedisLimiterParityTests.limiter(redis: redis, loop: thread.loop)
+        }
+
+        func close() {
+            let box = box
+            try? thread.loop.submitAndWait { box.client.close() }
+            thread.shutdown()
+        }
+    }
+
     static func limiter(redis: RedisServerProcess, loop: EventLoop) throws -> Box {
         let box = Box()
         try loop.submitAndWait {

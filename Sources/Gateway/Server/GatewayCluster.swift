@@ -135,6 +135,11 @@ public final class GatewayCluster: Sendable {
         }
     }
 
+    /// Client connections open over every loop (for tests).
+    public func openConnections() throws -> Int {
+        try servers.map { box in try box.server.loop.submitAndWait { box.server.openConnections } }.reduce(0, +)
+    }
+
     /// Open cross-thread wakeups over every loop (`EventLoop.openWakeupCount`; for tests).
     public func openWakeups() throws -> Int {
         try servers.map { box in try box.server.loop.submitAndWait { box.server.loop.openWakeupCount() } }.reduce(0, +)

@@ -50,6 +50,8 @@ public final class GatewayServer {
     let webTools: WebToolRunner?
     /// Connections this loop accepted, and upstream transfers it started (for tests and metrics).
     public private(set) var acceptedConnections = 0
+    /// Client connections open now (for tests).
+    public var openConnections: Int { server?.openConnections ?? 0 }
     public var startedTransfers: Int { client.startedTransferCount }
     /// Fusion's model calls open on this loop now (what panel placement reads).
     public var openInnerCalls: Int { workers[0].load.calls }
