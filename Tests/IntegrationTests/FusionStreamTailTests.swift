@@ -19,9 +19,13 @@ import Testing
         return #"{"model":"\#(ParallelTurnTests.model)","stream":true,"stream_options":{"include_fusion_events":true},"messages":[\#(ParallelTurnTests.question)],"tools":\#(tools)}"#
     }
 
+    /// When the deadline cuts the panel: long enough for the members to write more than the
+    /// kernel's buffers hold (a few MB), five times as long under a sanitizer.
+    static let deadline = 3_000 * TestEnvironment.sanitizerSlowdown
+
     /// The session is gone (its record filed) while the client was blocked on its stream.
     static func waitForTheTurnToEndUnread(_ env: TestEnvironment) -> Bool {
-        env.eventually(timeoutSeconds: 15) {
+        env.eventually(timeoutSeconds: Double(deadline) / 1_000 + 15) {
             guard let metrics = try? env.get("/metrics") else { return false }
             return (metrics.metric("fusion_gateway_backpressure_pauses_total") ?? 0) > 0 && (try? env.activeStreams()) == 0
         }
@@ -38,12 +42,12 @@ import Testing
     /// while it read nothing.
     static func turnEndedUnread(_ env: TestEnvironment) throws -> TestClient {
         let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
-        try client.send(TestEnvironment.post("/v1/chat/completions", body: body(deadline: 3_000)))
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: body(deadline: Int(deadline))))
         #expect(waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
         return client
     }
 
-    @Test(.timeLimit(.minutes(1))) func aClientReadingAgainAfterTheTurnEndedGetsTheWholeStream() throws {
+    @Test(.timeLimit(.minutes(2))) func aClientReadingAgainAfterTheTurnEndedGetsTheWholeStream() throws {
         let env = try Self.gateway(slowClientTimeoutMilliseconds: 30_000)
         let client = try Self.turnEndedUnread(env)
         let response = try client.readResponse()
@@ -54,21 +58,23 @@ import Testing
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200, "the gateway still serves")
     }
 
-    @Test(.timeLimit(.minutes(1))) func aClientThatNeverReadsAgainIsDroppedAfterTheSlowClientTimeout() throws {
-        let env = try Self.gateway(slowClientTimeoutMilliseconds: 5_000)
+    @Test(.timeLimit(.minutes(2))) func aClientThatNeverReadsAgainIsDroppedAfterTheSlowClientTimeout() throws {
+        // Longer than the deadline: the session's own watchdog must not drop the client first.
+        let env = try Self.gateway(slowClientTimeoutMilliseconds: Self.deadline + 2_000)
         let client = try Self.turnEndedUnread(env)
-        // Still reading nothing: the stream is dropped 5 s after the client last took a byte
-        // (before the deadline ended the turn, at 3 s). Watched from the gateway's side: the
-        // client sees nothing of it until it reads (the FIN waits behind the unsent bytes).
+        // Still reading nothing: the stream is dropped once the client has taken nothing for the
+        // slow-client timeout (it fell behind before the deadline ended the turn). Watched from
+        // the gateway's side: the client sees nothing of it until it reads (the FIN waits behind
+        // the unsent bytes).
         #expect(try env.cluster.openConnections() == 1)
-        let closed = env.eventually(timeoutSeconds: 20) { (try? env.cluster.openConnections()) == 0 }
+        let closed = env.eventually(timeoutSeconds: Double(Self.deadline) / 1_000 + 20) { (try? env.cluster.openConnections()) == 0 }
         #expect(closed, "the gateway let go of a client that took nothing")
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
     }
 
     /// A client that leaves after the turn ended takes the stream with it (its channel, ring and
     /// wakeup handle were kept until the process stopped).
-    @Test(.timeLimit(.minutes(1))) func aClientThatLeavesAfterTheTurnEndedReleasesTheStream() throws {
+    @Test(.timeLimit(.minutes(2))) func aClientThatLeavesAfterTheTurnEndedReleasesTheStream() throws {
         let env = try Self.gateway(slowClientTimeoutMilliseconds: 30_000)
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: true)).status == 200)
         let before = try env.cluster.openWakeups()
