@@ -94,14 +94,21 @@ public struct ModelMessage: Sendable, Equatable {
     }
 
     /// The message as APIs other than Anthropic's take it: Anthropic's own blocks as their text,
-    /// or left out (`ContentPart.providerBlock`). Itself when it has none, as almost every one.
+    /// or left out (`ContentPart.providerBlock`), and without cache breakpoints. Itself when it
+    /// has none, as almost every one.
     public var portable: ModelMessage {
-        guard content.contains(where: { if case .providerBlock = $0 { true } else { false } }) else { return self }
+        guard content.contains(where: \.isAnthropicOnly) else { return self }
         var message = self
         message.content = content.compactMap { part in
-            guard case .providerBlock(let block) = part else { return part }
-            guard block["type"]?.stringValue == "text", let text = block["text"]?.stringValue, !text.isEmpty else { return nil }
-            return .text(text)
+            switch part {
+            case .providerBlock(let block):
+                guard block["type"]?.stringValue == "text", let text = block["text"]?.stringValue, !text.isEmpty else { return nil }
+                return .text(text)
+            case .cacheBreakpoint:
+                return nil
+            default:
+                return part
+            }
         }
         return message
     }
@@ -120,6 +127,18 @@ public enum ContentPart: Sendable, Equatable {
     /// Anthropic; other APIs get a text block's text and nothing of the rest (their models
     /// cannot read Anthropic's server state).
     case providerBlock(JSONValue)
+    /// Anthropic's prompt-cache breakpoint (`cache_control`, e.g. `{"type":"ephemeral"}`) on the
+    /// part before it, as a client marked it (on a chat text part, as OpenRouter takes it, or on
+    /// a Messages block): written on that block for Anthropic, left out for APIs without one.
+    case cacheBreakpoint(JSONValue)
+
+    /// A part only Anthropic's API knows (`ModelMessage.portable` leaves it out or makes it text).
+    var isAnthropicOnly: Bool {
+        switch self {
+        case .providerBlock, .cacheBreakpoint: true
+        default: false
+        }
+    }
 }
 
 /// A tool the model may call.

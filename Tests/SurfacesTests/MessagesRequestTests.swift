@@ -38,7 +38,8 @@ import Testing
         #expect(request.model == "claude-sonnet-4-5" && request.stream && !request.asksForFusion)
         let neutral = request.modelRequest()
         #expect(neutral.messages.map(\.role) == [.system, .user, .assistant, .tool, .tool, .user, .assistant, .user])
-        #expect(neutral.messages[0].content == [.text("Be brief.")])
+        #expect(neutral.messages[0].content == [.text("Be brief."), .cacheBreakpoint(.object(["type": .string("ephemeral")]))],
+                "its cache breakpoint too, for an Anthropic upstream")
         #expect(neutral.messages[1].content == [
             .text("What is this?"), .image(url: "data:image/png;base64,iVBORw0KGgo=", detail: nil), .image(url: "https://x.example/a.png", detail: nil),
             .other(.object(["type": .string("file"), "file": .object(["filename": .string("a.pdf"), "file_data": .string("data:application/pdf;base64,JVBERi0=")])])),

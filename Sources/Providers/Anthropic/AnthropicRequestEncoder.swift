@@ -101,12 +101,12 @@ enum AnthropicRequestEncoder {
             let blocks: [JSONValue]
             switch message.role {
             case .system, .developer:
-                system += message.content.compactMap(block)
+                system += contentBlocks(message.content)
                 continue
             case .user:
-                (role, blocks) = ("user", message.content.compactMap(block))
+                (role, blocks) = ("user", contentBlocks(message.content))
             case .assistant:
-                (role, blocks) = ("assistant", message.reasoning.map(reasoningBlock) + message.content.compactMap(block)
+                (role, blocks) = ("assistant", message.reasoning.map(reasoningBlock) + contentBlocks(message.content)
                                       + message.toolCalls.map(toolUse))
             case .tool:
                 (role, blocks) = ("user", [toolResult(message)])
@@ -148,6 +148,26 @@ enum AnthropicRequestEncoder {
         return first != "thinking" && first != "redacted_thinking"
     }
 
+    /// A message's parts as blocks, a cache breakpoint written on the block before it (none
+    /// before it, or an empty text left out: nothing to mark).
+    static func contentBlocks(_ parts: [ContentPart]) -> [JSONValue] {
+        var blocks: [JSONValue] = []
+        var lastPartMadeABlock = false
+        for part in parts {
+            if case .cacheBreakpoint(let control) = part {
+                if lastPartMadeABlock, case .object(var object)? = blocks.last {
+                    object["cache_control"] = control
+                    blocks[blocks.count - 1] = .object(object)
+                }
+                continue
+            }
+            let made = block(part)
+            if let made { blocks.append(made) }
+            lastPartMadeABlock = made != nil
+        }
+        return blocks
+    }
+
     /// A content part as a block; nil for empty text and parts `validate` refuses.
     static func block(_ part: ContentPart) -> JSONValue? {
         switch part {
@@ -159,6 +179,8 @@ enum AnthropicRequestEncoder {
             return .object(["type": .string(type), "source": .object(["type": .string("url"), "url": .string(url)])])
         case .providerBlock(let block):
             return block  // a Messages client's own block (a server tool's), as it came
+        case .cacheBreakpoint:
+            return nil  // written on the block before it (`contentBlocks`)
         case .image, .other:
             guard let data = NativeRequestRules.inlineData(part) else { return nil }
             let source: JSONValue = .object(["type": .string("base64"), "media_type": .string(data.mediaType), "data": .string(data.base64)])
@@ -174,8 +196,8 @@ enum AnthropicRequestEncoder {
 
     static func toolResult(_ message: ModelMessage) -> JSONValue {
         var result: [String: JSONValue] = ["type": .string("tool_result"), "tool_use_id": .string(toolID(message.toolCallID ?? ""))]
-        let blocks = message.content.compactMap(block)
-        if blocks.allSatisfy({ $0["type"] == .string("text") }) {
+        let blocks = contentBlocks(message.content)
+        if blocks.allSatisfy({ $0["type"] == .string("text") && $0["cache_control"] == nil }) {
             if !blocks.isEmpty { result["content"] = .string(message.text) }
         } else {
             result["content"] = .array(blocks)

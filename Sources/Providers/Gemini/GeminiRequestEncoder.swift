@@ -182,8 +182,8 @@ enum GeminiRequestEncoder {
         case .image, .other:
             guard let data = NativeRequestRules.inlineData(part) else { return nil }
             return .object(["inlineData": .object(["mimeType": .string(data.mediaType), "data": .string(data.base64)])])
-        case .providerBlock:
-            return nil  // `conversation` made each one text or left it out
+        case .providerBlock, .cacheBreakpoint:
+            return nil  // `conversation` made each one text or left it out (`portable`)
         }
     }
 

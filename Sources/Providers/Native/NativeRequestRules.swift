@@ -98,7 +98,7 @@ enum NativeRequestRules {
             for (partIndex, part) in message.content.enumerated() {
                 let path = "messages[\(index)].content[\(partIndex)]"
                 switch part {
-                case .text, .providerBlock:
+                case .text, .providerBlock, .cacheBreakpoint:
                     continue
                 case .image(let url, _) where !url.lowercased().hasPrefix("data:"):
                     continue

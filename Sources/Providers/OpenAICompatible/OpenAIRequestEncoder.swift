@@ -44,10 +44,13 @@ public enum OpenAIRequestEncoder {
     /// client's screenshot tool) go in a user message right after that turn's results, each
     /// introduced by the call it came from, rather than being dropped. Most requests have none:
     /// the messages are returned as they are. Anthropic's own blocks (a Messages client's server
-    /// tools) become their text or are left out (`ModelMessage.portable`).
+    /// tools) become their text or are left out, and cache breakpoints are left out
+    /// (`ModelMessage.portable`).
     public static func chatMessages(_ messages: [ModelMessage]) -> [ModelMessage] {
         func isMedia(_ part: ContentPart) -> Bool { if case .text = part { false } else { true } }
-        guard messages.contains(where: { ($0.role == .tool || $0.role == .assistant) && $0.content.contains(where: isMedia) }) else { return messages }
+        guard messages.contains(where: { ($0.role == .tool || $0.role == .assistant) && $0.content.contains(where: isMedia) }) else {
+            return messages.map(\.portable)  // cache breakpoints may stand in any message
+        }
         var result: [ModelMessage] = []
         var media: [ContentPart] = []
         for message in messages.map(\.portable) {
@@ -173,6 +176,8 @@ public enum OpenAIRequestEncoder {
             return json
         case .providerBlock(let block):  // `chatMessages` made every one text or left it out
             return .object(["type": .string("text"), "text": .string(block["text"]?.stringValue ?? "")])
+        case .cacheBreakpoint:  // `chatMessages` left every one out (`portable`)
+            return .object(["type": .string("text"), "text": .string("")])
         }
     }
 

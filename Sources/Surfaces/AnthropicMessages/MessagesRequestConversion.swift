@@ -100,7 +100,7 @@ extension MessagesRequest {
                 let id = block["tool_use_id"]?.stringValue ?? ""
                 result.append(ModelMessage(role: .tool, content: parts(block["content"]), toolCallID: id, name: toolNames[id]))
             default:
-                pending.content += part(block).map { [$0] } ?? []
+                pending.content += marked(part(block), block)
             }
         }
         flush()
@@ -110,7 +110,15 @@ extension MessagesRequest {
     /// A string or blocks as content parts.
     static func parts(_ value: JSONValue?) -> [ContentPart] {
         if let text = value?.stringValue { return text.isEmpty ? [] : [.text(text)] }
-        return (value?.arrayValue ?? []).compactMap(part)
+        return (value?.arrayValue ?? []).flatMap { marked(part($0), $0) }
+    }
+
+    /// A block's part, and its cache breakpoint (`cache_control`) after it, for an Anthropic
+    /// upstream reached through the neutral form (a Fusion call, a fallback).
+    static func marked(_ part: ContentPart?, _ block: JSONValue) -> [ContentPart] {
+        guard let part else { return [] }
+        guard let control = block["cache_control"], case .object = control else { return [part] }
+        return [part, .cacheBreakpoint(control)]
     }
 
     /// A text, image or document block as a part; nil for thinking.

@@ -89,18 +89,21 @@ extension ChatRequest {
         case .string(let text)?:
             content = text.isEmpty ? [] : [.text(text)]
         case .array(let parts)?:
-            content = parts.map { part in
+            content = parts.flatMap { part -> [ContentPart] in
                 switch part["type"]?.stringValue {
                 case "text"?:
-                    return .text(part["text"]?.stringValue ?? "")
+                    // OpenRouter's form of Anthropic's prompt caching: a breakpoint on the part.
+                    let text = ContentPart.text(part["text"]?.stringValue ?? "")
+                    guard let control = part["cache_control"], case .object = control else { return [text] }
+                    return [text, .cacheBreakpoint(control)]
                 case "image_url"?:
                     let image = part["image_url"]
                     if let url = image?["url"]?.stringValue ?? image?.stringValue {
-                        return .image(url: url, detail: image?["detail"]?.stringValue)
+                        return [.image(url: url, detail: image?["detail"]?.stringValue)]
                     }
-                    return .other(part)
+                    return [.other(part)]
                 default:
-                    return .other(part)
+                    return [.other(part)]
                 }
             }
         default:
