@@ -225,12 +225,15 @@ final class GuardedServer: @unchecked Sendable {
 
     /// A slow but steady reader of a large answer keeps its connection, and the request it
     /// pipelined behind it, which waits for the answer to drain, is answered: the stalled-write
-    /// timer sees the answer moving, not a request stuck unread.
+    /// timer sees the answer moving, not a request stuck unread. The deadline is ten of the
+    /// reader's pauses; both stretch under a sanitizer, where the reader's thread is sometimes
+    /// not scheduled for longer than 200 ms (CI, stop 43: a 408).
     @Test func aRequestPipelinedBehindALargeAnswerWaitsForASlowReader() throws {
         let thread = EventLoopThread(name: "slow-reader-test")
         defer { thread.shutdown() }
+        let slowdown = TestEnvironment.sanitizerSlowdown
         var settings = HTTPServerLimits()
-        settings.stalledWriteTimeoutMilliseconds = 200
+        settings.stalledWriteTimeoutMilliseconds = 200 * slowdown
         let limits = settings
         final class Box: @unchecked Sendable { var server: HTTPServer? }
         let box = Box()
@@ -245,7 +248,7 @@ final class GuardedServer: @unchecked Sendable {
         defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0); box.server = nil } }  // dropped on its loop
         let client = try TestClient(port: port)
         try client.send("GET /large HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
-        try client.readSlowly(12 << 20, chunk: 256 << 10, pauseMicroseconds: 20_000)  // about a second, in steps
+        try client.readSlowly(12 << 20, chunk: 256 << 10, pauseMicroseconds: 20_000 * UInt32(slowdown))  // about a second, in steps
         #expect(try client.readResponse().body.count == large.count)
         let small = try client.readResponse()
         #expect(small.status == 200 && small.body == Array("small".utf8), "\(small.status)")

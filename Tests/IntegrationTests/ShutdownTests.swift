@@ -153,7 +153,7 @@ import Testing
         final class Box: @unchecked Sendable { var server: HTTPServer? }
         let box = Box()
         var limits = HTTPServerLimits()
-        limits.stalledWriteTimeoutMilliseconds = 200
+        limits.stalledWriteTimeoutMilliseconds = 200 * TestEnvironment.sanitizerSlowdown  // still open after 100 ms, under a sanitizer too
         let port = try thread.loop.submitAndWait { [limits] in
             let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { _, writer in
                 writer.respond(status: 200, headers: [("Content-Type", "application/octet-stream")],
