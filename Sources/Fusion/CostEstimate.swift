@@ -70,7 +70,7 @@ public struct CostEstimate: Sendable, Equatable {
         var bytes = 0
         for tool in tools {
             switch tool {
-            case .function(let name, let description, let parameters, _):
+            case .function(let name, let description, let parameters, _, _):
                 bytes += name.utf8.count + (description?.utf8.count ?? 0) + (parameters?.serialized().count ?? 0) + 16
             case .other(let json):
                 bytes += json.serialized().count

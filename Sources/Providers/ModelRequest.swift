@@ -143,12 +143,14 @@ public enum ContentPart: Sendable, Equatable {
 
 /// A tool the model may call.
 public enum ToolDefinition: Sendable, Equatable {
-    case function(name: String, description: String?, parameters: JSONValue?, strict: Bool?)
+    /// `cacheControl`: Anthropic's prompt-cache breakpoint on the definition (`cache_control`:
+    /// the tools up to this one are cached); only an Anthropic upstream gets it.
+    case function(name: String, description: String?, parameters: JSONValue?, strict: Bool?, cacheControl: JSONValue? = nil)
     /// Another kind of tool (a provider's built-in), in OpenAI's shape.
     case other(JSONValue)
 
     public var functionName: String? {
-        if case .function(let name, _, _, _) = self { return name }
+        if case .function(let name, _, _, _, _) = self { return name }
         return nil
     }
 }

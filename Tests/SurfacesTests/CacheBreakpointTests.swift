@@ -44,4 +44,34 @@ import Testing
         #expect(anthropic["messages"]?[0]?["content"]?[1]?["cache_control"] == nil)
         #expect(!openAI.contains("cache_control"))
     }
+
+    /// Where an agent loop marks its prefix: the last tool definition (the tools are cached) and
+    /// the last tool result, the block itself, with or without content (they were dropped).
+    @Test func toolDefinitionsAndToolResultsMarkedForCachingKeepTheirMarks() throws {
+        let messages = #"{"model":"p/m","max_tokens":9,"tools":[{"name":"a","input_schema":{"type":"object"}},"#
+            + #"{"name":"b","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}],"messages":["#
+            + #"{"role":"user","content":"Go."},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"a","input":{}},"#
+            + #"{"type":"tool_use","id":"t2","name":"b","input":{}}]},{"role":"user","content":["#
+            + #"{"type":"tool_result","tool_use_id":"t1","content":"one"},"#
+            + #"{"type":"tool_result","tool_use_id":"t2","cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}"#
+        let request = try MessagesRequest(body: Array(messages.utf8)).modelRequest()
+        let (anthropic, openAI, gemini) = try Self.bodies(request)
+        #expect(anthropic["tools"]?[0]?["cache_control"] == nil && anthropic["tools"]?[1]?["cache_control"] == Self.ephemeral, "\(anthropic)")
+        let results = anthropic["messages"]?[2]?["content"]?.arrayValue ?? []
+        #expect(results.count == 2, "\(anthropic)")
+        #expect(results.first?["cache_control"] == nil && results.first?["content"] == .string("one"))
+        #expect(results.last?["cache_control"] == .object(["type": .string("ephemeral"), "ttl": .string("1h")]), "\(anthropic)")
+        #expect(results.last?["content"] == nil, "no content invented")
+        for other in [openAI, gemini] { #expect(!other.contains("cache_control"), "\(other)") }
+
+        // A chat client's tool (`cache_control` beside `function`) and its tool message's marked text.
+        let chat = #"{"model":"p/m","tools":[{"type":"function","function":{"name":"a"},"cache_control":{"type":"ephemeral"}}],"messages":["#
+            + #"{"role":"user","content":"Go."},{"role":"assistant","content":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"a","arguments":"{}"}}]},"#
+            + #"{"role":"tool","tool_call_id":"t1","content":[{"type":"text","text":"out","cache_control":{"type":"ephemeral"}}]}]}"#
+        let fromChat = try Self.bodies(try ChatRequest(body: Array(chat.utf8)).modelRequest())
+        #expect(fromChat.anthropic["tools"]?[0]?["cache_control"] == Self.ephemeral, "\(fromChat.anthropic)")
+        let result = fromChat.anthropic["messages"]?[2]?["content"]?[0]
+        #expect(result?["cache_control"] == Self.ephemeral && result?["content"] == .string("out"), "\(fromChat.anthropic)")
+        #expect(!fromChat.openAI.contains("cache_control") && !fromChat.gemini.contains("cache_control"))
+    }
 }

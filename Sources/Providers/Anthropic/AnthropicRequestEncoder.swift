@@ -194,8 +194,16 @@ enum AnthropicRequestEncoder {
                  "input": call.argumentsObject ?? .object([:])])
     }
 
+    /// A tool message as a `tool_result` block. A cache breakpoint ending its content is the
+    /// block's own (`cache_control` on the `tool_result`, where an agent loop marks its last
+    /// turn; it also holds when the result has no content to mark).
     static func toolResult(_ message: ModelMessage) -> JSONValue {
         var result: [String: JSONValue] = ["type": .string("tool_result"), "tool_use_id": .string(toolID(message.toolCallID ?? ""))]
+        var message = message
+        if case .cacheBreakpoint(let control)? = message.content.last {
+            result["cache_control"] = control
+            message.content.removeLast()
+        }
         let blocks = contentBlocks(message.content)
         if blocks.allSatisfy({ $0["type"] == .string("text") && $0["cache_control"] == nil }) {
             if !blocks.isEmpty { result["content"] = .string(message.text) }
@@ -221,10 +229,11 @@ enum AnthropicRequestEncoder {
 
     static func tool(_ tool: ToolDefinition) -> JSONValue {
         switch tool {
-        case .function(let name, let description, let parameters, _):
+        case .function(let name, let description, let parameters, _, let cacheControl):
             var object: [String: JSONValue] = ["name": .string(name),
                                                "input_schema": parameters ?? .object(["type": .string("object"), "properties": .object([:])])]
             if let description { object["description"] = .string(description) }
+            if let cacheControl { object["cache_control"] = cacheControl }
             return .object(object)
         case .other(let json):
             return json  // an Anthropic server tool from a Messages client, sent as it came

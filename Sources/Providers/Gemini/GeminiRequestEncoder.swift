@@ -188,7 +188,7 @@ enum GeminiRequestEncoder {
     }
 
     static func declaration(_ tool: ToolDefinition) -> JSONValue? {
-        guard case .function(let name, let description, let parameters, _) = tool else { return nil }
+        guard case .function(let name, let description, let parameters, _, _) = tool else { return nil }
         var object: [String: JSONValue] = ["name": .string(name)]
         if let description { object["description"] = .string(description) }
         if let parameters { object["parametersJsonSchema"] = parameters }

@@ -183,7 +183,7 @@ public enum OpenAIRequestEncoder {
 
     static func tool(_ tool: ToolDefinition) -> JSONValue {
         switch tool {
-        case .function(let name, let description, let parameters, let strict):
+        case .function(let name, let description, let parameters, let strict, _):
             var function: [String: JSONValue] = ["name": .string(name)]
             if let description { function["description"] = .string(description) }
             if let parameters { function["parameters"] = parameters }

@@ -98,7 +98,9 @@ extension MessagesRequest {
             case "tool_result"?:
                 flush()
                 let id = block["tool_use_id"]?.stringValue ?? ""
-                result.append(ModelMessage(role: .tool, content: parts(block["content"]), toolCallID: id, name: toolNames[id]))
+                // Its own cache breakpoint after its content (`AnthropicRequestEncoder.toolResult`).
+                let content = parts(block["content"]) + (cacheControl(block).map { [.cacheBreakpoint($0)] } ?? [])
+                result.append(ModelMessage(role: .tool, content: content, toolCallID: id, name: toolNames[id]))
             default:
                 pending.content += marked(part(block), block)
             }
@@ -117,8 +119,14 @@ extension MessagesRequest {
     /// upstream reached through the neutral form (a Fusion call, a fallback).
     static func marked(_ part: ContentPart?, _ block: JSONValue) -> [ContentPart] {
         guard let part else { return [] }
-        guard let control = block["cache_control"], case .object = control else { return [part] }
+        guard let control = cacheControl(block) else { return [part] }
         return [part, .cacheBreakpoint(control)]
+    }
+
+    /// A block's or tool's `cache_control`, when it is an object (anything else is not a mark).
+    static func cacheControl(_ json: JSONValue) -> JSONValue? {
+        guard let control = json["cache_control"], case .object = control else { return nil }
+        return control
     }
 
     /// A text, image or document block as a part; nil for thinking.
@@ -149,6 +157,6 @@ extension MessagesRequest {
     static func tool(_ json: JSONValue) -> ToolDefinition {
         if let type = json["type"]?.stringValue, type != "custom" { return .other(json) }
         return .function(name: json["name"]?.stringValue ?? "", description: json["description"]?.stringValue,
-                         parameters: json["input_schema"], strict: json["strict"]?.boolValue)
+                         parameters: json["input_schema"], strict: json["strict"]?.boolValue, cacheControl: cacheControl(json))
     }
 }

@@ -122,7 +122,9 @@ extension ChatRequest {
         guard json["type"]?.stringValue == "function", let function = json["function"], let name = function["name"]?.stringValue else {
             return .other(json)
         }
+        // `cache_control` beside `function`: an Anthropic cache breakpoint, as LiteLLM's clients write it.
+        let control = json["cache_control"].flatMap { if case .object = $0 { $0 } else { nil } }
         return .function(name: name, description: function["description"]?.stringValue, parameters: function["parameters"],
-                         strict: function["strict"]?.boolValue)
+                         strict: function["strict"]?.boolValue, cacheControl: control)
     }
 }
