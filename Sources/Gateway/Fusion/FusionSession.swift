@@ -473,7 +473,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         stream.onEvent = nil
         if writer.state == .streaming {
             // The end (queued above) may wait behind what the client has not taken yet.
-            stream.closeAfterEnd(slowClientTimeoutMilliseconds: slowClientTimeout)
+            // Its record is written by then; a client dropped for taking nothing is still counted.
+            stream.closeAfterEnd(slowClientTimeoutMilliseconds: slowClientTimeout) { [metrics] in metrics?.countError(code: "client_too_slow") }
         } else {
             stream.close()
         }

@@ -216,10 +216,10 @@ final class ClientStream {
 
     /// The stream lives on its own until its queued end is written: it holds itself (through
     /// `onEnded`) until then, a client that leaves closes it, and one that takes nothing for
-    /// `slowClientTimeout` is dropped, as while its producer ran. Records still queued for the
+    /// `slowClientTimeout` is dropped, as while its producer ran (`onDropped`: counted). Records still queued for the
     /// producer (`onEvent`) are dropped unread (review 43 engine F1, F2: the session's callbacks
     /// read a released session, and a client that never read again held its connection forever).
-    func closeAfterEnd(slowClientTimeoutMilliseconds: UInt64) {
+    func closeAfterEnd(slowClientTimeoutMilliseconds: UInt64, onDropped: @escaping () -> Void) {
         onEvent = nil
         tailWatchdog = StreamWatchdog(
             loop: channel.loop, keepAliveIntervalMilliseconds: .max, slowClientTimeoutMilliseconds: slowClientTimeoutMilliseconds,
@@ -227,6 +227,7 @@ final class ClientStream {
             sendKeepAlive: {},
             dropClient: { [weak self] in
                 guard let self else { return }
+                onDropped()
                 close()
                 writer.abort()
             })
