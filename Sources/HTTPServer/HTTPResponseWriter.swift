@@ -13,6 +13,9 @@ public final class HTTPResponseWriter {
     /// The request's head (its body is empty: the handler has it).
     public let request: HTTPRequest
     public private(set) var state = State.pending
+    /// The head said `Connection: close` (a body the close delimits, as a stream to HTTP/1.0):
+    /// the connection must close once it is out, whatever the request asked (RFC 9112 §9.6).
+    private(set) var saidClose = false
     /// The client disconnected (or the server forced it closed) before the response finished.
     public var onClientGone: (() -> Void)?
     /// The connection's write buffer drained (for producers that paused on `bufferedBytes`).
@@ -51,7 +54,9 @@ public final class HTTPResponseWriter {
     /// out, its `Content-Length` still that of `body` (what a 200 to GET would carry).
     public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
         guard state == .pending, let connection else { return }
-        var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: connection.keepsAlive(after: request))
+        let keepAlive = connection.keepsAlive(after: request)
+        saidClose = !keepAlive
+        var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive)
         head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
         if !headOnly && status != 304 { head.append(contentsOf: body) }
         state = .finished
@@ -67,6 +72,7 @@ public final class HTTPResponseWriter {
     public func startStream(status: Int = 200, headers: [(String, String)]) {
         guard state == .pending, let connection else { return }
         let keepAlive = chunked && connection.keepsAlive(after: request)
+        saidClose = !keepAlive
         var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive)
         if chunked { head.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8) }
         head.append(contentsOf: "\r\n".utf8)

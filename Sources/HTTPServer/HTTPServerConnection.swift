@@ -152,7 +152,7 @@ final class HTTPServerConnection {
     func responseDidFinish(_ writer: HTTPResponseWriter) {
         guard case .responding(let current) = state, current === writer else { return }
         state = .reading
-        if !keepsAlive(after: writer.request) {
+        if writer.saidClose || !keepsAlive(after: writer.request) {
             finishAndClose()
             return
         }
@@ -247,9 +247,11 @@ final class HTTPServerConnection {
             }
         } else if decoder.isMidRequest {
             armBodyTimer()
-        } else {
-            armIdleTimer()
         }
+        // Else nothing has started (the bytes were empty lines, which a request may follow and
+        // the parser skips, RFC 9112 §2.2): they are no activity, and whatever deadline runs
+        // (a new connection's header timeout, the idle timeout since the last response) keeps
+        // running. Re-armed here, `\r\n` every 55 s held a connection for weeks.
     }
 
     /// A body in progress may pause for `idleTimeoutMilliseconds` at most, and must be whole by

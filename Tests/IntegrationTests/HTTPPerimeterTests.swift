@@ -186,6 +186,25 @@ final class GuardedServer: @unchecked Sendable {
         #expect(try server.openConnections() == 1, "the keep-alive connection that sent a request stays")
     }
 
+    /// Empty lines before a request (which the parser skips, RFC 9112 §2.2) are no activity: a
+    /// connection that sends only those is closed at the header timeout (review 44 perimeter #4:
+    /// each re-armed the minute-long idle timeout, and `\r\n` every 55 s held it for weeks).
+    @Test func emptyLinesDoNotKeepASilentConnectionOpen() throws {
+        var limits = HTTPServerLimits()
+        limits.headerTimeoutMilliseconds = 500
+        limits.idleTimeoutMilliseconds = 60_000
+        let server = try GuardedServer(limits: limits)
+        let client = try server.client()
+        let started = ContinuousClock.now
+        for _ in 0..<3 {
+            try? client.send("\r\n")  // the third may find it closed under a slow sanitizer
+            usleep(150_000)
+        }
+        #expect(client.peerClosed(), "closed within the client's 5 s read timeout")
+        #expect(ContinuousClock.now - started < .seconds(4))
+        #expect(server.handled.load(ordering: .relaxed) == 0)
+    }
+
     /// A client that pipelines a thousand requests and reads nothing does not get a thousand
     /// answers queued: once more than `maxQueuedResponseBytes` wait, its next requests wait too,
     /// and are answered, in order, as it reads (review 21 F8: 2 MB of `GET /` held 400 MB).

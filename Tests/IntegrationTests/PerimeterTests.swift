@@ -72,6 +72,29 @@ import Testing
         try expectStillServing(env)
     }
 
+    /// What is open without a key (a preflight, the health check, the playground's pages) takes
+    /// no body: one declared is refused at the head, none of it buffered (review 44 perimeter #1:
+    /// anyone could make the gateway hold 16 MiB per connection for an hour).
+    @Test func routesOpenWithoutAKeyRefuseABodyUnread() throws {
+        let env = try TestEnvironment()
+        for head in ["POST /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 16777216",
+                     "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\nContent-Length: 5",
+                     "GET / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked",
+                     "GET /playground/app.js HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1"] {
+            let response = try raw(env, head + "\r\n\r\n")  // the body never comes: answered at once
+            #expect(response.status == 413, "\(head): \(response.status)")
+            #expect(response.json?["error"]?["code"]?.stringValue == "body_too_large", "\(response.text)")
+            #expect(response.header("connection") == "close")
+        }
+        // Without a body they are served as before.
+        #expect(try raw(env, "GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").status == 200)
+        let preflight = "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAccess-Control-Request-Method: POST\r\n"
+        let plain = try raw(env, preflight + "\r\n").status
+        let withEmptyBody = try raw(env, preflight + "Content-Length: 0\r\n\r\n").status
+        #expect(plain != 413 && withEmptyBody == plain, "\(plain) \(withEmptyBody)")
+        try expectStillServing(env)
+    }
+
     @Test func aLoopbackGatewayAnswersOnlyLoopbackHostNames() throws {
         let env = try TestEnvironment()
         for host in ["localhost", "127.0.0.1", "localhost:8080", "[::1]:8080", "app.localhost"] {

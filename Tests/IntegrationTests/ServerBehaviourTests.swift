@@ -327,6 +327,23 @@ import Testing
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
+    /// An HTTP/1.0 client asking to keep the connection alive still gets a stream whose end is
+    /// the close (it cannot be chunked, and the head says `Connection: close`), and the close
+    /// comes as the stream ends, not a minute later (review 44 perimeter #2: the connection was
+    /// kept, so the client waited out the idle timeout for every answer's end).
+    @Test func http10KeepAliveClientsGetTheirStreamsEndAtOnce() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        let body = TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")
+        try client.send("POST /v1/chat/completions HTTP/1.0\r\nConnection: keep-alive\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let started = ContinuousClock.now
+        let response = try client.readResponse()  // to the close: the client's read timeout is 5 s
+        #expect(response.status == 200 && response.header("connection") == "close")
+        #expect(response.text.hasSuffix("data: [DONE]\n\n"))
+        #expect(ContinuousClock.now - started < .seconds(4), "closed as the stream ended")
+    }
+
     @Test func clientDisconnectCancelsTheUpstreamTransfer() throws {
         let env = try TestEnvironment()
         let client = try env.client()

@@ -30,6 +30,13 @@ struct RequestPolicy: Sendable {
     /// Nil lets the request in; otherwise the error to answer with (and close).
     func refusal(for head: HTTPRequest) -> APIError? {
         if let error = hostRefusal(head) { return error }
+        // What is open without a key takes no body: refused before one byte of it is read, or
+        // anyone could make the gateway buffer `max_body_bytes` per connection for the body's
+        // long deadline (review 44 perimeter #1).
+        if head.method == "OPTIONS" || Self.isPublic(head), Self.declaresBody(head) {
+            return APIError(status: 413, type: "invalid_request_error", code: "body_too_large",
+                            message: "This route takes no request body; it was not read.")
+        }
         // A preflight carries no key (browsers never send one) and has no body.
         if head.method == "OPTIONS" { return nil }
         if !keys.isEmpty, !Self.isPublic(head), let key = head.header("x-api-key"), let bearer = Self.bearerKey(head), key != bearer {
@@ -51,6 +58,13 @@ struct RequestPolicy: Sendable {
                             message: "POST bodies must be sent with 'Content-Type: application/json'.")
         }
         return nil
+    }
+
+    /// A body follows the head: any transfer coding, or a length other than 0.
+    static func declaresBody(_ head: HTTPRequest) -> Bool {
+        if head.header("transfer-encoding") != nil { return true }
+        guard let length = head.header("content-length") else { return false }
+        return length.trimmingCharacters(in: .whitespaces) != "0"
     }
 
     /// Open without a key: the health check (load balancers) and the playground's static files
