@@ -98,6 +98,13 @@ struct MockGeminiStream: MockWire {
         return body.serialized()
     }
 
+    /// As Google answers a key it refuses: 400 INVALID_ARGUMENT, the reason in ErrorInfo.
+    static let keyNotValid: HTTPResponse = {
+        let body = #"{"error": {"code": 400,"message": "API key not valid. Please pass a valid API key.","status": "INVALID_ARGUMENT","#
+            + #""details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo","reason": "API_KEY_INVALID","domain": "googleapis.com"}]}}"#
+        return HTTPResponse(status: 400, headers: [("Content-Type", "application/json")], body: Array(body.utf8))
+    }()
+
     static func errorResponse(_ error: APIError) -> HTTPResponse {
         var body: [UInt8] = []
         body.append(contentsOf: #"{"error": {"code": \#(error.status),"message": "#.utf8)

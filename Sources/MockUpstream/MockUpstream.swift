@@ -76,6 +76,7 @@ public final class MockUpstream {
         default: nil
         }
         guard authorized(request, keyHeader: vendor?.keyHeader) else {
+            if case .gemini? = vendor, request.header("x-goog-api-key") != nil { return writer.respond(MockGeminiStream.keyNotValid) }
             return writer.respond((vendor ?? .openAI).wire.errorResponse(APIError(
                 status: 401, type: "authentication_error", code: "invalid_api_key",
                 message: accessKey == nil ? "An API key is required." : "The simulator answers only the gateway that runs it.")))

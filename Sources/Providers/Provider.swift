@@ -115,10 +115,15 @@ public protocol Provider: Sendable {
     /// An error response (any non-2xx status) as the error the client sees: the provider's
     /// message kept (trimmed, redacted), its status where it describes the client's request.
     func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError
+    /// The status an error response means, for retries and fallbacks as for `error`: the HTTP
+    /// status, unless the API says more in its body (Google answers a bad key with a 400).
+    /// Default: the HTTP status.
+    func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int
 }
 
 extension Provider {
     public func validate(_ request: ModelRequest) throws(APIError) {}
+    public func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int { status }
 }
 
 /// A provider's own rules for its model names, where a fixed `models` list cannot say (the

@@ -99,13 +99,40 @@ import Testing
         let request = ModelRequest(model: "normal:pace_ms=0", messages: [ModelMessage(role: .user, text: "hi")], stream: false)
         for (name, provider, base) in Self.vendors {
             #expect(try send(request, with: provider, port: port, base: base, key: "sim-key-0123456789").status == 200, "\(name)")
-            #expect(try send(request, with: provider, port: port, base: base, key: "sim-key-wrong").status == 401, "\(name)")
+            // Google refuses a key with a 400 (`API_KEY_INVALID`), the others with a 401.
+            #expect(try send(request, with: provider, port: port, base: base, key: "sim-key-wrong").status == (name == "gemini" ? 400 : 401), "\(name)")
         }
         // The OpenAI route takes the key as a bearer token only.
         let client = try TestClient(port: port)
         try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "normal", stream: false),
                                              headers: ["x-api-key": "sim-key-0123456789"]))
         #expect(try client.readResponse().status == 401)
+    }
+
+    /// A Gemini key Google refuses (a 400, `API_KEY_INVALID`) is the gateway's problem: the
+    /// route's next model answers, and without one the client gets a 502, never a 400 that says
+    /// its own request was wrong (review 44 Gemini F1).
+    @Test func aGeminiKeyGoogleRefusesFallsBackAndIsNeverTheClientsFault() throws {
+        // A simulator that takes one key, as Google does.
+        let thread = EventLoopThread(name: "gemini-key-test")
+        defer { thread.shutdown() }
+        final class Box: @unchecked Sendable { var mock: MockUpstream? }
+        let box = Box()
+        let port = try thread.loop.submitAndWait { () -> Int in
+            let mock = try MockUpstream(loop: thread.loop, port: 0, accessKey: "sim-key-0123456789")
+            box.mock = mock
+            return mock.port
+        }
+        defer { thread.loop.execute { box.mock?.shutdown() } }
+        let env = try TestEnvironment(environment: ["WRONG_GEMINI_KEY": "sim-key-wrong"]) { config in
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: "http://127.0.0.1:\(port)/v1beta",
+                                            apiKeyEnvironmentVariable: "WRONG_GEMINI_KEY")
+        }
+        let fallback = try env.chat(#"{"model":"gem/normal:pace_ms=0","models":["mock/normal:pace_ms=0"],"messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(fallback.status == 200, "\(fallback.text)")
+        #expect(fallback.json?["model"]?.stringValue == "mock/normal:pace_ms=0", "\(fallback.text)")
+        let alone = try env.chat(#"{"model":"gem/normal:pace_ms=0","messages":[{"role":"user","content":"hi"}]}"#)
+        #expect(alone.status == 502 && alone.json?["error"]?["code"]?.stringValue == "upstream_auth_failed", "\(alone.text)")
     }
 
     /// Inner calls decode each provider's stream into the same events: a panel spread over three

@@ -132,6 +132,17 @@ import Testing
         request.reasoning = nil
         request.extraFields = ["frequency_penalty": .double(0.5), "presence_penalty": .double(-1.5), "seed": .double(12), "logit_bias": .object([:])]
         #expect(try body(request)["generationConfig"] == .object(["frequencyPenalty": .double(0.5), "presencePenalty": .double(-1.5), "seed": .int(12)]))
+        // Gemini 2.5 and later refuse any penalty (a 400): left out; 0, the default, is never sent.
+        for (model, kept) in [("gemini-2.5-flash", false), ("gemini-3-pro-preview", false), ("gemini-flash-latest", false),
+                              ("gemini-2.0-flash", true), ("gemini-1.5-pro", true)] {
+            request.model = model
+            let config = try body(request)["generationConfig"]
+            #expect((config?["frequencyPenalty"] != nil) == kept && (config?["presencePenalty"] != nil) == kept, "\(model)")
+            #expect(config?["seed"] == .int(12))
+        }
+        request.model = "m"
+        request.extraFields = ["frequency_penalty": .double(0)]
+        #expect(try body(request)["generationConfig"] == nil || body(request)["generationConfig"]?["frequencyPenalty"] == nil)
         request.extraFields = [:]
         request.responseFormat = .object(["type": .string("json_object")])
         #expect(try body(request)["generationConfig"] == .object(["responseMimeType": .string("application/json")]))
@@ -240,10 +251,18 @@ import Testing
         let exhausted = error(429, #"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#,
                               headers: [("Retry-After", "3")])
         #expect(exhausted.status == 429 && exhausted.code == "rate_limited" && exhausted.headers.map(\.1) == ["3"])
-        let invalid = error(400, #"{"error":{"code":400,"message":"API key not valid. key=AIza-leaked","status":"INVALID_ARGUMENT"}}"#,
+        let invalid = error(400, #"{"error":{"code":400,"message":"Invalid value. key=AIza-leaked","status":"INVALID_ARGUMENT"}}"#,
                             secrets: ["AIza-leaked"])
         #expect(invalid.status == 400 && invalid.code == "invalid_argument" && invalid.message.contains("[redacted]"))
         #expect(!invalid.message.contains("AIza-leaked"))
+        // Google's answer to a bad key is a 400 too: it is the gateway's credential, not the
+        // client's request (502), and so is a project the API is not offered to.
+        let badKey = error(400, #"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","#
+                           + #""details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#)
+        #expect(badKey.status == 502 && badKey.code == "upstream_auth_failed", "\(badKey)")
+        let region = error(400, #"[{"error":{"code":400,"message":"User location is not supported for the API use.","status":"FAILED_PRECONDITION"}}]"#)
+        #expect(region.status == 502 && region.code == "upstream_auth_failed", "\(region)")
+        #expect(GeminiProvider().meaningOfStatus(400, body: Array(#"{"error":{"status":"INVALID_ARGUMENT"}}"#.utf8)) == 400)
         let denied = error(403, #"{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}"#)
         #expect(denied.status == 502 && denied.code == "upstream_auth_failed")
         let unavailable = error(503, #"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#)

@@ -295,7 +295,7 @@ final class InnerCall {
             case .transfer: fail(error, .upstreamError)
             }
         } else if !(200..<300).contains(status) {
-            if retryOrFallBack(status: status, connectFailed: false) { return }
+            if retryOrFallBack(status: route.provider.meaningOfStatus(status, body: errorBody), connectFailed: false) { return }
             let error = route.provider.error(status: status, body: errorBody, headers: headers, provider: route.endpoint.name,
                                              redactor: redactor)
             fail(error, status == 429 ? .rateLimited : .upstreamError)

@@ -279,7 +279,8 @@ final class CompletionProxy<Request: ProxyRequest> {
             if let failure {
                 fail(UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
-                if retryOrFallBack(status: status, connectFailed: false, headers: headers) { return }
+                let meant = route.provider.meaningOfStatus(status, body: body)
+                if retryOrFallBack(status: meant, connectFailed: false, headers: headers) { return }
                 fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
                                           redactor: redactor))
             } else {

@@ -15,6 +15,23 @@ enum GeminiErrors {
         return UpstreamErrors.map(status: status, report: report(error), body: body, headers: headers, provider: provider, redactor: redactor)
     }
 
+    /// Google's 400s about the gateway's own standing, not the client's request, as the statuses
+    /// that say so: a key it refuses (`ErrorInfo.reason` `API_KEY_INVALID`, `API_KEY_EXPIRED`…:
+    /// Google answers a bad key with 400 `INVALID_ARGUMENT`) is a 401, and `FAILED_PRECONDITION`
+    /// (the API not offered where the gateway runs, or its project without billing) a 403. Both
+    /// then reach the client as the gateway's problem (502), and a route's next model is tried;
+    /// as a 400 the client was told its own request was wrong and nothing fell back (review 44
+    /// Gemini F1). Only a body of at most 64 KiB is read for it.
+    static func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int {
+        guard status == 400, body.count <= 64 << 10, let parsed = try? JSONValue.parse(body),
+              let error = parsed["error"] ?? parsed.arrayValue?.first?["error"] else { return status }
+        if error["status"]?.stringValue == "FAILED_PRECONDITION" { return 403 }
+        for detail in error["details"]?.arrayValue ?? [] where detail["@type"]?.stringValue?.hasSuffix("google.rpc.ErrorInfo") == true {
+            if detail["reason"]?.stringValue?.hasPrefix("API_KEY_") == true { return 401 }
+        }
+        return status
+    }
+
     /// `RetryInfo.retryDelay` (a protobuf Duration in JSON: seconds with an `s`, maybe a
     /// fraction) in whole milliseconds; nil when absent or not such a number.
     static func retryDelayMilliseconds(_ error: JSONValue?) -> Int64? {

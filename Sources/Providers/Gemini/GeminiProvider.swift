@@ -60,6 +60,8 @@ public struct GeminiProvider: Provider {
     }
 
     public func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
-        GeminiErrors.map(status: status, body: body, headers: headers, provider: provider, redactor: redactor)
+        GeminiErrors.map(status: meaningOfStatus(status, body: body), body: body, headers: headers, provider: provider, redactor: redactor)
     }
+
+    public func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int { GeminiErrors.meaningOfStatus(status, body: body) }
 }

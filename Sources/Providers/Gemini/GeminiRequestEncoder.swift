@@ -12,7 +12,10 @@ import GatewayCore
 ///   tool's) follow its `functionResponse` as parts of the same turn, never dropped.
 /// - Images: `data:` URIs are `inlineData`, URLs `fileData` (media type guessed from the
 ///   extension where it says).
-/// - A chat client's `frequency_penalty`, `presence_penalty` and `seed` are Gemini's own.
+/// - A chat client's `seed` is Gemini's own, and so are `frequency_penalty` and
+///   `presence_penalty` where the model takes them (`takesPenalties`); elsewhere they are left
+///   out, as OpenRouter leaves out what a model lacks (Gemini 2.5 and later refuse any non-zero
+///   penalty with a 400, and chat apps commonly send 0.3–0.5: review 44 Gemini F2).
 /// - Tools are `functionDeclarations` with the JSON Schema as `parametersJsonSchema` (no
 ///   conversion to OpenAPI's subset); `tool_choice` is `functionCallingConfig` (a named
 ///   function: `ANY` restricted to it). Gemini has no switch for parallel calls.
@@ -44,7 +47,7 @@ enum GeminiRequestEncoder {
         if request.extraFieldsFormat == .openAIChat {
             // Sampling fields of OpenAI's that Gemini has too (validated by the chat surface).
             for (field, name) in [("frequency_penalty", "frequencyPenalty"), ("presence_penalty", "presencePenalty")] {
-                if let value = request.extraFields[field]?.doubleValue { config[name] = .double(value) }
+                if let value = request.extraFields[field]?.doubleValue, value != 0, Self.takesPenalties(request.model) { config[name] = .double(value) }
             }
             if let seed = request.extraFields["seed"]?.intValue { config["seed"] = .int(seed) }
         }
@@ -65,6 +68,15 @@ enum GeminiRequestEncoder {
     /// What a Gemini model takes as `thinkingBudget`, by its name (Google's thinking guide):
     /// Pro models 128–32,768 and they cannot stop thinking; Flash-Lite 512–24,576; Flash, and
     /// names that say neither, 1–24,576.
+    /// Whether a model takes penalties: Gemini 1.x and 2.0 do, later Gemini models refuse them
+    /// ("Penalty is not enabled for models/gemini-2.5-flash"); a name that is not Gemini's (a
+    /// tuned or self-hosted model) gets what its client sent.
+    static func takesPenalties(_ model: String) -> Bool {
+        let name = model.lowercased()
+        guard name.contains("gemini-") else { return true }
+        return name.contains("gemini-1.") || name.contains("gemini-2.0")
+    }
+
     struct ThinkingRange: Equatable {
         var minimum: Int64
         var maximum: Int64
