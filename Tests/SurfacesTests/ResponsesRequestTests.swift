@@ -125,6 +125,17 @@ import Testing
         }
     }
 
+    /// `reasoning.enabled` reaches the model: `false` turns a thinking model's reasoning off
+    /// (review 44 Responses #2: it was validated, then dropped); chat's `n: 1` and
+    /// `logprobs: false`, harmless, are consumed rather than sent upstream.
+    @Test func reasoningEnabledAndChatsOneChoiceFieldsConvert() throws {
+        let off = try parse(#"{"model":"p/m","input":"q","reasoning":{"enabled":false},"n":1,"logprobs":false}"#).modelRequest()
+        #expect(off.reasoning == ModelRequest.Reasoning(enabled: false))
+        #expect(off.extraFields["n"] == nil && off.extraFields["logprobs"] == nil)
+        let on = try parse(#"{"model":"p/m","input":"q","reasoning":{"enabled":true}}"#).modelRequest()
+        #expect(on.reasoning == ModelRequest.Reasoning(enabled: true))
+    }
+
     @Test func samplingFormatsAndUnknownFieldsConvert() throws {
         let request = try parse("""
             {"model":"p/m","input":"q","max_output_tokens":300,"temperature":0.5,"top_p":0.9,"parallel_tool_calls":false,
@@ -222,6 +233,9 @@ import Testing
         (#"{"model":"p/m","input":"q","top_p":"1"}"#, "top_p"),
         (#"{"model":"p/m","input":"q","top_logprobs":21}"#, "top_logprobs"),
         (#"{"model":"p/m","input":"q","top_logprobs":2}"#, "top_logprobs"),
+        (#"{"model":"p/m","input":"q","n":2}"#, "n"),
+        (#"{"model":"p/m","input":"q","n":"2"}"#, "n"),
+        (#"{"model":"p/m","input":"q","logprobs":true}"#, "logprobs"),
         (#"{"model":"p/m","input":"q","include":["reasoning.encrypted_content","message.output_text.logprobs"]}"#, "include[1]"),
         (#"{"model":"p/m","input":"q","truncation":"sometimes"}"#, "truncation"),
         (#"{"model":"p/m","input":"q","metadata":{"k":1}}"#, "metadata.k"),

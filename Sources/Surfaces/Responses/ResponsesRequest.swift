@@ -79,6 +79,15 @@ public struct ResponsesRequest: Sendable {
         if let count = try Self.integer(fields["top_logprobs"], "top_logprobs", 0...20), count > 0 {
             throw .invalidRequest("This gateway returns no log probabilities on /v1/responses; leave 'top_logprobs' out.", param: "top_logprobs")
         }
+        // Chat's fields for several choices and their log probabilities have no place in a
+        // Response (one output): forwarded, an upstream answered `n` choices mixed into one
+        // message at `n` times the price (review 44 Responses #4).
+        if let count = try Self.integer(fields["n"], "n", 1...Int64(Int32.max)), count != 1 {
+            throw .invalidRequest("A Response has one output; 'n' is a chat completions field. Send one request per answer.", param: "n")
+        }
+        if try Self.flag(fields["logprobs"], "logprobs") == true {
+            throw .invalidRequest("This gateway returns no log probabilities on /v1/responses; leave 'logprobs' out.", param: "logprobs")
+        }
         _ = try Self.number(fields["temperature"], "temperature", 0...2)
         _ = try Self.number(fields["top_p"], "top_p", 0...1)
         _ = try Self.choice(fields["truncation"], "truncation", ["auto", "disabled"])

@@ -7,7 +7,7 @@ extension ResponsesRequest {
     static let consumedFields: Set<String> = [
         "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens", "temperature",
         "top_p", "reasoning", "text", "stream", "stream_options", "store", "previous_response_id", "conversation", "prompt",
-        "background", "metadata", "include", "truncation", "max_tool_calls", "top_logprobs", "models",
+        "background", "metadata", "include", "truncation", "max_tool_calls", "top_logprobs", "models", "n", "logprobs",
     ]
 
     /// The request in neutral form: `model` as the client named it, `messages` from `instructions`
@@ -27,7 +27,7 @@ extension ResponsesRequest {
         request.topP = fields["top_p"]?.doubleValue
         if let reasoning = fields["reasoning"]?.objectValue {
             let settings = ModelRequest.Reasoning(effort: reasoning["effort"]?.stringValue, maxTokens: reasoning["max_tokens"]?.intValue,
-                                                  exclude: reasoning["exclude"]?.boolValue)
+                                                  exclude: reasoning["exclude"]?.boolValue, enabled: reasoning["enabled"]?.boolValue)
             if settings != ModelRequest.Reasoning() { request.reasoning = settings }
         }
         request.responseFormat = Self.chatResponseFormat(fields["text"]?["format"])
