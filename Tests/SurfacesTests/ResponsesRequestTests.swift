@@ -280,6 +280,23 @@ import Testing
         #expect(failure?.type == "invalid_request_error")
     }
 
+    /// Text an assistant wrote after its calls (as the gateway's own output has it, sent back as
+    /// it came) joins the calls' turn: a second assistant message between the calls and their
+    /// outputs is a conversation chat APIs refuse (review 44 Responses #3).
+    @Test func assistantTextAfterItsCallsJoinsTheirTurn() throws {
+        let request = try parse("""
+            {"model":"p/m","input":[{"role":"user","content":"q"},
+              {"type":"function_call","call_id":"c1","name":"f","arguments":"{}"},
+              {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Checking.","annotations":[]}]},
+              {"type":"function_call_output","call_id":"c1","output":"42"},
+              {"role":"assistant","content":"It is 42."}]}
+            """)
+        let messages = request.modelRequest().messages
+        #expect(messages.map(\.role) == [.user, .assistant, .tool, .assistant], "\(messages)")
+        #expect(messages[1].text == "Checking." && messages[1].toolCalls.map(\.id) == ["c1"])
+        #expect(messages[3].text == "It is 42." && messages[3].toolCalls.isEmpty)
+    }
+
     @Test func aCallWithoutItsOutputOrAnsweredTwiceIsRefusedNamingBothItems() throws {
         let call = #"{"type":"function_call","call_id":"call_1","name":"f","arguments":"{}"}"#
         let output = #"{"type":"function_call_output","call_id":"call_1","output":"x"}"#

@@ -118,7 +118,16 @@ enum ResponsesInput {
                 var message = try ResponsesInput.message(fields, path: path)
                 if message.role == .assistant { takeReasoning(into: &message) }
                 pendingReasoning.removeAll()  // before another role's message, it has no turn
-                messages.append(message)
+                if message.role == .assistant, assistantTurnOpen, var turn = messages.last, turn.role == .assistant, !turn.toolCalls.isEmpty {
+                    // Text after the turn's calls (a model that writes after calling; the gateway's
+                    // own output sent back) joins that turn: as a second assistant message before
+                    // the calls' outputs, chat APIs refuse the conversation (review 44 Responses #3).
+                    turn.content += message.content
+                    turn.reasoning += message.reasoning
+                    messages[messages.count - 1] = turn
+                } else {
+                    messages.append(message)
+                }
                 assistantTurnOpen = message.role == .assistant
             case "function_call":
                 let call = try ResponsesInput.functionCall(fields, path: path)
