@@ -114,6 +114,37 @@ import Testing
         #expect(completed.data["response"]?["usage"]?["fusion"]?["calls"]?.arrayValue?.count == 4, "panel, judge, final: forced skips the first turn")
     }
 
+    /// openai-node's `responses.stream()` throws on an event type it does not know, so its
+    /// requests (`X-Stainless-Helper-Method: stream`, `X-Stainless-Lang: js`) get the run as its
+    /// item only, the answer and the item whole; `stream_options.include_fusion_events` decides
+    /// for any client (review 44 Responses #1: the helper failed every Fusion run).
+    @Test func nodesStreamHelperGetsTheRunAsItsItemOnly() throws {
+        let env = try Self.environment()
+        let body = #"{"model":"mock/outer:pace_ms=1","input":"Should cities ban cars?","stream":true,"plugins":[{"id":"fusion","preset":"budget"}]"#
+        let node = ["X-Stainless-Helper-Method": "stream", "X-Stainless-Lang": "js"]
+        func run(_ extra: String, headers: [String: String]) throws -> [(name: String, data: JSONValue)] {
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/responses", body: body + extra + "}", headers: headers))
+            let response = try client.readResponse()
+            #expect(response.status == 200, "\(response.text)")
+            return events(response)
+        }
+        let helper = try run("", headers: node)
+        #expect(!helper.contains { $0.name.hasPrefix("response.fusion_call.") }, "\(helper.map(\.name))")
+        #expect(helper.map(\.name).filter { $0.hasPrefix("response.") && !$0.hasPrefix("response.output_text") && !$0.hasPrefix("response.content_part") }
+                    .allSatisfy { ["response.created", "response.in_progress", "response.output_item.added", "response.output_item.done",
+                                   "response.completed"].contains($0) }, "only events OpenAI's SDK knows: \(helper.map(\.name))")
+        let item = helper.first { $0.name == "response.output_item.done" && $0.data["item"]?["type"] == .string("openrouter:fusion") }
+        #expect(item?.data["item"]?["analysis"]?["consensus"] != nil && item?.data["item"]?["id"] != nil, "the run whole, in its item")
+        let output = helper.last?.data["response"]?["output"]?.arrayValue ?? []
+        #expect(helper.last?.name == "response.completed" && output.last?["type"] == .string("message"))
+        // Asked for, the helper gets them too; another client that says no gets none.
+        #expect(try run(#","stream_options":{"include_fusion_events":true}"#, headers: node).contains { $0.name == "response.fusion_call.completed" })
+        #expect(try !run(#","stream_options":{"include_fusion_events":false}"#, headers: [:]).contains { $0.name.hasPrefix("response.fusion_call.") })
+        #expect(try run("", headers: ["X-Stainless-Helper-Method": "stream", "X-Stainless-Lang": "python"]).contains { $0.name == "response.fusion_call.completed" },
+                "Python's helper keeps events it does not know")
+    }
+
     @Test func fusionWholeAndThePluginForm() throws {
         let env = try Self.environment()
         let response = try post(env, #"{"model":"mock/outer:pace_ms=1","input":"Should cities ban cars?","plugins":[{"id":"fusion","preset":"budget"}]}"#)

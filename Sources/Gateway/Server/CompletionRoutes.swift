@@ -67,8 +67,9 @@ extension GatewayServer {
                 // The concrete model that answers, not the alias, as the Fusion docs promise.
                 let envelope = ResponseEnvelope(generationID: generationID, createdAt: created, model: fusion.outerModel,
                                                 echoed: responses.echoedFields)
+                let events = ResponsesFusionRenderer.sendsEvents(asked: responses.includeFusionEvents) { request.header($0) }
                 return .fusion(fusion, ResponsesFusionRenderer(envelope: envelope, stream: fusion.stream,
-                                                               openRouterEvents: responses.openRouterFusionEvents),
+                                                               openRouterEvents: responses.openRouterFusionEvents, sendsEvents: events),
                                fallbacks: responses.fallbackModels)
             }
         }

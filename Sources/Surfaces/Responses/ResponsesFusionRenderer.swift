@@ -31,9 +31,16 @@ import Providers
 /// `error`. By default the message is under `message` (with our `reason`), so every OpenAI
 /// client keeps streaming; `openRouterEvents` (`stream_options.openrouter_fusion_events`) sends
 /// OpenRouter's exact shape for clients built on its SDK. No other event has a top-level `error`.
+///
+/// Without `sendsEvents` the run is only its item (`output_item.added`, then `.done` with the
+/// whole result) and no `response.fusion_call.*` event is sent: for openai-node's
+/// `responses.stream()`, whose accumulator throws on any event type it does not know
+/// ("Unhandled response stream event"), ending the stream before the answer (review 44
+/// Responses #1). Items of a type it does not know it keeps.
 public struct ResponsesFusionRenderer: Sendable {
     public private(set) var writer: ResponsesStreamWriter
     public let openRouterEvents: Bool
+    public let sendsEvents: Bool
     private var fusionItem: ResponsesStreamWriter.ItemReference?
     /// The open item's call: its id and arguments, for the item's final form.
     private var fusionCall: (id: String, arguments: String) = ("", "")
@@ -44,9 +51,18 @@ public struct ResponsesFusionRenderer: Sendable {
     private var inFinalAnswer = false
     private var annotated = false
 
-    public init(envelope: ResponseEnvelope, stream: Bool, openRouterEvents: Bool) {
+    public init(envelope: ResponseEnvelope, stream: Bool, openRouterEvents: Bool, sendsEvents: Bool = true) {
         writer = ResponsesStreamWriter(envelope: envelope, stream: stream)
         self.openRouterEvents = openRouterEvents
+        self.sendsEvents = sendsEvents
+    }
+
+    /// Whether a client gets the `response.fusion_call.*` events: as it asked
+    /// (`stream_options.include_fusion_events`), else yes, unless it is openai-node's stream
+    /// helper (`X-Stainless-Helper-Method: stream` from `X-Stainless-Lang: js`), which cannot take them.
+    public static func sendsEvents(asked: Bool?, header: (String) -> String?) -> Bool {
+        if let asked { return asked }
+        return !(header("x-stainless-helper-method")?.lowercased() == "stream" && header("x-stainless-lang")?.lowercased() == "js")
     }
 
     /// Usage summed over every call, with the per-call breakdown (as on chat) when Fusion ran.
@@ -101,7 +117,7 @@ public struct ResponsesFusionRenderer: Sendable {
             let item = writer.openItem(prefix: "fu", initial: FusionCallItem.initial(callID: callID, arguments: arguments), to: &out)
             fusionItem = item
             fusionCall = (callID, arguments)
-            writer.appendItemEvent("response.fusion_call.in_progress", item, to: &out) { $0.string("arguments", arguments) }
+            if sendsEvents { writer.appendItemEvent("response.fusion_call.in_progress", item, to: &out) { $0.string("arguments", arguments) } }
             let waiting = early
             early.removeAll()
             for progress in waiting { render(progress, into: &out) }
@@ -234,6 +250,7 @@ public struct ResponsesFusionRenderer: Sendable {
 
     private mutating func event(_ name: String, _ item: ResponsesStreamWriter.ItemReference, _ out: inout [UInt8],
                                 _ build: (inout EventFields) -> Void = { _ in }) {
+        guard sendsEvents else { return }
         writer.appendItemEvent("response.fusion_call." + name, item, to: &out, build)
     }
 

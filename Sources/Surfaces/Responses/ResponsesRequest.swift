@@ -25,6 +25,9 @@ public struct ResponsesRequest: Sendable {
     /// as OpenRouter types it, with a top-level `error` string, which makes the official OpenAI
     /// SDKs abort the stream (see `ResponsesFusionRenderer`).
     public let openRouterFusionEvents: Bool
+    /// `stream_options.include_fusion_events`: whether the `response.fusion_call.*` events are
+    /// sent (nil: the client did not say; see `ResponsesFusionRenderer.sendsEvents`).
+    public let includeFusionEvents: Bool?
     /// `instructions` (a system message) then `input`.
     public let messages: [ModelMessage]
     public let tools: [ToolDefinition]
@@ -109,12 +112,15 @@ public struct ResponsesRequest: Sendable {
         try Self.validatePlugins(fields["plugins"])
 
         var openRouterEvents = false
+        var includeEvents: Bool?
         if let value = fields["stream_options"], value != .null {
             guard let options = value.objectValue else { throw Self.invalidType("stream_options", expected: "an object", got: value) }
             _ = try Self.flag(options["include_obfuscation"], "stream_options.include_obfuscation")
             openRouterEvents = try Self.flag(options["openrouter_fusion_events"], "stream_options.openrouter_fusion_events") ?? false
+            includeEvents = try Self.flag(options["include_fusion_events"], "stream_options.include_fusion_events")
         }
         openRouterFusionEvents = openRouterEvents
+        includeFusionEvents = includeEvents
 
         var fallbacks: [String] = []
         if let value = fields["models"], value != .null {
