@@ -86,16 +86,9 @@ import Testing
     }
 
     @Test func theAccessKeyMayComeInTheVendorsHeader() throws {
-        let thread = EventLoopThread(name: "keyed-mock")
-        defer { thread.shutdown() }
-        final class Box: @unchecked Sendable { var mock: MockUpstream? }
-        let box = Box()
-        let port = try thread.loop.submitAndWait { () -> Int in
-            let mock = try MockUpstream(loop: thread.loop, port: 0, accessKey: "sim-key-0123456789")
-            box.mock = mock
-            return mock.port
-        }
-        defer { thread.loop.execute { box.mock?.shutdown() } }
+        let keyed = try KeyedSimulator()
+        let port = keyed.port
+        defer { withExtendedLifetime(keyed) {} }  // serving to the test's end
         let request = ModelRequest(model: "normal:pace_ms=0", messages: [ModelMessage(role: .user, text: "hi")], stream: false)
         for (name, provider, base) in Self.vendors {
             #expect(try send(request, with: provider, port: port, base: base, key: "sim-key-0123456789").status == 200, "\(name)")
@@ -113,17 +106,9 @@ import Testing
     /// route's next model answers, and without one the client gets a 502, never a 400 that says
     /// its own request was wrong (review 44 Gemini F1).
     @Test func aGeminiKeyGoogleRefusesFallsBackAndIsNeverTheClientsFault() throws {
-        // A simulator that takes one key, as Google does.
-        let thread = EventLoopThread(name: "gemini-key-test")
-        defer { thread.shutdown() }
-        final class Box: @unchecked Sendable { var mock: MockUpstream? }
-        let box = Box()
-        let port = try thread.loop.submitAndWait { () -> Int in
-            let mock = try MockUpstream(loop: thread.loop, port: 0, accessKey: "sim-key-0123456789")
-            box.mock = mock
-            return mock.port
-        }
-        defer { thread.loop.execute { box.mock?.shutdown() } }
+        let keyed = try KeyedSimulator()  // takes one key, as Google does
+        let port = keyed.port
+        defer { withExtendedLifetime(keyed) {} }  // serving to the test's end
         let env = try TestEnvironment(environment: ["WRONG_GEMINI_KEY": "sim-key-wrong"]) { config in
             config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: "http://127.0.0.1:\(port)/v1beta",
                                             apiKeyEnvironmentVariable: "WRONG_GEMINI_KEY")
@@ -158,5 +143,25 @@ import Testing
         #expect(calls.count == 6 && calls.allSatisfy { ($0["completion_tokens"]?.intValue ?? 0) > 0 }, "usage from every API: \(calls)")
         #expect(env.mockStats.lastRequestHeader("x-api-key") == TestEnvironment.secretKey
                     || env.mockStats.lastRequestHeader("x-goog-api-key") == TestEnvironment.secretKey)
+    }
+}
+
+/// A simulator on its own loop that answers only the key `sim-key-0123456789`.
+final class KeyedSimulator: @unchecked Sendable {
+    let thread = EventLoopThread(name: "keyed-mock")
+    private var mock: MockUpstream?  // on `thread.loop` only
+    private(set) var port = 0
+
+    init() throws {
+        port = try thread.loop.submitAndWait { [self] () -> Int in
+            let mock = try MockUpstream(loop: thread.loop, port: 0, accessKey: "sim-key-0123456789")
+            self.mock = mock
+            return mock.port
+        }
+    }
+
+    deinit {
+        thread.loop.execute { [self] in mock?.shutdown() }
+        thread.shutdown()
     }
 }
