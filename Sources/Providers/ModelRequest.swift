@@ -132,6 +132,13 @@ public enum ContentPart: Sendable, Equatable {
     /// a Messages block): written on that block for Anthropic, left out for APIs without one.
     case cacheBreakpoint(JSONValue)
 
+    /// The `cache_control` of a client's part, block or tool, when it is an object (anything else
+    /// is no mark): what `cacheBreakpoint` and `ToolDefinition.function`'s `cacheControl` carry.
+    public static func cacheControl(of json: JSONValue) -> JSONValue? {
+        guard let control = json["cache_control"], case .object = control else { return nil }
+        return control
+    }
+
     /// A part only Anthropic's API knows (`ModelMessage.portable` leaves it out or makes it text).
     var isAnthropicOnly: Bool {
         switch self {

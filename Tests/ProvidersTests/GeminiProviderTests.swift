@@ -263,6 +263,25 @@ import Testing
         let region = error(400, #"[{"error":{"code":400,"message":"User location is not supported for the API use.","status":"FAILED_PRECONDITION"}}]"#)
         #expect(region.status == 502 && region.code == "upstream_auth_failed", "\(region)")
         #expect(GeminiProvider().meaningOfStatus(400, body: Array(#"{"error":{"status":"INVALID_ARGUMENT"}}"#.utf8)) == 400)
+    }
+
+    /// An upstream's error body is hostile too: whatever it holds, reading its meaning never
+    /// traps and only Google's exact shapes change a 400 (a reason of another type, a body past
+    /// 64 KiB, other statuses are left as they came).
+    @Test func anErrorBodyOfAnyShapeKeepsItsStatusUnlessGoogleSaysOtherwise() {
+        let keyReason = #"{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}"#
+        let hostile = ["", "null", "[]", "[1]", #"{"error":[]}"#, #"{"error":"API_KEY_INVALID"}"#, #"{"error":{"details":"x"}}"#,
+                       #"{"error":{"details":[{"@type":1,"reason":"API_KEY_INVALID"}]}}"#,
+                       #"{"error":{"details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":7}]}}"#,
+                       #"{"error":{"status":["FAILED_PRECONDITION"]}}"#, String(repeating: "[", count: 100_000),
+                       #"{"error":{"details":["# + keyReason + "]" + String(repeating: " ", count: 70_000) + "}}",
+                       "\u{0}\r\n{" + keyReason]
+        for body in hostile {
+            #expect(GeminiProvider().meaningOfStatus(400, body: Array(body.utf8)) == 400, "\(body.prefix(80))")
+        }
+        let refused = Array((#"{"error":{"details":["# + keyReason + "]}}").utf8)
+        #expect(GeminiProvider().meaningOfStatus(400, body: refused) == 401)
+        for status in [401, 403, 404, 429, 500, 503] { #expect(GeminiProvider().meaningOfStatus(status, body: refused) == status) }
         let denied = error(403, #"{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}"#)
         #expect(denied.status == 502 && denied.code == "upstream_auth_failed")
         let unavailable = error(503, #"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#)

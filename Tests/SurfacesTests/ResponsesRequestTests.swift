@@ -236,6 +236,7 @@ import Testing
         (#"{"model":"p/m","input":"q","n":2}"#, "n"),
         (#"{"model":"p/m","input":"q","n":"2"}"#, "n"),
         (#"{"model":"p/m","input":"q","logprobs":true}"#, "logprobs"),
+        (#"{"model":"p/m","input":"q","stream_options":{"include_fusion_events":"yes"}}"#, "stream_options.include_fusion_events"),
         (#"{"model":"p/m","input":"q","include":["reasoning.encrypted_content","message.output_text.logprobs"]}"#, "include[1]"),
         (#"{"model":"p/m","input":"q","truncation":"sometimes"}"#, "truncation"),
         (#"{"model":"p/m","input":"q","metadata":{"k":1}}"#, "metadata.k"),

@@ -64,7 +64,8 @@ struct RequestPolicy: Sendable {
     static func declaresBody(_ head: HTTPRequest) -> Bool {
         if head.header("transfer-encoding") != nil { return true }
         guard let length = head.header("content-length") else { return false }
-        return length.trimmingCharacters(in: .whitespaces) != "0"
+        // "00" is no body either; a length that is no number is one (the decoder refuses it).
+        return UInt64(length.trimmingCharacters(in: .whitespaces)).map { $0 > 0 } ?? true
     }
 
     /// Open without a key: the health check (load balancers) and the playground's static files

@@ -65,9 +65,6 @@ enum GeminiRequestEncoder {
         return .object(body)
     }
 
-    /// What a Gemini model takes as `thinkingBudget`, by its name (Google's thinking guide):
-    /// Pro models 128–32,768 and they cannot stop thinking; Flash-Lite 512–24,576; Flash, and
-    /// names that say neither, 1–24,576.
     /// Whether a model takes penalties: Gemini 1.x and 2.0 do, later Gemini models refuse them
     /// ("Penalty is not enabled for models/gemini-2.5-flash"); a name that is not Gemini's (a
     /// tuned or self-hosted model) gets what its client sent.
@@ -77,6 +74,9 @@ enum GeminiRequestEncoder {
         return name.contains("gemini-1.") || name.contains("gemini-2.0")
     }
 
+    /// What a Gemini model takes as `thinkingBudget`, by its name (Google's thinking guide):
+    /// Pro models 128–32,768 and they cannot stop thinking; Flash-Lite 512–24,576; Flash, and
+    /// names that say neither, 1–24,576.
     struct ThinkingRange: Equatable {
         var minimum: Int64
         var maximum: Int64

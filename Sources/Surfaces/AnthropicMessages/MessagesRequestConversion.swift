@@ -99,7 +99,7 @@ extension MessagesRequest {
                 flush()
                 let id = block["tool_use_id"]?.stringValue ?? ""
                 // Its own cache breakpoint after its content (`AnthropicRequestEncoder.toolResult`).
-                let content = parts(block["content"]) + (cacheControl(block).map { [.cacheBreakpoint($0)] } ?? [])
+                let content = parts(block["content"]) + (ContentPart.cacheControl(of: block).map { [.cacheBreakpoint($0)] } ?? [])
                 result.append(ModelMessage(role: .tool, content: content, toolCallID: id, name: toolNames[id]))
             default:
                 pending.content += marked(part(block), block)
@@ -119,14 +119,8 @@ extension MessagesRequest {
     /// upstream reached through the neutral form (a Fusion call, a fallback).
     static func marked(_ part: ContentPart?, _ block: JSONValue) -> [ContentPart] {
         guard let part else { return [] }
-        guard let control = cacheControl(block) else { return [part] }
+        guard let control = ContentPart.cacheControl(of: block) else { return [part] }
         return [part, .cacheBreakpoint(control)]
-    }
-
-    /// A block's or tool's `cache_control`, when it is an object (anything else is not a mark).
-    static func cacheControl(_ json: JSONValue) -> JSONValue? {
-        guard let control = json["cache_control"], case .object = control else { return nil }
-        return control
     }
 
     /// A text, image or document block as a part; nil for thinking.
@@ -157,6 +151,6 @@ extension MessagesRequest {
     static func tool(_ json: JSONValue) -> ToolDefinition {
         if let type = json["type"]?.stringValue, type != "custom" { return .other(json) }
         return .function(name: json["name"]?.stringValue ?? "", description: json["description"]?.stringValue,
-                         parameters: json["input_schema"], strict: json["strict"]?.boolValue, cacheControl: cacheControl(json))
+                         parameters: json["input_schema"], strict: json["strict"]?.boolValue, cacheControl: ContentPart.cacheControl(of: json))
     }
 }

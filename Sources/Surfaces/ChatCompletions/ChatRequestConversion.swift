@@ -94,7 +94,7 @@ extension ChatRequest {
                 case "text"?:
                     // OpenRouter's form of Anthropic's prompt caching: a breakpoint on the part.
                     let text = ContentPart.text(part["text"]?.stringValue ?? "")
-                    guard let control = part["cache_control"], case .object = control else { return [text] }
+                    guard let control = ContentPart.cacheControl(of: part) else { return [text] }
                     return [text, .cacheBreakpoint(control)]
                 case "image_url"?:
                     let image = part["image_url"]
@@ -123,8 +123,7 @@ extension ChatRequest {
             return .other(json)
         }
         // `cache_control` beside `function`: an Anthropic cache breakpoint, as LiteLLM's clients write it.
-        let control = json["cache_control"].flatMap { if case .object = $0 { $0 } else { nil } }
         return .function(name: name, description: function["description"]?.stringValue, parameters: function["parameters"],
-                         strict: function["strict"]?.boolValue, cacheControl: control)
+                         strict: function["strict"]?.boolValue, cacheControl: ContentPart.cacheControl(of: json))
     }
 }
