@@ -228,6 +228,10 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
 
     private var stream: UnsafeMutablePointer<uv_stream_t> { rawHandle.assumingMemoryBound(to: uv_stream_t.self) }
 
+    /// Bytes accepted by `write` since the connection opened (wrapping): a slow reader's pace is
+    /// measured against it (`WriteBacklog.delivered(since:)`).
+    public private(set) var bytesAccepted: UInt64 = 0
+
     /// Bytes accepted by `write` but not yet handed to the kernel.
     public var bufferedBytes: Int { pending.count + inFlight.count }
 
@@ -240,10 +244,11 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     public var backlog: WriteBacklog {
         var fd: uv_os_fd_t = -1
         guard isOpen, uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else {
-            return WriteBacklog(buffered: bufferedBytes, kernel: 0)
+            return WriteBacklog(buffered: bufferedBytes, kernel: 0, accepted: bytesAccepted)
         }
         let unwritten = writing ? Int(uv_stream_get_write_queue_size(stream)) : 0
-        return WriteBacklog(buffered: pending.count + unwritten, kernel: max(0, Int(CLibUV_unacknowledged_bytes(fd))))
+        return WriteBacklog(buffered: pending.count + unwritten, kernel: max(0, Int(CLibUV_unacknowledged_bytes(fd))),
+                            accepted: bytesAccepted)
     }
     /// Bytes allocated for the two queues (tests: a drained connection gives a backlog's back).
     var queueCapacity: Int { pending.capacity + inFlight.capacity }
@@ -279,6 +284,7 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     public func write(_ bytes: UnsafeRawBufferPointer) {
         guard isOpen, !closeWhenDrained, !shutdownWhenDrained, bytes.count > 0 else { return }
         pending.append(bytes)
+        bytesAccepted &+= UInt64(bytes.count)
         scheduleFlush()
     }
 
@@ -412,10 +418,23 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
 public struct WriteBacklog: Sendable, Equatable {
     public var buffered: Int
     public var kernel: Int
+    /// Bytes the connection had accepted for writing, ever (a wrapping count).
+    public var accepted: UInt64
 
-    public init(buffered: Int, kernel: Int) {
+    public init(buffered: Int, kernel: Int, accepted: UInt64 = 0) {
         self.buffered = buffered
         self.kernel = kernel
+        self.accepted = accepted
+    }
+
+    /// Still on its way: in the process, and sent but not yet acknowledged by the peer.
+    public var outstanding: UInt64 { UInt64(max(0, buffered)) &+ UInt64(max(0, kernel)) }
+
+    /// Bytes the peer took since `earlier`: what was on its way then, plus what was written
+    /// since, less what is on its way now.
+    public func delivered(since earlier: WriteBacklog) -> UInt64 {
+        let due = earlier.outstanding &+ (accepted &- earlier.accepted)
+        return due > outstanding ? due - outstanding : 0
     }
 
     /// The peer took bytes since `earlier`. Either figure falling is progress: while the kernel

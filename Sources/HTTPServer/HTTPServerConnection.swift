@@ -46,7 +46,7 @@ final class HTTPServerConnection {
         tcp.onDrain = { [unowned self] in
             switch state {
             case .responding(let writer): writer.onWritable?()
-            case .reading where queuedAtTimer > 0:
+            case .reading where drainCheck != nil:
                 armIdleTimer()  // the last response is out: idle from now
                 resumeAfterBacklog()
             default: break
@@ -130,7 +130,7 @@ final class HTTPServerConnection {
     func updateDrainInterest() {
         switch state {
         case .responding(let writer): tcp.notifiesDrain = writer.onWritable != nil
-        case .reading: tcp.notifiesDrain = queuedAtTimer > 0
+        case .reading: tcp.notifiesDrain = drainCheck != nil
         case .lingering, .closed: tcp.notifiesDrain = false
         }
     }
@@ -270,33 +270,61 @@ final class HTTPServerConnection {
         timer.start(afterMilliseconds: min(limits.idleTimeoutMilliseconds, remaining))
     }
 
-    /// Bytes of the last response still queued when the timer was armed (0: truly idle).
-    private var queuedAtTimer = 0
-    /// And what was on its way to the client then, the kernel's share included.
-    private var backlogAtTimer = WriteBacklog(buffered: 0, kernel: 0)
+    /// A finished response's bytes still on their way to the client: since when the reader's pace
+    /// is being checked, and what was on its way then (nil: nothing queued, truly idle).
+    private struct DrainCheck {
+        var since: UInt64
+        var backlog: WriteBacklog
+    }
+    private var drainCheck: DrainCheck?
 
     /// Idle means nothing left to write: while a finished response is still queued for a slow
-    /// reader, the connection is not idle but writing, and is closed only if that stalls.
+    /// reader, the connection is not idle but writing, and is closed if the reader falls below
+    /// the pace `keptPace` asks. A check already running keeps its deadline: a pipelined answer
+    /// finishing behind it buys no time.
     private func armIdleTimer() {
         headerDeadlineArmed = false
-        noteBacklog()
+        if tcp.bufferedBytes > 0 {
+            let check = drainCheck ?? startDrainCheck()
+            let (end, overflow) = check.since.addingReportingOverflow(limits.stalledWriteTimeoutMilliseconds)
+            let now = loop.nowMilliseconds
+            timer.start(afterMilliseconds: overflow ? .max : (end > now ? end - now : 0))
+        } else {
+            drainCheck = nil
+            timer.start(afterMilliseconds: limits.idleTimeoutMilliseconds)
+        }
         updateDrainInterest()
-        timer.start(afterMilliseconds: queuedAtTimer > 0 ? limits.stalledWriteTimeoutMilliseconds : limits.idleTimeoutMilliseconds)
     }
 
-    /// What is still on its way to the client as a stalled-write deadline is (re)armed: the next
-    /// check counts progress from here. Every path that arms that deadline goes through this.
-    private func noteBacklog() {
-        queuedAtTimer = tcp.bufferedBytes
-        if queuedAtTimer > 0 { backlogAtTimer = tcp.backlog }
+    /// A new period of the drain check, from now. Every path that arms the stalled-write deadline
+    /// goes through this.
+    @discardableResult
+    private func startDrainCheck() -> DrainCheck {
+        let check = DrainCheck(since: loop.nowMilliseconds, backlog: tcp.backlog)
+        drainCheck = check
+        return check
+    }
+
+    /// Whether the client took what was on its way when the check began, or at least
+    /// `minDrainBytesPerSecond` for every second since (one byte at the least). Progress alone is
+    /// not enough: a reader taking a few bytes every 25 s would hold a queued answer (up to
+    /// `maxQueuedResponseBytes`) and a descriptor for hours (review 44 perimeter #3). Arithmetic
+    /// saturates.
+    private func keptPace(_ check: DrainCheck) -> Bool {
+        let now = loop.nowMilliseconds
+        let elapsed = now > check.since ? now - check.since : 0
+        let (product, overflow) = UInt64(max(1, limits.minDrainBytesPerSecond)).multipliedReportingOverflow(by: elapsed)
+        let owed = min(check.backlog.outstanding, overflow ? .max : product / 1_000)
+        return tcp.backlog.delivered(since: check.backlog) >= max(1, owed)
     }
 
     private func timerDidFire() {
         switch state {
         case .reading:
-            if !decoder.isMidRequest && tcp.bufferedBytes > 0 && tcp.backlog.moved(since: backlogAtTimer) {
-                // Still writing the last response, and it is moving (a pipelined request may wait
-                // for it to drain: `writesBacklogged`).
+            if !decoder.isMidRequest && tcp.bufferedBytes > 0, let check = drainCheck, keptPace(check) {
+                // Still writing the last response, and the client keeps pace (a pipelined request
+                // may wait for it to drain: `writesBacklogged`).
+                startDrainCheck()
                 armIdleTimer()
             } else if decoder.isMidRequest || !inbound.isEmpty {
                 refuse(server.render(.timeout, path: decoder.requestPath))
@@ -308,10 +336,10 @@ final class HTTPServerConnection {
         case .lingering:
             close()
         case .closed where tcp.isOpen:
-            // Sending its last bytes (`finishAndClose`): a reader that keeps taking them gets
-            // more time, one that stopped is cut off.
-            if tcp.bufferedBytes > 0 && tcp.backlog.moved(since: backlogAtTimer) {
-                noteBacklog()
+            // Sending its last bytes (`finishAndClose`): a reader that keeps pace gets more time,
+            // one that stopped or crawls is cut off.
+            if tcp.bufferedBytes > 0, let check = drainCheck, keptPace(check) {
+                startDrainCheck()
                 timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
             } else {
                 if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
@@ -356,8 +384,8 @@ final class HTTPServerConnection {
             server.connectionDidClose(self)
         }
         tcp.closeAfterWriting()
-        // The same stalled-write deadline as a keep-alive connection's last response.
-        noteBacklog()
+        // The same drain check as a keep-alive connection's last response, from now.
+        startDrainCheck()
         timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
     }
 }

@@ -35,6 +35,10 @@ public struct HTTPServerLimits: Sendable, Equatable {
     /// A finished response still being written to a client that takes no bytes: how long it
     /// may make no progress before the connection is closed (the idle timeout waits for it).
     public var stalledWriteTimeoutMilliseconds: UInt64 = 30_000
+    /// And the pace it must keep meanwhile: over each `stalledWriteTimeoutMilliseconds`, what was
+    /// queued at its start or this many bytes a second, whichever is less. A reader taking a few
+    /// bytes at a time would otherwise hold a queued answer and its connection for hours.
+    public var minDrainBytesPerSecond: Int = 4_096
     /// Unparsed pipelined bytes held while a response is in progress.
     public var maxPipelinedBytes: Int = 256 * 1024
     /// Response bytes waiting for a client beyond which its next pipelined request is not read

@@ -273,6 +273,50 @@ final class GuardedServer: @unchecked Sendable {
         #expect(small.status == 200 && small.body == Array("small".utf8), "\(small.status)")
     }
 
+    /// A reader that takes a finished answer a few bytes at a time (each read progress, so a
+    /// stalled-write deadline alone never fires) is cut off once it falls below the drain pace:
+    /// before, it held the queued answer and its connection for as long as it liked.
+    @Test func aReaderCrawlingThroughAFinishedAnswerIsCutOff() throws {
+        let thread = EventLoopThread(name: "crawling-reader-test")
+        defer { thread.shutdown() }
+        let slowdown = TestEnvironment.sanitizerSlowdown
+        var settings = HTTPServerLimits()
+        settings.stalledWriteTimeoutMilliseconds = 500 * slowdown
+        settings.minDrainBytesPerSecond = 256 << 10
+        let limits = settings
+        final class Box: @unchecked Sendable { var server: HTTPServer?; var stalled = 0 }
+        let box = Box()
+        let large = [UInt8](repeating: UInt8(ascii: "x"), count: 4 << 20)
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { _, writer in
+                writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: large)
+            }
+            server.onStalledWrite = { _ in box.stalled += 1 }
+            box.server = server
+            return server.port
+        }
+        defer { _ = try? thread.loop.submitAndWait { box.server?.shutdown(graceMilliseconds: 0); box.server = nil } }
+        let client = try TestClient(port: port, receiveBufferBytes: 2048)
+        try client.send("GET /large HTTP/1.1\r\nHost: x\r\n\r\n")
+        // 512 bytes every 20 ms: about 25 KiB/s, progress at every check, far below the pace. The
+        // server's side is what counts (the kernel may go on sending what it had queued).
+        var taken = 0
+        var cutOff = false
+        let started = Date()
+        while Date().timeIntervalSince(started) < 4 * Double(slowdown) {
+            if try thread.loop.submitAndWait({ box.stalled == 1 && box.server?.openConnections == 0 }) {
+                cutOff = true
+                break
+            }
+            var piece = [UInt8](repeating: 0, count: 512)
+            let count = piece.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 { taken += count }
+            usleep(20_000)
+        }
+        #expect(cutOff, "still open after the client took \(taken) bytes")
+        #expect(taken < large.count)
+    }
+
     /// The connections each loop may hold within the process's open-file limit: two descriptors
     /// each, beside those the process keeps for itself; at least one, never a trap.
     @Test func maxConnectionsFitTheDescriptorLimit() {

@@ -233,7 +233,8 @@ public struct GatewayConfig: Sendable {
             try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
                                   "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms",
                                   "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops", "log_format",
-                                  "log_prompts", "drain_delay_ms", "body_timeout_ms", "min_body_bytes_per_second"])
+                                  "log_prompts", "drain_delay_ms", "body_timeout_ms", "min_body_bytes_per_second",
+                                  "min_drain_bytes_per_second"])
             if let cors = try server.child("cors") {
                 try cors.allowOnly(["allow_origins"])
                 config.server.corsAllowOrigins = try cors.stringList("allow_origins") ?? []
@@ -266,6 +267,7 @@ public struct GatewayConfig: Sendable {
             config.server.limits.idleTimeoutMilliseconds = try server.milliseconds("idle_timeout_ms") ?? config.server.limits.idleTimeoutMilliseconds
             config.server.limits.bodyTimeoutMilliseconds = try server.milliseconds("body_timeout_ms") ?? config.server.limits.bodyTimeoutMilliseconds
             config.server.limits.minBodyBytesPerSecond = try server.int("min_body_bytes_per_second", in: 1...(1 << 30)) ?? config.server.limits.minBodyBytesPerSecond
+            config.server.limits.minDrainBytesPerSecond = try server.int("min_drain_bytes_per_second", in: 1...(1 << 30)) ?? config.server.limits.minDrainBytesPerSecond
             config.server.shutdownGraceMilliseconds = try server.milliseconds("shutdown_grace_ms") ?? config.server.shutdownGraceMilliseconds
             config.server.drainDelayMilliseconds = try server.int("drain_delay_ms", in: 0...600_000).map(UInt64.init) ?? config.server.drainDelayMilliseconds
         }
