@@ -411,8 +411,8 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     }
 }
 
-/// Bytes on their way to a peer, here and in the kernel: whether a slow reader is still taking
-/// bytes. A reader that takes them steadily but slowly frees kernel buffer space long before the
+/// Bytes on their way to a peer, here and in the kernel, and all ever written: how much a slow
+/// reader took between two looks (`delivered(since:)`). A reader that takes them steadily but slowly frees kernel buffer space long before the
 /// socket becomes writable again (Linux waits until half of a send buffer auto-tuned to megabytes
 /// is free), so the process's own queue alone would call it stalled.
 public struct WriteBacklog: Sendable, Equatable {
@@ -435,12 +435,5 @@ public struct WriteBacklog: Sendable, Equatable {
     public func delivered(since earlier: WriteBacklog) -> UInt64 {
         let due = earlier.outstanding &+ (accepted &- earlier.accepted)
         return due > outstanding ? due - outstanding : 0
-    }
-
-    /// The peer took bytes since `earlier`. Either figure falling is progress: while the kernel
-    /// has no room nothing moves from the process to it, so the kernel's falls; when it moves,
-    /// the process's falls.
-    public func moved(since earlier: WriteBacklog) -> Bool {
-        buffered < earlier.buffered || kernel < earlier.kernel
     }
 }

@@ -45,6 +45,8 @@ public final class HTTPResponseWriter {
 
     /// What is still on its way to the client, here and in the kernel.
     public var backlog: WriteBacklog { connection?.backlog ?? WriteBacklog(buffered: 0, kernel: 0) }
+    /// The pace a client must keep taking what is queued for it (`DrainPace`).
+    public var minDrainBytesPerSecond: Int { connection?.limits.minDrainBytesPerSecond ?? HTTPServerLimits().minDrainBytesPerSecond }
 
     /// Headers added to whatever head this writer sends (the owner's per-request headers, such
     /// as CORS), after the caller's own.

@@ -270,17 +270,13 @@ final class HTTPServerConnection {
         timer.start(afterMilliseconds: min(limits.idleTimeoutMilliseconds, remaining))
     }
 
-    /// A finished response's bytes still on their way to the client: since when the reader's pace
-    /// is being checked, and what was on its way then (nil: nothing queued, truly idle).
-    private struct DrainCheck {
-        var since: UInt64
-        var backlog: WriteBacklog
-    }
-    private var drainCheck: DrainCheck?
+    /// While a finished response's bytes are still on their way to the client: the check of its
+    /// reader's pace (nil: nothing queued, truly idle).
+    private var drainCheck: DrainPace?
 
     /// Idle means nothing left to write: while a finished response is still queued for a slow
     /// reader, the connection is not idle but writing, and is closed if the reader falls below
-    /// the pace `keptPace` asks. A check already running keeps its deadline: a pipelined answer
+    /// the pace `DrainPace` asks. A check already running keeps its deadline: a pipelined answer
     /// finishing behind it buys no time.
     private func armIdleTimer() {
         headerDeadlineArmed = false
@@ -299,23 +295,14 @@ final class HTTPServerConnection {
     /// A new period of the drain check, from now. Every path that arms the stalled-write deadline
     /// goes through this.
     @discardableResult
-    private func startDrainCheck() -> DrainCheck {
-        let check = DrainCheck(since: loop.nowMilliseconds, backlog: tcp.backlog)
+    private func startDrainCheck() -> DrainPace {
+        let check = DrainPace(since: loop.nowMilliseconds, backlog: tcp.backlog)
         drainCheck = check
         return check
     }
 
-    /// Whether the client took what was on its way when the check began, or at least
-    /// `minDrainBytesPerSecond` for every second since (one byte at the least). Progress alone is
-    /// not enough: a reader taking a few bytes every 25 s would hold a queued answer (up to
-    /// `maxQueuedResponseBytes`) and a descriptor for hours (review 44 perimeter #3). Arithmetic
-    /// saturates.
-    private func keptPace(_ check: DrainCheck) -> Bool {
-        let now = loop.nowMilliseconds
-        let elapsed = now > check.since ? now - check.since : 0
-        let (product, overflow) = UInt64(max(1, limits.minDrainBytesPerSecond)).multipliedReportingOverflow(by: elapsed)
-        let owed = min(check.backlog.outstanding, overflow ? .max : product / 1_000)
-        return tcp.backlog.delivered(since: check.backlog) >= max(1, owed)
+    private func keptPace(_ check: DrainPace) -> Bool {
+        check.kept(now: loop.nowMilliseconds, backlog: tcp.backlog, minBytesPerSecond: limits.minDrainBytesPerSecond)
     }
 
     private func timerDidFire() {

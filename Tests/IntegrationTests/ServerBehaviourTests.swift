@@ -532,6 +532,42 @@ import Testing
     }
 }
 
+extension ServerBehaviourTests {
+    /// A live stream's reader crawling a few bytes at a time, progress at every look, is dropped
+    /// once it falls below the drain pace (`server.min_drain_bytes_per_second`): before, any
+    /// progress kept the stream, and the upstream transfer it pauses, for as long as it liked.
+    @Test(.timeLimit(.minutes(1))) func aReaderCrawlingThroughALiveStreamIsDropped() throws {
+        let slowdown = TestEnvironment.sanitizerSlowdown
+        let env = try TestEnvironment { config in
+            config.server.slowClientTimeoutMilliseconds = 500 * slowdown
+            config.server.limits.minDrainBytesPerSecond = 256 << 10
+            config.upstream.idleTimeoutMilliseconds = 30_000
+        }
+        let client = try env.client(timeoutSeconds: 10, receiveBufferBytes: 2048)
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=100000")))
+        // 512 bytes every 20 ms: about 25 KiB/s, a tenth of the pace asked.
+        var taken = 0
+        var dropped = false
+        let started = Date()
+        while Date().timeIntervalSince(started) < 6 * Double(slowdown) {
+            if (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="client_too_slow"}"#) == 1 {
+                dropped = true
+                break
+            }
+            for _ in 0..<5 {
+                var piece = [UInt8](repeating: 0, count: 512)
+                let count = piece.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
+                if count > 0 { taken += count }
+                usleep(20_000)
+            }
+        }
+        #expect(dropped, "still streaming after the client took \(taken) bytes")
+        #expect(env.eventually { (try? env.cluster.openConnections()) == 0 }, "and let go of its connection")
+        #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
+    }
+}
+
 @Suite struct LifetimeTests {
     /// Everything hanging off a loop (servers, connections, transfers, timers) is released when
     /// the loop stops: no retain cycles through libuv handles.

@@ -30,10 +30,9 @@ final class ClientStream {
     private var overflow: [[UInt8]] = []
     private var overflowEnds = false
     private var ended = false
-    /// Since when (loop milliseconds) the client has not been taking bytes; nil while it is.
-    private(set) var blockedSince: UInt64?
-    /// What was on its way to the client when it last made progress (while blocked).
-    private var backlogWhenBlocked = WriteBacklog(buffered: 0, kernel: 0)
+    /// While the client is behind (its buffer past `maxClientBuffer`): the check of its pace,
+    /// from when it fell behind or last kept pace; nil while it keeps up.
+    private(set) var blockedSince: DrainPace?
 
     /// Secrets (provider and gateway keys) taken out of every byte bound for the client, as
     /// `Redactor` finds them: a key an upstream or a model echoes never leaves the process.
@@ -147,8 +146,7 @@ final class ClientStream {
             if let onEvent { record.withContiguousBytes { onEvent(record.producer, record.kind, $0) } }
         }
         if channel.isAcceptingRecords && writer.bufferedBytes > maxClientBuffer {
-            blockedSince = channel.loop.nowMilliseconds
-            backlogWhenBlocked = writer.backlog
+            blockedSince = DrainPace(since: channel.loop.nowMilliseconds, backlog: writer.backlog)
             channel.isAcceptingRecords = false
             // Watched only while blocked: the rest of the time a drain notifies no one.
             writer.onWritable = { [unowned self] in clientDidDrain() }
@@ -182,20 +180,20 @@ final class ClientStream {
         callback?()
     }
 
-    /// How long the client has not been taking bytes (0 while it is). Asked now and then (the
-    /// watchdog's tick): a blocked client that took bytes since, as the kernel counts them
-    /// (`WriteBacklog`), is blocked from now, not from when it blocked.
+    /// How long the client has not been keeping pace (0 while it does). Asked now and then (the
+    /// watchdog's tick): a blocked client that took, as the kernel counts it (`WriteBacklog`),
+    /// what `DrainPace` asks since it blocked is blocked from now, not from when it blocked. Any
+    /// progress is not enough: a reader crawling a few bytes at a time would pin the stream and
+    /// its upstream transfers for as long as it liked.
     func blockedMilliseconds() -> UInt64 {
-        guard let since = blockedSince else { return 0 }
+        guard let check = blockedSince else { return 0 }
         let now = channel.loop.nowMilliseconds
         let backlog = writer.backlog
-        if backlog.moved(since: backlogWhenBlocked) {
-            blockedSince = now
-            backlogWhenBlocked = backlog
+        if check.kept(now: now, backlog: backlog, minBytesPerSecond: writer.minDrainBytesPerSecond) {
+            blockedSince = DrainPace(since: now, backlog: backlog)
             return 0
         }
-        backlogWhenBlocked = backlog
-        return now &- since
+        return now > check.since ? now - check.since : 0
     }
 
     func close() {
