@@ -93,6 +93,17 @@ public struct ModelMessage: Sendable, Equatable {
         content.compactMap { if case .text(let text) = $0 { text } else { nil } }.joined(separator: "\n")
     }
 
+    /// The type of the first block of the asker's (a user turn, a tool result) that only
+    /// Anthropic's API reads (`search_result`, a document by URL, a file by id…): `portable`
+    /// would leave it out, losing part of the question, so other APIs refuse the request by it.
+    public var anthropicOnlyInputBlock: String? {
+        guard role != .assistant else { return nil }  // server tools' blocks: Anthropic's state, rightly left out
+        for part in content {
+            if case .providerBlock(let block) = part, block["type"]?.stringValue != "text" { return block["type"]?.stringValue ?? "?" }
+        }
+        return nil
+    }
+
     /// The message as APIs other than Anthropic's take it: Anthropic's own blocks as their text,
     /// or left out (`ContentPart.providerBlock`), and without cache breakpoints. Itself when it
     /// has none, as almost every one.

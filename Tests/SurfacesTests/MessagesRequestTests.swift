@@ -123,6 +123,51 @@ import Testing
         #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"web_search_tool_result","tool_use_id":"x","content":[]}]}]}"#) }
     }
 
+    /// Blocks of a question the SDKs send and the neutral types do not model (a PDF by URL, a
+    /// document of `content`, a file by id, `search_result`, `container_upload`, documents and
+    /// search results inside a tool result) reach Anthropic as they came; another API refuses
+    /// the request naming the block rather than lose part of the question (review 45 Anthropic
+    /// #4: each was a 400 before routing).
+    @Test func questionBlocksOnlyAnthropicReadsReachItAndAreRefusedElsewhere() throws {
+        let user = #"""
+            [{"type":"document","source":{"type":"url","url":"https://x.example/report.pdf"}},
+             {"type":"document","source":{"type":"content","content":[{"type":"text","text":"A fact."}]},"citations":{"enabled":true}},
+             {"type":"image","source":{"type":"file","file_id":"file_01"}},
+             {"type":"search_result","source":"https://s.example","title":"S","content":[{"type":"text","text":"found"}]},
+             {"type":"container_upload","file_id":"file_02"},
+             {"type":"text","text":"Summarise."}]
+            """#
+        let request = try parse(#"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":\#(user)}]}"#)
+        let neutral = request.modelRequest()
+        let blocks = try #require(try JSONValue.parse(Array(user.utf8)).arrayValue)
+        #expect(neutral.messages.last?.content == blocks.prefix(5).map(ContentPart.providerBlock) + [.text("Summarise.")])
+        try AnthropicProvider().validate(neutral)
+        let sent = try JSONValue.parse(AnthropicProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "a", baseURL: "https://api.anthropic.com/v1"), extraHeaders: []).body)
+        #expect(sent["messages"]?.arrayValue?.last?["content"] == .array(blocks))
+        for provider in [OpenAICompatibleProvider() as any Provider, GeminiProvider()] {
+            do {
+                try provider.validate(neutral)
+                Issue.record("\(provider) took a question it would have sent in part")
+            } catch {
+                #expect(error.status == 400 && error.message.contains("'document'"), "\(error.message)")
+            }
+        }
+        // Inside a tool result too.
+        let result = try parse(#"""
+            {"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},
+             {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"find","input":{}}]},
+             {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[
+               {"type":"search_result","source":"https://s.example","title":"S","content":[{"type":"text","text":"found"}]},
+               {"type":"document","source":{"type":"text","media_type":"text/plain","data":"notes"}}]}]}]}
+            """#).modelRequest()
+        #expect(result.messages.last?.anthropicOnlyInputBlock == "search_result")
+        // Blocks only a model writes stay refused in a user turn; a source must still be one.
+        #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"thinking","thinking":"x","signature":"s"}]}]}"#) }
+        #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url"}}]}]}"#) }
+        #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":""}]}]}"#) }
+    }
+
     /// `top_k` and `metadata.user_id` reach other vendors under their names there (and nothing
     /// else of the Anthropic client's own fields does).
     @Test func topKAndTheUserIDReachOtherUpstreamsInTheirForm() throws {
@@ -201,11 +246,12 @@ import Testing
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":5}]}"#, "messages.0.content"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"},{"role":"user","content":[]}]}"#, "messages.2.content"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":""}]}"#, "messages.0.content"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"},{"role":"user"}]}"#, "messages.2.content"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"nobody","content":"42"}]}]}"#, "messages.0.content.0.tool_use_id"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[]},{"role":"user","content":"r"}]}"#, "messages.1.content"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"server_tool_use"}]}]}"#, "messages.0.content.0.type"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]}]}"#, "messages.0.content.0.type"),
-        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}"#, "messages.0.content.0.source.type"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"ftp","file_id":"f"}}]}]}"#, "messages.0.content.0.source.type"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png;x,y","data":""}}]}]}"#, "messages.0.content.0.source.media_type"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"image/png","data":""}}]}]}"#, "messages.0.content.0.source.media_type"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":"{}"}]}]}"#, "messages.0.content.0.input"),

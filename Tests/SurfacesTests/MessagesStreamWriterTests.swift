@@ -285,7 +285,7 @@ import Testing
 
     /// An OpenAI-compatible upstream's tool call, relayed to a Messages client with its arguments
     /// split as `fragments`: what the client received.
-    static func relayedToolCall(_ fragments: [String]) throws -> [(name: String, data: JSONValue)] {
+    static func relayedToolCall(_ fragments: [String], finish: String = "tool_calls") throws -> [(name: String, data: JSONValue)] {
         var relay = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
                                      writer: MessagesStreamWriter(id: "msg_gw1", model: "m"))
         var sse = #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"look","arguments":""}}]}}]}"# + "\n\n"
@@ -294,7 +294,7 @@ import Testing
             JSONWriting.appendString(fragment, to: &escaped)
             sse += #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"# + String(decoding: escaped, as: UTF8.self) + "}}]}}]}\n\n"
         }
-        sse += #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+        sse += #"data: {"choices":[{"index":0,"delta":{},"finish_reason":""# + finish + #""}]}"# + "\n\ndata: [DONE]\n\n"
         var out: [UInt8] = []
         relay.start(into: &out)
         _ = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
@@ -320,6 +320,31 @@ import Testing
             #expect(error?["type"] == .string("api_error") && error?["message"]?.stringValue?.contains("'look'") == true, "\(String(describing: error))")
             #expect(events.compactMap { $0.data["delta"]?["partial_json"]?.stringValue }.joined() == sentBefore, "\(fragments)")
         }
+    }
+
+    /// A call cut off by the output limit ends as Anthropic ends it: the block stops, the stop
+    /// reason is `max_tokens` (agents check for it and retry with a higher limit), never an error
+    /// (review 45 Anthropic #1: the SDKs raised, and a whole answer's 502 was retried and paid for
+    /// three times).
+    @Test func aCallCutOffByTheOutputLimitEndsMaxTokens() throws {
+        let events = try Self.relayedToolCall([#"{"path": "a.py", "content": "import os\n"#], finish: "length")
+        #expect(events.map(\.name).suffix(3) == ["content_block_stop", "message_delta", "message_stop"], "\(events.map(\.name))")
+        #expect(events.first { $0.name == "message_delta" }?.data["delta"]?["stop_reason"] == .string("max_tokens"))
+        let sent = events.compactMap { $0.data["delta"]?["partial_json"]?.stringValue }.joined()
+        #expect(sent == #"{"path": "a.py", "content": "import os\n"#)
+
+        var response = MessagesResponse(id: "m", model: "x")
+        response.add(.toolCall(ToolCallFragment(index: 0, id: "c", name: "write", arguments: #"{"path": "a.py", "con"#)))
+        response.add(.finish(.length))
+        let message = try JSONValue.parse(response.body())
+        #expect(message["stop_reason"] == .string("max_tokens"))
+        let block = message["content"]?.arrayValue?.first
+        #expect(block?["type"] == .string("tool_use") && block?["name"] == .string("write") && block?["input"] == .object([:]))
+        // Broken, not cut off: still the 502 below.
+        var broken = MessagesResponse(id: "m", model: "x")
+        broken.add(.toolCall(ToolCallFragment(index: 0, id: "c", name: "write", arguments: #"{"path": "a.py", "con"#)))
+        broken.add(.finish(.toolCalls))
+        #expect(throws: APIError.self) { _ = try broken.body() }
     }
 
     @Test func brokenToolArgumentsAreABadGatewayNotAnEmptyInput() {

@@ -11,6 +11,7 @@ public struct GeminiProvider: Provider {
     public func validate(_ request: ModelRequest) throws(APIError) {
         try NativeRequestRules.validateOptions(request, api: "Gemini's API")
         try NativeRequestRules.validateMessages(request.messages, api: "Gemini's API", accepts: { _ in true })
+        try NativeRequestRules.refuseAnthropicOnlyInput(request.messages, api: "Gemini's API")
         for (index, message) in request.messages.enumerated()
         where message.role == .tool && GeminiRequestEncoder.functionName(answeredBy: message, in: request.messages) == nil {
             throw .invalidRequest("A tool result for Gemini's API needs the function's name: give 'name', or the id of an earlier call.",

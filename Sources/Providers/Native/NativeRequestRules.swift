@@ -68,6 +68,15 @@ enum NativeRequestRules {
     /// API's answer carries them here): answering without would be a 200 that silently gives
     /// less than was asked. (Sampling fields an API lacks, such as Anthropic's `seed` or
     /// penalties, are left out, as OpenRouter does for providers without them.)
+    /// A block of the question only Anthropic's API reads (`ModelMessage.anthropicOnlyInputBlock`).
+    static func refuseAnthropicOnlyInput(_ messages: [ModelMessage], api: String) throws(APIError) {
+        for message in messages {
+            guard let type = message.anthropicOnlyInputBlock else { continue }
+            throw .invalidRequest("Blocks of type '\(type.prefix(64))' are read by Anthropic's API only; this model is on \(api).",
+                                  param: "messages")
+        }
+    }
+
     static func validateOptions(_ request: ModelRequest, api: String) throws(APIError) {
         guard request.extraFieldsFormat == .openAIChat else { return }
         if let count = request.extraFields["n"]?.intValue, count > 1 {

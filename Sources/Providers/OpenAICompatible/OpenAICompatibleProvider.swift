@@ -12,6 +12,7 @@ public struct OpenAICompatibleProvider: Provider {
     /// only: sent here they would be refused in the upstream's words, or ignored (review 20 B8).
     public func validate(_ request: ModelRequest) throws(APIError) {
         guard request.extraFieldsFormat == .anthropicMessages else { return }
+        try NativeRequestRules.refuseAnthropicOnlyInput(request.messages, api: "an OpenAI-compatible API")
         for (index, tool) in request.tools.enumerated() {
             guard case .other(let json) = tool else { continue }
             throw .invalidRequest("The tool '\(json["type"]?.stringValue ?? "?")' is one of Anthropic's server tools, which only Anthropic's API runs; "

@@ -104,6 +104,17 @@ public struct MessagesRequest: Sendable {
     static let userBlocks: Set<String> = ["text", "image", "document", "tool_result"]
     static let assistantBlocks: Set<String> = ["text", "tool_use", "thinking", "redacted_thinking"]
 
+    /// A block of a user turn (or a `tool_result`'s content) the neutral types do not model but
+    /// Anthropic's API takes (`search_result`, `container_upload`, `tool_reference`, a document
+    /// by URL or of `content`, a file by id, and kinds yet to come): carried as it came
+    /// (`ContentPart.providerBlock`) to an Anthropic model, refused by name for any other (a
+    /// dropped block would be part of the question silently lost). Blocks only a model writes
+    /// (calls, thinking, server tools' blocks) are still refused here.
+    static func isOpaqueUserBlock(_ type: String) -> Bool {
+        if type == "container_upload" { return true }  // a user's file for the code-execution container
+        return !type.isEmpty && !userBlocks.contains(type) && !assistantBlocks.contains(type) && !isServerToolBlock(type)
+    }
+
     /// A block of Anthropic's server tools (`server_tool_use`, `web_search_tool_result`,
     /// `code_execution_tool_result`, `mcp_tool_use`, …) in an assistant turn: carried as it came
     /// (`ContentPart.providerBlock`), since the turn that continues needs it back.
@@ -122,7 +133,11 @@ public struct MessagesRequest: Sendable {
             throw invalid("\(path).role", "one of 'user', 'assistant'")
         }
         // As Anthropic's API: an empty turn is refused, not dropped (a dropped question would
-        // leave the answer before it last, read by the model as a prefill to continue).
+        // leave the answer before it last, read by the model as a prefill to continue); so is a
+        // turn without its content (Anthropic: "Field required").
+        guard fields["content"] != nil else {
+            throw .invalidRequest("\(path).content: Field required", param: "\(path).content")
+        }
         let isEmpty = fields["content"]?.stringValue?.isEmpty ?? (fields["content"]?.arrayValue?.isEmpty ?? false)
         if isEmpty && !(role == "assistant" && isLast) {
             throw .invalidRequest("\(path).content: all messages must have non-empty content except for the optional final assistant message",
@@ -130,7 +145,7 @@ public struct MessagesRequest: Sendable {
         }
         guard let content = fields["content"], content.stringValue == nil else { return }
         try validateBlocks(content, path: "\(path).content",
-                           allowed: role == "assistant" ? assistantBlocks : role == "user" ? userBlocks : ["text"])
+                           allowed: role == "assistant" ? assistantBlocks : role == "user" ? userBlocks : ["text"], takesOpaque: role == "user")
     }
 
     /// A `tool_result` answers a `tool_use` of an earlier assistant turn (as Anthropic's API
@@ -153,12 +168,14 @@ public struct MessagesRequest: Sendable {
         }
     }
 
-    private static func validateBlocks(_ value: JSONValue, path: String, allowed: Set<String>) throws(APIError) {
+    /// `takesOpaque`: a user turn's or a tool result's blocks, where `isOpaqueUserBlock` kinds go.
+    private static func validateBlocks(_ value: JSONValue, path: String, allowed: Set<String>, takesOpaque: Bool = false) throws(APIError) {
         guard let blocks = value.arrayValue else { throw invalid(path, "a string or an array of content blocks") }
         for (index, block) in blocks.enumerated() {
             let at = "\(path).\(index)"
             guard let type = block["type"]?.stringValue else { throw invalid("\(at).type", "a string") }
-            guard allowed.contains(type) || (allowed == assistantBlocks && isServerToolBlock(type)) else {
+            guard allowed.contains(type) || (allowed == assistantBlocks && isServerToolBlock(type))
+                || (takesOpaque && isOpaqueUserBlock(type)) else {
                 throw .invalidRequest("\(at).type: blocks of type '\(type)' are not supported here (this gateway reads: \(allowed.sorted().joined(separator: ", "))\(allowed == assistantBlocks ? ", and server tools' blocks" : "")).",
                                       param: "\(at).type")
             }
@@ -174,7 +191,7 @@ public struct MessagesRequest: Sendable {
             case "tool_result":
                 guard block["tool_use_id"]?.stringValue?.isEmpty == false else { throw invalid("\(at).tool_use_id", "a non-empty string") }
                 if let content = block["content"], content != .null, content.stringValue == nil {
-                    try validateBlocks(content, path: "\(at).content", allowed: ["text", "image"])
+                    try validateBlocks(content, path: "\(at).content", allowed: ["text", "image", "document"], takesOpaque: true)
                 }
                 if let flag = block["is_error"], flag != .null, flag.boolValue == nil { throw invalid("\(at).is_error", "a boolean") }
             default:
@@ -183,21 +200,28 @@ public struct MessagesRequest: Sendable {
         }
     }
 
-    /// Images: base64 (a media type and data) or a URL; documents: a base64 PDF or plain text.
+    /// Images: base64 (a media type and data) or a URL; documents: a base64 PDF or plain text;
+    /// either by a URL or a file id, or a document of `content` blocks (carried as they came).
     private static func validateSource(_ source: JSONValue?, path: String, document: Bool) throws(APIError) {
         switch source?["type"]?.stringValue {
+        case "url"?:
+            guard source?["url"]?.stringValue?.isEmpty == false else { throw invalid("\(path).url", "a URL") }
+        case "file"?:
+            guard source?["file_id"]?.stringValue?.isEmpty == false else { throw invalid("\(path).file_id", "a non-empty string") }
+        case "content"? where document:
+            guard let content = source?["content"], content.stringValue != nil || content.arrayValue != nil else {
+                throw invalid("\(path).content", "a string or an array of content blocks")
+            }
         case "base64"?:
             guard let media = source?["media_type"]?.stringValue, !media.isEmpty, media.utf8.allSatisfy({ $0 > 0x20 && $0 != UInt8(ascii: ",") && $0 != UInt8(ascii: ";") }) else {
                 throw invalid("\(path).media_type", "a media type")
             }
             if document && media != "application/pdf" { throw invalid("\(path).media_type", "'application/pdf'") }
             guard source?["data"]?.stringValue != nil else { throw invalid("\(path).data", "a base64 string") }
-        case "url"? where !document:
-            guard source?["url"]?.stringValue?.isEmpty == false else { throw invalid("\(path).url", "a URL") }
         case "text"? where document:
             guard source?["data"]?.stringValue != nil else { throw invalid("\(path).data", "a string") }
         default:
-            throw invalid("\(path).type", document ? "'base64' (a PDF) or 'text'" : "'base64' or 'url'")
+            throw invalid("\(path).type", document ? "'base64' (a PDF), 'text', 'content', 'url' or 'file'" : "'base64', 'url' or 'file'")
         }
     }
 

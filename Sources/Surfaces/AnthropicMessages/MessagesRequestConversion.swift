@@ -123,7 +123,9 @@ extension MessagesRequest {
         return [part, .cacheBreakpoint(control)]
     }
 
-    /// A text, image or document block as a part; nil for thinking.
+    /// A text, image or document block as a part; a block the neutral types do not model as it
+    /// came (`MessagesRequest.isOpaqueUserBlock`, a file by id, a document by URL or of
+    /// `content`); nil for thinking.
     static func part(_ block: JSONValue) -> ContentPart? {
         let source = block["source"]
         switch (block["type"]?.stringValue, source?["type"]?.stringValue) {
@@ -131,14 +133,18 @@ extension MessagesRequest {
             return .text(block["text"]?.stringValue ?? "")
         case ("image"?, "url"?):
             return .image(url: source?["url"]?.stringValue ?? "", detail: nil)
-        case ("image"?, _):
+        case ("image"?, "base64"?):
             return .image(url: dataURI(source), detail: nil)
         case ("document"?, "text"?):
             return .text(source?["data"]?.stringValue ?? "")
-        case ("document"?, _):
+        case ("document"?, "base64"?):
             return .other(.object(["type": .string("file"), "file": .object([
                 "filename": .string(block["title"]?.stringValue ?? "document.pdf"), "file_data": .string(dataURI(source)),
             ])]))
+        case ("image"?, _), ("document"?, _):
+            return .providerBlock(block)
+        case (let type?, _) where MessagesRequest.isOpaqueUserBlock(type):
+            return .providerBlock(block)
         default:
             return nil
         }

@@ -93,7 +93,10 @@ public struct MessagesResponse: Sendable {
                 content.append(.object(["type": .string("redacted_thinking"), "data": .string(data)]))
             case .tool(let index):
                 guard let call = calls.calls.first(where: { $0.index == index }) else { continue }
-                guard let input = call.argumentsObject else {
+                // Cut off by the output limit, a call's input is unfinished: Anthropic's own answer
+                // then ends `max_tokens` with the block, and its docs tell agents to check for
+                // exactly that and retry with a higher limit. Its input is `{}`, never a guess.
+                guard let input = call.argumentsObject ?? (stopReason == "max_tokens" ? .object([:]) : nil) else {
                     throw MessagesErrors.invalidToolArguments(name: call.name)
                 }
                 content.append(.object(["type": .string("tool_use"), "id": .string(call.id.isEmpty ? "toolu_\(id)_\(index)" : call.id),

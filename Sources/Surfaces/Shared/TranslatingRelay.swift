@@ -150,7 +150,10 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     }
 
     private mutating func complete(into out: inout [UInt8]) {
-        if let refusal = writer.refusalAtEnd() {
+        // A call cut off by the output limit ends unfinished, as the provider ended it: the
+        // finish says so (`max_tokens`), and the SDKs parse a partial input. Every fragment sent
+        // was already checked to be a JSON prefix.
+        if finish != .length, let refusal = writer.refusalAtEnd() {
             fail(refusal, into: &out)
             return
         }
