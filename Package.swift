@@ -147,7 +147,8 @@ let package = Package(
         ),
         .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchRunner", "MockUpstream", "EventLoop", "GatewayCore"],
                     swiftSettings: strict),
-        .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore"], swiftSettings: strict),
+        .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
+                    swiftSettings: strict),
         .testTarget(
             name: "HTTPServerTests",
             dependencies: ["HTTPServer", .product(name: "PropertyBased", package: "swift-property-based")],

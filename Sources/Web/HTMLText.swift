@@ -1,4 +1,5 @@
 internal import CHTMLText
+import GatewayCore
 import Glibc
 
 /// Readable text from HTML, with libxml2's HTML parser (error-tolerant, as browsers are): what a
@@ -106,7 +107,25 @@ public enum HTMLText {
         if title?.isEmpty ?? true, let heading = text.split(separator: "\n").first(where: { $0.hasPrefix("#") }) {
             title = String(heading.drop { $0 == "#" || $0 == " " })
         }
-        return Page(title: title?.isEmpty == false ? title : nil, text: text)
+        // A title is a line, not a second copy of the page (`<title>` or a heading of megabytes).
+        return Page(title: title?.isEmpty == false ? title?.shortened(toBytes: maxTitleBytes) : nil, text: text)
+    }
+
+    /// The longest title kept, in UTF-8 bytes.
+    public static let maxTitleBytes = 1_024
+
+    /// `CHTMLText_bound_tags`: `html` with each start tag cut to its first attributes, as the
+    /// parser is given it.
+    static func boundingTags(_ html: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: max(1, html.count))
+        let count = html.withUnsafeBufferPointer { input in
+            input.withMemoryRebound(to: CChar.self) { input in
+                out.withUnsafeMutableBufferPointer { output in
+                    output.withMemoryRebound(to: CChar.self) { CHTMLText_bound_tags(input.baseAddress, input.count, $0.baseAddress) }
+                }
+            }
+        }
+        return Array(out.prefix(count))
     }
 
     /// A short HTML fragment (a search snippet with `<strong>`, `&amp;`) as plain text.

@@ -102,13 +102,20 @@ public struct SearchBackend: Sendable, Equatable {
         }
         var results: [SearchResult] = []
         for item in items where results.count < count {
-            guard let url = item["url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://") else { continue }
+            // Every piece bounded in bytes (a Character may carry any number of combining marks):
+            // a backend's reply reaches the models (review 45 web #2). A URL cut would be another.
+            guard let url = item["url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://"),
+                  url.utf8.count <= Self.maxURLBytes else { continue }
             let snippet = (kind == .brave ? item["description"] : item["content"])?.stringValue ?? ""
-            results.append(SearchResult(title: HTMLText.plain(item["title"]?.stringValue ?? url), url: url,
-                                        snippet: String(HTMLText.plain(snippet).prefix(500))))
+            let title = (item["title"]?.stringValue ?? url).shortened(toBytes: 4 * HTMLText.maxTitleBytes)
+            results.append(SearchResult(title: HTMLText.plain(title).shortened(toBytes: HTMLText.maxTitleBytes), url: url,
+                                        snippet: String(HTMLText.plain(snippet.shortened(toBytes: 8_192)).prefix(500)).shortened(toBytes: 2_000)))
         }
         return results
     }
+
+    /// The longest result URL kept (longer ones are left out).
+    static let maxURLBytes = 2_048
 
     /// RFC 3986's unreserved characters: everything else in a query value is percent-encoded.
     private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")

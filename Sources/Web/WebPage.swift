@@ -67,15 +67,19 @@ public enum WebPage {
             text = String(decoding: body, as: UTF8.self)
         }
         var truncated = downloadTruncated
-        // Characters ≤ UTF-8 bytes: most pages are decided without counting.
+        // Counted in Unicode scalars, which bound bytes (4 at most) and so tokens: a Character
+        // may carry any number of combining marks, and counted in those, a page of one letter and
+        // a million accents passed whole (review 45 web #2). Scalars ≤ UTF-8 bytes: most pages
+        // are decided without counting.
+        let scalars = text.unicodeScalars
         if text.utf8.count > maxCharacters,
-           let limit = text.index(text.startIndex, offsetBy: maxCharacters, limitedBy: text.endIndex), limit < text.endIndex {
-            var cut = text[..<limit]
+           let limit = scalars.index(scalars.startIndex, offsetBy: maxCharacters, limitedBy: scalars.endIndex), limit < scalars.endIndex {
+            var cut = scalars[..<limit]
             if let boundary = cut.lastIndex(where: { $0 == "\n" || $0 == " " }),
                cut.distance(from: boundary, to: cut.endIndex) < 200 {
                 cut = cut[..<boundary]
             }
-            text = String(cut)
+            text = String(String.UnicodeScalarView(cut))
             truncated = true
         }
         if truncated { text += "\n\n[truncated]" }

@@ -249,7 +249,7 @@ private final class WebFetch: WebToolTask {
             var content: [String: JSONValue] = ["url": .string(address), "content": .string(page.text),
                                                 "truncated": .bool(page.truncated)]
             if let title = page.title { content["title"] = .string(title) }
-            let excerpt = String(page.text.prefix(300))
+            let excerpt = String(page.text.prefix(300)).shortened(toBytes: 1_200)  // a Character may be any number of bytes
             finish(WebToolOutcome(content: String(decoding: JSONValue.object(content).serialized(), as: UTF8.self),
                                   sources: [Source(url: address, title: page.title ?? address, content: excerpt)]))
         }
