@@ -46,7 +46,8 @@ public final class RedisClient {
         /// Replaced by a no-op once the command has failed alone (its reply, when it comes, is
         /// read and dropped: replies come in order).
         var completion: (Result<RedisValue, RedisError>) -> Void
-        /// The command, while it waits for a connection (nil once written).
+        /// The command, while it waits for a connection whose handshake succeeded (nil once
+        /// written, or once it failed alone while waiting: then it is never written).
         var unsent: [UInt8]? = nil
     }
 
@@ -117,11 +118,11 @@ public final class RedisClient {
         }
         let bytes = RedisCommandEncoder.encode(arguments)
         let deadline = loop.nowMilliseconds &+ settings.commandTimeoutMilliseconds
-        if let connection {
+        if let connection, state == .ready {
             enqueue(Pending(deadline: deadline, completion: completion))
             connection.write(bytes)
         } else {
-            // Waits for the connection, written with the handshake (or failed at its deadline).
+            // Waits for a connection whose handshake succeeded (or fails at its deadline, not sent).
             enqueue(Pending(deadline: deadline, completion: completion, unsent: bytes))
         }
     }
@@ -173,8 +174,9 @@ public final class RedisClient {
             fail(.connectionLost(error.map { "\($0)" } ?? "closed by redis"))
         }
         connection.startReading()
-        // The handshake goes first, in the same write as whatever was queued meanwhile; its
-        // replies come first too.
+        // The handshake alone: what was queued meanwhile goes once it has succeeded. Pipelined
+        // behind it, commands ran after a refused SELECT (in database 0) and were reported as
+        // maybe applied after a refused AUTH (review 45 Redis #4); one round trip per connect.
         var handshake: [[String]] = []
         if let password {
             handshake.append(endpoint.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
@@ -190,11 +192,23 @@ public final class RedisClient {
         firstLive = head + checks.count
         var bytes: [UInt8] = []
         for command in handshake { bytes += RedisCommandEncoder.encode(command.map { Array($0.utf8) }) }
-        for index in pending.indices.dropFirst(head) {
-            if let queued = pending[index].unsent { bytes += queued }
+        connection.write(bytes)
+        armForHead()
+    }
+
+    /// The handshake succeeded: the commands that waited for it go, in one write; those that
+    /// failed alone meanwhile are dropped, never written.
+    private func writeQueued() {
+        guard let connection else { return }
+        let waiting = pending[head...].filter { $0.unsent != nil }
+        pending = Array(waiting)
+        head = 0
+        var bytes: [UInt8] = []
+        for index in pending.indices {
+            bytes += pending[index].unsent ?? []
             pending[index].unsent = nil
         }
-        connection.write(bytes)
+        if !bytes.isEmpty { connection.write(bytes) }
         armForHead()
     }
 
@@ -206,6 +220,7 @@ public final class RedisClient {
             if handshakeReplies == 0 {
                 state = .ready
                 failures = 0
+                writeQueued()
                 onReady?()
             }
         case .failure(.server(let message)), .success(.error(let message)):
@@ -317,15 +332,17 @@ public final class RedisClient {
                 return
             }
             // Behind an unanswered handshake (whose deadline is the connect timeout), commands
-            // past their own deadline fail alone; the connection attempt goes on.
+            // past their own deadline fail alone, never written (so certainly not applied); the
+            // connection attempt goes on.
             var expired: [(Result<RedisValue, RedisError>) -> Void] = []
             while handshakeReplies > 0, firstLive < pending.count, pending[firstLive].deadline <= now {
                 expired.append(pending[firstLive].completion)
                 pending[firstLive].completion = { _ in }
+                pending[firstLive].unsent = nil
                 firstLive += 1
             }
             armForHead()
-            for completion in expired { completion(.failure(.timeout)) }
+            for completion in expired { completion(.failure(Self.notSent("still connecting"))) }
         case .idle, .closed:
             break
         }

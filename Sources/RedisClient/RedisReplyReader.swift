@@ -5,6 +5,9 @@ internal import CHiredis
 ///
 /// - Bytes waiting for a reply to complete are capped (`maxBufferedBytes`): a bulk length of
 ///   `$9223372036854775807` makes hiredis wait for that many bytes; we stop at the cap instead.
+/// - So is the reply being built (`ReplyBudget`): hiredis drops the input it has consumed while
+///   it builds a reply, so a never-ending array of arrays grew the heap by hundreds of megabytes
+///   with nothing buffered (review 45 Redis #3).
 /// - An array announcing more than `maxArrayElements` is refused before hiredis allocates it
 ///   (hiredis 0.14 callocs the announced count up front).
 /// - Nesting is bounded by hiredis itself (7 levels); status and error texts are cut to 256
@@ -21,15 +24,24 @@ public final class RedisReplyReader {
 
     public let maxBufferedBytes: Int
     private let reader: UnsafeMutablePointer<redisReader>
+    /// What the reply being built holds, charged by `boundedFunctions` through the reader's
+    /// private data (they are C callbacks: no captures).
+    private let budget: UnsafeMutablePointer<ReplyBudget>
     private(set) var failed = false
 
     public init(maxBufferedBytes: Int) {
         self.maxBufferedBytes = maxBufferedBytes
+        budget = .allocate(capacity: 1)
+        budget.initialize(to: ReplyBudget(limit: maxBufferedBytes))
         // Only fails when malloc does.
         reader = redisReaderCreateWithFunctions(boundedFunctions)!
+        reader.pointee.privdata = UnsafeMutableRawPointer(budget)
     }
 
-    deinit { redisReaderFree(reader) }
+    deinit {
+        redisReaderFree(reader)
+        budget.deallocate()
+    }
 
     /// Bytes held for replies not yet complete.
     public var bufferedBytes: Int { Int(reader.pointee.len) - Int(reader.pointee.pos) }
@@ -49,6 +61,10 @@ public final class RedisReplyReader {
         var raw: UnsafeMutableRawPointer?
         guard redisReaderGetReply(reader, &raw) == REDIS_OK else { throw fail() }
         guard let raw else {
+            if budget.pointee.exceeded {
+                failed = true
+                throw Failure(reason: "a reply exceeds \(maxBufferedBytes) bytes")
+            }
             // Incomplete: the rest of a reply is still to come. Bound what we hold meanwhile.
             if bufferedBytes > maxBufferedBytes {
                 failed = true
@@ -57,11 +73,13 @@ public final class RedisReplyReader {
             return nil
         }
         defer { freeReplyObject(raw) }
+        budget.pointee.charged = 0  // the next reply starts afresh
         return Self.convert(raw.assumingMemoryBound(to: redisReply.self).pointee)
     }
 
     private func fail() -> Failure {
         failed = true
+        if budget.pointee.exceeded { return Failure(reason: "a reply exceeds \(maxBufferedBytes) bytes") }
         let message = withUnsafeBytes(of: reader.pointee.errstr) { buffer in
             Self.text(buffer.prefix { $0 != 0 })
         }
@@ -100,6 +118,25 @@ public final class RedisReplyReader {
     }
 }
 
+/// The bytes a reply under construction may hold: its strings, and a slot per element.
+struct ReplyBudget {
+    let limit: Int
+    var charged = 0
+    var exceeded = false
+
+    /// Charges `bytes` to the reply of `task`'s reader; false (refuse the object) past the limit.
+    static func charge(_ task: UnsafePointer<redisReadTask>?, _ bytes: Int) -> Bool {
+        guard let budget = task?.pointee.privdata?.assumingMemoryBound(to: ReplyBudget.self) else { return true }
+        let (total, overflow) = budget.pointee.charged.addingReportingOverflow(max(0, bytes))
+        guard !overflow, total <= budget.pointee.limit else {
+            budget.pointee.exceeded = true
+            return false
+        }
+        budget.pointee.charged = total
+        return true
+    }
+}
+
 /// hiredis' own reply constructors, wrapped with our bounds. Built once per process from a
 /// throwaway reader (the defaults are not exported), never freed: readers keep a pointer to it.
 private let defaultFunctions: redisReplyObjectFunctions = {
@@ -113,13 +150,14 @@ private nonisolated(unsafe) let boundedFunctions: UnsafeMutablePointer<redisRepl
     // A nil return makes hiredis fail the reader (as out of memory): the reply is refused.
     functions.initialize(to: redisReplyObjectFunctions(
         createString: { task, string, length in
-            length > RedisReplyReader.maxBulkBytes ? nil : defaultFunctions.createString(task, string, length)
+            length > RedisReplyReader.maxBulkBytes || !ReplyBudget.charge(task, 16 + length) ? nil : defaultFunctions.createString(task, string, length)
         },
         createArray: { task, count in
-            count < 0 || count > RedisReplyReader.maxArrayElements ? nil : defaultFunctions.createArray(task, count)
+            count < 0 || count > RedisReplyReader.maxArrayElements || !ReplyBudget.charge(task, 16 + 8 * Int(count))
+                ? nil : defaultFunctions.createArray(task, count)
         },
-        createInteger: { task, value in defaultFunctions.createInteger(task, value) },
-        createNil: { task in defaultFunctions.createNil(task) },
+        createInteger: { task, value in ReplyBudget.charge(task, 16) ? defaultFunctions.createInteger(task, value) : nil },
+        createNil: { task in ReplyBudget.charge(task, 16) ? defaultFunctions.createNil(task) : nil },
         freeObject: { object in defaultFunctions.freeObject(object) }))
     return functions
 }()

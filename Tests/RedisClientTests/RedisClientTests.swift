@@ -164,6 +164,37 @@ struct RedisClientTests {
         if case .success = wrong.call(["PING"]) { Issue.record("a refused AUTH must not leave a usable connection") }
     }
 
+    /// Commands queued while connecting go only once the handshake has succeeded. Pipelined
+    /// behind it, they ran in database 0 after a refused SELECT (Redis goes on with the next
+    /// command) and were reported as maybe applied after a refused AUTH (review 45 Redis #4).
+    @Test func commandsQueuedBehindARefusedHandshakeAreNeverRun() throws {
+        let redis = try RedisServerProcess(password: "s3cret-pass")
+        for (password, database) in [("s3cret-pass", 99), ("wrong-password", 0)] {
+            let thread = EventLoopThread(name: "redis-handshake-test")
+            defer { thread.shutdown() }
+            let done = DispatchSemaphore(value: 0)
+            let reply = LockedBox<Result<RedisValue, RedisError>>()
+            try thread.loop.submitAndWait {
+                let client = RedisClient(loop: thread.loop, endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port, database: database),
+                                         password: password, settings: RedisClient.Settings())
+                client.start()
+                // Queued while connecting, in the same loop turn as the start.
+                client.send(["SET", "probe-\(database)", "1"]) { result in
+                    reply.set(result)
+                    client.close()
+                    done.signal()
+                }
+            }
+            done.wait()
+            let result = reply.get()!
+            guard case .failure(.unavailable(let why)) = result, why.hasPrefix("not sent") else {
+                Issue.record("database \(database): \(result)")
+                continue
+            }
+            #expect(try redis.command(["EXISTS", "probe-\(database)"]) == ":0", "never run, in any database")
+        }
+    }
+
     /// A Redis slow to accept (here: a listener whose accept queue is full, so the kernel drops
     /// our SYNs): commands waiting for the connection fail at their own deadline, while the
     /// connection attempt goes on until the connect timeout.
@@ -214,7 +245,8 @@ struct RedisClientTests {
         usleep(100_000)  // connected, the PING handshake sent and unanswered
         for _ in 0..<3 {
             let started = Date()
-            #expect(harness.call(["PING"]) == .failure(.timeout))
+            // Never written (commands wait for the handshake to succeed): certainly not applied.
+            #expect(harness.call(["PING"]) == .failure(.unavailable("not sent: still connecting")))
             let waited = Date().timeIntervalSince(started)
             #expect(waited < 0.6, "the command's own timeout (100 ms), not the handshake's (2 s): \(waited) s")
         }

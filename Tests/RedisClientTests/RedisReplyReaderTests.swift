@@ -50,6 +50,36 @@ import Testing
         #expect(try Self.replies([fine]).first?.array?.count == 4096)
     }
 
+    /// hiredis drops the input it consumed while it builds a reply: an array of arrays that never
+    /// ends held nothing "buffered" and grew the heap by hundreds of megabytes (review 45 Redis
+    /// #3). What a reply under construction holds is capped too; the next reply starts afresh.
+    @Test func aReplyThatNeverEndsStopsAtTheCapWhateverIsBuffered() throws {
+        let reader = RedisReplyReader(maxBufferedBytes: 1 << 20)
+        let string = Array("$1000\r\n".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 1000) + Array("\r\n".utf8)
+        let inner = Array("*4096\r\n".utf8) + Array(repeating: string, count: 4096).flatMap { $0 }
+        var fed = 0
+        var failure: RedisReplyReader.Failure?
+        do {
+            try Array("*4096\r\n".utf8).withUnsafeBytes { try reader.feed($0) }
+            for _ in 0..<64 {
+                for start in stride(from: 0, to: inner.count, by: 65_536) {
+                    let piece = Array(inner[start..<min(inner.count, start + 65_536)])
+                    try piece.withUnsafeBytes { try reader.feed($0) }
+                    fed += piece.count
+                    #expect(try reader.next() == nil)
+                    #expect(reader.bufferedBytes < 1 << 20)
+                }
+            }
+        } catch let error as RedisReplyReader.Failure {
+            failure = error
+        }
+        #expect(failure?.reason.contains("exceeds") == true, "\(String(describing: failure)) after \(fed) bytes")
+        #expect(fed <= (1 << 20) + 65_536, "stopped at the cap: \(fed) bytes")
+        // Replies within the cap, one after another, each counted on its own.
+        let chunk = Array("$600000\r\n".utf8) + [UInt8](repeating: 1, count: 600_000) + Array("\r\n".utf8)
+        #expect(try Self.replies([chunk, chunk, chunk]).count == 3)
+    }
+
     @Test func deepNestingAndGarbageAreErrorsNotCrashes() throws {
         #expect(throws: RedisReplyReader.Failure.self) { _ = try Self.replies([Array(String(repeating: "*1\r\n", count: 20).utf8)]) }
         #expect(throws: RedisReplyReader.Failure.self) { _ = try Self.replies([Array("?what\r\n".utf8)]) }
