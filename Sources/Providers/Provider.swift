@@ -24,6 +24,11 @@ public struct ProviderEndpoint: Sendable, Equatable {
     public var maxTokensField: MaxTokensField
     /// How an OpenAI-compatible server is asked to reason.
     public var reasoningField: ReasoningField
+    /// Whether a stream to an OpenAI-compatible server asks for usage
+    /// (`stream_options.include_usage`), which the gateway does for its own accounting whatever
+    /// the client asked. Off for servers that refuse the member (Mistral's API: 422 "Extra inputs
+    /// are not permitted") and report usage anyway, or not at all (then it is estimated).
+    public var asksForStreamUsage = true
 
     public enum MaxTokensField: String, Sendable, Equatable, CaseIterable {
         case maxTokens = "max_tokens"

@@ -127,10 +127,17 @@ import Web
             + " panel_spill_margin: 0}"
         let config = try GatewayConfig.parse(yaml: yaml)
         #expect(config.providers["l"]?.maxTokensField == .maxCompletionTokens)
+        #expect(config.providers["l"]?.streamUsage == true)
+        let strict = try GatewayConfig.parse(yaml: "providers: {mistral: {kind: openai, base_url: 'https://api.mistral.ai/v1', stream_usage: false}}\n")
+        #expect(strict.providers["mistral"]?.streamUsage == false)
+        let router = ModelRouter(config: strict, environment: [:])
+        #expect(try router.route("mistral/mistral-small-latest").endpoint.asksForStreamUsage == false)
         #expect(config.fusion?.defaultMaxTokens == 64 && config.fusion?.judgeTimeoutMilliseconds == 900)
         #expect(config.fusion?.panelSpillMargin == 0 && FusionSettings.simulated.panelSpillMargin == 8)
         for bad in ["providers: {l: {kind: openai, base_url: 'http://h/v1', max_tokens_field: tokens}}",
                     "providers: {a: {kind: anthropic, max_tokens_field: max_tokens}}",
+                    "providers: {a: {kind: anthropic, stream_usage: false}}",
+                    "providers: {l: {kind: openai, base_url: 'http://h/v1', stream_usage: 1}}",
                     "fusion: {outer_model: l/m, presets: {q: {analysis_models: [l/m]}}, max_completion_tokens: 0}"] {
             #expect(throws: ConfigError.self, "\(bad)") { try GatewayConfig.parse(yaml: bad) }
         }

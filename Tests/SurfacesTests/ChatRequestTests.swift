@@ -1,4 +1,5 @@
 import GatewayCore
+import Providers
 import Surfaces
 import Testing
 
@@ -66,6 +67,33 @@ import Testing
                      #"{"model":"p/m","messages":[{"role":"user","content":"q"}]}"#] {
             #expect(try parse(text).upstreamBody(model: "p/m") == Array(text.utf8))
         }
+    }
+
+    /// A `model` key spelled with escapes is the same key to the parser: the routed model and
+    /// the usage request reach the upstream all the same (review 45 proxy #3: the body went as
+    /// it came, naming the client's slug and asking for no usage, so a reasoning model's tokens
+    /// went unbilled).
+    @Test func anEscapedModelKeyIsRewrittenLikeAPlainOne() throws {
+        let text = #"{"mod\u0065l":"openai/o4-mini","stream":true,"messages":[{"role":"user","content":"q"}]}"#
+        let body = try JSONValue.parse(try parse(text).upstreamBody(model: "o4-mini"))
+        #expect(body["model"] == .string("o4-mini") && body["stream_options"]?["include_usage"] == .bool(true), "\(body)")
+        let messages = try MessagesRequest(body: Array(#"{"mod\u0065l":"anthropic/claude-x","max_tokens":5,"messages":[{"role":"user","content":"q"}]}"#.utf8))
+        #expect(try JSONValue.parse(messages.upstreamBody(model: "claude-x"))["model"] == .string("claude-x"))
+    }
+
+    /// An upstream that refuses `stream_options` (Mistral's API: 422) is configured not to be
+    /// asked (`stream_usage: false`): the client's own options go as sent, nothing is added
+    /// (review 45 proxy #1).
+    @Test func anUpstreamNotAskedForUsageGetsOnlyTheClientsOptions() throws {
+        let plain = #"{"model":"p/m","stream":true,"messages":[{"role":"user","content":"q"}]}"#
+        #expect(String(decoding: try parse(plain).upstreamBody(model: "m", asksForUsage: false), as: UTF8.self)
+                == #"{"model":"m","stream":true,"messages":[{"role":"user","content":"q"}]}"#)
+        let asked = #"{"model":"p/m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"q"}]}"#
+        #expect(try JSONValue.parse(try parse(asked).upstreamBody(model: "m", asksForUsage: false))["stream_options"]?["include_usage"] == .bool(true))
+        var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, content: [.text("q")])])
+        request.stream = true
+        #expect(try JSONValue.parse(OpenAIRequestEncoder.body(request))["stream_options"] != nil)
+        #expect(try JSONValue.parse(OpenAIRequestEncoder.body(request, streamUsage: false))["stream_options"] == nil)
     }
 
     @Test(arguments: [

@@ -113,6 +113,8 @@ public struct GatewayConfig: Sendable {
         /// How reasoning is asked for (kind openai); nil: by the base URL (OpenRouter's object
         /// for OpenRouter, `reasoning_effort` elsewhere).
         public var reasoningField: ProviderEndpoint.ReasoningField?
+        /// `stream_usage` (kind openai): ask for usage on every stream (`ProviderEndpoint.asksForStreamUsage`).
+        public var streamUsage = true
         /// Decides which model names (with their options) this provider serves, where a fixed
         /// list cannot: the simulated models.
         public var catalog: (any ModelCatalog)?
@@ -134,7 +136,7 @@ public struct GatewayConfig: Sendable {
             lhs.name == rhs.name && lhs.kind == rhs.kind && lhs.baseURL == rhs.baseURL
                 && lhs.apiKeyEnvironmentVariable == rhs.apiKeyEnvironmentVariable && lhs.apiKey == rhs.apiKey
                 && lhs.headers == rhs.headers && lhs.models == rhs.models && lhs.maxTokensField == rhs.maxTokensField
-                && lhs.reasoningField == rhs.reasoningField
+                && lhs.reasoningField == rhs.reasoningField && lhs.streamUsage == rhs.streamUsage
                 && lhs.catalog?.models == rhs.catalog?.models
         }
 
@@ -295,7 +297,8 @@ public struct GatewayConfig: Sendable {
                 guard !name.isEmpty, !name.contains("/") else {
                     throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
                 }
-                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "headers_env", "models", "max_tokens_field", "reasoning_field"],
+                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "headers_env", "models", "max_tokens_field", "reasoning_field",
+                                        "stream_usage"],
                                        hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
                 let kindName = try provider.string("kind") ?? "openai"
                 guard let kind = Provider.Kind(rawValue: kindName) else {
@@ -336,13 +339,14 @@ public struct GatewayConfig: Sendable {
                     models: try provider.stringList("models"))
                 parsed.headerEnvironmentVariables = secretHeaders
                 // Fields of OpenAI-compatible servers only: the native kinds have their own.
-                for key in ["max_tokens_field", "reasoning_field"] where kind != .openai {
+                for key in ["max_tokens_field", "reasoning_field", "stream_usage"] where kind != .openai {
                     guard try provider.child(key) == nil else {
                         throw ConfigError("\(provider.path).\(key) applies to kind openai only (\(kind.rawValue) has its own field)")
                     }
                 }
                 if let value = try provider.choice("max_tokens_field", of: ProviderEndpoint.MaxTokensField.self) { parsed.maxTokensField = value }
                 parsed.reasoningField = try provider.choice("reasoning_field", of: ProviderEndpoint.ReasoningField.self)
+                parsed.streamUsage = try provider.bool("stream_usage") ?? true
                 config.providers[name] = parsed
             }
         }

@@ -59,7 +59,8 @@ struct ChatProxyRequest: ProxyRequest {
             return ProviderHTTPRequest(
                 url: route.endpoint.baseURL + "/chat/completions",
                 headers: OpenAICompatibleProvider.headers(endpoint: route.endpoint, stream: stream, extra: extraHeaders),
-                body: chat.upstreamBody(model: route.upstreamModel, maxTokensField: route.endpoint.maxTokensField.rawValue))
+                body: chat.upstreamBody(model: route.upstreamModel, maxTokensField: route.endpoint.maxTokensField.rawValue,
+                                        asksForUsage: route.endpoint.asksForStreamUsage))
         }
         var request = neutral
         request.model = route.upstreamModel

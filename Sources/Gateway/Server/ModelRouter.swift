@@ -36,8 +36,10 @@ public struct ModelRouter: Sendable {
             catalog = provider.catalog
             models = provider.models
             missingKeyVariable = key == nil ? provider.apiKeyEnvironmentVariable : nil
-            endpoint = ProviderEndpoint(name: name, baseURL: provider.baseURL, apiKey: key, headers: headers,
-                                        maxTokensField: provider.maxTokensField, reasoningField: provider.reasoningField)
+            var endpoint = ProviderEndpoint(name: name, baseURL: provider.baseURL, apiKey: key, headers: headers,
+                                            maxTokensField: provider.maxTokensField, reasoningField: provider.reasoningField)
+            endpoint.asksForStreamUsage = provider.streamUsage
+            self.endpoint = endpoint
             implementation = provider.implementation
         }
     }

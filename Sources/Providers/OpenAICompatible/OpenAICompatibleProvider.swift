@@ -24,7 +24,8 @@ public struct OpenAICompatibleProvider: Provider {
         ProviderHTTPRequest(url: endpoint.baseURL + "/chat/completions",
                             headers: Self.headers(endpoint: endpoint, stream: request.stream, extra: extraHeaders),
                             body: OpenAIRequestEncoder.body(request, maxTokensField: endpoint.maxTokensField,
-                                                            reasoningField: endpoint.reasoningField))
+                                                            reasoningField: endpoint.reasoningField,
+                                                            streamUsage: endpoint.asksForStreamUsage))
     }
 
     /// The headers of every request to `endpoint` (also used when a client's body is relayed as is).

@@ -6,8 +6,8 @@ public enum OpenAIRequestEncoder {
     /// written without the tree for the messages (whole prompts: the judge's holds every panel
     /// answer), since this runs as every inner call starts, on its way to the upstream.
     public static func body(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens,
-                            reasoningField: ProviderEndpoint.ReasoningField = .object) -> [UInt8] {
-        let members = fields(request, maxTokensField: maxTokensField, reasoningField: reasoningField)
+                            reasoningField: ProviderEndpoint.ReasoningField = .object, streamUsage: Bool = true) -> [UInt8] {
+        let members = fields(request, maxTokensField: maxTokensField, reasoningField: reasoningField, streamUsage: streamUsage)
         var out: [UInt8] = []
         out.reserveCapacity(256 + request.messages.reduce(0) { $0 + $1.content.count * 64 + 48 })
         out.append(UInt8(ascii: "{"))
@@ -74,14 +74,14 @@ public enum OpenAIRequestEncoder {
 
     /// Every member of the body but `messages`.
     private static func fields(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField,
-                               reasoningField: ProviderEndpoint.ReasoningField) -> [String: JSONValue] {
+                               reasoningField: ProviderEndpoint.ReasoningField, streamUsage: Bool = true) -> [String: JSONValue] {
         var body = request.extraFieldsFormat == .openAIChat ? request.extraFields : [:]
         body["messages"] = nil
         body["model"] = .string(request.model)
         body["stream"] = .bool(request.stream)
         // Always: the gateway accounts every completion, whether its client asked for usage or not
         // (`includeUsage` is the client's wish, honoured by the relay).
-        if request.stream { body["stream_options"] = .object(["include_usage": .bool(true)]) }
+        if request.stream && streamUsage { body["stream_options"] = .object(["include_usage": .bool(true)]) }
         if !request.tools.isEmpty { body["tools"] = .array(request.tools.map(tool)) }
         if let choice = request.toolChoice { body["tool_choice"] = toolChoice(choice) }
         if let parallel = request.parallelToolCalls { body["parallel_tool_calls"] = .bool(parallel) }

@@ -81,8 +81,10 @@ public struct MessagesRequest: Sendable {
     /// refuses fields it does not know: "Extra inputs are not permitted"; review 43 conformance #3).
     public func upstreamBody(model upstreamModel: String) -> [UInt8] {
         let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
+        // A `model` key spelled with escapes is rewritten whole, as `ChatRequest.upstreamBody`'s.
+        let modelRange = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody)
         if case .object(var fields) = json,
-           fields["stream_options"] != nil || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+           modelRange == nil || fields["stream_options"] != nil || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
             fields["stream_options"] = nil
             if let plugins = fields["plugins"]?.arrayValue {
                 let others = plugins.filter { !fusionPlugin($0) }
@@ -91,7 +93,7 @@ public struct MessagesRequest: Sendable {
             fields["model"] = .string(upstreamModel)
             return JSONValue.object(fields).serialized()
         }
-        guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else { return rawBody }
+        guard let range = modelRange else { return json.serialized() }  // not reached: `json` is an object
         var out = Array(rawBody[..<range.lowerBound])
         JSONWriting.appendString(upstreamModel, to: &out)
         out.append(contentsOf: rawBody[range.upperBound...])

@@ -165,12 +165,19 @@ public struct ChatRequest: Sendable {
     /// client that did not ask (`SSERelay`).
     /// `maxTokensField`: the field the upstream honours for the output limit; a client's limit
     /// sent under the other name is renamed, so the limit is enforced either way.
-    public func upstreamBody(model upstreamModel: String, maxTokensField: String = "max_tokens") -> [UInt8] {
+    /// `asksForUsage`: false for an upstream that refuses `stream_options` (the client's own go
+    /// as sent; `ProviderEndpoint.asksForStreamUsage`).
+    public func upstreamBody(model upstreamModel: String, maxTokensField: String = "max_tokens", asksForUsage: Bool = true) -> [UInt8] {
         let otherField = maxTokensField == "max_tokens" ? "max_completion_tokens" : "max_tokens"
-        let addUsage = stream && !includeUsage
+        let addUsage = stream && !includeUsage && asksForUsage
         let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
+        // The model's value where the client's bytes spell its key plainly; a key written with
+        // escapes (`"mod\u0065l"`, the same key to the parser) is rewritten whole (review 45
+        // proxy #3: sent as it came, it named the client's model, not the route's, and asked
+        // for no usage).
+        let modelRange = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody)
         if case .object(var fields) = json,
-           fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil)
+           modelRange == nil || fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil)
             || (addUsage && fields["stream_options"] != nil) || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true
             || fields["stream_options"]?["include_fusion_events"] != nil {
             // Fallbacks are the gateway's business; an upstream may reject the unknown field. So
@@ -195,9 +202,7 @@ public struct ChatRequest: Sendable {
             }
             return JSONValue.object(fields).serialized()
         }
-        guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody) else {
-            return rawBody  // unreachable: validation found a top-level string "model"
-        }
+        guard let range = modelRange else { return json.serialized() }  // not reached: `json` is an object
         var out: [UInt8] = []
         out.reserveCapacity(rawBody.count + upstreamModel.utf8.count + Self.usageOption.count)
         out.append(contentsOf: rawBody[..<range.lowerBound])
