@@ -50,6 +50,8 @@ public final class MockUpstream {
         case openAI, anthropic
         case gemini(model: String, stream: Bool)
 
+        var isOpenAI: Bool { if case .openAI = self { true } else { false } }
+
         var wire: any MockWire.Type {
             switch self {
             case .openAI: MockOpenAIStream.self
@@ -199,6 +201,17 @@ public final class MockUpstream {
         default: ""
         }
         switch scenario.kind {
+        case .error where scenario.option("in_body", default: 0) == 1 && vendor.isOpenAI:
+            // OpenRouter's way once a model has started: HTTP 200, the error in the body, its
+            // `code` the status it stands for; `fail=N`: only the first N requests.
+            let seen = flakyCounts[model, default: 0]
+            flakyCounts[model] = seen + 1
+            if seen < scenario.option("fail", default: 1_000) {
+                let status = scenario.option("status", default: 502)
+                return writer.respond(status: 200, headers: [("Content-Type", "application/json")],
+                                      body: Array(#"{"error":{"code":\#(status),"message":"Provider returned error"}}"#.utf8))
+            }
+            scenario.kind = .normal
         case .error:
             let status = scenario.option("status", default: 500)
             // OpenAI's types: its 4xx are `invalid_request_error`, its 5xx `server_error`.

@@ -82,6 +82,23 @@ import Testing
         #expect(sent["model"] == .string("normal:pace_ms=1"))
     }
 
+    /// An error in a 200 body (OpenRouter's way once a model has started; its `code` is the status
+    /// it stands for) is retried and falls back like that status, since nothing reached the
+    /// client (review 45 proxy #2: one attempt, then a flat 502 the SDKs were told not to retry).
+    @Test func anErrorInAWholeAnswersBodyIsRetriedAndFallsBackByItsCode() throws {
+        let env = try TestEnvironment()
+        let retried = try env.chat(TestEnvironment.chatBody(model: "mock/error:in_body=1:fail=2:status=503", stream: false))
+        #expect(retried.status == 200, "\(retried.text)")
+        #expect(env.mockStats.counts.requests == 3, "two errors in 200 bodies, then the answer")
+        let limited = try env.chat(TestEnvironment.chatBody(model: "mock/error:in_body=1:status=429", stream: false))
+        #expect(limited.status == 429 && limited.json?["error"]?["code"] == .string("rate_limited"), "\(limited.text)")
+        #expect(limited.header("x-should-retry") == "false", "the gateway retried it already")
+        #expect(env.mockStats.counts.requests == 6)
+        let body = #"{"model":"mock/error:in_body=1:status=502:n=1","models":["mock/normal:pace_ms=1"],"stream":false,"messages":[{"role":"user","content":"Hello there"}]}"#
+        let fellBack = try env.chat(body)
+        #expect(fellBack.status == 200 && fellBack.json?["model"] == .string("mock/normal:pace_ms=1"), "\(fellBack.text)")
+    }
+
     @Test func clientErrorsDoNotFallBack() throws {
         let env = try TestEnvironment()
         let body = #"{"model":"mock/error:status=400","models":["mock/normal"],"messages":[{"role":"user","content":"x"}]}"#

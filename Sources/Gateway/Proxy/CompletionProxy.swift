@@ -251,8 +251,13 @@ final class CompletionProxy<Request: ProxyRequest> {
         accounting.upstreamDone()
         switch phase {
         case .awaitingUpstreamHead:
+            // Never sent, so safe to retry: a refused connection, or a name not resolved (a DNS
+            // blip; review 45 proxy #6).
             var connectFailed = false
-            if case .couldNotConnect? = failure { connectFailed = true }
+            switch failure {
+            case .couldNotConnect?, .couldNotResolve?: connectFailed = true
+            default: break
+            }
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }
             fail(UpstreamFailure.apiError(for: failure ?? .transfer("the upstream closed without a response"), provider: route.endpoint.name))
         case .streaming:
@@ -284,7 +289,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
                                           redactor: redactor))
             } else {
-                deliverWhole(body)
+                deliverWhole(body, headers: headers)
             }
         case .finished:
             break
@@ -293,7 +298,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     /// A whole 2xx answer: relayed (id and model replaced) or translated, as the response the
     /// client asked for; for a streamed request, as chunks.
-    func deliverWhole(_ body: [UInt8]) {
+    func deliverWhole(_ body: [UInt8], headers: [(String, String)]) {
         guard let request else {
             // Unreachable: a whole answer is collected before anything reached the client.
             fail(.upstreamUnavailable("the request can no longer be answered", code: "internal_error", status: 500))
@@ -307,6 +312,10 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         if case .error(let error)? = events.first(where: { if case .error = $0 { true } else { false } }) {
+            // An error in a 2xx body (OpenRouter's once a model has started: its `code` is the
+            // status it stands for): nothing reached the client, so it is retried or falls back
+            // like that status (review 45 proxy #2: one attempt, then a flat 502).
+            if retryOrFallBack(status: error.status, connectFailed: false, headers: headers) { return }
             fail(error)
             return
         }
@@ -442,12 +451,14 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// Whether the official SDKs' own retries (of 408/409/429/5xx) could help: not once the
     /// gateway has retried and fallen back itself (they would stack: 3 × 3 attempts), nor for
     /// errors about the request. A 429 the gateway did not wait for (its `Retry-After` was too
-    /// long) is the client's to retry when it likes.
+    /// long) is the client's to retry when it likes, as is the gateway's own "full, retry
+    /// shortly" (`collected_bytes_limit`, which no retry of the gateway's could have helped).
     func clientRetryCanHelp(_ error: APIError) -> Bool {
         guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
         if error.status == 429 && accounting.attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
             return true
         }
+        if error.code == "collected_bytes_limit" { return true }
         return accounting.attempts <= 1 && settings.retry.maxRetries == 0
     }
 

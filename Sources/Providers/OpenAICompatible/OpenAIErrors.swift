@@ -14,9 +14,13 @@ enum OpenAIErrors {
     }
 
     /// An error object inside a stream (or a 200 body): OpenAI's carries no status, so it is a 502.
+    /// An error object in a 2xx body or an event. OpenRouter's numeric `code` is the HTTP status
+    /// it stands for (429, 502, 503…): kept, so a rate limit is told from an outage and retried
+    /// as one; anything else is a 502.
     static func streamError(_ error: JSONValue, redactor: Redactor) -> APIError {
-        UpstreamErrors.streamError(status: 502, report: .init(message: error["message"]?.stringValue ?? error.stringValue),
-                                   redactor: redactor)
+        let code = error["code"]?.intValue.flatMap { (400...599).contains($0) ? Int($0) : nil }
+        return UpstreamErrors.streamError(status: code ?? 502, report: .init(message: error["message"]?.stringValue ?? error.stringValue),
+                                          redactor: redactor)
     }
 
     private static func codeString(_ value: JSONValue?) -> String? {
