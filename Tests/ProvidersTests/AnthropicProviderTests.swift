@@ -362,7 +362,7 @@ import Testing
              "usage":{"input_tokens":10,"cache_creation_input_tokens":1,"cache_read_input_tokens":4,"output_tokens":7,"output_tokens_details":{"thinking_tokens":2}}}
             """#.utf8)
         #expect(try provider.decodeResponse(body, redactor: .none) == [
-            .reasoning("hm"), .reasoningSignature("sig"), .redactedReasoning("xx"), .text("Hi"),
+            .reasoning("hm"), .reasoningSignature("sig"), .redactedReasoning("xx"), .text("Hi"), .providerBlock(.stop),
             .providerBlock(.start(.object(["type": .string("server_tool_use"), "id": .string("srv"), "name": .string("web_search"),
                                            "input": .object(["query": .string("q")])]))), .providerBlock(.stop),
             .toolCall(ToolCallFragment(index: 0, id: "toolu_1", name: "f", arguments: #"{"a":"x","b":[1]}"#)),
@@ -386,7 +386,7 @@ import Testing
         #expect(many.count == 1 && { if case .error = many[0] { true } else { false } }(), "as many calls as a stream may carry")
         let typeless = try provider.decodeResponse(Array(#"{"type":"message","content":[{"notype":1},{"type":12},{"type":"text","text":"ok"}],"stop_reason":"end_turn"}"#.utf8),
                                                    redactor: .none)
-        #expect(!typeless.contains { if case .providerBlock = $0 { true } else { false } } && typeless.contains(.text("ok")))
+        #expect(!typeless.contains { if case .providerBlock(.start) = $0 { true } else { false } } && typeless.contains(.text("ok")))
     }
 
     /// `"stop_reason": null` is still an end: stop (tool_calls after a tool call), streamed and whole.

@@ -112,12 +112,74 @@ import Testing
         #expect(!deltas.contains(injected) && deltas.filter { $0 == citation }.count == 1, "\(deltas)")
     }
 
+    /// A web-search answer alternates uncited and cited text blocks, a cited block's citations
+    /// before its text (as Anthropic records show): each block reaches the client apart, with
+    /// its own citations, streamed and whole (review 45 Anthropic #2: the first block's
+    /// citations were dropped after a tool result, the rest merged into one block).
+    @Test func citedTextBlocksStayApartWithTheirOwnCitations() throws {
+        func citation(_ url: String) -> String { #"{"type":"web_search_result_location","url":"\#(url)","title":"T","encrypted_index":"aQ==","cited_text":"c"}"# }
+        let sse = [
+            #"{"type":"message_start","message":{"id":"msg_u","type":"message","role":"assistant","model":"claude-x","content":[],"usage":{"input_tokens":5,"output_tokens":0}}}"#,
+            #"{"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"srv_1","name":"web_search","input":{}}}"#,
+            #"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"query\":\"tides\"}"}}"#,
+            #"{"type":"content_block_stop","index":0}"#,
+            #"{"type":"content_block_start","index":1,"content_block":{"type":"web_search_tool_result","tool_use_id":"srv_1","content":[]}}"#,
+            #"{"type":"content_block_stop","index":1}"#,
+            #"{"type":"content_block_start","index":2,"content_block":{"type":"text","text":"","citations":[]}}"#,
+            #"{"type":"content_block_delta","index":2,"delta":{"type":"citations_delta","citation":\#(citation("https://a.example"))}}"#,
+            #"{"type":"content_block_delta","index":2,"delta":{"type":"text_delta","text":"High tide is at noon"}}"#,
+            #"{"type":"content_block_stop","index":2}"#,
+            #"{"type":"content_block_start","index":3,"content_block":{"type":"text","text":""}}"#,
+            #"{"type":"content_block_delta","index":3,"delta":{"type":"text_delta","text":" and "}}"#,
+            #"{"type":"content_block_stop","index":3}"#,
+            #"{"type":"content_block_start","index":4,"content_block":{"type":"text","text":"","citations":[]}}"#,
+            #"{"type":"content_block_delta","index":4,"delta":{"type":"citations_delta","citation":\#(citation("https://b.example"))}}"#,
+            #"{"type":"content_block_delta","index":4,"delta":{"type":"text_delta","text":"low at six."}}"#,
+            #"{"type":"content_block_stop","index":4}"#,
+            #"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}}"#,
+            #"{"type":"message_stop"}"#,
+        ].map { "event: x\ndata: \($0)\n\n" }.joined()
+        var relay = TranslatingRelay(decoder: AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: MessagesStreamWriter(id: "msg_gw", model: "m"))
+        var out: [UInt8] = []
+        relay.start(into: &out)
+        _ = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+        // The client's view, as the SDKs accumulate it: blocks by index, citations by index.
+        var blocks: [Int: (type: String, text: String, citations: [String])] = [:]
+        for event in try Self.events(out) {
+            guard let index = event.data["index"]?.intValue.map(Int.init) else { continue }
+            if event.name == "content_block_start" {
+                blocks[index] = (event.data["content_block"]?["type"]?.stringValue ?? "", "", [])
+            } else if event.name == "content_block_delta", let delta = event.data["delta"] {
+                if let text = delta["text"]?.stringValue { blocks[index]?.text += text }
+                if let url = delta["citation"]?["url"]?.stringValue { blocks[index]?.citations.append(url) }
+            }
+        }
+        let texts = blocks.keys.sorted().compactMap { blocks[$0] }.filter { $0.type == "text" }
+        #expect(texts.map(\.text) == ["High tide is at noon", " and ", "low at six."], "\(texts)")
+        #expect(texts.map(\.citations) == [["https://a.example"], [], ["https://b.example"]])
+
+        let whole = try AnthropicProvider().decodeResponse(Array(#"""
+            {"type":"message","content":[
+              {"type":"text","text":"High tide is at noon","citations":[\#(citation("https://a.example"))]},
+              {"type":"text","text":" and "},
+              {"type":"text","text":"low at six.","citations":[\#(citation("https://b.example"))]}],
+             "stop_reason":"end_turn","usage":{"input_tokens":5,"output_tokens":9}}
+            """#.utf8), redactor: .none)
+        var response = MessagesResponse(id: "m", model: "x")
+        whole.forEach { response.add($0) }
+        let content = try JSONValue.parse(response.body())["content"]?.arrayValue ?? []
+        #expect(content.map { $0["text"]?.stringValue ?? "" } == ["High tide is at noon", " and ", "low at six."])
+        #expect(content.map { ($0["citations"]?.arrayValue ?? []).compactMap { $0["url"]?.stringValue } } == [["https://a.example"], [], ["https://b.example"]])
+    }
+
     @Test func theGatewaysAnthropicDecoderReadsBackWhatWasWritten() throws {
         let (events, end) = try Self.decoded(Self.render(Self.answer))
         #expect(end == .complete)
         // The same events; a call's first fragment comes back split in its block start (no arguments)
         // and its first delta.
-        #expect(events == Array(Self.answer.prefix(7)) + [
+        // A text block's end comes back as one (`.providerBlock(.stop)`: blocks keep their citations apart).
+        #expect(events == Array(Self.answer.prefix(4)) + [.providerBlock(.stop)] + Array(Self.answer[4..<7]) + [
             .toolCall(ToolCallFragment(index: 1, id: "call_2", name: "time", arguments: "")),
             .toolCall(ToolCallFragment(index: 1, arguments: "{}")),
         ] + Self.answer.suffix(2))

@@ -72,6 +72,7 @@ enum AnthropicResponse {
                 for citation in block["citations"]?.arrayValue ?? [] {
                     events.append(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))))
                 }
+                events.append(.providerBlock(.stop))  // the next text block is another, with its own citations
             case "thinking"?:
                 if let text = block["thinking"]?.stringValue, !text.isEmpty { events.append(.reasoning(text)) }
                 if let signature = block["signature"]?.stringValue, !signature.isEmpty { events.append(.reasoningSignature(signature)) }

@@ -75,6 +75,9 @@ struct AnthropicEventReader {
     private var toolCalls: [Int64: Int] = [:]
     /// Indexes of open blocks passed on as provider blocks.
     private var providerBlocks: Set<Int64> = []
+    /// Text blocks open: each one's stop is passed on (`.providerBlock(.stop)`), so blocks with
+    /// their own citations stay apart (review 45 Anthropic #2).
+    private var textBlocks: Set<Int64> = []
     /// Tool calls no argument text has come for yet → the input their start gave (`{}` from
     /// Anthropic, whose deltas then carry it; an empty one for a tool without parameters): sent
     /// as the arguments when the block stops with no delta, so no client gets `""`, which
@@ -98,7 +101,7 @@ struct AnthropicEventReader {
             delta(json["delta"], index: json["index"]?.intValue, emit: emit)
         case "content_block_stop":
             guard let index = json["index"]?.intValue else { break }
-            if providerBlocks.remove(index) != nil { emit(.providerBlock(.stop)) }
+            if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil { emit(.providerBlock(.stop)) }
             sendUnsentInput(index, emit: emit)
         case "message_delta":
             usage.update(json["usage"])
@@ -144,7 +147,16 @@ struct AnthropicEventReader {
             emit(.toolCall(ToolCallFragment(index: ordinal, id: block?["id"]?.stringValue ?? "", name: block?["name"]?.stringValue ?? "",
                                             arguments: "")))
         case "text"?:
+            if let index {
+                guard textBlocks.count < Self.maxToolCalls else {
+                    throw StreamDecodingError("the upstream left more than \(Self.maxToolCalls) blocks open")
+                }
+                textBlocks.insert(index)
+            }
             if let text = block?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
+            for citation in (block?["citations"]?.arrayValue ?? []).prefix(Self.maxToolCalls) {
+                emit(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))))
+            }
         case "thinking"?:
             if let text = block?["thinking"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
             if let signature = block?["signature"]?.stringValue, !signature.isEmpty { emit(.reasoningSignature(signature)) }

@@ -22,6 +22,8 @@ public struct MessagesResponse: Sendable {
     private var refused = false
     private var stopDetail: (reason: String, sequence: String?)?
     private var usage = Usage()
+    /// The last text block ended (`.providerBlock(.stop)`): more text is another block.
+    private var textEnded = false
 
     public init(id: String, model: String) {
         self.id = id
@@ -34,24 +36,24 @@ public struct MessagesResponse: Sendable {
             refused = true
             add(.text(text))
         case .text(let text) where !text.isEmpty:
-            if case .text(let earlier)? = blocks.last { blocks[blocks.count - 1] = .text(earlier + text) } else { blocks.append(.text(text)) }
+            if case .text(let earlier)? = blocks.last, !textEnded { blocks[blocks.count - 1] = .text(earlier + text) } else { append(.text(text)) }
         case .reasoning(let text) where !text.isEmpty:
             // A signed block is complete: more reasoning is another block.
             if case .thinking(let earlier, "")? = blocks.last {
                 blocks[blocks.count - 1] = .thinking(earlier + text, signature: "")
             } else {
-                blocks.append(.thinking(text, signature: ""))
+                append(.thinking(text, signature: ""))
             }
         case .reasoningSignature(let signature):
             if case .thinking(let text, "")? = blocks.last {
                 blocks[blocks.count - 1] = .thinking(text, signature: signature)
             } else {
-                blocks.append(.thinking("", signature: signature))
+                append(.thinking("", signature: signature))
             }
         case .redactedReasoning(let data):
-            blocks.append(.redactedThinking(data))
+            append(.redactedThinking(data))
         case .toolCall(let fragment):
-            if calls.name(at: fragment.index) == nil { blocks.append(.tool(fragment.index)) }
+            if calls.name(at: fragment.index) == nil { append(.tool(fragment.index)) }
             calls.add(fragment)
         case .usage(let reported):
             usage = reported
@@ -60,18 +62,25 @@ public struct MessagesResponse: Sendable {
         case .stopDetail(let reason, let sequence):
             stopDetail = (reason, sequence)
         case .providerBlock(.start(let block)):
-            blocks.append(.raw(block))
+            append(.raw(block))
         case .providerBlock(.delta(let delta)):
-            if delta["type"] == .string("citations_delta"), let citation = delta["citation"], case .text? = blocks.last {
+            if delta["type"] == .string("citations_delta"), let citation = delta["citation"] {
+                // A cited block's citations may come before its text.
+                if case .text? = blocks.last, !textEnded {} else { append(.text("")) }
                 citations[blocks.count - 1, default: []].append(citation)
             } else if delta["type"] == .string("input_json_delta"), let json = delta["partial_json"]?.stringValue, case .raw? = blocks.last {
                 rawInputs[blocks.count - 1, default: ""] += json
             }
         case .providerBlock(.stop):
-            break
+            if case .text? = blocks.last { textEnded = true }
         case .text, .reasoning, .refusal, .error:
             break  // an error is the response instead: the caller sends MessagesErrors.body
         }
+    }
+
+    private mutating func append(_ block: Block) {
+        blocks.append(block)
+        textEnded = false
     }
 
     /// The `message` JSON. A tool call whose arguments are not a JSON object (an upstream model

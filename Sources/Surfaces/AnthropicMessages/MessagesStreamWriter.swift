@@ -110,12 +110,14 @@ public struct MessagesStreamWriter: Sendable {
             providerBlocks += 1
             openBlock(.provider(providerBlocks), &out, raw: block)
         case .providerBlock(.delta(let delta)):
-            // A server tool block's delta, or a citation of the open text block; never into a
-            // block of another kind (a tool_use block's arguments are checked JSON, a thinking
-            // block is signed): an upstream that interleaved its blocks loses that delta.
+            // A server tool block's delta, or a citation of the open text block (or of the text
+            // block it begins: Anthropic sends a cited block's citations before its text); never
+            // into a block of another kind (a tool_use block's arguments are checked JSON, a
+            // thinking block is signed): an upstream that interleaved its blocks loses that delta.
             switch open {
             case .provider?: break
             case .text? where delta["type"]?.stringValue == "citations_delta": break
+            case nil where delta["type"]?.stringValue == "citations_delta": openBlock(.text, &out)
             default: return
             }
             self.event("content_block_delta", &out)
@@ -126,7 +128,12 @@ public struct MessagesStreamWriter: Sendable {
             out.append(UInt8(ascii: "}"))
             end(&out)
         case .providerBlock(.stop):
-            if case .provider? = open { closeBlock(&out) }
+            // The end of a server tool's block, or of a text block (the next text, with its own
+            // citations, is another block).
+            switch open {
+            case .provider?, .text?: closeBlock(&out)
+            default: break
+            }
         case .toolCall(let fragment):
             if let held = heldCalls[fragment.index] {
                 heldCalls[fragment.index] = ToolCallFragment(index: held.index, id: held.id ?? fragment.id, name: held.name ?? fragment.name,

@@ -143,6 +143,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             }
             forwardedEvents += 1
             writer.append(event, to: &out)
+        case .providerBlock(.stop):
+            writer.append(event, to: &out)  // a block's end: no answer of its own
         case .text, .reasoning, .refusal, .reasoningSignature, .redactedReasoning, .providerBlock:
             forwardedEvents += 1
             writer.append(event, to: &out)
