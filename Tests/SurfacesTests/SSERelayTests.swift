@@ -112,6 +112,34 @@ import Testing
         #expect(events[2].data == "[DONE]")
     }
 
+    /// A choice that says it failed (OpenRouter's `finish_reason: "error"`, or an `error` of its
+    /// own) without a top-level `error` is the upstream's failure, never a complete answer:
+    /// streamed, translated and whole (review 45 proxy #4: relayed as it came, then `[DONE]`,
+    /// and the SDKs raised nothing). Its numeric code is its status.
+    @Test func aChoiceThatFailedIsAnErrorNotAnAnswer() throws {
+        for chunk in [#"{"choices":[{"index":0,"delta":{},"finish_reason":"error","error":{"code":503,"message":"Provider disconnected"}}]}"#,
+                      #"{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}"#,
+                      #"{"choices":[{"index":0,"delta":{},"finish_reason":null,"error":{"message":"boom"}}]}"#] {
+            let result = relayAll([Array("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
+            guard case .failed(let error) = result.outcome else {
+                Issue.record("\(chunk): \(result.outcome)")
+                continue
+            }
+            #expect(error.status == (chunk.contains("503") ? 503 : 502), "\(error)")
+            #expect(!result.output.contains(#""finish_reason":"error","error":{"code":503"#), "the upstream's chunk is not relayed as it came")
+
+            var events: [ModelEvent] = []
+            var decoder = OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+            try Array("data: \(chunk)\n\n".utf8).withUnsafeBytes { bytes in try decoder.decode(bytes) { events.append($0) } }
+            #expect(events.count == 1 && { if case .error = events[0] { true } else { false } }(), "translated: \(events)")
+            let whole = #"{"choices":[\#(chunk.dropFirst(#"{"choices":["#.count).dropLast(2).replacingOccurrences(of: "delta", with: "message"))]}"#
+            let decoded = try OpenAICompatibleProvider().decodeResponse(Array(whole.utf8), redactor: .none)
+            #expect(decoded.count == 1 && { if case .error = decoded[0] { true } else { false } }(), "whole: \(whole) \(decoded)")
+        }
+        // An ordinary finish is still one.
+        #expect(relayAll([Array("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\",\"error\":null}]}\n\ndata: [DONE]\n\n".utf8)]).outcome == .done)
+    }
+
     @Test func oversizedEventFailsTheStream() {
         var relay = SSERelay(maxEventBytes: 64)
         var out: [UInt8] = []

@@ -52,6 +52,9 @@ public struct OpenAICompatibleProvider: Provider {
         }
         var events: [ModelEvent] = []
         if let choice = json["choices"]?.arrayValue?.first {
+            if let error = OpenAIErrors.choiceError(error: choice["error"], finishReason: choice["finish_reason"]?.stringValue) {
+                return [.error(OpenAIErrors.streamError(error, redactor: redactor))]
+            }
             let message = choice["message"]
             if let reasoning = (message?["reasoning"] ?? message?["reasoning_content"])?.stringValue, !reasoning.isEmpty {
                 events.append(.reasoning(reasoning))
@@ -83,6 +86,11 @@ public struct OpenAICompatibleProvider: Provider {
     public static func streamError(_ error: JSONValue, redactor: Redactor) -> APIError {
         OpenAIErrors.streamError(error, redactor: redactor)
     }
+
+    /// A choice's own failure (`OpenAIErrors.choiceError`).
+    public static func choiceError(error: JSONValue?, finishReason: String?) -> JSONValue? {
+        OpenAIErrors.choiceError(error: error, finishReason: finishReason)
+    }
 }
 
 /// What one `chat.completion.chunk` carries, as events.
@@ -100,9 +108,14 @@ enum OpenAIChunk {
             return
         }
         if let choice = choices.flatMap(chunk.firstElement) {
-            var delta: Range<Int>?, finishReason: Range<Int>?
+            var delta: Range<Int>?, finishReason: Range<Int>?, choiceError: Range<Int>?
             chunk.forEachMember(in: choice) { key, value in
-                if key.matches("delta") { delta = value } else if key.matches("finish_reason") { finishReason = value }
+                if key.matches("delta") { delta = value } else if key.matches("finish_reason") { finishReason = value } else if key.matches("error") { choiceError = value }
+            }
+            if choiceError != nil || finishReason != nil,
+               let error = OpenAIErrors.choiceError(error: choiceError.map(chunk.value), finishReason: finishReason.flatMap(chunk.string)) {
+                emit(.error(OpenAIErrors.streamError(error, redactor: redactor)))
+                return
             }
             if let delta {
                 var reasoning: Range<Int>?, reasoningContent: Range<Int>?, content: Range<Int>?, toolCalls: Range<Int>?, refusal: Range<Int>?

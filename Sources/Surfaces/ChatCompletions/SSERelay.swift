@@ -144,7 +144,12 @@ public struct SSERelay {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
                 return
             }
-            if let reason = chunk?["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = reason }
+            let choice = chunk?["choices"]?.arrayValue?.first
+            if let error = OpenAICompatibleProvider.choiceError(error: choice?["error"], finishReason: choice?["finish_reason"]?.stringValue) {
+                stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
+                return
+            }
+            if let reason = choice?["finish_reason"]?.stringValue { finishReason = reason }
             if case .object(var fields)? = chunk, let value = fields["usage"], value != .null {
                 checked = Self.checkedUsage(value)
                 guard Usage.hasCount(checked ?? value) else {
