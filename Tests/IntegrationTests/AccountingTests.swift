@@ -79,6 +79,13 @@ import Testing
         #expect(broken.streamError != nil)
         // A whole answer to a streamed request, turned into chunks.
         try Self.checkOneID(env, try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:whole=1", extra: usage)), streamed: true)
+        // And without usage: its output estimated by its size, not a token for its one event
+        // (review 45 proxy #5).
+        let wholeStreamed = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:whole=1:no_usage=1", extra: usage))
+        let wholeStreamedRecord = try Self.checkOneID(env, wholeStreamed, streamed: true)
+        #expect(wholeStreamedRecord["usage_estimated"] == .bool(true), "\(wholeStreamedRecord)")
+        #expect((wholeStreamedRecord["tokens_completion"]?.intValue ?? 0) == Int64(wholeStreamed.streamedContent.utf8.count / 4 + 1),
+                "\(wholeStreamedRecord) for \(wholeStreamed.streamedContent.utf8.count) bytes")
         // An error before anything was sent: the header names the record.
         let failed = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=400"))
         #expect(try Self.checkOneID(env, failed, streamed: false)["status"] == .int(400))

@@ -121,6 +121,11 @@ struct ProxyAccounting {
                 if let usage = relay.usage {
                     record.usage = usage
                     record.usageEstimated = relay.usageEstimated
+                } else if let completion = wholeAnswerTokens {
+                    // A streamed request answered with one whole body and no usage: its output at
+                    // about four bytes a token, not a token for its one event (review 45 proxy #5).
+                    record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens), completionTokens: completion)
+                    record.usageEstimated = true
                 } else if relay.forwardedEvents > 0 {
                     // Tokens went out but no usage came back: the stream was cut (the client left,
                     // the upstream failed) before the upstream's usage chunk, or the upstream never
