@@ -43,7 +43,7 @@ struct OuterTurn: Sendable {
         case .reasoning, .reasoningSignature, .redactedReasoning:
             if let block = reasoningBuilder.add(event) { reasoning.append(block) }
             return event
-        case .stopDetail:
+        case .stopDetail, .messageExtras:
             return nil  // the turn's finish is the session's to report
         case .providerBlock(let part):
             keep(part)

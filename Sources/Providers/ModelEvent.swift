@@ -19,6 +19,11 @@ public enum ModelEvent: Sendable, Equatable {
     /// (Anthropic's `pause_turn`, `stop_sequence` with the sequence that matched,
     /// `model_context_window_exceeded`): for clients of the same API.
     case stopDetail(reason: String, sequence: String?)
+    /// Members of an Anthropic message the neutral types do not model, for clients of the same
+    /// API (`AnthropicMessageExtras`): `stop_details` (a refusal's category), `container` (code
+    /// execution's, to reuse), and usage's `server_tool_use`, `cache_creation`, `service_tier`.
+    /// The last one reported holds.
+    case messageExtras(AnthropicMessageExtras)
     /// A fragment of a tool call; fragments with the same index concatenate.
     case toolCall(ToolCallFragment)
     /// A part of an Anthropic content block the neutral types do not model (a server tool's
@@ -238,5 +243,35 @@ public struct ToolCallAccumulator: Sendable, Equatable {
     /// The name of the call at `index`, once its first fragment has arrived.
     public func name(at index: Int) -> String? {
         calls.first { $0.index == index }?.name
+    }
+}
+
+/// What an Anthropic message says beyond the neutral events (`ModelEvent.messageExtras`), kept as
+/// the upstream wrote it: the members of the message (`stop_details`, `container`) and of its
+/// usage (`server_tool_use`, `cache_creation`, `service_tier`).
+public struct AnthropicMessageExtras: Sendable, Equatable {
+    public static let messageMembers = ["stop_details", "container"]
+    public static let usageMembers = ["server_tool_use", "cache_creation", "service_tier"]
+
+    public var message: [String: JSONValue] = [:]
+    public var usage: [String: JSONValue] = [:]
+
+    public init(message: [String: JSONValue] = [:], usage: [String: JSONValue] = [:]) {
+        self.message = message
+        self.usage = usage
+    }
+
+    /// Those of `object`'s members (a message, a `message_delta`'s delta) and of `usage` that are
+    /// not null; nil when there are none.
+    public static func from(_ object: JSONValue?, usage: JSONValue?) -> AnthropicMessageExtras? {
+        var extras = AnthropicMessageExtras()
+        for name in messageMembers { if let value = object?[name], value != .null { extras.message[name] = value } }
+        for name in usageMembers { if let value = usage?[name], value != .null { extras.usage[name] = value } }
+        return extras.message.isEmpty && extras.usage.isEmpty ? nil : extras
+    }
+
+    /// `newer`'s members over these.
+    public func merging(_ newer: AnthropicMessageExtras) -> AnthropicMessageExtras {
+        AnthropicMessageExtras(message: message.merging(newer.message) { $1 }, usage: usage.merging(newer.usage) { $1 })
     }
 }

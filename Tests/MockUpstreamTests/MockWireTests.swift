@@ -67,7 +67,7 @@ import Testing
                 case .finish(let reason): finish = reason
                 case .usage(let reported): usage = reported
                 case .error(let reported): error = reported
-                case .reasoningSignature, .redactedReasoning, .stopDetail, .refusal, .providerBlock: break
+                case .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras, .refusal, .providerBlock: break
                 }
             }
         }

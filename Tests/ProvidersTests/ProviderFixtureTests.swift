@@ -28,8 +28,11 @@ enum ProviderFixtures {
 
     /// The fixture vocabulary: {"text"}, {"reasoning"}, {"reasoning_signature"}, {"redacted_reasoning"}, {"tool_call": {index, id?, name?, arguments?}},
     /// {"usage": {...}}, {"finish"}, {"error": {status, type, message}}, {"provider_block_start": block},
-    /// {"provider_block_delta": delta}, {"provider_block_stop": true}.
+    /// {"provider_block_delta": delta}, {"provider_block_stop": true}, {"message_extras": {"message"?, "usage"?}}.
     static func event(_ json: JSONValue) throws -> ModelEvent {
+        if let extras = json["message_extras"] {
+            return .messageExtras(AnthropicMessageExtras(message: extras["message"]?.objectValue ?? [:], usage: extras["usage"]?.objectValue ?? [:]))
+        }
         if let block = json["provider_block_start"] { return .providerBlock(.start(block)) }
         if let delta = json["provider_block_delta"] { return .providerBlock(.delta(delta)) }
         if json["provider_block_stop"] != nil { return .providerBlock(.stop) }

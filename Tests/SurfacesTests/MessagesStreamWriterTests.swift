@@ -173,6 +173,44 @@ import Testing
         #expect(content.map { ($0["citations"]?.arrayValue ?? []).compactMap { $0["url"]?.stringValue } } == [["https://a.example"], [], ["https://b.example"]])
     }
 
+    /// What an Anthropic message says beyond the neutral events reaches an Anthropic client:
+    /// a refusal's `stop_details`, code execution's `container`, usage's `server_tool_use`,
+    /// `cache_creation` and `service_tier`, streamed and whole (review 45 Anthropic #3: dropped,
+    /// so a container could not be reused and web searches went uncounted).
+    @Test func anAnthropicMessagesOwnMembersReachTheClient() throws {
+        let sse = [
+            #"{"type":"message_start","message":{"id":"msg_u","type":"message","role":"assistant","model":"claude-x","content":[],"container":null,"usage":{"input_tokens":5,"output_tokens":0,"service_tier":"standard"}}}"#,
+            #"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"No."}}"#,
+            #"{"type":"content_block_stop","index":0}"#,
+            #"{"type":"message_delta","delta":{"stop_reason":"refusal","stop_sequence":null,"stop_details":{"type":"refusal","category":"cyber"},"container":{"id":"container_1","expires_at":"2026-12-04T15:00:00Z"}},"usage":{"output_tokens":3,"server_tool_use":{"web_search_requests":2},"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":7}}}"#,
+            #"{"type":"message_stop"}"#,
+        ].map { "data: \($0)\n\n" }.joined()
+        var relay = TranslatingRelay(decoder: AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: MessagesStreamWriter(id: "msg_gw", model: "m"))
+        var out: [UInt8] = []
+        relay.start(into: &out)
+        _ = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+        let delta = try #require(try Self.events(out).first { $0.name == "message_delta" }?.data)
+        #expect(delta["delta"]?["stop_reason"] == .string("refusal"))
+        #expect(delta["delta"]?["stop_details"]?["category"] == .string("cyber"))
+        #expect(delta["delta"]?["container"]?["id"] == .string("container_1"))
+        #expect(delta["usage"]?["server_tool_use"]?["web_search_requests"] == .int(2))
+        #expect(delta["usage"]?["cache_creation"]?["ephemeral_1h_input_tokens"] == .int(7))
+        #expect(delta["usage"]?["service_tier"] == .string("standard"))
+
+        let whole = try AnthropicProvider().decodeResponse(Array(#"""
+            {"type":"message","content":[{"type":"text","text":"No."}],"stop_reason":"refusal","stop_details":{"type":"refusal","category":"cyber"},
+             "container":{"id":"container_1"},"usage":{"input_tokens":5,"output_tokens":3,"server_tool_use":{"web_search_requests":2},"service_tier":"priority"}}
+            """#.utf8), redactor: .none)
+        var response = MessagesResponse(id: "m", model: "x")
+        whole.forEach { response.add($0) }
+        let message = try JSONValue.parse(response.body())
+        #expect(message["stop_details"]?["category"] == .string("cyber") && message["container"]?["id"] == .string("container_1"))
+        #expect(message["usage"]?["server_tool_use"]?["web_search_requests"] == .int(2) && message["usage"]?["service_tier"] == .string("priority"))
+        #expect(message["id"] == .string("m") && message["type"] == .string("message"), "the gateway's own members win")
+    }
+
     @Test func theGatewaysAnthropicDecoderReadsBackWhatWasWritten() throws {
         let (events, end) = try Self.decoded(Self.render(Self.answer))
         #expect(end == .complete)

@@ -73,7 +73,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
             entry.record.usage = usage  // per call: the last report is the total
         case .finish(let reason):
             entry.record.finishReason = reason.rawValue
-        case .error, .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock:
+        case .error, .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras, .providerBlock:
             break
         }
     }

@@ -56,7 +56,7 @@ enum InnerCallRecord {
         case .providerBlock(.start(let block)): splitJSON(block, last: providerStart, body)
         case .providerBlock(.delta(let delta)): splitJSON(delta, last: providerDelta, body)
         case .providerBlock(.stop): body(providerStop, [])
-        case .reasoningSignature, .redactedReasoning, .stopDetail: break  // beyond any real signature; the finish says what the session needs
+        case .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras: break  // beyond any real signature; the finish says what the session needs
         case .toolCall(let fragment):
             var out: [UInt8] = []
             appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)

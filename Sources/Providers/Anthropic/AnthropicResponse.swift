@@ -101,6 +101,7 @@ enum AnthropicResponse {
         if let reason = message["stop_reason"]?.stringValue, let detail = stopDetail(reason, sequence: message["stop_sequence"]) {
             events.append(detail)
         }
+        if let extras = AnthropicMessageExtras.from(message, usage: message["usage"]) { events.append(.messageExtras(extras)) }
         events.append(.finish(message["stop_reason"]?.stringValue.map(finishReason) ?? (calls > 0 ? .toolCalls : .stop)))
         var counts = UsageCounts()
         counts.update(message["usage"])

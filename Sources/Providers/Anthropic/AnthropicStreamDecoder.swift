@@ -95,6 +95,7 @@ struct AnthropicEventReader {
         case "message_start":
             usage.update(json["message"]?["usage"])
             if usage.seen { promptUsage = usage.usage }
+            if let extras = AnthropicMessageExtras.from(json["message"], usage: json["message"]?["usage"]) { emit(.messageExtras(extras)) }
         case "content_block_start":
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":
@@ -105,6 +106,7 @@ struct AnthropicEventReader {
             sendUnsentInput(index, emit: emit)
         case "message_delta":
             usage.update(json["usage"])
+            if let extras = AnthropicMessageExtras.from(json["delta"], usage: json["usage"]) { emit(.messageExtras(extras)) }
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
                 finished = true
                 if let detail = AnthropicResponse.stopDetail(reason, sequence: json["delta"]?["stop_sequence"]) { emit(detail) }

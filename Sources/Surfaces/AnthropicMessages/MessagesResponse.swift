@@ -21,6 +21,7 @@ public struct MessagesResponse: Sendable {
     private var stopReason = "end_turn"
     private var refused = false
     private var stopDetail: (reason: String, sequence: String?)?
+    private var extras = AnthropicMessageExtras()
     private var usage = Usage()
     /// The last text block ended (`.providerBlock(.stop)`): more text is another block.
     private var textEnded = false
@@ -61,6 +62,8 @@ public struct MessagesResponse: Sendable {
             stopReason = MessagesStreamWriter.stopReason(reason)
         case .stopDetail(let reason, let sequence):
             stopDetail = (reason, sequence)
+        case .messageExtras(let more):
+            extras = extras.merging(more)
         case .providerBlock(.start(let block)):
             append(.raw(block))
         case .providerBlock(.delta(let delta)):
@@ -113,8 +116,8 @@ public struct MessagesResponse: Sendable {
             }
         }
         var usageJSON: [UInt8] = []
-        MessagesStreamWriter.appendUsage(usage, to: &usageJSON)
-        var message = extra
+        MessagesStreamWriter.appendUsage(usage, extra: extras.usage, to: &usageJSON)
+        var message = extras.message.merging(extra) { $1 }
         message["id"] = .string(id)
         message["type"] = .string("message")
         message["role"] = .string("assistant")

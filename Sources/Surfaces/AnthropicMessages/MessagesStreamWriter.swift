@@ -34,6 +34,8 @@ public struct MessagesStreamWriter: Sendable {
     private var stopReason = "end_turn"
     /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
     private var stopDetail: (reason: String, sequence: String?)?
+    /// What an Anthropic upstream's message said beyond the neutral events, for `message_delta`.
+    private var extras = AnthropicMessageExtras()
     /// Another API's refusal came (as text): a plain end is Anthropic's `refusal`.
     private var refused = false
     private var usage: Usage?
@@ -158,6 +160,8 @@ public struct MessagesStreamWriter: Sendable {
             stopReason = Self.stopReason(reason)
         case .stopDetail(let reason, let sequence):
             stopDetail = (reason, sequence)
+        case .messageExtras(let more):
+            extras = extras.merging(more)
         case .error(let error):
             MessagesErrors.appendEvent(error, to: &out)
         }
@@ -178,8 +182,9 @@ public struct MessagesStreamWriter: Sendable {
                                  to: &out)
         out.append(contentsOf: #","stop_sequence":"#.utf8)
         if let sequence = stopDetail?.sequence { JSONWriting.appendString(sequence, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        Self.appendMembers(extras.message, to: &out)
         out.append(contentsOf: #"},"usage":"#.utf8)
-        Self.appendUsage(usage, estimated: estimated, fusionCalls: fusion.calls, to: &out)
+        Self.appendUsage(usage, estimated: estimated, fusionCalls: fusion.calls, extra: extras.usage, to: &out)
         if let result = fusion.result {
             out.append(contentsOf: #","fusion":"#.utf8)
             JSONWriting.appendValue(result, to: &out)
@@ -242,16 +247,28 @@ public struct MessagesStreamWriter: Sendable {
     /// Anthropic's usage: `input_tokens` excludes cache reads and writes (OpenAI's prompt includes them).
     /// `estimated`: the gateway's estimate (the upstream reported none, or was cut short), said
     /// as chat and Responses say it, in a member of its own the SDKs keep and ignore.
-    static func appendUsage(_ usage: Usage, estimated: Bool = false, fusionCalls: JSONValue? = nil, to out: inout [UInt8]) {
+    static func appendUsage(_ usage: Usage, estimated: Bool = false, fusionCalls: JSONValue? = nil, extra: [String: JSONValue] = [:],
+                            to out: inout [UInt8]) {
         let input = max(usage.promptTokens - usage.cachedTokens - usage.cacheWriteTokens, 0)  // each at most 2^40: no overflow
         out.append(contentsOf: #"{"input_tokens":\#(input),"cache_creation_input_tokens":\#(usage.cacheWriteTokens),"#.utf8)
         out.append(contentsOf: #""cache_read_input_tokens":\#(usage.cachedTokens),"output_tokens":\#(usage.completionTokens)"#.utf8)
+        appendMembers(extra, to: &out)
         if estimated { out.append(contentsOf: #","estimated":true"#.utf8) }
         if let fusionCalls {
             out.append(contentsOf: #","fusion":"#.utf8)
             JSONWriting.appendValue(fusionCalls, to: &out)
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// `,"name":value` for each member, in name order (an upstream's own members: `extras`).
+    static func appendMembers(_ members: [String: JSONValue], to out: inout [UInt8]) {
+        for name in members.keys.sorted() {
+            out.append(UInt8(ascii: ","))
+            JSONWriting.appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriting.appendValue(members[name]!, to: &out)
+        }
     }
 
     private mutating func openBlock(_ block: Block, _ out: inout [UInt8], id: String? = nil, name: String? = nil, data: String = "",

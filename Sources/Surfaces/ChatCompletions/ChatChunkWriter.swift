@@ -26,7 +26,7 @@ public struct ChatChunkWriter: Sendable {
             appendDelta(#""reasoning":"#, text, &out)
         case .refusal(let text):
             appendDelta(#""refusal":"#, text, &out)
-        case .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock:
+        case .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras, .providerBlock:
             break  // a finished signed block goes as `reasoning_details` (`ReasoningDetail`), by the caller
         case .toolCall(let fragment):
             open(&out)

@@ -54,7 +54,7 @@ public enum ChatCompletionBody {
             case .toolCall(let fragment): calls.add(fragment)
             case .finish(let reason): finish = reason
             case .usage(let reported): usage = reported
-            case .error, .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock: break
+            case .error, .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras, .providerBlock: break
             }
         }
         var message: [String: JSONValue] = ["role": .string("assistant"),

@@ -68,7 +68,7 @@ public struct FusionChatRenderer: Sendable {
                 toolCalls.add(fragment)
             case .finish:
                 if stream { appendAnnotations(sources, to: &out) }
-            case .usage, .error, .reasoningSignature, .redactedReasoning, .stopDetail, .providerBlock:
+            case .usage, .error, .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras, .providerBlock:
                 break
             }
             if stream { chunks.append(event, to: &out) }

@@ -128,7 +128,7 @@ public struct ResponsesStreamWriter: Sendable {
             let position = reasoningPosition(&out)
             items[position].encryptedContent = ReasoningBlock.redacted(data: data).token
             close(position, status: "completed", &out)
-        case .usage, .stopDetail, .providerBlock:
+        case .usage, .stopDetail, .messageExtras, .providerBlock:
             break  // usage: above; the stop detail is for Anthropic clients
         case .finish(let reason):
             finishReason = reason

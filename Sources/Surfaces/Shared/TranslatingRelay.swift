@@ -134,7 +134,7 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         case .finish(let reason):
             finish = reason
             writer.append(event, to: &out)
-        case .stopDetail:
+        case .stopDetail, .messageExtras:
             writer.append(event, to: &out)
         case .toolCall(let fragment):
             if let refusal = writer.refusal(ofToolCall: fragment) {
