@@ -22,7 +22,7 @@ struct MockAnthropicStream: MockWire {
         event("message_start", to: &out) { out in
             out.append(contentsOf: #"{"type":"message_start","message":{"id":"\#(messageID)","type":"message","role":"assistant","model":"#.utf8)
             JSONWriting.appendString(script.model, to: &out)
-            out.append(contentsOf: #","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":\#(script.promptTokens),"output_tokens":1}}}"#.utf8)
+            out.append(contentsOf: #","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":\#(script.promptTokens),"output_tokens":1,"service_tier":"standard"}}}"#.utf8)
         }
         event("ping", to: &out) { $0.append(contentsOf: #"{"type": "ping"}"#.utf8) }
         if let query = script.serverSearch { appendServerSearch(query, to: &out) }

@@ -197,11 +197,14 @@ public final class RedisClient {
     }
 
     /// The handshake succeeded: the commands that waited for it go, in one write; those that
-    /// failed alone meanwhile are dropped, never written.
+    /// failed alone meanwhile are dropped, and those already past their deadline fail as not
+    /// sent (written, they would time the fresh connection out at once; review 46 #4).
     private func writeQueued() {
         guard let connection else { return }
+        let now = loop.nowMilliseconds
         let waiting = pending[head...].filter { $0.unsent != nil }
-        pending = Array(waiting)
+        let late = waiting.filter { $0.deadline <= now }
+        pending = waiting.filter { $0.deadline > now }
         head = 0
         var bytes: [UInt8] = []
         for index in pending.indices {
@@ -210,6 +213,8 @@ public final class RedisClient {
         }
         if !bytes.isEmpty { connection.write(bytes) }
         armForHead()
+        // Last: a completion may send (after what was queued, in order) or close the client.
+        for command in late { command.completion(.failure(Self.notSent("its deadline passed while connecting"))) }
     }
 
     private func didAnswerHandshake(_ result: Result<RedisValue, RedisError>) {

@@ -103,4 +103,20 @@ import Testing
         }
         #expect(later == "gen-soon")
     }
+
+    /// What a record keeps of a client's or an upstream's words is bounded whoever sets it: a
+    /// model name in bytes, a finish reason as an identifier or `other` (review 46 #1, #2).
+    @Test func aRecordKeepsOnlyBoundedWordsFromOutside() {
+        var record = Self.record("gen-1")
+        record.requestedModel = "a" + String(repeating: "\u{0301}", count: 100_000)
+        #expect(record.requestedModel.utf8.count <= ModelRouter.maxModelNameBytes + 3)
+        for (given, kept) in [("stop", "stop"), ("tool_calls", "tool_calls"), ("end-turn.2", "end-turn.2"),
+                              (String(repeating: "x", count: 65), "other"), ("sk-or-v1 abc", "other"), ("", "other"), ("é", "other")] {
+            var call = CallRecord(role: "panel", model: "m", provider: "p")
+            call.finishReason = given
+            #expect(call.finishReason == kept, "\(given)")
+            record.close(ResponseEnding(upstreamFinishReason: given), durationMilliseconds: 1)
+            #expect(record.finishReason == kept, "\(given)")
+        }
+    }
 }

@@ -193,6 +193,11 @@ import Testing
         #expect(text.filter { $0 == "\n" }.count == 1 && text.hasSuffix("\n"))
         #expect(text.contains(#"two\nlines"#))
         #expect(text.contains(#"model="a b\r\nforged=1 [redacted]""#))
+        // A backslash is escaped too: a value ends only at its own quote (review 46: `gpt\"` closed
+        // it early and `status=200` read as a field of its own).
+        Logger(label: "gw") { _ in handler }.info("x", metadata: ["model": #"gpt\" status=200 x=\"#])
+        let forged = String(decoding: lines.withLock { $0 }.last ?? [], as: UTF8.self)
+        #expect(forged.contains(#"model="gpt\\\" status=200 x=\\""#), "\(forged)")
     }
 
     @Test func theLogFormatAndPromptLoggingComeFromTheConfig() throws {

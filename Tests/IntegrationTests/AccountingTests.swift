@@ -97,6 +97,13 @@ import Testing
         let rejected = try #require(try env.generation(badFusion.header("x-generation-id")))
         #expect(badFusion.status == 400 && rejected["kind"] == .string("rejected") && rejected["requested_model"] == .string("mock/outer"), "\(rejected)")
         #expect(rejected["streamed"] == .bool(true))
+        // A refused request's model is kept as short as any model name, in bytes: one letter and
+        // a million accents is one Character, and was kept whole (review 46 #1).
+        let accents = "a" + String(repeating: "\u{0301}", count: 20_000)
+        let huge = try env.chat(#"{"model":"\#(accents)","messages":[]}"#)
+        let hugeRecord = try #require(try env.generation(huge.header("x-generation-id")), "\(huge.status) \(huge.headers) \(huge.text.prefix(300))")
+        #expect(huge.status == 400 && (hugeRecord["requested_model"]?.stringValue?.utf8.count ?? .max) <= ModelRouter.maxModelNameBytes + 3,
+                "\(huge.status) \(hugeRecord["requested_model"]?.stringValue?.utf8.count ?? -1) bytes")
     }
 
     @Test func aTranslatedStreamCarriesTheGenerationID() throws {

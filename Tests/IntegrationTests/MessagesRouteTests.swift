@@ -99,6 +99,20 @@ import Testing
         }
     }
 
+    /// A block only Anthropic reads (a PDF by URL) reaches an Anthropic model, is refused by name
+    /// for another, and for a deliberation, whose panel reads the conversation as text (review
+    /// 46 #3: it was left out of every member's question, and the answer was a 200).
+    @Test func questionBlocksOnlyAnthropicReadsAreRefusedWhereTheyWouldBeLost() throws {
+        let env = try Self.environment()
+        let content = #"[{"type":"document","source":{"type":"url","url":"https://x.example/q3.pdf"}},{"type":"text","text":"Q3 revenue?"}]"#
+        func body(_ model: String) -> String { #"{"model":"\#(model)","max_tokens":100,"messages":[{"role":"user","content":\#(content)}]}"# }
+        #expect(try post(env, body("anth/normal:pace_ms=0")).status == 200)
+        for model in ["mock/normal:pace_ms=0", "fusion"] {
+            let refused = try post(env, body(model))
+            #expect(refused.status == 400 && refused.text.contains("'document'"), "\(model): \(refused.status) \(refused.text)")
+        }
+    }
+
     @Test func anAnthropicUpstreamGetsTheClientsOwnFields() throws {
         let env = try Self.environment()
         let extra = #","metadata":{"user_id":"u-42"},"thinking":{"type":"enabled","budget_tokens":1024}"#

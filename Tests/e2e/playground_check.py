@@ -202,12 +202,17 @@ def module_checks(driver):
         // spaces took 11.5 s, 20,000 brackets 0.5 s a redraw). The bound is 50 times what it takes.
         for (const [name, hostile] of [['heading', '# a' + ' '.repeat(3000) + 'b'], ['brackets', '['.repeat(20000)],
                                       ['fence', '```' + ' '.repeat(20000) + 'x'], ['backticks', '`'.repeat(20000) + 'a'],
-                                      ['links', '[a]('.repeat(5000)], ['bold', '**a '.repeat(10000)]]) {
+                                      ['links', '[a]('.repeat(5000)], ['bold', '**a '.repeat(10000)],
+                                      ['url punctuation', 'See http://a/' + '.'.repeat(60000) + 'b']]) {
           const started = performance.now();
           renderText(box, hostile);
           const took = performance.now() - started;
           if (took > 1000) failures.push(`${name}: ${Math.round(took)} ms`);
         }
+        // A bare URL's trailing punctuation is the sentence's, stripped in linear time (review 46).
+        renderText(box, 'See https://example.com/a).');
+        const bare = box.querySelector('a');
+        if (!bare || bare.textContent !== 'https://example.com/a' || !box.textContent.endsWith(').')) failures.push('bare url: ' + box.innerHTML);
         // Past the markdown limit, text is shown as it is.
         renderText(box, '# x\\n' + 'y'.repeat(200001));
         if (!box.querySelector('.plain-text') || box.querySelector('.md-heading')) failures.push('long text was parsed as markdown');

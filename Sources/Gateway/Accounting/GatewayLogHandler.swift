@@ -145,6 +145,7 @@ public struct GatewayLogHandler: LogHandler {
         var out = ""
         for scalar in text.unicodeScalars {
             switch scalar.value {
+            case 0x5C: out += "\\\\"  // so every escape reads back as one thing, and a value ends only at its own quote
             case 0x0A: out += "\\n"
             case 0x0D: out += "\\r"
             case 0x09: out += "\\t"

@@ -91,7 +91,7 @@ struct CallRecord: Sendable, Equatable {
     /// Upstream requests made: 1 + retries + fallbacks.
     var attempts = 1
     var fallbacks = 0
-    var finishReason: String?
+    var finishReason: String? { didSet { finishReason = GenerationRecord.recordable(finishReason) } }
     var cancelled = false
     var error: RecordError?
     /// nil: the upstream reported none (unknown, not zero).
@@ -123,8 +123,11 @@ struct GenerationRecord: Sendable, Equatable {
     var kind: RecordKind
     /// The model that answered (a fallback's slug if one took over; Fusion: the outer model).
     var model: String
-    /// The model the client asked for.
-    var requestedModel: String
+    /// The model the client asked for, never longer than a model name may be (whoever sets it:
+    /// a refusal's path once stored a client's 16 MiB; review 46 #1).
+    var requestedModel: String {
+        didSet { if requestedModel.utf8.count > ModelRouter.maxModelNameBytes { requestedModel = requestedModel.shortened(toBytes: ModelRouter.maxModelNameBytes) } }
+    }
     /// The configured provider of `model`.
     var provider: String?
     /// `openrouter/fusion` for a Fusion request (what OpenRouter's records say), nil on the proxy.
@@ -136,7 +139,8 @@ struct GenerationRecord: Sendable, Equatable {
     var created: Int
     var streamed: Bool
     var status = 0
-    var finishReason: String?
+    /// An upstream's word, recorded only as an identifier (`recordable`).
+    var finishReason: String? { didSet { finishReason = Self.recordable(finishReason) } }
     var cancelled = false
     var error: RecordError?
     var usage = Usage()
@@ -194,6 +198,19 @@ struct GenerationRecord: Sendable, Equatable {
         self.streamed = streamed
         self.created = created
         self.owner = owner
+    }
+
+    /// A finish reason as records and logs keep it: an identifier of at most 64 bytes, or
+    /// `other`. An OpenAI-compatible upstream's own word is any string (the client's stream
+    /// carries it as sent); held, logged and stored, a megabyte of it, or a key, would be too
+    /// (review 46 #2).
+    static func recordable(_ reason: String?) -> String? {
+        guard let reason else { return nil }
+        let isLabel = (1...64).contains(reason.utf8.count) && reason.utf8.allSatisfy {
+            $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0)
+                || (0x41...0x5A).contains($0)
+        }
+        return isLabel ? reason : "other"
     }
 
     /// What the route learned from the request once it was valid.

@@ -1,3 +1,4 @@
+import GatewayCore
 import Logging
 import Providers
 
@@ -96,6 +97,7 @@ extension GatewayShared {
     /// characters.
     static func loggedPrompt(_ messages: [ModelMessage], enabled: Bool) -> String? {
         guard enabled, let text = messages.last(where: { $0.role == .user })?.text else { return nil }
-        return text.count > 2000 ? String(text.prefix(2000)) + "…" : text
+        let cut = text.count > 2000 ? String(text.prefix(2000)) + "…" : text
+        return cut.shortened(toBytes: 8_000)  // in bytes too: a Character may be any number of them
     }
 }

@@ -231,6 +231,10 @@ final class InnerCall {
             done = try decoder.decode(bytes) { event in
                 if case .error(let error) = event {
                     failure = error  // the call failed mid-stream (what it said before is discarded)
+                } else if case .messageExtras = event {
+                    // What an Anthropic message says of itself (at `message_start`: its service
+                    // tier): no answer yet, so an `overloaded_error` right after it is still
+                    // retried (review 46 #2). Nothing of it goes on (`InnerCallRecord`).
                 } else if failure == nil {
                     emittedEvents = true
                     events += 1
@@ -285,8 +289,12 @@ final class InnerCall {
         transfer = nil
         guard !finished else { return }
         if let failure {
+            // Never sent: a refused connection, or a name not resolved (as the proxy's).
             var connectFailed = false
-            if case .couldNotConnect = failure { connectFailed = true }
+            switch failure {
+            case .couldNotConnect, .couldNotResolve: connectFailed = true
+            default: break
+            }
             if status == 0, retryOrFallBack(status: nil, connectFailed: connectFailed) { return }
             let error = UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
             switch failure {

@@ -172,7 +172,8 @@ extension GatewayServer {
                 JSONScanner.rangeOfTopLevelValue(forKey: key, in: bytes).flatMap { try? JSONValue.parse(UnsafeRawBufferPointer(rebasing: bytes[$0])) }
             }
         }
-        return (String((value("model")?.stringValue ?? "").prefix(256)), value("stream")?.boolValue ?? false)
+        // Cut in bytes: a Character may carry any number of combining marks (review 46 #1).
+        return ((value("model")?.stringValue ?? "").shortened(toBytes: ModelRouter.maxModelNameBytes), value("stream")?.boolValue ?? false)
     }
 
     private func run(_ start: () -> Void, _ writer: HTTPResponseWriter, ticket: AdmissionTicket) {

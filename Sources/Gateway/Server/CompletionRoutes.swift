@@ -203,6 +203,13 @@ extension GatewayServer {
             throw APIError(status: 413, type: "invalid_request_error", code: "request_too_large",
                            message: "This conversation is too large to deliberate on: sent to each of the deliberation's \(calls) calls it would be about \(fanOut.overflow ? Int64.max : fanOut.partialValue) bytes, over fusion.max_fanout_bytes (\(settings.maxFanOutBytes)).")
         }
+        // Members and the judge read the conversation as text: a block only Anthropic reads (a
+        // PDF by URL, a search result) would be silently left out of their question (review 46 #3).
+        for message in fusionRequest.base.messages {
+            guard let type = message.anthropicOnlyInputBlock else { continue }
+            throw .invalidRequest("Blocks of type '\(type.prefix(64))' are read by Anthropic's API only; a deliberation's panel reads the conversation as text.",
+                                  param: "messages")
+        }
         if webTools == nil {
             for (key, value) in [("web_search", fusionRequest.parameters.webSearch), ("judge_web_search", fusionRequest.parameters.judgeWebSearch)]
             where value == true {

@@ -62,6 +62,12 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     }
 
     private func write(id: String, value: [UInt8], refused: Bool) {
+        // One that could not be read back (a reply past the client's bound fails its connection,
+        // and every command on it): kept in this replica only (review 46 #1).
+        guard value.count + 1_024 <= client.settings.maxReplyBytes else {
+            onError("record_put", .protocolViolation("a record of \(value.count) bytes is larger than replies are read"))
+            return
+        }
         let ttl = refused ? min(ttlSeconds, Self.refusedTTLSeconds) : ttlSeconds
         client.send([Array("SET".utf8), key(id), value, Array("EX".utf8), Array(String(ttl).utf8)]) { [weak self] result in
             guard let self else { return }

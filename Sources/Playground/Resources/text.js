@@ -189,10 +189,13 @@ function inline(text) {
       if (nodes[nodes.length - 1].nodeType === Node.TEXT_NODE) nodes[nodes.length - 1].textContent = match[0];
     } else {
       // A bare URL: trailing punctuation belongs to the sentence, not the link.
+      // Stripped by hand: /[.,;:!?)\]]+$/ backtracks, quadratic in a run of punctuation (a
+      // model's 50,000 dots froze the tab on every frame; review 46).
       let url = match[6];
-      const trail = url.match(/[.,;:!?)\]]+$/);
-      let rest = "";
-      if (trail) { rest = trail[0]; url = url.slice(0, -rest.length); }
+      let end = url.length;
+      while (end > 0 && ".,;:!?)]".includes(url[end - 1])) end--;
+      const rest = url.slice(end);
+      url = url.slice(0, end);
       nodes.push(externalLink(url, url));
       if (rest) { nodes.push(document.createTextNode(rest)); }
     }
