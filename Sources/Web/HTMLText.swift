@@ -41,17 +41,30 @@ public enum HTMLText {
     private static let textNode = Int32(CHTMLText_TEXT)
     private static let cdataNode = Int32(CHTMLText_CDATA)
 
-    /// `encoding`: the charset from the Content-Type header, if any (else the page's `<meta>`, else
-    /// libxml2's detection).
+    /// `encoding`: the charset from the Content-Type header, if any (else a byte order mark, the
+    /// page's `<meta>`, UTF-8: `PageBytes`).
     public static func extract(_ html: [UInt8], encoding: String? = nil) -> Page {
-        func parse(_ encoding: String?) -> OpaquePointer? {
-            html.withUnsafeBufferPointer { buffer in
-                buffer.withMemoryRebound(to: CChar.self) { CHTMLText_parse($0.baseAddress, $0.count, encoding) }
-            }
+        let page = extractPrepared(PageBytes.prepared(html, charset: encoding))
+        return Page(title: page.title.map(PageBytes.restoringQuotes), text: PageBytes.restoringQuotes(page.text))
+    }
+
+    /// A parsed document of `PageBytes.prepared` bytes; nil only when libxml2 cannot allocate.
+    static func parse(_ prepared: [UInt8]) -> OpaquePointer? {
+        prepared.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { CHTMLText_parse($0.baseAddress, $0.count) }
         }
-        // A charset libxml2 does not know: let it detect one instead.
-        let document = parse(encoding) ?? (encoding != nil ? parse(nil) : nil)
-        guard let document else { return Page(title: nil, text: "") }
+    }
+
+    /// The most attributes any element has once `html` is parsed as `extract` parses it (tests:
+    /// the bound on a tag's attributes holds whatever the bytes).
+    static func maxAttributes(_ html: [UInt8], encoding: String? = nil) -> Int {
+        guard let document = parse(PageBytes.prepared(html, charset: encoding)) else { return 0 }
+        defer { CHTMLText_free(document) }
+        return Int(CHTMLText_max_attributes(document))
+    }
+
+    private static func extractPrepared(_ prepared: [UInt8]) -> Page {
+        guard let document = parse(prepared) else { return Page(title: nil, text: "") }
         defer { CHTMLText_free(document) }
         guard let root = CHTMLText_root(document) else { return Page(title: nil, text: "") }
         var writer = TextWriter()

@@ -10,7 +10,8 @@ import Web
 public func fuzzWebPage(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard size > 0 else { return 0 }
     let types = ["text/html; charset=utf-8", "text/html; charset=ISO-8859-1", "text/plain", "application/json", "", "image/png",
-                 "text/html; charset=bogus"]
+                 "text/html; charset=bogus", "text/html; charset=utf-16", "text/html; charset=utf-7", "text/html; charset=ibm037",
+                 "text/html; charset=shift_jis"]
     let contentType = types[Int(data[0]) % types.count]
     let body = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
     if case .success(let page) = WebPage.render(body: body, contentType: contentType.isEmpty ? nil : contentType,

@@ -8,16 +8,19 @@ typedef struct CHTMLText_node CHTMLText_node;
 
 enum { CHTMLText_ELEMENT = 1, CHTMLText_TEXT = 3, CHTMLText_CDATA = 4 };
 
-// Attributes a start tag keeps when parsed (`CHTMLText_bound_tags`).
+// Names a start tag keeps when parsed (`CHTMLText_bound_tags`).
 enum { CHTMLText_MAX_ATTRIBUTES = 64 };
 
-// Copies `length` bytes of HTML into `output` (room for `length`) with each start tag cut to its
-// first CHTMLText_MAX_ATTRIBUTES attributes; returns the bytes written. Linear. CHTMLText_parse
-// does it first: libxml2's parser is quadratic in a tag's attributes.
+// Copies `length` bytes of HTML (UTF-8 with no quote characters: see html_text.c) into `output`
+// (room for `length`) with each tag cut to its first CHTMLText_MAX_ATTRIBUTES names and NULs
+// dropped; returns the bytes written. Linear. CHTMLText_parse does it first: libxml2's parser is
+// quadratic in a tag's attributes.
 size_t CHTMLText_bound_tags(const char *bytes, size_t length, char *output);
 
-// Parses (error-tolerant, no network access); `encoding` may be NULL. Free with CHTMLText_free.
-CHTMLText_doc *CHTMLText_parse(const char *bytes, size_t length, const char *encoding);
+// Parses UTF-8 (error-tolerant, no network access, the encoding fixed). Free with CHTMLText_free.
+CHTMLText_doc *CHTMLText_parse(const char *bytes, size_t length);
+// The most attributes any element of the document has (tests).
+int CHTMLText_max_attributes(const CHTMLText_doc *doc);
 void CHTMLText_free(CHTMLText_doc *doc);
 const CHTMLText_node *CHTMLText_root(const CHTMLText_doc *doc);
 const CHTMLText_node *CHTMLText_first_child(const CHTMLText_node *node);
