@@ -8,6 +8,8 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void) { xmlInitParser(); }
 
+static int is_letter(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+
 static int is_name_char(unsigned char c) {
     return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') || c == ':' || c == '-' || c == '_' || c == '.';
 }
@@ -24,15 +26,18 @@ size_t CHTMLText_bound_tags(const char *bytes, size_t n, char *output) {
     // are dropped here. Then nothing can carry a tag past a '>': every start tag libxml2 parses
     // lies within one region from a '<' to the next '>', and in each region the names counted
     // here (any run of name characters, a run of more than 100 counting once per 100, as
-    // libxml2 reads it) are capped. `<!` and `<?` regions hold no attributes (comments,
-    // doctypes, processing instructions) and are copied as they are.
+    // libxml2 reads it) are capped. A region starts only where libxml2 starts an element: at '<'
+    // and an ASCII letter (a '<' in prose, `<!--`, `<?` are copied as they are).
     const unsigned char *in = (const unsigned char *)bytes;
     unsigned char *out = (unsigned char *)output;
     size_t i = 0, o = 0;
     while (i < n) {
         unsigned char c = in[i];
         if (c == 0) { i++; continue; }
-        if (c != '<' || i + 1 >= n || in[i + 1] == '!' || in[i + 1] == '?') { out[o++] = c; i++; continue; }
+        // libxml2 starts an element only at '<' and an ASCII letter (the NULs between dropped).
+        size_t next = i + 1;
+        while (next < n && in[next] == 0) next++;
+        if (c != '<' || next >= n || !is_letter(in[next])) { out[o++] = c; i++; continue; }
         // A region: '<' up to the next '>' (or the end).
         size_t end = i + 1;
         while (end < n && in[end] != '>') end++;
@@ -46,9 +51,26 @@ size_t CHTMLText_bound_tags(const char *bytes, size_t n, char *output) {
         }
         for (size_t k = i; k < cut; k++) if (in[k] != 0) out[o++] = in[k];
         if (cut < end) {
-            // Cut short: what ends the region stays (a self-closing '/', a comment's "--").
-            if (end >= 2 && end - 2 >= cut && in[end - 2] == '-' && in[end - 1] == '-') { out[o++] = '-'; out[o++] = '-'; }
-            else if (end >= 1 && end - 1 >= cut && in[end - 1] == '/') out[o++] = '/';
+            // Cut short: what ends the region stays: the last end tag's name (a script's `i<n`
+            // with many words after it would otherwise lose its `</script` and with it the rest
+            // of the page), a self-closing '/', a comment's "--". At most one name more.
+            // Never more than was dropped: the output fits the input's room.
+            size_t room = end - cut, wrote = 0, last = end;
+            for (size_t k = cut; k + 2 < end; k++) if (in[k] == '<' && in[k + 1] == '/' && is_letter(in[k + 2])) last = k;
+            if (last < end) {
+                out[o++] = '<';
+                out[o++] = '/';
+                wrote = 2;
+                for (size_t k = last + 2; k < end && k < last + 2 + 32 && is_letter(in[k]); k++) { out[o++] = in[k]; wrote++; }
+            }
+            int dashes = room >= 2 && in[end - 2] == '-' && in[end - 1] == '-';
+            if (dashes && wrote + 3 <= room) {
+                out[o++] = ' ';
+                out[o++] = '-';
+                out[o++] = '-';
+            } else if (!dashes && in[end - 1] == '/' && wrote + 1 <= room) {
+                out[o++] = '/';
+            }
         }
         i = end;  // the '>' itself, if any, is copied as an ordinary byte
     }

@@ -20,6 +20,10 @@ enum PageBytes {
         masked(utf8(html, charset: charset))
     }
 
+    /// The most UTF-8 bytes a page becomes, per byte it had: a charset of few bytes per letter
+    /// (TSCII: 8 times) must not multiply what one download holds.
+    static let maxGrowth = 4
+
     /// The text with the quotes (and a '>' `masked` took for a value's) back; a page's own
     /// U+E000–U+E002 (private use, meaningless to a reader) were made U+FFFD by `masked`.
     static func restoringQuotes(_ text: String) -> String {
@@ -128,18 +132,28 @@ enum PageBytes {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return valid(Array(bytes.dropFirst(3))) }
         if bytes.starts(with: [0xFF, 0xFE]) { return utf16(bytes.dropFirst(2), bigEndian: false) }
         if bytes.starts(with: [0xFE, 0xFF]) { return utf16(bytes.dropFirst(2), bigEndian: true) }
-        let name = (declared ?? metaCharset(bytes.prefix(1024)))?.lowercased()
+        var name = declared?.lowercased()
+        if name == nil, let meta = metaCharset(bytes.prefix(1024))?.lowercased() {
+            // A page that says it is UTF-16 in ASCII is not (browsers read such a <meta> as UTF-8).
+            name = meta.hasPrefix("utf-16") ? "utf-8" : meta
+        }
+        let result: [UInt8]
         switch name {
         case nil, "utf-8", "utf8", "unicode-1-1-utf-8":
-            // Not declared, and not UTF-8: the web's commonest other (libxml2's own fallback).
-            if name == nil, String(validating: bytes, as: UTF8.self) == nil { return latin1(bytes) }
+            // Not declared, and not UTF-8: the web's commonest other, as browsers read it.
+            if name == nil, String(validating: bytes, as: UTF8.self) == nil { return windows1252(bytes) }
             return valid(bytes)
-        case "utf-16", "utf-16le": return utf16(bytes[...], bigEndian: false)
-        case "utf-16be": return utf16(bytes[...], bigEndian: true)
-        case "iso-8859-1", "latin1", "l1", "us-ascii", "ascii": return latin1(bytes)
-        case let name?: return converted(bytes, from: name) ?? valid(bytes)
+        case "utf-16", "utf-16le": result = utf16(bytes[...], bigEndian: false)
+        case "utf-16be": result = utf16(bytes[...], bigEndian: true)
+        // Browsers read these labels as windows-1252 (curly quotes and € where Latin-1 has controls).
+        case "iso-8859-1", "latin1", "l1", "us-ascii", "ascii", "iso_8859-1", "cp1252", "windows-1252", "x-cp1252": return windows1252(bytes)
+        case let name?: result = converted(bytes, from: name) ?? valid(bytes)
         }
+        guard result.count > bytes.count * maxGrowth else { return result }
+        return valid(Array(result.prefix(bytes.count * maxGrowth)))  // cut at a character (`valid` drops a split one)
     }
+
+    private static func windows1252(_ bytes: [UInt8]) -> [UInt8] { converted(bytes, from: "WINDOWS-1252") ?? latin1(bytes) }
 
     private static func valid(_ bytes: [UInt8]) -> [UInt8] { Array(String(decoding: bytes, as: UTF8.self).utf8) }
 

@@ -78,6 +78,14 @@ import Testing
         // A '>' inside a quoted value is the value's; a script's quotes and '<' are its own.
         #expect(HTMLText.extract(Array(#"<p title="a > b" data-x='c>d'>text</p><script>if (a<b && s=="x>y") {}</script><p>after</p>"#.utf8)).text
                 == "text\n\nafter")
+        // A '<' in a script or in prose, followed by many words, cuts nothing that was text
+        // (review 47: the script lost its `</script` and with it the page; prose lost its words).
+        let words = (0..<80).map { "w\($0)" }.joined(separator: " ")
+        #expect(HTMLText.extract(Array("<p>Intro</p><script>for (i=0; i<n; i++) { \(words) }</script><p>Article</p>".utf8)).text == "Intro\n\nArticle")
+        #expect(HTMLText.extract(Array("<p>x < y and \(words)</p>".utf8)).text == "x < y and \(words)")
+        // A <meta> saying UTF-16 on an ASCII page is UTF-8, as browsers read it.
+        #expect(HTMLText.extract(Array("<meta charset=utf-16><p>plain</p>".utf8)).text == "plain")
+        #expect(HTMLText.extract([0x3C, 0x70, 0x3E, 0x93, 0x78, 0x94, 0x80]).text == "\u{201C}x\u{201D}\u{20AC}", "undeclared, not UTF-8: windows-1252")
         let latin1: [UInt8] = Array("<p>caf".utf8) + [0xE9] + Array(" \"x\"</p>".utf8)
         #expect(HTMLText.extract(latin1).text == "café \"x\"", "undeclared and not UTF-8: Latin-1")
         #expect(HTMLText.extract(Array("<meta charset=\"windows-1252\"><p>".utf8) + [0x93, 0x78, 0x94] + Array("</p>".utf8)).text == "\u{201C}x\u{201D}")
