@@ -3,7 +3,7 @@ import Glibc
 
 /// A page's bytes as the HTML parser may safely be given them: UTF-8 whatever the page was in
 /// (its Content-Type charset, else a byte order mark, else its `<meta>` charset, else UTF-8, or
-/// Latin-1 when it is not valid UTF-8), with its ASCII quote characters swapped for two
+/// windows-1252 when it is not valid UTF-8), with its ASCII quote characters swapped for
 /// private-use characters that `restoringQuotes` swaps back in the text.
 ///
 /// Why: libxml2's parser is quadratic in a tag's attributes, so each tag is cut to its first
@@ -15,6 +15,9 @@ enum PageBytes {
     /// U+E000 and U+E001 in UTF-8, standing for `"` and `'`.
     static let doubleQuote: [UInt8] = [0xEE, 0x80, 0x80]
     static let singleQuote: [UInt8] = [0xEE, 0x80, 0x81]
+    private static let commentStart = Array("<!--".utf8), commentEnd = Array("-->".utf8)
+    private static let script = Array("script".utf8), scriptEnd = Array("</script".utf8)
+    private static let style = Array("style".utf8), styleEnd = Array("</style".utf8)
 
     static func prepared(_ html: [UInt8], charset: String?) -> [UInt8] {
         masked(utf8(html, charset: charset))
@@ -69,8 +72,8 @@ enum PageBytes {
             }
             switch state {
             case .text:
-                if byte == UInt8(ascii: "<"), startsHere(Array("<!--".utf8)) {
-                    state = .raw(Array("-->".utf8))
+                if byte == UInt8(ascii: "<"), startsHere(commentStart) {
+                    state = .raw(commentEnd)
                 } else if byte == UInt8(ascii: "<"), let next = at(1), next | 0x20 >= UInt8(ascii: "a") && next | 0x20 <= UInt8(ascii: "z") || next == UInt8(ascii: "/") {
                     state = .tag
                     tagName = []
@@ -85,7 +88,7 @@ enum PageBytes {
                 if byte == UInt8(ascii: "/") && readingName && tagName.isEmpty { tagName = [0] }  // an end tag: no body follows
                 if byte == UInt8(ascii: ">") {
                     let name = tagName.map { $0 | 0x20 }
-                    state = name == Array("script".utf8) ? .raw(Array("</script".utf8)) : name == Array("style".utf8) ? .raw(Array("</style".utf8)) : .text
+                    state = name == script ? .raw(scriptEnd) : name == style ? .raw(styleEnd) : .text
                 } else if afterEquals && (byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "'")) {
                     state = .quoted(byte)
                     afterEquals = false
@@ -106,7 +109,7 @@ enum PageBytes {
                 }
             case .raw(let end):
                 if startsHere(end) {
-                    state = end == Array("-->".utf8) ? .text : .tag
+                    state = end == commentEnd ? .text : .tag
                     tagName = []
                     readingName = false
                     afterEquals = false

@@ -128,6 +128,7 @@ import Web
         let config = try GatewayConfig.parse(yaml: yaml)
         #expect(config.providers["l"]?.maxTokensField == .maxCompletionTokens)
         #expect(config.providers["l"]?.streamUsage == true)
+        #expect(try GatewayConfig.parse(yaml: "server: {min_drain_bytes_per_second: 1024}\n").server.limits.minDrainBytesPerSecond == 1024)
         let strict = try GatewayConfig.parse(yaml: "providers: {mistral: {kind: openai, base_url: 'https://api.mistral.ai/v1', stream_usage: false}}\n")
         #expect(strict.providers["mistral"]?.streamUsage == false)
         let router = ModelRouter(config: strict, environment: [:])
@@ -137,6 +138,8 @@ import Web
         for bad in ["providers: {l: {kind: openai, base_url: 'http://h/v1', max_tokens_field: tokens}}",
                     "providers: {a: {kind: anthropic, max_tokens_field: max_tokens}}",
                     "providers: {a: {kind: anthropic, stream_usage: false}}",
+                    "server: {min_drain_bytes_per_second: 0}", "server: {min_drain_bytes_per_second: -5}",
+                    "server: {min_drain_bytes_per_second: 1e40}", "server: {min_drain_bytes_per_second: fast}",
                     "providers: {l: {kind: openai, base_url: 'http://h/v1', stream_usage: 1}}",
                     "fusion: {outer_model: l/m, presets: {q: {analysis_models: [l/m]}}, max_completion_tokens: 0}"] {
             #expect(throws: ConfigError.self, "\(bad)") { try GatewayConfig.parse(yaml: bad) }
