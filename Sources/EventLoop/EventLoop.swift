@@ -10,7 +10,14 @@ import Foundation
 public final class EventLoop: @unchecked Sendable {
     let uvLoop: UnsafeMutablePointer<uv_loop_t>
     private var wakeup: Wakeup!
-    private let pendingWork = Lock<[@Sendable () -> Void]>([])
+    private let pendingWork = Lock<PendingWork>(PendingWork())
+    /// Work queued from other threads, and whether the loop still takes it: once `run()` has
+    /// returned, the loop's descriptors are closed, and a wakeup would write to a closed (or
+    /// reused) descriptor, so `execute` refuses instead.
+    private struct PendingWork {
+        var items: [@Sendable () -> Void] = []
+        var accepting = true
+    }
     /// Shared read buffer: reads are consumed synchronously inside the read callback, so one
     /// buffer serves every stream of the loop.
     let readBuffer: UnsafeMutableRawPointer
@@ -51,7 +58,8 @@ public final class EventLoop: @unchecked Sendable {
         precondition(uv_loop_init(uvLoop) == 0, "uv_loop_init failed")
         readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
         // Not keeping the loop alive on its own: only real work does. Its memory outlives the
-        // loop's teardown (see `Wakeup`), so `execute` from another thread is always safe.
+        // loop's teardown (see `Wakeup`), and once `run()` returns `execute` no longer signals
+        // it, so `execute` from another thread is always safe.
         wakeup = Wakeup(loop: self) { [unowned self] in runPendingWork() }
     }
 
@@ -105,13 +113,25 @@ public final class EventLoop: @unchecked Sendable {
         deferredWork.removeAll()
         deferredRunning.removeAll()
         afterWriteWork.removeAll()
+        // From here on no other thread wakes this loop (see `execute`); work queued and not run
+        // is dropped with the loop.
+        pendingWork.withLock { $0.accepting = false }
         threadID.store(0, ordering: .relaxed)
     }
 
-    /// Thread-safe: runs `work` on the loop thread soon.
-    public func execute(_ work: @escaping @Sendable () -> Void) {
-        pendingWork.withLock { $0.append(work) }
-        wakeup.signal()
+    /// Thread-safe: runs `work` on the loop thread soon. False (and `work` never runs) once the
+    /// loop has finished: a thread that outlives the loop (a page parse, a late producer) can
+    /// hand work back without knowing whether the loop is still there.
+    @discardableResult
+    public func execute(_ work: @escaping @Sendable () -> Void) -> Bool {
+        // The signal is sent under the lock: `run()` stops accepting under it too, so no signal
+        // can reach a loop whose teardown has begun.
+        pendingWork.withLock { pending in
+            guard pending.accepting else { return false }
+            pending.items.append(work)
+            wakeup.signal()
+            return true
+        }
     }
 
     /// Thread-safe: runs `work` on the loop and waits for its result. Must not be called from the
@@ -252,9 +272,9 @@ public final class EventLoop: @unchecked Sendable {
 
     private func runPendingWork() {
         // Several uv_async_send calls may coalesce into one callback: take everything queued.
-        let work = pendingWork.withLock { queue -> [@Sendable () -> Void] in
-            let taken = queue
-            queue.removeAll()
+        let work = pendingWork.withLock { pending -> [@Sendable () -> Void] in
+            let taken = pending.items
+            pending.items.removeAll()
             return taken
         }
         for item in work { item() }

@@ -14,16 +14,6 @@ public struct ModelPrice: Sendable, Equatable {
     func cost(input: Int64, output: Int64) -> Double {
         (Double(max(0, input)) * inputPerMillion + Double(max(0, output)) * outputPerMillion) / 1_000_000
     }
-
-    /// The price of `model` in `prices`: its own entry, its bare slug's (without `:options`), its
-    /// provider's `provider/*`, else `*`. Budgets and the estimate both price with it.
-    public static func lookup(_ model: String, in prices: [String: ModelPrice]) -> ModelPrice? {
-        if let price = prices[model] { return price }
-        // A slug with `:options` (`sim/expert-1:pace_ms=5`) costs what its bare slug does.
-        if let colon = model.firstIndex(of: ":"), let price = prices[String(model[..<colon])] { return price }
-        guard let slash = model.firstIndex(of: "/") else { return prices["*"] }
-        return prices[model[..<slash] + "/*"] ?? prices["*"]
-    }
 }
 
 /// What a deliberation (the panel and the judge) will cost, as a range, before any call starts:
@@ -93,12 +83,12 @@ public struct CostEstimate: Sendable, Equatable {
     /// part of each prompt).
     public static func make(panel: [(model: String, messages: [ModelMessage])], judge: String, judgeMessages: [ModelMessage],
                             panelTools: [ToolDefinition] = [], judgeTools: [ToolDefinition] = [],
-                            maxOutputTokens: Int64?, prices: [String: ModelPrice]) -> CostEstimate? {
+                            maxOutputTokens: Int64?, prices: PriceBook) -> CostEstimate? {
         guard !prices.isEmpty else { return nil }
         var calls: [Call] = []
         var unpriced: [String] = []
         func add(_ role: String, _ model: String, input: Int64, extraInput: Int64?) {
-            guard let price = ModelPrice.lookup(model, in: prices) else {
+            guard let price = prices.price(of: model) else {
                 if !unpriced.contains(model) { unpriced.append(model) }
                 return
             }
@@ -120,14 +110,14 @@ public struct CostEstimate: Sendable, Equatable {
     }
 
     /// What a call actually cost at the config's prices (nil: unpriced, or no usage reported).
-    public static func actual(_ stats: MemberStats, prices: [String: ModelPrice]) -> Double? {
-        guard let usage = stats.usage, let price = ModelPrice.lookup(stats.model, in: prices) else { return nil }
+    public static func actual(_ stats: MemberStats, prices: PriceBook) -> Double? {
+        guard let usage = stats.usage, let price = prices.price(of: stats.model) else { return nil }
         return price.cost(input: usage.promptTokens, output: usage.completionTokens)
     }
 
     /// For the generation record: the range, and per call of the deliberation its estimate and
     /// what it cost at the same prices.
-    public func report(calls made: [MemberStats], prices: [String: ModelPrice]) -> JSONValue {
+    public func report(calls made: [MemberStats], prices: PriceBook) -> JSONValue {
         var rows: [JSONValue] = []
         var actualTotal = 0.0
         var unknown = 0

@@ -159,7 +159,7 @@ public struct FusionSessionMachine: Sendable {
     let panelContext: FusionSettings.PanelContext
     let quorum: Deliberation.Quorum
     let labels: NeutralLabels
-    public let prices: [String: ModelPrice]
+    public let prices: PriceBook
     /// Members' text joined into readable pieces (nil: the client gets only exact deltas).
     var readable: ReadableText?
     var armedTimers: Set<FusionTimer> = []

@@ -63,7 +63,7 @@ public struct FusionSettings: Sendable, Equatable {
     /// model calls beyond the least busy loop (then it runs there); 0 spreads every panel.
     public var panelSpillMargin = 8
     /// Prices for the cost estimate, by model (`provider/*` matches a provider's every model).
-    public var prices: [String: ModelPrice] = [:]
+    public var prices: PriceBook = [:]
 
     public init(outerModel: String, presets: [String: Preset], defaultPreset: String, judgeFallbackModel: String? = nil) {
         self.outerModel = outerModel
@@ -86,7 +86,7 @@ public struct FusionSettings: Sendable, Equatable {
         defaultPreset: "quality")
         .with(prices: ["sim/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)])  // the simulator's made-up 2 µ$ per token
 
-    func with(prices: [String: ModelPrice]) -> FusionSettings {
+    func with(prices: PriceBook) -> FusionSettings {
         var settings = self
         settings.prices = prices
         return settings

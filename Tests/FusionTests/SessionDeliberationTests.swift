@@ -204,21 +204,40 @@ import Testing
     }
 
     @Test func pricesMatchByModelThenProviderThenAll() {
-        let prices = ["a/x": ModelPrice(inputPerMillion: 1, outputPerMillion: 1), "a/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2),
+        let prices: PriceBook = ["a/x": ModelPrice(inputPerMillion: 1, outputPerMillion: 1), "a/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2),
                       "*": ModelPrice(inputPerMillion: 3, outputPerMillion: 3)]
-        #expect(ModelPrice.lookup("a/x", in: prices)?.inputPerMillion == 1)
-        #expect(ModelPrice.lookup("a/y", in: prices)?.inputPerMillion == 2)
-        #expect(ModelPrice.lookup("b/y", in: prices)?.inputPerMillion == 3)
-        #expect(ModelPrice.lookup("plain", in: prices)?.inputPerMillion == 3)
-        #expect(ModelPrice.lookup("b/y", in: ["a/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)]) == nil)
+        #expect(prices.price(of: "a/x")?.inputPerMillion == 1)
+        #expect(prices.price(of: "a/y")?.inputPerMillion == 2)
+        #expect(prices.price(of: "b/y")?.inputPerMillion == 3)
+        #expect(prices.price(of: "plain")?.inputPerMillion == 3)
+        #expect(PriceBook(["a/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)]).price(of: "b/y") == nil)
         // A slug with options costs what its bare slug does (as budgets price it).
-        #expect(ModelPrice.lookup("a/x:pace_ms=5", in: prices)?.inputPerMillion == 1)
-        #expect(ModelPrice.lookup("a/x:pace_ms=5", in: prices.merging(["a/x:pace_ms=5": ModelPrice(inputPerMillion: 9, outputPerMillion: 9)]) { $1 })?.inputPerMillion == 9)
-        #expect(ModelPrice.lookup("a/y:free", in: prices)?.inputPerMillion == 2)
+        #expect(prices.price(of: "a/x:pace_ms=5")?.inputPerMillion == 1)
+        #expect(PriceBook(prices.entries.merging(["a/x:pace_ms=5": ModelPrice(inputPerMillion: 9, outputPerMillion: 9)]) { $1 }).price(of: "a/x:pace_ms=5")?.inputPerMillion == 9)
+        #expect(prices.price(of: "a/y:free")?.inputPerMillion == 2)
+    }
+
+    /// Prices follow the route: with a default provider, a name without a configured provider's
+    /// prefix (`normal`, OpenRouter's `openai/gpt-5`) is that provider's model.
+    @Test func pricesFollowTheRouteOfAName() {
+        var prices: PriceBook = ["openrouter/openai/gpt-5": ModelPrice(inputPerMillion: 1, outputPerMillion: 1),
+                                 "openrouter/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2),
+                                 "sim/*": ModelPrice(inputPerMillion: 3, outputPerMillion: 3)]
+        #expect(prices.price(of: "openai/gpt-5") == nil, "no naming: the name as written")
+        prices.naming = ModelNaming(providers: ["openrouter", "sim"], defaultProvider: "openrouter")
+        #expect(prices.price(of: "openai/gpt-5")?.inputPerMillion == 1)
+        #expect(prices.price(of: "openai/gpt-4o")?.inputPerMillion == 2, "the default provider's wildcard")
+        #expect(prices.price(of: "normal")?.inputPerMillion == 2)
+        #expect(prices.price(of: "sim/normal")?.inputPerMillion == 3, "a configured provider's prefix is its own")
+        #expect(prices.price(of: "openrouter/openai/gpt-5")?.inputPerMillion == 1)
+        let naming = ModelNaming(providers: ["a"], defaultProvider: nil)
+        #expect(naming.split("b/x")! == ("b", "x"), "without a default, the first segment names the provider")
+        #expect(naming.split("plain") == nil)
+        #expect(ModelNaming(providers: ["a"], defaultProvider: "a").routed("b/x") == "a/b/x")
     }
 
     @Test func theEstimateCountsTheToolDefinitionsSentWithACall() throws {
-        let prices = ["p/*": ModelPrice(inputPerMillion: 1_000_000, outputPerMillion: 0)]  // a dollar a token: tokens read as dollars
+        let prices: PriceBook = ["p/*": ModelPrice(inputPerMillion: 1_000_000, outputPerMillion: 0)]  // a dollar a token: tokens read as dollars
         let messages = [ModelMessage(role: .user, text: String(repeating: "x", count: 400))]
         let tool = ToolDefinition.function(name: "web_search", description: String(repeating: "d", count: 200),
                                            parameters: .object(["type": .string("object")]), strict: nil)

@@ -58,7 +58,7 @@ import Web
         #expect(fusion.graceMilliseconds == 0 && fusion.deadlineMilliseconds == 300_000)
         #expect(fusion.neutralLabels && fusion.shuffleLabels && fusion.panelSpillMargin == 8)
         #expect(fusion.prices["openrouter/openai/gpt-5"] == ModelPrice(inputPerMillion: 1.25, outputPerMillion: 10))
-        #expect(ModelPrice.lookup("openrouter/meta/llama", in: fusion.prices)?.outputPerMillion == 15)
+        #expect(fusion.prices.price(of: "openrouter/meta/llama")?.outputPerMillion == 15)
         let web = try #require(config.web)
         #expect(web.search == SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:8888"))
         #expect(web.maxResults == 5 && web.maxRedirects == 5 && web.maxFetchBytes == 2_097_152 && web.maxCallsPerTurn == 4)

@@ -61,7 +61,7 @@ import Testing
                                       created: 0, owner: nil)
         record.usage = .init(promptTokens: 1_000, completionTokens: 500, totalTokens: 1_500, cost: 0.5)
         #expect(Spend.micros(of: record, prices: [:]) == 500_000, "the upstream's cost when the model has no price")
-        let prices = ["p/m": ModelPrice(inputPerMillion: 2, outputPerMillion: 10)]
+        let prices: PriceBook = ["p/m": ModelPrice(inputPerMillion: 2, outputPerMillion: 10)]
         #expect(Spend.micros(of: record, prices: prices) == 7_000, "1000 × $2/M + 500 × $10/M")
         // The exact slug first, then the bare slug, then its provider's wildcard.
         #expect(Spend.micros(of: record, prices: ["p/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1), "p/m": prices["p/m"]!]) == 7_000)

@@ -19,7 +19,7 @@ struct SharedStoreTests {
     static let keys = ["TEAM_A_KEY": "sk-team-a-0123456789", "TEAM_B_KEY": "sk-team-b-0123456789", "OPEN_KEY": "sk-open-0123456789"]
 
     static func replica(redis: RedisServerProcess, onError: StoreSettings.OnError = .allow, limits: KeyLimits = KeyLimits(),
-                        prices: [String: ModelPrice] = [:], maxPendingCommands: Int = 10_000, loops: Int = 2,
+                        prices: PriceBook = [:], maxPendingCommands: Int = 10_000, loops: Int = 2,
                         maxUnwritten: Int = 10_000, commandTimeoutMilliseconds: UInt64 = 1_000,
                         shutdownGraceMilliseconds: UInt64 = 10_000) throws -> TestEnvironment {
         try TestEnvironment(loops: loops, environment: keys) { config in
@@ -184,7 +184,7 @@ struct SharedStoreTests {
         let redis = try RedisServerProcess()
         // $1 per million tokens each way: a mock answer costs tens of micro-dollars.
         let limits = KeyLimits(dailyBudgetMicros: 20)
-        let prices = ["mock/normal": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
+        let prices: PriceBook = ["mock/normal": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
         let a = try Self.replica(redis: redis, limits: limits, prices: prices)
         let b = try Self.replica(redis: redis, limits: limits, prices: prices)
         let key = Self.keys["TEAM_A_KEY"]!
@@ -215,7 +215,7 @@ struct SharedStoreTests {
         let redis = try RedisServerProcess()
         // Each request may cost 67 µ$ ("Hello there" is 7 tokens by the estimate, 60 out): two fit in 200.
         let limits = KeyLimits(dailyBudgetMicros: 200)
-        let prices = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
+        let prices: PriceBook = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
         let a = try Self.replica(redis: redis, limits: limits, prices: prices)
         let b = try Self.replica(redis: redis, limits: limits, prices: prices)
         let key = Self.keys["TEAM_A_KEY"]!
@@ -266,7 +266,7 @@ struct SharedStoreTests {
     @Test func aHoldWaitsForItsSettlementWhenRedisIsFull() throws {
         let redis = try RedisServerProcess()
         let limits = KeyLimits(dailyBudgetMicros: 200)
-        let prices = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
+        let prices: PriceBook = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
         let a = try Self.replica(redis: redis, limits: limits, prices: prices, loops: 1)
         let key = Self.keys["TEAM_A_KEY"]!
         let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=100:prompt_tokens=7", extra: #","max_tokens":60"#)

@@ -108,6 +108,27 @@ struct SpendHoldTests {
         #expect(try Self.post(env, path, body(100)).status == 200)
     }
 
+    /// With a `default_provider`, a name without its provider is the same model and the same
+    /// price (review 48 limits #1: `normal` matched no price, so it was held at nothing and, from
+    /// an upstream that reports no cost, charged nothing).
+    @Test func aModelNamedWithoutItsProviderIsPricedAsRouted() throws {
+        let env = try TestEnvironment(environment: ["TEAM_KEY": Self.key]) {
+            $0.keys = ["team": NamedKey(name: "team", keyEnvironmentVariable: "TEAM_KEY", limits: KeyLimits(dailyBudgetMicros: 200))]
+            $0.prices = ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)]
+            $0.defaultProvider = "mock"
+        }
+        for model in ["mock/normal:pace_ms=0", "normal:pace_ms=0"] {
+            let refused = try env.chat(TestEnvironment.chatBody(model: model, stream: false, extra: #","max_tokens":500"#), headers: Self.auth)
+            #expect(refused.status == 429 && refused.json?["error"]?["code"]?.stringValue == "insufficient_quota", "\(model): \(refused.text)")
+        }
+        #expect(env.mockStats.counts.requests == 0)
+        // What it spends is charged at the routed model's price too (the mock reports no cost).
+        let answered = try env.chat(TestEnvironment.chatBody(model: "normal:pace_ms=0", stream: false, extra: #","max_tokens":20"#), headers: Self.auth)
+        #expect(answered.status == 200, "\(answered.text)")
+        let record = try #require(try Self.get(env, "/api/v1/generation?id=\(answered.header("x-generation-id") ?? "")").json?["data"])
+        #expect((record["spend_usd"]?.doubleValue ?? 0) > 0, "\(record)")
+    }
+
     /// Each of `n` choices may write the output limit: held `n` times.
     @Test func everyChoiceIsHeld() throws {
         let env = try Self.environment(budget: 200)

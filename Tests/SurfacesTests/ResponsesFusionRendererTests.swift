@@ -26,7 +26,7 @@ struct FusionScript {
     static let generationID = "gen-0123456789abcdef01234567"
 
     /// `body`: a Responses request whose plan is Fusion.
-    init(_ body: String, stream: Bool = true, panelTools: [ToolDefinition] = [], prices: [String: ModelPrice] = [:]) throws {
+    init(_ body: String, stream: Bool = true, panelTools: [ToolDefinition] = [], prices: PriceBook = [:]) throws {
         let request = try ResponsesRequest(body: Array(body.utf8))
         var settings = FusionSettings.simulated
         settings.prices = prices

@@ -55,7 +55,7 @@ extension GatewayConfig {
         settings.neutralLabels = try node.bool("neutral_labels") ?? settings.neutralLabels
         settings.shuffleLabels = try node.bool("shuffle_labels") ?? settings.shuffleLabels
         if let prices = try node.child("prices") {
-            settings.prices = try parsePrices(prices)
+            settings.prices = PriceBook(try parsePrices(prices))
         }
         return settings
     }

@@ -167,7 +167,21 @@ public struct GatewayConfig: Sendable {
     public var keys: [String: NamedKey] = [:]
     /// Model prices (`prices:`, the format of `fusion.prices`): what spend budgets charge. One
     /// table serves both: either one, given alone, is also the other (see `parse`).
-    public var prices: [String: ModelPrice] = [:]
+    public var prices: PriceBook = [:]
+
+    /// How model names route to providers (`default_provider` included).
+    public var modelNaming: ModelNaming {
+        ModelNaming(providers: Set(providers.keys), defaultProvider: defaultProvider)
+    }
+
+    /// The config with its price tables looking names up as they route: set once the config is
+    /// final (the server does, as it starts), since a name's provider depends on the whole of it.
+    public func pricedByRoute() -> GatewayConfig {
+        var config = self
+        config.prices.naming = modelNaming
+        config.fusion?.prices.naming = modelNaming
+        return config
+    }
 
     /// The reserved provider name of the built-in simulated models.
     public static let simulatedProviderName = "sim"
@@ -365,14 +379,14 @@ public struct GatewayConfig: Sendable {
         }
         if let store = try top.child("store") { config.store = try parseStore(store) }
         if let keys = try top.child("keys") { config.keys = try parseKeys(keys) }
-        if let prices = try top.child("prices") { config.prices = try parsePrices(prices) }
+        if let prices = try top.child("prices") { config.prices = PriceBook(try parsePrices(prices)) }
         // One price table for budgets and the deliberation's cost estimate: given in one place
         // only, it serves both; the simulated models' own prices (not given, but there) join a
         // table given at the top (review 22 F10: they shadowed it in the estimate).
         if config.prices.isEmpty, let fusion = config.fusion {
             config.prices = fusion.prices
         } else if let fusion = config.fusion, !fusionPricesGiven {
-            config.prices = fusion.prices.merging(config.prices) { $1 }
+            config.prices.entries = fusion.prices.entries.merging(config.prices.entries) { $1 }
             config.fusion?.prices = config.prices
         }
         if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {

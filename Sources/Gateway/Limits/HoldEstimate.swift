@@ -15,7 +15,7 @@ enum HoldEstimate {
 
     /// A proxied request: the dearest of its model and its fallbacks (one runs at a time), its
     /// output limit once per choice (`n`).
-    static func proxy(_ request: ModelRequest, fallbacks: [String], prices: [String: ModelPrice]) -> Int64 {
+    static func proxy(_ request: ModelRequest, fallbacks: [String], prices: PriceBook) -> Int64 {
         guard !prices.isEmpty else { return 0 }
         let prompt = CostEstimate.tokens(request: request)
         let choices = Int64(min(max(request.extraFields["n"]?.intValue ?? 1, 1), 128))
@@ -30,7 +30,7 @@ enum HoldEstimate {
     /// them (`FusionPrompts`: the fusion tool's definition, the members' and the judge's
     /// instructions), the question being the conversation's last user text.
     /// The outer turns at the dearest of the outer model and its fallbacks.
-    static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String], prices: [String: ModelPrice]) -> Int64 {
+    static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String], prices: PriceBook) -> Int64 {
         guard !prices.isEmpty else { return 0 }
         let inner = max(0, FusionPrompts.innerOutputLimit(request.parameters, defaultMaxTokens: settings.defaultMaxTokens) ?? defaultOutputTokens)
         let outer = request.base.maxOutputTokens ?? defaultOutputTokens
@@ -54,13 +54,13 @@ enum HoldEstimate {
         return total.addingSaturating(dearest([request.outerModel] + fallbacks, input: final, output: outer, prices: prices))
     }
 
-    static func dearest(_ models: [String], input: Int64, output: Int64, prices: [String: ModelPrice]) -> Int64 {
+    static func dearest(_ models: [String], input: Int64, output: Int64, prices: PriceBook) -> Int64 {
         models.map { micros($0, input: input, output: output, prices: prices) }.max() ?? 0
     }
 
     /// One call at `model`'s price, rounded up (`Spend`'s arithmetic, saturating); 0 without a price.
-    static func micros(_ model: String, input: Int64, output: Int64, prices: [String: ModelPrice]) -> Int64 {
-        guard ModelPrice.lookup(model, in: prices) != nil else { return 0 }
+    static func micros(_ model: String, input: Int64, output: Int64, prices: PriceBook) -> Int64 {
+        guard prices.price(of: model) != nil else { return 0 }
         return Spend.micros(model: model, usage: Usage(promptTokens: max(0, input), completionTokens: max(0, output)), prices: prices)
     }
 }

@@ -11,13 +11,13 @@ import Providers
 /// (`ReportedRates`). A deliberation is the sum of its inner calls. Saturating: no token count
 /// can overflow it.
 enum Spend {
-    static func micros(of record: GenerationRecord, prices: [String: ModelPrice], rates: ReportedRates? = nil) -> Int64 {
+    static func micros(of record: GenerationRecord, prices: PriceBook, rates: ReportedRates? = nil) -> Int64 {
         guard !record.innerCalls.isEmpty else {
             return micros(model: record.model, usage: record.usage, estimated: record.usageEstimated, prices: prices, rates: rates)
         }
         // The calls that reported a cost first: a member cut before its usage is charged at the
         // rate its model's other calls of this deliberation showed, whatever their order.
-        for call in record.innerCalls where !call.usageEstimated && ModelPrice.lookup(call.model, in: prices) == nil {
+        for call in record.innerCalls where !call.usageEstimated && prices.price(of: call.model) == nil {
             if let usage = call.usage { rates?.learn(model: call.model, usage: usage) }
         }
         var total: Int64 = 0
@@ -30,9 +30,9 @@ enum Spend {
         return total
     }
 
-    static func micros(model: String, usage: Usage, estimated: Bool = false, prices: [String: ModelPrice],
+    static func micros(model: String, usage: Usage, estimated: Bool = false, prices: PriceBook,
                        rates: ReportedRates? = nil) -> Int64 {
-        guard let price = ModelPrice.lookup(model, in: prices) else {
+        guard let price = prices.price(of: model) else {
             if estimated, usage.cost == 0, let rate = rates?.micros(perToken: model) {
                 // No cost came with an estimate: charged at the rate the model's own costs showed,
                 // not nothing (review 22: a client hanging up before the last chunk paid $0).

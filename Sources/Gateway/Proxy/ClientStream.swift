@@ -32,7 +32,7 @@ final class ClientStream {
     private var ended = false
     /// While the client is behind (its buffer past `maxClientBuffer`): the check of its pace,
     /// from when it fell behind or last kept pace; nil while it keeps up.
-    private(set) var blockedSince: DrainPace?
+    private(set) var behindPace: DrainPace?
 
     /// Secrets (provider and gateway keys) taken out of every byte bound for the client, as
     /// `Redactor` finds them: a key an upstream or a model echoes never leaves the process.
@@ -146,7 +146,7 @@ final class ClientStream {
             if let onEvent { record.withContiguousBytes { onEvent(record.producer, record.kind, $0) } }
         }
         if channel.isAcceptingRecords && writer.bufferedBytes > maxClientBuffer {
-            blockedSince = DrainPace(since: channel.loop.nowMilliseconds, backlog: writer.backlog)
+            behindPace = DrainPace(since: channel.loop.nowMilliseconds, backlog: writer.backlog)
             channel.isAcceptingRecords = false
             // Watched only while blocked: the rest of the time a drain notifies no one.
             writer.onWritable = { [unowned self] in clientDidDrain() }
@@ -156,7 +156,7 @@ final class ClientStream {
     private func clientDidDrain() {
         writer.onWritable = nil
         channel.isAcceptingRecords = true
-        blockedSince = nil
+        behindPace = nil
         channel.drainSoon()
     }
 
@@ -186,11 +186,11 @@ final class ClientStream {
     /// progress is not enough: a reader crawling a few bytes at a time would pin the stream and
     /// its upstream transfers for as long as it liked.
     func blockedMilliseconds() -> UInt64 {
-        guard let check = blockedSince else { return 0 }
+        guard let check = behindPace else { return 0 }
         let now = channel.loop.nowMilliseconds
         let backlog = writer.backlog
         if check.kept(now: now, backlog: backlog, minBytesPerSecond: writer.minDrainBytesPerSecond) {
-            blockedSince = DrainPace(since: now, backlog: backlog)
+            behindPace = DrainPace(since: now, backlog: backlog)
             return 0
         }
         return now > check.since ? now - check.since : 0

@@ -61,7 +61,7 @@ public final class GatewayServer {
     public init(loop: EventLoop, config: GatewayConfig, environment: [String: String],
                 logger: Logger = Logger(label: "fusion-gateway"), shared: GatewayShared? = nil, reusePort: Bool = false) throws {
         self.loop = loop
-        self.config = config
+        self.config = config.pricedByRoute()
         self.logger = logger
         client = UpstreamClient(loop: loop)
         workers = [UpstreamWorker(loop: loop, client: client)]

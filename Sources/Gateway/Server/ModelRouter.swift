@@ -1,3 +1,4 @@
+import Fusion
 import GatewayCore
 import Providers
 
@@ -18,6 +19,8 @@ public struct ModelRoute: Sendable {
 public struct ModelRouter: Sendable {
     public let providers: [String: GatewayConfig.Provider]
     public let defaultProvider: String?
+    /// How names route (shared with the price book, so what is priced is what is called).
+    public let naming: ModelNaming
     private let keys: [String: String]
     /// Per provider, what a route needs, resolved once: routing runs for every model of every
     /// request (five for a deliberation) before its first upstream call, and copying a
@@ -47,6 +50,7 @@ public struct ModelRouter: Sendable {
     public init(config: GatewayConfig, environment: [String: String]) {
         providers = config.providers
         defaultProvider = config.defaultProvider
+        naming = config.modelNaming
         var keys: [String: String] = [:]
         var headers: [String: [String: String]] = [:]
         var secretHeaderValues: [String] = []
@@ -108,15 +112,7 @@ public struct ModelRouter: Sendable {
             throw .invalidRequest("A model name is at most \(Self.maxModelNameBytes) bytes; this one is \(model.utf8.count).",
                                   param: "model", code: "invalid_value")
         }
-        let providerName: String
-        let upstreamModel: String
-        if let slash = model.firstIndex(of: "/"), targets[String(model[..<slash])] != nil || defaultProvider == nil {
-            providerName = String(model[..<slash])
-            upstreamModel = String(model[model.index(after: slash)...])
-        } else if let defaultProvider {
-            providerName = defaultProvider
-            upstreamModel = model
-        } else {
+        guard let (providerName, upstreamModel) = naming.split(model) else {
             throw .modelNotFound(model, detail: "model names have the form 'provider/model' (providers: \(providerList))")
         }
         guard let target = targets[providerName] else {

@@ -20,6 +20,9 @@ class WebToolTask {
         self.completion = completion
     }
 
+    /// Neither finished nor cancelled.
+    fileprivate var isRunning: Bool { completion != nil }
+
     func cancel() {
         completion = nil
         transfer?.cancel()
@@ -240,8 +243,21 @@ private final class WebFetch: WebToolTask {
             finish(.failure("\(url.absoluteString) answered HTTP \(status)"))
             return
         }
-        switch WebPage.render(body: body, contentType: header("Content-Type"), maxCharacters: settings.maxPageCharacters,
-                              downloadTruncated: truncated) {
+        // Parsed off the loop: libxml2 over up to `max_bytes` takes tens of milliseconds for an
+        // ordinary page and most of a second for a hostile one, a stall for every stream here.
+        // The deadline keeps running meanwhile; a call finished or cancelled by then drops it.
+        let (body, contentType, maxCharacters, truncated) = (body, header("Content-Type"), settings.maxPageCharacters, truncated)
+        self.body = []
+        OffLoop.run(on: client.loop, {
+            WebPage.render(body: body, contentType: contentType, maxCharacters: maxCharacters, downloadTruncated: truncated)
+        }, then: { [weak self] rendered in
+            guard let self, isRunning else { return }
+            read(rendered)
+        })
+    }
+
+    private func read(_ rendered: Result<(title: String?, text: String, truncated: Bool), WebToolError>) {
+        switch rendered {
         case .failure(let error):
             finish(.failure("\(url.absoluteString): \(error.message)"))
         case .success(let page):

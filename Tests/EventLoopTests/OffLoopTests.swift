@@ -1,0 +1,69 @@
+@testable import EventLoop
+import Foundation
+import Testing
+
+/// `OffLoop`: CPU-bound work (a fetched page's parse) runs on another thread while its loop
+/// keeps serving, and its result comes back on the loop; a loop that has finished refuses work
+/// from other threads instead of waking a torn-down loop.
+@Suite struct OffLoopTests {
+    @Test(.timeLimit(.minutes(1))) func workRunsOffTheLoopWhileTheLoopKeepsServing() throws {
+        let loop = EventLoop()
+        // The work waits for a timer of the loop: had it run on the loop, the timer could not
+        // fire and the wait would time out.
+        let timerFired = DispatchSemaphore(value: 0)
+        let workThread = Lock<(onLoop: Bool, timerSeenFirst: Bool)?>(nil)
+        var delivered: (value: Int, onLoop: Bool)?
+        var failure: String?
+        let timer = LoopTimer(loop: loop) { timerFired.signal() }
+        let deadline = LoopTimer(loop: loop) { failure = "timed out"; loop.stop() }
+        deadline.start(afterMilliseconds: 30_000)
+        // Set up on this thread, which then runs the loop.
+        OffLoop.run(on: loop, {
+            let seen = timerFired.wait(timeout: .now() + 20) == .success
+            workThread.withLock { $0 = (loop.inLoopThread, seen) }
+            return 42
+        }, then: { value in
+            delivered = (value, loop.inLoopThread)
+            loop.stop()
+        })
+        timer.start(afterMilliseconds: 1)
+        loop.run()
+        #expect(failure == nil)
+        let work = workThread.withLock { $0 }
+        #expect(work?.onLoop == false, "the work ran on a thread of its own")
+        #expect(work?.timerSeenFirst == true, "the loop served its timer while the work ran")
+        #expect(delivered?.value == 42)
+        #expect(delivered?.onLoop == true, "the result came back on the loop's thread")
+        timer.close()
+        deadline.close()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aFinishedLoopRefusesWorkAndDropsLateResults() throws {
+        let loop = EventLoop()
+        let release = DispatchSemaphore(value: 0)
+        let dropped = DispatchSemaphore(value: 0)
+        let ran = Lock(false)
+        // The result is ready only after the loop has finished: it must be dropped, not
+        // delivered to a torn-down loop (whose wakeup descriptor is closed).
+        OffLoop.run(on: loop, {
+            release.wait()
+            return 1
+        }, then: { [witness = Witness { dropped.signal() }] _ in
+            _ = witness
+            ran.withLock { $0 = true }
+        })
+        loop.stop()
+        loop.run()
+        #expect(!loop.execute {}, "a loop that has finished takes no more work")
+        release.signal()
+        #expect(dropped.wait(timeout: .now() + 20) == .success, "the late result's handler was let go")
+        #expect(!ran.withLock { $0 }, "nothing ran on the finished loop")
+    }
+}
+
+/// Signals when released.
+private final class Witness: Sendable {
+    let onRelease: @Sendable () -> Void
+    init(_ onRelease: @escaping @Sendable () -> Void) { self.onRelease = onRelease }
+    deinit { onRelease() }
+}
