@@ -10,11 +10,13 @@ extension Deliberation {
         case .judgeDelta(let text):
             guard !text.isEmpty else { return [] }
             if judgeFirstToken == nil { judgeFirstToken = time - judgeStarted }
-            let wasBlank = judgeText.allSatisfy(\.isWhitespace)
+            let wasBlank = !judgeWroteText
             judgeText += text
+            // While blank, the reply's first visible character is this piece's.
+            if wasBlank, text.contains(where: { !$0.isWhitespace }) { judgeWroteText = true }
             let (shown, problem) = items(from: text)
             let actions = [.progress(.judgeDelta(model: currentJudge, attempt: judgeAttempt, text: text))] + shown
-            let failure = problem.map { JudgeFailure(.schemaMismatch, $0) } ?? (wasBlank ? Self.openingProblem(judgeText, tools: judgeHasTools) : nil)
+            let failure = problem.map { JudgeFailure(.schemaMismatch, $0) } ?? (wasBlank ? Self.openingProblem(text, tools: judgeHasTools) : nil)
             guard let failure else { return actions }
             // The attempt can no longer pass validation: it ends now (its call is cancelled as the
             // next starts, or as the deliberation finishes), not once the judge has written the

@@ -78,7 +78,12 @@ public struct Deliberation: Sendable {
     var judgeMessages: [ModelMessage] = []
     /// Whom the analysis may cite: the members whose answers the judge was given.
     var citable = JudgeAnalysis.Citable(panel: [])
-    var judgeText = ""
+    /// The judge's reply so far (this attempt; since its last tool call).
+    var judgeText = "" { didSet { if judgeText.isEmpty { judgeWroteText = false } } }
+    /// Whether `judgeText` holds anything but whitespace: kept, not re-scanned per delta (review
+    /// 48 Fusion #1: JSON mode's known failure, a reply of endless whitespace, cost a scan of
+    /// the whole reply per delta on the loop, quadratic: 16,384 deltas took 29 s).
+    var judgeWroteText = false
     var judgeStarted = 0.0
     var judgePhaseStartedAt: Double?
     var judgeFirstToken: Double?

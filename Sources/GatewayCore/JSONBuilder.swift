@@ -9,6 +9,10 @@
 struct JSONBuilder {
     enum Ambiguity: Error {
         case duplicateKey(String, path: String)
+        /// Two top-level keys equal but for case (`model` and `MODEL`): Go's `encoding/json`
+        /// (Ollama's OpenAI layer) matches fields ignoring case, the last one winning, so it
+        /// would read the one the gateway did not check (review 48 surfaces #1).
+        case keysDifferingInCase(String, String)
         case numberOutOfRange(path: String)
         case tooManyElements(path: String)
     }
@@ -30,12 +34,33 @@ struct JSONBuilder {
         self.strict = strict
     }
 
+    /// `key` with every letter in one case, as Go's `strings.EqualFold` compares (simple case
+    /// folding: `K` (Kelvin) is `k`, `ſ` is `s`, `ς` is `σ`; `ß` stays `ß`).
+    static func caseFolded(_ key: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in key.unicodeScalars {
+            if scalar.isASCII {
+                out.append(scalar.properties.isUppercase ? Unicode.Scalar(scalar.value | 0x20)! : scalar)
+                continue
+            }
+            // Up, then down: a letter's whole orbit lands on one (single-scalar mappings only,
+            // as simple folding: `ß` → "SS" is a full mapping, and Go does not fold it).
+            let upper = scalar.properties.uppercaseMapping.unicodeScalars
+            let base = upper.count == 1 ? upper.first! : scalar
+            let lower = base.properties.lowercaseMapping.unicodeScalars
+            out.append(lower.count == 1 ? lower.first! : base)
+        }
+        return String(out)
+    }
+
     mutating func value() throws(Ambiguity) -> JSONValue {
         skipWhitespace()
         switch bytes[index] {
         case UInt8(ascii: "{"):
             index += 1
             var members: [String: JSONValue] = [:]
+            // The top level's keys folded, strict only: the fields a request's policy reads live there.
+            var folded: [String: String]? = strict && path.isEmpty ? [:] : nil
             skipWhitespace()
             if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
             while true {
@@ -45,6 +70,10 @@ struct JSONBuilder {
                 index += 1  // ':'
                 if strict {
                     guard members[key] == nil else { throw .duplicateKey(key, path: pathText) }
+                    if folded != nil {
+                        let fold = Self.caseFolded(key)
+                        if let other = folded?.updateValue(key, forKey: fold) { throw .keysDifferingInCase(other, key) }
+                    }
                     guard members.count < Self.maxElements else { throw .tooManyElements(path: pathText) }
                     path.append(.key(key))
                 }

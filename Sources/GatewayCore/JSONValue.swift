@@ -62,7 +62,8 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// Parses a client's request body, whose raw bytes are forwarded upstream: ambiguities that
     /// parsers resolve differently are refused with a 400 naming the value's path in `param`.
     /// A duplicate key at any depth (`{"model":"a","model":"b"}`, also spelled `"mod\u0065l"`):
-    /// we would read one value and an upstream perhaps the other, e.g. a model past an allow-list.
+    /// we would read one value and an upstream perhaps the other, e.g. a model past an allow-list;
+    /// at the top level, also keys equal but for case (`"MODEL"`), which Go servers read as one.
     /// A number beyond Double's range, which would otherwise reach the upstream as infinity or null.
     /// Bytes that are not UTF-8, which one reader repairs and another passes on raw. (A `\u`
     /// escape of a lone surrogate is read as U+FFFD: a browser's `JSON.stringify` writes one for
@@ -88,6 +89,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .failure(.duplicateKey(let key, let path)):
             throw .invalidRequest("The request body has the key '\(key)' twice\(path.isEmpty ? "" : " in '\(path)'"); send each key once.",
                                   param: path.isEmpty ? key : "\(path).\(key)", code: "duplicate_key")
+        case .failure(.keysDifferingInCase(let first, let second)):
+            throw .invalidRequest("The request body has the keys '\(first)' and '\(second)', which some servers read as one field; "
+                                  + "send each key once, spelled one way.", param: second, code: "duplicate_key")
         case .failure(.tooManyElements(let path)):
             throw .invalidRequest("The \(path.isEmpty ? "request body" : "value at '\(path)'") has more than \(JSONBuilder.maxElements) elements; "
                                   + "a request may hold at most \(JSONBuilder.maxElements) in any array or object.",

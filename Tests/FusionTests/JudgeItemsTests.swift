@@ -113,6 +113,23 @@ import Testing
         #expect(result.analysis?["unique_insights"]?.arrayValue?.first?["model"] == .string("p/a"))
     }
 
+    /// JSON mode's known failure: a reply of endless whitespace. Each delta looks only at
+    /// itself (review 48 Fusion #1: the whole reply was re-scanned per delta, quadratic on the
+    /// loop: 16,384 deltas took 29 s, so the 100,000 here would take about an hour).
+    @Test(.timeLimit(.minutes(1))) func aReplyOpeningWithEndlessWhitespaceCostsLinearTime() throws {
+        var (d, _, _) = judged()
+        for _ in 0..<100_000 { _ = d.handle(.judgeDelta(text: "\n\n"), at: 10) }
+        var actions = d.handle(.judgeDelta(text: #"{"consensus":["x"],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#), at: 11)
+        actions += d.handle(.judgeFinished(usage: nil), at: 12)
+        let result = try #require(actions.compactMap { if case .finish(let result) = $0 { result } else { nil } }.first)
+        #expect(result.analysis?["consensus"] == .array([.string("x")]))
+        // Whitespace, then prose: still refused at its first visible character.
+        var (prose, _, _) = judged(fallback: "p/fallback")
+        _ = prose.handle(.judgeDelta(text: " \n\t"), at: 10)
+        let refused = prose.handle(.judgeDelta(text: "  Here is my analysis"), at: 11)
+        #expect(refused.contains { if case .startJudge(_, 2, _) = $0 { true } else { false } }, "\(refused)")
+    }
+
     @Test func aJudgeThatFailsUpstreamHasItsItemsWithdrawnBeforeTheFallback() throws {
         var (d, _, _) = judged(fallback: "p/fallback")
         _ = d.handle(.judgeDelta(text: #"{"blind_spots":["b1","b2"],"#), at: 10)

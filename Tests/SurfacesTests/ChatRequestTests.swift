@@ -1,4 +1,4 @@
-import GatewayCore
+@testable import GatewayCore
 import Providers
 import Surfaces
 import Testing
@@ -79,6 +79,57 @@ import Testing
         #expect(body["model"] == .string("o4-mini") && body["stream_options"]?["include_usage"] == .bool(true), "\(body)")
         let messages = try MessagesRequest(body: Array(#"{"mod\u0065l":"anthropic/claude-x","max_tokens":5,"messages":[{"role":"user","content":"q"}]}"#.utf8))
         #expect(try JSONValue.parse(messages.upstreamBody(model: "claude-x"))["model"] == .string("claude-x"))
+    }
+
+    /// Keys equal but for case at the top level are refused: Go's `encoding/json` (Ollama's
+    /// OpenAI layer) reads them as one field, the last winning, so an upstream would read a model
+    /// or limit the gateway never checked (review 48 surfaces #1). Nested objects keep theirs (a
+    /// tool's schema may well have `id` and `ID`).
+    @Test func topLevelKeysEqualButForCaseAreRefused() throws {
+        let user = #""messages":[{"role":"user","content":"q"}]"#
+        for extra in [#""MODEL":"p/other""#, #""Model":"p/other""#, #""max_tokens":1,"MAX_TOKENS":2000000"#,
+                      "\"max_tokens\":1,\"max_to\u{212A}ens\":2000000", // Kelvin sign, as Go folds it
+                      #""stream":false,"\u017ftream":true"#] {
+            let text = #"{"model":"p/m",\#(user),\#(extra)}"#
+            do {
+                _ = try ChatRequest(body: Array(text.utf8))
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.code == "duplicate_key" && error.status == 400, "\(text): \(error.message)")
+            }
+        }
+        let schema = #"{"type":"object","properties":{"id":{"type":"string"},"ID":{"type":"string"}}}"#
+        _ = try parse(#"{"model":"p/m",\#(user),"tools":[{"type":"function","function":{"name":"f","parameters":\#(schema)}}],"metadata":{"a":"1","A":"2"}}"#)
+        #expect(JSONBuilder.caseFolded("Stra\u{DF}e") == "stra\u{DF}e", "ß is not SS (simple folding)")
+        #expect(JSONBuilder.caseFolded("\u{3A3}\u{3C2}") == "\u{3C3}\u{3C3}", "Σ and ς fold to σ")
+    }
+
+    /// Property: every case variant of every key the gateway reads is refused beside the key.
+    @Test func everyCaseVariantOfAReadKeyIsRefused() throws {
+        var generator = SystemRandomNumberGenerator()
+        for key in ["model", "models", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options", "plugins", "tools", "tool_choice"] {
+            for _ in 0..<20 {
+                var variant = String(key.map { Bool.random(using: &generator) ? Character($0.uppercased()) : $0 })
+                if variant == key { variant = key.uppercased() }
+                let first = key == "model" ? "" : #""\#(key)":null,"#  // the model is there already
+                let body = #"{"model":"p/m","messages":[{"role":"user","content":"q"}],\#(first)"\#(variant)":null}"#
+                #expect(throws: APIError.self, "\(variant)") { try JSONValue.parseRequest(Array(body.utf8)) }
+            }
+        }
+    }
+
+    /// Chat's two output limits: the one read and held (`max_completion_tokens` first) is the
+    /// only one sent, under the upstream's field (review 48 surfaces #2: both went up, and an
+    /// upstream honouring `max_tokens` wrote 2,000,000 tokens against a hold of 1).
+    @Test func oneOutputLimitGoesUpstreamTheOneHeld() throws {
+        let text = #"{"model":"p/m","messages":[{"role":"user","content":"q"}],"max_tokens":2000000,"max_completion_tokens":1}"#
+        let request = try parse(text)
+        #expect(request.modelRequest().maxOutputTokens == 1)
+        for field in ["max_tokens", "max_completion_tokens"] {
+            let body = try JSONValue.parse(request.upstreamBody(model: "m", maxTokensField: field))
+            let other = field == "max_tokens" ? "max_completion_tokens" : "max_tokens"
+            #expect(body[field] == .int(1) && body[other] == nil, "\(field): \(body)")
+        }
     }
 
     /// An upstream that refuses `stream_options` (Mistral's API: 422) is configured not to be

@@ -236,6 +236,9 @@ import Testing
         (#"{"model":"p/m","input":"q","n":2}"#, "n"),
         (#"{"model":"p/m","input":"q","n":"2"}"#, "n"),
         (#"{"model":"p/m","input":"q","logprobs":true}"#, "logprobs"),
+        // Chat's output limits beside `max_output_tokens` (review 48 surfaces #3: forwarded unchecked).
+        (#"{"model":"p/m","input":"q","max_output_tokens":1,"max_completion_tokens":2000000}"#, "max_completion_tokens"),
+        (#"{"model":"p/m","input":"q","max_tokens":-5}"#, "max_tokens"),
         (#"{"model":"p/m","input":"q","stream_options":{"include_fusion_events":"yes"}}"#, "stream_options.include_fusion_events"),
         (#"{"model":"p/m","input":"q","include":["reasoning.encrypted_content","message.output_text.logprobs"]}"#, "include[1]"),
         (#"{"model":"p/m","input":"q","truncation":"sometimes"}"#, "truncation"),

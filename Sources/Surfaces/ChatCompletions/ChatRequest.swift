@@ -177,7 +177,7 @@ public struct ChatRequest: Sendable {
         // for no usage).
         let modelRange = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody)
         if case .object(var fields) = json,
-           modelRange == nil || fields["models"] != nil || (fields[otherField] != nil && fields[maxTokensField] == nil)
+           modelRange == nil || fields["models"] != nil || fields[otherField] != nil
             || (addUsage && fields["stream_options"] != nil) || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true
             || fields["stream_options"]?["include_fusion_events"] != nil {
             // Fallbacks are the gateway's business; an upstream may reject the unknown field. So
@@ -188,7 +188,13 @@ public struct ChatRequest: Sendable {
                 fields["plugins"] = others.isEmpty ? nil : .array(others)
             }
             fields["model"] = .string(upstreamModel)
-            if let limit = fields.removeValue(forKey: otherField), fields[maxTokensField] == nil { fields[maxTokensField] = limit }
+            // One output limit goes up, under the upstream's field: the one the gateway read and
+            // held spend for (`max_completion_tokens` first). Both sent, an upstream honouring
+            // one field read the other (review 48 surfaces #2: 1 token held, 2,000,000 written).
+            let limit = [fields["max_completion_tokens"], fields["max_tokens"]].lazy.compactMap { $0 }.first { $0 != .null }
+            fields["max_tokens"] = nil
+            fields["max_completion_tokens"] = nil
+            if let limit { fields[maxTokensField] = limit }
             // The gateway's own option (review 43 conformance #3): OpenAI's `stream_options` knows
             // only its own members.
             if var options = fields["stream_options"]?.objectValue {

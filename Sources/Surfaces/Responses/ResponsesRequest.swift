@@ -88,6 +88,11 @@ public struct ResponsesRequest: Sendable {
         if let count = try Self.integer(fields["n"], "n", 1...Int64(Int32.max)), count != 1 {
             throw .invalidRequest("A Response has one output; 'n' is a chat completions field. Send one request per answer.", param: "n")
         }
+        // Chat's output limits: Responses' is `max_output_tokens`. Forwarded beside it, an
+        // upstream honouring one read a limit nothing checked or held (review 48 surfaces #3).
+        for name in ["max_tokens", "max_completion_tokens"] where fields[name] != nil && fields[name] != .null {
+            throw .invalidRequest("'\(name)' is a chat completions field; a Response's output limit is 'max_output_tokens'.", param: name)
+        }
         if try Self.flag(fields["logprobs"], "logprobs") == true {
             throw .invalidRequest("This gateway returns no log probabilities on /v1/responses; leave 'logprobs' out.", param: "logprobs")
         }
