@@ -42,7 +42,8 @@ public enum JudgeAnalysis {
         var body = text.trimmingWhitespace()
         if body.isEmpty { return .failure(JudgeFailure(.emptyCompletion, "the judge returned no text")) }
         if body.hasPrefix("```") {
-            body = String(body.drop { $0 != "\n" }.dropFirst())
+            // Through the fence's line end: "\r\n" is one Character, not "\n" (review 48 Fusion #5).
+            body = String(body.drop { !$0.isNewline }.dropFirst())
             if let fence = body.range(of: "```", options: .backwards) { body = String(body[..<fence.lowerBound]) }
         }
         // Strict, as a client's body: a key given twice would be read one way here and the other
@@ -110,10 +111,12 @@ public enum JudgeAnalysis {
         guard let opening = before.firstIndex(where: { !isSpace($0) }) else {
             return after.allSatisfy(isSpace) ? false : nil
         }
-        // ```json\n: the fence's line ends before the object, with only white space after it. Not
-        // \r\n: `parse` drops the fence's line up to a "\n" Character, which "\r\n" is not.
+        // ```json\n (or \r\n): the fence's line ends before the object, with only white space
+        // after it. A lone \r ends a line for `parse` (a newline Character), so none may come
+        // before the line's end.
         guard before[opening...].starts(with: fence),
-              let newline = before[opening...].firstIndex(of: 0x0A), !before[opening..<newline].contains(0x0D),
+              let newline = before[opening...].firstIndex(of: 0x0A),
+              !before[opening..<newline].dropLast(before[newline - 1] == 0x0D ? 1 : 0).contains(0x0D),
               before[(newline + 1)...].allSatisfy(isSpace) else { return nil }
         // The closing fence is the last thing, with only white space around it.
         guard let closing = after.firstIndex(where: { !isSpace($0) }), after[closing...].starts(with: fence),

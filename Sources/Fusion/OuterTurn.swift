@@ -58,8 +58,10 @@ struct OuterTurn: Sendable {
             return nil
         case .finish(let reason):
             finishReason = reason
-            // A turn that called fusion goes on to the deliberation: its "tool_calls" finish is ours.
-            return fusionCall != nil && reason == .toolCalls ? nil : event
+            // A turn that called fusion goes on to the deliberation: its finish is ours to report,
+            // whatever it says (review 48 Fusion #3: sglang, vLLM and others end a tool call's
+            // turn with "stop", which reached a chat client before any of the answer).
+            return fusionCall != nil ? nil : event
         case .error:
             return nil
         }

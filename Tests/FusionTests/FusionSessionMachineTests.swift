@@ -69,6 +69,19 @@ import Testing
         #expect(m.calls.map(\.role) == ["outer"] && m.totalUsage.totalTokens == 3)
     }
 
+    /// Servers that end a tool call's turn with "stop" (sglang, vLLM, GLM; OpenAI for a named
+    /// tool choice): that finish is the session's to report, not the client's first chunk
+    /// (review 48 Fusion #3: a chat client saw an empty finished choice before the answer).
+    @Test func aFusionTurnEndingWithStopDoesNotFinishTheClientsAnswer() throws {
+        for reason in [FinishReason.stop, .length] {
+            var m = try machine()
+            let first = try #require(started(m.start(at: 0)).first)
+            let afterOuter = run(&m, first.id, fusionCall.map { $0 == .finish(.toolCalls) ? .finish(reason) : $0 }, at: 10)
+            #expect(!outputs(afterOuter).contains { if case .answer(.finish) = $0 { true } else { false } }, "\(reason)")
+            #expect(started(afterOuter).map(\.role) == [.member(index: 0), .member(index: 1)])
+        }
+    }
+
     @Test func aWholeDeliberationRunsInOrderAndTheFinalTurnGetsTheResult() throws {
         var m = try machine()
         let first = try #require(started(m.start(at: 0)).first)
