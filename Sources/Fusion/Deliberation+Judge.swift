@@ -21,7 +21,7 @@ extension Deliberation {
             // The attempt can no longer pass validation: it ends now (its call is cancelled as the
             // next starts, or as the deliberation finishes), not once the judge has written the
             // rest, which the retry or fallback would wait for and the request pay for.
-            recordJudge(status: failure.reason.rawValue, usage: nil, at: time)
+            recordJudge(status: failure.reason.rawValue, usage: judgeSpent.usage, toolCalls: judgeSpent.toolCalls, at: time)
             return actions + judgeFailed(failure, at: time)
 
         case .judgeCalledTools:
@@ -96,6 +96,7 @@ extension Deliberation {
         currentJudge = model
         judgeAttempt = attempt
         judgeText = ""
+        judgeSpent = Spent()
         judgeStarted = time
         judgeFirstToken = nil
         tokenizer = AnalysisTokenizer()
@@ -133,7 +134,7 @@ extension Deliberation {
     /// The deadline passed while the judge was still writing: the result goes on without analysis.
     mutating func judgeOutOfTime(at time: Double) -> [Action] {
         guard judgeAttempt > 0 else { return [] }
-        recordJudge(status: JudgeFailureReason.timeout.rawValue, usage: nil, at: time)
+        recordJudge(status: JudgeFailureReason.timeout.rawValue, usage: judgeSpent.usage, toolCalls: judgeSpent.toolCalls, at: time)
         let budget = quorum.deadlineMilliseconds ?? 0
         return judgeFailed(JudgeFailure(.timeout, "the deliberation's deadline (\(budget) ms) passed before the analysis was complete"),
                            noRetry: true, at: time)

@@ -66,6 +66,20 @@ public struct Deliberation: Sendable {
     var firstToken: [Double?]
     var failures: [Int: (reason: MemberFailureReason, message: String, statusCode: Int?)] = [:]
     public internal(set) var stats: [MemberStats] = []
+    /// What the finished turns of a member's or the judge's tool loop spent (the session's
+    /// sums): charged when it is cut or stopped before its last turn reports (review 48 Fusion
+    /// #2: a cut member's earlier turns, paid upstream, were left out of the usage charged).
+    public struct Spent: Sendable {
+        public var usage: Usage?
+        public var toolCalls = 0
+        public init(usage: Usage? = nil, toolCalls: Int = 0) {
+            self.usage = usage
+            self.toolCalls = toolCalls
+        }
+    }
+    public var memberSpent: [Int: Spent] = [:]
+    /// The current judge attempt's (reset as each starts).
+    public var judgeSpent = Spent()
     var panelStartedAt = 0.0
     var graceArmed = false
     var deadlineArmed = false
@@ -212,8 +226,9 @@ public struct Deliberation: Sendable {
                 : "cut for latency: the deliberation's deadline (\(quorum.deadlineMilliseconds ?? 0) ms) passed; it had run \(waited) ms"
             failures[index] = (.cutForLatency, message, nil)
             stats.append(MemberStats(model: models[index], role: "panel", status: MemberFailureReason.cutForLatency.rawValue,
-                                     usage: nil, firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
-                                     characters: texts[index].count))
+                                     usage: memberSpent[index]?.usage, firstTokenMilliseconds: firstToken[index],
+                                     durationMilliseconds: time - started[index], characters: texts[index].count,
+                                     toolCalls: memberSpent[index]?.toolCalls ?? 0))
             actions.append(.cancelMember(index: index))
             actions.append(.progress(.memberCut(index: index, model: models[index], characters: texts[index].count, cause: cause)))
         }

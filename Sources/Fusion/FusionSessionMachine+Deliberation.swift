@@ -170,6 +170,7 @@ extension FusionSessionMachine {
         case .usage(let usage):
             let sum = (members[index]?.usage ?? Usage()) + usage  // summed over its turns
             members[index]?.usage = sum
+            deliberation?.memberSpent[index, default: .init()].usage = sum
             return []
         case .text(let text) where !text.isEmpty:
             return deliberate(.memberDelta(index: index, text: text), at: time)
@@ -235,6 +236,7 @@ extension FusionSessionMachine {
         case .usage(let usage):
             let sum = (judge?.usage ?? Usage()) + usage
             judge?.usage = sum
+            deliberation?.judgeSpent.usage = sum
             return []
         case .text(let text) where !text.isEmpty:
             return deliberate(.judgeDelta(text: text), at: time)
@@ -319,10 +321,12 @@ extension FusionSessionMachine {
         switch owner {
         case .member(let index):
             members[index]?.loop.complete(results: pending.results)
+            deliberation?.memberSpent[index, default: .init()].toolCalls = members[index]?.loop.callCount ?? 0
             out += callMember(index, at: time)
         case .judge(let generation):
             guard judge?.generation == generation else { return out }  // a restarted judge
             judge?.loop.complete(results: pending.results)
+            deliberation?.judgeSpent.toolCalls = judge?.loop.callCount ?? 0
             out += callJudge(at: time)
         }
         return out

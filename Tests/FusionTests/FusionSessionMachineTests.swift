@@ -15,7 +15,7 @@ import Testing
     ]
     static let analysis = #"{"consensus":["x"],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"p/b","insight":"z"}],"blind_spots":[]}"#
 
-    func machine(tools: [ToolDefinition] = [], limits: FusionSessionMachine.Limits? = nil,
+    func machine(tools: [ToolDefinition] = [], judgeTools: [ToolDefinition] = [], limits: FusionSessionMachine.Limits? = nil,
                  parameters: String = #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#) throws -> FusionSessionMachine {
         let request = ModelRequest(model: "p/outer", messages: [ModelMessage(role: .user, text: "Q?")], stream: true)
         var withTools = request
@@ -27,7 +27,7 @@ import Testing
         return FusionSessionMachine(request: fusion, settings: .simulated,
                                     limits: limits ?? .init(memberTimeoutMilliseconds: 1_000, judgeTimeoutMilliseconds: 1_000,
                                                             outerTimeoutMilliseconds: 5_000, defaultMaxTokens: 4096),
-                                    panelTools: tools, judgeTools: [])
+                                    panelTools: tools, judgeTools: judgeTools)
     }
 
     func started(_ actions: [FusionSessionMachine.Action]) -> [FusionSessionMachine.Call] {
@@ -315,6 +315,37 @@ import Testing
         #expect(final.role == .outer(final: true))
         actions = run(&m, final.id, [.text("Done."), .finish(.stop)], at: 6)
         #expect(outcome(actions) == .completed)
+    }
+
+    /// A member cut for latency after a web-tool turn, and a judge stopped by the deadline
+    /// after one: what their finished turns spent stays in the usage charged (review 48 Fusion
+    /// #2: only the cancelled turn's estimate was, the earlier turns' reported usage was lost).
+    @Test func finishedToolTurnsOfACutMemberAndAStoppedJudgeAreCharged() throws {
+        let tools = ToolLoop.webToolDefinitions(search: true, fetch: false)
+        var m = try machine(tools: tools, judgeTools: tools,
+                            parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge","min_answers":1,"grace_ms":0,"deadline_ms":5000}"#)
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        let search: [ModelEvent] = [.toolCall(ToolCallFragment(index: 0, id: "s1", name: "web_search", arguments: "{}")), .finish(.toolCalls),
+                                    .usage(Usage(promptTokens: 100, completionTokens: 10, totalTokens: 110))]
+        var actions = run(&m, members[0].id, search, at: 2)
+        let toolRun = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
+        actions = m.handle(.toolFinished(toolRun, .init(content: "{}")), at: 3)
+        #expect(started(actions).count == 1, "the member's second turn")
+        // The other member answers: quorum, no grace: the first is cut mid-turn.
+        actions = run(&m, members[1].id, [.text("B says y."), .finish(.stop), .usage(Usage(promptTokens: 5, completionTokens: 5, totalTokens: 10))], at: 4)
+        actions += m.handle(.timerFired(.grace), at: 4)
+        let cut = try #require(m.calls.first { $0.role == "panel" && $0.model == "p/a" })
+        #expect(cut.status == MemberFailureReason.cutForLatency.rawValue && cut.usage?.totalTokens == 110 && cut.toolCalls == 1, "\(cut)")
+        // The judge searches, then the deadline stops it.
+        let judge = try #require(started(actions).first { $0.role == .judge })
+        actions = run(&m, judge.id, search, at: 5)
+        let judgeTool = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
+        _ = m.handle(.toolFinished(judgeTool, .init(content: "{}")), at: 6)
+        _ = m.handle(.timerFired(.deadline), at: 5_001)
+        let stopped = try #require(m.calls.first { $0.role == "judge" })
+        #expect(stopped.usage?.totalTokens == 110 && stopped.toolCalls == 1, "\(stopped)")
+        #expect(m.totalUsage.totalTokens >= 110 + 10 + 110, "\(m.totalUsage)")
     }
 
     @Test func membersUseWebToolsWithinTheirCaps() throws {
