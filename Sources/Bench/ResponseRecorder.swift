@@ -15,6 +15,11 @@ public struct ResponseRecorder {
     /// A non-streamed body, or the first bytes of an error response (for its message).
     private var body: [UInt8] = []
     private let maxBodyBytes: Int
+    /// A stream's bytes so far, and the most one may send: each content event is kept (its gap),
+    /// so a server flooding events would otherwise grow the bench without bound (review 48
+    /// bench #5).
+    private var streamedBytes = 0
+    private let maxStreamBytes: Int
 
     enum Phase {
         case awaitingHead
@@ -35,8 +40,9 @@ public struct ResponseRecorder {
     static let keptDetailCharacters = 16 << 10
 
     public init(target: Int, streamed: Bool, scheduledAt: UInt64, sentAt: UInt64,
-                maxEventBytes: Int = 1 << 20, maxBodyBytes: Int = 16 << 20) {
+                maxEventBytes: Int = 1 << 20, maxBodyBytes: Int = 16 << 20, maxStreamBytes: Int = 64 << 20) {
         self.streamed = streamed
+        self.maxStreamBytes = maxStreamBytes
         outcome = RequestOutcome(target: target, scheduledAt: scheduledAt, sentAt: sentAt)
         decoder = SSEDecoder(maxEventBytes: maxEventBytes)
         self.maxBodyBytes = maxBodyBytes
@@ -59,12 +65,17 @@ public struct ResponseRecorder {
         }
     }
 
-    /// Body bytes that arrived at `now`. Returns false when the outcome is already a failure and
-    /// the rest of the response is not worth reading (the caller may cancel the transfer).
+    /// Body bytes that arrived at `now`. Returns false when nothing more of the response is
+    /// needed: the outcome is a failure already, or the stream said `[DONE]` (a client stops
+    /// there, as the SDKs do: a server holding the stream open after it would otherwise hold the
+    /// request until its timeout, counted a success, review 48 bench #4). The caller ends the
+    /// transfer then.
     public mutating func didReceive(_ bytes: UnsafeRawBufferPointer, at now: UInt64) -> Bool {
         switch phase {
-        case .awaitingHead, .afterDone:
+        case .awaitingHead:
             return true
+        case .afterDone:
+            return false
         case .failed:
             return false
         case .errorStatus:
@@ -79,6 +90,11 @@ public struct ResponseRecorder {
             body.append(contentsOf: bytes)
             return true
         case .streaming:
+            streamedBytes += bytes.count
+            guard streamedBytes <= maxStreamBytes else {
+                fail(.malformed, "a streamed response over \(maxStreamBytes) bytes")
+                return false
+            }
             // The events are copied out (they are parsed as arrays anyway) because the decoder's
             // callback cannot mutate the recorder that owns the decoder.
             var events: [[UInt8]] = []
@@ -92,7 +108,7 @@ public struct ResponseRecorder {
             }
             for event in events { handle(event, at: now) }
             if let decodeError, phase == .streaming { fail(.malformed, decodeError) }
-            return phase != .failed
+            return phase == .streaming
         }
     }
 
@@ -138,6 +154,9 @@ public struct ResponseRecorder {
         usageTokens = Int(count)
         return true
     }
+
+    /// The outcome is a failure already (decided by the head or the body so far).
+    public var hasFailed: Bool { phase == .failed }
 
     private mutating func fail(_ kind: ErrorKind, _ detail: String) {
         outcome.error = kind

@@ -109,22 +109,27 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--compare-model and --compare-api-key-env need --compare")
         }
         if !(0...1_000_000).contains(warmup) { throw ValidationError("--warmup is 0 to 1000000 requests per target") }
-        if !(timeout > 0 && timeout < 86_400) { throw ValidationError("--timeout is seconds, more than 0 and less than a day") }
+        // At least a millisecond: curl counts in them, and 0 is "never" to it (review 48 bench #8).
+        if !(timeout >= 0.001 && timeout < 86_400) { throw ValidationError("--timeout is seconds, at least 0.001 and less than a day") }
         if !(drain >= 0 && drain < 86_400) { throw ValidationError("--drain is seconds, at least 0 and less than a day") }
         if html == "-" { throw ValidationError("--html needs a file name (the report is a whole HTML page)") }
         if let json, json != "-", let html, URL(fileURLWithPath: json).standardizedFileURL == URL(fileURLWithPath: html).standardizedFileURL {
             throw ValidationError("--json and --html name the same file; one report would overwrite the other")
         }
-        // Where the reports go is checked before the run, not found unwritable after it.
-        for path in [json, html].compactMap({ $0 }) where path != "-" {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw ValidationError("cannot write \(path)")
-            }
-        }
         if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
         // Built here once to be checked (and again in `run`): an error thrown from `run` is
         // printed with the root command's usage, not the bench's.
         _ = try makeConfiguration()
+        // Where the reports go is checked before the run, not found unwritable after it; last,
+        // and without emptying a file that is there (review 48 bench #7: a refused command line
+        // truncated the previous report).
+        for path in [json, html].compactMap({ $0 }) where path != "-" {
+            let existed = FileManager.default.fileExists(atPath: path)
+            let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
+            guard descriptor >= 0 else { throw ValidationError("cannot write \(path)") }
+            close(descriptor)
+            if !existed { unlink(path) }
+        }
     }
 
     func run() throws {
@@ -147,12 +152,12 @@ struct BenchCommand: ParsableCommand {
             if json == "-" {
                 FileHandle.standardOutput.write(data + Data("\n".utf8))
             } else {
-                try data.write(to: URL(fileURLWithPath: json))
+                try data.write(to: URL(fileURLWithPath: json), options: .atomic)
                 FileHandle.standardError.write(Data("wrote \(json)\n".utf8))
             }
         }
         if let html {
-            try Data(HTMLReport.render(report).utf8).write(to: URL(fileURLWithPath: html))
+            try Data(HTMLReport.render(report).utf8).write(to: URL(fileURLWithPath: html), options: .atomic)
             FileHandle.standardError.write(Data("wrote \(html)\n".utf8))
         }
         if report.settings.interrupted == true { throw ExitCode(130) }  // reported, but not the run asked for

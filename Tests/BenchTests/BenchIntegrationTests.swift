@@ -119,6 +119,58 @@ import Testing
         #expect(TextReport.render(report).contains("not sent: \(results.notSent)"))
     }
 
+    /// Review 48 bench #1: a head that decides the outcome (a streamed request answered with
+    /// another Content-Type, here echoing the key) ends the request at once, and its detail is
+    /// redacted whichever way it ended (an abandoned request's skipped redaction). Bench #4: a
+    /// stream held open after `[DONE]` ends there, a success, not at the timeout.
+    @Test(.timeLimit(.minutes(1))) func aHostileHeadEndsAtOnceRedactedAndAStreamEndsAtDone() throws {
+        let key = "sk-bench-secret-0123456789"
+        let server = try HoldingServer { head in
+            let auth = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("authorization:") }.map(String.init) ?? ""
+            return "HTTP/1.1 200 OK\r\nContent-Type: text/plain; echo=\(auth)\r\nTransfer-Encoding: chunked\r\n\r\n"
+        }
+        defer { server.stop() }
+        let plan = try LoadPlan(shape: .closedLoop(concurrency: 1), stop: StopCondition(requestsPerTarget: 2), targets: 1, loops: 1)
+        let started = Date()
+        let report = try BenchRunner(configuration: BenchConfiguration(
+            targets: [BenchTarget(label: "A", baseURL: server.baseURL, model: "m", apiKey: key)], plan: plan, prompts: .builtIn,
+            warmupRequests: 0, requestTimeoutMilliseconds: 30_000, drainMilliseconds: 30_000)).run()
+        #expect(report.targets[0].results.errors == [.malformed: 2], "\(report.targets[0].results.errors)")
+        #expect(Date().timeIntervalSince(started) < 10, "ended by the head, not the 30 s timeout")
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(!everything.contains("sk-bench") && everything.contains("[redacted]"), "\(TextReport.render(report))")
+
+        let content = #"data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"# + "\n\n"
+        let holding = try HoldingServer { _ in
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + HoldingServer.chunked(content + content + "data: [DONE]\n\n")
+        }
+        defer { holding.stop() }
+        let doneAt = Date()
+        let answered = try BenchRunner(configuration: BenchConfiguration(
+            targets: [BenchTarget(label: "A", baseURL: holding.baseURL, model: "m", apiKey: nil)], plan: plan, prompts: .builtIn,
+            warmupRequests: 0, requestTimeoutMilliseconds: 30_000)).run()
+        #expect(answered.targets[0].results.succeeded == 2 && answered.targets[0].results.outputTokens == 4, "\(answered.targets[0].results.errors)")
+        #expect(Date().timeIntervalSince(doneAt) < 10, "ended at [DONE], not at the 30 s timeout")
+    }
+
+    /// Review 48 bench #2: an open-loop run whose next arrival falls past its window ends with
+    /// the window (plus the drain), not when that arrival would have been due (20 s here).
+    @Test(.timeLimit(.minutes(1))) func anOpenLoopRunEndsWithItsWindowAtALowRate() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=1:deltas=3", apiKey: nil)]
+        let plan = try LoadPlan(shape: .openLoop(rate: 0.05, arrivals: .constant, maxConcurrency: nil), stop: StopCondition(durationSeconds: 0.5),
+                                targets: 1, loops: 1)
+        let started = Date()
+        let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                       requestTimeoutMilliseconds: 10_000, drainMilliseconds: 500)).run()
+        #expect(Date().timeIntervalSince(started) < 5, "the next arrival was 20 s away")
+        #expect(report.targets[0].results.requests <= 1)
+        // Bench #6: the rates are over the window offered, not up to the last answer.
+        #expect(report.targets[0].durationSeconds >= 0.49, "\(report.targets[0].durationSeconds)")
+    }
+
     @Test func aClosedPortIsAConnectError() throws {
         let report = try Self.run([BenchTarget(label: "A", baseURL: "http://127.0.0.1:1/v1", model: "x", apiKey: nil)],
                                   shape: .closedLoop(concurrency: 1), requests: 3)

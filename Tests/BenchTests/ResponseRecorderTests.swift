@@ -37,6 +37,25 @@ import Testing
     }
 
     /// An event that is not UTF-8 is malformed (JSON is UTF-8); a tool call or a refusal is content.
+    /// `[DONE]` ends what is read (the transfer is ended there), and a stream past its byte cap
+    /// is malformed (review 48 bench #4, #5).
+    @Test func doneEndsTheReadingAndAStreamHasACap() {
+        var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        recorder.didReceiveHead(status: 200, contentType: "text/event-stream")
+        let first = Array((Self.chunk("Hi") + Self.done).utf8)
+        #expect(first.withUnsafeBytes { recorder.didReceive($0, at: Self.ms) } == false, "nothing more is needed after [DONE]")
+        #expect(recorder.finish(nil, at: 2 * Self.ms).succeeded)
+
+        var flooded = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0, maxStreamBytes: 1_000)
+        flooded.didReceiveHead(status: 200, contentType: "text/event-stream")
+        let chunk = Array(Self.chunk("x").utf8)
+        var reading = true
+        for step in 0..<100 where reading { reading = chunk.withUnsafeBytes { flooded.didReceive($0, at: UInt64(step) * Self.ms) } }
+        #expect(!reading && flooded.hasFailed)
+        let outcome = flooded.finish(nil, at: 200 * Self.ms)
+        #expect(outcome.error == .malformed && outcome.errorDetail?.contains("over 1000 bytes") == true, "\(outcome)")
+    }
+
     @Test func invalidUTF8IsMalformedAndToolCallsAreContent() {
         var recorder = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
         recorder.didReceiveHead(status: 200)
@@ -152,7 +171,7 @@ import Testing
         }
         var sse = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
         sse.didReceiveHead(status: 200, contentType: "Text/Event-Stream; charset=utf-8")
-        #expect(Array("data: [DONE]\n\n".utf8).withUnsafeBytes { sse.didReceive($0, at: 1) })
+        #expect(Array(Self.chunk("Hi").utf8).withUnsafeBytes { sse.didReceive($0, at: 1) }, "read on")
     }
 
     @Test func anOversizedEventIsMalformed() {
