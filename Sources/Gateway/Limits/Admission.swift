@@ -193,13 +193,21 @@ extension GatewayServer {
         if let ticket = tickets.removeValue(forKey: ObjectIdentifier(writer)) { settle(ticket, record: record) }
     }
 
+    /// What a request's usage counts against tokens per minute: what was read and written, never
+    /// less than the counts spend is charged from, whatever total an upstream reported (review
+    /// 48 limits #3: a reported `total_tokens: 0` made a request free for the limit).
+    static func countedTokens(_ usage: Usage) -> Int64 {
+        max(usage.totalTokens, Usage.saturatingAdd(usage.promptTokens, usage.completionTokens))
+    }
+
     private func settle(_ ticket: AdmissionTicket, record: GenerationRecord?) {
         // Every inner call of a deliberation is a request; anything that reached a route is one.
         let requests = Int64(max(1, record?.innerCalls.count ?? 0))
         let usage = record?.usage
         let spend = record?.spendMicros ?? 0
+        let tokens = usage.map(Self.countedTokens) ?? 0
         let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,
-                                         tokenDelta: (usage?.totalTokens ?? 0) - ticket.reservation.tokens, spendMicros: spend)
+                                         tokenDelta: tokens - ticket.reservation.tokens, spendMicros: spend)
         // The hold ends once the spend is added: no moment counts neither.
         store.limiter.settle(ticket.identity, settlement: settlement,
                              usage: KeyUsage(requests: requests, promptTokens: usage?.promptTokens ?? 0,

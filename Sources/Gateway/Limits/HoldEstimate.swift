@@ -6,8 +6,8 @@ import Providers
 /// (`RateLimitMath.hold`): each planned call's prompt (estimated from its text at four bytes a
 /// token, as `CostEstimate` does: images and files are not counted) and its output limit at the
 /// config's prices. A bound only where the request sets an output limit: one that sets none is
-/// held at `defaultOutputTokens` (what Anthropic's translation sends; another upstream may write
-/// more). A model without a price holds nothing: its cost is known only once its upstream reports
+/// held at `defaultOutputTokens` plus the thinking budget its reasoning asks for (what
+/// Anthropic's translation sends; another upstream may write more). A model without a price holds nothing: its cost is known only once its upstream reports
 /// it. What no plan shows is not held: retries after a failure, a Fusion member's or judge's
 /// web-tool turns.
 enum HoldEstimate {
@@ -19,7 +19,11 @@ enum HoldEstimate {
         guard !prices.isEmpty else { return 0 }
         let prompt = CostEstimate.tokens(request: request)
         let choices = Int64(min(max(request.extraFields["n"]?.intValue ?? 1, 1), 128))
-        let (product, overflow) = max(0, request.maxOutputTokens ?? defaultOutputTokens).multipliedReportingOverflow(by: choices)
+        // Without a limit: what Anthropic's translation asks for, the default plus the thinking
+        // budget the request's reasoning asks for (review 48 limits #2: the budget, up to 64k
+        // tokens, was left out of the hold).
+        let limit = request.maxOutputTokens ?? Usage.saturatingAdd(defaultOutputTokens, request.reasoning?.thinkingBudget ?? 0)
+        let (product, overflow) = max(0, limit).multipliedReportingOverflow(by: choices)
         let output = overflow ? Usage.maxTokens : min(product, Usage.maxTokens)
         return dearest([request.model] + fallbacks, input: prompt, output: output, prices: prices)
     }

@@ -1,0 +1,28 @@
+import Fusion
+@testable import Gateway
+import Providers
+import Testing
+
+/// What a request is held at and what it counts against tokens per minute.
+@Suite struct HoldEstimateTests {
+    static let prices: PriceBook = ["p/*": ModelPrice(inputPerMillion: 0, outputPerMillion: 1_000_000)]  // a dollar an output token
+
+    /// Without an output limit, a request asking to reason is held at the default plus the
+    /// thinking budget, what Anthropic's translation sends (review 48 limits #2).
+    @Test func aRequestWithoutALimitIsHeldWithItsThinkingBudget() {
+        var request = ModelRequest(model: "p/m", messages: [ModelMessage(role: .user, text: "q")])
+        #expect(HoldEstimate.proxy(request, fallbacks: [], prices: Self.prices) == 4_096 * 1_000_000)
+        request.reasoning = ModelRequest.Reasoning(effort: "high")
+        #expect(HoldEstimate.proxy(request, fallbacks: [], prices: Self.prices) == (4_096 + 16_384) * 1_000_000)
+        request.maxOutputTokens = 100
+        #expect(HoldEstimate.proxy(request, fallbacks: [], prices: Self.prices) == 100 * 1_000_000, "a limit bounds it")
+    }
+
+    /// Tokens per minute are never charged less than prompt and completion, whatever total an
+    /// upstream reported (review 48 limits #3).
+    @Test func tokensPerMinuteCountWhatWasReadAndWritten() {
+        #expect(GatewayServer.countedTokens(Usage(promptTokens: 100, completionTokens: 50, totalTokens: 0)) == 150)
+        #expect(GatewayServer.countedTokens(Usage(promptTokens: 100, completionTokens: 50, totalTokens: 170)) == 170)
+        #expect(GatewayServer.countedTokens(Usage(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: 0)) > 0)
+    }
+}
