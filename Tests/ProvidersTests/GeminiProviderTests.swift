@@ -159,6 +159,7 @@ import Testing
         ("logprobs", "logprobs"),
         ("top-logprobs", "top_logprobs"),
         ("seed", "seed"),
+        ("allowed-tools", "tool_choice"),
     ])
     func whatTheAPICannotExpressIsRefusedNamingTheField(_ fault: String, _ param: String) {
         var request = ModelRequest(model: "m", messages: [
@@ -176,6 +177,7 @@ import Testing
         case "logprobs": request.extraFields["logprobs"] = .bool(true)
         case "top-logprobs": request.extraFields["top_logprobs"] = .int(3)
         case "seed": request.extraFields["seed"] = .int(Int64(Int32.max) + 1)
+        case "allowed-tools": request.extraFields["tool_choice"] = .object(["type": .string("allowed_tools")])  // review 48 surfaces #5
         case "server-tool": request.tools = [.other(.object(["type": .string("web_search_preview")]))]
         default: request.responseFormat = .object(["type": .string("xml")])
         }

@@ -88,6 +88,13 @@ enum NativeRequestRules {
         if let count = request.extraFields["top_logprobs"]?.intValue, count > 0 {
             throw .invalidRequest("\(api) returns no log probabilities through this gateway; leave 'top_logprobs' out.", param: "top_logprobs")
         }
+        // A choice the neutral form does not model (OpenAI's `allowed_tools`) would be dropped:
+        // every tool offered and the call optional, the opposite of what was asked (review 48
+        // surfaces #5).
+        if let choice = request.extraFields["tool_choice"], choice != .null {
+            throw .invalidRequest("\(api) cannot take the tool choice '\(choice["type"]?.stringValue ?? "?")' through this gateway: "
+                                  + "use auto, none, required or one named function (and send only the tools allowed).", param: "tool_choice")
+        }
     }
 
     static func validateMessages(_ messages: [ModelMessage], api: String, accepts: (String) -> Bool) throws(APIError) {

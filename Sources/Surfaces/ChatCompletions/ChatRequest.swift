@@ -1,4 +1,5 @@
 import GatewayCore
+import Fusion
 
 /// A validated `POST /v1/chat/completions` body.
 ///
@@ -116,7 +117,23 @@ public struct ChatRequest: Sendable {
         if let value = fields["tool_choice"], value != .null {
             switch value {
             case .string(let choice) where ["none", "auto", "required"].contains(choice): break
-            case .object: break
+            case .object(let choice):
+                // A named function (OpenAI's shape), OpenAI's `allowed_tools`, or a fusion tool's
+                // type; anything else was read as no choice at all (review 48 surfaces #5).
+                switch choice["type"]?.stringValue {
+                case "function"?:
+                    guard let name = choice["function"]?["name"]?.stringValue, !name.isEmpty else {
+                        throw .invalidRequest("'tool_choice.function.name' must be a non-empty string (chat's shape: "
+                                              + #"{"type":"function","function":{"name":…}})."#, param: "tool_choice.function.name")
+                    }
+                case "allowed_tools"?:
+                    break
+                case let type? where FusionPlan.toolTypes.contains(type):
+                    break
+                default:
+                    throw Self.invalidType("tool_choice.type", expected: "'function', 'allowed_tools' or a fusion tool's type",
+                                           got: choice["type"] ?? .null)
+                }
             default: throw Self.invalidType("tool_choice", expected: "'none', 'auto', 'required' or an object", got: value)
             }
         }
@@ -268,6 +285,43 @@ public struct ChatRequest: Sendable {
             }
         case let other?:
             throw invalidType("\(path).content", expected: "a string or an array of content parts", got: other)
+        }
+        // As OpenAI's API checks them: read loosely, a call's arguments sent as an object became
+        // a call without arguments for Anthropic and Gemini, and calls that were not an array
+        // were dropped, the conversation silently changed (review 48 surfaces #4).
+        if let value = fields["tool_calls"], value != .null {
+            guard role == "assistant", let calls = value.arrayValue else {
+                throw role == "assistant" ? invalidType("\(path).tool_calls", expected: "an array", got: value)
+                    : .invalidRequest("Only an assistant message has 'tool_calls'.", param: "\(path).tool_calls")
+            }
+            for (callIndex, call) in calls.enumerated() {
+                let callPath = "\(path).tool_calls[\(callIndex)]"
+                guard case .object(let callFields) = call else { throw invalidType(callPath, expected: "an object", got: call) }
+                guard let id = callFields["id"], id.stringValue != nil else {
+                    throw .invalidRequest("Missing required parameter: '\(callPath).id' (a string).", param: "\(callPath).id",
+                                          code: "missing_required_parameter")
+                }
+                if let type = callFields["type"], type != .null, type.stringValue != "function" {
+                    throw invalidType("\(callPath).type", expected: "'function'", got: type)
+                }
+                guard case .object(let function)? = callFields["function"] else {
+                    throw .invalidRequest("Missing required parameter: '\(callPath).function' (an object).", param: "\(callPath).function",
+                                          code: "missing_required_parameter")
+                }
+                guard let name = function["name"]?.stringValue, !name.isEmpty else {
+                    throw .invalidRequest("'\(callPath).function.name' must be a non-empty string.", param: "\(callPath).function.name")
+                }
+                guard let arguments = function["arguments"], arguments.stringValue != nil else {
+                    throw invalidType("\(callPath).function.arguments", expected: "a string (the arguments as JSON text)",
+                                      got: function["arguments"] ?? .null)
+                }
+            }
+        }
+        if role == "tool" {
+            guard let id = fields["tool_call_id"], id.stringValue != nil else {
+                throw .invalidRequest("Missing required parameter: '\(path).tool_call_id' (a string).", param: "\(path).tool_call_id",
+                                      code: "missing_required_parameter")
+            }
         }
     }
 
