@@ -8,6 +8,28 @@ import Testing
 @Suite struct MessagesRequestTests {
     func parse(_ text: String) throws(APIError) -> MessagesRequest { try MessagesRequest(body: Array(text.utf8)) }
 
+    /// Structured output asked the Anthropic way reaches a model behind another API as its own
+    /// (review 48 surfaces #6: dropped, free text came back); an Anthropic upstream gets
+    /// `output_config` as sent. Other formats are refused by the surface.
+    @Test func structuredOutputReachesEveryAPI() throws {
+        let schema = #"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#
+        let request = try parse(#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"Where?"}],"output_config":{"format":{"type":"json_schema","schema":\#(schema)}}}"#)
+        let neutral = request.modelRequest()
+        let openAI = try JSONValue.parse(OpenAIRequestEncoder.body(neutral))
+        #expect(openAI["response_format"]?["type"] == .string("json_schema"))
+        #expect(openAI["response_format"]?["json_schema"]?["schema"] == (try JSONValue.parse(Array(schema.utf8))))
+        try GeminiProvider().validate(neutral)
+        try AnthropicProvider().validate(neutral)
+        let sent = try JSONValue.parse(AnthropicProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "a", baseURL: "https://api.anthropic.com/v1"), extraHeaders: []).body)
+        #expect(sent["output_config"]?["format"]?["type"] == .string("json_schema") && sent["response_format"] == nil)
+        for bad in [#"{"type":"xml"}"#, #"{"type":"json_schema"}"#] {
+            #expect(throws: APIError.self, "\(bad)") {
+                try parse(#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"q"}],"output_config":{"format":\#(bad)}}"#)
+            }
+        }
+    }
+
     /// What the anthropic SDKs send (1.x: x-api-key and sampling fields; 2.x: neither), all at once.
     static let sdkBody = #"""
         {"model":"claude-sonnet-4-5","max_tokens":4096,"stream":true,

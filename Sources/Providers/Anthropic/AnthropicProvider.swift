@@ -36,7 +36,9 @@ public struct AnthropicProvider: Provider {
             throw .invalidRequest("Anthropic's API has no '\(type)' tool: send function tools, or its own server tools (e.g. web_search_20250305).",
                                   param: "tools[\(index)]")
         }
-        if let format = request.responseFormat?["type"]?.stringValue, format != "json_object" && format != "text" {
+        // A Messages client's own `output_config.format` goes as it came (its neutral copy is for other APIs).
+        let ownFormat = request.extraFieldsFormat == .anthropicMessages && request.extraFields["output_config"]?["format"] != nil
+        if !ownFormat, let format = request.responseFormat?["type"]?.stringValue, format != "json_object" && format != "text" {
             throw .invalidRequest("Anthropic's API has no structured output format '\(format)' (json_object is left to the prompt).",
                                   param: "response_format")
         }

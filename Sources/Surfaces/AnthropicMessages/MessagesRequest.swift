@@ -275,6 +275,12 @@ public struct MessagesRequest: Sendable {
         if let effort = value["effort"], effort != .null, !["low", "medium", "high", "xhigh", "max"].contains(effort.stringValue ?? "") {
             throw invalid("output_config.effort", "one of 'low', 'medium', 'high', 'xhigh', 'max'")
         }
+        // Structured output: the one format Anthropic has, which another API's model is given as
+        // its own (`MessagesRequestConversion`).
+        if let format = value["format"], format != .null {
+            guard format["type"]?.stringValue == "json_schema" else { throw invalid("output_config.format.type", "'json_schema'") }
+            guard format["schema"]?.objectValue != nil else { throw invalid("output_config.format.schema", "an object (a JSON schema)") }
+        }
     }
 
     private static func required(_ name: String, in fields: [String: JSONValue]) throws(APIError) -> JSONValue {

@@ -58,6 +58,12 @@ extension MessagesRequest {
         case "disabled"?: request.reasoning = ModelRequest.Reasoning(enabled: false)
         default: break
         }
+        if let schema = fields["output_config"]?["format"]?["schema"] {
+            // Structured output, for a model behind another API (review 48 surfaces #6: dropped,
+            // the answer came back as free text). An Anthropic upstream gets `output_config` as sent.
+            request.responseFormat = .object(["type": .string("json_schema"),
+                                              "json_schema": .object(["name": .string("output"), "schema": schema, "strict": .bool(true)])])
+        }
         for (key, value) in fields where !Self.modeledFields.contains(key) { request.extraFields[key] = value }
         request.extraFieldsFormat = .anthropicMessages
         return request
