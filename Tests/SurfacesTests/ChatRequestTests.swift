@@ -118,6 +118,15 @@ import Testing
         }
     }
 
+    /// OpenAI's `user` reaches an Anthropic model as its end-user id (review 48 surfaces #8).
+    @Test func theUserReachesAnthropicAsItsEndUserID() throws {
+        let neutral = try parse(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"user":"u-42"}"#).modelRequest()
+        let sent = try JSONValue.parse(AnthropicProvider().httpRequest(
+            for: neutral, endpoint: ProviderEndpoint(name: "a", baseURL: "https://api.anthropic.com/v1"), extraHeaders: []).body)
+        #expect(sent["metadata"] == .object(["user_id": .string("u-42")]))
+        #expect(try JSONValue.parse(OpenAIRequestEncoder.body(neutral))["user"] == .string("u-42"))
+    }
+
     /// Chat's two output limits: the one read and held (`max_completion_tokens` first) is the
     /// only one sent, under the upstream's field (review 48 surfaces #2: both went up, and an
     /// upstream honouring `max_tokens` wrote 2,000,000 tokens against a hold of 1).
@@ -191,6 +200,7 @@ import Testing
         (#"{"model":"a/b","messages":[{"role":"tool","content":"42"}]}"#, 400, "messages[0].tool_call_id"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"function","name":"f"}}"#, 400, "tool_choice.function.name"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"any"}}"#, 400, "tool_choice.type"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"user":5}"#, 400, "user"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"stop":[1]}"#, 400, "stop"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":{}}"#, 400, "tools"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]}"#, 400, "tools[0].function.name"),

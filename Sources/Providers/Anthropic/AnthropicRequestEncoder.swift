@@ -46,6 +46,11 @@ enum AnthropicRequestEncoder {
         if !system.isEmpty { body["system"] = .array(system) }
         body["messages"] = .array(turns.map { .object(["role": .string($0.role), "content": .array($0.blocks)]) })
         body["stream"] = .bool(request.stream)
+        // OpenAI's `user` (chat, Responses) as Anthropic's end-user id (review 48 surfaces #8); a
+        // Messages client's own `metadata` is among its fields already.
+        if request.extraFieldsFormat != .anthropicMessages, let user = request.user, !user.isEmpty {
+            body["metadata"] = .object(["user_id": .string(user)])
+        }
         if !request.tools.isEmpty {
             body["tools"] = .array(request.tools.map(tool))
             if let choice = toolChoice(request.toolChoice, parallel: request.parallelToolCalls) { body["tool_choice"] = choice }

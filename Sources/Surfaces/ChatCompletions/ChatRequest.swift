@@ -83,6 +83,9 @@ public struct ChatRequest: Sendable {
                 throw Self.invalidType("n", expected: "an integer between 1 and 128", got: value)
             }
         }
+        if let value = fields["user"], value != .null, value.stringValue == nil {
+            throw Self.invalidType("user", expected: "a string", got: value)
+        }
         try Self.validateNumber(fields, "temperature", in: 0...2)
         try Self.validateNumber(fields, "top_p", in: 0...1)
         try Self.validateNumber(fields, "frequency_penalty", in: -2...2)

@@ -6,7 +6,7 @@ extension ChatRequest {
     /// The fields `modelRequest()` models; every other field is carried in `extraFields`.
     static let modeledFields: Set<String> = [
         "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens", "max_completion_tokens",
-        "temperature", "top_p", "stop", "response_format", "reasoning", "stream", "stream_options", "models",
+        "temperature", "top_p", "stop", "response_format", "reasoning", "stream", "stream_options", "models", "user",
     ]
 
     /// The request in neutral form. `model` is the slug as the client named it; server tools
@@ -29,6 +29,7 @@ extension ChatRequest {
         default: break
         }
         request.parallelToolCalls = fields["parallel_tool_calls"]?.boolValue
+        request.user = fields["user"]?.stringValue
         request.maxOutputTokens = fields["max_completion_tokens"]?.intValue ?? fields["max_tokens"]?.intValue
         request.temperature = fields["temperature"]?.doubleValue
         request.topP = fields["top_p"]?.doubleValue

@@ -7,7 +7,7 @@ extension ResponsesRequest {
     static let consumedFields: Set<String> = [
         "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens", "temperature",
         "top_p", "reasoning", "text", "stream", "stream_options", "store", "previous_response_id", "conversation", "prompt",
-        "background", "metadata", "include", "truncation", "max_tool_calls", "top_logprobs", "models", "n", "logprobs",
+        "background", "metadata", "include", "truncation", "max_tool_calls", "top_logprobs", "models", "n", "logprobs", "user",
     ]
 
     /// The request in neutral form: `model` as the client named it, `messages` from `instructions`
@@ -30,6 +30,7 @@ extension ResponsesRequest {
                                                   exclude: reasoning["exclude"]?.boolValue, enabled: reasoning["enabled"]?.boolValue)
             if settings != ModelRequest.Reasoning() { request.reasoning = settings }
         }
+        request.user = fields["user"]?.stringValue
         request.responseFormat = Self.chatResponseFormat(fields["text"]?["format"])
         for (key, value) in fields where !Self.consumedFields.contains(key) { request.extraFields[key] = value }
         // A fusion plugin switched off is no request for Fusion, and never goes upstream.
