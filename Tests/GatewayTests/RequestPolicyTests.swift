@@ -6,22 +6,34 @@ import Testing
 /// upstream's event-stream check against the definitions they implement, and generation ids.
 @Suite struct RequestPolicyTests {
     /// What `isJSON` means: the media type before any `;`, blanks trimmed, is `application/json`
-    /// in any ASCII case.
+    /// in any ASCII case, and no parameter names a charset other than UTF-8.
     static func reference(_ contentType: String) -> Bool {
-        let mediaType = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        let trimmed = mediaType.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
-        let lowered = String(trimmed).unicodeScalars.map { ("A"..."Z").contains($0) ? Character(Unicode.Scalar($0.value + 32)!) : Character($0) }
-        return String(lowered) == "application/json"
+        func lowered(_ text: Substring) -> String {
+            let trimmed = text.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+            return String(String(trimmed).unicodeScalars.map { ("A"..."Z").contains($0) ? Character(Unicode.Scalar($0.value + 32)!) : Character($0) })
+        }
+        let parts = contentType.unicodeScalars.split(separator: ";", omittingEmptySubsequences: false).map { Substring(String(String.UnicodeScalarView($0))) }
+        guard lowered(parts.first ?? "") == "application/json" else { return false }
+        for parameter in parts.dropFirst() {
+            let text = lowered(parameter)
+            guard text.hasPrefix("charset=") else { continue }
+            var value = Substring(text.dropFirst(8))
+            if value.count >= 2, value.first == "\"", value.last == "\"" { value = value.dropFirst().dropLast() }
+            if value != "utf-8" && value != "utf8" { return false }
+        }
+        return true
     }
 
     @Test func theMediaTypeCheckAcceptsJSONInAnyCaseWithParametersAndNothingElse() {
         for accepted in ["application/json", "Application/JSON", "APPLICATION/JSON", " application/json ", "\tapplication/json\t;",
-                         "application/json; charset=utf-8", "application/json;charset=UTF-8", "application/json;"] {
+                         "application/json; charset=utf-8", "application/json;charset=UTF-8", "application/json;",
+                         #"application/json; charset="utf-8""#, "application/json; boundary=x; charset=utf8"] {
             #expect(RequestPolicy.isJSON(accepted), "\(accepted.debugDescription)")
         }
         for refused in ["", ";", "application/jsonx", "application/json5", "text/json", "application/ json", "application /json",
                         "application/json\u{0}", "xapplication/json", "application/x-www-form-urlencoded", "application\\json",
-                        "\u{212A}application/json", "appl\u{0130}cation/json", "application/j\u{017F}on", "application/json,text/plain"] {
+                        "\u{212A}application/json", "appl\u{0130}cation/json", "application/j\u{017F}on", "application/json,text/plain",
+                        "application/json; charset=UTF-16", "application/json;charset=latin1", "application/json; charset="] {
             #expect(!RequestPolicy.isJSON(refused), "\(refused.debugDescription)")
         }
         #expect(!RequestPolicy.isJSON(nil))
@@ -31,7 +43,8 @@ import Testing
         // Pieces of real and near-miss media types, with case changes, blanks, separators and
         // non-ASCII look-alikes (the Kelvin sign, the long s, dotted capital I).
         let piece = Gen.element(of: ["application", "APPLICATION", "Application", "/", "json", "JSON", "Json", ";", " ", "\t", "charset=utf-8",
-                                     "x", "\u{212A}", "\u{017F}", "\u{0130}", "\u{0}", "/json", "application/json", "text", "+json", ","])
+                                     "x", "\u{212A}", "\u{017F}", "\u{0130}", "\u{0}", "/json", "application/json", "text", "+json", ",",
+                                     "charset=utf-16", "CHARSET=UTF8", "\"", "charset=\"utf-8\""])
         await propertyCheck(count: 2_000, input: piece.array(of: 0...6)) { pieces in
             let header = pieces.compactMap { $0 }.joined()
             #expect(RequestPolicy.isJSON(header) == Self.reference(header), "\(header.debugDescription)")

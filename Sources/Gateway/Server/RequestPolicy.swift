@@ -55,7 +55,7 @@ struct RequestPolicy: Sendable {
         // served: elsewhere the route's 404 or 405 says more.
         if head.method == "POST" && ClientAPI(path: head.path) != nil && !Self.isJSON(head.header("content-type")) {
             return APIError(status: 415, type: "invalid_request_error", code: "unsupported_media_type",
-                            message: "POST bodies must be sent with 'Content-Type: application/json'.")
+                            message: "POST bodies must be sent with 'Content-Type: application/json' (in UTF-8, its only charset).")
         }
         return nil
     }
@@ -156,13 +156,24 @@ struct RequestPolicy: Sendable {
     }
 
     /// Whether a `Content-Type` names JSON: `application/json`, any ASCII case, blanks around it,
-    /// any parameters after `;`. Compared byte by byte (no lowercased copy: this runs for every
-    /// POST).
+    /// any parameters after `;` but a charset other than UTF-8 (a body is read as UTF-8: one in
+    /// UTF-16 was accepted, then refused as not JSON without saying why, review 48 surfaces #9).
+    /// Compared byte by byte (no lowercased copy: this runs for every POST).
     static func isJSON(_ contentType: String?) -> Bool {
         guard let contentType else { return false }
         let bytes = contentType.utf8
-        let mediaType = trimmingBlanks(Substring(bytes[..<(bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex)]))
-        return mediaType.asciiCaseInsensitiveEquals("application/json")
+        let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
+        let mediaType = trimmingBlanks(Substring(bytes[..<semicolon]))
+        guard mediaType.asciiCaseInsensitiveEquals("application/json") else { return false }
+        guard semicolon < bytes.endIndex else { return true }
+        for parameter in Substring(bytes[bytes.index(after: semicolon)...]).split(separator: ";", omittingEmptySubsequences: true) {
+            let trimmed = trimmingBlanks(parameter)
+            guard trimmed.utf8.count >= 8, Substring(trimmed.utf8.prefix(8)).asciiCaseInsensitiveEquals("charset=") else { continue }
+            var value = Substring(trimmed.utf8.dropFirst(8))
+            if value.utf8.count >= 2, value.utf8.first == 0x22, value.utf8.last == 0x22 { value = Substring(value.utf8.dropFirst().dropLast()) }
+            guard value.asciiCaseInsensitiveEquals("utf-8") || value.asciiCaseInsensitiveEquals("utf8") else { return false }
+        }
+        return true
     }
 
     /// Why a configured origin (`server.cors.allow_origins`) could never equal a browser's

@@ -77,12 +77,12 @@ public enum RateLimitResponse {
         let cost = "This request may cost up to $\(dollars(hold)) (its prompt and output limit at the configured prices)"
         guard hold <= refusal.limit else {
             return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
-                            message: "\(cost), more than key '\(keyName)''s whole \(period) budget of $\(dollars(refusal.limit)). Lower the request's output limit (max_tokens).",
+                            message: "\(cost), more than key '\(keyName)''s whole \(period) budget of $\(dollars(refusal.limit)). Lower the request's output limit (max_tokens; max_output_tokens on /v1/responses).",
                             headers: headers)
         }
         let inFlight = refusal.heldMicros > 0 ? " ($\(dollars(min(refusal.heldMicros, left))) of it held by requests in flight)" : ""
-        let advice = fitsOnceInFlightEnd ? "Retry once they finish, or lower the request's output limit (max_tokens)."
-            : "Lower the request's output limit (max_tokens), or wait \(duration(micros: refusal.resetMicros)) for the budget to reset."
+        let advice = fitsOnceInFlightEnd ? "Retry once they finish, or lower the request's output limit (max_tokens; max_output_tokens on /v1/responses)."
+            : "Lower the request's output limit (max_tokens; max_output_tokens on /v1/responses), or wait \(duration(micros: refusal.resetMicros)) for the budget to reset."
         return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
                         message: "\(cost), more than key '\(keyName)' has left of its \(period) budget of $\(dollars(refusal.limit)): $\(dollars(left))\(inFlight). \(advice)",
                         headers: headers)
