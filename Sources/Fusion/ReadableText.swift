@@ -68,19 +68,23 @@ struct ReadableText: Sendable {
             let text = buffer.text
             if let space = text.lastIndex(where: \.isWhitespace) {
                 let words = text[..<space].trimmingPrefix { $0.isWhitespace }
-                let rest = text[text.index(after: space)...]
-                if words.count < 3 {
-                    buffers[key]?.since = time  // joins the next words
+                if words.count >= 3 {
+                    let rest = text[text.index(after: space)...]
+                    pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(words)))
+                    buffers[key] = rest.isEmpty ? nil : Buffer(text: String(rest), since: time)
                     continue
                 }
-                if !words.isEmpty { pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(words))) }
-                buffers[key] = rest.isEmpty ? nil : Buffer(text: String(rest), since: time)
-            } else if text.utf8.count >= Self.longWordBytes || Self.endsInSpacelessScript(text)
-                        || time - (buffer.halfWordSince ?? time) >= Self.halfWordMilliseconds - 1 {
+                // A lone short word ("-", "1.") would make a line of its own: it joins what
+                // follows, unless that can go now (review 48 Fusion #4: a list item of Chinese,
+                // or a long token, after "- " waited for its line's end).
+            }
+            if text.utf8.count >= Self.longWordBytes || Self.endsInSpacelessScript(text)
+                || time - (buffer.halfWordSince ?? time) >= Self.halfWordMilliseconds - 1 {
                 // Chinese, Japanese, Korean, Thai: any character boundary is a place to break
                 // (review 19 F8: such text waited for 80 bytes, ~400 ms a line); a run without
                 // spaces that has waited ~300 ms goes out as it is (review 20 B6).
-                pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: text))
+                let shown = text.trimmingPrefix { $0.isWhitespace }
+                if !shown.allSatisfy(\.isWhitespace) { pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(shown))) }
                 buffers[key] = nil
             } else {
                 buffers[key]?.since = time  // half a word: it waits for the rest (never a busy timer)

@@ -161,6 +161,21 @@ import Testing
         #expect(texts(m.handle(.timerFired(.readableText), at: 401)) == ["0:x9fQ2z"])
     }
 
+    /// A list marker before text without spaces, or before a long token, goes out with it at the
+    /// usual pace (review 48 Fusion #4: it waited for the line's end, 2.2 s in the review).
+    @Test func aShortFirstWordDoesNotHoldBackWhatFollowsIt() throws {
+        var m = try machine(parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge"}"#, toolChoice: .required)
+        let members = started(m.start(at: 0))
+        _ = m.handle(.callEvent(members[0].id, .text("- 水平线")), at: 1)
+        _ = m.handle(.callEvent(members[1].id, .text("1. " + String(repeating: "A", count: 40))), at: 2)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 102)) == ["0:- 水平线", "1:1. " + String(repeating: "A", count: 40)])
+        _ = m.handle(.callEvent(members[0].id, .text("- Hel")), at: 110)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 210)).isEmpty, "half an English word after a marker waits")
+        #expect(texts(m.handle(.timerFired(.readableText), at: 310)).isEmpty)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 410)).isEmpty)
+        #expect(texts(m.handle(.timerFired(.readableText), at: 510)) == ["0:- Hel"], "for ~300 ms at most (as any half word)")
+    }
+
     @Test func programsGetNoReadablePieces() throws {
         var m = try machine(parameters: #"{"analysis_models":["p/a"],"model":"p/judge"}"#, toolChoice: .required, readable: false)
         let member = try #require(started(m.start(at: 0)).first)
