@@ -27,6 +27,9 @@ public struct ResponseRecorder {
         case streaming
         case buffering
         case afterDone
+        /// A streamed request answered 2xx with a JSON body: read (its first bytes) for the error
+        /// it may carry, as OpenRouter answers one that failed before streaming (review 48 bench #9).
+        case jsonInsteadOfStream
         /// The outcome is an error decided mid-body: the rest is not read.
         case failed
     }
@@ -58,6 +61,8 @@ public struct ResponseRecorder {
             outcome.error = kind
             outcome.errorDetail = "HTTP \(status)"
             phase = .errorStatus
+        } else if streamed, let contentType, contentType.lowercased().hasPrefix("application/json") {
+            phase = .jsonInsteadOfStream
         } else if streamed, let contentType, !contentType.lowercased().hasPrefix("text/event-stream") {
             fail(.malformed, "a streamed request answered with Content-Type \(Self.clean(contentType)), not text/event-stream")
         } else {
@@ -78,7 +83,7 @@ public struct ResponseRecorder {
             return false
         case .failed:
             return false
-        case .errorStatus:
+        case .errorStatus, .jsonInsteadOfStream:
             // Enough for the server's message; the rest of an error body is not worth reading.
             body.append(contentsOf: bytes.prefix(max(0, Self.maxErrorBodyBytes - body.count)))
             return body.count < Self.maxErrorBodyBytes
@@ -180,6 +185,12 @@ public struct ResponseRecorder {
             if outcome.error == nil { fail(.truncated, "no response") }
         case .errorStatus:
             if !body.isEmpty { outcome.errorDetail = Self.clean("HTTP \(outcome.status ?? 0): " + Self.serverMessage(body)) }
+        case .jsonInsteadOfStream:
+            if let json = try? JSONValue.parse(body), let error = json["error"], error != .null {
+                fail(.streamError, Self.message(of: error))
+            } else {
+                fail(.malformed, "a streamed request answered with Content-Type application/json, not text/event-stream: " + Self.excerpt(body))
+            }
         case .streaming:
             fail(.truncated, "the stream ended without [DONE] after \(outcome.contentEvents) content events")
         case .afterDone:
@@ -258,7 +269,12 @@ public struct ResponseRecorder {
     /// One line of printable text, bounded: server text ends up in a terminal and in HTML.
     static func clean(_ text: String) -> String {
         let line = String(String.UnicodeScalarView(text.unicodeScalars.prefix(keptDetailCharacters).map {
-            $0.properties.generalCategory == .control ? " " : $0
+            // Controls, and format characters and line separators (a bidi override, U+2028): a
+            // report's line must read as what it says (review 48 bench #10).
+            switch $0.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator: " "
+            default: $0
+            }
         }))
         return line
     }

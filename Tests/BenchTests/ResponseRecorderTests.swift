@@ -167,8 +167,16 @@ import Testing
             recorder.didReceiveHead(status: 200, contentType: type)
             let more = Array("<html>".utf8).withUnsafeBytes { recorder.didReceive($0, at: 1) }
             let outcome = recorder.finish(nil, at: 2)
-            #expect(!more && outcome.error == .malformed && outcome.errorDetail?.contains(type) == true, "\(type)")
+            #expect(more == (type == "application/json"), "a JSON body is read for the error it may carry")
+            #expect(outcome.error == .malformed && outcome.errorDetail?.contains(type) == true, "\(type)")
         }
+        // An error in it (OpenRouter's way when a request fails before streaming) is the
+        // server's, with its message (review 48 bench #9).
+        var json = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
+        json.didReceiveHead(status: 200, contentType: "application/json")
+        _ = Array(#"{"error":{"message":"quota exceeded\u202e","code":429}}"#.utf8).withUnsafeBytes { json.didReceive($0, at: 1) }
+        let failed = json.finish(nil, at: 2)
+        #expect(failed.error == .streamError && failed.errorDetail == "quota exceeded ", "\(failed)")
         var sse = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
         sse.didReceiveHead(status: 200, contentType: "Text/Event-Stream; charset=utf-8")
         #expect(Array(Self.chunk("Hi").utf8).withUnsafeBytes { sse.didReceive($0, at: 1) }, "read on")
