@@ -275,3 +275,20 @@ public struct AnthropicMessageExtras: Sendable, Equatable {
         AnthropicMessageExtras(message: message.merging(newer.message) { $1 }, usage: usage.merging(newer.usage) { $1 })
     }
 }
+
+extension ModelEvent {
+    /// The output of a whole answer that reported no usage, in tokens at about four bytes each
+    /// (text, reasoning, refusals and tool calls); nil when it wrote nothing. The record charges
+    /// it, and a client that asked for usage is told the same estimate.
+    public static func estimatedOutputTokens(_ events: [ModelEvent]) -> Int64? {
+        var bytes = 0
+        for event in events {
+            switch event {
+            case .text(let text), .reasoning(let text), .refusal(let text): bytes += text.utf8.count
+            case .toolCall(let call): bytes += (call.name?.utf8.count ?? 0) + (call.arguments?.utf8.count ?? 0)
+            default: break
+            }
+        }
+        return bytes == 0 ? nil : Int64(bytes / 4 + 1)
+    }
+}

@@ -72,6 +72,20 @@ import Testing
         #expect(record["usage_estimated"] == .bool(true))
     }
 
+    /// A whole answer without usage to a streamed request: the client that asked for usage is
+    /// told the estimate the record charges (its size at about four bytes a token), not a token
+    /// per event.
+    @Test func aWholeAnswerWithoutUsageIsEstimatedByItsSizeForTheClientToo() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1:whole=1:no_usage=1",
+                                                             extra: #","stream_options":{"include_usage":true}"#))
+        let usage = try #require(response.plainChunksJSON.last { $0["usage"] != nil }?["usage"])
+        let written = Int64(content(response).utf8.count / 4 + 1)
+        #expect(usage["estimated"] == .bool(true) && usage["completion_tokens"]?.intValue == written, "\(usage), \(written)")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["tokens_completion"]?.intValue == written, "\(record)")
+    }
+
     @Test func theSDKsDoNotRetryWhatTheGatewayAlreadyRetried() throws {
         let env = try TestEnvironment()
         let retried = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503", stream: false))

@@ -89,20 +89,17 @@ struct ProxyAccounting {
         record.firstTokenMilliseconds = elapsedMilliseconds
         record.upstreamFirstTokenMilliseconds = OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() &- attemptAt)
         let reported = events.contains { if case .usage = $0 { true } else { false } }
-        var outputBytes = 0
         for event in events {
             switch event {
             case .usage(let usage): record.usage = usage
             case .finish(let reason): upstreamFinishReason = reason.rawValue
-            case .text(let text), .reasoning(let text), .refusal(let text): outputBytes += text.utf8.count
-            case .toolCall(let call): outputBytes += (call.name?.utf8.count ?? 0) + (call.arguments?.utf8.count ?? 0)
             default: break
             }
         }
         // No usage came: the answer is still charged (the key's tokens per minute and budget),
         // estimated as a cut stream is, its output at about four bytes a token (review 22 F4:
         // whole answers without usage were free).
-        wholeAnswerTokens = reported || outputBytes == 0 ? nil : Int64(outputBytes / 4 + 1)
+        wholeAnswerTokens = reported ? nil : ModelEvent.estimatedOutputTokens(events)
         record.usageUnknown = !reported && wholeAnswerTokens == nil
     }
 

@@ -76,7 +76,7 @@ struct ChatProxyRequest: ProxyRequest {
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                             id: context.generationID, model: route.slug, created: context.created, includeUsage: chat.includeUsage,
-                            usageFallback: whole ? nil : fallback)
+                            usageFallback: fallback)  // a whole answer without usage: estimated by its size
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {

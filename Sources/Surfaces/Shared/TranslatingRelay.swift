@@ -47,6 +47,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public private(set) var finish: FinishReason?
     /// Events carrying the answer (text, reasoning, tool call fragments) forwarded so far.
     public private(set) var forwardedEvents = 0
+    /// A whole answer's output estimated by its size (`relayWhole`).
+    private var wholeOutputTokens: Int64?
     public private(set) var outcome = Outcome.streaming
     /// The usage the client saw was the gateway's estimate.
     public private(set) var usageEstimated = false
@@ -100,6 +102,9 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
 
     /// A whole (non-streamed) upstream answer, as the stream the client asked for.
     public mutating func relayWhole(_ events: [ModelEvent], into out: inout [UInt8]) {
+        // Without usage, the estimate the record charges: by size, not a token per event (a
+        // client that asked for usage was told 1 or 2 completion tokens for a whole answer).
+        wholeOutputTokens = ModelEvent.estimatedOutputTokens(events)
         for event in events where outcome == .streaming { translate(event, into: &out) }
         if outcome == .streaming { complete(into: &out) }
     }
@@ -171,6 +176,6 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         guard usage == nil else { return usage }
         guard let prompt = promptUsage ?? estimatedPromptTokens.map({ Usage(promptTokens: $0) }) else { return nil }
         usageEstimated = true
-        return Usage.estimate(prompt: prompt, completionTokens: Int64(forwardedEvents))
+        return Usage.estimate(prompt: prompt, completionTokens: max(Int64(forwardedEvents), wholeOutputTokens ?? 0))
     }
 }
