@@ -1,0 +1,67 @@
+@testable import Fusion
+import Testing
+
+/// `ReadableText` over random deltas and ticks: nothing a member wrote is lost, duplicated or
+/// reordered in the pieces people read, and nothing waits long for its piece (ticks ~100 ms
+/// apart, as the session's timer fires them). (A combining mark right after white space is one
+/// Character with it, white space to Swift, and is not shown: the exact deltas still carry it.)
+@Suite struct ReadableTextPropertyTests {
+    static let fragments = ["Hello", " ", "world", ".", "\n", "- ", "1. ", "水平线", "城市", " x", "y", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                            "é", "e\u{301}", "\t", "a b c ", "Σ", "\r\n", "  ", "https://example.com/a/very/long/path?with=query"]
+
+    @Test(arguments: 0..<200)
+    func nothingIsLostOrHeldLong(seed: Int) {
+        var generator = SeededGenerator(seed: UInt64(seed) &* 2_654_435_761 &+ 1)
+        var text = ReadableText()
+        var written: [Int: String] = [:]
+        var shown: [Int: String] = [:]
+        var pending: [Int: [(characters: Int, at: Double)]] = [:]  // not yet shown, per member: how much and since when
+        var time = 0.0
+        var longestWait = 0.0
+        // Compared scalar by scalar, white space aside (a combining mark after a space is one
+        // Character with it in the member's text, and starts a piece of its own when shown).
+        func visible(_ text: String) -> String {
+            String(String.UnicodeScalarView(text.unicodeScalars.filter { !$0.properties.isWhitespace }))
+        }
+        func take(_ pieces: [ReadableText.Piece], at now: Double) {
+            for piece in pieces {
+                shown[piece.index, default: ""] += visible(piece.text)
+                var left = visible(piece.text).unicodeScalars.count
+                while left > 0, var first = pending[piece.index]?.first {
+                    longestWait = max(longestWait, now - first.at)
+                    let used = min(left, first.characters)
+                    left -= used
+                    first.characters -= used
+                    if first.characters == 0 { pending[piece.index]?.removeFirst() } else { pending[piece.index]?[0] = first }
+                }
+            }
+        }
+        var nextTick = 100.0
+        for _ in 0..<Int(generator.next() % 80 + 10) {
+            time += Double(generator.next() % 60)
+            while nextTick <= time {
+                take(text.flushDue(at: nextTick), at: nextTick)
+                nextTick += 100
+            }
+            let index = Int(generator.next() % 3)
+            let delta = Self.fragments[Int(generator.next() % UInt64(Self.fragments.count))]
+            written[index, default: ""] += delta
+            // Counted as `shown` counts them: the member's whole text so far, whitespace aside.
+            let before = pending[index]?.reduce(0) { $0 + $1.characters } ?? 0
+            let total = visible(written[index]!).unicodeScalars.count - (shown[index]?.unicodeScalars.count ?? 0)
+            if total > before { pending[index, default: []].append((total - before, time)) }
+            take(text.add(index: index, reasoning: false, delta, at: time), at: time)
+        }
+        // Ticks go on for a second after the last delta: everything is shown by then.
+        for _ in 0..<10 {
+            take(text.flushDue(at: nextTick), at: nextTick)
+            nextTick += 100
+        }
+        for index in 0..<3 { take(text.flush(index: index), at: nextTick) }
+        for index in 0..<3 {
+            #expect(Array((shown[index] ?? "").unicodeScalars) == Array(visible(written[index] ?? "").unicodeScalars), "member \(index), seed \(seed)")
+        }
+        #expect(text.isEmpty)
+        #expect(longestWait <= 700, "a piece waited \(longestWait) ms (seed \(seed))")
+    }
+}
