@@ -305,8 +305,14 @@ final class LoopDriver: @unchecked Sendable {
         }
         transfer.onData = { [unowned transfer] bytes in
             guard recorder.didReceive(bytes, at: EventLoop.monotonicNanoseconds()) else {
-                // A failure already, or [DONE]: stop reading (no callback fires after cancel).
-                transfer.cancel()
+                if recorder.hasFailed {
+                    transfer.cancel()  // a failure already: read no more (no callback fires after cancel)
+                } else {
+                    // [DONE]: the request is over, but curl reads the body's end so the connection
+                    // is reused, as the SDKs keep it (review 49 #1: cancelled, every request paid a
+                    // new connection); a server holding the stream open is cut after 2 s.
+                    transfer.detach(cancelAfterMilliseconds: 2_000)
+                }
                 complete(nil)
                 return true
             }

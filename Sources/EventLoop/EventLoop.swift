@@ -140,11 +140,13 @@ public final class EventLoop: @unchecked Sendable {
         precondition(!inLoopThread, "submitAndWait from the loop thread would deadlock")
         let done = DispatchSemaphore(value: 0)
         let result = Lock<Result<T, any Error>?>(nil)
-        execute {
+        let accepted = execute {
             let value = Result { try work() }
             result.withLock { $0 = value }
             done.signal()
         }
+        // A finished loop never runs it: waiting would be forever (review 49 #8).
+        guard accepted else { throw LoopError(Int32(UV_ECANCELED.rawValue), "the loop has finished") }
         done.wait()
         return try result.withLock { $0! }.get()
     }

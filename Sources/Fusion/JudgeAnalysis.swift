@@ -53,7 +53,8 @@ public enum JudgeAnalysis {
         // and other members are dropped.)
         let json: JSONValue
         do {
-            json = try JSONValue.parseRequest(Array(body.utf8))
+            // (Keys equal but for case are two keys here, as the tokenizer reads them.)
+            json = try JSONValue.parseRequest(Array(body.utf8), refusingCaseVariants: false)
         } catch where error.code == "duplicate_key" && fields.contains(error.param ?? "") {
             return .failure(JudgeFailure(.schemaMismatch, "the key '\(error.param ?? "?")' appears twice"))
         } catch {

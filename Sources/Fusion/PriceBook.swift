@@ -31,13 +31,21 @@ public struct PriceBook: Sendable, Equatable, ExpressibleByDictionaryLiteral {
 
     /// The price of `model` as it routes: its own entry, its bare slug's (without `:options`),
     /// its provider's `provider/*`, else `*`. Budgets, holds and the estimate all price with it.
+    /// Each level is tried for the name as it routes, then as written (a table keyed the way
+    /// clients call the models, `llama-3-70b` or OpenRouter's `anthropic/*` under a default
+    /// provider, keeps matching: review 49 #2), before `*`.
     public func price(of model: String) -> ModelPrice? {
-        let model = naming?.routed(model) ?? model
-        if let price = entries[model] { return price }
+        let routed = naming?.routed(model) ?? model
+        let names = routed == model ? [model] : [routed, model]
+        for name in names { if let price = entries[name] { return price } }
         // A slug with `:options` (`sim/expert-1:pace_ms=5`) costs what its bare slug does.
-        if let colon = model.firstIndex(of: ":"), let price = entries[String(model[..<colon])] { return price }
-        guard let slash = model.firstIndex(of: "/") else { return entries["*"] }
-        return entries[model[..<slash] + "/*"] ?? entries["*"]
+        for name in names {
+            if let colon = name.firstIndex(of: ":"), let price = entries[String(name[..<colon])] { return price }
+        }
+        for name in names {
+            if let slash = name.firstIndex(of: "/"), let price = entries[name[..<slash] + "/*"] { return price }
+        }
+        return entries["*"]
     }
 }
 

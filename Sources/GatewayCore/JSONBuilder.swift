@@ -26,12 +26,15 @@ struct JSONBuilder {
 
     let bytes: UnsafeRawBufferPointer
     let strict: Bool
+    /// Strict only: top-level keys equal but for case are refused too.
+    let refusingCaseVariants: Bool
     private var index = 0
     private var path: [PathComponent] = []
 
-    init(bytes: UnsafeRawBufferPointer, strict: Bool) {
+    init(bytes: UnsafeRawBufferPointer, strict: Bool, refusingCaseVariants: Bool = false) {
         self.bytes = bytes
         self.strict = strict
+        self.refusingCaseVariants = strict && refusingCaseVariants
     }
 
     /// `key` with every letter in one case, as Go's `strings.EqualFold` compares (simple case
@@ -60,7 +63,7 @@ struct JSONBuilder {
             index += 1
             var members: [String: JSONValue] = [:]
             // The top level's keys folded, strict only: the fields a request's policy reads live there.
-            var folded: [String: String]? = strict && path.isEmpty ? [:] : nil
+            var folded: [String: String]? = refusingCaseVariants && path.isEmpty ? [:] : nil
             skipWhitespace()
             if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
             while true {

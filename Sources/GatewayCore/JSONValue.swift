@@ -63,16 +63,19 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// parsers resolve differently are refused with a 400 naming the value's path in `param`.
     /// A duplicate key at any depth (`{"model":"a","model":"b"}`, also spelled `"mod\u0065l"`):
     /// we would read one value and an upstream perhaps the other, e.g. a model past an allow-list;
-    /// at the top level, also keys equal but for case (`"MODEL"`), which Go servers read as one.
+    /// at the top level, also keys equal but for case (`"MODEL"`), which Go servers read as one
+    /// (`caseVariants: false` for documents no upstream reads, e.g. a judge's reply).
     /// A number beyond Double's range, which would otherwise reach the upstream as infinity or null.
     /// Bytes that are not UTF-8, which one reader repairs and another passes on raw. (A `\u`
     /// escape of a lone surrogate is read as U+FFFD: a browser's `JSON.stringify` writes one for
     /// text cut in the middle of an emoji, and refusing it would refuse that user.)
-    public static func parseRequest(_ bytes: [UInt8]) throws(APIError) -> JSONValue {
-        try bytes.withUnsafeBytes { buffer in Result { () throws(APIError) in try parse(buffer, strict: true) } }.get()
+    public static func parseRequest(_ bytes: [UInt8], refusingCaseVariants caseVariants: Bool = true) throws(APIError) -> JSONValue {
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(APIError) in try parse(buffer, strict: true, caseVariants: caseVariants) }
+        }.get()
     }
 
-    private static func parse(_ bytes: UnsafeRawBufferPointer, strict: Bool) throws(APIError) -> JSONValue {
+    private static func parse(_ bytes: UnsafeRawBufferPointer, strict: Bool, caseVariants: Bool = false) throws(APIError) -> JSONValue {
         guard JSONScanner.isValid(bytes) else {
             throw .invalidJSON(bytes.isEmpty ? "the body is empty"
                                : JSONScanner.nestsTooDeep(bytes) ? "arrays and objects nested more than \(JSONScanner.maxDepth) deep" : "syntax error")
@@ -81,7 +84,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         if strict, let offset = UTF8Validation.firstInvalidOffset(bytes) {
             throw .invalidJSON("the text is not valid UTF-8 (at byte \(offset))")
         }
-        var builder = JSONBuilder(bytes: bytes, strict: strict)
+        var builder = JSONBuilder(bytes: bytes, strict: strict, refusingCaseVariants: caseVariants)
         let result = Result { () throws(JSONBuilder.Ambiguity) in try builder.value() }
         switch result {
         case .success(let value):

@@ -11,12 +11,13 @@ import Testing
     /// The mock on its own loop thread, port 0.
     final class Mock: @unchecked Sendable {  // `mock` is loop-confined
         let thread = EventLoopThread(name: "bench-mock")
+        let stats = MockUpstreamStats()
         private var mock: MockUpstream?
         private(set) var port = 0
 
         init() throws {
             port = try thread.loop.submitAndWait { [self] in
-                let mock = try MockUpstream(loop: thread.loop, port: 0)
+                let mock = try MockUpstream(loop: thread.loop, port: 0, stats: stats)
                 self.mock = mock
                 return mock.port
             }
@@ -67,6 +68,17 @@ import Testing
                                   shape: .closedLoop(concurrency: 2), requests: 8, loops: 2)
         try Self.checkPlausible(report.targets[0], requests: 8)
         #expect(report.comparison == nil)
+    }
+
+    /// A stream ended at `[DONE]` leaves its connection to the next request, as the SDKs do
+    /// (review 49 #1: cancelled there, every request paid a new connection).
+    @Test func connectionsAreReusedAfterDone() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let report = try Self.run([BenchTarget(label: "A", baseURL: mock.baseURL, model: Self.model, apiKey: nil)],
+                                  shape: .closedLoop(concurrency: 1), requests: 20)
+        #expect(report.targets[0].results.succeeded == 20)
+        #expect(mock.stats.counts.connections <= 3, "\(mock.stats.counts.connections) connections for 21 requests")
     }
 
     @Test func comparesTheMockWithItselfAndTheJSONParsesBack() throws {

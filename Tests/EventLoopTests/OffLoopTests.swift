@@ -55,6 +55,7 @@ import Testing
         loop.stop()
         loop.run()
         #expect(!loop.execute {}, "a loop that has finished takes no more work")
+        #expect(throws: LoopError.self, "nor waits for work it will never run (review 49 #8)") { try loop.submitAndWait { 1 } }
         release.signal()
         #expect(dropped.wait(timeout: .now() + 20) == .success, "the late result's handler was let go")
         #expect(!ran.withLock { $0 }, "nothing ran on the finished loop")

@@ -36,4 +36,16 @@ import Testing
         folded.calls[1].appendJSON(to: &bytes)
         #expect(bytes == folded.calls[1].json.serialized())
     }
+
+    /// Two members of one model, the second cut after a finished tool turn (its stats hold that
+    /// turn's usage): its cancelled turn's estimate is its own, not the first member's (review 49 #7).
+    @Test func aCutCallWithEarlierTurnsTakesItsOwnEstimate() {
+        let reported = Usage(promptTokens: 10, completionTokens: 5, totalTokens: 15)
+        var cut = stats("panel", "m", Usage(promptTokens: 100, completionTokens: 10, totalTokens: 110))
+        cut.status = "cut_for_latency"
+        let folded = MemberStats.folding([MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 7, completionTokens: 3, totalTokens: 10))],
+                                         into: [stats("panel", "m", reported), cut])
+        #expect(folded.calls.map(\.usage?.totalTokens) == [15, 120])
+        #expect(folded.calls.map(\.usageEstimated) == [false, true])
+    }
 }

@@ -130,6 +130,14 @@ import Testing
         #expect(refused.contains { if case .startJudge(_, 2, _) = $0 { true } else { false } }, "\(refused)")
     }
 
+    /// Keys equal but for case are two keys in a judge's reply, as the tokenizer reads them (the
+    /// client bodies' check is not the judge's: review 49 #6).
+    @Test func aReplyWithAKeyInAnotherCaseParsesAsItStreams() throws {
+        let reply = #"{"Consensus":["ignored"],"consensus":["a"],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":[]}"#
+        let parsed = JudgeAnalysis.parse(reply, panel: Set(Self.models))
+        #expect((try? parsed.get())?["consensus"] == .array([.string("a")]), "\(parsed)")
+    }
+
     @Test func aJudgeThatFailsUpstreamHasItsItemsWithdrawnBeforeTheFallback() throws {
         var (d, _, _) = judged(fallback: "p/fallback")
         _ = d.handle(.judgeDelta(text: #"{"blind_spots":["b1","b2"],"#), at: 10)

@@ -1,4 +1,5 @@
 import Fusion
+import GatewayCore
 @testable import Gateway
 import Providers
 import Testing
@@ -24,5 +25,23 @@ import Testing
         #expect(GatewayServer.countedTokens(Usage(promptTokens: 100, completionTokens: 50, totalTokens: 0)) == 150)
         #expect(GatewayServer.countedTokens(Usage(promptTokens: 100, completionTokens: 50, totalTokens: 170)) == 170)
         #expect(GatewayServer.countedTokens(Usage(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: 0)) > 0)
+    }
+
+    /// A deliberation's outer turns without an output limit are held with the thinking budget
+    /// too (review 49 #5: only a proxied request's were).
+    @Test func aDeliberationsOuterTurnsAreHeldWithTheirThinkingBudget() throws {
+        func hold(reasoning: ModelRequest.Reasoning?) throws -> Int64 {
+            var request = ModelRequest(model: "sim/outer", messages: [ModelMessage(role: .user, text: "Q?")])
+            request.tools = [.other(try JSONValue.parse(Array(#"{"type":"fusion","parameters":{"analysis_models":["sim/a"]}}"#.utf8)))]
+            request.toolChoice = .required
+            request.reasoning = reasoning
+            guard case .fusion(let fusion) = try FusionPlan.make(request: request, settings: .simulated, depth: 0) else {
+                throw APIError.invalidRequest("not fusion")
+            }
+            return HoldEstimate.fusion(fusion, settings: .simulated, fallbacks: [], prices: ["sim/*": ModelPrice(inputPerMillion: 0, outputPerMillion: 1_000_000)])
+        }
+        let plain = try hold(reasoning: nil)
+        // The final turn (fusion is forced: no first turn) may write 16,384 more tokens.
+        #expect(try hold(reasoning: ModelRequest.Reasoning(effort: "high")) - plain >= 16_384 * 1_000_000)
     }
 }

@@ -36,8 +36,10 @@ enum HoldEstimate {
     /// The outer turns at the dearest of the outer model and its fallbacks.
     static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String], prices: PriceBook) -> Int64 {
         guard !prices.isEmpty else { return 0 }
-        let inner = max(0, FusionPrompts.innerOutputLimit(request.parameters, defaultMaxTokens: settings.defaultMaxTokens) ?? defaultOutputTokens)
-        let outer = request.base.maxOutputTokens ?? defaultOutputTokens
+        // Without a limit, as `proxy`: the default plus the thinking budget asked for (review 49 #5).
+        let inner = max(0, FusionPrompts.innerOutputLimit(request.parameters, defaultMaxTokens: settings.defaultMaxTokens)
+            ?? Usage.saturatingAdd(defaultOutputTokens, request.parameters.reasoning?.thinkingBudget ?? 0))
+        let outer = request.base.maxOutputTokens ?? Usage.saturatingAdd(defaultOutputTokens, request.base.reasoning?.thinkingBudget ?? 0)
         let panel = request.parameters.analysisModels
         let (product, overflow) = inner.multipliedReportingOverflow(by: Int64(panel.count))
         let answers = overflow ? Usage.maxTokens : min(product, Usage.maxTokens)
