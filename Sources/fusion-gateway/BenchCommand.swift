@@ -124,11 +124,7 @@ struct BenchCommand: ParsableCommand {
         // and without emptying a file that is there (review 48 bench #7: a refused command line
         // truncated the previous report).
         for path in [json, html].compactMap({ $0 }) where path != "-" {
-            let existed = FileManager.default.fileExists(atPath: path)
-            let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
-            guard descriptor >= 0 else { throw ValidationError("cannot write \(path)") }
-            close(descriptor)
-            if !existed { unlink(path) }
+            if let problem = ReportFile(path).problem { throw ValidationError("cannot write \(path): \(problem)") }
         }
     }
 
@@ -152,12 +148,12 @@ struct BenchCommand: ParsableCommand {
             if json == "-" {
                 FileHandle.standardOutput.write(data + Data("\n".utf8))
             } else {
-                try data.write(to: URL(fileURLWithPath: json), options: .atomic)
+                try ReportFile(json).write(data)
                 FileHandle.standardError.write(Data("wrote \(json)\n".utf8))
             }
         }
         if let html {
-            try Data(HTMLReport.render(report).utf8).write(to: URL(fileURLWithPath: html), options: .atomic)
+            try ReportFile(html).write(Data(HTMLReport.render(report).utf8))
             FileHandle.standardError.write(Data("wrote \(html)\n".utf8))
         }
         if report.settings.interrupted == true { throw ExitCode(130) }  // reported, but not the run asked for

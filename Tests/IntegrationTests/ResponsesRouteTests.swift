@@ -16,9 +16,9 @@ import Testing
         }
     }
 
-    func post(_ env: TestEnvironment, _ body: String) throws -> TestResponse {
+    func post(_ env: TestEnvironment, _ body: String, path: String = "/v1/responses") throws -> TestResponse {
         let client = try env.client()
-        try client.send(TestEnvironment.post("/v1/responses", body: body))
+        try client.send(TestEnvironment.post(path, body: body))
         return try client.readResponse()
     }
 
@@ -87,6 +87,12 @@ import Testing
             let stored = try client.readResponse()
             #expect(stored.status == 404 && stored.json?["error"]?["code"] == .string("response_not_found"), "\(request): \(stored.text)")
             #expect(stored.json?["error"]?["message"]?.stringValue?.contains("'resp_abc'") == true)
+        }
+        // The SDKs' responses.input_tokens.count and responses.compact: not offered, said so
+        // (review 49 SDK F3: "no response with id 'input_tokens'").
+        for name in ["input_tokens", "compact"] {
+            let offered = try post(env, #"{"model":"mock/normal","input":"hi"}"#, path: "/v1/responses/\(name)")
+            #expect(offered.status == 404 && offered.json?["error"]?["message"]?.stringValue?.contains("is not offered") == true, "\(offered.text)")
         }
         let truncated = try post(env, #"{"model":"mock/normal:pace_ms=0:truncate=1","input":"hi","stream":true}"#)
         #expect(events(truncated).last?.name == "response.failed", "a truncated upstream stream is no clean completion: \(truncated.text)")

@@ -118,6 +118,12 @@ import Testing
         }
     }
 
+    /// OpenAI's custom tools (GPT-5's free-form tools) pass: forced, and called in the history
+    /// (review 49 #3: refused by the new checks).
+    @Test func customToolsAndTheirCallsPass() throws {
+        _ = try parse(#"{"model":"p/m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"custom","custom":{"name":"code_exec","input":"print(1)"}}]},{"role":"tool","tool_call_id":"call_1","content":"1"}],"tools":[{"type":"custom","custom":{"name":"code_exec"}}],"tool_choice":{"type":"custom","custom":{"name":"code_exec"}}}"#)
+    }
+
     /// OpenAI's `user` reaches an Anthropic model as its end-user id (review 48 surfaces #8).
     @Test func theUserReachesAnthropicAsItsEndUserID() throws {
         let neutral = try parse(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"user":"u-42"}"#).modelRequest()
@@ -201,6 +207,9 @@ import Testing
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"function","name":"f"}}"#, 400, "tool_choice.function.name"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"any"}}"#, 400, "tool_choice.type"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"user":5}"#, 400, "user"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"custom","custom":{}}}"#, 400, "tool_choice.custom.name"),
+        (#"{"model":"a/b","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"custom","custom":{"name":"g","input":{}}}]}]}"#,
+         400, "messages[0].tool_calls[0].custom.input"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"stop":[1]}"#, 400, "stop"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":{}}"#, 400, "tools"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{}}]}"#, 400, "tools[0].function.name"),

@@ -237,6 +237,10 @@ import Testing
         (#"{"model":"p/m","input":"q","n":2}"#, "n"),
         (#"{"model":"p/m","input":"q","n":"2"}"#, "n"),
         (#"{"model":"p/m","input":"q","logprobs":true}"#, "logprobs"),
+        // OpenAI's hosted and custom tools: no chat form (review 49 SDK F1).
+        (#"{"model":"p/m","input":"q","tools":[{"type":"web_search"}]}"#, "tools[0].type"),
+        (#"{"model":"p/m","input":"q","tools":[{"type":"custom","name":"g"}]}"#, "tools[0].type"),
+        (#"{"model":"p/m","input":"q","tool_choice":{"type":"file_search"}}"#, "tool_choice.type"),
         // Chat's output limits beside `max_output_tokens` (review 48 surfaces #3: forwarded unchecked).
         (#"{"model":"p/m","input":"q","max_output_tokens":1,"max_completion_tokens":2000000}"#, "max_completion_tokens"),
         (#"{"model":"p/m","input":"q","max_tokens":-5}"#, "max_tokens"),

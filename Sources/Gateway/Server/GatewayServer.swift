@@ -308,6 +308,12 @@ public final class GatewayServer {
             refuse(.methodNotAllowed(request.method, path: request.path, allowed: "POST"), request, writer)
         case (_, "/v1/models"), (_, "/models"), (_, "/health"), (_, "/metrics"), (_, "/api/v1/generation"), (_, "/v1/generation"):
             refuse(.methodNotAllowed(request.method, path: request.path, allowed: "GET, HEAD"), request, writer)
+        case (_, "/v1/responses/input_tokens"), (_, "/v1/responses/compact"):
+            // The SDKs' responses.input_tokens.count and responses.compact (review 49 SDK F3:
+            // they were told no response had the id 'input_tokens').
+            let name = request.path.dropFirst("/v1/responses/".count)
+            refuse(APIError(status: 404, type: "invalid_request_error", code: "not_found",
+                            message: "POST /v1/responses/\(name) is not offered by this gateway."), request, writer)
         case (_, _) where request.path.hasPrefix("/v1/responses/"):
             // The SDKs' responses.retrieve / delete / cancel / input_items.list: said plainly.
             let id = request.path.dropFirst("/v1/responses/".count).prefix { $0 != "/" }.prefix(128)

@@ -88,6 +88,11 @@ enum NativeRequestRules {
         if let count = request.extraFields["top_logprobs"]?.intValue, count > 0 {
             throw .invalidRequest("\(api) returns no log probabilities through this gateway; leave 'top_logprobs' out.", param: "top_logprobs")
         }
+        // Chat's legacy function calling would be dropped (no tools offered, the call optional);
+        // OpenAI-compatible upstreams get it as sent (review 49 SDK F2).
+        for name in ["functions", "function_call"] where request.extraFields[name].map({ $0 != .null }) == true {
+            throw .invalidRequest("\(api) takes tools through 'tools' and 'tool_choice'; '\(name)' is chat's legacy form, not translated.", param: name)
+        }
         // A choice the neutral form does not model (OpenAI's `allowed_tools`) would be dropped:
         // every tool offered and the call optional, the opposite of what was asked (review 48
         // surfaces #5).
@@ -129,6 +134,11 @@ enum NativeRequestRules {
                         throw .invalidRequest("\(api) cannot take inline data of type '\(data.mediaType)'.", param: path)
                     }
                 }
+            }
+            for (callIndex, call) in message.toolCalls.enumerated() where (call.name ?? "").isEmpty {
+                // A chat custom tool's call (no function) has no form here (review 49 #3).
+                throw .invalidRequest("\(api) takes function tool calls only; this one names no function (a custom tool's call?).",
+                                      param: "messages[\(index)].tool_calls[\(callIndex)]")
             }
             for (callIndex, call) in message.toolCalls.enumerated() where call.argumentsObject == nil {
                 throw .invalidRequest("\(api) needs tool call arguments that are a JSON object; these are not.",

@@ -131,6 +131,12 @@ public struct ChatRequest: Sendable {
                     }
                 case "allowed_tools"?:
                     break
+                case "custom"?:
+                    // OpenAI's custom tools (free-form input): forwarded to an OpenAI-compatible
+                    // upstream; Anthropic and Gemini refuse them by name (review 49 #3).
+                    guard let name = choice["custom"]?["name"]?.stringValue, !name.isEmpty else {
+                        throw .invalidRequest("'tool_choice.custom.name' must be a non-empty string.", param: "tool_choice.custom.name")
+                    }
                 case let type? where FusionPlan.toolTypes.contains(type):
                     break
                 default:
@@ -304,8 +310,18 @@ public struct ChatRequest: Sendable {
                     throw .invalidRequest("Missing required parameter: '\(callPath).id' (a string).", param: "\(callPath).id",
                                           code: "missing_required_parameter")
                 }
+                if callFields["type"]?.stringValue == "custom" {
+                    // A custom tool's call: its input is free-form text (review 49 #3).
+                    guard let name = callFields["custom"]?["name"]?.stringValue, !name.isEmpty else {
+                        throw .invalidRequest("'\(callPath).custom.name' must be a non-empty string.", param: "\(callPath).custom.name")
+                    }
+                    guard callFields["custom"]?["input"]?.stringValue != nil else {
+                        throw invalidType("\(callPath).custom.input", expected: "a string", got: callFields["custom"]?["input"] ?? .null)
+                    }
+                    continue
+                }
                 if let type = callFields["type"], type != .null, type.stringValue != "function" {
-                    throw invalidType("\(callPath).type", expected: "'function'", got: type)
+                    throw invalidType("\(callPath).type", expected: "'function' or 'custom'", got: type)
                 }
                 guard case .object(let function)? = callFields["function"] else {
                     throw .invalidRequest("Missing required parameter: '\(callPath).function' (an object).", param: "\(callPath).function",

@@ -9,8 +9,23 @@ import Providers
 /// guessed at. Every other tool (the fusion server tool in both spellings, OpenRouter's server
 /// tools, OpenAI's hosted tools) is kept as `.other` at its index, so `FusionPlan.make` finds the
 /// fusion tool and names `tools[i].parameters…` in its errors, and the rest reach the upstream as
-/// they are (one that does not know a tool says so).
+/// they are (one that does not know a tool says so). OpenAI's own hosted tools and custom tools
+/// are refused: a Response is served through chat completions (or Anthropic's or Gemini's API),
+/// which has no such tools, and an upstream's 400 about them would not say the gateway built
+/// that request (review 49 SDK F1).
 enum ResponsesTools {
+    /// OpenAI's Responses-only tool types (hosted tools, and custom tools, whose calls have no
+    /// neutral form).
+    static let responsesOnlyTypes: Set<String> = [
+        "web_search", "web_search_preview", "web_search_preview_2025_03_11", "file_search", "code_interpreter", "mcp",
+        "computer_use_preview", "computer_use", "image_generation", "local_shell", "shell", "apply_patch", "custom",
+    ]
+
+    static func refusal(_ type: String, param: String) -> APIError {
+        .invalidRequest("The tool type '\(type)' is not offered through this gateway (a Response is served through chat completions, "
+                        + "Anthropic's or Gemini's API, which have no such tool); use function tools.", param: param)
+    }
+
     static func tools(_ value: JSONValue?) throws(APIError) -> [ToolDefinition] {
         guard let value, value != .null else { return [] }
         guard let list = value.arrayValue else { throw ResponsesRequest.invalidType("tools", expected: "an array", got: value) }
@@ -25,6 +40,7 @@ enum ResponsesTools {
         guard case .object(let fields) = json, let type = fields["type"]?.stringValue else {
             throw .invalidRequest("'\(path)' must be an object with a string 'type'.", param: "\(path).type")
         }
+        if responsesOnlyTypes.contains(type) { throw refusal(type, param: "\(path).type") }
         guard type == "function" else { return .other(json) }
         guard let nameValue = fields["name"] else {
             let hint = fields["function"] != nil
@@ -91,6 +107,8 @@ enum ResponsesTools {
                 return (.function(FusionPlan.toolName), nil)
             case "allowed_tools":
                 return (nil, try allowedTools(fields))
+            case _ where responsesOnlyTypes.contains(type):
+                throw refusal(type, param: "tool_choice.type")
             default:
                 return (nil, value)
             }
