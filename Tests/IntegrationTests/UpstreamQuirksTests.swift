@@ -106,6 +106,10 @@ import Testing
             let failed = try client.readResponse()
             #expect(failed.status >= 500, "\(path): \(failed.status) \(failed.text.prefix(300))")
             #expect(failed.header("x-should-retry") == "false", "\(path)")
+            // The deliberation it paid for comes with the error, in the API's error shape
+            // (review 49 SDK F4: thrown away).
+            #expect(failed.json?["fusion"]?["responses"]?.arrayValue?.isEmpty == false, "\(path): \(failed.text.prefix(400))")
+            #expect(path == "/v1/messages" ? failed.json?["type"] == .string("error") : failed.json?["error"]?["message"] != nil)
         }
         // An outer model refusing the first call (a 429 longer than the gateway waits): nothing ran,
         // so the client's SDK may retry, after the upstream's Retry-After (review 10).

@@ -400,11 +400,25 @@ final class FusionSession<Renderer: FusionRenderer> {
                 var error = error
                 error.headers += GenerationHeaders.naming(generationID)
                 if !Self.clientRetryCanHelp(error, callsRan: machine.calls.filter(\.ran).count) { error.headers.append(("x-should-retry", "false")) }
-                writer.respond(error: error, api: api)
+                var response = api.response(error)
+                if let result = machine.fusionResult {
+                    // The deliberation ran and was paid for: its result comes with the error (the
+                    // SDKs expose the body as `error.body`), not thrown away with the final answer
+                    // that failed after it (review 49 SDK F4).
+                    let fusion = result.json.serialized()
+                    response.body = Self.addingFusion(fusion.withUnsafeBytes { redactor.redacting($0) } ?? fusion, to: response.body)
+                }
+                writer.respond(response)
                 sentStatus = error.status
             }
         }
         finish()
+    }
+
+    /// An error body (a JSON object) with `"fusion": <result>` as its last member.
+    static func addingFusion(_ fusion: [UInt8], to body: [UInt8]) -> [UInt8] {
+        guard body.last == UInt8(ascii: "}") else { return body }
+        return body.dropLast() + Array(#","fusion":"#.utf8) + fusion + [UInt8(ascii: "}")]
     }
 
     /// Whether the official SDKs' own retries (of 408/409/429/5xx, twice by default) could help a
