@@ -4,15 +4,23 @@ import GatewayCore
 /// client spelled it: with a `default_provider`, `normal` and `sim/normal` are one model and one
 /// price (review 48 limits #1: a name without its provider matched no price, so its hold was
 /// nothing and, from an upstream that reports no cost, so was its spend).
+///
+/// The table's keys are routed too, once (review 50 #1): a key written the way clients call a
+/// model (`llama-3-70b`, OpenRouter's `anthropic/*` under `default_provider: openrouter`) prices
+/// that model however a client spells it, and the most specific wildcard wins
+/// (`openrouter/anthropic/*` before `openrouter/*`).
 public struct PriceBook: Sendable, Equatable, ExpressibleByDictionaryLiteral {
-    /// By model (`provider/model`, `provider/*`, `*`), in US dollars per million tokens.
-    public var entries: [String: ModelPrice]
+    /// By model (`provider/model`, `provider/*`, `*`), in US dollars per million tokens, as written.
+    public var entries: [String: ModelPrice] { didSet { route() } }
     /// How model names route (`ModelNaming`); none: every name is taken as written.
-    public var naming: ModelNaming?
+    public var naming: ModelNaming? { didSet { route() } }
+    /// `entries` with their keys routed: what lookups read.
+    private var routed: [String: ModelPrice] = [:]
 
     public init(_ entries: [String: ModelPrice] = [:], naming: ModelNaming? = nil) {
         self.entries = entries
         self.naming = naming
+        route()
     }
 
     public init(dictionaryLiteral elements: (String, ModelPrice)...) {
@@ -29,23 +37,44 @@ public struct PriceBook: Sendable, Equatable, ExpressibleByDictionaryLiteral {
         set { entries[key] = newValue }
     }
 
+    private mutating func route() {
+        var routed: [String: ModelPrice] = [:]
+        // Keys already in routed form first, so one written both ways keeps its routed spelling's price.
+        for (key, price) in entries.sorted(by: { ($0.key == Self.routedKey($0.key, naming) ? 0 : 1, $0.key) < ($1.key == Self.routedKey($1.key, naming) ? 0 : 1, $1.key) }) {
+            let name = Self.routedKey(key, naming)
+            if routed[name] == nil { routed[name] = price }
+        }
+        self.routed = routed
+    }
+
+    /// A key as its models route: `*` stays; `prefix/*` has its prefix routed as a name's first
+    /// segments are; any other key is a model name.
+    static func routedKey(_ key: String, _ naming: ModelNaming?) -> String {
+        guard let naming, key != "*" else { return key }
+        if key.hasSuffix("/*") {
+            let prefix = String(key.dropLast(2))
+            let first = prefix.split(separator: "/", maxSplits: 1).first.map(String.init) ?? prefix
+            return naming.providers.contains(first) || naming.defaultProvider == nil ? key : "\(naming.defaultProvider!)/\(prefix)/*"
+        }
+        return naming.routed(key)
+    }
+
     /// The price of `model` as it routes: its own entry, its bare slug's (without `:options`),
-    /// its provider's `provider/*`, else `*`. Budgets, holds and the estimate all price with it.
-    /// Each level is tried for the name as it routes, then as written (a table keyed the way
-    /// clients call the models, `llama-3-70b` or OpenRouter's `anthropic/*` under a default
-    /// provider, keeps matching: review 49 #2), before `*`.
+    /// the longest `prefix/*` over it, else `*`. Budgets, holds and the estimate all price with it.
     public func price(of model: String) -> ModelPrice? {
-        let routed = naming?.routed(model) ?? model
-        let names = routed == model ? [model] : [routed, model]
-        for name in names { if let price = entries[name] { return price } }
+        let name = naming?.routed(model) ?? model
+        if let price = routed[name] { return price }
         // A slug with `:options` (`sim/expert-1:pace_ms=5`) costs what its bare slug does.
-        for name in names {
-            if let colon = name.firstIndex(of: ":"), let price = entries[String(name[..<colon])] { return price }
+        var bare = Substring(name)
+        if let colon = name.firstIndex(of: ":") {
+            bare = name[..<colon]
+            if let price = routed[String(bare)] { return price }
         }
-        for name in names {
-            if let slash = name.firstIndex(of: "/"), let price = entries[name[..<slash] + "/*"] { return price }
+        while let slash = bare.lastIndex(of: "/") {
+            bare = bare[..<slash]
+            if let price = routed[bare + "/*"] { return price }
         }
-        return entries["*"]
+        return routed["*"]
     }
 }
 

@@ -245,15 +245,23 @@ import Testing
         #expect(prices.price(of: "normal")?.inputPerMillion == 2)
         #expect(prices.price(of: "sim/normal")?.inputPerMillion == 3, "a configured provider's prefix is its own")
         #expect(prices.price(of: "openrouter/openai/gpt-5")?.inputPerMillion == 1)
-        // Keys written the way clients call the models keep matching (review 49 #2).
+        // Keys written the way clients call the models price them however a client spells them,
+        // and the most specific wildcard wins (review 49 #2, review 50 #1).
         let asWritten = PriceBook(["llama-3-70b": ModelPrice(inputPerMillion: 4, outputPerMillion: 4),
-                                   "anthropic/*": ModelPrice(inputPerMillion: 5, outputPerMillion: 5),
                                    "vllm/*": ModelPrice(inputPerMillion: 6, outputPerMillion: 6)],
                                   naming: ModelNaming(providers: ["vllm"], defaultProvider: "vllm"))
-        #expect(asWritten.price(of: "llama-3-70b")?.inputPerMillion == 4, "its own entry before its provider's wildcard")
-        #expect(asWritten.price(of: "anthropic/claude-x")?.inputPerMillion == 6, "the routed provider's wildcard first")
-        #expect(PriceBook(["anthropic/*": ModelPrice(inputPerMillion: 5, outputPerMillion: 5)],
-                          naming: ModelNaming(providers: ["openrouter"], defaultProvider: "openrouter")).price(of: "anthropic/claude-x")?.inputPerMillion == 5)
+        #expect(asWritten.price(of: "llama-3-70b")?.inputPerMillion == 4)
+        #expect(asWritten.price(of: "vllm/llama-3-70b")?.inputPerMillion == 4, "one model, one price")
+        #expect(asWritten.price(of: "other")?.inputPerMillion == 6)
+        let family = PriceBook(["anthropic/*": ModelPrice(inputPerMillion: 3, outputPerMillion: 3),
+                                "anthropic/claude-opus-4.1": ModelPrice(inputPerMillion: 15, outputPerMillion: 15),
+                                "openrouter/*": ModelPrice(inputPerMillion: 0.5, outputPerMillion: 0.5)],
+                               naming: ModelNaming(providers: ["openrouter"], defaultProvider: "openrouter"))
+        for spelling in ["", "openrouter/"] {
+            #expect(family.price(of: spelling + "anthropic/claude-opus-4.1")?.inputPerMillion == 15)
+            #expect(family.price(of: spelling + "anthropic/claude-sonnet-4")?.inputPerMillion == 3, "the family before the provider")
+            #expect(family.price(of: spelling + "openai/gpt-5")?.inputPerMillion == 0.5)
+        }
         let naming = ModelNaming(providers: ["a"], defaultProvider: nil)
         #expect(naming.split("b/x")! == ("b", "x"), "without a default, the first segment names the provider")
         #expect(naming.split("plain") == nil)
