@@ -256,11 +256,13 @@ extension MemberStats {
                 calls[empty].usage = estimate.usage
                 calls[empty].usageEstimated = true
                 filled.insert(empty)
-            } else if let stopped = matches.first(where: { calls[$0].status != "ok" }) {
+            } else if let stopped = matches.first(where: { calls[$0].status != "ok" && !filled.contains($0) }) {
                 // A cut or stopped call that has its earlier turns' usage: the estimate is its
-                // cancelled turn's, not another member's of the same model (review 49 #7).
+                // cancelled turn's, not another member's of the same model (review 49 #7), and
+                // each such call takes one (review 50 #4).
                 calls[stopped].usage = (calls[stopped].usage ?? Usage()) + estimate.usage
                 calls[stopped].usageEstimated = true
+                filled.insert(stopped)
             } else if let first = matches.first {
                 calls[first].usage = (calls[first].usage ?? Usage()) + estimate.usage
                 calls[first].usageEstimated = true

@@ -208,18 +208,27 @@ public struct ToolCall: Sendable, Equatable {
     public var id: String
     public var name: String
     public var arguments: String
+    /// A call of one of OpenAI's custom tools (free-form input, in `arguments`): only an
+    /// OpenAI-compatible upstream has them (review 50 #3: re-encoded, one became a function call
+    /// with no name and no input).
+    public var isCustom: Bool
 
-    public init(index: Int, id: String, name: String, arguments: String) {
+    public init(index: Int, id: String, name: String, arguments: String, isCustom: Bool = false) {
         self.index = index
         self.id = id
         self.name = name
         self.arguments = arguments
+        self.isCustom = isCustom
     }
 
     /// OpenAI's `tool_calls[]` entry.
     public var json: JSONValue {
-        .object(["id": .string(id), "type": .string("function"),
-                 "function": .object(["name": .string(name), "arguments": .string(arguments)])])
+        if isCustom {
+            return .object(["id": .string(id), "type": .string("custom"),
+                            "custom": .object(["name": .string(name), "input": .string(arguments)])])
+        }
+        return .object(["id": .string(id), "type": .string("function"),
+                        "function": .object(["name": .string(name), "arguments": .string(arguments)])])
     }
 }
 

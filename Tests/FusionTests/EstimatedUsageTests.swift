@@ -47,5 +47,12 @@ import Testing
                                          into: [stats("panel", "m", reported), cut])
         #expect(folded.calls.map(\.usage?.totalTokens) == [15, 120])
         #expect(folded.calls.map(\.usageEstimated) == [false, true])
+        // Both cut, the first in its first turn: each takes its own (review 50 #4).
+        var first = stats("panel", "m", nil)
+        first.status = "cut_for_latency"
+        let both = MemberStats.folding([MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 5, completionTokens: 2, totalTokens: 7)),
+                                        MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 20, completionTokens: 10, totalTokens: 30))],
+                                       into: [first, cut])
+        #expect(both.calls.map(\.usage?.totalTokens) == [7, 140])
     }
 }

@@ -180,7 +180,7 @@ import Testing
         case "top-logprobs": request.extraFields["top_logprobs"] = .int(3)
         case "seed": request.extraFields["seed"] = .int(Int64(Int32.max) + 1)
         case "legacy-functions": request.extraFields["functions"] = .array([.object(["name": .string("f")])])  // review 49 SDK F2
-        case "custom-call": request.messages[0].toolCalls[0] = ToolCall(index: 0, id: "t", name: "", arguments: "print(1)")  // review 49 #3
+        case "custom-call": request.messages[0].toolCalls[0] = ToolCall(index: 0, id: "t", name: "g", arguments: "print(1)", isCustom: true)  // review 49 #3
         case "allowed-tools": request.extraFields["tool_choice"] = .object(["type": .string("allowed_tools")])  // review 48 surfaces #5
         case "server-tool": request.tools = [.other(.object(["type": .string("web_search_preview")]))]
         default: request.responseFormat = .object(["type": .string("xml")])

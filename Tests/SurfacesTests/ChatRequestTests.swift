@@ -121,7 +121,13 @@ import Testing
     /// OpenAI's custom tools (GPT-5's free-form tools) pass: forced, and called in the history
     /// (review 49 #3: refused by the new checks).
     @Test func customToolsAndTheirCallsPass() throws {
-        _ = try parse(#"{"model":"p/m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"custom","custom":{"name":"code_exec","input":"print(1)"}}]},{"role":"tool","tool_call_id":"call_1","content":"1"}],"tools":[{"type":"custom","custom":{"name":"code_exec"}}],"tool_choice":{"type":"custom","custom":{"name":"code_exec"}}}"#)
+        let request = try parse(#"{"model":"p/m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"custom","custom":{"name":"code_exec","input":"print(1)"}}]},{"role":"tool","tool_call_id":"call_1","content":"1"}],"tools":[{"type":"custom","custom":{"name":"code_exec"}}],"tool_choice":{"type":"custom","custom":{"name":"code_exec"}}}"#)
+        // Re-encoded (a Fusion request's outer turns, depth ≥ 1), the call stays a custom one
+        // (review 50 #3: it became a function call with no name and no input).
+        let encoded = try JSONValue.parse(OpenAIRequestEncoder.body(request.modelRequest()))
+        #expect(encoded["messages"]?.arrayValue?[1]["tool_calls"]?.arrayValue?.first
+                == .object(["id": .string("call_1"), "type": .string("custom"),
+                            "custom": .object(["name": .string("code_exec"), "input": .string("print(1)")])]))
     }
 
     /// OpenAI's `user` reaches an Anthropic model as its end-user id (review 48 surfaces #8).

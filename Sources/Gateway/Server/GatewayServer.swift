@@ -313,7 +313,7 @@ public final class GatewayServer {
             // they were told no response had the id 'input_tokens').
             let name = request.path.dropFirst("/v1/responses/".count)
             refuse(APIError(status: 404, type: "invalid_request_error", code: "not_found",
-                            message: "POST /v1/responses/\(name) is not offered by this gateway."), request, writer)
+                            message: "/v1/responses/\(name) is not offered by this gateway."), request, writer)
         case (_, _) where request.path.hasPrefix("/v1/responses/"):
             // The SDKs' responses.retrieve / delete / cancel / input_items.list: said plainly.
             let id = request.path.dropFirst("/v1/responses/".count).prefix { $0 != "/" }.prefix(128)

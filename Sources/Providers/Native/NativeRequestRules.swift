@@ -135,9 +135,10 @@ enum NativeRequestRules {
                     }
                 }
             }
-            for (callIndex, call) in message.toolCalls.enumerated() where (call.name ?? "").isEmpty {
-                // A chat custom tool's call (no function) has no form here (review 49 #3).
-                throw .invalidRequest("\(api) takes function tool calls only; this one names no function (a custom tool's call?).",
+            for (callIndex, call) in message.toolCalls.enumerated() where call.isCustom || call.name.isEmpty {
+                // A chat custom tool's call has no form here (review 49 #3).
+                throw .invalidRequest(call.isCustom ? "\(api) has no custom tools; this is a custom tool's call."
+                                                    : "\(api) takes function tool calls only; this one names no function.",
                                       param: "messages[\(index)].tool_calls[\(callIndex)]")
             }
             for (callIndex, call) in message.toolCalls.enumerated() where call.argumentsObject == nil {

@@ -140,7 +140,7 @@ public struct ChatRequest: Sendable {
                 case let type? where FusionPlan.toolTypes.contains(type):
                     break
                 default:
-                    throw Self.invalidType("tool_choice.type", expected: "'function', 'allowed_tools' or a fusion tool's type",
+                    throw Self.invalidType("tool_choice.type", expected: "'function', 'custom', 'allowed_tools' or a fusion tool's type",
                                            got: choice["type"] ?? .null)
                 }
             default: throw Self.invalidType("tool_choice", expected: "'none', 'auto', 'required' or an object", got: value)

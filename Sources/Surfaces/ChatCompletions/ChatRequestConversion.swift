@@ -111,8 +111,12 @@ extension ChatRequest {
             break
         }
         let toolCalls = (json["tool_calls"]?.arrayValue ?? []).enumerated().map { position, call in
-            ToolCall(index: position, id: call["id"]?.stringValue ?? "", name: call["function"]?["name"]?.stringValue ?? "",
-                     arguments: call["function"]?["arguments"]?.stringValue ?? "")
+            if call["type"]?.stringValue == "custom" {
+                return ToolCall(index: position, id: call["id"]?.stringValue ?? "", name: call["custom"]?["name"]?.stringValue ?? "",
+                                arguments: call["custom"]?["input"]?.stringValue ?? "", isCustom: true)
+            }
+            return ToolCall(index: position, id: call["id"]?.stringValue ?? "", name: call["function"]?["name"]?.stringValue ?? "",
+                            arguments: call["function"]?["arguments"]?.stringValue ?? "")
         }
         return ModelMessage(role: role, content: content, toolCalls: toolCalls, toolCallID: json["tool_call_id"]?.stringValue,
                             name: json["name"]?.stringValue,
