@@ -234,9 +234,10 @@ public final class BenchRunner: Sendable {
         phaseStartedAt.store(startedAt, ordering: .relaxed)
         for (index, (thread, driver)) in zip(threads, drivers).enumerated() {
             group.enter()
-            thread.loop.execute {
+            let started = thread.loop.execute {
                 driver.start(plan: plan, loopIndex: index, measuring: measuring, startedAt: startedAt) { group.leave() }
             }
+            if !started { group.leave() }  // a finished loop runs nothing: nothing to wait for (review 50 #5)
         }
         while group.wait(timeout: .now() + progressInterval) == .timedOut { onProgress(progressLine()) }
         var endedAt = startedAt

@@ -16,6 +16,8 @@ public final class EventLoop: @unchecked Sendable {
     /// reused) descriptor, so `execute` refuses instead.
     private struct PendingWork {
         var items: [@Sendable () -> Void] = []
+        /// Per item, what to do if the loop finishes before running it (`submitAndWait`'s waiter).
+        var dropped: [(@Sendable () -> Void)?] = []
         var accepting = true
     }
     /// Shared read buffer: reads are consumed synchronously inside the read callback, so one
@@ -114,8 +116,14 @@ public final class EventLoop: @unchecked Sendable {
         deferredRunning.removeAll()
         afterWriteWork.removeAll()
         // From here on no other thread wakes this loop (see `execute`); work queued and not run
-        // is dropped with the loop.
-        pendingWork.withLock { $0.accepting = false }
+        // is dropped with the loop, and whoever waits for it is told (review 50 #5).
+        let dropped = pendingWork.withLock { pending in
+            pending.accepting = false
+            pending.items.removeAll()
+            defer { pending.dropped.removeAll() }
+            return pending.dropped
+        }
+        for handler in dropped { handler?() }
         threadID.store(0, ordering: .relaxed)
     }
 
@@ -124,11 +132,18 @@ public final class EventLoop: @unchecked Sendable {
     /// hand work back without knowing whether the loop is still there.
     @discardableResult
     public func execute(_ work: @escaping @Sendable () -> Void) -> Bool {
+        execute(work, ifDropped: nil)
+    }
+
+    /// `execute`, with `ifDropped` run (on the loop's thread, as it finishes) if the loop finishes
+    /// before running `work`.
+    private func execute(_ work: @escaping @Sendable () -> Void, ifDropped: (@Sendable () -> Void)?) -> Bool {
         // The signal is sent under the lock: `run()` stops accepting under it too, so no signal
         // can reach a loop whose teardown has begun.
         pendingWork.withLock { pending in
             guard pending.accepting else { return false }
             pending.items.append(work)
+            pending.dropped.append(ifDropped)
             wakeup.signal()
             return true
         }
@@ -140,11 +155,15 @@ public final class EventLoop: @unchecked Sendable {
         precondition(!inLoopThread, "submitAndWait from the loop thread would deadlock")
         let done = DispatchSemaphore(value: 0)
         let result = Lock<Result<T, any Error>?>(nil)
-        let accepted = execute {
+        let accepted = execute({
             let value = Result { try work() }
             result.withLock { $0 = value }
             done.signal()
-        }
+        }, ifDropped: {
+            // Accepted as the loop was stopping, then dropped with it: the waiter is told.
+            result.withLock { $0 = .failure(LoopError(Int32(UV_ECANCELED.rawValue), "the loop finished before running it")) }
+            done.signal()
+        })
         // A finished loop never runs it: waiting would be forever (review 49 #8).
         guard accepted else { throw LoopError(Int32(UV_ECANCELED.rawValue), "the loop has finished") }
         done.wait()
@@ -277,6 +296,7 @@ public final class EventLoop: @unchecked Sendable {
         let work = pendingWork.withLock { pending -> [@Sendable () -> Void] in
             let taken = pending.items
             pending.items.removeAll()
+            pending.dropped.removeAll()
             return taken
         }
         for item in work { item() }

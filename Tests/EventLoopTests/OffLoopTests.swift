@@ -60,6 +60,28 @@ import Testing
         #expect(dropped.wait(timeout: .now() + 20) == .success, "the late result's handler was let go")
         #expect(!ran.withLock { $0 }, "nothing ran on the finished loop")
     }
+
+    /// Work handed over while the loop is stopping is either run or, dropped with the loop,
+    /// reported: `submitAndWait` never waits forever (review 50 #5).
+    @Test(.timeLimit(.minutes(1))) func workHandedOverAsTheLoopStopsNeverHangsItsWaiter() throws {
+        let thread = EventLoopThread(name: "stopping")
+        let loop = thread.loop
+        let answered = DispatchSemaphore(value: 0)
+        let handed = DispatchSemaphore(value: 0)
+        loop.execute {
+            loop.onShutdown {
+                DispatchQueue.global().async {
+                    handed.signal()
+                    _ = try? loop.submitAndWait { 1 }  // run or refused, never a hang
+                    answered.signal()
+                }
+                _ = handed.wait(timeout: .now() + 10)
+                usleep(50_000)  // the other thread is queueing its work meanwhile
+            }
+        }
+        thread.shutdown()
+        #expect(answered.wait(timeout: .now() + 20) == .success)
+    }
 }
 
 /// Signals when released.

@@ -35,12 +35,25 @@ import Testing
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--compare", "http://127.0.0.1:2/v1", "--warmup", "9223372036854775807"],
          "--warmup is 0 to 1000000"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--warmup=-1"], "--warmup is 0 to 1000000"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--timeout", "0.0004"], "--timeout is seconds, at least 0.001"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/"], "cannot write /: it is a directory"),
     ])
     func outOfRangeNumbersAreUsageErrors(arguments: [String], message: String) throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the package first: \(Self.binary.path)")
         let (status, output) = try run(arguments)
         #expect(status == 64, "EX_USAGE: \(output)")
         #expect(output.contains(message), "\(output)")
+    }
+
+    /// A refused command line leaves an earlier report as it was (review 48 bench #7: it was
+    /// emptied before the arguments were checked).
+    @Test func aRefusedBenchLeavesAnEarlierReportAlone() throws {
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
+        try Data(#"{"previous":"report"}"#.utf8).write(to: report)
+        defer { try? FileManager.default.removeItem(at: report) }
+        let (status, _) = try run(["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", report.path, "--api-key-env", "FUSION_NO_SUCH_VARIABLE_48"])
+        #expect(status != 0)
+        #expect(try String(contentsOf: report, encoding: .utf8) == #"{"previous":"report"}"#)
     }
 
     /// A config the gateway refuses: the reason, where it is (the file, then the key), no usage
