@@ -234,10 +234,11 @@ public final class BenchRunner: Sendable {
         phaseStartedAt.store(startedAt, ordering: .relaxed)
         for (index, (thread, driver)) in zip(threads, drivers).enumerated() {
             group.enter()
-            let started = thread.loop.execute {
+            // A loop that finishes first runs nothing: nothing to wait for (reviews 50 #5, 51 #6).
+            let started = thread.loop.execute({
                 driver.start(plan: plan, loopIndex: index, measuring: measuring, startedAt: startedAt) { group.leave() }
-            }
-            if !started { group.leave() }  // a finished loop runs nothing: nothing to wait for (review 50 #5)
+            }, ifDropped: { group.leave() })
+            if !started { group.leave() }
         }
         while group.wait(timeout: .now() + progressInterval) == .timedOut { onProgress(progressLine()) }
         var endedAt = startedAt

@@ -137,7 +137,8 @@ public final class EventLoop: @unchecked Sendable {
 
     /// `execute`, with `ifDropped` run (on the loop's thread, as it finishes) if the loop finishes
     /// before running `work`.
-    private func execute(_ work: @escaping @Sendable () -> Void, ifDropped: (@Sendable () -> Void)?) -> Bool {
+    @discardableResult
+    public func execute(_ work: @escaping @Sendable () -> Void, ifDropped: (@Sendable () -> Void)?) -> Bool {
         // The signal is sent under the lock: `run()` stops accepting under it too, so no signal
         // can reach a loop whose teardown has begun.
         pendingWork.withLock { pending in

@@ -27,6 +27,7 @@ public enum FusionPlan: Sendable {
         let isAlias = aliases.contains(request.model)
         var fusionTool: (index: Int, parameters: JSONValue?)?
         var callerTools: [ToolDefinition] = []
+        var customTool: Int?
         for (index, tool) in request.tools.enumerated() {
             if case .other(let json) = tool, let type = json["type"]?.stringValue, toolTypes.contains(type) {
                 guard fusionTool == nil else {
@@ -38,10 +39,17 @@ public enum FusionPlan: Sendable {
                     throw .invalidRequest("The function name '\(toolName)' is reserved for the fusion tool.",
                                           param: "tools[\(index)].function.name")
                 }
+                if case .other(let json) = tool, json["type"]?.stringValue == "custom", customTool == nil { customTool = index }
                 callerTools.append(tool)
             }
         }
         let plugin = try FusionPlugin.find(in: request.extraFields["plugins"])
+        if let customTool, fusionTool != nil || plugin != nil || isAlias {
+            // A deliberation decodes its outer model's turns, and a custom tool's call has no
+            // neutral form: it would reach the client as a nameless function call (review 51 #1).
+            throw .invalidRequest("A request for fusion takes function tools only; OpenAI's custom tools are not offered with it.",
+                                  param: "tools[\(customTool)]")
+        }
         if let plugin, let fusionTool {
             throw .invalidRequest("Fusion is given twice, as the plugin '\(plugin.path)' and as the tool 'tools[\(fusionTool.index)]': use one.",
                                   param: plugin.path)

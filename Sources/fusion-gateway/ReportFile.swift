@@ -26,47 +26,68 @@ struct ReportFile {
     }
 
     private var destination: Destination {
-        if let descriptor = Self.descriptorNamed(path) { return .descriptor(descriptor) }
-        let target = Self.followingLinks(path)
+        let (descriptor, target) = Self.followingLinks(path)
+        if let descriptor { return .descriptor(descriptor) }
         var info = stat()
         if stat(target, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG, (info.st_mode & S_IFMT) != S_IFDIR { return .special(target) }
         return .regular(target)
     }
 
-    /// The descriptor a path names by itself, if it is one of the ways to name one.
+    /// The descriptor a path names by itself (`/dev/stdout`, `/dev/fd/N`, …): nil when it names
+    /// none, -1 when it is one of those places but no number of a descriptor.
     private static func descriptorNamed(_ path: String) -> Int32? {
-        switch path {
+        // Read as written: "." and repeated slashes dropped, no link followed (Foundation's
+        // standardizing would follow /dev/stdout to the file behind it).
+        let standard = "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+        switch path.hasPrefix("/") ? standard : path {
         case "/dev/stdout": return 1
         case "/dev/stderr": return 2
-        default:
-            for prefix in ["/dev/fd/", "/proc/self/fd/"] where path.hasPrefix(prefix) {
-                return Int32(path.dropFirst(prefix.count))
+        case "/dev/stdin": return 0
+        case let standard:
+            for prefix in ["/dev/fd/", "/proc/self/fd/"] where standard.hasPrefix(prefix) {
+                return Int32(standard.dropFirst(prefix.count)) ?? -1
             }
             return nil
         }
     }
 
-    /// `path` with its symbolic links followed, a dangling one to where it points.
-    private static func followingLinks(_ path: String) -> String {
+    /// Where `path` leads: a descriptor named on the way (a link to `/dev/stdout`), else the
+    /// file its symbolic links end at, dangling ones too. Each hop's directory is resolved by
+    /// the kernel (`realpath`), so `..` in a link means what it means to the kernel (review 51
+    /// #2: resolved as text, a link through a linked directory wrote over another file).
+    private static func followingLinks(_ path: String) -> (descriptor: Int32?, path: String) {
         var current = path
         for _ in 0..<40 {
+            if let descriptor = descriptorNamed(current) { return (descriptor, current) }
             var info = stat()
-            guard lstat(current, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK else { return current }
+            guard lstat(current, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK else { break }
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             let count = readlink(current, &buffer, buffer.count - 1)
-            guard count > 0 else { return current }
+            guard count > 0 else { break }
             let destination = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            current = destination.hasPrefix("/") ? destination
-                : ((current as NSString).deletingLastPathComponent as NSString).appendingPathComponent(destination)
+            current = destination.hasPrefix("/") ? destination : physical((current as NSString).deletingLastPathComponent) + "/" + destination
         }
-        return current
+        // The last hop's directory, physically, and its name.
+        let name = (current as NSString).lastPathComponent
+        return (nil, physical((current as NSString).deletingLastPathComponent) + "/" + name)
+    }
+
+    /// `directory` as the kernel resolves it (itself when it does not exist).
+    private static func physical(_ directory: String) -> String {
+        let directory = directory.isEmpty ? "." : directory
+        guard let resolved = realpath(directory, nil) else { return directory }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// Why the report could not be written there (nil: it can).
     var problem: String? {
         switch destination {
         case .descriptor(let descriptor):
-            return fcntl(descriptor, F_GETFL) < 0 ? "descriptor \(descriptor) is not open" : nil
+            guard descriptor >= 0 else { return "it names no descriptor" }
+            let flags = fcntl(descriptor, F_GETFL)
+            guard flags >= 0 else { return "descriptor \(descriptor) is not open" }
+            return flags & O_ACCMODE == O_RDONLY ? "descriptor \(descriptor) is open only for reading" : nil
         case .special(let target):
             return access(target, W_OK) == 0 ? nil : String(cString: strerror(errno))
         case .regular(let target):
@@ -85,10 +106,20 @@ struct ReportFile {
         case .descriptor(let descriptor):
             try FileHandle(fileDescriptor: descriptor, closeOnDealloc: false).write(contentsOf: data)
         case .special(let target):
-            guard let handle = FileHandle(forWritingAtPath: target) else {
-                throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+            // Never blocking without a bound: a pipe nobody reads is waited for 10 s, then said
+            // (review 51 #3: a blocking open waited forever, deaf to Ctrl-C).
+            var descriptor: Int32 = -1
+            for _ in 0..<100 {
+                descriptor = open(target, O_WRONLY | O_NONBLOCK)
+                guard descriptor < 0, errno == ENXIO else { break }
+                usleep(100_000)
             }
-            defer { try? handle.close() }
+            guard descriptor >= 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path,
+                                 NSLocalizedDescriptionKey: errno == ENXIO ? "no reader on the pipe \(path)" : String(cString: strerror(errno))])
+            }
+            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+            let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
             try handle.write(contentsOf: data)
         case .regular(let target):
             try data.write(to: URL(fileURLWithPath: target), options: .atomic)

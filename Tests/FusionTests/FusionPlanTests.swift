@@ -88,6 +88,18 @@ import Testing
                 == "tools[0].parameters.reasoning.enabled")
     }
 
+    /// A custom tool beside fusion is refused naming it (its calls have no neutral form: the outer
+    /// model's would reach the client nameless, review 51 #1); without fusion it is the
+    /// upstream's to take.
+    @Test func customToolsAreNotOfferedWithFusion() throws {
+        let tools = #""tools":[{"type":"custom","custom":{"name":"code_exec"}},{"type":"fusion"}]"#
+        #expect(error(#"{"model":"sim/outer","messages":[{"role":"user","content":"q"}],\#(tools)}"#)?.param == "tools[0]")
+        guard case .passthrough = try plan(#"{"model":"sim/outer","messages":[{"role":"user","content":"q"}],"tools":[{"type":"custom","custom":{"name":"code_exec"}}]}"#) else {
+            Issue.record("a custom tool alone is no fusion request")
+            return
+        }
+    }
+
     @Test func presetsSelectThePanel() throws {
         guard case .fusion(let request) = try plan(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion","parameters":{"preset":"budget"}}]}"#) else { return }
         #expect(request.parameters.analysisModels == ["sim/expert-1", "sim/expert-2"])

@@ -37,6 +37,7 @@ import Testing
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--warmup=-1"], "--warmup is 0 to 1000000"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--timeout", "0.0004"], "--timeout is seconds, at least 0.001"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/"], "cannot write /: it is a directory"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/dev/fd/abc"], "it names no descriptor"),
     ])
     func outOfRangeNumbersAreUsageErrors(arguments: [String], message: String) throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the package first: \(Self.binary.path)")
