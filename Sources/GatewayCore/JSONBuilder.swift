@@ -13,6 +13,10 @@ struct JSONBuilder {
         /// (Ollama's OpenAI layer) matches fields ignoring case, the last one winning, so it
         /// would read the one the gateway did not check (review 48 surfaces #1).
         case keysDifferingInCase(String, String)
+        /// A top-level key equal but for case to one the gateway reads or writes upstream
+        /// (`Stream`): alone it is no duplicate, but beside the field the gateway writes
+        /// (`stream`) a Go upstream reads the two as one (the CI fuzzer found it).
+        case keyInAnotherCase(String, expected: String)
         case numberOutOfRange(path: String)
         case tooManyElements(path: String)
     }
@@ -36,6 +40,15 @@ struct JSONBuilder {
         self.strict = strict
         self.refusingCaseVariants = strict && refusingCaseVariants
     }
+
+    /// The top-level fields of the three APIs that the gateway reads, or writes into an upstream
+    /// body beside what a client sent, by their folded spelling.
+    static let guardedKeys: [String: String] = Dictionary(uniqueKeysWithValues: [
+        "model", "models", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "max_output_tokens",
+        "n", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p", "top_k", "stop", "stop_sequences",
+        "response_format", "reasoning", "reasoning_effort", "user", "plugins", "seed", "metadata", "input", "instructions",
+        "system", "thinking", "output_config", "text", "include",
+    ].map { (caseFolded($0), $0) })
 
     /// `key` with every letter in one case, as Go's `strings.EqualFold` compares (simple case
     /// folding: `K` (Kelvin) is `k`, `ſ` is `s`, `ς` is `σ`; `ß` stays `ß`).
@@ -76,6 +89,7 @@ struct JSONBuilder {
                     if folded != nil {
                         let fold = Self.caseFolded(key)
                         if let other = folded?.updateValue(key, forKey: fold) { throw .keysDifferingInCase(other, key) }
+                        if let expected = Self.guardedKeys[fold], expected != key { throw .keyInAnotherCase(key, expected: expected) }
                     }
                     guard members.count < Self.maxElements else { throw .tooManyElements(path: pathText) }
                     path.append(.key(key))

@@ -95,6 +95,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .failure(.keysDifferingInCase(let first, let second)):
             throw .invalidRequest("The request body has the keys '\(first)' and '\(second)', which some servers read as one field; "
                                   + "send each key once, spelled one way.", param: second, code: "duplicate_key")
+        case .failure(.keyInAnotherCase(let key, let expected)):
+            throw .invalidRequest("The request body has the key '\(key)', which some servers read as '\(expected)'; spell it '\(expected)'.",
+                                  param: key, code: "duplicate_key")
         case .failure(.tooManyElements(let path)):
             throw .invalidRequest("The \(path.isEmpty ? "request body" : "value at '\(path)'") has more than \(JSONBuilder.maxElements) elements; "
                                   + "a request may hold at most \(JSONBuilder.maxElements) in any array or object.",

@@ -98,6 +98,12 @@ import Testing
                 #expect(error.code == "duplicate_key" && error.status == 400, "\(text): \(error.message)")
             }
         }
+        // Alone, a known field spelled in another case is refused too: the gateway writes the
+        // field itself beside it upstream (found by the CI fuzzer: "Stream" beside "stream").
+        for key in ["Stream", "MAX_TOKENS", "Tools"] {
+            #expect(throws: APIError.self, "\(key)") { try parse(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"\#(key)":1}"#) }
+        }
+        _ = try parse(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"X_Vendor":1,"Custom_Field":{"A":1,"a":2}}"#)
         let schema = #"{"type":"object","properties":{"id":{"type":"string"},"ID":{"type":"string"}}}"#
         _ = try parse(#"{"model":"p/m",\#(user),"tools":[{"type":"function","function":{"name":"f","parameters":\#(schema)}}],"metadata":{"a":"1","A":"2"}}"#)
         #expect(JSONBuilder.caseFolded("Stra\u{DF}e") == "stra\u{DF}e", "ß is not SS (simple folding)")
