@@ -117,13 +117,14 @@ public final class EventLoop: @unchecked Sendable {
         afterWriteWork.removeAll()
         // From here on no other thread wakes this loop (see `execute`); work queued and not run
         // is dropped with the loop, and whoever waits for it is told (review 50 #5).
-        let dropped = pendingWork.withLock { pending in
+        // Taken out of the lock and released after it: a capture's deinit may call `execute`.
+        let (unrun, dropped) = pendingWork.withLock { pending in
             pending.accepting = false
-            pending.items.removeAll()
-            defer { pending.dropped.removeAll() }
-            return pending.dropped
+            defer { pending.items = []; pending.dropped = [] }
+            return (pending.items, pending.dropped)
         }
         for handler in dropped { handler?() }
+        _ = consume unrun
         threadID.store(0, ordering: .relaxed)
     }
 
