@@ -16,6 +16,27 @@ public struct ModelPrice: Sendable, Equatable {
     }
 }
 
+extension Usage {
+    /// This usage with its `cost` at `price` when its upstream reported none (Anthropic's and
+    /// Gemini's APIs never do; many OpenAI-compatible servers do not): the client's `usage.cost`
+    /// is then what the record's spend charges, not a 0 that reads as free (review 49 SDK F5).
+    /// A reported cost stays; without a price, so does the 0 (unknown).
+    public func costed(at price: ModelPrice?) -> Usage {
+        guard cost == 0, let price else { return self }
+        var costed = self
+        costed.cost = Usage.roundedCost(price.cost(input: promptTokens, output: completionTokens))
+        return costed
+    }
+}
+
+extension ModelEvent {
+    /// A usage event costed at `price` (see `Usage.costed(at:)`); any other event as it is.
+    public func costed(at price: ModelPrice?) -> ModelEvent {
+        guard price != nil, case .usage(let usage) = self else { return self }
+        return .usage(usage.costed(at: price))
+    }
+}
+
 /// What a deliberation (the panel and the judge) will cost, as a range, before any call starts:
 /// each call's prompt tokens (estimated from its text) at the input price, and between none and
 /// the call's output limit at the output price. The judge's prompt holds the answers, so its

@@ -84,7 +84,11 @@ public struct FusionSettings: Sendable, Equatable {
             "mixed": Preset(analysisModels: ["sim/expert-1", "sim-anthropic/expert-2", "sim-gemini/expert-3"], judge: "sim-anthropic/outer"),
         ],
         defaultPreset: "quality")
-        .with(prices: ["sim/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)])  // the simulator's made-up 2 µ$ per token
+        // The simulator's made-up 2 µ$ per token; its Anthropic and Gemini APIs report no cost, as
+        // the vendors' do not, so their usage is costed at the same price here.
+        .with(prices: ["sim/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2),
+                       "sim-anthropic/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2),
+                       "sim-gemini/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 2)])
 
     func with(prices: PriceBook) -> FusionSettings {
         var settings = self

@@ -39,12 +39,34 @@ public struct PriceBook: Sendable, Equatable, ExpressibleByDictionaryLiteral {
 
     private mutating func route() {
         var routed: [String: ModelPrice] = [:]
-        // Keys already in routed form first, so one written both ways keeps its routed spelling's price.
-        for (key, price) in entries.sorted(by: { ($0.key == Self.routedKey($0.key, naming) ? 0 : 1, $0.key) < ($1.key == Self.routedKey($1.key, naming) ? 0 : 1, $1.key) }) {
+        for (key, price) in orderedForRouting() {
             let name = Self.routedKey(key, naming)
             if routed[name] == nil { routed[name] = price }
         }
         self.routed = routed
+    }
+
+    /// Keys already in routed form first, so one written both ways keeps its routed spelling's price.
+    private func orderedForRouting() -> [(key: String, value: ModelPrice)] {
+        entries.sorted { ($0.key == Self.routedKey($0.key, naming) ? 0 : 1, $0.key) < ($1.key == Self.routedKey($1.key, naming) ? 0 : 1, $1.key) }
+            .map { (key: $0.key, value: $0.value) }
+    }
+
+    /// Keys that name one model (or wildcard) as it routes, with a price that differs from the
+    /// kept key's: the table's author meant one of them, and only `kept` applies (the server
+    /// warns at startup; review 51 #6). Equal prices written twice are no conflict.
+    public var conflicts: [(ignored: String, kept: String)] {
+        var first: [String: (key: String, price: ModelPrice)] = [:]
+        var found: [(ignored: String, kept: String)] = []
+        for (key, price) in orderedForRouting() {
+            let name = Self.routedKey(key, naming)
+            if let kept = first[name] {
+                if kept.price != price { found.append((ignored: key, kept: kept.key)) }
+            } else {
+                first[name] = (key, price)
+            }
+        }
+        return found
     }
 
     /// A key as its models route: `*` stays; `prefix/*` has its prefix routed as a name's first

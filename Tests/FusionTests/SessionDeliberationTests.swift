@@ -262,6 +262,16 @@ import Testing
             #expect(family.price(of: spelling + "anthropic/claude-sonnet-4")?.inputPerMillion == 3, "the family before the provider")
             #expect(family.price(of: spelling + "openai/gpt-5")?.inputPerMillion == 0.5)
         }
+        // Two keys for one model at different prices: the routed spelling is used, and the
+        // other is reported (the server warns at startup); the same price twice is no conflict.
+        let twice = PriceBook(["llama-3-70b": ModelPrice(inputPerMillion: 4, outputPerMillion: 4),
+                               "vllm/llama-3-70b": ModelPrice(inputPerMillion: 5, outputPerMillion: 5),
+                               "other": ModelPrice(inputPerMillion: 1, outputPerMillion: 1),
+                               "vllm/other": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)],
+                              naming: ModelNaming(providers: ["vllm"], defaultProvider: "vllm"))
+        #expect(twice.price(of: "llama-3-70b")?.inputPerMillion == 5)
+        #expect(twice.conflicts.map { "\($0.ignored) < \($0.kept)" } == ["llama-3-70b < vllm/llama-3-70b"])
+        #expect(asWritten.conflicts.isEmpty && family.conflicts.isEmpty)
         let naming = ModelNaming(providers: ["a"], defaultProvider: nil)
         #expect(naming.split("b/x")! == ("b", "x"), "without a default, the first segment names the provider")
         #expect(naming.split("plain") == nil)

@@ -379,3 +379,65 @@ import Testing
         #expect(metrics.metric(#"fusion_gateway_requests_total{route="messages",kind="rejected",status="404"}"#) == 1)
     }
 }
+
+/// Anthropic's and Gemini's APIs report no cost, nor do many OpenAI-compatible servers: the
+/// usage a client reads is costed at the config's price, as the record's spend is, not a 0 that
+/// reads as free (review 49 SDK F5). A reported cost stays; without a price the 0 (unknown) does.
+@Suite struct UsageCostTests {
+    static let price = ModelPrice(inputPerMillion: 3, outputPerMillion: 15)
+
+    static func expectedCost(_ usage: JSONValue?, input: String = "prompt_tokens", output: String = "completion_tokens",
+                             price: ModelPrice = price) -> Double {
+        let prompt = Double(usage?[input]?.intValue ?? 0), completion = Double(usage?[output]?.intValue ?? 0)
+        return Usage.roundedCost((prompt * price.inputPerMillion + completion * price.outputPerMillion) / 1_000_000)
+    }
+
+    static func post(_ env: TestEnvironment, _ path: String, _ body: String) throws -> TestResponse {
+        let client = try env.client()
+        try client.send(TestEnvironment.post(path, body: body))
+        return try client.readResponse()
+    }
+
+    @Test func aUsageWithoutACostIsCostedAtTheConfigPrice() throws {
+        let env = try TestEnvironment {
+            $0.prices["sim-anthropic/*"] = Self.price
+            $0.prices["sim-gemini/*"] = nil  // unpriced: no cost is known
+        }
+        let usageAsked = #","stream_options":{"include_usage":true}"#
+        // Streamed chat from Anthropic's API: the usage chunk and the record state one cost.
+        let streamed = try env.chat(TestEnvironment.chatBody(model: "sim-anthropic/normal:pace_ms=0", extra: usageAsked))
+        let usage = try #require(streamed.plainChunksJSON.last { $0["usage"] != nil && $0["usage"] != .null }?["usage"], "\(streamed.text)")
+        #expect((usage["completion_tokens"]?.intValue ?? 0) > 0 && usage["cost"] == .double(Self.expectedCost(usage)), "\(usage)")
+        let record = try #require(try env.generation(streamed.header("x-generation-id")))
+        #expect(record["total_cost"] == usage["cost"], "\(record)")
+        // A whole answer, and Responses' usage (its own names for the counts).
+        let whole = try env.chat(TestEnvironment.chatBody(model: "sim-anthropic/normal:pace_ms=0", stream: false))
+        #expect(whole.json?["usage"]?["cost"] == .double(Self.expectedCost(whole.json?["usage"])), "\(whole.text)")
+        let response = try Self.post(env, "/v1/responses", #"{"model":"sim-anthropic/normal:pace_ms=0","input":"Hello there","stream":false}"#)
+        let responseUsage = response.json?["usage"]
+        #expect(responseUsage?["cost"] == .double(Self.expectedCost(responseUsage, input: "input_tokens", output: "output_tokens")),
+                "\(response.text)")
+        // Unpriced: nothing is made up.
+        let unpriced = try env.chat(TestEnvironment.chatBody(model: "sim-gemini/normal:pace_ms=0", stream: false))
+        #expect(unpriced.status == 200 && unpriced.json?["usage"]?["cost"]?.doubleValue == 0, "\(unpriced.text)")
+        // An upstream's own cost is never replaced: the simulator's OpenAI API reports 2 µ$ a token.
+        let reported = try env.chat(TestEnvironment.chatBody(model: "sim/normal:pace_ms=0", stream: false))
+        #expect(reported.json?["usage"]?["cost"] == .double(Self.expectedCost(reported.json?["usage"], price: ModelPrice(inputPerMillion: 2, outputPerMillion: 2))),
+                "\(reported.text)")
+    }
+
+    /// A deliberation's calls are costed the same way, each at its model's price.
+    @Test func aDeliberationsCallsAreCostedAtTheirModelsPrices() throws {
+        let env = try TestEnvironment { $0.prices["sim-anthropic/*"] = Self.price }
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["sim-anthropic/expert-2:pace_ms=1","sim-gemini/expert-3:pace_ms=1"]}}]"#
+        let response = try env.chat(#"{"model":"mock/outer:pace_ms=1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Compare two options"}],"tools":\#(tools),"tool_choice":"required"}"#)
+        let usage = try #require(response.plainChunksJSON.last?["usage"], "\(response.text)")
+        let calls = try #require(usage["fusion"]?["calls"]?.arrayValue, "\(usage)")
+        let anthropic = try #require(calls.first { $0["model"]?.stringValue?.hasPrefix("sim-anthropic/") == true }, "\(calls)")
+        #expect((anthropic["cost"]?.doubleValue ?? 0) > 0 && anthropic["cost"] == .double(Self.expectedCost(anthropic)), "\(anthropic)")
+        let gemini = try #require(calls.first { $0["model"]?.stringValue?.hasPrefix("sim-gemini/") == true }, "\(calls)")
+        #expect(gemini["cost"] == .double(Self.expectedCost(gemini, price: ModelPrice(inputPerMillion: 2, outputPerMillion: 2))), "\(gemini)")
+        let summed = calls.compactMap { $0["cost"]?.doubleValue }.reduce(0, +)
+        #expect(abs((usage["cost"]?.doubleValue ?? 0) - summed) < 1e-9, "the total is the calls' sum: \(usage)")
+    }
+}

@@ -239,6 +239,8 @@ final class InnerCall {
                     emittedEvents = true
                     events += 1
                     outputBytes += Self.outputBytes(of: event)
+                    // A usage without a cost is costed at the config's price (as the proxy's are).
+                    let event = if case .usage = event { event.costed(at: route.price) } else { event }
                     InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
                 }
             }
@@ -340,7 +342,7 @@ final class InnerCall {
     private func deliverWhole() {
         let events: [ModelEvent]
         do {
-            events = try route.provider.decodeResponse(errorBody, redactor: redactor)
+            events = try route.provider.decodeResponse(errorBody, redactor: redactor).map { $0.costed(at: route.price) }
         } catch {
             fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid response: \(error.message)"), .invalidResponse)
             return

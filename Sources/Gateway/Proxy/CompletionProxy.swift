@@ -306,7 +306,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
         let events: [ModelEvent]
         do {
-            events = try route.provider.decodeResponse(body, redactor: redactor)
+            events = try route.provider.decodeResponse(body, redactor: redactor).map { $0.costed(at: route.price) }
         } catch {
             fail(.upstreamProtocol("the upstream's response is not valid: \(error.message)"))
             return

@@ -76,7 +76,7 @@ struct ChatProxyRequest: ProxyRequest {
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                             id: context.generationID, model: route.slug, created: context.created, includeUsage: chat.includeUsage,
-                            usageFallback: fallback)  // a whole answer without usage: estimated by its size
+                            usageFallback: fallback, price: route.price)  // a whole answer without usage: estimated by its size
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
@@ -117,7 +117,7 @@ struct MessagesProxyRequest: ProxyRequest {
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<MessagesStreamWriter> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                          writer: MessagesStreamWriter(id: context.generationID, model: clientModel, deferredStart: true),
-                         estimatedPromptTokens: estimatedPromptTokens)
+                         estimatedPromptTokens: estimatedPromptTokens, price: route.price)
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
@@ -158,7 +158,7 @@ struct ResponsesProxyRequest: ProxyRequest {
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<ResponsesTranslation> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                          writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: envelope(context), stream: true)),
-                         estimatedPromptTokens: estimatedPromptTokens)
+                         estimatedPromptTokens: estimatedPromptTokens, price: route.price)
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {

@@ -117,6 +117,10 @@ public final class GatewayServer {
                 logger.warning("provider has no API key; its requests will fail until it is set",
                                metadata: ["provider": "\(provider)", "env": "\(variable)"])
             }
+            for (ignored, kept) in self.config.prices.conflicts {
+                logger.warning("two prices name one model as it routes; the first is used",
+                               metadata: ["used": "\(kept)", "ignored": "\(ignored)"])
+            }
         }
     }
 

@@ -9,6 +9,9 @@ public struct ModelRoute: Sendable {
     public var slug: String
     public var upstreamModel: String
     let target: ModelRouter.Target
+    /// Its price in the config's table (`prices:`), if any: a usage its upstream reported without
+    /// a cost is costed at it (`Usage.costed(at:)`), as its spend is.
+    public var price: ModelPrice?
     /// Where to send it, with the key read from the environment (never logged or returned).
     public var endpoint: ProviderEndpoint { target.endpoint }
     public var provider: any Provider { target.implementation }
@@ -22,6 +25,8 @@ public struct ModelRouter: Sendable {
     /// How names route (shared with the price book, so what is priced is what is called).
     public let naming: ModelNaming
     private let keys: [String: String]
+    /// The config's prices, routed as names are (`PriceBook`).
+    private let prices: PriceBook
     /// Per provider, what a route needs, resolved once: routing runs for every model of every
     /// request (five for a deliberation) before its first upstream call, and copying a
     /// provider's whole configuration each time cost more than the rest of it.
@@ -51,6 +56,9 @@ public struct ModelRouter: Sendable {
         providers = config.providers
         defaultProvider = config.defaultProvider
         naming = config.modelNaming
+        var prices = config.prices
+        prices.naming = naming  // looked up as names route (`GatewayConfig.pricedByRoute`)
+        self.prices = prices
         var keys: [String: String] = [:]
         var headers: [String: [String: String]] = [:]
         var secretHeaderValues: [String] = []
@@ -131,7 +139,7 @@ public struct ModelRouter: Sendable {
             throw APIError(status: 502, type: "upstream_error", code: "provider_key_missing",
                            message: "Provider '\(providerName)' has no API key: the gateway's environment variable \(variable) is not set")
         }
-        return ModelRoute(slug: model, upstreamModel: upstreamModel, target: target)
+        return ModelRoute(slug: model, upstreamModel: upstreamModel, target: target, price: prices.isEmpty ? nil : prices.price(of: model))
     }
 
     private var providerList: String {

@@ -1,3 +1,4 @@
+import Fusion
 import GatewayCore
 import Providers
 
@@ -39,10 +40,10 @@ public struct ChatStreamRelay {
 
     /// Translates an upstream of another format (decoded by `decoder`) into chunks.
     public static func translating(_ decoder: any ModelStreamDecoder, id: String, model: String, created: Int,
-                                   includeUsage: Bool, usageFallback: SSERelay.UsageFallback? = nil) -> ChatStreamRelay {
+                                   includeUsage: Bool, usageFallback: SSERelay.UsageFallback? = nil, price: ModelPrice? = nil) -> ChatStreamRelay {
         let writer = ChatStreamTranslation(chunks: ChatChunkWriter(id: id, model: model, created: created), includeUsage: includeUsage)
         return ChatStreamRelay(engine: .translating(Box(TranslatingRelay(decoder: decoder, writer: writer,
-                                                                         estimatedPromptTokens: usageFallback?.promptTokens))))
+                                                                         estimatedPromptTokens: usageFallback?.promptTokens, price: price))))
     }
 
     private init(engine: Engine) {

@@ -1,3 +1,4 @@
+import Fusion
 import GatewayCore
 import Providers
 
@@ -43,6 +44,9 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public private(set) var writer: Writer
     /// The prompt's estimated size, for a usage estimate when the upstream reports none.
     private let estimatedPromptTokens: Int64?
+    /// The model's price in the config: a usage reported without a cost (or estimated) is
+    /// costed at it (`Usage.costed(at:)`).
+    private let price: ModelPrice?
     public private(set) var usage: Usage?
     public private(set) var finish: FinishReason?
     /// Events carrying the answer (text, reasoning, tool call fragments) forwarded so far.
@@ -60,10 +64,11 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     /// stream cut before its final usage is estimated from it rather than the body's size.
     public private(set) var promptUsage: Usage?
 
-    public init(decoder: any ModelStreamDecoder, writer: Writer, estimatedPromptTokens: Int64? = nil) {
+    public init(decoder: any ModelStreamDecoder, writer: Writer, estimatedPromptTokens: Int64? = nil, price: ModelPrice? = nil) {
         self.decoder = decoder
         self.writer = writer
         self.estimatedPromptTokens = estimatedPromptTokens
+        self.price = price
     }
 
     public mutating func start(into out: inout [UInt8]) {
@@ -132,8 +137,9 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     private mutating func translate(_ event: ModelEvent, into out: inout [UInt8]) {
         switch event {
         case .usage(let reported):
-            usage = reported  // per stream: the last report is the total
-            writer.append(event, to: &out)
+            let costed = reported.costed(at: price)
+            usage = costed  // per stream: the last report is the total
+            writer.append(.usage(costed), to: &out)
         case .error(let error):
             fail(error, into: &out)
         case .finish(let reason):
@@ -176,6 +182,6 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         guard usage == nil else { return usage }
         guard let prompt = promptUsage ?? estimatedPromptTokens.map({ Usage(promptTokens: $0) }) else { return nil }
         usageEstimated = true
-        return Usage.estimate(prompt: prompt, completionTokens: max(Int64(forwardedEvents), wholeOutputTokens ?? 0))
+        return Usage.estimate(prompt: prompt, completionTokens: max(Int64(forwardedEvents), wholeOutputTokens ?? 0)).costed(at: price)
     }
 }
