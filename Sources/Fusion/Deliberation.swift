@@ -161,7 +161,7 @@ public struct Deliberation: Sendable {
             states[index] = .answered
             let memberStats = MemberStats(model: models[index], role: "panel", status: "ok", usage: usage,
                                           firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
-                                          characters: texts[index].count, toolCalls: toolCalls)
+                                          characters: texts[index].count, toolCalls: toolCalls, member: index)
             stats.append(memberStats)
             return [.progress(.memberCompleted(index: index, model: models[index], stats: memberStats))]
                 + quorumReached(at: time) + panelDoneIfComplete(at: time)
@@ -184,7 +184,7 @@ public struct Deliberation: Sendable {
         failures[index] = (reason, message, statusCode)
         stats.append(MemberStats(model: models[index], role: "panel", status: reason.rawValue, usage: usage,
                                  firstTokenMilliseconds: firstToken[index], durationMilliseconds: time - started[index],
-                                 characters: texts[index].count))
+                                 characters: texts[index].count, member: index))
         return [.progress(.memberFailed(index: index, model: models[index], reason: reason, message: message, statusCode: statusCode))]
             + panelDoneIfComplete(at: time)
     }
@@ -228,7 +228,7 @@ public struct Deliberation: Sendable {
             stats.append(MemberStats(model: models[index], role: "panel", status: MemberFailureReason.cutForLatency.rawValue,
                                      usage: memberSpent[index]?.usage, firstTokenMilliseconds: firstToken[index],
                                      durationMilliseconds: time - started[index], characters: texts[index].count,
-                                     toolCalls: memberSpent[index]?.toolCalls ?? 0))
+                                     toolCalls: memberSpent[index]?.toolCalls ?? 0, member: index))
             actions.append(.cancelMember(index: index))
             actions.append(.progress(.memberCut(index: index, model: models[index], characters: texts[index].count, cause: cause)))
         }

@@ -53,12 +53,16 @@ public struct MemberStats: Sendable, Equatable {
     /// `usage` holds the gateway's estimate for a turn cut or failed before its upstream reported
     /// usage (the prompt by its size, a token per piece of output): what the key is charged.
     public var usageEstimated = false
+    /// A panel member's index in the panel: what its calls' estimates are matched by (two
+    /// members may share a model).
+    public var member: Int?
     /// It produced something or was charged: not a call refused before its answer began.
     public var ran: Bool { usage != nil || characters > 0 || toolCalls > 0 }
 
     public init(model: String, role: String, status: String, usage: Usage?, firstTokenMilliseconds: Double?,
-                durationMilliseconds: Double, characters: Int, toolCalls: Int = 0) {
+                durationMilliseconds: Double, characters: Int, toolCalls: Int = 0, member: Int? = nil) {
         self.toolCalls = toolCalls
+        self.member = member
         self.model = model
         self.role = role
         self.status = status
@@ -234,23 +238,35 @@ extension MemberStats {
         public var role: String
         public var model: String
         public var usage: Usage
-        public init(role: String, model: String, usage: Usage) {
+        /// The panel member whose call it was (nil: not a member's).
+        public var member: Int?
+        public init(role: String, model: String, usage: Usage, member: Int? = nil) {
             self.role = role
             self.model = model
             self.usage = usage
+            self.member = member
         }
     }
 
-    /// `calls` with `estimates` folded in, so the client's usage is what the key is charged: each
-    /// estimate goes to the first call of its role and model without usage (a member cut for
-    /// latency, a judge stopped by the deadline), else is added to the first call of its role
-    /// and model (a later turn of a tool loop); `unplaced` is what matched no call (still part of
-    /// the total).
+    /// `calls` with `estimates` folded in, so the client's usage is what the key is charged: a
+    /// panel member's estimate goes to that member's call (its cancelled turn's, added to its
+    /// earlier turns'); any other goes to the first call of its role and model without usage (a
+    /// judge stopped by the deadline), else is added to the first of them (a later turn of a
+    /// tool loop); `unplaced` is what matched no call (still part of the total).
     public static func folding(_ estimates: [Estimate], into calls: [MemberStats]) -> (calls: [MemberStats], unplaced: Usage) {
         var calls = calls
         var unplaced = Usage()
         var filled = Set<Int>()
         for estimate in estimates {
+            // By member first: two members of one model, one cut after a tool turn and one before
+            // any output, each keep their own (review 51 #5).
+            if let member = estimate.member,
+               let own = calls.indices.first(where: { calls[$0].member == member && calls[$0].role == estimate.role }) {
+                calls[own].usage = (calls[own].usage ?? Usage()) + estimate.usage
+                calls[own].usageEstimated = true
+                filled.insert(own)
+                continue
+            }
             let matches = calls.indices.filter { calls[$0].role == estimate.role && calls[$0].model == estimate.model }
             if let empty = matches.first(where: { calls[$0].usage == nil && !filled.contains($0) }) {
                 calls[empty].usage = estimate.usage

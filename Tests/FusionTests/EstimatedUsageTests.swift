@@ -55,4 +55,20 @@ import Testing
                                        into: [first, cut])
         #expect(both.calls.map(\.usage?.totalTokens) == [7, 140])
     }
+
+    /// Matched by member, not by model: member 0 cut in its second turn after a finished tool
+    /// turn, member 1 (same model) cut before any output: the estimate is member 0's, and member
+    /// 1 shows nothing (review 51 #5: by order, member 1 took it and member 0's showed as measured).
+    @Test func aMembersEstimateIsItsOwnWhateverItsModel() {
+        var earlier = stats("panel", "m", Usage(promptTokens: 80, completionTokens: 20, totalTokens: 100))
+        earlier.status = "cut_for_latency"
+        earlier.member = 0
+        var silent = stats("panel", "m", nil)
+        silent.member = 1
+        let estimate = MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 20, completionTokens: 10, totalTokens: 30), member: 0)
+        let folded = MemberStats.folding([estimate], into: [earlier, silent])
+        #expect(folded.calls.map(\.usage?.totalTokens) == [130, nil])
+        #expect(folded.calls.map(\.usageEstimated) == [true, false])
+        #expect(folded.unplaced == Usage())
+    }
 }

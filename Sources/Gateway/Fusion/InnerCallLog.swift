@@ -28,12 +28,15 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
         /// the path of every call's start.
         let request: ModelRequest
+        /// The panel member it answers for (nil: an outer or judge call).
+        let member: Int?
 
-        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], request: ModelRequest) {
+        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], request: ModelRequest, member: Int?) {
             self.record = record
             self.startedAt = startedAt
             self.routes = routes
             self.request = request
+            self.member = member
         }
     }
 
@@ -60,7 +63,8 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         guard let first = routes.first else { return }
         var record = CallRecord(role: Self.role(role), model: first.model, provider: first.provider)
         record.startMilliseconds = OverheadMeter.milliseconds(now &- requestStart)
-        entries[id] = Entry(record: record, startedAt: now, routes: routes, request: request)
+        let member: Int? = if case .member(let index) = role { index } else { nil }
+        entries[id] = Entry(record: record, startedAt: now, routes: routes, request: request, member: member)
     }
 
     func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
@@ -142,7 +146,8 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     var estimates: [MemberStats.Estimate] {
         entries.keys.sorted().compactMap { id in
             guard let entry = entries[id], entry.record.usageEstimated, let usage = entry.record.usage else { return nil }
-            return MemberStats.Estimate(role: entry.record.role, model: entry.routes.first?.model ?? entry.record.model, usage: usage)
+            return MemberStats.Estimate(role: entry.record.role, model: entry.routes.first?.model ?? entry.record.model, usage: usage,
+                                        member: entry.member)
         }
     }
 
