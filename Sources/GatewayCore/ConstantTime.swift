@@ -6,7 +6,7 @@ public enum ConstantTime {
         let candidateBytes = Array(candidate.utf8)
         var matched: UInt8 = 0
         for secret in secrets {
-            matched |= equals(candidateBytes, Array(secret.utf8))
+            matched |= equals(candidateBytes, Array(secret.utf8)) & (secret.isEmpty ? 0 : 1)
         }
         return matched == 1
     }
@@ -17,7 +17,8 @@ public enum ConstantTime {
         let candidateBytes = Array(candidate.utf8)
         var found = -1
         for (index, secret) in secrets.enumerated() {
-            let equal = Int(equals(candidateBytes, Array(secret.utf8)))
+            // An empty secret matches nothing: an empty header is no key (review 52B #1).
+            let equal = Int(equals(candidateBytes, Array(secret.utf8)) & (secret.isEmpty ? 0 : 1))
             // Branch-free select: keeps the first match.
             let take = equal & (found < 0 ? 1 : 0)
             found = take * index + (1 - take) * found

@@ -34,6 +34,14 @@ import Web
         // Fails closed: the named variable unset or empty is an error, never an open gateway.
         #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: [:]) }
         #expect(throws: ConfigError.self) { try config.gatewayKeys(environment: ["FUSION_GATEWAY_KEYS": " , "]) }
+        // Keys written in the file: trimmed; an empty one or an unexpanded template variable is
+        // refused, naming the entry, never a key anyone can present (review 52B #1).
+        #expect(try GatewayConfig.parse(yaml: "server: {api_keys: [' sk-one ', sk-two]}").server.apiKeys == ["sk-one", "sk-two"])
+        for bad in ["server: {api_keys: ['']}", "server: {api_keys: [sk-one, '  ']}", "server: {api_keys: ['${GATEWAY_KEY}']}"] {
+            #expect { try GatewayConfig.parse(yaml: bad) } throws: { error in
+                "\(error)".contains("server.api_keys[") && !"\(error)".contains("sk-one")
+            }
+        }
         #expect(config.server.maxHops == 4 && config.server.corsAllowOrigins.isEmpty)
         #expect(config.upstream.keepAliveIntervalMilliseconds == 5000)
         #expect(config.simulatedModels)

@@ -300,6 +300,9 @@ import Testing
         #expect(!ConstantTime.matchesAny("", ["abc"]))
         #expect(!ConstantTime.matchesAny("abc", []))
         #expect(ConstantTime.matchesAny("ключ", ["ключ"]))
+        // An empty key is no key: an empty header never matches it (review 52B #1).
+        #expect(!ConstantTime.matchesAny("", [""]) && !ConstantTime.matchesAny("", ["abc", ""]))
+        #expect(ConstantTime.matchIndex("", ["", "abc"]) == nil && ConstantTime.matchIndex("abc", ["", "abc"]) == 1)
     }
 }
 

@@ -201,6 +201,23 @@ public struct GatewayConfig: Sendable {
         return config
     }
 
+    /// `server.api_keys` as written, trimmed (header values lose their surrounding white space,
+    /// so a padded key could never match). An empty entry or a `${…}` left unexpanded is what a
+    /// templated config gives when its variable is unset: refused, not taken as a key anyone can
+    /// present (review 52B #1: an empty key let in every request with an empty `x-api-key`).
+    static func parseAPIKeys(_ keys: [String], path: String) throws -> [String] {
+        try keys.enumerated().map { index, key in
+            let trimmed = key.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !trimmed.isEmpty else {
+                throw ConfigError("\(path)[\(index)] is empty: refusing to start with a key anyone could present (an unset template variable?)")
+            }
+            guard !trimmed.contains("${") else {
+                throw ConfigError("\(path)[\(index)] holds an unexpanded '${…}': give the key itself, or name its variable in server.api_keys_env")
+            }
+            return trimmed
+        }
+    }
+
     /// The gateway keys in force: the config's, the environment variable's and the named keys'
     /// (`keys:`). Fails closed: a named variable that is unset or holds no key is an error, never
     /// an open gateway.
@@ -273,7 +290,7 @@ public struct GatewayConfig: Sendable {
             }
             config.server.logPrompts = try server.bool("log_prompts") ?? false
             config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
-            config.server.apiKeys = try server.stringList("api_keys") ?? []
+            config.server.apiKeys = try Self.parseAPIKeys(server.stringList("api_keys") ?? [], path: "\(server.path).api_keys")
             config.server.apiKeysEnvironmentVariable = try server.string("api_keys_env")
             config.server.host = try server.string("host") ?? config.server.host
             config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
