@@ -281,6 +281,15 @@ import Web
         ("server: {port: 99999}", "server.port"),
         ("server: {port: eighty}", "server.port"),
         ("providers: {p: {base_url: 'ftp://x'}}", "base_url must start with"),
+        ("providers: {p: {base_url: 'http:///v1'}}", "providers.p.base_url must be a URL with a host name"),
+        ("providers: {p: {base_url: 'http://'}}", "providers.p.base_url must be a URL with a host name"),
+        ("providers: {p: {base_url: 'https://ex ample.com/v1'}}", "providers.p.base_url must be a URL with a host name"),
+        ("providers: {p: {base_url: 'http://h/openai/v1?api-version=1'}}", "providers.p.base_url takes no query or fragment"),
+        ("providers: {p: {base_url: 'http://h/v1#x'}}", "providers.p.base_url takes no query or fragment"),
+        ("providers: {p: {base_url: 'http://u:pw@h/v1'}}", "providers.p.base_url takes no credentials"),
+        ("web: {search: {backend: searxng, url: 'http://:8888'}}", "web.search.url must be a URL with a host name"),
+        ("server: {port: 1, api_keys: [sk-SECRET1]}\nserver: {api_keys: [sk-SECRET2]}", "invalid YAML: the mapping at line 1"),
+        ("server: {api_keys: [sk-SECRET1", "invalid YAML: line"),
         ("providers: {p: {kind: bedrock, base_url: 'http://x'}}", "unknown provider kind 'bedrock' (supported: openai, anthropic, gemini)"),
         ("providers: {p: {}}", "base_url is required"),
         ("providers: {p: {base_url: 'http://x', api_key: 'sk-123'}}", "api_key_env"),
@@ -313,7 +322,26 @@ import Web
             Issue.record("accepted: \(yaml)")
         } catch {
             #expect("\(error)".contains(mention), "\(error)")
+            #expect(!"\(error)".contains("SECRET"), "no line of the file is quoted: \(error)")
         }
+    }
+
+    /// A config from a pipe (`--config <(render)`, `/dev/stdin`) is read; a huge file is refused
+    /// (review 52B #5: every non-regular file was "You don't have permission").
+    @Test func aConfigIsReadFromAPipeAndBounded() throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        let yaml = Array("server: {port: 4321}\n".utf8)
+        #expect(write(ends[1], yaml, yaml.count) == yaml.count)
+        close(ends[1])
+        defer { close(ends[0]) }
+        #expect(try GatewayConfig.load(path: "/dev/fd/\(ends[0])").server.port == 4321)
+        let huge = FileManager.default.temporaryDirectory.appendingPathComponent("huge-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: huge) }
+        #expect(FileManager.default.createFile(atPath: huge, contents: Data(repeating: 0x23, count: (4 << 20) + 1)))
+        #expect { try GatewayConfig.load(path: huge) } throws: { "\($0)".contains("larger than 4 MiB") }
+        #expect { try GatewayConfig.load(path: "/no/such/config.yaml") } throws: { "\($0)".contains("No such file or directory") }
+        #expect { try GatewayConfig.load(path: "/tmp") } throws: { "\($0)".contains("it is a directory") }
     }
 }
 

@@ -1,8 +1,51 @@
+import Foundation
 import Yams
 
 public struct ConfigError: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }
+
+    /// A file that is not YAML, said by position and problem only: Yams' own description quotes
+    /// the file's lines (a duplicated key's whole mapping), and they may hold keys written in
+    /// `server.api_keys` that would reach the startup log (review 52B #4).
+    static func invalidYAML(_ error: any Error, source: String) -> ConfigError {
+        func at(_ mark: Mark) -> String { "line \(mark.line), column \(mark.column)" }
+        func within(_ context: YamlError.Context?) -> String { context.map { " (\($0.text), from \(at($0.mark)))" } ?? "" }
+        let detail = switch error as? YamlError {
+        case let .scanner(context, problem, mark, _)?, let .parser(context, problem, mark, _)?, let .composer(context, problem, mark, _)?:
+            "\(at(mark)): \(problem)\(within(context))"
+        case let .reader(problem, offset, _, _)?:
+            "\(problem)\(offset.map { " at byte \($0)" } ?? "")"
+        case let .duplicatedKeysInMapping(duplicates, context)?:
+            "the mapping at \(at(context.mark)) has a key more than once: \(duplicates.sorted().joined(separator: ", "))"
+        case nil:
+            "not readable as YAML"
+        case let other?:
+            "\(other)"
+        }
+        return ConfigError("\(source): invalid YAML: \(detail)")
+    }
+}
+
+extension ConfigError {
+    /// An upstream's base URL, checked whole, not by its prefix (review 52B #2): `http:///v1` (an
+    /// empty `${HOST}`) went, key and all, to a host named `v1`, and a query or fragment
+    /// swallowed the path the gateway appends (`/chat/completions`).
+    static func checkBaseURL(_ url: String, path: String) throws {
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ConfigError("\(path) must start with http:// or https://")
+        }
+        guard !url.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true }),
+              let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
+            throw ConfigError("\(path) must be a URL with a host name, e.g. https://api.example.com/v1 (is a variable in it unset?)")
+        }
+        guard components.query == nil, components.fragment == nil else {
+            throw ConfigError("\(path) takes no query or fragment: the gateway appends the API's path to it")
+        }
+        guard components.user == nil, components.password == nil else {
+            throw ConfigError("\(path) takes no credentials: name the key's variable in api_key_env (or headers_env)")
+        }
+    }
 }
 
 /// A YAML node with the path used in error messages.

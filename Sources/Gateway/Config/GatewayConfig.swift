@@ -235,16 +235,7 @@ public struct GatewayConfig: Sendable {
     }
 
     public static func load(path: String) throws -> GatewayConfig {
-        let text: String
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw ConfigError("cannot read config file \(path): it is a directory, not a YAML file")
-        }
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError("cannot read config file \(path): \(error.localizedDescription)")
-        }
+        let text = try ConfigFile.read(path)
         return try parse(yaml: text, source: path)
     }
 
@@ -253,7 +244,7 @@ public struct GatewayConfig: Sendable {
         do {
             node = try Yams.compose(yaml: yaml)
         } catch {
-            throw ConfigError("\(source): invalid YAML: \(error)")
+            throw ConfigError.invalidYAML(error, source: source)
         }
         var config = GatewayConfig()
         config.simulatedModels = false  // a config file opts in to simulated models explicitly
@@ -338,9 +329,7 @@ public struct GatewayConfig: Sendable {
                 guard let baseURL = try provider.string("base_url") ?? kind.defaultBaseURL else {
                     throw ConfigError("\(provider.path).base_url is required")
                 }
-                guard baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://") else {
-                    throw ConfigError("\(provider.path).base_url must start with http:// or https://")
-                }
+                try ConfigError.checkBaseURL(baseURL, path: "\(provider.path).base_url")
                 var headers: [String: String] = [:]
                 if let headerNode = try provider.child("headers") {
                     for (header, value) in try headerNode.members() {
@@ -432,9 +421,7 @@ extension GatewayConfig {
                 throw ConfigError("\(search.path).backend: unknown search backend '\(name)' (supported: \(SearchBackend.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             let url = try search.string("url")
-            if let url, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-                throw ConfigError("\(search.path).url must start with http:// or https://")
-            }
+            if let url { try ConfigError.checkBaseURL(url, path: "\(search.path).url") }
             if kind == .searxng && url == nil {
                 throw ConfigError("\(search.path).url is required for searxng (the instance's base URL, e.g. http://127.0.0.1:8888)")
             }
