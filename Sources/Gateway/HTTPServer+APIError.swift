@@ -5,11 +5,17 @@ import HTTPServer
 
 extension HTTPServer {
     /// Renders the server's own rejections (400, 408, 413, 431) as API errors: Anthropic's shape
-    /// on `/v1/messages` (its SDKs read only that), OpenAI's everywhere else.
-    func rendersRejectionsAsAPIErrors() {
-        renderRejection = { rejection, path in
+    /// on `/v1/messages` (its SDKs read only that) or for a client sending `anthropic-version`,
+    /// OpenAI's everywhere else. Once the head was read, with the CORS headers `cors` gives it:
+    /// without them a browser hides a 413 or 408 from the page as "Failed to fetch", and the
+    /// SDKs retry the upload as a connection error (review 52C #2).
+    func rendersRejectionsAsAPIErrors(cors: @escaping (HTTPRequest) -> [(String, String)] = { _ in [] }) {
+        renderRejection = { rejection, path, head in
             let error = APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message)
-            return (path.flatMap(ClientAPI.init(path:)) ?? .chatCompletions).response(error)
+            guard let head else { return (path.flatMap(ClientAPI.init(path:)) ?? .chatCompletions).response(error) }
+            var response = ClientAPI.errorShape(for: head).response(error)
+            response.headers += cors(head)
+            return response
         }
     }
 }

@@ -187,6 +187,7 @@ public enum HTTPStatus {
         case 409: "Conflict"
         case 413: "Content Too Large"
         case 415: "Unsupported Media Type"
+        case 417: "Expectation Failed"
         case 421: "Misdirected Request"
         case 422: "Unprocessable Content"
         case 429: "Too Many Requests"
@@ -197,6 +198,7 @@ public enum HTTPStatus {
         case 503: "Service Unavailable"
         case 504: "Gateway Timeout"
         case 508: "Loop Detected"
+        case 529: "Overloaded"  // Anthropic's, to its own clients
         default: ""  // RFC 9112 §4: the reason phrase may be empty (an upstream's own status, e.g. 529)
         }
     }

@@ -23,7 +23,11 @@ public final class HTTPServer {
     public private(set) var isShuttingDown = false
     /// How the server's own rejections look on the wire (status, headers, body), given the
     /// request's path when its request line was read whole (an API answers in its own shape).
-    public var renderRejection: (HTTPRejection, _ path: String?) -> HTTPResponse = { rejection, _ in HTTPResponse.plainText(rejection) }
+    /// `head`: the request's head when it was read whole before the rejection (a body too large
+    /// or too slow), for headers that depend on it (CORS, the error shape a client asked for).
+    public var renderRejection: (HTTPRejection, _ path: String?, _ head: HTTPRequest?) -> HTTPResponse = { rejection, _, _ in
+        HTTPResponse.plainText(rejection)
+    }
     /// See `HeadGuard`; nil lets every request through.
     public var headGuard: HeadGuard?
     /// Called for each request the server rejected itself (bad framing, limits, timeouts).
@@ -90,9 +94,9 @@ public final class HTTPServer {
         if isShuttingDown && connections.isEmpty { finishShutdown() }
     }
 
-    func render(_ rejection: HTTPRejection, path: String?) -> HTTPResponse {
+    func render(_ rejection: HTTPRejection, path: String?, head: HTTPRequest?) -> HTTPResponse {
         onRejection?(rejection, path)
-        return renderRejection(rejection, path)
+        return renderRejection(rejection, path, head)
     }
 
     /// What a connection accepted just before shutdown gets to send its first request.

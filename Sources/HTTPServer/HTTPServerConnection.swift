@@ -202,7 +202,7 @@ final class HTTPServerConnection {
             do {
                 step = try decoder.decode(inbound)
             } catch {
-                refuse(server.render(error, path: decoder.requestPath))
+                refuse(server.render(error, path: decoder.requestPath, head: currentHead))
                 return
             }
             inbound.removeFirst(step.consumed)
@@ -314,7 +314,7 @@ final class HTTPServerConnection {
                 startDrainCheck()
                 armIdleTimer()
             } else if decoder.isMidRequest || !inbound.isEmpty {
-                refuse(server.render(.timeout, path: decoder.requestPath))
+                refuse(server.render(.timeout, path: decoder.requestPath, head: currentHead))
             } else {
                 // An idle keep-alive connection, or a reader that stopped: close.
                 if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }

@@ -6,7 +6,7 @@ import HTTPServer
 extension HTTPServer {
     /// Renders the server's own rejections (400, 408, 413, 431) as OpenAI errors.
     func rendersRejectionsAsAPIErrors() {
-        renderRejection = { rejection, _ in
+        renderRejection = { rejection, _, _ in
             APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message).httpResponse
         }
     }

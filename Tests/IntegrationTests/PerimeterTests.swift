@@ -40,6 +40,15 @@ import Testing
         #expect(stream.header("access-control-expose-headers")?.contains("X-Generation-Id") == true)
         let error = try env.chat(TestEnvironment.chatBody(model: "nobody/x"), headers: ["Origin": "https://app.example"])
         #expect(error.status == 404 && error.header("access-control-allow-origin") == "https://app.example")
+        // The server's own refusals once the head is read (a body declared too large, a framing
+        // error in it) carry it too, in the shape the client asked for (review 52C #2: a
+        // browser saw "Failed to fetch" and the SDKs retried the upload).
+        let tooLarge = try raw(env, "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n\r\n")
+        #expect(tooLarge.status == 413 && tooLarge.header("access-control-allow-origin") == "https://app.example", "\(tooLarge.text)")
+        #expect(tooLarge.json?["error"]?["code"] != nil && tooLarge.header("vary") == "Origin")
+        let anthropic = try raw(env, "POST /v1/models HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\nanthropic-version: 2023-06-01\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n\r\n")
+        #expect(anthropic.status == 413 && anthropic.json?["type"] == .string("error"), "Anthropic's shape: \(anthropic.text)")
+        #expect(anthropic.header("access-control-allow-origin") == "https://app.example")
         // Another origin gets nothing (the browser refuses the page the response).
         let other = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: ["Origin": "https://evil.example"])
         #expect(other.header("access-control-allow-origin") == nil)

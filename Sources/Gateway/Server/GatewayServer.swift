@@ -96,7 +96,8 @@ public final class GatewayServer {
                                 metadata: ["code": "client_too_slow", "unsent_bytes": .stringConvertible(unsent)])
             self.shared.metrics.countError(code: "client_too_slow")
         }
-        server.rendersRejectionsAsAPIErrors()
+        let policy = policy
+        server.rendersRejectionsAsAPIErrors(cors: { head in policy.corsHeaders(for: head) })
         server.onRejection = { [unowned self] rejection, path in
             self.logger.info("rejected request", metadata: ["status": .stringConvertible(rejection.status), "code": "\(rejection.code)"])
             countRefusal(status: rejection.status, code: rejection.code, path: path)
