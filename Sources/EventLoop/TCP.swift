@@ -203,6 +203,9 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     /// close callback.
     public var onClosed: (() -> Void)?
     public var notifiesDrain = true
+    /// Run once the bytes queued when each was added have left this process (the buffer
+    /// drained) or the connection closed (`whenWritten`).
+    private var afterWritten: [() -> Void] = []
 
     private let pending = ByteQueue()
     private let inFlight = ByteQueue()
@@ -289,6 +292,15 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     }
 
     /// Sends what is buffered, then closes. Reads stop at once.
+    /// Runs `action` once what was written so far has left this process for the kernel (the
+    /// write buffer drained; the kernel's share is bounded by the socket's buffer), or the
+    /// connection closed: what holds memory for queued bytes (a whole answer's reservation) is
+    /// released when they are gone, not when they were queued.
+    public func whenWritten(_ action: @escaping () -> Void) {
+        guard isOpen, bufferedBytes > 0 else { return action() }
+        afterWritten.append(action)
+    }
+
     public func closeAfterWriting() {
         guard isOpen else { return }
         stopReading()
@@ -383,6 +395,7 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     private func didDrain() {
         pending.releaseIfLarge()
         inFlight.releaseIfLarge()
+        if !afterWritten.isEmpty { runAfterWritten() }
         if closeWhenDrained {
             close()
         } else if shutdownWhenDrained {
@@ -401,7 +414,14 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
 
     override func willClose() { reading = false }
 
+    private func runAfterWritten() {
+        let actions = afterWritten
+        afterWritten = []
+        for action in actions { action() }
+    }
+
     override func didClose() {
+        if !afterWritten.isEmpty { runAfterWritten() }
         onRead = nil
         onDisconnect = nil
         onDrain = nil

@@ -54,8 +54,14 @@ public final class HTTPResponseWriter {
 
     /// Sends a complete response with `Content-Length`. To HEAD, and as a 304, only the head goes
     /// out, its `Content-Length` still that of `body` (what a 200 to GET would carry).
-    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8]) {
-        guard state == .pending, let connection else { return }
+    /// `whenSent`: run once the response's bytes have left the process or the connection
+    /// closed (at once if there is no connection): a body held against a memory bound stays
+    /// counted while it waits for a slow reader (review 52C #1).
+    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8], whenSent: (() -> Void)? = nil) {
+        guard state == .pending, let connection else {
+            whenSent?()
+            return
+        }
         let keepAlive = connection.keepsAlive(after: request)
         saidClose = !keepAlive
         var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive)
@@ -63,6 +69,7 @@ public final class HTTPResponseWriter {
         if !headOnly && status != 304 { head.append(contentsOf: body) }
         state = .finished
         connection.write(head)
+        if let whenSent { connection.whenWritten(whenSent) }
         connection.responseDidFinish(self)
     }
 

@@ -75,6 +75,7 @@ final class HTTPServerConnection {
     }
 
     func write(_ bytes: [UInt8]) { tcp.write(bytes) }
+    func whenWritten(_ action: @escaping () -> Void) { tcp.whenWritten(action) }
     func write(_ bytes: UnsafeRawBufferPointer) { tcp.write(bytes) }
 
     /// Shutdown, for this connection: an idle keep-alive connection closes once what it has

@@ -209,6 +209,30 @@ import Testing
         #expect(streamed.status == 200 && streamed.streamError == nil, "\(streamed.text.suffix(300))")
     }
 
+    /// A whole answer waiting in the write queue for a slow reader stays counted against the
+    /// bound until its bytes have left (review 52C #1: the reservation ended when the answer was
+    /// queued, and 40 readers at 16 KiB/s held 1.8 GB against a 512 MiB bound).
+    @Test func aWholeAnswerWaitingForItsReaderStaysCounted() throws {
+        let env = try TestEnvironment { $0.upstream.maxCollectedBytes = 12 << 20 }
+        let body = TestEnvironment.chatBody(model: "mock/huge:bytes=8388608:pace_ms=0", stream: false)
+        // 8 MiB, more than the kernel's buffers between the two ends hold: most of it waits.
+        let slow = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
+        try slow.send(TestEnvironment.post("/v1/chat/completions", body: body))
+        try slow.readSlowly(100, chunk: 100, pauseMicroseconds: 0)  // its answer has begun: it is queued
+        var refused: TestResponse?
+        #expect(env.eventually(timeoutSeconds: 10) {
+            guard let response = try? env.chat(body), response.status == 503 else { return false }
+            refused = response
+            return true
+        }, "a second 8 MiB answer fit beside the one still queued")
+        #expect(refused?.json?["error"]?["code"] == .string("collected_bytes_limit"), "\(refused?.text.prefix(300) ?? "")")
+        // Once the reader has taken it, the bound is free again.
+        let first = try slow.readResponse()
+        #expect(first.status == 200 && first.body.count > 8_000_000, "\(first.status) \(first.text.prefix(300))")
+        #expect(env.eventually(timeoutSeconds: 5) { (try? env.chat(body))?.status == 200 })
+        try expectStillServing(env)
+    }
+
     @Test func aKeyVariableThatIsUnsetRefusesToStart() throws {
         var config = GatewayConfig.embeddedDefault
         config.server.port = 0
