@@ -75,7 +75,7 @@ public final class RedisClient {
     /// While the handshake is unanswered: the first command behind it that has not failed alone
     /// (an index into `pending`, which does not move until the handshake is answered).
     private var firstLive = 0
-    private var failures = 0
+    private(set) var failures = 0
     private var timer: LoopTimer?
     private var generator = SystemRandomNumberGenerator()
     /// Counters for tests and metrics.
@@ -223,8 +223,10 @@ public final class RedisClient {
         case .success(.status), .success(.bulk):
             handshakeReplies -= 1
             if handshakeReplies == 0 {
+                // `failures` is reset by the first command answered, not here: a Redis that
+                // answers the handshake but not commands in time would be retried at the base
+                // delay forever (review 52B #3).
                 state = .ready
-                failures = 0
                 writeQueued()
                 onReady?()
             }
@@ -252,6 +254,7 @@ public final class RedisClient {
                 }
                 let answered = pending[head]
                 dequeue()
+                if state == .ready { failures = 0 }  // a command answered: the connection works
                 if case .error(let message) = reply {
                     answered.completion(.failure(.server(message)))
                 } else {

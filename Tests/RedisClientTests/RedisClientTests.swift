@@ -126,6 +126,48 @@ struct RedisClientTests {
         #expect(harness.readyCount.value >= 2)
     }
 
+    /// A Redis that answers the handshake's PING but never a command (overloaded, or behind a
+    /// proxy): each reconnect counts as one more failure, so the backoff grows instead of
+    /// retrying at the base delay forever (review 52B #3); an answered command resets it.
+    @Test func aRedisAnsweringOnlyTheHandshakeBacksOffMoreEachTime() throws {
+        let (listener, address) = Self.loopbackListener(backlog: 8)
+        defer { close(listener) }
+        let answersCommands = LockedBox<Bool>(false)
+        Thread.detachNewThread {
+            while true {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                Thread.detachNewThread {
+                    defer { close(connection) }
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    while true {
+                        let count = read(connection, &buffer, buffer.count)
+                        guard count > 0 else { return }
+                        let text = String(decoding: buffer[..<count], as: UTF8.self)
+                        let pings = text.components(separatedBy: "PING").count - 1
+                        var reply = String(repeating: "+PONG\r\n", count: pings)
+                        if answersCommands.get() == true, text.contains("GET") { reply += "$-1\r\n" }
+                        _ = reply.withCString { write(connection, $0, strlen($0)) }
+                    }
+                }
+            }
+        }
+        var settings = RedisClient.Settings()
+        settings.commandTimeoutMilliseconds = 100
+        settings.backoff = RedisBackoff(baseMilliseconds: 10, maxMilliseconds: 10_000)
+        let harness = try Harness(port: Int(UInt16(bigEndian: address.sin_port)), settings: settings)
+        let box = UncheckedBox(harness.client)
+        for round in 1...3 {
+            #expect(try harness.waitUntilReady(seconds: 5), "round \(round)")
+            #expect(harness.call(["GET", "k"]) == .failure(.timeout))
+            #expect(try harness.thread.loop.submitAndWait { box.value!.failures } == round, "one more failure each time")
+        }
+        answersCommands.set(true)
+        #expect(try harness.waitUntilReady(seconds: 5))
+        #expect(harness.call(["GET", "k"]) == .success(.null))
+        #expect(try harness.thread.loop.submitAndWait { box.value!.failures } == 0, "an answered command resets it")
+    }
+
     @Test func aKilledRedisFailsFastAndIsReconnectedWhenItReturns() throws {
         let redis = try RedisServerProcess()
         var settings = RedisClient.Settings()

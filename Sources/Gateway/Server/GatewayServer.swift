@@ -30,6 +30,7 @@ public final class GatewayServer {
     /// connections refused at the limit, connections the listener could not accept.
     var storeFailureWarning: ThrottledWarning!
     var storeDropWarning: ThrottledWarning!
+    private var storeBackNotice: ThrottledWarning!
     private var connectionLimitWarning: ThrottledWarning!
     private var acceptFailureWarning: ThrottledWarning!
     /// The last store failure and drop (the warnings say what the latest was).
@@ -78,7 +79,8 @@ public final class GatewayServer {
             handle(request, writer)
         }
         makeWarnings()
-        store = LoopStore(loop: loop, shared: self.shared, settings: config.store, logger: logger) { [unowned self] operation, error in
+        store = LoopStore(loop: loop, shared: self.shared, settings: config.store, logger: logger,
+                          onReconnect: { [unowned self] in storeBackNotice.occurred() }) { [unowned self] operation, error in
             storeDidFail(operation, error)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
@@ -144,6 +146,10 @@ public final class GatewayServer {
                 "on_store_error": "\(store?.onStoreError.rawValue ?? "allow")",
             ])
         }
+        storeBackNotice = ThrottledWarning(loop: loop) { [weak self] count in
+            guard let self, let redis = config.store.redis else { return }
+            logger.notice("redis is back", metadata: ["redis": "\(redis.endpoint)", "reconnects": .stringConvertible(count)])
+        }
         storeDropWarning = ThrottledWarning(loop: loop) { [weak self] count in
             guard let self, let drop = lastStoreDrop else { return }
             logger.warning("shared store unreachable too long; dropped the oldest unwritten records or settlements", metadata: [
@@ -154,7 +160,7 @@ public final class GatewayServer {
 
     /// Logs the counts the throttled warnings still hold (the gateway is stopping).
     private func flushWarnings() {
-        for warning in [connectionLimitWarning, acceptFailureWarning, storeFailureWarning, storeDropWarning] { warning?.flush() }
+        for warning in [connectionLimitWarning, acceptFailureWarning, storeFailureWarning, storeDropWarning, storeBackNotice] { warning?.flush() }
     }
 
     private static func makeShared(config: GatewayConfig, environment: [String: String], logger: Logger) throws -> GatewayShared {

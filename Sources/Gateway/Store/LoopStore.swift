@@ -18,7 +18,9 @@ final class LoopStore {
     private var retry: LoopTimer?
 
     /// `onError(operation, error)`: every failed Redis operation, for metrics and logs.
-    init(loop: EventLoop, shared: GatewayShared, settings: StoreSettings, logger: Logger,
+    /// `onReconnect`: Redis answered again after a failure (the caller logs it, throttled: a
+    /// Redis that answers the handshake but not commands reconnects again and again).
+    init(loop: EventLoop, shared: GatewayShared, settings: StoreSettings, logger: Logger, onReconnect: @escaping () -> Void = {},
          onError: @escaping (String, RedisError) -> Void) {
         onStoreError = settings.onError
         self.logger = logger
@@ -35,9 +37,7 @@ final class LoopStore {
         let limiter = RedisKeyLimiter(client: client, keyPrefix: redis.keyPrefix, maxUnsent: redis.maxUnwrittenRecords, onError: onError)
         var everReady = false
         client.onReady = { [weak records, weak limiter] in
-            if everReady {
-                logger.notice("redis is back", metadata: ["redis": "\(redis.endpoint)"])
-            }
+            if everReady { onReconnect() }
             everReady = true
             records?.flushUnwritten()
             limiter?.flushUnsent()
