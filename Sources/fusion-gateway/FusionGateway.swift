@@ -167,7 +167,8 @@ struct MockUpstreamCommand: ParsableCommand {
         var limits = HTTPServerLimits()
         limits.maxConnections = maxConnections
         let mock = try MockUpstream(loop: loop, host: host, port: port, limits: limits)
-        FileHandle.standardOutput.write(Data("mock upstream listening on http://\(host):\(mock.port)/v1\n".utf8))
+        let urlHost = host.contains(":") ? "[\(host)]" : host  // IPv6, bracketed (RFC 3986)
+        FileHandle.standardOutput.write(Data("mock upstream listening on http://\(urlHost):\(mock.port)/v1\n".utf8))
         let signals = [SIGINT, SIGTERM].map { signalNumber in
             SignalWatcher(loop: loop, signal: signalNumber) { _ in mock.shutdown { loop.stop() } }
         }

@@ -29,6 +29,7 @@ extension GatewayConfig {
         }
         if presetNodes == nil, let base { presets = base.presets }
         let defaultPreset = try node.string("default_preset") ?? (presets["quality"] != nil ? "quality" : presets.keys.sorted().first ?? "")
+        guard !presets.isEmpty else { throw ConfigError("\(node.path).presets is empty: give at least one preset") }
         guard presets[defaultPreset] != nil else {
             throw ConfigError("\(node.path).default_preset '\(defaultPreset)' is not one of the presets")
         }

@@ -313,61 +313,7 @@ public struct GatewayConfig: Sendable {
         config.defaultProvider = try top.string("default_provider")
         if let providers = try top.child("providers") {
             for (name, provider) in try providers.members() {
-                guard !simulatedProviderNames.contains(name) else {
-                    throw ConfigError("\(provider.path): the provider name '\(name)' is reserved for the built-in simulated models")
-                }
-                guard !name.isEmpty, !name.contains("/") else {
-                    throw ConfigError("\(provider.path): a provider name must be non-empty and contain no '/'")
-                }
-                try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "headers_env", "models", "max_tokens_field", "reasoning_field",
-                                        "stream_usage"],
-                                       hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
-                let kindName = try provider.string("kind") ?? "openai"
-                guard let kind = Provider.Kind(rawValue: kindName) else {
-                    throw ConfigError("\(provider.path).kind: unknown provider kind '\(kindName)' (supported: \(Provider.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
-                }
-                guard let baseURL = try provider.string("base_url") ?? kind.defaultBaseURL else {
-                    throw ConfigError("\(provider.path).base_url is required")
-                }
-                try ConfigError.checkBaseURL(baseURL, path: "\(provider.path).base_url")
-                var headers: [String: String] = [:]
-                if let headerNode = try provider.child("headers") {
-                    for (header, value) in try headerNode.members() {
-                        guard let text = value.node.scalar?.string else {
-                            throw ConfigError("\(value.path) must be a string")
-                        }
-                        headers[header] = text
-                    }
-                }
-                var secretHeaders: [String: String] = [:]
-                if let headerNode = try provider.child("headers_env") {
-                    for (header, value) in try headerNode.members() {
-                        guard let variable = value.node.scalar?.string, !variable.isEmpty else {
-                            throw ConfigError("\(value.path) must name an environment variable")
-                        }
-                        guard !headers.keys.contains(where: { $0.lowercased() == header.lowercased() }) else {
-                            throw ConfigError("\(value.path): \(header) is also in \(provider.path).headers; give it in one place")
-                        }
-                        secretHeaders[header] = variable
-                    }
-                }
-                var parsed = Provider(
-                    name: name, kind: kind,
-                    baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
-                    apiKeyEnvironmentVariable: try provider.string("api_key_env"),
-                    headers: headers,
-                    models: try provider.stringList("models"))
-                parsed.headerEnvironmentVariables = secretHeaders
-                // Fields of OpenAI-compatible servers only: the native kinds have their own.
-                for key in ["max_tokens_field", "reasoning_field", "stream_usage"] where kind != .openai {
-                    guard try provider.child(key) == nil else {
-                        throw ConfigError("\(provider.path).\(key) applies to kind openai only (\(kind.rawValue) has its own field)")
-                    }
-                }
-                if let value = try provider.choice("max_tokens_field", of: ProviderEndpoint.MaxTokensField.self) { parsed.maxTokensField = value }
-                parsed.reasoningField = try provider.choice("reasoning_field", of: ProviderEndpoint.ReasoningField.self)
-                parsed.streamUsage = try provider.bool("stream_usage") ?? true
-                config.providers[name] = parsed
+                config.providers[name] = try parseProvider(name, provider)
             }
         }
         var fusionPricesGiven = false

@@ -74,8 +74,9 @@ extension GatewayConfig {
             var settings = RedisStoreSettings(endpoint: endpoint)
             settings.passwordEnvironmentVariable = try redis.string("password_env")
             if let prefix = try redis.string("key_prefix") {
-                guard prefix.utf8.count <= 64, !prefix.contains(where: { $0.isWhitespace || $0 == "{" || $0 == "}" }) else {
-                    throw ConfigError("\(redis.path).key_prefix must be at most 64 characters without spaces or braces")
+                // Not empty: the gateway's keys would mix with every other user's of the database.
+                guard (1...64).contains(prefix.utf8.count), !prefix.contains(where: { $0.isWhitespace || $0 == "{" || $0 == "}" }) else {
+                    throw ConfigError("\(redis.path).key_prefix must be 1 to 64 characters without spaces or braces")
                 }
                 settings.keyPrefix = prefix
             }

@@ -1,0 +1,100 @@
+import Foundation
+import Providers
+import Yams
+
+extension GatewayConfig {
+    /// One entry of `providers:`, checked whole: its name, kind, base URL, headers and models.
+    static func parseProvider(_ name: String, _ provider: ConfigNode) throws -> Provider {
+        guard !simulatedProviderNames.contains(name) else {
+            throw ConfigError("\(provider.path): the provider name '\(name)' is reserved for the built-in simulated models")
+        }
+        // A model's first segment, in slugs, logs and metric labels: one word (review 52B #6).
+        guard (1...64).contains(name.utf8.count), name.utf8.allSatisfy({ Self.nameBytes.contains($0) }) else {
+            throw ConfigError("\(provider.path): a provider name is 1 to 64 letters, digits, '.', '_' or '-' (it is the first segment of its models' names)")
+        }
+        try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "headers_env", "models", "max_tokens_field", "reasoning_field",
+                                "stream_usage"],
+                               hint: "API keys never go in the config: set api_key_env to the name of an environment variable")
+        let kindName = try provider.string("kind") ?? "openai"
+        guard let kind = Provider.Kind(rawValue: kindName) else {
+            throw ConfigError("\(provider.path).kind: unknown provider kind '\(kindName)' (supported: \(Provider.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        guard let baseURL = try provider.string("base_url") ?? kind.defaultBaseURL else {
+            throw ConfigError("\(provider.path).base_url is required")
+        }
+        try ConfigError.checkBaseURL(baseURL, path: "\(provider.path).base_url")
+        var headers: [String: String] = [:]
+        if let headerNode = try provider.child("headers") {
+            for (header, value) in try headerNode.members() {
+                guard let text = value.node.scalar?.string else {
+                    throw ConfigError("\(value.path) must be a string")
+                }
+                headers[header] = text
+            }
+        }
+        // The key goes in its own header (`Authorization`, Anthropic's `x-api-key`, Gemini's
+        // `x-goog-api-key`): another given beside it went upstream twice.
+        if try provider.string("api_key_env") != nil, let clash = headers.keys.first(where: { $0.lowercased() == kind.keyHeader }) {
+            throw ConfigError("\(provider.path).headers.\(clash): the key named by api_key_env is sent in \(clash); give it in one place")
+        }
+        var secretHeaders: [String: String] = [:]
+        if let headerNode = try provider.child("headers_env") {
+            for (header, value) in try headerNode.members() {
+                guard let variable = value.node.scalar?.string, !variable.isEmpty else {
+                    throw ConfigError("\(value.path) must name an environment variable")
+                }
+                guard !headers.keys.contains(where: { $0.lowercased() == header.lowercased() }) else {
+                    throw ConfigError("\(value.path): \(header) is also in \(provider.path).headers; give it in one place")
+                }
+                if try provider.string("api_key_env") != nil, header.lowercased() == kind.keyHeader {
+                    throw ConfigError("\(value.path): the key named by api_key_env is sent in \(header); give it in one place")
+                }
+                secretHeaders[header] = variable
+            }
+        }
+        var parsed = Provider(
+            name: name, kind: kind,
+            baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
+            apiKeyEnvironmentVariable: try provider.string("api_key_env"),
+            headers: headers,
+            models: try parseModels(provider))
+        parsed.headerEnvironmentVariables = secretHeaders
+        // Fields of OpenAI-compatible servers only: the native kinds have their own.
+        for key in ["max_tokens_field", "reasoning_field", "stream_usage"] where kind != .openai {
+            guard try provider.child(key) == nil else {
+                throw ConfigError("\(provider.path).\(key) applies to kind openai only (\(kind.rawValue) has its own field)")
+            }
+        }
+        if let value = try provider.choice("max_tokens_field", of: ProviderEndpoint.MaxTokensField.self) { parsed.maxTokensField = value }
+        parsed.reasoningField = try provider.choice("reasoning_field", of: ProviderEndpoint.ReasoningField.self)
+        parsed.streamUsage = try provider.bool("stream_usage") ?? true
+        return parsed
+    }
+
+    static let nameBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8)
+
+    /// `models:` (the only models a provider serves): a list that names something, each once.
+    private static func parseModels(_ provider: ConfigNode) throws -> [String]? {
+        guard let models = try provider.stringList("models") else { return nil }
+        guard !models.isEmpty else {
+            throw ConfigError("\(provider.path).models is empty, which would route nothing: list its models, or leave models out for any")
+        }
+        var seen = Set<String>()
+        for (index, model) in models.enumerated() {
+            guard !model.trimmingCharacters(in: .whitespaces).isEmpty else { throw ConfigError("\(provider.path).models[\(index)] is empty") }
+            guard seen.insert(model).inserted else { throw ConfigError("\(provider.path).models[\(index)] repeats '\(model)'") }
+        }
+        return models
+    }
+}
+
+extension GatewayConfig.Provider.Kind {
+    /// The header its API key goes in, lower case.
+    var keyHeader: String {
+        switch self {
+        case .openai: "authorization"
+        case .anthropic: "x-api-key"
+        case .gemini: "x-goog-api-key"
+        }
+    }
+}
