@@ -291,7 +291,6 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         scheduleFlush()
     }
 
-    /// Sends what is buffered, then closes. Reads stop at once.
     /// Runs `action` once what was written so far has left this process for the kernel (the
     /// write buffer drained; the kernel's share is bounded by the socket's buffer), or the
     /// connection closed: what holds memory for queued bytes (a whole answer's reservation) is
@@ -301,6 +300,7 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         afterWritten.append(action)
     }
 
+    /// Sends what is buffered, then closes. Reads stop at once.
     public func closeAfterWriting() {
         guard isOpen else { return }
         stopReading()
