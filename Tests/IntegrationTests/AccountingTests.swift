@@ -440,4 +440,18 @@ import Testing
         let summed = calls.compactMap { $0["cost"]?.doubleValue }.reduce(0, +)
         #expect(abs((usage["cost"]?.doubleValue ?? 0) - summed) < 1e-9, "the total is the calls' sum: \(usage)")
     }
+
+    /// A member cut before its usage holds the gateway's estimate, costed the same way (the
+    /// client and the record state one cost).
+    @Test func aCutMembersEstimateIsCostedToo() throws {
+        let env = try TestEnvironment { $0.prices["mock/*"] = Self.price }
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/paced:pace_ms=20:deltas=500"],"min_answers":1,"grace_ms":0}}]"#
+        let response = try env.chat(#"{"model":"mock/outer:pace_ms=1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Compare two options"}],"tools":\#(tools),"tool_choice":"required"}"#)
+        let usage = try #require(response.plainChunksJSON.last?["usage"], "\(response.text)")
+        let calls = try #require(usage["fusion"]?["calls"]?.arrayValue, "\(usage)")
+        let cut = try #require(calls.first { $0["status"] == .string("cut_for_latency") }, "\(calls)")
+        #expect(cut["estimated"] == .bool(true) && (cut["cost"]?.doubleValue ?? 0) > 0 && cut["cost"] == .double(Self.expectedCost(cut)), "\(cut)")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["total_cost"] == usage["cost"], "\(record)")
+    }
 }
