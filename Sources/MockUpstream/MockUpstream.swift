@@ -212,6 +212,15 @@ public final class MockUpstream {
                                       body: Array(#"{"error":{"code":\#(status),"message":"Provider returned error"}}"#.utf8))
             }
             scenario.kind = .normal
+        case .error where scenario.option("no_answer", default: 0) == 1:
+            // HTTP 200 with a body that answers nothing: OpenRouter's `:free` providers' completion
+            // without choices, Gemini's `{}`, an Anthropic message without content.
+            let body = switch vendor {
+            case .openAI: #"{"id":"gen-1","object":"chat.completion","created":1,"model":"mock","provider":"Mock"}"#
+            case .anthropic: #"{"id":"msg_1","type":"message","role":"assistant","stop_reason":"end_turn"}"#
+            case .gemini: "{}"
+            }
+            return writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: Array(body.utf8))
         case .error:
             let status = scenario.option("status", default: 500)
             // OpenAI's types: its 4xx are `invalid_request_error`, its 5xx `server_error`.

@@ -99,6 +99,26 @@ import Testing
         #expect(fellBack.status == 200 && fellBack.json?["model"] == .string("mock/normal:pace_ms=1"), "\(fellBack.text)")
     }
 
+    /// A 200 whose body answers nothing (OpenRouter's `:free` providers' completion without
+    /// choices, Gemini's `{}`) is a protocol error: the fallback answers, and alone it is a 502,
+    /// never an empty `completed` (review 52A #3).
+    @Test(arguments: ["mock", "gem"])
+    func aWholeAnswerWithNoChoiceFallsBackAndIsNeverAnEmptySuccess(provider: String) throws {
+        let env = try MessagesRouteTests.environment()
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"\#(provider)/error:no_answer=1","models":["\#(provider)/normal:pace_ms=0"],"input":"hi"}"#))
+        let fellBack = try client.readResponse()
+        #expect(fellBack.status == 200 && fellBack.json?["status"] == .string("completed"), "\(provider): \(fellBack.text)")
+        #expect(fellBack.json?["output"]?.arrayValue?.isEmpty == false, "\(provider): \(fellBack.text)")
+        let alone = try env.client()
+        try alone.send(TestEnvironment.post("/v1/messages", body: MessagesRouteTests.body(model: "\(provider)/error:no_answer=1", stream: false),
+                                            headers: ["anthropic-version": "2023-06-01"]))
+        let failed = try alone.readResponse()
+        #expect(failed.status == 502 && failed.json?["type"] == .string("error") && failed.text.contains("no c"), "\(provider): \(failed.text)")
+        let chat = try env.chat(TestEnvironment.chatBody(model: "\(provider)/error:no_answer=1", stream: false))
+        #expect(chat.status == 502 && chat.json?["error"]?["code"] == .string("upstream_protocol_error"), "\(provider): \(chat.text)")
+    }
+
     @Test func clientErrorsDoNotFallBack() throws {
         let env = try TestEnvironment()
         let body = #"{"model":"mock/error:status=400","models":["mock/normal"],"messages":[{"role":"user","content":"x"}]}"#

@@ -233,6 +233,19 @@ import Testing
         }
     }
 
+    /// A body with neither a candidate nor a blocked prompt (`{}`, usage alone) is no answer: a
+    /// protocol error the proxy retries or falls back from (review 52A #3: an empty success).
+    @Test func aWholeResponseWithoutACandidateIsAProtocolError() throws {
+        for body in ["{}", #"{"candidates":[],"usageMetadata":{"promptTokenCount":3}}"#, #"{"promptFeedback":{}}"#, #"[{"usageMetadata":{"promptTokenCount":3}}]"#] {
+            let events = try provider.decodeResponse(Array(body.utf8), redactor: .none)
+            #expect(events.count == 1 && { if case .error(let error) = events[0] { error.code == "upstream_protocol_error" && error.status == 502 } else { false } }(),
+                    "\(body): \(events)")
+        }
+        // A blocked prompt has no candidate and is an answer: content_filter.
+        let blocked = try provider.decodeResponse(Array(#"{"promptFeedback":{"blockReason":"SAFETY"}}"#.utf8), redactor: .none)
+        #expect(blocked == [.finish(.contentFilter)])
+    }
+
     @Test func finishReasonsMapToOpenAIsVocabulary() throws {
         for (reason, finish) in [("STOP", FinishReason.stop), ("MAX_TOKENS", .length), ("SAFETY", .contentFilter), ("RECITATION", .contentFilter),
                                  ("BLOCKLIST", .contentFilter), ("PROHIBITED_CONTENT", .contentFilter), ("SPII", .contentFilter),

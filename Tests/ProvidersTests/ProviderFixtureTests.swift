@@ -218,6 +218,17 @@ enum ProviderFixtures {
                            .finish(.toolCalls), .usage(Usage(promptTokens: 3, completionTokens: 2, totalTokens: 5))])
     }
 
+    /// A 200 without a choice (OpenRouter's `:free` providers' error-shaped body) is no answer:
+    /// a protocol error, so the proxy retries or falls back (review 52A #3: an empty success).
+    @Test func aWholeResponseWithoutAChoiceIsAProtocolError() throws {
+        for body in [#"{"id":"gen-1","object":"chat.completion","created":1,"model":"x","provider":"Chutes"}"#,
+                     #"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":0,"total_tokens":3}}"#, #"{"choices":null}"#] {
+            let events = try OpenAICompatibleProvider().decodeResponse(Array(body.utf8), redactor: .none)
+            #expect(events.count == 1 && { if case .error(let error) = events[0] { error.code == "upstream_protocol_error" && error.status == 502 } else { false } }(),
+                    "\(body): \(events)")
+        }
+    }
+
     /// Arguments sent as a JSON object rather than its text are read as that text, not dropped
     /// (review 16 #7: the call went out with empty arguments).
     @Test func argumentsSentAsAnObjectAreItsText() throws {

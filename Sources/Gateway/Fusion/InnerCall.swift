@@ -349,6 +349,9 @@ final class InnerCall {
         }
         for event in events {
             if case .error(let error) = event {
+                // Before any event (an error in a 200 body, one without an answer: review 52A
+                // #3), retried or fallen back from like that status, as the proxy does.
+                if retryOrFallBack(status: error.status, connectFailed: false) { return }
                 fail(error, .upstreamError)
                 return
             }

@@ -20,6 +20,8 @@ struct GeminiResponseReader {
     let redactor: Redactor
     /// A finish reason or an error arrived: the response is complete.
     private(set) var ended = false
+    /// A candidate, a blocked prompt or an error was read: the response said something.
+    private(set) var answered = false
     private var toolCalls = 0
     private var usage: Usage?
 
@@ -29,15 +31,19 @@ struct GeminiResponseReader {
         guard !ended else { return }
         guard case .object = response else { throw StreamDecodingError("the upstream sent a chunk that is not a JSON object") }
         if let error = response["error"], error != .null {
-            ended = true
+            (ended, answered) = (true, true)
             emit(.error(GeminiErrors.streamError(error, redactor: redactor)))
             return
         }
         if let metadata = response["usageMetadata"], case .object = metadata, Self.hasCount(metadata) { usage = Self.usage(metadata) }
         guard let candidate = response["candidates"]?.arrayValue?.first else {
-            if response["promptFeedback"]?["blockReason"]?.stringValue != nil { finish(.contentFilter, emit: emit) }
+            if response["promptFeedback"]?["blockReason"]?.stringValue != nil {
+                answered = true
+                finish(.contentFilter, emit: emit)
+            }
             return
         }
+        answered = true
         for part in candidate["content"]?["parts"]?.arrayValue ?? [] {
             if let call = part["functionCall"], case .object = call {
                 try toolCall(call, responseID: response["responseId"]?.stringValue, emit: emit)

@@ -50,29 +50,33 @@ public struct OpenAICompatibleProvider: Provider {
         if let error = json["error"], error != .null {
             return [.error(OpenAIErrors.streamError(error, redactor: redactor))]
         }
-        var events: [ModelEvent] = []
-        if let choice = json["choices"]?.arrayValue?.first {
-            if let error = OpenAIErrors.choiceError(error: choice["error"], finishReason: choice["finish_reason"]?.stringValue) {
-                return [.error(OpenAIErrors.streamError(error, redactor: redactor))]
-            }
-            let message = choice["message"]
-            if let reasoning = (message?["reasoning"] ?? message?["reasoning_content"])?.stringValue, !reasoning.isEmpty {
-                events.append(.reasoning(reasoning))
-            }
-            if let text = message?["content"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
-            if let refusal = message?["refusal"]?.stringValue, !refusal.isEmpty { events.append(.refusal(refusal)) }
-            // A whole message's calls are whole: each is its own call, whatever index it carries.
-            let calls = message?["tool_calls"]?.arrayValue ?? []
-            guard calls.count <= OpenAIChunk.maxToolCallIndex + 1 else {
-                return [.error(.upstreamProtocol("The upstream sent more than \(OpenAIChunk.maxToolCallIndex + 1) tool calls."))]
-            }
-            for (position, call) in calls.enumerated() {
-                var fragment = OpenAIChunk.fragment(call, position: position)
-                fragment.index = position
-                events.append(.toolCall(fragment))
-            }
-            if let reason = choice["finish_reason"]?.stringValue { events.append(.finish(FinishReason(rawValue: reason))) }
+        // A completion is its choice: a 200 without one (OpenRouter's `:free` providers send
+        // `{"id":…,"provider":…}`) is no answer, and is retried or falls back like a 502 (review
+        // 52A #3), as Anthropic's message without content is.
+        guard let choice = json["choices"]?.arrayValue?.first else {
+            return [.error(.upstreamProtocol("the upstream's response has no choices"))]
         }
+        var events: [ModelEvent] = []
+        if let error = OpenAIErrors.choiceError(error: choice["error"], finishReason: choice["finish_reason"]?.stringValue) {
+            return [.error(OpenAIErrors.streamError(error, redactor: redactor))]
+        }
+        let message = choice["message"]
+        if let reasoning = (message?["reasoning"] ?? message?["reasoning_content"])?.stringValue, !reasoning.isEmpty {
+            events.append(.reasoning(reasoning))
+        }
+        if let text = message?["content"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
+        if let refusal = message?["refusal"]?.stringValue, !refusal.isEmpty { events.append(.refusal(refusal)) }
+        // A whole message's calls are whole: each is its own call, whatever index it carries.
+        let calls = message?["tool_calls"]?.arrayValue ?? []
+        guard calls.count <= OpenAIChunk.maxToolCallIndex + 1 else {
+            return [.error(.upstreamProtocol("The upstream sent more than \(OpenAIChunk.maxToolCallIndex + 1) tool calls."))]
+        }
+        for (position, call) in calls.enumerated() {
+            var fragment = OpenAIChunk.fragment(call, position: position)
+            fragment.index = position
+            events.append(.toolCall(fragment))
+        }
+        if let reason = choice["finish_reason"]?.stringValue { events.append(.finish(FinishReason(rawValue: reason))) }
         if let usage = Usage(openAI: json["usage"]) { events.append(.usage(usage)) }
         return events
     }
