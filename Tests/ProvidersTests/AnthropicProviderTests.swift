@@ -389,6 +389,22 @@ import Testing
         #expect(!typeless.contains { if case .providerBlock(.start) = $0 { true } else { false } } && typeless.contains(.text("ok")))
     }
 
+    /// Kimi's Anthropic-compatible endpoint gives parallel `tool_use` blocks one id: each call
+    /// gets its own, streamed and whole, so a client can answer each (review 52A #2).
+    @Test func toolUseBlocksSharingAnIDEachGetTheirOwn() throws {
+        let provider = AnthropicProvider()
+        let whole = try provider.decodeResponse(Array(#"{"type":"message","content":[{"type":"tool_use","id":"t","name":"f","input":{}},{"type":"tool_use","id":"t","name":"g","input":{}}],"stop_reason":"tool_use"}"#.utf8),
+                                                redactor: .none)
+        #expect(whole.compactMap { if case .toolCall(let call) = $0 { call.id } else { nil } } == ["t", "t_1"], "\(whole)")
+        let block = { (index: Int, name: String) in
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":\(index),\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"\(name)\",\"input\":{}}}\n\n"
+                + "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":\(index)}\n\n"
+        }
+        let stream = Array((block(0, "f") + block(1, "g") + "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n").utf8)
+        let (events, _) = try ProviderFixtures.decode([stream], with: provider)
+        #expect(events.compactMap { if case .toolCall(let call) = $0 { call.id } else { nil } } == ["t", "t_1"], "\(events)")
+    }
+
     /// `"stop_reason": null` is still an end: stop (tool_calls after a tool call), streamed and whole.
     @Test func aNullStopReasonIsStillAFinish() throws {
         let stream = Array("""

@@ -211,6 +211,13 @@ enum ProviderFixtures {
         ])
     }
 
+    /// Parallel calls sharing one id (DeepSeek, GLM) each get an id of their own (review 52A #2).
+    @Test func aWholeMessagesCallsSharingAnIDEachGetTheirOwn() throws {
+        let body = Array(#"{"choices":[{"message":{"role":"assistant","tool_calls":[{"id":"same","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"same","type":"function","function":{"name":"g","arguments":"{}"}},{"id":"same_1","type":"function","function":{"name":"h","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#.utf8)
+        let events = try OpenAICompatibleProvider().decodeResponse(body, redactor: .none)
+        #expect(events.compactMap { if case .toolCall(let call) = $0 { call.id } else { nil } } == ["same", "same_1", "same_1_1"], "\(events)")
+    }
+
     @Test func aWholeResponseDecodesToTheEventsOfAStream() throws {
         let body = Array(#"{"choices":[{"message":{"role":"assistant","content":"Hi","reasoning":"hm","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#.utf8)
         let events = try OpenAICompatibleProvider().decodeResponse(body, redactor: .none)

@@ -88,6 +88,33 @@ import Testing
         #expect(fragments.compactMap(\.id) == ["call_A", "call_B"] && fragments.compactMap(\.name) == ["fa", "fb"])
     }
 
+    /// DeepSeek, GLM and Kimi give parallel calls one id: a known id at another index, or under
+    /// another function's name, is another call, passed on with an id of its own; repeated on
+    /// every fragment of each, it still stays with its call (review 52A #2: `{"a":1}{"b":2}`
+    /// under the first name, or two items with one `call_id`).
+    @Test func aRepeatedIDAtAnotherIndexOrUnderAnotherNameIsAnotherCall() throws {
+        let fragment = { (index: Int, id: String?, name: String?, arguments: String) -> [UInt8] in
+            let idPart = id.map { #""id":"\#($0)","# } ?? ""
+            let namePart = name.map { #""name":"\#($0)","# } ?? ""
+            return Array(#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":\#(index),\#(idPart)"function":{\#(namePart)"arguments":"\#(arguments)"}}]}}]}\#n\#n"#.utf8)
+        }
+        let sameID: [(String, [[UInt8]])] = [
+            ("another index", [fragment(0, "same", "f", #"{\"a\":1}"#), fragment(1, "same", "g", #"{\"b\":2}"#)]),
+            ("another name", [fragment(0, "same", "f", #"{\"a\":1}"#), fragment(0, "same", "g", #"{\"b\":2}"#)]),
+            ("repeated on every fragment", [fragment(0, "same", "f", "{"), fragment(1, "same", "g", "{"), fragment(0, "same", "f", #"\"a\":1}"#),
+                                            fragment(1, "same", "g", #"\"b\":2}"#)]),
+            ("then fragments without it", [fragment(0, "same", "f", "{"), fragment(1, "same", "g", "{"), fragment(1, nil, nil, #"\"b\":2}"#),
+                                           fragment(0, nil, nil, #"\"a\":1}"#)]),
+        ]
+        for (shape, chunks) in sameID {
+            let (events, _) = try ProviderFixtures.decode(chunks + [Array("data: [DONE]\n\n".utf8)], with: OpenAICompatibleProvider())
+            var calls = ToolCallAccumulator()
+            events.forEach { if case .toolCall(let fragment) = $0 { calls.add(fragment) } }
+            #expect(calls.calls.map(\.id) == ["same", "same_1"] && calls.calls.map(\.name) == ["f", "g"], "\(shape): \(calls.calls)")
+            #expect(calls.calls.map(\.arguments) == [#"{"a":1}"#, #"{"b":2}"#], "\(shape): \(calls.calls)")
+        }
+    }
+
     /// Past the stream's cap on calls (1,024), by new ids at one index: an error, not call 1,025.
     @Test func newIDsBeyondTheCapEndTheStreamWithAnError() throws {
         let chunks = (0...1024).map { call in

@@ -114,6 +114,25 @@ import Testing
         #expect(ResponsesStreamCheck.problems(revisited) == [] && revisited.last?.type == "response.failed", "\(revisited.map(\.type))")
     }
 
+    /// Two parallel calls sharing one upstream id (DeepSeek, GLM) are two `function_call` items
+    /// with distinct `call_id`s: openai-python's `responses.stream()` raises on a repeated one
+    /// (review 52A #2).
+    @Test func callsSharingAnUpstreamIDAreItemsWithDistinctCallIDs() throws {
+        var relay = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try Self.envelope(), stream: true)))
+        var out: [UInt8] = []
+        relay.start(into: &out)
+        let sse = #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"same","function":{"name":"f","arguments":"{\"a\":1}"}}]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"same","function":{"name":"g","arguments":"{\"b\":2}"}}]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+        _ = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+        let events = try ResponsesStreamCheck.decode(out)
+        #expect(ResponsesStreamCheck.problems(events) == [])
+        let output = events.last?.json["response"]?["output"]?.arrayValue ?? []
+        #expect(output.map { $0["call_id"] } == [.string("same"), .string("same_1")], "\(output)")
+        #expect(output.map { $0["arguments"] } == [.string(#"{"a":1}"#), .string(#"{"b":2}"#)], "\(output)")
+    }
+
     @Test func aLengthFinishMakesTheResponseIncomplete() throws {
         let bytes = try Self.render([.text("Cut sh"), .finish(.length), .usage(Self.usage)])
         try Golden.check("incomplete.sse", bytes)

@@ -65,6 +65,7 @@ enum AnthropicResponse {
         }
         var events: [ModelEvent] = []
         var calls = 0
+        var ids = UniqueToolCallIDs()
         for block in content {
             switch block["type"]?.stringValue {
             case "text"?:
@@ -88,7 +89,7 @@ enum AnthropicResponse {
                     return [.error(.upstreamProtocol("the upstream sent a tool_use whose input is not an object"))]
                 }
                 let input = JSONWriting.compact(object)
-                events.append(.toolCall(ToolCallFragment(index: calls, id: block["id"]?.stringValue ?? "",
+                events.append(.toolCall(ToolCallFragment(index: calls, id: ids.claim(block["id"]?.stringValue ?? ""),
                                                          name: block["name"]?.stringValue ?? "", arguments: input)))
                 calls += 1
             default:

@@ -7,7 +7,8 @@ import GatewayCore
 ///   → `.providerBlock(.delta)` (of the open text block).
 /// - Blocks of other types (server tools' `server_tool_use`, `web_search_tool_result`, … and
 ///   types yet to come) → `.providerBlock`: their start, deltas and stop, as they came.
-/// - A `tool_use` block's start → a `.toolCall` fragment with its id and name and no arguments
+/// - A `tool_use` block's start → a `.toolCall` fragment with its id (one of its own when an
+///   earlier block had it: `UniqueToolCallIDs`) and name and no arguments
 ///   (the block's `input: {}` is a placeholder, not a fragment); each non-empty
 ///   `input_json_delta` → a fragment of arguments. The fragment index counts tool calls (0, 1, …),
 ///   not content blocks, as OpenAI clients expect. Server tools' blocks are not the client's to
@@ -83,6 +84,8 @@ struct AnthropicEventReader {
     /// as the arguments when the block stops with no delta, so no client gets `""`, which
     /// `JSON.parse` and `json.loads` refuse (review 43 #2).
     private var unsentInputs: [Int64: String] = [:]
+    /// Kimi's endpoint gives parallel `tool_use` blocks one id (review 52A #2).
+    private var ids = UniqueToolCallIDs()
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -146,7 +149,7 @@ struct AnthropicEventReader {
             } else {
                 unsentInputs[index] = "{}"
             }
-            emit(.toolCall(ToolCallFragment(index: ordinal, id: block?["id"]?.stringValue ?? "", name: block?["name"]?.stringValue ?? "",
+            emit(.toolCall(ToolCallFragment(index: ordinal, id: ids.claim(block?["id"]?.stringValue ?? ""), name: block?["name"]?.stringValue ?? "",
                                             arguments: "")))
         case "text"?:
             if let index {

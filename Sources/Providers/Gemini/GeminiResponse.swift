@@ -9,7 +9,8 @@ import GatewayCore
 ///   `GeminiRequestEncoder` for how replayed calls are signed). Other parts (code execution,
 ///   inline media output) have no neutral form.
 /// - A `functionCall` arrives whole: one `.toolCall` fragment with the call's `id` (or one made
-///   from the response id and the call's ordinal when an older model sends none) and its `args`
+///   from the response id and the call's ordinal when an older model sends none; unique in the
+///   response: `UniqueToolCallIDs`) and its `args`
 ///   as compact JSON.
 /// - `finishReason` → `.finish` (see `finishReason(_:sawToolCalls:)`), then `.usage` once, from
 ///   the last `usageMetadata` seen (each chunk's is a running total: never summed). A prompt
@@ -23,6 +24,7 @@ struct GeminiResponseReader {
     /// A candidate, a blocked prompt or an error was read: the response said something.
     private(set) var answered = false
     private var toolCalls = 0
+    private var ids = UniqueToolCallIDs()
     private var usage: Usage?
 
     init(redactor: Redactor) { self.redactor = redactor }
@@ -73,7 +75,7 @@ struct GeminiResponseReader {
             throw StreamDecodingError("the upstream sent a functionCall without a name")
         }
         guard toolCalls < Self.maxToolCalls else { throw StreamDecodingError("the upstream sent more than \(Self.maxToolCalls) tool calls") }
-        let id = call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? Self.callID(responseID: responseID, ordinal: toolCalls)
+        let id = ids.claim(call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? Self.callID(responseID: responseID, ordinal: toolCalls))
         // A call's arguments are an object (absent or null: none); anything else no client's API
         // can carry as a call (Anthropic's `input` must be an object too).
         let args = call["args"] ?? .null

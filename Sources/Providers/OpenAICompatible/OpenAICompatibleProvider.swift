@@ -66,14 +66,17 @@ public struct OpenAICompatibleProvider: Provider {
         }
         if let text = message?["content"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
         if let refusal = message?["refusal"]?.stringValue, !refusal.isEmpty { events.append(.refusal(refusal)) }
-        // A whole message's calls are whole: each is its own call, whatever index it carries.
+        // A whole message's calls are whole: each is its own call, whatever index it carries,
+        // under an id of its own.
         let calls = message?["tool_calls"]?.arrayValue ?? []
         guard calls.count <= OpenAIChunk.maxToolCallIndex + 1 else {
             return [.error(.upstreamProtocol("The upstream sent more than \(OpenAIChunk.maxToolCallIndex + 1) tool calls."))]
         }
+        var ids = UniqueToolCallIDs()
         for (position, call) in calls.enumerated() {
             var fragment = OpenAIChunk.fragment(call, position: position)
             fragment.index = position
+            fragment.id = fragment.id.map { ids.claim($0) }
             events.append(.toolCall(fragment))
         }
         if let reason = choice["finish_reason"]?.stringValue { events.append(.finish(FinishReason(rawValue: reason))) }

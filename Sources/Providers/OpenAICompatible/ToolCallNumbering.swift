@@ -2,28 +2,41 @@
 ///
 /// Some OpenAI-compatible servers number every parallel call 0, or leave `index` out (its
 /// position in the chunk's array stands in), and tell calls apart by their `id` alone; read
-/// by index, two such calls merge into one with arguments like `{"a":1}{"z":1}`. So:
-/// - a fragment with an id seen before continues that call (a server that repeats a call's id
-///   on every fragment, as llama-cpp-python does, or one that went back to an earlier call);
+/// by index, two such calls merge into one with arguments like `{"a":1}{"z":1}`. Others (DeepSeek,
+/// GLM, Kimi) give parallel calls one id, each at its own index or under a new name. So:
+/// - a fragment with an id seen before at the same upstream index continues that call (a server
+///   that repeats a call's id on every fragment, as llama-cpp-python does, or one that went back
+///   to an earlier call), unless it names another function: that is a new call with the same id;
 /// - a new id with a name, at an index another call holds, starts a new call under the next
-///   free index (a call's first fragment names its function);
+///   free index (a call's first fragment names its function); so does an id seen only at another
+///   index (review 52A #2: `{"a":1}{"b":2}` under the first call's name);
 /// - anything else continues the call its index holds (a changed id without a name is no
 ///   call of its own: it could not be run).
 /// Only a call's first id and name are passed on, since a client's accumulator would
-/// concatenate repeats ("lookuplookup").
+/// concatenate repeats ("lookuplookup"); an id another call was given is passed on made unique
+/// (`UniqueToolCallIDs`).
 ///
 /// Touched only by tool-call fragments; at most `limit` calls per stream.
 struct ToolCallNumbering {
     private struct Call {
+        /// The upstream's id, as its later fragments repeat it.
         var id: String?
-        var namePassed = false
+        var name: String?
+    }
+
+    /// An id as seen at one upstream index.
+    private struct Seen: Hashable {
+        var upstream: Int
+        var id: String
     }
 
     /// The call (its index) each upstream index holds now.
     private var current: [Int: Int] = [:]
     /// Every call by the index it was given.
     private var calls: [Int: Call] = [:]
-    private var byID: [String: Int] = [:]
+    /// The latest call each id started at each upstream index.
+    private var byID: [Seen: Int] = [:]
+    private var ids = UniqueToolCallIDs()
     private var nextFree = 0
     let limit: Int
 
@@ -36,8 +49,13 @@ struct ToolCallNumbering {
         var fragment = fragment
         let upstream = fragment.index
         let index: Int
-        if let id = fragment.id, let known = byID[id] {
-            index = known
+        if let id = fragment.id, let known = byID[Seen(upstream: upstream, id: id)] {
+            if fragment.name == nil || calls[known]?.name == nil || calls[known]?.name == fragment.name {
+                index = known
+            } else {
+                guard let claimed = claim(preferring: nil) else { return nil }
+                index = claimed
+            }
         } else if let held = current[upstream], fragment.id == nil || calls[held]?.id == nil || fragment.name == nil {
             index = held
         } else {
@@ -47,13 +65,14 @@ struct ToolCallNumbering {
         current[upstream] = index
         var call = calls[index] ?? Call()
         if call.id == nil, let id = fragment.id {
-            call.id = id  // the call's first id: passed on once
-            byID[id] = index
+            call.id = id  // the call's first id: passed on once, unique among the stream's calls
+            byID[Seen(upstream: upstream, id: id)] = index
+            fragment.id = ids.claim(id)
         } else {
             fragment.id = nil
         }
-        if fragment.name != nil {
-            if call.namePassed { fragment.name = nil } else { call.namePassed = true }
+        if let name = fragment.name {
+            if call.name != nil { fragment.name = nil } else { call.name = name }
         }
         calls[index] = call
         fragment.index = index
