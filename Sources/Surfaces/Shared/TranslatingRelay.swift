@@ -81,13 +81,14 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         var events = pending
         pending = []
         events.removeAll(keepingCapacity: true)
-        let ended: Bool
+        var ended = false
+        var failure: StreamDecodingError?
         do {
             ended = try decoder.decode(bytes) { events.append($0) }
         } catch {
-            pending = events
-            fail(.upstreamProtocol("the upstream sent an invalid stream: \(error.message)"), into: &out)
-            return outcome
+            // The events before the bad one (in the same read) are the answer so far: shown and
+            // counted, then the failure (review 52A #4: text received was never shown).
+            failure = error
         }
         if !promptNoted {
             // Anthropic says the prompt's usage first (`message_start`), before any event.
@@ -101,7 +102,11 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         }
         for event in events where outcome == .streaming { translate(event, into: &out) }
         pending = events
-        if ended && outcome == .streaming { complete(into: &out) }
+        if let failure {
+            fail(.upstreamProtocol("the upstream sent an invalid stream: \(failure.message)"), into: &out)
+        } else if ended && outcome == .streaming {
+            complete(into: &out)
+        }
         return outcome
     }
 

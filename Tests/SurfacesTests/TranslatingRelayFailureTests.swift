@@ -1,0 +1,45 @@
+import GatewayCore
+import Providers
+import Surfaces
+import Testing
+
+/// An event that fails to decode ends the stream, but what the upstream said before it, even in
+/// the same read, reaches the client and its count (review 52A #4: `created`, `failed`, no text).
+@Suite struct TranslatingRelayFailureTests {
+    static let openAI = #"data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}"# + "\n\n" + #"data: {"oops"# + "\n\n"
+    static let anthropic = """
+        event: content_block_start
+        data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}
+
+        event: content_block_delta
+        data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}
+
+        event: content_block_delta
+        data: {"type":"content_bl
+
+
+        """
+
+    @Test(arguments: [0, 1])
+    func theEventsBeforeABadOneInTheSameReadAreShownThenTheFailure(upstream: Int) throws {
+        let (provider, sse): (any Provider, String) = upstream == 0 ? (OpenAICompatibleProvider(), Self.openAI) : (AnthropicProvider(), Self.anthropic)
+        var relay = TranslatingRelay(decoder: provider.streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try ResponsesStreamWriterTests.envelope(), stream: true)),
+                                     estimatedPromptTokens: 10)
+        var out: [UInt8] = []
+        relay.start(into: &out)
+        let outcome = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+        guard case .failed(let error) = outcome else {
+            Issue.record("\(outcome)")
+            return
+        }
+        #expect(error.code == "upstream_protocol_error")
+        let events = try ResponsesStreamCheck.decode(out)
+        #expect(ResponsesStreamCheck.problems(events) == [], "\(events.map(\.type))")
+        #expect(events.contains { $0.type == "response.output_text.delta" && $0.json["delta"] == .string("Hello") }, "\(events.map(\.type))")
+        let failed = try #require(events.last)
+        #expect(failed.type == "response.failed" && failed.json["response"]?["output"]?[0]?["content"]?[0]?["text"] == .string("Hello"),
+                "\(failed.json)")
+        #expect(failed.json["response"]?["usage"]?["output_tokens"]?.intValue ?? 0 > 0 && relay.forwardedEvents == 1, "\(failed.json)")
+    }
+}
