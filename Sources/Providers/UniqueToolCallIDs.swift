@@ -9,12 +9,16 @@
 /// Every decoder keeps one per answer; touched once per call, never per delta.
 struct UniqueToolCallIDs {
     private var taken: Set<String> = []
+    /// Per repeated id, the suffix to try next: a hostile upstream repeating one id for every
+    /// call costs one probe per call, not a scan from `_1` each time (quadratic).
+    private var nextSuffix: [String: Int] = [:]
 
     /// `id`, or `id_N` when an earlier call of this answer went out with `id`.
     mutating func claim(_ id: String) -> String {
         if id.isEmpty || taken.insert(id).inserted { return id }
-        var suffix = 1
+        var suffix = nextSuffix[id, default: 1]
         while !taken.insert("\(id)_\(suffix)").inserted { suffix += 1 }
+        nextSuffix[id] = suffix + 1
         return "\(id)_\(suffix)"
     }
 }
