@@ -86,6 +86,31 @@ import Testing
         #expect(record["tokens_completion"]?.intValue == written, "\(record)")
     }
 
+    /// A non-streamed Responses or Messages answer without upstream usage tells the client the
+    /// estimate its record charges, flagged `estimated`, as the streamed one does: not `null`, nor
+    /// zeros that read as measured (review 52A #6).
+    /// (The estimate is made above the provider: the mock's OpenAI wire stands for any.)
+    @Test func aWholeAnswerWithoutUsageShowsTheEstimateTheRecordCharges() throws {
+        let env = try TestEnvironment()
+        let model = "mock/normal:pace_ms=0:no_usage=1"
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"\#(model)","input":"hi"}"#))
+        let response = try client.readResponse()
+        let usage = try #require(response.json?["usage"], "\(response.text)")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(usage["estimated"] == .bool(true) && usage["output_tokens"]?.intValue ?? 0 > 0, "\(usage)")
+        #expect(usage["output_tokens"] == record["tokens_completion"] && usage["input_tokens"] == record["tokens_prompt"], "\(usage), \(record)")
+        let other = try env.client()
+        try other.send(TestEnvironment.post("/v1/messages", body: MessagesRouteTests.body(model: model, stream: false),
+                                            headers: ["anthropic-version": "2023-06-01"]))
+        let message = try other.readResponse()
+        let counts = try #require(message.json?["usage"], "\(message.text)")
+        let charged = try #require(try env.generation(message.header("x-generation-id")))
+        #expect(counts["estimated"] == .bool(true) && counts["output_tokens"]?.intValue ?? 0 > 0 && counts["input_tokens"]?.intValue ?? 0 > 0,
+                "\(counts)")
+        #expect(counts["output_tokens"] == charged["tokens_completion"] && counts["input_tokens"] == charged["tokens_prompt"], "\(counts), \(charged)")
+    }
+
     @Test func theSDKsDoNotRetryWhatTheGatewayAlreadyRetried() throws {
         let env = try TestEnvironment()
         let retried = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503", stream: false))

@@ -1,3 +1,4 @@
+import Fusion
 import GatewayCore
 import Providers
 import Surfaces
@@ -29,6 +30,16 @@ protocol ProxyRequest {
 
 extension ProxyRequest {
     func clientParam(_ param: String) -> String { param }
+
+    /// For a whole answer without usage, the estimate its record charges
+    /// (`ProxyAccounting.wholeAnswer`: the prompt by its size, the output at about four bytes a
+    /// token), costed as a stream's is: the client is told it, flagged, rather than `null` or a
+    /// measured zero (review 52A #6). Nil when the upstream reported usage or said nothing.
+    func wholeUsageEstimate(_ events: [ModelEvent], route: ModelRoute) -> Usage? {
+        guard !events.contains(where: { if case .usage = $0 { true } else { false } }),
+              let completion = ModelEvent.estimatedOutputTokens(events) else { return nil }
+        return Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion).costed(at: route.price)
+    }
 }
 
 /// What every response of one proxied request shares.
@@ -123,6 +134,7 @@ struct MessagesProxyRequest: ProxyRequest {
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
         var response = MessagesResponse(id: context.generationID, model: clientModel)
         for event in events { response.add(event) }
+        if let estimate = wholeUsageEstimate(events, route: route) { response.addEstimatedUsage(estimate) }
         return try response.body()
     }
 }
@@ -165,6 +177,7 @@ struct ResponsesProxyRequest: ProxyRequest {
         var writer = ResponsesStreamWriter(envelope: envelope(context), stream: false)
         var discarded: [UInt8] = []
         for event in events { writer.append(event, to: &discarded) }
-        return writer.response(completedAt: ResponsesTranslation.now()).serialized()
+        let estimate = ResponsesTranslation.usageJSON(wholeUsageEstimate(events, route: route), estimated: true)
+        return writer.response(usage: estimate, completedAt: ResponsesTranslation.now()).serialized()
     }
 }

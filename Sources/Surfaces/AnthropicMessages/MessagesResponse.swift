@@ -23,6 +23,8 @@ public struct MessagesResponse: Sendable {
     private var stopDetail: (reason: String, sequence: String?)?
     private var extras = AnthropicMessageExtras()
     private var usage = Usage()
+    /// `usage` is the gateway's estimate: the upstream reported none.
+    private var usageEstimated = false
     /// The last text block ended (`.providerBlock(.stop)`): more text is another block.
     private var textEnded = false
 
@@ -81,6 +83,13 @@ public struct MessagesResponse: Sendable {
         }
     }
 
+    /// The gateway's estimate for an answer whose upstream reported no usage, said `estimated`
+    /// as a stream's is (zeros would read as measured: review 21 F2).
+    public mutating func addEstimatedUsage(_ estimate: Usage) {
+        usage = estimate
+        usageEstimated = true
+    }
+
     private mutating func append(_ block: Block) {
         blocks.append(block)
         textEnded = false
@@ -116,7 +125,7 @@ public struct MessagesResponse: Sendable {
             }
         }
         var usageJSON: [UInt8] = []
-        MessagesStreamWriter.appendUsage(usage, extra: extras.usage, to: &usageJSON)
+        MessagesStreamWriter.appendUsage(usage, estimated: usageEstimated, extra: extras.usage, to: &usageJSON)
         var message = extras.message.merging(extra) { $1 }
         message["id"] = .string(id)
         message["type"] = .string("message")
