@@ -127,13 +127,15 @@ public struct Usage: Sendable, Equatable {
     /// OpenAI's `usage` object (with OpenRouter's `cost` and the `*_details` breakdowns); nil
     /// when it has no token count that is a number (`{}`, counts of `"12"`, or `1e400`, read as
     /// null): an upstream that said nothing usable said nothing, and the call is estimated, not
-    /// recorded as a measured zero (review 21 F2).
+    /// recorded as a measured zero (review 21 F2). The total is at least the prompt and
+    /// completion it sums (counts clamped one by one could leave a reported total below the
+    /// completion: review 52A #9), as Anthropic's and Gemini's totals are.
     public init?(openAI json: JSONValue?) {
         guard let json, case .object = json, Self.hasCount(json) else { return nil }
         let prompt = Self.count(json["prompt_tokens"])
         let completion = Self.count(json["completion_tokens"])
         self.init(promptTokens: prompt, completionTokens: completion,
-                  totalTokens: json["total_tokens"].map(Self.count) ?? Self.saturatingAdd(prompt, completion),
+                  totalTokens: max(Self.count(json["total_tokens"]), Self.saturatingAdd(prompt, completion)),
                   reasoningTokens: Self.count(json["completion_tokens_details"]?["reasoning_tokens"]),
                   cachedTokens: Self.count(json["prompt_tokens_details"]?["cached_tokens"]),
                   cacheWriteTokens: Self.count(json["prompt_tokens_details"]?["cache_write_tokens"]),

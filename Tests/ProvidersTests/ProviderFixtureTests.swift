@@ -299,9 +299,23 @@ enum ProviderFixtures {
 }
 
 @Suite struct UsageTests {
+    /// A reported total below the prompt and completion it sums (clamped, or simply wrong) is
+    /// their sum, so no client sees output_tokens above total_tokens (review 52A #9); a larger
+    /// one (a server counting something more) is kept.
+    @Test func anOpenAITotalIsAtLeastThePromptAndCompletion() {
+        let hostile = Usage(openAI: .object(["prompt_tokens": .int(-5), "completion_tokens": .double(1e300), "total_tokens": .double(1.5)]))
+        #expect(hostile?.promptTokens == 0 && hostile?.completionTokens == Usage.maxTokens && hostile?.totalTokens == Usage.maxTokens)
+        let short = Usage(openAI: .object(["prompt_tokens": .int(3), "completion_tokens": .int(4), "total_tokens": .int(5)]))
+        #expect(short?.totalTokens == 7)
+        let larger = Usage(openAI: .object(["prompt_tokens": .int(3), "completion_tokens": .int(4), "total_tokens": .int(9)]))
+        #expect(larger?.totalTokens == 9)
+        let saturated = Usage(openAI: .object(["prompt_tokens": .double(1e300), "completion_tokens": .double(1e300)]))
+        #expect(saturated?.totalTokens == Usage.maxTokens)
+    }
+
     @Test func countsAreClampedAndSumsSaturate() {
         let huge = Usage(openAI: .object(["prompt_tokens": .double(1e300), "completion_tokens": .int(-3), "total_tokens": .double(.nan)]))
-        #expect(huge?.promptTokens == Usage.maxTokens && huge?.completionTokens == 0 && huge?.totalTokens == 0)
+        #expect(huge?.promptTokens == Usage.maxTokens && huge?.completionTokens == 0 && huge?.totalTokens == Usage.maxTokens)
         var sum = Usage()
         for _ in 0..<10_000 { sum = sum + Usage(promptTokens: .max, completionTokens: .max, totalTokens: .max, cost: 1e300) }
         #expect(sum.promptTokens == Usage.maxTokens)
