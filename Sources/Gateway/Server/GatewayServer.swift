@@ -121,7 +121,7 @@ public final class GatewayServer {
                                metadata: ["provider": "\(provider)", "env": "\(variable)"])
             }
             for (ignored, kept) in self.config.prices.conflicts {
-                logger.warning("two prices name one model as it routes; the first is used",
+                logger.warning("two prices name one model as it routes; one is used, the other ignored",
                                metadata: ["used": "\(kept)", "ignored": "\(ignored)"])
             }
         }
