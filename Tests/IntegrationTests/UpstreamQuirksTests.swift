@@ -91,7 +91,7 @@ import Testing
     /// zeros that read as measured (review 52A #6).
     /// (The estimate is made above the provider: the mock's OpenAI wire stands for any.)
     @Test func aWholeAnswerWithoutUsageShowsTheEstimateTheRecordCharges() throws {
-        let env = try TestEnvironment()
+        let env = try TestEnvironment { $0.prices["mock/*"] = ModelPrice(inputPerMillion: 1, outputPerMillion: 10) }
         let model = "mock/normal:pace_ms=0:no_usage=1"
         let client = try env.client()
         try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"\#(model)","input":"hi"}"#))
@@ -100,6 +100,7 @@ import Testing
         let record = try #require(try env.generation(response.header("x-generation-id")))
         #expect(usage["estimated"] == .bool(true) && usage["output_tokens"]?.intValue ?? 0 > 0, "\(usage)")
         #expect(usage["output_tokens"] == record["tokens_completion"] && usage["input_tokens"] == record["tokens_prompt"], "\(usage), \(record)")
+        #expect((usage["cost"]?.doubleValue ?? 0) > 0 && usage["cost"] == record["total_cost"], "one cost, costed at the price: \(usage), \(record)")
         let other = try env.client()
         try other.send(TestEnvironment.post("/v1/messages", body: MessagesRouteTests.body(model: model, stream: false),
                                             headers: ["anthropic-version": "2023-06-01"]))

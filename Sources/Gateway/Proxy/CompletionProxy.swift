@@ -476,7 +476,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        onFinish { [self] in accounting.close(relay: streamed ? relay : nil, estimatedPromptTokens: estimatedPromptTokens) }
+        onFinish { [self] in accounting.close(relay: streamed ? relay : nil, estimatedPromptTokens: estimatedPromptTokens, price: route.price) }
     }
 }
 

@@ -1,4 +1,5 @@
 import EventLoop
+import Fusion
 import Providers
 import Surfaces
 
@@ -111,8 +112,9 @@ struct ProxyAccounting {
     }
 
     /// The record to file. `relay`: what the stream relay saw (usage, finish reason), when streamed.
-    /// `estimatedPromptTokens`: the prompt's size in tokens, roughly.
-    mutating func close<Relay: ClientRelay>(relay: Relay?, estimatedPromptTokens: Int64) -> GenerationRecord {
+    /// `estimatedPromptTokens`: the prompt's size in tokens, roughly. `price`: the model's, for
+    /// an estimate the client was told (a whole answer's), costed as it was (`Usage.costed`).
+    mutating func close<Relay: ClientRelay>(relay: Relay?, estimatedPromptTokens: Int64, price: ModelPrice? = nil) -> GenerationRecord {
         if let relay {
             if record.usage == Usage() {
                 if let usage = relay.usage {
@@ -122,6 +124,7 @@ struct ProxyAccounting {
                     // A streamed request answered with one whole body and no usage: its output at
                     // about four bytes a token, not a token for its one event (review 45 proxy #5).
                     record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens), completionTokens: completion)
+                        .costed(at: price)
                     record.usageEstimated = true
                 } else if relay.forwardedEvents > 0 {
                     // Tokens went out but no usage came back: the stream was cut (the client left,
@@ -136,7 +139,7 @@ struct ProxyAccounting {
             }
             if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
         } else if let completion = wholeAnswerTokens, record.usage == Usage() {
-            record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion)
+            record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion).costed(at: price)
             record.usageEstimated = true
         }
         record.upstreamAttempts = attempts
