@@ -96,6 +96,14 @@ public struct JSONView {
         return start..<endOfValue(at: start)
     }
 
+    /// The element after `element` (one this view returned) in its array; nil after the last.
+    public func element(after element: Range<Int>) -> Range<Int>? {
+        let index = skipWhitespace(from: element.upperBound)
+        guard bytes[index] == UInt8(ascii: ",") else { return nil }
+        let start = skipWhitespace(from: index + 1)
+        return start..<endOfValue(at: start)
+    }
+
     /// The value at `range`, as `JSONValue.parse` reads it.
     public func value(_ range: Range<Int>) -> JSONValue {
         var builder = JSONBuilder(bytes: UnsafeRawBufferPointer(rebasing: bytes[range]), strict: false)

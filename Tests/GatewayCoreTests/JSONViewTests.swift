@@ -53,6 +53,14 @@ import Testing
                 let first = choices.flatMap(view.firstElement)
                 #expect(first.map(view.value) == parsed["choices"]?.arrayValue?.first, "\(text)")
                 #expect(first.flatMap { view.member("x", in: $0) }.map(view.value) == parsed["choices"]?.arrayValue?.first?["x"], "\(text)")
+                // Every element, walked one after another (review 52A #8 reads choice 0 wherever it is).
+                var elements: [JSONValue] = []
+                var element = first
+                while let current = element {
+                    elements.append(view.value(current))
+                    element = view.element(after: current)
+                }
+                #expect(elements == (parsed["choices"]?.arrayValue ?? []), "\(text)")
                 #expect(content.flatMap(view.string) == parsed["content"]?.stringValue)
                 #expect(content.map(view.isNull) == parsed["content"].map { $0 == .null })
             }

@@ -16,7 +16,7 @@ import Testing
         #""tool_calls":[{"index":99999999999,"function":{"arguments":"x"}},{"id":"c2"}]"#, #""tool_calls":{}"#,
         #""tool_calls":[{"index":0,"id":"c1","function":{"name":"f"}},{"index":0,"id":"c1","function":{"name":"f"}}]"#,
     ]
-    static let choiceMembers = [#""index":0"#, #""finish_reason":null"#, #""finish_reason":"stop""#, #""finish_reason":"tool_calls""#,
+    static let choiceMembers = [#""index":0"#, #""index":1"#, #""finish_reason":null"#, #""finish_reason":"stop""#, #""finish_reason":"tool_calls""#,
                                 #""finish_reason":1"#, #""delta":null"#, #""delta":[]"#, #""logprobs":{"content":[{"token":"x"}]}"#]
     static let topMembers = [
         #""id":"gen-1""#, #""object":"chat.completion.chunk""#, #""model":"m""#, #""created":1e999"#, #""usage":null"#,
@@ -47,12 +47,13 @@ import Testing
             var expected: [ModelEvent] = []
             var ids: Set<Int> = []
             var names: Set<Int> = []
+            var sawChoiceZero = false
             for chunk in chunks {
                 guard let tree = try? JSONValue.parse(Array(chunk.utf8)) else {
                     Issue.record("the generator made invalid JSON: \(chunk)")
                     return
                 }
-                Self.reference(tree, redactor: redactor) { event in
+                Self.reference(tree, redactor: redactor, sawChoiceZero: &sawChoiceZero) { event in
                     if case .toolCall(var fragment) = event {
                         if fragment.id != nil && !ids.insert(fragment.index).inserted { fragment.id = nil }
                         if fragment.name != nil && !names.insert(fragment.index).inserted { fragment.name = nil }
@@ -70,12 +71,16 @@ import Testing
     }
 
     /// How a chunk was read before `JSONView`: the whole tree, then subscripts.
-    static func reference(_ chunk: JSONValue, redactor: Redactor, emit: (ModelEvent) -> Void) {
+    static func reference(_ chunk: JSONValue, redactor: Redactor, sawChoiceZero: inout Bool, emit: (ModelEvent) -> Void) {
         if let error = chunk["error"], error != .null {
             emit(.error(OpenAICompatibleProvider.streamError(error, redactor: redactor)))
             return
         }
-        if let choice = chunk["choices"]?.arrayValue?.first {
+        // Choice 0 wherever it stands, else the first; another only until choice 0 came (review 52A #8).
+        let choices = chunk["choices"]?.arrayValue ?? []
+        var picked = choices.first(where: { $0["index"]?.intValue == 0 }) ?? choices.first
+        if let number = picked?["index"]?.intValue { if number == 0 { sawChoiceZero = true } else if sawChoiceZero { picked = nil } }
+        if let choice = picked {
             if let delta = choice["delta"] {
                 if let reasoning = (delta["reasoning"] ?? delta["reasoning_content"])?.stringValue, !reasoning.isEmpty {
                     emit(.reasoning(reasoning))

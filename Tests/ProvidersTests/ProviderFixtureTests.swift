@@ -211,6 +211,23 @@ enum ProviderFixtures {
         ])
     }
 
+    /// The answer is choice 0, whatever order a server sends choices in, and a choice it was not
+    /// asked for is not merged into it (review 52A #8: "B2" instead of "A!"); a server numbering
+    /// its only choice 1 is still read.
+    @Test func choiceZeroIsTheAnswerWhateverItsPosition() throws {
+        let chunk = { (choices: String) in Array("data: {\"choices\":[\(choices)]}\n\n".utf8) }
+        let chunks = [chunk(#"{"index":1,"delta":{"content":"B"}},{"index":0,"delta":{"content":"A"}}"#), chunk(#"{"index":1,"delta":{"content":"2"}}"#),
+                      chunk(#"{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}"#), Array("data: [DONE]\n\n".utf8)]
+        for split in [chunks, [chunks.joined().map { $0 }]] {
+            let (events, end) = try ProviderFixtures.decode(split, with: OpenAICompatibleProvider())
+            #expect(events == [.text("A"), .text("!"), .finish(.stop)] && end == .complete, "\(events)")
+        }
+        let (lone, _) = try ProviderFixtures.decode([chunk(#"{"index":1,"delta":{"content":"x"},"finish_reason":"stop"}"#)], with: OpenAICompatibleProvider())
+        #expect(lone == [.text("x"), .finish(.stop)], "\(lone)")
+        let body = Array(#"{"choices":[{"index":1,"message":{"role":"assistant","content":"B"},"finish_reason":"stop"},{"index":0,"message":{"role":"assistant","content":"A"},"finish_reason":"length"}]}"#.utf8)
+        #expect(try OpenAICompatibleProvider().decodeResponse(body, redactor: .none) == [.text("A"), .finish(.length)])
+    }
+
     /// Parallel calls sharing one id (DeepSeek, GLM) each get an id of their own (review 52A #2).
     @Test func aWholeMessagesCallsSharingAnIDEachGetTheirOwn() throws {
         let body = Array(#"{"choices":[{"message":{"role":"assistant","tool_calls":[{"id":"same","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"same","type":"function","function":{"name":"g","arguments":"{}"}},{"id":"same_1","type":"function","function":{"name":"h","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#.utf8)

@@ -53,7 +53,8 @@ public struct OpenAICompatibleProvider: Provider {
         // A completion is its choice: a 200 without one (OpenRouter's `:free` providers send
         // `{"id":…,"provider":…}`) is no answer, and is retried or falls back like a 502 (review
         // 52A #3), as Anthropic's message without content is.
-        guard let choice = json["choices"]?.arrayValue?.first else {
+        let choices = json["choices"]?.arrayValue ?? []
+        guard let choice = choices.first(where: { $0["index"]?.intValue == 0 }) ?? choices.first else {
             return [.error(.upstreamProtocol("the upstream's response has no choices"))]
         }
         var events: [ModelEvent] = []
@@ -104,7 +105,12 @@ public struct OpenAICompatibleProvider: Provider {
 enum OpenAIChunk {
     /// The events of one chunk, in the order a client would show them. Read through a
     /// `JSONView`: runs on every token of every inner call, and only these few members matter.
-    static func events(_ chunk: JSONView, redactor: Redactor, emit: (ModelEvent) -> Void) {
+    ///
+    /// The answer is choice 0, as for a client that asked for one (review 52A #8: a server
+    /// sending another merged it into the text). A choice numbered otherwise is read only until
+    /// choice 0 has shown up (`sawChoiceZero`, kept by the stream), so a server that numbers
+    /// its only choice 1 is still read.
+    static func events(_ chunk: JSONView, redactor: Redactor, sawChoiceZero: inout Bool, emit: (ModelEvent) -> Void) {
         // One pass per object; for duplicate keys the last wins, as in a parsed tree.
         var error: Range<Int>?, choices: Range<Int>?, usage: Range<Int>?
         chunk.forEachMember(in: chunk.root) { key, value in
@@ -114,10 +120,21 @@ enum OpenAIChunk {
             emit(.error(OpenAIErrors.streamError(chunk.value(error), redactor: redactor)))
             return
         }
-        if let choice = choices.flatMap(chunk.firstElement) {
-            var delta: Range<Int>?, finishReason: Range<Int>?, choiceError: Range<Int>?
+        choice: if let choice = choices.flatMap({ Self.choice(in: chunk, $0) }) {
+            var delta: Range<Int>?, finishReason: Range<Int>?, choiceError: Range<Int>?, index: Range<Int>?
             chunk.forEachMember(in: choice) { key, value in
-                if key.matches("delta") { delta = value } else if key.matches("finish_reason") { finishReason = value } else if key.matches("error") { choiceError = value }
+                if key.matches("delta") {
+                    delta = value
+                } else if key.matches("finish_reason") {
+                    finishReason = value
+                } else if key.matches("error") {
+                    choiceError = value
+                } else if key.matches("index") {
+                    index = value
+                }
+            }
+            if let index, let number = chunk.value(index).intValue {
+                if number == 0 { sawChoiceZero = true } else if sawChoiceZero { break choice }
             }
             if choiceError != nil || finishReason != nil,
                let error = OpenAIErrors.choiceError(error: choiceError.map(chunk.value), finishReason: finishReason.flatMap(chunk.string)) {
@@ -157,6 +174,19 @@ enum OpenAIChunk {
             if let finishReason, let text = chunk.string(finishReason) { emit(.finish(FinishReason(rawValue: text))) }
         }
         if let usage = usage.flatMap({ Usage(openAI: chunk.value($0)) }) { emit(.usage(usage)) }
+    }
+
+    /// The choice of a chunk's `choices` to read: the only one (not walked twice, the usual
+    /// case), else the one whose `index` is 0, else the first.
+    static func choice(in chunk: JSONView, _ choices: Range<Int>) -> Range<Int>? {
+        guard let first = chunk.firstElement(in: choices) else { return nil }
+        guard chunk.element(after: first) != nil else { return first }
+        var element: Range<Int>? = first
+        while let candidate = element {
+            if chunk.member("index", in: candidate).flatMap({ chunk.value($0).intValue }) == 0 { return candidate }
+            element = chunk.element(after: candidate)
+        }
+        return first
     }
 
     static let maxToolCallIndex: Int64 = 1023
