@@ -73,6 +73,13 @@ public final class HTTPResponseWriter {
         connection.responseDidFinish(self)
     }
 
+    /// Runs `action` once what was written so far has left the process or the connection
+    /// closed (at once without a connection): for a streamed response, after its end.
+    public func whenWritten(_ action: @escaping () -> Void) {
+        guard let connection else { return action() }
+        connection.whenWritten(action)
+    }
+
     public func respond(_ response: HTTPResponse) {
         respond(status: response.status, headers: response.headers, body: response.body)
     }

@@ -212,13 +212,19 @@ import Testing
     /// A whole answer waiting in the write queue for a slow reader stays counted against the
     /// bound until its bytes have left (review 52C #1: the reservation ended when the answer was
     /// queued, and 40 readers at 16 KiB/s held 1.8 GB against a 512 MiB bound).
-    @Test func aWholeAnswerWaitingForItsReaderStaysCounted() throws {
+    /// `streamed`: a streamed request its upstream answers with one whole body, converted into
+    /// the stream (review 53 #2: its reservation ended once the stream was queued).
+    @Test(arguments: [false, true])
+    func aWholeAnswerWaitingForItsReaderStaysCounted(streamed: Bool) throws {
         let env = try TestEnvironment { $0.upstream.maxCollectedBytes = 12 << 20 }
         let body = TestEnvironment.chatBody(model: "mock/huge:bytes=8388608:pace_ms=0", stream: false)
         // 8 MiB, more than the kernel's buffers between the two ends hold: most of it waits.
         let slow = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
-        try slow.send(TestEnvironment.post("/v1/chat/completions", body: body))
-        try slow.readSlowly(100, chunk: 100, pauseMicroseconds: 0)  // its answer has begun: it is queued
+        try slow.send(TestEnvironment.post("/v1/chat/completions", body: streamed
+            ? TestEnvironment.chatBody(model: "mock/huge:bytes=8388608:pace_ms=0:whole=1", stream: true) : body))
+        // Its answer has begun (past a streamed head and keep-alives a slow upstream may get
+        // first): it is collected and queued.
+        try slow.readSlowly(4_000, chunk: 1_000, pauseMicroseconds: 0)
         var refused: TestResponse?
         #expect(env.eventually(timeoutSeconds: 10) {
             guard let response = try? env.chat(body), response.status == 503 else { return false }

@@ -24,6 +24,10 @@ final class ClientStream {
     var onEvent: ((_ producer: UInt16, _ kind: UInt8, _ bytes: UnsafeRawBufferPointer) -> Void)?
     /// The `end` record was written.
     var onEnded: (() -> Void)?
+    /// Run once the whole response has left the process (after the end, the connection's write
+    /// buffer drained or it closed), or at once when the stream closes without ending: what a
+    /// response's bytes hold against a bound (a whole answer's reservation) lasts as they do.
+    var onSent: (() -> Void)?
     let maxClientBuffer: Int
     /// Client bytes emitted while the ring was full, in order, written after it drains (rare:
     /// control records such as an error chunk when the client is far behind).
@@ -175,6 +179,10 @@ final class ClientStream {
 
     private func finishResponse() {
         writer.endStream()
+        if let onSent {
+            self.onSent = nil
+            writer.whenWritten(onSent)
+        }
         let callback = onEnded
         onEnded = nil
         callback?()
@@ -201,6 +209,10 @@ final class ClientStream {
         writer.onWritable = nil
         onEvent = nil
         onEnded = nil
+        if let onSent {
+            self.onSent = nil
+            onSent()
+        }
         if let tailWatchdog {
             tailWatchdog.close()
             self.tailWatchdog = nil

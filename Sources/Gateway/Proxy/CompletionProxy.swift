@@ -325,6 +325,11 @@ final class CompletionProxy<Request: ProxyRequest> {
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
             relay = makeRelay(request, whole: true)
             openClientStream()
+            // The reservation lasts until the converted stream has left for the client, as a
+            // whole body's does (review 53 #2: released here, slow readers held answers outside it).
+            let held = heldBytes
+            heldBytes = 0
+            if let stream { stream.onSent = { [collected] in collected?.release(held) } } else { collected?.release(held) }
             scratch.withBuffer { out in
                 relay.relayWhole(events, into: &out)
                 stream?.emit(out)
