@@ -296,6 +296,12 @@ import Web
         ("providers: {p: {base_url: 'http://h/openai/v1?api-version=1'}}", "providers.p.base_url takes no query or fragment"),
         ("providers: {p: {base_url: 'http://h/v1#x'}}", "providers.p.base_url takes no query or fragment"),
         ("providers: {p: {base_url: 'http://u:pw@h/v1'}}", "providers.p.base_url takes no credentials"),
+        ("providers: {p: {base_url: 'http://h:99999/v1'}}", "a port is 1 to 65535"),
+        ("providers: {p: {base_url: 'http://h/v1/%'}}", "a path that is not a URL's"),
+        ("providers: {p: {base_url: 'http://h/v1/{deployment}'}}", "a path that is not a URL's"),
+        ("server: {api_keys: [null]}", "server.api_keys[0] is null"),
+        ("server: {api_keys: [sk-one, ~]}", "server.api_keys[1] is null"),
+        ("providers: {p: {base_url: 'http://h/v1', models: [a, null]}}", "providers.p.models[1] is null"),
         ("web: {search: {backend: searxng, url: 'http://:8888'}}", "web.search.url must be a URL with a host name"),
         ("server: {port: 1, api_keys: [sk-SECRET1]}\nserver: {api_keys: [sk-SECRET2]}", "invalid YAML: the mapping at line 1"),
         ("server: {api_keys: [sk-SECRET1", "invalid YAML: line"),
@@ -335,6 +341,19 @@ import Web
         }
     }
 
+    /// Valid URLs pass as written, their scheme in lower case and without trailing slashes.
+    @Test func baseURLsAreNormalized() throws {
+        let config = try GatewayConfig.parse(yaml: """
+            providers:
+              a: {base_url: 'HTTP://h:8080/v1//'}
+              b: {base_url: 'http://[::1]:8080/v1/'}
+              c: {base_url: 'https://h/openai/deployments/my%20model'}
+            """)
+        #expect(config.providers["a"]?.baseURL == "http://h:8080/v1")
+        #expect(config.providers["b"]?.baseURL == "http://[::1]:8080/v1")
+        #expect(config.providers["c"]?.baseURL == "https://h/openai/deployments/my%20model")
+    }
+
     /// A config from a pipe (`--config <(render)`, `/dev/stdin`) is read; a huge file is refused
     /// (review 52B #5: every non-regular file was "You don't have permission").
     @Test func aConfigIsReadFromAPipeAndBounded() throws {
@@ -350,6 +369,11 @@ import Web
         #expect(FileManager.default.createFile(atPath: huge, contents: Data(repeating: 0x23, count: (4 << 20) + 1)))
         #expect { try GatewayConfig.load(path: huge) } throws: { "\($0)".contains("larger than 4 MiB") }
         #expect { try GatewayConfig.load(path: "/no/such/config.yaml") } throws: { "\($0)".contains("No such file or directory") }
+        // A UTF-8 byte-order mark (Windows editors) is not content (review 53 #4).
+        let bom = FileManager.default.temporaryDirectory.appendingPathComponent("bom-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: bom) }
+        #expect(FileManager.default.createFile(atPath: bom, contents: Data([0xEF, 0xBB, 0xBF] + Array("server:\n  port: 4322\n".utf8))))
+        #expect(try GatewayConfig.load(path: bom).server.port == 4322)
         #expect { try GatewayConfig.load(path: "/tmp") } throws: { "\($0)".contains("it is a directory") }
     }
 }

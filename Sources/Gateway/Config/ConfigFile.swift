@@ -30,6 +30,9 @@ enum ConfigFile {
                 throw ConfigError("cannot read config file \(path): larger than \(maxBytes / (1 << 20)) MiB, which no config is")
             }
         }
+        // A UTF-8 byte-order mark (Windows' Notepad, PowerShell 5.1) is not part of the YAML, as
+        // Foundation's reader dropped it (review 53 #4).
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError("cannot read config file \(path): it is not UTF-8 text")
         }

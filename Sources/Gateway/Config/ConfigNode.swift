@@ -32,20 +32,53 @@ extension ConfigError {
     /// empty `${HOST}`) went, key and all, to a host named `v1`, and a query or fragment
     /// swallowed the path the gateway appends (`/chat/completions`).
     static func checkBaseURL(_ url: String, path: String) throws {
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+        let lowered = url.lowercased()
+        guard lowered.hasPrefix("http://") || lowered.hasPrefix("https://") else {
             throw ConfigError("\(path) must start with http:// or https://")
         }
         guard !url.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true }),
               let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
             throw ConfigError("\(path) must be a URL with a host name, e.g. https://api.example.com/v1 (is a variable in it unset?)")
         }
+        if let port = components.port, !(1...65535).contains(port) {
+            throw ConfigError("\(path) has port \(port): a port is 1 to 65535")
+        }
         guard components.query == nil, components.fragment == nil else {
             throw ConfigError("\(path) takes no query or fragment: the gateway appends the API's path to it")
+        }
+        // As written: Foundation escapes what it does not accept, curl would refuse it.
+        let authorityAndPath = url[url.range(of: "://")!.upperBound...]
+        let rawPath = authorityAndPath.firstIndex(of: "/").map { String(authorityAndPath[$0...]) } ?? ""
+        guard Self.isURLPath(rawPath) else {
+            throw ConfigError("\(path) has a path that is not a URL's (a bad %-escape, or a character to escape such as { } | or a space)")
         }
         guard components.user == nil, components.password == nil else {
             throw ConfigError("\(path) takes no credentials: name the key's variable in api_key_env (or headers_env)")
         }
     }
+}
+
+extension ConfigError {
+    /// RFC 3986's path characters, with every `%` starting a two-digit hex escape.
+    static func isURLPath(_ path: String) -> Bool {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/".utf8)
+        let bytes = Array(path.utf8)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "%") {
+                guard index + 2 < bytes.count, bytes[index + 1].isHexDigit, bytes[index + 2].isHexDigit else { return false }
+                index += 3
+            } else {
+                guard allowed.contains(bytes[index]) else { return false }
+                index += 1
+            }
+        }
+        return true
+    }
+}
+
+private extension UInt8 {
+    var isHexDigit: Bool { (0x30...0x39).contains(self) || (0x41...0x46).contains(self) || (0x61...0x66).contains(self) }
 }
 
 /// A YAML node with the path used in error messages.
@@ -119,7 +152,12 @@ struct ConfigNode {
     func stringList(_ key: String) throws -> [String]? {
         guard let child = try child(key) else { return nil }
         guard let sequence = child.node.sequence else { throw ConfigError("\(child.path) must be a list of strings") }
-        return try sequence.map { item in
+        return try sequence.enumerated().map { index, item in
+            // A YAML null (`null`, `~`, nothing) is what a template leaves for an unset value:
+            // never the string "null" (review 53 #3: `api_keys: [null]` made `Bearer null` a key).
+            guard item.null == nil else {
+                throw ConfigError("\(child.path)[\(index)] is null (an unset template variable?): give a string")
+            }
             guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
             return value
         }

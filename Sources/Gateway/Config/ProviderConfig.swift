@@ -54,7 +54,7 @@ extension GatewayConfig {
         }
         var parsed = Provider(
             name: name, kind: kind,
-            baseURL: baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL,
+            baseURL: normalizedBaseURL(baseURL),
             apiKeyEnvironmentVariable: try provider.string("api_key_env"),
             headers: headers,
             models: try parseModels(provider))
@@ -69,6 +69,15 @@ extension GatewayConfig {
         parsed.reasoningField = try provider.choice("reasoning_field", of: ProviderEndpoint.ReasoningField.self)
         parsed.streamUsage = try provider.bool("stream_usage") ?? true
         return parsed
+    }
+
+    /// The scheme in lower case (read as such elsewhere; RFC 3986 schemes ignore case) and no
+    /// trailing slash (the API's path is appended with one: `…/v1//chat/completions` otherwise).
+    static func normalizedBaseURL(_ url: String) -> String {
+        var normalized = url
+        if let colon = normalized.firstIndex(of: ":") { normalized = normalized[..<colon].lowercased() + normalized[colon...] }
+        while normalized.hasSuffix("/") { normalized.removeLast() }
+        return normalized
     }
 
     static let nameBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8)
