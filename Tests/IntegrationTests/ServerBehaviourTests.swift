@@ -617,6 +617,11 @@ extension ServerBehaviourTests {
         #expect(two.status == 401 && two.json?["error"]?["message"]?.stringValue?.contains("Two different keys") == true, "\(two.text)")
         #expect(try env.chat(body, headers: ["Authorization": "Bearer wrong", "x-api-key": "gw-key-one"]).status == 401)
         #expect(try env.chat(body, headers: ["Authorization": "Bearer gw-key-one", "x-api-key": "gw-key-one"]).status == 200)
+        // x-api-key as Bearer: its value's white space is not the key's; empty, it is no key
+        // (review 53 #8, #10).
+        #expect(try env.chat(body, headers: ["x-api-key": "gw-key-one \t"]).status == 200)
+        #expect(try env.chat(body, headers: ["Authorization": "Bearer gw-key-one", "x-api-key": ""]).status == 200)
+        #expect(try env.chat(body, headers: ["x-api-key": " "]).status == 401)
         #expect(try env.get("/v1/models").status == 401)
         #expect(try env.get("/health").status == 200, "health stays open for load balancers")
     }

@@ -64,7 +64,7 @@ struct KeyRing: Sendable {
     /// known key.
     func identify(_ request: HTTPRequest) -> KeyIdentity? {
         guard !keys.isEmpty else { return nil }
-        if let key = request.header("x-api-key"), let index = ConstantTime.matchIndex(key, keys) { return identities[index] }
+        if let key = RequestPolicy.apiKeyHeader(request), let index = ConstantTime.matchIndex(key, keys) { return identities[index] }
         guard let key = RequestPolicy.bearerKey(request) else { return nil }
         return ConstantTime.matchIndex(key, keys).map { identities[$0] }
     }

@@ -39,7 +39,7 @@ struct RequestPolicy: Sendable {
         }
         // A preflight carries no key (browsers never send one) and has no body.
         if head.method == "OPTIONS" { return nil }
-        if !keys.isEmpty, !Self.isPublic(head), let key = head.header("x-api-key"), let bearer = Self.bearerKey(head), key != bearer {
+        if !keys.isEmpty, !Self.isPublic(head), let key = Self.apiKeyHeader(head), let bearer = Self.bearerKey(head), key != bearer {
             // Which would the request be billed to? Refused, not guessed (review 22 F6).
             return APIError(status: 401, type: "authentication_error", code: "invalid_api_key",
                             message: "Two different keys: send one, as 'Authorization: Bearer <key>' or as 'x-api-key: <key>', not both.",
@@ -86,7 +86,7 @@ struct RequestPolicy: Sendable {
 
     /// A key as `Authorization: Bearer <key>`, or in `x-api-key` (how Anthropic's SDKs send it).
     private func isAuthorized(_ head: HTTPRequest) -> Bool {
-        if let key = head.header("x-api-key"), ConstantTime.matchesAny(key, keys) { return true }
+        if let key = Self.apiKeyHeader(head), ConstantTime.matchesAny(key, keys) { return true }
         guard let key = Self.bearerKey(head) else { return false }
         return ConstantTime.matchesAny(key, keys)
     }
@@ -95,12 +95,21 @@ struct RequestPolicy: Sendable {
     /// makes: `x-api-key` when it is one of the keys (Anthropic's clients send it), else the
     /// `Authorization: Bearer` key.
     func presentedKey(_ head: HTTPRequest) -> String? {
-        if let key = head.header("x-api-key"), ConstantTime.matchesAny(key, keys) { return key }
+        if let key = Self.apiKeyHeader(head), ConstantTime.matchesAny(key, keys) { return key }
         return Self.bearerKey(head)
     }
 
     /// The key of `Authorization: Bearer <key>` (the scheme in any case, spaces around the key
     /// allowed: RFC 9110's `1*SP` and a field value's optional white space).
+    /// `x-api-key` (Anthropic's SDKs), trimmed of spaces and tabs as a Bearer key is (the
+    /// decoder keeps a value's trailing white space); nil when absent or empty (review 53 #8,
+    /// #10: a pasted key with a trailing space failed on Anthropic's SDK only, and an empty
+    /// header beside a Bearer key was "two different keys").
+    static func apiKeyHeader(_ head: HTTPRequest) -> String? {
+        guard let key = head.header("x-api-key")?.trimmingCharacters(in: CharacterSet(charactersIn: " \t")), !key.isEmpty else { return nil }
+        return key
+    }
+
     static func bearerKey(_ head: HTTPRequest) -> String? {
         guard let header = head.header("authorization") else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
