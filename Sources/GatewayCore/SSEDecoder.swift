@@ -101,6 +101,22 @@ public struct SSEDecoder: Sendable {
         }
     }
 
+    /// The body ended: a last line that never got its line end is read as a line, so one that
+    /// is no SSE field reaches `onOtherLine` (Gemini's raw JSON error may end with its closing
+    /// brace; google-genai reads what is left at the end too). An event still waiting for its
+    /// blank line is dropped, as WHATWG says.
+    public mutating func finish(onOtherLine: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var line: [UInt8] = []
+        swap(&line, &partialLine)
+        defer {
+            data.removeAll(keepingCapacity: true)
+            eventName.removeAll(keepingCapacity: true)
+            hasData = false
+        }
+        guard !line.isEmpty else { return }
+        try line.withUnsafeBytes { try processLine($0, inCallerBuffer: false, onEvent: { _ in }, onOtherLine: onOtherLine) }
+    }
+
     /// Convenience for tests and fixtures.
     public mutating func feed(_ bytes: [UInt8], onEvent: (SSEEventView) throws -> Void) throws {
         try bytes.withUnsafeBytes { try feed($0, onEvent: onEvent) }

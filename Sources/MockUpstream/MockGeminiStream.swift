@@ -68,8 +68,10 @@ struct MockGeminiStream: MockWire {
     }
 
     func appendMidStreamError(to out: inout [UInt8]) {
-        // The shape google-genai's stream parser handles: raw JSON lines, no `data:`.
-        out.append(contentsOf: "{\n  \"error\": {\n    \"code\": 503,\n    \"message\": \"The model is overloaded. Please try again later.\",\n    \"status\": \"UNAVAILABLE\"\n  }\n}\n".utf8)
+        // The shape google-genai's stream parser handles: raw JSON lines, no `data:`, the body
+        // ending at the closing brace (google-genai reads what is left at the end; the fixture
+        // `gemini-error-midstream` has the line end).
+        out.append(contentsOf: "{\n  \"error\": {\n    \"code\": 503,\n    \"message\": \"The model is overloaded. Please try again later.\",\n    \"status\": \"UNAVAILABLE\"\n  }\n}".utf8)
     }
 
     func appendMalformed(to out: inout [UInt8]) {

@@ -93,6 +93,9 @@ public protocol ModelStreamDecoder {
     /// Emits the events `bytes` complete, in order. Returns true once the stream's end marker
     /// arrived (later bytes are ignored). An error event (`.error`) also ends the stream.
     mutating func decode(_ bytes: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) -> Bool
+    /// The body ended: emits what its last bytes complete only now (a last line without its line
+    /// end). Call it before `end()`. Default: nothing.
+    mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError)
     /// The body ended: whether the stream was complete.
     func end() -> StreamEnd
     /// What the upstream said of the prompt before the answer, when it says it first
@@ -101,6 +104,7 @@ public protocol ModelStreamDecoder {
 }
 
 extension ModelStreamDecoder {
+    public mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError) {}
     public var promptUsage: Usage? { nil }
 }
 

@@ -139,6 +139,21 @@ import Testing
         #expect(try decodeAll([bytes]).count == 2, "ignored by default, as WHATWG says")
     }
 
+    /// At the body's end a last line without its line end is read: one that is no field reaches
+    /// `onOtherLine` (Gemini's raw JSON error ending at its brace: review 52A #5); an event
+    /// whose blank line never came is dropped, as WHATWG says; nothing is left for later.
+    @Test func theBodysEndReadsALastLineWithoutItsLineEnd() throws {
+        for (body, expected) in [("data: a\n\n}", ["}"]), ("data: a\n\ndata: b", []), ("data: a\n\n", []), ("data: a\n\n: comment", [])] {
+            var decoder = SSEDecoder()
+            var events: [String] = []
+            var lines: [String] = []
+            try decoder.feed(Array(body.utf8)) { events.append($0.dataString) }
+            try decoder.finish { lines.append(String(decoding: $0, as: UTF8.self)) }
+            try decoder.finish { lines.append(String(decoding: $0, as: UTF8.self)) }
+            #expect(events == ["a"] && lines == expected, "\(body): \(events) \(lines)")
+        }
+    }
+
     @Test func doneSentinel() throws {
         var decoder = SSEDecoder()
         var done: [Bool] = []

@@ -27,6 +27,7 @@ import Testing
         var decoder = provider.streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
         var events: [ModelEvent] = []
         for chunk in response.chunks { _ = try chunk.withUnsafeBytes { try decoder.decode($0) { events.append($0) } } }
+        try decoder.finish { events.append($0) }  // the body's end, as the relays read it
         return (events, decoder.end())
     }
 

@@ -140,6 +140,28 @@ import Testing
         #expect(env.mockStats.counts.requests == 0)
     }
 
+    /// Gemini's raw JSON error ending the body at its closing brace (the simulator's shape) is
+    /// Google's error: before the first token retried, in a panel member too; after it, the
+    /// failure with Google's message, not "the stream ended" (review 52A #5).
+    @Test func aGeminiErrorEndingTheBodyWithoutALineEndIsRetriedOrSaid() throws {
+        let env = try MessagesRouteTests.environment()
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"gem/error-mid-stream:after=0:fail=1:pace_ms=1","stream":true,"input":"hi"}"#))
+        let recovered = try client.readResponse()
+        #expect(recovered.namedEvents.last?.name == "response.completed" && env.mockStats.counts.requests == 2, "\(recovered.text)")
+        let other = try env.client()
+        try other.send(TestEnvironment.post("/v1/responses", body: #"{"model":"gem/error-mid-stream:after=3:pace_ms=1","stream":true,"input":"hi"}"#))
+        let failed = try other.readResponse()
+        let error = failed.namedEvents.last?.data["response"]?["error"]
+        #expect(failed.namedEvents.last?.name == "response.failed" && error?["message"]?.stringValue?.contains("overloaded") == true, "\(failed.text)")
+        let fusion = try env.chat(TruthfulRecordTests.fusionBody(
+            stream: false, tools: #"[{"type":"fusion","parameters":{"analysis_models":["gem/error-mid-stream:after=0:fail=1:pace_ms=1:n=5"]}}]"#))
+        #expect(fusion.status == 200, "\(fusion.text)")
+        let record = try #require(try env.generation(fusion.header("x-generation-id")))
+        let panel = try #require(record["inner_calls"]?.arrayValue?.first { $0["role"] == .string("panel") }, "\(record)")
+        #expect(panel["attempts"] == .int(2) && panel["status"] == .int(200), "\(panel)")
+    }
+
     /// Anthropic's `overloaded_error` comes inside a 200 stream, right after `message_start`.
     /// Before any token it is retried like a 529, whatever the client's API: the client sees one
     /// start and the answer of the attempt that worked, never the error.

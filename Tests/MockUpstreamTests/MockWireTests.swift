@@ -50,6 +50,7 @@ import Testing
         var events: [ModelEvent] = []
         // Byte by byte: the vendor's framing must hold however a socket splits it.
         for byte in bytes { _ = try [byte].withUnsafeBytes { try decoder.decode($0) { events.append($0) } } }
+        try decoder.finish { events.append($0) }  // the body's end, as the relays read it
         return (events, decoder.end())
     }
 

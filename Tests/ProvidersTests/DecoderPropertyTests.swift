@@ -46,6 +46,7 @@ import Testing
                 return  // a typed protocol error: the gateway fails the stream with it
             }
         }
+        try? decoder.finish { event in check(event) }  // a last line without its line end, read at the body's end
         _ = decoder.end()
     }
 

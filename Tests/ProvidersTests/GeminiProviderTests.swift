@@ -348,6 +348,25 @@ import Testing
         }
     }
 
+    /// Google's raw JSON error may end the body with its closing brace and no line end: read at
+    /// the end, with its message and status (review 52A #5: "the stream ended" instead), in any
+    /// split; a last `data:` line without its blank line is still no event.
+    @Test func aRawJSONErrorEndingTheBodyWithoutALineEndIsRead() throws {
+        let body = Array(("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"part\"}]}}]}\r\n\r\n"
+            + "{\n  \"error\": {\"code\": 503, \"message\": \"The model is overloaded.\", \"status\": \"UNAVAILABLE\"}\n}").utf8)
+        for chunks in ProviderFixtures.splits(body) {
+            let (events, end) = try ProviderFixtures.decode(chunks, with: provider)
+            guard events.count == 2, events[0] == .text("part"), case .error(let error) = events[1] else {
+                Issue.record("\(chunks.map(\.count)): \(events)")
+                return
+            }
+            #expect(error.status == 503 && error.message.contains("The model is overloaded.") && end == .complete)
+        }
+        let (unended, end) = try ProviderFixtures.decode([Array(#"data: {"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}]}"#.utf8)],
+                                                         with: provider)
+        #expect(unended.isEmpty && end == .truncated, "\(unended)")
+    }
+
     @Test func rawLinesThatAreNotJSONAreAProtocolError() {
         #expect(throws: StreamDecodingError.self) {
             _ = try ProviderFixtures.decode([Array("<html>\r\n".utf8)], with: provider)

@@ -65,6 +65,7 @@ enum ProviderFixtures {
         for chunk in chunks {
             _ = try chunk.withUnsafeBytes { bytes in try decoder.decode(bytes) { events.append($0) } }
         }
+        try decoder.finish { events.append($0) }  // as the relays do at the body's end
         return (events, decoder.end())
     }
 

@@ -42,4 +42,24 @@ import Testing
                 "\(failed.json)")
         #expect(failed.json["response"]?["usage"]?["output_tokens"]?.intValue ?? 0 > 0 && relay.forwardedEvents == 1, "\(failed.json)")
     }
+
+    /// Gemini's raw JSON error whose closing brace ends the body is the failure the client sees,
+    /// with Google's message and status, not "the stream ended" (review 52A #5).
+    @Test func aGeminiErrorEndingTheBodyWithoutALineEndIsTheFailure() throws {
+        var relay = TranslatingRelay(decoder: GeminiProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try ResponsesStreamWriterTests.envelope(), stream: true)))
+        var out: [UInt8] = []
+        relay.start(into: &out)
+        let body = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"part\"}]}}]}\r\n\r\n"
+            + "{\n  \"error\": {\"code\": 503, \"message\": \"The model is overloaded.\", \"status\": \"UNAVAILABLE\"}\n}"
+        _ = Array(body.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+        relay.upstreamDidEnd(failure: nil, into: &out)
+        guard case .failed(let error) = relay.outcome else {
+            Issue.record("\(relay.outcome)")
+            return
+        }
+        #expect(error.status == 503 && error.message.contains("The model is overloaded."), "\(error)")
+        let events = try ResponsesStreamCheck.decode(out)
+        #expect(ResponsesStreamCheck.problems(events) == [] && events.last?.type == "response.failed", "\(events.map(\.type))")
+    }
 }

@@ -229,20 +229,7 @@ final class InnerCall {
         var events = 0
         do {
             done = try decoder.decode(bytes) { event in
-                if case .error(let error) = event {
-                    failure = error  // the call failed mid-stream (what it said before is discarded)
-                } else if case .messageExtras = event {
-                    // What an Anthropic message says of itself (at `message_start`: its service
-                    // tier): no answer yet, so an `overloaded_error` right after it is still
-                    // retried (review 46 #2). Nothing of it goes on (`InnerCallRecord`).
-                } else if failure == nil {
-                    emittedEvents = true
-                    events += 1
-                    outputBytes += Self.outputBytes(of: event)
-                    // A usage without a cost is costed at the config's price (as the proxy's are).
-                    let event = if case .usage = event { event.costed(at: route.price) } else { event }
-                    InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
-                }
+                if pass(event, failure: &failure) { events += 1 }
             }
             if events > 0 { noteEvents() }
             sendPromptUsageOnce()
@@ -276,6 +263,44 @@ final class InnerCall {
             end(.complete)
         }
         return true
+    }
+
+    /// Hands one decoded event on to the session; true when it was an answer event. An error is
+    /// kept in `failure` instead (the call failed mid-stream: what it said after is dropped).
+    private func pass(_ event: ModelEvent, failure: inout APIError?) -> Bool {
+        if case .error(let error) = event {
+            failure = error
+        } else if case .messageExtras = event {
+            // What an Anthropic message says of itself (at `message_start`: its service
+            // tier): no answer yet, so an `overloaded_error` right after it is still
+            // retried (review 46 #2). Nothing of it goes on (`InnerCallRecord`).
+        } else if failure == nil {
+            emittedEvents = true
+            outputBytes += Self.outputBytes(of: event)
+            // A usage without a cost is costed at the config's price (as the proxy's are).
+            let event = if case .usage = event { event.costed(at: route.price) } else { event }
+            InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
+            return true
+        }
+        return false
+    }
+
+    /// The body ended cleanly: what only its end completes (Gemini's raw JSON error without its
+    /// line end: review 52A #5) is read, then the call ends as the decoder says.
+    private func endOfStream() {
+        var failure: APIError?
+        do {
+            try decoder.finish { event in _ = pass(event, failure: &failure) }
+        } catch {
+            fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid stream: \(error.message)"), .invalidResponse)
+            return
+        }
+        if let failure {
+            if !emittedEvents, retryOrFallBack(status: failure.status, connectFailed: false) { return }
+            fail(failure, .upstreamError)
+            return
+        }
+        end(decoder.end())
     }
 
     /// The bytes of output an event carries (what the output limit bounds).
@@ -312,7 +337,7 @@ final class InnerCall {
         } else if wholeBody {
             deliverWhole()
         } else {
-            end(decoder.end())
+            endOfStream()
         }
     }
 

@@ -266,8 +266,12 @@ final class CompletionProxy<Request: ProxyRequest> {
                 relay.upstreamDidEnd(failure: failure.map { UpstreamFailure.apiError(for: $0, provider: route.endpoint.name, midStream: true) },
                                      into: &out)
                 // Broken off (or cut short) before its first answer event: like a connection
-                // broken before the head, the next model may take over.
-                if case .failed = relay.outcome, let decision = retryDecision(status: nil, connectFailed: false, headers: []) {
+                // broken before the head, the next model may take over. An error the body's end
+                // completed (Gemini's raw JSON without its line end: review 52A #5) is retried by
+                // its status, as one read mid-body is.
+                if case .failed(let error) = relay.outcome,
+                   let decision = retryDecision(status: failure == nil && error.code != APIError.upstreamTruncated().code ? error.status : nil,
+                                                connectFailed: false, headers: failure == nil ? error.headers : []) {
                     retryInstead = decision
                     return
                 }

@@ -23,6 +23,19 @@ struct GeminiStreamDecoder: ModelStreamDecoder {
 
     mutating func decode(_ bytes: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) -> Bool {
         guard !reader.ended else { return true }
+        try read(bytes, emit: emit)
+        return reader.ended
+    }
+
+    /// A raw JSON error whose closing brace ends the body, with no line end after it, is read
+    /// now (review 52A #5: its message and status were lost to "the stream ended").
+    mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+        guard !reader.ended else { return }
+        try read(nil, emit: emit)
+    }
+
+    /// Reads `bytes` (nil: the body's end) into events, through the SSE decoder.
+    private mutating func read(_ bytes: UnsafeRawBufferPointer?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
         // The callbacks may not touch `self` while `sse` is mutated: the state is moved out for the
         // call (not copied: `self` gives up its storage).
         var reader = self.reader
@@ -45,22 +58,26 @@ struct GeminiStreamDecoder: ModelStreamDecoder {
                 failure = error
             }
         }
+        func readOther(_ line: UnsafeRawBufferPointer) {
+            guard failure == nil else { return }
+            do throws(StreamDecodingError) {
+                try raw.append(line) { read($0) }
+            } catch {
+                failure = error
+            }
+        }
         do {
-            try sse.feed(bytes, onEvent: { event in
-                if !event.data.isEmpty { read(event.data) }
-            }, onOtherLine: { line in
-                guard failure == nil else { return }
-                do throws(StreamDecodingError) {
-                    try raw.append(line) { read($0) }
-                } catch {
-                    failure = error
-                }
-            })
+            if let bytes {
+                try sse.feed(bytes, onEvent: { event in
+                    if !event.data.isEmpty { read(event.data) }
+                }, onOtherLine: readOther)
+            } else {
+                try sse.finish(onOtherLine: readOther)
+            }
         } catch {
             throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
         }
         if let failure { throw failure }
-        return reader.ended
     }
 
     func end() -> StreamEnd { reader.ended ? .complete : .truncated }

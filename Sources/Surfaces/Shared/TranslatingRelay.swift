@@ -124,6 +124,23 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         guard outcome == .streaming else { return }
         if let failure {
             fail(failure, into: &out)
+            return
+        }
+        // What only the body's end completes (Gemini's raw JSON error without its line end).
+        var events = pending
+        pending = []
+        events.removeAll(keepingCapacity: true)
+        var invalid: StreamDecodingError?
+        do {
+            try decoder.finish { events.append($0) }
+        } catch {
+            invalid = error
+        }
+        for event in events where outcome == .streaming { translate(event, into: &out) }
+        pending = events
+        guard outcome == .streaming else { return }
+        if let invalid {
+            fail(.upstreamProtocol("the upstream sent an invalid stream: \(invalid.message)"), into: &out)
         } else if decoder.end() == .complete || finish != nil {
             complete(into: &out)
         } else {
