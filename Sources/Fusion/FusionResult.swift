@@ -260,8 +260,13 @@ extension MemberStats {
         for estimate in estimates {
             // By member first: two members of one model, one cut after a tool turn and one before
             // any output, each keep their own (review 51 #5).
-            if let member = estimate.member,
-               let own = calls.indices.first(where: { calls[$0].member == member && calls[$0].role == estimate.role }) {
+            if let member = estimate.member {
+                // A member with no stats (still running when the request ended) is in the total
+                // only: never on another member's call (review 53 #6).
+                guard let own = calls.indices.first(where: { calls[$0].member == member && calls[$0].role == estimate.role }) else {
+                    unplaced = unplaced + estimate.usage
+                    continue
+                }
                 calls[own].usage = (calls[own].usage ?? Usage()) + estimate.usage
                 calls[own].usageEstimated = true
                 filled.insert(own)

@@ -76,6 +76,9 @@ public final class RedisClient {
     /// (an index into `pending`, which does not move until the handshake is answered).
     private var firstLive = 0
     private(set) var failures = 0
+    /// When the connection last became ready: one that stayed up longer than the backoff's
+    /// ceiling worked, even with no command to prove it (an idle gateway).
+    private var readyAt: UInt64 = 0
     private var timer: LoopTimer?
     private var generator = SystemRandomNumberGenerator()
     /// Counters for tests and metrics.
@@ -227,6 +230,7 @@ public final class RedisClient {
                 // answers the handshake but not commands in time would be retried at the base
                 // delay forever (review 52B #3).
                 state = .ready
+                readyAt = loop.nowMilliseconds
                 writeQueued()
                 onReady?()
             }
@@ -361,6 +365,9 @@ public final class RedisClient {
     /// Drops the connection, fails what is pending, and schedules the next attempt.
     private func fail(_ error: RedisError) {
         guard state == .connecting || state == .ready else { return }
+        // Up past the backoff's ceiling: this is a new outage, retried from the base delay
+        // (review 53 #7: an idle gateway waited out the last outage's backoff, 2.5–5 s).
+        if state == .ready && loop.nowMilliseconds &- readyAt >= settings.backoff.maxMilliseconds { failures = 0 }
         state = .waiting
         dropConnection()
         failures += 1

@@ -70,5 +70,10 @@ import Testing
         #expect(folded.calls.map(\.usage?.totalTokens) == [130, nil])
         #expect(folded.calls.map(\.usageEstimated) == [true, false])
         #expect(folded.unplaced == Usage())
+        // A member with no stats (still running when the request ended): in the total only, not
+        // on another member's call of its model (review 53 #6).
+        let running = MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 5, completionTokens: 5, totalTokens: 10), member: 2)
+        let unmatched = MemberStats.folding([running], into: [earlier, silent])
+        #expect(unmatched.calls.map(\.usage?.totalTokens) == [100, nil] && unmatched.unplaced.totalTokens == 10)
     }
 }

@@ -154,7 +154,7 @@ struct RedisClientTests {
         }
         var settings = RedisClient.Settings()
         settings.commandTimeoutMilliseconds = 100
-        settings.backoff = RedisBackoff(baseMilliseconds: 10, maxMilliseconds: 10_000)
+        settings.backoff = RedisBackoff(baseMilliseconds: 10, maxMilliseconds: 400)
         let harness = try Harness(port: Int(UInt16(bigEndian: address.sin_port)), settings: settings)
         let box = UncheckedBox(harness.client)
         for round in 1...3 {
@@ -162,6 +162,12 @@ struct RedisClientTests {
             #expect(harness.call(["GET", "k"]) == .failure(.timeout))
             #expect(try harness.thread.loop.submitAndWait { box.value!.failures } == round, "one more failure each time")
         }
+        // A connection that stayed up past the backoff's ceiling worked, idle or not: its failure
+        // is a new outage's first (review 53 #7).
+        #expect(try harness.waitUntilReady(seconds: 5))
+        usleep(500_000)
+        #expect(harness.call(["GET", "k"]) == .failure(.timeout))
+        #expect(try harness.thread.loop.submitAndWait { box.value!.failures } == 1)
         answersCommands.set(true)
         #expect(try harness.waitUntilReady(seconds: 5))
         #expect(harness.call(["GET", "k"]) == .success(.null))
