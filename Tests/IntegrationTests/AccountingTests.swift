@@ -441,6 +441,26 @@ import Testing
         #expect(abs((usage["cost"]?.doubleValue ?? 0) - summed) < 1e-9, "the total is the calls' sum: \(usage)")
     }
 
+    /// The record states the cost the client read (review 53 #5): a translated stream that ends
+    /// in an error without usage gives its estimate, costed, to both; a whole body relayed as its
+    /// OpenAI-compatible upstream wrote it, reporting a cost of 0, gets none added on either side.
+    @Test func theRecordStatesTheCostTheClientRead() throws {
+        let env = try TestEnvironment {
+            $0.prices["sim-anthropic/*"] = Self.price
+            $0.prices["mock/*"] = Self.price
+        }
+        let failed = try Self.post(env, "/v1/responses", #"{"model":"sim-anthropic/disconnect:after=5:pace_ms=0","input":"Hello there","stream":true}"#)
+        let last = try #require(failed.namedEvents.last, "\(failed.text)")
+        let usage = last.data["response"]?["usage"]
+        #expect(last.name == "response.failed" && usage?["estimated"] == .bool(true) && (usage?["cost"]?.doubleValue ?? 0) > 0, "\(last.data)")
+        let failedRecord = try #require(try env.generation(failed.header("x-generation-id")))
+        #expect(failedRecord["total_cost"] == usage?["cost"], "\(failedRecord)")
+        let relayed = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:cost_usd=0", stream: false))
+        let relayedRecord = try #require(try env.generation(relayed.header("x-generation-id")))
+        #expect(relayed.json?["usage"]?["cost"]?.doubleValue == 0 && relayedRecord["total_cost"]?.doubleValue == 0, "\(relayed.text) \(relayedRecord)")
+        #expect((relayedRecord["spend_usd"]?.doubleValue ?? 0) > 0, "the spend still prices it")
+    }
+
     /// A member cut before its usage holds the gateway's estimate, costed the same way (the
     /// client and the record state one cost).
     @Test func aCutMembersEstimateIsCostedToo() throws {

@@ -300,6 +300,12 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
     }
 
+    /// The price usage without a cost is costed at, as the client is told it: none for a whole
+    /// body relayed as its upstream wrote it (the record states what the client read; review 53 #5).
+    private var pricing: ModelPrice? { relayedAsSent ? nil : route.price }
+    /// A whole answer went to the client as its upstream wrote it (`deliverWhole`).
+    private var relayedAsSent = false
+
     /// A whole 2xx answer: relayed (id and model replaced) or translated, as the response the
     /// client asked for; for a streamed request, as chunks.
     func deliverWhole(_ body: [UInt8], headers: [(String, String)]) {
@@ -308,9 +314,10 @@ final class CompletionProxy<Request: ProxyRequest> {
             fail(.upstreamUnavailable("the request can no longer be answered", code: "internal_error", status: 500))
             return
         }
+        relayedAsSent = !streamed && request.relaysWholeBodyAsSent(route: route)
         let events: [ModelEvent]
         do {
-            events = try route.provider.decodeResponse(body, redactor: redactor).map { $0.costed(at: route.price) }
+            events = try route.provider.decodeResponse(body, redactor: redactor).map { $0.costed(at: pricing) }
         } catch {
             fail(.upstreamProtocol("the upstream's response is not valid: \(error.message)"))
             return
@@ -485,7 +492,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         retryTimer?.close()
         writer.onClientGone = nil
         stream?.close()
-        onFinish { [self] in accounting.close(relay: streamed ? relay : nil, estimatedPromptTokens: estimatedPromptTokens, price: route.price) }
+        onFinish { [self] in accounting.close(relay: streamed ? relay : nil, estimatedPromptTokens: estimatedPromptTokens, price: pricing) }
     }
 }
 

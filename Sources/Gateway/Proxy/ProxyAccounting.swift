@@ -120,6 +120,10 @@ struct ProxyAccounting {
                 if let usage = relay.usage {
                     record.usage = usage
                     record.usageEstimated = relay.usageEstimated
+                } else if let told = relay.estimatedUsage {
+                    // The estimate the stream ended with, as the client was given it (review 53 #5).
+                    record.usage = told
+                    record.usageEstimated = true
                 } else if let completion = wholeAnswerTokens {
                     // A streamed request answered with one whole body and no usage: its output at
                     // about four bytes a token, not a token for its one event (review 45 proxy #5).

@@ -26,10 +26,14 @@ protocol ProxyRequest {
     /// A field of the neutral request (chat's names, as providers' checks name them) under the
     /// name this client sent it.
     func clientParam(_ param: String) -> String
+    /// A whole (non-streamed) answer from `route` goes to the client as its upstream wrote it
+    /// (ids and model replaced), usage included: nothing the gateway computes is added to it.
+    func relaysWholeBodyAsSent(route: ModelRoute) -> Bool
 }
 
 extension ProxyRequest {
     func clientParam(_ param: String) -> String { param }
+    func relaysWholeBodyAsSent(route: ModelRoute) -> Bool { false }
 
     /// For a whole answer without usage, the estimate its record charges
     /// (`ProxyAccounting.wholeAnswer`: the prompt by its size, the output at about four bytes a
@@ -90,8 +94,10 @@ struct ChatProxyRequest: ProxyRequest {
                             usageFallback: fallback, price: route.price)  // a whole answer without usage: estimated by its size
     }
 
+    func relaysWholeBodyAsSent(route: ModelRoute) -> Bool { route.provider.wireFormat == .openAIChat }
+
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
-        let whole = route.provider.wireFormat == .openAIChat
+        let whole = relaysWholeBodyAsSent(route: route)
             ? ChatCompletionBody.rewriting(body, id: context.generationID, model: route.slug, created: context.created)
             : ChatCompletionBody.make(id: context.generationID, model: route.slug, created: context.created, events: events)
         guard let whole else { throw .upstreamProtocol("the upstream's response is not a JSON object") }

@@ -93,6 +93,13 @@ public struct ChatStreamRelay {
     }
 
     /// The client's usage chunk was the gateway's estimate.
+    public var estimatedUsage: Usage? {
+        switch engine {
+        case .passThrough, .taken: nil  // its estimate is `usage` (the usage chunk it wrote)
+        case .translating(let box): box.relay.estimatedUsage
+        }
+    }
+
     public var usageEstimated: Bool {
         switch engine {
         case .passThrough(let box): box.relay.usageEstimated

@@ -14,6 +14,9 @@ public protocol ClientRelay {
     var promptUsage: Usage? { get }
     var finishReason: String? { get }
     var usageEstimated: Bool { get }
+    /// The estimate the client was given in the stream's usage, when it was one (costed as the
+    /// client saw it); nil otherwise.
+    var estimatedUsage: Usage? { get }
     /// What the client sees the moment its stream opens.
     mutating func start(into out: inout [UInt8])
     mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> SSERelay.Outcome
