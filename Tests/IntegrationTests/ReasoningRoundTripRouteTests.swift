@@ -89,6 +89,40 @@ import Testing
         #expect(try Self.lastTurn(env) == (["thinking", "tool_use"], true))
     }
 
+    /// The same through an OpenRouter-like upstream (review 52A #1): a second gateway whose
+    /// provider `or` is the first one's chat completions (which speak OpenRouter's
+    /// `reasoning_details`, as OpenRouter does for Claude). The signed thinking reaches the
+    /// Responses client, and goes back to `or` on the next turn, or the simulator behind it
+    /// refuses the tool loop.
+    @Test(arguments: [true, false]) func aResponsesClientsThinkingRoundTripsThroughAnOpenRouterLikeUpstream(stream: Bool) throws {
+        let inner = try Self.environment()
+        let outer = try TestEnvironment { config in
+            var provider = GatewayConfig.Provider(name: "or", baseURL: "http://127.0.0.1:\(inner.gatewayPort)/v1")
+            provider.reasoningField = .object
+            config.providers["or"] = provider
+        }
+        let body = #"{"model":"or/anth/tool-call:pace_ms=0:think=1","stream":\#(stream),"reasoning":{"effort":"low"},"tools":[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{}}}],"input":"Weather?"}"#
+        let client = try outer.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: body))
+        let first = try client.readResponse()
+        #expect(first.status == 200, "\(first.text)")
+        let response = stream ? first.namedEvents.last { $0.name == "response.completed" }?.data["response"] : first.json
+        let output = response?["output"]?.arrayValue ?? []
+        #expect(output.compactMap { $0["type"]?.stringValue } == ["reasoning", "function_call"], "\(first.text)")
+        #expect(output.first?["encrypted_content"]?.stringValue.flatMap { ReasoningBlock(token: $0) }
+                    == .thinking(text: "The user wants a tool.", signature: Self.signature), "\(first.text)")
+        let callID = output.last?["call_id"] ?? .null
+        let input: [JSONValue] = [.object(["role": .string("user"), "content": .string("Weather?")])] + output
+            + [.object(["type": .string("function_call_output"), "call_id": callID, "output": .string("rain")])]
+        let next = JSONValue.object(["model": .string("or/anth/normal:pace_ms=0"), "reasoning": .object(["effort": .string("low")]),
+                                     "input": .array(input)])
+        let again = try outer.client()
+        try again.send(TestEnvironment.post("/v1/responses", body: String(decoding: next.serialized(), as: UTF8.self)))
+        let second = try again.readResponse()
+        #expect(second.status == 200, "\(second.text)")
+        #expect(try Self.lastTurn(inner) == (["thinking", "tool_use"], true))
+    }
+
     /// Fusion's outer model thinks, then calls fusion: its final turn carries that thinking back.
     @Test func fusionsFinalTurnCarriesTheOuterModelsThinking() throws {
         let env = try Self.environment()

@@ -19,12 +19,13 @@ import Testing
     }
 
     static let message = zip(Gen.element(of: [ModelMessage.Role.system, .developer, .user, .assistant, .tool]), part.array(of: 0...3),
-                             Gen.int(in: 0...7), text)
+                             Gen.int(in: 0...15), text)
         .map { role, parts, extras, text -> ModelMessage in
             var message = ModelMessage(role: role ?? .user, content: parts)
             if extras & 1 != 0 { message.name = "name \(text.count)" }
             if extras & 2 != 0 { message.toolCallID = "call_\(text.count)" }
             if extras & 4 != 0 { message.toolCalls = [ToolCall(index: 0, id: "call_1", name: "lookup", arguments: text)] }
+            if extras & 8 != 0 { message.reasoning = [.thinking(text: text, signature: "sig"), .redacted(data: "data")] }
             return message
         }
 

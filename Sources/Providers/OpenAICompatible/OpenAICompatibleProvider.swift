@@ -62,7 +62,12 @@ public struct OpenAICompatibleProvider: Provider {
             return [.error(OpenAIErrors.streamError(error, redactor: redactor))]
         }
         let message = choice["message"]
-        if let reasoning = (message?["reasoning"] ?? message?["reasoning_content"])?.stringValue, !reasoning.isEmpty {
+        let signed = message?["reasoning_details"]?.arrayValue?.contains { $0["format"]?.stringValue == ReasoningDetail.format } == true
+        if signed, let details = message?["reasoning_details"] {
+            // Each block's own text before its signature (`reasoning` joins every block's text).
+            var state = OpenAIChunk.StreamState()
+            OpenAIChunk.signedReasoning(details, state: &state) { events.append($0) }
+        } else if let reasoning = (message?["reasoning"] ?? message?["reasoning_content"])?.stringValue, !reasoning.isEmpty {
             events.append(.reasoning(reasoning))
         }
         if let text = message?["content"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
@@ -103,6 +108,42 @@ public struct OpenAICompatibleProvider: Provider {
 
 /// What one `chat.completion.chunk` carries, as events.
 enum OpenAIChunk {
+    /// OpenRouter's `reasoning_details` in Anthropic's format (Claude's thinking through it): a
+    /// signature ends the thinking block the `reasoning` text streamed, an encrypted entry is a
+    /// redacted block, so a Responses or Messages client gets them to send back, as from
+    /// Anthropic's own API (review 52A #1: dropped, a tool loop lost them). Entries of other
+    /// formats (Gemini's, OpenAI's) have no neutral form yet and are left out. Read only when
+    /// present (reasoning models' chunks, not every token).
+    static func signedReasoning(_ details: JSONValue, state: inout StreamState, emit: (ModelEvent) -> Void) {
+        guard case .array(let entries) = details else { return }
+        for entry in entries where entry["format"]?.stringValue == ReasoningDetail.format {
+            switch entry["type"]?.stringValue {
+            case "reasoning.text"?:
+                // A block's text comes as `reasoning` too (OpenRouter sends both; this gateway's
+                // chat output repeats it whole beside the signature): then it is not read twice.
+                if !state.blockTextFromField, let text = entry["text"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
+                if let signature = entry["signature"]?.stringValue, !signature.isEmpty {
+                    emit(.reasoningSignature(signature))
+                    state.blockTextFromField = false
+                }
+            case "reasoning.encrypted"?:
+                if let data = entry["data"]?.stringValue, !data.isEmpty { emit(.redactedReasoning(data)) }
+                state.blockTextFromField = false
+            default:
+                break
+            }
+        }
+    }
+
+    /// What one stream's chunks leave for the next.
+    struct StreamState {
+        /// Choice 0 has shown up (see `events`).
+        var sawChoiceZero = false
+        /// The thinking block being streamed got its text from `reasoning` fields, not from its
+        /// `reasoning_details` entries (see `signedReasoning`).
+        var blockTextFromField = false
+    }
+
     /// The events of one chunk, in the order a client would show them. Read through a
     /// `JSONView`: runs on every token of every inner call, and only these few members matter.
     ///
@@ -110,7 +151,7 @@ enum OpenAIChunk {
     /// sending another merged it into the text). A choice numbered otherwise is read only until
     /// choice 0 has shown up (`sawChoiceZero`, kept by the stream), so a server that numbers
     /// its only choice 1 is still read.
-    static func events(_ chunk: JSONView, redactor: Redactor, sawChoiceZero: inout Bool, emit: (ModelEvent) -> Void) {
+    static func events(_ chunk: JSONView, redactor: Redactor, state: inout StreamState, emit: (ModelEvent) -> Void) {
         // One pass per object; for duplicate keys the last wins, as in a parsed tree.
         var error: Range<Int>?, choices: Range<Int>?, usage: Range<Int>?
         chunk.forEachMember(in: chunk.root) { key, value in
@@ -134,7 +175,7 @@ enum OpenAIChunk {
                 }
             }
             if let index, let number = chunk.value(index).intValue {
-                if number == 0 { sawChoiceZero = true } else if sawChoiceZero { break choice }
+                if number == 0 { state.sawChoiceZero = true } else if state.sawChoiceZero { break choice }
             }
             if choiceError != nil || finishReason != nil,
                let error = OpenAIErrors.choiceError(error: choiceError.map(chunk.value), finishReason: finishReason.flatMap(chunk.string)) {
@@ -143,6 +184,7 @@ enum OpenAIChunk {
             }
             if let delta {
                 var reasoning: Range<Int>?, reasoningContent: Range<Int>?, content: Range<Int>?, toolCalls: Range<Int>?, refusal: Range<Int>?
+                var details: Range<Int>?
                 chunk.forEachMember(in: delta) { key, value in
                     if key.matches("content") {
                         content = value
@@ -150,13 +192,19 @@ enum OpenAIChunk {
                         reasoning = value
                     } else if key.matches("reasoning_content") {
                         reasoningContent = value
+                    } else if key.matches("reasoning_details") {
+                        details = value
                     } else if key.matches("tool_calls") {
                         toolCalls = value
                     } else if key.matches("refusal") {
                         refusal = value
                     }
                 }
-                if let thinking = reasoning ?? reasoningContent, let text = chunk.string(thinking), !text.isEmpty { emit(.reasoning(text)) }
+                if let thinking = reasoning ?? reasoningContent, let text = chunk.string(thinking), !text.isEmpty {
+                    emit(.reasoning(text))
+                    state.blockTextFromField = true
+                }
+                if let details { signedReasoning(chunk.value(details), state: &state, emit: emit) }
                 if let content, let text = chunk.string(content), !text.isEmpty { emit(.text(text)) }
                 if let refusal, let text = chunk.string(refusal), !text.isEmpty { emit(.refusal(text)) }
                 if let toolCalls, case .array(let list) = chunk.value(toolCalls) {

@@ -23,7 +23,7 @@ public enum OpenAIRequestEncoder {
                 out.append(UInt8(ascii: "["))
                 for (index, message) in chatMessages(request.messages).enumerated() {
                     if index > 0 { out.append(UInt8(ascii: ",")) }
-                    appendMessage(message, to: &out)
+                    appendMessage(message, reasoningDetails: reasoningField == .object, to: &out)
                 }
                 out.append(UInt8(ascii: "]"))
             }
@@ -35,7 +35,7 @@ public enum OpenAIRequestEncoder {
     public static func json(_ request: ModelRequest, maxTokensField: ProviderEndpoint.MaxTokensField = .maxTokens,
                             reasoningField: ProviderEndpoint.ReasoningField = .object) -> JSONValue {
         var body = fields(request, maxTokensField: maxTokensField, reasoningField: reasoningField)
-        body["messages"] = .array(chatMessages(request.messages).map(message))
+        body["messages"] = .array(chatMessages(request.messages).map { message($0, reasoningDetails: reasoningField == .object) })
         return .object(body)
     }
 
@@ -124,7 +124,7 @@ public enum OpenAIRequestEncoder {
     }
 
     /// `message(message)` as bytes, its keys in the order `serialized()` sorts them.
-    static func appendMessage(_ message: ModelMessage, to out: inout [UInt8]) {
+    static func appendMessage(_ message: ModelMessage, reasoningDetails: Bool, to out: inout [UInt8]) {
         out.append(contentsOf: #"{"content":"#.utf8)
         if message.content.allSatisfy({ if case .text = $0 { true } else { false } }) {
             JSONWriting.appendString(message.text, to: &out)
@@ -134,6 +134,10 @@ public enum OpenAIRequestEncoder {
         if let name = message.name, message.role != .tool {
             out.append(contentsOf: #","name":"#.utf8)
             JSONWriting.appendString(name, to: &out)
+        }
+        if reasoningDetails, let details = Self.reasoningDetails(message) {
+            out.append(contentsOf: #","reasoning_details":"#.utf8)
+            JSONWriting.appendValue(details, to: &out)
         }
         out.append(contentsOf: #","role":"#.utf8)
         JSONWriting.appendString(message.role.rawValue, to: &out)
@@ -148,8 +152,19 @@ public enum OpenAIRequestEncoder {
         out.append(UInt8(ascii: "}"))
     }
 
-    static func message(_ message: ModelMessage) -> JSONValue {
+    /// An assistant turn's signed reasoning (Anthropic's thinking blocks, from a Responses or
+    /// Messages client, or an outer model's earlier turn) in OpenRouter's `reasoning_details`:
+    /// OpenRouter hands them back to the model, which needs them with tools (review 52A #1).
+    /// Only where the endpoint speaks OpenRouter's reasoning (`reasoning_field: reasoning`):
+    /// OpenAI's API refuses a message member it does not know.
+    static func reasoningDetails(_ message: ModelMessage) -> JSONValue? {
+        guard message.role == .assistant, !message.reasoning.isEmpty else { return nil }
+        return .array(message.reasoning.enumerated().map { ReasoningDetail.json($1, index: $0) })
+    }
+
+    static func message(_ message: ModelMessage, reasoningDetails: Bool = false) -> JSONValue {
         var object: [String: JSONValue] = ["role": .string(message.role.rawValue)]
+        if reasoningDetails, let details = Self.reasoningDetails(message) { object["reasoning_details"] = details }
         let onlyText = message.content.allSatisfy { if case .text = $0 { true } else { false } }
         if onlyText {
             // An assistant turn that only calls tools gets "" rather than null: some servers

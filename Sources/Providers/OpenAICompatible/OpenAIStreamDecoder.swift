@@ -6,7 +6,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private let redactor: Redactor
     private var ended = false
     private var sawFinish = false
-    private var sawChoiceZero = false
+    private var state = OpenAIChunk.StreamState()
     private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
     init(maxEventBytes: Int, redactor: Redactor) {
@@ -26,8 +26,8 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         self.numbering = ToolCallNumbering(limit: numbering.limit)
         defer { self.numbering = numbering }
         let redactor = redactor
-        var sawChoiceZero = self.sawChoiceZero
-        defer { self.sawChoiceZero = sawChoiceZero }
+        var state = self.state
+        defer { self.state = state }
         do {
             try sse.feed(bytes) { event in
                 guard !done, failure == nil, !event.data.isEmpty else { return }
@@ -39,7 +39,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     failure = StreamDecodingError("the upstream sent an event that is not a JSON object")
                     return
                 }
-                OpenAIChunk.events(chunk, redactor: redactor, sawChoiceZero: &sawChoiceZero) { modelEvent in
+                OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
                     switch modelEvent {
                     case .finish: finished = true

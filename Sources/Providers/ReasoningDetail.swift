@@ -1,5 +1,4 @@
 import GatewayCore
-import Providers
 
 /// Signed reasoning on chat completions, in OpenRouter's `reasoning_details` shape: a chat client
 /// carries an Anthropic model's thinking block back on its next request this way (what extended
