@@ -240,11 +240,15 @@ extension MemberStats {
         public var usage: Usage
         /// The panel member whose call it was (nil: not a member's).
         public var member: Int?
-        public init(role: String, model: String, usage: Usage, member: Int? = nil) {
+        /// The model that answered, when a fallback did (`model` is the one asked for, which
+        /// the call's stats are under): what the estimate is priced as.
+        public var answeredBy: String?
+        public init(role: String, model: String, usage: Usage, member: Int? = nil, answeredBy: String? = nil) {
             self.role = role
             self.model = model
             self.usage = usage
             self.member = member
+            self.answeredBy = answeredBy
         }
     }
 

@@ -461,6 +461,21 @@ import Testing
         #expect((relayedRecord["spend_usd"]?.doubleValue ?? 0) > 0, "the spend still prices it")
     }
 
+    /// An outer call that fell back to another model is priced as the model that answered, as
+    /// the spend prices it (review 54 #2: its estimate took the first model's price).
+    @Test func aFallenBackCallsEstimateIsPricedAsTheModelThatAnswered() throws {
+        let env = try TestEnvironment { $0.prices["mock/*"] = Self.price }  // sim/* stays at 2 µ$ a token
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]"#
+        let response = try env.chat(#"{"model":"mock/error:status=503","models":["sim/outer:pace_ms=1:no_usage=1"],"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Compare two options"}],"tools":\#(tools),"tool_choice":"required"}"#)
+        let usage = try #require(response.plainChunksJSON.last?["usage"], "\(response.text)")
+        let calls = try #require(usage["fusion"]?["calls"]?.arrayValue, "\(usage)")
+        let outer = calls.filter { $0["role"]?.stringValue?.hasPrefix("outer") == true && $0["estimated"] == .bool(true) }
+        #expect(!outer.isEmpty, "\(calls)")
+        for call in outer {
+            #expect(call["cost"] == .double(Self.expectedCost(call, price: ModelPrice(inputPerMillion: 2, outputPerMillion: 2))), "\(call)")
+        }
+    }
+
     /// A member cut before its usage holds the gateway's estimate, costed the same way (the
     /// client and the record state one cost).
     @Test func aCutMembersEstimateIsCostedToo() throws {

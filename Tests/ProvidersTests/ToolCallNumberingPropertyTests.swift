@@ -115,6 +115,26 @@ import Testing
         }
     }
 
+    /// A server that leaves `index` out and lists only the calls with new bytes, repeating their
+    /// ids: a call's position changes, its id keeps it with its call (review 54 #1: the second
+    /// call's arguments went to the first). And an empty name names nothing (review 54 #3).
+    @Test func anIDAtAnotherPositionWithoutANameContinuesItsCall() throws {
+        let chunk = { (calls: String) -> [UInt8] in Array(#"data: {"choices":[{"index":0,"delta":{"tool_calls":[\#(calls)]}}]}\#n\#n"#.utf8) }
+        let chunks = [
+            chunk(#"{"id":"a","function":{"name":"f","arguments":""}},{"id":"b","function":{"name":"g","arguments":""}}"#),
+            chunk(#"{"id":"b","function":{"arguments":"{\"y\":2}"}}"#),
+            chunk(#"{"id":"a","function":{"arguments":"{\"x\":1}"}}"#),
+            chunk(#"{"id":"c","function":{"name":"","arguments":""}}"#),
+            chunk(#"{"id":"c","function":{"name":"h","arguments":"{}"}}"#),
+            Array("data: [DONE]\n\n".utf8),
+        ]
+        let (events, _) = try ProviderFixtures.decode(chunks, with: OpenAICompatibleProvider())
+        var calls = ToolCallAccumulator()
+        events.forEach { if case .toolCall(let fragment) = $0 { calls.add(fragment) } }
+        #expect(calls.calls.map(\.id) == ["a", "b", "c"] && calls.calls.map(\.name) == ["f", "g", "h"], "\(calls.calls)")
+        #expect(calls.calls.map(\.arguments) == [#"{"x":1}"#, #"{"y":2}"#, "{}"], "\(calls.calls)")
+    }
+
     /// Past the stream's cap on calls (1,024), by new ids at one index: an error, not call 1,025.
     @Test func newIDsBeyondTheCapEndTheStreamWithAnError() throws {
         let chunks = (0...1024).map { call in

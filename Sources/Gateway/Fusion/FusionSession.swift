@@ -359,12 +359,7 @@ final class FusionSession<Renderer: FusionRenderer> {
     /// Every call's stats with the call log's estimates folded in, and their sum: what the client
     /// is told and what the record (and so the key) is charged, one figure for both.
     private var accounted: (calls: [MemberStats], usage: Usage) {
-        // An estimate is costed as a reported usage without a cost is (`Usage.costed(at:)`).
-        let estimates = callLog.estimates.map { estimate in
-            var costed = estimate
-            costed.usage = estimate.usage.costed(at: routes.byModel[estimate.model]?.price)
-            return costed
-        }
+        let estimates = callLog.estimates(pricedBy: { model in (routes.byModel[model] ?? routes.outerFallbacks.first { $0.slug == model })?.price })
         let folded = MemberStats.folding(estimates, into: machine.calls)
         return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +))
     }

@@ -146,8 +146,19 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     var estimates: [MemberStats.Estimate] {
         entries.keys.sorted().compactMap { id in
             guard let entry = entries[id], entry.record.usageEstimated, let usage = entry.record.usage else { return nil }
-            return MemberStats.Estimate(role: entry.record.role, model: entry.routes.first?.model ?? entry.record.model, usage: usage,
-                                        member: entry.member)
+            let asked = entry.routes.first?.model ?? entry.record.model
+            return MemberStats.Estimate(role: entry.record.role, model: asked, usage: usage, member: entry.member,
+                                        answeredBy: entry.record.model == asked ? nil : entry.record.model)
+        }
+    }
+
+    /// `estimates`, each costed as a reported usage without a cost is (`Usage.costed(at:)`), at
+    /// the price `price` gives the model that answered, as the spend prices the call (review 54 #2).
+    func estimates(pricedBy price: (String) -> ModelPrice?) -> [MemberStats.Estimate] {
+        estimates.map { estimate in
+            var costed = estimate
+            costed.usage = estimate.usage.costed(at: price(estimate.answeredBy ?? estimate.model))
+            return costed
         }
     }
 

@@ -99,8 +99,6 @@ struct RequestPolicy: Sendable {
         return Self.bearerKey(head)
     }
 
-    /// The key of `Authorization: Bearer <key>` (the scheme in any case, spaces around the key
-    /// allowed: RFC 9110's `1*SP` and a field value's optional white space).
     /// `x-api-key` (Anthropic's SDKs), trimmed of spaces and tabs as a Bearer key is (the
     /// decoder keeps a value's trailing white space); nil when absent or empty (review 53 #8,
     /// #10: a pasted key with a trailing space failed on Anthropic's SDK only, and an empty
@@ -110,6 +108,8 @@ struct RequestPolicy: Sendable {
         return key
     }
 
+    /// The key of `Authorization: Bearer <key>` (the scheme in any case, spaces around the key
+    /// allowed: RFC 9110's `1*SP` and a field value's optional white space).
     static func bearerKey(_ head: HTTPRequest) -> String? {
         guard let header = head.header("authorization") else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)

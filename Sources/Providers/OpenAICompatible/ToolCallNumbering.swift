@@ -7,9 +7,12 @@
 /// - a fragment with an id seen before at the same upstream index continues that call (a server
 ///   that repeats a call's id on every fragment, as llama-cpp-python does, or one that went back
 ///   to an earlier call), unless it names another function: that is a new call with the same id;
+/// - an id seen only at another index continues its latest call when the fragment names no
+///   function (a server that leaves `index` out lists only the calls with new bytes, so a call's
+///   position changes: review 54 #1), and starts a new call when it names one (DeepSeek's
+///   parallel calls sharing one id: review 52A #2, `{"a":1}{"b":2}` under the first call's name);
 /// - a new id with a name, at an index another call holds, starts a new call under the next
-///   free index (a call's first fragment names its function); so does an id seen only at another
-///   index (review 52A #2: `{"a":1}{"b":2}` under the first call's name);
+///   free index (a call's first fragment names its function);
 /// - anything else continues the call its index holds (a changed id without a name is no
 ///   call of its own: it could not be run).
 /// Only a call's first id and name are passed on, since a client's accumulator would
@@ -36,6 +39,8 @@ struct ToolCallNumbering {
     private var calls: [Int: Call] = [:]
     /// The latest call each id started at each upstream index.
     private var byID: [Seen: Int] = [:]
+    /// The latest call each id started, wherever.
+    private var latestByID: [String: Int] = [:]
     private var ids = UniqueToolCallIDs()
     private var nextFree = 0
     let limit: Int
@@ -47,6 +52,7 @@ struct ToolCallNumbering {
     /// The fragment under the index of its call, or nil when it would be call `limit + 1`.
     mutating func number(_ fragment: ToolCallFragment) -> ToolCallFragment? {
         var fragment = fragment
+        if fragment.name?.isEmpty == true { fragment.name = nil }  // `"name": ""` names nothing (review 54 #3)
         let upstream = fragment.index
         let index: Int
         if let id = fragment.id, let known = byID[Seen(upstream: upstream, id: id)] {
@@ -56,6 +62,8 @@ struct ToolCallNumbering {
                 guard let claimed = claim(preferring: nil) else { return nil }
                 index = claimed
             }
+        } else if let id = fragment.id, fragment.name == nil, let latest = latestByID[id] {
+            index = latest
         } else if let held = current[upstream], fragment.id == nil || calls[held]?.id == nil || fragment.name == nil {
             index = held
         } else {
@@ -67,6 +75,7 @@ struct ToolCallNumbering {
         if call.id == nil, let id = fragment.id {
             call.id = id  // the call's first id: passed on once, unique among the stream's calls
             byID[Seen(upstream: upstream, id: id)] = index
+            latestByID[id] = index
             fragment.id = ids.claim(id)
         } else {
             fragment.id = nil
