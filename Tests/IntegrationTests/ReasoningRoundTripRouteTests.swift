@@ -67,25 +67,7 @@ import Testing
 
     @Test(arguments: [true, false]) func aResponsesClientSendsTheItemsBackAsTheyCame(stream: Bool) throws {
         let env = try Self.environment()
-        let body = #"{"model":"anth/tool-call:pace_ms=0:think=1","stream":\#(stream),"reasoning":{"effort":"low"},"tools":[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{}}}],"input":"Weather?"}"#
-        let client = try env.client()
-        try client.send(TestEnvironment.post("/v1/responses", body: body))
-        let first = try client.readResponse()
-        #expect(first.status == 200, "\(first.text)")
-        let response = stream ? first.namedEvents.last { $0.name == "response.completed" }?.data["response"] : first.json
-        let output = response?["output"]?.arrayValue ?? []
-        #expect(output.compactMap { $0["type"]?.stringValue } == ["reasoning", "function_call"], "\(first.text)")
-        #expect(output.first?["encrypted_content"]?.stringValue.flatMap { ReasoningBlock(token: $0) }
-                    == .thinking(text: "The user wants a tool.", signature: Self.signature))
-        let callID = output.last?["call_id"] ?? .null
-        let input: [JSONValue] = [.object(["role": .string("user"), "content": .string("Weather?")])] + output
-            + [.object(["type": .string("function_call_output"), "call_id": callID, "output": .string("rain")])]
-        let next = JSONValue.object(["model": .string("anth/normal:pace_ms=0"), "reasoning": .object(["effort": .string("low")]),
-                                     "input": .array(input)])
-        let again = try env.client()
-        try again.send(TestEnvironment.post("/v1/responses", body: String(decoding: next.serialized(), as: UTF8.self)))
-        let second = try again.readResponse()
-        #expect(second.status == 200, "\(second.text)")
+        try Self.responsesToolLoop(through: env, models: "anth/", stream: stream)
         #expect(try Self.lastTurn(env) == (["thinking", "tool_use"], true))
     }
 
@@ -101,26 +83,34 @@ import Testing
             provider.reasoningField = .object
             config.providers["or"] = provider
         }
-        let body = #"{"model":"or/anth/tool-call:pace_ms=0:think=1","stream":\#(stream),"reasoning":{"effort":"low"},"tools":[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{}}}],"input":"Weather?"}"#
-        let client = try outer.client()
+        try Self.responsesToolLoop(through: outer, models: "or/anth/", stream: stream)
+        #expect(try Self.lastTurn(inner) == (["thinking", "tool_use"], true))
+    }
+
+    /// A Responses client's tool loop with thinking on `models` (a prefix of the simulator's
+    /// `tool-call` and `normal`): its first answer's reasoning item carries the signed block, and
+    /// the client sends its output items back with the tool's result.
+    static func responsesToolLoop(through env: TestEnvironment, models: String, stream: Bool,
+                                  sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let body = #"{"model":"\#(models)tool-call:pace_ms=0:think=1","stream":\#(stream),"reasoning":{"effort":"low"},"tools":[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{}}}],"input":"Weather?"}"#
+        let client = try env.client()
         try client.send(TestEnvironment.post("/v1/responses", body: body))
         let first = try client.readResponse()
-        #expect(first.status == 200, "\(first.text)")
+        #expect(first.status == 200, "\(first.text)", sourceLocation: sourceLocation)
         let response = stream ? first.namedEvents.last { $0.name == "response.completed" }?.data["response"] : first.json
         let output = response?["output"]?.arrayValue ?? []
-        #expect(output.compactMap { $0["type"]?.stringValue } == ["reasoning", "function_call"], "\(first.text)")
+        #expect(output.compactMap { $0["type"]?.stringValue } == ["reasoning", "function_call"], "\(first.text)", sourceLocation: sourceLocation)
         #expect(output.first?["encrypted_content"]?.stringValue.flatMap { ReasoningBlock(token: $0) }
-                    == .thinking(text: "The user wants a tool.", signature: Self.signature), "\(first.text)")
+                    == .thinking(text: "The user wants a tool.", signature: Self.signature), "\(first.text)", sourceLocation: sourceLocation)
         let callID = output.last?["call_id"] ?? .null
         let input: [JSONValue] = [.object(["role": .string("user"), "content": .string("Weather?")])] + output
             + [.object(["type": .string("function_call_output"), "call_id": callID, "output": .string("rain")])]
-        let next = JSONValue.object(["model": .string("or/anth/normal:pace_ms=0"), "reasoning": .object(["effort": .string("low")]),
+        let next = JSONValue.object(["model": .string("\(models)normal:pace_ms=0"), "reasoning": .object(["effort": .string("low")]),
                                      "input": .array(input)])
-        let again = try outer.client()
+        let again = try env.client()
         try again.send(TestEnvironment.post("/v1/responses", body: String(decoding: next.serialized(), as: UTF8.self)))
         let second = try again.readResponse()
-        #expect(second.status == 200, "\(second.text)")
-        #expect(try Self.lastTurn(inner) == (["thinking", "tool_use"], true))
+        #expect(second.status == 200, "\(second.text)", sourceLocation: sourceLocation)
     }
 
     /// Fusion's outer model thinks, then calls fusion: its final turn carries that thinking back.
