@@ -292,6 +292,9 @@ public final class HTTPRequestDecoder {
             trailerFields += 1
             return true
         }
+        // RFC 9110 §5.5: a field value has no trailing white space (http_parser keeps it; the
+        // leading is already gone). Else `x-api-key: KEY ` was not the key (review 53 #8).
+        while let last = value.last, last == 0x20 || last == 0x09 { value.removeLast() }
         headers.append((String(decoding: field, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         return true
     }

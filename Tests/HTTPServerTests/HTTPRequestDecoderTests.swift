@@ -77,6 +77,17 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
     /// Trailer fields are checked like header fields but never join the request's headers
     /// (RFC 9110 §6.5.1): a trailer `x-api-key` must not become the key a request is charged to
     /// after the head's key was authenticated.
+    /// A field value's surrounding white space is not the value's (RFC 9110 §5.5), however the
+    /// bytes are split: `x-api-key: KEY ` is the key (review 53 #8).
+    @Test func aValuesSurroundingWhiteSpaceIsDropped() throws {
+        let text = Array("GET / HTTP/1.1\r\nHost: h \r\nX-Api-Key:\t key \t \r\nX-Inner: a b\r\nX-Blank:  \r\n\r\n".utf8)
+        for chunks in splits(text) {
+            let request = try #require(try decode(chunks).get().first, "split \(chunks.map(\.count))")
+            #expect(request.header("x-api-key") == "key" && request.header("host") == "h", "split \(chunks.map(\.count))")
+            #expect(request.header("x-inner") == "a b" && request.header("x-blank") == "")
+        }
+    }
+
     @Test func trailerFieldsAreDroppedNotMerged() throws {
         let bytes = Array(("POST /c HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nTransfer-Encoding: chunked\r\n\r\n"
             + "3\r\nabc\r\n0\r\nx-api-key: b\r\nanthropic-beta: x\r\nAuthorization: Bearer c\r\n\r\n").utf8)

@@ -99,12 +99,11 @@ struct RequestPolicy: Sendable {
         return Self.bearerKey(head)
     }
 
-    /// `x-api-key` (Anthropic's SDKs), trimmed of spaces and tabs as a Bearer key is (the
-    /// decoder keeps a value's trailing white space); nil when absent or empty (review 53 #8,
-    /// #10: a pasted key with a trailing space failed on Anthropic's SDK only, and an empty
-    /// header beside a Bearer key was "two different keys").
+    /// `x-api-key` (Anthropic's SDKs); nil when absent or empty (review 53 #10: an empty header
+    /// beside a Bearer key was "two different keys"). Its surrounding white space is the field's,
+    /// dropped by the decoder (RFC 9110 §5.5).
     static func apiKeyHeader(_ head: HTTPRequest) -> String? {
-        guard let key = head.header("x-api-key")?.trimmingCharacters(in: CharacterSet(charactersIn: " \t")), !key.isEmpty else { return nil }
+        guard let key = head.header("x-api-key"), !key.isEmpty else { return nil }
         return key
     }
 

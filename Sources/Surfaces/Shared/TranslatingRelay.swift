@@ -54,10 +54,10 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     /// A whole answer's output estimated by its size (`relayWhole`).
     private var wholeOutputTokens: Int64?
     public private(set) var outcome = Outcome.streaming
-    /// The usage the client saw was the gateway's estimate.
-    public private(set) var usageEstimated = false
-    /// That estimate (costed), for the record to state what the client was told.
+    /// The usage the client saw was the gateway's estimate (costed), for the record to state
+    /// what the client was told.
     public private(set) var estimatedUsage: Usage?
+    public var usageEstimated: Bool { estimatedUsage != nil }
     /// Reused between reads (the per-event path allocates nothing once grown).
     private var pending: [ModelEvent] = []
     /// The prompt's usage was asked of the decoder (until it is known or an event arrived).
@@ -205,7 +205,6 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     private mutating func totalUsage() -> Usage? {
         guard usage == nil else { return usage }
         guard let prompt = promptUsage ?? estimatedPromptTokens.map({ Usage(promptTokens: $0) }) else { return nil }
-        usageEstimated = true
         let estimate = Usage.estimate(prompt: prompt, completionTokens: max(Int64(forwardedEvents), wholeOutputTokens ?? 0)).costed(at: price)
         estimatedUsage = estimate
         return estimate
