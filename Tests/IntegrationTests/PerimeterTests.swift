@@ -196,6 +196,9 @@ import Testing
         let env = try TestEnvironment { $0.upstream.maxCollectedBytes = 100_000 }
         // Each fits on its own, again and again: what one held was given back.
         for _ in 0..<4 {
+            // Given back once its bytes have left, which its loop learns a moment after the
+            // client has them (a busy CI machine sent the next request first).
+            #expect(env.eventually { env.cluster.shared.collected.current == 0 })
             let fits = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=70000:pace_ms=0", stream: false))
             #expect(fits.status == 200, "\(fits.text.prefix(300))")
         }
@@ -203,6 +206,7 @@ import Testing
         let over = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=150000:pace_ms=0", stream: false))
         #expect(over.status == 502 && over.json?["error"]?["code"] == .string("upstream_too_large"), "\(over.text.prefix(300))")
         #expect(over.json?["error"]?["message"]?.stringValue?.contains("stream the response") == true)
+        #expect(env.eventually { env.cluster.shared.collected.current == 0 })
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=70000:pace_ms=0", stream: false)).status == 200)
         // A stream is not collected: no bound but its own (~300 KB here).
         let streamed = try env.chat(TestEnvironment.chatBody(model: "mock/paced:deltas=2000:pace_ms=0"))

@@ -131,9 +131,17 @@ struct RedisClientTests {
     /// retrying at the base delay forever (review 52B #3); an answered command resets it.
     @Test func aRedisAnsweringOnlyTheHandshakeBacksOffMoreEachTime() throws {
         let (listener, address) = Self.loopbackListener(backlog: 8)
-        defer { close(listener) }
+        // The accept loop is woken (shutdown) and waited for before the descriptor is closed:
+        // one that outlived it could accept on the number once another test reuses it.
+        let acceptLoopDone = DispatchSemaphore(value: 0)
+        defer {
+            shutdown(listener, Int32(SHUT_RDWR))
+            acceptLoopDone.wait()
+            close(listener)
+        }
         let answersCommands = LockedBox<Bool>(false)
         Thread.detachNewThread {
+            defer { acceptLoopDone.signal() }
             while true {
                 let connection = accept(listener, nil, nil)
                 guard connection >= 0 else { return }
