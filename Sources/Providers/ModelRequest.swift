@@ -73,6 +73,13 @@ public struct ModelMessage: Sendable, Equatable {
     public var name: String?
     /// An assistant turn's reasoning blocks the provider needs back (`ReasoningBlock`), in order.
     public var reasoning: [ReasoningBlock] = []
+    /// Where in the client's request it came from, for refusals (`MessageOrigin`); nil for
+    /// chat's messages, named `messages[i]` as they were sent. Not compared by `==`.
+    public var origin: MessageOrigin? {
+        get { originSlot.origin }
+        set { originSlot.origin = newValue }
+    }
+    private var originSlot = MessageOrigin.Slot()
 
     public init(role: Role, content: [ContentPart], toolCalls: [ToolCall] = [], toolCallID: String? = nil, name: String? = nil,
                 reasoning: [ReasoningBlock] = []) {
@@ -96,10 +103,12 @@ public struct ModelMessage: Sendable, Equatable {
     /// The type of the first block of the asker's (a user turn, a tool result) that only
     /// Anthropic's API reads (`search_result`, a document by URL, a file by id…): `portable`
     /// would leave it out, losing part of the question, so other APIs refuse the request by it.
-    public var anthropicOnlyInputBlock: String? {
+    public var anthropicOnlyInputBlock: (part: Int, type: String)? {
         guard role != .assistant else { return nil }  // server tools' blocks: Anthropic's state, rightly left out
-        for part in content {
-            if case .providerBlock(let block) = part, block["type"]?.stringValue != "text" { return block["type"]?.stringValue ?? "?" }
+        for (index, part) in content.enumerated() {
+            if case .providerBlock(let block) = part, block["type"]?.stringValue != "text" {
+                return (index, String((block["type"]?.stringValue ?? "?").prefix(64)))
+            }
         }
         return nil
     }

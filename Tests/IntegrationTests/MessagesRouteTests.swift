@@ -110,7 +110,14 @@ import Testing
         for model in ["mock/normal:pace_ms=0", "fusion"] {
             let refused = try post(env, body(model))
             #expect(refused.status == 400 && refused.text.contains("'document'"), "\(model): \(refused.status) \(refused.text)")
+            // Named where the client put it, in Anthropic's syntax and place (review 48 surfaces #7).
+            #expect(refused.json?["error"]?["message"]?.stringValue?.hasPrefix("messages.0.content.0: Blocks of type 'document'") == true,
+                    "\(model): \(refused.text)")
         }
+        // A tool another API cannot take, named as Anthropic's SDK names it: `tools.0`.
+        let hosted = try post(env, #"{"model":"gem/normal:pace_ms=0","max_tokens":100,"messages":[{"role":"user","content":"q"}],"#
+                                   + #""tools":[{"type":"web_search_20250305","name":"web_search"}]}"#)
+        #expect(hosted.status == 400 && hosted.text.contains("tools.0") && !hosted.text.contains("tools[0]"), "\(hosted.text)")
     }
 
     @Test func anAnthropicUpstreamGetsTheClientsOwnFields() throws {

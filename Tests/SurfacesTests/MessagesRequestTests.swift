@@ -183,7 +183,7 @@ import Testing
                {"type":"search_result","source":"https://s.example","title":"S","content":[{"type":"text","text":"found"}]},
                {"type":"document","source":{"type":"text","media_type":"text/plain","data":"notes"}}]}]}]}
             """#).modelRequest()
-        #expect(result.messages.last?.anthropicOnlyInputBlock == "search_result")
+        #expect(result.messages.last?.anthropicOnlyInputBlock?.type == "search_result")
         // Blocks only a model writes stay refused in a user turn; a source must still be one.
         #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"thinking","thinking":"x","signature":"s"}]}]}"#) }
         #expect(throws: APIError.self) { try parse(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url"}}]}]}"#) }

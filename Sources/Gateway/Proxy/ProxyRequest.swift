@@ -120,6 +120,21 @@ struct MessagesProxyRequest: ProxyRequest {
     var clientModel: String { messages.model }
     var estimatedPromptTokens: Int64 { Int64(messages.rawBody.count / 4) }
 
+    /// Anthropic's syntax: `tools.1`, not chat's `tools[1]` (messages' paths are the client's
+    /// already, `MessageOrigin`); structured output is `output_config.format`.
+    func clientParam(_ param: String) -> String {
+        if param == "response_format" { return "output_config.format" }
+        var path = ""
+        for character in param {
+            switch character {
+            case "[": path.append(".")
+            case "]": continue
+            default: path.append(character)
+            }
+        }
+        return path
+    }
+
     func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         var request = neutral
         request.model = route.upstreamModel

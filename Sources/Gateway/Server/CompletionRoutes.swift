@@ -205,10 +205,10 @@ extension GatewayServer {
         }
         // Members and the judge read the conversation as text: a block only Anthropic reads (a
         // PDF by URL, a search result) would be silently left out of their question (review 46 #3).
-        for message in fusionRequest.base.messages {
-            guard let type = message.anthropicOnlyInputBlock else { continue }
-            throw .invalidRequest("Blocks of type '\(type.prefix(64))' are read by Anthropic's API only; a deliberation's panel reads the conversation as text.",
-                                  param: "messages")
+        for (index, message) in fusionRequest.base.messages.enumerated() {
+            guard let block = message.anthropicOnlyInputBlock else { continue }
+            throw .invalidRequest("Blocks of type '\(block.type)' are read by Anthropic's API only; a deliberation's panel reads the conversation as text.",
+                                  param: message.partPath(block.part, at: index))
         }
         if webTools == nil {
             for (key, value) in [("web_search", fusionRequest.parameters.webSearch), ("judge_web_search", fusionRequest.parameters.judgeWebSearch)]

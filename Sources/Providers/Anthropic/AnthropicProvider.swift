@@ -24,7 +24,7 @@ public struct AnthropicProvider: Provider {
         try NativeRequestRules.validateMessages(request.messages, api: "Anthropic's API", accepts: Self.inlineMediaTypes.contains)
         for (index, message) in request.messages.enumerated() where message.role == .tool && (message.toolCallID ?? "").isEmpty {
             throw .invalidRequest("A tool result for Anthropic's API needs the id of the call it answers.",
-                                  param: "messages[\(index)].tool_call_id")
+                                  param: message.toolCallIDPath(at: index))
         }
         // Another API's hosted tools (Responses' web_search_preview, custom tools) have no shape
         // here; Anthropic's own server tools (every one a versioned type, `web_search_20250305`)

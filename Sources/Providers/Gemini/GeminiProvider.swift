@@ -15,7 +15,7 @@ public struct GeminiProvider: Provider {
         for (index, message) in request.messages.enumerated()
         where message.role == .tool && GeminiRequestEncoder.functionName(answeredBy: message, in: request.messages) == nil {
             throw .invalidRequest("A tool result for Gemini's API needs the function's name: give 'name', or the id of an earlier call.",
-                                  param: "messages[\(index)].tool_call_id")
+                                  param: message.toolCallIDPath(at: index))
         }
         for (index, tool) in request.tools.enumerated() where tool.functionName == nil {
             throw .invalidRequest("Gemini's API takes function tools only.", param: "tools[\(index)]")

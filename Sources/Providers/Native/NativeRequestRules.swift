@@ -70,10 +70,10 @@ enum NativeRequestRules {
     /// penalties, are left out, as OpenRouter does for providers without them.)
     /// A block of the question only Anthropic's API reads (`ModelMessage.anthropicOnlyInputBlock`).
     static func refuseAnthropicOnlyInput(_ messages: [ModelMessage], api: String) throws(APIError) {
-        for message in messages {
-            guard let type = message.anthropicOnlyInputBlock else { continue }
-            throw .invalidRequest("Blocks of type '\(type.prefix(64))' are read by Anthropic's API only; this model is on \(api).",
-                                  param: "messages")
+        for (index, message) in messages.enumerated() {
+            guard let block = message.anthropicOnlyInputBlock else { continue }
+            throw .invalidRequest("Blocks of type '\(block.type)' are read by Anthropic's API only; this model is on \(api).",
+                                  param: message.partPath(block.part, at: index))
         }
     }
 
@@ -113,11 +113,11 @@ enum NativeRequestRules {
             let mayBeEmpty = message.role == .system || message.role == .developer || message.role == .tool
                 || (message.role == .assistant && index == messages.count - 1)
             if !hasContent && !mayBeEmpty {
-                throw .invalidRequest("\(api) takes no empty turn but the final assistant one; 'messages[\(index)]' has no content.",
-                                      param: "messages[\(index)].content")
+                throw .invalidRequest("\(api) takes no empty turn but the final assistant one; '\(message.path(at: index))' has no content.",
+                                      param: message.contentPath(at: index))
             }
             for (partIndex, part) in message.content.enumerated() {
-                let path = "messages[\(index)].content[\(partIndex)]"
+                let path = message.partPath(partIndex, at: index)
                 switch part {
                 case .text, .providerBlock, .cacheBreakpoint:
                     continue
@@ -139,11 +139,11 @@ enum NativeRequestRules {
                 // A chat custom tool's call has no form here (review 49 #3).
                 throw .invalidRequest(call.isCustom ? "\(api) has no custom tools; this is a custom tool's call."
                                                     : "\(api) takes function tool calls only; this one names no function.",
-                                      param: "messages[\(index)].tool_calls[\(callIndex)]")
+                                      param: message.callPath(callIndex, at: index))
             }
             for (callIndex, call) in message.toolCalls.enumerated() where call.argumentsObject == nil {
                 throw .invalidRequest("\(api) needs tool call arguments that are a JSON object; these are not.",
-                                      param: "messages[\(index)].tool_calls[\(callIndex)].function.arguments")
+                                      param: message.argumentsPath(callIndex, at: index))
             }
         }
     }

@@ -21,14 +21,18 @@ public enum MessagesErrors {
         }
     }
 
-    /// The error's JSON, for a response body or an event's data.
+    /// The error's JSON, for a response body or an event's data. Anthropic's shape has no
+    /// `param`: the field goes before the message, as Anthropic's API writes it
+    /// (`messages.1.content: …`), unless the message names it already.
     public static func body(_ error: APIError) -> [UInt8] {
+        var message = error.message
+        if let param = error.param, !param.isEmpty, !message.contains(param) { message = "\(param): \(message)" }
         var out: [UInt8] = []
-        out.reserveCapacity(64 + error.message.utf8.count)
+        out.reserveCapacity(64 + message.utf8.count)
         out.append(contentsOf: #"{"type":"error","error":{"type":"#.utf8)
         JSONWriting.appendString(type(forStatus: error.status), to: &out)
         out.append(contentsOf: #","message":"#.utf8)
-        JSONWriting.appendString(error.message, to: &out)
+        JSONWriting.appendString(message, to: &out)
         out.append(contentsOf: "}}".utf8)
         return out
     }

@@ -28,10 +28,15 @@ extension MessagesRequest {
     public func modelRequest() -> ModelRequest {
         let fields = json.objectValue ?? [:]
         var messages: [ModelMessage] = []
-        if let system = fields["system"], system != .null { messages.append(ModelMessage(role: .system, content: Self.parts(system))) }
+        if let system = fields["system"], system != .null {
+            var message = ModelMessage(role: .system, content: [])
+            message.origin = MessageOrigin(.messages, path: "system")
+            Self.addParts(system, path: "system", to: &message)
+            messages.append(message)
+        }
         var toolNames: [String: String] = [:]
-        for message in fields["messages"]?.arrayValue ?? [] {
-            messages += Self.messages(message, toolNames: &toolNames)
+        for (index, message) in (fields["messages"]?.arrayValue ?? []).enumerated() {
+            messages += Self.messages(message, path: "messages.\(index)", toolNames: &toolNames)
         }
         var request = ModelRequest(model: model, messages: messages, stream: stream)
         request.includeUsage = true
@@ -69,21 +74,32 @@ extension MessagesRequest {
         return request
     }
 
-    /// One Anthropic turn as neutral messages: tool results split out as tool messages, in order.
-    static func messages(_ message: JSONValue, toolNames: inout [String: String]) -> [ModelMessage] {
+    /// One Anthropic turn (at `path`, `messages.1`) as neutral messages: tool results split out as
+    /// tool messages, in order.
+    static func messages(_ message: JSONValue, path: String, toolNames: inout [String: String]) -> [ModelMessage] {
         let role: ModelMessage.Role = switch message["role"]?.stringValue {
         case "assistant": .assistant
         case "system": .system
         default: .user
         }
-        guard let blocks = message["content"]?.arrayValue else { return [ModelMessage(role: role, content: parts(message["content"]))] }
+        func empty() -> ModelMessage {
+            var message = ModelMessage(role: role, content: [])
+            message.origin = MessageOrigin(.messages, path: path)
+            return message
+        }
+        guard let blocks = message["content"]?.arrayValue else {
+            var whole = empty()
+            addParts(message["content"], path: "\(path).content", to: &whole)
+            return [whole]
+        }
         var result: [ModelMessage] = []
-        var pending = ModelMessage(role: role, content: [])
+        var pending = empty()
         func flush() {
             if !pending.content.isEmpty || !pending.toolCalls.isEmpty || !pending.reasoning.isEmpty { result.append(pending) }
-            pending = ModelMessage(role: role, content: [])
+            pending = empty()
         }
-        for block in blocks {
+        for (index, block) in blocks.enumerated() {
+            let blockPath = "\(path).content.\(index)"
             switch block["type"]?.stringValue {
             case "tool_use"?:
                 let id = block["id"]?.stringValue ?? ""
@@ -91,6 +107,7 @@ extension MessagesRequest {
                 toolNames[id] = name
                 pending.toolCalls.append(ToolCall(index: pending.toolCalls.count, id: id, name: name,
                                                   arguments: JSONWriting.compact(block["input"] ?? .object([:]))))
+                pending.origin?.calls.append(blockPath)
             case "thinking"? where role == .assistant:
                 if let signature = block["signature"]?.stringValue, !signature.isEmpty {
                     pending.reasoning.append(.thinking(text: block["thinking"]?.stringValue ?? "", signature: signature))
@@ -99,26 +116,45 @@ extension MessagesRequest {
                 if let data = block["data"]?.stringValue, !data.isEmpty { pending.reasoning.append(.redacted(data: data)) }
             case let type? where role == .assistant && MessagesRequest.isServerToolBlock(type):
                 pending.content.append(.providerBlock(block))  // an Anthropic upstream needs it back as it came
+                pending.origin?.parts.append(blockPath)
             case "text"? where role == .assistant && !(block["citations"]?.arrayValue ?? []).isEmpty:
                 pending.content.append(.providerBlock(block))  // its citations too
+                pending.origin?.parts.append(blockPath)
             case "tool_result"?:
                 flush()
                 let id = block["tool_use_id"]?.stringValue ?? ""
+                var answer = ModelMessage(role: .tool, content: [], toolCallID: id, name: toolNames[id])
+                answer.origin = MessageOrigin(.messages, path: blockPath)
+                addParts(block["content"], path: "\(blockPath).content", to: &answer)
                 // Its own cache breakpoint after its content (`AnthropicRequestEncoder.toolResult`).
-                let content = parts(block["content"]) + (ContentPart.cacheControl(of: block).map { [.cacheBreakpoint($0)] } ?? [])
-                result.append(ModelMessage(role: .tool, content: content, toolCallID: id, name: toolNames[id]))
+                if let control = ContentPart.cacheControl(of: block) {
+                    answer.content.append(.cacheBreakpoint(control))
+                    answer.origin?.parts.append(blockPath)
+                }
+                result.append(answer)
             default:
-                pending.content += marked(part(block), block)
+                let parts = marked(part(block), block)
+                pending.content += parts
+                pending.origin?.parts += parts.map { _ in blockPath }
             }
         }
         flush()
         return result
     }
 
-    /// A string or blocks as content parts.
-    static func parts(_ value: JSONValue?) -> [ContentPart] {
-        if let text = value?.stringValue { return text.isEmpty ? [] : [.text(text)] }
-        return (value?.arrayValue ?? []).flatMap { marked(part($0), $0) }
+    /// A string or blocks (at `path`) as content parts of `message`, each part's path in its origin.
+    static func addParts(_ value: JSONValue?, path: String, to message: inout ModelMessage) {
+        if let text = value?.stringValue {
+            guard !text.isEmpty else { return }
+            message.content.append(.text(text))
+            message.origin?.parts.append(path)
+            return
+        }
+        for (index, block) in (value?.arrayValue ?? []).enumerated() {
+            let parts = marked(part(block), block)
+            message.content += parts
+            message.origin?.parts += parts.map { _ in "\(path).\(index)" }
+        }
     }
 
     /// A block's part, and its cache breakpoint (`cache_control`) after it, for an Anthropic

@@ -40,7 +40,9 @@ enum ResponsesInput {
         switch input {
         case .string(let text):
             guard !text.isEmpty else { throw .invalidRequest("'input' must not be empty.", param: "input") }
-            return [ModelMessage(role: .user, text: text)]
+            var message = ModelMessage(role: .user, text: text)
+            message.origin = MessageOrigin(.responses, path: "input", parts: ["input"])
+            return [message]
         case .array(let items):
             guard !items.isEmpty else { throw .invalidRequest("'input' must contain at least one item.", param: "input") }
             var conversation = Conversation()
@@ -124,6 +126,7 @@ enum ResponsesInput {
                     // the calls' outputs, chat APIs refuse the conversation (review 44 Responses #3).
                     turn.content += message.content
                     turn.reasoning += message.reasoning
+                    turn.origin?.parts += message.origin?.parts ?? []
                     messages[messages.count - 1] = turn
                 } else {
                     messages.append(message)
@@ -135,7 +138,7 @@ enum ResponsesInput {
                     throw .invalidRequest("'\(path).call_id' repeats an earlier function call's id '\(call.id)'.", param: "\(path).call_id")
                 }
                 calls.append((call.id, path))
-                joinTurn(ToolCall(index: 0, id: call.id, name: call.name, arguments: call.arguments))
+                joinTurn(ToolCall(index: 0, id: call.id, name: call.name, arguments: call.arguments), path: path)
             case "function_call_output":
                 let output = try ResponsesInput.functionCallOutput(fields, path: path, known: callIDs)
                 let callID = output.toolCallID ?? ""
@@ -172,9 +175,11 @@ enum ResponsesInput {
 
 extension ResponsesInput.Conversation {
     /// A call joins the open assistant turn, or starts one; either takes the pending reasoning.
-    mutating func joinTurn(_ call: ToolCall) {
+    mutating func joinTurn(_ call: ToolCall, path: String) {
         var turn = assistantTurnOpen ? messages.popLast() ?? ModelMessage(role: .assistant, content: []) : ModelMessage(role: .assistant, content: [])
+        if turn.origin == nil { turn.origin = MessageOrigin(.responses, path: path) }  // a turn the call starts is named by it
         turn.toolCalls.append(ToolCall(index: turn.toolCalls.count, id: call.id, name: call.name, arguments: call.arguments))
+        turn.origin?.calls.append(path)
         takeReasoning(into: &turn)
         messages.append(turn)
         assistantTurnOpen = true
@@ -188,7 +193,9 @@ extension ResponsesInput.Conversation {
                             as: UTF8.self)
         guard let idValue = fields["call_id"], idValue != .null else {
             flushResults()
-            messages.append(ModelMessage(role: .assistant, text: "[fusion result]\n" + result))
+            var message = ModelMessage(role: .assistant, text: "[fusion result]\n" + result)
+            message.origin = MessageOrigin(.responses, path: path, parts: [path])
+            messages.append(message)
             assistantTurnOpen = false
             return
         }
@@ -205,8 +212,10 @@ extension ResponsesInput.Conversation {
             throw .invalidRequest("'\(path).call_id' repeats an earlier call's id '\(id)'.", param: "\(path).call_id")
         }
         fusionCallIDs.insert(id)
-        joinTurn(ToolCall(index: 0, id: id, name: FusionPlan.toolName, arguments: arguments))
-        deferredResults.append(ModelMessage(role: .tool, content: [.text(result)], toolCallID: id))
+        joinTurn(ToolCall(index: 0, id: id, name: FusionPlan.toolName, arguments: arguments), path: path)
+        var answer = ModelMessage(role: .tool, content: [.text(result)], toolCallID: id)
+        answer.origin = MessageOrigin(.responses, path: path, parts: [path])
+        deferredResults.append(answer)
     }
 }
 
@@ -221,13 +230,17 @@ extension ResponsesInput {
         }
         switch fields["content"] {
         case .string(let text)?:
-            return ModelMessage(role: role, text: text)
+            var message = ModelMessage(role: role, text: text)
+            message.origin = MessageOrigin(.responses, path: path, parts: message.content.map { _ in "\(path).content" })
+            return message
         case .array(let parts)?:
-            var content: [ContentPart] = []
+            var message = ModelMessage(role: role, content: [])
+            message.origin = MessageOrigin(.responses, path: path)
             for (index, part) in parts.enumerated() {
-                content.append(try contentPart(part, path: "\(path).content[\(index)]", assistant: role == .assistant))
+                message.content.append(try contentPart(part, path: "\(path).content[\(index)]", assistant: role == .assistant))
+                message.origin?.parts.append("\(path).content[\(index)]")
             }
-            return ModelMessage(role: role, content: content)
+            return message
         case nil:
             throw .invalidRequest("Missing required parameter: '\(path).content'.", param: "\(path).content",
                                   code: "missing_required_parameter")
@@ -328,15 +341,21 @@ extension ResponsesInput {
             throw .invalidRequest("No function call found for '\(path).call_id' '\(callID)': send the function_call item before its output.",
                                   param: "\(path).call_id")
         }
+        var message = ModelMessage(role: .tool, content: [], toolCallID: callID)
+        message.origin = MessageOrigin(.responses, path: path)
         switch fields["output"] {
         case .string(let text)?:
-            return ModelMessage(role: .tool, content: text.isEmpty ? [] : [.text(text)], toolCallID: callID)
-        case .array(let parts)?:
-            var content: [ContentPart] = []
-            for (index, part) in parts.enumerated() {
-                content.append(try contentPart(part, path: "\(path).output[\(index)]", assistant: false))
+            if !text.isEmpty {
+                message.content = [.text(text)]
+                message.origin?.parts = ["\(path).output"]
             }
-            return ModelMessage(role: .tool, content: content, toolCallID: callID)
+            return message
+        case .array(let parts)?:
+            for (index, part) in parts.enumerated() {
+                message.content.append(try contentPart(part, path: "\(path).output[\(index)]", assistant: false))
+                message.origin?.parts.append("\(path).output[\(index)]")
+            }
+            return message
         case nil, .null?:
             throw .invalidRequest("Missing required parameter: '\(path).output'.", param: "\(path).output", code: "missing_required_parameter")
         case let other?:

@@ -63,7 +63,11 @@ public struct ResponsesRequest: Sendable {
         var messages = try ResponsesInput.messages(input)
         if let value = fields["instructions"], value != .null {
             guard let text = value.stringValue else { throw Self.invalidType("instructions", expected: "a string", got: value) }
-            if !text.isEmpty { messages.insert(ModelMessage(role: .system, text: text), at: 0) }
+            if !text.isEmpty {
+                var system = ModelMessage(role: .system, text: text)
+                system.origin = MessageOrigin(.responses, path: "instructions", parts: ["instructions"])
+                messages.insert(system, at: 0)
+            }
         }
         self.messages = messages
 
