@@ -120,6 +120,28 @@ import Testing
         #expect(hosted.status == 400 && hosted.text.contains("tools.0") && !hosted.text.contains("tools[0]"), "\(hosted.text)")
     }
 
+    /// Another upstream's call ids (Kimi's `functions.f:0`) reach a Messages client as they came;
+    /// a conversation carrying them on to an Anthropic model is encoded with valid ids, a call
+    /// and its result still paired (review 55A #2: relayed as sent, Anthropic refused it).
+    @Test func callIDsAnthropicRefusesAreMadeValidForIt() throws {
+        let env = try Self.environment()
+        let history = #"[{"role":"user","content":"Weather?"},"#
+            + #"{"role":"assistant","content":[{"type":"tool_use","id":"functions.get_weather:0","name":"get_weather","input":{"city":"Oslo"}}]},"#
+            + #"{"role":"user","content":[{"type":"tool_result","tool_use_id":"functions.get_weather:0","content":"Sunny"}]}]"#
+        let response = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(history)}"#)
+        #expect(response.status == 200, "\(response.text)")
+        let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+        let turns = sent["messages"]?.arrayValue ?? []
+        let callID = turns.count == 3 ? turns[1]["content"]?.arrayValue?.first?["id"]?.stringValue ?? "" : ""
+        #expect(!callID.isEmpty && callID.utf8.allSatisfy { $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0)
+            || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }, "\(callID)")
+        #expect(turns.last?["content"]?.arrayValue?.first?["tool_use_id"]?.stringValue == callID, "\(sent)")
+        // Ids Anthropic takes still go as the client sent them, its bytes relayed.
+        let valid = history.replacingOccurrences(of: "functions.get_weather:0", with: "toolu_01")
+        _ = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(valid)}"#)
+        #expect(String(decoding: env.mockStats.lastRequestBody, as: UTF8.self).contains(#""id":"toolu_01""#))
+    }
+
     @Test func anAnthropicUpstreamGetsTheClientsOwnFields() throws {
         let env = try Self.environment()
         let extra = #","metadata":{"user_id":"u-42"},"thinking":{"type":"enabled","budget_tokens":1024}"#

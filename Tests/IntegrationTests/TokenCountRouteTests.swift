@@ -47,7 +47,27 @@ import Testing
         }
         let response = try count(env, model: "fusion")
         #expect(response.status == 200 && (response.json?["input_tokens"]?.intValue ?? 0) > 0, "\(response.text)")
-        #expect(String(decoding: env.mockStats.lastRequestBody, as: UTF8.self) == Self.body.replacingOccurrences(of: "MODEL", with: "outer"))
+        let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+        #expect(sent["model"] == .string("outer"))
+        #expect(sent["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["get_weather", "fusion"], "the tools the outer model sees")
+    }
+
+    /// A fusion tool beside a model: that model reads the conversation, with the fusion tool as
+    /// the function it sees; the gateway's own tool never reaches Anthropic, which refuses tool
+    /// types it does not know (review 55A #1: counted on the configured outer model, or a 404
+    /// naming another model's provider).
+    @Test func aFusionToolIsCountedByTheModelItIsGivenTo() throws {
+        let env = try MessagesRouteTests.environment()  // its outer model is not on an Anthropic provider
+        for tool in [#"{"type":"fusion"}"#, #"{"type":"openrouter:fusion","parameters":{"analysis_models":["mock/a","mock/b"]}}"#] {
+            let body = Self.body.replacingOccurrences(of: #"}}}}]}"#, with: #"}}}},\#(tool)]}"#)
+            let response = try count(env, model: "anth/normal", body: body)
+            #expect(response.status == 200, "\(tool): \(response.text)")
+            let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+            #expect(sent["model"] == .string("normal"))
+            let tools = sent["tools"]?.arrayValue ?? []
+            #expect(tools.compactMap { $0["name"]?.stringValue } == ["get_weather", "fusion"], "\(tools)")
+            #expect(!tools.contains { $0["type"] != nil } && tools.last?["input_schema"]?["type"] == .string("object"), "\(tools)")
+        }
     }
 
     /// The built-in simulated Anthropic provider counts like a real one (its simulator speaks it).

@@ -216,15 +216,42 @@ import Testing
         #expect(end == .complete)
         // The same events; a call's first fragment comes back split in its block start (no arguments)
         // and its first delta.
-        // A text block's end comes back as one (`.providerBlock(.stop)`: blocks keep their citations apart).
+        // A block's end comes back as one (`.providerBlock(.stop)`: blocks keep their citations
+        // apart, and a call's block stops when the upstream's did).
         #expect(events == Array(Self.answer.prefix(4)) + [.providerBlock(.stop)] + Array(Self.answer[4..<7]) + [
+            .providerBlock(.stop),
             .toolCall(ToolCallFragment(index: 1, id: "call_2", name: "time", arguments: "")),
             .toolCall(ToolCallFragment(index: 1, arguments: "{}")),
+            .providerBlock(.stop),
         ] + Self.answer.suffix(2))
         // Usage given at the end wins; none at all is zeros, never absent.
         let bare = try Self.events(Self.render([.text("x")]))
         #expect(bare.first { $0.name == "message_delta" }?.data["usage"]?["output_tokens"] == .int(0))
         #expect(bare.first { $0.name == "message_delta" }?.data["delta"]?["stop_reason"] == .string("end_turn"))
+    }
+
+    /// An Anthropic upstream's parallel calls: each block stops when the upstream's did, and the
+    /// next call's input streams in its own block as it comes (review 55A #3: the first block's stop
+    /// waited for the message's end, and the second call's input was held and sent whole).
+    @Test func anAnthropicUpstreamsCallsStopAndStreamAsTheyCome() throws {
+        let upstream = Array("""
+            event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}\n\n\
+            event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_a","name":"f","input":{}}}\n\n\
+            event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":1}"}}\n\n\
+            event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n\
+            event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_b","name":"g","input":{}}}\n\n\
+            event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\\"b\\":"}}\n\n
+            """.utf8)
+        var decoder = AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        var writer = MessagesStreamWriter(id: "m", model: "x")
+        var out: [UInt8] = []
+        _ = try upstream.withUnsafeBytes { bytes in try decoder.decode(bytes) { writer.append($0, to: &out) } }
+        // Before the message ends: the first block stopped, the second open with its first piece.
+        let events = try Self.events(out)
+        let stops = events.filter { $0.name == "content_block_stop" }.map { $0.data["index"] }
+        #expect(stops == [.int(0)], "\(String(decoding: out, as: UTF8.self))")
+        let second = events.filter { $0.name == "content_block_delta" && $0.data["index"] == .int(1) }
+        #expect(second.map { $0.data["delta"]?["partial_json"] } == [.string(#"{"b":"#)], "\(String(decoding: out, as: UTF8.self))")
     }
 
     /// Extended thinking with tools: the client sends each thinking block back with its signature

@@ -41,7 +41,8 @@ extension GatewayServer {
             let neutral = messages.modelRequest()
             return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
             case .passthrough:
-                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: true, betas: betas), fallbacks: [])
+                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: AnthropicProvider.takesToolIDs(of: neutral),
+                                            betas: betas), fallbacks: [])
             case .withoutFusion(_, let rewritten):
                 .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false, betas: betas), fallbacks: [])
             case .fusion(let fusion):

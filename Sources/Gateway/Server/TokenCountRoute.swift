@@ -8,7 +8,9 @@ import UpstreamClient
 extension GatewayServer {
     /// `POST /v1/messages/count_tokens` (`?beta=true` as Claude Code sends it): the input tokens of
     /// a Messages body, counted by the model's Anthropic provider (the client's body, its model
-    /// the upstream's; for Fusion, the outer model, which reads the conversation). The gateway
+    /// the upstream's). For Fusion, what the outer model reads: its model (the alias's configured
+    /// one, or the model named beside a fusion tool) and the fusion tool as the function it sees
+    /// (review 55A #1: the gateway's own tool went upstream, which Anthropic refuses). The gateway
     /// has no tokenizer and does not estimate: a model on another kind of provider, or a
     /// provider without the endpoint, is a 404 (`token_count_unavailable`), and the client falls
     /// back on its own estimate as it does without the route. Not a completion: no record, and
@@ -18,30 +20,37 @@ extension GatewayServer {
         let counted: MessagesRequest
         let route: ModelRoute
         let betas: String?
+        var fusionTool: JSONValue?
+        var model = ""  // the model that reads the conversation
         do throws(APIError) {
             counted = try MessagesRequest(body: request.body, forTokenCount: true)
             betas = try AnthropicProvider.betaNames(request.headerList("anthropic-beta"))
-            let fusion = config.fusion.flatMap { counted.asksForFusion ? $0 : nil }
-            route = try router.route(fusion?.outerModel ?? counted.model)
+            model = counted.model
+            if case .fusion(let fusion) = try FusionPlan.make(request: counted.modelRequest(), settings: config.fusion, depth: 0) {
+                model = fusion.outerModel
+                fusionTool = AnthropicProvider.toolJSON(FusionPrompts.toolDefinition(panelSize: fusion.parameters.analysisModels.count))
+            }
+            route = try router.route(model)
             // The simulated Anthropic provider counts too (its simulator speaks the endpoint).
             guard route.provider.wireFormat == .anthropicMessages else {
-                throw Self.noTokenCount(counted.model, "it is served by provider '\(route.endpoint.name)', whose API has no token count")
+                throw Self.noTokenCount(model, "it is served by provider '\(route.endpoint.name)', whose API has no token count")
             }
         } catch {
             refuseCount(error, writer)
             return
         }
-        var http = AnthropicProvider.tokenCountRequest(body: counted.upstreamBody(model: route.upstreamModel), endpoint: route.endpoint)
+        var http = AnthropicProvider.tokenCountRequest(body: counted.upstreamBody(model: route.upstreamModel, fusionTool: fusionTool),
+                                                       endpoint: route.endpoint)
         http.headers = AnthropicProvider.addingBetas(betas, to: http.headers)
         TokenCountCall(client: client, http: http, timeoutMilliseconds: config.upstream.connectTimeoutMilliseconds + 30_000) {
-            [unowned self, redactor = shared.redactor] outcome in
+            [unowned self, redactor = shared.redactor, model] outcome in
             guard writer.state == .pending else { return }  // answered when a shutdown's grace period ended first
             let provider = route.endpoint.name
             switch outcome {
             case .counted(let tokens):
                 writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: MessagesTokenCount.body(inputTokens: tokens))
             case .noEndpoint:
-                refuseCount(Self.noTokenCount(counted.model, "provider '\(provider)' has no token count endpoint"), writer)
+                refuseCount(Self.noTokenCount(model, "provider '\(provider)' has no token count endpoint"), writer)
             case .refused(let status, let body, let headers):
                 refuseCount(route.provider.error(status: status, body: body, headers: headers, provider: provider, redactor: redactor), writer)
             case .unreadable:

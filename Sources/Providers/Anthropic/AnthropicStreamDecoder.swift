@@ -11,14 +11,19 @@ import GatewayCore
 ///   earlier block had it: `UniqueToolCallIDs`) and name and no arguments
 ///   (the block's `input: {}` is a placeholder, not a fragment); each non-empty
 ///   `input_json_delta` → a fragment of arguments. The fragment index counts tool calls (0, 1, …),
-///   not content blocks, as OpenAI clients expect. Server tools' blocks are not the client's to
-///   run: they are provider blocks, never tool calls.
+///   not content blocks, as OpenAI clients expect. Its `content_block_stop` → `.providerBlock(.stop)`
+///   (the open block's end), so a Messages client's block stops when Anthropic's did (review 55A
+///   #3: it was held to the message's end, and the next call's input with it). Server tools'
+///   blocks are not the client's to run: they are provider blocks, never tool calls.
 /// - `message_delta`'s `stop_reason` → `.finish` (once; at `message_stop` if none was named),
 ///   after a `.stopDetail` when the finish loses what it said (`pause_turn`, `stop_sequence`);
 ///   usage once, at `message_stop`, from
 ///   the cumulative counts (`AnthropicResponse.UsageCounts`), so it is never counted twice.
 /// - `message_stop` is the end marker; an `error` event → `.error` and ends the stream; `ping`
-///   and unknown event types (the API may add some) are skipped.
+///   and unknown event types (the API may add some) are skipped. A body that ends after
+///   `message_delta` named the stop reason, without `message_stop`, is complete: the answer and
+///   its counts had arrived (review 55A #4: its usage was dropped for an estimate, and Fusion
+///   failed the call as cut short).
 ///
 /// Per event, on the per-token path: one `JSONValue` is built from the data in the decoder's
 /// buffer (no copy, no Foundation coder): for a text delta two dictionaries and their strings,
@@ -57,6 +62,10 @@ struct AnthropicStreamDecoder: ModelStreamDecoder {
         return reader.ended
     }
 
+    mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+        reader.bodyEnded(emit: emit)
+    }
+
     func end() -> StreamEnd { reader.ended ? .complete : .truncated }
 
     var promptUsage: Usage? { reader.promptUsage }
@@ -79,6 +88,8 @@ struct AnthropicEventReader {
     /// Text blocks open: each one's stop is passed on (`.providerBlock(.stop)`), so blocks with
     /// their own citations stay apart (review 45 Anthropic #2).
     private var textBlocks: Set<Int64> = []
+    /// Tool calls' blocks open: each one's stop is passed on too.
+    private var toolBlocks: Set<Int64> = []
     /// Tool calls no argument text has come for yet → the input their start gave (`{}` from
     /// Anthropic, whose deltas then carry it; an empty one for a tool without parameters): sent
     /// as the arguments when the block stops with no delta, so no client gets `""`, which
@@ -105,8 +116,10 @@ struct AnthropicEventReader {
             delta(json["delta"], index: json["index"]?.intValue, emit: emit)
         case "content_block_stop":
             guard let index = json["index"]?.intValue else { break }
-            if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil { emit(.providerBlock(.stop)) }
             sendUnsentInput(index, emit: emit)
+            if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil || toolBlocks.remove(index) != nil {
+                emit(.providerBlock(.stop))
+            }
         case "message_delta":
             usage.update(json["usage"])
             if let extras = AnthropicMessageExtras.from(json["delta"], usage: json["usage"]) { emit(.messageExtras(extras)) }
@@ -116,21 +129,32 @@ struct AnthropicEventReader {
                 emit(.finish(AnthropicResponse.finishReason(reason)))
             }
         case "message_stop":
-            ended = true
-            for index in unsentInputs.keys.sorted() { sendUnsentInput(index, emit: emit) }
-            // A stream that never named its stop reason (`"stop_reason": null`) still ended
-            // normally: every client surface needs a finish (chat's `finish_reason`).
-            if !finished {
-                finished = true
-                emit(.finish(toolCalls.isEmpty ? .stop : .toolCalls))
-            }
-            if usage.seen { emit(.usage(usage.usage)) }
+            end(emit: emit)
         case "error":
             ended = true
             emit(.error(AnthropicErrors.streamError(json, redactor: redactor)))
         default:
             break  // ping, and event types yet to come
         }
+    }
+
+    /// The message's end: inputs not sent yet, a finish if none was named, the usage.
+    private mutating func end(emit: (ModelEvent) -> Void) {
+        ended = true
+        for index in unsentInputs.keys.sorted() { sendUnsentInput(index, emit: emit) }
+        // A stream that never named its stop reason (`"stop_reason": null`) still ended
+        // normally: every client surface needs a finish (chat's `finish_reason`).
+        if !finished {
+            finished = true
+            emit(.finish(toolCalls.isEmpty ? .stop : .toolCalls))
+        }
+        if usage.seen { emit(.usage(usage.usage)) }
+    }
+
+    /// The body ended without `message_stop`: the message's end if its stop reason came.
+    mutating func bodyEnded(emit: (ModelEvent) -> Void) {
+        guard !ended, finished else { return }
+        end(emit: emit)
     }
 
     private mutating func start(_ block: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
@@ -144,6 +168,7 @@ struct AnthropicEventReader {
             }
             let ordinal = toolCalls.count
             toolCalls[index] = ordinal
+            toolBlocks.insert(index)
             if case .object(let input)? = block?["input"], !input.isEmpty, let whole = block?["input"] {
                 unsentInputs[index] = JSONWriting.compact(whole)
             } else {

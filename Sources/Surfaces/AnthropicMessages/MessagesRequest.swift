@@ -79,16 +79,22 @@ public struct MessagesRequest: Sendable {
     /// gets every field as sent (thinking blocks with their signatures, cache controls, betas'
     /// fields), but the gateway's own: `stream_options` and a fusion plugin entry (Anthropic
     /// refuses fields it does not know: "Extra inputs are not permitted"; review 43 conformance #3).
-    public func upstreamBody(model upstreamModel: String) -> [UInt8] {
+    /// `fusionTool`: for a token count of a deliberation's outer model, the function it sees,
+    /// in place of the fusion tool (or plugin) the client gave.
+    public func upstreamBody(model upstreamModel: String, fusionTool: JSONValue? = nil) -> [UInt8] {
         let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
         // A `model` key spelled with escapes is rewritten whole, as `ChatRequest.upstreamBody`'s.
         let modelRange = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody)
-        if case .object(var fields) = json,
-           modelRange == nil || fields["stream_options"] != nil || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+        if case .object(var fields) = json, modelRange == nil || fusionTool != nil || fields["stream_options"] != nil
+            || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
             fields["stream_options"] = nil
             if let plugins = fields["plugins"]?.arrayValue {
                 let others = plugins.filter { !fusionPlugin($0) }
                 fields["plugins"] = others.isEmpty ? nil : .array(others)
+            }
+            if let fusionTool {
+                let others = (fields["tools"]?.arrayValue ?? []).filter { !FusionPlan.toolTypes.contains($0["type"]?.stringValue ?? "") }
+                fields["tools"] = .array(others + [fusionTool])
             }
             fields["model"] = .string(upstreamModel)
             return JSONValue.object(fields).serialized()

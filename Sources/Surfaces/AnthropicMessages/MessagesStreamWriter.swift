@@ -130,10 +130,11 @@ public struct MessagesStreamWriter: Sendable {
             out.append(UInt8(ascii: "}"))
             end(&out)
         case .providerBlock(.stop):
-            // The end of a server tool's block, or of a text block (the next text, with its own
-            // citations, is another block).
+            // The end of a server tool's block, of a text block (the next text, with its own
+            // citations, is another block) or of a tool call's (an Anthropic upstream's: the next
+            // call opens its own block at once).
             switch open {
-            case .provider?, .text?: closeBlock(&out)
+            case .provider?, .text?, .tool?: closeBlock(&out)
             default: break
             }
         case .toolCall(let fragment):
