@@ -12,7 +12,7 @@ import HTTPServer
 ///
 /// Pages under `/web/`: `page/N` (an article titled "Simulated source N"), `redirect?to=URL` (302),
 /// `redirect-chain/N` (N hops, then page/1), `big?bytes=N` (an HTML page of about N bytes),
-/// `status/N`, `binary` (image/png), `plain` (text/plain), `latin1` (ISO-8859-1 HTML), `slow?ms=N`
+/// `status/N` (`?body_ms=M`: the body M ms after the head), `binary` (image/png), `plain` (text/plain), `latin1` (ISO-8859-1 HTML), `slow?ms=N`
 /// (see `MockWebPage`; a number outside its range gets a 400 naming it).
 enum MockWeb {
     static func handles(_ request: HTTPRequest) -> Bool {
@@ -111,8 +111,23 @@ enum MockWeb {
             while body.count < bytes { body += paragraph }
             body += Array("<p>THE END</p></body></html>".utf8)
             writer.respond(status: 200, headers: html, body: body)
-        case .status(let status):
-            writer.respond(status: status, headers: html, body: Array("<h1>Error \(status)</h1>".utf8))
+        case .status(let status, let milliseconds):
+            let body = Array("<h1>Error \(status)</h1>".utf8)
+            guard milliseconds > 0 else { return writer.respond(status: status, headers: html, body: body) }
+            // The head now, the body later: a client that waits for an error page's body shows it.
+            writer.startStream(status: status, headers: html)
+            var timer: LoopTimer?
+            timer = LoopTimer(loop: writer.loop!) {
+                writer.writeStreamChunk(body)
+                writer.endStream()
+                timer?.close()
+                timer = nil
+            }
+            writer.onClientGone = {
+                timer?.close()
+                timer = nil
+            }
+            timer?.start(afterMilliseconds: UInt64(milliseconds))
         case .binary:
             writer.respond(status: 200, headers: [("Content-Type", "image/png")], body: [0x89, 0x50, 0x4E, 0x47, 0, 0, 0, 0])
         case .plain:

@@ -2,13 +2,14 @@ import GatewayCore
 
 /// A page of the simulated web, decided from the request alone (no I/O), so everything a URL can
 /// ask of the mock is checked in one place: `/web/page/N`, `redirect?to=URL`,
-/// `redirect-chain/N`, `big?bytes=N`, `status/N`, `binary`, `plain`, `latin1`, `slow?ms=N`.
+/// `redirect-chain/N`, `big?bytes=N`, `status/N` (`?body_ms=M`: its head at once, its body M ms
+/// later), `binary`, `plain`, `latin1`, `slow?ms=N`.
 enum MockWebPage: Equatable {
     case article(Int)
     case redirect(to: String)
     case redirectChain(hops: Int)
     case big(bytes: Int)
-    case status(Int)
+    case status(Int, bodyMilliseconds: Int)
     case binary
     case plain
     case latin1
@@ -18,6 +19,7 @@ enum MockWebPage: Equatable {
     /// can trap a conversion, make the mock build an unbounded page or wait without end.
     static let ranges: [String: ClosedRange<Int>] = [
         "page": 1...10_000, "redirect-chain": 1...100, "bytes": 0...(16 << 20), "status": 200...599, "ms": 0...60_000,
+        "body_ms": 0...60_000,
     ]
 
     /// The page `path` (under `/web/`) and its query ask for; nil when there is no such page.
@@ -31,7 +33,7 @@ enum MockWebPage: Equatable {
         case "redirect": return .redirect(to: query("to") ?? "/web/page/1")
         case "redirect-chain": return .redirectChain(hops: try number("redirect-chain", argument, default: 1))
         case "big": return .big(bytes: try number("bytes", query("bytes"), default: 4 << 20))
-        case "status": return .status(try number("status", argument, default: 500))
+        case "status": return .status(try number("status", argument, default: 500), bodyMilliseconds: try number("body_ms", query("body_ms"), default: 0))
         case "binary": return .binary
         case "plain": return .plain
         case "latin1": return .latin1

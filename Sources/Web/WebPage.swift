@@ -1,4 +1,5 @@
 import Foundation
+import GatewayCore
 
 /// What `web_fetch` makes of a response: URL rules, content types, text for the model. No I/O.
 public enum WebPage {
@@ -57,14 +58,18 @@ public enum WebPage {
         var text: String
         switch kind {
         case .unsupported(let media):
-            return .failure(WebToolError("unsupported content type \(media): only HTML and text pages can be read"))
+            // The page chose the value: bounded, as everything of it that reaches the model (review 55B #3).
+            return .failure(WebToolError("unsupported content type \(media.shortened(toBytes: 100)): only HTML and text pages can be read"))
         case .html:
             let page = HTMLText.extract(body, encoding: charset)
             title = page.title
             text = page.text
         case .text:
-            if body.contains(0) { return .failure(WebToolError("the response is binary, not text")) }
-            text = String(decoding: body, as: UTF8.self)
+            // In its charset, as an HTML page's (review 55B #2: Latin-1 lost its letters, UTF-16
+            // was called binary); a NUL in the text, not in the bytes, says binary.
+            let decoded = PageBytes.utf8(body, charset: charset)
+            if decoded.contains(0) { return .failure(WebToolError("the response is binary, not text")) }
+            text = String(decoding: decoded, as: UTF8.self)
         }
         var truncated = downloadTruncated
         // Counted in Unicode scalars, which bound bytes (4 at most) and so tokens: a Character

@@ -179,6 +179,21 @@ import Web
         #expect(metrics.metric(#"fusion_gateway_web_tool_calls_total{tool="web_search",outcome="error"}"#) == 1)
     }
 
+    /// An error page's body is never read: the head says all (review 55B #1: a 404 with a gzip
+    /// bomb was decompressed on the loop, holding every stream on it for seconds). Its body comes
+    /// long after its head here; the fetch fails at the head, not at the deadline.
+    @Test func anErrorPagesBodyIsNeverWaitedFor() throws {
+        let env = try TestEnvironment(web: true)
+        let base = "http://127.0.0.1:\(env.mockPort)/web"
+        let model = "mock/researcher:pace_ms=1"
+        let response = try env.chat(body("Read \(base)/status/404?body_ms=5000 please", parameters: panel(model) + "}",
+                                         extra: #","stream_options":{"include_fusion_events":true}"#))
+        #expect(response.status == 200)
+        let completed = try #require(response.namedEvents.first { $0.name == "fusion.web.completed" }?.data)
+        #expect(completed["error"]?.stringValue == "\(base)/status/404?body_ms=5000 answered HTTP 404", "\(completed)")
+        #expect((completed["duration_ms"]?.doubleValue ?? .infinity) < 900, "\(completed)")  // the fetch deadline is 1,000 ms
+    }
+
     @Test func fetchesOfPrivateAddressesAreRefusedIncludingAfterRedirects() throws {
         let env = try TestEnvironment(web: true)
         let base = "http://127.0.0.1:\(env.mockPort)/web"

@@ -93,7 +93,7 @@ import Testing
         let kind = kind ?? "", number = number ?? ""
         switch form {
         case 0: return ("/web/\(kind)/\(number)", "")
-        case 1: return ("/web/\(kind)", "bytes=\(number)&ms=\(number)")
+        case 1: return ("/web/\(kind)", "bytes=\(number)&ms=\(number)&body_ms=\(number)")
         default: return ("/web/\(kind)", "")
         }
     }
@@ -106,7 +106,8 @@ import Testing
                 case .article(let n)?: #expect(MockWebPage.ranges["page"]!.contains(n))
                 case .redirectChain(let n)?: #expect(MockWebPage.ranges["redirect-chain"]!.contains(n))
                 case .big(let bytes)?: #expect(MockWebPage.ranges["bytes"]!.contains(bytes))
-                case .status(let status)?: #expect(MockWebPage.ranges["status"]!.contains(status))
+                case .status(let status, let milliseconds)?:
+                    #expect(MockWebPage.ranges["status"]!.contains(status) && MockWebPage.ranges["body_ms"]!.contains(milliseconds))
                 case .slow(let milliseconds)?: #expect(MockWebPage.ranges["ms"]!.contains(milliseconds))
                 case .redirect?, .binary?, .plain?, .latin1?, nil: break
                 }

@@ -60,6 +60,23 @@ import Web
         #expect(sniffed.text == "hi")
     }
 
+    /// A text page is read in its charset, as an HTML page is (review 55B #2); a page-chosen
+    /// content type is quoted only in part (review 55B #3).
+    @Test func textPagesAreReadInTheirCharset() throws {
+        func text(_ body: [UInt8], _ type: String) throws -> String {
+            try WebPage.render(body: body, contentType: type, maxCharacters: 1_000, downloadTruncated: false).get().text
+        }
+        #expect(try text(Array("Caf".utf8) + [0xE9, 0x20, 0xA9], "text/plain; charset=iso-8859-1") == "Café ©")
+        #expect(try text(Array(#"{"name":"Caf"#.utf8) + [0xE9] + Array(#""}"#.utf8), "application/json; charset=ISO-8859-1") == #"{"name":"Café"}"#)
+        let utf16: [UInt8] = [0xFF, 0xFE] + Array("Hi é".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+        #expect(try text(utf16, "text/plain; charset=utf-16") == "Hi é")
+        #expect(throws: WebToolError.self) { try text([0x41, 0, 0x42], "text/plain") }
+        let longType = "application/" + String(repeating: "x", count: 90_000)
+        let refusal = WebPage.render(body: [1], contentType: longType, maxCharacters: 100, downloadTruncated: false)
+        guard case .failure(let error) = refusal else { Issue.record("an unsupported type was read"); return }
+        #expect(error.message.utf8.count < 300, "\(error.message.utf8.count)")
+    }
+
     @Test func urlRulesAndRedirects() throws {
         #expect(throws: WebToolError.self) { try WebPage.validate("file:///etc/passwd").get() }
         #expect(throws: WebToolError.self) { try WebPage.validate("gopher://x/").get() }

@@ -192,9 +192,16 @@ private final class WebFetch: WebToolTask {
         transfer.onHead = { [unowned self] status, headers in
             self.status = status
             self.headers = headers
+            // A redirect's or an error's body is not needed: never read, so never decompressed on
+            // the loop (review 55B #1: a 404 with a gzip bomb held every stream here for seconds).
+            guard (200..<300).contains(status) else {
+                self.transfer?.cancel()
+                self.transfer = nil
+                complete()
+                return
+            }
         }
         transfer.onData = { [unowned self] bytes in
-            guard (200..<300).contains(status) else { return true }  // a redirect's or error's body: not needed
             let room = settings.maxFetchBytes - body.count
             body.append(contentsOf: bytes.prefix(room))
             if bytes.count > room {
