@@ -32,7 +32,10 @@ final class TestClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else {
-            Glibc.close(fd)
+            // Not closed here: `deinit` runs for an instance whose properties were all set, even
+            // when its init throws, and a second close took whatever descriptor had been given the
+            // number since: another test's connection, in this one test process (the intermittent
+            // EBADF and early EOFs of CI runs 63 and 66).
             throw Failure(description: "connect to \(port) failed: errno \(errno)")
         }
     }
