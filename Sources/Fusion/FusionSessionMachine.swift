@@ -27,16 +27,18 @@ public struct FusionSessionMachine: Sendable {
         /// The model slug to route (the request's `model` is set to the upstream's name by the shell).
         public var model: String
         public var request: ModelRequest
-        /// The whole call's time budget.
-        public var timeoutMilliseconds: UInt64
+        /// The whole call's time budget; nil for none (the outer model's turns: an answer may
+        /// stream for as long as it takes, its silence bounded by the upstream idle timeout, as a
+        /// proxied stream's is; review 55C #1).
+        public var timeoutMilliseconds: UInt64?
     }
 
     /// The bounds of one deliberation.
     public struct Limits: Sendable, Equatable {
         public var memberTimeoutMilliseconds: UInt64
         public var judgeTimeoutMilliseconds: UInt64
-        /// One outer call's budget (the upstream idle timeout bounds it in practice).
-        public var outerTimeoutMilliseconds: UInt64
+        /// One outer call's budget; nil for none (the upstream idle timeout bounds its silences).
+        public var outerTimeoutMilliseconds: UInt64?
         /// Inner calls (outer, panel turns, judge turns) one request may make.
         public var maxInnerCalls: Int
         /// Web tool calls one request may make, over every member and the judge.
@@ -45,7 +47,7 @@ public struct FusionSessionMachine: Sendable {
         /// The output limit of panel and judge calls when the request sets none.
         public var defaultMaxTokens: Int64?
 
-        public init(memberTimeoutMilliseconds: UInt64, judgeTimeoutMilliseconds: UInt64, outerTimeoutMilliseconds: UInt64,
+        public init(memberTimeoutMilliseconds: UInt64, judgeTimeoutMilliseconds: UInt64, outerTimeoutMilliseconds: UInt64?,
                     maxInnerCalls: Int = 200, maxWebToolCalls: Int = 64, maxWebCallsPerTurn: Int = 4, defaultMaxTokens: Int64? = nil) {
             self.memberTimeoutMilliseconds = memberTimeoutMilliseconds
             self.judgeTimeoutMilliseconds = judgeTimeoutMilliseconds

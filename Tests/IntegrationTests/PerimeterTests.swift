@@ -202,7 +202,9 @@ import Testing
             let fits = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=70000:pace_ms=0", stream: false))
             #expect(fits.status == 200, "\(fits.text.prefix(300))")
         }
-        // One answer over the bound on its own: no retry can help (review 17 #7), streaming can.
+        // One answer over the bound on its own: no retry can help (review 17 #7), streaming can
+        // (asked once the last answer's bytes have left, else it may find the bound busy).
+        #expect(env.eventually { env.cluster.shared.collected.current == 0 })
         let over = try env.chat(TestEnvironment.chatBody(model: "mock/huge:bytes=150000:pace_ms=0", stream: false))
         #expect(over.status == 502 && over.json?["error"]?["code"] == .string("upstream_too_large"), "\(over.text.prefix(300))")
         #expect(over.json?["error"]?["message"]?.stringValue?.contains("stream the response") == true)

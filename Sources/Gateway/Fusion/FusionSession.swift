@@ -89,7 +89,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         }
         let limits = FusionSessionMachine.Limits(
             memberTimeoutMilliseconds: settings.memberTimeoutMilliseconds, judgeTimeoutMilliseconds: settings.judgeTimeoutMilliseconds,
-            outerTimeoutMilliseconds: upstream.idleTimeoutMilliseconds, maxInnerCalls: settings.maxInnerCalls,
+            outerTimeoutMilliseconds: nil, maxInnerCalls: settings.maxInnerCalls,
             maxWebToolCalls: settings.maxWebToolCalls, maxWebCallsPerTurn: web?.settings.maxCallsPerTurn ?? 4,
             defaultMaxTokens: settings.defaultMaxTokens)
         machine = FusionSessionMachine(request: request, settings: settings, limits: limits,

@@ -42,7 +42,10 @@ final class InnerCall {
     private var wholeBody = false
     private var finished = false
     /// When the call's budget runs out (loop time, ms).
-    private var deadline: UInt64 = 0
+    private var deadline: UInt64 = .max
+    /// When the upstream last sent something (or the attempt started): see `checkSilence`.
+    private var lastUpstreamActivity: UInt64 = 0
+    private var idleCheck: LoopTimer?
     /// Records not yet accepted by the channel, oldest first.
     private var spill: [(UInt8, [UInt8])] = []
     private var waitingForSpace = false
@@ -67,9 +70,12 @@ final class InnerCall {
     private var outputBytes = 0
 
     /// On `client`'s loop. `routes`: the model, then its fallbacks. `extraHeaders` are the
-    /// recursion headers (depth, hops). `timeoutMilliseconds` bounds the whole call, retries included.
+    /// recursion headers (depth, hops). `timeoutMilliseconds` bounds the whole call, retries
+    /// included (nil: no bound); an attempt silent for `upstream.idle_timeout_ms` fails as a
+    /// timeout either way, as a proxied stream does (review 55C #1: an outer turn streaming for
+    /// longer than that was cut, however fast its tokens came).
     init(client: UpstreamClient, routes: [ModelRoute], request: ModelRequest, extraHeaders: [(String, String)],
-         timeoutMilliseconds: UInt64, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16,
+         timeoutMilliseconds: UInt64?, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16,
          metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil) {
         precondition(!routes.isEmpty, "an inner call needs a route")
         self.metrics = metrics
@@ -93,13 +99,20 @@ final class InnerCall {
             return
         }
         let name = routes[0].slug
-        deadline = client.loop.nowMilliseconds &+ timeoutMilliseconds
-        let timer = LoopTimer(loop: client.loop) { [unowned self] in
-            fail(.upstreamUnavailable("\(name) gave no complete answer within \(timeoutMilliseconds) ms",
-                                      code: "upstream_timeout", status: 504), .timeout)
+        if let timeoutMilliseconds {
+            deadline = client.loop.nowMilliseconds &+ timeoutMilliseconds
+            let timer = LoopTimer(loop: client.loop) { [unowned self] in
+                fail(.upstreamUnavailable("\(name) gave no complete answer within \(timeoutMilliseconds) ms",
+                                          code: "upstream_timeout", status: 504), .timeout)
+            }
+            timer.start(afterMilliseconds: timeoutMilliseconds)
+            self.timer = timer
         }
-        timer.start(afterMilliseconds: timeoutMilliseconds)
-        self.timer = timer
+        let idle = upstream.idleTimeoutMilliseconds
+        let tick = max(idle / 4, 10)
+        let idleCheck = LoopTimer(loop: client.loop) { [unowned self] in checkSilence(idle) }
+        idleCheck.start(afterMilliseconds: tick, repeatMilliseconds: tick)
+        self.idleCheck = idleCheck
         startAttempt()
     }
 
@@ -108,6 +121,7 @@ final class InnerCall {
         summary.attempts += 1
         summary.route = candidate
         lastEventAt = 0
+        lastUpstreamActivity = client.loop.nowMilliseconds
         status = 0
         summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
         wholeBody = false
@@ -126,6 +140,7 @@ final class InnerCall {
         if summary.upstreamStart == 0 { summary.upstreamStart = attemptAt }
         self.transfer = transfer
         transfer.onHead = { [unowned self] status, headers in
+            lastUpstreamActivity = client.loop.nowMilliseconds
             self.status = status
             summary.httpStatus = status
             self.headers = headers
@@ -188,13 +203,28 @@ final class InnerCall {
         transfer?.cancel()
         transfer = nil
         timer?.close()
+        idleCheck?.close()
+        idleCheck = nil
         retryTimer?.close()
         retryTimer = nil
+    }
+
+    /// An attempt that has had nothing from its upstream for `idle` ms fails as curl's timeout
+    /// would (retried or fallen back from before any output). Not between attempts (a retry's
+    /// wait), nor while paused for the session's channel (the silence is the gateway's).
+    private func checkSilence(_ idle: UInt64) {
+        guard !finished, !waitingForSpace, let transfer, !transfer.isPaused else { return }
+        let silent = client.loop.nowMilliseconds &- lastUpstreamActivity
+        guard silent >= idle else { return }
+        transfer.cancel()
+        self.transfer = nil
+        didComplete(.timedOut("no data from the upstream for \(silent) ms"))
     }
 
     /// Returns false to pause the transfer.
     private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
+        lastUpstreamActivity = client.loop.nowMilliseconds
         let decoding = (200..<300).contains(status) && !wholeBody
         if decoding && !spill.isEmpty {
             // Paused: curl delivers these bytes again once the channel drains; they are counted
@@ -432,6 +462,7 @@ final class InnerCall {
                 return
             }
         }
+        lastUpstreamActivity = client.loop.nowMilliseconds  // its silence counts from now
         transfer?.resume()
     }
 }

@@ -87,8 +87,8 @@ extension GatewayServer {
     /// to hold: no key with a budget, no price for the request's models, or a store that could
     /// not decide the admission. A refusal is a 429 in `api`'s shape that says how much the
     /// request may cost and how much is left. `estimate` runs only for a key with a budget.
-    func holdSpend(_ estimate: () -> Int64, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter, startedAt: UInt64,
-                   prompt: String?, log: Logger, then start: @escaping () -> Void) {
+    func holdSpend(_ estimate: () -> Int64, outputLimit: String, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter,
+                   startedAt: UInt64, prompt: String?, log: Logger, then start: @escaping () -> Void) {
         let key = ObjectIdentifier(writer)
         guard let ticket = tickets[key], !ticket.storeFailed,
               ticket.identity.limits.dailyBudgetMicros != nil || ticket.identity.limits.monthlyBudgetMicros != nil,
@@ -120,7 +120,8 @@ extension GatewayServer {
                 }
                 shared.metrics.countLimitDecision(outcome: "hold_refused")
                 shared.metrics.countRateLimited(kind: refusal.kind.rawValue)
-                let error = RateLimitResponse.holdRefused(refusal, hold: max(1, micros), keyName: identity.name ?? identity.id)
+                let error = RateLimitResponse.holdRefused(refusal, hold: max(1, micros), keyName: identity.name ?? identity.id,
+                                                              outputLimit: outputLimit)
                 // Its figures replace the admission's (the same names, older values).
                 let names = Set(error.headers.map { $0.0.lowercased() })
                 writer.defaultHeaders.removeAll { names.contains($0.0.lowercased()) }

@@ -55,8 +55,12 @@ enum HoldEstimate {
             total = total.addingSaturating(dearest([request.outerModel] + fallbacks, input: first, output: outer, prices: prices))
         }
         // The final turn reads the conversation, the outer model's call and the tool's result:
-        // the analysis (at most the judge's output) and every member's answer.
-        let final = Usage.saturatingAdd(CostEstimate.tokens(request: request.base), Usage.saturatingAdd(answers, inner))
+        // the analysis (at most the judge's output) and every member's answer, and the result's
+        // framing (its fields, the call, each model's name about twice at 4 bytes a token; review
+        // 55C #3: left out, ~70 tokens a deliberation).
+        let names = panel.reduce(Int64(request.judgeModel.utf8.count)) { $0.addingSaturating(Int64($1.utf8.count)) }
+        let framing = Int64(64 + 16 * panel.count).addingSaturating(names / 2)
+        let final = Usage.saturatingAdd(Usage.saturatingAdd(CostEstimate.tokens(request: request.base), framing), Usage.saturatingAdd(answers, inner))
         return total.addingSaturating(dearest([request.outerModel] + fallbacks, input: final, output: outer, prices: prices))
     }
 

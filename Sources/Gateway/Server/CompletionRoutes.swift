@@ -98,6 +98,7 @@ extension GatewayServer {
             let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
             let start: () -> Void
             let hold: () -> Int64
+            let outputLimit: String
             switch try decide(record.id, record.created, depth) {
             case .proxy(let proxied, let fallbacks):
                 record.note(requestedModel: proxied.clientModel, streamed: proxied.stream, kind: .proxy)
@@ -105,6 +106,7 @@ extension GatewayServer {
                 start = try prepareProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
                                          startedAt: startedAt, prompt: prompt, log: log)
                 hold = { [config] in HoldEstimate.proxy(proxied.neutral, fallbacks: fallbacks, prices: config.prices) }
+                outputLimit = OutputLimit.request(responses: api == .responses)
             case .fusion(let fusion, let renderer, let fallbacks):
                 record.note(requestedModel: fusion.requestedModel.isEmpty ? fusion.base.model : fusion.requestedModel,
                             streamed: fusion.stream, kind: .fusion)
@@ -112,9 +114,11 @@ extension GatewayServer {
                 start = try prepareFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer,
                                           record: record, startedAt: startedAt, prompt: prompt, log: log)
                 hold = { [config] in config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, fallbacks: fallbacks, prices: config.prices) } ?? 0 }
+                outputLimit = OutputLimit.deliberation(parameterPath: fusion.parameterPath)
             }
             // Validated and routed: what it may spend is held against its key's budgets first.
-            holdSpend(hold, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log, then: start)
+            holdSpend(hold, outputLimit: outputLimit, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log,
+                      then: start)
         } catch {
             if record.requestedModel.isEmpty {
                 // Refused before it was planned (bad JSON, a bad field): what its top level names.

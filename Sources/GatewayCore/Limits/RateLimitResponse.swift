@@ -59,8 +59,10 @@ public enum RateLimitResponse {
     /// The 429 for a refused spend hold: the request may cost more than its key's budget has left
     /// once the requests in flight are counted. Retrying helps when their holds are the reason
     /// (they end as their requests do, having spent no more than held); otherwise only a lower
-    /// output limit or the budget's next period does.
-    public static func holdRefused(_ refusal: HoldDecision.Refusal, hold: Int64, keyName: String) -> APIError {
+    /// output limit or the budget's next period does. `outputLimit` names the limit that lowers
+    /// the cost (`OutputLimit`).
+    public static func holdRefused(_ refusal: HoldDecision.Refusal, hold: Int64, keyName: String,
+                                   outputLimit: String = OutputLimit.request(responses: false)) -> APIError {
         let period = refusal.kind == .monthlyBudget ? "monthly" : "daily"
         let left = max(0, refusal.limit.subtractingSaturating(refusal.spentMicros))
         let fitsOnceInFlightEnd = refusal.spentMicros.addingSaturating(hold) <= refusal.limit
@@ -77,12 +79,12 @@ public enum RateLimitResponse {
         let cost = "This request may cost up to $\(dollars(hold)) (its prompt and output limit at the configured prices)"
         guard hold <= refusal.limit else {
             return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
-                            message: "\(cost), more than key '\(keyName)''s whole \(period) budget of $\(dollars(refusal.limit)). Lower the request's output limit (max_tokens; max_output_tokens on /v1/responses).",
+                            message: "\(cost), more than key '\(keyName)''s whole \(period) budget of $\(dollars(refusal.limit)). Lower \(outputLimit).",
                             headers: headers)
         }
         let inFlight = refusal.heldMicros > 0 ? " ($\(dollars(min(refusal.heldMicros, left))) of it held by requests in flight)" : ""
-        let advice = fitsOnceInFlightEnd ? "Retry once they finish, or lower the request's output limit (max_tokens; max_output_tokens on /v1/responses)."
-            : "Lower the request's output limit (max_tokens; max_output_tokens on /v1/responses), or wait \(duration(micros: refusal.resetMicros)) for the budget to reset."
+        let advice = fitsOnceInFlightEnd ? "Retry once they finish, or lower \(outputLimit)."
+            : "Lower \(outputLimit), or wait \(duration(micros: refusal.resetMicros)) for the budget to reset."
         return APIError(status: 429, type: "insufficient_quota", code: "insufficient_quota",
                         message: "\(cost), more than key '\(keyName)' has left of its \(period) budget of $\(dollars(refusal.limit)): $\(dollars(left))\(inFlight). \(advice)",
                         headers: headers)
@@ -123,5 +125,23 @@ public enum RateLimitResponse {
         let hours = seconds / 3_600
         let minutes = (seconds % 3_600) / 60
         return (hours > 0 ? "\(hours)h" : "") + "\(minutes)m\(seconds % 60)s"
+    }
+}
+
+/// The output limit that lowers what a request may cost, as a refused hold names it.
+public enum OutputLimit {
+    /// A proxied request's own: `max_output_tokens` on Responses, `max_tokens` elsewhere.
+    public static func request(responses: Bool) -> String {
+        "the request's output limit (\(responses ? "max_output_tokens" : "max_tokens"))"
+    }
+
+    /// A deliberation's: its panel and judge calls' limit, most of its cost (review 55C #2: the
+    /// request's own limit, bounding only the outer turns, was advised, and could not make it
+    /// fit). `parameterPath` is where its fusion parameters are (`tools[1].parameters`,
+    /// `plugins[0]`), `fusion` for the alias, which has none.
+    public static func deliberation(parameterPath: String) -> String {
+        let path = parameterPath == "fusion" ? #"a fusion plugin's, plugins: [{"id": "fusion", "max_completion_tokens": …}]"#
+            : "'\(parameterPath).max_completion_tokens'"
+        return "the deliberation's output limit per panel and judge call, most of its cost (\(path))"
     }
 }
