@@ -16,7 +16,7 @@ public struct AddressPolicy: Sendable, Equatable {
     public func refusal(address: [UInt8], port: Int) -> String? {
         guard let category = Self.specialPurpose(address) else { return nil }
         if allow.contains(where: { $0.matches(address: address, port: port) }) { return nil }
-        return "\(Self.format(address)) is \(category.first.map { "aeiou".contains($0) } == true ? "an" : "a") \(category) address"
+        return "\(Self.format(address)) is \(category.first.map { "aeiouAEIOU".contains($0) } == true ? "an" : "a") \(category) address"
     }
 
     /// The kind of special-purpose address, or nil for an ordinary public one.

@@ -130,21 +130,26 @@ enum PageBytes {
         return out
     }
 
-    /// The page in UTF-8 (valid: what could not be read is U+FFFD).
-    static func utf8(_ bytes: [UInt8], charset declared: String?) -> [UInt8] {
+    /// The page in UTF-8 (valid: what could not be read is U+FFFD). `html`: a `<meta charset>`
+    /// in its first KiB declares it (a text page's is only text: review 56 #7).
+    static func utf8(_ bytes: [UInt8], charset declared: String?, html: Bool = true) -> [UInt8] {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return valid(Array(bytes.dropFirst(3))) }
         if bytes.starts(with: [0xFF, 0xFE]) { return utf16(bytes.dropFirst(2), bigEndian: false) }
         if bytes.starts(with: [0xFE, 0xFF]) { return utf16(bytes.dropFirst(2), bigEndian: true) }
         var name = declared?.lowercased()
-        if name == nil, let meta = metaCharset(bytes.prefix(1024))?.lowercased() {
+        if name == nil, html, let meta = metaCharset(bytes.prefix(1024))?.lowercased() {
             // A page that says it is UTF-16 in ASCII is not (browsers read such a <meta> as UTF-8).
             name = meta.hasPrefix("utf-16") ? "utf-8" : meta
         }
         let result: [UInt8]
         switch name {
         case nil, "utf-8", "utf8", "unicode-1-1-utf-8":
-            // Not declared, and not UTF-8: the web's commonest other, as browsers read it.
-            if name == nil, String(validating: bytes, as: UTF8.self) == nil { return windows1252(bytes) }
+            // Not declared, and not UTF-8: the web's commonest other, as browsers read it. A page
+            // cut at `max_bytes` may end inside a character: those last bytes do not make the
+            // rest not UTF-8 (review 56 #1: a cut Russian JSON page came out as windows-1252).
+            if name == nil, String(validating: bytes.dropLast(partialCharacterBytes(at: bytes)), as: UTF8.self) == nil {
+                return windows1252(bytes)
+            }
             return valid(bytes)
         case "utf-16", "utf-16le": result = utf16(bytes[...], bigEndian: false)
         case "utf-16be": result = utf16(bytes[...], bigEndian: true)
@@ -154,6 +159,19 @@ enum PageBytes {
         }
         guard result.count > bytes.count * maxGrowth else { return result }
         return valid(Array(result.prefix(bytes.count * maxGrowth)))  // cut at a character (`valid` drops a split one)
+    }
+
+    /// How many bytes at the end of `bytes` begin a UTF-8 character they do not finish (0–3).
+    static func partialCharacterBytes(at bytes: [UInt8]) -> Int {
+        // The last lead byte within the last 3: a sequence it starts needs more bytes than follow.
+        for back in stride(from: 1, through: min(3, bytes.count), by: 1) {  // none for an empty page
+            let byte = bytes[bytes.count - back]
+            guard byte & 0xC0 == 0x80 else {  // not a continuation byte: ASCII or a lead
+                let length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1
+                return length > back ? back : 0
+            }
+        }
+        return 0
     }
 
     private static func windows1252(_ bytes: [UInt8]) -> [UInt8] { converted(bytes, from: "WINDOWS-1252") ?? latin1(bytes) }

@@ -67,7 +67,7 @@ public enum WebPage {
         case .text:
             // In its charset, as an HTML page's (review 55B #2: Latin-1 lost its letters, UTF-16
             // was called binary); a NUL in the text, not in the bytes, says binary.
-            let decoded = PageBytes.utf8(body, charset: charset)
+            let decoded = PageBytes.utf8(body, charset: charset, html: false)
             if decoded.contains(0) { return .failure(WebToolError("the response is binary, not text")) }
             text = String(decoding: decoded, as: UTF8.self)
         }

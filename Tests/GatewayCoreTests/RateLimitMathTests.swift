@@ -212,10 +212,11 @@ import Testing
         #expect(whole.headers.contains { $0 == ("x-should-retry", "false") })
         // A deliberation is told the limit that lowers its cost: its calls', not the request's own.
         let deliberation = RateLimitResponse.holdRefused(busy, hold: 2_000_001, keyName: "team",
-                                                         outputLimit: OutputLimit.deliberation(parameterPath: "tools[0].parameters"))
-        #expect(deliberation.message.contains("'tools[0].parameters.max_completion_tokens'") && !deliberation.message.contains("max_tokens)"),
+                                                         outputLimit: OutputLimit.deliberation(parameterPath: "tools[0].parameters", responses: false))
+        #expect(deliberation.message.contains("'tools[0].parameters.max_completion_tokens'") && deliberation.message.contains("(max_tokens) for the outer"),
                 "\(deliberation.message)")
-        #expect(OutputLimit.deliberation(parameterPath: "fusion").contains(#"plugins: [{"id": "fusion", "max_completion_tokens""#))
+        #expect(OutputLimit.deliberation(parameterPath: "fusion", responses: true).contains(#"plugins: [{"id": "fusion", "max_completion_tokens""#))
+        #expect(OutputLimit.deliberation(parameterPath: "fusion", responses: true).contains("max_output_tokens"))
         #expect(OutputLimit.request(responses: true).contains("max_output_tokens"))
     }
 

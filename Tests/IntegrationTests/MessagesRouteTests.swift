@@ -127,7 +127,7 @@ import Testing
         let env = try Self.environment()
         let history = #"[{"role":"user","content":"Weather?"},"#
             + #"{"role":"assistant","content":[{"type":"tool_use","id":"functions.get_weather:0","name":"get_weather","input":{"city":"Oslo"}}]},"#
-            + #"{"role":"user","content":[{"type":"tool_result","tool_use_id":"functions.get_weather:0","content":"Sunny"}]}]"#
+            + #"{"role":"user","content":[{"type":"tool_result","tool_use_id":"functions.get_weather:0","content":"No such city","is_error":true}]}]"#
         let response = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(history)}"#)
         #expect(response.status == 200, "\(response.text)")
         let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
@@ -136,6 +136,14 @@ import Testing
         #expect(!callID.isEmpty && callID.utf8.allSatisfy { $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0)
             || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }, "\(callID)")
         #expect(turns.last?["content"]?.arrayValue?.first?["tool_use_id"]?.stringValue == callID, "\(sent)")
+        // Only the ids are rewritten: the rest is the client's (review 56 #3: `is_error` was lost).
+        #expect(turns.last?["content"]?.arrayValue?.first?["is_error"] == .bool(true), "\(sent)")
+        // Its token count too (review 56 #4).
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/messages/count_tokens", body: #"{"model":"anth/normal","messages":\#(history)}"#,
+                                             headers: ["anthropic-version": "2023-06-01"]))
+        #expect(try client.readResponse().status == 200)
+        #expect(!String(decoding: env.mockStats.lastRequestBody, as: UTF8.self).contains("functions.get_weather:0"))
         // Ids Anthropic takes still go as the client sent them, its bytes relayed.
         let valid = history.replacingOccurrences(of: "functions.get_weather:0", with: "toolu_01")
         _ = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(valid)}"#)

@@ -254,6 +254,34 @@ import Testing
         #expect(second.map { $0.data["delta"]?["partial_json"] } == [.string(#"{"b":"#)], "\(String(decoding: out, as: UTF8.self))")
     }
 
+    /// An upstream interleaving its tool blocks on Anthropic's wire (a proxy translating parallel
+    /// calls) stops one while another is the client's open block: both calls still reach the
+    /// client whole, in blocks of their own (review 56 #6: the stop closed the open block, and the
+    /// stream ended in an error).
+    @Test func interleavedToolBlocksStillCompleteTheirCalls() throws {
+        let upstream = Array("""
+            event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}\n\n\
+            event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_a","name":"f","input":{}}}\n\n\
+            event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\\"city\\":"}}\n\n\
+            event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_b","name":"g","input":{}}}\n\n\
+            event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{}"}}\n\n\
+            event: content_block_stop\ndata: {"type":"content_block_stop","index":1}\n\n\
+            event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\\"Paris\\"}"}}\n\n\
+            event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n\
+            event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}\n\n\
+            event: message_stop\ndata: {"type":"message_stop"}\n\n
+            """.utf8)
+        let (events, end) = try Self.decoded(upstream)
+        #expect(end == .complete)
+        let events2 = try Self.events(Self.render(events))
+        #expect(!events2.contains { $0.name == "error" }, "\(events2.map(\.name))")
+        var inputs: [Int64: String] = [:]
+        for event in events2 where event.name == "content_block_delta" {
+            inputs[event.data["index"]?.intValue ?? -1, default: ""] += event.data["delta"]?["partial_json"]?.stringValue ?? ""
+        }
+        #expect(Set(inputs.values) == [#"{"city":"Paris"}"#, "{}"], "\(inputs)")
+    }
+
     /// Extended thinking with tools: the client sends each thinking block back with its signature
     /// (and redacted blocks as they came), so both reach it, streamed and whole, block by block.
     @Test func thinkingSignaturesAndRedactedThinkingReachTheClient() throws {

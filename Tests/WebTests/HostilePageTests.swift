@@ -70,6 +70,21 @@ import Testing
         }
     }
 
+    /// Any bytes, an empty page included (review 56's first fix trapped on it): the partial
+    /// character at the end is 0–3 bytes, and a UTF-8 text cut anywhere is UTF-8 once it is dropped.
+    @Test func aPartialCharacterAtTheEndIsFoundInAnyBytes() async {
+        await propertyCheck(count: 500, input: Gen.int(in: 0...255).array(of: 0...12)) { values in
+            let bytes = values.map { UInt8($0) }
+            let partial = PageBytes.partialCharacterBytes(at: bytes)
+            #expect((0...min(3, bytes.count)).contains(partial), "\(bytes)")
+        }
+        let text = Array("aé€😀 привет 日本".utf8)
+        for cut in 0...text.count {
+            let head = Array(text.prefix(cut))
+            #expect(String(validating: head.dropLast(PageBytes.partialCharacterBytes(at: head)), as: UTF8.self) != nil, "cut at \(cut)")
+        }
+    }
+
     /// Quotes are the page's again in its text and title; a page's own private-use characters
     /// never turn into quotes.
     @Test func quotesReadAsTheyWere() {

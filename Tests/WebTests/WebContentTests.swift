@@ -71,6 +71,15 @@ import Web
         let utf16: [UInt8] = [0xFF, 0xFE] + Array("Hi é".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
         #expect(try text(utf16, "text/plain; charset=utf-16") == "Hi é")
         #expect(throws: WebToolError.self) { try text([0x41, 0, 0x42], "text/plain") }
+        // A page cut at `max_bytes` inside a character is still UTF-8, HTML too (review 56 #1).
+        let cut = Array(#"{"text":"привет мир"#.utf8).dropLast(1)
+        let json = try WebPage.render(body: Array(cut), contentType: "application/json", maxCharacters: 1_000, downloadTruncated: true).get()
+        #expect(json.text.hasPrefix(#"{"text":"привет ми"#) && !json.text.contains("Ð"), "\(json.text)")
+        let html = try WebPage.render(body: Array(Array("<p>привет мир</p>".utf8).prefix(16)), contentType: "text/html",
+                                      maxCharacters: 1_000, downloadTruncated: true).get()
+        #expect(html.text.hasPrefix("привет") && !html.text.contains("Ð"), "\(html.text)")
+        // A text page's `<meta charset>` is text, not a declaration (review 56 #7).
+        #expect(try text(Array(#"How to: <meta charset="windows-1251"> then Grüße"#.utf8), "text/plain").hasSuffix("Grüße"))
         let longType = "application/" + String(repeating: "x", count: 90_000)
         let refusal = WebPage.render(body: [1], contentType: longType, maxCharacters: 100, downloadTruncated: false)
         guard case .failure(let error) = refusal else { Issue.record("an unsupported type was read"); return }

@@ -71,9 +71,11 @@ final class InnerCall {
 
     /// On `client`'s loop. `routes`: the model, then its fallbacks. `extraHeaders` are the
     /// recursion headers (depth, hops). `timeoutMilliseconds` bounds the whole call, retries
-    /// included (nil: no bound); an attempt silent for `upstream.idle_timeout_ms` fails as a
-    /// timeout either way, as a proxied stream does (review 55C #1: an outer turn streaming for
-    /// longer than that was cut, however fast its tokens came).
+    /// included (a member's, a judge attempt's: their own budgets, which may be longer than the
+    /// idle timeout for a model that thinks without a word, review 56 #5); nil for the outer
+    /// model's turns, which stream for as long as they take, an attempt silent for
+    /// `upstream.idle_timeout_ms` failed as a timeout, as a proxied stream is (review 55C #1: an
+    /// outer turn streaming for longer than that was cut, however fast its tokens came).
     init(client: UpstreamClient, routes: [ModelRoute], request: ModelRequest, extraHeaders: [(String, String)],
          timeoutMilliseconds: UInt64?, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16,
          metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil) {
@@ -107,12 +109,13 @@ final class InnerCall {
             }
             timer.start(afterMilliseconds: timeoutMilliseconds)
             self.timer = timer
+        } else {
+            let idle = upstream.idleTimeoutMilliseconds
+            let tick = max(idle / 4, 10)
+            let idleCheck = LoopTimer(loop: client.loop) { [unowned self] in checkSilence(idle) }
+            idleCheck.start(afterMilliseconds: tick, repeatMilliseconds: tick)
+            self.idleCheck = idleCheck
         }
-        let idle = upstream.idleTimeoutMilliseconds
-        let tick = max(idle / 4, 10)
-        let idleCheck = LoopTimer(loop: client.loop) { [unowned self] in checkSilence(idle) }
-        idleCheck.start(afterMilliseconds: tick, repeatMilliseconds: tick)
-        self.idleCheck = idleCheck
         startAttempt()
     }
 

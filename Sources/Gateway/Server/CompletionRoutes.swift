@@ -41,8 +41,7 @@ extension GatewayServer {
             let neutral = messages.modelRequest()
             return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
             case .passthrough:
-                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: AnthropicProvider.takesToolIDs(of: neutral),
-                                            betas: betas), fallbacks: [])
+                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: true, betas: betas), fallbacks: [])
             case .withoutFusion(_, let rewritten):
                 .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false, betas: betas), fallbacks: [])
             case .fusion(let fusion):
@@ -114,7 +113,7 @@ extension GatewayServer {
                 start = try prepareFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer,
                                           record: record, startedAt: startedAt, prompt: prompt, log: log)
                 hold = { [config] in config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, fallbacks: fallbacks, prices: config.prices) } ?? 0 }
-                outputLimit = OutputLimit.deliberation(parameterPath: fusion.parameterPath)
+                outputLimit = OutputLimit.deliberation(parameterPath: fusion.parameterPath, responses: api == .responses)
             }
             // Validated and routed: what it may spend is held against its key's budgets first.
             holdSpend(hold, outputLimit: outputLimit, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log,

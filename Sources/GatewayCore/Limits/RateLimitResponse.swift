@@ -135,13 +135,14 @@ public enum OutputLimit {
         "the request's output limit (\(responses ? "max_output_tokens" : "max_tokens"))"
     }
 
-    /// A deliberation's: its panel and judge calls' limit, most of its cost (review 55C #2: the
-    /// request's own limit, bounding only the outer turns, was advised, and could not make it
-    /// fit). `parameterPath` is where its fusion parameters are (`tools[1].parameters`,
-    /// `plugins[0]`), `fusion` for the alias, which has none.
-    public static func deliberation(parameterPath: String) -> String {
+    /// A deliberation's: the request's own limit bounds the outer model's turns, and its fusion
+    /// parameters' `max_completion_tokens` each panel and judge call, most of its cost where the
+    /// outer model is not the dearest (review 55C #2: only the request's limit was named; review
+    /// 56 #2: only the calls' would be as wrong). `parameterPath` is where its fusion parameters
+    /// are (`tools[1].parameters`, `plugins[0]`), `fusion` for the alias, which has none.
+    public static func deliberation(parameterPath: String, responses: Bool) -> String {
         let path = parameterPath == "fusion" ? #"a fusion plugin's, plugins: [{"id": "fusion", "max_completion_tokens": …}]"#
             : "'\(parameterPath).max_completion_tokens'"
-        return "the deliberation's output limit per panel and judge call, most of its cost (\(path))"
+        return "\(request(responses: responses)) for the outer model's turns, or the deliberation's per panel and judge call (\(path))"
     }
 }

@@ -47,16 +47,9 @@ public struct AnthropicProvider: Provider {
     /// A tool as Anthropic's API takes it (`name`, `description`, `input_schema`).
     public static func toolJSON(_ tool: ToolDefinition) -> JSONValue { AnthropicRequestEncoder.tool(tool) }
 
-    /// Whether every tool call id in `request` is one Anthropic's API takes (`[a-zA-Z0-9_-]+`).
-    /// Another upstream's ids reach a Messages client as they came (Kimi's `functions.f:0`): a
-    /// conversation carrying them back is encoded, its ids made valid (`AnthropicRequestEncoder.toolID`),
-    /// not relayed as sent (review 55A #2: Anthropic refused it).
-    public static func takesToolIDs(of request: ModelRequest) -> Bool {
-        request.messages.allSatisfy { message in
-            message.toolCalls.allSatisfy { AnthropicRequestEncoder.toolID($0.id) == $0.id }
-                && message.toolCallID.map { AnthropicRequestEncoder.toolID($0) == $0 } != false
-        }
-    }
+    /// `id` as Anthropic's API takes it (`[a-zA-Z0-9_-]+`): itself if it is, else a valid id of
+    /// its own, the same for the same id (a call and its result stay paired).
+    public static func toolID(_ id: String) -> String { AnthropicRequestEncoder.toolID(id) }
 
     /// `name_YYYYMMDD`: how Anthropic versions its server tools' types.
     static func isServerToolType(_ type: String) -> Bool {

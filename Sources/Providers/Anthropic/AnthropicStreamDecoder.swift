@@ -117,7 +117,11 @@ struct AnthropicEventReader {
         case "content_block_stop":
             guard let index = json["index"]?.intValue else { break }
             sendUnsentInput(index, emit: emit)
-            if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil || toolBlocks.remove(index) != nil {
+            // A tool call's stop only when no other call's block is open: an upstream interleaving
+            // them (a proxy translating parallel calls) stops one while another is a client's
+            // open block, and the stop names no call (review 56 #6); the last one's stop ends it.
+            let toolStopped = toolBlocks.remove(index) != nil && toolBlocks.isEmpty
+            if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil || toolStopped {
                 emit(.providerBlock(.stop))
             }
         case "message_delta":

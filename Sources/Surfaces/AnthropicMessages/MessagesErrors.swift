@@ -23,10 +23,14 @@ public enum MessagesErrors {
 
     /// The error's JSON, for a response body or an event's data. Anthropic's shape has no
     /// `param`: the field goes before the message, as Anthropic's API writes it
-    /// (`messages.1.content: …`), unless the message names it already.
+    /// (`messages.1.content: …`), unless the message names it already, or the path is in chat's
+    /// syntax (`tools[0].function.name`, from checks shared with chat: a field this API does not
+    /// have; review 56 #8).
     public static func body(_ error: APIError) -> [UInt8] {
         var message = error.message
-        if let param = error.param, !param.isEmpty, !message.contains(param) { message = "\(param): \(message)" }
+        if let param = error.param, !param.isEmpty, !param.contains("["), !message.hasPrefix(param), !message.contains("'\(param)'") {
+            message = "\(param): \(message)"
+        }
         var out: [UInt8] = []
         out.reserveCapacity(64 + message.utf8.count)
         out.append(contentsOf: #"{"type":"error","error":{"type":"#.utf8)

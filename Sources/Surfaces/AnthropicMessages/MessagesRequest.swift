@@ -78,15 +78,18 @@ public struct MessagesRequest: Sendable {
     /// The client's bytes with the `model` value replaced: for an Anthropic upstream, which then
     /// gets every field as sent (thinking blocks with their signatures, cache controls, betas'
     /// fields), but the gateway's own: `stream_options` and a fusion plugin entry (Anthropic
-    /// refuses fields it does not know: "Extra inputs are not permitted"; review 43 conformance #3).
+    /// refuses fields it does not know: "Extra inputs are not permitted"; review 43 conformance #3),
+    /// and tool-call ids Anthropic would refuse (`rewritingToolIDs`).
     /// `fusionTool`: for a token count of a deliberation's outer model, the function it sees,
     /// in place of the fusion tool (or plugin) the client gave.
     public func upstreamBody(model upstreamModel: String, fusionTool: JSONValue? = nil) -> [UInt8] {
         let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
         // A `model` key spelled with escapes is rewritten whole, as `ChatRequest.upstreamBody`'s.
         let modelRange = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody)
+        let messages = Self.rewritingToolIDs(in: json["messages"], AnthropicProvider.toolID)
         if case .object(var fields) = json, modelRange == nil || fusionTool != nil || fields["stream_options"] != nil
-            || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+            || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true || messages != nil {
+            if let messages { fields["messages"] = messages }
             fields["stream_options"] = nil
             if let plugins = fields["plugins"]?.arrayValue {
                 let others = plugins.filter { !fusionPlugin($0) }
@@ -104,6 +107,31 @@ public struct MessagesRequest: Sendable {
         JSONWriting.appendString(upstreamModel, to: &out)
         out.append(contentsOf: rawBody[range.upperBound...])
         return out
+    }
+
+    /// `messages` with every `tool_use` id and `tool_result` `tool_use_id` through `valid`; nil
+    /// when none changes (the usual case: the client's bytes go as they came). Another
+    /// upstream's ids (Kimi's `functions.get_weather:0`) reach a Messages client as they came, and
+    /// Anthropic refuses them in the history that continues (review 55A #2); only the ids are
+    /// rewritten, everything else of the client's stays (review 56 #3: the translated path lost
+    /// `is_error` and tools' `strict`).
+    static func rewritingToolIDs(in messages: JSONValue?, _ valid: (String) -> String) -> JSONValue? {
+        guard case .array(var turns)? = messages else { return nil }
+        var changed = false
+        for (turn, message) in turns.enumerated() {
+            guard case .object(var message) = message, case .array(var blocks)? = message["content"] else { continue }
+            for (index, block) in blocks.enumerated() {
+                guard case .object(var block) = block else { continue }
+                let key = switch block["type"]?.stringValue { case "tool_use"?: "id"; case "tool_result"?: "tool_use_id"; default: "" }
+                guard !key.isEmpty, let id = block[key]?.stringValue, valid(id) != id else { continue }
+                block[key] = .string(valid(id))
+                blocks[index] = .object(block)
+                changed = true
+            }
+            message["content"] = .array(blocks)
+            turns[turn] = .object(message)
+        }
+        return changed ? .array(turns) : nil
     }
 
     static let roles: Set<String> = ["user", "assistant"]
