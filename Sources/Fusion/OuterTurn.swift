@@ -17,6 +17,10 @@ struct OuterTurn: Sendable {
     private var reasoningBuilder = ReasoningBlockBuilder()
     /// Tool-call indexes that are the fusion tool's.
     private var fusionIndexes: Set<Int> = []
+    /// The client's index of each call it is shown, dense from 0: the fusion calls between are
+    /// not its (review 57 #1: a call after the fusion call came as index 1 with no 0, and
+    /// openai-python's stream helper raised IndexError).
+    private var clientIndexes: [Int: Int] = [:]
     /// Anthropic's own blocks of the turn (a server tool's use and result), whole, each with
     /// where in `text` it came (UTF-8 offset): the final turn's request carries them back in
     /// place (`content`), as Anthropic's server tools need.
@@ -52,7 +56,12 @@ struct OuterTurn: Sendable {
             if firstTokenAt == nil { firstTokenAt = time }
             toolCalls.add(fragment)
             if !final, toolCalls.name(at: fragment.index) == FusionPlan.toolName { fusionIndexes.insert(fragment.index) }
-            return fusionIndexes.contains(fragment.index) ? nil : event
+            guard !fusionIndexes.contains(fragment.index) else { return nil }
+            let index = clientIndexes[fragment.index] ?? clientIndexes.count
+            clientIndexes[fragment.index] = index
+            var shown = fragment
+            shown.index = index
+            return .toolCall(shown)
         case .usage(let reported):
             usage = reported  // per call: the last report is the total
             return nil

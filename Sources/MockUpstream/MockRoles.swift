@@ -176,8 +176,9 @@ enum MockRoles {
         case text(String)
     }
 
-    /// `withFusion`: a caller's tool named in the prompt is called in one turn with fusion.
-    static func outerTurn(_ request: JSONValue, lastUserText: String, withFusion: Bool = false) -> OuterTurn {
+    /// `withFusion`: a caller's tool named in the prompt is called in one turn with fusion (1:
+    /// after it, 2: before it).
+    static func outerTurn(_ request: JSONValue, lastUserText: String, withFusion: Int = 0) -> OuterTurn {
         let messages = request["messages"]?.arrayValue ?? []
         if let last = messages.last, last["role"]?.stringValue == "tool" {
             return .text(finalAnswer(afterToolResultsIn: messages))
@@ -187,8 +188,9 @@ enum MockRoles {
         let lower = lastUserText.lowercased()
         if let callerTool = names.first(where: { $0 != "fusion" && lower.contains($0.lowercased()) }) {
             let call = (callerTool, #"{"query":\#(JSONWriting.quoted(lastUserText))}"#)
-            if withFusion && names.contains("fusion") {
-                return .callTools([call, ("fusion", #"{"question":\#(JSONWriting.quoted(lastUserText))}"#)])
+            if withFusion > 0 && names.contains("fusion") {
+                let fusion = ("fusion", #"{"question":\#(JSONWriting.quoted(lastUserText))}"#)
+                return .callTools(withFusion == 2 ? [fusion, call] : [call, fusion])
             }
             return .callTools([call])
         }

@@ -85,7 +85,7 @@ public struct MockScenario: Equatable, Sendable {
         "search": 0...1,
         "fail_final": 0...1,
         // outer: a caller's tool named in the prompt is called together with fusion (one turn).
-        "with_fusion": 0...1,
+        "with_fusion": 0...2,  // 2: the fusion call first
         // tool-call, outer: reasoning before the tool calls (a signed thinking block on Anthropic's wire).
         "think": 0...1,
         // outer, Anthropic's wire: the fusion-calling turn first runs Anthropic's web search (server tool blocks).

@@ -19,8 +19,8 @@ enum PageBytes {
     private static let script = Array("script".utf8), scriptEnd = Array("</script".utf8)
     private static let style = Array("style".utf8), styleEnd = Array("</style".utf8)
 
-    static func prepared(_ html: [UInt8], charset: String?) -> [UInt8] {
-        masked(utf8(html, charset: charset))
+    static func prepared(_ html: [UInt8], charset: String?, cut: Bool = false) -> [UInt8] {
+        masked(utf8(html, charset: charset, cut: cut))
     }
 
     /// The most UTF-8 bytes a page becomes, per byte it had: a charset of few bytes per letter
@@ -131,8 +131,9 @@ enum PageBytes {
     }
 
     /// The page in UTF-8 (valid: what could not be read is U+FFFD). `html`: a `<meta charset>`
-    /// in its first KiB declares it (a text page's is only text: review 56 #7).
-    static func utf8(_ bytes: [UInt8], charset declared: String?, html: Bool = true) -> [UInt8] {
+    /// in its first KiB declares it (a text page's is only text: review 56 #7). `cut`: the
+    /// download stopped at `max_bytes`, perhaps inside a character.
+    static func utf8(_ bytes: [UInt8], charset declared: String?, html: Bool = true, cut: Bool = false) -> [UInt8] {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return valid(Array(bytes.dropFirst(3))) }
         if bytes.starts(with: [0xFF, 0xFE]) { return utf16(bytes.dropFirst(2), bigEndian: false) }
         if bytes.starts(with: [0xFE, 0xFF]) { return utf16(bytes.dropFirst(2), bigEndian: true) }
@@ -146,8 +147,9 @@ enum PageBytes {
         case nil, "utf-8", "utf8", "unicode-1-1-utf-8":
             // Not declared, and not UTF-8: the web's commonest other, as browsers read it. A page
             // cut at `max_bytes` may end inside a character: those last bytes do not make the
-            // rest not UTF-8 (review 56 #1: a cut Russian JSON page came out as windows-1252).
-            if name == nil, String(validating: bytes.dropLast(partialCharacterBytes(at: bytes)), as: UTF8.self) == nil {
+            // rest not UTF-8 (review 56 #1: a cut Russian JSON page came out as windows-1252). A
+            // page not cut ends where it ends (review 57 #2: Latin-1 "Café" lost its é).
+            if name == nil, String(validating: bytes.dropLast(cut ? partialCharacterBytes(at: bytes) : 0), as: UTF8.self) == nil {
                 return windows1252(bytes)
             }
             return valid(bytes)

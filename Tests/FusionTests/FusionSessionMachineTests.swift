@@ -244,8 +244,8 @@ import Testing
         ]
         var actions = run(&m, first.id, turn, at: 1)
         #expect(outputs(actions).filter { if case .answer(.toolCall) = $0 { true } else { false } }
-            == [.answer(.toolCall(ToolCallFragment(index: 1, id: "call_l", name: "lookup", arguments: #"{"q":1}"#)))],
-                "only the caller's call reaches the client as a call")
+            == [.answer(.toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: #"{"q":1}"#)))],
+                "only the caller's call reaches the client as a call, its index 0 there (review 57 #1)")
         let members = started(actions)
         _ = run(&m, members[0].id, [.text("a")], at: 2)
         let judge = try #require(started(run(&m, members[1].id, [.text("b")], at: 3)).first)

@@ -69,6 +69,11 @@ import Testing
         // The member silent for 1.5 s before its first token answered: nothing failed.
         #expect(!response.text.contains("timeout"), "\(response.text.prefix(2_000))")
         #expect(response.comments.contains { $0.contains("2 of 2 answered") }, "\(response.comments)")
+        // An outer turn silent past the idle timeout fails as a proxied stream would (review 57 #6).
+        let silent = try env.chat(#"{"model":"mock/paced:deltas=3:pace_ms=1:first_ms=1500","stream":true,"tool_choice":"required","#
+            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"#
+            + #""tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]}"#)
+        #expect(silent.streamError?["code"] == .string("upstream_timeout"), "\(silent.text.suffix(400))")
     }
 
     /// `mock/echo` answers with the request it got: as a member and as the judge, it shows what

@@ -36,6 +36,22 @@ import Testing
         return .object(["role": .string("assistant"), "content": .null, "tool_calls": .array(toolCalls), "reasoning_details": .array(details)])
     }
 
+    /// The fusion call first, the caller's second: the caller's call is its index 0 on the wire
+    /// (review 57 #1: it came as index 1 with no 0, and openai-python's stream helper raised
+    /// IndexError).
+    @Test(.timeLimit(.minutes(1)))
+    func theCallersCallsAreNumberedFromZeroWhateverFusionsPlace() throws {
+        let env = try TestEnvironment()
+        let model = "mock/outer:pace_ms=1:with_fusion=2"
+        let response = try env.chat(#"{"model":"\#(model)","stream":true,"messages":[\#(Self.question)],"tools":\#(Self.tools)}"#)
+        #expect(response.status == 200)
+        let indexes = response.plainChunksJSON.flatMap { chunk in
+            (chunk["choices"]?.arrayValue?.first?["delta"]?["tool_calls"]?.arrayValue ?? []).compactMap { $0["index"]?.intValue }
+        }
+        #expect(!indexes.isEmpty && indexes.allSatisfy { $0 == 0 }, "\(indexes)")
+        #expect(try message(fromStream: response)["tool_calls"]?.arrayValue?.map { $0["function"]?["name"] } == [.string("lookup")])
+    }
+
     @Test(.timeLimit(.minutes(1)), arguments: [true, false])
     func theTurnComesBackWithBothCallsAndTheNextRequestRestoresIt(stream: Bool) throws {
         let env = try TestEnvironment()

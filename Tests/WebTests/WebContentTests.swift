@@ -78,6 +78,10 @@ import Web
         let html = try WebPage.render(body: Array(Array("<p>привет мир</p>".utf8).prefix(16)), contentType: "text/html",
                                       maxCharacters: 1_000, downloadTruncated: true).get()
         #expect(html.text.hasPrefix("привет") && !html.text.contains("Ð"), "\(html.text)")
+        // A page not cut ends where it ends: its last byte is no partial character (review 57 #2).
+        #expect(try text(Array("Le menu du Caf".utf8) + [0xE9], "text/plain") == "Le menu du Café")
+        #expect(try WebPage.render(body: Array("<p>Ol".utf8) + [0xE9], contentType: "text/html", maxCharacters: 100,
+                                   downloadTruncated: false).get().text == "Olé")
         // A text page's `<meta charset>` is text, not a declaration (review 56 #7).
         #expect(try text(Array(#"How to: <meta charset="windows-1251"> then Grüße"#.utf8), "text/plain").hasSuffix("Grüße"))
         let longType = "application/" + String(repeating: "x", count: 90_000)

@@ -112,9 +112,10 @@ public struct MessagesRequest: Sendable {
     /// `messages` with every `tool_use` id and `tool_result` `tool_use_id` through `valid`; nil
     /// when none changes (the usual case: the client's bytes go as they came). Another
     /// upstream's ids (Kimi's `functions.get_weather:0`) reach a Messages client as they came, and
-    /// Anthropic refuses them in the history that continues (review 55A #2); only the ids are
-    /// rewritten, everything else of the client's stays (review 56 #3: the translated path lost
-    /// `is_error` and tools' `strict`).
+    /// Anthropic refuses them in the history that continues (review 55A #2); only the ids change,
+    /// every other field of the client's stays (review 56 #3: the translated path lost `is_error`
+    /// and tools' `strict`), though the body is then written anew (keys in order, numbers as
+    /// `JSONValue` holds them), as for a fusion plugin entry.
     static func rewritingToolIDs(in messages: JSONValue?, _ valid: (String) -> String) -> JSONValue? {
         guard case .array(var turns)? = messages else { return nil }
         var changed = false

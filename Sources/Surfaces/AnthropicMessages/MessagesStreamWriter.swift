@@ -131,10 +131,15 @@ public struct MessagesStreamWriter: Sendable {
             end(&out)
         case .providerBlock(.stop):
             // The end of a server tool's block, of a text block (the next text, with its own
-            // citations, is another block) or of a tool call's (an Anthropic upstream's: the next
-            // call opens its own block at once).
+            // citations, is another block) or of the upstream's last open tool call (Anthropic's
+            // wire: the next call opens its own block at once). Calls held meanwhile (an upstream
+            // that interleaved them) are whole then: shown now, in order (review 57 #4).
             switch open {
-            case .provider?, .text?, .tool?: closeBlock(&out)
+            case .provider?, .text?: closeBlock(&out)
+            case .tool?:
+                closeBlock(&out)
+                showHeldCalls(&out)
+                closeBlock(&out)
             default: break
             }
         case .toolCall(let fragment):
