@@ -43,9 +43,8 @@ public enum HTMLText {
 
     /// `encoding`: the charset from the Content-Type header, if any (else a byte order mark, the
     /// page's `<meta>`, UTF-8: `PageBytes`).
-    /// `cut`: the download stopped at its size cap, perhaps inside a character.
-    public static func extract(_ html: [UInt8], encoding: String? = nil, cut: Bool = false) -> Page {
-        let page = extractPrepared(PageBytes.prepared(html, charset: encoding, cut: cut))
+    public static func extract(_ html: [UInt8], encoding: String? = nil) -> Page {
+        let page = extractPrepared(PageBytes.prepared(html, charset: encoding))
         return Page(title: page.title.map(PageBytes.restoringQuotes), text: PageBytes.restoringQuotes(page.text))
     }
 

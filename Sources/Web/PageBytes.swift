@@ -19,8 +19,8 @@ enum PageBytes {
     private static let script = Array("script".utf8), scriptEnd = Array("</script".utf8)
     private static let style = Array("style".utf8), styleEnd = Array("</style".utf8)
 
-    static func prepared(_ html: [UInt8], charset: String?, cut: Bool = false) -> [UInt8] {
-        masked(utf8(html, charset: charset, cut: cut))
+    static func prepared(_ html: [UInt8], charset: String?) -> [UInt8] {
+        masked(utf8(html, charset: charset))
     }
 
     /// The most UTF-8 bytes a page becomes, per byte it had: a charset of few bytes per letter
@@ -131,9 +131,8 @@ enum PageBytes {
     }
 
     /// The page in UTF-8 (valid: what could not be read is U+FFFD). `html`: a `<meta charset>`
-    /// in its first KiB declares it (a text page's is only text: review 56 #7). `cut`: the
-    /// download stopped at `max_bytes`, perhaps inside a character.
-    static func utf8(_ bytes: [UInt8], charset declared: String?, html: Bool = true, cut: Bool = false) -> [UInt8] {
+    /// in its first KiB declares it (a text page's is only text: review 56 #7).
+    static func utf8(_ bytes: [UInt8], charset declared: String?, html: Bool = true) -> [UInt8] {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return valid(Array(bytes.dropFirst(3))) }
         if bytes.starts(with: [0xFF, 0xFE]) { return utf16(bytes.dropFirst(2), bigEndian: false) }
         if bytes.starts(with: [0xFE, 0xFF]) { return utf16(bytes.dropFirst(2), bigEndian: true) }
@@ -146,12 +145,11 @@ enum PageBytes {
         switch name {
         case nil, "utf-8", "utf8", "unicode-1-1-utf-8":
             // Not declared, and not UTF-8: the web's commonest other, as browsers read it. A page
-            // cut at `max_bytes` may end inside a character: those last bytes do not make the
-            // rest not UTF-8 (review 56 #1: a cut Russian JSON page came out as windows-1252). A
-            // page not cut ends where it ends (review 57 #2: Latin-1 "Café" lost its é).
-            if name == nil, String(validating: bytes.dropLast(cut ? partialCharacterBytes(at: bytes) : 0), as: UTF8.self) == nil {
-                return windows1252(bytes)
-            }
+            // cut (at `max_bytes`, or by its server) may end inside a character, which does not
+            // make the rest not UTF-8 (review 56 #1: a cut Russian JSON page came out as
+            // windows-1252); but such an end is UTF-8 only if the rest shows some (review 57 #2,
+            // 58 #1: Latin-1 "Café" ends in what reads as a cut character, and lost its é).
+            if name == nil, !looksLikeUTF8(bytes) { return windows1252(bytes) }
             return valid(bytes)
         case "utf-16", "utf-16le": result = utf16(bytes[...], bigEndian: false)
         case "utf-16be": result = utf16(bytes[...], bigEndian: true)
@@ -161,6 +159,14 @@ enum PageBytes {
         }
         guard result.count > bytes.count * maxGrowth else { return result }
         return valid(Array(result.prefix(bytes.count * maxGrowth)))  // cut at a character (`valid` drops a split one)
+    }
+
+    /// Valid UTF-8, or valid but for a character cut at the end where the rest has characters
+    /// beyond ASCII (the evidence that it is UTF-8 and not a one-byte charset).
+    static func looksLikeUTF8(_ bytes: [UInt8]) -> Bool {
+        let partial = partialCharacterBytes(at: bytes)
+        let rest = bytes.dropLast(partial)
+        return String(validating: rest, as: UTF8.self) != nil && (partial == 0 || rest.contains { $0 >= 0x80 })
     }
 
     /// How many bytes at the end of `bytes` begin a UTF-8 character they do not finish (0–3).

@@ -61,13 +61,13 @@ public enum WebPage {
             // The page chose the value: bounded, as everything of it that reaches the model (review 55B #3).
             return .failure(WebToolError("unsupported content type \(media.shortened(toBytes: 100)): only HTML and text pages can be read"))
         case .html:
-            let page = HTMLText.extract(body, encoding: charset, cut: downloadTruncated)
+            let page = HTMLText.extract(body, encoding: charset)
             title = page.title
             text = page.text
         case .text:
             // In its charset, as an HTML page's (review 55B #2: Latin-1 lost its letters, UTF-16
             // was called binary); a NUL in the text, not in the bytes, says binary.
-            let decoded = PageBytes.utf8(body, charset: charset, html: false, cut: downloadTruncated)
+            let decoded = PageBytes.utf8(body, charset: charset, html: false)
             if decoded.contains(0) { return .failure(WebToolError("the response is binary, not text")) }
             text = String(decoding: decoded, as: UTF8.self)
         }

@@ -77,11 +77,14 @@ import Testing
             let bytes = values.map { UInt8($0) }
             let partial = PageBytes.partialCharacterBytes(at: bytes)
             #expect((0...min(3, bytes.count)).contains(partial), "\(bytes)")
+            _ = PageBytes.looksLikeUTF8(bytes)  // never a trap
         }
         let text = Array("aé€😀 привет 日本".utf8)
         for cut in 0...text.count {
             let head = Array(text.prefix(cut))
             #expect(String(validating: head.dropLast(PageBytes.partialCharacterBytes(at: head)), as: UTF8.self) != nil, "cut at \(cut)")
+            // Once a whole character beyond ASCII is in ("aé" is 3 bytes), any cut reads as UTF-8.
+            if cut >= 3 { #expect(PageBytes.looksLikeUTF8(head), "cut at \(cut)") }
         }
     }
 

@@ -78,8 +78,13 @@ import Web
         let html = try WebPage.render(body: Array(Array("<p>привет мир</p>".utf8).prefix(16)), contentType: "text/html",
                                       maxCharacters: 1_000, downloadTruncated: true).get()
         #expect(html.text.hasPrefix("привет") && !html.text.contains("Ð"), "\(html.text)")
-        // A page not cut ends where it ends: its last byte is no partial character (review 57 #2).
+        // A last byte that reads as a cut character is UTF-8 only where the rest shows some
+        // (review 57 #2, 58 #1): Latin-1 "Café", cut there or not, keeps its é; UTF-8 cut by its
+        // server reads as UTF-8.
         #expect(try text(Array("Le menu du Caf".utf8) + [0xE9], "text/plain") == "Le menu du Café")
+        let latin1Cut = try WebPage.render(body: Array("Caf".utf8) + [0xE9], contentType: "text/plain", maxCharacters: 100, downloadTruncated: true)
+        #expect(try latin1Cut.get().text.hasPrefix("Café"))
+        #expect(try text(Array(Array("привет мир".utf8).dropLast(1)), "text/plain").hasPrefix("привет ми"))
         #expect(try WebPage.render(body: Array("<p>Ol".utf8) + [0xE9], contentType: "text/html", maxCharacters: 100,
                                    downloadTruncated: false).get().text == "Olé")
         // A text page's `<meta charset>` is text, not a declaration (review 56 #7).
