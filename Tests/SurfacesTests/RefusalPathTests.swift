@@ -11,7 +11,7 @@ import Testing
 @Suite struct RefusalPathTests {
     static let bmp = "data:image/bmp;base64,Qk0="
 
-    func refusal(_ provider: any Provider, _ request: ModelRequest) -> APIError? {
+    static func refusal(_ provider: any Provider, _ request: ModelRequest) -> APIError? {
         do {
             try provider.validate(request)
             return nil
@@ -25,7 +25,7 @@ import Testing
             {"model":"m","instructions":"Be brief.","input":[{"role":"user","content":[
               {"type":"input_text","text":"look"},{"type":"input_image","image_url":"\#(Self.bmp)"}]}]}
             """#.utf8)).modelRequest()
-        let inline = try #require(refusal(AnthropicProvider(), image))
+        let inline = try #require(Self.refusal(AnthropicProvider(), image))
         #expect(inline.param == "input[0].content[1]" && inline.message.contains("image/bmp"), "\(inline)")
 
         // Two calls joined into one assistant turn: the second call's arguments are its own item's.
@@ -36,7 +36,7 @@ import Testing
               {"type":"function_call_output","call_id":"a","output":"1"},{"type":"function_call_output","call_id":"b","output":"2"}]}
             """#.utf8)).modelRequest()
         for provider in [AnthropicProvider(), GeminiProvider()] as [any Provider] {
-            let arguments = try #require(refusal(provider, calls))
+            let arguments = try #require(Self.refusal(provider, calls))
             #expect(arguments.param == "input[2].arguments", "\(arguments)")
         }
 
@@ -44,7 +44,7 @@ import Testing
         let empty = try ResponsesRequest(body: Array(#"""
             {"model":"m","instructions":"s","input":[{"role":"user","content":"q"},{"role":"assistant","content":""},{"role":"user","content":"again"}]}
             """#.utf8)).modelRequest()
-        let turn = try #require(refusal(GeminiProvider(), empty))
+        let turn = try #require(Self.refusal(GeminiProvider(), empty))
         #expect(turn.param == "input[1].content" && turn.message.contains("'input[1]' has no content"), "\(turn)")
 
         // A tool output's parts: `output[j]`.
@@ -52,7 +52,7 @@ import Testing
             {"model":"m","input":[{"role":"user","content":"q"},{"type":"function_call","call_id":"a","name":"f","arguments":"{}"},
               {"type":"function_call_output","call_id":"a","output":[{"type":"input_image","image_url":"\#(Self.bmp)"}]}]}
             """#.utf8)).modelRequest()
-        #expect(refusal(AnthropicProvider(), output)?.param == "input[2].output[0]")
+        #expect(Self.refusal(AnthropicProvider(), output)?.param == "input[2].output[0]")
     }
 
     @Test func messagesRefusalsNameTheBlockInAnthropicsSyntax() throws {
@@ -60,7 +60,7 @@ import Testing
             {"model":"m","max_tokens":9,"system":"Be brief.","messages":[{"role":"user","content":[
               {"type":"text","text":"look"},{"type":"image","source":{"type":"base64","media_type":"image/bmp","data":"Qk0="}}]}]}
             """#.utf8)).modelRequest()
-        let inline = try #require(refusal(AnthropicProvider(), image))
+        let inline = try #require(Self.refusal(AnthropicProvider(), image))
         #expect(inline.param == "messages.0.content.1", "\(inline)")
 
         // A tool result split out of its user turn (after that turn's text): its own content's block.
@@ -71,7 +71,7 @@ import Testing
               {"role":"user","content":[{"type":"text","text":"here"},{"type":"tool_result","tool_use_id":"t1","content":[
                 {"type":"text","text":"r"},{"type":"image","source":{"type":"base64","media_type":"image/bmp","data":"Qk0="}}]}]}]}
             """#.utf8)).modelRequest()
-        #expect(refusal(AnthropicProvider(), result)?.param == "messages.2.content.1.content.1")
+        #expect(Self.refusal(AnthropicProvider(), result)?.param == "messages.2.content.1.content.1")
 
         // A search result in a tool result, to a model behind another API.
         let search = try MessagesRequest(body: Array(#"""
@@ -80,14 +80,14 @@ import Testing
               {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[
                 {"type":"search_result","source":"https://s.example","title":"S","content":[{"type":"text","text":"found"}]}]}]}]}
             """#.utf8)).modelRequest()
-        #expect(refusal(OpenAICompatibleProvider(), search)?.param == "messages.2.content.0.content.0")
+        #expect(Self.refusal(OpenAICompatibleProvider(), search)?.param == "messages.2.content.0.content.0")
     }
 
     @Test func chatRefusalsKeepChatsPaths() throws {
         let image = try ChatRequest(body: Array(#"""
             {"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"image_url","image_url":{"url":"\#(Self.bmp)"}}]}]}
             """#.utf8)).modelRequest()
-        #expect(refusal(AnthropicProvider(), image)?.param == "messages[1].content[0]")
+        #expect(Self.refusal(AnthropicProvider(), image)?.param == "messages[1].content[0]")
     }
 
     /// Every neutral message a surface makes knows its place: one path per content part and per
@@ -111,7 +111,7 @@ import Testing
             let neutral = request.modelRequest()
             Self.expectOrigins(neutral, roots: ["input", "instructions"], body)
             for provider in [AnthropicProvider(), GeminiProvider(), OpenAICompatibleProvider()] as [any Provider] {
-                guard let param = refusalParam(provider, neutral) else { continue }
+                guard let param = Self.refusal(provider, neutral)?.param else { continue }
                 #expect(!param.hasPrefix("messages"), "\(param) in \(body)")
             }
         }
@@ -123,18 +123,9 @@ import Testing
             let neutral = request.modelRequest()
             Self.expectOrigins(neutral, roots: ["messages.", "system"], body)
             for provider in [AnthropicProvider(), GeminiProvider(), OpenAICompatibleProvider()] as [any Provider] {
-                guard let param = refusalParam(provider, neutral), param.hasPrefix("messages") else { continue }
+                guard let param = Self.refusal(provider, neutral)?.param, param.hasPrefix("messages") else { continue }
                 #expect(!param.contains("["), "\(param) in \(body)")
             }
         }
-    }
-}
-
-private func refusalParam(_ provider: any Provider, _ request: ModelRequest) -> String? {
-    do {
-        try provider.validate(request)
-        return nil
-    } catch {
-        return error.param
     }
 }

@@ -121,16 +121,19 @@ public struct MessagesRequest: Sendable {
         var changed = false
         for (turn, message) in turns.enumerated() {
             guard case .object(var message) = message, case .array(var blocks)? = message["content"] else { continue }
+            var turnChanged = false
             for (index, block) in blocks.enumerated() {
                 guard case .object(var block) = block else { continue }
                 let key = switch block["type"]?.stringValue { case "tool_use"?: "id"; case "tool_result"?: "tool_use_id"; default: "" }
-                guard !key.isEmpty, let id = block[key]?.stringValue, valid(id) != id else { continue }
-                block[key] = .string(valid(id))
+                guard !key.isEmpty, let id = block[key]?.stringValue, case let rewritten = valid(id), rewritten != id else { continue }
+                block[key] = .string(rewritten)
                 blocks[index] = .object(block)
-                changed = true
+                turnChanged = true
             }
+            guard turnChanged else { continue }  // a turn left alone is not copied
             message["content"] = .array(blocks)
             turns[turn] = .object(message)
+            changed = true
         }
         return changed ? .array(turns) : nil
     }
