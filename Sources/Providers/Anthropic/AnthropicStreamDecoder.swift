@@ -15,6 +15,11 @@ import GatewayCore
 ///   (the open block's end), so a Messages client's block stops when Anthropic's did (review 55A
 ///   #3: it was held to the message's end, and the next call's input with it). Server tools'
 ///   blocks are not the client's to run: they are provider blocks, never tool calls.
+/// - Blocks of other kinds while a tool call's block is open (Anthropic never does this; a proxy
+///   translating another API's stream may): their events are held until the last open call's
+///   block stops, then passed on in order. Messages and Responses clients see one block at a
+///   time, and a call's block closed for a text block could not take its later input (review 57
+///   #7, 58 #2: the stream ended in "went back to tool call 0").
 /// - `message_delta`'s `stop_reason` → `.finish` (once; at `message_stop` if none was named),
 ///   after a `.stopDetail` when the finish loses what it said (`pause_turn`, `stop_sequence`);
 ///   usage once, at `message_stop`, from
@@ -97,6 +102,11 @@ struct AnthropicEventReader {
     private var unsentInputs: [Int64: String] = [:]
     /// Kimi's endpoint gives parallel `tool_use` blocks one id (review 52A #2).
     private var ids = UniqueToolCallIDs()
+    /// Events of other blocks that came while a tool call's block was open, in order (`pass`).
+    private var held: [ModelEvent] = []
+    /// At most this many held events (each is one upstream event, itself bounded, and the body
+    /// is bounded by `upstream.max_response_bytes`: this bounds the count of small ones).
+    static let maxHeldEvents = 65_536
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -113,16 +123,20 @@ struct AnthropicEventReader {
         case "content_block_start":
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":
-            delta(json["delta"], index: json["index"]?.intValue, emit: emit)
+            try delta(json["delta"], index: json["index"]?.intValue, emit: emit)
         case "content_block_stop":
             guard let index = json["index"]?.intValue else { break }
             sendUnsentInput(index, emit: emit)
             // A tool call's stop only when no other call's block is open: an upstream interleaving
             // them (a proxy translating parallel calls) stops one while another is a client's
-            // open block, and the stop names no call (review 56 #6); the last one's stop ends it.
-            let toolStopped = toolBlocks.remove(index) != nil && toolBlocks.isEmpty
-            if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil || toolStopped {
+            // open block, and the stop names no call (review 56 #6); the last one's stop ends it,
+            // and what other blocks sent meanwhile follows.
+            if toolBlocks.remove(index) != nil {
+                guard toolBlocks.isEmpty else { break }
                 emit(.providerBlock(.stop))
+                releaseHeld(emit: emit)
+            } else if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil {
+                try pass(.providerBlock(.stop), emit: emit)
             }
         case "message_delta":
             usage.update(json["usage"])
@@ -146,6 +160,7 @@ struct AnthropicEventReader {
     private mutating func end(emit: (ModelEvent) -> Void) {
         ended = true
         for index in unsentInputs.keys.sorted() { sendUnsentInput(index, emit: emit) }
+        releaseHeld(emit: emit)
         // A stream that never named its stop reason (`"stop_reason": null`) still ended
         // normally: every client surface needs a finish (chat's `finish_reason`).
         if !finished {
@@ -187,22 +202,22 @@ struct AnthropicEventReader {
                 }
                 textBlocks.insert(index)
             }
-            if let text = block?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
+            if let text = block?["text"]?.stringValue, !text.isEmpty { try pass(.text(text), emit: emit) }
             for citation in (block?["citations"]?.arrayValue ?? []).prefix(Self.maxToolCalls) {
-                emit(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))))
+                try pass(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))), emit: emit)
             }
         case "thinking"?:
-            if let text = block?["thinking"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
-            if let signature = block?["signature"]?.stringValue, !signature.isEmpty { emit(.reasoningSignature(signature)) }
+            if let text = block?["thinking"]?.stringValue, !text.isEmpty { try pass(.reasoning(text), emit: emit) }
+            if let signature = block?["signature"]?.stringValue, !signature.isEmpty { try pass(.reasoningSignature(signature), emit: emit) }
         case "redacted_thinking"?:
-            if let data = block?["data"]?.stringValue, !data.isEmpty { emit(.redactedReasoning(data)) }
+            if let data = block?["data"]?.stringValue, !data.isEmpty { try pass(.redactedReasoning(data), emit: emit) }
         default:
             guard let block, case .object = block, let index else { return }
             guard providerBlocks.count < Self.maxToolCalls else {
                 throw StreamDecodingError("the upstream left more than \(Self.maxToolCalls) blocks open")
             }
             providerBlocks.insert(index)
-            emit(.providerBlock(.start(block)))
+            try pass(.providerBlock(.start(block)), emit: emit)
         }
     }
 
@@ -212,26 +227,45 @@ struct AnthropicEventReader {
         emit(.toolCall(ToolCallFragment(index: ordinal, arguments: input)))
     }
 
-    private mutating func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) {
+    private mutating func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
         switch delta?["type"]?.stringValue {
         case "text_delta"?:
-            if let text = delta?["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
+            if let text = delta?["text"]?.stringValue, !text.isEmpty { try pass(.text(text), emit: emit) }
         case "thinking_delta"?:
-            if let text = delta?["thinking"]?.stringValue, !text.isEmpty { emit(.reasoning(text)) }
+            if let text = delta?["thinking"]?.stringValue, !text.isEmpty { try pass(.reasoning(text), emit: emit) }
         case "signature_delta"?:
-            if let signature = delta?["signature"]?.stringValue, !signature.isEmpty { emit(.reasoningSignature(signature)) }
+            if let signature = delta?["signature"]?.stringValue, !signature.isEmpty { try pass(.reasoningSignature(signature), emit: emit) }
         case "input_json_delta"?:
             // A server tool's block streams its input too: a provider block's delta.
             if let index, let ordinal = toolCalls[index], let json = delta?["partial_json"]?.stringValue, !json.isEmpty {
                 unsentInputs[index] = nil
                 emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
             } else if let index, providerBlocks.contains(index), let delta {
-                emit(.providerBlock(.delta(delta)))
+                try pass(.providerBlock(.delta(delta)), emit: emit)
             }
         case "citations_delta"?:
-            if let delta { emit(.providerBlock(.delta(delta))) }
+            if let delta { try pass(.providerBlock(.delta(delta)), emit: emit) }
         default:
-            if let index, providerBlocks.contains(index), let delta, case .object = delta { emit(.providerBlock(.delta(delta))) }
+            if let index, providerBlocks.contains(index), let delta, case .object = delta { try pass(.providerBlock(.delta(delta)), emit: emit) }
         }
+    }
+
+    /// An event of a block other than a tool call's: passed on, or held while a call's block is
+    /// open (see the type's comment).
+    private mutating func pass(_ event: ModelEvent, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+        guard !toolBlocks.isEmpty else {
+            emit(event)
+            return
+        }
+        guard held.count < Self.maxHeldEvents else {
+            throw StreamDecodingError("the upstream sent more than \(Self.maxHeldEvents) events of other blocks inside a tool call's block")
+        }
+        held.append(event)
+    }
+
+    private mutating func releaseHeld(emit: (ModelEvent) -> Void) {
+        guard !held.isEmpty else { return }
+        for event in held { emit(event) }
+        held = []
     }
 }
