@@ -18,6 +18,9 @@ public enum HTTPRejection: Error, Equatable, Sendable {
     case unsupportedTransferCoding(String)
     /// An `Expect` other than `100-continue`: RFC 9110 §10.1.1's 417.
     case expectationFailed(String)
+    /// A well-formed request line whose method the server does not know (`BREW / HTTP/1.1`):
+    /// RFC 9110 §9.1's 501. A line that is not well-formed is `malformed`.
+    case methodNotImplemented(String)
     /// A request body with a `Content-Encoding` (gzip…) the server does not decode: 415 (RFC 9110
     /// §8.4.1), not a body read as JSON and refused as "not valid JSON".
     case unsupportedContentEncoding(String)
@@ -28,7 +31,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .headersTooLarge, .tooManyHeaders: 431
         case .bodyTooLarge: 413
         case .timeout: 408
-        case .unsupportedTransferCoding: 501
+        case .unsupportedTransferCoding, .methodNotImplemented: 501
         case .expectationFailed: 417
         case .unsupportedContentEncoding: 415
         }
@@ -44,6 +47,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .timeout: "request_timeout"
         case .unsupportedTransferCoding: "unsupported_transfer_coding"
         case .expectationFailed: "expectation_failed"
+        case .methodNotImplemented: "method_not_implemented"
         case .unsupportedContentEncoding: "unsupported_content_encoding"
         }
     }
@@ -58,6 +62,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .timeout: "The request was not received in time"
         case .unsupportedTransferCoding(let coding): "Transfer-Encoding '\(coding)' is not supported (only chunked)"
         case .expectationFailed(let expectation): "Expect '\(expectation)' cannot be met (only 100-continue)"
+        case .methodNotImplemented(let method): "Method '\(method)' is not implemented"
         case .unsupportedContentEncoding(let coding): "Content-Encoding '\(coding)' is not supported: send the body uncompressed"
         }
     }

@@ -137,6 +137,7 @@ public final class HTTPRequestDecoder {
         // The data pointer is only needed during execute; unretained is enough.
         parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         while consumed < bytes.count {
+            let messageStart = consumed
             pause = .none
             http_parser_pause(parser, 0)
             executeBase = UnsafeRawPointer(bytes.baseAddress! + consumed)
@@ -150,7 +151,8 @@ public final class HTTPRequestDecoder {
             if errno != HPE_OK && errno != HPE_PAUSED {
                 // http_parser reports a chunk size too large for 64 bits as a bad Content-Length.
                 let chunkSize = errno == HPE_INVALID_CONTENT_LENGTH && headersComplete && CHTTPParser_isChunked(parser) != 0
-                try fail(failure ?? (chunkSize ? .malformed("invalid chunk size") : Self.error(for: errno)))
+                let unknownMethod = errno == HPE_INVALID_METHOD ? RequestLine.unknownMethod(UnsafeRawBufferPointer(rebasing: bytes[messageStart...])) : nil
+                try fail(failure ?? unknownMethod.map { .methodNotImplemented($0) } ?? (chunkSize ? .malformed("invalid chunk size") : Self.error(for: errno)))
             }
             switch pause {
             case .head:

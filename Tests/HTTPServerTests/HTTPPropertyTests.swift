@@ -47,6 +47,32 @@ import Testing
     }
 
 
+    /// Any token as a method, in a well-formed request line: a request when http_parser knows
+    /// the method, else a 501 naming it, however the head after the line is split; any other
+    /// byte in the method makes the line malformed (400).
+    @Test func anyMethodIsARequestANotImplementedOrMalformed() async {
+        let tokenBytes = Array("!#$%&'*+-.^_`|~09AZaz".utf8)
+        let byte = Gen.element(of: tokenBytes + Array(" \t\r\n\0(),/:;<=>?@[]{}\"\u{7f}".utf8) + [0xC3, 0xFF])
+        let known = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT"]
+        let method = Gen.oneOf(byte.array(of: 1...12).map { $0.compactMap { $0 } }, Gen.element(of: known).map { Array(($0 ?? "GET").utf8) })
+        await propertyCheck(count: 500, input: method, Gen.int(in: 1...40)) { method, piece in
+            let line = method + Array(" /v1/models HTTP/1.1\r\n".utf8)
+            let head = Array("Host: h\r\n\r\n".utf8)
+            let text = String(decoding: line + head, as: UTF8.self).debugDescription
+            let result = firstRequest([line] + stride(from: 0, to: head.count, by: piece).map { Array(head[$0..<min($0 + piece, head.count)]) },
+                                      limits: HTTPServerLimits())
+            let isToken = { (byte: UInt8) in tokenBytes.contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || (0x30...0x39).contains(byte) }
+            if !method.allSatisfy(isToken) {
+                if case .failure(let rejection) = result { #expect(rejection.status == 400, "\(text)") } else { Issue.record("read \(text)") }
+            } else if case .failure(let rejection) = result {
+                #expect(method.count <= 32 && rejection == .methodNotImplemented(String(decoding: method, as: UTF8.self)) || method.count > 32 && rejection.status == 400,
+                        "\(text): \(rejection)")
+            } else if case .success(let request) = result {
+                #expect(request?.method == String(decoding: method, as: UTF8.self), "\(text)")
+            }
+        }
+    }
+
     /// A CR not followed by LF anywhere in a head (request line, names, values, the blank line)
     /// or a trailer section is refused, however the bytes are split: never read with a byte
     /// swallowed (lenient http_parser takes any byte after a CR as its LF).

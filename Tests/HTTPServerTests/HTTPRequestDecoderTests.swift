@@ -296,6 +296,26 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         #expect(failure([Array(over.utf8)], limits: limits) == .bodyTooLarge)
     }
 
+    /// A well-formed request line whose method http_parser does not know is a 501 naming the
+    /// method (RFC 9110 §9.1); a method that is not a token, or a line that is not well-formed,
+    /// stays a 400 (http_parser reports both as an invalid method).
+    @Test func anUnknownMethodIsNotImplementedAndGarbageMalformed() {
+        for (line, method) in [("BREW / HTTP/1.1", "BREW"), ("get /health HTTP/1.1", "get"), ("X-CUSTOM_1.0 /v1/models?a=b HTTP/1.0", "X-CUSTOM_1.0"),
+                               ("\r\nFROB * HTTP/1.1", "FROB"), ("1 / HTTP/1.1", "1")] {
+            let rejection = failure([Array("\(line)\r\nHost: h\r\n\r\n".utf8)])
+            #expect(rejection == .methodNotImplemented(method), "\(line)")
+            #expect(rejection?.status == 501 && rejection?.message == "Method '\(method)' is not implemented")
+        }
+        for line in ["GARBAGE / NONSENSE", "BREW  / HTTP/1.1", "BREW / HTTP/1.1 ", "BREW / HTTP/11", "BR(EW / HTTP/1.1", "BREW /\u{7F} HTTP/1.1",
+                     "BREW\t/ HTTP/1.1", "\(String(repeating: "B", count: 33)) / HTTP/1.1", "\rZGET / HTTP/1.1", "BREW / HTTP/1.1\n"] {
+            #expect(failure([Array("\(line)\r\nHost: h\r\n\r\n".utf8)])?.status == 400, "\(line.debugDescription)")
+        }
+        // The line not yet whole when http_parser refuses it: what is there is not a request line.
+        #expect(failure([Array("BREW".utf8)])?.status == 400)
+        // Methods it knows are never this rejection (a route without them is its 405).
+        #expect((try? decode([Array("PATCH / HTTP/1.1\r\nHost: h\r\n\r\n".utf8)]).get().count) == 1)
+    }
+
     @Test func rejectionsCarryTheirStatusCodeAndMessage() {
         #expect(HTTPRejection.headersTooLarge.status == 431)
         #expect(HTTPRejection.bodyTooLarge.status == 413)

@@ -30,6 +30,7 @@ import Testing
     @Test(arguments: [
         // (raw request, status, connection closed afterwards)
         ("GARBAGE / NONSENSE\r\n\r\n", 400, true),
+        ("BREW /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n", 501, true),
         ("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: \(String(repeating: "a", count: 9000))\r\n\r\n", 431, true),
         ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n", 413, true),
         ("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, true),
