@@ -68,13 +68,6 @@ public struct MessagesRequest: Sendable {
         self.rawBody = body
     }
 
-    /// The client asked for Fusion: the model alias, or a fusion tool among its tools (either
-    /// way `FusionPlan.make` decides what runs).
-    public var asksForFusion: Bool {
-        FusionPlan.aliases.contains(model)
-            || (json["tools"]?.arrayValue ?? []).contains { FusionPlan.toolTypes.contains($0["type"]?.stringValue ?? "") }
-    }
-
     /// The client's bytes with the `model` value replaced: for an Anthropic upstream, which then
     /// gets every field as sent (thinking blocks with their signatures, cache controls, betas'
     /// fields), but the gateway's own: `stream_options` and a fusion plugin entry (Anthropic
