@@ -1,3 +1,4 @@
+import Foundation
 import Fusion
 import GatewayCore
 import PropertyBased
@@ -257,6 +258,31 @@ import Testing
         let text = #"{"model":"anth/claude-x","max_tokens":5,"messages":[{"role":"user","content":"é"}],"x":{"model":"keep"}}"#
         #expect(String(decoding: try parse(text).upstreamBody(model: "claude-x"), as: UTF8.self)
                     == #"{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"é"}],"x":{"model":"keep"}}"#)
+    }
+
+    /// Ids Anthropic refuses are made valid in the client's own bytes: every other byte stays
+    /// (key order, white space, an integer beyond 64 bits, escapes), and the result reads as
+    /// the tree rewrite does, escaped keys included (review 58 #3: the body was written anew).
+    @Test func toolIDsAreRewrittenInTheClientsBytes() throws {
+        let history = #"[{"role":"user","content":"Weather?"}, {"content":[{"type":"text","text":"Let me look.\u00e9"},"#
+            + #"{"input":{"n":123456789012345678901234567890,"x":1.10},"name":"get_weather","id":"functions.get_weather:0","type":"tool_use"},"#
+            + #"{"type":"tool_use","\u0069d":"call 2","name":"g","input":{}}],"role":"assistant"},"#
+            + #"{"role":"user","content":[{"tool_use_id":"functions.get_weather:0","type":"tool_result","content":"No such city","is_error":true},"#
+            + #"{"type":"tool_result","tool_use_id":"call 2","content":[{"type":"text","text":"ok"}]}]}]"#
+        let text = #"{"max_tokens":50, "model":"anth/claude-x","messages":\#(history)}"#
+        let request = try parse(text)
+        let sent = String(decoding: request.upstreamBody(model: "claude-x"), as: UTF8.self)
+        let first = AnthropicProvider.toolID("functions.get_weather:0"), second = AnthropicProvider.toolID("call 2")
+        #expect(first != "functions.get_weather:0" && second != "call 2")
+        let expected = text.replacingOccurrences(of: "anth/claude-x", with: "claude-x")
+            .replacingOccurrences(of: "functions.get_weather:0", with: first).replacingOccurrences(of: "call 2", with: second)
+        #expect(sent == expected)
+        // A body written anew (its `stream_options` left out) rewrites through the tree: the same.
+        let rebuilt = try parse(text.replacingOccurrences(of: #"{"max_tokens":50,"#, with: #"{"stream_options":{},"max_tokens":50,"#))
+        #expect(try JSONValue.parse(Array(sent.utf8)) == JSONValue.parse(rebuilt.upstreamBody(model: "claude-x")))
+        // Valid ids: the client's bytes, only the model replaced.
+        let valid = text.replacingOccurrences(of: "functions.get_weather:0", with: "toolu_01").replacingOccurrences(of: "call 2", with: "toolu_02")
+        #expect(String(decoding: try parse(valid).upstreamBody(model: "claude-x"), as: UTF8.self) == valid.replacingOccurrences(of: "anth/claude-x", with: "claude-x"))
     }
 
     @Test(arguments: [

@@ -79,10 +79,10 @@ public struct MessagesRequest: Sendable {
         let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
         // A `model` key spelled with escapes is rewritten whole, as `ChatRequest.upstreamBody`'s.
         let modelRange = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody)
-        let messages = Self.rewritingToolIDs(in: json["messages"], AnthropicProvider.toolID)
+        let idRewrites = rawBody.withUnsafeBytes { Self.toolIDRewrites(in: $0, AnthropicProvider.toolID) }
         if case .object(var fields) = json, modelRange == nil || fusionTool != nil || fields["stream_options"] != nil
-            || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true || messages != nil {
-            if let messages { fields["messages"] = messages }
+            || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+            if !idRewrites.isEmpty, let messages = Self.rewritingToolIDs(in: json["messages"], AnthropicProvider.toolID) { fields["messages"] = messages }
             fields["stream_options"] = nil
             if let plugins = fields["plugins"]?.arrayValue {
                 let others = plugins.filter { !fusionPlugin($0) }
@@ -96,10 +96,45 @@ public struct MessagesRequest: Sendable {
             return JSONValue.object(fields).serialized()
         }
         guard let range = modelRange else { return json.serialized() }  // not reached: `json` is an object
-        var out = Array(rawBody[..<range.lowerBound])
-        JSONWriting.appendString(upstreamModel, to: &out)
-        out.append(contentsOf: rawBody[range.upperBound...])
+        // The client's bytes, with the model's value and the ids that change replaced.
+        var out: [UInt8] = []
+        out.reserveCapacity(rawBody.count + 64 * idRewrites.count)
+        var copied = 0
+        for (range, value) in ([(range, upstreamModel)] + idRewrites).sorted(by: { $0.0.lowerBound < $1.0.lowerBound }) {
+            out.append(contentsOf: rawBody[copied..<range.lowerBound])
+            JSONWriting.appendString(value, to: &out)
+            copied = range.upperBound
+        }
+        out.append(contentsOf: rawBody[copied...])
         return out
+    }
+
+    /// The byte range of every `tool_use` id and `tool_result` `tool_use_id` in `body`'s
+    /// `messages` that `valid` changes, with its new id, in document order: the walk of
+    /// `rewritingToolIDs` on the client's bytes (`JSONView` reads keys unescaped and the last of
+    /// duplicates, as the tree does), so only those strings change and every other byte is the
+    /// client's (review 58 #3: the body was written anew, keys sorted and numbers through
+    /// `JSONValue`, an integer beyond 64 bits changed).
+    static func toolIDRewrites(in body: UnsafeRawBufferPointer, _ valid: (String) -> String) -> [(Range<Int>, String)] {
+        guard let view = JSONView(validating: body), let messages = view.member("messages", in: view.root) else { return [] }
+        var rewrites: [(Range<Int>, String)] = []
+        var turn = view.firstElement(in: messages)
+        while let message = turn {
+            if let content = view.member("content", in: message) {
+                var next = view.firstElement(in: content)
+                while let block = next {
+                    var type: Range<Int>?, id: Range<Int>?, useID: Range<Int>?
+                    view.forEachMember(in: block) { key, value in
+                        if key.matches("type") { type = value } else if key.matches("id") { id = value } else if key.matches("tool_use_id") { useID = value }
+                    }
+                    let idRange: Range<Int>? = switch type.flatMap(view.string) { case "tool_use"?: id; case "tool_result"?: useID; default: nil }
+                    if let idRange, let old = view.string(idRange), case let new = valid(old), new != old { rewrites.append((idRange, new)) }
+                    next = view.element(after: block)
+                }
+            }
+            turn = view.element(after: message)
+        }
+        return rewrites
     }
 
     /// `messages` with every `tool_use` id and `tool_result` `tool_use_id` through `valid`; nil
@@ -107,8 +142,8 @@ public struct MessagesRequest: Sendable {
     /// upstream's ids (Kimi's `functions.get_weather:0`) reach a Messages client as they came, and
     /// Anthropic refuses them in the history that continues (review 55A #2); only the ids change,
     /// every other field of the client's stays (review 56 #3: the translated path lost `is_error`
-    /// and tools' `strict`), though the body is then written anew (keys in order, numbers as
-    /// `JSONValue` holds them), as for a fusion plugin entry.
+    /// and tools' `strict`). For a body written anew anyway (a fusion plugin entry to drop…);
+    /// otherwise only the ids' bytes change (`toolIDRewrites`).
     static func rewritingToolIDs(in messages: JSONValue?, _ valid: (String) -> String) -> JSONValue? {
         guard case .array(var turns)? = messages else { return nil }
         var changed = false
