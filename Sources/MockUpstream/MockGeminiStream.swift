@@ -113,12 +113,13 @@ struct MockGeminiStream: MockWire {
         JSONWriting.appendString(error.message, to: &body)
         body.append(contentsOf: #","status": "\#(Self.status(error.status))""#.utf8)
         if error.status == 429 {
-            // Google says how long to wait in the error's details (and the simulator in Retry-After).
+            // Google says how long to wait in the error's details only, never in a header.
             let seconds = RetryPolicy.retryAfterMilliseconds(error.headers).map { ($0 + 999) / 1000 } ?? 1
             body.append(contentsOf: #","details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo","retryDelay": "\#(seconds)s"}]"#.utf8)
         }
         body.append(contentsOf: "}}".utf8)
-        return HTTPResponse(status: error.status, headers: [("Content-Type", "application/json")] + error.headers, body: body)
+        let headers = error.headers.filter { !$0.0.lowercased().hasPrefix("retry-after") }
+        return HTTPResponse(status: error.status, headers: [("Content-Type", "application/json")] + headers, body: body)
     }
 
     /// The google.rpc.Code name Google gives with `status` (ai.google.dev/gemini-api/docs/troubleshooting).

@@ -128,11 +128,17 @@ public protocol Provider: Sendable {
     /// status, unless the API says more in its body (Google answers a bad key with a 400).
     /// Default: the HTTP status.
     func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int
+    /// An error response's headers as the gateway's retry decision reads them: the upstream's,
+    /// and when the API says when to retry in its body (Google's `RetryInfo`), that too, as
+    /// `retry-after-ms` (review 59A #1: Gemini's "retry in 3 s" was retried after 40 ms).
+    /// Default: the headers.
+    func retryHeaders(status: Int, body: [UInt8], headers: [(String, String)]) -> [(String, String)]
 }
 
 extension Provider {
     public func validate(_ request: ModelRequest) throws(APIError) {}
     public func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int { status }
+    public func retryHeaders(status: Int, body: [UInt8], headers: [(String, String)]) -> [(String, String)] { headers }
 }
 
 /// A provider's own rules for its model names, where a fixed `models` list cannot say (the

@@ -59,6 +59,25 @@ import Testing
         #expect(env.mockStats.counts.requests == 4)
     }
 
+    /// Google says when to retry only in its error body (`RetryInfo`): the gateway's retries wait
+    /// for it, and a delay beyond their cap is the client's to wait, not refused for retrying
+    /// (review 59A #1: retried after 40 ms, then `x-should-retry: false`).
+    @Test func geminisRetryDelayInTheBodyIsHonoured() throws {
+        let env = try TestEnvironment { config in
+            config.upstream.retry.maxRetries = 1
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(config.providers["mock"]!.baseURL.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let started = Date()
+        let waited = try env.chat(TestEnvironment.chatBody(model: "gem/rate-limited:retry_after=1", stream: false))
+        #expect(waited.status == 429 && waited.header("retry-after-ms") == "1000", "\(waited.text)")
+        #expect(Date().timeIntervalSince(started) >= 0.95, "waited the second Google asked for")
+        #expect(env.mockStats.counts.requests == 2)
+        let long = try env.chat(TestEnvironment.chatBody(model: "gem/rate-limited:retry_after=37", stream: false))
+        #expect(long.status == 429 && long.header("retry-after-ms") == "37000" && long.header("x-should-retry") == nil, "\(long.text)")
+        #expect(env.mockStats.counts.requests == 3, "not retried: beyond the gateway's cap")
+    }
+
     @Test func refusedConnectionsAreRetriedThenA502() throws {
         let env = try TestEnvironment()
         let started = Date()

@@ -323,6 +323,42 @@ import Testing
         #expect(error(429, body("99999999s")).headers.map(\.1) == ["86400000"], "at most a day")
     }
 
+    /// The retry decision reads the body's delay too (review 59A #1: a "retry in 3 s" was
+    /// retried after 40 ms, and one in 37 s at once, the client then told not to retry).
+    @Test func theRetryDecisionReadsRetryInfo() {
+        let body = Array(#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"3s"}]}}"#.utf8)
+        #expect(provider.retryHeaders(status: 429, body: body, headers: [("x-a", "1")]).map(\.1) == ["1", "3000"])
+        #expect(provider.retryHeaders(status: 429, body: body, headers: [("retry-after", "1")]).map(\.1) == ["1"], "a header wins")
+        #expect(provider.retryHeaders(status: 429, body: Array("<html>".utf8), headers: []).isEmpty)
+        #expect(OpenAICompatibleProvider().retryHeaders(status: 429, body: body, headers: []).isEmpty, "only Google's API says it in the body")
+        let policy = RetryPolicy(maxRetries: 2, baseDelayMilliseconds: 50, maxDelayMilliseconds: 10_000)
+        let headers = provider.retryHeaders(status: 429, body: body, headers: [])
+        #expect(policy.decide(status: 429, connectFailed: false, headers: headers, attempt: 0, hasNextModel: false, jitter: 0.5) == .retry(afterMilliseconds: 3000))
+    }
+
+    /// Usage Google reported reaches the record when the answer fails after it began (an error
+    /// finish after thought parts, a stream cut off), not before (review 59A #2: an estimate of
+    /// 31 tokens for 17,000 billed); a failure before any answer is retried, its counts not
+    /// the answer's.
+    @Test func usageReportedBeforeAFailureAfterTheAnswerBeganIsKept() throws {
+        let thought = #"data: {"candidates":[{"content":{"parts":[{"text":"hm","thought":true}]}}],"usageMetadata":{"promptTokenCount":5000,"thoughtsTokenCount":6000,"totalTokenCount":11000}}"# + "\n\n"
+        let malformed = #"data: {"candidates":[{"finishReason":"MALFORMED_FUNCTION_CALL"}],"usageMetadata":{"promptTokenCount":5000,"candidatesTokenCount":0,"thoughtsTokenCount":12000,"totalTokenCount":17000}}"# + "\n\n"
+        let (events, end) = try ProviderFixtures.decode([Array((thought + malformed).utf8)], with: provider)
+        #expect(end == .complete)
+        guard events.count == 3, case .usage(let usage) = events[1], case .error(let error) = events[2] else { Issue.record("\(events)"); return }
+        #expect(usage.promptTokens == 5000 && usage.reasoningTokens == 12000 && usage.totalTokens == 17000 && error.code == "malformed_function_call")
+        // Whole, the same.
+        let whole = try provider.decodeResponse(Array(("[" + thought.dropFirst(6).dropLast(2) + "," + malformed.dropFirst(6).dropLast(2) + "]").utf8), redactor: .none)
+        #expect(whole.count == 3 && whole[1] == .usage(usage), "\(whole)")
+        // Before any answer: the error alone.
+        let (first, _) = try ProviderFixtures.decode([Array(malformed.utf8)], with: provider)
+        #expect(first.count == 1, "\(first)")
+        // Cut off after the answer began: the running usage, the stream still cut short.
+        let (cut, cutEnd) = try ProviderFixtures.decode([Array(thought.utf8)], with: provider)
+        #expect(cut.count == 2 && cut[1] == .usage(Usage(promptTokens: 5000, completionTokens: 6000, totalTokens: 11000, reasoningTokens: 6000)) && cutEnd == .truncated,
+                "\(cut)")
+    }
+
     @Test func midStreamErrorsTakeTheirStatusFromTheCodeOrItsName() throws {
         for (error, status) in [(#"{"code":500,"message":"m","status":"INTERNAL"}"#, 502), (#"{"code":"x","status":"RESOURCE_EXHAUSTED"}"#, 429),
                                 (#"{"code":1e300,"status":"UNAVAILABLE"}"#, 503), (#"{"code":-4,"status":"DEADLINE_EXCEEDED"}"#, 504),

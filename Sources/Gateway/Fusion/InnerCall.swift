@@ -166,9 +166,10 @@ final class InnerCall {
     }
 
     /// The attempt failed before any event went to the session: retry, fall back, or not (false).
-    private func retryOrFallBack(status: Int?, connectFailed: Bool) -> Bool {
+    /// `retryHeaders`: the error's headers as the provider reads them (`Provider.retryHeaders`).
+    private func retryOrFallBack(status: Int?, connectFailed: Bool, retryHeaders: [(String, String)]? = nil) -> Bool {
         guard !emittedEvents, !client.isClosed else { return false }
-        let decision = upstream.retry.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt,
+        let decision = upstream.retry.decide(status: status, connectFailed: connectFailed, headers: retryHeaders ?? headers, attempt: attempt,
                                              hasNextModel: candidate + 1 < routes.count, jitter: Double.random(in: 0...1))
         switch decision {
         case .fail:
@@ -363,7 +364,8 @@ final class InnerCall {
             case .transfer: fail(error, .upstreamError)
             }
         } else if !(200..<300).contains(status) {
-            if retryOrFallBack(status: route.provider.meaningOfStatus(status, body: errorBody), connectFailed: false) { return }
+            if retryOrFallBack(status: route.provider.meaningOfStatus(status, body: errorBody), connectFailed: false,
+                               retryHeaders: route.provider.retryHeaders(status: status, body: errorBody, headers: headers)) { return }
             let error = route.provider.error(status: status, body: errorBody, headers: headers, provider: route.endpoint.name,
                                              redactor: redactor)
             fail(error, status == 429 ? .rateLimited : .upstreamError)

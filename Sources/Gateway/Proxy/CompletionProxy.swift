@@ -289,7 +289,8 @@ final class CompletionProxy<Request: ProxyRequest> {
                 fail(UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
                 let meant = route.provider.meaningOfStatus(status, body: body)
-                if retryOrFallBack(status: meant, connectFailed: false, headers: headers) { return }
+                if retryOrFallBack(status: meant, connectFailed: false,
+                                   headers: route.provider.retryHeaders(status: status, body: body, headers: headers)) { return }
                 fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
                                           redactor: redactor))
             } else {
@@ -327,6 +328,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             // status it stands for): nothing reached the client, so it is retried or falls back
             // like that status (review 45 proxy #2: one attempt, then a flat 502).
             if retryOrFallBack(status: error.status, connectFailed: false, headers: headers) { return }
+            accounting.failedWholeAnswer(events)
             fail(error)
             return
         }

@@ -104,6 +104,13 @@ struct ProxyAccounting {
         record.usageUnknown = !reported && wholeAnswerTokens == nil
     }
 
+    /// A whole answer with an error in its 2xx body, not retried: the usage it reported (a
+    /// Gemini error finish after thought parts) is the failure's, as the upstream billed it
+    /// (review 59A #2: the record said 0 tokens).
+    mutating func failedWholeAnswer(_ events: [ModelEvent]) {
+        for case .usage(let usage) in events { record.usage = usage }
+    }
+
     /// An attempt's upstream has nothing more to say (done, failed, or cut off). The last
     /// attempt's end closes the upstream's time: from the first attempt to it, the request was
     /// the upstream's (retry waits included, as the README says), not the gateway's overhead.

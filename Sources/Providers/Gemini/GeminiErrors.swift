@@ -9,10 +9,20 @@ enum GeminiErrors {
     static func map(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
         let parsed = try? JSONValue.parse(body)
         let error = parsed?["error"] ?? parsed?.arrayValue?.first?["error"]
-        var headers = headers
+        return UpstreamErrors.map(status: status, report: report(error), body: body, headers: retryHeaders(error, headers: headers), provider: provider,
+                                  redactor: redactor)
+    }
+
+    /// `headers` with `retry-after-ms` from the body's `RetryInfo`, unless a header already said.
+    static func retryHeaders(body: [UInt8], headers: [(String, String)]) -> [(String, String)] {
+        guard body.count <= 64 << 10, let parsed = try? JSONValue.parse(body) else { return headers }
+        return retryHeaders(parsed["error"] ?? parsed.arrayValue?.first?["error"], headers: headers)
+    }
+
+    private static func retryHeaders(_ error: JSONValue?, headers: [(String, String)]) -> [(String, String)] {
         let named = headers.contains { ["retry-after", "retry-after-ms"].contains($0.0.lowercased()) }
-        if !named, let delay = retryDelayMilliseconds(error) { headers.append(("retry-after-ms", String(delay))) }
-        return UpstreamErrors.map(status: status, report: report(error), body: body, headers: headers, provider: provider, redactor: redactor)
+        guard !named, let delay = retryDelayMilliseconds(error) else { return headers }
+        return headers + [("retry-after-ms", String(delay))]
     }
 
     /// Google's 400s about the gateway's own standing, not the client's request, as the statuses

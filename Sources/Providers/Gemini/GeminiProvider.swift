@@ -57,6 +57,7 @@ public struct GeminiProvider: Provider {
         var reader = GeminiResponseReader(redactor: redactor)
         var events: [ModelEvent] = []
         for response in responses { try reader.read(response) { events.append($0) } }
+        reader.bodyEnded { events.append($0) }
         // Neither a candidate nor a blocked prompt (`{}`): no answer, retried or fallen back from
         // like a 502 rather than passed on as an empty success (review 52A #3).
         guard reader.answered else { return [.error(.upstreamProtocol("the upstream's response has no candidates"))] }
@@ -68,4 +69,8 @@ public struct GeminiProvider: Provider {
     }
 
     public func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int { GeminiErrors.meaningOfStatus(status, body: body) }
+
+    public func retryHeaders(status: Int, body: [UInt8], headers: [(String, String)]) -> [(String, String)] {
+        GeminiErrors.retryHeaders(body: body, headers: headers)
+    }
 }

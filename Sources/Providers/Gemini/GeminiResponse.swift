@@ -16,6 +16,11 @@ import GatewayCore
 ///   the last `usageMetadata` seen (each chunk's is a running total: never summed). A prompt
 ///   blocked before any candidate is `content_filter`. Chunks after the finish are ignored.
 /// - An `error` object (a `data:` chunk or raw JSON) → `.error`, ending the stream.
+/// - A response that fails after its answer began (an error finish such as
+///   `MALFORMED_FUNCTION_CALL` after thought parts, or a stream cut off) gives the usage read so
+///   far before its end: Google bills those tokens, and the record and the key's budget were
+///   charged an estimate (review 59A #2). One that fails before any answer gives none: it is
+///   retried or falls back, and a failed attempt's counts are not the answer's.
 struct GeminiResponseReader {
     static let maxToolCalls = 1024
     let redactor: Redactor
@@ -26,6 +31,8 @@ struct GeminiResponseReader {
     private var toolCalls = 0
     private var ids = UniqueToolCallIDs()
     private var usage: Usage?
+    /// A text, reasoning or call event was emitted: the answer began.
+    private var began = false
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -49,19 +56,30 @@ struct GeminiResponseReader {
         for part in candidate["content"]?["parts"]?.arrayValue ?? [] {
             if let call = part["functionCall"], case .object = call {
                 try toolCall(call, responseID: response["responseId"]?.stringValue, emit: emit)
+                began = true
             } else if let text = part["text"]?.stringValue, !text.isEmpty {
                 emit(part["thought"]?.boolValue == true ? .reasoning(text) : .text(text))
+                began = true
             }
         }
         if let reason = candidate["finishReason"]?.stringValue {
             if let stop = Self.errorFinish(reason) {
                 ended = true
+                if began, let usage { emit(.usage(usage)) }
                 let said = candidate["finishMessage"]?.stringValue.map { ": \($0)" } ?? ""
                 emit(.error(UpstreamErrors.streamError(status: 502, report: .init(message: reason + said, code: stop), redactor: redactor)))
                 return
             }
             finish(Self.finishReason(reason, sawToolCalls: toolCalls > 0), emit: emit)
         }
+    }
+
+    /// The body ended without a finish or an error: the usage so far, once the answer began
+    /// (the stream is still cut short).
+    mutating func bodyEnded(emit: (ModelEvent) -> Void) {
+        guard !ended, began, let usage else { return }
+        self.usage = nil
+        emit(.usage(usage))
     }
 
     private mutating func finish(_ reason: FinishReason, emit: (ModelEvent) -> Void) {

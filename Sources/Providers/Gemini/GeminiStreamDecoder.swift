@@ -32,6 +32,7 @@ struct GeminiStreamDecoder: ModelStreamDecoder {
     mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
         guard !reader.ended else { return }
         try read(nil, emit: emit)
+        reader.bodyEnded(emit: emit)
     }
 
     /// Reads `bytes` (nil: the body's end) into events, through the SSE decoder.
