@@ -267,15 +267,19 @@ public struct ResponseRecorder {
     }
 
     /// One line of printable text, bounded: server text ends up in a terminal and in HTML.
+    /// Controls and line separators (U+2028) become spaces, format characters (a bidi override,
+    /// a zero-width space) are dropped: a report's line must read as what it says (review 48
+    /// bench #10), and a key echoed with zero-width characters between its letters must still
+    /// read as the key the redactor takes out later (review 59B #5: spaced, it came out whole).
     static func clean(_ text: String) -> String {
-        let line = String(String.UnicodeScalarView(text.unicodeScalars.prefix(keptDetailCharacters).map {
-            // Controls, and format characters and line separators (a bidi override, U+2028): a
-            // report's line must read as what it says (review 48 bench #10).
-            switch $0.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator: " "
-            default: $0
+        var line = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars.prefix(keptDetailCharacters) {
+            switch scalar.properties.generalCategory {
+            case .format: continue
+            case .control, .lineSeparator, .paragraphSeparator: line.append(" ")
+            default: line.append(scalar)
             }
-        }))
-        return line
+        }
+        return String(line)
     }
 }

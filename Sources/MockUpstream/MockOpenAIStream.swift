@@ -19,9 +19,17 @@ struct MockOpenAIStream: MockWire {
         self.echoedCredentials = echoedCredentials
     }
 
-    func appendStart(to out: inout [UInt8]) {
+    mutating func appendStart(to out: inout [UInt8]) {
         // OpenRouter sends comments while a model warms up; clients and gateways must skip them.
         SSEEncoder.appendComment("MOCK PROCESSING", to: &out)
+        // `role_first=1`: a chunk with the role alone before any token, as OpenAI's API, vLLM and
+        // llama.cpp's server send.
+        if script.scenario.option("role_first", default: 0) == 1 {
+            sentRole = true
+            appendChunkPrefix(to: &out)
+            out.append(contentsOf: #""choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#.utf8)
+            out.append(contentsOf: "\n\n".utf8)
+        }
     }
 
     mutating func appendStep(_ step: MockScript.Step, to out: inout [UInt8]) {

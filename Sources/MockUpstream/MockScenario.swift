@@ -103,11 +103,14 @@ public struct MockScenario: Equatable, Sendable {
         "no_limit": 0...1,
         "spaced": 0...1,
         "together": 0...1,
-        "echo_auth": 0...3,
+        "echo_auth": 0...4,
         // error, OpenAI's wire: HTTP 200 with the error in the body (OpenRouter's way mid-generation).
         "in_body": 0...1,
-        // error, any wire: HTTP 200 with a body that holds no answer (no choices, `{}`, no content).
-        "no_answer": 0...1,
+        // error, any wire: HTTP 200 with a body that holds no answer (no choices, `{}`, no content);
+        // 2, OpenAI's wire: a stream of a role chunk and `[DONE]`.
+        "no_answer": 0...2,
+        // OpenAI's wire: a chunk with the role alone first, as OpenAI's API sends.
+        "role_first": 0...1,
         // The prompt's token count the usage reports (default: the request's bytes / 4).
         "prompt_tokens": 1...1_000_000_000,
         // The usage's `cost` in dollars (OpenAI's wire), however absurd: a hostile upstream's number.

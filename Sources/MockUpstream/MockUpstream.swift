@@ -192,12 +192,14 @@ public final class MockUpstream {
         }
         // `echo_auth=1`: errors repeat the credentials they were sent, as careless servers do;
         // `echo_auth=2`: in hex, as a debugging dump would; `echo_auth=3`: after a long preamble,
-        // so that a report cut at 200 characters would halve it.
+        // so that a report cut at 200 characters would halve it; `echo_auth=4`: a zero-width space
+        // between its characters.
         let authorization = request.header("authorization") ?? "none"
         let echoed = switch scenario.option("echo_auth", default: 0) {
         case 1: " (request had Authorization: \(authorization))"
         case 2: " (request had Authorization: \(authorization.utf8.map { String($0, radix: 16) }.joined()))"
         case 3: " " + String(repeating: ".", count: 120) + " Authorization: \(authorization)"
+        case 4: " (request had Authorization: \(authorization.map(String.init).joined(separator: "\u{200B}")))"
         default: ""
         }
         switch scenario.kind {
@@ -212,7 +214,12 @@ public final class MockUpstream {
                                       body: Array(#"{"error":{"code":\#(status),"message":"Provider returned error"}}"#.utf8))
             }
             scenario.kind = .normal
-        case .error where scenario.option("no_answer", default: 0) == 1:
+        case .error where scenario.option("no_answer", default: 0) == 2 && vendor.isOpenAI:
+            // A stream that answers nothing: a role chunk, then `[DONE]`.
+            let body = #"data: {"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"mock","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+                + "\n\ndata: [DONE]\n\n"
+            return writer.respond(status: 200, headers: [("Content-Type", "text/event-stream")], body: Array(body.utf8))
+        case .error where scenario.option("no_answer", default: 0) >= 1:
             // HTTP 200 with a body that answers nothing: OpenRouter's `:free` providers' completion
             // without choices, Gemini's `{}`, an Anthropic message without content.
             let body = switch vendor {

@@ -270,6 +270,19 @@ import Testing
                 "\(TextReport.render(report))")
     }
 
+    /// A key echoed with zero-width spaces between its characters is redacted too: the report's
+    /// cleaning drops them rather than spacing the key out of the redactor's reach (review 59B #5).
+    @Test func aKeyEchoedWithZeroWidthSpacesIsRedacted() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let key = "sk-bench-secret-0123456789"
+        let report = try Self.run([BenchTarget(label: "A", baseURL: mock.baseURL, model: "error:status=500:echo_auth=4", apiKey: key)],
+                                  shape: .closedLoop(concurrency: 1), requests: 2)
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(report.targets[0].results.failed == 2)
+        #expect(!everything.contains("s k - b") && !everything.contains("bench-secret") && everything.contains("[redacted]"), "\(TextReport.render(report))")
+    }
+
     /// A password in the URL goes to the server (Basic auth) but never into a report.
     @Test func aURLsPasswordIsNeverShown() {
         let target = BenchTarget(label: "A", baseURL: "http://user:hunter2secret@127.0.0.1:8080/v1", model: "m", apiKey: nil)

@@ -176,7 +176,7 @@ import Testing
         json.didReceiveHead(status: 200, contentType: "application/json")
         _ = Array(#"{"error":{"message":"quota exceeded\u202e","code":429}}"#.utf8).withUnsafeBytes { json.didReceive($0, at: 1) }
         let failed = json.finish(nil, at: 2)
-        #expect(failed.error == .streamError && failed.errorDetail == "quota exceeded ", "\(failed)")
+        #expect(failed.error == .streamError && failed.errorDetail == "quota exceeded", "the bidi override dropped: \(failed)")
         var sse = ResponseRecorder(target: 0, streamed: true, scheduledAt: 0, sentAt: 0)
         sse.didReceiveHead(status: 200, contentType: "Text/Event-Stream; charset=utf-8")
         #expect(Array(Self.chunk("Hi").utf8).withUnsafeBytes { sse.didReceive($0, at: 1) }, "read on")

@@ -129,7 +129,7 @@ import Testing
             let total = usages.reduce(Usage(), +)
             let units = counts.reduce(0) { $0 + $1 * 20_000 }  // in 1e-10 dollars, exactly
             #expect(total.cost == Double(units) / 1e10)
-            #expect(GatewayMetrics.decimal(Int64(units)) == Self.decimal(units))
+            #expect(GatewayMetrics.decimal(Int128(units)) == Self.decimal(units))
             // The sum is the double of the exact decimal sum: it prints as that decimal.
             #expect(Double(Self.decimal(units)) == total.cost)
             let text = String(decoding: JSONValue.object(["cost": .double(total.cost)]).serialized(), as: UTF8.self)
@@ -141,6 +141,14 @@ import Testing
         shared.file(record, prompt: nil, log: Self.silent)
         let text = String(decoding: shared.metrics.render(), as: UTF8.self)
         #expect(text.contains(#"fusion_gateway_cost_usd_total{kind="proxy"} 0.001376"#))
+        // A cost at the clamp (1e9 dollars, beyond 64 bits of units) leaves the counter counting
+        // (review 59B #6: it stuck at 922337203.68 for good).
+        var huge = record
+        huge.usage = Usage(totalTokens: 1, cost: 1e308)
+        shared.file(huge, prompt: nil, log: Self.silent)
+        shared.file(record, prompt: nil, log: Self.silent)
+        let after = String(decoding: shared.metrics.render(), as: UTF8.self)
+        #expect(after.contains(#"fusion_gateway_cost_usd_total{kind="proxy"} 1000000000.002064"#), "\(after)")
     }
 
     static func decimal(_ units: Int) -> String {

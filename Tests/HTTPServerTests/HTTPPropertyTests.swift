@@ -52,7 +52,8 @@ import Testing
     /// byte in the method makes the line malformed (400).
     @Test func anyMethodIsARequestANotImplementedOrMalformed() async {
         let tokenBytes = Array("!#$%&'*+-.^_`|~09AZaz".utf8)
-        let byte = Gen.element(of: tokenBytes + Array(" \t\r\n\0(),/:;<=>?@[]{}\"\u{7f}".utf8) + [0xC3, 0xFF])
+        // No CR or LF: empty lines before a request line are skipped (a test of their own).
+        let byte = Gen.element(of: tokenBytes + Array(" \t\0(),/:;<=>?@[]{}\"\u{7f}".utf8) + [0xC3, 0xFF])
         let known = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT"]
         let method = Gen.oneOf(byte.array(of: 1...12).map { $0.compactMap { $0 } }, Gen.element(of: known).map { Array(($0 ?? "GET").utf8) })
         await propertyCheck(count: 500, input: method, Gen.int(in: 1...40)) { method, piece in

@@ -252,6 +252,41 @@ import Testing
         #expect(env.mockStats.counts.requests == 2)
     }
 
+    /// A chunk with the role alone (OpenAI's API, vLLM and llama.cpp send one before any token)
+    /// is not the answer: a break or an error after it is still retried or falls back, and the
+    /// client sees the role once, with the answer that came (review 59B #1).
+    @Test func aRoleOnlyFirstChunkIsNotTheAnswer() throws {
+        let env = try TestEnvironment()
+        let retried = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=0:fail=1:role_first=1:pace_ms=1"))
+        #expect(retried.status == 200 && retried.streamError == nil && retried.streamedContent.hasPrefix("This is a simulated answer"), "\(retried.text)")
+        #expect(env.mockStats.counts.requests == 2)
+        #expect(retried.text.components(separatedBy: #""role":"assistant""#).count == 2, "one role: \(retried.text)")
+        let body = #"{"model":"mock/disconnect:after=0:role_first=1:pace_ms=1","models":["mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
+        let fellBack = try env.chat(body)
+        #expect(fellBack.streamError == nil && fellBack.streamedContent.hasPrefix("This is a simulated answer"), "\(fellBack.text)")
+        #expect(env.mockStats.counts.requests == 4)
+        // Role first, then the answer: relayed whole.
+        let plain = try env.chat(TestEnvironment.chatBody(model: "mock/normal:role_first=1:pace_ms=1"))
+        #expect(plain.streamError == nil && plain.streamedContent.hasPrefix("This is a simulated answer"), "\(plain.text)")
+    }
+
+    /// A stream that answers nothing (a role chunk, then `[DONE]`) is the upstream's failure, not
+    /// an empty success: the next of `models` answers, and alone it is an error chunk; a key is
+    /// charged nothing for it, whether or not its client asked to see usage (review 59B #2, #3).
+    @Test func aStreamThatAnswersNothingFallsBackAndIsNeverCharged() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/error:no_answer=2","models":["mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
+        let fellBack = try env.chat(body)
+        #expect(fellBack.streamError == nil && fellBack.streamedContent.hasPrefix("This is a simulated answer"), "\(fellBack.text)")
+        for includeUsage in [false, true] {
+            let alone = try env.chat(#"{"model":"mock/error:no_answer=2","stream":true,"stream_options":{"include_usage":\#(includeUsage)},"messages":[{"role":"user","content":"Hello there"}]}"#)
+            #expect(alone.streamError?["code"] == .string("upstream_protocol_error") && !alone.text.contains(#""usage""#), "\(alone.text)")
+            #expect(env.eventually { (try? env.generation(alone.header("x-generation-id"))) != nil })
+            let record = try #require(try env.generation(alone.header("x-generation-id")))
+            #expect(record["tokens_prompt"] == .int(0) && record["tokens_completion"] == .int(0), "\(record)")
+        }
+    }
+
     @Test func midStreamErrorsAreNeverRetried() throws {
         let env = try TestEnvironment()
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=2:pace_ms=1"))

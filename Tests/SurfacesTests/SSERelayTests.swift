@@ -83,16 +83,18 @@ import Testing
     }
 
     @Test func stopsAtDoneAndIgnoresTrailingBytes() {
-        let result = relayAll([Array("data: {}\n\ndata: [DONE]\n\ndata: {\"late\":1}\n\n".utf8)])
-        #expect(result.output == "data: {}\n\ndata: [DONE]\n\n")
+        let chunk = #"{"choices":[{"delta":{"content":"a"}}]}"#
+        let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\ndata: {\"late\":1}\n\n".utf8)])
+        #expect(result.output == "data: \(chunk)\n\ndata: [DONE]\n\n")
         #expect(result.outcome == .done)
     }
 
     /// A named event is not a chat chunk: left out (it would reach the client with no name and
     /// no `choices`); `message` is the default name, and a named `error` still fails the stream.
     @Test func namedEventsAreNotChatChunks() {
-        let result = relayAll([Array("event: weird\ndata: {\"foo\":1}\n\nevent: message\ndata: {\"ok\":1}\n\ndata: [DONE]\n\n".utf8)])
-        #expect(result.output == "data: {\"ok\":1}\n\ndata: [DONE]\n\n" && result.outcome == .done, "\(result.output)")
+        let chunk = #"{"choices":[{"delta":{"content":"ok"}}]}"#
+        let result = relayAll([Array("event: weird\ndata: {\"foo\":1}\n\nevent: message\ndata: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
+        #expect(result.output == "data: \(chunk)\n\ndata: [DONE]\n\n" && result.outcome == .done, "\(result.output)")
         let error = relayAll([Array("event: error\ndata: {\"error\":{\"message\":\"boom\"}}\n\n".utf8)])
         #expect(error.output.contains("boom"), "\(error.output)")
     }
@@ -252,7 +254,8 @@ import Testing
         let usage = #"{"prompt_tokens":\#(pick()),"completion_tokens":\#(pick()),"total_tokens":\#(pick()),"completion_tokens_details":{"reasoning_tokens":\#(pick())},"extra":"kept"}"#
         var relay = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
         var out: [UInt8] = []
-        _ = relay.relay(Array("data: {\"choices\":[],\"usage\":\(usage)}\n\ndata: [DONE]\n\n".utf8), into: &out)
+        let answer = #"data: {"choices":[{"delta":{"content":"a"}}]}"# + "\n\n"
+        _ = relay.relay(Array("\(answer)data: {\"choices\":[],\"usage\":\(usage)}\n\ndata: [DONE]\n\n".utf8), into: &out)
         var decoder = SSEDecoder()
         var sent: JSONValue?
         try decoder.feed(out) { event in
@@ -272,7 +275,7 @@ import Testing
         var plain = SSERelay(includeUsage: true)
         var plainOut: [UInt8] = []
         let valid = #"data: {"choices":[],"usage":{"total_tokens":8,"prompt_tokens":3,"completion_tokens":5}}\#n\#n"#
-        _ = plain.relay(Array(valid.utf8), into: &plainOut)
+        _ = plain.relay(Array((answer + valid).utf8), into: &plainOut)
         #expect(String(decoding: plainOut, as: UTF8.self).contains(#""usage":{"total_tokens":8,"prompt_tokens":3,"completion_tokens":5}"#))
     }
 

@@ -18,7 +18,7 @@ public final class GatewayMetrics: Sendable {
     private let providers: [String: ProviderSeries]
     /// Costs in units of 1e-10 dollars (`Usage.costDecimalPlaces`), summed as integers so the
     /// total prints as the decimal sum of the records' costs.
-    private let costUnits = Lock([String: Int64]())
+    private let costUnits = Lock([String: Int128]())
     /// `requests_total` series, made on first use and kept: `makeCounter` builds the series' name
     /// and searches the registry under its lock on every call, a quarter of what filing a
     /// proxied request's record cost (about 7 µs). The key's values are from fixed sets.
@@ -174,12 +174,13 @@ public final class GatewayMetrics: Sendable {
         overhead[phase.rawValue]?.recordNanoseconds(Self.nanoseconds(milliseconds))
     }
 
-    /// Saturating: an upstream's cost is clamped to 1e9 dollars (`Usage`), which is 1e19 units,
-    /// beyond Int64; the sum of many stops at Int64.max rather than wrapping negative.
+    /// In 128 bits: an upstream's cost is clamped to 1e9 dollars (`Usage`), 1e19 units, beyond
+    /// Int64; in 64 bits one such report pinned the counter at its maximum for good, every later
+    /// cost lost (review 59B #6). The sum saturates rather than wrap (1.7e28 dollars).
     func addCost(_ cost: Double, kind: RecordKind) {
         let scaled = (Usage.roundedCost(cost) * 1e10).rounded()
-        let units = scaled >= 9.2e18 ? Int64.max : Int64(scaled)
-        guard units > 0 else { return }
+        guard scaled.isFinite, scaled >= 1 else { return }
+        let units = Int128(scaled)
         costUnits.withLock { costs in
             let (sum, overflow) = costs[kind.rawValue, default: 0].addingReportingOverflow(units)
             costs[kind.rawValue] = overflow ? .max : sum
@@ -203,7 +204,7 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// `units` of 1e-10 as a decimal (`6880000` → `0.000688`).
-    static func decimal(_ units: Int64) -> String {
+    static func decimal(_ units: Int128) -> String {
         let units = max(0, units)  // a counter: never below zero
         let whole = units / 10_000_000_000
         var fraction = String(units % 10_000_000_000)

@@ -320,6 +320,9 @@ final class CompletionProxy<Request: ProxyRequest> {
         do {
             events = try route.provider.decodeResponse(body, redactor: redactor).map { $0.costed(at: pricing) }
         } catch {
+            // Not the API's answer at all (an HTML page from a portal or a misrouted proxy): like
+            // a 2xx that answers nothing, retried and fallen back from (review 59B #4).
+            if retryOrFallBack(status: 502, connectFailed: false, headers: headers) { return }
             fail(.upstreamProtocol("the upstream's response is not valid: \(error.message)"))
             return
         }

@@ -10,6 +10,12 @@ import Providers
 /// empty events are dropped; garbage becomes an error chunk rather than something that crashes a
 /// client's JSON parser. `[DONE]` ends the relay. A body that ends with neither `[DONE]` nor a
 /// finish reason was cut short: an error chunk says so, never a clean end.
+///
+/// Chunks before the answer's first (a role-only delta, which OpenAI, vLLM and llama.cpp send
+/// before any token; a usage or filter chunk without choices) are held and go out with it: until
+/// then nothing of the answer reached the client, so a failure is retried or falls back, and a
+/// stream that ends having answered nothing is an `upstream_protocol_error`, never an empty
+/// success (review 59B #1, #3).
 public struct SSERelay {
     public enum Outcome: Equatable {
         /// Keep reading.
@@ -41,8 +47,15 @@ public struct SSERelay {
     private let redactor: Redactor
     /// Why the relay stops, found while decoding one read (acted on once the read is decoded).
     private var stop: Stop?
-    /// Events forwarded to the client so far.
+    /// Events forwarded to the client so far (held ones not counted: they carry no answer).
     public private(set) var forwardedEvents = 0
+    /// A chunk carrying the answer (text, reasoning, a refusal, a call, a finish) was relayed.
+    private var answerBegan = false
+    /// The chunks before it, written out (`appendEvent`) and waiting for it.
+    private var held: [UInt8] = []
+    /// At most this many bytes are held: an upstream that sends more before an answer has them
+    /// relayed as they come, as before (the answer deemed begun).
+    static let maxHeldBytes = 64 << 10
     /// The last `usage` object and non-null `finish_reason` seen, for accounting. Found by a
     /// byte search, so only the (usually one or two) chunks that carry them are parsed.
     public private(set) var usage: JSONValue?
@@ -176,15 +189,59 @@ public struct SSERelay {
         }
         // A usage the gateway had to correct goes out corrected, so the client, the record and
         // the metrics say the same figures (rare: usage chunks only).
-        _ = appendEvent(event.data, leading: checked.map { leading.appending(key: Self.usageName, value: $0.serialized()) } ?? leading,
-                        into: &out)
+        forward(event.data, leading: checked.map { leading.appending(key: Self.usageName, value: $0.serialized()) } ?? leading, into: &out)
     }
 
     /// `chunk` (a JSON object) as one event, with this completion's `id`, `model` and `created`.
     private mutating func appendChunk(_ chunk: [UInt8], into out: inout [UInt8]) {
         let leading = leading
-        _ = chunk.withUnsafeBytes { appendEvent($0, leading: leading, into: &out) }
+        chunk.withUnsafeBytes { forward($0, leading: leading, into: &out) }
     }
+
+    /// An upstream chunk to the client: at once once the answer began, else held until a chunk
+    /// that carries it (see the type's comment).
+    private mutating func forward(_ bytes: UnsafeRawBufferPointer, leading: JSONScanner.LeadingMembers, into out: inout [UInt8]) {
+        if !answerBegan {
+            if !Self.carriesAnswer(bytes) && held.count <= Self.maxHeldBytes {
+                let count = forwardedEvents
+                var held = self.held
+                self.held = []
+                _ = appendEvent(bytes, leading: leading, into: &held)
+                self.held = held
+                forwardedEvents = count
+                return
+            }
+            answerBegan = true
+            out.append(contentsOf: held)
+            held = []
+        }
+        _ = appendEvent(bytes, leading: leading, into: &out)
+    }
+
+    /// Whether a chunk says something of the answer: a choice with a finish reason, or a delta
+    /// with a member other than `role` that is not null, `""`, `[]` or `{}`. Not valid JSON:
+    /// true (relayed, so the scanner refuses it). Read only until the answer begins.
+    static func carriesAnswer(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let view = JSONView(validating: bytes) else { return true }
+        guard let choices = view.member("choices", in: view.root) else { return false }
+        var next = view.firstElement(in: choices)
+        while let choice = next {
+            if let reason = view.member("finish_reason", in: choice), !view.isNull(reason) { return true }
+            var says = false
+            if let delta = view.member("delta", in: choice) {
+                view.forEachMember(in: delta) { key, value in
+                    guard !says, !key.matches("role"), !view.isNull(value) else { return }
+                    let text = UnsafeRawBufferPointer(rebasing: view.bytes[value])
+                    says = !(text.elementsEqual(emptyString) || text.elementsEqual(emptyArray) || text.elementsEqual(emptyObject))
+                }
+            }
+            if says { return true }
+            next = view.element(after: choice)
+        }
+        return false
+    }
+
+    private static let emptyString = Array("\"\"".utf8), emptyArray = Array("[]".utf8), emptyObject = Array("{}".utf8)
 
     /// One event: `data: ` and the object `bytes` with `leading` written first (checked as it is
     /// copied), made safe for a data line. False, with nothing written and the relay stopping,
@@ -299,8 +356,12 @@ public struct SSERelay {
         outcome = .failed(error)
     }
 
-    /// `[DONE]`, after the usage chunk the client asked for.
+    /// `[DONE]`, after the usage chunk the client asked for; an error when nothing was answered.
     private mutating func finishStream(into out: inout [UInt8]) {
+        guard answerBegan else {
+            fail(.upstreamProtocol("the upstream's stream ended without answering"), into: &out)
+            return
+        }
         appendOwedUsage(into: &out)
         out.append(contentsOf: SSEEncoder.done)
         outcome = .done
@@ -316,7 +377,9 @@ public struct SSERelay {
             appendChunk(chunk, into: &out)
             forwardedEvents -= 1  // not an event of the answer
         }
-        if usage == nil, let fallback = usageFallback {
+        // No answer went out: nothing to estimate (the attempt was not the upstream's answer, and
+        // a key's charge never depends on whether its client asked to see usage: review 59B #2).
+        if usage == nil, answerBegan, let fallback = usageFallback {
             usageEstimated = true
             var chunk: [UInt8] = []
             chunk.append(contentsOf: #"{"id":"#.utf8)

@@ -153,7 +153,9 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     /// Ends the stream with `error`, in the client API's in-band form.
     public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
-        let total = totalUsage()
+        // Nothing of an answer went out: no estimate (a key is not charged for an attempt no
+        // upstream answered; review 59B #2), only what the upstream itself reported.
+        let total = forwardedEvents == 0 && wholeOutputTokens == nil ? usage : totalUsage()
         writer.appendFailure(error, usage: total, estimated: usageEstimated, to: &out)
         outcome = .failed(error)
     }
@@ -187,6 +189,13 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     }
 
     private mutating func complete(into out: inout [UInt8]) {
+        // A stream that ended having answered nothing, not even a finish (an OpenAI-compatible
+        // server's lone `[DONE]`): the upstream's failure, retried or fallen back from, never an
+        // empty success (review 59B #3).
+        if forwardedEvents == 0 && finish == nil && wholeOutputTokens == nil {
+            fail(.upstreamProtocol("the upstream's stream ended without answering"), into: &out)
+            return
+        }
         // A call cut off by the output limit ends unfinished, as the provider ended it: the
         // finish says so (`max_tokens`), and the SDKs parse a partial input. Every fragment sent
         // was already checked to be a JSON prefix.
