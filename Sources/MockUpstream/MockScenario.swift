@@ -107,8 +107,8 @@ public struct MockScenario: Equatable, Sendable {
         // error, OpenAI's wire: HTTP 200 with the error in the body (OpenRouter's way mid-generation).
         "in_body": 0...1,
         // error, any wire: HTTP 200 with a body that holds no answer (no choices, `{}`, no content);
-        // 2, OpenAI's wire: a stream of a role chunk and `[DONE]`.
-        "no_answer": 0...2,
+        // 2, OpenAI's wire: a stream of a role chunk and `[DONE]`; 3: an HTML page called JSON.
+        "no_answer": 0...3,
         // OpenAI's wire: a chunk with the role alone first, as OpenAI's API sends.
         "role_first": 0...1,
         // The prompt's token count the usage reports (default: the request's bytes / 4).

@@ -219,6 +219,10 @@ public final class MockUpstream {
             let body = #"data: {"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"mock","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
                 + "\n\ndata: [DONE]\n\n"
             return writer.respond(status: 200, headers: [("Content-Type", "text/event-stream")], body: Array(body.utf8))
+        case .error where scenario.option("no_answer", default: 0) == 3:
+            // A page where the answer should be (a captive portal, a CDN's challenge), called JSON.
+            return writer.respond(status: 200, headers: [("Content-Type", "application/json")],
+                                  body: Array("<html><body>Please sign in to continue</body></html>".utf8))
         case .error where scenario.option("no_answer", default: 0) >= 1:
             // HTTP 200 with a body that answers nothing: OpenRouter's `:free` providers' completion
             // without choices, Gemini's `{}`, an Anthropic message without content.

@@ -287,6 +287,21 @@ import Testing
         }
     }
 
+    /// A 200 that is not the API's answer at all (a portal's HTML page called JSON) is retried
+    /// and falls back, like one without `choices` (review 59B #4: a 502 at once).
+    @Test func aPageWhereTheAnswerShouldBeFallsBack() throws {
+        let env = try TestEnvironment()
+        for stream in [false, true] {
+            let body = #"{"model":"mock/error:no_answer=3","models":["mock/normal:pace_ms=1"],"stream":\#(stream),"messages":[{"role":"user","content":"Hello there"}]}"#
+            let fellBack = try env.chat(body)
+            let answer = stream ? fellBack.streamedContent : fellBack.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue ?? ""
+            #expect(fellBack.status == 200 && answer.hasPrefix("This is a simulated answer") && fellBack.streamError == nil, "\(fellBack.text)")
+        }
+        let alone = try env.chat(TestEnvironment.chatBody(model: "mock/error:no_answer=3", stream: false))
+        #expect(alone.status == 502 && alone.json?["error"]?["code"] == .string("upstream_protocol_error"), "\(alone.text)")
+        #expect(env.mockStats.counts.requests == 4 + 4 + 3, "retried twice, then the fallback; alone, retried twice")
+    }
+
     @Test func midStreamErrorsAreNeverRetried() throws {
         let env = try TestEnvironment()
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=2:pace_ms=1"))
