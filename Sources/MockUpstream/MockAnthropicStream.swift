@@ -226,6 +226,15 @@ struct MockAnthropicStream: MockWire {
     /// What Anthropic's API refuses of a request's thinking blocks (`invalid_request_error`, 400):
     /// a thinking block whose signature is not one it issued (here, the mock's), and, with
     /// `thinking` enabled, a tool loop whose assistant turn does not start with its thinking block.
+    /// Anthropic's rule for tool blocks: a request whose messages hold `tool_use` or
+    /// `tool_result` blocks must define tools (its API's 400, quoted).
+    static func toolsError(_ request: JSONValue) -> APIError? {
+        guard (request["tools"]?.arrayValue ?? []).isEmpty else { return nil }
+        let blocks = (request["messages"]?.arrayValue ?? []).flatMap { $0["content"]?.arrayValue ?? [] }
+        guard blocks.contains(where: { ["tool_use", "tool_result"].contains($0["type"]?.stringValue ?? "") }) else { return nil }
+        return .invalidRequest("Requests which include `tool_use` or `tool_result` blocks must define tools.")
+    }
+
     static func thinkingError(_ request: JSONValue) -> APIError? {
         let messages = request["messages"]?.arrayValue ?? []
         for (index, message) in messages.enumerated() {

@@ -176,7 +176,10 @@ public final class MockUpstream {
         let model = json["model"]?.stringValue ?? ""
         stats.noteModel(model)
         let fail = { (error: APIError) in writer.respond(vendor.wire.errorResponse(error)) }
-        if case .anthropic = vendor, let refused = MockAnthropicStream.thinkingError(body) ?? MockAnthropicStream.serverToolError(body) { return fail(refused) }
+        if case .anthropic = vendor,
+           let refused = MockAnthropicStream.thinkingError(body) ?? MockAnthropicStream.serverToolError(body) ?? MockAnthropicStream.toolsError(body) {
+            return fail(refused)
+        }
         var scenario: MockScenario
         do {
             scenario = try MockScenario.parse(model: model)

@@ -128,7 +128,9 @@ import Testing
         let history = #"[{"role":"user","content":"Weather?"},"#
             + #"{"role":"assistant","content":[{"type":"tool_use","id":"functions.get_weather:0","name":"get_weather","input":{"city":"Oslo"}}]},"#
             + #"{"role":"user","content":[{"type":"tool_result","tool_use_id":"functions.get_weather:0","content":"No such city","is_error":true}]}]"#
-        let response = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(history)}"#)
+        // Anthropic refuses tool blocks in a request without tools: the client gives its tool.
+        let tools = #","tools":[{"name":"get_weather","input_schema":{"type":"object"}}]"#
+        let response = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(history)\#(tools)}"#)
         #expect(response.status == 200, "\(response.text)")
         let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
         let turns = sent["messages"]?.arrayValue ?? []
@@ -140,13 +142,13 @@ import Testing
         #expect(turns.last?["content"]?.arrayValue?.first?["is_error"] == .bool(true), "\(sent)")
         // Its token count too (review 56 #4).
         let client = try env.client()
-        try client.send(TestEnvironment.post("/v1/messages/count_tokens", body: #"{"model":"anth/normal","messages":\#(history)}"#,
+        try client.send(TestEnvironment.post("/v1/messages/count_tokens", body: #"{"model":"anth/normal","messages":\#(history)\#(tools)}"#,
                                              headers: ["anthropic-version": "2023-06-01"]))
         #expect(try client.readResponse().status == 200)
         #expect(!String(decoding: env.mockStats.lastRequestBody, as: UTF8.self).contains("functions.get_weather:0"))
         // Ids Anthropic takes still go as the client sent them, its bytes relayed.
         let valid = history.replacingOccurrences(of: "functions.get_weather:0", with: "toolu_01")
-        _ = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(valid)}"#)
+        _ = try post(env, #"{"model":"anth/normal:pace_ms=0","max_tokens":50,"messages":\#(valid)\#(tools)}"#)
         #expect(String(decoding: env.mockStats.lastRequestBody, as: UTF8.self).contains(#""id":"toolu_01""#))
     }
 

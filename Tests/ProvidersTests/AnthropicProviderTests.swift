@@ -267,6 +267,28 @@ import Testing
         #expect(json["stop_sequences"] == .array([.string("END")]))
     }
 
+    /// A history with tool blocks and no tools offered (Fusion's final turn, a chat client's last
+    /// turn without `tools`) defines the tools the history called, none callable: Anthropic
+    /// refuses tool blocks in a request without tools (review 59C #1).
+    @Test func aToolHistoryWithoutToolsDefinesThemUncallable() throws {
+        var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "Weather?")])
+        request.messages.append(ModelMessage(role: .assistant, content: [], toolCalls: [
+            ToolCall(index: 0, id: "c1", name: "get_weather", arguments: "{}"), ToolCall(index: 1, id: "c2", name: "fusion", arguments: "{}"),
+            ToolCall(index: 2, id: "c3", name: "get_weather", arguments: "{}"), ToolCall(index: 3, id: "c4", name: "bad name!", arguments: "{}"),
+        ]))
+        request.messages += ["c1", "c2", "c3", "c4"].map { ModelMessage(role: .tool, content: [.text("20")], toolCallID: $0) }
+        let json = try body(request)
+        #expect(json["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["get_weather", "fusion"])
+        #expect(json["tools"]?.arrayValue?.first?["input_schema"] == .object(["type": .string("object")]))
+        #expect(json["tool_choice"] == .object(["type": .string("none")]))
+        // Offered tools are the request's own, as they came.
+        request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil)]
+        #expect(try body(request)["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["f"] && body(request)["tool_choice"] == nil)
+        // No tool block, no tools.
+        let plain = try body(ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")]))
+        #expect(plain["tools"] == nil && plain["tool_choice"] == nil)
+    }
+
     @Test func toolChoicesAndAnthropicClientsOwnFields() throws {
         var request = ModelRequest(model: "m", messages: [ModelMessage(role: .user, text: "hi")])
         request.tools = [.function(name: "f", description: nil, parameters: nil, strict: nil)]

@@ -29,6 +29,8 @@ import GatewayCore
 /// - Tool-call ids the API would refuse (its pattern is `[a-zA-Z0-9_-]+`; other models make ids
 ///   such as Kimi's `functions.get_weather:0`) are rewritten the same way in the `tool_use` and
 ///   its `tool_result` (`toolID`), so a conversation begun on another model goes on here.
+/// - A history with tool blocks and no tools offered defines the tools it called, with
+///   `tool_choice: none` (`historyTools`): the API refuses tool blocks without tools.
 /// - Stop sequences with nothing but whitespace are left out (the API refuses them; chat
 ///   clients commonly send `"\n"`).
 /// - `response_format` `json_object` has no equivalent on this API version and is left to the
@@ -54,6 +56,15 @@ enum AnthropicRequestEncoder {
         if !request.tools.isEmpty {
             body["tools"] = .array(request.tools.map(tool))
             if let choice = toolChoice(request.toolChoice, parallel: request.parallelToolCalls) { body["tool_choice"] = choice }
+        } else if let tools = historyTools(turns) {
+            // Anthropic refuses `tool_use` and `tool_result` blocks in a request that defines no
+            // tools ("Requests which include `tool_use` or `tool_result` blocks must define
+            // tools"): a conversation whose tools are no longer offered (Fusion's final turn,
+            // whose fusion tool is taken away; a chat client's last turn without `tools`) gets the
+            // tools its history called, none of them callable (review 59C #1: every deliberation
+            // with an Anthropic outer model and no tools of the caller's failed at its end).
+            body["tools"] = .array(tools)
+            body["tool_choice"] = .object(["type": .string("none")])
         }
         var maxTokens = max(request.maxOutputTokens ?? defaultMaxTokens, 1)
         // A forced tool call and thinking cannot go together on this API: the caller's tool choice wins.
@@ -242,6 +253,29 @@ enum AnthropicRequestEncoder {
             return .object(object)
         case .other(let json):
             return json  // an Anthropic server tool from a Messages client, sent as it came
+        }
+    }
+
+    /// A definition for each tool the history's `tool_use` blocks called (a name Anthropic takes,
+    /// once each, in order; a placeholder when none is), taking any input; nil when the history
+    /// has no tool block.
+    static func historyTools(_ turns: [(role: String, blocks: [JSONValue])]) -> [JSONValue]? {
+        let blocks = turns.flatMap(\.blocks)
+        guard blocks.contains(where: { ["tool_use", "tool_result"].contains($0["type"]?.stringValue ?? "") }) else { return nil }
+        var names: [String] = []
+        for block in blocks where block["type"]?.stringValue == "tool_use" {
+            guard let name = block["name"]?.stringValue, isToolName(name), !names.contains(name) else { continue }
+            names.append(name)
+        }
+        if names.isEmpty { names = ["earlier_tool"] }
+        let schema = JSONValue.object(["type": .string("object")])
+        return names.map { .object(["name": .string($0), "description": .string("A tool called earlier in this conversation."), "input_schema": schema]) }
+    }
+
+    /// Anthropic's rule for a tool's name: 1 to 64 of letters, digits, `_` and `-`.
+    static func isToolName(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count) && name.utf8.allSatisfy {
+            $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
         }
     }
 
