@@ -200,6 +200,35 @@ import Testing
         #expect(received == sent)
     }
 
+    /// A tool call whose arguments come in one large event (Gemini sends a call whole) crosses
+    /// as fragments of that call, each within a text record's size, that read back as the call
+    /// (review 59C #2: one record larger than the ring failed the outer turn).
+    @Test func largeToolCallsCrossTheFanInAsFragments() {
+        let arguments = #"{"content":""# + String(repeating: "é", count: 20_000) + #""}"#
+        var records: [[UInt8]] = []
+        InnerCallRecord.encode(.toolCall(ToolCallFragment(index: 3, id: "call_1", name: "write_file", arguments: arguments))) { kind, bytes in
+            #expect(kind == InnerCallRecord.toolCall)
+            records.append(bytes)
+        }
+        #expect(records.count == 5 && records.allSatisfy { $0.count <= InnerCallRecord.maxTextBytes + 64 }, "\(records.map(\.count))")
+        var accumulator = ToolCallAccumulator()
+        for record in records {
+            guard case .toolCall(let fragment)? = record.withUnsafeBytes({ InnerCallRecord.decodeEvent(kind: InnerCallRecord.toolCall, $0) }) else {
+                Issue.record("not a call")
+                return
+            }
+            #expect(fragment.index == 3)
+            accumulator.add(fragment)
+        }
+        #expect(accumulator.calls.map(\.arguments) == [arguments] && accumulator.calls.map(\.name) == ["write_file"] && accumulator.calls.map(\.id) == ["call_1"])
+        // A small one is one record, as it came.
+        var small: [ModelEvent] = []
+        InnerCallRecord.encode(.toolCall(ToolCallFragment(index: 0, id: "c", name: "f", arguments: nil))) { kind, bytes in
+            if let event = bytes.withUnsafeBytes({ InnerCallRecord.decodeEvent(kind: kind, $0) }) { small.append(event) }
+        }
+        #expect(small == [.toolCall(ToolCallFragment(index: 0, id: "c", name: "f", arguments: nil))])
+    }
+
     @Test func aCallsSummaryCrossesTheFanInIntact() {
         let summary = InnerCallRecord.Summary(httpStatus: 429, attempts: 3, route: 1, upstreamStart: 123_456_789, upstreamEnd: 987_654_321)
         let end = InnerCallRecord.encodeEnd(.complete, summary)

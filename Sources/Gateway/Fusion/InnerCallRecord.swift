@@ -58,12 +58,19 @@ enum InnerCallRecord {
         case .providerBlock(.stop): body(providerStop, [])
         case .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras: break  // beyond any real signature; the finish says what the session needs
         case .toolCall(let fragment):
-            var out: [UInt8] = []
-            appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
-            appendString(fragment.id, &out)
-            appendString(fragment.name, &out)
-            appendString(fragment.arguments, &out)
-            body(toolCall, out)
+            // Long arguments (Gemini sends a call's whole, a `write_file` of 32 KB) as fragments
+            // of the same call, the first with its id and name, as text is split: one record
+            // larger than the ring failed the call (review 59C #2).
+            var first = true
+            splitText(fragment.arguments ?? "") { piece in
+                var out: [UInt8] = []
+                appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
+                appendString(first ? fragment.id : nil, &out)
+                appendString(first ? fragment.name : nil, &out)
+                appendString(first && fragment.arguments == nil ? nil : String(decoding: piece, as: UTF8.self), &out)
+                body(toolCall, out)
+                first = false
+            }
         case .usage(let usage): body(Self.usage, encodeUsage(usage))
         case .finish(let reason): body(finish, Array(reason.rawValue.utf8))
         case .error(let apiError): body(error, encodeFailure(apiError, .upstreamError))
