@@ -92,6 +92,21 @@ import Testing
         #expect(!plain.carriesFusionRecords && plain.modelRequest().messages.count == 2)
     }
 
+    /// A record whose arguments are no JSON object (an outer model wrote broken ones, and a
+    /// deliberation ran on its question all the same) restores as a call with `{}`, which every
+    /// API takes; the gateway writes it so too (review 59C #3: a 400 on the next turn to Claude,
+    /// naming a call the client never sent).
+    @Test func aRecordWhoseArgumentsAreNoObjectRestoresAsAnEmptyObject() throws {
+        let body = #"{"model":"m","messages":[{"role":"user","content":"Q"},{"role":"assistant","content":"","reasoning_details":[{"type":"reasoning.server_tool_call","tool_name":"fusion","tool_call_id":"f1","arguments":"not json at all","result":"R"}]}]}"#
+        let request = try ChatRequest(body: Array(body.utf8)).modelRequest()
+        #expect(request.messages[1].toolCalls.map(\.arguments) == ["{}"])
+        #expect(throws: Never.self) { try AnthropicProvider().validate(request) }
+        let call = FusionSessionMachine.ServerToolCall(call: ToolCall(index: 0, id: "f1", name: "fusion", arguments: "[1]"), result: "R")
+        #expect(FusionCallRecord.json(call, index: 0)["arguments"] == .string("{}"))
+        let kept = FusionSessionMachine.ServerToolCall(call: ToolCall(index: 0, id: "f1", name: "fusion", arguments: #"{"question":"Q"}"#), result: "R")
+        #expect(FusionCallRecord.json(kept, index: 0)["arguments"] == .string(#"{"question":"Q"}"#))
+    }
+
     /// `reasoning_details` entries as a client might send them: records whole, with fields
     /// missing or of the wrong type, repeated ids, other tools', other entry types, junk.
     static let entry = zip(Gen.int(in: 0...9), Gen.element(of: ["call_f", "call_l", "", "x\u{0}y", "🙂"]),

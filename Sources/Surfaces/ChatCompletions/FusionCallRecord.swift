@@ -23,8 +23,16 @@ public enum FusionCallRecord {
     public static func json(_ answered: FusionSessionMachine.ServerToolCall, index: Int) -> JSONValue {
         .object([
             "type": .string(type), "tool_name": .string(toolName), "tool_call_id": .string(answered.call.id),
-            "arguments": .string(answered.call.arguments), "result": .string(answered.result), "index": .int(Int64(index)),
+            "arguments": .string(objectArguments(answered.call)), "result": .string(answered.result), "index": .int(Int64(index)),
         ])
+    }
+
+    /// A call's arguments as a record keeps them: a JSON object, or `{}` for what the outer model
+    /// wrote that is none (a deliberation ran on its question all the same). Restored into a
+    /// turn for an Anthropic or Gemini model, anything else is refused, at a path the client
+    /// never sent (review 59C #3).
+    static func objectArguments(_ call: ToolCall) -> String {
+        call.argumentsObject == nil ? "{}" : call.arguments
     }
 
     /// Whether a `reasoning_details` entry is a fusion call's record.
@@ -65,7 +73,8 @@ public enum FusionCallRecord {
         for (index, entry) in entries.enumerated() where isRecord(entry) {
             guard let arguments = entry["arguments"]?.stringValue, let result = entry["result"]?.stringValue else { continue }
             let id = entry["tool_call_id"]?.stringValue ?? "call_fusion_\(position)_\(index)"
-            message.toolCalls.append(ToolCall(index: message.toolCalls.count, id: id, name: FusionPlan.toolName, arguments: arguments))
+            let call = ToolCall(index: message.toolCalls.count, id: id, name: FusionPlan.toolName, arguments: arguments)
+            message.toolCalls.append(ToolCall(index: call.index, id: id, name: call.name, arguments: objectArguments(call)))
             results.append(ModelMessage(role: .tool, content: [.text(result)], toolCallID: id))
         }
         return results
