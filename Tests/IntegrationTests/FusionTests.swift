@@ -197,6 +197,9 @@ import Testing
         (#"[{"type":"fusion","parameters":{"max_tool_calls":99}}]"#, "tools[0].parameters.max_tool_calls"),
         (#"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1","ghost/model"]}}]"#, "tools[0].parameters.analysis_models[1]"),
         (#"[{"type":"fusion","parameters":{"model":"ghost/judge"}}]"#, "tools[0].parameters.model"),
+        // A simulated model's bad option names its field too (review 59C #4: it said `model`).
+        (#"[{"type":"fusion","parameters":{"analysis_models":["sim/expert-1:n=99999999999"]}}]"#, "tools[0].parameters.analysis_models[0]"),
+        (#"[{"type":"fusion","parameters":{"model":"sim/expert-1:bogus=1"}}]"#, "tools[0].parameters.model"),
         (#"[{"type":"fusion","parameters":{"reasoning":{"effort":"extreme"}}}]"#, "tools[0].parameters.reasoning.effort"),
         (#"[{"type":"fusion","parameters":{"min_answers":0}}]"#, "tools[0].parameters.min_answers"),
         (#"[{"type":"fusion","parameters":{"preset":"budget","min_answers":3}}]"#, "tools[0].parameters.min_answers"),

@@ -122,8 +122,11 @@ final class FusionSession<Renderer: FusionRenderer> {
             do {
                 routes[model] = try router.route(model)
             } catch {
-                guard error.code == "model_not_found" else { throw error }
-                throw .invalidRequest("Invalid model in '\(param)': \(error.message)", param: param, code: "model_not_found")
+                // Any refusal of the name (unknown, or a simulated model's bad option) names the
+                // field that holds it (review 59C #4: an option's error said `model`); the
+                // gateway's own trouble (a provider without its key) stays its own.
+                guard (400..<500).contains(error.status) else { throw error }
+                throw .invalidRequest("Invalid model in '\(param)': \(error.message)", param: param, code: error.code)
             }
         }
         try resolve(request.outerModel, "model")
