@@ -142,6 +142,45 @@ import Testing
         }
     }
 
+    static func lines(_ events: [String]) -> [UInt8] { Array(events.map { "event: x\ndata: \($0)\n\n" }.joined().utf8) }
+    static let openCallAndText = [
+        #"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#,
+        #"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_a","name":"f","input":{}}}"#,
+        #"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+        #"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"HELD"}}"#,
+    ]
+
+    /// What is held is never lost: it goes on before an error, before a stop reason that comes
+    /// while a call's block is still open, and before a cut stream's end (review 60 #2).
+    @Test func heldEventsGoOnBeforeAnErrorAStopReasonOrTheBodysEnd() throws {
+        func decoded(_ body: [UInt8]) throws -> ([ModelEvent], StreamEnd) {
+            var decoder = AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+            var events: [ModelEvent] = []
+            _ = try body.withUnsafeBytes { try decoder.decode($0) { events.append($0) } }
+            try decoder.finish { events.append($0) }
+            return (events, decoder.end())
+        }
+        let failed = try decoded(Self.lines(Self.openCallAndText + [#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#]))
+        #expect(failed.0.count == 3 && failed.0[1] == .text("HELD"), "\(failed.0)")
+        let cut = try decoded(Self.lines(Self.openCallAndText))
+        #expect(cut.0.last == .text("HELD") && cut.1 == .truncated, "\(cut.0)")
+        let stopped = try decoded(Self.lines(Self.openCallAndText + [#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#]))
+        let textAt = stopped.0.firstIndex(of: .text("HELD")), finishAt = stopped.0.firstIndex(of: .finish(.toolCalls))
+        #expect(textAt != nil && finishAt != nil && textAt! < finishAt!, "\(stopped.0)")
+    }
+
+    /// Past its bound the hold is given up: what was held and what follows pass as they come,
+    /// never a response's worth in memory (review 60 #1: 200 MB held, 856 MB resident).
+    @Test func theHoldIsBounded() throws {
+        let piece = String(repeating: "x", count: 100_000)
+        var events = Self.openCallAndText
+        for _ in 0..<12 { events.append(#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"\#(piece)"}}"#) }
+        var decoder = AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        var texts = 0
+        _ = try Self.lines(events).withUnsafeBytes { try decoder.decode($0) { if case .text = $0 { texts += 1 } } }
+        #expect(texts == 13, "all passed on before the call's block stopped: \(texts)")
+    }
+
     /// The reviews' cases, each spelled out: a text block with text, and an empty one, inside an
     /// open call's block; the call continues after it.
     @Test func aTextBlockInsideAnOpenCallFollowsTheCall() throws {

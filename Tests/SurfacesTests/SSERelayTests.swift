@@ -89,6 +89,32 @@ import Testing
         #expect(result.outcome == .done)
     }
 
+    /// Chunks that say nothing of the answer (a role alone, empty values however spelled, a
+    /// filter report without choices) are held until one that does; a stream of only such
+    /// chunks is the upstream's failure, not an empty success (review 59B #1, #3; 60 #4).
+    @Test(arguments: [
+        (#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#, false),
+        (#"{"choices":[{"index":0,"delta":{"role":"assistant","content" : "" , "tool_calls" : [ ] , "x" : { } }}]}"#, false),
+        (#"{"choices":[{"index":0,"delta":{"content":null,"reasoning":null,"refusal":null}}]}"#, false),
+        (#"{"choices":[],"prompt_filter_results":[{"prompt_index":0}]}"#, false),
+        (#"{"choices":[{"index":0,"delta":{"role":"assistant","content":" "}}]}"#, true),
+        (#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}"#, true),
+        (#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":""}}]}}]}"#, true),
+        (#"{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{"reasoning":"hm"}}]}"#, true),
+    ])
+    func chunksThatSayNothingAreHeldAndAloneAreNoAnswer(chunk: String, answers: Bool) {
+        let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
+        if answers {
+            #expect(result.outcome == .done && result.output.hasPrefix("data: {"), "\(result.output)")
+        } else {
+            guard case .failed(let error) = result.outcome else { Issue.record("\(result.output)"); return }
+            #expect(error.code == "upstream_protocol_error" && !result.output.contains("assistant"), "\(result.output)")
+        }
+        // Before an answer, held and sent with it, once.
+        let held = relayAll([Array("data: \(chunk)\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n".utf8)])
+        #expect(held.outcome == .done && held.output.components(separatedBy: "data: {").count == 3, "\(held.output)")
+    }
+
     /// A named event is not a chat chunk: left out (it would reach the client with no name and
     /// no `choices`); `message` is the default name, and a named `error` still fails the stream.
     @Test func namedEventsAreNotChatChunks() {

@@ -19,7 +19,11 @@ import GatewayCore
 ///   translating another API's stream may): their events are held until the last open call's
 ///   block stops, then passed on in order. Messages and Responses clients see one block at a
 ///   time, and a call's block closed for a text block could not take its later input (review 57
-///   #7, 58 #2: the stream ended in "went back to tool call 0").
+///   #7, 58 #2: the stream ended in "went back to tool call 0"). At most `maxHeldBytes` and
+///   `maxHeldEvents` are held: beyond, what was held goes on and the rest passes as it comes (as
+///   before the hold: fine for chat clients; a Messages or Responses client's call then ends at
+///   the text, its later input refused), never a response's worth in memory (review 60 #1). What
+///   is held also goes on before a stop reason, an error or the body's end, never lost (#2).
 /// - `message_delta`'s `stop_reason` → `.finish` (once; at `message_stop` if none was named),
 ///   after a `.stopDetail` when the finish loses what it said (`pause_turn`, `stop_sequence`);
 ///   usage once, at `message_stop`, from
@@ -104,9 +108,11 @@ struct AnthropicEventReader {
     private var ids = UniqueToolCallIDs()
     /// Events of other blocks that came while a tool call's block was open, in order (`pass`).
     private var held: [ModelEvent] = []
-    /// At most this many held events (each is one upstream event, itself bounded, and the body
-    /// is bounded by `upstream.max_response_bytes`: this bounds the count of small ones).
-    static let maxHeldEvents = 65_536
+    private var heldBytes = 0
+    /// Past a bound the hold is given up for the rest of the message.
+    private var holding = true
+    static let maxHeldBytes = 1 << 20
+    static let maxHeldEvents = 4_096
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -123,7 +129,7 @@ struct AnthropicEventReader {
         case "content_block_start":
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":
-            try delta(json["delta"], index: json["index"]?.intValue, emit: emit)
+            delta(json["delta"], index: json["index"]?.intValue, emit: emit)
         case "content_block_stop":
             guard let index = json["index"]?.intValue else { break }
             sendUnsentInput(index, emit: emit)
@@ -136,13 +142,14 @@ struct AnthropicEventReader {
                 emit(.providerBlock(.stop))
                 releaseHeld(emit: emit)
             } else if providerBlocks.remove(index) != nil || textBlocks.remove(index) != nil {
-                try pass(.providerBlock(.stop), emit: emit)
+                pass(.providerBlock(.stop), emit: emit)
             }
         case "message_delta":
             usage.update(json["usage"])
             if let extras = AnthropicMessageExtras.from(json["delta"], usage: json["usage"]) { emit(.messageExtras(extras)) }
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
                 finished = true
+                releaseHeld(emit: emit)  // the answer is whole: its text before its finish
                 if let detail = AnthropicResponse.stopDetail(reason, sequence: json["delta"]?["stop_sequence"]) { emit(detail) }
                 emit(.finish(AnthropicResponse.finishReason(reason)))
             }
@@ -150,6 +157,7 @@ struct AnthropicEventReader {
             end(emit: emit)
         case "error":
             ended = true
+            releaseHeld(emit: emit)  // what came before the failure is the answer so far
             emit(.error(AnthropicErrors.streamError(json, redactor: redactor)))
         default:
             break  // ping, and event types yet to come
@@ -170,10 +178,11 @@ struct AnthropicEventReader {
         if usage.seen { emit(.usage(usage.usage)) }
     }
 
-    /// The body ended without `message_stop`: the message's end if its stop reason came.
+    /// The body ended without `message_stop`: the message's end if its stop reason came; else
+    /// what was held goes on before the stream is judged cut short.
     mutating func bodyEnded(emit: (ModelEvent) -> Void) {
-        guard !ended, finished else { return }
-        end(emit: emit)
+        guard !ended else { return }
+        if finished { end(emit: emit) } else { releaseHeld(emit: emit) }
     }
 
     private mutating func start(_ block: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
@@ -202,22 +211,22 @@ struct AnthropicEventReader {
                 }
                 textBlocks.insert(index)
             }
-            if let text = block?["text"]?.stringValue, !text.isEmpty { try pass(.text(text), emit: emit) }
+            if let text = block?["text"]?.stringValue, !text.isEmpty { pass(.text(text), emit: emit) }
             for citation in (block?["citations"]?.arrayValue ?? []).prefix(Self.maxToolCalls) {
-                try pass(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))), emit: emit)
+                pass(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))), emit: emit)
             }
         case "thinking"?:
-            if let text = block?["thinking"]?.stringValue, !text.isEmpty { try pass(.reasoning(text), emit: emit) }
-            if let signature = block?["signature"]?.stringValue, !signature.isEmpty { try pass(.reasoningSignature(signature), emit: emit) }
+            if let text = block?["thinking"]?.stringValue, !text.isEmpty { pass(.reasoning(text), emit: emit) }
+            if let signature = block?["signature"]?.stringValue, !signature.isEmpty { pass(.reasoningSignature(signature), emit: emit) }
         case "redacted_thinking"?:
-            if let data = block?["data"]?.stringValue, !data.isEmpty { try pass(.redactedReasoning(data), emit: emit) }
+            if let data = block?["data"]?.stringValue, !data.isEmpty { pass(.redactedReasoning(data), emit: emit) }
         default:
             guard let block, case .object = block, let index else { return }
             guard providerBlocks.count < Self.maxToolCalls else {
                 throw StreamDecodingError("the upstream left more than \(Self.maxToolCalls) blocks open")
             }
             providerBlocks.insert(index)
-            try pass(.providerBlock(.start(block)), emit: emit)
+            pass(.providerBlock(.start(block)), emit: emit)
         }
     }
 
@@ -227,39 +236,44 @@ struct AnthropicEventReader {
         emit(.toolCall(ToolCallFragment(index: ordinal, arguments: input)))
     }
 
-    private mutating func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
+    private mutating func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) {
         switch delta?["type"]?.stringValue {
         case "text_delta"?:
-            if let text = delta?["text"]?.stringValue, !text.isEmpty { try pass(.text(text), emit: emit) }
+            if let text = delta?["text"]?.stringValue, !text.isEmpty { pass(.text(text), emit: emit) }
         case "thinking_delta"?:
-            if let text = delta?["thinking"]?.stringValue, !text.isEmpty { try pass(.reasoning(text), emit: emit) }
+            if let text = delta?["thinking"]?.stringValue, !text.isEmpty { pass(.reasoning(text), emit: emit) }
         case "signature_delta"?:
-            if let signature = delta?["signature"]?.stringValue, !signature.isEmpty { try pass(.reasoningSignature(signature), emit: emit) }
+            if let signature = delta?["signature"]?.stringValue, !signature.isEmpty { pass(.reasoningSignature(signature), emit: emit) }
         case "input_json_delta"?:
             // A server tool's block streams its input too: a provider block's delta.
             if let index, let ordinal = toolCalls[index], let json = delta?["partial_json"]?.stringValue, !json.isEmpty {
                 unsentInputs[index] = nil
                 emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
             } else if let index, providerBlocks.contains(index), let delta {
-                try pass(.providerBlock(.delta(delta)), emit: emit)
+                pass(.providerBlock(.delta(delta)), emit: emit)
             }
         case "citations_delta"?:
-            if let delta { try pass(.providerBlock(.delta(delta)), emit: emit) }
+            if let delta { pass(.providerBlock(.delta(delta)), emit: emit) }
         default:
-            if let index, providerBlocks.contains(index), let delta, case .object = delta { try pass(.providerBlock(.delta(delta)), emit: emit) }
+            if let index, providerBlocks.contains(index), let delta, case .object = delta { pass(.providerBlock(.delta(delta)), emit: emit) }
         }
     }
 
     /// An event of a block other than a tool call's: passed on, or held while a call's block is
     /// open (see the type's comment).
-    private mutating func pass(_ event: ModelEvent, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
-        guard !toolBlocks.isEmpty else {
+    private mutating func pass(_ event: ModelEvent, emit: (ModelEvent) -> Void) {
+        guard holding, !toolBlocks.isEmpty else {
             emit(event)
             return
         }
-        guard held.count < Self.maxHeldEvents else {
-            throw StreamDecodingError("the upstream sent more than \(Self.maxHeldEvents) events of other blocks inside a tool call's block")
+        let size = Self.size(of: event)
+        guard held.count < Self.maxHeldEvents, heldBytes + size <= Self.maxHeldBytes else {
+            holding = false
+            releaseHeld(emit: emit)
+            emit(event)
+            return
         }
+        heldBytes += size
         held.append(event)
     }
 
@@ -267,5 +281,15 @@ struct AnthropicEventReader {
         guard !held.isEmpty else { return }
         for event in held { emit(event) }
         held = []
+        heldBytes = 0
+    }
+
+    /// The bytes an event holds (its text; a provider block's JSON as written).
+    private static func size(of event: ModelEvent) -> Int {
+        switch event {
+        case .text(let text), .reasoning(let text), .refusal(let text), .reasoningSignature(let text), .redactedReasoning(let text): text.utf8.count
+        case .providerBlock(.start(let json)), .providerBlock(.delta(let json)): JSONWriting.compact(json).utf8.count
+        default: 16
+        }
     }
 }

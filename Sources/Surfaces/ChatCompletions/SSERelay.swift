@@ -231,8 +231,7 @@ public struct SSERelay {
             if let delta = view.member("delta", in: choice) {
                 view.forEachMember(in: delta) { key, value in
                     guard !says, !key.matches("role"), !view.isNull(value) else { return }
-                    let text = UnsafeRawBufferPointer(rebasing: view.bytes[value])
-                    says = !(text.elementsEqual(emptyString) || text.elementsEqual(emptyArray) || text.elementsEqual(emptyObject))
+                    says = !isEmpty(value, in: view)
                 }
             }
             if says { return true }
@@ -241,7 +240,18 @@ public struct SSERelay {
         return false
     }
 
-    private static let emptyString = Array("\"\"".utf8), emptyArray = Array("[]".utf8), emptyObject = Array("{}".utf8)
+    /// `""`, `[]` or `{}`, however spelled (`[ ]`, white space inside: review 60 #4).
+    private static func isEmpty(_ value: Range<Int>, in view: JSONView) -> Bool {
+        switch view.bytes[value.lowerBound] {
+        case UInt8(ascii: "\""): return view.string(value)?.isEmpty == true
+        case UInt8(ascii: "["): return view.firstElement(in: value) == nil
+        case UInt8(ascii: "{"):
+            var members = 0
+            view.forEachMember(in: value) { _, _ in members += 1 }
+            return members == 0
+        default: return false
+        }
+    }
 
     /// One event: `data: ` and the object `bytes` with `leading` written first (checked as it is
     /// copied), made safe for a data line. False, with nothing written and the relay stopping,
