@@ -54,6 +54,13 @@ public final class HTTPRequestDecoder {
     private var executeBase: UnsafeRawPointer?
     /// The bytes lenient http_parser passes without looking.
     private var checks = LenientByteChecks()
+    /// The current message's bytes consumed in earlier reads while its method was being read
+    /// (at most `RequestLine.maxMethodBytes` and a little): with the rest of the line, what an
+    /// invalid method is told apart by, however the line was split (review 60 #3).
+    private var lineStart: [UInt8] = []
+    /// A line whose method http_parser refused, gathered until its LF to be told apart
+    /// (`RequestLine`): a 501 or a 400.
+    private var refusedLine: [UInt8]?
 
     /// Past the last chunk of a chunked body: in the trailer section.
     private var inTrailers = false
@@ -133,6 +140,12 @@ public final class HTTPRequestDecoder {
     public func decode(_ bytes: UnsafeRawBufferPointer) throws(HTTPRejection) -> (consumed: Int, event: Event) {
         if let failure { throw failure }
         if let deferredFailure { try fail(deferredFailure) }
+        if refusedLine != nil {
+            refusedLine!.append(contentsOf: bytes)
+            try refuseLineWhenWhole()
+            streamOffset += bytes.count
+            return (bytes.count, .none)
+        }
         var consumed = 0
         // The data pointer is only needed during execute; unretained is enough.
         parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
@@ -151,8 +164,19 @@ public final class HTTPRequestDecoder {
             if errno != HPE_OK && errno != HPE_PAUSED {
                 // http_parser reports a chunk size too large for 64 bits as a bad Content-Length.
                 let chunkSize = errno == HPE_INVALID_CONTENT_LENGTH && headersComplete && CHTTPParser_isChunked(parser) != 0
-                let unknownMethod = errno == HPE_INVALID_METHOD ? RequestLine.unknownMethod(UnsafeRawBufferPointer(rebasing: bytes[messageStart...])) : nil
-                try fail(failure ?? unknownMethod.map { .methodNotImplemented($0) } ?? (chunkSize ? .malformed("invalid chunk size") : Self.error(for: errno)))
+                if failure == nil && errno == HPE_INVALID_METHOD {
+                    // A method it does not know, or garbage: told apart on the whole line.
+                    refusedLine = lineStart + bytes[messageStart...]
+                    try refuseLineWhenWhole()
+                    streamOffset += bytes.count
+                    return (bytes.count, .none)
+                }
+                try fail(failure ?? (chunkSize ? .malformed("invalid chunk size") : Self.error(for: errno)))
+            }
+            if url.isEmpty && !headersComplete && lineStart.count <= RequestLine.maxMethodBytes + 8 {
+                lineStart.append(contentsOf: bytes[messageStart..<min(consumed, messageStart + RequestLine.maxMethodBytes + 16)])
+            } else if !url.isEmpty || headersComplete {
+                lineStart.removeAll(keepingCapacity: true)
             }
             switch pause {
             case .head:
@@ -197,6 +221,14 @@ public final class HTTPRequestDecoder {
 
     /// Marks the pending `100 Continue` as sent.
     public func didSendContinue() { wantsContinue = false }
+
+    /// The refused line once its LF came (or it grew past the head's limit): a 501 naming a
+    /// method the server does not know on a well-formed line, else a 400.
+    private func refuseLineWhenWhole() throws(HTTPRejection) {
+        guard let line = refusedLine, line.contains(0x0A) || line.count > limits.maxHeaderBytes else { return }
+        let method = line.withUnsafeBytes { RequestLine.unknownMethod($0) }
+        try fail(method.map { .methodNotImplemented($0) } ?? Self.error(for: HPE_INVALID_METHOD))
+    }
 
     private func fail(_ rejection: HTTPRejection) throws(HTTPRejection) -> Never {
         failure = rejection
