@@ -111,6 +111,12 @@ public struct FusionRequest: Sendable {
     /// The request leaves the outer model no choice but fusion (the plugin form, or a tool choice
     /// that can only be fusion): its first turn is skipped.
     public var forced: Bool
+    /// The id of the fusion call the gateway makes itself (a forced run's), and the stem of one
+    /// for an outer model's call that came without an id: unique per request (the session sets
+    /// it from the generation id), since a client sends the turns back and a repeated id is
+    /// refused (review 60C #1: every forced run's was `call_fusion`, and a conversation's third
+    /// request was a 400).
+    public var fusionCallID = "call_fusion"
     /// How the client asked for Fusion, as the generation record's `entry_point` says: the alias
     /// it named (`fusion`, `openrouter/fusion`), `fusion_tool` or `fusion_plugin`.
     public var entryPoint = "fusion"

@@ -280,9 +280,9 @@ public struct FusionSessionMachine: Sendable {
         guard request.forced else { return startOuter(FusionPrompts.outerFirstRequest(request), final: false, at: time) }
         // Forced fusion: the outer model's first turn could only call the tool, so it is not
         // made; the panel starts at once, the conversation as the question.
-        var turn = OuterTurn(final: false, at: time)
+        var turn = OuterTurn(final: false, at: time, fusionCallID: request.fusionCallID)
         let arguments = String(decoding: JSONValue.object(["question": .string(request.lastUserText)]).serialized(), as: UTF8.self)
-        _ = turn.received(.toolCall(ToolCallFragment(index: 0, id: "call_fusion", name: FusionPlan.toolName, arguments: arguments)), at: time)
+        _ = turn.received(.toolCall(ToolCallFragment(index: 0, id: request.fusionCallID, name: FusionPlan.toolName, arguments: arguments)), at: time)
         firstTurn = turn
         return startDeliberation(turn.fusionCall!, at: time)
     }
@@ -342,7 +342,7 @@ public struct FusionSessionMachine: Sendable {
     // MARK: the outer model
 
     mutating func startOuter(_ outerRequest: ModelRequest, final: Bool, at time: Double) -> [Action] {
-        outer = OuterTurn(final: final, at: time)
+        outer = OuterTurn(final: final, at: time, fusionCallID: request.fusionCallID)
         guard let id = allocate(.outer(final: final)) else {
             return fail(.upstreamUnavailable("this request reached its limit of \(limits.maxInnerCalls) inner calls",
                                              code: "inner_call_limit"), at: time)

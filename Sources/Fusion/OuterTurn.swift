@@ -29,9 +29,13 @@ struct OuterTurn: Sendable {
     /// The open block's input as its `input_json_delta`s gave it.
     private var openInput = ""
 
-    init(final: Bool, at time: Double) {
+    /// The stem of an id for a fusion call that came without one (`FusionRequest.fusionCallID`).
+    let fusionCallID: String
+
+    init(final: Bool, at time: Double, fusionCallID: String = "call_fusion") {
         self.final = final
         startedAt = time
+        self.fusionCallID = fusionCallID
     }
 
     /// Takes in one event; returns what of it goes to the client (nil: nothing).
@@ -112,9 +116,19 @@ struct OuterTurn: Sendable {
         return parts
     }
 
-    /// The turn's call to the fusion tool, if it made one (the first, if several).
+    /// The turn's call to the fusion tool, if it made one (the first, if several). One that came
+    /// without an id (LM Studio's, some vLLM streams') gets one: the final turn, the chat record
+    /// and the Responses item all name the call by it, and an empty one is refused when the
+    /// client sends the turn back (review 60C #2).
     var fusionCall: ToolCall? {
-        final ? nil : toolCalls.calls.first { $0.name == FusionPlan.toolName }
+        final ? nil : toolCalls.calls.first { $0.name == FusionPlan.toolName }.map(withID)
+    }
+
+    private func withID(_ call: ToolCall) -> ToolCall {
+        guard call.id.isEmpty else { return call }
+        var named = call
+        named.id = "\(fusionCallID)_\(call.index)"
+        return named
     }
 
     /// The caller's own tool calls of this turn.
@@ -125,7 +139,7 @@ struct OuterTurn: Sendable {
     /// Further fusion calls of this turn (fusion runs once per request: each gets a capped result).
     var extraFusionCalls: [ToolCall] {
         guard let first = fusionCall else { return [] }
-        return toolCalls.calls.filter { $0.name == FusionPlan.toolName && $0.index != first.index }
+        return toolCalls.calls.filter { $0.name == FusionPlan.toolName && $0.index != first.index }.map(withID)
     }
 
     func stats(model: String, status: String, at time: Double) -> MemberStats {

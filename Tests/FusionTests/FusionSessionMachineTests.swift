@@ -256,6 +256,26 @@ import Testing
         #expect(answered?.first?.result.contains("fusion_invocation_capped") == false)
     }
 
+    /// Fusion calls that came without an id (LM Studio's, some vLLM streams') get ids of their
+    /// own from the request's stem, which the records (and the final turn) name them by: an empty
+    /// one is refused when the client sends the turn back (review 60C #2).
+    @Test func fusionCallsWithoutAnIDGetOne() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let turn: [ModelEvent] = [
+            .toolCall(ToolCallFragment(index: 0, id: "", name: "fusion", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 1, id: "call_l", name: "lookup", arguments: "{}")),
+            .toolCall(ToolCallFragment(index: 2, id: nil, name: "fusion", arguments: "{}")),
+            .finish(.toolCalls),
+        ]
+        let members = started(run(&m, first.id, turn, at: 1))
+        _ = run(&m, members[0].id, [.text("a")], at: 2)
+        let judge = try #require(started(run(&m, members[1].id, [.text("b")], at: 3)).first)
+        let actions = run(&m, judge.id, [.text(Self.analysis)], at: 4)
+        let answered = outputs(actions).compactMap { if case .serverToolCalls(let calls) = $0 { calls } else { nil } }.first
+        #expect(answered?.map(\.call.id) == ["call_fusion_0", "call_fusion_2"], "\(String(describing: answered))")
+    }
+
     @Test func aSecondFusionCallInOneTurnGetsACappedResult() throws {
         var m = try machine()
         let first = try #require(started(m.start(at: 0)).first)

@@ -153,6 +153,25 @@ import Testing
                 "Python's helper keeps events it does not know")
     }
 
+    /// A conversation that sends every answer back, as the README says, goes on turn after turn:
+    /// each forced run's fusion call has an id of its own (review 60C #1: all were
+    /// `call_fusion`, and the third request was a 400 for a repeated id).
+    @Test func aPluginConversationSendsItsTurnsBack() throws {
+        let env = try Self.environment()
+        var input: [JSONValue] = [.object(["role": .string("user"), "content": .string("Should cities ban cars?")])]
+        var callIDs: [String] = []
+        for turn in 0..<3 {
+            let body = JSONValue.object(["model": .string("mock/outer:pace_ms=0"), "input": .array(input),
+                                         "plugins": .array([.object(["id": .string("fusion"), "preset": .string("budget")])])])
+            let response = try post(env, String(decoding: body.serialized(), as: UTF8.self))
+            #expect(response.status == 200 && response.json?["status"] == .string("completed"), "turn \(turn): \(response.text)")
+            let output = response.json?["output"]?.arrayValue ?? []
+            callIDs += output.compactMap { $0["type"] == .string("openrouter:fusion") ? $0["call_id"]?.stringValue : nil }
+            input += output + [.object(["role": .string("user"), "content": .string("And bicycles, turn \(turn)?")])]
+        }
+        #expect(callIDs.count == 3 && Set(callIDs).count == 3 && callIDs.allSatisfy { $0.hasPrefix("call_fusion_") }, "\(callIDs)")
+    }
+
     @Test func fusionWholeAndThePluginForm() throws {
         let env = try Self.environment()
         let response = try post(env, #"{"model":"mock/outer:pace_ms=1","input":"Should cities ban cars?","plugins":[{"id":"fusion","preset":"budget"}]}"#)

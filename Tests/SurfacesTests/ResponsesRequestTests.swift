@@ -80,6 +80,23 @@ import Testing
         }
     }
 
+    /// A fusion item's arguments that are no JSON object are restored as `{}`, as chat's records
+    /// are (review 60C #3: the next turn to Claude or Gemini was a 400); an item without its call
+    /// inside a turn whose calls wait for their outputs joins that turn as text (#4: a message
+    /// between the calls and their outputs, which chat APIs refuse).
+    @Test func fusionItemsRestoreAsEveryAPITakesThem() throws {
+        let broken = #"{"type":"openrouter:fusion","call_id":"call_f","arguments":"not json at all","responses":[]}"#
+        let request = try parse(#"{"model":"p/m","input":[{"role":"user","content":"q"},"# + broken + "]}")
+        #expect(request.modelRequest().messages[1].toolCalls.map(\.arguments) == ["{}"])
+        let call = #"{"type":"function_call","call_id":"c1","name":"lookup","arguments":"{}"}"#
+        let idless = #"{"type":"openrouter:fusion","responses":[]}"#
+        let output = #"{"type":"function_call_output","call_id":"c1","output":"42"}"#
+        let messages = try parse(#"{"model":"p/m","input":[{"role":"user","content":"q"},"# + [call, idless, output].joined(separator: ",") + "]}")
+            .modelRequest().messages
+        #expect(messages.map(\.role) == [.user, .assistant, .tool], "\(messages)")
+        #expect(messages[1].toolCalls.map(\.id) == ["c1"] && messages[1].text.hasPrefix("[fusion result]"))
+    }
+
     @Test func functionToolsAreFlatAndTheFusionToolIsKeptForThePlan() throws {
         let request = try parse("""
             {"model":"p/m","input":"q","tools":[

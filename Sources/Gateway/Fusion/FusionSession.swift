@@ -92,6 +92,9 @@ final class FusionSession<Renderer: FusionRenderer> {
             outerTimeoutMilliseconds: nil, maxInnerCalls: settings.maxInnerCalls,
             maxWebToolCalls: settings.maxWebToolCalls, maxWebCallsPerTurn: web?.settings.maxCallsPerTurn ?? 4,
             defaultMaxTokens: settings.defaultMaxTokens)
+        var request = request
+        // Unique per request: its generation id's hex digits (`gen-<hex>`).
+        request.fusionCallID = "call_fusion_" + (record.id.hasPrefix("gen-") ? record.id.dropFirst(4) : Substring(record.id)).filter(\.isHexDigit)
         machine = FusionSessionMachine(request: request, settings: settings, limits: limits,
                                        panelTools: tools(request.parameters.webSearch, \.panel),
                                        judgeTools: tools(request.parameters.judgeWebSearch, \.judge),

@@ -35,6 +35,10 @@ public enum FusionCallRecord {
         call.argumentsObject == nil ? "{}" : call.arguments
     }
 
+    static func objectArguments(_ arguments: String) -> String {
+        objectArguments(ToolCall(index: 0, id: "", name: "", arguments: arguments))
+    }
+
     /// Whether a `reasoning_details` entry is a fusion call's record.
     static func isRecord(_ entry: JSONValue) -> Bool {
         entry["type"]?.stringValue == type && entry["tool_name"]?.stringValue.map(acceptedToolNames.contains) == true

@@ -20,12 +20,12 @@ enum FusionCallItem {
 
     /// As `output_item.added` shows it.
     static func initial(callID: String, arguments: String) -> JSONValue {
-        .object(["type": .string(type), "status": .string("in_progress"), "call_id": .string(callID), "arguments": .string(arguments)])
+        .object(["type": .string(type), "status": .string("in_progress"), "call_id": .string(callID), "arguments": .string(FusionCallRecord.objectArguments(arguments))])
     }
 
     static func final(_ result: FusionResult, callID: String, arguments: String) -> JSONValue {
         var item: [String: JSONValue] = [
-            "type": .string(type), "call_id": .string(callID), "arguments": .string(arguments),
+            "type": .string(type), "call_id": .string(callID), "arguments": .string(FusionCallRecord.objectArguments(arguments)),
             "status": .string(result.isError ? "incomplete" : "completed"),
             "responses": .array(result.answered.map { .object(["model": .string($0.model), "content": .string($0.content)]) }),
             "panel": result.panelJSON,
@@ -65,7 +65,7 @@ enum FusionCallItem {
     /// A further call of the fusion tool in the same turn: not run (fusion runs once a request).
     static func capped(arguments: String, callID: String) -> JSONValue {
         .object(["type": .string(type), "status": .string("incomplete"), "failure_reason": .string("fusion_invocation_capped"),
-                 "error": .string("fusion runs once per request; this call was not run"), "arguments": .string(arguments),
+                 "error": .string("fusion runs once per request; this call was not run"), "arguments": .string(FusionCallRecord.objectArguments(arguments)),
                  "call_id": .string(callID)])
     }
 }

@@ -192,6 +192,15 @@ extension ResponsesInput.Conversation {
         let result = String(decoding: JSONValue.object(fields.filter { ResponsesInput.fusionResultFields.contains($0.key) }).serialized(),
                             as: UTF8.self)
         guard let idValue = fields["call_id"], idValue != .null else {
+            // Inside a turn whose calls wait for their outputs, its text joins that turn: as an
+            // assistant message between the calls and their outputs, chat APIs refuse the
+            // conversation (review 60C #4).
+            if assistantTurnOpen, var turn = messages.last, turn.role == .assistant, !turn.toolCalls.isEmpty {
+                turn.content.append(.text("[fusion result]\n" + result))
+                turn.origin?.parts.append(path)
+                messages[messages.count - 1] = turn
+                return
+            }
             flushResults()
             var message = ModelMessage(role: .assistant, text: "[fusion result]\n" + result)
             message.origin = MessageOrigin(.responses, path: path, parts: [path])
@@ -205,7 +214,7 @@ extension ResponsesInput.Conversation {
         let arguments: String
         switch fields["arguments"] {
         case nil, .null?: arguments = "{}"
-        case .string(let text)?: arguments = text
+        case .string(let text)?: arguments = FusionCallRecord.objectArguments(text)  // as chat's records (review 60C #3)
         case let other?: throw ResponsesRequest.invalidType("\(path).arguments", expected: "a string", got: other)
         }
         guard callIDs.insert(id).inserted else {
