@@ -259,12 +259,13 @@ import Testing
         let env = try TestEnvironment()
         let retried = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=0:fail=1:role_first=1:pace_ms=1"))
         #expect(retried.status == 200 && retried.streamError == nil && retried.streamedContent.hasPrefix("This is a simulated answer"), "\(retried.text)")
-        #expect(env.mockStats.counts.requests == 2)
+        // At least: an attempt slower than the test's 800 ms idle bound (a loaded machine) is retried too.
+        #expect(env.mockStats.counts.requests >= 2)
         #expect(retried.text.components(separatedBy: #""role":"assistant""#).count == 2, "one role: \(retried.text)")
         let body = #"{"model":"mock/disconnect:after=0:role_first=1:pace_ms=1","models":["mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
         let fellBack = try env.chat(body)
         #expect(fellBack.streamError == nil && fellBack.streamedContent.hasPrefix("This is a simulated answer"), "\(fellBack.text)")
-        #expect(env.mockStats.counts.requests == 4)
+        #expect(fellBack.plainChunksJSON.first?["model"] == .string("mock/normal:pace_ms=1"), "the fallback answered: \(fellBack.text)")
         // Role first, then the answer: relayed whole.
         let plain = try env.chat(TestEnvironment.chatBody(model: "mock/normal:role_first=1:pace_ms=1"))
         #expect(plain.streamError == nil && plain.streamedContent.hasPrefix("This is a simulated answer"), "\(plain.text)")
@@ -299,7 +300,8 @@ import Testing
         }
         let alone = try env.chat(TestEnvironment.chatBody(model: "mock/error:no_answer=3", stream: false))
         #expect(alone.status == 502 && alone.json?["error"]?["code"] == .string("upstream_protocol_error"), "\(alone.text)")
-        #expect(env.mockStats.counts.requests == 4 + 4 + 3, "retried twice, then the fallback; alone, retried twice")
+        let models = env.mockStats.requestedModels
+        #expect(models.filter { $0 == "error:no_answer=3" }.count == 9, "retried twice each time (the fallback then answered): \(models)")
     }
 
     @Test func midStreamErrorsAreNeverRetried() throws {
