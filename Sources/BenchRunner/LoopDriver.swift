@@ -323,7 +323,7 @@ final class LoopDriver: @unchecked Sendable {
 
     static func transportFailure(_ failure: UpstreamFailure) -> TransportFailure {
         switch failure {
-        case .couldNotResolve(let detail), .couldNotConnect(let detail), .refused(let detail):
+        case .couldNotResolve(let detail), .couldNotConnect(let detail), .refused(let detail), .outOfDescriptors(let detail):
             return .connect(detail)
         case .timedOut(let detail):
             // curl reports a connect timeout with the same code as the request's time limit;

@@ -45,11 +45,14 @@ public enum UpstreamFailure: Error, Equatable, Sendable {
     case transfer(String)
     /// The request's `connectFilter` refused every address: why.
     case refused(String)
+    /// The gateway had no file descriptor left for the connection (EMFILE/ENFILE): its own
+    /// limit, not the provider's fault (review 60B #1: "Couldn't connect to server" blamed it).
+    case outOfDescriptors(String)
 
     public var message: String {
         switch self {
         case .couldNotResolve(let detail), .couldNotConnect(let detail), .timedOut(let detail), .transfer(let detail),
-             .refused(let detail):
+             .refused(let detail), .outOfDescriptors(let detail):
             detail
         }
     }

@@ -153,6 +153,17 @@ public final class UpstreamTransfer {
         return CCurl_open_socket(address)
     }
 
+    /// Whether the process has no descriptor left, asked after a connect failed (curl says only
+    /// "Couldn't connect to server" when it could not open a socket): a socket opened and closed.
+    static func outOfDescriptors() -> Bool {
+        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard probe < 0 else {
+            close(probe)
+            return false
+        }
+        return errno == EMFILE || errno == ENFILE
+    }
+
     /// Stops the transfer now (closing its connection); no callback fires afterwards.
     public func cancel() {
         guard !isFinished, !isCancelled else { return }
@@ -273,7 +284,7 @@ public final class UpstreamTransfer {
         }
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: failure = .couldNotResolve(detail)
-        case CURLE_COULDNT_CONNECT: failure = .couldNotConnect(detail)
+        case CURLE_COULDNT_CONNECT: failure = Self.outOfDescriptors() ? .outOfDescriptors(detail) : .couldNotConnect(detail)
         case CURLE_OPERATION_TIMEDOUT: failure = .timedOut(detail)
         default: failure = .transfer(detail)
         }

@@ -4,6 +4,7 @@ import GatewayCore
 import PropertyBased
 import Providers
 import Testing
+import UpstreamClient
 @testable import Gateway
 
 /// The generation record without sockets: how an ending is told, the JSON both ways, the
@@ -227,6 +228,14 @@ import Testing
             if let event = bytes.withUnsafeBytes({ InnerCallRecord.decodeEvent(kind: kind, $0) }) { small.append(event) }
         }
         #expect(small == [.toolCall(ToolCallFragment(index: 0, id: "c", name: "f", arguments: nil))])
+    }
+
+    /// An upstream call that found no descriptor left is the gateway's 503, named as its own
+    /// (review 60B #1: "Could not connect to provider", `upstream_unreachable`).
+    @Test func outOfDescriptorsIsTheGatewaysOwnFailure() {
+        let error = UpstreamFailure.apiError(for: .outOfDescriptors("Couldn't connect to server"), provider: "mock")
+        #expect(error.status == 503 && error.code == "out_of_descriptors" && error.message.contains("no file descriptor left"), "\(error)")
+        #expect(MetricLabels.errorCode("out_of_descriptors") == "out_of_descriptors")
     }
 
     @Test func aCallsSummaryCrossesTheFanInIntact() {

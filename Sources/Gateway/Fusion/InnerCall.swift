@@ -353,7 +353,7 @@ final class InnerCall {
             // Never sent: a refused connection, or a name not resolved (as the proxy's).
             var connectFailed = false
             switch failure {
-            case .couldNotConnect, .couldNotResolve: connectFailed = true
+            case .couldNotConnect, .couldNotResolve, .outOfDescriptors: connectFailed = true  // nothing was sent
             default: break
             }
             if status == 0, retryOrFallBack(status: nil, connectFailed: connectFailed) { return }
@@ -361,7 +361,7 @@ final class InnerCall {
             switch failure {
             case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
             case .timedOut: fail(error, .timeout)
-            case .transfer: fail(error, .upstreamError)
+            case .transfer, .outOfDescriptors: fail(error, .upstreamError)  // the message says whose
             }
         } else if !(200..<300).contains(status) {
             if retryOrFallBack(status: route.provider.meaningOfStatus(status, body: errorBody), connectFailed: false,

@@ -255,7 +255,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             // blip; review 45 proxy #6).
             var connectFailed = false
             switch failure {
-            case .couldNotConnect?, .couldNotResolve?: connectFailed = true
+            case .couldNotConnect?, .couldNotResolve?, .outOfDescriptors?: connectFailed = true
             default: break
             }
             if retryOrFallBack(status: nil, connectFailed: connectFailed, headers: []) { return }

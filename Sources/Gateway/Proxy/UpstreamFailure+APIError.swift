@@ -9,6 +9,10 @@ extension UpstreamFailure {
             .upstreamUnavailable("Could not resolve the host of provider '\(provider)': \(detail)", code: "upstream_unreachable")
         case .couldNotConnect(let detail), .refused(let detail):
             .upstreamUnavailable("Could not connect to provider '\(provider)': \(detail)", code: "upstream_unreachable")
+        case .outOfDescriptors(let detail):
+            .upstreamUnavailable("The gateway has no file descriptor left for a connection to provider '\(provider)' "
+                                     + "(raise its open-file limit, or lower server.max_connections): \(detail)",
+                                 code: "out_of_descriptors", status: 503)
         case .timedOut(let detail):
             .upstreamUnavailable("Provider '\(provider)' timed out: \(detail)", code: "upstream_timeout", status: 504)
         case .transfer(let detail):
