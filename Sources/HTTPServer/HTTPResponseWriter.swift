@@ -64,7 +64,7 @@ public final class HTTPResponseWriter {
         }
         let keepAlive = connection.keepsAlive(after: request)
         saidClose = !keepAlive
-        var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive)
+        var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive, announce: !chunked)
         head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
         if !headOnly && status != 304 { head.append(contentsOf: body) }
         state = .finished
@@ -166,8 +166,10 @@ public final class HTTPResponseWriter {
         callback?()
     }
 
-    /// The status line and headers, without the blank line that ends them.
-    static func head(status: Int, headers: [(String, String)], keepAlive: Bool) -> [UInt8] {
+    /// The status line and headers, without the blank line that ends them. `announce`: an
+    /// HTTP/1.0 request's connection kept alive is said to be (RFC 9112 §9.3: a 1.0 client keeps
+    /// it only when told; ApacheBench `-k` waited for the idle close: review 60B #4).
+    static func head(status: Int, headers: [(String, String)], keepAlive: Bool, announce: Bool = false) -> [UInt8] {
         var head: [UInt8] = []
         head.reserveCapacity(256)
         head.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\n".utf8)
@@ -179,7 +181,11 @@ public final class HTTPResponseWriter {
             for byte in value.utf8 where byte != 0x0D && byte != 0x0A { head.append(byte) }
             head.append(contentsOf: "\r\n".utf8)
         }
-        if !keepAlive { head.append(contentsOf: "Connection: close\r\n".utf8) }
+        if !keepAlive {
+            head.append(contentsOf: "Connection: close\r\n".utf8)
+        } else if announce {
+            head.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        }
         return head
     }
 }

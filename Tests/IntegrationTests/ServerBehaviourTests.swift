@@ -328,6 +328,19 @@ import Testing
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
     }
 
+    /// An HTTP/1.0 client asking to keep its connection alive is told it is (RFC 9112 §9.3), and
+    /// its next request is answered on it (review 60B #4: kept but not said, so ApacheBench `-k`
+    /// waited for the idle close).
+    @Test func http10KeepAliveIsAnnounced() throws {
+        let env = try TestEnvironment()
+        let client = try env.client()
+        for _ in 0..<2 {
+            try client.send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == 200 && response.header("connection") == "keep-alive", "\(response.text)")
+        }
+    }
+
     /// An HTTP/1.0 client asking to keep the connection alive still gets a stream whose end is
     /// the close (it cannot be chunked, and the head says `Connection: close`), and the close
     /// comes as the stream ends, not a minute later (review 44 perimeter #2: the connection was
