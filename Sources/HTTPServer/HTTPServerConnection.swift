@@ -105,7 +105,10 @@ final class HTTPServerConnection {
     func close() {
         let previous = state
         guard !isClosed else {
-            tcp.close()  // still sending its last bytes (`finishAndClose`): cut short; `onClosed` reports it
+            // Still sending its last bytes (`finishAndClose`): cut short (the shutdown's deadline),
+            // said as a stall is (review 60B #3: 5 MB of a finished answer were lost without a word).
+            if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
+            tcp.close()
             return
         }
         state = .closed
@@ -309,15 +312,19 @@ final class HTTPServerConnection {
     private func timerDidFire() {
         switch state {
         case .reading:
-            if !decoder.isMidRequest && tcp.bufferedBytes > 0, let check = drainCheck, keptPace(check) {
+            // Still writing the last response to a client that does not keep pace.
+            let stalled = tcp.bufferedBytes > 0 && !(drainCheck.map(keptPace) ?? false)
+            if !decoder.isMidRequest && tcp.bufferedBytes > 0 && !stalled {
                 // Still writing the last response, and the client keeps pace (a pipelined request
                 // may wait for it to drain: `writesBacklogged`).
                 startDrainCheck()
                 armIdleTimer()
-            } else if decoder.isMidRequest || !inbound.isEmpty {
+            } else if (decoder.isMidRequest || !inbound.isEmpty) && !stalled {
                 refuse(server.render(.timeout, path: decoder.requestPath, head: currentHead))
             } else {
-                // An idle keep-alive connection, or a reader that stopped: close.
+                // An idle keep-alive connection, or a reader that stopped or crawls, its pipelined
+                // requests waiting behind what it does not read: the reader is the slow one, not
+                // the request (review 60B #6: a 408 `request_timeout` was queued behind the unread).
                 if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
                 close()
             }

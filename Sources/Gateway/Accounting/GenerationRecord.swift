@@ -44,9 +44,11 @@ struct RecordError: Sendable, Equatable {
         self.init(type: error.type, code: error.code, message: redactor(error.message).shortened(toBytes: Self.maxMessageBytes))
     }
 
-    /// A client that took nothing for too long (its stream was dropped).
+    /// A client that did not keep pace for too long (took nothing, or less than the drain
+    /// floor: review 60B #5 read "nothing" for a client that had taken 12 KB): dropped.
     static func clientTooSlow(afterMilliseconds limit: UInt64) -> RecordError {
-        RecordError(type: "client_error", code: "client_too_slow", message: "the client read nothing for \(limit) ms and was dropped")
+        RecordError(type: "client_error", code: "client_too_slow",
+                    message: "the client did not keep up with its stream for \(limit) ms (it read too little or nothing) and was dropped")
     }
 }
 
