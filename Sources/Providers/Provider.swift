@@ -96,6 +96,10 @@ public protocol ModelStreamDecoder {
     /// The body ended: emits what its last bytes complete only now (a last line without its line
     /// end). Call it before `end()`. Default: nothing.
     mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError)
+    /// The stream failed (its transfer broke, or a byte of it was invalid): emits what the decoder
+    /// still holds of the answer so far, so it is shown before the failure (review 61 #1: text
+    /// held inside an open tool block was lost). Default: nothing.
+    mutating func flush(emit: (ModelEvent) -> Void)
     /// The body ended: whether the stream was complete.
     func end() -> StreamEnd
     /// What the upstream said of the prompt before the answer, when it says it first
@@ -105,6 +109,7 @@ public protocol ModelStreamDecoder {
 
 extension ModelStreamDecoder {
     public mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError) {}
+    public mutating func flush(emit: (ModelEvent) -> Void) {}
     public var promptUsage: Usage? { nil }
 }
 

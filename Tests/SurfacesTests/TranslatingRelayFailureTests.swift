@@ -20,6 +20,28 @@ import Testing
 
         """
 
+    /// Text an Anthropic upstream sent inside an open tool block (held until the block stops)
+    /// is shown before the failure, however the stream fails: a broken transfer, a stall, an
+    /// invalid event (review 61 #1: only an `error` event and a clean end released it).
+    @Test(arguments: [false, true])
+    func heldTextIsShownBeforeAnyFailure(brokenTransfer: Bool) throws {
+        var sse = InterleavedBlockTests.openCallAndText.map { "event: x\ndata: \($0)\n\n" }.joined()
+        if !brokenTransfer { sse += "event: x\ndata: {\"oops\n\n" }
+        var relay = TranslatingRelay(decoder: AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try ResponsesStreamWriterTests.envelope(), stream: true)),
+                                     estimatedPromptTokens: 10)
+        var out: [UInt8] = []
+        relay.start(into: &out)
+        _ = Array(sse.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+        if brokenTransfer { relay.upstreamDidEnd(failure: .upstreamUnavailable("broke off", code: "upstream_connection_lost"), into: &out) }
+        guard case .failed = relay.outcome else {
+            Issue.record("\(relay.outcome)")
+            return
+        }
+        let events = try ResponsesStreamCheck.decode(out)
+        #expect(events.contains { $0.type == "response.output_text.delta" && $0.json["delta"] == .string("HELD") }, "\(events.map(\.type))")
+    }
+
     @Test(arguments: [0, 1])
     func theEventsBeforeABadOneInTheSameReadAreShownThenTheFailure(upstream: Int) throws {
         let (provider, sse): (any Provider, String) = upstream == 0 ? (OpenAICompatibleProvider(), Self.openAI) : (AnthropicProvider(), Self.anthropic)

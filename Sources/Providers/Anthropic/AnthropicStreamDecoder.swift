@@ -75,6 +75,10 @@ struct AnthropicStreamDecoder: ModelStreamDecoder {
         reader.bodyEnded(emit: emit)
     }
 
+    mutating func flush(emit: (ModelEvent) -> Void) {
+        reader.releaseHeld(emit: emit)
+    }
+
     func end() -> StreamEnd { reader.ended ? .complete : .truncated }
 
     var promptUsage: Usage? { reader.promptUsage }
@@ -277,7 +281,7 @@ struct AnthropicEventReader {
         held.append(event)
     }
 
-    private mutating func releaseHeld(emit: (ModelEvent) -> Void) {
+    mutating func releaseHeld(emit: (ModelEvent) -> Void) {
         guard !held.isEmpty else { return }
         for event in held { emit(event) }
         held = []

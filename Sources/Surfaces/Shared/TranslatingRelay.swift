@@ -89,8 +89,10 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             ended = try decoder.decode(bytes) { events.append($0) }
         } catch {
             // The events before the bad one (in the same read) are the answer so far: shown and
-            // counted, then the failure (review 52A #4: text received was never shown).
+            // counted, then the failure (review 52A #4: text received was never shown), with what
+            // the decoder held (review 61 #1).
             failure = error
+            decoder.flush { events.append($0) }
         }
         if !promptNoted {
             // Anthropic says the prompt's usage first (`message_start`), before any event.
@@ -125,6 +127,10 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
         if let failure {
+            // What the decoder held of the answer goes before the failure (review 61 #1).
+            var held: [ModelEvent] = []
+            decoder.flush { held.append($0) }
+            for event in held where outcome == .streaming { translate(event, into: &out) }
             fail(failure, into: &out)
             return
         }
