@@ -222,12 +222,16 @@ public final class HTTPRequestDecoder {
     /// Marks the pending `100 Continue` as sent.
     public func didSendContinue() { wantsContinue = false }
 
-    /// The refused line once its LF came (or it grew past the head's limit): a 501 naming a
-    /// method the server does not know on a well-formed line, else a 400.
+    /// The refused line once it is decided (`RequestLine.verdict`: garbage at its first wrong
+    /// byte, a well-formed line at its LF; past the head's limit, a 400): a 501 naming a method
+    /// the server does not know, else a 400.
     private func refuseLineWhenWhole() throws(HTTPRejection) {
-        guard let line = refusedLine, line.contains(0x0A) || line.count > limits.maxHeaderBytes else { return }
-        let method = line.withUnsafeBytes { RequestLine.unknownMethod($0) }
-        try fail(method.map { .methodNotImplemented($0) } ?? Self.error(for: HPE_INVALID_METHOD))
+        guard let line = refusedLine else { return }
+        switch line.withUnsafeBytes({ RequestLine.verdict($0) }) {
+        case .unknownMethod(let method): try fail(.methodNotImplemented(method))
+        case .incomplete where line.count <= limits.maxHeaderBytes: return
+        case .malformed, .incomplete: try fail(Self.error(for: HPE_INVALID_METHOD))
+        }
     }
 
     private func fail(_ rejection: HTTPRejection) throws(HTTPRejection) -> Never {
@@ -466,8 +470,17 @@ public final class HTTPRequestDecoder {
             body: body,
             // Upgrade requests are answered as plain HTTP (RFC 9110 lets a server ignore
             // Upgrade), but http_parser stops at them, so the connection is not reused.
-            keepAlive: http_should_keep_alive(parser) != 0 && CHTTPParser_upgrade(parser) == 0
+            keepAlive: http_should_keep_alive(parser) != 0 && CHTTPParser_upgrade(parser) == 0 && !Self.asksToClose(headers)
         )
+    }
+
+    /// A `close` option in `Connection` wins whatever else it lists (RFC 9112 §9.6): http_parser
+    /// keeps an HTTP/1.0 connection alive on `keep-alive, close` (review 61 #4).
+    static func asksToClose(_ headers: [(name: String, value: String)]) -> Bool {
+        headers.contains { header in
+            header.name.lowercased() == "connection"
+                && header.value.split(separator: ",").contains { $0.filter { $0 != " " && $0 != "\t" }.lowercased() == "close" }
+        }
     }
 
     /// RFC 9110 §5.6.2 `tchar`.

@@ -5,36 +5,67 @@ enum RequestLine {
     /// The longest method named back to the client.
     static let maxMethodBytes = 32
 
-    /// The method of `bytes`' first line when that line is `method SP target SP HTTP/d.d CRLF`
-    /// (RFC 9112 §3), the method a token; nil otherwise, or when the line has not all arrived.
-    /// Empty lines (CRLF or LF) before it are skipped, as http_parser does (RFC 9112 §2.2); a bare
-    /// CR is not an empty line.
-    static func unknownMethod(_ bytes: UnsafeRawBufferPointer) -> String? {
+    enum Verdict: Equatable {
+        /// `method SP target SP HTTP/d.d CRLF` (RFC 9112 §3), the method a token.
+        case unknownMethod(String)
+        /// Not such a line, whatever follows.
+        case malformed
+        /// Such a line so far; the rest has not arrived.
+        case incomplete
+    }
+
+    /// The verdict on `bytes`, the start of a message. Empty lines (CRLF or LF) before the line
+    /// are skipped, as http_parser does (RFC 9112 §2.2); a bare CR is not an empty line. Decided as
+    /// soon as a byte rules the line out (a first byte that is no token's, a method past
+    /// `maxMethodBytes`), so garbage is refused at once.
+    static func verdict(_ bytes: UnsafeRawBufferPointer) -> Verdict {
         var index = 0
         while index < bytes.count {
             if bytes[index] == 0x0A {
                 index += 1
-            } else if bytes[index] == 0x0D, index + 1 < bytes.count, bytes[index + 1] == 0x0A {
+            } else if bytes[index] == 0x0D {
+                guard index + 1 < bytes.count else { return .incomplete }
+                guard bytes[index + 1] == 0x0A else { return .malformed }
                 index += 2
             } else {
                 break
             }
         }
         let methodStart = index
-        while index < bytes.count, isTokenByte(bytes[index]) { index += 1 }
+        while index < bytes.count, isTokenByte(bytes[index]) {
+            index += 1
+            if index - methodStart > maxMethodBytes { return .malformed }
+        }
         let methodEnd = index
-        guard methodEnd > methodStart, methodEnd - methodStart <= maxMethodBytes, index < bytes.count, bytes[index] == 0x20 else { return nil }
+        guard index < bytes.count else { return .incomplete }
+        guard methodEnd > methodStart, bytes[index] == 0x20 else { return .malformed }
         index += 1
         let targetStart = index
         while index < bytes.count, bytes[index] > 0x20, bytes[index] < 0x7F { index += 1 }
-        guard index > targetStart, index < bytes.count, bytes[index] == 0x20 else { return nil }
+        guard index < bytes.count else { return .incomplete }
+        guard index > targetStart, bytes[index] == 0x20 else { return .malformed }
         index += 1
+        // `HTTP/d.d` then CRLF: each byte checked as far as it has arrived.
         let version = Array("HTTP/".utf8)
-        guard bytes.count - index >= version.count + 5, bytes[index..<(index + version.count)].elementsEqual(version) else { return nil }
-        index += version.count
-        guard isDigit(bytes[index]), bytes[index + 1] == 0x2E, isDigit(bytes[index + 2]),
-              bytes[index + 3] == 0x0D, bytes[index + 4] == 0x0A else { return nil }
-        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[methodStart..<methodEnd]), as: UTF8.self)
+        for offset in 0..<(version.count + 5) {
+            guard index + offset < bytes.count else { return .incomplete }
+            let byte = bytes[index + offset]
+            let fits = switch offset {
+            case 0..<version.count: byte == version[offset]
+            case version.count, version.count + 2: isDigit(byte)
+            case version.count + 1: byte == 0x2E
+            case version.count + 3: byte == 0x0D
+            default: byte == 0x0A
+            }
+            guard fits else { return .malformed }
+        }
+        return .unknownMethod(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[methodStart..<methodEnd]), as: UTF8.self))
+    }
+
+    /// The method of a whole, well-formed line; nil otherwise (not yet whole included).
+    static func unknownMethod(_ bytes: UnsafeRawBufferPointer) -> String? {
+        if case .unknownMethod(let method) = verdict(bytes) { return method }
+        return nil
     }
 
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }

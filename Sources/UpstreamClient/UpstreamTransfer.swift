@@ -283,7 +283,8 @@ public final class UpstreamTransfer {
             return
         }
         switch code {
-        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: failure = .couldNotResolve(detail)
+        // curl's threaded resolver needs descriptors too ("getaddrinfo() thread failed to start").
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: failure = Self.outOfDescriptors() ? .outOfDescriptors(detail) : .couldNotResolve(detail)
         case CURLE_COULDNT_CONNECT: failure = Self.outOfDescriptors() ? .outOfDescriptors(detail) : .couldNotConnect(detail)
         case CURLE_OPERATION_TIMEDOUT: failure = .timedOut(detail)
         default: failure = .transfer(detail)

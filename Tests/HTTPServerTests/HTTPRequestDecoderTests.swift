@@ -143,6 +143,10 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         #expect(http10KeepAlive.first?.keepAlive == true)
         let close = try decode([Array("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".utf8)]).get()
         #expect(close.first?.keepAlive == false)
+        // `close` wins whatever else the header lists (review 61 #4: a 1.0 client's was kept).
+        for text in ["GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", "GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive ,\tClose\r\n\r\n"] {
+            #expect(try decode([Array(text.utf8)]).get().first?.keepAlive == false, "\(text)")
+        }
     }
 
     @Test func upgradeRequestsAreAnsweredButNotKeptAlive() throws {
@@ -318,6 +322,11 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
             }
         }
         #expect(failure([Array("BREW".utf8)]) == nil && failure([Array("BREW".utf8), Array(" /x".utf8), Array("\r\n".utf8)])?.status == 400)
+        // Empty lines before it are not its end (review 61 #3); garbage is refused at its first
+        // wrong byte, without waiting for a line end.
+        #expect(failure([Array("\r\nBR".utf8), Array("EW / HTTP/1.1\r\nHost: h\r\n\r\n".utf8)]) == .methodNotImplemented("BREW"))
+        #expect(failure([[0x16, 0x03, 0x01, 0x02, 0x00]])?.status == 400)
+        #expect(failure([Array("BREW / HTTP/1.1\r".utf8)]) == nil && failure([Array("BREW / HTTX".utf8)])?.status == 400)
         var small = HTTPServerLimits()
         small.maxHeaderBytes = 64
         #expect(failure([Array("BREW /".utf8), Array(String(repeating: "a", count: 100).utf8)], limits: small)?.status == 400, "bounded")
