@@ -476,10 +476,14 @@ public final class HTTPRequestDecoder {
 
     /// A `close` option in `Connection` wins whatever else it lists (RFC 9112 §9.6): http_parser
     /// keeps an HTTP/1.0 connection alive on `keep-alive, close` (review 61 #4).
+    /// Per request, so without allocating: names and tokens compared byte by byte, ignoring case.
     static func asksToClose(_ headers: [(name: String, value: String)]) -> Bool {
         headers.contains { header in
-            header.name.lowercased() == "connection"
-                && header.value.split(separator: ",").contains { $0.filter { $0 != " " && $0 != "\t" }.lowercased() == "close" }
+            header.name.utf8.elementsEqual("connection".utf8) { $0 | 0x20 == $1 }
+                && header.value.utf8.split(separator: UInt8(ascii: ",")).contains { token in
+                    token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+                        .elementsEqual("close".utf8) { $0 | 0x20 == $1 }
+                }
         }
     }
 

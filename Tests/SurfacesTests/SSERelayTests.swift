@@ -115,6 +115,17 @@ import Testing
         #expect(held.outcome == .done && held.output.components(separatedBy: "data: {").count == 3, "\(held.output)")
     }
 
+    /// Usage riding on a chunk that says nothing, then `[DONE]`: no answer, and nothing counted
+    /// as forwarded (the count went below zero, which kept the attempt from its retry).
+    @Test func usageOnAChunkThatSaysNothingIsNoAnswer() {
+        var relay = SSERelay(includeUsage: true)
+        var out: [UInt8] = []
+        let chunk = #"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":{"prompt_tokens":3,"completion_tokens":0,"total_tokens":3}}"#
+        let outcome = relay.relay(Array("data: \(chunk)\n\ndata: [DONE]\n\n".utf8), into: &out)
+        guard case .failed(let error) = outcome else { Issue.record("\(outcome)"); return }
+        #expect(error.code == "upstream_protocol_error" && relay.forwardedEvents == 0)
+    }
+
     /// A named event is not a chat chunk: left out (it would reach the client with no name and
     /// no `choices`); `message` is the default name, and a named `error` still fails the stream.
     @Test func namedEventsAreNotChatChunks() {

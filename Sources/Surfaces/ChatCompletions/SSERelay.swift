@@ -384,8 +384,9 @@ public struct SSERelay {
             usageChunkOwed = false
             let chunk = Array(#"{"object":"chat.completion.chunk","choices":[],"usage":"#.utf8)
                 + usage.serialized() + [UInt8(ascii: "}")]
+            let count = forwardedEvents
             appendChunk(chunk, into: &out)
-            forwardedEvents -= 1  // not an event of the answer
+            forwardedEvents = count  // not an event of the answer (and not counted when held)
         }
         // No answer went out: nothing to estimate (the attempt was not the upstream's answer, and
         // a key's charge never depends on whether its client asked to see usage: review 59B #2).
