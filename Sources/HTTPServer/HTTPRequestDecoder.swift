@@ -309,7 +309,7 @@ public final class HTTPRequestDecoder {
             value.removeAll(keepingCapacity: true)
             inValue = false
         }
-        guard !field.isEmpty, field.allSatisfy(Self.isTokenByte) else {
+        guard !field.isEmpty, field.allSatisfy(HTTPToken.isTokenByte) else {
             failure = .malformed("the header name \(String(decoding: field, as: UTF8.self).debugDescription) is not a token (no spaces or separators)")
             return false
         }
@@ -470,32 +470,10 @@ public final class HTTPRequestDecoder {
             body: body,
             // Upgrade requests are answered as plain HTTP (RFC 9110 lets a server ignore
             // Upgrade), but http_parser stops at them, so the connection is not reused.
-            keepAlive: http_should_keep_alive(parser) != 0 && CHTTPParser_upgrade(parser) == 0 && !Self.asksToClose(headers)
+            keepAlive: http_should_keep_alive(parser) != 0 && CHTTPParser_upgrade(parser) == 0 && !HTTPToken.asksToClose(headers)
         )
     }
 
-    /// A `close` option in `Connection` wins whatever else it lists (RFC 9112 §9.6): http_parser
-    /// keeps an HTTP/1.0 connection alive on `keep-alive, close` (review 61 #4).
-    /// Per request, so without allocating: names and tokens compared byte by byte, ignoring case.
-    static func asksToClose(_ headers: [(name: String, value: String)]) -> Bool {
-        headers.contains { header in
-            header.name.utf8.elementsEqual("connection".utf8) { $0 | 0x20 == $1 }
-                && header.value.utf8.split(separator: UInt8(ascii: ",")).contains { token in
-                    token.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
-                        .elementsEqual("close".utf8) { $0 | 0x20 == $1 }
-                }
-        }
-    }
-
-    /// RFC 9110 §5.6.2 `tchar`.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default:
-            "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-    }
 }
 
 /// Takes the decoder of a parser callback back from `parser->data`.

@@ -32,7 +32,7 @@ enum RequestLine {
             }
         }
         let methodStart = index
-        while index < bytes.count, isTokenByte(bytes[index]) {
+        while index < bytes.count, HTTPToken.isTokenByte(bytes[index]) {
             index += 1
             if index - methodStart > maxMethodBytes { return .malformed }
         }
@@ -62,22 +62,5 @@ enum RequestLine {
         return .unknownMethod(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[methodStart..<methodEnd]), as: UTF8.self))
     }
 
-    /// The method of a whole, well-formed line; nil otherwise (not yet whole included).
-    static func unknownMethod(_ bytes: UnsafeRawBufferPointer) -> String? {
-        if case .unknownMethod(let method) = verdict(bytes) { return method }
-        return nil
-    }
-
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
-
-    /// RFC 9110 §5.6.2's tchar.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "*"),
-             UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"),
-             UInt8(ascii: "~"): true
-        default: false
-        }
-    }
 }

@@ -1,0 +1,104 @@
+import GatewayCore
+
+/// What `SSERelay` reads of a chunk's bytes beyond their syntax: whether a chunk carries the
+/// answer (read only until one does), and the repairs a data line gets on its way out.
+extension SSERelay {
+    /// Whether a chunk says something of the answer: a choice with a finish reason, or a delta
+    /// with a member other than `role` that is not null, `""`, `[]` or `{}`. Not valid JSON:
+    /// true (relayed, so the scanner refuses it). Read only until the answer begins.
+    static func carriesAnswer(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let view = JSONView(validating: bytes) else { return true }
+        guard let choices = view.member("choices", in: view.root) else { return false }
+        var next = view.firstElement(in: choices)
+        while let choice = next {
+            if let reason = view.member("finish_reason", in: choice), !view.isNull(reason) { return true }
+            var says = false
+            if let delta = view.member("delta", in: choice) {
+                view.forEachMember(in: delta) { key, value in
+                    guard !says, !key.matches("role"), !view.isNull(value) else { return }
+                    says = !isEmpty(value, in: view)
+                }
+            }
+            if says { return true }
+            next = view.element(after: choice)
+        }
+        return false
+    }
+
+    /// `""`, `[]` or `{}`, however spelled (`[ ]`, white space inside: review 60 #4).
+    private static func isEmpty(_ value: Range<Int>, in view: JSONView) -> Bool {
+        switch view.bytes[value.lowerBound] {
+        case UInt8(ascii: "\""): return view.string(value)?.isEmpty == true
+        case UInt8(ascii: "["): return view.firstElement(in: value) == nil
+        case UInt8(ascii: "{"):
+            var members = 0
+            view.forEachMember(in: value) { _, _ in members += 1 }
+            return members == 0
+        default: return false
+        }
+    }
+
+    /// Bytes that are not UTF-8 (only inside strings: the scanner refuses them elsewhere) become
+    /// U+FFFD, as the other APIs' routes and the Fusion output write them: a strict client's
+    /// decoder never meets them. One pass eight ASCII bytes at a time; a copy only when invalid.
+    static func repairUTF8(_ out: inout [UInt8], from start: Int) {
+        let invalid = out.withUnsafeBytes { UTF8Validation.firstInvalidOffset(UnsafeRawBufferPointer(rebasing: $0[start...])) != nil }
+        guard invalid else { return }
+        let repaired = String(decoding: out[start...], as: UTF8.self)
+        out.removeSubrange(start...)
+        out.append(contentsOf: repaired.utf8)
+    }
+
+    /// `\uD800`…`\uDFFF` escapes that are not a high surrogate followed by a low one (text cut
+    /// inside an emoji) become `\uFFFD`, in place (the same six bytes), as the raw bytes that are
+    /// not UTF-8 become U+FFFD: strict decoders (serde_json, Go's) refuse a lone surrogate. Only
+    /// a chunk with a backslash is looked at, eight bytes at a time until one shows.
+    static func repairSurrogateEscapes(_ out: inout [UInt8], from start: Int) {
+        out.withUnsafeMutableBytes { bytes in
+            var index = start
+            let count = bytes.count
+            while index < count {
+                if index + 8 <= count {
+                    // A byte is 0x5C ('\') when the word XOR 0x5C… has a zero byte there.
+                    let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ 0x5C5C_5C5C_5C5C_5C5C
+                    if (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 == 0 {
+                        index += 8
+                        continue
+                    }
+                }
+                guard bytes[index] == UInt8(ascii: "\\"), index + 1 < count else { index += 1; continue }
+                guard bytes[index + 1] == UInt8(ascii: "u"), let unit = hexUnit(bytes, at: index + 2) else {
+                    index += 2  // another escape, `\\` included: its second byte is no escape's start
+                    continue
+                }
+                if (0xD800...0xDBFF).contains(unit), index + 12 <= count, bytes[index + 6] == UInt8(ascii: "\\"), bytes[index + 7] == UInt8(ascii: "u"),
+                   let low = hexUnit(bytes, at: index + 8), (0xDC00...0xDFFF).contains(low) {
+                    index += 12  // a pair
+                } else if (0xD800...0xDFFF).contains(unit) {
+                    for (offset, byte) in "FFFD".utf8.enumerated() { bytes[index + 2 + offset] = byte }
+                    index += 6
+                } else {
+                    index += 6
+                }
+            }
+        }
+    }
+
+    /// The four hex digits at `offset` as a number; nil if they are not four hex digits.
+    private static func hexUnit(_ bytes: UnsafeMutableRawBufferPointer, at offset: Int) -> Int? {
+        guard offset + 4 <= bytes.count else { return nil }
+        var value = 0
+        for position in offset..<(offset + 4) {
+            let byte = bytes[position]
+            let digit: Int
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = Int(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = Int(byte - UInt8(ascii: "a")) + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = Int(byte - UInt8(ascii: "A")) + 10
+            default: return nil
+            }
+            value = value << 4 | digit
+        }
+        return value
+    }
+}
