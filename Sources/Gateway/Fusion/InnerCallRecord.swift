@@ -61,20 +61,31 @@ enum InnerCallRecord {
             // Long arguments (Gemini sends a call's whole, a `write_file` of 32 KB) as fragments
             // of the same call, the first with its id and name, as text is split: one record
             // larger than the ring failed the call (review 59C #2).
+            // Per token: a fragment within a record is written as it is, no copy of its text.
+            guard let arguments = fragment.arguments, arguments.utf8.count > maxTextBytes else {
+                body(toolCall, encodeToolCall(fragment))
+                return
+            }
             var first = true
-            splitText(fragment.arguments ?? "") { piece in
-                var out: [UInt8] = []
-                appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
-                appendString(first ? fragment.id : nil, &out)
-                appendString(first ? fragment.name : nil, &out)
-                appendString(first && fragment.arguments == nil ? nil : String(decoding: piece, as: UTF8.self), &out)
-                body(toolCall, out)
+            splitText(arguments) { piece in
+                let part = String(decoding: piece, as: UTF8.self)
+                body(toolCall, encodeToolCall(first ? ToolCallFragment(index: fragment.index, id: fragment.id, name: fragment.name, arguments: part)
+                                                    : ToolCallFragment(index: fragment.index, arguments: part)))
                 first = false
             }
         case .usage(let usage): body(Self.usage, encodeUsage(usage))
         case .finish(let reason): body(finish, Array(reason.rawValue.utf8))
         case .error(let apiError): body(error, encodeFailure(apiError, .upstreamError))
         }
+    }
+
+    private static func encodeToolCall(_ fragment: ToolCallFragment) -> [UInt8] {
+        var out: [UInt8] = []
+        appendInt(UInt64(truncatingIfNeeded: fragment.index), &out)
+        appendString(fragment.id, &out)
+        appendString(fragment.name, &out)
+        appendString(fragment.arguments, &out)
+        return out
     }
 
     static func encodeUsage(_ usage: Usage) -> [UInt8] {
