@@ -45,3 +45,15 @@ static inline int CLibUV_unacknowledged_bytes(int fd) {
   int count = 0;
   return ioctl(fd, SIOCOUTQ, &count) == 0 ? count : -1;
 }
+
+// Whether a TCP socket's peer has closed or reset its side, seen without reading: `poll` reports
+// POLLRDHUP once the peer's FIN has arrived however much unread data is queued before it, and
+// POLLHUP/POLLERR after a reset. For a connection whose reading is paused (pipelined bytes held
+// at their bound), whose EOF a read would never reach. 0x2000 is Linux's POLLRDHUP (glibc
+// defines it only under _GNU_SOURCE).
+#include <poll.h>
+static inline int CLibUV_peer_has_closed(int fd) {
+  struct pollfd probe = { .fd = fd, .events = 0x2000, .revents = 0 };
+  if (poll(&probe, 1, 0) != 1) return 0;
+  return (probe.revents & (0x2000 | POLLHUP | POLLERR)) != 0;
+}

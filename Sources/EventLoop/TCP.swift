@@ -273,6 +273,15 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         })
     }
 
+    /// Whether the peer has closed or reset its side, asked of the kernel (one `poll`): for a
+    /// connection whose reading is paused, which would otherwise learn of it only when it reads
+    /// again.
+    public var peerHasClosed: Bool {
+        var fd: uv_os_fd_t = -1
+        guard isOpen, uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return true }
+        return CLibUV_peer_has_closed(fd) != 0
+    }
+
     public func stopReading() {
         guard isOpen, reading else { return }
         reading = false

@@ -147,7 +147,14 @@ final class HTTPServerConnection {
         case .responding:
             // Pipelined bytes wait for the current response; bound what we hold.
             inbound.append(contentsOf: bytes)
-            if inbound.count > limits.maxPipelinedBytes { tcp.stopReading() }
+            if inbound.count > limits.maxPipelinedBytes {
+                tcp.stopReading()
+                // Unread, the client's close would go unnoticed until the response ends: a
+                // deliberation would run on for nobody (review 60B #2). Ask the kernel now and then:
+                // it sees a reset at once, and a close once the bytes before its FIN are in our
+                // receive buffer (a FIN behind more than that waits for reading, as in nginx).
+                timer.start(afterMilliseconds: Self.peerProbeMilliseconds)
+            }
         case .lingering, .closed:
             break  // dropped unread
         }
@@ -340,10 +347,20 @@ final class HTTPServerConnection {
                 if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
                 tcp.close()
             }
-        case .responding, .closed:
+        case .responding:
+            // Reading paused at the pipelining bound (`didRead`): the client may have left.
+            if tcp.peerHasClosed {
+                close()
+            } else {
+                timer.start(afterMilliseconds: Self.peerProbeMilliseconds)
+            }
+        case .closed:
             break
         }
     }
+
+    /// How often a connection whose reading is paused mid-response asks whether its client left.
+    static let peerProbeMilliseconds: UInt64 = 1_000
 
     /// Answers a request the server will not handle (unreadable, or refused by the head guard)
     /// and closes: after a framing error the byte stream cannot be trusted (request smuggling),

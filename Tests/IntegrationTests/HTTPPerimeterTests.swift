@@ -242,6 +242,48 @@ final class GuardedServer: @unchecked Sendable {
         }
     }
 
+    /// A client that leaves while more than `maxPipelinedBytes` wait unread behind its request
+    /// is noticed though reading has stopped at that bound: its handler hears `onClientGone`
+    /// (review 60B #2: a whole answer or deliberation ran on for nobody, recorded 200). Both
+    /// ways of leaving: a close whose FIN reached the receive buffer, and a reset behind more
+    /// unread bytes than the buffer holds (a FIN there waits for reading, in TCP's order).
+    @Test(arguments: [false, true])
+    func aClientLeavingBehindHeldPipelinedBytesIsNoticed(resets: Bool) throws {
+        final class Box: @unchecked Sendable {
+            var server: HTTPServer?
+            var writer: HTTPResponseWriter?
+            let gone = Atomic<Bool>(false)
+        }
+        let box = Box()
+        let thread = EventLoopThread(name: "held-pipeline-test")
+        defer { thread.shutdown() }
+        let port = try thread.loop.submitAndWait {
+            let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0) { _, writer in
+                box.writer = writer  // never answered: a deliberation still running
+                writer.onClientGone = { box.gone.store(true, ordering: .relaxed) }
+            }
+            box.server = server
+            return server.port
+        }
+        defer { _ = try? thread.loop.submitAndWait { box.writer = nil; box.server?.shutdown(graceMilliseconds: 0); box.server = nil } }
+        var client: TestClient? = try TestClient(port: port)
+        let request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        let pipelined = HTTPServerLimits().maxPipelinedBytes + (resets ? 1 << 20 : 16 << 10)
+        try client!.send(request + String(repeating: request, count: pipelined / request.utf8.count))
+        usleep(200_000)
+        if resets {
+            client!.resetOnClose()
+            client = nil
+        } else {
+            client!.disconnect()
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !box.gone.load(ordering: .relaxed) && ContinuousClock.now < deadline { usleep(20_000) }
+        let heard = box.gone.load(ordering: .relaxed)
+        #expect(heard, "the handler never heard the client leave")
+        withExtendedLifetime(client) {}
+    }
+
     /// A slow but steady reader of a large answer keeps its connection, and the request it
     /// pipelined behind it, which waits for the answer to drain, is answered: the stalled-write
     /// timer sees the answer moving, not a request stuck unread. The deadline is ten of the

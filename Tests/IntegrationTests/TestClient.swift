@@ -53,6 +53,13 @@ final class TestClient {
         }
     }
 
+    /// Makes the close (`deinit`) a reset, as a process killed with unsent bytes, or a browser
+    /// tab closed, resets: the peer hears it at once, whatever waits unread.
+    func resetOnClose() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+    }
+
     /// Closes the socket now, as a client that goes away mid-response does.
     func disconnect() { shutdown(fd, Int32(SHUT_RDWR)) }
 
