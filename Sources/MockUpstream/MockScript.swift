@@ -38,7 +38,7 @@ struct MockScript {
         case .echo:
             steps = MockSteps([.content(String(decoding: rawBody, as: UTF8.self))])
         case .toolCall:
-            steps = MockSteps(thinking + Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)]))
+            steps = MockSteps(thinking + Self.toolCallSteps([("get_weather", #"{"location":"Paris, France","unit":"celsius"}"#)], answer: id))
         case .paced:
             let count = scenario.option("deltas", default: 64)
             steps = MockSteps(count: count)
@@ -46,14 +46,14 @@ struct MockScript {
             steps = MockSteps(Self.words(MockRoles.expertAnswer(persona: scenario.persona, question: prompt)))
         case .judge:
             if scenario.option("search", default: 0) == 1, MockRoles.offersTools(request), MockRoles.toolResults(request).isEmpty {
-                steps = MockSteps(Self.toolCallSteps([("web_search", #"{"query":"fact check the disputed verdict"}"#)]))
+                steps = MockSteps(Self.toolCallSteps([("web_search", #"{"query":"fact check the disputed verdict"}"#)], answer: id))
             } else {
                 steps = MockSteps(Self.judgeSteps(request))
             }
         case .researcher:
             switch MockRoles.researcherTurn(request, loop: scenario.option("loop", default: 0) == 1,
                                             parallel: scenario.option("parallel", default: 1)) {
-            case .callTools(let calls): steps = MockSteps(Self.toolCallSteps(calls))
+            case .callTools(let calls): steps = MockSteps(Self.toolCallSteps(calls, answer: id))
             case .text(let text): steps = MockSteps(Self.words(text))
             }
         case .outer:
@@ -62,7 +62,7 @@ struct MockScript {
             } else {
                 switch MockRoles.outerTurn(request, lastUserText: prompt, withFusion: scenario.option("with_fusion", default: 0)) {
                 case .callTools(let calls):
-                    steps = MockSteps(thinking + Self.toolCallSteps(calls))
+                    steps = MockSteps(thinking + Self.toolCallSteps(calls, answer: id))
                     if scenario.option("server_search", default: 0) == 1 { serverSearch = prompt }
                 case .text(let text): steps = MockSteps(Self.words(text))
                 }
@@ -145,10 +145,13 @@ struct MockScript {
 
     /// Tool calls (parallel when several) whose arguments arrive in fragments split mid-token,
     /// as real models send them.
-    static func toolCallSteps(_ calls: [(name: String, arguments: String)]) -> [Step] {
+    /// Each call's id is unique to this answer (`call_mock_<name>_<answer>[_<index>]`): a client
+    /// sends its tool turns back, and a repeated id is refused on the next request.
+    static func toolCallSteps(_ calls: [(name: String, arguments: String)], answer: String) -> [Step] {
         var steps: [Step] = []
+        let serial = answer.split(separator: "-").last.map(String.init) ?? answer
         for (index, call) in calls.enumerated() {
-            let id = calls.count == 1 ? "call_mock_\(call.name)" : "call_mock_\(call.name)_\(index)"
+            let id = calls.count == 1 ? "call_mock_\(call.name)_\(serial)" : "call_mock_\(call.name)_\(serial)_\(index)"
             steps.append(.toolCall(index: index, id: id, name: call.name, arguments: ""))
             var rest = Substring(call.arguments)
             while !rest.isEmpty {

@@ -15,6 +15,9 @@ public final class MockUpstream {
     private var server: HTTPServer!
     private var streams: [ObjectIdentifier: MockStream] = [:]
     private var nextID = 0
+    /// Tells this process's ids from an earlier run's: a conversation sent back to a restarted
+    /// gateway must not meet its old tool call ids again (clients refuse a repeated call id).
+    private let idTag = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16)
     /// Requests seen per `flaky` (or `error-mid-stream:fail=N`) model name.
     private var flakyCounts: [String: Int] = [:]
     /// Bytes of `huge` deltas being sent, and the most at once (the scenario holds each whole).
@@ -270,7 +273,7 @@ public final class MockUpstream {
         }
         hugeInFlight += hugeBytes
         nextID += 1
-        let script = MockScript(scenario: scenario, model: model, request: json, rawBody: request.body, id: "chatcmpl-mock-\(nextID)")
+        let script = MockScript(scenario: scenario, model: model, request: json, rawBody: request.body, id: "chatcmpl-mock-\(idTag)\(nextID)")
         let wire: any MockWire = switch vendor {
         case .openAI: MockOpenAIStream(script: script, includeUsage: json["stream_options"]?["include_usage"]?.boolValue ?? false,
                                        echoedCredentials: echoed)

@@ -170,6 +170,23 @@ import Testing
         }
     }
 
+    /// A client sends its tool turns back and refuses a repeated call id: every answer's calls
+    /// have ids of their own (a simulated agent loop failed on its third turn when each turn
+    /// called `fusion` under the same id).
+    @Test func everyAnswersToolCallsHaveIdsOfTheirOwn() throws {
+        let tools: JSONValue = .array(["fusion", "web_search"].map { .object(["type": .string("function"), "function": .object(["name": .string($0)])]) })
+        let request: JSONValue = .object(["messages": Self.question["messages"]!, "tools": tools])
+        var ids: [String] = []
+        for answer in ["chatcmpl-mock-5e1f00a21", "chatcmpl-mock-5e1f00a22", "chatcmpl-mock-77c0d9e11"] {
+            for model in ["outer", "tool-call", "researcher:parallel=2"] {
+                let scenario = try MockScenario.parse(model: model)
+                ids += MockScript(scenario: scenario, model: model, request: request, rawBody: [], id: answer).toolCalls.map(\.id)
+            }
+        }
+        #expect(ids.count == 12)
+        #expect(Set(ids).count == ids.count, "\(ids)")
+    }
+
     @Test func geminiPathsNameTheModelAndTheMethod() {
         #expect(MockGeminiStream.route("/v1beta/models/sim%2Fexpert-1:streamGenerateContent")! == ("sim/expert-1", true))
         #expect(MockGeminiStream.route("/v1/models/normal:generateContent")! == ("normal", false))
