@@ -234,7 +234,8 @@ import UpstreamClient
     /// (review 60B #1: "Could not connect to provider", `upstream_unreachable`).
     @Test func outOfDescriptorsIsTheGatewaysOwnFailure() {
         let error = UpstreamFailure.apiError(for: .outOfDescriptors("Couldn't connect to server"), provider: "mock")
-        #expect(error.status == 503 && error.code == "out_of_descriptors" && error.message.contains("no file descriptor left"), "\(error)")
+        #expect(error.status == 503 && error.type == "server_error" && error.code == "out_of_descriptors"
+                && error.message.contains("no file descriptor left"), "\(error)")
         #expect(MetricLabels.errorCode("out_of_descriptors") == "out_of_descriptors")
     }
 

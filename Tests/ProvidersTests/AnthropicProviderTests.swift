@@ -329,6 +329,8 @@ import Testing
 
     @Test(arguments: [
         ("arguments", "messages[0].tool_calls[0].function.arguments"),
+        ("repeated-key", "messages[0].tool_calls[0].function.arguments"),
+        ("huge-number", "messages[0].tool_calls[0].function.arguments"),
         ("audio", "messages[1].content[0]"),
         ("tiff", "messages[1].content[1]"),
         ("broken-data", "messages[1].content[2]"),
@@ -350,6 +352,9 @@ import Testing
         #expect(throws: Never.self) { try provider.validate(request) }
         switch fault {
         case "arguments": messages[0].toolCalls[0].arguments = "[1,2]"
+        // Read leniently, these became `{"a":2}` and `{"a":null}` upstream (review 59C #6).
+        case "repeated-key": messages[0].toolCalls[0].arguments = #"{"a":1,"\u0061":2}"#
+        case "huge-number": messages[0].toolCalls[0].arguments = #"{"a":[1e999]}"#
         case "audio": messages[1].content[0] = .other(.object(["type": .string("input_audio")]))
         case "tiff": messages[1].content[1] = .image(url: "data:image/tiff;base64,AAAA", detail: nil)
         case "broken-data": messages[1].content[2] = .image(url: "data:image/png;base64,%%%", detail: nil)

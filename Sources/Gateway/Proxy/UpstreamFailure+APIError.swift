@@ -10,9 +10,10 @@ extension UpstreamFailure {
         case .couldNotConnect(let detail), .refused(let detail):
             .upstreamUnavailable("Could not connect to provider '\(provider)': \(detail)", code: "upstream_unreachable")
         case .outOfDescriptors(let detail):
-            .upstreamUnavailable("The gateway has no file descriptor left for a connection to provider '\(provider)' "
-                                     + "(raise its open-file limit, or lower server.max_connections): \(detail)",
-                                 code: "out_of_descriptors", status: 503)
+            // The gateway's own failure, not the provider's: `server_error`, as OpenAI types its own.
+            APIError(status: 503, type: "server_error", code: "out_of_descriptors",
+                     message: "The gateway has no file descriptor left for a connection to provider '\(provider)' "
+                         + "(raise its open-file limit, or lower server.max_connections): \(detail)")
         case .timedOut(let detail):
             .upstreamUnavailable("Provider '\(provider)' timed out: \(detail)", code: "upstream_timeout", status: 504)
         case .transfer(let detail):

@@ -141,10 +141,34 @@ enum NativeRequestRules {
                                                     : "\(api) takes function tool calls only; this one names no function.",
                                       param: message.callPath(callIndex, at: index))
             }
-            for (callIndex, call) in message.toolCalls.enumerated() where call.argumentsObject == nil {
-                throw .invalidRequest("\(api) needs tool call arguments that are a JSON object; these are not.",
-                                      param: message.argumentsPath(callIndex, at: index))
+            for (callIndex, call) in message.toolCalls.enumerated() {
+                guard call.argumentsObject != nil else {
+                    throw .invalidRequest("\(api) needs tool call arguments that are a JSON object; these are not.",
+                                          param: message.argumentsPath(callIndex, at: index))
+                }
+                // The text becomes a JSON value here (`input`, `args`): read it as strictly as a
+                // request body, or `1e999` would reach the upstream as null and a repeated key
+                // as its last value (review 59C #6).
+                if let ambiguity = strictReadingFails(call.arguments) {
+                    throw .invalidRequest("\(api) needs tool call arguments that read one way; these have \(ambiguity).",
+                                          param: message.argumentsPath(callIndex, at: index), code: "invalid_tool_arguments")
+                }
             }
+        }
+    }
+}
+
+extension NativeRequestRules {
+    /// What a strict reading refuses in a call's arguments (a repeated key, a number beyond a
+    /// 64-bit float), said for an error message; nil when the text reads one way.
+    static func strictReadingFails(_ arguments: String) -> String? {
+        if arguments.allSatisfy(\.isWhitespace) { return nil }
+        do throws(APIError) {
+            _ = try JSONValue.parseRequest(Array(arguments.utf8), refusingCaseVariants: false)
+            return nil
+        } catch {
+            return error.code == "number_out_of_range" ? "a number beyond a 64-bit float"
+                : error.code == "duplicate_key" ? "a key twice" : error.code == "too_many_elements" ? "too many elements" : "text that is not valid UTF-8"
         }
     }
 }
