@@ -15,14 +15,15 @@ static inline void CLibUV_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 // 15 bytes).
 static inline void CLibUV_set_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
-// Unblocks SIGINT and SIGTERM for the calling thread (and the threads it starts later). A parent
-// may start us with them blocked (Foundation's Process passes on its own blocked set): the
-// graceful shutdown on SIGTERM must not depend on who started the process.
+// Unblocks SIGINT, SIGTERM and SIGHUP for the calling thread (and the threads it starts later). A
+// parent may start us with them blocked (Foundation's Process passes on its own blocked set): the
+// graceful shutdown on SIGTERM, and SIGHUP's being logged, must not depend on who started us.
 static inline void CLibUV_unblock_termination_signals(void) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 

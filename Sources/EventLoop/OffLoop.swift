@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 /// CPU-bound work that must not hold a loop (parsing a fetched page: libxml2 over up to 2 MiB,
 /// tens of milliseconds for an ordinary page, most of a second for a hostile one, during which
@@ -17,6 +18,93 @@ public enum OffLoop {
         DispatchQueue.global(qos: .userInitiated).async {
             let value = work()
             loop.execute { handBack.take()?(value) }
+        }
+    }
+}
+
+/// A bounded share of `OffLoop`'s threads, for work that clients can ask for in bulk (every
+/// fetched page of every deliberation): at most `width` items run at once and at most `backlog`
+/// wait, so one request cannot queue minutes of CPU and hundreds of megabytes of pages (review
+/// 62B #1: one abandoned deliberation of 32 fetches kept two threads busy 23 s after its client
+/// left). An item whose ticket is cancelled before it starts is skipped, never run for nobody.
+public final class OffLoopLane: Sendable {
+    /// Cancels one item: set on the loop when its caller stops caring (finished, cancelled, its
+    /// client gone); read by the worker before the work starts.
+    public final class Ticket: Sendable {
+        private let flag = Atomic<Bool>(false)
+        public init() {}
+        public func cancel() { flag.store(true, ordering: .relaxed) }
+        public var isCancelled: Bool { flag.load(ordering: .relaxed) }
+    }
+
+    private struct Item: Sendable {
+        let ticket: Ticket
+        let run: @Sendable () -> Void
+    }
+
+    private struct State {
+        var running = 0
+        /// A taken item's slot is emptied at once (its work holds a page), the array reset when
+        /// all are taken: a queue without per-item shifting.
+        var waiting: [Item?] = []
+        var next = 0  // the first of `waiting` not yet taken
+    }
+
+    public let width: Int
+    public let backlog: Int
+    private let state: Lock<State>
+
+    public init(width: Int, backlog: Int) {
+        self.width = max(1, width)
+        self.backlog = max(0, backlog)
+        state = Lock(State())
+    }
+
+    /// Items waiting for a thread now (tests, metrics).
+    public var waitingCount: Int { state.withLock { $0.waiting.count - $0.next } }
+
+    /// Runs `work` off the loop when a place is free, then `then` on `loop`'s thread, unless
+    /// `ticket` was cancelled before the work started (then neither runs). False, and nothing
+    /// queued, when `backlog` items already wait: the caller answers "busy" at once.
+    public func submit<Value: Sendable>(on loop: EventLoop, ticket: Ticket, _ work: @escaping @Sendable () -> Value,
+                                        then: @escaping (Value) -> Void) -> Bool {
+        let handBack = LoopBound(then)
+        let item = Item(ticket: ticket) {
+            let value = work()
+            loop.execute { handBack.take()?(value) }
+        }
+        let startNow: Bool? = state.withLock { state in
+            if state.running < width {
+                state.running += 1
+                return true
+            }
+            guard state.waiting.count - state.next < backlog else { return nil }
+            state.waiting.append(item)
+            return false
+        }
+        guard let startNow else { return false }
+        if startNow { start(item) }
+        return true
+    }
+
+    private func start(_ first: Item) {
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            var item: Item? = first
+            while let current = item {
+                if !current.ticket.isCancelled { current.run() }
+                item = state.withLock { state -> Item? in
+                    guard state.next < state.waiting.count else {
+                        state.running -= 1
+                        state.waiting.removeAll(keepingCapacity: true)
+                        state.next = 0
+                        return nil
+                    }
+                    let taken = state.waiting[state.next]
+                    state.waiting[state.next] = nil
+                    state.next += 1
+                    return taken
+                }
+            }
         }
     }
 }

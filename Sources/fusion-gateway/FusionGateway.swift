@@ -132,6 +132,12 @@ struct Serve: ParsableCommand {
                     application.shutdown()
                 }
             }
+            // SIGHUP's default action ends the process at once, every stream cut mid-chunk, no
+            // record: an operator's `kill -HUP` (a reload elsewhere) or a closed terminal did that
+            // (review 62D #3). The config is read at start only, so a hang-up changes nothing.
+            _ = SignalWatcher(loop: firstLoop, signal: SIGHUP) { _ in
+                logger.warning("SIGHUP ignored: the config is read at start only; restart (SIGTERM drains) to apply changes")
+            }
         }
         application.waitUntilStopped()
         logger.info("stopped")

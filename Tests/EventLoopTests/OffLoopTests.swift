@@ -38,6 +38,42 @@ import Testing
         deadline.close()
     }
 
+    /// A lane runs at most `width` items at once, queues at most `backlog` and refuses the rest
+    /// at once; an item cancelled while it waits never runs (review 62B #1: every fetched page was
+    /// parsed, without bound, for clients long gone).
+    @Test(.timeLimit(.minutes(1))) func aLaneBoundsItsWorkAndSkipsCancelledItems() throws {
+        let loop = EventLoop()
+        let lane = OffLoopLane(width: 1, backlog: 2)
+        let gate = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        let ran = Lock<[Int]>([])
+        var delivered: [Int] = []
+        var accepted: [Bool] = []
+        let tickets = (0..<4).map { _ in OffLoopLane.Ticket() }
+        let deadline = LoopTimer(loop: loop) { loop.stop() }
+        deadline.start(afterMilliseconds: 30_000)
+        for index in 0..<4 {
+            accepted.append(lane.submit(on: loop, ticket: tickets[index], {
+                if index == 0 { started.signal(); gate.wait() }
+                ran.withLock { $0.append(index) }
+                return index
+            }, then: { value in
+                delivered.append(value)
+                if delivered.count == 2 { loop.stop() }
+            }))
+            if index == 0 { #expect(started.wait(timeout: .now() + 20) == .success) }
+        }
+        #expect(accepted == [true, true, true, false], "one running, two waiting, the fourth refused")
+        #expect(lane.waitingCount == 2)
+        tickets[1].cancel()  // its client left while it waited
+        gate.signal()
+        loop.run()
+        #expect(delivered == [0, 2])
+        #expect(ran.withLock { $0 } == [0, 2], "the cancelled item never ran")
+        #expect(lane.waitingCount == 0)
+        deadline.close()
+    }
+
     @Test(.timeLimit(.minutes(1))) func aFinishedLoopRefusesWorkAndDropsLateResults() throws {
         let loop = EventLoop()
         let release = DispatchSemaphore(value: 0)

@@ -20,7 +20,8 @@ import Testing
             if line.hasPrefix("#   ") { return String(line.dropFirst(2)) }
             return nil
         }.joined(separator: "\n")
-        let config = try GatewayConfig.parse(yaml: yaml)
+        // Prices name a configured provider's models: the example's own provider.
+        let config = try GatewayConfig.parse(yaml: "providers: {openrouter: {base_url: 'https://openrouter.ai/api/v1'}}\n" + yaml)
         let redis = try #require(config.store.redis)
         #expect(redis.endpoint == RedisEndpoint(host: "127.0.0.1", port: 6379, database: 0))
         #expect(redis.passwordEnvironmentVariable == "REDIS_PASSWORD")
@@ -91,6 +92,8 @@ import Testing
 
     @Test func onePriceTableServesBudgetsAndTheCostEstimate() throws {
         let fusion = """
+            providers: {p: {base_url: 'http://h/v1'}}
+            default_provider: p
             fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}%@}
             """
         let top = try GatewayConfig.parse(yaml: fusion.replacingOccurrences(of: "%@", with: "") + "\nprices: {a: {input: 1, output: 2}}")

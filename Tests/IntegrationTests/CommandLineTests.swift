@@ -69,6 +69,27 @@ import Testing
         #expect(!output.contains("Usage:"), "\(output)")
     }
 
+    /// SIGHUP is logged and ignored: its default action ended the process at once, every stream
+    /// cut mid-chunk (review 62D #3).
+    @Test(.timeLimit(.minutes(1))) func aHangUpIsIgnored() throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--port", "0", "--loops", "1"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        usleep(1_500_000)
+        kill(process.processIdentifier, SIGHUP)
+        usleep(500_000)
+        let running = process.isRunning
+        kill(process.processIdentifier, SIGKILL)
+        let data = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(running, "exited \(process.terminationStatus) on SIGHUP")
+        #expect(String(decoding: data, as: UTF8.self).contains("SIGHUP ignored"))
+    }
+
     /// `--log-format json`: the running gateway's every line on standard error is one JSON object.
     @Test(.timeLimit(.minutes(1))) func jsonLogsFromTheCommandLine() throws {
         let process = Process()

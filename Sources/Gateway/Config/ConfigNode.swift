@@ -122,6 +122,28 @@ struct ConfigNode {
         return value
     }
 
+    /// A `*_env` value: the name of an environment variable. Anything else is refused without
+    /// being repeated: it is most likely the secret itself, pasted where its variable's name goes,
+    /// and was logged and sent to clients as "the variable … is not set" (review 62D #1).
+    func environmentVariable(_ key: String) throws -> String? {
+        guard let child = try child(key) else { return nil }
+        return try child.environmentVariableName()
+    }
+
+    /// This node as an environment variable's name (see `environmentVariable`).
+    func environmentVariableName() throws -> String {
+        guard let value = node.scalar?.string, Self.isEnvironmentVariableName(value) else {
+            throw ConfigError("\(path) must name an environment variable (letters, digits and '_', not starting with a digit), "
+                              + "not hold the secret: the value is not repeated here")
+        }
+        return value
+    }
+
+    static func isEnvironmentVariableName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, (1...256).contains(name.utf8.count), !(0x30...0x39).contains(first) else { return false }
+        return name.utf8.allSatisfy { ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A || (0x30...0x39).contains($0) || $0 == UInt8(ascii: "_") }
+    }
+
     /// One of an enumeration's raw values, each named in the error.
     func choice<Value: RawRepresentable & CaseIterable>(_ key: String, of type: Value.Type) throws -> Value? where Value.RawValue == String {
         guard let text = try string(key) else { return nil }

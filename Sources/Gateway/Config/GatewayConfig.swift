@@ -201,6 +201,26 @@ public struct GatewayConfig: Sendable {
         return config
     }
 
+    /// Every price names a model that can route: a typo left its model unpriced without a word,
+    /// and a key's budget then charged nothing for it (review 62D #4). `provider/*` needs its
+    /// provider; `provider/model` a model of its allow-list (`models:`) when it has one.
+    static func checkPriceKeys(_ keys: some Collection<String>, in config: GatewayConfig, path: String) throws {
+        let naming = config.modelNaming
+        let simulated = config.simulatedModels ? simulatedProviderNames : []
+        for key in keys.sorted() where key != "*" {
+            guard let (provider, model) = naming.split(key) else {
+                throw ConfigError("\(path).\(key) names no provider: write provider/model (or set default_provider)")
+            }
+            guard config.providers[provider] != nil || simulated.contains(provider) else {
+                throw ConfigError("\(path).\(key): no provider '\(provider)' is configured, so this price would apply to nothing")
+            }
+            let bare = model.split(separator: ":", maxSplits: 1).first.map(String.init) ?? model
+            if let served = config.providers[provider]?.models, !bare.hasSuffix("*"), !served.contains(bare) {
+                throw ConfigError("\(path).\(key): provider '\(provider)' serves only \(served.joined(separator: ", ")), so this price would apply to nothing")
+            }
+        }
+    }
+
     /// `server.api_keys` as written, trimmed (header values lose their surrounding white space,
     /// so a padded key could never match). An empty entry or a `${…}` left unexpanded is what a
     /// templated config gives when its variable is unset: refused, not taken as a key anyone can
@@ -282,7 +302,7 @@ public struct GatewayConfig: Sendable {
             config.server.logPrompts = try server.bool("log_prompts") ?? false
             config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
             config.server.apiKeys = try Self.parseAPIKeys(server.stringList("api_keys") ?? [], path: "\(server.path).api_keys")
-            config.server.apiKeysEnvironmentVariable = try server.string("api_keys_env")
+            config.server.apiKeysEnvironmentVariable = try server.environmentVariable("api_keys_env")
             config.server.host = try server.string("host") ?? config.server.host
             config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
             config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...(1 << 20)) ?? config.server.limits.maxHeaderBytes
@@ -341,8 +361,13 @@ public struct GatewayConfig: Sendable {
             config.prices.entries = fusion.prices.entries.merging(config.prices.entries) { $1 }
             config.fusion?.prices = config.prices
         }
-        if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName {
-            throw ConfigError("\(source): default_provider '\(name)' is not a configured provider")
+        if let prices = try top.child("prices") { try checkPriceKeys(config.prices.keys, in: config, path: prices.path) }
+        if let fusion = try top.child("fusion"), let prices = try fusion.child("prices"), let given = config.fusion?.prices.keys {
+            try checkPriceKeys(given, in: config, path: prices.path)
+        }
+        if let name = config.defaultProvider, config.providers[name] == nil, name != simulatedProviderName || !config.simulatedModels {
+            throw ConfigError("\(source): default_provider '\(name)' is not a configured provider"
+                              + (name == simulatedProviderName ? " (the simulated models are off: set simulated_models: true)" : ""))
         }
         return config
     }
@@ -371,7 +396,7 @@ extension GatewayConfig {
             if kind == .searxng && url == nil {
                 throw ConfigError("\(search.path).url is required for searxng (the instance's base URL, e.g. http://127.0.0.1:8888)")
             }
-            web.searchAPIKeyEnvironmentVariable = try search.string("api_key_env")
+            web.searchAPIKeyEnvironmentVariable = try search.environmentVariable("api_key_env")
             if kind != .searxng && web.searchAPIKeyEnvironmentVariable == nil {
                 throw ConfigError("\(search.path).api_key_env is required for \(kind.rawValue) (the environment variable holding its key)")
             }

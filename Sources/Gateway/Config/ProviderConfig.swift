@@ -26,26 +26,32 @@ extension GatewayConfig {
         var headers: [String: String] = [:]
         if let headerNode = try provider.child("headers") {
             for (header, value) in try headerNode.members() {
+                try checkHeaderName(header, path: value.path)
+                // A credential written here is no secret to the redactor: an upstream echoing it
+                // put it in clients' errors, records and logs (review 62D #2).
+                guard !Self.credentialHeaders.contains(header.lowercased()) && header.lowercased() != kind.keyHeader else {
+                    throw ConfigError("\(value.path): \(header) carries a credential, which never goes in the config: "
+                                      + "name its environment variable in headers_env (or the key's in api_key_env)")
+                }
                 guard let text = value.node.scalar?.string else {
                     throw ConfigError("\(value.path) must be a string")
+                }
+                guard !text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) else {
+                    throw ConfigError("\(value.path) holds a control character (a line break?), which no header value may")
                 }
                 headers[header] = text
             }
         }
-        // The key goes in its own header (`Authorization`, Anthropic's `x-api-key`, Gemini's
-        // `x-goog-api-key`): another given beside it went upstream twice.
-        if try provider.string("api_key_env") != nil, let clash = headers.keys.first(where: { $0.lowercased() == kind.keyHeader }) {
-            throw ConfigError("\(provider.path).headers.\(clash): the key named by api_key_env is sent in \(clash); give it in one place")
-        }
         var secretHeaders: [String: String] = [:]
         if let headerNode = try provider.child("headers_env") {
             for (header, value) in try headerNode.members() {
-                guard let variable = value.node.scalar?.string, !variable.isEmpty else {
-                    throw ConfigError("\(value.path) must name an environment variable")
-                }
+                try checkHeaderName(header, path: value.path)
+                let variable = try value.environmentVariableName()
                 guard !headers.keys.contains(where: { $0.lowercased() == header.lowercased() }) else {
                     throw ConfigError("\(value.path): \(header) is also in \(provider.path).headers; give it in one place")
                 }
+                // The key goes in its own header (`Authorization`, Anthropic's `x-api-key`,
+                // Gemini's `x-goog-api-key`): another given beside it went upstream twice.
                 if try provider.string("api_key_env") != nil, header.lowercased() == kind.keyHeader {
                     throw ConfigError("\(value.path): the key named by api_key_env is sent in \(header); give it in one place")
                 }
@@ -55,7 +61,7 @@ extension GatewayConfig {
         var parsed = Provider(
             name: name, kind: kind,
             baseURL: normalizedBaseURL(baseURL),
-            apiKeyEnvironmentVariable: try provider.string("api_key_env"),
+            apiKeyEnvironmentVariable: try provider.environmentVariable("api_key_env"),
             headers: headers,
             models: try parseModels(provider))
         parsed.headerEnvironmentVariables = secretHeaders
@@ -81,6 +87,27 @@ extension GatewayConfig {
     }
 
     static let nameBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8)
+
+    /// Headers that carry a credential, in lower case: only `headers_env` may set them.
+    static let credentialHeaders: Set<String> = ["authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"]
+    /// Headers the gateway and curl write for the request's framing and connection: a configured
+    /// one made the upstream read another request than the one sent (review 62D #5).
+    static let framingHeaders: Set<String> = ["host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+                                              "trailer", "upgrade", "expect", "proxy-connection"]
+
+    /// A configured header's name: an RFC 9110 token, and none of the framing headers.
+    static func checkHeaderName(_ name: String, path: String) throws {
+        guard !name.isEmpty, name.utf8.allSatisfy(Self.isTokenByte) else {
+            throw ConfigError("\(path): '\(name)' is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        }
+        guard !framingHeaders.contains(name.lowercased()) else {
+            throw ConfigError("\(path): \(name) is the gateway's to write (it frames the request); leave it out")
+        }
+    }
+
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+    }
 
     /// `models:` (the only models a provider serves): a list that names something, each once.
     private static func parseModels(_ provider: ConfigNode) throws -> [String]? {

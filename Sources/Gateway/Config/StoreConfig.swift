@@ -72,7 +72,7 @@ extension GatewayConfig {
                 throw ConfigError("\(redis.path).url: \(error.description)")
             }
             var settings = RedisStoreSettings(endpoint: endpoint)
-            settings.passwordEnvironmentVariable = try redis.string("password_env")
+            settings.passwordEnvironmentVariable = try redis.environmentVariable("password_env")
             if let prefix = try redis.string("key_prefix") {
                 // Not empty: the gateway's keys would mix with every other user's of the database.
                 guard (1...64).contains(prefix.utf8.count), !prefix.contains(where: { $0.isWhitespace || $0 == "{" || $0 == "}" }) else {
@@ -102,7 +102,7 @@ extension GatewayConfig {
                 throw ConfigError("\(entry.path): a key name is 1 to 64 letters, digits, '-', '_' or '.'")
             }
             try entry.allowOnly(["key_env", "limits"], hint: "keys never go in the config: set key_env to the name of an environment variable")
-            guard let variable = try entry.string("key_env") else { throw ConfigError("\(entry.path).key_env is required") }
+            guard let variable = try entry.environmentVariable("key_env") else { throw ConfigError("\(entry.path).key_env is required") }
             var key = NamedKey(name: name, keyEnvironmentVariable: variable)
             if let limits = try entry.child("limits") {
                 try limits.allowOnly(["requests_per_minute", "tokens_per_minute", "daily_budget_usd", "monthly_budget_usd"])

@@ -135,9 +135,10 @@ public struct ModelRouter: Sendable {
             let list = models.map { "\(providerName)/\($0)" }.joined(separator: ", ")
             throw .modelNotFound(model, detail: "provider '\(providerName)' serves only: \(list)")
         }
-        if let variable = target.missingKeyVariable {
+        if target.missingKeyVariable != nil {
+            // The variable's name is the operator's (the startup log names it), not the client's.
             throw APIError(status: 502, type: "upstream_error", code: "provider_key_missing",
-                           message: "Provider '\(providerName)' has no API key: the gateway's environment variable \(variable) is not set")
+                           message: "Provider '\(providerName)' has no API key configured on the gateway")
         }
         return ModelRoute(slug: model, upstreamModel: upstreamModel, target: target, price: prices.isEmpty ? nil : prices.price(of: model))
     }

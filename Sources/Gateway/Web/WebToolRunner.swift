@@ -15,6 +15,9 @@ class WebToolTask {
     fileprivate var completion: ((WebToolOutcome) -> Void)?
     fileprivate var transfer: UpstreamTransfer?
     fileprivate var deadline: LoopTimer?
+    /// A page waiting for (or being) parsed off the loop: cancelled with the call, so a parse
+    /// nobody waits for any more never starts.
+    fileprivate var parse: OffLoopLane.Ticket?
 
     fileprivate init(completion: @escaping (WebToolOutcome) -> Void) {
         self.completion = completion
@@ -29,6 +32,8 @@ class WebToolTask {
         transfer = nil
         deadline?.close()
         deadline = nil
+        parse?.cancel()
+        parse = nil
     }
 
     fileprivate func finish(_ outcome: WebToolOutcome) {
@@ -41,6 +46,10 @@ class WebToolTask {
 /// Runs `web_search` and `web_fetch` calls on one loop, with its curl client (no thread, no
 /// blocking): Fusion's tool loops hand it the calls their models make.
 final class WebToolRunner {
+    /// Fetched pages' parses, process-wide: a thread per core at most, and a backlog of 32 pages
+    /// (64 MiB of bodies at the default `max_bytes`), beyond which a fetch is answered "busy".
+    static let pageParsers = OffLoopLane(width: ProcessInfo.processInfo.activeProcessorCount, backlog: 32)
+
     let settings: WebSettings
     private let client: UpstreamClient
 
@@ -252,15 +261,25 @@ private final class WebFetch: WebToolTask {
         }
         // Parsed off the loop: libxml2 over up to `max_bytes` takes tens of milliseconds for an
         // ordinary page and most of a second for a hostile one, a stall for every stream here.
-        // The deadline keeps running meanwhile; a call finished or cancelled by then drops it.
+        // In a bounded lane (`pageParsers`): a burst of pages waits its turn there, its download
+        // deadline stopped (the page is in: a wait for the gateway's own threads is no slow
+        // site), and a call finished or cancelled meanwhile never has its page parsed.
         let (body, contentType, maxCharacters, truncated) = (body, header("Content-Type"), settings.maxPageCharacters, truncated)
         self.body = []
-        OffLoop.run(on: client.loop, {
+        deadline?.close()
+        deadline = nil
+        let ticket = OffLoopLane.Ticket()
+        parse = ticket
+        let queued = WebToolRunner.pageParsers.submit(on: client.loop, ticket: ticket, {
             WebPage.render(body: body, contentType: contentType, maxCharacters: maxCharacters, downloadTruncated: truncated)
         }, then: { [weak self] rendered in
             guard let self, isRunning else { return }
+            parse = nil
             read(rendered)
         })
+        if !queued {
+            finish(.failure("the gateway is busy reading other pages: \(url.absoluteString) was not read; try again later"))
+        }
     }
 
     private func read(_ rendered: Result<(title: String?, text: String, truncated: Bool), WebToolError>) {
