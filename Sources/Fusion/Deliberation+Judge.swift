@@ -16,7 +16,7 @@ extension Deliberation {
             if wasBlank, text.contains(where: { !$0.isWhitespace }) { judgeWroteText = true }
             let (shown, problem) = items(from: text)
             let actions = [.progress(.judgeDelta(model: currentJudge, attempt: judgeAttempt, text: text))] + shown
-            let failure = problem.map { JudgeFailure(.schemaMismatch, $0) } ?? (wasBlank ? Self.openingProblem(text, tools: judgeHasTools) : nil)
+            let failure = problem.map { JudgeFailure(schemaProblem: $0, labels: labels) } ?? (wasBlank ? Self.openingProblem(text, tools: judgeHasTools) : nil)
             guard let failure else { return actions }
             // The attempt can no longer pass validation: it ends now (its call is cancelled as the
             // next starts, or as the deliberation finishes), not once the judge has written the
@@ -70,11 +70,11 @@ extension Deliberation {
         guard !itemsSuspended else { return ([], nil) }
         var actions: [Action] = []
         for found in tokenizer.feed(text) {
-            let value = labels.restore(found.value)
-            if let problem = JudgeAnalysis.problem(in: value, field: found.field, index: found.index, citable: citable) {
+            if let problem = JudgeAnalysis.problem(in: found.value, field: found.field, index: found.index, citable: citable) {
                 itemsSuspended = true
                 return (actions, problem)
             }
+            let value = labels.restore(found.value)
             shownItems.append((found.field, found.index))
             itemValues[found.field, default: []].append(value)
             actions.append(.progress(.judgeItem(model: currentJudge, attempt: judgeAttempt,
@@ -114,7 +114,7 @@ extension Deliberation {
         let withdrawn = withdrawItems()
         let retryable = failure.reason == .notValidJSON || failure.reason == .schemaMismatch
         if retryable && judgeAttempt == 1 {
-            let retry = FusionPrompts.judgeRetryMessages(judgeMessages, reply: judgeText, problem: failure.message)
+            let retry = FusionPrompts.judgeRetryMessages(judgeMessages, reply: judgeText, problem: failure.judgeMessage ?? failure.message)
             return withdrawn
                 + [.progress(.judgeFailed(model: currentJudge, reason: failure.reason, message: failure.message, willRetry: true))]
                 + startJudge(model: currentJudge, attempt: 2, messages: retry, at: time)

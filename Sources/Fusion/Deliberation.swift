@@ -155,7 +155,7 @@ public struct Deliberation: Sendable {
 
         case .memberFinished(let index, let usage, let toolCalls):
             guard states.indices.contains(index), states[index] == .running else { return [] }
-            if texts[index].trimmingWhitespace().isEmpty {
+            if !texts[index].hasVisibleText {
                 return memberFailed(index, .emptyCompletion, "the model returned no visible text", usage: usage, at: time)
             }
             states[index] = .answered
@@ -256,8 +256,10 @@ public struct Deliberation: Sendable {
                 : "no answer (\(failure.reason.rawValue))")
         }
         let ordered = labels.order.filter(included.contains).map { (label: labels.labels[$0], content: texts[$0]) }
-        citable = JudgeAnalysis.Citable(panel: Set(models), compared: Set(included.map { models[$0] }),
-                                        shownAs: labels.isNeutral ? Dictionary(models.indices.map { (models[$0], labels.labels[$0]) }) { first, _ in first } : [:])
+        // By label: one per member, so a cut member of a model that repeats cannot be cited
+        // through its twin's name (review 62C #3).
+        citable = JudgeAnalysis.Citable(panel: Set(labels.labels + models),
+                                        compared: Set(included.map { labels.labels[$0] } + included.map { models[$0] }))
         judgeMessages = FusionPrompts.judgeMessages(question: question, answers: ordered, missing: missing, neutral: labels.isNeutral,
                                                     tools: judgeHasTools)
         judgePhaseStartedAt = time

@@ -35,7 +35,7 @@ public enum JudgeAnalysis {
     /// shapes, and that every model it cites is one of `panel`. Returns the analysis with exactly
     /// the five fields.
     public static func parse(_ text: String, panel: Set<String>, labels: NeutralLabels? = nil) -> Result<JSONValue, JudgeFailure> {
-        parse(text, citable: Citable(panel: panel), labels: labels)
+        parse(text, citable: Citable(panel: panel.union(labels?.mapping.keys ?? [:].keys)), labels: labels)
     }
 
     public static func parse(_ text: String, citable: Citable, labels: NeutralLabels? = nil) -> Result<JSONValue, JudgeFailure> {
@@ -67,16 +67,18 @@ public enum JudgeAnalysis {
             return .failure(JudgeFailure(.schemaMismatch, "the reply is JSON but not an object"))
         }
         object = object.filter { fields.contains($0.key) }
-        if let labels { object = labels.restore(.object(object)).objectValue ?? object }
         for field in fields where object[field] == nil { return .failure(JudgeFailure(.schemaMismatch, "missing field '\(field)'")) }
+        // Checked as the judge wrote it (its labels), then mapped back: the problem told to the
+        // judge on its retry quotes what it wrote, never the model behind a label (review 62C #1).
         for field in fields {
             guard let items = object[field]?.arrayValue else { return .failure(JudgeFailure(.schemaMismatch, "'\(field)' must be an array")) }
             for (index, item) in items.enumerated() {
                 if let problem = problem(in: item, field: field, index: index, citable: citable) {
-                    return .failure(JudgeFailure(.schemaMismatch, problem))
+                    return .failure(JudgeFailure(schemaProblem: problem, labels: labels))
                 }
             }
         }
+        if let labels { object = labels.restore(.object(object)).objectValue ?? object }
         return .success(.object(object))
     }
 
@@ -129,24 +131,23 @@ public enum JudgeAnalysis {
     /// then the fallback judge, then no analysis, as any broken analysis).
     public static let maxItemsPerField = 64
 
-    /// Whom an analysis may cite: the panel's models, and of them the ones whose answers the
-    /// judge was given (a member cut or failed was not compared: an insight or a stance the
-    /// judge gives it is invented, review 19 F1); `shownAs` names a model as the judge knows it
-    /// (its neutral label), for the problem the judge is told on its retry.
+    /// Whom an analysis may cite, by the names the judge knows the panel under (its neutral
+    /// labels, one per member even when a model repeats) and by model name (a judge may write
+    /// one it guessed): every member, and of them the ones whose answers the judge was given (a
+    /// member cut or failed was not compared: an insight or a stance the judge gives it is
+    /// invented, review 19 F1).
     public struct Citable: Sendable, Equatable {
         public var panel: Set<String>
         public var compared: Set<String>
-        public var shownAs: [String: String]
 
-        public init(panel: Set<String>, compared: Set<String>? = nil, shownAs: [String: String] = [:]) {
+        public init(panel: Set<String>, compared: Set<String>? = nil) {
             self.panel = panel
             self.compared = compared ?? panel
-            self.shownAs = shownAs
         }
     }
 
-    /// What is wrong with element `index` of `field` (models already mapped back), or nil: the
-    /// same rule for one item streamed and for the whole analysis.
+    /// What is wrong with element `index` of `field` (as the judge wrote it: labels not yet
+    /// mapped back), or nil: the same rule for one item streamed and for the whole analysis.
     public static func problem(in item: JSONValue, field: String, index: Int, panel: Set<String>) -> String? {
         problem(in: item, field: field, index: index, citable: Citable(panel: panel))
     }
@@ -156,11 +157,10 @@ public enum JudgeAnalysis {
         // of points is broken, not thorough (and each item is a line the client gets).
         guard index < maxItemsPerField else { return "'\(field)' has more than \(maxItemsPerField) items" }
         func cited(_ value: JSONValue?, _ where_: String) -> String? {
-            guard let model = value?.stringValue else { return "\(where_) must be a model name (string)" }
-            guard citable.panel.contains(model) else { return "\(where_) cites '\(model)', which is not a panel member" }
-            guard citable.compared.contains(model) else {
-                return "\(where_) cites '\(citable.shownAs[model] ?? model)', whose answer was not given to compare"
-            }
+            guard let written = value?.stringValue else { return "\(where_) must be a model name (string)" }
+            let name = written.trimmingWhitespace()  // as `NeutralLabels.restore` reads it
+            guard citable.panel.contains(name) else { return "\(where_) cites '\(written)', which is not a panel member" }
+            guard citable.compared.contains(name) else { return "\(where_) cites '\(name)', whose answer was not given to compare" }
             return nil
         }
         switch field {
@@ -196,15 +196,38 @@ public enum JudgeAnalysis {
 
 public struct JudgeFailure: Error, Sendable, Equatable {
     public var reason: JudgeFailureReason
+    /// For people and the final turn's model: models by their names.
     public var message: String
+    /// For the judge's retry: the panel by the labels it was shown (nil: `message`).
+    public var judgeMessage: String?
 
     public init(_ reason: JudgeFailureReason, _ message: String) {
         self.reason = reason
         self.message = message
     }
+
+    /// A schema problem found in what the judge wrote: as written for the judge, its labels
+    /// mapped back for everyone else (review 62C #2: clients read "cites 'Response B'").
+    public init(schemaProblem problem: String, labels: NeutralLabels?) {
+        reason = .schemaMismatch
+        message = labels?.restoreProse(problem) ?? problem
+        judgeMessage = problem
+    }
 }
 
 extension String {
+    /// Whether any character would show: not only white space, format characters (zero-width
+    /// spaces and joiners, U+FEFF, bidi marks) and other default-ignorables. An answer of
+    /// nothing else is empty, not usable (review 62C #6: two U+200B met the quorum and cut the
+    /// members still writing).
+    var hasVisibleText: Bool {
+        unicodeScalars.contains { scalar in
+            let properties = scalar.properties
+            return !properties.isWhitespace && !properties.isDefaultIgnorableCodePoint
+                && properties.generalCategory != .format && properties.generalCategory != .control
+        }
+    }
+
     /// Without leading and trailing Unicode white space (the characters of Foundation's
     /// `.whitespacesAndNewlines`): by scalar property, a few times cheaper than a `CharacterSet`,
     /// and this runs on every item the judge streams.

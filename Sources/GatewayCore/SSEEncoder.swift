@@ -67,7 +67,8 @@ public enum SSEEncoder {
     }
 
     /// Appends one comment line (`: text\n\n`): ignored by every SSE client, visible with
-    /// `curl -N`. Control characters and line separators in `text` are escaped visibly.
+    /// `curl -N`. Control characters, line separators and bidi controls in `text` are escaped
+    /// visibly.
     public static func appendComment(_ text: String, to out: inout [UInt8]) {
         out.append(contentsOf: ": ".utf8)
         appendVisible(text, to: &out)
@@ -98,8 +99,13 @@ public enum SSEEncoder {
                     (scalar, length) = (UInt32(byte), 1)
                 case 0xC2 where index + 1 < bytes.count && (0x80...0x9F).contains(bytes[index + 1]):  // C1 controls, NEL among them
                     (scalar, length) = (UInt32(bytes[index + 1]), 2)
-                case 0xE2 where index + 2 < bytes.count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9):
+                // U+2028 and U+2029 (line and paragraph separators), and the bidi embeddings,
+                // overrides and isolates (U+202A–U+202E, U+2066–U+2069): on a watcher's terminal
+                // they reorder the rest of the line (review 62C #9).
+                case 0xE2 where index + 2 < bytes.count && bytes[index + 1] == 0x80 && (0xA8...0xAE).contains(bytes[index + 2]):
                     (scalar, length) = (0x2000 | UInt32(bytes[index + 2] - 0x80), 3)
+                case 0xE2 where index + 2 < bytes.count && bytes[index + 1] == 0x81 && (0xA6...0xA9).contains(bytes[index + 2]):
+                    (scalar, length) = (0x2040 | UInt32(bytes[index + 2] - 0x80), 3)
                 default:
                     index += 1
                     continue

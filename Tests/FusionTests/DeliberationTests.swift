@@ -95,10 +95,18 @@ import Testing
         let failed = json["failed_models"]?.arrayValue?.map { "\($0["model"]!.stringValue!):\($0["reason"]!.stringValue!)" }
         #expect(failed == ["p/a:upstream_error", "p/c:timeout"])
 
-        var (empty, _) = makeDeliberation()
-        _ = empty.handle(.memberDelta(index: 0, text: "  \n"), at: 1)
-        let emptyActions = empty.handle(.memberFinished(index: 0, usage: nil), at: 2)
-        #expect(emptyActions.contains { if case .progress(.memberFailed(0, _, .emptyCompletion, _, _)) = $0 { true } else { false } })
+        // Nothing that shows is no answer: white space, and format characters (zero-width
+        // spaces, U+FEFF, bidi marks; review 62C #6: two U+200B met a quorum).
+        for invisible in ["  \n", "\u{200B}\u{200B}", "\u{FEFF}\u{2060} \u{200E}\u{202E}", "\u{00AD}\u{034F}"] {
+            var (empty, _) = makeDeliberation()
+            _ = empty.handle(.memberDelta(index: 0, text: invisible), at: 1)
+            let emptyActions = empty.handle(.memberFinished(index: 0, usage: nil), at: 2)
+            #expect(emptyActions.contains { if case .progress(.memberFailed(0, _, .emptyCompletion, _, _)) = $0 { true } else { false } },
+                    "\(invisible.unicodeScalars.map { String($0.value, radix: 16) })")
+        }
+        var (visible, _) = makeDeliberation()
+        _ = visible.handle(.memberDelta(index: 0, text: "\u{200B}x"), at: 1)
+        #expect(visible.handle(.memberFinished(index: 0, usage: nil), at: 2).contains { if case .progress(.memberCompleted(0, _, _)) = $0 { true } else { false } })
     }
 
     @Test func allMembersFailingIsATypedErrorWithoutAJudge() throws {

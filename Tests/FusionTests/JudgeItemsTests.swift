@@ -113,6 +113,60 @@ import Testing
         #expect(result.analysis?["unique_insights"]?.arrayValue?.first?["model"] == .string("p/a"))
     }
 
+    /// A label written with anything around it is no panel member: the judge is told what it
+    /// wrote, never the model behind the label (review 62C #1: "cites 'p/a (the first answer)'"),
+    /// and people are told the model, never a label they cannot resolve (review 62C #2).
+    @Test func aProblemNamesLabelsToTheJudgeAndModelsToPeople() throws {
+        let labels = NeutralLabels(models: Self.models, neutral: true, seed: 7)
+        var d = Deliberation(question: "Q?", models: Self.models, judge: "p/judge", judgeFallback: nil, labels: labels)
+        _ = d.start(at: 0)
+        _ = d.handle(.memberFailed(index: 2, reason: .upstreamError, message: "boom", usage: nil), at: 1)
+        for index in 0..<2 {
+            _ = d.handle(.memberDelta(index: index, text: "Answer of \(Self.models[index])."), at: 1)
+            _ = d.handle(.memberFinished(index: index, usage: nil), at: 2)
+        }
+        let (a, c) = (labels.labels[0], labels.labels[2])
+        let padded = #"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"\#(a) (the first answer)","insight":"i"}],"blind_spots":[]}"#
+        var actions = d.handle(.judgeDelta(text: padded), at: 10)
+        let messages = try #require(actions.compactMap { if case .startJudge(_, 2, let messages) = $0 { messages } else { nil } }.first)
+        let retry = messages.last?.text ?? ""
+        #expect(retry.contains("cites '\(a) (the first answer)', which is not a panel member"), "\(retry)")
+        #expect(!Self.models.contains { retry.contains($0) }, "no model's name reaches the judge: \(retry)")
+        // Its retry cites the member it was not given: the judge reads the label, people the model.
+        let cut = #"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"\#(c)","insight":"invented"}],"blind_spots":[]}"#
+        actions = d.handle(.judgeDelta(text: cut), at: 12)
+        let failed = actions.compactMap { if case .progress(.judgeFailed(_, _, let message, false)) = $0 { message } else { nil } }
+        #expect(failed == ["unique_insights[0].model cites 'p/c', whose answer was not given to compare"], "\(failed)")
+        let result = try #require(actions.compactMap { if case .finish(let result) = $0 { result } else { nil } }.first)
+        #expect(result.judgeFailure?.message.contains("'p/c'") == true && result.judgeFailure?.message.contains(c) == false)
+        // The whole reply's validation (the path of a judge with tools, or prose around the
+        // object) gives the same two texts.
+        let citable = JudgeAnalysis.Citable(panel: Set(labels.labels + Self.models), compared: [labels.labels[0], labels.labels[1], "p/a", "p/b"])
+        for (reply, judge, people) in [(padded, "'\(a) (the first answer)', which is not", "'p/a (the first answer)', which is not"),
+                                       (cut, "'\(c)', whose answer", "'p/c', whose answer")] {
+            guard case .failure(let failure) = JudgeAnalysis.parse(reply, citable: citable, labels: labels) else {
+                Issue.record("accepted: \(reply)")
+                continue
+            }
+            #expect(failure.judgeMessage?.contains(judge) == true && failure.message.contains(people), "\(failure)")
+        }
+    }
+
+    /// With a model twice in the panel, each member has its own label: the judge cannot cite the
+    /// one it was not given through its twin's name (review 62C #3).
+    @Test func aCutTwinCannotBeCitedThroughItsModelsName() throws {
+        let models = ["p/a", "p/a"]
+        let labels = NeutralLabels(models: models, neutral: true, seed: 3)
+        var d = Deliberation(question: "Q?", models: models, judge: "p/judge", judgeFallback: nil, labels: labels)
+        _ = d.start(at: 0)
+        _ = d.handle(.memberFailed(index: 1, reason: .upstreamError, message: "boom", usage: nil), at: 1)
+        _ = d.handle(.memberDelta(index: 0, text: "Answer."), at: 1)
+        let started = d.handle(.memberFinished(index: 0, usage: nil), at: 2)
+        #expect(started.contains { if case .startJudge = $0 { true } else { false } })
+        let actions = d.handle(.judgeDelta(text: #"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"\#(labels.labels[1])","insight":"invented"}],"#), at: 10)
+        #expect(actions.contains { if case .startJudge(_, 2, _) = $0 { true } else { false } }, "refused and retried: \(actions)")
+    }
+
     /// JSON mode's known failure: a reply of endless whitespace. Each delta looks only at
     /// itself (review 48 Fusion #1: the whole reply was re-scanned per delta, quadratic on the
     /// loop: 16,384 deltas took 29 s, so the 100,000 here would take about an hour).

@@ -13,7 +13,7 @@ import Testing
     static let adversarial = zip(
         Gen.int(in: 0...3),
         Gen.element(of: ["\r\n", "\r", "\n", "\n\n", "\r\r", "\0", "\u{0B}", "\u{0C}", "\u{1C}", "\u{1D}", "\u{1E}", "\u{85}",
-                         "\u{2028}", "\u{2029}", "\u{7F}", "\u{9B}", "\u{1B}[31m", "\u{FEFF}", "data: [DONE]", "event: x",
+                         "\u{2028}", "\u{2029}", "\u{202E}", "\u{2067}", "\u{7F}", "\u{9B}", "\u{1B}[31m", "\u{FEFF}", "data: [DONE]", "event: x",
                          "id: 1", ":", " ", "\t", "\\", "\\n", "\"", "e\u{301}", "é", "🙂", "a", "fusion.final"]),
         Gen.unicodeScalar(in: "\u{0}"..."\u{2FF}"),
         Gen.unicodeScalar(in: "\u{E000}"..."\u{10FFFF}")
@@ -38,7 +38,14 @@ import Testing
             #expect(comment == " " + SSEEncoder.lineSafe(text))
             #expect(PythonLines.split(out) == [": " + SSEEncoder.lineSafe(text), ""], "\(text.debugDescription)")
             #expect(!out.contains(0), "no NUL for C-string readers")
+            // No bidi control reaches a watcher's terminal to reorder the line (review 62C #9).
+            let bidi: Set<Unicode.Scalar> = ["\u{202A}", "\u{202B}", "\u{202C}", "\u{202D}", "\u{202E}", "\u{2066}", "\u{2067}", "\u{2068}", "\u{2069}"]
+            #expect(!String(decoding: out, as: UTF8.self).unicodeScalars.contains { bidi.contains($0) }, "\(text.debugDescription)")
         }
+    }
+
+    @Test func bidiControlsAreEscapedInComments() {
+        #expect(SSEEncoder.lineSafe("a\u{202E}b\u{2066}c\u{2069}\u{202A}") == "a\\u202eb\\u2066c\\u2069\\u202a")
     }
 
     @Test func aNamedEventCarriesAnyStringIntactInItsData() async {
