@@ -77,8 +77,9 @@ size_t CHTMLText_bound_tags(const char *bytes, size_t n, char *output) {
     return o;
 }
 
-CHTMLText_doc *CHTMLText_parse(const char *bytes, size_t length) {
+CHTMLText_doc *CHTMLText_parse(const char *bytes, size_t length, int *halted) {
     pthread_once(&once, init);
+    *halted = 0;
     if (length > 0x7fffffff) length = 0x7fffffff;
     char *bounded = malloc(length > 0 ? length : 1);
     if (!bounded) return NULL;
@@ -87,7 +88,19 @@ CHTMLText_doc *CHTMLText_parse(const char *bytes, size_t length) {
     // switch to UTF-16 or EBCDIC would make tags of what was bounded as text).
     int options = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING | HTML_PARSE_NONET | HTML_PARSE_COMPACT
         | HTML_PARSE_IGNORE_ENC;
-    CHTMLText_doc *doc = (CHTMLText_doc *)htmlReadMemory(bounded, (int)bounded_length, NULL, "UTF-8", options);
+    htmlParserCtxtPtr context = htmlNewParserCtxt();
+    if (!context) {
+        free(bounded);
+        return NULL;
+    }
+    CHTMLText_doc *doc = (CHTMLText_doc *)htmlCtxtReadMemory(context, bounded, (int)bounded_length, NULL, "UTF-8", options);
+    // Past 256 open elements (legacy pages' unclosed <font>s pile them up) libxml2 stops with
+    // "Excessive depth" and keeps what it built: the rest of the page is lost without an error
+    // in recovery mode (review 62B #2). Stopping is the only way it sets disableSAX here.
+    // (HTML_PARSE_HUGE would go deeper, but an unmatched end tag then scans the whole stack of
+    // open elements: quadratic, 33 s for one 2 MiB page.)
+    *halted = context->disableSAX != 0;
+    htmlFreeParserCtxt(context);
     free(bounded);
     return doc;
 }

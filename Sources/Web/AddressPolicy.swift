@@ -12,11 +12,13 @@ public struct AddressPolicy: Sendable, Equatable {
 
     public init(allow: [AddressRule] = []) { self.allow = allow }
 
-    /// Nil if the gateway may connect to `address` (4 or 16 bytes) on `port`, else why not.
+    /// Nil if the gateway may connect to `address` (4 or 16 bytes) on `port`, else why not:
+    /// the kind of address, never the address, which a model and its client would otherwise
+    /// learn for any internal host name they asked for (review 62B #5).
     public func refusal(address: [UInt8], port: Int) -> String? {
         guard let category = Self.specialPurpose(address) else { return nil }
         if allow.contains(where: { $0.matches(address: address, port: port) }) { return nil }
-        return "\(Self.format(address)) is \(category.first.map { "aeiouAEIOU".contains($0) } == true ? "an" : "a") \(category) address"
+        return "it points to \(category.first.map { "aeiouAEIOU".contains($0) } == true ? "an" : "a") \(category) address, which is not fetched"
     }
 
     /// The kind of special-purpose address, or nil for an ordinary public one.

@@ -13,6 +13,8 @@ public enum HTMLText {
     public struct Page: Sendable, Equatable {
         public var title: String?
         public var text: String
+        /// The parser stopped before the page's end (nested too deeply): `text` is its start.
+        public var cut = false
     }
 
     /// What an element means for the text.
@@ -45,28 +47,31 @@ public enum HTMLText {
     /// page's `<meta>`, UTF-8: `PageBytes`).
     public static func extract(_ html: [UInt8], encoding: String? = nil) -> Page {
         let page = extractPrepared(PageBytes.prepared(html, charset: encoding))
-        return Page(title: page.title.map(PageBytes.restoringQuotes), text: PageBytes.restoringQuotes(page.text))
+        return Page(title: page.title.map(PageBytes.restoringQuotes), text: PageBytes.restoringQuotes(page.text), cut: page.cut)
     }
 
-    /// A parsed document of `PageBytes.prepared` bytes; nil only when libxml2 cannot allocate.
-    static func parse(_ prepared: [UInt8]) -> OpaquePointer? {
-        prepared.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { CHTMLText_parse($0.baseAddress, $0.count) }
+    /// A parsed document of `PageBytes.prepared` bytes, and whether the parser stopped before
+    /// their end; nil only when libxml2 cannot allocate.
+    static func parse(_ prepared: [UInt8]) -> (document: OpaquePointer, halted: Bool)? {
+        var halted: Int32 = 0
+        let document = prepared.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { CHTMLText_parse($0.baseAddress, $0.count, &halted) }
         }
+        return document.map { ($0, halted != 0) }
     }
 
     /// The most attributes any element has once `html` is parsed as `extract` parses it (tests:
     /// the bound on a tag's attributes holds whatever the bytes).
     static func maxAttributes(_ html: [UInt8], encoding: String? = nil) -> Int {
-        guard let document = parse(PageBytes.prepared(html, charset: encoding)) else { return 0 }
+        guard let (document, _) = parse(PageBytes.prepared(html, charset: encoding)) else { return 0 }
         defer { CHTMLText_free(document) }
         return Int(CHTMLText_max_attributes(document))
     }
 
     private static func extractPrepared(_ prepared: [UInt8]) -> Page {
-        guard let document = parse(prepared) else { return Page(title: nil, text: "") }
+        guard let (document, halted) = parse(prepared) else { return Page(title: nil, text: "") }
         defer { CHTMLText_free(document) }
-        guard let root = CHTMLText_root(document) else { return Page(title: nil, text: "") }
+        guard let root = CHTMLText_root(document) else { return Page(title: nil, text: "", cut: halted) }
         var writer = TextWriter()
         var title: String?
 
@@ -121,7 +126,7 @@ public enum HTMLText {
             title = String(heading.drop { $0 == "#" || $0 == " " })
         }
         // A title is a line, not a second copy of the page (`<title>` or a heading of megabytes).
-        return Page(title: title?.isEmpty == false ? title?.shortened(toBytes: maxTitleBytes) : nil, text: text)
+        return Page(title: title?.isEmpty == false ? title?.shortened(toBytes: maxTitleBytes) : nil, text: text, cut: halted)
     }
 
     /// The longest title kept, in UTF-8 bytes.

@@ -130,14 +130,24 @@ enum PageBytes {
         return out
     }
 
+    /// A charset label as read, lower case, or nil for one no browser reads (then the page is
+    /// sniffed as if unlabelled): an empty `charset=` was glibc's "the locale's charset", ASCII
+    /// here, and every letter beyond it was lost; UTF-32 turned a whole page into U+FFFD
+    /// (review 62B #6).
+    static func readableLabel(_ label: String) -> String? {
+        let name = label.trimmingCharacters(in: .whitespaces).lowercased()
+        guard !name.isEmpty, !name.hasPrefix("utf-32"), !name.hasPrefix("utf32"), !name.hasPrefix("ucs-4"), !name.hasPrefix("ucs4") else { return nil }
+        return name
+    }
+
     /// The page in UTF-8 (valid: what could not be read is U+FFFD). `html`: a `<meta charset>`
     /// in its first KiB declares it (a text page's is only text: review 56 #7).
     static func utf8(_ bytes: [UInt8], charset declared: String?, html: Bool = true) -> [UInt8] {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { return valid(Array(bytes.dropFirst(3))) }
         if bytes.starts(with: [0xFF, 0xFE]) { return utf16(bytes.dropFirst(2), bigEndian: false) }
         if bytes.starts(with: [0xFE, 0xFF]) { return utf16(bytes.dropFirst(2), bigEndian: true) }
-        var name = declared?.lowercased()
-        if name == nil, html, let meta = metaCharset(bytes.prefix(1024))?.lowercased() {
+        var name = declared.flatMap(readableLabel)
+        if name == nil, html, let meta = metaCharset(bytes.prefix(1024)).flatMap(readableLabel) {
             // A page that says it is UTF-16 in ASCII is not (browsers read such a <meta> as UTF-8).
             name = meta.hasPrefix("utf-16") ? "utf-8" : meta
         }

@@ -5,6 +5,12 @@ import GatewayCore
 public enum WebPage {
     /// An absolute http(s) URL without credentials, or why not.
     public static func validate(_ text: String) -> Result<URL, WebToolError> {
+        // Bounded as search results' URLs are: a URL reaches the model's context, the sources and
+        // the client's citations whole, outside the page's character cap (review 62B #7: a page
+        // redirected to 100 KB of URL).
+        guard text.utf8.count <= SearchBackend.maxURLBytes else {
+            return .failure(WebToolError("URLs longer than \(SearchBackend.maxURLBytes) bytes are not fetched"))
+        }
         guard let url = URL(string: text.trimmingCharacters(in: .whitespaces)), let scheme = url.scheme?.lowercased() else {
             return .failure(WebToolError("not a valid absolute URL: \(text.prefix(200))"))
         }
@@ -56,6 +62,8 @@ public enum WebPage {
         if header == nil || header?.isEmpty == true, looksLikeHTML(body) { kind = .html }
         var title: String?
         var text: String
+        var note = "[truncated]"
+        var truncated = downloadTruncated
         switch kind {
         case .unsupported(let media):
             // The page chose the value: bounded, as everything of it that reaches the model (review 55B #3).
@@ -64,6 +72,11 @@ public enum WebPage {
             let page = HTMLText.extract(body, encoding: charset)
             title = page.title
             text = page.text
+            if page.cut {
+                // The model must not take the start of the page for all of it (review 62B #2).
+                truncated = true
+                note = "[truncated: the rest of the page is nested too deeply to read]"
+            }
         case .text:
             // In its charset, as an HTML page's (review 55B #2: Latin-1 lost its letters, UTF-16
             // was called binary); a NUL in the text, not in the bytes, says binary.
@@ -71,7 +84,6 @@ public enum WebPage {
             if decoded.contains(0) { return .failure(WebToolError("the response is binary, not text")) }
             text = String(decoding: decoded, as: UTF8.self)
         }
-        var truncated = downloadTruncated
         // Counted in Unicode scalars, which bound bytes (4 at most) and so tokens: a Character
         // may carry any number of combining marks, and counted in those, a page of one letter and
         // a million accents passed whole (review 45 web #2). Scalars ≤ UTF-8 bytes: most pages
@@ -87,7 +99,7 @@ public enum WebPage {
             text = String(String.UnicodeScalarView(cut))
             truncated = true
         }
-        if truncated { text += "\n\n[truncated]" }
+        if truncated { text += "\n\n" + note }
         return .success((title, text, truncated))
     }
 

@@ -14,7 +14,7 @@ import Web
                                 ("100.100.100.200", "cloud metadata"), ("100.64.0.1", "shared (carrier-grade NAT)"),
                                 ("0.0.0.0", "unspecified"), ("224.0.0.1", "multicast"), ("255.255.255.255", "reserved")] {
             let reason = try #require(try refused(address), "\(address) should be refused")
-            #expect(reason == "\(address) is \(kind == "unspecified" ? "an" : "a") \(kind) address")
+            #expect(reason == "it points to \(kind == "unspecified" ? "an" : "a") \(kind) address, which is not fetched")
         }
     }
 

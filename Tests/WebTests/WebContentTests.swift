@@ -71,6 +71,13 @@ import Web
         let utf16: [UInt8] = [0xFF, 0xFE] + Array("Hi é".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
         #expect(try text(utf16, "text/plain; charset=utf-16") == "Hi é")
         #expect(throws: WebToolError.self) { try text([0x41, 0, 0x42], "text/plain") }
+        // A label no browser reads is no label: the page is sniffed (review 62B #6: an empty
+        // `charset=` read every letter beyond ASCII as U+FFFD, UTF-32 the whole page).
+        for type in ["text/html; charset=", "text/html; charset=\"\"", "text/plain; charset=", "text/html; charset=utf-32", "text/plain; charset=UCS-4"] {
+            let html = type.hasPrefix("text/html")
+            let page = Array((html ? "<p>Café naïve € 日本</p>" : "Café naïve € 日本").utf8)
+            #expect(try text(page, type) == "Café naïve € 日本", "\(type)")
+        }
         // A page cut at `max_bytes` inside a character is still UTF-8, HTML too (review 56 #1).
         let cut = Array(#"{"text":"привет мир"#.utf8).dropLast(1)
         let json = try WebPage.render(body: Array(cut), contentType: "application/json", maxCharacters: 1_000, downloadTruncated: true).get()
@@ -104,6 +111,11 @@ import Web
         #expect(try WebPage.redirectTarget("/x", from: base).get().absoluteString == "https://example.com/x")
         #expect(try WebPage.redirectTarget("y", from: base).get().absoluteString == "https://example.com/a/y")
         #expect(throws: WebToolError.self) { try WebPage.redirectTarget("ftp://example.com/", from: base).get() }
+        // A URL is bounded, chosen by a model or by a redirect (review 62B #7).
+        let long = "/plain?" + String(repeating: "a", count: 60_000)
+        #expect(throws: WebToolError("redirect refused: URLs longer than 2048 bytes are not fetched")) { try WebPage.redirectTarget(long, from: base).get() }
+        #expect(throws: WebToolError.self) { try WebPage.validate("https://example.com" + long).get() }
+        #expect(try WebPage.validate("https://example.com/" + String(repeating: "a", count: 2_000)).get().absoluteString.count == 2_020)
     }
 
     @Test func searchBackendsSpeakTheirWireFormats() throws {

@@ -18,7 +18,9 @@ enum { CHTMLText_MAX_ATTRIBUTES = 64 };
 size_t CHTMLText_bound_tags(const char *bytes, size_t length, char *output);
 
 // Parses UTF-8 (error-tolerant, no network access, the encoding fixed). Free with CHTMLText_free.
-CHTMLText_doc *CHTMLText_parse(const char *bytes, size_t length);
+// `*halted` is set when the parser stopped before the end (nesting past libxml2's depth limit):
+// the document then holds the page only up to there.
+CHTMLText_doc *CHTMLText_parse(const char *bytes, size_t length, int *halted);
 // The most attributes any element of the document has (tests).
 int CHTMLText_max_attributes(const CHTMLText_doc *doc);
 void CHTMLText_free(CHTMLText_doc *doc);
