@@ -210,7 +210,7 @@ public struct Deliberation: Sendable {
             deadlineArmed = false
             if !panelOver { return cutRunning(.deadline, at: time) + panelDoneIfComplete(at: time, deadlinePassed: true) }
             return judgeOutOfTime(at: time)
-        case .readableText:
+        case .readableText, .memberTools, .judgeTools:
             return []  // the session's, not the deliberation's
         }
     }
@@ -322,6 +322,10 @@ public enum FusionTimer: Sendable, Hashable {
     case deadline
     /// Members' text waiting to be shown as a readable piece.
     case readableText
+    /// What is left of member `index`'s time (`member_timeout_ms`) while its web tools run.
+    case memberTools(Int)
+    /// What is left of the judge's time (`judge_timeout_ms`) while its web tools run.
+    case judgeTools(generation: Int)
 }
 
 extension Deliberation {

@@ -131,12 +131,52 @@ extension FusionSessionMachine {
             out.append(.cancelCall(id))
         }
         members[index]?.call = nil
-        pendingTools[.member(index)] = nil
-        for (run, entry) in toolRuns where entry.owner == .member(index) {
+        return out + stopTools(of: .member(index))
+    }
+
+    /// Stops the tool calls `owner` waits for (cut, out of time, a judge restarted): their
+    /// fetches end now, not when the response does (review 62B #4), and a result arriving
+    /// later is dropped.
+    mutating func stopTools(of owner: ToolOwner) -> [Action] {
+        var out: [Action] = []
+        pendingTools[owner] = nil
+        for (run, entry) in toolRuns.sorted(by: { $0.key < $1.key }) where entry.owner == owner {
             toolRuns[run] = nil
             runningActivities[run] = nil
+            out.append(.cancelTool(run))
         }
+        let timer = toolTimer(owner)
+        if armedTimers.remove(timer) != nil { out.append(.cancelTimer(timer)) }
         return out
+    }
+
+    func toolTimer(_ owner: ToolOwner) -> FusionTimer {
+        switch owner {
+        case .member(let index): .memberTools(index)
+        case .judge(let generation): .judgeTools(generation: generation)
+        }
+    }
+
+    /// A member's or the judge's time ran out while its web tools ran: it fails with `timeout`
+    /// now, as it would at its next turn (review 62B #3: a member with 3 s failed at 15 s, its
+    /// fetch's own timeout), and its tools stop.
+    mutating func toolTimeRanOut(_ timer: FusionTimer, at time: Double) -> [Action] {
+        guard phase == .deliberating else { return [] }
+        switch timer {
+        case .memberTools(let index):
+            guard pendingTools[.member(index)] != nil else { return [] }
+            return stopTools(of: .member(index))
+                + deliberate(.memberFailed(index: index, reason: .timeout,
+                                           message: "no answer within \(limits.memberTimeoutMilliseconds) ms (web tool calls included)",
+                                           usage: members[index]?.usage), at: time)
+        case .judgeTools(let generation):
+            guard judge?.generation == generation, pendingTools[.judge(generation: generation)] != nil else { return [] }
+            return stopTools(of: .judge(generation: generation))
+                + deliberate(.judgeFailed(message: "no analysis within \(limits.judgeTimeoutMilliseconds) ms (web tool calls included)",
+                                          reason: .timeout, usage: judge?.usage), at: time)
+        default:
+            return []
+        }
     }
 
     /// One turn of member `index`'s tool loop.
@@ -207,6 +247,7 @@ extension FusionSessionMachine {
             roles[previous] = nil
             out.append(.cancelCall(previous))
         }
+        if let previous = judge?.generation { out += stopTools(of: .judge(generation: previous)) }
         judge = JudgeRun(model: model, loop: ToolLoop(messages: messages, tools: judgeTools, maxSteps: request.parameters.maxToolCalls),
                          startedAt: time, generation: (judge?.generation ?? 0) + 1)
         return out + callJudge(at: time)
@@ -294,7 +335,25 @@ extension FusionSessionMachine {
                 out.append(.runTool(run, call))
             }
         }
+        // The owner's time bounds its tools too, not only its next turn.
+        if pendingTools[owner] != nil, let left = toolTimeLeft(owner, at: time) {
+            let timer = toolTimer(owner)
+            armedTimers.insert(timer)
+            out.append(.startTimer(timer, milliseconds: left))
+        }
         return out
+    }
+
+    /// What is left of `owner`'s time budget (at least 1 ms: out of time, it fails at once).
+    func toolTimeLeft(_ owner: ToolOwner, at time: Double) -> UInt64? {
+        switch owner {
+        case .member(let index):
+            guard let run = members[index] else { return nil }
+            return remaining(limits.memberTimeoutMilliseconds, since: run.startedAt, at: time) ?? 1
+        case .judge(let generation):
+            guard let run = judge, run.generation == generation else { return nil }
+            return remaining(limits.judgeTimeoutMilliseconds, since: run.startedAt, at: time) ?? 1
+        }
     }
 
 
@@ -318,6 +377,7 @@ extension FusionSessionMachine {
             return out
         }
         pendingTools[owner] = nil
+        if armedTimers.remove(toolTimer(owner)) != nil { out.append(.cancelTimer(toolTimer(owner))) }
         switch owner {
         case .member(let index):
             members[index]?.loop.complete(results: pending.results)

@@ -93,6 +93,9 @@ public struct FusionSessionMachine: Sendable {
         case startCall(Call)
         case cancelCall(CallID)
         case runTool(ToolRunID, ToolCall)
+        /// A web tool call nobody waits for any more (its member cut or out of time, the
+        /// deliberation over): its fetch stops now.
+        case cancelTool(ToolRunID)
         /// Arm (or re-arm) a one-shot timer: the shell feeds back `.timerFired` when it runs out.
         case startTimer(FusionTimer, milliseconds: UInt64)
         case cancelTimer(FusionTimer)
@@ -328,6 +331,8 @@ public struct FusionSessionMachine: Sendable {
         case .timerFired(let timer):
             guard armedTimers.remove(timer) != nil else { return [] }  // cancelled meanwhile
             if timer == .readableText { return readableTimerFired(at: time) }
+            if case .memberTools = timer { return toolTimeRanOut(timer, at: time) }
+            if case .judgeTools = timer { return toolTimeRanOut(timer, at: time) }
             return deliberate(.timerFired(timer), at: time)
         }
     }
@@ -415,6 +420,7 @@ public struct FusionSessionMachine: Sendable {
     mutating func cancelAllCalls() -> [Action] {
         let running = roles.keys.sorted()
         let timers = armedTimers.sorted { "\($0)" < "\($1)" }
+        let tools = toolRuns.keys.sorted()
         armedTimers.removeAll()
         roles.removeAll()
         toolRuns.removeAll()
@@ -423,7 +429,7 @@ public struct FusionSessionMachine: Sendable {
         outerCall = nil
         for index in members.keys { members[index]?.call = nil }
         judge?.call = nil
-        return running.map { .cancelCall($0) } + timers.map { .cancelTimer($0) }
+        return running.map { .cancelCall($0) } + tools.map { .cancelTool($0) } + timers.map { .cancelTimer($0) }
     }
 
     /// A call id for `role`, unless the request's inner calls are spent: `keeping` of them stay

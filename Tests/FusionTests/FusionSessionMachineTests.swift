@@ -401,4 +401,49 @@ import Testing
         #expect(started(actions).isEmpty)
         #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .timeout, _, _)) = $0 { true } else { false } })
     }
+
+    /// The member's time bounds its web tools too: when it runs out mid-fetch the member fails
+    /// then, and the fetch stops (review 62B #3: a member of 3 s failed at 15 s, its fetch's own
+    /// timeout); a result arriving after is dropped.
+    @Test func aMemberOutOfTimeWhileItsToolsRunFailsThenAndItsToolsStop() throws {
+        let tools = ToolLoop.webToolDefinitions(search: true, fetch: false)
+        var m = try machine(tools: tools, limits: .init(memberTimeoutMilliseconds: 3_000, judgeTimeoutMilliseconds: 1_000,
+                                                         outerTimeoutMilliseconds: 5_000))
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        var actions = run(&m, members[0].id, [.toolCall(ToolCallFragment(index: 0, id: "s1", name: "web_search", arguments: "{}"))], at: 501)
+        let toolRun = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
+        let armed = actions.compactMap { if case .startTimer(.memberTools(0), let ms) = $0 { ms } else { nil } }
+        #expect(armed == [2_500], "what is left of the member's 3 s")
+        actions = m.handle(.timerFired(.memberTools(0)), at: 3_001)
+        #expect(actions.contains { if case .cancelTool(toolRun) = $0 { true } else { false } }, "\(actions)")
+        #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .timeout, let message, _)) = $0 { message.contains("3000 ms") } else { false } })
+        #expect(m.handle(.toolFinished(toolRun, .init(content: "{}")), at: 3_100).isEmpty, "a late result is dropped")
+        // A member whose tools finish in time has its timer cancelled and goes on.
+        var n = try machine(tools: tools, limits: .init(memberTimeoutMilliseconds: 3_000, judgeTimeoutMilliseconds: 1_000,
+                                                         outerTimeoutMilliseconds: 5_000))
+        let start = try #require(started(n.start(at: 0)).first)
+        let panel = started(run(&n, start.id, fusionCall, at: 1))
+        actions = run(&n, panel[0].id, [.toolCall(ToolCallFragment(index: 0, id: "s1", name: "web_search", arguments: "{}"))], at: 2)
+        let quick = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
+        actions = n.handle(.toolFinished(quick, .init(content: "{}")), at: 3)
+        #expect(actions.contains { if case .cancelTimer(.memberTools(0)) = $0 { true } else { false } })
+        #expect(started(actions).count == 1, "its next turn")
+        #expect(n.handle(.timerFired(.memberTools(0)), at: 3_001).isEmpty, "a cancelled timer's late firing does nothing")
+    }
+
+    /// A member cut for latency has its running web tools stopped with it, not left to fetch
+    /// until the response ends (review 62B #4).
+    @Test func aCutMembersToolsStopWithIt() throws {
+        let tools = ToolLoop.webToolDefinitions(search: true, fetch: false)
+        var m = try machine(tools: tools, parameters: #"{"analysis_models":["p/a","p/b"],"model":"p/judge","min_answers":1,"grace_ms":0}"#)
+        let first = try #require(started(m.start(at: 0)).first)
+        let members = started(run(&m, first.id, fusionCall, at: 1))
+        var actions = run(&m, members[0].id, [.toolCall(ToolCallFragment(index: 0, id: "s1", name: "web_search", arguments: "{}"))], at: 2)
+        let toolRun = try #require(actions.compactMap { if case .runTool(let run, _) = $0 { run } else { nil } }.first)
+        actions = run(&m, members[1].id, [.text("B says y."), .finish(.stop)], at: 3)
+        actions += m.handle(.timerFired(.grace), at: 3)
+        #expect(actions.contains { if case .cancelTool(toolRun) = $0 { true } else { false } }, "\(actions)")
+        #expect(actions.contains { if case .cancelTimer(.memberTools(0)) = $0 { true } else { false } })
+    }
 }

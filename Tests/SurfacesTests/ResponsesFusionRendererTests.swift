@@ -87,6 +87,7 @@ struct FusionScript {
             case .startCall(let call): pending.append(call)
             case .cancelCall(let id): pending.removeAll { $0.id == id }
             case .runTool(let run, let call): tools.append((run, call))
+            case .cancelTool(let run): tools.removeAll { $0.0 == run }
             case .startTimer, .cancelTimer: break  // no timer runs out in these scripts
             case .output(let output): renderer.render(output, sources: machine.sources, into: &out)
             case .finish(let outcome): self.outcome = outcome

@@ -242,6 +242,8 @@ final class FusionSession<Renderer: FusionRenderer> {
             callStopped(id)
         case .runTool(let run, let call):
             runTool(run, call)
+        case .cancelTool(let run):
+            tools.removeValue(forKey: run)?.cancel()
         case .startTimer(let timer, let milliseconds):
             let handle = timers[timer] ?? LoopTimer(loop: loop) { [unowned self] in
                 guard !finished else { return }
