@@ -5,7 +5,7 @@
 // view.js, timeline.js, text.js, dom.js (drawing, text only through text nodes).
 
 import { APIError, AuthError, GatewayClient, describeModels } from "./api.js";
-import { h } from "./dom.js";
+import { h, isolated } from "./dom.js";
 import { Run } from "./run.js";
 import { TurnView } from "./view.js";
 
@@ -49,6 +49,7 @@ async function loadModels() {
       client.key = ""; // refused: forget it
       askForKey(error.message, loadModels);
       setConnection("auth", "Key needed");
+      ui.keyButton.hidden = false; // a cancelled prompt can be opened again (review 62E L1)
       return;
     }
     setConnection("error", "Gateway unreachable");
@@ -94,7 +95,7 @@ function renderPresets() {
     const members = state.presets?.[name];
     buttons.push(h("button", {
       type: "button", class: "preset", dataset: { preset: name }, text: name,
-      title: members ? members.join(", ") : `The gateway's '${name}' preset`, onClick: () => choosePreset(name),
+      title: members ? members.map(isolated).join(", ") : `The gateway's '${name}' preset`, onClick: () => choosePreset(name),
     }));
   }
   ui.presets.replaceChildren(...buttons);
@@ -128,7 +129,8 @@ function renderPanelState() {
     button.setAttribute("aria-pressed", String(active));
   }
   ui.panelCount.textContent = state.panel.size ? `${state.panel.size}/${MAX_PANEL} selected` : "";
-  if (state.panel.size) ui.panelSummary.textContent = state.preset ? `Preset ${state.preset}: ${[...state.panel].join(", ")}` : `Custom panel: ${[...state.panel].join(", ")}`;
+  const names = [...state.panel].map(isolated).join(", ");
+  if (state.panel.size) ui.panelSummary.textContent = state.preset ? `Preset ${state.preset}: ${names}` : `Custom panel: ${names}`;
   else ui.panelSummary.textContent = state.preset ? `Preset ${state.preset}, members chosen by the gateway.` : "The gateway's default panel.";
   renderPreview();
 }
@@ -219,7 +221,13 @@ async function send(prompt) {
       run.fail({ message: "The gateway refused the key." });
       client.key = "";
       // Once a key is given, this turn is sent again in place of the refused one.
-      askForKey(error.message, () => { view.root.remove(); ui.prompt.value = ""; send(prompt); });
+      // The models were never listed without a key: list them too (review 62E L1).
+      askForKey(error.message, () => {
+        view.root.remove();
+        ui.prompt.value = "";
+        if (document.body.dataset.ready !== "true") loadModels();
+        send(prompt);
+      });
     } else if (error instanceof APIError) run.fail({ message: error.message, param: error.param });
     else run.fail({ message: error.message || String(error) });
   }

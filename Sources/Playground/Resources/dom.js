@@ -56,6 +56,15 @@ export function replaceChildren(node, ...children) {
 }
 
 /** The URL normalised if it is http or https, otherwise null (no javascript:, data:, …). */
+/**
+ * A name from outside (a model's) inside a line of the page's own text, isolated from it for
+ * bidirectional layout (U+2068 … U+2069): a U+202E in one name cannot reverse the names after
+ * it (review 62E N1).
+ */
+export function isolated(name) {
+  return `\u2068${name}\u2069`;
+}
+
 export function safeURL(text) {
   try {
     const url = new URL(String(text).trim());

@@ -70,7 +70,8 @@ export class Run {
     const t = this.observe(data.t_ms);
     switch (name) {
       case "fusion.tool.called":
-        this.toolCall = { t, arguments: data.arguments || "" };
+        // Forced, the outer model made no call: the gateway called fusion itself (review 62E L4).
+        this.toolCall = { t, arguments: data.arguments || "", forced: data.forced === true };
         this.touch("phase", "timeline");
         break;
       case "fusion.member.started": {
@@ -314,15 +315,19 @@ export class Run {
     const members = this.members.filter(Boolean);
     const ended = (s) => s === "done" || s === "failed" || s === "cut" || s === "cancelled";
     const state = {};
-    state.outer = this.toolCall ? "done" : this.final.text && !this.deliberated ? "skipped" : this.running ? "active" : this.status === "done" ? "done" : this.status;
+    state.outer = this.toolCall?.forced ? "skipped" : this.toolCall ? "done" : this.final.text && !this.deliberated ? "skipped" : this.running ? "active" : this.status === "done" ? "done" : this.status;
     if (members.length === 0) state.panel = this.toolCall && this.running ? "active" : "pending";
     else if (members.every((m) => ended(m.status))) state.panel = members.every((m) => m.status === "failed") ? "failed" : this.status === "cancelled" && members.some((m) => m.status === "cancelled") ? "cancelled" : "done";
     else state.panel = this.running ? "active" : this.status;
     const j = this.judge.status;
     state.judge = j === "waiting" ? (this.result && !this.result.analysis ? "failed" : "pending") : j === "running" || j === "retrying" ? (this.running ? "active" : this.status) : j;
-    state.final = this.final.endedAt !== null && this.status !== "cancelled" ? "done" : this.final.startedAt !== null ? (this.running ? "active" : this.status) : "pending";
+    // A failed or cut answer is not done, whenever it stopped (review 62E L2).
+    state.final = this.final.endedAt !== null && this.status !== "cancelled" && this.status !== "failed" ? "done"
+      : this.final.startedAt !== null ? (this.running ? "active" : this.status) : "pending";
     for (const [phase, info] of Object.entries(this.phases)) {
+      if (phase === "final" && state.final === "failed") continue;
       if (info.status === "completed" || info.status === "done") state[phase] = "done";
+      else if (info.status === "skipped") state[phase] = "skipped";
       else if (info.status === "started") state[phase] = this.running ? "active" : state[phase];
     }
     return state;
@@ -333,7 +338,7 @@ export class Run {
     const rows = [];
     const now = this.running ? this.now() : this.endedAt ?? this.now();
     const outer = this.usage?.fusion?.calls?.find((c) => c.role === "outer")?.model;
-    if (this.toolCall) rows.push({ key: "outer", label: outer || this.final.model || "outer model", role: "outer", start: 0, firstToken: null, end: this.toolCall.t, status: "done", note: "called fusion" });
+    if (this.toolCall && !this.toolCall.forced) rows.push({ key: "outer", label: outer || this.final.model || "outer model", role: "outer", start: 0, firstToken: null, end: this.toolCall.t, status: "done", note: "called fusion" });
     for (const m of this.members) {
       if (!m) continue;
       rows.push({ key: `member-${m.index}`, label: m.model, role: "panel", index: m.index, start: m.startedAt ?? 0, firstToken: m.firstTokenAt, end: m.endedAt, status: m.status, marks: m.web.map((w) => w.startedAt) });

@@ -4,7 +4,7 @@
 // cancelled) and running calls grow with the clock. Small ticks mark web tool calls.
 // Plain HTML and CSS: positions are set through the CSSOM (allowed by the page's CSP).
 
-import { formatMs, h } from "./dom.js";
+import { formatMs, h, isolated } from "./dom.js";
 
 const STATUS_LABEL = { done: "done", failed: "failed", cut: "cut for latency", cancelled: "cancelled", running: "running", queued: "queued", retrying: "retrying" };
 
@@ -59,9 +59,9 @@ export function renderTimeline(container, { rows, now }) {
 function roleLabel(row, short = false) {
   switch (row.role) {
     case "outer": return short ? "outer" : "outer model";
-    case "panel": return short ? `#${row.index + 1}` : `panel member ${row.index + 1} (${row.label})`;
-    case "judge": return short ? "judge" : `judge (${row.label})`;
-    case "final": return short ? "answer" : `final answer (${row.label})`;
+    case "panel": return short ? `#${row.index + 1}` : `panel member ${row.index + 1} (${isolated(row.label)})`;
+    case "judge": return short ? "judge" : `judge (${isolated(row.label)})`;
+    case "final": return short ? "answer" : `final answer (${isolated(row.label)})`;
     default: return row.role;
   }
 }

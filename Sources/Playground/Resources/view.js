@@ -2,7 +2,7 @@
 // `dirty` set names. Built once per turn; `update()` is called at most once per animation frame.
 
 import { ANALYSIS_FIELDS, PHASES } from "./run.js";
-import { externalLink, formatCost, formatCount, formatMs, h, hostOf } from "./dom.js";
+import { externalLink, formatCost, formatCount, formatMs, h, hostOf, isolated } from "./dom.js";
 import { inlineNodes, renderText } from "./text.js";
 import { renderTimeline } from "./timeline.js";
 
@@ -363,7 +363,7 @@ export class TurnView {
     if (result?.status === "error") {
       banners.push(["error", `Every panel model failed${result.failure_reason ? ` (${result.failure_reason})` : ""}. Your model answers without the panel.`]);
     } else if (result?.panel?.degraded) {
-      const failed = (result.failed_models || []).map((f) => `${f.model} (${f.reason || f.failure_reason || "failed"})`).join(", ");
+      const failed = (result.failed_models || []).map((f) => `${isolated(f.model)} (${f.reason || f.failure_reason || "failed"})`).join(", ");
       banners.push(["warn", `Degraded panel: ${result.panel.answered} of ${result.panel.requested} answered.${failed ? ` Failed: ${failed}.` : ""}`]);
     }
     if (result && !result.analysis && result.status !== "error") {
