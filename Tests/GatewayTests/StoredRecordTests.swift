@@ -18,6 +18,8 @@ import Testing
             #expect(RedisGenerationRecordStore.decode(Array(value.utf8)) == nil, "\(value)")
         }
         #expect(RedisGenerationRecordStore.decode([0xFF, 0xFE, 0x0A]) == nil)
+        // A tampered record that is not UTF-8 is not served as JSON (review 62A #5).
+        #expect(RedisGenerationRecordStore.decode(Array("v1\nsha256:ab\n{\"a\":\"".utf8) + [0xFF, 0xFE] + Array("\"}".utf8)) == nil)
     }
 
     @Test func theAdmissionReplyIsCheckedFieldByField() {
@@ -77,7 +79,7 @@ import Testing
     /// Settlements waiting for Redis add up per key and period, saturating; the spend sent is at
     /// most 2^40 µ$ (the script's Lua would print more in exponent form, which INCRBY refuses).
     @Test func waitingSettlementsAddUp() {
-        var first = PendingSettlement(keys: ["a", "b", "c", "d", "e"], limits: KeyLimits(requestsPerMinute: 10), now: "",
+        var first = PendingSettlement(keys: ["a", "b", "c", "d", "e"], marker: "m", limits: KeyLimits(requestsPerMinute: 10), now: "",
                                       settlement: LimitSettlement(extraRequests: 1, tokenDelta: -5, spendMicros: 7),
                                       usage: KeyUsage(requests: 1, promptTokens: 10, completionTokens: 20, costMicros: 7),
                                       daySeconds: 100, monthSeconds: 1_000)
@@ -89,7 +91,8 @@ import Testing
         second.settlement = LimitSettlement(extraRequests: .max, tokenDelta: .min, spendMicros: .max)
         first.add(second)
         #expect(first.settlement.extraRequests == .max && first.settlement.tokenDelta == .min && first.settlement.spendMicros == .max)
-        #expect(String(decoding: first.command[13], as: UTF8.self) == String(KeyLimits.maxValue), "the spend argument")
+        #expect(String(decoding: first.command[14], as: UTF8.self) == String(KeyLimits.maxValue), "the spend argument")
+        #expect(String(decoding: first.command[2], as: UTF8.self) == "6" && String(decoding: first.command[8], as: UTF8.self) == "m", "the marker, the sixth key")
     }
 
     /// An unpriced model's call cut before its usage (so no cost came) is charged at the rate its

@@ -217,6 +217,26 @@ import Testing
         #expect(fusionRecord["retries"] == .int(1))
     }
 
+    /// A call cut before its usage is charged an estimate, and its entry in the record says what
+    /// the record charges for it: the calls add up to the total (review 62C #4: `cost: 0`).
+    @Test func aCutCallsEstimateIsCostedInTheRecordAsItIsCharged() throws {
+        let env = try TestEnvironment { config in
+            config.prices = ["mock/*": ModelPrice(inputPerMillion: 2, outputPerMillion: 8)]
+        }
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/paced:pace_ms=50:deltas=100"],"min_answers":1,"grace_ms":0}}]"#
+        let response = try env.chat(Self.fusionBody(stream: false, tools: tools))
+        #expect(response.status == 200)
+        let id = try #require(response.header("x-generation-id"))
+        #expect(env.eventually { (try? env.generation(id)) != nil })
+        let record = try #require(try env.generation(id))
+        let calls = try #require(record["inner_calls"]?.arrayValue)
+        let cut = try #require(calls.first { $0["usage_estimated"] == .bool(true) }, "\(calls)")
+        #expect((cut["usage"]?["cost"]?.doubleValue ?? 0) > 0, "\(cut)")
+        let sum = calls.compactMap { $0["usage"]?["cost"]?.doubleValue }.reduce(0, +)
+        let total = record["usage"]?["cost"]?.doubleValue ?? record["total_cost"]?.doubleValue ?? -1
+        #expect(abs(sum - total) < 1e-9, "calls \(sum), record \(total)")
+    }
+
     @Test func aDeliberationCancelledMidPanelIsCancelledNotStatusZero() throws {
         let env = try TestEnvironment()
         let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/paced:pace_ms=50:deltas=100","mock/paced:pace_ms=50:deltas=100:n=2"]}}]"#

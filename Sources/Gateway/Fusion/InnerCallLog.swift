@@ -141,6 +141,17 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// Every call, in the order they started.
     var records: [CallRecord] { entries.keys.sorted().compactMap { entries[$0]?.record } }
 
+    /// `records`, an estimated usage costed as `estimates(pricedBy:)` costs it: the record's
+    /// calls add up to what it charges (review 62C #4: each such call said `cost: 0`).
+    func records(pricedBy price: (String) -> ModelPrice?) -> [CallRecord] {
+        records.map { record in
+            guard record.usageEstimated, let usage = record.usage else { return record }
+            var costed = record
+            costed.usage = usage.costed(at: price(record.model))
+            return costed
+        }
+    }
+
     /// The estimated usage of the calls closed so far without their upstream's, under the model
     /// the session asked for (a fallback's call is its model's): folded into the client's usage.
     var estimates: [MemberStats.Estimate] {

@@ -11,10 +11,12 @@ final class RedisKeyLimiter: KeyLimiter {
     private let client: RedisClient
     private let keyPrefix: String
     private let onError: (String, RedisError) -> Void
-    /// Settlements that could not be sent (Redis unreachable), sent when it is back. Only those
-    /// never sent: one that timed out may have been applied, and counting it twice is worse.
-    /// One per key and period: a key's settlements add up while they wait, so an outage's
-    /// requests, however many, cannot push another key's out (review 22 F4).
+    /// Settlements that could not be sent (Redis unreachable, refusing while full), sent when it
+    /// is back; one per key and period: a key's settlements add up while they wait, so an
+    /// outage's requests, however many, cannot push another key's out (review 22 F4). One whose
+    /// reply was lost (a timeout, a dropped connection) waits too, on its own: each settlement
+    /// is applied once (its marker), so sending it again cannot count it twice (review 62A #1: a
+    /// Redis stall dropped the settlements in flight, and most had never run).
     private(set) var unsent: [PendingSettlement] = []
     /// Hold releases that failed, sent again with the settlements.
     private(set) var unreleased: [PendingRelease] = []
@@ -40,6 +42,11 @@ final class RedisKeyLimiter: KeyLimiter {
     }
 
     private var nowArgument: String { testClock.map { String($0()) } ?? "" }
+
+    /// A settlement's id, for its marker: 64 random bits in hex.
+    static func settlementID() -> String {
+        String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    }
 
     func admit(_ identity: KeyIdentity, reservation: LimitReservation, completion: @escaping (Result<LimitDecision, RedisError>) -> Void) {
         let now = testClock?() ?? wallClock()
@@ -138,7 +145,8 @@ final class RedisKeyLimiter: KeyLimiter {
         let now = testClock?() ?? wallClock()
         let periods = BudgetPeriods(micros: now)
         // Spend counters outlive their period by an hour (a late settlement still lands).
-        send(PendingSettlement(keys: keys(identity.id, periods: periods), limits: identity.limits, now: nowArgument,
+        send(PendingSettlement(keys: keys(identity.id, periods: periods), marker: "\(keyPrefix){\(identity.id)}:settled:" + Self.settlementID(),
+                               limits: identity.limits, now: nowArgument,
                                settlement: settlement, usage: usage,
                                daySeconds: (periods.day.endMicros - now) / 1_000_000 + 3_600,
                                monthSeconds: (periods.month.endMicros - now) / 1_000_000 + 3_600,
@@ -156,23 +164,29 @@ final class RedisKeyLimiter: KeyLimiter {
                 return
             }
             onError("settle", error)
-            // One that may have been applied (a timeout) is not sent again: counting it twice
-            // would be worse; taken as applied, its holds end. One refused for a passing state
-            // (`OOM`) is (review 22 F3), and its holds wait with it: ended now, neither would
-            // count the spend (review 43 state #3). A settlement dropped keeps its holds until
-            // they lapse.
-            guard error.wasNotAppliedButMayBeRetried, maxUnsent > 0 else {
+            // Sent again when Redis answers: one refused for a passing state (`OOM`, review 22
+            // F3), and one whose reply was lost (its marker keeps it from counting twice). Its
+            // holds wait with it: ended now, neither would count the spend (review 43 state #3).
+            // One Redis could not read (a protocol violation) is dropped, its holds ended.
+            let unanswered: Bool = switch error {
+            case .timeout, .connectionLost: true
+            default: false
+            }
+            guard error.wasNotAppliedButMayBeRetried || unanswered, maxUnsent > 0 else {
                 for release in pending.releases { sendRelease(release) }
                 return
             }
-            if let index = unsent.firstIndex(where: { $0.keys == pending.keys }) {
-                unsent[index].add(pending)
+            var waiting = pending
+            waiting.mayHaveApplied = waiting.mayHaveApplied || unanswered
+            // Added up only with one never applied (each keeps its own marker otherwise).
+            if !waiting.mayHaveApplied, let index = unsent.firstIndex(where: { $0.keys == pending.keys && !$0.mayHaveApplied }) {
+                unsent[index].add(waiting)
             } else {
                 if unsent.count >= maxUnsent {
                     unsent.removeFirst()
                     onError("settle_dropped", error)
                 }
-                unsent.append(pending)
+                unsent.append(waiting)
             }
             onQueued?()
         }
@@ -228,6 +242,9 @@ struct PendingRelease: Equatable {
 struct PendingSettlement: Equatable {
     /// The script's keys: the key's buckets, its day's and month's spend, its usage.
     let keys: [String]
+    /// The key Redis sets when it applies this settlement (its id): sent again, it counts once.
+    /// Settlements added up keep the first's: none of them was applied.
+    let marker: String
     let limits: KeyLimits
     /// A test's clock, or "" (Redis' own `TIME`).
     let now: String
@@ -237,6 +254,13 @@ struct PendingSettlement: Equatable {
     var monthSeconds: Int64
     /// Holds to end once this has landed.
     var releases: [PendingRelease] = []
+    /// Sent, and its reply lost: it may have been applied, so it is sent again as it is (its
+    /// marker, the last key, keeps it from counting twice) and never added to another.
+    var mayHaveApplied = false
+    /// How long a settlement's marker lives: a settlement whose reply was lost is sent again
+    /// within seconds of Redis answering again; a stall longer than this could count one twice.
+    /// (One key per request for this long: ~100 bytes each, 3 MB at 100 requests a second.)
+    static let markerSeconds = 300
 
     mutating func add(_ other: PendingSettlement) {
         // At most 1,024 holds wait with one key's settlement; older ones lapse by themselves.
@@ -254,13 +278,14 @@ struct PendingSettlement: Equatable {
     }
 
     var command: [[UInt8]] {
-        (["EVAL", RedisLimitScripts.settle, "5"] + keys + [
+        (["EVAL", RedisLimitScripts.settle, String(keys.count + 1)] + keys + [marker] + [
             now, String(limits.requestsPerMinute ?? 0), String(limits.tokensPerMinute ?? 0),
             // Spend at most 2^40 µ$, beyond any budget (`KeyLimits.maxValue`): the script's Lua
             // prints a number of 10^14 or more in exponent form, which `INCRBY` refuses.
             String(settlement.extraRequests), String(settlement.tokenDelta), String(min(max(0, settlement.spendMicros), KeyLimits.maxValue)),
             String(daySeconds), String(monthSeconds),
             String(usage.requests), String(usage.promptTokens), String(usage.completionTokens),
+            String(Self.markerSeconds),
         ]).map { Array($0.utf8) }
     }
 }

@@ -107,11 +107,15 @@ enum RedisLimitScripts {
         return out
         """
 
-    /// KEYS: request bucket, token bucket, day spend, month spend, usage hash.
+    /// KEYS: request bucket, token bucket, day spend, month spend, usage hash, this settlement's
+    /// marker.
     /// ARGV: now (or ''), requests/minute, tokens/minute (0: none), extra requests, token delta,
     /// spend µ$, seconds until the day's counter expires, seconds until the month's, then the
-    /// usage to add: requests, prompt tokens, completion tokens.
+    /// usage to add: requests, prompt tokens, completion tokens; then the marker's lifetime (s).
+    /// Applied once: a settlement sent again (its reply lost to a timeout) finds its marker and
+    /// returns 0 without counting anything twice.
     static let settle = prelude + """
+        if not redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[12]) then return 0 end
         local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
         local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
         if rpm > 0 and extra ~= 0 then store(KEYS[1], math.max(deepest(rpm), level_at(KEYS[1], rpm) - extra), rpm) end

@@ -15,6 +15,7 @@ import Web
 /// one per loop on a shared port.
 public final class GatewayServer {
     public let loop: EventLoop
+    static let shortKeyCharacters = 16
     public let config: GatewayConfig
     private var server: HTTPServer!
     let client: UpstreamClient
@@ -115,6 +116,13 @@ public final class GatewayServer {
             }
             for (provider, variable) in router.providersMissingHeaders {
                 logger.warning("a provider's secret header is unset; it is not sent until it is", metadata: ["provider": "\(provider)", "env": "\(variable)"])
+            }
+            // A short key is guessable, and below 12 characters not redacted from what clients
+            // get (it would cut ordinary words): said, not refused (review 62D #8).
+            let short = self.shared.gatewayKeys.filter { $0.count < Self.shortKeyCharacters }.count
+            if short > 0 {
+                logger.warning("gateway keys shorter than \(Self.shortKeyCharacters) characters are guessable (and below 12 not redacted from answers): use long random keys",
+                               metadata: ["keys": .stringConvertible(short)])
             }
             for (provider, variable) in router.providersMissingKeys {
                 logger.warning("provider has no API key; its requests will fail until it is set",

@@ -1,3 +1,4 @@
+import EventLoop
 import Fusion
 import GatewayCore
 import Providers
@@ -10,6 +11,9 @@ public final class GatewayShared: Sendable {
     /// Records made in this process (with Redis, this replica's own, kept for it to answer for
     /// during an outage).
     let generations = GenerationStore()
+    /// Refused requests' records written to Redis a minute per key, for the whole replica (its
+    /// loops share it: one per loop let a 4-loop replica write 240, review 62A #3).
+    let refusedRecordQuota = Lock(RefusedRecordQuota())
     /// Unpriced models' reported cost per token: what their cut calls are charged at (`Spend`).
     let reportedRates = ReportedRates()
     /// Limits and usage when there is no shared store.

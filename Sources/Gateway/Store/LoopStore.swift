@@ -31,7 +31,8 @@ final class LoopStore {
             return
         }
         let client = RedisClient(loop: loop, endpoint: redis.endpoint, password: shared.redisPassword, settings: redis.client)
-        let records = RedisGenerationRecordStore(memory: shared.generations, client: client, keyPrefix: redis.keyPrefix,
+        let records = RedisGenerationRecordStore(memory: shared.generations, refusedQuota: shared.refusedRecordQuota, client: client,
+                                                 keyPrefix: redis.keyPrefix,
                                                  ttlSeconds: redis.recordTTLSeconds, maxUnwritten: redis.maxUnwrittenRecords,
                                                  onError: onError)
         let limiter = RedisKeyLimiter(client: client, keyPrefix: redis.keyPrefix, maxUnsent: redis.maxUnwrittenRecords, onError: onError)
@@ -65,7 +66,13 @@ final class LoopStore {
     /// Closes the connection. What still waits for Redis is lost with the process: said, not
     /// dropped silently (review 22 F3).
     func close() {
-        let records = (records as? RedisGenerationRecordStore)?.unwritten.count ?? 0
+        // Closed first: closing fails the commands still in flight or waiting for a connection,
+        // and their completions queue them again; counted before, they were lost unsaid (review
+        // 62A #4).
+        retry?.close()
+        retry = nil
+        redis?.close()
+        let records = ((records as? RedisGenerationRecordStore).map { $0.unwritten.count + $0.waitingToEncode }) ?? 0
         let settlements = (limiter as? RedisKeyLimiter)?.unsent.count ?? 0
         let releases = (limiter as? RedisKeyLimiter)?.unreleased.count ?? 0
         if records + settlements + releases > 0 {
@@ -74,8 +81,5 @@ final class LoopStore {
                 "records": .stringConvertible(records), "settlements": .stringConvertible(settlements),
                 "hold_releases": .stringConvertible(releases)])
         }
-        retry?.close()
-        retry = nil
-        redis?.close()
     }
 }

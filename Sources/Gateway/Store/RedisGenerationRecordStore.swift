@@ -12,6 +12,8 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     private let client: RedisClient
     /// Records filed in this loop iteration, written on the next (see `put`).
     private var toEncode: [GenerationRecord] = []
+    /// Records filed this loop turn, to be encoded and written on the next.
+    var waitingToEncode: Int { toEncode.count }
     private let keyPrefix: String
     private let ttlSeconds: Int
     private let maxUnwritten: Int
@@ -21,8 +23,9 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     var onQueued: (() -> Void)?
     /// Records waiting for Redis, oldest first; `refused`: a request refused before any work.
     private(set) var unwritten: [(id: String, value: [UInt8], refused: Bool)] = []
-    /// Refused requests' records written a minute, per key (the rest stay in this replica).
-    private var refusedQuota = RefusedRecordQuota()
+    /// Refused requests' records written a minute, per key, by the whole replica (the rest stay
+    /// in this replica).
+    private let refusedQuota: Lock<RefusedRecordQuota>
     /// A refused request's record lives an hour at most (a completion's, `ttlSeconds`).
     static let refusedTTLSeconds = 3_600
 
@@ -30,9 +33,10 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     static let maxIDBytes = 128
     static let maxOwnerBytes = 128
 
-    init(memory: GenerationStore, client: RedisClient, keyPrefix: String, ttlSeconds: Int, maxUnwritten: Int,
-         onError: @escaping (String, RedisError) -> Void) {
+    init(memory: GenerationStore, refusedQuota: Lock<RefusedRecordQuota>, client: RedisClient, keyPrefix: String, ttlSeconds: Int,
+         maxUnwritten: Int, onError: @escaping (String, RedisError) -> Void) {
         self.memory = memory
+        self.refusedQuota = refusedQuota
         self.client = client
         self.keyPrefix = keyPrefix
         self.ttlSeconds = ttlSeconds
@@ -55,7 +59,7 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
             toEncode.removeAll(keepingCapacity: true)
             for record in records {
                 let refused = record.kind == .rejected
-                if refused, !refusedQuota.admit(owner: record.owner, nowMilliseconds: client.loop.nowMilliseconds) { continue }
+                if refused, !refusedQuota.withLock({ $0.admit(owner: record.owner, nowMilliseconds: client.loop.nowMilliseconds) }) { continue }
                 write(id: record.id, value: Self.encode(StoredGeneration(record)), refused: refused)
             }
         }
@@ -167,8 +171,10 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
         guard let newline = rest.firstIndex(of: 0x0A) else { return nil }
         let owner = rest[..<newline]
         let json = Array(rest[(newline + 1)...])
+        // Valid UTF-8 too: it is served as `application/json` (review 62A #5: the scanner takes
+        // any bytes inside strings).
         guard owner.count <= maxOwnerBytes, owner.allSatisfy({ $0 > 0x20 && $0 < 0x7F }),
-              json.first == UInt8(ascii: "{"), JSONScanner.isValid(json) else { return nil }
+              json.first == UInt8(ascii: "{"), JSONScanner.isValid(json), String(validating: json, as: UTF8.self) != nil else { return nil }
         return StoredGeneration(json: json, owner: owner.isEmpty ? nil : String(decoding: owner, as: UTF8.self))
     }
 }
