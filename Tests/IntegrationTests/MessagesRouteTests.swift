@@ -282,6 +282,8 @@ import Testing
         #expect(whole.json?["fusion"]?["analysis"]?["consensus"] != nil, "\(whole.text)")
         #expect(whole.json?["content"]?.arrayValue?.first?["text"]?.stringValue?.contains("Drawing on a panel") == true)
         #expect(whole.json?["model"] == .string("mock/outer:pace_ms=1"), "the concrete model, not the alias")
+        // Each call's usage, as the stream's message_delta carries it (review 62C #10).
+        #expect(whole.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.count == 6, "\(whole.json?["usage"] ?? .null)")
     }
 
     /// A program asks for the deliberation as named events, as on chat (review 19 F7): the

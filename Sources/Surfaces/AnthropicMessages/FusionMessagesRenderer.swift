@@ -78,10 +78,11 @@ public struct FusionMessagesRenderer: Sendable {
         MessagesErrors.appendEvent(error, to: &out)
     }
 
-    /// The whole, non-streamed response body.
-    public func message(usage: Usage, fusion: FusionResult?) throws(APIError) -> [UInt8] {
+    /// The whole, non-streamed response body; when a deliberation ran, its result and each
+    /// call's usage (`usage.fusion`, as the streamed `message_delta` and chat's body carry it).
+    public func message(usage: Usage, fusion: FusionResult?, calls: [MemberStats]? = nil) throws(APIError) -> [UInt8] {
         var response = whole
         response.add(.usage(usage))
-        return try response.body(extra: fusion.map { ["fusion": $0.json] } ?? [:])
+        return try response.body(extra: fusion.map { ["fusion": $0.json] } ?? [:], fusionCalls: calls.map(FusionTotals.breakdown))
     }
 }

@@ -98,7 +98,7 @@ public struct MessagesResponse: Sendable {
     /// The `message` JSON. A tool call whose arguments are not a JSON object (an upstream model
     /// wrote broken JSON) cannot be a `tool_use` block, whose `input` is an object: that is a 502
     /// naming the tool, not a silently emptied input.
-    public func body(extra: [String: JSONValue] = [:]) throws(APIError) -> [UInt8] {
+    public func body(extra: [String: JSONValue] = [:], fusionCalls: JSONValue? = nil) throws(APIError) -> [UInt8] {
         var content: [JSONValue] = []
         for (position, block) in blocks.enumerated() {
             switch block {
@@ -125,7 +125,7 @@ public struct MessagesResponse: Sendable {
             }
         }
         var usageJSON: [UInt8] = []
-        MessagesStreamWriter.appendUsage(usage, estimated: usageEstimated, extra: extras.usage, to: &usageJSON)
+        MessagesStreamWriter.appendUsage(usage, estimated: usageEstimated, fusionCalls: fusionCalls, extra: extras.usage, to: &usageJSON)
         var message = extras.message.merging(extra) { $1 }
         message["id"] = .string(id)
         message["type"] = .string("message")

@@ -127,7 +127,7 @@ extension FusionMessagesRenderer: FusionRenderer {
     }
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
-        try message(usage: totals.usage, fusion: totals.fusion)
+        try message(usage: totals.usage, fusion: totals.fusion, calls: totals.calls)
     }
 }
 
