@@ -265,10 +265,16 @@ extension MemberStats {
             // By member first: two members of one model, one cut after a tool turn and one before
             // any output, each keep their own (review 51 #5).
             if let member = estimate.member {
-                // A member with no stats (still running when the request ended) is in the total
-                // only: never on another member's call (review 53 #6).
+                // A member with no stats (still running when the request ended) gets a row of its
+                // own, `cancelled`: never on another member's call (review 53 #6), and not in the
+                // total only, where the per-call breakdowns did not add up to it (review 62C #5).
                 guard let own = calls.indices.first(where: { calls[$0].member == member && calls[$0].role == estimate.role }) else {
-                    unplaced = unplaced + estimate.usage
+                    var cancelled = MemberStats(model: estimate.answeredBy ?? estimate.model, role: estimate.role, status: "cancelled",
+                                                usage: estimate.usage, firstTokenMilliseconds: nil, durationMilliseconds: 0, characters: 0)
+                    cancelled.usageEstimated = true
+                    cancelled.member = member
+                    calls.append(cancelled)
+                    filled.insert(calls.count - 1)
                     continue
                 }
                 calls[own].usage = (calls[own].usage ?? Usage()) + estimate.usage

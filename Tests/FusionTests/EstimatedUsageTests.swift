@@ -70,10 +70,12 @@ import Testing
         #expect(folded.calls.map(\.usage?.totalTokens) == [130, nil])
         #expect(folded.calls.map(\.usageEstimated) == [true, false])
         #expect(folded.unplaced == Usage())
-        // A member with no stats (still running when the request ended): in the total only, not
-        // on another member's call of its model (review 53 #6).
+        // A member with no stats (still running when the request ended): a row of its own,
+        // `cancelled`, not on another member's call of its model (review 53 #6), and not only in
+        // the total, where the breakdown did not add up to it (review 62C #5).
         let running = MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 5, completionTokens: 5, totalTokens: 10), member: 2)
         let unmatched = MemberStats.folding([running], into: [earlier, silent])
-        #expect(unmatched.calls.map(\.usage?.totalTokens) == [100, nil] && unmatched.unplaced.totalTokens == 10)
+        #expect(unmatched.calls.map(\.usage?.totalTokens) == [100, nil, 10] && unmatched.unplaced == Usage())
+        #expect(unmatched.calls[2].status == "cancelled" && unmatched.calls[2].member == 2 && unmatched.calls[2].usageEstimated)
     }
 }
