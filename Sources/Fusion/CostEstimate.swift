@@ -142,9 +142,13 @@ public struct CostEstimate: Sendable, Equatable {
         var rows: [JSONValue] = []
         var actualTotal = 0.0
         var unknown = 0
+        // Each planned call's estimate goes to one call: a judge's retry is outside the range,
+        // as the README says, not a second copy of its estimate (review 62C #8).
+        var unused = Array(calls.indices)
         for call in made where call.role == "panel" || call.role == "judge" {
             var row: [String: JSONValue] = ["role": .string(call.role), "model": .string(call.model), "status": .string(call.status)]
-            if let estimate = calls.first(where: { $0.role == call.role && $0.model == call.model }) {
+            if let position = unused.firstIndex(where: { calls[$0].role == call.role && calls[$0].model == call.model }) {
+                let estimate = calls[unused.remove(at: position)]
                 row["estimate_min"] = Self.money(estimate.minimum)
                 row["estimate_max"] = estimate.maximum.map(Self.money) ?? .null
             }

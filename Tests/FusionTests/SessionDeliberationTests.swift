@@ -208,6 +208,13 @@ import Testing
         #expect(report["actual"] == .double(0.003) && report["calls"]?.arrayValue?.first?["actual"] == .double(0.003))
         #expect(report["calls"]?.arrayValue?.first?["estimate_max"] == panel.maximum.map { .double(($0 * 1e6).rounded() / 1e6) })
         #expect(report["unpriced_models"] == .array([.string("x/c")]))
+        // A judge's second attempt is outside the range: its row has no estimate of its own
+        // (review 62C #8: both attempts carried the judge's).
+        let judgeModel = try #require(estimate.calls.first { $0.role == "judge" }?.model)
+        let attempts = (0..<2).map { _ in MemberStats(model: judgeModel, role: "judge", status: "judge_schema_mismatch", usage: nil,
+                                                      firstTokenMilliseconds: nil, durationMilliseconds: 1, characters: 1) }
+        let retried = estimate.report(calls: attempts, prices: settings.prices)["calls"]?.arrayValue ?? []
+        #expect(retried.map { $0["estimate_min"] != nil } == [true, false], "\(retried)")
     }
 
     @Test func noPricesNoEstimate() throws {
