@@ -136,6 +136,23 @@ enum MockWeb {
             writer.respond(status: 200, headers: [("Content-Type", "text/html; charset=ISO-8859-1")],
                            body: Array("<html><head><title>Caf".utf8) + [0xE9] + Array("</title></head><body><p>cr".utf8) + [0xE8]
                                + Array("me br".utf8) + [0xFB] + Array("l".utf8) + [0xE9] + Array("e</p></body></html>".utf8))
+        case .dribble(let milliseconds):
+            let page = Array(article(9).utf8)
+            let half = page.count / 2
+            writer.startStream(status: 200, headers: html)
+            writer.writeStreamChunk(Array(page[..<half]))
+            var timer: LoopTimer?
+            timer = LoopTimer(loop: writer.loop!) {
+                writer.writeStreamChunk(Array(page[half...]))
+                writer.endStream()
+                timer?.close()
+                timer = nil
+            }
+            writer.onClientGone = {
+                timer?.close()
+                timer = nil
+            }
+            timer?.start(afterMilliseconds: UInt64(milliseconds))
         case .slow(let milliseconds):
             stats.update { $0.slowPagesStarted += 1 }
             var timer: LoopTimer?

@@ -3,7 +3,8 @@ import GatewayCore
 /// A page of the simulated web, decided from the request alone (no I/O), so everything a URL can
 /// ask of the mock is checked in one place: `/web/page/N`, `redirect?to=URL`,
 /// `redirect-chain/N`, `big?bytes=N`, `status/N` (`?body_ms=M`: its head at once, its body M ms
-/// later), `binary`, `plain`, `latin1`, `slow?ms=N`.
+/// later), `binary`, `plain`, `latin1`, `slow?ms=N`, `dribble?ms=N` (an article's first half at
+/// once, the rest N ms later).
 enum MockWebPage: Equatable {
     case article(Int)
     case redirect(to: String)
@@ -14,6 +15,7 @@ enum MockWebPage: Equatable {
     case plain
     case latin1
     case slow(milliseconds: Int)
+    case dribble(milliseconds: Int)
 
     /// The numbers pages take, and their ranges (README: "Simulated models"): nothing a URL says
     /// can trap a conversion, make the mock build an unbounded page or wait without end.
@@ -38,6 +40,7 @@ enum MockWebPage: Equatable {
         case "plain": return .plain
         case "latin1": return .latin1
         case "slow": return .slow(milliseconds: try number("ms", query("ms"), default: 1_000))
+        case "dribble": return .dribble(milliseconds: try number("ms", query("ms"), default: 1_000))
         default: return nil
         }
     }

@@ -240,11 +240,15 @@ import Web
         let env = try TestEnvironment(web: true)
         let base = "http://127.0.0.1:\(env.mockPort)/web"
         let model = "mock/researcher:pace_ms=1"
-        let response = try env.chat(body("Read \(base)/big?bytes=300000 and \(base)/slow?ms=3000", parameters: panel(model) + "}",
-                                         extra: #","stream_options":{"include_fusion_events":true}"#))
+        let response = try env.chat(body("Read \(base)/big?bytes=300000 and \(base)/slow?ms=3000 and \(base)/dribble?ms=3000",
+                                         parameters: panel(model) + "}", extra: #","stream_options":{"include_fusion_events":true}"#))
         #expect(response.status == 200)
         let completed = response.namedEvents.filter { $0.name == "fusion.web.completed" }.map(\.data)
-        #expect(completed.count == 2)
+        #expect(completed.count == 3)
+        // A page still arriving at the deadline is read as far as it came, marked truncated
+        // (review 62B #8: it was thrown away as a timeout).
+        let dribbled = try #require(completed.first { $0["arguments"]?.stringValue?.contains("dribble") == true })
+        #expect(dribbled["error"] == nil && (dribbled["result_bytes"]?.intValue ?? 0) > 50, "\(dribbled)")
         let big = try #require(completed.first { $0["arguments"]?.stringValue?.contains("big") == true })
         #expect(big["error"] == nil)
         let bytes = try #require(big["result_bytes"]?.intValue)

@@ -85,7 +85,7 @@ import Testing
     }
 
     static let webPaths = zip(
-        Gen.element(of: ["page", "redirect-chain", "status", "big", "slow", "redirect", "binary", "nothing", ""]),
+        Gen.element(of: ["page", "redirect-chain", "status", "big", "slow", "dribble", "redirect", "binary", "nothing", ""]),
         Gen.element(of: ["0", "1", "2", "100", "101", "199", "200", "599", "600", "10000", "10001", "-1", "16777216",
                          "16777217", "60001", "9223372036854775808", "1e3", "x", "", "%31", "+1"]),
         Gen.int(in: 0...2)
@@ -108,7 +108,7 @@ import Testing
                 case .big(let bytes)?: #expect(MockWebPage.ranges["bytes"]!.contains(bytes))
                 case .status(let status, let milliseconds)?:
                     #expect(MockWebPage.ranges["status"]!.contains(status) && MockWebPage.ranges["body_ms"]!.contains(milliseconds))
-                case .slow(let milliseconds)?: #expect(MockWebPage.ranges["ms"]!.contains(milliseconds))
+                case .slow(let milliseconds)?, .dribble(let milliseconds)?: #expect(MockWebPage.ranges["ms"]!.contains(milliseconds))
                 case .redirect?, .binary?, .plain?, .latin1?, nil: break
                 }
             } catch {

@@ -176,6 +176,15 @@ private final class WebFetch: WebToolTask {
         self.url = url
         super.init(completion: completion)
         let deadline = LoopTimer(loop: client.loop) { [unowned self] in
+            // A page still arriving is read as far as it came, marked truncated, as a page cut at
+            // `max_bytes` is (review 62B #8: it was thrown away).
+            if (200..<300).contains(status), !body.isEmpty {
+                transfer?.cancel()
+                transfer = nil
+                truncated = true
+                complete()
+                return
+            }
             finish(.failure("fetching \(self.url.absoluteString) took longer than \(settings.fetchTimeoutMilliseconds) ms"))
         }
         deadline.start(afterMilliseconds: settings.fetchTimeoutMilliseconds)
@@ -223,6 +232,17 @@ private final class WebFetch: WebToolTask {
         }
         transfer.onComplete = { [unowned self] failure in
             self.transfer = nil
+            // A page whose server broke off mid-body, or still arriving at the deadline (curl's
+            // own timer is the deadline's twin): what arrived, marked truncated.
+            let cut: Bool = switch failure {
+            case .transfer?, .timedOut?: true
+            default: false
+            }
+            if cut, (200..<300).contains(status), !body.isEmpty {
+                truncated = true
+                complete()
+                return
+            }
             if let failure {
                 if case .refused(let reason) = failure {
                     finish(.failure("refused to fetch \(url.absoluteString): \(reason)"))
