@@ -23,10 +23,11 @@ public enum OffLoop {
 }
 
 /// A bounded share of `OffLoop`'s threads, for work that clients can ask for in bulk (every
-/// fetched page of every deliberation): at most `width` items run at once and at most `backlog`
-/// wait, so one request cannot queue minutes of CPU and hundreds of megabytes of pages (review
-/// 62B #1: one abandoned deliberation of 32 fetches kept two threads busy 23 s after its client
-/// left). An item whose ticket is cancelled before it starts is skipped, never run for nobody.
+/// fetched page of every deliberation): at most `width` items run at once, and at most `backlog`
+/// items of at most `backlogBytes` together wait (each item says what it holds), so requests
+/// cannot queue minutes of CPU and gigabytes of pages (review 62B #1: one abandoned deliberation
+/// of 32 fetches kept two threads busy 23 s after its client left). An item whose ticket is
+/// cancelled before it starts is skipped, never run for nobody.
 public final class OffLoopLane: Sendable {
     /// Cancels one item: set on the loop when its caller stops caring (finished, cancelled, its
     /// client gone); read by the worker before the work starts.
@@ -39,6 +40,7 @@ public final class OffLoopLane: Sendable {
 
     private struct Item: Sendable {
         let ticket: Ticket
+        let bytes: Int
         let run: @Sendable () -> Void
     }
 
@@ -48,15 +50,36 @@ public final class OffLoopLane: Sendable {
         /// all are taken: a queue without per-item shifting.
         var waiting: [Item?] = []
         var next = 0  // the first of `waiting` not yet taken
+        var waitingBytes = 0
+
+        mutating func take() -> Item? {
+            guard next < waiting.count else { return nil }
+            let taken = waiting[next]
+            waiting[next] = nil
+            next += 1
+            waitingBytes -= taken?.bytes ?? 0
+            // Taken slots are dropped once they are half the array: under constant load the
+            // queue never empties, and would otherwise grow by a slot per item.
+            if next == waiting.count {
+                waiting.removeAll(keepingCapacity: true)
+                next = 0
+            } else if next >= 64 && next * 2 >= waiting.count {
+                waiting.removeFirst(next)
+                next = 0
+            }
+            return taken
+        }
     }
 
     public let width: Int
     public let backlog: Int
+    public let backlogBytes: Int
     private let state: Lock<State>
 
-    public init(width: Int, backlog: Int) {
+    public init(width: Int, backlog: Int, backlogBytes: Int = .max) {
         self.width = max(1, width)
         self.backlog = max(0, backlog)
+        self.backlogBytes = max(0, backlogBytes)
         state = Lock(State())
     }
 
@@ -64,12 +87,13 @@ public final class OffLoopLane: Sendable {
     public var waitingCount: Int { state.withLock { $0.waiting.count - $0.next } }
 
     /// Runs `work` off the loop when a place is free, then `then` on `loop`'s thread, unless
-    /// `ticket` was cancelled before the work started (then neither runs). False, and nothing
-    /// queued, when `backlog` items already wait: the caller answers "busy" at once.
-    public func submit<Value: Sendable>(on loop: EventLoop, ticket: Ticket, _ work: @escaping @Sendable () -> Value,
+    /// `ticket` was cancelled before the work started (then neither runs). `bytes`: what the work
+    /// holds while it waits. False, and nothing queued, when the backlog is full (in items, or in
+    /// bytes once something waits): the caller answers "busy" at once.
+    public func submit<Value: Sendable>(on loop: EventLoop, ticket: Ticket, bytes: Int = 0, _ work: @escaping @Sendable () -> Value,
                                         then: @escaping (Value) -> Void) -> Bool {
         let handBack = LoopBound(then)
-        let item = Item(ticket: ticket) {
+        let item = Item(ticket: ticket, bytes: max(0, bytes)) {
             let value = work()
             loop.execute { handBack.take()?(value) }
         }
@@ -78,8 +102,10 @@ public final class OffLoopLane: Sendable {
                 state.running += 1
                 return true
             }
-            guard state.waiting.count - state.next < backlog else { return nil }
+            let waiting = state.waiting.count - state.next
+            guard waiting < backlog, waiting == 0 || state.waitingBytes + item.bytes <= backlogBytes else { return nil }
             state.waiting.append(item)
+            state.waitingBytes += item.bytes
             return false
         }
         guard let startNow else { return false }
@@ -93,15 +119,10 @@ public final class OffLoopLane: Sendable {
             while let current = item {
                 if !current.ticket.isCancelled { current.run() }
                 item = state.withLock { state -> Item? in
-                    guard state.next < state.waiting.count else {
+                    guard let taken = state.take() else {
                         state.running -= 1
-                        state.waiting.removeAll(keepingCapacity: true)
-                        state.next = 0
                         return nil
                     }
-                    let taken = state.waiting[state.next]
-                    state.waiting[state.next] = nil
-                    state.next += 1
                     return taken
                 }
             }

@@ -58,7 +58,7 @@ extension FusionSessionMachine {
             case .startJudge(let model, _, let messages):
                 out += startJudge(model, redactor.secrets.isEmpty ? messages : messages.map(redacted), at: time)
             case .cancelMember(let index):
-                out += cancelMember(index)
+                out += cancelMember(index, at: time)
             case .startTimer(let timer, let milliseconds):
                 armedTimers.insert(timer)
                 out.append(.startTimer(timer, milliseconds: milliseconds))
@@ -123,7 +123,7 @@ extension FusionSessionMachine {
 
     /// A member cut for latency: its transfer is cancelled now, and nothing of its tool loop
     /// goes on (a web tool result arriving later is dropped).
-    mutating func cancelMember(_ index: Int) -> [Action] {
+    mutating func cancelMember(_ index: Int, at time: Double) -> [Action] {
         var out: [Action] = []
         if let id = members[index]?.call {
             roles[id] = nil
@@ -131,19 +131,25 @@ extension FusionSessionMachine {
             out.append(.cancelCall(id))
         }
         members[index]?.call = nil
-        return out + stopTools(of: .member(index))
+        return out + stopTools(of: .member(index), why: "its member was cut for latency", at: time)
     }
 
     /// Stops the tool calls `owner` waits for (cut, out of time, a judge restarted): their
     /// fetches end now, not when the response does (review 62B #4), and a result arriving
     /// later is dropped.
-    mutating func stopTools(of owner: ToolOwner) -> [Action] {
+    mutating func stopTools(of owner: ToolOwner, why: String, at time: Double) -> [Action] {
         var out: [Action] = []
         pendingTools[owner] = nil
         for (run, entry) in toolRuns.sorted(by: { $0.key < $1.key }) where entry.owner == owner {
             toolRuns[run] = nil
-            runningActivities[run] = nil
             out.append(.cancelTool(run))
+            // Its start was shown: so is its end (review 63 #2: the playground showed it running).
+            if let started = runningActivities.removeValue(forKey: run) {
+                var activity = started.activity
+                activity.error = "stopped before it finished: \(why)"
+                activity.durationMilliseconds = time - started.startedAt
+                out.append(.output(.progress(.webToolFinished(activity))))
+            }
         }
         let timer = toolTimer(owner)
         if armedTimers.remove(timer) != nil { out.append(.cancelTimer(timer)) }
@@ -165,13 +171,13 @@ extension FusionSessionMachine {
         switch timer {
         case .memberTools(let index):
             guard pendingTools[.member(index)] != nil else { return [] }
-            return stopTools(of: .member(index))
+            return stopTools(of: .member(index), why: "its member ran out of time", at: time)
                 + deliberate(.memberFailed(index: index, reason: .timeout,
                                            message: "no answer within \(limits.memberTimeoutMilliseconds) ms (web tool calls included)",
                                            usage: members[index]?.usage), at: time)
         case .judgeTools(let generation):
             guard judge?.generation == generation, pendingTools[.judge(generation: generation)] != nil else { return [] }
-            return stopTools(of: .judge(generation: generation))
+            return stopTools(of: .judge(generation: generation), why: "the judge ran out of time", at: time)
                 + deliberate(.judgeFailed(message: "no analysis within \(limits.judgeTimeoutMilliseconds) ms (web tool calls included)",
                                           reason: .timeout, usage: judge?.usage), at: time)
         default:
@@ -247,7 +253,7 @@ extension FusionSessionMachine {
             roles[previous] = nil
             out.append(.cancelCall(previous))
         }
-        if let previous = judge?.generation { out += stopTools(of: .judge(generation: previous)) }
+        if let previous = judge?.generation { out += stopTools(of: .judge(generation: previous), why: "the judge started again", at: time) }
         judge = JudgeRun(model: model, loop: ToolLoop(messages: messages, tools: judgeTools, maxSteps: request.parameters.maxToolCalls),
                          startedAt: time, generation: (judge?.generation ?? 0) + 1)
         return out + callJudge(at: time)

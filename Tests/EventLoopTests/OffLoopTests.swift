@@ -74,6 +74,43 @@ import Testing
         deadline.close()
     }
 
+    /// What waits is bounded in bytes too, but one item is always let wait (review 63 #4).
+    @Test(.timeLimit(.minutes(1))) func aLaneBoundsWhatWaitsInBytes() throws {
+        let loop = EventLoop()
+        let lane = OffLoopLane(width: 1, backlog: 10, backlogBytes: 100)
+        let gate = DispatchSemaphore(value: 0)
+        let started = DispatchSemaphore(value: 0)
+        var delivered = 0
+        let deadline = LoopTimer(loop: loop) { loop.stop() }
+        deadline.start(afterMilliseconds: 30_000)
+        func submit(_ bytes: Int, blocking: Bool = false) -> Bool {
+            lane.submit(on: loop, ticket: OffLoopLane.Ticket(), bytes: bytes, {
+                if blocking { started.signal(); gate.wait() }
+                return 0
+            }, then: { _ in
+                delivered += 1
+                if delivered == 2 { loop.stop() }
+            })
+        }
+        #expect(submit(0, blocking: true))
+        #expect(started.wait(timeout: .now() + 20) == .success)
+        #expect(submit(500), "the first to wait waits, whatever it holds")
+        #expect(!submit(1), "then the budget is spent")
+        var lane2Accepted: [Bool] = []
+        let small = OffLoopLane(width: 1, backlog: 10, backlogBytes: 100)
+        let gate2 = DispatchSemaphore(value: 0)
+        let started2 = DispatchSemaphore(value: 0)
+        _ = small.submit(on: loop, ticket: OffLoopLane.Ticket(), { started2.signal(); gate2.wait(); return 0 }, then: { _ in })
+        #expect(started2.wait(timeout: .now() + 20) == .success)
+        for bytes in [80, 30, 20] { lane2Accepted.append(small.submit(on: loop, ticket: OffLoopLane.Ticket(), bytes: bytes, { 0 }, then: { _ in })) }
+        #expect(lane2Accepted == [true, false, true], "80 waits, 30 would pass 100, 20 fits")
+        gate2.signal()
+        gate.signal()
+        loop.run()
+        #expect(delivered == 2, "the running item and the one that waited")
+        deadline.close()
+    }
+
     @Test(.timeLimit(.minutes(1))) func aFinishedLoopRefusesWorkAndDropsLateResults() throws {
         let loop = EventLoop()
         let release = DispatchSemaphore(value: 0)

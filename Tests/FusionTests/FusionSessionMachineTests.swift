@@ -418,6 +418,9 @@ import Testing
         actions = m.handle(.timerFired(.memberTools(0)), at: 3_001)
         #expect(actions.contains { if case .cancelTool(toolRun) = $0 { true } else { false } }, "\(actions)")
         #expect(outputs(actions).contains { if case .progress(.memberFailed(0, _, .timeout, let message, _)) = $0 { message.contains("3000 ms") } else { false } })
+        // Its start was shown, so is its end (review 63 #2).
+        #expect(outputs(actions).contains { if case .progress(.webToolFinished(let activity)) = $0 {
+            activity.error == "stopped before it finished: its member ran out of time" && activity.durationMilliseconds == 2_500 } else { false } })
         #expect(m.handle(.toolFinished(toolRun, .init(content: "{}")), at: 3_100).isEmpty, "a late result is dropped")
         // A member whose tools finish in time has its timer cancelled and goes on.
         var n = try machine(tools: tools, limits: .init(memberTimeoutMilliseconds: 3_000, judgeTimeoutMilliseconds: 1_000,
@@ -445,5 +448,7 @@ import Testing
         actions += m.handle(.timerFired(.grace), at: 3)
         #expect(actions.contains { if case .cancelTool(toolRun) = $0 { true } else { false } }, "\(actions)")
         #expect(actions.contains { if case .cancelTimer(.memberTools(0)) = $0 { true } else { false } })
+        #expect(outputs(actions).contains { if case .progress(.webToolFinished(let activity)) = $0 {
+            activity.error?.contains("cut for latency") == true } else { false } })
     }
 }

@@ -267,6 +267,10 @@ import Web
         #expect(top.fusion?.prices["fake/*"] == ModelPrice(inputPerMillion: 1, outputPerMillion: 2) && top.prices == top.fusion?.prices)
         #expect(top.prices.count == FusionSettings.simulated.prices.count + 1)
         let both = try GatewayConfig.parse(yaml: "simulated_models: true\n" + providers + "prices: {fake/*: {input: 1, output: 2}}\nfusion: {prices: {other/*: {input: 3, output: 4}}}")
+        // A model whose name holds a colon is priced by its whole name (review 63 #1: refused).
+        let tagged = try GatewayConfig.parse(yaml: "providers: {ollama: {base_url: 'http://h/v1', models: ['llama3:8b', 'm:free']}}\n"
+                                             + "prices: {'ollama/llama3:8b': {input: 1, output: 2}, 'ollama/m:free': {input: 0, output: 0}}")
+        #expect(tagged.prices.count == 2)
         #expect(both.fusion?.prices.keys.sorted() == ["other/*"] && both.prices.keys.sorted() == ["fake/*"])
     }
 

@@ -223,6 +223,11 @@ def module_checks(driver):
         const wiki = box.querySelector('a');
         if (!wiki || wiki.href !== 'https://en.wikipedia.org/wiki/Foo_(bar)' || wiki.textContent !== 'Foo' || !box.textContent.endsWith(' now.'))
           failures.push('link with parentheses: ' + box.innerHTML);
+        // An upper-case scheme and a bracketed IPv6 host are links too (review 63 #3).
+        renderText(box, '[up](HTTPS://example.com/a) [v6](http://[2001:db8::1]:8080/p)');
+        const others = [...box.querySelectorAll('a')].map((a) => [a.href, a.textContent]);
+        if (JSON.stringify(others) !== JSON.stringify([["https://example.com/a", "up"], ["http://[2001:db8::1]:8080/p", "v6"]]))
+          failures.push('links: ' + JSON.stringify(others));
         // A bare URL's trailing punctuation is the sentence's, stripped in linear time (review 46).
         renderText(box, 'See https://example.com/a).');
         const bare = box.querySelector('a');

@@ -214,8 +214,10 @@ public struct GatewayConfig: Sendable {
             guard config.providers[provider] != nil || simulated.contains(provider) else {
                 throw ConfigError("\(path).\(key): no provider '\(provider)' is configured, so this price would apply to nothing")
             }
+            // As prices are looked up: the whole name (an Ollama tag `llama3:8b`, OpenRouter's
+            // `:free`), else the name before its options (review 63 #1).
             let bare = model.split(separator: ":", maxSplits: 1).first.map(String.init) ?? model
-            if let served = config.providers[provider]?.models, !bare.hasSuffix("*"), !served.contains(bare) {
+            if let served = config.providers[provider]?.models, !model.hasSuffix("*"), !served.contains(model), !served.contains(bare) {
                 throw ConfigError("\(path).\(key): provider '\(provider)' serves only \(served.joined(separator: ", ")), so this price would apply to nothing")
             }
         }

@@ -46,9 +46,11 @@ class WebToolTask {
 /// Runs `web_search` and `web_fetch` calls on one loop, with its curl client (no thread, no
 /// blocking): Fusion's tool loops hand it the calls their models make.
 final class WebToolRunner {
-    /// Fetched pages' parses, process-wide: a thread per core at most, and a backlog of 32 pages
-    /// (64 MiB of bodies at the default `max_bytes`), beyond which a fetch is answered "busy".
-    static let pageParsers = OffLoopLane(width: ProcessInfo.processInfo.activeProcessorCount, backlog: 32)
+    /// Fetched pages' parses, process-wide: a thread per core at most, and a backlog of 256 pages
+    /// holding at most 256 MiB of bodies, beyond which a fetch is answered "busy" (review 63 #4:
+    /// 32 pages refused a third of six deliberations' 2 MiB pages). A page waits no longer than
+    /// its member's or judge's time (the tools' timers), and not at all once its call is gone.
+    static let pageParsers = OffLoopLane(width: ProcessInfo.processInfo.activeProcessorCount, backlog: 256, backlogBytes: 256 << 20)
 
     let settings: WebSettings
     private let client: UpstreamClient
@@ -290,7 +292,7 @@ private final class WebFetch: WebToolTask {
         deadline = nil
         let ticket = OffLoopLane.Ticket()
         parse = ticket
-        let queued = WebToolRunner.pageParsers.submit(on: client.loop, ticket: ticket, {
+        let queued = WebToolRunner.pageParsers.submit(on: client.loop, ticket: ticket, bytes: body.count, {
             WebPage.render(body: body, contentType: contentType, maxCharacters: maxCharacters, downloadTruncated: truncated)
         }, then: { [weak self] rendered in
             guard let self, isRunning else { return }

@@ -171,11 +171,12 @@ function blocks(text) {
 
 // Inline: `code`, **bold**, [text](http…), bare http(s) URLs. Longest constructs first.
 // Bounded so that no start scans far: a link's text stops at the next bracket, its URL and
-// title are capped, a code span's backticks too. A link's URL is http(s) (all `safeURL` takes)
-// and stops at a bracket, a space or an unbalanced parenthesis (one level of them is kept, as in
-// Wikipedia's URLs): with any non-space allowed, every "[a](" scanned 2,048 characters for its
-// ")" and 190 KB of them took 446 ms a frame (review 62E M1).
-const INLINE = /(`{1,16})([^`]+?)\1|\*\*(?=\S)([^*]+?)\*\*|\[([^[\]\n]{1,1000})\]\((https?:\/\/(?:[^\s()[\]]|\([^\s()[\]]{0,256}\)){1,2048})(?:\s+"[^"\n]{0,256}")?\)|(https?:\/\/[^\s<>"'`]+)/g;
+// title are capped, a code span's backticks too. A link's URL is http(s) (all `safeURL` takes, in
+// any case) and stops at a bracket, a space or an unbalanced parenthesis (one level of them is
+// kept, as in Wikipedia's URLs, and a bracketed IPv6 host): with any non-space allowed, every
+// "[a](" scanned 2,048 characters for its ")" and 190 KB of them took 446 ms a frame (review 62E
+// M1). A URL with brackets elsewhere (`?a[]=1`) shows as text.
+const INLINE = /(`{1,16})([^`]+?)\1|\*\*(?=\S)([^*]+?)\*\*|\[([^[\]\n]{1,1000})\]\((https?:\/\/(?:\[[0-9a-f:.]{2,45}\])?(?:[^\s()[\]]|\([^\s()[\]]{0,256}\)){0,2048})(?:\s+"[^"\n]{0,256}")?\)|(https?:\/\/[^\s<>"'`]+)/gi;
 
 function inline(text) {
   const nodes = [];
