@@ -116,18 +116,7 @@ enum MockWeb {
             guard milliseconds > 0 else { return writer.respond(status: status, headers: html, body: body) }
             // The head now, the body later: a client that waits for an error page's body shows it.
             writer.startStream(status: status, headers: html)
-            var timer: LoopTimer?
-            timer = LoopTimer(loop: writer.loop!) {
-                writer.writeStreamChunk(body)
-                writer.endStream()
-                timer?.close()
-                timer = nil
-            }
-            writer.onClientGone = {
-                timer?.close()
-                timer = nil
-            }
-            timer?.start(afterMilliseconds: UInt64(milliseconds))
+            Self.finish(writer, with: body, afterMilliseconds: milliseconds)
         case .binary:
             writer.respond(status: 200, headers: [("Content-Type", "image/png")], body: [0x89, 0x50, 0x4E, 0x47, 0, 0, 0, 0])
         case .plain:
@@ -141,18 +130,7 @@ enum MockWeb {
             let half = page.count / 2
             writer.startStream(status: 200, headers: html)
             writer.writeStreamChunk(Array(page[..<half]))
-            var timer: LoopTimer?
-            timer = LoopTimer(loop: writer.loop!) {
-                writer.writeStreamChunk(Array(page[half...]))
-                writer.endStream()
-                timer?.close()
-                timer = nil
-            }
-            writer.onClientGone = {
-                timer?.close()
-                timer = nil
-            }
-            timer?.start(afterMilliseconds: UInt64(milliseconds))
+            Self.finish(writer, with: Array(page[half...]), afterMilliseconds: milliseconds)
         case .slow(let milliseconds):
             stats.update { $0.slowPagesStarted += 1 }
             var timer: LoopTimer?
@@ -169,6 +147,22 @@ enum MockWeb {
             }
             timer?.start(afterMilliseconds: UInt64(milliseconds))
         }
+    }
+
+    /// Writes `rest` and ends a started stream `milliseconds` from now, unless its client left.
+    private static func finish(_ writer: HTTPResponseWriter, with rest: [UInt8], afterMilliseconds milliseconds: Int) {
+        var timer: LoopTimer?
+        timer = LoopTimer(loop: writer.loop!) {
+            writer.writeStreamChunk(rest)
+            writer.endStream()
+            timer?.close()
+            timer = nil
+        }
+        writer.onClientGone = {
+            timer?.close()
+            timer = nil
+        }
+        timer?.start(afterMilliseconds: UInt64(milliseconds))
     }
 
     static func article(_ n: Int) -> String {

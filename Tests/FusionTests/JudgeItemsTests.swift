@@ -22,6 +22,19 @@ import Testing
         return (d, labels, actions)
     }
 
+    /// The judge started with members 0 and 1 answered and member 2 failed (not compared).
+    func judgedWithoutTheThird() -> (Deliberation, NeutralLabels) {
+        let labels = NeutralLabels(models: Self.models, neutral: true, seed: 7)
+        var d = Deliberation(question: "Q?", models: Self.models, judge: "p/judge", judgeFallback: nil, labels: labels)
+        _ = d.start(at: 0)
+        _ = d.handle(.memberFailed(index: 2, reason: .upstreamError, message: "boom", usage: nil), at: 1)
+        for index in 0..<2 {
+            _ = d.handle(.memberDelta(index: index, text: "Answer of \(Self.models[index])."), at: 1)
+            _ = d.handle(.memberFinished(index: index, usage: nil), at: 2)
+        }
+        return (d, labels)
+    }
+
     func items(_ actions: [Deliberation.Action]) -> [AnalysisItem] {
         actions.compactMap { if case .progress(.judgeItem(_, _, let item)) = $0 { item } else { nil } }
     }
@@ -91,14 +104,7 @@ import Testing
     /// A member whose answer the judge was not given (it failed, or was cut) cannot be cited:
     /// such an insight or stance is invented (review 19 F1). The judge is told by its label.
     @Test func aMemberTheJudgeWasNotGivenCannotBeCited() throws {
-        let labels = NeutralLabels(models: Self.models, neutral: true, seed: 7)
-        var d = Deliberation(question: "Q?", models: Self.models, judge: "p/judge", judgeFallback: nil, labels: labels)
-        _ = d.start(at: 0)
-        _ = d.handle(.memberFailed(index: 2, reason: .upstreamError, message: "boom", usage: nil), at: 1)
-        for index in 0..<2 {
-            _ = d.handle(.memberDelta(index: index, text: "Answer of \(Self.models[index])."), at: 1)
-            _ = d.handle(.memberFinished(index: index, usage: nil), at: 2)
-        }
+        var (d, labels) = judgedWithoutTheThird()
         let (a, c) = (labels.labels[0], labels.labels[2])
         var actions = d.handle(.judgeDelta(text: #"{"consensus":["x"],"unique_insights":[{"model":"\#(a)","insight":"fine"},{"model":"\#(c)","insight":"invented"}],"#), at: 10)
         #expect(items(actions).map(\.field) == ["consensus", "unique_insights"])
@@ -117,14 +123,7 @@ import Testing
     /// wrote, never the model behind the label (review 62C #1: "cites 'p/a (the first answer)'"),
     /// and people are told the model, never a label they cannot resolve (review 62C #2).
     @Test func aProblemNamesLabelsToTheJudgeAndModelsToPeople() throws {
-        let labels = NeutralLabels(models: Self.models, neutral: true, seed: 7)
-        var d = Deliberation(question: "Q?", models: Self.models, judge: "p/judge", judgeFallback: nil, labels: labels)
-        _ = d.start(at: 0)
-        _ = d.handle(.memberFailed(index: 2, reason: .upstreamError, message: "boom", usage: nil), at: 1)
-        for index in 0..<2 {
-            _ = d.handle(.memberDelta(index: index, text: "Answer of \(Self.models[index])."), at: 1)
-            _ = d.handle(.memberFinished(index: index, usage: nil), at: 2)
-        }
+        var (d, labels) = judgedWithoutTheThird()
         let (a, c) = (labels.labels[0], labels.labels[2])
         let padded = #"{"consensus":[],"contradictions":[],"partial_coverage":[],"unique_insights":[{"model":"\#(a) (the first answer)","insight":"i"}],"blind_spots":[]}"#
         var actions = d.handle(.judgeDelta(text: padded), at: 10)

@@ -19,6 +19,9 @@ final class FusionSession<Renderer: FusionRenderer> {
         var byModel: [String: ModelRoute]
         /// The outer model's fallbacks (the client's `models`), tried in order before its first token.
         var outerFallbacks: [ModelRoute] = []
+
+        /// A model's price as its calls are charged (a route's, or an outer fallback's).
+        func price(of model: String) -> ModelPrice? { (byModel[model] ?? outerFallbacks.first { $0.slug == model })?.price }
     }
 
     private var machine: FusionSessionMachine
@@ -367,14 +370,9 @@ final class FusionSession<Renderer: FusionRenderer> {
     /// Every call's stats with the call log's estimates folded in, and their sum: what the client
     /// is told and what the record (and so the key) is charged, one figure for both.
     private var accounted: (calls: [MemberStats], usage: Usage) {
-        let estimates = callLog.estimates(pricedBy: price(of:))
+        let estimates = callLog.estimates(pricedBy: routes.price(of:))
         let folded = MemberStats.folding(estimates, into: machine.calls)
         return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +))
-    }
-
-    /// A model's price as its calls are charged (a route's, or an outer fallback's).
-    private func price(of model: String) -> ModelPrice? {
-        (routes.byModel[model] ?? routes.outerFallbacks.first { $0.slug == model })?.price
     }
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {
@@ -442,7 +440,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
         let accounted = accounted
         record.fusionCalls = accounted.calls.map(\.json)
-        record.innerCalls = callLog.records(pricedBy: price(of:))
+        record.innerCalls = callLog.records(pricedBy: routes.price(of:))
         // The client's usage, the estimates of calls cut before theirs included: what the key
         // is charged.
         record.usage = accounted.usage
