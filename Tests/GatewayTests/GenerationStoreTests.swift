@@ -12,6 +12,17 @@ import Testing
         GenerationRecord(id: id, route: .chatCompletions, kind: .proxy, requestedModel: "m", streamed: true, created: 0, owner: nil)
     }
 
+    /// Only an id of the gateway's own form is looked up again on another replica's miss (each
+    /// retry is a Redis round trip a client could otherwise ask for with any id).
+    @Test func onlyTheGatewaysOwnIdsAreLookedUpAgain() {
+        #expect((0..<100).allSatisfy { _ in GatewayServer.isGatewayGenerationID(GenerationStore.newID()) })
+        for hostile in ["", "gen-", "gen-unknown", "gen-0123456789ABCDEF01234567", "gen-0123456789abcdef0123456", "gen-0123456789abcdef012345678",
+                        "gen-0123456789abcdef0123456g", "gen-0123456789abcdef012345\u{0}7", "gen-0123456789abcdef01234é",
+                        "resp_0123456789abcdef01234567", "GEN-0123456789abcdef01234567"] {
+            #expect(!GatewayServer.isGatewayGenerationID(hostile), "\(hostile.debugDescription)")
+        }
+    }
+
     @Test func theOldestGoFirst() {
         let store = GenerationStore(capacity: 3)
         for index in 0..<5 { store.add(Self.record("gen-\(index)")) }

@@ -29,7 +29,7 @@ extension GatewayConfig {
                 try checkHeaderName(header, path: value.path)
                 // A credential written here is no secret to the redactor: an upstream echoing it
                 // put it in clients' errors, records and logs (review 62D #2).
-                guard !Self.credentialHeaders.contains(header.lowercased()) && header.lowercased() != kind.keyHeader else {
+                guard !Self.credentialHeaders.contains(header.lowercased()) else {
                     throw ConfigError("\(value.path): \(header) carries a credential, which never goes in the config: "
                                       + "name its environment variable in headers_env (or the key's in api_key_env)")
                 }
@@ -88,7 +88,8 @@ extension GatewayConfig {
 
     static let nameBytes = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8)
 
-    /// Headers that carry a credential, in lower case: only `headers_env` may set them.
+    /// Headers that carry a credential, in lower case (every kind's key header among them): only
+    /// `headers_env` may set them.
     static let credentialHeaders: Set<String> = ["authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"]
     /// Headers the gateway and curl write for the request's framing and connection: a configured
     /// one made the upstream read another request than the one sent (review 62D #5).

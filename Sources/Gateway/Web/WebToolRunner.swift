@@ -180,13 +180,7 @@ private final class WebFetch: WebToolTask {
         let deadline = LoopTimer(loop: client.loop) { [unowned self] in
             // A page still arriving is read as far as it came, marked truncated, as a page cut at
             // `max_bytes` is (review 62B #8: it was thrown away).
-            if (200..<300).contains(status), !body.isEmpty {
-                transfer?.cancel()
-                transfer = nil
-                truncated = true
-                complete()
-                return
-            }
+            if readWhatCame() { return }
             finish(.failure("fetching \(self.url.absoluteString) took longer than \(settings.fetchTimeoutMilliseconds) ms"))
         }
         deadline.start(afterMilliseconds: settings.fetchTimeoutMilliseconds)
@@ -240,11 +234,7 @@ private final class WebFetch: WebToolTask {
             case .transfer?, .timedOut?: true
             default: false
             }
-            if cut, (200..<300).contains(status), !body.isEmpty {
-                truncated = true
-                complete()
-                return
-            }
+            if cut, readWhatCame() { return }
             if let failure {
                 if case .refused(let reason) = failure {
                     finish(.failure("refused to fetch \(url.absoluteString): \(reason)"))
@@ -255,6 +245,17 @@ private final class WebFetch: WebToolTask {
             }
             complete()
         }
+    }
+
+    /// A page cut short (its server broke off, the deadline came) that has begun: read as far as
+    /// it came, marked truncated. False when there is nothing to read.
+    private func readWhatCame() -> Bool {
+        guard (200..<300).contains(status), !body.isEmpty else { return false }
+        transfer?.cancel()
+        transfer = nil
+        truncated = true
+        complete()
+        return true
     }
 
     private func header(_ name: String) -> String? {

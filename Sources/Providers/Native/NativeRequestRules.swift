@@ -168,7 +168,7 @@ extension NativeRequestRules {
             return nil
         } catch {
             return error.code == "number_out_of_range" ? "a number beyond a 64-bit float"
-                : error.code == "duplicate_key" ? "a key twice" : error.code == "too_many_elements" ? "too many elements" : "text that is not valid UTF-8"
+                : error.code == "duplicate_key" ? "a key twice" : error.code == "too_many_elements" ? "too many elements" : "what JSON readers read differently"
         }
     }
 }
