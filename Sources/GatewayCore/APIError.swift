@@ -10,6 +10,13 @@ public struct APIError: Error, Equatable, Sendable {
     public var param: String?
     /// Extra response headers (e.g. `Retry-After`).
     public var headers: [(String, String)] = []
+    /// Who gave the error: the gateway, or an upstream whose error is passed on (its code may be
+    /// one of the gateway's own, `invalid_api_key`: metrics and records tell them apart).
+    public var origin: Origin = .gateway
+
+    public enum Origin: String, Sendable {
+        case gateway, upstream
+    }
 
     public init(status: Int, type: String, code: String, message: String, param: String? = nil, headers: [(String, String)] = []) {
         self.status = status

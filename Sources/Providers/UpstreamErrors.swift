@@ -40,6 +40,7 @@ enum UpstreamErrors {
             ?? "Provider '\(provider)' answered with unexpected HTTP \(status)"
         var error = APIError(status: kind.status, type: kind.type, code: kind.code, message: message)
         error.headers = retryHeaders(headers)
+        error.origin = .upstream
         return error
     }
 
@@ -60,8 +61,10 @@ enum UpstreamErrors {
     static func streamError(status: Int, report: Report, redactor: Redactor) -> APIError {
         let kind = classify(status: status, report: report.redactingLabels(redactor))
         let message = trimmed(redactor(report.message ?? "the upstream reported an error"))
-        return APIError(status: kind.status, type: kind.type, code: kind.code,
-                        message: "The upstream failed mid-stream: \(message.isEmpty ? "no details" : message)")
+        var error = APIError(status: kind.status, type: kind.type, code: kind.code,
+                             message: "The upstream failed mid-stream: \(message.isEmpty ? "no details" : message)")
+        error.origin = .upstream
+        return error
     }
 
     /// The status, type and code the client sees, and what the provider did (nil: a status no

@@ -170,12 +170,16 @@ import Testing
             #expect(record["error"]?["type"] == .string("upstream_error"))
             #expect(record["error"]?["code"] == response.json?["error"]?["code"], "the record names the error the client got")
             #expect(record["error"]?["message"] == response.json?["error"]?["message"])
+            #expect(record["error"]?["origin"] == .string("upstream"), "the upstream's error, passed on")
             #expect(record["retries"] == .int(2) && record["upstream_attempts"] == .int(3))
         }
         let metrics = try env.get("/metrics")
         #expect(metrics.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="proxy",status="502"}"#) == 2)
         #expect(metrics.metric(#"fusion_gateway_upstream_retries_total{provider="mock"}"#) == 4)
         #expect(metrics.metric(#"fusion_gateway_upstream_errors_total{provider="mock",code="other"}"#) == 2)
+        // Told apart from the gateway's own errors, whose codes an upstream's may share (review 62D #7).
+        #expect(metrics.metric(#"fusion_gateway_errors_total{code="other",origin="upstream"}"#) == 2)
+        #expect(metrics.metric(#"fusion_gateway_errors_total{code="other",origin="gateway"}"#) == nil)
     }
 
     @Test func anErrorAfterTheHeadIsStatus200WithAnErrorEnding() throws {

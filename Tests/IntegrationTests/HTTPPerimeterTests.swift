@@ -164,7 +164,7 @@ final class GuardedServer: @unchecked Sendable {
             guard let client = try? env.client(), (try? client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")) != nil else { return false }
             return (try? client.readResponse())?.status == 200
         }, "a slot freed is used again")
-        #expect(env.eventually { (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="connection_limit"} 1"#)) == true },
+        #expect(env.eventually { (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="connection_limit",origin="gateway"} 1"#)) == true },
                 "the refusal is counted")
     }
 

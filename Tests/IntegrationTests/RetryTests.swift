@@ -372,7 +372,7 @@ import Testing
         // autotuned buffers, megabytes, are full: under AddressSanitizer on a busy machine that
         // once took longer than 5 s).
         #expect(env.eventually(timeoutSeconds: 30) {
-            (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="client_too_slow"} 1"#)) == true
+            (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="client_too_slow",origin="gateway"} 1"#)) == true
         })
         let active = try env.activeStreams()
         #expect(active == 0, "dropped, its upstream transfer cancelled")
@@ -394,7 +394,7 @@ import Testing
         try client.send(TestEnvironment.post("/v1/chat/completions",
                                              body: TestEnvironment.chatBody(model: "mock/paced:pace_ms=0:deltas=100000")))
         func tooSlow() -> Bool {
-            (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="client_too_slow"} 1"#)) == true
+            (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="client_too_slow",origin="gateway"} 1"#)) == true
         }
         // ~320 KB/s, far slower than the stream: the client's kernel acknowledges what it reads in
         // window updates of a loopback segment (64 KB), so every ~0.2 s, well within the 3 s even

@@ -82,7 +82,7 @@ import Testing
         // Every refusal is counted, the HTTP server's own and the head guard's included; on a
         // completion route it is also a rejected request.
         let code = response.json?["error"]?["code"]?.stringValue ?? "?"
-        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="\#(code)"}"#) == 1 },
+        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="\#(code)",origin="gateway"}"#) == 1 },
                 "errors_total{code=\(code)}")
         if raw.hasPrefix("POST /v1/chat/completions ") || raw.hasPrefix("DELETE /v1/chat/completions ") {
             #expect((try? env.get("/metrics"))?.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="rejected",status="\#(status)"}"#) == 1)
@@ -176,7 +176,7 @@ import Testing
         expectErrorShape(try env.get("/v1/responses/resp_123"), status: 404)
         let metrics = try env.get("/metrics")
         for code in ["model_not_found", "invalid_model", "generation_not_found", "missing_required_parameter", "response_not_found"] {
-            #expect(metrics.metric(#"fusion_gateway_errors_total{code="\#(code)"}"#) == 1, "\(code)")
+            #expect(metrics.metric(#"fusion_gateway_errors_total{code="\#(code)",origin="gateway"}"#) == 1, "\(code)")
         }
     }
 
@@ -510,7 +510,7 @@ import Testing
         #expect(throws: (any Error).self, "the response was cut off") { _ = try read.get() }
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1")).status == 200)
         // Its record was filed as the response was handed over: the cut is logged and counted.
-        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="client_too_slow"}"#) == 1 })
+        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="client_too_slow",origin="gateway"}"#) == 1 })
     }
 
     /// A finished response's last bytes, on a connection closing after it (`Connection: close`)
@@ -565,7 +565,7 @@ extension ServerBehaviourTests {
         var dropped = false
         let started = Date()
         while Date().timeIntervalSince(started) < 6 * Double(slowdown) {
-            if (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="client_too_slow"}"#) == 1 {
+            if (try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="client_too_slow",origin="gateway"}"#) == 1 {
                 dropped = true
                 break
             }
@@ -714,7 +714,7 @@ extension ServerBehaviourTests {
         #expect(response.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="proxy",status="503"}"#) == 1)
         #expect(response.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="rejected",status="404"}"#) == 1)
         #expect(response.metric(#"fusion_gateway_requests_total{route="chat_completions",kind="fusion",status="200"}"#) == 1)
-        #expect(response.metric(#"fusion_gateway_errors_total{code="model_not_found"}"#) == 1)
+        #expect(response.metric(#"fusion_gateway_errors_total{code="model_not_found",origin="gateway"}"#) == 1)
         // The mock's own code is no label value (an upstream does not choose the gateway's series).
         #expect(response.metric(#"fusion_gateway_upstream_errors_total{provider="mock",code="other"}"#) == 1)
         #expect(response.metric(#"fusion_gateway_fusion_member_failures_total{reason="empty_completion"}"#) == 1)

@@ -143,7 +143,7 @@ struct SharedStoreTests {
         let metrics = try Self.metrics(a) + Self.metrics(b)
         #expect(metrics.contains(#"fusion_gateway_rate_limited_total{kind="requests"}"#))
         // The refusals are counted under their own code (a bounded label), not "other".
-        #expect(metrics.contains(#"fusion_gateway_errors_total{code="rate_limit_exceeded"}"#), "\(metrics)")
+        #expect(metrics.contains(#"fusion_gateway_errors_total{code="rate_limit_exceeded",origin="gateway"}"#), "\(metrics)")
     }
 
     @Test func aDeliberationCountsEveryInnerCallAgainstTheRequestLimit() throws {

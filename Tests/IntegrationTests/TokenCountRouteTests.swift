@@ -86,7 +86,7 @@ import Testing
         #expect(response.text.contains("No token count for model"), "\(response.text)")
         if !model.hasPrefix("anth/") { #expect(env.mockStats.counts.requests == before, "no upstream is asked") }
         // Anthropic's error shape has no code; the metric names it.
-        #expect(try env.get("/metrics").metric(#"fusion_gateway_errors_total{code="token_count_unavailable"}"#) == 1)
+        #expect(try env.get("/metrics").metric(#"fusion_gateway_errors_total{code="token_count_unavailable",origin="gateway"}"#) == 1)
     }
 
     @Test func anUpstreamsRefusalIsTheClientsError() throws {

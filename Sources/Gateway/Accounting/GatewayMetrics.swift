@@ -135,9 +135,11 @@ public final class GatewayMetrics: Sendable {
         counter.increment()
     }
 
-    func countError(code: String) {
-        registry.makeCounter(descriptor: Self.name("errors", unit: "total", help: "Errors returned to clients, by code."),
-                             labels: [("code", MetricLabels.errorCode(code))]).increment()
+    /// `origin`: `gateway`, or `upstream` for an upstream's error passed on, whose code may be one
+    /// of the gateway's own (an upstream's `invalid_api_key` is no bad gateway key: review 62D #7).
+    func countError(code: String, origin: APIError.Origin = .gateway) {
+        registry.makeCounter(descriptor: Self.name("errors", unit: "total", help: "Errors returned to clients, by code and origin (gateway, upstream)."),
+                             labels: [("code", MetricLabels.errorCode(code)), ("origin", origin.rawValue)]).increment()
     }
 
     func countUpstreamError(provider: String, code: String) {

@@ -105,11 +105,14 @@ extension GenerationRecord {
 }
 
 extension RecordError {
-    var json: JSONValue { .object(["type": .string(type), "code": .string(code), "message": .string(message)]) }
+    var json: JSONValue {
+        .object(["type": .string(type), "code": .string(code), "message": .string(message), "origin": .string(origin.rawValue)])
+    }
 
     init?(json: JSONValue?) {
         guard let type = json?["type"]?.stringValue, let code = json?["code"]?.stringValue else { return nil }
-        self.init(type: type, code: code, message: json?["message"]?.stringValue ?? "")
+        self.init(type: type, code: code, message: json?["message"]?.stringValue ?? "",
+                  origin: json?["origin"]?.stringValue.flatMap(APIError.Origin.init(rawValue:)) ?? .gateway)
     }
 }
 

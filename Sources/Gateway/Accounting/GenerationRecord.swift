@@ -30,18 +30,22 @@ struct RecordError: Sendable, Equatable {
     var type: String
     var code: String
     var message: String
+    /// The gateway's own error, or an upstream's passed on (`APIError.Origin`).
+    var origin: APIError.Origin
 
-    init(type: String, code: String, message: String) {
+    init(type: String, code: String, message: String, origin: APIError.Origin = .gateway) {
         self.type = type
         self.code = code
         self.message = message
+        self.origin = origin
     }
 
     /// An error's message is kept to this many bytes: it may quote the client's request.
     static let maxMessageBytes = 2048
 
     init(_ error: APIError, redactor: Redactor) {
-        self.init(type: error.type, code: error.code, message: redactor(error.message).shortened(toBytes: Self.maxMessageBytes))
+        self.init(type: error.type, code: error.code, message: redactor(error.message).shortened(toBytes: Self.maxMessageBytes),
+                  origin: error.origin)
     }
 
     /// A client that did not keep pace for too long (took nothing, or less than the drain

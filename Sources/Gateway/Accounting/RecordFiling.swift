@@ -16,7 +16,7 @@ extension GatewayShared {
     private func count(_ record: GenerationRecord) {
         metrics.countRequest(route: record.route, kind: record.kind, status: record.status)
         if let error = record.error {
-            metrics.countError(code: error.code)
+            metrics.countError(code: error.code, origin: error.origin)
             // A proxied completion's error came from its upstream, unless the client was the problem.
             if record.kind == .proxy, error.type != "client_error" {
                 metrics.countUpstreamError(provider: record.provider ?? MetricLabels.other, code: error.code)
@@ -90,6 +90,7 @@ extension GatewayShared {
         guard let error else { return }
         metadata["error_type"] = "\(error.type)"
         metadata["error_code"] = "\(error.code)"
+        metadata["error_origin"] = "\(error.origin.rawValue)"
         metadata["error"] = "\(error.message)"
     }
 
