@@ -243,12 +243,19 @@ extension MemberStats {
         /// The model that answered, when a fallback did (`model` is the one asked for, which
         /// the call's stats are under): what the estimate is priced as.
         public var answeredBy: String?
-        public init(role: String, model: String, usage: Usage, member: Int? = nil, answeredBy: String? = nil) {
+        /// The call's time to first token and duration (a row made from the estimate alone, for
+        /// a call still running when the request ended, shows them: review 63 #5).
+        public var firstTokenMilliseconds: Double?
+        public var durationMilliseconds: Double = 0
+        public init(role: String, model: String, usage: Usage, member: Int? = nil, answeredBy: String? = nil,
+                    firstTokenMilliseconds: Double? = nil, durationMilliseconds: Double = 0) {
             self.role = role
             self.model = model
             self.usage = usage
             self.member = member
             self.answeredBy = answeredBy
+            self.firstTokenMilliseconds = firstTokenMilliseconds
+            self.durationMilliseconds = durationMilliseconds
         }
     }
 
@@ -270,7 +277,8 @@ extension MemberStats {
                 // total only, where the per-call breakdowns did not add up to it (review 62C #5).
                 guard let own = calls.indices.first(where: { calls[$0].member == member && calls[$0].role == estimate.role }) else {
                     var cancelled = MemberStats(model: estimate.answeredBy ?? estimate.model, role: estimate.role, status: "cancelled",
-                                                usage: estimate.usage, firstTokenMilliseconds: nil, durationMilliseconds: 0, characters: 0)
+                                                usage: estimate.usage, firstTokenMilliseconds: estimate.firstTokenMilliseconds,
+                                                durationMilliseconds: estimate.durationMilliseconds, characters: 0)
                     cancelled.usageEstimated = true
                     cancelled.member = member
                     calls.append(cancelled)

@@ -73,9 +73,12 @@ import Testing
         // A member with no stats (still running when the request ended): a row of its own,
         // `cancelled`, not on another member's call of its model (review 53 #6), and not only in
         // the total, where the breakdown did not add up to it (review 62C #5).
-        let running = MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 5, completionTokens: 5, totalTokens: 10), member: 2)
+        let running = MemberStats.Estimate(role: "panel", model: "m", usage: Usage(promptTokens: 5, completionTokens: 5, totalTokens: 10), member: 2,
+                                           firstTokenMilliseconds: 40, durationMilliseconds: 250)
         let unmatched = MemberStats.folding([running], into: [earlier, silent])
         #expect(unmatched.calls.map(\.usage?.totalTokens) == [100, nil, 10] && unmatched.unplaced == Usage())
         #expect(unmatched.calls[2].status == "cancelled" && unmatched.calls[2].member == 2 && unmatched.calls[2].usageEstimated)
+        // Its time as the call log saw it, not 0 (review 63 #5).
+        #expect(unmatched.calls[2].durationMilliseconds == 250 && unmatched.calls[2].firstTokenMilliseconds == 40)
     }
 }

@@ -159,7 +159,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
             guard let entry = entries[id], entry.record.usageEstimated, let usage = entry.record.usage else { return nil }
             let asked = entry.routes.first?.model ?? entry.record.model
             return MemberStats.Estimate(role: entry.record.role, model: asked, usage: usage, member: entry.member,
-                                        answeredBy: entry.record.model == asked ? nil : entry.record.model)
+                                        answeredBy: entry.record.model == asked ? nil : entry.record.model,
+                                        firstTokenMilliseconds: entry.record.firstTokenMilliseconds,
+                                        durationMilliseconds: entry.record.durationMilliseconds)
         }
     }
 
