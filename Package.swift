@@ -145,7 +145,7 @@ let package = Package(
             dependencies: ["MockUpstream", "GatewayCore", "HTTPServer", "Providers", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
-        .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchRunner", "MockUpstream", "EventLoop", "GatewayCore"],
+        .testTarget(name: "BenchTests", dependencies: ["Bench", "BenchRunner", "MockUpstream", "EventLoop", "GatewayCore", "UpstreamClient"],
                     swiftSettings: strict),
         .testTarget(name: "WebTests", dependencies: ["Web", "GatewayCore", .product(name: "PropertyBased", package: "swift-property-based")],
                     swiftSettings: strict),

@@ -67,11 +67,14 @@ public struct JSONReport: Codable, Equatable, Sendable {
         schema = Self.schemaName
         definitions = BenchReport.definitions
         settings = report.settings
-        targets = report.targets.map(Target.init)
+        // Queue wait means something in open loop only (a closed loop's worker sends at once),
+        // as the text and HTML reports show it (review 64A #8).
+        let openLoop = report.settings.mode == "open_loop"
+        targets = report.targets.map { Target($0, openLoop: openLoop) }
         comparison = report.comparison.map { comparison in
             ComparisonRatios(
                 baseline: report.targets[0].info.label, candidate: report.targets[1].info.label,
-                metrics: Dictionary(uniqueKeysWithValues: comparison.metrics.map { metric, ratios in
+                metrics: Dictionary(uniqueKeysWithValues: comparison.metrics.filter { $0.key != .queueWait || openLoop }.map { metric, ratios in
                     (metric.rawValue, ratios.compactMapValues { $0 })
                 }))
         }
@@ -89,7 +92,7 @@ public struct JSONReport: Codable, Equatable, Sendable {
 }
 
 extension JSONReport.Target {
-    init(_ target: TargetReport) {
+    init(_ target: TargetReport, openLoop: Bool) {
         let results = target.results
         label = target.info.label
         url = target.info.url
@@ -107,7 +110,7 @@ extension JSONReport.Target {
         errorExamples = Dictionary(uniqueKeysWithValues: results.errorExamples.map { ($0.key.rawValue, $0.value) })
         httpStatuses = Dictionary(uniqueKeysWithValues: results.statuses.map { (String($0.key), $0.value) })
         tokenSources = Dictionary(uniqueKeysWithValues: results.tokenSources.map { ($0.key.rawValue, $0.value) })
-        metrics = Dictionary(uniqueKeysWithValues: Metric.allCases.compactMap { metric in
+        metrics = Dictionary(uniqueKeysWithValues: Metric.allCases.filter { $0 != .queueWait || openLoop }.compactMap { metric in
             results[metric].summary.map { (metric.rawValue, $0) }
         })
         samples = results.samples

@@ -20,6 +20,9 @@ public struct ResponseRecorder {
     /// bench #5).
     private var streamedBytes = 0
     private let maxStreamBytes: Int
+    /// The stream held at least one SSE event: one that ends with bytes but none is not SSE
+    /// (gzip nobody asked for, plain text), malformed, not cut short (review 64A #4).
+    private var sawEvent = false
 
     enum Phase {
         case awaitingHead
@@ -111,6 +114,7 @@ public struct ResponseRecorder {
             } catch {
                 decodeError = "\(error)"
             }
+            if !events.isEmpty { sawEvent = true }
             for event in events { handle(event, at: now) }
             if let decodeError, phase == .streaming { fail(.malformed, decodeError) }
             return phase == .streaming
@@ -191,6 +195,8 @@ public struct ResponseRecorder {
             } else {
                 fail(.malformed, "a streamed request answered with Content-Type application/json, not text/event-stream: " + Self.excerpt(body))
             }
+        case .streaming where !sawEvent && streamedBytes > 0:
+            fail(.malformed, "no SSE event in the stream's \(streamedBytes) bytes (compressed, or not SSE)")
         case .streaming:
             fail(.truncated, "the stream ended without [DONE] after \(outcome.contentEvents) content events")
         case .afterDone:

@@ -21,12 +21,19 @@ public struct BenchTarget: Sendable {
 
     /// The secrets of this target that must never reach a report: its key, its URL's password,
     /// and the Basic credentials curl makes of `user:password` (a server may echo the header).
+    /// Each as written in the URL and as curl sends it, percent-decoded (a strong password's
+    /// `@` or `!` is written `%40`, `%21`: review 64A #2).
     var secrets: [String] {
-        var secrets = [apiKey, Self.password(in: requestURL)].compactMap { $0 }.filter { !$0.isEmpty }
-        if let userInfo = Self.userInfo(in: requestURL), userInfo.contains(":") {
+        let password = Self.password(in: requestURL)
+        var secrets = [apiKey, password, password?.removingPercentEncoding].compactMap { $0 }.filter { !$0.isEmpty }
+        if let userInfo = Self.userInfo(in: requestURL), let colon = userInfo.firstIndex(of: ":") {
             secrets.append(Data(userInfo.utf8).base64EncodedString())
+            let user = String(userInfo[..<colon]), pass = String(userInfo[userInfo.index(after: colon)...])
+            if let user = user.removingPercentEncoding, let pass = pass.removingPercentEncoding {
+                secrets.append(Data("\(user):\(pass)".utf8).base64EncodedString())
+            }
         }
-        return secrets
+        return secrets  // `Redactor` drops repeats
     }
 
     static func userInfo(in url: String) -> String? {
@@ -122,7 +129,9 @@ public struct BenchConfiguration: Sendable {
     }
 
     /// The warm-up: closed loop, no more streams than the measured run opens (and at most the
-    /// requests it sends), `warmupRequests` per target.
+    /// requests it sends), `warmupRequests` per target; within a `--duration` run's duration and
+    /// drain, like the run (against endless streams each warm-up request waited for `--timeout`:
+    /// review 64A #1).
     var warmupPlan: LoadPlan? {
         guard warmupRequests > 0 else { return nil }
         let streams: Int
@@ -134,8 +143,8 @@ public struct BenchConfiguration: Sendable {
         let requests = warmupRequests.multipliedReportingOverflow(by: plan.targets)
         var concurrency = min(streams, requests.overflow ? .max : requests.partialValue)
         if plan.targets == 2 && concurrency > 1 && concurrency % 2 == 1 { concurrency -= 1 }
-        return try? LoadPlan(shape: .closedLoop(concurrency: concurrency), stop: StopCondition(requestsPerTarget: warmupRequests),
-                             targets: plan.targets, loops: plan.loops)
+        let stop = StopCondition(requestsPerTarget: warmupRequests, durationSeconds: plan.stop.durationSeconds)
+        return try? LoadPlan(shape: .closedLoop(concurrency: concurrency), stop: stop, targets: plan.targets, loops: plan.loops)
     }
 }
 

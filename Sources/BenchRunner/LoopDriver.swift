@@ -333,7 +333,11 @@ final class LoopDriver: @unchecked Sendable {
             // What curl refuses of the response itself (not HTTP, headers over its limit) is the
             // server's malformed answer, not a connection that broke.
             let malformed = ["Received HTTP/0.9", "Too large response headers", "Unsupported HTTP version", "Weird server reply"]
-            return malformed.contains { detail.hasPrefix($0) } ? .malformed(detail) : .broken(detail)
+            if malformed.contains(where: { detail.hasPrefix($0) }) { return .malformed(detail) }
+            // libcurl 7.88 (Debian 12's) refuses a header line over 100 KB as out of memory,
+            // with no message of its own (review 64A #3).
+            if detail == "Out of memory" { return .malformed("curl refused the response: out of memory (a header line over 100 KB?)") }
+            return .broken(detail)
         }
     }
 

@@ -3,6 +3,7 @@ import Bench
 import BenchRunner
 import Dispatch
 import Foundation
+import Synchronization
 
 /// `fusion-gateway bench`: latency of any OpenAI-compatible endpoint, or two side by side. Only
 /// option parsing and output here: the load generator is BenchRunner, the measurement Bench.
@@ -113,7 +114,7 @@ struct BenchCommand: ParsableCommand {
         if !(timeout >= 0.001 && timeout < 86_400) { throw ValidationError("--timeout is seconds, at least 0.001 and less than a day") }
         if !(drain >= 0 && drain < 86_400) { throw ValidationError("--drain is seconds, at least 0 and less than a day") }
         if html == "-" { throw ValidationError("--html needs a file name (the report is a whole HTML page)") }
-        if let json, json != "-", let html, URL(fileURLWithPath: json).standardizedFileURL == URL(fileURLWithPath: html).standardizedFileURL {
+        if let json, json != "-", let html, Self.sameFile(json, html) {
             throw ValidationError("--json and --html name the same file; one report would overwrite the other")
         }
         if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
@@ -139,6 +140,8 @@ struct BenchCommand: ParsableCommand {
             FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[2K" + line : line + "\n").utf8))
         }
         interrupt.forEach { $0.cancel() }
+        // Ctrl-C works again while the reports are written (review 64A #9).
+        for number in [SIGINT, SIGTERM] { signal(number, SIG_DFL) }
         if terminal && !quiet { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
 
         let text = TextReport.render(report)
@@ -158,6 +161,35 @@ struct BenchCommand: ParsableCommand {
         }
         if report.settings.interrupted == true { throw ExitCode(130) }  // reported, but not the run asked for
         if report.targets.contains(where: { $0.results.succeeded == 0 }) { throw ExitCode(1) }
+    }
+
+    /// The two paths name one file: the same path once links are followed (a link to the other,
+    /// review 64A #5), or one file under two names (a hard link).
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        let resolved = [a, b].map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path }
+        if resolved[0] == resolved[1] { return true }
+        var first = stat(), second = stat()
+        guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
+        return first.st_dev == second.st_dev && first.st_ino == second.st_ino
+    }
+
+    /// A prompts file's bytes, read once per process (`validate` and `run` both build the
+    /// configuration, and a pipe, `/dev/stdin` or `<(…)`, can be read only once: review 64A #6).
+    private static let promptFiles = Mutex<[String: [UInt8]]>([:])
+
+    static func promptBytes(_ path: String) throws -> [UInt8] {
+        if let bytes = promptFiles.withLock({ $0[path] }) { return bytes }
+        let bytes: [UInt8]
+        do {
+            // Not `Data(contentsOf:)`, which refuses what is not a regular file.
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            bytes = [UInt8](try handle.readToEnd() ?? Data())
+        } catch {
+            throw ValidationError("cannot read \(path): \(error.localizedDescription)")
+        }
+        promptFiles.withLock { $0[path] = bytes }
+        return bytes
     }
 
     func makeConfiguration() throws -> BenchConfiguration {
@@ -189,14 +221,9 @@ struct BenchCommand: ParsableCommand {
         }
         let promptSet: PromptSet
         if let prompts {
-            let bytes: Data
+            let bytes = try Self.promptBytes(prompts)
             do {
-                bytes = try Data(contentsOf: URL(fileURLWithPath: prompts))
-            } catch {
-                throw ValidationError("cannot read \(prompts): \(error.localizedDescription)")
-            }
-            do {
-                promptSet = try PromptSet.parse(jsonLines: [UInt8](bytes), source: prompts)
+                promptSet = try PromptSet.parse(jsonLines: bytes, source: prompts)
             } catch {
                 throw ValidationError("\(prompts): \(error)")
             }

@@ -190,14 +190,15 @@ import Testing
     }
 
     /// `--duration` with streams that outlast it: they get the drain time, then are abandoned
-    /// (`interrupted`), so the run ends near duration + drain, not at the request timeout.
+    /// (`interrupted`), so the run ends near duration + drain, not at the request timeout; and so
+    /// does its warm-up (review 64A #1: each warm-up request waited for the timeout).
     @Test func streamsOutlastingTheDurationAreAbandonedAfterTheDrain() throws {
         let mock = try Mock()
         defer { mock.stop() }
         let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=20:deltas=100000", apiKey: nil)]
         let plan = try LoadPlan(shape: .closedLoop(concurrency: 2), stop: StopCondition(durationSeconds: 0.3), targets: 1, loops: 1)
         let started = Date()
-        let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+        let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 2,
                                                                        requestTimeoutMilliseconds: 60_000, drainMilliseconds: 300)).run()
         #expect(report.targets[0].results.errors == [.interrupted: 2], "\(report.targets[0].results.errors)")
         #expect(Date().timeIntervalSince(started) < 10, "bounded by duration and drain, not the 60 s timeout")
@@ -253,6 +254,23 @@ import Testing
         let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
         #expect(report.targets[0].results.failed == 2)
         #expect(!everything.contains("sk-bench"), "\(TextReport.render(report))")
+    }
+
+    /// A URL's password that has to be percent-encoded (a strong one's `@`, `!`) is sent decoded,
+    /// as Basic auth: a server echoing that header gets it redacted too (review 64A #2: only the
+    /// password as written was a secret, and the header's base64 of the decoded one reached the
+    /// report).
+    @Test func aPercentEncodedPasswordEchoedAsSentIsRedacted() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let url = mock.baseURL.replacingOccurrences(of: "http://", with: "http://bob:s3cret%40Passw0rd%21xyz@")
+        let report = try Self.run([BenchTarget(label: "A", baseURL: url, model: "error:status=500:echo_auth=1", apiKey: nil)],
+                                  shape: .closedLoop(concurrency: 1), requests: 2)
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(report.targets[0].results.failed == 2)
+        let basic = Data("bob:s3cret@Passw0rd!xyz".utf8).base64EncodedString()
+        #expect(!everything.contains(String(basic.prefix(16))) && everything.contains("[redacted]"), "\(TextReport.render(report))")
+        #expect(!everything.contains("s3cret") && everything.contains("bob:***@"))
     }
 
     /// A key a server echoes in another form (here hex, as a debugging dump would) is redacted

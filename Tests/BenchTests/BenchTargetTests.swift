@@ -1,5 +1,7 @@
-import BenchRunner
+import Bench
+@testable import BenchRunner
 import Testing
+import UpstreamClient
 
 /// A target's URL, checked and completed before any request: no sockets.
 @Suite struct BenchTargetTests {
@@ -27,6 +29,23 @@ import Testing
                       "http://user:pw@host", "http://localhost", "http://h:65535", "http://[::1]/v1"])
     func anHTTPURLWithAHostIsAccepted(url: String) {
         #expect(BenchTarget.problem(withBaseURL: url) == nil)
+    }
+
+    /// What curl refuses of a response is the server's malformed answer: libcurl 7.88 says only
+    /// "Out of memory" of a header line over 100 KB (review 64A #3: counted as cut short).
+    @Test func curlsRefusalsOfTheResponseAreMalformed() {
+        func kind(_ detail: String) -> String {
+            switch LoopDriver.transportFailure(.transfer(detail)) {
+            case .malformed: "malformed"
+            case .broken: "broken"
+            case .connect: "connect"
+            case .timeout: "timeout"
+            }
+        }
+        for detail in ["Out of memory", "Too large response headers: 300000 > 102400", "Received HTTP/0.9 when not allowed"] {
+            #expect(kind(detail) == "malformed", "\(detail)")
+        }
+        #expect(kind("Recv failure: Connection reset by peer") == "broken")
     }
 
     @Test func theBaseURLGetsTheEndpointOnce() {

@@ -104,6 +104,8 @@ import Testing
         #expect(decoded.targets[0].samples.last?.error == .streamError)
         #expect(decoded.comparison?.metrics["ttft_ms"]?["p50"] == 1.2)
         #expect(decoded.comparison?.metrics["queue_wait_ms"]?["p50"] == nil)
+        // A closed loop has no queue (review 64A #8: its JSON had the metric and a ratio of it).
+        #expect(decoded.targets[0].metrics["queue_wait_ms"] == nil && decoded.comparison?.metrics["queue_wait_ms"] == nil)
         // Ratios are keyed like the summaries they divide.
         #expect(decoded.comparison.map { Set($0.metrics["ttft_ms"]?.keys ?? [:].keys) } == Set(Summary.statisticKeys))
         #expect(decoded.targets[0].metrics["ttft_ms"]?.p99_9 == 10)

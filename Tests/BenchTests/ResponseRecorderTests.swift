@@ -138,6 +138,18 @@ import Testing
         #expect(broken.errorDetail == "connection reset")
     }
 
+    /// A stream that ends with bytes but not one SSE event (a gzip body nobody asked for, plain
+    /// text) is no SSE: malformed, not cut short (review 64A #4); one cut after an event is.
+    @Test func aStreamWithoutAnyEventIsMalformed() {
+        let gzip = String(decoding: [0x1F, 0x8B, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03], as: UTF8.self)
+        for body in [gzip, "just some text", "data: [DONE]"] {
+            let outcome = Self.replay([(1 * Self.ms, body)])
+            #expect(outcome.error == .malformed && outcome.errorDetail?.contains("no SSE event") == true, "\(body): \(outcome)")
+        }
+        #expect(Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, "data: [DO")]).error == .truncated)
+        #expect(Self.replay([]).error == .truncated, "no bytes at all: cut short")
+    }
+
     @Test func aConnectionBrokenAfterDoneTookNothing() {
         #expect(Self.replay(Self.timeline, failure: .broken("reset")).error == nil)
     }
