@@ -29,15 +29,16 @@ enum UpstreamErrors {
         }
     }
 
-    /// An error response (any non-2xx status) from provider `provider`.
-    static func map(status: Int, report: Report, body: [UInt8], headers: [(String, String)], provider: String,
+    /// An error response (any non-2xx status) from provider `provider`; `sentStatus`: the status
+    /// on the wire, when `status` is what it was read as.
+    static func map(status: Int, sentStatus: Int? = nil, report: Report, body: [UInt8], headers: [(String, String)], provider: String,
                     redactor: Redactor) -> APIError {
         // Redacted, then shortened (`trimmed`): a key cut in half is not recognised as one.
         let detail = trimmed(redactor(report.message ?? String(decoding: body.prefix(16 << 10), as: UTF8.self)))
         let said = detail.isEmpty ? "no details" : detail
         let kind = classify(status: status, report: report.redactingLabels(redactor))
-        let message = kind.phrase.map { "Provider '\(provider)' \($0) (HTTP \(status)): \(said)" }
-            ?? "Provider '\(provider)' answered with unexpected HTTP \(status)"
+        let message = kind.phrase.map { "Provider '\(provider)' \($0) (HTTP \(sentStatus ?? status)): \(said)" }
+            ?? "Provider '\(provider)' answered with unexpected HTTP \(sentStatus ?? status)"
         var error = APIError(status: kind.status, type: kind.type, code: kind.code, message: message)
         error.headers = retryHeaders(headers)
         error.origin = .upstream

@@ -36,6 +36,7 @@ import Testing
         case "tool": MetricLabels.webTools.union(["other"])
         case "outcome": Set(["ok", "error"] + GatewayMetrics.limitOutcomes)  // web tools; limit decisions
         case "phase": MetricLabels.phases
+        case "origin": Set(["gateway", "upstream"])
         case "le": nil
         default: []
         }
@@ -139,8 +140,13 @@ import Testing
         record.usage = Usage(totalTokens: 344, cost: 344 * 0.000002)
         shared.file(record, prompt: nil, log: Self.silent)
         shared.file(record, prompt: nil, log: Self.silent)
+        // What a key was charged for a stream whose upstream reported no cost (review 64E #2).
+        var charged = GatewayRecordFixture.record(kind: .proxy)
+        charged.spendMicros = 1_234
+        shared.file(charged, prompt: nil, log: Self.silent)
         let text = String(decoding: shared.metrics.render(), as: UTF8.self)
         #expect(text.contains(#"fusion_gateway_cost_usd_total{kind="proxy"} 0.001376"#))
+        #expect(text.contains(#"fusion_gateway_spend_usd_total{kind="proxy"} 0.001234"#), "\(text)")
         // A cost at the clamp (1e9 dollars, beyond 64 bits of units) leaves the counter counting
         // (review 59B #6: it stuck at 922337203.68 for good).
         var huge = record

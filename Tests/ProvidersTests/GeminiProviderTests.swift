@@ -279,6 +279,7 @@ import Testing
         let badKey = error(400, #"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","#
                            + #""details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#)
         #expect(badKey.status == 502 && badKey.code == "upstream_auth_failed", "\(badKey)")
+        #expect(badKey.message.contains("(HTTP 400)"), "the status Google sent, not the one read (review 64D #7): \(badKey.message)")
         let region = error(400, #"[{"error":{"code":400,"message":"User location is not supported for the API use.","status":"FAILED_PRECONDITION"}}]"#)
         #expect(region.status == 502 && region.code == "upstream_auth_failed", "\(region)")
         #expect(GeminiProvider().meaningOfStatus(400, body: Array(#"{"error":{"status":"INVALID_ARGUMENT"}}"#.utf8)) == 400)

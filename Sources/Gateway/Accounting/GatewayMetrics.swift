@@ -19,6 +19,10 @@ public final class GatewayMetrics: Sendable {
     /// Costs in units of 1e-10 dollars (`Usage.costDecimalPlaces`), summed as integers so the
     /// total prints as the decimal sum of the records' costs.
     private let costUnits = Lock([String: Int128]())
+    /// What requests were charged (`spend_usd`: their usage at `prices:`, else the reported cost),
+    /// in the same units: the cost of chat traffic whose upstream reports none (OpenAI's own API,
+    /// vLLM, llama.cpp), which `costUnits` counts as 0 (review 64E #2).
+    private let spendUnits = Lock([String: Int128]())
     /// `requests_total` series, made on first use and kept: `makeCounter` builds the series' name
     /// and searches the registry under its lock on every call, a quarter of what filing a
     /// proxied request's record cost (about 7 µs). The key's values are from fixed sets.
@@ -179,6 +183,15 @@ public final class GatewayMetrics: Sendable {
     /// In 128 bits: an upstream's cost is clamped to 1e9 dollars (`Usage`), 1e19 units, beyond
     /// Int64; in 64 bits one such report pinned the counter at its maximum for good, every later
     /// cost lost (review 59B #6). The sum saturates rather than wrap (1.7e28 dollars).
+    func addSpend(micros: Int64, kind: RecordKind) {
+        guard micros > 0 else { return }
+        let units = Int128(micros) * 10_000
+        spendUnits.withLock { spends in
+            let (sum, overflow) = spends[kind.rawValue, default: 0].addingReportingOverflow(units)
+            spends[kind.rawValue] = overflow ? .max : sum
+        }
+    }
+
     func addCost(_ cost: Double, kind: RecordKind) {
         let scaled = (Usage.roundedCost(cost) * 1e10).rounded()
         guard scaled.isFinite, scaled >= 1 else { return }
@@ -201,6 +214,11 @@ public final class GatewayMetrics: Sendable {
         out.append(contentsOf: "# HELP fusion_gateway_cost_usd_total Upstream cost reported for completions, in US dollars (10 decimal places), by kind.\n# TYPE fusion_gateway_cost_usd_total counter\n".utf8)
         for kind in RecordKind.allCases.map(\.rawValue) {
             out.append(contentsOf: "fusion_gateway_cost_usd_total{kind=\"\(kind)\"} \(Self.decimal(costs[kind] ?? 0))\n".utf8)
+        }
+        let spends = spendUnits.withLock { $0 }
+        out.append(contentsOf: "# HELP fusion_gateway_spend_usd_total What completions were charged to keys (spend_usd: usage at prices:, else the reported cost), in US dollars, by kind.\n# TYPE fusion_gateway_spend_usd_total counter\n".utf8)
+        for kind in RecordKind.allCases.map(\.rawValue) {
+            out.append(contentsOf: "fusion_gateway_spend_usd_total{kind=\"\(kind)\"} \(Self.decimal(spends[kind] ?? 0))\n".utf8)
         }
         return out
     }

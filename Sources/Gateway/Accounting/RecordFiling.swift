@@ -33,6 +33,7 @@ extension GatewayShared {
             for phase in record.phases { metrics.observeOverhead(phase.phase, milliseconds: phase.overheadMilliseconds) }
         }
         metrics.addCost(record.usage.cost, kind: record.kind)
+        metrics.addSpend(micros: record.spendMicros, kind: record.kind)
     }
 
     private func logLines(_ record: GenerationRecord, prompt: String?, log: Logger) {

@@ -105,7 +105,7 @@ final class InProcessKeyLimiter: KeyLimiter, Sendable {
         }
     }
 
-    /// A key's usage so far (tests, `/api/v1/key`).
+    /// A key's usage so far (tests).
     func usage(of id: String) -> KeyUsage { state.withLock { $0.usage[id] ?? KeyUsage() } }
 }
 

@@ -118,7 +118,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         if streamed {
             watchdog = StreamWatchdog(
                 loop: loop, keepAliveIntervalMilliseconds: settings.keepAliveIntervalMilliseconds,
-                slowClientTimeoutMilliseconds: slowClientTimeout,
+                slowClientTimeoutMilliseconds: slowClientTimeout, tickBoundMilliseconds: settings.idleTimeoutMilliseconds,
                 blockedMilliseconds: { [unowned self] in stream?.blockedMilliseconds() ?? 0 },
                 onTick: { [unowned self] in checkUpstreamIdle() },
                 sendKeepAlive: { [unowned self] in sendKeepAlive() },

@@ -12,15 +12,17 @@ final class StreamWatchdog {
     private var lastWrite: UInt64
 
     /// `blockedMilliseconds`: how long the client has taken nothing. `onTick` runs first on every
-    /// tick (the proxy checks its upstream's idle time there).
+    /// tick (the proxy checks its upstream's idle time there, whose timeout,
+    /// `tickBoundMilliseconds`, bounds the tick too: review 64D #9, a 4 s idle timeout fired at 5 s).
     init(loop: EventLoop, keepAliveIntervalMilliseconds: UInt64, slowClientTimeoutMilliseconds: UInt64,
+         tickBoundMilliseconds: UInt64 = .max,
          blockedMilliseconds: @escaping () -> UInt64, onTick: @escaping () -> Void = {},
          sendKeepAlive: @escaping () -> Void, dropClient: @escaping () -> Void) {
         self.loop = loop
         keepAliveInterval = keepAliveIntervalMilliseconds
         slowClientTimeout = slowClientTimeoutMilliseconds
         lastWrite = loop.nowMilliseconds
-        let tick = max(min(keepAliveIntervalMilliseconds, slowClientTimeoutMilliseconds) / 4, 10)
+        let tick = max(min(keepAliveIntervalMilliseconds, slowClientTimeoutMilliseconds, tickBoundMilliseconds) / 4, 10)
         let timer = LoopTimer(loop: loop) { [unowned self] in
             onTick()
             guard self.timer != nil else { return }  // onTick may have ended the stream

@@ -130,6 +130,10 @@ struct AnthropicEventReader {
             usage.update(json["message"]?["usage"])
             if usage.seen { promptUsage = usage.usage }
             if let extras = AnthropicMessageExtras.from(json["message"], usage: json["message"]?["usage"]) { emit(.messageExtras(extras)) }
+        case "content_block_start" where finished, "content_block_delta" where finished:
+            // The stop reason said the answer was whole: more of it is a broken stream, not text
+            // to show after the client's finish (review 64D #2).
+            throw StreamDecodingError("the upstream sent content after its stop reason")
         case "content_block_start":
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":
@@ -162,6 +166,10 @@ struct AnthropicEventReader {
         case "error":
             ended = true
             releaseHeld(emit: emit)  // what came before the failure is the answer so far
+            // After the stop reason the usage is the answer's whole count (`message_delta`'s are
+            // cumulative): kept, not replaced by an estimate (review 64D #3). Before it,
+            // `message_start`'s output count is a placeholder.
+            if finished && usage.seen { emit(.usage(usage.usage)) }
             emit(.error(AnthropicErrors.streamError(json, redactor: redactor)))
         default:
             break  // ping, and event types yet to come

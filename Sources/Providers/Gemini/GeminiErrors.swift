@@ -6,11 +6,14 @@ import GatewayCore
 /// `retryDelay`, e.g. `"7s"`), not in a header: it becomes the `retry-after-ms` the gateway's
 /// retries and the client's SDK read, unless a header already said.
 enum GeminiErrors {
-    static func map(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
+    /// `status` as read (`meaningOfStatus`); `sentStatus`, the one on the wire, is what the
+    /// message names (review 64D #7: a 400 `API_KEY_INVALID` read "HTTP 401").
+    static func map(status: Int, sentStatus: Int? = nil, body: [UInt8], headers: [(String, String)], provider: String,
+                    redactor: Redactor) -> APIError {
         let parsed = try? JSONValue.parse(body)
         let error = parsed?["error"] ?? parsed?.arrayValue?.first?["error"]
-        return UpstreamErrors.map(status: status, report: report(error), body: body, headers: retryHeaders(error, headers: headers), provider: provider,
-                                  redactor: redactor)
+        return UpstreamErrors.map(status: status, sentStatus: sentStatus, report: report(error), body: body,
+                                  headers: retryHeaders(error, headers: headers), provider: provider, redactor: redactor)
     }
 
     /// `headers` with `retry-after-ms` from the body's `RetryInfo`, unless a header already said.

@@ -61,11 +61,21 @@ public struct GeminiProvider: Provider {
         // Neither a candidate nor a blocked prompt (`{}`): no answer, retried or fallen back from
         // like a 502 rather than passed on as an empty success (review 52A #3).
         guard reader.answered else { return [.error(.upstreamProtocol("the upstream's response has no candidates"))] }
+        // An answer without a `finishReason` is cut, as a stream without one is: never passed on
+        // as finished (review 64D #1: a whole body, or the array form, became `stop`/`end_turn`,
+        // and a chat stream ended with no finish at all). Nothing of it was shown yet: retried
+        // or fallen back from.
+        guard reader.ended else {
+            var error = APIError.upstreamTruncated()
+            error.message = "The upstream's answer ended without a finish reason (it may be incomplete)."
+            return [.error(error)]
+        }
         return events
     }
 
     public func error(status: Int, body: [UInt8], headers: [(String, String)], provider: String, redactor: Redactor) -> APIError {
-        GeminiErrors.map(status: meaningOfStatus(status, body: body), body: body, headers: headers, provider: provider, redactor: redactor)
+        GeminiErrors.map(status: meaningOfStatus(status, body: body), sentStatus: status, body: body, headers: headers, provider: provider,
+                         redactor: redactor)
     }
 
     public func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int { GeminiErrors.meaningOfStatus(status, body: body) }

@@ -38,6 +38,11 @@ struct GeminiResponseReader {
 
     mutating func read(_ response: JSONValue, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
         guard !ended else { return }
+        // Google's error in its array form (`[{"error":{…}}]`), as its HTTP errors come: read as
+        // the object (review 64D #6: a protocol error without the upstream's message).
+        if case .array(let elements) = response, elements.count == 1, let error = elements[0]["error"], error != .null {
+            return try read(elements[0], emit: emit)
+        }
         guard case .object = response else { throw StreamDecodingError("the upstream sent a chunk that is not a JSON object") }
         if let error = response["error"], error != .null {
             (ended, answered) = (true, true)

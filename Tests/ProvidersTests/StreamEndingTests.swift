@@ -1,0 +1,55 @@
+import GatewayCore
+import Providers
+import Testing
+
+/// What a native upstream's stream says after it said it was done, and how an error it ends with
+/// is read (review 64D #2, #3, #6).
+@Suite struct StreamEndingTests {
+    static func sse(_ events: [(String, String)]) -> [UInt8] {
+        Array(events.map { "event: \($0.0)\ndata: \($0.1)\n\n" }.joined().utf8)
+    }
+
+    static let start = ("message_start", #"{"type":"message_start","message":{"id":"m","type":"message","role":"assistant","content":[],"usage":{"input_tokens":10,"output_tokens":1}}}"#)
+    static let text = [("content_block_start", #"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
+                       ("content_block_delta", #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"all "}}"#),
+                       ("content_block_stop", #"{"type":"content_block_stop","index":0}"#)]
+    static let stop = ("message_delta", #"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}"#)
+
+    /// Text after the stop reason is a broken stream: never shown after the client's finish.
+    @Test func anthropicContentAfterTheStopReasonIsAnError() throws {
+        let late = ("content_block_delta", #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" LATE"}}"#)
+        let bytes = Self.sse([Self.start] + Self.text + [Self.stop, late, ("message_stop", #"{"type":"message_stop"}"#)])
+        #expect(throws: StreamDecodingError.self) { try ProviderFixtures.decode([bytes], with: AnthropicProvider()) }
+        let restarted = ("content_block_start", #"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":"LATE"}}"#)
+        let again = Self.sse([Self.start] + Self.text + [Self.stop, restarted])
+        #expect(throws: StreamDecodingError.self) { try ProviderFixtures.decode([again], with: AnthropicProvider()) }
+    }
+
+    /// An error after the stop reason keeps the usage the upstream reported (cumulative, whole).
+    @Test func anthropicUsageBeforeAnErrorAfterTheStopReasonIsKept() throws {
+        let error = ("error", #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+        let (events, _) = try ProviderFixtures.decode([Self.sse([Self.start] + Self.text + [Self.stop, error])], with: AnthropicProvider())
+        let usage = events.compactMap { if case .usage(let usage) = $0 { usage } else { nil } }
+        #expect(usage.last?.completionTokens == 5 && usage.last?.promptTokens == 10, "\(events)")
+        guard case .error(let failure)? = events.last else {
+            Issue.record("\(events)")
+            return
+        }
+        #expect(failure.code == "overloaded")
+        // Before the stop reason, `message_start`'s output count is a placeholder: no usage.
+        let (early, _) = try ProviderFixtures.decode([Self.sse([Self.start] + Self.text + [error])], with: AnthropicProvider())
+        #expect(!early.contains { if case .usage = $0 { true } else { false } }, "\(early)")
+    }
+
+    /// Google's error in its array form inside a stream reads as the object form does.
+    @Test func geminiErrorArrayMidStreamKeepsItsMessage() throws {
+        let bytes = Array(("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hi\"}]}}]}\n\n"
+            + "[{\n  \"error\": {\"code\": 503, \"message\": \"The model is overloaded.\", \"status\": \"UNAVAILABLE\"}\n}]\n").utf8)
+        let (events, _) = try ProviderFixtures.decode([bytes], with: GeminiProvider())
+        guard case .error(let failure)? = events.last else {
+            Issue.record("\(events)")
+            return
+        }
+        #expect(failure.status == 503 && failure.message.contains("The model is overloaded."), "\(failure)")
+    }
+}
