@@ -62,6 +62,15 @@ public enum RedisError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The command may have been applied: it was sent and its reply never came (a timeout, a
+    /// connection lost with it in flight).
+    public var mayHaveBeenApplied: Bool {
+        switch self {
+        case .timeout, .connectionLost: true
+        case .unavailable, .overloaded, .server, .protocolViolation: false
+        }
+    }
+
     /// A short fixed label for metrics (never text from Redis).
     public var label: String {
         switch self {

@@ -12,11 +12,24 @@ import Testing
     /// thinking budget, what Anthropic's translation sends (review 48 limits #2).
     @Test func aRequestWithoutALimitIsHeldWithItsThinkingBudget() {
         var request = ModelRequest(model: "p/m", messages: [ModelMessage(role: .user, text: "q")])
-        #expect(HoldEstimate.proxy(request, fallbacks: [], prices: Self.prices) == 4_096 * 1_000_000)
+        #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: Self.prices) == 4_096 * 1_000_000)
         request.reasoning = ModelRequest.Reasoning(effort: "high")
-        #expect(HoldEstimate.proxy(request, fallbacks: [], prices: Self.prices) == (4_096 + 16_384) * 1_000_000)
+        #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: Self.prices) == (4_096 + 16_384) * 1_000_000)
         request.maxOutputTokens = 100
-        #expect(HoldEstimate.proxy(request, fallbacks: [], prices: Self.prices) == 100 * 1_000_000, "a limit bounds it")
+        #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: Self.prices) == 100 * 1_000_000, "a limit bounds it")
+    }
+
+    /// What a request holds of its key's tokens per minute: its prompt and its output limit, per
+    /// choice, whatever the prices (review 64E #1).
+    @Test func aPlansTokensAreItsPromptsAndOutputLimits() {
+        var request = ModelRequest(model: "p/m", messages: [ModelMessage(role: .user, text: String(repeating: "word ", count: 80))])
+        request.maxOutputTokens = 100
+        let prompt = CostEstimate.tokens(request: request)
+        #expect(prompt > 50)
+        #expect(HoldEstimate.proxy(request, fallbacks: ["q/m"]).tokens == prompt + 100, "one call, whichever model runs it")
+        request.extraFields["n"] = .int(3)
+        #expect(HoldEstimate.proxy(request, fallbacks: []).tokens == prompt + 300)
+        #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: [:]) == 0, "no price: nothing to hold of a budget")
     }
 
     /// Tokens per minute are never charged less than prompt and completion, whatever total an
@@ -38,7 +51,7 @@ import Testing
             guard case .fusion(let fusion) = try FusionPlan.make(request: request, settings: .simulated, depth: 0) else {
                 throw APIError.invalidRequest("not fusion")
             }
-            return HoldEstimate.fusion(fusion, settings: .simulated, fallbacks: [], prices: ["sim/*": ModelPrice(inputPerMillion: 0, outputPerMillion: 1_000_000)])
+            return HoldEstimate.fusion(fusion, settings: .simulated, fallbacks: []).micros(prices: ["sim/*": ModelPrice(inputPerMillion: 0, outputPerMillion: 1_000_000)])
         }
         let plain = try hold(reasoning: nil)
         // The final turn (fusion is forced: no first turn) may write 16,384 more tokens.

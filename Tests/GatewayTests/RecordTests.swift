@@ -285,7 +285,8 @@ import UpstreamClient
         #expect(records[1].error?.code == "upstream_timeout" && records[1].error?.message == "key [redacted] refused")
         // Failed after two pieces of output, before its usage: charged its own prompt and those.
         #expect(records[1].usage == Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46) && records[1].usageEstimated)
-        #expect(log.estimates == [MemberStats.Estimate(role: "judge", model: "mock/a", usage: Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46))])
+        #expect(log.estimates == [MemberStats.Estimate(role: "judge", model: "mock/a", usage: Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46),
+                                                       firstTokenMilliseconds: 2, durationMilliseconds: 5)])
         #expect(records[2].cancelled && records[2].finishReason == "cancelled" && records[2].firstTokenMilliseconds == nil)
         #expect(records[2].startMilliseconds == 3)
     }

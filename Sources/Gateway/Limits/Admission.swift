@@ -8,8 +8,9 @@ import RedisClient
 /// A request let in under a key: what was reserved for it, settled when it finishes.
 struct AdmissionTicket {
     let identity: KeyIdentity
-    /// What admission took from the key's buckets (nothing when the store could not be asked).
-    let reservation: LimitReservation
+    /// What admission took from the key's buckets (nothing when the store could not be asked),
+    /// and the tokens the request's plan reserved once it was routed (`reserveTokens`).
+    var reservation: LimitReservation
     /// Spend held against the key's budgets while the request runs (`holdSpend`; 0: none),
     /// released when it settles, under the request's generation id.
     var held: Int64 = 0
@@ -20,6 +21,25 @@ struct AdmissionTicket {
 }
 
 extension GatewayServer {
+    /// Runs `start` once what the routed request's plan may use is held: its tokens against its
+    /// key's tokens per minute (`reserveTokens`), then its cost against its budgets
+    /// (`holdSpend`). `plan` runs only for a key with either limit.
+    func hold(_ plan: @escaping () -> HoldEstimate.Plan, outputLimit: String, record: GenerationRecord, api: ClientAPI,
+              writer: HTTPResponseWriter, startedAt: UInt64, prompt: String?, log: Logger, then start: @escaping () -> Void) {
+        guard let limits = tickets[ObjectIdentifier(writer)]?.identity.limits,
+              limits.tokensPerMinute != nil || limits.dailyBudgetMicros != nil || limits.monthlyBudgetMicros != nil else {
+            start()
+            return
+        }
+        let planned = plan()
+        reserveTokens(planned.tokens, outputLimit: outputLimit, record: record, api: api, writer: writer, startedAt: startedAt,
+                      prompt: prompt, log: log) { [weak self] in
+            guard let self else { return }
+            holdSpend({ [config] in planned.micros(prices: config.prices) }, outputLimit: outputLimit, record: record, api: api, writer: writer,
+                      startedAt: startedAt, prompt: prompt, log: log, then: start)
+        }
+    }
+
     /// Runs `start` once the request's key may go ahead: at once for a key without limits (or no
     /// key), after one round trip to the limiter otherwise. A refused request gets a 429 with
     /// `Retry-After` and `x-ratelimit-*`; an allowed one carries the `x-ratelimit-*` headers on its
@@ -68,9 +88,8 @@ extension GatewayServer {
                     // An admission that timed out (or lost its connection) may have been applied:
                     // taken as applied, its reservation is settled like any other, not charged a
                     // second time in full (review 43 state #6); settlements take timeouts so too.
-                    let mayHaveApplied = error == .timeout || { if case .connectionLost = error { true } else { false } }()
                     run(start, writer, ticket: AdmissionTicket(identity: identity,
-                                                               reservation: mayHaveApplied ? reservation : LimitReservation(requests: 0, tokens: 0),
+                                                               reservation: error.mayHaveBeenApplied ? reservation : LimitReservation(requests: 0, tokens: 0),
                                                                storeFailed: true))
                 case .deny:
                     metrics.countLimitDecision(outcome: "store_error_denied")
@@ -87,7 +106,7 @@ extension GatewayServer {
     /// to hold: no key with a budget, no price for the request's models, or a store that could
     /// not decide the admission. A refusal is a 429 in `api`'s shape that says how much the
     /// request may cost and how much is left. `estimate` runs only for a key with a budget.
-    func holdSpend(_ estimate: () -> Int64, outputLimit: String, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter,
+    private func holdSpend(_ estimate: () -> Int64, outputLimit: String, record: GenerationRecord, api: ClientAPI, writer: HTTPResponseWriter,
                    startedAt: UInt64, prompt: String?, log: Logger, then start: @escaping () -> Void) {
         let key = ObjectIdentifier(writer)
         guard let ticket = tickets[key], !ticket.storeFailed,
@@ -122,9 +141,7 @@ extension GatewayServer {
                 shared.metrics.countRateLimited(kind: refusal.kind.rawValue)
                 let error = RateLimitResponse.holdRefused(refusal, hold: max(1, micros), keyName: identity.name ?? identity.id,
                                                               outputLimit: outputLimit)
-                // Its figures replace the admission's (the same names, older values).
-                let names = Set(error.headers.map { $0.0.lowercased() })
-                writer.defaultHeaders.removeAll { names.contains($0.0.lowercased()) }
+                dropHeaders(named: error.headers, of: writer)  // its figures replace the admission's
                 // Logged before `refuse` files the record and lets the ticket (the key's name) go.
                 keyed(log, writer).info("request refused: what it may spend passes a budget",
                                         metadata: ["hold_usd": "\(RateLimitResponse.dollars(max(1, micros)))", "code": "\(error.code)"])
@@ -201,7 +218,7 @@ extension GatewayServer {
         max(usage.totalTokens, Usage.saturatingAdd(usage.promptTokens, usage.completionTokens))
     }
 
-    private func settle(_ ticket: AdmissionTicket, record: GenerationRecord?) {
+    func settle(_ ticket: AdmissionTicket, record: GenerationRecord?) {
         // Every inner call of a deliberation is a request; anything that reached a route is one.
         let requests = Int64(max(1, record?.innerCalls.count ?? 0))
         let usage = record?.usage

@@ -2,7 +2,8 @@ import Fusion
 import GatewayCore
 import Providers
 
-/// What a request may cost, in micro-dollars, held against its key's budgets while it runs
+/// What a request may cost, in micro-dollars, held against its key's budgets while it runs, and
+/// what it may read and write, in tokens, held against its key's tokens per minute
 /// (`RateLimitMath.hold`): each planned call's prompt (estimated from its text at four bytes a
 /// token, as `CostEstimate` does: images and files are not counted) and its output limit at the
 /// config's prices. A bound only where the request sets an output limit: one that sets none is
@@ -13,10 +14,31 @@ import Providers
 enum HoldEstimate {
     static let defaultOutputTokens: Int64 = 4_096
 
-    /// A proxied request: the dearest of its model and its fallbacks (one runs at a time), its
-    /// output limit once per choice (`n`).
-    static func proxy(_ request: ModelRequest, fallbacks: [String], prices: PriceBook) -> Int64 {
-        guard !prices.isEmpty else { return 0 }
+    /// The calls a request plans, each with the models it may run on (its model, then its
+    /// fallbacks: one runs at a time), its prompt and its output limit in tokens.
+    struct Plan {
+        struct Call {
+            var models: [String]
+            var input: Int64
+            var output: Int64
+        }
+
+        var calls: [Call] = []
+
+        /// What the calls may cost, in micro-dollars: each at the dearest of its models.
+        func micros(prices: PriceBook) -> Int64 {
+            guard !prices.isEmpty else { return 0 }
+            return calls.reduce(0) { $0.addingSaturating(dearest($1.models, input: $1.input, output: $1.output, prices: prices)) }
+        }
+
+        /// What the calls may read and write, in tokens: what a key's tokens per minute holds
+        /// for the request while it runs (review 64E #1).
+        var tokens: Int64 { calls.reduce(0) { Usage.saturatingAdd($0, Usage.saturatingAdd($1.input, $1.output)) } }
+    }
+
+    /// A proxied request: one call at its model or its fallbacks, its output limit once per
+    /// choice (`n`).
+    static func proxy(_ request: ModelRequest, fallbacks: [String]) -> Plan {
         let prompt = CostEstimate.tokens(request: request)
         let choices = Int64(min(max(request.extraFields["n"]?.intValue ?? 1, 1), 128))
         // Without a limit: what Anthropic's translation asks for, the default plus the thinking
@@ -25,7 +47,7 @@ enum HoldEstimate {
         let limit = request.maxOutputTokens ?? Usage.saturatingAdd(defaultOutputTokens, request.reasoning?.thinkingBudget ?? 0)
         let (product, overflow) = max(0, limit).multipliedReportingOverflow(by: choices)
         let output = overflow ? Usage.maxTokens : min(product, Usage.maxTokens)
-        return dearest([request.model] + fallbacks, input: prompt, output: output, prices: prices)
+        return Plan(calls: [Plan.Call(models: [request.model] + fallbacks, input: prompt, output: output)])
     }
 
     /// A deliberation: every member and the judge at the deliberation's output limit, and the
@@ -33,9 +55,8 @@ enum HoldEstimate {
     /// the analysis and every member's answer) at the request's. Prompts as the session builds
     /// them (`FusionPrompts`: the fusion tool's definition, the members' and the judge's
     /// instructions), the question being the conversation's last user text.
-    /// The outer turns at the dearest of the outer model and its fallbacks.
-    static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String], prices: PriceBook) -> Int64 {
-        guard !prices.isEmpty else { return 0 }
+    /// The outer turns at the outer model or its fallbacks.
+    static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String]) -> Plan {
         // Without a limit, as `proxy`: the default plus the thinking budget asked for (review 49 #5).
         let inner = max(0, FusionPrompts.innerOutputLimit(request.parameters, defaultMaxTokens: settings.defaultMaxTokens)
             ?? Usage.saturatingAdd(defaultOutputTokens, request.parameters.reasoning?.thinkingBudget ?? 0))
@@ -47,12 +68,13 @@ enum HoldEstimate {
         let member = CostEstimate.tokens(FusionPrompts.panelMessages(request, question: question, context: settings.panelContext))
         let judge = Usage.saturatingAdd(CostEstimate.tokens(FusionPrompts.judgeMessages(question: question, answers: [],
                                                                                          neutral: settings.neutralLabels)), answers)
-        var total: Int64 = 0
-        for model in panel { total = total.addingSaturating(micros(model, input: member, output: inner, prices: prices)) }
-        total = total.addingSaturating(micros(request.judgeModel, input: judge, output: inner, prices: prices))
+        var plan = Plan()
+        for model in panel { plan.calls.append(Plan.Call(models: [model], input: member, output: inner)) }
+        plan.calls.append(Plan.Call(models: [request.judgeModel], input: judge, output: inner))
+        let outerModels = [request.outerModel] + fallbacks
         if !request.forced {
-            let first = CostEstimate.tokens(request: FusionPrompts.outerFirstRequest(request))
-            total = total.addingSaturating(dearest([request.outerModel] + fallbacks, input: first, output: outer, prices: prices))
+            plan.calls.append(Plan.Call(models: outerModels, input: CostEstimate.tokens(request: FusionPrompts.outerFirstRequest(request)),
+                                        output: outer))
         }
         // The final turn reads the conversation, the outer model's call and the tool's result:
         // the analysis (at most the judge's output) and every member's answer, and the result's
@@ -61,7 +83,8 @@ enum HoldEstimate {
         let names = panel.reduce(Int64(request.judgeModel.utf8.count)) { $0.addingSaturating(Int64($1.utf8.count)) }
         let framing = Int64(64 + 16 * panel.count).addingSaturating(names / 2)
         let final = Usage.saturatingAdd(Usage.saturatingAdd(CostEstimate.tokens(request: request.base), framing), Usage.saturatingAdd(answers, inner))
-        return total.addingSaturating(dearest([request.outerModel] + fallbacks, input: final, output: outer, prices: prices))
+        plan.calls.append(Plan.Call(models: outerModels, input: final, output: outer))
+        return plan
     }
 
     static func dearest(_ models: [String], input: Int64, output: Int64, prices: PriceBook) -> Int64 {

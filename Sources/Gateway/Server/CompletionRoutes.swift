@@ -96,7 +96,7 @@ extension GatewayServer {
         do throws(APIError) {
             let (depth, hops) = try RecursionHeaders.parse(request, maxHops: config.server.maxHops)
             let start: () -> Void
-            let hold: () -> Int64
+            let plan: () -> HoldEstimate.Plan
             let outputLimit: String
             switch try decide(record.id, record.created, depth) {
             case .proxy(let proxied, let fallbacks):
@@ -104,7 +104,7 @@ extension GatewayServer {
                 prompt = GatewayShared.loggedPrompt(proxied.neutral.messages, enabled: config.server.logPrompts)
                 start = try prepareProxy(proxied, fallbacks: fallbacks, depth: depth, hops: hops, writer: writer, record: record,
                                          startedAt: startedAt, prompt: prompt, log: log)
-                hold = { [config] in HoldEstimate.proxy(proxied.neutral, fallbacks: fallbacks, prices: config.prices) }
+                plan = { HoldEstimate.proxy(proxied.neutral, fallbacks: fallbacks) }
                 outputLimit = OutputLimit.request(responses: api == .responses)
             case .fusion(let fusion, let renderer, let fallbacks):
                 record.note(requestedModel: fusion.requestedModel.isEmpty ? fusion.base.model : fusion.requestedModel,
@@ -112,11 +112,12 @@ extension GatewayServer {
                 prompt = GatewayShared.loggedPrompt(fusion.messages, enabled: config.server.logPrompts)
                 start = try prepareFusion(fusion, renderer: renderer, api: api, hops: hops, fallbacks: fallbacks, writer: writer,
                                           record: record, startedAt: startedAt, prompt: prompt, log: log)
-                hold = { [config] in config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, fallbacks: fallbacks, prices: config.prices) } ?? 0 }
+                plan = { [config] in config.fusion.map { HoldEstimate.fusion(fusion, settings: $0, fallbacks: fallbacks) } ?? HoldEstimate.Plan() }
                 outputLimit = OutputLimit.deliberation(parameterPath: fusion.parameterPath, responses: api == .responses)
             }
-            // Validated and routed: what it may spend is held against its key's budgets first.
-            holdSpend(hold, outputLimit: outputLimit, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log,
+            // Validated and routed: what it may use is held against its key's tokens per minute
+            // and budgets first.
+            hold(plan, outputLimit: outputLimit, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log,
                       then: start)
         } catch {
             if record.requestedModel.isEmpty {

@@ -14,7 +14,7 @@ extension GatewayMetrics {
     /// `outcome`: allowed, limited, store_error_allowed, store_error_denied (admissions), and
     /// hold_refused (a spend hold refused after admission; a hold the store could not decide
     /// counts as a store error). Every outcome `countLimitDecision` is given.
-    static let limitOutcomes = ["allowed", "limited", "store_error_allowed", "store_error_denied", "hold_refused"]
+    static let limitOutcomes = ["allowed", "limited", "store_error_allowed", "store_error_denied", "hold_refused", "tokens_refused"]
 
     func countLimitDecision(outcome: String) {
         limitDecisions(outcome: outcome).increment()

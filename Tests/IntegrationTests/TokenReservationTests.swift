@@ -1,0 +1,54 @@
+import Foundation
+import Gateway
+import GatewayCore
+import MockUpstream
+import Testing
+
+/// Tokens per minute under concurrency: once a request is routed, what it may read and write
+/// (its prompt and output limit) is taken from its key's bucket until it settles, so requests
+/// running at once cannot together write many minutes' worth (review 64E #1: 44 streams went
+/// through a 2,000-token minute, each having taken only its body's size).
+@Suite(.timeLimit(.minutes(1)))
+struct TokenReservationTests {
+    static let key = "sk-team-0123456789"
+    static let auth = ["Authorization": "Bearer \(key)"]
+
+    @Test func requestsInFlightCannotTogetherPassTheMinutesTokens() throws {
+        let env = try TestEnvironment(environment: ["TEAM_KEY": Self.key]) {
+            $0.keys = ["team": NamedKey(name: "team", keyEnvironmentVariable: "TEAM_KEY", limits: KeyLimits(tokensPerMinute: 200))]
+        }
+        // Each may use its prompt (a few tokens) and 60 of output: two fit in 200, a third does not.
+        let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=200:prompt_tokens=7", extra: #","max_tokens":60"#)
+        var running: [TestClient] = []
+        for index in 0..<2 {
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: slow, headers: Self.auth))
+            #expect(env.eventually { env.mockStats.counts.streamsStarted == index + 1 })
+            running.append(client)
+        }
+        let refused = try env.chat(slow, headers: Self.auth)
+        #expect(refused.status == 429 && refused.json?["error"]?["type"]?.stringValue == "tokens", "\(refused.text)")
+        let message = refused.json?["error"]?["message"]?.stringValue ?? ""
+        #expect(message.contains("This request may use") && message.contains("max_tokens"), "\(message)")
+        #expect(Int(refused.header("retry-after") ?? "") ?? 0 >= 1)
+        let names = refused.headers.map { $0.0.lowercased() }
+        #expect(Set(names).count == names.count, "the reservation's figures replace the admission's: \(refused.headers)")
+        #expect(env.mockStats.counts.requests == 2, "the refused request never reached the upstream")
+        for client in running { #expect(try client.readResponse().status == 200) }
+        // Settled with their true counts (17 tokens each), the unused part comes back: a request
+        // fits again soon, not a minute later.
+        let fast = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=0:prompt_tokens=7", stream: false, extra: #","max_tokens":60"#)
+        #expect(env.eventually { (try? env.chat(fast, headers: Self.auth))?.status == 200 })
+    }
+
+    /// A request whose plan is larger than the whole minute takes the whole bucket, not more:
+    /// it runs when the bucket is full, alone.
+    @Test func aRequestLargerThanTheMinuteRunsOnAFullBucket() throws {
+        let env = try TestEnvironment(environment: ["TEAM_KEY": Self.key]) {
+            $0.keys = ["team": NamedKey(name: "team", keyEnvironmentVariable: "TEAM_KEY", limits: KeyLimits(tokensPerMinute: 100))]
+        }
+        // No max_tokens: held at the default 4,096, capped at the key's 100.
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:prompt_tokens=7", stream: false), headers: Self.auth)
+        #expect(response.status == 200, "\(response.text)")
+    }
+}
