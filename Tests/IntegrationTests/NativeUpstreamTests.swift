@@ -122,6 +122,27 @@ import Testing
         #expect(alone.status == 502 && alone.json?["error"]?["code"]?.stringValue == "upstream_auth_failed", "\(alone.text)")
     }
 
+    /// What the outer model's API cannot express is refused before the panel runs, as for a
+    /// proxied request, in the client's API's names (review 64B #1: an Anthropic outer model
+    /// dropped a json_schema format and an `allowed_tools` choice without a word).
+    @Test func aDeliberationsOuterModelRefusesWhatItsAPICannotExpress() throws {
+        let env = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let schema = #"{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}"#
+        let chat = try env.chat(#"{"model":"anth/outer:pace_ms=1","response_format":\#(schema),"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion"}]}"#)
+        #expect(chat.status == 400 && chat.json?["error"]?["param"]?.stringValue == "response_format", "\(chat.text)")
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"anth/outer:pace_ms=1","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"object"}}},"input":"Q?","tools":[{"type":"openrouter:fusion"}]}"#))
+        let responses = try client.readResponse()
+        #expect(responses.status == 400 && responses.json?["error"]?["param"]?.stringValue == "text.format", "\(responses.text)")
+        #expect(env.mockStats.counts.requests == 0, "no panel ran")
+        // A fallback's API counts as the outer model's does.
+        let fallback = try env.chat(#"{"model":"mock/outer:pace_ms=1","models":["anth/outer"],"response_format":\#(schema),"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion"}]}"#)
+        #expect(fallback.status == 400, "\(fallback.text)")
+    }
+
     /// Inner calls decode each provider's stream into the same events: a panel spread over three
     /// APIs, judged behind Gemini, answered behind Anthropic.
     @Test func fusionRunsOverEveryVendorsAPI() throws {

@@ -62,6 +62,17 @@ import Testing
         #expect(arguments?["location"] == .string("Paris, France"))
     }
 
+    /// A fallback that answers is the Response's `model`, streamed and whole, as chat's and the
+    /// record's (review 64B #2: the model that failed).
+    @Test(arguments: [false, true])
+    func aFallbackThatAnswersIsTheModel(stream: Bool) throws {
+        let env = try Self.environment()
+        let response = try post(env, #"{"model":"mock/error:status=503","models":["mock/normal:pace_ms=0"],"input":"hi","stream":\#(stream)}"#)
+        #expect(response.status == 200, "\(response.text)")
+        let model = stream ? events(response).last?.data["response"]?["model"] : response.json?["model"]
+        #expect(model == .string("mock/normal:pace_ms=0"), "\(response.text.prefix(600))")
+    }
+
     @Test func failuresComeAsResponsesErrors() throws {
         let env = try Self.environment()
         let invalid = try post(env, #"{"model":"mock/normal","input":42}"#)

@@ -112,6 +112,10 @@ import Testing
         #expect(ResponsesStreamCheck.problems(empty) == [] && empty.last?.type == "response.completed", "\(empty.map(\.type))")
         let revisited = try relay([call(0, "a", "{"), #"{"content":"Also"}"#, call(0, nil, "}")])
         #expect(ResponsesStreamCheck.problems(revisited) == [] && revisited.last?.type == "response.failed", "\(revisited.map(\.type))")
+        // A stream that ends inside a call's arguments is no completed response (review 64B #3).
+        let cut = try relay([call(0, "f", #"{\"a\":"#)])
+        #expect(ResponsesStreamCheck.problems(cut) == [] && cut.last?.type == "response.failed", "\(cut.map(\.type))")
+        #expect(cut.last?.json["response"]?["error"]?["message"]?.stringValue?.contains("'f'") == true, "\(cut.last?.json ?? .null)")
     }
 
     /// Two parallel calls sharing one upstream id (DeepSeek, GLM) are two `function_call` items

@@ -32,7 +32,7 @@ protocol ProxyRequest {
 }
 
 extension ProxyRequest {
-    func clientParam(_ param: String) -> String { param }
+    func clientParam(_ param: String) -> String { api.clientParam(param) }
     func relaysWholeBodyAsSent(route: ModelRoute) -> Bool { false }
 
     /// For a whole answer without usage, the estimate its record charges
@@ -120,21 +120,6 @@ struct MessagesProxyRequest: ProxyRequest {
     var clientModel: String { messages.model }
     var estimatedPromptTokens: Int64 { Int64(messages.rawBody.count / 4) }
 
-    /// Anthropic's syntax: `tools.1`, not chat's `tools[1]` (messages' paths are the client's
-    /// already, `MessageOrigin`); structured output is `output_config.format`.
-    func clientParam(_ param: String) -> String {
-        if param == "response_format" { return "output_config.format" }
-        var path = ""
-        for character in param {
-            switch character {
-            case "[": path.append(".")
-            case "]": continue
-            default: path.append(character)
-            }
-        }
-        return path
-    }
-
     func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest {
         var request = neutral
         request.model = route.upstreamModel
@@ -176,26 +161,20 @@ struct ResponsesProxyRequest: ProxyRequest {
         return route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
     }
 
-    func clientParam(_ param: String) -> String {
-        switch param {
-        case "response_format": "text.format"
-        case "max_tokens", "max_completion_tokens": "max_output_tokens"
-        default: param
-        }
-    }
-
-    private func envelope(_ context: ProxyContext) -> ResponseEnvelope {
-        ResponseEnvelope(generationID: context.generationID, createdAt: context.created, model: clientModel, echoed: responses.echoedFields)
+    /// `model`: the route that answers, a fallback's when one took over (as chat's and the record's
+    /// say; review 64B #2 read the model that failed).
+    private func envelope(_ context: ProxyContext, route: ModelRoute) -> ResponseEnvelope {
+        ResponseEnvelope(generationID: context.generationID, createdAt: context.created, model: route.slug, echoed: responses.echoedFields)
     }
 
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<ResponsesTranslation> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
-                         writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: envelope(context), stream: true)),
+                         writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: envelope(context, route: route), stream: true)),
                          estimatedPromptTokens: estimatedPromptTokens, price: route.price)
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
-        var writer = ResponsesStreamWriter(envelope: envelope(context), stream: false)
+        var writer = ResponsesStreamWriter(envelope: envelope(context, route: route), stream: false)
         var discarded: [UInt8] = []
         for event in events { writer.append(event, to: &discarded) }
         let estimate = ResponsesTranslation.usageJSON(wholeUsageEstimate(events, route: route), estimated: true)

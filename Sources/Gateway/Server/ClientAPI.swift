@@ -25,6 +25,34 @@ enum ClientAPI {
         ClientAPI(path: request.path) ?? (request.header("anthropic-version") != nil ? .messages : .chatCompletions)
     }
 
+    /// A parameter named in the neutral (chat's) terms, as this API's clients name it. Messages:
+    /// Anthropic's syntax, `tools.1`, not chat's `tools[1]` (messages' paths are the client's
+    /// already, `MessageOrigin`), structured output is `output_config.format`; Responses: its
+    /// `text.format` and `max_output_tokens`.
+    func clientParam(_ param: String) -> String {
+        switch self {
+        case .chatCompletions:
+            return param
+        case .responses:
+            switch param {
+            case "response_format": return "text.format"
+            case "max_tokens", "max_completion_tokens": return "max_output_tokens"
+            default: return param
+            }
+        case .messages:
+            if param == "response_format" { return "output_config.format" }
+            var path = ""
+            for character in param {
+                switch character {
+                case "[": path.append(".")
+                case "]": continue
+                default: path.append(character)
+                }
+            }
+            return path
+        }
+    }
+
     /// `error` as this API's error response: OpenAI's shape, or Anthropic's on `/v1/messages`.
     func response(_ error: APIError) -> HTTPResponse {
         switch self {

@@ -200,6 +200,19 @@ extension GatewayServer {
                                                          startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) -> () -> Void {
         guard let settings = config.fusion else { return {} }
         let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
+        // The outer model's turns carry the client's options (its output format, its tool
+        // choice): what that upstream's API cannot express is a 400 now, as for a proxied request,
+        // not dropped without a word after the panel ran (review 64B #1).
+        let outer = FusionPrompts.outerFirstRequest(fusionRequest)
+        for route in [routes.byModel[fusionRequest.outerModel]].compactMap({ $0 }) + routes.outerFallbacks {
+            do {
+                try route.provider.validate(outer)
+            } catch {
+                var refusal = error
+                refusal.param = error.param.map(api.clientParam)
+                throw refusal
+            }
+        }
         // The conversation goes to every member, the judge and the outer model's turns: bounded
         // before any of them starts (review 21 F7), not refused by an upstream after the panel ran.
         let calls = fusionRequest.parameters.analysisModels.count + 2 + (fusionRequest.forced ? 0 : 1)

@@ -42,7 +42,7 @@ public struct ResponseEnvelope: Sendable {
         object["usage"] = usage
         object["error"] = error
         object["incomplete_details"] = incompleteDetails
-        object["completed_at"] = completedAt.map { .int(Int64($0)) } ?? .null
+        object["completed_at"] = completedAt.map { .int(Int64(max($0, createdAt))) } ?? .null  // never before its start
         return .object(object)
     }
 }

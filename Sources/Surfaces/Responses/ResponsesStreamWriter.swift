@@ -339,6 +339,21 @@ public struct ResponsesStreamWriter: Sendable {
     /// Whether the call `index` is done (its later fragments would have no item to go to).
     public func isClosedCall(_ index: Int) -> Bool { closedCalls.contains(index) }
 
+    /// The name of a function call whose arguments are not one whole JSON value (an upstream
+    /// that stopped inside them), read once at the stream's end; nil when every call's are
+    /// whole or blank (which means `{}`).
+    public func callWithIncompleteArguments() -> String? {
+        for item in items {
+            guard case .functionCall(_, let name) = item.kind, !item.text.allSatisfy(\.isWhitespace) else { continue }
+            if (try? JSONValue.parse(Array(item.text.utf8))) == nil { return name }
+        }
+        for call in pendingCalls.values {
+            guard let arguments = call.arguments, !arguments.allSatisfy(\.isWhitespace) else { continue }
+            if (try? JSONValue.parse(Array(arguments.utf8))) == nil { return call.name ?? "" }
+        }
+        return nil
+    }
+
     /// Closes the open call, then shows each held call whole, in order: another item comes
     /// next, or the end (`all`: calls whose name never came too, shown as they are: still
     /// the model's calls).

@@ -1,5 +1,5 @@
+import Foundation
 import GatewayCore
-import Glibc
 import Providers
 
 /// The Responses API as a `NeutralStreamWriter` (a proxied answer, not Fusion's): the writer's
@@ -37,10 +37,21 @@ public struct ResponsesTranslation: NeutralStreamWriter {
         return .upstreamProtocol("the upstream went back to tool call \(fragment.index) after it had ended")
     }
 
+    /// A stream that ended inside a call's arguments is no completed response (review 64B #3: it
+    /// was `response.completed` with arguments no tool runner could read; Messages failed it).
+    public func refusalAtEnd() -> APIError? {
+        writer.callWithIncompleteArguments().map { name in
+            APIError(status: 502, type: "upstream_error", code: "invalid_tool_arguments",
+                     message: "The model called '\(name)' with arguments that are not a whole JSON value: its stream ended inside them.")
+        }
+    }
+
     public static func usageJSON(_ usage: Usage?, estimated: Bool) -> JSONValue? {
         usage.map { ResponsesUsage.json($0, extra: estimated ? ["estimated": .bool(true)] : [:]) }
     }
 
-    /// Unix seconds (`completed_at`).
-    public static func now() -> Int { Int(time(nil)) }
+    /// Unix seconds (`completed_at`), from the clock `created_at` is read from: glibc's `time()`
+    /// reads a coarser one, which can still say the previous second (review 64B #4:
+    /// `completed_at` a second before `created_at`).
+    public static func now() -> Int { Int(Date().timeIntervalSince1970) }
 }
