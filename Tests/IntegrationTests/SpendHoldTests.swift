@@ -42,13 +42,7 @@ struct SpendHoldTests {
         let env = try Self.environment(budget: 200)
         // The mock counts a prompt as its body's bytes over four; here it says 7 as well.
         let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=200:prompt_tokens=7", extra: #","max_tokens":60"#)
-        var running: [TestClient] = []
-        for index in 0..<2 {
-            let client = try env.client()
-            try client.send(TestEnvironment.post("/v1/chat/completions", body: slow, headers: Self.auth))
-            #expect(env.eventually { env.mockStats.counts.streamsStarted == index + 1 })
-            running.append(client)
-        }
+        let running = try env.startStreams(2, body: slow, headers: Self.auth)
         // A third could take the spend past $0.0002 while they run: refused before any upstream
         // call, with a short wait (their holds end soon, having spent less).
         for _ in 0..<3 {

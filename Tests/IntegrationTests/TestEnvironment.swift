@@ -8,6 +8,7 @@ import GatewayCore
 import HTTPServer
 import Logging
 import MockUpstream
+import Testing
 import Web
 
 /// A gateway and a mock upstream, both on port 0. The gateway is what the CLI runs: a cluster of
@@ -149,6 +150,20 @@ final class TestEnvironment: @unchecked Sendable {
 
     func client(timeoutSeconds: Int = 5, receiveBufferBytes: Int32? = nil) throws -> TestClient {
         try TestClient(port: gatewayPort, timeoutSeconds: timeoutSeconds, receiveBufferBytes: receiveBufferBytes)
+    }
+
+    /// Sends `count` chat completions of `body`, each on its own connection, one after another
+    /// once the mock has begun streaming the previous one: requests running at once.
+    func startStreams(_ count: Int, body: String, headers: [String: String]) throws -> [TestClient] {
+        var running: [TestClient] = []
+        let before = mockStats.counts.streamsStarted
+        for index in 0..<count {
+            let client = try client()
+            try client.send(Self.post("/v1/chat/completions", body: body, headers: headers))
+            #expect(eventually { mockStats.counts.streamsStarted == before + index + 1 })
+            running.append(client)
+        }
+        return running
     }
 
     /// POSTs a chat completion on a new connection and reads the whole response.

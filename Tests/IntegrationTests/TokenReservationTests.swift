@@ -19,13 +19,7 @@ struct TokenReservationTests {
         }
         // Each may use its prompt (a few tokens) and 60 of output: two fit in 200, a third does not.
         let slow = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=200:prompt_tokens=7", extra: #","max_tokens":60"#)
-        var running: [TestClient] = []
-        for index in 0..<2 {
-            let client = try env.client()
-            try client.send(TestEnvironment.post("/v1/chat/completions", body: slow, headers: Self.auth))
-            #expect(env.eventually { env.mockStats.counts.streamsStarted == index + 1 })
-            running.append(client)
-        }
+        let running = try env.startStreams(2, body: slow, headers: Self.auth)
         let refused = try env.chat(slow, headers: Self.auth)
         #expect(refused.status == 429 && refused.json?["error"]?["type"]?.stringValue == "tokens", "\(refused.text)")
         let message = refused.json?["error"]?["message"]?.stringValue ?? ""

@@ -150,20 +150,26 @@ extension GatewayServer {
                 // Counted and logged by `storeDidFail`. It may have been applied (a timeout): its
                 // release is harmless if not (`RedisLimitScripts.release`).
                 store.limiter.release(identity, held: SpendHold.amount(micros), holdID: holdID)
-                guard writer.state == .pending else {
-                    if let ticket = tickets.removeValue(forKey: key) { settle(ticket, record: nil) }
-                    return
-                }
-                switch store.onStoreError {
-                case .allow:
-                    shared.metrics.countLimitDecision(outcome: "store_error_allowed")
-                    start()
-                case .deny:
-                    shared.metrics.countLimitDecision(outcome: "store_error_denied")
-                    refuse(RateLimitResponse.storeUnavailable(), record: record, api: api, writer: writer, startedAt: startedAt,
-                           prompt: prompt, log: log)
-                }
+                decideOutage(writer: writer, record: record, api: api, startedAt: startedAt, prompt: prompt, log: log, allow: start)
             }
+        }
+    }
+
+    /// A step after admission the store could not decide: nothing more for a client that left;
+    /// else `store.on_store_error` says whether the request goes on (`allow`) or is refused.
+    func decideOutage(writer: HTTPResponseWriter, record: GenerationRecord, api: ClientAPI, startedAt: UInt64, prompt: String?,
+                      log: Logger, allow next: () -> Void) {
+        guard writer.state == .pending else {
+            if let ticket = tickets.removeValue(forKey: ObjectIdentifier(writer)) { settle(ticket, record: nil) }
+            return
+        }
+        switch store.onStoreError {
+        case .allow:
+            shared.metrics.countLimitDecision(outcome: "store_error_allowed")
+            next()
+        case .deny:
+            shared.metrics.countLimitDecision(outcome: "store_error_denied")
+            refuse(RateLimitResponse.storeUnavailable(), record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log)
         }
     }
 

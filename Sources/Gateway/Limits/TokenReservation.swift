@@ -54,22 +54,10 @@ extension GatewayServer {
                                         metadata: ["tokens": "\(wanted)", "code": "\(error.code)"])
                 refuse(error, record: record, api: api, writer: writer, startedAt: startedAt, prompt: prompt, log: log)
             case .failure(let error):
-                // Counted and logged by `storeDidFail`; decided as admission decides an outage.
-                guard writer.state == .pending else {
-                    if let ticket = tickets.removeValue(forKey: key) { settle(ticket, record: nil) }
-                    return
-                }
-                switch store.onStoreError {
-                case .allow:
-                    shared.metrics.countLimitDecision(outcome: "store_error_allowed")
-                    // One that timed out may have been applied: settled as if it had been.
-                    if error.mayHaveBeenApplied { tickets[key]?.reservation.tokens += extra }
-                    next()
-                case .deny:
-                    shared.metrics.countLimitDecision(outcome: "store_error_denied")
-                    refuse(RateLimitResponse.storeUnavailable(), record: record, api: api, writer: writer, startedAt: startedAt,
-                           prompt: prompt, log: log)
-                }
+                // Counted and logged by `storeDidFail`. One that timed out may have been applied:
+                // settled as if it had been.
+                if error.mayHaveBeenApplied { tickets[key]?.reservation.tokens += extra }
+                decideOutage(writer: writer, record: record, api: api, startedAt: startedAt, prompt: prompt, log: log, allow: next)
             }
         }
     }
