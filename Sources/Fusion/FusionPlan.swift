@@ -91,6 +91,7 @@ public enum FusionPlan: Sendable {
                                    structuredEvents: structuredEvents, depth: depth, forced: forced)
         fusion.entryPoint = isAlias ? request.model : plugin != nil ? "fusion_plugin" : "fusion_tool"
         fusion.requestedModel = request.model
+        fusion.fusionToolIndex = fusionTool?.index
         return .fusion(fusion)
     }
 }
@@ -125,6 +126,17 @@ public struct FusionRequest: Sendable {
     public static let router = "openrouter/fusion"
     /// The model the client named (`fusion`, or its own model with the fusion tool or plugin).
     public var requestedModel = ""
+    /// Where the fusion tool was among the client's `tools` (nil: asked for otherwise): `base`'s
+    /// tools are the others, so its indexes after this one are one less than the client's.
+    public var fusionToolIndex: Int?
+
+    /// A parameter of `base` (`tools[1].function`) as the client's request names it
+    /// (`tools[2].function` when the fusion tool came first).
+    public func clientPath(_ param: String) -> String {
+        guard let fusionToolIndex, param.hasPrefix("tools["), let close = param.firstIndex(of: "]"),
+              let index = Int(param[param.index(param.startIndex, offsetBy: 6)..<close]), index >= fusionToolIndex else { return param }
+        return "tools[\(index + 1)" + param[close...]
+    }
 
     public init(outerModel: String, parameters: FusionParameters, parameterPath: String, base: ModelRequest,
                 structuredEvents: Bool, depth: Int, forced: Bool = false) {

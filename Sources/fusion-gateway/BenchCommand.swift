@@ -166,11 +166,24 @@ struct BenchCommand: ParsableCommand {
     /// The two paths name one file: the same path once links are followed (a link to the other,
     /// review 64A #5), or one file under two names (a hard link).
     static func sameFile(_ a: String, _ b: String) -> Bool {
-        let resolved = [a, b].map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path }
+        let resolved = [a, b].map(Self.followingLinks)
         if resolved[0] == resolved[1] { return true }
         var first = stat(), second = stat()
         guard stat(a, &first) == 0, stat(b, &second) == 0 else { return false }
         return first.st_dev == second.st_dev && first.st_ino == second.st_ino
+    }
+
+    /// `path` with its links followed, a link whose target does not exist yet included (the
+    /// report will create it there: review 65 #6), at most 16 hops.
+    static func followingLinks(_ path: String) -> String {
+        var url = URL(fileURLWithPath: path).standardizedFileURL
+        for _ in 0..<16 {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: url.path) else { break }
+            url = URL(fileURLWithPath: target, relativeTo: url.deletingLastPathComponent()).standardizedFileURL
+        }
+        // Links among the directories above it too.
+        let directory = url.deletingLastPathComponent().resolvingSymlinksInPath()
+        return directory.appendingPathComponent(url.lastPathComponent).standardizedFileURL.path
     }
 
     /// A prompts file's bytes, read once per process (`validate` and `run` both build the

@@ -245,7 +245,12 @@ import UpstreamClient
         #expect(end.withUnsafeBytes { InnerCallRecord.decodeEnd($0) } == (.complete, summary))
         let failure = InnerCallRecord.encodeFailure(.upstreamUnavailable("x"), .rateLimited, summary)
         let decoded = failure.withUnsafeBytes { InnerCallRecord.decodeFailure($0) }
-        #expect(decoded.1 == .rateLimited && decoded.2 == summary && decoded.0.message == "x")
+        #expect(decoded.1 == .rateLimited && decoded.2 == summary && decoded.0.message == "x" && decoded.0.origin == .gateway)
+        // An upstream's error stays one across the fan-in (review 65 #1: every one came out the gateway's).
+        var upstream = APIError(status: 502, type: "upstream_error", code: "upstream_auth_failed", message: "401")
+        upstream.origin = .upstream
+        let crossed = InnerCallRecord.encodeFailure(upstream, .upstreamError, summary).withUnsafeBytes { InnerCallRecord.decodeFailure($0) }
+        #expect(crossed.0.origin == .upstream && crossed.0.code == "upstream_auth_failed")
         // Short or garbled records read as zeros, never trap.
         for length in 0..<end.count {
             _ = Array(end.prefix(length)).withUnsafeBytes { InnerCallRecord.decodeEnd($0) }

@@ -182,6 +182,18 @@ import Testing
         #expect(metrics.metric(#"fusion_gateway_errors_total{code="other",origin="gateway"}"#) == nil)
     }
 
+    /// An upstream's error that ended a deliberation (its outer model's 401) is the upstream's
+    /// too: it crosses the session's fan-in with its origin (review 65 #1).
+    @Test func aDeliberationsUpstreamErrorKeepsItsOrigin() throws {
+        let env = try TestEnvironment()
+        let body = #"{"model":"mock/error:status=401","messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion"}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 502 && response.json?["error"]?["code"] == .string("upstream_auth_failed"), "\(response.text)")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["kind"] == .string("fusion") && record["error"]?["origin"] == .string("upstream"), "\(record)")
+        #expect(try env.get("/metrics").metric(#"fusion_gateway_errors_total{code="upstream_auth_failed",origin="upstream"}"#) == 1)
+    }
+
     @Test func anErrorAfterTheHeadIsStatus200WithAnErrorEnding() throws {
         let env = try TestEnvironment()
         // The keep-alive (150 ms here) commits the 200 while the gateway waits out Retry-After.

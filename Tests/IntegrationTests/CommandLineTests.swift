@@ -57,6 +57,27 @@ import Testing
         #expect(try String(contentsOf: report, encoding: .utf8) == #"{"previous":"report"}"#)
     }
 
+    /// `--json` and `--html` naming one file under two names are refused before the run: through
+    /// a link whose target is not there yet (review 65 #6), one that is, and a hard link
+    /// (review 64A #5: one report silently overwrote the other).
+    @Test func benchReportsNamingOneFileAreRefused() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-same-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let report = folder.appendingPathComponent("report.out").path
+        let link = folder.appendingPathComponent("link.out").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "report.out")
+        for _ in 0..<2 {
+            let (status, output) = try run(["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", link, "--html", report])
+            #expect(status == 64 && output.contains("name the same file"), "\(output)")
+            FileManager.default.createFile(atPath: report, contents: Data())  // the second time, the target is there
+        }
+        let hard = folder.appendingPathComponent("hard.out").path
+        try FileManager.default.linkItem(atPath: report, toPath: hard)
+        let (status, output) = try run(["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", hard, "--html", report])
+        #expect(status == 64 && output.contains("name the same file"), "\(output)")
+    }
+
     /// A config the gateway refuses: the reason, where it is (the file, then the key), no usage
     /// text (the command line was right), and EX_CONFIG.
     @Test func aConfigErrorSaysWhereWithoutTheUsage() throws {

@@ -141,6 +141,9 @@ import Testing
         // A fallback's API counts as the outer model's does.
         let fallback = try env.chat(#"{"model":"mock/outer:pace_ms=1","models":["anth/outer"],"response_format":\#(schema),"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion"}]}"#)
         #expect(fallback.status == 400, "\(fallback.text)")
+        // A tool is named by its place in the client's list, the fusion tool counted (review 65 #4).
+        let tool = try env.chat(#"{"model":"anth/outer:pace_ms=1","messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"function","function":{"name":"a","parameters":{"type":"object"}}},{"type":"fusion"},{"type":"web_search_preview"}]}"#)
+        #expect(tool.status == 400 && tool.json?["error"]?["param"]?.stringValue == "tools[2]", "\(tool.text)")
     }
 
     /// Inner calls decode each provider's stream into the same events: a panel spread over three

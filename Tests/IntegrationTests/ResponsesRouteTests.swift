@@ -73,6 +73,17 @@ import Testing
         #expect(model == .string("mock/normal:pace_ms=0"), "\(response.text.prefix(600))")
     }
 
+    /// A stream whose head went out (a keep-alive committed it) before a fallback took over keeps
+    /// the model its `response.created` named: one Response, one model (review 65 #5).
+    @Test func aStreamKeepsTheModelItsHeadNamed() throws {
+        let env = try Self.environment()
+        let first = "mock/error-mid-stream:after=0:first_ms=600"
+        let response = try post(env, #"{"model":"\#(first)","models":["mock/normal:pace_ms=0"],"input":"hi","stream":true}"#)
+        let models = events(response).compactMap { $0.data["response"]?["model"]?.stringValue }
+        #expect(models.count >= 3 && Set(models).count == 1, "\(models)")
+        #expect(events(response).last?.name == "response.completed", "\(response.text.prefix(800))")
+    }
+
     @Test func failuresComeAsResponsesErrors() throws {
         let env = try Self.environment()
         let invalid = try post(env, #"{"model":"mock/normal","input":42}"#)

@@ -20,6 +20,11 @@ import Testing
         let late = ("content_block_delta", #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" LATE"}}"#)
         let bytes = Self.sse([Self.start] + Self.text + [Self.stop, late, ("message_stop", #"{"type":"message_stop"}"#)])
         #expect(throws: StreamDecodingError.self) { try ProviderFixtures.decode([bytes], with: AnthropicProvider()) }
+        // What came before the failure, the reported usage included (review 65 #2).
+        var decoder = AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        var events: [ModelEvent] = []
+        #expect(throws: StreamDecodingError.self) { _ = try bytes.withUnsafeBytes { try decoder.decode($0) { events.append($0) } } }
+        #expect(events.contains(.usage(Usage(promptTokens: 10, completionTokens: 5, totalTokens: 15))), "\(events)")
         let restarted = ("content_block_start", #"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":"LATE"}}"#)
         let again = Self.sse([Self.start] + Self.text + [Self.stop, restarted])
         #expect(throws: StreamDecodingError.self) { try ProviderFixtures.decode([again], with: AnthropicProvider()) }

@@ -118,6 +118,19 @@ import Testing
         #expect(cut.last?.json["response"]?["error"]?["message"]?.stringValue?.contains("'f'") == true, "\(cut.last?.json ?? .null)")
     }
 
+    /// A whole answer whose call's arguments are cut is refused as a stream's is (review 65 #3).
+    @Test func aWholeAnswerEndingInsideArgumentsIsRefused() throws {
+        var writer = ResponsesStreamWriter(envelope: try Self.envelope(), stream: false)
+        var discarded: [UInt8] = []
+        writer.append(.toolCall(ToolCallFragment(index: 0, id: "c", name: "get_time", arguments: #"{"tz": "U"#)), to: &discarded)
+        writer.append(.finish(.toolCalls), to: &discarded)
+        #expect(ResponsesTranslation.refusalAtEnd(of: writer)?.code == "invalid_tool_arguments")
+        var whole = ResponsesStreamWriter(envelope: try Self.envelope(), stream: false)
+        whole.append(.toolCall(ToolCallFragment(index: 0, id: "c", name: "get_time", arguments: #"{"tz": "UTC"}"#)), to: &discarded)
+        whole.append(.toolCall(ToolCallFragment(index: 1, id: "d", name: "now", arguments: "")), to: &discarded)
+        #expect(ResponsesTranslation.refusalAtEnd(of: whole) == nil, "whole and blank arguments are fine")
+    }
+
     /// Two parallel calls sharing one upstream id (DeepSeek, GLM) are two `function_call` items
     /// with distinct `call_id`s: openai-python's `responses.stream()` raises on a repeated one
     /// (review 52A #2).

@@ -202,6 +202,7 @@ enum InnerCallRecord {
         appendSummary(summary, &out)
         // The upstream's wait, as `UpstreamErrors.retryHeaders` read it: for the client's error.
         for name in retryHeaderNames { appendString(error.headers.first { $0.0 == name }?.1, &out) }
+        appendString(error.origin.rawValue, &out)  // an upstream's error stays one (review 65 #1)
         return out
     }
 
@@ -220,6 +221,7 @@ enum InnerCallRecord {
                 error.headers.append((name, value))
             }
         }
+        error.origin = reader.string().flatMap(APIError.Origin.init(rawValue:)) ?? .gateway
         return (error, reason, summary)
     }
 

@@ -47,7 +47,7 @@ extension GatewayServer {
                 if let reported = RateLimitResponse.reportedDimension(decision) { shared.metrics.countRateLimited(kind: reported.kind.rawValue) }
                 var error = RateLimitResponse.error(decision, keyName: identity.name ?? identity.id)
                 if error.type == "tokens" {
-                    error.message += " This request may use \(wanted) tokens (its prompt and its output limit, \(outputLimit); a lower one needs fewer)."
+                    error.message += " This request may use up to \(wanted) tokens: its prompt and its output limit (\(outputLimit), or 4,096 tokens without one); a lower limit needs fewer."
                 }
                 dropHeaders(named: error.headers, of: writer)  // its figures replace the admission's
                 keyed(log, writer).info("request refused: what it may read and write passes the key's tokens per minute",
@@ -57,6 +57,8 @@ extension GatewayServer {
                 // Counted and logged by `storeDidFail`. One that timed out may have been applied:
                 // settled as if it had been.
                 if error.mayHaveBeenApplied { tickets[key]?.reservation.tokens += extra }
+                // The spend hold does not ask the failing store again (review 65 #8).
+                tickets[key]?.storeFailed = true
                 decideOutage(writer: writer, record: record, api: api, startedAt: startedAt, prompt: prompt, log: log, allow: next)
             }
         }

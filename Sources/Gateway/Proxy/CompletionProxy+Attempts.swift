@@ -39,6 +39,7 @@ extension CompletionProxy {
     /// `response.created`.
     func makeRelay(_ request: Request, whole: Bool) -> Request.Relay {
         var relay = request.makeRelay(route: route, context: context, whole: whole)
+        relayModel = route.slug
         if stream != nil {
             var sent: [UInt8] = []
             relay.start(into: &sent)

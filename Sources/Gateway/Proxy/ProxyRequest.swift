@@ -52,6 +52,9 @@ struct ProxyContext {
     let created: Int
     let maxEventBytes: Int
     let redactor: Redactor
+    /// The model the client's stream already named (its head events went out before a
+    /// fallback took over): a later relay keeps it, so one Response names one model.
+    var shownModel: String?
 }
 
 /// A chat completion (`POST /v1/chat/completions`).
@@ -163,8 +166,11 @@ struct ResponsesProxyRequest: ProxyRequest {
 
     /// `model`: the route that answers, a fallback's when one took over (as chat's and the record's
     /// say; review 64B #2 read the model that failed).
+    /// Once a stream has named a model (`response.created` went out before a fallback took
+    /// over), it keeps it (review 65 #5).
     private func envelope(_ context: ProxyContext, route: ModelRoute) -> ResponseEnvelope {
-        ResponseEnvelope(generationID: context.generationID, createdAt: context.created, model: route.slug, echoed: responses.echoedFields)
+        ResponseEnvelope(generationID: context.generationID, createdAt: context.created, model: context.shownModel ?? route.slug,
+                         echoed: responses.echoedFields)
     }
 
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<ResponsesTranslation> {
@@ -177,6 +183,7 @@ struct ResponsesProxyRequest: ProxyRequest {
         var writer = ResponsesStreamWriter(envelope: envelope(context, route: route), stream: false)
         var discarded: [UInt8] = []
         for event in events { writer.append(event, to: &discarded) }
+        if !events.contains(.finish(.length)), let refusal = ResponsesTranslation.refusalAtEnd(of: writer) { throw refusal }
         let estimate = ResponsesTranslation.usageJSON(wholeUsageEstimate(events, route: route), estimated: true)
         return writer.response(usage: estimate, completedAt: ResponsesTranslation.now()).serialized()
     }

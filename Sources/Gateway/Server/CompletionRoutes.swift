@@ -209,7 +209,7 @@ extension GatewayServer {
                 try route.provider.validate(outer)
             } catch {
                 var refusal = error
-                refusal.param = error.param.map(api.clientParam)
+                refusal.param = error.param.map { api.clientParam(fusionRequest.clientPath($0)) }
                 throw refusal
             }
         }

@@ -132,7 +132,10 @@ struct AnthropicEventReader {
             if let extras = AnthropicMessageExtras.from(json["message"], usage: json["message"]?["usage"]) { emit(.messageExtras(extras)) }
         case "content_block_start" where finished, "content_block_delta" where finished:
             // The stop reason said the answer was whole: more of it is a broken stream, not text
-            // to show after the client's finish (review 64D #2).
+            // to show after the client's finish (review 64D #2). Its usage is the answer's whole
+            // count, kept as an error event's is (review 65 #2).
+            ended = true
+            if usage.seen { emit(.usage(usage.usage)) }
             throw StreamDecodingError("the upstream sent content after its stop reason")
         case "content_block_start":
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)

@@ -39,10 +39,13 @@ public struct ResponsesTranslation: NeutralStreamWriter {
 
     /// A stream that ended inside a call's arguments is no completed response (review 64B #3: it
     /// was `response.completed` with arguments no tool runner could read; Messages failed it).
-    public func refusalAtEnd() -> APIError? {
+    public func refusalAtEnd() -> APIError? { Self.refusalAtEnd(of: writer) }
+
+    /// `writer`'s answer ended inside a call's arguments (streamed, or a whole answer: review 65 #3).
+    public static func refusalAtEnd(of writer: ResponsesStreamWriter) -> APIError? {
         writer.callWithIncompleteArguments().map { name in
             APIError(status: 502, type: "upstream_error", code: "invalid_tool_arguments",
-                     message: "The model called '\(name)' with arguments that are not a whole JSON value: its stream ended inside them.")
+                     message: "The model called '\(name)' with arguments that are not a whole JSON value: its answer ended inside them.")
         }
     }
 
