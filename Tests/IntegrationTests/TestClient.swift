@@ -53,6 +53,18 @@ final class TestClient {
         }
     }
 
+    /// Sends what the kernel takes of `bytes` before a send would wait past the socket's timeout
+    /// (its buffers full: the peer stopped reading); returns how many bytes went.
+    func sendWhatFits(_ bytes: [UInt8]) -> Int {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { break }
+            offset += sent
+        }
+        return offset
+    }
+
     /// Makes the close (`deinit`) a reset, as a process killed with unsent bytes, or a browser
     /// tab closed, resets: the peer hears it at once, whatever waits unread.
     func resetOnClose() {
