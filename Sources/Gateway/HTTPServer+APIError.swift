@@ -11,7 +11,12 @@ extension HTTPServer {
     /// SDKs retry the upload as a connection error (review 52C #2).
     func rendersRejectionsAsAPIErrors(cors: @escaping (HTTPRequest) -> [(String, String)] = { _ in [] }) {
         renderRejection = { rejection, path, head in
-            let error = APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message)
+            var error = APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message)
+            if rejection == .bodiesAtCapacity {
+                // The gateway's own state, for a moment: what the SDKs retry.
+                error.type = "server_error"
+                error.headers = [("Retry-After", "1")]
+            }
             guard let head else { return (path.flatMap(ClientAPI.init(path:)) ?? .chatCompletions).response(error) }
             var response = ClientAPI.errorShape(for: head).response(error)
             response.headers += cors(head)

@@ -24,6 +24,9 @@ public enum HTTPRejection: Error, Equatable, Sendable {
     /// A request body with a `Content-Encoding` (gzip…) the server does not decode: 415 (RFC 9110
     /// §8.4.1), not a body read as JSON and refused as "not valid JSON".
     case unsupportedContentEncoding(String)
+    /// The request bodies being received across the server's connections hold all the bytes it
+    /// allows (`HTTPServer.heldBodies`): 503, for a moment.
+    case bodiesAtCapacity
 
     public var status: Int {
         switch self {
@@ -34,6 +37,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .unsupportedTransferCoding, .methodNotImplemented: 501
         case .expectationFailed: 417
         case .unsupportedContentEncoding: 415
+        case .bodiesAtCapacity: 503
         }
     }
 
@@ -49,6 +53,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .expectationFailed: "expectation_failed"
         case .methodNotImplemented: "method_not_implemented"
         case .unsupportedContentEncoding: "unsupported_content_encoding"
+        case .bodiesAtCapacity: "server_busy"
         }
     }
 
@@ -64,6 +69,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .expectationFailed(let expectation): "Expect '\(expectation)' cannot be met (only 100-continue)"
         case .methodNotImplemented(let method): "Method '\(method)' is not implemented"
         case .unsupportedContentEncoding(let coding): "Content-Encoding '\(coding)' is not supported: send the body uncompressed"
+        case .bodiesAtCapacity: "The server is receiving as many request bytes as it holds at once; retry shortly"
         }
     }
 }

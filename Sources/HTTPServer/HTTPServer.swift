@@ -37,8 +37,16 @@ public final class HTTPServer {
     /// Called when a connection is closed because its client stopped taking the end of a response
     /// already handed over (its record filed, so nobody else can tell): the bytes left unsent.
     public var onStalledWrite: ((_ unsentBytes: Int) -> Void)?
-    /// Connections closed at once because `maxConnections` were open.
+    /// Connections closed at once because `maxConnections` were open, none of them idle.
     public private(set) var refusedConnections = 0
+    /// Idle connections (no request begun) closed to make room for a new one at
+    /// `maxConnections`, the longest idle first.
+    public private(set) var evictedConnections = 0
+    /// The bytes of request bodies still being received, across every server sharing it (each
+    /// loop's): a body that would pass it is refused with a 503 (`bodiesAtCapacity`). Nil: only
+    /// each body's `maxBodyBytes` bounds them (review 66 #2: 100 connections trickling the last
+    /// bytes of 16 MiB bodies held 2.3 GB for an hour).
+    public var heldBodies: HeldBytes?
     /// Called for each of those.
     public var onConnectionRefused: (() -> Void)?
     /// A connection could not be accepted (the process is out of descriptors).
@@ -53,6 +61,13 @@ public final class HTTPServer {
         self.limits = limits
         self.handler = handler
         listener = try TCPListener(loop: loop, host: host, port: port, reusePort: reusePort) { [unowned self] tcp in
+            if !isShuttingDown && connections.count >= limits.maxConnections, let idle = longestIdleConnection() {
+                // A connection that has not begun a request makes room (nginx reuses such ones
+                // too): connections that never send a byte filled every slot and kept every
+                // client out, a health check included (review 66 #1).
+                evictedConnections += 1
+                idle.close()
+            }
             guard !isShuttingDown, connections.count < limits.maxConnections else {
                 if !isShuttingDown {
                     refusedConnections += 1
@@ -73,6 +88,16 @@ public final class HTTPServer {
     deinit {
         listener?.close()
         for connection in connections.values { connection.abandon() }
+    }
+
+    /// The connection idle longest with no request begun and nothing left to send; scanned only
+    /// when every slot is taken.
+    private func longestIdleConnection() -> HTTPServerConnection? {
+        var oldest: HTTPServerConnection?
+        for connection in connections.values where connection.isIdle {
+            if oldest.map({ connection.idleSince < $0.idleSince }) ?? true { oldest = connection }
+        }
+        return oldest
     }
 
     public var port: Int { listener?.port ?? 0 }

@@ -35,12 +35,17 @@ final class HTTPServerConnection {
     var closeAfterResponse = false
     /// Requests handed to the server so far: none means the connection was just accepted.
     private var requestsDispatched = 0
+    /// When it last had no request in progress (accepted, or its last response handed over).
+    private(set) var idleSince: UInt64
+    /// The bytes of the body being received held against the server's `heldBodies`.
+    private var heldBody = 0
 
     init(tcp: TCPConnection, server: HTTPServer) {
         self.tcp = tcp
         self.server = server
         limits = server.limits
         decoder = HTTPRequestDecoder(limits: server.limits)
+        idleSince = tcp.loop.nowMilliseconds
         tcp.onRead = { [unowned self] bytes in didRead(bytes) }
         tcp.onDisconnect = { [unowned self] _ in close() }
         tcp.onDrain = { [unowned self] in
@@ -61,6 +66,13 @@ final class HTTPServerConnection {
     }
 
     var loop: EventLoop { tcp.loop }
+
+    /// No request begun and nothing left to send: what may be closed to make room for a new
+    /// connection (its client reconnects when it has something to ask).
+    var isIdle: Bool {
+        guard case .reading = state, !processing, !decoder.isMidRequest, inbound.isEmpty, tcp.bufferedBytes == 0 else { return false }
+        return true
+    }
 
     /// The writer of the request a handler owns, while its response has not begun.
     var unansweredWriter: HTTPResponseWriter? {
@@ -114,6 +126,7 @@ final class HTTPServerConnection {
         state = .closed
         timer.close()
         tcp.close()
+        releaseHeldBody()
         if case .responding(let writer) = previous { writer.clientDidDisconnect() }
         server.connectionDidClose(self)
     }
@@ -124,6 +137,23 @@ final class HTTPServerConnection {
         state = .closed
         timer.close()
         tcp.close()
+        releaseHeldBody()
+    }
+
+    /// The body received so far of the request in progress, held against `heldBodies`: false
+    /// when it would pass the bound.
+    private func holdReceivedBody() -> Bool {
+        guard let held = server.heldBodies else { return true }
+        let received = decoder.bodyBytesReceived
+        guard received > heldBody else { return true }
+        guard held.reserve(received - heldBody) else { return false }
+        heldBody = received
+        return true
+    }
+
+    private func releaseHeldBody() {
+        server.heldBodies?.release(heldBody)
+        heldBody = 0
     }
 
     private var isClosed: Bool { if case .closed = state { return true } else { return false } }
@@ -163,6 +193,7 @@ final class HTTPServerConnection {
     func responseDidFinish(_ writer: HTTPResponseWriter) {
         guard case .responding(let current) = state, current === writer else { return }
         state = .reading
+        idleSince = loop.nowMilliseconds
         if writer.saidClose || !keepsAlive(after: writer.request) {
             finishAndClose()
             return
@@ -227,6 +258,7 @@ final class HTTPServerConnection {
                     return
                 }
             case .request(let request):
+                releaseHeldBody()  // the body is the handler's now
                 currentHead = nil
                 headerDeadlineArmed = false
                 bodyStartedAt = nil
@@ -257,6 +289,10 @@ final class HTTPServerConnection {
                 timer.start(afterMilliseconds: limits.headerTimeoutMilliseconds)
             }
         } else if decoder.isMidRequest {
+            guard holdReceivedBody() else {
+                refuse(server.render(.bodiesAtCapacity, path: decoder.requestPath, head: currentHead))
+                return
+            }
             armBodyTimer()
         }
         // Else nothing has started (the bytes were empty lines, which a request may follow and
@@ -367,6 +403,7 @@ final class HTTPServerConnection {
     /// so the connection is never reused. What the client still sends is read and dropped until
     /// it closes or `lingerMilliseconds` pass (see `TCPConnection.shutdownAfterWriting`).
     private func refuse(_ response: HTTPResponse) {
+        releaseHeldBody()  // what it still sends is dropped
         var bytes = HTTPResponseWriter.head(status: response.status, headers: response.headers, keepAlive: false)
         bytes.append(contentsOf: "Content-Length: \(response.body.count)\r\n\r\n".utf8)
         if currentHead?.method != "HEAD" { bytes.append(contentsOf: response.body) }

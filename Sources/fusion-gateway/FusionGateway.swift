@@ -6,6 +6,7 @@ import Gateway
 import HTTPServer
 import Logging
 import MockUpstream
+import Synchronization
 
 @main
 struct FusionGateway: ParsableCommand {
@@ -118,12 +119,17 @@ struct Serve: ParsableCommand {
 
         // First signal: graceful shutdown (streams get shutdown_grace_ms); a second: stop now.
         let firstLoop = cluster.threads[0].loop
+        // A stop forced by a second signal cut what was in flight: not a clean exit, so a
+        // supervisor can tell them apart (review 66 #3: both exited 0).
+        let forced = Atomic<Bool>(false)
         try firstLoop.submitAndWait {
             var stopping = false
             for signalNumber in [SIGINT, SIGTERM] {
                 _ = SignalWatcher(loop: firstLoop, signal: signalNumber) { received in
                     if stopping {
-                        logger.warning("second signal: stopping now", metadata: ["signal": .stringConvertible(Int(received))])
+                        logger.warning("second signal: stopping now, cutting what is in flight",
+                                       metadata: ["signal": .stringConvertible(Int(received))])
+                        forced.store(true, ordering: .relaxed)
                         cluster.stopLoops()
                         return
                     }
@@ -140,6 +146,10 @@ struct Serve: ParsableCommand {
             }
         }
         application.waitUntilStopped()
+        if forced.load(ordering: .relaxed) {
+            logger.warning("stopped before the requests in flight ended (second signal)")
+            throw ExitCode(1)
+        }
         logger.info("stopped")
     }
 }

@@ -1,3 +1,4 @@
+import EventLoop
 import Foundation
 @testable import Gateway
 import Synchronization

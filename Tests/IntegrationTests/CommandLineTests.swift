@@ -111,6 +111,40 @@ import Testing
         #expect(String(decoding: data, as: UTF8.self).contains("SIGHUP ignored"))
     }
 
+    /// A drained stop exits 0; a second signal, which cuts what is in flight, exits 1 (review 66
+    /// #3: both exited 0, and a supervisor could not tell them apart).
+    @Test(.timeLimit(.minutes(1)), arguments: [false, true])
+    func aForcedStopIsNoCleanExit(forced: Bool) throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--port", "0", "--loops", "1"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = Pipe()
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        var banner = Data()
+        while !String(decoding: banner, as: UTF8.self).contains("\n") { banner += output.fileHandleForReading.availableData }
+        let text = String(decoding: banner, as: UTF8.self)
+        let address = try #require(text.range(of: "127.0.0.1:"), "\(text)")
+        let port = try #require(Int(text[address.upperBound...].prefix { $0.isNumber }), "\(text)")
+        var client: TestClient?
+        if forced {
+            // A stream in flight for the second signal to cut.
+            client = try TestClient(port: port)
+            try client?.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "sim/paced:pace_ms=500:deltas=100")))
+            usleep(300_000)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        if forced {
+            usleep(300_000)
+            kill(process.processIdentifier, SIGTERM)
+        }
+        process.waitUntilExit()
+        #expect(process.terminationStatus == (forced ? 1 : 0), "\(process.terminationStatus)")
+        withExtendedLifetime(client) {}
+    }
+
     /// `--log-format json`: the running gateway's every line on standard error is one JSON object.
     @Test(.timeLimit(.minutes(1))) func jsonLogsFromTheCommandLine() throws {
         let process = Process()

@@ -17,7 +17,7 @@ final class GuardedServer: @unchecked Sendable {
     let guardSawBody = Atomic<Bool>(false)
     private(set) var port = 0
 
-    init(limits: HTTPServerLimits = HTTPServerLimits(), renders: Bool = false) throws {
+    init(limits: HTTPServerLimits = HTTPServerLimits(), renders: Bool = false, heldBodies: HeldBytes? = nil) throws {
         port = try thread.loop.submitAndWait { [self] in
             let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { [self] request, writer in
                 handled.add(1, ordering: .relaxed)
@@ -30,6 +30,7 @@ final class GuardedServer: @unchecked Sendable {
                 return HTTPResponse(status: 401, headers: [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")],
                                     body: Array("denied".utf8))
             }
+            server.heldBodies = heldBodies
             self.server = server
             return server.port
         }
@@ -146,26 +147,57 @@ final class GuardedServer: @unchecked Sendable {
         }
     }
 
-    @Test func connectionsBeyondTheCapAreClosedAtOnceWhileOpenOnesAreServed() throws {
+    /// At the cap a new connection takes the place of the one idle longest (review 66 #1:
+    /// connections that never sent a byte filled every slot, and kept every client and the health
+    /// check out); with every connection mid-request, it is closed at once.
+    @Test func aNewConnectionAtTheCapTakesTheLongestIdleOnesPlace() throws {
         let env = try TestEnvironment(loops: 1) { $0.server.limits.maxConnections = 2 }  // the cap is per loop
+        let health = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
         let first = try env.client()
+        usleep(20_000)
         let second = try env.client()
-        for client in [first, second] {
-            try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            #expect(try client.readResponse().status == 200)
-        }
-        let third = try env.client()  // the kernel accepts it; the server closes it unread
-        #expect(third.peerClosed(), "closed at once, without a response")
-        try first.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        let health = try first.readResponse()
-        #expect(health.status == 200 && health.json?["status"]?.stringValue == "ok", "an open keep-alive connection still answers")
-        second.disconnect()
-        #expect(env.eventually {
-            guard let client = try? env.client(), (try? client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")) != nil else { return false }
-            return (try? client.readResponse())?.status == 200
-        }, "a slot freed is used again")
+        try second.send(health)
+        #expect(try second.readResponse().status == 200)
+        let third = try env.client()
+        try third.send(health)
+        #expect(try third.readResponse().status == 200, "served, in the place of a connection that never spoke")
+        #expect(first.peerClosed(), "the connection idle longest made room")
+        // Every connection mid-request: none is idle, a new one is refused unread.
+        try second.send("GET /health HTTP/1.1\r\n")
+        try third.send("GET /health HTTP/1.1\r\n")
+        usleep(50_000)
+        let fourth = try env.client()  // the kernel accepts it; the server closes it unread
+        #expect(fourth.peerClosed(), "closed at once, without a response")
+        try second.send("Host: localhost\r\n\r\n")
+        let answered = try second.readResponse()
+        #expect(answered.status == 200 && answered.json?["status"]?.stringValue == "ok", "an open connection still answers")
         #expect(env.eventually { (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="connection_limit",origin="gateway"} 1"#)) == true },
                 "the refusal is counted")
+    }
+
+    /// The bodies still being received hold at most the server's bound across connections: one
+    /// that would pass it is a 503, and the bytes come back as bodies are taken or connections
+    /// close (review 66 #2: a hundred trickled 16 MiB bodies held 2.3 GB for an hour).
+    @Test func bodiesBeingReceivedShareABound() throws {
+        let held = HeldBytes(limit: 100_000)
+        let server = try GuardedServer(renders: true, heldBodies: held)
+        let hog = try server.client()
+        try hog.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + String(repeating: "a", count: 90_000))
+        #expect(TestEnvironment.eventually { held.current == 90_000 }, "\(held.current)")
+        let refused = try server.client()
+        try refused.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n" + String(repeating: "b", count: 20_000))
+        let busy = try refused.readResponse()
+        #expect(busy.status == 503, "\(busy.status) \(busy.text.prefix(200))")
+        // A whole body that fits is taken at once; the hog's bytes come back when it leaves.
+        let small = try server.client()
+        try small.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        #expect(try small.readResponse().text.hasSuffix("ok:5"))
+        hog.disconnect()
+        #expect(TestEnvironment.eventually { held.current == 0 }, "\(held.current)")
+        let again = try server.client()
+        try again.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n" + String(repeating: "c", count: 50_000))
+        #expect(try again.readResponse().text.hasSuffix("ok:50000"))
+        #expect(held.current == 0)
     }
 
     /// A connection that never sends a byte is closed after the header timeout, not held for the

@@ -1,4 +1,5 @@
 import Application
+import EventLoop
 import Foundation
 import Fusion
 @testable import Gateway

@@ -197,6 +197,11 @@ final class TestEnvironment: @unchecked Sendable {
 
     /// Waits (bounded) until `condition` holds; returns whether it did.
     func eventually(timeoutSeconds: Double = 3, _ condition: () -> Bool) -> Bool {
+        Self.eventually(timeoutSeconds: timeoutSeconds, condition)
+    }
+
+    /// Whether `condition` holds within `timeoutSeconds`, asked every 5 ms.
+    static func eventually(timeoutSeconds: Double = 3, _ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(timeoutSeconds)
         while Date() < deadline {
             if condition() { return true }

@@ -30,7 +30,7 @@ enum MetricLabels {
         "method_not_allowed", "unauthorized", "invalid_api_key", "permission_denied", "misdirected_request", "unsupported_media_type", "loop_detected",
         "body_too_large", "headers_too_large", "too_many_headers", "request_timeout", "request_too_large",
         "generation_not_found", "response_not_found", "invalid_model", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
-        "expectation_failed", "method_not_implemented", "unsupported_content_encoding", "token_count_unavailable",
+        "expectation_failed", "method_not_implemented", "unsupported_content_encoding", "token_count_unavailable", "server_busy",
         // the gateway
         "shutting_down", "server_error", "inner_call_limit", "provider_key_missing", "connection_limit", "accept_failed", "out_of_descriptors",
         // a key's limits and the shared store

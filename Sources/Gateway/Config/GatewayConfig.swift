@@ -24,6 +24,9 @@ public struct GatewayConfig: Sendable {
         public var drainDelayMilliseconds: UInt64 = 0
         /// A stream whose client takes no bytes for this long is dropped (its upstream cancelled).
         public var slowClientTimeoutMilliseconds: UInt64 = 30_000
+        /// Request bodies still being received, held at once across all connections and loops:
+        /// one that would pass it is a 503 (`HTTPServer.heldBodies`).
+        public var maxReceivingBodyBytes = 256 << 20
         /// Keys clients must present (`Authorization: Bearer …`); none means no authentication.
         public var apiKeys: [String] = []
         /// An environment variable holding more keys, comma-separated.
@@ -276,7 +279,7 @@ public struct GatewayConfig: Sendable {
         let top = try ConfigNode(root, path: source, isRoot: true)
         try top.allowOnly(["server", "upstream", "simulated_models", "default_provider", "providers", "fusion", "web", "store", "keys", "prices"])
         if let server = try top.child("server") {
-            try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "header_timeout_ms",
+            try server.allowOnly(["host", "port", "max_header_bytes", "max_body_bytes", "max_receiving_body_bytes", "header_timeout_ms",
                                   "idle_timeout_ms", "shutdown_grace_ms", "api_keys", "api_keys_env", "slow_client_timeout_ms",
                                   "cors", "allowed_hosts", "max_connections", "max_header_count", "max_hops", "log_format",
                                   "log_prompts", "drain_delay_ms", "body_timeout_ms", "min_body_bytes_per_second",
@@ -309,6 +312,7 @@ public struct GatewayConfig: Sendable {
             config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
             config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...(1 << 20)) ?? config.server.limits.maxHeaderBytes
             config.server.limits.maxBodyBytes = try server.int("max_body_bytes", in: 1...(1 << 30)) ?? config.server.limits.maxBodyBytes
+            config.server.maxReceivingBodyBytes = try server.int("max_receiving_body_bytes", in: (1 << 20)...(64 << 30)) ?? config.server.maxReceivingBodyBytes
             config.server.limits.headerTimeoutMilliseconds = try server.milliseconds("header_timeout_ms") ?? config.server.limits.headerTimeoutMilliseconds
             config.server.limits.idleTimeoutMilliseconds = try server.milliseconds("idle_timeout_ms") ?? config.server.limits.idleTimeoutMilliseconds
             config.server.limits.bodyTimeoutMilliseconds = try server.milliseconds("body_timeout_ms") ?? config.server.limits.bodyTimeoutMilliseconds

@@ -79,6 +79,7 @@ public final class GatewayServer {
                                 limits: limits, reusePort: reusePort) { [unowned self] request, writer in
             handle(request, writer)
         }
+        server.heldBodies = self.shared.receivingBodies
         makeWarnings()
         store = LoopStore(loop: loop, shared: self.shared, settings: config.store, logger: logger,
                           onReconnect: { [unowned self] in storeBackNotice.occurred() }) { [unowned self] operation, error in
@@ -187,7 +188,7 @@ public final class GatewayServer {
         return GatewayShared(router: router, gatewayKeys: keys,
                              web: resolveWeb(config.web, environment: environment, logger: logger),
                              keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword,
-                             maxCollectedBytes: config.upstream.maxCollectedBytes)
+                             maxCollectedBytes: config.upstream.maxCollectedBytes, maxReceivingBodyBytes: config.server.maxReceivingBodyBytes)
     }
 
     /// Every model the Fusion config names must route: a slug no provider serves would otherwise

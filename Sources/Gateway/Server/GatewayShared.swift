@@ -35,12 +35,17 @@ public final class GatewayShared: Sendable {
     let redactor: Redactor
     /// Whole upstream answers held at once, across requests (`upstream.max_collected_bytes`).
     let collected: HeldBytes
+    /// Request bodies still being received, across connections and loops
+    /// (`server.max_receiving_body_bytes`).
+    let receivingBodies: HeldBytes
     /// Each gateway key's fingerprint, made once (a request reaching a route presented one of them).
     private let keyFingerprints: [String: String]
 
     init(router: ModelRouter, gatewayKeys: [String], web: WebSettings?, keyRing: KeyRing? = nil, redisPassword: String? = nil,
-         maxCollectedBytes: Int = GatewayConfig.Upstream().maxCollectedBytes) {
+         maxCollectedBytes: Int = GatewayConfig.Upstream().maxCollectedBytes,
+         maxReceivingBodyBytes: Int = GatewayConfig.Server().maxReceivingBodyBytes) {
         collected = HeldBytes(limit: maxCollectedBytes)
+        receivingBodies = HeldBytes(limit: maxReceivingBodyBytes)
         self.router = router
         self.gatewayKeys = gatewayKeys
         self.web = web
