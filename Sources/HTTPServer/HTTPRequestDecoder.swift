@@ -81,6 +81,12 @@ public final class HTTPRequestDecoder {
 
     /// Body bytes of the request in progress received so far.
     public var bodyBytesReceived: Int { body.count }
+    /// Body bytes its `Content-Length` says are still to come (http_parser counts it down); nil
+    /// for a chunked body or before the headers are complete.
+    public var bodyBytesRemaining: Int? {
+        guard headersComplete, CHTTPParser_isChunked(parser) == 0, parser.pointee.content_length != UInt64.max else { return nil }
+        return Int(clamping: parser.pointee.content_length)
+    }
     /// The current request asked for `100 Continue` before sending its body; reset by reading.
     public private(set) var wantsContinue = false
 

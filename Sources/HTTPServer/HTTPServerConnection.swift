@@ -39,6 +39,9 @@ final class HTTPServerConnection {
     private(set) var idleSince: UInt64
     /// The bytes of the body being received held against the server's `heldBodies`.
     private var heldBody = 0
+    /// What a body of known length still owes must have come by then (`armBodyTimer`: it only
+    /// comes closer).
+    private var bodyDeadline: UInt64?
 
     init(tcp: TCPConnection, server: HTTPServer) {
         self.tcp = tcp
@@ -262,6 +265,7 @@ final class HTTPServerConnection {
                 currentHead = nil
                 headerDeadlineArmed = false
                 bodyStartedAt = nil
+                bodyDeadline = nil
                 timer.stop()
                 // The writer keeps the head only: the body is the handler's, and a stream can
                 // outlast its use by far.
@@ -303,18 +307,26 @@ final class HTTPServerConnection {
 
     /// A body in progress may pause for `idleTimeoutMilliseconds` at most, and must be whole by
     /// its deadline: `bodyTimeoutMilliseconds` from the end of the headers, plus a second for
-    /// every `minBodyBytesPerSecond` bytes received. Arithmetic on the client's byte count
-    /// saturates.
+    /// every `minBodyBytesPerSecond` bytes received; and a body of known length must bring what
+    /// it still owes at that pace from any moment on (`bodyTimeoutMilliseconds` plus a second a
+    /// `minBodyBytesPerSecond` from now), a deadline that only comes closer: one that sent all
+    /// but its last bytes fast earned an hour's credit, and trickled them for it (review 66 #2).
+    /// Arithmetic on the client's byte count saturates.
     private func armBodyTimer() {
         headerDeadlineArmed = false
         let now = loop.nowMilliseconds
         let start = bodyStartedAt ?? now
         bodyStartedAt = start
-        let earned = UInt64(decoder.bodyBytesReceived) / UInt64(max(1, limits.minBodyBytesPerSecond)) * 1_000
-        let (withBase, overflow) = start.addingReportingOverflow(limits.bodyTimeoutMilliseconds)
-        let (deadline, overflow2) = withBase.addingReportingOverflow(earned)
-        let remaining = overflow || overflow2 ? UInt64.max : (deadline > now ? deadline - now : 0)
-        timer.start(afterMilliseconds: min(limits.idleTimeoutMilliseconds, remaining))
+        let rate = UInt64(max(1, limits.minBodyBytesPerSecond))
+        func plus(_ a: UInt64, _ b: UInt64) -> UInt64 { a.addingReportingOverflow(b).overflow ? .max : a + b }
+        func milliseconds(for bytes: Int) -> UInt64 { min(UInt64(max(0, bytes)) / rate, UInt64.max / 1_000) * 1_000 }
+        var deadline = plus(plus(start, limits.bodyTimeoutMilliseconds), milliseconds(for: decoder.bodyBytesReceived))
+        if let owed = decoder.bodyBytesRemaining {
+            let owing = min(plus(plus(now, limits.bodyTimeoutMilliseconds), milliseconds(for: owed)), bodyDeadline ?? .max)
+            bodyDeadline = owing
+            deadline = min(deadline, owing)
+        }
+        timer.start(afterMilliseconds: min(limits.idleTimeoutMilliseconds, deadline > now ? deadline - now : 0))
     }
 
     /// While a finished response's bytes are still on their way to the client: the check of its

@@ -200,6 +200,23 @@ final class GuardedServer: @unchecked Sendable {
         #expect(held.current == 0)
     }
 
+    /// A body of known length that sent all but its last bytes fast owes them at the minimum
+    /// pace from then on: trickled a byte at a time it is a 408 within the body timeout, not an
+    /// hour later on the credit its fast start earned (review 66 #2).
+    @Test func aBodyTrickledAfterAFastStartTimesOut() throws {
+        var limits = HTTPServerLimits()
+        limits.bodyTimeoutMilliseconds = 300
+        limits.minBodyBytesPerSecond = 1_000
+        let server = try GuardedServer(limits: limits)
+        let client = try server.client()
+        try client.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "a", count: 99_990))
+        for _ in 0..<10 {
+            usleep(200_000)
+            guard (try? client.send("a")) != nil else { break }  // refused: the connection lingers, then closes
+        }
+        #expect(try client.readResponse().status == 408, "99 s of credit no longer lets the last bytes trickle")
+    }
+
     /// A connection that never sends a byte is closed after the header timeout, not held for the
     /// keep-alive idle timeout (review 21 F4: a thousand silent sockets held the descriptors for a
     /// minute at a time); one that did send a request keeps the idle timeout between requests.
