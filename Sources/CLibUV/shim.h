@@ -58,3 +58,11 @@ static inline int CLibUV_peer_has_closed(int fd) {
   if (poll(&probe, 1, 0) != 1) return 0;
   return (probe.revents & (0x2000 | POLLHUP | POLLERR)) != 0;
 }
+
+// Bytes the kernel has received on a socket that no read has taken yet (FIONREAD), -1 if it
+// cannot say: a connection that looks idle may have its next request waiting there.
+static inline int CLibUV_unread_bytes(int fd) {
+  int count = 0;
+  if (ioctl(fd, FIONREAD, &count) != 0) return -1;
+  return count;
+}

@@ -282,6 +282,14 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         return CLibUV_peer_has_closed(fd) != 0
     }
 
+    /// Bytes have arrived that no read has taken yet (or the kernel cannot say): a connection
+    /// that looks idle may have its next request there.
+    public var hasUnreadBytes: Bool {
+        var fd: uv_os_fd_t = -1
+        guard isOpen, uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return false }
+        return CLibUV_unread_bytes(fd) != 0
+    }
+
     public func stopReading() {
         guard isOpen, reading else { return }
         reading = false

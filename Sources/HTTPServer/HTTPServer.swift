@@ -49,6 +49,8 @@ public final class HTTPServer {
     public var heldBodies: HeldBytes?
     /// Called for each of those.
     public var onConnectionRefused: (() -> Void)?
+    /// Called for each idle connection closed to make room (`evictedConnections`).
+    public var onConnectionEvicted: (() -> Void)?
     /// A connection could not be accepted (the process is out of descriptors).
     public var onAcceptError: ((LoopError) -> Void)? {
         get { listener?.onAcceptError }
@@ -66,6 +68,7 @@ public final class HTTPServer {
                 // too): connections that never send a byte filled every slot and kept every
                 // client out, a health check included (review 66 #1).
                 evictedConnections += 1
+                onConnectionEvicted?()
                 idle.close()
             }
             guard !isShuttingDown, connections.count < limits.maxConnections else {
@@ -90,12 +93,13 @@ public final class HTTPServer {
         for connection in connections.values { connection.abandon() }
     }
 
-    /// The connection idle longest with no request begun and nothing left to send; scanned only
-    /// when every slot is taken.
+    /// The connection idle longest with no request begun and nothing left to send, idle for
+    /// `firstRequestWindowMilliseconds` at least (as a shutdown gives a new connection's first
+    /// request); scanned only when every slot is taken.
     private func longestIdleConnection() -> HTTPServerConnection? {
         var oldest: HTTPServerConnection?
-        for connection in connections.values where connection.isIdle {
-            if oldest.map({ connection.idleSince < $0.idleSince }) ?? true { oldest = connection }
+        for connection in connections.values where oldest.map({ connection.idleSince < $0.idleSince }) ?? true {
+            if connection.isIdle(forAtLeast: Self.firstRequestWindowMilliseconds) { oldest = connection }
         }
         return oldest
     }

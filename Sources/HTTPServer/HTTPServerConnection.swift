@@ -37,17 +37,23 @@ final class HTTPServerConnection {
     private var requestsDispatched = 0
     /// When it last had no request in progress (accepted, or its last response handed over).
     private(set) var idleSince: UInt64
-    /// The bytes of the body being received held against the server's `heldBodies`.
+    /// The bytes of the body being received held against the server's `heldBodies`, kept here:
+    /// `abandon` runs in the server's deinit, when its unowned reference may not be read (CI
+    /// run 86: a crash under ThreadSanitizer).
     private var heldBody = 0
+    private let heldBodies: HeldBytes?
     /// What a body of known length still owes must have come by then (`armBodyTimer`: it only
     /// comes closer).
     private var bodyDeadline: UInt64?
+    /// A chunked body's current pace window: when it began and the bytes received by then.
+    private var paceMark: (at: UInt64, bytes: Int)?
 
     init(tcp: TCPConnection, server: HTTPServer) {
         self.tcp = tcp
         self.server = server
         limits = server.limits
         decoder = HTTPRequestDecoder(limits: server.limits)
+        heldBodies = server.heldBodies
         idleSince = tcp.loop.nowMilliseconds
         tcp.onRead = { [unowned self] bytes in didRead(bytes) }
         tcp.onDisconnect = { [unowned self] _ in close() }
@@ -70,11 +76,14 @@ final class HTTPServerConnection {
 
     var loop: EventLoop { tcp.loop }
 
-    /// No request begun and nothing left to send: what may be closed to make room for a new
-    /// connection (its client reconnects when it has something to ask).
-    var isIdle: Bool {
-        guard case .reading = state, !processing, !decoder.isMidRequest, inbound.isEmpty, tcp.bufferedBytes == 0 else { return false }
-        return true
+    /// No request begun and nothing left to send, for `minimumMilliseconds` at least, and no
+    /// byte of a next request waiting in the kernel (review 67 #2: closing such a connection
+    /// reset a request its client had sent; a proxy never resends a POST): what may be closed
+    /// to make room for a new connection (its client reconnects when it has something to ask).
+    func isIdle(forAtLeast minimumMilliseconds: UInt64) -> Bool {
+        guard case .reading = state, !processing, !decoder.isMidRequest, inbound.isEmpty, tcp.bufferedBytes == 0,
+              loop.nowMilliseconds &- idleSince >= minimumMilliseconds else { return false }
+        return !tcp.hasUnreadBytes
     }
 
     /// The writer of the request a handler owns, while its response has not begun.
@@ -146,7 +155,7 @@ final class HTTPServerConnection {
     /// The body received so far of the request in progress, held against `heldBodies`: false
     /// when it would pass the bound.
     private func holdReceivedBody() -> Bool {
-        guard let held = server.heldBodies else { return true }
+        guard let held = heldBodies else { return true }
         let received = decoder.bodyBytesReceived
         guard received > heldBody else { return true }
         guard held.reserve(received - heldBody) else { return false }
@@ -155,7 +164,7 @@ final class HTTPServerConnection {
     }
 
     private func releaseHeldBody() {
-        server.heldBodies?.release(heldBody)
+        heldBodies?.release(heldBody)
         heldBody = 0
     }
 
@@ -266,6 +275,7 @@ final class HTTPServerConnection {
                 headerDeadlineArmed = false
                 bodyStartedAt = nil
                 bodyDeadline = nil
+                paceMark = nil
                 timer.stop()
                 // The writer keeps the head only: the body is the handler's, and a stream can
                 // outlast its use by far.
@@ -325,6 +335,14 @@ final class HTTPServerConnection {
             let owing = min(plus(plus(now, limits.bodyTimeoutMilliseconds), milliseconds(for: owed)), bodyDeadline ?? .max)
             bodyDeadline = owing
             deadline = min(deadline, owing)
+        } else {
+            // A chunked body says nothing of what it owes: it keeps the pace window by window,
+            // each `bodyTimeoutMilliseconds` earning only from what came in it (review 67 #1: a
+            // fast start earned an hour to trickle in, holding the shared bound on bodies).
+            var mark = paceMark ?? (start, 0)
+            if now >= plus(mark.at, limits.bodyTimeoutMilliseconds) { mark = (now, decoder.bodyBytesReceived) }
+            paceMark = mark
+            deadline = min(deadline, plus(plus(mark.at, limits.bodyTimeoutMilliseconds), milliseconds(for: decoder.bodyBytesReceived - mark.bytes)))
         }
         timer.start(afterMilliseconds: min(limits.idleTimeoutMilliseconds, deadline > now ? deadline - now : 0))
     }

@@ -104,8 +104,6 @@ struct Serve: ParsableCommand {
         // An IPv6 address is bracketed in a URL (RFC 3986): http://[::1]:8080.
         let host = settings.server.host.contains(":") ? "[\(settings.server.host)]" : settings.server.host
         let base = "http://\(host):\(cluster.port)"
-        logger.info("listening", metadata: ["url": "\(base)", "loops": .stringConvertible(cluster.loopCount), "config": "\(config ?? "embedded default")",
-                                            "version": "\(GatewayVersion.current)"])
         var banner = "fusion-gateway listening on \(base) (\(cluster.loopCount) event loop\(cluster.loopCount == 1 ? "" : "s"))\n"
         if settings.simulatedModels {
             let keysRequired = !settings.server.apiKeys.isEmpty || settings.server.apiKeysEnvironmentVariable != nil || !settings.keys.isEmpty
@@ -115,7 +113,6 @@ struct Serve: ParsableCommand {
 
                 """
         }
-        FileHandle.standardOutput.write(Data(banner.utf8))
 
         // First signal: graceful shutdown (streams get shutdown_grace_ms); a second: stop now.
         let firstLoop = cluster.threads[0].loop
@@ -145,6 +142,11 @@ struct Serve: ParsableCommand {
                 logger.warning("SIGHUP ignored: the config is read at start only; restart (SIGTERM drains) to apply changes")
             }
         }
+        // Announced once a signal stops it gracefully: a supervisor's SIGTERM right after the
+        // banner found the default action, and the process died with status 15.
+        logger.info("listening", metadata: ["url": "\(base)", "loops": .stringConvertible(cluster.loopCount), "config": "\(config ?? "embedded default")",
+                                            "version": "\(GatewayVersion.current)"])
+        FileHandle.standardOutput.write(Data(banner.utf8))
         application.waitUntilStopped()
         if forced.load(ordering: .relaxed) {
             logger.warning("stopped before the requests in flight ended (second signal)")

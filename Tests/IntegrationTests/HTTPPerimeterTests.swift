@@ -151,13 +151,20 @@ final class GuardedServer: @unchecked Sendable {
     /// connections that never sent a byte filled every slot, and kept every client and the health
     /// check out); with every connection mid-request, it is closed at once.
     @Test func aNewConnectionAtTheCapTakesTheLongestIdleOnesPlace() throws {
-        let env = try TestEnvironment(loops: 1) { $0.server.limits.maxConnections = 2 }  // the cap is per loop
+        let env = try TestEnvironment(loops: 1) {
+            $0.server.limits.maxConnections = 2  // the cap is per loop
+            $0.server.limits.headerTimeoutMilliseconds = 5_000  // a silent connection outlives the test's second
+            $0.server.limits.idleTimeoutMilliseconds = 5_000
+        }
         let health = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
         let first = try env.client()
-        usleep(20_000)
         let second = try env.client()
         try second.send(health)
         #expect(try second.readResponse().status == 200)
+        // Idle less than a second: no connection is taken away yet (a first request may be on its way).
+        let early = try env.client()
+        #expect(early.peerClosed(), "refused while every connection is newly idle")
+        usleep(1_100_000)
         let third = try env.client()
         try third.send(health)
         #expect(try third.readResponse().status == 200, "served, in the place of a connection that never spoke")
@@ -171,8 +178,32 @@ final class GuardedServer: @unchecked Sendable {
         try second.send("Host: localhost\r\n\r\n")
         let answered = try second.readResponse()
         #expect(answered.status == 200 && answered.json?["status"]?.stringValue == "ok", "an open connection still answers")
-        #expect(env.eventually { (try? env.get("/metrics").text.contains(#"fusion_gateway_errors_total{code="connection_limit",origin="gateway"} 1"#)) == true },
-                "the refusal is counted")
+        third.disconnect()  // a slot for the metrics
+        #expect(env.eventually { ((try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="connection_limit",origin="gateway"}"#) ?? 0) >= 2 },
+                "the refusals are counted")
+        #expect(env.eventually { ((try? env.get("/metrics"))?.metric(#"fusion_gateway_errors_total{code="connection_evicted",origin="gateway"}"#) ?? 0) >= 1 },
+                "and the eviction")
+    }
+
+    /// A connection whose next request already waits in the kernel is not idle: closing it
+    /// would reset a request its client sent (review 67 #2).
+    @Test func aConnectionWithItsRequestWaitingIsNotEvicted() throws {
+        let env = try TestEnvironment(loops: 1) {
+            $0.server.limits.maxConnections = 1
+            $0.server.limits.idleTimeoutMilliseconds = 5_000
+        }
+        let client = try env.client()
+        try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(try client.readResponse().status == 200)
+        usleep(1_100_000)
+        // Its next request and a new connection arrive in the same moment: whichever the loop
+        // takes first, the request is answered (without the unread-bytes check, accepting the
+        // newcomer first reset it, in 30 of 40 runs of the reviewer's race).
+        try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let newcomer = try env.client()
+        let answered = try client.readResponse()
+        #expect(answered.status == 200, "its request was answered, not reset")
+        withExtendedLifetime(newcomer) {}
     }
 
     /// The bodies still being received hold at most the server's bound across connections: one
@@ -215,6 +246,23 @@ final class GuardedServer: @unchecked Sendable {
             guard (try? client.send("a")) != nil else { break }  // refused: the connection lingers, then closes
         }
         #expect(try client.readResponse().status == 408, "99 s of credit no longer lets the last bytes trickle")
+    }
+
+    /// A chunked body keeps the minimum pace window by window: a fast start earns no credit for
+    /// trickling the rest (review 67 #1: an hour of it, holding the shared bound).
+    @Test func aChunkedBodyTrickledAfterAFastStartTimesOut() throws {
+        var limits = HTTPServerLimits()
+        limits.bodyTimeoutMilliseconds = 300
+        limits.minBodyBytesPerSecond = 1_000
+        let server = try GuardedServer(limits: limits)
+        let client = try server.client()
+        try client.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + String(format: "%x", 99_990) + "\r\n"
+            + String(repeating: "a", count: 99_990) + "\r\n")
+        for _ in 0..<10 {
+            usleep(200_000)
+            guard (try? client.send("1\r\na\r\n")) != nil else { break }
+        }
+        #expect(try client.readResponse().status == 408, "a window of trickling is a 408, whatever came before it")
     }
 
     /// A connection that never sends a byte is closed after the header timeout, not held for the

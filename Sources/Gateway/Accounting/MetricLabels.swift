@@ -32,7 +32,7 @@ enum MetricLabels {
         "generation_not_found", "response_not_found", "invalid_model", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
         "expectation_failed", "method_not_implemented", "unsupported_content_encoding", "token_count_unavailable", "server_busy",
         // the gateway
-        "shutting_down", "server_error", "inner_call_limit", "provider_key_missing", "connection_limit", "accept_failed", "out_of_descriptors",
+        "shutting_down", "server_error", "inner_call_limit", "provider_key_missing", "connection_limit", "connection_evicted", "accept_failed", "out_of_descriptors",
         // a key's limits and the shared store
         "rate_limit_exceeded", "limits_unavailable", "store_unavailable",
         // upstreams

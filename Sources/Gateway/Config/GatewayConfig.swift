@@ -312,7 +312,16 @@ public struct GatewayConfig: Sendable {
             config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
             config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...(1 << 20)) ?? config.server.limits.maxHeaderBytes
             config.server.limits.maxBodyBytes = try server.int("max_body_bytes", in: 1...(1 << 30)) ?? config.server.limits.maxBodyBytes
-            config.server.maxReceivingBodyBytes = try server.int("max_receiving_body_bytes", in: (1 << 20)...(64 << 30)) ?? config.server.maxReceivingBodyBytes
+            // At least one whole body: a body the bound could never hold would be a 503 "retry
+            // shortly" for ever (review 67 #3). Raised with `max_body_bytes` unless given.
+            if let receiving = try server.int("max_receiving_body_bytes", in: (1 << 20)...(64 << 30)) {
+                guard receiving >= config.server.limits.maxBodyBytes else {
+                    throw ConfigError("\(server.path).max_receiving_body_bytes (\(receiving)) is below max_body_bytes (\(config.server.limits.maxBodyBytes)): a body between the two could never be received")
+                }
+                config.server.maxReceivingBodyBytes = receiving
+            } else {
+                config.server.maxReceivingBodyBytes = max(config.server.maxReceivingBodyBytes, config.server.limits.maxBodyBytes)
+            }
             config.server.limits.headerTimeoutMilliseconds = try server.milliseconds("header_timeout_ms") ?? config.server.limits.headerTimeoutMilliseconds
             config.server.limits.idleTimeoutMilliseconds = try server.milliseconds("idle_timeout_ms") ?? config.server.limits.idleTimeoutMilliseconds
             config.server.limits.bodyTimeoutMilliseconds = try server.milliseconds("body_timeout_ms") ?? config.server.limits.bodyTimeoutMilliseconds

@@ -90,6 +90,7 @@ public final class GatewayServer {
             self.shared.metrics.countError(code: "connection_limit")
             connectionLimitWarning.occurred()
         }
+        server.onConnectionEvicted = { [unowned self] in self.shared.metrics.countError(code: "connection_evicted") }
         server.onAcceptError = { [unowned self] error in
             self.shared.metrics.countError(code: "accept_failed")
             lastAcceptError = error
