@@ -153,8 +153,8 @@ final class GuardedServer: @unchecked Sendable {
     @Test func aNewConnectionAtTheCapTakesTheLongestIdleOnesPlace() throws {
         let env = try TestEnvironment(loops: 1) {
             $0.server.limits.maxConnections = 2  // the cap is per loop
-            $0.server.limits.headerTimeoutMilliseconds = 5_000  // a silent connection outlives the test's second
-            $0.server.limits.idleTimeoutMilliseconds = 5_000
+            $0.server.limits.headerTimeoutMilliseconds = 30_000  // a silent connection outlives the test, however loaded the machine
+            $0.server.limits.idleTimeoutMilliseconds = 30_000
         }
         let health = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
         let first = try env.client()
@@ -190,7 +190,7 @@ final class GuardedServer: @unchecked Sendable {
     @Test func aConnectionWithItsRequestWaitingIsNotEvicted() throws {
         let env = try TestEnvironment(loops: 1) {
             $0.server.limits.maxConnections = 1
-            $0.server.limits.idleTimeoutMilliseconds = 5_000
+            $0.server.limits.idleTimeoutMilliseconds = 30_000
         }
         let client = try env.client()
         try client.send("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
