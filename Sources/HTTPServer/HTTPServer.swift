@@ -98,10 +98,18 @@ public final class HTTPServer {
     /// request); scanned only when every slot is taken.
     private func longestIdleConnection() -> HTTPServerConnection? {
         var oldest: HTTPServerConnection?
-        for connection in connections.values where oldest.map({ connection.idleSince < $0.idleSince }) ?? true {
+        for connection in connections.values where oldest.map({ connection.idleOrder < $0.idleOrder }) ?? true {
             if connection.isIdle(forAtLeast: Self.firstRequestWindowMilliseconds) { oldest = connection }
         }
         return oldest
+    }
+
+    private var idleSequence: UInt64 = 0
+
+    /// The next place in the order connections become idle in.
+    func nextIdleOrder() -> UInt64 {
+        idleSequence &+= 1
+        return idleSequence
     }
 
     public var port: Int { listener?.port ?? 0 }

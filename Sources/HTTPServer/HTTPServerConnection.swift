@@ -35,8 +35,11 @@ final class HTTPServerConnection {
     var closeAfterResponse = false
     /// Requests handed to the server so far: none means the connection was just accepted.
     private var requestsDispatched = 0
-    /// When it last had no request in progress (accepted, or its last response handed over).
+    /// When it last had no request in progress (accepted, or its last response handed over),
+    /// and its place in the order connections became idle in (the loop's clock has
+    /// milliseconds: two connections idle since the same one were chosen between at random).
     private(set) var idleSince: UInt64
+    private(set) var idleOrder: UInt64
     /// The bytes of the body being received held against the server's `heldBodies`, kept here:
     /// `abandon` runs in the server's deinit, when its unowned reference may not be read (CI
     /// run 86: a crash under ThreadSanitizer).
@@ -55,6 +58,7 @@ final class HTTPServerConnection {
         decoder = HTTPRequestDecoder(limits: server.limits)
         heldBodies = server.heldBodies
         idleSince = tcp.loop.nowMilliseconds
+        idleOrder = server.nextIdleOrder()
         tcp.onRead = { [unowned self] bytes in didRead(bytes) }
         tcp.onDisconnect = { [unowned self] _ in close() }
         tcp.onDrain = { [unowned self] in
@@ -206,6 +210,7 @@ final class HTTPServerConnection {
         guard case .responding(let current) = state, current === writer else { return }
         state = .reading
         idleSince = loop.nowMilliseconds
+        idleOrder = server.nextIdleOrder()
         if writer.saidClose || !keepsAlive(after: writer.request) {
             finishAndClose()
             return
