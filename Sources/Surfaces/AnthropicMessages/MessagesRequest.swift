@@ -55,7 +55,7 @@ public struct MessagesRequest: Sendable {
         }
         _ = try Self.optional("metadata", in: fields, "an object") { $0.objectValue }
         try Self.validateTools(fields["tools"])
-        try Self.validateToolChoice(fields["tool_choice"])
+        try Self.validateToolChoice(fields["tool_choice"], tools: fields["tools"]?.arrayValue ?? [])
         try Self.validateThinking(fields["thinking"])
         try Self.validateOutputConfig(fields["output_config"])
         let options = try Self.optional("stream_options", in: fields, "an object") { $0.objectValue }
@@ -307,11 +307,23 @@ public struct MessagesRequest: Sendable {
         }
     }
 
-    private static func validateToolChoice(_ value: JSONValue?) throws(APIError) {
+    /// A choice that forces a tool needs one to force, as Anthropic's API says whichever upstream
+    /// serves the request (translated, an OpenAI-compatible upstream answered in its own words,
+    /// or not at all: review 64C #4).
+    private static func validateToolChoice(_ value: JSONValue?, tools: [JSONValue]) throws(APIError) {
         guard let value, value != .null else { return }
         switch value["type"]?.stringValue {
-        case "auto"?, "any"?, "none"?: break
-        case "tool"?: guard value["name"]?.stringValue?.isEmpty == false else { throw invalid("tool_choice.name", "a non-empty string") }
+        case "auto"?, "none"?: break
+        case "any"?:
+            guard !tools.isEmpty else {
+                throw .invalidRequest("tool_choice: 'any' forces a tool call, but the request has no tools.", param: "tool_choice", code: "invalid_value")
+            }
+        case "tool"?:
+            guard let name = value["name"]?.stringValue, !name.isEmpty else { throw invalid("tool_choice.name", "a non-empty string") }
+            // The fusion tool has no `name`: a choice naming it is `FusionPlan`'s to judge.
+            guard name == FusionPlan.toolName || tools.contains(where: { $0["name"]?.stringValue == name }) else {
+                throw .invalidRequest("tool_choice.name: no tool named '\(name.shortened(toBytes: 256))' is in `tools`.", param: "tool_choice.name", code: "invalid_value")
+            }
         default: throw invalid("tool_choice.type", "one of 'auto', 'any', 'tool', 'none'")
         }
         if let flag = value["disable_parallel_tool_use"], flag != .null, flag.boolValue == nil {
