@@ -9,7 +9,11 @@ import EventLoop
 /// - while waiting to reconnect (after a failure, with `RedisBackoff`), commands fail at once
 ///   with `.unavailable`: callers apply their own policy rather than queue behind an outage;
 /// - a command past its deadline drops the connection (replies come in order, so everything
-///   behind it is stuck too): every pending command fails with `.timeout`, then reconnect.
+///   behind it is stuck too): every pending command fails with `.timeout`, then reconnect. The
+///   connection given up is half-closed, not reset, and left to finish (`Settings.lingerMilliseconds`):
+///   closed with commands unread, a stalled Redis ran only the first ~16 KB it read once it woke
+///   and the kernel discarded the rest (review 62A #1), so "may have been applied" was mostly
+///   "was not"; half-closed, what Redis received runs once.
 ///
 /// Why not hiredis' libuv adapter (`hiredis/adapters/libuv.h`): its async connect resolves a
 /// host name with a blocking `getaddrinfo` on the calling (loop) thread and has no connect
@@ -27,6 +31,10 @@ public final class RedisClient {
         public var maxPendingCommands = 10_000
         /// The largest reply accepted (see `RedisReplyReader`).
         public var maxReplyBytes = 1 << 20
+        /// How long a connection given up on a timeout is left to run what it was sent (its
+        /// replies read and dropped) before it is closed; and how many such connections at most.
+        public var lingerMilliseconds: UInt64 = 10_000
+        public var maxLingeringConnections = 4
         public init() {}
     }
 
@@ -80,6 +88,9 @@ public final class RedisClient {
     /// ceiling worked, even with no command to prove it (an idle gateway).
     private var readyAt: UInt64 = 0
     private var timer: LoopTimer?
+    /// Connections given up on a timeout, left to finish (see the type's comment), each with the
+    /// timer that closes it.
+    private var lingering: [ObjectIdentifier: (connection: TCPConnection, timer: LoopTimer)] = [:]
     private var generator = SystemRandomNumberGenerator()
     /// Counters for tests and metrics.
     public private(set) var connectionsMade = 0
@@ -144,6 +155,7 @@ public final class RedisClient {
         dropConnection()
         timer?.close()
         timer = nil
+        for id in Array(lingering.keys) { endLingering(id) }
         failAll(.unavailable("client closed"))
     }
 
@@ -369,6 +381,7 @@ public final class RedisClient {
         // (review 53 #7: an idle gateway waited out the last outage's backoff, 2.5–5 s).
         if state == .ready && loop.nowMilliseconds &- readyAt >= settings.backoff.maxMilliseconds { failures = 0 }
         state = .waiting
+        if case .timeout = error, let connection { linger(connection) }
         dropConnection()
         failures += 1
         let delay = settings.backoff.delay(failures: failures, using: &generator)
@@ -387,6 +400,30 @@ public final class RedisClient {
         }
         connection = nil
     }
+
+    /// Half-closes `connection` (what is queued is sent first) and reads until Redis closes its
+    /// side or the linger time ends, dropping the replies: their commands have failed already.
+    private func linger(_ connection: TCPConnection) {
+        guard lingering.count < settings.maxLingeringConnections else { return }
+        self.connection = nil
+        let id = ObjectIdentifier(connection)
+        connection.onRead = { _ in }
+        connection.onDisconnect = { [weak self] _ in self?.endLingering(id) }
+        let timer = LoopTimer(loop: loop) { [weak self] in self?.endLingering(id) }
+        timer.start(afterMilliseconds: settings.lingerMilliseconds)
+        lingering[id] = (connection, timer)
+        connection.shutdownAfterWriting()
+    }
+
+    private func endLingering(_ id: ObjectIdentifier) {
+        guard let ended = lingering.removeValue(forKey: id) else { return }
+        ended.timer.close()
+        ended.connection.onDisconnect = nil
+        ended.connection.close()
+    }
+
+    /// Connections given up on a timeout still finishing (tests).
+    var lingeringCount: Int { lingering.count }
 
     private func failAll(_ error: RedisError) {
         let failed = pending[head...]

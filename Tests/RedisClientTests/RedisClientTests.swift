@@ -126,6 +126,38 @@ struct RedisClientTests {
         #expect(harness.readyCount.value >= 2)
     }
 
+    /// Commands written to a Redis that stalls past their deadline fail with `.timeout` ("may have
+    /// been applied"), and the connection is half-closed, not reset: once Redis wakes it runs all
+    /// it was sent. Reset, it ran the first ~16 KB it read and the kernel dropped the rest: 16 of
+    /// 300 (review 62A #1).
+    @Test func commandsSentBeforeAStallRunOnceItEnds() throws {
+        let redis = try RedisServerProcess()
+        var settings = RedisClient.Settings()
+        settings.commandTimeoutMilliseconds = 100
+        settings.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
+        let harness = try Harness(port: redis.port, settings: settings)
+        #expect(try harness.waitUntilReady())
+        redis.pause()
+        defer { redis.resume() }
+        // About 2 KB each, as a settlement's script is.
+        let script = "redis.call('INCR', KEYS[1]) -- " + String(repeating: "x", count: 2_000)
+        let results = harness.pipeline((0..<300).map { _ in ["EVAL", script, "1", "ran"] })
+        #expect(results.allSatisfy { $0 == .failure(.timeout) })
+        let box = UncheckedBox(harness.client)
+        #expect(try harness.thread.loop.submitAndWait { box.value!.lingeringCount } == 1)
+        redis.resume()
+        var ran = ""
+        for _ in 0..<200 {
+            ran = (try? redis.command(["GET", "ran"]))?.split(separator: "\n").last.map(String.init) ?? ""
+            if ran == "300" { break }
+            usleep(25_000)
+        }
+        #expect(ran == "300", "every command Redis was sent runs once")
+        #expect(try harness.waitUntilReady())
+        for _ in 0..<200 where try harness.thread.loop.submitAndWait({ box.value!.lingeringCount }) > 0 { usleep(25_000) }
+        #expect(try harness.thread.loop.submitAndWait { box.value!.lingeringCount } == 0, "closed once Redis closed its side")
+    }
+
     /// A Redis that answers the handshake's PING but never a command (overloaded, or behind a
     /// proxy): each reconnect counts as one more failure, so the backoff grows instead of
     /// retrying at the base delay forever (review 52B #3); an answered command resets it.
