@@ -14,16 +14,6 @@ import Web
 /// the client's bytes, so the session's state lives on one loop while its panel runs on all.
 /// `Renderer` writes the client's API (chat completions, Responses, Anthropic Messages).
 final class FusionSession<Renderer: FusionRenderer> {
-    /// Every model the request may use, resolved up front (a bad one is a 400 naming its field).
-    struct Routes {
-        var byModel: [String: ModelRoute]
-        /// The outer model's fallbacks (the client's `models`), tried in order before its first token.
-        var outerFallbacks: [ModelRoute] = []
-
-        /// A model's price as its calls are charged (a route's, or an outer fallback's).
-        func price(of model: String) -> ModelPrice? { (byModel[model] ?? outerFallbacks.first { $0.slug == model })?.price }
-    }
-
     private var machine: FusionSessionMachine
     private var renderer: Renderer
     private let api: ClientAPI
@@ -116,43 +106,6 @@ final class FusionSession<Renderer: FusionRenderer> {
         record.provider = routes.byModel[request.outerModel]?.endpoint.name
         self.record = record
         callLog = InnerCallLog(requestStart: startedAt, redactor: redactor)
-    }
-
-    /// Resolves every model the request may use, so a bad one is a 400 naming its field before
-    /// any upstream call.
-    static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter,
-                              outerFallbacks: [String] = []) throws(APIError) -> Routes {
-        var routes: [String: ModelRoute] = [:]
-        func resolve(_ model: String, _ param: String) throws(APIError) {
-            guard routes[model] == nil else { return }
-            do {
-                routes[model] = try router.route(model)
-            } catch {
-                // Any refusal of the name (unknown, or a simulated model's bad option) names the
-                // field that holds it (review 59C #4: an option's error said `model`); the
-                // gateway's own trouble (a provider without its key) stays its own.
-                guard (400..<500).contains(error.status) else { throw error }
-                throw .invalidRequest("Invalid model in '\(param)': \(error.message)", param: param, code: error.code)
-            }
-        }
-        try resolve(request.outerModel, "model")
-        for (index, model) in request.parameters.analysisModels.enumerated() {
-            try resolve(model, "\(request.parameterPath).analysis_models[\(index)]")
-        }
-        try resolve(request.judgeModel, "\(request.parameterPath).model")
-        if let fallback = settings.judgeFallbackModel {
-            try resolve(fallback, "fusion.judge_fallback_model (gateway config)")
-        }
-        var fallbacks: [ModelRoute] = []
-        for (index, model) in outerFallbacks.enumerated() {
-            do {
-                fallbacks.append(try router.route(model))
-            } catch {
-                throw APIError(status: error.status, type: error.type, code: error.code,
-                               message: "Invalid fallback in 'models[\(index)]': \(error.message)", param: "models[\(index)]")
-            }
-        }
-        return Routes(byModel: routes, outerFallbacks: fallbacks)
     }
 
     private var now: Double { Double(EventLoop.monotonicNanoseconds() - startedAt) / 1e6 }

@@ -307,7 +307,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     /// The price usage without a cost is costed at, as the client is told it: none for a whole
     /// body relayed as its upstream wrote it (the record states what the client read; review 53 #5).
-    private var pricing: ModelPrice? { relayedAsSent ? nil : route.price }
+    var pricing: ModelPrice? { relayedAsSent ? nil : route.price }
     /// A whole answer went to the client as its upstream wrote it (`deliverWhole`).
     private var relayedAsSent = false
 
@@ -376,119 +376,4 @@ final class CompletionProxy<Request: ProxyRequest> {
         phase = .finished
         finish()
     }
-
-    // MARK: client side
-
-    func openClientStream() {
-        guard case .awaitingUpstreamHead = phase else { return }
-        phase = .streaming
-        accounting.sentStatus = 200
-        writer.startStream(status: 200, headers: [
-            ("Content-Type", "text/event-stream; charset=utf-8"),
-            ("Cache-Control", "no-cache"),
-            ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
-        ] + GenerationHeaders.naming(generationID))
-        // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
-        let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8, redactor: redactor)
-        stream.drainsWhenFull = true  // the transfer is its only producer, on this loop
-        stream.onEnded = { [unowned self] in finish() }
-        self.stream = stream
-        scratch.withBuffer { out in
-            relay.start(into: &out)
-            if !out.isEmpty { stream.emit(out) }
-        }
-        context.shownModel = relayModel
-    }
-
-    func sendKeepAlive() {
-        openClientStream()
-        guard case .streaming = phase else { return }
-        stream?.emit(Array(": keep-alive\n\n".utf8))
-    }
-
-    func checkUpstreamIdle() {
-        guard let transfer, !transfer.isPaused else { return }  // a paused transfer waits for the client
-        let idle = client.loop.nowMilliseconds &- lastUpstreamActivity
-        guard idle >= settings.idleTimeoutMilliseconds else { return }
-        transfer.cancel()
-        self.transfer = nil
-        // Reported as if curl had timed out.
-        upstreamDidComplete(.timedOut("no data from the upstream for \(idle) ms"))
-    }
-
-    /// A client that has taken nothing for too long would pin an upstream transfer forever:
-    /// drop it (the reason is in the request's log line and record).
-    func dropSlowClient() {
-        guard !didFinish else { return }
-        accounting.failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
-        accounting.cancelled = true
-        transfer?.cancel()
-        transfer = nil
-        phase = .finished
-        writer.abort()
-        finish()
-    }
-
-    /// The gateway is stopping and its grace period is over: the client gets the error (in-band
-    /// if the stream began) and the record says why it ended.
-    func cutOnShutdown() {
-        guard !didFinish else { return }
-        fail(.cutOnShutdown)
-    }
-
-    func clientDidDisconnect() {
-        // A response already ending with an error (cut at shutdown, behind a client that stopped
-        // reading) is recorded as that error, not as a client that left.
-        if accounting.failure == nil { accounting.cancelled = true }
-        retryTimer?.close()
-        retryTimer = nil
-        transfer?.cancel()
-        transfer = nil
-        phase = .finished
-        finish()
-    }
-
-    /// Queues the end of the response; `finish` runs once it is written.
-    func finishClientStream() {
-        guard case .streaming = phase else { return }
-        phase = .finished
-        stream?.emitEnd()
-    }
-
-    /// Answers with `error`: as the response if nothing was sent yet, else in-band (an error
-    /// chunk and `[DONE]`).
-    func fail(_ error: APIError) {
-        releaseHeld()  // a collected body is dropped with it (the phase ends below)
-        accounting.failure = RecordError(error, redactor: redactor)
-        transfer?.cancel()
-        transfer = nil
-        if let stream {
-            scratch.withBuffer { out in
-                relay.fail(error, into: &out)
-                stream.emit(out)
-            }
-            phase = .finished
-            stream.emitEnd()
-        } else {
-            accounting.sentStatus = error.status
-            var error = error
-            error.headers += GenerationHeaders.naming(generationID)
-            if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
-            writer.respond(error: error, api: api)
-            phase = .finished
-            finish()
-        }
-    }
-
-    func finish() {
-        guard !didFinish else { return }
-        didFinish = true
-        watchdog?.close()
-        idleCheck?.close()
-        retryTimer?.close()
-        writer.onClientGone = nil
-        stream?.close()
-        onFinish { [self] in accounting.close(relay: streamed ? relay : nil, estimatedPromptTokens: estimatedPromptTokens, price: pricing) }
-    }
 }
-
