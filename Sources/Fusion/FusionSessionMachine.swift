@@ -61,10 +61,11 @@ public struct FusionSessionMachine: Sendable {
 
     public enum Event: Sendable {
         case callEvent(CallID, ModelEvent)
-        /// The call's stream ended; `end` tells whether it was complete.
-        case callEnded(CallID, StreamEnd)
+        /// The call's stream ended; `end` tells whether it was complete. `answeredBy`: the model
+        /// that answered when it was not the one asked (an outer turn's fallback from `models`).
+        case callEnded(CallID, StreamEnd, answeredBy: String? = nil)
         /// `statusCode`: the upstream's HTTP status when it refused the call (nil otherwise).
-        case callFailed(CallID, APIError, MemberFailureReason, statusCode: Int? = nil)
+        case callFailed(CallID, APIError, MemberFailureReason, statusCode: Int? = nil, answeredBy: String? = nil)
         case toolFinished(ToolRunID, ToolOutcome)
         /// A timer armed by `startTimer` ran out.
         case timerFired(FusionTimer)
@@ -304,17 +305,17 @@ public struct FusionSessionMachine: Sendable {
             case .judge?: return judgeEvent(id, modelEvent, at: time)
             case nil: return []  // a cancelled call's late event
             }
-        case .callEnded(let id, let end):
+        case .callEnded(let id, let end, let answeredBy):
             guard let role = roles.removeValue(forKey: id) else { return [] }
             switch role {
-            case .outer: return outerEnded(id, end, at: time)
+            case .outer: return outerEnded(id, end, model: answeredBy ?? request.outerModel, at: time)
             case .member(let index): return memberEnded(index, id, end, at: time)
             case .judge: return judgeEnded(id, end, at: time)
             }
-        case .callFailed(let id, let error, let reason, let statusCode):
+        case .callFailed(let id, let error, let reason, let statusCode, let answeredBy):
             guard let role = roles.removeValue(forKey: id) else { return [] }
             switch role {
-            case .outer: return outerFailed(id, error, reason, at: time)
+            case .outer: return outerFailed(id, error, reason, model: answeredBy ?? request.outerModel, at: time)
             case .member(let index):
                 guard members[index]?.call == id else { return [] }
                 members[index]?.call = nil
@@ -370,15 +371,16 @@ public struct FusionSessionMachine: Sendable {
         return [.output(.answer(forward))]
     }
 
-    mutating func outerEnded(_ id: CallID, _ end: StreamEnd, at time: Double) -> [Action] {
+    /// `model`: the model that answered the turn (the one asked, or a fallback of it).
+    mutating func outerEnded(_ id: CallID, _ end: StreamEnd, model: String, at time: Double) -> [Action] {
         guard outerCall == id, let turn = outer else { return [] }
         outerCall = nil
         if end == .truncated {
-            record(turn.stats(model: request.outerModel, status: MemberFailureReason.truncated.rawValue, at: time), final: turn.final)
+            record(turn.stats(model: model, status: MemberFailureReason.truncated.rawValue, at: time), final: turn.final)
             return fail(.upstreamUnavailable("The stream from the outer model ended before its answer was complete.",
                                              code: "upstream_truncated"), at: time)
         }
-        let stats = turn.stats(model: request.outerModel, status: "ok", at: time)
+        let stats = turn.stats(model: model, status: "ok", at: time)
         record(stats, final: turn.final)
         if turn.final {
             let report = PhaseReport(.final, .completed, duration: time - turn.startedAt, summary: "\(stats.characters) characters")
@@ -396,10 +398,10 @@ public struct FusionSessionMachine: Sendable {
         return startDeliberation(fusionCall, at: time)
     }
 
-    mutating func outerFailed(_ id: CallID, _ error: APIError, _ reason: MemberFailureReason, at time: Double) -> [Action] {
+    mutating func outerFailed(_ id: CallID, _ error: APIError, _ reason: MemberFailureReason, model: String, at time: Double) -> [Action] {
         guard outerCall == id, let turn = outer else { return [] }
         outerCall = nil
-        record(turn.stats(model: request.outerModel, status: reason.rawValue, at: time), final: turn.final)
+        record(turn.stats(model: model, status: reason.rawValue, at: time), final: turn.final)
         return fail(error, at: time)
     }
 

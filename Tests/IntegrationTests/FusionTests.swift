@@ -274,6 +274,12 @@ import Testing
         #expect(fellBack.status == 200, "\(fellBack.text)")
         #expect(fellBack.json?["fusion"]?["status"] == .string("ok"))
         #expect(fellBack.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.hasPrefix("Drawing on a panel") == true)
+        // The outer turns are reported under the model that answered them, in the usage's
+        // breakdown and the record, as a proxied request's (review 64B #2).
+        let outerCalls = fellBack.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.filter { $0["role"]?.stringValue?.hasPrefix("outer") == true }
+        #expect(outerCalls?.count == 2 && outerCalls?.allSatisfy { $0["model"] == .string("mock/outer:pace_ms=1") } == true, "\(fellBack.text)")
+        let record = try #require(try env.generation(fellBack.header("x-generation-id")))
+        #expect(record["model"] == .string("mock/outer:pace_ms=1"), "\(record)")
     }
 
     @Test func allMembersFailingIsATypedErrorTheOuterModelStillAnswers() throws {

@@ -159,14 +159,14 @@ final class FusionSession<Renderer: FusionRenderer> {
             opaque.end(producer)
             let (end, summary) = InnerCallRecord.decodeEnd(bytes)
             if let wait = callLog.ended(producer, end, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
-            event = .callEnded(producer, end)
+            event = .callEnded(producer, end, answeredBy: callLog.answeredBy(producer))
         case InnerCallRecord.failed:
             calls[producer] = nil
             callStarts[producer] = nil
             opaque.end(producer)
             let (error, reason, summary) = InnerCallRecord.decodeFailure(bytes)
             if let wait = callLog.failed(producer, error, summary, at: time) { meter.waited(from: wait.0, to: wait.1) }
-            event = .callFailed(producer, error, reason, statusCode: Self.refusalStatus(reason, summary))
+            event = .callFailed(producer, error, reason, statusCode: Self.refusalStatus(reason, summary), answeredBy: callLog.answeredBy(producer))
         case InnerCallRecord.promptUsage:
             callLog.promptUsage(producer, InnerCallRecord.decodeUsage(bytes))
             return
@@ -394,6 +394,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         let accounted = accounted
         record.fusionCalls = accounted.calls.map(\.json)
         record.innerCalls = callLog.records(pricedBy: routes.price(of:))
+        // The model that answered, as a proxied request's record names it (review 64B #2).
+        if let answering = callLog.answeringOuterCall { (record.model, record.provider) = (answering.model, answering.provider) }
         // The client's usage, the estimates of calls cut before theirs included: what the key
         // is charged.
         record.usage = accounted.usage

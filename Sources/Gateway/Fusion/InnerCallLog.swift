@@ -129,6 +129,20 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         entry.record.usageEstimated = true
     }
 
+    /// The model that answered a closed call, when it was not the one asked (a fallback).
+    func answeredBy(_ id: CallID) -> String? {
+        guard let entry = entries[id], !entry.open, let asked = entry.routes.first?.model, entry.record.model != asked else { return nil }
+        return entry.record.model
+    }
+
+    /// The model (and its provider) that wrote the answer: the final outer turn's, else the
+    /// first's; a fallback's when one took over (nil: no outer turn has ended).
+    var answeringOuterCall: (model: String, provider: String)? {
+        let outer = entries.keys.sorted().compactMap { entries[$0] }.filter { !$0.open && $0.record.role.hasPrefix("outer") }
+        guard let last = outer.last(where: { $0.record.role == "outer_final" }) ?? outer.last else { return nil }
+        return (last.record.model, last.record.provider)
+    }
+
     /// Panel calls still running: at the request's end, the members it cancels.
     var openPanelCalls: Int { entries.values.count { $0.open && $0.record.role == "panel" } }
 
