@@ -290,7 +290,10 @@ extension MemberStats {
                 filled.insert(own)
                 continue
             }
-            let matches = calls.indices.filter { calls[$0].role == estimate.role && calls[$0].model == estimate.model }
+            // An outer turn a fallback answered is under the fallback's name (review 64B #2).
+            let matches = calls.indices.filter {
+                calls[$0].role == estimate.role && (calls[$0].model == estimate.model || calls[$0].model == estimate.answeredBy)
+            }
             if let empty = matches.first(where: { calls[$0].usage == nil && !filled.contains($0) }) {
                 calls[empty].usage = estimate.usage
                 calls[empty].usageEstimated = true
