@@ -202,6 +202,7 @@ extension FusionSessionMachine {
                                             usage: run.usage), at: time)
         }
         members[index]?.call = id
+        members[index]?.usageBeforeCall = run.usage
         let model = request.parameters.analysisModels[index]
         let base = FusionPrompts.innerRequest(model: model, messages: [], parameters: request.parameters,
                                               defaultMaxTokens: limits.defaultMaxTokens)
@@ -214,7 +215,7 @@ extension FusionSessionMachine {
         members[index]?.loop.received(event)
         switch event {
         case .usage(let usage):
-            let sum = (members[index]?.usage ?? Usage()) + usage  // summed over its turns
+            let sum = (members[index]?.usageBeforeCall ?? Usage()) + usage  // earlier turns' and this one's last report
             members[index]?.usage = sum
             deliberation?.memberSpent[index, default: .init()].usage = sum
             return []
@@ -271,6 +272,7 @@ extension FusionSessionMachine {
                                            reason: .innerCallLimit, usage: run.usage), at: time)
         }
         judge?.call = id
+        judge?.usageBeforeCall = run.usage
         let base = FusionPrompts.innerRequest(model: run.model, messages: [], parameters: request.parameters,
                                               defaultMaxTokens: limits.defaultMaxTokens, judge: true)
         return [.startCall(Call(id: id, role: .judge, model: run.model, request: run.loop.request(base), timeoutMilliseconds: timeout))]
@@ -281,7 +283,7 @@ extension FusionSessionMachine {
         judge?.loop.received(event)
         switch event {
         case .usage(let usage):
-            let sum = (judge?.usage ?? Usage()) + usage
+            let sum = (judge?.usageBeforeCall ?? Usage()) + usage
             judge?.usage = sum
             deliberation?.judgeSpent.usage = sum
             return []

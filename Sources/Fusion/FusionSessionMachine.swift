@@ -226,7 +226,12 @@ public struct FusionSessionMachine: Sendable {
         var loop: ToolLoop
         var startedAt: Double
         var call: CallID?
+        /// Summed over its turns (its calls); within a call the last report is the call's total.
         var usage: Usage?
+        /// `usage` as the current call started: a call's reports are running totals (Gemini's,
+        /// vLLM's and LiteLLM's OpenAI-compatible streams repeat them), never added to each
+        /// other (review 68C #1).
+        var usageBeforeCall: Usage?
     }
 
     struct JudgeRun: Sendable {
@@ -234,7 +239,9 @@ public struct FusionSessionMachine: Sendable {
         var loop: ToolLoop
         var startedAt: Double
         var call: CallID?
+        /// As a member's (`MemberRun`).
         var usage: Usage?
+        var usageBeforeCall: Usage?
         /// Bumped at every (re)start: tool results of an earlier judge are dropped.
         var generation: Int
     }
