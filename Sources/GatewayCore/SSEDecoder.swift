@@ -201,8 +201,12 @@ public struct SSEEventView {
     public let name: UnsafeRawBufferPointer
     public let data: UnsafeRawBufferPointer
 
-    /// True for OpenAI's end-of-stream sentinel `data: [DONE]`.
-    public var isDone: Bool { data.elementsEqual("[DONE]".utf8) }
+    /// True for OpenAI's end-of-stream sentinel `data: [DONE]`, white space after it allowed (as
+    /// OpenAI's SDKs read it: review 68A #6).
+    public var isDone: Bool {
+        guard data.count >= 6, data[data.startIndex] == UInt8(ascii: "[") else { return false }
+        return data.prefix(6).elementsEqual("[DONE]".utf8) && data.dropFirst(6).allSatisfy { $0 == 0x20 || $0 == 0x09 }
+    }
 
     public var nameString: String { String(decoding: name, as: UTF8.self) }
     public var dataString: String { String(decoding: data, as: UTF8.self) }

@@ -157,8 +157,8 @@ import Testing
     @Test func doneSentinel() throws {
         var decoder = SSEDecoder()
         var done: [Bool] = []
-        try decoder.feed(Array("data: [DONE]\n\ndata: [DONE] \n\n".utf8)) { done.append($0.isDone) }
-        #expect(done == [true, false])
+        try decoder.feed(Array("data: [DONE]\n\ndata: [DONE] \t\n\ndata: [DONE]x\n\ndata: [DONE\n\n".utf8)) { done.append($0.isDone) }
+        #expect(done == [true, true, false, false])
     }
 }
 

@@ -57,4 +57,25 @@ import Testing
         }
         #expect(failure.status == 503 && failure.message.contains("The model is overloaded."), "\(failure)")
     }
+
+    /// An OpenAI-compatible stream is complete only after a finish reason: `[DONE]` alone is a
+    /// cut answer, and llama.cpp's `error:` line (then `[DONE]`) or an event named `error` of
+    /// any shape is the upstream's error (review 68A #1, #4; 68C #5).
+    @Test func openAIDoneWithoutAFinishIsCutAndAnErrorLineIsAnError() throws {
+        let text = "data: {\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}\n\n"
+        let (_, cut) = try ProviderFixtures.decode([Array((text + "data: [DONE]\n\n").utf8)], with: OpenAICompatibleProvider())
+        #expect(cut == .truncated)
+        let finished = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+        let (_, complete) = try ProviderFixtures.decode([Array((text + finished + "data: [DONE]\n\n").utf8)], with: OpenAICompatibleProvider())
+        #expect(complete == .complete)
+        for failure in [#"error: {"code":500,"message":"context shift is disabled","type":"server_error"}"# + "\n\n",
+                        "event: error\ndata: {\"message\":\"context shift is disabled\"}\n\n"] {
+            let (events, _) = try ProviderFixtures.decode([Array((text + failure + "data: [DONE]\n\n").utf8)], with: OpenAICompatibleProvider())
+            guard case .error(let error)? = events.last else {
+                Issue.record("\(failure): \(events)")
+                continue
+            }
+            #expect(error.message.contains("context shift is disabled") && events.first == .text("Hello"), "\(events)")
+        }
+    }
 }

@@ -83,7 +83,7 @@ import Testing
     }
 
     @Test func stopsAtDoneAndIgnoresTrailingBytes() {
-        let chunk = #"{"choices":[{"delta":{"content":"a"}}]}"#
+        let chunk = #"{"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]}"#
         let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\ndata: {\"late\":1}\n\n".utf8)])
         #expect(result.output == "data: \(chunk)\n\ndata: [DONE]\n\n")
         #expect(result.outcome == .done)
@@ -104,14 +104,18 @@ import Testing
     ])
     func chunksThatSayNothingAreHeldAndAloneAreNoAnswer(chunk: String, answers: Bool) {
         let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
-        if answers {
+        if answers && chunk.contains("finish_reason") {
             #expect(result.outcome == .done && result.output.hasPrefix("data: {"), "\(result.output)")
+        } else if answers {
+            // An answer that never said it finished was cut, `[DONE]` or not (review 68A #1).
+            guard case .failed(let error) = result.outcome else { Issue.record("\(result.output)"); return }
+            #expect(error.code == "upstream_truncated" && result.output.hasPrefix("data: {"), "\(result.output)")
         } else {
             guard case .failed(let error) = result.outcome else { Issue.record("\(result.output)"); return }
             #expect(error.code == "upstream_protocol_error" && !result.output.contains("assistant"), "\(result.output)")
         }
         // Before an answer, held and sent with it, once.
-        let held = relayAll([Array("data: \(chunk)\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n".utf8)])
+        let held = relayAll([Array("data: \(chunk)\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".utf8)])
         #expect(held.outcome == .done && held.output.components(separatedBy: "data: {").count == 3, "\(held.output)")
     }
 
@@ -129,11 +133,39 @@ import Testing
     /// A named event is not a chat chunk: left out (it would reach the client with no name and
     /// no `choices`); `message` is the default name, and a named `error` still fails the stream.
     @Test func namedEventsAreNotChatChunks() {
-        let chunk = #"{"choices":[{"delta":{"content":"ok"}}]}"#
+        let chunk = #"{"choices":[{"delta":{"content":"ok"},"finish_reason":"stop"}]}"#
         let result = relayAll([Array("event: weird\ndata: {\"foo\":1}\n\nevent: message\ndata: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
         #expect(result.output == "data: \(chunk)\n\ndata: [DONE]\n\n" && result.outcome == .done, "\(result.output)")
-        let error = relayAll([Array("event: error\ndata: {\"error\":{\"message\":\"boom\"}}\n\n".utf8)])
-        #expect(error.output.contains("boom"), "\(error.output)")
+        // A named `error` is the upstream's error whatever its data's shape: never a chunk
+        // without `choices`, never a clean end (review 68A #4).
+        for data in [#"{"error":{"message":"boom"}}"#, #"{"message":"boom","code":500}"#, "boom"] {
+            let error = relayAll([Array("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\nevent: error\ndata: \(data)\n\ndata: [DONE]\n\n".utf8)])
+            guard case .failed(let failure) = error.outcome else { Issue.record("\(data): \(error.output)"); continue }
+            #expect(failure.message.contains("boom") && !error.output.contains(#""code":500"#), "\(data): \(error.output)")
+        }
+    }
+
+    /// llama.cpp's server reports a failure mid-stream on an `error:` line, then sends `[DONE]`:
+    /// the client gets the error, not a cut answer passed as complete; a 400 before the answer
+    /// keeps its status (review 68A #1).
+    @Test func llamaCppsErrorLineIsTheStreamsError() {
+        let text = #"data: {"choices":[{"delta":{"content":"Hello"}}]}"# + "\n\n"
+        let line = #"error: {"code":500,"message":"context shift is disabled","type":"server_error"}"# + "\n\n"
+        let result = relayAll([Array((text + line + "data: [DONE]\n\n").utf8)])
+        guard case .failed(let error) = result.outcome else { Issue.record("\(result.output)"); return }
+        #expect(error.message.contains("context shift is disabled") && result.output.contains("Hello"), "\(result.output)")
+        let first = relayAll([Array((#"error: {"code":400,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}"# + "\n\ndata: [DONE]\n\n").utf8)])
+        guard case .failed(let refused) = first.outcome else { Issue.record("\(first.output)"); return }
+        #expect(refused.status == 400 && refused.message.contains("context size"), "\(refused)")
+        // Other lines that are no SSE field are still ignored.
+        let ignored = relayAll([Array(("errors: x\nwarning: y\n" + #"data: {"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]}"# + "\n\ndata: [DONE]\n\n").utf8)])
+        #expect(ignored.outcome == .done, "\(ignored.output)")
+    }
+
+    /// `[DONE]` followed by white space is the sentinel still (OpenAI's SDKs read it so).
+    @Test func doneWithTrailingSpaceEndsTheStream() {
+        let result = relayAll([Array((#"data: {"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]}"# + "\n\ndata:[DONE]  \n\n").utf8)])
+        #expect(result.outcome == .done, "\(result.output)")
     }
 
     @Test func malformedEventBecomesAnErrorChunkThenDone() throws {

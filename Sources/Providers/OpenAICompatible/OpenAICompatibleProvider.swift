@@ -100,6 +100,10 @@ public struct OpenAICompatibleProvider: Provider {
         OpenAIErrors.streamError(error, redactor: redactor)
     }
 
+    /// The error of an event named `error`, and of llama.cpp's `error:` line (`OpenAIErrors`).
+    public static func namedEventError(_ data: UnsafeRawBufferPointer) -> JSONValue { OpenAIErrors.namedEventError(data) }
+    public static func errorLine(_ line: UnsafeRawBufferPointer) -> JSONValue? { OpenAIErrors.errorLine(line) }
+
     /// A choice's own failure (`OpenAIErrors.choiceError`).
     public static func choiceError(error: JSONValue?, finishReason: String?) -> JSONValue? {
         OpenAIErrors.choiceError(error: error, finishReason: finishReason)

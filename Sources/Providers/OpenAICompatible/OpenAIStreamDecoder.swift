@@ -1,11 +1,15 @@
 import GatewayCore
 
 /// OpenAI's chat completion stream (`data: {chunk}` events, then `data: [DONE]`) as events.
+/// `[DONE]` ends it complete only after a finish reason: OpenAI always sends one, and a server
+/// that reports a failure some other way (llama.cpp's `error:` line) still ends with `[DONE]`
+/// (review 68A #1, 68C #5: such answers passed as complete, Messages said `end_turn`).
 struct OpenAIStreamDecoder: ModelStreamDecoder {
     private var sse: SSEDecoder
     private let redactor: Redactor
     private var ended = false
     private var sawFinish = false
+    private var sawDone = false
     private var state = OpenAIChunk.StreamState()
     private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
@@ -18,6 +22,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         guard !ended else { return true }
         // The callback may not touch `self` while `sse` is mutated: it collects into locals.
         var done = false
+        var sawDone = false
         var failure: StreamDecodingError?
         var finished = false
         // Taken out while the chunk is read, so the local is its only reference and a tool call's
@@ -33,6 +38,12 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                 guard !done, failure == nil, !event.data.isEmpty else { return }
                 if event.isDone {
                     done = true
+                    sawDone = true
+                    return
+                }
+                if event.name.elementsEqual("error".utf8) {
+                    done = true
+                    emit(.error(OpenAIErrors.streamError(OpenAIErrors.namedEventError(event.data), redactor: redactor)))
                     return
                 }
                 guard let chunk = JSONView(validating: event.data), chunk.isObject(chunk.root) else {
@@ -56,15 +67,22 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     }
                     emit(modelEvent)
                 }
+            } onOtherLine: { line in
+                guard !done, failure == nil, let error = OpenAIErrors.errorLine(line) else { return }
+                done = true
+                emit(.error(OpenAIErrors.streamError(error, redactor: redactor)))
             }
         } catch {
             throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
         }
         if finished { sawFinish = true }
         if let failure { throw failure }
+        if sawDone { self.sawDone = true }
         if done { ended = true }
         return ended
     }
 
-    func end() -> StreamEnd { ended || sawFinish ? .complete : .truncated }
+    /// Complete after a finish reason, or after an error (reported as the call's failure); a
+    /// `[DONE]` alone, or no end at all, is a cut answer.
+    func end() -> StreamEnd { sawFinish || (ended && !sawDone) ? .complete : .truncated }
 }

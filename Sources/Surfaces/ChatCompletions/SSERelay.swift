@@ -8,8 +8,10 @@ import Providers
 /// checked for syntax and given the completion's own `id` and `model` in the same pass
 /// (`JSONScanner.appendObject`: no decoding). Comments, `id:`/`retry:` fields, event names and
 /// empty events are dropped; garbage becomes an error chunk rather than something that crashes a
-/// client's JSON parser. `[DONE]` ends the relay. A body that ends with neither `[DONE]` nor a
-/// finish reason was cut short: an error chunk says so, never a clean end.
+/// client's JSON parser. `[DONE]` ends the relay. A body that ends without a finish reason
+/// (with or without `[DONE]`: llama.cpp reports a failure on an `error:` line and still sends it)
+/// was cut short: an error chunk says so, never a clean end; the `error:` line or an event named
+/// `error` is the upstream's error (review 68A #1, #4).
 ///
 /// Chunks before the answer's first (a role-only delta, which OpenAI, vLLM and llama.cpp send
 /// before any token; a usage or filter chunk without choices) are held and go out with it: until
@@ -123,7 +125,12 @@ public struct SSERelay {
         swap(&decoder, &self.decoder)
         defer { swap(&decoder, &self.decoder) }
         do {
-            try decoder.feed(bytes) { event in relayEvent(event, into: &out) }
+            try decoder.feed(bytes) { event in
+                relayEvent(event, into: &out)
+            } onOtherLine: { line in
+                guard stop == nil, let error = OpenAICompatibleProvider.errorLine(line) else { return }
+                stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
+            }
         } catch {
             stop = nil
             fail(.upstreamProtocol("the upstream sent an event larger than \(decoder.maxEventBytes) bytes"), into: &out)
@@ -145,9 +152,14 @@ public struct SSERelay {
             stop = .done
             return
         }
-        // A named event (other than `message`, or an `error` carrying one) is not a chat chunk:
-        // relayed without its name it would reach the client as a chunk with no `choices`.
-        if !event.name.isEmpty && !event.name.elementsEqual("message".utf8) && !event.name.elementsEqual("error".utf8) { return }
+        // A named event other than `message` is not a chat chunk: relayed without its name it
+        // would reach the client as a chunk with no `choices`. One named `error` is the
+        // upstream's error, whatever its data's shape.
+        if event.name.elementsEqual("error".utf8) {
+            stop = .upstreamError(OpenAICompatibleProvider.streamError(OpenAICompatibleProvider.namedEventError(event.data), redactor: redactor))
+            return
+        }
+        if !event.name.isEmpty && !event.name.elementsEqual("message".utf8) { return }
         // The few chunks that carry accounting or an error are parsed; the rest only scanned.
         var chunk: JSONValue?
         var checked: JSONValue?  // the chunk's usage, when the gateway had to correct it
@@ -267,10 +279,15 @@ public struct SSERelay {
         outcome = .failed(error)
     }
 
-    /// `[DONE]`, after the usage chunk the client asked for; an error when nothing was answered.
+    /// `[DONE]`, after the usage chunk the client asked for; an error when nothing was answered,
+    /// or when the answer never said it finished.
     private mutating func finishStream(into out: inout [UInt8]) {
         guard answerBegan else {
             fail(.upstreamProtocol("the upstream's stream ended without answering"), into: &out)
+            return
+        }
+        guard finishReason != nil else {
+            fail(.upstreamTruncated(), into: &out)
             return
         }
         appendOwedUsage(into: &out)
