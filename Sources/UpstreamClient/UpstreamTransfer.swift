@@ -65,6 +65,7 @@ public final class UpstreamTransfer {
             for entry in request.connectTo { connectToList = curl_slist_append(connectToList, entry) }
             CCurl_easy_setopt_slist(easy, CURLOPT_CONNECT_TO, connectToList)
         }
+        if connectFilter == nil, let noProxy = Self.noProxy { CCurl_easy_setopt_string(easy, CURLOPT_NOPROXY, noProxy) }
         if connectFilter != nil {
             CCurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1)
             CCurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
@@ -123,6 +124,20 @@ public final class UpstreamTransfer {
     /// configured header, a key read from the environment with a stray line break): no header
     /// injected upstream, no line cut short at a NUL. An empty value gives `Name:`, which tells
     /// curl to send no such header.
+    /// Hosts reached without the proxy curl's environment names (`http_proxy`, `https_proxy`,
+    /// `all_proxy`), when one is set: loopback always (the built-in simulator, a local llama.cpp
+    /// or vLLM; a leftover `http_proxy` broke the quick start: review 68D #1), then `no_proxy`'s
+    /// own. Nil without a proxy variable: curl's default, and no per-request option.
+    static let noProxy: String? = noProxy(environment: ProcessInfo.processInfo.environment)
+
+    static func noProxy(environment: [String: String]) -> String? {
+        let proxies = ["http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+        guard proxies.contains(where: { environment[$0]?.isEmpty == false }) else { return nil }
+        let own = (environment["no_proxy"] ?? environment["NO_PROXY"] ?? "").trimmingCharacters(in: .whitespaces)
+        if own == "*" { return own }
+        return "localhost,127.0.0.0/8,::1" + (own.isEmpty ? "" : "," + own)
+    }
+
     static func headerLine(_ name: String, _ value: String, into line: inout [CChar]) {
         line.removeAll(keepingCapacity: true)
         func append(_ text: String) {

@@ -145,6 +145,34 @@ import Testing
         withExtendedLifetime(client) {}
     }
 
+    /// A proxy named by the environment (here a dead one, as left over in many shells) is not
+    /// used for loopback upstreams: the built-in simulator answers (review 68D #1: a 502 naming
+    /// the proxy's address, the quick start broken).
+    @Test(.timeLimit(.minutes(1))) func loopbackUpstreamsBypassTheEnvironmentsProxy() throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--port", "0", "--loops", "1"]
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["no_proxy", "NO_PROXY"] { environment[name] = nil }
+        environment["http_proxy"] = "http://127.0.0.1:1"
+        environment["ALL_PROXY"] = "http://127.0.0.1:1"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = Pipe()
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL) }
+        var banner = Data()
+        while !String(decoding: banner, as: UTF8.self).contains("\n") { banner += output.fileHandleForReading.availableData }
+        let text = String(decoding: banner, as: UTF8.self)
+        let address = try #require(text.range(of: "127.0.0.1:"), "\(text)")
+        let port = try #require(Int(text[address.upperBound...].prefix { $0.isNumber }), "\(text)")
+        let client = try TestClient(port: port)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "sim/normal", stream: false)))
+        let response = try client.readResponse()
+        #expect(response.status == 200, "\(response.text)")
+    }
+
     /// `--log-format json`: the running gateway's every line on standard error is one JSON object.
     @Test(.timeLimit(.minutes(1))) func jsonLogsFromTheCommandLine() throws {
         let process = Process()

@@ -42,4 +42,14 @@ import Testing
         UpstreamTransfer.headerLine("Expect", "", into: &line)
         #expect(String(cString: line) == "Expect:")
     }
+
+    /// Which hosts skip the environment's proxy (`UpstreamTransfer.noProxy`).
+    @Test func loopbackSkipsTheEnvironmentsProxy() {
+        #expect(UpstreamTransfer.noProxy(environment: [:]) == nil, "no proxy variable: curl's default")
+        #expect(UpstreamTransfer.noProxy(environment: ["no_proxy": "corp"]) == nil)
+        #expect(UpstreamTransfer.noProxy(environment: ["http_proxy": "http://p:1"]) == "localhost,127.0.0.0/8,::1")
+        #expect(UpstreamTransfer.noProxy(environment: ["HTTPS_PROXY": "http://p:1", "NO_PROXY": " .corp,10.0.0.0/8 "])
+            == "localhost,127.0.0.0/8,::1,.corp,10.0.0.0/8")
+        #expect(UpstreamTransfer.noProxy(environment: ["all_proxy": "socks5://p", "no_proxy": "*"]) == "*")
+    }
 }
