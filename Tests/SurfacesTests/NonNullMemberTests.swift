@@ -8,7 +8,7 @@ import Testing
 /// reference is the plain byte-by-byte scan it replaced: the same answer wherever quotes, keys,
 /// colons and nulls fall relative to word boundaries.
 @Suite struct NonNullMemberTests {
-    static let pieces = ["\"", "usage", "finish_reason", "error", "\"usage\"", "\"finish_reason\"", "\"error\"", ":", " ", "\n", "null",
+    static let pieces = ["\"", "usage", "finish_reason", "error", "\"usage\"", "\"finish_reason\"", "\"error\"", "\"tool_calls\"", "tool_call", ":", " ", "\n", "null",
                          "nul", "1", "{", "}", ",", "\\\"", "u", "f", "e", "abcdefgh", "\"usag\"", "é"]
     static let text = Gen.element(of: pieces).array(of: 0...30).map { $0.compactMap { $0 }.joined() }
 
@@ -18,8 +18,8 @@ import Testing
         await propertyCheck(count: 3000, input: Self.text) { text in
             let bytes = Array(text.utf8)
             bytes.withUnsafeBytes { buffer in
-                let found = buffer.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#)
-                let reference = Self.reference(buffer, [#""usage""#, #""finish_reason""#, #""error""#])
+                let found = buffer.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#)
+                let reference = Self.reference(buffer, [#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#])
                 #expect(text.contains("\\") ? (found || !reference) : found == reference, "\(text)")
             }
         }
@@ -28,7 +28,7 @@ import Testing
     /// Whatever escapes spell the names, a JSON object with a non-null `usage`, `finish_reason`
     /// or `error` member (at any depth) is found: the scan may say "parse it" too often, never
     /// too rarely.
-    static let names = ["usage", "finish_reason", "error", "content", "role", "us", "errors", "index"]
+    static let names = ["usage", "finish_reason", "error", "tool_calls", "content", "role", "us", "errors", "index"]
     static let object = zip(Gen.element(of: names), Gen.bool.array(of: 13...13), Gen.int(in: 0...3)).array(of: 0...5)
 
     @Test func escapedKeyMembers() async {
@@ -43,13 +43,13 @@ import Testing
                 }.joined()
                 let value = ["null", "1", #"{"usage":null}"#, #"{"finish_reason":"stop"}"#][kind]
                 parts.append("\"\(key)\":\(value)")
-                if ["usage", "finish_reason", "error"].contains(name) && kind != 0 { expected = true }
+                if ["usage", "finish_reason", "error", "tool_calls"].contains(name) && kind != 0 { expected = true }
                 if kind == 3 { expected = true }
             }
             let text = "{" + parts.joined(separator: ",") + "}"
             #expect((try? JSONValue.parse(Array(text.utf8))) != nil, "\(text)")
             Array(text.utf8).withUnsafeBytes { buffer in
-                if expected { #expect(buffer.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#), "\(text)") }
+                if expected { #expect(buffer.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#), "\(text)") }
             }
         }
     }

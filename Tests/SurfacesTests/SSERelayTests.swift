@@ -162,6 +162,54 @@ import Testing
         #expect(ignored.outcome == .done, "\(ignored.output)")
     }
 
+    /// Tool calls passed through are numbered as the other routes number them: shared ids
+    /// (DeepSeek, GLM, Kimi), every call at index 0, indexes left out; each call its own index
+    /// and id, its id and name once (review 68A #2: the SDK's helper merged two calls into `fg`
+    /// with `{"a":1}{"b":2}`, or raised an `IndexError`).
+    @Test(arguments: [
+        // Two calls sharing one id, each at its own index.
+        [#"{"index":0,"id":"call","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}"#,
+         #"{"index":1,"id":"call","type":"function","function":{"name":"g","arguments":"{\"b\":2}"}}"#],
+        // Every call at index 0, told apart by id.
+        [#"{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":"}}"#,
+         #"{"index":0,"function":{"arguments":"1}"}}"#,
+         #"{"index":0,"id":"c2","type":"function","function":{"name":"g","arguments":"{\"b\":2}"}}"#],
+        // No index at all.
+        [#"{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}"#,
+         #"{"id":"c2","type":"function","function":{"name":"g","arguments":"{\"b\":2}"}}"#],
+    ])
+    func passedThroughToolCallsAreNumberedAsOnTheOtherRoutes(fragments: [String]) throws {
+        var body = ""
+        for fragment in fragments { body += #"data: {"choices":[{"index":0,"delta":{"tool_calls":[\#(fragment)]}}]}"# + "\n\n" }
+        body += #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+        let result = relayAll([Array(body.utf8)])
+        #expect(result.outcome == .done, "\(result.output)")
+        // Accumulated as the OpenAI SDK's helper does: by index, id and name concatenated.
+        var calls: [Int: (id: String, name: String, arguments: String)] = [:]
+        for event in try decodeAll([Array(result.output.utf8)]) where event.data != "[DONE]" {
+            for call in try JSONValue.parse(Array(event.data.utf8))["choices"]?.arrayValue?.first?["delta"]?["tool_calls"]?.arrayValue ?? [] {
+                let index = try #require(call["index"]?.intValue, "\(event.data)")
+                var entry = calls[Int(index)] ?? ("", "", "")
+                entry.id += call["id"]?.stringValue ?? ""
+                entry.name += call["function"]?["name"]?.stringValue ?? ""
+                entry.arguments += call["function"]?["arguments"]?.stringValue ?? ""
+                calls[Int(index)] = entry
+            }
+        }
+        #expect(calls.keys.sorted() == [0, 1], "\(calls)")
+        #expect(calls[0]?.name == "f" && calls[0]?.arguments == #"{"a":1}"# && calls[1]?.name == "g" && calls[1]?.arguments == #"{"b":2}"#, "\(calls)")
+        #expect(Set(calls.values.map(\.id)).count == 2 && !(calls[0]?.id.isEmpty ?? true), "\(calls)")
+    }
+
+    /// A whole answer's calls sharing one id each get their own (review 68A #2).
+    @Test func aWholeAnswersSharedToolCallIDsAreMadeUnique() throws {
+        let body = #"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"call","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#
+        let rewritten = try #require(ChatCompletionBody.rewriting(Array(body.utf8), id: "gen-1", model: "m", created: 1))
+        let calls = try JSONValue.parse(rewritten)["choices"]?.arrayValue?.first?["message"]?["tool_calls"]?.arrayValue ?? []
+        #expect(calls.compactMap { $0["id"]?.stringValue } == ["call", "call_1"], "\(String(decoding: rewritten, as: UTF8.self))")
+        #expect(calls.compactMap { $0["function"]?["name"]?.stringValue } == ["f", "g"])
+    }
+
     /// `[DONE]` followed by white space is the sentinel still (OpenAI's SDKs read it so).
     @Test func doneWithTrailingSpaceEndsTheStream() {
         let result = relayAll([Array((#"data: {"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]}"# + "\n\ndata:[DONE]  \n\n").utf8)])

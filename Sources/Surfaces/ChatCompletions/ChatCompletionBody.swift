@@ -16,9 +16,14 @@ public enum ChatCompletionBody {
                        (Array("created".utf8), Array(String(created).utf8))]
         // Its usage, checked (`SSERelay.checkedUsage`): only that member is built, the rest of the
         // body is scanned.
-        let usage = body.withUnsafeBytes { bytes -> JSONValue? in
-            guard let view = JSONView(validating: bytes), view.isObject(view.root), let range = view.member("usage", in: view.root) else { return nil }
-            return view.value(range)
+        let (usage, choices) = body.withUnsafeBytes { bytes -> (JSONValue?, JSONValue?) in
+            guard let view = JSONView(validating: bytes), view.isObject(view.root) else { return (nil, nil) }
+            return (view.member("usage", in: view.root).map(view.value), view.member("choices", in: view.root).map(view.value))
+        }
+        // Calls sharing one id (DeepSeek's, GLM's, Kimi's) each under an id of its own, as on the
+        // other routes (review 68A #2).
+        if let choices, let unique = ChatToolCallRenumbering.uniqueIDs(choices: choices) {
+            leading.append((Array("choices".utf8), unique.serialized()))
         }
         let checked = SSERelay.checkedUsage(usage)
         if let usage, case .object = usage, !Usage.hasCount(checked ?? usage) {

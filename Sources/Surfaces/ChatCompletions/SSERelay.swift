@@ -44,6 +44,8 @@ public struct SSERelay {
     /// last text, the finish and the usage together): that chunk went out without it, and the
     /// usage chunk OpenAI's clients expect (`choices: []`) is written before `[DONE]`.
     private var usageChunkOwed = false
+    /// The tool calls of chunks that carry them, numbered as the other routes number them.
+    private var toolCalls = ChatToolCallRenumbering()
     /// An upstream's error chunk is never relayed as it is (it may echo our key back): it
     /// becomes our own, its message trimmed and redacted.
     private let redactor: Redactor
@@ -163,7 +165,8 @@ public struct SSERelay {
         // The few chunks that carry accounting or an error are parsed; the rest only scanned.
         var chunk: JSONValue?
         var checked: JSONValue?  // the chunk's usage, when the gateway had to correct it
-        if event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#) {
+        var renumbered = false
+        if event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#) {
             chunk = try? JSONValue.parse(Array(event.data))
             if let error = chunk?["error"], error != .null {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
@@ -175,6 +178,18 @@ public struct SSERelay {
                 return
             }
             if let reason = choice?["finish_reason"]?.stringValue { finishReason = reason }
+            if case .object(var fields)? = chunk, let choices = fields["choices"] {
+                switch toolCalls.renumber(choices: choices) {
+                case .unchanged: break
+                case .renumbered(let numbered):
+                    fields["choices"] = numbered
+                    chunk = .object(fields)
+                    renumbered = true
+                case .tooManyCalls(let error):
+                    stop = .upstreamError(error)
+                    return
+                }
+            }
             if case .object(var fields)? = chunk, let value = fields["usage"], value != .null {
                 checked = Self.checkedUsage(value)
                 guard Usage.hasCount(checked ?? value) else {
@@ -198,6 +213,11 @@ public struct SSERelay {
                     return
                 }
             }
+        }
+        if renumbered, var fields = chunk?.objectValue {
+            if let checked { fields["usage"] = checked }
+            appendChunk(JSONValue.object(fields).serialized(), into: &out)
+            return
         }
         // A usage the gateway had to correct goes out corrected, so the client, the record and
         // the metrics say the same figures (rare: usage chunks only).
@@ -405,9 +425,9 @@ extension UnsafeRawBufferPointer {
     /// Eight bytes at a time between quotes, and a key is compared only when the byte after the
     /// quote is one of the keys' first letters (or a backslash: an escaped key is counted as a
     /// match, `escapedKeyHasValue`).
-    func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString) -> Bool {
+    func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString, _ fourth: StaticString) -> Bool {
         guard let base = baseAddress else { return false }
-        let initials = (first.utf8Start[1], second.utf8Start[1], third.utf8Start[1])
+        let initials = (first.utf8Start[1], second.utf8Start[1], third.utf8Start[1], fourth.utf8Start[1])
         var index = 0
         while index < count {
             if index + 8 <= count {
@@ -419,8 +439,8 @@ extension UnsafeRawBufferPointer {
             }
             if self[index] == UInt8(ascii: "\""), index + 1 < count {
                 let next = self[index + 1]
-                if next == initials.0 || next == initials.1 || next == initials.2 {
-                    if let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index) {
+                if next == initials.0 || next == initials.1 || next == initials.2 || next == initials.3 {
+                    if let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index) ?? keyEnd(fourth, at: index) {
                         if let value = valueStart(after: end), !hasPrefix("null", at: value) { return true }
                     } else if escapedKeyHasValue(at: index) {
                         return true
