@@ -1,10 +1,11 @@
 import GatewayCore
 import HTTPServer
 
-// The HTTP server knows no API's error shape; the gateway answers in OpenAI's.
+// The HTTP server knows no API's error shape; the gateway answers in its client's API's.
 
 extension HTTPServer {
-    /// Renders the server's own rejections (400, 408, 413, 431) as API errors: Anthropic's shape
+    /// Renders the server's own rejections (`HTTPRejection`: 400, 408, 413, 415, 417, 431, 501,
+    /// 503) as API errors: Anthropic's shape
     /// on `/v1/messages` (its SDKs read only that) or for a client sending `anthropic-version`,
     /// OpenAI's everywhere else. Once the head was read, with the CORS headers `cors` gives it:
     /// without them a browser hides a 413 or 408 from the page as "Failed to fetch", and the

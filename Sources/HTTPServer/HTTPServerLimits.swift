@@ -6,8 +6,9 @@ public struct HTTPServerLimits: Sendable, Equatable {
     /// their bytes. More is answered 431.
     public var maxHeaderCount: Int = 100
     public var maxBodyBytes: Int = 16 * 1024 * 1024
-    /// Open connections per server. A connection accepted beyond this is closed at once, unread;
-    /// the ones already open keep being served (so a keep-alive health check still answers).
+    /// Open connections per server. At the cap a new connection takes the place of the one idle
+    /// longest (idle a second or more: no request begun, nothing to send, no byte waiting);
+    /// with none idle it is closed at once, unread, and the ones open keep being served.
     public var maxConnections: Int = 4096
     /// Descriptors kept for what is not a client connection (listeners, the loops' own, Redis,
     /// log files) when `maxConnections` is fitted to the process's limit.

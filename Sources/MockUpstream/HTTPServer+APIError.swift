@@ -4,7 +4,7 @@ import HTTPServer
 // The HTTP server knows no API's error shape; the mock answers in OpenAI's, as a provider does.
 
 extension HTTPServer {
-    /// Renders the server's own rejections (400, 408, 413, 431) as OpenAI errors.
+    /// Renders the server's own rejections (`HTTPRejection`) as OpenAI errors.
     func rendersRejectionsAsAPIErrors() {
         renderRejection = { rejection, _, _ in
             APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message).httpResponse

@@ -159,7 +159,7 @@ struct Serve: ParsableCommand {
 struct MockUpstreamCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mock-upstream",
-        abstract: "Run the mock OpenAI-compatible upstream (deterministic scenarios chosen by model name).",
+        abstract: "Run the mock upstream: OpenAI's, Anthropic's and Gemini's APIs and a simulated web (deterministic scenarios chosen by model name).",
         discussion: "Scenarios: \(MockScenario.modelNames.joined(separator: ", ")). "
             + "Options follow the name, e.g. paced:pace_ms=20:deltas=64 or error:status=503.")
 

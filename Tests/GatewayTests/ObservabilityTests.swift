@@ -24,6 +24,24 @@ import Testing
 
     static let silent = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
+    /// Every error code the gateway's sources give (`code: "…"`) is a label of its own, so
+    /// `other` means an upstream's code (review 68D #2: three of the gateway's were `other`).
+    @Test func everyErrorCodeInTheSourcesIsALabel() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources")
+        let pattern = try NSRegularExpression(pattern: #"code: "([a-z0-9_]+)""#)
+        var found: Set<String> = []
+        let files = try #require(FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil))
+        for case let file as URL in files where file.pathExtension == "swift" && !file.path.contains("/MockUpstream/") {
+            let text = try String(contentsOf: file, encoding: .utf8)
+            for match in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                found.insert((text as NSString).substring(with: match.range(at: 1)))
+            }
+        }
+        #expect(found.count > 30, "the sources were read: \(found.count) codes")
+        #expect(found.subtracting(MetricLabels.errorCodes).isEmpty, "\(found.subtracting(MetricLabels.errorCodes).sorted())")
+    }
+
     /// The allowed values of each label (`le` is a histogram's bucket bound, not ours to bound).
     static func allowed(_ label: String) -> Set<String>? {
         switch label {

@@ -409,6 +409,10 @@ import Testing
         let refused = try post("/v1/messages", #"{"model":"nobody/x","max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#,
                                ["anthropic-version": "2023-06-01"])
         #expect(try env.generation(refused.header("x-generation-id"))?["route"] == .string("messages"))
+        // Paths under /v1/messages/ speak its API but are no completion: not counted as one
+        // (review 68D #3).
+        #expect(try post("/v1/messages/batches", "{}").status == 404)
+        #expect(try env.get("/v1/messages/anything").status == 404)
         let metrics = try env.get("/metrics")
         #expect(metrics.metric(#"fusion_gateway_requests_total{route="messages",kind="proxy",status="200"}"#) == 1)
         #expect(metrics.metric(#"fusion_gateway_requests_total{route="responses",kind="proxy",status="200"}"#) == 1)

@@ -9,7 +9,7 @@ enum MetricLabels {
     static let other = "other"
 
     /// HTTP statuses the gateway sends, and 499 (the client left before any response).
-    static let statuses: Set<Int> = [200, 400, 401, 404, 405, 408, 409, 413, 415, 421, 422, 429, 431, 499,
+    static let statuses: Set<Int> = [200, 400, 401, 403, 404, 405, 408, 409, 413, 415, 417, 421, 422, 429, 431, 499,
                                      500, 501, 502, 503, 504, 508]
 
     /// `status`: one of `statuses`, else its class (`4xx`, `5xx`), else `other`.
@@ -22,7 +22,8 @@ enum MetricLabels {
         }
     }
 
-    /// Error codes the gateway itself gives, and a few upstream ones worth telling apart.
+    /// Error codes the gateway itself gives (every `code: "…"` in the sources, a test checks),
+    /// and a few upstream ones worth telling apart.
     static let errorCodes: Set<String> = [
         // the client's request
         "invalid_request", "invalid_json", "invalid_type", "invalid_value", "missing_required_parameter", "unsupported_parameter",
@@ -31,13 +32,14 @@ enum MetricLabels {
         "body_too_large", "headers_too_large", "too_many_headers", "request_timeout", "request_too_large",
         "generation_not_found", "response_not_found", "invalid_model", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
         "expectation_failed", "method_not_implemented", "unsupported_content_encoding", "token_count_unavailable", "server_busy",
+        "empty_array",
         // the gateway
-        "shutting_down", "server_error", "inner_call_limit", "provider_key_missing", "connection_limit", "connection_evicted", "accept_failed", "out_of_descriptors",
+        "shutting_down", "server_error", "internal_error", "inner_call_limit", "provider_key_missing", "connection_limit", "connection_evicted", "accept_failed", "out_of_descriptors",
         // a key's limits and the shared store
         "rate_limit_exceeded", "limits_unavailable", "store_unavailable",
         // upstreams
         "upstream_error", "upstream_unreachable", "upstream_timeout", "upstream_truncated", "upstream_protocol_error",
-        "upstream_connection_lost", "upstream_auth_failed", "upstream_too_large", "collected_bytes_limit", "upstream_rejected", "upstream_bad_status", "upstream_unavailable",
+        "upstream_connection_lost", "upstream_auth_failed", "upstream_invalid_response", "upstream_too_large", "collected_bytes_limit", "upstream_rejected", "upstream_bad_status", "upstream_unavailable",
         "rate_limited", "overloaded", "context_length_exceeded", "insufficient_quota",
     ]
 

@@ -19,6 +19,14 @@ enum ClientAPI {
         }
     }
 
+    /// The API of a completion route: `path` exactly (a path under `/v1/messages/` speaks its
+    /// API, `init(path:)`, but is no completion: review 68D #3 counted `count_tokens` and 404s as
+    /// rejected completions).
+    init?(completionPath path: String) {
+        guard !path.hasPrefix("/v1/messages/"), let api = ClientAPI(path: path) else { return nil }
+        self = api
+    }
+
     /// The shape of the errors for `request`: its route's API, else Anthropic's for a client that
     /// sends `anthropic-version` (Anthropic's SDKs listing models), else OpenAI's.
     static func errorShape(for request: HTTPRequest) -> ClientAPI {

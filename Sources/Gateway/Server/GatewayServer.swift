@@ -373,7 +373,7 @@ public final class GatewayServer {
     /// their record (`GatewayShared.file`).
     private func countRefusal(status: Int, code: String, path: String?) {
         shared.metrics.countError(code: code)
-        if let api = path.flatMap(ClientAPI.init(path:)) {
+        if let api = path.flatMap(ClientAPI.init(completionPath:)) {
             shared.metrics.countRequest(route: RecordRoute(api), kind: .rejected, status: status)
         }
     }
