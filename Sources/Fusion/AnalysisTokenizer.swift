@@ -34,7 +34,25 @@ public struct AnalysisTokenizer: Sendable {
     public static let maxItemBytes = 256 << 10
 
     /// The reply broke the grammar or a cap; no more items come.
-    public private(set) var stopped = false
+    public var stopped: Bool { stopReason != nil }
+    /// Why it stopped (nil: it did not).
+    public private(set) var stopReason: StopReason?
+
+    public enum StopReason: Sendable, Equatable {
+        /// Not JSON from this byte on (1-based, counted from the reply's first byte).
+        case syntax(atByte: Int)
+        case tooDeep
+        case tooLarge
+
+        /// What the judge is told it did wrong.
+        public var problem: String {
+            switch self {
+            case .syntax(let offset): "the reply is not valid JSON (at byte \(offset))"
+            case .tooDeep: "the reply nests deeper than \(AnalysisTokenizer.maxDepth) levels"
+            case .tooLarge: "an element of the reply is larger than \(AnalysisTokenizer.maxItemBytes / 1024) KiB"
+            }
+        }
+    }
     /// The top-level object closed.
     public private(set) var finished = false
     /// Where the top-level object's `{` is and where the byte after its `}` is, in the bytes fed.
@@ -103,8 +121,9 @@ public struct AnalysisTokenizer: Sendable {
         field != nil && stack.count >= 2
     }
 
-    private mutating func stop() {
-        stopped = true
+    private mutating func stop(_ reason: StopReason? = nil) {
+        guard stopReason == nil else { return }
+        stopReason = reason ?? .syntax(atByte: position)
         stack.removeAll()
         buffer.removeAll()
     }
@@ -112,7 +131,7 @@ public struct AnalysisTokenizer: Sendable {
     private mutating func step(_ byte: UInt8, _ items: inout [AnalysisItem]) {
         if building {
             itemBytes += 1
-            if itemBytes > Self.maxItemBytes { return stop() }
+            if itemBytes > Self.maxItemBytes { return stop(.tooLarge) }
         }
         switch lexeme {
         case .string(let build):
@@ -120,7 +139,7 @@ public struct AnalysisTokenizer: Sendable {
         case .number:
             if Self.isNumberByte(byte) {
                 buffer.append(byte)
-                if buffer.count > 64 { stop() }  // no real number is this long
+                if buffer.count > 64 { stop(.tooLarge) }  // no real number is this long
                 return
             }
             guard let value = Self.number(buffer) else { return stop() }
@@ -205,7 +224,7 @@ public struct AnalysisTokenizer: Sendable {
         if stack.count == 2, field != nil { itemBytes = 1 }  // an element of a field's array begins
         switch byte {
         case UInt8(ascii: "{"), UInt8(ascii: "["):
-            guard stack.count < Self.maxDepth else { return stop() }
+            guard stack.count < Self.maxDepth else { return stop(.tooDeep) }
             // A field's array opens when the top-level key naming it takes an array.
             if stack.count == 1, byte == UInt8(ascii: "["), case .object(_, let key?, _) = stack[0],
                 JudgeAnalysis.fields.contains(key) {

@@ -14,9 +14,12 @@ extension Deliberation {
             judgeText += text
             // While blank, the reply's first visible character is this piece's.
             if wasBlank, text.contains(where: { !$0.isWhitespace }) { judgeWroteText = true }
+            let wasStopped = tokenizer.stopped
             let (shown, problem) = items(from: text)
             let actions = [.progress(.judgeDelta(model: currentJudge, attempt: judgeAttempt, text: text))] + shown
-            let failure = problem.map { JudgeFailure(schemaProblem: $0, labels: labels) } ?? (wasBlank ? Self.openingProblem(text, tools: judgeHasTools) : nil)
+            let failure = problem.map { JudgeFailure(schemaProblem: $0, labels: labels) }
+                ?? (wasBlank ? Self.openingProblem(text, tools: judgeHasTools) : nil)
+                ?? (wasStopped ? nil : Self.stopProblem(tokenizer.stopReason, tools: judgeHasTools))
             guard let failure else { return actions }
             // The attempt can no longer pass validation: it ends now (its call is cancelled as the
             // next starts, or as the deliberation finishes), not once the judge has written the
@@ -51,6 +54,19 @@ extension Deliberation {
 
         default:
             return []
+        }
+    }
+
+    /// A reply the tokenizer stopped reading can no longer pass: one past a cap (too deep, an
+    /// element too large) would fail at the end (`parse` has no such cap, and would pass a reply
+    /// whose items were never shown: review 68C #2), and one that broke JSON's syntax cannot
+    /// parse (68C #3: both read to their end, the retry too, ~6 s paid for nothing). A judge with
+    /// web tools may write a sentence with a brace in it before it searches: for it, only caps.
+    static func stopProblem(_ reason: AnalysisTokenizer.StopReason?, tools: Bool) -> JudgeFailure? {
+        switch reason {
+        case nil: nil
+        case .syntax? where tools: nil
+        case let reason?: JudgeFailure(.notValidJSON, reason.problem)
         }
     }
 

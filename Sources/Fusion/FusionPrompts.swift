@@ -158,8 +158,12 @@ public enum FusionPrompts {
 
     /// The judge's retry: its invalid reply and what was wrong with it.
     public static func judgeRetryMessages(_ previous: [ModelMessage], reply: String, problem: String) -> [ModelMessage] {
-        previous + [
-            ModelMessage(role: .assistant, text: reply),
+        // The reply quoted back at most 8 KiB of it (its start and end): a 200 KB invalid reply
+        // made the retry's prompt 50,000 tokens (review 68C #3).
+        let quoted = reply.utf8.count <= 8 << 10 ? reply
+            : String(decoding: reply.utf8.prefix(4 << 10), as: UTF8.self) + "\n[…]\n" + String(decoding: reply.utf8.suffix(4 << 10), as: UTF8.self)
+        return previous + [
+            ModelMessage(role: .assistant, text: quoted),
             ModelMessage(role: .user, text:
                 "That reply is not valid: \(problem). Reply again with only the JSON object described, nothing else."),
         ]

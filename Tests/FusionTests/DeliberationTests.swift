@@ -174,6 +174,39 @@ import Testing
         }
     }
 
+    /// A reply that breaks JSON's syntax midway, nests past the tokenizer's depth or has an
+    /// element past its size ends its attempt as it streams (review 68C #2, #3: read to the end,
+    /// the retry too; a deep reply passed the final parse with none of its items shown). The
+    /// retry is told where, and quotes at most 8 KiB of the reply.
+    @Test(arguments: [
+        (#"{"consensus":["a" "b"], "blind_spots":["#, "not valid JSON (at byte 19)"),
+        (#"{"x":"# + String(repeating: "[", count: 70), "deeper than 64 levels"),
+        (#"{"consensus":[""# + String(repeating: "y", count: 300 << 10), "larger than 256 KiB"),
+    ])
+    func aReplyThatCanNoLongerParseEndsItsAttemptAtOnce(reply: String, problem: String) throws {
+        var (d, _) = makeDeliberation()
+        _ = answerAll(&d)
+        let retry = d.handle(.judgeDelta(text: reply), at: 20)
+        #expect(startedJudges(retry).map { "\($0.0)#\($0.1)" } == ["p/judge#2"], "\(problem)")
+        #expect(d.stats.last?.status == "judge_not_valid_json")
+        guard case .startJudge(_, _, let messages) = retry.first(where: { if case .startJudge = $0 { true } else { false } }) else { return }
+        #expect(messages.last?.text.contains(problem) == true, "\(messages.last?.text ?? "")")
+        #expect(messages[messages.count - 2].text.utf8.count <= (8 << 10) + 16, "the reply quoted, cut")
+    }
+
+    /// With web tools, a syntax stop waits for the end (the judge may write a sentence with a
+    /// brace before it searches); a cap still ends the attempt.
+    @Test func aJudgeWithToolsIsStoppedOnlyByACap() throws {
+        var (d, _) = makeDeliberation()
+        d.judgeHasTools = true
+        _ = answerAll(&d)
+        #expect(startedJudges(d.handle(.judgeDelta(text: #"{"consensus":["a" "b"]"#), at: 20)).isEmpty)
+        var (e, _) = makeDeliberation()
+        e.judgeHasTools = true
+        _ = answerAll(&e)
+        #expect(startedJudges(e.handle(.judgeDelta(text: #"{"x":"# + String(repeating: "[", count: 70)), at: 20)).count == 1)
+    }
+
     @Test func emptyJudgeReplyDegradesWithoutRetry() throws {
         var (d, _) = makeDeliberation()
         _ = answerAll(&d)
