@@ -90,8 +90,14 @@ public final class HTTPRequestDecoder {
     /// The current request asked for `100 Continue` before sending its body; reset by reading.
     public private(set) var wantsContinue = false
 
+    /// http_parser's own header limit (process-wide; Debian builds it at 80 KiB) set far above
+    /// any `maxHeaderBytes`, which the decoder enforces itself: a configured 200 KB was cut to
+    /// 80 KiB without a word (review 68B #2).
+    private static let parserHeaderLimit: Void = http_parser_set_max_header_size(UInt32(HTTPServerLimits.maxHeaderBytesCeiling * 2))
+
     public init(limits: HTTPServerLimits = HTTPServerLimits()) {
         self.limits = limits
+        _ = Self.parserHeaderLimit
         http_parser_init(parser, HTTP_REQUEST)
         http_parser_settings_init(settings)
         settings.pointee.on_message_begin = { parser in

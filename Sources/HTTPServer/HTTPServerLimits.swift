@@ -1,7 +1,8 @@
 /// Limits a server enforces on every connection.
 public struct HTTPServerLimits: Sendable, Equatable {
-    /// Request line plus headers.
+    /// Request line plus headers, at most `maxHeaderBytesCeiling`.
     public var maxHeaderBytes: Int = 32 * 1024
+    public static let maxHeaderBytesCeiling = 1 << 20
     /// Header fields per request: many tiny fields cost work and memory out of proportion to
     /// their bytes. More is answered 431.
     public var maxHeaderCount: Int = 100

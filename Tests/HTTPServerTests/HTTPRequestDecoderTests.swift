@@ -184,6 +184,16 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         #expect(failure([longURL], limits: limits) == .headersTooLarge)
     }
 
+    /// Past http_parser's own 80 KiB (review 68B #2): the configured limit is the one that holds.
+    @Test func aHeaderLimitAboveTheParsersOwnHolds() throws {
+        var limits = HTTPServerLimits()
+        limits.maxHeaderBytes = 200_000
+        let request = Array("GET / HTTP/1.1\r\nHost: h\r\nX-Big: \(String(repeating: "a", count: 150_000))\r\n\r\n".utf8)
+        #expect(try decode([request], limits: limits).get().count == 1)
+        let over = Array("GET / HTTP/1.1\r\nHost: h\r\nX-Big: \(String(repeating: "a", count: 210_000))\r\n\r\n".utf8)
+        #expect(failure([over], limits: limits) == .headersTooLarge)
+    }
+
     @Test func headerCountLimit() throws {
         func request(_ count: Int) -> [UInt8] {
             Array(("GET / HTTP/1.1\r\nHost: h\r\n" + (1..<count).map { "X-\($0): v\r\n" }.joined() + "\r\n").utf8)

@@ -310,7 +310,7 @@ public struct GatewayConfig: Sendable {
             config.server.apiKeysEnvironmentVariable = try server.environmentVariable("api_keys_env")
             config.server.host = try server.string("host") ?? config.server.host
             config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
-            config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...(1 << 20)) ?? config.server.limits.maxHeaderBytes
+            config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...HTTPServerLimits.maxHeaderBytesCeiling) ?? config.server.limits.maxHeaderBytes
             config.server.limits.maxBodyBytes = try server.int("max_body_bytes", in: 1...(1 << 30)) ?? config.server.limits.maxBodyBytes
             // At least one whole body: a body the bound could never hold would be a 503 "retry
             // shortly" for ever (review 67 #3). Raised with `max_body_bytes` unless given.
