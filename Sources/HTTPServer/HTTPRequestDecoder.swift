@@ -87,6 +87,11 @@ public final class HTTPRequestDecoder {
         guard headersComplete, CHTTPParser_isChunked(parser) == 0, parser.pointee.content_length != UInt64.max else { return nil }
         return Int(clamping: parser.pointee.content_length)
     }
+    /// The head of a request refused once its header section was read (a second Authorization,
+    /// an `Expect` or `Content-Encoding` the server does not do, …): the refusal is answered
+    /// with the CORS headers and error shape its head calls for, as one refused after the head
+    /// is (review 68B #1: a browser saw "Failed to fetch" for a 415). Nil otherwise.
+    public var rejectedHead: HTTPRequest? { failure != nil ? head : nil }
     /// The current request asked for `100 Continue` before sending its body; reset by reading.
     public private(set) var wantsContinue = false
 
@@ -374,6 +379,9 @@ public final class HTTPRequestDecoder {
             failure = .malformed(hosts == 0 ? "an HTTP/1.1 request needs a Host header" : "more than one Host header")
             return -1
         }
+        // From here a refusal has a head to answer with (`rejectedHead`: its CORS headers, its
+        // API's error shape).
+        head = makeRequest(body: [])
         // http_parser takes an empty Content-Length as none at all; RFC 9110 §8.6 allows digits only.
         for (name, value) in headers where name.asciiCaseInsensitiveEquals("content-length") {
             let digits = value.utf8.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }
@@ -427,7 +435,6 @@ public final class HTTPRequestDecoder {
         wantsContinue = minor >= 1 && headers.contains {
             $0.name.asciiCaseInsensitiveEquals("expect") && $0.value.asciiCaseInsensitiveEquals("100-continue")
         }
-        head = makeRequest(body: [])
         pause = .head
         http_parser_pause(parser, 1)
         return 0

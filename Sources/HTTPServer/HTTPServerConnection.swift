@@ -261,7 +261,7 @@ final class HTTPServerConnection {
             do {
                 step = try decoder.decode(inbound)
             } catch {
-                refuse(server.render(error, path: decoder.requestPath, head: currentHead))
+                refuse(server.render(error, path: decoder.requestPath, head: currentHead ?? decoder.rejectedHead))
                 return
             }
             inbound.removeFirst(step.consumed)

@@ -50,6 +50,13 @@ import Testing
         let anthropic = try raw(env, "POST /v1/models HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\nanthropic-version: 2023-06-01\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n\r\n")
         #expect(anthropic.status == 413 && anthropic.json?["type"] == .string("error"), "Anthropic's shape: \(anthropic.text)")
         #expect(anthropic.header("access-control-allow-origin") == "https://app.example")
+        // Refused as the header section ends (a compressed upload, a second Authorization, an
+        // Expect it does not do): the same (review 68B #1).
+        for (header, status) in [("Content-Encoding: gzip", 415), ("Authorization: Bearer a\r\nAuthorization: Bearer b", 400), ("Expect: 200-ok", 417)] {
+            let refusal = try raw(env, "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: https://app.example\r\n\(header)\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            #expect(refusal.status == status && refusal.header("access-control-allow-origin") == "https://app.example" && refusal.header("vary") == "Origin",
+                    "\(header): \(refusal.text)")
+        }
         // Another origin gets nothing (the browser refuses the page the response).
         let other = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"), headers: ["Origin": "https://evil.example"])
         #expect(other.header("access-control-allow-origin") == nil)
