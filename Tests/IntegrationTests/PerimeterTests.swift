@@ -62,6 +62,9 @@ import Testing
         #expect(other.header("access-control-allow-origin") == nil)
         let refused = try raw(env, "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n\r\n")
         #expect(refused.status == 403 && refused.header("access-control-allow-origin") == nil)
+        // An OPTIONS that is no preflight (HAProxy's default health check) is told what is allowed.
+        let options = try raw(env, "OPTIONS / HTTP/1.0\r\n\r\n")
+        #expect(options.status == 204 && options.header("allow") == "GET, HEAD, POST, OPTIONS", "\(options.text)")
         // Every answer says it varies by Origin, with none or another one too: a cache in front
         // must not give the allowed frontend an answer without its header.
         let plain = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))

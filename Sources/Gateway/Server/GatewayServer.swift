@@ -284,6 +284,12 @@ public final class GatewayServer {
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         writer.defaultHeaders = policy.corsHeaders(for: request)
+        if request.method == "OPTIONS" && request.header("access-control-request-method") == nil {
+            // Not a preflight: what the server allows (HAProxy's default health check is
+            // `OPTIONS / HTTP/1.0`; a 403 marked the replica down: review 68B #6).
+            writer.respond(status: 204, headers: [("Allow", "GET, HEAD, POST, OPTIONS")], body: [])
+            return
+        }
         if request.method == "OPTIONS" {
             let answer = policy.preflight(request)
             writer.defaultHeaders = []
