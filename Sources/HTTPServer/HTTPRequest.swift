@@ -24,6 +24,21 @@ public struct HTTPRequest: Sendable {
         self.keepAlive = keepAlive
     }
 
+    /// An absolute-form target (`http://host:port/path?query`, any case of the scheme) as its
+    /// origin form (`/path?query`, `/` when it has no path) and its authority; nil for any other.
+    public static func originForm(of target: String) -> (target: String, authority: String)? {
+        guard let first = target.utf8.first, first == UInt8(ascii: "h") || first == UInt8(ascii: "H") else { return nil }
+        let lowered = target.prefix(8).lowercased()
+        let schemeLength = lowered.hasPrefix("http://") ? 7 : lowered.hasPrefix("https://") ? 8 : 0
+        guard schemeLength > 0 else { return nil }
+        let rest = target.dropFirst(schemeLength)
+        let end = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = String(rest[..<end])
+        guard !authority.isEmpty else { return nil }
+        let path = rest[end...]
+        return (path.first == "/" ? String(path) : "/" + path, authority)
+    }
+
     public var path: String {
         guard let query = target.firstIndex(of: "?") else { return target }
         return String(target[..<query])

@@ -480,9 +480,18 @@ public final class HTTPRequestDecoder {
 
     /// `head`: the same request's head event, whose method and target strings are reused.
     private func makeRequest(body: [UInt8], reusing head: HTTPRequest? = nil) -> HTTPRequest {
-        HTTPRequest(
+        var target = head?.target ?? String(decoding: url, as: UTF8.self)
+        var headers = head?.headers ?? self.headers
+        if head == nil, let absolute = HTTPRequest.originForm(of: target) {
+            // RFC 9112 §3.2.2: a server must accept the absolute form, and its authority is the
+            // request's host, whatever `Host` says (review 68B #4: a 404 for every route).
+            target = absolute.target
+            headers.removeAll { $0.name.asciiCaseInsensitiveEquals("host") }
+            headers.append(("Host", absolute.authority))
+        }
+        return HTTPRequest(
             method: head?.method ?? String(cString: http_method_str(http_method(rawValue: CHTTPParser_method(parser)))),
-            target: head?.target ?? String(decoding: url, as: UTF8.self),
+            target: target,
             versionMajor: Int(parser.pointee.http_major),
             versionMinor: Int(parser.pointee.http_minor),
             headers: headers,

@@ -194,6 +194,18 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         #expect(failure([over], limits: limits) == .headersTooLarge)
     }
 
+    /// The absolute form is accepted (RFC 9112 §3.2.2): its path is the route, its authority the
+    /// host (review 68B #4: every such request was a 404).
+    @Test func absoluteFormTargets() throws {
+        let request = try #require(try decode([Array("GET HTTP://Example.com:8080/v1/models?x=1 HTTP/1.1\r\nHost: other\r\n\r\n".utf8)]).get().first)
+        #expect(request.path == "/v1/models" && request.queryItem("x") == "1" && request.header("host") == "Example.com:8080")
+        #expect(request.headers.count { $0.name.lowercased() == "host" } == 1)
+        let bare = try #require(try decode([Array("GET https://h HTTP/1.1\r\nHost: h\r\n\r\n".utf8)]).get().first)
+        #expect(bare.path == "/" && bare.header("host") == "h")
+        #expect(HTTPRequest.originForm(of: "/v1/models") == nil && HTTPRequest.originForm(of: "http://") == nil)
+        #expect(HTTPRequest.originForm(of: "https://h?q=1")?.target == "/?q=1")
+    }
+
     @Test func headerCountLimit() throws {
         func request(_ count: Int) -> [UInt8] {
             Array(("GET / HTTP/1.1\r\nHost: h\r\n" + (1..<count).map { "X-\($0): v\r\n" }.joined() + "\r\n").utf8)
