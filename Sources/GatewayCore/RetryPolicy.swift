@@ -1,6 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What to do when an upstream call fails before the client has received anything from it:
 /// retry the same model (bounded, with backoff honouring `Retry-After`), move to the next
-/// fallback model, or give up. Pure: no clock, no sockets; randomness is passed in.
+/// fallback model, or give up. Pure: no sockets, randomness passed in, no clock but the wall
+/// clock an HTTP-date `Retry-After` is counted from (`retryAfterMilliseconds(_:now:)`).
 public struct RetryPolicy: Sendable, Equatable {
     public enum Decision: Equatable {
         case retry(afterMilliseconds: UInt64)
@@ -53,9 +58,11 @@ public struct RetryPolicy: Sendable, Equatable {
 
     /// `retry-after-ms` (OpenAI's: a non-negative number of milliseconds) or `Retry-After` in
     /// whole seconds (RFC 9110 §10.2.3: digits only), clamped to `maxRetryAfterMilliseconds`.
-    /// A value that is not one of these (negative, `inf`, `nan`, `1e999`, an HTTP date) is
-    /// ignored, as if the header were absent.
-    public static func retryAfterMilliseconds(_ headers: [(String, String)]) -> UInt64? {
+    /// `Retry-After` may also be an HTTP date (IMF-fixdate, RFC 9110 §5.6.7): the time until it
+    /// from `now` (Unix seconds), nil once it has passed (review 68A #8: ignored, the gateway
+    /// retried at once and the client got no `Retry-After`). A value that is none of these
+    /// (negative, `inf`, `nan`, `1e999`) is ignored, as if the header were absent.
+    public static func retryAfterMilliseconds(_ headers: [(String, String)], now: Int64 = Int64(time(nil))) -> UInt64? {
         for (name, value) in headers where name.lowercased() == "retry-after-ms" {
             if let milliseconds = Double(value.trimmingSpaces), milliseconds.isFinite, milliseconds >= 0 {
                 return min(saturating(milliseconds.rounded(.up)), maxRetryAfterMilliseconds)
@@ -63,12 +70,47 @@ public struct RetryPolicy: Sendable, Equatable {
         }
         for (name, value) in headers where name.lowercased() == "retry-after" {
             let digits = value.trimmingSpaces
+            if let date = httpDate(digits) {
+                guard date > now else { continue }
+                return min(UInt64(date - now) * 1000, maxRetryAfterMilliseconds)
+            }
             guard !digits.isEmpty, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { continue }
             // More digits than a day in seconds has: clamped without converting.
             guard let seconds = UInt64(digits), seconds <= maxRetryAfterMilliseconds / 1000 else { return maxRetryAfterMilliseconds }
             return seconds * 1000
         }
         return nil
+    }
+
+    /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as Unix seconds; nil for any other text.
+    /// Fixed width, every field range-checked: nothing here can trap.
+    public static func httpDate(_ text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 29, bytes[3] == UInt8(ascii: ","), bytes[4] == 0x20, bytes[7] == 0x20, bytes[11] == 0x20,
+              bytes[16] == 0x20, bytes[19] == UInt8(ascii: ":"), bytes[22] == UInt8(ascii: ":"), bytes[25] == 0x20,
+              bytes[26...].elementsEqual("GMT".utf8) else { return nil }
+        func number(_ range: Range<Int>) -> Int64? {
+            var value: Int64 = 0
+            for byte in bytes[range] {
+                guard (0x30...0x39).contains(byte) else { return nil }
+                value = value * 10 + Int64(byte - 0x30)
+            }
+            return value
+        }
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard let monthIndex = months.firstIndex(where: { bytes[8..<11].elementsEqual($0.utf8) }),
+              let day = number(5..<7), let year = number(12..<16), let hour = number(17..<19),
+              let minute = number(20..<22), let second = number(23..<25),
+              (1...31).contains(day), year >= 1970, hour < 24, minute < 60, second < 61 else { return nil }
+        // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+        let month = Int64(monthIndex + 1)
+        let y = month <= 2 ? year - 1 : year
+        let era = y / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        return days * 86_400 + hour * 3_600 + minute * 60 + second
     }
 
     /// `value` as whole milliseconds, 0 for NaN and negatives, `UInt64.max` beyond it: a

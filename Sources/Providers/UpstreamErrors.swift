@@ -18,6 +18,9 @@ enum UpstreamErrors {
         var message: String?
         var type: String?
         var code: String?
+        /// The request field an upstream's 4xx names (OpenAI's `param`): the client's field too,
+        /// since its request went up as it was sent (review 68A #7).
+        var param: String?
 
         /// The type and code, which reach the client as they are (`safeLabel`), left out when a
         /// secret is in them: a key fits a label's characters.
@@ -25,6 +28,7 @@ enum UpstreamErrors {
             var report = self
             if let type, redactor(type) != type { report.type = nil }
             if let code, redactor(code) != code { report.code = nil }
+            if let param, redactor(param) != param || UpstreamErrors.safeParam(param) == nil { report.param = nil }
             return report
         }
     }
@@ -40,6 +44,7 @@ enum UpstreamErrors {
         let message = kind.phrase.map { "Provider '\(provider)' \($0) (HTTP \(sentStatus ?? status)): \(said)" }
             ?? "Provider '\(provider)' answered with unexpected HTTP \(sentStatus ?? status)"
         var error = APIError(status: kind.status, type: kind.type, code: kind.code, message: message)
+        if (400..<500).contains(kind.status) && kind.status != 429 { error.param = report.redactingLabels(redactor).param }
         error.headers = retryHeaders(headers)
         error.origin = .upstream
         return error
@@ -97,6 +102,15 @@ enum UpstreamErrors {
 
     /// An upstream's `type`/`code` passed on only when it looks like an identifier (it ends up in
     /// metrics labels and client code paths).
+    /// A field path as OpenAI's errors name one (`messages[0].content`, `tools.1.name`), else nil.
+    static func safeParam(_ text: String) -> String? {
+        guard (1...128).contains(text.utf8.count), text.utf8.allSatisfy({
+            $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]")
+                || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) || (0x41...0x5A).contains($0)
+        }) else { return nil }
+        return text
+    }
+
     static func safeLabel(_ text: String?) -> String? {
         guard let text, (1...64).contains(text.utf8.count),
               text.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")

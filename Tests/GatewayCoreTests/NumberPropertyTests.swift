@@ -71,6 +71,19 @@ import Testing
         #expect(RetryPolicy.retryAfterMilliseconds([(header, value)]) == milliseconds)
     }
 
+    /// An HTTP date counts from `now` (review 68A #8); every IMF-fixdate field is checked.
+    @Test func retryAfterAsAnHTTPDate() {
+        let now: Int64 = 1_445_412_470  // Wed, 21 Oct 2015 07:27:50 GMT
+        #expect(RetryPolicy.httpDate("Wed, 21 Oct 2015 07:28:00 GMT") == now + 10)
+        #expect(RetryPolicy.httpDate("Thu, 29 Feb 2024 23:59:59 GMT") == 1_709_251_199)
+        #expect(RetryPolicy.retryAfterMilliseconds([("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")], now: now) == 10_000)
+        #expect(RetryPolicy.retryAfterMilliseconds([("Retry-After", "Wed, 21 Oct 2015 07:27:00 GMT")], now: now) == nil, "passed")
+        for bad in ["Wed, 21 Oct 2015 07:28:00 UTC", "Wed, 21 Oct 2015 24:28:00 GMT", "Wed, 00 Oct 2015 07:28:00 GMT",
+                    "Wed, 21 Oct 1969 07:28:00 GMT", "Wed,21 Oct 2015 07:28:00 GMT ", "Wed, 2x Oct 2015 07:28:00 GMT"] {
+            #expect(RetryPolicy.httpDate(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func backoffSaturatesInsteadOfTrapping() {
         let policy = RetryPolicy(maxRetries: 100, baseDelayMilliseconds: .max, maxDelayMilliseconds: .max)
         for attempt in [Int.min, -1, 0, 1, 11, 64, Int.max] {

@@ -107,6 +107,19 @@ import Testing
 /// An upstream's `Retry-After` / `retry-after-ms` reach the client as the numbers they were read
 /// as, or not at all: never its bytes.
 @Suite struct RetryHeaderTests {
+    /// An upstream's 4xx names the client's field as OpenAI's shape does (review 68A #7); a
+    /// `param` that is no field path, or hides a secret, is left out.
+    @Test func aRefusalKeepsTheFieldItNames() {
+        func param(_ value: String, status: Int = 400) -> String? {
+            let body = #"{"error":{"message":"bad","param":"\#(value)","code":"bad"}}"#
+            return OpenAICompatibleProvider().error(status: status, body: Array(body.utf8), headers: [], provider: "p",
+                                                    redactor: Redactor(secrets: ["sk-secret-123456789"])).param
+        }
+        #expect(param("messages[0].content") == "messages[0].content")
+        #expect(param("a b") == nil && param("sk-secret-123456789") == nil && param(String(repeating: "x", count: 200)) == nil)
+        #expect(param("model", status: 500) == nil, "a server's own failure names no field of the client's")
+    }
+
     @Test(arguments: [
         ([("Retry-After", "20")], [("Retry-After", "20")]),
         ([("retry-after", " 3 ")], [("Retry-After", "3")]),
@@ -115,7 +128,9 @@ import Testing
         ([("Retry-After", "99999999999999999999")], [("Retry-After", "86400")]),
         ([("Retry-After", "1e400")], []), ([("Retry-After", "-5")], []), ([("Retry-After", "100abc")], []),
         ([("Retry-After", "1,2")], []), ([("Retry-After", "a\u{1B}[31mb")], []), ([("retry-after-ms", "nan")], []),
-        ([("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")], []),
+        ([("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")], []),  // passed: retry now
+        ([("Retry-After", "Wed, 21 Oct 2099 07:28:00 GMT")], [("Retry-After", "86400")]),  // an HTTP date (review 68A #8)
+        ([("Retry-After", "Wed, 32 Oct 2099 07:28:00 GMT")], []), ([("Retry-After", "Wed, 21 Okt 2099 07:28:00 GMT")], []),
     ])
     func passedOnAsNumbers(headers: [(String, String)], expected: [(String, String)]) {
         let error = OpenAICompatibleProvider().error(status: 429, body: Array("{}".utf8), headers: headers, provider: "p", redactor: Redactor(secrets: []))

@@ -9,6 +9,7 @@ enum OpenAIErrors {
             report.message = error["message"]?.stringValue ?? error.stringValue
             report.type = error["type"]?.stringValue
             report.code = codeString(error["code"])
+            report.param = error["param"]?.stringValue
         }
         return UpstreamErrors.map(status: status, report: report, body: body, headers: headers, provider: provider, redactor: redactor)
     }
