@@ -343,14 +343,15 @@ import Testing
         #expect(chunk["choices"]?[0]?["delta"]?["content"]?.stringValue == "x")
     }
 
-    /// A count or cost that is no number is left out, for the client and the accounting alike
-    /// (review 16 #7: a string cost reached the client, the record said 0).
+    /// A cost that is no number is left out, and a count that is none is 0 beside a readable
+    /// one, for the client and the accounting alike (review 16 #7: a string cost reached the
+    /// client, the record said 0; review 68A #5).
     @Test func usageMembersThatAreNoNumbersAreLeftOut() throws {
         var relay = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
         var out: [UInt8] = []
         _ = relay.relay(Array(#"data: {"choices":[],"usage":{"prompt_tokens":"5","completion_tokens":2,"total_tokens":{"x":1},"cost":"0.5"}}\#n\#ndata: [DONE]\#n\#n"#.utf8), into: &out)
         let usage = try #require(relay.usage)
-        #expect(usage["cost"] == nil && usage["prompt_tokens"] == nil && usage["completion_tokens"] == .int(2), "\(usage)")
+        #expect(usage["cost"] == nil && usage["prompt_tokens"] == .int(0) && usage["completion_tokens"] == .int(2) && usage["total_tokens"] == .int(2), "\(usage)")
         #expect(!String(decoding: out, as: UTF8.self).contains("0.5") && !String(decoding: out, as: UTF8.self).contains(#""x""#))
     }
 
@@ -426,11 +427,12 @@ import Testing
         #expect(relay.usageEstimated && Usage(openAI: relay.usage)?.promptTokens == 4)
         #expect(Usage(openAI: try JSONValue.parse(Array(unreadable.utf8))) == nil)
 
-        // Some counts readable: those go out, the rest are left out.
+        // Some counts readable: those go out, an unreadable one of the three is 0 (an SDK reads
+        // every one: review 68A #5), other unreadable members are left out.
         let partial = #"{"prompt_tokens":5,"completion_tokens":1e400,"prompt_tokens_details":{"cached_tokens":"3"},"completion_tokens_details":{"reasoning_tokens":2}}"#
         let partialBody = try #require(ChatCompletionBody.rewriting(Array(#"{"choices":[],"usage":\#(partial)}"#.utf8), id: "gen-1", model: "m", created: 1))
         let checked = try JSONValue.parse(partialBody)["usage"]
-        #expect(checked == .object(["prompt_tokens": .int(5), "prompt_tokens_details": .object([:]),
+        #expect(checked == .object(["prompt_tokens": .int(5), "completion_tokens": .int(0), "total_tokens": .int(5), "prompt_tokens_details": .object([:]),
                                     "completion_tokens_details": .object(["reasoning_tokens": .int(2)])]), "\(String(describing: checked))")
 
         let whole = Array(#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":\#(unreadable)}"#.utf8)

@@ -377,7 +377,17 @@ extension SSERelay {
             }
             return dropped
         }
-        if dropNonNumbers(["prompt_tokens", "completion_tokens", "total_tokens", "cost"], in: &object) { changed = true }
+        // With another count readable, an unreadable one of OpenAI's three is 0, as the record
+        // counts it, not a member gone from the object (an SDK's `prompt_tokens=None`: review
+        // 68A #5); with none readable the usage is no usage (estimated at the end).
+        let counts = ["prompt_tokens", "completion_tokens", "total_tokens"]
+        if counts.contains(where: { object[$0]?.doubleValue != nil }) {
+            for key in counts where object[key] != nil && object[key]?.doubleValue == nil {
+                object[key] = .int(0)
+                changed = true
+            }
+        }
+        if dropNonNumbers(counts + ["cost"], in: &object) { changed = true }
         for (container, keys) in [("prompt_tokens_details", ["cached_tokens", "cache_write_tokens", "audio_tokens"]),
                                   ("completion_tokens_details", ["reasoning_tokens", "audio_tokens", "accepted_prediction_tokens",
                                                                  "rejected_prediction_tokens"])] {
