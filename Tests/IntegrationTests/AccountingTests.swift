@@ -516,6 +516,17 @@ import Testing
         }
     }
 
+    /// An outer turn that fails before any deliberation, without usage: the usage the client
+    /// gets is the estimate and says so at its top level (no per-call breakdown to say it;
+    /// review 68C #6), as a proxied request's does.
+    @Test func anEstimateWithoutADeliberationIsFlagged() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]"#
+        let response = try env.chat(#"{"model":"mock/error-mid-stream:after=2:pace_ms=1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Compare two options"}],"tools":\#(tools)}"#)
+        let usage = try #require(response.plainChunksJSON.last { $0["usage"] != nil && $0["usage"] != .null }?["usage"], "\(response.text)")
+        #expect(usage["estimated"] == .bool(true) && usage["fusion"] == nil, "\(usage)")
+    }
+
     /// A member cut before its usage holds the gateway's estimate, costed the same way (the
     /// client and the record state one cost).
     @Test func aCutMembersEstimateIsCostedToo() throws {

@@ -316,16 +316,18 @@ final class FusionSession<Renderer: FusionRenderer> {
     /// the estimates of calls cut or failed before their usage included (`accounted`).
     private var totals: FusionTotals {
         let accounted = accounted
-        return FusionTotals(usage: accounted.usage, calls: machine.deliberated ? accounted.calls : nil, fusion: machine.fusionResult,
-                            finishReason: machine.finishReason, sources: machine.sources)
+        var totals = FusionTotals(usage: accounted.usage, calls: machine.deliberated ? accounted.calls : nil, fusion: machine.fusionResult,
+                                  finishReason: machine.finishReason, sources: machine.sources)
+        totals.usageEstimated = accounted.estimated
+        return totals
     }
 
     /// Every call's stats with the call log's estimates folded in, and their sum: what the client
     /// is told and what the record (and so the key) is charged, one figure for both.
-    private var accounted: (calls: [MemberStats], usage: Usage) {
+    private var accounted: (calls: [MemberStats], usage: Usage, estimated: Bool) {
         let estimates = callLog.estimates(pricedBy: routes.price(of:))
         let folded = MemberStats.folding(estimates, into: machine.calls)
-        return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +))
+        return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +), !estimates.isEmpty)
     }
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {

@@ -11,6 +11,10 @@ public struct FusionTotals: Sendable {
     public var fusion: FusionResult?
     public var finishReason: FinishReason?
     public var sources: SourceList
+    /// Some of `usage` is the gateway's estimate (a call cut or failed before its upstream said):
+    /// the usage says so at its top level too, where a client reads it without a deliberation's
+    /// per-call breakdown (review 68C #6).
+    public var usageEstimated = false
 
     public init(usage: Usage, calls: [MemberStats]?, fusion: FusionResult?, finishReason: FinishReason?, sources: SourceList) {
         self.usage = usage
@@ -28,6 +32,7 @@ public struct FusionTotals: Sendable {
     public var chatUsageJSON: JSONValue {
         guard case .object(var usage) = usage.json else { return .null }
         if let calls { usage["fusion"] = Self.breakdown(calls) }
+        if usageEstimated { usage["estimated"] = .bool(true) }
         return .object(usage)
     }
 
@@ -45,6 +50,7 @@ public struct FusionTotals: Sendable {
         }
         out.append(contentsOf: #","cost":"#.utf8)
         JSONWriting.appendValue(.double(usage.cost), to: &out)
+        if usageEstimated { out.append(contentsOf: #","estimated":true"#.utf8) }
         if let calls {
             out.append(contentsOf: #","fusion":{"calls":["#.utf8)
             for (index, call) in calls.enumerated() {
@@ -140,15 +146,23 @@ extension ResponsesFusionRenderer: FusionRenderer {
     }
 
     public mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8]) {
-        renderEnd(usage: Self.usage(totals.usage, calls: totals.calls), sources: totals.sources,
+        renderEnd(usage: Self.usage(totals), sources: totals.sources,
                   completedAt: ResponsesTranslation.now(), into: &out)
     }
 
     public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
-        renderError(error, usage: Self.usage(totals.usage, calls: totals.calls), into: &out)
+        renderError(error, usage: Self.usage(totals), into: &out)
     }
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
-        response(usage: Self.usage(totals.usage, calls: totals.calls), sources: totals.sources, completedAt: ResponsesTranslation.now())
+        response(usage: Self.usage(totals), sources: totals.sources, completedAt: ResponsesTranslation.now())
+    }
+
+    static func usage(_ totals: FusionTotals) -> JSONValue {
+        guard totals.usageEstimated, case .object(var usage) = usage(totals.usage, calls: totals.calls) else {
+            return usage(totals.usage, calls: totals.calls)
+        }
+        usage["estimated"] = .bool(true)
+        return .object(usage)
     }
 }
