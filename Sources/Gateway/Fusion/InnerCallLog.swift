@@ -125,7 +125,14 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     private func estimateUsage(_ entry: Entry) {
         guard entry.record.usage == nil, entry.outputEvents > 0 else { return }
         let prompt = entry.promptUsage ?? Usage(promptTokens: CostEstimate.tokens(request: entry.request))
-        entry.record.usage = Usage.estimate(prompt: prompt, completionTokens: entry.outputEvents)
+        // One that stopped at its output limit (the upstream's `length`, or stopped there by the
+        // gateway as its output passed the bound) wrote its limit: a token per piece would charge
+        // 110 tokens for 900 KB in one delta (review 68C #4).
+        var completion = entry.outputEvents
+        if entry.record.finishReason == FinishReason.length.rawValue, let limit = entry.request.maxOutputTokens {
+            completion = max(completion, limit)
+        }
+        entry.record.usage = Usage.estimate(prompt: prompt, completionTokens: completion)
         entry.record.usageEstimated = true
     }
 
