@@ -276,8 +276,10 @@ import Testing
     }
 
     /// A stream that answers nothing (a role chunk, then `[DONE]`) is the upstream's failure, not
-    /// an empty success: the next of `models` answers, and alone it is an error chunk; a key is
-    /// charged nothing for it, whether or not its client asked to see usage (review 59B #2, #3).
+    /// an empty success: the next of `models` answers, and alone it is a 502 with the error (the
+    /// stream's head waits for its first bytes: review 68A #3; it was a 200 with an error chunk);
+    /// a key is charged nothing for it, whether or not its client asked to see usage (review
+    /// 59B #2, #3).
     @Test func aStreamThatAnswersNothingFallsBackAndIsNeverCharged() throws {
         let env = try TestEnvironment()
         let body = #"{"model":"mock/error:no_answer=2","models":["mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
@@ -285,11 +287,24 @@ import Testing
         #expect(fellBack.streamError == nil && fellBack.streamedContent.hasPrefix("This is a simulated answer"), "\(fellBack.text)")
         for includeUsage in [false, true] {
             let alone = try env.chat(#"{"model":"mock/error:no_answer=2","stream":true,"stream_options":{"include_usage":\#(includeUsage)},"messages":[{"role":"user","content":"Hello there"}]}"#)
-            #expect(alone.streamError?["code"] == .string("upstream_protocol_error") && !alone.text.contains(#""usage""#), "\(alone.text)")
+            #expect(alone.status == 502 && alone.json?["error"]?["code"] == .string("upstream_protocol_error") && !alone.text.contains(#""usage""#), "\(alone.text)")
+            #expect(alone.header("x-generation-id") != nil)
             #expect(env.eventually { (try? env.generation(alone.header("x-generation-id"))) != nil })
             let record = try #require(try env.generation(alone.header("x-generation-id")))
             #expect(record["tokens_prompt"] == .int(0) && record["tokens_completion"] == .int(0), "\(record)")
         }
+    }
+
+    /// An upstream that answers 200 and then fails before any of its answer, on every attempt:
+    /// the client is answered with the failure's status, not a 200 carrying an error chunk
+    /// (review 68A #3); once an answer's bytes went out, the error comes in the stream.
+    @Test func aFailureBeforeAnyAnswerKeepsItsStatus() throws {
+        let env = try TestEnvironment()
+        let before = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=0:pace_ms=1"))
+        #expect(before.status == 502 && before.json?["error"]?["code"] != nil && before.header("content-type")?.hasPrefix("application/json") == true,
+                "\(before.status) \(before.text)")
+        let after = try env.chat(TestEnvironment.chatBody(model: "mock/error-mid-stream:after=2:pace_ms=1"))
+        #expect(after.status == 200 && after.streamError != nil && !after.streamedContent.isEmpty, "\(after.text)")
     }
 
     /// A 200 that is not the API's answer at all (a portal's HTML page called JSON) is retried

@@ -7,15 +7,12 @@ import UpstreamClient
 
 /// A proxy's client side: the stream's head, keep-alives, a client too slow or gone, and the end.
 extension CompletionProxy {
+    /// The client's stream, its head not sent yet: it goes with the stream's first bytes
+    /// (`send`), so a failure before any (an upstream that answered 200 and then only an error)
+    /// is still answered with its own status (review 68A #3).
     func openClientStream() {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
-        accounting.sentStatus = 200
-        writer.startStream(status: 200, headers: [
-            ("Content-Type", "text/event-stream; charset=utf-8"),
-            ("Cache-Control", "no-cache"),
-            ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
-        ] + GenerationHeaders.naming(generationID))
         // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8, redactor: redactor)
         stream.drainsWhenFull = true  // the transfer is its only producer, on this loop
@@ -23,15 +20,37 @@ extension CompletionProxy {
         self.stream = stream
         scratch.withBuffer { out in
             relay.start(into: &out)
-            if !out.isEmpty { stream.emit(out) }
+            send(out)
         }
         context.shownModel = relayModel
     }
 
+    /// The 200 head, once: before the stream's first bytes, a keep-alive's included.
+    func commitClientHead() {
+        guard writer.state == .pending else { return }
+        accounting.sentStatus = 200
+        writer.startStream(status: 200, headers: [
+            ("Content-Type", "text/event-stream; charset=utf-8"),
+            ("Cache-Control", "no-cache"),
+            ("X-Accel-Buffering", "no"),  // tell any proxy in front of us not to buffer
+        ] + GenerationHeaders.naming(generationID))
+    }
+
+    /// Bytes for the client's stream, its head first if it is not out yet.
+    func send(_ bytes: [UInt8]) {
+        guard let stream, !bytes.isEmpty else { return }
+        commitClientHead()
+        stream.emit(bytes)
+    }
+
+    /// Nothing reached the client (its head included): the stream is dropped, so `fail` answers
+    /// with the error's own status.
+    var streamUncommitted: Bool { stream != nil && writer.state == .pending }
+
     func sendKeepAlive() {
         openClientStream()
         guard case .streaming = phase else { return }
-        stream?.emit(Array(": keep-alive\n\n".utf8))
+        send(Array(": keep-alive\n\n".utf8))
     }
 
     func checkUpstreamIdle() {
@@ -80,6 +99,7 @@ extension CompletionProxy {
     func finishClientStream() {
         guard case .streaming = phase else { return }
         phase = .finished
+        commitClientHead()
         stream?.emitEnd()
     }
 
@@ -90,10 +110,14 @@ extension CompletionProxy {
         accounting.failure = RecordError(error, redactor: redactor)
         transfer?.cancel()
         transfer = nil
+        if streamUncommitted {
+            stream?.close()
+            stream = nil
+        }
         if let stream {
             scratch.withBuffer { out in
                 relay.fail(error, into: &out)
-                stream.emit(out)
+                send(out)
             }
             phase = .finished
             stream.emitEnd()

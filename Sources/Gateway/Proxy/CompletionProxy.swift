@@ -193,7 +193,9 @@ final class CompletionProxy<Request: ProxyRequest> {
                     retryInstead = decision
                     return outcome
                 }
-                stream.emit(out)
+                // Failed before anything reached the client: answered with its status (`fail`).
+                if case .failed = outcome, streamUncommitted { return outcome }
+                send(out)
                 wrote = !out.isEmpty
                 return outcome
             }
@@ -217,6 +219,10 @@ final class CompletionProxy<Request: ProxyRequest> {
                 transfer = nil
                 if let retryInstead {
                     retry(retryInstead)
+                    return true
+                }
+                if streamUncommitted {
+                    fail(error)
                     return true
                 }
                 accounting.failure = RecordError(error, redactor: redactor)
@@ -279,13 +285,20 @@ final class CompletionProxy<Request: ProxyRequest> {
                     retryInstead = decision
                     return
                 }
-                stream?.emit(out)
+                if case .failed = relay.outcome, streamUncommitted { return }
+                send(out)
             }
             if let retryInstead {
                 retry(retryInstead)
                 return
             }
-            if case .failed(let error) = relay.outcome { accounting.failure = RecordError(error, redactor: redactor) }
+            if case .failed(let error) = relay.outcome {
+                if streamUncommitted {
+                    fail(error)
+                    return
+                }
+                accounting.failure = RecordError(error, redactor: redactor)
+            }
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
             defer { releaseHeld() }  // converted (or failed) by the end of this
@@ -352,7 +365,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             if let stream { stream.onSent = { [collected] in collected?.release(held) } } else { collected?.release(held) }
             scratch.withBuffer { out in
                 relay.relayWhole(events, into: &out)
-                stream?.emit(out)
+                send(out)
             }
             finishClientStream()
             return
