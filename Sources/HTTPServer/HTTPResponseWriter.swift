@@ -1,4 +1,7 @@
 import EventLoop
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes the response to one request: either whole (`respond`) or as a stream
 /// (`startStream`, `writeStreamChunk`…, `endStream`). Used on the connection's loop only.
@@ -171,8 +174,9 @@ public final class HTTPResponseWriter {
     /// it only when told; ApacheBench `-k` waited for the idle close: review 60B #4).
     static func head(status: Int, headers: [(String, String)], keepAlive: Bool, announce: Bool = false) -> [UInt8] {
         var head: [UInt8] = []
-        head.reserveCapacity(256)
+        head.reserveCapacity(320)
         head.append(contentsOf: "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\n".utf8)
+        appendDate(to: &head)
         for (name, value) in headers {
             head.append(contentsOf: name.utf8)
             head.append(contentsOf: ": ".utf8)
@@ -188,6 +192,42 @@ public final class HTTPResponseWriter {
         }
         return head
     }
+}
+
+extension HTTPResponseWriter {
+    /// `Date: Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §6.6.1: an origin server with a clock
+    /// sends it; review 68B #8). Formatted into a stack buffer: no allocation per response.
+    static func appendDate(to head: inout [UInt8], now: time_t = time(nil)) {
+        var clock = now
+        var parts = tm()
+        guard gmtime_r(&clock, &parts) != nil, (0...6).contains(parts.tm_wday), (0...11).contains(parts.tm_mon),
+              (0...9999).contains(parts.tm_year + 1900) else { return }
+        // By hand, not `strftime`: its day and month names follow the process's locale.
+        func two(_ value: Int32) {
+            head.append(UInt8(ascii: "0") + UInt8(clamping: value / 10 % 10))
+            head.append(UInt8(ascii: "0") + UInt8(clamping: value % 10))
+        }
+        head.append(contentsOf: "Date: ".utf8)
+        head.append(contentsOf: days[Int(parts.tm_wday)].utf8)
+        head.append(contentsOf: ", ".utf8)
+        two(parts.tm_mday)
+        head.append(0x20)
+        head.append(contentsOf: months[Int(parts.tm_mon)].utf8)
+        head.append(0x20)
+        let year = parts.tm_year + 1900
+        two(year / 100)
+        two(year % 100)
+        head.append(0x20)
+        two(parts.tm_hour)
+        head.append(UInt8(ascii: ":"))
+        two(parts.tm_min)
+        head.append(UInt8(ascii: ":"))
+        two(parts.tm_sec)
+        head.append(contentsOf: " GMT\r\n".utf8)
+    }
+
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 }
 
 public enum HTTPStatus {
