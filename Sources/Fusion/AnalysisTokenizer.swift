@@ -32,6 +32,7 @@ public struct AnalysisItem: Sendable, Equatable {
 public struct AnalysisTokenizer: Sendable {
     public static let maxDepth = 64
     public static let maxItemBytes = 256 << 10
+    public static let maxNumberBytes = 1024
 
     /// The reply broke the grammar or a cap; no more items come.
     public var stopped: Bool { stopReason != nil }
@@ -43,6 +44,7 @@ public struct AnalysisTokenizer: Sendable {
         case syntax(atByte: Int)
         case tooDeep
         case tooLarge
+        case numberTooLong
 
         /// What the judge is told it did wrong.
         public var problem: String {
@@ -50,6 +52,7 @@ public struct AnalysisTokenizer: Sendable {
             case .syntax(let offset): "the reply is not valid JSON (at byte \(offset))"
             case .tooDeep: "the reply nests deeper than \(AnalysisTokenizer.maxDepth) levels"
             case .tooLarge: "an element of the reply is larger than \(AnalysisTokenizer.maxItemBytes / 1024) KiB"
+            case .numberTooLong: "a number in the reply is longer than \(AnalysisTokenizer.maxNumberBytes) characters"
             }
         }
     }
@@ -139,7 +142,9 @@ public struct AnalysisTokenizer: Sendable {
         case .number:
             if Self.isNumberByte(byte) {
                 buffer.append(byte)
-                if buffer.count > 64 { stop(.tooLarge) }  // no real number is this long
+                // Long enough for any number a model writes (a 65-digit one passed the final
+                // parse and was refused here: review 69 #3), bounded all the same.
+                if buffer.count > Self.maxNumberBytes { stop(.numberTooLong) }
                 return
             }
             guard let value = Self.number(buffer) else { return stop() }

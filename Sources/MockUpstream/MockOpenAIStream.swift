@@ -70,7 +70,11 @@ struct MockOpenAIStream: MockWire {
         let reason = script.truncated ? "length" : script.callsTool ? "tool_calls" : "stop"
         let usage = script.scenario.option("no_usage", default: 0) == 1 ? nil : usageJSON
         let usageKey = script.scenario.option("spaced", default: 0) == 1 ? #""usage" : "# : #""usage":"#
-        if let lastStep, case .content(let text) = lastStep {
+        if script.scenario.option("no_finish", default: 0) == 1 {
+            // The finish chunk left out, `[DONE]` still sent (as a server reporting a failure on
+            // a line of its own does: llama.cpp's `error:`).
+            if let lastStep { appendStep(lastStep, to: &out) }
+        } else if let lastStep, case .content(let text) = lastStep {
             appendChunkPrefix(to: &out)
             out.append(contentsOf: #""choices":[{"index":0,"delta":{"content":"#.utf8)
             JSONWriting.appendString(text, to: &out)

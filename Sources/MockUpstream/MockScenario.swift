@@ -97,6 +97,8 @@ public struct MockScenario: Equatable, Sendable {
         // no usage; space the usage key (`"usage": {`); put the last content, the finish reason
         // and the usage in one chunk; echo the request's Authorization header in error messages (2: in hex).
         "truncate": 0...1,
+        // OpenAI's wire: no finish chunk, `[DONE]` all the same.
+        "no_finish": 0...1,
         "whole": 0...1,
         "no_usage": 0...1,
         // Ignore the request's output limit, as a hostile or broken server may.

@@ -110,9 +110,13 @@ import Testing
         var large = AnalysisTokenizer()
         _ = large.feed("{\"consensus\":[\"" + String(repeating: "x", count: AnalysisTokenizer.maxItemBytes + 10))
         #expect(large.stopped)
+        #expect(deep.stopReason == .tooDeep && large.stopReason == .tooLarge)
         var long = AnalysisTokenizer()
-        _ = long.feed("{\"consensus\":[" + String(repeating: "1", count: 100))
-        #expect(long.stopped, "no number is 100 digits long")
+        _ = long.feed("{\"consensus\":[" + String(repeating: "1", count: AnalysisTokenizer.maxNumberBytes + 1))
+        #expect(long.stopReason == .numberTooLong)
+        var fine = AnalysisTokenizer()
+        _ = fine.feed("{\"consensus\":[" + String(repeating: "1", count: 100))
+        #expect(!fine.stopped, "a long number, read")
     }
 
     @Test func lonelySurrogatesBecomeReplacementCharacters() {

@@ -194,6 +194,16 @@ import Testing
         #expect(messages[messages.count - 2].text.utf8.count <= (8 << 10) + 16, "the reply quoted, cut")
     }
 
+    /// A long number is no reason to stop: a valid reply with a 100-digit one passes (review 69
+    /// #3: refused at once as "an element larger than 256 KiB").
+    @Test func aValidReplyWithALongNumberPasses() throws {
+        var (d, _) = makeDeliberation()
+        _ = answerAll(&d)
+        let reply = #"{"score":"# + String(repeating: "9", count: 100) + "," + Self.validAnalysis.dropFirst()
+        #expect(startedJudges(d.handle(.judgeDelta(text: reply), at: 20)).isEmpty)
+        #expect(try #require(finish(d.handle(.judgeFinished(usage: nil), at: 21))).analysis != nil)
+    }
+
     /// With web tools, a syntax stop waits for the end (the judge may write a sentence with a
     /// brace before it searches); a cap still ends the attempt.
     @Test func aJudgeWithToolsIsStoppedOnlyByACap() throws {

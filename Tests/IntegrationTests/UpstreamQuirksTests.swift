@@ -266,6 +266,29 @@ import Testing
                     "\(provider): \(response.text)")
         }
     }
+
+    /// An OpenAI-wire stream whose `[DONE]` comes without a finish reason was cut, on every
+    /// surface and in a deliberation: never a made-up `end_turn` or `completed` (review 69 #1).
+    @Test func doneWithoutAFinishIsACutAnswerEverywhere() throws {
+        let env = try Self.environment()
+        let model = "mock/normal:pace_ms=0:no_finish=1"
+        let chat = try env.chat(TestEnvironment.chatBody(model: model))
+        #expect(chat.streamError?["code"] == .string("upstream_truncated"), "\(chat.text)")
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/messages", body: #"{"model":"\#(model)","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                                             headers: ["anthropic-version": "2023-06-01"]))
+        let message = try client.readResponse()
+        #expect(message.namedEvents.last?.name == "error" && !message.text.contains("end_turn"), "\(message.text)")
+        let other = try env.client()
+        try other.send(TestEnvironment.post("/v1/responses", body: #"{"model":"\#(model)","stream":true,"input":"hi"}"#))
+        let response = try other.readResponse()
+        #expect(response.namedEvents.last?.name == "response.failed", "\(response.text)")
+        // A deliberation's final answer so cut fails the request, not a complete answer.
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]"#
+        let fusion = try env.chat(#"{"model":"mock/outer:pace_ms=1:no_finish=1","stream":true,"messages":[{"role":"user","content":"Compare"}],"tools":\#(tools),"tool_choice":"required"}"#)
+        #expect(fusion.streamError != nil && !fusion.plainChunksJSON.contains { $0["choices"]?.arrayValue?.first?["finish_reason"] == .string("stop") },
+                "\(fusion.text.suffix(600))")
+    }
 }
 
 /// A stream broken off mid-answer still tells a client that asked for usage what was generated

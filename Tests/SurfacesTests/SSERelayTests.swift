@@ -174,6 +174,9 @@ import Testing
         [#"{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":"}}"#,
          #"{"index":0,"function":{"arguments":"1}"}}"#,
          #"{"index":0,"id":"c2","type":"function","function":{"name":"g","arguments":"{\"b\":2}"}}"#],
+        // The first call at an odd index (the SDK's helper indexes a list).
+        [#"{"index":5,"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}"#,
+         #"{"index":2,"id":"c2","type":"function","function":{"name":"g","arguments":"{\"b\":2}"}}"#],
         // No index at all.
         [#"{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}"#,
          #"{"id":"c2","type":"function","function":{"name":"g","arguments":"{\"b\":2}"}}"#],
@@ -208,6 +211,14 @@ import Testing
         let calls = try JSONValue.parse(rewritten)["choices"]?.arrayValue?.first?["message"]?["tool_calls"]?.arrayValue ?? []
         #expect(calls.compactMap { $0["id"]?.stringValue } == ["call", "call_1"], "\(String(decoding: rewritten, as: UTF8.self))")
         #expect(calls.compactMap { $0["function"]?["name"]?.stringValue } == ["f", "g"])
+    }
+
+    /// Two choices finished in one chunk, the first listed without its finish (`n` > 1): the
+    /// stream is complete (review 69 #2).
+    @Test func anyChoicesFinishCounts() {
+        let chunk = #"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},{"index":1,"delta":{"content":"b"},"finish_reason":"stop"}]}"#
+        let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
+        #expect(result.outcome == .done, "\(result.output)")
     }
 
     /// `[DONE]` followed by white space is the sentinel still (OpenAI's SDKs read it so).
@@ -352,6 +363,11 @@ import Testing
         _ = relay.relay(Array(#"data: {"choices":[],"usage":{"prompt_tokens":"5","completion_tokens":2,"total_tokens":{"x":1},"cost":"0.5"}}\#n\#ndata: [DONE]\#n\#n"#.utf8), into: &out)
         let usage = try #require(relay.usage)
         #expect(usage["cost"] == nil && usage["prompt_tokens"] == .int(0) && usage["completion_tokens"] == .int(2) && usage["total_tokens"] == .int(2), "\(usage)")
+        // Beside a readable total, the unreadable one is the rest of it (review 69 #4).
+        var rest = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
+        var restOut: [UInt8] = []
+        _ = rest.relay(Array(#"data: {"choices":[],"usage":{"prompt_tokens":"x","completion_tokens":3,"total_tokens":13}}\#n\#n"#.utf8), into: &restOut)
+        #expect(rest.usage == .object(["prompt_tokens": .int(10), "completion_tokens": .int(3), "total_tokens": .int(13)]), "\(String(describing: rest.usage))")
         #expect(!String(decoding: out, as: UTF8.self).contains("0.5") && !String(decoding: out, as: UTF8.self).contains(#""x""#))
     }
 

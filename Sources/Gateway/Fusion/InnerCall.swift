@@ -292,9 +292,11 @@ final class InnerCall {
             fail(failure, .upstreamError)
         } else if done {
             // Everything is in: finish now; the transfer completes on its own (connection reuse).
+            // Whole or cut, as the decoder says (`[DONE]` without a finish reason was cut:
+            // review 69 #1).
             transfer?.detach(cancelAfterMilliseconds: 2_000)
             transfer = nil
-            end(.complete)
+            end(decoder.end())
         }
         return true
     }

@@ -308,8 +308,11 @@ final class CompletionProxy<Request: ProxyRequest> {
                 let meant = route.provider.meaningOfStatus(status, body: body)
                 if retryOrFallBack(status: meant, connectFailed: false,
                                    headers: route.provider.retryHeaders(status: status, body: body, headers: headers)) { return }
-                fail(route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name,
-                                          redactor: redactor))
+                var error = route.provider.error(status: status, body: body, headers: headers, provider: route.endpoint.name, redactor: redactor)
+                // The field an upstream names is the client's only when it speaks the client's API
+                // (translated, it names a field the client never sent: review 69).
+                if !(api == .chatCompletions && route.provider.wireFormat == .openAIChat) { error.param = nil }
+                fail(error)
             } else {
                 deliverWhole(body, headers: headers)
             }

@@ -30,7 +30,7 @@ public struct ChatToolCallRenumbering {
             guard case .object(var fields) = choice, case .object(var delta)? = fields["delta"],
                   case .array(var calls)? = delta["tool_calls"] else { continue }
             let key = fields["index"]?.intValue ?? Int64(position)
-            var numbering = numberings[key] ?? ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
+            var numbering = numberings[key] ?? ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1, dense: true)
             for (callPosition, call) in calls.enumerated() {
                 guard case .object(var callFields) = call else { continue }
                 if let index = call["index"]?.intValue, !(0...OpenAIChunk.maxToolCallIndex).contains(index) {

@@ -44,9 +44,14 @@ struct ToolCallNumbering {
     private var ids = UniqueToolCallIDs()
     private var nextFree = 0
     let limit: Int
+    /// Calls numbered 0, 1, 2… in the order they start, whatever the upstream's indexes (a
+    /// client's list: the OpenAI SDK's stream helper raised on a first call at index 5; review
+    /// 69). Otherwise a free upstream index is kept.
+    let dense: Bool
 
-    init(limit: Int) {
+    init(limit: Int, dense: Bool = false) {
         self.limit = limit
+        self.dense = dense
     }
 
     /// The fragment under the index of its call, or nil when it would be call `limit + 1`.
@@ -90,7 +95,7 @@ struct ToolCallNumbering {
 
     private mutating func claim(preferring index: Int?) -> Int? {
         guard calls.count < limit else { return nil }
-        if let index, calls[index] == nil {
+        if !dense, let index, calls[index] == nil {
             nextFree = max(nextFree, index + 1)
             return index
         }

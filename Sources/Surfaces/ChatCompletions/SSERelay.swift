@@ -177,7 +177,8 @@ public struct SSERelay {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
                 return
             }
-            if let reason = choice?["finish_reason"]?.stringValue { finishReason = reason }
+            // Any choice's (an `n` > 1 stream may finish two choices in one chunk: review 69 #2).
+            if let reason = chunk?["choices"]?.arrayValue?.lazy.compactMap({ $0["finish_reason"]?.stringValue }).first { finishReason = reason }
             if case .object(var fields)? = chunk, let choices = fields["choices"] {
                 switch toolCalls.renumber(choices: choices) {
                 case .unchanged: break
@@ -382,9 +383,16 @@ extension SSERelay {
         // 68A #5); with none readable the usage is no usage (estimated at the end).
         let counts = ["prompt_tokens", "completion_tokens", "total_tokens"]
         if counts.contains(where: { object[$0]?.doubleValue != nil }) {
-            for key in counts where object[key] != nil && object[key]?.doubleValue == nil {
+            let unreadable = counts.filter { object[$0] != nil && object[$0]?.doubleValue == nil }
+            for key in unreadable {
                 object[key] = .int(0)
                 changed = true
+            }
+            // One of prompt and completion unreadable beside a readable total: it is the rest
+            // of the total, not 0 (review 69 #4: the total 13 became 0 + 3).
+            if unreadable.count == 1, unreadable[0] != "total_tokens", let total = object["total_tokens"].map(Usage.count),
+               let other = object[unreadable[0] == "prompt_tokens" ? "completion_tokens" : "prompt_tokens"].map(Usage.count) {
+                object[unreadable[0]] = .int(max(0, total - other))
             }
         }
         if dropNonNumbers(counts + ["cost"], in: &object) { changed = true }

@@ -109,7 +109,13 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         if let failure {
             fail(.upstreamProtocol("the upstream sent an invalid stream: \(failure.message)"), into: &out)
         } else if ended && outcome == .streaming {
-            complete(into: &out)
+            // The decoder's end says whether the answer was whole: an OpenAI-wire `[DONE]` with
+            // no finish reason before it was cut (review 69 #1: `end_turn` / `completed` made up).
+            if decoder.end() == .complete || finish != nil {
+                complete(into: &out)
+            } else {
+                fail(.upstreamTruncated(), into: &out)
+            }
         }
         return outcome
     }
