@@ -280,6 +280,7 @@ import Testing
         #expect(outerCalls?.count == 2 && outerCalls?.allSatisfy { $0["model"] == .string("mock/outer:pace_ms=1") } == true, "\(fellBack.text)")
         let record = try #require(try env.generation(fellBack.header("x-generation-id")))
         #expect(record["model"] == .string("mock/outer:pace_ms=1"), "\(record)")
+        #expect(fellBack.json?["model"] == .string("mock/outer:pace_ms=1"), "a whole answer names the model that wrote it")
     }
 
     @Test func allMembersFailingIsATypedErrorTheOuterModelStillAnswers() throws {

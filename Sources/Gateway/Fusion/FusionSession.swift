@@ -319,6 +319,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         var totals = FusionTotals(usage: accounted.usage, calls: machine.deliberated ? accounted.calls : nil, fusion: machine.fusionResult,
                                   finishReason: machine.finishReason, sources: machine.sources)
         totals.usageEstimated = accounted.estimated
+        totals.answeringModel = callLog.answeringOuterCall.flatMap { $0.fellBack ? $0.model : nil }
         return totals
     }
 

@@ -144,10 +144,10 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
 
     /// The model (and its provider) that wrote the answer: the final outer turn's, else the
     /// first's; a fallback's when one took over (nil: no outer turn has ended).
-    var answeringOuterCall: (model: String, provider: String)? {
+    var answeringOuterCall: (model: String, provider: String, fellBack: Bool)? {
         let outer = entries.keys.sorted().compactMap { entries[$0] }.filter { !$0.open && $0.record.role.hasPrefix("outer") }
         guard let last = outer.last(where: { $0.record.role == "outer_final" }) ?? outer.last else { return nil }
-        return (last.record.model, last.record.provider)
+        return (last.record.model, last.record.provider, last.record.model != last.routes.first?.model)
     }
 
     /// Panel calls still running: at the request's end, the members it cancels.

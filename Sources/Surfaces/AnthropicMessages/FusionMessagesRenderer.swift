@@ -80,8 +80,9 @@ public struct FusionMessagesRenderer: Sendable {
 
     /// The whole, non-streamed response body; when a deliberation ran, its result and each
     /// call's usage (`usage.fusion`, as the streamed `message_delta` and chat's body carry it).
-    public func message(usage: Usage, fusion: FusionResult?, calls: [MemberStats]? = nil) throws(APIError) -> [UInt8] {
+    public func message(usage: Usage, fusion: FusionResult?, calls: [MemberStats]? = nil, model: String? = nil) throws(APIError) -> [UInt8] {
         var response = whole
+        if let model { response.model = model }
         response.add(.usage(usage))
         return try response.body(extra: fusion.map { ["fusion": $0.json] } ?? [:], fusionCalls: calls.map(FusionTotals.breakdown))
     }

@@ -9,7 +9,8 @@ import Providers
 /// loosely.
 public struct MessagesResponse: Sendable {
     public let id: String
-    public let model: String
+    /// The model named; a deliberation's whole answer names the fallback that wrote it.
+    public var model: String
     /// `raw`: a block of Anthropic's the neutral types do not model (a server tool's), as it came.
     private enum Block { case text(String), thinking(String, signature: String), redactedThinking(String), tool(Int), raw(JSONValue) }
     /// Block position → the citations of that text block.

@@ -107,7 +107,7 @@ public struct FusionChatRenderer: Sendable {
     }
 
     /// The whole, non-streamed response body.
-    public func completion(usage: JSONValue, fusion: FusionResult?, finishReason: FinishReason?, sources: SourceList) -> [UInt8] {
+    public func completion(usage: JSONValue, fusion: FusionResult?, finishReason: FinishReason?, sources: SourceList, model: String? = nil) -> [UInt8] {
         var message: [String: JSONValue] = ["role": .string("assistant"),
                                             "content": content.isEmpty && !toolCalls.calls.isEmpty ? .null : .string(content)]
         if !reasoning.isEmpty { message["reasoning"] = .string(reasoning) }
@@ -120,7 +120,7 @@ public struct FusionChatRenderer: Sendable {
         if !sources.isEmpty { message["annotations"] = .array(sources.annotations(for: finalText).map { Self.shifted($0, by: finalOffset) }) }
         var body: [String: JSONValue] = [
             "id": .string(chunks.id), "object": .string("chat.completion"), "created": .int(Int64(chunks.created)),
-            "model": .string(chunks.model),
+            "model": .string(model ?? chunks.model),
             "choices": .array([.object(["index": .int(0), "message": .object(message),
                                         "finish_reason": .string(finishReason?.rawValue ?? "stop")])]),
             "usage": usage,

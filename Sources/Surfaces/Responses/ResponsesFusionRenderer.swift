@@ -105,10 +105,15 @@ public struct ResponsesFusionRenderer: Sendable {
     }
 
     /// The whole non-streamed body: the Response object.
-    public mutating func response(usage: JSONValue, sources: SourceList, completedAt: Int) -> [UInt8] {
+    public mutating func response(usage: JSONValue, sources: SourceList, completedAt: Int, model: String? = nil) -> [UInt8] {
         var discarded: [UInt8] = []
         annotate(sources, &discarded)
-        return writer.response(usage: usage, completedAt: completedAt).serialized()
+        var response = writer.response(usage: usage, completedAt: completedAt)
+        if let model, case .object(var fields) = response {
+            fields["model"] = .string(model)
+            response = .object(fields)
+        }
+        return response.serialized()
     }
 
     private mutating func render(_ progress: FusionProgress, into out: inout [UInt8]) {

@@ -15,6 +15,9 @@ public struct FusionTotals: Sendable {
     /// the usage says so at its top level too, where a client reads it without a deliberation's
     /// per-call breakdown (review 68C #6).
     public var usageEstimated = false
+    /// The model that wrote the answer when a fallback of the one asked did: a whole answer
+    /// names it, as a proxied one does (a stream keeps the name its first event gave).
+    public var answeringModel: String?
 
     public init(usage: Usage, calls: [MemberStats]?, fusion: FusionResult?, finishReason: FinishReason?, sources: SourceList) {
         self.usage = usage
@@ -112,7 +115,8 @@ extension FusionChatRenderer: FusionRenderer {
     }
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
-        completion(usage: totals.chatUsageJSON, fusion: totals.fusion, finishReason: totals.finishReason, sources: totals.sources)
+        completion(usage: totals.chatUsageJSON, fusion: totals.fusion, finishReason: totals.finishReason, sources: totals.sources,
+                   model: totals.answeringModel)
     }
 }
 
@@ -133,7 +137,7 @@ extension FusionMessagesRenderer: FusionRenderer {
     }
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
-        try message(usage: totals.usage, fusion: totals.fusion, calls: totals.calls)
+        try message(usage: totals.usage, fusion: totals.fusion, calls: totals.calls, model: totals.answeringModel)
     }
 }
 
@@ -155,7 +159,7 @@ extension ResponsesFusionRenderer: FusionRenderer {
     }
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
-        response(usage: Self.usage(totals), sources: totals.sources, completedAt: ResponsesTranslation.now())
+        response(usage: Self.usage(totals), sources: totals.sources, completedAt: ResponsesTranslation.now(), model: totals.answeringModel)
     }
 
     static func usage(_ totals: FusionTotals) -> JSONValue {
