@@ -417,6 +417,7 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
             close()
         } else if shutdownWhenDrained {
             startShutdown()
+            if notifiesDrain { onDrain?() }  // the owner times its linger from here
         } else if notifiesDrain {
             onDrain?()
         }

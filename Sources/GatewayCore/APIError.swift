@@ -131,6 +131,6 @@ extension APIError {
     /// The upstream's stream ended with neither its end marker nor a finish reason.
     public static func upstreamTruncated() -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_truncated",
-                 message: "The upstream's stream ended before the answer was complete (no [DONE] and no finish reason).")
+                 message: "The upstream's stream ended before the answer was complete (it gave no finish reason).")
     }
 }

@@ -67,6 +67,10 @@ final class HTTPServerConnection {
             case .reading where drainCheck != nil:
                 armIdleTimer()  // the last response is out: idle from now
                 resumeAfterBacklog()
+            case .closed where tcp.isOpen:
+                // The last response is out (`finishAndClose`): the client has the linger time to
+                // close its side, not the stalled-write timeout's.
+                timer.start(afterMilliseconds: limits.lingerMilliseconds)
             default: break
             }
         }
@@ -181,7 +185,8 @@ final class HTTPServerConnection {
         switch state {
         case .responding(let writer): tcp.notifiesDrain = writer.onWritable != nil
         case .reading: tcp.notifiesDrain = drainCheck != nil
-        case .lingering, .closed: tcp.notifiesDrain = false
+        case .lingering: tcp.notifiesDrain = false
+        case .closed: tcp.notifiesDrain = tcp.isOpen && tcp.bufferedBytes > 0
         }
     }
 
@@ -454,22 +459,27 @@ final class HTTPServerConnection {
     /// Closes once the last response has gone out. Until then the connection still counts as
     /// open: a shutdown waits for those bytes (within its grace period, whose deadline cuts them
     /// short like any response) rather than exiting with a slow reader's answer unsent.
+    ///
+    /// A lingering close, as refusals have: the FIN follows the last bytes, and what the client
+    /// still sends (a pipelined request, an HTTP/1.0 client's trailing CRLF) is read and dropped
+    /// until it closes. Closed with those bytes unread, the kernel answered with a reset that
+    /// destroyed the response's unsent tail (review 68B #3: 4,003 of 22,654 bytes arrived).
     private func finishAndClose() {
         state = .closed
-        guard tcp.bufferedBytes > 0 else {
-            timer.close()
-            tcp.close()
-            server.connectionDidClose(self)
-            return
-        }
         tcp.onClosed = { [weak self] in
             guard let self else { return }  // the server is gone already (the loop's teardown)
             timer.close()
             server.connectionDidClose(self)
         }
-        tcp.closeAfterWriting()
-        // The same drain check as a keep-alive connection's last response, from now.
-        startDrainCheck()
-        timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
+        tcp.startReading()
+        tcp.shutdownAfterWriting()
+        updateDrainInterest()
+        if tcp.bufferedBytes > 0 {
+            // The same drain check as a keep-alive connection's last response, from now.
+            startDrainCheck()
+            timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
+        } else {
+            timer.start(afterMilliseconds: limits.lingerMilliseconds)
+        }
     }
 }

@@ -74,6 +74,13 @@ struct MockOpenAIStream: MockWire {
             // The finish chunk left out, `[DONE]` still sent (as a server reporting a failure on
             // a line of its own does: llama.cpp's `error:`).
             if let lastStep { appendStep(lastStep, to: &out) }
+            if includeUsage, let usage {
+                out.append(contentsOf: "data: ".utf8)
+                out.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
+                JSONWriting.appendString(script.model, to: &out)
+                out.append(contentsOf: #","choices":[],\#(usageKey)\#(usage)}"#.utf8)
+                out.append(contentsOf: "\n\n".utf8)
+            }
         } else if let lastStep, case .content(let text) = lastStep {
             appendChunkPrefix(to: &out)
             out.append(contentsOf: #""choices":[{"index":0,"delta":{"content":"#.utf8)

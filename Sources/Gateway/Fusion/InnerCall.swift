@@ -267,7 +267,7 @@ final class InnerCall {
             }
             if events > 0 { noteEvents() }
             sendPromptUsageOnce()
-            if let maxOutputBytes, outputBytes > maxOutputBytes, failure == nil, !done {
+            if let maxOutputBytes, outputBytes > maxOutputBytes, failure == nil {
                 // Past its output limit many times over: ended as if the upstream had stopped at
                 // it, its transfer closed.
                 InnerCallRecord.encode(.finish(.length)) { kind, bytes in emit(kind, bytes) }
@@ -311,6 +311,9 @@ final class InnerCall {
             // tier): no answer yet, so an `overloaded_error` right after it is still
             // retried (review 46 #2). Nothing of it goes on (`InnerCallRecord`).
         } else if failure == nil {
+            // Past the bound, the upstream's own finish is not the call's: it ends at `length`
+            // (review 70 #2: a finish in the read that crossed the bound said `stop`).
+            if case .finish = event, let maxOutputBytes, outputBytes > maxOutputBytes { return false }
             emittedEvents = true
             let size = Self.outputBytes(of: event)
             var event = event

@@ -193,8 +193,10 @@ final class CompletionProxy<Request: ProxyRequest> {
                     retryInstead = decision
                     return outcome
                 }
-                // Failed before anything reached the client: answered with its status (`fail`).
-                if case .failed = outcome, streamUncommitted { return outcome }
+                // Failed before anything reached the client, this read's answer included (review
+                // 70 #1: an answer and its failure in one read lost the answer): answered with
+                // its status (`fail`).
+                if case .failed = outcome, streamUncommitted, relay.forwardedEvents == 0 { return outcome }
                 send(out)
                 wrote = !out.isEmpty
                 return outcome
@@ -221,7 +223,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                     retry(retryInstead)
                     return true
                 }
-                if streamUncommitted {
+                if streamUncommitted && relay.forwardedEvents == 0 {
                     fail(error)
                     return true
                 }
@@ -285,7 +287,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                     retryInstead = decision
                     return
                 }
-                if case .failed = relay.outcome, streamUncommitted { return }
+                if case .failed = relay.outcome, streamUncommitted, relay.forwardedEvents == 0 { return }
                 send(out)
             }
             if let retryInstead {
@@ -293,7 +295,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 return
             }
             if case .failed(let error) = relay.outcome {
-                if streamUncommitted {
+                if streamUncommitted && relay.forwardedEvents == 0 {
                     fail(error)
                     return
                 }
