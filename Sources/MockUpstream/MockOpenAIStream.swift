@@ -74,13 +74,7 @@ struct MockOpenAIStream: MockWire {
             // The finish chunk left out, `[DONE]` still sent (as a server reporting a failure on
             // a line of its own does: llama.cpp's `error:`).
             if let lastStep { appendStep(lastStep, to: &out) }
-            if includeUsage, let usage {
-                out.append(contentsOf: "data: ".utf8)
-                out.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
-                JSONWriting.appendString(script.model, to: &out)
-                out.append(contentsOf: #","choices":[],\#(usageKey)\#(usage)}"#.utf8)
-                out.append(contentsOf: "\n\n".utf8)
-            }
+            if includeUsage, let usage { appendUsageChunk(usage, key: usageKey, to: &out) }
         } else if let lastStep, case .content(let text) = lastStep {
             appendChunkPrefix(to: &out)
             out.append(contentsOf: #""choices":[{"index":0,"delta":{"content":"#.utf8)
@@ -93,15 +87,18 @@ struct MockOpenAIStream: MockWire {
             appendChunkPrefix(to: &out)
             out.append(contentsOf: #""choices":[{"index":0,"delta":{},"finish_reason":"\#(reason)"}]}"#.utf8)
             out.append(contentsOf: "\n\n".utf8)
-            if includeUsage, let usage {
-                out.append(contentsOf: "data: ".utf8)
-                out.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
-                JSONWriting.appendString(script.model, to: &out)
-                out.append(contentsOf: #","choices":[],\#(usageKey)\#(usage)}"#.utf8)
-                out.append(contentsOf: "\n\n".utf8)
-            }
+            if includeUsage, let usage { appendUsageChunk(usage, key: usageKey, to: &out) }
         }
         out.append(contentsOf: SSEEncoder.done)
+    }
+
+    /// The usage chunk (`choices: []`) a client that asked for usage gets before `[DONE]`.
+    private func appendUsageChunk(_ usage: String, key: String, to out: inout [UInt8]) {
+        out.append(contentsOf: "data: ".utf8)
+        out.append(contentsOf: #"{"id":"\#(script.id)","object":"chat.completion.chunk","created":\#(created),"model":"#.utf8)
+        JSONWriting.appendString(script.model, to: &out)
+        out.append(contentsOf: #","choices":[],\#(key)\#(usage)}"#.utf8)
+        out.append(contentsOf: "\n\n".utf8)
     }
 
     func appendMidStreamError(to out: inout [UInt8]) {
