@@ -35,8 +35,16 @@ public struct SSEDecoder: Sendable {
     private var byteOrderMarkMatched: Int? = 0
     private static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
-    public init(maxEventBytes: Int = 1 << 20) {
+    /// A line `error: …` is an event of its own named `error` (its value the data), dispatched at
+    /// once: llama.cpp's server reports a failure mid-stream so, then sends `data: [DONE]`.
+    /// Read here, one rule for both OpenAI-wire readers (the chat relay and the decoder), rather
+    /// than by a closure of each on the per-read path (`onOtherLine`).
+    public let errorLinesAreEvents: Bool
+    private static let errorName = Array("error".utf8)
+
+    public init(maxEventBytes: Int = 1 << 20, errorLinesAreEvents: Bool = false) {
         self.maxEventBytes = maxEventBytes
+        self.errorLinesAreEvents = errorLinesAreEvents
     }
 
     /// Decodes `bytes`, calling `onEvent` for each complete event and `onOtherLine` for each
@@ -188,6 +196,8 @@ public struct SSEDecoder: Sendable {
         } else if field.elementsEqual("event".utf8) {
             eventName.removeAll(keepingCapacity: true)
             eventName.append(contentsOf: value)
+        } else if errorLinesAreEvents && field.elementsEqual("error".utf8) {
+            try Self.errorName.withUnsafeBytes { try onEvent(SSEEventView(name: $0, data: value)) }
         } else if !field.elementsEqual("id".utf8) && !field.elementsEqual("retry".utf8) {
             try onOtherLine(line)
         }

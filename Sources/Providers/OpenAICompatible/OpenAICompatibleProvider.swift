@@ -100,9 +100,8 @@ public struct OpenAICompatibleProvider: Provider {
         OpenAIErrors.streamError(error, redactor: redactor)
     }
 
-    /// The error of an event named `error`, and of llama.cpp's `error:` line (`OpenAIErrors`).
+    /// The error of an event named `error` (llama.cpp's `error:` line is one: `SSEDecoder`).
     public static func namedEventError(_ data: UnsafeRawBufferPointer) -> JSONValue { OpenAIErrors.namedEventError(data) }
-    public static func errorLine(_ line: UnsafeRawBufferPointer) -> JSONValue? { OpenAIErrors.errorLine(line) }
 
     /// A choice's own failure (`OpenAIErrors.choiceError`).
     public static func choiceError(error: JSONValue?, finishReason: String?) -> JSONValue? {

@@ -33,17 +33,6 @@ enum OpenAIErrors {
         return json
     }
 
-    /// The error of a line `error: {json}` outside any event, as llama.cpp's server reports a
-    /// failure mid-stream (before its `data: [DONE]`; review 68A #1: dropped as a line that is
-    /// no SSE field, the stream passed as complete). Nil for any other line.
-    static func errorLine(_ line: UnsafeRawBufferPointer) -> JSONValue? {
-        let prefix = "error:".utf8
-        guard line.count >= prefix.count, line.prefix(prefix.count).elementsEqual(prefix) else { return nil }
-        var rest = UnsafeRawBufferPointer(rebasing: line[(line.startIndex + prefix.count)...])
-        while let first = rest.first, first == UInt8(ascii: " ") { rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst()) }
-        return namedEventError(rest)
-    }
-
     /// The error of a choice that says it failed (OpenRouter's `finish_reason: "error"`, or an
     /// `error` of its own) without a top-level `error`: that answer failed, and must not pass as
     /// a complete one (review 45 proxy #4). Nil for a choice that did not.

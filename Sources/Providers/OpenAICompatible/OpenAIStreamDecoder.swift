@@ -14,7 +14,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
     init(maxEventBytes: Int, redactor: Redactor) {
-        sse = SSEDecoder(maxEventBytes: maxEventBytes)
+        sse = SSEDecoder(maxEventBytes: maxEventBytes, errorLinesAreEvents: true)
         self.redactor = redactor
     }
 
@@ -67,10 +67,6 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     }
                     emit(modelEvent)
                 }
-            } onOtherLine: { line in
-                guard !done, failure == nil, let error = OpenAIErrors.errorLine(line) else { return }
-                done = true
-                emit(.error(OpenAIErrors.streamError(error, redactor: redactor)))
             }
         } catch {
             throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")

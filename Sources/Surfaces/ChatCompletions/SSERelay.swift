@@ -90,7 +90,7 @@ public struct SSERelay {
                 includeUsage: Bool = true, usageFallback: UsageFallback? = nil, redactor: Redactor = .none) {
         self.redactor = redactor
         self.includeUsage = includeUsage
-        decoder = SSEDecoder(maxEventBytes: maxEventBytes)
+        decoder = SSEDecoder(maxEventBytes: maxEventBytes, errorLinesAreEvents: true)
         // Once per request; sized up front (each growth is an allocation).
         var leading: [(key: [UInt8], value: [UInt8])] = []
         leading.reserveCapacity(3)
@@ -127,12 +127,7 @@ public struct SSERelay {
         swap(&decoder, &self.decoder)
         defer { swap(&decoder, &self.decoder) }
         do {
-            try decoder.feed(bytes) { event in
-                relayEvent(event, into: &out)
-            } onOtherLine: { line in
-                guard stop == nil, let error = OpenAICompatibleProvider.errorLine(line) else { return }
-                stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
-            }
+            try decoder.feed(bytes) { event in relayEvent(event, into: &out) }
         } catch {
             stop = nil
             fail(.upstreamProtocol("the upstream sent an event larger than \(decoder.maxEventBytes) bytes"), into: &out)
@@ -157,7 +152,7 @@ public struct SSERelay {
         // A named event other than `message` is not a chat chunk: relayed without its name it
         // would reach the client as a chunk with no `choices`. One named `error` is the
         // upstream's error, whatever its data's shape.
-        if event.name.elementsEqual("error".utf8) {
+        if !event.name.isEmpty && event.name.elementsEqual("error".utf8) {
             stop = .upstreamError(OpenAICompatibleProvider.streamError(OpenAICompatibleProvider.namedEventError(event.data), redactor: redactor))
             return
         }
