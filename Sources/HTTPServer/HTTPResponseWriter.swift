@@ -202,32 +202,35 @@ extension HTTPResponseWriter {
         var parts = tm()
         guard gmtime_r(&clock, &parts) != nil, (0...6).contains(parts.tm_wday), (0...11).contains(parts.tm_mon),
               (0...9999).contains(parts.tm_year + 1900) else { return }
-        // By hand, not `strftime`: its day and month names follow the process's locale.
-        func two(_ value: Int32) {
-            head.append(UInt8(ascii: "0") + UInt8(clamping: value / 10 % 10))
-            head.append(UInt8(ascii: "0") + UInt8(clamping: value % 10))
-        }
+        // By hand, not `strftime`: its day and month names follow the process's locale. Byte by
+        // byte from two static tables: once per response, no allocation.
+        let year = Int(parts.tm_year) + 1900
+        let day = Int(parts.tm_wday) * 3, month = Int(parts.tm_mon) * 3
         head.append(contentsOf: "Date: ".utf8)
-        head.append(contentsOf: days[Int(parts.tm_wday)].utf8)
-        head.append(contentsOf: ", ".utf8)
-        two(parts.tm_mday)
+        head.append(dayNames[day]); head.append(dayNames[day + 1]); head.append(dayNames[day + 2])
+        head.append(UInt8(ascii: ",")); head.append(0x20)
+        appendTwoDigits(Int(parts.tm_mday), to: &head)
         head.append(0x20)
-        head.append(contentsOf: months[Int(parts.tm_mon)].utf8)
+        head.append(monthNames[month]); head.append(monthNames[month + 1]); head.append(monthNames[month + 2])
         head.append(0x20)
-        let year = parts.tm_year + 1900
-        two(year / 100)
-        two(year % 100)
+        appendTwoDigits(year / 100, to: &head)
+        appendTwoDigits(year % 100, to: &head)
         head.append(0x20)
-        two(parts.tm_hour)
+        appendTwoDigits(Int(parts.tm_hour), to: &head)
         head.append(UInt8(ascii: ":"))
-        two(parts.tm_min)
+        appendTwoDigits(Int(parts.tm_min), to: &head)
         head.append(UInt8(ascii: ":"))
-        two(parts.tm_sec)
+        appendTwoDigits(Int(parts.tm_sec), to: &head)
         head.append(contentsOf: " GMT\r\n".utf8)
     }
 
-    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
-    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    private static func appendTwoDigits(_ value: Int, to head: inout [UInt8]) {
+        head.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value / 10 % 10))
+        head.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value % 10))
+    }
+
+    private static let dayNames = Array("SunMonTueWedThuFriSat".utf8)
+    private static let monthNames = Array("JanFebMarAprMayJunJulAugSepOctNovDec".utf8)
 }
 
 public enum HTTPStatus {

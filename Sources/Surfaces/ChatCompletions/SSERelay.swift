@@ -173,7 +173,11 @@ public struct SSERelay {
                 return
             }
             // Any choice's (an `n` > 1 stream may finish two choices in one chunk: review 69 #2).
-            if let reason = chunk?["choices"]?.arrayValue?.lazy.compactMap({ $0["finish_reason"]?.stringValue }).first { finishReason = reason }
+            for choice in chunk?["choices"]?.arrayValue ?? [] {
+                guard let reason = choice["finish_reason"]?.stringValue else { continue }
+                finishReason = reason
+                break
+            }
             if case .object(var fields)? = chunk, let choices = fields["choices"] {
                 switch toolCalls.renumber(choices: choices) {
                 case .unchanged: break
@@ -376,21 +380,22 @@ extension SSERelay {
         // With another count readable, an unreadable one of OpenAI's three is 0, as the record
         // counts it, not a member gone from the object (an SDK's `prompt_tokens=None`: review
         // 68A #5); with none readable the usage is no usage (estimated at the end).
-        let counts = ["prompt_tokens", "completion_tokens", "total_tokens"]
-        if counts.contains(where: { object[$0]?.doubleValue != nil }) {
-            let unreadable = counts.filter { object[$0] != nil && object[$0]?.doubleValue == nil }
-            for key in unreadable {
-                object[key] = .int(0)
-                changed = true
-            }
+        func unreadable(_ key: String) -> Bool { object[key] != nil && object[key]?.doubleValue == nil }
+        let badPrompt = unreadable("prompt_tokens"), badCompletion = unreadable("completion_tokens"), badTotal = unreadable("total_tokens")
+        if (badPrompt || badCompletion || badTotal)
+            && (object["prompt_tokens"]?.doubleValue != nil || object["completion_tokens"]?.doubleValue != nil || object["total_tokens"]?.doubleValue != nil) {
+            if badPrompt { object["prompt_tokens"] = .int(0) }
+            if badCompletion { object["completion_tokens"] = .int(0) }
+            if badTotal { object["total_tokens"] = .int(0) }
+            changed = true
             // One of prompt and completion unreadable beside a readable total: it is the rest
             // of the total, not 0 (review 69 #4: the total 13 became 0 + 3).
-            if unreadable.count == 1, unreadable[0] != "total_tokens", let total = object["total_tokens"].map(Usage.count),
-               let other = object[unreadable[0] == "prompt_tokens" ? "completion_tokens" : "prompt_tokens"].map(Usage.count) {
-                object[unreadable[0]] = .int(max(0, total - other))
+            if badPrompt != badCompletion, !badTotal, let total = object["total_tokens"].map(Usage.count) {
+                let (missing, other) = badPrompt ? ("prompt_tokens", "completion_tokens") : ("completion_tokens", "prompt_tokens")
+                object[missing] = .int(max(0, total - Usage.count(object[other])))
             }
         }
-        if dropNonNumbers(counts + ["cost"], in: &object) { changed = true }
+        if dropNonNumbers(["prompt_tokens", "completion_tokens", "total_tokens", "cost"], in: &object) { changed = true }
         for (container, keys) in [("prompt_tokens_details", ["cached_tokens", "cache_write_tokens", "audio_tokens"]),
                                   ("completion_tokens_details", ["reasoning_tokens", "audio_tokens", "accepted_prediction_tokens",
                                                                  "rejected_prediction_tokens"])] {
