@@ -382,48 +382,8 @@ public final class HTTPRequestDecoder {
         // From here a refusal has a head to answer with (`rejectedHead`: its CORS headers, its
         // API's error shape).
         head = makeRequest(body: [])
-        // http_parser takes an empty Content-Length as none at all; RFC 9110 §8.6 allows digits only.
-        for (name, value) in headers where name.asciiCaseInsensitiveEquals("content-length") {
-            let digits = value.utf8.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }
-            guard !digits.isEmpty, digits.allSatisfy({ (0x30...0x39).contains($0) }) else {
-                failure = .malformed("Content-Length is not a decimal number")
-                return -1
-            }
-        }
-        // Framing and credentials must be unambiguous: one Transfer-Encoding line (a second one
-        // is a list a front proxy may read differently), none at all on HTTP/1.0 (RFC 9112
-        // §6.1: its framing is faulty), one Authorization, one X-Api-Key.
-        let transferEncodings = headers.count(where: { $0.name.asciiCaseInsensitiveEquals("transfer-encoding") })
-        if transferEncodings > 1 || (transferEncodings == 1 && minor == 0) {
-            failure = .malformed(minor == 0 ? "Transfer-Encoding in an HTTP/1.0 request" : "more than one Transfer-Encoding header")
-            return -1
-        }
-        if headers.count(where: { $0.name.asciiCaseInsensitiveEquals("authorization") }) > 1 {
-            failure = .malformed("more than one Authorization header")
-            return -1
-        }
-        if headers.count(where: { $0.name.asciiCaseInsensitiveEquals("x-api-key") }) > 1 {
-            failure = .malformed("more than one X-Api-Key header")
-            return -1
-        }
-        if let expect = headers.first(where: { $0.name.asciiCaseInsensitiveEquals("expect") }),
-           !expect.value.asciiCaseInsensitiveEquals("100-continue") {
-            failure = .expectationFailed(String(expect.value.prefix(40)))
-            return -1
-        }
-        if let encoding = headers.first(where: { $0.name.asciiCaseInsensitiveEquals("content-encoding") }),
-           !encoding.value.asciiCaseInsensitiveEquals("identity") {
-            failure = .unsupportedContentEncoding(String(encoding.value.prefix(40)))
-            return -1
-        }
-        // http_parser reads a body whose last coding is chunked and ignores the codings before it
-        // (`gzip, chunked`): a coding it cannot undo is refused instead (a chunked one that is not
-        // last is http_parser's 400).
-        let codings = headers.filter { $0.name.asciiCaseInsensitiveEquals("transfer-encoding") }
-            .flatMap { $0.value.utf8.split(separator: UInt8(ascii: ",")) }
-            .map { String(decoding: $0.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed(), as: UTF8.self).lowercased() }
-        if codings.last == "chunked", let other = codings.first(where: { $0 != "chunked" }) {
-            failure = .unsupportedTransferCoding(String(other.prefix(40)))
+        if let refusal = HeaderSectionRules.refusal(headers, minor: minor) {
+            failure = refusal
             return -1
         }
         // http_parser reports "no Content-Length" as ULLONG_MAX.

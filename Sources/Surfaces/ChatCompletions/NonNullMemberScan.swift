@@ -1,0 +1,90 @@
+extension UnsafeRawBufferPointer {
+    /// Whether any of the keys (each given with its quotes) occurs as a member key whose value is
+    /// not `null`, in one pass: only quote positions are compared, and a match counts only when a
+    /// colon follows (a key, not a string value; inside a JSON string a quote is escaped). Runs
+    /// on every relayed event: the cheap way to know which few chunks are worth parsing (every
+    /// OpenAI chunk has a `"finish_reason"`, null until the last).
+    ///
+    /// Eight bytes at a time between quotes, and a key is compared only when the byte after the
+    /// quote is one of the keys' first letters (or a backslash: an escaped key is counted as a
+    /// match, `escapedKeyHasValue`).
+    func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString, _ fourth: StaticString) -> Bool {
+        guard let base = baseAddress else { return false }
+        let initials = (first.utf8Start[1], second.utf8Start[1], third.utf8Start[1], fourth.utf8Start[1])
+        var index = 0
+        while index < count {
+            if index + 8 <= count {
+                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ 0x2222_2222_2222_2222  // '"' → 0
+                if (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 == 0 {
+                    index += 8
+                    continue
+                }
+            }
+            if self[index] == UInt8(ascii: "\""), index + 1 < count {
+                let next = self[index + 1]
+                if next == initials.0 || next == initials.1 || next == initials.2 || next == initials.3 {
+                    if let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index) ?? keyEnd(fourth, at: index) {
+                        if let value = valueStart(after: end), !hasPrefix("null", at: value) { return true }
+                    } else if escapedKeyHasValue(at: index) {
+                        return true
+                    }
+                } else if next == UInt8(ascii: "\\"), escapedKeyHasValue(at: index) {
+                    return true
+                }
+            }
+            index += 1
+        }
+        return false
+    }
+
+    /// Whether the string starting at `index` is a short key with an escape in it (`"us\u0061ge"`,
+    /// which every JSON parser reads as `usage`) whose value is not `null`: such a chunk is
+    /// parsed, so an escaped name cannot slip usage or an error past the relay's checks. Only
+    /// keys of at most 78 bytes are looked at: the longest key asked for, `finish_reason`, with
+    /// every letter escaped (`\u0066`).
+    private func escapedKeyHasValue(at index: Int) -> Bool {
+        var position = index + 1
+        var escaped = false
+        let limit = Swift.min(count, index + 1 + 78 + 1)
+        while position < limit {
+            switch self[position] {
+            case UInt8(ascii: "\\"):
+                escaped = true
+                position += 2
+            case UInt8(ascii: "\""):
+                guard escaped, let value = valueStart(after: position + 1) else { return false }
+                return !hasPrefix("null", at: value)
+            default:
+                position += 1
+            }
+        }
+        return false
+    }
+
+    /// Where `key` ends if it starts at `index`.
+    private func keyEnd(_ key: StaticString, at index: Int) -> Int? {
+        hasPrefix(key, at: index) ? index + key.utf8CodeUnitCount : nil
+    }
+
+    /// After a key ending at `index`: where its value starts, when a colon follows.
+    private func valueStart(after index: Int) -> Int? {
+        var position = index
+        while position < count, self[position] == 0x20 || self[position] == 0x09 || self[position] == 0x0A || self[position] == 0x0D {
+            position += 1
+        }
+        guard position < count, self[position] == UInt8(ascii: ":") else { return nil }
+        position += 1
+        while position < count, self[position] == 0x20 || self[position] == 0x09 || self[position] == 0x0A || self[position] == 0x0D {
+            position += 1
+        }
+        return position
+    }
+
+    private func hasPrefix(_ prefix: StaticString, at index: Int) -> Bool {
+        let length = prefix.utf8CodeUnitCount
+        guard index + length <= count else { return false }
+        let bytes = prefix.utf8Start
+        for offset in 0..<length where self[index + offset] != bytes[offset] { return false }
+        return true
+    }
+}
