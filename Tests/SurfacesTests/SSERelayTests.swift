@@ -204,6 +204,18 @@ import Testing
         #expect(Set(calls.values.map(\.id)).count == 2 && !(calls[0]?.id.isEmpty ?? true), "\(calls)")
     }
 
+    /// Calls under a new choice index in every chunk end the stream past 128 choices, rather than
+    /// keep a numbering per chunk.
+    @Test func toolCallsOfEndlesslyManyChoicesAreAnError() {
+        var body = ""
+        for index in 0..<200 {
+            body += #"data: {"choices":[{"index":\#(index),"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{}"}}]}}]}"# + "\n\n"
+        }
+        let result = relayAll([Array(body.utf8)])
+        guard case .failed(let error) = result.outcome else { Issue.record("\(result.outcome)"); return }
+        #expect(error.message.contains("128 choices"), "\(error.message)")
+    }
+
     /// A whole answer's calls sharing one id each get their own (review 68A #2).
     @Test func aWholeAnswersSharedToolCallIDsAreMadeUnique() throws {
         let body = #"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"call","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#

@@ -8,8 +8,11 @@ import GatewayCore
 /// `IndexError`). Only chunks that carry `tool_calls` come here: the per-token text path never
 /// does.
 public struct ChatToolCallRenumbering {
-    /// One numbering per choice (`n` > 1 streams number each choice's calls apart).
+    /// One numbering per choice (`n` > 1 streams number each choice's calls apart), for at most
+    /// `maxChoices` choices: a hostile stream naming a new choice index in every chunk would
+    /// otherwise keep one per chunk, for as long as its 256 MiB allow.
     private var numberings: [Int64: ToolCallNumbering] = [:]
+    static let maxChoices = 128  // OpenAI's most for `n`
 
     public init() {}
 
@@ -30,6 +33,9 @@ public struct ChatToolCallRenumbering {
             guard case .object(var fields) = choice, case .object(var delta)? = fields["delta"],
                   case .array(var calls)? = delta["tool_calls"] else { continue }
             let key = fields["index"]?.intValue ?? Int64(position)
+            if numberings[key] == nil && numberings.count >= Self.maxChoices {
+                return .tooManyCalls(.upstreamProtocol("The upstream sent tool calls for more than \(Self.maxChoices) choices."))
+            }
             var numbering = numberings[key] ?? ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1, dense: true)
             for (callPosition, call) in calls.enumerated() {
                 guard case .object(var callFields) = call else { continue }
