@@ -21,6 +21,9 @@ public enum HTTPRejection: Error, Equatable, Sendable {
     /// A well-formed request line whose method the server does not know (`BREW / HTTP/1.1`):
     /// RFC 9110 §9.1's 501. A line that is not well-formed is `malformed`.
     case methodNotImplemented(String)
+    /// A well-formed request line naming an HTTP version other than 1.x (`HTTP/2.0`): RFC 9110
+    /// §15.6.6's 505, as nginx answers it. HTTP/0.9 and garbage are `malformed`.
+    case versionNotSupported(major: Int, minor: Int)
     /// A request body with a `Content-Encoding` (gzip…) the server does not decode: 415 (RFC 9110
     /// §8.4.1), not a body read as JSON and refused as "not valid JSON".
     case unsupportedContentEncoding(String)
@@ -35,6 +38,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .bodyTooLarge: 413
         case .timeout: 408
         case .unsupportedTransferCoding, .methodNotImplemented: 501
+        case .versionNotSupported: 505
         case .expectationFailed: 417
         case .unsupportedContentEncoding: 415
         case .bodiesAtCapacity: 503
@@ -52,6 +56,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .unsupportedTransferCoding: "unsupported_transfer_coding"
         case .expectationFailed: "expectation_failed"
         case .methodNotImplemented: "method_not_implemented"
+        case .versionNotSupported: "http_version_not_supported"
         case .unsupportedContentEncoding: "unsupported_content_encoding"
         case .bodiesAtCapacity: "server_busy"
         }
@@ -68,6 +73,7 @@ public enum HTTPRejection: Error, Equatable, Sendable {
         case .unsupportedTransferCoding(let coding): "Transfer-Encoding '\(coding)' is not supported (only chunked)"
         case .expectationFailed(let expectation): "Expect '\(expectation)' cannot be met (only 100-continue)"
         case .methodNotImplemented(let method): "Method '\(method)' is not implemented"
+        case .versionNotSupported(let major, let minor): "HTTP/\(major).\(minor) is not supported on this port (HTTP/1.1 is)"
         case .unsupportedContentEncoding(let coding): "Content-Encoding '\(coding)' is not supported: send the body uncompressed"
         case .bodiesAtCapacity: "The server is receiving as many request bytes as it holds at once; retry shortly"
         }

@@ -92,6 +92,12 @@ public final class HTTPRequestDecoder {
     /// with the CORS headers and error shape its head calls for, as one refused after the head
     /// is (review 68B #1: a browser saw "Failed to fetch" for a 415). Nil otherwise.
     public var rejectedHead: HTTPRequest? { failure != nil ? head : nil }
+    /// The request being read is a `HEAD`, as far as its request line was read: a refusal sent
+    /// before its head is whole still goes without a body (review 68B #5). The method is known
+    /// once the target began (`url` holds its first bytes).
+    public var requestLineIsHead: Bool {
+        !url.isEmpty && http_method(rawValue: CHTTPParser_method(parser)) == HTTP_HEAD
+    }
     /// The current request asked for `100 Continue` before sending its body; reset by reading.
     public private(set) var wantsContinue = false
 
@@ -369,7 +375,7 @@ public final class HTTPRequestDecoder {
         }
         let major = Int(parser.pointee.http_major), minor = Int(parser.pointee.http_minor)
         guard major == 1 else {
-            failure = .malformed("unsupported HTTP version \(major).\(minor)")
+            failure = major > 1 ? .versionNotSupported(major: major, minor: minor) : .malformed("unsupported HTTP version \(major).\(minor)")
             return -1
         }
         // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without Host, and to

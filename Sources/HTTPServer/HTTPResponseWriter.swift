@@ -260,6 +260,7 @@ public enum HTTPStatus {
         case 502: "Bad Gateway"
         case 503: "Service Unavailable"
         case 504: "Gateway Timeout"
+        case 505: "HTTP Version Not Supported"
         case 508: "Loop Detected"
         case 529: "Overloaded"  // Anthropic's, to its own clients
         default: ""  // RFC 9112 §4: the reason phrase may be empty (an upstream's own status, e.g. 529)

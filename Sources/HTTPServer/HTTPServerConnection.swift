@@ -446,7 +446,8 @@ final class HTTPServerConnection {
         releaseHeldBody()  // what it still sends is dropped
         var bytes = HTTPResponseWriter.head(status: response.status, headers: response.headers, keepAlive: false)
         bytes.append(contentsOf: "Content-Length: \(response.body.count)\r\n\r\n".utf8)
-        if currentHead?.method != "HEAD" { bytes.append(contentsOf: response.body) }
+        let isHead = currentHead.map { $0.method == "HEAD" } ?? decoder.requestLineIsHead
+        if !isHead { bytes.append(contentsOf: response.body) }
         tcp.write(bytes)
         state = .lingering
         updateDrainInterest()

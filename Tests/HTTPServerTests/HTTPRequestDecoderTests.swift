@@ -247,9 +247,20 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         #expect(try decode([Array("GET / HTTP/1.0\r\n\r\n".utf8)]).get().count == 1, "HTTP/1.0 may omit Host")
     }
 
+    /// A well-formed line naming a version past 1.x is RFC 9110 §15.6.6's 505, as nginx answers
+    /// it (review 68B #8); HTTP/1.2 is served as 1.1.
+    @Test func aLaterHTTPVersionIsNotSupported() throws {
+        for (version, major, minor) in [("2.0", 2, 0), ("3.1", 3, 1), ("9.9", 9, 9)] {
+            let rejection = failure([Array("GET / HTTP/\(version)\r\nHost: h\r\n\r\n".utf8)])
+            #expect(rejection == .versionNotSupported(major: major, minor: minor), "\(version)")
+            #expect(rejection?.status == 505 && rejection?.code == "http_version_not_supported")
+        }
+        #expect(try decode([Array("GET / HTTP/1.2\r\nHost: h\r\n\r\n".utf8)]).get().count == 1)
+    }
+
     @Test(arguments: [
         "GARBAGE\r\n\r\n",
-        "GET / HTTP/9.9\r\nHost: h\r\n\r\n",
+        "GET / HTTP/0.9\r\nHost: h\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n",
         // Whitespace in a header name, which Debian's lenient http_parser accepts.
         "GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n",

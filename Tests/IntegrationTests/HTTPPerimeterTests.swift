@@ -78,6 +78,28 @@ final class GuardedServer: @unchecked Sendable {
         #expect(try client.readResponse().status == 200, "the connection is still in step")
     }
 
+    /// A `HEAD` refused before its head was whole (no Host, a header section too large, a later
+    /// HTTP version) gets the refusal's head and no body, as nginx answers it (review 68B #5).
+    @Test func aHeadRefusedBeforeItsHeadIsWholeHasNoBody() throws {
+        let env = try TestEnvironment()
+        for (request, status) in [("HEAD /health HTTP/1.1\r\n\r\n", 400),
+                                  ("HEAD /v1/models HTTP/1.1\r\nHost: localhost\r\nX-Big: \(String(repeating: "a", count: 20_000))\r\n\r\n", 431),
+                                  ("HEAD /health HTTP/2.0\r\nHost: localhost\r\n\r\n", 505)] {
+            let client = try env.client()
+            try client.send(request)
+            let head = try client.readHead()
+            #expect(head.status == status)
+            #expect(Int(head.header("content-length") ?? "0")! > 0, "the length the body would have")
+            #expect(client.peerClosed(), "no body bytes before the close (\(status))")
+        }
+        // The same refusal to a GET carries the client's error shape.
+        let client = try env.client()
+        try client.send("GET /health HTTP/2.0\r\nHost: localhost\r\n\r\n")
+        let refusal = try client.readResponse()
+        #expect(refusal.status == 505)
+        #expect(refusal.json?["error"]?["code"]?.stringValue == "http_version_not_supported")
+    }
+
     @Test func aRefusedHeadGetsTheGuardsAnswerAndNeverA100Continue() throws {
         let server = try GuardedServer()
         let client = try server.client()

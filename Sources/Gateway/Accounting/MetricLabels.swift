@@ -10,7 +10,7 @@ enum MetricLabels {
 
     /// HTTP statuses the gateway sends, and 499 (the client left before any response).
     static let statuses: Set<Int> = [200, 400, 401, 403, 404, 405, 408, 409, 413, 415, 417, 421, 422, 429, 431, 499,
-                                     500, 501, 502, 503, 504, 508]
+                                     500, 501, 502, 503, 504, 505, 508]
 
     /// `status`: one of `statuses`, else its class (`4xx`, `5xx`), else `other`.
     static func status(_ status: Int) -> String {
@@ -31,7 +31,7 @@ enum MetricLabels {
         "method_not_allowed", "unauthorized", "invalid_api_key", "permission_denied", "misdirected_request", "unsupported_media_type", "loop_detected",
         "body_too_large", "headers_too_large", "too_many_headers", "request_timeout", "request_too_large",
         "generation_not_found", "response_not_found", "invalid_model", "client_too_slow", "bad_request", "unsupported_transfer_coding", "too_many_elements",
-        "expectation_failed", "method_not_implemented", "unsupported_content_encoding", "token_count_unavailable", "server_busy",
+        "expectation_failed", "method_not_implemented", "http_version_not_supported", "unsupported_content_encoding", "token_count_unavailable", "server_busy",
         "empty_array",
         // the gateway
         "shutting_down", "server_error", "internal_error", "inner_call_limit", "provider_key_missing", "connection_limit", "connection_evicted", "accept_failed", "out_of_descriptors",
