@@ -155,7 +155,8 @@ import Testing
     @Test func anAnthropicUpstreamGetsTheClientsOwnFields() throws {
         let env = try Self.environment()
         let extra = #","metadata":{"user_id":"u-42"},"thinking":{"type":"enabled","budget_tokens":1024}"#
-        let response = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: false, extra: extra))
+        let body = Self.body(model: "anth/normal:pace_ms=0", stream: false, extra: extra).replacingOccurrences(of: #""max_tokens":256"#, with: #""max_tokens":2048"#)
+        let response = try post(env, body)
         #expect(response.status == 200, "\(response.text)")
         let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
         #expect(sent["metadata"]?["user_id"] == .string("u-42") && sent["thinking"]?["budget_tokens"]?.intValue == 1024)
@@ -184,6 +185,22 @@ import Testing
             #expect(refused.status == 400 && refused.json?["error"]?["type"] == .string("invalid_request_error")
                     && refused.json?["type"] == .string("error"), "\(bad.prefix(40)): \(refused.text)")
         }
+    }
+
+    /// A thinking budget at or above `max_tokens` is Anthropic's 400 on every upstream, before
+    /// any call; the interleaved-thinking beta lifts the ceiling (review 64C #4).
+    @Test func aThinkingBudgetAboveMaxTokensIsRefusedUnlessInterleaved() throws {
+        let env = try Self.environment()
+        let extra = #","thinking":{"type":"enabled","budget_tokens":1024}"#
+        let calls = env.mockStats.counts.requests
+        let refused = try post(env, Self.body(model: "mock/normal:pace_ms=0", stream: true, extra: extra))
+        #expect(refused.status == 400 && refused.json?["type"] == .string("error"), "\(refused.text)")
+        #expect(refused.json?["error"]?["type"] == .string("invalid_request_error"))
+        #expect(refused.json?["error"]?["message"]?.stringValue?.contains("thinking.budget_tokens") == true)
+        #expect(env.mockStats.counts.requests == calls, "refused before any upstream call")
+        let interleaved = try post(env, Self.body(model: "mock/normal:pace_ms=0", stream: false, extra: extra),
+                                   headers: ["anthropic-version": "2023-06-01", "anthropic-beta": "interleaved-thinking-2025-05-14"])
+        #expect(interleaved.status == 200, "\(interleaved.text)")
     }
 
     @Test func errorsComeInAnthropicsShape() throws {

@@ -242,6 +242,30 @@ import Testing
         #expect(model == "sim/outer")
     }
 
+    /// Anthropic's ceiling on a thinking budget holds whichever upstream serves the request,
+    /// unless the client turned interleaved thinking on (review 64C #4).
+    @Test func aThinkingBudgetMustBeBelowMaxTokensUnlessInterleaved() throws {
+        /// The refusal for `max_tokens` and `budget_tokens` with `betas`, nil when accepted.
+        func refusal(max: Int, budget: Int, betas: String?) throws -> APIError? {
+            let request = try parse(#"{"model":"m","max_tokens":\#(max),"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled","budget_tokens":\#(budget)}}"#)
+            do {
+                try request.validateThinkingBudget(betas: betas)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(try refusal(max: 2048, budget: 2047, betas: nil) == nil)
+        for (max, budget) in [(2048, 2048), (2000, 5000)] {
+            let error = try refusal(max: max, budget: budget, betas: nil)
+            #expect(error?.status == 400 && error?.param == "max_tokens" && error?.message.contains("thinking.budget_tokens") == true)
+            #expect(try refusal(max: max, budget: budget, betas: "fine-grained-tool-streaming-2025-05-14") != nil)
+            #expect(try refusal(max: max, budget: budget, betas: "x-1,interleaved-thinking-2025-05-14") == nil)
+        }
+        let adaptive = try parse(#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"adaptive"}}"#)
+        try adaptive.validateThinkingBudget(betas: nil)
+    }
+
     /// The gateway's own fields never reach Anthropic, which refuses fields it does not know
     /// (review 43 conformance #3); everything else is kept.
     @Test func upstreamBodyLeavesOutTheGatewaysOwnFields() throws {

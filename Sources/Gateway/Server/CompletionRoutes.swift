@@ -38,6 +38,7 @@ extension GatewayServer {
         serve(request, writer, api: .messages) { generationID, _, depth throws(APIError) in
             let messages = try MessagesRequest(body: request.body)
             let betas = try AnthropicProvider.betaNames(request.headerList("anthropic-beta"))
+            try messages.validateThinkingBudget(betas: betas)
             let neutral = messages.modelRequest()
             return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
             case .passthrough:

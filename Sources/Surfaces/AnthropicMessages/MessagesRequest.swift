@@ -68,6 +68,20 @@ public struct MessagesRequest: Sendable {
         self.rawBody = body
     }
 
+    /// Anthropic's ceiling on a thinking budget, whichever upstream serves the request: below
+    /// `max_tokens`, unless interleaved thinking is on (its beta lets the budget span a turn's
+    /// tool calls, so it may exceed one response's `max_tokens`). `betas`: the client's
+    /// `anthropic-beta` names, joined by commas (review 64C #4).
+    public func validateThinkingBudget(betas: String?) throws(APIError) {
+        guard json["thinking"]?["type"]?.stringValue == "enabled",
+              let budget = json["thinking"]?["budget_tokens"]?.intValue,
+              let limit = json["max_tokens"]?.intValue, budget >= limit else { return }
+        let interleaved = betas?.split(separator: ",").contains { $0.hasPrefix("interleaved-thinking-") } ?? false
+        guard !interleaved else { return }
+        throw .invalidRequest("max_tokens: must be greater than thinking.budget_tokens (\(budget)), unless the interleaved-thinking beta is on.",
+                              param: "max_tokens", code: "invalid_value")
+    }
+
     /// The client's bytes with the `model` value replaced: for an Anthropic upstream, which then
     /// gets every field as sent (thinking blocks with their signatures, cache controls, betas'
     /// fields), but the gateway's own: `stream_options` and a fusion plugin entry (Anthropic
