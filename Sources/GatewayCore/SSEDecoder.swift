@@ -213,9 +213,18 @@ public struct SSEEventView {
 
     /// True for OpenAI's end-of-stream sentinel `data: [DONE]`, white space after it allowed (as
     /// OpenAI's SDKs read it: review 68A #6).
+    /// Byte comparisons, not `elementsEqual` over slices: those allocated 18 times a request in
+    /// the debug build the perf gate counts.
     public var isDone: Bool {
-        guard data.count >= 6, data[data.startIndex] == UInt8(ascii: "[") else { return false }
-        return data.prefix(6).elementsEqual("[DONE]".utf8) && data.dropFirst(6).allSatisfy { $0 == 0x20 || $0 == 0x09 }
+        let start = data.startIndex
+        guard data.count >= 6, data[start] == 0x5B, data[start + 1] == 0x44, data[start + 2] == 0x4F,  // "[DO"
+              data[start + 3] == 0x4E, data[start + 4] == 0x45, data[start + 5] == 0x5D else { return false }  // "NE]"
+        var index = start + 6
+        while index < data.endIndex {
+            guard data[index] == 0x20 || data[index] == 0x09 else { return false }
+            index += 1
+        }
+        return true
     }
 
     public var nameString: String { String(decoding: name, as: UTF8.self) }

@@ -70,7 +70,8 @@ public struct HTTPRequest: Sendable {
 
     /// The first value of header `name`, compared case-insensitively.
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.asciiCaseInsensitiveEquals(name) }?.value
+        for header in headers where header.name.asciiCaseInsensitiveEquals(name) { return header.value }
+        return nil
     }
 
     /// Every value of header `name`, joined by commas (a list header sent as several lines is

@@ -332,12 +332,18 @@ public final class HTTPRequestDecoder {
             value.removeAll(keepingCapacity: true)
             inValue = false
         }
-        guard !field.isEmpty, field.allSatisfy(HTTPToken.isTokenByte) else {
+        // Index loops over the bytes (here and for NUL): once per header of every request, where
+        // the generic algorithms allocated in the debug build the perf gate counts.
+        var index = 0
+        while index < field.count, HTTPToken.isTokenByte(field[index]) { index += 1 }
+        guard !field.isEmpty, index == field.count else {
             failure = .malformed("the header name \(String(decoding: field, as: UTF8.self).debugDescription) is not a token (no spaces or separators)")
             return false
         }
         // RFC 9110 §5.5: a recipient must reject (or replace) NUL in a field value.
-        guard !value.contains(0) else {
+        index = 0
+        while index < value.count, value[index] != 0 { index += 1 }
+        guard index == value.count else {
             failure = .malformed("a header value contains NUL")
             return false
         }

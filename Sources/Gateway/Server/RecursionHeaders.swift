@@ -9,13 +9,22 @@ enum RecursionHeaders {
     /// 1, never 0. `x-fusion-hops`: gateways already passed; over `maxHops` is 508 Loop Detected,
     /// malformed is a 400.
     static func parse(_ request: HTTPRequest, maxHops: Int) throws(APIError) -> (depth: Int, hops: Int) {
+        // Every request passes here and almost none carries these headers: one loop over the
+        // fields, collecting only what is there (lowercasing every name allocated).
+        var depths: [String] = [], openRouterDepths: [String] = [], hopValues: [String] = []
+        for header in request.headers where header.name.hasASCIICaseInsensitivePrefix("x-") {
+            if header.name.asciiCaseInsensitiveEquals("x-fusion-depth") {
+                depths.append(header.value)
+            } else if header.name.asciiCaseInsensitiveEquals("x-openrouter-fusion-depth") {
+                openRouterDepths.append(header.value)
+            } else if header.name.asciiCaseInsensitiveEquals("x-fusion-hops") {
+                hopValues.append(header.value)
+            }
+        }
         var depth = 0
-        for name in ["x-fusion-depth", "x-openrouter-fusion-depth"] {
-            let values = request.headers.filter { $0.name.lowercased() == name }.map(\.value)
-            guard !values.isEmpty else { continue }
+        for values in [depths, openRouterDepths] where !values.isEmpty {
             depth = max(depth, values.count == 1 ? count(values[0]) ?? 1 : 1)
         }
-        let hopValues = request.headers.filter { $0.name.lowercased() == "x-fusion-hops" }.map(\.value)
         var hops = 0
         if !hopValues.isEmpty {
             guard hopValues.count == 1, let value = count(hopValues[0]) else {
