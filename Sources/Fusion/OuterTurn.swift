@@ -52,7 +52,11 @@ struct OuterTurn: Sendable {
             if let block = reasoningBuilder.add(event) { reasoning.append(block) }
             return event
         case .stopDetail, .messageExtras:
-            return nil  // the turn's finish is the session's to report
+            // An Anthropic upstream's own stop (`stop_sequence` and its sequence, `pause_turn`)
+            // and message fields: the client's when this turn is its answer, as a proxied one
+            // gets them (review 71A #2: a made-up `end_turn`); a turn that called fusion goes on
+            // to the deliberation, and its stop is ours.
+            return fusionCall != nil ? nil : event
         case .providerBlock(let part):
             keep(part)
             return event  // an Anthropic client's to keep (a server tool's blocks, citations)

@@ -178,7 +178,7 @@ enum MockRoles {
 
     /// `withFusion`: a caller's tool named in the prompt is called in one turn with fusion (1:
     /// after it, 2: before it).
-    static func outerTurn(_ request: JSONValue, lastUserText: String, withFusion: Int = 0) -> OuterTurn {
+    static func outerTurn(_ request: JSONValue, lastUserText: String, withFusion: Int = 0, badArguments: Int = 0) -> OuterTurn {
         let messages = request["messages"]?.arrayValue ?? []
         if let last = messages.last, last["role"]?.stringValue == "tool" {
             return .text(finalAnswer(afterToolResultsIn: messages))
@@ -187,7 +187,12 @@ enum MockRoles {
         let names = tools.compactMap { $0["function"]?["name"]?.stringValue }
         let lower = lastUserText.lowercased()
         if let callerTool = names.first(where: { $0 != "fusion" && lower.contains($0.lowercased()) }) {
-            let call = (callerTool, #"{"query":\#(JSONWriting.quoted(lastUserText))}"#)
+            let arguments = switch badArguments {
+            case 1: #"{"query":\#(JSONWriting.quoted(lastUserText).dropLast())"#  // cut inside the string
+            case 2: #"{"query": ]]}"#
+            default: #"{"query":\#(JSONWriting.quoted(lastUserText))}"#
+            }
+            let call = (callerTool, arguments)
             if withFusion > 0 && names.contains("fusion") {
                 let fusion = ("fusion", #"{"question":\#(JSONWriting.quoted(lastUserText))}"#)
                 return .callTools(withFusion == 2 ? [fusion, call] : [call, fusion])

@@ -86,6 +86,8 @@ public struct MockScenario: Equatable, Sendable {
         "fail_final": 0...1,
         // outer: a caller's tool named in the prompt is called together with fusion (one turn).
         "with_fusion": 0...2,  // 2: the fusion call first
+        // outer: the caller's tool call's arguments broken: 1 cut inside them, 2 not JSON.
+        "bad_args": 0...2,
         // tool-call, outer: reasoning before the tool calls (a signed thinking block on Anthropic's wire).
         "think": 0...1,
         // outer, Anthropic's wire: the fusion-calling turn first runs Anthropic's web search (server tool blocks).

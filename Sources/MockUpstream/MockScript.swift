@@ -60,7 +60,8 @@ struct MockScript {
             if MockRoles.isJudgeRequest(request) {
                 steps = MockSteps(Self.judgeSteps(request))
             } else {
-                switch MockRoles.outerTurn(request, lastUserText: prompt, withFusion: scenario.option("with_fusion", default: 0)) {
+                switch MockRoles.outerTurn(request, lastUserText: prompt, withFusion: scenario.option("with_fusion", default: 0),
+                                           badArguments: scenario.option("bad_args", default: 0)) {
                 case .callTools(let calls):
                     steps = MockSteps(thinking + Self.toolCallSteps(calls, answer: id))
                     if scenario.option("server_search", default: 0) == 1 { serverSearch = prompt }

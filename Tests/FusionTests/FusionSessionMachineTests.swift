@@ -69,6 +69,20 @@ import Testing
         #expect(m.calls.map(\.role) == ["outer"] && m.totalUsage.totalTokens == 3)
     }
 
+    /// An Anthropic outer model's own stop (`stop_sequence` with its sequence, `pause_turn`) and
+    /// message fields reach the client when its turn is the answer, as proxied (review 71A #2: a
+    /// made-up `end_turn`); a turn that called fusion keeps them, its finish is the session's.
+    @Test func anAnswersOwnStopDetailReachesTheClientAndAFusionTurnsDoesNot() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let direct = run(&m, first.id, [.text("Hi STOP"), .stopDetail(reason: "stop_sequence", sequence: "STOP"), .finish(.stop)], at: 5)
+        #expect(outputs(direct) == [.answer(.text("Hi STOP")), .answer(.stopDetail(reason: "stop_sequence", sequence: "STOP")), .answer(.finish(.stop))])
+        var called = try machine()
+        let outer = try #require(started(called.start(at: 0)).first)
+        let events = fusionCall.flatMap { $0 == .finish(.toolCalls) ? [.stopDetail(reason: "tool_use", sequence: nil), $0] : [$0] }
+        #expect(!outputs(run(&called, outer.id, events, at: 5)).contains { if case .answer(.stopDetail) = $0 { true } else { false } })
+    }
+
     /// Servers that end a tool call's turn with "stop" (sglang, vLLM, GLM; OpenAI for a named
     /// tool choice): that finish is the session's to report, not the client's first chunk
     /// (review 48 Fusion #3: a chat client saw an empty finished choice before the answer).

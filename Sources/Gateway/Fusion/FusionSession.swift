@@ -188,6 +188,7 @@ final class FusionSession<Renderer: FusionRenderer> {
     }
 
     private func perform(_ action: FusionSessionMachine.Action) {
+        guard !finished else { return }  // a refused answer ended the session mid-batch
         switch action {
         case .startCall(let call):
             startCall(call)
@@ -212,6 +213,10 @@ final class FusionSession<Renderer: FusionRenderer> {
         case .output(let output):
             if case .progress(.memberFailed(_, _, let reason, _, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
             if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
+            if let refusal = renderer.refusal(of: output) {
+                end(.failed(refusal))
+                return
+            }
             out.removeAll(keepingCapacity: true)
             renderer.render(output, sources: machine.sources, at: now, into: &out)
             write(out)
@@ -335,6 +340,10 @@ final class FusionSession<Renderer: FusionRenderer> {
         guard !finished else { return }
         switch outcome {
         case .completed:
+            if let refusal = renderer.refusalAtEnd(finish: machine.finishReason) {
+                end(.failed(refusal))
+                return
+            }
             if machine.request.stream {
                 out.removeAll(keepingCapacity: true)
                 renderer.renderEnd(totals, into: &out)

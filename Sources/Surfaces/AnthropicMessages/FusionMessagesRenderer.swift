@@ -61,6 +61,19 @@ public struct FusionMessagesRenderer: Sendable {
         }
     }
 
+    /// A streamed answer's tool-call fragment that can no longer be a JSON object, or that goes
+    /// back to an ended call (`MessagesStreamWriter.refusal(ofToolCall:)`); a whole one is
+    /// checked as its body is made.
+    mutating func refusal(ofAnswer output: FusionSessionMachine.Output) -> APIError? {
+        guard stream, case .answer(.toolCall(let fragment)) = output else { return nil }
+        return writer.refusal(ofToolCall: fragment)
+    }
+
+    /// A streamed answer whose call's arguments never closed.
+    func refusalAtEnd() -> APIError? {
+        stream ? writer.refusalAtEnd() : nil
+    }
+
     /// Named events come after `message_start`: the SDKs' stream helpers refuse any event
     /// before it (comments are no events, so they may come first).
     private mutating func startBeforeEvents(_ out: inout [UInt8]) {
@@ -69,8 +82,11 @@ public struct FusionMessagesRenderer: Sendable {
 
     /// The end of a streamed answer, with the usage summed over every call; when a deliberation
     /// ran, its result and each call's usage.
-    public mutating func renderEnd(usage: Usage, fusion: FusionResult? = nil, calls: [MemberStats]? = nil, into out: inout [UInt8]) {
-        writer.appendEnd(usage: usage, fusion: (fusion?.json, calls.map(FusionTotals.breakdown)), to: &out)
+    /// `estimated`: some of `usage` is the gateway's estimate (said at its top level, as chat's
+    /// and Responses' usage say it: review 71A #3).
+    public mutating func renderEnd(usage: Usage, estimated: Bool = false, fusion: FusionResult? = nil, calls: [MemberStats]? = nil,
+                                   into out: inout [UInt8]) {
+        writer.appendEnd(usage: usage, estimated: estimated, fusion: (fusion?.json, calls.map(FusionTotals.breakdown)), to: &out)
     }
 
     /// An error after the stream began.
@@ -80,10 +96,11 @@ public struct FusionMessagesRenderer: Sendable {
 
     /// The whole, non-streamed response body; when a deliberation ran, its result and each
     /// call's usage (`usage.fusion`, as the streamed `message_delta` and chat's body carry it).
-    public func message(usage: Usage, fusion: FusionResult?, calls: [MemberStats]? = nil, model: String? = nil) throws(APIError) -> [UInt8] {
+    public func message(usage: Usage, estimated: Bool = false, fusion: FusionResult?, calls: [MemberStats]? = nil,
+                        model: String? = nil) throws(APIError) -> [UInt8] {
         var response = whole
         if let model { response.model = model }
-        response.add(.usage(usage))
+        if estimated { response.addEstimatedUsage(usage) } else { response.add(.usage(usage)) }
         return try response.body(extra: fusion.map { ["fusion": $0.json] } ?? [:], fusionCalls: calls.map(FusionTotals.breakdown))
     }
 }

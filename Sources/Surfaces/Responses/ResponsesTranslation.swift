@@ -32,6 +32,11 @@ public struct ResponsesTranslation: NeutralStreamWriter {
     /// A fragment for a call already done (an upstream that went back to it after another
     /// item): no item can take it, and dropping it would change the call.
     public mutating func refusal(ofToolCall fragment: ToolCallFragment) -> APIError? {
+        Self.refusal(ofToolCall: fragment, in: writer)
+    }
+
+    /// `refusal(ofToolCall:)` for `writer`'s answer (a proxied one, or a Fusion session's).
+    public static func refusal(ofToolCall fragment: ToolCallFragment, in writer: ResponsesStreamWriter) -> APIError? {
         // An empty or white-space fragment changes nothing (some servers send one at the end).
         guard writer.isClosedCall(fragment.index), !(fragment.arguments ?? "").allSatisfy(\.isWhitespace) else { return nil }
         return .upstreamProtocol("the upstream went back to tool call \(fragment.index) after it had ended")

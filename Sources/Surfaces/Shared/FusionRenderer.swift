@@ -101,6 +101,21 @@ public protocol FusionRenderer {
     mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8])
     /// The whole non-streamed response body (an error: the answer cannot be expressed in this API).
     mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8]
+    /// Why the answer event in `output` cannot go to the client in this API (a tool call's
+    /// fragment that can no longer be JSON, or that goes back to a call that ended), checked
+    /// before it is rendered: the session fails with it instead, as a proxied answer does
+    /// (review 71A #1). Nil: render it.
+    mutating func refusal(of output: FusionSessionMachine.Output) -> APIError?
+    /// Why the answer cannot end as it is (a call's arguments left unfinished or not JSON),
+    /// checked before the end, streamed or whole; a call cut by the output limit (`length`) ends
+    /// as the provider cut it.
+    func refusalAtEnd(finish: FinishReason?) -> APIError?
+}
+
+extension FusionRenderer {
+    /// Chat passes a model's tool calls through as it wrote them, proxied or not.
+    public mutating func refusal(of output: FusionSessionMachine.Output) -> APIError? { nil }
+    public func refusalAtEnd(finish: FinishReason?) -> APIError? { nil }
 }
 
 extension FusionChatRenderer: FusionRenderer {
@@ -129,7 +144,7 @@ extension FusionMessagesRenderer: FusionRenderer {
     }
 
     public mutating func renderEnd(_ totals: FusionTotals, into out: inout [UInt8]) {
-        renderEnd(usage: totals.usage, fusion: totals.fusion, calls: totals.calls, into: &out)
+        renderEnd(usage: totals.usage, estimated: totals.usageEstimated, fusion: totals.fusion, calls: totals.calls, into: &out)
     }
 
     public mutating func renderError(_ error: APIError, totals: FusionTotals, into out: inout [UInt8]) {
@@ -137,7 +152,15 @@ extension FusionMessagesRenderer: FusionRenderer {
     }
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
-        try message(usage: totals.usage, fusion: totals.fusion, calls: totals.calls, model: totals.answeringModel)
+        try message(usage: totals.usage, estimated: totals.usageEstimated, fusion: totals.fusion, calls: totals.calls, model: totals.answeringModel)
+    }
+
+    public mutating func refusal(of output: FusionSessionMachine.Output) -> APIError? {
+        refusal(ofAnswer: output)
+    }
+
+    public func refusalAtEnd(finish: FinishReason?) -> APIError? {
+        finish == .length ? nil : refusalAtEnd()
     }
 }
 
@@ -160,6 +183,15 @@ extension ResponsesFusionRenderer: FusionRenderer {
 
     public mutating func body(_ totals: FusionTotals) throws(APIError) -> [UInt8] {
         response(usage: Self.usage(totals), sources: totals.sources, completedAt: ResponsesTranslation.now(), model: totals.answeringModel)
+    }
+
+    public mutating func refusal(of output: FusionSessionMachine.Output) -> APIError? {
+        guard case .answer(.toolCall(let fragment)) = output else { return nil }
+        return ResponsesTranslation.refusal(ofToolCall: fragment, in: writer)
+    }
+
+    public func refusalAtEnd(finish: FinishReason?) -> APIError? {
+        finish == .length ? nil : ResponsesTranslation.refusalAtEnd(of: writer)
     }
 
     static func usage(_ totals: FusionTotals) -> JSONValue {

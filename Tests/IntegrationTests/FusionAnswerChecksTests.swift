@@ -1,0 +1,71 @@
+import Foundation
+import GatewayCore
+import Testing
+
+/// A Fusion request's answer gets the checks a proxied answer gets on its surface: a call to
+/// the client's own tool whose arguments are cut or are not JSON ends the response failed
+/// (`invalid_tool_arguments`), never `response.completed` or `stop_reason: tool_use` (review
+/// 71A #1: broken arguments went out as a completed call when the request offered fusion).
+@Suite(.timeLimit(.minutes(1))) struct FusionAnswerChecksTests {
+    static let question = "Please lookup the local rules on cars"
+
+    func post(_ env: TestEnvironment, _ path: String, _ body: String) throws -> TestResponse {
+        let client = try env.client()
+        try client.send(TestEnvironment.post(path, body: body, headers: ["anthropic-version": "2023-06-01"]))
+        return try client.readResponse()
+    }
+
+    @Test(arguments: [(1, true), (1, false), (2, true), (2, false)])
+    func responsesRefusesBrokenArgumentsOfTheClientsTool(badArguments: Int, stream: Bool) throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion"},{"type":"function","name":"lookup","parameters":{"type":"object"}}]"#
+        let response = try post(env, "/v1/responses", #"{"model":"mock/outer:pace_ms=0:bad_args=\#(badArguments)","input":"\#(Self.question)","stream":\#(stream),"tools":\#(tools)}"#)
+        if stream {
+            #expect(response.status == 200)
+            let names = response.namedEvents.map(\.name)
+            #expect(names.last == "response.failed" && !names.contains("response.completed"), "\(names)")
+            // Responses' error codes are its own few (`server_error`); the message names the call.
+            #expect(response.namedEvents.last?.data["response"]?["error"]?["message"]?.stringValue?.contains("'lookup'") == true, "\(response.text)")
+        } else {
+            #expect(response.status == 502 && response.json?["error"]?["code"] == .string("invalid_tool_arguments"), "\(response.text)")
+        }
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["error"]?["code"] == .string("invalid_tool_arguments") || "\(record)".contains("invalid_tool_arguments"), "\(record)")
+        // The same model with whole arguments: the call goes out, completed.
+        let fine = try post(env, "/v1/responses", #"{"model":"mock/outer:pace_ms=0","input":"\#(Self.question)","stream":\#(stream),"tools":\#(tools)}"#)
+        #expect(fine.status == 200 && !fine.text.contains("invalid_tool_arguments"), "\(fine.text)")
+    }
+
+    @Test(arguments: [(1, true), (1, false), (2, true), (2, false)])
+    func messagesRefusesBrokenArgumentsOfTheClientsTool(badArguments: Int, stream: Bool) throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion"},{"name":"lookup","input_schema":{"type":"object"}}]"#
+        let response = try post(env, "/v1/messages", #"{"model":"mock/outer:pace_ms=0:bad_args=\#(badArguments)","max_tokens":500,"stream":\#(stream),"messages":[{"role":"user","content":"\#(Self.question)"}],"tools":\#(tools)}"#)
+        if stream {
+            #expect(response.status == 200)
+            let names = response.namedEvents.map(\.name)
+            #expect(names.last == "error" && !names.contains("message_stop") && !names.contains("message_delta"), "\(names)")
+            #expect(response.namedEvents.last?.data["error"]?["message"]?.stringValue?.contains("lookup") == true, "\(response.text)")
+        } else {
+            #expect(response.status == 502 && response.json?["type"] == .string("error"), "\(response.text)")
+        }
+        let fine = try post(env, "/v1/messages", #"{"model":"mock/outer:pace_ms=0","max_tokens":500,"stream":\#(stream),"messages":[{"role":"user","content":"\#(Self.question)"}],"tools":\#(tools)}"#)
+        #expect(fine.status == 200 && fine.text.contains("tool_use"), "\(fine.text)")
+    }
+
+    /// A deliberation whose usage holds the gateway's estimate (a member's upstream reported none)
+    /// says so at the usage's top level on Messages, as on chat and Responses (review 71A #3).
+    @Test(arguments: [true, false])
+    func messagesSaysItsUsageHoldsEstimates(stream: Bool) throws {
+        let env = try TestEnvironment()
+        let panel = #"["mock/expert-1:pace_ms=0","mock/expert-2:pace_ms=0:no_usage=1"]"#
+        let body = #"{"model":"mock/outer:pace_ms=0","max_tokens":500,"stream":\#(stream),"messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(panel)}}]}"#
+        let response = try post(env, "/v1/messages", body)
+        #expect(response.status == 200, "\(response.text)")
+        let usage = stream ? response.namedEvents.last { $0.name == "message_delta" }?.data["usage"] : response.json?["usage"]
+        #expect(usage?["estimated"] == .bool(true) && usage?["fusion"]?["calls_estimated"]?.intValue ?? 0 >= 1, "\(String(describing: usage))")
+        let direct = try post(env, "/v1/messages", body.replacingOccurrences(of: ":no_usage=1", with: ""))
+        let measured = stream ? direct.namedEvents.last { $0.name == "message_delta" }?.data["usage"] : direct.json?["usage"]
+        #expect(measured?["estimated"] == nil, "\(String(describing: measured))")
+    }
+}
