@@ -92,6 +92,10 @@ import Testing
                         emit(.error(.upstreamProtocol("The upstream sent a tool call with index \(index): at most 1024 calls are read.")))
                         return
                     }
+                    if let raw = call["index"], raw != .null, raw.intValue == nil {
+                        emit(.error(.upstreamProtocol("The upstream sent a tool call whose index is not an integer (\(JSONWriting.compact(raw).shortened(toBytes: 40))).")))
+                        return
+                    }
                     let index = call["index"]?.intValue.map { Int($0) } ?? position
                     let arguments = call["function"]?["arguments"].flatMap { $0 == .null ? nil : $0.stringValue ?? JSONWriting.compact($0) }
                     emit(.toolCall(ToolCallFragment(index: index, id: call["id"]?.stringValue, name: call["function"]?["name"]?.stringValue,

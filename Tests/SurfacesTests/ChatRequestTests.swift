@@ -228,6 +228,16 @@ import Testing
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes"}"#, 400, "tool_choice"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"response_format":"json"}"#, 400, "response_format"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":"high"}"#, 400, "reasoning"),
+        // OpenRouter's reasoning fields, as Responses checks them (review 71B #1: a wrong type was "not given").
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"enabled":"false"}}"#, 400, "reasoning.enabled"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"enabled":0}}"#, 400, "reasoning.enabled"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"exclude":"true"}}"#, 400, "reasoning.exclude"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"max_tokens":"x"}}"#, 400, "reasoning.max_tokens"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"max_tokens":1.5}}"#, 400, "reasoning.max_tokens"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"max_tokens":1e20}}"#, 400, "reasoning.max_tokens"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"max_tokens":0}}"#, 400, "reasoning.max_tokens"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"max_tokens":-5}}"#, 400, "reasoning.max_tokens"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"reasoning":{"max_tokens":true}}"#, 400, "reasoning.max_tokens"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"seed":"7"}"#, 400, "seed"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"user":1}"#, 400, "user"),
         // Parsed differently by different parsers: refused wherever they are.

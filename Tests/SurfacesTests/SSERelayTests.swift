@@ -216,6 +216,23 @@ import Testing
         #expect(error.message.contains("128 choices"), "\(error.message)")
     }
 
+    /// A call's index that is there but no integer (`1.5`, `"1"`, past 64 bits) is the stream's
+    /// error, on the chat relay and the decoder the other surfaces read (review 71B #2: read as
+    /// absent, one call's fragments went into another, `{"b":1}2}`).
+    @Test(arguments: ["0.5", #""1""#, "18446744073709551616", "-1", "{}"])
+    func aToolCallIndexThatIsNoIntegerIsAnError(index: String) throws {
+        let body = #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":\#(index),"id":"c1","function":{"name":"f","arguments":"{\"a\":"}}]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+        let result = relayAll([Array(body.utf8)])
+        guard case .failed(let error) = result.outcome else { Issue.record("\(index): \(result.outcome)"); return }
+        #expect(error.code == "upstream_protocol_error" && error.message.contains("index"), "\(error.message)")
+        var decoder = OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        var events: [ModelEvent] = []
+        _ = try? body.utf8.withContiguousStorageIfAvailable { try decoder.decode(UnsafeRawBufferPointer($0)) { events.append($0) } }
+        #expect(events.contains { if case .error = $0 { true } else { false } } && !events.contains { if case .toolCall = $0 { true } else { false } },
+                "\(index): \(events)")
+    }
+
     /// A whole answer's calls sharing one id each get their own (review 68A #2).
     @Test func aWholeAnswersSharedToolCallIDsAreMadeUnique() throws {
         let body = #"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"call","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#

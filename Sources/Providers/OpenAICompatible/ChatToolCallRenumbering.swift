@@ -21,8 +21,8 @@ public struct ChatToolCallRenumbering {
         case unchanged
         /// The chunk's `choices`, renumbered.
         case renumbered(JSONValue)
-        /// More calls than any answer makes: the stream's error.
-        case tooManyCalls(APIError)
+        /// More calls (or choices) than any answer makes, or an unreadable index: the stream's error.
+        case refused(APIError)
     }
 
     /// `choices` (a chunk's) with each choice's `delta.tool_calls` renumbered.
@@ -34,17 +34,15 @@ public struct ChatToolCallRenumbering {
                   case .array(var calls)? = delta["tool_calls"] else { continue }
             let key = fields["index"]?.intValue ?? Int64(position)
             if numberings[key] == nil && numberings.count >= Self.maxChoices {
-                return .tooManyCalls(.upstreamProtocol("The upstream sent tool calls for more than \(Self.maxChoices) choices."))
+                return .refused(.upstreamProtocol("The upstream sent tool calls for more than \(Self.maxChoices) choices."))
             }
             var numbering = numberings[key] ?? ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1, dense: true)
             for (callPosition, call) in calls.enumerated() {
                 guard case .object(var callFields) = call else { continue }
-                if let index = call["index"]?.intValue, !(0...OpenAIChunk.maxToolCallIndex).contains(index) {
-                    return .tooManyCalls(.upstreamProtocol("The upstream sent a tool call with index \(index): at most \(OpenAIChunk.maxToolCallIndex + 1) calls are read."))
-                }
+                if let refusal = OpenAIChunk.indexRefusal(call) { return .refused(refusal) }
                 let fragment = OpenAIChunk.fragment(call, position: callPosition)
                 guard let numbered = numbering.number(fragment) else {
-                    return .tooManyCalls(.upstreamProtocol("The upstream sent more than \(numbering.limit) tool calls."))
+                    return .refused(.upstreamProtocol("The upstream sent more than \(numbering.limit) tool calls."))
                 }
                 var rewritten = callFields
                 rewritten["index"] = .int(Int64(numbered.index))

@@ -214,8 +214,8 @@ enum OpenAIChunk {
                     for (position, call) in list.enumerated() {
                         // Beyond the calls any answer makes (Anthropic's and Gemini's decoders stop
                         // at the same count): an error, not fragments merged into another call.
-                        if let index = call["index"]?.intValue, !(0...Self.maxToolCallIndex).contains(index) {
-                            emit(.error(.upstreamProtocol("The upstream sent a tool call with index \(index): at most \(Self.maxToolCallIndex + 1) calls are read.")))
+                        if let refusal = Self.indexRefusal(call) {
+                            emit(.error(refusal))
                             return
                         }
                         emit(.toolCall(fragment(call, position: position)))
@@ -241,6 +241,21 @@ enum OpenAIChunk {
     }
 
     static let maxToolCallIndex: Int64 = 1023
+
+    /// A call's `index` that is there but is no integer within the calls read: the stream's
+    /// error. Beyond the calls any answer makes (Anthropic's and Gemini's decoders stop at the
+    /// same count), or unreadable (`1.5`, `"1"`, 2^64: review 71B #2, read as absent they put
+    /// one call's fragments into another), never fragments attached to a call by position.
+    static func indexRefusal(_ call: JSONValue) -> APIError? {
+        guard let raw = call["index"], raw != .null else { return nil }
+        guard let index = raw.intValue else {
+            return .upstreamProtocol("The upstream sent a tool call whose index is not an integer (\(JSONWriting.compact(raw).shortened(toBytes: 40))).")
+        }
+        guard (0...maxToolCallIndex).contains(index) else {
+            return .upstreamProtocol("The upstream sent a tool call with index \(index): at most \(maxToolCallIndex + 1) calls are read.")
+        }
+        return nil
+    }
 
     static func fragment(_ call: JSONValue, position: Int) -> ToolCallFragment {
         // An index out of any sane range is taken as the call's position (never trusted as an Int).

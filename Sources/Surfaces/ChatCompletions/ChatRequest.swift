@@ -151,8 +151,13 @@ public struct ChatRequest: Sendable {
                 throw Self.invalidType("response_format", expected: "an object with a string 'type'", got: value)
             }
         }
-        if let value = fields["reasoning"], value != .null, value.objectValue == nil {
-            throw Self.invalidType("reasoning", expected: "an object", got: value)
+        if let value = fields["reasoning"], value != .null {
+            guard let reasoning = value.objectValue else { throw Self.invalidType("reasoning", expected: "an object", got: value) }
+            // OpenRouter's fields, checked as Responses checks them: read with a lenient reader, a
+            // wrong type was "not given" (`"enabled": "false"` turned thinking on: review 71B #1).
+            _ = try ResponsesRequest.integer(reasoning["max_tokens"], "reasoning.max_tokens", 1...Int64(Int32.max))
+            _ = try ResponsesRequest.flag(reasoning["exclude"], "reasoning.exclude")
+            _ = try ResponsesRequest.flag(reasoning["enabled"], "reasoning.enabled")
         }
         // An effort no provider knows would otherwise become a default budget, silently.
         for (value, param) in [(fields["reasoning"]?["effort"], "reasoning.effort"), (fields["reasoning_effort"], "reasoning_effort")] {

@@ -185,7 +185,7 @@ public struct SSERelay {
                     fields["choices"] = numbered
                     chunk = .object(fields)
                     renumbered = true
-                case .tooManyCalls(let error):
+                case .refused(let error):
                     stop = .upstreamError(error)
                     return
                 }
