@@ -70,7 +70,9 @@ public struct OpenAICompatibleProvider: Provider {
         } else if let reasoning = (message?["reasoning"] ?? message?["reasoning_content"])?.stringValue, !reasoning.isEmpty {
             events.append(.reasoning(reasoning))
         }
-        if let text = message?["content"]?.stringValue, !text.isEmpty { events.append(.text(text)) }
+        if let content = message?["content"] {
+            if let text = content.stringValue, !text.isEmpty { events.append(.text(text)) } else { OpenAIChunk.contentParts(content) { events.append($0) } }
+        }
         if let refusal = message?["refusal"]?.stringValue, !refusal.isEmpty { events.append(.refusal(refusal)) }
         // A whole message's calls are whole: each is its own call, whatever index it carries,
         // under an id of its own.
@@ -85,7 +87,10 @@ public struct OpenAICompatibleProvider: Provider {
             fragment.id = fragment.id.map { ids.claim($0) }
             events.append(.toolCall(fragment))
         }
-        if let reason = choice["finish_reason"]?.stringValue { events.append(.finish(FinishReason(rawValue: reason))) }
+        // A whole answer is complete only with its finish reason, as a streamed one (review 71C
+        // #2: `finish_reason: null` passed as complete; Gemini's whole answers were fixed in 64D).
+        guard let reason = choice["finish_reason"]?.stringValue else { return [.error(.upstreamTruncated())] }
+        events.append(.finish(FinishReason(rawValue: reason)))
         if let usage = Usage(openAI: json["usage"]) { events.append(.usage(usage)) }
         return events
     }
@@ -208,7 +213,13 @@ enum OpenAIChunk {
                     state.blockTextFromField = true
                 }
                 if let details { signedReasoning(chunk.value(details), state: &state, emit: emit) }
-                if let content, let text = chunk.string(content), !text.isEmpty { emit(.text(text)) }
+                if let content {
+                    if let text = chunk.string(content) {
+                        if !text.isEmpty { emit(.text(text)) }
+                    } else if !chunk.isNull(content) {
+                        contentParts(chunk.value(content), emit: emit)
+                    }
+                }
                 if let refusal, let text = chunk.string(refusal), !text.isEmpty { emit(.refusal(text)) }
                 if let toolCalls, case .array(let list) = chunk.value(toolCalls) {
                     for (position, call) in list.enumerated() {
@@ -241,6 +252,26 @@ enum OpenAIChunk {
     }
 
     static let maxToolCallIndex: Int64 = 1023
+
+    /// `content` as a list of parts, as Mistral's reasoning models send it (streamed and whole:
+    /// `[{"type":"thinking","thinking":[{"type":"text","text":…}]},{"type":"text","text":…}]`):
+    /// text parts are the answer, thinking parts its reasoning (review 71C #1: the whole answer
+    /// was dropped, and the empty one ended complete). Other parts carry nothing a client reads.
+    static func contentParts(_ content: JSONValue, emit: (ModelEvent) -> Void) {
+        guard let parts = content.arrayValue else { return }
+        for part in parts {
+            switch part["type"]?.stringValue {
+            case "text"?:
+                if let text = part["text"]?.stringValue, !text.isEmpty { emit(.text(text)) }
+            case "thinking"?:
+                let thinking = part["thinking"]
+                let text = thinking?.stringValue ?? (thinking?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }.joined()
+                if !text.isEmpty { emit(.reasoning(text)) }
+            default:
+                break
+            }
+        }
+    }
 
     /// A call's `index` that is there but is no integer within the calls read: the stream's
     /// error. Beyond the calls any answer makes (Anthropic's and Gemini's decoders stop at the

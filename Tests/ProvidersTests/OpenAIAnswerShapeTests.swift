@@ -1,0 +1,38 @@
+import GatewayCore
+import Providers
+import Testing
+
+/// OpenAI-format answers in the shapes servers other than OpenAI's send: `content` as a list of
+/// parts (Mistral's reasoning models), and a whole answer that never says how it finished.
+@Suite struct OpenAIAnswerShapeTests {
+    let provider = OpenAICompatibleProvider()
+
+    /// Text parts are the answer, thinking parts its reasoning, streamed and whole (review 71C
+    /// #1: the answer was dropped and the empty one ended complete).
+    @Test func contentAsPartsIsReadStreamedAndWhole() throws {
+        let thinking = #"{"type":"thinking","thinking":[{"type":"text","text":"let me think"}]}"#
+        let stream = #"data: {"choices":[{"index":0,"delta":{"role":"assistant","content":[\#(thinking)]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{"content":[{"type":"text","text":"Hello "},{"type":"image_url","image_url":{}},{"type":"text","text":"parts"}]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}]}"# + "\n\ndata: [DONE]\n\n"
+        let (events, end) = try ProviderFixtures.decode([Array(stream.utf8)], with: provider)
+        #expect(events.filter { if case .toolCall = $0 { false } else { true } }.prefix(4)
+                == [.reasoning("let me think"), .text("Hello "), .text("parts"), .finish(.stop)], "\(events)")
+        #expect(end == .complete)
+        let whole = #"{"choices":[{"index":0,"message":{"role":"assistant","content":[\#(thinking),{"type":"text","text":"Hello parts"}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#
+        let decoded = try provider.decodeResponse(Array(whole.utf8), redactor: .none)
+        #expect(decoded.prefix(3) == [.reasoning("let me think"), .text("Hello parts"), .finish(.stop)], "\(decoded)")
+    }
+
+    /// A whole answer with `finish_reason: null` (or none) is cut, as a stream without one is
+    /// (review 71C #2: it passed as `completed` / `end_turn`).
+    @Test(arguments: [#""finish_reason":null"#, #""logprobs":null"#])
+    func aWholeAnswerWithoutAFinishReasonIsCut(finish: String) throws {
+        let body = #"{"choices":[{"index":0,"message":{"role":"assistant","content":"hello"},\#(finish)}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#
+        let events = try provider.decodeResponse(Array(body.utf8), redactor: .none)
+        guard events.count == 1, case .error(let error) = events[0] else {
+            Issue.record("\(events)")
+            return
+        }
+        #expect(error.code == "upstream_truncated" && error.status == 502)
+    }
+}
