@@ -35,4 +35,19 @@ import Testing
         }
         #expect(error.code == "upstream_truncated" && error.status == 502)
     }
+
+    /// vLLM's `abort` (the engine gave up on the request) is a failure, not a clean end (review
+    /// 71C #6), as OpenRouter's `error` is.
+    @Test func anAbortedAnswerIsAnError() throws {
+        let stream = #"data: {"choices":[{"index":0,"delta":{"content":"The answer is"}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"abort"}]}"# + "\n\ndata: [DONE]\n\n"
+        let (events, _) = try ProviderFixtures.decode([Array(stream.utf8)], with: provider)
+        guard case .error(let error)? = events.last else {
+            Issue.record("\(events)")
+            return
+        }
+        #expect(error.message.contains("abort") && !events.contains(.finish(FinishReason(rawValue: "abort"))), "\(events)")
+        let whole = #"{"choices":[{"index":0,"message":{"role":"assistant","content":"The answer is"},"finish_reason":"abort"}]}"#
+        #expect(try provider.decodeResponse(Array(whole.utf8), redactor: .none).count == 1)
+    }
 }

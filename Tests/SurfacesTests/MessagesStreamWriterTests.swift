@@ -44,6 +44,19 @@ import Testing
         .usage(Usage(promptTokens: 50, completionTokens: 9, totalTokens: 59, cachedTokens: 20)),
     ]
 
+    /// `tool_use` only with a `tool_use` block to answer: a server whose tool parser failed sends
+    /// the call as text and finishes `tool_calls` (review 71C #5), streamed and whole.
+    @Test func toolUseWithoutACallIsEndTurn() throws {
+        let events: [ModelEvent] = [.text("<tool_call>{\"name\":\"f\"}</tool_call>"), .finish(.toolCalls)]
+        let delta = try Self.events(Self.render(events)).first { $0.name == "message_delta" }
+        #expect(delta?.data["delta"]?["stop_reason"] == .string("end_turn"), "\(String(describing: delta))")
+        var whole = MessagesResponse(id: "msg_1", model: "m")
+        for event in events { whole.add(event) }
+        #expect(try JSONValue.parse(whole.body())["stop_reason"] == .string("end_turn"))
+        let called = try Self.events(Self.render([.toolCall(ToolCallFragment(index: 0, id: "t", name: "f", arguments: "{}")), .finish(.toolCalls)]))
+        #expect(called.first { $0.name == "message_delta" }?.data["delta"]?["stop_reason"] == .string("tool_use"))
+    }
+
     @Test func theStreamHasTheShapeTheSDKsRequire() throws {
         let bytes = Self.render(Self.answer)
         let text = String(decoding: bytes, as: UTF8.self)

@@ -33,13 +33,14 @@ enum OpenAIErrors {
         return json
     }
 
-    /// The error of a choice that says it failed (OpenRouter's `finish_reason: "error"`, or an
-    /// `error` of its own) without a top-level `error`: that answer failed, and must not pass as
-    /// a complete one (review 45 proxy #4). Nil for a choice that did not.
+    /// The error of a choice that says it failed (OpenRouter's `finish_reason: "error"`, vLLM's
+    /// `"abort"` for a request the engine gave up on, or an `error` of its own) without a
+    /// top-level `error`: that answer failed, and must not pass as a complete one (review 45
+    /// proxy #4, 71C #6). Nil for a choice that did not.
     static func choiceError(error: JSONValue?, finishReason: String?) -> JSONValue? {
         if let error, error != .null { return error }
-        guard finishReason == "error" else { return nil }
-        return .object(["message": .string("the upstream ended its answer with finish_reason \"error\"")])
+        guard let finishReason, finishReason == "error" || finishReason == "abort" else { return nil }
+        return .object(["message": .string("the upstream ended its answer with finish_reason \"\(finishReason)\"")])
     }
 
     private static func codeString(_ value: JSONValue?) -> String? {

@@ -143,9 +143,15 @@ public struct MessagesStreamWriter: Sendable {
             default: break
             }
         case .toolCall(let fragment):
-            if let held = heldCalls[fragment.index] {
-                heldCalls[fragment.index] = ToolCallFragment(index: held.index, id: held.id ?? fragment.id, name: held.name ?? fragment.name,
-                                                             arguments: (held.arguments ?? "") + (fragment.arguments ?? ""))
+            if var held = heldCalls.removeValue(forKey: fragment.index) {
+                // Appended in place (taken out of the table, the string has one owner): a copy
+                // per fragment made a hostile stream of one-byte fragments quadratic (review 71C #10).
+                if held.id == nil { held.id = fragment.id }
+                if held.name == nil { held.name = fragment.name }
+                if let piece = fragment.arguments {
+                    if held.arguments == nil { held.arguments = piece } else { held.arguments!.append(piece) }
+                }
+                heldCalls[fragment.index] = held
                 return
             }
             if toolBlocks[fragment.index] == nil {
@@ -244,8 +250,12 @@ public struct MessagesStreamWriter: Sendable {
     /// whatever the upstream called its end (OpenAI says `stop` for a call `tool_choice` forced,
     /// some OpenAI-compatible servers for every call), since clients' agent loops run the tools
     /// only on `tool_use`.
+    /// The reverse too: `tool_use` without a call (a server whose tool parser failed sends the
+    /// call as text and still finishes with `tool_calls`) is `end_turn`, as Anthropic's API never
+    /// says `tool_use` with no `tool_use` block to answer (review 71C #5).
     static func clientStopReason(_ mapped: String, detail: String?, refused: Bool, calledTools: Bool) -> String {
-        if let detail { return detail }
+        if let detail { return detail == "tool_use" && !calledTools ? "end_turn" : detail }
+        if mapped == "tool_use" && !calledTools { return "end_turn" }
         guard mapped == "end_turn" else { return mapped }
         return refused ? "refusal" : calledTools ? "tool_use" : mapped
     }

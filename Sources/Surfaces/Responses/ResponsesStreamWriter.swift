@@ -328,7 +328,9 @@ public struct ResponsesStreamWriter: Sendable {
         var pending = pendingCalls.removeValue(forKey: fragment.index) ?? ToolCallFragment(index: fragment.index)
         if pending.id?.isEmpty ?? true { pending.id = fragment.id }
         if pending.name?.isEmpty ?? true { pending.name = fragment.name }
-        pending.arguments = (pending.arguments ?? "") + (fragment.arguments ?? "")
+        if let piece = fragment.arguments {  // in place: one owner once taken out (review 71C #10)
+            if pending.arguments == nil { pending.arguments = piece } else { pending.arguments!.append(piece) }
+        }
         if pending.name?.isEmpty ?? true || !openCalls.isEmpty {
             pendingCalls[fragment.index] = pending
         } else {
@@ -387,6 +389,11 @@ public struct ResponsesStreamWriter: Sendable {
     }
 
     private mutating func close(_ position: Int, status: String, _ out: inout [UInt8]) {
+        // A call with no arguments has `{}`, as OpenAI's API writes it: a tool runner parses
+        // them (review 71C #11: `""` raised in `json.loads`).
+        if case .functionCall = items[position].kind, items[position].text.allSatisfy(\.isWhitespace) {
+            items[position].text = "{}"
+        }
         let id = items[position].id
         let text = items[position].text
         switch items[position].kind {
