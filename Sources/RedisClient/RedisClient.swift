@@ -146,7 +146,9 @@ public final class RedisClient {
         send(arguments.map { Array($0.utf8) }, completion: completion)
     }
 
-    /// Drops the connection; pending commands fail with `.unavailable`. Final.
+    /// Drops the connection; pending commands fail: `.connectionLost` for one already written
+    /// (Redis may have applied it: review 71D #1 counted applied settlements as never got),
+    /// `.unavailable` for one never sent. Final.
     public func close() {
         guard state != .closed else { return }
         state = .closed
@@ -156,7 +158,7 @@ public final class RedisClient {
         timer?.close()
         timer = nil
         for id in Array(lingering.keys) { endLingering(id) }
-        failAll(.unavailable("client closed"))
+        failAll(.connectionLost("client closed"))
     }
 
     // MARK: - Connecting

@@ -346,6 +346,31 @@ struct SharedStoreTests {
         #expect(try Self.metrics(a).contains(#"fusion_gateway_store_errors_total{operation="hold",error="timeout"} 1"#))
     }
 
+    /// A graceful stop waits (within a bound) for what its last responses sent Redis: the
+    /// settlement's reply, then its hold's release (review 71D #1: closed in the turn the last
+    /// response ended, the hold stayed for its 15-minute lifetime, the budget held with nothing
+    /// in flight).
+    @Test func aGracefulStopReleasesTheHoldsOfItsLastResponses() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        let client = try a.client()
+        let body = TestEnvironment.chatBody(model: "mock/paced:deltas=4:pace_ms=150", extra: #","max_tokens":60"#)
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: body, headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]))
+        #expect(a.eventually { a.mockStats.counts.streamsStarted == 1 })
+        #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":1")
+        // Redis stops answering before the stream ends: the settlement goes out, its reply waits.
+        redis.pause()
+        #expect(try client.readResponse().status == 200)
+        client.disconnect()  // nothing else keeps the replica from stopping at once
+        a.beginGatewayShutdown()
+        usleep(300_000)
+        redis.resume()
+        a.stop()
+        #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":0", "the hold was released before the replica stopped")
+        #expect(try redis.command(["EXISTS", "test:{team-a}:held"]) == ":0")
+    }
+
     /// The holds' total follows the set: holds lapse out of it, releases take theirs off, and a
     /// release of a hold already gone changes nothing.
     @Test func theHoldsTotalFollowsItsSet() throws {

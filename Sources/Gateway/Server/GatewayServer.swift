@@ -276,11 +276,18 @@ public final class GatewayServer {
     public func releaseResources(completion: @escaping () -> Void = {}) {
         loop.afterWrites { [self] in
             client.close()
-            store.close()
-            flushWarnings()
-            completion()
+            // What the last responses sent the shared store (settlements, then their holds'
+            // release, records) lands before the connection closes, within a bound.
+            store.drain(withinMilliseconds: Self.storeDrainMilliseconds) { [self] in
+                store.close()
+                flushWarnings()
+                completion()
+            }
         }
     }
+
+    /// At most this long a stopping loop waits for the shared store's replies.
+    static let storeDrainMilliseconds: UInt64 = 1_000
 
     private func handle(_ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         writer.defaultHeaders = policy.corsHeaders(for: request)

@@ -12,6 +12,9 @@ final class LoopStore {
     let redis: RedisClient?
     let onStoreError: StoreSettings.OnError
     private let logger: Logger
+    private let loop: EventLoop
+    /// Polls a drain (`drain`) until the store is idle or its time is up.
+    private var drainTimer: LoopTimer?
     /// Sends what waits for Redis a second after it started waiting, when Redis is connected:
     /// a write it refused while full (`OOM`) lands once it has room, without waiting for the next
     /// request's write to succeed or for a reconnect (review 23).
@@ -24,6 +27,7 @@ final class LoopStore {
          onError: @escaping (String, RedisError) -> Void) {
         onStoreError = settings.onError
         self.logger = logger
+        self.loop = loop
         guard let redis = settings.redis else {
             records = LocalGenerationRecordStore(memory: shared.generations, loop: loop)
             limiter = shared.inProcessLimiter
@@ -63,6 +67,38 @@ final class LoopStore {
 
     static let retryMilliseconds: UInt64 = 1_000
 
+    /// Nothing on its way to Redis: no command awaiting its reply (a settlement's reply sends
+    /// its holds' release, a second command), nothing queued to send.
+    var isIdle: Bool {
+        guard let redis else { return true }
+        let records = (records as? RedisGenerationRecordStore).map { $0.unwritten.count + $0.waitingToEncode } ?? 0
+        let limiter = (limiter as? RedisKeyLimiter).map { $0.unsent.count + $0.unreleased.count } ?? 0
+        return redis.pendingCount == 0 && records == 0 && limiter == 0
+    }
+
+    /// Calls `completion` once what is on its way to Redis has landed, or after `limit`
+    /// milliseconds, whichever comes first (at once when Redis is not connected: nothing would
+    /// land). Closed in the loop turn the last response ended, a graceful stop failed the
+    /// settlements in flight and never sent their holds' release: the budget stayed held for
+    /// the holds' lifetime (review 71D #1).
+    func drain(withinMilliseconds limit: UInt64, then completion: @escaping () -> Void) {
+        guard let redis, redis.isReady, !isIdle else {
+            completion()
+            return
+        }
+        let deadline = loop.nowMilliseconds &+ limit
+        let timer = LoopTimer(loop: loop) { [unowned self] in
+            guard !isIdle, self.redis?.isReady == true, loop.nowMilliseconds < deadline else {
+                drainTimer?.close()
+                drainTimer = nil
+                completion()
+                return
+            }
+        }
+        drainTimer = timer
+        timer.start(afterMilliseconds: 2, repeatMilliseconds: 2)
+    }
+
     /// Closes the connection. What still waits for Redis is lost with the process: said, not
     /// dropped silently (review 22 F3).
     func close() {
@@ -71,15 +107,19 @@ final class LoopStore {
         // 62A #4).
         retry?.close()
         retry = nil
+        drainTimer?.close()
+        drainTimer = nil
         redis?.close()
         let records = ((records as? RedisGenerationRecordStore).map { $0.unwritten.count + $0.waitingToEncode }) ?? 0
-        let settlements = (limiter as? RedisKeyLimiter)?.unsent.count ?? 0
+        let unsent = (limiter as? RedisKeyLimiter)?.unsent ?? []
+        let settlements = unsent.count(where: { !$0.mayHaveApplied })
+        let unconfirmed = unsent.count - settlements  // written, their reply never came
         let releases = (limiter as? RedisKeyLimiter)?.unreleased.count ?? 0
-        if records + settlements + releases > 0 {
+        if records + unsent.count + releases > 0 {
             // Unreleased holds lapse by themselves (`RedisKeyLimiter.holdLifetimeMicros`).
-            logger.warning("stopping with records, usage settlements and hold releases the shared store never got", metadata: [
+            logger.warning("stopping with records, usage settlements and hold releases the shared store never got (or never confirmed)", metadata: [
                 "records": .stringConvertible(records), "settlements": .stringConvertible(settlements),
-                "hold_releases": .stringConvertible(releases)])
+                "settlements_unconfirmed": .stringConvertible(unconfirmed), "hold_releases": .stringConvertible(releases)])
         }
     }
 }
