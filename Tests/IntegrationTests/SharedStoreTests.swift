@@ -106,6 +106,17 @@ struct SharedStoreTests {
         #expect(found >= 9, "\(found) of 10 read at once on the other replica")
         // An unknown id of the same form is still a 404, after the retries.
         #expect(try Self.generation(b, id: "gen-0123456789abcdef01234567", key: key).status == 404)
+        // Another key's record is looked for as often as an unknown id (review 71D #2: answered
+        // at once, the time told them apart): counted in Redis, not timed.
+        func lookups(_ id: String) throws -> String {
+            _ = try redis.command(["CONFIG", "RESETSTAT"])
+            #expect(try Self.generation(b, id: id, key: Self.keys["TEAM_B_KEY"]!).status == 404)
+            let stats = try redis.command(["INFO", "commandstats"])
+            return stats.split(separator: "\n").first { $0.hasPrefix("cmdstat_get:") }.map { String($0.split(separator: ",")[0]) } ?? "none"
+        }
+        let someoneElses = try #require(try Self.chat(a, key: key).header("x-generation-id"))
+        let (foreign, unknown) = (try lookups(someoneElses), try lookups("gen-0123456789abcdef01234567"))
+        #expect(foreign == unknown && unknown.hasPrefix("cmdstat_get:calls="), "\(foreign) against \(unknown)")
     }
 
     @Test func aRequestLimitHoldsAcrossBothReplicasTogether() throws {
