@@ -382,6 +382,29 @@ struct SharedStoreTests {
         #expect(try redis.command(["EXISTS", "test:{team-a}:held"]) == ":0")
     }
 
+    /// Why Redis refuses the gateway (here `NOAUTH`: a password set on Redis, none configured)
+    /// stays in the warning while requests fail "reconnecting" between attempts (review 71D #3:
+    /// each failure overwrote it, and the log only ever said "reconnecting").
+    @Test func theWarningKeepsWhyRedisRefusesTheConnection() throws {
+        let redis = try RedisServerProcess(password: "s3cret-pw")
+        let log = CapturedLog()
+        let env = try TestEnvironment(loops: 1, logHandler: log, environment: Self.keys) { config in
+            var settings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
+            settings.keyPrefix = "test:"
+            settings.client.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
+            config.store.redis = settings
+            config.store.onError = .allow
+            config.keys = ["team-a": NamedKey(name: "team-a", keyEnvironmentVariable: "TEAM_A_KEY", limits: KeyLimits(requestsPerMinute: 100))]
+        }
+        for _ in 0..<3 { #expect(try Self.chat(env, key: Self.keys["TEAM_A_KEY"]!).status == 200, "on_store_error: allow") }
+        env.stop()  // flushes the throttled warnings
+        let warnings = log.entries.filter { $0.message.hasPrefix("shared store failing") }
+        let connect = warnings.first { $0.metadata["operation"] == "connect" }?.metadata["error"] ?? ""
+        #expect(connect.contains("NOAUTH") || connect.contains("Authentication"), "\(warnings.map(\.text))")
+        let later = warnings.filter { $0.metadata["operation"] != "connect" }
+        #expect(!later.isEmpty && later.allSatisfy { ($0.metadata["last_connect_error"] ?? "").contains(connect.prefix(20)) }, "\(warnings.map(\.text))")
+    }
+
     /// The holds' total follows the set: holds lapse out of it, releases take theirs off, and a
     /// release of a hold already gone changes nothing.
     @Test func theHoldsTotalFollowsItsSet() throws {

@@ -250,6 +250,7 @@ extension GatewayServer {
             storeDropWarning.occurred()
         } else {
             lastStoreFailure = (operation, "\(error)")
+            if operation == "connect" { lastStoreConnectFailure = "\(error)" }
             storeFailureWarning.occurred()
         }
     }

@@ -36,6 +36,10 @@ public final class GatewayServer {
     private var acceptFailureWarning: ThrottledWarning!
     /// The last store failure and drop (the warnings say what the latest was).
     var lastStoreFailure: (operation: String, error: String)?
+    /// Why the last connection attempt failed (`NOAUTH`, `WRONGPASS`, `LOADING`, …): kept apart,
+    /// as the commands failing between attempts ("reconnecting") would otherwise always be the
+    /// one logged (review 71D #3).
+    var lastStoreConnectFailure: String?
     var lastStoreDrop: (operation: String, error: String)?
     private var lastAcceptError: LoopError?
     var logger: Logger
@@ -82,7 +86,7 @@ public final class GatewayServer {
         server.heldBodies = self.shared.receivingBodies
         makeWarnings()
         store = LoopStore(loop: loop, shared: self.shared, settings: config.store, logger: logger,
-                          onReconnect: { [unowned self] in storeBackNotice.occurred() }) { [unowned self] operation, error in
+                          onReconnect: { [unowned self] in lastStoreConnectFailure = nil; storeBackNotice.occurred() }) { [unowned self] operation, error in
             storeDidFail(operation, error)
         }
         server.onAccept = { [unowned self] in acceptedConnections += 1 }
@@ -151,10 +155,12 @@ public final class GatewayServer {
         }
         storeFailureWarning = ThrottledWarning(loop: loop) { [weak self] count in
             guard let self, let failure = lastStoreFailure else { return }
-            logger.warning("shared store failing; limits follow on_store_error, records wait for it", metadata: [
+            var metadata: Logger.Metadata = [
                 "operation": "\(failure.operation)", "error": "\(failure.error)", "failures": .stringConvertible(count),
                 "on_store_error": "\(store?.onStoreError.rawValue ?? "allow")",
-            ])
+            ]
+            if let connect = lastStoreConnectFailure, failure.operation != "connect" { metadata["last_connect_error"] = "\(connect)" }
+            logger.warning("shared store failing; limits follow on_store_error, records wait for it", metadata: metadata)
         }
         storeBackNotice = ThrottledWarning(loop: loop) { [weak self] count in
             guard let self, let redis = config.store.redis else { return }
