@@ -134,6 +134,12 @@ import Testing
             #expect(json["output_config"]?["effort"]?.stringValue == effort && json["thinking"]?["display"] == .string("summarized"), "\(reasoning): \(json)")
             #expect(json["max_tokens"]?.intValue ?? 0 > 4096, "room to think beyond the default answer")
         }
+        // A budget past any output cap: room to think within the adaptive models' least cap
+        // (review 71B #5: 2^31 made a 16,781,312-token max_tokens).
+        for budget: Int64 in [Int64(Int32.max), 200_000] {
+            request.reasoning = ModelRequest.Reasoning(maxTokens: budget)
+            #expect(try body(request)["max_tokens"] == .int(64_000), "\(budget)")
+        }
         request.model = "claude-opus-4-6"
         request.reasoning = ModelRequest.Reasoning(effort: "xhigh", exclude: true)
         var json = try body(request)

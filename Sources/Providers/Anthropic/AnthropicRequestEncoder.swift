@@ -79,6 +79,10 @@ enum AnthropicRequestEncoder {
                     maxTokens = limit
                     budget = max(NativeRequestRules.minimumBudget, min(wanted, limit - defaultMaxTokens))
                 }
+                // An adaptive model takes an effort, not a budget: room to think, within the
+                // least output cap of the 4.6+ models (review 71B #5: a client's 2^31 budget made
+                // a 16,781,312-token `max_tokens` Anthropic refuses, and held that many tokens).
+                if case .adaptive = style { maxTokens = min(maxTokens, AnthropicThinking.adaptiveOutputCap) }
             } else if case .budget = style {
                 budget = maxTokens <= NativeRequestRules.minimumBudget ? nil : min(wanted, maxTokens - 1)
             }

@@ -17,6 +17,9 @@ enum AnthropicThinking {
     /// `xhigh`: the model takes that effort (Opus 4.7 and later).
     case adaptive(xhigh: Bool)
 
+    /// The output cap every adaptive-thinking model takes (Sonnet 4.6's 64,000; Opus's is larger).
+    static let adaptiveOutputCap: Int64 = 64_000
+
     init(model: String) {
         let name = model.lowercased()
         guard let claude = name.range(of: "claude") else {
