@@ -90,12 +90,16 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .success(let value):
             return value
         case .failure(.duplicateKey(let key, let path)):
+            // A client's keys echoed: cut short (review 71B #6: a repeated 4 MiB key came back twice).
+            let (key, path) = (key.shortened(toBytes: 256), path.shortened(toBytes: 256))
             throw .invalidRequest("The request body has the key '\(key)' twice\(path.isEmpty ? "" : " in '\(path)'"); send each key once.",
                                   param: path.isEmpty ? key : "\(path).\(key)", code: "duplicate_key")
         case .failure(.keysDifferingInCase(let first, let second)):
+            let (first, second) = (first.shortened(toBytes: 256), second.shortened(toBytes: 256))
             throw .invalidRequest("The request body has the keys '\(first)' and '\(second)', which some servers read as one field; "
                                   + "send each key once, spelled one way.", param: second, code: "duplicate_key")
         case .failure(.keyInAnotherCase(let key, let expected)):
+            let key = key.shortened(toBytes: 256)
             throw .invalidRequest("The request body has the key '\(key)', which some servers read as '\(expected)'; spell it '\(expected)'.",
                                   param: key, code: "duplicate_key")
         case .failure(.tooManyElements(let path)):

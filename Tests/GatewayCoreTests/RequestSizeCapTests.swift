@@ -8,6 +8,20 @@ import Testing
         Array(("{\"model\":\"m\",\"messages\":[" + Array(repeating: element, count: elements).joined(separator: ",") + "]}").utf8)
     }
 
+    /// A refusal echoes a client's key cut short, not whole (review 71B #6: a repeated 4 MiB key
+    /// came back twice, in the message and in `param`).
+    @Test func aRefusalEchoesAHugeKeyCutShort() throws {
+        let key = String(repeating: "A", count: 1 << 20)
+        for body in [#"{"\#(key)":1,"\#(key)":2}"#, #"{"m":{"\#(key)":1,"\#(key)":2}}"#, #"{"\#(key)":1,"\#(key.lowercased())":2}"#] {
+            do {
+                _ = try JSONValue.parseRequest(Array(body.utf8))
+                Issue.record("no refusal")
+            } catch {
+                #expect(error.code == "duplicate_key" && error.message.utf8.count < 1_000 && (error.param?.utf8.count ?? 0) < 600, "\(error.message.prefix(200))")
+            }
+        }
+    }
+
     @Test func tenThousandElementsPassOneMoreIsRefusedNamingWhere() throws {
         let message = #"{"role":"user","content":"hi"}"#
         _ = try JSONValue.parseRequest(body(10_000, message))

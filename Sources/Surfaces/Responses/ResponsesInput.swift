@@ -92,7 +92,7 @@ enum ResponsesInput {
         /// A call without an output is a 400 naming the call's item.
         func requireEveryOutput() throws(APIError) {
             for call in calls where outputs[call.id] == nil {
-                throw .invalidRequest("No function_call_output found for the function call '\(call.path)' (call_id '\(call.id)'): "
+                throw .invalidRequest("No function_call_output found for the function call '\(call.path)' (call_id '\(call.id.shortened(toBytes: 128))'): "
                                           + "send each call's output after it.", param: call.path)
             }
         }
@@ -135,7 +135,7 @@ enum ResponsesInput {
             case "function_call":
                 let call = try ResponsesInput.functionCall(fields, path: path)
                 guard callIDs.insert(call.id).inserted else {
-                    throw .invalidRequest("'\(path).call_id' repeats an earlier function call's id '\(call.id)'.", param: "\(path).call_id")
+                    throw .invalidRequest("'\(path).call_id' repeats an earlier function call's id '\(call.id.shortened(toBytes: 128))'.", param: "\(path).call_id")
                 }
                 calls.append((call.id, path))
                 joinTurn(ToolCall(index: 0, id: call.id, name: call.name, arguments: call.arguments), path: path)
@@ -143,11 +143,11 @@ enum ResponsesInput {
                 let output = try ResponsesInput.functionCallOutput(fields, path: path, known: callIDs)
                 let callID = output.toolCallID ?? ""
                 if fusionCallIDs.contains(callID) {
-                    throw .invalidRequest("'\(path).call_id' answers the fusion call '\(callID)', which its openrouter:fusion item already answers.",
+                    throw .invalidRequest("'\(path).call_id' answers the fusion call '\(callID.shortened(toBytes: 128))', which its openrouter:fusion item already answers.",
                                           param: "\(path).call_id")
                 }
                 if let earlier = outputs[callID] {
-                    throw .invalidRequest("'\(path).call_id' answers the function call '\(callID)' again: '\(earlier)' already did.",
+                    throw .invalidRequest("'\(path).call_id' answers the function call '\(callID.shortened(toBytes: 128))' again: '\(earlier)' already did.",
                                           param: "\(path).call_id")
                 }
                 outputs[callID] = path
@@ -165,7 +165,7 @@ enum ResponsesInput {
                     param: "\(path).type", code: "unsupported_parameter")
             default:
                 throw .invalidRequest(
-                    "Unsupported input item type '\(type)' at '\(path).type' (supported: message, function_call, "
+                    "Unsupported input item type '\(type.shortened(toBytes: 128))' at '\(path).type' (supported: message, function_call, "
                         + "function_call_output, reasoning, openrouter:fusion).",
                     param: "\(path).type")
             }
@@ -218,7 +218,7 @@ extension ResponsesInput.Conversation {
         case let other?: throw ResponsesRequest.invalidType("\(path).arguments", expected: "a string", got: other)
         }
         guard callIDs.insert(id).inserted else {
-            throw .invalidRequest("'\(path).call_id' repeats an earlier call's id '\(id)'.", param: "\(path).call_id")
+            throw .invalidRequest("'\(path).call_id' repeats an earlier call's id '\(id.shortened(toBytes: 128))'.", param: "\(path).call_id")
         }
         fusionCallIDs.insert(id)
         joinTurn(ToolCall(index: 0, id: id, name: FusionPlan.toolName, arguments: arguments), path: path)

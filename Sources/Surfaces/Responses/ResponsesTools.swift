@@ -22,7 +22,7 @@ enum ResponsesTools {
     ]
 
     static func refusal(_ type: String, param: String) -> APIError {
-        .invalidRequest("The tool type '\(type)' is not offered through this gateway (a Response is served through chat completions, "
+        .invalidRequest("The tool type '\(type.shortened(toBytes: 128))' is not offered through this gateway (a Response is served through chat completions, "
                         + "Anthropic's or Gemini's API, which have no such tool); use function tools.", param: param)
     }
 
@@ -95,7 +95,7 @@ enum ResponsesTools {
                 // The fusion tool is the function named `fusion` to the outer model, as on chat
                 // and Messages: naming it forces it (review 19 F5).
                 guard tools.contains(where: { $0.functionName == name }) || (name == FusionPlan.toolName && fusionOffered) else {
-                    throw .invalidRequest("'tool_choice.name' is '\(name)', which is not a function in 'tools'.", param: "tool_choice.name")
+                    throw .invalidRequest("'tool_choice.name' is '\(name.shortened(toBytes: 128))', which is not a function in 'tools'.", param: "tool_choice.name")
                 }
                 return (.function(name), nil)
             case _ where FusionPlan.toolTypes.contains(type):
