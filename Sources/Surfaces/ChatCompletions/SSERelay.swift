@@ -407,9 +407,13 @@ extension SSERelay {
         for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
             if let fixed = count(object[key]) { object[key] = fixed; changed = true }
         }
-        // OpenAI's total is the sum (the key's tokens-per-minute limit is charged by it).
+        // The total is at least the sum (the key's tokens-per-minute limit is charged by it), and
+        // a larger one is kept (Google's OpenAI endpoint counts thoughts outside the completion):
+        // the rule `Usage(openAI:)` reads every usage by, so the client, the record and the key's
+        // limits say one figure, streamed or whole (review 71B #4: 13 told, 50 recorded).
         if let prompt = object["prompt_tokens"]?.intValue, let completion = object["completion_tokens"]?.intValue {
-            let total = JSONValue.int(min(prompt + completion, Usage.maxTokens))  // each ≤ 2^40 here: no overflow
+            let reported = object["total_tokens"]?.intValue ?? 0
+            let total = JSONValue.int(min(max(prompt + completion, reported), Usage.maxTokens))  // each ≤ 2^40 here: no overflow
             if object["total_tokens"] != total {
                 object["total_tokens"] = total
                 changed = true
