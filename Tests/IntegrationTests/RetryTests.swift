@@ -101,6 +101,15 @@ import Testing
         #expect(sent["model"] == .string("normal:pace_ms=1"))
     }
 
+    /// A status the gateway does not retry itself (an upstream's 408 or 409) was tried once: the
+    /// client's SDK may retry it, and is not told otherwise (review 71C #3).
+    @Test(arguments: [408, 409]) func aStatusTheGatewayDoesNotRetryIsTheClientsToRetry(status: Int) throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=\(status)", stream: false))
+        #expect(response.status == status && env.mockStats.counts.requests == 1, "\(response.text)")
+        #expect(response.header("x-should-retry") == nil, "one attempt: the client's retry is the only one")
+    }
+
     /// An error in a 200 body (OpenRouter's way once a model has started; its `code` is the status
     /// it stands for) is retried and falls back like that status, since nothing reached the
     /// client (review 45 proxy #2: one attempt, then a flat 502 the SDKs were told not to retry).

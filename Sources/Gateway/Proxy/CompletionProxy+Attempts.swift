@@ -111,6 +111,10 @@ extension CompletionProxy {
             return true
         }
         if error.code == "collected_bytes_limit" { return true }
+        // Tried once because the gateway's policy retries none of these (an upstream's 408 or
+        // 409, the gateway's own idle timeout): the client's retry is the only one there is
+        // (review 71C #3: one attempt anywhere).
+        if accounting.attempts == 1 && (error.status == 408 || error.status == 409 || error.code == "upstream_timeout") { return true }
         return accounting.attempts <= 1 && settings.retry.maxRetries == 0
     }
 }
