@@ -30,6 +30,19 @@ import Testing
         #expect(throws: StreamDecodingError.self) { try ProviderFixtures.decode([again], with: AnthropicProvider()) }
     }
 
+    /// Without a `message_delta`, `message_start`'s output count (a placeholder) is never the
+    /// answer's: no usage is reported, so the answer is estimated (review 71C #4: a 20 KB answer
+    /// was recorded as one token, not flagged as an estimate).
+    @Test func anthropicUsageWithoutMessageDeltaIsNotThePlaceholder() throws {
+        let bytes = Self.sse([Self.start] + Self.text + [("message_stop", #"{"type":"message_stop"}"#)])
+        let (events, end) = try ProviderFixtures.decode([bytes], with: AnthropicProvider())
+        #expect(end == .complete && events.contains(.finish(.stop)))
+        #expect(!events.contains { if case .usage = $0 { true } else { false } }, "\(events)")
+        let counted = Self.sse([Self.start] + Self.text + [Self.stop, ("message_stop", #"{"type":"message_stop"}"#)])
+        let (measured, _) = try ProviderFixtures.decode([counted], with: AnthropicProvider())
+        #expect(measured.contains(.usage(Usage(promptTokens: 10, completionTokens: 5, totalTokens: 15))), "\(measured)")
+    }
+
     /// An error after the stop reason keeps the usage the upstream reported (cumulative, whole).
     @Test func anthropicUsageBeforeAnErrorAfterTheStopReasonIsKept() throws {
         let error = ("error", #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)

@@ -92,6 +92,10 @@ struct AnthropicEventReader {
     private(set) var ended = false
     private var finished = false
     private var usage = AnthropicResponse.UsageCounts()
+    /// A `message_delta` gave the answer's counts: before it, `message_start`'s output count is
+    /// a placeholder (1), never reported as measured (review 71C #4: a 20 KB answer recorded as
+    /// one token; without it the usage is estimated from `promptUsage`).
+    private var answerCounted = false
     /// The counts `message_start` gave (the prompt's, before the answer).
     private(set) var promptUsage: Usage?
     /// Content block index (the upstream's number, never converted) → tool call ordinal.
@@ -157,6 +161,7 @@ struct AnthropicEventReader {
             }
         case "message_delta":
             usage.update(json["usage"])
+            if json["usage"]?.objectValue != nil { answerCounted = true }
             if let extras = AnthropicMessageExtras.from(json["delta"], usage: json["usage"]) { emit(.messageExtras(extras)) }
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
                 finished = true
@@ -190,7 +195,7 @@ struct AnthropicEventReader {
             finished = true
             emit(.finish(toolCalls.isEmpty ? .stop : .toolCalls))
         }
-        if usage.seen { emit(.usage(usage.usage)) }
+        if usage.seen && answerCounted { emit(.usage(usage.usage)) }
     }
 
     /// The body ended without `message_stop`: the message's end if its stop reason came; else
