@@ -42,6 +42,42 @@ import Testing
         #expect(events.contains { $0.type == "response.output_text.delta" && $0.json["delta"] == .string("HELD") }, "\(events.map(\.type))")
     }
 
+    /// An answer that gave its finish is whole: a transfer that then breaks or times out (its
+    /// usage or `[DONE]` still to come, `message_stop` never sent) ends it complete, on the
+    /// translating relay and chat's, not with an error (review 71C #7). Before the finish, the
+    /// failure stands.
+    @Test(arguments: [0, 1])
+    func aFailureAfterTheFinishEndsTheAnswerComplete(upstream: Int) throws {
+        let openAI = #"data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"# + "\n\n"
+        let anthropic = ["event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}",
+                         #"event: content_block_start"# + "\n" + #"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+                         #"event: content_block_delta"# + "\n" + #"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+                         #"event: content_block_stop"# + "\n" + #"data: {"type":"content_block_stop","index":0}"#,
+                         #"event: message_delta"# + "\n" + #"data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#]
+            .joined(separator: "\n\n") + "\n\n"
+        let (provider, sse): (any Provider, String) = upstream == 0 ? (OpenAICompatibleProvider(), openAI) : (AnthropicProvider(), anthropic)
+        let broke = APIError.upstreamUnavailable("broke off", code: "upstream_connection_lost")
+        for finished in [true, false] {
+            let bytes = finished ? sse : String(sse.split(separator: "\n\n").first ?? "") + "\n\n"  // its first event only
+            var relay = TranslatingRelay(decoder: provider.streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                         writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try ResponsesStreamWriterTests.envelope(), stream: true)),
+                                         estimatedPromptTokens: 10)
+            var out: [UInt8] = []
+            relay.start(into: &out)
+            _ = Array(bytes.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+            relay.upstreamDidEnd(failure: broke, into: &out)
+            let events = try ResponsesStreamCheck.decode(out)
+            #expect((events.last?.type == "response.completed") == finished, "\(upstream) \(finished): \(events.map(\.type))")
+        }
+        guard upstream == 0 else { return }
+        var chat = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
+        var out: [UInt8] = []
+        _ = chat.relay(Array(openAI.utf8), into: &out)
+        chat.upstreamDidEnd(failure: broke, into: &out)
+        #expect(chat.outcome == .done && String(decoding: out, as: UTF8.self).hasSuffix("data: [DONE]\n\n") && !String(decoding: out, as: UTF8.self).contains("error"))
+    }
+
     @Test(arguments: [0, 1])
     func theEventsBeforeABadOneInTheSameReadAreShownThenTheFailure(upstream: Int) throws {
         let (provider, sse): (any Provider, String) = upstream == 0 ? (OpenAICompatibleProvider(), Self.openAI) : (AnthropicProvider(), Self.anthropic)

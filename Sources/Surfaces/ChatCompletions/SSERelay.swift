@@ -278,9 +278,11 @@ public struct SSERelay {
     /// reason is complete (some servers omit `[DONE]`); one with neither was cut short.
     public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
-        if let failure {
+        if let failure, finishReason == nil {
             fail(failure, into: &out)
         } else if finishReason != nil {
+            // Also after a failure: an answer that gave its finish is whole, whatever broke
+            // after it (its usage or `[DONE]` still to come: review 71C #7).
             finishStream(into: &out)
         } else {
             fail(.upstreamTruncated(), into: &out)
