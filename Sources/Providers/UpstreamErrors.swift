@@ -62,13 +62,14 @@ enum UpstreamErrors {
         return out
     }
 
-    /// An error an upstream reported inside a stream (after HTTP 200), with the HTTP status its
-    /// kind corresponds to (Anthropic's error type, Gemini's `code`).
+    /// An error an upstream reported inside a stream or a whole 200 body (not said "mid-stream":
+    /// review 71C #12), with the HTTP status its kind corresponds to (Anthropic's error type,
+    /// Gemini's `code`).
     static func streamError(status: Int, report: Report, redactor: Redactor) -> APIError {
         let kind = classify(status: status, report: report.redactingLabels(redactor))
         let message = trimmed(redactor(report.message ?? "the upstream reported an error"))
         var error = APIError(status: kind.status, type: kind.type, code: kind.code,
-                             message: "The upstream failed mid-stream: \(message.isEmpty ? "no details" : message)")
+                             message: "The upstream reported an error: \(message.isEmpty ? "no details" : message)")
         error.origin = .upstream
         return error
     }

@@ -405,7 +405,7 @@ import Testing
         let error = try provider.decodeResponse(Array(#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.utf8),
                                                 redactor: .none)
         #expect(error == [.error(APIError(status: 503, type: "upstream_error", code: "overloaded",
-                                          message: "The upstream failed mid-stream: Overloaded"))])
+                                          message: "The upstream reported an error: Overloaded"))])
         #expect(throws: StreamDecodingError.self) { try provider.decodeResponse(Array("[]".utf8), redactor: .none) }
         // A message with no content array, or a tool_use whose input is no object, is no answer
         // (review 16 #7: an empty success, arguments no client's API can carry).

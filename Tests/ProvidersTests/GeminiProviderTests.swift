@@ -206,7 +206,7 @@ import Testing
             .finish(.toolCalls), .usage(Usage(promptTokens: 3, completionTokens: 6, totalTokens: 9, reasoningTokens: 4)),
         ])
         let error = try provider.decodeResponse(Array(#"{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}"#.utf8), redactor: .none)
-        #expect(error == [.error(APIError(status: 503, type: "upstream_error", code: "unavailable", message: "The upstream failed mid-stream: busy"))])
+        #expect(error == [.error(APIError(status: 503, type: "upstream_error", code: "unavailable", message: "The upstream reported an error: busy"))])
         // Hostile counts: clamped, and the total is their sum, not the upstream's figure.
         let hostile = try provider.decodeResponse(Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":-5,"candidatesTokenCount":1e308,"totalTokenCount":0}}"#.utf8), redactor: .none)
         #expect(hostile.last == .usage(Usage(promptTokens: 0, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens)))

@@ -43,6 +43,16 @@ import Testing
         #expect(measured.contains(.usage(Usage(promptTokens: 10, completionTokens: 5, totalTokens: 15))), "\(measured)")
     }
 
+    /// A tool call without a name is the upstream's protocol error, streamed and whole: no client
+    /// can run or answer it (review 71C #9: Messages and Responses showed `name: ""`).
+    @Test func anthropicToolUseWithoutANameIsAnError() throws {
+        let nameless = ("content_block_start", #"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","input":{}}}"#)
+        #expect(throws: StreamDecodingError.self) { try ProviderFixtures.decode([Self.sse([Self.start, nameless])], with: AnthropicProvider()) }
+        let whole = #"{"id":"m","type":"message","role":"assistant","content":[{"type":"tool_use","id":"t","name":"","input":{}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}"#
+        let events = try AnthropicProvider().decodeResponse(Array(whole.utf8), redactor: .none)
+        #expect(events.count == 1 && { if case .error = events[0] { true } else { false } }(), "\(events)")
+    }
+
     /// An error after the stop reason keeps the usage the upstream reported (cumulative, whole).
     @Test func anthropicUsageBeforeAnErrorAfterTheStopReasonIsKept() throws {
         let error = ("error", #"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)

@@ -41,7 +41,7 @@ enum MessagesSDKFixtures {
         var writer = MessagesStreamWriter(id: "msg_err", model: "claude-x")
         var out: [UInt8] = []
         writer.append(.text("Partial"), to: &out)
-        writer.append(.error(APIError(status: 503, type: "upstream_error", code: "overloaded", message: "The upstream failed mid-stream: Overloaded")),
+        writer.append(.error(APIError(status: 503, type: "upstream_error", code: "overloaded", message: "The upstream reported an error: Overloaded")),
                       to: &out)
         return out
     }

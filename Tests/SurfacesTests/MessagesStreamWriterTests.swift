@@ -400,7 +400,7 @@ import Testing
         var writer = MessagesStreamWriter(id: "m", model: "x")
         var out: [UInt8] = []
         writer.append(.text("partial"), to: &out)
-        writer.append(.error(APIError(status: 503, type: "upstream_error", code: "overloaded", message: "The upstream failed mid-stream: Overloaded")), to: &out)
+        writer.append(.error(APIError(status: 503, type: "upstream_error", code: "overloaded", message: "The upstream reported an error: Overloaded")), to: &out)
         let events = try Self.events(out)
         #expect(events.map(\.name) == ["message_start", "content_block_start", "content_block_delta", "error"])
         #expect(events.last?.data["error"]?["type"] == .string("overloaded_error"))
@@ -418,7 +418,9 @@ import Testing
         let pieces = Gen.element(of: ["\n", "\r\n", "\r", "\n\n", "\u{2028}", "\u{85}", "\0", "event: message_stop", "data: {}", "\"", "\\", "}", "é", "a"])
             .array(of: 0...16).map { $0.compactMap { $0 }.joined() }
         await propertyCheck(count: 300, input: pieces, pieces) { text, arguments in
-            let bytes = Self.render([.text(text), .toolCall(ToolCallFragment(index: 0, id: text, name: text, arguments: arguments)),
+            // A name never empty: a nameless call is the upstream's protocol error (review 71C #9).
+            let name = "f" + text
+            let bytes = Self.render([.text(text), .toolCall(ToolCallFragment(index: 0, id: text, name: name, arguments: arguments)),
                                      .reasoning(text), .finish(.stop)])
             guard let (events, end) = try? Self.decoded(bytes) else { Issue.record("undecodable for \(text.debugDescription)"); return }
             #expect(end == .complete)
@@ -426,7 +428,7 @@ import Testing
             var calls = ToolCallAccumulator()
             for case .toolCall(let fragment) in events { calls.add(fragment) }
             // No argument text is a call without arguments: `{}`, as Anthropic's own input is.
-            #expect(calls.calls.first?.arguments == (arguments.isEmpty ? "{}" : arguments) && calls.calls.first?.name == text)
+            #expect(calls.calls.first?.arguments == (arguments.isEmpty ? "{}" : arguments) && calls.calls.first?.name == name)
         }
     }
 }

@@ -275,7 +275,8 @@ import Testing
             }
             let calls = output.filter { $0["type"] == .string("function_call") }
             if !revisited {
-                let expected = accumulator.calls.map { $0.arguments.allSatisfy(\.isWhitespace) ? "{}" : $0.arguments }
+                // A call whose name never came is never shown (the translation refuses the answer).
+                let expected = accumulator.calls.filter { !$0.name.isEmpty }.map { $0.arguments.allSatisfy(\.isWhitespace) ? "{}" : $0.arguments }
                 #expect(calls.compactMap { $0["arguments"]?.stringValue }.sorted() == expected.sorted(), "\(events)")
             }
         }

@@ -78,6 +78,30 @@ import Testing
         #expect(chat.outcome == .done && String(decoding: out, as: UTF8.self).hasSuffix("data: [DONE]\n\n") && !String(decoding: out, as: UTF8.self).contains("error"))
     }
 
+    /// An OpenAI-format call whose name never comes fails the answer on Messages (before the
+    /// block would open) and Responses (at the end), never a call named "" (review 71C #9).
+    @Test func aToolCallWithoutANameIsTheUpstreamsError() throws {
+        let sse = #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"arguments":"{\"a\":1}"}}]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+        var messages = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                        writer: MessagesStreamWriter(id: "msg_1", model: "m"), estimatedPromptTokens: 10)
+        var responses = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                         writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try ResponsesStreamWriterTests.envelope(), stream: true)),
+                                         estimatedPromptTokens: 10)
+        var out: [UInt8] = []
+        messages.start(into: &out)
+        _ = Array(sse.utf8).withUnsafeBytes { messages.relay($0, into: &out) }
+        messages.upstreamDidEnd(failure: nil, into: &out)
+        guard case .failed(let error) = messages.outcome else { Issue.record("\(messages.outcome)"); return }
+        #expect(error.message.contains("without a name") && !String(decoding: out, as: UTF8.self).contains("tool_use"), "\(String(decoding: out, as: UTF8.self))")
+        out = []
+        responses.start(into: &out)
+        _ = Array(sse.utf8).withUnsafeBytes { responses.relay($0, into: &out) }
+        responses.upstreamDidEnd(failure: nil, into: &out)
+        guard case .failed(let failure) = responses.outcome else { Issue.record("\(responses.outcome)"); return }
+        #expect(failure.message.contains("without a name"))
+    }
+
     @Test(arguments: [0, 1])
     func theEventsBeforeABadOneInTheSameReadAreShownThenTheFailure(upstream: Int) throws {
         let (provider, sse): (any Provider, String) = upstream == 0 ? (OpenAICompatibleProvider(), Self.openAI) : (AnthropicProvider(), Self.anthropic)

@@ -88,6 +88,10 @@ enum AnthropicResponse {
                 guard object.objectValue != nil else {
                     return [.error(.upstreamProtocol("the upstream sent a tool_use whose input is not an object"))]
                 }
+                // No client can run or answer a call without a name (review 71C #9), as Gemini's reader has it.
+                guard block["name"]?.stringValue?.isEmpty == false else {
+                    return [.error(.upstreamProtocol("the upstream sent a tool_use without a name"))]
+                }
                 let input = JSONWriting.compact(object)
                 events.append(.toolCall(ToolCallFragment(index: calls, id: ids.claim(block["id"]?.stringValue ?? ""),
                                                          name: block["name"]?.stringValue ?? "", arguments: input)))

@@ -214,6 +214,10 @@ struct AnthropicEventReader {
             guard toolCalls.count < Self.maxToolCalls else {
                 throw StreamDecodingError("the upstream sent more than \(Self.maxToolCalls) tool calls")
             }
+            // No client can run or answer a call without a name (review 71C #9).
+            guard block?["name"]?.stringValue?.isEmpty == false else {
+                throw StreamDecodingError("the upstream started a tool_use block without a name")
+            }
             let ordinal = toolCalls.count
             toolCalls[index] = ordinal
             toolBlocks.insert(index)

@@ -115,6 +115,7 @@ public struct MessagesResponse: Sendable {
                 content.append(.object(["type": .string("redacted_thinking"), "data": .string(data)]))
             case .tool(let index):
                 guard let call = calls.calls.first(where: { $0.index == index }) else { continue }
+                guard !call.name.isEmpty else { throw .upstreamProtocol("the upstream sent a tool call without a name") }
                 // Cut off by the output limit, a call's input is unfinished: Anthropic's own answer
                 // then ends `max_tokens` with the block, and its docs tell agents to check for
                 // exactly that and retry with a higher limit. Its input is `{}`, never a guess.

@@ -216,8 +216,12 @@ public struct MessagesStreamWriter: Sendable {
         if toolBlocks[fragment.index] != nil, open != .tool(fragment.index), !(fragment.arguments ?? "").allSatisfy(\.isWhitespace) {
             return .upstreamProtocol("the upstream went back to tool call \(fragment.index) after it had ended")
         }
-        // The name comes with a call's first fragment, often before any argument.
-        if argumentChecks[fragment.index] == nil { argumentChecks[fragment.index] = (fragment.name ?? "", JSONPrefixCheck()) }
+        // The name comes with a call's first fragment, often before any argument: a call without
+        // one cannot be a `tool_use` block a client could run or answer (review 71C #9: `name: ""`).
+        if argumentChecks[fragment.index] == nil {
+            guard let name = fragment.name, !name.isEmpty else { return .upstreamProtocol("the upstream sent a tool call without a name") }
+            argumentChecks[fragment.index] = (name, JSONPrefixCheck())
+        }
         guard let arguments = fragment.arguments, !arguments.isEmpty else { return nil }
         argumentChecks[fragment.index]?.check.feed(arguments.utf8)
         guard let entry = argumentChecks[fragment.index], entry.check.failed else { return nil }

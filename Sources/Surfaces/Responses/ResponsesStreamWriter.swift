@@ -338,6 +338,9 @@ public struct ResponsesStreamWriter: Sendable {
         }
     }
 
+    /// A call whose name never came is still held (it is shown only once named).
+    public var hasCallWithoutName: Bool { pendingCalls.values.contains { $0.name?.isEmpty ?? true } }
+
     /// Whether the call `index` is done (its later fragments would have no item to go to).
     public func isClosedCall(_ index: Int) -> Bool { closedCalls.contains(index) }
 
@@ -357,11 +360,12 @@ public struct ResponsesStreamWriter: Sendable {
     }
 
     /// Closes the open call, then shows each held call whole, in order: another item comes
-    /// next, or the end (`all`: calls whose name never came too, shown as they are: still
-    /// the model's calls).
-    private mutating func finishCalls(status: String, all: Bool = false, _ out: inout [UInt8]) {
+    /// next, or the end. A call whose name never came is never shown (no client could run or
+    /// answer it): it stays held, and the answer is refused at its end (`hasCallWithoutName`,
+    /// review 71C #9).
+    private mutating func finishCalls(status: String, _ out: inout [UInt8]) {
         for position in openCalls.values.sorted() { close(position, status: status, &out) }
-        for index in pendingCalls.keys.sorted() where all || !(pendingCalls[index]?.name?.isEmpty ?? true) {
+        for index in pendingCalls.keys.sorted() where !(pendingCalls[index]?.name?.isEmpty ?? true) {
             guard let fragment = pendingCalls.removeValue(forKey: index) else { continue }
             openCall(fragment, &out)
             if let position = openCalls[index] { close(position, status: status, &out) }
@@ -385,7 +389,7 @@ public struct ResponsesStreamWriter: Sendable {
 
     private mutating func closeOpenItems(status: String, _ out: inout [UInt8]) {
         for position in [openMessage, openReasoning, openRefusal].compactMap({ $0 }).sorted() { close(position, status: status, &out) }
-        finishCalls(status: status, all: true, &out)
+        finishCalls(status: status, &out)
     }
 
     private mutating func close(_ position: Int, status: String, _ out: inout [UInt8]) {

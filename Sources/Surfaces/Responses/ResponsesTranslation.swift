@@ -48,9 +48,12 @@ public struct ResponsesTranslation: NeutralStreamWriter {
 
     /// `writer`'s answer ended inside a call's arguments (streamed, or a whole answer: review 65 #3).
     public static func refusalAtEnd(of writer: ResponsesStreamWriter) -> APIError? {
-        writer.callWithIncompleteArguments().map { name in
+        // A call whose name never came: no client can run or answer it (review 71C #9).
+        if writer.hasCallWithoutName { return .upstreamProtocol("the upstream sent a tool call without a name") }
+        // Cut short, or never JSON: the message says either (review 71C #12).
+        return writer.callWithIncompleteArguments().map { name in
             APIError(status: 502, type: "upstream_error", code: "invalid_tool_arguments",
-                     message: "The model called '\(name)' with arguments that are not a whole JSON value: its answer ended inside them.")
+                     message: "The model called '\(name)' with arguments that are not a whole JSON value (cut short, or not JSON).")
         }
     }
 
