@@ -10,6 +10,11 @@ public struct JSONScanner {
 
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
+    /// Numbers beyond a double's range (`1e309`) are refused: for bytes that go out to a client
+    /// (`appendObject`), whose parser reads them as infinity, or fails the whole chunk (Go's
+    /// `encoding/json`), as the gateway refuses them from clients (review 71B #3). Parsing
+    /// upstream bytes into values reads them as null instead (`JSONValue`).
+    private var finiteNumbersOnly = false
 
     private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
@@ -115,6 +120,7 @@ public struct JSONScanner {
         }
         var separate = !leading.isEmpty
         var scanner = JSONScanner(bytes)
+        scanner.finiteNumbersOnly = true
         let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
             let raw = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
             let key = unescapedKey(raw)
@@ -126,7 +132,8 @@ public struct JSONScanner {
         }
         guard ok else {
             out.removeSubrange(start...)
-            return false
+            let members = LeadingMembers(leading)
+            return appendRebuilt(bytes, leading: members.rendered, isLeading: { members.contains($0) }, to: &out)
         }
         out.append(UInt8(ascii: "}"))
         return true
@@ -220,6 +227,7 @@ public struct JSONScanner {
         out.append(contentsOf: leading.rendered)
         var separate = !leading.isEmpty
         var scanner = JSONScanner(bytes)
+        scanner.finiteNumbersOnly = true
         let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
             let raw = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
             if let key = unescapedKey(raw) {
@@ -234,7 +242,29 @@ public struct JSONScanner {
         }
         guard ok else {
             out.removeSubrange(start...)
-            return false
+            return appendRebuilt(bytes, leading: leading.rendered, isLeading: { leading.contains($0) }, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return true
+    }
+
+    /// The object `bytes` rebuilt from its parsed value, `leading` first: for one the scan refused
+    /// for a number beyond a double's range, which goes out as null, as the gateway reads it
+    /// (review 71B #3: `1e309` reached clients). False for bytes that are no JSON object. Rare:
+    /// not the per-event path.
+    private static func appendRebuilt(_ bytes: UnsafeRawBufferPointer, leading: [UInt8], isLeading: (UnsafeRawBufferPointer) -> Bool,
+                                      to out: inout [UInt8]) -> Bool {
+        guard case .object(let members)? = try? JSONValue.parse(bytes) else { return false }
+        out.append(UInt8(ascii: "{"))
+        out.append(contentsOf: leading)
+        var separate = !leading.isEmpty
+        for (key, value) in members.sorted(by: { $0.key < $1.key }) {
+            if Array(key.utf8).withUnsafeBytes(isLeading) { continue }
+            if separate { out.append(UInt8(ascii: ",")) }
+            separate = true
+            JSONWriting.appendString(key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriting.appendValue(value, to: &out)
         }
         out.append(UInt8(ascii: "}"))
         return true
@@ -373,10 +403,14 @@ public struct JSONScanner {
     }
 
     private mutating func skipNumber() -> Bool {
+        let start = index
         if peek() == UInt8(ascii: "-") { index += 1 }
         guard let first = peek(), Self.isDigit(first) else { return false }
+        let integerStart = index
         index += 1
         if first != UInt8(ascii: "0") { skipDigits() }
+        // Without an exponent, an integer part of more than 309 digits is beyond a double's range.
+        if finiteNumbersOnly && index - integerStart > 309 { return false }
         if peek() == UInt8(ascii: ".") {
             index += 1
             guard let byte = peek(), Self.isDigit(byte) else { return false }
@@ -387,8 +421,20 @@ public struct JSONScanner {
             if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { index += 1 }
             guard let byte = peek(), Self.isDigit(byte) else { return false }
             skipDigits()
+            if finiteNumbersOnly { return Self.isFinite(UnsafeRawBufferPointer(rebasing: bytes[start..<index])) }
         }
         return true
+    }
+
+    /// A number with an exponent within a double's range (rare on the per-event path: read by
+    /// `strtod` from a stack copy). Past 64 bytes a number is hostile, refused.
+    private static func isFinite(_ number: UnsafeRawBufferPointer) -> Bool {
+        guard number.count < 64 else { return false }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+            for offset in 0..<number.count { buffer[offset] = CChar(bitPattern: number[offset]) }
+            buffer[number.count] = 0
+            return strtod(buffer.baseAddress!, nil).isFinite
+        }
     }
 
     @inline(__always)

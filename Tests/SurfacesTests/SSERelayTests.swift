@@ -233,6 +233,23 @@ import Testing
                 "\(index): \(events)")
     }
 
+    /// A number beyond a double's range goes out as null, streamed and whole: a client's parser
+    /// reads `1e309` as infinity or fails the chunk (review 71B #3). Finite ones go out byte for
+    /// byte, exponents included.
+    @Test func numbersBeyondADoublesRangeGoOutAsNull() throws {
+        let chunk = #"{"choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":{"content":[{"token":"Hi","logprob":-1e309,"bytes":[72]}]},"finish_reason":"stop"}],"big":1\#(String(repeating: "0", count: 400)),"small":-1.5e-7}"#
+        let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
+        let text = result.output
+        #expect(!text.contains("e309") && !text.contains("0000000000") && text.contains(#""logprob":null"#) && text.contains(#""big":null"#), "\(text)")
+        let sent = try JSONValue.parse(Array((text.split(separator: "\n").first ?? "").dropFirst(6).utf8))
+        #expect(sent["small"]?.doubleValue == -1.5e-7 && sent["choices"]?[0]?["delta"]?["content"] == .string("Hi"), "\(text)")
+        #expect(result.outcome == .done)
+        let whole = #"{"id":"x","object":"chat.completion","choices":[{"index":1e309,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"n":2.5E+3}"#
+        let rewritten = String(decoding: try #require(ChatCompletionBody.rewriting(Array(whole.utf8), id: "gen-1", model: "m", created: 1)), as: UTF8.self)
+        #expect(rewritten.contains(#""index":null"#) && rewritten.contains(#""id":"gen-1""#) && !rewritten.contains("e309"), "\(rewritten)")
+        #expect(ChatCompletionBody.rewriting(Array(#"{"a":1e309,"b":"#.utf8), id: "g", model: "m", created: 1) == nil, "not JSON stays refused")
+    }
+
     /// A whole answer's calls sharing one id each get their own (review 68A #2).
     @Test func aWholeAnswersSharedToolCallIDsAreMadeUnique() throws {
         let body = #"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"call","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#
