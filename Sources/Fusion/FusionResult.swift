@@ -93,7 +93,20 @@ public struct MemberStats: Sendable, Equatable {
         if usageEstimated { out.append(contentsOf: #","estimated":true"#.utf8) }
         out.append(contentsOf: #","model":"#.utf8)
         JSONWriting.appendString(model, to: &out)
-        if let usage { number(#","prompt_tokens":"#, usage.promptTokens) }
+        if let usage {
+            number(#","prompt_tokens":"#, usage.promptTokens)
+            // Each call's cache reads and writes, so the breakdown adds up to the total's (review 71A #4).
+            if usage.cachedTokens > 0 || usage.cacheWriteTokens > 0 {
+                var separate = false
+                out.append(contentsOf: #","prompt_tokens_details":{"#.utf8)
+                if usage.cacheWriteTokens > 0 {
+                    number(#""cache_write_tokens":"#, usage.cacheWriteTokens)
+                    separate = true
+                }
+                if usage.cachedTokens > 0 { number(separate ? #","cached_tokens":"# : #""cached_tokens":"#, usage.cachedTokens) }
+                out.append(UInt8(ascii: "}"))
+            }
+        }
         out.append(contentsOf: #","role":"#.utf8)
         JSONWriting.appendString(role, to: &out)
         out.append(contentsOf: #","status":"#.utf8)
@@ -122,6 +135,10 @@ public struct MemberStats: Sendable, Equatable {
             object["completion_tokens"] = .int(usage.completionTokens)
             object["total_tokens"] = .int(usage.totalTokens)
             object["cost"] = .double(usage.cost)
+            var details: [String: JSONValue] = [:]
+            if usage.cachedTokens > 0 { details["cached_tokens"] = .int(usage.cachedTokens) }
+            if usage.cacheWriteTokens > 0 { details["cache_write_tokens"] = .int(usage.cacheWriteTokens) }
+            if !details.isEmpty { object["prompt_tokens_details"] = .object(details) }
         }
         return .object(object)
     }
