@@ -25,7 +25,6 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         var sawDone = false
         var failure: StreamDecodingError?
         var finished = false
-        let finishedBefore = sawFinish
         // Taken out while the chunk is read, so the local is its only reference and a tool call's
         // fragment changes it in place (a shared copy would copy its dictionaries on write).
         var numbering = self.numbering
@@ -53,19 +52,6 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                 }
                 OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
-                    if finished || finishedBefore {
-                        // The answer gave its finish: more of it is a broken stream, not text
-                        // spliced in after it, and a second finish changes nothing (review 71C
-                        // #8: a `length` was lost to a later `stop`), as Anthropic's decoder has it.
-                        switch modelEvent {
-                        case .finish: return
-                        case .text, .refusal, .reasoning, .toolCall:
-                            done = true
-                            failure = StreamDecodingError("the upstream sent content after its finish reason")
-                            return
-                        default: break
-                        }
-                    }
                     switch modelEvent {
                     case .finish: finished = true
                     case .error: done = true
