@@ -211,13 +211,6 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             fail(.upstreamProtocol("the upstream's stream ended without answering"), into: &out)
             return
         }
-        // Nor an answer of nothing that says it stopped (Gemini 2.5's empty candidate with
-        // `STOP`, a server's empty text with `stop`): retried or fallen back from, never an empty
-        // completed answer (review 71C #13). A call, a refusal or a cut answer says something.
-        if forwardedEvents == 0 && finish == .stop {
-            fail(.upstreamProtocol("the upstream's answer is empty"), into: &out)
-            return
-        }
         // A call cut off by the output limit ends unfinished, as the provider ended it: the
         // finish says so (`max_tokens`), and the SDKs parse a partial input. Every fragment sent
         // was already checked to be a JSON prefix.
