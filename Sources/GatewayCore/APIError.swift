@@ -129,8 +129,10 @@ extension APIError {
     }
 
     /// The upstream's stream ended with neither its end marker nor a finish reason.
-    public static func upstreamTruncated() -> APIError {
+    /// `whole`: a non-streamed answer (not called a stream: review 72A).
+    public static func upstreamTruncated(whole: Bool = false) -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_truncated",
-                 message: "The upstream's stream ended before the answer was complete (it gave no finish reason).")
+                 message: whole ? "The upstream's answer gave no finish reason (it may be incomplete)."
+                                : "The upstream's stream ended before the answer was complete (it gave no finish reason).")
     }
 }

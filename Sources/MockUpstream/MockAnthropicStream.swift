@@ -99,9 +99,9 @@ struct MockAnthropicStream: MockWire {
 
     mutating func appendFinish(to out: inout [UInt8]) {
         closeBlock(to: &out)
-        let reason = script.truncated ? "max_tokens" : script.callsTool ? "tool_use" : "end_turn"
+        let (reason, sequence) = script.anthropicStop
         event("message_delta", to: &out) {
-            $0.append(contentsOf: #"{"type":"message_delta","delta":{"stop_reason":"\#(reason)","stop_sequence":null},"usage":{"output_tokens":\#(script.completionTokens)}}"#.utf8)
+            $0.append(contentsOf: #"{"type":"message_delta","delta":{"stop_reason":"\#(reason)","stop_sequence":\#(sequence.map { "\"\($0)\"" } ?? "null")},"usage":{"output_tokens":\#(script.completionTokens)}}"#.utf8)
         }
         event("message_stop", to: &out) { $0.append(contentsOf: #"{"type":"message_stop"}"#.utf8) }
     }
@@ -131,7 +131,8 @@ struct MockAnthropicStream: MockWire {
         }
         let body: JSONValue = .object([
             "id": .string(messageID), "type": .string("message"), "role": .string("assistant"), "model": .string(script.model),
-            "content": .array(content), "stop_reason": .string(script.truncated ? "max_tokens" : script.callsTool ? "tool_use" : "end_turn"), "stop_sequence": .null,
+            "content": .array(content), "stop_reason": .string(script.anthropicStop.reason),
+            "stop_sequence": script.anthropicStop.sequence.map(JSONValue.string) ?? .null,
             "usage": .object(["input_tokens": .int(Int64(script.promptTokens)), "output_tokens": .int(Int64(script.completionTokens))]),
         ])
         return body.serialized()

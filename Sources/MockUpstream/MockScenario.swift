@@ -88,6 +88,8 @@ public struct MockScenario: Equatable, Sendable {
         "with_fusion": 0...2,  // 2: the fusion call first
         // outer: the caller's tool call's arguments broken: 1 cut inside them, 2 not JSON.
         "bad_args": 0...2,
+        // Anthropic's wire: a text answer ends at the stop sequence `STOP` (1), or pauses its turn (2).
+        "stop": 0...2,
         // tool-call, outer: reasoning before the tool calls (a signed thinking block on Anthropic's wire).
         "think": 0...1,
         // outer, Anthropic's wire: the fusion-calling turn first runs Anthropic's web search (server tool blocks).

@@ -170,6 +170,18 @@ struct MockScript {
 
     var completionTokens: Int { steps.count }
 
+    /// Anthropic's `stop_reason` and `stop_sequence`: `stop=1` ends a text answer at the stop
+    /// sequence `STOP`, `stop=2` pauses the turn (`pause_turn`), as a server tool's long turn does.
+    var anthropicStop: (reason: String, sequence: String?) {
+        if truncated { return ("max_tokens", nil) }
+        if callsTool { return ("tool_use", nil) }
+        switch scenario.option("stop", default: 0) {
+        case 1: return ("stop_sequence", "STOP")
+        case 2: return ("pause_turn", nil)
+        default: return ("end_turn", nil)
+        }
+    }
+
     var callsTool: Bool {
         steps.contains { if case .toolCall = $0 { true } else { false } }
     }

@@ -102,6 +102,11 @@ public protocol ModelStreamDecoder {
     mutating func flush(emit: (ModelEvent) -> Void)
     /// The body ended: whether the stream was complete.
     func end() -> StreamEnd
+    /// Whether what came is the whole answer even if the transfer breaks now (its end marker
+    /// still to come): Anthropic's stop reason, Gemini's finish, an OpenAI-format finish with
+    /// the usage after it (a finish alone is not: relays put `stop` on every chunk). Default:
+    /// `end()` says complete.
+    var answerIsWhole: Bool { get }
     /// What the upstream said of the prompt before the answer, when it says it first
     /// (Anthropic's `message_start` usage); nil otherwise. Not a total: `.usage` is.
     var promptUsage: Usage? { get }
@@ -111,6 +116,7 @@ extension ModelStreamDecoder {
     public mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError) {}
     public mutating func flush(emit: (ModelEvent) -> Void) {}
     public var promptUsage: Usage? { nil }
+    public var answerIsWhole: Bool { end() == .complete }
 }
 
 /// One upstream API: how to ask it and how to read its answers. Pure (no I/O): the gateway's

@@ -15,6 +15,9 @@ import Testing
         #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: Self.prices) == 4_096 * 1_000_000)
         request.reasoning = ModelRequest.Reasoning(effort: "high")
         #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: Self.prices) == (4_096 + 16_384) * 1_000_000)
+        // A budget past any model's output: held within what a model writes (review 72B).
+        request.reasoning = ModelRequest.Reasoning(maxTokens: Int64(Int32.max))
+        #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: Self.prices) == 131_072 * 1_000_000)
         request.maxOutputTokens = 100
         #expect(HoldEstimate.proxy(request, fallbacks: []).micros(prices: Self.prices) == 100 * 1_000_000, "a limit bounds it")
     }

@@ -310,6 +310,27 @@ import Testing
         #expect((record["tokens_completion"]?.intValue ?? 0) > 0 && (record["tokens_prompt"]?.intValue ?? 0) > 0, "\(record)")
     }
 
+    /// A member cancelled before it wrote anything (its response ended: here the client left) has
+    /// its row in the per-call breakdown, usage unknown and counted, not left out (review 71A #5).
+    @Test func aMemberCancelledBeforeItWroteAnythingHasItsRow() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/slow-first-token:first_ms=60000"]}}]"#
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: Self.fusionBody(stream: true, tools: tools)))
+        let head = try client.readHead()
+        // The outer turn and the fast member are done; the slow member has written nothing.
+        #expect(env.eventually(timeoutSeconds: 10) { env.mockStats.counts.streamsFinished >= 2 })
+        client.disconnect()
+        var record: JSONValue?
+        #expect(env.eventually(timeoutSeconds: 5) {
+            record = try? env.generation(head.header("x-generation-id"))
+            return record != nil
+        })
+        let calls = record?["fusion"]?["calls"]?.arrayValue ?? []
+        let silent = calls.filter { $0["model"] == .string("mock/slow-first-token:first_ms=60000") }
+        #expect(silent.count == 1 && silent.first?["status"] == .string("cancelled") && silent.first?["usage_unknown"] == .bool(true), "\(calls)")
+    }
+
     /// The record of a stream whose client hung up after its fifth chunk.
     static func droppedStream(_ env: TestEnvironment, path: String, body: String) throws -> JSONValue {
         let client = try env.client()

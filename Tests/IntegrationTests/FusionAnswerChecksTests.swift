@@ -1,4 +1,5 @@
 import Foundation
+import Gateway
 import GatewayCore
 import Testing
 
@@ -67,5 +68,28 @@ import Testing
         let direct = try post(env, "/v1/messages", body.replacingOccurrences(of: ":no_usage=1", with: ""))
         let measured = stream ? direct.namedEvents.last { $0.name == "message_delta" }?.data["usage"] : direct.json?["usage"]
         #expect(measured?["estimated"] == nil, "\(String(describing: measured))")
+    }
+
+    /// An Anthropic outer model's own stop reaches a Messages client through a deliberation, as
+    /// through the proxy: `stop_sequence` with its sequence, `pause_turn` (review 71A #2, 72B #1:
+    /// the call's records dropped them, so the first fix never reached the wire).
+    @Test(arguments: [true, false])
+    func anAnthropicOuterModelsOwnStopReachesTheClient(stream: Bool) throws {
+        let env = try TestEnvironment { config in
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: config.providers["mock"]!.baseURL,
+                                             apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        func stop(_ model: String, _ question: String) throws -> (reason: JSONValue?, sequence: JSONValue?) {
+            let body = #"{"model":"\#(model)","max_tokens":500,"stream":\#(stream),"messages":[{"role":"user","content":"\#(question)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=0"]}}]}"#
+            let response = try post(env, "/v1/messages", body)
+            #expect(response.status == 200, "\(response.text)")
+            let source = stream ? response.namedEvents.last { $0.name == "message_delta" }?.data["delta"] : response.json
+            return (source?["stop_reason"], source?["stop_sequence"])
+        }
+        // A deliberation, its final turn stopped at the sequence; a direct answer that paused.
+        let deliberated = try stop("anth/outer:pace_ms=0:stop=1", "Should cities ban cars?")
+        #expect(deliberated.reason == .string("stop_sequence") && deliberated.sequence == .string("STOP"), "\(deliberated)")
+        let paused = try stop("anth/outer:pace_ms=0:stop=2", "Hi")
+        #expect(paused.reason == .string("pause_turn"), "\(paused)")
     }
 }

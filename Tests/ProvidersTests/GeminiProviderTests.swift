@@ -250,9 +250,13 @@ import Testing
         for (reason, finish) in [("STOP", FinishReason.stop), ("MAX_TOKENS", .length), ("SAFETY", .contentFilter), ("RECITATION", .contentFilter),
                                  ("BLOCKLIST", .contentFilter), ("PROHIBITED_CONTENT", .contentFilter), ("SPII", .contentFilter),
                                  ("OTHER", .stop), ("FINISH_REASON_UNSPECIFIED", .stop), ("SOMETHING_NEW", .stop)] {
-            let body = Array(#"{"candidates":[{"finishReason":"\#(reason)"}]}"#.utf8)
-            #expect(try provider.decodeResponse(body, redactor: .none) == [.finish(finish)], "\(reason)")
+            let body = Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"\#(reason)"}]}"#.utf8)
+            #expect(try provider.decodeResponse(body, redactor: .none) == [.text("x"), .finish(finish)], "\(reason)")
         }
+        // Gemini 2.5's empty answer: a candidate with no content that says STOP is the upstream's
+        // failure (retried, passed to `models`), not an empty completed answer (review 71C #13).
+        let empty = try provider.decodeResponse(Array(#"{"candidates":[{"finishReason":"STOP"}]}"#.utf8), redactor: .none)
+        #expect(empty.count == 1 && { if case .error(let error) = empty[0] { error.code == "upstream_protocol_error" } else { false } }(), "\(empty)")
         let missing = try provider.decodeResponse(Array(#"{"candidates":[{"finishReason":"MISSING_THOUGHT_SIGNATURE"}]}"#.utf8), redactor: .none)
         guard case .error(let error)? = missing.first else { Issue.record("\(missing)"); return }
         #expect(error.code == "missing_thought_signature" && error.status == 502)

@@ -50,4 +50,19 @@ import Testing
         let whole = #"{"choices":[{"index":0,"message":{"role":"assistant","content":"The answer is"},"finish_reason":"abort"}]}"#
         #expect(try provider.decodeResponse(Array(whole.utf8), redactor: .none).count == 1)
     }
+
+    /// An empty finish reason is none (SGLang and Ollama's OpenAI endpoint send `""` on every
+    /// chunk; review 72A #1), and content after a finish still reads (relays put `stop` on every
+    /// chunk), the last finish standing.
+    @Test func finishReasonsOnEveryChunkAreRead() throws {
+        func chunk(_ text: String, _ finish: String) -> String {
+            #"data: {"choices":[{"index":0,"delta":{"content":"\#(text)"},"finish_reason":\#(finish)}]}"# + "\n\n"
+        }
+        let sglang = chunk("a", #""""#) + chunk("b", #""""#) + chunk("", #""stop""#) + "data: [DONE]\n\n"
+        let (events, end) = try ProviderFixtures.decode([Array(sglang.utf8)], with: provider)
+        #expect(events == [.text("a"), .text("b"), .finish(.stop)] && end == .complete, "\(events)")
+        let relay = chunk("a", #""stop""#) + chunk("b", #""stop""#) + "data: [DONE]\n\n"
+        let (relayed, _) = try ProviderFixtures.decode([Array(relay.utf8)], with: provider)
+        #expect(relayed.filter { if case .text = $0 { true } else { false } } == [.text("a"), .text("b")], "\(relayed)")
+    }
 }

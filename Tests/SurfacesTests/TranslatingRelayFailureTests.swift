@@ -48,8 +48,11 @@ import Testing
     /// failure stands.
     @Test(arguments: [0, 1])
     func aFailureAfterTheFinishEndsTheAnswerComplete(upstream: Int) throws {
+        // OpenAI's wire: the finish and the usage after it (a finish alone is not whole: relays put
+        // `stop` on every chunk; review 72A).
         let openAI = #"data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}"# + "\n\n"
             + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"# + "\n\n"
+            + #"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"# + "\n\n"
         let anthropic = ["event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}",
                          #"event: content_block_start"# + "\n" + #"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
                          #"event: content_block_delta"# + "\n" + #"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
@@ -76,6 +79,24 @@ import Testing
         _ = chat.relay(Array(openAI.utf8), into: &out)
         chat.upstreamDidEnd(failure: broke, into: &out)
         #expect(chat.outcome == .done && String(decoding: out, as: UTF8.self).hasSuffix("data: [DONE]\n\n") && !String(decoding: out, as: UTF8.self).contains("error"))
+        // A finish on every chunk (relays do that) with no usage after it: the break is a failure.
+        let relayed = #"data: {"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":"stop"}]}"# + "\n\n"
+        for translated in [true, false] {
+            out = []
+            if translated {
+                var relay = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                             writer: MessagesStreamWriter(id: "msg_1", model: "m"), estimatedPromptTokens: 10)
+                relay.start(into: &out)
+                _ = Array(relayed.utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+                relay.upstreamDidEnd(failure: broke, into: &out)
+                #expect({ if case .failed = relay.outcome { true } else { false } }(), "\(relay.outcome)")
+            } else {
+                var plain = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
+                _ = plain.relay(Array(relayed.utf8), into: &out)
+                plain.upstreamDidEnd(failure: broke, into: &out)
+                #expect({ if case .failed = plain.outcome { true } else { false } }(), "\(plain.outcome)")
+            }
+        }
     }
 
     /// An OpenAI-format call whose name never comes fails the answer on Messages (before the

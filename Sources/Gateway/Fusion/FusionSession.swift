@@ -332,7 +332,10 @@ final class FusionSession<Renderer: FusionRenderer> {
     /// is told and what the record (and so the key) is charged, one figure for both.
     private var accounted: (calls: [MemberStats], usage: Usage, estimated: Bool) {
         let estimates = callLog.estimates(pricedBy: routes.price(of:))
-        let folded = MemberStats.folding(estimates, into: machine.calls)
+        var folded = MemberStats.folding(estimates, into: machine.calls)
+        for row in callLog.silentlyCancelledMembers where !folded.calls.contains(where: { $0.member == row.member && $0.role == row.role }) {
+            folded.calls.append(row)
+        }
         return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +), !estimates.isEmpty)
     }
 

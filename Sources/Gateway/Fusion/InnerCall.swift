@@ -309,7 +309,8 @@ final class InnerCall {
         } else if case .messageExtras = event {
             // What an Anthropic message says of itself (at `message_start`: its service
             // tier): no answer yet, so an `overloaded_error` right after it is still
-            // retried (review 46 #2). Nothing of it goes on (`InnerCallRecord`).
+            // retried (review 46 #2). It goes on for the answering turn's client.
+            if failure == nil { InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) } }
         } else if failure == nil {
             // Past the bound, the upstream's own finish is not the call's: it ends at `length`
             // (review 70 #2: a finish in the read that crossed the bound said `stop`).

@@ -186,6 +186,20 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
     }
 
+    /// Panel members the session cancelled (its response ended: a shutdown, a failure, the client
+    /// gone) before they wrote anything: no estimate (no output, nothing charged), but their rows
+    /// in the breakdown, usage unknown, so `calls_without_usage` counts the prompts they were
+    /// sent (review 71A #5: such a member was missing from `usage.fusion.calls`).
+    var silentlyCancelledMembers: [MemberStats] {
+        entries.keys.sorted().compactMap { id in
+            guard let entry = entries[id], let member = entry.member, entry.record.cancelled, entry.record.usage == nil else { return nil }
+            var row = MemberStats(model: entry.routes.first?.model ?? entry.record.model, role: entry.record.role, status: "cancelled",
+                                  usage: nil, firstTokenMilliseconds: nil, durationMilliseconds: entry.record.durationMilliseconds, characters: 0)
+            row.member = member
+            return row
+        }
+    }
+
     /// `estimates`, each costed as a reported usage without a cost is (`Usage.costed(at:)`), at
     /// the price `price` gives the model that answered, as the spend prices the call (review 54 #2).
     func estimates(pricedBy price: (String) -> ModelPrice?) -> [MemberStats.Estimate] {

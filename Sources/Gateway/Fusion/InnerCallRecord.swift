@@ -31,6 +31,12 @@ enum InnerCallRecord {
     /// The prompt's counts the upstream gave before its answer (Anthropic's `message_start`): no
     /// event, but what a call cut before its usage is charged for its prompt (not its size).
     static let promptUsage: UInt8 = 23
+    /// An Anthropic upstream's own stop (`stop_sequence` and its sequence, `pause_turn`) and what
+    /// its message says of itself (`container`, a usage's `service_tier`): the outer model's
+    /// answering turn gives them to a Messages client, as a proxied answer does (review 72B #1:
+    /// dropped here, the session never saw them).
+    static let stopDetail: UInt8 = 24
+    static let messageExtras: UInt8 = 25
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).
@@ -56,7 +62,14 @@ enum InnerCallRecord {
         case .providerBlock(.start(let block)): splitJSON(block, last: providerStart, body)
         case .providerBlock(.delta(let delta)): splitJSON(delta, last: providerDelta, body)
         case .providerBlock(.stop): body(providerStop, [])
-        case .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras: break  // beyond any real signature; the finish says what the session needs
+        case .reasoningSignature, .redactedReasoning: break  // beyond any real signature
+        case .stopDetail(let reason, let sequence):
+            var out: [UInt8] = []
+            appendString(reason, &out)
+            appendString(sequence, &out)
+            body(stopDetail, out)
+        case .messageExtras(let extras):
+            splitJSON(.object(["message": .object(extras.message), "usage": .object(extras.usage)]), last: messageExtras, body)
         case .toolCall(let fragment):
             // Long arguments (Gemini sends a call's whole, a `write_file` of 32 KB) as fragments
             // of the same call, the first with its id and name, as text is split: one record
@@ -161,6 +174,13 @@ enum InnerCallRecord {
             guard let json = try? JSONValue.parse(Array(bytes)), json["type"]?.stringValue != nil else { return nil }
             return .providerBlock(kind == providerStart ? .start(json) : .delta(json))
         case providerStop: return .providerBlock(.stop)
+        case stopDetail:
+            guard let reason = reader.string() else { return nil }
+            return .stopDetail(reason: reason, sequence: reader.string())
+        case messageExtras:
+            guard let json = try? JSONValue.parse(Array(bytes)) else { return nil }
+            let extras = AnthropicMessageExtras(message: json["message"]?.objectValue ?? [:], usage: json["usage"]?.objectValue ?? [:])
+            return extras.message.isEmpty && extras.usage.isEmpty ? nil : .messageExtras(extras)
         case finish: return .finish(FinishReason(rawValue: String(decoding: bytes, as: UTF8.self)))
         case error: return .error(decodeFailure(bytes).0)
         default: return nil

@@ -13,6 +13,16 @@ import Providers
 /// web-tool turns.
 enum HoldEstimate {
     static let defaultOutputTokens: Int64 = 4_096
+    /// No model writes more in one answer (Claude's adaptive models ask at most 64,000 for a
+    /// budget, Opus 4.6 takes 128K): what a limit-less request with a huge thinking budget is held
+    /// for (review 72B: a 2^31 budget held 16.78M tokens, refusing a $50 key a $0.96 call).
+    static let maxOutputTokensWithoutLimit: Int64 = 131_072
+
+    /// A call's output without a limit of the client's: the default plus the thinking budget
+    /// asked for (review 48 limits #2), within what any model writes.
+    static func outputWithoutLimit(_ reasoning: ModelRequest.Reasoning?) -> Int64 {
+        min(Usage.saturatingAdd(defaultOutputTokens, reasoning?.thinkingBudget ?? 0), maxOutputTokensWithoutLimit)
+    }
 
     /// The calls a request plans, each with the models it may run on (its model, then its
     /// fallbacks: one runs at a time), its prompt and its output limit in tokens.
@@ -44,7 +54,7 @@ enum HoldEstimate {
         // Without a limit: what Anthropic's translation asks for, the default plus the thinking
         // budget the request's reasoning asks for (review 48 limits #2: the budget, up to 64k
         // tokens, was left out of the hold).
-        let limit = request.maxOutputTokens ?? Usage.saturatingAdd(defaultOutputTokens, request.reasoning?.thinkingBudget ?? 0)
+        let limit = request.maxOutputTokens ?? outputWithoutLimit(request.reasoning)
         let (product, overflow) = max(0, limit).multipliedReportingOverflow(by: choices)
         let output = overflow ? Usage.maxTokens : min(product, Usage.maxTokens)
         return Plan(calls: [Plan.Call(models: [request.model] + fallbacks, input: prompt, output: output)])
@@ -59,8 +69,8 @@ enum HoldEstimate {
     static func fusion(_ request: FusionRequest, settings: FusionSettings, fallbacks: [String]) -> Plan {
         // Without a limit, as `proxy`: the default plus the thinking budget asked for (review 49 #5).
         let inner = max(0, FusionPrompts.innerOutputLimit(request.parameters, defaultMaxTokens: settings.defaultMaxTokens)
-            ?? Usage.saturatingAdd(defaultOutputTokens, request.parameters.reasoning?.thinkingBudget ?? 0))
-        let outer = request.base.maxOutputTokens ?? Usage.saturatingAdd(defaultOutputTokens, request.base.reasoning?.thinkingBudget ?? 0)
+            ?? outputWithoutLimit(request.parameters.reasoning))
+        let outer = request.base.maxOutputTokens ?? outputWithoutLimit(request.base.reasoning)
         let panel = request.parameters.analysisModels
         let (product, overflow) = inner.multipliedReportingOverflow(by: Int64(panel.count))
         let answers = overflow ? Usage.maxTokens : min(product, Usage.maxTokens)

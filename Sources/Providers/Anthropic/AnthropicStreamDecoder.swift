@@ -81,6 +81,9 @@ struct AnthropicStreamDecoder: ModelStreamDecoder {
 
     func end() -> StreamEnd { reader.ended ? .complete : .truncated }
 
+    /// The stop reason came: `message_stop` is all that was left.
+    var answerIsWhole: Bool { reader.ended || reader.finished }
+
     var promptUsage: Usage? { reader.promptUsage }
 }
 
@@ -90,7 +93,7 @@ struct AnthropicEventReader {
     let redactor: Redactor
     /// `message_stop` or an `error` arrived.
     private(set) var ended = false
-    private var finished = false
+    private(set) var finished = false
     private var usage = AnthropicResponse.UsageCounts()
     /// A `message_delta` gave the answer's counts: before it, `message_start`'s output count is
     /// a placeholder (1), never reported as measured (review 71C #4: a 20 KB answer recorded as

@@ -75,6 +75,14 @@ struct GeminiResponseReader {
                 emit(.error(UpstreamErrors.streamError(status: 502, report: .init(message: reason + said, code: stop), redactor: redactor)))
                 return
             }
+            // Gemini 2.5's known empty answer: a candidate with no content that says `STOP`. The
+            // upstream's failure (retried, passed to `models`), streamed and whole, never an empty
+            // completed answer (review 71C #13; other providers' empty `stop` is theirs to mean).
+            if reason == "STOP" && !began {
+                ended = true
+                emit(.error(.upstreamProtocol("the upstream's answer is empty (a candidate with no content that says STOP)")))
+                return
+            }
             finish(Self.finishReason(reason, sawToolCalls: toolCalls > 0), emit: emit)
         }
     }

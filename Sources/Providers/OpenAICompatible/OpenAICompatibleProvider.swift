@@ -89,7 +89,7 @@ public struct OpenAICompatibleProvider: Provider {
         }
         // A whole answer is complete only with its finish reason, as a streamed one (review 71C
         // #2: `finish_reason: null` passed as complete; Gemini's whole answers were fixed in 64D).
-        guard let reason = choice["finish_reason"]?.stringValue else { return [.error(.upstreamTruncated())] }
+        guard let reason = choice["finish_reason"]?.stringValue, !reason.isEmpty else { return [.error(.upstreamTruncated(whole: true))] }
         events.append(.finish(FinishReason(rawValue: reason)))
         if let usage = Usage(openAI: json["usage"]) { events.append(.usage(usage)) }
         return events
@@ -233,7 +233,9 @@ enum OpenAIChunk {
                     }
                 }
             }
-            if let finishReason, let text = chunk.string(finishReason) { emit(.finish(FinishReason(rawValue: text))) }
+            // An empty one is none: SGLang and Ollama's OpenAI endpoint send `""` on every chunk
+            // (review 72A #1).
+            if let finishReason, let text = chunk.string(finishReason), !text.isEmpty { emit(.finish(FinishReason(rawValue: text))) }
         }
         if let usage = usage.flatMap({ Usage(openAI: chunk.value($0)) }) { emit(.usage(usage)) }
     }

@@ -10,6 +10,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private var ended = false
     private var sawFinish = false
     private var sawDone = false
+    private var usageAfterFinish = false
     private var state = OpenAIChunk.StreamState()
     private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
@@ -25,6 +26,8 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         var sawDone = false
         var failure: StreamDecodingError?
         var finished = false
+        let finishedBefore = sawFinish
+        var usageAfterFinish = false
         // Taken out while the chunk is read, so the local is its only reference and a tool call's
         // fragment changes it in place (a shared copy would copy its dictionaries on write).
         var numbering = self.numbering
@@ -53,6 +56,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                 OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
                     switch modelEvent {
+                    case .usage: if finished || finishedBefore { usageAfterFinish = true }
                     case .finish: finished = true
                     case .error: done = true
                     case .toolCall(let fragment):
@@ -72,6 +76,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
             throw StreamDecodingError("the upstream sent an event larger than \(sse.maxEventBytes) bytes")
         }
         if finished { sawFinish = true }
+        if usageAfterFinish { self.usageAfterFinish = true }
         if let failure { throw failure }
         if sawDone { self.sawDone = true }
         if done { ended = true }
@@ -81,4 +86,6 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     /// Complete after a finish reason, or after an error (reported as the call's failure); a
     /// `[DONE]` alone, or no end at all, is a cut answer.
     func end() -> StreamEnd { sawFinish || (ended && !sawDone) ? .complete : .truncated }
+
+    var answerIsWhole: Bool { sawFinish && usageAfterFinish }
 }

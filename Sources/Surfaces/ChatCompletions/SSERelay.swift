@@ -64,6 +64,10 @@ public struct SSERelay {
     /// byte search, so only the (usually one or two) chunks that carry them are parsed.
     public private(set) var usage: JSONValue?
     public private(set) var finishReason: String?
+    /// A usage report came once a finish had: the answer is whole whatever breaks after it (a
+    /// finish alone is not: relays put `stop` on every chunk, and with `n` > 1 another choice may
+    /// still be running; OpenAI's usage comes last).
+    private var usageAfterFinish = false
     /// The usage chunk the client got was the gateway's estimate.
     public private(set) var usageEstimated = false
     public private(set) var outcome = Outcome.streaming
@@ -174,7 +178,7 @@ public struct SSERelay {
             }
             // Any choice's (an `n` > 1 stream may finish two choices in one chunk: review 69 #2).
             for choice in chunk?["choices"]?.arrayValue ?? [] {
-                guard let reason = choice["finish_reason"]?.stringValue else { continue }
+                guard let reason = choice["finish_reason"]?.stringValue, !reason.isEmpty else { continue }
                 finishReason = reason
                 break
             }
@@ -201,6 +205,7 @@ public struct SSERelay {
                     return
                 }
                 usage = checked ?? value
+                if finishReason != nil { usageAfterFinish = true }
                 if fields["choices"]?.arrayValue?.isEmpty ?? true {
                     // The usage chunk itself: accounted, shown only to a client that asked.
                     usageChunkOwed = false
@@ -278,11 +283,11 @@ public struct SSERelay {
     /// reason is complete (some servers omit `[DONE]`); one with neither was cut short.
     public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
-        if let failure, finishReason == nil {
+        if let failure, !usageAfterFinish {
             fail(failure, into: &out)
         } else if finishReason != nil {
-            // Also after a failure: an answer that gave its finish is whole, whatever broke
-            // after it (its usage or `[DONE]` still to come: review 71C #7).
+            // Also after a failure once its usage came after its finish: the answer is whole,
+            // whatever broke after it (`[DONE]` still to come: review 71C #7, 72A).
             finishStream(into: &out)
         } else {
             fail(.upstreamTruncated(), into: &out)

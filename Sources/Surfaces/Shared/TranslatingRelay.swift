@@ -134,13 +134,14 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         guard outcome == .streaming else { return }
         if let failure {
             // What the decoder held of the answer goes before the failure (review 61 #1). An
-            // answer that gave its finish is whole: a connection that then breaks or goes silent
-            // (its usage or `[DONE]` still to come) ends it complete, as a clean close would, the
-            // usage it never sent estimated (review 71C #7: the SDKs raised on a whole answer).
+            // answer the decoder knows is whole (`answerIsWhole`: a stop reason, or a finish with
+            // its usage after it) ends complete when the connection then breaks or goes silent,
+            // as a clean close would (review 71C #7: the SDKs raised on a whole answer).
             var held: [ModelEvent] = []
-            if finish != nil { try? decoder.finish { held.append($0) } } else { decoder.flush { held.append($0) } }
+            let whole = decoder.answerIsWhole
+            if whole { try? decoder.finish { held.append($0) } } else { decoder.flush { held.append($0) } }
             for event in held where outcome == .streaming { translate(event, into: &out) }
-            if finish != nil { complete(into: &out) } else { fail(failure, into: &out) }
+            if whole { complete(into: &out) } else { fail(failure, into: &out) }
             return
         }
         // What only the body's end completes (Gemini's raw JSON error without its line end).
