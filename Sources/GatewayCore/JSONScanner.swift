@@ -409,8 +409,10 @@ public struct JSONScanner {
         let integerStart = index
         index += 1
         if first != UInt8(ascii: "0") { skipDigits() }
-        // Without an exponent, an integer part of more than 309 digits is beyond a double's range.
-        if finiteNumbersOnly && index - integerStart > 309 { return false }
+        // Without an exponent, an integer part of more than 309 digits is beyond a double's range;
+        // one of 309 may be (2e308 written out: review 72A), read as the exponents are.
+        let integerDigits = index - integerStart
+        if finiteNumbersOnly && integerDigits > 309 { return false }
         if peek() == UInt8(ascii: ".") {
             index += 1
             guard let byte = peek(), Self.isDigit(byte) else { return false }
@@ -423,14 +425,16 @@ public struct JSONScanner {
             skipDigits()
             if finiteNumbersOnly { return Self.isFinite(UnsafeRawBufferPointer(rebasing: bytes[start..<index])) }
         }
+        if finiteNumbersOnly && integerDigits == 309 { return Self.isFinite(UnsafeRawBufferPointer(rebasing: bytes[integerStart..<(integerStart + 309)])) }
         return true
     }
 
-    /// A number with an exponent within a double's range (rare on the per-event path: read by
-    /// `strtod` from a stack copy). Past 64 bytes a number is hostile, refused.
+    /// A number with an exponent, or a 309-digit integer, within a double's range (rare on the
+    /// per-event path: read by `strtod` from a stack copy). Past 320 bytes a number is hostile,
+    /// refused.
     private static func isFinite(_ number: UnsafeRawBufferPointer) -> Bool {
-        guard number.count < 64 else { return false }
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+        guard number.count < 320 else { return false }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 320) { buffer in
             for offset in 0..<number.count { buffer[offset] = CChar(bitPattern: number[offset]) }
             buffer[number.count] = 0
             return strtod(buffer.baseAddress!, nil).isFinite

@@ -96,7 +96,9 @@ public final class HTTPRequestDecoder {
     /// before its head is whole still goes without a body (review 68B #5). The method is known
     /// once the target began (`url` holds its first bytes).
     public var requestLineIsHead: Bool {
-        !url.isEmpty && http_method(rawValue: CHTTPParser_method(parser)) == HTTP_HEAD
+        // Only of the message being read: after a HEAD, a request that fails before its first
+        // byte is read as a message still sees the HEAD's method and target (review 72A #11).
+        isMidRequest && !url.isEmpty && http_method(rawValue: CHTTPParser_method(parser)) == HTTP_HEAD
     }
     /// The current request asked for `100 Continue` before sending its body; reset by reading.
     public private(set) var wantsContinue = false

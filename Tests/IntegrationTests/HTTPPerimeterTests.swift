@@ -92,6 +92,13 @@ final class GuardedServer: @unchecked Sendable {
             #expect(Int(head.header("content-length") ?? "0")! > 0, "the length the body would have")
             #expect(client.peerClosed(), "no body bytes before the close (\(status))")
         }
+        // After a HEAD on a kept-alive connection, a refused request that is no HEAD gets its body
+        // (review 72A #11: it still read as the HEAD's).
+        let kept = try env.client()
+        try kept.send("HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n\u{0}\u{1}garbage\r\n\r\n")
+        #expect(try kept.readHead().status == 200)
+        let garbage = try kept.readResponse()
+        #expect(garbage.status == 400 && !garbage.body.isEmpty && garbage.body.count == Int(garbage.header("content-length") ?? "-1"))
         // The same refusal to a GET carries the client's error shape.
         let client = try env.client()
         try client.send("GET /health HTTP/2.0\r\nHost: localhost\r\n\r\n")

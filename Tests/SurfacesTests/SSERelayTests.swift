@@ -248,6 +248,10 @@ import Testing
         let rewritten = String(decoding: try #require(ChatCompletionBody.rewriting(Array(whole.utf8), id: "gen-1", model: "m", created: 1)), as: UTF8.self)
         #expect(rewritten.contains(#""index":null"#) && rewritten.contains(#""id":"gen-1""#) && !rewritten.contains("e309"), "\(rewritten)")
         #expect(ChatCompletionBody.rewriting(Array(#"{"a":1e309,"b":"#.utf8), id: "g", model: "m", created: 1) == nil, "not JSON stays refused")
+        // 309 digits: 1e308 written out is a double, 2e308 is not (review 72A).
+        let edge = #"{"choices":[],"within":1\#(String(repeating: "0", count: 308)),"beyond":-2\#(String(repeating: "0", count: 308))}"#
+        let edged = String(decoding: try #require(ChatCompletionBody.rewriting(Array(edge.utf8), id: "g", model: "m", created: 1)), as: UTF8.self)
+        #expect(edged.contains(#""beyond":null"#) && !edged.contains(#""within":null"#), "\(edged.prefix(200))")
     }
 
     /// A whole answer's calls sharing one id each get their own (review 68A #2).
