@@ -428,7 +428,8 @@ import Testing
             var calls = ToolCallAccumulator()
             for case .toolCall(let fragment) in events { calls.add(fragment) }
             // No argument text is a call without arguments: `{}`, as Anthropic's own input is.
-            #expect(calls.calls.first?.arguments == (arguments.isEmpty ? "{}" : arguments) && calls.calls.first?.name == name)
+            // White space alone is not sent (an SDK parsing `partial_json` raised on it: review 72A).
+            #expect(calls.calls.first?.arguments == (arguments.allSatisfy(\.isWhitespace) ? "{}" : arguments) && calls.calls.first?.name == name)
         }
     }
 }

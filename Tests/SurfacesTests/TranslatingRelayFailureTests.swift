@@ -115,6 +115,18 @@ import Testing
         messages.upstreamDidEnd(failure: nil, into: &out)
         guard case .failed(let error) = messages.outcome else { Issue.record("\(messages.outcome)"); return }
         #expect(error.message.contains("without a name") && !String(decoding: out, as: UTF8.self).contains("tool_use"), "\(String(decoding: out, as: UTF8.self))")
+        // A name that comes in a later fragment is a call like any other, on both (review 72A).
+        let late = #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"arguments":"{\"a\""}}]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f","arguments":":1}"}}]}}]}"# + "\n\n"
+            + #"data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"# + "\n\ndata: [DONE]\n\n"
+        var named = TranslatingRelay(decoder: OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: MessagesStreamWriter(id: "msg_1", model: "m"), estimatedPromptTokens: 10)
+        out = []
+        named.start(into: &out)
+        _ = Array(late.utf8).withUnsafeBytes { named.relay($0, into: &out) }
+        named.upstreamDidEnd(failure: nil, into: &out)
+        let text = String(decoding: out, as: UTF8.self)
+        #expect(named.outcome == .done && text.contains(#""name":"f""#) && text.contains(#""stop_reason":"tool_use""#), "\(text)")
         out = []
         responses.start(into: &out)
         _ = Array(sse.utf8).withUnsafeBytes { responses.relay($0, into: &out) }

@@ -164,7 +164,7 @@ struct AnthropicEventReader {
             }
         case "message_delta":
             usage.update(json["usage"])
-            if json["usage"]?["output_tokens"]?.intValue != nil { answerCounted = true }
+            if json["usage"]?["output_tokens"]?.doubleValue != nil { answerCounted = true }
             if let extras = AnthropicMessageExtras.from(json["delta"], usage: json["usage"]) { emit(.messageExtras(extras)) }
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
                 finished = true

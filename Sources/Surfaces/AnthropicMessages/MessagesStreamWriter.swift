@@ -30,6 +30,9 @@ public struct MessagesStreamWriter: Sendable {
     /// the open one is done, so no delta ever lands in a block already stopped (the SDKs hand
     /// a call's input out at its `content_block_stop`).
     private var heldCalls: [Int: ToolCallFragment] = [:]
+    /// Calls whose arguments began with more than white space: until then white space is not
+    /// sent (the SDKs parse `partial_json` as it comes, and `" "` alone raised: review 72A).
+    private var argumentsBegan: Set<Int> = []
     private var started = false
     private var stopReason = "end_turn"
     /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
@@ -147,15 +150,23 @@ public struct MessagesStreamWriter: Sendable {
                 // Appended in place (taken out of the table, the string has one owner): a copy
                 // per fragment made a hostile stream of one-byte fragments quadratic (review 71C #10).
                 if held.id == nil { held.id = fragment.id }
-                if held.name == nil { held.name = fragment.name }
+                if held.name?.isEmpty ?? true { held.name = fragment.name }
                 if let piece = fragment.arguments {
                     if held.arguments == nil { held.arguments = piece } else { held.arguments!.append(piece) }
                 }
                 heldCalls[fragment.index] = held
+                // Held only for its name, which came: shown now unless another call's block is open.
+                if !(held.name?.isEmpty ?? true), open.map({ if case .tool = $0 { false } else { true } }) ?? true { showHeldCalls(&out) }
                 return
             }
             if toolBlocks[fragment.index] == nil {
+                // Held while another call's block is open, or until its name comes (a server may
+                // send it in a later fragment; a call never named is refused at the end).
                 if case .tool? = open {
+                    heldCalls[fragment.index] = fragment
+                    return
+                }
+                if fragment.name?.isEmpty ?? true {
                     heldCalls[fragment.index] = fragment
                     return
                 }
@@ -165,7 +176,7 @@ public struct MessagesStreamWriter: Sendable {
             // comes here, or carries nothing).
             guard let arguments = fragment.arguments, !arguments.isEmpty, let index = toolBlocks[fragment.index],
                   open == .tool(fragment.index) else { return }
-            delta(index, #"{"type":"input_json_delta","partial_json":"#, arguments, &out)
+            appendArguments(arguments, call: fragment.index, block: index, &out)
         case .usage(let reported):
             usage = reported
         case .finish(let reason):
@@ -216,12 +227,11 @@ public struct MessagesStreamWriter: Sendable {
         if toolBlocks[fragment.index] != nil, open != .tool(fragment.index), !(fragment.arguments ?? "").allSatisfy(\.isWhitespace) {
             return .upstreamProtocol("the upstream went back to tool call \(fragment.index) after it had ended")
         }
-        // The name comes with a call's first fragment, often before any argument: a call without
-        // one cannot be a `tool_use` block a client could run or answer (review 71C #9: `name: ""`).
-        if argumentChecks[fragment.index] == nil {
-            guard let name = fragment.name, !name.isEmpty else { return .upstreamProtocol("the upstream sent a tool call without a name") }
-            argumentChecks[fragment.index] = (name, JSONPrefixCheck())
-        }
+        // The name comes with a call's first fragment, often before any argument; a call without
+        // one cannot be a `tool_use` block a client could run or answer: it is held until its name
+        // comes, and refused at the end if it never does (review 71C #9, 72A).
+        if argumentChecks[fragment.index] == nil { argumentChecks[fragment.index] = (fragment.name ?? "", JSONPrefixCheck()) }
+        if argumentChecks[fragment.index]?.name.isEmpty == true, let name = fragment.name { argumentChecks[fragment.index]?.name = name }
         guard let arguments = fragment.arguments, !arguments.isEmpty else { return nil }
         argumentChecks[fragment.index]?.check.feed(arguments.utf8)
         guard let entry = argumentChecks[fragment.index], entry.check.failed else { return nil }
@@ -230,7 +240,8 @@ public struct MessagesStreamWriter: Sendable {
 
     /// A call whose arguments began but never closed their object.
     public func refusalAtEnd() -> APIError? {
-        argumentChecks.values.first { !$0.check.isComplete && !$0.check.isBlank }.map { MessagesErrors.invalidToolArguments(name: $0.name) }
+        if heldCalls.values.contains(where: { $0.name?.isEmpty ?? true }) { return .upstreamProtocol("the upstream sent a tool call without a name") }
+        return argumentChecks.values.first { !$0.check.isComplete && !$0.check.isBlank }.map { MessagesErrors.invalidToolArguments(name: $0.name) }
     }
 
     /// Anthropic's keep-alive, skipped by its SDKs.
@@ -329,13 +340,24 @@ public struct MessagesStreamWriter: Sendable {
     /// The held calls, each in a block of its own, in order (another kind of block comes next,
     /// or the end).
     private mutating func showHeldCalls(_ out: inout [UInt8]) {
-        for index in heldCalls.keys.sorted() {
+        // A call whose name has not come stays held (`refusalAtEnd` refuses one never named).
+        for index in heldCalls.keys.sorted() where !(heldCalls[index]?.name?.isEmpty ?? true) {
             guard let call = heldCalls.removeValue(forKey: index) else { continue }
+            if open != nil { closeBlock(&out) }  // one block at a time
             openBlock(.tool(index), &out, id: call.id, name: call.name)
             if let arguments = call.arguments, !arguments.isEmpty, let block = toolBlocks[index] {
-                delta(block, #"{"type":"input_json_delta","partial_json":"#, arguments, &out)
+                appendArguments(arguments, call: index, block: block, &out)
             }
         }
+    }
+
+    /// A call's arguments as an `input_json_delta`; white space before they begin is not sent.
+    private mutating func appendArguments(_ arguments: String, call: Int, block: Int, _ out: inout [UInt8]) {
+        if !argumentsBegan.contains(call) {
+            guard !arguments.allSatisfy(\.isWhitespace) else { return }
+            argumentsBegan.insert(call)
+        }
+        delta(block, #"{"type":"input_json_delta","partial_json":"#, arguments, &out)
     }
 
     private mutating func closeBlock(_ out: inout [UInt8]) {
