@@ -330,6 +330,9 @@ ui.prompt.addEventListener("keydown", (event) => {
 });
 ui.prompt.addEventListener("input", renderPreview);
 ui.stop.addEventListener("click", () => state.current?.controller.abort());
+// Leaving the page ends its run: kept in the back/forward cache, the page's stream (and the
+// deliberation the key pays for) ran on for a minute (review 72C).
+window.addEventListener("pagehide", () => state.current?.controller.abort());
 ui.newChat.addEventListener("click", () => {
   state.history = [];
   state.current = null;
