@@ -31,8 +31,8 @@ public func fuzzRequestPath(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 
             step = try decoder.decode(pending)
         } catch {
             // 501: a transfer coding other than chunked (`gzip, chunked`), RFC 9112 §6.1; 415: a
-            // Content-Encoding body; 417: an Expect other than 100-continue.
-            precondition([400, 408, 413, 415, 417, 431, 501].contains(error.status), "rejection status \(error.status)")
+            // Content-Encoding body; 417: an Expect other than 100-continue; 505: a version past 1.x.
+            precondition([400, 408, 413, 415, 417, 431, 501, 505].contains(error.status), "rejection status \(error.status)")
             return 0
         }
         precondition(step.consumed <= pending.count, "consumed more than given")
