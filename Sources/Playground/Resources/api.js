@@ -25,7 +25,8 @@ export class GatewayClient {
   /** @param {Storage} storage where the key is kept (sessionStorage: this tab only, never the URL) */
   constructor(storage) { this.storage = storage; }
 
-  get key() { try { return this.storage.getItem(KEY_STORAGE) || ""; } catch { return ""; } }
+  // A stored key a header cannot carry (kept by an older page) is no key: the page asks again.
+  get key() { try { const key = this.storage.getItem(KEY_STORAGE) || ""; return /^[\x21-\x7E]*$/.test(key) ? key : ""; } catch { return ""; } }
   set key(value) {
     try { if (value) this.storage.setItem(KEY_STORAGE, value); else this.storage.removeItem(KEY_STORAGE); } catch { /* storage off: key lives for this page only */ }
     this.memoryKey = value;

@@ -289,8 +289,16 @@ function askForKey(reason, retry) {
 
 ui.keyForm.addEventListener("submit", (event) => {
   event.preventDefault(); // never a real form submission (the CSP allows none anyway)
-  const key = ui.keyInput.value.trim();
+  // Invisible characters a paste brings (zero-width spaces, a BOM) are dropped; anything else a
+  // header cannot carry is refused here, not left to fail every call as "Gateway unreachable"
+  // (review 72C: the page was stuck until a new tab).
+  const key = ui.keyInput.value.replace(/[\u200B-\u200D\u2060\uFEFF]/g, "").trim();
   if (!key) { ui.keyInput.focus(); return; }
+  if (!/^[\x21-\x7E]+$/.test(key)) {
+    ui.keyReason.textContent = "That key has characters an HTTP header cannot carry (spaces, accents, symbols beyond ASCII): paste it again.";
+    ui.keyInput.focus();
+    return;
+  }
   client.key = key;
   ui.keyDialog.close();
   ui.keyButton.hidden = false;
