@@ -72,7 +72,9 @@ function fillPickers() {
   ui.outer.replaceChildren(h("option", { value: "fusion", text: "fusion (gateway default)" }),
     ...state.models.map((m) => h("option", { value: m.id, text: m.id })));
   ui.outer.value = outerChoice;
-  ui.judge.replaceChildren(h("option", { value: "", text: "same as your model" }),
+  // Unset, the gateway picks: the preset's judge, else your model (review 72C: "same as your
+  // model" was wrong whenever a preset names a judge).
+  ui.judge.replaceChildren(h("option", { value: "", text: "gateway default (the preset's judge, else your model)" }),
     ...state.models.map((m) => h("option", { value: m.id, text: m.id })));
   ui.judge.value = judgeChoice;
   ui.models.querySelectorAll(".model-option").forEach((n) => n.remove());

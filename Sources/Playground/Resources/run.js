@@ -5,6 +5,7 @@
 // `t_ms`). Chunks of the final answer carry no time, so the page maps its own clock onto the
 // gateway's with the smallest observed (arrival − t_ms).
 
+import { isolated } from "./dom.js";
 import { ANALYSIS_FIELDS, JudgeItemScanner } from "./judge-items.js";
 
 export { ANALYSIS_FIELDS };
@@ -344,7 +345,7 @@ export class Run {
       rows.push({ key: `member-${m.index}`, label: m.model, role: "panel", index: m.index, start: m.startedAt ?? 0, firstToken: m.firstTokenAt, end: m.endedAt, status: m.status, marks: m.web.map((w) => w.startedAt) });
     }
     this.judge.attempts.forEach((a, i) => {
-      rows.push({ key: `judge-${i}`, label: `${a.model || this.judge.model}${this.judge.attempts.length > 1 ? ` (attempt ${a.attempt})` : ""}`, role: "judge", start: a.startedAt, firstToken: a.firstTokenAt, end: a.endedAt, status: a.status, marks: i === this.judge.attempts.length - 1 ? this.judge.web.map((w) => w.startedAt) : [] });
+      rows.push({ key: `judge-${i}`, label: `${isolated(a.model || this.judge.model)}${this.judge.attempts.length > 1 ? ` (attempt ${a.attempt})` : ""}`, role: "judge", start: a.startedAt, firstToken: a.firstTokenAt, end: a.endedAt, status: a.status, marks: i === this.judge.attempts.length - 1 ? this.judge.web.map((w) => w.startedAt) : [] });
     });
     if (this.final.startedAt !== null) {
       const status = this.final.endedAt !== null ? (this.status === "cancelled" ? "cancelled" : this.status === "failed" ? "failed" : "done") : this.running ? "running" : this.status;

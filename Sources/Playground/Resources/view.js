@@ -256,7 +256,7 @@ export class TurnView {
     const j = this.run.judge;
     const attempt = this.run.currentAttempt();
     const parts = [];
-    if (j.model) parts.push(j.model);
+    if (j.model) parts.push(isolated(j.model));  // a U+202E in it cannot reverse what follows (review 72C N1)
     if (attempt && attempt.attempt > 1) parts.push(`attempt ${attempt.attempt}`);
     const status = { waiting: "waiting for the panel", running: this.run.analysisSource === "scanner" ? "reading the judge's output…" : "comparing the answers…", retrying: "retrying", done: "analysis ready", failed: "failed", cancelled: "stopped" }[j.status] || j.status;
     parts.push(status);
