@@ -389,11 +389,13 @@ public struct FusionSessionMachine: Sendable {
         }
         let stats = turn.stats(model: model, status: "ok", at: time)
         record(stats, final: turn.final)
+        // The answering turn's message fields (a turn that called fusion keeps its own).
+        let extras: [Action] = turn.extras.map { [.output(.answer(.messageExtras($0)))] } ?? []
         if turn.final {
             let report = PhaseReport(.final, .completed, duration: time - turn.startedAt, summary: "\(stats.characters) characters")
-            return [.output(.progress(.phase(report)))] + complete(at: time)
+            return extras + [.output(.progress(.phase(report)))] + complete(at: time)
         }
-        guard let fusionCall = turn.fusionCall else { return complete(at: time) }
+        guard let fusionCall = turn.fusionCall else { return extras + complete(at: time) }
         if !deliberatesInParallelTurns && !turn.callerCalls.isEmpty {
             deferredCallerCalls = turn.callerCalls
             finishReason = .toolCalls

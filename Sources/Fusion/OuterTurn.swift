@@ -29,6 +29,14 @@ struct OuterTurn: Sendable {
     /// The open block's input as its `input_json_delta`s gave it.
     private var openInput = ""
 
+    /// Fragments of calls whose name has not come yet: held, as any of them may be the fusion
+    /// call (review 73 #1: one named late reached the client as a call named "").
+    private var unnamed: [Int: ToolCallFragment] = [:]
+    /// What an Anthropic message said of itself (`container`, `stop_details`), kept until the
+    /// turn ends: a turn that calls fusion keeps them (they came at `message_start`, before its
+    /// call: review 73 #3); the answering turn's reach the client (`FusionSessionMachine`).
+    private(set) var extras: AnthropicMessageExtras?
+
     /// The stem of an id for a fusion call that came without one (`FusionRequest.fusionCallID`).
     let fusionCallID: String
 
@@ -51,23 +59,47 @@ struct OuterTurn: Sendable {
         case .reasoning, .reasoningSignature, .redactedReasoning:
             if let block = reasoningBuilder.add(event) { reasoning.append(block) }
             return event
-        case .stopDetail, .messageExtras:
-            // An Anthropic upstream's own stop (`stop_sequence` and its sequence, `pause_turn`)
-            // and message fields: the client's when this turn is its answer, as a proxied one
-            // gets them (review 71A #2: a made-up `end_turn`); a turn that called fusion goes on
-            // to the deliberation, and its stop is ours.
+        case .stopDetail:
+            // An Anthropic upstream's own stop (`stop_sequence` and its sequence, `pause_turn`):
+            // the client's when this turn is its answer, as a proxied one gets it (review 71A #2:
+            // a made-up `end_turn`); a turn that called fusion goes on to the deliberation.
             return fusionCall != nil ? nil : event
+        case .messageExtras(let more):
+            // The message's own fields only: a usage breakdown (`cache_creation`) would be one
+            // call's beside totals summed over the deliberation.
+            guard !more.message.isEmpty else { return nil }
+            extras = (extras ?? AnthropicMessageExtras()).merging(AnthropicMessageExtras(message: more.message))
+            return nil
         case .providerBlock(let part):
             keep(part)
             return event  // an Anthropic client's to keep (a server tool's blocks, citations)
         case .toolCall(let fragment):
             if firstTokenAt == nil { firstTokenAt = time }
             toolCalls.add(fragment)
-            if !final, toolCalls.name(at: fragment.index) == FusionPlan.toolName { fusionIndexes.insert(fragment.index) }
-            guard !fusionIndexes.contains(fragment.index) else { return nil }
+            let name = toolCalls.name(at: fragment.index) ?? ""
+            if !final, name == FusionPlan.toolName { fusionIndexes.insert(fragment.index) }
+            guard !fusionIndexes.contains(fragment.index) else {
+                unnamed[fragment.index] = nil
+                return nil
+            }
+            // Not named yet: held until it is (it may be the fusion call), then shown whole so far.
+            guard !name.isEmpty else {
+                var held = unnamed.removeValue(forKey: fragment.index) ?? ToolCallFragment(index: fragment.index)
+                if held.id == nil { held.id = fragment.id }
+                if let piece = fragment.arguments {  // in place: one owner once taken out
+                    if held.arguments == nil { held.arguments = piece } else { held.arguments!.append(piece) }
+                }
+                unnamed[fragment.index] = held
+                return nil
+            }
+            var shown = fragment
+            if let held = unnamed.removeValue(forKey: fragment.index) {
+                shown.id = shown.id ?? held.id
+                shown.name = name
+                shown.arguments = (held.arguments ?? "") + (fragment.arguments ?? "")
+            }
             let index = clientIndexes[fragment.index] ?? clientIndexes.count
             clientIndexes[fragment.index] = index
-            var shown = fragment
             shown.index = index
             return .toolCall(shown)
         case .usage(let reported):

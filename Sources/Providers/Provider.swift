@@ -104,7 +104,8 @@ public protocol ModelStreamDecoder {
     func end() -> StreamEnd
     /// Whether what came is the whole answer even if the transfer breaks now (its end marker
     /// still to come): Anthropic's stop reason, Gemini's finish, an OpenAI-format finish with
-    /// the usage after it (a finish alone is not: relays put `stop` on every chunk). Default:
+    /// the usage chunk after it (a finish alone is not: relays put `stop` on every chunk, and
+    /// usage may ride on every chunk too). Default:
     /// `end()` says complete.
     var answerIsWhole: Bool { get }
     /// What the upstream said of the prompt before the answer, when it says it first

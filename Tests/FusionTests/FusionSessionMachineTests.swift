@@ -83,6 +83,36 @@ import Testing
         #expect(!outputs(run(&called, outer.id, events, at: 5)).contains { if case .answer(.stopDetail) = $0 { true } else { false } })
     }
 
+    /// A call named in a later fragment is held until it is: the fusion call is never shown,
+    /// another is shown whole (review 73 #1: a late-named fusion call reached the client as a
+    /// call named ""). A turn that called fusion keeps its message fields; the answer's reach
+    /// the client once it ends (review 73 #3).
+    @Test func aCallNamedLateIsHeldUntilItIs() throws {
+        var m = try machine()
+        let first = try #require(started(m.start(at: 0)).first)
+        let late: [ModelEvent] = [
+            .messageExtras(AnthropicMessageExtras(message: ["container": .object(["id": .string("c1")])])),
+            .toolCall(ToolCallFragment(index: 0, id: "call_f", arguments: #"{"quest"#)),
+            .toolCall(ToolCallFragment(index: 0, name: "fusion", arguments: #"ion":"Q?"}"#)),
+            .finish(.toolCalls),
+        ]
+        let afterOuter = run(&m, first.id, late, at: 5)
+        #expect(!outputs(afterOuter).contains { if case .answer(.toolCall) = $0 { true } else if case .answer(.messageExtras) = $0 { true } else { false } },
+                "\(outputs(afterOuter))")
+        #expect(started(afterOuter).map(\.role) == [.member(index: 0), .member(index: 1)], "the deliberation runs")
+        var direct = try machine()
+        let outer = try #require(started(direct.start(at: 0)).first)
+        let lookup: [ModelEvent] = [
+            .toolCall(ToolCallFragment(index: 0, id: "call_l", arguments: #"{"a":"#)),
+            .toolCall(ToolCallFragment(index: 0, name: "lookup", arguments: "1}")),
+            .messageExtras(AnthropicMessageExtras(message: ["container": .object(["id": .string("c2")])])),
+            .finish(.toolCalls),
+        ]
+        let shown = outputs(run(&direct, outer.id, lookup, at: 5))
+        #expect(shown.contains(.answer(.toolCall(ToolCallFragment(index: 0, id: "call_l", name: "lookup", arguments: #"{"a":1}"#)))), "\(shown)")
+        #expect(shown.contains(.answer(.messageExtras(AnthropicMessageExtras(message: ["container": .object(["id": .string("c2")])])))), "\(shown)")
+    }
+
     /// Servers that end a tool call's turn with "stop" (sglang, vLLM, GLM; OpenAI for a named
     /// tool choice): that finish is the session's to report, not the client's first chunk
     /// (review 48 Fusion #3: a chat client saw an empty finished choice before the answer).

@@ -79,6 +79,18 @@ import Testing
         _ = chat.relay(Array(openAI.utf8), into: &out)
         chat.upstreamDidEnd(failure: broke, into: &out)
         #expect(chat.outcome == .done && String(decoding: out, as: UTF8.self).hasSuffix("data: [DONE]\n\n") && !String(decoding: out, as: UTF8.self).contains("error"))
+        // Usage riding on answer chunks (vLLM's continuous stats), with another choice still
+        // writing (`n` = 2): the break is a failure, not a clean end (review 73 #2).
+        let continuous = #"data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"# + "\n\n"
+            + #"data: {"choices":[{"index":1,"delta":{"content":"b"}}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"# + "\n\n"
+        var two = SSERelay(id: "gen-1", model: "m", created: 1, includeUsage: true)
+        out = []
+        _ = two.relay(Array(continuous.utf8), into: &out)
+        two.upstreamDidEnd(failure: broke, into: &out)
+        #expect({ if case .failed = two.outcome { true } else { false } }(), "\(two.outcome)")
+        var decoder = OpenAICompatibleProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        _ = try Array(continuous.utf8).withUnsafeBytes { try decoder.decode($0) { _ in } }
+        #expect(!decoder.answerIsWhole)
         // A finish on every chunk (relays do that) with no usage after it: the break is a failure.
         let relayed = #"data: {"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":"stop"}]}"# + "\n\n"
         for translated in [true, false] {

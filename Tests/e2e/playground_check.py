@@ -238,9 +238,13 @@ def module_checks(driver):
         // Past it, streamed text is appended in blocks, never redrawn whole (review 72C: an 8 MB
         // answer took 2.5 s a frame): the box shows exactly the text, however it came.
         const plain = document.createElement('div');
+        plain.className = 'rich'; // as an answer's box is: its plain text keeps its line breaks
+        document.body.append(plain); // laid out: innerText is the text as shown and copied
         let streamedText = '';
         for (let i = 0; i < 40; i++) { streamedText += ('line ' + i + ' \\u{1F600} ').repeat(700) + '\\n'; renderText(plain, streamedText); }
-        if (plain.textContent !== streamedText) failures.push('long streamed text differs from what came');
+        streamedText += 'tail'; renderText(plain, streamedText);
+        if (plain.innerText !== streamedText) failures.push('long streamed text differs from what came: ' + plain.innerText.length + ' vs ' + streamedText.length);
+        plain.remove();
         if (plain.querySelectorAll('.plain-text').length < 10) failures.push('long streamed text is not in blocks');
         // Streamed text redraws only its unfinished tail: at every prefix, in pieces of any size,
         // the streamed box shows exactly what a fresh render of that prefix shows, and a block

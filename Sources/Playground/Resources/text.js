@@ -41,10 +41,12 @@ export function renderText(container, text) {
                          childCount: container.childNodes.length });
 }
 
-/** Past this many characters, plain text is drawn in blocks of at most this many (cut after
- * a line's end when one is near): a block is laid out once, and a frame lays out only the new
- * ones and the unfinished last (review 72C: an 8 MB answer redrawn whole took 2.5 s a frame). */
+/** Past this many characters, plain text is drawn in blocks of at most this many, cut after a
+ * line's end: a block is laid out once, and a frame lays out only the new ones and the
+ * unfinished last (review 72C: an 8 MB answer redrawn whole took 2.5 s a frame). A line longer
+ * than `PLAIN_LINE_CUT` is cut even so (copying it then gains a line break there: review 73). */
 const PLAIN_BLOCK_CHARACTERS = 16_384;
+const PLAIN_LINE_CUT = 262_144;
 
 /** `value` as plain text, appending to what `last` (this container's plain state) shows when
  * `value` goes on from it. */
@@ -58,10 +60,18 @@ function renderPlain(container, value, last) {
   let pending = value.slice(state.committed);
   while (pending.length > PLAIN_BLOCK_CHARACTERS) {
     const newline = pending.lastIndexOf("\n", PLAIN_BLOCK_CHARACTERS);
-    let cut = newline > PLAIN_BLOCK_CHARACTERS / 2 ? newline + 1 : PLAIN_BLOCK_CHARACTERS;
+    const longLine = newline < 0 ? pending.indexOf("\n") : -1;
+    let cut;
+    if (newline >= 0) cut = newline + 1;
+    else if (longLine >= 0 && longLine < PLAIN_LINE_CUT) cut = longLine + 1; // the long line's end
+    else if (pending.length > PLAIN_LINE_CUT) cut = PLAIN_LINE_CUT;
+    else break; // a line still growing: it stays in the tail
     const unit = pending.charCodeAt(cut - 1);
     if (unit >= 0xd800 && unit <= 0xdbff) cut -= 1; // never between a surrogate pair's halves
-    state.tail.before(h("div", { class: "plain-text", text: pending.slice(0, cut) }));
+    // A block ends where its line does: the block's own end is that line break (on screen and
+    // when copied), so its "\n" is not written twice.
+    const text = pending.charCodeAt(cut - 1) === 10 ? pending.slice(0, cut - 1) : pending.slice(0, cut);
+    state.tail.before(h("div", { class: "plain-text", text }));
     state.committed += cut;
     pending = pending.slice(cut);
   }

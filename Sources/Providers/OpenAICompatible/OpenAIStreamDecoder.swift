@@ -56,7 +56,12 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                 OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
                     switch modelEvent {
-                    case .usage: if finished || finishedBefore { usageAfterFinish = true }
+                    case .usage:
+                        // OpenAI's usage chunk, after every choice's answer: no choice of its own
+                        // (vLLM's continuous usage rides on answer chunks: review 73 #2).
+                        if finished || finishedBefore, chunk.member("choices", in: chunk.root).map({ chunk.firstElement(in: $0) == nil }) ?? true {
+                            usageAfterFinish = true
+                        }
                     case .finish: finished = true
                     case .error: done = true
                     case .toolCall(let fragment):

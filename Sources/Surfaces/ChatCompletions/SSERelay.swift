@@ -205,8 +205,10 @@ public struct SSERelay {
                     return
                 }
                 usage = checked ?? value
-                if finishReason != nil { usageAfterFinish = true }
                 if fields["choices"]?.arrayValue?.isEmpty ?? true {
+                    // OpenAI's usage chunk, after every choice's answer (usage riding on answer
+                    // chunks, vLLM's continuous stats, says nothing of the other choices).
+                    if finishReason != nil { usageAfterFinish = true }
                     // The usage chunk itself: accounted, shown only to a client that asked.
                     usageChunkOwed = false
                     guard includeUsage else { return }
