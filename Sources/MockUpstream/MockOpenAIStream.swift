@@ -146,8 +146,9 @@ struct MockOpenAIStream: MockWire {
 
     private var usageJSON: String {
         // A made-up price (2 µ$ per token) so cost accounting has something to add up.
-        let total = script.promptTokens + script.completionTokens
-        let cost = script.scenario.options["cost_usd"].map(Double.init) ?? Double(total) * 0.000002
+        let sum = script.promptTokens + script.completionTokens
+        let total = script.scenario.options["total_tokens"] ?? sum
+        let cost = script.scenario.options["cost_usd"].map(Double.init) ?? Double(sum) * 0.000002
         return #"{"prompt_tokens":\#(script.promptTokens),"completion_tokens":\#(script.completionTokens),"total_tokens":\#(total),"cost":\#(cost)}"#
     }
 

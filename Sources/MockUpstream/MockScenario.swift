@@ -121,6 +121,8 @@ public struct MockScenario: Equatable, Sendable {
         "prompt_tokens": 1...1_000_000_000,
         // The usage's `cost` in dollars (OpenAI's wire), however absurd: a hostile upstream's number.
         "cost_usd": 0...1_000_000_000_000,
+        // The usage's `total_tokens` (OpenAI's wire; default: the sum), however absurd.
+        "total_tokens": 0...1_099_511_627_776,
         // Ignored: makes a model name distinct (`flaky` counts requests per exact name).
         "n": 0...999_999_999,
     ]

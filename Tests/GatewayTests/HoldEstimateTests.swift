@@ -41,6 +41,10 @@ import Testing
         #expect(GatewayServer.countedTokens(Usage(promptTokens: 100, completionTokens: 50, totalTokens: 0)) == 150)
         #expect(GatewayServer.countedTokens(Usage(promptTokens: 100, completionTokens: 50, totalTokens: 170)) == 170)
         #expect(GatewayServer.countedTokens(Usage(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: 0)) > 0)
+        // A total beyond the counts is believed up to the request's plan, never below the counts.
+        #expect(GatewayServer.countedTokens(Usage(promptTokens: 5, completionTokens: 1, totalTokens: 1 << 40), planned: 4_000) == 4_000)
+        #expect(GatewayServer.countedTokens(Usage(promptTokens: 5, completionTokens: 1, totalTokens: 900), planned: 4_000) == 900)
+        #expect(GatewayServer.countedTokens(Usage(promptTokens: 5_000, completionTokens: 1, totalTokens: 1 << 40), planned: 4_000) == 5_001)
     }
 
     /// A deliberation's outer turns without an output limit are held with the thinking budget

@@ -45,4 +45,20 @@ struct TokenReservationTests {
         let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:prompt_tokens=7", stream: false), headers: Self.auth)
         #expect(response.status == 200, "\(response.text)")
     }
+
+    /// A reported total far beyond what the request could read and write is believed only up to
+    /// its plan: one upstream's `total_tokens: 2^40` on a 17-token answer locked its key out of
+    /// its tokens per minute for a day (review 72B #7).
+    @Test func anAbsurdReportedTotalDoesNotLockTheKey() throws {
+        let env = try TestEnvironment(environment: ["TEAM_KEY": Self.key]) {
+            $0.keys = ["team": NamedKey(name: "team", keyEnvironmentVariable: "TEAM_KEY", limits: KeyLimits(tokensPerMinute: 10_000))]
+        }
+        let absurd = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=0:prompt_tokens=7:total_tokens=1099511627776",
+                                              stream: false, extra: #","max_tokens":60"#)
+        #expect(try env.chat(absurd, headers: Self.auth).status == 200)
+        let next = try env.chat(TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=0:prompt_tokens=7", stream: false,
+                                                         extra: #","max_tokens":60"#), headers: Self.auth)
+        #expect(next.status == 200, "\(next.text)")
+        #expect(Int(next.header("x-ratelimit-remaining-tokens") ?? "") ?? 0 > 9_000, "\(next.headers)")
+    }
 }

@@ -18,6 +18,10 @@ struct AdmissionTicket {
     /// The store could not decide the admission: no hold is asked of it either (one request
     /// in an outage waits out one timeout, not two).
     var storeFailed = false
+    /// What the routed request's plan may read and write (its prompts and output limits), when a
+    /// key's limits asked for it: the most a reported total beyond the usage's own counts is
+    /// believed for (`countedTokens`).
+    var plannedTokens: Int64?
 }
 
 extension GatewayServer {
@@ -32,6 +36,7 @@ extension GatewayServer {
             return
         }
         let planned = plan()
+        tickets[ObjectIdentifier(writer)]?.plannedTokens = planned.tokens
         reserveTokens(planned.tokens, outputLimit: outputLimit, record: record, api: api, writer: writer, startedAt: startedAt,
                       prompt: prompt, log: log) { [weak self] in
             guard let self else { return }
@@ -219,9 +224,14 @@ extension GatewayServer {
 
     /// What a request's usage counts against tokens per minute: what was read and written, never
     /// less than the counts spend is charged from, whatever total an upstream reported (review
-    /// 48 limits #3: a reported `total_tokens: 0` made a request free for the limit).
-    static func countedTokens(_ usage: Usage) -> Int64 {
-        max(usage.totalTokens, Usage.saturatingAdd(usage.promptTokens, usage.completionTokens))
+    /// 48 limits #3: a reported `total_tokens: 0` made a request free for the limit). A total
+    /// above the counts (Google's OpenAI endpoint counts thoughts outside the completion) is
+    /// believed up to what the request planned to read and write: a hostile or broken upstream's
+    /// `total_tokens: 2^40` on a 6-token answer locked its key out for a day (review 72B #7).
+    static func countedTokens(_ usage: Usage, planned: Int64? = nil) -> Int64 {
+        let counts = Usage.saturatingAdd(usage.promptTokens, usage.completionTokens)
+        guard usage.totalTokens > counts else { return counts }
+        return min(usage.totalTokens, max(counts, planned ?? .max))
     }
 
     func settle(_ ticket: AdmissionTicket, record: GenerationRecord?) {
@@ -229,7 +239,7 @@ extension GatewayServer {
         let requests = Int64(max(1, record?.innerCalls.count ?? 0))
         let usage = record?.usage
         let spend = record?.spendMicros ?? 0
-        let tokens = usage.map(Self.countedTokens) ?? 0
+        let tokens = usage.map { Self.countedTokens($0, planned: ticket.plannedTokens) } ?? 0
         let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,
                                          tokenDelta: tokens - ticket.reservation.tokens, spendMicros: spend)
         // The hold ends once the spend is added: no moment counts neither.
