@@ -100,6 +100,11 @@ public struct FusionSessionMachine: Sendable {
         /// Arm (or re-arm) a one-shot timer: the shell feeds back `.timerFired` when it runs out.
         case startTimer(FusionTimer, milliseconds: UInt64)
         case cancelTimer(FusionTimer)
+        /// The outer turn that called fusion also called the client's tools and has ended: those
+        /// calls can change no more, so the shell asks its renderer now whether they can be sent,
+        /// and a call cut short or not JSON fails the request before a deliberation is paid for
+        /// (review 72B #6: the whole panel ran, was charged, then the response failed).
+        case checkCallerCalls
         case output(Output)
         /// The request is over: the shell cancels what still runs and files the record.
         case finish(Outcome)
@@ -404,7 +409,7 @@ public struct FusionSessionMachine: Sendable {
             return [.output(.progress(.phase(report))), .output(.answer(.finish(.toolCalls)))] + complete(at: time)
         }
         firstTurn = turn
-        return startDeliberation(fusionCall, at: time)
+        return (turn.callerCalls.isEmpty ? [] : [.checkCallerCalls]) + startDeliberation(fusionCall, at: time)
     }
 
     mutating func outerFailed(_ id: CallID, _ error: APIError, _ reason: MemberFailureReason, model: String, at time: Double) -> [Action] {

@@ -1,6 +1,7 @@
 import Foundation
 import Gateway
 import GatewayCore
+import MockUpstream
 import Testing
 
 /// A Fusion request's answer gets the checks a proxied answer gets on its surface: a call to
@@ -35,6 +36,28 @@ import Testing
         // The same model with whole arguments: the call goes out, completed.
         let fine = try post(env, "/v1/responses", #"{"model":"mock/outer:pace_ms=0","input":"\#(Self.question)","stream":\#(stream),"tools":\#(tools)}"#)
         #expect(fine.status == 200 && !fine.text.contains("invalid_tool_arguments"), "\(fine.text)")
+    }
+
+    /// A turn that called fusion and the client's tool with broken arguments fails when the turn
+    /// ends, before any panel member is asked (review 72B #6: the whole deliberation ran and was
+    /// charged, then the response failed).
+    @Test(arguments: [(1, true), (2, false), (1, false), (2, true)])
+    func responsesRefusesBrokenArgumentsBeforeTheDeliberation(badArguments: Int, stream: Bool) throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion"},{"type":"function","name":"lookup","parameters":{"type":"object"}}]"#
+        let body = #"{"model":"mock/outer:pace_ms=0:with_fusion=1:bad_args=\#(badArguments)","input":"\#(Self.question)","stream":\#(stream),"tools":\#(tools)}"#
+        let response = try post(env, "/v1/responses", body)
+        if stream {
+            let names = response.namedEvents.map(\.name)
+            #expect(names.last == "response.failed" && !names.contains { $0.contains("panel") }, "\(names)")
+        } else {
+            #expect(response.status == 502 && response.json?["error"]?["code"] == .string("invalid_tool_arguments"), "\(response.text)")
+        }
+        #expect(env.mockStats.counts.requests == 1, "only the outer turn reached the upstream")
+        // Whole arguments: the same turn deliberates.
+        let fine = try post(env, "/v1/responses", body.replacingOccurrences(of: ":bad_args=\(badArguments)", with: ""))
+        #expect(fine.status == 200 && !fine.text.contains("invalid_tool_arguments"), "\(fine.text)")
+        #expect(env.mockStats.counts.requests > 3, "the panel was asked")
     }
 
     @Test(arguments: [(1, true), (1, false), (2, true), (2, false)])

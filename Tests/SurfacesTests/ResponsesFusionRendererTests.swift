@@ -89,6 +89,11 @@ struct FusionScript {
             case .runTool(let run, let call): tools.append((run, call))
             case .cancelTool(let run): tools.removeAll { $0.0 == run }
             case .startTimer, .cancelTimer: break  // no timer runs out in these scripts
+            case .checkCallerCalls:
+                if let refusal = renderer.refusalAtEnd(finish: nil) {
+                    outcome = .failed(refusal)
+                    return
+                }
             case .output(let output): renderer.render(output, sources: machine.sources, into: &out)
             case .finish(let outcome): self.outcome = outcome
             }

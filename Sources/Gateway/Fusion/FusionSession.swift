@@ -210,6 +210,8 @@ final class FusionSession<Renderer: FusionRenderer> {
             handle.start(afterMilliseconds: milliseconds)
         case .cancelTimer(let timer):
             timers[timer]?.stop()
+        case .checkCallerCalls:
+            if let refusal = renderer.refusalAtEnd(finish: nil) { end(.failed(refusal)) }
         case .output(let output):
             if case .progress(.memberFailed(_, _, let reason, _, _)) = output { metrics?.countMemberFailure(reason: reason.rawValue) }
             if case .progress(.memberCut) = output { metrics?.countMemberFailure(reason: MemberFailureReason.cutForLatency.rawValue) }
