@@ -127,6 +127,25 @@ enum ProviderFixtures {
         #expect(throws: StreamDecodingError.self) { _ = try bytes.withUnsafeBytes { try decoder.decode($0) { _ in } } }
     }
 
+    /// A cut answer's end stands: text and a `stop` after a `length` are not spliced onto it
+    /// (review 71C #8), while `stop` on every chunk (some relays) keeps every chunk's text.
+    @Test func whatFollowsACutIsNotPartOfTheAnswer() throws {
+        func chunk(_ text: String, _ finish: String?) -> [UInt8] {
+            let reason = finish.map { "\"\($0)\"" } ?? "null"
+            return Array("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\(text)\"},\"finish_reason\":\(reason)}]}\n\n".utf8)
+        }
+        let usage = Array("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n".utf8)
+        for cut in ["length", "content_filter"] {
+            let (events, end) = try ProviderFixtures.decode([chunk("a", nil), chunk("", cut), chunk("EXTRA", nil), chunk("", "stop"), usage],
+                                                            with: OpenAICompatibleProvider())
+            #expect(events.filter { if case .text = $0 { true } else { false } } == [.text("a")], "\(events)")
+            #expect(events.filter { if case .finish = $0 { true } else { false } } == [.finish(FinishReason(rawValue: cut))], "\(events)")
+            #expect(events.contains { if case .usage = $0 { true } else { false } } && end == .complete)
+        }
+        let (events, _) = try ProviderFixtures.decode([chunk("a", "stop"), chunk("b", "stop"), usage], with: OpenAICompatibleProvider())
+        #expect(events.filter { if case .text = $0 { true } else { false } } == [.text("a"), .text("b")], "\(events)")
+    }
+
     @Test func secretsInAnErrorChunkAreRedacted() throws {
         let bytes = Array(#"data: {"error":{"message":"bad key sk-live-123456 in Authorization: Bearer sk-live-123456"}}"#.utf8) + Array("\n\n".utf8)
         let (events, _) = try ProviderFixtures.decode([bytes], with: OpenAICompatibleProvider(), redactor: Redactor(secrets: ["sk-live-123456"]))

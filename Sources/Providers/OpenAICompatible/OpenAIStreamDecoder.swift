@@ -11,6 +11,8 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private var sawFinish = false
     private var sawDone = false
     private var usageAfterFinish = false
+    /// The answer was cut (`length`, `content_filter`): what comes after is not part of it.
+    private var cut = false
     private var state = OpenAIChunk.StreamState()
     private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
@@ -28,6 +30,8 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         var finished = false
         let finishedBefore = sawFinish
         var usageAfterFinish = false
+        var cut = self.cut
+        defer { self.cut = cut }
         // Taken out while the chunk is read, so the local is its only reference and a tool call's
         // fragment changes it in place (a shared copy would copy its dictionaries on write).
         var numbering = self.numbering
@@ -55,6 +59,12 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                 }
                 OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
+                    // A cut answer's end stands: text, calls or a `stop` after a `length` were
+                    // spliced onto it and its cut was lost (review 71C #8), as Gemini's reader
+                    // ignores what follows a finish. Only a cut: relays put `stop` on every chunk.
+                    if cut {
+                        if case .usage = modelEvent {} else if case .error = modelEvent {} else { return }
+                    }
                     switch modelEvent {
                     case .usage:
                         // OpenAI's usage chunk, after every choice's answer: no choice of its own
@@ -62,7 +72,9 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                         if finished || finishedBefore, chunk.member("choices", in: chunk.root).map({ chunk.firstElement(in: $0) == nil }) ?? true {
                             usageAfterFinish = true
                         }
-                    case .finish: finished = true
+                    case .finish(let reason):
+                        finished = true
+                        cut = reason == .length || reason == .contentFilter
                     case .error: done = true
                     case .toolCall(let fragment):
                         if let numbered = numbering.number(fragment) {
