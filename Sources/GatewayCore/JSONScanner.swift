@@ -74,6 +74,24 @@ public struct JSONScanner {
         return ok ? found : nil
     }
 
+    /// Each top-level member of a valid JSON object, in document order (duplicates included):
+    /// its key decoded (escapes read as `parse` reads them) and its value's byte range. Nil when
+    /// `bytes` is not one valid JSON object.
+    public static func topLevelMembers(in bytes: [UInt8]) -> [(key: String, value: Range<Int>)]? {
+        bytes.withUnsafeBytes { buffer in
+            var scanner = JSONScanner(buffer)
+            var members: [(key: String, value: Range<Int>)] = []
+            let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+                let raw = UnsafeRawBufferPointer(rebasing: buffer[keyRange])
+                let key = raw.contains(UInt8(ascii: "\\"))
+                    ? (try? JSONValue.parse(Array(buffer[(keyRange.lowerBound - 1)..<(keyRange.upperBound + 1)])))?.stringValue ?? ""
+                    : String(decoding: raw, as: UTF8.self)
+                members.append((key, valueRange))
+            }
+            return ok ? members : nil
+        }
+    }
+
     public static func rangeOfTopLevelValue(forKey key: String, in bytes: [UInt8]) -> Range<Int>? {
         bytes.withUnsafeBytes { rangeOfTopLevelValue(forKey: key, in: $0) }
     }

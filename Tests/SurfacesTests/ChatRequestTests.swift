@@ -159,6 +159,21 @@ import Testing
         }
     }
 
+    /// A body the gateway has to edit (a renamed limit, fallbacks, stream options, the fusion
+    /// plugin) keeps the client's order and bytes everywhere else: a structured-output schema's
+    /// properties are the order the model writes them, and a number past 64 bits keeps its
+    /// digits (review 74A #1: every key was sorted, `answer` before `reasoning`).
+    @Test func anEditedBodyKeepsTheClientsOrderAndBytes() throws {
+        let schema = #"{"type":"json_schema","json_schema":{"name":"v","strict":true,"schema":{"type":"object","properties":{"reasoning":{"type":"string"},"answer":{"type":"string"}}}}}"#
+        let text = #"{"model":"p/m","messages":[{"role":"user","content":"q"}],"max_completion_tokens":5,"response_format":\#(schema),"models":["p/x"],"stream":true,"stream_options":{"include_usage":false},"x_vendor":{"big":18446744073709551615,"f":1.10},"temperature":1.0,"plugins":[{"id":"web"},{"id":"fusion"}]}"#
+        let body = String(decoding: try parse(text).upstreamBody(model: "m"), as: UTF8.self)
+        #expect(body == #"{"model":"m","messages":[{"role":"user","content":"q"}],"max_tokens":5,"response_format":\#(schema),"stream":true,"stream_options":{"include_usage":true},"x_vendor":{"big":18446744073709551615,"f":1.10},"temperature":1.0,"plugins":[{"id":"web"}]}"#)
+        // An escaped key goes under its name (duplicate keys are refused before this).
+        let duplicated = #"{"mod\u0065l":"p/m","messages":[{"role":"user","content":"q"}],"seed":2,"models":[]}"#
+        #expect(String(decoding: try parse(duplicated).upstreamBody(model: "m"), as: UTF8.self)
+                == #"{"model":"m","messages":[{"role":"user","content":"q"}],"seed":2}"#)
+    }
+
     /// An upstream that refuses `stream_options` (Mistral's API: 422) is configured not to be
     /// asked (`stream_usage: false`): the client's own options go as sent, nothing is added
     /// (review 45 proxy #1).

@@ -107,7 +107,10 @@ public struct MessagesRequest: Sendable {
                 fields["tools"] = .array(others + [fusionTool])
             }
             fields["model"] = .string(upstreamModel)
-            return JSONValue.object(fields).serialized()
+            var changed: Set<String> = ["model", "plugins"]
+            if fusionTool != nil { changed.insert("tools") }
+            if !idRewrites.isEmpty { changed.insert("messages") }
+            return ClientOrderedObject.encode(fields, changed: changed, renamed: [:], rawBody: rawBody)
         }
         guard let range = modelRange else { return json.serialized() }  // not reached: `json` is an object
         // The client's bytes, with the model's value and the ids that change replaced.

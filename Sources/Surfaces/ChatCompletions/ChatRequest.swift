@@ -223,6 +223,7 @@ public struct ChatRequest: Sendable {
             // held spend for (`max_completion_tokens` first). Both sent, an upstream honouring
             // one field read the other (review 48 surfaces #2: 1 token held, 2,000,000 written).
             let limit = [fields["max_completion_tokens"], fields["max_tokens"]].lazy.compactMap { $0 }.first { $0 != .null }
+            let limitChanged = fields[otherField] != nil
             fields["max_tokens"] = nil
             fields["max_completion_tokens"] = nil
             if let limit { fields[maxTokensField] = limit }
@@ -237,7 +238,9 @@ public struct ChatRequest: Sendable {
                 options["include_usage"] = .bool(true)
                 fields["stream_options"] = .object(options)
             }
-            return JSONValue.object(fields).serialized()
+            var changed: Set<String> = ["model", "plugins", "stream_options"]
+            if limitChanged { changed.insert(maxTokensField) }
+            return ClientOrderedObject.encode(fields, changed: changed, renamed: [otherField: maxTokensField], rawBody: rawBody)
         }
         guard let range = modelRange else { return json.serialized() }  // not reached: `json` is an object
         var out: [UInt8] = []
