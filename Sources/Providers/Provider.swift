@@ -33,6 +33,20 @@ public struct ProviderEndpoint: Sendable, Equatable {
     public enum MaxTokensField: String, Sendable, Equatable, CaseIterable {
         case maxTokens = "max_tokens"
         case maxCompletionTokens = "max_completion_tokens"
+
+        /// OpenAI's own API (and Azure OpenAI's) honours `max_completion_tokens` for every model,
+        /// and its reasoning models refuse `max_tokens` (review 74A #2: the README's example sent
+        /// `openai/gpt-5` a limit it refused); most other servers know only `max_tokens`.
+        public static func standard(forBaseURL url: String) -> MaxTokensField {
+            let host = ProviderEndpoint.host(of: url)
+            return host == "api.openai.com" || host.hasSuffix(".openai.azure.com") ? .maxCompletionTokens : .maxTokens
+        }
+    }
+
+    /// The host of a base URL, in lower case.
+    static func host(of url: String) -> String {
+        url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: true).dropFirst().first?
+            .split(separator: ":").first?.lowercased() ?? ""
     }
 
     /// OpenRouter takes a `reasoning` object (effort, budget, exclude, enabled); OpenAI's API
@@ -43,8 +57,7 @@ public struct ProviderEndpoint: Sendable, Equatable {
 
         /// OpenRouter's object for OpenRouter, OpenAI's field for everyone else.
         public static func standard(forBaseURL url: String) -> ReasoningField {
-            let host = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: true).dropFirst().first?
-                .split(separator: ":").first?.lowercased() ?? ""
+            let host = ProviderEndpoint.host(of: url)
             return host == "openrouter.ai" || host.hasSuffix(".openrouter.ai") ? .object : .effort
         }
     }

@@ -148,6 +148,13 @@ import Web
         let config = try GatewayConfig.parse(yaml: yaml)
         #expect(config.providers["l"]?.maxTokensField == .maxCompletionTokens)
         #expect(config.providers["l"]?.streamUsage == true)
+        // By default OpenAI's own API gets the field its reasoning models take (review 74A #2).
+        let hosted = try GatewayConfig.parse(yaml: "providers: {o: {kind: openai, base_url: 'https://API.openai.com/v1'}, "
+                                              + "z: {kind: openai, base_url: 'https://me.openai.azure.com/openai/v1'}, "
+                                              + "r: {kind: openai, base_url: 'https://openrouter.ai/api/v1'}, "
+                                              + "f: {kind: openai, base_url: 'https://api.openai.com/v1', max_tokens_field: max_tokens}}\n")
+        #expect(hosted.providers["o"]?.maxTokensField == .maxCompletionTokens && hosted.providers["z"]?.maxTokensField == .maxCompletionTokens)
+        #expect(hosted.providers["r"]?.maxTokensField == .maxTokens && hosted.providers["f"]?.maxTokensField == .maxTokens)
         #expect(try GatewayConfig.parse(yaml: "server: {min_drain_bytes_per_second: 1024}\n").server.limits.minDrainBytesPerSecond == 1024)
         let strict = try GatewayConfig.parse(yaml: "providers: {mistral: {kind: openai, base_url: 'https://api.mistral.ai/v1', stream_usage: false}}\n")
         #expect(strict.providers["mistral"]?.streamUsage == false)

@@ -111,7 +111,8 @@ public struct GatewayConfig: Sendable {
         public var headerEnvironmentVariables: [String: String] = [:]
         /// If set, the only models routed (and listed by `/v1/models`).
         public var models: [String]?
-        /// Which request field carries the output limit (servers honour one or the other).
+        /// Which request field carries the output limit (servers honour one or the other); by
+        /// default `max_completion_tokens` for OpenAI's own API, `max_tokens` elsewhere.
         public var maxTokensField = ProviderEndpoint.MaxTokensField.maxTokens
         /// How reasoning is asked for (kind openai); nil: by the base URL (OpenRouter's object
         /// for OpenRouter, `reasoning_effort` elsewhere).

@@ -71,7 +71,8 @@ extension GatewayConfig {
                 throw ConfigError("\(provider.path).\(key) applies to kind openai only (\(kind.rawValue) has its own field)")
             }
         }
-        if let value = try provider.choice("max_tokens_field", of: ProviderEndpoint.MaxTokensField.self) { parsed.maxTokensField = value }
+        parsed.maxTokensField = try provider.choice("max_tokens_field", of: ProviderEndpoint.MaxTokensField.self)
+            ?? .standard(forBaseURL: parsed.baseURL)
         parsed.reasoningField = try provider.choice("reasoning_field", of: ProviderEndpoint.ReasoningField.self)
         parsed.streamUsage = try provider.bool("stream_usage") ?? true
         return parsed
