@@ -201,14 +201,18 @@ import Testing
         #expect(finish == "tool_calls")
     }
 
-    @Test func usageChunkIsForwarded() throws {
+    /// OpenAI's `stream_options.include_usage` and OpenRouter's `usage: {include: true}` both
+    /// ask for it (review 74A #3: an app moved from OpenRouter saw no usage on any stream).
+    @Test(arguments: [#","stream_options":{"include_usage":true}"#, #","usage":{"include":true}"#])
+    func usageChunkIsForwarded(asking: String) throws {
         let env = try TestEnvironment()
-        let response = try env.chat(TestEnvironment.chatBody(
-            model: "mock/normal:pace_ms=1", extra: #","stream_options":{"include_usage":true}"#))
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", extra: asking))
         expectWellFormedStream(response)
         let usage = try #require(response.chunksJSON.last)
         #expect(usage["choices"]?.arrayValue?.isEmpty == true)
         #expect(usage["usage"]?["completion_tokens"]?.intValue ?? 0 > 0)
+        let unasked = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", extra: #","usage":{"include":false}"#))
+        #expect(!unasked.chunksJSON.contains { $0["usage"]?["completion_tokens"] != nil })
     }
 
     @Test func everyFieldIsForwardedAndOnlyTheModelRewritten() throws {

@@ -86,14 +86,14 @@ struct ChatProxyRequest: ProxyRequest {
     }
 
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> ChatStreamRelay {
-        let fallback = chat.includeUsage
+        let fallback = chat.asksForUsage
             ? SSERelay.UsageFallback(promptTokens: estimatedPromptTokens, created: context.created) : nil
         if route.provider.wireFormat == .openAIChat && !whole {
             return .passThrough(id: context.generationID, model: route.slug, created: context.created, maxEventBytes: context.maxEventBytes,
-                                includeUsage: chat.includeUsage, usageFallback: fallback, redactor: context.redactor)
+                                includeUsage: chat.asksForUsage, usageFallback: fallback, redactor: context.redactor)
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
-                            id: context.generationID, model: route.slug, created: context.created, includeUsage: chat.includeUsage,
+                            id: context.generationID, model: route.slug, created: context.created, includeUsage: chat.asksForUsage,
                             usageFallback: fallback, price: route.price)  // a whole answer without usage: estimated by its size
     }
 

@@ -10,7 +10,12 @@ import Fusion
 public struct ChatRequest: Sendable {
     public let model: String
     public let stream: Bool
+    /// `stream_options.include_usage`, as the client sent it.
     public let includeUsage: Bool
+    /// The client asked to see a stream's usage: `stream_options.include_usage`, or OpenRouter's
+    /// `usage: {include: true}` (review 74A #3: an app moved from OpenRouter saw no usage, so
+    /// no cost, on any stream).
+    public let asksForUsage: Bool
     /// `models`: fallbacks tried in order when `model` fails before its first token.
     public let fallbackModels: [String]
     public let json: JSONValue
@@ -184,6 +189,7 @@ public struct ChatRequest: Sendable {
         self.model = model
         self.stream = stream
         self.includeUsage = includeUsage
+        asksForUsage = includeUsage || fields["usage"]?["include"] == .bool(true)
         self.json = json
         self.rawBody = body
         self.carriesFusionRecords = carriesFusionRecords

@@ -14,7 +14,7 @@ extension ChatRequest {
     public func modelRequest() -> ModelRequest {
         let fields = json.objectValue ?? [:]
         var request = ModelRequest(model: model, messages: Self.conversation(fields["messages"]?.arrayValue ?? []), stream: stream)
-        request.includeUsage = includeUsage
+        request.includeUsage = asksForUsage
         request.tools = (fields["tools"]?.arrayValue ?? []).map(Self.tool)
         switch fields["tool_choice"] {
         case .string("auto")?: request.toolChoice = .auto
