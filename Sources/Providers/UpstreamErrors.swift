@@ -21,6 +21,9 @@ enum UpstreamErrors {
         /// The request field an upstream's 4xx names (OpenAI's `param`): the client's field too,
         /// since its request went up as it was sent (review 68A #7).
         var param: String?
+        /// The error is a moderation refusal of the request's content (OpenRouter's 403 with
+        /// `metadata.reasons`): the client's to know, not a credential failure.
+        var flaggedContent = false
 
         /// The type and code, which reach the client as they are (`safeLabel`), left out when a
         /// secret is in them: a key fits a label's characters.
@@ -78,8 +81,12 @@ enum UpstreamErrors {
     /// error should have).
     private static func classify(status: Int, report: Report) -> (status: Int, type: String, code: String, phrase: String?) {
         switch status {
+        case 403 where report.flaggedContent:
+            (403, "invalid_request_error", "content_flagged", "refused the request's content")
         case 401, 403:
             (502, "upstream_error", "upstream_auth_failed", "rejected the gateway's credentials")
+        case 402 where report.code == "insufficient_quota" || report.type == "insufficient_quota":
+            (402, "insufficient_quota", "insufficient_quota", "has no quota left")
         case 429:
             (429, "rate_limit_error", "rate_limited", "is rate limiting requests")
         case 529:

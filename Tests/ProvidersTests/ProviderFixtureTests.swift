@@ -327,6 +327,24 @@ enum ProviderFixtures {
         #expect(error.message.contains("slow down"))
     }
 
+    /// No quota left is no rate limit: never retried, told as a 402 with OpenAI's own code; a
+    /// moderation refusal is about the client's content, not the gateway's key (review 74A #4).
+    @Test func noQuotaAndModerationAreToldForWhatTheyAre() {
+        let provider = OpenAICompatibleProvider()
+        let quota = Array(#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#.utf8)
+        #expect(provider.meaningOfStatus(429, body: quota) == 402)
+        #expect(provider.meaningOfStatus(429, body: Array(#"{"error":{"code":"rate_limit_exceeded"}}"#.utf8)) == 429)
+        let error = provider.error(status: 429, body: quota, headers: [], provider: "p", redactor: .none)
+        #expect(error.status == 402 && error.code == "insufficient_quota" && error.message.contains("HTTP 429"), "\(error)")
+        #expect(RetryPolicy().decide(status: provider.meaningOfStatus(429, body: quota), connectFailed: false, headers: [], attempt: 1,
+                                     hasNextModel: false, jitter: 0) == .fail)
+        let flagged = Array(#"{"error":{"code":403,"message":"Your input was flagged for \"harassment\"","metadata":{"reasons":["harassment"],"flagged_input":"x"}}}"#.utf8)
+        let refusal = provider.error(status: 403, body: flagged, headers: [], provider: "p", redactor: .none)
+        #expect(refusal.status == 403 && refusal.code == "content_flagged" && refusal.message.contains("harassment"), "\(refusal)")
+        let denied = provider.error(status: 403, body: Array(#"{"error":{"message":"bad key"}}"#.utf8), headers: [], provider: "p", redactor: .none)
+        #expect(denied.status == 502 && denied.code == "upstream_auth_failed")
+    }
+
     @Test func anUpstreamCannotChooseArbitraryErrorCodes() {
         let error = OpenAICompatibleProvider().error(
             status: 400, body: Array(#"{"error":{"message":"m","type":"x y\nz","code":"\#(String(repeating: "a", count: 500))"}}"#.utf8),

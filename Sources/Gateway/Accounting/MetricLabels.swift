@@ -9,7 +9,7 @@ enum MetricLabels {
     static let other = "other"
 
     /// HTTP statuses the gateway sends, and 499 (the client left before any response).
-    static let statuses: Set<Int> = [200, 400, 401, 403, 404, 405, 408, 409, 413, 415, 417, 421, 422, 429, 431, 499,
+    static let statuses: Set<Int> = [200, 400, 401, 402, 403, 404, 405, 408, 409, 413, 415, 417, 421, 422, 429, 431, 499,
                                      500, 501, 502, 503, 504, 505, 508]
 
     /// `status`: one of `statuses`, else its class (`4xx`, `5xx`), else `other`.
@@ -40,7 +40,7 @@ enum MetricLabels {
         // upstreams
         "upstream_error", "upstream_unreachable", "upstream_timeout", "upstream_truncated", "upstream_protocol_error",
         "upstream_connection_lost", "upstream_auth_failed", "upstream_invalid_response", "upstream_too_large", "collected_bytes_limit", "upstream_rejected", "upstream_bad_status", "upstream_unavailable",
-        "rate_limited", "overloaded", "context_length_exceeded", "insufficient_quota",
+        "rate_limited", "overloaded", "context_length_exceeded", "insufficient_quota", "content_flagged",
     ]
 
     static func errorCode(_ code: String) -> String { errorCodes.contains(code) ? code : other }

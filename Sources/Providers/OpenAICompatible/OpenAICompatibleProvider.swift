@@ -99,6 +99,8 @@ public struct OpenAICompatibleProvider: Provider {
         OpenAIErrors.map(status: status, body: body, headers: headers, provider: provider, redactor: redactor)
     }
 
+    public func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int { OpenAIErrors.meaningOfStatus(status, body: body) }
+
     /// An `error` object an upstream put inside its stream, as the error our client sees
     /// (trimmed, redacted).
     public static func streamError(_ error: JSONValue, redactor: Redactor) -> APIError {

@@ -10,8 +10,25 @@ enum OpenAIErrors {
             report.type = error["type"]?.stringValue
             report.code = codeString(error["code"])
             report.param = error["param"]?.stringValue
+            report.flaggedContent = isModeration(error)
         }
-        return UpstreamErrors.map(status: status, report: report, body: body, headers: headers, provider: provider, redactor: redactor)
+        return UpstreamErrors.map(status: meaningOfStatus(status, body: body), sentStatus: status, report: report, body: body,
+                                  headers: headers, provider: provider, redactor: redactor)
+    }
+
+    /// What an error status means, where the body says more than the status (review 74A #4):
+    /// a 429 `insufficient_quota` (OpenAI: no credit left, documented as not to be retried) is
+    /// a 402, as OpenRouter says it, so it is neither retried nor told as a rate limit.
+    static func meaningOfStatus(_ status: Int, body: [UInt8]) -> Int {
+        guard status == 429, body.count <= 64 << 10, let error = (try? JSONValue.parse(body))?["error"] else { return status }
+        return [error["code"], error["type"]].contains(.string("insufficient_quota")) ? 402 : status
+    }
+
+    /// OpenRouter's moderation refusal (a 403 with `metadata.reasons` / `flagged_input`): about
+    /// the client's content, not the gateway's credentials.
+    private static func isModeration(_ error: JSONValue) -> Bool {
+        guard let metadata = error["metadata"]?.objectValue else { return false }
+        return metadata["reasons"]?.arrayValue != nil || metadata["flagged_input"] != nil
     }
 
     /// An error object inside a stream (or a 200 body): OpenAI's carries no status, so it is a 502.
