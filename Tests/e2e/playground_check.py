@@ -333,6 +333,18 @@ def upcoming_event_checks(driver):
         odd.onEvent('fusion.completed', { t_ms: 6, result: { status: 'ok', responses: [], analysis_failure: { reason: 'judge_schema_mismatch' } } });
         oddView.update();
         oddOut.afterFailure = oddView.root.querySelectorAll('.field-partial_coverage li, .field-contradictions li, .field-unique_insights li').length;
+        // The stream breaks mid-panel: the member still writing was interrupted, not done, and says so
+        // (review 72C L4: the panel read "done", the member "failed" with no reason).
+        const broken = new Run('q', {});
+        const brokenView = new TurnView(broken, () => {});
+        host.append(brokenView.root);
+        broken.onEvent('fusion.member.started', { t_ms: 1, index: 0, model: 'a' });
+        broken.onEvent('fusion.member.started', { t_ms: 1, index: 1, model: 'b' });
+        broken.onEvent('fusion.member.completed', { t_ms: 2, index: 0, model: 'a', stats: {} });
+        broken.onEvent('fusion.member.delta', { t_ms: 3, index: 1, model: 'b', delta: 'half an' });
+        broken.fail({ message: 'network error' });
+        brokenView.update();
+        oddOut.broken = { panel: broken.phaseStates().panel, failure: brokenView.root.querySelectorAll('.member .failure')[1]?.textContent || '' };
         const out = {
           early,
           consensus: [...view.root.querySelectorAll('.field-consensus li')].map((li) => [li.textContent, li.classList.contains('provisional')]),
@@ -371,6 +383,8 @@ def upcoming_event_checks(driver):
     check("judge items of any shape are drawn, and the answer with them", odd.get("threw") == "" and odd.get("answer")
           and odd.get("insights") and '{"deep":true}' in odd["insights"][0], odd)
     check("a judge that failed leaves none of what was read from it", odd.get("afterFailure") == 0, odd)
+    check("a panel the broken stream interrupted is failed, its member says why", odd.get("broken", {}).get("panel") == "failed"
+          and "interrupted" in odd.get("broken", {}).get("failure", ""), odd.get("broken"))
     described, plain = result["models"]
     check("presets from /v1/models", described == {"models": [{"id": "p/a", "description": ""}, {"id": "p/b", "description": "B"}],
                                                    "presets": {"quality": ["p/a", "p/b"]}, "defaultPreset": "quality"}, described)

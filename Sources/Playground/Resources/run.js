@@ -289,7 +289,14 @@ export class Run {
   stopRunning(status) {
     const t = this.now();
     this.endedAt = t;
-    for (const m of this.members) if (m && (m.status === "running" || m.status === "queued")) { m.status = status; m.endedAt = t; }
+    for (const m of this.members) {
+      if (!m || (m.status !== "running" && m.status !== "queued")) continue;
+      m.status = status;
+      m.endedAt = t;
+      // Interrupted (the stream broke, the gateway stopped): not a failure the gateway reported,
+      // so say what happened (review 72C L4: "failed" with no reason, the panel "done").
+      if (status === "failed" && !m.failure) m.failure = { reason: "interrupted", message: "the stream broke before this answer finished" };
+    }
     for (const a of this.judge.attempts) if (a.status === "running") { a.status = status; a.endedAt = t; }
     if (this.judge.status === "running" || this.judge.status === "retrying") this.judge.status = status;
     if (this.final.startedAt !== null && this.final.endedAt === null) this.final.endedAt = t;
@@ -318,7 +325,7 @@ export class Run {
     const state = {};
     state.outer = this.toolCall?.forced ? "skipped" : this.toolCall ? "done" : this.final.text && !this.deliberated ? "skipped" : this.running ? "active" : this.status === "done" ? "done" : this.status;
     if (members.length === 0) state.panel = this.toolCall && this.running ? "active" : "pending";
-    else if (members.every((m) => ended(m.status))) state.panel = members.every((m) => m.status === "failed") ? "failed" : this.status === "cancelled" && members.some((m) => m.status === "cancelled") ? "cancelled" : "done";
+    else if (members.every((m) => ended(m.status))) state.panel = members.every((m) => m.status === "failed") || members.some((m) => m.failure?.reason === "interrupted") ? "failed" : this.status === "cancelled" && members.some((m) => m.status === "cancelled") ? "cancelled" : "done";
     else state.panel = this.running ? "active" : this.status;
     const j = this.judge.status;
     state.judge = j === "waiting" ? (this.result && !this.result.analysis ? "failed" : "pending") : j === "running" || j === "retrying" ? (this.running ? "active" : this.status) : j;
