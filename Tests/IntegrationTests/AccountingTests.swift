@@ -358,6 +358,13 @@ import Testing
         let whole = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0", stream: false))
         let finished = try #require(try env.generation(whole.header("x-generation-id")))
         #expect((finished["spend_usd"]?.doubleValue ?? 0) > 0, "\(finished)")
+        // A stream without usage: its estimate is costed at the price, for the client and the
+        // record alike (review 74C #3: no cost, `total_cost` 0).
+        let silent = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:no_usage=1", extra: #","stream_options":{"include_usage":true}"#))
+        let estimate = try #require(silent.chunksJSON.last { $0["usage"]?["estimated"] == .bool(true) }?["usage"])
+        let estimated = try #require(try env.generation(silent.header("x-generation-id")))
+        #expect((estimate["cost"]?.doubleValue ?? 0) > 0 && estimate["cost"] == estimated["total_cost"], "\(estimate) \(estimated)")
+        #expect(estimated["spend_usd"] == estimated["total_cost"], "\(estimated)")
     }
 
     @Test func aJudgeThatTimesOutIsAJudgeTimeout() throws {

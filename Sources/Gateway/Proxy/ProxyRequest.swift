@@ -87,7 +87,7 @@ struct ChatProxyRequest: ProxyRequest {
 
     func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> ChatStreamRelay {
         let fallback = chat.asksForUsage
-            ? SSERelay.UsageFallback(promptTokens: estimatedPromptTokens, created: context.created) : nil
+            ? SSERelay.UsageFallback(promptTokens: estimatedPromptTokens, created: context.created, price: route.price) : nil
         if route.provider.wireFormat == .openAIChat && !whole {
             return .passThrough(id: context.generationID, model: route.slug, created: context.created, maxEventBytes: context.maxEventBytes,
                                 includeUsage: chat.asksForUsage, usageFallback: fallback, redactor: context.redactor)

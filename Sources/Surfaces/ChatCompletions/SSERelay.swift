@@ -1,3 +1,4 @@
+import Fusion
 import GatewayCore
 import Providers
 
@@ -82,9 +83,13 @@ public struct SSERelay {
     public struct UsageFallback: Sendable {
         public var promptTokens: Int64
         public var created: Int
-        public init(promptTokens: Int64, created: Int) {
+        /// The model's price in the config: the estimate is costed at it, as a translated
+        /// stream's is (review 74C #3: a chat stream's estimate had no cost, its record 0).
+        public var price: ModelPrice?
+        public init(promptTokens: Int64, created: Int, price: ModelPrice? = nil) {
             self.promptTokens = promptTokens
             self.created = created
+            self.price = price
         }
     }
 
@@ -346,7 +351,10 @@ public struct SSERelay {
             JSONWriting.appendString(model, to: &chunk)
             // Estimated: the prompt from the request's size, the completion one token per event.
             let completion = Int64(forwardedEvents)
-            let estimate = #"{"prompt_tokens":\#(fallback.promptTokens),"completion_tokens":\#(completion),"total_tokens":\#(fallback.promptTokens + completion),"estimated":true}"#
+            var estimate = #"{"prompt_tokens":\#(fallback.promptTokens),"completion_tokens":\#(completion),"total_tokens":\#(fallback.promptTokens + completion)"#
+            let cost = Usage(promptTokens: fallback.promptTokens, completionTokens: completion).costed(at: fallback.price).cost
+            if cost > 0 { estimate += #","cost":"# + String(decoding: JSONValue.double(cost).serialized(), as: UTF8.self) }
+            estimate += #","estimated":true}"#
             chunk.append(contentsOf: #","choices":[],"usage":\#(estimate)}"#.utf8)
             SSEEncoder.appendData(chunk, to: &out)
             usage = try? JSONValue.parse(Array(estimate.utf8))
