@@ -38,6 +38,12 @@ public struct FusionParameters: Sendable, Equatable {
     /// `general-high` and `general-budget` run `quality` and `budget`.
     static let openRouterPresets = ["general-high": "quality", "general-budget": "budget"]
 
+    /// Every name a request may give: the configured presets, and OpenRouter's that stand for
+    /// one of them (review 74C #5: the refusal left them out).
+    static func presetNames(in settings: FusionSettings) -> [String] {
+        settings.presets.keys.sorted() + openRouterPresets.keys.sorted().filter { presetName($0, in: settings) != nil && settings.presets[$0] == nil }
+    }
+
     /// The configured preset `name` asks for: itself, or the preset OpenRouter's name stands for.
     static func presetName(_ name: String, in settings: FusionSettings) -> String? {
         if settings.presets[name] != nil { return name }
@@ -63,7 +69,7 @@ public struct FusionParameters: Sendable, Equatable {
         if let value = fields["preset"], value != .null {
             guard let asked = value.stringValue, let name = Self.presetName(asked, in: settings) else {
                 throw .invalidRequest(
-                    "Invalid value for '\(path).preset': expected one of \(settings.presets.keys.sorted().joined(separator: ", ")).",
+                    "Invalid value for '\(path).preset': expected one of \(Self.presetNames(in: settings).joined(separator: ", ")).",
                     param: "\(path).preset")
             }
             presetName = name

@@ -23,7 +23,7 @@ struct LoggingOptions: ParsableArguments {
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    @Option(name: .long, help: "text (for people) or json (one JSON object per line); default: text (serve: its config's server.log_format, else text).")
+    @Option(name: .long, help: "text (for people) or json (one JSON object per line); default: text (for serve, its config's server.log_format).")
     var logFormat: String?
 
     func validate() throws {

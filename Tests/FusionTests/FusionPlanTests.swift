@@ -109,7 +109,9 @@ import Testing
                 + name + #""}]}"#) else { Issue.record("not fusion"); continue }
             #expect(named.parameters.preset == expected)
         }
-        #expect(error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion","preset":"general-gold"}]}"#)?.param == "plugins[0].preset")
+        let refusal = error(#"{"model":"p/m","messages":[{"role":"user","content":"q"}],"plugins":[{"id":"fusion","preset":"general-gold"}]}"#)
+        #expect(refusal?.param == "plugins[0].preset")
+        #expect(refusal?.message.contains("general-budget, general-high") == true, "every accepted name is listed: \(refusal?.message ?? "")")
     }
 
     @Test func depthOneNeverInjectsTheTool() throws {

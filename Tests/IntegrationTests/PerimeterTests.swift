@@ -81,6 +81,11 @@ import Testing
         // An OPTIONS that is no preflight (HAProxy's default health check) is told what is allowed.
         let options = try raw(env, "OPTIONS / HTTP/1.0\r\n\r\n")
         #expect(options.status == 204 && options.header("allow") == "GET, HEAD, POST, OPTIONS", "\(options.text)")
+        // A route's own methods (review 74C #6: the server's list, though GET there is a 405).
+        for (path, allowed) in [("/v1/chat/completions", "POST, OPTIONS"), ("/v1/models", "GET, HEAD, OPTIONS")] {
+            let route = try raw(env, "OPTIONS \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(route.status == 204 && route.header("allow") == allowed, "\(path): \(route.text)")
+        }
         // Every answer says it varies by Origin, with none or another one too: a cache in front
         // must not give the allowed frontend an answer without its header.
         let plain = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1"))

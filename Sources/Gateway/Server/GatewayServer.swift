@@ -292,6 +292,18 @@ public final class GatewayServer {
         }
     }
 
+    /// The methods a fixed route answers (its 405's and `OPTIONS`' `Allow`); nil for any other path.
+    static func methods(of path: String) -> String? {
+        switch path {
+        case "/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/responses":
+            "POST"
+        case "/v1/models", "/models", "/health", "/metrics", "/api/v1/generation", "/v1/generation":
+            "GET, HEAD"
+        default:
+            nil
+        }
+    }
+
     /// At most this long a stopping loop waits for the shared store's replies.
     static let storeDrainMilliseconds: UInt64 = 1_000
 
@@ -300,7 +312,9 @@ public final class GatewayServer {
         if request.method == "OPTIONS" && request.header("access-control-request-method") == nil {
             // Not a preflight: what the server allows (HAProxy's default health check is
             // `OPTIONS / HTTP/1.0`; a 403 marked the replica down: review 68B #6).
-            writer.respond(status: 204, headers: [("Allow", "GET, HEAD, POST, OPTIONS")], body: [])
+            // A route answers with its own methods (RFC 9110 §10.2.1: `Allow` is the target's;
+            // review 74C #6), anything else (`/`, `*`) with the server's.
+            writer.respond(status: 204, headers: [("Allow", (Self.methods(of: request.path) ?? "GET, HEAD, POST") + ", OPTIONS")], body: [])
             return
         }
         if request.method == "OPTIONS" {
@@ -343,11 +357,8 @@ public final class GatewayServer {
             let draining = shared.isDraining
             writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
                            body: Array(#"{"status":"\#(draining ? "draining" : "ok")","version":"\#(GatewayVersion.current)"}"#.utf8))
-        case (_, "/v1/chat/completions"), (_, "/chat/completions"), (_, "/v1/messages"), (_, "/v1/messages/count_tokens"),
-             (_, "/v1/responses"), (_, "/responses"):
-            refuse(.methodNotAllowed(request.method, path: request.path, allowed: "POST"), request, writer)
-        case (_, "/v1/models"), (_, "/models"), (_, "/health"), (_, "/metrics"), (_, "/api/v1/generation"), (_, "/v1/generation"):
-            refuse(.methodNotAllowed(request.method, path: request.path, allowed: "GET, HEAD"), request, writer)
+        case (_, let path) where Self.methods(of: path) != nil:
+            refuse(.methodNotAllowed(request.method, path: path, allowed: Self.methods(of: path) ?? ""), request, writer)
         case (_, "/v1/responses/input_tokens"), (_, "/v1/responses/compact"):
             // The SDKs' responses.input_tokens.count and responses.compact (review 49 SDK F3:
             // they were told no response had the id 'input_tokens').
