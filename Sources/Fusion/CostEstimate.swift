@@ -90,6 +90,27 @@ public struct CostEstimate: Sendable, Equatable {
         return Int64((bytes + 3) / 4)
     }
 
+    /// The bytes a request's conversation and tools take, roughly, every part counted (an
+    /// image's URL, an audio or file part, a provider's block): what each call of a deliberation
+    /// carries (review 74B #2: the text alone was counted, a 14 MiB image went to every member).
+    /// Not a token estimate: a model reads an image as far fewer tokens than its bytes.
+    public static func bytes(request: ModelRequest) -> Int64 {
+        var bytes = Int64(tokens(tools: request.tools)) * 4
+        for message in request.messages {
+            bytes += 16
+            for part in message.content {
+                switch part {
+                case .text(let text): bytes += Int64(text.utf8.count)
+                case .image(let url, _): bytes += Int64(url.utf8.count) + 32
+                case .other(let json), .providerBlock(let json): bytes += Int64(json.serialized().count)
+                case .cacheBreakpoint: break
+                }
+            }
+            for call in message.toolCalls { bytes += Int64(call.name.utf8.count + call.arguments.utf8.count + 16) }
+        }
+        return bytes
+    }
+
     public static func tokens(_ messages: [ModelMessage]) -> Int64 {
         var bytes = 0
         for message in messages {

@@ -46,6 +46,11 @@ public struct FusionSettings: Sendable, Equatable {
     /// panel member, the judge, the outer model's turns): a 15 MB conversation sent ten times
     /// took 300 MB and a second of a loop (review 21 F7). Checked before any call starts.
     public var maxFanOutBytes = 64 << 20
+    /// Bytes every deliberation in flight may hold together, across loops: each one's
+    /// conversation times its calls, from its start, and its upstream responses as they arrive.
+    /// A deliberation that would not fit is a 503 `server_busy` to retry; a member whose bytes
+    /// would not fit fails (review 74B #1: 45 deliberations at once held 3.3 GB).
+    public var maxBytesInFlight = 1 << 30
     /// The output limit of a panel or judge call whose request sets none (`max_completion_tokens`
     /// in the fusion parameters): a rambling model must not hold a deliberation for minutes.
     public var defaultMaxTokens: Int64? = 4096

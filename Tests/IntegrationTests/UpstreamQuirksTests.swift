@@ -227,6 +227,31 @@ import Testing
         #expect(env.mockStats.counts.requests == 0, "no call started")
         let short = body.replacingOccurrences(of: long, with: "Should cities ban cars?")
         #expect(try env.chat(short).status == 200)
+        // An image counts by its bytes too (review 74B #2: only text was counted).
+        let image = "data:image/png;base64," + String(repeating: "A", count: 200_000)
+        let pictured = body.replacingOccurrences(of: #""content":"\#(long)""#,
+                                                 with: #""content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"\#(image)"}}]"#)
+        let refusedImage = try env.chat(pictured)
+        #expect(refusedImage.status == 413 && refusedImage.json?["error"]?["code"] == .string("request_too_large"), "\(refusedImage.text.prefix(300))")
+    }
+
+    /// Every deliberation in flight holds its conversation times its calls in one process-wide
+    /// bound (`fusion.max_bytes_in_flight`): one that would not fit is a 503 to retry, and the
+    /// bytes come back when a deliberation ends (review 74B #1: 45 at once held 3.3 GB).
+    @Test func deliberationsInFlightShareOneBound() throws {
+        let env = try TestEnvironment { $0.fusion?.maxBytesInFlight = 1 << 20 }
+        let long = String(repeating: "word ", count: 32_000)  // 160 KB, four calls (forced): ~640 KB, two do not fit
+        let members = #"["mock/paced:pace_ms=100:deltas=20:n=1","mock/paced:pace_ms=100:deltas=20:n=2"]"#
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"\#(long)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(members)}}],"tool_choice":"required"}"#
+        let first = try env.client()
+        try first.send(TestEnvironment.post("/v1/chat/completions", body: body))
+        #expect(env.eventually { env.mockStats.counts.streamsStarted >= 2 })
+        let busy = try env.chat(body)
+        #expect(busy.status == 503 && busy.json?["error"]?["code"] == .string("server_busy"), "\(busy.text.prefix(300))")
+        #expect(busy.header("retry-after") == "1" && busy.header("x-should-retry") != "false", "\(busy.headers)")
+        #expect(try first.readResponse().status == 200)
+        // Ended, its bytes are free: the same deliberation runs.
+        #expect(env.eventually { (try? env.chat(body))?.status == 200 })
     }
 }
 

@@ -61,7 +61,7 @@ final class FusionSession<Renderer: FusionRenderer> {
     /// `startedAt`: when the request arrived (monotonic ns). `onFinish` gets, once, what closes
     /// the record (see `RecordCloser`).
     init(request: FusionRequest, renderer: Renderer, api: ClientAPI, routes: Routes, writer: HTTPResponseWriter, workers: [UpstreamWorker],
-         settings: FusionSettings, upstream: GatewayConfig.Upstream, redactor: Redactor, record: GenerationRecord,
+         settings: FusionSettings, upstream: GatewayConfig.Upstream, budget: ByteBudget? = nil, redactor: Redactor, record: GenerationRecord,
          startedAt: UInt64 = EventLoop.monotonicNanoseconds(), hops: Int = 0, metrics: GatewayMetrics? = nil,
          slowClientTimeoutMilliseconds: UInt64 = 30_000, web: WebToolRunner? = nil, onFinish: @escaping (@escaping RecordCloser) -> Void) {
         self.routes = routes
@@ -98,7 +98,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         machine.redactor = redactor
         self.renderer = renderer
         self.api = api
-        budget = ByteBudget(limit: settings.maxUpstreamBytes)
+        self.budget = budget ?? ByteBudget(limit: settings.maxUpstreamBytes)
         panelSpillMargin = settings.panelSpillMargin
         var record = record
         record.kind = .fusion
@@ -343,6 +343,7 @@ final class FusionSession<Renderer: FusionRenderer> {
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {
         guard !finished else { return }
+        budget.releaseShared()  // what it held of every deliberation's bytes (`fusion.max_bytes_in_flight`)
         switch outcome {
         case .completed:
             if let refusal = renderer.refusalAtEnd(finish: machine.finishReason) {

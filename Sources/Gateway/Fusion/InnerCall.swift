@@ -245,7 +245,9 @@ final class InnerCall {
             return true
         }
         if let budget, !budget.spend(bytes.count) {
-            fail(.upstreamTooLarge("the deliberation's upstream responses exceeded \(budget.limit) bytes (fusion.max_upstream_bytes)"),
+            fail(.upstreamTooLarge(budget.sharedIsFull
+                                   ? "the gateway's deliberations in flight hold all the bytes they may (fusion.max_bytes_in_flight)"
+                                   : "the deliberation's upstream responses exceeded \(budget.limit) bytes (fusion.max_upstream_bytes)"),
                  .invalidResponse)
             return true
         }

@@ -217,7 +217,7 @@ extension GatewayServer {
         // The conversation goes to every member, the judge and the outer model's turns: bounded
         // before any of them starts (review 21 F7), not refused by an upstream after the panel ran.
         let calls = fusionRequest.parameters.analysisModels.count + 2 + (fusionRequest.forced ? 0 : 1)
-        let fanOut = CostEstimate.tokens(request: fusionRequest.base).multipliedReportingOverflow(by: Int64(4 * calls))
+        let fanOut = CostEstimate.bytes(request: fusionRequest.base).multipliedReportingOverflow(by: Int64(calls))
         if fanOut.overflow || fanOut.partialValue > Int64(settings.maxFanOutBytes) {
             throw APIError(status: 413, type: "invalid_request_error", code: "request_too_large",
                            message: "This conversation is too large to deliberate on: sent to each of the deliberation's \(calls) calls it would be about \(fanOut.overflow ? Int64.max : fanOut.partialValue) bytes, over fusion.max_fanout_bytes (\(settings.maxFanOutBytes)).")
@@ -236,10 +236,18 @@ extension GatewayServer {
                                       param: "\(fusionRequest.parameterPath).\(key)")
             }
         }
+        // Held with every other deliberation's bytes from now until it ends (released if it never
+        // starts: the budget goes with this closure).
+        guard let budget = ByteBudget(limit: settings.maxUpstreamBytes, shared: shared.deliberations, holding: Int(fanOut.partialValue)) else {
+            var busy = APIError(status: 503, type: "server_error", code: "server_busy",
+                                message: "The gateway is running as many deliberations as it may hold at once (fusion.max_bytes_in_flight); retry shortly.")
+            busy.headers = [("Retry-After", "1")]
+            throw busy
+        }
         return { [unowned self] in
             let session = FusionSession(
                 request: fusionRequest, renderer: renderer, api: api, routes: routes, writer: writer, workers: workers, settings: settings,
-                upstream: config.upstream, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
+                upstream: config.upstream, budget: budget, redactor: shared.redactor, record: record, startedAt: startedAt, hops: hops,
                 metrics: shared.metrics, slowClientTimeoutMilliseconds: config.server.slowClientTimeoutMilliseconds, web: webTools
             ) { [unowned self] close in
                 ended(id: record.id, close: close, writer: writer, prompt: prompt, log: log)

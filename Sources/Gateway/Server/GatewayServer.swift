@@ -195,7 +195,8 @@ public final class GatewayServer {
         return GatewayShared(router: router, gatewayKeys: keys,
                              web: resolveWeb(config.web, environment: environment, logger: logger),
                              keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword,
-                             maxCollectedBytes: config.upstream.maxCollectedBytes, maxReceivingBodyBytes: config.server.maxReceivingBodyBytes)
+                             maxCollectedBytes: config.upstream.maxCollectedBytes, maxReceivingBodyBytes: config.server.maxReceivingBodyBytes,
+                             maxDeliberationBytes: (config.fusion ?? .simulated).maxBytesInFlight)
     }
 
     /// Every model the Fusion config names must route: a slug no provider serves would otherwise

@@ -38,13 +38,18 @@ public final class GatewayShared: Sendable {
     /// Request bodies still being received, across connections and loops
     /// (`server.max_receiving_body_bytes`).
     let receivingBodies: HeldBytes
+    /// Bytes of deliberations in flight, across loops (`fusion.max_bytes_in_flight`): their
+    /// conversations times their calls, and their upstream responses.
+    let deliberations: HeldBytes
     /// Each gateway key's fingerprint, made once (a request reaching a route presented one of them).
     private let keyFingerprints: [String: String]
 
     init(router: ModelRouter, gatewayKeys: [String], web: WebSettings?, keyRing: KeyRing? = nil, redisPassword: String? = nil,
          maxCollectedBytes: Int = GatewayConfig.Upstream().maxCollectedBytes,
-         maxReceivingBodyBytes: Int = GatewayConfig.Server().maxReceivingBodyBytes) {
+         maxReceivingBodyBytes: Int = GatewayConfig.Server().maxReceivingBodyBytes,
+         maxDeliberationBytes: Int = FusionSettings.simulated.maxBytesInFlight) {
         collected = HeldBytes(limit: maxCollectedBytes)
+        deliberations = HeldBytes(limit: maxDeliberationBytes)
         receivingBodies = HeldBytes(limit: maxReceivingBodyBytes)
         self.router = router
         self.gatewayKeys = gatewayKeys
