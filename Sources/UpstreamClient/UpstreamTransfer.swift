@@ -307,6 +307,10 @@ public final class UpstreamTransfer {
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: failure = Self.outOfDescriptors() ? .outOfDescriptors(detail) : .couldNotResolve(detail)
         case CURLE_COULDNT_CONNECT: failure = Self.outOfDescriptors() ? .outOfDescriptors(detail) : .couldNotConnect(detail)
         case CURLE_OPERATION_TIMEDOUT: failure = .timedOut(detail)
+        // curl's answer to a header line over CURL_MAX_HTTP_HEADER, with no message of its own:
+        // the upstream's doing, not the gateway's memory (review 74B #4).
+        case CURLE_OUT_OF_MEMORY where errorBuffer[0] == 0:
+            failure = .transfer("the upstream sent a header line longer than 100 KiB (or libcurl ran out of memory)")
         default: failure = .transfer(detail)
         }
         callback?(failure)

@@ -16,8 +16,10 @@ import UpstreamClient
         let port: Int
         private let listener: Int32
         let served = Atomic<Int>(0)
+        private let response: [UInt8]
 
-        init() throws {
+        init(response: [UInt8] = Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok".utf8)) throws {
+            self.response = response
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
@@ -47,7 +49,6 @@ import UpstreamClient
                     guard count > 0 else { break }
                     request += buffer[..<count]
                 }
-                let response = Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok".utf8)
                 _ = response.withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
                 served.add(1, ordering: .relaxed)
                 usleep(2_000)  // the client reuses the connection meanwhile
@@ -99,5 +100,33 @@ import UpstreamClient
         let (ok, failures) = outcomes.withLock { $0 }
         #expect(failures.isEmpty, "\(failures.count) of \(requests) failed: \(Set(failures))")
         #expect(ok == requests)
+    }
+
+    /// A header line longer than curl takes (100 KiB) is the upstream's fault, said so: curl
+    /// reports it as "Out of memory" (review 74B #4: the client and the log blamed the gateway).
+    @Test func anOversizedHeaderLineIsNotOutOfMemory() throws {
+        let line = "X-Big: " + String(repeating: "v", count: 120 << 10)
+        let server = try ClosingServer(response: Array("HTTP/1.1 200 OK\r\n\(line)\r\nContent-Length: 2\r\n\r\nok".utf8))
+        defer { server.stop() }
+        let thread = EventLoopThread(name: "header-client")
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let outcome = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        final class Box: @unchecked Sendable { var client: UpstreamClient? }  // the client loop only
+        let box = Box()
+        try loop.submitAndWait {
+            let client = UpstreamClient(loop: loop)
+            box.client = client
+            let transfer = client.start(UpstreamRequest(url: "http://127.0.0.1:\(server.port)/", method: "GET", connectTimeoutMilliseconds: 5_000))
+            transfer.onComplete = { failure in
+                outcome.withLock { $0 = failure?.message ?? "no failure" }
+                done.signal()
+            }
+        }
+        #expect(done.wait(timeout: .now() + 20) == .success)
+        try loop.submitAndWait { box.client?.close() }
+        let message = outcome.withLock { $0 } ?? ""
+        #expect(message.contains("header line") && !message.contains("Out of memory"), "\(message)")
     }
 }
