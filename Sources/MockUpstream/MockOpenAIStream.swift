@@ -89,7 +89,7 @@ struct MockOpenAIStream: MockWire {
             out.append(contentsOf: "\n\n".utf8)
             if includeUsage, let usage { appendUsageChunk(usage, key: usageKey, to: &out) }
         }
-        out.append(contentsOf: SSEEncoder.done)
+        if script.scenario.option("drop", default: 0) == 0 { out.append(contentsOf: SSEEncoder.done) }
     }
 
     /// The usage chunk (`choices: []`) a client that asked for usage gets before `[DONE]`.

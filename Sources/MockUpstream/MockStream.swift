@@ -17,6 +17,8 @@ final class MockStream {
     private var pingTimer: LoopTimer?
     private var nextStep = 0
     private var ended = false
+    /// `drop=1`: the answer is written whole; the connection drops at the next tick.
+    private var dropping = false
     private var buffer: [UInt8] = []
 
     init(script: MockScript, wire: any MockWire, writer: HTTPResponseWriter, stats: MockUpstreamStats, streaming: Bool) {
@@ -78,6 +80,11 @@ final class MockStream {
 
     private func tick() {
         guard !ended else { return }
+        if dropping {
+            writer.abort()
+            end(counted: true)
+            return
+        }
         if !streaming {
             respondWhole()
             return
@@ -123,6 +130,12 @@ final class MockStream {
     private func finish(lastStep: MockScript.Step?) {
         if script.scenario.option("truncate", default: 0) == 0 {
             write { wire.appendFinish(lastStep: lastStep, to: &$0) }
+        }
+        if script.scenario.option("drop", default: 0) == 1 {
+            // Dropped once what was written has left (an abort now could discard it).
+            dropping = true
+            timer?.start(afterMilliseconds: 20)
+            return
         }
         writer.endStream()
         end(counted: true)

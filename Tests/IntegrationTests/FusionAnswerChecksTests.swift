@@ -38,6 +38,23 @@ import Testing
         #expect(fine.status == 200 && !fine.text.contains("invalid_tool_arguments"), "\(fine.text)")
     }
 
+    /// A member whose answer was whole (its finish and usage in) when its connection dropped has
+    /// answered, as a proxied answer has (review 72A: it failed, its answer lost to the judge).
+    @Test func aWholeAnswerWhoseTransferBrokeIsAnAnswer() throws {
+        let env = try TestEnvironment()
+        let members = #"["mock/expert-1:pace_ms=0:drop=1","mock/expert-2:pace_ms=0"]"#
+        let response = try env.chat(#"{"model":"mock/outer:pace_ms=0","stream":false,"messages":[{"role":"user","content":"\#(Self.question)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(members)}}],"tool_choice":"required"}"#)
+        #expect(response.status == 200, "\(response.text.prefix(400))")
+        let fusion = try #require(response.json?["fusion"])
+        #expect((fusion["failed_models"]?.arrayValue ?? []).isEmpty, "\(fusion)")
+        let calls = response.json?["usage"]?["fusion"]?["calls"]?.arrayValue ?? []
+        let dropped = calls.first { $0["model"]?.stringValue?.hasPrefix("mock/expert-1") == true }
+        #expect(dropped?["status"] == .string("ok") && (dropped?["completion_tokens"]?.intValue ?? 0) > 0, "\(calls)")
+        // Proxied, the same stream ends complete too.
+        let proxied = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:drop=1"))
+        #expect(proxied.status == 200 && proxied.streamError == nil && proxied.text.contains("[DONE]"), "\(proxied.text.suffix(300))")
+    }
+
     /// A turn that called fusion and the client's tool with broken arguments fails when the turn
     /// ends, before any panel member is asked (review 72B #6: the whole deliberation ran and was
     /// charged, then the response failed).

@@ -362,6 +362,13 @@ final class InnerCall {
     private func didComplete(_ failure: UpstreamFailure?) {
         transfer = nil
         guard !finished else { return }
+        // An answer its decoder knows is whole (a stop reason; an OpenAI finish with its usage
+        // after it) ends complete when its transfer then breaks or goes silent, as a proxied one
+        // does (review 72A: a member that had answered in full failed, and its answer was lost).
+        if failure != nil, (200..<300).contains(status), !wholeBody, spill.isEmpty, decoder.answerIsWhole {
+            endOfStream()
+            return
+        }
         if let failure {
             // Never sent: a refused connection, or a name not resolved (as the proxy's).
             var connectFailed = false
