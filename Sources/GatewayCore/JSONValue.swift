@@ -113,10 +113,10 @@ public enum JSONValue: Sendable, Equatable, Codable {
     }
 
     /// Compact JSON, keys sorted: `JSONWriting.appendValue`.
-    public func serialized() -> [UInt8] {
+    public func serialized(verbatim: VerbatimJSON? = nil) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
-        JSONWriting.appendValue(self, to: &out)
+        JSONWriting.appendValue(self, verbatim: verbatim, to: &out)
         return out
     }
 

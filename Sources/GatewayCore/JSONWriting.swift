@@ -128,6 +128,15 @@ extension JSONWriting {
     /// except for strings, which escape NEL, U+2028 and U+2029 as `appendString` says and spell
     /// backspace and form feed `\u0008` and `\u000c`. Non-finite numbers are null.
     public static func appendValue(_ value: JSONValue, to out: inout [UInt8]) {
+        appendValue(value, verbatim: nil, to: &out)
+    }
+
+    /// `value`, an object the client wrote (`verbatim`) as the client wrote it.
+    public static func appendValue(_ value: JSONValue, verbatim: VerbatimJSON?, to out: inout [UInt8]) {
+        if let verbatim, case .object = value, let bytes = verbatim.bytes(for: value) {
+            out.append(contentsOf: bytes)
+            return
+        }
         switch value {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
@@ -138,7 +147,7 @@ extension JSONWriting {
             out.append(UInt8(ascii: "["))
             for (position, item) in items.enumerated() {
                 if position > 0 { out.append(UInt8(ascii: ",")) }
-                appendValue(item, to: &out)
+                appendValue(item, verbatim: verbatim, to: &out)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
@@ -149,7 +158,7 @@ extension JSONWriting {
                 if position > 0 { out.append(UInt8(ascii: ",")) }
                 appendString(member.key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                appendValue(member.value, to: &out)
+                appendValue(member.value, verbatim: verbatim, to: &out)
             }
             out.append(UInt8(ascii: "}"))
         }

@@ -24,6 +24,15 @@ public struct ModelRequest: Sendable, Equatable {
     public var reasoning: Reasoning?
     /// `{"type": "json_object"}` or a JSON schema, in OpenAI's shape.
     public var responseFormat: JSONValue?
+    /// The client's body, whose tool and format objects an encoder writes as the client wrote
+    /// them when they are unchanged (`VerbatimJSON`: their members' order is the order a model
+    /// writes a schema's fields in).
+    public var clientBody: ClientBody?
+    /// What the encoders write verbatim: nothing unless the request has tools or a format.
+    public var verbatim: VerbatimJSON? {
+        guard let clientBody, !tools.isEmpty || responseFormat != nil else { return nil }
+        return clientBody.verbatim
+    }
     public var stream: Bool
     /// Ask the upstream to report usage at the end of a stream.
     public var includeUsage = true

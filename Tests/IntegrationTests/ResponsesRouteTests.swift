@@ -31,6 +31,26 @@ import Testing
         return events
     }
 
+    /// A tool's schema and a structured output's schema reach every kind of upstream in the
+    /// client's order, as the client wrote them: the order of a schema's properties is the order
+    /// a model writes its fields in (review 74A #1: they were sorted, `answer` before `reasoning`).
+    @Test(arguments: ["mock", "anth", "gem"])
+    func schemasKeepTheClientsOrder(provider: String) throws {
+        let env = try Self.environment()
+        let schema = #"{"type":"object","properties":{"zeta_reasoning":{"type":"string"},"alpha_answer":{"type":"string"}},"required":["zeta_reasoning","alpha_answer"]}"#
+        let tools = #"[{"type":"function","name":"lookup","parameters":{"type":"object","properties":{"zeta_query":{"type":"string"},"alpha_limit":{"type":"integer"}}}}]"#
+        let format = provider == "mock" ? #","text":{"format":{"type":"json_schema","name":"v","schema":\#(schema)}}"# : ""
+        let response = try post(env, #"{"model":"\#(provider)/echo","input":"hi","stream":false,"tools":\#(tools)\#(format)}"#)
+        #expect(response.status == 200, "\(response.text.prefix(300))")
+        let echoed = response.json?["output"]?.arrayValue?.compactMap { $0["content"]?.arrayValue?.first?["text"]?.stringValue }.joined() ?? ""
+        func before(_ first: String, _ second: String) -> Bool {
+            guard let a = echoed.range(of: first), let b = echoed.range(of: second) else { return false }
+            return a.lowerBound < b.lowerBound
+        }
+        #expect(before("zeta_query", "alpha_limit"), "\(echoed.prefix(600))")
+        if provider == "mock" { #expect(before("zeta_reasoning", "alpha_answer"), "\(echoed.prefix(600))") }
+    }
+
     @Test(arguments: ["mock", "anth", "gem"])
     func aResponseStreamsFromEveryKindOfProvider(provider: String) throws {
         let env = try Self.environment()

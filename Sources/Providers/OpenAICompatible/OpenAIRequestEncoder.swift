@@ -13,12 +13,13 @@ public enum OpenAIRequestEncoder {
         out.append(UInt8(ascii: "{"))
         // Keys in UTF-8 byte order, as `serialized()` writes them.
         let keys = (Array(members.keys) + ["messages"]).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        let verbatim = request.verbatim
         for (position, key) in keys.enumerated() {
             if position > 0 { out.append(UInt8(ascii: ",")) }
             JSONWriting.appendString(key, to: &out)
             out.append(UInt8(ascii: ":"))
             if let value = members[key] {
-                JSONWriting.appendValue(value, to: &out)
+                JSONWriting.appendValue(value, verbatim: verbatim, to: &out)
             } else {
                 out.append(UInt8(ascii: "["))
                 for (index, message) in chatMessages(request.messages).enumerated() {

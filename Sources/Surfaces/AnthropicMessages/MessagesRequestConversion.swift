@@ -39,6 +39,7 @@ extension MessagesRequest {
             messages += Self.messages(message, path: "messages.\(index)", toolNames: &toolNames)
         }
         var request = ModelRequest(model: model, messages: messages, stream: stream)
+        request.clientBody = ClientBody(rawBody, keys: ["tools", "output_config"])
         request.includeUsage = true
         request.maxOutputTokens = fields["max_tokens"]?.intValue
         request.temperature = fields["temperature"]?.doubleValue

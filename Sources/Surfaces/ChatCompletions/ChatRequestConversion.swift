@@ -15,6 +15,7 @@ extension ChatRequest {
         let fields = json.objectValue ?? [:]
         var request = ModelRequest(model: model, messages: Self.conversation(fields["messages"]?.arrayValue ?? []), stream: stream)
         request.includeUsage = asksForUsage
+        request.clientBody = ClientBody(rawBody, keys: ["tools", "response_format"])
         request.tools = (fields["tools"]?.arrayValue ?? []).map(Self.tool)
         switch fields["tool_choice"] {
         case .string("auto")?: request.toolChoice = .auto

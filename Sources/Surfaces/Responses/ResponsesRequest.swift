@@ -37,6 +37,8 @@ public struct ResponsesRequest: Sendable {
     let fields: [String: JSONValue]
     /// The body's size (a rough prompt size when an upstream reports no usage).
     public let bodyBytes: Int
+    /// The body as sent: its tools' and format's objects go upstream as written (`ClientBody`).
+    let rawBody: [UInt8]
 
     static let reasoningEfforts = ["none", "minimal", "low", "medium", "high", "xhigh", "max"]
     static let summaries = ["auto", "concise", "detailed"]
@@ -48,6 +50,7 @@ public struct ResponsesRequest: Sendable {
         }
         self.fields = fields
         bodyBytes = body.count
+        rawBody = body
         guard let modelValue = fields["model"] else {
             throw .invalidRequest("Missing required parameter: 'model'.", param: "model", code: "missing_required_parameter")
         }

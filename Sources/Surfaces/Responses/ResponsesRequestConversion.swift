@@ -20,6 +20,7 @@ extension ResponsesRequest {
         // A Responses stream always ends with usage (in `response.completed`).
         request.includeUsage = true
         request.tools = tools
+        request.clientBody = ClientBody(rawBody, keys: ["tools", "text"])
         request.toolChoice = toolChoice
         request.parallelToolCalls = fields["parallel_tool_calls"]?.boolValue
         request.maxOutputTokens = fields["max_output_tokens"]?.intValue
