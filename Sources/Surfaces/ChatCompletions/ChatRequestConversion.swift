@@ -9,13 +9,17 @@ extension ChatRequest {
         "temperature", "top_p", "stop", "response_format", "reasoning", "stream", "stream_options", "models", "user",
     ]
 
+    /// The members whose objects a translation writes as the client wrote them (made once: an
+    /// array literal allocates on every request).
+    static let verbatimKeys: [StaticString] = ["tools", "response_format"]
+
     /// The request in neutral form. `model` is the slug as the client named it; server tools
     /// (`{"type": "fusion"}`) and tool choices other than the standard ones are kept as they are.
     public func modelRequest() -> ModelRequest {
         let fields = json.objectValue ?? [:]
         var request = ModelRequest(model: model, messages: Self.conversation(fields["messages"]?.arrayValue ?? []), stream: stream)
         request.includeUsage = asksForUsage
-        request.clientBody = ClientBody(rawBody, keys: ["tools", "response_format"])
+        request.clientBody = ClientBody(rawBody, keys: Self.verbatimKeys)
         request.tools = (fields["tools"]?.arrayValue ?? []).map(Self.tool)
         switch fields["tool_choice"] {
         case .string("auto")?: request.toolChoice = .auto
