@@ -40,7 +40,7 @@ final class MockStream {
         self.timer = timer
         let first = script.scenario.firstTokenMilliseconds
         if streaming {
-            writer.startStream(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+            writer.startStream(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("x-request-id", "req-\(script.id)")])
             write { wire.appendStart(to: &$0) }
         }
         if first > 0 {
@@ -167,7 +167,7 @@ final class MockStream {
             end(counted: true)
             return
         }
-        writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: wire.wholeResponse())
+        writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("x-request-id", "req-\(script.id)")], body: wire.wholeResponse())
         end(counted: true)
     }
 

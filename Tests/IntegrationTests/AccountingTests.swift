@@ -345,6 +345,26 @@ import Testing
         return try #require(try env.generation(id))
     }
 
+    /// A proxied call's record keeps the upstream's own ids — its answer's `id` and its response's
+    /// `x-request-id` — so the call can be found in the provider's logs and bills (review 74A #5:
+    /// the gateway's id replaced them everywhere); a hostile one that is long or odd is not kept.
+    @Test func theRecordKeepsTheUpstreamsIDs() throws {
+        let env = try TestEnvironment()
+        for stream in [true, false] {
+            let response = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0", stream: stream))
+            let record = try #require(try env.generation(response.header("x-generation-id")))
+            let upstreamID = record["upstream_id"]?.stringValue ?? ""
+            #expect(!upstreamID.isEmpty && upstreamID != response.header("x-generation-id"), "\(record)")
+            #expect(record["upstream_request_id"]?.stringValue == "req-" + upstreamID, "\(record)")
+            #expect(!response.text.contains(upstreamID), "the client sees the gateway's id")
+        }
+        #expect(UpstreamIdentifier.sanitized(Array("gen-123:abc".utf8)) == "gen-123:abc")
+        for hostile in ["", String(repeating: "a", count: 129), "id with space", "id\u{1B}[31m", "<script>"] {
+            #expect(UpstreamIdentifier.sanitized(Array(hostile.utf8)) == nil, "\(hostile)")
+        }
+        #expect(UpstreamIdentifier.sanitized(Array("sk-secret-123456789".utf8), redactor: Redactor(secrets: ["sk-secret-123456789"])) == nil)
+    }
+
     /// What a request counts against budgets is on its record (`spend_usd`), estimates included:
     /// a dropped stream's `total_cost` (what its client was told: nothing) is 0, its spend is not.
     @Test func theRecordSaysWhatTheRequestIsCharged() throws {

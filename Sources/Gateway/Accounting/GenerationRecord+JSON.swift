@@ -23,6 +23,7 @@ extension GenerationRecord {
             "model": .string(model), "requested_model": .string(requestedModel),
             "provider_name": provider.map(JSONValue.string) ?? .null, "router": router.map(JSONValue.string) ?? .null,
             "entry_point": entryPoint.map(JSONValue.string) ?? .null,
+            "upstream_id": upstreamID.map(JSONValue.string) ?? .null, "upstream_request_id": upstreamRequestID.map(JSONValue.string) ?? .null,
             "created": .int(Int64(created)), "created_at": .string(Self.iso8601(created)),
             "streamed": .bool(streamed), "status": .int(Int64(status)), "finish_reason": finishReason.map(JSONValue.string) ?? .null,
             "cancelled": .bool(cancelled), "error": error.map(\.json) ?? .null,
@@ -61,6 +62,8 @@ extension GenerationRecord {
         provider = json["provider_name"]?.stringValue
         router = json["router"]?.stringValue
         entryPoint = json["entry_point"]?.stringValue
+        upstreamID = json["upstream_id"]?.stringValue
+        upstreamRequestID = json["upstream_request_id"]?.stringValue
         status = Self.int(json["status"])
         finishReason = json["finish_reason"]?.stringValue
         cancelled = json["cancelled"]?.boolValue ?? false

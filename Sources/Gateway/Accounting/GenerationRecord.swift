@@ -141,6 +141,10 @@ struct GenerationRecord: Sendable, Equatable {
     /// How Fusion was asked for: the alias named (`fusion`, `openrouter/fusion`), `fusion_tool`
     /// or `fusion_plugin`.
     var entryPoint: String?
+    /// The upstream's ids for a proxied call (`UpstreamIdentifier`): its response's
+    /// `x-request-id` / `request-id`, and the answer's `id` (an OpenAI-format answer's).
+    var upstreamID: String?
+    var upstreamRequestID: String?
     /// Unix seconds: the `created` of the completion's body and every chunk.
     var created: Int
     var streamed: Bool

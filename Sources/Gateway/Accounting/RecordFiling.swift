@@ -50,6 +50,8 @@ extension GatewayShared {
         if let provider = record.provider { metadata["provider"] = "\(provider)" }
         if let router = record.router { metadata["router"] = "\(router)" }
         if let entry = record.entryPoint { metadata["entry_point"] = "\(entry)" }
+        if let id = record.upstreamID { metadata["upstream_id"] = "\(id)" }
+        if let id = record.upstreamRequestID { metadata["upstream_request_id"] = "\(id)" }
         if let reason = record.finishReason { metadata["finish_reason"] = "\(reason)" }
         if let ttft = record.firstTokenMilliseconds { metadata["ttft_ms"] = .stringConvertible(ttft) }
         if let ttft = record.upstreamFirstTokenMilliseconds { metadata["upstream_ttft_ms"] = .stringConvertible(ttft) }

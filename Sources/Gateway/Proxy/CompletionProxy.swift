@@ -141,6 +141,7 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
         lastUpstreamActivity = client.loop.nowMilliseconds
+        accounting.upstreamRequestID = UpstreamIdentifier.requestID(in: headers, redactor: redactor)
         guard (200..<300).contains(status) else {
             // Collect the error body; `fail` reports it with its status, or in-band if a
             // keep-alive already committed the client's response.
@@ -338,6 +339,9 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         relayedAsSent = !streamed && request.relaysWholeBodyAsSent(route: route)
+        if let range = JSONScanner.rangeOfTopLevelValue(forKey: "id", in: body), range.count > 2, body[range.lowerBound] == UInt8(ascii: "\"") {
+            accounting.upstreamID = UpstreamIdentifier.sanitized(body[(range.lowerBound + 1)..<(range.upperBound - 1)], redactor: redactor)
+        }
         let events: [ModelEvent]
         do {
             events = try route.provider.decodeResponse(body, redactor: redactor).map { $0.costed(at: pricing) }

@@ -20,6 +20,10 @@ struct ProxyAccounting {
     /// The HTTP status the client was sent (nil: nothing yet).
     var sentStatus: Int?
     var upstreamFinishReason: String?
+    /// The upstream's ids for the call (`UpstreamIdentifier`): its response's request id, and
+    /// a whole answer's `id` (a stream's is the relay's).
+    var upstreamRequestID: String?
+    var upstreamID: String?
     var failure: RecordError?
     var cancelled = false
     /// A whole answer that came without usage: its output's tokens, estimated (see `close`).
@@ -149,11 +153,14 @@ struct ProxyAccounting {
                 }
             }
             if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
+            if let id = relay.upstreamID { upstreamID = id }
         } else if let completion = wholeAnswerTokens, record.usage == Usage() {
             record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion).costed(at: price)
             record.usageEstimated = true
         }
         record.upstreamAttempts = attempts
+        record.upstreamID = upstreamID
+        record.upstreamRequestID = upstreamRequestID
         let now = EventLoop.monotonicNanoseconds()
         var meter = OverheadMeter()
         meter.begin(.proxy, at: startedAt)

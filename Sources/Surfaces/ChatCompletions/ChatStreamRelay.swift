@@ -84,6 +84,13 @@ public struct ChatStreamRelay {
         }
     }
 
+    public var upstreamID: String? {
+        switch engine {
+        case .passThrough(let box): box.relay.upstreamID
+        case .translating, .taken: nil
+        }
+    }
+
     public var finishReason: String? {
         switch engine {
         case .passThrough(let box): box.relay.finishReason

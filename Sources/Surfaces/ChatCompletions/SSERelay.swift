@@ -56,6 +56,9 @@ public struct SSERelay {
     public private(set) var forwardedEvents = 0
     /// A chunk carrying the answer (text, reasoning, a refusal, a call, a finish) was relayed.
     private var answerBegan = false
+    /// The completion's id as the upstream named it (its first chunk's `id`; `UpstreamIdentifier`).
+    public private(set) var upstreamID: String?
+    private var readUpstreamID = false
     /// The chunks before it, written out (`appendEvent`) and waiting for it.
     private var held: [UInt8] = []
     /// At most this many bytes are held: an upstream that sends more before an answer has them
@@ -245,6 +248,13 @@ public struct SSERelay {
     /// An upstream chunk to the client: at once once the answer began, else held until a chunk
     /// that carries it (see the type's comment).
     private mutating func forward(_ bytes: UnsafeRawBufferPointer, leading: JSONScanner.LeadingMembers, into out: inout [UInt8]) {
+        if !readUpstreamID {
+            // Once a stream: its first chunk's id, before the gateway's replaces it.
+            readUpstreamID = true
+            if let range = JSONScanner.rangeOfTopLevelValue(forKey: "id", in: bytes), range.count > 2, bytes[range.lowerBound] == UInt8(ascii: "\"") {
+                upstreamID = UpstreamIdentifier.sanitized(bytes[(range.lowerBound + 1)..<(range.upperBound - 1)], redactor: redactor)
+            }
+        }
         if !answerBegan {
             if !Self.carriesAnswer(bytes) && held.count <= Self.maxHeldBytes {
                 let count = forwardedEvents

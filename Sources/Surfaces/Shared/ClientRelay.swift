@@ -17,6 +17,8 @@ public protocol ClientRelay {
     /// The estimate the client was given in the stream's usage, when it was one (costed as the
     /// client saw it); nil otherwise.
     var estimatedUsage: Usage? { get }
+    /// The answer's id as the upstream named it (`UpstreamIdentifier`), when it was read.
+    var upstreamID: String? { get }
     /// What the client sees the moment its stream opens.
     mutating func start(into out: inout [UInt8])
     mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> SSERelay.Outcome
@@ -32,4 +34,5 @@ extension ChatStreamRelay: ClientRelay {
 
 extension TranslatingRelay: ClientRelay {
     public var finishReason: String? { finish?.rawValue }
+    public var upstreamID: String? { nil }  // the decoders do not read it
 }
