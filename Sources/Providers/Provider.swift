@@ -39,7 +39,9 @@ public struct ProviderEndpoint: Sendable, Equatable {
         /// `openai/gpt-5` a limit it refused); most other servers know only `max_tokens`.
         public static func standard(forBaseURL url: String) -> MaxTokensField {
             let host = ProviderEndpoint.host(of: url)
-            return host == "api.openai.com" || host.hasSuffix(".openai.azure.com") ? .maxCompletionTokens : .maxTokens
+            let openAI = host == "api.openai.com" || host.hasSuffix(".api.openai.com")  // `eu.api.openai.com`, data residency
+            let azure = [".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com"].contains { host.hasSuffix($0) }
+            return openAI || azure ? .maxCompletionTokens : .maxTokens
         }
     }
 

@@ -385,6 +385,10 @@ import Testing
         let estimated = try #require(try env.generation(silent.header("x-generation-id")))
         #expect((estimate["cost"]?.doubleValue ?? 0) > 0 && estimate["cost"] == estimated["total_cost"], "\(estimate) \(estimated)")
         #expect(estimated["spend_usd"] == estimated["total_cost"], "\(estimated)")
+        // Not asked for, nothing was told: `total_cost` 0 (what the client was told), the spend charged.
+        let unasked = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:no_usage=1"))
+        let unaskedRecord = try #require(try env.generation(unasked.header("x-generation-id")))
+        #expect(unaskedRecord["total_cost"]?.doubleValue == 0 && (unaskedRecord["spend_usd"]?.doubleValue ?? 0) > 0, "\(unaskedRecord)")
     }
 
     @Test func aJudgeThatTimesOutIsAJudgeTimeout() throws {

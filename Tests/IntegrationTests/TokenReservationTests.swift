@@ -60,5 +60,13 @@ struct TokenReservationTests {
                                                          extra: #","max_tokens":60"#), headers: Self.auth)
         #expect(next.status == 200, "\(next.text)")
         #expect(Int(next.header("x-ratelimit-remaining-tokens") ?? "") ?? 0 > 9_000, "\(next.headers)")
+        // Absurd counts charge at most the key's minute: a minute without tokens, not a day
+        // (review 75A #1: `prompt_tokens: 10^9` locked the key for 24 h).
+        let huge = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=0:prompt_tokens=1000000000", stream: false,
+                                            extra: #","max_tokens":60"#)
+        #expect(try env.chat(huge, headers: Self.auth).status == 200)
+        let locked = try env.chat(TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=0:prompt_tokens=7", stream: false,
+                                                           extra: #","max_tokens":60"#), headers: Self.auth)
+        #expect(locked.status == 429 && (Int(locked.header("retry-after") ?? "") ?? 0) <= 61, "\(locked.headers)")
     }
 }

@@ -388,7 +388,7 @@ final class InnerCall {
                                retryHeaders: route.provider.retryHeaders(status: status, body: errorBody, headers: headers)) { return }
             let error = route.provider.error(status: status, body: errorBody, headers: headers, provider: route.endpoint.name,
                                              redactor: redactor)
-            fail(error, status == 429 ? .rateLimited : .upstreamError)
+            fail(error, error.status == 429 ? .rateLimited : .upstreamError)  // a 429 `insufficient_quota` is a 402 (review 75A #6)
         } else if wholeBody {
             deliverWhole()
         } else {

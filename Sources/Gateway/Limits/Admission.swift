@@ -239,7 +239,11 @@ extension GatewayServer {
         let requests = Int64(max(1, record?.innerCalls.count ?? 0))
         let usage = record?.usage
         let spend = record?.spendMicros ?? 0
-        let tokens = usage.map { Self.countedTokens($0, planned: ticket.plannedTokens) } ?? 0
+        // One settlement charges at most the key's whole minute: the worst a broken or hostile
+        // upstream's counts (`prompt_tokens: 10^9` on a 10-token answer) can do is a minute
+        // without tokens, not a day (review 75A #1; spend is still charged in full).
+        let tokens = min(usage.map { Self.countedTokens($0, planned: ticket.plannedTokens) } ?? 0,
+                         ticket.identity.limits.tokensPerMinute ?? .max)
         let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,
                                          tokenDelta: tokens - ticket.reservation.tokens, spendMicros: spend)
         // The hold ends once the spend is added: no moment counts neither.
