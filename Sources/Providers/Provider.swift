@@ -45,6 +45,12 @@ public struct ProviderEndpoint: Sendable, Equatable {
         }
     }
 
+    /// OpenRouter's own API (its request options, such as `usage: {include: true}`, mean something there only).
+    public var isOpenRouter: Bool {
+        let host = Self.host(of: baseURL)
+        return host == "openrouter.ai" || host.hasSuffix(".openrouter.ai")
+    }
+
     /// The host of a base URL, in lower case.
     static func host(of url: String) -> String {
         url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: true).dropFirst().first?

@@ -82,7 +82,8 @@ import Testing
         let options = try raw(env, "OPTIONS / HTTP/1.0\r\n\r\n")
         #expect(options.status == 204 && options.header("allow") == "GET, HEAD, POST, OPTIONS", "\(options.text)")
         // A route's own methods (review 74C #6: the server's list, though GET there is a 405).
-        for (path, allowed) in [("/v1/chat/completions", "POST, OPTIONS"), ("/v1/models", "GET, HEAD, OPTIONS")] {
+        for (path, allowed) in [("/v1/chat/completions", "POST, OPTIONS"), ("/v1/models", "GET, HEAD, OPTIONS"),
+                                ("/v1/models/mock/normal", "GET, HEAD, OPTIONS"), ("/playground", "GET, HEAD, OPTIONS")] {
             let route = try raw(env, "OPTIONS \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
             #expect(route.status == 204 && route.header("allow") == allowed, "\(path): \(route.text)")
         }

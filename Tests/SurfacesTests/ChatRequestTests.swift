@@ -174,6 +174,19 @@ import Testing
                 == #"{"model":"m","messages":[{"role":"user","content":"q"}],"seed":2}"#)
     }
 
+    /// OpenRouter's `usage: {include: true}` asks the gateway for usage; it goes upstream only to
+    /// OpenRouter (review 75A #8: OpenAI's API refuses an argument it does not know).
+    @Test func openRoutersUsageOptionGoesOnlyToOpenRouter() throws {
+        let text = #"{"model":"p/m","stream":true,"usage":{"include":true},"messages":[{"role":"user","content":"q"}]}"#
+        let request = try parse(text)
+        #expect(request.asksForUsage && !request.includeUsage)
+        #expect(try JSONValue.parse(request.upstreamBody(model: "m", toOpenRouter: false))["usage"] == nil)
+        #expect(try JSONValue.parse(request.upstreamBody(model: "m", toOpenRouter: true))["usage"]?["include"] == .bool(true))
+        // Another `usage` member (not OpenRouter's) is the client's own business.
+        #expect(try parse(#"{"model":"p/m","usage":"x","messages":[{"role":"user","content":"q"}]}"#).upstreamBody(model: "p/m", toOpenRouter: false)
+                == Array(#"{"model":"p/m","usage":"x","messages":[{"role":"user","content":"q"}]}"#.utf8))
+    }
+
     /// An upstream that refuses `stream_options` (Mistral's API: 422) is configured not to be
     /// asked (`stream_usage: false`): the client's own options go as sent, nothing is added
     /// (review 45 proxy #1).

@@ -78,7 +78,7 @@ struct ChatProxyRequest: ProxyRequest {
                 url: route.endpoint.baseURL + "/chat/completions",
                 headers: OpenAICompatibleProvider.headers(endpoint: route.endpoint, stream: stream, extra: extraHeaders),
                 body: chat.upstreamBody(model: route.upstreamModel, maxTokensField: route.endpoint.maxTokensField.rawValue,
-                                        asksForUsage: route.endpoint.asksForStreamUsage))
+                                        asksForUsage: route.endpoint.asksForStreamUsage, toOpenRouter: route.endpoint.isOpenRouter))
         }
         var request = neutral
         request.model = route.upstreamModel

@@ -218,9 +218,12 @@ extension GatewayServer {
         // before any of them starts (review 21 F7), not refused by an upstream after the panel ran.
         let calls = fusionRequest.parameters.analysisModels.count + 2 + (fusionRequest.forced ? 0 : 1)
         let fanOut = CostEstimate.bytes(request: fusionRequest.base).multipliedReportingOverflow(by: Int64(calls))
-        if fanOut.overflow || fanOut.partialValue > Int64(settings.maxFanOutBytes) {
+        // Over the bound of every deliberation in flight, it would never fit: a 413, not a 503 to
+        // retry forever (review 75A #3).
+        for (limit, setting) in [(settings.maxFanOutBytes, "fusion.max_fanout_bytes"), (shared.deliberations.limit, "fusion.max_bytes_in_flight")]
+        where fanOut.overflow || fanOut.partialValue > Int64(limit) {
             throw APIError(status: 413, type: "invalid_request_error", code: "request_too_large",
-                           message: "This conversation is too large to deliberate on: sent to each of the deliberation's \(calls) calls it would be about \(fanOut.overflow ? Int64.max : fanOut.partialValue) bytes, over fusion.max_fanout_bytes (\(settings.maxFanOutBytes)).")
+                           message: "This conversation is too large to deliberate on: sent to each of the deliberation's \(calls) calls it would be about \(fanOut.overflow ? Int64.max : fanOut.partialValue) bytes, over \(setting) (\(limit)).")
         }
         // Members and the judge read the conversation as text: a block only Anthropic reads (a
         // PDF by URL, a search result) would be silently left out of their question (review 46 #3).

@@ -300,6 +300,8 @@ public final class GatewayServer {
             "POST"
         case "/v1/models", "/models", "/health", "/metrics", "/api/v1/generation", "/v1/generation":
             "GET, HEAD"
+        case _ where (path.hasPrefix("/v1/models/") && path.count > "/v1/models/".count) || path == "/playground" || path.hasPrefix("/playground/"):
+            "GET, HEAD"  // their own answers to other methods (review 75A #9)
         default:
             nil
         }

@@ -204,7 +204,10 @@ public struct ChatRequest: Sendable {
     /// sent under the other name is renamed, so the limit is enforced either way.
     /// `asksForUsage`: false for an upstream that refuses `stream_options` (the client's own go
     /// as sent; `ProviderEndpoint.asksForStreamUsage`).
-    public func upstreamBody(model upstreamModel: String, maxTokensField: String = "max_tokens", asksForUsage: Bool = true) -> [UInt8] {
+    /// `toOpenRouter`: OpenRouter's `usage: {include: …}` goes only to OpenRouter (the gateway asks
+    /// every upstream for usage itself; OpenAI's API refuses arguments it does not know: review 75A #8).
+    public func upstreamBody(model upstreamModel: String, maxTokensField: String = "max_tokens", asksForUsage: Bool = true,
+                             toOpenRouter: Bool = true) -> [UInt8] {
         let otherField = maxTokensField == "max_tokens" ? "max_completion_tokens" : "max_tokens"
         let addUsage = stream && !includeUsage && asksForUsage
         let fusionPlugin = { (plugin: JSONValue) in plugin["id"]?.stringValue == "fusion" }
@@ -216,10 +219,12 @@ public struct ChatRequest: Sendable {
         if case .object(var fields) = json,
            modelRange == nil || fields["models"] != nil || fields[otherField] != nil
             || (addUsage && fields["stream_options"] != nil) || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true
-            || fields["stream_options"]?["include_fusion_events"] != nil {
+            || fields["stream_options"]?["include_fusion_events"] != nil
+            || (!toOpenRouter && fields["usage"]?["include"] != nil) {
             // Fallbacks are the gateway's business; an upstream may reject the unknown field. So
             // is the fusion plugin, switched off (`enabled: false`) or not: it never goes upstream.
             fields["models"] = nil
+            if !toOpenRouter, fields["usage"]?["include"] != nil { fields["usage"] = nil }
             if let plugins = fields["plugins"]?.arrayValue {
                 let others = plugins.filter { !fusionPlugin($0) }
                 fields["plugins"] = others.isEmpty ? nil : .array(others)
