@@ -253,7 +253,8 @@ import Testing
         // Ended, its bytes are free: the same deliberation runs.
         #expect(env.eventually { (try? env.chat(body))?.status == 200 })
         // One that could never fit is a 413, not a 503 to retry forever (review 75A #3).
-        let never = try env.chat(body.replacingOccurrences(of: long, with: long + long))
+        let small = try TestEnvironment { $0.fusion?.maxBytesInFlight = 400_000 }
+        let never = try small.chat(body)
         #expect(never.status == 413 && never.json?["error"]?["message"]?.stringValue?.contains("fusion.max_bytes_in_flight") == true,
                 "\(never.text.prefix(300))")
     }
