@@ -89,7 +89,7 @@ struct MockOpenAIStream: MockWire {
             out.append(contentsOf: "\n\n".utf8)
             if includeUsage, let usage { appendUsageChunk(usage, key: usageKey, to: &out) }
         }
-        if script.scenario.option("drop", default: 0) == 0 { out.append(contentsOf: SSEEncoder.done) }
+        if script.scenario.option("drop", default: 0) == 0 { out.append(contentsOf: SSEEncoder.done) }  // 1, 2: none
     }
 
     /// The usage chunk (`choices: []`) a client that asked for usage gets before `[DONE]`.

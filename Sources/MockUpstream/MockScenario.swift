@@ -102,8 +102,9 @@ public struct MockScenario: Equatable, Sendable {
         // and the usage in one chunk; echo the request's Authorization header in error messages (2: in hex).
         "truncate": 0...1,
         // Streamed: the answer whole (its finish and usage; no `[DONE]` on OpenAI's wire), then
-        // the connection drops: an answer whose transfer broke after it was complete.
-        "drop": 0...1,
+        // the connection drops (1), or stays open in silence (2): an answer whose transfer broke
+        // or stalled after it was complete.
+        "drop": 0...2,
         // OpenAI's wire: no finish chunk, `[DONE]` all the same.
         "no_finish": 0...1,
         "whole": 0...1,

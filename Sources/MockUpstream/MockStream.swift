@@ -131,11 +131,17 @@ final class MockStream {
         if script.scenario.option("truncate", default: 0) == 0 {
             write { wire.appendFinish(lastStep: lastStep, to: &$0) }
         }
-        if script.scenario.option("drop", default: 0) == 1 {
+        switch script.scenario.option("drop", default: 0) {
+        case 1:
             // Dropped once what was written has left (an abort now could discard it).
             dropping = true
             timer?.start(afterMilliseconds: 20)
             return
+        case 2:
+            timer?.stop()  // silence until the client gives up
+            return
+        default:
+            break
         }
         writer.endStream()
         end(counted: true)

@@ -40,9 +40,11 @@ import Testing
 
     /// A member whose answer was whole (its finish and usage in) when its connection dropped has
     /// answered, as a proxied answer has (review 72A: it failed, its answer lost to the judge).
-    @Test func aWholeAnswerWhoseTransferBrokeIsAnAnswer() throws {
+    /// Or went silent (2): it ends a second later, not at the member's deadline (review 75B #1).
+    @Test(arguments: [1, 2])
+    func aWholeAnswerWhoseTransferBrokeIsAnAnswer(drop: Int) throws {
         let env = try TestEnvironment()
-        let members = #"["mock/expert-1:pace_ms=0:drop=1","mock/expert-2:pace_ms=0"]"#
+        let members = #"["mock/expert-1:pace_ms=0:drop=\#(drop)","mock/expert-2:pace_ms=0"]"#
         let response = try env.chat(#"{"model":"mock/outer:pace_ms=0","stream":false,"messages":[{"role":"user","content":"\#(Self.question)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(members)}}],"tool_choice":"required"}"#)
         #expect(response.status == 200, "\(response.text.prefix(400))")
         let fusion = try #require(response.json?["fusion"])
@@ -52,6 +54,7 @@ import Testing
         #expect(dropped?["status"] == .string("ok") && (dropped?["completion_tokens"]?.intValue ?? 0) > 0, "\(calls)")
         // Proxied, the same stream ends complete too.
         let proxied = try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=0:drop=1"))
+        #expect(try env.generation(response.header("x-generation-id"))?["generation_time"]?.doubleValue ?? 0 < 10_000)
         #expect(proxied.status == 200 && proxied.streamError == nil && proxied.text.contains("[DONE]"), "\(proxied.text.suffix(300))")
     }
 

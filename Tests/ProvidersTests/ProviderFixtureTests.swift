@@ -144,6 +144,11 @@ enum ProviderFixtures {
         }
         let (events, _) = try ProviderFixtures.decode([chunk("a", "stop"), chunk("b", "stop"), usage], with: OpenAICompatibleProvider())
         #expect(events.filter { if case .text = $0 { true } else { false } } == [.text("a"), .text("b")], "\(events)")
+        // Another choice cut before choice 0 began does not cut choice 0's answer (review 75B #3).
+        let one = Array(#"data: {"choices":[{"index":1,"delta":{"content":"XXX "},"finish_reason":null}]}\#n\#ndata: {"choices":[{"index":1,"delta":{},"finish_reason":"length"}]}\#n\#n"#.utf8)
+        let (mixed, _) = try ProviderFixtures.decode([one, chunk("AAA ", nil), chunk("BBB", "stop"), usage], with: OpenAICompatibleProvider())
+        let texts = mixed.compactMap { if case .text(let text) = $0 { text } else { nil } }.joined()
+        #expect(texts.hasSuffix("AAA BBB") && mixed.last { if case .finish = $0 { true } else { false } } == .finish(.stop), "\(mixed)")
     }
 
     @Test func secretsInAnErrorChunkAreRedacted() throws {

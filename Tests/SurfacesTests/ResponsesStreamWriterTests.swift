@@ -150,6 +150,16 @@ import Testing
         #expect(output.map { $0["arguments"] } == [.string(#"{"a":1}"#), .string(#"{"b":2}"#)], "\(output)")
     }
 
+    /// Relays that put `stop` on every chunk: one message, not one per token (review 75B #2).
+    @Test func aFinishOnEveryChunkIsOneMessage() throws {
+        let bytes = try Self.render([.text("AAA "), .finish(.stop), .text("BBB "), .finish(.stop), .text("CCC"), .finish(.stop), .usage(Self.usage)])
+        let events = try ResponsesStreamCheck.decode(bytes)
+        #expect(ResponsesStreamCheck.problems(events) == [])
+        let output = try #require(events.last?.json["response"]?["output"]?.arrayValue)
+        #expect(output.count == 1 && output.first?["content"]?[0]?["text"] == .string("AAA BBB CCC"), "\(output)")
+        #expect(events.filter { $0.type == "response.output_item.added" }.count == 1)
+    }
+
     @Test func aLengthFinishMakesTheResponseIncomplete() throws {
         let bytes = try Self.render([.text("Cut sh"), .finish(.length), .usage(Self.usage)])
         try Golden.check("incomplete.sse", bytes)

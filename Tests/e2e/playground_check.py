@@ -342,9 +342,13 @@ def upcoming_event_checks(driver):
         broken.onEvent('fusion.member.started', { t_ms: 1, index: 1, model: 'b' });
         broken.onEvent('fusion.member.completed', { t_ms: 2, index: 0, model: 'a', stats: {} });
         broken.onEvent('fusion.member.delta', { t_ms: 3, index: 1, model: 'b', delta: 'half an' });
+        broken.onEvent('fusion.judge.started', { t_ms: 4, model: 'j', attempt: 1 });
+        broken.onEvent('fusion.judge.progress', { t_ms: 5, model: 'j', delta: '{"consensus":["half read",' });
         broken.fail({ message: 'network error' });
         brokenView.update();
-        oddOut.broken = { panel: broken.phaseStates().panel, failure: brokenView.root.querySelectorAll('.member .failure')[1]?.textContent || '' };
+        oddOut.broken = { panel: broken.phaseStates().panel, failure: brokenView.root.querySelectorAll('.member .failure')[1]?.textContent || '',
+                          analysis: brokenView.root.querySelectorAll('.field-consensus li').length,
+                          judgeFailure: broken.judge.attempts[0]?.failure?.reason || '' };
         const out = {
           early,
           consensus: [...view.root.querySelectorAll('.field-consensus li')].map((li) => [li.textContent, li.classList.contains('provisional')]),
@@ -385,6 +389,8 @@ def upcoming_event_checks(driver):
     check("a judge that failed leaves none of what was read from it", odd.get("afterFailure") == 0, odd)
     check("a panel the broken stream interrupted is failed, its member says why", odd.get("broken", {}).get("panel") == "failed"
           and "interrupted" in odd.get("broken", {}).get("failure", ""), odd.get("broken"))
+    check("an interrupted judge leaves no analysis and says why", odd.get("broken", {}).get("analysis") == 0
+          and odd.get("broken", {}).get("judgeFailure") == "interrupted", odd.get("broken"))
     described, plain = result["models"]
     check("presets from /v1/models", described == {"models": [{"id": "p/a", "description": ""}, {"id": "p/b", "description": "B"}],
                                                    "presets": {"quality": ["p/a", "p/b"]}, "defaultPreset": "quality"}, described)

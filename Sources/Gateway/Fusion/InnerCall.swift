@@ -46,6 +46,8 @@ final class InnerCall {
     /// When the upstream last sent something (or the attempt started): see `checkSilence`.
     private var lastUpstreamActivity: UInt64 = 0
     private var idleCheck: LoopTimer?
+    /// Armed once the decoder knows the answer is whole but its end has not come (`endIfWhole`).
+    private var wholeTimer: LoopTimer?
     /// Records not yet accepted by the channel, oldest first.
     private var spill: [(UInt8, [UInt8])] = []
     private var waitingForSpace = false
@@ -104,6 +106,7 @@ final class InnerCall {
         if let timeoutMilliseconds {
             deadline = client.loop.nowMilliseconds &+ timeoutMilliseconds
             let timer = LoopTimer(loop: client.loop) { [unowned self] in
+                guard !endIfWhole() else { return }
                 fail(.upstreamUnavailable("\(name) gave no complete answer within \(timeoutMilliseconds) ms",
                                           code: "upstream_timeout", status: 504), .timeout)
             }
@@ -209,6 +212,8 @@ final class InnerCall {
         timer?.close()
         idleCheck?.close()
         idleCheck = nil
+        wholeTimer?.close()
+        wholeTimer = nil
         retryTimer?.close()
         retryTimer = nil
     }
@@ -292,6 +297,11 @@ final class InnerCall {
                 if retryOrFallBack(status: failure.status, connectFailed: false) { return true }
             }
             fail(failure, .upstreamError)
+        } else if !done, wholeTimer == nil, decoder.answerIsWhole {
+            // Whole, its end not yet come: a second for it, then the answer stands as it is.
+            let timer = LoopTimer(loop: client.loop) { [unowned self] in _ = endIfWhole() }
+            timer.start(afterMilliseconds: min(1_000, upstream.idleTimeoutMilliseconds))
+            wholeTimer = timer
         } else if done {
             // Everything is in: finish now; the transfer completes on its own (connection reuse).
             // Whole or cut, as the decoder says (`[DONE]` without a finish reason was cut:
@@ -340,6 +350,17 @@ final class InnerCall {
         return false
     }
 
+    /// Ends the call complete when its answer is whole though its stream has not ended (its
+    /// transfer broke, went silent, or the deadline came): a member or judge that answered in
+    /// full and then stayed silent failed at its deadline, its answer lost (review 75B #1).
+    private func endIfWhole() -> Bool {
+        guard !finished, (200..<300).contains(status), !wholeBody, spill.isEmpty, decoder.answerIsWhole else { return false }
+        transfer?.cancel()
+        transfer = nil
+        endOfStream()
+        return true
+    }
+
     /// The body ended cleanly: what only its end completes (Gemini's raw JSON error without its
     /// line end: review 52A #5) is read, then the call ends as the decoder says.
     private func endOfStream() {
@@ -365,10 +386,7 @@ final class InnerCall {
         // An answer its decoder knows is whole (a stop reason; an OpenAI finish with its usage
         // after it) ends complete when its transfer then breaks or goes silent, as a proxied one
         // does (review 72A: a member that had answered in full failed, and its answer was lost).
-        if failure != nil, (200..<300).contains(status), !wholeBody, spill.isEmpty, decoder.answerIsWhole {
-            endOfStream()
-            return
-        }
+        if failure != nil, endIfWhole() { return }
         if let failure {
             // Never sent: a refused connection, or a name not resolved (as the proxy's).
             var connectFailed = false

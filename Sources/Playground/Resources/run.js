@@ -293,12 +293,22 @@ export class Run {
       if (!m || (m.status !== "running" && m.status !== "queued")) continue;
       m.status = status;
       m.endedAt = t;
-      // Interrupted (the stream broke, the gateway stopped): not a failure the gateway reported,
-      // so say what happened (review 72C L4: "failed" with no reason, the panel "done").
-      if (status === "failed" && !m.failure) m.failure = { reason: "interrupted", message: "the stream broke before this answer finished" };
+      // Interrupted (the stream broke, the gateway ended it): not a failure the gateway reported
+      // for this member, so say what happened (review 72C L4: "failed" with no reason, the panel "done").
+      if (status === "failed" && !m.failure) m.failure = { reason: "interrupted", message: "the request ended before this answer finished" };
     }
-    for (const a of this.judge.attempts) if (a.status === "running") { a.status = status; a.endedAt = t; }
-    if (this.judge.status === "running" || this.judge.status === "retrying") this.judge.status = status;
+    for (const a of this.judge.attempts) {
+      if (a.status !== "running") continue;
+      a.status = status;
+      a.endedAt = t;
+      if (status === "failed" && !a.failure) a.failure = { reason: "interrupted", message: "the request ended before this analysis finished" };
+    }
+    if (this.judge.status === "running" || this.judge.status === "retrying") {
+      this.judge.status = status;
+      // What was read of an attempt that never finished is no analysis (as for a failure the
+      // gateway reports; review 75B #4).
+      if (this.analysisSource !== "final") { this.analysis = emptyAnalysis(); this.analysisSource = null; }
+    }
     if (this.final.startedAt !== null && this.final.endedAt === null) this.final.endedAt = t;
     this.touch("all");
   }

@@ -244,6 +244,12 @@ enum OpenAIChunk {
 
     /// The choice of a chunk's `choices` to read: the only one (not walked twice, the usual
     /// case), else the one whose `index` is 0, else the first.
+    /// The index of the choice `events` reads in `chunk` (nil: none, or no number).
+    static func choiceIndex(in chunk: JSONView) -> Int64? {
+        guard let choices = chunk.member("choices", in: chunk.root), let choice = choice(in: chunk, choices) else { return nil }
+        return chunk.member("index", in: choice).flatMap { chunk.value($0).intValue }
+    }
+
     static func choice(in chunk: JSONView, _ choices: Range<Int>) -> Range<Int>? {
         guard let first = chunk.firstElement(in: choices) else { return nil }
         guard chunk.element(after: first) != nil else { return first }

@@ -12,7 +12,10 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private var sawDone = false
     private var usageAfterFinish = false
     /// The answer was cut (`length`, `content_filter`): what comes after is not part of it.
+    /// The cut choice's index: another choice's chunks are `OpenAIChunk.events`' to read or skip
+    /// (review 75B #3: a choice 1 cut before choice 0 began dropped choice 0's whole answer).
     private var cut = false
+    private var cutChoice: Int64?
     private var state = OpenAIChunk.StreamState()
     private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
@@ -31,7 +34,11 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         let finishedBefore = sawFinish
         var usageAfterFinish = false
         var cut = self.cut
-        defer { self.cut = cut }
+        var cutChoice = self.cutChoice
+        defer {
+            self.cut = cut
+            self.cutChoice = cutChoice
+        }
         // Taken out while the chunk is read, so the local is its only reference and a tool call's
         // fragment changes it in place (a shared copy would copy its dictionaries on write).
         var numbering = self.numbering
@@ -57,12 +64,14 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     failure = StreamDecodingError("the upstream sent an event that is not a JSON object")
                     return
                 }
+                // Read only after a cut (rare): which choice this chunk is.
+                let sameChoice = !cut || OpenAIChunk.choiceIndex(in: chunk) == cutChoice
                 OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
                     // A cut answer's end stands: text, calls or a `stop` after a `length` were
                     // spliced onto it and its cut was lost (review 71C #8), as Gemini's reader
                     // ignores what follows a finish. Only a cut: relays put `stop` on every chunk.
-                    if cut {
+                    if cut && sameChoice {
                         if case .usage = modelEvent {} else if case .error = modelEvent {} else { return }
                     }
                     switch modelEvent {
@@ -75,6 +84,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     case .finish(let reason):
                         finished = true
                         cut = reason == .length || reason == .contentFilter
+                        if cut { cutChoice = OpenAIChunk.choiceIndex(in: chunk) }
                     case .error: done = true
                     case .toolCall(let fragment):
                         if let numbered = numbering.number(fragment) {

@@ -131,8 +131,9 @@ public struct ResponsesStreamWriter: Sendable {
         case .usage, .stopDetail, .messageExtras, .providerBlock:
             break  // usage: above; the stop detail is for Anthropic clients
         case .finish(let reason):
+            // The open items close when the response does (`finalResponse`): relays that put
+            // `stop` on every chunk made one message item per token (review 75B #2).
             finishReason = reason
-            closeOpenItems(status: reason == .length || reason == .contentFilter ? "incomplete" : "completed", &out)
         case .error(let error):
             appendFailure(error, to: &out)
         }
