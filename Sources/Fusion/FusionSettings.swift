@@ -51,6 +51,9 @@ public struct FusionSettings: Sendable, Equatable {
     /// A deliberation that would not fit is a 503 `server_busy` to retry; a member whose bytes
     /// would not fit fails (review 74B #1: 45 deliberations at once held 3.3 GB).
     public var maxBytesInFlight = 1 << 30
+    /// Of those, what the deliberations of one gateway key may hold (nil: a quarter of
+    /// `maxBytesInFlight`): one key cannot take every other key's room (review 75A #2).
+    public var maxBytesInFlightPerKey: Int?
     /// The output limit of a panel or judge call whose request sets none (`max_completion_tokens`
     /// in the fusion parameters): a rambling model must not hold a deliberation for minutes.
     public var defaultMaxTokens: Int64? = 4096

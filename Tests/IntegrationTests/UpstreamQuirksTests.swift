@@ -260,6 +260,32 @@ import Testing
     }
 }
 
+/// One key's deliberations hold at most its share of the bound (`max_bytes_in_flight_per_key`):
+/// its stalled deliberations cannot refuse every other key's (review 75A #2).
+@Suite struct FanOutShareTests {
+    @Test func oneKeyCannotTakeEveryOtherKeysRoom() throws {
+        let keys = ["KEY_A": "sk-team-a-0123456789", "KEY_B": "sk-team-b-0123456789"]
+        let env = try TestEnvironment(environment: keys) {
+            $0.keys = ["a": NamedKey(name: "a", keyEnvironmentVariable: "KEY_A", limits: KeyLimits()),
+                       "b": NamedKey(name: "b", keyEnvironmentVariable: "KEY_B", limits: KeyLimits())]
+            $0.fusion?.maxBytesInFlight = 4 << 20
+            $0.fusion?.maxBytesInFlightPerKey = 1 << 20
+        }
+        let long = String(repeating: "word ", count: 32_000)  // 160 KB, four calls (forced): ~640 KB
+        let members = #"["mock/paced:pace_ms=100:deltas=20:n=1","mock/paced:pace_ms=100:deltas=20:n=2"]"#
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"messages":[{"role":"user","content":"\#(long)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(members)}}],"tool_choice":"required"}"#
+        let first = try env.client()
+        try first.send(TestEnvironment.post("/v1/chat/completions", body: body, headers: ["Authorization": "Bearer \(keys["KEY_A"]!)"]))
+        #expect(env.eventually { env.mockStats.counts.streamsStarted >= 2 })
+        let again = try env.chat(body, headers: ["Authorization": "Bearer \(keys["KEY_A"]!)"])
+        #expect(again.status == 503 && again.json?["error"]?["message"]?.stringValue?.contains("max_bytes_in_flight_per_key") == true,
+                "\(again.text.prefix(300))")
+        let other = try env.chat(body, headers: ["Authorization": "Bearer \(keys["KEY_B"]!)"])
+        #expect(other.status == 200, "\(other.text.prefix(300))")
+        #expect(try first.readResponse().status == 200)
+    }
+}
+
 /// The simulated models honour the request's output limit (a step is a token): an answer cut by
 /// it ends with each API's length finish, on every client surface and every vendor's wire, so
 /// a client's handling of a truncated answer can be exercised against the gateway.

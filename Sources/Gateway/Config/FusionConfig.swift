@@ -8,7 +8,8 @@ extension GatewayConfig {
     static func parseFusion(_ node: ConfigNode, base: FusionSettings? = nil) throws -> FusionSettings {
         try node.allowOnly(["outer_model", "default_preset", "presets", "judge_fallback_model", "member_timeout_ms",
                             "judge_timeout_ms", "panel_context", "grace_ms", "deadline_ms", "neutral_labels", "shuffle_labels",
-                            "prices", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes", "max_fanout_bytes", "max_bytes_in_flight", "max_completion_tokens",
+                            "prices", "max_inner_calls", "max_web_tool_calls", "max_upstream_bytes", "max_fanout_bytes", "max_bytes_in_flight", "max_bytes_in_flight_per_key",
+                            "max_completion_tokens",
                             "panel_spill_margin"])
         guard let outer = try node.string("outer_model") ?? base?.outerModel else {
             throw ConfigError("\(node.path).outer_model is required (with simulated_models: true it defaults to the simulated setup's)")
@@ -43,6 +44,7 @@ extension GatewayConfig {
         settings.maxUpstreamBytes = try node.int("max_upstream_bytes", in: (64 << 10)...(64 << 30)) ?? settings.maxUpstreamBytes
         settings.maxFanOutBytes = try node.int("max_fanout_bytes", in: (1 << 20)...(64 << 30)) ?? settings.maxFanOutBytes
         settings.maxBytesInFlight = try node.int("max_bytes_in_flight", in: (1 << 20)...(1 << 40)) ?? settings.maxBytesInFlight
+        settings.maxBytesInFlightPerKey = try node.int("max_bytes_in_flight_per_key", in: (1 << 20)...(1 << 40)) ?? settings.maxBytesInFlightPerKey
         settings.panelSpillMargin = try node.int("panel_spill_margin", in: 0...10_000) ?? settings.panelSpillMargin
         if let limit = try node.int("max_completion_tokens", in: 1...1_000_000) { settings.defaultMaxTokens = Int64(limit) }
         if let context = try node.string("panel_context") {

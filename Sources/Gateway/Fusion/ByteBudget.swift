@@ -11,6 +11,9 @@ final class ByteBudget: Sendable {
     let limit: Int
     private let spent = Atomic<Int>(0)
     private let shared: HeldBytes?
+    /// The key's share of `shared` (`fusion.max_bytes_in_flight_per_key`), for a request that
+    /// came with a key: one key cannot take every other key's deliberations (review 75A #2).
+    private let keyed: (bound: HeldBytesByKey, key: String)?
     /// What this budget holds of `shared`, given back once (`releaseShared`, or at the latest
     /// when the last inner call lets go of it).
     private let heldShared = Atomic<Int>(0)
@@ -18,14 +21,20 @@ final class ByteBudget: Sendable {
     init(limit: Int) {
         self.limit = limit
         shared = nil
+        keyed = nil
     }
 
-    /// A budget holding `holding` bytes of `shared` from the start (the deliberation's
-    /// conversation times its calls); nil, and nothing held, when they do not fit.
-    init?(limit: Int, shared: HeldBytes, holding: Int) {
-        guard shared.reserve(holding) else { return nil }
+    /// A budget holding `holding` bytes of `shared` (and of `key`'s share of it) from the start
+    /// (the deliberation's conversation times its calls); nil, and nothing held, when they do not fit.
+    init?(limit: Int, shared: HeldBytes, keyed: (bound: HeldBytesByKey, key: String)?, holding: Int) {
+        if let keyed, !keyed.bound.reserve(holding, key: keyed.key) { return nil }
+        guard shared.reserve(holding) else {
+            if let keyed { keyed.bound.release(holding, key: keyed.key) }
+            return nil
+        }
         self.limit = limit
         self.shared = shared
+        self.keyed = keyed
         heldShared.store(holding, ordering: .relaxed)
     }
 
@@ -34,17 +43,23 @@ final class ByteBudget: Sendable {
         // Relaxed: counters; nothing else is published through them.
         guard spent.wrappingAdd(bytes, ordering: .relaxed).newValue <= limit else { return false }
         guard let shared else { return true }
-        guard shared.reserve(bytes) else { return false }
+        if let keyed, !keyed.bound.reserve(bytes, key: keyed.key) { return false }
+        guard shared.reserve(bytes) else {
+            if let keyed { keyed.bound.release(bytes, key: keyed.key) }
+            return false
+        }
         heldShared.wrappingAdd(bytes, ordering: .relaxed)
         return true
     }
 
-    /// Whether the process-wide bound is what refused (for the failure's message).
+    /// Whether the process-wide bound (or the key's share) is what refused (for the failure's message).
     var sharedIsFull: Bool { spent.load(ordering: .relaxed) <= limit && shared != nil }
 
     /// The deliberation ended: what it held of the process-wide bound is free again.
     func releaseShared() {
-        shared?.release(heldShared.exchange(0, ordering: .relaxed))
+        let held = heldShared.exchange(0, ordering: .relaxed)
+        shared?.release(held)
+        if let keyed { keyed.bound.release(held, key: keyed.key) }
     }
 
     deinit { releaseShared() }

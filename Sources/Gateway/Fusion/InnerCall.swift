@@ -251,7 +251,7 @@ final class InnerCall {
         }
         if let budget, !budget.spend(bytes.count) {
             fail(.upstreamTooLarge(budget.sharedIsFull
-                                   ? "the gateway's deliberations in flight hold all the bytes they may (fusion.max_bytes_in_flight)"
+                                   ? "the gateway's deliberations in flight, or this key's, hold all the bytes they may (fusion.max_bytes_in_flight, max_bytes_in_flight_per_key)"
                                    : "the deliberation's upstream responses exceeded \(budget.limit) bytes (fusion.max_upstream_bytes)"),
                  .invalidResponse)
             return true

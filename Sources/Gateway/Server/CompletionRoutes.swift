@@ -220,8 +220,11 @@ extension GatewayServer {
         let fanOut = CostEstimate.bytes(request: fusionRequest.base).multipliedReportingOverflow(by: Int64(calls))
         // Over the bound of every deliberation in flight, it would never fit: a 413, not a 503 to
         // retry forever (review 75A #3).
-        for (limit, setting) in [(settings.maxFanOutBytes, "fusion.max_fanout_bytes"), (shared.deliberations.limit, "fusion.max_bytes_in_flight")]
-        where fanOut.overflow || fanOut.partialValue > Int64(limit) {
+        // With more than one gateway key, a request holds its key's share too (review 75A #2).
+        let key = shared.gatewayKeys.count > 1 ? tickets[ObjectIdentifier(writer)]?.identity.id : nil
+        var bounds = [(settings.maxFanOutBytes, "fusion.max_fanout_bytes"), (shared.deliberations.limit, "fusion.max_bytes_in_flight")]
+        if key != nil { bounds.append((shared.deliberationsByKey.limit, "fusion.max_bytes_in_flight_per_key")) }
+        for (limit, setting) in bounds where fanOut.overflow || fanOut.partialValue > Int64(limit) {
             throw APIError(status: 413, type: "invalid_request_error", code: "request_too_large",
                            message: "This conversation is too large to deliberate on: sent to each of the deliberation's \(calls) calls it would be about \(fanOut.overflow ? Int64.max : fanOut.partialValue) bytes, over \(setting) (\(limit)).")
         }
@@ -241,9 +244,12 @@ extension GatewayServer {
         }
         // Held with every other deliberation's bytes from now until it ends (released if it never
         // starts: the budget goes with this closure).
-        guard let budget = ByteBudget(limit: settings.maxUpstreamBytes, shared: shared.deliberations, holding: Int(fanOut.partialValue)) else {
+        let keyed = key.map { (bound: shared.deliberationsByKey, key: $0) }
+        guard let budget = ByteBudget(limit: settings.maxUpstreamBytes, shared: shared.deliberations, keyed: keyed, holding: Int(fanOut.partialValue)) else {
+            let full = keyed.map { $0.bound.current($0.key) + Int(fanOut.partialValue) > $0.bound.limit } ?? false
             var busy = APIError(status: 503, type: "server_error", code: "server_busy",
-                                message: "The gateway is running as many deliberations as it may hold at once (fusion.max_bytes_in_flight); retry shortly.")
+                                message: full ? "This key's deliberations in flight hold all the bytes one key may (fusion.max_bytes_in_flight_per_key); retry shortly."
+                                              : "The gateway is running as many deliberations as it may hold at once (fusion.max_bytes_in_flight); retry shortly.")
             busy.headers = [("Retry-After", "1")]
             throw busy
         }

@@ -196,7 +196,8 @@ public final class GatewayServer {
                              web: resolveWeb(config.web, environment: environment, logger: logger),
                              keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword,
                              maxCollectedBytes: config.upstream.maxCollectedBytes, maxReceivingBodyBytes: config.server.maxReceivingBodyBytes,
-                             maxDeliberationBytes: (config.fusion ?? .simulated).maxBytesInFlight)
+                             maxDeliberationBytes: (config.fusion ?? .simulated).maxBytesInFlight,
+                             maxDeliberationBytesPerKey: (config.fusion ?? .simulated).maxBytesInFlightPerKey)
     }
 
     /// Every model the Fusion config names must route: a slug no provider serves would otherwise

@@ -41,15 +41,18 @@ public final class GatewayShared: Sendable {
     /// Bytes of deliberations in flight, across loops (`fusion.max_bytes_in_flight`): their
     /// conversations times their calls, and their upstream responses.
     let deliberations: HeldBytes
+    /// Each gateway key's share of `deliberations` (`fusion.max_bytes_in_flight_per_key`).
+    let deliberationsByKey: HeldBytesByKey
     /// Each gateway key's fingerprint, made once (a request reaching a route presented one of them).
     private let keyFingerprints: [String: String]
 
     init(router: ModelRouter, gatewayKeys: [String], web: WebSettings?, keyRing: KeyRing? = nil, redisPassword: String? = nil,
          maxCollectedBytes: Int = GatewayConfig.Upstream().maxCollectedBytes,
          maxReceivingBodyBytes: Int = GatewayConfig.Server().maxReceivingBodyBytes,
-         maxDeliberationBytes: Int = FusionSettings.simulated.maxBytesInFlight) {
+         maxDeliberationBytes: Int = FusionSettings.simulated.maxBytesInFlight, maxDeliberationBytesPerKey: Int? = nil) {
         collected = HeldBytes(limit: maxCollectedBytes)
         deliberations = HeldBytes(limit: maxDeliberationBytes)
+        deliberationsByKey = HeldBytesByKey(limit: maxDeliberationBytesPerKey ?? maxDeliberationBytes / 4)
         receivingBodies = HeldBytes(limit: maxReceivingBodyBytes)
         self.router = router
         self.gatewayKeys = gatewayKeys
