@@ -303,7 +303,11 @@ import Testing
         #expect(sent == expected)
         // A body written anew (its `stream_options` left out) rewrites through the tree: the same.
         let rebuilt = try parse(text.replacingOccurrences(of: #"{"max_tokens":50,"#, with: #"{"stream_options":{},"max_tokens":50,"#))
-        #expect(try JSONValue.parse(Array(sent.utf8)) == JSONValue.parse(rebuilt.upstreamBody(model: "claude-x")))
+        let rebuiltBody = rebuilt.upstreamBody(model: "claude-x")
+        #expect(try JSONValue.parse(Array(sent.utf8)) == JSONValue.parse(rebuiltBody))
+        // …its messages the client's bytes with the ids spliced (review 75A #4: re-encoded, the big number rounded).
+        let splicedHistory = history.replacingOccurrences(of: "functions.get_weather:0", with: first).replacingOccurrences(of: "call 2", with: second)
+        #expect(String(decoding: rebuiltBody, as: UTF8.self).contains(#""messages":\#(splicedHistory)"#), "\(String(decoding: rebuiltBody, as: UTF8.self))")
         // Valid ids: the client's bytes, only the model replaced.
         let valid = text.replacingOccurrences(of: "functions.get_weather:0", with: "toolu_01").replacingOccurrences(of: "call 2", with: "toolu_02")
         #expect(String(decoding: try parse(valid).upstreamBody(model: "claude-x"), as: UTF8.self) == valid.replacingOccurrences(of: "anth/claude-x", with: "claude-x"))

@@ -110,19 +110,31 @@ public struct MessagesRequest: Sendable {
             var changed: Set<String> = ["model", "plugins"]
             if fusionTool != nil { changed.insert("tools") }
             if !idRewrites.isEmpty { changed.insert("messages") }
-            return ClientOrderedObject.encode(fields, changed: changed, renamed: [:], rawBody: rawBody)
+            // The messages as the client wrote them with only the ids spliced, as below (review
+            // 75A #4: re-encoded, keys sorted and a tool input's big number rounded).
+            var replacements: [String: [UInt8]] = [:]
+            if !idRewrites.isEmpty, let range = JSONScanner.rangeOfTopLevelValue(forKey: "messages", in: rawBody),
+               idRewrites.allSatisfy({ range.contains($0.0.lowerBound) }) {
+                replacements["messages"] = Self.splicing(idRewrites, into: rawBody, within: range)
+            }
+            return ClientOrderedObject.encode(fields, changed: changed, renamed: [:], rawBody: rawBody, replacements: replacements)
         }
         guard let range = modelRange else { return json.serialized() }  // not reached: `json` is an object
         // The client's bytes, with the model's value and the ids that change replaced.
+        return Self.splicing([(range, upstreamModel)] + idRewrites, into: rawBody, within: rawBody.indices)
+    }
+
+    /// `body[range]` with each of `edits`' ranges (inside it) replaced by its string, in JSON.
+    static func splicing(_ edits: [(Range<Int>, String)], into body: [UInt8], within range: Range<Int>) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(rawBody.count + 64 * idRewrites.count)
-        var copied = 0
-        for (range, value) in ([(range, upstreamModel)] + idRewrites).sorted(by: { $0.0.lowerBound < $1.0.lowerBound }) {
-            out.append(contentsOf: rawBody[copied..<range.lowerBound])
+        out.reserveCapacity(range.count + 64 * edits.count)
+        var copied = range.lowerBound
+        for (edit, value) in edits.sorted(by: { $0.0.lowerBound < $1.0.lowerBound }) {
+            out.append(contentsOf: body[copied..<edit.lowerBound])
             JSONWriting.appendString(value, to: &out)
-            copied = range.upperBound
+            copied = edit.upperBound
         }
-        out.append(contentsOf: rawBody[copied...])
+        out.append(contentsOf: body[copied..<range.upperBound])
         return out
     }
 

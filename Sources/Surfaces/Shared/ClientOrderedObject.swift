@@ -9,7 +9,10 @@ public enum ClientOrderedObject {
     /// keeps its digits), a `changed` one is re-encoded, a member under a `renamed` key takes
     /// its new name in place, and members the client did not send come last (review 74A #1:
     /// the whole body was re-encoded with its keys sorted, `answer` before `reasoning`).
-    public static func encode(_ fields: [String: JSONValue], changed: Set<String>, renamed: [String: String], rawBody: [UInt8]) -> [UInt8] {
+    /// `replacements`: a member's value as bytes the caller made from the client's (tool ids
+    /// spliced into `messages`), written in place of re-encoding it.
+    public static func encode(_ fields: [String: JSONValue], changed: Set<String>, renamed: [String: String], rawBody: [UInt8],
+                              replacements: [String: [UInt8]] = [:]) -> [UInt8] {
         guard let members = JSONScanner.topLevelMembers(in: rawBody) else { return JSONValue.object(fields).serialized() }
         var out: [UInt8] = [UInt8(ascii: "{")]
         out.reserveCapacity(rawBody.count + 64)
@@ -24,7 +27,9 @@ public enum ClientOrderedObject {
         for member in members {
             let key = renamed[member.key] ?? member.key
             guard !written.contains(key), let value = fields[key] else { continue }
-            if changed.contains(key) || key != member.key {
+            if let bytes = replacements[key], key == member.key {
+                append(key) { $0.append(contentsOf: bytes) }
+            } else if changed.contains(key) || key != member.key {
                 append(key) { $0.append(contentsOf: value.serialized()) }
             } else {
                 append(key) { $0.append(contentsOf: rawBody[member.value]) }  // duplicate keys were refused
