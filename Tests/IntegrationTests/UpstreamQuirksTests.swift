@@ -248,10 +248,14 @@ import Testing
         #expect(env.eventually { env.mockStats.counts.streamsStarted >= 2 })
         let busy = try env.chat(body)
         #expect(busy.status == 503 && busy.json?["error"]?["code"] == .string("server_busy"), "\(busy.text.prefix(300))")
+        let held = try env.get("/metrics")
+        #expect((held.metric(#"fusion_gateway_held_bytes{bound="deliberations"}"#) ?? 0) > 600_000, "what the first holds is seen")
+        #expect(held.metric(#"fusion_gateway_held_bytes_limit{bound="deliberations"}"#) == Double(1 << 20))
         #expect(busy.header("retry-after") == "1" && busy.header("x-should-retry") != "false", "\(busy.headers)")
         #expect(try first.readResponse().status == 200)
-        // Ended, its bytes are free: the same deliberation runs.
+        // Ended, its bytes are free: the same deliberation runs, and nothing stays held.
         #expect(env.eventually { (try? env.chat(body))?.status == 200 })
+        #expect(env.eventually { (try? env.get("/metrics"))?.metric(#"fusion_gateway_held_bytes{bound="deliberations"}"#) == 0 })
         // One that could never fit is a 413, not a 503 to retry forever (review 75A #3).
         let small = try TestEnvironment { $0.fusion?.maxBytesInFlight = 400_000 }
         let never = try small.chat(body)

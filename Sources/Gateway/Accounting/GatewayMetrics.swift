@@ -207,8 +207,16 @@ public final class GatewayMetrics: Sendable {
         return milliseconds >= 9e12 ? Int64.max : Int64(milliseconds * 1e6)
     }
 
-    func render() -> [UInt8] {
+    /// `held`: each process-wide byte bound's name, what it holds now and its limit (read when
+    /// scraped; review 75A #10: an operator could not see a bound fill, or leak).
+    func render(held: [(bound: String, current: Int, limit: Int)] = []) -> [UInt8] {
         var out = registry.emitToBuffer()
+        if !held.isEmpty {
+            out.append(contentsOf: "# HELP fusion_gateway_held_bytes Bytes held now under each process-wide bound.\n# TYPE fusion_gateway_held_bytes gauge\n".utf8)
+            for entry in held { out.append(contentsOf: "fusion_gateway_held_bytes{bound=\"\(entry.bound)\"} \(entry.current)\n".utf8) }
+            out.append(contentsOf: "# HELP fusion_gateway_held_bytes_limit Each process-wide bound's limit, in bytes.\n# TYPE fusion_gateway_held_bytes_limit gauge\n".utf8)
+            for entry in held { out.append(contentsOf: "fusion_gateway_held_bytes_limit{bound=\"\(entry.bound)\"} \(entry.limit)\n".utf8) }
+        }
         // Costs as decimals from integer units: a float counter would print its summation error.
         let costs = costUnits.withLock { $0 }
         out.append(contentsOf: "# HELP fusion_gateway_cost_usd_total Upstream cost reported for completions, in US dollars (10 decimal places), by kind.\n# TYPE fusion_gateway_cost_usd_total counter\n".utf8)

@@ -353,7 +353,11 @@ public final class GatewayServer {
                             message: "/metrics needs a gateway key without limits."), request, writer)
         case ("GET", "/metrics"):
             writer.respond(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                           body: shared.metrics.render())
+                           body: shared.metrics.render(held: [
+                               ("deliberations", shared.deliberations.current, shared.deliberations.limit),
+                               ("collected_answers", shared.collected.current, shared.collected.limit),
+                               ("receiving_bodies", shared.receivingBodies.current, shared.receivingBodies.limit),
+                           ]))
         case ("GET", "/api/v1/generation"), ("GET", "/v1/generation"):
             generation(request, writer)
         case ("GET", "/health"):
