@@ -113,10 +113,26 @@ public enum JSONValue: Sendable, Equatable, Codable {
     }
 
     /// Compact JSON, keys sorted: `JSONWriting.appendValue`.
-    public func serialized(verbatim: VerbatimJSON? = nil) -> [UInt8] {
+    public func serialized() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
-        JSONWriting.appendValue(self, verbatim: verbatim, to: &out)
+        JSONWriting.appendValue(self, to: &out)
+        return out
+    }
+
+    /// This object with the client's own bytes for objects of its `members` it wrote
+    /// (`VerbatimJSON`: the members that carry schemas; never the messages).
+    public func serialized(verbatim: VerbatimJSON?, in members: Set<String>) -> [UInt8] {
+        guard let verbatim, case .object(let fields) = self else { return serialized() }
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(256)
+        for (position, member) in fields.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }).enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriting.appendString(member.key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriting.appendValue(member.value, verbatim: members.contains(member.key) ? verbatim : nil, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
         return out
     }
 

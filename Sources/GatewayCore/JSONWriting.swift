@@ -131,8 +131,11 @@ extension JSONWriting {
         appendValue(value, verbatim: nil, to: &out)
     }
 
-    /// `value`, an object the client wrote (`verbatim`) as the client wrote it.
-    public static func appendValue(_ value: JSONValue, verbatim: VerbatimJSON?, to out: inout [UInt8]) {
+    /// `value`, with an object the client wrote (`verbatim`) at most `VerbatimJSON.maxDepth`
+    /// levels into it written as the client wrote it (deeper objects are inside those).
+    public static func appendValue(_ value: JSONValue, verbatim: VerbatimJSON?, depth: Int = 0, to out: inout [UInt8]) {
+        var verbatim = verbatim
+        if depth > VerbatimJSON.maxDepth { verbatim = nil }
         if let verbatim, case .object = value, let bytes = verbatim.bytes(for: value) {
             out.append(contentsOf: bytes)
             return
@@ -147,7 +150,7 @@ extension JSONWriting {
             out.append(UInt8(ascii: "["))
             for (position, item) in items.enumerated() {
                 if position > 0 { out.append(UInt8(ascii: ",")) }
-                appendValue(item, verbatim: verbatim, to: &out)
+                appendValue(item, verbatim: verbatim, depth: depth + 1, to: &out)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
@@ -158,7 +161,7 @@ extension JSONWriting {
                 if position > 0 { out.append(UInt8(ascii: ",")) }
                 appendString(member.key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                appendValue(member.value, verbatim: verbatim, to: &out)
+                appendValue(member.value, verbatim: verbatim, depth: depth + 1, to: &out)
             }
             out.append(UInt8(ascii: "}"))
         }

@@ -92,7 +92,12 @@ final class TestClient {
         while taken < bytes {
             var piece = [UInt8](repeating: 0, count: chunk)
             let count = piece.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { throw Failure(description: "recv failed, timed out or EOF: errno \(errno)") }
+            let error = errno
+            guard count > 0 else {
+                // What came before, so a short answer (an error, then a close) says what it was.
+                throw Failure(description: "recv \(count == 0 ? "reached EOF" : "failed or timed out: errno \(error)") after \(taken) bytes: "
+                              + String(decoding: buffer.prefix(600), as: UTF8.self))
+            }
             buffer += piece[..<count]
             taken += count
             usleep(pauseMicroseconds)

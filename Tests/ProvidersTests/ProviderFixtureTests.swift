@@ -149,6 +149,10 @@ enum ProviderFixtures {
         let (mixed, _) = try ProviderFixtures.decode([one, chunk("AAA ", nil), chunk("BBB", "stop"), usage], with: OpenAICompatibleProvider())
         let texts = mixed.compactMap { if case .text(let text) = $0 { text } else { nil } }.joined()
         #expect(texts.hasSuffix("AAA BBB") && mixed.last { if case .finish = $0 { true } else { false } } == .finish(.stop), "\(mixed)")
+        // A cut in a chunk without `index` is choice 0's (review 76 #4: it was lost again).
+        let unnumbered = Array(#"data: {"choices":[{"delta":{},"finish_reason":"length"}]}\#n\#n"#.utf8)
+        let (cutUnnumbered, _) = try ProviderFixtures.decode([chunk("AAA ", nil), unnumbered, chunk("BBB", "stop"), usage], with: OpenAICompatibleProvider())
+        #expect(cutUnnumbered.filter { if case .text = $0 { true } else { false } } == [.text("AAA ")], "\(cutUnnumbered)")
     }
 
     @Test func secretsInAnErrorChunkAreRedacted() throws {

@@ -297,11 +297,15 @@ final class InnerCall {
                 if retryOrFallBack(status: failure.status, connectFailed: false) { return true }
             }
             fail(failure, .upstreamError)
-        } else if !done, wholeTimer == nil, decoder.answerIsWhole {
-            // Whole, its end not yet come: a second for it, then the answer stands as it is.
-            let timer = LoopTimer(loop: client.loop) { [unowned self] in _ = endIfWhole() }
-            timer.start(afterMilliseconds: min(1_000, upstream.idleTimeoutMilliseconds))
-            wholeTimer = timer
+        } else if !done, decoder.answerIsWhole {
+            // Whole, its end not yet come: after a quiet while the answer stands as it is. A
+            // second after Anthropic's or Gemini's stop, which nothing can follow; the idle
+            // timeout after OpenAI's finish and usage, which relays that put `stop` on every
+            // chunk send mid-answer (review 76 #3: a one-second pause ended such a member).
+            // Restarted by every read that carries more.
+            let quiet = route.provider.wireFormat == .openAIChat ? upstream.idleTimeoutMilliseconds : min(1_000, upstream.idleTimeoutMilliseconds)
+            if wholeTimer == nil { wholeTimer = LoopTimer(loop: client.loop) { [unowned self] in _ = endIfWhole() } }
+            wholeTimer?.start(afterMilliseconds: quiet)
         } else if done {
             // Everything is in: finish now; the transfer completes on its own (connection reuse).
             // Whole or cut, as the decoder says (`[DONE]` without a finish reason was cut:

@@ -63,7 +63,7 @@ public struct AnthropicProvider: Provider {
         let body = AnthropicRequestEncoder.json(request, version: version ?? Self.defaultAPIVersion, defaultMaxTokens: defaultMaxTokens)
         return ProviderHTTPRequest(url: endpoint.baseURL + "/messages",
                                    headers: Self.headers(endpoint, accept: request.stream ? "text/event-stream" : "application/json") + extraHeaders,
-                                   body: body.serialized(verbatim: request.verbatim))
+                                   body: body.serialized(verbatim: request.verbatim, in: ["tools", "output_config"]))
     }
 
     /// `POST {base}/messages/count_tokens` with `body` (a Messages body without `max_tokens`, as

@@ -37,7 +37,7 @@ public struct GeminiProvider: Provider {
         if let key = endpoint.apiKey { headers.append(("x-goog-api-key", key)) }
         for (name, value) in endpoint.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
         return ProviderHTTPRequest(url: endpoint.baseURL + GeminiRequestEncoder.path(model: request.model, stream: request.stream),
-                                   headers: headers + extraHeaders, body: GeminiRequestEncoder.json(request).serialized(verbatim: request.verbatim))
+                                   headers: headers + extraHeaders, body: GeminiRequestEncoder.json(request).serialized(verbatim: request.verbatim, in: ["tools", "generationConfig"]))
     }
 
     public func streamDecoder(maxEventBytes: Int, redactor: Redactor) -> any ModelStreamDecoder {

@@ -19,7 +19,8 @@ public enum OpenAIRequestEncoder {
             JSONWriting.appendString(key, to: &out)
             out.append(UInt8(ascii: ":"))
             if let value = members[key] {
-                JSONWriting.appendValue(value, verbatim: verbatim, to: &out)
+                // The client's bytes only where schemas are (review 76 #1: never the messages).
+                JSONWriting.appendValue(value, verbatim: key == "tools" || key == "response_format" ? verbatim : nil, to: &out)
             } else {
                 out.append(UInt8(ascii: "["))
                 for (index, message) in chatMessages(request.messages).enumerated() {

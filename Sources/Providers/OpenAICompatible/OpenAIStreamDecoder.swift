@@ -65,7 +65,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     return
                 }
                 // Read only after a cut (rare): which choice this chunk is.
-                let sameChoice = !cut || OpenAIChunk.choiceIndex(in: chunk) == cutChoice
+                let sameChoice = !cut || (OpenAIChunk.choiceIndex(in: chunk) ?? 0) == cutChoice  // no index: choice 0
                 OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
                     // A cut answer's end stands: text, calls or a `stop` after a `length` were
@@ -84,7 +84,7 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     case .finish(let reason):
                         finished = true
                         cut = reason == .length || reason == .contentFilter
-                        if cut { cutChoice = OpenAIChunk.choiceIndex(in: chunk) }
+                        if cut { cutChoice = OpenAIChunk.choiceIndex(in: chunk) ?? 0 }
                     case .error: done = true
                     case .toolCall(let fragment):
                         if let numbered = numbering.number(fragment) {

@@ -113,7 +113,8 @@ public struct MessagesRequest: Sendable {
             // The messages as the client wrote them with only the ids spliced, as below (review
             // 75A #4: re-encoded, keys sorted and a tool input's big number rounded).
             var replacements: [String: [UInt8]] = [:]
-            if !idRewrites.isEmpty, let range = JSONScanner.rangeOfTopLevelValue(forKey: "messages", in: rawBody),
+            // The key read as the parser reads it (an escaped `m\u0065ssages` too: review 76 #5).
+            if !idRewrites.isEmpty, let range = JSONScanner.topLevelMembers(in: rawBody)?.last(where: { $0.key == "messages" })?.value,
                idRewrites.allSatisfy({ range.contains($0.0.lowerBound) }) {
                 replacements["messages"] = Self.splicing(idRewrites, into: rawBody, within: range)
             }
