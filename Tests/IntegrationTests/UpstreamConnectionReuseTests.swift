@@ -9,7 +9,7 @@ import UpstreamClient
 /// fresh one, as curl does on its own: a poll error on the socket is curl's to read, not a
 /// failed transfer (review 48 bench #3: 12% of requests to a healthy server failed as
 /// "select/poll returned error").
-@Suite(.timeLimit(.minutes(1))) struct UpstreamConnectionReuseTests {
+@Suite(.serialized, .timeLimit(.minutes(1))) struct UpstreamConnectionReuseTests {
     /// A server answering each request on a connection with one small response, then closing it
     /// a moment later (long enough for the client to have sent its next request on it).
     final class ClosingServer: @unchecked Sendable {  // the listening socket is used by its thread only
