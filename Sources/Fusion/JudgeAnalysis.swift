@@ -78,7 +78,8 @@ public enum JudgeAnalysis {
                 }
             }
         }
-        if let labels { object = labels.restore(.object(object)).objectValue ?? object }
+        // Labels mapped back, citations trimmed as they were validated (without labels too).
+        object = (labels ?? NeutralLabels(models: [], neutral: false, seed: nil)).restore(.object(object)).objectValue ?? object
         return .success(.object(object))
     }
 

@@ -61,15 +61,20 @@ public struct NeutralLabels: Sendable, Equatable {
 
     /// The analysis (or one of its items) with every label replaced by its model: exactly in the
     /// fields that cite a model, as whole words in prose ("Response B argues…").
+    /// A citation is its model's name as validated, white space trimmed (the fuzzer's finding:
+    /// `"   p/c"` passed as `p/c` and went out padded), labels or not.
     public func restore(_ value: JSONValue) -> JSONValue {
-        guard isNeutral else { return value }
-        return restore(value, key: nil)
+        restore(value, key: nil)
     }
 
     private func restore(_ value: JSONValue, key: String?) -> JSONValue {
         switch value {
         case .string(let text):
-            if key == "model" || key == "models", let model = models[text.trimmingWhitespace()] { return .string(model) }
+            if key == "model" || key == "models" {
+                let name = text.trimmingWhitespace()
+                return .string(isNeutral ? models[name] ?? restoreProse(name) : name)
+            }
+            guard isNeutral else { return value }
             return .string(restoreProse(text))
         case .array(let elements):
             return .array(elements.map { restore($0, key: key) })

@@ -337,6 +337,18 @@ import Testing
         #expect(analysis.objectValue?.keys.sorted() == JudgeAnalysis.fields.sorted())
     }
 
+    /// A citation padded with white space is accepted as the model it names, and goes out as that
+    /// name, labels or not (the fuzzer's finding: `"   p/a"` went out padded).
+    @Test func aPaddedCitationGoesOutAsTheModelsName() throws {
+        let reply = #"{"consensus":[],"contradictions":[{"topic":"t","stances":[{"model":" p/b ","stance":"no"}]}],"partial_coverage":[{"models":["  p/a"],"point":"x"}],"unique_insights":[{"model":"\tp/a","insight":"z"}],"blind_spots":[]}"#
+        for labels in [nil, NeutralLabels(models: ["p/a", "p/b"], neutral: true, seed: nil)] {
+            let analysis = try JudgeAnalysis.parse(reply, panel: panel, labels: labels).get()
+            #expect(analysis["unique_insights"]?.arrayValue?.first?["model"] == .string("p/a"), "\(analysis)")
+            #expect(analysis["partial_coverage"]?.arrayValue?.first?["models"]?.arrayValue?.first == .string("p/a"))
+            #expect(analysis["contradictions"]?.arrayValue?.first?["stances"]?.arrayValue?.first?["model"] == .string("p/b"))
+        }
+    }
+
     @Test(arguments: [
         ("", JudgeFailureReason.emptyCompletion),
         ("The models agree.", .notValidJSON),
