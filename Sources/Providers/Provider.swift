@@ -45,11 +45,9 @@ public struct ProviderEndpoint: Sendable, Equatable {
         }
     }
 
-    /// OpenRouter's own API (its request options, such as `usage: {include: true}`, mean something there only).
-    public var isOpenRouter: Bool {
-        let host = Self.host(of: baseURL)
-        return host == "openrouter.ai" || host.hasSuffix(".openrouter.ai")
-    }
+    /// OpenRouter's own API (its request options, such as `usage: {include: true}`, mean
+    /// something there only). Read once, at init: asked on every request.
+    public private(set) var isOpenRouter = false
 
     /// The host of a base URL, in lower case.
     static func host(of url: String) -> String {
@@ -74,6 +72,8 @@ public struct ProviderEndpoint: Sendable, Equatable {
                 maxTokensField: MaxTokensField = .maxTokens, reasoningField: ReasoningField? = nil) {
         self.name = name
         self.baseURL = baseURL
+        let host = Self.host(of: baseURL)
+        isOpenRouter = host == "openrouter.ai" || host.hasSuffix(".openrouter.ai")
         self.apiKey = apiKey
         self.headers = headers
         self.maxTokensField = maxTokensField

@@ -362,7 +362,7 @@ import Testing
         for hostile in ["", String(repeating: "a", count: 129), "id with space", "id\u{1B}[31m", "<script>"] {
             #expect(UpstreamIdentifier.sanitized(Array(hostile.utf8)) == nil, "\(hostile)")
         }
-        #expect(UpstreamIdentifier.sanitized(Array("sk-secret-123456789".utf8), redactor: Redactor(secrets: ["sk-secret-123456789"])) == nil)
+        #expect(Array("sk-secret-123456789".utf8).withUnsafeBytes { UpstreamIdentifier.sanitized($0, redactor: Redactor(secrets: ["sk-secret-123456789"])) } == nil)
     }
 
     /// What a request counts against budgets is on its record (`spend_usd`), estimates included:

@@ -340,7 +340,9 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
         relayedAsSent = !streamed && request.relaysWholeBodyAsSent(route: route)
         if let range = JSONScanner.rangeOfTopLevelValue(forKey: "id", in: body), range.count > 2, body[range.lowerBound] == UInt8(ascii: "\"") {
-            accounting.upstreamID = UpstreamIdentifier.sanitized(body[(range.lowerBound + 1)..<(range.upperBound - 1)], redactor: redactor)
+            accounting.upstreamID = body.withUnsafeBytes {
+                UpstreamIdentifier.sanitized(UnsafeRawBufferPointer(rebasing: $0[(range.lowerBound + 1)..<(range.upperBound - 1)]), redactor: redactor)
+            }
         }
         let events: [ModelEvent]
         do {

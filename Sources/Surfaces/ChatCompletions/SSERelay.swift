@@ -252,7 +252,8 @@ public struct SSERelay {
             // Once a stream: its first chunk's id, before the gateway's replaces it.
             readUpstreamID = true
             if let range = JSONScanner.rangeOfTopLevelValue(forKey: "id", in: bytes), range.count > 2, bytes[range.lowerBound] == UInt8(ascii: "\"") {
-                upstreamID = UpstreamIdentifier.sanitized(bytes[(range.lowerBound + 1)..<(range.upperBound - 1)], redactor: redactor)
+                upstreamID = UpstreamIdentifier.sanitized(UnsafeRawBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)]),
+                                                          redactor: redactor)
             }
         }
         if !answerBegan {
