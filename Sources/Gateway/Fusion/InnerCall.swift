@@ -52,15 +52,12 @@ final class InnerCall {
     private var spill: [(UInt8, [UInt8])] = []
     private var waitingForSpace = false
     private let metrics: GatewayMetrics?
-    private var cachedSeries: (candidate: Int, series: GatewayMetrics.ProviderSeries)?
+    private var latency: ProviderLatencyMeter
     /// For the call's record: upstream requests made, the last status, when it started.
     private var summary = InnerCallRecord.Summary()
     /// Whether the prompt's counts (`ModelStreamDecoder.promptUsage`) were looked for: once, at
     /// the first output (they come before it or not at all).
     private var promptUsageChecked = false
-    /// When the current attempt started and the last read carrying events arrived (monotonic ns).
-    private var attemptAt: UInt64 = 0
-    private var lastEventAt: UInt64 = 0
     /// The deliberation's bytes, shared with its other calls; and this call's own.
     private let budget: ByteBudget?
     private var receivedBytes = 0
@@ -83,6 +80,7 @@ final class InnerCall {
          metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil) {
         precondition(!routes.isEmpty, "an inner call needs a route")
         self.metrics = metrics
+        latency = ProviderLatencyMeter(metrics: metrics)
         self.client = client
         self.routes = routes
         self.request = request
@@ -126,7 +124,6 @@ final class InnerCall {
         attempt += 1
         summary.attempts += 1
         summary.route = candidate
-        lastEventAt = 0
         lastUpstreamActivity = client.loop.nowMilliseconds
         status = 0
         summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
@@ -142,8 +139,8 @@ final class InnerCall {
                                                     receiveBufferBytes: 4096))
         // The upstream's time starts once the request is curl's: building it (encoding the
         // conversation, the easy handle) is the gateway's own work, counted as overhead.
-        attemptAt = EventLoop.monotonicNanoseconds()
-        if summary.upstreamStart == 0 { summary.upstreamStart = attemptAt }
+        latency.attemptStarted(at: EventLoop.monotonicNanoseconds())
+        if summary.upstreamStart == 0 { summary.upstreamStart = latency.attemptAt }
         self.transfer = transfer
         transfer.onHead = { [unowned self] status, headers in
             lastUpstreamActivity = client.loop.nowMilliseconds
@@ -272,7 +269,7 @@ final class InnerCall {
             done = try decoder.decode(bytes) { event in
                 if pass(event, failure: &failure) { events += 1 }
             }
-            if events > 0 { noteEvents() }
+            if events > 0 { latency.eventsArrived(from: route.endpoint.name) }
             sendPromptUsageOnce()
             if let maxOutputBytes, outputBytes > maxOutputBytes, failure == nil {
                 // Past its output limit many times over: ended as if the upstream had stopped at
@@ -416,28 +413,6 @@ final class InnerCall {
         } else {
             endOfStream()
         }
-    }
-
-    /// A read carried events: the provider's time to first event, or the gap since the last.
-    private func noteEvents() {
-        let now = EventLoop.monotonicNanoseconds()
-        let series = providerSeries()
-        if lastEventAt == 0 {
-            series?.observeFirstEvent(afterNanoseconds: now - attemptAt)
-        } else {
-            series?.observeGap(nanoseconds: now - lastEventAt)
-        }
-        lastEventAt = now
-    }
-
-    /// The current route's metric series, looked up once per route rather than per read (a
-    /// dictionary lookup by provider name).
-    private func providerSeries() -> GatewayMetrics.ProviderSeries? {
-        guard let metrics else { return nil }
-        if let cachedSeries, cachedSeries.candidate == candidate { return cachedSeries.series }
-        let series = metrics.provider(route.endpoint.name)
-        cachedSeries = (candidate, series)
-        return series
     }
 
     /// A whole answer: its events, as a stream would have carried them.
