@@ -322,14 +322,15 @@ final class LoopDriver: @unchecked Sendable {
     }
 
     static func transportFailure(_ failure: UpstreamFailure) -> TransportFailure {
+        let detail = failure.message  // the whole text: the benchmark's user is the operator
         switch failure {
-        case .couldNotResolve(let detail), .couldNotConnect(let detail), .refused(let detail), .outOfDescriptors(let detail):
+        case .couldNotResolve, .couldNotConnect, .refused, .outOfDescriptors:
             return .connect(detail)
-        case .timedOut(let detail):
+        case .timedOut:
             // curl reports a connect timeout with the same code as the request's time limit;
             // its message tells them apart ("Connection timed out after …").
             return detail.hasPrefix("Connection timed out") ? .connect(detail) : .timeout(detail)
-        case .transfer(let detail):
+        case .transfer:
             // What curl refuses of the response itself (not HTTP, headers over its limit) is the
             // server's malformed answer, not a connection that broke.
             let malformed = ["Received HTTP/0.9", "Too large response headers", "Unsupported HTTP version", "Weird server reply"]

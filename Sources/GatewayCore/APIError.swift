@@ -13,6 +13,9 @@ public struct APIError: Error, Equatable, Sendable {
     /// Who gave the error: the gateway, or an upstream whose error is passed on (its code may be
     /// one of the gateway's own, `invalid_api_key`: metrics and records tell them apart).
     public var origin: Origin = .gateway
+    /// What the operator's log gets besides `message` and the client does not (curl's text,
+    /// naming the provider's host and address): never encoded into a response.
+    public var detail: String?
 
     public enum Origin: String, Sendable {
         case gateway, upstream

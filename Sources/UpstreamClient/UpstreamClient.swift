@@ -38,24 +38,52 @@ public struct UpstreamRequest: Sendable {
 /// Why an upstream transfer failed at the transport level (HTTP error statuses are not failures:
 /// they arrive through `onHead`).
 public enum UpstreamFailure: Error, Equatable, Sendable {
-    case couldNotResolve(String)
-    case couldNotConnect(String)
-    case timedOut(String)
+    case couldNotResolve(Detail)
+    case couldNotConnect(Detail)
+    case timedOut(Detail)
     /// The connection broke or the response was malformed mid-transfer.
-    case transfer(String)
+    case transfer(Detail)
     /// The request's `connectFilter` refused every address: why.
-    case refused(String)
+    case refused(Detail)
     /// The gateway had no file descriptor left for the connection (EMFILE/ENFILE): its own
     /// limit, not the provider's fault (review 60B #1: "Couldn't connect to server" blamed it).
-    case outOfDescriptors(String)
+    case outOfDescriptors(Detail)
 
-    public var message: String {
+    /// What went wrong, in two forms: `client`, fit for whoever sent the request, and `full`,
+    /// the operator's. curl's own text names hosts, addresses, ports and the TLS library
+    /// ("Failed to connect to 10.0.0.7 port 8000 after 0 ms: Couldn't connect to server"):
+    /// the client gets curl's fixed description of the error code ("Couldn't connect to
+    /// server"), the log the whole text (review 71B #7). The gateway's own texts are both.
+    public struct Detail: Equatable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
+        public var client: String
+        public var full: String
+
+        public init(client: String, full: String) {
+            self.client = client
+            self.full = full
+        }
+
+        public init(stringLiteral text: String) {
+            self.init(client: text, full: text)
+        }
+
+        public init(stringInterpolation: DefaultStringInterpolation) {
+            self.init(stringLiteral: String(stringInterpolation: stringInterpolation))
+        }
+
+        public var description: String { client }
+    }
+
+    public var detail: Detail {
         switch self {
         case .couldNotResolve(let detail), .couldNotConnect(let detail), .timedOut(let detail), .transfer(let detail),
              .refused(let detail), .outOfDescriptors(let detail):
             detail
         }
     }
+
+    /// The whole text, for the operator (logs, the benchmark's report).
+    public var message: String { detail.full }
 }
 
 /// Streaming HTTP client for one `EventLoop`: libcurl's multi interface on the loop, no blocking

@@ -296,10 +296,11 @@ public final class UpstreamTransfer {
             callback?(nil)
             return
         }
-        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+        let description = String(cString: curl_easy_strerror(code))
+        let detail = UpstreamFailure.Detail(client: description, full: errorBuffer[0] != 0 ? String(cString: errorBuffer) : description)
         let failure: UpstreamFailure
         if let refusal, code == CURLE_COULDNT_CONNECT {
-            callback?(.refused(refusal))
+            callback?(.refused(UpstreamFailure.Detail(client: "the gateway's address policy refused every address", full: refusal)))
             return
         }
         switch code {

@@ -35,7 +35,7 @@ import UpstreamClient
     /// "Out of memory" of a header line over 100 KB (review 64A #3: counted as cut short).
     @Test func curlsRefusalsOfTheResponseAreMalformed() {
         func kind(_ detail: String) -> String {
-            switch LoopDriver.transportFailure(.transfer(detail)) {
+            switch LoopDriver.transportFailure(.transfer(UpstreamFailure.Detail(client: "", full: detail))) {
             case .malformed: "malformed"
             case .broken: "broken"
             case .connect: "connect"

@@ -239,6 +239,27 @@ import UpstreamClient
         #expect(MetricLabels.errorCode("out_of_descriptors") == "out_of_descriptors")
     }
 
+    /// curl's text names the provider's host, address and port, and the TLS library: the
+    /// client reads curl's fixed description, the operator's log the whole text (review 71B #7).
+    @Test func anUnreachableProvidersAddressStaysInTheLog() {
+        let full = "Failed to connect to internal-llm.corp port 8000 after 0 ms: Couldn't connect to server"
+        let detail = UpstreamFailure.Detail(client: "Couldn't connect to server", full: full)
+        for failure in [UpstreamFailure.couldNotConnect(detail), .couldNotResolve(detail), .timedOut(detail), .transfer(detail),
+                        .refused(detail), .outOfDescriptors(detail)] {
+            for midStream in [false, true] {
+                let error = UpstreamFailure.apiError(for: failure, provider: "local", midStream: midStream)
+                #expect(!error.message.contains("internal-llm") && !error.message.contains("8000") && error.message.contains("'local'"),
+                        "\(error.message)")
+                #expect(!String(decoding: error.body, as: UTF8.self).contains("internal-llm"), "never encoded")
+                #expect(error.detail == full)
+                #expect(RecordError(error, redactor: Redactor(secrets: [])).detail == full)
+                // A Fusion member's failure crosses the fan-in with it.
+                let crossed = InnerCallRecord.encodeFailure(error, .upstreamError).withUnsafeBytes { InnerCallRecord.decodeFailure($0) }
+                #expect(crossed.0.detail == full && crossed.0.message == error.message)
+            }
+        }
+    }
+
     @Test func aCallsSummaryCrossesTheFanInIntact() {
         let summary = InnerCallRecord.Summary(httpStatus: 429, attempts: 3, route: 1, upstreamStart: 123_456_789, upstreamEnd: 987_654_321)
         let end = InnerCallRecord.encodeEnd(.complete, summary)

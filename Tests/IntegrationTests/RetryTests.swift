@@ -84,6 +84,7 @@ import Testing
         let response = try env.chat(TestEnvironment.chatBody(model: "dead/model"))
         #expect(response.status == 502)
         #expect(response.json?["error"]?["code"] == .string("upstream_unreachable"))
+        #expect(!response.text.contains("127.0.0.1") && !response.text.contains("port"), "the provider's address is the operator's: \(response.text)")
         #expect(Date().timeIntervalSince(started) >= 0.02, "backed off before giving up")
     }
 

@@ -32,12 +32,15 @@ struct RecordError: Sendable, Equatable {
     var message: String
     /// The gateway's own error, or an upstream's passed on (`APIError.Origin`).
     var origin: APIError.Origin
+    /// `APIError.detail`: the operator's log line only, neither stored nor looked up.
+    var detail: String?
 
-    init(type: String, code: String, message: String, origin: APIError.Origin = .gateway) {
+    init(type: String, code: String, message: String, origin: APIError.Origin = .gateway, detail: String? = nil) {
         self.type = type
         self.code = code
         self.message = message
         self.origin = origin
+        self.detail = detail
     }
 
     /// An error's message is kept to this many bytes: it may quote the client's request.
@@ -45,7 +48,7 @@ struct RecordError: Sendable, Equatable {
 
     init(_ error: APIError, redactor: Redactor) {
         self.init(type: error.type, code: error.code, message: redactor(error.message).shortened(toBytes: Self.maxMessageBytes),
-                  origin: error.origin)
+                  origin: error.origin, detail: error.detail.map { redactor($0).shortened(toBytes: Self.maxMessageBytes) })
     }
 
     /// A client that did not keep pace for too long (took nothing, or less than the drain

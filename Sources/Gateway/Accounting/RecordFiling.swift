@@ -95,6 +95,7 @@ extension GatewayShared {
         metadata["error_code"] = "\(error.code)"
         metadata["error_origin"] = "\(error.origin.rawValue)"
         metadata["error"] = "\(error.message)"
+        if let detail = error.detail { metadata["error_detail"] = "\(detail)" }
     }
 
     /// The client's last message for the log, when `server.log_prompts` allows it: at most 2000

@@ -223,6 +223,7 @@ enum InnerCallRecord {
         // The upstream's wait, as `UpstreamErrors.retryHeaders` read it: for the client's error.
         for name in retryHeaderNames { appendString(error.headers.first { $0.0 == name }?.1, &out) }
         appendString(error.origin.rawValue, &out)  // an upstream's error stays one (review 65 #1)
+        appendString(error.detail, &out)  // curl's whole text, for the log line only
         return out
     }
 
@@ -242,6 +243,7 @@ enum InnerCallRecord {
             }
         }
         error.origin = reader.string().flatMap(APIError.Origin.init(rawValue:)) ?? .gateway
+        error.detail = reader.string()
         return (error, reason, summary)
     }
 
