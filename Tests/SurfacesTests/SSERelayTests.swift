@@ -271,6 +271,42 @@ import Testing
         #expect(result.outcome == .done, "\(result.output)")
     }
 
+    /// With `n` > 1 the stream is whole once every choice streamed has finished, not at the first
+    /// choice's finish (review 70 #5: choice 1 left running ended as a clean `[DONE]`). A server
+    /// that ignores `n` and streams one choice is whole at its finish.
+    @Test func withSeveralChoicesEveryChoiceMustFinish() {
+        func chunk(_ index: Int?, _ text: String, _ finish: String?) -> String {
+            let indexMember = index.map { #""index":\#($0),"# } ?? ""
+            return "data: " + #"{"choices":[{\#(indexMember)"delta":{"content":"\#(text)"},"finish_reason":"# + (finish.map { "\"\($0)\"" } ?? "null") + "}]}\n\n"
+        }
+        let cases: [(events: [String], whole: Bool)] = [
+            ([chunk(0, "A", nil), chunk(1, "B", nil), chunk(0, "", "stop")], false),
+            ([chunk(0, "A", nil), chunk(1, "B", nil), chunk(0, "", "stop"), chunk(1, "", "length")], true),
+            ([chunk(1, "B", "stop"), chunk(0, "A", nil)], false),
+            ([chunk(0, "A", "stop"), chunk(0, "A", "stop"), chunk(1, "B", "stop")], true),  // a finish on every chunk
+            ([chunk(0, "A", nil), chunk(0, "", "stop")], true),  // the server streamed one choice
+            ([chunk(nil, "A", "stop"), chunk(1, "B", nil)], false),  // no index is choice 0
+        ]
+        for (events, whole) in cases {
+            for withDone in [true, false] {
+                var relay = SSERelay(choices: 2)
+                var out: [UInt8] = []
+                var outcome = relay.relay(Array((events.joined() + (withDone ? "data: [DONE]\n\n" : "")).utf8), into: &out)
+                if outcome == .streaming {
+                    relay.upstreamDidEnd(failure: nil, into: &out)
+                    outcome = relay.outcome
+                }
+                if whole {
+                    #expect(outcome == .done, "\(events) done: \(withDone)")
+                } else {
+                    #expect(outcome == .failed(.upstreamTruncated()), "\(events) done: \(withDone)")
+                }
+            }
+        }
+        // With one choice asked for, the first finish of any choice is the end, as before.
+        #expect(relayAll([Array((chunk(0, "A", "stop") + chunk(1, "B", nil) + "data: [DONE]\n\n").utf8)]).outcome == .done)
+    }
+
     /// `[DONE]` followed by white space is the sentinel still (OpenAI's SDKs read it so).
     @Test func doneWithTrailingSpaceEndsTheStream() {
         let result = relayAll([Array((#"data: {"choices":[{"delta":{"content":"a"},"finish_reason":"stop"}]}"# + "\n\ndata:[DONE]  \n\n").utf8)])

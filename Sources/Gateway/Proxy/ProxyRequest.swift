@@ -90,7 +90,7 @@ struct ChatProxyRequest: ProxyRequest {
             ? SSERelay.UsageFallback(promptTokens: estimatedPromptTokens, created: context.created, price: route.price) : nil
         if route.provider.wireFormat == .openAIChat && !whole {
             return .passThrough(id: context.generationID, model: route.slug, created: context.created, maxEventBytes: context.maxEventBytes,
-                                includeUsage: chat.asksForUsage, usageFallback: fallback, redactor: context.redactor)
+                                includeUsage: chat.asksForUsage, usageFallback: fallback, redactor: context.redactor, choices: chat.choices)
         }
         return .translating(route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                             id: context.generationID, model: route.slug, created: context.created, includeUsage: chat.asksForUsage,

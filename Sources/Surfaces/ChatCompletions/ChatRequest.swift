@@ -16,6 +16,8 @@ public struct ChatRequest: Sendable {
     /// `usage: {include: true}` (review 74A #3: an app moved from OpenRouter saw no usage, so
     /// no cost, on any stream).
     public let asksForUsage: Bool
+    /// `n`: how many choices the client asked for (1 to 128).
+    public let choices: Int
     /// `models`: fallbacks tried in order when `model` fails before its first token.
     public let fallbackModels: [String]
     public let json: JSONValue
@@ -190,6 +192,7 @@ public struct ChatRequest: Sendable {
         self.stream = stream
         self.includeUsage = includeUsage
         asksForUsage = includeUsage || fields["usage"]?["include"] == .bool(true)
+        choices = fields["n"]?.intValue.map { Int($0) } ?? 1  // validated above: 1...128
         self.json = json
         self.rawBody = body
         self.carriesFusionRecords = carriesFusionRecords

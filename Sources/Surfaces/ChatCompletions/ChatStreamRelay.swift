@@ -33,9 +33,10 @@ public struct ChatStreamRelay {
     /// Relays an upstream speaking OpenAI's chat format.
     /// `includeUsage`: the client asked for usage (it is accounted either way).
     public static func passThrough(id: String, model: String, created: Int? = nil, maxEventBytes: Int, includeUsage: Bool = true,
-                                   usageFallback: SSERelay.UsageFallback?, redactor: Redactor = .none) -> ChatStreamRelay {
+                                   usageFallback: SSERelay.UsageFallback?, redactor: Redactor = .none, choices: Int = 1) -> ChatStreamRelay {
         ChatStreamRelay(engine: .passThrough(Box(SSERelay(maxEventBytes: maxEventBytes, id: id, model: model, created: created,
-                                                          includeUsage: includeUsage, usageFallback: usageFallback, redactor: redactor))))
+                                                          includeUsage: includeUsage, usageFallback: usageFallback, redactor: redactor,
+                                                          choices: choices))))
     }
 
     /// Translates an upstream of another format (decoded by `decoder`) into chunks.

@@ -74,6 +74,12 @@ public struct SSERelay {
     private var usageAfterFinish = false
     /// The usage chunk the client got was the gateway's estimate.
     public private(set) var usageEstimated = false
+    /// With `n` > 1, every chunk is parsed for its choices' indexes: the stream is whole once
+    /// each choice seen has its finish, not at the first (review 70 #5: a choice left running
+    /// went out as complete). A server that ignores `n` streams one choice, which is enough.
+    private let choicesAsked: Int
+    private var choicesSeen = ChoiceSet()
+    private var choicesFinished = ChoiceSet()
     public private(set) var outcome = Outcome.streaming
 
     private enum Stop {
@@ -99,8 +105,9 @@ public struct SSERelay {
     /// `id`/`model`/`created` (when given) replace the upstream's in every chunk, so a whole
     /// stream (its usage chunk and error chunk included) carries one id and one creation time.
     public init(maxEventBytes: Int = 1 << 20, id: String? = nil, model: String? = nil, created: Int? = nil,
-                includeUsage: Bool = true, usageFallback: UsageFallback? = nil, redactor: Redactor = .none) {
+                includeUsage: Bool = true, usageFallback: UsageFallback? = nil, redactor: Redactor = .none, choices: Int = 1) {
         self.redactor = redactor
+        choicesAsked = choices
         self.includeUsage = includeUsage
         decoder = SSEDecoder(maxEventBytes: maxEventBytes, errorLinesAreEvents: true)
         // Once per request; sized up front (each growth is an allocation).
@@ -173,7 +180,7 @@ public struct SSERelay {
         var chunk: JSONValue?
         var checked: JSONValue?  // the chunk's usage, when the gateway had to correct it
         var renumbered = false
-        if event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#) {
+        if choicesAsked > 1 || event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#) {
             chunk = try? JSONValue.parse(Array(event.data))
             if let error = chunk?["error"], error != .null {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
@@ -186,9 +193,20 @@ public struct SSERelay {
             }
             // Any choice's (an `n` > 1 stream may finish two choices in one chunk: review 69 #2).
             for choice in chunk?["choices"]?.arrayValue ?? [] {
-                guard let reason = choice["finish_reason"]?.stringValue, !reason.isEmpty else { continue }
-                finishReason = reason
-                break
+                let finish = choice["finish_reason"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+                if choicesAsked > 1 {
+                    // No index is choice 0 (as the decoders read it); one past the limit is
+                    // refused below by the tool-call numbering or ignored: 128 at most.
+                    let index = choice["index"]?.intValue ?? 0
+                    if (0..<Int64(ChoiceSet.capacity)).contains(index) {
+                        choicesSeen.insert(Int(index))
+                        if finish != nil { choicesFinished.insert(Int(index)) }
+                    }
+                }
+                if let finish {
+                    finishReason = finish
+                    if choicesAsked <= 1 { break }
+                }
             }
             if case .object(var fields)? = chunk, let choices = fields["choices"] {
                 switch toolCalls.renumber(choices: choices) {
@@ -303,13 +321,18 @@ public struct SSERelay {
         guard outcome == .streaming else { return }
         if let failure, !usageAfterFinish {
             fail(failure, into: &out)
-        } else if finishReason != nil {
+        } else if everyChoiceFinished {
             // Also after a failure once its usage came after its finish: the answer is whole,
             // whatever broke after it (`[DONE]` still to come: review 71C #7, 72A).
             finishStream(into: &out)
         } else {
             fail(.upstreamTruncated(), into: &out)
         }
+    }
+
+    /// A finish came, and with `n` > 1 one for each choice that was streamed.
+    private var everyChoiceFinished: Bool {
+        finishReason != nil && (choicesAsked <= 1 || choicesSeen.isSubset(of: choicesFinished))
     }
 
     /// Ends the stream with `error` (as an error chunk with this completion's id and model:
@@ -331,7 +354,7 @@ public struct SSERelay {
             fail(.upstreamProtocol("the upstream's stream ended without answering"), into: &out)
             return
         }
-        guard finishReason != nil else {
+        guard everyChoiceFinished else {
             fail(.upstreamTruncated(), into: &out)
             return
         }
@@ -463,4 +486,18 @@ extension SSERelay {
         }
         return changed ? .object(object) : nil
     }
+}
+
+/// A set of choice indexes below 128 (`n`'s limit), as two words: no allocation.
+struct ChoiceSet: Equatable {
+    static let capacity = 128
+    private var low: UInt64 = 0
+    private var high: UInt64 = 0
+
+    mutating func insert(_ index: Int) {
+        precondition((0..<Self.capacity).contains(index))
+        if index < 64 { low |= 1 << UInt64(index) } else { high |= 1 << UInt64(index - 64) }
+    }
+
+    func isSubset(of other: ChoiceSet) -> Bool { low & ~other.low == 0 && high & ~other.high == 0 }
 }
