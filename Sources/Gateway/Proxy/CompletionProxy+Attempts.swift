@@ -19,7 +19,7 @@ extension CompletionProxy {
         accounting.attemptStarted(route)
         receivedBytes = 0
         // The first attempt uses the relay made with the proxy (building one costs allocations).
-        if candidate > 0 || attempt > 1 { relay = makeRelay(request, whole: false) }
+        if candidate > 0 || attempt > 1 { relay = makeRelay(request) }
         let http = request.httpRequest(for: route, extraHeaders: extraHeaders)
         let transfer = client.start(UpstreamRequest(
             url: http.url, headers: http.headers, body: http.body,
@@ -37,8 +37,8 @@ extension CompletionProxy {
     /// committed it, or an earlier attempt failed before its first token), its start is marked
     /// as sent: the client has it, and must not see a second `message_start` or
     /// `response.created`.
-    func makeRelay(_ request: Request, whole: Bool) -> Request.Relay {
-        var relay = request.makeRelay(route: route, context: context, whole: whole)
+    func makeRelay(_ request: Request) -> Request.Relay {
+        var relay = request.makeRelay(route: route, context: context)
         relayModel = route.slug
         if stream != nil {
             var sent: [UInt8] = []

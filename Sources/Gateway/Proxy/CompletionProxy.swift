@@ -110,7 +110,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         self.extraHeaders = extraHeaders
         accounting = ProxyAccounting(record: record, startedAt: startedAt)
         context = ProxyContext(generationID: record.id, created: record.created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
-        relay = request.makeRelay(route: candidates[0], context: context, whole: false)
+        relay = request.makeRelay(route: candidates[0], context: context)
         relayModel = candidates[0].slug
     }
 
@@ -367,7 +367,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         if streamed {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
-            relay = makeRelay(request, whole: true)
+            relay = makeRelay(request)
             openClientStream()
             // The reservation lasts until the converted stream has left for the client, as a
             // whole body's does (review 53 #2: released here, slow readers held answers outside it).
@@ -375,7 +375,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             heldBytes = 0
             if let stream { stream.onSent = { [collected] in collected?.release(held) } } else { collected?.release(held) }
             scratch.withBuffer { out in
-                relay.relayWhole(events, into: &out)
+                relay.relayWhole(events, body: body, into: &out)
                 send(out)
             }
             finishClientStream()

@@ -18,9 +18,9 @@ protocol ProxyRequest {
     /// upstream's usage is charged for its prompt.
     var estimatedPromptTokens: Int64 { get }
     func httpRequest(for route: ModelRoute, extraHeaders: [(String, String)]) -> ProviderHTTPRequest
-    /// The relay for one attempt's stream. `whole`: the upstream answered a streamed request
-    /// with one JSON body (its events are then relayed whole).
-    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> Relay
+    /// The relay for one attempt's stream (or the whole body answering a streamed request:
+    /// `ClientRelay.relayWhole`).
+    func makeRelay(route: ModelRoute, context: ProxyContext) -> Relay
     /// The non-streamed answer: `body` the upstream's 2xx body, `events` what it says.
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8]
     /// A field of the neutral request (chat's names, as providers' checks name them) under the
@@ -85,10 +85,10 @@ struct ChatProxyRequest: ProxyRequest {
         return route.provider.httpRequest(for: request, endpoint: route.endpoint, extraHeaders: extraHeaders)
     }
 
-    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> ChatStreamRelay {
+    func makeRelay(route: ModelRoute, context: ProxyContext) -> ChatStreamRelay {
         let fallback = chat.asksForUsage
             ? SSERelay.UsageFallback(promptTokens: estimatedPromptTokens, created: context.created, price: route.price) : nil
-        if route.provider.wireFormat == .openAIChat && !whole {
+        if route.provider.wireFormat == .openAIChat {  // a whole answer too (`ChatStreamRelay.relayWhole`)
             return .passThrough(id: context.generationID, model: route.slug, created: context.created, maxEventBytes: context.maxEventBytes,
                                 includeUsage: chat.asksForUsage, usageFallback: fallback, redactor: context.redactor, choices: chat.choices)
         }
@@ -134,7 +134,7 @@ struct MessagesProxyRequest: ProxyRequest {
         return http
     }
 
-    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<MessagesStreamWriter> {
+    func makeRelay(route: ModelRoute, context: ProxyContext) -> TranslatingRelay<MessagesStreamWriter> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                          writer: MessagesStreamWriter(id: context.generationID, model: clientModel, deferredStart: true),
                          estimatedPromptTokens: estimatedPromptTokens, price: route.price)
@@ -173,7 +173,7 @@ struct ResponsesProxyRequest: ProxyRequest {
                          echoed: responses.echoedFields)
     }
 
-    func makeRelay(route: ModelRoute, context: ProxyContext, whole: Bool) -> TranslatingRelay<ResponsesTranslation> {
+    func makeRelay(route: ModelRoute, context: ProxyContext) -> TranslatingRelay<ResponsesTranslation> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
                          writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: envelope(context, route: route), stream: true)),
                          estimatedPromptTokens: estimatedPromptTokens, price: route.price)

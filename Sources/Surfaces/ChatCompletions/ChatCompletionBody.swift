@@ -40,6 +40,55 @@ public enum ChatCompletionBody {
         return ok ? out : nil
     }
 
+    /// An OpenAI-format whole answer to a streamed request (some servers ignore `stream`), as the
+    /// SSE stream the server would have sent: per choice one chunk whose `delta` is the choice's
+    /// whole `message` (every member kept, tool calls given their `index`), with its `logprobs`
+    /// and `finish_reason`; then a usage chunk; then `[DONE]`. Every other top-level member
+    /// (`system_fingerprint`, `service_tier`, `provider`, …) rides on each chunk. Relayed like a
+    /// stream (`SSERelay`: ids, usage and finishes checked), so nothing of the answer is lost
+    /// (review 74A #6: choices after the first and every member the neutral events do not model
+    /// were dropped). Nil when the body is not an object with a `choices` array.
+    public static func asStream(_ body: [UInt8]) -> [UInt8]? {
+        guard case .object(let fields)? = try? JSONValue.parse(body), let choices = fields["choices"]?.arrayValue else { return nil }
+        var shared = fields
+        shared["choices"] = nil
+        shared["usage"] = nil
+        shared["object"] = .string("chat.completion.chunk")
+        var out: [UInt8] = []
+        out.reserveCapacity(body.count + 256)
+        func append(_ chunk: [String: JSONValue]) {
+            out.append(contentsOf: "data: ".utf8)
+            out.append(contentsOf: JSONValue.object(chunk).serialized())
+            out.append(contentsOf: "\n\n".utf8)
+        }
+        for (position, choice) in choices.enumerated() {
+            guard case .object(var member) = choice else { continue }
+            var delta = member["message"]?.objectValue ?? [:]
+            if case .array(let calls)? = delta["tool_calls"] {
+                delta["tool_calls"] = .array(calls.enumerated().map { index, call in
+                    guard case .object(var call) = call, call["index"] == nil else { return call }
+                    call["index"] = .int(Int64(index))
+                    return .object(call)
+                })
+            }
+            member["message"] = nil
+            member["delta"] = .object(delta)
+            if member["index"] == nil { member["index"] = .int(Int64(position)) }
+            if member["finish_reason"] == nil { member["finish_reason"] = .null }
+            var chunk = shared
+            chunk["choices"] = .array([.object(member)])
+            append(chunk)
+        }
+        if let usage = fields["usage"], usage != .null {
+            var chunk = shared
+            chunk["choices"] = .array([])
+            chunk["usage"] = usage
+            append(chunk)
+        }
+        out.append(contentsOf: "data: [DONE]\n\n".utf8)
+        return out
+    }
+
     /// The `chat.completion` a stream of `events` amounts to (another provider's answer, translated).
     public static func make(id: String, model: String, created: Int, events: [ModelEvent]) -> [UInt8] {
         var content = ""

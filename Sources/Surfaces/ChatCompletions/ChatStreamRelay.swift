@@ -141,9 +141,17 @@ public struct ChatStreamRelay {
         update(passThrough: { $0.relay(bytes, into: &out) }, translating: { $0.relay(bytes, into: &out) })
     }
 
-    /// A whole (non-streamed) upstream answer, as the stream the client asked for.
-    public mutating func relayWhole(_ events: [ModelEvent], into out: inout [UInt8]) {
-        update(passThrough: { _ in }, translating: { $0.relayWhole(events, into: &out) })
+    /// A whole (non-streamed) upstream answer, as the stream the client asked for: an
+    /// OpenAI-format `body` as the stream its server would have sent (`ChatCompletionBody.asStream`),
+    /// relayed; another format's `events`, translated.
+    public mutating func relayWhole(_ events: [ModelEvent], body: [UInt8], into out: inout [UInt8]) {
+        update(passThrough: { relay in
+            guard let stream = ChatCompletionBody.asStream(body) else {
+                relay.fail(.upstreamProtocol("the upstream's response is not a chat completion"), into: &out)
+                return
+            }
+            relay.relayWhole(stream, estimatedOutputTokens: ModelEvent.estimatedOutputTokens(events), into: &out)
+        }, translating: { $0.relayWhole(events, into: &out) })
     }
 
     /// The upstream body ended (`failure`: how it broke).

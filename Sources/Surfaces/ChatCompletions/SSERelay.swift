@@ -78,6 +78,9 @@ public struct SSERelay {
     /// each choice seen has its finish, not at the first (review 70 #5: a choice left running
     /// went out as complete). A server that ignores `n` streams one choice, which is enough.
     private let choicesAsked: Int
+    /// A whole answer's output, estimated by its size (`relayWhole`): what an estimate says
+    /// instead of a token per event.
+    private var estimatedOutputTokens: Int64?
     private var choicesSeen = ChoiceSet()
     private var choicesFinished = ChoiceSet()
     public private(set) var outcome = Outcome.streaming
@@ -315,6 +318,17 @@ public struct SSERelay {
         bytes.withUnsafeBytes { relay($0, into: &out) }
     }
 
+    /// An OpenAI-format whole answer to a streamed request, as the stream its server would have
+    /// sent (`ChatCompletionBody.asStream`), relayed to its end. Its events may be as large as
+    /// the answer (bounded when it was collected); `estimatedOutputTokens`, the answer's output
+    /// by its size, is what a usage estimate says when it carries none.
+    public mutating func relayWhole(_ stream: [UInt8], estimatedOutputTokens: Int64?, into out: inout [UInt8]) {
+        decoder = SSEDecoder(maxEventBytes: max(decoder.maxEventBytes, stream.count), errorLinesAreEvents: true)
+        self.estimatedOutputTokens = estimatedOutputTokens
+        _ = relay(stream, into: &out)
+        upstreamDidEnd(failure: nil, into: &out)
+    }
+
     /// The upstream body ended. Without `[DONE]` first, a body whose last chunk gave a finish
     /// reason is complete (some servers omit `[DONE]`); one with neither was cut short.
     public mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8]) {
@@ -383,8 +397,9 @@ public struct SSERelay {
             JSONWriting.appendString(id, to: &chunk)
             chunk.append(contentsOf: #","object":"chat.completion.chunk","created":\#(created ?? fallback.created),"model":"#.utf8)
             JSONWriting.appendString(model, to: &chunk)
-            // Estimated: the prompt from the request's size, the completion one token per event.
-            let completion = Int64(forwardedEvents)
+            // Estimated: the prompt from the request's size, the completion one token per event
+            // (a whole answer's by its size).
+            let completion = estimatedOutputTokens ?? Int64(forwardedEvents)
             var estimate = #"{"prompt_tokens":\#(fallback.promptTokens),"completion_tokens":\#(completion),"total_tokens":\#(fallback.promptTokens + completion)"#
             let cost = Usage(promptTokens: fallback.promptTokens, completionTokens: completion).costed(at: fallback.price).cost
             if cost > 0 { estimate += #","cost":"# + String(decoding: JSONValue.double(cost).serialized(), as: UTF8.self) }

@@ -22,8 +22,8 @@ public protocol ClientRelay {
     /// What the client sees the moment its stream opens.
     mutating func start(into out: inout [UInt8])
     mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> SSERelay.Outcome
-    /// A whole upstream answer, as the stream the client asked for.
-    mutating func relayWhole(_ events: [ModelEvent], into out: inout [UInt8])
+    /// A whole upstream answer (`body`, which says `events`), as the stream the client asked for.
+    mutating func relayWhole(_ events: [ModelEvent], body: [UInt8], into out: inout [UInt8])
     mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8])
     mutating func fail(_ error: APIError, into out: inout [UInt8])
 }
@@ -33,6 +33,10 @@ extension ChatStreamRelay: ClientRelay {
 }
 
 extension TranslatingRelay: ClientRelay {
+    public mutating func relayWhole(_ events: [ModelEvent], body: [UInt8], into out: inout [UInt8]) {
+        relayWhole(events, into: &out)
+    }
+
     public var finishReason: String? { finish?.rawValue }
     public var upstreamID: String? { nil }  // the decoders do not read it
 }

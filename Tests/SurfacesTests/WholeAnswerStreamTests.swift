@@ -1,0 +1,76 @@
+import GatewayCore
+import Providers
+import Surfaces
+import Testing
+
+/// An OpenAI-format server that answers a streamed request with one whole body: the client's
+/// stream is the one that server would have sent, nothing of the answer dropped (review 74A #6:
+/// choices after the first, `logprobs`, `system_fingerprint` and every member the neutral events
+/// do not model were lost).
+struct WholeAnswerStreamTests {
+    static let body = #"""
+        {"id":"up-1","object":"chat.completion","created":5,"model":"up-model","system_fingerprint":"fp_1","service_tier":"default",
+         "choices":[
+          {"index":0,"message":{"role":"assistant","content":"hi","annotations":[{"type":"url_citation"}]},"logprobs":{"content":[{"token":"hi","logprob":-0.5}]},"finish_reason":"stop"},
+          {"index":1,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},{"id":"c2","type":"function","function":{"name":"g","arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],
+         "usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}
+        """#
+
+    func chunks(_ body: String, events: [ModelEvent] = [.text("hi")], includeUsage: Bool = true, choices: Int = 2) throws -> (chunks: [JSONValue], outcome: SSERelay.Outcome) {
+        var relay = ChatStreamRelay.passThrough(id: "gen-1", model: "p/m", created: 9, maxEventBytes: 64, includeUsage: includeUsage,
+                                                usageFallback: SSERelay.UsageFallback(promptTokens: 2, created: 9), choices: choices)
+        var out: [UInt8] = []
+        relay.relayWhole(events, body: Array(body.utf8), into: &out)
+        var decoder = SSEDecoder()
+        var events: [String] = []
+        try out.withUnsafeBytes { bytes in try decoder.feed(bytes) { events.append(String(decoding: $0.data, as: UTF8.self)) } }
+        #expect(events.last == "[DONE]")
+        return (try events.dropLast().map { try JSONValue.parse(Array($0.utf8)) }, relay.outcome)
+    }
+
+    @Test func everyChoiceAndMemberReachesTheStream() throws {
+        let (chunks, outcome) = try chunks(Self.body)
+        #expect(outcome == .done)
+        #expect(chunks.count == 3, "a chunk per choice, then the usage: \(chunks)")
+        for chunk in chunks {
+            #expect(chunk["id"] == .string("gen-1") && chunk["model"] == .string("p/m") && chunk["created"] == .int(9))
+            #expect(chunk["object"] == .string("chat.completion.chunk") && chunk["system_fingerprint"] == .string("fp_1")
+                    && chunk["service_tier"] == .string("default"))
+        }
+        let first = try #require(chunks[0]["choices"]?.arrayValue?.first)
+        #expect(first["index"] == .int(0) && first["finish_reason"] == .string("stop"))
+        #expect(first["delta"]?["content"] == .string("hi") && first["delta"]?["annotations"]?.arrayValue?.count == 1)
+        #expect(first["logprobs"]?["content"]?.arrayValue?.first?["logprob"] == .double(-0.5))
+        let second = try #require(chunks[1]["choices"]?.arrayValue?.first)
+        #expect(second["index"] == .int(1) && second["finish_reason"] == .string("tool_calls"))
+        let calls = try #require(second["delta"]?["tool_calls"]?.arrayValue)
+        #expect(calls.map { $0["index"] } == [.int(0), .int(1)], "a streamed call needs its index")
+        #expect(calls.map { $0["id"] } == [.string("c1"), .string("c2")] && calls[0]["function"]?["arguments"] == .string(#"{"a":1}"#))
+        #expect(chunks[2]["choices"]?.arrayValue?.isEmpty == true && chunks[2]["usage"]?["total_tokens"] == .int(7))
+    }
+
+    /// The events are as large as the answer (bounded when it was collected), not the stream's
+    /// per-event limit; without usage, the estimate is the answer's size, not a token per event.
+    @Test func aLargeAnswerWithoutUsageIsOneEstimatedStream() throws {
+        let text = String(repeating: "word ", count: 100)
+        let body = #"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"\#(text)"},"finish_reason":"length"}]}"#
+        let (chunks, outcome) = try chunks(body, events: [.text(text)], choices: 1)
+        #expect(outcome == .done)
+        #expect(chunks.first?["choices"]?[0]?["delta"]?["content"] == .string(text))
+        #expect(chunks.last?["usage"]?["estimated"] == .bool(true) && chunks.last?["usage"]?["completion_tokens"] == .int(Int64(text.utf8.count / 4 + 1)),
+                "by the events' text (`ModelEvent.estimatedOutputTokens`): \(chunks.last ?? .null)")
+    }
+
+    /// A choice the body leaves unfinished, or a body that is no chat completion, is the
+    /// upstream's failure, as in a stream.
+    @Test func anUnfinishedOrForeignBodyFails() throws {
+        let unfinished = #"{"choices":[{"index":0,"message":{"content":"a"},"finish_reason":"stop"},{"index":1,"message":{"content":"b"}}]}"#
+        #expect(try chunks(unfinished).outcome == .failed(.upstreamTruncated()))
+        for foreign in [#"{"answer":"a"}"#, "[1]", #"{"choices":[]}"#] {
+            guard case .failed = try chunks(foreign).outcome else {
+                Issue.record("\(foreign) was not refused")
+                continue
+            }
+        }
+    }
+}
