@@ -11,6 +11,28 @@ import Testing
         try JSONValue.parse(provider.httpRequest(for: request, endpoint: endpoint ?? self.endpoint, extraHeaders: []).body)
     }
 
+    /// Chat's and Responses' `json_schema` format is Anthropic's `output_config.format`, beside
+    /// an adaptive model's effort, and a strict function tool stays strict (review 77A #1: a 400
+    /// said the API had no structured output; `strict` was dropped).
+    @Test func aJSONSchemaFormatAndStrictToolsAreAnthropicsStructuredOutput() throws {
+        let schema = JSONValue.object(["type": .string("object"), "properties": .object(["a": .object(["type": .string("string")])]),
+                                       "required": .array([.string("a")]), "additionalProperties": .bool(false)])
+        var request = ModelRequest(model: "claude-opus-4-6", messages: [ModelMessage(role: .user, text: "q")])
+        request.responseFormat = .object(["type": .string("json_schema"),
+                                          "json_schema": .object(["name": .string("r"), "strict": .bool(true), "schema": schema])])
+        request.tools = [.function(name: "f", description: nil, parameters: schema, strict: true),
+                         .function(name: "g", description: nil, parameters: nil, strict: false)]
+        request.reasoning = ModelRequest.Reasoning(effort: "low")
+        try provider.validate(request)
+        let json = try body(request)
+        #expect(json["output_config"]?["format"] == .object(["type": .string("json_schema"), "schema": schema]), "\(json)")
+        #expect(json["output_config"]?["effort"] == .string("low"))
+        #expect(json["tools"]?.arrayValue?.map { $0["strict"] } == [.bool(true), nil])
+        // A format without a schema cannot be one.
+        request.responseFormat = .object(["type": .string("json_schema"), "json_schema": .object(["name": .string("r")])])
+        #expect(throws: APIError.self) { try provider.validate(request) }
+    }
+
     static var richRequest: ModelRequest {
         var request = ModelRequest(model: "claude-x", messages: [
             ModelMessage(role: .system, text: "Be brief."),
@@ -70,7 +92,7 @@ import Testing
                 {"type":"text","text":"Thanks."}]}],
              "stream":true,
              "tools":[
-              {"name":"look","description":"Look at things","input_schema":{"type":"object","properties":{"what":{"type":"string"}}}},
+              {"name":"look","description":"Look at things","input_schema":{"type":"object","properties":{"what":{"type":"string"}}},"strict":true},
               {"name":"weather","input_schema":{"type":"object","properties":{}}},
               {"type":"web_search_20250305","name":"web_search","max_uses":2}],
              "tool_choice":{"type":"any","disable_parallel_tool_use":true},

@@ -36,11 +36,18 @@ public struct AnthropicProvider: Provider {
             throw .invalidRequest("Anthropic's API has no '\(type)' tool: send function tools, or its own server tools (e.g. web_search_20250305).",
                                   param: "tools[\(index)]")
         }
-        // A Messages client's own `output_config.format` goes as it came (its neutral copy is for other APIs).
+        // A Messages client's own `output_config.format` goes as it came (its neutral copy is for
+        // other APIs); a `json_schema` format is `output_config.format` (`AnthropicRequestEncoder`).
         let ownFormat = request.extraFieldsFormat == .anthropicMessages && request.extraFields["output_config"]?["format"] != nil
         if !ownFormat, let format = request.responseFormat?["type"]?.stringValue, format != "json_object" && format != "text" {
-            throw .invalidRequest("Anthropic's API has no structured output format '\(format)' (json_object is left to the prompt).",
-                                  param: "response_format")
+            guard format == "json_schema" else {
+                throw .invalidRequest("Anthropic's API has no structured output format '\(format)' (json_object is left to the prompt).",
+                                      param: "response_format")
+            }
+            guard AnthropicRequestEncoder.jsonSchema(request.responseFormat) != nil else {
+                throw .invalidRequest("A json_schema response format needs its schema, a JSON object, for Anthropic's API.",
+                                      param: "response_format")
+            }
         }
     }
 

@@ -35,8 +35,8 @@ import GatewayCore
 ///   clients commonly send `"\n"`).
 /// - `response_format` `json_object` has no equivalent on this API version and is left to the
 ///   prompt (the judge's prompt asks for JSON and its output is validated); `json_schema` is
-///   refused by `validate`. Fields from another API's client (`extraFields` of another
-///   format) are left out.
+///   `output_config.format`, and a strict function tool `strict`. Fields from another API's
+///   client (`extraFields` of another format) are left out.
 enum AnthropicRequestEncoder {
     /// The first API version without `temperature`, `top_p` and `top_k`.
     static let samplingRemovedVersion = "2026-10-21"
@@ -88,6 +88,14 @@ enum AnthropicRequestEncoder {
             }
         }
         body["max_tokens"] = .int(maxTokens)
+        // Chat's `response_format` and Responses' `text.format` json_schema as Anthropic's
+        // structured output (review 77A #1: refused with a 400 saying the API had none); a
+        // Messages client's own `output_config` is among its fields already.
+        if request.extraFieldsFormat != .anthropicMessages, let schema = jsonSchema(request.responseFormat) {
+            var config = body["output_config"]?.objectValue ?? [:]
+            config["format"] = .object(["type": .string("json_schema"), "schema": schema])
+            body["output_config"] = .object(config)
+        }
         switch (budget, style) {
         case (nil, _):
             break
@@ -247,12 +255,22 @@ enum AnthropicRequestEncoder {
         return String(kept) + "_" + SHA256.hex(Array(id.utf8)).prefix(16)
     }
 
+    /// The schema of a `json_schema` response format (chat's shape, as the neutral request holds
+    /// it), when it is one.
+    static func jsonSchema(_ format: JSONValue?) -> JSONValue? {
+        guard format?["type"]?.stringValue == "json_schema", let schema = format?["json_schema"]?["schema"],
+              case .object = schema else { return nil }
+        return schema
+    }
+
     static func tool(_ tool: ToolDefinition) -> JSONValue {
         switch tool {
-        case .function(let name, let description, let parameters, _, let cacheControl):
+        case .function(let name, let description, let parameters, let strict, let cacheControl):
             var object: [String: JSONValue] = ["name": .string(name),
                                                "input_schema": parameters ?? .object(["type": .string("object"), "properties": .object([:])])]
             if let description { object["description"] = .string(description) }
+            // Strict tool use: the model's inputs match the schema (review 77A #1: dropped).
+            if strict == true { object["strict"] = .bool(true) }
             if let cacheControl { object["cache_control"] = cacheControl }
             return .object(object)
         case .other(let json):
