@@ -19,6 +19,7 @@ import Testing
         let openAI = try JSONValue.parse(OpenAIRequestEncoder.body(neutral))
         #expect(openAI["response_format"]?["type"] == .string("json_schema"))
         #expect(openAI["response_format"]?["json_schema"]?["schema"] == (try JSONValue.parse(Array(schema.utf8))))
+        #expect(openAI["response_format"]?["json_schema"]?["strict"] == .bool(false), "not closed: strict mode would refuse it")
         try GeminiProvider().validate(neutral)
         try AnthropicProvider().validate(neutral)
         let sent = try JSONValue.parse(AnthropicProvider().httpRequest(
@@ -29,6 +30,24 @@ import Testing
                 try parse(#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"q"}],"output_config":{"format":\#(bad)}}"#)
             }
         }
+    }
+
+    /// A Messages client's schema goes to an OpenAI-format model strict only when strict mode
+    /// takes it (review 77A #2: always strict, so a schema with an optional property, which
+    /// Anthropic takes, was OpenAI's 400).
+    @Test(arguments: [
+        (#"{"type":"object","properties":{"a":{"type":"string"}},"required":["a"],"additionalProperties":false}"#, true),
+        (#"{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"integer"}},"required":["a"],"additionalProperties":false}"#, false),
+        (#"{"type":"object","properties":{"a":{"type":"string"}},"required":["a"]}"#, false),
+        (#"{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{"x":{"type":"string"}},"required":[]}}},"required":["a"],"additionalProperties":false}"#, false),
+        (##"{"type":"object","properties":{"a":{"$ref":"#/$defs/p"}},"required":["a"],"additionalProperties":false,"$defs":{"p":{"type":"object","properties":{"x":{"type":"string"}},"required":["x"],"additionalProperties":false}}}"##, true),
+        (#"{"type":"object","properties":{"a":{"anyOf":[{"type":"string"},{"type":"object"}]}},"required":["a"],"additionalProperties":false}"#, false),
+        (#"{"type":"object","properties":{"a":{"anyOf":[{"type":"string"},{"type":"null"}]}},"required":["a"],"additionalProperties":false}"#, true),
+    ])
+    func aSchemaIsStrictOnlyWhenStrictModeTakesIt(schema: String, strict: Bool) throws {
+        let request = try parse(#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"q"}],"output_config":{"format":{"type":"json_schema","schema":\#(schema)}}}"#)
+        let openAI = try JSONValue.parse(OpenAIRequestEncoder.body(request.modelRequest()))
+        #expect(openAI["response_format"]?["json_schema"]?["strict"] == .bool(strict))
     }
 
     /// What the anthropic SDKs send (1.x: x-api-key and sampling fields; 2.x: neither), all at once.

@@ -67,8 +67,12 @@ extension MessagesRequest {
         if let schema = fields["output_config"]?["format"]?["schema"] {
             // Structured output, for a model behind another API (review 48 surfaces #6: dropped,
             // the answer came back as free text). An Anthropic upstream gets `output_config` as sent.
+            // Strict only for a schema OpenAI's strict mode takes (every object closed, every
+            // property required): Anthropic's format takes others, which strict mode refuses
+            // with a 400 (review 77A #2); non-strict, the schema still guides the model.
             request.responseFormat = .object(["type": .string("json_schema"),
-                                              "json_schema": .object(["name": .string("output"), "schema": schema, "strict": .bool(true)])])
+                                              "json_schema": .object(["name": .string("output"), "schema": schema,
+                                                                      "strict": .bool(StrictSchema.isStrictCompatible(schema))])])
         }
         for (key, value) in fields where !Self.modeledFields.contains(key) { request.extraFields[key] = value }
         request.extraFieldsFormat = .anthropicMessages
