@@ -215,6 +215,19 @@ import Testing
         #expect(!unreadable.contains { if case .usage = $0 { true } else { false } }, "\(unreadable)")
     }
 
+    /// Calls of a response without a `responseId` get ids no other response's calls share (review
+    /// 77A #4: `call__0` on every turn, so a conversation repeated a call id); within one
+    /// response they stay distinct and stable.
+    @Test func callIDsWithoutAResponseIDDifferAcrossResponses() throws {
+        let body = Array(#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}}},{"functionCall":{"name":"g","args":{}}}]},"finishReason":"STOP"}]}"#.utf8)
+        func ids() throws -> [String] {
+            try provider.decodeResponse(body, redactor: .none).compactMap { if case .toolCall(let call) = $0 { call.id } else { nil } }
+        }
+        let first = try ids(), second = try ids()
+        #expect(first.count == 2 && Set(first).count == 2 && first.allSatisfy { $0.hasPrefix("call_") && $0.count > 8 }, "\(first)")
+        #expect(Set(first).isDisjoint(with: second), "\(first) \(second)")
+    }
+
     /// `streamGenerateContent` without `alt=sse` answers with a JSON array of the stream's chunks.
     @Test func aWholeArrayOfChunksDecodesLikeTheStream() throws {
         let body = Array(#"""

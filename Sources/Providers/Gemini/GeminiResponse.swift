@@ -33,6 +33,8 @@ struct GeminiResponseReader {
     private var usage: Usage?
     /// A text, reasoning or call event was emitted: the answer began.
     private var began = false
+    /// What call ids are made from when the response has no id.
+    private var fallbackResponseID: String?
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -106,7 +108,11 @@ struct GeminiResponseReader {
             throw StreamDecodingError("the upstream sent a functionCall without a name")
         }
         guard toolCalls < Self.maxToolCalls else { throw StreamDecodingError("the upstream sent more than \(Self.maxToolCalls) tool calls") }
-        let id = ids.claim(call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? Self.callID(responseID: responseID, ordinal: toolCalls))
+        // Without a response id (proxies, older deployments), one random per response: the
+        // same ids on every turn made a conversation repeat a call id (review 77A #4).
+        if responseID?.isEmpty ?? true, fallbackResponseID == nil { fallbackResponseID = String(UInt64.random(in: .min ... .max), radix: 16) }
+        let madeID = Self.callID(responseID: responseID?.isEmpty ?? true ? fallbackResponseID : responseID, ordinal: toolCalls)
+        let id = ids.claim(call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? madeID)
         // A call's arguments are an object (absent or null: none); anything else no client's API
         // can carry as a call (Anthropic's `input` must be an object too).
         let args = call["args"] ?? .null
