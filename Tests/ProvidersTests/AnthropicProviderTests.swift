@@ -33,6 +33,18 @@ import Testing
         #expect(throws: APIError.self) { try provider.validate(request) }
     }
 
+    /// `image/jpg`, a name OpenAI's API takes, is JPEG's registered name on Anthropic's and
+    /// Gemini's APIs (review 77A #5: a 400 for Claude, `image/jpg` for Gemini).
+    @Test func aJPGDataURIIsJPEG() throws {
+        let request = ModelRequest(model: "claude-x", messages: [
+            ModelMessage(role: .user, content: [.image(url: "data:image/jpg;base64,/9j/4AA=", detail: nil)])])
+        try provider.validate(request)
+        #expect(try body(request)["messages"]?.arrayValue?.first?["content"]?.arrayValue?.first?["source"]?["media_type"] == .string("image/jpeg"))
+        let gemini = try JSONValue.parse(GeminiProvider().httpRequest(for: request, endpoint: ProviderEndpoint(name: "g", baseURL: "https://x.example/v1beta"),
+                                                                      extraHeaders: []).body)
+        #expect(gemini["contents"]?.arrayValue?.first?["parts"]?.arrayValue?.first?["inlineData"]?["mimeType"] == .string("image/jpeg"), "\(gemini)")
+    }
+
     static var richRequest: ModelRequest {
         var request = ModelRequest(model: "claude-x", messages: [
             ModelMessage(role: .system, text: "Be brief."),

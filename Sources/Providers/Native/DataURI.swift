@@ -12,7 +12,7 @@ struct DataURI: Equatable {
         let header = uri[uri.index(uri.startIndex, offsetBy: 5)..<comma].split(separator: ";", omittingEmptySubsequences: false)
         let type = header.first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         guard type.isEmpty || Self.isMediaType(type) else { return nil }
-        mediaType = type.isEmpty ? "text/plain" : type
+        mediaType = type.isEmpty ? "text/plain" : Self.aliases[type] ?? type
         let payload = uri[uri.index(after: comma)...]
         if header.dropFirst().contains(where: { $0.lowercased() == "base64" }) {
             guard !payload.isEmpty, payload.utf8.allSatisfy(Self.isBase64Byte) else { return nil }
@@ -22,6 +22,10 @@ struct DataURI: Equatable {
             base64 = Data(text.utf8).base64EncodedString()
         }
     }
+
+    /// Names OpenAI's API takes for a registered type that Anthropic's refuses and Gemini's
+    /// does not know (review 77A #5: `data:image/jpg` was a 400 for Claude).
+    static let aliases = ["image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"]
 
     /// `type/subtype` of RFC 6838 name characters.
     private static func isMediaType(_ text: String) -> Bool {
