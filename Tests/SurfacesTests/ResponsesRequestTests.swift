@@ -186,6 +186,9 @@ import Testing
         #expect(echo["tools"] == .array([]) && echo["tool_choice"] == .string("auto") && echo["parallel_tool_calls"] == .bool(true))
         #expect(echo["text"] == .object(["format": .object(["type": .string("text")])]) && echo["metadata"] == .object([:]))
         #expect(echo["instructions"] == .null && echo["temperature"] == .null && echo["background"] == .bool(false))
+        // A `text` without a format echoes the default one beside what it gave (review 77A #7).
+        #expect(try parse(#"{"model":"p/m","input":"q","text":{"verbosity":"low"}}"#).echoedFields["text"]
+                == .object(["format": .object(["type": .string("text")]), "verbosity": .string("low")]))
     }
 
     @Test func theFusionChoiceForcesTheToolAndFallbacksAreRead() throws {

@@ -84,7 +84,7 @@ extension ResponsesRequest {
             "parallel_tool_calls": given("parallel_tool_calls", .bool(true)),
             "reasoning": .object(["effort": reasoning?["effort"] ?? .null,
                                   "summary": reasoning?["summary"] ?? reasoning?["generate_summary"] ?? .null]),
-            "text": given("text", .object(["format": .object(["type": .string("text")])])),
+            "text": Self.echoedText(given("text")),
             "truncation": given("truncation", .string("disabled")),
             "user": given("user"),
             "service_tier": given("service_tier"),
@@ -94,5 +94,13 @@ extension ResponsesRequest {
             "store": .bool(false),
             "background": .bool(false),
         ]
+    }
+
+    /// The request's `text`, with the default `format` (`{"type":"text"}`) when it gives none, as
+    /// OpenAI's API echoes it (review 77A #7: `{"verbosity":"low"}` came back without one).
+    static func echoedText(_ text: JSONValue) -> JSONValue {
+        var object = text.objectValue ?? [:]
+        if object["format"] == nil || object["format"] == .null { object["format"] = .object(["type": .string("text")]) }
+        return .object(object)
     }
 }
