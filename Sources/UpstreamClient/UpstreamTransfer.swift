@@ -300,7 +300,7 @@ public final class UpstreamTransfer {
         let detail = UpstreamFailure.Detail(client: description, full: errorBuffer[0] != 0 ? String(cString: errorBuffer) : description)
         let failure: UpstreamFailure
         if let refusal, code == CURLE_COULDNT_CONNECT {
-            callback?(.refused(UpstreamFailure.Detail(client: "the gateway's address policy refused every address", full: refusal)))
+            callback?(.refused(UpstreamFailure.Detail(stringLiteral: refusal)))  // the policy's own words, naming no address
             return
         }
         switch code {

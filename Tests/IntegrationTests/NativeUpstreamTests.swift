@@ -130,13 +130,14 @@ import Testing
             let base = config.providers["mock"]!.baseURL
             config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
         }
-        let schema = #"{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}"#
+        // A json_schema format without its schema (one with it is Anthropic's `output_config.format`).
+        let schema = #"{"type":"json_schema","json_schema":{"name":"x"}}"#
         let chat = try env.chat(#"{"model":"anth/outer:pace_ms=1","response_format":\#(schema),"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion"}]}"#)
         #expect(chat.status == 400 && chat.json?["error"]?["param"]?.stringValue == "response_format", "\(chat.text)")
         let client = try env.client()
-        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"anth/outer:pace_ms=1","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"object"}}},"input":"Q?","tools":[{"type":"openrouter:fusion"}]}"#))
+        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"anth/outer:pace_ms=1","input":"Q?","tools":[{"type":"openrouter:fusion"},{"type":"function","name":"f","parameters":{"type":"object"}}],"tool_choice":{"type":"allowed_tools","mode":"auto","tools":[{"type":"function","name":"f"}]}}"#))
         let responses = try client.readResponse()
-        #expect(responses.status == 400 && responses.json?["error"]?["param"]?.stringValue == "text.format", "\(responses.text)")
+        #expect(responses.status == 400 && responses.json?["error"]?["param"]?.stringValue == "tool_choice", "\(responses.text)")
         #expect(env.mockStats.counts.requests == 0, "no panel ran")
         // A fallback's API counts as the outer model's does.
         let fallback = try env.chat(#"{"model":"mock/outer:pace_ms=1","models":["anth/outer"],"response_format":\#(schema),"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion"}]}"#)

@@ -237,7 +237,7 @@ private final class WebFetch: WebToolTask {
             if cut, readWhatCame() { return }
             if let failure {
                 if case .refused(let reason) = failure {
-                    finish(.failure("refused to fetch \(url.absoluteString): \(reason)"))
+                    finish(.failure("refused to fetch \(url.absoluteString): \(reason.client)"))
                 } else {
                     finish(.failure("could not fetch \(url.absoluteString): \(failure.message)"))
                 }
