@@ -82,6 +82,9 @@ public struct ModelMessage: Sendable, Equatable {
     public var name: String?
     /// An assistant turn's reasoning blocks the provider needs back (`ReasoningBlock`), in order.
     public var reasoning: [ReasoningBlock] = []
+    /// A tool result that says the call failed (Anthropic's `is_error`): Anthropic's
+    /// `is_error` and Gemini's `error` key carry it; OpenAI's tool messages have no place for it.
+    public var isError = false
     /// Where in the client's request it came from, for refusals (`MessageOrigin`); nil for
     /// chat's messages, named `messages[i]` as they were sent. Not compared by `==`.
     public var origin: MessageOrigin? {

@@ -50,6 +50,29 @@ import Testing
         #expect(openAI["response_format"]?["json_schema"]?["strict"] == .bool(strict))
     }
 
+    /// A failed tool call's result (`is_error`) stays failed for Gemini (its `error` key) and for
+    /// Anthropic when the history is written anew (review 77A #6: Gemini read it as a success).
+    @Test func aFailedToolResultStaysFailed() throws {
+        let request = try parse(#"""
+            {"model":"m","max_tokens":50,"tools":[{"name":"t","input_schema":{"type":"object"}}],"messages":[
+             {"role":"user","content":"q"},
+             {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"t","input":{}}]},
+             {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"{\"temp\":5}","is_error":true},{"type":"text","text":"go on"}]}]}
+            """#)
+        let neutral = request.modelRequest()
+        #expect(neutral.messages.filter(\.isError).count == 1)
+        let gemini = try JSONValue.parse(GeminiProvider().httpRequest(for: neutral, endpoint: ProviderEndpoint(name: "g", baseURL: "https://x.example/v1beta"),
+                                                                      extraHeaders: []).body)
+        let parts = gemini["contents"]?.arrayValue?.flatMap { $0["parts"]?.arrayValue ?? [] } ?? []
+        #expect(parts.compactMap { $0["functionResponse"]?["response"] } == [.object(["error": .object(["temp": .int(5)])])], "\(gemini)")
+        var fromChat = neutral
+        fromChat.extraFieldsFormat = .openAIChat  // written anew, as for another API's client
+        let anthropic = try JSONValue.parse(AnthropicProvider().httpRequest(for: fromChat, endpoint: ProviderEndpoint(name: "a", baseURL: "https://x.example/v1"),
+                                                                           extraHeaders: []).body)
+        let blocks = anthropic["messages"]?.arrayValue?.flatMap { $0["content"]?.arrayValue ?? [] } ?? []
+        #expect(blocks.first { $0["type"] == .string("tool_result") }?["is_error"] == .bool(true), "\(anthropic)")
+    }
+
     /// What the anthropic SDKs send (1.x: x-api-key and sampling fields; 2.x: neither), all at once.
     static let sdkBody = #"""
         {"model":"claude-sonnet-4-5","max_tokens":4096,"stream":true,

@@ -238,6 +238,7 @@ enum AnthropicRequestEncoder {
         } else {
             result["content"] = .array(blocks)
         }
+        if message.isError { result["is_error"] = .bool(true) }
         return .object(result)
     }
 

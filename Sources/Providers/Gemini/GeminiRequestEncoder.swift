@@ -155,7 +155,7 @@ enum GeminiRequestEncoder {
                 }
             case .tool:
                 var function: [String: JSONValue] = ["name": .string(functionName(answeredBy: message, in: messages) ?? ""),
-                                                     "response": response(message.text)]
+                                                     "response": response(message.text, isError: message.isError)]
                 if let id = message.toolCallID, !id.isEmpty { function["id"] = .string(id) }
                 let media = message.content.filter { if case .text = $0 { false } else { true } }.compactMap(part)
                 (role, parts) = ("user", [.object(["functionResponse": .object(function)])] + media)
@@ -177,9 +177,12 @@ enum GeminiRequestEncoder {
         return messages.lazy.flatMap(\.toolCalls).first { $0.id == id }?.name
     }
 
-    private static func response(_ text: String) -> JSONValue {
-        if let value = try? JSONValue.parse(Array(text.utf8)), case .object = value { return value }
-        return .object(["output": .string(text)])
+    /// A result as Gemini's `response`: a JSON object as it is, other text under `output`; a
+    /// failed call's under `error`, Gemini's key for one (review 77A #6: it went as a success).
+    private static func response(_ text: String, isError: Bool) -> JSONValue {
+        let value = (try? JSONValue.parse(Array(text.utf8))).flatMap { if case .object = $0 { $0 } else { nil } }
+        if isError { return .object(["error": value ?? .string(text)]) }
+        return value ?? .object(["output": .string(text)])
     }
 
     /// A content part as a Gemini part; nil for empty text and parts `validate` refuses.

@@ -18,8 +18,8 @@ extension MessagesRequest {
     /// - A PDF document becomes an OpenAI `file` part (a data: URI), a text document text.
     /// - Signed `thinking` and `redacted_thinking` blocks are the assistant turn's reasoning blocks
     ///   (`ReasoningBlock`: an Anthropic upstream gets them back; others have no place for them);
-    ///   unsigned thinking is left out, and so is `is_error` (no neutral form; the result's text
-    ///   is passed unchanged).
+    ///   unsigned thinking is left out. `is_error` is the tool message's `isError` (Anthropic's
+    ///   and Gemini's APIs carry it; an OpenAI-format model gets the result's text unchanged).
     /// - `thinking` `enabled` is a reasoning budget, `adaptive` reasoning at
     ///   `output_config.effort` or the provider's default, `disabled` a request not to (`enabled: false`). `tool_choice.disable_parallel_tool_use` is
     ///   `parallelToolCalls: false`.
@@ -129,6 +129,7 @@ extension MessagesRequest {
                 flush()
                 let id = block["tool_use_id"]?.stringValue ?? ""
                 var answer = ModelMessage(role: .tool, content: [], toolCallID: id, name: toolNames[id])
+                answer.isError = block["is_error"]?.boolValue ?? false
                 answer.origin = MessageOrigin(.messages, path: blockPath)
                 addParts(block["content"], path: "\(blockPath).content", to: &answer)
                 // Its own cache breakpoint after its content (`AnthropicRequestEncoder.toolResult`).
