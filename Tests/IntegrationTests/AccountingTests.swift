@@ -310,8 +310,43 @@ import Testing
         #expect((record["tokens_completion"]?.intValue ?? 0) > 0 && (record["tokens_prompt"]?.intValue ?? 0) > 0, "\(record)")
     }
 
+    /// A client that leaves once the upstream has taken its prompt, before the first token, pays
+    /// for the prompt: as the upstream counted it (Anthropic's `message_start`), or by its size
+    /// (review 77B #1: such a request was free, so a key's budget and tokens per minute could be
+    /// dodged with large prompts the provider still bills).
+    @Test(arguments: [("/v1/chat/completions", "mock"), ("/v1/messages", "mock"), ("/v1/responses", "mock"), ("/v1/chat/completions", "anth")])
+    func aClientThatLeavesBeforeTheFirstTokenPaysForThePrompt(path: String, provider: String) throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { config in
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: config.providers["mock"]!.baseURL,
+                                             apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let model = "\(provider)/slow-first-token:first_ms=20000"
+        let body = switch path {
+        case "/v1/messages": #"{"model":"\#(model)","max_tokens":500,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+        case "/v1/responses": #"{"model":"\#(model)","stream":true,"input":"hi"}"#
+        default: TestEnvironment.chatBody(model: model)
+        }
+        let client = try env.client()
+        try client.send(TestEnvironment.post(path, body: body))
+        #expect(env.eventually { env.mockStats.counts.active == 1 })
+        usleep(300_000)  // the upstream's head (and Anthropic's message_start) are the gateway's
+        client.disconnect()
+        var line: CapturedLog.Entry?
+        #expect(env.eventually(timeoutSeconds: 5) {
+            line = log.entries.first { $0.message == "request finished" }
+            return line != nil
+        })
+        let fields = line?.metadata ?? [:]
+        // Anthropic's `message_start` counts one output token already.
+        #expect(fields["cancelled"] == "true" && (Int(fields["prompt_tokens"] ?? "") ?? 0) > 0 && (Int(fields["completion_tokens"] ?? "") ?? 9) <= 1,
+                "\(fields)")
+        #expect(env.eventually { env.mockStats.counts.active == 0 }, "the upstream transfer was cancelled")
+    }
+
     /// A member cancelled before it wrote anything (its response ended: here the client left) has
-    /// its row in the per-call breakdown, usage unknown and counted, not left out (review 71A #5).
+    /// its row in the per-call breakdown, not left out (review 71A #5), and its upstream having
+    /// taken the prompt, it is charged for it (review 77B #1: it was charged nothing).
     @Test func aMemberCancelledBeforeItWroteAnythingHasItsRow() throws {
         let env = try TestEnvironment()
         let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/slow-first-token:first_ms=60000"]}}]"#
@@ -328,7 +363,8 @@ import Testing
         })
         let calls = record?["fusion"]?["calls"]?.arrayValue ?? []
         let silent = calls.filter { $0["model"] == .string("mock/slow-first-token:first_ms=60000") }
-        #expect(silent.count == 1 && silent.first?["status"] == .string("cancelled") && silent.first?["usage_unknown"] == .bool(true), "\(calls)")
+        #expect(silent.count == 1 && silent.first?["status"] == .string("cancelled") && silent.first?["usage_unknown"] != .bool(true)
+                && (silent.first?["prompt_tokens"]?.intValue ?? 0) > 0 && silent.first?["completion_tokens"] == .int(0), "\(calls)")
     }
 
     /// The record of a stream whose client hung up after its fifth chunk.

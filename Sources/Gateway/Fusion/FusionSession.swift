@@ -170,6 +170,9 @@ final class FusionSession<Renderer: FusionRenderer> {
         case InnerCallRecord.promptUsage:
             callLog.promptUsage(producer, InnerCallRecord.decodeUsage(bytes))
             return
+        case InnerCallRecord.accepted:
+            callLog.accepted(producer)
+            return
         default:
             guard let modelEvent = opaque.event(from: producer, kind: kind, bytes) else { return }
             callLog.event(producer, modelEvent, at: time)

@@ -55,8 +55,7 @@ final class InnerCall {
     private var latency: ProviderLatencyMeter
     /// For the call's record: upstream requests made, the last status, when it started.
     private var summary = InnerCallRecord.Summary()
-    /// Whether the prompt's counts (`ModelStreamDecoder.promptUsage`) were looked for: once, at
-    /// the first output (they come before it or not at all).
+    /// Whether the attempt's prompt counts (`ModelStreamDecoder.promptUsage`) were sent.
     private var promptUsageChecked = false
     /// The deliberation's bytes, shared with its other calls; and this call's own.
     private let budget: ByteBudget?
@@ -127,6 +126,7 @@ final class InnerCall {
         lastUpstreamActivity = client.loop.nowMilliseconds
         status = 0
         summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
+        promptUsageChecked = false
         wholeBody = false
         errorBody.removeAll()
         headers.removeAll()
@@ -150,19 +150,21 @@ final class InnerCall {
             // Some servers answer a streamed request with one whole JSON body: collected, decoded.
             wholeBody = (200..<300).contains(status)
                 && !UpstreamHead.isEventStream(headers)
+            // The upstream took the prompt: a call cut from here on is charged for it.
+            if (200..<300).contains(status) { emit(InnerCallRecord.accepted, []) }
         }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
     }
 
     /// Hands the session the prompt's counts the upstream gave before answering (Anthropic's
-    /// `message_start`), once, from the attempt that answered: at its first output, as a retry
-    /// or fallback happens only before any (a failed attempt's counts, or its cache reads, are
-    /// not the answer's). Looked for once per call, not per chunk: they precede any output.
+    /// `message_start`), once an attempt, the moment they are read: a call cut before its first
+    /// output is charged them (review 77B #1: it was charged nothing). A later attempt's replace
+    /// them until output came (`InnerCallLog.promptUsage`): the answer's attempt's are the ones.
     private func sendPromptUsageOnce() {
-        guard emittedEvents, !promptUsageChecked else { return }
+        guard !promptUsageChecked, let prompt = decoder.promptUsage else { return }
         promptUsageChecked = true
-        if let prompt = decoder.promptUsage { emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt)) }
+        emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt))
     }
 
     /// The attempt failed before any event went to the session: retry, fall back, or not (false).

@@ -24,6 +24,8 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// The prompt's counts its upstream gave before the answer (Anthropic's `message_start`):
         /// what it is charged for its prompt if cut before its usage.
         var promptUsage: Usage?
+        /// An upstream answered 2xx: it took the prompt, charged if the call is cut.
+        var accepted = false
         /// Its request (sharing the session's storage): its prompt is what the call is charged
         /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
         /// the path of every call's start.
@@ -82,18 +84,18 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
     }
 
-    /// What the call's upstream said of its prompt before answering (the attempt that answered:
-    /// `InnerCall` sends it after the first output). One read can carry the first output and
-    /// these counts, and the session may cut the call between the two records: then the estimate
-    /// made at its end is made again from them.
+    /// What the call's upstream said of its prompt before answering (`InnerCall` sends each
+    /// attempt's as it reads them: a later attempt's replace an earlier one's until output came,
+    /// so the answering attempt's count). The session may cut the call before the record
+    /// arrives: then the estimate made at its end is made again from them.
     func promptUsage(_ id: CallID, _ usage: Usage) {
-        guard let entry = entries[id], entry.promptUsage == nil else { return }
+        guard let entry = entries[id], entry.promptUsage == nil || entry.outputEvents == 0 else { return }
         if entry.open {
             entry.promptUsage = usage
-        } else if entry.record.usageEstimated {
+        } else if entry.record.usageEstimated || (entry.record.cancelled && entry.record.usage == nil) {
             entry.promptUsage = usage
             entry.record.usage = nil
-            estimateUsage(entry)
+            estimateUsage(entry, cut: entry.record.cancelled)
         }
     }
 
@@ -108,11 +110,19 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         close(id, summary: summary, error: RecordError(error, redactor: redactor), at: now)
     }
 
+    /// The call's upstream answered 2xx.
+    func accepted(_ id: CallID) {
+        guard let entry = entries[id] else { return }
+        entry.accepted = true
+        // Read after the session cut the call (its records cross loops): charged as if before.
+        if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
+    }
+
     /// The session stopped the call (or the request ended with it running).
     func cancelled(_ id: CallID, at now: UInt64) {
         guard let entry = entries[id], entry.open else { return }
         entry.open = false
-        estimateUsage(entry)
+        estimateUsage(entry, cut: true)
         entry.record.cancelled = true
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, cancelled: true).finishReason
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
@@ -121,9 +131,10 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// A call that produced output but ended without its usage (cut, failed, or an upstream that
     /// never reports it) is charged an estimate, so hanging up mid-deliberation does not make
     /// the calls free (the key's tokens per minute and budget): its prompt as its upstream
-    /// counted it, when it said so first, or by its size.
-    private func estimateUsage(_ entry: Entry) {
-        guard entry.record.usage == nil, entry.outputEvents > 0 else { return }
+    /// counted it, when it said so first, or by its size. `cut`: the session stopped it, so one
+    /// whose upstream took the prompt is charged it even before any output (review 77B #1).
+    private func estimateUsage(_ entry: Entry, cut: Bool = false) {
+        guard entry.record.usage == nil, entry.outputEvents > 0 || (cut && (entry.accepted || entry.promptUsage != nil)) else { return }
         let prompt = entry.promptUsage ?? Usage(promptTokens: CostEstimate.tokens(request: entry.request))
         // One that stopped at its output limit (the upstream's `length`, or stopped there by the
         // gateway as its output passed the bound) wrote its limit: a token per piece would charge

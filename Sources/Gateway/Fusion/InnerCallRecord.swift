@@ -37,6 +37,8 @@ enum InnerCallRecord {
     /// dropped here, the session never saw them).
     static let stopDetail: UInt8 = 24
     static let messageExtras: UInt8 = 25
+    /// The attempt's upstream answered 2xx (no payload): it took the prompt.
+    static let accepted: UInt8 = 26
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).

@@ -26,6 +26,10 @@ struct ProxyAccounting {
     var upstreamID: String?
     var failure: RecordError?
     var cancelled = false
+    /// The current attempt's upstream answered 2xx: it took the prompt. A client that leaves
+    /// before the first token is charged for it (review 77B #1: such a request was free, while
+    /// the provider bills the prompt).
+    var upstreamAccepted = false
     /// A whole answer that came without usage: its output's tokens, estimated (see `close`).
     private var wholeAnswerTokens: Int64?
 
@@ -44,6 +48,7 @@ struct ProxyAccounting {
 
     mutating func attemptStarted(_ route: ModelRoute) {
         attempts += 1
+        upstreamAccepted = false
         record.model = route.slug
         record.provider = route.endpoint.name
     }
@@ -150,12 +155,21 @@ struct ProxyAccounting {
                     record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens),
                                                   completionTokens: Int64(relay.forwardedEvents))
                     record.usageEstimated = true
+                } else if cancelled && upstreamAccepted {
+                    // The client left before the first token, once the upstream had taken the
+                    // prompt: the prompt, as the upstream counted it when it said so, or by size.
+                    record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens), completionTokens: 0)
+                    record.usageEstimated = true
                 }
             }
             if upstreamFinishReason == nil { upstreamFinishReason = relay.finishReason }
             if let id = relay.upstreamID { upstreamID = id }
         } else if let completion = wholeAnswerTokens, record.usage == Usage() {
             record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion).costed(at: price)
+            record.usageEstimated = true
+        } else if cancelled && upstreamAccepted && record.usage == Usage() {
+            // A whole answer the client did not wait for: its prompt, as above.
+            record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: 0)
             record.usageEstimated = true
         }
         record.upstreamAttempts = attempts
