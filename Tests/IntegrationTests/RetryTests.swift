@@ -78,6 +78,24 @@ import Testing
         #expect(env.mockStats.counts.requests == 3, "not retried: beyond the gateway's cap")
     }
 
+    /// A retry the client left before is never made, so never counted: attempts = 1 + retries +
+    /// fallbacks holds (review 77B #2: one attempt and one retry, and the retries metric).
+    @Test func aRetryTheClientLeftBeforeIsNotCounted() throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log)
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/rate-limited:retry_after=1")))
+        #expect(env.eventually { env.mockStats.counts.requests == 1 })
+        usleep(200_000)  // waiting out the upstream's Retry-After
+        client.disconnect()
+        #expect(env.eventually { log.entries.contains { $0.message == "request finished" } })
+        let finished = try #require(log.entries.first { $0.message == "request finished" })
+        #expect(finished.metadata["cancelled"] == "true" && finished.metadata["retries"] == nil, "\(finished.text)")
+        usleep(1_200_000)
+        #expect(env.mockStats.counts.requests == 1, "never retried")
+        #expect(try env.get("/metrics").metric(#"fusion_gateway_upstream_retries_total{provider="mock"}"#) ?? 0 == 0)
+    }
+
     @Test func refusedConnectionsAreRetriedThenA502() throws {
         let env = try TestEnvironment()
         let started = Date()

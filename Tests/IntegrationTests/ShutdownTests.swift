@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import Gateway
+import GatewayCore
 import HTTPServer
 import MockUpstream
 import Synchronization
@@ -197,6 +198,21 @@ import Testing
         let finished = try #require(log.entries.first { $0.message == "request finished" })
         #expect(finished.metadata["error_code"] == "shutting_down", "\(finished.text)")
         #expect(finished.metadata["cancelled"] == "false" && finished.metadata["finish_reason"] == "error", "\(finished.text)")
+    }
+
+    /// A whole request cut by the shutdown is the SDKs' to retry (on another replica, behind a
+    /// load balancer): its 503 says so, and no `x-should-retry: false` tells them otherwise
+    /// (review 77B #3).
+    @Test func aWholeRequestCutAtShutdownMayBeRetried() throws {
+        let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 300 }
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/chat/completions",
+                                             body: TestEnvironment.chatBody(model: "mock/slow-first-token:first_ms=20000", stream: false)))
+        #expect(env.eventually { env.mockStats.counts.active == 1 })
+        env.beginGatewayShutdown()
+        let response = try client.readResponse()
+        #expect(response.status == 503 && response.json?["error"]?["code"] == .string("shutting_down"), "\(response.text)")
+        #expect(response.header("x-should-retry") == nil, "\(response.headers)")
     }
 
     @Test func shutdownDeadlineCancelsLongStreams() throws {

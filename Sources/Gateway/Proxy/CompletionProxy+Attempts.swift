@@ -69,13 +69,13 @@ extension CompletionProxy {
         case .fail:
             break
         case .nextModel:
-            accounting.fallingBack(from: route, metrics: metrics)
+            let from = route
             candidate += 1
             attempt = 0
-            restart(afterMilliseconds: 0)
+            restart(afterMilliseconds: 0) { [unowned self] in accounting.fallingBack(from: from, metrics: metrics) }
         case .retry(let delay):
-            accounting.retrying(route, metrics: metrics)
-            restart(afterMilliseconds: delay)
+            let route = route
+            restart(afterMilliseconds: delay) { [unowned self] in accounting.retrying(route, metrics: metrics) }
         }
     }
 
@@ -84,16 +84,21 @@ extension CompletionProxy {
         heldBytes = 0
     }
 
-    func restart(afterMilliseconds delay: UInt64) {
+    /// The next attempt, after `delay`. `counting` counts it (a retry or a fallback) once it
+    /// starts: one the client left before is never made, so never counted (review 77B #2: the
+    /// record said 1 attempt and 1 retry).
+    func restart(afterMilliseconds delay: UInt64, counting: @escaping () -> Void) {
         releaseHeld()  // the failed attempt's body is dropped
         phase = stream == nil ? .awaitingUpstreamHead : .streaming
         guard delay > 0 else {
+            counting()
             startAttempt()
             return
         }
         let timer = LoopTimer(loop: client.loop) { [unowned self] in
             retryTimer?.close()
             retryTimer = nil
+            counting()
             startAttempt()
         }
         timer.start(afterMilliseconds: delay)
@@ -111,6 +116,9 @@ extension CompletionProxy {
             return true
         }
         if error.code == "collected_bytes_limit" { return true }
+        // Cut by this replica's shutdown: another replica can answer (review 77B #3: the
+        // message said to send it again, the header told the SDKs not to).
+        if error.code == "shutting_down" { return true }
         // Tried once because the gateway's policy retries none of these (an upstream's 408 or
         // 409, the gateway's own idle timeout): the client's retry is the only one there is
         // (review 71C #3: one attempt anywhere).
