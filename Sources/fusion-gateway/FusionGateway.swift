@@ -124,6 +124,14 @@ struct Serve: ParsableCommand {
             for signalNumber in [SIGINT, SIGTERM] {
                 _ = SignalWatcher(loop: firstLoop, signal: signalNumber) { received in
                     if stopping {
+                        if cluster.hasStoppedServing {
+                            // Every response has ended: only the shared store's drain is cut,
+                            // what it did not send logged. No client was cut: a clean exit.
+                            logger.warning("second signal: ending the shared store's drain now (every response has ended)",
+                                           metadata: ["signal": .stringConvertible(Int(received))])
+                            cluster.endStoreDrain()
+                            return
+                        }
                         logger.warning("second signal: stopping now, cutting what is in flight",
                                        metadata: ["signal": .stringConvertible(Int(received))])
                         forced.store(true, ordering: .relaxed)

@@ -38,6 +38,33 @@ extension SharedStoreTests {
             #expect(try redis.command(["EXISTS", "test:{team-a}:held"]) == ":0")
         }
 
+        /// A second signal once every response has ended cuts only the store's drain: what Redis
+        /// did not get is still said, and the stop completes (review 72B #5: it read as requests
+        /// cut, exit 1, and the store's losses were never logged).
+        @Test func endingTheStoreDrainEarlySaysWhatRedisDidNotGet() throws {
+            let redis = try RedisServerProcess()
+            let log = CapturedLog()
+            let env = try TestEnvironment(loops: 1, logHandler: log, environment: SharedStoreTests.keys) { config in
+                var settings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
+                settings.keyPrefix = "test:"
+                config.store.redis = settings
+                config.keys = ["team-a": NamedKey(name: "team-a", keyEnvironmentVariable: "TEAM_A_KEY", limits: KeyLimits(requestsPerMinute: 100))]
+            }
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "mock/paced:deltas=4:pace_ms=100"),
+                                                 headers: ["Authorization": "Bearer \(SharedStoreTests.keys["TEAM_A_KEY"]!)"]))
+            #expect(env.eventually { env.mockStats.counts.streamsStarted == 1 })
+            redis.pause()  // the record and the settlement wait for Redis
+            #expect(try client.readResponse().status == 200)
+            client.disconnect()
+            env.beginGatewayShutdown()
+            #expect(env.eventually { env.cluster.hasStoppedServing }, "every response ended: the store drains")
+            env.cluster.endStoreDrain()
+            env.stop()  // returns: the loops stop once, whoever asks first
+            redis.resume()
+            #expect(log.entries.contains { $0.message.hasPrefix("stopping with records") }, "\(log.entries.map(\.text))")
+        }
+
         /// Why Redis refuses the gateway (here `NOAUTH`: a password set on Redis, none configured)
         /// stays in the warning while requests fail "reconnecting" between attempts (review 71D #3:
         /// each failure overwrote it, and the log only ever said "reconnecting").

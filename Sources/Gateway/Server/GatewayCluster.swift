@@ -101,8 +101,28 @@ public final class GatewayCluster: Sendable {
         for box in servers {
             box.server.loop.execute { [self] in
                 box.server.stopServing {
-                    if serving.finishOne() { self.releaseResources() }
+                    guard serving.finishOne() else { return }
+                    self.servingEnded.store(true, ordering: .releasing)
+                    self.releaseResources()
                 }
+            }
+        }
+    }
+
+    /// Every loop stopped serving: no response is in flight (what remains is the shared
+    /// store's drain).
+    private let servingEnded = Atomic<Bool>(false)
+    private let loopsStopping = Atomic<Bool>(false)
+    public var hasStoppedServing: Bool { servingEnded.load(ordering: .acquiring) }
+
+    /// Ends the shared store's drain now and stops (a second signal once every response ended:
+    /// review 72B #5 read it as requests cut, exit 1, and never said what the store lost).
+    public func endStoreDrain() {
+        let closing = Countdown(servers.count)
+        for box in servers {
+            box.server.loop.execute { [self] in
+                box.server.endStoreDrain()
+                if closing.finishOne() { stopLoops() }
             }
         }
     }
@@ -118,8 +138,10 @@ public final class GatewayCluster: Sendable {
         }
     }
 
-    /// Stops every loop now (in-flight work is cancelled as the loops tear down).
+    /// Stops every loop now (in-flight work is cancelled as the loops tear down). Once: a
+    /// second signal's stop and the drain's own end may both ask.
     public func stopLoops() {
+        guard loopsStopping.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         DispatchQueue.global().async { [self] in
             for thread in threads { thread.shutdown() }
             stopped.signal()

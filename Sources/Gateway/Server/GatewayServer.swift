@@ -287,11 +287,25 @@ public final class GatewayServer {
             // What the last responses sent the shared store (settlements, then their holds'
             // release, records) lands before the connection closes, within a bound.
             store.drain(withinMilliseconds: Self.storeDrainMilliseconds) { [self] in
-                store.close()
-                flushWarnings()
+                closeStore()
                 completion()
             }
         }
+    }
+
+    /// On the loop. Ends the store's drain now (a second signal once every response has
+    /// ended): what it had not sent is said in the log, as at the drain's end.
+    public func endStoreDrain() {
+        closeStore()
+    }
+
+    private var storeClosed = false
+
+    private func closeStore() {
+        guard !storeClosed else { return }
+        storeClosed = true
+        store.close()
+        flushWarnings()
     }
 
     /// The methods a fixed route answers (its 405's and `OPTIONS`' `Allow`); nil for any other path.
