@@ -132,12 +132,16 @@ public protocol ModelStreamDecoder {
     /// What the upstream said of the prompt before the answer, when it says it first
     /// (Anthropic's `message_start` usage); nil otherwise. Not a total: `.usage` is.
     var promptUsage: Usage? { get }
+    /// The answer's id as the upstream named it (Anthropic's `msg_…`, Gemini's `responseId`),
+    /// `UpstreamIdentifier`-sanitized, once read; nil otherwise.
+    var upstreamID: String? { get }
 }
 
 extension ModelStreamDecoder {
     public mutating func finish(emit: (ModelEvent) -> Void) throws(StreamDecodingError) {}
     public mutating func flush(emit: (ModelEvent) -> Void) {}
     public var promptUsage: Usage? { nil }
+    public var upstreamID: String? { nil }
     public var answerIsWhole: Bool { end() == .complete }
 }
 

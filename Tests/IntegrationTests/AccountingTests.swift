@@ -394,6 +394,20 @@ import Testing
             #expect(record["upstream_request_id"]?.stringValue == "req-" + upstreamID, "\(record)")
             #expect(!response.text.contains(upstreamID), "the client sees the gateway's id")
         }
+        // An Anthropic or Gemini stream's id too (its `message_start` message, its `responseId`),
+        // translated for a chat client.
+        let native = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        for provider in ["anth", "gem"] {
+            let response = try native.chat(TestEnvironment.chatBody(model: "\(provider)/normal:pace_ms=0"))
+            let record = try #require(try native.generation(response.header("x-generation-id")))
+            let upstreamID = record["upstream_id"]?.stringValue ?? ""
+            #expect(!upstreamID.isEmpty && upstreamID != response.header("x-generation-id") && !response.text.contains(upstreamID), "\(record)")
+        }
         #expect(UpstreamIdentifier.sanitized(Array("gen-123:abc".utf8)) == "gen-123:abc")
         for hostile in ["", String(repeating: "a", count: 129), "id with space", "id\u{1B}[31m", "<script>"] {
             #expect(UpstreamIdentifier.sanitized(Array(hostile.utf8)) == nil, "\(hostile)")

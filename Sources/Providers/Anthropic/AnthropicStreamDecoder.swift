@@ -85,6 +85,7 @@ struct AnthropicStreamDecoder: ModelStreamDecoder {
     var answerIsWhole: Bool { reader.ended || reader.finished }
 
     var promptUsage: Usage? { reader.promptUsage }
+    var upstreamID: String? { reader.upstreamID }
 }
 
 /// The state of one Anthropic stream between events.
@@ -101,6 +102,8 @@ struct AnthropicEventReader {
     private var answerCounted = false
     /// The counts `message_start` gave (the prompt's, before the answer).
     private(set) var promptUsage: Usage?
+    /// `message_start`'s message id (`msg_…`), for the record.
+    private(set) var upstreamID: String?
     /// Content block index (the upstream's number, never converted) → tool call ordinal.
     private var toolCalls: [Int64: Int] = [:]
     /// Indexes of open blocks passed on as provider blocks.
@@ -136,6 +139,9 @@ struct AnthropicEventReader {
         case "message_start":
             usage.update(json["message"]?["usage"])
             if usage.seen { promptUsage = usage.usage }
+            if upstreamID == nil, let id = json["message"]?["id"]?.stringValue {
+                upstreamID = UpstreamIdentifier.sanitized(Array(id.utf8)).flatMap { redactor($0) == $0 ? $0 : nil }
+            }
             if let extras = AnthropicMessageExtras.from(json["message"], usage: json["message"]?["usage"]) { emit(.messageExtras(extras)) }
         case "content_block_start" where finished, "content_block_delta" where finished:
             // The stop reason said the answer was whole: more of it is a broken stream, not text

@@ -35,6 +35,8 @@ struct GeminiResponseReader {
     private var began = false
     /// What call ids are made from when the response has no id.
     private var fallbackResponseID: String?
+    /// The first `responseId` read, for the record.
+    private(set) var upstreamID: String?
 
     init(redactor: Redactor) { self.redactor = redactor }
 
@@ -50,6 +52,9 @@ struct GeminiResponseReader {
             (ended, answered) = (true, true)
             emit(.error(GeminiErrors.streamError(error, redactor: redactor)))
             return
+        }
+        if upstreamID == nil, let id = response["responseId"]?.stringValue {
+            upstreamID = UpstreamIdentifier.sanitized(Array(id.utf8)).flatMap { redactor($0) == $0 ? $0 : nil }
         }
         if let metadata = response["usageMetadata"], case .object = metadata, Self.hasCount(metadata) { usage = Self.usage(metadata) }
         guard let candidate = response["candidates"]?.arrayValue?.first else {

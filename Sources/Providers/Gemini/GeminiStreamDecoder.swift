@@ -14,6 +14,7 @@ struct GeminiStreamDecoder: ModelStreamDecoder {
     private var sse: SSEDecoder
     private var reader: GeminiResponseReader
     private var raw: RawJSONLines
+    var upstreamID: String? { reader.upstreamID }
 
     init(maxEventBytes: Int, redactor: Redactor) {
         sse = SSEDecoder(maxEventBytes: maxEventBytes)

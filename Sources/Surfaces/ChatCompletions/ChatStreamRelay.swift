@@ -88,7 +88,8 @@ public struct ChatStreamRelay {
     public var upstreamID: String? {
         switch engine {
         case .passThrough(let box): box.relay.upstreamID
-        case .translating, .taken: nil
+        case .translating(let box): box.relay.decoderUpstreamID
+        case .taken: nil
         }
     }
 

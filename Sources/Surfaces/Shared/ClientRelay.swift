@@ -38,5 +38,5 @@ extension TranslatingRelay: ClientRelay {
     }
 
     public var finishReason: String? { finish?.rawValue }
-    public var upstreamID: String? { nil }  // the decoders do not read it
+    public var upstreamID: String? { decoderUpstreamID }
 }

@@ -41,6 +41,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public typealias Outcome = SSERelay.Outcome
 
     private var decoder: any ModelStreamDecoder
+    /// The answer's id as its upstream named it (`ModelStreamDecoder.upstreamID`).
+    public var decoderUpstreamID: String? { decoder.upstreamID }
     public private(set) var writer: Writer
     /// The prompt's estimated size, for a usage estimate when the upstream reports none.
     private let estimatedPromptTokens: Int64?
