@@ -298,10 +298,28 @@ import Testing
                 }
                 if whole {
                     #expect(outcome == .done, "\(events) done: \(withDone)")
+                } else if case .failed(let error) = outcome {
+                    #expect(error.code == "upstream_truncated", "\(events) done: \(withDone)")
                 } else {
-                    #expect(outcome == .failed(.upstreamTruncated()), "\(events) done: \(withDone)")
+                    Issue.record("\(events) done: \(withDone): \(outcome)")
                 }
             }
+        }
+        // The choice left running is named (review 78 #9).
+        var relay = SSERelay(choices: 2)
+        var out: [UInt8] = []
+        _ = relay.relay(Array((chunk(0, "A", "stop") + chunk(1, "B", nil) + "data: [DONE]\n\n").utf8), into: &out)
+        guard case .failed(let error) = relay.outcome else { Issue.record("\(relay.outcome)"); return }
+        #expect(error.message.contains("choice 1 gave no finish reason"), "\(error.message)")
+        // An index that is no integer in 0..<128 is the upstream's broken stream, never choice 0
+        // (review 78 #7: a string index faked a whole answer).
+        for index in [#""1""#, "-1", "1.5", "1e20", "128", "null"] {
+            var relay = SSERelay(choices: 2)
+            var out: [UInt8] = []
+            let events = chunk(0, "A", nil) + "data: " + #"{"choices":[{"index":\#(index),"delta":{"content":"B"},"finish_reason":"stop"}]}"# + "\n\ndata: [DONE]\n\n"
+            _ = relay.relay(Array(events.utf8), into: &out)
+            guard case .failed(let error) = relay.outcome else { Issue.record("\(index): \(relay.outcome)"); continue }
+            #expect(error.code == "upstream_protocol_error", "\(index): \(error)")
         }
         // With one choice asked for, the first finish of any choice is the end, as before.
         #expect(relayAll([Array((chunk(0, "A", "stop") + chunk(1, "B", nil) + "data: [DONE]\n\n").utf8)]).outcome == .done)

@@ -34,9 +34,11 @@ struct WholeAnswerStreamTests {
         #expect(chunks.count == 3, "a chunk per choice, then the usage: \(chunks)")
         for chunk in chunks {
             #expect(chunk["id"] == .string("gen-1") && chunk["model"] == .string("p/m") && chunk["created"] == .int(9))
-            #expect(chunk["object"] == .string("chat.completion.chunk") && chunk["system_fingerprint"] == .string("fp_1")
-                    && chunk["service_tier"] == .string("default"))
+            #expect(chunk["object"] == .string("chat.completion.chunk"))
         }
+        // The other top-level members ride on the first chunk only (review 78 #1).
+        #expect(chunks[0]["system_fingerprint"] == .string("fp_1") && chunks[0]["service_tier"] == .string("default"))
+        #expect(chunks.dropFirst().allSatisfy { $0["system_fingerprint"] == nil })
         let first = try #require(chunks[0]["choices"]?.arrayValue?.first)
         #expect(first["index"] == .int(0) && first["finish_reason"] == .string("stop"))
         #expect(first["delta"]?["content"] == .string("hi") && first["delta"]?["annotations"]?.arrayValue?.count == 1)
@@ -61,11 +63,39 @@ struct WholeAnswerStreamTests {
                 "by the events' text (`ModelEvent.estimatedOutputTokens`): \(chunks.last ?? .null)")
     }
 
+    /// The stream is about the body's size: a thousand empty choices and a large member make one
+    /// chunk for the one choice asked for, the member once (review 78 #1: 1 MB became 1 GB).
+    /// Choices are numbered by their place, whatever index the server wrote (review 78 #7), a
+    /// call without an id gets one (review 78 #4), and an estimate counts every choice taken
+    /// (review 78 #5).
+    @Test func theStreamIsTheBodysSizeAndWellFormed() throws {
+        let blob = String(repeating: "x", count: 100_000)
+        let empties = Array(repeating: "{}", count: 1_000).joined(separator: ",")
+        let amplified = #"{"id":"a","blob":"\#(blob)","choices":[{"index":0,"message":{"content":"hi"},"finish_reason":"stop"},\#(empties)]}"#
+        let (stream, _) = try #require(ChatCompletionBody.asStream(Array(amplified.utf8), choices: 1))
+        #expect(stream.count < amplified.utf8.count - 1_000 && stream.count > blob.utf8.count, "\(stream.count)")
+        let hostile = #"""
+            {"id":"up","choices":[
+             {"index":-5,"message":{"content":"aaaa"},"finish_reason":"stop"},
+             {"index":"zero","message":{"content":null,"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"},
+             {"index":0,"message":{"content":"cccc"},"finish_reason":"stop"}]}
+            """#
+        let (chunks, outcome) = try chunks(hostile, choices: 3)
+        #expect(outcome == .done, "\(chunks)")
+        #expect(chunks.compactMap { $0["choices"]?.arrayValue?.first?["index"] } == [.int(0), .int(1), .int(2)])
+        let call = chunks[1]["choices"]?.arrayValue?.first?["delta"]?["tool_calls"]?.arrayValue?.first
+        #expect(call?["id"] == .string("call_up_0") && call?["index"] == .int(0), "\(call ?? .null)")
+        // No usage: every choice's output counts (4 + 3 + 4 bytes), not choice 0's alone.
+        #expect(chunks.last?["usage"]?["completion_tokens"] == .int(11 / 4 + 1), "\(chunks.last ?? .null)")
+        #expect(ChatCompletionBody.asStream(Array(hostile.utf8), choices: 3)?.outputBytes == 11)
+    }
+
     /// A choice the body leaves unfinished, or a body that is no chat completion, is the
     /// upstream's failure, as in a stream.
     @Test func anUnfinishedOrForeignBodyFails() throws {
         let unfinished = #"{"choices":[{"index":0,"message":{"content":"a"},"finish_reason":"stop"},{"index":1,"message":{"content":"b"}}]}"#
-        #expect(try chunks(unfinished).outcome == .failed(.upstreamTruncated()))
+        guard case .failed(let error) = try chunks(unfinished).outcome else { Issue.record("not refused"); return }
+        #expect(error.code == "upstream_truncated" && error.message.contains("choice 1"), "\(error)")
         for foreign in [#"{"answer":"a"}"#, "[1]", #"{"choices":[]}"#] {
             guard case .failed = try chunks(foreign).outcome else {
                 Issue.record("\(foreign) was not refused")

@@ -377,6 +377,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             if let stream { stream.onSent = { [collected] in collected?.release(held) } } else { collected?.release(held) }
             scratch.withBuffer { out in
                 relay.relayWhole(events, body: body, into: &out)
+                if let tokens = relay.wholeAnswerOutputTokens { accounting.wholeAnswerOutput(tokens) }
                 send(out)
             }
             finishClientStream()

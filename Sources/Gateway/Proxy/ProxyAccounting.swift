@@ -113,6 +113,13 @@ struct ProxyAccounting {
         record.usageUnknown = !reported && wholeAnswerTokens == nil
     }
 
+    /// A whole answer's output as its relay measured it over every choice it relayed (the
+    /// events hold choice 0's: review 78 #5), when no usage came.
+    mutating func wholeAnswerOutput(_ tokens: Int64) {
+        guard wholeAnswerTokens != nil else { return }
+        wholeAnswerTokens = tokens
+    }
+
     /// A whole answer with an error in its 2xx body, not retried: the usage it reported (a
     /// Gemini error finish after thought parts) is the failure's, as the upstream billed it
     /// (review 59A #2: the record said 0 tokens).

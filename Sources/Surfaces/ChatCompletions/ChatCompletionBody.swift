@@ -42,51 +42,66 @@ public enum ChatCompletionBody {
 
     /// An OpenAI-format whole answer to a streamed request (some servers ignore `stream`), as the
     /// SSE stream the server would have sent: per choice one chunk whose `delta` is the choice's
-    /// whole `message` (every member kept, tool calls given their `index`), with its `logprobs`
-    /// and `finish_reason`; then a usage chunk; then `[DONE]`. Every other top-level member
-    /// (`system_fingerprint`, `service_tier`, `provider`, …) rides on each chunk. Relayed like a
-    /// stream (`SSERelay`: ids, usage and finishes checked), so nothing of the answer is lost
-    /// (review 74A #6: choices after the first and every member the neutral events do not model
-    /// were dropped). Nil when the body is not an object with a `choices` array.
-    public static func asStream(_ body: [UInt8]) -> [UInt8]? {
+    /// whole `message` (every member kept), with its `logprobs` and `finish_reason`; then a usage
+    /// chunk; then `[DONE]`. The other top-level members (`system_fingerprint`, `service_tier`,
+    /// `provider`, …) ride on the first chunk. Relayed like a stream (`SSERelay`: ids, usage and
+    /// finishes checked), so nothing of the answer is lost (review 74A #6: choices after the
+    /// first and every member the neutral events do not model were dropped).
+    ///
+    /// The stream is about the body's size (review 78 #1: members copied onto every chunk of a
+    /// thousand empty choices made 1 GB of 1 MB): at most `choices` choices (the client's `n`)
+    /// are taken, in order, numbered by their place (a hostile index, negative, a string or a
+    /// duplicate, would crash or merge in the SDKs: review 78 #7). A tool call gets its place as
+    /// its `index` and, without an id, `call_<answer id>_<n>` (review 78 #4), as the decoders
+    /// name such calls. `outputBytes`: the taken choices' text, reasoning and call bytes, for
+    /// an estimate when no usage came (review 78 #5: choice 0's alone was counted). Nil when
+    /// the body is not an object with a `choices` array.
+    public static func asStream(_ body: [UInt8], choices limit: Int = 1) -> (stream: [UInt8], outputBytes: Int)? {
         guard case .object(let fields)? = try? JSONValue.parse(body), let choices = fields["choices"]?.arrayValue else { return nil }
         var shared = fields
         shared["choices"] = nil
         shared["usage"] = nil
         shared["object"] = .string("chat.completion.chunk")
+        let answerID = fields["id"]?.stringValue.flatMap { UpstreamIdentifier.sanitized(Array($0.utf8)) }
+            ?? String(UInt64.random(in: .min ... .max), radix: 16)
         var out: [UInt8] = []
         out.reserveCapacity(body.count + 256)
-        func append(_ chunk: [String: JSONValue]) {
+        var outputBytes = 0
+        var first = true
+        func append(_ members: [String: JSONValue]) {
+            var chunk = first ? shared : ["object": .string("chat.completion.chunk")]
+            first = false
+            for (key, value) in members { chunk[key] = value }
             out.append(contentsOf: "data: ".utf8)
             out.append(contentsOf: JSONValue.object(chunk).serialized())
             out.append(contentsOf: "\n\n".utf8)
         }
-        for (position, choice) in choices.enumerated() {
+        var taken = 0
+        for choice in choices where taken < max(limit, 1) {
             guard case .object(var member) = choice else { continue }
             var delta = member["message"]?.objectValue ?? [:]
+            for key in ["content", "reasoning", "reasoning_content", "refusal"] { outputBytes += delta[key]?.stringValue?.utf8.count ?? 0 }
             if case .array(let calls)? = delta["tool_calls"] {
-                delta["tool_calls"] = .array(calls.enumerated().map { index, call in
-                    guard case .object(var call) = call, call["index"] == nil else { return call }
-                    call["index"] = .int(Int64(index))
+                delta["tool_calls"] = .array(calls.enumerated().map { position, call in
+                    guard case .object(var call) = call else { return call }
+                    call["index"] = .int(Int64(position))
+                    if (call["id"]?.stringValue ?? "").isEmpty { call["id"] = .string("call_\(answerID)_\(position)") }
+                    outputBytes += (call["function"]?["name"]?.stringValue?.utf8.count ?? 0) + (call["function"]?["arguments"]?.stringValue?.utf8.count ?? 0)
                     return .object(call)
                 })
             }
             member["message"] = nil
             member["delta"] = .object(delta)
-            if member["index"] == nil { member["index"] = .int(Int64(position)) }
+            member["index"] = .int(Int64(taken))
             if member["finish_reason"] == nil { member["finish_reason"] = .null }
-            var chunk = shared
-            chunk["choices"] = .array([.object(member)])
-            append(chunk)
+            append(["choices": .array([.object(member)])])
+            taken += 1
         }
         if let usage = fields["usage"], usage != .null {
-            var chunk = shared
-            chunk["choices"] = .array([])
-            chunk["usage"] = usage
-            append(chunk)
+            append(["choices": .array([]), "usage": usage])
         }
         out.append(contentsOf: "data: [DONE]\n\n".utf8)
-        return out
+        return (out, outputBytes)
     }
 
     /// The `chat.completion` a stream of `events` amounts to (another provider's answer, translated).

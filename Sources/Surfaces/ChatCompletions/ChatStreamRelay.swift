@@ -85,6 +85,13 @@ public struct ChatStreamRelay {
         }
     }
 
+    public var wholeAnswerOutputTokens: Int64? {
+        switch engine {
+        case .passThrough(let box): box.relay.wholeAnswerOutputTokens
+        case .translating, .taken: nil
+        }
+    }
+
     public var upstreamID: String? {
         switch engine {
         case .passThrough(let box): box.relay.upstreamID
@@ -147,11 +154,12 @@ public struct ChatStreamRelay {
     /// relayed; another format's `events`, translated.
     public mutating func relayWhole(_ events: [ModelEvent], body: [UInt8], into out: inout [UInt8]) {
         update(passThrough: { relay in
-            guard let stream = ChatCompletionBody.asStream(body) else {
+            guard let (stream, outputBytes) = ChatCompletionBody.asStream(body, choices: relay.choicesAsked) else {
                 relay.fail(.upstreamProtocol("the upstream's response is not a chat completion"), into: &out)
                 return
             }
-            relay.relayWhole(stream, estimatedOutputTokens: ModelEvent.estimatedOutputTokens(events), into: &out)
+            // The answer's output at about four bytes a token, as `ModelEvent.estimatedOutputTokens`.
+            relay.relayWhole(stream, estimatedOutputTokens: outputBytes > 0 ? Int64(outputBytes / 4 + 1) : nil, into: &out)
         }, translating: { $0.relayWhole(events, into: &out) })
     }
 

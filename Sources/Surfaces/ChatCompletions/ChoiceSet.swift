@@ -10,4 +10,11 @@ struct ChoiceSet: Equatable {
     }
 
     func isSubset(of other: ChoiceSet) -> Bool { low & ~other.low == 0 && high & ~other.high == 0 }
+
+    /// The least index here that `other` lacks.
+    func first(notIn other: ChoiceSet) -> Int? {
+        let low = low & ~other.low, high = high & ~other.high
+        if low != 0 { return low.trailingZeroBitCount }
+        return high != 0 ? 64 + high.trailingZeroBitCount : nil
+    }
 }

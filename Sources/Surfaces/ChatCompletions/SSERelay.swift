@@ -77,10 +77,11 @@ public struct SSERelay {
     /// With `n` > 1, every chunk is parsed for its choices' indexes: the stream is whole once
     /// each choice seen has its finish, not at the first (review 70 #5: a choice left running
     /// went out as complete). A server that ignores `n` streams one choice, which is enough.
-    private let choicesAsked: Int
+    let choicesAsked: Int
     /// A whole answer's output, estimated by its size (`relayWhole`): what an estimate says
     /// instead of a token per event.
     private var estimatedOutputTokens: Int64?
+    public var wholeAnswerOutputTokens: Int64? { estimatedOutputTokens }
     private var choicesSeen = ChoiceSet()
     private var choicesFinished = ChoiceSet()
     public private(set) var outcome = Outcome.streaming
@@ -198,13 +199,17 @@ public struct SSERelay {
             for choice in chunk?["choices"]?.arrayValue ?? [] {
                 let finish = choice["finish_reason"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
                 if choicesAsked > 1 {
-                    // No index is choice 0 (as the decoders read it); one past the limit is
-                    // refused below by the tool-call numbering or ignored: 128 at most.
-                    let index = choice["index"]?.intValue ?? 0
-                    if (0..<Int64(ChoiceSet.capacity)).contains(index) {
-                        choicesSeen.insert(Int(index))
-                        if finish != nil { choicesFinished.insert(Int(index)) }
+                    // No index is choice 0 (as the decoders read it); one that is not an
+                    // integer in 0..<128 (a string, negative, fractional, huge) is the
+                    // upstream's broken stream: counted as choice 0 it faked a whole answer,
+                    // relayed it crashed or merged choices in the SDKs (review 78 #7).
+                    let index = choice["index"] ?? .int(0)
+                    guard case .int(let number) = index, (0..<Int64(ChoiceSet.capacity)).contains(number) else {
+                        stop = .upstreamError(.upstreamProtocol("the upstream sent a choice whose index is not an integer from 0 to 127"))
+                        return
                     }
+                    choicesSeen.insert(Int(number))
+                    if finish != nil { choicesFinished.insert(Int(number)) }
                 }
                 if let finish {
                     finishReason = finish
@@ -340,8 +345,17 @@ public struct SSERelay {
             // whatever broke after it (`[DONE]` still to come: review 71C #7, 72A).
             finishStream(into: &out)
         } else {
-            fail(.upstreamTruncated(), into: &out)
+            fail(truncation, into: &out)
         }
+    }
+
+    /// How a stream that did not finish was cut, naming the choice left unfinished when others
+    /// finished (review 78 #9: "it gave no finish reason" when choice 0 had).
+    private var truncation: APIError {
+        guard finishReason != nil, let choice = choicesSeen.first(notIn: choicesFinished) else { return .upstreamTruncated() }
+        var error = APIError.upstreamTruncated()
+        error.message = "The upstream's stream ended before the answer was complete (choice \(choice) gave no finish reason)."
+        return error
     }
 
     /// A finish came, and with `n` > 1 one for each choice that was streamed.
@@ -369,7 +383,7 @@ public struct SSERelay {
             return
         }
         guard everyChoiceFinished else {
-            fail(.upstreamTruncated(), into: &out)
+            fail(truncation, into: &out)
             return
         }
         appendOwedUsage(into: &out)

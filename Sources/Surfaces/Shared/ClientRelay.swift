@@ -24,6 +24,9 @@ public protocol ClientRelay {
     mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> SSERelay.Outcome
     /// A whole upstream answer (`body`, which says `events`), as the stream the client asked for.
     mutating func relayWhole(_ events: [ModelEvent], body: [UInt8], into out: inout [UInt8])
+    /// After `relayWhole`: the output it relayed, in tokens at about four bytes each, when it
+    /// measured more than the events say (every choice of an OpenAI-format body); nil otherwise.
+    var wholeAnswerOutputTokens: Int64? { get }
     mutating func upstreamDidEnd(failure: APIError?, into out: inout [UInt8])
     mutating func fail(_ error: APIError, into out: inout [UInt8])
 }
@@ -38,5 +41,6 @@ extension TranslatingRelay: ClientRelay {
     }
 
     public var finishReason: String? { finish?.rawValue }
+    public var wholeAnswerOutputTokens: Int64? { nil }
     public var upstreamID: String? { decoderUpstreamID }
 }
