@@ -51,6 +51,18 @@ import Testing
         #expect(fusion["panel"]?["answered"] == .int(1) && fusion["analysis"] != nil)
     }
 
+    /// A member the gateway cuts at its timeout, once its upstream took the prompt and before
+    /// any output, is charged its prompt, as one the session stops is (review 78 #2: free).
+    @Test func aMemberCutAtItsTimeoutPaysForItsPrompt() throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { $0.fusion?.memberTimeoutMilliseconds = 1_000 }
+        let response = try env.chat(body(stream: false, parameters: #"{"analysis_models":["mock/slow-first-token:first_ms=30000","mock/expert-1:pace_ms=1"]}"#))
+        #expect(response.json?["fusion"]?["failed_models"]?.arrayValue?.map { $0["reason"] } == [.string("timeout")], "\(response.text.prefix(400))")
+        #expect(env.eventually { log.entries.contains { $0.message == "inner call finished" && $0.metadata["model"]?.hasPrefix("mock/slow-first-token") == true } })
+        let line = log.entries.first { $0.message == "inner call finished" && $0.metadata["model"]?.hasPrefix("mock/slow-first-token") == true }
+        #expect((Int(line?.metadata["prompt_tokens"] ?? "") ?? 0) > 0 && line?.metadata["completion_tokens"] == "0", "\(line?.text ?? "")")
+    }
+
     /// The outer model's final answer streams for as long as it takes, well past
     /// `upstream.idle_timeout_ms` (800 ms here), its tokens flowing (review 55C #1: the turn was
     /// cut at that time in total); a member is bounded by its own budget, not by that silence

@@ -203,16 +203,30 @@ import Testing
     /// A whole request cut by the shutdown is the SDKs' to retry (on another replica, behind a
     /// load balancer): its 503 says so, and no `x-should-retry: false` tells them otherwise
     /// (review 77B #3).
-    @Test func aWholeRequestCutAtShutdownMayBeRetried() throws {
-        let env = try TestEnvironment { $0.server.shutdownGraceMilliseconds = 300 }
+    @Test(arguments: [false, true])
+    func aRequestCutAtShutdownBeforeItsFirstTokenMayBeRetried(stream: Bool) throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { $0.server.shutdownGraceMilliseconds = 300 }
         let client = try env.client()
         try client.send(TestEnvironment.post("/v1/chat/completions",
-                                             body: TestEnvironment.chatBody(model: "mock/slow-first-token:first_ms=20000", stream: false)))
+                                             body: TestEnvironment.chatBody(model: "mock/slow-first-token:first_ms=20000", stream: stream)))
         #expect(env.eventually { env.mockStats.counts.active == 1 })
+        usleep(200_000)  // a stream's head (the upstream took the prompt) is the gateway's
         env.beginGatewayShutdown()
         let response = try client.readResponse()
-        #expect(response.status == 503 && response.json?["error"]?["code"] == .string("shutting_down"), "\(response.text)")
-        #expect(response.header("x-should-retry") == nil, "\(response.headers)")
+        if stream && response.status == 200 {
+            // A keep-alive committed the stream's head: the error is in-band.
+            #expect(response.streamError?["code"] == .string("shutting_down"), "\(response.text)")
+        } else {
+            #expect(response.status == 503 && response.json?["error"]?["code"] == .string("shutting_down"), "\(response.text)")
+            #expect(response.header("x-should-retry") == nil, "\(response.headers)")
+        }
+        #expect(env.eventually { log.entries.contains { $0.message == "request finished" } })
+        let finished = log.entries.first { $0.message == "request finished" }
+        if stream {
+            // Its upstream had taken the prompt: charged it (review 78 #2: a shutdown's cut was free).
+            #expect((Int(finished?.metadata["prompt_tokens"] ?? "") ?? 0) > 0, "\(finished?.text ?? "")")
+        }
     }
 
     @Test func shutdownDeadlineCancelsLongStreams() throws {

@@ -43,6 +43,10 @@ struct RecordError: Sendable, Equatable {
         self.detail = detail
     }
 
+    /// The gateway itself cut the call (its timeouts, its shutdown), not the upstream's failure:
+    /// an upstream that had taken the prompt bills it (review 78 #2).
+    var isGatewaysCut: Bool { code == "upstream_timeout" || code == "shutting_down" }
+
     /// An error's message is kept to this many bytes: it may quote the client's request.
     static let maxMessageBytes = 2048
 

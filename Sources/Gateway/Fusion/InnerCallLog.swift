@@ -224,7 +224,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     private func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
         guard let entry = entries[id], entry.open else { return nil }
         entry.open = false
-        estimateUsage(entry)
+        // Cut by the gateway (its member or judge timeout, its idle timeout) after the upstream
+        // took the prompt: charged it, as a call the session stops is (review 78 #2).
+        estimateUsage(entry, cut: error?.isGatewaysCut == true)
         if summary.route < entry.routes.count {
             entry.record.model = entry.routes[summary.route].model
             entry.record.provider = entry.routes[summary.route].provider

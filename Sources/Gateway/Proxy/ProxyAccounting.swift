@@ -162,9 +162,10 @@ struct ProxyAccounting {
                     record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens),
                                                   completionTokens: Int64(relay.forwardedEvents))
                     record.usageEstimated = true
-                } else if cancelled && upstreamAccepted {
-                    // The client left before the first token, once the upstream had taken the
-                    // prompt: the prompt, as the upstream counted it when it said so, or by size.
+                } else if (cancelled || failure?.isGatewaysCut == true) && upstreamAccepted {
+                    // The client left, or the gateway cut the call (a timeout, the shutdown),
+                    // before the first token, once the upstream had taken the prompt: the
+                    // prompt, as the upstream counted it when it said so, or by size.
                     record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens), completionTokens: 0)
                     record.usageEstimated = true
                 }
@@ -174,7 +175,7 @@ struct ProxyAccounting {
         } else if let completion = wholeAnswerTokens, record.usage == Usage() {
             record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion).costed(at: price)
             record.usageEstimated = true
-        } else if cancelled && upstreamAccepted && record.usage == Usage() {
+        } else if (cancelled || failure?.isGatewaysCut == true) && upstreamAccepted && record.usage == Usage() {
             // A whole answer the client did not wait for: its prompt, as above.
             record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: 0)
             record.usageEstimated = true
