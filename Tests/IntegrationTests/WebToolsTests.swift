@@ -40,6 +40,19 @@ import Web
             .joined(separator: " ")
     }
 
+    /// A search backend that cannot be reached is named, its address not: the failure reaches
+    /// the member's model, the progress, the analysis and the answer (review 78 #3: curl's text
+    /// gave them the operator's internal host and port).
+    @Test func anUnreachableSearchBackendsAddressStaysTheOperators() throws {
+        let env = try TestEnvironment(web: true) { config in
+            config.web?.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:9")
+        }
+        let response = try env.chat(body("Research the history of congestion pricing", parameters: panel("mock/researcher:pace_ms=1") + "}"))
+        #expect(response.status == 200)
+        #expect(response.text.contains("search backend failed"), "\(response.text.suffix(2000))")
+        #expect(!response.text.contains("127.0.0.1") && !response.text.contains("port 9"), "\(response.text.suffix(2000))")
+    }
+
     @Test func aMemberSearchesReadsAndAnswersWithCitedSources() throws {
         let env = try TestEnvironment(web: true)
         let researcher = "mock/researcher:pace_ms=1"

@@ -137,7 +137,9 @@ private final class WebSearch: WebToolTask {
         transfer.onComplete = { [unowned self] failure in
             self.transfer = nil
             if let failure {
-                finish(.failure("the \(name) search backend failed: \(failure.message)"))
+                // curl's fixed description, not its text naming the backend's host and port:
+                // the result reaches the model, the client and the analysis (review 78 #3).
+                finish(.failure("the \(name) search backend failed: \(failure.detail.client)"))
             } else if !(200..<300).contains(status) {
                 // Redacted, then shortened: a backend that echoes the request has its key in the
                 // reply, and a key cut in half is not recognised as one.
@@ -239,7 +241,7 @@ private final class WebFetch: WebToolTask {
                 if case .refused(let reason) = failure {
                     finish(.failure("refused to fetch \(url.absoluteString): \(reason.client)"))
                 } else {
-                    finish(.failure("could not fetch \(url.absoluteString): \(failure.message)"))
+                    finish(.failure("could not fetch \(url.absoluteString): \(failure.detail.client)"))
                 }
                 return
             }
