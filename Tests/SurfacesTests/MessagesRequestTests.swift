@@ -43,6 +43,14 @@ import Testing
         (##"{"type":"object","properties":{"a":{"$ref":"#/$defs/p"}},"required":["a"],"additionalProperties":false,"$defs":{"p":{"type":"object","properties":{"x":{"type":"string"}},"required":["x"],"additionalProperties":false}}}"##, true),
         (#"{"type":"object","properties":{"a":{"anyOf":[{"type":"string"},{"type":"object"}]}},"required":["a"],"additionalProperties":false}"#, false),
         (#"{"type":"object","properties":{"a":{"anyOf":[{"type":"string"},{"type":"null"}]}},"required":["a"],"additionalProperties":false}"#, true),
+        // What strict mode refuses besides (review 78 #6): a root that is no object, a refused
+        // keyword, nesting past 10 levels, more than 1,000 enum values.
+        (#"{"type":"array","items":{"type":"object","properties":{},"additionalProperties":false}}"#, false),
+        (#"{"type":"object","properties":{"a":{"type":"string","not":{"enum":["x"]}}},"required":["a"],"additionalProperties":false}"#, false),
+        (#"{"type":"object","properties":{"a":{"type":"string"}},"required":["a"],"additionalProperties":false,"if":{"required":["a"]},"then":{}}"#, false),
+        (StrictSchemaCases.nested(11), false),
+        (StrictSchemaCases.nested(5), true),
+        (#"{"type":"object","properties":{"a":{"type":"string","enum":[\#((0..<1_001).map { "\"v\($0)\"" }.joined(separator: ","))]}},"required":["a"],"additionalProperties":false}"#, false),
     ])
     func aSchemaIsStrictOnlyWhenStrictModeTakesIt(schema: String, strict: Bool) throws {
         let request = try parse(#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"q"}],"output_config":{"format":{"type":"json_schema","schema":\#(schema)}}}"#)
@@ -486,4 +494,13 @@ import Testing
     }
 
     final class Counter: @unchecked Sendable { var count = 0 }
+}
+
+enum StrictSchemaCases {
+    /// A closed object `levels` deep.
+    static func nested(_ levels: Int) -> String {
+        var schema = #"{"type":"string"}"#
+        for _ in 0..<levels { schema = #"{"type":"object","properties":{"a":\#(schema)},"required":["a"],"additionalProperties":false}"# }
+        return schema
+    }
 }
