@@ -119,6 +119,9 @@ struct Serve: ParsableCommand {
         // A stop forced by a second signal cut what was in flight: not a clean exit, so a
         // supervisor can tell them apart (review 66 #3: both exited 0).
         let forced = Atomic<Bool>(false)
+        // Once the loops (and the signal watchers on them) stop, a signal's default action would
+        // end the process mid-stop (review 79 #8: exit 143 under a burst of signals): ignored then.
+        cluster.willStopLoops.withLock { $0 = { signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN) } }
         try firstLoop.submitAndWait {
             var stopping = false
             for signalNumber in [SIGINT, SIGTERM] {

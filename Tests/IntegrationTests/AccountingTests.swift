@@ -403,10 +403,12 @@ import Testing
                                             apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
         }
         for provider in ["anth", "gem"] {
-            let response = try native.chat(TestEnvironment.chatBody(model: "\(provider)/normal:pace_ms=0"))
+          for stream in [true, false] {
+            let response = try native.chat(TestEnvironment.chatBody(model: "\(provider)/normal:pace_ms=0", stream: stream))
             let record = try #require(try native.generation(response.header("x-generation-id")))
             let upstreamID = record["upstream_id"]?.stringValue ?? ""
             #expect(!upstreamID.isEmpty && upstreamID != response.header("x-generation-id") && !response.text.contains(upstreamID), "\(record)")
+          }
         }
         #expect(UpstreamIdentifier.sanitized(Array("gen-123:abc".utf8)) == "gen-123:abc")
         for hostile in ["", String(repeating: "a", count: 129), "id with space", "id\u{1B}[31m", "<script>"] {

@@ -51,6 +51,10 @@ import Testing
         (StrictSchemaCases.nested(11), false),
         (StrictSchemaCases.nested(5), true),
         (#"{"type":"object","properties":{"a":{"type":"string","enum":[\#((0..<1_001).map { "\"v\($0)\"" }.joined(separator: ","))]}},"required":["a"],"additionalProperties":false}"#, false),
+        // Its character limits (review 79 #7): 300 enum values of 60 characters; names past 120,000.
+        (#"{"type":"object","properties":{"a":{"type":"string","enum":[\#((0..<300).map { "\"\(String(repeating: "e", count: 56))\($0 + 1000)\"" }.joined(separator: ","))]}},"required":["a"],"additionalProperties":false}"#, false),
+        (StrictSchemaCases.wide(2_100, nameLength: 65), false),
+        (StrictSchemaCases.wide(100, nameLength: 65), true),
     ])
     func aSchemaIsStrictOnlyWhenStrictModeTakesIt(schema: String, strict: Bool) throws {
         let request = try parse(#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"q"}],"output_config":{"format":{"type":"json_schema","schema":\#(schema)}}}"#)
@@ -497,6 +501,13 @@ import Testing
 }
 
 enum StrictSchemaCases {
+    /// A closed object of `count` string properties with names `nameLength` long.
+    static func wide(_ count: Int, nameLength: Int) -> String {
+        let names = (0..<count).map { String(repeating: "n", count: nameLength - 5) + String(10_000 + $0) }
+        let properties = names.map { "\"\($0)\":{\"type\":\"string\"}" }.joined(separator: ",")
+        return #"{"type":"object","properties":{\#(properties)},"required":[\#(names.map { "\"\($0)\"" }.joined(separator: ","))],"additionalProperties":false}"#
+    }
+
     /// A closed object `levels` deep.
     static func nested(_ levels: Int) -> String {
         var schema = #"{"type":"string"}"#

@@ -6,8 +6,8 @@ import Surfaces
 import Testing
 
 @Suite struct SSERelayTests {
-    func relayAll(_ chunks: [[UInt8]]) -> (output: String, outcome: SSERelay.Outcome) {
-        var relay = SSERelay()
+    func relayAll(_ chunks: [[UInt8]], choices: Int = 1) -> (output: String, outcome: SSERelay.Outcome) {
+        var relay = SSERelay(choices: choices)
         var out: [UInt8] = []
         var outcome = SSERelay.Outcome.streaming
         for chunk in chunks { outcome = relay.relay(chunk, into: &out) }
@@ -211,9 +211,12 @@ import Testing
         for index in 0..<200 {
             body += #"data: {"choices":[{"index":\#(index),"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{}"}}]}}]}"# + "\n\n"
         }
-        let result = relayAll([Array(body.utf8)])
+        let result = relayAll([Array(body.utf8)], choices: 128)
         guard case .failed(let error) = result.outcome else { Issue.record("\(result.outcome)"); return }
         #expect(error.message.contains("128 choices"), "\(error.message)")
+        // With one choice asked for, the second choice's first call ends it.
+        guard case .failed(let one) = relayAll([Array(body.utf8)]).outcome else { Issue.record("n = 1 accepted"); return }
+        #expect(one.code == "upstream_protocol_error", "\(one)")
     }
 
     /// A call's index that is there but no integer (`1.5`, `"1"`, past 64 bits) is the stream's
@@ -263,11 +266,12 @@ import Testing
         #expect(calls.compactMap { $0["function"]?["name"]?.stringValue } == ["f", "g"])
     }
 
-    /// Two choices finished in one chunk, the first listed without its finish (`n` > 1): the
+    /// Two choices finished in one chunk, the first finishing in a later member (`n` > 1): the
     /// stream is complete (review 69 #2).
     @Test func anyChoicesFinishCounts() {
-        let chunk = #"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},{"index":1,"delta":{"content":"b"},"finish_reason":"stop"}]}"#
-        let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
+        let first = #"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},{"index":1,"delta":{"content":"b"},"finish_reason":null}]}"#
+        let chunk = #"{"choices":[{"index":1,"delta":{},"finish_reason":"stop"},{"index":0,"delta":{},"finish_reason":"stop"}]}"#
+        let result = relayAll([Array("data: \(first)\n\ndata: \(chunk)\n\ndata: [DONE]\n\n".utf8)], choices: 2)
         #expect(result.outcome == .done, "\(result.output)")
     }
 

@@ -84,10 +84,26 @@ struct WholeAnswerStreamTests {
         #expect(outcome == .done, "\(chunks)")
         #expect(chunks.compactMap { $0["choices"]?.arrayValue?.first?["index"] } == [.int(0), .int(1), .int(2)])
         let call = chunks[1]["choices"]?.arrayValue?.first?["delta"]?["tool_calls"]?.arrayValue?.first
-        #expect(call?["id"] == .string("call_up_0") && call?["index"] == .int(0), "\(call ?? .null)")
+        #expect(call?["id"]?.stringValue?.hasPrefix("call_") == true && call?["id"]?.stringValue?.hasSuffix("_0") == true
+                && (call?["id"]?.stringValue?.count ?? 99) <= 28 && call?["index"] == .int(0), "\(call ?? .null)")
         // No usage: every choice's output counts (4 + 3 + 4 bytes), not choice 0's alone.
         #expect(chunks.last?["usage"]?["completion_tokens"] == .int(11 / 4 + 1), "\(chunks.last ?? .null)")
         #expect(ChatCompletionBody.asStream(Array(hostile.utf8), choices: 3)?.outputBytes == 11)
+    }
+
+    /// The output estimate counts content given as parts, arguments given as an object, and
+    /// reasoning under both names once (review 79 #1: 8 KB of parts was one token); a call that
+    /// is no object makes the body no chat completion (review 79 #5: the SDK raised).
+    @Test func theEstimateReadsEveryFormOfOutput() throws {
+        let text = String(repeating: "p", count: 8_000)
+        let parts = #"{"choices":[{"index":0,"message":{"content":[{"type":"text","text":"\#(text)"}]},"finish_reason":"stop"}]}"#
+        let arguments = #"{"choices":[{"index":0,"message":{"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":{"a":"\#(text)"}}}]},"finish_reason":"tool_calls"}]}"#
+        let both = #"{"choices":[{"index":0,"message":{"content":"x","reasoning":"\#(text)","reasoning_content":"\#(text)"},"finish_reason":"stop"}]}"#
+        for body in [parts, arguments, both] {
+            let bytes = try #require(ChatCompletionBody.asStream(Array(body.utf8))?.outputBytes)
+            #expect((8_000...8_100).contains(bytes), "\(bytes)")
+        }
+        #expect(ChatCompletionBody.asStream(Array(#"{"choices":[{"index":0,"message":{"tool_calls":[5,"x"]},"finish_reason":"tool_calls"}]}"#.utf8)) == nil)
     }
 
     /// A choice the body leaves unfinished, or a body that is no chat completion, is the

@@ -113,6 +113,10 @@ public final class GatewayCluster: Sendable {
     /// store's drain).
     private let servingEnded = Atomic<Bool>(false)
     private let loopsStopping = Atomic<Bool>(false)
+    /// Run once, as the loops begin to stop (the executable ignores further signals there: the
+    /// loops' signal watchers go with them, and a signal's default action would end the process
+    /// mid-stop: review 79 #8).
+    public let willStopLoops = Mutex<(@Sendable () -> Void)?>(nil)
     public var hasStoppedServing: Bool { servingEnded.load(ordering: .acquiring) }
 
     /// Ends the shared store's drain now and stops (a second signal once every response ended:
@@ -142,8 +146,11 @@ public final class GatewayCluster: Sendable {
     /// second signal's stop and the drain's own end may both ask.
     public func stopLoops() {
         guard loopsStopping.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        let hook = willStopLoops.withLock { $0 }
+        hook?()
         DispatchQueue.global().async { [self] in
             for thread in threads { thread.shutdown() }
+            hook?()  // again: closing a signal watcher gives its signal back its default action
             stopped.signal()
         }
     }

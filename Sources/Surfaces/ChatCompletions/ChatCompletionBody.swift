@@ -62,8 +62,9 @@ public enum ChatCompletionBody {
         shared["choices"] = nil
         shared["usage"] = nil
         shared["object"] = .string("chat.completion.chunk")
-        let answerID = fields["id"]?.stringValue.flatMap { UpstreamIdentifier.sanitized(Array($0.utf8)) }
-            ?? String(UInt64.random(in: .min ... .max), radix: 16)
+        // Short, and the answer's own: an id made of a 128-byte upstream id for each of thousands
+        // of `{}` calls made a 537 KB body 21 MB (review 79 #4).
+        let answerID = String(UInt64.random(in: .min ... .max), radix: 16)
         var out: [UInt8] = []
         out.reserveCapacity(body.count + 256)
         var outputBytes = 0
@@ -76,19 +77,29 @@ public enum ChatCompletionBody {
             out.append(contentsOf: JSONValue.object(chunk).serialized())
             out.append(contentsOf: "\n\n".utf8)
         }
+        /// A value's size: a string's bytes, anything else (a list of content parts, arguments
+        /// as an object) as written (review 79 #1: counted as nothing, 8 KB was one token).
+        func size(_ value: JSONValue?) -> Int {
+            guard let value, value != .null else { return 0 }
+            return value.stringValue?.utf8.count ?? value.serialized().count
+        }
         var taken = 0
         for choice in choices where taken < max(limit, 1) {
             guard case .object(var member) = choice else { continue }
             var delta = member["message"]?.objectValue ?? [:]
-            for key in ["content", "reasoning", "reasoning_content", "refusal"] { outputBytes += delta[key]?.stringValue?.utf8.count ?? 0 }
+            // Reasoning once: servers that send both names send the same text (as the decoder reads it).
+            outputBytes += size(delta["content"]) + size(delta["reasoning"] ?? delta["reasoning_content"]) + size(delta["refusal"])
             if case .array(let calls)? = delta["tool_calls"] {
-                delta["tool_calls"] = .array(calls.enumerated().map { position, call in
-                    guard case .object(var call) = call else { return call }
+                var numbered: [JSONValue] = []
+                for (position, call) in calls.enumerated() {
+                    // A call that is no object no client can read (review 79 #5: the SDK raised).
+                    guard case .object(var call) = call else { return nil }
                     call["index"] = .int(Int64(position))
                     if (call["id"]?.stringValue ?? "").isEmpty { call["id"] = .string("call_\(answerID)_\(position)") }
-                    outputBytes += (call["function"]?["name"]?.stringValue?.utf8.count ?? 0) + (call["function"]?["arguments"]?.stringValue?.utf8.count ?? 0)
-                    return .object(call)
-                })
+                    outputBytes += size(call["function"]?["name"]) + size(call["function"]?["arguments"])
+                    numbered.append(.object(call))
+                }
+                delta["tool_calls"] = .array(numbered)
             }
             member["message"] = nil
             member["delta"] = .object(delta)
@@ -101,6 +112,8 @@ public enum ChatCompletionBody {
             append(["choices": .array([]), "usage": usage])
         }
         out.append(contentsOf: "data: [DONE]\n\n".utf8)
+        // Never much more than the body (each call's made id and index are the only additions).
+        guard out.count <= 2 * body.count + (1 << 20) else { return nil }
         return (out, outputBytes)
     }
 

@@ -158,8 +158,10 @@ public struct ChatStreamRelay {
                 relay.fail(.upstreamProtocol("the upstream's response is not a chat completion"), into: &out)
                 return
             }
-            // The answer's output at about four bytes a token, as `ModelEvent.estimatedOutputTokens`.
-            relay.relayWhole(stream, estimatedOutputTokens: outputBytes > 0 ? Int64(outputBytes / 4 + 1) : nil, into: &out)
+            // The answer's output at about four bytes a token, as `ModelEvent.estimatedOutputTokens`,
+            // and never below what choice 0's events say.
+            let estimate = max(outputBytes > 0 ? Int64(outputBytes / 4 + 1) : 0, ModelEvent.estimatedOutputTokens(events) ?? 0)
+            relay.relayWhole(stream, estimatedOutputTokens: estimate > 0 ? estimate : nil, into: &out)
         }, translating: { $0.relayWhole(events, into: &out) })
     }
 

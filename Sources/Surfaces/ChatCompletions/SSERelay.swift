@@ -198,16 +198,17 @@ public struct SSERelay {
             // Any choice's (an `n` > 1 stream may finish two choices in one chunk: review 69 #2).
             for choice in chunk?["choices"]?.arrayValue ?? [] {
                 let finish = choice["finish_reason"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+                // No index is choice 0 (as the decoders read it); one that is not an integer
+                // below the `n` asked for (a string, negative, fractional, huge) is the
+                // upstream's broken stream: counted as choice 0 it faked a whole answer,
+                // relayed it crashed or merged choices in the SDKs (reviews 78 #7, 79 #2). Read
+                // where a chunk is parsed: with `n` = 1, those that finish, count or call.
+                let index = choice["index"] ?? .int(0)
+                guard case .int(let number) = index, (0..<Int64(max(choicesAsked, 1))).contains(number) else {
+                    stop = .upstreamError(.upstreamProtocol("the upstream sent a choice whose index is not an integer below the \(max(choicesAsked, 1)) choices asked for"))
+                    return
+                }
                 if choicesAsked > 1 {
-                    // No index is choice 0 (as the decoders read it); one that is not an
-                    // integer in 0..<128 (a string, negative, fractional, huge) is the
-                    // upstream's broken stream: counted as choice 0 it faked a whole answer,
-                    // relayed it crashed or merged choices in the SDKs (review 78 #7).
-                    let index = choice["index"] ?? .int(0)
-                    guard case .int(let number) = index, (0..<Int64(ChoiceSet.capacity)).contains(number) else {
-                        stop = .upstreamError(.upstreamProtocol("the upstream sent a choice whose index is not an integer from 0 to 127"))
-                        return
-                    }
                     choicesSeen.insert(Int(number))
                     if finish != nil { choicesFinished.insert(Int(number)) }
                 }
