@@ -89,6 +89,9 @@ struct WholeAnswerStreamTests {
         // No usage: every choice's output counts (4 + 3 + 4 bytes), not choice 0's alone.
         #expect(chunks.last?["usage"]?["completion_tokens"] == .int(11 / 4 + 1), "\(chunks.last ?? .null)")
         #expect(ChatCompletionBody.asStream(Array(hostile.utf8), choices: 3)?.outputBytes == 11)
+        // A non-streamed answer's estimate reads the same choices (review 79 #6).
+        #expect(ChatCompletionBody.outputBytes(Array(hostile.utf8), choices: 3) == 11)
+        #expect(ChatCompletionBody.outputBytes(Array(hostile.utf8), choices: 1) == 4)
     }
 
     /// The output estimate counts content given as parts, arguments given as an object, and

@@ -29,11 +29,15 @@ protocol ProxyRequest {
     /// A whole (non-streamed) answer from `route` goes to the client as its upstream wrote it
     /// (ids and model replaced), usage included: nothing the gateway computes is added to it.
     func relaysWholeBodyAsSent(route: ModelRoute) -> Bool
+    /// A whole answer's output in tokens (about four bytes each) when its events say less than
+    /// the client got (an OpenAI-format answer of `n` > 1 choices: the events hold choice 0's).
+    func wholeAnswerOutputTokens(route: ModelRoute, body: [UInt8]) -> Int64?
 }
 
 extension ProxyRequest {
     func clientParam(_ param: String) -> String { api.clientParam(param) }
     func relaysWholeBodyAsSent(route: ModelRoute) -> Bool { false }
+    func wholeAnswerOutputTokens(route: ModelRoute, body: [UInt8]) -> Int64? { nil }
 
     /// For a whole answer without usage, the estimate its record charges
     /// (`ProxyAccounting.wholeAnswer`: the prompt by its size, the output at about four bytes a
@@ -98,6 +102,12 @@ struct ChatProxyRequest: ProxyRequest {
     }
 
     func relaysWholeBodyAsSent(route: ModelRoute) -> Bool { route.provider.wireFormat == .openAIChat }
+
+    func wholeAnswerOutputTokens(route: ModelRoute, body: [UInt8]) -> Int64? {
+        guard chat.choices > 1, route.provider.wireFormat == .openAIChat,
+              let bytes = ChatCompletionBody.outputBytes(body, choices: chat.choices), bytes > 0 else { return nil }
+        return Int64(bytes / 4 + 1)
+    }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
         let whole = relaysWholeBodyAsSent(route: route)

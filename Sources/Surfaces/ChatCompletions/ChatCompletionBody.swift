@@ -77,18 +77,11 @@ public enum ChatCompletionBody {
             out.append(contentsOf: JSONValue.object(chunk).serialized())
             out.append(contentsOf: "\n\n".utf8)
         }
-        /// A value's size: a string's bytes, anything else (a list of content parts, arguments
-        /// as an object) as written (review 79 #1: counted as nothing, 8 KB was one token).
-        func size(_ value: JSONValue?) -> Int {
-            guard let value, value != .null else { return 0 }
-            return value.stringValue?.utf8.count ?? value.serialized().count
-        }
         var taken = 0
         for choice in choices where taken < max(limit, 1) {
             guard case .object(var member) = choice else { continue }
             var delta = member["message"]?.objectValue ?? [:]
-            // Reasoning once: servers that send both names send the same text (as the decoder reads it).
-            outputBytes += size(delta["content"]) + size(delta["reasoning"] ?? delta["reasoning_content"]) + size(delta["refusal"])
+            outputBytes += messageOutputBytes(delta)
             if case .array(let calls)? = delta["tool_calls"] {
                 var numbered: [JSONValue] = []
                 for (position, call) in calls.enumerated() {
@@ -96,7 +89,6 @@ public enum ChatCompletionBody {
                     guard case .object(var call) = call else { return nil }
                     call["index"] = .int(Int64(position))
                     if (call["id"]?.stringValue ?? "").isEmpty { call["id"] = .string("call_\(answerID)_\(position)") }
-                    outputBytes += size(call["function"]?["name"]) + size(call["function"]?["arguments"])
                     numbered.append(.object(call))
                 }
                 delta["tool_calls"] = .array(numbered)
@@ -115,6 +107,30 @@ public enum ChatCompletionBody {
         // Never much more than the body (each call's made id and index are the only additions).
         guard out.count <= 2 * body.count + (1 << 20) else { return nil }
         return (out, outputBytes)
+    }
+
+    /// The output of a whole answer's first `choices` choices, in bytes (what an estimate without
+    /// usage counts: review 79 #6, choice 0's alone was charged for `n` of them); nil when the
+    /// body is no chat completion.
+    public static func outputBytes(_ body: [UInt8], choices limit: Int) -> Int? {
+        guard let choices = (try? JSONValue.parse(body))?["choices"]?.arrayValue else { return nil }
+        return choices.prefix(max(limit, 1)).reduce(0) { $0 + messageOutputBytes($1["message"]?.objectValue ?? [:]) }
+    }
+
+    /// A message's text, reasoning (once: servers that send both names send the same text, as
+    /// the decoder reads it), refusal and calls, in bytes: a string's bytes, anything else (a
+    /// list of content parts, arguments as an object) as written (review 79 #1: counted as
+    /// nothing, 8 KB was one token).
+    static func messageOutputBytes(_ message: [String: JSONValue]) -> Int {
+        func size(_ value: JSONValue?) -> Int {
+            guard let value, value != .null else { return 0 }
+            return value.stringValue?.utf8.count ?? value.serialized().count
+        }
+        var bytes = size(message["content"]) + size(message["reasoning"] ?? message["reasoning_content"]) + size(message["refusal"])
+        for call in message["tool_calls"]?.arrayValue ?? [] {
+            bytes += size(call["function"]?["name"]) + size(call["function"]?["arguments"])
+        }
+        return bytes
     }
 
     /// The `chat.completion` a stream of `events` amounts to (another provider's answer, translated).
