@@ -89,6 +89,11 @@ struct WholeAnswerStreamTests {
         // No usage: every choice's output counts (4 + 3 + 4 bytes), not choice 0's alone.
         #expect(chunks.last?["usage"]?["completion_tokens"] == .int(11 / 4 + 1), "\(chunks.last ?? .null)")
         #expect(ChatCompletionBody.asStream(Array(hostile.utf8), choices: 3)?.outputBytes == 11)
+        // Choices listed out of order keep their numbers (review 79 #9).
+        let reversed = #"{"choices":[{"index":1,"message":{"content":"second"},"finish_reason":"stop"},{"index":0,"message":{"content":"first"},"finish_reason":"length"}]}"#
+        let (ordered, _) = try self.chunks(reversed, choices: 2)
+        #expect(ordered.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue } == ["first", "second"])
+        #expect(try self.chunks(reversed, choices: 1).chunks.first?["choices"]?.arrayValue?.first?["delta"]?["content"] == .string("first"))
         // A non-streamed answer's estimate reads the same choices (review 79 #6).
         #expect(ChatCompletionBody.outputBytes(Array(hostile.utf8), choices: 3) == 11)
         #expect(ChatCompletionBody.outputBytes(Array(hostile.utf8), choices: 1) == 4)

@@ -78,7 +78,7 @@ public enum ChatCompletionBody {
             out.append(contentsOf: "\n\n".utf8)
         }
         var taken = 0
-        for choice in choices where taken < max(limit, 1) {
+        for choice in inIndexOrder(choices) where taken < max(limit, 1) {
             guard case .object(var member) = choice else { continue }
             var delta = member["message"]?.objectValue ?? [:]
             outputBytes += messageOutputBytes(delta)
@@ -109,12 +109,24 @@ public enum ChatCompletionBody {
         return (out, outputBytes)
     }
 
+    /// `choices` in the order of their `index` when every one has a distinct integer index (a
+    /// server that lists them out of order keeps its numbering: review 79 #9); else as listed.
+    static func inIndexOrder(_ choices: [JSONValue]) -> [JSONValue] {
+        var indexed: [(Int64, JSONValue)] = []
+        for choice in choices {
+            guard case .int(let index)? = choice["index"] else { return choices }
+            indexed.append((index, choice))
+        }
+        guard Set(indexed.map(\.0)).count == indexed.count else { return choices }
+        return indexed.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+
     /// The output of a whole answer's first `choices` choices, in bytes (what an estimate without
     /// usage counts: review 79 #6, choice 0's alone was charged for `n` of them); nil when the
     /// body is no chat completion.
     public static func outputBytes(_ body: [UInt8], choices limit: Int) -> Int? {
         guard let choices = (try? JSONValue.parse(body))?["choices"]?.arrayValue else { return nil }
-        return choices.prefix(max(limit, 1)).reduce(0) { $0 + messageOutputBytes($1["message"]?.objectValue ?? [:]) }
+        return inIndexOrder(choices).prefix(max(limit, 1)).reduce(0) { $0 + messageOutputBytes($1["message"]?.objectValue ?? [:]) }
     }
 
     /// A message's text, reasoning (once: servers that send both names send the same text, as
