@@ -44,13 +44,17 @@ import Web
     /// the member's model, the progress, the analysis and the answer (review 78 #3: curl's text
     /// gave them the operator's internal host and port).
     @Test func anUnreachableSearchBackendsAddressStaysTheOperators() throws {
-        let env = try TestEnvironment(web: true) { config in
+        let log = CapturedLog()
+        let env = try TestEnvironment(web: true, logHandler: log) { config in
             config.web?.search = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:9")
         }
         let response = try env.chat(body("Research the history of congestion pricing", parameters: panel("mock/researcher:pace_ms=1") + "}"))
         #expect(response.status == 200)
         #expect(response.text.contains("search backend failed"), "\(response.text.suffix(2000))")
         #expect(!response.text.contains("127.0.0.1") && !response.text.contains("port 9"), "\(response.text.suffix(2000))")
+        // The operator's log has it whole (review 79 #10).
+        #expect(log.entries.contains { $0.message == "web search backend failed" && ($0.metadata["error_detail"] ?? "").contains("127.0.0.1") },
+                "\(log.entries.map(\.text))")
     }
 
     @Test func aMemberSearchesReadsAndAnswersWithCitedSources() throws {

@@ -75,7 +75,7 @@ public final class GatewayServer {
         policy = RequestPolicy(keys: self.shared.gatewayKeys, allowedOrigins: config.server.corsAllowOrigins,
                                allowedHosts: config.server.allowedHosts, bindHost: config.server.host)
         let client = client
-        webTools = self.shared.web.map { WebToolRunner(client: client, settings: $0) }
+        webTools = self.shared.web.map { WebToolRunner(client: client, settings: $0, logger: logger) }
         var limits = config.server.limits
         // A client not taking the tail of a finished response is as slow as one not taking a stream.
         limits.stalledWriteTimeoutMilliseconds = config.server.slowClientTimeoutMilliseconds

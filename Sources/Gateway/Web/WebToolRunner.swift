@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import Fusion
 import GatewayCore
+import Logging
 import UpstreamClient
 import Providers
 import Web
@@ -54,10 +55,14 @@ final class WebToolRunner {
 
     let settings: WebSettings
     private let client: UpstreamClient
+    /// Where a search backend's transport failure is told whole (host, port: the operator's),
+    /// the model and the client getting curl's description only (review 79 #10).
+    private let logger: Logger?
 
-    init(client: UpstreamClient, settings: WebSettings) {
+    init(client: UpstreamClient, settings: WebSettings, logger: Logger? = nil) {
         self.client = client
         self.settings = settings
+        self.logger = logger
     }
 
     /// Runs `call`; `completion` runs on the loop, possibly before this returns (a call that is
@@ -83,7 +88,7 @@ final class WebToolRunner {
                 return nil
             }
             let count = min(settings.maxResults, max(1, Int(arguments["max_results"]?.intValue ?? Int64(settings.maxResults))))
-            return WebSearch(client: client, backend: backend, query: query, count: count, settings: settings, completion: completion)
+            return WebSearch(client: client, backend: backend, query: query, count: count, settings: settings, logger: logger, completion: completion)
         case WebToolNames.fetch:
             guard settings.fetch else {
                 completion(.failure("web_fetch is not available on this gateway"))
@@ -112,7 +117,7 @@ private final class WebSearch: WebToolTask {
     private var status = 0
     private var body: [UInt8] = []
 
-    init(client: UpstreamClient, backend: SearchBackend, query: String, count: Int, settings: WebSettings,
+    init(client: UpstreamClient, backend: SearchBackend, query: String, count: Int, settings: WebSettings, logger: Logger?,
          completion: @escaping (WebToolOutcome) -> Void) {
         super.init(completion: completion)
         let request = backend.request(query: query, count: count)
@@ -140,6 +145,7 @@ private final class WebSearch: WebToolTask {
                 // curl's fixed description, not its text naming the backend's host and port:
                 // the result reaches the model, the client and the analysis (review 78 #3).
                 finish(.failure("the \(name) search backend failed: \(failure.detail.client)"))
+                logger?.warning("web search backend failed", metadata: ["backend": "\(name)", "error_detail": "\(failure.message)"])
             } else if !(200..<300).contains(status) {
                 // Redacted, then shortened: a backend that echoes the request has its key in the
                 // reply, and a key cut in half is not recognised as one.
