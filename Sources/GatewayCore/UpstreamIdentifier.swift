@@ -23,6 +23,12 @@ public enum UpstreamIdentifier {
         return text
     }
 
+    /// `text` sanitized, as above (an id read from a decoded JSON value).
+    public static func sanitized(_ text: String, redactor: Redactor) -> String? {
+        var text = text
+        return text.withUTF8 { sanitized(UnsafeRawBufferPointer($0), redactor: redactor) }
+    }
+
     /// The request id among an upstream's response headers.
     public static func requestID(in headers: [(String, String)], redactor: Redactor) -> String? {
         for index in headers.indices {

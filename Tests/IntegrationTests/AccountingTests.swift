@@ -415,6 +415,11 @@ import Testing
             #expect(UpstreamIdentifier.sanitized(Array(hostile.utf8)) == nil, "\(hostile)")
         }
         #expect(Array("sk-secret-123456789".utf8).withUnsafeBytes { UpstreamIdentifier.sanitized($0, redactor: Redactor(secrets: ["sk-secret-123456789"])) } == nil)
+        // As a decoded string (an Anthropic or Gemini id): the same rules.
+        for hostile in ["sk-secret-123456789", "id\r\nx", "id\u{0}", String(repeating: "a", count: 129), ""] {
+            #expect(UpstreamIdentifier.sanitized(hostile, redactor: Redactor(secrets: ["sk-secret-123456789"])) == nil, "\(hostile)")
+        }
+        #expect(UpstreamIdentifier.sanitized("msg_01AbC", redactor: .none) == "msg_01AbC")
     }
 
     /// What a request counts against budgets is on its record (`spend_usd`), estimates included:

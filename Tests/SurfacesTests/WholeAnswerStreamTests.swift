@@ -74,6 +74,11 @@ struct WholeAnswerStreamTests {
         let amplified = #"{"id":"a","blob":"\#(blob)","choices":[{"index":0,"message":{"content":"hi"},"finish_reason":"stop"},\#(empties)]}"#
         let (stream, _) = try #require(ChatCompletionBody.asStream(Array(amplified.utf8), choices: 1))
         #expect(stream.count < amplified.utf8.count - 1_000 && stream.count > blob.utf8.count, "\(stream.count)")
+        // Calls of nothing, each given an id and an index: refused before the stream is built
+        // past about twice the body (review 79 #4: 537 KB became 21 MB).
+        let calls = Array(repeating: "{}", count: 100_000).joined(separator: ",")
+        let manyCalls = #"{"choices":[{"index":0,"message":{"tool_calls":[\#(calls)]},"finish_reason":"tool_calls"}]}"#
+        #expect(ChatCompletionBody.asStream(Array(manyCalls.utf8)) == nil)
         let hostile = #"""
             {"id":"up","choices":[
              {"index":-5,"message":{"content":"aaaa"},"finish_reason":"stop"},

@@ -367,7 +367,10 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         accounting.wholeAnswer(events)
-        if !streamed, let tokens = request.wholeAnswerOutputTokens(route: route, body: body) { accounting.wholeAnswerOutput(tokens) }
+        // Parsed again only when no usage came (and, for chat, `n` > 1).
+        if !streamed, accounting.estimatesWholeAnswer, let tokens = request.wholeAnswerOutputTokens(route: route, body: body) {
+            accounting.wholeAnswerOutput(tokens)
+        }
         if streamed {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming

@@ -113,6 +113,10 @@ struct ProxyAccounting {
         record.usageUnknown = !reported && wholeAnswerTokens == nil
     }
 
+    /// The whole answer came without usage: its output is estimated (`wholeAnswerOutput` can
+    /// measure it better).
+    var estimatesWholeAnswer: Bool { wholeAnswerTokens != nil }
+
     /// A whole answer's output as its relay measured it over every choice it relayed (the
     /// events hold choice 0's: review 78 #5), when no usage came.
     mutating func wholeAnswerOutput(_ tokens: Int64) {

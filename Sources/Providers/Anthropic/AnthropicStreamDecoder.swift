@@ -140,7 +140,7 @@ struct AnthropicEventReader {
             usage.update(json["message"]?["usage"])
             if usage.seen { promptUsage = usage.usage }
             if upstreamID == nil, let id = json["message"]?["id"]?.stringValue {
-                upstreamID = UpstreamIdentifier.sanitized(Array(id.utf8)).flatMap { redactor($0) == $0 ? $0 : nil }
+                upstreamID = UpstreamIdentifier.sanitized(id, redactor: redactor)
             }
             if let extras = AnthropicMessageExtras.from(json["message"], usage: json["message"]?["usage"]) { emit(.messageExtras(extras)) }
         case "content_block_start" where finished, "content_block_delta" where finished:

@@ -54,7 +54,7 @@ struct GeminiResponseReader {
             return
         }
         if upstreamID == nil, let id = response["responseId"]?.stringValue {
-            upstreamID = UpstreamIdentifier.sanitized(Array(id.utf8)).flatMap { redactor($0) == $0 ? $0 : nil }
+            upstreamID = UpstreamIdentifier.sanitized(id, redactor: redactor)
         }
         if let metadata = response["usageMetadata"], case .object = metadata, Self.hasCount(metadata) { usage = Self.usage(metadata) }
         guard let candidate = response["candidates"]?.arrayValue?.first else {
@@ -115,8 +115,12 @@ struct GeminiResponseReader {
         guard toolCalls < Self.maxToolCalls else { throw StreamDecodingError("the upstream sent more than \(Self.maxToolCalls) tool calls") }
         // Without a response id (proxies, older deployments), one random per response: the
         // same ids on every turn made a conversation repeat a call id (review 77A #4).
-        if responseID?.isEmpty ?? true, fallbackResponseID == nil { fallbackResponseID = String(UInt64.random(in: .min ... .max), radix: 16) }
-        let madeID = Self.callID(responseID: responseID?.isEmpty ?? true ? fallbackResponseID : responseID, ordinal: toolCalls)
+        var madeFrom = responseID.flatMap { $0.isEmpty ? nil : $0 }
+        if madeFrom == nil {
+            if fallbackResponseID == nil { fallbackResponseID = String(UInt64.random(in: .min ... .max), radix: 16) }
+            madeFrom = fallbackResponseID
+        }
+        let madeID = Self.callID(responseID: madeFrom, ordinal: toolCalls)
         let id = ids.claim(call["id"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? madeID)
         // A call's arguments are an object (absent or null: none); anything else no client's API
         // can carry as a call (Anthropic's `input` must be an object too).

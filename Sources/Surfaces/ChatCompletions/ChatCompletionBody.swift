@@ -52,8 +52,8 @@ public enum ChatCompletionBody {
     /// thousand empty choices made 1 GB of 1 MB): at most `choices` choices (the client's `n`)
     /// are taken, in order, numbered by their place (a hostile index, negative, a string or a
     /// duplicate, would crash or merge in the SDKs: review 78 #7). A tool call gets its place as
-    /// its `index` and, without an id, `call_<answer id>_<n>` (review 78 #4), as the decoders
-    /// name such calls. `outputBytes`: the taken choices' text, reasoning and call bytes, for
+    /// its `index` and, without an id, `call_<token>_<n>` (review 78 #4), `token` a short random
+    /// one per answer. `outputBytes`: the taken choices' text, reasoning and call bytes, for
     /// an estimate when no usage came (review 78 #5: choice 0's alone was counted). Nil when
     /// the body is not an object with a `choices` array.
     public static func asStream(_ body: [UInt8], choices limit: Int = 1) -> (stream: [UInt8], outputBytes: Int)? {
@@ -77,6 +77,10 @@ public enum ChatCompletionBody {
             out.append(contentsOf: JSONValue.object(chunk).serialized())
             out.append(contentsOf: "\n\n".utf8)
         }
+        // What the calls' made ids and indexes add, bounded as it grows: a body of millions of
+        // `{}` calls is refused before it is built, not after.
+        var added = 0
+        let maxAdded = body.count + (1 << 20)
         var taken = 0
         for choice in inIndexOrder(choices) where taken < max(limit, 1) {
             guard case .object(var member) = choice else { continue }
@@ -87,6 +91,8 @@ public enum ChatCompletionBody {
                 for (position, call) in calls.enumerated() {
                     // A call that is no object no client can read (review 79 #5: the SDK raised).
                     guard case .object(var call) = call else { return nil }
+                    added += 48  // `"index":N,"id":"call_<16 hex>_<N>",` at most
+                    guard added <= maxAdded else { return nil }
                     call["index"] = .int(Int64(position))
                     if (call["id"]?.stringValue ?? "").isEmpty { call["id"] = .string("call_\(answerID)_\(position)") }
                     numbered.append(.object(call))
