@@ -124,7 +124,9 @@ public struct ModelNaming: Sendable, Equatable {
 
     /// `provider/model` as the name routes (the name itself when it routes nowhere).
     public func routed(_ model: String) -> String {
-        guard let (provider, name) = split(model) else { return model }
-        return provider + "/" + name
+        // As `split`, without taking the name apart and joining it again when it names its provider.
+        if let slash = model.firstIndex(of: "/"), defaultProvider == nil || providers.contains(String(model[..<slash])) { return model }
+        guard let defaultProvider else { return model }
+        return defaultProvider + "/" + model
     }
 }

@@ -53,10 +53,12 @@ struct JSONBuilder {
     /// `key` with every letter in one case, as Go's `strings.EqualFold` compares (simple case
     /// folding: `K` (Kelvin) is `k`, `ſ` is `s`, `ς` is `σ`; `ß` stays `ß`).
     static func caseFolded(_ key: String) -> String {
+        // Most keys are lowercase ASCII already: returned as they are, no scalar walk.
+        if key.utf8.allSatisfy({ $0 < 0x80 && $0 &- 0x41 >= 26 }) { return key }
         var out = String.UnicodeScalarView()
         for scalar in key.unicodeScalars {
             if scalar.isASCII {
-                out.append(scalar.properties.isUppercase ? Unicode.Scalar(scalar.value | 0x20)! : scalar)
+                out.append(scalar.value &- 0x41 < 26 ? Unicode.Scalar(UInt8(scalar.value | 0x20)) : scalar)
                 continue
             }
             // Up, then down: a letter's whole orbit lands on one (single-scalar mappings only,

@@ -283,6 +283,15 @@ import Testing
         #expect(naming.split("b/x")! == ("b", "x"), "without a default, the first segment names the provider")
         #expect(naming.split("plain") == nil)
         #expect(ModelNaming(providers: ["a"], defaultProvider: "a").routed("b/x") == "a/b/x")
+        // `routed` returns a name that names its provider as it is: the same as `split` joined.
+        let names = ["", "/", "a", "a/", "/x", "a/x", "a/x/y", "b/x", "b", "a:o/x", "ab/x", "A/x"]
+        for naming in [ModelNaming(providers: ["a"], defaultProvider: nil), ModelNaming(providers: ["a"], defaultProvider: "a"),
+                       ModelNaming(providers: [], defaultProvider: "d"), ModelNaming(providers: ["a", "b"], defaultProvider: "b")] {
+            for name in names {
+                let joined = naming.split(name).map { $0.provider + "/" + $0.model } ?? name
+                #expect(naming.routed(name) == joined, "\(naming) \(name)")
+            }
+        }
     }
 
     @Test func theEstimateCountsTheToolDefinitionsSentWithACall() throws {

@@ -110,6 +110,29 @@ import Testing
         #expect(JSONBuilder.caseFolded("\u{3A3}\u{3C2}") == "\u{3C3}\u{3C3}", "Σ and ς fold to σ")
     }
 
+    /// Property: the fast path for keys without upper-case ASCII letters folds as the scalar walk
+    /// does (the walk written out here as the reference: ASCII A–Z lowered; any other scalar
+    /// mapped up, then down, where each mapping is one scalar).
+    @Test func caseFoldingMatchesTheScalarWalk() {
+        func reference(_ key: String) -> String {
+            var out = String.UnicodeScalarView()
+            for scalar in key.unicodeScalars {
+                if scalar.isASCII { out.append(scalar.properties.isUppercase ? Unicode.Scalar(scalar.value | 0x20)! : scalar); continue }
+                let upper = scalar.properties.uppercaseMapping.unicodeScalars
+                let base = upper.count == 1 ? upper.first! : scalar
+                let lower = base.properties.lowercaseMapping.unicodeScalars
+                out.append(lower.count == 1 ? lower.first! : base)
+            }
+            return String(out)
+        }
+        let pieces = ["a", "Z", "_", "@", "[", "`", "{", "0", "model", "Max_Tokens", "\u{212A}", "\u{17F}", "\u{DF}", "\u{3A3}", "é", "É", "🙂"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<3_000 {
+            let key = (0..<Int.random(in: 0...5, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            #expect(JSONBuilder.caseFolded(key) == reference(key), "\(key)")
+        }
+    }
+
     /// Property: every case variant of every key the gateway reads is refused beside the key.
     @Test func everyCaseVariantOfAReadKeyIsRefused() throws {
         var generator = SystemRandomNumberGenerator()
