@@ -29,6 +29,16 @@ public enum UpstreamIdentifier {
         return text.withUTF8 { sanitized(UnsafeRawBufferPointer($0), redactor: redactor) }
     }
 
+    /// A whole answer's id: its top-level `id` (OpenAI's, Anthropic's) or Gemini's
+    /// `responseId` (review 79 #3), sanitized; nil when neither is a plain string.
+    public static func answerID(inWholeBody body: [UInt8], redactor: Redactor) -> String? {
+        guard let range = JSONScanner.rangeOfTopLevelValue(forKey: "id", in: body) ?? JSONScanner.rangeOfTopLevelValue(forKey: "responseId", in: body),
+              range.count > 2, body[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        return body.withUnsafeBytes {
+            sanitized(UnsafeRawBufferPointer(rebasing: $0[(range.lowerBound + 1)..<(range.upperBound - 1)]), redactor: redactor)
+        }
+    }
+
     /// The request id among an upstream's response headers.
     public static func requestID(in headers: [(String, String)], redactor: Redactor) -> String? {
         for index in headers.indices {

@@ -261,9 +261,12 @@ import UpstreamClient
     }
 
     @Test func aCallsSummaryCrossesTheFanInIntact() {
-        let summary = InnerCallRecord.Summary(httpStatus: 429, attempts: 3, route: 1, upstreamStart: 123_456_789, upstreamEnd: 987_654_321)
+        let summary = InnerCallRecord.Summary(httpStatus: 429, attempts: 3, route: 1, upstreamStart: 123_456_789, upstreamEnd: 987_654_321,
+                                              upstreamID: "chatcmpl-1", upstreamRequestID: nil)
         let end = InnerCallRecord.encodeEnd(.complete, summary)
         #expect(end.withUnsafeBytes { InnerCallRecord.decodeEnd($0) } == (.complete, summary))
+        let bothIDs = InnerCallRecord.Summary(upstreamID: "", upstreamRequestID: "req-1")
+        #expect(InnerCallRecord.encodeEnd(.truncated, bothIDs).withUnsafeBytes { InnerCallRecord.decodeEnd($0) } == (.truncated, bothIDs))
         let failure = InnerCallRecord.encodeFailure(.upstreamUnavailable("x"), .rateLimited, summary)
         let decoded = failure.withUnsafeBytes { InnerCallRecord.decodeFailure($0) }
         #expect(decoded.1 == .rateLimited && decoded.2 == summary && decoded.0.message == "x" && decoded.0.origin == .gateway)

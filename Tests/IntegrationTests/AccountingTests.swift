@@ -422,6 +422,43 @@ import Testing
         #expect(UpstreamIdentifier.sanitized("msg_01AbC", redactor: .none) == "msg_01AbC")
     }
 
+    /// Fusion's calls keep their upstreams' ids too, each its own answering attempt's: OpenAI-format
+    /// streams (the first chunk's `id`, the `x-request-id` header), Anthropic's and Gemini's
+    /// streams, and a member answering its streamed request with one whole body. Also a Responses
+    /// client's call translated to an OpenAI-format upstream (the decoder read no id before).
+    @Test func fusionsCallsKeepTheirUpstreamsIDs() throws {
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+        }
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","anth/expert-2:pace_ms=1","gem/expert-3:pace_ms=1","mock/expert-4:pace_ms=1:whole=1"]}}]"#
+        let response = try env.chat(Self.fusionBody(stream: true, tools: tools))
+        let generationID = try #require(response.header("x-generation-id"))
+        let record = try #require(try env.generation(generationID))
+        let calls = try #require(record["inner_calls"]?.arrayValue)
+        #expect(calls.count == 7, "\(calls)")
+        let ids = calls.map { $0["upstream_id"]?.stringValue ?? "" }
+        #expect(ids.allSatisfy { !$0.isEmpty && $0 != generationID } && Set(ids).count == ids.count, "\(ids)")
+        for call in calls where call["provider_name"] == .string("mock") {
+            #expect(call["upstream_request_id"]?.stringValue == "req-" + (call["upstream_id"]?.stringValue ?? ""), "\(call)")
+        }
+        #expect(!response.text.contains(ids[1]), "the client sees the gateway's ids")
+        // The log's line per call says the same.
+        #expect(env.eventually { log.entries.filter { $0.message == "inner call finished" }.count >= 7 })
+        let logged = log.entries.filter { $0.message == "inner call finished" }.compactMap { $0.metadata["upstream_id"].map { "\($0)" } }
+        #expect(Set(logged) == Set(ids), "\(logged)")
+        // A translated call to an OpenAI-format upstream.
+        let client = try env.client()
+        try client.send(TestEnvironment.post("/v1/responses", body: #"{"model":"mock/normal:pace_ms=0","input":"Hello","stream":true}"#))
+        let responses = try client.readResponse()
+        let translated = try #require(try env.generation(responses.header("x-generation-id")))
+        let translatedID = translated["upstream_id"]?.stringValue ?? ""
+        #expect(translatedID.hasPrefix("chatcmpl-"), "\(translated)")
+    }
+
     /// What a request counts against budgets is on its record (`spend_usd`), estimates included:
     /// a dropped stream's `total_cost` (what its client was told: nothing) is 0, its spend is not.
     @Test func theRecordSaysWhatTheRequestIsCharged() throws {

@@ -129,6 +129,7 @@ extension CallRecord {
             "error": error.map(\.json) ?? .null, "latency": GenerationRecord.number(firstTokenMilliseconds),
             "generation_time": .double(durationMilliseconds),
             "upstream_time": GenerationRecord.number(upstreamMilliseconds),
+            "upstream_id": upstreamID.map(JSONValue.string) ?? .null, "upstream_request_id": upstreamRequestID.map(JSONValue.string) ?? .null,
         ]
         // Unknown, not zero: the upstream reported no usage (or the call ended before it could).
         object["usage"] = usage?.json ?? .null
@@ -152,5 +153,7 @@ extension CallRecord {
         firstTokenMilliseconds = json["latency"]?.doubleValue
         durationMilliseconds = json["generation_time"]?.doubleValue ?? 0
         upstreamMilliseconds = json["upstream_time"]?.doubleValue
+        upstreamID = json["upstream_id"]?.stringValue
+        upstreamRequestID = json["upstream_request_id"]?.stringValue
     }
 }

@@ -119,6 +119,10 @@ struct CallRecord: Sendable, Equatable {
     /// `durationMilliseconds` also holds the gateway's work on the call (building the request,
     /// handling its end). nil: no request went out, or the call was cut before it ended.
     var upstreamMilliseconds: Double?
+    /// The answering attempt's ids as its upstream gave them, as a proxied request's
+    /// (`GenerationRecord.upstreamID`): to find a panel member's call in its provider's logs.
+    var upstreamID: String?
+    var upstreamRequestID: String?
 }
 
 /// Closes a finished completion's record (its end time, its usage and per-call accounting) and

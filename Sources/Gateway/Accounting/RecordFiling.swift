@@ -76,6 +76,8 @@ extension GatewayShared {
             if let ttft = call.firstTokenMilliseconds { line["ttft_ms"] = .stringConvertible(ttft) }
             if let upstream = call.upstreamMilliseconds { line["upstream_ms"] = .stringConvertible(upstream) }
             if call.fallbacks > 0 { line["fallbacks"] = .stringConvertible(call.fallbacks) }
+            if let id = call.upstreamID { line["upstream_id"] = "\(id)" }
+            if let id = call.upstreamRequestID { line["upstream_request_id"] = "\(id)" }
             if let usage = call.usage { Self.addUsage(usage, to: &line) }
             Self.addError(call.error, to: &line)
             log.info("inner call finished", metadata: line)

@@ -126,6 +126,7 @@ final class InnerCall {
         lastUpstreamActivity = client.loop.nowMilliseconds
         status = 0
         summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
+        (summary.upstreamID, summary.upstreamRequestID) = (nil, nil)  // and its ids
         promptUsageChecked = false
         wholeBody = false
         errorBody.removeAll()
@@ -146,6 +147,7 @@ final class InnerCall {
             lastUpstreamActivity = client.loop.nowMilliseconds
             self.status = status
             summary.httpStatus = status
+            summary.upstreamRequestID = UpstreamIdentifier.requestID(in: headers, redactor: redactor)
             self.headers = headers
             // Some servers answer a streamed request with one whole JSON body: collected, decoded.
             wholeBody = (200..<300).contains(status)
@@ -419,6 +421,7 @@ final class InnerCall {
 
     /// A whole answer: its events, as a stream would have carried them.
     private func deliverWhole() {
+        summary.upstreamID = UpstreamIdentifier.answerID(inWholeBody: errorBody, redactor: redactor)
         let events: [ModelEvent]
         do {
             events = try route.provider.decodeResponse(errorBody, redactor: redactor).map { $0.costed(at: route.price) }
@@ -444,6 +447,7 @@ final class InnerCall {
         guard !finished else { return }
         stop()
         summary.upstreamEnd = EventLoop.monotonicNanoseconds()
+        summary.upstreamID = summary.upstreamID ?? decoder.upstreamID  // a whole answer's is read from its body
         emit(InnerCallRecord.ended, InnerCallRecord.encodeEnd(streamEnd, summary))
     }
 
@@ -451,6 +455,7 @@ final class InnerCall {
         guard !finished else { return }
         stop()
         if summary.upstreamStart != 0 { summary.upstreamEnd = EventLoop.monotonicNanoseconds() }
+        summary.upstreamID = summary.upstreamID ?? decoder.upstreamID
         emit(InnerCallRecord.failed, InnerCallRecord.encodeFailure(error, reason, summary))
     }
 

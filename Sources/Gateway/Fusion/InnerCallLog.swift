@@ -232,6 +232,8 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
             entry.record.provider = entry.routes[summary.route].provider
         }
         entry.record.httpStatus = summary.httpStatus == 0 ? nil : summary.httpStatus
+        entry.record.upstreamID = summary.upstreamID
+        entry.record.upstreamRequestID = summary.upstreamRequestID
         entry.record.attempts = summary.attempts
         entry.record.fallbacks = summary.route
         entry.record.error = error

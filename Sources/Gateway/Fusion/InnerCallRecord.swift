@@ -200,6 +200,10 @@ enum InnerCallRecord {
         /// From its first upstream request to its end (monotonic ns; 0: it never started one).
         var upstreamStart: UInt64 = 0
         var upstreamEnd: UInt64 = 0
+        /// The answering attempt's ids as its upstream gave them (`UpstreamIdentifier`): the
+        /// answer's id and the response's request id header.
+        var upstreamID: String?
+        var upstreamRequestID: String?
     }
 
     static func encodeEnd(_ end: StreamEnd, _ summary: Summary = Summary()) -> [UInt8] {
@@ -254,6 +258,8 @@ enum InnerCallRecord {
                       UInt64(truncatingIfNeeded: summary.route), summary.upstreamStart, summary.upstreamEnd] {
             appendInt(value, &out)
         }
+        appendString(summary.upstreamID, &out)
+        appendString(summary.upstreamRequestID, &out)
     }
 
     private static func splitText(_ text: String, _ body: ([UInt8]) -> Void) {
@@ -302,7 +308,8 @@ enum InnerCallRecord {
         /// A summary; out-of-range numbers (never written by the encoder) read as zero.
         mutating func summary() -> Summary {
             func small(_ value: UInt64) -> Int { value <= 1_000_000 ? Int(value) : 0 }
-            return Summary(httpStatus: small(int()), attempts: small(int()), route: small(int()), upstreamStart: int(), upstreamEnd: int())
+            return Summary(httpStatus: small(int()), attempts: small(int()), route: small(int()), upstreamStart: int(), upstreamEnd: int(),
+                           upstreamID: string(), upstreamRequestID: string())
         }
 
         mutating func string() -> String? {

@@ -340,13 +340,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         relayedAsSent = !streamed && request.relaysWholeBodyAsSent(route: route)
-        // The answer's id: `id` (OpenAI's, Anthropic's), or Gemini's `responseId` (review 79 #3).
-        if let range = JSONScanner.rangeOfTopLevelValue(forKey: "id", in: body) ?? JSONScanner.rangeOfTopLevelValue(forKey: "responseId", in: body),
-           range.count > 2, body[range.lowerBound] == UInt8(ascii: "\"") {
-            accounting.upstreamID = body.withUnsafeBytes {
-                UpstreamIdentifier.sanitized(UnsafeRawBufferPointer(rebasing: $0[(range.lowerBound + 1)..<(range.upperBound - 1)]), redactor: redactor)
-            }
-        }
+        if let id = UpstreamIdentifier.answerID(inWholeBody: body, redactor: redactor) { accounting.upstreamID = id }
         let events: [ModelEvent]
         do {
             events = try route.provider.decodeResponse(body, redactor: redactor).map { $0.costed(at: pricing) }

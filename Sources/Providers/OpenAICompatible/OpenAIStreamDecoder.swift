@@ -17,6 +17,10 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
     private var cut = false
     private var cutChoice: Int64?
     private var state = OpenAIChunk.StreamState()
+    /// The first chunk's `id` (OpenAI's `chatcmpl-…`, OpenRouter's `gen-…`), sanitized; read
+    /// once (a server that sends none is not searched on every chunk).
+    private(set) var upstreamID: String?
+    private var idRead = false
     private var numbering = ToolCallNumbering(limit: Int(OpenAIChunk.maxToolCallIndex) + 1)
 
     init(maxEventBytes: Int, redactor: Redactor) {
@@ -47,6 +51,12 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
         let redactor = redactor
         var state = self.state
         defer { self.state = state }
+        var upstreamID = self.upstreamID
+        var idRead = self.idRead
+        defer {
+            self.upstreamID = upstreamID
+            self.idRead = idRead
+        }
         do {
             try sse.feed(bytes) { event in
                 guard !done, failure == nil, !event.data.isEmpty else { return }
@@ -63,6 +73,10 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                 guard let chunk = JSONView(validating: event.data), chunk.isObject(chunk.root) else {
                     failure = StreamDecodingError("the upstream sent an event that is not a JSON object")
                     return
+                }
+                if !idRead {
+                    idRead = true
+                    upstreamID = chunk.member("id", in: chunk.root).flatMap(chunk.string).flatMap { UpstreamIdentifier.sanitized($0, redactor: redactor) }
                 }
                 // Read only after a cut (rare): which choice this chunk is.
                 let sameChoice = !cut || (OpenAIChunk.choiceIndex(in: chunk) ?? 0) == cutChoice  // no index: choice 0
