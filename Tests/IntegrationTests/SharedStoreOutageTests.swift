@@ -113,6 +113,13 @@ extension SharedStoreTests {
             let unreachable = try SharedStoreTests.generation(b, id: ids[0], key: key)
             #expect(unreachable.status == 503)
             #expect(unreachable.json?["error"]?["code"]?.stringValue == "store_unavailable")
+            // Another key asking A for A's record is answered as for an unknown id: the store is
+            // unreachable (review 72B #2: a 404 at once told it from an unknown id's 503).
+            let otherKey = SharedStoreTests.keys["TEAM_B_KEY"]!
+            let foreign = try SharedStoreTests.generation(a, id: ids[0], key: otherKey)
+            let unknown = try SharedStoreTests.generation(a, id: "gen-0123456789abcdef01234567", key: otherKey)
+            #expect(foreign.status == 503 && unknown.status == 503, "\(foreign.text) \(unknown.text)")
+            #expect(foreign.text == unknown.text)
             let metrics = try SharedStoreTests.metrics(a)
             #expect(metrics.contains("fusion_gateway_store_errors_total"))
             #expect(metrics.contains(#"fusion_gateway_limit_decisions_total{outcome="store_error_allowed"}"#))

@@ -63,7 +63,7 @@ extension GatewayServer {
     /// found, or found but not `readable` (a record on its way from another replica).
     private func lookUp(_ id: String, retriesLeft: Int, readable: @escaping (StoredGeneration) -> Bool,
                         completion: @escaping (GenerationLookup) -> Void) {
-        store.records.get(id: id) { [weak self] lookup in
+        store.records.get(id: id, readable: readable) { [weak self] lookup in
             let missing = switch lookup {
             case .notFound: true
             case .found(let stored): !readable(stored)
