@@ -135,10 +135,20 @@ struct Serve: ParsableCommand {
                             cluster.endStoreDrain()
                             return
                         }
-                        logger.warning("second signal: stopping now, cutting what is in flight",
-                                       metadata: ["signal": .stringConvertible(Int(received))])
-                        forced.store(true, ordering: .relaxed)
-                        cluster.stopLoops()
+                        // Decided on what is in flight, not on how far the stop has come (review
+                        // 79 #8: a second signal within the drain delay, nothing in flight, exited 1).
+                        cluster.checkResponsesInFlight { inFlight in
+                            guard inFlight else {
+                                logger.warning("second signal: stopping now (no response in flight)",
+                                               metadata: ["signal": .stringConvertible(Int(received))])
+                                cluster.endStoreDrain()
+                                return
+                            }
+                            logger.warning("second signal: stopping now, cutting what is in flight",
+                                           metadata: ["signal": .stringConvertible(Int(received))])
+                            forced.store(true, ordering: .relaxed)
+                            cluster.stopLoops()
+                        }
                         return
                     }
                     stopping = true

@@ -145,6 +145,36 @@ import Testing
         withExtendedLifetime(client) {}
     }
 
+    /// A second signal within the drain delay, with no response in flight, stops at once and
+    /// cleanly: nothing was cut (review 79 #8: it said it cut requests and exited 1).
+    @Test(.timeLimit(.minutes(1))) func aSecondSignalWithNothingInFlightIsACleanStop() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("second-signal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("gateway.yaml")
+        try Data("server:\n  drain_delay_ms: 20000\n".utf8).write(to: config)
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--port", "0", "--loops", "2", "--config", config.path]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        var banner = Data()
+        while !String(decoding: banner, as: UTF8.self).contains("\n") { banner += output.fileHandleForReading.availableData }
+        kill(process.processIdentifier, SIGTERM)
+        usleep(100_000)
+        let started = Date()
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(process.terminationStatus) \(log)")
+        #expect(Date().timeIntervalSince(started) < 10, "not the 20 s drain delay")
+        #expect(log.contains("no response in flight") && !log.contains("cutting what is in flight"), "\(log)")
+    }
+
     /// A proxy named by the environment (here a dead one, as left over in many shells) is not
     /// used for loopback upstreams: the built-in simulator answers (review 68D #1: a 502 naming
     /// the proxy's address, the quick start broken).

@@ -119,6 +119,22 @@ public final class GatewayCluster: Sendable {
     public let willStopLoops = Mutex<(@Sendable () -> Void)?>(nil)
     public var hasStoppedServing: Bool { servingEnded.load(ordering: .acquiring) }
 
+    /// Asks every loop, on its own thread, whether a response is in flight there; `answer` runs
+    /// once every loop has said (on the last one's thread). What a second signal decides on: a
+    /// stop that cuts nothing is clean however early it comes (review 79 #8: within the drain
+    /// delay, with nothing in flight, it said it cut requests and exited 1).
+    public func checkResponsesInFlight(_ answer: @escaping @Sendable (Bool) -> Void) {
+        let asking = Countdown(servers.count)
+        let any = Flag()
+        for box in servers {
+            box.server.loop.execute {
+                if box.server.hasResponseInFlight { any.value.store(true, ordering: .relaxed) }
+                // The last loop's countdown acquires every other loop's store.
+                if asking.finishOne() { answer(any.value.load(ordering: .relaxed)) }
+            }
+        }
+    }
+
     /// Ends the shared store's drain now and stops (a second signal once every response ended:
     /// review 72B #5 read it as requests cut, exit 1, and never said what the store lost).
     public func endStoreDrain() {
@@ -181,6 +197,10 @@ public final class GatewayCluster: Sendable {
 }
 
 /// Counts loops still shutting down; the last one to finish is told so.
+private final class Flag: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
 private final class Countdown: Sendable {
     private let remaining: Atomic<Int>
     init(_ count: Int) { remaining = Atomic(count) }

@@ -247,6 +247,9 @@ public final class GatewayServer {
 
     public var port: Int { server.port }
     public var activeStreams: Int { active.count }
+    /// A completion is running, or a request waits for its response to begin (a limits decision,
+    /// a record lookup): what a forced stop would cut.
+    var hasResponseInFlight: Bool { !active.isEmpty || !server.unansweredRequests.isEmpty }
 
     /// Graceful stop of a gateway on one loop: `stopServing`, then `releaseResources`.
     public func shutdown(completion: @escaping () -> Void = {}) {
