@@ -11,7 +11,8 @@ public struct MockScenario: Equatable, Sendable {
         case slowFirstToken = "slow-first-token"
         /// `deltas` tokens (default 64) every `pace_ms` (default 20), each stamped.
         case paced
-        /// HTTP `status` (default 500) with an OpenAI error body, before any byte of stream.
+        /// HTTP `status` (default 500) with an OpenAI error body, before any byte of stream (with
+        /// `retry_after` or `retry_after_ms`, that header).
         case error
         /// 429 with `Retry-After: retry_after` (default 1), or `retry-after-ms: retry_after_ms`.
         case rateLimited = "rate-limited"
@@ -103,7 +104,7 @@ public struct MockScenario: Equatable, Sendable {
         "truncate": 0...1,
         // Streamed: the answer whole (its finish and usage; no `[DONE]` on OpenAI's wire), then
         // the connection drops (1), or stays open in silence (2): an answer whose transfer broke
-        // or stalled after it was complete.
+        // or stalled after it was complete. Not streamed: the head and half the body, then the same.
         "drop": 0...2,
         // OpenAI's wire: no finish chunk, `[DONE]` all the same.
         "no_finish": 0...1,

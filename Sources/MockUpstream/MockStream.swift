@@ -173,8 +173,21 @@ final class MockStream {
             end(counted: true)
             return
         }
-        writer.respond(status: 200, headers: [("Content-Type", "application/json"), ("x-request-id", "req-\(script.id)")], body: wire.wholeResponse())
-        end(counted: true)
+        let headers = [("Content-Type", "application/json"), ("x-request-id", "req-\(script.id)")]
+        let drop = script.scenario.option("drop", default: 0)
+        guard drop != 0 else {
+            writer.respond(status: 200, headers: headers, body: wire.wholeResponse())
+            end(counted: true)
+            return
+        }
+        // `drop`: the head and half the body, then the connection drops (1) or goes silent (2).
+        let body = wire.wholeResponse()
+        writer.startStream(status: 200, headers: headers)
+        writer.writeStreamChunk(Array(body.prefix(body.count / 2)))
+        if drop == 1 {
+            dropping = true
+            timer?.start(afterMilliseconds: 20)  // once the half has left
+        }
     }
 
     private func end(counted: Bool) {

@@ -240,9 +240,12 @@ public final class MockUpstream {
             return writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: Array(body.utf8))
         case .error:
             let status = scenario.option("status", default: 500)
+            // A wait, when asked for (an overloaded upstream's 503 says how long).
+            let wait = scenario.options["retry_after_ms"].map { ("retry-after-ms", String($0)) }
+                ?? scenario.options["retry_after"].map { ("Retry-After", String($0)) }
             // OpenAI's types: its 4xx are `invalid_request_error`, its 5xx `server_error`.
             return fail(APIError(status: status, type: status < 500 ? "invalid_request_error" : "server_error", code: "mock_error",
-                                 message: "Mock upstream failure (scenario 'error', status \(status))\(echoed)"))
+                                 message: "Mock upstream failure (scenario 'error', status \(status))\(echoed)", headers: wait.map { [$0] } ?? []))
         case .rateLimited:
             let header = scenario.options["retry_after_ms"].map { ("retry-after-ms", String($0)) }
                 ?? ("Retry-After", String(scenario.option("retry_after", default: 1)))

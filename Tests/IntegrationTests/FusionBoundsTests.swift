@@ -88,6 +88,21 @@ import Testing
         #expect(silent.streamError?["code"] == .string("upstream_timeout"), "\(silent.text.suffix(400))")
     }
 
+    /// An outer turn silent for `upstream.idle_timeout_ms` fails when its silence reaches the
+    /// limit, not up to a quarter of it later (review 80A #3: checked on a tick of a quarter of
+    /// the limit, 2 s here failed at 2.5 s; 30 s late with the defaults).
+    @Test(.timeLimit(.minutes(1)))
+    func anOuterTurnsSilenceFailsAtItsLimit() throws {
+        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 2_000 }
+        let started = Date()
+        let silent = try env.chat(#"{"model":"mock/stall:after=1:pace_ms=1","stream":true,"tool_choice":"required","#
+            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"#
+            + #""tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]}"#)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(silent.streamError?["code"] == .string("upstream_timeout"), "\(silent.text.suffix(400))")
+        #expect(elapsed >= 1.99 && elapsed < 2.35, "\(elapsed) s")
+    }
+
     /// `mock/echo` answers with the request it got: as a member and as the judge, it shows what
     /// the gateway asked of them.
     @Test(.timeLimit(.minutes(1)))

@@ -270,6 +270,47 @@ import Testing
 
     /// A stream broken off before its first token (its connection dropped) is not sent again to
     /// the same model, but the next of `models` takes over.
+    /// A whole answer whose body breaks off (or goes silent) after its head reached no client yet:
+    /// the next of `models` answers, as for a stream broken before its first token (review 80A
+    /// #1: a 502 or 504 at once, `models` never tried).
+    @Test(arguments: [(1, false), (2, false), (1, true)])
+    func aWholeAnswerBrokenOffFallsBack(drop: Int, streamed: Bool) throws {
+        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 500 }
+        // A streamed request answered by one whole body (`whole=1`) is collected the same way.
+        let model = "mock/normal:pace_ms=1:drop=\(drop)" + (streamed ? ":whole=1" : "")
+        let body = #"{"model":"\#(model)","models":["mock/normal:pace_ms=1"],"stream":\#(streamed),"messages":[{"role":"user","content":"Hello there"}]}"#
+        let response = try env.chat(body)
+        #expect(response.status == 200, "\(response.text.prefix(300))")
+        let text = streamed ? response.streamedContent : (response.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue ?? "")
+        #expect(text.hasPrefix("This is a simulated answer"), "\(response.text.prefix(300))")
+        #expect(env.mockStats.counts.requests == 2)
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["model"] == .string("mock/normal:pace_ms=1") && record["fallbacks"] == .int(1), "\(record)")
+    }
+
+    /// A Fusion call's whole answer broken off after its head falls back too (review 80A #1: only
+    /// a call that never got a head did).
+    @Test func aFusionCallsWholeAnswerBrokenOffFallsBack() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(#"{"model":"mock/outer:pace_ms=1:whole=1:drop=1","models":["mock/outer:pace_ms=1"],"stream":true,"#
+            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"#
+            + #""tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1"]}}]}"#)
+        #expect(response.status == 200 && response.streamError == nil, "\(response.text.suffix(400))")
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        let first = try #require(record["inner_calls"]?.arrayValue?.first)
+        #expect(first["role"] == .string("outer") && first["fallbacks"] == .int(1) && first["error"] == .null, "\(first)")
+    }
+
+    /// A 503 whose wait is longer than the gateway waits was tried once: the client's SDK may
+    /// retry it when it likes, as for such a 429 (review 80A #4: `x-should-retry: false`).
+    @Test func aServerErrorWithATooLongWaitIsTheClientsToRetry() throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/error:status=503:retry_after=30", stream: false))
+        #expect(response.status == 503 && response.header("retry-after") == "30", "\(response.text)")
+        #expect(response.header("x-should-retry") == nil, "one attempt: the client's retry is the only one")
+        #expect(env.mockStats.counts.requests == 1)
+    }
+
     @Test func aStreamBrokenBeforeItsFirstTokenFallsBack() throws {
         let env = try TestEnvironment()
         let body = #"{"model":"mock/disconnect:after=0:first_ms=20:pace_ms=1","models":["mock/normal:pace_ms=1"],"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#

@@ -27,7 +27,6 @@ final class InnerCall {
     private let request: ModelRequest
     private let extraHeaders: [(String, String)]
     private let upstream: GatewayConfig.Upstream
-    private let channel: FanInChannel
     private let client: UpstreamClient
     private let redactor: Redactor
     private var transfer: UpstreamTransfer?
@@ -48,9 +47,7 @@ final class InnerCall {
     private var idleCheck: LoopTimer?
     /// Armed once the decoder knows the answer is whole but its end has not come (`endIfWhole`).
     private var wholeTimer: LoopTimer?
-    /// Records not yet accepted by the channel, oldest first.
-    private var spill: [(UInt8, [UInt8])] = []
-    private var waitingForSpace = false
+    private let outbox: InnerCallOutbox
     private let metrics: GatewayMetrics?
     private var latency: ProviderLatencyMeter
     /// For the call's record: upstream requests made, the last status, when it started.
@@ -86,14 +83,23 @@ final class InnerCall {
         self.extraHeaders = extraHeaders
         self.upstream = upstream
         self.redactor = redactor
-        self.channel = channel
         self.producer = producer
+        outbox = InnerCallOutbox(channel: channel, producer: producer, loop: client.loop)
         self.budget = budget
         maxOutputBytes = request.maxOutputTokens.map { tokens in
             let (bytes, overflow) = Int(clamping: tokens).multipliedReportingOverflow(by: 16)
             return max(64 * 1024, overflow ? .max : bytes)
         }
         decoder = routes[0].provider.streamDecoder(maxEventBytes: upstream.maxEventBytes, redactor: redactor)
+        outbox.onSpace = { [weak self] in
+            guard let self else { return }
+            lastUpstreamActivity = client.loop.nowMilliseconds  // its silence counts from now
+            transfer?.resume()
+        }
+        outbox.onTooLarge = { [weak self] in
+            guard let self else { return }
+            fail(.upstreamProtocol("\(route.endpoint.name) sent an event larger than the fan-in buffer"), .invalidResponse)
+        }
         guard !client.isClosed else {
             // This loop is shutting down: the session learns it like any unreachable upstream.
             fail(.upstreamUnavailable("the gateway is shutting down", code: "shutting_down", status: 503), .unreachable)
@@ -110,10 +116,11 @@ final class InnerCall {
             timer.start(afterMilliseconds: timeoutMilliseconds)
             self.timer = timer
         } else {
+            // One shot, re-armed for when the silence would reach the limit (review 80A #3: a
+            // tick of a quarter of it fired up to 25% late).
             let idle = upstream.idleTimeoutMilliseconds
-            let tick = max(idle / 4, 10)
             let idleCheck = LoopTimer(loop: client.loop) { [unowned self] in checkSilence(idle) }
-            idleCheck.start(afterMilliseconds: tick, repeatMilliseconds: tick)
+            idleCheck.start(afterMilliseconds: idle)
             self.idleCheck = idleCheck
         }
         startAttempt()
@@ -203,7 +210,7 @@ final class InnerCall {
     func cancel() {
         guard !finished else { return }
         stop()
-        spill.removeAll()
+        outbox.discard()
     }
 
     private func stop() {
@@ -223,9 +230,16 @@ final class InnerCall {
     /// would (retried or fallen back from before any output). Not between attempts (a retry's
     /// wait), nor while paused for the session's channel (the silence is the gateway's).
     private func checkSilence(_ idle: UInt64) {
-        guard !finished, !waitingForSpace, let transfer, !transfer.isPaused else { return }
+        guard !finished else { return }
+        guard !outbox.isWaitingForSpace, let transfer, !transfer.isPaused else {
+            idleCheck?.start(afterMilliseconds: idle)  // a whole limit later
+            return
+        }
         let silent = client.loop.nowMilliseconds &- lastUpstreamActivity
-        guard silent >= idle else { return }
+        guard silent >= idle else {
+            idleCheck?.start(afterMilliseconds: idle - silent)  // when the silence would reach it
+            return
+        }
         transfer.cancel()
         self.transfer = nil
         didComplete(.timedOut("no data from the upstream for \(silent) ms"))
@@ -236,12 +250,12 @@ final class InnerCall {
         guard !finished else { return true }
         lastUpstreamActivity = client.loop.nowMilliseconds
         let decoding = (200..<300).contains(status) && !wholeBody
-        if decoding && !spill.isEmpty {
+        if decoding && outbox.isBlocked {
             // Paused: curl delivers these bytes again once the channel drains; they are counted
             // (and spent from the deliberation's budget) then, once. A pause is counted as the
             // proxy's are (a slow client holding a deliberation back).
             metrics?.backpressurePauses.increment()
-            waitForSpace()
+            outbox.waitForSpace()
             return false
         }
         receivedBytes += bytes.count
@@ -359,7 +373,7 @@ final class InnerCall {
     /// transfer broke, went silent, or the deadline came): a member or judge that answered in
     /// full and then stayed silent failed at its deadline, its answer lost (review 75B #1).
     private func endIfWhole() -> Bool {
-        guard !finished, (200..<300).contains(status), !wholeBody, spill.isEmpty, decoder.answerIsWhole else { return false }
+        guard !finished, (200..<300).contains(status), !wholeBody, !outbox.isBlocked, decoder.answerIsWhole else { return false }
         transfer?.cancel()
         transfer = nil
         endOfStream()
@@ -399,7 +413,14 @@ final class InnerCall {
             case .couldNotConnect, .couldNotResolve, .outOfDescriptors: connectFailed = true  // nothing was sent
             default: break
             }
-            if status == 0, retryOrFallBack(status: nil, connectFailed: connectFailed) { return }
+            // Before any event went to the session (`retryOrFallBack` checks): no head, or a head
+            // whose body broke off or went silent, a whole answer's or an error's (review 80A #1:
+            // only the first was retried): an error's by its status, as the proxy does.
+            let failedStatus = status == 0 || (200..<300).contains(status) ? nil : route.provider.meaningOfStatus(status, body: errorBody)
+            if retryOrFallBack(status: failedStatus, connectFailed: connectFailed,
+                               retryHeaders: failedStatus == nil ? nil : route.provider.retryHeaders(status: status, body: errorBody, headers: headers)) {
+                return
+            }
             let error = UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
             switch failure {
             case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
@@ -459,39 +480,5 @@ final class InnerCall {
         emit(InnerCallRecord.failed, InnerCallRecord.encodeFailure(error, reason, summary))
     }
 
-    /// Pushes in order; once one record waits, every later one waits behind it.
-    private func emit(_ kind: UInt8, _ bytes: [UInt8]) {
-        if spill.isEmpty, bytes.withUnsafeBytes({ channel.push(producer: producer, kind: kind, bytes: $0) }) == .pushed { return }
-        spill.append((kind, bytes))
-        waitForSpace()
-    }
-
-    private func waitForSpace() {
-        guard !waitingForSpace else { return }
-        waitingForSpace = true
-        channel.resumeWhenSpace(on: client.loop, retryWhenSpace)
-    }
-
-    /// Made once: a slow consumer pauses a call every few records, and a closure made per pause
-    /// would be an allocation each time.
-    private lazy var retryWhenSpace: () -> Void = { [weak self] in self?.retrySpill() }
-
-    /// On the call's loop, once the consumer freed space.
-    private func retrySpill() {
-        waitingForSpace = false
-        while let (kind, bytes) = spill.first {
-            let result = bytes.withUnsafeBytes { channel.push(producer: producer, kind: kind, bytes: $0) }
-            if result == .pushed {
-                spill.removeFirst()
-            } else if result == .tooLarge {
-                spill.removeFirst()  // a record larger than the whole ring: report it as a failure
-                fail(.upstreamProtocol("\(route.endpoint.name) sent an event larger than the fan-in buffer"), .invalidResponse)
-            } else {
-                waitForSpace()
-                return
-            }
-        }
-        lastUpstreamActivity = client.loop.nowMilliseconds  // its silence counts from now
-        transfer?.resume()
-    }
+    private func emit(_ kind: UInt8, _ bytes: [UInt8]) { outbox.push(kind, bytes) }
 }

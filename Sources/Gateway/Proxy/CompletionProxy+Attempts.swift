@@ -107,12 +107,13 @@ extension CompletionProxy {
 
     /// Whether the official SDKs' own retries (of 408/409/429/5xx) could help: not once the
     /// gateway has retried and fallen back itself (they would stack: 3 × 3 attempts), nor for
-    /// errors about the request. A 429 the gateway did not wait for (its `Retry-After` was too
-    /// long) is the client's to retry when it likes, as is the gateway's own "full, retry
-    /// shortly" (`collected_bytes_limit`, which no retry of the gateway's could have helped).
+    /// errors about the request. A 429 or 5xx the gateway did not wait for (its `Retry-After` was
+    /// too long: review 80A #4 for the 5xx) is the client's to retry when it likes, as is the
+    /// gateway's own "full, retry shortly" (`collected_bytes_limit`, which no retry of the
+    /// gateway's could have helped).
     func clientRetryCanHelp(_ error: APIError) -> Bool {
         guard [408, 409, 429, 500, 502, 503, 504].contains(error.status) else { return false }
-        if error.status == 429 && accounting.attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
+        if accounting.attempts == 1 && error.headers.contains(where: { $0.0.lowercased().hasPrefix("retry-after") }) {
             return true
         }
         if error.code == "collected_bytes_limit" { return true }

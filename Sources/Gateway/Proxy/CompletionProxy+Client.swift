@@ -54,9 +54,19 @@ extension CompletionProxy {
     }
 
     func checkUpstreamIdle() {
-        guard let transfer, !transfer.isPaused else { return }  // a paused transfer waits for the client
+        let limit = settings.idleTimeoutMilliseconds
+        // Nothing to time (a retry's wait; a paused transfer waits for the client): looked at
+        // again a whole limit later. Not yet silent long enough: looked at again when it would be.
+        // (The streams' watchdog ticks; a non-streamed request's one-shot check is re-armed.)
+        guard let transfer, !transfer.isPaused else {
+            idleCheck?.start(afterMilliseconds: limit)
+            return
+        }
         let idle = client.loop.nowMilliseconds &- lastUpstreamActivity
-        guard idle >= settings.idleTimeoutMilliseconds else { return }
+        guard idle >= limit else {
+            idleCheck?.start(afterMilliseconds: limit - idle)
+            return
+        }
         transfer.cancel()
         self.transfer = nil
         // Reported as if curl had timed out.

@@ -128,9 +128,11 @@ final class CompletionProxy<Request: ProxyRequest> {
                 sendKeepAlive: { [unowned self] in sendKeepAlive() },
                 dropClient: { [unowned self] in dropSlowClient() })
         } else {
-            let tick = max(settings.idleTimeoutMilliseconds / 4, 10)
+            // One shot, re-armed for when the silence would reach the limit (`checkUpstreamIdle`):
+            // a tick of a quarter of the limit fired up to 25% late, 30 s with the defaults
+            // (review 80A #3).
             let timer = LoopTimer(loop: loop) { [unowned self] in checkUpstreamIdle() }
-            timer.start(afterMilliseconds: tick, repeatMilliseconds: tick)
+            timer.start(afterMilliseconds: settings.idleTimeoutMilliseconds)
             idleCheck = timer
         }
     }
@@ -307,6 +309,12 @@ final class CompletionProxy<Request: ProxyRequest> {
         case .collecting(let status, let headers, let body, _):
             defer { releaseHeld() }  // converted (or failed) by the end of this
             if let failure {
+                // Broken off or silent before its body was whole: nothing reached the client, so
+                // retried or fallen back from as a stream broken before its first token is (a
+                // 2xx's) or as its status says (an error's whose body never came: review 80A #1).
+                let ok = (200..<300).contains(status)
+                if retryOrFallBack(status: ok ? nil : route.provider.meaningOfStatus(status, body: body), connectFailed: false,
+                                   headers: ok ? [] : route.provider.retryHeaders(status: status, body: body, headers: headers)) { return }
                 fail(UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: true))
             } else if !(200..<300).contains(status) {
                 let meant = route.provider.meaningOfStatus(status, body: body)
