@@ -257,6 +257,30 @@ import Testing
         #expect(edged.contains(#""beyond":null"#) && !edged.contains(#""within":null"#), "\(edged.prefix(200))")
     }
 
+    /// A whole answer's bytes that are not UTF-8 and its lone surrogate escapes become U+FFFD,
+    /// as a stream's do (review 80B #1: passed through, the OpenAI SDK raised UnicodeDecodeError);
+    /// valid text, escapes and pairs are kept byte for byte.
+    @Test func aWholeAnswersInvalidTextIsRepaired() throws {
+        func rewritten(_ content: [UInt8]) throws -> [UInt8] {
+            let body = Array(#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":""#.utf8)
+                + content + Array(#""},"finish_reason":"stop"}]}"#.utf8)
+            return try #require(ChatCompletionBody.rewriting(body, id: "gen-1", model: "m", created: 1))
+        }
+        let cases: [([UInt8], String)] = [
+            ([0x41, 0xFF, 0x42], "A\u{FFFD}B"), ([0x41, 0xC0, 0xAF], "A\u{FFFD}\u{FFFD}"), ([0xED, 0xA0, 0x80], "\u{FFFD}\u{FFFD}\u{FFFD}"),
+            ([0xF0, 0x9F, 0x98], "\u{FFFD}"), (Array(#"A\ud800B"#.utf8), "A\u{FFFD}B"), (Array(#"\ude00\ud83d"#.utf8), "\u{FFFD}\u{FFFD}"),
+            (Array(#"\ud83d\ude00 é \u00e9"#.utf8), "😀 é é"),
+        ]
+        for (content, expected) in cases {
+            let out = try rewritten(content)
+            #expect(out.withUnsafeBytes { UTF8Validation.firstInvalidOffset($0) } == nil, "\(content)")
+            let parsed = try JSONValue.parse(out)
+            #expect(parsed["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue == expected, "\(content)")
+        }
+        let clean = Array(#"plain \ud83d\ude00 text"#.utf8)
+        #expect(try rewritten(clean).count == (try rewritten(Array("x".utf8))).count + clean.count - 1, "clean bytes kept as sent")
+    }
+
     /// A whole answer's calls sharing one id each get their own (review 68A #2).
     @Test func aWholeAnswersSharedToolCallIDsAreMadeUnique() throws {
         let body = #"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call","type":"function","function":{"name":"f","arguments":"{}"}},{"id":"call","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#

@@ -5,8 +5,9 @@ import Providers
 /// `chat.completion`, with the completion's own `id` and the model the client asked for.
 public enum ChatCompletionBody {
     /// An OpenAI-format body relayed with `id`, `model` and `created` replaced and its usage's
-    /// `cost` rounded as the gateway states costs (everything else kept byte for byte); nil when
-    /// it is not a JSON object.
+    /// `cost` rounded as the gateway states costs (everything else kept byte for byte, but bytes
+    /// that are not UTF-8 and lone surrogate escapes, which become U+FFFD as on every other route:
+    /// review 80B #1, the SDK raised `UnicodeDecodeError`); nil when it is not a JSON object.
     public static func rewriting(_ body: [UInt8], id: String, model: String, created: Int) -> [UInt8]? {
         var idValue: [UInt8] = []
         JSONWriting.appendString(id, to: &idValue)
@@ -37,7 +38,10 @@ public enum ChatCompletionBody {
         let ok = body.withUnsafeBytes {
             JSONScanner.appendObject($0, leading: leading, to: &out)
         }
-        return ok ? out : nil
+        guard ok else { return nil }
+        SSERelay.repairUTF8(&out, from: 0)
+        SSERelay.repairSurrogateEscapes(&out, from: 0)
+        return out
     }
 
     /// An OpenAI-format whole answer to a streamed request (some servers ignore `stream`), as the
