@@ -78,12 +78,26 @@ struct ReadableText: Sendable {
                 // follows, unless that can go now (review 48 Fusion #4: a list item of Chinese,
                 // or a long token, after "- " waited for its line's end).
             }
-            if text.utf8.count >= Self.longWordBytes || Self.endsInSpacelessScript(text)
-                || time - (buffer.halfWordSince ?? time) >= Self.halfWordMilliseconds - 1 {
+            let waitedLong = time - (buffer.halfWordSince ?? time) >= Self.halfWordMilliseconds - 1
+            if text.utf8.count >= Self.longWordBytes || Self.endsInSpacelessScript(text) || waitedLong {
                 // Chinese, Japanese, Korean, Thai: any character boundary is a place to break
                 // (review 19 F8: such text waited for 80 bytes, ~400 ms a line); a run without
-                // spaces that has waited ~300 ms goes out as it is (review 20 B6).
+                // spaces that has waited ~300 ms goes out as it is (review 20 B6). A last
+                // character the next delta may still extend waits for it, as a half word does
+                // (review 80B #3: a line began with a lone sound mark or flag half, or ended in a
+                // ZWJ).
                 let shown = text.trimmingPrefix { $0.isWhitespace }
+                if !waitedLong, let last = shown.indices.last, Self.mayGrow(shown[last]) {
+                    let before = shown[..<last]
+                    // A character held alone keeps its wait: it goes out within a half word's time.
+                    var held = Buffer(text: String(shown[last...]), since: time, halfWordSince: buffer.halfWordSince ?? time)
+                    if !before.allSatisfy(\.isWhitespace) {
+                        pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(before)))
+                        held.halfWordSince = time
+                    }
+                    buffers[key] = held
+                    continue
+                }
                 if !shown.allSatisfy(\.isWhitespace) { pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(shown))) }
                 buffers[key] = nil
             } else {
@@ -92,6 +106,17 @@ struct ReadableText: Sendable {
             }
         }
         return pieces
+    }
+
+    /// Whether the next delta may still extend `character`: an emoji (a skin tone, a variation
+    /// selector, a ZWJ and another emoji, a flag's second half may follow), a ZWJ, or a character
+    /// of a script written without spaces (a sound mark may follow kana, a jamo a syllable). A
+    /// Latin letter is not held: models write composed text, and holding it would cut a word at
+    /// a line's end.
+    static func mayGrow(_ character: Character) -> Bool {
+        // From U+2000: digits, `#` and `*` have the emoji property too.
+        character.unicodeScalars.contains { $0.value == 0x200D || ($0.properties.isEmoji && $0.value >= 0x2000) }
+            || endsInSpacelessScript(String(character))
     }
 
     /// Whether the text's last character is of a script written without spaces between words.

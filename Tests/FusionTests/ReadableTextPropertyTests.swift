@@ -1,4 +1,5 @@
 @testable import Fusion
+import Foundation
 import Testing
 
 /// `ReadableText` over random deltas and ticks: nothing a member wrote is lost, duplicated or
@@ -63,5 +64,34 @@ import Testing
         }
         #expect(text.isEmpty)
         #expect(longestWait <= 700, "a piece waited \(longestWait) ms (seed \(seed))")
+    }
+
+    /// A piece shown at its time (a long run, a spaceless script) keeps back a last character
+    /// the next delta may extend: no line begins with a lone sound mark, a skin tone or the
+    /// second half of a flag, none ends inside a ZWJ sequence (review 80B #3). (A Latin letter
+    /// is not held: a decomposed accent after a long run is the one split left.)
+    @Test func piecesNeverSplitACharacter() {
+        let splits: [(String, String)] = [
+            ("日本", "\u{3099} dakuten\n"),
+            (String(repeating: "w", count: 40) + "👍", "\u{1F3FD} tone\n"),
+            (String(repeating: "y", count: 40) + "👩\u{200D}", "👧 zwj\n"),
+            (String(repeating: "z", count: 40) + "🇫", "🇷 flag\n"),
+        ]
+        for (first, second) in splits {
+            var text = ReadableText()
+            var pieces = text.add(index: 0, reasoning: false, first, at: 0)
+            pieces += text.flushDue(at: 100)
+            pieces += text.add(index: 0, reasoning: false, second, at: 150)
+            pieces += text.flushDue(at: 200)
+            pieces += text.flush(index: 0)
+            #expect(pieces.map(\.text).joined() == (first + second).trimmingCharacters(in: .newlines), "\(pieces)")
+            let whole = Array((first + second).trimmingCharacters(in: .newlines))
+            #expect(pieces.allSatisfy { piece in piece.text.allSatisfy { whole.contains($0) } }, "a character cut: \(pieces.map(\.text))")
+        }
+        // A held character alone still goes out within a half word's time.
+        var text = ReadableText()
+        var pieces = text.add(index: 0, reasoning: false, "水", at: 0)
+        for tick in stride(from: 100.0, through: 500, by: 100) { pieces += text.flushDue(at: tick) }
+        #expect(pieces.map(\.text) == ["水"] && text.isEmpty)
     }
 }

@@ -141,9 +141,10 @@ import Testing
         let members = started(m.start(at: 0))
         _ = m.handle(.callEvent(members[0].id, .text("城市应该")), at: 1)
         _ = m.handle(.callEvent(members[1].id, .text("Unfinishe")), at: 2)
-        #expect(texts(m.handle(.timerFired(.readableText), at: 101)) == ["0:城市应该"])
+        // Each piece keeps its last character for the next (a sound mark may follow: review 80B #3).
+        #expect(texts(m.handle(.timerFired(.readableText), at: 101)) == ["0:城市应"])
         _ = m.handle(.callEvent(members[0].id, .text("禁止汽车吗")), at: 110)
-        #expect(texts(m.handle(.timerFired(.readableText), at: 211)) == ["0:禁止汽车吗"], "p/b's half word still waits")
+        #expect(texts(m.handle(.timerFired(.readableText), at: 211)) == ["0:该禁止汽车"], "p/b's half word still waits")
         _ = m.handle(.callEvent(members[1].id, .text("dAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")), at: 212)
         #expect(texts(m.handle(.timerFired(.readableText), at: 312)) == ["1:UnfinishedAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
     }
@@ -168,12 +169,13 @@ import Testing
         let members = started(m.start(at: 0))
         _ = m.handle(.callEvent(members[0].id, .text("- 水平线")), at: 1)
         _ = m.handle(.callEvent(members[1].id, .text("1. " + String(repeating: "A", count: 40))), at: 2)
-        #expect(texts(m.handle(.timerFired(.readableText), at: 102)) == ["0:- 水平线", "1:1. " + String(repeating: "A", count: 40)])
-        _ = m.handle(.callEvent(members[0].id, .text("- Hel")), at: 110)
+        // The last ideograph waits for the next piece (a sound mark may follow: review 80B #3).
+        #expect(texts(m.handle(.timerFired(.readableText), at: 102)) == ["0:- 水平", "1:1. " + String(repeating: "A", count: 40)])
+        _ = m.handle(.callEvent(members[1].id, .text("- Hel")), at: 110)
         #expect(texts(m.handle(.timerFired(.readableText), at: 210)).isEmpty, "half an English word after a marker waits")
         #expect(texts(m.handle(.timerFired(.readableText), at: 310)).isEmpty)
-        #expect(texts(m.handle(.timerFired(.readableText), at: 410)).isEmpty)
-        #expect(texts(m.handle(.timerFired(.readableText), at: 510)) == ["0:- Hel"], "for ~300 ms at most (as any half word)")
+        #expect(texts(m.handle(.timerFired(.readableText), at: 410)) == ["0:线"], "a held character waits ~300 ms at most")
+        #expect(texts(m.handle(.timerFired(.readableText), at: 510)) == ["1:- Hel"], "for ~300 ms at most (as any half word)")
     }
 
     @Test func programsGetNoReadablePieces() throws {
