@@ -251,6 +251,8 @@ import Testing
         let calls = try #require(record["inner_calls"]?.arrayValue)
         let cut = try #require(calls.first { $0["usage_estimated"] == .bool(true) }, "\(calls)")
         #expect((cut["usage"]?["cost"]?.doubleValue ?? 0) > 0, "\(cut)")
+        // The call the session cut keeps what its upstream said of it (review 81A #3: no status, no ids).
+        #expect(cut["cancelled"] == .bool(true) && cut["status"] == .int(200) && (cut["upstream_request_id"]?.stringValue ?? "").hasPrefix("req-"), "\(cut)")
         let sum = calls.compactMap { $0["usage"]?["cost"]?.doubleValue }.reduce(0, +)
         let total = record["usage"]?["cost"]?.doubleValue ?? record["total_cost"]?.doubleValue ?? -1
         #expect(abs(sum - total) < 1e-9, "calls \(sum), record \(total)")

@@ -301,6 +301,35 @@ import Testing
         #expect(first["role"] == .string("outer") && first["fallbacks"] == .int(1) && first["error"] == .null, "\(first)")
     }
 
+    /// A stream broken before its first token, or a whole body after its head, with no fallback:
+    /// tried once (the gateway does not retry what the upstream may have taken), so the client's
+    /// SDK may retry it (review 81B #1: `x-should-retry: false`, and nobody retried).
+    @Test(arguments: ["mock/disconnect:after=0:first_ms=20:pace_ms=1", "mock/normal:pace_ms=1:drop=1"])
+    func aConnectionBrokenBeforeTheAnswerIsTheClientsToRetry(model: String) throws {
+        let env = try TestEnvironment()
+        let response = try env.chat(TestEnvironment.chatBody(model: model, stream: !model.contains("drop")))
+        #expect(response.status == 502, "\(response.text.prefix(300))")
+        #expect(response.header("x-should-retry") == nil, "one attempt: the client's retry is the only one")
+        #expect(env.mockStats.counts.requests == 1)
+    }
+
+    /// Every attempt is timed: a fallback after an idle timeout times out in its turn, not never
+    /// (review 81A #1: the one-shot check that cut the first attempt was not armed again, and a
+    /// silent fallback held the request until its client gave up), for a proxied request and a
+    /// Fusion outer turn alike.
+    @Test(.timeLimit(.minutes(1)))
+    func aFallbackAfterATimeoutIsTimedToo() throws {
+        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 400 }
+        let started = Date()
+        let proxied = try env.chat(#"{"model":"mock/stall","models":["mock/stall:pace_ms=2"],"stream":false,"messages":[{"role":"user","content":"Hello there"}]}"#)
+        #expect(proxied.status == 504 && Date().timeIntervalSince(started) < 5, "\(proxied.status) after \(Date().timeIntervalSince(started)) s")
+        let again = Date()
+        let fusion = try env.chat(#"{"model":"mock/stall:after=0","models":["mock/stall:after=0:pace_ms=2"],"stream":false,"#
+            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion"}]}"#)
+        #expect(fusion.status == 504 && Date().timeIntervalSince(again) < 5, "\(fusion.status) after \(Date().timeIntervalSince(again)) s")
+        #expect(env.mockStats.counts.requests == 4)
+    }
+
     /// A 503 whose wait is longer than the gateway waits was tried once: the client's SDK may
     /// retry it when it likes, as for such a 429 (review 80A #4: `x-should-retry: false`).
     @Test func aServerErrorWithATooLongWaitIsTheClientsToRetry() throws {
@@ -440,7 +469,7 @@ import Testing
         #expect(response.status == 200)
         #expect(response.comments.contains { $0.contains("analysis ready") }, "the deliberation completed")
         #expect(response.streamError?["message"]?.stringValue?.contains("Provider disconnected") == true)
-        #expect(response.streamError?["code"] == .string("upstream_error"))
+        #expect(response.streamError?["code"] == .string("server_error"), "the upstream's code, as OpenRouter sends it")
         #expect(response.text.hasSuffix("data: [DONE]\n\n"))
         let record = try #require(try env.generation(response.header("x-generation-id")))
         #expect(record["router"] == .string("openrouter/fusion") && record["entry_point"] == .string("fusion"))

@@ -112,7 +112,8 @@ import Testing
         guard case .error(let error)? = failed.events.last else { Issue.record("\(vendor): \(failed.events)"); return }
         #expect(failed.end == .complete)
         #expect(error.status == (vendor == .openAI ? 502 : 503), "\(vendor): \(error)")
-        #expect(error.code == ["overloaded", "unavailable", "upstream_error"][[.anthropic, .gemini, .openAI].firstIndex(of: vendor)!])
+        // OpenAI's wire: OpenRouter's `server_error` code, kept (review 81B #2).
+        #expect(error.code == ["overloaded", "unavailable", "server_error"][[.anthropic, .gemini, .openAI].firstIndex(of: vendor)!])
         #expect(Answer(failed.events).text == script.steps.prefix(3).map { if case .content(let text) = $0 { text } else { "" } }.joined())
 
         #expect(throws: StreamDecodingError.self) {

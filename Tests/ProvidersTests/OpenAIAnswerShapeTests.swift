@@ -65,4 +65,24 @@ import Testing
         let (relayed, _) = try ProviderFixtures.decode([Array(relay.utf8)], with: provider)
         #expect(relayed.filter { if case .text = $0 { true } else { false } } == [.text("a"), .text("b")], "\(relayed)")
     }
+
+    /// An in-band error's status: OpenRouter's numeric code, LiteLLM's digit string, else what
+    /// OpenAI's labels say; its type and code reach the client (review 81B #2: each was a 502
+    /// `upstream_error`, retried, a context too long included).
+    @Test func inBandErrorsKeepTheirStatusAndLabels() throws {
+        let cases: [(String, Int, String)] = [
+            (#"{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}"#, 400, "context_length_exceeded"),
+            (#"{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}"#, 429, "rate_limited"),
+            (#"{"message":"x","type":"None","param":"None","code":"429"}"#, 429, "rate_limited"),
+            (#"{"message":"x","type":"None","code":"400"}"#, 400, "400"),
+            (#"{"message":"no credit","type":"insufficient_quota","code":"insufficient_quota"}"#, 402, "insufficient_quota"),
+            (#"{"message":"down","code":503}"#, 503, "503"),
+            (#"{"message":"boom","type":"server_error","code":"4290"}"#, 502, "4290"),
+            (#"{"message":"boom"}"#, 502, "upstream_error"),
+        ]
+        for (text, status, code) in cases {
+            let error = OpenAICompatibleProvider.streamError(try JSONValue.parse(Array(text.utf8)), redactor: .none)
+            #expect(error.status == status && error.code == code, "\(text): \(error.status) \(error.type) \(error.code)")
+        }
+    }
 }

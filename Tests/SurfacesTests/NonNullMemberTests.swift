@@ -69,4 +69,25 @@ import Testing
         }
         return false
     }
+
+    /// `hasIndexOtherThanZero` against a parse of random chunks (review 81B #3).
+    @Test func theIndexScanAgreesWithAParse() throws {
+        // The scan against the parse: any choice's `index` member that is not the integer 0 (an
+        // `"index"` inside a string value is no member); never a chunk the parse would refuse let
+        // through.
+        var generator = SystemRandomNumberGenerator()
+        let values = ["0", "1", " 0", "0 ", "\"0\"", "0.0", "-0", "10", "null", "[0]", "{}"]
+        for _ in 0..<500 {
+            let parts = (0..<Int.random(in: 1...3, using: &generator)).map { _ in
+                #"{"index":\#(values.randomElement(using: &generator)!),"delta":{"content":"a\"index\":1"}}"#
+            }
+            let text = #"{"choices":[\#(parts.joined(separator: ","))]}"#
+            let parsed = try JSONValue.parse(Array(text.utf8))
+            let expected = parsed["choices"]?.arrayValue?.contains { $0["index"] != .int(0) } ?? false
+            let scanned = Array(text.utf8).withUnsafeBytes { $0.hasIndexOtherThanZero() }
+            // `-0` is read as 0 by the parse: the scan leaves it to the parse (safe, rare).
+            #expect(text.contains("-0") ? (scanned || !expected) : scanned == expected, "\(text)")
+        }
+    }
+
 }

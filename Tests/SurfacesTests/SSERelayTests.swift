@@ -100,7 +100,7 @@ import Testing
         (#"{"choices":[{"index":0,"delta":{"role":"assistant","content":" "}}]}"#, true),
         (#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}"#, true),
         (#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":""}}]}}]}"#, true),
-        (#"{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{"reasoning":"hm"}}]}"#, true),
+        (#"{"choices":[{"index":0,"delta":{"reasoning":"hm"}}]}"#, true),  // (choice 1 with one choice asked: refused, review 81B #3)
     ])
     func chunksThatSayNothingAreHeldAndAloneAreNoAnswer(chunk: String, answers: Bool) {
         let result = relayAll([Array("data: \(chunk)\n\ndata: [DONE]\n\n".utf8)])
@@ -257,6 +257,25 @@ import Testing
         #expect(edged.contains(#""beyond":null"#) && !edged.contains(#""within":null"#), "\(edged.prefix(200))")
     }
 
+    /// With one choice asked for, a chunk of another choice is the upstream's broken stream, also
+    /// when it carries only content (review 81B #3: not parsed, it was relayed and the SDK merged
+    /// it into the answer); choice 0's chunks, with `index` written any JSON way, still pass.
+    @Test func anotherChoicesContentChunkIsRefusedWithOneChoiceAsked() throws {
+        let first = #"data: {"id":"x","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"# + "\n\n"
+        for hostile in [#""index":1"#, #""index": 2"#, #""index":"0""#, #""index":0.0"#, #""index":-1"#, #""index":01"#] {
+            let chunk = #"data: {"id":"x","choices":[{\#(hostile),"delta":{"content":" there"},"finish_reason":null}]}"# + "\n\n"
+            let result = relayAll([Array(first.utf8), Array(chunk.utf8)])
+            guard case .failed(let error) = result.outcome else { Issue.record("\(hostile): \(result.outcome)"); continue }
+            #expect(error.code == "upstream_protocol_error" && !result.output.contains("there"), "\(hostile): \(result.output)")
+        }
+        for fine in [#""index":0"#, #""index" : 0 "#, #""index":0}"#] {
+            let body = fine.hasSuffix("}") ? #"{"delta":{"content":" there"},"finish_reason":null,\#(fine)"# : #"{\#(fine),"delta":{"content":" there"},"finish_reason":null}"#
+            let chunk = #"data: {"id":"x","choices":[\#(body)]}"# + "\n\n"
+            let result = relayAll([Array(first.utf8), Array(chunk.utf8), Array("data: [DONE]\n\n".utf8)])
+            #expect(result.output.contains("there"), "\(fine): \(result.output)")
+        }
+    }
+
     /// A whole answer's bytes that are not UTF-8 and its lone surrogate escapes become U+FFFD,
     /// as a stream's do (review 80B #1: passed through, the OpenAI SDK raised UnicodeDecodeError);
     /// valid text, escapes and pairs are kept byte for byte.
@@ -349,8 +368,13 @@ import Testing
             guard case .failed(let error) = relay.outcome else { Issue.record("\(index): \(relay.outcome)"); continue }
             #expect(error.code == "upstream_protocol_error", "\(index): \(error)")
         }
-        // With one choice asked for, the first finish of any choice is the end, as before.
-        #expect(relayAll([Array((chunk(0, "A", "stop") + chunk(1, "B", nil) + "data: [DONE]\n\n").utf8)]).outcome == .done)
+        // With one choice asked for, a chunk of choice 1 is the upstream's broken stream, even one
+        // that only carries content (review 81B #3: relayed, the SDK merged it).
+        guard case .failed(let one) = relayAll([Array((chunk(0, "A", "stop") + chunk(1, "B", nil) + "data: [DONE]\n\n").utf8)]).outcome else {
+            Issue.record("choice 1 with one asked for was relayed")
+            return
+        }
+        #expect(one.code == "upstream_protocol_error", "\(one)")
     }
 
     /// `[DONE]` followed by white space is the sentinel still (OpenAI's SDKs read it so).

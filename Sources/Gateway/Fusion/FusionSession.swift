@@ -171,7 +171,7 @@ final class FusionSession<Renderer: FusionRenderer> {
             callLog.promptUsage(producer, InnerCallRecord.decodeUsage(bytes))
             return
         case InnerCallRecord.accepted:
-            callLog.accepted(producer)
+            callLog.accepted(producer, InnerCallRecord.decodeAccepted(bytes))
             return
         default:
             guard let modelEvent = opaque.event(from: producer, kind: kind, bytes) else { return }

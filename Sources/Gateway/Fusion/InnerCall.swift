@@ -131,6 +131,7 @@ final class InnerCall {
         summary.attempts += 1
         summary.route = candidate
         lastUpstreamActivity = client.loop.nowMilliseconds
+        idleCheck?.start(afterMilliseconds: upstream.idleTimeoutMilliseconds)  // each attempt timed from its start (review 81A #1)
         status = 0
         summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
         (summary.upstreamID, summary.upstreamRequestID) = (nil, nil)  // and its ids
@@ -160,7 +161,7 @@ final class InnerCall {
             wholeBody = (200..<300).contains(status)
                 && !UpstreamHead.isEventStream(headers)
             // The upstream took the prompt: a call cut from here on is charged for it.
-            if (200..<300).contains(status) { emit(InnerCallRecord.accepted, []) }
+            if (200..<300).contains(status) { emit(InnerCallRecord.accepted, InnerCallRecord.encodeAccepted(summary)) }
         }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }

@@ -110,10 +110,13 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         close(id, summary: summary, error: RecordError(error, redactor: redactor), at: now)
     }
 
-    /// The call's upstream answered 2xx.
-    func accepted(_ id: CallID) {
+    /// The call's upstream answered 2xx. What it said of itself so far (its status, request id,
+    /// which route answered) is the record's until the call's end says more: a call the
+    /// session cuts keeps them (review 81A #3: it had no status and no ids).
+    func accepted(_ id: CallID, _ summary: InnerCallRecord.Summary) {
         guard let entry = entries[id] else { return }
         entry.accepted = true
+        if entry.open { describe(entry, summary) }
         // Read after the session cut the call (its records cross loops): charged as if before.
         if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
     }
@@ -221,12 +224,8 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
     }
 
-    private func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
-        guard let entry = entries[id], entry.open else { return nil }
-        entry.open = false
-        // Cut by the gateway (its member or judge timeout, its idle timeout) after the upstream
-        // took the prompt: charged it, as a call the session stops is (review 78 #2).
-        estimateUsage(entry, cut: error?.isGatewaysCut == true)
+    /// The route that answered, its status and ids, and the attempts made, as `summary` says.
+    private func describe(_ entry: Entry, _ summary: InnerCallRecord.Summary) {
         if summary.route < entry.routes.count {
             entry.record.model = entry.routes[summary.route].model
             entry.record.provider = entry.routes[summary.route].provider
@@ -236,6 +235,15 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         entry.record.upstreamRequestID = summary.upstreamRequestID
         entry.record.attempts = summary.attempts
         entry.record.fallbacks = summary.route
+    }
+
+    private func close(_ id: CallID, summary: InnerCallRecord.Summary, error: RecordError?, at now: UInt64) -> (UInt64, UInt64)? {
+        guard let entry = entries[id], entry.open else { return nil }
+        entry.open = false
+        // Cut by the gateway (its member or judge timeout, its idle timeout) after the upstream
+        // took the prompt: charged it, as a call the session stops is (review 78 #2).
+        estimateUsage(entry, cut: error?.isGatewaysCut == true)
+        describe(entry, summary)
         entry.record.error = error
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, error: error).finishReason
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)

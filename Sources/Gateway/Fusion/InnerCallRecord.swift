@@ -37,7 +37,8 @@ enum InnerCallRecord {
     /// dropped here, the session never saw them).
     static let stopDetail: UInt8 = 24
     static let messageExtras: UInt8 = 25
-    /// The attempt's upstream answered 2xx (no payload): it took the prompt.
+    /// The attempt's upstream answered 2xx: it took the prompt. Its payload is the call's summary
+    /// so far (status, request id, route), for the record of a call the session then cuts.
     static let accepted: UInt8 = 26
 
     /// Text longer than this is sent as several records, split between characters, so no delta
@@ -210,6 +211,17 @@ enum InnerCallRecord {
         var out: [UInt8] = [end == .complete ? 1 : 0]
         appendSummary(summary, &out)
         return out
+    }
+
+    static func encodeAccepted(_ summary: Summary) -> [UInt8] {
+        var out: [UInt8] = []
+        appendSummary(summary, &out)
+        return out
+    }
+
+    static func decodeAccepted(_ bytes: UnsafeRawBufferPointer) -> Summary {
+        var reader = Reader(bytes: bytes)
+        return reader.summary()
     }
 
     static func decodeEnd(_ bytes: UnsafeRawBufferPointer) -> (StreamEnd, Summary) {

@@ -28,6 +28,10 @@ extension CompletionProxy {
         accounting.requestHandedOver()
         self.transfer = transfer
         lastUpstreamActivity = client.loop.nowMilliseconds
+        // Each attempt is timed from its start: the check that cut the last one is not re-armed
+        // by itself (review 81A #1: a retry or fallback after a timeout was never timed). The
+        // first attempt's is armed by `start`, once it exists.
+        idleCheck?.start(afterMilliseconds: settings.idleTimeoutMilliseconds)
         transfer.onHead = { [unowned self] status, headers in upstreamDidSendHead(status: status, headers: headers) }
         transfer.onData = { [unowned self] bytes in upstreamDidSend(bytes) }
         transfer.onComplete = { [unowned self] failure in upstreamDidComplete(failure) }
@@ -124,6 +128,10 @@ extension CompletionProxy {
         // 409, the gateway's own idle timeout): the client's retry is the only one there is
         // (review 71C #3: one attempt anywhere).
         if accounting.attempts == 1 && (error.status == 408 || error.status == 409 || error.code == "upstream_timeout") { return true }
+        // Broken off before any of it reached the client (a connection lost, a stream or a body
+        // cut short), tried once: the gateway does not retry what the upstream may have taken,
+        // but the client may (review 81B #1: nobody retried it).
+        if accounting.attempts == 1 && (error.code == "upstream_connection_lost" || error.code == "upstream_truncated") { return true }
         return accounting.attempts <= 1 && settings.retry.maxRetries == 0
     }
 }

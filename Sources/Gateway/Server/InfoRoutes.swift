@@ -32,12 +32,12 @@ extension GatewayServer {
         // A record the presented key may not read is looked for as one that is not there, retries
         // included: answered at once, the time told another key's ids from unknown ones (review
         // 71D #2: 0.5 ms against 107).
-        let readable = { (stored: StoredGeneration) in KeyFingerprint.mayRead(owner: stored.owner, presented: presented, gatewayHasKeys: hasKeys) }
-        lookUp(key, retriesLeft: retries, readable: readable) { [weak self, weak writer] lookup in
+        let mayRead = { (owner: String?) in KeyFingerprint.mayRead(owner: owner, presented: presented, gatewayHasKeys: hasKeys) }
+        lookUp(key, retriesLeft: retries, mayRead: mayRead) { [weak self, weak writer] lookup in
             // Answered meanwhile when a shutdown's grace period ended first.
             guard let self, let writer, writer.state == .pending else { return }
             switch lookup {
-            case .found(let stored) where readable(stored):
+            case .found(let stored) where mayRead(stored.owner):
                 writer.respond(status: 200, headers: [("Content-Type", "application/json")], body: stored.json)
             case .found, .notFound:
                 let kept = sharedStore ? "records are shared through Redis for store.redis.record_ttl_s" : "records are kept in memory, the most recent 10000"
@@ -60,13 +60,13 @@ extension GatewayServer {
     }
 
     /// The record `id`, asked again `retriesLeft` times a few milliseconds apart while it is not
-    /// found, or found but not `readable` (a record on its way from another replica).
-    private func lookUp(_ id: String, retriesLeft: Int, readable: @escaping (StoredGeneration) -> Bool,
+    /// found, or found but not its to read (`mayRead`: a record on its way from another replica).
+    private func lookUp(_ id: String, retriesLeft: Int, mayRead: @escaping (_ owner: String?) -> Bool,
                         completion: @escaping (GenerationLookup) -> Void) {
-        store.records.get(id: id, readable: readable) { [weak self] lookup in
+        store.records.get(id: id, mayRead: mayRead) { [weak self] lookup in
             let missing = switch lookup {
             case .notFound: true
-            case .found(let stored): !readable(stored)
+            case .found(let stored): !mayRead(stored.owner)
             case .unavailable: false
             }
             guard let self, missing, retriesLeft > 0, !shared.isDraining else { return completion(lookup) }
@@ -75,7 +75,7 @@ extension GatewayServer {
                 timer?.close()
                 timer = nil
                 guard let self else { return completion(lookup) }
-                lookUp(id, retriesLeft: retriesLeft - 1, readable: readable, completion: completion)
+                lookUp(id, retriesLeft: retriesLeft - 1, mayRead: mayRead, completion: completion)
             }
             timer?.start(afterMilliseconds: Self.sharedLookupRetryMilliseconds)
         }

@@ -35,9 +35,9 @@ protocol GenerationRecordStore: AnyObject {
     /// Files a finished record (a shared store writes it in the background).
     func put(_ record: GenerationRecord)
     /// Looks a record up; `completion` runs on the loop, possibly before `get` returns. A record
-    /// held here that is not `readable` (another key's) is looked for where an absent one would
-    /// be, so its lookup costs what an unknown id's does.
-    func get(id: String, readable: @escaping (StoredGeneration) -> Bool, completion: @escaping (GenerationLookup) -> Void)
+    /// held here whose owner may not read it (`mayRead`: another key's) is looked for where an
+    /// absent one would be, so its lookup costs what an unknown id's does.
+    func get(id: String, mayRead: @escaping (_ owner: String?) -> Bool, completion: @escaping (GenerationLookup) -> Void)
 }
 
 /// Records in this process only (no `store.redis`): the shared in-memory `GenerationStore`.
@@ -53,7 +53,7 @@ final class LocalGenerationRecordStore: GenerationRecordStore {
 
     func put(_ record: GenerationRecord) { memory.add(record) }
 
-    func get(id: String, readable: @escaping (StoredGeneration) -> Bool, completion: @escaping (GenerationLookup) -> Void) {
+    func get(id: String, mayRead: @escaping (_ owner: String?) -> Bool, completion: @escaping (GenerationLookup) -> Void) {
         memory.lookup(id, on: loop) { record in completion(record.map { .found(StoredGeneration($0)) } ?? .notFound) }
     }
 }

@@ -117,10 +117,12 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
 
     func expect(_ id: String) { memory.expect(id) }
 
-    func get(id: String, readable: @escaping (StoredGeneration) -> Bool, completion: @escaping (GenerationLookup) -> Void) {
+    func get(id: String, mayRead: @escaping (_ owner: String?) -> Bool, completion: @escaping (GenerationLookup) -> Void) {
         memory.lookup(id, on: client.loop) { [weak self] local in
-            if let stored = local.map(StoredGeneration.init), readable(stored) {
-                completion(.found(stored))
+            // The owner checked before the record is serialized: another key's costs no more
+            // here than an unknown id (review 81A #2: ~0.3 ms more, serializing it first).
+            if let local, mayRead(local.owner) {
+                completion(.found(StoredGeneration(local)))
             } else if let self {
                 // Absent here, or another key's: asked of Redis either way, so another key's id
                 // is neither faster nor answered differently when Redis is down than an unknown

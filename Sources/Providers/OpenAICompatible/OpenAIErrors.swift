@@ -31,14 +31,34 @@ enum OpenAIErrors {
         return metadata["reasons"]?.arrayValue != nil || metadata["flagged_input"] != nil
     }
 
-    /// An error object inside a stream (or a 200 body): OpenAI's carries no status, so it is a 502.
-    /// An error object in a 2xx body or an event. OpenRouter's numeric `code` is the HTTP status
-    /// it stands for (429, 502, 503…): kept, so a rate limit is told from an outage and retried
-    /// as one; anything else is a 502.
+    /// An error object in a 2xx body or an event, with the status it stands for
+    /// (`inBandStatus`) and its type and code kept as the client's labels, as a status error's
+    /// are (review 81B #2: every one was a 502 `upstream_error`, retried, a context too long
+    /// included).
     static func streamError(_ error: JSONValue, redactor: Redactor) -> APIError {
-        let code = error["code"]?.intValue.flatMap { (400...599).contains($0) ? Int($0) : nil }
-        return UpstreamErrors.streamError(status: code ?? 502, report: .init(message: error["message"]?.stringValue ?? error.stringValue),
-                                          redactor: redactor)
+        var report = UpstreamErrors.Report(message: error["message"]?.stringValue ?? error.stringValue)
+        report.type = error["type"]?.stringValue
+        report.code = codeString(error["code"])
+        return UpstreamErrors.streamError(status: inBandStatus(error), report: report, redactor: redactor)
+    }
+
+    /// OpenAI's in-band errors carry no status. OpenRouter's numeric `code` is the HTTP status it
+    /// stands for (429, 502, 503…), and LiteLLM's is the same as a string (`"429"`); else
+    /// OpenAI's own labels say it: a request the model cannot take (`context_length_exceeded`,
+    /// `invalid_request_error`) is a 400, neither retried nor passed to a fallback; a rate limit
+    /// a 429; no credit left a 402. Anything else is a 502.
+    static func inBandStatus(_ error: JSONValue) -> Int {
+        switch error["code"] {
+        case .int(let number)? where (400...599).contains(number): return Int(number)
+        case .string(let text)? where text.utf8.count == 3 && text.utf8.allSatisfy({ (0x30...0x39).contains($0) }):
+            if let number = Int(text), (400...599).contains(number) { return number }
+        default: break
+        }
+        let labels = [error["code"]?.stringValue, error["type"]?.stringValue]
+        if labels.contains("insufficient_quota") { return 402 }
+        if labels.contains("rate_limit_exceeded") || labels.contains("rate_limit_error") { return 429 }
+        if labels.contains("context_length_exceeded") || labels.contains("invalid_request_error") { return 400 }
+        return 502
     }
 
     /// The error an event named `error` carries: its data's `error` member, or the data itself

@@ -61,6 +61,34 @@ extension UnsafeRawBufferPointer {
         return false
     }
 
+    /// Whether an `"index"` member's value is anything but a plain `0` (another number, a string,
+    /// `0.0`): with one choice asked for, such a chunk is parsed, so another choice's chunk cannot
+    /// pass as the answer's (review 81B #3: a content chunk of choice 1 was relayed and the SDK
+    /// merged it). The same eight-bytes-at-a-time walk between quotes as `hasNonNullMember`; an
+    /// escaped key makes that scan parse the chunk.
+    func hasIndexOtherThanZero() -> Bool {
+        guard let base = baseAddress else { return false }
+        var index = 0
+        while index < count {
+            if index + 8 <= count {
+                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ 0x2222_2222_2222_2222  // '"' → 0
+                if (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 == 0 {
+                    index += 8
+                    continue
+                }
+            }
+            if self[index] == UInt8(ascii: "\""), let end = keyEnd(#""index""#, at: index), let value = valueStart(after: end) {
+                guard self[value] == UInt8(ascii: "0"), value + 1 < count else { return true }
+                switch self[value + 1] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), 0x20, 0x09, 0x0A, 0x0D: break
+                default: return true
+                }
+            }
+            index += 1
+        }
+        return false
+    }
+
     /// Where `key` ends if it starts at `index`.
     private func keyEnd(_ key: StaticString, at index: Int) -> Int? {
         hasPrefix(key, at: index) ? index + key.utf8CodeUnitCount : nil
