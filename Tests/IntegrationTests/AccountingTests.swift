@@ -252,7 +252,11 @@ import Testing
         let cut = try #require(calls.first { $0["usage_estimated"] == .bool(true) }, "\(calls)")
         #expect((cut["usage"]?["cost"]?.doubleValue ?? 0) > 0, "\(cut)")
         // The call the session cut keeps what its upstream said of it (review 81A #3: no status, no ids).
-        #expect(cut["cancelled"] == .bool(true) && cut["status"] == .int(200) && (cut["upstream_request_id"]?.stringValue ?? "").hasPrefix("req-"), "\(cut)")
+        // Bound first: `#expect((a?.b ?? "").hasPrefix(…))` is never checked by the macro
+        // (swift-testing 6.3.1; see FusionAnswerChecksTests).
+        let requestID = cut["upstream_request_id"]?.stringValue ?? "", answerID = cut["upstream_id"]?.stringValue ?? ""
+        #expect(cut["cancelled"] == .bool(true) && cut["status"] == .int(200) && requestID.hasPrefix("req-"), "\(cut)")
+        #expect(answerID.hasPrefix("chatcmpl-"), "its answer's id, read before the cut (review 82 #2): \(cut)")
         let sum = calls.compactMap { $0["usage"]?["cost"]?.doubleValue }.reduce(0, +)
         let total = record["usage"]?["cost"]?.doubleValue ?? record["total_cost"]?.doubleValue ?? -1
         #expect(abs(sum - total) < 1e-9, "calls \(sum), record \(total)")

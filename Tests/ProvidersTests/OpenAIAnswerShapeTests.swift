@@ -76,6 +76,7 @@ import Testing
             (#"{"message":"x","type":"None","param":"None","code":"429"}"#, 429, "rate_limited"),
             (#"{"message":"x","type":"None","code":"400"}"#, 400, "400"),
             (#"{"message":"no credit","type":"insufficient_quota","code":"insufficient_quota"}"#, 402, "insufficient_quota"),
+            (#"{"message":"no credit","type":"insufficient_quota","code":429}"#, 402, "insufficient_quota"),
             (#"{"message":"down","code":503}"#, 503, "503"),
             (#"{"message":"boom","type":"server_error","code":"4290"}"#, 502, "4290"),
             (#"{"message":"boom"}"#, 502, "upstream_error"),

@@ -290,6 +290,11 @@ final class InnerCall {
             }
             if events > 0 { latency.eventsArrived(from: route.endpoint.name) }
             sendPromptUsageOnce()
+            if summary.upstreamID == nil, let id = decoder.upstreamID {
+                // The answer's id, once read: a call the session then cuts keeps it (review 82 #2).
+                summary.upstreamID = id
+                emit(InnerCallRecord.accepted, InnerCallRecord.encodeAccepted(summary))
+            }
             if let maxOutputBytes, outputBytes > maxOutputBytes, failure == nil {
                 // Past its output limit many times over: ended as if the upstream had stopped at
                 // it, its transfer closed.

@@ -54,6 +54,11 @@ final class LocalGenerationRecordStore: GenerationRecordStore {
     func put(_ record: GenerationRecord) { memory.add(record) }
 
     func get(id: String, mayRead: @escaping (_ owner: String?) -> Bool, completion: @escaping (GenerationLookup) -> Void) {
-        memory.lookup(id, on: loop) { record in completion(record.map { .found(StoredGeneration($0)) } ?? .notFound) }
+        // Another key's is answered as absent before it is serialized (review 82 #1: 379 µs
+        // against an unknown id's 158).
+        memory.lookup(id, on: loop) { record in
+            guard let record, mayRead(record.owner) else { return completion(.notFound) }
+            completion(.found(StoredGeneration(record)))
+        }
     }
 }

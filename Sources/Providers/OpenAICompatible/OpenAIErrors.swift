@@ -48,14 +48,16 @@ enum OpenAIErrors {
     /// `invalid_request_error`) is a 400, neither retried nor passed to a fallback; a rate limit
     /// a 429; no credit left a 402. Anything else is a 502.
     static func inBandStatus(_ error: JSONValue) -> Int {
+        let labels = [error["code"]?.stringValue, error["type"]?.stringValue]
+        // No credit left says so whatever number comes with it (a 429 `insufficient_quota` is a
+        // 402 as a status error too: `meaningOfStatus`).
+        if labels.contains("insufficient_quota") { return 402 }
         switch error["code"] {
         case .int(let number)? where (400...599).contains(number): return Int(number)
         case .string(let text)? where text.utf8.count == 3 && text.utf8.allSatisfy({ (0x30...0x39).contains($0) }):
             if let number = Int(text), (400...599).contains(number) { return number }
         default: break
         }
-        let labels = [error["code"]?.stringValue, error["type"]?.stringValue]
-        if labels.contains("insufficient_quota") { return 402 }
         if labels.contains("rate_limit_exceeded") || labels.contains("rate_limit_error") { return 429 }
         if labels.contains("context_length_exceeded") || labels.contains("invalid_request_error") { return 400 }
         return 502
