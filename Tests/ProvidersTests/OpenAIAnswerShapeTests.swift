@@ -86,4 +86,23 @@ import Testing
             #expect(error.status == status && error.code == code, "\(text): \(error.status) \(error.type) \(error.code)")
         }
     }
+
+    /// An OpenAI-format stream's id, read from its first chunk for the record, is an upstream's
+    /// bytes: kept only when short and plain and no secret the gateway holds; read once.
+    @Test func aStreamsIDIsKeptOnlyWhenPlain() throws {
+        let redactor = Redactor(secrets: ["sk-secret-123456789"])
+        let cases: [(String, String?)] = [
+            (#""chatcmpl-1""#, "chatcmpl-1"), (#""gen-1:a/b+c=""#, "gen-1:a/b+c="), (#""id\r\nx""#, nil), (#""id\u0000""#, nil),
+            (#""sk-secret-123456789""#, nil), ("\"" + String(repeating: "a", count: 129) + "\"", nil), (#""""#, nil), ("12", nil), ("null", nil),
+        ]
+        for (id, expected) in cases {
+            var decoder = provider.streamDecoder(maxEventBytes: 4096, redactor: redactor)
+            let chunk = #"data: {"id":\#(id),"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"# + "\n\n"
+            let later = #"data: {"id":"chatcmpl-later","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":null}]}"# + "\n\n"
+            for event in [chunk, later] {
+                _ = try Array(event.utf8).withUnsafeBytes { try decoder.decode($0) { _ in } }
+            }
+            #expect(decoder.upstreamID == expected, "\(id)")
+        }
+    }
 }

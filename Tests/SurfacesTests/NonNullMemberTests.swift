@@ -72,6 +72,19 @@ import Testing
 
     /// `hasIndexOtherThanZero` against a parse of random chunks (review 81B #3).
     @Test func theIndexScanAgreesWithAParse() throws {
+        // A key whose value the event's end cuts off is read within the bytes (no read past
+        // them) and sent to the parse, which refuses it.
+        for cut in [#""index":"#, #"{"index": "#, #"{"index":0"#, #"{"a":1,"index" :"#] {
+            let bytes = Array(cut.utf8)
+            #expect(bytes.withUnsafeBytes { $0.hasIndexOtherThanZero() }, "\(cut)")
+            #expect(bytes.withUnsafeBytes { $0.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#, orIndexOtherThanZero: true) }, "\(cut)")
+        }
+        // One pass with the other keys: the same answer as both scans.
+        for text in [#"{"index":1,"finish_reason":null}"#, #"{"index":0,"usage":{"a":1}}"#, #"{"index":0,"finish_reason":null}"#] {
+            let bytes = Array(text.utf8)
+            let both = bytes.withUnsafeBytes { $0.hasIndexOtherThanZero() || $0.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#) }
+            #expect(bytes.withUnsafeBytes { $0.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#, orIndexOtherThanZero: true) } == both, "\(text)")
+        }
         // The scan against the parse: any choice's `index` member that is not the integer 0 (an
         // `"index"` inside a string value is no member); never a chunk the parse would refuse let
         // through.

@@ -3,14 +3,42 @@ extension UnsafeRawBufferPointer {
     /// not `null`, in one pass: only quote positions are compared, and a match counts only when a
     /// colon follows (a key, not a string value; inside a JSON string a quote is escaped). Runs
     /// on every relayed event: the cheap way to know which few chunks are worth parsing (every
-    /// OpenAI chunk has a `"finish_reason"`, null until the last).
+    /// OpenAI chunk has a `"finish_reason"`, null until the last). With `orIndexOtherThanZero`,
+    /// in the same pass, an `"index"` that is not a plain `0` counts too (`hasIndexOtherThanZero`).
     ///
-    /// Eight bytes at a time between quotes, and a key is compared only when the byte after the
-    /// quote is one of the keys' first letters (or a backslash: an escaped key is counted as a
-    /// match, `escapedKeyHasValue`).
-    func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString, _ fourth: StaticString) -> Bool {
-        guard let base = baseAddress else { return false }
+    /// A key is compared only when the byte after the quote is one of the keys' first letters (or
+    /// a backslash: an escaped key is counted as a match, `escapedKeyHasValue`).
+    func hasNonNullMember(_ first: StaticString, _ second: StaticString, _ third: StaticString, _ fourth: StaticString,
+                          orIndexOtherThanZero checkIndex: Bool = false) -> Bool {
         let initials = (first.utf8Start[1], second.utf8Start[1], third.utf8Start[1], fourth.utf8Start[1])
+        return anyQuote { index in
+            guard index + 1 < count else { return false }
+            let next = self[index + 1]
+            if next == initials.0 || next == initials.1 || next == initials.2 || next == initials.3 {
+                if let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index) ?? keyEnd(fourth, at: index) {
+                    if let value = valueStart(after: end), !hasPrefix("null", at: value) { return true }
+                    return false
+                }
+                return escapedKeyHasValue(at: index)
+            }
+            if next == UInt8(ascii: "\\") { return escapedKeyHasValue(at: index) }
+            return checkIndex && indexIsNotZero(at: index)
+        }
+    }
+
+    /// Whether an `"index"` member's value is anything but a plain `0` (another number, a string,
+    /// `0.0`): with one choice asked for, such a chunk is parsed, so another choice's chunk cannot
+    /// pass as the answer's (review 81B #3: a content chunk of choice 1 was relayed and the SDK
+    /// merged it). The relay asks it with `hasNonNullMember`, in one pass; an escaped key makes
+    /// that scan parse the chunk.
+    func hasIndexOtherThanZero() -> Bool {
+        anyQuote { indexIsNotZero(at: $0) }
+    }
+
+    /// Whether `isMatch` holds at some quote: eight bytes at a time between quotes (a word
+    /// without one is skipped whole), every quote in order.
+    private func anyQuote(_ isMatch: (_ index: Int) -> Bool) -> Bool {
+        guard let base = baseAddress else { return false }
         var index = 0
         while index < count {
             if index + 8 <= count {
@@ -20,21 +48,21 @@ extension UnsafeRawBufferPointer {
                     continue
                 }
             }
-            if self[index] == UInt8(ascii: "\""), index + 1 < count {
-                let next = self[index + 1]
-                if next == initials.0 || next == initials.1 || next == initials.2 || next == initials.3 {
-                    if let end = keyEnd(first, at: index) ?? keyEnd(second, at: index) ?? keyEnd(third, at: index) ?? keyEnd(fourth, at: index) {
-                        if let value = valueStart(after: end), !hasPrefix("null", at: value) { return true }
-                    } else if escapedKeyHasValue(at: index) {
-                        return true
-                    }
-                } else if next == UInt8(ascii: "\\"), escapedKeyHasValue(at: index) {
-                    return true
-                }
-            }
+            if self[index] == UInt8(ascii: "\""), isMatch(index) { return true }
             index += 1
         }
         return false
+    }
+
+    /// Whether the quote at `index` begins an `"index"` key whose value is not a plain `0` (a key
+    /// whose value is cut off by the event's end counts: the parse refuses it).
+    private func indexIsNotZero(at index: Int) -> Bool {
+        guard let end = keyEnd(#""index""#, at: index), let value = valueStart(after: end) else { return false }
+        guard value + 1 < count, self[value] == UInt8(ascii: "0") else { return true }
+        switch self[value + 1] {
+        case UInt8(ascii: ","), UInt8(ascii: "}"), 0x20, 0x09, 0x0A, 0x0D: return false
+        default: return true
+        }
     }
 
     /// Whether the string starting at `index` is a short key with an escape in it (`"us\u0061ge"`,
@@ -57,34 +85,6 @@ extension UnsafeRawBufferPointer {
             default:
                 position += 1
             }
-        }
-        return false
-    }
-
-    /// Whether an `"index"` member's value is anything but a plain `0` (another number, a string,
-    /// `0.0`): with one choice asked for, such a chunk is parsed, so another choice's chunk cannot
-    /// pass as the answer's (review 81B #3: a content chunk of choice 1 was relayed and the SDK
-    /// merged it). The same eight-bytes-at-a-time walk between quotes as `hasNonNullMember`; an
-    /// escaped key makes that scan parse the chunk.
-    func hasIndexOtherThanZero() -> Bool {
-        guard let base = baseAddress else { return false }
-        var index = 0
-        while index < count {
-            if index + 8 <= count {
-                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ 0x2222_2222_2222_2222  // '"' → 0
-                if (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 == 0 {
-                    index += 8
-                    continue
-                }
-            }
-            if self[index] == UInt8(ascii: "\""), let end = keyEnd(#""index""#, at: index), let value = valueStart(after: end) {
-                guard self[value] == UInt8(ascii: "0"), value + 1 < count else { return true }
-                switch self[value + 1] {
-                case UInt8(ascii: ","), UInt8(ascii: "}"), 0x20, 0x09, 0x0A, 0x0D: break
-                default: return true
-                }
-            }
-            index += 1
         }
         return false
     }

@@ -184,8 +184,8 @@ public struct SSERelay {
         var chunk: JSONValue?
         var checked: JSONValue?  // the chunk's usage, when the gateway had to correct it
         var renumbered = false
-        if choicesAsked > 1 || event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#)
-            || event.data.hasIndexOtherThanZero() {
+        if choicesAsked > 1
+            || event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#, orIndexOtherThanZero: true) {
             chunk = try? JSONValue.parse(Array(event.data))
             if let error = chunk?["error"], error != .null {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
