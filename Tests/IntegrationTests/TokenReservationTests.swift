@@ -65,8 +65,13 @@ struct TokenReservationTests {
         let huge = TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=0:prompt_tokens=1000000000", stream: false,
                                             extra: #","max_tokens":60"#)
         #expect(try env.chat(huge, headers: Self.auth).status == 200)
+        let charged = Date()
         let locked = try env.chat(TestEnvironment.chatBody(model: "mock/paced:deltas=10:pace_ms=0:prompt_tokens=7", stream: false,
                                                            extra: #","max_tokens":60"#), headers: Self.auth)
-        #expect(locked.status == 429 && (Int(locked.header("retry-after") ?? "") ?? 0) <= 61, "\(locked.headers)")
+        // The minute is the key's whole budget: on a machine so starved (CI's AddressSanitizer run,
+        // run 108) that the next request came most of a minute later, it has refilled meanwhile.
+        if Date().timeIntervalSince(charged) < 30 {
+            #expect(locked.status == 429 && (Int(locked.header("retry-after") ?? "") ?? 0) <= 61, "\(locked.headers)")
+        }
     }
 }
