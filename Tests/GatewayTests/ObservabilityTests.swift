@@ -232,6 +232,86 @@ import Testing
         #expect(forged.contains(#"model="gpt\\\" status=200 x=\\""#), "\(forged)")
     }
 
+    /// Pieces that break a naive key=value line: separators, quotes, escapes' own backslash,
+    /// C0, DEL and C1 controls, the Unicode line breaks, and a space or quote hidden in a grapheme
+    /// cluster by a combining mark (a `Character` compare does not see it).
+    static let logPieces = Gen.element(of: ["a", "42", " ", "=", "\"", "\\", "\n", "\r", "\t", "\u{0}", "\u{1b}", "\u{7f}", "\u{85}",
+                                            "\u{9f}", "\u{a0}", "\u{2028}", "\u{2029}", "é", "e\u{301}", " \u{301}", "\"\u{301}",
+                                            "=\u{301}", "😀", "👩‍👩‍👧", "k=v", "\\u{41}", "\\\""]).map { $0 ?? "" }.array(of: 0...6).map { $0.joined() }
+
+    @Test func textLogLinesReadBackToTheirValuesWhateverTheyHold() async {
+        await propertyCheck(count: 500, input: Self.logPieces, Self.logPieces) { first, second in
+            let line = LogTextLine.line(level: .info, label: "gw", message: "m", metadata: ["a": .string(first), "b": .string(second)],
+                                        redactor: RedactorChain(redactors: []))
+            #expect(line.last == UInt8(ascii: "\n") && line.filter { $0 == UInt8(ascii: "\n") }.count == 1)
+            let text = String(decoding: line.dropLast(), as: UTF8.self)
+            #expect(!text.unicodeScalars.contains { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 })
+            let fields = Self.readFields(text)
+            #expect(fields.map(\.key) == ["a", "b"], "\(text)")
+            #expect(fields.first.map { Array($0.value.unicodeScalars) == Array(first.unicodeScalars) } == true, "\(text)")
+            #expect(fields.last.map { Array($0.value.unicodeScalars) == Array(second.unicodeScalars) } == true, "\(text)")
+        }
+    }
+
+    @Test func textLogLineTimestampsAndNumbersArePadded() {
+        var out: [UInt8] = []
+        LogTextLine.appendDecimal(7, digits: 3, to: &out)
+        LogTextLine.appendDecimal(1234, digits: 2, to: &out)
+        LogTextLine.appendDecimal(0, digits: 1, to: &out)
+        LogTextLine.appendDecimal(-5, digits: 2, to: &out)
+        LogTextLine.appendDecimal(Int.max, digits: 4, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "007" + "1234" + "0" + "00" + String(Int.max))
+        var stamp: [UInt8] = []
+        LogTextLine.appendTimestamp(to: &stamp)
+        let text = String(decoding: stamp, as: UTF8.self)
+        #expect(text.count == 24 && text.hasSuffix("Z") && text.hasPrefix("20"), "\(text)")
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let date = formatter.date(from: text)
+        #expect(date.map { abs($0.timeIntervalSinceNow) < 60 } == true, "\(text)")
+    }
+
+    /// A reader of the text format's fields after `<ts> info gw: m`: `key=value` separated by one
+    /// space, a value in quotes up to its own closing quote.
+    static func readFields(_ line: String) -> [(key: String, value: String)] {
+        let scalars = Array(line.unicodeScalars)
+        guard let header = line.range(of: " info gw: m") else { return [] }
+        var index = line.unicodeScalars.distance(from: line.unicodeScalars.startIndex, to: header.upperBound)
+        var fields: [(key: String, value: String)] = []
+        while index < scalars.count, scalars[index] == " " {
+            index += 1
+            var key = String.UnicodeScalarView()
+            while index < scalars.count, scalars[index] != "=" { key.append(scalars[index]); index += 1 }
+            index += 1
+            var value = String.UnicodeScalarView()
+            let quoted = index < scalars.count && scalars[index] == "\""
+            if quoted { index += 1 }
+            while index < scalars.count {
+                let scalar = scalars[index]
+                if quoted ? scalar == "\"" : scalar == " " { break }
+                index += 1
+                guard scalar == "\\", index < scalars.count else { value.append(scalar); continue }
+                let escape = scalars[index]
+                index += 1
+                switch escape {
+                case "n": value.append("\n")
+                case "r": value.append("\r")
+                case "t": value.append("\t")
+                case "u":
+                    var hex = ""
+                    index += 1  // {
+                    while index < scalars.count, scalars[index] != "}" { hex.unicodeScalars.append(scalars[index]); index += 1 }
+                    index += 1
+                    value.append(UInt32(hex, radix: 16).flatMap(Unicode.Scalar.init) ?? "?")
+                default: value.append(escape)
+                }
+            }
+            if quoted { index += 1 }
+            fields.append((String(key), String(value)))
+        }
+        return fields
+    }
+
     @Test func theLogFormatAndPromptLoggingComeFromTheConfig() throws {
         let config = try GatewayConfig.parse(yaml: "server:\n  log_format: json\n  log_prompts: true\n")
         #expect(config.server.logFormat == .json && config.server.logPrompts)

@@ -44,7 +44,7 @@ public struct GatewayLogHandler: LogHandler {
         let redactor = redaction.redactor
         let line = format == .json
             ? Self.jsonLine(level: event.level, label: label, message: "\(event.message)", metadata: all, redactor: redactor)
-            : Self.textLine(level: event.level, label: label, message: "\(event.message)", metadata: all, redactor: redactor)
+            : LogTextLine.line(level: event.level, label: label, message: "\(event.message)", metadata: all, redactor: redactor)
         output(line)
     }
 
@@ -64,24 +64,13 @@ public struct GatewayLogHandler: LogHandler {
         }
     }
 
-    /// UTC, to the millisecond: `2026-11-30T17:19:31.042Z`.
-    static func timestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var seconds = now.tv_sec
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        let millis = Int(now.tv_nsec / 1_000_000)
-        let fraction = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(fraction)Z"
-    }
-
     static func jsonLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: RedactorChain) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         out.append(contentsOf: #"{"ts":"#.utf8)
-        JSONWriting.appendString(timestamp(), to: &out)
+        out.append(UInt8(ascii: "\""))
+        LogTextLine.appendTimestamp(to: &out)
+        out.append(UInt8(ascii: "\""))
         out.append(contentsOf: #","level":"#.utf8)
         JSONWriting.appendString(level.rawValue, to: &out)
         out.append(contentsOf: #","logger":"#.utf8)
@@ -128,38 +117,6 @@ public struct GatewayLogHandler: LogHandler {
             }
             out.append(UInt8(ascii: "}"))
         }
-    }
-
-    /// `<ts> <level> <logger>: <msg> key=value …`; a value with a space, quote or control
-    /// character is quoted, its control characters escaped.
-    static func textLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: RedactorChain) -> [UInt8] {
-        var line = "\(timestamp()) \(level.rawValue) \(escaped(redactor(label))): \(escaped(redactor(message)))"
-        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
-            line += " \(escaped(redactor(key)))=\(quoted(redactor(value.description)))"
-        }
-        return Array((line + "\n").utf8)
-    }
-
-    /// Control characters (C0, DEL, C1, and the Unicode line and paragraph separators) as escapes.
-    static func escaped(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            switch scalar.value {
-            case 0x5C: out += "\\\\"  // so every escape reads back as one thing, and a value ends only at its own quote
-            case 0x0A: out += "\\n"
-            case 0x0D: out += "\\r"
-            case 0x09: out += "\\t"
-            case 0x00..<0x20, 0x7F..<0xA0, 0x2028, 0x2029: out += "\\u{\(String(scalar.value, radix: 16))}"
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
-    }
-
-    private static func quoted(_ text: String) -> String {
-        let plain = escaped(text)
-        let needsQuotes = plain.isEmpty || plain != text || plain.contains { $0 == " " || $0 == "\"" || $0 == "=" }
-        return needsQuotes ? "\"" + plain.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : plain
     }
 }
 
