@@ -105,7 +105,7 @@ public struct Redactor: Sendable, Equatable {
     /// begin inside a JSON escape (the letter of `\t`, the digits of `\u0041`) begins after it.
     public func redacting(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
         guard !forms.isEmpty else { return nil }
-        let found = bytes.withMemoryRebound(to: UInt8.self) { mayContainSecret($0, short: false) }
+        let found = bytes.withMemoryRebound(to: UInt8.self) { mayContainSecret($0, short: false, json: true) }
         guard found else { return nil }
         let text = Array(bytes)
         let cleaned = Array(redacted(text, short: false, json: true).utf8)
@@ -113,7 +113,8 @@ public struct Redactor: Sendable, Equatable {
     }
 
     /// The allocation-free first pass: whether any run of a secret (or a short secret) is there.
-    private func mayContainSecret(_ utf8: UnsafeBufferPointer<UInt8>, short withShort: Bool = true) -> Bool {
+    /// With `json`, the bytes are JSON: an escape is read as the character it stands for.
+    private func mayContainSecret(_ utf8: UnsafeBufferPointer<UInt8>, short withShort: Bool = true, json: Bool = false) -> Bool {
         // Every client-bound byte passes here: the sets are read through pointers, and only
         // non-ASCII bytes are checked for zero-width characters.
         let found = alphabet.withUnsafeBufferPointer { alphabet in
@@ -130,8 +131,14 @@ public struct Redactor: Sendable, Equatable {
                             continue
                         }
                     }
-                    let byte = Self.fold(raw)
-                    index += 1
+                    var byte = Self.fold(raw)
+                    if json && raw == UInt8(ascii: "\\"), case let escape = Self.jsonEscape(utf8, at: index), escape.width > 1 {
+                        index += escape.width
+                        guard let decoded = escape.byte else { continue }  // a zero-width character
+                        byte = Self.fold(decoded)
+                    } else {
+                        index += 1
+                    }
                     guard alphabet[Int(byte >> 6)] & (1 << UInt64(byte & 63)) != 0 else {
                         filled = 0
                         continue
@@ -175,7 +182,7 @@ public struct Redactor: Sendable, Equatable {
     /// The second pass, when the first found a window of a secret: every run of at least
     /// three quarters of a form replaced (the window grown both ways along its form).
     private func redacted(_ bytes: [UInt8], short withShort: Bool = true, json: Bool = false) -> String {
-        let kept = Self.kept(bytes)
+        let kept = Self.kept(bytes, json: json)
         var covered = [Bool](repeating: false, count: kept.count)
         var run = Run()
         for (index, entry) in kept.enumerated() {
@@ -211,7 +218,7 @@ public struct Redactor: Sendable, Equatable {
             // A run may start or end inside a multi-byte character: widen it to whole characters.
             var from = kept[index].offset
             while from > next, bytes[from] & 0xC0 == 0x80 { from -= 1 }
-            var to = kept[end].offset + 1
+            var to = kept[end].end
             while to < bytes.count, bytes[to] & 0xC0 == 0x80 { to += 1 }
             if json { from = min(Self.pastEscape(bytes, from), to) }
             guard from < to else {
@@ -242,10 +249,11 @@ public struct Redactor: Sendable, Equatable {
         return offset
     }
 
-    /// The bytes that are not part of a zero-width character, folded, with where each was.
-    private static func kept(_ bytes: [UInt8]) -> [(byte: UInt8, offset: Int)] {
+    /// The bytes that are not part of a zero-width character, folded, with where each was (from
+    /// `offset` up to `end`); with `json`, each escape read as the character it stands for.
+    private static func kept(_ bytes: [UInt8], json: Bool = false) -> [(byte: UInt8, offset: Int, end: Int)] {
         bytes.withUnsafeBufferPointer { utf8 in
-            var kept: [(byte: UInt8, offset: Int)] = []
+            var kept: [(byte: UInt8, offset: Int, end: Int)] = []
             kept.reserveCapacity(utf8.count)
             var index = 0
             while index < utf8.count {
@@ -254,10 +262,46 @@ public struct Redactor: Sendable, Equatable {
                     index += width
                     continue
                 }
-                kept.append((fold(utf8[index]), index))
+                if json && utf8[index] == UInt8(ascii: "\\"), case let escape = jsonEscape(utf8, at: index), escape.width > 1 {
+                    if let decoded = escape.byte { kept.append((fold(decoded), index, index + escape.width)) }
+                    index += escape.width
+                    continue
+                }
+                kept.append((fold(utf8[index]), index, index + 1))
                 index += 1
             }
             return kept
+        }
+    }
+
+    /// The JSON escape at `index` (a backslash): the ASCII character it stands for, nil for a
+    /// zero-width character (skipped, as one written out is), 0x01 (in no secret) for any other
+    /// character, and its width; width 1 when the escape is cut off by the end of the bytes.
+    /// Encoders escape some characters and not others (Go `<>&`, PHP `/`, some every mark): a
+    /// key with one letter as `\u0034` is the whole key to every client's parser (review 83A #2).
+    static func jsonEscape(_ utf8: UnsafeBufferPointer<UInt8>, at index: Int) -> (byte: UInt8?, width: Int) {
+        guard index + 1 < utf8.count else { return (UInt8(ascii: "\\"), 1) }
+        switch utf8[index + 1] {
+        case UInt8(ascii: "u"):
+            guard index + 5 < utf8.count else { return (UInt8(ascii: "\\"), 1) }
+            var value: UInt32 = 0
+            for offset in 2...5 {
+                let digit = utf8[index + offset]
+                switch digit {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): value = value << 4 | UInt32(digit - UInt8(ascii: "0"))
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): value = value << 4 | UInt32(digit - UInt8(ascii: "a") + 10)
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): value = value << 4 | UInt32(digit - UInt8(ascii: "A") + 10)
+                default: return (0x01, 2)  // not an escape JSON allows: the backslash and the `u` read as one mark
+                }
+            }
+            switch value {
+            case 0x200B...0x200D, 0x2060, 0xFEFF, 0x00AD: return (nil, 6)
+            case 0x20..<0x7F: return (UInt8(value), 6)
+            default: return (0x01, 6)
+            }
+        case UInt8(ascii: "/"): return (UInt8(ascii: "/"), 2)
+        case UInt8(ascii: "\\"): return (UInt8(ascii: "\\"), 2)
+        default: return (0x01, 2)  // `\"`, `\n` and the other controls: in no secret
         }
     }
 

@@ -103,6 +103,38 @@ import Testing
         }
     }
 
+    /// Encoders escape some characters and not others (Go `<>&`, PHP `/`, some every mark): a key
+    /// with any of its characters as JSON escapes, or split by an escaped zero-width character,
+    /// is the whole key to the client's parser, so it is redacted in the bytes bound for a
+    /// client whichever are escaped (review 83A #2: one `\u0034` let it through), and the JSON
+    /// stays valid.
+    @Test func aKeyWithSomeCharactersEscapedIsRedactedInClientBytes() async throws {
+        let key = "sk-proj-AbCd/Ef0123456789xyzQRST"
+        let redactor = Redactor(secrets: [key])
+        let characters = Array(key.utf8)
+        await propertyCheck(count: 300, input: Gen.int(in: 0...3).array(of: characters.count...characters.count)) { choices in
+            var text = ""
+            for (byte, choice) in zip(characters, choices) {
+                switch choice {
+                case 1: text += "\\u00" + String(byte, radix: 16)
+                case 2: text += "\\u00" + String(byte, radix: 16, uppercase: true)
+                case 3 where byte == UInt8(ascii: "/"): text += "\\/"
+                case 3: text += "\\u200b" + String(UnicodeScalar(byte))
+                default: text += String(UnicodeScalar(byte))
+                }
+            }
+            let event = #"data: {"choices":[{"delta":{"content":"key \#(text) end"}}]}"# + "\n\n"
+            let out = Array(event.utf8).withUnsafeBytes { redactor.redacting($0) }
+            let cleaned = out.map { String(decoding: $0, as: UTF8.self) } ?? event
+            let content = (try? JSONValue.parse(Array(cleaned.dropFirst(6).dropLast(2).utf8)))?["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue
+            let decoded = content?.replacingOccurrences(of: "\u{200B}", with: "")
+            #expect(decoded == "key [redacted] end", "\(cleaned)")
+        }
+        // Escaped characters that are no part of a key are left as they were.
+        let clean = #"data: {"a":"sk-proj-\u003cb\u003e \/path \n"}"# + "\n\n"
+        #expect(Array(clean.utf8).withUnsafeBytes { redactor.redacting($0) } == nil)
+    }
+
     /// Bytes bound for a client: nil (nothing to change, nothing allocated) for ordinary SSE and
     /// JSON, the key replaced inside its JSON string otherwise, the event and the JSON intact.
     @Test func clientBytesAreRedactedInPlace() throws {

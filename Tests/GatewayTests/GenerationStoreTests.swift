@@ -130,4 +130,26 @@ import Testing
             #expect(record.finishReason == kept, "\(given)")
         }
     }
+
+    /// A key fits an identifier's characters: an upstream that sends one as its finish reason
+    /// has it recorded as `other`, whole or cut to three quarters, in a record and a Fusion
+    /// call's (review 83A #1: the client and the log line had it redacted, the record served it).
+    @Test func aFinishReasonHoldingASecretIsRecordedAsOther() {
+        let secret = "sk-fake-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        LogRedaction.shared.add([secret])
+        let cut = String(secret.prefix(secret.count * 4 / 5))
+        for given in [secret, cut, secret.uppercased(), "x" + secret] {
+            var record = Self.record("gen-2")
+            record.close(ResponseEnding(upstreamFinishReason: given), durationMilliseconds: 1)
+            #expect(record.finishReason == "other", "\(given)")
+            var call = CallRecord(role: "panel", model: "m", provider: "p")
+            call.finishReason = given
+            #expect(call.finishReason == "other", "\(given)")
+        }
+        let own = LogRedaction()
+        own.add([secret])
+        #expect(GenerationRecord.recordable(secret, secrets: own) == "other")
+        #expect(GenerationRecord.recordable("stop", secrets: own) == "stop")
+        #expect(GenerationRecord.recordable(String(secret.prefix(8)), secrets: own) == String(secret.prefix(8)), "a few letters of it are no key")
+    }
 }

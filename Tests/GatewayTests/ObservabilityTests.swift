@@ -237,7 +237,12 @@ import Testing
     /// cluster by a combining mark (a `Character` compare does not see it).
     static let logPieces = Gen.element(of: ["a", "42", " ", "=", "\"", "\\", "\n", "\r", "\t", "\u{0}", "\u{1b}", "\u{7f}", "\u{85}",
                                             "\u{9f}", "\u{a0}", "\u{2028}", "\u{2029}", "é", "e\u{301}", " \u{301}", "\"\u{301}",
-                                            "=\u{301}", "😀", "👩‍👩‍👧", "k=v", "\\u{41}", "\\\""]).map { $0 ?? "" }.array(of: 0...6).map { $0.joined() }
+                                            "=\u{301}", "😀", "👩‍👩‍👧", "k=v", "\\u{41}", "\\\"",
+                                            // Characters that join the line's own delimiters (review 83A #3): combining
+                                            // marks, a joiner, a spacing mark, a variation selector, an emoji modifier (at
+                                            // a value's start), prepended concatenation marks (at its end).
+                                            "\u{301}", "\u{200d}", "\u{903}", "\u{fe0f}", "\u{1f3fb}", "\u{600}", "\u{6dd}", "\u{110bd}",
+                                           ]).map { $0 ?? "" }.array(of: 0...6).map { $0.joined() }
 
     @Test func textLogLinesReadBackToTheirValuesWhateverTheyHold() async {
         await propertyCheck(count: 500, input: Self.logPieces, Self.logPieces) { first, second in
@@ -248,6 +253,7 @@ import Testing
             #expect(!text.unicodeScalars.contains { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 })
             let fields = Self.readFields(text)
             #expect(fields.map(\.key) == ["a", "b"], "\(text)")
+            #expect(Self.readFieldKeysByCharacter(text) == ["a", "b"], "a reader stepping through characters: \(text)")
             #expect(fields.first.map { Array($0.value.unicodeScalars) == Array(first.unicodeScalars) } == true, "\(text)")
             #expect(fields.last.map { Array($0.value.unicodeScalars) == Array(second.unicodeScalars) } == true, "\(text)")
         }
@@ -269,6 +275,30 @@ import Testing
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let date = formatter.date(from: text)
         #expect(date.map { abs($0.timeIntervalSinceNow) < 60 } == true, "\(text)")
+    }
+
+    /// The fields' keys as a reader that steps through grapheme clusters (`Character`s) finds
+    /// them: a quote, `=` or space joined to its neighbour into one character is not one to it.
+    static func readFieldKeysByCharacter(_ line: String) -> [String] {
+        guard let header = line.range(of: " info gw: m") else { return [] }
+        let characters = Array(line[header.upperBound...])
+        var keys: [String] = []
+        var index = 0
+        while index < characters.count, characters[index] == " " {
+            index += 1
+            var key = ""
+            while index < characters.count, characters[index] != "=" { key.append(characters[index]); index += 1 }
+            keys.append(key)
+            index += 1
+            if index < characters.count, characters[index] == "\"" {
+                index += 1
+                while index < characters.count, characters[index] != "\"" { index += characters[index] == "\\" ? 2 : 1 }
+                index += 1
+            } else {
+                while index < characters.count, characters[index] != " " { index += 1 }
+            }
+        }
+        return index >= characters.count ? keys : keys + ["<rest: \(String(characters[index...]))>"]
     }
 
     /// A reader of the text format's fields after `<ts> info gw: m`: `key=value` separated by one

@@ -223,15 +223,18 @@ struct GenerationRecord: Sendable, Equatable {
 
     /// A finish reason as records and logs keep it: an identifier of at most 64 bytes, or
     /// `other`. An OpenAI-compatible upstream's own word is any string (the client's stream
-    /// carries it as sent); held, logged and stored, a megabyte of it, or a key, would be too
-    /// (review 46 #2).
-    static func recordable(_ reason: String?) -> String? {
+    /// carries it as sent); held, logged and stored, a megabyte of it would be too (review 46
+    /// #2). A key fits an identifier's characters: one holding a secret of any gateway in the
+    /// process (`LogRedaction`) is `other` too, as an upstream id holding one is dropped; the
+    /// record is served and stored as it is (review 83A #1: the log line redacted it, the
+    /// record kept it).
+    static func recordable(_ reason: String?, secrets: LogRedaction = .shared) -> String? {
         guard let reason else { return nil }
         let isLabel = (1...64).contains(reason.utf8.count) && reason.utf8.allSatisfy {
             $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0)
                 || (0x41...0x5A).contains($0)
         }
-        return isLabel ? reason : "other"
+        return isLabel && secrets.redactor(reason) == reason ? reason : "other"
     }
 
     /// What the route learned from the request once it was valid.

@@ -72,19 +72,49 @@ enum LogTextLine {
     }
 
     static func appendEscaped(_ text: String, to out: inout [UInt8]) {
-        withBytes(of: text) { bytes in _ = appendEscaped(bytes, quote: false, to: &out) }
+        let edges = Edges(text)
+        withBytes(of: text) { bytes in _ = appendEscaped(bytes, quote: false, edges: edges, to: &out) }
     }
 
     static func appendQuotedIfNeeded(_ text: String, to out: inout [UInt8]) {
+        let edges = Edges(text)
         withBytes(of: text) { bytes in
             let start = out.count
             // Written plain first (the common case: a number, an id); redone in quotes when it
             // was escaped or holds a byte that would end or split it.
-            if !bytes.isEmpty && !appendEscaped(bytes, quote: false, to: &out) { return }
+            if !bytes.isEmpty && !appendEscaped(bytes, quote: false, edges: edges, to: &out) { return }
             out.removeSubrange(start...)
             out.append(UInt8(ascii: "\""))
-            _ = appendEscaped(bytes, quote: true, to: &out)
+            _ = appendEscaped(bytes, quote: true, edges: edges, to: &out)
             out.append(UInt8(ascii: "\""))
+        }
+    }
+
+    /// The first and last characters of a text that would join the line's own delimiters around
+    /// it into one grapheme cluster (review 83A #3): a first combining mark, joiner or spacing
+    /// mark (`"` + U+0301 is one character), a last prepended concatenation mark (U+0600 + `"`).
+    /// A reader stepping through characters would not see that quote, `=` or space, and would
+    /// read the value's text as fields of its own; such a character is written as an escape.
+    /// The byte counts of the first and last scalars so escaped (0: none).
+    struct Edges {
+        var first = 0
+        var last = 0
+
+        init(_ text: String) {
+            let scalars = text.unicodeScalars
+            if let scalar = scalars.first, scalar.value >= 0x80, Self.joins("a", scalar) { first = UTF8.width(scalar) }
+            if let scalar = scalars.last, scalar.value >= 0x80, Self.joins(scalar, "a") {
+                // A one-scalar text escaped whole by `first` already.
+                last = first > 0 && text.utf8.count == first ? 0 : UTF8.width(scalar)
+            }
+        }
+
+        /// Whether the two scalars make one grapheme cluster.
+        static func joins(_ left: Unicode.Scalar, _ right: Unicode.Scalar) -> Bool {
+            var pair = String.UnicodeScalarView()
+            pair.append(left)
+            pair.append(right)
+            return String(pair).count == 1
         }
     }
 
@@ -96,11 +126,34 @@ enum LogTextLine {
 
     /// Appends `bytes` (valid UTF-8) escaped; with `quote`, a `"` as `\"`. Returns whether the
     /// text needs quotes: something was escaped, or it holds a space, a quote or `=`.
-    private static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, quote: Bool, to out: inout [UInt8]) -> Bool {
+    private static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, quote: Bool, edges: Edges, to out: inout [UInt8]) -> Bool {
         var needsQuotes = false
         var index = 0
         while index < bytes.count {
+            let atFirst = index == 0 && edges.first > 0
+            if atFirst || (edges.last > 0 && index == bytes.count - edges.last) {
+                let width = atFirst ? edges.first : edges.last
+                appendScalarEscape(decodedScalar(bytes, at: index, width: width), to: &out)
+                index += width
+                needsQuotes = true
+                continue
+            }
             let byte = bytes[index]
+            // A character that joins what follows it (a prepended concatenation mark), before
+            // an escape: it would hide the escape's backslash from a reader stepping through
+            // characters, and the escaped quote after it would read as the value's end.
+            if byte >= 0xC2 {
+                let width = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
+                if index + width < bytes.count, escapes(bytes, at: index + width, quote: quote) {
+                    let scalar = decodedScalar(bytes, at: index, width: width)
+                    if let character = Unicode.Scalar(scalar), Edges.joins(character, "a") {
+                        appendScalarEscape(scalar, to: &out)
+                        index += width
+                        needsQuotes = true
+                        continue
+                    }
+                }
+            }
             index += 1
             switch byte {
             case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8); needsQuotes = true
@@ -129,6 +182,24 @@ enum LogTextLine {
             }
         }
         return needsQuotes
+    }
+
+    /// Whether the character at `index` is written as an escape (beginning with a backslash).
+    private static func escapes(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int, quote: Bool) -> Bool {
+        switch bytes[index] {
+        case UInt8(ascii: "\\"), 0x00..<0x20, 0x7F: return true
+        case UInt8(ascii: "\""): return quote
+        case 0xC2: return index + 1 < bytes.count && (0x80...0x9F).contains(bytes[index + 1])
+        case 0xE2: return index + 2 < bytes.count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9)
+        default: return false
+        }
+    }
+
+    /// The scalar of `width` bytes (2–4, valid UTF-8) at `index`.
+    private static func decodedScalar(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int, width: Int) -> UInt32 {
+        var value = UInt32(bytes[index]) & (width == 2 ? 0x1F : width == 3 ? 0x0F : 0x07)
+        for offset in 1..<width { value = value << 6 | UInt32(bytes[index + offset] & 0x3F) }
+        return value
     }
 
     /// `\u{1b}`: the scalar's value in lower-case hexadecimal, unpadded.
