@@ -56,15 +56,31 @@ public struct RetryPolicy: Sendable, Equatable {
     /// Anything over `maxDelayMilliseconds` is not waited for anyway; this bounds the arithmetic.
     public static let maxRetryAfterMilliseconds: UInt64 = 86_400_000
 
-    /// `retry-after-ms` (OpenAI's: a non-negative number of milliseconds) or `Retry-After` in
+    /// `retry-after-ms` (OpenAI's: a non-negative number of milliseconds, in digits) or `Retry-After` in
     /// whole seconds (RFC 9110 §10.2.3: digits only), clamped to `maxRetryAfterMilliseconds`.
     /// `Retry-After` may also be an HTTP date (IMF-fixdate, RFC 9110 §5.6.7): the time until it
     /// from `now` (Unix seconds), nil once it has passed (review 68A #8: ignored, the gateway
     /// retried at once and the client got no `Retry-After`). A value that is none of these
     /// (negative, `inf`, `nan`, `1e999`) is ignored, as if the header were absent.
+    /// Digits, optionally a point and more digits: `Double("0x10")` is 16 and `Double("1e3")`
+    /// 1000, forms no server means (review 83B #5).
+    static func isPlainNumber(_ text: String) -> Bool {
+        var digits = 0
+        var point = false
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digits += 1
+            case UInt8(ascii: ".") where !point && digits > 0: point = true
+            default: return false
+            }
+        }
+        return digits > 0 && text.utf8.last != UInt8(ascii: ".")
+    }
+
     public static func retryAfterMilliseconds(_ headers: [(String, String)], now: Int64 = Int64(time(nil))) -> UInt64? {
         for (name, value) in headers where name.lowercased() == "retry-after-ms" {
-            if let milliseconds = Double(value.trimmingSpaces), milliseconds.isFinite, milliseconds >= 0 {
+            let text = value.trimmingSpaces
+            if Self.isPlainNumber(text), let milliseconds = Double(text), milliseconds.isFinite {
                 return min(saturating(milliseconds.rounded(.up)), maxRetryAfterMilliseconds)
             }
         }

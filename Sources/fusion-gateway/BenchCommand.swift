@@ -137,27 +137,27 @@ struct BenchCommand: ParsableCommand {
         let report = try runner.run(progressInterval: terminal ? 0.5 : 5) { line in
             guard !quiet else { return }
             // On a terminal the line is redrawn in place; in a log, one line every 5 s.
-            FileHandle.standardError.write(Data((terminal ? "\r\u{1B}[2K" + line : line + "\n").utf8))
+            Console.error(terminal ? "\r\u{1B}[2K" + line : line + "\n")
         }
         interrupt.forEach { $0.cancel() }
         // Ctrl-C works again while the reports are written (review 64A #9).
         for number in [SIGINT, SIGTERM] { signal(number, SIG_DFL) }
-        if terminal && !quiet { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) }
+        if terminal && !quiet { Console.error("\r\u{1B}[2K") }
 
         let text = TextReport.render(report)
-        (json == "-" ? FileHandle.standardError : FileHandle.standardOutput).write(Data(text.utf8))
+        Console.write(text, to: json == "-" ? STDERR_FILENO : STDOUT_FILENO)
         if let json {
             let data = try JSONReport(report).encoded()
             if json == "-" {
-                FileHandle.standardOutput.write(data + Data("\n".utf8))
+                Console.out(data + Data("\n".utf8))
             } else {
                 try ReportFile(json).write(data)
-                FileHandle.standardError.write(Data("wrote \(json)\n".utf8))
+                Console.error("wrote \(json)\n")
             }
         }
         if let html {
             try ReportFile(html).write(Data(HTMLReport.render(report).utf8))
-            FileHandle.standardError.write(Data("wrote \(html)\n".utf8))
+            Console.error("wrote \(html)\n")
         }
         if report.settings.interrupted == true { throw ExitCode(130) }  // reported, but not the run asked for
         if report.targets.contains(where: { $0.results.succeeded == 0 }) { throw ExitCode(1) }
@@ -264,10 +264,10 @@ struct BenchCommand: ParsableCommand {
                 case 1:
                     runner.requestStop()
                     let message = "\nstopping (\(name)): finishing the requests in flight, for up to \(drain) s (again: abandon them and report)\n"
-                    FileHandle.standardError.write(Data(message.utf8))
+                    Console.error(message)
                 case 2:
                     runner.abandonInFlight()
-                    FileHandle.standardError.write(Data("\nstopping (\(name)): abandoning the requests in flight (again quits)\n".utf8))
+                    Console.error("\nstopping (\(name)): abandoning the requests in flight (again quits)\n")
                 default:
                     Foundation.exit(130)
                 }

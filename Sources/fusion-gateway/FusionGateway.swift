@@ -167,7 +167,7 @@ struct Serve: ParsableCommand {
         // banner found the default action, and the process died with status 15.
         logger.info("listening", metadata: ["url": "\(base)", "loops": .stringConvertible(cluster.loopCount), "config": "\(config ?? "embedded default")",
                                             "version": "\(GatewayVersion.current)"])
-        FileHandle.standardOutput.write(Data(banner.utf8))
+        Console.out(banner)
         application.waitUntilStopped()
         if forced.load(ordering: .relaxed) {
             logger.warning("stopped before the requests in flight ended (second signal)")
@@ -201,13 +201,16 @@ struct MockUpstreamCommand: ParsableCommand {
     }
 
     func run() throws {
+        // As `serve`: a parent that blocks them (a test runner's thread) must not leave the mock
+        // deaf to SIGTERM (found with review 83B #1's test).
+        EventLoop.unblockTerminationSignals()
         try logging.bootstrap()
         let loop = EventLoop()
         var limits = HTTPServerLimits()
         limits.maxConnections = maxConnections
         let mock = try MockUpstream(loop: loop, host: host, port: port, limits: limits)
         let urlHost = host.contains(":") ? "[\(host)]" : host  // IPv6, bracketed (RFC 3986)
-        FileHandle.standardOutput.write(Data("mock upstream listening on http://\(urlHost):\(mock.port)/v1\n".utf8))
+        Console.out("mock upstream listening on http://\(urlHost):\(mock.port)/v1\n")
         let signals = [SIGINT, SIGTERM].map { signalNumber in
             SignalWatcher(loop: loop, signal: signalNumber) { _ in mock.shutdown { loop.stop() } }
         }
@@ -220,7 +223,7 @@ struct MockUpstreamCommand: ParsableCommand {
 /// was fine): a config the gateway refuses exits with 78 (EX_CONFIG), anything else (a port in
 /// use) with 1.
 func startFailure(_ error: any Error) -> ExitCode {
-    FileHandle.standardError.write(Data("fusion-gateway: cannot start: \(error)\n".utf8))
+    Console.error("fusion-gateway: cannot start: \(error)\n")
     return error is ConfigError ? ExitCode(78) : ExitCode.failure
 }
 

@@ -26,6 +26,15 @@ import Web
         #expect(try GatewayConfig.parse(yaml: "server: {max_receiving_body_bytes: 33554432}").server.maxReceivingBodyBytes == 32 << 20)
     }
 
+    @Test func integersAreDecimalDigits() throws {
+        #expect(try GatewayConfig.parse(yaml: "server: {port: 0}\n").server.port == 0)
+        #expect(try GatewayConfig.parse(yaml: "server: {port: 8080, header_timeout_ms: 10}\n").server.port == 8080)
+        for text in ["00", "010", "+1", "1_0", "1:00", "0x1", "0o17", "1e3", "1.0", "'1'"] {
+            #expect(throws: (any Error).self, "\(text)") { try GatewayConfig.parse(yaml: "server: {max_hops: \(text)}\n") }
+        }
+        #expect(try GatewayConfig.parse(yaml: "server: {max_hops: 7}\n").server.maxHops == 7)
+    }
+
     @Test func anEmptyConfigIsTheDefaults() throws {
         let empty = try GatewayConfig.parse(yaml: "{}")
         for text in ["", "# all commented out\n# server:\n", "\n\n"] {
@@ -304,6 +313,14 @@ import Web
         ("servr: {}", "unknown key 'servr'"),
         ("server: {port: 99999}", "server.port"),
         ("server: {port: eighty}", "server.port"),
+        // YAML 1.1's other integer forms: octal, base 60, underscores, hex, binary (review 83B #4).
+        ("server: {port: 0120450}", "server.port must be an integer in 0...65535, in decimal digits"),
+        ("server: {header_timeout_ms: '1:00'}", "server.header_timeout_ms"),
+        ("server: {header_timeout_ms: 1:00}", "server.header_timeout_ms"),
+        ("server: {port: 4_1257}", "server.port"),
+        ("server: {port: 0x10}", "server.port"),
+        ("server: {port: 0b1010}", "server.port"),
+        ("server: {port: +80}", "server.port"),
         ("providers: {p: {base_url: 'ftp://x'}}", "base_url must start with"),
         ("providers: {p: {base_url: 'http:///v1'}}", "providers.p.base_url must be a URL with a host name"),
         ("providers: {'p q': {base_url: 'http://h/v1'}}", "a provider name is 1 to 64 letters"),

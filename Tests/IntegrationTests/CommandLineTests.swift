@@ -92,6 +92,27 @@ import Testing
 
     /// SIGHUP is logged and ignored: its default action ended the process at once, every stream
     /// cut mid-chunk (review 62D #3).
+    /// Standard output a pipe nobody reads (`serve | head -1` after `head` left, a log shipper
+    /// gone): the banner's write fails and the gateway serves on (review 83B #1: Foundation's
+    /// `FileHandle.write` trapped on EPIPE, and the process died with SIGILL at every start).
+    @Test(.timeLimit(.minutes(1)), arguments: [["serve", "--port", "0", "--loops", "1"], ["mock-upstream", "--port", "0"]])
+    func aBannerNobodyReadsIsNoCrash(arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        let output = Pipe()
+        try output.fileHandleForReading.close()  // no reader: a write gets EPIPE
+        process.standardOutput = output
+        process.standardError = Pipe()
+        try process.run()
+        usleep(1_500_000)
+        let running = process.isRunning
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(running, "exited \(process.terminationStatus) with its banner unread")
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+    }
+
     @Test(.timeLimit(.minutes(1))) func aHangUpIsIgnored() throws {
         let process = Process()
         process.executableURL = Self.binary

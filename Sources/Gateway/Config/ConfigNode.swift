@@ -153,12 +153,22 @@ struct ConfigNode {
         return value
     }
 
+    /// A decimal integer. YAML 1.1 also reads `010` as octal, `1:00` as base 60 (60), `4_1` as
+    /// 41 and `0x10` as hex: a mistyped timeout or limit started with another value, silently
+    /// (review 83B #4); only plain decimal digits are taken, without leading zeros.
     func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let child = try child(key) else { return nil }
-        guard let value = child.node.int, range.contains(value) else {
-            throw ConfigError("\(child.path) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        guard let value = child.node.int, Self.isDecimal(child.node.scalar?.string ?? ""), range.contains(value) else {
+            throw ConfigError("\(child.path) must be an integer in \(range.lowerBound)...\(range.upperBound), in decimal digits")
         }
         return value
+    }
+
+    /// `0`, or an optional `-` and digits not beginning with 0.
+    static func isDecimal(_ text: String) -> Bool {
+        let digits = text.utf8.first == UInt8(ascii: "-") ? text.utf8.dropFirst() : text.utf8[...]
+        guard let first = digits.first, digits.allSatisfy({ (0x30...0x39).contains($0) }) else { return false }
+        return first != UInt8(ascii: "0") || digits.count == 1
     }
 
     func milliseconds(_ key: String) throws -> UInt64? {
