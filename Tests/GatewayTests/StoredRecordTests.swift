@@ -76,6 +76,27 @@ import Testing
         #expect(Spend.micros(of: record, prices: [:]) == 1)
     }
 
+    /// An upstream's absurd counts are charged up to a call's bounds, not as given: `1e20`
+    /// tokens (read as 2^40) on a short answer charged $3.3M and locked its key out for the
+    /// month (review 83B #2). Within the bounds, counts are charged as given; so is each call of
+    /// a deliberation.
+    @Test func absurdCountsAreChargedUpToACallsBounds() {
+        var record = GenerationRecord(id: "gen-1", route: .chatCompletions, kind: .proxy, requestedModel: "p/m", streamed: false,
+                                      created: 0, owner: nil)
+        let prices: PriceBook = ["p/m": ModelPrice(inputPerMillion: 1, outputPerMillion: 2)]
+        let bounded = Spend.maxChargedPromptTokens * 1 + Spend.maxChargedCompletionTokens * 2
+        record.usage = .init(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens, cost: 0)
+        #expect(Spend.micros(of: record, prices: prices) == bounded)
+        record.usage = .init(promptTokens: 10_000_000, completionTokens: 128_000, totalTokens: 10_128_000, cost: 0)
+        #expect(Spend.micros(of: record, prices: prices) == 10_000_000 + 256_000, "the largest contexts and outputs charged whole")
+        record.usage = .init(promptTokens: -5, completionTokens: Usage.maxTokens, totalTokens: 0, cost: 0)
+        #expect(Spend.micros(of: record, prices: prices) == Spend.maxChargedCompletionTokens * 2)
+        var call = CallRecord(role: "panel", model: "p/m", provider: "p")
+        call.usage = .init(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens, cost: 0)
+        record.innerCalls = [call, call]
+        #expect(Spend.micros(of: record, prices: prices) == 2 * bounded)
+    }
+
     /// Settlements waiting for Redis add up per key and period, saturating; the spend sent is at
     /// most 2^40 µ$ (the script's Lua would print more in exponent form, which INCRBY refuses).
     @Test func waitingSettlementsAddUp() {

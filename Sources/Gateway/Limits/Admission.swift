@@ -241,7 +241,8 @@ extension GatewayServer {
         let spend = record?.spendMicros ?? 0
         // One settlement charges at most the key's whole minute: the worst a broken or hostile
         // upstream's counts (`prompt_tokens: 10^9` on a 10-token answer) can do is a minute
-        // without tokens, not a day (review 75A #1; spend is still charged in full).
+        // without tokens, not a day (review 75A #1; spend counts each call's tokens up to
+        // `Spend`'s bounds, review 83B #2).
         let tokens = min(usage.map { Self.countedTokens($0, planned: ticket.plannedTokens) } ?? 0,
                          ticket.identity.limits.tokensPerMinute ?? .max)
         let settlement = LimitSettlement(extraRequests: requests - ticket.reservation.requests,

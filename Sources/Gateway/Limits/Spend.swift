@@ -10,7 +10,15 @@ import Providers
 /// before the usage, so no cost came) is charged at the rate its model's reported costs showed
 /// (`ReportedRates`). A deliberation is the sum of its inner calls. Saturating: no token count
 /// can overflow it.
+///
+/// A call is charged for at most `maxChargedPromptTokens` read and `maxChargedCompletionTokens`
+/// written, whatever its upstream reports: a broken or hostile upstream's `1e20` tokens on a
+/// 10-token answer charged $3.3M and locked its key out for the month (review 83B #2). The bounds
+/// are above any model's context and output today (10M and 128K tokens).
 enum Spend {
+    static let maxChargedPromptTokens: Int64 = 1 << 24
+    static let maxChargedCompletionTokens: Int64 = 1 << 21
+
     static func micros(of record: GenerationRecord, prices: PriceBook, rates: ReportedRates? = nil) -> Int64 {
         guard !record.innerCalls.isEmpty else {
             return micros(model: record.model, usage: record.usage, estimated: record.usageEstimated, prices: prices, rates: rates)
@@ -30,8 +38,11 @@ enum Spend {
         return total
     }
 
-    static func micros(model: String, usage: Usage, estimated: Bool = false, prices: PriceBook,
+    static func micros(model: String, usage reported: Usage, estimated: Bool = false, prices: PriceBook,
                        rates: ReportedRates? = nil) -> Int64 {
+        var usage = reported
+        usage.promptTokens = min(max(0, usage.promptTokens), maxChargedPromptTokens)
+        usage.completionTokens = min(max(0, usage.completionTokens), maxChargedCompletionTokens)
         guard let price = prices.price(of: model) else {
             if estimated, usage.cost == 0, let rate = rates?.micros(perToken: model) {
                 // No cost came with an estimate: charged at the rate the model's own costs showed,
