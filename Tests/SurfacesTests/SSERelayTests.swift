@@ -249,12 +249,43 @@ import Testing
         #expect(result.outcome == .done)
         let whole = #"{"id":"x","object":"chat.completion","choices":[{"index":1e309,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"n":2.5E+3}"#
         let rewritten = String(decoding: try #require(ChatCompletionBody.rewriting(Array(whole.utf8), id: "gen-1", model: "m", created: 1)), as: UTF8.self)
-        #expect(rewritten.contains(#""index":null"#) && rewritten.contains(#""id":"gen-1""#) && !rewritten.contains("e309"), "\(rewritten)")
+        #expect(rewritten.contains(#""index":0"#) && rewritten.contains(#""id":"gen-1""#) && !rewritten.contains("e309"), "\(rewritten)")
         #expect(ChatCompletionBody.rewriting(Array(#"{"a":1e309,"b":"#.utf8), id: "g", model: "m", created: 1) == nil, "not JSON stays refused")
         // 309 digits: 1e308 written out is a double, 2e308 is not (review 72A).
         let edge = #"{"choices":[],"within":1\#(String(repeating: "0", count: 308)),"beyond":-2\#(String(repeating: "0", count: 308))}"#
         let edged = String(decoding: try #require(ChatCompletionBody.rewriting(Array(edge.utf8), id: "g", model: "m", created: 1)), as: UTF8.self)
         #expect(edged.contains(#""beyond":null"#) && !edged.contains(#""within":null"#), "\(edged.prefix(200))")
+    }
+
+    /// A whole answer's choices keep their `index`es when they are distinct integers below the
+    /// `n` asked for; otherwise they are numbered by place, at most `n` of them (review 83B #3:
+    /// `1e20`, `"100"`, -5000 and null reached the SDK, whose `index` is an int, and a request
+    /// for one choice got three).
+    @Test func aWholeAnswersChoicesAreNumberedWhenTheirIndexesAreNot() throws {
+        func choice(_ index: String?, _ text: String) -> String {
+            #"{\#(index.map { #""index":\#($0),"# } ?? "")"message":{"role":"assistant","content":"\#(text)"},"finish_reason":"stop"}"#
+        }
+        func indexes(_ choices: [String], n: Int) throws -> (indexes: [JSONValue?], texts: [String], same: Bool) {
+            let body = #"{"id":"x","object":"chat.completion","choices":[\#(choices.joined(separator: ","))]}"#
+            let out = try #require(ChatCompletionBody.rewriting(Array(body.utf8), id: "gen-1", model: "m", created: 1, choices: n))
+            let items = try JSONValue.parse(out)["choices"]?.arrayValue ?? []
+            let plain = try #require(ChatCompletionBody.rewriting(Array(body.utf8), id: "gen-1", model: "m", created: 1, choices: 8))
+            return (items.map { $0["index"] }, items.compactMap { $0["message"]?["content"]?.stringValue },
+                    String(decoding: out, as: UTF8.self).contains(choices.joined(separator: ",")) && out.count <= plain.count + 0)
+        }
+        for bad in ["1e20", #""100""#, "-5000", "1e400", "1.5", "null", "true", "1"] {
+            let result = try indexes([choice(bad, "a")], n: 1)
+            #expect(result.indexes == [.int(0)] && result.texts == ["a"], "\(bad)")
+        }
+        let duplicates = try indexes([choice("0", "a"), choice("0", "b"), choice("-1", "c")], n: 1)
+        #expect(duplicates.indexes == [.int(0)] && duplicates.texts == ["a"])
+        let twice = try indexes([choice("0", "a"), choice("0", "b")], n: 2)
+        #expect(twice.indexes == [.int(0), .int(1)] && twice.texts == ["a", "b"])
+        // Fine as they are: relayed byte for byte.
+        for (choices, n) in [([choice("0", "a")], 1), ([choice(nil, "a")], 1), ([choice("1", "b"), choice("0", "a")], 2), ([choice("0", "a")], 3)] {
+            let result = try indexes(choices, n: n)
+            #expect(result.same, "\(choices)")
+        }
     }
 
     /// With one choice asked for, a chunk of another choice is the upstream's broken stream, also

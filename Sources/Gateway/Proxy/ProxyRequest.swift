@@ -111,7 +111,7 @@ struct ChatProxyRequest: ProxyRequest {
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
         let whole = relaysWholeBodyAsSent(route: route)
-            ? ChatCompletionBody.rewriting(body, id: context.generationID, model: route.slug, created: context.created)
+            ? ChatCompletionBody.rewriting(body, id: context.generationID, model: route.slug, created: context.created, choices: chat.choices)
             : ChatCompletionBody.make(id: context.generationID, model: route.slug, created: context.created, events: events)
         guard let whole else { throw .upstreamProtocol("the upstream's response is not a JSON object") }
         return whole

@@ -8,7 +8,11 @@ public enum ChatCompletionBody {
     /// `cost` rounded as the gateway states costs (everything else kept byte for byte, but bytes
     /// that are not UTF-8 and lone surrogate escapes, which become U+FFFD as on every other route:
     /// review 80B #1, the SDK raised `UnicodeDecodeError`); nil when it is not a JSON object.
-    public static func rewriting(_ body: [UInt8], id: String, model: String, created: Int) -> [UInt8]? {
+    /// Its choices' `index`es must be distinct integers below the `choices` asked for (the
+    /// client's `n`); otherwise the choices are numbered by their place and at most `choices` are
+    /// kept, as a whole answer to a streamed request's are (review 83B #3: a float, a string, a
+    /// negative or a duplicate `index` reached the SDKs, and a request for one choice got three).
+    public static func rewriting(_ body: [UInt8], id: String, model: String, created: Int, choices limit: Int = 1) -> [UInt8]? {
         var idValue: [UInt8] = []
         JSONWriting.appendString(id, to: &idValue)
         var modelValue: [UInt8] = []
@@ -23,9 +27,17 @@ public enum ChatCompletionBody {
         }
         // Calls sharing one id (DeepSeek's, GLM's, Kimi's) each under an id of its own, as on the
         // other routes (review 68A #2).
+        var kept = choices
+        var changed = false
         if let choices, let unique = ChatToolCallRenumbering.uniqueIDs(choices: choices) {
-            leading.append((Array("choices".utf8), unique.serialized()))
+            kept = unique
+            changed = true
         }
+        if case .array(let items)? = kept, let numbered = numberedByPlace(items, limit: limit) {
+            kept = .array(numbered)
+            changed = true
+        }
+        if changed, let kept { leading.append((Array("choices".utf8), kept.serialized())) }
         let checked = SSERelay.checkedUsage(usage)
         if let usage, case .object = usage, !Usage.hasCount(checked ?? usage) {
             // No count that is a number: no usage, as the record says (review 21 F2).
@@ -42,6 +54,24 @@ public enum ChatCompletionBody {
         SSERelay.repairUTF8(&out, from: 0)
         SSERelay.repairSurrogateEscapes(&out, from: 0)
         return out
+    }
+
+    /// The choices numbered by their place, at most `limit` of them; nil when they are fine as
+    /// they are: at most `limit`, each an object whose `index` (none is 0) is an integer below
+    /// `limit` that no other has.
+    static func numberedByPlace(_ choices: [JSONValue], limit: Int) -> [JSONValue]? {
+        var seen = Set<Int64>()
+        let fine = choices.count <= max(1, limit) && choices.allSatisfy { choice in
+            guard case .object(let fields) = choice else { return true }  // not a choice at all: left as it is
+            guard case .int(let index) = fields["index"] ?? .int(0), (0..<Int64(max(1, limit))).contains(index) else { return false }
+            return seen.insert(index).inserted
+        }
+        guard !fine else { return nil }
+        return choices.prefix(max(1, limit)).enumerated().map { place, choice in
+            guard case .object(var fields) = choice else { return choice }
+            fields["index"] = .int(Int64(place))
+            return .object(fields)
+        }
     }
 
     /// An OpenAI-format whole answer to a streamed request (some servers ignore `stream`), as the
