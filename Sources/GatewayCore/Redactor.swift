@@ -3,9 +3,9 @@ import Foundation
 /// Removes secrets (provider and gateway keys) from text an upstream sent, before it reaches a
 /// client, a record or a log. Not only the exact key: upstreams echo keys back in other forms
 /// (cut short, upper-cased, base64 in a Basic credential, hex, percent-encoded in a URL, JSON `\u`
-/// escapes, split by a zero-width character), so a
+/// escapes, split by an invisible character), so a
 /// run of at least three quarters of a secret (or of one of those forms), compared without
-/// ASCII case and ignoring zero-width characters, is redacted. Not less: a client can make text
+/// ASCII case and ignoring invisible (default-ignorable) characters, is redacted. Not less: a client can make text
 /// come back (a model repeats it, an error names the model it asked for), and if a shorter run
 /// were redacted, whether a guess came back redacted would tell it the key a byte at a time from
 /// its known prefix (`sk-ant-api03-`); three quarters is far beyond any guess. One pass over the
@@ -275,7 +275,7 @@ public struct Redactor: Sendable, Equatable {
     }
 
     /// The JSON escape at `index` (a backslash): the ASCII character it stands for, nil for a
-    /// zero-width character (skipped, as one written out is), 0x01 (in no secret) for any other
+    /// invisible character (skipped, as one written out is), 0x01 (in no secret) for any other
     /// character, and its width; width 1 when the escape is cut off by the end of the bytes.
     /// Encoders escape some characters and not others (Go `<>&`, PHP `/`, some every mark): a
     /// key with one letter as `\u0034` is the whole key to every client's parser (review 83A #2).
@@ -286,22 +286,39 @@ public struct Redactor: Sendable, Equatable {
             guard index + 5 < utf8.count else { return (UInt8(ascii: "\\"), 1) }
             var value: UInt32 = 0
             for offset in 2...5 {
-                let digit = utf8[index + offset]
-                switch digit {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): value = value << 4 | UInt32(digit - UInt8(ascii: "0"))
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): value = value << 4 | UInt32(digit - UInt8(ascii: "a") + 10)
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): value = value << 4 | UInt32(digit - UInt8(ascii: "A") + 10)
-                default: return (0x01, 2)  // not an escape JSON allows: the backslash and the `u` read as one mark
-                }
+                // Not an escape JSON allows: the backslash and the `u` read as one mark.
+                guard let digit = hexDigit(utf8[index + offset]) else { return (0x01, 2) }
+                value = value << 4 | digit
             }
-            switch value {
-            case 0x200B...0x200D, 0x2060, 0xFEFF, 0x00AD: return (nil, 6)
-            case 0x20..<0x7F: return (UInt8(value), 6)
-            default: return (0x01, 6)
+            // A surrogate pair's two escapes are one character (a tag, U+E0001, is invisible).
+            if (0xD800...0xDBFF).contains(value), let low = surrogate(utf8, at: index + 6) {
+                return isInvisible(0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)) ? (nil, 12) : (0x01, 12)
             }
+            if value < 0x80 { return (0x20..<0x7F).contains(value) ? (UInt8(value), 6) : (0x01, 6) }
+            return isInvisible(value) ? (nil, 6) : (0x01, 6)
         case UInt8(ascii: "/"): return (UInt8(ascii: "/"), 2)
         case UInt8(ascii: "\\"): return (UInt8(ascii: "\\"), 2)
         default: return (0x01, 2)  // `\"`, `\n` and the other controls: in no secret
+        }
+    }
+
+    /// The low surrogate a `\uDC00`–`\uDFFF` escape at `index` stands for, else nil.
+    private static func surrogate(_ utf8: UnsafeBufferPointer<UInt8>, at index: Int) -> UInt32? {
+        guard index + 5 < utf8.count, utf8[index] == UInt8(ascii: "\\"), utf8[index + 1] == UInt8(ascii: "u") else { return nil }
+        var value: UInt32 = 0
+        for offset in 2...5 {
+            guard let digit = hexDigit(utf8[index + offset]) else { return nil }
+            value = value << 4 | digit
+        }
+        return (0xDC00...0xDFFF).contains(value) ? value : nil
+    }
+
+    private static func hexDigit(_ byte: UInt8) -> UInt32? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
+        default: nil
         }
     }
 
@@ -348,15 +365,26 @@ public struct Redactor: Sendable, Equatable {
     /// ASCII letters compared without case.
     private static func fold(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte + 0x20 : byte }
 
-    /// The length of a zero-width character at `index` (U+200B…U+200D, U+2060, U+FEFF, U+00AD), else 0.
+    /// The length of an invisible character at `index` (a lead byte), else 0: any
+    /// default-ignorable code point (zero-width spaces and joiners, U+00AD, U+034F, the
+    /// bidirectional controls, variation selectors, tags, Hangul fillers…), which a key may be
+    /// split by and still read whole (review 84 #4: U+034F let one through; the list was five).
     private static func zeroWidth(_ utf8: UnsafeBufferPointer<UInt8>, at index: Int) -> Int {
         let byte = utf8[index]
-        if byte == 0xC2, index + 1 < utf8.count, utf8[index + 1] == 0xAD { return 2 }
-        guard byte == 0xE2 || byte == 0xEF, index + 2 < utf8.count else { return 0 }
-        let second = utf8[index + 1], third = utf8[index + 2]
-        if byte == 0xE2, second == 0x80, (0x8B...0x8D).contains(third) { return 3 }
-        if byte == 0xE2, second == 0x81, third == 0xA0 { return 3 }
-        if byte == 0xEF, second == 0xBB, third == 0xBF { return 3 }
-        return 0
+        guard byte >= 0xC2 else { return 0 }
+        let width = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
+        guard index + width <= utf8.count else { return 0 }
+        var value = UInt32(byte) & (width == 2 ? 0x1F : width == 3 ? 0x0F : 0x07)
+        for offset in 1..<width {
+            let next = utf8[index + offset]
+            guard next & 0xC0 == 0x80 else { return 0 }
+            value = value << 6 | UInt32(next & 0x3F)
+        }
+        return isInvisible(value) ? width : 0
+    }
+
+    /// A default-ignorable code point.
+    static func isInvisible(_ value: UInt32) -> Bool {
+        Unicode.Scalar(value)?.properties.isDefaultIgnorableCodePoint ?? false
     }
 }

@@ -24,4 +24,18 @@ enum Console {
             }
         }
     }
+
+    /// Standard input, output and error made open (on /dev/null) where one was closed at start:
+    /// the first descriptor the process opened took its number (the event loop's epoll, with
+    /// standard output closed), the banner went into it, and libuv asserted when closing it at
+    /// shutdown: exit 134 (review 84 #5). Before anything else opens a descriptor.
+    static func keepStandardDescriptorsOpen() {
+        for descriptor in Int32(0)...2 where fcntl(descriptor, F_GETFD) == -1 && errno == EBADF {
+            let opened = open("/dev/null", O_RDWR)
+            if opened >= 0 && opened != descriptor {
+                dup2(opened, descriptor)
+                close(opened)
+            }
+        }
+    }
 }

@@ -17,6 +17,11 @@ struct FusionGateway: ParsableCommand {
         subcommands: [Serve.self, MockUpstreamCommand.self, BenchCommand.self],
         defaultSubcommand: Serve.self
     )
+
+    static func main() {
+        Console.keepStandardDescriptorsOpen()
+        main(nil)
+    }
 }
 
 struct LoggingOptions: ParsableArguments {

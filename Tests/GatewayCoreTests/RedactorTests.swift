@@ -112,14 +112,18 @@ import Testing
         let key = "sk-proj-AbCd/Ef0123456789xyzQRST"
         let redactor = Redactor(secrets: [key])
         let characters = Array(key.utf8)
-        await propertyCheck(count: 300, input: Gen.int(in: 0...3).array(of: characters.count...characters.count)) { choices in
+        // Invisible characters a key may be split by, raw and escaped (review 84 #4: U+034F).
+        let invisible = ["\u{200B}", "\u{034F}", "\u{2061}", "\u{180E}", "\u{FE0F}", "\u{E0001}", "\u{00AD}", "\u{202E}"]
+        let escapedInvisible = [#"\u200b"#, #"\u034F"#, #"\u2064"#, #"\ufe0f"#, #"\udb40\udc01"#, #"\u061c"#]
+        await propertyCheck(count: 300, input: Gen.int(in: 0...5).array(of: characters.count...characters.count)) { choices in
             var text = ""
-            for (byte, choice) in zip(characters, choices) {
+            for (position, (byte, choice)) in zip(characters, choices).enumerated() {
                 switch choice {
                 case 1: text += "\\u00" + String(byte, radix: 16)
                 case 2: text += "\\u00" + String(byte, radix: 16, uppercase: true)
                 case 3 where byte == UInt8(ascii: "/"): text += "\\/"
-                case 3: text += "\\u200b" + String(UnicodeScalar(byte))
+                case 3: text += escapedInvisible[position % escapedInvisible.count] + String(UnicodeScalar(byte))
+                case 4: text += invisible[position % invisible.count] + String(UnicodeScalar(byte))
                 default: text += String(UnicodeScalar(byte))
                 }
             }
@@ -127,9 +131,11 @@ import Testing
             let out = Array(event.utf8).withUnsafeBytes { redactor.redacting($0) }
             let cleaned = out.map { String(decoding: $0, as: UTF8.self) } ?? event
             let content = (try? JSONValue.parse(Array(cleaned.dropFirst(6).dropLast(2).utf8)))?["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue
-            let decoded = content?.replacingOccurrences(of: "\u{200B}", with: "")
+            let decoded = content.map { String(String.UnicodeScalarView($0.unicodeScalars.filter { !$0.properties.isDefaultIgnorableCodePoint })) }
             #expect(decoded == "key [redacted] end", "\(cleaned)")
         }
+        // Text around an invisible character is redacted by the same pass in logs and records.
+        #expect(redactor("a " + key.prefix(12) + "\u{034F}" + key.dropFirst(12) + " b") == "a [redacted] b")
         // Escaped characters that are no part of a key are left as they were.
         let clean = #"data: {"a":"sk-proj-\u003cb\u003e \/path \n"}"# + "\n\n"
         #expect(Array(clean.utf8).withUnsafeBytes { redactor.redacting($0) } == nil)

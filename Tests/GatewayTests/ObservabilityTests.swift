@@ -242,6 +242,8 @@ import Testing
                                             // marks, a joiner, a spacing mark, a variation selector, an emoji modifier (at
                                             // a value's start), prepended concatenation marks (at its end).
                                             "\u{301}", "\u{200d}", "\u{903}", "\u{fe0f}", "\u{1f3fb}", "\u{600}", "\u{6dd}", "\u{110bd}",
+                                            // After an escape (review 84 #1): a mark joins its last character.
+                                            "\u{1b}\u{301}", "\n\u{301}", "\u{85}\u{301}", "\"\u{301}", "\\\u{301}", "\u{600}\u{600}",
                                            ]).map { $0 ?? "" }.array(of: 0...6).map { $0.joined() }
 
     @Test func textLogLinesReadBackToTheirValuesWhateverTheyHold() async {
@@ -253,9 +255,25 @@ import Testing
             #expect(!text.unicodeScalars.contains { $0.value < 0x20 || (0x7F..<0xA0).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 })
             let fields = Self.readFields(text)
             #expect(fields.map(\.key) == ["a", "b"], "\(text)")
-            #expect(Self.readFieldKeysByCharacter(text) == ["a", "b"], "a reader stepping through characters: \(text)")
+            let byCharacter = Self.readFieldsByCharacter(text)
+            #expect(byCharacter.map(\.key) == ["a", "b"], "a reader stepping through characters: \(text)")
+            #expect(byCharacter.map { Array($0.value.unicodeScalars) } == [Array(first.unicodeScalars), Array(second.unicodeScalars)],
+                    "a reader stepping through characters: \(text)")
             #expect(fields.first.map { Array($0.value.unicodeScalars) == Array(first.unicodeScalars) } == true, "\(text)")
             #expect(fields.last.map { Array($0.value.unicodeScalars) == Array(second.unicodeScalars) } == true, "\(text)")
+        }
+    }
+
+    /// Review 84's cases: a mark after an escape joined the escape's last character (`}́`, `ń`)
+    /// and a reader stepping through characters ran past the value; a prepended mark before an
+    /// escaped one hid its backslash. Each value reads back whole both ways.
+    @Test func marksAroundEscapesReadBackWhole() {
+        for value in ["bad \u{1b}\u{301}", "a\n\u{301}b", "a\u{85}\u{301}b", "x\u{600}\u{600}", "q\"\u{301}", "\\\u{301}x", "e\u{301} \u{301}"] {
+            let line = LogTextLine.line(level: .info, label: "gw", message: "m", metadata: ["a": .string(value), "b": "x"],
+                                        redactor: RedactorChain(redactors: []))
+            let text = String(decoding: line.dropLast(), as: UTF8.self)
+            let fields = Self.readFieldsByCharacter(text)
+            #expect(fields.map(\.key) == ["a", "b"] && fields.first.map { Array($0.value.unicodeScalars) } == Array(value.unicodeScalars), "\(text)")
         }
     }
 
@@ -277,28 +295,45 @@ import Testing
         #expect(date.map { abs($0.timeIntervalSinceNow) < 60 } == true, "\(text)")
     }
 
-    /// The fields' keys as a reader that steps through grapheme clusters (`Character`s) finds
-    /// them: a quote, `=` or space joined to its neighbour into one character is not one to it.
-    static func readFieldKeysByCharacter(_ line: String) -> [String] {
+    /// The fields as a reader that steps through grapheme clusters (`Character`s) reads them: a
+    /// quote, `=`, space, backslash or escape's brace joined to its neighbour into one character
+    /// is not one to it (reviews 83A #3, 84 #1).
+    static func readFieldsByCharacter(_ line: String) -> [(key: String, value: String)] {
         guard let header = line.range(of: " info gw: m") else { return [] }
         let characters = Array(line[header.upperBound...])
-        var keys: [String] = []
+        var fields: [(key: String, value: String)] = []
         var index = 0
         while index < characters.count, characters[index] == " " {
             index += 1
             var key = ""
             while index < characters.count, characters[index] != "=" { key.append(characters[index]); index += 1 }
-            keys.append(key)
             index += 1
-            if index < characters.count, characters[index] == "\"" {
+            var value = ""
+            let quoted = index < characters.count && characters[index] == "\""
+            if quoted { index += 1 }
+            while index < characters.count, quoted ? characters[index] != "\"" : characters[index] != " " {
+                let character = characters[index]
                 index += 1
-                while index < characters.count, characters[index] != "\"" { index += characters[index] == "\\" ? 2 : 1 }
+                guard character == "\\", index < characters.count else { value.append(character); continue }
+                let escape = characters[index]
                 index += 1
-            } else {
-                while index < characters.count, characters[index] != " " { index += 1 }
+                switch escape {
+                case "n": value.append("\n")
+                case "r": value.append("\r")
+                case "t": value.append("\t")
+                case "u":
+                    var hex = ""
+                    index += 1  // {
+                    while index < characters.count, characters[index] != "}" { hex.append(characters[index]); index += 1 }
+                    index += 1
+                    value.unicodeScalars.append(UInt32(hex, radix: 16).flatMap(Unicode.Scalar.init) ?? "?")
+                default: value.append(escape)
+                }
             }
+            if quoted { index += 1 }
+            fields.append((key, value))
         }
-        return index >= characters.count ? keys : keys + ["<rest: \(String(characters[index...]))>"]
+        return index >= characters.count ? fields : fields + [("<rest>", String(characters[index...]))]
     }
 
     /// A reader of the text format's fields after `<ts> info gw: m`: `key=value` separated by one

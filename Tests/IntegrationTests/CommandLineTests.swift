@@ -113,6 +113,25 @@ import Testing
         #expect(process.terminationReason == .exit && process.terminationStatus == 0)
     }
 
+    /// Started with standard output closed (`>&-`): the event loop's first descriptor took its
+    /// number, the banner went into it, and libuv asserted when closing it at the stop, exit 134
+    /// (review 84 #5). Closed standard descriptors are /dev/null now; a drained stop exits 0.
+    @Test(.timeLimit(.minutes(1))) func aClosedStandardOutputIsNoCrash() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", #"exec "$0" serve --port 0 --loops 1 >&- 0<&-"#, Self.binary.path]
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        usleep(1_500_000)
+        let running = process.isRunning
+        kill(process.processIdentifier, SIGTERM)
+        let data = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(running)
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(String(decoding: data.suffix(600), as: UTF8.self))")
+    }
+
     @Test(.timeLimit(.minutes(1))) func aHangUpIsIgnored() throws {
         let process = Process()
         process.executableURL = Self.binary

@@ -281,6 +281,12 @@ import Testing
         #expect(duplicates.indexes == [.int(0)] && duplicates.texts == ["a"])
         let twice = try indexes([choice("0", "a"), choice("0", "b")], n: 2)
         #expect(twice.indexes == [.int(0), .int(1)] && twice.texts == ["a", "b"])
+        // Something in the array that is no choice is dropped, never kept in the answer's place
+        // (review 84 #2: `["x", {…}]` for one choice became `["x"]`).
+        for junk in [#""x""#, "null", "1", "[]"] {
+            let result = try indexes([junk, choice("0", "a")], n: 1)
+            #expect(result.indexes == [.int(0)] && result.texts == ["a"], "\(junk)")
+        }
         // Fine as they are: relayed byte for byte.
         for (choices, n) in [([choice("0", "a")], 1), ([choice(nil, "a")], 1), ([choice("1", "b"), choice("0", "a")], 2), ([choice("0", "a")], 3)] {
             let result = try indexes(choices, n: n)

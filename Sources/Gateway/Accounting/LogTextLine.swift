@@ -72,49 +72,19 @@ enum LogTextLine {
     }
 
     static func appendEscaped(_ text: String, to out: inout [UInt8]) {
-        let edges = Edges(text)
-        withBytes(of: text) { bytes in _ = appendEscaped(bytes, quote: false, edges: edges, to: &out) }
+        withBytes(of: text) { bytes in _ = appendEscaped(bytes, quote: false, to: &out) }
     }
 
     static func appendQuotedIfNeeded(_ text: String, to out: inout [UInt8]) {
-        let edges = Edges(text)
         withBytes(of: text) { bytes in
             let start = out.count
             // Written plain first (the common case: a number, an id); redone in quotes when it
             // was escaped or holds a byte that would end or split it.
-            if !bytes.isEmpty && !appendEscaped(bytes, quote: false, edges: edges, to: &out) { return }
+            if !bytes.isEmpty && !appendEscaped(bytes, quote: false, to: &out) { return }
             out.removeSubrange(start...)
             out.append(UInt8(ascii: "\""))
-            _ = appendEscaped(bytes, quote: true, edges: edges, to: &out)
+            _ = appendEscaped(bytes, quote: true, to: &out)
             out.append(UInt8(ascii: "\""))
-        }
-    }
-
-    /// The first and last characters of a text that would join the line's own delimiters around
-    /// it into one grapheme cluster (review 83A #3): a first combining mark, joiner or spacing
-    /// mark (`"` + U+0301 is one character), a last prepended concatenation mark (U+0600 + `"`).
-    /// A reader stepping through characters would not see that quote, `=` or space, and would
-    /// read the value's text as fields of its own; such a character is written as an escape.
-    /// The byte counts of the first and last scalars so escaped (0: none).
-    struct Edges {
-        var first = 0
-        var last = 0
-
-        init(_ text: String) {
-            let scalars = text.unicodeScalars
-            if let scalar = scalars.first, scalar.value >= 0x80, Self.joins("a", scalar) { first = UTF8.width(scalar) }
-            if let scalar = scalars.last, scalar.value >= 0x80, Self.joins(scalar, "a") {
-                // A one-scalar text escaped whole by `first` already.
-                last = first > 0 && text.utf8.count == first ? 0 : UTF8.width(scalar)
-            }
-        }
-
-        /// Whether the two scalars make one grapheme cluster.
-        static func joins(_ left: Unicode.Scalar, _ right: Unicode.Scalar) -> Bool {
-            var pair = String.UnicodeScalarView()
-            pair.append(left)
-            pair.append(right)
-            return String(pair).count == 1
         }
     }
 
@@ -126,72 +96,83 @@ enum LogTextLine {
 
     /// Appends `bytes` (valid UTF-8) escaped; with `quote`, a `"` as `\"`. Returns whether the
     /// text needs quotes: something was escaped, or it holds a space, a quote or `=`.
-    private static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, quote: Bool, edges: Edges, to out: inout [UInt8]) -> Bool {
+    ///
+    /// Characters that join their neighbour into one grapheme cluster are escaped where that
+    /// neighbour is the line's own: a reader stepping through characters (Swift's `Character`)
+    /// would not see a quote, `=`, space or backslash joined to a mark, and would read a value's
+    /// text as fields of its own (reviews 83A #3, 84 #1, #3). So a mark that joins what precedes
+    /// it (a combining or spacing mark, a joiner, a variation selector) is escaped at a value's
+    /// start and after an escape, and one that joins what follows it (a prepended concatenation
+    /// mark, U+0600) is always escaped: an escape begins and ends with ASCII of its own.
+    private static func appendEscaped(_ bytes: UnsafeBufferPointer<UInt8>, quote: Bool, to out: inout [UInt8]) -> Bool {
         var needsQuotes = false
+        var afterEscape = true  // the value's start follows the line's own `=`, `"` or space
         var index = 0
         while index < bytes.count {
-            let atFirst = index == 0 && edges.first > 0
-            if atFirst || (edges.last > 0 && index == bytes.count - edges.last) {
-                let width = atFirst ? edges.first : edges.last
-                appendScalarEscape(decodedScalar(bytes, at: index, width: width), to: &out)
-                index += width
-                needsQuotes = true
-                continue
-            }
             let byte = bytes[index]
-            // A character that joins what follows it (a prepended concatenation mark), before
-            // an escape: it would hide the escape's backslash from a reader stepping through
-            // characters, and the escaped quote after it would read as the value's end.
             if byte >= 0xC2 {
                 let width = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
-                if index + width < bytes.count, escapes(bytes, at: index + width, quote: quote) {
-                    let scalar = decodedScalar(bytes, at: index, width: width)
-                    if let character = Unicode.Scalar(scalar), Edges.joins(character, "a") {
-                        appendScalarEscape(scalar, to: &out)
-                        index += width
-                        needsQuotes = true
-                        continue
-                    }
+                guard index + width <= bytes.count else { break }  // valid UTF-8 never ends inside a character
+                let scalar = decodedScalar(bytes, at: index, width: width)
+                if Joining.mustEscape(scalar, afterEscape: afterEscape) {
+                    appendScalarEscape(scalar, to: &out)
+                    needsQuotes = true
+                    afterEscape = true
+                } else {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<(index + width)]))
+                    afterEscape = false
                 }
+                index += width
+                continue
             }
             index += 1
             switch byte {
-            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8); needsQuotes = true
-            case UInt8(ascii: "\n"): out.append(contentsOf: #"\n"#.utf8); needsQuotes = true
-            case UInt8(ascii: "\r"): out.append(contentsOf: #"\r"#.utf8); needsQuotes = true
-            case UInt8(ascii: "\t"): out.append(contentsOf: #"\t"#.utf8); needsQuotes = true
-            case 0x00..<0x20, 0x7F: appendScalarEscape(UInt32(byte), to: &out); needsQuotes = true
-            case UInt8(ascii: "\""):
-                if quote { out.append(UInt8(ascii: "\\")) }
+            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+            case UInt8(ascii: "\n"): out.append(contentsOf: #"\n"#.utf8)
+            case UInt8(ascii: "\r"): out.append(contentsOf: #"\r"#.utf8)
+            case UInt8(ascii: "\t"): out.append(contentsOf: #"\t"#.utf8)
+            case 0x00..<0x20, 0x7F: appendScalarEscape(UInt32(byte), to: &out)
+            case UInt8(ascii: "\"") where quote: out.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\""), UInt8(ascii: " "), UInt8(ascii: "="):
                 out.append(byte)
                 needsQuotes = true
-            case UInt8(ascii: " "), UInt8(ascii: "="):
+                afterEscape = false
+                continue
+            default:
                 out.append(byte)
-                needsQuotes = true
-            // C1 controls: U+0080–U+009F, `C2 80`–`C2 9F`.
-            case 0xC2 where index < bytes.count && (0x80...0x9F).contains(bytes[index]):
-                appendScalarEscape(UInt32(bytes[index]), to: &out)
-                index += 1
-                needsQuotes = true
-            // The line and paragraph separators: U+2028 and U+2029, `E2 80 A8` and `E2 80 A9`.
-            case 0xE2 where index + 1 < bytes.count && bytes[index] == 0x80 && (bytes[index + 1] == 0xA8 || bytes[index + 1] == 0xA9):
-                appendScalarEscape(bytes[index + 1] == 0xA8 ? 0x2028 : 0x2029, to: &out)
-                index += 2
-                needsQuotes = true
-            default: out.append(byte)
+                afterEscape = false
+                continue
             }
+            needsQuotes = true
+            afterEscape = true
         }
         return needsQuotes
     }
 
-    /// Whether the character at `index` is written as an escape (beginning with a backslash).
-    private static func escapes(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int, quote: Bool) -> Bool {
-        switch bytes[index] {
-        case UInt8(ascii: "\\"), 0x00..<0x20, 0x7F: return true
-        case UInt8(ascii: "\""): return quote
-        case 0xC2: return index + 1 < bytes.count && (0x80...0x9F).contains(bytes[index + 1])
-        case 0xE2: return index + 2 < bytes.count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9)
-        default: return false
+    /// Which characters join a neighbour (`LogTextLine.appendEscaped`).
+    enum Joining {
+        /// Escaped: C1 controls, the line and paragraph separators, a character that joins what
+        /// follows it, and after an escape (or at a value's start) one that joins what precedes it.
+        static func mustEscape(_ value: UInt32, afterEscape: Bool) -> Bool {
+            if (0x80...0x9F).contains(value) || value == 0x2028 || value == 0x2029 { return true }
+            guard let scalar = Unicode.Scalar(value) else { return true }
+            if mayPrepend(value) && joins(scalar, "a") { return true }
+            return afterEscape && joins("a", scalar)
+        }
+
+        /// Where the characters that join what follows them (Grapheme_Cluster_Break=Prepend) are:
+        /// Arabic, Syriac and Malayalam marks and a few in the supplementary Indic blocks. Only
+        /// these are asked about (asking costs a string per character).
+        private static func mayPrepend(_ value: UInt32) -> Bool {
+            (0x0600...0x08FF).contains(value) || value == 0x0D4E || (0x11000...0x11FFF).contains(value)
+        }
+
+        /// Whether the two scalars make one grapheme cluster.
+        static func joins(_ left: Unicode.Scalar, _ right: Unicode.Scalar) -> Bool {
+            var pair = String.UnicodeScalarView()
+            pair.append(left)
+            pair.append(right)
+            return String(pair).count == 1
         }
     }
 

@@ -56,19 +56,25 @@ public enum ChatCompletionBody {
         return out
     }
 
-    /// The choices numbered by their place, at most `limit` of them; nil when they are fine as
-    /// they are: at most `limit`, each an object whose `index` (none is 0) is an integer below
-    /// `limit` that no other has.
+    /// The choices numbered by their place, at most `limit` of them, the objects only; nil when
+    /// they are fine as they are: at most `limit` objects, each with an `index` (none is 0) that
+    /// is an integer below `limit` no other has. Something else in the array (a string, a null)
+    /// is no choice: dropped, never kept in an answer's place (review 84 #2: `["x", {…}]` for one
+    /// choice became `["x"]`).
     static func numberedByPlace(_ choices: [JSONValue], limit: Int) -> [JSONValue]? {
         var seen = Set<Int64>()
         let fine = choices.count <= max(1, limit) && choices.allSatisfy { choice in
-            guard case .object(let fields) = choice else { return true }  // not a choice at all: left as it is
-            guard case .int(let index) = fields["index"] ?? .int(0), (0..<Int64(max(1, limit))).contains(index) else { return false }
+            guard case .object(let fields) = choice,
+                  case .int(let index) = fields["index"] ?? .int(0), (0..<Int64(max(1, limit))).contains(index) else { return false }
             return seen.insert(index).inserted
         }
         guard !fine else { return nil }
-        return choices.prefix(max(1, limit)).enumerated().map { place, choice in
-            guard case .object(var fields) = choice else { return choice }
+        let objects = choices.compactMap { choice -> [String: JSONValue]? in
+            guard case .object(let fields) = choice else { return nil }
+            return fields
+        }
+        return objects.prefix(max(1, limit)).enumerated().map { place, fields in
+            var fields = fields
             fields["index"] = .int(Int64(place))
             return .object(fields)
         }
