@@ -124,7 +124,7 @@ public struct Redactor: Sendable, Equatable {
                 var index = 0
                 while index < utf8.count {
                     let raw = utf8[index]
-                    if raw >= 0xC2 {
+                    if raw >= 0xC2 || raw < 0x20 || raw == 0x7F {
                         let width = Self.zeroWidth(utf8, at: index)
                         if width > 0 {
                             index += width
@@ -274,8 +274,8 @@ public struct Redactor: Sendable, Equatable {
         }
     }
 
-    /// The JSON escape at `index` (a backslash): the ASCII character it stands for, nil for a
-    /// invisible character (skipped, as one written out is), 0x01 (in no secret) for any other
+    /// The JSON escape at `index` (a backslash): the ASCII character it stands for, nil for an
+    /// invisible or control character (skipped, as one written out is), 0x01 (in no secret) for any other
     /// character, and its width; width 1 when the escape is cut off by the end of the bytes.
     /// Encoders escape some characters and not others (Go `<>&`, PHP `/`, some every mark): a
     /// key with one letter as `\u0034` is the whole key to every client's parser (review 83A #2).
@@ -294,11 +294,12 @@ public struct Redactor: Sendable, Equatable {
             if (0xD800...0xDBFF).contains(value), let low = surrogate(utf8, at: index + 6) {
                 return isInvisible(0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)) ? (nil, 12) : (0x01, 12)
             }
-            if value < 0x80 { return (0x20..<0x7F).contains(value) ? (UInt8(value), 6) : (0x01, 6) }
+            if value < 0x80 { return (0x20..<0x7F).contains(value) ? (UInt8(value), 6) : (nil, 6) }  // a control: invisible
             return isInvisible(value) ? (nil, 6) : (0x01, 6)
         case UInt8(ascii: "/"): return (UInt8(ascii: "/"), 2)
         case UInt8(ascii: "\\"): return (UInt8(ascii: "\\"), 2)
-        default: return (0x01, 2)  // `\"`, `\n` and the other controls: in no secret
+        case UInt8(ascii: "\""): return (0x01, 2)  // in no secret
+        default: return (nil, 2)  // `\n`, `\t` and the other controls: invisible, as a raw one is
         }
     }
 
@@ -369,8 +370,11 @@ public struct Redactor: Sendable, Equatable {
     /// default-ignorable code point (zero-width spaces and joiners, U+00AD, U+034F, the
     /// bidirectional controls, variation selectors, tags, Hangul fillers…), which a key may be
     /// split by and still read whole (review 84 #4: U+034F let one through; the list was five).
+    /// So is a control character (NUL, DEL, ESC, a line break…): a terminal shows a key split
+    /// by one whole (review 85 #1: DEL let one through to a `curl -N` watcher).
     private static func zeroWidth(_ utf8: UnsafeBufferPointer<UInt8>, at index: Int) -> Int {
         let byte = utf8[index]
+        if byte < 0x20 || byte == 0x7F { return 1 }
         guard byte >= 0xC2 else { return 0 }
         let width = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
         guard index + width <= utf8.count else { return 0 }

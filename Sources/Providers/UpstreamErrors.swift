@@ -101,11 +101,13 @@ enum UpstreamErrors {
         }
     }
 
-    /// One line, at most `maxMessageCharacters` characters.
+    /// One line, at most `maxMessageCharacters` Unicode scalars: counted in grapheme clusters, one
+    /// cluster of 10,000 marks (U+0600 prepends to whatever follows) passed 20 KB (review 85 #2).
     static func trimmed(_ text: String) -> String {
         let line = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }.joined(separator: " ")
-        return line.count > maxMessageCharacters ? String(line.prefix(maxMessageCharacters)) + "…" : line
+        guard line.unicodeScalars.count > maxMessageCharacters else { return line }
+        return String(String.UnicodeScalarView(line.unicodeScalars.prefix(maxMessageCharacters))) + "…"
     }
 
     /// An upstream's `type`/`code` passed on only when it looks like an identifier (it ends up in

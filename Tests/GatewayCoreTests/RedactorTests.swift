@@ -114,7 +114,9 @@ import Testing
         let characters = Array(key.utf8)
         // Invisible characters a key may be split by, raw and escaped (review 84 #4: U+034F).
         let invisible = ["\u{200B}", "\u{034F}", "\u{2061}", "\u{180E}", "\u{FE0F}", "\u{E0001}", "\u{00AD}", "\u{202E}"]
-        let escapedInvisible = [#"\u200b"#, #"\u034F"#, #"\u2064"#, #"\ufe0f"#, #"\udb40\udc01"#, #"\u061c"#]
+        // And control characters, which a terminal shows as nothing (review 85 #1: DEL).
+        let escapedInvisible = [#"\u200b"#, #"\u034F"#, #"\u2064"#, #"\ufe0f"#, #"\udb40\udc01"#, #"\u061c"#, #"\u007f"#, #"\u0000"#,
+                                #"\u001B"#, #"\n"#, #"\t"#]
         await propertyCheck(count: 300, input: Gen.int(in: 0...5).array(of: characters.count...characters.count)) { choices in
             var text = ""
             for (position, (byte, choice)) in zip(characters, choices).enumerated() {
@@ -131,11 +133,18 @@ import Testing
             let out = Array(event.utf8).withUnsafeBytes { redactor.redacting($0) }
             let cleaned = out.map { String(decoding: $0, as: UTF8.self) } ?? event
             let content = (try? JSONValue.parse(Array(cleaned.dropFirst(6).dropLast(2).utf8)))?["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue
-            let decoded = content.map { String(String.UnicodeScalarView($0.unicodeScalars.filter { !$0.properties.isDefaultIgnorableCodePoint })) }
+            let decoded = content.map {
+                String(String.UnicodeScalarView($0.unicodeScalars.filter { !$0.properties.isDefaultIgnorableCodePoint && $0.value >= 0x20 && $0.value != 0x7F }))
+            }
             #expect(decoded == "key [redacted] end", "\(cleaned)")
         }
         // Text around an invisible character is redacted by the same pass in logs and records.
         #expect(redactor("a " + key.prefix(12) + "\u{034F}" + key.dropFirst(12) + " b") == "a [redacted] b")
+        for control in ["\u{7F}", "\u{0}", "\u{1B}", "\u{8}"] {
+            #expect(redactor("a " + key.prefix(12) + control + key.dropFirst(12) + " b") == "a [redacted] b", "\(control.unicodeScalars.first!.value)")
+            let raw = Array(("data: " + key.prefix(12) + control + key.dropFirst(12) + "\n\n").utf8)
+            #expect(raw.withUnsafeBytes { redactor.redacting($0) }.map { String(decoding: $0, as: UTF8.self) } == "data: [redacted]\n\n")
+        }
         // Escaped characters that are no part of a key are left as they were.
         let clean = #"data: {"a":"sk-proj-\u003cb\u003e \/path \n"}"# + "\n\n"
         #expect(Array(clean.utf8).withUnsafeBytes { redactor.redacting($0) } == nil)

@@ -87,6 +87,17 @@ import Testing
         }
     }
 
+    /// An upstream's error message reaches the client as one line of at most 300 Unicode
+    /// scalars: counted in characters, one cluster of 10,000 prepended marks passed whole (review
+    /// 85 #2).
+    @Test func anErrorMessageIsBoundedInScalars() throws {
+        for message in [String(repeating: "\u{600}", count: 10_000) + "x", String(repeating: "e\u{301}", count: 5_000), String(repeating: "a", count: 5_000)] {
+            let body = #"{"message":"\#(message)","type":"server_error"}"#
+            let error = OpenAICompatibleProvider.streamError(try JSONValue.parse(Array(body.utf8)), redactor: .none)
+            #expect(error.message.unicodeScalars.count <= 600, "\(error.message.unicodeScalars.count)")
+        }
+    }
+
     /// An OpenAI-format stream's id, read from its first chunk for the record, is an upstream's
     /// bytes: kept only when short and plain and no secret the gateway holds; read once.
     @Test func aStreamsIDIsKeptOnlyWhenPlain() throws {
