@@ -134,7 +134,7 @@ public struct Redactor: Sendable, Equatable {
                     var byte = Self.fold(raw)
                     if json && raw == UInt8(ascii: "\\"), case let escape = Self.jsonEscape(utf8, at: index), escape.width > 1 {
                         index += escape.width
-                        guard let decoded = escape.byte else { continue }  // a zero-width character
+                        guard let decoded = escape.byte else { continue }  // an invisible or control character
                         byte = Self.fold(decoded)
                     } else {
                         index += 1
@@ -249,7 +249,7 @@ public struct Redactor: Sendable, Equatable {
         return offset
     }
 
-    /// The bytes that are not part of a zero-width character, folded, with where each was (from
+    /// The bytes that are not part of an invisible or control character, folded, with where each was (from
     /// `offset` up to `end`); with `json`, each escape read as the character it stands for.
     private static func kept(_ bytes: [UInt8], json: Bool = false) -> [(byte: UInt8, offset: Int, end: Int)] {
         bytes.withUnsafeBufferPointer { utf8 in
@@ -284,12 +284,8 @@ public struct Redactor: Sendable, Equatable {
         switch utf8[index + 1] {
         case UInt8(ascii: "u"):
             guard index + 5 < utf8.count else { return (UInt8(ascii: "\\"), 1) }
-            var value: UInt32 = 0
-            for offset in 2...5 {
-                // Not an escape JSON allows: the backslash and the `u` read as one mark.
-                guard let digit = hexDigit(utf8[index + offset]) else { return (0x01, 2) }
-                value = value << 4 | digit
-            }
+            // Not an escape JSON allows: the backslash and the `u` read as one mark.
+            guard let value = hexQuad(utf8, at: index + 2) else { return (0x01, 2) }
             // A surrogate pair's two escapes are one character (a tag, U+E0001, is invisible).
             if (0xD800...0xDBFF).contains(value), let low = surrogate(utf8, at: index + 6) {
                 return isInvisible(0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)) ? (nil, 12) : (0x01, 12)
@@ -305,22 +301,25 @@ public struct Redactor: Sendable, Equatable {
 
     /// The low surrogate a `\uDC00`–`\uDFFF` escape at `index` stands for, else nil.
     private static func surrogate(_ utf8: UnsafeBufferPointer<UInt8>, at index: Int) -> UInt32? {
-        guard index + 5 < utf8.count, utf8[index] == UInt8(ascii: "\\"), utf8[index + 1] == UInt8(ascii: "u") else { return nil }
-        var value: UInt32 = 0
-        for offset in 2...5 {
-            guard let digit = hexDigit(utf8[index + offset]) else { return nil }
-            value = value << 4 | digit
-        }
+        guard index + 5 < utf8.count, utf8[index] == UInt8(ascii: "\\"), utf8[index + 1] == UInt8(ascii: "u"),
+              let value = hexQuad(utf8, at: index + 2) else { return nil }
         return (0xDC00...0xDFFF).contains(value) ? value : nil
     }
 
-    private static func hexDigit(_ byte: UInt8) -> UInt32? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(byte - UInt8(ascii: "A") + 10)
-        default: nil
+    /// The four hexadecimal digits at `index` (in bounds), either case; nil when one is not.
+    private static func hexQuad(_ utf8: UnsafeBufferPointer<UInt8>, at index: Int) -> UInt32? {
+        var value: UInt32 = 0
+        for byte in utf8[index..<(index + 4)] {
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            default: return nil
+            }
+            value = value << 4 | digit
         }
+        return value
     }
 
     /// The secret and the forms an upstream may echo it in: base64, hex, percent-encoded (every
