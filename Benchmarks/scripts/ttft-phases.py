@@ -43,7 +43,8 @@ def run(*command):
     return subprocess.run(command, capture_output=True, text=True)
 
 
-events = [f"syscalls:sys_enter_{name}" for name in SYSCALLS] + ["syscalls:sys_exit_read", "syscalls:sys_exit_recvfrom"]
+events = [f"syscalls:sys_enter_{name}" for name in SYSCALLS] + ["syscalls:sys_exit_read", "syscalls:sys_exit_recvfrom",
+                                                                  "syscalls:sys_exit_accept4"]
 added = []
 if args.binary:
     symbols = {line.split()[-1]: line.split()[0] for line in run("nm", args.binary).stdout.splitlines() if re.match(r"^\w+ [tT] ", line)}
@@ -88,7 +89,17 @@ for line in script.splitlines():
     seconds, event, trace = match.groups()
     name = event.split(":")[-1].removeprefix("sys_")
     fd = re.search(r"fd: (0x[0-9a-f]+)", trace)
-    if marks and name == "enter_accept4" and marks[-1][1] == "enter_accept4":
+    if name == "exit_accept4":
+        # The listener drains its backlog until accept4 fails (EAGAIN), which may come after a
+        # request's first steps (one read at once after the accept): a failed accept starts no
+        # request, so its mark goes.
+        value = re.search(r"(0x[0-9a-f]+|-?[0-9]+)\s*$", trace)
+        result = int(value.group(1), 0) if value else 0
+        if result < 0 or result >= 1 << 63:
+            for position in range(len(marks) - 1, -1, -1):
+                if marks[position][1] == "enter_accept4":
+                    del marks[position]
+                    break
         continue
     marks.append((float(seconds), name, int(fd.group(1), 16) if fd else None))
 

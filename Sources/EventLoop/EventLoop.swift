@@ -24,6 +24,8 @@ public final class EventLoop: @unchecked Sendable {
     /// buffer serves every stream of the loop.
     let readBuffer: UnsafeMutableRawPointer
     let readBufferSize = 64 * 1024
+    /// A read's bytes are in `readBuffer` (its `onRead` is running).
+    var readBufferInUse = false
     /// The thread running the loop (0 when none): read by any thread asking `inLoopThread`.
     private let threadID = Atomic<UInt>(0)
     /// Work to run when `run()` is asked to stop, before handles are torn down.

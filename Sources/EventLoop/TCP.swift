@@ -266,11 +266,33 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         }, { handle, count, _ in
             let connection = LoopHandle.from(UnsafeMutableRawPointer(handle!)) as! TCPConnection
             if count > 0 {
+                connection.loop.readBufferInUse = true
+                defer { connection.loop.readBufferInUse = false }
                 connection.onRead?(UnsafeRawBufferPointer(start: connection.loop.readBuffer, count: count))
             } else if count < 0 {
                 connection.fail(count == Int(UV_EOF.rawValue) ? nil : LoopError(Int32(count), "read"))
             }
         })
+    }
+
+    /// Reads what has already arrived, now, rather than after the loop's next poll: a new
+    /// connection's client has usually written its request by the time the connection is
+    /// accepted, and waiting for the poll to say so was an `epoll_ctl`, an `epoll_wait` and a
+    /// pass of the loop before the request's first byte was read. Delivers bytes only (to
+    /// `onRead`, as a read from the loop would): nothing there, the end of the stream or an
+    /// error is left for the loop's read to find. Call once `onRead` is set and its owner is
+    /// ready for a request; it may run before this returns.
+    public func readAvailable() {
+        // Not from inside another connection's read (a shutdown's last accepts): the loop's one
+        // read buffer holds that read's bytes.
+        guard isOpen, reading, !loop.readBufferInUse else { return }
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return }
+        let count = recv(fd, loop.readBuffer, loop.readBufferSize, Int32(MSG_DONTWAIT))
+        guard count > 0 else { return }
+        loop.readBufferInUse = true
+        defer { loop.readBufferInUse = false }
+        onRead?(UnsafeRawBufferPointer(start: loop.readBuffer, count: count))
     }
 
     /// Whether the peer has closed or reset its side, asked of the kernel (one `poll`): for a

@@ -82,6 +82,7 @@ public final class HTTPServer {
             let connection = HTTPServerConnection(tcp: tcp, server: self)
             connections[ObjectIdentifier(connection)] = connection
             onAccept?()
+            tcp.readAvailable()  // the request is usually there already: answered without a poll
         }
     }
 

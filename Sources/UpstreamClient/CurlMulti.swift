@@ -27,8 +27,13 @@ final class CurlMulti {
     /// libuv 1.44 and curl's own example adds 1 ms, so an idle handle runs it next iteration.
     private lazy var immediate: Idle = Idle(loop: loop) { [unowned self] in
         immediate.stop()
+        isDueNow = false
         socketAction(CURL_SOCKET_TIMEOUT, 0)
     }
+    /// curl asked to act now (`immediate` is running).
+    private var isDueNow = false
+    /// Completions being reported (`processCompletions` on the stack).
+    private var completing = 0
     /// After `close()`: `start` must not be called (callers check `isClosed` first).
     private(set) var isClosed = false
 
@@ -121,7 +126,12 @@ final class CurlMulti {
                 // its number since out of epoll (review 43 engine F3).
                 watchers.removeValue(forKey: socket)?.close()
             } else {
-                // No transfer uses the socket now; a kept-alive connection keeps it open.
+                // No transfer uses the socket now; a kept-alive connection keeps it open. Not
+                // left watched for reading while idle (it would save the epoll_ctl calls of
+                // putting it down and taking it up): curl 7.88 closes a discarded connect
+                // attempt's socket itself, without CURLOPT_CLOSESOCKETFUNCTION, and says
+                // REMOVE after, so a watcher left running would be on a closed descriptor, or
+                // on whatever took its number (libuv aborts on the failed epoll_ctl).
                 watchers[socket]?.watch([])
             }
             return true
@@ -168,6 +178,7 @@ final class CurlMulti {
     }
 
     private func curlWantsTimeout(_ milliseconds: Int) {
+        isDueNow = milliseconds == 0
         if milliseconds < 0 {
             timeoutTimer.stop()
             immediate.stop()
@@ -178,6 +189,18 @@ final class CurlMulti {
             immediate.stop()
             timeoutTimer.start(afterMilliseconds: UInt64(milliseconds))
         }
+    }
+
+    /// Runs what curl asked to do now (a new transfer's request, sent) in this call rather than
+    /// on the loop's next pass: from a request's arrival to its upstream `sendto`, the rest of
+    /// the callback that started it and the loop's pass to the idle handle were on the critical
+    /// path. Not from inside curl or while completions are reported (the loop's pass runs it
+    /// then, as before). Callbacks of any transfer, this one's included, may run in this call.
+    func runDueWork() {
+        guard isDueNow, insideCurl == 0, completing == 0, !isClosed else { return }
+        immediate.stop()
+        isDueNow = false
+        socketAction(CURL_SOCKET_TIMEOUT, 0)
     }
 
     private func socketAction(_ socket: curl_socket_t, _ flags: Int32) {
@@ -193,6 +216,8 @@ final class CurlMulti {
     /// Removes cancelled transfers, then reports finished ones. Runs outside curl's callbacks, so
     /// completion handlers may start or cancel transfers freely.
     private func processCompletions() {
+        completing += 1
+        defer { completing -= 1 }
         while !deferredRemovals.isEmpty {
             let pending = deferredRemovals
             deferredRemovals.removeAll()

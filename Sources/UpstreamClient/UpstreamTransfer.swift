@@ -280,6 +280,15 @@ public final class UpstreamTransfer {
         return isCancelled ? 0 : bytes.count
     }
 
+    /// Sends the request now, not on the loop's next pass (which does it otherwise): call once
+    /// the callbacks are set and whatever they touch is ready, outside curl's callbacks (from
+    /// inside them this does nothing). Any callback may run before this returns, `onComplete`
+    /// included (a connection refused at once).
+    public func sendNow() {
+        guard !isFinished, !isCancelled else { return }
+        client.runDueWork()
+    }
+
     /// Resumes a transfer paused by `onData` returning false. Call on the loop, outside curl.
     public func resume() {
         guard isPaused, !isFinished, !isCancelled else { return }

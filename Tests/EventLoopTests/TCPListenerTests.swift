@@ -49,6 +49,55 @@ import Testing
         }
     }
 
+    /// A connection's first bytes, there when it is accepted, are read at once (`readAvailable`),
+    /// before the loop polls again; while another read's bytes are in the loop's one read buffer
+    /// (a connection accepted from inside a read), nothing is read, and the loop's poll reads it.
+    @Test func aNewConnectionsFirstBytesAreReadWithoutWaitingForThePoll() throws {
+        let thread = EventLoopThread(name: "read-available-test")
+        defer { thread.shutdown() }
+        final class Seen: @unchecked Sendable {
+            var atOnce: [Int] = []  // bytes each connection had read when `readAvailable` returned
+            var read: [Int] = []
+            var connections: [TCPConnection] = []
+            var listener: TCPListener?
+        }
+        let seen = Seen()
+        let port = try thread.loop.submitAndWait {
+            let listener = try TCPListener(loop: thread.loop, host: "127.0.0.1", port: 0) { connection in
+                let index = seen.connections.count
+                seen.connections.append(connection)
+                seen.read.append(0)
+                connection.onRead = { bytes in seen.read[index] += bytes.count }
+                connection.startReading()
+                // The second connection is accepted as if from inside another read.
+                thread.loop.readBufferInUse = index == 1
+                connection.readAvailable()
+                thread.loop.readBufferInUse = false
+                seen.atOnce.append(seen.read[index])
+            }
+            seen.listener = listener
+            return listener.port
+        }
+        var clients: [Int32] = []
+        defer { for fd in clients { close(fd) } }
+        for _ in 0..<2 {
+            // Written before the loop accepts: the bytes are in the kernel when the connection is.
+            clients.append(try thread.loop.submitAndWait {
+                let fd = try Self.connect(port: port, timeoutMilliseconds: 1_000)
+                #expect(send(fd, "ping", 4, 0) == 4)
+                return fd
+            })
+            let deadline = Date().addingTimeInterval(2)
+            while try thread.loop.submitAndWait({ seen.read.last ?? 0 }) < 4 && Date() < deadline { usleep(5_000) }
+        }
+        #expect(try thread.loop.submitAndWait { seen.atOnce } == [4, 0], "read at once, except from inside a read")
+        #expect(try thread.loop.submitAndWait { seen.read } == [4, 4], "the loop read the second")
+        try thread.loop.submitAndWait {
+            for connection in seen.connections { connection.close() }
+            seen.listener?.close()
+        }
+    }
+
     enum ConnectFailure: Error, Equatable { case timedOut, failed(Int32) }
 
     final class LockedBytes: @unchecked Sendable {

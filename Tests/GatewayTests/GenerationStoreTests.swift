@@ -23,6 +23,21 @@ import Testing
         }
     }
 
+    /// Ids drawn from a loop's pool (4 KiB of the kernel's bytes, refilled when spent) are of the
+    /// gateway's form and never repeat, across refills; a draw larger than the pool spans refills.
+    @Test func idsFromARandomPoolAreDistinctAcrossRefills() {
+        let pool = RandomPool()
+        let ids = (0..<1_000).map { _ in GenerationStore.newID(from: pool) }  // ~4 refills
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy(GatewayServer.isGatewayGenerationID))
+        var large = [UInt8](repeating: 0, count: 10_000)
+        large.withUnsafeMutableBytes { pool.fill($0) }
+        // Each 4 KiB stretch is random: none is all zeros (what a spent pool holds).
+        for start in stride(from: 0, to: large.count, by: 4096) {
+            #expect(large[start..<min(start + 4096, large.count)].contains { $0 != 0 })
+        }
+    }
+
     @Test func theOldestGoFirst() {
         let store = GenerationStore(capacity: 3)
         for index in 0..<5 { store.add(Self.record("gen-\(index)")) }

@@ -103,11 +103,14 @@ final class GenerationStore: Sendable {
 
     func record(_ id: String) -> GenerationRecord? { state.withLock { $0.records[id] } }
 
-    /// A new id: `gen-` and 24 random hex digits (96 bits in one call: glibc's `arc4random_buf` is
-    /// one `getrandom`, where the system generator's `next()` is a syscall per draw).
-    static func newID() -> String {
+    /// A new id: `gen-` and 24 random hex digits (96 bits), drawn from `random` (a loop's pool:
+    /// one `getrandom` per 256 ids, where glibc's `arc4random_buf` is one per call), or from
+    /// `arc4random_buf` without one.
+    static func newID(from random: RandomPool? = nil) -> String {
         var words: (high: UInt64, low: UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &words) { arc4random_buf($0.baseAddress!, $0.count) }
+        withUnsafeMutableBytes(of: &words) { buffer in
+            if let random { random.fill(buffer) } else { arc4random_buf(buffer.baseAddress!, buffer.count) }
+        }
         let (high, low) = words
         let digits: StaticString = "0123456789abcdef"
         return String(unsafeUninitializedCapacity: 28) { buffer in
@@ -117,6 +120,34 @@ final class GenerationStore: Sendable {
                 buffer[4 + index] = digits.utf8Start[Int(nibble)]
             }
             return 28
+        }
+    }
+}
+
+/// Random bytes from the kernel's generator (`getrandom`), fetched 4 KiB at a time: a request's
+/// generation id took one syscall before its upstream call. Each byte is handed out once. One
+/// pool per loop: not for sharing across threads.
+final class RandomPool {
+    private var bytes = [UInt8](repeating: 0, count: 4096)
+    private var next: Int
+
+    init() { next = bytes.count }
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        var filled = 0
+        while filled < buffer.count {
+            if next == bytes.count {
+                bytes.withUnsafeMutableBytes { arc4random_buf($0.baseAddress!, $0.count) }
+                next = 0
+            }
+            let count = min(buffer.count - filled, bytes.count - next)
+            bytes.withUnsafeMutableBytes { source in
+                let taken = source.baseAddress! + next
+                (buffer.baseAddress! + filled).copyMemory(from: taken, byteCount: count)
+                memset(taken, 0, count)  // what was handed out is not kept
+            }
+            next += count
+            filled += count
         }
     }
 }

@@ -135,6 +135,9 @@ final class CompletionProxy<Request: ProxyRequest> {
             timer.start(afterMilliseconds: settings.idleTimeoutMilliseconds)
             idleCheck = timer
         }
+        // Everything the transfer's callbacks touch exists: the request leaves now, not after
+        // this callback and a pass of the loop.
+        transfer?.sendNow()
     }
 
     deinit { collected?.release(heldBytes) }

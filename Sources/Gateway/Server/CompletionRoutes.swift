@@ -133,7 +133,7 @@ extension GatewayServer {
 
     /// A new request's record, before anything is known of it but its route and its key's owner.
     func newRecord(_ request: HTTPRequest, api: ClientAPI) -> GenerationRecord {
-        GenerationRecord(id: GenerationStore.newID(), route: RecordRoute(api), kind: .rejected, requestedModel: "",
+        GenerationRecord(id: GenerationStore.newID(from: randomPool), route: RecordRoute(api), kind: .rejected, requestedModel: "",
                          streamed: false, created: Self.unixTime(), owner: shared.recordOwner(presentedKey: policy.presentedKey(request)))
     }
 

@@ -47,6 +47,8 @@ public final class GatewayServer {
     var active: [ObjectIdentifier: AnyObject] = [:]
     /// The output buffer this loop's proxies share (each uses it only inside one callback).
     let scratch = ByteScratch()
+    /// Generation ids' random bits, drawn from the kernel 4 KiB at a time.
+    let randomPool = RandomPool()
     /// Where Fusion places inner calls: this loop first, then the others (set by the cluster).
     var workers: [UpstreamWorker]
     private var shuttingDown = false

@@ -1,0 +1,146 @@
+import EventLoop
+import Foundation
+import Testing
+import UpstreamClient
+
+/// A kept-alive upstream connection between and across transfers: a transfer that takes it up
+/// has its request in the upstream's socket when `sendNow` returns, not after the loop's next
+/// pass; one its server closes while no transfer uses it costs the loop nothing and the next
+/// transfer goes out on a new connection.
+@Suite(.timeLimit(.minutes(1))) struct UpstreamKeptConnectionTests {
+    final class Box: @unchecked Sendable {  // the client loop only
+        var client: UpstreamClient?
+        var transfers: [UpstreamTransfer] = []
+    }
+
+    /// A listening socket on 127.0.0.1, served by the test itself (blocking calls).
+    struct Listener {
+        let fd: Int32
+        let url: String
+
+        init() throws {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let fd = fd
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &length) == 0
+                }
+            }
+            try #require(bound)
+            url = "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))/ping"
+        }
+
+        /// The next connection, waited for up to 5 s.
+        func accept() throws -> Int32 {
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            try #require(poll(&ready, 1, 5_000) == 1)
+            return Glibc.accept(fd, nil, nil)
+        }
+    }
+
+    static let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8)
+
+    /// Starts a GET on the loop; `done` is signalled when it completes, with its failure if any.
+    static func get(_ url: String, box: Box, loop: EventLoop, done: DispatchSemaphore,
+                    failure: LockedText? = nil, sendNow: Bool = false) throws -> Bool {
+        try loop.submitAndWait {
+            if box.client == nil { box.client = UpstreamClient(loop: loop) }
+            let transfer = box.client!.start(UpstreamRequest(url: url, method: "GET"))
+            transfer.onComplete = { outcome in
+                if let outcome { failure?.set(outcome.message) }
+                done.signal()
+            }
+            box.transfers.append(transfer)
+            guard sendNow else { return false }
+            transfer.sendNow()
+            return true
+        }
+    }
+
+    final class LockedText: @unchecked Sendable {
+        private let lock = NSLock()
+        private var text: String?
+        func set(_ value: String) { lock.withLock { text = value } }
+        var value: String? { lock.withLock { text } }
+    }
+
+    @Test func aRequestOnAKeptConnectionLeavesBeforeSendNowReturns() throws {
+        let listener = try Listener()
+        defer { close(listener.fd) }
+        let thread = EventLoopThread(name: "send-now")
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        // The first transfer opens the connection (a connect takes the loop's polls).
+        _ = try Self.get(listener.url, box: box, loop: loop, done: done)
+        let connection = try listener.accept()
+        defer { close(connection) }
+        #expect(Self.readHead(connection).hasPrefix("GET /ping"))
+        #expect(write(connection, Self.answer, Self.answer.count) == Self.answer.count)
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        // The second reuses it: its request is in the upstream's socket before the loop runs on.
+        let arrivedAtOnce = try loop.submitAndWait {
+            let transfer = box.client!.start(UpstreamRequest(url: listener.url, method: "GET"))
+            transfer.onComplete = { _ in }
+            box.transfers.append(transfer)
+            transfer.sendNow()
+            var waiting = pollfd(fd: connection, events: Int16(POLLIN), revents: 0)
+            return poll(&waiting, 1, 0) == 1
+        }
+        #expect(arrivedAtOnce)
+        #expect(Self.readHead(connection).hasPrefix("GET /ping"))
+        try loop.submitAndWait { box.client?.close() }
+    }
+
+    /// The server closing an idle connection makes it readable, which must not spin the loop
+    /// (epoll is level-triggered, and no transfer would read it), and the next transfer finds it
+    /// closed and connects again.
+    @Test func anIdleConnectionItsServerClosedCostsNothingAndIsReplaced() throws {
+        let listener = try Listener()
+        defer { close(listener.fd) }
+        let thread = EventLoopThread(name: "idle-close")
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        _ = try Self.get(listener.url, box: box, loop: loop, done: done)
+        let first = try listener.accept()
+        #expect(Self.readHead(first).hasPrefix("GET /ping"))
+        #expect(write(first, Self.answer, Self.answer.count) == Self.answer.count)
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        close(first)  // the server closes the kept connection while no transfer uses it
+        let before = try loop.submitAndWait { Self.threadCPUMicroseconds() }
+        usleep(300_000)
+        let spent = try loop.submitAndWait { Self.threadCPUMicroseconds() } - before
+        #expect(spent < 100_000, "the loop spent \(spent) µs of CPU in 300 ms with nothing to do")
+        let failure = LockedText()
+        _ = try Self.get(listener.url, box: box, loop: loop, done: done, failure: failure)
+        let second = try listener.accept()
+        defer { close(second) }
+        #expect(Self.readHead(second).hasPrefix("GET /ping"))
+        #expect(write(second, Self.answer, Self.answer.count) == Self.answer.count)
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(failure.value == nil)
+        try loop.submitAndWait { box.client?.close() }
+    }
+
+    /// CPU time (user and system) of the calling thread.
+    static func threadCPUMicroseconds() -> Int {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return time.tv_sec * 1_000_000 + time.tv_nsec / 1_000
+    }
+
+    /// Reads a request head (up to its blank line) from a blocking socket.
+    static func readHead(_ fd: Int32) -> String {
+        var head: [UInt8] = []
+        var byte: UInt8 = 0
+        while !head.suffix(4).elementsEqual("\r\n\r\n".utf8), read(fd, &byte, 1) == 1 { head.append(byte) }
+        return String(decoding: head, as: UTF8.self)
+    }
+}
