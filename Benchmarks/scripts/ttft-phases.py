@@ -36,6 +36,8 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("--pid", required=True, type=int)
 parser.add_argument("--binary", help="the gateway's binary: mark its own functions too")
 parser.add_argument("--seconds", type=float, default=30)
+parser.add_argument("--mark", action="append", default=[], metavar="NAME=REGEX",
+                    help="one more of the gateway's functions to mark (a regex of its mangled name), to split a phase")
 args = parser.parse_args()
 
 
@@ -48,7 +50,7 @@ events = [f"syscalls:sys_enter_{name}" for name in SYSCALLS] + ["syscalls:sys_ex
 added = []
 if args.binary:
     symbols = {line.split()[-1]: line.split()[0] for line in run("nm", args.binary).stdout.splitlines() if re.match(r"^\w+ [tT] ", line)}
-    for name, pattern in GATEWAY_MARKS:
+    for name, pattern in GATEWAY_MARKS + [tuple(mark.split("=", 1)) for mark in args.mark]:
         matches = [symbol for symbol in symbols if re.search(pattern, symbol)]
         if len(matches) != 1:
             print(f"mark {name}: {len(matches)} symbols match; skipped", file=sys.stderr)

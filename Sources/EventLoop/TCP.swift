@@ -278,10 +278,11 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
     /// Reads what has already arrived, now, rather than after the loop's next poll: a new
     /// connection's client has usually written its request by the time the connection is
     /// accepted, and waiting for the poll to say so was an `epoll_ctl`, an `epoll_wait` and a
-    /// pass of the loop before the request's first byte was read. Delivers bytes only (to
-    /// `onRead`, as a read from the loop would): nothing there, the end of the stream or an
-    /// error is left for the loop's read to find. Call once `onRead` is set and its owner is
-    /// ready for a request; it may run before this returns.
+    /// pass of the loop before the request's first byte was read. What it reads is handled as
+    /// the loop's read would: bytes to `onRead`, the end of the stream or an error (a reset,
+    /// which this read takes from the socket) to `onDisconnect`; nothing there, the loop's poll
+    /// waits for it. Call once `onRead` is set and its owner is ready for a request; either may
+    /// run before this returns.
     public func readAvailable() {
         // Not from inside another connection's read (a shutdown's last accepts): the loop's one
         // read buffer holds that read's bytes.
@@ -289,7 +290,15 @@ public final class TCPConnection: LoopHandle, LoopFlushTarget {
         var fd: uv_os_fd_t = -1
         guard uv_fileno(rawHandle.assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return }
         let count = recv(fd, loop.readBuffer, loop.readBufferSize, Int32(MSG_DONTWAIT))
-        guard count > 0 else { return }
+        guard count > 0 else {
+            let code = errno
+            if count == 0 {
+                fail(nil)
+            } else if code != EAGAIN && code != EWOULDBLOCK && code != EINTR {
+                fail(LoopError(-code, "read"))
+            }
+            return
+        }
         loop.readBufferInUse = true
         defer { loop.readBufferInUse = false }
         onRead?(UnsafeRawBufferPointer(start: loop.readBuffer, count: count))

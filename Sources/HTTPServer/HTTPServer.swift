@@ -21,6 +21,10 @@ public final class HTTPServer {
     private var shutdownCompletion: (() -> Void)?
     private var shutdownTimer: LoopTimer?
     public private(set) var isShuttingDown = false
+    /// `shutdown` is taking what the kernel queued (`stopAccepting`): those connections are read
+    /// on the loop's next pass, once the server is shutting down, so their answers say
+    /// `Connection: close` (review 86 #1: one read at once was answered keep-alive, then closed).
+    private var takingQueue = false
     /// How the server's own rejections look on the wire (status, headers, body), given the
     /// request's path when its request line was read whole (an API answers in its own shape).
     /// `head`: the request's head when it was read whole before the rejection (a body too large
@@ -82,7 +86,7 @@ public final class HTTPServer {
             let connection = HTTPServerConnection(tcp: tcp, server: self)
             connections[ObjectIdentifier(connection)] = connection
             onAccept?()
-            tcp.readAvailable()  // the request is usually there already: answered without a poll
+            if !takingQueue { tcp.readAvailable() }  // the request is usually there already: answered without a poll
         }
     }
 
@@ -152,7 +156,9 @@ public final class HTTPServer {
     /// connection is closed.
     public func shutdown(graceMilliseconds: UInt64, completion: @escaping () -> Void = {}, onGraceExpired: (() -> Void)? = nil) {
         guard !isShuttingDown else { return }
+        takingQueue = true
         listener?.stopAccepting()  // what the kernel queued is served like any connection accepted just before
+        takingQueue = false
         isShuttingDown = true
         shutdownCompletion = completion
         listener?.close()

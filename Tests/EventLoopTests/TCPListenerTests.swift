@@ -98,6 +98,58 @@ import Testing
         }
     }
 
+    /// What `readAvailable` reads besides bytes is handled as the loop's read would: a client's
+    /// end of the stream and a reset (which this read takes from the socket) disconnect the
+    /// connection at once, the reset as an error.
+    @Test func aNewConnectionsEndOrResetFoundAtOnceDisconnectsIt() throws {
+        let thread = EventLoopThread(name: "read-available-end")
+        defer { thread.shutdown() }
+        final class Seen: @unchecked Sendable {
+            var ends: [String] = []  // per connection, when `readAvailable` returned
+            var connections: [TCPConnection] = []
+            var listener: TCPListener?
+        }
+        let seen = Seen()
+        let port = try thread.loop.submitAndWait {
+            let listener = try TCPListener(loop: thread.loop, host: "127.0.0.1", port: 0) { connection in
+                seen.connections.append(connection)
+                var end = "open"
+                connection.onRead = { _ in end = "read" }
+                connection.onDisconnect = { error in end = error == nil ? "end" : "error" }
+                connection.startReading()
+                connection.readAvailable()
+                seen.ends.append(end)
+            }
+            seen.listener = listener
+            return listener.port
+        }
+        // Each client is done before the loop accepts: one shuts its side, one resets.
+        var open: [Int32] = []
+        defer { for fd in open { close(fd) } }
+        for reset in [false, true] {
+            let fd = try thread.loop.submitAndWait {
+                let fd = try Self.connect(port: port, timeoutMilliseconds: 1_000)
+                if reset {
+                    var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                    setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                    close(fd)
+                    return Int32(-1)
+                }
+                shutdown(fd, Int32(SHUT_WR))
+                usleep(20_000)
+                return fd
+            }
+            if fd >= 0 { open.append(fd) }
+            let deadline = Date().addingTimeInterval(2)
+            while try thread.loop.submitAndWait({ seen.ends.count }) < (reset ? 2 : 1) && Date() < deadline { usleep(5_000) }
+        }
+        #expect(try thread.loop.submitAndWait { seen.ends } == ["end", "error"])
+        try thread.loop.submitAndWait {
+            for connection in seen.connections { connection.close() }
+            seen.listener?.close()
+        }
+    }
+
     enum ConnectFailure: Error, Equatable { case timedOut, failed(Int32) }
 
     final class LockedBytes: @unchecked Sendable {
