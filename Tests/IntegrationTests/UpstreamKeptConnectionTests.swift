@@ -42,11 +42,10 @@ import UpstreamClient
         }
     }
 
-    static let answer = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8)
+    static let okResponse = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8)
 
     /// Starts a GET on the loop; `done` is signalled when it completes, with its failure if any.
-    static func get(_ url: String, box: Box, loop: EventLoop, done: DispatchSemaphore,
-                    failure: LockedText? = nil, sendNow: Bool = false) throws -> Bool {
+    static func get(_ url: String, box: Box, loop: EventLoop, done: DispatchSemaphore, failure: LockedText? = nil) throws {
         try loop.submitAndWait {
             if box.client == nil { box.client = UpstreamClient(loop: loop) }
             let transfer = box.client!.start(UpstreamRequest(url: url, method: "GET"))
@@ -55,10 +54,15 @@ import UpstreamClient
                 done.signal()
             }
             box.transfers.append(transfer)
-            guard sendNow else { return false }
-            transfer.sendNow()
-            return true
         }
+    }
+
+    /// Answers the GET waiting on `connection` (the test is its server), and waits for the
+    /// transfer to complete.
+    static func answer(_ connection: Int32, done: DispatchSemaphore) {
+        #expect(readHead(connection).hasPrefix("GET /ping"))
+        #expect(write(connection, okResponse, okResponse.count) == okResponse.count)
+        #expect(done.wait(timeout: .now() + 5) == .success)
     }
 
     final class LockedText: @unchecked Sendable {
@@ -77,12 +81,10 @@ import UpstreamClient
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         // The first transfer opens the connection (a connect takes the loop's polls).
-        _ = try Self.get(listener.url, box: box, loop: loop, done: done)
+        try Self.get(listener.url, box: box, loop: loop, done: done)
         let connection = try listener.accept()
         defer { close(connection) }
-        #expect(Self.readHead(connection).hasPrefix("GET /ping"))
-        #expect(write(connection, Self.answer, Self.answer.count) == Self.answer.count)
-        #expect(done.wait(timeout: .now() + 5) == .success)
+        Self.answer(connection, done: done)
         // The second reuses it: its request is in the upstream's socket before the loop runs on.
         let arrivedAtOnce = try loop.submitAndWait {
             let transfer = box.client!.start(UpstreamRequest(url: listener.url, method: "GET"))
@@ -108,23 +110,19 @@ import UpstreamClient
         let loop = thread.loop
         let box = Box()
         let done = DispatchSemaphore(value: 0)
-        _ = try Self.get(listener.url, box: box, loop: loop, done: done)
+        try Self.get(listener.url, box: box, loop: loop, done: done)
         let first = try listener.accept()
-        #expect(Self.readHead(first).hasPrefix("GET /ping"))
-        #expect(write(first, Self.answer, Self.answer.count) == Self.answer.count)
-        #expect(done.wait(timeout: .now() + 5) == .success)
+        Self.answer(first, done: done)
         close(first)  // the server closes the kept connection while no transfer uses it
         let before = try loop.submitAndWait { Self.threadCPUMicroseconds() }
         usleep(300_000)
         let spent = try loop.submitAndWait { Self.threadCPUMicroseconds() } - before
         #expect(spent < 100_000, "the loop spent \(spent) µs of CPU in 300 ms with nothing to do")
         let failure = LockedText()
-        _ = try Self.get(listener.url, box: box, loop: loop, done: done, failure: failure)
+        try Self.get(listener.url, box: box, loop: loop, done: done, failure: failure)
         let second = try listener.accept()
         defer { close(second) }
-        #expect(Self.readHead(second).hasPrefix("GET /ping"))
-        #expect(write(second, Self.answer, Self.answer.count) == Self.answer.count)
-        #expect(done.wait(timeout: .now() + 5) == .success)
+        Self.answer(second, done: done)
         #expect(failure.value == nil)
         try loop.submitAndWait { box.client?.close() }
     }
