@@ -526,8 +526,9 @@ import Testing
             config.upstream.idleTimeoutMilliseconds = 30_000
         }
         // The first byte waits for the whole 12 MB answer to be collected: under a sanitizer, with
-        // the other case's 12 MB beside it, longer than 5 s (CI run 111).
-        let client = try env.client(timeoutSeconds: 5 * Int(TestEnvironment.sanitizerSlowdown))
+        // the other case's 12 MB beside it, longer than 5 s (CI run 111), and as long on a machine
+        // whose other core is busy (a debug build beside a CPU hog: 0 bytes by 5 s).
+        let client = try env.client(timeoutSeconds: 30 * Int(TestEnvironment.sanitizerSlowdown))
         try client.send(TestEnvironment.post("/v1/chat/completions",
                                              body: TestEnvironment.chatBody(model: "mock/huge:bytes=12000000:pace_ms=0", stream: false),
                                              headers: closing ? ["Connection": "close"] : [:]))
