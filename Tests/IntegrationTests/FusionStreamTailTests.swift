@@ -20,11 +20,13 @@ import Testing
     }
 
     /// When the deadline cuts the panel: long enough for the members to write more than the
-    /// kernel's buffers hold (a few MB), five times as long under a sanitizer.
-    static let deadline = 3_000 * TestEnvironment.sanitizerSlowdown
+    /// kernel's buffers hold (a few MB), five times as long under a sanitizer. 3 s was not, for a
+    /// debug build beside a CPU hog or a build: the whole stream was handed to the kernel, so
+    /// nothing was held behind the client.
+    static let deadline = 6_000 * TestEnvironment.sanitizerSlowdown
 
     /// The session is gone (its record filed) while the client was blocked on its stream.
-    static func waitForTheTurnToEndUnread(_ env: TestEnvironment, deadline: UInt64 = deadline) -> Bool {
+    static func waitForTheTurnToEndUnread(_ env: TestEnvironment) -> Bool {
         env.eventually(timeoutSeconds: Double(deadline) / 1_000 + 15) {
             guard let metrics = try? env.get("/metrics") else { return false }
             return (metrics.metric("fusion_gateway_backpressure_pauses_total") ?? 0) > 0 && (try? env.activeStreams()) == 0
@@ -34,16 +36,16 @@ import Testing
     static func gateway(slowClientTimeoutMilliseconds: UInt64) throws -> TestEnvironment {
         try TestEnvironment {
             $0.server.slowClientTimeoutMilliseconds = slowClientTimeoutMilliseconds
-            $0.fusion?.memberTimeoutMilliseconds = 20_000
+            $0.fusion?.memberTimeoutMilliseconds = deadline + 20_000  // the deadline cuts the panel, not this
         }
     }
 
     /// A client (a small receive buffer: it falls behind after kilobytes) whose turn has ended
     /// while it read nothing.
-    static func turnEndedUnread(_ env: TestEnvironment, deadline: UInt64 = deadline) throws -> TestClient {
+    static func turnEndedUnread(_ env: TestEnvironment) throws -> TestClient {
         let client = try env.client(timeoutSeconds: 20, receiveBufferBytes: 4096)
         try client.send(TestEnvironment.post("/v1/chat/completions", body: body(deadline: Int(deadline))))
-        #expect(waitForTheTurnToEndUnread(env, deadline: deadline), "the turn ended while the client read nothing")
+        #expect(waitForTheTurnToEndUnread(env), "the turn ended while the client read nothing")
         return client
     }
 
@@ -81,9 +83,7 @@ import Testing
         let env = try Self.gateway(slowClientTimeoutMilliseconds: 30_000)
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: true)).status == 200)
         let before = try env.cluster.openWakeups()
-        // Twice the deadline: the stream must outgrow the kernel's buffers (some 4 MB) to be held,
-        // which a debug build beside a CPU hog did not in 3 s (the whole stream was handed over).
-        let client = try Self.turnEndedUnread(env, deadline: 2 * Self.deadline)
+        let client = try Self.turnEndedUnread(env)
         let open = try env.cluster.openWakeups()
         #expect(open == before + 1, "the stream waits for its client (\(open) open, \(before) before)")
         client.disconnect()
