@@ -39,8 +39,10 @@ public struct HTTPRequest: Sendable {
         return (path.first == "/" ? String(path) : "/" + path, authority)
     }
 
+    /// The target up to its query. Searched by bytes, as a URL's delimiters are: a `Character`
+    /// search (grapheme breaking) cost ~7,500 instructions a call, four calls a request.
     public var path: String {
-        guard let query = target.firstIndex(of: "?") else { return target }
+        guard let query = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return target }
         return String(target[..<query])
     }
 
@@ -60,8 +62,8 @@ public struct HTTPRequest: Sendable {
 
     /// The undecoded value of the first parameter whose name decodes to `name` ("" without "=").
     private func rawQueryValue(_ name: String) -> Substring? {
-        guard let query = target.firstIndex(of: "?") else { return nil }
-        for pair in target[target.index(after: query)...].split(separator: "&") {
+        guard let query = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return nil }
+        for pair in target[target.utf8.index(after: query)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             if Self.formDecoded(parts[0]) == name { return parts.count > 1 ? parts[1] : "" }
         }
@@ -96,6 +98,8 @@ extension StringProtocol {
     /// a proxied request's ~1 ms of CPU, on every header check of every request.
     @inlinable
     public func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
+        // Lengths first (constant time): most names asked about are not the one at hand.
+        guard utf8.count == other.utf8.count else { return false }
         var own = utf8.makeIterator()
         for expected in other.utf8 {
             guard let byte = own.next(), byte.asciiLowercased == expected.asciiLowercased else { return false }

@@ -215,6 +215,32 @@ import Testing
         #expect(json["nested"]?["k"] == .double(1.5))
     }
 
+    /// A logger's own fields (a request's `generation_id`) and an entry's come out together,
+    /// sorted by key, and where both name one, the entry's value is the one written (once).
+    @Test func aLoggersFieldsAndAnEntrysComeOutSortedTheEntrysWinning() throws {
+        for format in GatewayLogHandler.Format.allCases {
+            let lines = Lock([[UInt8]]())
+            var logger = Logger(label: "gw") { _ in
+                GatewayLogHandler(label: "gw", format: format, redaction: LogRedaction()) { line in lines.withLock { $0.append(line) } }
+            }
+            logger[metadataKey: "generation_id"] = "gen-1"
+            logger[metadataKey: "status"] = "own"
+            logger.info("m", metadata: ["status": .stringConvertible(200), "b": "x", "z": "y"])
+            logger.info("n")
+            let captured = lines.withLock { $0 }.map { String(decoding: $0, as: UTF8.self) }
+            #expect(captured.count == 2)
+            if format == .json {
+                let first = try JSONValue.parse(Array(captured[0].utf8.dropLast()))
+                #expect(first["status"] == .int(200) && first["generation_id"] == .string("gen-1") && first["b"] == .string("x"))
+                #expect(captured[0].components(separatedBy: "\"status\"").count == 2, "written once: \(captured[0])")
+                #expect(try JSONValue.parse(Array(captured[1].utf8.dropLast()))["status"] == .string("own"))
+            } else {
+                #expect(captured[0].hasSuffix(": m b=x generation_id=gen-1 status=200 z=y\n"), "\(captured[0])")
+                #expect(captured[1].hasSuffix(": n generation_id=gen-1 status=own\n"), "\(captured[1])")
+            }
+        }
+    }
+
     @Test func textLogLinesStayOneLine() {
         let redaction = LogRedaction()
         redaction.add(["sk-secret-123456"])

@@ -14,6 +14,11 @@ import Logging
 /// nothing in it reads as a field of its own.
 enum LogTextLine {
     static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, redactor: RedactorChain) -> [UInt8] {
+        line(level: level, label: label, message: message, fields: GatewayLogHandler.fields(metadata, nil), redactor: redactor)
+    }
+
+    /// `fields`: sorted by key (`GatewayLogHandler.fields`).
+    static func line(level: Logger.Level, label: String, message: String, fields: GatewayLogHandler.Fields, redactor: RedactorChain) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(640)
         appendTimestamp(to: &out)
@@ -23,7 +28,7 @@ enum LogTextLine {
         appendEscaped(redactor(label), to: &out)
         out.append(contentsOf: ": ".utf8)
         appendEscaped(redactor(message), to: &out)
-        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+        for (key, value) in fields {
             out.append(UInt8(ascii: " "))
             appendEscaped(redactor(key), to: &out)
             out.append(UInt8(ascii: "="))
@@ -110,6 +115,16 @@ enum LogTextLine {
         var index = 0
         while index < bytes.count {
             let byte = bytes[index]
+            // A run of plain ASCII (printable, and none of `\`, `"` or `=`) is copied whole: a
+            // byte at a time, appending was most of a request's log line.
+            if isPlain(byte) {
+                var end = index + 1
+                while end < bytes.count && isPlain(bytes[end]) { end += 1 }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[index..<end]))
+                afterEscape = false
+                index = end
+                continue
+            }
             if byte >= 0xC2 {
                 let width = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
                 guard index + width <= bytes.count else { break }  // valid UTF-8 never ends inside a character
@@ -147,6 +162,11 @@ enum LogTextLine {
             afterEscape = true
         }
         return needsQuotes
+    }
+
+    /// Printable ASCII written as it is, wherever it stands: not a space, `\`, `"` or `=`.
+    @inline(__always) private static func isPlain(_ byte: UInt8) -> Bool {
+        byte > 0x20 && byte < 0x7F && byte != UInt8(ascii: "\\") && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "=")
     }
 
     /// Which characters join a neighbour (`LogTextLine.appendEscaped`).
