@@ -87,6 +87,14 @@ public enum JSONWriting {
         return word & high != 0 || belowSpace != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
     }
 
+    /// Whether all eight bytes are printable ASCII or DEL (none below 0x20, none with its high bit).
+    @inline(__always)
+    static func isPrintableASCII(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        return (word & high) | ((word &- ones &* 0x20) & ~word & high) == 0
+    }
+
     public static func quoted(_ string: String) -> String {
         var out: [UInt8] = []
         appendString(string, to: &out)

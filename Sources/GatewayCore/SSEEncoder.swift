@@ -35,7 +35,19 @@ public enum SSEEncoder {
         var needsEscapes = false
         out.withUnsafeMutableBytes { bytes in
             var index = start
+            var wordAt = start  // where eight bytes are next tried at once
             while index < bytes.count {
+                // Eight bytes at a time while all are printable ASCII, as most of a chunk is (a
+                // byte at a time, this was 2% of a proxied request's instructions); a word with
+                // anything else goes byte by byte.
+                if index >= wordAt {
+                    if index + 8 <= bytes.count, JSONWriting.isPrintableASCII(UnsafeRawBufferPointer(bytes).loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                        index += 8
+                        wordAt = index
+                        continue
+                    }
+                    wordAt = index + 8
+                }
                 let byte = bytes[index]
                 if (byte >= 0x20 && byte != 0xC2 && byte != 0xE2) || byte == 0x09 {
                     index += 1
