@@ -32,11 +32,13 @@ public struct HTTPRequest: Sendable {
         let schemeLength = lowered.hasPrefix("http://") ? 7 : lowered.hasPrefix("https://") ? 8 : 0
         guard schemeLength > 0 else { return nil }
         let rest = target.dropFirst(schemeLength)
-        let end = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        // By bytes, as `path` and the query split (review 88 F1: a `/` or `?` joined to a mark
+        // ended the path for one and not the other).
+        let end = rest.utf8.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? rest.endIndex
         let authority = String(rest[..<end])
         guard !authority.isEmpty else { return nil }
         let path = rest[end...]
-        return (path.first == "/" ? String(path) : "/" + path, authority)
+        return (path.utf8.first == UInt8(ascii: "/") ? String(path) : "/" + path, authority)
     }
 
     /// The target up to its query. Searched by bytes, as a URL's delimiters are: a `Character`
@@ -63,8 +65,9 @@ public struct HTTPRequest: Sendable {
     /// The undecoded value of the first parameter whose name decodes to `name` ("" without "=").
     private func rawQueryValue(_ name: String) -> Substring? {
         guard let query = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return nil }
-        for pair in target[target.utf8.index(after: query)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        // Split by bytes, as the `?` was found: a `&` or `=` joined to a mark is still one.
+        for pair in target[target.utf8.index(after: query)...].utf8.split(separator: UInt8(ascii: "&")) {
+            let parts = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false).map { Substring($0) }
             if Self.formDecoded(parts[0]) == name { return parts.count > 1 ? parts[1] : "" }
         }
         return nil

@@ -195,6 +195,21 @@ import Testing
         #expect(request.queryItem("e") == "")
         #expect(request.queryItem("f") == nil)
     }
+
+    /// A target's delimiters are bytes: a `?`, `&`, `=` or `/` with a combining mark after it
+    /// still splits where it stands, in the path, the query and an absolute-form target alike
+    /// (review 88 F1: `?` was found by bytes and `&` by Characters, so `id=…&\u{301}x=1` read as
+    /// one value of `id`).
+    @Test func aTargetsDelimitersSplitWhateverFollowsThem() {
+        let request = HTTPRequest(method: "GET", target: "/p?\u{301}=0&id=gen-1&\u{301}x=1&y=\u{301}")
+        #expect(request.path == "/p")
+        #expect(request.queryItem("id") == "gen-1")
+        #expect(request.queryItem("\u{301}x") == "1")
+        #expect(request.queryItem("y") == "\u{301}")
+        let absolute = HTTPRequest.originForm(of: "http://127.0.0.1?\u{301}")
+        #expect(absolute?.authority == "127.0.0.1" && absolute?.target == "/?\u{301}")
+        #expect(HTTPRequest.originForm(of: "http://h/\u{301}a?b")?.target == "/\u{301}a?b")
+    }
 }
 
 extension Character {
