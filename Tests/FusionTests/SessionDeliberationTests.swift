@@ -284,9 +284,13 @@ import Testing
         let naming = ModelNaming(providers: ["a"], defaultProvider: nil)
         #expect(naming.split("b/x")! == ("b", "x"), "without a default, the first segment names the provider")
         #expect(naming.split("plain") == nil)
+        // A name's `/` and `:` are bytes of it: a mark after one does not hide it (as a
+        // `Character` search would), so the name routes and prices where it splits.
+        #expect(naming.split("a/\u{301}x").map { $0.provider == "a" && $0.model == "\u{301}x" } == true)
+        #expect(PriceBook(["a/x": ModelPrice(inputPerMillion: 7, outputPerMillion: 7)]).price(of: "a/x:\u{301}o")?.inputPerMillion == 7)
         #expect(ModelNaming(providers: ["a"], defaultProvider: "a").routed("b/x") == "a/b/x")
         // `routed` returns a name that names its provider as it is: the same as `split` joined.
-        let names = ["", "/", "a", "a/", "/x", "a/x", "a/x/y", "b/x", "b", "a:o/x", "ab/x", "A/x"]
+        let names = ["", "/", "a", "a/", "/x", "a/x", "a/x/y", "b/x", "b", "a:o/x", "ab/x", "A/x", "a/\u{301}x", "\u{301}/x", "a:\u{301}/x"]
         for naming in [ModelNaming(providers: ["a"], defaultProvider: nil), ModelNaming(providers: ["a"], defaultProvider: "a"),
                        ModelNaming(providers: [], defaultProvider: "d"), ModelNaming(providers: ["a", "b"], defaultProvider: "b")] {
             for name in names {
