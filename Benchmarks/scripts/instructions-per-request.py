@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions a gateway spends per proxied streamed request, counted by Valgrind's callgrind.
 
-    instructions-per-request.py --binary .build/release/fusion-gateway [--requests 200] [--top 25]
+    instructions-per-request.py --binary .build/release/fusion-gateway [--requests 200] [--top 25] [--fusion]
 
 Counted, not timed: the same build and requests give the same figures on a busy machine or an
 idle one (within a fraction of a percent), so two builds compare exactly, and the split says
@@ -12,7 +12,10 @@ library, libc, libcurl, libuv) and by function (self and inclusive). It needs `v
 What it does: runs the binary's own simulated upstream (`mock-upstream`) on a free port, and
 the gateway under callgrind with one loop in front of it; sends warm-up requests, zeroes the
 counts, sends --requests streamed chat completions one at a time (`mock/paced:pace_ms=2:deltas=4`,
-as `interleaved-ttft.py` does: 7 events each), dumps the counts and summarizes them. Valgrind
+as `interleaved-ttft.py` does: 7 events each), dumps the counts and summarizes them. With --fusion each request is a streamed deliberation
+instead (`"model":"fusion"`, as `latency-bench --fusion` sends it: three members, the judge and
+the outer model's two calls, six upstream calls), so the figure is instructions per deliberation
+and the split shows what the orchestration adds to six proxied calls. Valgrind
 3.19 cannot read the DWARF 5 that Swift writes, so it runs a copy of the binary without its
 debug sections (symbols kept).
 """
@@ -24,6 +27,7 @@ parser.add_argument("--requests", type=int, default=200)
 parser.add_argument("--warmup", type=int, default=20)
 parser.add_argument("--top", type=int, default=25, help="functions listed, by self and by inclusive count")
 parser.add_argument("--model", default="mock/paced:pace_ms=2:deltas=4")
+parser.add_argument("--fusion", action="store_true", help="count streamed deliberations instead of proxied requests")
 parser.add_argument("--keep", metavar="FILE", help="keep callgrind's counts there (for callgrind_annotate --tree=caller)")
 args = parser.parse_args()
 
@@ -50,7 +54,11 @@ def wait_for(port, seconds):
 
 
 def request(port):
-    body = ('{"model":"%s","stream":true,"messages":[{"role":"user","content":"hello there"}]}' % args.model).encode()
+    if args.fusion:
+        body = (b'{"model":"fusion","stream":true,"stream_options":{"include_usage":true},'
+                b'"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}')
+    else:
+        body = ('{"model":"%s","stream":true,"messages":[{"role":"user","content":"hello there"}]}' % args.model).encode()
     head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body))
     with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
@@ -121,6 +129,11 @@ config = os.path.join(work, "gateway.yaml")
 with open(config, "w") as file:
     file.write(f"server:\n  host: 127.0.0.1\n  port: {gateway_port}\nsimulated_models: false\n"
                f"providers:\n  mock:\n    kind: openai\n    base_url: http://127.0.0.1:{upstream_port}/v1\n")
+    if args.fusion:  # latency-bench's panel, at the pace of --model's pace_ms
+        pace = re.search(r"pace_ms=(\d+)", args.model)
+        pace = pace.group(1) if pace else "2"
+        file.write(f"fusion:\n  outer_model: 'mock/outer:pace_ms={pace}'\n  presets:\n    quality: {{analysis_models: "
+                   f"['mock/expert-1:pace_ms={pace}', 'mock/expert-2:pace_ms={pace}', 'mock/expert-3:pace_ms={pace}']}}\n")
 upstream = subprocess.Popen([args.binary, "mock-upstream", "--port", str(upstream_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 output = os.path.join(work, "callgrind.out")
@@ -148,7 +161,9 @@ if not dumps:
 own, inclusive = costs(os.path.join(work, dumps[0]))
 total = sum(own.values())
 per = args.requests
-print(f"{args.binary}: {total / per:,.0f} instructions per request ({args.requests} requests, {args.model}, one loop)")
+what = "deliberation" if args.fusion else "request"
+print(f"{args.binary}: {total / per:,.0f} instructions per {what} ({args.requests} {what}s, "
+      f"{'fusion, six upstream calls' if args.fusion else args.model}, one loop)")
 print("\nby library (self):")
 libraries = collections.Counter()
 for (library, _), count in own.items():

@@ -40,7 +40,7 @@ extension FusionSessionMachine {
 
     /// Words are waiting: show them when they are due, even if no line ends.
     private mutating func armReadableTimer(at time: Double) -> [Action] {
-        guard let due = readable?.nextDue, !armedTimers.contains(.readableText), phase == .deliberating else { return [] }
+        guard phase == .deliberating, !armedTimers.contains(.readableText), let due = readable?.nextDue else { return [] }
         armedTimers.insert(.readableText)
         return [.startTimer(.readableText, milliseconds: UInt64(max(1, min(due - time, 1_000)).rounded(.up)))]
     }

@@ -186,7 +186,7 @@ public struct FusionSessionMachine: Sendable {
     var outerCall: CallID?
     var firstTurn: OuterTurn?
     var deliberation: Deliberation?
-    var members: [Int: MemberRun] = [:]
+    var members = MemberRuns()
     var judge: JudgeRun?
     var toolRuns: [ToolRunID: (owner: ToolOwner, position: Int)] = [:]
     var pendingTools: [ToolOwner: PendingTools] = [:]
@@ -237,6 +237,26 @@ public struct FusionSessionMachine: Sendable {
         /// vLLM's and LiteLLM's OpenAI-compatible streams repeat them), never added to each
         /// other (review 68C #1).
         var usageBeforeCall: Usage?
+    }
+
+    /// The panel's runs by member index, in an array (a panel has at most 8): a member's event
+    /// reads and changes its run where it stands, where a dictionary's subscript copied the run
+    /// to compare its call (counted on every member event).
+    struct MemberRuns: Sendable {
+        private var runs: [MemberRun?] = []
+
+        subscript(index: Int) -> MemberRun? {
+            _read {
+                if index < runs.count { yield runs[index] } else { yield nil }
+            }
+            _modify {
+                if index >= runs.count { runs.append(contentsOf: repeatElement(nil, count: index + 1 - runs.count)) }
+                yield &runs[index]
+            }
+        }
+
+        /// The members that have a run.
+        var indices: [Int] { runs.indices.filter { runs[$0] != nil } }
     }
 
     struct JudgeRun: Sendable {
@@ -443,7 +463,7 @@ public struct FusionSessionMachine: Sendable {
         pendingTools.removeAll()
         runningActivities.removeAll()
         outerCall = nil
-        for index in members.keys { members[index]?.call = nil }
+        for index in members.indices { members[index]?.call = nil }
         judge?.call = nil
         return running.map { .cancelCall($0) } + tools.map { .cancelTool($0) } + timers.map { .cancelTimer($0) }
     }

@@ -31,31 +31,99 @@ struct ReadableText: Sendable {
     /// A half word waits for its end this long at most (a long token run at a slow pace).
     static let halfWordMilliseconds = 3 * Double(intervalMilliseconds)
 
-    private var buffers: [Key: Buffer] = [:]
+    /// At most two a member (16 in all), in key order: searched in place, where a dictionary
+    /// hashed its key twice a delta (every member delta passes here).
+    private var buffers: [(key: Key, buffer: Buffer)] = []
 
     var isEmpty: Bool { buffers.isEmpty }
 
     /// When the oldest waiting words are due (nil: none wait).
     var nextDue: Double? {
-        buffers.values.map(\.since).min().map { $0 + Double(Self.intervalMilliseconds) }
+        buffers.lazy.map(\.buffer.since).min().map { $0 + Double(Self.intervalMilliseconds) }
+    }
+
+    private subscript(key: Key) -> Buffer? {
+        get { buffers.first { $0.key == key }?.buffer }
+        set {
+            let slot = buffers.firstIndex { $0.key >= key } ?? buffers.count
+            let present = slot < buffers.count && buffers[slot].key == key
+            switch (newValue, present) {
+            case (let buffer?, true): buffers[slot].buffer = buffer
+            case (let buffer?, false): buffers.insert((key, buffer), at: slot)
+            case (nil, true): buffers.remove(at: slot)
+            case (nil, false): break
+            }
+        }
     }
 
     /// Takes a delta; returns the lines it completed.
     mutating func add(index: Int, reasoning: Bool, _ text: String, at time: Double) -> [Piece] {
+        guard !text.isEmpty else { return [] }
         let key = Key(index: index, reasoning: reasoning)
-        var buffer = buffers.removeValue(forKey: key) ?? Buffer(since: time)
-        buffer.text += text
-        var pieces: [Piece] = []
-        if text.contains(where: \.isNewline) {
-            var lines = buffer.text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-            let rest = lines.removeLast()
-            for line in lines where !line.allSatisfy(\.isWhitespace) {
-                pieces.append(Piece(index: index, reasoning: reasoning, text: String(line)))
-            }
-            buffer = Buffer(text: String(rest), since: time)
+        let slot: Int
+        if let found = buffers.firstIndex(where: { $0.key == key }) {
+            slot = found
+        } else {
+            slot = buffers.firstIndex { $0.key > key } ?? buffers.count
+            buffers.insert((key, Buffer(since: time)), at: slot)
         }
-        if !buffer.text.isEmpty { buffers[key] = buffer }
+        buffers[slot].buffer.text += text  // in place: the array and the string are unique
+        guard Self.hasLineEnd(text) else { return [] }
+        // Split where `Character.isNewline` would (a line end is always a character of its own,
+        // but for CR LF, whose empty "line" between is skipped as any blank line is), by bytes:
+        // walking `Character`s cost ~450 instructions each.
+        var pieces: [Piece] = []
+        var whole = buffers[slot].buffer.text
+        let rest: String = whole.withUTF8 { bytes in
+            var start = 0
+            var position = 0
+            while position < bytes.count {
+                guard let length = Self.lineEnd(in: bytes, at: position) else {
+                    position += 1
+                    continue
+                }
+                let line = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+                if !line.allSatisfy(\.isWhitespace) { pieces.append(Piece(index: index, reasoning: reasoning, text: line)) }
+                position += length
+                start = position
+            }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start...]), as: UTF8.self)
+        }
+        if rest.isEmpty {
+            buffers.remove(at: slot)
+        } else {
+            buffers[slot].buffer = Buffer(text: rest, since: time)
+        }
         return pieces
+    }
+
+    /// Whether `text` has a line end, by bytes: most deltas have none.
+    static func hasLineEnd(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            var index = 0
+            while index < bytes.count {
+                if lineEnd(in: bytes, at: index) != nil { return true }
+                index += 1
+            }
+            return false
+        }
+    }
+
+    /// The length of the line end at `index` (nil: none there): a scalar `Character.isNewline`
+    /// holds for, LF, VT, FF, CR, NEL (C2 85), LS and PS (E2 80 A8, E2 80 A9).
+    @inline(__always)
+    private static func lineEnd(in bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {
+        switch bytes[index] {
+        case 0x0A...0x0D:
+            return 1
+        case 0xC2:
+            return index + 1 < bytes.count && bytes[index + 1] == 0x85 ? 2 : nil
+        case 0xE2:
+            return index + 2 < bytes.count && bytes[index + 1] == 0x80 && (bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9) ? 3 : nil
+        default:
+            return nil
+        }
     }
 
     /// The timer fired: the whole words of every buffer that waited ~100 ms, member by member; a
@@ -63,15 +131,15 @@ struct ReadableText: Sendable {
     /// a little longer, rather than make a line of its own.
     mutating func flushDue(at time: Double) -> [Piece] {
         var pieces: [Piece] = []
-        for key in buffers.keys.sorted() {
-            guard let buffer = buffers[key], time - buffer.since >= Double(Self.intervalMilliseconds) - 1 else { continue }
+        for key in buffers.map(\.key) {
+            guard let buffer = self[key], time - buffer.since >= Double(Self.intervalMilliseconds) - 1 else { continue }
             let text = buffer.text
             if let space = text.lastIndex(where: \.isWhitespace) {
                 let words = text[..<space].trimmingPrefix { $0.isWhitespace }
                 if words.count >= 3 {
                     let rest = text[text.index(after: space)...]
                     pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(words)))
-                    buffers[key] = rest.isEmpty ? nil : Buffer(text: String(rest), since: time)
+                    self[key] = rest.isEmpty ? nil : Buffer(text: String(rest), since: time)
                     continue
                 }
                 // A lone short word ("-", "1.") would make a line of its own: it joins what
@@ -95,14 +163,16 @@ struct ReadableText: Sendable {
                         pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(before)))
                         held.halfWordSince = time
                     }
-                    buffers[key] = held
+                    self[key] = held
                     continue
                 }
                 if !shown.allSatisfy(\.isWhitespace) { pieces.append(Piece(index: key.index, reasoning: key.reasoning, text: String(shown))) }
-                buffers[key] = nil
+                self[key] = nil
             } else {
-                buffers[key]?.since = time  // half a word: it waits for the rest (never a busy timer)
-                if buffer.halfWordSince == nil { buffers[key]?.halfWordSince = time }
+                var waiting = buffer
+                waiting.since = time  // half a word: it waits for the rest (never a busy timer)
+                if waiting.halfWordSince == nil { waiting.halfWordSince = time }
+                self[key] = waiting
             }
         }
         return pieces
@@ -137,7 +207,9 @@ struct ReadableText: Sendable {
         var pieces: [Piece] = []
         for reasoning in [true, false] {
             let key = Key(index: index, reasoning: reasoning)
-            if let buffer = buffers.removeValue(forKey: key), !buffer.text.allSatisfy(\.isWhitespace) {
+            let buffer = self[key]
+            self[key] = nil
+            if let buffer, !buffer.text.allSatisfy(\.isWhitespace) {
                 pieces.append(Piece(index: index, reasoning: reasoning, text: buffer.text))
             }
         }

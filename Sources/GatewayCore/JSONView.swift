@@ -38,20 +38,33 @@ public struct JSONView {
 
     /// A member's key, as it stands in the document.
     public struct Key {
-        let view: JSONView
+        @usableFromInline let view: JSONView
         /// The key string, quotes included.
-        let range: Range<Int>
+        @usableFromInline let range: Range<Int>
+        /// Neither an escape nor a non-ASCII byte in it (found as its end was): then only the
+        /// same bytes spell an ASCII key, decided by length and bytes alone.
+        @usableFromInline let plain: Bool
 
-        /// Whether this key is `key` (ASCII), unescaped.
+        /// Whether this key is `key` (ASCII), unescaped. Inlined where it is asked (a chunk's
+        /// reader asks a dozen times a chunk): a plain key is its length and bytes.
+        @inlinable
         public func matches(_ key: StaticString) -> Bool {
-            let raw = UnsafeRawBufferPointer(rebasing: view.bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
             let count = key.utf8CodeUnitCount
-            if raw.count == count && memoryEqual(raw.baseAddress, key.utf8Start, count) { return true }
-            // Otherwise only an escaped key (`"cont\u0065nt"`) or a non-ASCII one may still be
-            // `key` (Swift compares strings by canonical equivalence, as `parse`'s dictionary
-            // does: the Kelvin sign is a K); either spelling is longer than the ASCII it stands for.
-            guard raw.count > count, raw.contains(where: { $0 == UInt8(ascii: "\\") || $0 >= 0x80 }) else { return false }
-            return view.value(range).stringValue == key.description
+            if range.count - 2 == count {
+                let start = view.bytes.baseAddress! + range.lowerBound + 1
+                var offset = 0
+                while offset < count, start.load(fromByteOffset: offset, as: UInt8.self) == key.utf8Start[offset] { offset += 1 }
+                if offset == count { return true }
+            }
+            return !plain && range.count - 2 > count && matchesSpelledOtherwise(key)
+        }
+
+        /// An escaped key (`"cont\u0065nt"`) or a non-ASCII one may still be `key` (Swift
+        /// compares strings by canonical equivalence, as `parse`'s dictionary does: the Kelvin
+        /// sign is a K); either spelling is longer than the ASCII it stands for.
+        @usableFromInline
+        func matchesSpelledOtherwise(_ key: StaticString) -> Bool {
+            view.value(range).stringValue == key.description
         }
     }
 
@@ -65,8 +78,9 @@ public struct JSONView {
         while true {
             index = skipWhitespace(from: index)
             let keyStart = index
-            index = endOfString(at: index)
-            let key = Key(view: self, range: keyStart..<index)
+            let plain: Bool
+            (index, plain) = endOfKey(at: index)
+            let key = Key(view: self, range: keyStart..<index, plain: plain)
             index = skipWhitespace(from: index) + 1  // ':'
             let valueStart = skipWhitespace(from: index)
             index = endOfValue(at: valueStart)
@@ -138,6 +152,24 @@ public struct JSONView {
         }
         while bytes[index] != UInt8(ascii: "\"") { index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1 }
         return index + 1
+    }
+
+    /// Just past the key whose opening quote is at `index`, and whether it is plain (no escape,
+    /// no byte above ASCII). A byte at a time: keys are short.
+    private func endOfKey(at index: Int) -> (end: Int, plain: Bool) {
+        var index = index + 1
+        var plain = true
+        while true {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") { return (index + 1, plain) }
+            if byte == UInt8(ascii: "\\") {
+                plain = false
+                index += 2
+                continue
+            }
+            if byte >= 0x80 { plain = false }
+            index += 1
+        }
     }
 
     /// Whether any byte of `word` is `byte` (the classic zero-byte test on `word ^ byte×8`).

@@ -12,7 +12,7 @@ import Foundation
 /// text's bytes: 12-byte windows, a bit filter and a lookup of the windows a secret has, no
 /// allocation unless one matches (it runs on every log line and every client-bound byte).
 public struct Redactor: Sendable, Equatable {
-    public let secrets: [String]
+    public var secrets: [String] { tables.secrets }
     public static let none = Redactor(secrets: [])
     /// The window of the first pass; a secret shorter than this is matched whole.
     public static let window = 12
@@ -37,26 +37,48 @@ public struct Redactor: Sendable, Equatable {
         let offset: Int
     }
 
-    /// Every secret and its base64 forms, folded, each with the shortest run of it redacted.
-    private let forms: [(bytes: [UInt8], minimum: Int)]
-    /// Every `window`-byte run of every form, and where it occurs.
-    private let runs: [Run: [Place]]
-    /// Secrets (and their forms) shorter than `window`, folded: matched whole.
-    private let short: [[UInt8]]
-    /// The folded bytes any secret's forms contain, as a 256-bit set: a byte outside it ends any
-    /// run, so only runs of `window` such bytes are looked up (text rarely has them).
-    private let alphabet: [UInt64]
-    /// A 65,536-bit filter of `runs` (`Run.filterSlot`): a run whose bit is clear is no secret's,
-    /// decided without hashing it for the set (most runs of ordinary text; under 1% pass).
-    private let filter: [UInt64]
+    /// What the redactor looks for, built once and shared: a redactor is passed by value into
+    /// every stream's reader, so its copies are one reference (six arrays and a dictionary were
+    /// six retains and releases a copy, on every upstream read: counted in a deliberation).
+    private final class Tables: Sendable {
+        let secrets: [String]
+        /// Every secret and its base64 forms, folded, each with the shortest run of it redacted.
+        let forms: [(bytes: [UInt8], minimum: Int)]
+        /// Every `window`-byte run of every form, and where it occurs.
+        let runs: [Run: [Place]]
+        /// Secrets (and their forms) shorter than `window`, folded: matched whole.
+        let short: [[UInt8]]
+        /// The folded bytes any secret's forms contain, as a 256-bit set: a byte outside it ends any
+        /// run, so only runs of `window` such bytes are looked up (text rarely has them).
+        let alphabet: [UInt64]
+        /// A 65,536-bit filter of `runs` (`Run.filterSlot`): a run whose bit is clear is no secret's,
+        /// decided without hashing it for the set (most runs of ordinary text; under 1% pass).
+        let filter: [UInt64]
+
+        init(secrets: [String], forms: [(bytes: [UInt8], minimum: Int)], runs: [Run: [Place]], short: [[UInt8]], alphabet: [UInt64], filter: [UInt64]) {
+            self.secrets = secrets
+            self.forms = forms
+            self.runs = runs
+            self.short = short
+            self.alphabet = alphabet
+            self.filter = filter
+        }
+    }
+
+    private let tables: Tables
+    private var forms: [(bytes: [UInt8], minimum: Int)] { tables.forms }
+    private var runs: [Run: [Place]] { tables.runs }
+    private var short: [[UInt8]] { tables.short }
+    private var alphabet: [UInt64] { tables.alphabet }
+    private var filter: [UInt64] { tables.filter }
 
     /// Secrets shorter than 4 characters are ignored (they would redact ordinary words).
     public init(secrets: [String]) {
-        self.secrets = Array(Set(secrets.filter { $0.utf8.count >= 4 })).sorted { $0.utf8.count > $1.utf8.count }
+        let secrets = Array(Set(secrets.filter { $0.utf8.count >= 4 })).sorted { $0.utf8.count > $1.utf8.count }
         var runs: [Run: [Place]] = [:]
         var forms: [(bytes: [UInt8], minimum: Int)] = []
         var short: [[UInt8]] = []
-        for secret in self.secrets {
+        for secret in secrets {
             for form in Self.forms(of: secret) {
                 let bytes = Self.kept(Array(form.utf8)).map(\.byte)
                 guard bytes.count >= Self.window else {
@@ -71,19 +93,15 @@ public struct Redactor: Sendable, Equatable {
                 forms.append((bytes, max(Self.window, (bytes.count * 3 + 3) / 4)))
             }
         }
-        self.runs = runs
-        self.forms = forms
-        self.short = short
         var alphabet = [UInt64](repeating: 0, count: 4)
-        for secret in self.secrets {
+        for secret in secrets {
             for form in Self.forms(of: secret) {
                 for entry in Self.kept(Array(form.utf8)) { alphabet[Int(entry.byte >> 6)] |= 1 << UInt64(entry.byte & 63) }
             }
         }
-        self.alphabet = alphabet
         var filter = [UInt64](repeating: 0, count: 1024)
         for run in runs.keys { filter[run.filterSlot >> 6] |= 1 << UInt64(run.filterSlot & 63) }
-        self.filter = filter
+        tables = Tables(secrets: secrets, forms: forms, runs: runs, short: short, alphabet: alphabet, filter: filter)
     }
 
     public static func == (lhs: Redactor, rhs: Redactor) -> Bool { lhs.secrets == rhs.secrets }

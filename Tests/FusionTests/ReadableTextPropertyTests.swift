@@ -66,6 +66,38 @@ import Testing
         #expect(longestWait <= 700, "a piece waited \(longestWait) ms (seed \(seed))")
     }
 
+    /// Lines are split by bytes where `Character.isNewline` splits them (LF, CR, CR LF, VT, FF,
+    /// NEL, LS, PS), whatever the deltas: the pieces `add` returns, and what `flush` still
+    /// holds, are those of a model that splits by `Character`s (the code before stop 62's cut).
+    @Test(arguments: 0..<300)
+    func linesSplitAsCharactersSplitThem(seed: Int) {
+        var generator = SeededGenerator(seed: UInt64(seed) &* 0x9E37_79B9 &+ 7)
+        let fragments = Self.fragments + ["\r", "\n", "\u{0B}", "\u{0C}", "\u{85}", "\u{2028}", "\u{2029}", "\u{301}", "\n\u{301}",
+                                          "a\u{2028}b", "\u{A0}", "\u{2027}", "\u{C2}", "\u{E2}\u{80}", "👩\u{200D}", "\r\r\n\n"]
+        var text = ReadableText()
+        var model: [Int: String] = [:]
+        for step in 0..<Int(generator.next() % 60 + 5) {
+            let index = Int(generator.next() % 3)
+            let delta = fragments[Int(generator.next() % UInt64(fragments.count))]
+            var buffer = (model[index] ?? "") + delta
+            var expected: [String] = []
+            if delta.contains(where: \.isNewline) {
+                var lines = buffer.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+                let rest = lines.removeLast()
+                expected = lines.filter { !$0.allSatisfy(\.isWhitespace) }.map(String.init)
+                buffer = String(rest)
+            }
+            model[index] = buffer
+            let pieces = text.add(index: index, reasoning: false, delta, at: Double(step))
+            #expect(pieces.map(\.text) == expected && pieces.allSatisfy { $0.index == index }, "seed \(seed), step \(step), delta \(delta.debugDescription)")
+        }
+        for index in 0..<3 {
+            let held = model[index] ?? ""
+            #expect(text.flush(index: index).map(\.text) == (held.allSatisfy(\.isWhitespace) ? [] : [held]), "seed \(seed), member \(index)")
+        }
+        #expect(text.isEmpty)
+    }
+
     /// A piece shown at its time (a long run, a spaceless script) keeps back a last character
     /// the next delta may extend: no line begins with a lone sound mark, a skin tone or the
     /// second half of a flag, none ends inside a ZWJ sequence (review 80B #3). (A Latin letter

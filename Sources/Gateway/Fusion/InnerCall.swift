@@ -172,9 +172,16 @@ final class InnerCall {
     /// output is charged them (review 77B #1: it was charged nothing). A later attempt's replace
     /// them until output came (`InnerCallLog.promptUsage`): the answer's attempt's are the ones.
     private func sendPromptUsageOnce() {
-        guard !promptUsageChecked, let prompt = decoder.promptUsage else { return }
+        guard !promptUsageChecked, let prompt = Self.read(&decoder, \.promptUsage) else { return }
         promptUsageChecked = true
         emit(InnerCallRecord.promptUsage, InnerCallRecord.encodeUsage(prompt))
+    }
+
+    /// A property of the decoder, read where it stands: a getter called on the stored existential
+    /// copied the whole decoder first (its buffers' and dictionaries' references), on every read
+    /// (counted: ~1,000 instructions a read in a deliberation).
+    private static func read<T>(_ decoder: inout any ModelStreamDecoder, _ property: (any ModelStreamDecoder) -> T) -> T {
+        property(decoder)
     }
 
     /// The attempt failed before any event went to the session: retry, fall back, or not (false).
@@ -290,7 +297,7 @@ final class InnerCall {
             }
             if events > 0 { latency.eventsArrived(from: route.endpoint.name) }
             sendPromptUsageOnce()
-            if summary.upstreamID == nil, let id = decoder.upstreamID {
+            if summary.upstreamID == nil, let id = Self.read(&decoder, \.upstreamID) {
                 // The answer's id, once read: a call the session then cuts keeps it (review 82 #2).
                 summary.upstreamID = id
                 emit(InnerCallRecord.accepted, InnerCallRecord.encodeAccepted(summary))
@@ -318,7 +325,7 @@ final class InnerCall {
                 if retryOrFallBack(status: failure.status, connectFailed: false) { return true }
             }
             fail(failure, .upstreamError)
-        } else if !done, decoder.answerIsWhole {
+        } else if !done, Self.read(&decoder, \.answerIsWhole) {
             // Whole, its end not yet come: after a quiet while the answer stands as it is. A
             // second after Anthropic's or Gemini's stop, which nothing can follow; the idle
             // timeout after OpenAI's finish and usage, which relays that put `stop` on every

@@ -30,33 +30,18 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
 
     mutating func decode(_ bytes: UnsafeRawBufferPointer, emit: (ModelEvent) -> Void) throws(StreamDecodingError) -> Bool {
         guard !ended else { return true }
-        // The callback may not touch `self` while `sse` is mutated: it collects into locals.
+        // The SSE reader is taken out while it reads, so the callback changes the rest of `self`
+        // in place (copying the state out and back, as before, copied every dictionary of it on
+        // every read: counted, ~2,000 instructions a read in a deliberation).
+        var sse = SSEDecoder(maxEventBytes: self.sse.maxEventBytes, errorLinesAreEvents: true)
+        swap(&sse, &self.sse)
+        defer { swap(&sse, &self.sse) }
         var done = false
         var sawDone = false
         var failure: StreamDecodingError?
         var finished = false
         let finishedBefore = sawFinish
         var usageAfterFinish = false
-        var cut = self.cut
-        var cutChoice = self.cutChoice
-        defer {
-            self.cut = cut
-            self.cutChoice = cutChoice
-        }
-        // Taken out while the chunk is read, so the local is its only reference and a tool call's
-        // fragment changes it in place (a shared copy would copy its dictionaries on write).
-        var numbering = self.numbering
-        self.numbering = ToolCallNumbering(limit: numbering.limit)
-        defer { self.numbering = numbering }
-        let redactor = redactor
-        var state = self.state
-        defer { self.state = state }
-        var upstreamID = self.upstreamID
-        var idRead = self.idRead
-        defer {
-            self.upstreamID = upstreamID
-            self.idRead = idRead
-        }
         do {
             try sse.feed(bytes) { event in
                 guard !done, failure == nil, !event.data.isEmpty else { return }
@@ -74,18 +59,18 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     failure = StreamDecodingError("the upstream sent an event that is not a JSON object")
                     return
                 }
-                if !idRead {
-                    idRead = true
-                    upstreamID = chunk.member("id", in: chunk.root).flatMap(chunk.string).flatMap { UpstreamIdentifier.sanitized($0, redactor: redactor) }
+                if !self.idRead {
+                    self.idRead = true
+                    self.upstreamID = chunk.member("id", in: chunk.root).flatMap(chunk.string).flatMap { UpstreamIdentifier.sanitized($0, redactor: redactor) }
                 }
                 // Read only after a cut (rare): which choice this chunk is.
-                let sameChoice = !cut || (OpenAIChunk.choiceIndex(in: chunk) ?? 0) == cutChoice  // no index: choice 0
-                OpenAIChunk.events(chunk, redactor: redactor, state: &state) { modelEvent in
+                let sameChoice = !self.cut || (OpenAIChunk.choiceIndex(in: chunk) ?? 0) == self.cutChoice  // no index: choice 0
+                OpenAIChunk.events(chunk, redactor: redactor, state: &self.state) { modelEvent in
                     guard !done else { return } // after an error, nothing more of this chunk
                     // A cut answer's end stands: text, calls or a `stop` after a `length` were
                     // spliced onto it and its cut was lost (review 71C #8), as Gemini's reader
                     // ignores what follows a finish. Only a cut: relays put `stop` on every chunk.
-                    if cut && sameChoice {
+                    if self.cut && sameChoice {
                         if case .usage = modelEvent {} else if case .error = modelEvent {} else { return }
                     }
                     switch modelEvent {
@@ -97,15 +82,15 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                         }
                     case .finish(let reason):
                         finished = true
-                        cut = reason == .length || reason == .contentFilter
-                        if cut { cutChoice = OpenAIChunk.choiceIndex(in: chunk) ?? 0 }
+                        self.cut = reason == .length || reason == .contentFilter
+                        if self.cut { self.cutChoice = OpenAIChunk.choiceIndex(in: chunk) ?? 0 }
                     case .error: done = true
                     case .toolCall(let fragment):
-                        if let numbered = numbering.number(fragment) {
+                        if let numbered = self.numbering.number(fragment) {
                             emit(.toolCall(numbered))
                         } else {
                             done = true
-                            emit(.error(.upstreamProtocol("The upstream sent more than \(numbering.limit) tool calls.")))
+                            emit(.error(.upstreamProtocol("The upstream sent more than \(self.numbering.limit) tool calls.")))
                         }
                         return
                     default: break

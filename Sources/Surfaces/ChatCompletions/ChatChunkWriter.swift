@@ -9,11 +9,23 @@ public struct ChatChunkWriter: Sendable {
     public let model: String
     public let created: Int
     private var sentRole = false
+    /// `data: {"id":…,"object":…,"created":…,"model":…,` once: the same for every chunk, and
+    /// writing it each time (the number's text, two escaped strings) was most of a chunk's cost.
+    private let prefixBytes: [UInt8]
 
     public init(id: String, model: String, created: Int) {
         self.id = id
         self.model = model
         self.created = created
+        var prefix: [UInt8] = []
+        prefix.append(contentsOf: #"data: {"id":"#.utf8)
+        JSONWriting.appendString(id, to: &prefix)
+        prefix.append(contentsOf: #","object":"chat.completion.chunk","created":"#.utf8)
+        prefix.append(contentsOf: String(created).utf8)
+        prefix.append(contentsOf: #","model":"#.utf8)
+        JSONWriting.appendString(model, to: &prefix)
+        prefix.append(UInt8(ascii: ","))
+        prefixBytes = prefix
     }
 
     /// Appends the SSE event for `event` (`data: {…}\n\n`); usage is not an event of its own
@@ -95,13 +107,7 @@ public struct ChatChunkWriter: Sendable {
     }
 
     private func prefix(_ out: inout [UInt8]) {
-        out.append(contentsOf: #"data: {"id":"#.utf8)
-        JSONWriting.appendString(id, to: &out)
-        out.append(contentsOf: #","object":"chat.completion.chunk","created":"#.utf8)
-        out.append(contentsOf: String(created).utf8)
-        out.append(contentsOf: #","model":"#.utf8)
-        JSONWriting.appendString(model, to: &out)
-        out.append(UInt8(ascii: ","))
+        out.append(contentsOf: prefixBytes)
     }
 
     /// A chunk whose delta is one text field (`key` written up to its value); nothing for "".
