@@ -201,6 +201,33 @@ import UpstreamClient
         #expect(received == sent)
     }
 
+    /// A delta's text handed where it stands (the per-token path) is the record `encode` writes:
+    /// text, reasoning and refusal up to a record's size, including the sizes at the bound and
+    /// non-ASCII; anything else, or longer, is left to `encode` (false, nothing handed).
+    @Test func smallTextIsTheRecordEncodeWrites() {
+        let bound = InnerCallRecord.maxTextBytes
+        let texts = ["", "a", "é🙂", String(repeating: "x", count: bound), String(repeating: "é", count: bound / 2),
+                     String(repeating: "y", count: bound + 1), String(repeating: "🙂", count: bound / 4 + 1)]
+        for text in texts {
+            for event in [ModelEvent.text(text), .reasoning(text), .refusal(text)] {
+                var fast: [(UInt8, [UInt8])] = []
+                let handled = InnerCallRecord.encodeSmallText(event) { kind, bytes in fast.append((kind, Array(bytes))) }
+                var whole: [(UInt8, [UInt8])] = []
+                InnerCallRecord.encode(event) { kind, bytes in whole.append((kind, bytes)) }
+                #expect(handled == (text.utf8.count <= bound), "\(text.utf8.count) bytes")
+                if handled {
+                    #expect(fast.count == 1 && whole.count == 1 && fast[0] == whole[0], "\(text.utf8.count) bytes")
+                } else {
+                    #expect(fast.isEmpty)
+                }
+            }
+        }
+        for event in [ModelEvent.finish(.stop), .usage(Usage(promptTokens: 1, completionTokens: 2)),
+                      .toolCall(ToolCallFragment(index: 0, id: "c", name: "f", arguments: "{}"))] {
+            #expect(!InnerCallRecord.encodeSmallText(event) { _, _ in Issue.record("handed \(event)") })
+        }
+    }
+
     /// A tool call whose arguments come in one large event (Gemini sends a call whole) crosses
     /// as fragments of that call, each within a text record's size, that read back as the call
     /// (review 59C #2: one record larger than the ring failed the outer turn).

@@ -376,7 +376,9 @@ final class InnerCall {
             }
             // A usage without a cost is costed at the config's price (as the proxy's are).
             if case .usage = event { event = event.costed(at: route.price) }
-            InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
+            if !InnerCallRecord.encodeSmallText(event, { kind, bytes in outbox.push(kind, bytes) }) {
+                InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
+            }
             return true
         }
         return false

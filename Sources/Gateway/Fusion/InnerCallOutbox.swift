@@ -34,6 +34,14 @@ final class InnerCallOutbox {
         waitForSpace()
     }
 
+    /// As `push`, from bytes the caller holds (a delta's text where it stands in its string):
+    /// copied only if the record has to wait.
+    func push(_ kind: UInt8, _ bytes: UnsafeRawBufferPointer) {
+        if waiting.isEmpty, channel.push(producer: producer, kind: kind, bytes: bytes) == .pushed { return }
+        waiting.append((kind, Array(bytes)))
+        waitForSpace()
+    }
+
     /// Asks the channel to call back once the consumer has freed space.
     func waitForSpace() {
         guard !isWaitingForSpace else { return }

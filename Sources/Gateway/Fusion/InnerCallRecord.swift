@@ -53,6 +53,23 @@ enum InnerCallRecord {
     static let maxOpaqueBytes = 4 << 20
 
     /// Calls `body` with each record (kind, bytes) for `event`.
+    /// A text, reasoning or refusal delta that fits one record, its bytes handed as they stand
+    /// in the string (the per-token path: no array made per delta). False for any other event
+    /// (`encode` writes it).
+    static func encodeSmallText(_ event: ModelEvent, _ body: (UInt8, UnsafeRawBufferPointer) -> Void) -> Bool {
+        let kind: UInt8
+        var text: String
+        switch event {
+        case .text(let value): (kind, text) = (Self.text, value)
+        case .reasoning(let value): (kind, text) = (reasoning, value)
+        case .refusal(let value): (kind, text) = (refusal, value)
+        default: return false
+        }
+        guard text.utf8.count <= maxTextBytes else { return false }
+        text.withUTF8 { body(kind, UnsafeRawBufferPointer($0)) }
+        return true
+    }
+
     static func encode(_ event: ModelEvent, _ body: (UInt8, [UInt8]) -> Void) {
         switch event {
         case .text(let text): splitText(text) { body(Self.text, $0) }
