@@ -155,6 +155,19 @@ enum ProviderFixtures {
         #expect(cutUnnumbered.filter { if case .text = $0 { true } else { false } } == [.text("AAA ")], "\(cutUnnumbered)")
     }
 
+    /// A named event other than `message` (or `error`) is no chat chunk: Fusion's inner calls
+    /// skip it as the chat relay does (review 89's side note: a member's answer took the text of
+    /// an `event: foo` chunk the proxy drops).
+    @Test func aNamedEventOtherThanMessageIsNoChunk() throws {
+        func chunk(_ text: String, named name: String?) -> [UInt8] {
+            Array(((name.map { "event: \($0)\n" } ?? "") + #"data: {"choices":[{"index":0,"delta":{"content":"\#(text)"},"finish_reason":null}]}"# + "\n\n").utf8)
+        }
+        let end = Array("data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".utf8)
+        let (events, _) = try ProviderFixtures.decode([chunk("a", named: nil), chunk("X", named: "foo"), chunk("b", named: "message"),
+                                                       chunk("Y", named: "foo\u{0}bar"), chunk("c", named: nil), end], with: OpenAICompatibleProvider())
+        #expect(events.compactMap { if case .text(let text) = $0 { text } else { nil } } == ["a", "b", "c"], "\(events)")
+    }
+
     @Test func secretsInAnErrorChunkAreRedacted() throws {
         let bytes = Array(#"data: {"error":{"message":"bad key sk-live-123456 in Authorization: Bearer sk-live-123456"}}"#.utf8) + Array("\n\n".utf8)
         let (events, _) = try ProviderFixtures.decode([bytes], with: OpenAICompatibleProvider(), redactor: Redactor(secrets: ["sk-live-123456"]))

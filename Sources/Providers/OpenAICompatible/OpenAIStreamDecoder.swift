@@ -55,6 +55,9 @@ struct OpenAIStreamDecoder: ModelStreamDecoder {
                     emit(.error(OpenAIErrors.streamError(OpenAIErrors.namedEventError(event.data), redactor: redactor)))
                     return
                 }
+                // Another named event is no chat chunk: skipped, as the chat relay skips it (review
+                // 89: a member's answer took the text of an `event: foo` chunk the proxy drops).
+                if !event.name.isEmpty && !event.name.elementsEqual("message".utf8) { return }
                 guard let chunk = JSONView(validating: event.data), chunk.isObject(chunk.root) else {
                     failure = StreamDecodingError("the upstream sent an event that is not a JSON object")
                     return
