@@ -111,7 +111,7 @@ struct ReadableText: Sendable {
     }
 
     /// The length of the line end at `index` (nil: none there): a scalar `Character.isNewline`
-    /// holds for, LF, VT, FF, CR, NEL (C2 85), LS and PS (E2 80 A8, E2 80 A9).
+    /// holds for: LF, VT, FF, CR, NEL (C2 85), LS and PS (E2 80 A8, E2 80 A9).
     @inline(__always)
     private static func lineEnd(in bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {
         switch bytes[index] {

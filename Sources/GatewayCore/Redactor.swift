@@ -38,7 +38,7 @@ public struct Redactor: Sendable, Equatable {
     }
 
     /// What the redactor looks for, built once and shared: a redactor is passed by value into
-    /// every stream's reader, so its copies are one reference (six arrays and a dictionary were
+    /// every stream's reader, so its copies are one reference (five arrays and a dictionary were
     /// six retains and releases a copy, on every upstream read: counted in a deliberation).
     private final class Tables: Sendable {
         let secrets: [String]
