@@ -147,7 +147,11 @@ public struct JSONView {
         let base = bytes.baseAddress!
         while index + 8 <= bytes.count {
             let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            if Self.hasByte(word, 0x22) || Self.hasByte(word, 0x5C) { break }
+            let stops = ByteWords.equal(word, 0x22) | ByteWords.equal(word, 0x5C)
+            if stops != 0 {
+                index += ByteWords.firstFlagged(stops)
+                break
+            }
             index += 8
         }
         while bytes[index] != UInt8(ascii: "\"") { index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1 }
@@ -170,13 +174,6 @@ public struct JSONView {
             if byte >= 0x80 { plain = false }
             index += 1
         }
-    }
-
-    /// Whether any byte of `word` is `byte` (the classic zero-byte test on `word ^ byte×8`).
-    @inline(__always)
-    private static func hasByte(_ word: UInt64, _ byte: UInt8) -> Bool {
-        let spread = word ^ (0x0101_0101_0101_0101 &* UInt64(byte))
-        return (spread &- 0x0101_0101_0101_0101) & ~spread & 0x8080_8080_8080_8080 != 0
     }
 
     /// Just past the value starting at `index`.

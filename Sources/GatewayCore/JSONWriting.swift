@@ -76,23 +76,16 @@ public enum JSONWriting {
         }
     }
 
-    /// Whether any of eight bytes is a control, a quote, a backslash or has its high bit set
-    /// (SWAR: a byte below n shows as a borrow into its high bit of `word - n`).
+    /// Whether any of eight bytes is a control, a quote, a backslash or has its high bit set.
     @inline(__always)
     static func needsAttention(_ word: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        func hasZeroByte(_ value: UInt64) -> Bool { (value &- ones) & ~value & high != 0 }
-        let belowSpace = (word &- ones &* 0x20) & ~word & high
-        return word & high != 0 || belowSpace != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
+        ByteWords.nonASCII(word) | ByteWords.below(word, 0x20) | ByteWords.equal(word, 0x22) | ByteWords.equal(word, 0x5C) != 0
     }
 
     /// Whether all eight bytes are printable ASCII or DEL (none below 0x20, none with its high bit).
     @inline(__always)
     static func isPrintableASCII(_ word: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        return (word & high) | ((word &- ones &* 0x20) & ~word & high) == 0
+        ByteWords.nonASCII(word) | ByteWords.below(word, 0x20) == 0
     }
 
     public static func quoted(_ string: String) -> String {

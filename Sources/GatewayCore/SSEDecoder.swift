@@ -73,13 +73,16 @@ public struct SSEDecoder: Sendable {
             if bytes[0] == UInt8(ascii: "\n") { start = 1 }
         }
         var index = start
-        let base = bytes.baseAddress
         while index < count {
-            // Eight bytes at a time while none can end a line (none below 0x0E; JSON's text has
+            // Eight bytes at a time to the first that may end a line (below 0x0E; JSON's text has
             // no raw control): a byte at a time was most of the reader's own cost per event.
-            if index + 8 <= count, let base, !Self.hasByteBelow0E(base.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
-                index += 8
-                continue
+            if index + 8 <= count {
+                let candidates = ByteWords.below(ByteWords.load(bytes, at: index), 0x0E)
+                if candidates == 0 {
+                    index += 8
+                    continue
+                }
+                index += ByteWords.firstFlagged(candidates)
             }
             let byte = bytes[index]
             if byte != UInt8(ascii: "\n") && byte != UInt8(ascii: "\r") {
@@ -114,13 +117,6 @@ public struct SSEDecoder: Sendable {
         if start < count {
             try appendPartial(UnsafeRawBufferPointer(rebasing: bytes[start..<count]))
         }
-    }
-
-    /// Whether any of eight bytes is below 0x0E (LF and CR are): SWAR, a byte below n shows as
-    /// a borrow into its high bit of `word - n` (exact as to whether any byte is).
-    @inline(__always)
-    private static func hasByteBelow0E(_ word: UInt64) -> Bool {
-        (word &- 0x0E0E_0E0E_0E0E_0E0E) & ~word & 0x8080_8080_8080_8080 != 0
     }
 
     /// The body ended: a last line that never got its line end is read as a line, so one that

@@ -39,15 +39,34 @@ public struct GatewayLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let fields = Self.fields(metadata, event.metadata)
+        writeLine(level: event.level, message: "\(event.message)", fields: Self.fields(metadata, event.metadata))
+    }
+
+    /// An entry with the gateway's typed fields (`Logger.info(_:fields:)`) and this handler's
+    /// metadata (the entry's win), without going through swift-log's metadata dictionary.
+    func log(level: Logger.Level, message: String, fields: inout [LogField]) {
+        let typed = fields.count
+        for (key, value) in metadata where !fields[..<typed].contains(where: { Self.sameKey($0.key, key) }) {
+            fields.append(LogField(key: .metadata(key), value: .metadata(value)))
+        }
+        fields.sort { LogField.Key.ordered($0.key, $1.key) }
+        writeLine(level: level, message: message, fields: fields)
+    }
+
+    private func writeLine(level: Logger.Level, message: String, fields: Fields) {
         let redactor = redaction.redactor
         let line = format == .json
-            ? Self.jsonLine(level: event.level, label: label, message: "\(event.message)", fields: fields, redactor: redactor)
-            : LogTextLine.line(level: event.level, label: label, message: "\(event.message)", fields: fields, redactor: redactor)
+            ? Self.jsonLine(level: level, label: label, message: message, fields: fields, redactor: redactor)
+            : LogTextLine.line(level: level, label: label, message: message, fields: fields, redactor: redactor)
         output(line)
     }
 
-    typealias Fields = [(key: String, value: Logger.Metadata.Value)]
+    private static func sameKey(_ key: LogField.Key, _ name: String) -> Bool {
+        var name = name
+        return key.withUTF8 { key in name.withUTF8 { key.elementsEqual($0) } }
+    }
+
+    typealias Fields = [LogField]
 
     /// The handler's fields and the entry's (the entry's win), sorted by key, in one array: a
     /// merged dictionary rehashed every key of every line (4% of a proxied request's
@@ -56,12 +75,12 @@ public struct GatewayLogHandler: LogHandler {
         var fields: Fields = []
         fields.reserveCapacity(own.count + (entry?.count ?? 0))
         if let entry {
-            for field in own where entry[field.key] == nil { fields.append(field) }
-            for field in entry { fields.append(field) }
+            for (key, value) in own where entry[key] == nil { fields.append(LogField(key: .metadata(key), value: .metadata(value))) }
+            for (key, value) in entry { fields.append(LogField(key: .metadata(key), value: .metadata(value))) }
         } else {
-            for field in own { fields.append(field) }
+            for (key, value) in own { fields.append(LogField(key: .metadata(key), value: .metadata(value))) }
         }
-        fields.sort { $0.key < $1.key }
+        fields.sort { LogField.Key.ordered($0.key, $1.key) }
         return fields
     }
 
@@ -94,15 +113,36 @@ public struct GatewayLogHandler: LogHandler {
         JSONWriting.appendString(redactor(label), to: &out)
         out.append(contentsOf: #","msg":"#.utf8)
         JSONWriting.appendString(redactor(message), to: &out)
-        for (key, value) in fields {
+        for field in fields {
             out.append(UInt8(ascii: ","))
-            // A field never shadows the entry's own four.
-            JSONWriting.appendString(["ts", "level", "logger", "msg"].contains(key) ? "meta_" + key : redactor(key), to: &out)
+            switch field.key {
+            case .own(let key):
+                out.append(UInt8(ascii: "\""))
+                out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+                out.append(UInt8(ascii: "\""))
+            case .metadata(let key):
+                // A field never shadows the entry's own four.
+                switch key {
+                case "ts", "level", "logger", "msg": JSONWriting.appendString("meta_" + key, to: &out)
+                default: JSONWriting.appendString(redactor(key), to: &out)
+                }
+            }
             out.append(UInt8(ascii: ":"))
-            appendJSON(value, redactor: redactor, to: &out)
+            appendJSON(field.value, redactor: redactor, to: &out)
         }
         out.append(contentsOf: "}\n".utf8)
         return out
+    }
+
+    private static func appendJSON(_ value: LogField.Value, redactor: RedactorChain, to out: inout [UInt8]) {
+        switch value {
+        case .text(let text): JSONWriting.appendString(redactor(text), to: &out)
+        case .int(let number): out.append(contentsOf: String(number).utf8)
+        case .double(let number) where number.isFinite: out.append(contentsOf: JSONValue.double(number).serialized())
+        case .double(let number): JSONWriting.appendString(number.description, to: &out)
+        case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
+        case .metadata(let value): appendJSON(value, redactor: redactor, to: &out)
+        }
     }
 
     private static func appendJSON(_ value: Logger.Metadata.Value, redactor: RedactorChain, to out: inout [UInt8]) {

@@ -28,11 +28,22 @@ enum LogTextLine {
         appendEscaped(redactor(label), to: &out)
         out.append(contentsOf: ": ".utf8)
         appendEscaped(redactor(message), to: &out)
-        for (key, value) in fields {
+        for field in fields {
             out.append(UInt8(ascii: " "))
-            appendEscaped(redactor(key), to: &out)
+            switch field.key {
+            case .own(let key): out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+            case .metadata(let key): appendEscaped(redactor(key), to: &out)
+            }
             out.append(UInt8(ascii: "="))
-            appendQuotedIfNeeded(redactor(value.description), to: &out)
+            switch field.value {
+            case .text(let text): appendQuotedIfNeeded(redactor(text), to: &out)
+            // The gateway's own figures: digits, a sign, a point, `e`, `inf`, `nan`; nothing to
+            // escape, quote or redact.
+            case .int(let number): out.append(contentsOf: String(number).utf8)
+            case .double(let number): out.append(contentsOf: number.description.utf8)
+            case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
+            case .metadata(let value): appendQuotedIfNeeded(redactor(value.description), to: &out)
+            }
         }
         out.append(UInt8(ascii: "\n"))
         return out

@@ -37,67 +37,73 @@ extension GatewayShared {
     }
 
     private func logLines(_ record: GenerationRecord, prompt: String?, log: Logger) {
-        // The lines are built only when they will be written (their metadata costs microseconds).
+        // The lines are built only when they will be written.
         guard log.logLevel <= .info else { return }
-        var metadata: Logger.Metadata = [
-            "route": "\(record.route.rawValue)", "kind": "\(record.kind.rawValue)", "model": "\(record.model)",
-            "requested_model": "\(record.requestedModel)", "stream": .stringConvertible(record.streamed),
-            "status": .stringConvertible(record.status), "cancelled": .stringConvertible(record.cancelled),
-            "duration_ms": .stringConvertible(record.durationMilliseconds),
-        ]
-        Self.addUsage(record.usage, to: &metadata)
-        metadata["spend_usd"] = .stringConvertible(Double(record.spendMicros) / 1_000_000)
-        if let provider = record.provider { metadata["provider"] = "\(provider)" }
-        if let router = record.router { metadata["router"] = "\(router)" }
-        if let entry = record.entryPoint { metadata["entry_point"] = "\(entry)" }
-        if let id = record.upstreamID { metadata["upstream_id"] = "\(id)" }
-        if let id = record.upstreamRequestID { metadata["upstream_request_id"] = "\(id)" }
-        if let reason = record.finishReason { metadata["finish_reason"] = "\(reason)" }
-        if let ttft = record.firstTokenMilliseconds { metadata["ttft_ms"] = .stringConvertible(ttft) }
-        if let ttft = record.upstreamFirstTokenMilliseconds { metadata["upstream_ttft_ms"] = .stringConvertible(ttft) }
-        if let overhead = record.overheadMilliseconds { metadata["overhead_ms"] = .stringConvertible(overhead) }
-        Self.addError(record.error, to: &metadata)
-        if record.retries > 0 { metadata["retries"] = .stringConvertible(record.retries) }
-        if record.fallbacks > 0 { metadata["fallbacks"] = .stringConvertible(record.fallbacks) }
+        var fields = LogFields(capacity: 32)
+        fields.add("route", record.route.rawValue)
+        fields.add("kind", record.kind.rawValue)
+        fields.add("model", record.model)
+        fields.add("requested_model", record.requestedModel)
+        fields.add("stream", record.streamed)
+        fields.add("status", record.status)
+        fields.add("cancelled", record.cancelled)
+        fields.add("duration_ms", record.durationMilliseconds)
+        Self.addUsage(record.usage, to: &fields)
+        fields.add("spend_usd", Double(record.spendMicros) / 1_000_000)
+        if let provider = record.provider { fields.add("provider", provider) }
+        if let router = record.router { fields.add("router", router) }
+        if let entry = record.entryPoint { fields.add("entry_point", entry) }
+        if let id = record.upstreamID { fields.add("upstream_id", id) }
+        if let id = record.upstreamRequestID { fields.add("upstream_request_id", id) }
+        if let reason = record.finishReason { fields.add("finish_reason", reason) }
+        if let ttft = record.firstTokenMilliseconds { fields.add("ttft_ms", ttft) }
+        if let ttft = record.upstreamFirstTokenMilliseconds { fields.add("upstream_ttft_ms", ttft) }
+        if let overhead = record.overheadMilliseconds { fields.add("overhead_ms", overhead) }
+        Self.addError(record.error, to: &fields)
+        if record.retries > 0 { fields.add("retries", record.retries) }
+        if record.fallbacks > 0 { fields.add("fallbacks", record.fallbacks) }
         if record.webToolCalls > 0 {
-            metadata["web_tool_calls"] = .stringConvertible(record.webToolCalls)
-            metadata["search_results"] = .stringConvertible(record.numSearchResults)
+            fields.add("web_tool_calls", record.webToolCalls)
+            fields.add("search_results", record.numSearchResults)
         }
-        if let prompt { metadata["prompt"] = "\(prompt)" }
-        log.info("request finished", metadata: metadata)
+        if let prompt { fields.add("prompt", prompt) }
+        log.info("request finished", fields: consume fields)
         for call in record.innerCalls {
-            var line: Logger.Metadata = [
-                "role": "\(call.role)", "model": "\(call.model)", "provider": "\(call.provider)",
-                "attempts": .stringConvertible(call.attempts), "cancelled": .stringConvertible(call.cancelled),
-                "start_ms": .stringConvertible(call.startMilliseconds), "duration_ms": .stringConvertible(call.durationMilliseconds),
-            ]
-            if let status = call.httpStatus { line["status"] = .stringConvertible(status) }
-            if let reason = call.finishReason { line["finish_reason"] = "\(reason)" }
-            if let ttft = call.firstTokenMilliseconds { line["ttft_ms"] = .stringConvertible(ttft) }
-            if let upstream = call.upstreamMilliseconds { line["upstream_ms"] = .stringConvertible(upstream) }
-            if call.fallbacks > 0 { line["fallbacks"] = .stringConvertible(call.fallbacks) }
-            if let id = call.upstreamID { line["upstream_id"] = "\(id)" }
-            if let id = call.upstreamRequestID { line["upstream_request_id"] = "\(id)" }
+            var line = LogFields(capacity: 24)
+            line.add("role", call.role)
+            line.add("model", call.model)
+            line.add("provider", call.provider)
+            line.add("attempts", call.attempts)
+            line.add("cancelled", call.cancelled)
+            line.add("start_ms", call.startMilliseconds)
+            line.add("duration_ms", call.durationMilliseconds)
+            if let status = call.httpStatus { line.add("status", status) }
+            if let reason = call.finishReason { line.add("finish_reason", reason) }
+            if let ttft = call.firstTokenMilliseconds { line.add("ttft_ms", ttft) }
+            if let upstream = call.upstreamMilliseconds { line.add("upstream_ms", upstream) }
+            if call.fallbacks > 0 { line.add("fallbacks", call.fallbacks) }
+            if let id = call.upstreamID { line.add("upstream_id", id) }
+            if let id = call.upstreamRequestID { line.add("upstream_request_id", id) }
             if let usage = call.usage { Self.addUsage(usage, to: &line) }
             Self.addError(call.error, to: &line)
-            log.info("inner call finished", metadata: line)
+            log.info("inner call finished", fields: consume line)
         }
     }
 
-    private static func addUsage(_ usage: Usage, to metadata: inout Logger.Metadata) {
-        metadata["prompt_tokens"] = .stringConvertible(usage.promptTokens)
-        metadata["completion_tokens"] = .stringConvertible(usage.completionTokens)
-        metadata["total_tokens"] = .stringConvertible(usage.totalTokens)
-        metadata["cost_usd"] = .stringConvertible(usage.cost)
+    private static func addUsage(_ usage: Usage, to fields: inout LogFields) {
+        fields.add("prompt_tokens", usage.promptTokens)
+        fields.add("completion_tokens", usage.completionTokens)
+        fields.add("total_tokens", usage.totalTokens)
+        fields.add("cost_usd", usage.cost)
     }
 
-    private static func addError(_ error: RecordError?, to metadata: inout Logger.Metadata) {
+    private static func addError(_ error: RecordError?, to fields: inout LogFields) {
         guard let error else { return }
-        metadata["error_type"] = "\(error.type)"
-        metadata["error_code"] = "\(error.code)"
-        metadata["error_origin"] = "\(error.origin.rawValue)"
-        metadata["error"] = "\(error.message)"
-        if let detail = error.detail { metadata["error_detail"] = "\(detail)" }
+        fields.add("error_type", error.type)
+        fields.add("error_code", error.code)
+        fields.add("error_origin", error.origin.rawValue)
+        fields.add("error", error.message)
+        if let detail = error.detail { fields.add("error_detail", detail) }
     }
 
     /// The client's last message for the log, when `server.log_prompts` allows it: at most 2000

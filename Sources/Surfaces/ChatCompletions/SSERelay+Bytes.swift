@@ -59,12 +59,12 @@ extension SSERelay {
             let count = bytes.count
             while index < count {
                 if index + 8 <= count {
-                    // A byte is 0x5C ('\') when the word XOR 0x5C… has a zero byte there.
-                    let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ 0x5C5C_5C5C_5C5C_5C5C
-                    if (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080 == 0 {
+                    let backslashes = ByteWords.equal(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self), UInt8(ascii: "\\"))
+                    if backslashes == 0 {
                         index += 8
                         continue
                     }
+                    index += ByteWords.firstFlagged(backslashes)  // bytes before it are no escape's
                 }
                 guard bytes[index] == UInt8(ascii: "\\"), index + 1 < count else { index += 1; continue }
                 guard bytes[index + 1] == UInt8(ascii: "u"), let unit = hexUnit(bytes, at: index + 2) else {

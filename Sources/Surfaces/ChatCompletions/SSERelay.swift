@@ -85,6 +85,9 @@ public struct SSERelay {
     private var choicesSeen = ChoiceSet()
     private var choicesFinished = ChoiceSet()
     public private(set) var outcome = Outcome.streaming
+    /// Finish and usage chunks read in place when they can be (`PlainChunk`); off only in the
+    /// tests that hold that path to the full one.
+    var readsPlainChunks = true
 
     private enum Stop {
         case done
@@ -186,6 +189,10 @@ public struct SSERelay {
         var renumbered = false
         if choicesAsked > 1
             || event.data.hasNonNullMember(#""usage""#, #""finish_reason""#, #""error""#, #""tool_calls""#, orIndexOtherThanZero: true) {
+            if choicesAsked <= 1, readsPlainChunks, let plain = PlainChunk(event.data) {
+                relayPlain(plain, event.data, into: &out)
+                return
+            }
             chunk = try? JSONValue.parse(Array(event.data))
             if let error = chunk?["error"], error != .null {
                 stop = .upstreamError(OpenAICompatibleProvider.streamError(error, redactor: redactor))
@@ -265,6 +272,20 @@ public struct SSERelay {
         // A usage the gateway had to correct goes out corrected, so the client, the record and
         // the metrics say the same figures (rare: usage chunks only).
         forward(event.data, leading: checked.map { leading.appending(key: Self.usageName, value: $0.serialized()) } ?? leading, into: &out)
+    }
+
+    /// A finish or usage chunk the full path would relay unchanged (`PlainChunk`), accounted as
+    /// it accounts one.
+    private mutating func relayPlain(_ plain: PlainChunk, _ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        if let finish = plain.finishReason { finishReason = finish }
+        if let value = plain.usage {
+            usage = value
+            // OpenAI's usage chunk, after every choice's answer (see `relayEvent`).
+            if finishReason != nil { usageAfterFinish = true }
+            usageChunkOwed = false
+            guard includeUsage else { return }
+        }
+        forward(bytes, leading: leading, into: &out)
     }
 
     /// `chunk` (a JSON object) as one event, with this completion's `id`, `model` and `created`.
