@@ -334,9 +334,11 @@ public struct SSERelay {
             stop = .invalid
             return false
         }
-        Self.repairUTF8(&out, from: lineStart + 6)
-        Self.repairSurrogateEscapes(&out, from: lineStart + 6)
-        SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
+        if Self.mayNeedRepair(out, from: lineStart + 6) {
+            Self.repairUTF8(&out, from: lineStart + 6)
+            Self.repairSurrogateEscapes(&out, from: lineStart + 6)
+            SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
+        }
         out.append(contentsOf: "\n\n".utf8)
         forwardedEvents += 1
         return true
