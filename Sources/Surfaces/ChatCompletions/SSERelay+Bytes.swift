@@ -38,24 +38,38 @@ extension SSERelay {
         }
     }
 
-    /// Whether the repairs below may change `out[start...]`: only a byte above ASCII (UTF-8 to
-    /// check, NEL, U+2028, U+2029), below 0x20 (CR, LF, a control) or a backslash (an escape)
-    /// gives them anything to do. One pass eight bytes at a time where the three took three:
-    /// most chunks (ASCII text without a newline) have none.
-    static func mayNeedRepair(_ out: [UInt8], from start: Int) -> Bool {
+    /// Which of the repairs below may change `out[start...]`.
+    enum Repairs {
+        /// Plain printable ASCII without a backslash: none.
+        case none
+        /// ASCII with a backslash (`\n` in text, the usual case): only a lone surrogate escape
+        /// can need one, and only the escapes' repair runs.
+        case escapes
+        /// A byte above ASCII (UTF-8 to check, NEL, U+2028, U+2029) or below 0x20 (CR, LF, a
+        /// control): all three.
+        case all
+    }
+
+    /// Which repairs an event needs, in one pass eight bytes at a time where the three took
+    /// three: most chunks need none or only the escapes' (a word with no byte above ASCII, below
+    /// 0x20 or a backslash is passed at once).
+    static func repairsNeeded(_ out: [UInt8], from start: Int) -> Repairs {
         out.withUnsafeBytes { bytes in
             var index = start
+            var backslash = false
             while index + 8 <= bytes.count {
                 let word = ByteWords.load(bytes, at: index)
-                if ByteWords.nonASCII(word) | ByteWords.below(word, 0x20) | ByteWords.equal(word, UInt8(ascii: "\\")) != 0 { return true }
+                if ByteWords.nonASCII(word) | ByteWords.below(word, 0x20) != 0 { return .all }
+                if ByteWords.equal(word, UInt8(ascii: "\\")) != 0 { backslash = true }
                 index += 8
             }
             while index < bytes.count {
                 let byte = bytes[index]
-                if byte >= 0x80 || byte < 0x20 || byte == UInt8(ascii: "\\") { return true }
+                if byte >= 0x80 || byte < 0x20 { return .all }
+                if byte == UInt8(ascii: "\\") { backslash = true }
                 index += 1
             }
-            return false
+            return backslash ? .escapes : .none
         }
     }
 

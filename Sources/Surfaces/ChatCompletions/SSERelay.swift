@@ -334,7 +334,12 @@ public struct SSERelay {
             stop = .invalid
             return false
         }
-        if Self.mayNeedRepair(out, from: lineStart + 6) {
+        switch Self.repairsNeeded(out, from: lineStart + 6) {
+        case .none:
+            break
+        case .escapes:
+            Self.repairSurrogateEscapes(&out, from: lineStart + 6)
+        case .all:
             Self.repairUTF8(&out, from: lineStart + 6)
             Self.repairSurrogateEscapes(&out, from: lineStart + 6)
             SSEEncoder.makeDataLineSafe(&out, from: lineStart + 6)
