@@ -255,12 +255,14 @@ import Testing
     /// the stream (review 53 #2: its reservation ended once the stream was queued).
     @Test(arguments: [false, true])
     func aWholeAnswerWaitingForItsReaderStaysCounted(streamed: Bool) throws {
-        let env = try TestEnvironment()
+        // The mock builds a whole 8 MiB answer before its first byte: under AddressSanitizer,
+        // beside other tests, longer than the usual 800 ms upstream timeout (CI, stop 63).
+        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 20_000 }
         let collected = env.cluster.shared.collected
         // 8 MiB, more than the kernel's buffers between the two ends hold: most of it waits in
         // the gateway. Read by the bound's own counter, not by racing other requests against it
         // (under a sanitizer, those took long enough for the slow reader to be dropped).
-        let slow = try env.client(timeoutSeconds: 30, receiveBufferBytes: 4096)
+        let slow = try env.client(timeoutSeconds: 30 * Int(TestEnvironment.sanitizerSlowdown), receiveBufferBytes: 4096)
         try slow.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(
             model: "mock/huge:bytes=8388608:pace_ms=0\(streamed ? ":whole=1" : "")", stream: streamed)))
         // Its answer has begun (past a streamed head and keep-alives a slow upstream may get

@@ -114,6 +114,9 @@ public struct OpenAICompatibleProvider: Provider {
     public static func choiceError(error: JSONValue?, finishReason: String?) -> JSONValue? {
         OpenAIErrors.choiceError(error: error, finishReason: finishReason)
     }
+
+    /// Whether a choice's `finish_reason` says its answer failed (the rule `choiceError` applies).
+    public static func finishIsFailure(_ reason: String) -> Bool { OpenAIErrors.finishIsFailure(reason) }
 }
 
 /// What one `chat.completion.chunk` carries, as events.

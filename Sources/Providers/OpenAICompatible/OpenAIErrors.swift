@@ -78,9 +78,12 @@ enum OpenAIErrors {
     /// proxy #4, 71C #6). Nil for a choice that did not.
     static func choiceError(error: JSONValue?, finishReason: String?) -> JSONValue? {
         if let error, error != .null { return error }
-        guard let finishReason, finishReason == "error" || finishReason == "abort" else { return nil }
+        guard let finishReason, finishIsFailure(finishReason) else { return nil }
         return .object(["message": .string("the upstream ended its answer with finish_reason \"\(finishReason)\"")])
     }
+
+    /// Whether a choice's `finish_reason` says its answer failed.
+    static func finishIsFailure(_ reason: String) -> Bool { reason == "error" || reason == "abort" }
 
     private static func codeString(_ value: JSONValue?) -> String? {
         switch value {

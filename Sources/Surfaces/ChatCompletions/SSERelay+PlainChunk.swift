@@ -74,7 +74,7 @@ struct PlainChunk {
         if let delta, view.isObject(delta), let calls = view.member("tool_calls", in: delta),
            view.bytes[calls.lowerBound] == UInt8(ascii: "[") { return nil }
         guard let finish, view.bytes[finish.lowerBound] == UInt8(ascii: "\"") else { return "" }
-        guard let text = view.string(finish), text != "error", text != "abort" else { return nil }
+        guard let text = view.string(finish), !OpenAICompatibleProvider.finishIsFailure(text) else { return nil }
         return text
     }
 
