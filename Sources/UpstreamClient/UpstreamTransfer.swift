@@ -24,6 +24,8 @@ public final class UpstreamTransfer {
     /// from its second body piece, and the body has gone out).
     public var holdsRequestBody: Bool { postBody != nil }
     private let postBodyCount: Int
+    /// The body went out whole and was freed (`releasePostBodyIfSent`).
+    private var bodySent = false
     /// Body pieces delivered (the response has begun once there is one).
     private var bodyPieces = 0
     private var connectToList: UnsafeMutablePointer<curl_slist>?
@@ -250,6 +252,17 @@ public final class UpstreamTransfer {
         return isCancelled ? 0 : line.count
     }
 
+    /// Whether the whole request has gone out to the upstream, its body's last byte sent: from
+    /// then on the upstream has the prompt, whether or not it has answered yet (a whole answer's
+    /// head comes only with the answer).
+    public var requestSent: Bool {
+        // A finished or cancelled transfer's handle may be freed: what it knew is all there is.
+        guard !bodySent, !isFinished, !isCancelled else { return bodySent }
+        var uploaded = 0
+        return postBodyCount > 0 && CCurl_easy_getinfo_off(easy, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK
+            && uploaded == postBodyCount
+    }
+
     /// Frees the request body once curl can no longer read it: a response has begun (curl
     /// resends a request only when its reused connection died before answering; redirects are
     /// not followed) and every byte has been sent (a server may answer before reading a body).
@@ -260,6 +273,7 @@ public final class UpstreamTransfer {
         CCurl_easy_setopt_ptr(easy, CURLOPT_POSTFIELDS, nil)
         postBody?.deallocate()
         postBody = nil
+        bodySent = true
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {

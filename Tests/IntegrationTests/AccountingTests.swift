@@ -319,9 +319,13 @@ import Testing
     /// A client that leaves once the upstream has taken its prompt, before the first token, pays
     /// for the prompt: as the upstream counted it (Anthropic's `message_start`), or by its size
     /// (review 77B #1: such a request was free, so a key's budget and tokens per minute could be
-    /// dodged with large prompts the provider still bills).
-    @Test(arguments: [("/v1/chat/completions", "mock"), ("/v1/messages", "mock"), ("/v1/responses", "mock"), ("/v1/chat/completions", "anth")])
-    func aClientThatLeavesBeforeTheFirstTokenPaysForThePrompt(path: String, provider: String) throws {
+    /// dodged with large prompts the provider still bills). A whole (non-streamed) answer's head
+    /// comes only with the answer: one left before it is charged once its request had gone out
+    /// whole (it was charged nothing: hanging up before a long answer dodged the budget).
+    @Test(arguments: [("/v1/chat/completions", "mock", true), ("/v1/messages", "mock", true), ("/v1/responses", "mock", true),
+                      ("/v1/chat/completions", "anth", true), ("/v1/chat/completions", "mock", false), ("/v1/messages", "mock", false),
+                      ("/v1/responses", "mock", false), ("/v1/chat/completions", "anth", false)])
+    func aClientThatLeavesBeforeTheFirstTokenPaysForThePrompt(path: String, provider: String, stream: Bool) throws {
         let log = CapturedLog()
         let env = try TestEnvironment(logHandler: log) { config in
             config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: config.providers["mock"]!.baseURL,
@@ -329,14 +333,16 @@ import Testing
         }
         let model = "\(provider)/slow-first-token:first_ms=20000"
         let body = switch path {
-        case "/v1/messages": #"{"model":"\#(model)","max_tokens":500,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
-        case "/v1/responses": #"{"model":"\#(model)","stream":true,"input":"hi"}"#
-        default: TestEnvironment.chatBody(model: model)
+        case "/v1/messages": #"{"model":"\#(model)","max_tokens":500,"stream":\#(stream),"messages":[{"role":"user","content":"hi"}]}"#
+        case "/v1/responses": #"{"model":"\#(model)","stream":\#(stream),"input":"hi"}"#
+        default: TestEnvironment.chatBody(model: model, stream: stream)
         }
         let client = try env.client()
         try client.send(TestEnvironment.post(path, body: body))
         #expect(env.eventually { env.mockStats.counts.active == 1 })
-        usleep(300_000)  // the upstream's head (and Anthropic's message_start) are the gateway's
+        // A stream's head (and Anthropic's message_start) are the gateway's; a whole answer has
+        // sent nothing yet.
+        usleep(300_000)
         client.disconnect()
         var line: CapturedLog.Entry?
         #expect(env.eventually(timeoutSeconds: 5) {

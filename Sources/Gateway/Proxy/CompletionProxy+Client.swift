@@ -67,8 +67,7 @@ extension CompletionProxy {
             idleCheck?.start(afterMilliseconds: limit - idle)
             return
         }
-        transfer.cancel()
-        self.transfer = nil
+        cutTransfer()
         // Reported as if curl had timed out.
         upstreamDidComplete(.timedOut("no data from the upstream for \(idle) ms"))
     }
@@ -79,8 +78,7 @@ extension CompletionProxy {
         guard !didFinish else { return }
         accounting.failure = .clientTooSlow(afterMilliseconds: slowClientTimeout)
         accounting.cancelled = true
-        transfer?.cancel()
-        transfer = nil
+        cutTransfer()
         phase = .finished
         writer.abort()
         finish()
@@ -99,10 +97,17 @@ extension CompletionProxy {
         if accounting.failure == nil { accounting.cancelled = true }
         retryTimer?.close()
         retryTimer = nil
-        transfer?.cancel()
-        transfer = nil
+        cutTransfer()
         phase = .finished
         finish()
+    }
+
+    /// Stops the upstream call before its end, noting whether its request had gone out whole
+    /// (`ProxyAccounting.promptDelivered`: what a cut call is charged).
+    func cutTransfer() {
+        if let transfer, transfer.requestSent { accounting.promptDelivered = true }
+        transfer?.cancel()
+        transfer = nil
     }
 
     /// Queues the end of the response; `finish` runs once it is written.
@@ -118,8 +123,7 @@ extension CompletionProxy {
     func fail(_ error: APIError) {
         releaseHeld()  // a collected body is dropped with it (the phase ends below)
         accounting.failure = RecordError(error, redactor: redactor)
-        transfer?.cancel()
-        transfer = nil
+        cutTransfer()
         if streamUncommitted {
             stream?.close()
             stream = nil

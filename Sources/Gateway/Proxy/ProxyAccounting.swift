@@ -30,6 +30,11 @@ struct ProxyAccounting {
     /// before the first token is charged for it (review 77B #1: such a request was free, while
     /// the provider bills the prompt).
     var upstreamAccepted = false
+    /// The current attempt's request had gone out whole when the call was cut: the upstream has
+    /// the prompt even if it had not answered yet (a whole answer's head comes with the answer:
+    /// a client that left a long non-streamed request was charged nothing, so a key's budget
+    /// could be dodged by hanging up before the answer).
+    var promptDelivered = false
     /// A whole answer that came without usage: its output's tokens, estimated (see `close`).
     private var wholeAnswerTokens: Int64?
 
@@ -49,6 +54,7 @@ struct ProxyAccounting {
     mutating func attemptStarted(_ route: ModelRoute) {
         attempts += 1
         upstreamAccepted = false
+        promptDelivered = false
         record.model = route.slug
         record.provider = route.endpoint.name
     }
@@ -166,10 +172,11 @@ struct ProxyAccounting {
                     record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens),
                                                   completionTokens: Int64(relay.forwardedEvents))
                     record.usageEstimated = true
-                } else if (cancelled || failure?.isGatewaysCut == true) && upstreamAccepted {
+                } else if (cancelled || failure?.isGatewaysCut == true) && (upstreamAccepted || promptDelivered) {
                     // The client left, or the gateway cut the call (a timeout, the shutdown),
-                    // before the first token, once the upstream had taken the prompt: the
-                    // prompt, as the upstream counted it when it said so, or by size.
+                    // before the first token, once the upstream had taken the prompt (answered
+                    // 2xx, or had the whole request): the prompt, as the upstream counted it
+                    // when it said so, or by size.
                     record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens), completionTokens: 0)
                     record.usageEstimated = true
                 }
@@ -179,7 +186,7 @@ struct ProxyAccounting {
         } else if let completion = wholeAnswerTokens, record.usage == Usage() {
             record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: completion).costed(at: price)
             record.usageEstimated = true
-        } else if (cancelled || failure?.isGatewaysCut == true) && upstreamAccepted && record.usage == Usage() {
+        } else if (cancelled || failure?.isGatewaysCut == true) && (upstreamAccepted || promptDelivered) && record.usage == Usage() {
             // A whole answer the client did not wait for: its prompt, as above.
             record.usage = Usage.estimate(prompt: Usage(promptTokens: estimatedPromptTokens), completionTokens: 0)
             record.usageEstimated = true
