@@ -73,7 +73,7 @@ import Testing
     }
 
     static let blocks = zip(Gen.int(in: 0...3), Gen.int(in: 0...3)).array(of: 1...4).map { specs in
-        specs.enumerated().map { Block(index: $0.offset, kind: Kind(rawValue: $0.element.0 ?? 0) ?? .tool, deltas: $0.element.1 ?? 0) }
+        specs.enumerated().map { Block(index: $0.offset, kind: Kind(rawValue: $0.element.0) ?? .tool, deltas: $0.element.1) }
     }
 
     @Test func anyInterleavingReachesMessagesAndResponsesClientsWhole() async {

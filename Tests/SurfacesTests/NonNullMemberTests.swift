@@ -4,7 +4,7 @@ import PropertyBased
 @testable import Surfaces
 import Testing
 
-/// `hasNonNullMember` (which relayed chunks get parsed) skips eight bytes at a time; the
+/// `hasNonNullMember` (which relayed chunks get parsed) looks at sixteen bytes at a time; the
 /// reference is the plain byte-by-byte scan it replaced: the same answer wherever quotes, keys,
 /// colons and nulls fall relative to word boundaries.
 @Suite struct NonNullMemberTests {

@@ -208,7 +208,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 wrote = !out.isEmpty
                 return outcome
             }
-            if forwarded > 0 { accounting.forwardedEvents(route, metrics: metrics) }
+            if forwarded > 0 { accounting.forwardedEvents(metrics: metrics) }
             // Only bytes the client got count as the stream's sign of life: an upstream that only
             // pings (Anthropic's `ping`, consumed here) still leaves the client its keep-alives.
             if wrote { watchdog?.noteWrite() }

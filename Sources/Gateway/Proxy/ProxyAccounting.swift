@@ -43,7 +43,10 @@ struct ProxyAccounting {
         self.startedAt = startedAt
     }
 
-    private var cachedSeries: (provider: String, series: GatewayMetrics.ProviderSeries)?
+    /// The current attempt's provider's metric series, looked up at its first event: each later
+    /// read records into it as it is stored (a lookup returning a copy of the four series cost
+    /// four retains and releases a read, and a name compare).
+    private var series: GatewayMetrics.ProviderSeries?
 
     var id: String { record.id }
     var created: Int { record.created }
@@ -78,26 +81,18 @@ struct ProxyAccounting {
     }
 
     /// An upstream read carried events, now relayed to the client.
-    mutating func forwardedEvents(_ route: ModelRoute, metrics: GatewayMetrics?) {
+    mutating func forwardedEvents(metrics: GatewayMetrics?) {
         let now = EventLoop.monotonicNanoseconds()
-        let series = metrics.map { providerSeries(route.endpoint.name, $0) }
         if lastEventAt != 0 {
             series?.observeGap(nanoseconds: now &- lastEventAt)
         } else {
+            // The attempt's first event (`requestHandedOver` starts each attempt at 0).
+            series = record.provider.flatMap { metrics?.provider($0) }
             series?.observeFirstEvent(afterNanoseconds: now &- attemptAt)
             record.upstreamFirstTokenMilliseconds = OverheadMeter.milliseconds(now &- attemptAt)
         }
         lastEventAt = now
         if record.firstTokenMilliseconds == nil { record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- startedAt) }
-    }
-
-    /// `provider`'s metric series, looked up once per provider rather than per read (a
-    /// dictionary lookup by name; the names compare by identity first).
-    private mutating func providerSeries(_ provider: String, _ metrics: GatewayMetrics) -> GatewayMetrics.ProviderSeries {
-        if let cachedSeries, cachedSeries.provider == provider { return cachedSeries.series }
-        let series = metrics.provider(provider)
-        cachedSeries = (provider, series)
-        return series
     }
 
     /// A whole answer arrived: the client's first token is all of it, and so is the upstream's.
