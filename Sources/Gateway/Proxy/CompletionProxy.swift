@@ -185,7 +185,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             // Events reached the client in an earlier read: no retry from here on. Not dropped
             // in that read, whose first bytes would wait for the frees.
             if request != nil && relay.forwardedEvents > 0 { request = nil }
-            guard let stream else { return true }  // room was checked above
+            guard stream != nil else { return true }  // room was checked above
             var forwarded = 0
             var retryInstead: RetryPolicy.Decision?
             var wrote = false
