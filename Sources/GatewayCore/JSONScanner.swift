@@ -9,6 +9,8 @@ public struct JSONScanner {
     public static let maxDepth = 128
 
     private let bytes: UnsafeRawBufferPointer
+    /// The last string `skipString` passed held an escape.
+    private var stringHadEscape = false
     private var index = 0
     /// Numbers beyond a double's range (`1e309`) are refused: for bytes that go out to a client
     /// (`appendObject`), whose parser reads them as infinity, or fails the whole chunk (Go's
@@ -63,7 +65,7 @@ public struct JSONScanner {
         var found: Range<Int>?
         var keyUTF8 = key
         let ok = keyUTF8.withUTF8 { keyBytes in
-            scanner.forEachTopLevelMember { keyRange, valueRange in
+            scanner.forEachTopLevelMember { keyRange, valueRange, _ in
                 if keyRange.count == keyBytes.count
                     && UnsafeRawBufferPointer(rebasing: bytes[keyRange]).elementsEqual(UnsafeRawBufferPointer(keyBytes))
                 {
@@ -81,7 +83,7 @@ public struct JSONScanner {
         bytes.withUnsafeBytes { buffer in
             var scanner = JSONScanner(buffer)
             var members: [(key: String, value: Range<Int>)] = []
-            let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+            let ok = scanner.forEachTopLevelMember { keyRange, valueRange, _ in
                 let raw = UnsafeRawBufferPointer(rebasing: buffer[keyRange])
                 let key = raw.contains(UInt8(ascii: "\\"))
                     ? (try? JSONValue.parse(Array(buffer[(keyRange.lowerBound - 1)..<(keyRange.upperBound + 1)])))?.stringValue ?? ""
@@ -102,7 +104,7 @@ public struct JSONScanner {
     public static func replacingTopLevelValues(_ replacements: [String: String], in bytes: UnsafeRawBufferPointer) -> [UInt8]? {
         var scanner = JSONScanner(bytes)
         var edits: [(Range<Int>, String)] = []
-        let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+        let ok = scanner.forEachTopLevelMember { keyRange, valueRange, _ in
             let key = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[keyRange]), as: UTF8.self)
             if let value = replacements[key] { edits.append((valueRange, value)) }
         }
@@ -139,9 +141,9 @@ public struct JSONScanner {
         var separate = !leading.isEmpty
         var scanner = JSONScanner(bytes)
         scanner.finiteNumbersOnly = true
-        let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+        let ok = scanner.forEachTopLevelMember { keyRange, valueRange, escaped in
             let raw = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
-            let key = unescapedKey(raw)
+            let key = escaped ? unescapedKey(raw) : nil
             for member in leading where key.map({ member.key == $0 }) ?? (member.key.count == raw.count && member.key.elementsEqual(raw)) { return }
             if separate { out.append(UInt8(ascii: ",")) }
             separate = true
@@ -160,7 +162,7 @@ public struct JSONScanner {
     /// A member key as every JSON parser reads it, when its raw bytes hold an escape
     /// (`"\u0069d"` is `id`): a leading member must replace it as it replaces `"id"`, or an
     /// upstream's escaped key would follow the gateway's and win in the client's parser. Nil
-    /// when the raw bytes are the key (one `memchr` on the per-event path).
+    /// when the raw bytes are the key (asked only of a key the scan saw an escape in).
     static func unescapedKey(_ raw: UnsafeRawBufferPointer) -> [UInt8]? {
         guard let base = raw.baseAddress, memchr(base, Int32(UInt8(ascii: "\\")), raw.count) != nil else { return nil }
         var quoted: [UInt8] = [UInt8(ascii: "\"")]
@@ -168,74 +170,6 @@ public struct JSONScanner {
         quoted.append(UInt8(ascii: "\""))
         guard case .string(let key)? = try? JSONValue.parse(quoted) else { return nil }
         return Array(key.utf8)
-    }
-
-    /// Members written first into every object by `appendObject(_:leading:to:)`, pre-rendered
-    /// once per stream: the per-event path then copies one run of bytes and compares raw keys,
-    /// touching no array of arrays (whose elements Swift would retain and release per event).
-    public struct LeadingMembers: Sendable {
-        /// `"key":value,"key":value` (no braces).
-        let rendered: [UInt8]
-        /// Every key, back to back; `keyEnds[i]` is where key `i` ends in it.
-        let keys: [UInt8]
-        let keyEnds: [Int]
-
-        /// `members`: raw keys (no quotes, no escapes) and already-encoded JSON values.
-        public init(_ members: [(key: [UInt8], value: [UInt8])]) {
-            var rendered: [UInt8] = []
-            var keys: [UInt8] = []
-            var keyEnds: [Int] = []
-            // Sized up front: built once per request, and each growth is an allocation.
-            let keyBytes = members.reduce(0) { $0 + $1.key.count }
-            rendered.reserveCapacity(members.reduce(keyBytes) { $0 + $1.value.count + 4 })
-            keys.reserveCapacity(keyBytes)
-            keyEnds.reserveCapacity(members.count)
-            for (index, member) in members.enumerated() {
-                if index > 0 { rendered.append(UInt8(ascii: ",")) }
-                rendered.append(UInt8(ascii: "\""))
-                rendered.append(contentsOf: member.key)
-                rendered.append(contentsOf: #"":"#.utf8)
-                rendered.append(contentsOf: member.value)
-                keys.append(contentsOf: member.key)
-                keyEnds.append(keys.count)
-            }
-            self.rendered = rendered
-            self.keys = keys
-            self.keyEnds = keyEnds
-        }
-
-        private init(rendered: [UInt8], keys: [UInt8], keyEnds: [Int]) {
-            self.rendered = rendered
-            self.keys = keys
-            self.keyEnds = keyEnds
-        }
-
-        /// These members and one more (raw key, encoded value) after them.
-        public func appending(key: [UInt8], value: [UInt8]) -> LeadingMembers {
-            var rendered = rendered
-            if !rendered.isEmpty { rendered.append(UInt8(ascii: ",")) }
-            rendered.append(UInt8(ascii: "\""))
-            rendered.append(contentsOf: key)
-            rendered.append(contentsOf: #"":"#.utf8)
-            rendered.append(contentsOf: value)
-            return LeadingMembers(rendered: rendered, keys: self.keys + key, keyEnds: keyEnds + [self.keys.count + key.count])
-        }
-
-        public var isEmpty: Bool { keyEnds.isEmpty }
-
-        /// Whether `key` (raw bytes) is one of the leading members' keys.
-        func contains(_ key: UnsafeRawBufferPointer) -> Bool {
-            keys.withUnsafeBytes { keys in
-                keyEnds.withUnsafeBufferPointer { ends in
-                    var start = 0
-                    for end in ends {
-                        if end - start == key.count && memoryEqual(keys.baseAddress! + start, key.baseAddress, key.count) { return true }
-                        start = end
-                    }
-                    return false
-                }
-            }
-        }
     }
 
     /// `appendObject` with pre-rendered leading members: the proxy's per-event call.
@@ -246,9 +180,9 @@ public struct JSONScanner {
         var separate = !leading.isEmpty
         var scanner = JSONScanner(bytes)
         scanner.finiteNumbersOnly = true
-        let ok = scanner.forEachTopLevelMember { keyRange, valueRange in
+        let ok = scanner.forEachTopLevelMember { keyRange, valueRange, escaped in
             let raw = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
-            if let key = unescapedKey(raw) {
+            if escaped, let key = unescapedKey(raw) {
                 if key.withUnsafeBytes({ leading.contains($0) }) { return }
             } else if leading.contains(raw) {
                 return
@@ -290,7 +224,9 @@ public struct JSONScanner {
 
     /// Calls `body` with the raw key range (inside the quotes) and value range of each member of
     /// a top-level object. Returns false when the input is not one valid JSON object.
-    private mutating func forEachTopLevelMember(_ body: (Range<Int>, Range<Int>) -> Void) -> Bool {
+    /// `body` gets each member's key range (without quotes), value range, and whether the key
+    /// held an escape (read as the key was skipped: the per-event copy need not look again).
+    private mutating func forEachTopLevelMember(_ body: (Range<Int>, Range<Int>, Bool) -> Void) -> Bool {
         skipWhitespace()
         guard peek() == UInt8(ascii: "{") else { return false }
         index += 1
@@ -303,13 +239,14 @@ public struct JSONScanner {
                 let keyStart = index + 1
                 guard peek() == UInt8(ascii: "\""), skipString() else { return false }
                 let keyRange = keyStart..<(index - 1)
+                let keyEscaped = stringHadEscape
                 skipWhitespace()
                 guard peek() == UInt8(ascii: ":") else { return false }
                 index += 1
                 skipWhitespace()
                 let valueStart = index
                 guard skipValue(depth: 1) else { return false }
-                body(keyRange, valueStart..<index)
+                body(keyRange, valueStart..<index, keyEscaped)
                 skipWhitespace()
                 if peek() == UInt8(ascii: ",") { index += 1; continue }
                 guard peek() == UInt8(ascii: "}") else { return false }
@@ -386,6 +323,7 @@ public struct JSONScanner {
     /// (UTF-8 validity is the consumer's concern; Swift's decoders repair it.)
     private mutating func skipString() -> Bool {
         index += 1
+        stringHadEscape = false
         while index < bytes.count {
             // Eight bytes at a time to the next quote, backslash or control (every event's
             // strings pass here, as the relay copies a chunk).
@@ -402,6 +340,7 @@ public struct JSONScanner {
             if byte == UInt8(ascii: "\"") { index += 1; return true }
             if byte < 0x20 { return false }
             if byte == UInt8(ascii: "\\") {
+                stringHadEscape = true
                 index += 1
                 guard index < bytes.count else { return false }
                 switch bytes[index] {
@@ -423,11 +362,8 @@ public struct JSONScanner {
     }
 
     private mutating func skipLiteral(_ literal: StaticString) -> Bool {
-        let count = literal.utf8CodeUnitCount
-        guard index + count <= bytes.count else { return false }
-        let expected = UnsafeRawBufferPointer(start: literal.utf8Start, count: count)
-        guard UnsafeRawBufferPointer(rebasing: bytes[index..<(index + count)]).elementsEqual(expected) else { return false }
-        index += count
+        guard bytes.hasLiteral(literal, at: index) else { return false }
+        index += literal.utf8CodeUnitCount
         return true
     }
 

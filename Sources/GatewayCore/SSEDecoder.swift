@@ -190,7 +190,7 @@ public struct SSEDecoder: Sendable {
         if valueStart < line.count && line[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
         let value = UnsafeRawBufferPointer(rebasing: line[valueStart..<line.count])
 
-        if field.elementsEqual("data".utf8) {
+        if field.isLiteral("data") {
             let held = data.count + (borrowedData?.count ?? 0)
             guard held + value.count + 1 <= maxEventBytes else {
                 throw EventTooLarge(limit: maxEventBytes)
@@ -203,12 +203,12 @@ public struct SSEDecoder: Sendable {
                 data.append(contentsOf: value)
             }
             hasData = true
-        } else if field.elementsEqual("event".utf8) {
+        } else if field.isLiteral("event") {
             eventName.removeAll(keepingCapacity: true)
             eventName.append(contentsOf: value)
-        } else if errorLinesAreEvents && field.elementsEqual("error".utf8) {
+        } else if errorLinesAreEvents && field.isLiteral("error") {
             try Self.errorName.withUnsafeBytes { try onEvent(SSEEventView(name: $0, data: value)) }
-        } else if !field.elementsEqual("id".utf8) && !field.elementsEqual("retry".utf8) {
+        } else if !field.isLiteral("id") && !field.isLiteral("retry") {
             try onOtherLine(line)
         }
         // `id` and `retry` are ignored on purpose (a gateway must never replay them).
