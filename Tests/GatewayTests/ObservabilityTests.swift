@@ -26,6 +26,21 @@ import Testing
 
     /// Every error code the gateway's sources give (`code: "…"`) is a label of its own, so
     /// `other` means an upstream's code (review 68D #2: three of the gateway's were `other`).
+    /// A log line's fields are sorted by key in byte order, by eight-byte prefixes first
+    /// (`sortByKey`): the same order as sorting them with the byte comparison itself, whatever
+    /// the keys (shared prefixes longer than eight bytes, a key that begins another, NUL, non-ASCII).
+    @Test func fieldsSortByKeyAsTheByteComparisonOrdersThem() async {
+        let keys = Gen.element(of: ["a", "ab", "a\u{0}", "upstream_id", "upstream_request_id", "upstream_ttft_ms", "upstream",
+                                    "error", "error_code", "é", "z", "", "usage_estimated", "prompt_tokens", "prompt"])
+            .array(of: 0...20).map { $0.compactMap { $0 } }
+        await propertyCheck(count: 500, input: keys) { keys in
+            var fields = keys.enumerated().map { LogField(key: .metadata($0.element), value: .int(Int64($0.offset))) }
+            let expected = fields.map(\.key.string).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            fields.sortByKey()
+            #expect(fields.map(\.key.string) == expected, "\(keys)")
+        }
+    }
+
     @Test func everyErrorCodeInTheSourcesIsALabel() throws {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Sources")

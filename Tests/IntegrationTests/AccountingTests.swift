@@ -356,6 +356,43 @@ import Testing
         #expect(env.eventually { env.mockStats.counts.active == 0 }, "the upstream transfer was cancelled")
     }
 
+    /// A client that leaves a call its upstream refused (a 500 head, its body still coming) pays
+    /// nothing, however far its request went (review 92 #1: the whole request having gone out
+    /// charged it); one whose upstream has the request and has not answered pays its prompt.
+    @Test(arguments: [true, false]) func aRefusedCallIsNotChargedWhenTheClientLeaves(stream: Bool) throws {
+        let upstream = try UpstreamKeptConnectionTests.Listener()
+        defer { close(upstream.fd) }
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { config in
+            config.upstream.retry = RetryPolicy(maxRetries: 0, baseDelayMilliseconds: 20, maxDelayMilliseconds: 20)
+            config.providers["raw"] = .init(name: "raw", baseURL: String(upstream.url.dropLast("/ping".count)) + "/v1")
+        }
+        for refuse in [true, false] {
+            let before = log.entries.filter { $0.message == "request finished" }.count
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "raw/any", stream: stream)))
+            let connection = try upstream.accept()
+            defer { close(connection) }
+            #expect(UpstreamKeptConnectionTests.readHead(connection).hasPrefix("POST /v1/chat/completions"))
+            if refuse {
+                let head = Array("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"error\":".utf8)
+                #expect(write(connection, head, head.count) == head.count)
+            }
+            usleep(300_000)
+            client.disconnect()
+            var line: CapturedLog.Entry?
+            #expect(env.eventually(timeoutSeconds: 5) {
+                let lines = log.entries.filter { $0.message == "request finished" }
+                line = lines.count > before ? lines.last : nil
+                return line != nil
+            })
+            let fields = line?.metadata ?? [:]
+            let prompt = Int(fields["prompt_tokens"] ?? "") ?? -1
+            #expect(fields["cancelled"] == "true" && (refuse ? prompt == 0 && fields["usage_estimated"] == nil : prompt > 0 && fields["usage_estimated"] == "true"),
+                    "refused: \(refuse), \(fields)")
+        }
+    }
+
     /// A member cancelled before it wrote anything (its response ended: here the client left) has
     /// its row in the per-call breakdown, not left out (review 71A #5), and its upstream having
     /// taken the prompt, it is charged for it (review 77B #1: it was charged nothing).

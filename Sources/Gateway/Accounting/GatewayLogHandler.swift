@@ -49,7 +49,7 @@ public struct GatewayLogHandler: LogHandler {
         for (key, value) in metadata where !fields[..<typed].contains(where: { Self.sameKey($0.key, key) }) {
             fields.append(LogField(key: .metadata(key), value: .metadata(value)))
         }
-        fields.sort { LogField.Key.ordered($0.key, $1.key) }
+        fields.sortByKey()
         writeLine(level: level, message: message, fields: fields)
     }
 
@@ -80,7 +80,7 @@ public struct GatewayLogHandler: LogHandler {
         } else {
             for (key, value) in own { fields.append(LogField(key: .metadata(key), value: .metadata(value))) }
         }
-        fields.sort { LogField.Key.ordered($0.key, $1.key) }
+        fields.sortByKey()
         return fields
     }
 

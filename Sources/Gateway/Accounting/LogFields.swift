@@ -40,6 +40,16 @@ struct LogField {
         static func ordered(_ left: Key, _ right: Key) -> Bool {
             left.withUTF8 { left in right.withUTF8 { right in left.lexicographicallyPrecedes(right) } }
         }
+
+        /// The key's first eight bytes as one number that orders as they do (zeros past a short
+        /// key's end, so a key sorts before the longer keys it begins).
+        var prefix: UInt64 {
+            withUTF8 { bytes in
+                var value: UInt64 = 0
+                for index in 0..<8 { value = value << 8 | UInt64(index < bytes.count ? bytes[index] : 0) }
+                return value
+            }
+        }
     }
 
     let key: Key
@@ -102,3 +112,39 @@ extension Logger {
         }
     }
 }
+
+extension [LogField] {
+    /// Sorted by key in byte order, as `LogField.Key.ordered` orders them: by each key's first
+    /// eight bytes as one number, the whole keys compared only where those are equal. Sorting
+    /// the fields with the key comparison itself was ~13,000 instructions a request line
+    /// (a hundred comparisons through two closures each).
+    mutating func sortByKey() {
+        guard count > 1 else { return }
+        withUnsafeMutableBufferPointer { fields in
+            var prefixes: [UInt64] = []
+            prefixes.reserveCapacity(fields.count)
+            for index in fields.indices { prefixes.append(fields[index].key.prefix) }
+            var order = [Int](fields.indices)
+            order.sort { left, right in
+                prefixes[left] != prefixes[right] ? prefixes[left] < prefixes[right] : LogField.Key.ordered(fields[left].key, fields[right].key)
+            }
+            // Field `order[i]` goes to `i`, cycle by cycle, each step a move (copying the fields,
+            // or `swapAt`, retained and released every value's storage). A placed position is
+            // marked by `order[i] = i`.
+            let base = fields.baseAddress!
+            for start in fields.indices where order[start] != start {
+                var current = start
+                while order[current] != start {
+                    let next = order[current]
+                    let carried = (base + current).move()
+                    (base + current).moveInitialize(from: base + next, count: 1)
+                    (base + next).initialize(to: carried)
+                    order[current] = current
+                    current = next
+                }
+                order[current] = current
+            }
+        }
+    }
+}
+

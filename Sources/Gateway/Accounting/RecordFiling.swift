@@ -49,6 +49,7 @@ extension GatewayShared {
         fields.add("cancelled", record.cancelled)
         fields.add("duration_ms", record.durationMilliseconds)
         Self.addUsage(record.usage, to: &fields)
+        if record.usageEstimated { fields.add("usage_estimated", true) }
         fields.add("spend_usd", Double(record.spendMicros) / 1_000_000)
         if let provider = record.provider { fields.add("provider", provider) }
         if let router = record.router { fields.add("router", router) }
@@ -85,6 +86,7 @@ extension GatewayShared {
             if let id = call.upstreamID { line.add("upstream_id", id) }
             if let id = call.upstreamRequestID { line.add("upstream_request_id", id) }
             if let usage = call.usage { Self.addUsage(usage, to: &line) }
+            if call.usageEstimated { line.add("usage_estimated", true) }
             Self.addError(call.error, to: &line)
             log.info("inner call finished", fields: consume line)
         }

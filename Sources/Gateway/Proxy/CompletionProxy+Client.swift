@@ -103,9 +103,10 @@ extension CompletionProxy {
     }
 
     /// Stops the upstream call before its end, noting whether its request had gone out whole
-    /// (`ProxyAccounting.promptDelivered`: what a cut call is charged).
+    /// and the upstream had not refused it (`ProxyAccounting.promptDelivered`: what a cut call is
+    /// charged).
     func cutTransfer() {
-        if let transfer, transfer.requestSent { accounting.promptDelivered = true }
+        if let transfer, !accounting.upstreamRefused, transfer.requestSent { accounting.promptDelivered = true }
         transfer?.cancel()
         transfer = nil
     }

@@ -35,6 +35,9 @@ struct ProxyAccounting {
     /// a client that left a long non-streamed request was charged nothing, so a key's budget
     /// could be dodged by hanging up before the answer).
     var promptDelivered = false
+    /// The current attempt's upstream answered with a status that is not 2xx: it refused the
+    /// request, and a refused call is not charged however it ends (review 92 #1).
+    var upstreamRefused = false
     /// A whole answer that came without usage: its output's tokens, estimated (see `close`).
     private var wholeAnswerTokens: Int64?
 
@@ -58,6 +61,7 @@ struct ProxyAccounting {
         attempts += 1
         upstreamAccepted = false
         promptDelivered = false
+        upstreamRefused = false
         record.model = route.slug
         record.provider = route.endpoint.name
     }
