@@ -124,39 +124,12 @@ public struct JSONScanner {
     /// Appends `bytes`, a JSON object, with the `leading` members first (each `key` raw, each
     /// `value` already encoded JSON) and every member of the same name dropped from the rest,
     /// which follow in order, byte for byte. Returns false (and appends nothing) when `bytes` is
-    /// not one valid JSON object: validation and rewriting are one pass. Hand-written and
-    /// allocation-free: the proxy runs it on every relayed event to give each chunk the
-    /// completion's own `id` and `model`.
+    /// not one valid JSON object: validation and rewriting are one pass. For one object (a
+    /// whole answer); a stream renders its members once (`LeadingMembers`) and gives each
+    /// relayed chunk the completion's own `id` and `model` through the form below.
     public static func appendObject(_ bytes: UnsafeRawBufferPointer, leading: [(key: [UInt8], value: [UInt8])],
                                     to out: inout [UInt8]) -> Bool {
-        let start = out.count
-        out.append(UInt8(ascii: "{"))
-        for (index, member) in leading.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: member.key)
-            out.append(contentsOf: #"":"#.utf8)
-            out.append(contentsOf: member.value)
-        }
-        var separate = !leading.isEmpty
-        var scanner = JSONScanner(bytes)
-        scanner.finiteNumbersOnly = true
-        let ok = scanner.forEachTopLevelMember { keyRange, valueRange, escaped in
-            let raw = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
-            let key = escaped ? unescapedKey(raw) : nil
-            for member in leading where key.map({ member.key == $0 }) ?? (member.key.count == raw.count && member.key.elementsEqual(raw)) { return }
-            if separate { out.append(UInt8(ascii: ",")) }
-            separate = true
-            // From the key's opening quote to the value's end.
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[(keyRange.lowerBound - 1)..<valueRange.upperBound]))
-        }
-        guard ok else {
-            out.removeSubrange(start...)
-            let members = LeadingMembers(leading)
-            return appendRebuilt(bytes, leading: members.rendered, isLeading: { members.contains($0) }, to: &out)
-        }
-        out.append(UInt8(ascii: "}"))
-        return true
+        appendObject(bytes, leading: LeadingMembers(leading), to: &out)
     }
 
     /// A member key as every JSON parser reads it, when its raw bytes hold an escape
