@@ -44,16 +44,17 @@ extension UnsafeRawBufferPointer {
                 let next = base.loadUnaligned(fromByteOffset: position + 1, as: SIMD16<UInt8>.self)
                 let initial = (next .== first) .| (next .== second) .| (next .== third) .| (next .== fourth)
                     .| (next .== backslash) .| (next .== index)
-                // Each lane 0xFF or 0, read as two words (not `any`, a call per block).
+                // Each lane 0xFF or 0, read as two words (not `any`, a call per block; and no
+                // array of the two, which a debug build allocates per block: the perf gate).
                 let lanes = unsafeBitCast((here .== quote) .& initial, to: SIMD2<UInt64>.self)
-                if lanes[0] | lanes[1] != 0 {
-                    for (word, offset) in [(lanes[0], 0), (lanes[1], 8)] {
-                        var flags = word & 0x8080_8080_8080_8080
-                        while flags != 0 {
-                            if isMatch(position + offset + flags.trailingZeroBitCount >> 3) { return true }
-                            flags &= flags &- 1
-                        }
-                    }
+                var low = lanes[0] & ByteWords.high, high = lanes[1] & ByteWords.high
+                while low != 0 {
+                    if isMatch(position + low.trailingZeroBitCount >> 3) { return true }
+                    low &= low &- 1
+                }
+                while high != 0 {
+                    if isMatch(position + 8 + high.trailingZeroBitCount >> 3) { return true }
+                    high &= high &- 1
                 }
                 position += 16
             }
