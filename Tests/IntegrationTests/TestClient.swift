@@ -75,13 +75,25 @@ final class TestClient {
     /// Closes the socket now, as a client that goes away mid-response does.
     func disconnect() { shutdown(fd, Int32(SHUT_RDWR)) }
 
+    /// Bytes received on this connection so far, and the last few of them: what a failed read
+    /// says, so a timeout tells how far the response had come (CI run 127's one failure said
+    /// only "errno 11").
+    private var bytesReceived = 0
+    private var lastReceived: [UInt8] = []
+
     /// More bytes; nil at EOF.
     private func fill() throws -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if count < 0 { throw Failure(description: "recv failed or timed out: errno \(errno)") }
+        if count < 0 {
+            let error = errno
+            throw Failure(description: "recv failed or timed out: errno \(error), after \(bytesReceived) bytes, the last: "
+                          + String(decoding: lastReceived, as: UTF8.self).debugDescription)
+        }
         if count == 0 { return false }
         buffer += chunk[..<count]
+        bytesReceived += count
+        lastReceived = Array((lastReceived + chunk[..<count]).suffix(200))
         return true
     }
 
