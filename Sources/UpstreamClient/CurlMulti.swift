@@ -46,8 +46,8 @@ final class CurlMulti {
         let context = Unmanaged.passUnretained(self).toOpaque()
         CCurl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
         CCurl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, context)
-        CCurl_multi_setopt_socket_callback(multi) { _, socket, what, client, _ in
-            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsSocket(socket, what: what) ? 0 : -1
+        CCurl_multi_setopt_socket_callback(multi) { easy, socket, what, client, _ in
+            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsSocket(socket, what: what, easy: easy) ? 0 : -1
         }
         CCurl_multi_setopt_timer_callback(multi) { _, timeout, client in
             Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsTimeout(timeout)
@@ -117,7 +117,8 @@ final class CurlMulti {
     // MARK: curl → loop
 
     /// Returns false when the socket cannot be watched (curl then fails its transfer).
-    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32) -> Bool {
+    /// `easy`: the transfer the change is for.
+    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32, easy: UnsafeMutableRawPointer?) -> Bool {
         if what == CURL_POLL_REMOVE {
             if Self.isLocalSocket(socket) {
                 // Not a connection: curl 7.88's threaded resolver's socketpair, which curl closes
@@ -160,6 +161,9 @@ final class CurlMulti {
         if what & CURL_POLL_IN != 0 { events.insert(.readable) }
         if what & CURL_POLL_OUT != 0 { events.insert(.writable) }
         watcher.watch(events)
+        // Reading only: a request's last byte may just have gone (one or two such changes a
+        // transfer, so one lookup each).
+        if what == CURL_POLL_IN, let easy, let transfer = transfers[easy] { transfer.curlAwaitsAnswer() }
         return true
     }
 

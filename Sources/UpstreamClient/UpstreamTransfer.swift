@@ -13,6 +13,11 @@ public final class UpstreamTransfer {
     public var onData: ((UnsafeRawBufferPointer) -> Bool)?
     /// The transfer ended: nil on success (whatever the HTTP status), else why it failed.
     public var onComplete: ((UpstreamFailure?) -> Void)?
+    /// Once, when the whole request has gone out (`requestSent`), noticed as curl turns to
+    /// waiting for the answer: for a caller that must know its upstream has the prompt before
+    /// any answer, where the transfer lives on another loop than the one that may cut it (a
+    /// Fusion session's calls). Nil: not watched (the proxy asks `requestSent` as it cuts).
+    public var onRequestSent: (() -> Void)?
 
     let easy: UnsafeMutableRawPointer
     /// The multi handle it runs on (strong: a retired shard stays valid for finished transfers).
@@ -204,6 +209,7 @@ public final class UpstreamTransfer {
         onHead = nil
         onData = nil
         onComplete = nil
+        onRequestSent = nil
     }
 
     /// After removal from the multi handle: free curl's resources.
@@ -261,6 +267,14 @@ public final class UpstreamTransfer {
         var uploaded = 0
         return postBodyCount > 0 && CCurl_easy_getinfo_off(easy, CURLINFO_SIZE_UPLOAD_T, &uploaded) == CURLE_OK
             && uploaded == postBodyCount
+    }
+
+    /// curl waits only to read from the transfer's connection now: its request may have gone
+    /// out whole (a body larger than the socket's buffers waits to be written first).
+    func curlAwaitsAnswer() {
+        guard let callback = onRequestSent, requestSent else { return }
+        onRequestSent = nil
+        callback()
     }
 
     /// Frees the request body once curl can no longer read it: a response has begun (curl

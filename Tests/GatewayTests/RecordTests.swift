@@ -381,4 +381,35 @@ import UpstreamClient
         log.promptUsage(3, Usage(promptTokens: 9_000))
         #expect(log.records[2].usage == Usage(promptTokens: 7, completionTokens: 1, totalTokens: 8) && !log.records[2].usageEstimated)
     }
+
+    /// A call cut before any answer owes its prompt once its request went out whole, unless its
+    /// upstream refused it (a status not 2xx, for the attempt that sent it); the records cross
+    /// loops, so either may be read after the cut.
+    @Test func aCallCutBeforeItsAnswerOwesThePromptItSentUnlessRefused() {
+        let log = InnerCallLog(requestStart: 0, redactor: .none)
+        let request = ModelRequest(model: "a", messages: [ModelMessage(role: .user, text: String(repeating: "x", count: 160))], stream: true)
+        let prompt = Usage(promptTokens: 44, completionTokens: 0, totalTokens: 44)
+        for id in 1...6 as ClosedRange<InnerCallLog.CallID> {
+            log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, at: 0)
+        }
+        log.requestSent(1)                   // sent, then cut
+        log.requestSent(2); log.refused(2)   // refused, then cut
+        log.requestSent(3); log.refused(3); log.requestSent(3)  // a retry sent again
+        // 4: never sent (connecting when cut); 5: sent, read after the cut; 6: refused, read after.
+        log.requestSent(6)
+        log.cancelAll(at: 1_000)
+        log.requestSent(5)
+        log.refused(6)
+        let records = log.records
+        #expect(records.map(\.usage) == [prompt, nil, prompt, nil, prompt, nil], "\(records.map(\.usage))")
+        #expect(records.map(\.usageEstimated) == [true, false, true, false, true, false])
+        #expect(log.estimates.count == 3)
+        // A refusal does not take back what output owes.
+        log.started(7, role: .judge, routes: [(model: "mock/a", provider: "mock")], request: request, at: 0)
+        log.requestSent(7)
+        log.event(7, .text("x"), at: 1_000)
+        log.cancelled(7, at: 2_000)
+        log.refused(7)
+        #expect(log.records[6].usage == Usage(promptTokens: 44, completionTokens: 1, totalTokens: 45))
+    }
 }

@@ -371,15 +371,8 @@ import Testing
             let before = log.entries.filter { $0.message == "request finished" }.count
             let client = try env.client()
             try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "raw/any", stream: stream)))
-            let connection = try upstream.accept()
+            let connection = try UpstreamKeptConnectionTests.takeRequestThenLeave(upstream, client: client, refuse: refuse)
             defer { close(connection) }
-            #expect(UpstreamKeptConnectionTests.readHead(connection).hasPrefix("POST /v1/chat/completions"))
-            if refuse {
-                let head = Array("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"error\":".utf8)
-                #expect(write(connection, head, head.count) == head.count)
-            }
-            usleep(300_000)
-            client.disconnect()
             var line: CapturedLog.Entry?
             #expect(env.eventually(timeoutSeconds: 5) {
                 let lines = log.entries.filter { $0.message == "request finished" }

@@ -63,6 +63,46 @@ import Testing
         #expect((Int(line?.metadata["prompt_tokens"] ?? "") ?? 0) > 0 && line?.metadata["completion_tokens"] == "0", "\(line?.text ?? "")")
     }
 
+    /// A member whose upstream has its whole request and has not answered (many providers send
+    /// the head only with the first token, after the prompt's processing) is charged its prompt
+    /// when the client leaves, as a proxied call is; one whose upstream refused it (a `500` head,
+    /// its body still coming) is not. Both were charged nothing: a deliberation left in its first
+    /// second had every panel prompt free. The member's word that its request went out crosses
+    /// loops here (every panel spills over both).
+    @Test(arguments: [false, true]) func aMemberCutBeforeItsUpstreamAnsweredPaysForThePromptItSent(refuse: Bool) throws {
+        let upstream = try UpstreamKeptConnectionTests.Listener()
+        defer { close(upstream.fd) }
+        let log = CapturedLog()
+        let env = try TestEnvironment(logHandler: log) { config in
+            config.upstream.retry = RetryPolicy(maxRetries: 0, baseDelayMilliseconds: 20, maxDelayMilliseconds: 20)
+            // The client's leaving cuts the member, not its silence or its budget.
+            config.upstream.idleTimeoutMilliseconds = 30_000
+            config.fusion?.memberTimeoutMilliseconds = 30_000
+            config.providers["raw"] = .init(name: "raw", baseURL: String(upstream.url.dropLast("/ping".count)) + "/v1")
+        }
+        let client = try env.client()
+        // Forced fusion: the panel starts with the request.
+        let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"tool_choice":"required","#
+            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"#
+            + #""tools":[{"type":"fusion","parameters":{"analysis_models":["raw/any","mock/expert-1:pace_ms=1"]}}]}"#
+        try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+        let connection = try UpstreamKeptConnectionTests.takeRequestThenLeave(upstream, client: client, refuse: refuse)
+        defer { close(connection) }
+        var line: CapturedLog.Entry?
+        #expect(env.eventually(timeoutSeconds: 5) {
+            line = log.entries.first { $0.message == "inner call finished" && $0.metadata["model"] == "raw/any" }
+            return line != nil
+        })
+        let fields = line?.metadata ?? [:]
+        let prompt = Int(fields["prompt_tokens"] ?? "0") ?? -1
+        #expect(fields["cancelled"] == "true", "\(fields)")
+        if refuse {
+            #expect(prompt == 0 && fields["usage_estimated"] == nil, "\(fields)")
+        } else {
+            #expect(prompt > 0 && fields["completion_tokens"] == "0" && fields["usage_estimated"] == "true", "\(fields)")
+        }
+    }
+
     /// The outer model's final answer streams for as long as it takes, well past
     /// `upstream.idle_timeout_ms` (800 ms here), its tokens flowing (review 55C #1: the turn was
     /// cut at that time in total); a member is bounded by its own budget, not by that silence

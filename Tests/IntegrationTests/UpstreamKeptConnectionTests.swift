@@ -135,6 +135,21 @@ import UpstreamClient
     }
 
     /// Reads a request head (up to its blank line) from a blocking socket.
+    /// The gateway's request on `upstream`'s next connection, read; with `refuse`, answered by a
+    /// `500` head whose body never comes; then, 300 ms on, the client leaves. Returns the
+    /// connection, for the caller to close (the upstream still holds it as the gateway cuts it).
+    static func takeRequestThenLeave(_ upstream: Listener, client: TestClient, refuse: Bool) throws -> Int32 {
+        let connection = try upstream.accept()
+        #expect(readHead(connection).hasPrefix("POST /v1/chat/completions"))
+        if refuse {
+            let head = Array("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"error\":".utf8)
+            #expect(write(connection, head, head.count) == head.count)
+        }
+        usleep(300_000)
+        client.disconnect()
+        return connection
+    }
+
     static func readHead(_ fd: Int32) -> String {
         var head: [UInt8] = []
         var byte: UInt8 = 0

@@ -173,6 +173,12 @@ final class FusionSession<Renderer: FusionRenderer> {
         case InnerCallRecord.accepted:
             callLog.accepted(producer, InnerCallRecord.decodeAccepted(bytes))
             return
+        case InnerCallRecord.requestSent:
+            callLog.requestSent(producer)
+            return
+        case InnerCallRecord.refused:
+            callLog.refused(producer)
+            return
         default:
             guard let modelEvent = opaque.event(from: producer, kind: kind, bytes) else { return }
             callLog.event(producer, modelEvent, at: time)

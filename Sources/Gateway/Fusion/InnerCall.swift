@@ -160,9 +160,17 @@ final class InnerCall {
             // Some servers answer a streamed request with one whole JSON body: collected, decoded.
             wholeBody = (200..<300).contains(status)
                 && !UpstreamHead.isEventStream(headers)
-            // The upstream took the prompt: a call cut from here on is charged for it.
-            if (200..<300).contains(status) { emit(InnerCallRecord.accepted, InnerCallRecord.encodeAccepted(summary)) }
+            // The upstream took the prompt: a call cut from here on is charged for it. One that
+            // refused it is not, however far its request went.
+            if (200..<300).contains(status) {
+                emit(InnerCallRecord.accepted, InnerCallRecord.encodeAccepted(summary))
+            } else {
+                emit(InnerCallRecord.refused, [])
+            }
         }
+        // The upstream has the whole request: a call cut from here on, before any answer, is
+        // charged its prompt (a head may come only with the first token, seconds later).
+        transfer.onRequestSent = { [unowned self] in emit(InnerCallRecord.requestSent, []) }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
     }

@@ -26,6 +26,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         var promptUsage: Usage?
         /// An upstream answered 2xx: it took the prompt, charged if the call is cut.
         var accepted = false
+        /// The current attempt's request went out whole and its upstream has not refused it:
+        /// charged its prompt if cut before any answer, as a proxied call is.
+        var delivered = false
         /// Its request (sharing the session's storage): its prompt is what the call is charged
         /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
         /// the path of every call's start.
@@ -121,6 +124,25 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
     }
 
+    /// The call's current attempt has sent its whole request. Read after the session cut the
+    /// call (its records cross loops): charged as if before.
+    func requestSent(_ id: CallID) {
+        guard let entry = entries[id] else { return }
+        entry.delivered = true
+        if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
+    }
+
+    /// The call's current attempt was refused (a status not 2xx): it owes no prompt for it. Read
+    /// after the session cut the call, the prompt it was charged for it as delivered is taken back.
+    func refused(_ id: CallID) {
+        guard let entry = entries[id], entry.delivered else { return }
+        entry.delivered = false
+        if !entry.open && entry.record.cancelled && entry.record.usageEstimated && entry.outputEvents == 0 && !owesPrompt(entry) {
+            entry.record.usage = nil
+            entry.record.usageEstimated = false
+        }
+    }
+
     /// The session stopped the call (or the request ended with it running).
     func cancelled(_ id: CallID, at now: UInt64) {
         guard let entry = entries[id], entry.open else { return }
@@ -137,7 +159,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// counted it, when it said so first, or by its size. `cut`: the session stopped it, so one
     /// whose upstream took the prompt is charged it even before any output (review 77B #1).
     private func estimateUsage(_ entry: Entry, cut: Bool = false) {
-        guard entry.record.usage == nil, entry.outputEvents > 0 || (cut && (entry.accepted || entry.promptUsage != nil)) else { return }
+        guard entry.record.usage == nil, entry.outputEvents > 0 || (cut && owesPrompt(entry)) else { return }
         let prompt = entry.promptUsage ?? Usage(promptTokens: CostEstimate.tokens(request: entry.request))
         // One that stopped at its output limit (the upstream's `length`, or stopped there by the
         // gateway as its output passed the bound) wrote its limit: a token per piece would charge
@@ -148,6 +170,12 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         }
         entry.record.usage = Usage.estimate(prompt: prompt, completionTokens: completion)
         entry.record.usageEstimated = true
+    }
+
+    /// Whether a call cut before any output owes its prompt: its upstream took it (answered 2xx,
+    /// or counted it first), or has the whole request and has not refused it.
+    private func owesPrompt(_ entry: Entry) -> Bool {
+        entry.accepted || entry.promptUsage != nil || entry.delivered
     }
 
     /// The model that answered a closed call, when it was not the one asked (a fallback).

@@ -40,6 +40,12 @@ enum InnerCallRecord {
     /// The attempt's upstream answered 2xx: it took the prompt. Its payload is the call's summary
     /// so far (status, request id, route), for the record of a call the session then cuts.
     static let accepted: UInt8 = 26
+    /// The attempt's whole request went out (`UpstreamTransfer.onRequestSent`): a call cut
+    /// before its upstream answers is charged its prompt. No payload.
+    static let requestSent: UInt8 = 27
+    /// The attempt's upstream answered with a status not 2xx: it did not take the prompt (a
+    /// later attempt's `requestSent` says so again). No payload.
+    static let refused: UInt8 = 28
 
     /// Text longer than this is sent as several records, split between characters, so no delta
     /// is too large for the ring (whose records are at most its capacity).
