@@ -99,6 +99,79 @@ import UpstreamClient
         try loop.submitAndWait { box.client?.close() }
     }
 
+    /// A transfer says once when its whole request has gone out, before any answer (a Fusion
+    /// session charges a call it cuts from then on): on a new connection and on a kept one, where
+    /// curl sends at once; a body the server has not read has not gone out.
+    @Test func aTransferSaysWhenItsWholeRequestWentOut() throws {
+        let listener = try Listener()
+        defer { close(listener.fd) }
+        let thread = EventLoopThread(name: "request-sent")
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let box = Box()
+        let sent = LockedCount()
+        let post = { (body: [UInt8]) in
+            try loop.submitAndWait {
+                if box.client == nil { box.client = UpstreamClient(loop: loop) }
+                let transfer = box.client!.start(UpstreamRequest(url: listener.url, body: body))
+                transfer.onComplete = { _ in }
+                transfer.onRequestSent = { sent.add() }
+                box.transfers.append(transfer)
+            }
+        }
+        try post(Array("{}".utf8))
+        let connection = try listener.accept()
+        defer { close(connection) }
+        #expect(Self.readHead(connection).hasPrefix("POST /ping"))
+        #expect(sent.eventually(1), "a new connection's request")
+        var body = [UInt8](repeating: 0, count: 2)
+        #expect(read(connection, &body, 2) == 2)
+        #expect(write(connection, Self.okResponse, Self.okResponse.count) == Self.okResponse.count)
+        #expect(Self.eventually { (try? loop.submitAndWait { box.transfers[0].isFinished }) == true })
+        try post(Array("{}".utf8))
+        #expect(Self.readHead(connection).hasPrefix("POST /ping"))
+        #expect(sent.eventually(2), "a kept connection's request")
+        #expect(read(connection, &body, 2) == 2)
+        // A body larger than the kernel's buffers (the sender's grow to 4 MB; the server's here
+        // are a few KB), the server reading none of it: it has not gone out, and says nothing.
+        var small: Int32 = 4096
+        setsockopt(listener.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        let third = Array(repeating: UInt8(ascii: "x"), count: 8 << 20)
+        try post(third)
+        let other = try listener.accept()  // the kept one is busy: a new connection
+        defer { close(other) }
+        usleep(200_000)
+        #expect(sent.value == 2, "a body still waiting to go out")
+        #expect(Self.readHead(other).hasPrefix("POST /ping"))
+        var drained = 0
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while drained < third.count {
+            let count = read(other, &chunk, min(chunk.count, third.count - drained))
+            guard count > 0 else { break }
+            drained += count
+        }
+        #expect(drained == third.count)
+        #expect(sent.eventually(3), "once the server has read it all")
+        try loop.submitAndWait { box.client?.close() }
+    }
+
+    final class LockedCount: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        func add() { lock.withLock { count += 1 } }
+        var value: Int { lock.withLock { count } }
+        /// Whether the count reaches `target` within 5 s.
+        func eventually(_ target: Int) -> Bool { UpstreamKeptConnectionTests.eventually { self.value >= target } && value == target }
+    }
+
+    static func eventually(_ condition: () -> Bool) -> Bool {
+        for _ in 0..<500 {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+
     /// The server closing an idle connection makes it readable, which must not spin the loop
     /// (epoll is level-triggered, and no transfer would read it), and the next transfer finds it
     /// closed and connects again.
