@@ -147,8 +147,7 @@ final class CompletionProxy<Request: ProxyRequest> {
     func upstreamDidSendHead(status: Int, headers: [(String, String)]) {
         lastUpstreamActivity = client.loop.nowMilliseconds
         accounting.upstreamRequestID = UpstreamIdentifier.requestID(in: headers, redactor: redactor)
-        accounting.upstreamAccepted = (200..<300).contains(status)
-        accounting.upstreamRefused = !accounting.upstreamAccepted
+        accounting.headStatus = status
         guard (200..<300).contains(status) else {
             // Collect the error body; `fail` reports it with its status, or in-band if a
             // keep-alive already committed the client's response.

@@ -26,10 +26,12 @@ struct ProxyAccounting {
     var upstreamID: String?
     var failure: RecordError?
     var cancelled = false
+    /// The status of the current attempt's answer, once its head came (nil before).
+    var headStatus: Int?
     /// The current attempt's upstream answered 2xx: it took the prompt. A client that leaves
     /// before the first token is charged for it (review 77B #1: such a request was free, while
     /// the provider bills the prompt).
-    var upstreamAccepted = false
+    var upstreamAccepted: Bool { headStatus.map { (200..<300).contains($0) } ?? false }
     /// The current attempt's request had gone out whole when the call was cut: the upstream has
     /// the prompt even if it had not answered yet (a whole answer's head comes with the answer:
     /// a client that left a long non-streamed request was charged nothing, so a key's budget
@@ -37,7 +39,7 @@ struct ProxyAccounting {
     var promptDelivered = false
     /// The current attempt's upstream answered with a status that is not 2xx: it refused the
     /// request, and a refused call is not charged however it ends (review 92 #1).
-    var upstreamRefused = false
+    var upstreamRefused: Bool { headStatus.map { !(200..<300).contains($0) } ?? false }
     /// A whole answer that came without usage: its output's tokens, estimated (see `close`).
     private var wholeAnswerTokens: Int64?
 
@@ -59,9 +61,8 @@ struct ProxyAccounting {
 
     mutating func attemptStarted(_ route: ModelRoute) {
         attempts += 1
-        upstreamAccepted = false
+        headStatus = nil
         promptDelivered = false
-        upstreamRefused = false
         record.model = route.slug
         record.provider = route.endpoint.name
     }
