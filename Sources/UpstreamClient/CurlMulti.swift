@@ -16,6 +16,11 @@ final class CurlMulti {
     /// Transfers started while curl was on the stack: added once it returns.
     private var deferredAdds: [UpstreamTransfer] = []
     private var insideCurl = 0
+    /// Transfers waiting to say that their whole request went out (`onRequestSent`), asked after
+    /// each of curl's passes until it has (its first pass or two: only a Fusion session's calls
+    /// ask). After the pass, not from curl's socket callback: on an HTTP/2 connection shared by
+    /// several transfers, one's request going out changes nothing curl says of the socket.
+    private var awaitingSent: [UpstreamTransfer] = []
     /// A watcher per open curl socket, kept while curl keeps the socket (a kept-alive
     /// connection between transfers): the next transfer on it starts watching again, where a new
     /// watcher would cost an epoll add and delete (libuv tests the descriptor) and an ioctl per
@@ -46,8 +51,8 @@ final class CurlMulti {
         let context = Unmanaged.passUnretained(self).toOpaque()
         CCurl_multi_setopt_ptr(multi, CURLMOPT_SOCKETDATA, context)
         CCurl_multi_setopt_ptr(multi, CURLMOPT_TIMERDATA, context)
-        CCurl_multi_setopt_socket_callback(multi) { easy, socket, what, client, _ in
-            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsSocket(socket, what: what, easy: easy) ? 0 : -1
+        CCurl_multi_setopt_socket_callback(multi) { _, socket, what, client, _ in
+            Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsSocket(socket, what: what) ? 0 : -1
         }
         CCurl_multi_setopt_timer_callback(multi) { _, timeout, client in
             Unmanaged<CurlMulti>.fromOpaque(client!).takeUnretainedValue().curlWantsTimeout(timeout)
@@ -117,8 +122,7 @@ final class CurlMulti {
     // MARK: curl → loop
 
     /// Returns false when the socket cannot be watched (curl then fails its transfer).
-    /// `easy`: the transfer the change is for.
-    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32, easy: UnsafeMutableRawPointer?) -> Bool {
+    private func curlWantsSocket(_ socket: curl_socket_t, what: Int32) -> Bool {
         if what == CURL_POLL_REMOVE {
             if Self.isLocalSocket(socket) {
                 // Not a connection: curl 7.88's threaded resolver's socketpair, which curl closes
@@ -161,9 +165,6 @@ final class CurlMulti {
         if what & CURL_POLL_IN != 0 { events.insert(.readable) }
         if what & CURL_POLL_OUT != 0 { events.insert(.writable) }
         watcher.watch(events)
-        // Reading only: a request's last byte may just have gone (one or two such changes a
-        // transfer, so one lookup each).
-        if what == CURL_POLL_IN, let easy, let transfer = transfers[easy] { transfer.curlAwaitsAnswer() }
         return true
     }
 
@@ -213,8 +214,32 @@ final class CurlMulti {
         insideCurl += 1
         curl_multi_socket_action(multi, socket, flags, &running)
         insideCurl -= 1
+        // Before completions: a transfer that finished in this pass had sent its request first.
+        if !awaitingSent.isEmpty { reportRequestsSent() }
         // After socket_action a socket's watcher may be gone (CURL_POLL_REMOVE): touch none here.
         processCompletions()
+    }
+
+    func watchRequestSent(_ transfer: UpstreamTransfer) {
+        awaitingSent.append(transfer)
+    }
+
+    /// Tells each waiting transfer whose request has gone out, and stops asking it (or one that
+    /// ended). In place, without a copy: a callback that starts a transfer asking too appends it
+    /// past what this pass looks at.
+    private func reportRequestsSent() {
+        let end = awaitingSent.count
+        var kept = 0
+        var index = 0
+        while index < end {
+            let transfer = awaitingSent[index]
+            if transfer.reportIfRequestSent() {
+                awaitingSent[kept] = transfer
+                kept += 1
+            }
+            index += 1
+        }
+        awaitingSent.removeSubrange(kept..<end)
     }
 
     /// Removes cancelled transfers, then reports finished ones. Runs outside curl's callbacks, so

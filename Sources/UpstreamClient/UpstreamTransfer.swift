@@ -13,11 +13,13 @@ public final class UpstreamTransfer {
     public var onData: ((UnsafeRawBufferPointer) -> Bool)?
     /// The transfer ended: nil on success (whatever the HTTP status), else why it failed.
     public var onComplete: ((UpstreamFailure?) -> Void)?
-    /// Once, when the whole request has gone out (`requestSent`), noticed as curl turns to
-    /// waiting for the answer: for a caller that must know its upstream has the prompt before
+    /// Once, when the whole request has gone out (`requestSent`), noticed after the curl pass
+    /// that sent its last byte: for a caller that must know its upstream has the prompt before
     /// any answer, where the transfer lives on another loop than the one that may cut it (a
     /// Fusion session's calls). Nil: not watched (the proxy asks `requestSent` as it cuts).
-    public var onRequestSent: (() -> Void)?
+    public var onRequestSent: (() -> Void)? {
+        didSet { if onRequestSent != nil && oldValue == nil && !isFinished && !isCancelled { client.watchRequestSent(self) } }
+    }
 
     let easy: UnsafeMutableRawPointer
     /// The multi handle it runs on (strong: a retired shard stays valid for finished transfers).
@@ -269,12 +271,14 @@ public final class UpstreamTransfer {
             && uploaded == postBodyCount
     }
 
-    /// curl waits only to read from the transfer's connection now: its request may have gone
-    /// out whole (a body larger than the socket's buffers waits to be written first).
-    func curlAwaitsAnswer() {
-        guard let callback = onRequestSent, requestSent else { return }
+    /// After a curl pass, while `onRequestSent` waits: calls it if the request has gone out
+    /// whole. Returns whether it still waits (false once called, or the transfer ended).
+    func reportIfRequestSent() -> Bool {
+        guard let callback = onRequestSent, !isFinished, !isCancelled else { return false }
+        guard requestSent else { return true }
         onRequestSent = nil
         callback()
+        return false
     }
 
     /// Frees the request body once curl can no longer read it: a response has begun (curl

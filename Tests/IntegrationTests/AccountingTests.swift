@@ -371,7 +371,7 @@ import Testing
             let before = log.entries.filter { $0.message == "request finished" }.count
             let client = try env.client()
             try client.send(TestEnvironment.post("/v1/chat/completions", body: TestEnvironment.chatBody(model: "raw/any", stream: stream)))
-            let connection = try UpstreamKeptConnectionTests.takeRequestThenLeave(upstream, client: client, refuse: refuse)
+            let connection = try UpstreamKeptConnectionTests.takeRequestThenLeave(upstream, client: client, answer: refuse ? .refusal : .nothing)
             defer { close(connection) }
             var line: CapturedLog.Entry?
             #expect(env.eventually(timeoutSeconds: 5) {

@@ -2,6 +2,7 @@ import Foundation
 import Fusion
 import Gateway
 import GatewayCore
+import HTTPServer
 import MockUpstream
 import Testing
 
@@ -66,28 +67,48 @@ import Testing
     /// A member whose upstream has its whole request and has not answered (many providers send
     /// the head only with the first token, after the prompt's processing) is charged its prompt
     /// when the client leaves, as a proxied call is; one whose upstream refused it (a `500` head,
-    /// its body still coming) is not. Both were charged nothing: a deliberation left in its first
-    /// second had every panel prompt free. The member's word that its request went out crosses
-    /// loops here (every panel spills over both).
-    @Test(arguments: [false, true]) func aMemberCutBeforeItsUpstreamAnsweredPaysForThePromptItSent(refuse: Bool) throws {
+    /// its body still coming) is not, nor one refused before its body was in, which curl still
+    /// sent after (review 94 #1: charged its 3 MB prompt). Both were charged nothing before: a
+    /// deliberation left in its first second had every panel prompt free. The member's word that
+    /// its request went out crosses loops here (every panel spills over both).
+    @Test(arguments: [UpstreamKeptConnectionTests.Answer.nothing, .refusal, .earlyRefusal])
+    func aMemberCutBeforeItsUpstreamAnsweredPaysForThePromptItSent(answer: UpstreamKeptConnectionTests.Answer) throws {
         let upstream = try UpstreamKeptConnectionTests.Listener()
         defer { close(upstream.fd) }
+        // The early refusal's upstream reads slowly (a few KB of window): the gateway's 8 MB
+        // request is still going out as the refusal comes.
+        var small: Int32 = 4096
+        if answer == .earlyRefusal { setsockopt(upstream.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size)) }
         let log = CapturedLog()
         let env = try TestEnvironment(logHandler: log) { config in
             config.upstream.retry = RetryPolicy(maxRetries: 0, baseDelayMilliseconds: 20, maxDelayMilliseconds: 20)
             // The client's leaving cuts the member, not its silence or its budget.
             config.upstream.idleTimeoutMilliseconds = 30_000
             config.fusion?.memberTimeoutMilliseconds = 30_000
+            config.server.limits.maxBodyBytes = 16 << 20
             config.providers["raw"] = .init(name: "raw", baseURL: String(upstream.url.dropLast("/ping".count)) + "/v1")
         }
-        let client = try env.client()
+        let client = try env.client(timeoutSeconds: 20)
+        let question = answer == .earlyRefusal ? String(repeating: "x ", count: 4 << 20) : "Should cities ban cars?"
         // Forced fusion: the panel starts with the request.
         let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"tool_choice":"required","#
-            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"#
-            + #""tools":[{"type":"fusion","parameters":{"analysis_models":["raw/any","mock/expert-1:pace_ms=1"]}}]}"#
+            + #""messages":[{"role":"user","content":"\#(question)"}],"#
+            + #""tools":[{"type":"fusion","parameters":{"analysis_models":["raw/any","mock/paced:pace_ms=1:deltas=3"]}}]}"#
         try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
-        let connection = try UpstreamKeptConnectionTests.takeRequestThenLeave(upstream, client: client, refuse: refuse)
+        // The client reads what it is sent (the progress repeats the 8 MB question): a client
+        // that reads nothing holds the session's records in its ring, and they go unread when
+        // it leaves, whatever they say.
+        let fd = client.fd
+        let readerDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            while recv(fd, &chunk, chunk.count, 0) > 0 {}
+            readerDone.signal()
+        }
+        let connection = try UpstreamKeptConnectionTests.takeRequestThenLeave(upstream, client: client, answer: answer)
         defer { close(connection) }
+        // Its descriptor stays the client's until the reader has stopped (the leaving shut it).
+        #expect(readerDone.wait(timeout: .now() + 10) == .success)
         var line: CapturedLog.Entry?
         #expect(env.eventually(timeoutSeconds: 5) {
             line = log.entries.first { $0.message == "inner call finished" && $0.metadata["model"] == "raw/any" }
@@ -96,10 +117,10 @@ import Testing
         let fields = line?.metadata ?? [:]
         let prompt = Int(fields["prompt_tokens"] ?? "0") ?? -1
         #expect(fields["cancelled"] == "true", "\(fields)")
-        if refuse {
-            #expect(prompt == 0 && fields["usage_estimated"] == nil, "\(fields)")
-        } else {
+        if answer == .nothing {
             #expect(prompt > 0 && fields["completion_tokens"] == "0" && fields["usage_estimated"] == "true", "\(fields)")
+        } else {
+            #expect(prompt == 0 && fields["usage_estimated"] == nil && fields["status"] == "500", "\(fields)")
         }
     }
 

@@ -208,15 +208,44 @@ import UpstreamClient
     }
 
     /// Reads a request head (up to its blank line) from a blocking socket.
-    /// The gateway's request on `upstream`'s next connection, read; with `refuse`, answered by a
-    /// `500` head whose body never comes; then, 300 ms on, the client leaves. Returns the
-    /// connection, for the caller to close (the upstream still holds it as the gateway cuts it).
-    static func takeRequestThenLeave(_ upstream: Listener, client: TestClient, refuse: Bool) throws -> Int32 {
+    /// How a test's upstream answers a request it took.
+    enum Answer {
+        /// Not at all.
+        case nothing
+        /// A `500` head, its body never coming, once the request is in.
+        case refusal
+        /// A `500` head with `Connection: close` after the request's head, before reading its body
+        /// (as nginx refuses a body too large), then the body read: curl goes on sending it.
+        case earlyRefusal
+    }
+
+    /// The gateway's request on `upstream`'s next connection, read and answered as `answer` says;
+    /// then, 300 ms on, the client leaves. Returns the connection, for the caller to close (the
+    /// upstream still holds it as the gateway cuts it).
+    static func takeRequestThenLeave(_ upstream: Listener, client: TestClient, answer: Answer) throws -> Int32 {
         let connection = try upstream.accept()
-        #expect(readHead(connection).hasPrefix("POST /v1/chat/completions"))
-        if refuse {
-            let head = Array("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"error\":".utf8)
-            #expect(write(connection, head, head.count) == head.count)
+        let head = readHead(connection)
+        #expect(head.hasPrefix("POST /v1/chat/completions"))
+        let refusal = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
+        switch answer {
+        case .nothing:
+            break
+        case .refusal:
+            let bytes = Array((refusal + "\r\n{\"error\":").utf8)
+            #expect(write(connection, bytes, bytes.count) == bytes.count)
+        case .earlyRefusal:
+            let bytes = Array((refusal + "Connection: close\r\n\r\n{\"error\":").utf8)
+            #expect(write(connection, bytes, bytes.count) == bytes.count)
+            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            var taken = 0
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            while taken < length {
+                let count = read(connection, &chunk, min(chunk.count, length - taken))
+                guard count > 0 else { break }
+                taken += count
+            }
+            #expect(taken == length && length > 0, "the body went out after the refusal")
         }
         usleep(300_000)
         client.disconnect()

@@ -177,7 +177,7 @@ final class FusionSession<Renderer: FusionRenderer> {
             callLog.requestSent(producer)
             return
         case InnerCallRecord.refused:
-            callLog.refused(producer)
+            callLog.refused(producer, InnerCallRecord.decodeAccepted(bytes))
             return
         default:
             guard let modelEvent = opaque.event(from: producer, kind: kind, bytes) else { return }

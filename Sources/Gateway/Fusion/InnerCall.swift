@@ -165,7 +165,11 @@ final class InnerCall {
             if (200..<300).contains(status) {
                 emit(InnerCallRecord.accepted, InnerCallRecord.encodeAccepted(summary))
             } else {
-                emit(InnerCallRecord.refused, [])
+                // Refused before its body was in (nginx's early `413` with `Connection: close`,
+                // which curl goes on uploading into): the body's end owes nothing either (review
+                // 94 #1: charged a 3 MB prompt).
+                transfer.onRequestSent = nil
+                emit(InnerCallRecord.refused, InnerCallRecord.encodeAccepted(summary))
             }
         }
         // The upstream has the whole request: a call cut from here on, before any answer, is

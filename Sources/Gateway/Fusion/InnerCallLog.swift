@@ -132,10 +132,14 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
     }
 
-    /// The call's current attempt was refused (a status not 2xx): it owes no prompt for it. Read
-    /// after the session cut the call, the prompt it was charged for it as delivered is taken back.
-    func refused(_ id: CallID) {
-        guard let entry = entries[id], entry.delivered else { return }
+    /// The call's current attempt was refused (a status not 2xx): it owes no prompt for it, and
+    /// its record says what answered (review 94 #5: a cut call's row had no status after a
+    /// `500`). Read after the session cut the call, the prompt it was charged for it as delivered
+    /// is taken back.
+    func refused(_ id: CallID, _ summary: InnerCallRecord.Summary) {
+        guard let entry = entries[id] else { return }
+        if entry.open { describe(entry, summary) }
+        guard entry.delivered else { return }
         entry.delivered = false
         if !entry.open && entry.record.cancelled && entry.record.usageEstimated && entry.outputEvents == 0 && !owesPrompt(entry) {
             entry.record.usage = nil

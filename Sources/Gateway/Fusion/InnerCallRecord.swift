@@ -44,7 +44,8 @@ enum InnerCallRecord {
     /// before its upstream answers is charged its prompt. No payload.
     static let requestSent: UInt8 = 27
     /// The attempt's upstream answered with a status not 2xx: it did not take the prompt (a
-    /// later attempt's `requestSent` says so again). No payload.
+    /// later attempt's `requestSent` says so again; this attempt's never comes after it). Its
+    /// payload is `accepted`'s: the call's summary so far, for the record of a call then cut.
     static let refused: UInt8 = 28
 
     /// Text longer than this is sent as several records, split between characters, so no delta
