@@ -21,6 +21,7 @@ final class CurlMulti {
     /// ask). After the pass, not from curl's socket callback: on an HTTP/2 connection shared by
     /// several transfers, one's request going out changes nothing curl says of the socket.
     private var awaitingSent: [UpstreamTransfer] = []
+    private var reportingSent = false
     /// A watcher per open curl socket, kept while curl keeps the socket (a kept-alive
     /// connection between transfers): the next transfer on it starts watching again, where a new
     /// watcher would cost an epoll add and delete (libuv tests the descriptor) and an ioctl per
@@ -83,6 +84,7 @@ final class CurlMulti {
     func close() {
         guard !isClosed else { return }
         for transfer in Array(transfers.values) { transfer.cancel() }
+        awaitingSent.removeAll()  // each holds this handle: a cycle once closed
         isClosed = true
         timeoutTimer.close()
         immediate.close()
@@ -228,6 +230,10 @@ final class CurlMulti {
     /// ended). In place, without a copy: a callback that starts a transfer asking too appends it
     /// past what this pass looks at.
     private func reportRequestsSent() {
+        // Not again from a callback's own curl pass (`sendNow`): the list is being compacted.
+        guard !reportingSent else { return }
+        reportingSent = true
+        defer { reportingSent = false }
         let end = awaitingSent.count
         var kept = 0
         var index = 0

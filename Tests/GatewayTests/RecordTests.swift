@@ -392,22 +392,25 @@ import UpstreamClient
         for id in 1...6 as ClosedRange<InnerCallLog.CallID> {
             log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, at: 0)
         }
-        log.requestSent(1)                   // sent, then cut
-        log.requestSent(2); log.refused(2, InnerCallRecord.Summary(httpStatus: 500))   // refused, then cut
-        log.requestSent(3); log.refused(3, InnerCallRecord.Summary(httpStatus: 429)); log.requestSent(3)  // a retry sent again
+        log.requestSent(1, InnerCallRecord.Summary(attempts: 1))  // sent, then cut
+        log.requestSent(2, InnerCallRecord.Summary(attempts: 1)); log.refused(2, InnerCallRecord.Summary(httpStatus: 500))  // refused, then cut
+        log.requestSent(3, InnerCallRecord.Summary(attempts: 1))  // a retry sent again
+        log.refused(3, InnerCallRecord.Summary(httpStatus: 429, attempts: 1))
+        log.requestSent(3, InnerCallRecord.Summary(attempts: 2))
         // 4: never sent (connecting when cut); 5: sent, read after the cut; 6: refused, read after.
-        log.requestSent(6)
+        log.requestSent(6, InnerCallRecord.Summary(attempts: 1))
         log.cancelAll(at: 1_000)
-        log.requestSent(5)
+        log.requestSent(5, InnerCallRecord.Summary(attempts: 1))
         log.refused(6, InnerCallRecord.Summary(httpStatus: 500))
         let records = log.records
         #expect(records.map(\.usage) == [prompt, nil, prompt, nil, prompt, nil], "\(records.map(\.usage))")
         #expect(records.map(\.usageEstimated) == [true, false, true, false, true, false])
         #expect(log.estimates.count == 3)
         #expect(records[1].httpStatus == 500, "a refused call's row says what answered")
+        #expect(records[2].httpStatus == nil && records[2].attempts == 2, "a retry's row is its own (review 95 #1)")
         // A refusal does not take back what output owes.
         log.started(7, role: .judge, routes: [(model: "mock/a", provider: "mock")], request: request, at: 0)
-        log.requestSent(7)
+        log.requestSent(7, InnerCallRecord.Summary(attempts: 1))
         log.event(7, .text("x"), at: 1_000)
         log.cancelled(7, at: 2_000)
         log.refused(7, InnerCallRecord.Summary(httpStatus: 500))

@@ -174,7 +174,7 @@ final class FusionSession<Renderer: FusionRenderer> {
             callLog.accepted(producer, InnerCallRecord.decodeAccepted(bytes))
             return
         case InnerCallRecord.requestSent:
-            callLog.requestSent(producer)
+            callLog.requestSent(producer, InnerCallRecord.decodeAccepted(bytes))
             return
         case InnerCallRecord.refused:
             callLog.refused(producer, InnerCallRecord.decodeAccepted(bytes))

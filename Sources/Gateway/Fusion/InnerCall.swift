@@ -174,7 +174,7 @@ final class InnerCall {
         }
         // The upstream has the whole request: a call cut from here on, before any answer, is
         // charged its prompt (a head may come only with the first token, seconds later).
-        transfer.onRequestSent = { [unowned self] in emit(InnerCallRecord.requestSent, []) }
+        transfer.onRequestSent = { [unowned self] in emit(InnerCallRecord.requestSent, InnerCallRecord.encodeAccepted(summary)) }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
     }

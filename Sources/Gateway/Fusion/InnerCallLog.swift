@@ -124,11 +124,13 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
     }
 
-    /// The call's current attempt has sent its whole request. Read after the session cut the
-    /// call (its records cross loops): charged as if before.
-    func requestSent(_ id: CallID) {
+    /// The call's current attempt has sent its whole request: its record says this attempt's
+    /// count and route (review 95 #1: a retry's cut row said the refused attempt's status). Read
+    /// after the session cut the call (its records cross loops): charged as if before.
+    func requestSent(_ id: CallID, _ summary: InnerCallRecord.Summary) {
         guard let entry = entries[id] else { return }
         entry.delivered = true
+        if entry.open { describe(entry, summary) }
         if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
     }
 

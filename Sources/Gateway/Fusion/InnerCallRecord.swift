@@ -41,7 +41,8 @@ enum InnerCallRecord {
     /// so far (status, request id, route), for the record of a call the session then cuts.
     static let accepted: UInt8 = 26
     /// The attempt's whole request went out (`UpstreamTransfer.onRequestSent`): a call cut
-    /// before its upstream answers is charged its prompt. No payload.
+    /// before its upstream answers is charged its prompt. Its payload is `accepted`'s (this
+    /// attempt's count and route, no status yet: a retry's row no longer shows the refusal's).
     static let requestSent: UInt8 = 27
     /// The attempt's upstream answered with a status not 2xx: it did not take the prompt (a
     /// later attempt's `requestSent` says so again; this attempt's never comes after it). Its
