@@ -71,7 +71,7 @@ import Testing
     /// sent after (review 94 #1: charged its 3 MB prompt). Both were charged nothing before: a
     /// deliberation left in its first second had every panel prompt free. The member's word that
     /// its request went out crosses loops here (every panel spills over both).
-    @Test(arguments: [UpstreamKeptConnectionTests.Answer.nothing, .refusal, .earlyRefusal])
+    @Test(.timeLimit(.minutes(3)), arguments: [UpstreamKeptConnectionTests.Answer.nothing, .refusal, .earlyRefusal])
     func aMemberCutBeforeItsUpstreamAnsweredPaysForThePromptItSent(answer: UpstreamKeptConnectionTests.Answer) throws {
         let upstream = try UpstreamKeptConnectionTests.Listener()
         defer { close(upstream.fd) }
@@ -110,7 +110,7 @@ import Testing
         // Its descriptor stays the client's until the reader has stopped (the leaving shut it).
         #expect(readerDone.wait(timeout: .now() + 10) == .success)
         var line: CapturedLog.Entry?
-        #expect(env.eventually(timeoutSeconds: 5) {
+        #expect(env.eventually(timeoutSeconds: 5 * Double(TestEnvironment.sanitizerSlowdown)) {
             line = log.entries.first { $0.message == "inner call finished" && $0.metadata["model"] == "raw/any" }
             return line != nil
         })
