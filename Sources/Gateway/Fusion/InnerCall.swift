@@ -18,28 +18,29 @@ import UpstreamClient
 /// that came before any event; then the next of its `routes` (the outer model's `models`
 /// fallbacks) is tried. Once an event has gone to the session, nothing is retried.
 final class InnerCall {
+    // The state its ending reads (`InnerCall+Ending.swift`) is internal, not private; the rest is.
     let producer: UInt16
     private let routes: [ModelRoute]
     private var candidate = 0
     /// Attempts on the current route.
     private var attempt = 0
-    private var route: ModelRoute { routes[candidate] }
+    var route: ModelRoute { routes[candidate] }
     private let request: ModelRequest
     private let extraHeaders: [(String, String)]
     private let upstream: GatewayConfig.Upstream
     private let client: UpstreamClient
-    private let redactor: Redactor
-    private var transfer: UpstreamTransfer?
-    private var decoder: any ModelStreamDecoder
+    let redactor: Redactor
+    var transfer: UpstreamTransfer?
+    var decoder: any ModelStreamDecoder
     private var timer: LoopTimer?
     private var retryTimer: LoopTimer?
-    private var status = 0
-    private var errorBody: [UInt8] = []
-    private var headers: [(String, String)] = []
-    private var emittedEvents = false
+    var status = 0
+    var errorBody: [UInt8] = []
+    var headers: [(String, String)] = []
+    var emittedEvents = false
     /// The 2xx answer is a whole JSON body, not a stream (collected in `errorBody`'s place).
-    private var wholeBody = false
-    private var finished = false
+    var wholeBody = false
+    var finished = false
     /// When the call's budget runs out (loop time, ms).
     private var deadline: UInt64 = .max
     /// When the upstream last sent something (or the attempt started): see `checkSilence`.
@@ -47,11 +48,11 @@ final class InnerCall {
     private var idleCheck: LoopTimer?
     /// Armed once the decoder knows the answer is whole but its end has not come (`endIfWhole`).
     private var wholeTimer: LoopTimer?
-    private let outbox: InnerCallOutbox
+    let outbox: InnerCallOutbox
     private let metrics: GatewayMetrics?
     private var latency: ProviderLatencyMeter
     /// For the call's record: upstream requests made, the last status, when it started.
-    private var summary = InnerCallRecord.Summary()
+    var summary = InnerCallRecord.Summary()
     /// Whether the attempt's prompt counts (`ModelStreamDecoder.promptUsage`) were sent.
     private var promptUsageChecked = false
     /// The deliberation's bytes, shared with its other calls; and this call's own.
@@ -198,7 +199,7 @@ final class InnerCall {
 
     /// The attempt failed before any event went to the session: retry, fall back, or not (false).
     /// `retryHeaders`: the error's headers as the provider reads them (`Provider.retryHeaders`).
-    private func retryOrFallBack(status: Int?, connectFailed: Bool, retryHeaders: [(String, String)]? = nil) -> Bool {
+    func retryOrFallBack(status: Int?, connectFailed: Bool, retryHeaders: [(String, String)]? = nil) -> Bool {
         guard !emittedEvents, !client.isClosed else { return false }
         let decision = upstream.retry.decide(status: status, connectFailed: connectFailed, headers: retryHeaders ?? headers, attempt: attempt,
                                              hasNextModel: candidate + 1 < routes.count, jitter: Double.random(in: 0...1))
@@ -233,7 +234,7 @@ final class InnerCall {
         outbox.discard()
     }
 
-    private func stop() {
+    func stop() {
         finished = true
         transfer?.cancel()
         transfer = nil
@@ -359,7 +360,7 @@ final class InnerCall {
 
     /// Hands one decoded event on to the session; true when it was an answer event. An error is
     /// kept in `failure` instead (the call failed mid-stream: what it said after is dropped).
-    private func pass(_ event: ModelEvent, failure: inout APIError?) -> Bool {
+    func pass(_ event: ModelEvent, failure: inout APIError?) -> Bool {
         if case .error(let error) = event {
             failure = error
         } else if case .messageExtras = event {
@@ -396,116 +397,5 @@ final class InnerCall {
         return false
     }
 
-    /// Ends the call complete when its answer is whole though its stream has not ended (its
-    /// transfer broke, went silent, or the deadline came): a member or judge that answered in
-    /// full and then stayed silent failed at its deadline, its answer lost (review 75B #1).
-    private func endIfWhole() -> Bool {
-        guard !finished, (200..<300).contains(status), !wholeBody, !outbox.isBlocked, decoder.answerIsWhole else { return false }
-        transfer?.cancel()
-        transfer = nil
-        endOfStream()
-        return true
-    }
-
-    /// The body ended cleanly: what only its end completes (Gemini's raw JSON error without its
-    /// line end: review 52A #5) is read, then the call ends as the decoder says.
-    private func endOfStream() {
-        var failure: APIError?
-        do {
-            try decoder.finish { event in _ = pass(event, failure: &failure) }
-        } catch {
-            fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid stream: \(error.message)"), .invalidResponse)
-            return
-        }
-        if let failure {
-            if !emittedEvents, retryOrFallBack(status: failure.status, connectFailed: false) { return }
-            fail(failure, .upstreamError)
-            return
-        }
-        end(decoder.end())
-    }
-
-
-    private func didComplete(_ failure: UpstreamFailure?) {
-        transfer = nil
-        guard !finished else { return }
-        // An answer its decoder knows is whole (a stop reason; an OpenAI finish with its usage
-        // after it) ends complete when its transfer then breaks or goes silent, as a proxied one
-        // does (review 72A: a member that had answered in full failed, and its answer was lost).
-        if failure != nil, endIfWhole() { return }
-        if let failure {
-            // Never sent: a refused connection, or a name not resolved (as the proxy's).
-            var connectFailed = false
-            switch failure {
-            case .couldNotConnect, .couldNotResolve, .outOfDescriptors: connectFailed = true  // nothing was sent
-            default: break
-            }
-            // Before any event went to the session (`retryOrFallBack` checks): no head, or a head
-            // whose body broke off or went silent, a whole answer's or an error's (review 80A #1:
-            // only the first was retried): an error's by its status, as the proxy does.
-            let failedStatus = status == 0 || (200..<300).contains(status) ? nil : route.provider.meaningOfStatus(status, body: errorBody)
-            if retryOrFallBack(status: failedStatus, connectFailed: connectFailed,
-                               retryHeaders: failedStatus == nil ? nil : route.provider.retryHeaders(status: status, body: errorBody, headers: headers)) {
-                return
-            }
-            let error = UpstreamFailure.apiError(for: failure, provider: route.endpoint.name, midStream: status != 0)
-            switch failure {
-            case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
-            case .timedOut: fail(error, .timeout)
-            case .transfer, .outOfDescriptors: fail(error, .upstreamError)  // the message says whose
-            }
-        } else if !(200..<300).contains(status) {
-            if retryOrFallBack(status: route.provider.meaningOfStatus(status, body: errorBody), connectFailed: false,
-                               retryHeaders: route.provider.retryHeaders(status: status, body: errorBody, headers: headers)) { return }
-            let error = route.provider.error(status: status, body: errorBody, headers: headers, provider: route.endpoint.name,
-                                             redactor: redactor)
-            fail(error, error.status == 429 ? .rateLimited : .upstreamError)  // a 429 `insufficient_quota` is a 402 (review 75A #6)
-        } else if wholeBody {
-            deliverWhole()
-        } else {
-            endOfStream()
-        }
-    }
-
-    /// A whole answer: its events, as a stream would have carried them.
-    private func deliverWhole() {
-        summary.upstreamID = UpstreamIdentifier.answerID(inWholeBody: errorBody, redactor: redactor)
-        let events: [ModelEvent]
-        do {
-            events = try route.provider.decodeResponse(errorBody, redactor: redactor).map { $0.costed(at: route.price) }
-        } catch {
-            fail(.upstreamProtocol("\(route.endpoint.name) sent an invalid response: \(error.message)"), .invalidResponse)
-            return
-        }
-        for event in events {
-            if case .error(let error) = event {
-                // Before any event (an error in a 200 body, one without an answer: review 52A
-                // #3), retried or fallen back from like that status, as the proxy does.
-                if retryOrFallBack(status: error.status, connectFailed: false) { return }
-                fail(error, .upstreamError)
-                return
-            }
-            emittedEvents = true
-            InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
-        }
-        end(.complete)
-    }
-
-    private func end(_ streamEnd: StreamEnd) {
-        guard !finished else { return }
-        stop()
-        summary.upstreamEnd = EventLoop.monotonicNanoseconds()
-        summary.upstreamID = summary.upstreamID ?? decoder.upstreamID  // a whole answer's is read from its body
-        emit(InnerCallRecord.ended, InnerCallRecord.encodeEnd(streamEnd, summary))
-    }
-
-    private func fail(_ error: APIError, _ reason: MemberFailureReason) {
-        guard !finished else { return }
-        stop()
-        if summary.upstreamStart != 0 { summary.upstreamEnd = EventLoop.monotonicNanoseconds() }
-        summary.upstreamID = summary.upstreamID ?? decoder.upstreamID
-        emit(InnerCallRecord.failed, InnerCallRecord.encodeFailure(error, reason, summary))
-    }
-
-    private func emit(_ kind: UInt8, _ bytes: [UInt8]) { outbox.push(kind, bytes) }
+    func emit(_ kind: UInt8, _ bytes: [UInt8]) { outbox.push(kind, bytes) }
 }
