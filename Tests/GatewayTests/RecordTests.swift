@@ -383,37 +383,61 @@ import UpstreamClient
     }
 
     /// A call cut before any answer owes its prompt once its request went out whole, unless its
-    /// upstream refused it (a status not 2xx, for the attempt that sent it); the records cross
-    /// loops, so either may be read after the cut.
+    /// upstream refused it (a status not 2xx, for the attempt that sent it). The call says so in
+    /// its ledger, then in a record that crosses loops: the record may be read after the cut, or
+    /// never (held behind a client that reads nothing, review 94 #3), and the charge follows the
+    /// ledger as it stood when the call was cut, or when the record is filed.
     @Test func aCallCutBeforeItsAnswerOwesThePromptItSentUnlessRefused() {
         let log = InnerCallLog(requestStart: 0, redactor: .none)
         let request = ModelRequest(model: "a", messages: [ModelMessage(role: .user, text: String(repeating: "x", count: 160))], stream: true)
         let prompt = Usage(promptTokens: 44, completionTokens: 0, totalTokens: 44)
-        for id in 1...6 as ClosedRange<InnerCallLog.CallID> {
-            log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, at: 0)
+        var ledgers: [InnerCallLog.CallID: PromptLedger] = [:]
+        for id in 1...9 as ClosedRange<InnerCallLog.CallID> {
+            ledgers[id] = PromptLedger()
+            log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: ledgers[id]!, at: 0)
         }
-        log.requestSent(1, InnerCallRecord.Summary(attempts: 1))  // sent, then cut
-        log.requestSent(2, InnerCallRecord.Summary(attempts: 1)); log.refused(2, InnerCallRecord.Summary(httpStatus: 500))  // refused, then cut
-        log.requestSent(3, InnerCallRecord.Summary(attempts: 1))  // a retry sent again
-        log.refused(3, InnerCallRecord.Summary(httpStatus: 429, attempts: 1))
-        log.requestSent(3, InnerCallRecord.Summary(attempts: 2))
-        // 4: never sent (connecting when cut); 5: sent, read after the cut; 6: refused, read after.
-        log.requestSent(6, InnerCallRecord.Summary(attempts: 1))
+        // As `InnerCall` does: the ledger first, then the record (`read: false`: never read).
+        func sent(_ id: InnerCallLog.CallID, attempts: Int = 1, read: Bool = true) {
+            ledgers[id]!.requestSent()
+            if read { log.requestSent(id, InnerCallRecord.Summary(attempts: attempts)) }
+        }
+        func refused(_ id: InnerCallLog.CallID, status: Int, attempts: Int = 1, read: Bool = true) {
+            ledgers[id]!.refused()
+            if read { log.refused(id, InnerCallRecord.Summary(httpStatus: status, attempts: attempts)) }
+        }
+        sent(1)  // sent, then cut
+        sent(2); refused(2, status: 500)  // refused, then cut
+        sent(3); refused(3, status: 429); sent(3, attempts: 2)  // a retry sent again
+        // 4: never sent (connecting when cut); 5: sent, read after the cut; 6: refused, read after;
+        // 7: sent, its record never read; 8: sent after the cut, its record never read; 9: refused
+        // after the cut, its record never read.
+        ledgers[5]!.requestSent()
+        sent(6)
+        sent(7, read: false)
+        sent(9)
+        ledgers[6]!.refused()
         log.cancelAll(at: 1_000)
         log.requestSent(5, InnerCallRecord.Summary(attempts: 1))
         log.refused(6, InnerCallRecord.Summary(httpStatus: 500))
+        sent(8, read: false)
+        refused(9, status: 500, read: false)
+        log.settle()  // the record is filed
         let records = log.records
-        #expect(records.map(\.usage) == [prompt, nil, prompt, nil, prompt, nil], "\(records.map(\.usage))")
-        #expect(records.map(\.usageEstimated) == [true, false, true, false, true, false])
-        #expect(log.estimates.count == 3)
+        #expect(records.map(\.usage) == [prompt, nil, prompt, nil, prompt, nil, prompt, prompt, nil], "\(records.map(\.usage))")
+        #expect(records.map(\.usageEstimated) == [true, false, true, false, true, false, true, true, false])
+        #expect(log.estimates.count == 5)
         #expect(records[1].httpStatus == 500, "a refused call's row says what answered")
         #expect(records[2].httpStatus == nil && records[2].attempts == 2, "a retry's row is its own (review 95 #1)")
         // A refusal does not take back what output owes.
-        log.started(7, role: .judge, routes: [(model: "mock/a", provider: "mock")], request: request, at: 0)
-        log.requestSent(7, InnerCallRecord.Summary(attempts: 1))
-        log.event(7, .text("x"), at: 1_000)
-        log.cancelled(7, at: 2_000)
-        log.refused(7, InnerCallRecord.Summary(httpStatus: 500))
-        #expect(log.records[6].usage == Usage(promptTokens: 44, completionTokens: 1, totalTokens: 45))
+        let judge = PromptLedger()
+        log.started(10, role: .judge, routes: [(model: "mock/a", provider: "mock")], request: request, ledger: judge, at: 0)
+        judge.requestSent()
+        log.requestSent(10, InnerCallRecord.Summary(attempts: 1))
+        log.event(10, .text("x"), at: 1_000)
+        log.cancelled(10, at: 2_000)
+        judge.refused()
+        log.refused(10, InnerCallRecord.Summary(httpStatus: 500))
+        log.settle()
+        #expect(log.records[9].usage == Usage(promptTokens: 44, completionTokens: 1, totalTokens: 45))
     }
 }

@@ -210,7 +210,7 @@ import UpstreamClient
     /// Reads a request head (up to its blank line) from a blocking socket.
     /// How a test's upstream answers a request it took.
     enum Answer {
-        /// Not at all.
+        /// Not at all, once the whole request is in.
         case nothing
         /// A `500` head, its body never coming, once the request is in.
         case refusal
@@ -229,15 +229,7 @@ import UpstreamClient
         let head = readHead(connection)
         #expect(head.hasPrefix("POST /v1/chat/completions"))
         let refusal = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
-        switch answer {
-        case .nothing:
-            break
-        case .refusal:
-            let bytes = Array((refusal + "\r\n{\"error\":").utf8)
-            #expect(write(connection, bytes, bytes.count) == bytes.count)
-        case .earlyRefusal:
-            let bytes = Array((refusal + "Connection: close\r\n\r\n{\"error\":").utf8)
-            #expect(write(connection, bytes, bytes.count) == bytes.count)
+        func readBody() {
             let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                 .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
             var taken = 0
@@ -247,7 +239,18 @@ import UpstreamClient
                 guard count > 0 else { break }
                 taken += count
             }
-            #expect(taken == length && length > 0, "the body went out after the refusal")
+            #expect(taken == length && length > 0, "the whole body went out")
+        }
+        switch answer {
+        case .nothing:
+            readBody()
+        case .refusal:
+            let bytes = Array((refusal + "\r\n{\"error\":").utf8)
+            #expect(write(connection, bytes, bytes.count) == bytes.count)
+        case .earlyRefusal:
+            let bytes = Array((refusal + "Connection: close\r\n\r\n{\"error\":").utf8)
+            #expect(write(connection, bytes, bytes.count) == bytes.count)
+            readBody()  // curl goes on sending it after the refusal
         }
         usleep(300_000)
         client.disconnect()

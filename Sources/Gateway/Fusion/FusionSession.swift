@@ -260,8 +260,9 @@ final class FusionSession<Renderer: FusionRenderer> {
         case .outer(final: true): meter.begin(.outerFinal, at: time)
         case .outer(final: false): break
         }
+        let ledger = PromptLedger()
         callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) },
-                        request: call.request, at: time)
+                        request: call.request, ledger: ledger, at: time)
         callStarts[call.id] = time
         let request = call.request
         var worker = workers[0]
@@ -281,7 +282,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         let budget = budget
         calls[call.id] = CallHandle(on: worker, from: loop) { client in
             InnerCall(client: client, routes: candidates, request: request, extraHeaders: headers, timeoutMilliseconds: timeout,
-                      upstream: upstream, redactor: redactor, channel: channel, producer: producer, metrics: metrics, budget: budget)
+                      upstream: upstream, redactor: redactor, channel: channel, producer: producer, metrics: metrics, budget: budget,
+                      ledger: ledger)
         }
     }
 
@@ -411,6 +413,7 @@ final class FusionSession<Renderer: FusionRenderer> {
     private func fileRecord() {
         let time = EventLoop.monotonicNanoseconds()
         callLog.cancelAll(at: time)
+        callLog.settle()
         for start in callStarts.values { meter.waited(from: start, to: time) }
         callStarts.removeAll()
         meter.end(at: time)

@@ -53,6 +53,8 @@ final class InnerCall {
     private var latency: ProviderLatencyMeter
     /// For the call's record: upstream requests made, the last status, when it started.
     var summary = InnerCallRecord.Summary()
+    /// Whether the upstream holds the prompt, read by the session whatever its records' fate.
+    private let ledger: PromptLedger
     /// Whether the attempt's prompt counts (`ModelStreamDecoder.promptUsage`) were sent.
     private var promptUsageChecked = false
     /// The deliberation's bytes, shared with its other calls; and this call's own.
@@ -74,8 +76,9 @@ final class InnerCall {
     /// outer turn streaming for longer than that was cut, however fast its tokens came).
     init(client: UpstreamClient, routes: [ModelRoute], request: ModelRequest, extraHeaders: [(String, String)],
          timeoutMilliseconds: UInt64?, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16,
-         metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil) {
+         metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil, ledger: PromptLedger = PromptLedger()) {
         precondition(!routes.isEmpty, "an inner call needs a route")
+        self.ledger = ledger
         self.metrics = metrics
         latency = ProviderLatencyMeter(metrics: metrics)
         self.client = client
@@ -164,18 +167,23 @@ final class InnerCall {
             // The upstream took the prompt: a call cut from here on is charged for it. One that
             // refused it is not, however far its request went.
             if (200..<300).contains(status) {
+                ledger.accepted()
                 emit(InnerCallRecord.accepted, InnerCallRecord.encodeAccepted(summary))
             } else {
                 // Refused before its body was in (nginx's early `413` with `Connection: close`,
                 // which curl goes on uploading into): the body's end owes nothing either (review
                 // 94 #1: charged a 3 MB prompt).
                 transfer.onRequestSent = nil
+                ledger.refused()
                 emit(InnerCallRecord.refused, InnerCallRecord.encodeAccepted(summary))
             }
         }
         // The upstream has the whole request: a call cut from here on, before any answer, is
         // charged its prompt (a head may come only with the first token, seconds later).
-        transfer.onRequestSent = { [unowned self] in emit(InnerCallRecord.requestSent, InnerCallRecord.encodeAccepted(summary)) }
+        transfer.onRequestSent = { [unowned self] in
+            ledger.requestSent()
+            emit(InnerCallRecord.requestSent, InnerCallRecord.encodeAccepted(summary))
+        }
         transfer.onData = { [unowned self] bytes in didReceive(bytes) }
         transfer.onComplete = { [unowned self] failure in didComplete(failure) }
     }

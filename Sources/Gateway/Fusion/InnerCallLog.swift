@@ -24,11 +24,10 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// The prompt's counts its upstream gave before the answer (Anthropic's `message_start`):
         /// what it is charged for its prompt if cut before its usage.
         var promptUsage: Usage?
-        /// An upstream answered 2xx: it took the prompt, charged if the call is cut.
-        var accepted = false
-        /// The current attempt's request went out whole and its upstream has not refused it:
-        /// charged its prompt if cut before any answer, as a proxied call is.
-        var delivered = false
+        /// Whether its upstream holds its prompt (answered 2xx, or has the current attempt's
+        /// whole request and has not refused it): a call cut before any answer is charged its
+        /// prompt then, as a proxied call is. Set by the call on its loop.
+        let ledger: PromptLedger
         /// Its request (sharing the session's storage): its prompt is what the call is charged
         /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
         /// the path of every call's start.
@@ -36,8 +35,10 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// The panel member it answers for (nil: an outer or judge call).
         let member: Int?
 
-        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], request: ModelRequest, member: Int?) {
+        init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], request: ModelRequest, member: Int?,
+             ledger: PromptLedger) {
             self.record = record
+            self.ledger = ledger
             self.startedAt = startedAt
             self.routes = routes
             self.request = request
@@ -64,12 +65,12 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     }
 
     func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], request: ModelRequest,
-                 at now: UInt64) {
+                 ledger: PromptLedger = PromptLedger(), at now: UInt64) {
         guard let first = routes.first else { return }
         var record = CallRecord(role: Self.role(role), model: first.model, provider: first.provider)
         record.startMilliseconds = OverheadMeter.milliseconds(now &- requestStart)
         let member: Int? = if case .member(let index) = role { index } else { nil }
-        entries[id] = Entry(record: record, startedAt: now, routes: routes, request: request, member: member)
+        entries[id] = Entry(record: record, startedAt: now, routes: routes, request: request, member: member, ledger: ledger)
     }
 
     func event(_ id: CallID, _ event: ModelEvent, at now: UInt64) {
@@ -116,37 +117,41 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// The call's upstream answered 2xx. What it said of itself so far (its status, request id,
     /// which route answered) is the record's until the call's end says more: a call the
     /// session cuts keeps them (review 81A #3: it had no status and no ids).
-    func accepted(_ id: CallID, _ summary: InnerCallRecord.Summary) {
-        guard let entry = entries[id] else { return }
-        entry.accepted = true
-        if entry.open { describe(entry, summary) }
-        // Read after the session cut the call (its records cross loops): charged as if before.
-        if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
-    }
+    func accepted(_ id: CallID, _ summary: InnerCallRecord.Summary) { described(id, summary) }
 
     /// The call's current attempt has sent its whole request: its record says this attempt's
-    /// count and route (review 95 #1: a retry's cut row said the refused attempt's status). Read
-    /// after the session cut the call (its records cross loops): charged as if before.
-    func requestSent(_ id: CallID, _ summary: InnerCallRecord.Summary) {
+    /// count and route (review 95 #1: a retry's cut row said the refused attempt's status).
+    func requestSent(_ id: CallID, _ summary: InnerCallRecord.Summary) { described(id, summary) }
+
+    /// The call's current attempt was refused (a status not 2xx): its record says what answered
+    /// (review 94 #5: a cut call's row had no status after a `500`).
+    func refused(_ id: CallID, _ summary: InnerCallRecord.Summary) { described(id, summary) }
+
+    /// A record of what the call's upstream holds (its ledger already says it): an open call's
+    /// row takes its summary; a call the session cut before the record was read (records cross
+    /// loops) is charged again from its ledger as it stands now.
+    private func described(_ id: CallID, _ summary: InnerCallRecord.Summary) {
         guard let entry = entries[id] else { return }
-        entry.delivered = true
-        if entry.open { describe(entry, summary) }
-        if !entry.open && entry.record.cancelled && entry.record.usage == nil { estimateUsage(entry, cut: true) }
+        if entry.open { describe(entry, summary) } else { reconsider(entry) }
     }
 
-    /// The call's current attempt was refused (a status not 2xx): it owes no prompt for it, and
-    /// its record says what answered (review 94 #5: a cut call's row had no status after a
-    /// `500`). Read after the session cut the call, the prompt it was charged for it as delivered
-    /// is taken back.
-    func refused(_ id: CallID, _ summary: InnerCallRecord.Summary) {
-        guard let entry = entries[id] else { return }
-        if entry.open { describe(entry, summary) }
-        guard entry.delivered else { return }
-        entry.delivered = false
-        if !entry.open && entry.record.cancelled && entry.record.usageEstimated && entry.outputEvents == 0 && !owesPrompt(entry) {
+    /// A cut call's charge, from its ledger as it stands now: its prompt once its upstream holds
+    /// it, and not while it does not (refused after the cut), unless its output owes it.
+    private func reconsider(_ entry: Entry) {
+        guard entry.record.cancelled else { return }
+        if entry.record.usage == nil {
+            estimateUsage(entry, cut: true)
+        } else if entry.record.usageEstimated && entry.outputEvents == 0 && !owesPrompt(entry) {
             entry.record.usage = nil
             entry.record.usageEstimated = false
         }
+    }
+
+    /// Before the record is filed: every cut call charged from its ledger, whose records may
+    /// never be read (held behind a client that reads nothing, in the ring or the call's
+    /// outbox, they go with the session: review 94 #3).
+    func settle() {
+        for entry in entries.values where !entry.open { reconsider(entry) }
     }
 
     /// The session stopped the call (or the request ended with it running).
@@ -181,7 +186,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// Whether a call cut before any output owes its prompt: its upstream took it (answered 2xx,
     /// or counted it first), or has the whole request and has not refused it.
     private func owesPrompt(_ entry: Entry) -> Bool {
-        entry.accepted || entry.promptUsage != nil || entry.delivered
+        entry.promptUsage != nil || entry.ledger.owesPrompt
     }
 
     /// The model that answered a closed call, when it was not the one asked (a fallback).
