@@ -439,5 +439,24 @@ import UpstreamClient
         log.refused(10, InnerCallRecord.Summary(httpStatus: 500))
         log.settle()
         #expect(log.records[9].usage == Usage(promptTokens: 44, completionTokens: 1, totalTokens: 45))
+        // Output and a usage report the call read and the session did not: charged from the ledger.
+        let (writing, reported) = (PromptLedger(), PromptLedger())
+        log.started(11, role: .member(index: 11), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: writing, at: 0)
+        log.started(12, role: .member(index: 12), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: reported, at: 0)
+        writing.accepted()
+        for piece in 0..<5 {
+            writing.outputPiece()
+            if piece < 3 { log.event(11, .text("x"), at: 1_000) }
+        }
+        reported.accepted()
+        reported.outputPiece()
+        let usage = Usage(promptTokens: 50, completionTokens: 9, totalTokens: 59)
+        reported.usage(usage)
+        log.cancelAll(at: 3_000)
+        #expect(log.records[10].usage == Usage(promptTokens: 44, completionTokens: 5, totalTokens: 49) && log.records[10].usageEstimated)
+        #expect(log.records[11].usage == usage && !log.records[11].usageEstimated)
+        writing.outputPiece()  // read by the call after the cut, before the record is filed
+        log.settle()
+        #expect(log.records[10].usage == Usage(promptTokens: 44, completionTokens: 6, totalTokens: 50))
     }
 }

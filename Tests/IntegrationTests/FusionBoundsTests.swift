@@ -123,6 +123,12 @@ import Testing
         let fields = line?.metadata ?? [:]
         let prompt = Int(fields["prompt_tokens"] ?? "0") ?? -1
         #expect(fields["cancelled"] == "true", "\(fields)")
+        if !clientReads {
+            // The other member answered whole, all of it held too: its upstream's own usage.
+            let other = log.entries.first { $0.message == "inner call finished" && $0.metadata["model"]?.hasPrefix("mock/paced") == true }?.metadata ?? [:]
+            #expect(other["usage_estimated"] == nil && Int(other["completion_tokens"] ?? "0") ?? 0 > 0 && Int(other["prompt_tokens"] ?? "0") ?? 0 > 0,
+                    "\(other)")
+        }
         if answer == .nothing {
             #expect(prompt > 0 && fields["completion_tokens"] == "0" && fields["usage_estimated"] == "true", "\(fields)")
         } else {

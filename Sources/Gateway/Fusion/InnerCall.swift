@@ -53,7 +53,8 @@ final class InnerCall {
     private var latency: ProviderLatencyMeter
     /// For the call's record: upstream requests made, the last status, when it started.
     var summary = InnerCallRecord.Summary()
-    /// Whether the upstream holds the prompt, read by the session whatever its records' fate.
+    /// What the call owes so far (its upstream holds the prompt, its output, its usage), read by
+    /// the session whatever its records' fate.
     private let ledger: PromptLedger
     /// Whether the attempt's prompt counts (`ModelStreamDecoder.promptUsage`) were sent.
     private var promptUsageChecked = false
@@ -397,6 +398,11 @@ final class InnerCall {
             }
             // A usage without a cost is costed at the config's price (as the proxy's are).
             if case .usage = event { event = event.costed(at: route.price) }
+            switch event {
+            case .text, .reasoning, .refusal, .toolCall: ledger.outputPiece()
+            case .usage(let usage): ledger.usage(usage)
+            default: break
+            }
             if !InnerCallRecord.encodeSmallText(event, { kind, bytes in outbox.push(kind, bytes) }) {
                 InnerCallRecord.encode(event) { kind, bytes in emit(kind, bytes) }
             }

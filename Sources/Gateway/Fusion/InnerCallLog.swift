@@ -24,9 +24,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// The prompt's counts its upstream gave before the answer (Anthropic's `message_start`):
         /// what it is charged for its prompt if cut before its usage.
         var promptUsage: Usage?
-        /// Whether its upstream holds its prompt (answered 2xx, or has the current attempt's
-        /// whole request and has not refused it): a call cut before any answer is charged its
-        /// prompt then, as a proxied call is. Set by the call on its loop.
+        /// What the call owes as far as it has read (its upstream holds its prompt, the output
+        /// and usage it read), set on its loop: a call the session cuts is charged from it,
+        /// whatever of its records the session never read.
         let ledger: PromptLedger
         /// Its request (sharing the session's storage): its prompt is what the call is charged
         /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
@@ -135,16 +135,23 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         if entry.open { describe(entry, summary) } else { reconsider(entry) }
     }
 
-    /// A cut call's charge, from its ledger as it stands now: its prompt once its upstream holds
-    /// it, and not while it does not (refused after the cut), unless its output owes it.
+    /// A cut call's charge, from its ledger as it stands now: its upstream's usage report if the
+    /// call read one; else its prompt once its upstream holds it, and not while it does not
+    /// (refused after the cut), unless output owes it, and a token a piece of its output.
     private func reconsider(_ entry: Entry) {
-        guard entry.record.cancelled else { return }
-        if entry.record.usage == nil {
-            estimateUsage(entry, cut: true)
-        } else if entry.record.usageEstimated && entry.outputEvents == 0 && !owesPrompt(entry) {
-            entry.record.usage = nil
+        guard entry.record.cancelled, entry.record.usage == nil || entry.record.usageEstimated else { return }
+        if let reported = entry.ledger.reportedUsage {
+            // The upstream's own report, read by the call after the session last heard from it.
+            entry.record.usage = reported
             entry.record.usageEstimated = false
+            return
         }
+        // Made again from what it owes now, never below what it was charged for output (its
+        // output limit, when it stopped there).
+        let charged = entry.record.usage?.completionTokens ?? 0
+        entry.record.usage = nil
+        entry.record.usageEstimated = false
+        estimateUsage(entry, cut: true, completionAtLeast: charged)
     }
 
     /// Before the record is filed: every cut call charged from its ledger, whose records may
@@ -158,8 +165,8 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     func cancelled(_ id: CallID, at now: UInt64) {
         guard let entry = entries[id], entry.open else { return }
         entry.open = false
-        estimateUsage(entry, cut: true)
         entry.record.cancelled = true
+        reconsider(entry)  // what it owes, from its ledger too: the session may not have read it all
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, cancelled: true).finishReason
         entry.record.durationMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt)
     }
@@ -169,13 +176,14 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// the calls free (the key's tokens per minute and budget): its prompt as its upstream
     /// counted it, when it said so first, or by its size. `cut`: the session stopped it, so one
     /// whose upstream took the prompt is charged it even before any output (review 77B #1).
-    private func estimateUsage(_ entry: Entry, cut: Bool = false) {
-        guard entry.record.usage == nil, entry.outputEvents > 0 || (cut && owesPrompt(entry)) else { return }
+    private func estimateUsage(_ entry: Entry, cut: Bool = false, completionAtLeast floor: Int64 = 0) {
+        let output = max(entry.outputEvents, entry.ledger.outputPieces)  // the ledger's: what the session has not read yet
+        guard entry.record.usage == nil, output > 0 || (cut && owesPrompt(entry)) else { return }
         let prompt = entry.promptUsage ?? Usage(promptTokens: CostEstimate.tokens(request: entry.request))
         // One that stopped at its output limit (the upstream's `length`, or stopped there by the
         // gateway as its output passed the bound) wrote its limit: a token per piece would charge
         // 110 tokens for 900 KB in one delta (review 68C #4).
-        var completion = entry.outputEvents
+        var completion = max(output, floor)
         if entry.record.finishReason == FinishReason.length.rawValue, let limit = entry.request.maxOutputTokens {
             completion = max(completion, limit)
         }

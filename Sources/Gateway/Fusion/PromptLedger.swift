@@ -1,14 +1,19 @@
+import EventLoop
+import Providers
 import Synchronization
 
-/// Whether an inner call's upstream holds its prompt: set by the call on its loop, read by its
-/// session on another, when it cuts the call and again when it files the record. The call's
-/// records say the same (`InnerCallRecord.accepted`, `requestSent`, `refused`), but a record can
-/// wait behind a client that reads nothing (in the session's ring, then in the call's outbox once
-/// the ring is full) and is dropped with the session: a call cut then was charged nothing for a
-/// prompt its upstream had (review 94 #3). Two flags, a few stores per call, off the token path.
+/// What an inner call owes, as far as its upstream has gone: set by the call on its loop, read by
+/// its session on another, when it cuts the call and again when it files the record. The call's
+/// records say the same (`InnerCallRecord.accepted`, `requestSent`, `refused`, its output and
+/// usage events), but a record can wait behind a client that reads nothing (in the session's
+/// ring, then in the call's outbox once the ring is full) and is dropped with the session: a call
+/// cut then was charged nothing for a prompt its upstream had, nor for output read but not yet
+/// read by the session (review 94 #3). Stores per call, one relaxed add per piece of output.
 final class PromptLedger: Sendable {
     private let tookIt = Atomic<Bool>(false)
     private let hasIt = Atomic<Bool>(false)
+    private let pieces = Atomic<Int64>(0)
+    private let reported = Lock<Usage?>(nil)
 
     /// The upstream answered 2xx: it took the prompt, whatever comes after.
     func accepted() { tookIt.store(true, ordering: .releasing) }
@@ -20,7 +25,18 @@ final class PromptLedger: Sendable {
     /// retry's `requestSent` sets it again.
     func refused() { hasIt.store(false, ordering: .releasing) }
 
+    /// A piece of output (text, reasoning, a refusal, a tool call's fragment) passed to the
+    /// session: what `InnerCallLog` counts a token each when it estimates.
+    func outputPiece() { pieces.add(1, ordering: .relaxed) }
+
+    /// The upstream's usage report (the last is the call's total).
+    func usage(_ usage: Usage) { reported.withLock { $0 = usage } }
+
     /// A call cut before any answer owes its prompt: its upstream took it, or has it and has
     /// not refused it.
     var owesPrompt: Bool { tookIt.load(ordering: .acquiring) || hasIt.load(ordering: .acquiring) }
+
+    var outputPieces: Int64 { pieces.load(ordering: .relaxed) }
+
+    var reportedUsage: Usage? { reported.withLock { $0 } }
 }
