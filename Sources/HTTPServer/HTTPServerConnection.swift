@@ -2,9 +2,10 @@ import EventLoop
 
 /// One client connection: reads and decodes requests, answers them strictly in order (pipelined
 /// requests wait, unparsed, until the response before them is finished), and enforces the
-/// header, body and idle limits and the server's head guard.
+/// header, body and idle limits and the server's head guard. Its deadlines are
+/// `HTTPServerConnection+Deadlines.swift`; the state they read is internal, not private.
 final class HTTPServerConnection {
-    private enum State {
+    enum State {
         /// Waiting for (more of) a request.
         case reading
         /// A handler owns the current request.
@@ -17,20 +18,23 @@ final class HTTPServerConnection {
 
     let tcp: TCPConnection
     let limits: HTTPServerLimits
-    private unowned let server: HTTPServer
-    private let decoder: HTTPRequestDecoder
-    private var state = State.reading
-    private var inbound: [UInt8] = []
+    unowned let server: HTTPServer
+    let decoder: HTTPRequestDecoder
+    var state = State.reading
+    var inbound: [UInt8] = []
     /// Capacity of `inbound` kept between requests: a request head and a small body.
     static let keptInboundCapacity = 16 * 1024
     private var processing = false
     /// The head of the request being read, once complete.
-    private var currentHead: HTTPRequest?
+    var currentHead: HTTPRequest?
     /// Header deadline or idle timeout, whichever applies to the current state.
-    private lazy var timer = LoopTimer(loop: tcp.loop) { [weak self] in self?.timerDidFire() }
-    private var headerDeadlineArmed = false
+    lazy var timer = LoopTimer(loop: tcp.loop) { [weak self] in self?.timerDidFire() }
+    var headerDeadlineArmed = false
+    /// The idle (or first byte's) timeout found bytes not yet read and waited for the read, once
+    /// (`timerDidFire`); a request begun or a new idle period resets it.
+    var reprieved = false
     /// When the current request's body began (loop milliseconds; nil: not reading a body).
-    private var bodyStartedAt: UInt64?
+    var bodyStartedAt: UInt64?
     /// Set at shutdown: finish the current response, then close.
     var closeAfterResponse = false
     /// Requests handed to the server so far: none means the connection was just accepted.
@@ -47,9 +51,13 @@ final class HTTPServerConnection {
     private let heldBodies: HeldBytes?
     /// What a body of known length still owes must have come by then (`armBodyTimer`: it only
     /// comes closer).
-    private var bodyDeadline: UInt64?
+    var bodyDeadline: UInt64?
     /// A chunked body's current pace window: when it began and the bytes received by then.
-    private var paceMark: (at: UInt64, bytes: Int)?
+    var paceMark: (at: UInt64, bytes: Int)?
+
+    /// While a finished response's bytes are still on their way to the client: the check of its
+    /// reader's pace (nil: nothing queued, truly idle).
+    var drainCheck: DrainPace?
 
     init(tcp: TCPConnection, server: HTTPServer) {
         self.tcp = tcp
@@ -310,6 +318,7 @@ final class HTTPServerConnection {
         if decoder.isMidRequest && !decoder.headersComplete {
             if !headerDeadlineArmed {
                 headerDeadlineArmed = true
+                reprieved = false
                 timer.start(afterMilliseconds: limits.headerTimeoutMilliseconds)
             }
         } else if decoder.isMidRequest {
@@ -325,115 +334,6 @@ final class HTTPServerConnection {
         // running. Re-armed here, `\r\n` every 55 s held a connection for weeks.
     }
 
-    /// A body in progress may pause for `idleTimeoutMilliseconds` at most, and must be whole by
-    /// its deadline: `bodyTimeoutMilliseconds` from the end of the headers, plus a second for
-    /// every `minBodyBytesPerSecond` bytes received; and a body of known length must bring what
-    /// it still owes at that pace from any moment on (`bodyTimeoutMilliseconds` plus a second a
-    /// `minBodyBytesPerSecond` from now), a deadline that only comes closer: one that sent all
-    /// but its last bytes fast earned an hour's credit, and trickled them for it (review 66 #2).
-    /// Arithmetic on the client's byte count saturates.
-    private func armBodyTimer() {
-        headerDeadlineArmed = false
-        let now = loop.nowMilliseconds
-        let start = bodyStartedAt ?? now
-        bodyStartedAt = start
-        let rate = UInt64(max(1, limits.minBodyBytesPerSecond))
-        func plus(_ a: UInt64, _ b: UInt64) -> UInt64 { a.addingReportingOverflow(b).overflow ? .max : a + b }
-        func milliseconds(for bytes: Int) -> UInt64 { min(UInt64(max(0, bytes)) / rate, UInt64.max / 1_000) * 1_000 }
-        var deadline = plus(plus(start, limits.bodyTimeoutMilliseconds), milliseconds(for: decoder.bodyBytesReceived))
-        if let owed = decoder.bodyBytesRemaining {
-            let owing = min(plus(plus(now, limits.bodyTimeoutMilliseconds), milliseconds(for: owed)), bodyDeadline ?? .max)
-            bodyDeadline = owing
-            deadline = min(deadline, owing)
-        } else {
-            // A chunked body says nothing of what it owes: it keeps the pace window by window,
-            // each `bodyTimeoutMilliseconds` earning only from what came in it (review 67 #1: a
-            // fast start earned an hour to trickle in, holding the shared bound on bodies).
-            var mark = paceMark ?? (start, 0)
-            if now >= plus(mark.at, limits.bodyTimeoutMilliseconds) { mark = (now, decoder.bodyBytesReceived) }
-            paceMark = mark
-            deadline = min(deadline, plus(plus(mark.at, limits.bodyTimeoutMilliseconds), milliseconds(for: decoder.bodyBytesReceived - mark.bytes)))
-        }
-        timer.start(afterMilliseconds: min(limits.idleTimeoutMilliseconds, deadline > now ? deadline - now : 0))
-    }
-
-    /// While a finished response's bytes are still on their way to the client: the check of its
-    /// reader's pace (nil: nothing queued, truly idle).
-    private var drainCheck: DrainPace?
-
-    /// Idle means nothing left to write: while a finished response is still queued for a slow
-    /// reader, the connection is not idle but writing, and is closed if the reader falls below
-    /// the pace `DrainPace` asks. A check already running keeps its deadline: a pipelined answer
-    /// finishing behind it buys no time.
-    private func armIdleTimer() {
-        headerDeadlineArmed = false
-        if tcp.bufferedBytes > 0 {
-            let check = drainCheck ?? startDrainCheck()
-            let (end, overflow) = check.since.addingReportingOverflow(limits.stalledWriteTimeoutMilliseconds)
-            let now = loop.nowMilliseconds
-            timer.start(afterMilliseconds: overflow ? .max : (end > now ? end - now : 0))
-        } else {
-            drainCheck = nil
-            timer.start(afterMilliseconds: limits.idleTimeoutMilliseconds)
-        }
-        updateDrainInterest()
-    }
-
-    /// A new period of the drain check, from now. Every path that arms the stalled-write deadline
-    /// goes through this.
-    @discardableResult
-    private func startDrainCheck() -> DrainPace {
-        let check = DrainPace(since: loop.nowMilliseconds, backlog: tcp.backlog)
-        drainCheck = check
-        return check
-    }
-
-    private func keptPace(_ check: DrainPace) -> Bool {
-        check.kept(now: loop.nowMilliseconds, backlog: tcp.backlog, minBytesPerSecond: limits.minDrainBytesPerSecond)
-    }
-
-    private func timerDidFire() {
-        switch state {
-        case .reading:
-            // Still writing the last response to a client that does not keep pace.
-            let stalled = tcp.bufferedBytes > 0 && !(drainCheck.map(keptPace) ?? false)
-            if !decoder.isMidRequest && tcp.bufferedBytes > 0 && !stalled {
-                // Still writing the last response, and the client keeps pace (a pipelined request
-                // may wait for it to drain: `writesBacklogged`).
-                startDrainCheck()
-                armIdleTimer()
-            } else if (decoder.isMidRequest || !inbound.isEmpty) && !stalled {
-                refuse(server.render(.timeout, path: decoder.requestPath, head: currentHead))
-            } else {
-                // An idle keep-alive connection, or a reader that stopped or crawls, its pipelined
-                // requests waiting behind what it does not read: the reader is the slow one, not
-                // the request (review 60B #6: a 408 `request_timeout` was queued behind the unread).
-                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
-                close()
-            }
-        case .lingering:
-            close()
-        case .closed where tcp.isOpen:
-            // Sending its last bytes (`finishAndClose`): a reader that keeps pace gets more time,
-            // one that stopped or crawls is cut off.
-            if tcp.bufferedBytes > 0, let check = drainCheck, keptPace(check) {
-                startDrainCheck()
-                timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
-            } else {
-                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
-                tcp.close()
-            }
-        case .responding:
-            // Reading paused at the pipelining bound (`didRead`): the client may have left.
-            if tcp.peerHasClosed {
-                close()
-            } else {
-                timer.start(afterMilliseconds: Self.peerProbeMilliseconds)
-            }
-        case .closed:
-            break
-        }
-    }
 
     /// How often a connection whose reading is paused mid-response asks whether its client left.
     static let peerProbeMilliseconds: UInt64 = 1_000
@@ -442,7 +342,7 @@ final class HTTPServerConnection {
     /// and closes: after a framing error the byte stream cannot be trusted (request smuggling),
     /// so the connection is never reused. What the client still sends is read and dropped until
     /// it closes or `lingerMilliseconds` pass (see `TCPConnection.shutdownAfterWriting`).
-    private func refuse(_ response: HTTPResponse) {
+    func refuse(_ response: HTTPResponse) {
         releaseHeldBody()  // what it still sends is dropped
         var bytes = HTTPResponseWriter.head(status: response.status, headers: response.headers, keepAlive: false)
         bytes.append(contentsOf: "Content-Length: \(response.body.count)\r\n\r\n".utf8)

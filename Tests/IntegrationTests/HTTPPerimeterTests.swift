@@ -317,6 +317,41 @@ final class GuardedServer: @unchecked Sendable {
         #expect(try server.openConnections() == 1, "the keep-alive connection that sent a request stays")
     }
 
+    /// A request that came in time is answered even when the loop runs late past the deadline it
+    /// beat: libuv runs due timers before the poll that reads, so the first byte's timeout, or the
+    /// idle timeout between requests, closed the connection without a word, its request waiting
+    /// in the kernel (seen as a broken pipe on an 8 MB request in a loaded test run).
+    @Test func aRequestWaitingAsTheLoopRunsLateIsAnswered() throws {
+        var limits = HTTPServerLimits()
+        limits.headerTimeoutMilliseconds = 200
+        limits.idleTimeoutMilliseconds = 200
+        let server = try GuardedServer(limits: limits)
+        let client = try server.client()
+        for _ in 0..<500 where try server.openConnections() != 1 { usleep(10_000) }
+        // A new connection, one kept alive, then one whose head's first half came before.
+        for begun in ["", "", "GET / HTTP/1.1\r\n"] {
+            if !begun.isEmpty {
+                try client.send(begun)
+                usleep(50_000)
+            }
+            // The loop is kept busy past the deadline; the request (or its rest) arrives meanwhile.
+            let busy = DispatchSemaphore(value: 0)
+            server.thread.loop.execute {
+                busy.signal()
+                usleep(600_000)
+            }
+            busy.wait()
+            try client.send(begun.isEmpty ? "GET / HTTP/1.1\r\nHost: x\r\n\r\n" : "Host: x\r\n\r\n")
+            #expect(try client.readResponse().status == 200)
+        }
+        // Idle after that: closed at its timeout as before; a head left half-sent still gets its 408.
+        #expect(client.peerClosed(), "closed within the client's 5 s read timeout")
+        #expect(server.handled.load(ordering: .relaxed) == 3)
+        let halfway = try server.client()
+        try halfway.send("GET / HTTP/1.1\r\n")
+        #expect(try halfway.readResponse().status == 408)
+    }
+
     /// Empty lines before a request (which the parser skips, RFC 9112 §2.2) are no activity: a
     /// connection that sends only those is closed at the header timeout (review 44 perimeter #4:
     /// each re-armed the minute-long idle timeout, and `\r\n` every 55 s held it for weeks).
