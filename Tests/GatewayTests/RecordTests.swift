@@ -458,5 +458,14 @@ import UpstreamClient
         writing.outputPiece()  // read by the call after the cut, before the record is filed
         log.settle()
         #expect(log.records[10].usage == Usage(promptTokens: 44, completionTokens: 6, totalTokens: 50))
+        // An upstream that counts on every chunk: the last count the call read, not the session's.
+        let counting = PromptLedger()
+        log.started(13, role: .member(index: 13), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: counting, at: 0)
+        counting.accepted()
+        counting.usage(Usage(promptTokens: 50, completionTokens: 1, totalTokens: 51))
+        log.event(13, .usage(Usage(promptTokens: 50, completionTokens: 1, totalTokens: 51)), at: 1_000)
+        counting.usage(usage)
+        log.cancelled(13, at: 2_000)
+        #expect(log.records[12].usage == usage && !log.records[12].usageEstimated)
     }
 }

@@ -139,13 +139,15 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// call read one; else its prompt once its upstream holds it, and not while it does not
     /// (refused after the cut), unless output owes it, and a token a piece of its output.
     private func reconsider(_ entry: Entry) {
-        guard entry.record.cancelled, entry.record.usage == nil || entry.record.usageEstimated else { return }
+        guard entry.record.cancelled else { return }
         if let reported = entry.ledger.reportedUsage {
-            // The upstream's own report, read by the call after the session last heard from it.
+            // The last report the call read: the session may have read an earlier one (an
+            // upstream that counts on every chunk), or none.
             entry.record.usage = reported
             entry.record.usageEstimated = false
             return
         }
+        guard entry.record.usage == nil || entry.record.usageEstimated else { return }
         // Made again from what it owes now, never below what it was charged for output (its
         // output limit, when it stopped there).
         let charged = entry.record.usage?.completionTokens ?? 0
