@@ -13,7 +13,9 @@ each process spent over its deliberations is divided by their number. Timed, unl
 instructions-per-request.py --fusion (which counts user-space instructions exactly): this one
 includes the kernel's share and what instructions cost on this machine.
 """
-import argparse, os, socket, subprocess, sys, tempfile, time
+import argparse, os, subprocess, tempfile
+
+from loopback import FUSION_BODY, free_port, stream, wait_for
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("builds", nargs="+", help="NAME=BINARY")
@@ -23,46 +25,10 @@ args = parser.parse_args()
 builds = dict(item.split("=", 1) for item in args.builds)
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(port, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing listening on port {port}")
-
-
 def cpu(pid, fields=(11, 12)):
     """utime and stime (fields 14 and 15 of /proc/PID/stat), in seconds."""
     values = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return sum(int(values[index]) for index in fields) / os.sysconf("SC_CLK_TCK")
-
-
-BODY = (b'{"model":"fusion","stream":true,"stream_options":{"include_usage":true},'
-        b'"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}')
-
-
-def deliberate(port):
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(BODY))
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
-        connection.sendall(head + BODY)
-        received = b""
-        while not received.endswith(b"0\r\n\r\n"):
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-    if b"data: [DONE]" not in received:
-        sys.exit(f"an incomplete deliberation: {received[-300:]!r}")
 
 
 work = tempfile.mkdtemp(prefix="deliberation-cpu-")
@@ -85,14 +51,14 @@ try:
         gateways[name] = (process, port)
         wait_for(port)
         for _ in range(5):  # warm
-            deliberate(port)
+            stream(port, FUSION_BODY)
     total = {name: 0.0 for name in builds}
     user = {name: 0.0 for name in builds}
     for _ in range(args.blocks):
         for name, (process, port) in gateways.items():
             before, user_before = cpu(process.pid), cpu(process.pid, (11,))
             for _ in range(args.per_block):
-                deliberate(port)
+                stream(port, FUSION_BODY)
             total[name] += cpu(process.pid) - before
             user[name] += cpu(process.pid, (11,)) - user_before
     count = args.blocks * args.per_block

@@ -19,7 +19,9 @@ and the split shows what the orchestration adds to six proxied calls. Valgrind
 3.19 cannot read the DWARF 5 that Swift writes, so it runs a copy of the binary without its
 debug sections (symbols kept).
 """
-import argparse, collections, os, re, shutil, socket, subprocess, sys, tempfile, time
+import argparse, collections, os, re, shutil, subprocess, sys, tempfile
+
+from loopback import FUSION_BODY, free_port, stream, wait_for
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--binary", required=True)
@@ -36,41 +38,10 @@ for tool in ("valgrind", "callgrind_control", "strip"):
         sys.exit(f"{tool} not found (apt-get install valgrind binutils)")
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(port, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"nothing listening on port {port} after {seconds} s")
-
-
 def request(port):
-    if args.fusion:
-        body = (b'{"model":"fusion","stream":true,"stream_options":{"include_usage":true},'
-                b'"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}]}')
-    else:
-        body = ('{"model":"%s","stream":true,"messages":[{"role":"user","content":"hello there"}]}' % args.model).encode()
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body))
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
-        connection.sendall(head + body)
-        received = b""
-        while not received.endswith(b"0\r\n\r\n"):
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-    if b"data: [DONE]" not in received:
-        sys.exit(f"an incomplete answer: {received[:300]!r}")
+    body = FUSION_BODY if args.fusion else ('{"model":"%s","stream":true,"messages":[{"role":"user","content":"hello there"}]}'
+                                            % args.model).encode()
+    stream(port, body)
 
 
 def demangled(names):

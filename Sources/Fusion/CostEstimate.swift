@@ -11,7 +11,7 @@ public struct ModelPrice: Sendable, Equatable {
         self.outputPerMillion = outputPerMillion
     }
 
-    func cost(input: Int64, output: Int64) -> Double {
+    public func cost(input: Int64, output: Int64) -> Double {
         (Double(max(0, input)) * inputPerMillion + Double(max(0, output)) * outputPerMillion) / 1_000_000
     }
 }

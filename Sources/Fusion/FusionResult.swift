@@ -264,8 +264,12 @@ extension MemberStats {
         /// a call still running when the request ended, shows them: review 63 #5).
         public var firstTokenMilliseconds: Double?
         public var durationMilliseconds: Double = 0
+        /// The gateway's estimate; false for the upstream's own report that only the call read
+        /// (the session cut it first), which is folded in the same way but said exact.
+        public var estimated = true
         public init(role: String, model: String, usage: Usage, member: Int? = nil, answeredBy: String? = nil,
-                    firstTokenMilliseconds: Double? = nil, durationMilliseconds: Double = 0) {
+                    firstTokenMilliseconds: Double? = nil, durationMilliseconds: Double = 0, estimated: Bool = true) {
+            self.estimated = estimated
             self.role = role
             self.model = model
             self.usage = usage
@@ -276,7 +280,7 @@ extension MemberStats {
         }
     }
 
-    /// `calls` with `estimates` folded in, so the client's usage is what the key is charged: a
+    /// `calls` with `estimates` (and reports only a cut call read) folded in, so the client's usage is what the key is charged: a
     /// panel member's estimate goes to that member's call (its cancelled turn's, added to its
     /// earlier turns'); any other goes to the first call of its role and model without usage (a
     /// judge stopped by the deadline), else is added to the first of them (a later turn of a
@@ -296,14 +300,14 @@ extension MemberStats {
                     var cancelled = MemberStats(model: estimate.answeredBy ?? estimate.model, role: estimate.role, status: "cancelled",
                                                 usage: estimate.usage, firstTokenMilliseconds: estimate.firstTokenMilliseconds,
                                                 durationMilliseconds: estimate.durationMilliseconds, characters: 0)
-                    cancelled.usageEstimated = true
+                    cancelled.usageEstimated = estimate.estimated
                     cancelled.member = member
                     calls.append(cancelled)
                     filled.insert(calls.count - 1)
                     continue
                 }
+                calls[own].usageEstimated = calls[own].usageEstimated || estimate.estimated
                 calls[own].usage = (calls[own].usage ?? Usage()) + estimate.usage
-                calls[own].usageEstimated = true
                 filled.insert(own)
                 continue
             }
@@ -313,18 +317,18 @@ extension MemberStats {
             }
             if let empty = matches.first(where: { calls[$0].usage == nil && !filled.contains($0) }) {
                 calls[empty].usage = estimate.usage
-                calls[empty].usageEstimated = true
+                calls[empty].usageEstimated = estimate.estimated
                 filled.insert(empty)
             } else if let stopped = matches.first(where: { calls[$0].status != "ok" && !filled.contains($0) }) {
                 // A cut or stopped call that has its earlier turns' usage: the estimate is its
                 // cancelled turn's, not another member's of the same model (review 49 #7), and
                 // each such call takes one (review 50 #4).
+                calls[stopped].usageEstimated = calls[stopped].usageEstimated || estimate.estimated
                 calls[stopped].usage = (calls[stopped].usage ?? Usage()) + estimate.usage
-                calls[stopped].usageEstimated = true
                 filled.insert(stopped)
             } else if let first = matches.first {
+                calls[first].usageEstimated = calls[first].usageEstimated || estimate.estimated
                 calls[first].usage = (calls[first].usage ?? Usage()) + estimate.usage
-                calls[first].usageEstimated = true
             } else {
                 unplaced = unplaced + estimate.usage
             }

@@ -341,7 +341,7 @@ import UpstreamClient
         #expect(records[1].error?.code == "upstream_timeout" && records[1].error?.message == "key [redacted] refused")
         // Failed after two pieces of output, before its usage: charged its own prompt and those.
         #expect(records[1].usage == Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46) && records[1].usageEstimated)
-        #expect(log.estimates == [MemberStats.Estimate(role: "judge", model: "mock/a", usage: Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46),
+        #expect(log.charges == [MemberStats.Estimate(role: "judge", model: "mock/a", usage: Usage(promptTokens: 44, completionTokens: 2, totalTokens: 46),
                                                        firstTokenMilliseconds: 2, durationMilliseconds: 5)])
         #expect(records[2].cancelled && records[2].finishReason == "cancelled" && records[2].firstTokenMilliseconds == nil)
         #expect(records[2].startMilliseconds == 3)
@@ -425,7 +425,7 @@ import UpstreamClient
         let records = log.records
         #expect(records.map(\.usage) == [prompt, nil, prompt, nil, prompt, nil, prompt, prompt, nil], "\(records.map(\.usage))")
         #expect(records.map(\.usageEstimated) == [true, false, true, false, true, false, true, true, false])
-        #expect(log.estimates.count == 5)
+        #expect(log.charges.count == 5)
         #expect(records[1].httpStatus == 500, "a refused call's row says what answered")
         #expect(records[2].httpStatus == nil && records[2].attempts == 2, "a retry's row is its own (review 95 #1)")
         // A refusal does not take back what output owes.
@@ -467,5 +467,20 @@ import UpstreamClient
         counting.usage(usage)
         log.cancelled(13, at: 2_000)
         #expect(log.records[12].usage == usage && !log.records[12].usageEstimated)
+        // What the session's stats lack is charged beyond them, exact: 12's report whole, 13's
+        // beyond the earlier report the session read (review 96 #1).
+        let beyond = log.charges.filter { !$0.estimated }
+        #expect(beyond.map(\.usage) == [usage, Usage(promptTokens: 0, completionTokens: 8, totalTokens: 8)], "\(beyond)")
+        // Output after the last report, of a call cut mid-answer: a token a piece on top (review
+        // 96 #2: an upstream that reports first had the whole answer free).
+        let first = PromptLedger()
+        log.started(14, role: .member(index: 14), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: first, at: 0)
+        first.accepted()
+        first.usage(Usage(promptTokens: 50, completionTokens: 0, totalTokens: 50))
+        log.event(14, .usage(Usage(promptTokens: 50, completionTokens: 0, totalTokens: 50)), at: 1_000)
+        for _ in 0..<7 { first.outputPiece() }
+        log.cancelled(14, at: 2_000)
+        #expect(log.records[13].usage == Usage(promptTokens: 50, completionTokens: 7, totalTokens: 57) && log.records[13].usageEstimated)
+        #expect(log.charges.last?.usage == Usage(promptTokens: 0, completionTokens: 7, totalTokens: 7) && log.charges.last?.estimated == true)
     }
 }

@@ -338,6 +338,26 @@ import Testing
         #expect(env.eventually { env.mockStats.counts.streamsCancelled >= 2 }, "\(env.mockStats.counts)")
     }
 
+    /// A judge attempt cut at its first bad item whose whole reply, usage included, came in one
+    /// read: its call read the usage, the session did not. The client's usage and the record's
+    /// are the sum of every call's (review 96 #1: both judge attempts were charged as spend and
+    /// missing from the usage, the tokens per minute and the cost).
+    @Test func aCutJudgesUsageReadByItsCallAloneIsInTheUsage() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=0"],"model":"mock/judge-schema-mismatch:item=1:pace_ms=0:deltas=2"}}]"#
+        for _ in 0..<3 {
+            let response = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1", tools: tools))
+            let record = try #require(try env.generation(response.header("x-generation-id")))
+            let inner = record["inner_calls"]?.arrayValue ?? []
+            #expect(inner.filter { $0["role"] == .string("judge") && $0["usage"]?["prompt_tokens"] != nil }.count == 2, "\(inner)")
+            for field in ["prompt_tokens", "completion_tokens"] {
+                let sum = inner.compactMap { $0["usage"]?[field]?.doubleValue }.reduce(0, +)
+                #expect(record["usage"]?[field]?.doubleValue == sum, "\(field): \(record)")
+                #expect(response.json?["usage"]?[field]?.doubleValue == sum, "\(field): \(response.json?["usage"] ?? .null)")
+            }
+        }
+    }
+
     @Test func aFlakyJudgeSucceedsOnItsRetry() throws {
         let env = try TestEnvironment()
         let tools = #"[{"type":"fusion","parameters":{"preset":"budget","model":"mock/judge-flaky"}}]"#

@@ -341,15 +341,16 @@ final class FusionSession<Renderer: FusionRenderer> {
         return totals
     }
 
-    /// Every call's stats with the call log's estimates folded in, and their sum: what the client
-    /// is told and what the record (and so the key) is charged, one figure for both.
+    /// Every call's stats with what the call log charges beyond them folded in (estimates, and
+    /// reports only a cut call read), and their sum: what the client is told and what the record
+    /// (and so the key) is charged, one figure for both.
     private var accounted: (calls: [MemberStats], usage: Usage, estimated: Bool) {
-        let estimates = callLog.estimates(pricedBy: routes.price(of:))
-        var folded = MemberStats.folding(estimates, into: machine.calls)
+        let charges = callLog.charges(pricedBy: routes.price(of:))
+        var folded = MemberStats.folding(charges, into: machine.calls)
         for row in callLog.silentlyCancelledMembers where !folded.calls.contains(where: { $0.member == row.member && $0.role == row.role }) {
             folded.calls.append(row)
         }
-        return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +), !estimates.isEmpty)
+        return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +), charges.contains(where: \.estimated))
     }
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {

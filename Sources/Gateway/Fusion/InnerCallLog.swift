@@ -28,6 +28,11 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// and usage it read), set on its loop: a call the session cuts is charged from it,
         /// whatever of its records the session never read.
         let ledger: PromptLedger
+        /// The last usage report the session read (what its own stats of the call hold).
+        var sessionReport: Usage?
+        /// Of a cut call's usage, the pieces of output after its upstream's last report, a token
+        /// each (priced on top of the report's cost).
+        var tailTokens: Int64 = 0
         /// Its request (sharing the session's storage): its prompt is what the call is charged
         /// if cut before its usage, estimated only then (`CostEstimate.tokens(request:)`), off
         /// the path of every call's start.
@@ -81,6 +86,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
             if entry.record.firstTokenMilliseconds == nil { entry.record.firstTokenMilliseconds = OverheadMeter.milliseconds(now &- entry.startedAt) }
         case .usage(let usage):
             entry.record.usage = usage  // per call: the last report is the total
+            entry.sessionReport = usage
         case .finish(let reason):
             entry.record.finishReason = reason.rawValue
         case .error, .reasoningSignature, .redactedReasoning, .stopDetail, .messageExtras, .providerBlock:
@@ -140,11 +146,18 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// (refused after the cut), unless output owes it, and a token a piece of its output.
     private func reconsider(_ entry: Entry) {
         guard entry.record.cancelled else { return }
-        if let reported = entry.ledger.reportedUsage {
-            // The last report the call read: the session may have read an earlier one (an
-            // upstream that counts on every chunk), or none.
-            entry.record.usage = reported
-            entry.record.usageEstimated = false
+        let pieces = max(entry.outputEvents, entry.ledger.outputPieces)
+        if let report = entry.ledger.lastReport {
+            // The last report the call read (the session may have read an earlier one, or none);
+            // output it read after the report (an upstream that reports first, or as it goes,
+            // cut mid-answer) is a token a piece on top (review 96 #2: charged nothing).
+            let tail = max(0, pieces - report.piecesBefore)
+            var usage = report.usage
+            usage.completionTokens = Usage.saturatingAdd(usage.completionTokens, tail)
+            usage.totalTokens = Usage.saturatingAdd(usage.totalTokens, tail)
+            entry.record.usage = usage
+            entry.record.usageEstimated = tail > 0
+            entry.tailTokens = tail
             return
         }
         guard entry.record.usage == nil || entry.record.usageEstimated else { return }
@@ -225,28 +238,63 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// Every call, in the order they started.
     var records: [CallRecord] { entries.keys.sorted().compactMap { entries[$0]?.record } }
 
-    /// `records`, an estimated usage costed as `estimates(pricedBy:)` costs it: the record's
-    /// calls add up to what it charges (review 62C #4: each such call said `cost: 0`).
+    /// `records`, each usage priced as `charges(pricedBy:)` prices it: the record's calls add up
+    /// to what it charges (review 62C #4: each estimated call said `cost: 0`).
     func records(pricedBy price: (String) -> ModelPrice?) -> [CallRecord] {
-        records.map { record in
-            guard record.usageEstimated, let usage = record.usage else { return record }
-            var costed = record
-            costed.usage = usage.costed(at: price(record.model))
-            return costed
+        entries.keys.sorted().compactMap { id in
+            guard let entry = entries[id] else { return nil }
+            var record = entry.record
+            record.usage = priced(entry, price)
+            return record
         }
     }
 
-    /// The estimated usage of the calls closed so far without their upstream's, under the model
-    /// the session asked for (a fallback's call is its model's): folded into the client's usage.
-    var estimates: [MemberStats.Estimate] {
+    /// A call's usage with its cost: an estimate without one costed as a reported usage
+    /// without a cost is (`Usage.costed(at:)`), at the price of the model that answered, as the
+    /// spend prices the call (review 54 #2); a report's tail of estimated tokens added to its cost.
+    private func priced(_ entry: Entry, _ price: (String) -> ModelPrice?) -> Usage? {
+        guard var usage = entry.record.usage, entry.record.usageEstimated else { return entry.record.usage }
+        if usage.cost == 0 {
+            usage = usage.costed(at: price(entry.record.model))
+        } else if entry.tailTokens > 0, let price = price(entry.record.model) {
+            usage.cost = Usage.roundedCost(usage.cost + price.cost(input: 0, output: entry.tailTokens))
+        }
+        return usage
+    }
+
+    /// What the log charges closed calls beyond what the session's own stats of them hold,
+    /// under the model the session asked for (a fallback's call is its model's): folded into the
+    /// client's usage, so it is what the record charges. An estimate whole (a call cut or ended
+    /// without its usage); for a cut call whose last report only the call read, or with output
+    /// after its last report, what that adds to the report the session read (review 96 #1: a
+    /// report only the call read was charged as spend and missing from the usage).
+    func charges(pricedBy price: (String) -> ModelPrice?) -> [MemberStats.Estimate] {
         entries.keys.sorted().compactMap { id in
-            guard let entry = entries[id], entry.record.usageEstimated, let usage = entry.record.usage else { return nil }
+            guard let entry = entries[id], !entry.open, let usage = priced(entry, price) else { return nil }
+            let charge = Self.excess(of: usage, over: entry.sessionReport ?? Usage())
+            guard entry.record.usageEstimated || charge != Usage() else { return nil }
             let asked = entry.routes.first?.model ?? entry.record.model
-            return MemberStats.Estimate(role: entry.record.role, model: asked, usage: usage, member: entry.member,
+            return MemberStats.Estimate(role: entry.record.role, model: asked, usage: charge, member: entry.member,
                                         answeredBy: entry.record.model == asked ? nil : entry.record.model,
                                         firstTokenMilliseconds: entry.record.firstTokenMilliseconds,
-                                        durationMilliseconds: entry.record.durationMilliseconds)
+                                        durationMilliseconds: entry.record.durationMilliseconds, estimated: entry.record.usageEstimated)
         }
+    }
+
+    /// `charges(pricedBy:)` without prices.
+    var charges: [MemberStats.Estimate] { charges(pricedBy: { _ in nil }) }
+
+    /// `usage` less `known`, field by field, none below zero.
+    private static func excess(of usage: Usage, over known: Usage) -> Usage {
+        var excess = Usage()
+        excess.promptTokens = max(0, usage.promptTokens - known.promptTokens)
+        excess.completionTokens = max(0, usage.completionTokens - known.completionTokens)
+        excess.totalTokens = max(0, usage.totalTokens - known.totalTokens)
+        excess.reasoningTokens = max(0, usage.reasoningTokens - known.reasoningTokens)
+        excess.cachedTokens = max(0, usage.cachedTokens - known.cachedTokens)
+        excess.cacheWriteTokens = max(0, usage.cacheWriteTokens - known.cacheWriteTokens)
+        excess.cost = Usage.roundedCost(max(0, usage.cost - known.cost))
+        return excess
     }
 
     /// Panel members the session cancelled (its response ended: a shutdown, a failure, the client
@@ -260,16 +308,6 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
                                   usage: nil, firstTokenMilliseconds: nil, durationMilliseconds: entry.record.durationMilliseconds, characters: 0)
             row.member = member
             return row
-        }
-    }
-
-    /// `estimates`, each costed as a reported usage without a cost is (`Usage.costed(at:)`), at
-    /// the price `price` gives the model that answered, as the spend prices the call (review 54 #2).
-    func estimates(pricedBy price: (String) -> ModelPrice?) -> [MemberStats.Estimate] {
-        estimates.map { estimate in
-            var costed = estimate
-            costed.usage = estimate.usage.costed(at: price(estimate.answeredBy ?? estimate.model))
-            return costed
         }
     }
 

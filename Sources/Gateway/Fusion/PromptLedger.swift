@@ -13,7 +13,7 @@ final class PromptLedger: Sendable {
     private let tookIt = Atomic<Bool>(false)
     private let hasIt = Atomic<Bool>(false)
     private let pieces = Atomic<Int64>(0)
-    private let reported = Lock<Usage?>(nil)
+    private let reported = Lock<(usage: Usage, piecesBefore: Int64)?>(nil)
 
     /// The upstream answered 2xx: it took the prompt, whatever comes after.
     func accepted() { tookIt.store(true, ordering: .releasing) }
@@ -29,8 +29,12 @@ final class PromptLedger: Sendable {
     /// session: what `InnerCallLog` counts a token each when it estimates.
     func outputPiece() { pieces.add(1, ordering: .relaxed) }
 
-    /// The upstream's usage report (the last is the call's total).
-    func usage(_ usage: Usage) { reported.withLock { $0 = usage } }
+    /// The upstream's usage report (the last is the call's total if the call runs to its end;
+    /// output after it, of a call cut before then, is not in it).
+    func usage(_ usage: Usage) {
+        let pieces = outputPieces
+        reported.withLock { $0 = (usage, pieces) }
+    }
 
     /// A call cut before any answer owes its prompt: its upstream took it, or has it and has
     /// not refused it.
@@ -38,5 +42,6 @@ final class PromptLedger: Sendable {
 
     var outputPieces: Int64 { pieces.load(ordering: .relaxed) }
 
-    var reportedUsage: Usage? { reported.withLock { $0 } }
+    /// The last usage report, and the pieces of output read before it.
+    var lastReport: (usage: Usage, piecesBefore: Int64)? { reported.withLock { $0 } }
 }
