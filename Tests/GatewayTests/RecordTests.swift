@@ -482,5 +482,25 @@ import UpstreamClient
         log.cancelled(14, at: 2_000)
         #expect(log.records[13].usage == Usage(promptTokens: 50, completionTokens: 7, totalTokens: 57) && log.records[13].usageEstimated)
         #expect(log.charges.last?.usage == Usage(promptTokens: 0, completionTokens: 7, totalTokens: 7) && log.charges.last?.estimated == true)
+        // The same, its own timeout ending it (review 97 #2: the early report stayed the total);
+        // a call that ended whole keeps its last report as it is.
+        for (id, complete) in [(15, false), (16, true)] as [(InnerCallLog.CallID, Bool)] {
+            let ledger = PromptLedger()
+            log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: ledger, at: 0)
+            ledger.accepted()
+            ledger.usage(Usage(promptTokens: 50, completionTokens: 0, totalTokens: 50))
+            log.event(id, .usage(Usage(promptTokens: 50, completionTokens: 0, totalTokens: 50)), at: 1_000)
+            for _ in 0..<4 {
+                ledger.outputPiece()
+                log.event(id, .text("x"), at: 1_000)
+            }
+            if complete {
+                _ = log.ended(id, .complete, InnerCallRecord.Summary(), at: 2_000)
+            } else {
+                _ = log.failed(id, .upstreamUnavailable("no data", code: "upstream_timeout", status: 504), InnerCallRecord.Summary(), at: 2_000)
+            }
+        }
+        #expect(log.records[14].usage == Usage(promptTokens: 50, completionTokens: 4, totalTokens: 54) && log.records[14].usageEstimated)
+        #expect(log.records[15].usage == Usage(promptTokens: 50, completionTokens: 0, totalTokens: 50) && !log.records[15].usageEstimated)
     }
 }

@@ -57,6 +57,37 @@ import Web
                 "\(log.entries.map(\.text))")
     }
 
+    /// A client that leaves while a member loops on its tools: the member's finished turns and
+    /// its running one are in the record's usage, as in its calls and its spend (review 97 #1:
+    /// the session's stats had no row for a member still running, and the usage left its turns
+    /// out while the spend charged them).
+    @Test(.timeLimit(.minutes(1)))
+    func aClientLeavingMidToolLoopIsChargedEveryTurnInTheUsage() throws {
+        let env = try TestEnvironment(web: true)
+        for seconds in [0.3, 1.0] {
+            let client = try env.client()
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: body(
+                "Research the history of congestion pricing", parameters: panel("mock/paced:pace_ms=1", "mock/researcher:loop=1:pace_ms=20") + "}")))
+            let started = Date()
+            _ = try? client.readResponse { _ in
+                if Date().timeIntervalSince(started) > seconds { client.disconnect() }
+            }
+            let id = client.lastResponseHeaders.first { $0.0.lowercased() == "x-generation-id" }?.1
+            var found: JSONValue?
+            #expect(env.eventually(timeoutSeconds: 5) {
+                found = try? env.generation(id)
+                return found != nil
+            }, "\(id ?? "no id")")
+            let record = try #require(found)
+            let calls = record["inner_calls"]?.arrayValue ?? []
+            #expect(calls.filter { $0["role"] == .string("panel") }.count >= 2, "\(calls)")
+            for field in ["prompt_tokens", "completion_tokens"] {
+                let sum = calls.compactMap { $0["usage"]?[field]?.doubleValue }.reduce(0, +)
+                #expect(record["usage"]?[field]?.doubleValue == sum, "\(field) after \(seconds) s: \(record)")
+            }
+        }
+    }
+
     @Test func aMemberSearchesReadsAndAnswersWithCitedSources() throws {
         let env = try TestEnvironment(web: true)
         let researcher = "mock/researcher:pace_ms=1"

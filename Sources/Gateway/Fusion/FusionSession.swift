@@ -341,16 +341,20 @@ final class FusionSession<Renderer: FusionRenderer> {
         return totals
     }
 
-    /// Every call's stats with what the call log charges beyond them folded in (estimates, and
-    /// reports only a cut call read), and their sum: what the client is told and what the record
-    /// (and so the key) is charged, one figure for both.
+    /// The usage the client is told and the record (and so the key) is charged, one figure for
+    /// both: the sum of every upstream call's, each once, as the call log has it (what the spend
+    /// prices too: review 97 #1, the machine's stats have no row for a call still running when
+    /// the request ends, nor for a tool loop's earlier turns then); and the per-call breakdown,
+    /// the machine's stats with what the call log charges beyond them folded in (estimates,
+    /// reports only a cut call read).
     private var accounted: (calls: [MemberStats], usage: Usage, estimated: Bool) {
         let charges = callLog.charges(pricedBy: routes.price(of:))
         var folded = MemberStats.folding(charges, into: machine.calls)
         for row in callLog.silentlyCancelledMembers where !folded.calls.contains(where: { $0.member == row.member && $0.role == row.role }) {
             folded.calls.append(row)
         }
-        return (folded.calls, folded.calls.compactMap(\.usage).reduce(folded.unplaced, +), charges.contains(where: \.estimated))
+        let calls = callLog.records(pricedBy: routes.price(of:))
+        return (folded.calls, calls.compactMap(\.usage).reduce(Usage(), +), calls.contains(where: \.usageEstimated))
     }
 
     private func end(_ outcome: FusionSessionMachine.Outcome) {

@@ -146,20 +146,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// (refused after the cut), unless output owes it, and a token a piece of its output.
     private func reconsider(_ entry: Entry) {
         guard entry.record.cancelled else { return }
-        let pieces = max(entry.outputEvents, entry.ledger.outputPieces)
-        if let report = entry.ledger.lastReport {
-            // The last report the call read (the session may have read an earlier one, or none);
-            // output it read after the report (an upstream that reports first, or as it goes,
-            // cut mid-answer) is a token a piece on top (review 96 #2: charged nothing).
-            let tail = max(0, pieces - report.piecesBefore)
-            var usage = report.usage
-            usage.completionTokens = Usage.saturatingAdd(usage.completionTokens, tail)
-            usage.totalTokens = Usage.saturatingAdd(usage.totalTokens, tail)
-            entry.record.usage = usage
-            entry.record.usageEstimated = tail > 0
-            entry.tailTokens = tail
-            return
-        }
+        if chargeLastReport(entry) { return }
         guard entry.record.usage == nil || entry.record.usageEstimated else { return }
         // Made again from what it owes now, never below what it was charged for output (its
         // output limit, when it stopped there).
@@ -167,6 +154,23 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         entry.record.usage = nil
         entry.record.usageEstimated = false
         estimateUsage(entry, cut: true, completionAtLeast: charged)
+    }
+
+    /// A call that did not run to its end, charged from the last usage report it read (the
+    /// session may have read an earlier one, or none): output read after the report (an
+    /// upstream that reports first, or as it goes) is a token a piece on top (review 96 #2,
+    /// 97 #2: charged nothing, whether the session cut the call or its own timeout did). False
+    /// when it read none.
+    private func chargeLastReport(_ entry: Entry) -> Bool {
+        guard let report = entry.ledger.lastReport else { return false }
+        let tail = max(0, max(entry.outputEvents, entry.ledger.outputPieces) - report.piecesBefore)
+        var usage = report.usage
+        usage.completionTokens = Usage.saturatingAdd(usage.completionTokens, tail)
+        usage.totalTokens = Usage.saturatingAdd(usage.totalTokens, tail)
+        entry.record.usage = usage
+        entry.record.usageEstimated = tail > 0
+        entry.tailTokens = tail
+        return true
     }
 
     /// Before the record is filed: every cut call charged from its ledger, whose records may
@@ -328,8 +332,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         guard let entry = entries[id], entry.open else { return nil }
         entry.open = false
         // Cut by the gateway (its member or judge timeout, its idle timeout) after the upstream
-        // took the prompt: charged it, as a call the session stops is (review 78 #2).
-        estimateUsage(entry, cut: error?.isGatewaysCut == true)
+        // took the prompt: charged it, as a call the session stops is (review 78 #2). One that
+        // did not end whole is charged its last report and what came after it.
+        if error == nil || !chargeLastReport(entry) { estimateUsage(entry, cut: error?.isGatewaysCut == true) }
         describe(entry, summary)
         entry.record.error = error
         entry.record.finishReason = ResponseEnding(upstreamFinishReason: entry.record.finishReason, error: error).finishReason
