@@ -131,18 +131,47 @@ public final class Wakeup: LoopHandle, @unchecked Sendable {
 /// A one-shot or repeating timer.
 public final class LoopTimer: LoopHandle {
     private var callback: () -> Void
+    /// See `init`.
+    private let readsFirstWhenLate: Bool
+    /// When the next firing is due, in the loop's milliseconds, and the repeat interval.
+    private var due: UInt64 = 0
+    private var interval: UInt64 = 0
+    /// The last firing was put off (`readsFirstWhenLate`): the next one runs the callback.
+    private var putOff = false
 
-    public init(loop: EventLoop, _ callback: @escaping () -> Void) {
+    /// `readsFirstWhenLate`: for a timer that judges silence (an idle upstream, a client taking
+    /// nothing). libuv runs due timers before it polls the sockets, so a loop kept busy (or
+    /// stopped) past a deadline would judge bytes that came in time, and wait in the kernel, as
+    /// never sent. A firing 2 ms or more late is put off 1 ms instead, so the loop's next poll
+    /// reads first; once: the firing after a put-off one runs, however late.
+    public init(loop: EventLoop, readsFirstWhenLate: Bool = false, _ callback: @escaping () -> Void) {
         self.callback = callback
+        self.readsFirstWhenLate = readsFirstWhenLate
         super.init(loop: loop, byteCount: MemoryLayout<uv_timer_t>.size)
         mustInitialize(uv_timer_init(loop.uvLoop, rawHandle.assumingMemoryBound(to: uv_timer_t.self)), "uv_timer_init")
     }
 
     public func start(afterMilliseconds delay: UInt64, repeatMilliseconds: UInt64 = 0) {
         guard isOpen else { return }
+        due = loop.nowMilliseconds &+ delay
+        interval = repeatMilliseconds
         uv_timer_start(rawHandle.assumingMemoryBound(to: uv_timer_t.self), { timer in
-            (LoopHandle.from(UnsafeMutableRawPointer(timer!)) as! LoopTimer).callback()
+            (LoopHandle.from(UnsafeMutableRawPointer(timer!)) as! LoopTimer).fire()
         }, delay, repeatMilliseconds)
+    }
+
+    private func fire() {
+        let now = loop.nowMilliseconds
+        let late = now &- due
+        // libuv re-arms a repeating timer from now.
+        due = now &+ interval
+        if readsFirstWhenLate && !putOff && late >= 2 && late < .max / 2 {
+            putOff = true
+            start(afterMilliseconds: 1, repeatMilliseconds: interval)
+            return
+        }
+        putOff = false
+        callback()
     }
 
     public func stop() {

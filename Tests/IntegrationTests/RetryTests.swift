@@ -330,6 +330,28 @@ import Testing
         #expect(env.mockStats.counts.requests == 4)
     }
 
+    /// An upstream that kept sending while the gateway's loop was busy past its idle limit is
+    /// not cut as silent: libuv runs due timers before it reads the sockets, and the stream's
+    /// watchdog judged bytes waiting in the kernel as never sent ("no data from the upstream for
+    /// 704 ms"). The loop is busy from 150 to 850 ms of an 800 ms answer; the idle limit is 300 ms.
+    /// (A Fusion call's checks are the same `LoopTimer`; there curl's own timer, due first, often
+    /// reads the socket before them, so this stream is the case that shows it.)
+    @Test(.timeLimit(.minutes(1))) func anUpstreamHeardWhileTheLoopWasBusyIsNotCutAsSilent() throws {
+        let env = try TestEnvironment(loops: 1) { $0.upstream.idleTimeoutMilliseconds = 300 }
+        let loop = env.cluster.threads[0].loop
+        let stall = Thread {
+            usleep(150_000)
+            loop.execute { usleep(700_000) }
+        }
+        stall.start()
+        let response = try env.chat(TestEnvironment.chatBody(model: "mock/paced:pace_ms=20:deltas=40"))
+        #expect(response.status == 200, "\(response.text.prefix(300))")
+        #expect(response.streamError == nil, "\(response.text.suffix(300))")
+        #expect(response.chunksJSON.count >= 40)
+        let record = try #require(try env.generation(response.header("x-generation-id")))
+        #expect(record["error"] == .null && record["finish_reason"] == .string("stop"), "\(record)")
+    }
+
     /// A 503 whose wait is longer than the gateway waits was tried once: the client's SDK may
     /// retry it when it likes, as for such a 429 (review 80A #4: `x-should-retry: false`).
     @Test func aServerErrorWithATooLongWaitIsTheClientsToRetry() throws {

@@ -113,7 +113,7 @@ final class InnerCall {
         let name = routes[0].slug
         if let timeoutMilliseconds {
             deadline = client.loop.nowMilliseconds &+ timeoutMilliseconds
-            let timer = LoopTimer(loop: client.loop) { [unowned self] in
+            let timer = LoopTimer(loop: client.loop, readsFirstWhenLate: true) { [unowned self] in
                 guard !endIfWhole() else { return }
                 fail(.upstreamUnavailable("\(name) gave no complete answer within \(timeoutMilliseconds) ms",
                                           code: "upstream_timeout", status: 504), .timeout)
@@ -124,7 +124,7 @@ final class InnerCall {
             // One shot, re-armed for when the silence would reach the limit (review 80A #3: a
             // tick of a quarter of it fired up to 25% late).
             let idle = upstream.idleTimeoutMilliseconds
-            let idleCheck = LoopTimer(loop: client.loop) { [unowned self] in checkSilence(idle) }
+            let idleCheck = LoopTimer(loop: client.loop, readsFirstWhenLate: true) { [unowned self] in checkSilence(idle) }
             idleCheck.start(afterMilliseconds: idle)
             self.idleCheck = idleCheck
         }

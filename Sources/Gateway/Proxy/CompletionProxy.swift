@@ -131,7 +131,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             // One shot, re-armed for when the silence would reach the limit (`checkUpstreamIdle`):
             // a tick of a quarter of the limit fired up to 25% late, 30 s with the defaults
             // (review 80A #3).
-            let timer = LoopTimer(loop: loop) { [unowned self] in checkUpstreamIdle() }
+            let timer = LoopTimer(loop: loop, readsFirstWhenLate: true) { [unowned self] in checkUpstreamIdle() }
             timer.start(afterMilliseconds: settings.idleTimeoutMilliseconds)
             idleCheck = timer
         }

@@ -23,7 +23,7 @@ final class StreamWatchdog {
         slowClientTimeout = slowClientTimeoutMilliseconds
         lastWrite = loop.nowMilliseconds
         let tick = max(min(keepAliveIntervalMilliseconds, slowClientTimeoutMilliseconds, tickBoundMilliseconds) / 4, 10)
-        let timer = LoopTimer(loop: loop) { [unowned self] in
+        let timer = LoopTimer(loop: loop, readsFirstWhenLate: true) { [unowned self] in
             onTick()
             guard self.timer != nil else { return }  // onTick may have ended the stream
             if blockedMilliseconds() >= slowClientTimeout {

@@ -185,7 +185,7 @@ private final class WebFetch: WebToolTask {
         self.settings = settings
         self.url = url
         super.init(completion: completion)
-        let deadline = LoopTimer(loop: client.loop) { [unowned self] in
+        let deadline = LoopTimer(loop: client.loop, readsFirstWhenLate: true) { [unowned self] in
             // A page still arriving is read as far as it came, marked truncated, as a page cut at
             // `max_bytes` is (review 62B #8: it was thrown away).
             if readWhatCame() { return }
