@@ -382,6 +382,30 @@ import UpstreamClient
         #expect(log.records[2].usage == Usage(promptTokens: 7, completionTokens: 1, totalTokens: 8) && !log.records[2].usageEstimated)
     }
 
+    /// A call whose upstream never took its request (cut before it went out, refused) owes
+    /// nothing: its usage is known, zero, and the record's `usage_unknown` stays false; only a
+    /// call whose upstream took the prompt and reported no usage and wrote nothing makes it true
+    /// (review 97 #4: a tool loop's turn cut before it went out said "unknown" while the
+    /// breakdown's rows said known).
+    @Test func onlyACallThatMayOweWhatNoFigureSaysMakesTheUsageUnknown() {
+        let log = InnerCallLog(requestStart: 0, redactor: .none)
+        let request = ModelRequest(model: "a", messages: [ModelMessage(role: .user, text: "x")], stream: true)
+        let ledgers = (1...3).map { _ in CallLedger() }
+        for id in 1...3 as ClosedRange<InnerCallLog.CallID> {
+            log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: ledgers[Int(id) - 1], at: 0)
+        }
+        ledgers[1].requestSent()
+        ledgers[1].refused()
+        _ = log.failed(2, .upstreamUnavailable("refused", code: "upstream_error", status: 400), InnerCallRecord.Summary(httpStatus: 400), at: 10)
+        log.cancelled(1, at: 20)  // never sent
+        #expect(!log.usageUnknown)
+        #expect(log.silentlyCancelledMembers.map(\.usage) == [Usage()], "its row: known, zero")
+        ledgers[2].accepted()
+        _ = log.ended(3, .complete, InnerCallRecord.Summary(httpStatus: 200), at: 30)  // no usage, no output
+        #expect(log.usageUnknown)
+        #expect(log.records.map(\.usage) == [nil, nil, nil])
+    }
+
     /// A call cut before any answer owes its prompt once its request went out whole, unless its
     /// upstream refused it (a status not 2xx, for the attempt that sent it). The call says so in
     /// its ledger, then in a record that crosses loops: the record may be read after the cut, or
@@ -391,9 +415,9 @@ import UpstreamClient
         let log = InnerCallLog(requestStart: 0, redactor: .none)
         let request = ModelRequest(model: "a", messages: [ModelMessage(role: .user, text: String(repeating: "x", count: 160))], stream: true)
         let prompt = Usage(promptTokens: 44, completionTokens: 0, totalTokens: 44)
-        var ledgers: [InnerCallLog.CallID: PromptLedger] = [:]
+        var ledgers: [InnerCallLog.CallID: CallLedger] = [:]
         for id in 1...9 as ClosedRange<InnerCallLog.CallID> {
-            ledgers[id] = PromptLedger()
+            ledgers[id] = CallLedger()
             log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: ledgers[id]!, at: 0)
         }
         // As `InnerCall` does: the ledger first, then the record (`read: false`: never read).
@@ -429,7 +453,7 @@ import UpstreamClient
         #expect(records[1].httpStatus == 500, "a refused call's row says what answered")
         #expect(records[2].httpStatus == nil && records[2].attempts == 2, "a retry's row is its own (review 95 #1)")
         // A refusal does not take back what output owes.
-        let judge = PromptLedger()
+        let judge = CallLedger()
         log.started(10, role: .judge, routes: [(model: "mock/a", provider: "mock")], request: request, ledger: judge, at: 0)
         judge.requestSent()
         log.requestSent(10, InnerCallRecord.Summary(attempts: 1))
@@ -440,7 +464,7 @@ import UpstreamClient
         log.settle()
         #expect(log.records[9].usage == Usage(promptTokens: 44, completionTokens: 1, totalTokens: 45))
         // Output and a usage report the call read and the session did not: charged from the ledger.
-        let (writing, reported) = (PromptLedger(), PromptLedger())
+        let (writing, reported) = (CallLedger(), CallLedger())
         log.started(11, role: .member(index: 11), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: writing, at: 0)
         log.started(12, role: .member(index: 12), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: reported, at: 0)
         writing.accepted()
@@ -459,7 +483,7 @@ import UpstreamClient
         log.settle()
         #expect(log.records[10].usage == Usage(promptTokens: 44, completionTokens: 6, totalTokens: 50))
         // An upstream that counts on every chunk: the last count the call read, not the session's.
-        let counting = PromptLedger()
+        let counting = CallLedger()
         log.started(13, role: .member(index: 13), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: counting, at: 0)
         counting.accepted()
         counting.usage(Usage(promptTokens: 50, completionTokens: 1, totalTokens: 51))
@@ -473,7 +497,7 @@ import UpstreamClient
         #expect(beyond.map(\.usage) == [usage, Usage(promptTokens: 0, completionTokens: 8, totalTokens: 8)], "\(beyond)")
         // Output after the last report, of a call cut mid-answer: a token a piece on top (review
         // 96 #2: an upstream that reports first had the whole answer free).
-        let first = PromptLedger()
+        let first = CallLedger()
         log.started(14, role: .member(index: 14), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: first, at: 0)
         first.accepted()
         first.usage(Usage(promptTokens: 50, completionTokens: 0, totalTokens: 50))
@@ -485,7 +509,7 @@ import UpstreamClient
         // The same, its own timeout ending it (review 97 #2: the early report stayed the total);
         // a call that ended whole keeps its last report as it is.
         for (id, complete) in [(15, false), (16, true)] as [(InnerCallLog.CallID, Bool)] {
-            let ledger = PromptLedger()
+            let ledger = CallLedger()
             log.started(id, role: .member(index: Int(id)), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: ledger, at: 0)
             ledger.accepted()
             ledger.usage(Usage(promptTokens: 50, completionTokens: 0, totalTokens: 50))

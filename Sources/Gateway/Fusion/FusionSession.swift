@@ -260,7 +260,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         case .outer(final: true): meter.begin(.outerFinal, at: time)
         case .outer(final: false): break
         }
-        let ledger = PromptLedger()
+        let ledger = CallLedger()
         callLog.started(call.id, role: call.role, routes: candidates.map { ($0.slug, $0.endpoint.name) },
                         request: call.request, ledger: ledger, at: time)
         callStarts[call.id] = time
@@ -435,7 +435,7 @@ final class FusionSession<Renderer: FusionRenderer> {
         // is charged.
         record.usage = accounted.usage
         record.usageEstimated = record.innerCalls.contains(where: \.usageEstimated)
-        record.usageUnknown = record.innerCalls.contains { $0.usage == nil }
+        record.usageUnknown = callLog.usageUnknown
         record.upstreamAttempts = record.innerCalls.reduce(0) { $0 + $1.attempts }
         record.fallbacks = record.innerCalls.reduce(0) { $0 + $1.fallbacks }
         record.retries = record.innerCalls.reduce(0) { $0 + max(0, $1.attempts - 1 - $1.fallbacks) }

@@ -55,7 +55,7 @@ final class InnerCall {
     var summary = InnerCallRecord.Summary()
     /// What the call owes so far (its upstream holds the prompt, its output, its usage), read by
     /// the session whatever its records' fate.
-    private let ledger: PromptLedger
+    private let ledger: CallLedger
     /// Whether the attempt's prompt counts (`ModelStreamDecoder.promptUsage`) were sent.
     private var promptUsageChecked = false
     /// The deliberation's bytes, shared with its other calls; and this call's own.
@@ -77,7 +77,7 @@ final class InnerCall {
     /// outer turn streaming for longer than that was cut, however fast its tokens came).
     init(client: UpstreamClient, routes: [ModelRoute], request: ModelRequest, extraHeaders: [(String, String)],
          timeoutMilliseconds: UInt64?, upstream: GatewayConfig.Upstream, redactor: Redactor, channel: FanInChannel, producer: UInt16,
-         metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil, ledger: PromptLedger = PromptLedger()) {
+         metrics: GatewayMetrics? = nil, budget: ByteBudget? = nil, ledger: CallLedger = CallLedger()) {
         precondition(!routes.isEmpty, "an inner call needs a route")
         self.ledger = ledger
         self.metrics = metrics

@@ -27,7 +27,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// What the call owes as far as it has read (its upstream holds its prompt, the output
         /// and usage it read), set on its loop: a call the session cuts is charged from it,
         /// whatever of its records the session never read.
-        let ledger: PromptLedger
+        let ledger: CallLedger
         /// The last usage report the session read (what its own stats of the call hold).
         var sessionReport: Usage?
         /// Of a cut call's usage, the pieces of output after its upstream's last report, a token
@@ -41,7 +41,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         let member: Int?
 
         init(record: CallRecord, startedAt: UInt64, routes: [(model: String, provider: String)], request: ModelRequest, member: Int?,
-             ledger: PromptLedger) {
+             ledger: CallLedger) {
             self.record = record
             self.ledger = ledger
             self.startedAt = startedAt
@@ -70,7 +70,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     }
 
     func started(_ id: CallID, role: FusionSessionMachine.Role, routes: [(model: String, provider: String)], request: ModelRequest,
-                 ledger: PromptLedger = PromptLedger(), at now: UInt64) {
+                 ledger: CallLedger = CallLedger(), at now: UInt64) {
         guard let first = routes.first else { return }
         var record = CallRecord(role: Self.role(role), model: first.model, provider: first.provider)
         record.startMilliseconds = OverheadMeter.milliseconds(now &- requestStart)
@@ -239,6 +239,17 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         for id in entries.keys where entries[id]?.open == true { cancelled(id, at: now) }
     }
 
+    /// Whether a call may owe what no figure says: no usage (reported or estimated) though its
+    /// upstream took the prompt or sent output (an answer without usage and without output). A
+    /// call cut or failed before its upstream took the request owes nothing: known, zero (review
+    /// 97 #4: a tool loop's turn cut before it went out made the record's usage "unknown" while
+    /// every row of the breakdown said known).
+    var usageUnknown: Bool {
+        entries.values.contains { entry in
+            entry.record.usage == nil && (owesPrompt(entry) || max(entry.outputEvents, entry.ledger.outputPieces) > 0)
+        }
+    }
+
     /// Every call, in the order they started.
     var records: [CallRecord] { entries.keys.sorted().compactMap { entries[$0]?.record } }
 
@@ -302,14 +313,15 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     }
 
     /// Panel members the session cancelled (its response ended: a shutdown, a failure, the client
-    /// gone) before they wrote anything: no estimate (no output, nothing charged), but their rows
-    /// in the breakdown, usage unknown, so `calls_without_usage` counts the prompts they were
-    /// sent (review 71A #5: such a member was missing from `usage.fusion.calls`).
+    /// gone) before they wrote anything or their upstream took the prompt (one that took it is
+    /// charged an estimate): their rows in the breakdown (review 71A #5: such a member was missing
+    /// from `usage.fusion.calls`), owing nothing, so known and zero, as the record counts them
+    /// (`usageUnknown`; review 97 #4).
     var silentlyCancelledMembers: [MemberStats] {
         entries.keys.sorted().compactMap { id in
             guard let entry = entries[id], let member = entry.member, entry.record.cancelled, entry.record.usage == nil else { return nil }
             var row = MemberStats(model: entry.routes.first?.model ?? entry.record.model, role: entry.record.role, status: "cancelled",
-                                  usage: nil, firstTokenMilliseconds: nil, durationMilliseconds: entry.record.durationMilliseconds, characters: 0)
+                                  usage: Usage(), firstTokenMilliseconds: nil, durationMilliseconds: entry.record.durationMilliseconds, characters: 0)
             row.member = member
             return row
         }

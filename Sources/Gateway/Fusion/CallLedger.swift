@@ -9,7 +9,7 @@ import Synchronization
 /// ring, then in the call's outbox once the ring is full) and is dropped with the session: a call
 /// cut then was charged nothing for a prompt its upstream had, nor for output read but not yet
 /// read by the session (review 94 #3). Stores per call, one relaxed add per piece of output.
-final class PromptLedger: Sendable {
+final class CallLedger: Sendable {
     private let tookIt = Atomic<Bool>(false)
     private let hasIt = Atomic<Bool>(false)
     private let pieces = Atomic<Int64>(0)
