@@ -472,6 +472,37 @@ import Testing
         #expect(events.compactMap { if case .toolCall(let call) = $0 { call.id } else { nil } } == ["t", "t_1"], "\(events)")
     }
 
+    /// What Anthropic never sends is refused, not half kept (review 98): a tool call's input for
+    /// a block never started (#4: dropped without a word), an input given whole in its start and
+    /// then in pieces (#5: the start's lost), a second message (#6: its prompt count replaced the
+    /// first's); a negative count is no count (#6: a measured 0).
+    @Test func whatAnthropicNeverSendsIsRefusedNotHalfKept() throws {
+        func event(_ json: String) -> String { "event: x\ndata: " + json + "\n\n" }
+        let start = event(#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":10,"output_tokens":1}}}"#)
+        let tool = event(#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{"pre":1}}}"#)
+        let json = { (index: Int) in event(#"{"type":"content_block_delta","index":\#(index),"delta":{"type":"input_json_delta","partial_json":"{\"post\":2}"}}"#) }
+        let text = event(#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#)
+            + event(#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hi"}}"#)
+        for (name, stream) in [("an unstarted block's input", start + text + json(5)), ("input whole then in pieces", start + tool + json(0)),
+                               ("a second message", start + text + start)] {
+            #expect(throws: StreamDecodingError.self, "\(name)") { _ = try ProviderFixtures.decode([Array(stream.utf8)], with: provider) }
+        }
+        // A start's input alone, or `{}` then pieces, is the input.
+        let stop = event(#"{"type":"content_block_stop","index":0}"#)
+        let end = event(#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":-12}}"#) + event(#"{"type":"message_stop"}"#)
+        let empty = event(#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#)
+        for (stream, input) in [(start + tool + stop + end, #"{"pre":1}"#), (start + empty + json(0) + stop + end, #"{"post":2}"#)] {
+            let (events, _) = try ProviderFixtures.decode([Array(stream.utf8)], with: provider)
+            let arguments = events.compactMap { if case .toolCall(let call) = $0 { call.arguments } else { nil } }.joined()
+            #expect(arguments == input && events.contains(.finish(.toolCalls)), "\(events)")
+            // -12 output tokens is no count: no usage measured as 0 (the gateway estimates it).
+            #expect(!events.contains { if case .usage = $0 { true } else { false } }, "\(events)")
+        }
+        // `tool_use` with no call made is `stop` (#7).
+        let (said, _) = try ProviderFixtures.decode([Array((start + text + end).utf8)], with: provider)
+        #expect(said.contains(.finish(.stop)), "\(said)")
+    }
+
     /// `"stop_reason": null` is still an end: stop (tool_calls after a tool call), streamed and whole.
     @Test func aNullStopReasonIsStillAFinish() throws {
         let stream = Array("""
@@ -496,13 +527,16 @@ import Testing
             try self.provider.decodeResponse(Array(#"{"type":"message","content":[],"stop_reason":"\#(reason)"}"#.utf8), redactor: .none)
         }
         for (reason, finish) in [("end_turn", FinishReason.stop), ("stop_sequence", .stop), ("pause_turn", .stop), ("max_tokens", .length),
-                                 ("model_context_window_exceeded", .length), ("tool_use", .toolCalls), ("refusal", .contentFilter),
+                                 ("model_context_window_exceeded", .length), ("tool_use", .stop), ("refusal", .contentFilter),
                                  ("something_new", .stop)] {
             // What the finish loses comes first, for Anthropic clients; the four it keeps do not.
             let kept = ["end_turn", "max_tokens", "tool_use", "refusal"].contains(reason)
             let detail: [ModelEvent] = kept ? [] : [.stopDetail(reason: reason, sequence: nil)]
             #expect((try? events(reason)) == detail + [.finish(finish)], "\(reason)")
         }
+        // `tool_use` names calls: with none made it is `stop` on every surface (review 98 #7).
+        #expect(try provider.decodeResponse(Array(#"{"type":"message","content":[{"type":"tool_use","id":"t","name":"f","input":{}}],"stop_reason":"tool_use"}"#.utf8),
+                                            redactor: .none).last == .finish(.toolCalls))
         // The sequence that matched; an upstream's odd reason is not echoed.
         #expect(try provider.decodeResponse(Array(#"{"type":"message","content":[],"stop_reason":"stop_sequence","stop_sequence":"END"}"#.utf8),
                                             redactor: .none) == [.stopDetail(reason: "stop_sequence", sequence: "END"), .finish(.stop)])
@@ -547,6 +581,9 @@ import Testing
         #expect(cloudflare.status == 413 && cloudflare.message.count < 400 && !cloudflare.message.contains("\n"))
         let server = error(500, #"{"type":"error","error":{"type":"api_error","message":"Internal server error"}}"#)
         #expect(server.status == 502 && server.type == "upstream_error")
+        // Raw bytes for a body: no control character reaches the message (review 98 #8).
+        let binary = error(500, String(decoding: (0...255).map { UInt8($0) }, as: UTF8.self))
+        #expect(!binary.message.unicodeScalars.contains { $0.properties.generalCategory == .control }, "\(binary.message)")
     }
 
     @Test func streamErrorTypesHaveTheirStatuses() throws {

@@ -402,6 +402,32 @@ import Testing
         }
     }
 
+    /// The one candidate asked for is the answer: another index is not (review 98 #1: a second
+    /// candidate's text was shown, and the first's lost when it came second in a chunk), streamed
+    /// and whole; a part carrying text and a call loses neither (review 98 #2).
+    @Test func onlyTheFirstCandidateIsTheAnswer() throws {
+        func chunk(_ candidates: String) -> String { "data: {\"candidates\":[" + candidates + "]}\n\n" }
+        func candidate(_ index: String?, _ text: String, finish: Bool = false) -> String {
+            "{" + (index.map { "\"index\":\($0)," } ?? "") + "\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"\(text)\"}]}"
+                + (finish ? ",\"finishReason\":\"STOP\"" : "") + "}"
+        }
+        func text(_ events: [ModelEvent]) -> String {
+            events.map { if case .text(let piece) = $0 { piece } else { "" } }.joined()
+        }
+        let interleaved = chunk(candidate("0", "zero ")) + chunk(candidate("1", "ONE")) + chunk(candidate(nil, "zero-end", finish: true))
+        let swapped = chunk(candidate("1", "c1 ") + "," + candidate("0", "c0 ")) + chunk(candidate("0", "c0end", finish: true) + "," + candidate("1", "c1end", finish: true))
+        let oddIndex = chunk(candidate("\"0\"", "string index ") + "," + candidate("0.0", "zero")) + chunk(candidate("0", "", finish: false)) + chunk(candidate("0", "!", finish: true))
+        for (stream, expected) in [(interleaved, "zero zero-end"), (swapped, "c0 c0end"), (oddIndex, "zero!")] {
+            let (events, end) = try ProviderFixtures.decode([Array(stream.utf8)], with: provider)
+            #expect(text(events) == expected && end == .complete, "\(events)")
+        }
+        let whole = try provider.decodeResponse(Array(#"{"candidates":[{"index":1,"content":{"parts":[{"text":"not this"}]},"finishReason":"STOP"},{"index":0,"content":{"parts":[{"text":"this"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
+        #expect(text(whole) == "this", "\(whole)")
+        let both = chunk(#"{"content":{"parts":[{"text":"said ","functionCall":{"name":"f","args":{}}}]},"finishReason":"STOP"}"#)
+        let events = try ProviderFixtures.decode([Array(both.utf8)], with: provider).0
+        #expect(text(events) == "said " && events.contains { if case .toolCall(let call) = $0 { call.name == "f" } else { false } }, "\(events)")
+    }
+
     /// Google's raw JSON error may end the body with its closing brace and no line end: read at
     /// the end, with its message and status (review 52A #5: "the stream ended" instead), in any
     /// split; a last `data:` line without its blank line is still no event.

@@ -4,10 +4,12 @@ import GatewayCore
 enum AnthropicResponse {
     /// `stop_reason` in OpenAI's vocabulary. `pause_turn` (a server tool's loop paused) and
     /// values yet to come read as `stop`; running out of context reads as running out of tokens.
-    static func finishReason(_ stopReason: String) -> FinishReason {
+    /// `tool_use` with no call made is `stop` (review 98 #7: chat said `tool_calls` with none,
+    /// Messages `end_turn`).
+    static func finishReason(_ stopReason: String, sawToolCalls: Bool) -> FinishReason {
         switch stopReason {
         case "max_tokens", "model_context_window_exceeded": .length
-        case "tool_use": .toolCalls
+        case "tool_use": sawToolCalls ? .toolCalls : .stop
         case "refusal": .contentFilter
         default: .stop  // end_turn, stop_sequence, pause_turn, …
         }
@@ -36,7 +38,9 @@ enum AnthropicResponse {
 
         mutating func update(_ usage: JSONValue?) {
             guard let usage, case .object = usage else { return }
-            func read(_ value: JSONValue?) -> Int64? { value.flatMap { $0.doubleValue != nil ? Usage.count($0) : nil } }
+            // A count that is not a number, or is negative, is no count: the call is estimated,
+            // not recorded as a measured 0 (review 98 #6).
+            func read(_ value: JSONValue?) -> Int64? { value.flatMap { ($0.doubleValue ?? -1) >= 0 ? Usage.count($0) : nil } }
             input = read(usage["input_tokens"]) ?? input
             cacheCreation = read(usage["cache_creation_input_tokens"]) ?? cacheCreation
             cacheRead = read(usage["cache_read_input_tokens"]) ?? cacheRead
@@ -107,7 +111,7 @@ enum AnthropicResponse {
             events.append(detail)
         }
         if let extras = AnthropicMessageExtras.from(message, usage: message["usage"]) { events.append(.messageExtras(extras)) }
-        events.append(.finish(message["stop_reason"]?.stringValue.map(finishReason) ?? (calls > 0 ? .toolCalls : .stop)))
+        events.append(.finish(message["stop_reason"]?.stringValue.map { finishReason($0, sawToolCalls: calls > 0) } ?? (calls > 0 ? .toolCalls : .stop)))
         var counts = UsageCounts()
         counts.update(message["usage"])
         if counts.seen { events.append(.usage(counts.usage)) }

@@ -118,6 +118,10 @@ struct AnthropicEventReader {
     /// as the arguments when the block stops with no delta, so no client gets `""`, which
     /// `JSON.parse` and `json.loads` refuse (review 43 #2).
     private var unsentInputs: [Int64: String] = [:]
+    /// Tool calls whose start carried a whole input (not Anthropic's `{}`): deltas after it would
+    /// make the arguments ambiguous, and are refused (review 98 #5).
+    private var wholeInputs: Set<Int64> = []
+    private var messageStarted = false
     /// Kimi's endpoint gives parallel `tool_use` blocks one id (review 52A #2).
     private var ids = UniqueToolCallIDs()
     /// Events of other blocks that came while a tool call's block was open, in order (`pass`).
@@ -137,6 +141,10 @@ struct AnthropicEventReader {
         // Every event's data names its type; the event name is the fallback.
         switch json["type"]?.stringValue ?? String(decoding: name, as: UTF8.self) {
         case "message_start":
+            // One message a stream: a second start would replace the first's prompt count
+            // (review 98 #6).
+            guard !messageStarted else { throw StreamDecodingError("the upstream started a second message") }
+            messageStarted = true
             usage.update(json["message"]?["usage"])
             if usage.seen { promptUsage = usage.usage }
             if upstreamID == nil, let id = json["message"]?["id"]?.stringValue {
@@ -153,7 +161,7 @@ struct AnthropicEventReader {
         case "content_block_start":
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":
-            delta(json["delta"], index: json["index"]?.intValue, emit: emit)
+            try delta(json["delta"], index: json["index"]?.intValue, emit: emit)
         case "content_block_stop":
             guard let index = json["index"]?.intValue else { break }
             sendUnsentInput(index, emit: emit)
@@ -170,13 +178,13 @@ struct AnthropicEventReader {
             }
         case "message_delta":
             usage.update(json["usage"])
-            if json["usage"]?["output_tokens"]?.doubleValue != nil { answerCounted = true }
+            if (json["usage"]?["output_tokens"]?.doubleValue ?? -1) >= 0 { answerCounted = true }  // a count, as `UsageCounts` reads one
             if let extras = AnthropicMessageExtras.from(json["delta"], usage: json["usage"]) { emit(.messageExtras(extras)) }
             if !finished, let reason = json["delta"]?["stop_reason"]?.stringValue {
                 finished = true
                 releaseHeld(emit: emit)  // the answer is whole: its text before its finish
                 if let detail = AnthropicResponse.stopDetail(reason, sequence: json["delta"]?["stop_sequence"]) { emit(detail) }
-                emit(.finish(AnthropicResponse.finishReason(reason)))
+                emit(.finish(AnthropicResponse.finishReason(reason, sawToolCalls: !toolCalls.isEmpty)))
             }
         case "message_stop":
             end(emit: emit)
@@ -232,6 +240,7 @@ struct AnthropicEventReader {
             toolBlocks.insert(index)
             if case .object(let input)? = block?["input"], !input.isEmpty, let whole = block?["input"] {
                 unsentInputs[index] = JSONWriting.compact(whole)
+                wholeInputs.insert(index)
             } else {
                 unsentInputs[index] = "{}"
             }
@@ -269,7 +278,7 @@ struct AnthropicEventReader {
         emit(.toolCall(ToolCallFragment(index: ordinal, arguments: input)))
     }
 
-    private mutating func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) {
+    private mutating func delta(_ delta: JSONValue?, index: Int64?, emit: (ModelEvent) -> Void) throws(StreamDecodingError) {
         switch delta?["type"]?.stringValue {
         case "text_delta"?:
             if let text = delta?["text"]?.stringValue, !text.isEmpty { pass(.text(text), emit: emit) }
@@ -279,11 +288,19 @@ struct AnthropicEventReader {
             if let signature = delta?["signature"]?.stringValue, !signature.isEmpty { pass(.reasoningSignature(signature), emit: emit) }
         case "input_json_delta"?:
             // A server tool's block streams its input too: a provider block's delta.
-            if let index, let ordinal = toolCalls[index], let json = delta?["partial_json"]?.stringValue, !json.isEmpty {
+            if let index, let ordinal = toolCalls[index] {
+                guard let json = delta?["partial_json"]?.stringValue, !json.isEmpty else { break }
+                guard !wholeInputs.contains(index) else {
+                    throw StreamDecodingError("the upstream sent a tool call's input whole in its start and in pieces after it")
+                }
                 unsentInputs[index] = nil
                 emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
             } else if let index, providerBlocks.contains(index), let delta {
                 pass(.providerBlock(.delta(delta)), emit: emit)
+            } else {
+                // No block of this index was started: arguments of no call (review 98 #4: they
+                // were dropped without a word).
+                throw StreamDecodingError("the upstream sent a tool call's input for a block it never started")
             }
         case "citations_delta"?:
             if let delta { pass(.providerBlock(.delta(delta)), emit: emit) }

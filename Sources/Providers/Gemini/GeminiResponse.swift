@@ -57,7 +57,10 @@ struct GeminiResponseReader {
             upstreamID = UpstreamIdentifier.sanitized(id, redactor: redactor)
         }
         if let metadata = response["usageMetadata"], case .object = metadata, Self.hasCount(metadata) { usage = Self.usage(metadata) }
-        guard let candidate = response["candidates"]?.arrayValue?.first else {
+        // The one candidate asked for (`n` > 1 is refused): index 0, or none said. Another
+        // index is no part of this answer (review 98 #1: a second candidate's text was shown as
+        // the answer, and the first one's lost when it came second in a chunk).
+        guard let candidate = response["candidates"]?.arrayValue?.first(where: Self.isTheFirst) else {
             if response["promptFeedback"]?["blockReason"]?.stringValue != nil {
                 answered = true
                 finish(.contentFilter, emit: emit)
@@ -65,12 +68,15 @@ struct GeminiResponseReader {
             return
         }
         answered = true
+        // A part is one of text or a call; one carrying both (never Gemini's own) loses neither:
+        // its text, then its call (review 98 #2).
         for part in candidate["content"]?["parts"]?.arrayValue ?? [] {
+            if let text = part["text"]?.stringValue, !text.isEmpty {
+                emit(part["thought"]?.boolValue == true ? .reasoning(text) : .text(text))
+                began = true
+            }
             if let call = part["functionCall"], case .object = call {
                 try toolCall(call, responseID: response["responseId"]?.stringValue, emit: emit)
-                began = true
-            } else if let text = part["text"]?.stringValue, !text.isEmpty {
-                emit(part["thought"]?.boolValue == true ? .reasoning(text) : .text(text))
                 began = true
             }
         }
@@ -92,6 +98,12 @@ struct GeminiResponseReader {
             }
             finish(Self.finishReason(reason, sawToolCalls: toolCalls > 0), emit: emit)
         }
+    }
+
+    /// A candidate whose `index` is 0, or absent (Gemini leaves it out of some chunks).
+    private static func isTheFirst(_ candidate: JSONValue) -> Bool {
+        guard let index = candidate["index"], index != .null else { return true }
+        return index.intValue == 0
     }
 
     /// The body ended without a finish or an error: the usage so far, once the answer began
