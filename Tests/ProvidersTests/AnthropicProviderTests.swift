@@ -475,7 +475,8 @@ import Testing
     /// What Anthropic never sends is refused, not half kept (review 98): a tool call's input for
     /// a block never started (#4: dropped without a word), an input given whole in its start and
     /// then in pieces (#5: the start's lost), a second message (#6: its prompt count replaced the
-    /// first's); a negative count is no count (#6: a measured 0).
+    /// first's), thinking interleaved with another block (#3); a negative count is no count (#6:
+    /// a measured 0).
     @Test func whatAnthropicNeverSendsIsRefusedNotHalfKept() throws {
         func event(_ json: String) -> String { "event: x\ndata: " + json + "\n\n" }
         let start = event(#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":10,"output_tokens":1}}}"#)
@@ -498,6 +499,17 @@ import Testing
             // -12 output tokens is no count: no usage measured as 0 (the gateway estimates it).
             #expect(!events.contains { if case .usage = $0 { true } else { false } }, "\(events)")
         }
+        // A thinking block's signature after another block's text is refused (#3: it was a
+        // block of its own, detached from its thinking); a thinking block never stopped, then
+        // text, is not.
+        let thinking = event(#"{"type":"content_block_start","index":2,"content_block":{"type":"thinking","thinking":""}}"#)
+            + event(#"{"type":"content_block_delta","index":2,"delta":{"type":"thinking_delta","thinking":"R1"}}"#)
+        let signature = event(#"{"type":"content_block_delta","index":2,"delta":{"type":"signature_delta","signature":"s"}}"#)
+        let more = event(#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":" more"}}"#)
+        let finish = event(#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}"#) + event(#"{"type":"message_stop"}"#)
+        #expect(throws: StreamDecodingError.self) { _ = try ProviderFixtures.decode([Array((start + text + thinking + more + signature + finish).utf8)], with: provider) }
+        let unstopped = try ProviderFixtures.decode([Array((start + thinking + signature + text + finish).utf8)], with: provider).0
+        #expect(unstopped.contains(.reasoningSignature("s")) && unstopped.contains(.text("Hi")), "\(unstopped)")
         // `tool_use` with no call made is `stop` (#7).
         let (said, _) = try ProviderFixtures.decode([Array((start + text + end).utf8)], with: provider)
         #expect(said.contains(.finish(.stop)), "\(said)")

@@ -122,6 +122,11 @@ struct AnthropicEventReader {
     /// make the arguments ambiguous, and are refused (review 98 #5).
     private var wholeInputs: Set<Int64> = []
     private var messageStarted = false
+    /// The open thinking block, and whether another block's event came since it started: its
+    /// thinking or signature after that would land in a block of the client's that is no longer
+    /// it (a signature detached from its thinking, which Anthropic refuses sent back), so such
+    /// interleaving is refused (review 98 #3). An unstopped block followed by others is not.
+    private var thinkingBlock: (index: Int64, interrupted: Bool)?
     /// Kimi's endpoint gives parallel `tool_use` blocks one id (review 52A #2).
     private var ids = UniqueToolCallIDs()
     /// Events of other blocks that came while a tool call's block was open, in order (`pass`).
@@ -159,11 +164,19 @@ struct AnthropicEventReader {
             if usage.seen { emit(.usage(usage.usage)) }
             throw StreamDecodingError("the upstream sent content after its stop reason")
         case "content_block_start":
+            if thinkingBlock != nil { thinkingBlock?.interrupted = true }
             try start(json["content_block"], index: json["index"]?.intValue, emit: emit)
         case "content_block_delta":
-            try delta(json["delta"], index: json["index"]?.intValue, emit: emit)
+            let index = json["index"]?.intValue
+            if let thinking = thinkingBlock, index != thinking.index {
+                thinkingBlock?.interrupted = true
+            } else if thinkingBlock?.interrupted == true {
+                throw StreamDecodingError("the upstream interleaved a thinking block with another block")
+            }
+            try delta(json["delta"], index: index, emit: emit)
         case "content_block_stop":
             guard let index = json["index"]?.intValue else { break }
+            if thinkingBlock?.index == index { thinkingBlock = nil }
             sendUnsentInput(index, emit: emit)
             // A tool call's stop only when no other call's block is open: an upstream interleaving
             // them (a proxy translating parallel calls) stops one while another is a client's
@@ -258,6 +271,7 @@ struct AnthropicEventReader {
                 pass(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))), emit: emit)
             }
         case "thinking"?:
+            thinkingBlock = index.map { ($0, false) }
             if let text = block?["thinking"]?.stringValue, !text.isEmpty { pass(.reasoning(text), emit: emit) }
             if let signature = block?["signature"]?.stringValue, !signature.isEmpty { pass(.reasoningSignature(signature), emit: emit) }
         case "redacted_thinking"?:
