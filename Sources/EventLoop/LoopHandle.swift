@@ -152,6 +152,11 @@ public final class LoopTimer: LoopHandle {
     }
 
     public func start(afterMilliseconds delay: UInt64, repeatMilliseconds: UInt64 = 0) {
+        putOff = false  // a new arming: its first late firing reads first too (review 99 #5)
+        arm(afterMilliseconds: delay, repeatMilliseconds: repeatMilliseconds)
+    }
+
+    private func arm(afterMilliseconds delay: UInt64, repeatMilliseconds: UInt64) {
         guard isOpen else { return }
         due = loop.nowMilliseconds &+ delay
         interval = repeatMilliseconds
@@ -167,7 +172,7 @@ public final class LoopTimer: LoopHandle {
         due = now &+ interval
         if readsFirstWhenLate && !putOff && late >= 2 && late < .max / 2 {
             putOff = true
-            start(afterMilliseconds: 1, repeatMilliseconds: interval)
+            arm(afterMilliseconds: 1, repeatMilliseconds: interval)
             return
         }
         putOff = false
@@ -175,6 +180,7 @@ public final class LoopTimer: LoopHandle {
     }
 
     public func stop() {
+        putOff = false
         guard isOpen else { return }
         uv_timer_stop(rawHandle.assumingMemoryBound(to: uv_timer_t.self))
     }

@@ -103,11 +103,15 @@ enum UpstreamErrors {
 
     /// One line, at most `maxMessageCharacters` Unicode scalars: counted in grapheme clusters, one
     /// cluster of 10,000 marks (U+0600 prepends to whatever follows) passed 20 KB (review 85 #2).
-    /// Control characters (an error body of raw bytes) become spaces: the message is text for a
-    /// person, a log line and a terminal (review 98 #8).
+    /// Control and format characters (an error body of raw bytes; bidi overrides and zero-width
+    /// marks that reorder or hide text) become spaces: the message is text for a person, a log
+    /// line and a terminal (review 98 #8, review 99 #4).
     static func trimmed(_ text: String) -> String {
         let visible = String(String.UnicodeScalarView(text.unicodeScalars.lazy.map {
-            $0.properties.generalCategory == .control && $0 != "\n" && $0 != "\r" ? " " : $0
+            switch $0.properties.generalCategory {
+            case .control where $0 != "\n" && $0 != "\r", .format: " "
+            default: $0
+            }
         }))
         let line = visible.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }.joined(separator: " ")

@@ -409,6 +409,29 @@ import Testing
                 && (silent.first?["prompt_tokens"]?.intValue ?? 0) > 0 && silent.first?["completion_tokens"] == .int(0), "\(calls)")
     }
 
+    /// A member whose upstream never took its request (refused with a 4xx, its provider
+    /// unreachable) owes nothing: its row in the client's breakdown is known and zero, as the
+    /// record counts it (review 99 #1: the rows said `usage_unknown` and `calls_without_usage`
+    /// counted them while the record's `usage_unknown` was false); one that answered without any
+    /// usage or output is still unknown in both.
+    @Test func aMemberRefusedOrUnreachableOwesNothingInEveryFigure() throws {
+        let env = try TestEnvironment()
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/error:status=400","dead/x"]}}]"#
+        for stream in [false, true] {
+            var body = Self.fusionBody(stream: stream, tools: tools)
+            if stream { body.removeLast(); body += #","stream_options":{"include_usage":true}}"# }
+            let response = try env.chat(body)
+            #expect(response.status == 200, "\(response.text.prefix(300))")
+            let usage = try #require(stream ? response.plainChunksJSON.last?["usage"] : response.json?["usage"])
+            let calls = usage["fusion"]?["calls"]?.arrayValue ?? []
+            let failed = calls.filter { ["mock/error:status=400", "dead/x"].contains($0["model"]?.stringValue ?? "") }
+            #expect(failed.count == 2 && failed.allSatisfy { $0["usage_unknown"] == nil && $0["prompt_tokens"] == .int(0) }, "\(calls)")
+            #expect(usage["fusion"]?["calls_without_usage"] == nil, "\(usage)")
+            let record = try #require(try env.generation(response.header("x-generation-id")))
+            #expect(record["usage_unknown"] == .bool(false), "\(record)")
+        }
+    }
+
     /// The record of a stream whose client hung up after its fifth chunk.
     static func droppedStream(_ env: TestEnvironment, path: String, body: String) throws -> JSONValue {
         let client = try env.client()

@@ -484,7 +484,9 @@ import Testing
         let json = { (index: Int) in event(#"{"type":"content_block_delta","index":\#(index),"delta":{"type":"input_json_delta","partial_json":"{\"post\":2}"}}"#) }
         let text = event(#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#)
             + event(#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Hi"}}"#)
+        let listInput = event(#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f","input":["pre"]}}"#)
         for (name, stream) in [("an unstarted block's input", start + text + json(5)), ("input whole then in pieces", start + tool + json(0)),
+                               ("an input that is no object", start + listInput + json(0)),
                                ("a second message", start + text + start)] {
             #expect(throws: StreamDecodingError.self, "\(name)") { _ = try ProviderFixtures.decode([Array(stream.utf8)], with: provider) }
         }
@@ -510,6 +512,23 @@ import Testing
         #expect(throws: StreamDecodingError.self) { _ = try ProviderFixtures.decode([Array((start + text + thinking + more + signature + finish).utf8)], with: provider) }
         let unstopped = try ProviderFixtures.decode([Array((start + thinking + signature + text + finish).utf8)], with: provider).0
         #expect(unstopped.contains(.reasoningSignature("s")) && unstopped.contains(.text("Hi")), "\(unstopped)")
+        // Nor thinking without an index, or for a block that is not the open thinking block
+        // (stopped, never started) (review 99 #3).
+        let unindexed = event(#"{"type":"content_block_start","content_block":{"type":"thinking","thinking":"R"}}"#)
+        let stopped = event(#"{"type":"content_block_stop","index":2}"#)
+        let ghost = event(#"{"type":"content_block_delta","index":7,"delta":{"type":"thinking_delta","thinking":"ghost"}}"#)
+        for stream in [start + unindexed + finish, start + thinking + stopped + signature + finish, start + ghost + finish] {
+            #expect(throws: StreamDecodingError.self, "\(stream)") { _ = try ProviderFixtures.decode([Array(stream.utf8)], with: provider) }
+        }
+        // A prompt count that is no count makes no measured usage, however well the answer is
+        // counted: the gateway estimates the call (review 99 #2: a measured prompt of 0).
+        for input in ["-10", "null", #""10""#] {
+            let counted = event(#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":\#(input),"output_tokens":1}}}"#)
+            let events = try ProviderFixtures.decode([Array((counted + text + finish).utf8)], with: provider).0
+            #expect(!events.contains { if case .usage = $0 { true } else { false } }, "\(input): \(events)")
+            let whole = try provider.decodeResponse(Array(#"{"type":"message","content":[{"type":"text","text":"x"}],"stop_reason":"end_turn","usage":{"input_tokens":\#(input),"output_tokens":3}}"#.utf8), redactor: .none)
+            #expect(!whole.contains { if case .usage = $0 { true } else { false } }, "\(input): \(whole)")
+        }
         // `tool_use` with no call made is `stop` (#7).
         let (said, _) = try ProviderFixtures.decode([Array((start + text + end).utf8)], with: provider)
         #expect(said.contains(.finish(.stop)), "\(said)")
@@ -596,6 +615,9 @@ import Testing
         // Raw bytes for a body: no control character reaches the message (review 98 #8).
         let binary = error(500, String(decoding: (0...255).map { UInt8($0) }, as: UTF8.self))
         #expect(!binary.message.unicodeScalars.contains { $0.properties.generalCategory == .control }, "\(binary.message)")
+        // Nor one that reorders or hides text (review 99 #4).
+        let bidi = error(500, #"{"type":"error","error":{"type":"api_error","message":"bad \u202Eevil\u200B \u2066x\u2069"}}"#)
+        #expect(!bidi.message.unicodeScalars.contains { $0.properties.generalCategory == .format } && bidi.message.hasSuffix("bad  evil   x"), "\(bidi.message)")
     }
 
     @Test func streamErrorTypesHaveTheirStatuses() throws {

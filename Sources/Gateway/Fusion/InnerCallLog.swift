@@ -244,10 +244,17 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// call cut or failed before its upstream took the request owes nothing: known, zero (review
     /// 97 #4: a tool loop's turn cut before it went out made the record's usage "unknown" while
     /// every row of the breakdown said known).
-    var usageUnknown: Bool {
-        entries.values.contains { entry in
-            entry.record.usage == nil && (owesPrompt(entry) || max(entry.outputEvents, entry.ledger.outputPieces) > 0)
-        }
+    var usageUnknown: Bool { entries.values.contains(where: mayOweUnknown) }
+
+    /// Whether a call of this panel member (`member`; nil: the outer model's or the judge's
+    /// calls of `role`) may owe what no figure says: a row of the breakdown without usage whose
+    /// calls all owe nothing (refused, unreachable) is known, zero (review 99 #1).
+    func mayOweUnknown(member: Int?, role: String) -> Bool {
+        entries.values.contains { $0.member == member && $0.record.role == role && mayOweUnknown($0) }
+    }
+
+    private func mayOweUnknown(_ entry: Entry) -> Bool {
+        entry.record.usage == nil && (owesPrompt(entry) || max(entry.outputEvents, entry.ledger.outputPieces) > 0)
     }
 
     /// Every call, in the order they started.

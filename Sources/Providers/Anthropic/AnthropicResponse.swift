@@ -34,7 +34,11 @@ enum AnthropicResponse {
         private var output: Int64?
         private var thinking: Int64?
 
-        var seen: Bool { input != nil || output != nil || cacheRead != nil || cacheCreation != nil }
+        /// A count of the prompt came (`input_tokens` or a cache count): without one the prompt
+        /// is not measured, and a usage would say 0 for it (review 99 #2).
+        var promptSeen: Bool { input != nil || cacheRead != nil || cacheCreation != nil }
+        /// Both sides counted: a usage that is a measurement.
+        var whole: Bool { promptSeen && output != nil }
 
         mutating func update(_ usage: JSONValue?) {
             guard let usage, case .object = usage else { return }
@@ -114,7 +118,7 @@ enum AnthropicResponse {
         events.append(.finish(message["stop_reason"]?.stringValue.map { finishReason($0, sawToolCalls: calls > 0) } ?? (calls > 0 ? .toolCalls : .stop)))
         var counts = UsageCounts()
         counts.update(message["usage"])
-        if counts.seen { events.append(.usage(counts.usage)) }
+        if counts.whole { events.append(.usage(counts.usage)) }  // else estimated, not a measured 0
         return events
     }
 }

@@ -100,6 +100,9 @@ struct AnthropicEventReader {
     /// a placeholder (1), never reported as measured (review 71C #4: a 20 KB answer recorded as
     /// one token; without it the usage is estimated from `promptUsage`).
     private var answerCounted = false
+    /// The usage is a measurement: the prompt counted and the answer counted after it (else the
+    /// gateway estimates the call).
+    private var measured: Bool { usage.promptSeen && answerCounted }
     /// The counts `message_start` gave (the prompt's, before the answer).
     private(set) var promptUsage: Usage?
     /// `message_start`'s message id (`msg_…`), for the record.
@@ -151,7 +154,7 @@ struct AnthropicEventReader {
             guard !messageStarted else { throw StreamDecodingError("the upstream started a second message") }
             messageStarted = true
             usage.update(json["message"]?["usage"])
-            if usage.seen { promptUsage = usage.usage }
+            if usage.promptSeen { promptUsage = usage.usage }
             if upstreamID == nil, let id = json["message"]?["id"]?.stringValue {
                 upstreamID = UpstreamIdentifier.sanitized(id, redactor: redactor)
             }
@@ -161,7 +164,7 @@ struct AnthropicEventReader {
             // to show after the client's finish (review 64D #2). Its usage is the answer's whole
             // count, kept as an error event's is (review 65 #2).
             ended = true
-            if usage.seen { emit(.usage(usage.usage)) }
+            if measured { emit(.usage(usage.usage)) }
             throw StreamDecodingError("the upstream sent content after its stop reason")
         case "content_block_start":
             if thinkingBlock != nil { thinkingBlock?.interrupted = true }
@@ -207,7 +210,7 @@ struct AnthropicEventReader {
             // After the stop reason the usage is the answer's whole count (`message_delta`'s are
             // cumulative): kept, not replaced by an estimate (review 64D #3). Before it,
             // `message_start`'s output count is a placeholder.
-            if finished && usage.seen { emit(.usage(usage.usage)) }
+            if finished && measured { emit(.usage(usage.usage)) }
             emit(.error(AnthropicErrors.streamError(json, redactor: redactor)))
         default:
             break  // ping, and event types yet to come
@@ -225,7 +228,7 @@ struct AnthropicEventReader {
             finished = true
             emit(.finish(toolCalls.isEmpty ? .stop : .toolCalls))
         }
-        if usage.seen && answerCounted { emit(.usage(usage.usage)) }
+        if measured { emit(.usage(usage.usage)) }
     }
 
     /// The body ended without `message_stop`: the message's end if its stop reason came; else
@@ -251,6 +254,10 @@ struct AnthropicEventReader {
             let ordinal = toolCalls.count
             toolCalls[index] = ordinal
             toolBlocks.insert(index)
+            // Anthropic's input is an object; anything else would be lost (review 99 #6).
+            if let input = block?["input"], input != .null, input.objectValue == nil {
+                throw StreamDecodingError("the upstream started a tool_use block whose input is not a JSON object")
+            }
             if case .object(let input)? = block?["input"], !input.isEmpty, let whole = block?["input"] {
                 unsentInputs[index] = JSONWriting.compact(whole)
                 wholeInputs.insert(index)
@@ -270,6 +277,8 @@ struct AnthropicEventReader {
             for citation in (block?["citations"]?.arrayValue ?? []).prefix(Self.maxToolCalls) {
                 pass(.providerBlock(.delta(.object(["type": .string("citations_delta"), "citation": citation]))), emit: emit)
             }
+        case "thinking"? where index == nil, "redacted_thinking"? where index == nil:
+            throw StreamDecodingError("the upstream started a thinking block without an index")
         case "thinking"?:
             thinkingBlock = index.map { ($0, false) }
             if let text = block?["thinking"]?.stringValue, !text.isEmpty { pass(.reasoning(text), emit: emit) }
@@ -296,6 +305,10 @@ struct AnthropicEventReader {
         switch delta?["type"]?.stringValue {
         case "text_delta"?:
             if let text = delta?["text"]?.stringValue, !text.isEmpty { pass(.text(text), emit: emit) }
+        case "thinking_delta"? where thinkingBlock?.index != index, "signature_delta"? where thinkingBlock?.index != index:
+            // Thinking of no open thinking block (never started, or stopped): it would make a
+            // block of its own, a signature detached from its thinking (review 99 #3).
+            throw StreamDecodingError("the upstream sent thinking for a block that is not an open thinking block")
         case "thinking_delta"?:
             if let text = delta?["thinking"]?.stringValue, !text.isEmpty { pass(.reasoning(text), emit: emit) }
         case "signature_delta"?:
