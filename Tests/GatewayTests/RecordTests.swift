@@ -404,6 +404,19 @@ import UpstreamClient
         _ = log.ended(3, .complete, InnerCallRecord.Summary(httpStatus: 200), at: 30)  // no usage, no output
         #expect(log.usageUnknown)
         #expect(log.records.map(\.usage) == [nil, nil, nil])
+        // A judge row is its own calls': a refused fallback judge owes nothing beside a judge that
+        // answered without usage (review 100 #1: both rows said unknown).
+        let (silent, refused) = (CallLedger(), CallLedger())
+        log.started(4, role: .judge, routes: [(model: "mock/j", provider: "mock")], request: request, ledger: silent, at: 0)
+        log.started(5, role: .judge, routes: [(model: "mock/k", provider: "mock")], request: request, ledger: refused, at: 0)
+        silent.accepted()
+        _ = log.ended(4, .complete, InnerCallRecord.Summary(httpStatus: 200), at: 40)
+        refused.requestSent()
+        refused.refused()
+        _ = log.failed(5, .upstreamUnavailable("refused", code: "upstream_error", status: 500), InnerCallRecord.Summary(httpStatus: 500), at: 50)
+        #expect(log.mayOweUnknown(member: nil, role: "judge", model: "mock/j"))
+        #expect(!log.mayOweUnknown(member: nil, role: "judge", model: "mock/k"))
+        #expect(!log.mayOweUnknown(member: 2, role: "panel", model: "mock/a") && log.mayOweUnknown(member: 3, role: "panel", model: "mock/a"))
     }
 
     /// A call cut before any answer owes its prompt once its request went out whole, unless its

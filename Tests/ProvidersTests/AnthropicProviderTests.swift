@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 import Providers
 import Testing
@@ -528,6 +529,18 @@ import Testing
             #expect(!events.contains { if case .usage = $0 { true } else { false } }, "\(input): \(events)")
             let whole = try provider.decodeResponse(Array(#"{"type":"message","content":[{"type":"text","text":"x"}],"stop_reason":"end_turn","usage":{"input_tokens":\#(input),"output_tokens":3}}"#.utf8), redactor: .none)
             #expect(!whole.contains { if case .usage = $0 { true } else { false } }, "\(input): \(whole)")
+        }
+        // `message_start`'s output count is a placeholder: the prompt's count it gives for an
+        // estimate carries no answer (review 100 #2: 5000 was taken as the answer's size).
+        var decoder = provider.streamDecoder(maxEventBytes: 1 << 20, redactor: .none)
+        let placeholder = event(#"{"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":10,"output_tokens":5000}}}"#)
+        _ = try Array((placeholder + text).utf8).withUnsafeBytes { try decoder.decode($0) { _ in } }
+        #expect(decoder.promptUsage == Usage(promptTokens: 10, completionTokens: 0, totalTokens: 10), "\(String(describing: decoder.promptUsage))")
+        // The sequence that matched reaches a Messages client only as a stop sequence could be:
+        // short, printable (review 100 #3).
+        for (sequence, kept) in [("\n\nHuman:", true), ("END", true), ("\u{202E}x", false), ("\u{1B}[2J", false), (String(repeating: "Z", count: 100_000), false)] {
+            let body = try JSONSerialization.data(withJSONObject: ["type": "message", "content": [] as [Any], "stop_reason": "stop_sequence", "stop_sequence": sequence])
+            #expect(try provider.decodeResponse(Array(body), redactor: .none).first == .stopDetail(reason: "stop_sequence", sequence: kept ? sequence : nil))
         }
         // `tool_use` with no call made is `stop` (#7).
         let (said, _) = try ProviderFixtures.decode([Array((start + text + end).utf8)], with: provider)

@@ -356,7 +356,8 @@ final class FusionSession<Renderer: FusionRenderer> {
         // A row without usage whose calls owe nothing (refused, unreachable) is known, zero, as
         // the record counts it (`InnerCallLog.usageUnknown`; review 99 #1).
         for index in folded.calls.indices where folded.calls[index].usage == nil {
-            if !callLog.mayOweUnknown(member: folded.calls[index].member, role: folded.calls[index].role) { folded.calls[index].usage = Usage() }
+            let row = folded.calls[index]
+            if !callLog.mayOweUnknown(member: row.member, role: row.role, model: row.model) { folded.calls[index].usage = Usage() }
         }
         let calls = callLog.records(pricedBy: routes.price(of:))
         return (folded.calls, calls.compactMap(\.usage).reduce(Usage(), +), calls.contains(where: \.usageEstimated))

@@ -247,10 +247,15 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     var usageUnknown: Bool { entries.values.contains(where: mayOweUnknown) }
 
     /// Whether a call of this panel member (`member`; nil: the outer model's or the judge's
-    /// calls of `role`) may owe what no figure says: a row of the breakdown without usage whose
-    /// calls all owe nothing (refused, unreachable) is known, zero (review 99 #1).
-    func mayOweUnknown(member: Int?, role: String) -> Bool {
-        entries.values.contains { $0.member == member && $0.record.role == role && mayOweUnknown($0) }
+    /// calls of `role` asked of or answered by `model`) may owe what no figure says: a row of
+    /// the breakdown without usage whose calls all owe nothing (refused, unreachable) is known,
+    /// zero (review 99 #1; review 100 #1: a refused fallback judge stayed unknown beside another
+    /// judge call that was).
+    func mayOweUnknown(member: Int?, role: String, model: String) -> Bool {
+        entries.values.contains {
+            $0.member == member && $0.record.role == role && (member != nil || $0.record.model == model || $0.routes.first?.model == model)
+                && mayOweUnknown($0)
+        }
     }
 
     private func mayOweUnknown(_ entry: Entry) -> Bool {

@@ -21,7 +21,21 @@ enum AnthropicResponse {
     static func stopDetail(_ stopReason: String, sequence: JSONValue?) -> ModelEvent? {
         guard !["end_turn", "max_tokens", "tool_use", "refusal"].contains(stopReason), (1...64).contains(stopReason.utf8.count),
               stopReason.utf8.allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || $0 == UInt8(ascii: "_") }) else { return nil }
-        return .stopDetail(reason: stopReason, sequence: sequence?.stringValue)
+        return .stopDetail(reason: stopReason, sequence: sequence?.stringValue.flatMap(stopSequence))
+    }
+
+    /// The sequence that matched, passed on as the client's: one of its own stop sequences, so
+    /// short, printable text (whitespace allowed); anything else (100 KB, a bidi override, an
+    /// escape) is not one and is left out (review 100 #3).
+    static func stopSequence(_ text: String) -> String? {
+        guard (1...256).contains(text.unicodeScalars.count), !text.unicodeScalars.contains(where: {
+            switch $0.properties.generalCategory {
+            case .control: !["\n", "\r", "\t"].contains($0)
+            case .format: true
+            default: false
+            }
+        }) else { return nil }
+        return text
     }
 
     /// Usage as Anthropic reports it: `message_start` carries the input side, each
@@ -37,6 +51,15 @@ enum AnthropicResponse {
         /// A count of the prompt came (`input_tokens` or a cache count): without one the prompt
         /// is not measured, and a usage would say 0 for it (review 99 #2).
         var promptSeen: Bool { input != nil || cacheRead != nil || cacheCreation != nil }
+        /// The prompt's side alone: what `message_start` says of the prompt before the answer
+        /// (its output count is a placeholder, not an estimate of the answer: review 100 #2).
+        var promptUsage: Usage {
+            var prompt = usage
+            prompt.completionTokens = 0
+            prompt.reasoningTokens = 0
+            prompt.totalTokens = prompt.promptTokens
+            return prompt
+        }
         /// Both sides counted: a usage that is a measurement.
         var whole: Bool { promptSeen && output != nil }
 

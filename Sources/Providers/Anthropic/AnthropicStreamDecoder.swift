@@ -154,7 +154,7 @@ struct AnthropicEventReader {
             guard !messageStarted else { throw StreamDecodingError("the upstream started a second message") }
             messageStarted = true
             usage.update(json["message"]?["usage"])
-            if usage.promptSeen { promptUsage = usage.usage }
+            if usage.promptSeen { promptUsage = usage.promptUsage }
             if upstreamID == nil, let id = json["message"]?["id"]?.stringValue {
                 upstreamID = UpstreamIdentifier.sanitized(id, redactor: redactor)
             }
