@@ -538,7 +538,7 @@ import Testing
         #expect(decoder.promptUsage == Usage(promptTokens: 10, completionTokens: 0, totalTokens: 10), "\(String(describing: decoder.promptUsage))")
         // The sequence that matched reaches a Messages client only as a stop sequence could be:
         // short, printable (review 100 #3).
-        for (sequence, kept) in [("\n\nHuman:", true), ("END", true), ("\u{202E}x", false), ("\u{1B}[2J", false), (String(repeating: "Z", count: 100_000), false)] {
+        for (sequence, kept) in [("\n\nHuman:", true), ("END", true), ("\u{202E}x", false), ("\u{1B}[2J", false), ("a\u{2028}b", false), (String(repeating: "Z", count: 100_000), false)] {
             let body = try JSONSerialization.data(withJSONObject: ["type": "message", "content": [] as [Any], "stop_reason": "stop_sequence", "stop_sequence": sequence])
             #expect(try provider.decodeResponse(Array(body), redactor: .none).first == .stopDetail(reason: "stop_sequence", sequence: kept ? sequence : nil))
         }

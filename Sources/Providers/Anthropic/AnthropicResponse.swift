@@ -31,7 +31,7 @@ enum AnthropicResponse {
         guard (1...256).contains(text.unicodeScalars.count), !text.unicodeScalars.contains(where: {
             switch $0.properties.generalCategory {
             case .control: !["\n", "\r", "\t"].contains($0)
-            case .format: true
+            case .format, .lineSeparator, .paragraphSeparator: true
             default: false
             }
         }) else { return nil }
