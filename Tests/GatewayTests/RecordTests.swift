@@ -382,6 +382,20 @@ import UpstreamClient
         #expect(log.records[2].usage == Usage(promptTokens: 7, completionTokens: 1, totalTokens: 8) && !log.records[2].usageEstimated)
     }
 
+    /// A cut call's output is estimated a token a piece, or one per four bytes of a large piece
+    /// (review 101 #1: 20 KB in one delta was one token).
+    @Test func aLargePieceOfOutputIsEstimatedByItsSize() {
+        let log = InnerCallLog(requestStart: 0, redactor: .none)
+        let request = ModelRequest(model: "a", messages: [ModelMessage(role: .user, text: "x")], stream: true)
+        let ledger = CallLedger()
+        log.started(1, role: .member(index: 0), routes: [(model: "mock/a", provider: "mock")], request: request, ledger: ledger, at: 0)
+        ledger.accepted()
+        ledger.outputPiece(bytes: 20_000)
+        ledger.outputPiece(bytes: 3)
+        log.cancelAll(at: 1_000)
+        #expect(log.records[0].usage?.completionTokens == 5_001 && log.records[0].usageEstimated, "\(String(describing: log.records[0].usage))")
+    }
+
     /// A call whose upstream never took its request (cut before it went out, refused) owes
     /// nothing: its usage is known, zero, and the record's `usage_unknown` stays false; only a
     /// call whose upstream took the prompt and reported no usage and wrote nothing makes it true

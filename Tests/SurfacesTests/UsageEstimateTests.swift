@@ -65,4 +65,16 @@ import Testing
                     && usage["estimated"] == JSONValue.bool(true), "\(usage)")
         #expect(text.contains("upstream_truncated"))
     }
+
+    /// An estimate counts the answer's size as well as its events: 20 KB in one delta is not one
+    /// token (review 101 #1; a whole body's was already counted by its size), and `message_start`'s
+    /// output count is a placeholder, not the answer's (review 100 #2).
+    @Test func aLargeDeltaIsEstimatedByItsSize() throws {
+        let big = String(repeating: "word ", count: 4_000)
+        let sse = Self.anthropicCut.replacingOccurrences(of: #""text":"lo""#, with: #""text":"\#(big)""#)
+            .replacingOccurrences(of: #""output_tokens":1"#, with: #""output_tokens":5000"#)
+        let (relay, _) = Self.relay(AnthropicProvider(), sse, writer: MessagesStreamWriter(id: "m1", model: "m"), cut: true)
+        let estimate = try #require(relay.estimatedUsage)
+        #expect(estimate.promptTokens == 30 && estimate.completionTokens == Int64((3 + big.utf8.count) / 4 + 1), "\(estimate)")
+    }
 }

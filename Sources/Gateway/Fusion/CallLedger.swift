@@ -25,9 +25,10 @@ final class CallLedger: Sendable {
     /// retry's `requestSent` sets it again.
     func refused() { hasIt.store(false, ordering: .releasing) }
 
-    /// A piece of output (text, reasoning, a refusal, a tool call's fragment) passed to the
-    /// session: what `InnerCallLog` counts a token each when it estimates.
-    func outputPiece() { pieces.add(1, ordering: .relaxed) }
+    /// A piece of output (text, reasoning, a refusal, a tool call's fragment) of `bytes` passed
+    /// to the session: what `InnerCallLog` counts when it estimates, a token a piece or one per
+    /// four bytes of a large one (review 101 #1: 20 KB in one delta was one token).
+    func outputPiece(bytes: Int = 1) { pieces.add(Int64(max(1, bytes / 4)), ordering: .relaxed) }
 
     /// The upstream's usage report (the last is the call's total if the call runs to its end;
     /// output after it, of a call cut before then, is not in it).

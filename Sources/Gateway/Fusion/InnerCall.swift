@@ -399,7 +399,7 @@ final class InnerCall {
             // A usage without a cost is costed at the config's price (as the proxy's are).
             if case .usage = event { event = event.costed(at: route.price) }
             switch event {
-            case .text, .reasoning, .refusal, .toolCall: ledger.outputPiece()
+            case .text, .reasoning, .refusal, .toolCall: ledger.outputPiece(bytes: size)
             case .usage(let usage): ledger.usage(usage)
             default: break
             }

@@ -196,6 +196,11 @@ private final class WebFetch: WebToolTask {
         hop()
     }
 
+    /// curl's own timeouts are a backstop behind the fetch's deadline, which reads what came and
+    /// names the limit: a deadline put off because the loop ran late (`readsFirstWhenLate`)
+    /// must still come first (a "Timeout was reached" failure threw the page away).
+    static let curlSlackMilliseconds = 1_000
+
     private func hop() {
         status = 0
         headers = []
@@ -204,10 +209,10 @@ private final class WebFetch: WebToolTask {
         let access = settings.access(for: url.absoluteString)
         var request = UpstreamRequest(url: url.absoluteString, method: "GET", headers: [
             ("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,application/json;q=0.8,*/*;q=0.5"),
-        ] + access.headers, connectTimeoutMilliseconds: Int(settings.fetchTimeoutMilliseconds))
+        ] + access.headers, connectTimeoutMilliseconds: Int(settings.fetchTimeoutMilliseconds) + Self.curlSlackMilliseconds)
         request.connectTo = access.connectTo
         request.connectFilter = { address, port in policy.refusal(address: address, port: port) }
-        request.totalTimeoutMilliseconds = Int(settings.fetchTimeoutMilliseconds)
+        request.totalTimeoutMilliseconds = Int(settings.fetchTimeoutMilliseconds) + Self.curlSlackMilliseconds
         request.acceptCompression = true
         let transfer = client.start(request)
         self.transfer = transfer

@@ -53,6 +53,10 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public private(set) var finish: FinishReason?
     /// Events carrying the answer (text, reasoning, tool call fragments) forwarded so far.
     public private(set) var forwardedEvents = 0
+    /// The answer's text, reasoning and tool calls forwarded, in bytes: an estimate counts them
+    /// at four a token when that is more than a token an event (review 101 #1: 20 KB in one
+    /// delta was charged one token).
+    private var forwardedOutputBytes = 0
     /// A whole answer's output estimated by its size (`relayWhole`).
     private var wholeOutputTokens: Int64?
     public private(set) var outcome = Outcome.streaming
@@ -197,10 +201,15 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
                 return
             }
             forwardedEvents += 1
+            forwardedOutputBytes += (fragment.name?.utf8.count ?? 0) + (fragment.arguments?.utf8.count ?? 0)
             writer.append(event, to: &out)
         case .providerBlock(.stop):
             writer.append(event, to: &out)  // a block's end: no answer of its own
-        case .text, .reasoning, .refusal, .reasoningSignature, .redactedReasoning, .providerBlock:
+        case .text(let text), .reasoning(let text), .refusal(let text):
+            forwardedEvents += 1
+            forwardedOutputBytes += text.utf8.count
+            writer.append(event, to: &out)
+        case .reasoningSignature, .redactedReasoning, .providerBlock:
             forwardedEvents += 1
             writer.append(event, to: &out)
         }
@@ -227,12 +236,13 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     }
 
     /// The usage to report: the upstream's, else (when the prompt's size is known) an estimate:
-    /// the prompt as the upstream counted it or by its size, and a token per forwarded event (a
-    /// lower bound), flagged as an estimate.
+    /// the prompt as the upstream counted it or by its size, and a token per forwarded event or
+    /// per four bytes of output, whichever is more (a lower bound), flagged as an estimate.
     private mutating func totalUsage() -> Usage? {
         guard usage == nil else { return usage }
         guard let prompt = promptUsage ?? estimatedPromptTokens.map({ Usage(promptTokens: $0) }) else { return nil }
-        let estimate = Usage.estimate(prompt: prompt, completionTokens: max(Int64(forwardedEvents), wholeOutputTokens ?? 0)).costed(at: price)
+        let bySize = forwardedOutputBytes > 0 ? Int64(forwardedOutputBytes / 4 + 1) : 0
+        let estimate = Usage.estimate(prompt: prompt, completionTokens: max(Int64(forwardedEvents), bySize, wholeOutputTokens ?? 0)).costed(at: price)
         estimatedUsage = estimate
         return estimate
     }
