@@ -300,6 +300,10 @@ extension ModelEvent {
             default: break
             }
         }
-        return bytes == 0 ? nil : Int64(bytes / 4 + 1)
+        return bytes == 0 ? nil : tokens(outputBytes: bytes)
     }
+
+    /// Output of `bytes` (text, reasoning, tool calls) at about four bytes a token: the
+    /// gateway's estimate of an answer whose upstream did not count it.
+    public static func tokens(outputBytes bytes: Int) -> Int64 { Int64(bytes / 4 + 1) }
 }

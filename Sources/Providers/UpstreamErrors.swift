@@ -107,16 +107,22 @@ enum UpstreamErrors {
     /// marks that reorder or hide text) become spaces: the message is text for a person, a log
     /// line and a terminal (review 98 #8, review 99 #4).
     static func trimmed(_ text: String) -> String {
-        let visible = String(String.UnicodeScalarView(text.unicodeScalars.lazy.map {
-            switch $0.properties.generalCategory {
-            case .control where $0 != "\n" && $0 != "\r", .format: " "
-            default: $0
-            }
-        }))
+        let visible = String(String.UnicodeScalarView(text.unicodeScalars.lazy.map { isUnsafeInText($0) || $0 == "\t" ? " " : $0 }))
         let line = visible.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }.joined(separator: " ")
         guard line.unicodeScalars.count > maxMessageCharacters else { return line }
         return String(String.UnicodeScalarView(line.unicodeScalars.prefix(maxMessageCharacters))) + "…"
+    }
+
+    /// A character of an upstream's text that has no place in a message for a person: a control
+    /// character other than a tab or a line end, a format character (bidi overrides, zero-width
+    /// marks that reorder or hide text), a line or paragraph separator.
+    static func isUnsafeInText(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control: !["\n", "\r", "\t"].contains(scalar)
+        case .format, .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
     }
 
     /// An upstream's `type`/`code` passed on only when it looks like an identifier (it ends up in

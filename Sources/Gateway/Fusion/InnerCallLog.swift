@@ -21,6 +21,9 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         /// Pieces of output (text, reasoning, tool call fragments): a call cut before its usage
         /// is charged a token for each.
         var outputEvents: Int64 = 0
+        /// The output charged: the session's count, or the ledger's (what the call read and the
+        /// session has not yet; a large piece a token per four bytes), whichever is more.
+        var output: Int64 { max(outputEvents, ledger.outputPieces) }
         /// The prompt's counts its upstream gave before the answer (Anthropic's `message_start`):
         /// what it is charged for its prompt if cut before its usage.
         var promptUsage: Usage?
@@ -163,7 +166,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// when it read none.
     private func chargeLastReport(_ entry: Entry) -> Bool {
         guard let report = entry.ledger.lastReport else { return false }
-        let tail = max(0, max(entry.outputEvents, entry.ledger.outputPieces) - report.piecesBefore)
+        let tail = max(0, entry.output - report.piecesBefore)
         var usage = report.usage
         usage.completionTokens = Usage.saturatingAdd(usage.completionTokens, tail)
         usage.totalTokens = Usage.saturatingAdd(usage.totalTokens, tail)
@@ -196,7 +199,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     /// counted it, when it said so first, or by its size. `cut`: the session stopped it, so one
     /// whose upstream took the prompt is charged it even before any output (review 77B #1).
     private func estimateUsage(_ entry: Entry, cut: Bool = false, completionAtLeast floor: Int64 = 0) {
-        let output = max(entry.outputEvents, entry.ledger.outputPieces)  // the ledger's: what the session has not read yet
+        let output = entry.output
         guard entry.record.usage == nil, output > 0 || (cut && owesPrompt(entry)) else { return }
         let prompt = entry.promptUsage ?? Usage(promptTokens: CostEstimate.tokens(request: entry.request))
         // One that stopped at its output limit (the upstream's `length`, or stopped there by the
@@ -259,7 +262,7 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
     }
 
     private func mayOweUnknown(_ entry: Entry) -> Bool {
-        entry.record.usage == nil && (owesPrompt(entry) || max(entry.outputEvents, entry.ledger.outputPieces) > 0)
+        entry.record.usage == nil && (owesPrompt(entry) || entry.output > 0)
     }
 
     /// Every call, in the order they started.

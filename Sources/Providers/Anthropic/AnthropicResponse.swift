@@ -28,13 +28,7 @@ enum AnthropicResponse {
     /// short, printable text (whitespace allowed); anything else (100 KB, a bidi override, an
     /// escape) is not one and is left out (review 100 #3).
     static func stopSequence(_ text: String) -> String? {
-        guard (1...256).contains(text.unicodeScalars.count), !text.unicodeScalars.contains(where: {
-            switch $0.properties.generalCategory {
-            case .control: !["\n", "\r", "\t"].contains($0)
-            case .format, .lineSeparator, .paragraphSeparator: true
-            default: false
-            }
-        }) else { return nil }
+        guard (1...256).contains(text.unicodeScalars.count), !text.unicodeScalars.contains(where: UpstreamErrors.isUnsafeInText) else { return nil }
         return text
     }
 

@@ -160,7 +160,7 @@ public struct ChatStreamRelay {
             }
             // The answer's output at about four bytes a token, as `ModelEvent.estimatedOutputTokens`,
             // and never below what choice 0's events say.
-            let estimate = max(outputBytes > 0 ? Int64(outputBytes / 4 + 1) : 0, ModelEvent.estimatedOutputTokens(events) ?? 0)
+            let estimate = max(outputBytes > 0 ? ModelEvent.tokens(outputBytes: outputBytes) : 0, ModelEvent.estimatedOutputTokens(events) ?? 0)
             relay.relayWhole(stream, estimatedOutputTokens: estimate > 0 ? estimate : nil, into: &out)
         }, translating: { $0.relayWhole(events, into: &out) })
     }

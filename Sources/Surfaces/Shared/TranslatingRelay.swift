@@ -241,7 +241,7 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     private mutating func totalUsage() -> Usage? {
         guard usage == nil else { return usage }
         guard let prompt = promptUsage ?? estimatedPromptTokens.map({ Usage(promptTokens: $0) }) else { return nil }
-        let bySize = forwardedOutputBytes > 0 ? Int64(forwardedOutputBytes / 4 + 1) : 0
+        let bySize = forwardedOutputBytes > 0 ? ModelEvent.tokens(outputBytes: forwardedOutputBytes) : 0
         let estimate = Usage.estimate(prompt: prompt, completionTokens: max(Int64(forwardedEvents), bySize, wholeOutputTokens ?? 0)).costed(at: price)
         estimatedUsage = estimate
         return estimate
