@@ -91,7 +91,6 @@ import Testing
             config.server.limits.maxBodyBytes = 16 << 20
             config.providers["raw"] = .init(name: "raw", baseURL: String(upstream.url.dropLast("/ping".count)) + "/v1")
         }
-        let client = try env.client(timeoutSeconds: 20)
         // 8 MB: curl is still sending it as the refusal comes; and the progress repeats it, far
         // more than a client reading nothing lets through (its own buffer is made small too).
         let question = answer == .earlyRefusal || !clientReads ? String(repeating: "x ", count: 4 << 20) : "Should cities ban cars?"
@@ -99,7 +98,11 @@ import Testing
         let body = #"{"model":"mock/outer:pace_ms=1","stream":true,"tool_choice":"required","#
             + #""messages":[{"role":"user","content":"\#(question)"}],"#
             + #""tools":[{"type":"fusion","parameters":{"analysis_models":["raw/any","mock/paced:pace_ms=1:deltas=3"]}}]}"#
-        try client.send(TestEnvironment.post("/v1/chat/completions", body: body))
+        // Built before connecting: under ThreadSanitizer building 8 MB took longer than the
+        // test server's 500 ms for a connection's first byte, which closed it (CI, stop 67: EPIPE).
+        let request = Array(TestEnvironment.post("/v1/chat/completions", body: body).utf8)
+        let client = try env.client(timeoutSeconds: 20)
+        try client.send(request)
         let fd = client.fd
         let readerDone = DispatchSemaphore(value: 0)
         if clientReads {

@@ -681,9 +681,10 @@ extension ServerBehaviourTests {
         #expect(client.peerClosed())
 
         // A body far over max_body_bytes (256 KiB here) still gets the 401, not a 413.
-        let big = try env.client()
         let body = String(repeating: "x", count: 1 << 20)
-        try big.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        let request = Array("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        let big = try env.client()  // after the megabyte is built: a connection's first byte is due in 500 ms here
+        try big.send(request)
         let response = try big.readResponse()
         #expect(response.status == 401)
         #expect(response.json?["error"]?["code"] == .string("invalid_api_key"))
