@@ -164,6 +164,27 @@ import Testing
         #expect(env.mockStats.lastRequestHeader("x-api-key") == TestEnvironment.secretKey)
     }
 
+    /// OpenRouter's `models` serve Messages clients as chat's: a fallback answers when the
+    /// model fails, and is the message's `model`, streamed and whole; an Anthropic upstream
+    /// never sees the field (it refuses one it does not know). Before, the field was ignored and
+    /// sent on (review 101 #2).
+    @Test(arguments: [false, true])
+    func aFallbackAnswersWhenTheModelFails(stream: Bool) throws {
+        let env = try Self.environment()
+        let failing = try post(env, Self.body(model: "anth/error:status=503", stream: stream, extra: #","models":["mock/normal:pace_ms=0"]"#))
+        #expect(failing.status == 200, "\(failing.text)")
+        let model = stream ? failing.namedEvents.first?.data["message"]?["model"] : failing.json?["model"]
+        #expect(model == .string("mock/normal:pace_ms=0"), "\(failing.text.prefix(600))")
+        let text = stream ? streamedText(failing) : failing.json?["content"]?.arrayValue?.first?["text"]?.stringValue ?? ""
+        #expect(text.contains("You asked"), "\(failing.text.prefix(600))")
+        let kept = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: #","models":["mock/normal:pace_ms=0"]"#))
+        #expect(kept.status == 200, "\(kept.text)")
+        let sent = try JSONValue.parse(env.mockStats.lastRequestBody)
+        #expect(sent["models"] == nil && sent["model"] == .string("normal:pace_ms=0"), "\(sent)")
+        let wrong = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: #","models":[""]"#))
+        #expect(wrong.status == 400 && wrong.json?["error"]?["type"] == .string("invalid_request_error"), "\(wrong.text)")
+    }
+
     /// The SDKs' `betas=` is the `anthropic-beta` header: it reaches an Anthropic upstream (with
     /// the provider's own betas), as the body's beta-only fields need it; never another vendor.
     @Test func aClientsBetasReachAnAnthropicUpstream() throws {

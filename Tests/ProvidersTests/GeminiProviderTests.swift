@@ -423,6 +423,13 @@ import Testing
         }
         let whole = try provider.decodeResponse(Array(#"{"candidates":[{"index":1,"content":{"parts":[{"text":"not this"}]},"finishReason":"STOP"},{"index":0,"content":{"parts":[{"text":"this"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
         #expect(text(whole) == "this", "\(whole)")
+        // None the first: refused as such, not as a response with no candidates (review 99 #6).
+        let stringIndex = try provider.decodeResponse(Array(#"{"candidates":[{"index":"0","content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
+        guard case .error(let error)? = stringIndex.first else { Issue.record("\(stringIndex)"); return }
+        #expect(error.message.contains("no candidate of index 0"), "\(error.message)")
+        let none = try provider.decodeResponse(Array(#"{"candidates":[]}"#.utf8), redactor: .none)
+        guard case .error(let empty)? = none.first else { Issue.record("\(none)"); return }
+        #expect(empty.message.contains("no candidates"), "\(empty.message)")
         let both = chunk(#"{"content":{"parts":[{"text":"said ","functionCall":{"name":"f","args":{}}}]},"finishReason":"STOP"}"#)
         let events = try ProviderFixtures.decode([Array(both.utf8)], with: provider).0
         #expect(text(events) == "said " && events.contains { if case .toolCall(let call) = $0 { call.name == "f" } else { false } }, "\(events)")

@@ -332,6 +332,20 @@ import Testing
         #expect(try JSONValue.parse(try parse(alone).upstreamBody(model: "c"))["plugins"] == nil)
     }
 
+    /// OpenRouter's `models` are the request's fallbacks, as on chat and Responses (review 101
+    /// #2: ignored, and sent to Anthropic, which refuses a field it does not know): the
+    /// request's own model and repeats dropped, and the field never goes upstream, as the
+    /// client's bytes or translated.
+    @Test func modelsAreFallbacksAndNeverGoUpstream() throws {
+        let text = #"{"model":"anth/a","max_tokens":5,"models":["anth/a","anth/b","mock/c","anth/b"],"messages":[{"role":"user","content":"x"}]}"#
+        let request = try parse(text)
+        #expect(request.fallbackModels == ["anth/b", "mock/c"])
+        let sent = try JSONValue.parse(request.upstreamBody(model: "a"))
+        #expect(sent["models"] == nil && sent["model"] == .string("a") && sent["max_tokens"] == .int(5), "\(sent)")
+        #expect(request.modelRequest().extraFields["models"] == nil)
+        #expect(try parse(#"{"model":"m","max_tokens":5,"models":null,"messages":[{"role":"user","content":"x"}]}"#).fallbackModels.isEmpty)
+    }
+
     @Test func upstreamBodyReplacesOnlyTheModel() throws {
         let text = #"{"model":"anth/claude-x","max_tokens":5,"messages":[{"role":"user","content":"é"}],"x":{"model":"keep"}}"#
         #expect(String(decoding: try parse(text).upstreamBody(model: "claude-x"), as: UTF8.self)
@@ -407,6 +421,10 @@ import Testing
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"top_k":2147483648}"#, "top_k"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, "stream"),
         (#"{"model":"m","model":"n","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#, "model"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"models":"n"}"#, "models"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"models":["a","b","c","d","e","f","g","h","i"]}"#, "models"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"models":["n",""]}"#, "models.1"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"models":[3]}"#, "models.0"),
     ])
     func mistakesAre400sNamingTheFieldInAnthropicsShape(body: String, param: String?) throws {
         do {

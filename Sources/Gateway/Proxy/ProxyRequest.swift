@@ -144,14 +144,17 @@ struct MessagesProxyRequest: ProxyRequest {
         return http
     }
 
+    /// `model`: the route that answers, a fallback's when one took over, as chat's and Responses'.
+    /// A stream names it in `message_start`, which waits for the answer's first block (an
+    /// attempt that failed before showed nothing).
     func makeRelay(route: ModelRoute, context: ProxyContext) -> TranslatingRelay<MessagesStreamWriter> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
-                         writer: MessagesStreamWriter(id: context.generationID, model: clientModel, deferredStart: true),
+                         writer: MessagesStreamWriter(id: context.generationID, model: route.slug, deferredStart: true),
                          estimatedPromptTokens: estimatedPromptTokens, price: route.price)
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
-        var response = MessagesResponse(id: context.generationID, model: clientModel)
+        var response = MessagesResponse(id: context.generationID, model: route.slug)
         for event in events { response.add(event) }
         if let estimate = wholeUsageEstimate(events, route: route) { response.addEstimatedUsage(estimate) }
         return try response.body()

@@ -40,15 +40,16 @@ extension GatewayServer {
             let betas = try AnthropicProvider.betaNames(request.headerList("anthropic-beta"))
             try messages.validateThinkingBudget(betas: betas)
             let neutral = messages.modelRequest()
+            let fallbacks = messages.fallbackModels
             return switch try FusionPlan.make(request: neutral, settings: config.fusion, depth: depth) {
             case .passthrough:
-                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: true, betas: betas), fallbacks: [])
+                .proxy(MessagesProxyRequest(messages: messages, neutral: neutral, relayRawBody: true, betas: betas), fallbacks: fallbacks)
             case .withoutFusion(_, let rewritten):
-                .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false, betas: betas), fallbacks: [])
+                .proxy(MessagesProxyRequest(messages: messages, neutral: rewritten, relayRawBody: false, betas: betas), fallbacks: fallbacks)
             case .fusion(let fusion):
                 // The concrete model that answers, not the alias, as the Fusion docs promise.
                 .fusion(fusion, FusionMessagesRenderer(id: generationID, model: fusion.outerModel, stream: fusion.stream,
-                                                                namedEvents: messages.includeFusionEvents), fallbacks: [])
+                                                                namedEvents: messages.includeFusionEvents), fallbacks: fallbacks)
             }
         }
     }

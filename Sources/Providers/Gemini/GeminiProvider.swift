@@ -60,7 +60,11 @@ public struct GeminiProvider: Provider {
         reader.bodyEnded { events.append($0) }
         // Neither a candidate nor a blocked prompt (`{}`): no answer, retried or fallen back from
         // like a 502 rather than passed on as an empty success (review 52A #3).
-        guard reader.answered else { return [.error(.upstreamProtocol("the upstream's response has no candidates"))] }
+        guard reader.answered else {
+            // Review 99 #6: a candidate whose `index` is "0" (a string) was told as none at all.
+            let what = reader.onlyOtherCandidates ? "no candidate of index 0 (the one asked for)" : "no candidates"
+            return [.error(.upstreamProtocol("the upstream's response has \(what)"))]
+        }
         // An answer without a `finishReason` is cut, as a stream without one is: never passed on
         // as finished (review 64D #1: a whole body, or the array form, became `stop`/`end_turn`,
         // and a chat stream ended with no finish at all). Nothing of it was shown yet: retried

@@ -28,6 +28,8 @@ struct GeminiResponseReader {
     private(set) var ended = false
     /// A candidate, a blocked prompt or an error was read: the response said something.
     private(set) var answered = false
+    /// Candidates came, none of them the first (another `index`, or one that is no number).
+    private(set) var onlyOtherCandidates = false
     private var toolCalls = 0
     private var ids = UniqueToolCallIDs()
     private var usage: Usage?
@@ -61,6 +63,7 @@ struct GeminiResponseReader {
         // index is no part of this answer (review 98 #1: a second candidate's text was shown as
         // the answer, and the first one's lost when it came second in a chunk).
         guard let candidate = response["candidates"]?.arrayValue?.first(where: Self.isTheFirst) else {
+            if response["candidates"]?.arrayValue?.isEmpty == false { onlyOtherCandidates = true }
             if response["promptFeedback"]?["blockReason"]?.stringValue != nil {
                 answered = true
                 finish(.contentFilter, emit: emit)

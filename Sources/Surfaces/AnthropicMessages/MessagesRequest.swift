@@ -15,6 +15,8 @@ public struct MessagesRequest: Sendable {
     /// A deliberation's progress as named `fusion.*` events, as chat's clients ask for them
     /// (`stream_options.include_fusion_events`; not Anthropic's field, so never sent upstream).
     public let includeFusionEvents: Bool
+    /// OpenRouter's `models` (fallbacks), as chat's and Responses': never sent upstream.
+    public let fallbackModels: [String]
     public let json: JSONValue
     /// The body as the client sent it.
     public let rawBody: [UInt8]
@@ -62,6 +64,9 @@ public struct MessagesRequest: Sendable {
         let events = options?["include_fusion_events"] ?? .null
         guard events == .null || events.boolValue != nil else { throw Self.invalid("stream_options.include_fusion_events", "a boolean") }
         includeFusionEvents = events.boolValue ?? false
+        fallbackModels = try FallbackModels.parse(fields["models"], besides: model,
+                                                  wrongList: { _ in Self.invalid("models", "an array of at most 8 model names") },
+                                                  wrongName: { Self.invalid("models.\($0)", "a non-empty string") })
         self.model = model
         self.stream = stream
         self.json = json
@@ -84,7 +89,7 @@ public struct MessagesRequest: Sendable {
 
     /// The client's bytes with the `model` value replaced: for an Anthropic upstream, which then
     /// gets every field as sent (thinking blocks with their signatures, cache controls, betas'
-    /// fields), but the gateway's own: `stream_options` and a fusion plugin entry (Anthropic
+    /// fields), but the gateway's own: `stream_options`, `models` and a fusion plugin entry (Anthropic
     /// refuses fields it does not know: "Extra inputs are not permitted"; review 43 conformance #3),
     /// and tool-call ids Anthropic would refuse (`rewritingToolIDs`).
     /// `fusionTool`: for a token count of a deliberation's outer model, the function it sees,
@@ -95,9 +100,10 @@ public struct MessagesRequest: Sendable {
         let modelRange = JSONScanner.rangeOfTopLevelValue(forKey: "model", in: rawBody)
         let idRewrites = rawBody.withUnsafeBytes { Self.toolIDRewrites(in: $0, AnthropicProvider.toolID) }
         if case .object(var fields) = json, modelRange == nil || fusionTool != nil || fields["stream_options"] != nil
-            || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
+            || fields["models"] != nil || fields["plugins"]?.arrayValue?.contains(where: fusionPlugin) == true {
             if !idRewrites.isEmpty, let messages = Self.rewritingToolIDs(in: json["messages"], AnthropicProvider.toolID) { fields["messages"] = messages }
             fields["stream_options"] = nil
+            fields["models"] = nil
             if let plugins = fields["plugins"]?.arrayValue {
                 let others = plugins.filter { !fusionPlugin($0) }
                 fields["plugins"] = others.isEmpty ? nil : .array(others)

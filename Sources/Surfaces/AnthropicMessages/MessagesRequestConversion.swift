@@ -6,7 +6,7 @@ extension MessagesRequest {
     /// Anthropic upstream (`metadata` too: its `user_id` is also modelled, as `user`).
     static let modeledFields: Set<String> = [
         "model", "max_tokens", "messages", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k", "tools", "tool_choice",
-        "thinking", "stream_options",
+        "thinking", "stream_options", "models",
     ]
 
     /// The request in neutral form (`model` as the client named it; server tools, fusion among

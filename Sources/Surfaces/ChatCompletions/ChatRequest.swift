@@ -174,19 +174,7 @@ public struct ChatRequest: Sendable {
                                       param: param)
             }
         }
-        var fallbackModels: [String] = []
-        if let value = fields["models"], value != .null {
-            guard let list = value.arrayValue, list.count <= 8 else {
-                throw Self.invalidType("models", expected: "an array of at most 8 model names", got: value)
-            }
-            for (index, item) in list.enumerated() {
-                guard let name = item.stringValue, !name.isEmpty else {
-                    throw .invalidRequest("'models[\(index)]' must be a non-empty string.", param: "models[\(index)]")
-                }
-                if name != model && !fallbackModels.contains(name) { fallbackModels.append(name) }
-            }
-        }
-        self.fallbackModels = fallbackModels
+        fallbackModels = try FallbackModels.parse(fields["models"], besides: model)
 
         self.model = model
         self.stream = stream

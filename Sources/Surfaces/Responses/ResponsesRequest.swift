@@ -134,19 +134,7 @@ public struct ResponsesRequest: Sendable {
         openRouterFusionEvents = openRouterEvents
         includeFusionEvents = includeEvents
 
-        var fallbacks: [String] = []
-        if let value = fields["models"], value != .null {
-            guard let list = value.arrayValue, list.count <= 8 else {
-                throw Self.invalidType("models", expected: "an array of at most 8 model names", got: value)
-            }
-            for (index, item) in list.enumerated() {
-                guard let name = item.stringValue, !name.isEmpty else {
-                    throw .invalidRequest("'models[\(index)]' must be a non-empty string.", param: "models[\(index)]")
-                }
-                if name != model && !fallbacks.contains(name) { fallbacks.append(name) }
-            }
-        }
-        fallbackModels = fallbacks
+        fallbackModels = try FallbackModels.parse(fields["models"], besides: model)
     }
 
     /// Fields that only make sense with state kept on the server. Refused with a reason rather
