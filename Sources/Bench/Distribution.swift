@@ -46,6 +46,8 @@ public struct Distribution: Sendable {
     public let resolution: Double
     public private(set) var count = 0
     public private(set) var sum = 0.0
+    /// Samples beyond the histogram's range (`highestTrackable`), recorded in its last bucket.
+    private var saturated = 0
     public private(set) var min = Double.infinity
     public private(set) var max = -Double.infinity
 
@@ -63,6 +65,7 @@ public struct Distribution: Sendable {
         guard value.isFinite, value >= 0 else { return }
         let scaled = (value * resolution).rounded()
         // Beyond the histogram's range the exact max still says how far; the bucket saturates.
+        if scaled >= Double(Self.highestTrackable) { saturated += 1 }
         _ = histogram.record(scaled >= Double(Self.highestTrackable) ? Self.highestTrackable - 1 : UInt64(scaled))
         count += 1
         sum += value
@@ -75,6 +78,7 @@ public struct Distribution: Sendable {
         histogram.add(other.histogram)
         count += other.count
         sum += other.sum
+        saturated += other.saturated
         min = Swift.min(min, other.min)
         max = Swift.max(max, other.max)
     }
@@ -83,6 +87,10 @@ public struct Distribution: Sendable {
     /// at or below which that share of samples lies; nil without samples.
     public func value(atPercentile percentile: Double) -> Double? {
         guard count > 0 else { return nil }
+        // A percentile among the samples beyond the range is at most the exact max, and the
+        // bucket says nothing better (review 103 #4: it was raised to the min, a p90 below the
+        // max of two samples).
+        if saturated > 0, Double(count - saturated) < (percentile / 100 * Double(count)).rounded(.up) { return max }
         // The histogram clamps to its recorded range; the exact extremes are better still.
         let value = Double(histogram.valueAtPercentile(percentile)) / resolution
         return Swift.min(Swift.max(value, min), max)

@@ -50,7 +50,8 @@ public struct ResponseRecorder {
         self.streamed = streamed
         self.maxStreamBytes = maxStreamBytes
         outcome = RequestOutcome(target: target, scheduledAt: scheduledAt, sentAt: sentAt)
-        decoder = SSEDecoder(maxEventBytes: maxEventBytes)
+        // llama.cpp's `error:` lines are events named `error`, as the gateway reads them.
+        decoder = SSEDecoder(maxEventBytes: maxEventBytes, errorLinesAreEvents: true)
         self.maxBodyBytes = maxBodyBytes
     }
 
@@ -105,20 +106,34 @@ public struct ResponseRecorder {
             }
             // The events are copied out (they are parsed as arrays anyway) because the decoder's
             // callback cannot mutate the recorder that owns the decoder.
-            var events: [[UInt8]] = []
+            var events: [(isError: Bool, data: [UInt8])] = []
             var decodeError: String?
             do {
-                try decoder.feed(bytes) { event in events.append(Array(event.data)) }
+                try decoder.feed(bytes) { event in events.append((event.name.elementsEqual("error".utf8), Array(event.data))) }
             } catch let error as SSEDecoder.EventTooLarge {
                 decodeError = "an SSE event over \(error.limit) bytes"
             } catch {
                 decodeError = "\(error)"
             }
             if !events.isEmpty { sawEvent = true }
-            for event in events { handle(event, at: now) }
+            for event in events {
+                if event.isError {
+                    failWithErrorEvent(event.data)
+                } else {
+                    handle(event.data, at: now)
+                }
+            }
             if let decodeError, phase == .streaming { fail(.malformed, decodeError) }
             return phase == .streaming
         }
+    }
+
+    /// An event named `error` (a server's failure mid-stream, llama.cpp's `error:` line): the
+    /// request failed with the server's message (review 103 #6: counted `empty`, its message lost).
+    private mutating func failWithErrorEvent(_ data: [UInt8]) {
+        guard phase == .streaming else { return }
+        let json = try? JSONValue.parse(data)
+        fail(.streamError, json.map { Self.message(of: $0["error"].flatMap { $0 == .null ? nil : $0 } ?? $0) } ?? Self.excerpt(data))
     }
 
     private mutating func handle(_ data: [UInt8], at now: UInt64) {

@@ -69,7 +69,9 @@ public struct TargetResults: Sendable {
     /// Folds in one finished request; `runStartedAt` places it on the run's time axis.
     public mutating func add(_ outcome: RequestOutcome, runStartedAt: UInt64) {
         let start = outcome.sentAt >= runStartedAt ? Double(outcome.sentAt - runStartedAt) / 1e6 : 0
-        samples.append(RequestSample(startMilliseconds: start, ttftMilliseconds: outcome.ttftMilliseconds,
+        // A failed request has no latency figure, in the samples as in the tables (review 103 #2:
+        // its TTFT was plotted among the successes').
+        samples.append(RequestSample(startMilliseconds: start, ttftMilliseconds: outcome.succeeded ? outcome.ttftMilliseconds : nil,
                                      e2eMilliseconds: outcome.succeeded ? outcome.e2eMilliseconds : nil,
                                      outputTokens: outcome.outputTokens, error: outcome.error))
         distributions[.queueWait]!.record(outcome.queueWaitMilliseconds)

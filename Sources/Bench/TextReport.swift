@@ -9,7 +9,10 @@ enum Format {
         if magnitude < 10 { return String(format: "%.3f", value) }
         if magnitude < 100 { return String(format: "%.2f", value) }
         if magnitude < 1000 { return String(format: "%.1f", value) }
-        return String(format: "%.0f", value)
+        // Past 8 digits a column would not hold it (review 103 #4: a hostile usage count ran
+        // seven figures together).
+        if magnitude < 1e8 { return String(format: "%.0f", value) }
+        return String(format: "%.3g", value)
     }
 
     static func ratio(_ value: Double?) -> String {
@@ -17,8 +20,9 @@ enum Format {
         return String(format: "%.2f×", value)
     }
 
+    /// A right-aligned cell; one wider than its column still gets a space before it.
     static func padLeft(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
+        text.count >= width ? " " + text : String(repeating: " ", count: width - text.count) + text
     }
 
     static func padRight(_ text: String, _ width: Int) -> String {

@@ -75,7 +75,11 @@ public struct BenchTarget: Sendable {
         let host: Substring
         let port: Substring?
         if hostAndPort.hasPrefix("[") {
-            let bracket = hostAndPort.firstIndex(of: "]") ?? hostAndPort.endIndex
+            // Refused here, not found by curl on every request and counted as the endpoint's
+            // fault (review 103 #10).
+            guard let bracket = hostAndPort.firstIndex(of: "]") else {
+                return "\(base): an IPv6 address needs its closing bracket (http://[::1]:8080/v1)"
+            }
             host = hostAndPort[..<bracket]
             let rest = hostAndPort[bracket...].dropFirst()
             port = rest.hasPrefix(":") ? rest.dropFirst() : nil
@@ -203,8 +207,13 @@ public final class BenchRunner: Sendable {
         let threads = (0..<configuration.plan.loops).map { EventLoopThread(name: "bench-loop-\($0)") }
         defer { for thread in threads { thread.shutdown() } }
         let drivers = try threads.map { thread in
-            try thread.loop.submitAndWait { [self] in LoopDriver(loop: thread.loop, configuration: configuration, counters: counters,
-                                                                  stopRequested: { self.stopRequested.load(ordering: .relaxed) }) }
+            try thread.loop.submitAndWait { [self] in
+                LoopDriver(loop: thread.loop, configuration: configuration, counters: counters,
+                           stopRequested: { self.stopRequested.load(ordering: .relaxed) },
+                           allClaimed: { [weak self] in
+                               for (loop, driver) in self?.running.withLock({ $0 }) ?? [] { loop.execute { driver.stopArrivals() } }
+                           })
+            }
         }
         running.withLock { $0 = zip(threads, drivers).map { ($0.loop, $1) } }
         defer {

@@ -14,6 +14,9 @@ final class LoopDriver: @unchecked Sendable {
     let configuration: BenchConfiguration
     let counters: [TargetCounters]
     let stopRequested: @Sendable () -> Bool
+    /// Called when this loop finds every request of the run claimed in open loop: every loop
+    /// then stops waiting for arrivals (`stopArrivals`).
+    let allClaimed: @Sendable () -> Void
     /// Request bodies per target and prompt, serialized once.
     let bodies: [[[UInt8]]]
     let headers: [[(String, String)]]
@@ -43,7 +46,13 @@ final class LoopDriver: @unchecked Sendable {
     private var backoffTimers: [Int: LoopTimer] = [:]
     /// Workers waiting out a failure now.
     private var waitingWorkers: Set<Int> = []
-    private var failuresInARow: [Int: Int] = [:]
+    /// Failures in a row, and when the next request may go, per worker and target.
+    private var failuresInARow: [Turn: Int] = [:]
+    private var backoffUntil: [Turn: UInt64] = [:]
+    private struct Turn: Hashable {
+        let worker: Int
+        let target: Int
+    }
     // Open loop
     private var clock: ArrivalClock?
     private var random = SystemRandomNumberGenerator()
@@ -56,12 +65,14 @@ final class LoopDriver: @unchecked Sendable {
     private var queue: [(target: Int, index: Int, due: UInt64)] = []
     private var queueHead = 0
 
-    init(loop: EventLoop, configuration: BenchConfiguration, counters: [TargetCounters], stopRequested: @escaping @Sendable () -> Bool) {
+    init(loop: EventLoop, configuration: BenchConfiguration, counters: [TargetCounters], stopRequested: @escaping @Sendable () -> Bool,
+         allClaimed: @escaping @Sendable () -> Void = {}) {
         self.loop = loop
         client = UpstreamClient(loop: loop)
         self.configuration = configuration
         self.counters = counters
         self.stopRequested = stopRequested
+        self.allClaimed = allClaimed
         redactor = Redactor(secrets: configuration.targets.flatMap(\.secrets))
         bodies = configuration.targets.map { target in
             configuration.prompts.prompts.map {
@@ -102,6 +113,23 @@ final class LoopDriver: @unchecked Sendable {
         finishIfDone()
     }
 
+    /// Open loop with `--requests`: every target's requests are claimed (on this loop or
+    /// another), so no arrival is left to wait for; the run ends with its last answer, not when
+    /// the next arrival would have come (review 103 #1: `--rate 0.1 --requests 1` idled 10 s after
+    /// its one request, and a Ctrl-C then marked the finished run interrupted). Checked anew:
+    /// a call queued behind a phase's end finds the next phase's counters reset.
+    func stopArrivals() {
+        guard !arrivalsDone, everyRequestClaimed else { return }
+        arrivalsDone = true
+        arrivalTimer?.stop()
+        finishIfDone()
+    }
+
+    private var everyRequestClaimed: Bool {
+        guard let requestLimit else { return false }
+        return counters.allSatisfy { $0.claimed.load(ordering: .relaxed) >= requestLimit }
+    }
+
     /// Abandons every request in flight now: each ends `interrupted`.
     func abandonInFlight() {
         let pending = abandoners
@@ -126,6 +154,8 @@ final class LoopDriver: @unchecked Sendable {
         onFinished = done
         results = configuration.targets.map { _ in TargetResults() }
         lastFinishedAt = startedAt
+        failuresInARow.removeAll()
+        backoffUntil.removeAll()
         requestLimit = plan.stop.requestsPerTarget
         deadline = plan.stop.durationSeconds.map { startedAt + UInt64($0 * 1e9) }
         drainDeadline = nil
@@ -164,38 +194,57 @@ final class LoopDriver: @unchecked Sendable {
 
     // MARK: Closed loop
 
+    /// The worker's next request: to the target at `position` in its cycle, or, while that one
+    /// waits out its failures, to the next that does not (review 103 #3: with `--compare`, target
+    /// B's failures held up A's requests, A measured at a third of its rate); when every target of
+    /// the cycle waits, the worker waits for the first to be ready.
     private func runWorker(_ worker: Int, _ cycle: [Int], position: Int) {
-        let target = cycle[position % cycle.count]
         let now = EventLoop.monotonicNanoseconds()
+        if stopRequested() || deadline.map({ now >= $0 }) == true {
+            activeWorkers -= 1
+            return
+        }
+        let readyAt = (0..<cycle.count).map { backoffUntil[Turn(worker: worker, target: cycle[(position + $0) % cycle.count])] ?? 0 }
+        guard let ready = readyAt.firstIndex(where: { $0 <= now }) else {
+            wait(worker, cycle, position: position, until: readyAt.min() ?? now)
+            return
+        }
+        let position = position + ready
+        let target = cycle[position % cycle.count]
         guard let index = claim(target, due: now) else {
             activeWorkers -= 1
             return
         }
         send(target: target, index: index, scheduledAt: now) { [unowned self] outcome in
-            guard !outcome.succeeded, outcome.error != .interrupted else {
-                failuresInARow[worker] = nil
-                return runWorker(worker, cycle, position: position + 1)
+            let turn = Turn(worker: worker, target: target)
+            if outcome.succeeded || outcome.error == .interrupted {
+                failuresInARow[turn] = nil
+                backoffUntil[turn] = nil
+            } else {
+                let failures = (failuresInARow[turn] ?? 0) + 1
+                failuresInARow[turn] = failures
+                backoffUntil[turn] = EventLoop.monotonicNanoseconds() + Self.backoffMilliseconds(failuresInARow: failures) * 1_000_000
             }
-            let failures = (failuresInARow[worker] ?? 0) + 1
-            failuresInARow[worker] = failures
-            waitingWorkers.insert(worker)
-            let timer = LoopTimer(loop: loop) { [unowned self] in
-                guard waitingWorkers.remove(worker) != nil else { return }
-                // A wait the run's end cut short: the run lasted until then, though no request did.
-                if let deadline, EventLoop.monotonicNanoseconds() >= deadline { lastFinishedAt = max(lastFinishedAt, deadline) }
-                runWorker(worker, cycle, position: position + 1)
-                finishIfDone()  // the worker may have found the run over
-            }
-            backoffTimers[worker]?.close()
-            backoffTimers[worker] = timer
-            // Never past the run's end: it stops when `--duration` says, not when the wait would.
-            var wait = Self.backoffMilliseconds(failuresInARow: failures)
-            if let deadline {
-                let now = EventLoop.monotonicNanoseconds()
-                wait = min(wait, deadline > now ? (deadline - now + 999_999) / 1_000_000 : 0)
-            }
-            timer.start(afterMilliseconds: wait)
+            runWorker(worker, cycle, position: position + 1)
         }
+    }
+
+    /// The worker waits until `time` (never past the run's end: it stops when `--duration` says,
+    /// not when the wait would), then goes on from `position`.
+    private func wait(_ worker: Int, _ cycle: [Int], position: Int, until time: UInt64) {
+        waitingWorkers.insert(worker)
+        let timer = LoopTimer(loop: loop) { [unowned self] in
+            guard waitingWorkers.remove(worker) != nil else { return }
+            // A wait the run's end cut short: the run lasted until then, though no request did.
+            if let deadline, EventLoop.monotonicNanoseconds() >= deadline { lastFinishedAt = max(lastFinishedAt, deadline) }
+            runWorker(worker, cycle, position: position)
+            finishIfDone()  // the worker may have found the run over
+        }
+        backoffTimers[worker]?.close()
+        backoffTimers[worker] = timer
+        let wake = min(time, deadline ?? .max)
+        let now = EventLoop.monotonicNanoseconds()
+        timer.start(afterMilliseconds: wake > now ? (wake - now + 999_999) / 1_000_000 : 0)
     }
 
     /// 25 ms after one failure, doubling to at most 1 s.
@@ -217,6 +266,10 @@ final class LoopDriver: @unchecked Sendable {
             } else {
                 arrivalsDone = true
             }
+        }
+        if !arrivalsDone, everyRequestClaimed {
+            arrivalsDone = true
+            allClaimed()
         }
         if !arrivalsDone, let deadline, nextDue >= deadline {
             // The next arrival falls past the window: none is left to wait for (at a low rate

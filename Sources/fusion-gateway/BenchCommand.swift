@@ -106,6 +106,11 @@ struct BenchCommand: ParsableCommand {
         if arrivals != nil && rate == nil { throw ValidationError("--arrivals applies to --rate") }
         if ArrivalProcess(rawValue: arrivals ?? "poisson") == nil { throw ValidationError("--arrivals is poisson or constant") }
         if model.isEmpty || compareModel?.isEmpty == true { throw ValidationError("--model and --compare-model cannot be empty") }
+        // As the URL's: a model name never holds them, and the reports would print them raw
+        // (review 103 #5: an OSC sequence in `--model` set the terminal's title).
+        for name in [model] + (compareModel.map { [$0] } ?? []) where Self.shown(name) != name {
+            throw ValidationError("\(Self.shown(name)): no control or format characters in a model name")
+        }
         if compare == nil && (compareModel != nil || compareApiKeyEnv != nil) {
             throw ValidationError("--compare-model and --compare-api-key-env need --compare")
         }
@@ -117,7 +122,10 @@ struct BenchCommand: ParsableCommand {
         if let json, json != "-", let html, Self.sameFile(json, html) {
             throw ValidationError("--json and --html name the same file; one report would overwrite the other")
         }
-        if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        // The bound a prompt file's `max_tokens` has (and a usage count the bench believes).
+        if let maxTokens, !(1...ResponseRecorder.maxUsageTokens).contains(maxTokens) {
+            throw ValidationError("--max-tokens is 1 to \(ResponseRecorder.maxUsageTokens)")
+        }
         // Built here once to be checked (and again in `run`): an error thrown from `run` is
         // printed with the root command's usage, not the bench's.
         _ = try makeConfiguration()
@@ -186,12 +194,29 @@ struct BenchCommand: ParsableCommand {
         return directory.appendingPathComponent(url.lastPathComponent).standardizedFileURL.path
     }
 
+    /// A name the user gave (a file's path), as the reports and messages show it: as typed, or
+    /// escaped (Swift's debug form, quoted) when it holds control, format or line separator
+    /// characters, which would reach the terminal raw (review 103 #5).
+    static func shown(_ name: String) -> String {
+        let unsafe = name.unicodeScalars.contains {
+            switch $0.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator: true
+            default: false
+            }
+        }
+        return unsafe ? name.debugDescription : name
+    }
+
     /// A prompts file's bytes, read once per process (`validate` and `run` both build the
     /// configuration, and a pipe, `/dev/stdin` or `<(…)`, can be read only once: review 64A #6).
     private static let promptFiles = Mutex<[String: [UInt8]]>([:])
 
     static func promptBytes(_ path: String) throws -> [UInt8] {
         if let bytes = promptFiles.withLock({ $0[path] }) { return bytes }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ValidationError("cannot read \(shown(path)): a directory, not a JSON Lines file")
+        }
         let bytes: [UInt8]
         do {
             // Not `Data(contentsOf:)`, which refuses what is not a regular file.
@@ -199,7 +224,7 @@ struct BenchCommand: ParsableCommand {
             defer { try? handle.close() }
             bytes = [UInt8](try handle.readToEnd() ?? Data())
         } catch {
-            throw ValidationError("cannot read \(path): \(error.localizedDescription)")
+            throw ValidationError("cannot read \(shown(path)): \(error.localizedDescription)")
         }
         promptFiles.withLock { $0[path] = bytes }
         return bytes
@@ -236,9 +261,9 @@ struct BenchCommand: ParsableCommand {
         if let prompts {
             let bytes = try Self.promptBytes(prompts)
             do {
-                promptSet = try PromptSet.parse(jsonLines: bytes, source: prompts)
+                promptSet = try PromptSet.parse(jsonLines: bytes, source: Self.shown(prompts))
             } catch {
-                throw ValidationError("\(prompts): \(error)")
+                throw ValidationError("\(Self.shown(prompts)): \(error)")
             }
         } else {
             promptSet = .builtIn

@@ -183,6 +183,43 @@ import Testing
         #expect(report.targets[0].durationSeconds >= 0.49, "\(report.targets[0].durationSeconds)")
     }
 
+    /// An open-loop run of `--requests` ends with its last answer, not when the next arrival
+    /// would have come, on every loop (review 103 #1: `--rate 0.1 --requests 1` idled 10 s after
+    /// its one request; with constant arrivals loop k's first comes at k / rate).
+    @Test(.timeLimit(.minutes(1))) func anOpenLoopRunOfRequestsEndsWithItsLastAnswer() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=1:deltas=3", apiKey: nil)]
+        for loops in [1, 2] {
+            let plan = try LoadPlan(shape: .openLoop(rate: 0.2, arrivals: .constant, maxConcurrency: nil), stop: StopCondition(requestsPerTarget: 1),
+                                    targets: 1, loops: loops)
+            let started = Date()
+            let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                           requestTimeoutMilliseconds: 10_000)).run()
+            #expect(report.targets[0].results.succeeded == 1, "\(report.targets[0].results.errors)")
+            #expect(Date().timeIntervalSince(started) < 4, "\(loops) loops: the next arrival was 5 s away")
+        }
+    }
+
+    /// With `--compare`, a target that fails waits out its own failures without holding up the
+    /// other's requests (review 103 #3: one worker alternating between them waited after B's
+    /// every failure, and A was measured at a third of its rate).
+    @Test(.timeLimit(.minutes(1))) func aFailingTargetDoesNotSlowTheOther() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=0:deltas=2", apiKey: nil),
+                       BenchTarget(label: "B", baseURL: mock.baseURL, model: "error:status=500", apiKey: nil)]
+        let plan = try LoadPlan(shape: .closedLoop(concurrency: 1), stop: StopCondition(durationSeconds: 1), targets: 2, loops: 1)
+        let report = try BenchRunner(configuration: BenchConfiguration(targets: targets, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                       requestTimeoutMilliseconds: 10_000, drainMilliseconds: 2_000)).run()
+        let (a, b) = (report.targets[0].results, report.targets[1].results)
+        // B backs off 25 ms doubling to 1 s: about six requests in the second. A takes the turns
+        // B waits out (before, the worker alternated strictly, B as many requests as A, and A
+        // waited 25 ms behind each of B's failures).
+        #expect(b.failed >= 2 && b.failed <= 10 && b.succeeded == 0, "\(b.requests) requests to B, \(a.requests) to A")
+        #expect(a.succeeded > 2 * b.failed && a.failed == 0, "\(a.requests) requests to A, \(b.requests) to B")
+    }
+
     @Test func aClosedPortIsAConnectError() throws {
         let report = try Self.run([BenchTarget(label: "A", baseURL: "http://127.0.0.1:1/v1", model: "x", apiKey: nil)],
                                   shape: .closedLoop(concurrency: 1), requests: 3)

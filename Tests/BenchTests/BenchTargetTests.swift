@@ -20,6 +20,7 @@ import UpstreamClient
         ("http://h/v1#top", "http://h/v1#top: no query or fragment in the base URL (/chat/completions is appended to it)"),
         ("http://h/a b/v1", #""http://h/a b/v1": no spaces or control characters in the URL (percent-encode them)"#),
         ("http://h/v1\n\u{1B}[2J", #""http://h/v1\n\u{1B}[2J": no spaces or control characters in the URL (percent-encode them)"#),
+        ("http://[::1/v1", "http://[::1/v1: an IPv6 address needs its closing bracket (http://[::1]:8080/v1)"),
     ])
     func aURLWithoutHostOrWithAnotherSchemeIsNamed(url: String, problem: String) {
         #expect(BenchTarget.problem(withBaseURL: url) == problem)

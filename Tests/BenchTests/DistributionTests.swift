@@ -1,4 +1,4 @@
-import Bench
+@testable import Bench
 import Testing
 
 @Suite struct DistributionTests {
@@ -50,6 +50,21 @@ import Testing
         #expect(distribution.count == 1)
         #expect(distribution.summary?.max == 1e300)
         #expect(distribution.value(atPercentile: 50) == 1e300)
+    }
+
+    /// Percentiles among samples beyond the histogram's range are the exact max, never raised
+    /// to the min (review 103 #4: two samples of 3.7e10 and 6.4e10 gave a p90 of 3.7e10).
+    @Test func percentilesBeyondTheRangeAreTheMaximum() {
+        var distribution = Distribution()
+        distribution.record(3.7e10)
+        distribution.record(6.4e10)
+        #expect(distribution.value(atPercentile: 90) == 6.4e10 && distribution.value(atPercentile: 99.9) == 6.4e10)
+        var mixed = Distribution()
+        for value in 1...9 { mixed.record(Double(value)) }
+        mixed.record(1e12)
+        #expect(abs((mixed.value(atPercentile: 50) ?? 0) - 5) < 0.01 && mixed.value(atPercentile: 99) == 1e12, "\(String(describing: mixed.summary))")
+        #expect(Format.number(3.7e10) == "3.7e+10" && Format.number(12_345_678) == "12345678")
+        #expect(Format.padLeft("123456789012", 10) == " 123456789012", "an overflowing cell keeps a space before it")
     }
 
     @Test func mergingEqualsRecordingTogether() {

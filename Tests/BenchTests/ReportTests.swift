@@ -55,6 +55,16 @@ import Testing
         #expect(results.outputTokens == 53)
         #expect(results.tokenSources == [.usage: 10, .countedEvents: 1])
         #expect(results[.ttft].count == 11)  // failures add no latency
+        // Nor in the samples plotted and written (review 103 #2: a failed stream's TTFT was).
+        var failedStream = Self.success(ttft: 4, gap: 2, tokens: 3)
+        failedStream.error = .streamError
+        results.add(failedStream, runStartedAt: 0)
+        #expect(results.samples.last?.ttftMilliseconds == nil && results.samples.last?.e2eMilliseconds == nil)
+        results = Self.results(ttft: 10, gap: 2)
+        results.add(Self.success(ttft: 10, gap: 2, tokens: 3, source: .countedEvents), runStartedAt: 0)
+        results.add(Self.failure(.http5xx, status: 503, detail: "HTTP 503: busy"), runStartedAt: 0)
+        results.add(Self.failure(.http5xx, status: 500, detail: "HTTP 500: other"), runStartedAt: 0)
+        results.add(Self.failure(.truncated, detail: "reset"), runStartedAt: 0)
         #expect(results[.itl].count == 10 * 4 + 2)  // pooled gaps
         #expect(results[.itl].summary?.mean == 2)
         #expect(results[.tpot].summary?.max == 2)

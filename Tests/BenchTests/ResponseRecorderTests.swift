@@ -130,6 +130,19 @@ import Testing
         #expect(outcome.errorDetail == "Provider disconnected")
     }
 
+    /// An event named `error` and llama.cpp's `error:` line are the server's failure, with its
+    /// message (review 103 #6: counted `empty`, the message lost).
+    @Test(arguments: [
+        ("event: error\ndata: {\"message\":\"overloaded\"}\n\n", "overloaded"),
+        ("event: error\ndata: {\"error\":{\"message\":\"quota\"}}\n\n", "quota"),
+        ("event: error\ndata: not json\n\n", "not json"),
+        ("error: {\"code\":500,\"message\":\"context full\"}\n\n", "context full"),
+    ])
+    func anErrorEventIsAStreamErrorWithItsMessage(event: String, message: String) {
+        let outcome = Self.replay([(2 * Self.ms, event), (3 * Self.ms, Self.done)])
+        #expect(outcome.error == .streamError && outcome.errorDetail == message, "\(String(describing: outcome.errorDetail))")
+    }
+
     @Test func aStreamWithoutDoneIsTruncated() {
         let outcome = Self.replay(Array(Self.timeline.dropLast()))
         #expect(outcome.error == .truncated)

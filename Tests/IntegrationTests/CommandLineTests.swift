@@ -38,6 +38,14 @@ import Testing
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--timeout", "0.0004"], "--timeout is seconds, at least 0.001"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/"], "cannot write /: it is a directory"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/dev/fd/abc"], "it names no descriptor"),
+        // What would reach the terminal raw, and what the bench would not believe (review 103 #5, #11).
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m\u{1B}]0;title\u{7}"], #""m\u{1B}]0;title\u{07}": no control or format characters in a model name"#),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--compare", "http://127.0.0.1:2/v1", "--compare-model", "b\u{202E}"],
+         "no control or format characters in a model name"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--prompts", "/tmp"], "cannot read /tmp: a directory, not a JSON Lines file"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--prompts", "/nonexistent\u{1B}[2J"], #"cannot read "/nonexistent\u{1B}[2J""#),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--max-tokens", "9223372036854775807"], "--max-tokens is 1 to 100000000"),
+        (["bench", "http://[::1/v1", "--model", "m"], "an IPv6 address needs its closing bracket"),
     ])
     func outOfRangeNumbersAreUsageErrors(arguments: [String], message: String) throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "build the package first: \(Self.binary.path)")
