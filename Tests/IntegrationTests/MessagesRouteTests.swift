@@ -183,6 +183,16 @@ import Testing
         #expect(sent["models"] == nil && sent["model"] == .string("normal:pace_ms=0"), "\(sent)")
         let wrong = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: #","models":[""]"#))
         #expect(wrong.status == 400 && wrong.json?["error"]?["type"] == .string("invalid_request_error"), "\(wrong.text)")
+        // A fallback that cannot be, or cannot serve the request, is named as Anthropic names a
+        // field (review 102 #4, #5: "tools.0: Gemini's API takes function tools only" for a
+        // Claude request, and `models[0]` beside `models.0`).
+        let unknown = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: #","models":["nosuch/model"]"#))
+        #expect(unknown.json?["error"]?["message"]?.stringValue?.contains("'models.0'") == true, "\(unknown.text)")
+        let tool = #","tools":[{"type":"web_search_20250305","name":"web_search"}],"models":["gem/normal:pace_ms=0"]"#
+        let unserved = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: tool))
+        #expect(unserved.status == 400, "\(unserved.text)")
+        #expect(unserved.json?["error"]?["message"]?.stringValue?.contains("The fallback 'gem/normal:pace_ms=0' in 'models.0' cannot serve this request") == true,
+                "\(unserved.text)")
     }
 
     /// The SDKs' `betas=` is the `anthropic-beta` header: it reaches an Anthropic upstream (with
@@ -322,6 +332,24 @@ import Testing
         #expect(whole.json?["model"] == .string("mock/outer:pace_ms=1"), "the concrete model, not the alias")
         // Each call's usage, as the stream's message_delta carries it (review 62C #10).
         #expect(whole.json?["usage"]?["fusion"]?["calls"]?.arrayValue?.count == 6, "\(whole.json?["usage"] ?? .null)")
+    }
+
+    /// A deliberation whose outer model fails and a fallback of `models` answers names the
+    /// fallback in its stream's `message_start`, as its `usage.fusion`, its whole answer and its
+    /// record do (review 102 #1: the stream named the model that failed). Messages' stream names
+    /// its model with the answer's first event, after the fallback took over.
+    @Test func aDeliberationsFallbackIsTheModelItsStreamNames() throws {
+        let env = try Self.environment()
+        let extra = #","models":["mock/outer:pace_ms=1"],"plugins":[{"id":"fusion"}]"#
+        let streamed = try post(env, Self.body(model: "mock/error:status=503", stream: true, prompt: "Should cities ban cars?", extra: extra))
+        #expect(streamed.status == 200, "\(streamed.text.prefix(600))")
+        #expect(streamedText(streamed).contains("Drawing on a panel"), "\(streamed.text.suffix(600))")
+        let start = streamed.namedEvents.first { $0.name == "message_start" }?.data["message"]?["model"]
+        #expect(start == .string("mock/outer:pace_ms=1"), "\(streamed.text.prefix(800))")
+        let calls = streamed.namedEvents.first { $0.name == "message_delta" }?.data["usage"]?["fusion"]?["calls"]?.arrayValue ?? []
+        #expect(calls.contains { $0["role"] == .string("outer_final") && $0["model"] == .string("mock/outer:pace_ms=1") }, "\(calls)")
+        let whole = try post(env, Self.body(model: "mock/error:status=503", stream: false, prompt: "Should cities ban cars?", extra: extra))
+        #expect(whole.json?["model"] == .string("mock/outer:pace_ms=1"), "\(whole.text.prefix(600))")
     }
 
     /// A program asks for the deliberation as named events, as on chat (review 19 F7): the

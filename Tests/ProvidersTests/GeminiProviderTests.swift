@@ -427,6 +427,9 @@ import Testing
         let stringIndex = try provider.decodeResponse(Array(#"{"candidates":[{"index":"0","content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
         guard case .error(let error)? = stringIndex.first else { Issue.record("\(stringIndex)"); return }
         #expect(error.message.contains("no candidate of index 0"), "\(error.message)")
+        // Streamed, the same (review 102 #3: "the stream ended … no finish reason").
+        let streamed = chunk(#"{"index":1,"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}"#)
+        #expect(throws: StreamDecodingError.self) { _ = try ProviderFixtures.decode([Array(streamed.utf8)], with: provider) }
         let none = try provider.decodeResponse(Array(#"{"candidates":[]}"#.utf8), redactor: .none)
         guard case .error(let empty)? = none.first else { Issue.record("\(none)"); return }
         #expect(empty.message.contains("no candidates"), "\(empty.message)")

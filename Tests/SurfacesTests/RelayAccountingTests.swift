@@ -173,6 +173,34 @@ import Testing
         #expect(ChatStreamRelay.passThrough(id: "g", model: "m", maxEventBytes: 1 << 20, usageFallback: nil).promptUsage == nil)
     }
 
+    /// An upstream that says its finish and then fails before any answer (Anthropic's
+    /// `message_delta`, then an error event) has shown a chat client nothing: no finish chunk
+    /// went out, so the attempt is retried or fallen back from in one stream (review 102 #2: the
+    /// failed model's `finish_reason: "stop"` went out, then the fallback's answer and finish).
+    /// A stream that ends well gets its finish at the end, once.
+    @Test func aFinishBeforeAFailureShowsNothing() {
+        func relay(_ events: String) -> (ChatStreamRelay, String) {
+            var relay = ChatStreamRelay.translating(AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none), id: "gen-1",
+                                                    model: "m", created: 1, includeUsage: false)
+            var out: [UInt8] = []
+            let start = #"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"usage":{"input_tokens":5,"output_tokens":1}}}"#
+            _ = Array("event: message_start\ndata: \(start)\n\n\(events)".utf8).withUnsafeBytes { relay.relay($0, into: &out) }
+            return (relay, String(decoding: out, as: UTF8.self))
+        }
+        let finish = #"event: message_delta\#ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":0}}\#n\#n"#
+        let error = #"event: error\#ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\#n\#n"#
+        let (failed, shown) = relay(finish + error)
+        #expect(failed.forwardedEvents == 0 && !shown.contains("finish_reason\":\"stop"), "\(shown)")
+        let text = #"event: content_block_start\#ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\#n\#n"#
+            + #"event: content_block_delta\#ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\#n\#n"#
+            + #"event: content_block_stop\#ndata: {"type":"content_block_stop","index":0}\#n\#n"# + finish
+            + #"event: message_stop\#ndata: {"type":"message_stop"}\#n\#n"#
+        let (answered, whole) = relay(text)
+        #expect(answered.outcome == .done, "\(whole)")
+        #expect(whole.components(separatedBy: "finish_reason\":\"stop").count == 2, "one finish: \(whole)")
+        #expect(whole.range(of: "\"Hi\"").map { $0.lowerBound < whole.range(of: "finish_reason\":\"stop")!.lowerBound } == true)
+    }
+
     @Test func splicesTopLevelValuesOnly() {
         let chunk = Array(#"{"id":"up-1","object":"chat.completion.chunk","model":"m","choices":[{"delta":{"model":"keep"}}]}"#.utf8)
         let spliced = chunk.withUnsafeBytes { JSONScanner.replacingTopLevelValues(["id": "gen-9", "model": "sim/outer"], in: $0) }

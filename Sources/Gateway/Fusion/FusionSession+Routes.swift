@@ -16,8 +16,9 @@ extension FusionSession {
 
     /// Resolves every model the request may use, so a bad one is a 400 naming its field before
     /// any upstream call.
-    static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter,
-                              outerFallbacks: [String] = []) throws(APIError) -> Routes {
+    /// `invalidFallback`: the refusal of the `index`th of `outerFallbacks`, in the client's terms.
+    static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter, outerFallbacks: [String] = [],
+                              invalidFallback: (APIError, _ index: Int) -> APIError) throws(APIError) -> Routes {
         var routes: [String: ModelRoute] = [:]
         func resolve(_ model: String, _ param: String) throws(APIError) {
             guard routes[model] == nil else { return }
@@ -44,8 +45,7 @@ extension FusionSession {
             do {
                 fallbacks.append(try router.route(model))
             } catch {
-                throw APIError(status: error.status, type: error.type, code: error.code,
-                               message: "Invalid fallback in 'models[\(index)]': \(error.message)", param: "models[\(index)]")
+                throw invalidFallback(error, index)
             }
         }
         return Routes(byModel: routes, outerFallbacks: fallbacks)

@@ -228,6 +228,9 @@ final class FusionSession<Renderer: FusionRenderer> {
                 end(.failed(refusal))
                 return
             }
+            if case .answer = output, renderer.namesModelLater, let model = callLog.currentOuterModel {
+                renderer.name(answeringModel: model)
+            }
             out.removeAll(keepingCapacity: true)
             renderer.render(output, sources: machine.sources, at: now, into: &out)
             write(out)

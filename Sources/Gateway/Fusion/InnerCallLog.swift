@@ -233,6 +233,12 @@ final class InnerCallLog: @unchecked Sendable {  // owned by one session, on its
         return (last.record.model, last.record.provider, last.record.model != last.routes.first?.model)
     }
 
+    /// The model of the latest outer turn, as far as it went: a fallback's once one took over
+    /// (its upstream answered). Read only until a stream names its model, not per token.
+    var currentOuterModel: String? {
+        entries.filter { $0.value.record.role.hasPrefix("outer") }.max { $0.key < $1.key }?.value.record.model
+    }
+
     /// Panel calls still running: at the request's end, the members it cancels.
     var openPanelCalls: Int { entries.values.count { $0.open && $0.record.role == "panel" } }
 

@@ -163,18 +163,19 @@ extension GatewayServer {
             do {
                 candidates.append(try router.route(model))
             } catch {
-                throw APIError(status: error.status, type: error.type, code: error.code,
-                               message: "Invalid fallback in 'models[\(index)]': \(error.message)", param: "models[\(index)]")
+                throw Self.invalidFallback(error, index: index, api: proxied.api)
             }
         }
-        // What the upstream's API cannot express is a 400 now, not a failure after a retry.
-        for candidate in candidates {
+        // What the upstream's API cannot express is a 400 now, not a failure after a retry; a
+        // fallback's refusal names the fallback (review 102 #4: a Claude request was told
+        // "Gemini's API takes function tools only", with no word of `models`).
+        for (index, candidate) in candidates.enumerated() {
             do {
                 try candidate.provider.validate(proxied.neutral)
             } catch {
                 var refusal = error
                 refusal.param = error.param.map(proxied.clientParam)
-                throw refusal
+                throw index == 0 ? refusal : Self.unservedBy(fallback: candidate.slug, index: index - 1, refusal, api: proxied.api)
             }
         }
         // Each hop through a gateway counts: a provider that points back here is stopped (508).
@@ -196,23 +197,41 @@ extension GatewayServer {
         }
     }
 
+    /// A fallback of `models` that does not route, named as the client's API names the field
+    /// (`models[0]`; Messages' `models.0`: review 102 #5).
+    static func invalidFallback(_ error: APIError, index: Int, api: ClientAPI) -> APIError {
+        let param = api.clientParam("models[\(index)]")
+        return APIError(status: error.status, type: error.type, code: error.code, message: "Invalid fallback in '\(param)': \(error.message)",
+                        param: param)
+    }
+
+    /// A fallback whose upstream's API cannot express the request: the refusal says which.
+    static func unservedBy(fallback model: String, index: Int, _ refusal: APIError, api: ClientAPI) -> APIError {
+        var error = refusal
+        let param = api.clientParam("models[\(index)]")
+        error.message = "The fallback '\(model)' in '\(param)' cannot serve this request: \(refusal.message)"
+        error.param = param
+        return error
+    }
+
     /// Routes and bounds a deliberation (a refusal throws); returns what starts its session.
     private func prepareFusion<Renderer: FusionRenderer>(_ fusionRequest: FusionRequest, renderer: Renderer, api: ClientAPI, hops: Int,
                                                          fallbacks: [String], writer: HTTPResponseWriter, record: GenerationRecord,
                                                          startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) -> () -> Void {
         guard let settings = config.fusion else { return {} }
-        let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks)
+        let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks,
+                                                               invalidFallback: { Self.invalidFallback($0, index: $1, api: api) })
         // The outer model's turns carry the client's options (its output format, its tool
         // choice): what that upstream's API cannot express is a 400 now, as for a proxied request,
         // not dropped without a word after the panel ran (review 64B #1).
         let outer = FusionPrompts.outerFirstRequest(fusionRequest)
-        for route in [routes.byModel[fusionRequest.outerModel]].compactMap({ $0 }) + routes.outerFallbacks {
+        for (index, route) in ([routes.byModel[fusionRequest.outerModel]].compactMap({ $0 }) + routes.outerFallbacks).enumerated() {
             do {
                 try route.provider.validate(outer)
             } catch {
                 var refusal = error
                 refusal.param = error.param.map { api.clientParam(fusionRequest.clientPath($0)) }
-                throw refusal
+                throw index == 0 ? refusal : Self.unservedBy(fallback: route.slug, index: index - 1, refusal, api: api)
             }
         }
         // The conversation goes to every member, the judge and the outer model's turns: bounded

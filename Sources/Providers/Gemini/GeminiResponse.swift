@@ -105,6 +105,7 @@ struct GeminiResponseReader {
 
     /// A candidate whose `index` is 0, or absent (Gemini leaves it out of some chunks).
     private static func isTheFirst(_ candidate: JSONValue) -> Bool {
+        guard case .object = candidate else { return false }  // `null` is no candidate (review 102 #3)
         guard let index = candidate["index"], index != .null else { return true }
         return index.intValue == 0
     }

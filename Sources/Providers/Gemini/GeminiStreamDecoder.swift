@@ -34,6 +34,11 @@ struct GeminiStreamDecoder: ModelStreamDecoder {
         guard !reader.ended else { return }
         try read(nil, emit: emit)
         reader.bodyEnded(emit: emit)
+        // Candidates came, none of them the one asked for: refused as a whole answer is, not
+        // told as a stream cut short (review 102 #3).
+        if !reader.answered && reader.onlyOtherCandidates {
+            throw StreamDecodingError("the upstream's stream has no candidate of index 0 (the one asked for)")
+        }
     }
 
     /// Reads `bytes` (nil: the body's end) into events, through the SSE decoder.

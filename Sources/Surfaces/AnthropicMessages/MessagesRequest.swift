@@ -65,7 +65,7 @@ public struct MessagesRequest: Sendable {
         guard events == .null || events.boolValue != nil else { throw Self.invalid("stream_options.include_fusion_events", "a boolean") }
         includeFusionEvents = events.boolValue ?? false
         fallbackModels = try FallbackModels.parse(fields["models"], besides: model,
-                                                  wrongList: { _ in Self.invalid("models", "an array of at most 8 model names") },
+                                                  wrongList: { Self.invalid("models", "an array of at most 8 model names, got \(ChatRequest.described($0))") },
                                                   wrongName: { Self.invalid("models.\($0)", "a non-empty string") })
         self.model = model
         self.stream = stream

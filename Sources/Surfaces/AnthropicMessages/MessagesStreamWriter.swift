@@ -17,7 +17,8 @@ import Providers
 /// first fragment touches a dictionary.
 public struct MessagesStreamWriter: Sendable {
     public let id: String
-    public let model: String
+    /// What `message_start` names; `name(model:)` may change it until then.
+    public private(set) var model: String
     /// `provider(n)`: the n-th block an Anthropic upstream sent that the neutral types do not model.
     private enum Block: Equatable { case text, thinking, redactedThinking, tool(Int), provider(Int) }
     private var providerBlocks = 0
@@ -33,7 +34,7 @@ public struct MessagesStreamWriter: Sendable {
     /// Calls whose arguments began with more than white space: until then white space is not
     /// sent (the SDKs parse `partial_json` as it comes, and `" "` alone raised: review 72A).
     private var argumentsBegan: Set<Int> = []
-    private var started = false
+    public private(set) var started = false
     private var stopReason = "end_turn"
     /// The upstream's own stop reason and sequence, when an Anthropic upstream said more.
     private var stopDetail: (reason: String, sequence: String?)?
@@ -66,6 +67,12 @@ public struct MessagesStreamWriter: Sendable {
     public mutating func appendStart(to out: inout [UInt8]) {
         guard !deferredStart else { return }
         writeStart(to: &out)
+    }
+
+    /// The model `message_start` names, when it is still to be written (a Fusion answer's outer
+    /// turn answered by a fallback: review 102 #1).
+    public mutating func name(model: String) {
+        if !started { self.model = model }
     }
 
     /// The upstream's own `message_start` counts: shown in ours, if it is still to be written.

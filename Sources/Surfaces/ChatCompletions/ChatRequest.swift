@@ -362,9 +362,13 @@ public struct ChatRequest: Sendable {
     }
 
     static func invalidType(_ name: String, expected: String, got value: JSONValue) -> APIError {
-        let got = value.typeName == "number" || value.typeName == "string" ? "\(value.typeName) \(value.compactDescription)" : value.typeName
-        return .invalidRequest("Invalid value for '\(name)': expected \(expected), got \(got).", param: name,
-                               code: "invalid_type")
+        .invalidRequest("Invalid value for '\(name)': expected \(expected), got \(described(value)).", param: name, code: "invalid_type")
+    }
+
+    /// What a refused value was, for an error message: its type, and a number's or a string's
+    /// first 40 characters.
+    static func described(_ value: JSONValue) -> String {
+        value.typeName == "number" || value.typeName == "string" ? "\(value.typeName) \(value.compactDescription)" : value.typeName
     }
 }
 

@@ -186,6 +186,12 @@ public struct ChatStreamTranslation: NeutralStreamWriter {
     /// Signed reasoning, sent as `reasoning_details` once each block ends (`ReasoningDetail`).
     private var reasoning = ReasoningBlockBuilder()
     private var reasoningDetails = 0
+    /// The upstream's finish, written at the end, as Messages' `message_delta` and Responses'
+    /// `response.completed` are: a finish the upstream sent and then failed before any answer
+    /// (`message_delta`, then an error) has shown the client nothing, so a retry or a fallback
+    /// still answers in one stream (review 102 #2: the failed model's `finish_reason: "stop"`
+    /// went out, then the fallback's whole answer and its own finish).
+    private var finish: FinishReason?
 
     public init(chunks: ChatChunkWriter, includeUsage: Bool) {
         self.chunks = chunks
@@ -195,6 +201,10 @@ public struct ChatStreamTranslation: NeutralStreamWriter {
     public mutating func appendStart(to out: inout [UInt8]) {}
 
     public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
+        if case .finish(let reason) = event {
+            finish = reason
+            return
+        }
         chunks.append(event, to: &out)
         switch event {
         case .reasoning, .reasoningSignature, .redactedReasoning:
@@ -207,6 +217,7 @@ public struct ChatStreamTranslation: NeutralStreamWriter {
     }
 
     public mutating func appendEnd(usage: Usage?, estimated: Bool, to out: inout [UInt8]) {
+        if let finish { chunks.append(.finish(finish), to: &out) }
         appendUsage(usage, estimated: estimated, to: &out)
         out.append(contentsOf: SSEEncoder.done)
     }

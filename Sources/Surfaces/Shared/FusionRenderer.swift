@@ -110,12 +110,19 @@ public protocol FusionRenderer {
     /// checked before the end, streamed or whole; a call cut by the output limit (`length`) ends
     /// as the provider cut it.
     func refusalAtEnd(finish: FinishReason?) -> APIError?
+    /// Whether the stream has yet to name its model: then the session names the outer turn's
+    /// model that answers (`name(answeringModel:)`) before each answer event it renders.
+    var namesModelLater: Bool { get }
+    mutating func name(answeringModel: String)
 }
 
 extension FusionRenderer {
     /// Chat passes a model's tool calls through as it wrote them, proxied or not.
     public mutating func refusal(of output: FusionSessionMachine.Output) -> APIError? { nil }
     public func refusalAtEnd(finish: FinishReason?) -> APIError? { nil }
+    /// Chat's and Responses' streams name the model as they open (and keep it).
+    public var namesModelLater: Bool { false }
+    public mutating func name(answeringModel: String) {}
 }
 
 extension FusionChatRenderer: FusionRenderer {
@@ -162,6 +169,10 @@ extension FusionMessagesRenderer: FusionRenderer {
     public func refusalAtEnd(finish: FinishReason?) -> APIError? {
         finish == .length ? nil : refusalAtEnd()
     }
+
+    public var namesModelLater: Bool { namesModelLaterInStream }
+
+    public mutating func name(answeringModel model: String) { nameAnsweringModel(model) }
 }
 
 extension ResponsesFusionRenderer: FusionRenderer {
