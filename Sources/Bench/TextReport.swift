@@ -17,7 +17,8 @@ enum Format {
 
     static func ratio(_ value: Double?) -> String {
         guard let value else { return "—" }
-        return String(format: "%.2f×", value)
+        // As `number`: past what a column holds, three significant digits (review 104 #7).
+        return abs(value) < 1e6 ? String(format: "%.2f×", value) : String(format: "%.3g×", value)
     }
 
     /// A right-aligned cell; one wider than its column still gets a space before it.

@@ -126,8 +126,13 @@ final class LoopDriver: @unchecked Sendable {
     }
 
     private var everyRequestClaimed: Bool {
-        guard let requestLimit else { return false }
-        return counters.allSatisfy { $0.claimed.load(ordering: .relaxed) >= requestLimit }
+        requestLimit != nil && !counters.indices.contains(where: hasRequestsLeft)
+    }
+
+    /// Whether `target` has requests not yet claimed by any loop (always, without `--requests`).
+    private func hasRequestsLeft(_ target: Int) -> Bool {
+        guard let requestLimit else { return true }
+        return counters[target].claimed.load(ordering: .relaxed) < requestLimit
     }
 
     /// Abandons every request in flight now: each ends `interrupted`.
@@ -172,9 +177,15 @@ final class LoopDriver: @unchecked Sendable {
             arrivalsDone = share.rate <= 0
             if !arrivalsDone {
                 var clock = ArrivalClock(rate: share.rate, process: arrivals, phaseSeconds: share.phaseSeconds)
+                // Poisson arrivals split over loops are one process of the whole rate: one
+                // arrival at the start, not one per loop (review 104 #3: four loops sent their
+                // first requests together, and three requests read as 107 requests a second).
+                if arrivals == .poisson && loopIndex > 0 { _ = clock.nextArrival(using: &random) }
                 nextDue = startedAt + UInt64(clock.nextArrival(using: &random) * 1e9)
                 self.clock = clock
-                nextTarget = 0
+                // Loops begin their rotation on different targets, so with `--compare` each
+                // target's arrivals spread over time rather than come in pairs of loops.
+                nextTarget = loopIndex % configuration.targets.count
                 if arrivalTimer == nil { arrivalTimer = LoopTimer(loop: loop) { [unowned self] in arrive() } }
                 arrive()
             }
@@ -204,28 +215,36 @@ final class LoopDriver: @unchecked Sendable {
             activeWorkers -= 1
             return
         }
-        let readyAt = (0..<cycle.count).map { backoffUntil[Turn(worker: worker, target: cycle[(position + $0) % cycle.count])] ?? 0 }
-        guard let ready = readyAt.firstIndex(where: { $0 <= now }) else {
-            wait(worker, cycle, position: position, until: readyAt.min() ?? now)
-            return
-        }
-        let position = position + ready
-        let target = cycle[position % cycle.count]
-        guard let index = claim(target, due: now) else {
-            activeWorkers -= 1
-            return
-        }
-        send(target: target, index: index, scheduledAt: now) { [unowned self] outcome in
+        // The cycle's targets from `position` on, those with requests left: a target whose
+        // requests are all claimed gives its turns to the other (review 104 #1: the worker
+        // ended there, and the other target got 4 of its 20 requests).
+        var waitUntil: UInt64?
+        for offset in 0..<cycle.count {
+            let target = cycle[(position + offset) % cycle.count]
+            guard hasRequestsLeft(target) else { continue }
             let turn = Turn(worker: worker, target: target)
-            if outcome.succeeded || outcome.error == .interrupted {
-                failuresInARow[turn] = nil
-                backoffUntil[turn] = nil
-            } else {
-                let failures = (failuresInARow[turn] ?? 0) + 1
-                failuresInARow[turn] = failures
-                backoffUntil[turn] = EventLoop.monotonicNanoseconds() + Self.backoffMilliseconds(failuresInARow: failures) * 1_000_000
+            if let ready = backoffUntil[turn], ready > now {
+                waitUntil = min(waitUntil ?? .max, ready)
+                continue
             }
-            runWorker(worker, cycle, position: position + 1)
+            guard let index = claim(target, due: now) else { continue }  // another worker took its last
+            send(target: target, index: index, scheduledAt: now) { [unowned self] outcome in
+                if outcome.succeeded || outcome.error == .interrupted {
+                    failuresInARow[turn] = nil
+                    backoffUntil[turn] = nil
+                } else {
+                    let failures = (failuresInARow[turn] ?? 0) + 1
+                    failuresInARow[turn] = failures
+                    backoffUntil[turn] = EventLoop.monotonicNanoseconds() + Self.backoffMilliseconds(failuresInARow: failures) * 1_000_000
+                }
+                runWorker(worker, cycle, position: position + offset + 1)
+            }
+            return
+        }
+        if let waitUntil {
+            wait(worker, cycle, position: position, until: waitUntil)
+        } else {
+            activeWorkers -= 1  // every target's requests are claimed
         }
     }
 
@@ -258,16 +277,23 @@ final class LoopDriver: @unchecked Sendable {
     private func arrive() {
         let now = EventLoop.monotonicNanoseconds()
         while !arrivalsDone && nextDue <= now {
-            let target = nextTarget
-            nextTarget = (nextTarget + 1) % configuration.targets.count
+            // The next target in the rotation with requests left: one whose requests are all
+            // claimed gives its turn to the other (review 104 #2: a loop stopped its arrivals
+            // at A's last, and B's last came loops ÷ rate seconds late from another loop).
+            let count = configuration.targets.count
+            guard let target = (0..<count).map({ (nextTarget + $0) % count }).first(where: hasRequestsLeft),
+                  !stopRequested(), deadline.map({ nextDue >= $0 }) != true else {
+                arrivalsDone = true
+                break
+            }
+            nextTarget = (target + 1) % count
             if let index = claim(target, due: nextDue) {
                 queue.append((target, index, nextDue))
                 nextDue = startedAt + UInt64(clock!.nextArrival(using: &random) * 1e9)
-            } else {
-                arrivalsDone = true
-            }
+            }  // else another loop took its last request: the turn goes on to the next target
         }
-        if !arrivalsDone, everyRequestClaimed {
+        if everyRequestClaimed {
+            // None left for any loop: the others stop waiting for their next arrivals too.
             arrivalsDone = true
             allClaimed()
         }

@@ -133,7 +133,7 @@ struct BenchCommand: ParsableCommand {
         // and without emptying a file that is there (review 48 bench #7: a refused command line
         // truncated the previous report).
         for path in [json, html].compactMap({ $0 }) where path != "-" {
-            if let problem = ReportFile(path).problem { throw ValidationError("cannot write \(path): \(problem)") }
+            if let problem = ReportFile(path).problem { throw ValidationError("cannot write \(Self.shown(path)): \(problem)") }
         }
     }
 
@@ -160,12 +160,12 @@ struct BenchCommand: ParsableCommand {
                 Console.out(data + Data("\n".utf8))
             } else {
                 try ReportFile(json).write(data)
-                Console.error("wrote \(json)\n")
+                Console.error("wrote \(Self.shown(json))\n")
             }
         }
         if let html {
             try ReportFile(html).write(Data(HTMLReport.render(report).utf8))
-            Console.error("wrote \(html)\n")
+            Console.error("wrote \(Self.shown(html))\n")
         }
         if report.settings.interrupted == true { throw ExitCode(130) }  // reported, but not the run asked for
         if report.targets.contains(where: { $0.results.succeeded == 0 }) { throw ExitCode(1) }
@@ -194,17 +194,29 @@ struct BenchCommand: ParsableCommand {
         return directory.appendingPathComponent(url.lastPathComponent).standardizedFileURL.path
     }
 
-    /// A name the user gave (a file's path), as the reports and messages show it: as typed, or
-    /// escaped (Swift's debug form, quoted) when it holds control, format or line separator
-    /// characters, which would reach the terminal raw (review 103 #5).
+    /// A name the user gave (a model, a file's path, a variable's name), as the reports and
+    /// messages show it: as typed, or quoted with every control, format, line or paragraph
+    /// separator character written `\u{…}`, which would otherwise reach the terminal raw (review
+    /// 103 #5; review 104 #6: Swift's debug form leaves C1 controls, bidi overrides and zero-width
+    /// characters raw).
     static func shown(_ name: String) -> String {
-        let unsafe = name.unicodeScalars.contains {
-            switch $0.properties.generalCategory {
+        func unsafe(_ scalar: Unicode.Scalar) -> Bool {
+            switch scalar.properties.generalCategory {
             case .control, .format, .lineSeparator, .paragraphSeparator: true
             default: false
             }
         }
-        return unsafe ? name.debugDescription : name
+        guard name.unicodeScalars.contains(where: unsafe) else { return name }
+        var out = "\""
+        for scalar in name.unicodeScalars {
+            if unsafe(scalar) {
+                out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            } else {
+                if scalar == "\"" || scalar == "\\" { out += "\\" }
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     /// A prompts file's bytes, read once per process (`validate` and `run` both build the
@@ -236,7 +248,7 @@ struct BenchCommand: ParsableCommand {
             guard let name else { return nil }
             // Trimmed as the gateway trims its keys (a line end from `echo` is not part of it).
             guard let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
-                throw ValidationError("environment variable \(name) is not set")
+                throw ValidationError("environment variable \(Self.shown(name)) is not set")
             }
             return value
         }

@@ -201,6 +201,30 @@ import Testing
         }
     }
 
+    /// With `--compare` and `--requests`, each target gets all its requests, however the other
+    /// fares (review 104 #1: the worker ended when one target's were used up, and the failing
+    /// target got 4 of its 20); in open loop over two loops, a loop whose rotation finds one
+    /// target's requests used up sends the other's (review 104 #2: it stopped, and B's last
+    /// request waited for another loop's next arrival).
+    @Test(.timeLimit(.minutes(1))) func eachTargetGetsItsRequestsWhateverTheOtherDoes() throws {
+        let mock = try Mock()
+        defer { mock.stop() }
+        let targets = [BenchTarget(label: "A", baseURL: mock.baseURL, model: "paced:pace_ms=0:deltas=2", apiKey: nil),
+                       BenchTarget(label: "B", baseURL: mock.baseURL, model: "error:status=500", apiKey: nil)]
+        let closed = try Self.run(targets, shape: .closedLoop(concurrency: 1), requests: 5)
+        #expect(closed.targets[0].results.succeeded == 5 && closed.targets[1].results.failed == 5,
+                "\(closed.targets[0].results.requests) and \(closed.targets[1].results.requests) of 5")
+        let healthy = [targets[0], BenchTarget(label: "B", baseURL: mock.baseURL, model: "paced:pace_ms=0:deltas=2", apiKey: nil)]
+        // Constant arrivals at 0.5/s over two loops: loop 0 at 0 s, loop 1 at 2 s, each every 4 s.
+        let plan = try LoadPlan(shape: .openLoop(rate: 0.5, arrivals: .constant, maxConcurrency: nil), stop: StopCondition(requestsPerTarget: 1),
+                                targets: 2, loops: 2)
+        let started = Date()
+        let open = try BenchRunner(configuration: BenchConfiguration(targets: healthy, plan: plan, prompts: .builtIn, warmupRequests: 0,
+                                                                     requestTimeoutMilliseconds: 10_000)).run()
+        #expect(open.targets.allSatisfy { $0.results.succeeded == 1 })
+        #expect(Date().timeIntervalSince(started) < 3.5, "B's request went at 2 s, not at loop 0's next arrival (4 s)")
+    }
+
     /// With `--compare`, a target that fails waits out its own failures without holding up the
     /// other's requests (review 103 #3: one worker alternating between them waited after B's
     /// every failure, and A was measured at a third of its rate).

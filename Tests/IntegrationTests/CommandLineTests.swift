@@ -39,7 +39,10 @@ import Testing
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/"], "cannot write /: it is a directory"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/dev/fd/abc"], "it names no descriptor"),
         // What would reach the terminal raw, and what the bench would not believe (review 103 #5, #11).
-        (["bench", "http://127.0.0.1:1/v1", "--model", "m\u{1B}]0;title\u{7}"], #""m\u{1B}]0;title\u{07}": no control or format characters in a model name"#),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m\u{1B}]0;title\u{7}"], #""m\u{1B}]0;title\u{7}": no control or format characters in a model name"#),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "ok\u{9B}31m\u{202E}"], #""ok\u{9B}31m\u{202E}": no control or format characters"#),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--api-key-env", "K\u{1B}]0;T\u{7}"], #"environment variable "K\u{1B}]0;T\u{7}" is not set"#),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--json", "/nonexistent/r\u{1B}]0;T\u{7}.json"], #"cannot write "/nonexistent/r\u{1B}]0;T\u{7}.json""#),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--compare", "http://127.0.0.1:2/v1", "--compare-model", "b\u{202E}"],
          "no control or format characters in a model name"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--prompts", "/tmp"], "cannot read /tmp: a directory, not a JSON Lines file"),

@@ -183,15 +183,15 @@ import Testing
         #expect(sent["models"] == nil && sent["model"] == .string("normal:pace_ms=0"), "\(sent)")
         let wrong = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: #","models":[""]"#))
         #expect(wrong.status == 400 && wrong.json?["error"]?["type"] == .string("invalid_request_error"), "\(wrong.text)")
-        // A fallback that cannot be, or cannot serve the request, is named as Anthropic names a
-        // field (review 102 #4, #5: "tools.0: Gemini's API takes function tools only" for a
-        // Claude request, and `models[0]` beside `models.0`).
-        let unknown = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: #","models":["nosuch/model"]"#))
-        #expect(unknown.json?["error"]?["message"]?.stringValue?.contains("'models.0'") == true, "\(unknown.text)")
+        // A fallback that cannot be, or cannot serve the request, is named by its model (review
+        // 102 #4: "tools.0: Gemini's API takes function tools only" for a Claude request; review
+        // 104 #5: by its place among the fallbacks, not the client's list, it had the wrong index).
+        let unknown = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: #","models":["anth/normal:pace_ms=0","nosuch/model"]"#))
+        #expect(unknown.json?["error"]?["message"]?.stringValue?.contains("Invalid fallback 'nosuch/model' in 'models'") == true, "\(unknown.text)")
         let tool = #","tools":[{"type":"web_search_20250305","name":"web_search"}],"models":["gem/normal:pace_ms=0"]"#
         let unserved = try post(env, Self.body(model: "anth/normal:pace_ms=0", stream: stream, extra: tool))
         #expect(unserved.status == 400, "\(unserved.text)")
-        #expect(unserved.json?["error"]?["message"]?.stringValue?.contains("The fallback 'gem/normal:pace_ms=0' in 'models.0' cannot serve this request") == true,
+        #expect(unserved.json?["error"]?["message"]?.stringValue?.contains("The fallback 'gem/normal:pace_ms=0' in 'models' cannot serve this request") == true,
                 "\(unserved.text)")
     }
 

@@ -16,9 +16,9 @@ extension FusionSession {
 
     /// Resolves every model the request may use, so a bad one is a 400 naming its field before
     /// any upstream call.
-    /// `invalidFallback`: the refusal of the `index`th of `outerFallbacks`, in the client's terms.
+    /// `invalidFallback`: the refusal of a model of `outerFallbacks`, in the client's terms.
     static func resolveRoutes(_ request: FusionRequest, settings: FusionSettings, router: ModelRouter, outerFallbacks: [String] = [],
-                              invalidFallback: (APIError, _ index: Int) -> APIError) throws(APIError) -> Routes {
+                              invalidFallback: (APIError, _ model: String) -> APIError) throws(APIError) -> Routes {
         var routes: [String: ModelRoute] = [:]
         func resolve(_ model: String, _ param: String) throws(APIError) {
             guard routes[model] == nil else { return }
@@ -41,11 +41,11 @@ extension FusionSession {
             try resolve(fallback, "fusion.judge_fallback_model (gateway config)")
         }
         var fallbacks: [ModelRoute] = []
-        for (index, model) in outerFallbacks.enumerated() {
+        for model in outerFallbacks {
             do {
                 fallbacks.append(try router.route(model))
             } catch {
-                throw invalidFallback(error, index)
+                throw invalidFallback(error, model)
             }
         }
         return Routes(byModel: routes, outerFallbacks: fallbacks)

@@ -159,11 +159,11 @@ extension GatewayServer {
                                                      record: GenerationRecord, startedAt: UInt64, prompt: String?,
                                                      log: Logger) throws(APIError) -> () -> Void {
         var candidates = [try router.route(proxied.neutral.model)]
-        for (index, model) in fallbacks.enumerated() {
+        for model in fallbacks {
             do {
                 candidates.append(try router.route(model))
             } catch {
-                throw Self.invalidFallback(error, index: index, api: proxied.api)
+                throw Self.invalidFallback(error, model: model)
             }
         }
         // What the upstream's API cannot express is a 400 now, not a failure after a retry; a
@@ -175,7 +175,7 @@ extension GatewayServer {
             } catch {
                 var refusal = error
                 refusal.param = error.param.map(proxied.clientParam)
-                throw index == 0 ? refusal : Self.unservedBy(fallback: candidate.slug, index: index - 1, refusal, api: proxied.api)
+                throw index == 0 ? refusal : Self.unservedBy(fallback: candidate.slug, refusal)
             }
         }
         // Each hop through a gateway counts: a provider that points back here is stopped (508).
@@ -197,20 +197,20 @@ extension GatewayServer {
         }
     }
 
-    /// A fallback of `models` that does not route, named as the client's API names the field
-    /// (`models[0]`; Messages' `models.0`: review 102 #5).
-    static func invalidFallback(_ error: APIError, index: Int, api: ClientAPI) -> APIError {
-        let param = api.clientParam("models[\(index)]")
-        return APIError(status: error.status, type: error.type, code: error.code, message: "Invalid fallback in '\(param)': \(error.message)",
-                        param: param)
+    /// A fallback of `models` that does not route, named by its model: its place among the
+    /// fallbacks is not its place in the client's list, which may repeat a model or name the
+    /// request's own (review 104 #5: `models.1` was called `models.0`).
+    static func invalidFallback(_ error: APIError, model: String) -> APIError {
+        APIError(status: error.status, type: error.type, code: error.code, message: "Invalid fallback '\(model)' in 'models': \(error.message)",
+                 param: "models")
     }
 
-    /// A fallback whose upstream's API cannot express the request: the refusal says which.
-    static func unservedBy(fallback model: String, index: Int, _ refusal: APIError, api: ClientAPI) -> APIError {
+    /// A fallback whose upstream's API cannot express the request: the refusal says which
+    /// (review 102 #4).
+    static func unservedBy(fallback model: String, _ refusal: APIError) -> APIError {
         var error = refusal
-        let param = api.clientParam("models[\(index)]")
-        error.message = "The fallback '\(model)' in '\(param)' cannot serve this request: \(refusal.message)"
-        error.param = param
+        error.message = "The fallback '\(model)' in 'models' cannot serve this request: \(refusal.message)"
+        error.param = "models"
         return error
     }
 
@@ -220,7 +220,7 @@ extension GatewayServer {
                                                          startedAt: UInt64, prompt: String?, log: Logger) throws(APIError) -> () -> Void {
         guard let settings = config.fusion else { return {} }
         let routes = try FusionSession<Renderer>.resolveRoutes(fusionRequest, settings: settings, router: router, outerFallbacks: fallbacks,
-                                                               invalidFallback: { Self.invalidFallback($0, index: $1, api: api) })
+                                                               invalidFallback: { Self.invalidFallback($0, model: $1) })
         // The outer model's turns carry the client's options (its output format, its tool
         // choice): what that upstream's API cannot express is a 400 now, as for a proxied request,
         // not dropped without a word after the panel ran (review 64B #1).
@@ -231,7 +231,7 @@ extension GatewayServer {
             } catch {
                 var refusal = error
                 refusal.param = error.param.map { api.clientParam(fusionRequest.clientPath($0)) }
-                throw index == 0 ? refusal : Self.unservedBy(fallback: route.slug, index: index - 1, refusal, api: api)
+                throw index == 0 ? refusal : Self.unservedBy(fallback: route.slug, refusal)
             }
         }
         // The conversation goes to every member, the judge and the outer model's turns: bounded

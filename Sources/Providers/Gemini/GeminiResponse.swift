@@ -63,7 +63,9 @@ struct GeminiResponseReader {
         // index is no part of this answer (review 98 #1: a second candidate's text was shown as
         // the answer, and the first one's lost when it came second in a chunk).
         guard let candidate = response["candidates"]?.arrayValue?.first(where: Self.isTheFirst) else {
-            if response["candidates"]?.arrayValue?.isEmpty == false { onlyOtherCandidates = true }
+            if response["candidates"]?.arrayValue?.contains(where: { if case .object = $0 { true } else { false } }) == true {
+                onlyOtherCandidates = true  // `null` entries are no candidates (review 104 #8)
+            }
             if response["promptFeedback"]?["blockReason"]?.stringValue != nil {
                 answered = true
                 finish(.contentFilter, emit: emit)

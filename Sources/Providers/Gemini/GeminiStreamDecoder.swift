@@ -37,7 +37,7 @@ struct GeminiStreamDecoder: ModelStreamDecoder {
         // Candidates came, none of them the one asked for: refused as a whole answer is, not
         // told as a stream cut short (review 102 #3).
         if !reader.answered && reader.onlyOtherCandidates {
-            throw StreamDecodingError("the upstream's stream has no candidate of index 0 (the one asked for)")
+            throw StreamDecodingError("no candidate of index 0 (the one asked for)")
         }
     }
 
