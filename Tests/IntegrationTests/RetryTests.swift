@@ -181,7 +181,9 @@ import Testing
         #expect(env.eventually { (try? env.generation(response.header("x-generation-id"))) != nil })
         let record = try #require(try env.generation(response.header("x-generation-id")))
         #expect(record["kind"] == .string("rejected") && record["overhead_ms"] == record["generation_time"], "\(record)")
-        #expect(response.json?["error"]?["param"] == .string("models[0]"))
+        // Named by its model: its place among the fallbacks need not be its place in the list.
+        #expect(response.json?["error"]?["param"] == .string("models"))
+        #expect(response.json?["error"]?["message"]?.stringValue?.hasPrefix("Invalid fallback 'ghost/model' in 'models'") == true, "\(response.text)")
         let badType = try env.chat(#"{"model":"mock/normal","models":"mock/other","messages":[{"role":"user","content":"x"}]}"#)
         #expect(badType.status == 400)
         #expect(env.mockStats.counts.requests == 0)

@@ -201,15 +201,21 @@ extension GatewayServer {
     /// fallbacks is not its place in the client's list, which may repeat a model or name the
     /// request's own (review 104 #5: `models.1` was called `models.0`).
     static func invalidFallback(_ error: APIError, model: String) -> APIError {
-        APIError(status: error.status, type: error.type, code: error.code, message: "Invalid fallback '\(model)' in 'models': \(error.message)",
-                 param: "models")
+        APIError(status: error.status, type: error.type, code: error.code,
+                 message: "Invalid fallback '\(named(model))' in 'models': \(error.message)", param: "models")
+    }
+
+    /// A client's model name as an error quotes it: its first 80 characters (a name of 200 KB is
+    /// refused, not echoed back whole).
+    private static func named(_ model: String) -> String {
+        model.count <= 80 ? model : String(model.prefix(80)) + "…"
     }
 
     /// A fallback whose upstream's API cannot express the request: the refusal says which
     /// (review 102 #4).
     static func unservedBy(fallback model: String, _ refusal: APIError) -> APIError {
         var error = refusal
-        error.message = "The fallback '\(model)' in 'models' cannot serve this request: \(refusal.message)"
+        error.message = "The fallback '\(named(model))' in 'models' cannot serve this request: \(refusal.message)"
         error.param = "models"
         return error
     }
