@@ -66,7 +66,7 @@ public struct RunSettings: Sendable, Codable, Equatable {
         if let durationSeconds { parts.append("\(Format.number(durationSeconds)) s") }
         parts.append("\(warmupRequests) warm-up per target")
         parts.append(streamed ? "streamed" : "not streamed")
-        parts.append("\(promptCount) prompts (\(prompts))" + (maxTokens.map { ", max_tokens \($0)" } ?? ""))
+        parts.append("\(promptCount) prompts (\(TerminalText.shown(prompts)))" + (maxTokens.map { ", max_tokens \($0)" } ?? ""))
         parts.append("\(loops) loop\(loops == 1 ? "" : "s")")
         return parts.joined(separator: ", ")
     }

@@ -60,15 +60,17 @@ public struct BenchTarget: Sendable {
     /// path is appended to it). Checked before `chatCompletionsURL`, which would turn `http://`
     /// into a path.
     public static func problem(withBaseURL base: String) -> String? {
+        // Every message shows the URL escaped: a raw escape sequence or bidi override would reach
+        // the terminal (review 105 #3).
+        let shown = TerminalText.shown(base)
         guard let scheme = ["http://", "https://"].first(where: { base.hasPrefix($0) }) else {
-            return "\(base): only http:// and https:// URLs"
+            return "\(shown): only http:// and https:// URLs"
         }
-        if base.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) {
-            // Shown escaped: a raw line break or escape sequence would garble the terminal.
-            return "\(base.debugDescription): no spaces or control characters in the URL (percent-encode them)"
+        if base.unicodeScalars.contains(where: { $0.properties.isWhitespace || TerminalText.isUnsafe($0) }) {
+            return "\(shown == base ? base.debugDescription : shown): no spaces or control characters in the URL (percent-encode them)"
         }
         if base.contains("?") || base.contains("#") {
-            return "\(base): no query or fragment in the base URL (/chat/completions is appended to it)"
+            return "\(shown): no query or fragment in the base URL (/chat/completions is appended to it)"
         }
         let authority = base.dropFirst(scheme.count).prefix { $0 != "/" }
         let hostAndPort = authority.split(separator: "@", omittingEmptySubsequences: false).last ?? ""
@@ -78,7 +80,7 @@ public struct BenchTarget: Sendable {
             // Refused here, not found by curl on every request and counted as the endpoint's
             // fault (review 103 #10).
             guard let bracket = hostAndPort.firstIndex(of: "]") else {
-                return "\(base): an IPv6 address needs its closing bracket (http://[::1]:8080/v1)"
+                return "\(shown): an IPv6 address needs its closing bracket (http://[::1]:8080/v1)"
             }
             host = hostAndPort[..<bracket]
             let rest = hostAndPort[bracket...].dropFirst()
@@ -87,9 +89,9 @@ public struct BenchTarget: Sendable {
             host = hostAndPort.prefix { $0 != ":" }
             port = hostAndPort.contains(":") ? hostAndPort.drop { $0 != ":" }.dropFirst() : nil
         }
-        if host.isEmpty { return "\(base): no host in the URL (expected \(scheme)host:port/v1)" }
+        if host.isEmpty { return "\(shown): no host in the URL (expected \(scheme)host:port/v1)" }
         if let port, !(port.allSatisfy(\.isASCII) && Int(port).map { (1...65535).contains($0) } == true) {
-            return "\(base): the port must be a number in 1...65535"
+            return "\(shown): the port must be a number in 1...65535"
         }
         return nil
     }

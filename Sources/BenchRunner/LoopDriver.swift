@@ -46,19 +46,17 @@ final class LoopDriver: @unchecked Sendable {
     private var backoffTimers: [Int: LoopTimer] = [:]
     /// Workers waiting out a failure now.
     private var waitingWorkers: Set<Int> = []
-    /// Failures in a row, and when the next request may go, per worker and target.
-    private var failuresInARow: [Turn: Int] = [:]
-    private var backoffUntil: [Turn: UInt64] = [:]
-    private struct Turn: Hashable {
-        let worker: Int
-        let target: Int
-    }
+    private var failuresInARow: [Int: Int] = [:]
     // Open loop
     private var clock: ArrivalClock?
     private var random = SystemRandomNumberGenerator()
     private var arrivalTimer: LoopTimer?
     private var nextDue: UInt64 = 0
     private var nextTarget = 0
+    /// How far this loop's rotation moves per arrival: the number of loops sending arrivals, so
+    /// that arrival k of the whole run, whichever loop sends it, goes to target k mod targets
+    /// (review 105 #2: each loop stepping by one sent A, A, B, B with two loops).
+    private var targetStep = 1
     private var arrivalsDone = true
     private var maxInFlight: Int?
     /// Arrivals waiting for a free slot, oldest first; `queueHead` is the next to send.
@@ -160,7 +158,6 @@ final class LoopDriver: @unchecked Sendable {
         results = configuration.targets.map { _ in TargetResults() }
         lastFinishedAt = startedAt
         failuresInARow.removeAll()
-        backoffUntil.removeAll()
         requestLimit = plan.stop.requestsPerTarget
         deadline = plan.stop.durationSeconds.map { startedAt + UInt64($0 * 1e9) }
         drainDeadline = nil
@@ -186,6 +183,7 @@ final class LoopDriver: @unchecked Sendable {
                 // Loops begin their rotation on different targets, so with `--compare` each
                 // target's arrivals spread over time rather than come in pairs of loops.
                 nextTarget = loopIndex % configuration.targets.count
+                targetStep = plan.openLoopShares().count { $0.rate > 0 } % configuration.targets.count
                 if arrivalTimer == nil { arrivalTimer = LoopTimer(loop: loop) { [unowned self] in arrive() } }
                 arrive()
             }
@@ -205,65 +203,45 @@ final class LoopDriver: @unchecked Sendable {
 
     // MARK: Closed loop
 
-    /// The worker's next request: to the target at `position` in its cycle, or, while that one
-    /// waits out its failures, to the next that does not (review 103 #3: with `--compare`, target
-    /// B's failures held up A's requests, A measured at a third of its rate); when every target of
-    /// the cycle waits, the worker waits for the first to be ready.
+    /// The worker's next request, to the target at `position` in its cycle. With `--compare` at
+    /// concurrency 1 the one worker alternates strictly, so both targets get their requests in
+    /// step and share the run's time; a failure makes the worker wait before its next request,
+    /// to either target. (Review 103 #3 had the failing target back off alone; then the healthy
+    /// one finished early and its rate over the shared run collapsed, review 105 #1: strict
+    /// alternation is kept, and its cost, a healthy target's requests spaced by the other's
+    /// backoff, is said in the README.)
     private func runWorker(_ worker: Int, _ cycle: [Int], position: Int) {
+        let target = cycle[position % cycle.count]
         let now = EventLoop.monotonicNanoseconds()
-        if stopRequested() || deadline.map({ now >= $0 }) == true {
+        guard let index = claim(target, due: now) else {
             activeWorkers -= 1
             return
         }
-        // The cycle's targets from `position` on, those with requests left: a target whose
-        // requests are all claimed gives its turns to the other (review 104 #1: the worker
-        // ended there, and the other target got 4 of its 20 requests).
-        var waitUntil: UInt64?
-        for offset in 0..<cycle.count {
-            let target = cycle[(position + offset) % cycle.count]
-            guard hasRequestsLeft(target) else { continue }
-            let turn = Turn(worker: worker, target: target)
-            if let ready = backoffUntil[turn], ready > now {
-                waitUntil = min(waitUntil ?? .max, ready)
-                continue
+        send(target: target, index: index, scheduledAt: now) { [unowned self] outcome in
+            guard !outcome.succeeded, outcome.error != .interrupted else {
+                failuresInARow[worker] = nil
+                return runWorker(worker, cycle, position: position + 1)
             }
-            guard let index = claim(target, due: now) else { continue }  // another worker took its last
-            send(target: target, index: index, scheduledAt: now) { [unowned self] outcome in
-                if outcome.succeeded || outcome.error == .interrupted {
-                    failuresInARow[turn] = nil
-                    backoffUntil[turn] = nil
-                } else {
-                    let failures = (failuresInARow[turn] ?? 0) + 1
-                    failuresInARow[turn] = failures
-                    backoffUntil[turn] = EventLoop.monotonicNanoseconds() + Self.backoffMilliseconds(failuresInARow: failures) * 1_000_000
-                }
-                runWorker(worker, cycle, position: position + offset + 1)
+            let failures = (failuresInARow[worker] ?? 0) + 1
+            failuresInARow[worker] = failures
+            waitingWorkers.insert(worker)
+            let timer = LoopTimer(loop: loop) { [unowned self] in
+                guard waitingWorkers.remove(worker) != nil else { return }
+                // A wait the run's end cut short: the run lasted until then, though no request did.
+                if let deadline, EventLoop.monotonicNanoseconds() >= deadline { lastFinishedAt = max(lastFinishedAt, deadline) }
+                runWorker(worker, cycle, position: position + 1)
+                finishIfDone()  // the worker may have found the run over
             }
-            return
+            backoffTimers[worker]?.close()
+            backoffTimers[worker] = timer
+            // Never past the run's end: it stops when `--duration` says, not when the wait would.
+            var wait = Self.backoffMilliseconds(failuresInARow: failures)
+            if let deadline {
+                let now = EventLoop.monotonicNanoseconds()
+                wait = min(wait, deadline > now ? (deadline - now + 999_999) / 1_000_000 : 0)
+            }
+            timer.start(afterMilliseconds: wait)
         }
-        if let waitUntil {
-            wait(worker, cycle, position: position, until: waitUntil)
-        } else {
-            activeWorkers -= 1  // every target's requests are claimed
-        }
-    }
-
-    /// The worker waits until `time` (never past the run's end: it stops when `--duration` says,
-    /// not when the wait would), then goes on from `position`.
-    private func wait(_ worker: Int, _ cycle: [Int], position: Int, until time: UInt64) {
-        waitingWorkers.insert(worker)
-        let timer = LoopTimer(loop: loop) { [unowned self] in
-            guard waitingWorkers.remove(worker) != nil else { return }
-            // A wait the run's end cut short: the run lasted until then, though no request did.
-            if let deadline, EventLoop.monotonicNanoseconds() >= deadline { lastFinishedAt = max(lastFinishedAt, deadline) }
-            runWorker(worker, cycle, position: position)
-            finishIfDone()  // the worker may have found the run over
-        }
-        backoffTimers[worker]?.close()
-        backoffTimers[worker] = timer
-        let wake = min(time, deadline ?? .max)
-        let now = EventLoop.monotonicNanoseconds()
-        timer.start(afterMilliseconds: wake > now ? (wake - now + 999_999) / 1_000_000 : 0)
     }
 
     /// 25 ms after one failure, doubling to at most 1 s.
@@ -286,7 +264,7 @@ final class LoopDriver: @unchecked Sendable {
                 arrivalsDone = true
                 break
             }
-            nextTarget = (target + 1) % count
+            nextTarget = (target + targetStep) % count
             if let index = claim(target, due: nextDue) {
                 queue.append((target, index, nextDue))
                 nextDue = startedAt + UInt64(clock!.nextArrival(using: &random) * 1e9)

@@ -10,7 +10,7 @@ import GatewayCore
 /// provider (its credentials) become 502, so a client does not think its key is wrong.
 /// Anthropic's 529 ("overloaded") becomes 503 `overloaded`: clients and their SDKs know 503 as
 /// transient (the gateway's RetryPolicy retries the upstream's 529 itself).
-enum UpstreamErrors {
+public enum UpstreamErrors {
     static let maxMessageCharacters = 300
 
     /// What an error body says, in the provider's own words.
@@ -117,7 +117,7 @@ enum UpstreamErrors {
     /// A character of an upstream's text that has no place in a message for a person: a control
     /// character other than a tab or a line end, a format character (bidi overrides, zero-width
     /// marks that reorder or hide text), a line or paragraph separator.
-    static func isUnsafeInText(_ scalar: Unicode.Scalar) -> Bool {
+    public static func isUnsafeInText(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {
         case .control: !["\n", "\r", "\t"].contains(scalar)
         case .format, .lineSeparator, .paragraphSeparator: true

@@ -194,30 +194,8 @@ struct BenchCommand: ParsableCommand {
         return directory.appendingPathComponent(url.lastPathComponent).standardizedFileURL.path
     }
 
-    /// A name the user gave (a model, a file's path, a variable's name), as the reports and
-    /// messages show it: as typed, or quoted with every control, format, line or paragraph
-    /// separator character written `\u{…}`, which would otherwise reach the terminal raw (review
-    /// 103 #5; review 104 #6: Swift's debug form leaves C1 controls, bidi overrides and zero-width
-    /// characters raw).
-    static func shown(_ name: String) -> String {
-        func unsafe(_ scalar: Unicode.Scalar) -> Bool {
-            switch scalar.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator: true
-            default: false
-            }
-        }
-        guard name.unicodeScalars.contains(where: unsafe) else { return name }
-        var out = "\""
-        for scalar in name.unicodeScalars {
-            if unsafe(scalar) {
-                out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-            } else {
-                if scalar == "\"" || scalar == "\\" { out += "\\" }
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// A name the user gave (a model, a file's path, a variable's name), as messages show it.
+    static func shown(_ name: String) -> String { TerminalText.shown(name) }
 
     /// A prompts file's bytes, read once per process (`validate` and `run` both build the
     /// configuration, and a pipe, `/dev/stdin` or `<(…)`, can be read only once: review 64A #6).
@@ -273,7 +251,7 @@ struct BenchCommand: ParsableCommand {
         if let prompts {
             let bytes = try Self.promptBytes(prompts)
             do {
-                promptSet = try PromptSet.parse(jsonLines: bytes, source: Self.shown(prompts))
+                promptSet = try PromptSet.parse(jsonLines: bytes, source: prompts)  // the text report shows it escaped
             } catch {
                 throw ValidationError("\(Self.shown(prompts)): \(error)")
             }

@@ -19,7 +19,10 @@ import UpstreamClient
         ("http://h/v1?x=1", "http://h/v1?x=1: no query or fragment in the base URL (/chat/completions is appended to it)"),
         ("http://h/v1#top", "http://h/v1#top: no query or fragment in the base URL (/chat/completions is appended to it)"),
         ("http://h/a b/v1", #""http://h/a b/v1": no spaces or control characters in the URL (percent-encode them)"#),
-        ("http://h/v1\n\u{1B}[2J", #""http://h/v1\n\u{1B}[2J": no spaces or control characters in the URL (percent-encode them)"#),
+        ("http://h/v1\n\u{1B}[2J", #""http://h/v1\u{A}\u{1B}[2J": no spaces or control characters in the URL (percent-encode them)"#),
+        // Format characters too, and every message shows the URL escaped (review 105 #3).
+        ("http://h/v1\u{202E}", #""http://h/v1\u{202E}": no spaces or control characters in the URL (percent-encode them)"#),
+        ("\u{1B}]0;T\u{7}ftp://h", #""\u{1B}]0;T\u{7}ftp://h": only http:// and https:// URLs"#),
         ("http://[::1/v1", "http://[::1/v1: an IPv6 address needs its closing bracket (http://[::1]:8080/v1)"),
     ])
     func aURLWithoutHostOrWithAnotherSchemeIsNamed(url: String, problem: String) {

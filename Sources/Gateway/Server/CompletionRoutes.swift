@@ -206,17 +206,17 @@ extension GatewayServer {
     }
 
     /// A client's model name as an error quotes it: its first 80 characters (a name of 200 KB is
-    /// refused, not echoed back whole).
+    /// refused, not echoed back whole), control and format characters as spaces (review 105 #4).
     private static func named(_ model: String) -> String {
-        model.count <= 80 ? model : String(model.prefix(80)) + "…"
+        let visible = String(String.UnicodeScalarView(model.unicodeScalars.prefix(80).map { UpstreamErrors.isUnsafeInText($0) ? " " : $0 }))
+        return model.unicodeScalars.count <= 80 ? visible : visible + "…"
     }
 
     /// A fallback whose upstream's API cannot express the request: the refusal says which
-    /// (review 102 #4).
+    /// (review 102 #4), its `param` still the field it cannot serve (review 105 #7).
     static func unservedBy(fallback model: String, _ refusal: APIError) -> APIError {
         var error = refusal
         error.message = "The fallback '\(named(model))' in 'models' cannot serve this request: \(refusal.message)"
-        error.param = "models"
         return error
     }
 
