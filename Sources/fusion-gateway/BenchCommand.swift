@@ -108,8 +108,8 @@ struct BenchCommand: ParsableCommand {
         if model.isEmpty || compareModel?.isEmpty == true { throw ValidationError("--model and --compare-model cannot be empty") }
         // As the URL's: a model name never holds them, and the reports would print them raw
         // (review 103 #5: an OSC sequence in `--model` set the terminal's title).
-        for name in [model] + (compareModel.map { [$0] } ?? []) where Self.shown(name) != name {
-            throw ValidationError("\(Self.shown(name)): no control or format characters in a model name")
+        for name in [model] + (compareModel.map { [$0] } ?? []) where TerminalText.shown(name) != name {
+            throw ValidationError("\(TerminalText.shown(name)): no control or format characters in a model name")
         }
         if compare == nil && (compareModel != nil || compareApiKeyEnv != nil) {
             throw ValidationError("--compare-model and --compare-api-key-env need --compare")
@@ -133,7 +133,7 @@ struct BenchCommand: ParsableCommand {
         // and without emptying a file that is there (review 48 bench #7: a refused command line
         // truncated the previous report).
         for path in [json, html].compactMap({ $0 }) where path != "-" {
-            if let problem = ReportFile(path).problem { throw ValidationError("cannot write \(Self.shown(path)): \(problem)") }
+            if let problem = ReportFile(path).problem { throw ValidationError("cannot write \(TerminalText.shown(path)): \(problem)") }
         }
     }
 
@@ -160,12 +160,12 @@ struct BenchCommand: ParsableCommand {
                 Console.out(data + Data("\n".utf8))
             } else {
                 try ReportFile(json).write(data)
-                Console.error("wrote \(Self.shown(json))\n")
+                Console.error("wrote \(TerminalText.shown(json))\n")
             }
         }
         if let html {
             try ReportFile(html).write(Data(HTMLReport.render(report).utf8))
-            Console.error("wrote \(Self.shown(html))\n")
+            Console.error("wrote \(TerminalText.shown(html))\n")
         }
         if report.settings.interrupted == true { throw ExitCode(130) }  // reported, but not the run asked for
         if report.targets.contains(where: { $0.results.succeeded == 0 }) { throw ExitCode(1) }
@@ -194,9 +194,6 @@ struct BenchCommand: ParsableCommand {
         return directory.appendingPathComponent(url.lastPathComponent).standardizedFileURL.path
     }
 
-    /// A name the user gave (a model, a file's path, a variable's name), as messages show it.
-    static func shown(_ name: String) -> String { TerminalText.shown(name) }
-
     /// A prompts file's bytes, read once per process (`validate` and `run` both build the
     /// configuration, and a pipe, `/dev/stdin` or `<(…)`, can be read only once: review 64A #6).
     private static let promptFiles = Mutex<[String: [UInt8]]>([:])
@@ -205,7 +202,7 @@ struct BenchCommand: ParsableCommand {
         if let bytes = promptFiles.withLock({ $0[path] }) { return bytes }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            throw ValidationError("cannot read \(shown(path)): a directory, not a JSON Lines file")
+            throw ValidationError("cannot read \(TerminalText.shown(path)): a directory, not a JSON Lines file")
         }
         let bytes: [UInt8]
         do {
@@ -214,7 +211,7 @@ struct BenchCommand: ParsableCommand {
             defer { try? handle.close() }
             bytes = [UInt8](try handle.readToEnd() ?? Data())
         } catch {
-            throw ValidationError("cannot read \(shown(path)): \(error.localizedDescription)")
+            throw ValidationError("cannot read \(TerminalText.shown(path)): \(error.localizedDescription)")
         }
         promptFiles.withLock { $0[path] = bytes }
         return bytes
@@ -226,7 +223,7 @@ struct BenchCommand: ParsableCommand {
             guard let name else { return nil }
             // Trimmed as the gateway trims its keys (a line end from `echo` is not part of it).
             guard let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
-                throw ValidationError("environment variable \(Self.shown(name)) is not set")
+                throw ValidationError("environment variable \(TerminalText.shown(name)) is not set")
             }
             return value
         }
@@ -253,7 +250,7 @@ struct BenchCommand: ParsableCommand {
             do {
                 promptSet = try PromptSet.parse(jsonLines: bytes, source: prompts)  // the text report shows it escaped
             } catch {
-                throw ValidationError("\(Self.shown(prompts)): \(error)")
+                throw ValidationError("\(TerminalText.shown(prompts)): \(error)")
             }
         } else {
             promptSet = .builtIn

@@ -63,12 +63,12 @@ public struct FusionMessagesRenderer: Sendable {
 
     /// Whether the stream's `message_start`, which names the model, is still to be written: it
     /// waits for the answer's first event (or, with named progress events, the first of those).
-    var namesModelLaterInStream: Bool { stream && !writer.started }
+    public var namesModelLater: Bool { stream && !writer.started }
 
     /// The outer turn's model that answers (a fallback's when one took over), for the
     /// `message_start` still to come: the whole answer, the record and `usage.fusion` name it
     /// too (review 102 #1: the stream named the model that failed).
-    mutating func nameAnsweringModel(_ model: String) { writer.name(model: model) }
+    public mutating func name(answeringModel model: String) { writer.name(model: model) }
 
     /// A streamed answer's tool-call fragment that can no longer be a JSON object, or that goes
     /// back to an ended call (`MessagesStreamWriter.refusal(ofToolCall:)`); a whole one is

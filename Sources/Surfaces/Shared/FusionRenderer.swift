@@ -169,10 +169,6 @@ extension FusionMessagesRenderer: FusionRenderer {
     public func refusalAtEnd(finish: FinishReason?) -> APIError? {
         finish == .length ? nil : refusalAtEnd()
     }
-
-    public var namesModelLater: Bool { namesModelLaterInStream }
-
-    public mutating func name(answeringModel model: String) { nameAnsweringModel(model) }
 }
 
 extension ResponsesFusionRenderer: FusionRenderer {
