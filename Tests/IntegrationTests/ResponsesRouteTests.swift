@@ -93,15 +93,40 @@ import Testing
         #expect(model == .string("mock/normal:pace_ms=0"), "\(response.text.prefix(600))")
     }
 
-    /// A stream whose head went out (a keep-alive committed it) before a fallback took over keeps
-    /// the model its `response.created` named: one Response, one model (review 65 #5).
-    @Test func aStreamKeepsTheModelItsHeadNamed() throws {
+    /// A stream whose head went out (a keep-alive committed it) before a fallback took over names
+    /// the fallback that answered: `response.created` waits for the answer's first event, so
+    /// one Response names one model, the one that wrote it (review 65 #5, review 107 #1).
+    @Test func aStreamNamesTheFallbackThatAnswered() throws {
         let env = try Self.environment()
         let first = "mock/error-mid-stream:after=0:first_ms=600"
         let response = try post(env, #"{"model":"\#(first)","models":["mock/normal:pace_ms=0"],"input":"hi","stream":true}"#)
+        #expect(response.comments.contains("keep-alive"), "the head went out before the fallback: \(response.text.prefix(400))")
         let models = events(response).compactMap { $0.data["response"]?["model"]?.stringValue }
-        #expect(models.count >= 3 && Set(models).count == 1, "\(models)")
+        #expect(models.count >= 3 && Set(models) == ["mock/normal:pace_ms=0"], "\(models)")
         #expect(events(response).last?.name == "response.completed", "\(response.text.prefix(800))")
+    }
+
+    /// An upstream that answers 200 and then fails before any answer (an error event or chunk
+    /// first; Anthropic's `overloaded_error`, Gemini's `UNAVAILABLE`), with no retry left: the
+    /// client gets the failure's HTTP status and OpenAI's error body, as on chat, which the SDKs
+    /// retry by status (review 107 #1: a 200 stream ending in `response.failed`).
+    @Test(arguments: ["mock", "anth", "gem"])
+    func aFailureBeforeAnyAnswerKeepsItsStatus(provider: String) throws {
+        let env = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.providers["gem"] = .init(name: "gem", kind: .gemini, baseURL: String(base.dropLast(3)) + "/v1beta",
+                                            apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.upstream.retry = RetryPolicy(maxRetries: 0, baseDelayMilliseconds: 20, maxDelayMilliseconds: 20)
+            config.upstream.keepAliveIntervalMilliseconds = 30_000  // no keep-alive commits the head first
+        }
+        let model = "\(provider)/error-mid-stream:after=0:pace_ms=0"
+        let response = try post(env, #"{"model":"\#(model)","input":"hi","stream":true}"#)
+        let chat = try env.chat(TestEnvironment.chatBody(model: model))
+        #expect(response.status != 200 && response.status == chat.status, "as chat's \(chat.status): \(response.text.prefix(600))")
+        #expect(response.json?["error"]?["message"]?.stringValue?.isEmpty == false, "\(response.text.prefix(600))")
+        #expect(response.json?["error"]?["code"] == chat.json?["error"]?["code"], "\(response.text.prefix(600)) \(chat.text.prefix(600))")
+        #expect(!response.text.contains("response.created"))
     }
 
     @Test func failuresComeAsResponsesErrors() throws {

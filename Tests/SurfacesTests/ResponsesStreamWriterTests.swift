@@ -180,6 +180,13 @@ import Testing
         var out: [UInt8] = []
         writer.append(.usage(Self.usage), to: &out)
         writer.append(.text(""), to: &out)
+        // A finish, or Anthropic's stop detail, before any answer: an upstream that then fails
+        // is retried or answered with its status (review 107 #1).
+        writer.append(.finish(.stop), to: &out)
+        writer.append(.stopDetail(reason: "end_turn", sequence: nil), to: &out)
+        var relay = TranslatingRelay(decoder: AnthropicProvider().streamDecoder(maxEventBytes: 1 << 20, redactor: .none),
+                                     writer: ResponsesTranslation(writer: ResponsesStreamWriter(envelope: try Self.envelope(), stream: true)))
+        relay.start(into: &out)
         #expect(out.isEmpty)
         writer.appendStart(to: &out)
         writer.appendStart(to: &out)

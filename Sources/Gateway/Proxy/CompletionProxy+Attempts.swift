@@ -43,7 +43,6 @@ extension CompletionProxy {
     /// `response.created`.
     func makeRelay(_ request: Request) -> Request.Relay {
         var relay = request.makeRelay(route: route, context: context)
-        relayModel = route.slug
         if stream != nil {
             var sent: [UInt8] = []
             relay.start(into: &sent)

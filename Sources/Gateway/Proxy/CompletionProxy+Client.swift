@@ -22,7 +22,6 @@ extension CompletionProxy {
             relay.start(into: &out)
             send(out)
         }
-        context.shownModel = relayModel
     }
 
     /// The 200 head, once: before the stream's first bytes, a keep-alive's included.

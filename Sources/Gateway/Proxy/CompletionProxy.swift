@@ -61,12 +61,9 @@ final class CompletionProxy<Request: ProxyRequest> {
     var phase = Phase.awaitingUpstreamHead
     var transfer: UpstreamTransfer?
     var relay: Request.Relay
-    /// The route `relay` was made for (a keep-alive may open the stream with it while the next
-    /// candidate waits out its backoff): what the stream's head events name.
-    var relayModel: String
     var stream: ClientStream?
     var created: Int { accounting.created }
-    var context: ProxyContext
+    let context: ProxyContext
     /// The loop's output buffer, lent per callback: the per-event path allocates nothing once it
     /// has grown, and an open stream holds no buffer of its own.
     let scratch: ByteScratch
@@ -111,7 +108,6 @@ final class CompletionProxy<Request: ProxyRequest> {
         accounting = ProxyAccounting(record: record, startedAt: startedAt)
         context = ProxyContext(generationID: record.id, created: record.created, maxEventBytes: settings.maxEventBytes, redactor: redactor)
         relay = request.makeRelay(route: candidates[0], context: context)
-        relayModel = candidates[0].slug
     }
 
     func start() {

@@ -56,9 +56,6 @@ struct ProxyContext {
     let created: Int
     let maxEventBytes: Int
     let redactor: Redactor
-    /// The model the client's stream already named (its head events went out before a
-    /// fallback took over): a later relay keeps it, so one Response names one model.
-    var shownModel: String?
 }
 
 /// A chat completion (`POST /v1/chat/completions`).
@@ -178,11 +175,11 @@ struct ResponsesProxyRequest: ProxyRequest {
     }
 
     /// `model`: the route that answers, a fallback's when one took over (as chat's and the record's
-    /// say; review 64B #2 read the model that failed).
-    /// Once a stream has named a model (`response.created` went out before a fallback took
-    /// over), it keeps it (review 65 #5).
+    /// say; review 64B #2 read the model that failed). A stream names it too: `response.created`
+    /// waits for the answer's first event, and nothing is retried or fallen back from after it
+    /// (review 107 #1; before, it went out at the first upstream's head and kept that model).
     private func envelope(_ context: ProxyContext, route: ModelRoute) -> ResponseEnvelope {
-        ResponseEnvelope(generationID: context.generationID, createdAt: context.created, model: context.shownModel ?? route.slug,
+        ResponseEnvelope(generationID: context.generationID, createdAt: context.created, model: route.slug,
                          echoed: responses.echoedFields)
     }
 

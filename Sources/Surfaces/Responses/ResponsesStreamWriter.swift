@@ -82,6 +82,16 @@ public struct ResponsesStreamWriter: Sendable {
             return
         case .providerBlock:
             return  // Anthropic's own blocks (server tools', citations): Responses has no item for them
+        case .stopDetail, .messageExtras:
+            return  // for Anthropic clients
+        case .finish(let reason):
+            // The open items close when the response does (`finalResponse`): relays that put
+            // `stop` on every chunk made one message item per token (review 75B #2). Not shown
+            // yet either: an upstream that says its finish and then fails before any answer
+            // (Anthropic's `message_delta`, then an error event) is still retried, fallen back
+            // from, or answered with its status (review 107 #1).
+            finishReason = reason
+            return
         default:
             appendStart(to: &out)
         }
@@ -128,12 +138,8 @@ public struct ResponsesStreamWriter: Sendable {
             let position = reasoningPosition(&out)
             items[position].encryptedContent = ReasoningBlock.redacted(data: data).token
             close(position, status: "completed", &out)
-        case .usage, .stopDetail, .messageExtras, .providerBlock:
-            break  // usage: above; the stop detail is for Anthropic clients
-        case .finish(let reason):
-            // The open items close when the response does (`finalResponse`): relays that put
-            // `stop` on every chunk made one message item per token (review 75B #2).
-            finishReason = reason
+        case .usage, .stopDetail, .messageExtras, .providerBlock, .finish:
+            break  // above
         case .error(let error):
             appendFailure(error, to: &out)
         }

@@ -12,9 +12,12 @@ public struct ResponsesTranslation: NeutralStreamWriter {
         self.writer = writer
     }
 
-    public mutating func appendStart(to out: inout [UInt8]) {
-        writer.appendStart(to: &out)
-    }
+    /// Nothing: `response.created` goes out with the answer's first event (the writer starts
+    /// itself), so an upstream that answers 200 and then fails before any answer is answered
+    /// with its own HTTP status, as on chat and Messages (review 107 #1: a 200 stream ending in
+    /// `response.failed`, which no SDK retries), and a fallback that answers is the model the
+    /// Response names.
+    public mutating func appendStart(to out: inout [UInt8]) {}
 
     public mutating func append(_ event: ModelEvent, to out: inout [UInt8]) {
         writer.append(event, to: &out)
