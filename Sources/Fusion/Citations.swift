@@ -92,8 +92,28 @@ public struct SourceList: Sendable, Equatable {
     /// How far before a cited URL its markdown label's `[` is looked for.
     static let maxLabelBytes = 1_024
 
+    /// Whether a URL found in `text` ends before `end` rather than going on into a longer one
+    /// (review 106 #5: `…/ok` was cited inside the link to `…/ok?x`, `…/page` inside `…/page2`):
+    /// the text's end, white space, a closing bracket or quote, or sentence punctuation that
+    /// ends the text or is followed by white space. Other text (not ASCII) ends it too.
+    static func urlEnds(at end: Int, in text: [UInt8]) -> Bool {
+        guard end < text.count else { return true }
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D }
+        let next = text[end]
+        if next >= 0x80 || isSpace(next) { return true }
+        switch next {
+        case UInt8(ascii: ")"), UInt8(ascii: ">"), UInt8(ascii: "]"), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "<"),
+             UInt8(ascii: "*"), UInt8(ascii: "`"), UInt8(ascii: "|"):
+            return true
+        case UInt8(ascii: "."), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: ":"), UInt8(ascii: "!"), UInt8(ascii: "?"):
+            return end + 1 == text.count || isSpace(text[end + 1]) || text[end + 1] == UInt8(ascii: ")") || text[end + 1] == UInt8(ascii: "*")
+        default:
+            return false
+        }
+    }
+
     /// The span, in UTF-8 bytes, of `[label](url)`, or of the bare URL, at the URL's first
-    /// occurrence in `text`; nil when it does not occur, or `budget` (bytes read) runs out first.
+    /// occurrence in `text` that ends there (`urlEnds`); nil when it does not occur, or `budget` (bytes read) runs out first.
     static func span(of url: [UInt8], in text: [UInt8], budget: inout Int) -> Range<Int>? {
         guard !url.isEmpty, url.count <= text.count else { return nil }
         let found: Int? = text.withUnsafeBytes { haystack in
@@ -108,7 +128,9 @@ public struct SourceList: Sendable, Equatable {
                     }
                     let candidate = base.distance(to: UnsafeRawPointer(hit))
                     budget -= candidate - position + needle.count
-                    if memcmp(hit, needle.baseAddress!, needle.count) == 0 { return candidate }
+                    if memcmp(hit, needle.baseAddress!, needle.count) == 0, Self.urlEnds(at: candidate + needle.count, in: text) {
+                        return candidate
+                    }
                     position = candidate + 1
                 }
                 return nil

@@ -104,12 +104,17 @@ public struct SearchBackend: Sendable, Equatable {
         for item in items where results.count < count {
             // Every piece bounded in bytes (a Character may carry any number of combining marks):
             // a backend's reply reaches the models (review 45 web #2). A URL cut would be another.
-            guard let url = item["url"]?.stringValue, url.hasPrefix("http://") || url.hasPrefix("https://"),
-                  url.utf8.count <= Self.maxURLBytes else { continue }
+            // A URL as `web_fetch` would read it (review 106 #3: credentials, spaces and line
+            // breaks reached citations as they came, and a page found and then read was cited
+            // twice, once as the backend wrote it and once percent-encoded).
+            guard let raw = item["url"]?.stringValue, raw.hasPrefix("http://") || raw.hasPrefix("https://"),
+                  case .success(let parsed) = WebPage.validate(raw) else { continue }
+            let url = parsed.absoluteString
+            guard url.utf8.count <= Self.maxURLBytes else { continue }
             let snippet = (kind == .brave ? item["description"] : item["content"])?.stringValue ?? ""
             let title = (item["title"]?.stringValue ?? url).shortened(toBytes: 4 * HTMLText.maxTitleBytes)
-            results.append(SearchResult(title: HTMLText.plain(title).shortened(toBytes: HTMLText.maxTitleBytes), url: url,
-                                        snippet: String(HTMLText.plain(snippet.shortened(toBytes: 8_192)).prefix(500)).shortened(toBytes: 2_000)))
+            results.append(SearchResult(title: DisplayText.cleaned(HTMLText.plain(title), oneLine: true).shortened(toBytes: HTMLText.maxTitleBytes), url: url,
+                                        snippet: DisplayText.cleaned(String(HTMLText.plain(snippet.shortened(toBytes: 8_192)).prefix(500))).shortened(toBytes: 2_000)))
         }
         return results
     }

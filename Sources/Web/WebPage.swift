@@ -12,7 +12,7 @@ public enum WebPage {
             return .failure(WebToolError("URLs longer than \(SearchBackend.maxURLBytes) bytes are not fetched"))
         }
         guard let url = URL(string: text.trimmingCharacters(in: .whitespaces)), let scheme = url.scheme?.lowercased() else {
-            return .failure(WebToolError("not a valid absolute URL: \(text.prefix(200))"))
+            return .failure(WebToolError("not a valid absolute URL: \(text.shortened(toBytes: 200))"))
         }
         guard scheme == "http" || scheme == "https" else {
             return .failure(WebToolError("only http and https URLs can be fetched, not \(scheme):"))
@@ -26,8 +26,13 @@ public enum WebPage {
 
     /// A redirect's `Location` resolved against the URL that sent it, and validated.
     public static func redirectTarget(_ location: String, from base: URL) -> Result<URL, WebToolError> {
+        // Bounded in bytes before anything is quoted: 200 Characters may be any number of bytes
+        // (review 106 #2: one letter and 40,000 combining marks, 80 KB in a tool result).
+        guard location.utf8.count <= SearchBackend.maxURLBytes else {
+            return .failure(WebToolError("redirect refused: URLs longer than \(SearchBackend.maxURLBytes) bytes are not fetched"))
+        }
         guard let target = URL(string: location, relativeTo: base)?.absoluteURL else {
-            return .failure(WebToolError("redirect to an invalid URL: \(location.prefix(200))"))
+            return .failure(WebToolError("redirect to an invalid URL: \(location.shortened(toBytes: 200))"))
         }
         return validate(target.absoluteString).mapError { WebToolError("redirect refused: \($0.message)") }
     }

@@ -31,6 +31,23 @@ import Testing
         #expect(uncited["start_index"] == .int(8) && uncited["end_index"] == .int(8))
     }
 
+    /// A URL that begins another cited URL is cited where it stands alone, not inside the longer
+    /// one's link (review 106 #5: `…/ok` was marked inside `[OK page](…/ok?x)`).
+    @Test func aURLThatBeginsAnotherIsCitedWhereItEnds() throws {
+        var sources = SourceList()
+        sources.add(Source(url: "http://h.example/ok?x", title: "x", content: ""))
+        sources.add(Source(url: "http://h.example/ok", title: "ok", content: ""))
+        sources.add(Source(url: "https://a.example/page", title: "page", content: ""))
+        let text = "See [OK x](http://h.example/ok?x), https://a.example/page2 and https://a.example/page.\n[OK page](http://h.example/ok)"
+        let scalars = Array(text.unicodeScalars)
+        let spans = try sources.annotations(for: text).map { annotation -> String in
+            let citation = try #require(annotation["url_citation"])
+            let start = Int(try #require(citation["start_index"]?.intValue)), end = Int(try #require(citation["end_index"]?.intValue))
+            return String(String.UnicodeScalarView(scalars[start..<end]))
+        }
+        #expect(spans == ["[OK x](http://h.example/ok?x)", "[OK page](http://h.example/ok)", "https://a.example/page"])
+    }
+
     /// The byte search finds the span the scalar-by-scalar search it replaced found, wherever
     /// the URL, a markdown link around it and multi-byte characters fall.
     @Test func sameSpansAsTheScalarSearch() async {
@@ -55,7 +72,7 @@ import Testing
         let url = "https://" + String(repeating: "a", count: 2_000)
         var list = SourceList()
         for index in 0..<1_280 { list.add(Source(url: url + "\(index)", title: "", content: "")) }
-        let text = String(repeating: "https://" + String(repeating: "a", count: 2_000) + "-", count: 512)
+        let text = String(repeating: "https://" + String(repeating: "a", count: 2_000) + " ", count: 512)
         let annotations = list.annotations(for: text)
         #expect(annotations.count == 1_280)
         let end = Int64(text.unicodeScalars.count)
@@ -66,13 +83,24 @@ import Testing
         #expect(one.annotations(for: text)[0]["url_citation"]?["start_index"] == .int(0))
     }
 
-    /// The search it replaced: scalar by scalar, the first occurrence, a markdown link's whole span.
+    /// A URL ends where the text does, at a space, a closing bracket or quote, other text than
+    /// ASCII, or punctuation that ends the text or comes before a space.
+    static func referenceEnds(at end: Int, in text: [Unicode.Scalar]) -> Bool {
+        guard end < text.count else { return true }
+        let next = text[end]
+        if !next.isASCII || [" ", "\n", "\t", "\r", ")", ">", "]", "\"", "'", "<", "*", "`", "|"].contains(next) { return true }
+        guard [".", ",", ";", ":", "!", "?"].contains(next) else { return false }
+        return end + 1 == text.count || [" ", "\n", "\t", "\r", ")", "*"].contains(text[end + 1])
+    }
+
+    /// The search it replaced: scalar by scalar, the first occurrence (where the URL ends), a
+    /// markdown link's whole span.
     static func referenceSpan(of url: String, in text: [Unicode.Scalar]) -> Range<Int>? {
         let needle = Array(url.unicodeScalars)
         guard !needle.isEmpty, needle.count <= text.count else { return nil }
         var start = 0
         while start + needle.count <= text.count {
-            if Array(text[start..<(start + needle.count)]) == needle {
+            if Array(text[start..<(start + needle.count)]) == needle, Self.referenceEnds(at: start + needle.count, in: text) {
                 let end = start + needle.count
                 if start >= 2, text[start - 1] == "(", text[start - 2] == "]", end < text.count, text[end] == ")" {
                     var open = start - 3

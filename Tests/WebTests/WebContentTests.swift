@@ -116,6 +116,34 @@ import Web
         #expect(throws: WebToolError("redirect refused: URLs longer than 2048 bytes are not fetched")) { try WebPage.redirectTarget(long, from: base).get() }
         #expect(throws: WebToolError.self) { try WebPage.validate("https://example.com" + long).get() }
         #expect(try WebPage.validate("https://example.com/" + String(repeating: "a", count: 2_000)).get().absoluteString.count == 2_020)
+        // One letter and 40,000 combining marks: 200 Characters of it were 80 KB quoted back
+        // (review 106 #2). Refused by its size, unquoted; a shorter unparsable one quoted to 200 bytes.
+        let marks = "http://[a" + String(repeating: "\u{301}", count: 40_000) + "]/"
+        #expect(throws: WebToolError("redirect refused: URLs longer than 2048 bytes are not fetched")) { try WebPage.redirectTarget(marks, from: base).get() }
+        let unparsable = "http://[a" + String(repeating: "\u{301}", count: 900) + "]/"
+        guard case .failure(let error) = WebPage.redirectTarget(unparsable, from: base) else {
+            Issue.record("an unparsable redirect was followed")
+            return
+        }
+        #expect(error.message.utf8.count < 300, "\(error.message.utf8.count) bytes")
+    }
+
+    /// A search result's URL is read as a fetch would read it, and its title and snippet lose
+    /// terminal escapes and bidi overrides (review 106 #3, #4).
+    @Test func searchResultsAreCleanedAsTheyWillBeShown() throws {
+        let searx = SearchBackend(kind: .searxng, baseURL: "http://127.0.0.1:8888/")
+        let body = JSONValue.object(["results": .array([
+            .object(["url": .string("https://user:pw@evil.example/"), "title": .string("spoof")]),
+            .object(["url": .string("https://a.example/ok?q=café x"), "title": .string("nl\u{1B}[31m\r\n\r\ndata: x \u{202E}end"),
+                     "content": .string("snip\u{1B}[2J\n\ndata: y\u{07}")]),
+        ])]).serialized()
+        let results = try searx.parse(body, count: 5)
+        #expect(results.count == 1, "the URL with credentials is left out: \(results)")
+        #expect(results.first?.url == "https://a.example/ok?q=caf%C3%A9%20x")
+        #expect(results.first?.title == "nl[31m  data: x end")
+        #expect(results.first?.snippet == "snip[2J\n\ndata: y")
+        #expect(DisplayText.cleaned("a\u{9B}b\u{2066}c\td") == "abc\td")
+        #expect(DisplayText.cleaned("one\ntwo\u{2028}three", oneLine: true) == "one two three")
     }
 
     @Test func searchBackendsSpeakTheirWireFormats() throws {

@@ -47,7 +47,7 @@ class WebToolTask {
 /// Runs `web_search` and `web_fetch` calls on one loop, with its curl client (no thread, no
 /// blocking): Fusion's tool loops hand it the calls their models make.
 final class WebToolRunner {
-    /// Fetched pages' parses, process-wide: a thread per core at most, and a backlog of 256 pages
+    /// Fetched pages' parses (and search backends' replies), process-wide: a thread per core at most, and a backlog of 256 pages
     /// holding at most 256 MiB of bodies, beyond which a fetch is answered "busy" (review 63 #4:
     /// 32 pages refused a third of six deliberations' 2 MiB pages). A page waits no longer than
     /// its member's or judge's time (the tools' timers), and not at all once its call is gone.
@@ -130,6 +130,7 @@ private final class WebSearch: WebToolTask {
         let transfer = client.start(upstream)
         self.transfer = transfer
         let name = backend.kind.rawValue
+        let loop = client.loop
         transfer.onHead = { [unowned self] status, _ in self.status = status }
         transfer.onData = { [unowned self] bytes in
             guard body.count + bytes.count <= 4 << 20 else {
@@ -153,15 +154,38 @@ private final class WebSearch: WebToolTask {
                 let detail = backend.apiKey.map { Redactor(secrets: [$0])(reply) } ?? reply
                 finish(.failure("the \(name) search backend answered HTTP \(status): \(detail.shortened(toBytes: 200))"))
             } else {
-                do throws(SearchBackend.ParseError) {
-                    let results = try backend.parse(body, count: count)
-                    let content = JSONValue.object(["query": .string(query), "results": .array(results.map(\.json))])
-                    finish(WebToolOutcome(content: String(decoding: content.serialized(), as: UTF8.self),
-                                          sources: results.map { Source(url: $0.url, title: $0.title, content: $0.snippet) }))
-                } catch {
-                    finish(.failure(error.description))
-                }
+                parseOffTheLoop(backend: backend, query: query, count: count, loop: loop)
             }
+        }
+    }
+
+    /// The reply parsed in the pages' lane, as a page is: a backend's 4 MiB of nested JSON held
+    /// the loop, and every stream on it, for seconds a search (review 106 #1).
+    private func parseOffTheLoop(backend: SearchBackend, query: String, count: Int, loop: EventLoop) {
+        let reply = body
+        body = []
+        let ticket = OffLoopLane.Ticket()
+        parse = ticket
+        let queued = WebToolRunner.pageParsers.submit(on: loop, ticket: ticket, bytes: reply.count, { () -> Result<[SearchResult], SearchBackend.ParseError> in
+            do throws(SearchBackend.ParseError) {
+                return .success(try backend.parse(reply, count: count))
+            } catch {
+                return .failure(error)
+            }
+        }, then: { [weak self] parsed in
+            guard let self, isRunning else { return }
+            parse = nil
+            switch parsed {
+            case .success(let results):
+                let content = JSONValue.object(["query": .string(query), "results": .array(results.map(\.json))])
+                finish(WebToolOutcome(content: String(decoding: content.serialized(), as: UTF8.self),
+                                      sources: results.map { Source(url: $0.url, title: $0.title, content: $0.snippet) }))
+            case .failure(let error):
+                finish(.failure(error.description))
+            }
+        })
+        if !queued {
+            finish(.failure("the gateway is busy reading other pages and search replies: the search's reply was not read; try again later"))
         }
     }
 
@@ -328,8 +352,10 @@ private final class WebFetch: WebToolTask {
                                                 "truncated": .bool(page.truncated)]
             if let title = page.title { content["title"] = .string(title) }
             let excerpt = String(page.text.prefix(300)).shortened(toBytes: 1_200)  // a Character may be any number of bytes
+            // Shown to people as they are: without a page's terminal escapes and bidi overrides.
             finish(WebToolOutcome(content: String(decoding: JSONValue.object(content).serialized(), as: UTF8.self),
-                                  sources: [Source(url: address, title: page.title ?? address, content: excerpt)]))
+                                  sources: [Source(url: address, title: DisplayText.cleaned(page.title ?? address, oneLine: true),
+                                                   content: DisplayText.cleaned(excerpt))]))
         }
     }
 
