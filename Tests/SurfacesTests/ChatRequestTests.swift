@@ -269,6 +269,9 @@ import Testing
         (#"{"model":"a/b","messages":[{"role":"tool","content":"42"}]}"#, 400, "messages[0].tool_call_id"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"function","name":"f"}}"#, 400, "tool_choice.function.name"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"any"}}"#, 400, "tool_choice.type"),
+        // A call forced with nothing to call (review 107 #2: a plain answer on Anthropic's wire).
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":"required"}"#, 400, "tool_choice"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":[],"tool_choice":"required"}"#, 400, "tool_choice"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"user":5}"#, 400, "user"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"custom","custom":{}}}"#, 400, "tool_choice.custom.name"),
         (#"{"model":"a/b","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"custom","custom":{"name":"g","input":{}}}]}]}"#,

@@ -261,6 +261,9 @@ import Testing
         (#"{"model":"p/m","input":"q","tools":[{"type":"web_search"}]}"#, "tools[0].type"),
         (#"{"model":"p/m","input":"q","tools":[{"type":"custom","name":"g"}]}"#, "tools[0].type"),
         (#"{"model":"p/m","input":"q","tool_choice":{"type":"file_search"}}"#, "tool_choice.type"),
+        // A call forced with nothing to call (review 107 #2: a plain answer on Anthropic's wire).
+        (#"{"model":"p/m","input":"q","tool_choice":"required"}"#, "tool_choice"),
+        (#"{"model":"p/m","input":"q","tools":[],"tool_choice":"required"}"#, "tool_choice"),
         // Chat's output limits beside `max_output_tokens` (review 48 surfaces #3: forwarded unchecked).
         (#"{"model":"p/m","input":"q","max_output_tokens":1,"max_completion_tokens":2000000}"#, "max_completion_tokens"),
         (#"{"model":"p/m","input":"q","max_tokens":-5}"#, "max_tokens"),

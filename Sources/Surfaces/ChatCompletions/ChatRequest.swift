@@ -126,7 +126,15 @@ public struct ChatRequest: Sendable {
         }
         if let value = fields["tool_choice"], value != .null {
             switch value {
-            case .string(let choice) where ["none", "auto", "required"].contains(choice): break
+            case .string("required"):
+                // Nothing to call: OpenAI refuses it, and Anthropic's and Gemini's encoders leave a
+                // choice without tools out, so a forced call became a plain answer (review 107 #2).
+                let offersTools = !(fields["tools"]?.arrayValue ?? []).isEmpty || FusionPlan.aliases.contains(model)
+                    || (fields["plugins"]?.arrayValue ?? []).contains { $0["id"]?.stringValue == "fusion" && $0["enabled"]?.boolValue != false }
+                guard offersTools else {
+                    throw .invalidRequest("'tool_choice' is 'required', but the request offers no tools (add them to 'tools').", param: "tool_choice")
+                }
+            case .string(let choice) where ["none", "auto"].contains(choice): break
             case .object(let choice):
                 // A named function (OpenAI's shape), OpenAI's `allowed_tools`, or a fusion tool's
                 // type; anything else was read as no choice at all (review 48 surfaces #5).

@@ -81,7 +81,13 @@ enum ResponsesTools {
         switch value {
         case .string("auto"): return (.auto, nil)
         case .string("none"): return (ToolChoice.none, nil)
-        case .string("required"): return (.required, nil)
+        case .string("required"):
+            // Nothing to call: OpenAI refuses it, and Anthropic's and Gemini's encoders leave a
+            // choice without tools out, so a forced call became a plain answer (review 107 #2).
+            guard !tools.isEmpty || fusionOffered else {
+                throw .invalidRequest("'tool_choice' is 'required', but the request offers no tools (add them to 'tools').", param: "tool_choice")
+            }
+            return (.required, nil)
         case .object(let fields):
             guard let type = fields["type"]?.stringValue else {
                 throw .invalidRequest("'tool_choice' must have a string 'type'.", param: "tool_choice.type")
