@@ -272,6 +272,7 @@ import Testing
         // A call forced with nothing to call (review 107 #2: a plain answer on Anthropic's wire).
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":"required"}"#, 400, "tool_choice"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":[],"tool_choice":"required"}"#, 400, "tool_choice"),
+        (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"f"}}]}"#, 400, "tools[1].function.name"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"user":5}"#, 400, "user"),
         (#"{"model":"a/b","messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"custom","custom":{}}}"#, 400, "tool_choice.custom.name"),
         (#"{"model":"a/b","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"custom","custom":{"name":"g","input":{}}}]}]}"#,

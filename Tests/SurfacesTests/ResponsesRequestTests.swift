@@ -264,6 +264,7 @@ import Testing
         // A call forced with nothing to call (review 107 #2: a plain answer on Anthropic's wire).
         (#"{"model":"p/m","input":"q","tool_choice":"required"}"#, "tool_choice"),
         (#"{"model":"p/m","input":"q","tools":[],"tool_choice":"required"}"#, "tool_choice"),
+        (#"{"model":"p/m","input":"q","tools":[{"type":"function","name":"f"},{"type":"function","name":"f"}]}"#, "tools[1].name"),
         // Chat's output limits beside `max_output_tokens` (review 48 surfaces #3: forwarded unchecked).
         (#"{"model":"p/m","input":"q","max_output_tokens":1,"max_completion_tokens":2000000}"#, "max_completion_tokens"),
         (#"{"model":"p/m","input":"q","max_tokens":-5}"#, "max_tokens"),

@@ -332,10 +332,16 @@ public struct MessagesRequest: Sendable {
     private static func validateTools(_ value: JSONValue?) throws(APIError) {
         guard let value, value != .null else { return }
         guard let tools = value.arrayValue else { throw invalid("tools", "an array") }
+        var names: Set<String> = []
         for (index, tool) in tools.enumerated() {
             guard tool.objectValue != nil else { throw invalid("tools.\(index)", "an object") }
             if let type = tool["type"]?.stringValue, type != "custom" { continue }  // a server tool (or fusion), kept as it is
-            guard tool["name"]?.stringValue?.isEmpty == false else { throw invalid("tools.\(index).name", "a non-empty string") }
+            guard let name = tool["name"]?.stringValue, !name.isEmpty else { throw invalid("tools.\(index).name", "a non-empty string") }
+            // Every vendor's API refuses a name twice, after a call (review 107 #3).
+            guard names.insert(name).inserted else {
+                throw .invalidRequest("tools.\(index).name: Tool names must be unique ('\(name.shortened(toBytes: 128))' is named twice).",
+                                      param: "tools.\(index).name", code: "invalid_value")
+            }
             guard tool["input_schema"]?.objectValue != nil else { throw invalid("tools.\(index).input_schema", "a JSON schema object") }
             if let description = tool["description"], description != .null, description.stringValue == nil {
                 throw invalid("tools.\(index).description", "a string")

@@ -112,6 +112,7 @@ public struct ChatRequest: Sendable {
         }
         if let value = fields["tools"], value != .null {
             guard let tools = value.arrayValue else { throw Self.invalidType("tools", expected: "an array", got: value) }
+            var names: Set<String> = []
             for (index, tool) in tools.enumerated() {
                 guard let type = tool["type"]?.stringValue else {
                     throw .invalidRequest("'tools[\(index)].type' must be a string.", param: "tools[\(index)].type")
@@ -119,6 +120,11 @@ public struct ChatRequest: Sendable {
                 if type == "function" {
                     guard let name = tool["function"]?["name"]?.stringValue, !name.isEmpty else {
                         throw .invalidRequest("'tools[\(index)].function.name' must be a non-empty string.",
+                                              param: "tools[\(index)].function.name")
+                    }
+                    // Every vendor's API refuses a name twice, after a call (review 107 #3).
+                    guard names.insert(name).inserted else {
+                        throw .invalidRequest("Duplicate function name '\(name.shortened(toBytes: 128))' in 'tools': each tool needs its own name.",
                                               param: "tools[\(index)].function.name")
                     }
                 }

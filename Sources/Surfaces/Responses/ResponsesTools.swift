@@ -30,8 +30,15 @@ enum ResponsesTools {
         guard let value, value != .null else { return [] }
         guard let list = value.arrayValue else { throw ResponsesRequest.invalidType("tools", expected: "an array", got: value) }
         var tools: [ToolDefinition] = []
+        var names: Set<String> = []
         for (index, tool) in list.enumerated() {
-            tools.append(try self.tool(tool, path: "tools[\(index)]"))
+            let definition = try self.tool(tool, path: "tools[\(index)]")
+            // Every vendor's API refuses a name twice, after a call (review 107 #3).
+            if let name = definition.functionName, !names.insert(name).inserted {
+                throw .invalidRequest("Duplicate function name '\(name.shortened(toBytes: 128))' in 'tools': each tool needs its own name.",
+                                      param: "tools[\(index)].name")
+            }
+            tools.append(definition)
         }
         return tools
     }
