@@ -6,21 +6,33 @@
 /// the bidi embedding, override and isolate characters, are dropped; a title is one line.
 public enum DisplayText {
     public static func cleaned(_ text: String, oneLine: Bool = false) -> String {
-        guard text.unicodeScalars.contains(where: { isDropped($0) || (oneLine && isLineBreak($0)) }) else { return text }
+        guard text.unicodeScalars.contains(where: { isDropped($0) || isLineBreak($0) && (oneLine || $0 != "\n" && $0 != "\t") }) else { return text }
         var out = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars where !isDropped(scalar) {
-            out.append(oneLine && isLineBreak(scalar) ? " " : scalar)
+        var previous: Unicode.Scalar = " "
+        for scalar in text.unicodeScalars {
+            defer { previous = scalar }
+            if isLineBreak(scalar) {
+                // Every line break a line feed (a carriage return alone, a form feed, NEL: review
+                // 108 #5), a CR LF one; one line for a title. A tab stays a tab.
+                if scalar == "\n" && previous == "\r" { continue }
+                out.append(oneLine ? " " : scalar == "\t" ? "\t" : "\n")
+            } else if !isDropped(scalar) {
+                out.append(scalar)
+            }
         }
         return String(out)
     }
 
     static func isLineBreak(_ scalar: Unicode.Scalar) -> Bool {
-        scalar == "\n" || scalar == "\t" || scalar == "\u{2028}" || scalar == "\u{2029}"
+        switch scalar.value {
+        case 0x09...0x0D, 0x85, 0x2028, 0x2029: true
+        default: false
+        }
     }
 
     static func isDropped(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.value {
-        case 0x09, 0x0A: false  // tab, line feed: text's own
+        case 0x09...0x0D, 0x85: false  // line breaks and tabs: above
         case 0x00...0x1F, 0x7F...0x9F: true  // C0 (a carriage return too), DEL, C1
         case 0x202A...0x202E, 0x2066...0x2069: true  // bidi embeddings, overrides, isolates
         default: false

@@ -107,8 +107,8 @@ public struct SearchBackend: Sendable, Equatable {
             // A URL as `web_fetch` would read it (review 106 #3: credentials, spaces and line
             // breaks reached citations as they came, and a page found and then read was cited
             // twice, once as the backend wrote it and once percent-encoded).
-            guard let raw = item["url"]?.stringValue, raw.hasPrefix("http://") || raw.hasPrefix("https://"),
-                  case .success(let parsed) = WebPage.validate(raw) else { continue }
+            // `validate` takes http(s) only, its scheme in any case (review 108 #2).
+            guard let raw = item["url"]?.stringValue, case .success(let parsed) = WebPage.validate(raw) else { continue }
             let url = parsed.absoluteString
             guard url.utf8.count <= Self.maxURLBytes else { continue }
             let snippet = (kind == .brave ? item["description"] : item["content"])?.stringValue ?? ""

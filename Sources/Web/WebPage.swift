@@ -11,17 +11,62 @@ public enum WebPage {
         guard text.utf8.count <= SearchBackend.maxURLBytes else {
             return .failure(WebToolError("URLs longer than \(SearchBackend.maxURLBytes) bytes are not fetched"))
         }
-        guard let url = URL(string: text.trimmingCharacters(in: .whitespaces)), let scheme = url.scheme?.lowercased() else {
-            return .failure(WebToolError("not a valid absolute URL: \(text.shortened(toBytes: 200))"))
+        guard var url = URL(string: escapedWhereInvalid(text.trimmingCharacters(in: .whitespaces))), let scheme = url.scheme?.lowercased() else {
+            return .failure(WebToolError("not a valid absolute URL: \(quoted(text))"))
         }
         guard scheme == "http" || scheme == "https" else {
             return .failure(WebToolError("only http and https URLs can be fetched, not \(scheme):"))
         }
+        if url.scheme != scheme, let lowered = URL(string: scheme + url.absoluteString.dropFirst(scheme.utf8.count)) {
+            url = lowered  // `HTTPS://`: one form for citations, their deduplication and clients' link checks
+        }
         guard let host = url.host, !host.isEmpty else { return .failure(WebToolError("the URL has no host")) }
+        guard url.absoluteString.utf8.count <= SearchBackend.maxURLBytes else {  // once escaped
+            return .failure(WebToolError("URLs longer than \(SearchBackend.maxURLBytes) bytes are not fetched"))
+        }
         guard url.user == nil && url.password == nil else {
             return .failure(WebToolError("URLs with credentials are not fetched"))
         }
         return .success(url)
+    }
+
+    /// A URL quoted in an error (the model's context, the client's events): 200 bytes at most,
+    /// without controls or bidi overrides (review 108 #4).
+    static func quoted(_ text: String) -> String {
+        DisplayText.cleaned(text.shortened(toBytes: 200), oneLine: true)
+    }
+
+    /// `text` with what a URL cannot hold after its authority (spaces, quotes, controls, text
+    /// that is not ASCII) percent-encoded, and nothing else: Foundation's `URL(string:)` encodes
+    /// such a component whole, its `%XX` escapes too, and `?q=%C3%A9&r=é` became a request for
+    /// `?q=%25C3%25A9…`, another page (review 108 #1). The host is left to `URL` (IDN).
+    static func escapedWhereInvalid(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        guard bytes.contains(where: { !isURLByte($0) }) else { return text }
+        // After `scheme://host`: the first `/`, `?` or `#` past the `//`.
+        var start = 0
+        if let slashes = text.range(of: "://") {
+            start = text.utf8.distance(from: text.startIndex, to: slashes.upperBound)
+            while start < bytes.count, ![UInt8(ascii: "/"), UInt8(ascii: "?"), UInt8(ascii: "#")].contains(bytes[start]) { start += 1 }
+        }
+        var out = Array(bytes[..<start])
+        let hex = Array("0123456789ABCDEF".utf8)
+        for byte in bytes[start...] {
+            if isURLByte(byte) {
+                out.append(byte)
+            } else {
+                out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// RFC 3986's unreserved and reserved characters, and `%`.
+    private static func isURLByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+        default: Array("-._~:/?#[]@!$&'()*+,;=%".utf8).contains(byte)
+        }
     }
 
     /// A redirect's `Location` resolved against the URL that sent it, and validated.
@@ -32,7 +77,7 @@ public enum WebPage {
             return .failure(WebToolError("redirect refused: URLs longer than \(SearchBackend.maxURLBytes) bytes are not fetched"))
         }
         guard let target = URL(string: location, relativeTo: base)?.absoluteURL else {
-            return .failure(WebToolError("redirect to an invalid URL: \(location.shortened(toBytes: 200))"))
+            return .failure(WebToolError("redirect to an invalid URL: \(quoted(location))"))
         }
         return validate(target.absoluteString).mapError { WebToolError("redirect refused: \($0.message)") }
     }

@@ -142,7 +142,19 @@ import Web
         #expect(results.first?.url == "https://a.example/ok?q=caf%C3%A9%20x")
         #expect(results.first?.title == "nl[31m  data: x end")
         #expect(results.first?.snippet == "snip[2J\n\ndata: y")
+        // Escapes kept as they are, only what a URL cannot hold encoded (review 108 #1: encoded
+        // twice, another page was read); a scheme in capitals is a scheme (108 #2).
+        let mixed = JSONValue.object(["results": .array([
+            .object(["url": .string("https://a.example/ok?q=%C3%A9&r=é#frag"), "title": .string("t")]),
+            .object(["url": .string("https://a.example/a%2Fb/é"), "title": .string("t")]),
+            .object(["url": .string("HTTPS://b.example:8443/x+y?z=1+2"), "title": .string("t")]),
+            .object(["url": .string("javascript:alert(1)"), "title": .string("t")]),
+        ])]).serialized()
+        let urls = try searx.parse(mixed, count: 5).map(\.url)
+        #expect(urls == ["https://a.example/ok?q=%C3%A9&r=%C3%A9#frag", "https://a.example/a%2Fb/%C3%A9", "https://b.example:8443/x+y?z=1+2"],
+                "\(urls)")
         #expect(DisplayText.cleaned("a\u{9B}b\u{2066}c\td") == "abc\td")
+        #expect(DisplayText.cleaned("line1\rline2\r\nline3\u{0C}4") == "line1\nline2\nline3\n4")
         #expect(DisplayText.cleaned("one\ntwo\u{2028}three", oneLine: true) == "one two three")
     }
 
