@@ -65,9 +65,11 @@ public enum WebPage {
     private static func isURLByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-        default: Array("-._~:/?#[]@!$&'()*+,;=%".utf8).contains(byte)
+        default: punctuation.contains(byte)
         }
     }
+
+    private static let punctuation = Set("-._~:/?#[]@!$&'()*+,;=%".utf8)
 
     /// A redirect's `Location` resolved against the URL that sent it, and validated.
     public static func redirectTarget(_ location: String, from base: URL) -> Result<URL, WebToolError> {
@@ -76,7 +78,7 @@ public enum WebPage {
         guard location.utf8.count <= SearchBackend.maxURLBytes else {
             return .failure(WebToolError("redirect refused: URLs longer than \(SearchBackend.maxURLBytes) bytes are not fetched"))
         }
-        guard let target = URL(string: location, relativeTo: base)?.absoluteURL else {
+        guard let target = URL(string: escapedWhereInvalid(location), relativeTo: base)?.absoluteURL else {
             return .failure(WebToolError("redirect to an invalid URL: \(quoted(location))"))
         }
         return validate(target.absoluteString).mapError { WebToolError("redirect refused: \($0.message)") }
