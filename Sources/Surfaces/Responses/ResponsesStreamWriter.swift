@@ -30,7 +30,7 @@ public struct ResponsesStreamWriter: Sendable {
     public private(set) var usage: Usage?
     private var events = ResponsesEventEncoder()
     private var started = false
-    private var items: [ResponseItem] = []
+    var items: [ResponseItem] = []
     private var openMessage: Int?
     private var openReasoning: Int?
     /// A message whose one part is a refusal (another API's `refusal`).
@@ -45,7 +45,7 @@ public struct ResponsesStreamWriter: Sendable {
     /// Calls done: a fragment for one of them cannot be shown (`ResponsesTranslation` refuses it).
     private var closedCalls: Set<Int> = []
     /// Open items of other kinds (server tools), closed by their renderer.
-    private var openOthers: Set<Int> = []
+    var openOthers: Set<Int> = []
 
     public init(envelope: ResponseEnvelope, stream: Bool) {
         self.envelope = envelope
@@ -169,47 +169,6 @@ public struct ResponsesStreamWriter: Sendable {
     /// The text of the open message item, if one is open.
     public var openMessageText: String? {
         openMessage.map { items[$0].text }
-    }
-
-    // MARK: items of other kinds
-
-    /// Opens an item its renderer manages (a server tool's run): `initial` is its JSON object
-    /// without `id`, which is added (`<prefix>_…`). Whatever the model had open is closed first.
-    public mutating func openItem(prefix: String, initial: JSONValue, to out: inout [UInt8]) -> ItemReference {
-        appendStart(to: &out)
-        closeOpenItems(status: "completed", &out)
-        let position = items.count
-        let id = envelope.itemID(prefix, outputIndex: position)
-        var json = initial.objectValue ?? [:]
-        json["id"] = .string(id)
-        items.append(ResponseItem(id: id, kind: .other(.object(json))))
-        openOthers.insert(position)
-        let item = items[position].initialJSON
-        emit("response.output_item.added", &out) {
-            $0.int("output_index", position)
-            $0.json("item", item)
-        }
-        return ItemReference(id: id, outputIndex: position)
-    }
-
-    /// An event about `item` (`item_id` and `output_index` first, then what `build` writes).
-    public mutating func appendItemEvent(_ type: String, _ item: ItemReference, to out: inout [UInt8],
-                                         _ build: (inout EventFields) -> Void = { _ in }) {
-        guard !isFinished else { return }
-        emit(type, &out) {
-            $0.string("item_id", item.id)
-            $0.int("output_index", item.outputIndex)
-            build(&$0)
-        }
-    }
-
-    /// Closes `item` with its final JSON (without `id`, which is kept): `output_item.done`.
-    public mutating func closeItem(_ item: ItemReference, final: JSONValue, to out: inout [UInt8]) {
-        guard !isFinished, openOthers.remove(item.outputIndex) != nil else { return }
-        var json = final.objectValue ?? [:]
-        json["id"] = .string(item.id)
-        items[item.outputIndex].kind = .other(.object(json))
-        emitDone(item.outputIndex, &out)
     }
 
     // MARK: the end
@@ -394,7 +353,7 @@ public struct ResponsesStreamWriter: Sendable {
         }
     }
 
-    private mutating func closeOpenItems(status: String, _ out: inout [UInt8]) {
+    mutating func closeOpenItems(status: String, _ out: inout [UInt8]) {
         for position in [openMessage, openReasoning, openRefusal].compactMap({ $0 }).sorted() { close(position, status: status, &out) }
         finishCalls(status: status, &out)
     }
@@ -485,7 +444,7 @@ public struct ResponsesStreamWriter: Sendable {
         }
     }
 
-    private mutating func emitDone(_ position: Int, _ out: inout [UInt8]) {
+    mutating func emitDone(_ position: Int, _ out: inout [UInt8]) {
         let item = items[position].json
         emit("response.output_item.done", &out) {
             $0.int("output_index", position)
@@ -495,7 +454,7 @@ public struct ResponsesStreamWriter: Sendable {
 
     /// Every event goes through here: a non-streamed response keeps the state and writes nothing,
     /// and nothing follows the terminal event.
-    private mutating func emit(_ type: String, _ out: inout [UInt8], _ build: (inout EventFields) -> Void) {
+    mutating func emit(_ type: String, _ out: inout [UInt8], _ build: (inout EventFields) -> Void) {
         guard stream, !isFinished else { return }
         events.append(type, to: &out, build)
     }
