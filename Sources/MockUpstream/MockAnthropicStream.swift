@@ -106,7 +106,13 @@ struct MockAnthropicStream: MockWire {
         event("message_stop", to: &out) { $0.append(contentsOf: #"{"type":"message_stop"}"#.utf8) }
     }
 
-    func appendMidStreamError(to out: inout [UInt8]) {
+    mutating func appendMidStreamError(to out: inout [UInt8]) {
+        // `unshown=1`: first a server tool's block opens (what chat and Responses have no form for).
+        if script.scenario.option("unshown", default: 0) == 1 {
+            closeBlock(to: &out)
+            blockStart(.object(["type": .string("server_tool_use"), "id": .string(Self.serverSearchID), "name": .string("web_search"),
+                                "input": .object([:])]), to: &out)
+        }
         // Byte for byte what the API sends under load (docs.claude.com, streaming): then nothing.
         event("error", to: &out) { $0.append(contentsOf: #"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#.utf8) }
     }

@@ -101,7 +101,14 @@ struct MockOpenAIStream: MockWire {
         out.append(contentsOf: "\n\n".utf8)
     }
 
-    func appendMidStreamError(to out: inout [UInt8]) {
+    mutating func appendMidStreamError(to out: inout [UInt8]) {
+        // `unshown=1`: first a tool call's fragment that names no function yet (held by a
+        // translating writer until its name comes).
+        if script.scenario.option("unshown", default: 0) == 1 {
+            appendChunkPrefix(to: &out)
+            out.append(contentsOf: #""choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\""}}]},"finish_reason":null}]}"#.utf8)
+            out.append(contentsOf: "\n\n".utf8)
+        }
         let error = APIError(status: 502, type: "server_error", code: "server_error", message: "Provider disconnected unexpectedly\(echoedCredentials)")
         SSEEncoder.appendData(error.streamChunk(id: script.id, model: script.model), to: &out)
         out.append(contentsOf: SSEEncoder.done)

@@ -122,6 +122,9 @@ public struct MockScenario: Equatable, Sendable {
         "no_answer": 0...3,
         // OpenAI's wire: a chunk with the role alone first, as OpenAI's API sends.
         "role_first": 0...1,
+        // error-mid-stream: before the error, what a translating client API does not show: on
+        // Anthropic's wire a server tool's block, on OpenAI's a tool call's nameless fragment.
+        "unshown": 0...1,
         // The prompt's token count the usage reports (default: the request's bytes / 4).
         "prompt_tokens": 1...1_000_000_000,
         // The usage's `cost` in dollars (OpenAI's wire), however absurd: a hostile upstream's number.

@@ -129,6 +129,29 @@ import Testing
         #expect(!response.text.contains("response.created"))
     }
 
+    /// An upstream that said only what Responses does not show (Anthropic's `server_tool_use`
+    /// block, a tool call's fragment before its name) and then failed failed before any answer:
+    /// its status, not a 200 ending in `response.failed` (review 108 #3). Chat translates the
+    /// Anthropic wire the same way; a passed-through chat stream showed the fragment.
+    @Test(arguments: ["anth", "mock"])
+    func aFailureAfterOnlyWhatIsNotShownKeepsItsStatus(provider: String) throws {
+        let env = try TestEnvironment { config in
+            let base = config.providers["mock"]!.baseURL
+            config.providers["anth"] = .init(name: "anth", kind: .anthropic, baseURL: base, apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
+            config.upstream.retry = RetryPolicy(maxRetries: 0, baseDelayMilliseconds: 20, maxDelayMilliseconds: 20)
+            config.upstream.keepAliveIntervalMilliseconds = 30_000
+        }
+        let model = "\(provider)/error-mid-stream:after=0:pace_ms=0:unshown=1"
+        let response = try post(env, #"{"model":"\#(model)","input":"hi","stream":true}"#)
+        #expect(response.status != 200 && response.json?["error"]?["message"]?.stringValue?.isEmpty == false, "\(response.text.prefix(600))")
+        #expect(!response.text.contains("response.created"))
+        let chat = try env.chat(TestEnvironment.chatBody(model: model))
+        #expect((chat.status == 200) == (provider == "mock"), "\(chat.status): \(chat.text.prefix(600))")
+        // With a fallback, the fallback answers.
+        let fallback = try post(env, #"{"model":"\#(model)","models":["mock/normal:pace_ms=0"],"input":"hi","stream":true}"#)
+        #expect(fallback.status == 200 && events(fallback).last?.name == "response.completed", "\(fallback.text.prefix(600))")
+    }
+
     @Test func failuresComeAsResponsesErrors() throws {
         let env = try Self.environment()
         let invalid = try post(env, #"{"model":"mock/normal","input":42}"#)

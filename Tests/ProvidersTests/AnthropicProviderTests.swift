@@ -34,6 +34,24 @@ import Testing
         #expect(throws: APIError.self) { try provider.validate(request) }
     }
 
+    /// Instructions alone are a 400 naming the list on both native APIs (review 107 #6: an empty
+    /// `messages` or `contents` went upstream); OpenAI-compatible APIs take them.
+    @Test func instructionsAloneAreRefusedByTheNativeAPIs() throws {
+        var request = ModelRequest(model: "claude-x", messages: [ModelMessage(role: .system, text: "be brief"), ModelMessage(role: .developer, text: "d")])
+        for native in [AnthropicProvider() as any Provider, GeminiProvider()] {
+            do {
+                try native.validate(request)
+                Issue.record("accepted")
+            } catch {
+                #expect(error.status == 400 && error.param == "messages", "\(error)")
+            }
+        }
+        try OpenAICompatibleProvider().validate(request)
+        request.messages.append(ModelMessage(role: .user, text: "q"))
+        try provider.validate(request)
+        try GeminiProvider().validate(request)
+    }
+
     /// `image/jpg`, a name OpenAI's API takes, is JPEG's registered name on Anthropic's and
     /// Gemini's APIs (review 77A #5: a 400 for Claude, `image/jpg` for Gemini).
     @Test func aJPGDataURIIsJPEG() throws {

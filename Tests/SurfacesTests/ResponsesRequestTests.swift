@@ -97,6 +97,22 @@ import Testing
         #expect(messages[1].toolCalls.map(\.id) == ["c1"] && messages[1].text.hasPrefix("[fusion result]"))
     }
 
+    /// A message sent between a call and its output goes after the output: chat APIs refuse a
+    /// turn's calls not followed by their tool messages (review 107 #5). Outputs keep their order.
+    @Test func anOutputFollowsItsCallWhatWasSaidInBetweenComesAfter() throws {
+        let calls = #"{"type":"function_call","call_id":"c1","name":"a","arguments":"{}"},{"type":"function_call","call_id":"c2","name":"b","arguments":"{}"}"#
+        let between = #"{"role":"user","content":"interjection"},{"role":"developer","content":"note"}"#
+        let outputs = #"{"type":"function_call_output","call_id":"c2","output":"2"},{"type":"function_call_output","call_id":"c1","output":"1"}"#
+        let messages = try parse(#"{"model":"p/m","input":[{"role":"user","content":"q"},"# + [calls, between, outputs].joined(separator: ",") + "]}")
+            .modelRequest().messages
+        #expect(messages.map(\.role) == [.user, .assistant, .tool, .tool, .user, .developer], "\(messages.map(\.role))")
+        #expect(messages[2].toolCallID == "c2" && messages[3].toolCallID == "c1" && messages[4].text == "interjection")
+        // In order already: unchanged.
+        let plain = try parse(#"{"model":"p/m","input":[{"role":"user","content":"q"},"# + [calls, outputs, between].joined(separator: ",") + "]}")
+            .modelRequest().messages
+        #expect(plain.map(\.role) == [.user, .assistant, .tool, .tool, .user, .developer])
+    }
+
     @Test func functionToolsAreFlatAndTheFusionToolIsKeptForThePlan() throws {
         let request = try parse("""
             {"model":"p/m","input":"q","tools":[

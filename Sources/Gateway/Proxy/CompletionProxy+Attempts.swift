@@ -61,7 +61,7 @@ extension CompletionProxy {
     /// What to do about a failed attempt, or nil when its failure is the client's answer: an
     /// answer event already reached the client, or the policy gives up.
     func retryDecision(status: Int?, connectFailed: Bool, headers: [(String, String)]) -> RetryPolicy.Decision? {
-        guard relay.forwardedEvents == 0, request != nil else { return nil }
+        guard !relay.answerShown, request != nil else { return nil }
         let decision = settings.retry.decide(status: status, connectFailed: connectFailed, headers: headers, attempt: attempt,
                                              hasNextModel: candidate + 1 < candidates.count, jitter: Double.random(in: 0...1))
         return decision == .fail ? nil : decision

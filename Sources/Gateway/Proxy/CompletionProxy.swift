@@ -180,7 +180,7 @@ final class CompletionProxy<Request: ProxyRequest> {
         case .streaming:
             // Events reached the client in an earlier read: no retry from here on. Not dropped
             // in that read, whose first bytes would wait for the frees.
-            if request != nil && relay.forwardedEvents > 0 { request = nil }
+            if request != nil && relay.answerShown { request = nil }
             guard stream != nil else { return true }  // room was checked above
             var forwarded = 0
             var retryInstead: RetryPolicy.Decision?
@@ -199,7 +199,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 // Failed before anything reached the client, this read's answer included (review
                 // 70 #1: an answer and its failure in one read lost the answer): answered with
                 // its status (`fail`).
-                if case .failed = outcome, streamUncommitted, relay.forwardedEvents == 0 { return outcome }
+                if case .failed = outcome, streamUncommitted, !relay.answerShown { return outcome }
                 send(out)
                 wrote = !out.isEmpty
                 return outcome
@@ -226,7 +226,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                     retry(retryInstead)
                     return true
                 }
-                if streamUncommitted && relay.forwardedEvents == 0 {
+                if streamUncommitted && !relay.answerShown {
                     fail(error)
                     return true
                 }
@@ -290,7 +290,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                     retryInstead = decision
                     return
                 }
-                if case .failed = relay.outcome, streamUncommitted, relay.forwardedEvents == 0 { return }
+                if case .failed = relay.outcome, streamUncommitted, !relay.answerShown { return }
                 send(out)
             }
             if let retryInstead {
@@ -298,7 +298,7 @@ final class CompletionProxy<Request: ProxyRequest> {
                 return
             }
             if case .failed(let error) = relay.outcome {
-                if streamUncommitted && relay.forwardedEvents == 0 {
+                if streamUncommitted && !relay.answerShown {
                     fail(error)
                     return
                 }

@@ -103,6 +103,13 @@ enum NativeRequestRules {
     }
 
     static func validateMessages(_ messages: [ModelMessage], api: String, accepts: (String) -> Bool) throws(APIError) {
+        // Instructions alone: Anthropic refuses an empty `messages` ("at least one message is
+        // required") and Gemini an empty `contents`, in words about fields the client never sent
+        // (review 107 #6). OpenAI-compatible APIs take it, and get it.
+        if let first = messages.first, messages.allSatisfy({ $0.role == .system || $0.role == .developer }) {
+            let list = first.origin?.syntax == .responses ? "input" : "messages"
+            throw .invalidRequest("\(api) needs a user turn; '\(list)' holds only system instructions.", param: list)
+        }
         for (index, message) in messages.enumerated() {
             // These APIs take no empty turn: one without content would be left out, and a question
             // left out makes the answer before it last (Anthropic reads that as a prefill to go

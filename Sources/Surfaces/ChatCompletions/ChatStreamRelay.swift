@@ -59,6 +59,16 @@ public struct ChatStreamRelay {
         }
     }
 
+    /// Bytes of an answer event reached the client (`ClientRelay.answerShown`): a chunk passed
+    /// through is shown as it came.
+    public var answerShown: Bool {
+        switch engine {
+        case .passThrough(let box): box.relay.forwardedEvents > 0
+        case .translating(let box): box.relay.answerShown
+        case .taken: false
+        }
+    }
+
     /// Chunks carrying the answer (or a part of it) forwarded so far.
     public var forwardedEvents: Int {
         switch engine {

@@ -54,10 +54,31 @@ enum ResponsesInput {
             guard !conversation.messages.isEmpty else {
                 throw .invalidRequest("'input' holds nothing a model reads (reasoning items are not sent upstream).", param: "input")
             }
-            return conversation.messages
+            return resultsAfterTheirCalls(conversation.messages)
         default:
             throw ResponsesRequest.invalidType("input", expected: "a string or an array of input items", got: input)
         }
+    }
+
+    /// Each call's output right after the assistant turn that made it (in input order), ahead of
+    /// any message sent between them (a user's interjection): chat APIs refuse a turn whose calls
+    /// are not followed by their tool messages, where Responses takes an output anywhere after its
+    /// call (review 107 #5). Anthropic's and Gemini's encoders also put results first.
+    static func resultsAfterTheirCalls(_ messages: [ModelMessage]) -> [ModelMessage] {
+        var answering: [String: Int] = [:]  // a call's id → the place of the tool message answering it
+        for (place, message) in messages.enumerated() where message.role == .tool {
+            if let id = message.toolCallID { answering[id] = place }
+        }
+        var moved = Set<Int>()
+        var ordered: [ModelMessage] = []
+        ordered.reserveCapacity(messages.count)
+        for (place, message) in messages.enumerated() where !moved.contains(place) {
+            ordered.append(message)
+            guard message.role == .assistant, !message.toolCalls.isEmpty else { continue }
+            let results = message.toolCalls.compactMap { answering[$0.id] }.filter { $0 > place }.sorted()
+            for result in results where moved.insert(result).inserted { ordered.append(messages[result]) }
+        }
+        return ordered
     }
 
     /// The messages built so far, and what later items need to know of them.

@@ -92,6 +92,8 @@ public struct ResponsesStreamWriter: Sendable {
             // from, or answered with its status (review 107 #1).
             finishReason = reason
             return
+        case .toolCall:
+            break  // started by `toolCall` once the call can be shown: a nameless one is held (review 108 #3)
         default:
             appendStart(to: &out)
         }
@@ -300,6 +302,7 @@ public struct ResponsesStreamWriter: Sendable {
         if pending.name?.isEmpty ?? true || !openCalls.isEmpty {
             pendingCalls[fragment.index] = pending
         } else {
+            appendStart(to: &out)
             openCall(pending, &out)
         }
     }

@@ -8,6 +8,9 @@ public protocol ClientRelay {
     var outcome: SSERelay.Outcome { get }
     /// Events carrying the answer forwarded so far (none yet: the attempt may still be retried).
     var forwardedEvents: Int { get }
+    /// Bytes of an answer event reached the client's stream: from here on the attempt is not
+    /// retried, and a failure is told in the stream (before, with its status).
+    var answerShown: Bool { get }
     var usage: Usage? { get }
     /// The upstream's own count of the prompt, said before its answer (Anthropic's
     /// `message_start`): what an estimate for a stream cut short starts from.

@@ -53,6 +53,12 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public private(set) var finish: FinishReason?
     /// Events carrying the answer (text, reasoning, tool call fragments) forwarded so far.
     public private(set) var forwardedEvents = 0
+    /// An answer event wrote bytes to the client's stream. Not the same as `forwardedEvents`: a
+    /// writer holds what it cannot show yet (a tool call's fragment before its name) and drops
+    /// what its API has no form for (Anthropic's `server_tool_use` on chat and Responses). An
+    /// upstream that failed after only such events failed before the client saw an answer: it
+    /// is retried, fallen back from or answered with its status (review 108 #3).
+    public private(set) var answerShown = false
     /// The answer's text, reasoning and tool calls forwarded, in bytes: an estimate counts them
     /// at four a token when that is more than a token an event (review 101 #1: 20 KB in one
     /// delta was charged one token).
@@ -202,17 +208,24 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
             }
             forwardedEvents += 1
             forwardedOutputBytes += (fragment.name?.utf8.count ?? 0) + (fragment.arguments?.utf8.count ?? 0)
-            writer.append(event, to: &out)
+            show(event, into: &out)
         case .providerBlock(.stop):
             writer.append(event, to: &out)  // a block's end: no answer of its own
         case .text(let text), .reasoning(let text), .refusal(let text):
             forwardedEvents += 1
             forwardedOutputBytes += text.utf8.count
-            writer.append(event, to: &out)
+            show(event, into: &out)
         case .reasoningSignature, .redactedReasoning, .providerBlock:
             forwardedEvents += 1
-            writer.append(event, to: &out)
+            show(event, into: &out)
         }
+    }
+
+    /// Writes an answer event, noting whether the client's stream got bytes of it.
+    private mutating func show(_ event: ModelEvent, into out: inout [UInt8]) {
+        let before = out.count
+        writer.append(event, to: &out)
+        if out.count != before { answerShown = true }
     }
 
     private mutating func complete(into out: inout [UInt8]) {
