@@ -59,7 +59,7 @@ public struct Deliberation: Sendable {
     public let question: String
     public let models: [String]
     public let quorum: Quorum
-    public let labels: NeutralLabels
+    public internal(set) var labels: NeutralLabels
     var states: [MemberState]
     var texts: [String]
     var started: [Double]
@@ -246,9 +246,13 @@ public struct Deliberation: Sendable {
         actions.append(.progress(.phase(PhaseReport(.panel, .completed, duration: time - panelStartedAt, summary: panelSummary))))
         let answers = answered
         guard !answers.isEmpty else {
+            // A phase row for every deliberation, as when the deadline leaves none to the judge
+            // (review 110 #3).
+            actions.append(.progress(.phase(PhaseReport(.judge, .skipped, summary: "no analysis: no member answered"))))
             return actions + finish(makeResult(analysis: nil, judgeFailure: nil))
         }
         let included = models.indices.filter { states[$0] == .answered }
+        labels.markNotCompared(models.indices.filter { states[$0] != .answered })
         let missing = labels.order.compactMap { index -> (label: String, why: String)? in
             guard let failure = failures[index] else { return nil }
             return (labels.labels[index], failure.reason == .cutForLatency

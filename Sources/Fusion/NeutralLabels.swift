@@ -12,6 +12,10 @@ public struct NeutralLabels: Sendable, Equatable {
     public let order: [Int]
     /// Label → model, for the labels that are not model names.
     private let models: [String: String]
+    /// Labels of members whose answers the judge was not given (failed, cut): in prose their
+    /// model is marked so, or the analysis would put words in the mouth of a model that never
+    /// answered (review 110 #1; in the fields that cite a model, such a citation is refused).
+    public private(set) var notCompared: Set<String> = []
 
     /// `seed` shuffles the order (nil: panel order). `neutral: false` labels by model name.
     public init(models panel: [String], neutral: Bool, seed: UInt64?) {
@@ -54,6 +58,25 @@ public struct NeutralLabels: Sendable, Equatable {
     /// Label → model (empty when labels are off).
     public var mapping: [String: String] { models }
 
+    /// Marks the members at `indexes` as not compared (see `notCompared`).
+    public mutating func markNotCompared(_ indexes: [Int]) {
+        notCompared = Set(indexes.compactMap { labels.indices.contains($0) && models[labels[$0]] != nil ? labels[$0] : nil })
+    }
+
+    /// The same labels without those marks: for messages about the judge's reply, which name
+    /// what it cited as it is.
+    public var unmarked: NeutralLabels {
+        var copy = self
+        copy.notCompared = []
+        return copy
+    }
+
+    /// What a label reads as in prose: its model, marked when its answer was not compared.
+    private func proseName(_ label: String) -> String? {
+        guard let model = models[label] else { return nil }
+        return notCompared.contains(label) ? model + " (not compared)" : model
+    }
+
     /// The model a label names, or the text itself when it is no label.
     public func model(for label: String) -> String {
         models[label.trimmingWhitespace()] ?? label
@@ -69,12 +92,15 @@ public struct NeutralLabels: Sendable, Equatable {
 
     private func restore(_ value: JSONValue, key: String?) -> JSONValue {
         switch value {
-        case .string(let text):
+        case .string(let written):
+            // As people will see it: no terminal escapes, bells or bidi overrides from the judge
+            // reach a comment, an event, the outer model or the answer (review 110 #4).
+            let text = DisplayText.cleaned(written)
             if key == "model" || key == "models" {
                 let name = text.trimmingWhitespace()
                 return .string(isNeutral ? models[name] ?? restoreProse(name) : name)
             }
-            guard isNeutral else { return value }
+            guard isNeutral else { return .string(text) }
             return .string(restoreProse(text))
         case .array(let elements):
             return .array(elements.map { restore($0, key: key) })
@@ -122,7 +148,7 @@ public struct NeutralLabels: Sendable, Equatable {
                     let start = cursor
                     while cursor < bytes.count, (0x41...0x5A).contains(bytes[cursor]) { cursor += 1 }
                     guard cursor > start, Self.isWordEdge(bytes, after: cursor),
-                          let model = models["Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self)]
+                          let model = proseName("Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self))
                     else { break }
                     var text = Array(model.utf8)
                     if cursor == start + 1, let (last, end) = rangeEnd(bytes, from: bytes[start], at: cursor) {
@@ -196,7 +222,7 @@ public struct NeutralLabels: Sendable, Equatable {
         while true {
             let start = cursor
             while cursor < bytes.count, (0x41...0x5A).contains(bytes[cursor]) { cursor += 1 }
-            guard cursor > start, let model = models["Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self)]
+            guard cursor > start, let model = proseName("Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self))
             else { return nil }
             text += Array(model.utf8)
             if cursor < bytes.count, bytes[cursor] == UInt8(ascii: ")") { return (text + [UInt8(ascii: ")")], cursor + 1) }
@@ -210,7 +236,7 @@ public struct NeutralLabels: Sendable, Equatable {
 
     /// The models of the labels `first` through `last`, as a list ("p/a, p/b and p/c").
     private func expandRange(from first: UInt8, to last: UInt8) -> [UInt8] {
-        let names = (first...last).compactMap { models["Response " + String(UnicodeScalar($0))] }
+        let names = (first...last).compactMap { proseName("Response " + String(UnicodeScalar($0))) }
         var text: [UInt8] = []
         for (position, name) in names.enumerated() {
             if position > 0 { text += Array((position == names.count - 1 ? " and " : ", ").utf8) }

@@ -119,6 +119,22 @@ import Testing
         #expect(result.analysis?["unique_insights"]?.arrayValue?.first?["model"] == .string("p/a"))
     }
 
+    /// In prose, a member the judge was not given is named with a mark that says so: the
+    /// analysis never speaks for a model that did not answer as if it had (review 110 #1).
+    /// Controls and bidi overrides the judge wrote are dropped from what people and the outer
+    /// model read (#4); the item streamed and the whole analysis agree.
+    @Test func proseNamesAMemberNotComparedAsSuchAndDropsControls() throws {
+        var (d, labels) = judgedWithoutTheThird()
+        let (a, c) = (labels.labels[0], labels.labels[2])
+        let reply = #"{"consensus":["\#(a) agrees; \#(c) gave nothing \u001b[31mred\u0007 \u202Eevil\u202C"],"contradictions":[],"partial_coverage":[],"unique_insights":[],"blind_spots":["Responses \#(a.dropFirst(9)) and \#(c.dropFirst(9)) miss costs"]}"#
+        let actions = d.handle(.judgeDelta(text: reply), at: 10) + d.handle(.judgeFinished(usage: nil), at: 11)
+        let expected = "p/a agrees; p/c (not compared) gave nothing [31mred evil"
+        #expect(items(actions).first?.value == .string(expected), "\(items(actions))")
+        let result = try #require(actions.compactMap { if case .finish(let result) = $0 { result } else { nil } }.first)
+        #expect(result.analysis?["consensus"] == .array([.string(expected)]), "\(String(describing: result.analysis))")
+        #expect(result.analysis?["blind_spots"] == .array([.string("p/a and p/c (not compared) miss costs")]))
+    }
+
     /// A label written with anything around it is no panel member: the judge is told what it
     /// wrote, never the model behind the label (review 62C #1: "cites 'p/a (the first answer)'"),
     /// and people are told the model, never a label they cannot resolve (review 62C #2).

@@ -143,6 +143,8 @@ import Testing
         _ = d.handle(.memberDelta(index: 0, text: "partial"), at: 100)
         let actions = d.handle(.timerFired(.deadline), at: 500)
         #expect(cut(actions) == [0, 1, 2] && judgePrompt(actions) == nil)
+        // The judge's phase is said skipped, as when the deadline leaves an answer no judge (review 110 #3).
+        #expect(actions.contains(.progress(.phase(PhaseReport(.judge, .skipped, summary: "no analysis: no member answered")))), "\(actions)")
         let final = try #require(result(actions))
         #expect(final.isError && final.json["failure_reason"] == .string("all_panels_failed"))
         #expect(final.failed.map(\.reason) == [.cutForLatency, .cutForLatency, .cutForLatency])
