@@ -328,6 +328,18 @@ public final class UpstreamTransfer {
         client.resume(self)
     }
 
+    /// What a client reads for the codes a broken connection gives, where curl's fixed text
+    /// speaks of files ("Transferred a partial file": review 109 #4). The log keeps curl's.
+    static func plainWords(_ code: CURLcode) -> String? {
+        switch code {
+        case CURLE_PARTIAL_FILE: "the connection closed before the response ended"
+        case CURLE_GOT_NOTHING: "the server closed the connection without a response"
+        case CURLE_RECV_ERROR: "the connection failed while the response was read"
+        case CURLE_SEND_ERROR: "the connection failed while the request was sent"
+        default: nil
+        }
+    }
+
     func complete(_ code: CURLcode) {
         guard !isCancelled else { return }
         isFinished = true
@@ -337,7 +349,7 @@ public final class UpstreamTransfer {
             callback?(nil)
             return
         }
-        let description = String(cString: curl_easy_strerror(code))
+        let description = Self.plainWords(code) ?? String(cString: curl_easy_strerror(code))
         let detail = UpstreamFailure.Detail(client: description, full: errorBuffer[0] != 0 ? String(cString: errorBuffer) : description)
         let failure: UpstreamFailure
         if let refusal, code == CURLE_COULDNT_CONNECT {

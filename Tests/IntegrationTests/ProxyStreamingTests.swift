@@ -177,6 +177,9 @@ import Testing
         expectWellFormedStream(response)
         #expect(response.streamedContent == "This is a ")
         #expect(response.streamError?["code"]?.stringValue == "upstream_connection_lost")
+        // In words a client reads, not curl's "Transferred a partial file" (review 109 #4).
+        #expect(response.streamError?["message"]?.stringValue?.hasSuffix("broke off: the connection closed before the response ended") == true,
+                "\(String(describing: response.streamError))")
     }
 
     @Test func toolCallDeltasAreForwardedIntact() throws {

@@ -105,7 +105,7 @@ import Testing
          "tools":[{"name":"look","description":"Look","input_schema":{"type":"object"}},
                   {"type":"custom","name":"weather","input_schema":{"type":"object","properties":{}}},
                   {"type":"web_search_20250305","name":"web_search","max_uses":1}],
-         "tool_choice":{"type":"any","disable_parallel_tool_use":true},
+         "tool_choice":{"type":"auto","disable_parallel_tool_use":true},
          "thinking":{"type":"enabled","budget_tokens":2048},
          "temperature":1,"top_p":0.9,"top_k":5,"stop_sequences":["END"],"metadata":{"user_id":"u-1"},"service_tier":"auto"}
         """#
@@ -129,7 +129,7 @@ import Testing
         #expect(neutral.messages[4].name == "weather" && neutral.messages[4].text == "sunny")
         #expect(neutral.messages[5].content == [.text("Thanks.")])
         #expect(neutral.maxOutputTokens == 4096 && neutral.temperature == 1 && neutral.topP == 0.9 && neutral.stop == ["END"])
-        #expect(neutral.toolChoice == .required && neutral.parallelToolCalls == false)
+        #expect(neutral.toolChoice == .auto && neutral.parallelToolCalls == false)
         #expect(neutral.reasoning == ModelRequest.Reasoning(maxTokens: 2048))
         #expect(neutral.tools.map(\.functionName) == ["look", "weather", nil])
         #expect(neutral.topK == 5 && neutral.user == "u-1")
@@ -143,7 +143,9 @@ import Testing
         var neutral = request.modelRequest()
         neutral.model = "claude-sonnet-4-5"
         #expect(neutral.messages[2].reasoning == [.thinking(text: "hm", signature: "sig")])
-        // Thinking with a forced tool call is refused by the API: asked so, it is left off.
+        // Thinking with a forced tool call is refused by the API: asked so (a chat or Responses
+        // client's request; a Messages client's is a 400), it is left off.
+        neutral.toolChoice = .required
         #expect(try JSONValue.parse(AnthropicProvider().httpRequest(
             for: neutral, endpoint: ProviderEndpoint(name: "a", baseURL: "https://api.anthropic.com/v1"), extraHeaders: []).body)["thinking"] == nil)
         neutral.toolChoice = .auto
@@ -426,8 +428,19 @@ import Testing
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"models":["a","b","c","d","e","f","g","h","i"]}"#, "models"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"models":["n",""]}"#, "models.1"),
         (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"models":[3]}"#, "models.0"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"metadata":{"user_id":5}}"#, "metadata.user_id"),
+        // Calls and results pair as Anthropic's API requires (review 109 #1, #2).
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":"b"}]}"#, "messages.1.content.0"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"text","text":"x"},{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":"b"},{"role":"assistant","content":"a"}]}"#, "messages.1.content.1"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"r"},{"type":"tool_result","tool_use_id":"t1","content":"r2"}]}]}"#, "messages.2.content.1.tool_use_id"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"r"}]},{"role":"assistant","content":[{"type":"tool_use","id":"t2","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t2","content":"r"}]},{"role":"assistant","content":"a"},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t9","content":"r"}]}]}"#, "messages.6.content.0.tool_use_id"),
+        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}},{"type":"tool_use","id":"t2","name":"f","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t2","content":"r"}]},{"role":"assistant","content":"a"},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"late"}]}]}"#, "messages.1.content.0"),
+        (#"{"model":"m","max_tokens":5000,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"},"thinking":{"type":"enabled","budget_tokens":1024}}"#, "tool_choice"),
+        (#"{"model":"m","max_tokens":5000,"messages":[{"role":"user","content":"x"}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"tool","name":"f"},"thinking":{"type":"adaptive"}}"#, "tool_choice"),
     ])
     func mistakesAre400sNamingTheFieldInAnthropicsShape(body: String, param: String?) throws {
+        // (A call answered in the user turn right after its own, that turn split in two as
+        // Anthropic merges it, and a last assistant turn's calls unanswered are all fine.)
         do {
             _ = try parse(body)
             Issue.record("accepted: \(body)")
@@ -438,6 +451,18 @@ import Testing
             #expect(rendered["type"] == .string("error") && rendered["error"]?["type"] == .string("invalid_request_error"))
             #expect(rendered["error"]?["message"]?.stringValue == error.message)
         }
+    }
+}
+
+extension MessagesRequestTests {
+    /// What Anthropic's API takes of calls and results is taken (review 109 #1's rule is no wider).
+    @Test(arguments: [
+        #"[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":"b"},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"r"}]}]"#,
+        #"[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]}]"#,
+        #"[{"role":"user","content":"q"},{"role":"assistant","content":"a"},{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},{"role":"user","content":[{"type":"text","text":"x"},{"type":"tool_result","tool_use_id":"t1","content":"r"}]},{"role":"assistant","content":"done"}]"#,
+    ])
+    func callsAnsweredAsAnthropicTakesThemAreAccepted(messages: String) throws {
+        _ = try parse(#"{"model":"m","max_tokens":5,"messages":"# + messages + "}")
     }
 }
 
@@ -465,7 +490,6 @@ import Testing
         #"{"type":"text","text":"é\n\u2028"}"#, #"{"type":"image","source":{"type":"base64","media_type":"image/png","data":"%%"}}"#,
         #"{"type":"image","source":{"type":"base64","media_type":"image/tiff","data":"AAAA"}}"#,
         #"{"type":"image","source":{"type":"url","url":"data:image/png;base64,AAAA"}}"#,
-        #"{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}"#, #"{"type":"tool_result","tool_use_id":"u"}"#,
         #"{"type":"document","source":{"type":"text","data":"d"}}"#, #"{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBE"}}"#,
         #"{"type":"thinking","thinking":"t"}"#, "1e999",
     ]
@@ -487,9 +511,11 @@ import Testing
                             Gen.element(of: extras).array(of: 0...3), Gen.element(of: ["user", "user", "user", "system"]))
         .map { user, assistant, extra, role -> String in
             let join = { (items: [String?]) in items.compactMap { $0 }.joined(separator: ",") }
-            // The tool results answer calls made earlier (a `tool_result` answering none is a 400).
+            // The user turn answers the calls made just before it, once each (as Anthropic's API
+            // requires: anything else is a 400).
             let calls = #"{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}},{"type":"tool_use","id":"u","name":"f","input":{}}]},"#
-            return #"{"model":"m","max_tokens":4096,"messages":[\#(calls){"role":"\#(role ?? "user")","content":[\#(join(user))]},"#
+            let results = [#"{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}"#, #"{"type":"tool_result","tool_use_id":"u"}"#]
+            return #"{"model":"m","max_tokens":4096,"messages":[\#(calls){"role":"\#(role ?? "user")","content":[\#(join(results + user))]},"#
                 + #"{"role":"assistant","content":[\#(join(assistant))]}]\#(extra.compactMap { $0 }.joined())}"#
         }
 

@@ -54,9 +54,9 @@ public struct FusionMessagesRenderer: Sendable {
             if !finalAnswerStarted, case .text(let text) = event, let last = text.last { answerEndsInWord = !last.isWhitespace }
             if stream { writer.append(event, to: &out) } else { whole.add(event) }
         case .serverToolCalls:
-            // Anthropic's API has no block a client would send back for a gateway's tool call:
-            // a parallel turn comes back with the caller's tool_use blocks only (the fusion
-            // result is in the comments, and under `fusion` when not streamed).
+            // Not on Messages: Anthropic's API has no block a client would send back for a
+            // gateway's tool call, so a turn calling the caller's tools and fusion does not
+            // deliberate (`FusionSession`): it comes back with the caller's tool_use blocks.
             break
         }
     }

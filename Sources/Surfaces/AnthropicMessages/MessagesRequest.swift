@@ -55,10 +55,21 @@ public struct MessagesRequest: Sendable {
         _ = try Self.optional("stop_sequences", in: fields, "an array of strings") { value in
             value.arrayValue.flatMap { $0.allSatisfy { $0.stringValue != nil } ? $0 : nil }
         }
-        _ = try Self.optional("metadata", in: fields, "an object") { $0.objectValue }
+        let metadata = try Self.optional("metadata", in: fields, "an object") { $0.objectValue }
+        // Anthropic's only member; a number would be dropped on the way to other upstreams (review 109 #5).
+        if let user = metadata?["user_id"], user != .null, user.stringValue == nil {
+            throw Self.invalid("metadata.user_id", "a string")
+        }
         try Self.validateTools(fields["tools"])
         try Self.validateToolChoice(fields["tool_choice"], tools: fields["tools"]?.arrayValue ?? [])
         try Self.validateThinking(fields["thinking"])
+        // Anthropic's API refuses the two together, whichever upstream serves the request (review
+        // 109 #2: an OpenAI-compatible or Gemini model took them, Claude refused).
+        if let thinking = fields["thinking"]?["type"]?.stringValue, thinking == "enabled" || thinking == "adaptive",
+           let choice = fields["tool_choice"]?["type"]?.stringValue, choice == "any" || choice == "tool" {
+            throw .invalidRequest("tool_choice: Thinking may not be enabled when tool_choice forces tool use ('\(choice)'); use 'auto' or 'none', or turn thinking off.",
+                                  param: "tool_choice", code: "invalid_value")
+        }
         try Self.validateOutputConfig(fields["output_config"])
         let options = try Self.optional("stream_options", in: fields, "an object") { $0.objectValue }
         let events = options?["include_fusion_events"] ?? .null
@@ -252,24 +263,51 @@ public struct MessagesRequest: Sendable {
                            allowed: role == "assistant" ? assistantBlocks : role == "user" ? userBlocks : ["text"], takesOpaque: role == "user")
     }
 
-    /// A `tool_result` answers a `tool_use` of an earlier assistant turn (as Anthropic's API
-    /// requires): an orphan would reach an OpenAI-style upstream as a tool message answering no
-    /// call, refused there with a less useful message, or worse, read as something else.
+    /// Calls and results pair as Anthropic's API requires, whichever upstream serves the request:
+    /// each `tool_result` answers a `tool_use` of the assistant turn just before its user turn,
+    /// once, and each such call is answered there (a final assistant turn's calls aside). An
+    /// orphan, a second result or a call left unanswered (its result late) would reach an OpenAI-style
+    /// upstream as a history it refuses in its own words, and Gemini quietly (review 109 #1).
+    /// Consecutive turns of one role are one turn, as Anthropic reads them.
     private static func validateToolResults(_ messages: [JSONValue]) throws(APIError) {
         var calls: Set<String> = []
+        var answered: Set<String> = []
+        var open: [(id: String, path: String)] = []  // the last assistant turn's calls not yet answered
+        var previousRole: String?
+        func refuseUnanswered() throws(APIError) {
+            guard let call = open.first else { return }
+            throw .invalidRequest("\(call.path): `tool_use` ids were found without `tool_result` blocks immediately after: '\(call.id.prefix(64))'. "
+                                  + "Each `tool_use` block must have a `tool_result` block in the next message.", param: call.path)
+        }
         for (index, message) in messages.enumerated() {
+            let role = message["role"]?.stringValue
+            if role == "assistant" && previousRole == "user" {
+                try refuseUnanswered()
+                open.removeAll()
+            }
+            previousRole = role
             for (blockIndex, block) in (message["content"]?.arrayValue ?? []).enumerated() {
+                let at = "messages.\(index).content.\(blockIndex)"
                 guard let id = block["type"]?.stringValue == "tool_result" ? block["tool_use_id"]?.stringValue : nil else {
-                    if block["type"]?.stringValue == "tool_use", let id = block["id"]?.stringValue { calls.insert(id) }
+                    if role == "assistant", block["type"]?.stringValue == "tool_use", let id = block["id"]?.stringValue {
+                        calls.insert(id)
+                        open.append((id, at))
+                    }
                     continue
                 }
                 guard calls.contains(id) else {
-                    let at = "messages.\(index).content.\(blockIndex)"
                     throw .invalidRequest("\(at).tool_use_id: no `tool_use` block with id '\(id.prefix(64))' in an earlier assistant message; each `tool_result` block must answer one.",
                                           param: "\(at).tool_use_id")
                 }
+                guard answered.insert(id).inserted else {
+                    throw .invalidRequest("\(at).tool_use_id: the `tool_use` block '\(id.prefix(64))' is answered twice; each has one `tool_result` block.",
+                                          param: "\(at).tool_use_id")
+                }
+                // A call of an earlier turn was refused unanswered when the turn after it ended.
+                open.removeAll { $0.id == id }
             }
         }
+        if previousRole == "user" { try refuseUnanswered() }
     }
 
     /// `takesOpaque`: a user turn's or a tool result's blocks, where `isOpaqueUserBlock` kinds go.
