@@ -94,23 +94,35 @@ public struct SourceList: Sendable, Equatable {
 
     /// Whether a URL found in `text` ends before `end` rather than going on into a longer one
     /// (review 106 #5: `…/ok` was cited inside the link to `…/ok?x`, `…/page` inside `…/page2`):
-    /// the text's end, white space, a closing bracket or quote, or sentence punctuation that
-    /// ends the text or is followed by white space. Other text (not ASCII) ends it too.
+    /// the text's end, white space, other text (not ASCII), a closing bracket or quote; or
+    /// emphasis (`_`, `~`) or sentence punctuation (an ellipsis too) followed by one of those
+    /// (review 108 #6: `…/ok.」`, `"…/ok."`, `_…/ok_`).
     static func urlEnds(at end: Int, in text: [UInt8]) -> Bool {
-        guard end < text.count else { return true }
         func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D }
+        func isClosing(_ byte: UInt8) -> Bool { closing.contains(byte) }
+        guard end < text.count else { return true }
         let next = text[end]
-        if next >= 0x80 || isSpace(next) { return true }
-        switch next {
-        case UInt8(ascii: ")"), UInt8(ascii: ">"), UInt8(ascii: "]"), UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: "<"),
-             UInt8(ascii: "*"), UInt8(ascii: "`"), UInt8(ascii: "|"):
-            return true
-        case UInt8(ascii: "."), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: ":"), UInt8(ascii: "!"), UInt8(ascii: "?"):
-            return end + 1 == text.count || isSpace(text[end + 1]) || text[end + 1] == UInt8(ascii: ")") || text[end + 1] == UInt8(ascii: "*")
-        default:
-            return false
-        }
+        if next >= 0x80 || isSpace(next) || isClosing(next) { return true }
+        guard punctuation.contains(next) || next == UInt8(ascii: "_") || next == UInt8(ascii: "~") else { return false }
+        // A run of punctuation and emphasis marks, then what ends a URL.
+        var after = end
+        while after < text.count, punctuation.contains(text[after]) || text[after] == UInt8(ascii: "_") || text[after] == UInt8(ascii: "~") { after += 1 }
+        return after == text.count || text[after] >= 0x80 || isSpace(text[after]) || isClosing(text[after])
     }
+
+    /// Whether a URL found at `start` begins there rather than inside another (review 108 #6:
+    /// `http://x/ok` inside `https://web.archive.org/web/2020/http://x/ok` or `…?next=http://x/ok`):
+    /// the text's start, white space, other text (not ASCII), an opening bracket or quote, or
+    /// emphasis.
+    static func urlStarts(at start: Int, in text: [UInt8]) -> Bool {
+        guard start > 0 else { return true }
+        let previous = text[start - 1]
+        return previous >= 0x80 || previous == 0x20 || previous == 0x0A || previous == 0x09 || previous == 0x0D || opening.contains(previous)
+    }
+
+    static let closing = Set(")>]}\"'*`|".utf8)
+    static let opening = Set("(<[{\"'*_~`|".utf8)
+    static let punctuation = Set(".,;:!?".utf8)
 
     /// The span, in UTF-8 bytes, of `[label](url)`, or of the bare URL, at the URL's first
     /// occurrence in `text` that ends there (`urlEnds`); nil when it does not occur, or `budget` (bytes read) runs out first.
@@ -128,7 +140,8 @@ public struct SourceList: Sendable, Equatable {
                     }
                     let candidate = base.distance(to: UnsafeRawPointer(hit))
                     budget -= candidate - position + needle.count
-                    if memcmp(hit, needle.baseAddress!, needle.count) == 0, Self.urlEnds(at: candidate + needle.count, in: text) {
+                    if memcmp(hit, needle.baseAddress!, needle.count) == 0, Self.urlStarts(at: candidate, in: text),
+                       Self.urlEnds(at: candidate + needle.count, in: text) {
                         return candidate
                     }
                     position = candidate + 1
@@ -138,12 +151,20 @@ public struct SourceList: Sendable, Equatable {
         }
         guard let start = found else { return nil }
         let end = start + url.count
-        // Markdown link: `[label](url)`: the whole link is the citation.
+        // Markdown link: `[label](url)`: the whole link is the citation. The label's `[` is the
+        // one its `]` closes: a label may hold brackets (a page's title: review 106 #5's nit).
         if start >= 2, text[start - 1] == UInt8(ascii: "("), text[start - 2] == UInt8(ascii: "]"), end < text.count, text[end] == UInt8(ascii: ")") {
             var open = start - 3
+            var depth = 1
             let lowest = max(0, start - 3 - Self.maxLabelBytes)
-            while open >= lowest && text[open] != UInt8(ascii: "[") && text[open] != UInt8(ascii: "\n") { open -= 1 }
-            if open >= lowest && text[open] == UInt8(ascii: "[") { return open..<(end + 1) }
+            while open >= lowest && text[open] != UInt8(ascii: "\n") {
+                if text[open] == UInt8(ascii: "]") { depth += 1 }
+                if text[open] == UInt8(ascii: "[") {
+                    depth -= 1
+                    if depth == 0 { return open..<(end + 1) }
+                }
+                open -= 1
+            }
         }
         return start..<end
     }

@@ -48,10 +48,31 @@ import Testing
         #expect(spans == ["[OK x](http://h.example/ok?x)", "[OK page](http://h.example/ok)", "https://a.example/page"])
     }
 
+    /// Where a URL stands inside another (an archive's, a redirect's parameter) it is not cited
+    /// there; punctuation, quotes, emphasis and CJK text after it end it; a label holding
+    /// brackets is the whole label (review 108 #6, review 106 #5's nit).
+    @Test(arguments: [
+        ("https://web.archive.org/web/2020/http://x.example/ok then http://x.example/ok.」", "http://x.example/ok", 1),
+        ("go?next=http://x.example/ok or \"http://x.example/ok.\"", "http://x.example/ok", 1),
+        ("_http://x.example/ok_ and more", "http://x.example/ok", 0),
+        ("see http://x.example/ok... later", "http://x.example/ok", 0),
+        ("see http://x.example/ok_b, or [🎉 [x](y) t](http://x.example/ok)", "[🎉 [x](y) t](http://x.example/ok)", 0),
+    ])
+    func aURLIsCitedWhereItStandsAlone(text: String, cited: String, occurrence: Int) throws {
+        var sources = SourceList()
+        sources.add(Source(url: "http://x.example/ok", title: "ok", content: ""))
+        let citation = try #require(sources.annotations(for: text).first?["url_citation"])
+        let scalars = Array(text.unicodeScalars), needle = Array(cited.unicodeScalars)
+        let starts = scalars.indices.filter { $0 + needle.count <= scalars.count && Array(scalars[$0..<($0 + needle.count)]) == needle }
+        let expected = try #require(starts.dropFirst(occurrence).first)
+        #expect(citation["start_index"] == .int(Int64(expected)) && citation["end_index"] == .int(Int64(expected + needle.count)), "\(text): \(citation)")
+    }
+
     /// The byte search finds the span the scalar-by-scalar search it replaced found, wherever
     /// the URL, a markdown link around it and multi-byte characters fall.
     @Test func sameSpansAsTheScalarSearch() async {
-        let pieces = ["https://a.example/x", "https://a.example/", "[", "]", "(", ")", "[label]", "é", "😀", " ", "\n", "h", "ht", "https://"]
+        let pieces = ["https://a.example/x", "https://a.example/", "[", "]", "(", ")", "[label]", "é", "😀", " ", "\n", "h", "ht", "https://",
+                      ".", "_", "=", "\"", "…"]
         let text = Gen.element(of: pieces).array(of: 0...20).map { $0.compactMap { $0 }.joined() }
         await propertyCheck(count: 2000, input: text, Gen.element(of: ["https://a.example/x", "https://a.example/", "é😀"])) { text, url in
             guard let url else { return }
@@ -83,14 +104,22 @@ import Testing
         #expect(one.annotations(for: text)[0]["url_citation"]?["start_index"] == .int(0))
     }
 
-    /// A URL ends where the text does, at a space, a closing bracket or quote, other text than
-    /// ASCII, or punctuation that ends the text or comes before a space.
+    /// A URL ends where the text does, at a space, other text than ASCII, a closing bracket or
+    /// quote, or a run of punctuation and emphasis marks followed by one of those.
     static func referenceEnds(at end: Int, in text: [Unicode.Scalar]) -> Bool {
+        let ending: (Unicode.Scalar) -> Bool = { !$0.isASCII || " \n\t\r)>]}\"'*`|".unicodeScalars.contains($0) }
         guard end < text.count else { return true }
-        let next = text[end]
-        if !next.isASCII || [" ", "\n", "\t", "\r", ")", ">", "]", "\"", "'", "<", "*", "`", "|"].contains(next) { return true }
-        guard [".", ",", ";", ":", "!", "?"].contains(next) else { return false }
-        return end + 1 == text.count || [" ", "\n", "\t", "\r", ")", "*"].contains(text[end + 1])
+        if ending(text[end]) { return true }
+        let marks = ".,;:!?_~".unicodeScalars
+        guard marks.contains(text[end]) else { return false }
+        guard let after = text[end...].firstIndex(where: { !marks.contains($0) }) else { return true }
+        return ending(text[after])
+    }
+
+    /// A URL starts at the text's start, after a space, other text than ASCII, an opening
+    /// bracket or quote, or emphasis.
+    static func referenceStarts(at start: Int, in text: [Unicode.Scalar]) -> Bool {
+        start == 0 || !text[start - 1].isASCII || " \n\t\r(<[{\"'*_~`|".unicodeScalars.contains(text[start - 1])
     }
 
     /// The search it replaced: scalar by scalar, the first occurrence (where the URL ends), a
@@ -100,12 +129,18 @@ import Testing
         guard !needle.isEmpty, needle.count <= text.count else { return nil }
         var start = 0
         while start + needle.count <= text.count {
-            if Array(text[start..<(start + needle.count)]) == needle, Self.referenceEnds(at: start + needle.count, in: text) {
+            if Array(text[start..<(start + needle.count)]) == needle, Self.referenceStarts(at: start, in: text),
+               Self.referenceEnds(at: start + needle.count, in: text) {
                 let end = start + needle.count
                 if start >= 2, text[start - 1] == "(", text[start - 2] == "]", end < text.count, text[end] == ")" {
-                    var open = start - 3
-                    while open >= 0 && text[open] != "[" && text[open] != "\n" { open -= 1 }
-                    if open >= 0 && text[open] == "[" { return open..<(end + 1) }
+                    // The `[` its `]` closes, counting brackets back to the line's start.
+                    var depth = 0
+                    for open in stride(from: start - 2, through: 0, by: -1) {
+                        if text[open] == "\n" { break }
+                        if text[open] == "]" { depth += 1 }
+                        if text[open] == "[" { depth -= 1 }
+                        if depth == 0 { return open..<(end + 1) }
+                    }
                 }
                 return start..<end
             }

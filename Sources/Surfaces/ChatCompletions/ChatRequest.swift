@@ -100,9 +100,6 @@ public struct ChatRequest: Sendable {
         if let value = fields["seed"], value != .null, value.intValue == nil {
             throw Self.invalidType("seed", expected: "an integer", got: value)
         }
-        if let value = fields["user"], value != .null, value.stringValue == nil {
-            throw Self.invalidType("user", expected: "a string", got: value)
-        }
         if let value = fields["stop"], value != .null {
             switch value {
             case .string: break
