@@ -211,7 +211,7 @@ public struct JudgeFailure: Error, Sendable, Equatable {
     /// mapped back for everyone else (review 62C #2: clients read "cites 'Response B'").
     public init(schemaProblem problem: String, labels: NeutralLabels?) {
         reason = .schemaMismatch
-        message = labels?.unmarked.restoreProse(problem) ?? problem
+        message = DisplayText.cleaned(labels?.unmarked.restoreProse(problem) ?? problem)  // it quotes the judge (review 111 #3)
         judgeMessage = problem
     }
 }

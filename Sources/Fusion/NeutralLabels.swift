@@ -74,8 +74,10 @@ public struct NeutralLabels: Sendable, Equatable {
     /// What a label reads as in prose: its model, marked when its answer was not compared.
     private func proseName(_ label: String) -> String? {
         guard let model = models[label] else { return nil }
-        return notCompared.contains(label) ? model + " (not compared)" : model
+        return notCompared.contains(label) ? model + String(decoding: Self.notComparedMark, as: UTF8.self) : model
     }
+
+    static let notComparedMark = Array(" (not compared)".utf8)
 
     /// The model a label names, or the text itself when it is no label.
     public func model(for label: String) -> String {
@@ -147,18 +149,20 @@ public struct NeutralLabels: Sendable, Equatable {
                 while true {
                     let start = cursor
                     while cursor < bytes.count, (0x41...0x5A).contains(bytes[cursor]) { cursor += 1 }
-                    guard cursor > start, Self.isWordEdge(bytes, after: cursor),
-                          let model = proseName("Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self))
-                    else { break }
+                    let label = "Response " + String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cursor]), as: UTF8.self)
+                    guard cursor > start, Self.isWordEdge(bytes, after: cursor), let model = models[label] else { break }
                     var text = Array(model.utf8)
+                    var mark = notCompared.contains(label)
                     if cursor == start + 1, let (last, end) = rangeEnd(bytes, from: bytes[start], at: cursor) {
-                        text = expandRange(from: bytes[start], to: last)
+                        text = expandRange(from: bytes[start], to: last)  // each marked in the list
+                        mark = false
                         cursor = end
                     }
                     if let length = Self.possessive(bytes, at: cursor) {
                         text += bytes[cursor..<cursor + length]
                         cursor += length
                     }
+                    if mark { text += Self.notComparedMark }  // after a possessive: "p/c's (not compared)"
                     items.append((joiner, text, cursor))
                     guard let length = Self.listJoiner(bytes, at: cursor) else { break }
                     joiner = ArraySlice(bytes[cursor..<cursor + length])

@@ -10,9 +10,10 @@ extension HTTPServer {
     /// OpenAI's everywhere else. Once the head was read, with the CORS headers `cors` gives it:
     /// without them a browser hides a 413 or 408 from the page as "Failed to fetch", and the
     /// SDKs retry the upload as a connection error (review 52C #2).
-    func rendersRejectionsAsAPIErrors(cors: @escaping (HTTPRequest) -> [(String, String)] = { _ in [] }) {
+    /// `redactor`: a rejection may quote the request (an `Expect` header's value).
+    func rendersRejectionsAsAPIErrors(redactor: Redactor, cors: @escaping (HTTPRequest) -> [(String, String)] = { _ in [] }) {
         renderRejection = { rejection, path, head in
-            var error = APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message)
+            var error = APIError.httpRejection(status: rejection.status, code: rejection.code, message: redactor(rejection.message))
             if rejection == .bodiesAtCapacity {
                 // The gateway's own state, for a moment: what the SDKs retry.
                 error.type = "server_error"
@@ -28,9 +29,4 @@ extension HTTPServer {
 
 extension APIError {
     var httpResponse: HTTPResponse { HTTPResponse(status: status, headers: responseHeaders, body: body) }
-}
-
-extension HTTPResponseWriter {
-    /// Sends an error in OpenAI's shape with its status and headers.
-    func respond(error: APIError) { respond(error.httpResponse) }
 }

@@ -181,9 +181,12 @@ public final class HTTPRequestDecoder {
             executeBase = UnsafeRawPointer(bytes.baseAddress! + consumed)
             executeOffset = streamOffset + consumed
             let inHead = !headersComplete || inTrailers
+            let trailers = inTrailers  // (the message may end, and this reset, in this pass)
             let count = http_parser_execute(parser, settings, executeBase!.assumingMemoryBound(to: CChar.self), bytes.count - consumed)
             executeBase = nil
             if inHead { checks.expectLFAfterEachCR(bytes, in: consumed..<(consumed + count), base: streamOffset) }
+            if trailers { try checked { () throws(HTTPRejection) in try checks.refuseBareLF(bytes, in: consumed..<(consumed + count)) } }
+            if count > 0 { checks.lastByte = bytes[consumed + count - 1] }
             consumed += count
             let errno = CHTTPParser_errno(parser)
             if errno != HPE_OK && errno != HPE_PAUSED {

@@ -35,6 +35,21 @@ struct LenientByteChecks {
         }
     }
 
+    /// The last byte of the request read so far, for a line end that starts the next read.
+    var lastByte: UInt8 = 0
+
+    /// Every LF in a chunked body's trailer section (`range` of `bytes`) ends a CRLF: chunk-size
+    /// lines already need one, and a bare LF ending the section (`0\r\n\n`) let the bytes after
+    /// it be read as a second request where a proxy in front that needs CRLF reads one (review
+    /// 112 #2). (In the head a bare LF is a line end, as RFC 9112 §2.2 allows.)
+    func refuseBareLF(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>) throws(HTTPRejection) {
+        var previous = lastByte
+        for index in range {
+            if bytes[index] == 0x0A && previous != 0x0D { throw .malformed("a line of the trailer section does not end with CRLF") }
+            previous = bytes[index]
+        }
+    }
+
     /// A chunk-size line starts at stream offset `offset`.
     mutating func startChunkLine(at offset: Int) {
         chunkLineStart = offset

@@ -300,6 +300,11 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         "GET / HTTP/1.1\rXHost: h\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\rb\r\n\r\n",
+        // A bare LF in the trailer section, ending it or a field: the bytes after it were a
+        // second request where a proxy needing CRLF reads one (review 112 #2).
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\r\n\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-T: a\n\r\n",
     ])
     func malformedRequestsAreRejectedHoweverSplit(text: String) {
         for chunks in splits(Array(text.utf8)) {

@@ -145,6 +145,9 @@ import Testing
         let response = try post(env, #"{"model":"\#(model)","input":"hi","stream":true}"#)
         #expect(response.status != 200 && response.json?["error"]?["message"]?.stringValue?.isEmpty == false, "\(response.text.prefix(600))")
         #expect(!response.text.contains("response.created"))
+        // Nothing shown, nothing charged, as the status says (review 111 #2: an estimate was).
+        let record = try #require(try env.generation(response.header("x-generation-id")), "\(response.headers)")
+        #expect(record["tokens_completion"] == .int(0) && record["total_cost"]?.doubleValue ?? 1 == 0, "\(record)")
         let chat = try env.chat(TestEnvironment.chatBody(model: model))
         #expect((chat.status == 200) == (provider == "mock"), "\(chat.status): \(chat.text.prefix(600))")
         // With a fallback, the fallback answers.

@@ -39,6 +39,16 @@ import Testing
         try run(TestEnvironment.chatBody(model: "tls/normal"))
         try run(TestEnvironment.chatBody(model: "dead/normal", stream: false))
         try run(TestEnvironment.chatBody(model: "nowhere/normal", stream: false))
+        // The gateway's own errors quoting what the client sent: a model, a path, a header
+        // (review 112 #1: the response echoed the key whole where the record redacted it).
+        try run(TestEnvironment.chatBody(model: "nosuch/\(secret)", stream: false))
+        try run(TestEnvironment.chatBody(model: "mock/\(secret)", stream: false))
+        try run(#"{"model":"x","max_tokens":5,"messages":[{"role":"user","content":"q"}]}"#, path: "/nope/\(secret)")
+        let expecting = try env.client()
+        try expecting.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nExpect: \(secret)\r\nContent-Length: 2\r\n\r\n{}")
+        let refused = try expecting.readResponse()
+        #expect(refused.status == 417, "\(refused.text)")
+        seen.append(refused.text)
         // Fusion: a member, the judge and the outer model echoing the key.
         let panel = #"["keyed/error:status=500:echo_auth=1","keyed/error-mid-stream:pace_ms=1:echo_auth=1","mock/expert-1:pace_ms=1"]"#
         for stream in [true, false] {

@@ -464,6 +464,13 @@ extension MessagesRequestTests {
     func callsAnsweredAsAnthropicTakesThemAreAccepted(messages: String) throws {
         _ = try parse(#"{"model":"m","max_tokens":5,"messages":"# + messages + "}")
     }
+
+    /// Thinking with fusion forced is no forced call of the model's (review 111 #1).
+    @Test(arguments: [#"{"type":"tool","name":"fusion"}"#, #"{"type":"any"}"#])
+    func thinkingWithForcedFusionIsAccepted(choice: String) throws {
+        _ = try parse(#"{"model":"m","max_tokens":5000,"messages":[{"role":"user","content":"q"}],"tools":[{"type":"fusion"}],"tool_choice":"#
+                      + choice + #","thinking":{"type":"enabled","budget_tokens":1024}}"#)
+    }
 }
 
 @Suite struct MessagesErrorsTests {

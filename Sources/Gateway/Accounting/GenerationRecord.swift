@@ -256,3 +256,13 @@ struct GenerationRecord: Sendable, Equatable {
         if cancelled { overheadMilliseconds = nil }
     }
 }
+
+extension GenerationRecord {
+    /// The models' names as the client gave them, redacted: a key pasted into a model (or a
+    /// panel member) is a name the record, the log and the metrics keep (review 112 #1).
+    mutating func redactNames(_ redactor: Redactor) {
+        model = redactor(model)
+        requestedModel = redactor(requestedModel)
+        for index in innerCalls.indices { innerCalls[index].model = redactor(innerCalls[index].model) }
+    }
+}

@@ -390,7 +390,7 @@ final class FusionSession<Renderer: FusionRenderer> {
                     failure = RecordError(error, redactor: redactor)
                     var error = error
                     error.headers += GenerationHeaders.naming(generationID)
-                    writer.respond(error: error, api: api)
+                    writer.respond(error: error, api: api, redactor: redactor)
                     sentStatus = error.status
                 }
             }

@@ -140,7 +140,7 @@ extension CompletionProxy {
             var error = error
             error.headers += GenerationHeaders.naming(generationID)
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }
-            writer.respond(error: error, api: api)
+            writer.respond(error: error, api: api, redactor: redactor)
             phase = .finished
             finish()
         }

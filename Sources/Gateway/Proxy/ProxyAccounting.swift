@@ -163,7 +163,7 @@ struct ProxyAccounting {
                     record.usage = Usage.estimate(prompt: relay.promptUsage ?? Usage(promptTokens: estimatedPromptTokens), completionTokens: completion)
                         .costed(at: price)
                     record.usageEstimated = true
-                } else if relay.forwardedEvents > 0 {
+                } else if relay.answerShown {
                     // Tokens went out but no usage came back: the stream was cut (the client left,
                     // the upstream failed) before the upstream's usage chunk, or the upstream never
                     // sends one. What was generated is still charged (the key's tokens per minute

@@ -76,8 +76,14 @@ enum ClientAPI {
 }
 
 extension HTTPResponseWriter {
-    /// Sends `error` in `api`'s shape with its status and headers.
-    func respond(error: APIError, api: ClientAPI) { respond(api.response(error)) }
+    /// Sends `error` in `api`'s shape with its status and headers, its message redacted: the
+    /// gateway's own messages quote what the client sent (a model's name, a path, a header), and
+    /// a key there went back whole where the record and the log redacted it (review 112 #1).
+    func respond(error: APIError, api: ClientAPI, redactor: Redactor) {
+        var error = error
+        error.message = redactor(error.message)
+        respond(api.response(error))
+    }
 }
 
 /// The headers naming a completion by its generation id: the gateway's own, and the request id

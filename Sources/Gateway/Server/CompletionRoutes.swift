@@ -145,11 +145,12 @@ extension GatewayServer {
         var error = error
         var record = record
         error.headers += GenerationHeaders.naming(record.id)
-        writer.respond(error: error, api: api)
+        writer.respond(error: error, api: api, redactor: shared.redactor)
         record.kind = .rejected
         record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
                      durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
         record.overheadMilliseconds = record.durationMilliseconds  // no upstream was asked: all of it was the gateway's
+        record.redactNames(shared.redactor)
         shared.file(record, prompt: prompt, log: keyed(log, writer))
         file(record, writer: writer)
     }
@@ -319,6 +320,7 @@ extension GatewayServer {
     func finished(_ record: GenerationRecord, writer: HTTPResponseWriter, prompt: String?, log: Logger) {
         var record = record
         record.spendMicros = Spend.micros(of: record, prices: config.prices, rates: shared.reportedRates)
+        record.redactNames(shared.redactor)
         active[ObjectIdentifier(writer)] = nil
         shared.metrics.activeStreams.decrement()
         // The metrics and log lines first: once a lookup finds the record, they count it too.

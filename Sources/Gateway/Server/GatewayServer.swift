@@ -108,7 +108,7 @@ public final class GatewayServer {
             self.shared.metrics.countError(code: "client_too_slow")
         }
         let policy = policy
-        server.rendersRejectionsAsAPIErrors(cors: { head in policy.corsHeaders(for: head) })
+        server.rendersRejectionsAsAPIErrors(redactor: self.shared.redactor, cors: { head in policy.corsHeaders(for: head) })
         server.onRejection = { [unowned self] rejection, path in
             self.logger.info("rejected request", metadata: ["status": .stringConvertible(rejection.status), "code": "\(rejection.code)"])
             countRefusal(status: rejection.status, code: rejection.code, path: path)
@@ -407,7 +407,7 @@ public final class GatewayServer {
 
     private func refuse(_ error: APIError, _ request: HTTPRequest, _ writer: HTTPResponseWriter) {
         countRefusal(status: error.status, code: error.code, path: request.path)
-        writer.respond(error: error, api: .errorShape(for: request))
+        writer.respond(error: error, api: .errorShape(for: request), redactor: shared.redactor)
     }
 
     /// The head guard: nil lets the request in, else the refusal (401 without a valid key, 421

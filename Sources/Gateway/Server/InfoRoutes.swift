@@ -84,7 +84,7 @@ extension GatewayServer {
     /// An error answered by these routes, counted as every error returned to a client is.
     private func respondCounted(_ error: APIError, api: ClientAPI = .chatCompletions, _ writer: HTTPResponseWriter) {
         shared.metrics.countError(code: error.code)
-        writer.respond(error: error, api: api)
+        writer.respond(error: error, api: api, redactor: shared.redactor)
     }
 
     /// `GET /v1/models`: every model the gateway can name. The Fusion aliases first (`fusion`,

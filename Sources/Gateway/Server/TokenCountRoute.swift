@@ -65,7 +65,7 @@ extension GatewayServer {
     /// An error in Anthropic's shape (its `code` is not in that shape: the metric has it).
     private func refuseCount(_ error: APIError, _ writer: HTTPResponseWriter) {
         shared.metrics.countError(code: error.code)
-        writer.respond(error: error, api: .messages)
+        writer.respond(error: error, api: .messages, redactor: shared.redactor)
     }
 
     private static func noTokenCount(_ model: String, _ reason: String) -> APIError {

@@ -65,8 +65,13 @@ public struct MessagesRequest: Sendable {
         try Self.validateThinking(fields["thinking"])
         // Anthropic's API refuses the two together, whichever upstream serves the request (review
         // 109 #2: an OpenAI-compatible or Gemini model took them, Claude refused).
+        // Forced fusion is not: the outer model's first turn is never made, and its final turn
+        // is not forced (review 111 #1).
+        let tools = fields["tools"]?.arrayValue ?? []
+        let fusionOnly = !tools.isEmpty && tools.allSatisfy { FusionPlan.toolTypes.contains($0["type"]?.stringValue ?? "") }
         if let thinking = fields["thinking"]?["type"]?.stringValue, thinking == "enabled" || thinking == "adaptive",
-           let choice = fields["tool_choice"]?["type"]?.stringValue, choice == "any" || choice == "tool" {
+           let choice = fields["tool_choice"]?["type"]?.stringValue,
+           choice == "any" && !fusionOnly || choice == "tool" && fields["tool_choice"]?["name"]?.stringValue != FusionPlan.toolName {
             throw .invalidRequest("tool_choice: Thinking may not be enabled when tool_choice forces tool use ('\(choice)'); use 'auto' or 'none', or turn thinking off.",
                                   param: "tool_choice", code: "invalid_value")
         }

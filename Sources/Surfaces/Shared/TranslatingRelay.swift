@@ -182,8 +182,9 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     public mutating func fail(_ error: APIError, into out: inout [UInt8]) {
         guard outcome == .streaming else { return }
         // Nothing of an answer went out: no estimate (a key is not charged for an attempt no
-        // upstream answered; review 59B #2), only what the upstream itself reported.
-        let total = forwardedEvents == 0 && wholeOutputTokens == nil ? usage : totalUsage()
+        // upstream answered; review 59B #2), only what the upstream itself reported. Nothing
+        // shown is nothing gone out, as the retry and the status decide (review 111 #2).
+        let total = !answerShown && wholeOutputTokens == nil ? usage : totalUsage()
         writer.appendFailure(error, usage: total, estimated: usageEstimated, to: &out)
         outcome = .failed(error)
     }
