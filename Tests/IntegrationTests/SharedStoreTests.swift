@@ -112,11 +112,11 @@ struct SharedStoreTests {
             _ = try redis.command(["CONFIG", "RESETSTAT"])
             #expect(try Self.generation(b, id: id, key: Self.keys["TEAM_B_KEY"]!).status == 404)
             let stats = try redis.command(["INFO", "commandstats"])
-            return stats.split(separator: "\n").first { $0.hasPrefix("cmdstat_get:") }.map { String($0.split(separator: ",")[0]) } ?? "none"
+            return stats.split(separator: "\n").first { $0.hasPrefix("cmdstat_getrange:") }.map { String($0.split(separator: ",")[0]) } ?? "none"
         }
         let someoneElses = try #require(try Self.chat(a, key: key).header("x-generation-id"))
         let (foreign, unknown) = (try lookups(someoneElses), try lookups("gen-0123456789abcdef01234567"))
-        #expect(foreign == unknown && unknown.hasPrefix("cmdstat_get:calls="), "\(foreign) against \(unknown)")
+        #expect(foreign == unknown && unknown.hasPrefix("cmdstat_getrange:calls="), "\(foreign) against \(unknown)")
     }
 
     @Test func aRequestLimitHoldsAcrossBothReplicasTogether() throws {
@@ -398,6 +398,50 @@ struct SharedStoreTests {
         #expect(metrics.contains(#"fusion_gateway_limit_decisions_total{outcome="store_error_\#(policy == .allow ? "allowed" : "denied")"} 1"#))
         // Another key is not affected.
         #expect(try Self.chat(a, key: Self.keys["TEAM_B_KEY"]!, extra: #","max_tokens":5"#).status == 200)
+    }
+
+    /// A spend counter holding anything but a count (text, a fraction, a negative number) is the
+    /// store's error, which the policy decides, never a budget read as nothing spent; and a
+    /// settlement writes nothing rather than half of itself (review 114 #1).
+    @Test(arguments: [StoreSettings.OnError.allow, .deny])
+    func aSpendCounterHoldingNoCountFollowsTheErrorPolicy(policy: StoreSettings.OnError) throws {
+        let redis = try RedisServerProcess()
+        let utc = DateFormatter()
+        utc.timeZone = TimeZone(identifier: "UTC")
+        utc.dateFormat = "yyyyMMdd"
+        let day = utc.string(from: Date())
+        _ = try redis.command(["SET", "test:{team-a}:spend:d:\(day)", "1000.5"])
+        _ = try redis.command(["SET", "test:{team-a}:spend:m:\(day.prefix(6))", "-5"])
+        let a = try Self.replica(redis: redis, onError: policy, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#)
+        switch policy {
+        case .allow: #expect(response.status == 200, "\(response.text)")
+        case .deny: #expect(response.status == 503 && response.json?["error"]?["code"]?.stringValue == "limits_unavailable", "\(response.text)")
+        }
+        if policy == .allow {
+            // Its settlement failed whole: no usage counted, the counters as they were.
+            let deadline = Date().addingTimeInterval(5)
+            while !(try Self.metrics(a)).contains(#"operation="settle""#) && Date() < deadline { usleep(20_000) }
+            #expect(try Self.metrics(a).contains(#"fusion_gateway_store_errors_total{operation="settle",error="server_error"} 1"#))
+            #expect(try redis.command(["HGETALL", "test:{team-a}:usage"]) == "*0")
+            #expect(try redis.command(["GET", "test:{team-a}:spend:d:\(day)"]) == "$6\n1000.5")
+        }
+    }
+
+    /// A record value larger than any this gateway writes (another program's) is unreadable, not
+    /// a reply that ends the replica's Redis connection under every request waiting on it
+    /// (review 114 #2: another key's requests failed).
+    @Test func anOversizedRecordIsUnreadableAndTheConnectionStays() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, loops: 1)
+        let id = "gen-0123456789abcdef01234567"
+        _ = try redis.command(["SET", "test:gen:\(id)", "v1\n\n{\"a\":\"" + String(repeating: "x", count: 2 << 20) + "\"}"])
+        #expect(try Self.generation(a, id: id, key: Self.keys["TEAM_A_KEY"]!).status == 503)
+        let metrics = try Self.metrics(a)
+        #expect(metrics.contains(#"fusion_gateway_store_errors_total{operation="record_get",error="protocol_violation"} 1"#), "\(metrics)")
+        #expect(!metrics.contains(#"operation="connect""#), "the connection stayed: \(metrics)")
+        #expect(try Self.chat(a, key: Self.keys["TEAM_B_KEY"]!).status == 200)
     }
 
     @Test func aTokenLimitStopsTheKeyOnceSpentAndTheTrueCountReplacesTheEstimate() throws {

@@ -43,10 +43,16 @@ enum RedisLimitScripts {
             redis.call('SET', key, string.format('%.17g %d', level, now), 'PX', math.ceil(reset / 1000) + 1000)
           end
         end
+        -- A count the gateway keeps (a spend counter, a usage field) holds the digits INCRBY
+        -- wrote: anything else (text, a fraction, a negative number) is the script's error, so
+        -- `on_store_error` decides, never a budget read as nothing spent (review 114 #1, #4).
+        local function count_in(stored)
+          if not stored then return 0 end
+          if not string.match(stored, '^%d+$') then error({err = 'ERR fusion-gateway: a counter holds something other than a count'}) end
+          return tonumber(stored)
+        end
         local function spent(key)
-          local value = tonumber(redis.call('GET', key) or '0')
-          if not value then return 0 end
-          return value
+          return count_in(redis.call('GET', key))
         end
 
         """
@@ -114,7 +120,14 @@ enum RedisLimitScripts {
     /// usage to add: requests, prompt tokens, completion tokens; then the marker's lifetime (s).
     /// Applied once: a settlement sent again (its reply lost to a timeout) finds its marker and
     /// returns 0 without counting anything twice.
+    /// Every count it adds to is read first: one that holds something else fails the script
+    /// before it writes anything (Redis does not undo a script's writes before its error).
     static let settle = prelude + """
+        spent(KEYS[3])
+        spent(KEYS[4])
+        for _, field in ipairs({'requests', 'prompt_tokens', 'completion_tokens', 'cost_micros'}) do
+          count_in(redis.call('HGET', KEYS[5], field))
+        end
         if not redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[12]) then return 0 end
         local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
         local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])

@@ -140,12 +140,16 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
             completion(.notFound)
             return
         }
-        client.send([Array("GET".utf8), key(id)]) { [weak self] result in
+        // At most one byte more than any record this gateway writes (`put`): a larger value,
+        // not ours, was a reply over the client's bound, which ends the connection and fails
+        // every command waiting on it, other keys' too (review 114 #2). A missing key is "".
+        let limit = client.settings.maxReplyBytes - 1_024
+        client.send([Array("GETRANGE".utf8), key(id), Array("0".utf8), Array(String(limit).utf8)]) { [weak self] result in
             switch result {
-            case .success(.null):
+            case .success(.null), .success(.bulk([])):
                 completion(.notFound)
             case .success(.bulk(let value)):
-                if let stored = Self.decode(value) {
+                if value.count <= limit, let stored = Self.decode(value) {
                     completion(.found(stored))
                 } else {
                     let error = RedisError.protocolViolation("an unreadable generation record")
