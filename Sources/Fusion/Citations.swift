@@ -94,20 +94,17 @@ public struct SourceList: Sendable, Equatable {
 
     /// Whether a URL found in `text` ends before `end` rather than going on into a longer one
     /// (review 106 #5: `…/ok` was cited inside the link to `…/ok?x`, `…/page` inside `…/page2`):
-    /// the text's end, white space, other text (not ASCII), a closing bracket or quote; or
-    /// emphasis (`_`, `~`) or sentence punctuation (an ellipsis too) followed by one of those
-    /// (review 108 #6: `…/ok.」`, `"…/ok."`, `_…/ok_`).
+    /// the text's end, white space, other text (not ASCII), a closing bracket or `"`; or a run of
+    /// marks a URL may also hold (sentence punctuation, an ellipsis, `'`, emphasis, `|`) followed
+    /// by one of those (review 108 #6: `…/ok.」`, `"…/ok."`, `_…/ok_`; review 113 #3: not inside
+    /// `/wiki/Ender's_Game`).
     static func urlEnds(at end: Int, in text: [UInt8]) -> Bool {
-        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D }
-        func isClosing(_ byte: UInt8) -> Bool { closing.contains(byte) }
+        func ends(_ byte: UInt8) -> Bool { byte >= 0x80 || byte == 0x20 || byte == 0x0A || byte == 0x09 || byte == 0x0D || closing.contains(byte) }
         guard end < text.count else { return true }
-        let next = text[end]
-        if next >= 0x80 || isSpace(next) || isClosing(next) { return true }
-        guard punctuation.contains(next) || next == UInt8(ascii: "_") || next == UInt8(ascii: "~") else { return false }
-        // A run of punctuation and emphasis marks, then what ends a URL.
+        if ends(text[end]) { return true }
         var after = end
-        while after < text.count, punctuation.contains(text[after]) || text[after] == UInt8(ascii: "_") || text[after] == UInt8(ascii: "~") { after += 1 }
-        return after == text.count || text[after] >= 0x80 || isSpace(text[after]) || isClosing(text[after])
+        while after < text.count, trailingMarks.contains(text[after]) { after += 1 }
+        return after > end && (after == text.count || ends(text[after]))
     }
 
     /// Whether a URL found at `start` begins there rather than inside another (review 108 #6:
@@ -120,9 +117,9 @@ public struct SourceList: Sendable, Equatable {
         return previous >= 0x80 || previous == 0x20 || previous == 0x0A || previous == 0x09 || previous == 0x0D || opening.contains(previous)
     }
 
-    static let closing = Set(")>]}\"'*`|".utf8)
+    static let closing = Set(")>]}\"`".utf8)
     static let opening = Set("(<[{\"'*_~`|".utf8)
-    static let punctuation = Set(".,;:!?".utf8)
+    static let trailingMarks = Set(".,;:!?'*|_~".utf8)
 
     /// The span, in UTF-8 bytes, of `[label](url)`, or of the bare URL, at the URL's first
     /// occurrence in `text` that ends there (`urlEnds`); nil when it does not occur, or `budget` (bytes read) runs out first.

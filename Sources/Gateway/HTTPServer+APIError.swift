@@ -13,14 +13,14 @@ extension HTTPServer {
     /// `redactor`: a rejection may quote the request (an `Expect` header's value).
     func rendersRejectionsAsAPIErrors(redactor: Redactor, cors: @escaping (HTTPRequest) -> [(String, String)] = { _ in [] }) {
         renderRejection = { rejection, path, head in
-            var error = APIError.httpRejection(status: rejection.status, code: rejection.code, message: redactor(rejection.message))
+            var error = APIError.httpRejection(status: rejection.status, code: rejection.code, message: rejection.message)
             if rejection == .bodiesAtCapacity {
                 // The gateway's own state, for a moment: what the SDKs retry.
                 error.type = "server_error"
                 error.headers = [("Retry-After", "1")]
             }
-            guard let head else { return (path.flatMap(ClientAPI.init(path:)) ?? .chatCompletions).response(error) }
-            var response = ClientAPI.errorShape(for: head).response(error)
+            guard let head else { return (path.flatMap(ClientAPI.init(path:)) ?? .chatCompletions).response(error, redactor: redactor) }
+            var response = ClientAPI.errorShape(for: head).response(error, redactor: redactor)
             response.headers += cors(head)
             return response
         }

@@ -44,6 +44,11 @@ import Testing
         try run(TestEnvironment.chatBody(model: "nosuch/\(secret)", stream: false))
         try run(TestEnvironment.chatBody(model: "mock/\(secret)", stream: false))
         try run(#"{"model":"x","max_tokens":5,"messages":[{"role":"user","content":"q"}]}"#, path: "/nope/\(secret)")
+        // A key as a JSON key's name comes back in `param` (review 113 #1), and one in a panel
+        // member's name in the record's Fusion calls and cost (#2).
+        try run(#"{"model":"mock/normal","messages":[{"role":"user","content":"q"}],"\#(secret)":1,"\#(secret)":2}"#)
+        try run(#"{"model":"mock/normal","max_tokens":5,"messages":[{"role":"user","content":"q"}],"\#(secret)":1,"\#(secret)":2}"#, path: "/v1/messages")
+        try run(#"{"model":"mock/outer:pace_ms=1","stream":false,"messages":[{"role":"user","content":"Q?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=1","mock/\#(secret)"]}}],"tool_choice":"required"}"#)
         let expecting = try env.client()
         try expecting.send("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nExpect: \(secret)\r\nContent-Length: 2\r\n\r\n{}")
         let refused = try expecting.readResponse()

@@ -260,9 +260,21 @@ struct GenerationRecord: Sendable, Equatable {
 extension GenerationRecord {
     /// The models' names as the client gave them, redacted: a key pasted into a model (or a
     /// panel member) is a name the record, the log and the metrics keep (review 112 #1).
+    /// Fusion's calls and cost name the panel's, the judge's and the outer model (review 113 #2).
     mutating func redactNames(_ redactor: Redactor) {
         model = redactor(model)
         requestedModel = redactor(requestedModel)
         for index in innerCalls.indices { innerCalls[index].model = redactor(innerCalls[index].model) }
+        fusionCalls = fusionCalls.map { Self.redactingStrings($0, redactor) }
+        fusionCost = fusionCost.map { Self.redactingStrings($0, redactor) }
+    }
+
+    private static func redactingStrings(_ value: JSONValue, _ redactor: Redactor) -> JSONValue {
+        switch value {
+        case .string(let text): .string(redactor(text))
+        case .array(let elements): .array(elements.map { redactingStrings($0, redactor) })
+        case .object(let members): .object(members.mapValues { redactingStrings($0, redactor) })
+        default: value
+        }
     }
 }

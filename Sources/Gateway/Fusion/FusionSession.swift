@@ -408,7 +408,7 @@ final class FusionSession<Renderer: FusionRenderer> {
                 var error = error
                 error.headers += GenerationHeaders.naming(generationID)
                 if !Self.clientRetryCanHelp(error, callsRan: machine.calls.filter(\.ran).count) { error.headers.append(("x-should-retry", "false")) }
-                var response = api.response(error)
+                var response = api.response(error, redactor: redactor)
                 if let result = machine.fusionResult {
                     // The deliberation ran and was paid for: its result comes with the error (the
                     // SDKs expose the body as `error.body`), not thrown away with the final answer

@@ -62,8 +62,14 @@ enum ClientAPI {
     }
 
     /// `error` as this API's error response: OpenAI's shape, or Anthropic's on `/v1/messages`.
-    func response(_ error: APIError) -> HTTPResponse {
-        switch self {
+    /// Its message and param redacted: the gateway's own errors quote what the client sent (a
+    /// model's name, a path, a header, a JSON key), and a key there went back whole where the
+    /// record and the log redacted it (reviews 112 #1, 113 #1).
+    func response(_ error: APIError, redactor: Redactor) -> HTTPResponse {
+        var error = error
+        error.message = redactor(error.message)
+        error.param = error.param.map { redactor($0) }
+        return switch self {
         case .chatCompletions, .responses:
             error.httpResponse
         case .messages:
@@ -76,13 +82,9 @@ enum ClientAPI {
 }
 
 extension HTTPResponseWriter {
-    /// Sends `error` in `api`'s shape with its status and headers, its message redacted: the
-    /// gateway's own messages quote what the client sent (a model's name, a path, a header), and
-    /// a key there went back whole where the record and the log redacted it (review 112 #1).
+    /// Sends `error` in `api`'s shape with its status and headers, redacted (`ClientAPI.response`).
     func respond(error: APIError, api: ClientAPI, redactor: Redactor) {
-        var error = error
-        error.message = redactor(error.message)
-        respond(api.response(error))
+        respond(api.response(error, redactor: redactor))
     }
 }
 

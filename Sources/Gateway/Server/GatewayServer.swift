@@ -421,7 +421,7 @@ public final class GatewayServer {
         ])
         error.headers += policy.corsHeaders(for: head)
         countRefusal(status: error.status, code: error.code, path: head.path)
-        return ClientAPI.errorShape(for: head).response(error)
+        return ClientAPI.errorShape(for: head).response(error, redactor: shared.redactor)
     }
 
     /// A request refused before any route took it (the HTTP server's own 400/408/413/431/501, the
