@@ -94,8 +94,8 @@ public struct SourceList: Sendable, Equatable {
 
     /// Whether a URL found in `text` ends before `end` rather than going on into a longer one
     /// (review 106 #5: `…/ok` was cited inside the link to `…/ok?x`, `…/page` inside `…/page2`):
-    /// the text's end, white space, other text (not ASCII), a closing bracket or `"`; or a run of
-    /// marks a URL may also hold (sentence punctuation, an ellipsis, `'`, emphasis, `|`) followed
+    /// the text's end, white space, other text (not ASCII), a closing bracket, `"` or `|`; or a run
+    /// of marks a URL may also hold (sentence punctuation, an ellipsis, `'`, emphasis) followed
     /// by one of those (review 108 #6: `…/ok.」`, `"…/ok."`, `_…/ok_`; review 113 #3: not inside
     /// `/wiki/Ender's_Game`).
     static func urlEnds(at end: Int, in text: [UInt8]) -> Bool {
@@ -117,9 +117,9 @@ public struct SourceList: Sendable, Equatable {
         return previous >= 0x80 || previous == 0x20 || previous == 0x0A || previous == 0x09 || previous == 0x0D || opening.contains(previous)
     }
 
-    static let closing = Set(")>]}\"`".utf8)
+    static let closing = Set(")>]}\"`|".utf8)  // `|` is no URL's (RFC 3986): a table's cell ends there
     static let opening = Set("(<[{\"'*_~`|".utf8)
-    static let trailingMarks = Set(".,;:!?'*|_~".utf8)
+    static let trailingMarks = Set(".,;:!?'*_~".utf8)
 
     /// The span, in UTF-8 bytes, of `[label](url)`, or of the bare URL, at the URL's first
     /// occurrence in `text` that ends there (`urlEnds`); nil when it does not occur, or `budget` (bytes read) runs out first.

@@ -58,6 +58,7 @@ import Testing
         ("see http://x.example/ok... later", "http://x.example/ok", 0),
         ("http://x.example/ok's page, then 'http://x.example/ok'", "http://x.example/ok", 1),
         ("**http://x.example/ok**", "http://x.example/ok", 0),
+        ("|a|http://x.example/ok|b|", "http://x.example/ok", 0),
         ("see http://x.example/ok_b, or [🎉 [x](y) t](http://x.example/ok)", "[🎉 [x](y) t](http://x.example/ok)", 0),
     ])
     func aURLIsCitedWhereItStandsAlone(text: String, cited: String, occurrence: Int) throws {
@@ -109,10 +110,10 @@ import Testing
     /// A URL ends where the text does, at a space, other text than ASCII, a closing bracket or
     /// quote, or a run of punctuation and emphasis marks followed by one of those.
     static func referenceEnds(at end: Int, in text: [Unicode.Scalar]) -> Bool {
-        let ending: (Unicode.Scalar) -> Bool = { !$0.isASCII || " \n\t\r)>]}\"`".unicodeScalars.contains($0) }
+        let ending: (Unicode.Scalar) -> Bool = { !$0.isASCII || " \n\t\r)>]}\"`|".unicodeScalars.contains($0) }
         guard end < text.count else { return true }
         if ending(text[end]) { return true }
-        let marks = ".,;:!?'*|_~".unicodeScalars
+        let marks = ".,;:!?'*_~".unicodeScalars
         guard marks.contains(text[end]) else { return false }
         guard let after = text[end...].firstIndex(where: { !marks.contains($0) }) else { return true }
         return ending(text[after])

@@ -411,7 +411,7 @@ struct SharedStoreTests {
         utc.dateFormat = "yyyyMMdd"
         let day = utc.string(from: Date())
         _ = try redis.command(["SET", "test:{team-a}:spend:d:\(day)", "1000.5"])
-        _ = try redis.command(["SET", "test:{team-a}:spend:m:\(day.prefix(6))", "-5"])
+        _ = try redis.command(["SET", "test:{team-a}:spend:m:\(day.prefix(6))", "0123"])  // not a count to INCRBY either
         let a = try Self.replica(redis: redis, onError: policy, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
                                  prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
         let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#)
@@ -427,6 +427,26 @@ struct SharedStoreTests {
             #expect(try redis.command(["HGETALL", "test:{team-a}:usage"]) == "*0")
             #expect(try redis.command(["GET", "test:{team-a}:spend:d:\(day)"]) == "$6\n1000.5")
         }
+    }
+
+    /// A usage count holding anything but a count (the key's report, which no decision reads)
+    /// starts again from zero: the settlement and its spend land all the same (review 115 #1:
+    /// every settlement was dropped, so the budget never moved).
+    @Test func aUsageCountHoldingNoCountStartsAgainAndTheSpendLands() throws {
+        let redis = try RedisServerProcess()
+        _ = try redis.command(["HSET", "test:{team-a}:usage", "requests", "lots", "cost_micros", "-1"])
+        let a = try Self.replica(redis: redis, onError: .deny, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        #expect(try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#).status == 200)
+        let deadline = Date().addingTimeInterval(5)
+        var usage = ""
+        repeat {
+            usleep(20_000)
+            usage = try redis.command(["HGET", "test:{team-a}:usage", "requests"])
+        } while usage != "$1\n1" && Date() < deadline
+        #expect(usage == "$1\n1", "\(usage)")
+        let spend = try redis.command(["KEYS", "test:{team-a}:spend:d:*"])
+        #expect(spend.contains("spend:d:"), "the spend landed: \(spend)")
     }
 
     /// A record value larger than any this gateway writes (another program's) is unreadable, not

@@ -43,12 +43,17 @@ enum RedisLimitScripts {
             redis.call('SET', key, string.format('%.17g %d', level, now), 'PX', math.ceil(reset / 1000) + 1000)
           end
         end
-        -- A count the gateway keeps (a spend counter, a usage field) holds the digits INCRBY
-        -- wrote: anything else (text, a fraction, a negative number) is the script's error, so
-        -- `on_store_error` decides, never a budget read as nothing spent (review 114 #1, #4).
+        -- A spend counter holds the digits INCRBY wrote: anything else (text, a fraction, a
+        -- negative number) is the script's error, so `on_store_error` decides, never a budget
+        -- read as nothing spent (review 114 #1, #4).
+        -- As Redis' INCRBY reads one (no sign, no leading zero), and far from 2^63 whatever is
+        -- added (review 115 #2: `0123` or 20 digits passed here and failed INCRBY midway).
+        local function is_count(stored)
+          return stored == '0' or (#stored <= 18 and string.match(stored, '^[1-9]%d*$') ~= nil)
+        end
         local function count_in(stored)
           if not stored then return 0 end
-          if not string.match(stored, '^%d+$') then error({err = 'ERR fusion-gateway: a counter holds something other than a count'}) end
+          if not is_count(stored) then error({err = 'ERR fusion-gateway: a counter holds something other than a count'}) end
           return tonumber(stored)
         end
         local function spent(key)
@@ -120,14 +125,16 @@ enum RedisLimitScripts {
     /// usage to add: requests, prompt tokens, completion tokens; then the marker's lifetime (s).
     /// Applied once: a settlement sent again (its reply lost to a timeout) finds its marker and
     /// returns 0 without counting anything twice.
-    /// Every count it adds to is read first: one that holds something else fails the script
-    /// before it writes anything (Redis does not undo a script's writes before its error).
+    /// The spend counters are read first: one that holds something else fails the script before
+    /// it writes anything (Redis does not undo a script's writes before its error), and the
+    /// policy decides, as admission does. The usage counts are the key's report, read by no
+    /// decision: one that holds something else starts again from zero, so the spend still lands
+    /// (review 115 #1: a garbage usage field dropped every settlement, spend and all).
     static let settle = prelude + """
         spent(KEYS[3])
         spent(KEYS[4])
-        for _, field in ipairs({'requests', 'prompt_tokens', 'completion_tokens', 'cost_micros'}) do
-          count_in(redis.call('HGET', KEYS[5], field))
-        end
+        local usage_type = redis.call('TYPE', KEYS[5])['ok']
+        if usage_type ~= 'none' and usage_type ~= 'hash' then redis.call('DEL', KEYS[5]) end
         if not redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[12]) then return 0 end
         local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
         local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -138,6 +145,10 @@ enum RedisLimitScripts {
           redis.call('EXPIRE', KEYS[3], ARGV[7])
           redis.call('INCRBY', KEYS[4], spend)
           redis.call('EXPIRE', KEYS[4], ARGV[8])
+        end
+        for _, field in ipairs({'requests', 'prompt_tokens', 'completion_tokens', 'cost_micros'}) do
+          local stored = redis.call('HGET', KEYS[5], field)
+          if stored and not is_count(stored) then redis.call('HSET', KEYS[5], field, '0') end
         end
         redis.call('HINCRBY', KEYS[5], 'requests', ARGV[9])
         redis.call('HINCRBY', KEYS[5], 'prompt_tokens', ARGV[10])
