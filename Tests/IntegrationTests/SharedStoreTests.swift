@@ -382,17 +382,27 @@ struct SharedStoreTests {
 
     /// A hold Redis cannot decide (here its total is a hash, so the script fails) follows
     /// `on_store_error` as an admission does, and is counted; the replica keeps serving.
-    @Test(arguments: [StoreSettings.OnError.allow, .deny])
-    func aHoldTheStoreCannotDecideFollowsTheErrorPolicy(policy: StoreSettings.OnError) throws {
-        let redis = try RedisServerProcess()
-        _ = try redis.command(["HSET", "test:{team-a}:held", "not", "a number"])
-        let a = try Self.replica(redis: redis, onError: policy, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
-                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
-        let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#)
+    /// A replica whose key TEAM_A has a daily budget, the mock priced.
+    static func budgeted(redis: RedisServerProcess, onError: StoreSettings.OnError) throws -> TestEnvironment {
+        try replica(redis: redis, onError: onError, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                    prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+    }
+
+    /// TEAM_A's request answered as `policy` says a store error is.
+    static func expectAnsweredAsThePolicySays(_ env: TestEnvironment, _ policy: StoreSettings.OnError) throws {
+        let response = try chat(env, key: keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#)
         switch policy {
         case .allow: #expect(response.status == 200, "\(response.text)")
         case .deny: #expect(response.status == 503 && response.json?["error"]?["code"]?.stringValue == "limits_unavailable", "\(response.text)")
         }
+    }
+
+    @Test(arguments: [StoreSettings.OnError.allow, .deny])
+    func aHoldTheStoreCannotDecideFollowsTheErrorPolicy(policy: StoreSettings.OnError) throws {
+        let redis = try RedisServerProcess()
+        _ = try redis.command(["HSET", "test:{team-a}:held", "not", "a number"])
+        let a = try Self.budgeted(redis: redis, onError: policy)
+        try Self.expectAnsweredAsThePolicySays(a, policy)
         let metrics = try Self.metrics(a)
         #expect(metrics.contains(#"fusion_gateway_store_errors_total{operation="hold",error="server_error"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"fusion_gateway_limit_decisions_total{outcome="store_error_\#(policy == .allow ? "allowed" : "denied")"} 1"#))
@@ -412,13 +422,8 @@ struct SharedStoreTests {
         let day = utc.string(from: Date())
         _ = try redis.command(["SET", "test:{team-a}:spend:d:\(day)", "1000.5"])
         _ = try redis.command(["SET", "test:{team-a}:spend:m:\(day.prefix(6))", "0123"])  // not a count to INCRBY either
-        let a = try Self.replica(redis: redis, onError: policy, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
-                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
-        let response = try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#)
-        switch policy {
-        case .allow: #expect(response.status == 200, "\(response.text)")
-        case .deny: #expect(response.status == 503 && response.json?["error"]?["code"]?.stringValue == "limits_unavailable", "\(response.text)")
-        }
+        let a = try Self.budgeted(redis: redis, onError: policy)
+        try Self.expectAnsweredAsThePolicySays(a, policy)
         if policy == .allow {
             // Its settlement failed whole: no usage counted, the counters as they were.
             let deadline = Date().addingTimeInterval(5)
@@ -435,8 +440,7 @@ struct SharedStoreTests {
     @Test func aUsageCountHoldingNoCountStartsAgainAndTheSpendLands() throws {
         let redis = try RedisServerProcess()
         _ = try redis.command(["HSET", "test:{team-a}:usage", "requests", "lots", "cost_micros", "-1"])
-        let a = try Self.replica(redis: redis, onError: .deny, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
-                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        let a = try Self.budgeted(redis: redis, onError: .deny)
         #expect(try Self.chat(a, key: Self.keys["TEAM_A_KEY"]!, extra: #","max_tokens":5"#).status == 200)
         let deadline = Date().addingTimeInterval(5)
         var usage = ""
