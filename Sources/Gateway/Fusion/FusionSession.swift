@@ -333,9 +333,11 @@ final class FusionSession<Renderer: FusionRenderer> {
         watchdog?.noteWrite()
     }
 
-    /// What the response ends with: usage summed over every call, per call when fusion ran,
-    /// the estimates of calls cut or failed before their usage included (`accounted`).
-    private var totals: FusionTotals {
+    /// What the response ends with: usage summed over every call, per call when fusion ran, cut
+    /// calls charged from their ledgers as they stand, as the record is (CI run 138: a piece read
+    /// as a member was cut made the record a token more than the client was told).
+    private func settledTotals() -> FusionTotals {
+        callLog.settle()
         let accounted = accounted
         var totals = FusionTotals(usage: accounted.usage, calls: machine.deliberated ? accounted.calls : nil, fusion: machine.fusionResult,
                                   finishReason: machine.finishReason, sources: machine.sources)
@@ -377,12 +379,12 @@ final class FusionSession<Renderer: FusionRenderer> {
             }
             if machine.request.stream {
                 out.removeAll(keepingCapacity: true)
-                renderer.renderEnd(totals, into: &out)
+                renderer.renderEnd(settledTotals(), into: &out)
                 write(out)
                 stream.emitEnd()
             } else {
                 do {
-                    let body = try renderer.body(totals)
+                    let body = try renderer.body(settledTotals())
                     let cleaned = body.withUnsafeBytes { redactor.redacting($0) } ?? body  // as a stream's bytes are (`ClientStream`)
                     writer.respond(status: 200, headers: [("Content-Type", "application/json")] + GenerationHeaders.naming(generationID), body: cleaned)
                     sentStatus = 200
@@ -401,7 +403,7 @@ final class FusionSession<Renderer: FusionRenderer> {
             callLog.cancelAll(at: EventLoop.monotonicNanoseconds())
             if writer.state == .streaming {
                 out.removeAll(keepingCapacity: true)
-                renderer.renderError(error, totals: totals, into: &out)
+                renderer.renderError(error, totals: settledTotals(), into: &out)
                 write(out)
                 stream.emitEnd()
             } else {
