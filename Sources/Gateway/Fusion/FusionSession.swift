@@ -14,10 +14,10 @@ import Web
 /// the client's bytes, so the session's state lives on one loop while its panel runs on all.
 /// `Renderer` writes the client's API (chat completions, Responses, Anthropic Messages).
 final class FusionSession<Renderer: FusionRenderer> {
-    private var machine: FusionSessionMachine
+    var machine: FusionSessionMachine
     private var renderer: Renderer
     private let api: ClientAPI
-    private let routes: Routes
+    let routes: Routes
     private let writer: HTTPResponseWriter
     private let workers: [UpstreamWorker]
     /// Open calls this loop may carry beyond the least busy one before members go elsewhere.
@@ -32,17 +32,17 @@ final class FusionSession<Renderer: FusionRenderer> {
     private let metrics: GatewayMetrics?
     private let web: WebToolRunner?
     /// When the request arrived (monotonic ns): the zero of the session's clock.
-    private let startedAt: UInt64
+    let startedAt: UInt64
     private var onFinish: ((@escaping RecordCloser) -> Void)?
-    private var record: GenerationRecord
+    var record: GenerationRecord
     /// How the response is ending (see `ResponseEnding`).
-    private var sentStatus: Int?
-    private var failure: RecordError?
-    private var cancelled = false
+    var sentStatus: Int?
+    var failure: RecordError?
+    var cancelled = false
     /// Every upstream call's record, and the gateway's own time per phase.
-    private var callLog: InnerCallLog
-    private var meter = OverheadMeter()
-    private var callStarts: [FusionSessionMachine.CallID: UInt64] = [:]
+    var callLog: InnerCallLog
+    var meter = OverheadMeter()
+    var callStarts: [FusionSessionMachine.CallID: UInt64] = [:]
     private var countedDeliberation = false
     private var stream: ClientStream!
     private var watchdog: StreamWatchdog?
@@ -333,41 +333,6 @@ final class FusionSession<Renderer: FusionRenderer> {
         watchdog?.noteWrite()
     }
 
-    /// What the response ends with: usage summed over every call, per call when fusion ran, cut
-    /// calls charged from their ledgers as they stand, as the record is (CI run 138: a piece read
-    /// as a member was cut made the record a token more than the client was told).
-    private func settledTotals() -> FusionTotals {
-        callLog.settle()
-        let accounted = accounted
-        var totals = FusionTotals(usage: accounted.usage, calls: machine.deliberated ? accounted.calls : nil, fusion: machine.fusionResult,
-                                  finishReason: machine.finishReason, sources: machine.sources)
-        totals.usageEstimated = accounted.estimated
-        totals.answeringModel = callLog.answeringOuterCall.flatMap { $0.fellBack ? $0.model : nil }
-        return totals
-    }
-
-    /// The usage the client is told and the record (and so the key) is charged, one figure for
-    /// both: the sum of every upstream call's, each once, as the call log has it (what the spend
-    /// prices too: review 97 #1, the machine's stats have no row for a call still running when
-    /// the request ends, nor for a tool loop's earlier turns then); and the per-call breakdown,
-    /// the machine's stats with what the call log charges beyond them folded in (estimates,
-    /// reports only a cut call read).
-    private var accounted: (calls: [MemberStats], usage: Usage, estimated: Bool) {
-        let charges = callLog.charges(pricedBy: routes.price(of:))
-        var folded = MemberStats.folding(charges, into: machine.calls)
-        for row in callLog.silentlyCancelledMembers where !folded.calls.contains(where: { $0.member == row.member && $0.role == row.role }) {
-            folded.calls.append(row)
-        }
-        // A row without usage whose calls owe nothing (refused, unreachable) is known, zero, as
-        // the record counts it (`InnerCallLog.usageUnknown`; review 99 #1).
-        for index in folded.calls.indices where folded.calls[index].usage == nil {
-            let row = folded.calls[index]
-            if !callLog.mayOweUnknown(member: row.member, role: row.role, model: row.model) { folded.calls[index].usage = Usage() }
-        }
-        let calls = callLog.records(pricedBy: routes.price(of:))
-        return (folded.calls, calls.compactMap(\.usage).reduce(Usage(), +), calls.contains(where: \.usageEstimated))
-    }
-
     private func end(_ outcome: FusionSessionMachine.Outcome) {
         guard !finished else { return }
         budget.releaseShared()  // what it held of every deliberation's bytes (`fusion.max_bytes_in_flight`)
@@ -423,41 +388,6 @@ final class FusionSession<Renderer: FusionRenderer> {
             }
         }
         finish()
-    }
-
-    /// The record, from the machine's accounting, the call log and the meter.
-    private func fileRecord() {
-        let time = EventLoop.monotonicNanoseconds()
-        callLog.cancelAll(at: time)
-        callLog.settle()
-        for start in callStarts.values { meter.waited(from: start, to: time) }
-        callStarts.removeAll()
-        meter.end(at: time)
-        // Whether or not the outer model went on to deliberate.
-        record.router = FusionRequest.router
-        record.entryPoint = machine.request.entryPoint
-        record.firstTokenMilliseconds = machine.firstTokenAt.map(OverheadMeter.roundedMilliseconds)
-        let accounted = accounted
-        record.fusionCalls = accounted.calls.map(\.json)
-        record.innerCalls = callLog.records(pricedBy: routes.price(of:))
-        // The model that answered, as a proxied request's record names it (review 64B #2).
-        if let answering = callLog.answeringOuterCall { (record.model, record.provider) = (answering.model, answering.provider) }
-        // The client's usage, the estimates of calls cut before theirs included: what the key
-        // is charged.
-        record.usage = accounted.usage
-        record.usageEstimated = record.innerCalls.contains(where: \.usageEstimated)
-        record.usageUnknown = callLog.usageUnknown
-        record.upstreamAttempts = record.innerCalls.reduce(0) { $0 + $1.attempts }
-        record.fallbacks = record.innerCalls.reduce(0) { $0 + $1.fallbacks }
-        record.retries = record.innerCalls.reduce(0) { $0 + max(0, $1.attempts - 1 - $1.fallbacks) }
-        record.webToolCalls = machine.webToolCalls
-        record.numSearchResults = machine.searchResults
-        record.phases = meter.timings()
-        record.fusionCost = machine.costEstimate?.report(calls: accounted.calls, prices: machine.prices)
-        record.overheadMilliseconds = meter.totalOverheadMilliseconds()
-        record.close(ResponseEnding(sentStatus: sentStatus, upstreamFinishReason: machine.finishReason?.rawValue, error: failure,
-                                    cancelled: cancelled),
-                     durationMilliseconds: OverheadMeter.milliseconds(time - startedAt))
     }
 
     /// Cancels whatever is still running and files the record. Idempotent.
