@@ -97,6 +97,30 @@ import Testing
         #expect(Spend.micros(of: record, prices: prices) == 2 * bounded)
     }
 
+    /// A cost an unpriced model's upstream reports is charged up to $1,000 per million tokens
+    /// plus $1 a call, and the rate learned from it is bounded the same way (review 117 #1: one
+    /// 8-token answer reporting `"cost": 1e9` charged its key $1e9, and every other key's cut call
+    /// of the model at 1.25e14 µ$ a token). A true cost, even a request fee on a short answer, is
+    /// charged whole.
+    @Test func aReportedCostIsChargedUpToABound() {
+        let rates = ReportedRates()
+        var record = GenerationRecord(id: "gen-1", route: .chatCompletions, kind: .proxy, requestedModel: "p/m", streamed: true,
+                                      created: 0, owner: nil)
+        record.usage = .init(promptTokens: 5, completionTokens: 3, totalTokens: 8, cost: 1e9)
+        #expect(Spend.micros(of: record, prices: [:], rates: rates) == 8 * 1_000 + 1_000_000)
+        record.usage = .init(promptTokens: 5, completionTokens: 3, totalTokens: 8, cost: 0.02)
+        #expect(Spend.micros(of: record, prices: [:]) == 20_000, "a request fee on a short answer, whole")
+        record.usage = .init(promptTokens: 100_000, completionTokens: 32_000, totalTokens: 132_000, cost: 20.7)
+        #expect(Spend.micros(of: record, prices: [:]) == 20_700_000, "an expensive model's long answer, whole")
+        record.usage = .init(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens, cost: Usage.maxCost)
+        #expect(Spend.micros(of: record, prices: [:]) == (Spend.maxChargedPromptTokens + Spend.maxChargedCompletionTokens) * 1_000 + 1_000_000)
+        // Another key's call of the model, cut before its usage: at the bounded rate.
+        var cut = record
+        cut.usage = .init(promptTokens: 27, completionTokens: 1, totalTokens: 28)
+        cut.usageEstimated = true
+        #expect(Spend.micros(of: cut, prices: [:], rates: rates) == 28 * 1_000)
+    }
+
     /// Settlements waiting for Redis add up per key and period, saturating; the spend sent is at
     /// most 2^40 µ$ (the script's Lua would print more in exponent form, which INCRBY refuses).
     @Test func waitingSettlementsAddUp() {

@@ -15,9 +15,21 @@ import Providers
 /// written, whatever its upstream reports: a broken or hostile upstream's `1e20` tokens on a
 /// 10-token answer charged $3.3M and locked its key out for the month (review 83B #2). The bounds
 /// are above any model's context and output today (10M and 128K tokens).
+///
+/// A cost an unpriced call's upstream reports is charged up to `maxReportedMicrosPerToken` a
+/// token (its bounded tokens) plus `maxReportedMicrosPerCall`: one 8-token answer reporting
+/// `"cost": 1e9` (a hostile upstream, or one reporting credits or cents) charged $1,000,000,000
+/// and, through the rate it taught `ReportedRates`, every other key's cut call of that model
+/// too (review 117 #1). Above any model's price today ($600 per million output tokens) and any
+/// request fee (web search, tools), so a true cost is charged whole; a model priced higher is
+/// given its price in `prices:`.
 enum Spend {
     static let maxChargedPromptTokens: Int64 = 1 << 24
     static let maxChargedCompletionTokens: Int64 = 1 << 21
+    /// $1,000 per million tokens.
+    static let maxReportedMicrosPerToken = 1_000.0
+    /// $1 a call, for what is not priced per token (a search's fee).
+    static let maxReportedMicrosPerCall = 1_000_000.0
 
     static func micros(of record: GenerationRecord, prices: PriceBook, rates: ReportedRates? = nil) -> Int64 {
         guard !record.innerCalls.isEmpty else {
@@ -50,9 +62,11 @@ enum Spend {
                 return clamped(rate * Double(Usage.saturatingAdd(usage.promptTokens, usage.completionTokens)))
             }
             if !estimated { rates?.learn(model: model, usage: usage) }
-            // Usage clamps the reported cost to 0...1e9 dollars: the product fits easily.
-            // Rounded up, as a priced cost is: a fraction of a micro-dollar is charged.
-            return Int64((max(0, usage.cost) * 1_000_000).rounded(.up))
+            // Usage clamps the reported cost to 0...1e9 dollars, and the bound is far below
+            // Int64.max. Rounded up, as a priced cost is: a fraction of a micro-dollar is charged.
+            let tokens = Double(Usage.saturatingAdd(usage.promptTokens, usage.completionTokens))
+            let bound = tokens * maxReportedMicrosPerToken + maxReportedMicrosPerCall
+            return clamped(min(max(0, usage.cost) * 1_000_000, bound))
         }
         // Dollars per million tokens × tokens = micro-dollars. Prices are at most 1e5 and token
         // counts at most 2^40 (`Usage`), so the sum is finite; clamped below Int64.max anyway.
@@ -80,7 +94,9 @@ final class ReportedRates: Sendable {
     func learn(model: String, usage: Usage) {
         let tokens = Usage.saturatingAdd(usage.promptTokens, usage.completionTokens)
         guard usage.cost > 0, tokens > 0 else { return }
-        let rate = usage.cost * 1_000_000 / Double(tokens)
+        // At most the bound a reported cost is charged to (`Spend`): one absurd report no longer
+        // sets what every key's cut call of the model costs.
+        let rate = min(usage.cost * 1_000_000 / Double(tokens), Spend.maxReportedMicrosPerToken)
         guard rate.isFinite else { return }
         let name = Self.name(model)
         rates.withLock { rates in
