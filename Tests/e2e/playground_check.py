@@ -512,6 +512,19 @@ def quorum_checks(driver):
     return totals
 
 
+def long_token_checks(driver):
+    """A word of 4,000 characters with no space (a hash, base64) in the question, and echoed by a
+    member (`sim/echo` answers with its request body, one unbroken JSON line): it wraps inside
+    its box, and the page never scrolls sideways (review 116 #1: 92,000 px of it)."""
+    driver.find_element(By.ID, "new-chat").click()
+    set_panel(driver, ["sim/echo", "sim/expert-1"])
+    send(driver, "Q" + "x" * 4000)
+    status = wait_turn_over(driver)
+    check("a deliberation on a long word completes", status == "done", status)
+    overflow = js(driver, "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    check("a long word never widens the page", overflow <= 0, f"{overflow} px wider than the window")
+
+
 def cancel_checks(driver, gateway):
     """Stop mid-panel: the fetch is aborted, the gateway cancels every inner call."""
     driver.find_element(By.ID, "new-chat").click()
@@ -617,6 +630,7 @@ def main():
         deliberation_checks(driver, args.screenshot)
         failing_member_checks(driver)
         quorum_checks(driver)
+        long_token_checks(driver)
         cancel_checks(driver, base)
         collect_console(driver)
         console_checks()
