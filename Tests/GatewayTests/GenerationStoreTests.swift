@@ -15,11 +15,11 @@ import Testing
     /// Only an id of the gateway's own form is looked up again on another replica's miss (each
     /// retry is a Redis round trip a client could otherwise ask for with any id).
     @Test func onlyTheGatewaysOwnIdsAreLookedUpAgain() {
-        #expect((0..<100).allSatisfy { _ in GatewayServer.isGatewayGenerationID(GenerationStore.newID()) })
+        #expect((0..<100).allSatisfy { _ in GenerationStore.isGatewayID(GenerationStore.newID()) })
         for hostile in ["", "gen-", "gen-unknown", "gen-0123456789ABCDEF01234567", "gen-0123456789abcdef0123456", "gen-0123456789abcdef012345678",
                         "gen-0123456789abcdef0123456g", "gen-0123456789abcdef012345\u{0}7", "gen-0123456789abcdef01234é",
                         "resp_0123456789abcdef01234567", "GEN-0123456789abcdef01234567"] {
-            #expect(!GatewayServer.isGatewayGenerationID(hostile), "\(hostile.debugDescription)")
+            #expect(!GenerationStore.isGatewayID(hostile), "\(hostile.debugDescription)")
         }
     }
 
@@ -29,7 +29,7 @@ import Testing
         let pool = RandomPool()
         let ids = (0..<1_000).map { _ in GenerationStore.newID(from: pool) }  // ~4 refills
         #expect(Set(ids).count == ids.count)
-        #expect(ids.allSatisfy(GatewayServer.isGatewayGenerationID))
+        #expect(ids.allSatisfy(GenerationStore.isGatewayID))
         var large = [UInt8](repeating: 0, count: 10_000)
         large.withUnsafeMutableBytes { pool.fill($0) }
         // Each 4 KiB stretch is random: none is all zeros (what a spent pool holds).

@@ -38,6 +38,31 @@ extension SharedStoreTests {
             #expect(try redis.command(["EXISTS", "test:{team-a}:held"]) == ":0")
         }
 
+        /// A settlement Redis ran after its reply was given up on (Redis stalled past the timeout,
+        /// then the replica stopped) ends its hold as it lands (review 114 #3: the release waited
+        /// for a reply that never came, and the budget stayed held for the holds' 15 minutes).
+        @Test func aSettlementRedisRanAfterItsReplicaStoppedEndsItsHold() throws {
+            let redis = try RedisServerProcess()
+            let a = try SharedStoreTests.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+                                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)], loops: 1,
+                                                 commandTimeoutMilliseconds: 200)
+            let client = try a.client()
+            let body = TestEnvironment.chatBody(model: "mock/paced:deltas=4:pace_ms=100", extra: #","max_tokens":60"#)
+            try client.send(TestEnvironment.post("/v1/chat/completions", body: body, headers: ["Authorization": "Bearer \(SharedStoreTests.keys["TEAM_A_KEY"]!)"]))
+            #expect(a.eventually { a.mockStats.counts.streamsStarted == 1 })
+            #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":1")
+            redis.pause()  // the settlement is written to Redis; its reply never comes
+            #expect(try client.readResponse().status == 200)
+            client.disconnect()
+            usleep(500_000)  // its timeout passes: it waits as "may have applied"
+            a.stop()
+            redis.resume()  // Redis runs what it had read
+            #expect(a.eventually(timeoutSeconds: 5) { (try? redis.command(["HGET", "test:{team-a}:usage", "requests"])) == "$1\n1" },
+                    "the settlement landed")
+            #expect(try redis.command(["ZCARD", "test:{team-a}:holds"]) == ":0", "its hold ended with it")
+            #expect(try redis.command(["EXISTS", "test:{team-a}:held"]) == ":0")
+        }
+
         /// A second signal once every response has ended cuts only the store's drain: what Redis
         /// did not get is still said, and the stop completes (review 72B #5: it read as requests
         /// cut, exit 1, and the store's losses were never logged).

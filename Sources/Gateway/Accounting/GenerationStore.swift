@@ -122,4 +122,9 @@ final class GenerationStore: Sendable {
             return 28
         }
     }
+
+    /// `gen-` and 24 lower-case hex digits (`newID`).
+    static func isGatewayID(_ id: String) -> Bool {
+        id.utf8.count == 28 && id.hasPrefix("gen-") && id.utf8.dropFirst(4).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
 }

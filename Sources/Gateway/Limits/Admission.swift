@@ -265,7 +265,7 @@ extension GatewayServer {
             storeDropWarning.occurred()
         } else {
             lastStoreFailure = (operation, "\(error)")
-            if operation == "connect" { lastStoreConnectFailure = "\(error)" }
+            if operation == "connection" { lastStoreConnectFailure = "\(error)" }
             storeFailureWarning.occurred()
         }
     }

@@ -157,8 +157,7 @@ final class RedisKeyLimiter: KeyLimiter {
         client.send(pending.command) { [weak self] result in
             guard let self else { return }
             guard case .failure(let error) = result else {
-                // The spend is in: its holds end.
-                for release in pending.releases { sendRelease(release) }
+                // The spend is in, and its holds ended with it (the settle script ends them).
                 // Redis answers again: send what still waits, a batch at a time.
                 if !unsent.isEmpty || !unreleased.isEmpty { flushUnsent(batch: 256) }
                 return
@@ -252,7 +251,7 @@ struct PendingSettlement: Equatable {
     var usage: KeyUsage
     var daySeconds: Int64
     var monthSeconds: Int64
-    /// Holds to end once this has landed.
+    /// Holds to end as this lands (all of this key's, so all with the same keys).
     var releases: [PendingRelease] = []
     /// Sent, and its reply lost: it may have been applied, so it is sent again as it is (its
     /// marker, the last key, keeps it from counting twice) and never added to another.
@@ -278,7 +277,9 @@ struct PendingSettlement: Equatable {
     }
 
     var command: [[UInt8]] {
-        (["EVAL", RedisLimitScripts.settle, String(keys.count + 1)] + keys + [marker] + [
+        // The holds end in the script, with the spend (all of one key's: they share its keys).
+        let holds = releases.first?.keys ?? []
+        return (["EVAL", RedisLimitScripts.settle, String(keys.count + 1 + holds.count)] + keys + [marker] + holds + [
             now, String(limits.requestsPerMinute ?? 0), String(limits.tokensPerMinute ?? 0),
             // Spend at most 2^40 µ$, beyond any budget (`KeyLimits.maxValue`): the script's Lua
             // prints a number of 10^14 or more in exponent form, which `INCRBY` refuses.
@@ -286,6 +287,6 @@ struct PendingSettlement: Equatable {
             String(daySeconds), String(monthSeconds),
             String(usage.requests), String(usage.promptTokens), String(usage.completionTokens),
             String(Self.markerSeconds),
-        ]).map { Array($0.utf8) }
+        ] + releases.flatMap { [$0.member, String($0.amount)] }).map { Array($0.utf8) }
     }
 }

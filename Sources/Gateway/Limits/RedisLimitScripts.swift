@@ -62,6 +62,26 @@ enum RedisLimitScripts {
 
         """
 
+    /// Ends holds: used by the settle script (its holds end as its spend lands) and the release one.
+    private static let releaseHolds = """
+        -- Ends the holds named in ARGV from `first` on (pairs: member `"<hold id> <µ$>"`, amount)
+        -- and takes them off their total. One already lapsed or released changes nothing.
+        local function release_holds(holds, total, first)
+          local released = 0
+          for i = first, #ARGV - 1, 2 do
+            if redis.call('ZREM', holds, ARGV[i]) == 1 then released = released + (tonumber(ARGV[i + 1]) or 0) end
+          end
+          if released == 0 then return end
+          local held = (tonumber(redis.call('GET', total) or '0') or 0) - released
+          if held <= 0 or redis.call('ZCARD', holds) == 0 then
+            redis.call('DEL', total)
+          else
+            redis.call('SET', total, string.format('%d', held), 'KEEPTTL')
+          end
+        end
+
+        """
+
     /// KEYS: request bucket, token bucket, day spend, month spend.
     /// ARGV: now (or ''), requests/minute, tokens/minute, request cost, token cost, daily budget,
     /// monthly budget (0: none), µs until the day ends, µs until the month ends.
@@ -119,23 +139,32 @@ enum RedisLimitScripts {
         """
 
     /// KEYS: request bucket, token bucket, day spend, month spend, usage hash, this settlement's
-    /// marker.
+    /// marker, and with holds to end the key's holds and their total.
     /// ARGV: now (or ''), requests/minute, tokens/minute (0: none), extra requests, token delta,
     /// spend µ$, seconds until the day's counter expires, seconds until the month's, then the
-    /// usage to add: requests, prompt tokens, completion tokens; then the marker's lifetime (s).
+    /// usage to add: requests, prompt tokens, completion tokens; then the marker's lifetime (s);
+    /// then the holds to end, as the release script takes them (member, amount), pair by pair.
     /// Applied once: a settlement sent again (its reply lost to a timeout) finds its marker and
     /// returns 0 without counting anything twice.
+    /// Its holds end in the same step as the spend lands: a settlement Redis ran whose reply
+    /// never came (a replica stopped while Redis stalled) leaves no hold behind it to keep the
+    /// budget held for the holds' lifetime (review 114 #3).
     /// The spend counters are read first: one that holds something else fails the script before
     /// it writes anything (Redis does not undo a script's writes before its error), and the
     /// policy decides, as admission does. The usage counts are the key's report, read by no
     /// decision: one that holds something else starts again from zero, so the spend still lands
     /// (review 115 #1: a garbage usage field dropped every settlement, spend and all).
-    static let settle = prelude + """
+    static let settle = prelude + releaseHolds + """
         spent(KEYS[3])
         spent(KEYS[4])
         local usage_type = redis.call('TYPE', KEYS[5])['ok']
         if usage_type ~= 'none' and usage_type ~= 'hash' then redis.call('DEL', KEYS[5]) end
-        if not redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[12]) then return 0 end
+        -- The marker is the first write: Redis refuses it while full (`OOM`) before anything else
+        -- changed, so the holds stay while the spend is not counted (a release first ran, then
+        -- the settlement failed).
+        local already = not redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[12])
+        if #KEYS >= 8 then release_holds(KEYS[7], KEYS[8], 13) end
+        if already then return 0 end
         local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
         local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
         if rpm > 0 and extra ~= 0 then store(KEYS[1], math.max(deepest(rpm), level_at(KEYS[1], rpm) - extra), rpm) end
@@ -207,15 +236,8 @@ enum RedisLimitScripts {
 
     /// KEYS: the key's holds, their total. ARGV: the hold (`"<hold id> <µ$>"`), its amount.
     /// A hold already lapsed (or released) changes nothing.
-    static let release = """
-        if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-          local held = (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) - tonumber(ARGV[2])
-          if held <= 0 or redis.call('ZCARD', KEYS[1]) == 0 then
-            redis.call('DEL', KEYS[2])
-          else
-            redis.call('SET', KEYS[2], string.format('%d', held), 'KEEPTTL')
-          end
-        end
+    static let release = releaseHolds + """
+        release_holds(KEYS[1], KEYS[2], 1)
         return 1
         """
 }

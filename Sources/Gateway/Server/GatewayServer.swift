@@ -161,7 +161,7 @@ public final class GatewayServer {
                 "operation": "\(failure.operation)", "error": "\(failure.error)", "failures": .stringConvertible(count),
                 "on_store_error": "\(store?.onStoreError.rawValue ?? "allow")",
             ]
-            if let connect = lastStoreConnectFailure, failure.operation != "connect" { metadata["last_connect_error"] = "\(connect)" }
+            if let connect = lastStoreConnectFailure, failure.operation != "connection" { metadata["last_connect_error"] = "\(connect)" }
             logger.warning("shared store failing; limits follow on_store_error, records wait for it", metadata: metadata)
         }
         storeBackNotice = ThrottledWarning(loop: loop) { [weak self] count in

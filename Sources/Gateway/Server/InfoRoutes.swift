@@ -28,7 +28,7 @@ extension GatewayServer {
         // client reading the cost at once, through a load balancer, lands here first about half
         // the time (review 62A #2). An id of the gateway's own form is looked up again for
         // ~100 ms before it is called unknown; a hit costs nothing more.
-        let retries = sharedStore && Self.isGatewayGenerationID(key) ? Self.sharedLookupRetries : 0
+        let retries = sharedStore && GenerationStore.isGatewayID(key) ? Self.sharedLookupRetries : 0
         // A record the presented key may not read is looked for as one that is not there, retries
         // included: answered at once, the time told another key's ids from unknown ones (review
         // 71D #2: 0.5 ms against 107).
@@ -47,6 +47,9 @@ extension GatewayServer {
                 respondCounted(APIError(status: 503, type: "server_error", code: "store_unavailable",
                                         message: "The record store is unreachable right now; the record may exist. Please retry shortly.",
                                         headers: [("Retry-After", "1")]), writer)
+            case .unreadable:
+                respondCounted(APIError(status: 500, type: "server_error", code: "record_unreadable",
+                                        message: "The record store holds something under this id that is not a generation record this gateway wrote; asking again will not help (the operator's log names it)."), writer)
             }
         }
     }
@@ -54,10 +57,6 @@ extension GatewayServer {
     static let sharedLookupRetries = 3
     static let sharedLookupRetryMilliseconds: UInt64 = 35
 
-    /// `gen-` and 24 lower-case hex digits (`GenerationStore.newID`).
-    static func isGatewayGenerationID(_ id: String) -> Bool {
-        id.utf8.count == 28 && id.hasPrefix("gen-") && id.utf8.dropFirst(4).allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
-    }
 
     /// The record `id`, asked again `retriesLeft` times a few milliseconds apart while it is not
     /// found, or found but not its to read (`mayRead`: a record on its way from another replica).
@@ -67,7 +66,7 @@ extension GatewayServer {
             let missing = switch lookup {
             case .notFound: true
             case .found(let stored): !mayRead(stored.owner)
-            case .unavailable: false
+            case .unavailable, .unreadable: false
             }
             guard let self, missing, retriesLeft > 0, !shared.isDraining else { return completion(lookup) }
             var timer: LoopTimer?

@@ -23,6 +23,9 @@ enum GenerationLookup: Equatable {
     case notFound
     /// The shared store could not answer (the record may exist on another replica).
     case unavailable(RedisError)
+    /// The shared store holds something under the id that is not a record this gateway wrote
+    /// (written by hand, another program): asking again will not help (review 114 #5).
+    case unreadable
 }
 
 /// Where generation records live, as one loop sees them: in this process only, or shared with

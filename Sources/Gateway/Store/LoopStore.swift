@@ -47,7 +47,9 @@ final class LoopStore {
             records?.flushUnwritten()
             limiter?.flushUnsent()
         }
-        client.onFailure = { error in onError("connect", error) }
+        // The connection failed: connecting, or since (a command's deadline passed, Redis closed
+        // it), whatever the commands on it were (review 114 #6: a timeout read as `connect`).
+        client.onFailure = { error in onError("connection", error) }
         self.records = records
         self.limiter = limiter
         self.redis = client
@@ -67,8 +69,7 @@ final class LoopStore {
 
     static let retryMilliseconds: UInt64 = 1_000
 
-    /// Nothing on its way to Redis: no command awaiting its reply (a settlement's reply sends
-    /// its holds' release, a second command), nothing queued to send.
+    /// Nothing on its way to Redis: no command awaiting its reply, nothing queued to send.
     var isIdle: Bool {
         guard let redis else { return true }
         let records = (records as? RedisGenerationRecordStore).map { $0.unwritten.count + $0.waitingToEncode } ?? 0
@@ -114,12 +115,13 @@ final class LoopStore {
         let unsent = (limiter as? RedisKeyLimiter)?.unsent ?? []
         let settlements = unsent.count(where: { !$0.mayHaveApplied })
         let unconfirmed = unsent.count - settlements  // written, their reply never came
-        let releases = (limiter as? RedisKeyLimiter)?.unreleased.count ?? 0
+        // A settlement's holds wait with it (they end as it lands): counted with the releases.
+        let releases = ((limiter as? RedisKeyLimiter)?.unreleased.count ?? 0) + unsent.reduce(0) { $0 + $1.releases.count }
         if records + unsent.count + releases > 0 {
-            // Unreleased holds lapse by themselves (`RedisKeyLimiter.holdLifetimeMicros`).
-            logger.warning("stopping with records, usage settlements and hold releases the shared store never got (or never confirmed)", metadata: [
+            logger.warning("stopping with records, usage settlements and hold releases the shared store never got (or never confirmed); holds not released lapse by themselves", metadata: [
                 "records": .stringConvertible(records), "settlements": .stringConvertible(settlements),
-                "settlements_unconfirmed": .stringConvertible(unconfirmed), "hold_releases": .stringConvertible(releases)])
+                "settlements_unconfirmed": .stringConvertible(unconfirmed), "hold_releases": .stringConvertible(releases),
+                "holds_lapse_after_seconds": .stringConvertible(RedisKeyLimiter.holdLifetimeMicros / 1_000_000)])
         }
     }
 }

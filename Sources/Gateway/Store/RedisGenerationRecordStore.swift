@@ -152,19 +152,28 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
                 if value.count <= limit, let stored = Self.decode(value) {
                     completion(.found(stored))
                 } else {
-                    let error = RedisError.protocolViolation("an unreadable generation record")
-                    self?.onError("record_get", error)
-                    completion(.unavailable(error))
+                    self?.unreadable(id, completion)
                 }
             case .success:
-                let error = RedisError.protocolViolation("unexpected reply to GET")
+                let error = RedisError.protocolViolation("unexpected reply to GETRANGE")
                 self?.onError("record_get", error)
                 completion(.unavailable(error))
+            case .failure(.server(let message)) where message.hasPrefix("WRONGTYPE"):
+                self?.unreadable(id, completion)  // a hash, a list: not ours either
             case .failure(let error):
                 self?.onError("record_get", error)
                 completion(.unavailable(error))
             }
         }
+    }
+
+    /// Something under the record's key that this gateway did not write: said to the operator
+    /// with the key (an id of the gateway's own form; a client's other string is not logged), so
+    /// it can be looked at or deleted.
+    private func unreadable(_ id: String, _ completion: (GenerationLookup) -> Void) {
+        let named = GenerationStore.isGatewayID(id) ? String(decoding: key(id), as: UTF8.self) : "a key under \(keyPrefix)gen:"
+        onError("record_get", .protocolViolation("\(named) holds no generation record this gateway wrote"))
+        completion(.unreadable)
     }
 
     static func encode(_ stored: StoredGeneration) -> [UInt8] {
