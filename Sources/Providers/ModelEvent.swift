@@ -175,7 +175,9 @@ public struct Usage: Sendable, Equatable {
     /// An upstream's token count, clamped to `0...maxTokens` (NaN, negatives and non-numbers: 0).
     public static func count(_ value: JSONValue?) -> Int64 {
         guard let number = value?.doubleValue, !number.isNaN, number > 0 else { return 0 }
-        return number >= Double(maxTokens) ? maxTokens : Int64(number)
+        // A fraction is no count an upstream should send: rounded up, so 0.9 is not a free call
+        // (review 119 #3).
+        return number >= Double(maxTokens) ? maxTokens : Int64(number.rounded(.up))
     }
 
     static func clamp(_ value: Int64) -> Int64 { min(max(value, 0), maxTokens) }

@@ -251,7 +251,11 @@ import Testing
         // An overloaded upstream (Anthropic's 529, after the gateway's retries): a 529 to
         // Anthropic's clients, whose SDKs raise OverloadedError for that status alone.
         expectError(try post(env, Self.body(model: "anth/error:status=529", stream: false)), status: 529, type: "overloaded_error", "upstream 529")
-        expectError(try post(env, Self.body(model: "mock/error:status=529", stream: true)), status: 529, type: "overloaded_error", "upstream 529")
+        let overloaded = try post(env, Self.body(model: "mock/error:status=529", stream: true))
+        expectError(overloaded, status: 529, type: "overloaded_error", "upstream 529")
+        // The record states the status sent (review 119 #5: 503).
+        let id = overloaded.header("x-generation-id")
+        #expect(env.eventually { (try? env.generation(id))?["status"] == .int(529) }, "\(String(describing: try? env.generation(id)))")
         // A system prompt among the turns is refused as Anthropic refuses it.
         let system = try post(env, #"{"model":"mock/normal","max_tokens":5,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}"#)
         expectError(system, status: 400, type: "invalid_request_error", "a system turn")

@@ -563,6 +563,31 @@ import Testing
         // `tool_use` with no call made is `stop` (#7).
         let (said, _) = try ProviderFixtures.decode([Array((start + text + end).utf8)], with: provider)
         #expect(said.contains(.finish(.stop)), "\(said)")
+        // A streamed input that starts as anything but an object is refused, as a whole answer's
+        // is (review 119 #2: `[1,2]` completed a Responses call); leading spaces are fine.
+        let streamed = { (json: String) in event(#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\#(json)"}}"#) }
+        for bad in ["[1,2]", #"  \"x\""#, "5"] {
+            #expect(throws: StreamDecodingError.self, "\(bad)") { _ = try ProviderFixtures.decode([Array((start + empty + streamed(bad) + stop + end).utf8)], with: provider) }
+        }
+        let spaced = try ProviderFixtures.decode([Array((start + empty + streamed(" ") + streamed(#" {\"a\":1}"#) + stop + end).utf8)], with: provider).0
+        #expect(spaced.compactMap { if case .toolCall(let call) = $0 { call.arguments } else { nil } }.joined() == #"  {"a":1}"#, "\(spaced)")
+        // A block or delta whose type is no identifier is not passed on, streamed or whole (review
+        // 119 #1: `""` and `123` reached a streamed Messages client, which would send them back).
+        let odd = event(#"{"type":"content_block_start","index":3,"content_block":{"type":"","x":1}}"#)
+            + event(#"{"type":"content_block_start","index":4,"content_block":{"type":123}}"#)
+            + event(#"{"type":"content_block_start","index":5,"content_block":{"type":"mcp_tool_use","id":"m"}}"#)
+            + event(#"{"type":"content_block_delta","index":5,"delta":{"type":"Weird Delta","v":1}}"#)
+            + event(#"{"type":"content_block_delta","index":5,"delta":{"type":"mcp_delta","v":2}}"#)
+        let passed = try ProviderFixtures.decode([Array((start + odd + text + finish).utf8)], with: provider).0.compactMap { event -> JSONValue? in
+            switch event {
+            case .providerBlock(.start(let block)): block
+            case .providerBlock(.delta(let delta)): delta
+            default: nil
+            }
+        }
+        #expect(passed.map { $0["type"]?.stringValue } == ["mcp_tool_use", "mcp_delta"], "\(passed)")
+        let whole = try provider.decodeResponse(Array(#"{"type":"message","content":[{"type":""},{"type":123},{"type":"mcp_tool_use","id":"m"}],"stop_reason":"end_turn"}"#.utf8), redactor: .none)
+        #expect(whole.filter { if case .providerBlock(.start) = $0 { true } else { false } }.count == 1, "\(whole)")
     }
 
     /// `"stop_reason": null` is still an end: stop (tool_calls after a tool call), streamed and whole.

@@ -207,9 +207,12 @@ import Testing
         ])
         let error = try provider.decodeResponse(Array(#"{"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}"#.utf8), redactor: .none)
         #expect(error == [.error(APIError(status: 503, type: "upstream_error", code: "unavailable", message: "The upstream reported an error: busy"))])
-        // Hostile counts: clamped, and the total is their sum, not the upstream's figure.
-        let hostile = try provider.decodeResponse(Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":-5,"candidatesTokenCount":1e308,"totalTokenCount":0}}"#.utf8), redactor: .none)
-        #expect(hostile.last == .usage(Usage(promptTokens: 0, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens)))
+        // Hostile counts: clamped, and the total is their sum, not the upstream's figure; a
+        // negative one makes no measurement (review 119 #3).
+        let hostile = try provider.decodeResponse(Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":1e308,"totalTokenCount":0}}"#.utf8), redactor: .none)
+        #expect(hostile.last == .usage(Usage(promptTokens: 5, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens)))
+        let negative = try provider.decodeResponse(Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":-5,"candidatesTokenCount":3}}"#.utf8), redactor: .none)
+        #expect(!negative.contains { if case .usage = $0 { true } else { false } }, "\(negative)")
         // No count that is a number (beyond a double, a string): no usage, not a measured zero.
         let unreadable = try provider.decodeResponse(Array(#"{"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1e400,"candidatesTokenCount":"9"}}"#.utf8), redactor: .none)
         #expect(!unreadable.contains { if case .usage = $0 { true } else { false } }, "\(unreadable)")
@@ -375,6 +378,28 @@ import Testing
         let (cut, cutEnd) = try ProviderFixtures.decode([Array(thought.utf8)], with: provider)
         #expect(cut.count == 2 && cut[1] == .usage(Usage(promptTokens: 5000, completionTokens: 6000, totalTokens: 11000, reasoningTokens: 6000)) && cutEnd == .truncated,
                 "\(cut)")
+        // An error object after the answer began: its usage first, as before an error finish
+        // (review 119 #6: it was estimated instead).
+        let failure = #"data: {"error":{"code":503,"message":"busy","status":"UNAVAILABLE"}}"# + "\n\n"
+        let (failed, _) = try ProviderFixtures.decode([Array((thought + failure).utf8)], with: provider)
+        #expect(failed.count == 3 && failed[1] == cut[1], "\(failed)")
+        guard case .error? = failed.last else { Issue.record("\(failed)"); return }
+    }
+
+    /// A count that is negative or no number makes the usage no measurement (the call is
+    /// estimated), not a measured 0 (review 119 #3); a fraction rounds up; cached tokens are at
+    /// most the prompt.
+    @Test func usageCountsThatAreNoCountsMakeNoMeasurement() throws {
+        func usage(_ metadata: String) throws -> Usage? {
+            let chunk = #"data: {"candidates":[{"content":{"parts":[{"text":"hi!"}]},"finishReason":"STOP"}],"usageMetadata":\#(metadata)}"# + "\n\n"
+            return try ProviderFixtures.decode([Array(chunk.utf8)], with: provider).0.compactMap { if case .usage(let usage) = $0 { usage } else { nil } }.last
+        }
+        for bad in [#"{"promptTokenCount":-100,"candidatesTokenCount":-5,"totalTokenCount":-1}"#,
+                    #"{"promptTokenCount":10,"candidatesTokenCount":-5}"#, #"{"promptTokenCount":10,"thoughtsTokenCount":"7"}"#] {
+            #expect(try usage(bad) == nil, "\(bad)")
+        }
+        let fractional = try usage(#"{"promptTokenCount":0.5,"candidatesTokenCount":2.1,"cachedContentTokenCount":900}"#)
+        #expect(fractional?.promptTokens == 1 && fractional?.completionTokens == 3 && fractional?.cachedTokens == 1, "\(String(describing: fractional))")
     }
 
     @Test func midStreamErrorsTakeTheirStatusFromTheCodeOrItsName() throws {

@@ -89,6 +89,25 @@ import Testing
         #expect(result.outcome == .done)
     }
 
+    /// A body with no event at all (HTML, a compressed stream, a `data:` line never ended) is a
+    /// truncation said as such (review 117 #5: "ended before the answer was complete").
+    @Test func aBodyWithoutASingleEventSaysSo() {
+        for body in ["<html><body>Bad gateway</body></html>\n", "\u{1F}\u{8B}\u{08}\u{00}binary", "data: {\"choices\":[", ": keep-alive\n\n"] {
+            var relay = SSERelay()
+            var out: [UInt8] = []
+            _ = relay.relay(Array(body.utf8), into: &out)
+            relay.upstreamDidEnd(failure: nil, into: &out)
+            guard case .failed(let error) = relay.outcome else { Issue.record("\(body.debugDescription): \(relay.outcome)"); continue }
+            #expect(error.code == "upstream_truncated" && error.message.contains("without a single event"), "\(error.message)")
+        }
+        var relay = SSERelay()
+        var out: [UInt8] = []
+        _ = relay.relay(Array("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n".utf8), into: &out)
+        relay.upstreamDidEnd(failure: nil, into: &out)
+        guard case .failed(let error) = relay.outcome else { Issue.record("\(relay.outcome)"); return }
+        #expect(error.message.contains("before the answer was complete"), "\(error.message)")
+    }
+
     /// Chunks that say nothing of the answer (a role alone, empty values however spelled, a
     /// filter report without choices) are held until one that does; a stream of only such
     /// chunks is the upstream's failure, not an empty success (review 59B #1, #3; 60 #4).

@@ -36,7 +36,7 @@ enum MetricLabels {
         // the gateway
         "shutting_down", "server_error", "internal_error", "inner_call_limit", "provider_key_missing", "connection_limit", "connection_evicted", "accept_failed", "out_of_descriptors",
         // a key's limits and the shared store
-        "rate_limit_exceeded", "limits_unavailable", "store_unavailable",
+        "rate_limit_exceeded", "limits_unavailable", "store_unavailable", "record_unreadable",
         // upstreams
         "upstream_error", "upstream_unreachable", "upstream_timeout", "upstream_truncated", "upstream_protocol_error",
         "upstream_connection_lost", "upstream_auth_failed", "upstream_invalid_response", "upstream_too_large", "collected_bytes_limit", "upstream_rejected", "upstream_bad_status", "upstream_unavailable",

@@ -358,7 +358,7 @@ final class FusionSession<Renderer: FusionRenderer> {
                     var error = error
                     error.headers += GenerationHeaders.naming(generationID)
                     writer.respond(error: error, api: api, redactor: redactor)
-                    sentStatus = error.status
+                    sentStatus = api.status(of: error)
                 }
             }
         case .failed(let error):
@@ -384,7 +384,7 @@ final class FusionSession<Renderer: FusionRenderer> {
                     response.body = Self.addingFusion(fusion.withUnsafeBytes { redactor.redacting($0) } ?? fusion, to: response.body)
                 }
                 writer.respond(response)
-                sentStatus = error.status
+                sentStatus = api.status(of: error)
             }
         }
         finish()

@@ -136,7 +136,7 @@ extension CompletionProxy {
             phase = .finished
             stream.emitEnd()
         } else {
-            accounting.sentStatus = error.status
+            accounting.sentStatus = api.status(of: error)
             var error = error
             error.headers += GenerationHeaders.naming(generationID)
             if !clientRetryCanHelp(error) { error.headers.append(("x-should-retry", "false")) }

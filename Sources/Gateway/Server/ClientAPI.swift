@@ -73,11 +73,15 @@ enum ClientAPI {
         case .chatCompletions, .responses:
             error.httpResponse
         case .messages:
-            // An upstream's "overloaded" is Anthropic's 529 to its own clients (their SDKs raise
-            // `OverloadedError` for it alone); OpenAI's clients know it as a 503.
-            HTTPResponse(status: error.code == "overloaded" && error.status == 503 ? 529 : error.status,
-                         headers: MessagesErrors.responseHeaders(error), body: MessagesErrors.body(error))
+            HTTPResponse(status: status(of: error), headers: MessagesErrors.responseHeaders(error), body: MessagesErrors.body(error))
         }
+    }
+
+    /// The status `error` is sent with: an upstream's "overloaded" is Anthropic's 529 to its own
+    /// clients (their SDKs raise `OverloadedError` for it alone); OpenAI's clients know it as a
+    /// 503. The record states it too (review 119 #5: 503 for a 529 sent).
+    func status(of error: APIError) -> Int {
+        self == .messages && error.code == "overloaded" && error.status == 503 ? 529 : error.status
     }
 }
 

@@ -147,7 +147,7 @@ extension GatewayServer {
         error.headers += GenerationHeaders.naming(record.id)
         writer.respond(error: error, api: api, redactor: shared.redactor)
         record.kind = .rejected
-        record.close(ResponseEnding(sentStatus: error.status, error: RecordError(error, redactor: shared.redactor)),
+        record.close(ResponseEnding(sentStatus: api.status(of: error), error: RecordError(error, redactor: shared.redactor)),
                      durationMilliseconds: OverheadMeter.milliseconds(EventLoop.monotonicNanoseconds() - startedAt))
         record.overheadMilliseconds = record.durationMilliseconds  // no upstream was asked: all of it was the gateway's
         record.redactNames(shared.redactor)

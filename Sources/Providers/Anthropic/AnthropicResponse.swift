@@ -24,6 +24,14 @@ enum AnthropicResponse {
         return .stopDetail(reason: stopReason, sequence: sequence?.stringValue.flatMap(stopSequence))
     }
 
+    /// A block's or delta's type the gateway passes on without knowing it (a server tool's, a
+    /// new kind): an identifier as Anthropic's are (`server_tool_use`, `citations_delta`), so a
+    /// client never keeps a block of type `""` or `123` it cannot send back (review 119 #1).
+    static func isPassableType(_ value: JSONValue?) -> Bool {
+        guard let type = value?.stringValue, (1...64).contains(type.utf8.count) else { return false }
+        return type.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "_") }
+    }
+
     /// The sequence that matched, passed on as the client's: one of its own stop sequences, so
     /// short, printable text (whitespace allowed); anything else (100 KB, a bidi override, an
     /// escape) is not one and is left out (review 100 #3).
@@ -124,7 +132,7 @@ enum AnthropicResponse {
             default:
                 // Server tools and their results: nothing for the client to run, but an
                 // Anthropic client sends them back on its next turn.
-                if case .object = block, block["type"]?.stringValue?.isEmpty == false { events += [.providerBlock(.start(block)), .providerBlock(.stop)] }
+                if case .object = block, Self.isPassableType(block["type"]) { events += [.providerBlock(.start(block)), .providerBlock(.stop)] }
             }
         }
         // No stop reason named (null): it still ended, as its stream's `message_stop` says.

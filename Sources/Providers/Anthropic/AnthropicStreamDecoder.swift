@@ -124,6 +124,8 @@ struct AnthropicEventReader {
     /// Tool calls whose start carried a whole input (not Anthropic's `{}`): deltas after it would
     /// make the arguments ambiguous, and are refused (review 98 #5).
     private var wholeInputs: Set<Int64> = []
+    /// Tool calls whose streamed input was seen to start as an object.
+    private var objectInputs: Set<Int64> = []
     private var messageStarted = false
     /// The open thinking block, and whether another block's event came since it started: its
     /// thinking or signature after that would land in a block of the client's that is no longer
@@ -286,7 +288,7 @@ struct AnthropicEventReader {
         case "redacted_thinking"?:
             if let data = block?["data"]?.stringValue, !data.isEmpty { pass(.redactedReasoning(data), emit: emit) }
         default:
-            guard let block, case .object = block, let index else { return }
+            guard let block, case .object = block, let index, AnthropicResponse.isPassableType(block["type"]) else { return }
             guard providerBlocks.count < Self.maxToolCalls else {
                 throw StreamDecodingError("the upstream left more than \(Self.maxToolCalls) blocks open")
             }
@@ -321,6 +323,15 @@ struct AnthropicEventReader {
                     throw StreamDecodingError("the upstream sent a tool call's input whole in its start and in pieces after it")
                 }
                 unsentInputs[index] = nil
+                // Anthropic's input is an object: one that starts otherwise (`[1,2]`, `"x"`) is
+                // refused here as the whole answer's and Gemini's are (review 119 #2: a chat or
+                // Responses stream completed a call whose arguments were an array).
+                if !objectInputs.contains(index), let first = json.utf8.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+                    guard first == UInt8(ascii: "{") else {
+                        throw StreamDecodingError("the upstream sent a tool call's input that is not a JSON object")
+                    }
+                    objectInputs.insert(index)
+                }
                 emit(.toolCall(ToolCallFragment(index: ordinal, arguments: json)))
             } else if let index, providerBlocks.contains(index), let delta {
                 pass(.providerBlock(.delta(delta)), emit: emit)
@@ -332,7 +343,9 @@ struct AnthropicEventReader {
         case "citations_delta"?:
             if let delta { pass(.providerBlock(.delta(delta)), emit: emit) }
         default:
-            if let index, providerBlocks.contains(index), let delta, case .object = delta { pass(.providerBlock(.delta(delta)), emit: emit) }
+            if let index, providerBlocks.contains(index), let delta, case .object = delta, AnthropicResponse.isPassableType(delta["type"]) {
+                pass(.providerBlock(.delta(delta)), emit: emit)
+            }
         }
     }
 

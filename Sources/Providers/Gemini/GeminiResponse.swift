@@ -52,6 +52,8 @@ struct GeminiResponseReader {
         guard case .object = response else { throw StreamDecodingError("the upstream sent a chunk that is not a JSON object") }
         if let error = response["error"], error != .null {
             (ended, answered) = (true, true)
+            // The answer's tokens so far are billed, as before an error finish (review 119 #6).
+            if began, let usage { emit(.usage(usage)) }
             emit(.error(GeminiErrors.streamError(error, redactor: redactor)))
             return
         }
@@ -184,9 +186,14 @@ struct GeminiResponseReader {
         }
     }
 
-    /// Whether `usageMetadata` has a token count that is a number (one without any says nothing).
+    /// A usage that is a measurement: some count, and every count there a number of at least 0.
+    /// A negative or non-numeric one makes it none, so the call is estimated, not recorded as a
+    /// measured 0 (review 119 #3, as Anthropic's reader does: review 98 #6).
     static func hasCount(_ metadata: JSONValue) -> Bool {
-        ["promptTokenCount", "candidatesTokenCount", "totalTokenCount", "thoughtsTokenCount"].contains { metadata[$0]?.doubleValue != nil }
+        let fields = ["promptTokenCount", "candidatesTokenCount", "totalTokenCount", "thoughtsTokenCount", "toolUsePromptTokenCount",
+                      "cachedContentTokenCount"]
+        let present = fields.compactMap { field in metadata[field].flatMap { $0 == .null ? nil : $0 } }
+        return !present.isEmpty && present.allSatisfy { ($0.doubleValue ?? -1) >= 0 }
     }
 
     /// `usageMetadata`: the prompt includes tool-use prompt tokens; the completion is candidates
@@ -200,6 +207,6 @@ struct GeminiResponseReader {
         let completion = Usage.saturatingAdd(Usage.count(metadata["candidatesTokenCount"]), thoughts)
         return Usage(promptTokens: prompt, completionTokens: completion,
                      totalTokens: Usage.saturatingAdd(prompt, completion),
-                     reasoningTokens: thoughts, cachedTokens: Usage.count(metadata["cachedContentTokenCount"]))
+                     reasoningTokens: thoughts, cachedTokens: min(Usage.count(metadata["cachedContentTokenCount"]), prompt))
     }
 }

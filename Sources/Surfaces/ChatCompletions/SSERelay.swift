@@ -56,6 +56,8 @@ public struct SSERelay {
     public private(set) var forwardedEvents = 0
     /// A chunk carrying the answer (text, reasoning, a refusal, a call, a finish) was relayed.
     private var answerBegan = false
+    /// An event with data came (a body that is not an event stream, HTML or compressed, has none).
+    private var eventCame = false
     /// The completion's id as the upstream named it (its first chunk's `id`; `UpstreamIdentifier`).
     public private(set) var upstreamID: String?
     private var readUpstreamID = false
@@ -171,6 +173,7 @@ public struct SSERelay {
 
     private mutating func relayEvent(_ event: SSEEventView, into out: inout [UInt8]) {
         guard stop == nil, !event.data.isEmpty else { return }
+        eventCame = true
         if event.isDone {
             stop = .done
             return
@@ -382,6 +385,13 @@ public struct SSERelay {
     /// How a stream that did not finish was cut, naming the choice left unfinished when others
     /// finished (review 78 #9: "it gave no finish reason" when choice 0 had).
     private var truncation: APIError {
+        guard eventCame else {
+            // Said as what it was (review 117 #5: "ended before the answer was complete" when
+            // no answer had begun); still a truncation, retried and passed on as one.
+            var error = APIError.upstreamTruncated()
+            error.message = "The upstream's stream ended without a single event (its body was not a server-sent event stream)."
+            return error
+        }
         guard finishReason != nil, let choice = choicesSeen.first(notIn: choicesFinished) else { return .upstreamTruncated() }
         var error = APIError.upstreamTruncated()
         error.message = "The upstream's stream ended before the answer was complete (choice \(choice) gave no finish reason)."
