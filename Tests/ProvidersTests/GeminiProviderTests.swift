@@ -448,9 +448,16 @@ import Testing
         }
         let whole = try provider.decodeResponse(Array(#"{"candidates":[{"index":1,"content":{"parts":[{"text":"not this"}]},"finishReason":"STOP"},{"index":0,"content":{"parts":[{"text":"this"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
         #expect(text(whole) == "this", "\(whole)")
-        // None the first: refused as such, not as a response with no candidates (review 99 #6).
-        let stringIndex = try provider.decodeResponse(Array(#"{"candidates":[{"index":"0","content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
-        guard case .error(let error)? = stringIndex.first else { Issue.record("\(stringIndex)"); return }
+        // A chunk whose only candidate's index is no integer is refused, not dropped (review 119 #9).
+        let stringOnly = chunk(candidate("0", "a ")) + chunk(candidate("\"0\"", "lost")) + chunk(candidate("0", "!", finish: true))
+        #expect(throws: StreamDecodingError.self) { _ = try ProviderFixtures.decode([Array(stringOnly.utf8)], with: provider) }
+        // None the first: refused as such, not as a response with no candidates (review 99 #6);
+        // whole, one whose index is no integer too (a 502, retried, as any broken answer).
+        #expect(throws: StreamDecodingError.self) {
+            _ = try provider.decodeResponse(Array(#"{"candidates":[{"index":"0","content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
+        }
+        let otherIndex = try provider.decodeResponse(Array(#"{"candidates":[{"index":2,"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}]}"#.utf8), redactor: .none)
+        guard case .error(let error)? = otherIndex.first else { Issue.record("\(otherIndex)"); return }
         #expect(error.message.contains("no candidate of index 0"), "\(error.message)")
         // Streamed, the same (review 102 #3: "the stream ended … no finish reason").
         let streamed = chunk(#"{"index":1,"content":{"parts":[{"text":"x"}]},"finishReason":"STOP"}"#)

@@ -65,6 +65,11 @@ struct GeminiResponseReader {
         // index is no part of this answer (review 98 #1: a second candidate's text was shown as
         // the answer, and the first one's lost when it came second in a chunk).
         guard let candidate = response["candidates"]?.arrayValue?.first(where: Self.isTheFirst) else {
+            // No first candidate, but one whose index is no integer (`"0"`, `0.5`): the
+            // upstream's broken stream, not text to drop without a word (review 119 #9).
+            if response["candidates"]?.arrayValue?.contains(where: { ($0["index"] ?? .null) != .null && $0["index"]?.intValue == nil }) == true {
+                throw StreamDecodingError("the upstream sent a candidate whose index is not an integer")
+            }
             if response["candidates"]?.arrayValue?.contains(where: { if case .object = $0 { true } else { false } }) == true {
                 onlyOtherCandidates = true  // `null` entries are no candidates (review 104 #8)
             }
