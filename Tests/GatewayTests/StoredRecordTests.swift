@@ -163,4 +163,20 @@ import Testing
         }
         #expect(rates.micros(perToken: "q/\(ReportedRates.maxModels + 9)") == 500)
     }
+
+    /// The rate is the lowest of the model's recent reports, under its whole name: one report (an
+    /// absurd cost, a short call's search fee) does not set every key's cut calls' cost (review
+    /// 118 #1).
+    @Test func oneReportDoesNotSetTheRateOfEveryCutCall() {
+        let rates = ReportedRates()
+        let honest = Usage(promptTokens: 1_000, completionTokens: 1_000, totalTokens: 2_000, cost: 0.002)  // 1 µ$ a token
+        let absurd = Usage(promptTokens: 5, completionTokens: 3, totalTokens: 8, cost: 1e9)
+        rates.learn(model: "p/m", usage: honest)
+        rates.learn(model: "p/m", usage: absurd)
+        #expect(rates.micros(perToken: "p/m") == 1, "the lowest recent rate")
+        rates.learn(model: "p/m:online", usage: Usage(promptTokens: 5, completionTokens: 3, totalTokens: 8, cost: 0.02))
+        #expect(rates.micros(perToken: "p/m") == 1 && rates.micros(perToken: "p/m:online") == 1_000, "a variant's fee is its own, bounded")
+        for _ in 0..<ReportedRates.window { rates.learn(model: "p/m", usage: Usage(promptTokens: 1, completionTokens: 1, totalTokens: 2, cost: 0.00001)) }
+        #expect(rates.micros(perToken: "p/m") == 5, "the window moves on")
+    }
 }

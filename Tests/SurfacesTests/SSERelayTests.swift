@@ -89,6 +89,21 @@ import Testing
         #expect(result.outcome == .done)
     }
 
+    /// A later usage report that counts fewer tokens does not replace an earlier one (review 117
+    /// #3); one that grows does (vLLM's continuous stats).
+    @Test func aShrinkingUsageReportIsNotTheOneCharged() {
+        func usageChunk(_ prompt: Int, _ completion: Int) -> String {
+            #"data: {"choices":[],"usage":{"prompt_tokens":\#(prompt),"completion_tokens":\#(completion),"total_tokens":\#(prompt + completion)}}"# + "\n\n"
+        }
+        let finish = #"data: {"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"# + "\n\n"
+        for (reports, kept) in [([(100, 100), (1, 1)], 200), ([(10, 1), (10, 5), (10, 9)], 19), ([(5, 5), (6, 4)], 10)] {
+            var relay = SSERelay()
+            var out: [UInt8] = []
+            _ = relay.relay(Array((finish + reports.map { usageChunk($0.0, $0.1) }.joined() + "data: [DONE]\n\n").utf8), into: &out)
+            #expect(relay.usage.map { Usage.count($0["total_tokens"]) } == Int64(kept), "\(reports): \(String(describing: relay.usage))")
+        }
+    }
+
     /// A body with no event at all (HTML, a compressed stream, a `data:` line never ended) is a
     /// truncation said as such (review 117 #5: "ended before the answer was complete").
     @Test func aBodyWithoutASingleEventSaysSo() {

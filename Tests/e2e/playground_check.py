@@ -523,6 +523,9 @@ def long_token_checks(driver):
     check("a deliberation on a long word completes", status == "done", status)
     overflow = js(driver, "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
     check("a long word never widens the page", overflow <= 0, f"{overflow} px wider than the window")
+    # The page's own labels are not broken mid-word (review 118 #3: "ANSWE/R" in the timeline).
+    heights = js(driver, "return [...[...document.querySelectorAll('.turn')].pop().querySelectorAll('.tl-role')].map((n) => n.getBoundingClientRect().height)")
+    check("timeline labels each on one line", len(heights) > 0 and max(heights) == min(heights), heights)
 
 
 def cancel_checks(driver, gateway):

@@ -258,7 +258,10 @@ extension GatewayServer {
     /// does not flood the log (`WarningThrottle`).
     func storeDidFail(_ operation: String, _ error: RedisError) {
         shared.metrics.countStoreError(operation: operation, error: error.label)
-        if operation.hasSuffix("_dropped") {
+        if operation == "record_unreadable" {
+            lastUnreadableRecord = "\(error)"
+            unreadableRecordWarning.occurred()
+        } else if operation.hasSuffix("_dropped") {
             // The queue for Redis is full (`max_unwritten_records`): the oldest waiting record or
             // settlement is lost for the other replicas and the key's shared usage (review 22 F3).
             lastStoreDrop = (operation, "\(error)")

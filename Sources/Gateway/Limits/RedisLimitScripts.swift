@@ -66,12 +66,26 @@ enum RedisLimitScripts {
     private static let releaseHolds = """
         -- Ends the holds named in ARGV from `first` on (pairs: member `"<hold id> <µ$>"`, amount)
         -- and takes them off their total. One already lapsed or released changes nothing.
+        -- Keys of another type (written by hand) hold no hold of ours: nothing to end there, and
+        -- a total that is no string is made again from the holds left (rare: a sum over them).
         local function release_holds(holds, total, first)
+          if redis.call('TYPE', holds)['ok'] ~= 'zset' then return end
           local released = 0
           for i = first, #ARGV - 1, 2 do
             if redis.call('ZREM', holds, ARGV[i]) == 1 then released = released + (tonumber(ARGV[i + 1]) or 0) end
           end
           if released == 0 then return end
+          local total_type = redis.call('TYPE', total)['ok']
+          if total_type ~= 'string' and total_type ~= 'none' then
+            redis.call('DEL', total)
+            local sum = 0
+            for _, member in ipairs(redis.call('ZRANGE', holds, 0, -1)) do
+              sum = sum + (tonumber(string.match(member, ' (%d+)$')) or 0)
+            end
+            local ttl = redis.call('PTTL', holds)
+            if sum > 0 and ttl > 0 then redis.call('SET', total, string.format('%d', sum), 'PX', ttl) end
+            return
+          end
           local held = (tonumber(redis.call('GET', total) or '0') or 0) - released
           if held <= 0 or redis.call('ZCARD', holds) == 0 then
             redis.call('DEL', total)
@@ -159,31 +173,35 @@ enum RedisLimitScripts {
         spent(KEYS[4])
         local usage_type = redis.call('TYPE', KEYS[5])['ok']
         if usage_type ~= 'none' and usage_type ~= 'hash' then redis.call('DEL', KEYS[5]) end
+        local applied = 0
         -- The marker is the first write: Redis refuses it while full (`OOM`) before anything else
-        -- changed, so the holds stay while the spend is not counted (a release first ran, then
-        -- the settlement failed).
-        local already = not redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[12])
+        -- changed, so the holds stay while the spend is not counted.
+        if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[12]) then
+          local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
+          local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+          if rpm > 0 and extra ~= 0 then store(KEYS[1], math.max(deepest(rpm), level_at(KEYS[1], rpm) - extra), rpm) end
+          if tpm > 0 and delta ~= 0 then store(KEYS[2], math.max(deepest(tpm), level_at(KEYS[2], tpm) - delta), tpm) end
+          if spend > 0 then
+            redis.call('INCRBY', KEYS[3], spend)
+            redis.call('EXPIRE', KEYS[3], ARGV[7])
+            redis.call('INCRBY', KEYS[4], spend)
+            redis.call('EXPIRE', KEYS[4], ARGV[8])
+          end
+          for _, field in ipairs({'requests', 'prompt_tokens', 'completion_tokens', 'cost_micros'}) do
+            local stored = redis.call('HGET', KEYS[5], field)
+            if stored and not is_count(stored) then redis.call('HSET', KEYS[5], field, '0') end
+          end
+          redis.call('HINCRBY', KEYS[5], 'requests', ARGV[9])
+          redis.call('HINCRBY', KEYS[5], 'prompt_tokens', ARGV[10])
+          redis.call('HINCRBY', KEYS[5], 'completion_tokens', ARGV[11])
+          redis.call('HINCRBY', KEYS[5], 'cost_micros', spend)
+          applied = 1
+        end
+        -- Last, once the spend is in (or was, by this settlement sent before): nothing it does
+        -- can lose the spend (review 118 #2: a hold total of another type failed the script
+        -- between the marker and the spend).
         if #KEYS >= 8 then release_holds(KEYS[7], KEYS[8], 13) end
-        if already then return 0 end
-        local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
-        local extra, delta, spend = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-        if rpm > 0 and extra ~= 0 then store(KEYS[1], math.max(deepest(rpm), level_at(KEYS[1], rpm) - extra), rpm) end
-        if tpm > 0 and delta ~= 0 then store(KEYS[2], math.max(deepest(tpm), level_at(KEYS[2], tpm) - delta), tpm) end
-        if spend > 0 then
-          redis.call('INCRBY', KEYS[3], spend)
-          redis.call('EXPIRE', KEYS[3], ARGV[7])
-          redis.call('INCRBY', KEYS[4], spend)
-          redis.call('EXPIRE', KEYS[4], ARGV[8])
-        end
-        for _, field in ipairs({'requests', 'prompt_tokens', 'completion_tokens', 'cost_micros'}) do
-          local stored = redis.call('HGET', KEYS[5], field)
-          if stored and not is_count(stored) then redis.call('HSET', KEYS[5], field, '0') end
-        end
-        redis.call('HINCRBY', KEYS[5], 'requests', ARGV[9])
-        redis.call('HINCRBY', KEYS[5], 'prompt_tokens', ARGV[10])
-        redis.call('HINCRBY', KEYS[5], 'completion_tokens', ARGV[11])
-        redis.call('HINCRBY', KEYS[5], 'cost_micros', spend)
-        return 1
+        return applied
         """
 
     /// KEYS: day spend, month spend, the key's holds (a sorted set: members `"<hold id> <µ$>"`,

@@ -82,35 +82,37 @@ enum Spend {
     }
 }
 
-/// The cost per token each unpriced model's upstream reported on its last call that reported
-/// one (its cost over its prompt and completion tokens), shared by every loop: what a call of
-/// that model cut before its usage is charged at. Prompt and completion prices differ, so it is
-/// an estimate, as the tokens it multiplies are. Bounded: at most `maxModels` models.
+/// The cost per token each unpriced model's upstream reported on its recent calls that
+/// reported one (each call's cost over its prompt and completion tokens), shared by every loop:
+/// what a call of that model cut before its usage is charged at. Prompt and completion prices
+/// differ, so it is an estimate, as the tokens it multiplies are.
+///
+/// The lowest of the model's last `window` rates, each at most `Spend.maxReportedMicrosPerToken`,
+/// under the model's whole name, `:options` included: one call's report (an absurd cost, or an
+/// honest short call with a request fee such as `:online`'s search) no longer sets what every
+/// key's cut call of the model costs (review 118 #1: one report under one key charged another
+/// key's dropped stream $99 of its $100 budget). Bounded: at most `maxModels` models.
 final class ReportedRates: Sendable {
-    private let rates = Lock<[String: Double]>([:])  // not `Mutex`: see `Lock`, ThreadSanitizer sees through this one
+    private let rates = Lock<[String: [Double]]>([:])  // not `Mutex`: see `Lock`, ThreadSanitizer sees through this one
     static let maxModels = 1_024
+    static let window = 8
 
     /// Learns from a call whose upstream reported its cost.
     func learn(model: String, usage: Usage) {
         let tokens = Usage.saturatingAdd(usage.promptTokens, usage.completionTokens)
         guard usage.cost > 0, tokens > 0 else { return }
-        // At most the bound a reported cost is charged to (`Spend`): one absurd report no longer
-        // sets what every key's cut call of the model costs.
+        // At most the bound a reported cost is charged to (`Spend`).
         let rate = min(usage.cost * 1_000_000 / Double(tokens), Spend.maxReportedMicrosPerToken)
         guard rate.isFinite else { return }
-        let name = Self.name(model)
         rates.withLock { rates in
-            if rates[name] == nil, rates.count >= Self.maxModels { rates.remove(at: rates.startIndex) }
-            rates[name] = rate
+            if rates[model] == nil, rates.count >= Self.maxModels { rates.remove(at: rates.startIndex) }
+            rates[model, default: []].append(rate)
+            if rates[model]!.count > Self.window { rates[model]!.removeFirst() }
         }
     }
 
     /// Micro-dollars per token, when the model's upstream has reported a cost.
     func micros(perToken model: String) -> Double? {
-        let name = Self.name(model)
-        return rates.withLock { $0[name] }
+        rates.withLock { $0[model]?.min() }
     }
-
-    /// The model without its `:options` (the simulator's pacing, say): one rate per model.
-    private static func name(_ model: String) -> String { String(model.prefix { $0 != ":" }) }
 }

@@ -31,6 +31,11 @@ public final class GatewayServer {
     /// connections refused at the limit, connections the listener could not accept.
     var storeFailureWarning: ThrottledWarning!
     var storeDropWarning: ThrottledWarning!
+    /// A record key holding something the gateway did not write: said apart from the store's
+    /// failures (Redis is fine), so a client asking for such an id again and again cannot keep
+    /// a real failure out of that warning (review 118 #5).
+    var unreadableRecordWarning: ThrottledWarning!
+    var lastUnreadableRecord: String?
     private var storeBackNotice: ThrottledWarning!
     private var connectionLimitWarning: ThrottledWarning!
     private var acceptFailureWarning: ThrottledWarning!
@@ -174,11 +179,18 @@ public final class GatewayServer {
                 "operation": "\(drop.operation)", "dropped": .stringConvertible(count), "error": "\(drop.error)",
             ])
         }
+        unreadableRecordWarning = ThrottledWarning(loop: loop) { [weak self] count in
+            guard let self, let what = lastUnreadableRecord else { return }
+            logger.warning("a generation record in the shared store is not one this gateway wrote (answered 500 record_unreadable)",
+                           metadata: ["record": "\(what)", "lookups": .stringConvertible(count)])
+        }
     }
 
     /// Logs the counts the throttled warnings still hold (the gateway is stopping).
     private func flushWarnings() {
-        for warning in [connectionLimitWarning, acceptFailureWarning, storeFailureWarning, storeDropWarning, storeBackNotice] { warning?.flush() }
+        for warning in [connectionLimitWarning, acceptFailureWarning, storeFailureWarning, storeDropWarning, unreadableRecordWarning, storeBackNotice] {
+            warning?.flush()
+        }
     }
 
     private static func makeShared(config: GatewayConfig, environment: [String: String], logger: Logger) throws -> GatewayShared {

@@ -172,7 +172,7 @@ final class RedisGenerationRecordStore: GenerationRecordStore {
     /// it can be looked at or deleted.
     private func unreadable(_ id: String, _ completion: (GenerationLookup) -> Void) {
         let named = GenerationStore.isGatewayID(id) ? String(decoding: key(id), as: UTF8.self) : "a key under \(keyPrefix)gen:"
-        onError("record_get", .protocolViolation("\(named) holds no generation record this gateway wrote"))
+        onError("record_unreadable", .protocolViolation("\(named) holds no generation record this gateway wrote"))
         completion(.unreadable)
     }
 

@@ -8,6 +8,17 @@ extension SSERelay {
     static let modelName = Array("model".utf8)
     static let createdName = Array("created".utf8)
 
+    /// The usage the stream's accounting keeps when `new` comes after `old`: the new one, as
+    /// vLLM's continuous stats grow, unless it counts fewer tokens on either side (review 117 #3:
+    /// a later report of 1 + 1 after 100 + 100 was charged 1 + 1). The client still sees each
+    /// report as it came.
+    static func kept(_ old: JSONValue?, _ new: JSONValue) -> JSONValue {
+        guard let old else { return new }
+        let fewer = Usage.count(new["prompt_tokens"]) < Usage.count(old["prompt_tokens"])
+            || Usage.count(new["completion_tokens"]) < Usage.count(old["completion_tokens"])
+        return fewer ? old : new
+    }
+
     /// The `usage` object as the gateway vouches for it, or nil when it needs no change. Its
     /// numbers are an upstream's, so untrusted: token counts become whole numbers in
     /// `0...Usage.maxTokens` (a `-5` or `1e308` would reach the client's SDK as it came, whose

@@ -250,7 +250,7 @@ public struct SSERelay {
                     appendChunk(JSONValue.object(fields).serialized(), into: &out)
                     return
                 }
-                usage = checked ?? value
+                usage = Self.kept(usage, checked ?? value)
                 if fields["choices"]?.arrayValue?.isEmpty ?? true {
                     // OpenAI's usage chunk, after every choice's answer (usage riding on answer
                     // chunks, vLLM's continuous stats, says nothing of the other choices).
@@ -282,7 +282,7 @@ public struct SSERelay {
     private mutating func relayPlain(_ plain: PlainChunk, _ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         if let finish = plain.finishReason { finishReason = finish }
         if let value = plain.usage {
-            usage = value
+            usage = Self.kept(usage, value)
             // OpenAI's usage chunk, after every choice's answer (see `relayEvent`).
             if finishReason != nil { usageAfterFinish = true }
             usageChunkOwed = false
