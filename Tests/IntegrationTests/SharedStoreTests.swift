@@ -363,9 +363,13 @@ struct SharedStoreTests {
         let redis = try RedisServerProcess()
         let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000),
                                  prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
-        // Two holds, one already lapsed (scored in the past), counted in the total.
-        _ = try redis.command(["ZADD", "test:{team-a}:holds", "0", "gen-old 300", "9000000000000000", "gen-live 400"])
-        _ = try redis.command(["SET", "test:{team-a}:held", "700"])
+        // Three holds counted in the total: one already lapsed (scored in the past), one live (a
+        // minute to go), one lapsing later than any the gateway takes (written by hand: review
+        // 114 #4, it kept the set from ever emptying).
+        _ = try redis.command(["EVAL", "local t = redis.call('TIME') redis.call('ZADD', KEYS[1], t[1] * 1000000 + 60000000, ARGV[1]) return 1",
+                               "1", "test:{team-a}:holds", "gen-live 400"])
+        _ = try redis.command(["ZADD", "test:{team-a}:holds", "0", "gen-old 300", "9000000000000000", "gen-forever 50"])
+        _ = try redis.command(["SET", "test:{team-a}:held", "750"])
         // "Hello there" at 5 tokens out holds 12: 400 live + 12 fits, the lapsed 300 is dropped.
         let body = TestEnvironment.chatBody(model: "mock/normal:prompt_tokens=7", stream: false, extra: #","max_tokens":5"#)
         #expect(try a.chat(body, headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]).status == 200)
