@@ -26,6 +26,9 @@ enum HeaderSectionRules {
         if transferEncodings > 1 || (transferEncodings == 1 && minor == 0) {
             return .malformed(minor == 0 ? "Transfer-Encoding in an HTTP/1.0 request" : "more than one Transfer-Encoding header")
         }
+        if let host = headers.first(where: { $0.name.asciiCaseInsensitiveEquals("host") }), !isHost(host.value) {
+            return .malformed("the Host header is not a host and port")
+        }
         if authorizations > 1 { return .malformed("more than one Authorization header") }
         if apiKeys > 1 { return .malformed("more than one X-Api-Key header") }
         for (name, value) in headers {
@@ -51,6 +54,45 @@ enum HeaderSectionRules {
             }
         }
         return nil
+    }
+
+    /// RFC 9112 §3.2: a Host that is no `uri-host [":" port]` is a 400 (a front proxy or cache
+    /// may read a `Host: a b/c@d` otherwise). Empty is allowed (a target without authority); a
+    /// port is at most 65535 (review 112: `localhost:99999` was taken).
+    static func isHost(_ value: String) -> Bool {
+        var bytes = Substring(value).utf8.drop { $0 == 0x20 || $0 == 0x09 }
+        while let last = bytes.last, last == 0x20 || last == 0x09 { bytes = bytes.dropLast() }
+        guard !bytes.isEmpty else { return true }
+        var host = bytes[...], port: Substring.UTF8View.SubSequence?
+        if bytes.first == UInt8(ascii: "[") {
+            // An IP literal: hex digits, `:` and `.` (and IPvFuture's `v`), then `]`.
+            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
+            host = bytes[bytes.index(after: bytes.startIndex)..<close]
+            guard !host.isEmpty, host.allSatisfy({ isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "v") }) else { return false }
+            let rest = bytes[bytes.index(after: close)...]
+            if !rest.isEmpty {
+                guard rest.first == UInt8(ascii: ":") else { return false }
+                port = rest.dropFirst()
+            }
+        } else {
+            if let colon = bytes.firstIndex(of: UInt8(ascii: ":")) {
+                host = bytes[..<colon]
+                port = bytes[bytes.index(after: colon)...]
+            }
+            // A reg-name: unreserved, sub-delims and percent escapes.
+            guard host.allSatisfy({ byte in
+                isHexDigit(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "-._~!$&'()*+,;=%".utf8.contains(byte)
+            }) else { return false }
+        }
+        if let port, !port.isEmpty {
+            guard port.count <= 5, port.allSatisfy({ (0x30...0x39).contains($0) }), let number = Int(String(decoding: port, as: UTF8.self)),
+                  number <= 65_535 else { return false }
+        }
+        return true
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
     }
 
     /// Digits only, between optional blanks (`" 12 "`), and at least one.

@@ -182,7 +182,20 @@ public struct Usage: Sendable, Equatable {
 
     static func clamp(_ value: Int64) -> Int64 { min(max(value, 0), maxTokens) }
 
-    static func clampCost(_ value: Double) -> Double { value.isFinite && value > 0 ? min(value, maxCost) : 0 }
+    public static func clampCost(_ value: Double) -> Double { value.isFinite && value > 0 ? min(value, maxCost) : 0 }
+
+    /// The report a stream's accounting keeps when `new` comes after `old`: the new one, as
+    /// vLLM's continuous stats grow, unless it counts fewer tokens on either side, or as many for
+    /// a lower cost (review 117 #3, 120 #3: a later 1 + 1 after 100 + 100 was charged 1 + 1).
+    public static func kept(_ old: Usage?, _ new: Usage) -> Usage {
+        guard let old else { return new }
+        return shrinks(from: (old.promptTokens, old.completionTokens, old.cost), to: (new.promptTokens, new.completionTokens, new.cost)) ? old : new
+    }
+
+    /// Whether a later report (prompt, completion, cost) says less than an earlier one.
+    public static func shrinks(from old: (Int64, Int64, Double), to new: (Int64, Int64, Double)) -> Bool {
+        new.0 < old.0 || new.1 < old.1 || (new.0 == old.0 && new.1 == old.1 && new.2 < old.2)
+    }
 
     /// `a + b`, at most `maxTokens` (and never trapping): for token counts.
     public static func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {

@@ -164,18 +164,20 @@ import Testing
         #expect(rates.micros(perToken: "q/\(ReportedRates.maxModels + 9)") == 500)
     }
 
-    /// The rate is the lowest of the model's recent reports, under its whole name: one report (an
-    /// absurd cost, a short call's search fee) does not set every key's cut calls' cost (review
-    /// 118 #1).
+    /// The rate is the median of the model's recent reports, the model without its options:
+    /// one report (an absurd cost, a short call's search fee, a call all prompt) does not set
+    /// every key's cut calls' cost (reviews 118 #1, 120 #1, #2).
     @Test func oneReportDoesNotSetTheRateOfEveryCutCall() {
         let rates = ReportedRates()
         let honest = Usage(promptTokens: 1_000, completionTokens: 1_000, totalTokens: 2_000, cost: 0.002)  // 1 µ$ a token
-        let absurd = Usage(promptTokens: 5, completionTokens: 3, totalTokens: 8, cost: 1e9)
         rates.learn(model: "p/m", usage: honest)
-        rates.learn(model: "p/m", usage: absurd)
-        #expect(rates.micros(perToken: "p/m") == 1, "the lowest recent rate")
+        rates.learn(model: "p/m", usage: Usage(promptTokens: 5, completionTokens: 3, totalTokens: 8, cost: 1e9))
+        #expect(rates.micros(perToken: "p/m") == 1, "the lower of two")
         rates.learn(model: "p/m:online", usage: Usage(promptTokens: 5, completionTokens: 3, totalTokens: 8, cost: 0.02))
-        #expect(rates.micros(perToken: "p/m") == 1 && rates.micros(perToken: "p/m:online") == 1_000, "a variant's fee is its own, bounded")
+        #expect(rates.micros(perToken: "p/m:x1") == 1_000, "two high of three: options share the model's rate, a new suffix too")
+        rates.learn(model: "p/m", usage: honest)
+        rates.learn(model: "p/m", usage: Usage(promptTokens: 100_000, completionTokens: 0, totalTokens: 100_000, cost: 0.000001))  // all prompt
+        #expect(rates.micros(perToken: "p/m") == 1, "one low report moves it no more than one high")
         for _ in 0..<ReportedRates.window { rates.learn(model: "p/m", usage: Usage(promptTokens: 1, completionTokens: 1, totalTokens: 2, cost: 0.00001)) }
         #expect(rates.micros(perToken: "p/m") == 5, "the window moves on")
     }

@@ -282,6 +282,13 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
         "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: h\r\nX-Api-Key: a\r\nx-api-key: b\r\n\r\n",
+        // A Host that is no host and port (review 112's nit: `localhost:99999` was taken).
+        "GET / HTTP/1.1\r\nHost: localhost:99999\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: evil.com/x@h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h:80:81\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h:8o\r\n\r\n",
         // Bad CR/LF where lenient http_parser takes any byte: after chunk data, ending a
         // chunk-size line, ending the head or the trailers.
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n",
@@ -317,6 +324,13 @@ func splits(_ bytes: [UInt8]) -> [[[UInt8]]] {
                 return
             }
             #expect(error.status == 400)
+        }
+    }
+
+    /// Hosts as clients send them pass: names, addresses, IPv6 literals, ports, none.
+    @Test func hostsAsClientsSendThemPass() {
+        for host in ["h", "127.0.0.1:30991", "[::1]:8080", "[::1]", "xn--bcher-kva.example:443", "my_host", "", " h:80 ", "h:"] {
+            #expect((try? decode([Array("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n".utf8)]).get().count) == 1, "\(host.debugDescription)")
         }
     }
 

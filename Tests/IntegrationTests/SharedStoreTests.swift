@@ -384,12 +384,12 @@ struct SharedStoreTests {
         #expect(try a.chat(big, headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]).status == 200)
     }
 
-    /// A hold total turned into another type while its request runs: the settlement still lands
-    /// and its hold ends (review 118 #2: the release failed the script between its marker and
-    /// its spend, and the spend was lost).
+    /// A hold total and a token bucket turned into another type while the request runs: the
+    /// settlement still lands and its hold ends (reviews 118 #2, 120 #4: the script failed
+    /// between its marker and its spend, and the spend was lost).
     @Test func aSettlementLandsWhateverTheHoldsTotalHolds() throws {
         let redis = try RedisServerProcess()
-        let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
+        let a = try Self.replica(redis: redis, limits: KeyLimits(tokensPerMinute: 100_000, dailyBudgetMicros: 1_000_000),
                                  prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)], loops: 1)
         let client = try a.client()
         let body = TestEnvironment.chatBody(model: "mock/paced:deltas=4:pace_ms=100", extra: #","max_tokens":60"#)
@@ -397,6 +397,7 @@ struct SharedStoreTests {
         #expect(a.eventually { a.mockStats.counts.streamsStarted == 1 })
         _ = try redis.command(["DEL", "test:{team-a}:held"])
         _ = try redis.command(["HSET", "test:{team-a}:held", "a", "b"])
+        _ = try redis.command(["HSET", "test:{team-a}:tokens", "a", "b"])  // a bucket the settlement corrects too (review 120 #4)
         #expect(try client.readResponse().status == 200)
         #expect(a.eventually(timeoutSeconds: 5) { (try? redis.command(["HGET", "test:{team-a}:usage", "requests"])) == "$1\n1" })
         let spend = try redis.command(["KEYS", "test:{team-a}:spend:d:*"])

@@ -113,7 +113,7 @@ import Testing
             _ = relay.relay(Array(body.utf8), into: &out)
             relay.upstreamDidEnd(failure: nil, into: &out)
             guard case .failed(let error) = relay.outcome else { Issue.record("\(body.debugDescription): \(relay.outcome)"); continue }
-            #expect(error.code == "upstream_truncated" && error.message.contains("without a single event"), "\(error.message)")
+            #expect(error.code == "upstream_truncated" && error.message.contains("before any event with data"), "\(error.message)")
         }
         var relay = SSERelay()
         var out: [UInt8] = []

@@ -52,6 +52,20 @@ import Testing
         #expect(end.data["usage"]?["estimated"] == nil && end.data["usage"]?["input_tokens"] == .int(7), "\(end.data)")
     }
 
+    /// A later report counting fewer tokens, or as many for less, is not the one charged, on a
+    /// translated stream as on chat's passthrough (review 120 #3).
+    @Test func aShrinkingReportIsNotTheOneKept() {
+        func usage(_ prompt: Int, _ completion: Int, _ cost: Double) -> String {
+            #"data: {"choices":[],"usage":{"prompt_tokens":\#(prompt),"completion_tokens":\#(completion),"total_tokens":\#(prompt + completion),"cost":\#(cost)}}"# + "\n\n"
+        }
+        for (reports, kept) in [([usage(100, 100, 1), usage(1, 1, 0.000001)], 1.0), ([usage(10, 5, 0.5), usage(10, 5, 0.1)], 0.5),
+                                ([usage(10, 1, 0.1), usage(10, 9, 0.2)], 0.2)] {
+            let sse = Self.openAIWithoutUsage.replacingOccurrences(of: "data: [DONE]", with: reports.joined() + "data: [DONE]")
+            let (relay, _) = Self.relay(OpenAICompatibleProvider(), sse, writer: MessagesStreamWriter(id: "m1", model: "m"), cut: false)
+            #expect(relay.usage?.cost == kept, "\(String(describing: relay.usage))")
+        }
+    }
+
     @Test func aCutAnthropicStreamIsEstimatedFromThePromptItCounted() throws {
         let (relay, text) = Self.relay(AnthropicProvider(), Self.anthropicCut,
                                        writer: ChatStreamTranslation(chunks: ChatChunkWriter(id: "gen-1", model: "m", created: 1), includeUsage: true),

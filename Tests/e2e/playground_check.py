@@ -526,6 +526,8 @@ def long_token_checks(driver):
     # The page's own labels are not broken mid-word (review 118 #3: "ANSWE/R" in the timeline).
     heights = js(driver, "return [...[...document.querySelectorAll('.turn')].pop().querySelectorAll('.tl-role')].map((n) => n.getBoundingClientRect().height)")
     check("timeline labels each on one line", len(heights) > 0 and max(heights) == min(heights), heights)
+    spill = js(driver, "return [...[...document.querySelectorAll('.turn')].pop().querySelectorAll('.tl-role')].filter((n) => n.scrollWidth > n.clientWidth).map((n) => n.textContent)")
+    check("timeline labels fit their box", spill == [], spill)
 
 
 def cancel_checks(driver, gateway):

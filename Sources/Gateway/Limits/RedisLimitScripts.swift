@@ -173,6 +173,12 @@ enum RedisLimitScripts {
         spent(KEYS[4])
         local usage_type = redis.call('TYPE', KEYS[5])['ok']
         if usage_type ~= 'none' and usage_type ~= 'hash' then redis.call('DEL', KEYS[5]) end
+        -- A bucket of another type (written by hand) would fail the script after its marker,
+        -- the spend lost (review 120 #4): dropped, it is a full bucket again.
+        for _, bucket in ipairs({KEYS[1], KEYS[2]}) do
+          local bucket_type = redis.call('TYPE', bucket)['ok']
+          if bucket_type ~= 'none' and bucket_type ~= 'string' then redis.call('DEL', bucket) end
+        end
         local applied = 0
         -- The marker is the first write: Redis refuses it while full (`OOM`) before anything else
         -- changed, so the holds stay while the spend is not counted.

@@ -87,11 +87,13 @@ enum Spend {
 /// what a call of that model cut before its usage is charged at. Prompt and completion prices
 /// differ, so it is an estimate, as the tokens it multiplies are.
 ///
-/// The lowest of the model's last `window` rates, each at most `Spend.maxReportedMicrosPerToken`,
-/// under the model's whole name, `:options` included: one call's report (an absurd cost, or an
-/// honest short call with a request fee such as `:online`'s search) no longer sets what every
-/// key's cut call of the model costs (review 118 #1: one report under one key charged another
-/// key's dropped stream $99 of its $100 budget). Bounded: at most `maxModels` models.
+/// The median (the lower one of an even count) of the model's last `window` rates, each at most
+/// `Spend.maxReportedMicrosPerToken`: one call's report, whichever key made it (an absurd cost,
+/// a short call's search fee, a call all prompt), moves no other key's cut calls' cost (reviews
+/// 118 #1, 120 #2: the last report charged another key's dropped stream $99 of its $100 budget;
+/// the lowest one let one prompt-only call cut every key's charge 200×). One rate per model
+/// without its `:options` (the simulator's pacing, `:online`): a new suffix is no model without
+/// a rate (review 120 #1). Bounded: at most `maxModels` models.
 final class ReportedRates: Sendable {
     private let rates = Lock<[String: [Double]]>([:])  // not `Mutex`: see `Lock`, ThreadSanitizer sees through this one
     static let maxModels = 1_024
@@ -104,15 +106,21 @@ final class ReportedRates: Sendable {
         // At most the bound a reported cost is charged to (`Spend`).
         let rate = min(usage.cost * 1_000_000 / Double(tokens), Spend.maxReportedMicrosPerToken)
         guard rate.isFinite else { return }
+        let name = Self.name(model)
         rates.withLock { rates in
-            if rates[model] == nil, rates.count >= Self.maxModels { rates.remove(at: rates.startIndex) }
-            rates[model, default: []].append(rate)
-            if rates[model]!.count > Self.window { rates[model]!.removeFirst() }
+            if rates[name] == nil, rates.count >= Self.maxModels { rates.remove(at: rates.startIndex) }
+            rates[name, default: []].append(rate)
+            if rates[name]!.count > Self.window { rates[name]!.removeFirst() }
         }
     }
 
     /// Micro-dollars per token, when the model's upstream has reported a cost.
     func micros(perToken model: String) -> Double? {
-        rates.withLock { $0[model]?.min() }
+        let name = Self.name(model)
+        guard let recent = rates.withLock({ $0[name] }), !recent.isEmpty else { return nil }
+        return recent.sorted()[(recent.count - 1) / 2]
     }
+
+    /// The model without its `:options`: one rate per model.
+    private static func name(_ model: String) -> String { String(model.prefix { $0 != ":" }) }
 }

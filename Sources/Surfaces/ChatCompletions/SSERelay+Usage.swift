@@ -8,15 +8,14 @@ extension SSERelay {
     static let modelName = Array("model".utf8)
     static let createdName = Array("created".utf8)
 
-    /// The usage the stream's accounting keeps when `new` comes after `old`: the new one, as
-    /// vLLM's continuous stats grow, unless it counts fewer tokens on either side (review 117 #3:
-    /// a later report of 1 + 1 after 100 + 100 was charged 1 + 1). The client still sees each
-    /// report as it came.
+    /// The usage the stream's accounting keeps when `new` comes after `old` (`Usage.kept`). The
+    /// client still sees each report as it came.
     static func kept(_ old: JSONValue?, _ new: JSONValue) -> JSONValue {
         guard let old else { return new }
-        let fewer = Usage.count(new["prompt_tokens"]) < Usage.count(old["prompt_tokens"])
-            || Usage.count(new["completion_tokens"]) < Usage.count(old["completion_tokens"])
-        return fewer ? old : new
+        func said(_ usage: JSONValue) -> (Int64, Int64, Double) {
+            (Usage.count(usage["prompt_tokens"]), Usage.count(usage["completion_tokens"]), Usage.clampCost(usage["cost"]?.doubleValue ?? 0))
+        }
+        return Usage.shrinks(from: said(old), to: said(new)) ? old : new
     }
 
     /// The `usage` object as the gateway vouches for it, or nil when it needs no change. Its

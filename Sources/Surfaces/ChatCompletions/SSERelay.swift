@@ -389,7 +389,7 @@ public struct SSERelay {
             // Said as what it was (review 117 #5: "ended before the answer was complete" when
             // no answer had begun); still a truncation, retried and passed on as one.
             var error = APIError.upstreamTruncated()
-            error.message = "The upstream's stream ended without a single event (its body was not a server-sent event stream)."
+            error.message = "The upstream's stream ended before any event with data (it sent none, or its body was not a server-sent event stream)."
             return error
         }
         guard finishReason != nil, let choice = choicesSeen.first(notIn: choicesFinished) else { return .upstreamTruncated() }

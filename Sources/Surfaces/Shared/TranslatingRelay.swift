@@ -193,7 +193,7 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         switch event {
         case .usage(let reported):
             let costed = reported.costed(at: price)
-            usage = costed  // per stream: the last report is the total
+            usage = Usage.kept(usage, costed)  // per stream: the last report is the total, unless it shrinks
             writer.append(.usage(costed), to: &out)
         case .error(let error):
             fail(error, into: &out)
