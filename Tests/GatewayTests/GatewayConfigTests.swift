@@ -35,6 +35,22 @@ import Web
         #expect(try GatewayConfig.parse(yaml: "server: {max_hops: 7}\n").server.maxHops == 7)
     }
 
+    /// An alias anywhere is refused before anything is composed, naming its line: nested anchors
+    /// used as a key ran the composer's duplicate check for half an hour on 400 bytes (review
+    /// 121 #1). Bounded in time by the refusal itself: this finishes at once.
+    @Test func aliasesAreRefusedBeforeComposing() {
+        var bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...9 { bomb += "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ", ") + "]\n" }
+        bomb += "z: {? *a9 : 1}\n"
+        for yaml in [bomb, "server: &s {port: 8080}\nfusion: *s\n", "providers:\n  a: {kind: openai, base_url: 'http://x/v1'}\nkeys: [*k]\n"] {
+            #expect { try GatewayConfig.parse(yaml: yaml) } throws: { error in
+                "\(error)".contains("an alias")
+            }
+        }
+        // An asterisk or ampersand inside a value is no alias.
+        #expect(throws: Never.self) { try GatewayConfig.parse(yaml: "fusion:\n  outer_model: 'sim/a&b*c'\n  presets:\n    p: {analysis_models: ['sim/*x', sim/&y]}\n") }
+    }
+
     @Test func anEmptyConfigIsTheDefaults() throws {
         let empty = try GatewayConfig.parse(yaml: "{}")
         for text in ["", "# all commented out\n# server:\n", "\n\n"] {

@@ -147,8 +147,16 @@ import Testing
         // A DNS-rebinding page's requests carry its own host name.
         let rebound = try raw(env, "GET /v1/models HTTP/1.1\r\nHost: attacker.example\r\n\r\n")
         #expect(rebound.status == 421 && rebound.json?["error"]?["code"]?.stringValue == "misdirected_request")
+        #expect(try raw(env, "GET /metrics HTTP/1.1\r\nHost: attacker.example\r\n\r\n").status == 421, "no keys: a rebound page reads no metrics")
         let allowed = try TestEnvironment { $0.server.allowedHosts = ["gateway.internal"] }
         #expect(try raw(allowed, "GET /v1/models HTTP/1.1\r\nHost: gateway.internal:8080\r\n\r\n").status == 200)
+        // Probes and scrapers ask by address (review 121 #2): `/health` always answers, `/metrics`
+        // where it needs a key.
+        let keyed = try TestEnvironment { $0.server.allowedHosts = ["gateway.internal"]; $0.server.apiKeys = ["sk-perimeter-key-0123456789"] }
+        #expect(try raw(keyed, "GET /health HTTP/1.1\r\nHost: 10.0.0.11:8080\r\n\r\n").status == 200)
+        #expect(try raw(keyed, "GET /metrics HTTP/1.1\r\nHost: 10.0.0.11:8080\r\nAuthorization: Bearer sk-perimeter-key-0123456789\r\n\r\n").status == 200)
+        #expect(try raw(keyed, "GET /metrics HTTP/1.1\r\nHost: 10.0.0.11:8080\r\n\r\n").status == 401)
+        #expect(try raw(keyed, "GET /v1/models HTTP/1.1\r\nHost: 10.0.0.11:8080\r\nAuthorization: Bearer sk-perimeter-key-0123456789\r\n\r\n").status == 421)
         try expectStillServing(env)
     }
 

@@ -266,6 +266,9 @@ public struct GatewayConfig: Sendable {
     }
 
     public static func parse(yaml: String, source: String = "config") throws -> GatewayConfig {
+        if let line = YAMLAliases.firstAliasLine(in: yaml) {
+            throw ConfigError("\(source): line \(line): an alias (`*name`): the config does not take anchors and aliases; write the value out")
+        }
         let node: Node?
         do {
             node = try Yams.compose(yaml: yaml)

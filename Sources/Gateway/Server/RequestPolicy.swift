@@ -78,6 +78,11 @@ struct RequestPolicy: Sendable {
 
     private func hostRefusal(_ head: HTTPRequest) -> APIError? {
         guard loopbackOnly || !allowedHosts.isEmpty, let header = head.header("host") else { return nil }  // HTTP/1.0 may omit it
+        // Probes and scrapers ask by address (`10.0.0.11:8080`, a pod's IP): `/health` says
+        // nothing a page could steal, and `/metrics` needs a key where the gateway has keys
+        // (review 121 #2: every documented Prometheus target and probe was a 421). Without keys
+        // `/metrics` keeps the check: on loopback a rebound page could read it.
+        if head.path == "/health" || (head.path == "/metrics" && !keys.isEmpty) { return nil }
         let host = Self.hostName(header)
         if allowedHosts.contains(host) || (loopbackOnly && Self.isLoopback(host)) { return nil }
         return APIError(status: 421, type: "invalid_request_error", code: "misdirected_request",
