@@ -35,6 +35,14 @@ import Web
         #expect(try GatewayConfig.parse(yaml: "server: {max_hops: 7}\n").server.maxHops == 7)
     }
 
+    /// Prices as people write them pass.
+    @Test func pricesArePlainDecimals() throws {
+        for (text, value) in [("10", 10.0), ("2.5", 2.5), ("0.15", 0.15), ("1e-3", 0.001), (".5", 0.5), ("0", 0)] {
+            let config = try GatewayConfig.parse(yaml: "providers: {p: {kind: openai, base_url: 'http://x.example/v1'}}\nprices: {p/a: {input: \(text), output: 1}}")
+            #expect(config.prices.price(of: "p/a")?.inputPerMillion == value, "\(text)")
+        }
+    }
+
     /// An alias anywhere is refused before anything is composed, naming its line: nested anchors
     /// used as a key ran the composer's duplicate check for half an hour on 400 bytes (review
     /// 121 #1). Bounded in time by the refusal itself: this finishes at once.
@@ -122,6 +130,11 @@ import Web
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: -1, output: 1}}}", "fusion.prices.a.input"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: .inf, output: 1}}}", "fusion.prices.a.input"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1, output: 1, cached: 0}}}", "fusion.prices.a"),
+        // YAML 1.1's other spellings of numbers (review 121 #4: `1:30` was $90).
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: '1:30', output: 1}}}", "fusion.prices.a.input"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1:30, output: 1}}}", "fusion.prices.a.input"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 0x10, output: 1}}}", "fusion.prices.a.input"),
+        ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1_0, output: 1}}}", "fusion.prices.a.input"),
     ])
     func badLatencyAndPriceSettingsAreErrorsNamingTheKey(yaml: String, key: String) {
         do {

@@ -692,8 +692,14 @@ extension ServerBehaviourTests {
         #expect(try env.chat(TestEnvironment.chatBody(model: "mock/normal:pace_ms=1", stream: false),
                              headers: ["Authorization": "Bearer gw-key-one"]).status == 200, "still serving")
 
+        // A long path is logged by its first 256 bytes and its length (review 121 #3).
+        let long = try env.client()
+        try long.send("GET /" + String(repeating: "A", count: 6_000) + " HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(try long.readResponse().status == 401)
         let refusals = log.entries.filter { $0.message.hasPrefix("request refused") }
-        #expect(refusals.count == 2)
+        #expect(refusals.count == 3)
+        #expect(refusals.allSatisfy { $0.text.utf8.count < 1_000 } && refusals.contains { $0.text.contains("path_bytes=6001") },
+                "\(refusals.map(\.text))")
         #expect(refusals.allSatisfy { $0.level == .info })
         #expect(!log.entries.contains { $0.text.contains("sk-wrong-key-42") }, "the presented key is never logged")
     }

@@ -171,6 +171,30 @@ struct ConfigNode {
         return first != UInt8(ascii: "0") || digits.count == 1
     }
 
+    /// Digits with an optional fraction and exponent (`2.5`, `0.15`, `1e-3`, `10`): a number
+    /// as a person writes one, none of YAML 1.1's other spellings.
+    static func isPlainDecimal(_ text: String) -> Bool {
+        var rest = Substring(text).utf8[...]
+        func digits() -> Int {
+            let count = rest.prefix { (0x30...0x39).contains($0) }.count
+            rest = rest.dropFirst(count)
+            return count
+        }
+        if rest.first == UInt8(ascii: "+") || rest.first == UInt8(ascii: "-") { rest = rest.dropFirst() }
+        var count = digits()
+        if rest.first == UInt8(ascii: ".") {
+            rest = rest.dropFirst()
+            count += digits()
+        }
+        guard count > 0 else { return false }
+        if rest.first == UInt8(ascii: "e") || rest.first == UInt8(ascii: "E") {
+            rest = rest.dropFirst()
+            if rest.first == UInt8(ascii: "+") || rest.first == UInt8(ascii: "-") { rest = rest.dropFirst() }
+            guard digits() > 0 else { return false }
+        }
+        return rest.isEmpty
+    }
+
     func milliseconds(_ key: String) throws -> UInt64? {
         try int(key, in: 1...86_400_000).map(UInt64.init)
     }

@@ -77,8 +77,11 @@ extension GatewayConfig {
             try entry.allowOnly(["input", "output"])
             func price(_ key: String) throws -> Double {
                 guard let child = try entry.child(key) else { throw ConfigError("\(entry.path).\(key) is required (dollars per million tokens)") }
-                // Bounded: a price is a number a cost sum can never overflow with.
-                guard let value = child.node.float, value.isFinite, (0...100_000).contains(value) else {
+                // Bounded: a price is a number a cost sum can never overflow with. Written as a
+                // plain decimal: YAML 1.1 also reads `1:30` as 90, `0x10` as 16 and `1_0` as 10
+                // (review 121 #4, as 83B #4 for integers).
+                guard ConfigNode.isPlainDecimal(child.node.scalar?.string ?? ""), let value = child.node.float, value.isFinite,
+                      (0...100_000).contains(value) else {
                     throw ConfigError("\(child.path) must be a number from 0 to 100000 (dollars per million tokens)")
                 }
                 return value
