@@ -152,7 +152,7 @@ struct Serve: ParsableCommand {
                             logger.warning("second signal: stopping now, cutting what is in flight",
                                            metadata: ["signal": .stringConvertible(Int(received))])
                             forced.store(true, ordering: .relaxed)
-                            cluster.stopLoops()
+                            cluster.cutInFlightThenStopLoops()
                         }
                         return
                     }

@@ -193,7 +193,12 @@ import Testing
         }
         process.waitUntilExit()
         #expect(process.terminationStatus == (forced ? 1 : 0), "\(process.terminationStatus)")
-        withExtendedLifetime(client) {}
+        if let client {
+            // The cut stream ends as the grace period's end would end it: an error the client can
+            // read, then `[DONE]` (review 121 #5: it broke off mid-chunk, with no record).
+            let text = (try? client.readResponse().text) ?? ""
+            #expect(text.contains("shutting_down") && text.contains("data: [DONE]"), "\(text.suffix(400))")
+        }
     }
 
     /// A second signal within the drain delay, with no response in flight, stops at once and

@@ -160,6 +160,21 @@ public final class GatewayCluster: Sendable {
 
     /// Stops every loop now (in-flight work is cancelled as the loops tear down). Once: a
     /// second signal's stop and the drain's own end may both ask.
+    /// A forced stop (a second signal with responses in flight): each loop cuts what it serves as
+    /// the grace period's end would (an error event, a record, the charge), the loops turn once
+    /// more to write and file it, then stop.
+    public func cutInFlightThenStopLoops() {
+        let cutting = Countdown(servers.count)
+        for box in servers {
+            box.server.loop.execute { [self] in
+                box.server.cutInFlight()
+                guard cutting.finishOne() else { return }
+                // The cuts' writes and records go out in the loops' next turns.
+                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(100)) { self.stopLoops() }
+            }
+        }
+    }
+
     public func stopLoops() {
         guard loopsStopping.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let hook = willStopLoops.withLock { $0 }

@@ -278,19 +278,25 @@ public final class GatewayServer {
         shuttingDown = true
         logger.info("shutting down", metadata: ["active_streams": .stringConvertible(active.count)])
         server.shutdown(graceMilliseconds: config.server.shutdownGraceMilliseconds, completion: completion) { [unowned self] in
-            // Responses still running end with an error their clients can read (and a record
-            // that says why), not a transfer that breaks off.
-            for case let response as any CutOnShutdown in Array(active.values) { response.cutOnShutdown() }
-            // Requests still waiting before any response (a limits decision or a spend hold from
-            // a slow store, a record lookup, a token count) get the same error in their API's
-            // shape. Their callbacks, when they come, find the response sent: what was reserved
-            // or held is given back as for a client that left.
-            let unanswered = server.unansweredRequests
-            for writer in unanswered { refuse(.cutOnShutdown, writer.request, writer) }
-            if !unanswered.isEmpty {
-                logger.warning("requests refused at the end of the shutdown grace period before their responses began",
-                               metadata: ["requests": .stringConvertible(unanswered.count)])
-            }
+            cutInFlight()
+        }
+    }
+
+    /// The grace period ended (or a second signal came): responses still running end with an
+    /// error their clients can read (and a record that says why, what they generated charged),
+    /// not a transfer that breaks off (review 121 #5: a second signal cut them with no record).
+    public func cutInFlight() {
+        let responses = Array(active.values)
+        for case let response as any CutOnShutdown in responses { response.cutOnShutdown() }
+        // Requests still waiting before any response (a limits decision or a spend hold from
+        // a slow store, a record lookup, a token count) get the same error in their API's
+        // shape. Their callbacks, when they come, find the response sent: what was reserved
+        // or held is given back as for a client that left.
+        let unanswered = server.unansweredRequests
+        for writer in unanswered { refuse(.cutOnShutdown, writer.request, writer) }
+        if !responses.isEmpty || !unanswered.isEmpty {
+            logger.warning("responses cut by the stop", metadata: [
+                "responses": .stringConvertible(responses.count), "requests_before_a_response": .stringConvertible(unanswered.count)])
         }
     }
 
