@@ -197,6 +197,8 @@ struct BenchCommand: ParsableCommand {
     /// A prompts file's bytes, read once per process (`validate` and `run` both build the
     /// configuration, and a pipe, `/dev/stdin` or `<(…)`, can be read only once: review 64A #6).
     private static let promptFiles = Mutex<[String: [UInt8]]>([:])
+    /// Far above any prompt set (the built-in one is a few KiB).
+    static let maxPromptFileBytes = 256 << 20
 
     static func promptBytes(_ path: String) throws -> [UInt8] {
         if let bytes = promptFiles.withLock({ $0[path] }) { return bytes }
@@ -204,12 +206,20 @@ struct BenchCommand: ParsableCommand {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             throw ValidationError("cannot read \(TerminalText.shown(path)): a directory, not a JSON Lines file")
         }
-        let bytes: [UInt8]
+        var bytes: [UInt8] = []
         do {
-            // Not `Data(contentsOf:)`, which refuses what is not a regular file.
+            // Not `Data(contentsOf:)`, which refuses what is not a regular file; read a piece at a
+            // time up to a bound (review 121 #6: `/dev/zero` grew without end).
             let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
             defer { try? handle.close() }
-            bytes = [UInt8](try handle.readToEnd() ?? Data())
+            while let piece = try handle.read(upToCount: 1 << 20), !piece.isEmpty {
+                bytes += piece
+                guard bytes.count <= Self.maxPromptFileBytes else {
+                    throw ValidationError("cannot read \(TerminalText.shown(path)): larger than \(Self.maxPromptFileBytes >> 20) MiB, which no prompt set is")
+                }
+            }
+        } catch let error as ValidationError {
+            throw error
         } catch {
             throw ValidationError("cannot read \(TerminalText.shown(path)): \(error.localizedDescription)")
         }

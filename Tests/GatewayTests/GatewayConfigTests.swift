@@ -130,6 +130,9 @@ import Web
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: -1, output: 1}}}", "fusion.prices.a.input"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: .inf, output: 1}}}", "fusion.prices.a.input"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1, output: 1, cached: 0}}}", "fusion.prices.a"),
+        // A host name where an address to listen on goes (review 121 #7: exit 1 at bind time).
+        ("server: {host: localhost}", "server.host"),
+        ("server: {host: '10.0.0.300'}", "server.host"),
         // YAML 1.1's other spellings of numbers (review 121 #4: `1:30` was $90).
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: '1:30', output: 1}}}", "fusion.prices.a.input"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1:30, output: 1}}}", "fusion.prices.a.input"),

@@ -46,6 +46,7 @@ import Testing
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--compare", "http://127.0.0.1:2/v1", "--compare-model", "b\u{202E}"],
          "no control or format characters in a model name"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--prompts", "/tmp"], "cannot read /tmp: a directory, not a JSON Lines file"),
+        (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--prompts", "/dev/zero"], "cannot read /dev/zero: larger than 256 MiB"),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--prompts", "/nonexistent\u{1B}[2J"], #"cannot read "/nonexistent\u{1B}[2J""#),
         (["bench", "http://127.0.0.1:1/v1", "--model", "m", "--max-tokens", "9223372036854775807"], "--max-tokens is 1 to 100000000"),
         (["bench", "http://[::1/v1", "--model", "m"], "an IPv6 address needs its closing bracket"),

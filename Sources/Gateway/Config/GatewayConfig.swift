@@ -260,6 +260,12 @@ public struct GatewayConfig: Sendable {
         return keys + (try namedKeyValues(environment: environment).map(\.1))
     }
 
+    /// An IPv4 or IPv6 address in its text form.
+    static func isIPAddress(_ text: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
+    }
+
     public static func load(path: String) throws -> GatewayConfig {
         let text = try ConfigFile.read(path)
         return try parse(yaml: text, source: path)
@@ -312,7 +318,14 @@ public struct GatewayConfig: Sendable {
             config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
             config.server.apiKeys = try Self.parseAPIKeys(server.stringList("api_keys") ?? [], path: "\(server.path).api_keys")
             config.server.apiKeysEnvironmentVariable = try server.environmentVariable("api_keys_env")
-            config.server.host = try server.string("host") ?? config.server.host
+            if let host = try server.string("host") {
+                // An address to bind: said here, as a config error naming the key, not at bind time
+                // (review 121 #7: `localhost` exited 1 with a message naming no key).
+                guard Self.isIPAddress(host) else {
+                    throw ConfigError("\(server.path).host must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0 or ::), not a host name")
+                }
+                config.server.host = host
+            }
             config.server.port = try server.int("port", in: 0...65535) ?? config.server.port
             config.server.limits.maxHeaderBytes = try server.int("max_header_bytes", in: 1024...HTTPServerLimits.maxHeaderBytesCeiling) ?? config.server.limits.maxHeaderBytes
             config.server.limits.maxBodyBytes = try server.int("max_body_bytes", in: 1...(1 << 30)) ?? config.server.limits.maxBodyBytes
