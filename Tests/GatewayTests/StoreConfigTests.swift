@@ -58,7 +58,7 @@ import Testing
         ("store: {redis: {url: 'redis://h', timeout_ms: 0}}", "timeout_ms"),
         ("store: {redis: {url: 'redis://h', key_prefix: 'a b'}}", "key_prefix"),
         ("store: {on_store_error: maybe}", "'allow' or 'deny'"),
-        ("keys: {'bad name': {key_env: X}}", "key name"),
+        ("keys: {'bad name': {key_env: X}}", "entry 1's name is not a key name"),
         ("keys: {a: {key: sk-in-the-file}}", "keys never go in the config"),
         ("keys: {a: {}}", "key_env is required"),
         ("keys: {a: {key_env: X, limits: {requests_per_minute: 0}}}", "requests_per_minute"),
@@ -79,6 +79,16 @@ import Testing
             Issue.record("accepted: \(yaml)")
         } catch {
             #expect("\(error)".contains(message), "\(error)")
+        }
+    }
+
+    /// A key pasted where its name goes is never printed (review 121 #7).
+    @Test func aNameThatIsNoKeyNameIsNotPrinted() {
+        do {
+            _ = try GatewayConfig.parse(yaml: "keys: {a: {key_env: X}, 'sk-live-SECRET0123456789!': {key_env: Y}}")
+            Issue.record("accepted")
+        } catch {
+            #expect(!"\(error)".contains("SECRET") && "\(error)".contains("entry 2"), "\(error)")
         }
     }
 

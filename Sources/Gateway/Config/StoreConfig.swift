@@ -96,10 +96,12 @@ extension GatewayConfig {
 
     static func parseKeys(_ node: ConfigNode) throws -> [String: NamedKey] {
         var keys: [String: NamedKey] = [:]
-        for (name, entry) in try node.members() {
+        for (index, (name, entry)) in try node.members().enumerated() {
             guard (1...64).contains(name.utf8.count),
                   name.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)) }) else {
-                throw ConfigError("\(entry.path): a key name is 1 to 64 letters, digits, '-', '_' or '.'")
+                // Named by its place, not its text: what fails here is often a key pasted where
+                // its name goes (review 121 #7: printed whole to the supervisor's log).
+                throw ConfigError("\(node.path): entry \(index + 1)'s name is not a key name (1 to 64 letters, digits, '-', '_' or '.'; the key itself never goes in the config: set key_env)")
             }
             try entry.allowOnly(["key_env", "limits"], hint: "keys never go in the config: set key_env to the name of an environment variable")
             guard let variable = try entry.environmentVariable("key_env") else { throw ConfigError("\(entry.path).key_env is required") }
