@@ -158,12 +158,13 @@ public final class GatewayCluster: Sendable {
         }
     }
 
-    /// Stops every loop now (in-flight work is cancelled as the loops tear down). Once: a
-    /// second signal's stop and the drain's own end may both ask.
     /// A forced stop (a second signal with responses in flight): each loop cuts what it serves as
     /// the grace period's end would (an error event, a record, the charge), the loops turn once
     /// more to write and file it, then stop.
     public func cutInFlightThenStopLoops() {
+        // A loop that never takes the cut (stuck: what a second signal is often sent for) does
+        // not hold the stop: a second later it goes ahead (`stopLoops` runs once).
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(1)) { self.stopLoops() }
         let cutting = Countdown(servers.count)
         for box in servers {
             box.server.loop.execute { [self] in
@@ -175,6 +176,8 @@ public final class GatewayCluster: Sendable {
         }
     }
 
+    /// Stops every loop now (in-flight work is cancelled as the loops tear down). Once: a
+    /// second signal's stop and the drain's own end may both ask.
     public func stopLoops() {
         guard loopsStopping.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         let hook = willStopLoops.withLock { $0 }
