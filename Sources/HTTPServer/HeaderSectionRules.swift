@@ -81,7 +81,7 @@ enum HeaderSectionRules {
             }
             // A reg-name: unreserved, sub-delims and percent escapes.
             guard host.allSatisfy({ byte in
-                isHexDigit(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "-._~!$&'()*+,;=%".utf8.contains(byte)
+                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "-._~!$&'()*+,;=%".utf8.contains(byte)
             }) else { return false }
         }
         if let port, !port.isEmpty {

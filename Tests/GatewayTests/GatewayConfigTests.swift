@@ -35,6 +35,13 @@ import Web
         #expect(try GatewayConfig.parse(yaml: "server: {max_hops: 7}\n").server.maxHops == 7)
     }
 
+    /// Addresses to listen on pass, IPv4 and IPv6.
+    @Test func listenAddressesAreIPAddresses() throws {
+        for host in ["127.0.0.1", "0.0.0.0", "::", "::1", "10.1.2.3"] {
+            #expect(try GatewayConfig.parse(yaml: "server: {host: '\(host)'}").server.host == host)
+        }
+    }
+
     /// Prices as people write them pass.
     @Test func pricesArePlainDecimals() throws {
         for (text, value) in [("10", 10.0), ("2.5", 2.5), ("0.15", 0.15), ("1e-3", 0.001), (".5", 0.5), ("0", 0)] {
@@ -133,6 +140,7 @@ import Web
         // A host name where an address to listen on goes (review 121 #7: exit 1 at bind time).
         ("server: {host: localhost}", "server.host"),
         ("server: {host: '10.0.0.300'}", "server.host"),
+        ("server: {host: \"127.0.0.1\\0x\"}", "server.host"),
         // YAML 1.1's other spellings of numbers (review 121 #4: `1:30` was $90).
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: '1:30', output: 1}}}", "fusion.prices.a.input"),
         ("fusion: {outer_model: m, presets: {q: {analysis_models: [a]}}, prices: {a: {input: 1:30, output: 1}}}", "fusion.prices.a.input"),

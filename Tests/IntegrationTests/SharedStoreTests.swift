@@ -22,8 +22,8 @@ struct SharedStoreTests {
     static func replica(redis: RedisServerProcess, onError: StoreSettings.OnError = .allow, limits: KeyLimits = KeyLimits(),
                         prices: PriceBook = [:], maxPendingCommands: Int = 10_000, loops: Int = 2,
                         maxUnwritten: Int = 10_000, commandTimeoutMilliseconds: UInt64 = 1_000,
-                        shutdownGraceMilliseconds: UInt64 = 10_000) throws -> TestEnvironment {
-        try TestEnvironment(loops: loops, environment: keys) { config in
+                        shutdownGraceMilliseconds: UInt64 = 10_000, log: CapturedLog? = nil) throws -> TestEnvironment {
+        try TestEnvironment(loops: loops, logHandler: log, environment: keys) { config in
             config.server.shutdownGraceMilliseconds = shutdownGraceMilliseconds
             var redisSettings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
             redisSettings.client.maxPendingCommands = maxPendingCommands
@@ -500,11 +500,7 @@ struct SharedStoreTests {
     @Test func aRecordRedisHoldsButCannotBeReadIsSaidOnceNotRetried() throws {
         let redis = try RedisServerProcess()
         let log = CapturedLog()
-        let a = try TestEnvironment(loops: 1, logHandler: log, environment: Self.keys) { config in
-            var settings = RedisStoreSettings(endpoint: RedisEndpoint(host: "127.0.0.1", port: redis.port))
-            settings.keyPrefix = "test:"
-            config.store.redis = settings
-        }
+        let a = try Self.replica(redis: redis, loops: 1, log: log)
         let garbage: [(String, [String])] = [
             ("gen-000000000000000000000001", ["SET", "test:gen:gen-000000000000000000000001", "garbage"]),
             ("gen-000000000000000000000002", ["HSET", "test:gen:gen-000000000000000000000002", "a", "b"]),
@@ -513,11 +509,11 @@ struct SharedStoreTests {
         ]
         for (id, command) in garbage {
             _ = try redis.command(command)
-            let response = try Self.generation(a, id: id, key: "any")
+            let response = try Self.generation(a, id: id, key: Self.keys["TEAM_A_KEY"]!)
             #expect(response.status == 500 && response.header("retry-after") == nil, "\(id): \(response.status) \(response.text)")
             #expect(response.json?["error"]?["code"]?.stringValue == "record_unreadable", "\(response.text)")
         }
-        #expect(try Self.generation(a, id: "gen-000000000000000000000009", key: "any").status == 404, "absent is still unknown")
+        #expect(try Self.generation(a, id: "gen-000000000000000000000009", key: Self.keys["TEAM_A_KEY"]!).status == 404, "absent is still unknown")
         #expect(a.eventually(timeoutSeconds: 15) { log.entries.contains { $0.text.contains("test:gen:gen-000000000000000000000001 holds no generation record") } },
                 "\(log.entries.map(\.text))")
         #expect(!log.entries.contains { $0.text.contains("my-own-id") }, "a client's own string is not logged")

@@ -260,12 +260,6 @@ public struct GatewayConfig: Sendable {
         return keys + (try namedKeyValues(environment: environment).map(\.1))
     }
 
-    /// An IPv4 or IPv6 address in its text form.
-    static func isIPAddress(_ text: String) -> Bool {
-        var v4 = in_addr(), v6 = in6_addr()
-        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
-    }
-
     public static func load(path: String) throws -> GatewayConfig {
         let text = try ConfigFile.read(path)
         return try parse(yaml: text, source: path)
@@ -321,7 +315,8 @@ public struct GatewayConfig: Sendable {
             if let host = try server.string("host") {
                 // An address to bind: said here, as a config error naming the key, not at bind time
                 // (review 121 #7: `localhost` exited 1 with a message naming no key).
-                guard Self.isIPAddress(host) else {
+                // No NUL: the C parser would read only what comes before it.
+                guard !host.utf8.contains(0), AddressPolicy.parseAddress(host) != nil else {
                     throw ConfigError("\(server.path).host must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0 or ::), not a host name")
                 }
                 config.server.host = host
