@@ -127,8 +127,14 @@ import Testing
         let prompt = Int(fields["prompt_tokens"] ?? "0") ?? -1
         #expect(fields["cancelled"] == "true", "\(fields)")
         if !clientReads {
-            // The other member answered whole, all of it held too: its upstream's own usage.
-            let other = log.entries.first { $0.message == "inner call finished" && $0.metadata["model"]?.hasPrefix("mock/paced") == true }?.metadata ?? [:]
+            // The other member answered whole, all of it held too: its upstream's own usage. Its
+            // line may come after the cut member's (CI run 141 under ThreadSanitizer: not yet
+            // logged when read): waited for as that one is.
+            func otherLine() -> [String: String]? {
+                log.entries.first { $0.message == "inner call finished" && $0.metadata["model"]?.hasPrefix("mock/paced") == true }?.metadata
+            }
+            _ = env.eventually(timeoutSeconds: 5 * Double(TestEnvironment.sanitizerSlowdown)) { otherLine() != nil }
+            let other = otherLine() ?? [:]
             #expect(other["usage_estimated"] == nil && Int(other["completion_tokens"] ?? "0") ?? 0 > 0 && Int(other["prompt_tokens"] ?? "0") ?? 0 > 0,
                     "\(other)")
         }
