@@ -58,7 +58,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on (overrides the config).")
     var host: String?
 
-    @Option(help: "Port to listen on (overrides the config; default 8080).")
+    // Unconditional: `--port -1` is a value to refuse by its range, not a missing one (review 121 #8).
+    @Option(parsing: .unconditional, help: "Port to listen on (overrides the config; default 8080).")
     var port: Int?
 
     @Option(help: "YAML config file (see Fixtures/config/example.yaml).")
@@ -192,7 +193,7 @@ struct MockUpstreamCommand: ParsableCommand {
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"
 
-    @Option(help: "Port to listen on (0 picks a free one).")
+    @Option(parsing: .unconditional, help: "Port to listen on (0 picks a free one).")
     var port: Int = 8090
 
     @Option(help: "Open connections at most (a scale test holds thousands of streams at once).")

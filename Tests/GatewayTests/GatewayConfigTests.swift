@@ -342,6 +342,12 @@ import Web
         #expect(both.fusion?.prices.keys.sorted() == ["other/*"] && both.prices.keys.sorted() == ["fake/*"])
     }
 
+    /// A key YAML would read as a boolean or a number is taken when quoted (review 121 #7).
+    @Test func aQuotedKeyThatLooksLikeANumberIsAKey() throws {
+        let config = try GatewayConfig.parse(yaml: "server: {api_keys: ['true', \"12345678901234\", sk-plain-0123456789]}")
+        #expect(config.server.apiKeys == ["true", "12345678901234", "sk-plain-0123456789"])
+    }
+
     @Test func embeddedDefaultNeedsNoKeys() {
         let config = GatewayConfig.embeddedDefault
         #expect(config.simulatedModels)
@@ -382,6 +388,12 @@ import Web
         ("providers: {p: {base_url: 'http://h/v1/{deployment}'}}", "a path that is not a URL's"),
         ("server: {api_keys: [null]}", "server.api_keys[0] is null"),
         ("server: {api_keys: [sk-one, ~]}", "server.api_keys[1] is null"),
+        // A key YAML reads as a boolean or a number is a template's fault (review 121 #7).
+        ("server: {api_keys: [true]}", "server.api_keys[0] is read by YAML as a boolean or a number"),
+        ("server: {api_keys: [sk-one-long-enough, 12345678901234]}", "server.api_keys[1] is read by YAML as a boolean or a number"),
+        ("server: {api_keys: [1.5e3]}", "server.api_keys[0] is read by YAML as a boolean or a number"),
+        ("providers:\n  p:\n    <<: {kind: openai}\n    base_url: 'http://x/v1'\n", "YAML merge keys (<<) and aliases are not supported"),
+        ("server: {sk-live-0123456789abcdefghijklmnopqrstuv: 1}", "server: entry 1 is no known key"),
         ("providers: {p: {base_url: 'http://h/v1', models: [a, null]}}", "providers.p.models[1] is null"),
         ("web: {search: {backend: searxng, url: 'http://:8888'}}", "web.search.url must be a URL with a host name"),
         ("server: {port: 1, api_keys: [sk-SECRET1]}\nserver: {api_keys: [sk-SECRET2]}", "invalid YAML: the mapping at line 1"),

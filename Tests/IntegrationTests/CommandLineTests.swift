@@ -25,6 +25,8 @@ import Testing
     @Test(arguments: [
         (["serve", "--port", "65536"], "--port must be in 0...65535"),
         (["serve", "--port=-1"], "--port must be in 0...65535"),
+        (["serve", "--port", "-1"], "--port must be in 0...65535"),
+        (["mock-upstream", "--port", "-5"], "--port must be in 0...65535"),
         (["serve", "--port", "99999999999999999999"], "is invalid for '--port"),
         (["mock-upstream", "--port", "70000"], "--port must be in 0...65535"),
         (["mock-upstream", "--max-connections", "0"], "--max-connections must be 1...1000000"),

@@ -105,8 +105,15 @@ struct ConfigNode {
     }
 
     func allowOnly(_ keys: Set<String>, hint: String? = nil) throws {
-        for (name, _) in try members() where !keys.contains(name) {
-            var message = "\(path): unknown key '\(name)' (allowed: \(keys.sorted().joined(separator: ", ")))"
+        for (index, (name, _)) in try members().enumerated() where !keys.contains(name) {
+            guard name != "<<" else {
+                throw ConfigError("\(path): YAML merge keys (<<) and aliases are not supported: write the keys out")
+            }
+            // A long unknown key is most likely a secret pasted where a key goes: named by its
+            // place, never printed (review 121 #7).
+            let named = name.utf8.count <= 32 && !name.contains(where: { $0.isWhitespace || $0.isNewline })
+                ? "unknown key '\(name)'" : "entry \(index + 1) is no known key"
+            var message = "\(path): \(named) (allowed: \(keys.sorted().joined(separator: ", ")))"
             if let hint { message += "; \(hint)" }
             throw ConfigError(message)
         }
@@ -205,7 +212,10 @@ struct ConfigNode {
         return value
     }
 
-    func stringList(_ key: String) throws -> [String]? {
+    /// A list of strings. `textOnly` refuses an unquoted item YAML reads as a boolean or a number
+    /// (`api_keys: [true]`, `[12345678901234]`): for a secret that is a template's fault, not a
+    /// key (review 121 #7); quoting it says it is meant. The value is never repeated.
+    func stringList(_ key: String, textOnly: Bool = false) throws -> [String]? {
         guard let child = try child(key) else { return nil }
         guard let sequence = child.node.sequence else { throw ConfigError("\(child.path) must be a list of strings") }
         return try sequence.enumerated().map { index, item in
@@ -213,6 +223,9 @@ struct ConfigNode {
             // never the string "null" (review 53 #3: `api_keys: [null]` made `Bearer null` a key).
             guard item.null == nil else {
                 throw ConfigError("\(child.path)[\(index)] is null (an unset template variable?): give a string")
+            }
+            if textOnly, [Tag.Name.bool, .int, .float].map(\.rawValue).contains(item.tag.description) {
+                throw ConfigError("\(child.path)[\(index)] is read by YAML as a boolean or a number, not text: quote it if it is meant")
             }
             guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
             return value

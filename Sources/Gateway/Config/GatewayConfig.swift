@@ -310,7 +310,7 @@ public struct GatewayConfig: Sendable {
             }
             config.server.logPrompts = try server.bool("log_prompts") ?? false
             config.server.slowClientTimeoutMilliseconds = try server.milliseconds("slow_client_timeout_ms") ?? config.server.slowClientTimeoutMilliseconds
-            config.server.apiKeys = try Self.parseAPIKeys(server.stringList("api_keys") ?? [], path: "\(server.path).api_keys")
+            config.server.apiKeys = try Self.parseAPIKeys(server.stringList("api_keys", textOnly: true) ?? [], path: "\(server.path).api_keys")
             config.server.apiKeysEnvironmentVariable = try server.environmentVariable("api_keys_env")
             if let host = try server.string("host") {
                 // An address to bind: said here, as a config error naming the key, not at bind time

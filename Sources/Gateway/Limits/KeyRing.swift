@@ -27,14 +27,20 @@ struct KeyIdentity: Sendable, Equatable {
 struct KeyRing: Sendable {
     private let keys: [String]
     private let identities: [KeyIdentity]
+    /// Names of named keys whose key is also another named key's or in `server.api_keys`: the
+    /// first name's limits apply, which the startup log says (review 121 #8).
+    let givenTwice: [String]
 
     init(unnamed: [String], named: [(NamedKey, String)]) {
         var keys: [String] = []
         var identities: [KeyIdentity] = []
+        var givenTwice: [String] = []
         for (key, value) in named {
+            if keys.contains(value) || unnamed.contains(value) { givenTwice.append(key.name) }
             keys.append(value)
             identities.append(KeyIdentity(id: key.name, name: key.name, limits: key.limits, fingerprint: Self.fingerprint(value)))
         }
+        self.givenTwice = givenTwice
         for value in unnamed where !keys.contains(value) {
             keys.append(value)
             let fingerprint = Self.fingerprint(value)

@@ -121,21 +121,11 @@ public final class GatewayServer {
         // Checked on the head: a refused client's body is never read.
         server.headGuard = { [unowned self] head in guardHead(head) }
         if shared == nil {
-            if !config.server.corsAllowOrigins.isEmpty && self.shared.gatewayKeys.isEmpty {
-                // Legitimate for a frontend on a closed network; elsewhere, any page of those
-                // origins spends on the providers' keys.
-                logger.warning("server.cors.allow_origins lets browsers in, but the gateway has no keys: any page of those origins can use it",
-                               metadata: ["allow_origins": "\(config.server.corsAllowOrigins.joined(separator: " "))"])
+            for warning in Self.keyWarnings(server: config.server, keys: self.shared.gatewayKeys, ring: self.shared.keyRing) {
+                logger.warning("\(warning.message)", metadata: warning.metadata)
             }
             for (provider, variable) in router.providersMissingHeaders {
                 logger.warning("a provider's secret header is unset; it is not sent until it is", metadata: ["provider": "\(provider)", "env": "\(variable)"])
-            }
-            // A short key is guessable, and below 12 characters not redacted from what clients
-            // get (it would cut ordinary words): said, not refused (review 62D #8).
-            let short = self.shared.gatewayKeys.filter { $0.count < Self.shortKeyCharacters }.count
-            if short > 0 {
-                logger.warning("gateway keys shorter than \(Self.shortKeyCharacters) characters are guessable (and below 12 not redacted from answers): use long random keys",
-                               metadata: ["keys": .stringConvertible(short)])
             }
             for (provider, variable) in router.providersMissingKeys {
                 logger.warning("provider has no API key; its requests will fail until it is set",
