@@ -24,7 +24,8 @@ extension Usage {
     public func costed(at price: ModelPrice?) -> Usage {
         guard cost == 0, let price else { return self }
         var costed = self
-        costed.cost = Usage.roundedCost(price.cost(input: promptTokens, output: completionTokens))
+        costed.cost = Usage.roundedCost(price.cost(input: min(promptTokens, Usage.maxPricedPromptTokens),
+                                                   output: min(completionTokens, Usage.maxPricedCompletionTokens)))
         return costed
     }
 }

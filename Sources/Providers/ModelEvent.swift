@@ -96,6 +96,12 @@ public struct Usage: Sendable, Equatable {
 
     /// A trillion tokens: far beyond any real call, small enough that sums of many never overflow.
     public static let maxTokens: Int64 = 1 << 40
+    /// What one call is priced and charged for at most, whatever its upstream reports: above any
+    /// model's context (10M tokens today) and output (128K). The spend (`Spend`) and the cost
+    /// the gateway states from `prices:` (`costed(at:)`) use the same bounds, so a hostile count
+    /// never shows a $19.8M call whose spend said $81.79 (review 119 #4).
+    public static let maxPricedPromptTokens: Int64 = 1 << 24
+    public static let maxPricedCompletionTokens: Int64 = 1 << 21
     /// Beyond this a reported cost is nonsense.
     public static let maxCost = 1e9
     /// Costs are kept to this many decimal places of a dollar wherever the gateway states one

@@ -87,6 +87,10 @@ import Testing
         let bounded = Spend.maxChargedPromptTokens * 1 + Spend.maxChargedCompletionTokens * 2
         record.usage = .init(promptTokens: Usage.maxTokens, completionTokens: Usage.maxTokens, totalTokens: Usage.maxTokens, cost: 0)
         #expect(Spend.micros(of: record, prices: prices) == bounded)
+        // The cost the client and the record state agrees with the charge (review 119 #4: a
+        // $19.8M `total_cost` beside a spend of $81.79).
+        let stated = record.usage.costed(at: prices["p/m"]).cost
+        #expect(Int64((stated * 1_000_000).rounded()) == bounded, "\(stated)")
         record.usage = .init(promptTokens: 10_000_000, completionTokens: 128_000, totalTokens: 10_128_000, cost: 0)
         #expect(Spend.micros(of: record, prices: prices) == 10_000_000 + 256_000, "the largest contexts and outputs charged whole")
         record.usage = .init(promptTokens: -5, completionTokens: Usage.maxTokens, totalTokens: 0, cost: 0)

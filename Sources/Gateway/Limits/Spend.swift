@@ -24,8 +24,8 @@ import Providers
 /// request fee (web search, tools), so a true cost is charged whole; a model priced higher is
 /// given its price in `prices:`.
 enum Spend {
-    static let maxChargedPromptTokens: Int64 = 1 << 24
-    static let maxChargedCompletionTokens: Int64 = 1 << 21
+    static let maxChargedPromptTokens = Usage.maxPricedPromptTokens
+    static let maxChargedCompletionTokens = Usage.maxPricedCompletionTokens
     /// $1,000 per million tokens.
     static let maxReportedMicrosPerToken = 1_000.0
     /// $1 a call, for what is not priced per token (a search's fee).
