@@ -35,7 +35,7 @@ extension Deliberation {
             itemsSuspended = false
             return withdrawItems()
 
-        case .judgeFinished(let usage, let toolCalls):
+        case .judgeFinished(let usage, let toolCalls, let reachedLimit):
             let assembled = itemsSuspended ? nil : JudgeAnalysis.assembled(judgeText, tokenizer: tokenizer, items: itemValues)
             switch assembled.map(Result.success) ?? JudgeAnalysis.parse(judgeText, citable: citable, labels: labels) {
             case .success(let analysis):
@@ -43,7 +43,15 @@ extension Deliberation {
                 let result = makeResult(analysis: analysis, judgeFailure: nil)
                 return [.progress(.judgeCompleted(model: currentJudge, analysis: analysis)), judgePhaseEnded(result, at: time)]
                     + finish(result)
-            case .failure(let failure):
+            case .failure(var failure):
+                if reachedLimit {
+                    // Cut at its output limit, not malformed: the same model with the same limit
+                    // writes as much again (review 122 #2: a judge ignoring its limit was cut at
+                    // the bound twice, paying it twice). Said so, and not retried on it.
+                    failure.message = "the reply reached its output limit before the analysis was complete (\(failure.message))"
+                    failure.judgeMessage = nil
+                    failure.sameModelMayRetry = false
+                }
                 recordJudge(status: failure.reason.rawValue, usage: usage, toolCalls: toolCalls, at: time)
                 return judgeFailed(failure, at: time)
             }
@@ -123,12 +131,13 @@ extension Deliberation {
                 .progress(.judgeStarted(model: model, attempt: attempt, labels: labels.mapping))]
     }
 
-    /// Invalid JSON or schema: one retry with the error. Then (or on an upstream failure or an
+    /// Invalid JSON or schema: one retry with the error (not for a reply cut at its output
+    /// limit). Then (or on an upstream failure or an
     /// empty reply) the fallback judge, if any. Then the result without analysis. Whatever of
     /// the failed attempt was shown is withdrawn first.
     mutating func judgeFailed(_ failure: JudgeFailure, at time: Double) -> [Action] {
         let withdrawn = withdrawItems()
-        let retryable = failure.reason == .notValidJSON || failure.reason == .schemaMismatch
+        let retryable = (failure.reason == .notValidJSON || failure.reason == .schemaMismatch) && failure.sameModelMayRetry
         if retryable && judgeAttempt == 1 {
             let retry = FusionPrompts.judgeRetryMessages(judgeMessages, reply: judgeText, problem: failure.judgeMessage ?? failure.message)
             return withdrawn

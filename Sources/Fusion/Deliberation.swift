@@ -20,7 +20,8 @@ public struct Deliberation: Sendable {
         case judgeDelta(text: String)
         /// The judge's turn ended in web tool calls: its text so far was not the analysis.
         case judgeCalledTools
-        case judgeFinished(usage: Usage?, toolCalls: Int = 0)
+        /// `reachedLimit`: the reply ended at its output limit (see `judgeFailed`).
+        case judgeFinished(usage: Usage?, toolCalls: Int = 0, reachedLimit: Bool = false)
         /// Upstream error or timeout.
         case judgeFailed(message: String, reason: JudgeFailureReason = .upstreamError, usage: Usage? = nil)
         /// A timer armed by `startTimer` ran out.

@@ -90,6 +90,12 @@ public struct FusionParameters: Sendable, Equatable {
                 }
                 return name
             }
+            // The analysis names members by model: two answers under one name could not be told
+            // apart ("h/a contradicts h/a", review 122 #1).
+            if let index = analysisModels.indices.first(where: { analysisModels[..<$0].contains(analysisModels[$0]) }) {
+                throw .invalidRequest("'\(path).analysis_models[\(index)]' repeats a model: the analysis names members by model, so each may be on the panel once.",
+                                      param: "\(path).analysis_models[\(index)]")
+            }
         }
         if let value = fields["model"], value != .null {
             guard let name = value.stringValue, !name.isEmpty else {

@@ -273,6 +273,7 @@ extension FusionSessionMachine {
         }
         judge?.call = id
         judge?.usageBeforeCall = run.usage
+        judge?.reachedLimit = false
         let base = FusionPrompts.innerRequest(model: run.model, messages: [], parameters: request.parameters,
                                               defaultMaxTokens: limits.defaultMaxTokens, judge: true)
         return [.startCall(Call(id: id, role: .judge, model: run.model, request: run.loop.request(base), timeoutMilliseconds: timeout))]
@@ -289,6 +290,9 @@ extension FusionSessionMachine {
             return []
         case .text(let text) where !text.isEmpty:
             return deliberate(.judgeDelta(text: text), at: time)
+        case .finish(let reason):
+            judge?.reachedLimit = reason == .length
+            return []
         default:
             return []
         }
@@ -305,7 +309,7 @@ extension FusionSessionMachine {
         judge = run
         switch turnEnd {
         case .answered:
-            return deliberate(.judgeFinished(usage: run.usage, toolCalls: run.loop.callCount), at: time)
+            return deliberate(.judgeFinished(usage: run.usage, toolCalls: run.loop.callCount, reachedLimit: run.reachedLimit), at: time)
         case .callTools(let toolCalls):
             return deliberate(.judgeCalledTools, at: time)
                 + runTools(toolCalls, owner: .judge(generation: run.generation), participant: .judge(model: run.model), at: time)

@@ -267,6 +267,9 @@ public struct FusionSessionMachine: Sendable {
         /// As a member's (`MemberRun`).
         var usage: Usage?
         var usageBeforeCall: Usage?
+        /// The current call ended at its output limit (`finish_reason: length`, or cut by the
+        /// gateway's bound on an upstream that ignored it).
+        var reachedLimit = false
         /// Bumped at every (re)start: tool results of an earlier judge are dropped.
         var generation: Int
     }

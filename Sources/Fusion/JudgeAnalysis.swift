@@ -201,6 +201,8 @@ public struct JudgeFailure: Error, Sendable, Equatable {
     public var message: String
     /// For the judge's retry: the panel by the labels it was shown (nil: `message`).
     public var judgeMessage: String?
+    /// False for a reply cut at its output limit: the same model is not asked again.
+    public var sameModelMayRetry = true
 
     public init(_ reason: JudgeFailureReason, _ message: String) {
         self.reason = reason

@@ -194,6 +194,28 @@ import Testing
         #expect(messages[messages.count - 2].text.utf8.count <= (8 << 10) + 16, "the reply quoted, cut")
     }
 
+    /// A reply cut at its output limit is not retried on the same model, which would write as
+    /// much again (review 122 #2: a judge ignoring its limit, cut at the bound twice, paid it
+    /// twice): the fallback judge, if any, else the result without analysis, saying why.
+    @Test func aReplyCutAtItsLimitGoesStraightToTheFallback() throws {
+        let cut = #"{"consensus":["a long, long item that never ends"#
+        var (d, _) = makeDeliberation(fallback: "p/backup")
+        _ = answerAll(&d)
+        #expect(startedJudges(d.handle(.judgeDelta(text: cut), at: 20)).isEmpty)
+        #expect(startedJudges(d.handle(.judgeFinished(usage: nil, reachedLimit: true), at: 21)).map { "\($0.0)#\($0.1)" } == ["p/backup#1"])
+        var (e, _) = makeDeliberation()
+        _ = answerAll(&e)
+        _ = e.handle(.judgeDelta(text: cut), at: 20)
+        let result = try #require(finish(e.handle(.judgeFinished(usage: nil, reachedLimit: true), at: 21)))
+        #expect(result.json["analysis_failure"]?["reason"] == .string("judge_not_valid_json"))
+        #expect(result.json["analysis_failure"]?["message"]?.stringValue?.contains("reached its output limit") == true, "\(result.json)")
+        // Not at its limit: the same reply is retried once, as before.
+        var (f, _) = makeDeliberation()
+        _ = answerAll(&f)
+        _ = f.handle(.judgeDelta(text: cut), at: 20)
+        #expect(startedJudges(f.handle(.judgeFinished(usage: nil), at: 21)).map { "\($0.0)#\($0.1)" } == ["p/judge#2"])
+    }
+
     /// A long number is no reason to stop: a valid reply with a 100-digit one passes (review 69
     /// #3: refused at once as "an element larger than 256 KiB").
     @Test func aValidReplyWithALongNumberPasses() throws {

@@ -159,6 +159,8 @@ import Testing
         (#"[{"type":"fusion","parameters":{"analysis_models":[]}}]"#, "tools[0].parameters.analysis_models"),
         (#"[{"type":"fusion","parameters":{"analysis_models":["a","b","c","d","e","f","g","h","i"]}}]"#, "tools[0].parameters.analysis_models"),
         (#"[{"type":"fusion","parameters":{"analysis_models":["a",3]}}]"#, "tools[0].parameters.analysis_models[1]"),
+        // One model twice: the analysis could not tell its answers apart (review 122 #1).
+        (#"[{"type":"fusion","parameters":{"analysis_models":["p/a","p/b","p/a"]}}]"#, "tools[0].parameters.analysis_models[2]"),
         (#"[{"type":"fusion","parameters":{"analysis_models":"a"}}]"#, "tools[0].parameters.analysis_models"),
         (#"[{"type":"fusion","parameters":{"model":""}}]"#, "tools[0].parameters.model"),
         (#"[{"type":"fusion","parameters":{"max_tool_calls":0}}]"#, "tools[0].parameters.max_tool_calls"),

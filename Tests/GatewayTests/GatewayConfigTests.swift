@@ -410,6 +410,7 @@ import Web
         ("fusion: {presets: {q: {analysis_models: [a/b]}}}", "outer_model is required"),
         ("fusion: {outer_model: a/b}", "presets is required"),
         ("fusion: {outer_model: a/b, presets: {q: {analysis_models: []}}}", "1 to 8"),
+        ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b, c/d, a/b]}}}", "fusion.presets.q.analysis_models[2] repeats a model"),
         ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b]}}, default_preset: z}", "default_preset"),
         ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b]}}, panel_context: all}", "panel_context"),
         ("fusion: {outer_model: a/b, presets: {q: {analysis_models: [a/b], judge: c/d}}}", "unknown key 'judge'"),

@@ -15,7 +15,7 @@ import Testing
     /// while the client reads nothing: the turn completes without the client.
     static func body(deadline: Int) -> String {
         let tools = #"[{"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}},"#
-            + #"{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=0:deltas=100000","mock/paced:pace_ms=0:deltas=100000"],"deadline_ms":\#(deadline),"max_completion_tokens":100000}}]"#
+            + #"{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=0:deltas=100000","mock/paced:pace_ms=0:deltas=100001"],"deadline_ms":\#(deadline),"max_completion_tokens":100000}}]"#
         return #"{"model":"\#(ParallelTurnTests.model)","stream":true,"stream_options":{"include_fusion_events":true},"messages":[\#(ParallelTurnTests.question)],"tools":\#(tools)}"#
     }
 

@@ -293,7 +293,7 @@ import Testing
         #expect(response.json?["choices"]?.arrayValue?.first?["message"]?["content"]?.stringValue?.contains("all_panels_failed") == true)
         // Every member refused for its rate limit: OpenRouter's `rate_limited`, a reason to retry later.
         let limited = try env.chat(fusionBody(stream: false, model: "mock/outer:pace_ms=1",
-                                              tools: #"[{"type":"fusion","parameters":{"analysis_models":["mock/rate-limited","mock/rate-limited"]}}]"#))
+                                              tools: #"[{"type":"fusion","parameters":{"analysis_models":["mock/rate-limited","mock/rate-limited:pace_ms=1"]}}]"#))
         #expect(limited.json?["fusion"]?["failure_reason"] == .string("rate_limited"), "\(limited.text)")
         #expect(limited.json?["fusion"]?["error"] == .string("every panel model was rate limited"))
     }

@@ -185,7 +185,7 @@ final class ClusterEnvironment {
     @Test(.timeLimit(.minutes(3))) func hangUpsRacingCrossLoopProducers() throws {
         let env = try ClusterEnvironment(loops: 2)
         defer { env.stop() }
-        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=0:deltas=400","mock/paced:pace_ms=0:deltas=400","mock/paced:pace_ms=1:deltas=400"]}}]"#
+        let tools = #"[{"type":"fusion","parameters":{"analysis_models":["mock/paced:pace_ms=0:deltas=400","mock/paced:pace_ms=0:deltas=401","mock/paced:pace_ms=1:deltas=400"]}}]"#
         let body = #"{"model":"mock/outer:pace_ms=0","stream":true,"messages":[{"role":"user","content":"Should cities ban cars from their centres?"}],"tools":\#(tools)}"#
         for round in 0..<60 {
             let client = try TestClient(port: env.cluster.port)

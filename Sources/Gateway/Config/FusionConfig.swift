@@ -24,6 +24,9 @@ extension GatewayConfig {
             guard let models = try preset.stringList("analysis_models"), (1...8).contains(models.count) else {
                 throw ConfigError("\(preset.path).analysis_models must list 1 to 8 models")
             }
+            if let index = models.indices.first(where: { models[..<$0].contains(models[$0]) }) {
+                throw ConfigError("\(preset.path).analysis_models[\(index)] repeats a model: the analysis names members by model, so each is on the panel once")
+            }
             presets[name] = FusionSettings.Preset(analysisModels: models, judge: try preset.string("model"),
                                                   minAnswers: try preset.int("min_answers", in: 1...models.count),
                                                   graceMilliseconds: try graceMilliseconds(preset))
