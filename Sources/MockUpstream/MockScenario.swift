@@ -25,7 +25,8 @@ public struct MockScenario: Equatable, Sendable {
         case errorMidStream = "error-mid-stream"
         /// `after` deltas, then an event whose data is not JSON.
         case malformed
-        /// `after` deltas, then silence with the connection open.
+        /// `after` deltas, then silence with the connection open; `trickle=1`: an event begun and
+        /// never ended, a byte of it every `pace_ms` (activity that is no event).
         case stall
         /// `after` deltas, then the TCP connection is dropped with no end of stream.
         case disconnect
@@ -84,6 +85,7 @@ public struct MockScenario: Equatable, Sendable {
         "loop": 0...1,
         "parallel": 1...8,
         "search": 0...1,
+        "trickle": 0...1,
         "fail_final": 0...1,
         // outer: a caller's tool named in the prompt is called together with fusion (one turn).
         "with_fusion": 0...2,  // 2: the fusion call first

@@ -19,6 +19,8 @@ final class MockStream {
     private var ended = false
     /// `drop=1`: the answer is written whole; the connection drops at the next tick.
     private var dropping = false
+    /// `stall:trickle=1`: a byte of an event that never ends, every `pace_ms`.
+    private var trickling = false
     private var buffer: [UInt8] = []
 
     init(script: MockScript, wire: any MockWire, writer: HTTPResponseWriter, stats: MockUpstreamStats, streaming: Bool) {
@@ -83,6 +85,11 @@ final class MockStream {
         if dropping {
             writer.abort()
             end(counted: true)
+            return
+        }
+        if trickling {
+            write { $0.append(UInt8(ascii: "a")) }
+            timer?.start(afterMilliseconds: UInt64(script.scenario.paceMilliseconds))
             return
         }
         if !streaming {
@@ -157,6 +164,10 @@ final class MockStream {
             write { wire.appendMalformed(to: &$0) }
             writer.endStream()
             end(counted: true)
+        case .stall where script.scenario.option("trickle", default: 0) == 1:
+            trickling = true
+            write { $0 += Array(#"data: {"a":""#.utf8) }
+            timer?.start(afterMilliseconds: UInt64(script.scenario.paceMilliseconds))
         case .stall:
             timer?.stop()  // silence until the client gives up
         default:  // disconnect

@@ -332,6 +332,25 @@ import Testing
         #expect(env.mockStats.counts.requests == 4)
     }
 
+    /// An upstream trickling a byte at a time into an event it never ends is idle: only a read
+    /// that ends an event counts (review 123 #1: every byte reset the timer, and the stream held
+    /// its client on keep-alives for as long as the upstream liked), for a proxied stream and a
+    /// Fusion outer turn alike. The answer's events before it reach the client.
+    @Test(.timeLimit(.minutes(1)))
+    func anUpstreamTricklingIntoAnEventThatNeverEndsTimesOut() throws {
+        let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 600 }
+        let started = Date()
+        let proxied = try env.chat(TestEnvironment.chatBody(model: "mock/stall:after=2:trickle=1:pace_ms=50"))
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(proxied.status == 200 && elapsed < 10, "\(elapsed) s")
+        #expect(proxied.streamError?["message"]?.stringValue?.contains("no whole event from the upstream") == true, "\(proxied.text.suffix(300))")
+        #expect(proxied.streamedContent.isEmpty == false, "the answer's first events reached the client")
+        let again = Date()
+        let fusion = try env.chat(#"{"model":"mock/stall:after=0:trickle=1:pace_ms=50","stream":true,"#
+            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion"}]}"#)
+        #expect(Date().timeIntervalSince(again) < 10 && fusion.text.contains("no whole event from the upstream"), "\(fusion.text.suffix(400))")
+    }
+
     /// An upstream that kept sending while the gateway's loop was busy past its idle limit is
     /// not cut as silent: libuv runs due timers before it reads the sockets, and the stream's
     /// watchdog judged bytes waiting in the kernel as never sent ("no data from the upstream for

@@ -45,6 +45,9 @@ final class InnerCall {
     private var deadline: UInt64 = .max
     /// When the upstream last sent something (or the attempt started): see `checkSilence`.
     private var lastUpstreamActivity: UInt64 = 0
+    /// A read of its event stream counts as activity only when it ends an event (as a proxied
+    /// stream's: `CompletionProxy.eventBoundary`).
+    private var eventBoundary = SSEEventBoundary()
     private var idleCheck: LoopTimer?
     /// Armed once the decoder knows the answer is whole but its end has not come (`endIfWhole`).
     private var wholeTimer: LoopTimer?
@@ -136,6 +139,7 @@ final class InnerCall {
         summary.attempts += 1
         summary.route = candidate
         lastUpstreamActivity = client.loop.nowMilliseconds
+        eventBoundary = SSEEventBoundary()
         idleCheck?.start(afterMilliseconds: upstream.idleTimeoutMilliseconds)  // each attempt timed from its start (review 81A #1)
         status = 0
         summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
@@ -272,14 +276,15 @@ final class InnerCall {
         }
         transfer.cancel()
         self.transfer = nil
-        didComplete(.timedOut("no data from the upstream for \(silent) ms"))
+        let what = (200..<300).contains(status) && !wholeBody ? "no whole event" : "no data"
+        didComplete(.timedOut("\(what) from the upstream for \(silent) ms"))
     }
 
     /// Returns false to pause the transfer.
     private func didReceive(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
-        lastUpstreamActivity = client.loop.nowMilliseconds
         let decoding = (200..<300).contains(status) && !wholeBody
+        if !decoding { lastUpstreamActivity = client.loop.nowMilliseconds }
         if decoding && outbox.isBlocked {
             // Paused: curl delivers these bytes again once the channel drains; they are counted
             // (and spent from the deliberation's budget) then, once. A pause is counted as the
@@ -288,6 +293,8 @@ final class InnerCall {
             outbox.waitForSpace()
             return false
         }
+        // Fed once per byte: a paused read above comes again.
+        if decoding && eventBoundary.feed(bytes) { lastUpstreamActivity = client.loop.nowMilliseconds }
         receivedBytes += bytes.count
         guard receivedBytes <= upstream.maxResponseBytes else {
             fail(.upstreamTooLarge("\(route.endpoint.name)'s response exceeded \(upstream.maxResponseBytes) bytes (\(upstream.responseLimitSetting))"),

@@ -68,7 +68,8 @@ extension CompletionProxy {
         }
         cutTransfer()
         // Reported as if curl had timed out.
-        upstreamDidComplete(.timedOut("no data from the upstream for \(idle) ms"))
+        let what = if case .streaming = phase { "no whole event" } else { "no data" }
+        upstreamDidComplete(.timedOut("\(what) from the upstream for \(idle) ms"))
     }
 
     /// A client that has taken nothing for too long would pin an upstream transfer forever:

@@ -69,7 +69,11 @@ final class CompletionProxy<Request: ProxyRequest> {
     let scratch: ByteScratch
     var watchdog: StreamWatchdog?
     var idleCheck: LoopTimer?
+    /// When the upstream last sent something: its head, a read of a whole body, or a read of its
+    /// event stream that ends an event (`SSEEventBoundary`: a byte a second into an event that
+    /// never ends is no activity).
     var lastUpstreamActivity: UInt64 = 0
+    var eventBoundary = SSEEventBoundary()
     var didFinish = false
     /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
     var receivedBytes = 0
@@ -161,8 +165,9 @@ final class CompletionProxy<Request: ProxyRequest> {
 
     /// Returns false to pause the transfer (no room in the fan-in channel).
     func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        lastUpstreamActivity = client.loop.nowMilliseconds
-        if case .streaming = phase, stream?.makeRoom(forInput: bytes.count) != true {
+        let streaming = if case .streaming = phase { true } else { false }
+        if !streaming { lastUpstreamActivity = client.loop.nowMilliseconds }
+        if streaming, stream?.makeRoom(forInput: bytes.count) != true {
             // Backpressure: curl keeps these bytes and delivers them again once the channel
             // drains, so they are counted then. (Counted at every pause, a slow reader's stream
             // reached max_response_bytes with a fraction of it sent.)
@@ -171,6 +176,8 @@ final class CompletionProxy<Request: ProxyRequest> {
             stream?.channel.resumeWhenSpace(on: client.loop, resumeTransfer)
             return false
         }
+        // Fed once per byte: a paused read above comes again.
+        if streaming && eventBoundary.feed(bytes) { lastUpstreamActivity = client.loop.nowMilliseconds }
         receivedBytes += bytes.count
         guard receivedBytes <= settings.maxResponseBytes else {
             fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (\(settings.responseLimitSetting))"))
