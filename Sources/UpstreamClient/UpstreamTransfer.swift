@@ -41,6 +41,12 @@ public final class UpstreamTransfer {
     public private(set) var status = 0
     public private(set) var isFinished = false
     public private(set) var isCancelled = false
+    /// Bytes of the response's heads so far, interim 1xx heads included, and whether they passed
+    /// `maxHeadBytes`: the gateway's own bound, whatever the libcurl build caps (review 123 #3:
+    /// headers or `100 Continue` heads without end were bounded only by Debian's patch).
+    private var headBytes = 0
+    private var headTooLarge = false
+    static let maxHeadBytes = 256 << 10
     private var detachDeadline: LoopTimer?
     private let connectFilter: (@Sendable ([UInt8], Int) -> String?)?
     /// Why `connectFilter` refused the last address it was asked about.
@@ -231,6 +237,11 @@ public final class UpstreamTransfer {
         // Returning a count other than line.count aborts the transfer: how a cancel inside a
         // callback stops curl at once.
         guard !isCancelled else { return 0 }
+        headBytes += line.count
+        guard headBytes <= Self.maxHeadBytes else {
+            headTooLarge = true
+            return 0
+        }
         // Byte loops, not `starts(with:)` or `firstIndex(of:)`: every line of every response, where
         // the generic algorithms allocated in the debug build the perf gate counts.
         var colonIndex = 0
@@ -352,6 +363,10 @@ public final class UpstreamTransfer {
         let description = Self.plainWords(code) ?? String(cString: curl_easy_strerror(code))
         let detail = UpstreamFailure.Detail(client: description, full: errorBuffer[0] != 0 ? String(cString: errorBuffer) : description)
         let failure: UpstreamFailure
+        if headTooLarge {
+            callback?(.transfer("the upstream's response head passed \(Self.maxHeadBytes >> 10) KiB (headers, or interim 1xx heads, without end)"))
+            return
+        }
         if let refusal, code == CURLE_COULDNT_CONNECT {
             callback?(.refused(UpstreamFailure.Detail(stringLiteral: refusal)))  // the policy's own words, naming no address
             return

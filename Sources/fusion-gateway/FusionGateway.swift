@@ -55,6 +55,9 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the gateway. With no --config, serves the built-in simulated models (no keys needed).")
 
+    /// Below this many connections a loop, `serve` refuses to start (see `run`).
+    static let minimumConnectionsPerLoop = 8
+
     @Option(help: "Address to listen on (overrides the config).")
     var host: String?
 
@@ -93,6 +96,14 @@ struct Serve: ParsableCommand {
         let loopCount = loops ?? ProcessInfo.processInfo.activeProcessorCount
         let descriptors = DescriptorLimit.raiseToHard()
         let fitting = HTTPServerLimits.connectionsFitting(descriptors: descriptors, loops: loopCount)
+        // A gateway holding a connection or two a loop is shut out by two idle sockets (review
+        // 123 #4): refused, not started with a warning.
+        if fitting < Self.minimumConnectionsPerLoop && settings.server.limits.maxConnections > fitting {
+            logger.error("the open-file limit leaves too few connections per event loop: raise it (ulimit -n, systemd's LimitNOFILE) or run fewer loops (--loops)",
+                         metadata: ["open_file_limit": .stringConvertible(descriptors), "loops": .stringConvertible(loopCount),
+                                    "connections_per_loop": .stringConvertible(fitting), "needed": .stringConvertible(Self.minimumConnectionsPerLoop)])
+            throw ExitCode(1)
+        }
         if settings.server.limits.maxConnections > fitting {
             logger.warning("server.max_connections lowered to what the open-file limit holds; raise the limit (ulimit -n, systemd's LimitNOFILE) for more",
                            metadata: ["configured": .stringConvertible(settings.server.limits.maxConnections), "now": .stringConvertible(fitting),

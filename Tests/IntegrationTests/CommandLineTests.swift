@@ -9,10 +9,16 @@ import Testing
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fusion-gateway")
     }
 
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// `openFiles`: the run's open-file limit, soft and hard (through the shell's `ulimit`).
+    func run(_ arguments: [String], openFiles: Int? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
+        if let openFiles {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", Self.binary.path] + arguments
+        } else {
+            process.executableURL = Self.binary
+            process.arguments = arguments
+        }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
@@ -58,6 +64,13 @@ import Testing
         let (status, output) = try run(arguments)
         #expect(status == 64, "EX_USAGE: \(output)")
         #expect(output.contains(message), "\(output)")
+    }
+
+    /// An open-file limit that leaves a loop a connection or two is refused at start (review 123
+    /// #4: two idle sockets shut `/health` out).
+    @Test(.timeLimit(.minutes(1))) func tooFewDescriptorsRefuseToStart() throws {
+        let (status, output) = try run(["serve", "--port", "0", "--loops", "2"], openFiles: 80)
+        #expect(status == 1 && output.contains("the open-file limit leaves too few connections per event loop"), "\(status) \(output)")
     }
 
     /// A refused command line leaves an earlier report as it was (review 48 bench #7: it was
