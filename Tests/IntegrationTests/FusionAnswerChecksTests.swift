@@ -126,7 +126,7 @@ import Testing
                                              apiKeyEnvironmentVariable: "TEST_PROVIDER_KEY")
         }
         func stop(_ model: String, _ question: String) throws -> (reason: JSONValue?, sequence: JSONValue?) {
-            let body = #"{"model":"\#(model)","max_tokens":500,"stream":\#(stream),"messages":[{"role":"user","content":"\#(question)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=0"]}}]}"#
+            let body = #"{"model":"\#(model)","max_tokens":500,"stream":\#(stream),"stop_sequences":["STOP"],"messages":[{"role":"user","content":"\#(question)"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=0"]}}]}"#
             let response = try post(env, "/v1/messages", body)
             #expect(response.status == 200, "\(response.text)")
             let source = stream ? response.namedEvents.last { $0.name == "message_delta" }?.data["delta"] : response.json

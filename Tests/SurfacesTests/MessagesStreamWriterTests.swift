@@ -10,8 +10,8 @@ import Testing
 /// code requires, per the research notes) and a round trip through the gateway's own Anthropic
 /// decoder, which must give back the events that were written.
 @Suite struct MessagesStreamWriterTests {
-    static func render(_ events: [ModelEvent], usage: Usage? = nil) -> [UInt8] {
-        var writer = MessagesStreamWriter(id: "msg_gw1", model: "fusion")
+    static func render(_ events: [ModelEvent], usage: Usage? = nil, stopSequences: [String] = []) -> [UInt8] {
+        var writer = MessagesStreamWriter(id: "msg_gw1", model: "fusion", stopSequences: stopSequences)
         var out: [UInt8] = []
         writer.appendStart(to: &out)
         MessagesStreamWriter.appendPing(to: &out)
@@ -350,14 +350,18 @@ import Testing
     }
 
     /// An Anthropic upstream's own stop reason reaches an Anthropic client, with the sequence that
-    /// matched: `pause_turn` means "send it back to continue", not done.
+    /// matched: `pause_turn` means "send it back to continue", not done. The sequence is said
+    /// only when it is one of the request's (review 119 #10: an upstream's `stop_sequence` of
+    /// its own, its key, reached the client).
     @Test func theUpstreamsOwnStopReasonIsKept() throws {
+        let asked = ["END\"\n", "STOP"]
         for (detail, reason, sequence) in [(ModelEvent.stopDetail(reason: "pause_turn", sequence: nil), "pause_turn", JSONValue.null),
-                                           (.stopDetail(reason: "stop_sequence", sequence: "END\"\n"), "stop_sequence", .string("END\"\n"))] {
-            let events = try Self.events(Self.render([.text("x"), detail, .finish(.stop)]))
+                                           (.stopDetail(reason: "stop_sequence", sequence: "END\"\n"), "stop_sequence", .string("END\"\n")),
+                                           (.stopDetail(reason: "stop_sequence", sequence: "sk-ant-not-asked-for"), "stop_sequence", .null)] {
+            let events = try Self.events(Self.render([.text("x"), detail, .finish(.stop)], stopSequences: asked))
             let delta = events.first { $0.name == "message_delta" }?.data["delta"]
             #expect(delta?["stop_reason"] == .string(reason) && delta?["stop_sequence"] == sequence, "\(String(describing: delta))")
-            var whole = MessagesResponse(id: "msg_1", model: "claude-x")
+            var whole = MessagesResponse(id: "msg_1", model: "claude-x", stopSequences: asked)
             for event in [ModelEvent.text("x"), detail, .finish(.stop)] { whole.add(event) }
             let message = try JSONValue.parse(try whole.body())
             #expect(message["stop_reason"] == .string(reason) && message["stop_sequence"] == sequence)

@@ -146,12 +146,12 @@ struct MessagesProxyRequest: ProxyRequest {
     /// attempt that failed before showed nothing).
     func makeRelay(route: ModelRoute, context: ProxyContext) -> TranslatingRelay<MessagesStreamWriter> {
         TranslatingRelay(decoder: route.provider.streamDecoder(maxEventBytes: context.maxEventBytes, redactor: context.redactor),
-                         writer: MessagesStreamWriter(id: context.generationID, model: route.slug, deferredStart: true),
+                         writer: MessagesStreamWriter(id: context.generationID, model: route.slug, deferredStart: true, stopSequences: neutral.stop),
                          estimatedPromptTokens: estimatedPromptTokens, price: route.price)
     }
 
     func wholeBody(route: ModelRoute, body: [UInt8], events: [ModelEvent], context: ProxyContext) throws(APIError) -> [UInt8] {
-        var response = MessagesResponse(id: context.generationID, model: route.slug)
+        var response = MessagesResponse(id: context.generationID, model: route.slug, stopSequences: neutral.stop)
         for event in events { response.add(event) }
         if let estimate = wholeUsageEstimate(events, route: route) { response.addEstimatedUsage(estimate) }
         return try response.body()

@@ -49,7 +49,8 @@ extension GatewayServer {
             case .fusion(let fusion):
                 // The concrete model that answers, not the alias, as the Fusion docs promise.
                 .fusion(fusion, FusionMessagesRenderer(id: generationID, model: fusion.outerModel, stream: fusion.stream,
-                                                                namedEvents: messages.includeFusionEvents), fallbacks: fallbacks)
+                                                                namedEvents: messages.includeFusionEvents, stopSequences: neutral.stop),
+                        fallbacks: fallbacks)
             }
         }
     }

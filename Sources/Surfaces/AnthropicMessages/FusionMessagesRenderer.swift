@@ -24,9 +24,9 @@ public struct FusionMessagesRenderer: Sendable {
     private var answerEndsInWord = false
     private var finalAnswerStarted = false
 
-    public init(id: String, model: String, stream: Bool, namedEvents: Bool = false) {
-        writer = MessagesStreamWriter(id: id, model: model)
-        whole = MessagesResponse(id: id, model: model)
+    public init(id: String, model: String, stream: Bool, namedEvents: Bool = false, stopSequences: [String] = []) {
+        writer = MessagesStreamWriter(id: id, model: model, stopSequences: stopSequences)
+        whole = MessagesResponse(id: id, model: model, stopSequences: stopSequences)
         self.stream = stream
         progress = FusionProgressEncoder(form: namedEvents ? .namedEvents : .comments)
     }

@@ -29,9 +29,13 @@ public struct MessagesResponse: Sendable {
     /// The last text block ended (`.providerBlock(.stop)`): more text is another block.
     private var textEnded = false
 
-    public init(id: String, model: String) {
+    /// The request's `stop_sequences` (`MessagesStreamWriter.matchedStop`).
+    private let stopSequences: [String]
+
+    public init(id: String, model: String, stopSequences: [String] = []) {
         self.id = id
         self.model = model
+        self.stopSequences = stopSequences
     }
 
     public mutating func add(_ event: ModelEvent) {
@@ -64,7 +68,7 @@ public struct MessagesResponse: Sendable {
         case .finish(let reason):
             stopReason = MessagesStreamWriter.stopReason(reason)
         case .stopDetail(let reason, let sequence):
-            stopDetail = (reason, sequence)
+            stopDetail = (reason, MessagesStreamWriter.matchedStop(sequence, in: stopSequences))
         case .messageExtras(let more):
             extras = extras.merging(more)
         case .providerBlock(.start(let block)):

@@ -54,12 +54,24 @@ public struct MessagesStreamWriter: Sendable {
     /// JSON object, so such a fragment is refused before it is sent (`refusal(ofToolCall:)`).
     private var argumentChecks: [Int: (name: String, check: JSONPrefixCheck)] = [:]
 
+    /// The request's `stop_sequences`: the only values `stop_sequence` may say.
+    private let stopSequences: [String]
+
     /// `deferredStart`: `appendStart` writes nothing; `message_start` goes out before the first
     /// block, the end or a failure, with the upstream's prompt usage (`notePromptUsage`).
-    public init(id: String, model: String, deferredStart: Bool = false) {
+    /// `stopSequences`: the request's (see `matchedStop`).
+    public init(id: String, model: String, deferredStart: Bool = false, stopSequences: [String] = []) {
         self.id = id
         self.model = model
         self.deferredStart = deferredStart
+        self.stopSequences = stopSequences
+    }
+
+    /// The stop sequence an upstream says matched, when it is one of the request's: any other
+    /// value (an upstream's invention, its key) is no sequence the client asked for, and is said
+    /// as none (review 119 #10).
+    static func matchedStop(_ sequence: String?, in stopSequences: [String]) -> String? {
+        sequence.flatMap { stopSequences.contains($0) ? $0 : nil }
     }
 
     /// `message_start`, once (also written before the first content if not yet), unless the
@@ -189,7 +201,7 @@ public struct MessagesStreamWriter: Sendable {
         case .finish(let reason):
             stopReason = Self.stopReason(reason)
         case .stopDetail(let reason, let sequence):
-            stopDetail = (reason, sequence)
+            stopDetail = (reason, Self.matchedStop(sequence, in: stopSequences))
         case .messageExtras(let more):
             extras = extras.merging(more)
         case .error(let error):
