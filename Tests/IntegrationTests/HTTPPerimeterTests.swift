@@ -70,6 +70,10 @@ final class GuardedServer: @unchecked Sendable {
         #expect(head.header("content-type") == get.header("content-type"))
         let next = try client.readResponse()
         #expect(next.status == 200 && next.json?["status"]?.stringValue == "ok")
+        // The test gateway's `unkeyed` provider has no key: said, with 200 (review 121 #8).
+        #expect(next.json?["degraded"] == .array([.string("providers_without_keys")]), "\(next.text)")
+        let keyed = try TestEnvironment { $0.providers["unkeyed"] = nil }
+        #expect(try keyed.get("/health").json?["degraded"] == .array([]))
         // An error answered to HEAD: status and headers, no body either.
         try client.send("HEAD /v1/models/none HTTP/1.1\r\nHost: localhost\r\n\r\nGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         let notFound = try client.readHead()

@@ -105,6 +105,9 @@ extension SharedStoreTests {
                 config.keys = ["team-a": NamedKey(name: "team-a", keyEnvironmentVariable: "TEAM_A_KEY", limits: KeyLimits(requestsPerMinute: 100))]
             }
             for _ in 0..<3 { #expect(try SharedStoreTests.chat(env, key: SharedStoreTests.keys["TEAM_A_KEY"]!).status == 200, "on_store_error: allow") }
+            // Still healthy (its requests are served), and says what it cannot do (review 121 #8).
+            let health = try env.get("/health")
+            #expect(health.status == 200 && health.json?["degraded"]?.arrayValue?.contains(.string("store_unreachable")) == true, "\(health.text)")
             env.stop()  // flushes the throttled warnings
             let warnings = log.entries.filter { $0.message.hasPrefix("shared store failing") }
             // Every warning says why, whichever operation failed first (the connection, or an

@@ -391,7 +391,8 @@ public final class GatewayServer {
             // Draining (SIGTERM): 503, so a load balancer's health checks take this replica out.
             let draining = shared.isDraining
             writer.respond(status: draining ? 503 : 200, headers: [("Content-Type", "application/json")],
-                           body: Array(#"{"status":"\#(draining ? "draining" : "ok")","version":"\#(GatewayVersion.current)"}"#.utf8))
+                           body: JSONValue.object(["status": .string(draining ? "draining" : "ok"), "version": .string(GatewayVersion.current),
+                                                   "degraded": .array(degraded.map(JSONValue.string))]).serialized())
         case (_, let path) where Self.methods(of: path) != nil:
             refuse(.methodNotAllowed(request.method, path: path, allowed: Self.methods(of: path) ?? ""), request, writer)
         case (_, "/v1/responses/input_tokens"), (_, "/v1/responses/compact"):
@@ -411,6 +412,18 @@ public final class GatewayServer {
         default:
             refuse(.notFound(path: request.path), request, writer)
         }
+    }
+
+    /// What this replica cannot do while `/health` answers 200 (a probe keeps it, as its other
+    /// requests still work; an operator sees why some fail: review 121 #8):
+    /// `store_unreachable` (this loop's Redis connection is not ready: limits follow
+    /// `on_store_error`, records wait), `providers_without_keys` (a provider's key variable is
+    /// unset: its models answer 502 `provider_key_missing` until it is set).
+    var degraded: [String] {
+        var reasons: [String] = []
+        if !store.isReachable { reasons.append("store_unreachable") }
+        if !router.providersMissingKeys.isEmpty { reasons.append("providers_without_keys") }
+        return reasons
     }
 
     private func refuse(_ error: APIError, _ request: HTTPRequest, _ writer: HTTPResponseWriter) {

@@ -69,6 +69,9 @@ final class LoopStore {
 
     static let retryMilliseconds: UInt64 = 1_000
 
+    /// Whether this loop's Redis connection is ready (always, without Redis).
+    var isReachable: Bool { redis?.isReady ?? true }
+
     /// Nothing on its way to Redis: no command awaiting its reply, nothing queued to send.
     var isIdle: Bool {
         guard let redis else { return true }
