@@ -17,6 +17,13 @@ public struct SSEDecoder: Sendable {
     }
 
     public let maxEventBytes: Int
+    /// Events dispatched and comment lines read so far: what the stream's idle timers count as
+    /// the upstream's activity. A byte of an event that never ends, a blank line with no data, a
+    /// line that is no field, are none (review 123 #1, 124 #1 and #4: a byte a second into an
+    /// endless event held a stream for ever; a read was activity only if it ended an event,
+    /// which cut steady streams whose reads end inside the next one). Its keep-alive comments
+    /// are (Anthropic's pings are events).
+    public private(set) var progressMarks = 0
     /// Bytes of a line whose end has not arrived yet.
     private var partialLine: [UInt8] = []
     /// `data` lines of the current event, joined by "\n".
@@ -163,6 +170,7 @@ public struct SSEDecoder: Sendable {
         if line.isEmpty {
             // Blank line: dispatch. An event without data lines is not an event.
             if hasData {
+                progressMarks &+= 1
                 if let borrowed = borrowedData {
                     try eventName.withUnsafeBytes { nameBytes in
                         try onEvent(SSEEventView(name: nameBytes, data: borrowed))
@@ -181,7 +189,10 @@ public struct SSEDecoder: Sendable {
             hasData = false
             return
         }
-        if line[0] == UInt8(ascii: ":") { return }  // comment (keep-alive)
+        if line[0] == UInt8(ascii: ":") {  // comment (keep-alive)
+            progressMarks &+= 1
+            return
+        }
 
         var colon = 0
         while colon < line.count && line[colon] != UInt8(ascii: ":") { colon += 1 }
@@ -207,6 +218,7 @@ public struct SSEDecoder: Sendable {
             eventName.removeAll(keepingCapacity: true)
             eventName.append(contentsOf: value)
         } else if errorLinesAreEvents && field.isLiteral("error") {
+            progressMarks &+= 1
             try Self.errorName.withUnsafeBytes { try onEvent(SSEEventView(name: $0, data: value)) }
         } else if !field.isLiteral("id") && !field.isLiteral("retry") {
             try onOtherLine(line)

@@ -86,6 +86,8 @@ public struct MockScenario: Equatable, Sendable {
         "parallel": 1...8,
         "search": 0...1,
         "trickle": 0...1,
+        // Every write ends inside the next event: its last 5 bytes go with the next write.
+        "straddle": 0...1,
         "fail_final": 0...1,
         // outer: a caller's tool named in the prompt is called together with fusion (one turn).
         "with_fusion": 0...2,  // 2: the fusion call first

@@ -21,6 +21,9 @@ final class MockStream {
     private var dropping = false
     /// `stall:trickle=1`: a byte of an event that never ends, every `pace_ms`.
     private var trickling = false
+    /// `straddle=1`: the last bytes of each step's write, sent with the next one, so every write
+    /// ends inside an event (an upstream whose reads never end where its events do).
+    private var carried: [UInt8] = []
     private var buffer: [UInt8] = []
 
     init(script: MockScript, wire: any MockWire, writer: HTTPResponseWriter, stats: MockUpstreamStats, streaming: Bool) {
@@ -119,7 +122,17 @@ final class MockStream {
         }
         if nextStep < script.steps.count {
             let step = script.steps[nextStep]
-            write { wire.appendStep(step, to: &$0) }
+            write { out in
+                out += carried
+                carried.removeAll()
+                let start = out.count
+                wire.appendStep(step, to: &out)
+                if script.scenario.option("straddle", default: 0) == 1 {
+                    let kept = min(5, out.count - start)
+                    carried = Array(out.suffix(kept))
+                    out.removeLast(kept)
+                }
+            }
             nextStep += 1
             if nextStep < script.steps.count || !failsMidStream {
                 timer?.start(afterMilliseconds: UInt64(script.scenario.paceMilliseconds))
@@ -136,7 +149,11 @@ final class MockStream {
     /// The finish and usage — or, with `truncate=1`, nothing: the body just ends.
     private func finish(lastStep: MockScript.Step?) {
         if script.scenario.option("truncate", default: 0) == 0 {
-            write { wire.appendFinish(lastStep: lastStep, to: &$0) }
+            write { out in
+                out += carried
+                carried.removeAll()
+                wire.appendFinish(lastStep: lastStep, to: &out)
+            }
         }
         switch script.scenario.option("drop", default: 0) {
         case 1:

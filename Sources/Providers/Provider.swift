@@ -135,6 +135,9 @@ public protocol ModelStreamDecoder {
     /// The answer's id as the upstream named it (Anthropic's `msg_…`, Gemini's `responseId`),
     /// `UpstreamIdentifier`-sanitized, once read; nil otherwise.
     var upstreamID: String? { get }
+    /// Events and comment lines read so far (`SSEDecoder.progressMarks`): a call's idle timer
+    /// counts a read as activity only when this grows.
+    var progressMarks: Int { get }
 }
 
 extension ModelStreamDecoder {

@@ -335,7 +335,9 @@ import Testing
     /// An upstream trickling a byte at a time into an event it never ends is idle: only a read
     /// that ends an event counts (review 123 #1: every byte reset the timer, and the stream held
     /// its client on keep-alives for as long as the upstream liked), for a proxied stream and a
-    /// Fusion outer turn alike. The answer's events before it reach the client.
+    /// Fusion outer turn alike. The answer's events before it reach the client. A steady stream
+    /// whose reads all end inside the next event is activity all the same (review 124 #1: a read
+    /// that did not end at an event's end was counted as none, and such a stream was cut).
     @Test(.timeLimit(.minutes(1)))
     func anUpstreamTricklingIntoAnEventThatNeverEndsTimesOut() throws {
         let env = try TestEnvironment { $0.upstream.idleTimeoutMilliseconds = 600 }
@@ -349,6 +351,11 @@ import Testing
         let fusion = try env.chat(#"{"model":"mock/stall:after=0:trickle=1:pace_ms=50","stream":true,"#
             + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion"}]}"#)
         #expect(Date().timeIntervalSince(again) < 10 && fusion.text.contains("no whole event from the upstream"), "\(fusion.text.suffix(400))")
+        let steady = try env.chat(TestEnvironment.chatBody(model: "mock/paced:pace_ms=250:deltas=8:straddle=1"))
+        #expect(steady.status == 200 && steady.streamError == nil && steady.chunksJSON.count >= 8, "\(steady.text.suffix(300))")
+        let steadyFusion = try env.chat(#"{"model":"mock/outer:pace_ms=250:straddle=1","stream":true,"#
+            + #""messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":["mock/expert-1:pace_ms=250:straddle=1"]}}]}"#)
+        #expect(steadyFusion.status == 200 && steadyFusion.streamError == nil && !steadyFusion.text.contains("no whole event"), "\(steadyFusion.text.suffix(400))")
     }
 
     /// An upstream that kept sending while the gateway's loop was busy past its idle limit is

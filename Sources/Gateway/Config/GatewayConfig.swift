@@ -248,6 +248,11 @@ public struct GatewayConfig: Sendable {
     /// (`keys:`). Fails closed: a named variable that is unset or holds no key is an error, never
     /// an open gateway.
     public func gatewayKeys(environment: [String: String]) throws -> [String] {
+        try unnamedKeys(environment: environment) + (try namedKeyValues(environment: environment).map(\.1))
+    }
+
+    /// `server.api_keys` and the keys `server.api_keys_env` names: the keys without a name.
+    public func unnamedKeys(environment: [String: String]) throws -> [String] {
         var keys = server.apiKeys
         if let variable = server.apiKeysEnvironmentVariable {
             let named = (environment[variable] ?? "").split(separator: ",")
@@ -257,7 +262,7 @@ public struct GatewayConfig: Sendable {
             }
             keys += named
         }
-        return keys + (try namedKeyValues(environment: environment).map(\.1))
+        return keys
     }
 
     public static func load(path: String) throws -> GatewayConfig {

@@ -45,9 +45,9 @@ final class InnerCall {
     private var deadline: UInt64 = .max
     /// When the upstream last sent something (or the attempt started): see `checkSilence`.
     private var lastUpstreamActivity: UInt64 = 0
-    /// A read of its event stream counts as activity only when it ends an event (as a proxied
-    /// stream's: `CompletionProxy.eventBoundary`).
-    private var eventBoundary = SSEEventBoundary()
+    /// The decoder's `progressMarks` when activity was last counted: a read of its event stream
+    /// is activity only when it completed an event or a comment (as a proxied stream's).
+    private var progressMarksSeen = 0
     private var idleCheck: LoopTimer?
     /// Armed once the decoder knows the answer is whole but its end has not come (`endIfWhole`).
     private var wholeTimer: LoopTimer?
@@ -139,7 +139,7 @@ final class InnerCall {
         summary.attempts += 1
         summary.route = candidate
         lastUpstreamActivity = client.loop.nowMilliseconds
-        eventBoundary = SSEEventBoundary()
+        progressMarksSeen = 0
         idleCheck?.start(afterMilliseconds: upstream.idleTimeoutMilliseconds)  // each attempt timed from its start (review 81A #1)
         status = 0
         summary.httpStatus = 0  // the last attempt's status: a retry that never got a head has none
@@ -293,8 +293,6 @@ final class InnerCall {
             outbox.waitForSpace()
             return false
         }
-        // Fed once per byte: a paused read above comes again.
-        if decoding && eventBoundary.feed(bytes) { lastUpstreamActivity = client.loop.nowMilliseconds }
         receivedBytes += bytes.count
         guard receivedBytes <= upstream.maxResponseBytes else {
             fail(.upstreamTooLarge("\(route.endpoint.name)'s response exceeded \(upstream.maxResponseBytes) bytes (\(upstream.responseLimitSetting))"),
@@ -325,6 +323,12 @@ final class InnerCall {
                 if pass(event, failure: &failure) { events += 1 }
             }
             if events > 0 { latency.eventsArrived(from: route.endpoint.name) }
+            let marks = Self.read(&decoder, \.progressMarks)
+            if marks != progressMarksSeen {
+                // The read completed an event or a comment: activity (a byte of an endless event is none).
+                progressMarksSeen = marks
+                lastUpstreamActivity = client.loop.nowMilliseconds
+            }
             sendPromptUsageOnce()
             if summary.upstreamID == nil, let id = Self.read(&decoder, \.upstreamID) {
                 // The answer's id, once read: a call the session then cuts keeps it (review 82 #2).

@@ -28,7 +28,7 @@ extension CompletionProxy {
         accounting.requestHandedOver()
         self.transfer = transfer
         lastUpstreamActivity = client.loop.nowMilliseconds
-        eventBoundary = SSEEventBoundary()
+        progressMarksSeen = 0
         // Each attempt is timed from its start: the check that cut the last one is not re-armed
         // by itself (review 81A #1: a retry or fallback after a timeout was never timed). The
         // first attempt's is armed by `start`, once it exists.

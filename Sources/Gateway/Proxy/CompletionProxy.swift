@@ -70,10 +70,11 @@ final class CompletionProxy<Request: ProxyRequest> {
     var watchdog: StreamWatchdog?
     var idleCheck: LoopTimer?
     /// When the upstream last sent something: its head, a read of a whole body, or a read of its
-    /// event stream that ends an event (`SSEEventBoundary`: a byte a second into an event that
-    /// never ends is no activity).
+    /// event stream that completed an event or a comment (`SSEDecoder.progressMarks`: a byte a
+    /// second into an event that never ends is no activity).
     var lastUpstreamActivity: UInt64 = 0
-    var eventBoundary = SSEEventBoundary()
+    /// The relay's `progressMarks` when activity was last counted.
+    var progressMarksSeen = 0
     var didFinish = false
     /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
     var receivedBytes = 0
@@ -167,6 +168,13 @@ final class CompletionProxy<Request: ProxyRequest> {
     func upstreamDidSend(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let streaming = if case .streaming = phase { true } else { false }
         if !streaming { lastUpstreamActivity = client.loop.nowMilliseconds }
+        defer {
+            // After the relay read the bytes: activity only if they completed an event or comment.
+            if streaming && relay.progressMarks != progressMarksSeen {
+                progressMarksSeen = relay.progressMarks
+                lastUpstreamActivity = client.loop.nowMilliseconds
+            }
+        }
         if streaming, stream?.makeRoom(forInput: bytes.count) != true {
             // Backpressure: curl keeps these bytes and delivers them again once the channel
             // drains, so they are counted then. (Counted at every pause, a slow reader's stream
@@ -176,8 +184,6 @@ final class CompletionProxy<Request: ProxyRequest> {
             stream?.channel.resumeWhenSpace(on: client.loop, resumeTransfer)
             return false
         }
-        // Fed once per byte: a paused read above comes again.
-        if streaming && eventBoundary.feed(bytes) { lastUpstreamActivity = client.loop.nowMilliseconds }
         receivedBytes += bytes.count
         guard receivedBytes <= settings.maxResponseBytes else {
             fail(.upstreamTooLarge("the upstream response exceeded \(settings.maxResponseBytes) bytes (\(settings.responseLimitSetting))"))

@@ -191,14 +191,16 @@ public final class GatewayServer {
             }
             redisPassword = value
         }
-        // Every key; the named ones are matched by name first (the ring skips their duplicates).
-        let keys = try config.gatewayKeys(environment: environment)
+        // Every key; the named ones are matched by name first (the ring skips an unnamed key that
+        // is also a named one, and says so: `keyWarnings`).
         let named = try config.namedKeyValues(environment: environment)
+        let unnamed = try config.unnamedKeys(environment: environment)
+        let keys = unnamed + named.map(\.1)
         let router = ModelRouter(config: config, environment: environment)
         if let fusion = config.fusion { try checkFusionModels(fusion, router: router) }
         return GatewayShared(router: router, gatewayKeys: keys,
                              web: resolveWeb(config.web, environment: environment, logger: logger),
-                             keyRing: KeyRing(unnamed: keys, named: named), redisPassword: redisPassword,
+                             keyRing: KeyRing(unnamed: unnamed, named: named), redisPassword: redisPassword,
                              maxCollectedBytes: config.upstream.maxCollectedBytes, maxReceivingBodyBytes: config.server.maxReceivingBodyBytes,
                              maxDeliberationBytes: (config.fusion ?? .simulated).maxBytesInFlight,
                              maxDeliberationBytesPerKey: (config.fusion ?? .simulated).maxBytesInFlightPerKey)

@@ -40,6 +40,7 @@ import GatewayCore
 /// it) is the next step if profiles show it.
 struct AnthropicStreamDecoder: ModelStreamDecoder {
     private var sse: SSEDecoder
+    var progressMarks: Int { sse.progressMarks }
     private var reader: AnthropicEventReader
 
     init(maxEventBytes: Int, redactor: Redactor) {

@@ -12,6 +12,7 @@ import GatewayCore
 /// re-serialized by hand (`JSONWriting.compact`).
 struct GeminiStreamDecoder: ModelStreamDecoder {
     private var sse: SSEDecoder
+    var progressMarks: Int { sse.progressMarks }
     private var reader: GeminiResponseReader
     private var raw: RawJSONLines
     var upstreamID: String? { reader.upstreamID }

@@ -6,6 +6,7 @@ import GatewayCore
 /// (review 68A #1, 68C #5: such answers passed as complete, Messages said `end_turn`).
 struct OpenAIStreamDecoder: ModelStreamDecoder {
     private var sse: SSEDecoder
+    var progressMarks: Int { sse.progressMarks }
     private let redactor: Redactor
     private var ended = false
     private var sawFinish = false

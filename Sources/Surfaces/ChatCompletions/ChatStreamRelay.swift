@@ -78,6 +78,15 @@ public struct ChatStreamRelay {
         }
     }
 
+    /// Events and comment lines read from the upstream (`SSEDecoder.progressMarks`).
+    public var progressMarks: Int {
+        switch engine {
+        case .passThrough(let box): box.relay.progressMarks
+        case .translating(let box): box.relay.progressMarks
+        case .taken: 0
+        }
+    }
+
     public var usage: Usage? {
         switch engine {
         case .passThrough(let box): Usage(openAI: box.relay.usage)

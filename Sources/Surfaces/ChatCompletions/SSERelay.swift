@@ -30,6 +30,8 @@ public struct SSERelay {
     }
 
     private var decoder: SSEDecoder
+    /// Events and comment lines read from the upstream (`SSEDecoder.progressMarks`).
+    public var progressMarks: Int { decoder.progressMarks }
     /// Written first into every relayed chunk (and error chunk): `id`, `model`.
     private let leading: JSONScanner.LeadingMembers
     private let id: String

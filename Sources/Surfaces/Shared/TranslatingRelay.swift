@@ -43,6 +43,10 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
     private var decoder: any ModelStreamDecoder
     /// The answer's id as its upstream named it (`ModelStreamDecoder.upstreamID`).
     public var decoderUpstreamID: String? { decoder.upstreamID }
+    /// Events and comment lines read from the upstream (`SSEDecoder.progressMarks`), as of the
+    /// last read: kept here, as a getter on the stored existential would copy the decoder first
+    /// on every read.
+    public private(set) var progressMarks = 0
     public private(set) var writer: Writer
     /// The prompt's estimated size, for a usage estimate when the upstream reports none.
     private let estimatedPromptTokens: Int64?
@@ -89,6 +93,8 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         writer.appendStart(to: &out)
     }
 
+    private static func progressMarks(of decoder: inout any ModelStreamDecoder) -> Int { decoder.progressMarks }
+
     /// Translates `bytes` (any split) into `out`.
     public mutating func relay(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Outcome {
         guard outcome == .streaming else { return outcome }
@@ -99,6 +105,7 @@ public struct TranslatingRelay<Writer: NeutralStreamWriter> {
         var failure: StreamDecodingError?
         do {
             ended = try decoder.decode(bytes) { events.append($0) }
+            progressMarks = Self.progressMarks(of: &decoder)
         } catch {
             // The events before the bad one (in the same read) are the answer so far: shown and
             // counted, then the failure (review 52A #4: text received was never shown), with what
