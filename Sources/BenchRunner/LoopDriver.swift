@@ -387,6 +387,8 @@ final class LoopDriver: @unchecked Sendable {
             // curl reports a connect timeout with the same code as the request's time limit;
             // its message tells them apart ("Connection timed out after …").
             return detail.hasPrefix("Connection timed out") ? .connect(detail) : .timeout(detail)
+        case .malformedResponse:
+            return .malformed(detail)
         case .transfer:
             // What curl refuses of the response itself (not HTTP, headers over its limit) is the
             // server's malformed answer, not a connection that broke.

@@ -43,6 +43,9 @@ public enum UpstreamFailure: Error, Equatable, Sendable {
     case timedOut(Detail)
     /// The connection broke or the response was malformed mid-transfer.
     case transfer(Detail)
+    /// The response broke a bound of the gateway's own on HTTP's framing (its head without end):
+    /// the upstream's fault, said as a protocol error, not a lost connection (review 124 #5).
+    case malformedResponse(Detail)
     /// The request's `connectFilter` refused every address: why.
     case refused(Detail)
     /// The gateway had no file descriptor left for the connection (EMFILE/ENFILE): its own
@@ -77,7 +80,7 @@ public enum UpstreamFailure: Error, Equatable, Sendable {
     public var detail: Detail {
         switch self {
         case .couldNotResolve(let detail), .couldNotConnect(let detail), .timedOut(let detail), .transfer(let detail),
-             .refused(let detail), .outOfDescriptors(let detail):
+             .malformedResponse(let detail), .refused(let detail), .outOfDescriptors(let detail):
             detail
         }
     }

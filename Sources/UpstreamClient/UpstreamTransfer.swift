@@ -364,7 +364,7 @@ public final class UpstreamTransfer {
         let detail = UpstreamFailure.Detail(client: description, full: errorBuffer[0] != 0 ? String(cString: errorBuffer) : description)
         let failure: UpstreamFailure
         if headTooLarge {
-            callback?(.transfer("the upstream's response head passed \(Self.maxHeadBytes >> 10) KiB (headers, or interim 1xx heads, without end)"))
+            callback?(.malformedResponse("the upstream's response head passed \(Self.maxHeadBytes >> 10) KiB (headers, or interim 1xx heads, without end)"))
             return
         }
         if let refusal, code == CURLE_COULDNT_CONNECT {

@@ -109,14 +109,20 @@ struct ConfigNode {
             guard name != "<<" else {
                 throw ConfigError("\(path): YAML merge keys (<<) and aliases are not supported: write the keys out")
             }
-            // A long unknown key is most likely a secret pasted where a key goes: named by its
-            // place, never printed (review 121 #7).
-            let named = name.utf8.count <= 32 && !name.contains(where: { $0.isWhitespace || $0.isNewline })
-                ? "unknown key '\(name)'" : "entry \(index + 1) is no known key"
+            // An unknown key that does not look like one (the config's are lower-case words joined
+            // by '_') may be a secret pasted where a key goes: named by its place, never printed
+            // (reviews 121 #7, 124 #3: a 32-character hex key was printed).
+            let named = Self.looksLikeAKey(name) ? "unknown key '\(name)'" : "entry \(index + 1) is no known key"
             var message = "\(path): \(named) (allowed: \(keys.sorted().joined(separator: ", ")))"
             if let hint { message += "; \(hint)" }
             throw ConfigError(message)
         }
+    }
+
+    /// Lower-case letters and '_', 1 to 40 of them: what every key of the config is, and what a
+    /// random secret (with digits, upper case, '-', '+', '/') practically never is.
+    static func looksLikeAKey(_ name: String) -> Bool {
+        (1...40).contains(name.utf8.count) && name.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || $0 == UInt8(ascii: "_") }
     }
 
     func child(_ key: String) throws -> ConfigNode? {
@@ -212,8 +218,8 @@ struct ConfigNode {
         return value
     }
 
-    /// A list of strings. `textOnly` refuses an unquoted item YAML reads as a boolean or a number
-    /// (`api_keys: [true]`, `[12345678901234]`): for a secret that is a template's fault, not a
+    /// A list of strings. `textOnly` refuses an unquoted item YAML reads as a boolean, a number or
+    /// a date (`api_keys: [true]`, `[12345678901234]`): for a secret that is a template's fault, not a
     /// key (review 121 #7); quoting it says it is meant. The value is never repeated.
     func stringList(_ key: String, textOnly: Bool = false) throws -> [String]? {
         guard let child = try child(key) else { return nil }
@@ -224,8 +230,9 @@ struct ConfigNode {
             guard item.null == nil else {
                 throw ConfigError("\(child.path)[\(index)] is null (an unset template variable?): give a string")
             }
-            if textOnly, [Tag.Name.bool, .int, .float].map(\.rawValue).contains(item.tag.description) {
-                throw ConfigError("\(child.path)[\(index)] is read by YAML as a boolean or a number, not text: quote it if it is meant")
+            // Anything YAML resolves as other than text (a boolean, a number, a date: review 124 #7).
+            if textOnly, item.tag.description != Tag.Name.str.rawValue {
+                throw ConfigError("\(child.path)[\(index)] is read by YAML as a boolean, a number or a date, not text: quote it if it is meant")
             }
             guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
             return value

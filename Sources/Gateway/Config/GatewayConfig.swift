@@ -364,8 +364,8 @@ public struct GatewayConfig: Sendable {
         config.simulatedModels = try top.bool("simulated_models") ?? false
         config.defaultProvider = try top.string("default_provider")
         if let providers = try top.child("providers") {
-            for (name, provider) in try providers.members() {
-                config.providers[name] = try parseProvider(name, provider)
+            for (index, (name, provider)) in try providers.members().enumerated() {
+                config.providers[name] = try parseProvider(name, provider, index: index)
             }
         }
         var fusionPricesGiven = false

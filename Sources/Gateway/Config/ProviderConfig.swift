@@ -4,13 +4,15 @@ import Yams
 
 extension GatewayConfig {
     /// One entry of `providers:`, checked whole: its name, kind, base URL, headers and models.
-    static func parseProvider(_ name: String, _ provider: ConfigNode) throws -> Provider {
+    /// `index`: its place under `providers:`, which names it when its name is no provider name
+    /// (a secret pasted there is never printed: review 124 #3).
+    static func parseProvider(_ name: String, _ provider: ConfigNode, index: Int = 0) throws -> Provider {
         guard !simulatedProviderNames.contains(name) else {
             throw ConfigError("\(provider.path): the provider name '\(name)' is reserved for the built-in simulated models")
         }
         // A model's first segment, in slugs, logs and metric labels: one word (review 52B #6).
         guard (1...64).contains(name.utf8.count), name.utf8.allSatisfy({ Self.nameBytes.contains($0) }) else {
-            throw ConfigError("\(provider.path): a provider name is 1 to 64 letters, digits, '.', '_' or '-' (it is the first segment of its models' names)")
+            throw ConfigError("providers: entry \(index + 1)'s name is not a provider name: 1 to 64 letters, digits, '.', '_' or '-' (it is the first segment of its models' names)")
         }
         try provider.allowOnly(["kind", "base_url", "api_key_env", "headers", "headers_env", "models", "max_tokens_field", "reasoning_field",
                                 "stream_usage"],
@@ -25,8 +27,8 @@ extension GatewayConfig {
         try ConfigError.checkBaseURL(baseURL, path: "\(provider.path).base_url")
         var headers: [String: String] = [:]
         if let headerNode = try provider.child("headers") {
-            for (header, value) in try headerNode.members() {
-                try checkHeaderName(header, path: value.path)
+            for (index, (header, value)) in try headerNode.members().enumerated() {
+                try checkHeaderName(header, path: value.path, parent: headerNode.path, index: index)
                 // A credential written here is no secret to the redactor: an upstream echoing it
                 // put it in clients' errors, records and logs (review 62D #2).
                 guard !Self.credentialHeaders.contains(header.lowercased()) else {
@@ -44,8 +46,8 @@ extension GatewayConfig {
         }
         var secretHeaders: [String: String] = [:]
         if let headerNode = try provider.child("headers_env") {
-            for (header, value) in try headerNode.members() {
-                try checkHeaderName(header, path: value.path)
+            for (index, (header, value)) in try headerNode.members().enumerated() {
+                try checkHeaderName(header, path: value.path, parent: headerNode.path, index: index)
                 let variable = try value.environmentVariableName()
                 guard !headers.keys.contains(where: { $0.lowercased() == header.lowercased() }) else {
                     throw ConfigError("\(value.path): \(header) is also in \(provider.path).headers; give it in one place")
@@ -98,9 +100,11 @@ extension GatewayConfig {
                                               "trailer", "upgrade", "expect", "proxy-connection"]
 
     /// A configured header's name: an RFC 9110 token, and none of the framing headers.
-    static func checkHeaderName(_ name: String, path: String) throws {
+    /// One that is no header name is named by its place under `parent` (`"Bearer sk-…"` pasted
+    /// there is never printed: review 124 #3).
+    static func checkHeaderName(_ name: String, path: String, parent: String, index: Int) throws {
         guard !name.isEmpty, name.utf8.allSatisfy(Self.isTokenByte) else {
-            throw ConfigError("\(path): '\(name)' is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+            throw ConfigError("\(parent): entry \(index + 1)'s name is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
         }
         guard !framingHeaders.contains(name.lowercased()) else {
             throw ConfigError("\(path): \(name) is the gateway's to write (it frames the request); leave it out")

@@ -64,6 +64,7 @@ extension InnerCall {
             case .couldNotConnect, .couldNotResolve, .refused: fail(error, .unreachable)
             case .timedOut: fail(error, .timeout)
             case .transfer, .outOfDescriptors: fail(error, .upstreamError)  // the message says whose
+            case .malformedResponse: fail(error, .invalidResponse)
             }
         } else if !(200..<300).contains(status) {
             if retryOrFallBack(status: route.provider.meaningOfStatus(status, body: errorBody), connectFailed: false,

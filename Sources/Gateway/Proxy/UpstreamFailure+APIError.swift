@@ -18,6 +18,8 @@ extension UpstreamFailure {
                                  + "(raise its open-file limit, or lower server.max_connections).")
         case .timedOut(let detail):
             error = .upstreamUnavailable("Provider '\(provider)' timed out: \(detail.client)", code: "upstream_timeout", status: 504)
+        case .malformedResponse(let detail):
+            error = .upstreamProtocol("Provider '\(provider)' sent a response the gateway does not read: \(detail.client)")
         case .transfer(let detail):
             error = .upstreamUnavailable(
                 midStream ? "The stream from provider '\(provider)' broke off: \(detail.client)"
