@@ -17,7 +17,7 @@ public struct SSEDecoder: Sendable {
     }
 
     public let maxEventBytes: Int
-    /// Events dispatched and comment lines read so far: what the stream's idle timers count as
+    /// Events with data dispatched and comment lines read so far: what the stream's idle timers count as
     /// the upstream's activity. A byte of an event that never ends, a blank line with no data, a
     /// line that is no field, are none (review 123 #1, 124 #1 and #4: a byte a second into an
     /// endless event held a stream for ever; a read was activity only if it ended an event,
@@ -170,7 +170,8 @@ public struct SSEDecoder: Sendable {
         if line.isEmpty {
             // Blank line: dispatch. An event without data lines is not an event.
             if hasData {
-                progressMarks &+= 1
+                // `data:` alone is an empty event every reader drops: no progress (review 126 #2).
+                if !data.isEmpty || borrowedData?.isEmpty == false { progressMarks &+= 1 }
                 if let borrowed = borrowedData {
                     try eventName.withUnsafeBytes { nameBytes in
                         try onEvent(SSEEventView(name: nameBytes, data: borrowed))

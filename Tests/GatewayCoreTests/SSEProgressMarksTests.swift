@@ -31,6 +31,7 @@ import Testing
     @Test func bytesThatCompleteNothingAreNoProgress() throws {
         #expect(try Self.marks(["data: {\"a\":\"", "a", "a", "a"]) == [0, 0, 0, 0], "an event never ended")
         #expect(try Self.marks(["\n", "\r", "\n\n", "x\n\n", "data: a\n", "data: b\n"]) == [0, 0, 0, 0, 0, 0], "blank lines, no field, no blank line")
+        #expect(try Self.marks(["data:\n\n", "data: \r\r", "event: x\ndata:\n\n"]) == [0, 0, 0], "events whose data is empty, which every reader drops")
         #expect(try Self.marks(["data: a\n\ndata: {\"b", "\":2}\n", "\n", ": ping\n"]) == [1, 1, 2, 3], "a read ending inside the next event still counts the one it ended")
     }
 }

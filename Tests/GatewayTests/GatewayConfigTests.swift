@@ -389,16 +389,19 @@ import Web
         ("server: {api_keys: [null]}", "server.api_keys[0] is null"),
         ("server: {api_keys: [sk-one, ~]}", "server.api_keys[1] is null"),
         // A key YAML reads as a boolean or a number is a template's fault (review 121 #7).
-        ("server: {api_keys: [true]}", "server.api_keys[0] is read by YAML as a boolean, a number or a date"),
-        ("server: {api_keys: [sk-one-long-enough, 12345678901234]}", "server.api_keys[1] is read by YAML as a boolean, a number or a date"),
-        ("server: {api_keys: [1.5e3]}", "server.api_keys[0] is read by YAML as a boolean, a number or a date"),
-        ("server: {api_keys: [sk-one-long-enough, 2024-01-01]}", "server.api_keys[1] is read by YAML as a boolean, a number or a date"),
+        ("server: {api_keys: [true]}", "server.api_keys[0] is not plain text to YAML"),
+        ("server: {api_keys: [sk-one-long-enough, 12345678901234]}", "server.api_keys[1] is not plain text to YAML"),
+        ("server: {api_keys: [1.5e3]}", "server.api_keys[0] is not plain text to YAML"),
+        ("server: {api_keys: [sk-one-long-enough, 2024-01-01]}", "server.api_keys[1] is not plain text to YAML"),
         ("providers:\n  p:\n    <<: {kind: openai}\n    base_url: 'http://x/v1'\n", "YAML merge keys (<<) and aliases are not supported"),
         ("server: {sk-live-0123456789abcdefghijklmnopqrstuv: 1}", "server: entry 1 is no known key"),
         // A secret pasted as a name is never printed (review 124 #3): a 32-hex key, a provider, a header.
         ("server: {port: 1, a3f09c1d2b4e5f60718293a4b5c6d7e8: 1}", "server: entry 2 is no known key"),
         ("providers: {sk-proj-AbC+dEf/GhIj0123456789: {base_url: 'http://h/v1'}}", "providers: entry 1's name is not a provider name"),
         ("providers: {p: {base_url: 'http://h/v1', headers_env: {'Bearer sk-proj-0123': V}}}", "providers.p.headers_env: entry 1's name is not a header name"),
+        // …and in every message about what is under it (review 126 #1).
+        ("providers: {a3f09c1d2b4e5f60718293a4b5c6d7e8: {base_url: 'ftp://x'}}", "providers.[entry 1].base_url"),
+        ("prices: {sk-proj-AbCdEfGhIjKlMnOp: 1}", "prices.[entry 1] must be a mapping"),
         ("providers: {p: {base_url: 'http://h/v1', models: [a, null]}}", "providers.p.models[1] is null"),
         ("web: {search: {backend: searxng, url: 'http://:8888'}}", "web.search.url must be a URL with a host name"),
         ("server: {port: 1, api_keys: [sk-SECRET1]}\nserver: {api_keys: [sk-SECRET2]}", "invalid YAML: the mapping at line 1"),

@@ -98,9 +98,12 @@ struct ConfigNode {
 
     func members() throws -> [(String, ConfigNode)] {
         guard let mapping = node.mapping else { throw ConfigError("\(path) must be a mapping") }
-        return try mapping.map { key, value in
-            guard let name = key.string else { throw ConfigError("\(path): keys must be strings") }
-            return (name, try ConfigNode(value, path: isRoot ? "\(path): \(name)" : "\(path).\(name)"))
+        return try mapping.enumerated().map { index, member in
+            guard let name = member.key.string else { throw ConfigError("\(path): keys must be strings") }
+            // A name that looks like a secret (one pasted where a provider's, a price's or a
+            // key's name goes) is named by its place in every message below it (review 126 #1).
+            let shown = Self.looksLikeASecret(name) ? "[entry \(index + 1)]" : name
+            return (name, try ConfigNode(member.value, path: isRoot ? "\(path): \(shown)" : "\(path).\(shown)"))
         }
     }
 
@@ -117,6 +120,15 @@ struct ConfigNode {
             if let hint { message += "; \(hint)" }
             throw ConfigError(message)
         }
+    }
+
+    /// 20 characters or more, and a secret's prefix or no separator at all (`-`, `_`, `.`, `/`,
+    /// `:`, a space): a random key, hex or base64. Names of providers, models and keys have
+    /// separators (`openrouter/openai/gpt-4o`, `claude-3-5-sonnet-20241022`, `team-a`).
+    static func looksLikeASecret(_ name: String) -> Bool {
+        guard name.utf8.count >= 20 else { return false }
+        let prefixes = ["sk-", "sk_", "gwk", "AIza", "ghp_", "xox", "Bearer"]
+        return prefixes.contains(where: name.hasPrefix) || !name.contains(where: { "-_./: ".contains($0) })
     }
 
     /// Lower-case letters and '_', 1 to 40 of them: what every key of the config is, and what a
@@ -232,7 +244,7 @@ struct ConfigNode {
             }
             // Anything YAML resolves as other than text (a boolean, a number, a date: review 124 #7).
             if textOnly, item.tag.description != Tag.Name.str.rawValue {
-                throw ConfigError("\(child.path)[\(index)] is read by YAML as a boolean, a number or a date, not text: quote it if it is meant")
+                throw ConfigError("\(child.path)[\(index)] is not plain text to YAML (a boolean, a number, a date, a tagged value…): quote it if it is meant")
             }
             guard let value = item.string else { throw ConfigError("\(child.path) must be a list of strings") }
             return value

@@ -84,7 +84,14 @@ final class CompletionProxy<Request: ProxyRequest> {
     var heldBytes = 0
     /// What a backpressure pause hands the channel: made once, not per pause (a slow client
     /// pauses the upstream every few records, and each new closure was two allocations).
-    lazy var resumeTransfer: () -> Void = { [weak self] in self?.transfer?.resume() }
+    /// The upstream's silence counts from the resume, as a Fusion call's does (review 126 #6: the
+    /// time the client held it paused counted, and a resumed read ending inside an event was no
+    /// activity).
+    lazy var resumeTransfer: () -> Void = { [weak self] in
+        guard let self else { return }
+        lastUpstreamActivity = client.loop.nowMilliseconds
+        transfer?.resume()
+    }
 
     /// `record`: the completion's record as the route opened it (id, route, owner, `created`);
     /// it is filled in by the `RecordCloser` handed to `onFinish` once the response is over.

@@ -420,7 +420,7 @@ public final class GatewayServer {
     /// requests still work; an operator sees why some fail: review 121 #8):
     /// `store_unreachable` (this loop's Redis connection is not ready: limits follow
     /// `on_store_error`, records wait), `providers_without_keys` (a provider's key variable is
-    /// unset: its models answer 502 `provider_key_missing` until it is set).
+    /// unset at start: its models answer 502 `provider_key_missing`).
     var degraded: [String] {
         var reasons: [String] = []
         if !store.isReachable { reasons.append("store_unreachable") }
