@@ -197,7 +197,7 @@ import Testing
 
         // Each member's response fits its own bound, not all of them together: the budget is
         // spent before the final answer, and the request fails with the bound named.
-        let panel = #"["mock/paced:deltas=25:pace_ms=0","mock/paced:deltas=25:pace_ms=0","mock/huge:bytes=25000:pace_ms=0","mock/huge:bytes=25000:pace_ms=0","mock/huge:bytes=25000:pace_ms=0","mock/huge:bytes=25000:pace_ms=0"]"#
+        let panel = #"["mock/paced:deltas=25:pace_ms=0","mock/paced:deltas=26:pace_ms=0","mock/huge:bytes=25000:pace_ms=0","mock/huge:bytes=25001:pace_ms=0","mock/huge:bytes=25002:pace_ms=0","mock/huge:bytes=25003:pace_ms=0"]"#
         let body = #"{"model":"mock/outer:pace_ms=0","stream":false,"tool_choice":"required","messages":[{"role":"user","content":"Should cities ban cars?"}],"tools":[{"type":"fusion","parameters":{"analysis_models":\#(panel)}}]}"#
         let fusion = try env.chat(body)
         #expect(fusion.status == 502 && fusion.json?["error"]?["code"] == .string("upstream_too_large"), "\(fusion.text.prefix(500))")

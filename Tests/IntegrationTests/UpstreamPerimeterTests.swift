@@ -63,7 +63,7 @@ import Testing
             let refused = try env.chat(body)
             #expect(refused.status == 400 && refused.json?["error"]?["param"] == .string("tools[0].parameters.max_completion_tokens"), "\(refused.text)")
         }
-        let panel = Array(repeating: #""mock/expert-1:pace_ms=0""#, count: 8).joined(separator: ",")
+        let panel = (1...8).map { #""mock/expert-\#($0):pace_ms=0""# }.joined(separator: ",")
         let largest = #"{"model":"fusion","stream":true,"messages":[{"role":"user","content":"Should cities ban cars?"}],"stream_options":{"include_fusion_events":true},"tools":[{"type":"fusion","parameters":{"analysis_models":[\#(panel)],"max_completion_tokens":2147483647}}]}"#
         let response = try env.chat(largest)
         #expect(response.status == 200 && response.namedEvents.first?.name == "fusion.estimate", "\(response.text.prefix(300))")
