@@ -323,7 +323,7 @@ final class InnerCall {
                 if pass(event, failure: &failure) { events += 1 }
             }
             if events > 0 { latency.eventsArrived(from: route.endpoint.name) }
-            let marks = Self.read(&decoder, \.progressMarks)
+            let marks = Self.read(&decoder) { $0.progressMarks }
             if marks != progressMarksSeen {
                 // The read completed an event or a comment: activity (a byte of an endless event is none).
                 progressMarksSeen = marks
