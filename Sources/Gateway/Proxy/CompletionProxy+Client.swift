@@ -10,7 +10,8 @@ extension CompletionProxy {
     /// The client's stream, its head not sent yet: it goes with the stream's first bytes
     /// (`send`), so a failure before any (an upstream that answered 200 and then only an error)
     /// is still answered with its own status (review 68A #3).
-    func openClientStream() {
+    /// `startingRelay`: false when the relay's start is already in the caller's bytes.
+    func openClientStream(startingRelay: Bool = true) {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
         // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
@@ -18,6 +19,7 @@ extension CompletionProxy {
         stream.drainsWhenFull = true  // the transfer is its only producer, on this loop
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
+        guard startingRelay else { return }
         scratch.withBuffer { out in
             relay.start(into: &out)
             send(out)
@@ -150,6 +152,7 @@ extension CompletionProxy {
     func finish() {
         guard !didFinish else { return }
         didFinish = true
+        readTicket?.cancel()
         watchdog?.close()
         idleCheck?.close()
         retryTimer?.close()

@@ -28,6 +28,8 @@ final class CompletionProxy<Request: ProxyRequest> {
         /// Collecting a whole body: the non-streamed answer, an upstream error to translate, or a
         /// whole answer to a streamed request (some servers ignore `stream`), turned into chunks.
         case collecting(status: Int, headers: [(String, String)], body: [UInt8], limit: Int)
+        /// A whole answer being read off the loop (`WholeAnswer`): nothing to do until it is.
+        case reading
         case finished
     }
 
@@ -76,6 +78,8 @@ final class CompletionProxy<Request: ProxyRequest> {
     /// The relay's `progressMarks` when activity was last counted.
     var progressMarksSeen = 0
     var didFinish = false
+    /// A whole answer waiting to be read off the loop: cancelled if the client leaves first.
+    var readTicket: OffLoopLane.Ticket?
     /// Bytes of the current attempt's response (bounded by `upstream.max_response_bytes`).
     var receivedBytes = 0
     /// Whole answers held across requests, and what this one holds of it (given back when the
@@ -275,7 +279,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             phase = .finished  // release the array's reference while appending (no copy)
             body.append(contentsOf: bytes)
             phase = .collecting(status: status, headers: headers, body: body, limit: limit)
-        case .awaitingUpstreamHead, .finished:
+        case .awaitingUpstreamHead, .reading, .finished:
             break
         }
         return true
@@ -326,7 +330,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             }
             finishClientStream()
         case .collecting(let status, let headers, let body, _):
-            defer { releaseHeld() }  // converted (or failed) by the end of this
+            defer { if case .reading = phase {} else { releaseHeld() } }  // converted (or failed) by now, unless off the loop
             if let failure {
                 // Broken off or silent before its body was whole: nothing reached the client, so
                 // retried or fallen back from as a stream broken before its first token is (a
@@ -347,7 +351,7 @@ final class CompletionProxy<Request: ProxyRequest> {
             } else {
                 deliverWhole(body, headers: headers)
             }
-        case .finished:
+        case .reading, .finished:
             break
         }
     }
@@ -359,7 +363,8 @@ final class CompletionProxy<Request: ProxyRequest> {
     private var relayedAsSent = false
 
     /// A whole 2xx answer: relayed (id and model replaced) or translated, as the response the
-    /// client asked for; for a streamed request, as chunks.
+    /// client asked for; for a streamed request, as chunks. A large one is read off the loop
+    /// (`WholeAnswer`), the collected bytes still reserved until it has left.
     func deliverWhole(_ body: [UInt8], headers: [(String, String)]) {
         guard let request else {
             // Unreachable: a whole answer is collected before anything reached the client.
@@ -367,15 +372,34 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         relayedAsSent = !streamed && request.relaysWholeBodyAsSent(route: route)
-        if let id = UpstreamIdentifier.answerID(inWholeBody: body, redactor: redactor) { accounting.upstreamID = id }
-        let events: [ModelEvent]
-        do {
-            events = try route.provider.decodeResponse(body, redactor: redactor).map { $0.costed(at: pricing) }
-        } catch {
+        let (route, pricing, context, startsStream) = (route, pricing, context, stream == nil)
+        let read = { @Sendable in
+            WholeAnswer.read(body, request: request, route: route, pricing: pricing, context: context, startsStream: startsStream)
+        }
+        if body.count >= WholeAnswer<Request>.offLoopBytes {
+            phase = .reading
+            let ticket = OffLoopLane.Ticket()
+            readTicket = ticket
+            if WholeAnswer<Request>.readers.submit(on: client.loop, ticket: ticket, bytes: body.count, read, then: { [weak self] answer in
+                guard let self, case .reading = phase else { return }  // the client left meanwhile
+                readTicket = nil
+                deliver(answer, headers: headers)
+                releaseHeld()  // what `deliver` did not hand to the client's writes
+            }) { return }
+            readTicket = nil
+        }
+        deliver(read(), headers: headers)
+    }
+
+    /// A whole answer, read (`WholeAnswer.read`): retried or fallen back from when it is no
+    /// answer or an error, else sent.
+    private func deliver(_ answer: WholeAnswer<Request>, headers: [(String, String)]) {
+        if let id = answer.upstreamID { accounting.upstreamID = id }
+        guard let events = answer.events else {
             // Not the API's answer at all (an HTML page from a portal or a misrouted proxy): like
             // a 2xx that answers nothing, retried and fallen back from (review 59B #4).
             if retryOrFallBack(status: 502, connectFailed: false, headers: headers) { return }
-            fail(.upstreamProtocol("the upstream's response is not valid: \(error.message)"))
+            fail(.upstreamProtocol("the upstream's response is not valid: \(answer.notAnAnswer)"))
             return
         }
         if case .error(let error)? = events.first(where: { if case .error = $0 { true } else { false } }) {
@@ -389,35 +413,33 @@ final class CompletionProxy<Request: ProxyRequest> {
         }
         accounting.wholeAnswer(events)
         // Parsed again only when no usage came (and, for chat, `n` > 1).
-        if !streamed, accounting.estimatesWholeAnswer, let tokens = request.wholeAnswerOutputTokens(route: route, body: body) {
-            accounting.wholeAnswerOutput(tokens)
-        }
-        if streamed {
+        if accounting.estimatesWholeAnswer, let tokens = answer.outputTokens { accounting.wholeAnswerOutput(tokens) }
+        if streamed, let relay = answer.relay {
             // The head may already be out (a keep-alive committed it while the upstream thought).
             phase = stream == nil ? .awaitingUpstreamHead : .streaming
-            relay = makeRelay(request)
-            openClientStream()
+            self.relay = relay
+            openClientStream(startingRelay: false)  // its start is in `streamBytes`
             // The reservation lasts until the converted stream has left for the client, as a
             // whole body's does (review 53 #2: released here, slow readers held answers outside it).
             let held = heldBytes
             heldBytes = 0
             if let stream { stream.onSent = { [collected] in collected?.release(held) } } else { collected?.release(held) }
-            scratch.withBuffer { out in
-                relay.relayWhole(events, body: body, into: &out)
-                if let tokens = relay.wholeAnswerOutputTokens { accounting.wholeAnswerOutput(tokens) }
-                send(out)
-            }
+            if let tokens = relay.wholeAnswerOutputTokens { accounting.wholeAnswerOutput(tokens) }
+            send(answer.streamBytes)
             finishClientStream()
             return
         }
-        let whole: [UInt8]
-        do {
-            whole = try request.wholeBody(route: route, body: body, events: events, context: context)
-        } catch {
+        let cleaned: [UInt8]
+        switch answer.clientBody {
+        case .success(let body)?:
+            cleaned = body
+        case .failure(let error)?:
             fail(error)
             return
+        case nil:
+            fail(.upstreamUnavailable("the answer could not be read", code: "internal_error", status: 500))  // unreachable
+            return
         }
-        let cleaned = whole.withUnsafeBytes { redactor.redacting($0) } ?? whole  // as a stream's bytes are (`ClientStream`)
         // The collected answer's reservation goes with its bytes: released once they have left
         // for the client, so answers waiting for slow readers count against
         // `max_collected_bytes` too (review 52C #1: 40 readers at 16 KiB/s held 1.8 GB).

@@ -6,7 +6,7 @@ import Surfaces
 /// A client's request on its way to one provider, in whatever API the client spoke: how to ask
 /// the upstream, and how the answer goes back (`Relay` streamed, `wholeBody` not). The proxy
 /// (`CompletionProxy`) is the same for every API.
-protocol ProxyRequest {
+protocol ProxyRequest: Sendable {
     associatedtype Relay: ClientRelay
     var api: ClientAPI { get }
     var stream: Bool { get }
@@ -51,7 +51,7 @@ extension ProxyRequest {
 }
 
 /// What every response of one proxied request shares.
-struct ProxyContext {
+struct ProxyContext: Sendable {
     let generationID: String
     let created: Int
     let maxEventBytes: Int
