@@ -26,7 +26,8 @@ public struct PromptSet: Sendable, Equatable {
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public var line: Int
         public var reason: String
-        public var description: String { "line \(line): \(reason)" }
+        /// Line 0: the file as a whole ("no prompts in the file", not "line 0: …": review 127 #7).
+        public var description: String { line == 0 ? reason : "line \(line): \(reason)" }
 
         public init(line: Int, reason: String) {
             self.line = line
@@ -71,7 +72,7 @@ public struct PromptSet: Sendable, Equatable {
             guard line.contains(where: { !jsonWhitespace.contains($0) }) else { continue }
             prompts.append(try parseLine(Array(line), number: number))
         }
-        guard !prompts.isEmpty else { throw ParseError(line: 0, reason: "no prompts") }
+        guard !prompts.isEmpty else { throw ParseError(line: 0, reason: "no prompts in the file") }
         return PromptSet(prompts: prompts, source: source)
     }
 

@@ -154,7 +154,7 @@ public struct ResponseRecorder {
             fail(.streamError, Self.message(of: error))
             return
         }
-        if !readUsage(chunk["usage"]) { return }
+        if !readUsage(chunk["usage"], raw: data) { return }
         guard let choices = chunk["choices"]?.arrayValue, let choice = choices.first else { return }
         outcome.endAt = now
         if Self.hasContent(choice["delta"]) {
@@ -169,14 +169,39 @@ public struct ResponseRecorder {
     }
 
     /// Reads a usage block; false (and the outcome failed) when its token count is not sane.
-    private mutating func readUsage(_ usage: JSONValue?) -> Bool {
-        guard let usage, usage != .null, let tokens = usage["completion_tokens"], tokens != .null else { return true }
+    /// `raw`: the JSON it was parsed from, for a count the parser read as null because it is
+    /// beyond a double's range (`1e400`: review 127 #2, silently dropped).
+    private mutating func readUsage(_ usage: JSONValue?, raw: [UInt8]) -> Bool {
+        guard let usage, usage != .null, let tokens = usage["completion_tokens"] else { return true }
+        if tokens == .null {
+            guard Self.writesANumber(key: "completion_tokens", in: raw) else { return true }
+            fail(.malformed, "usage.completion_tokens is not a token count: a number beyond any range")
+            return false
+        }
         guard let count = tokens.intValue, (0...Int64(Self.maxUsageTokens)).contains(count) else {
             fail(.malformed, "usage.completion_tokens is not a token count: " + Self.excerpt(tokens.serialized()))
             return false
         }
         usageTokens = Int(count)
         return true
+    }
+
+    /// Whether `"key":` is followed by something other than `null` anywhere in `raw` (a key
+    /// inside a string is escaped, `\"key\"`, so it is not found).
+    static func writesANumber(key: String, in raw: [UInt8]) -> Bool {
+        let pattern = Array("\"\(key)\"".utf8)
+        var index = 0
+        while index + pattern.count <= raw.count {
+            guard raw[index..<index + pattern.count].elementsEqual(pattern) else {
+                index += 1
+                continue
+            }
+            var next = index + pattern.count
+            while next < raw.count, [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ":")].contains(raw[next]) { next += 1 }
+            if next < raw.count, raw[next] == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(raw[next]) { return true }
+            index = next
+        }
+        return false
     }
 
     /// The outcome is a failure already (decided by the head or the body so far).
@@ -249,7 +274,7 @@ public struct ResponseRecorder {
             fail(.streamError, Self.message(of: error))
             return
         }
-        guard readUsage(json["usage"]) else { return }
+        guard readUsage(json["usage"], raw: body) else { return }
         guard let choice = json["choices"]?.arrayValue?.first, Self.hasContent(choice["message"]) else {
             fail(.empty, "no content in the response")
             return

@@ -22,13 +22,18 @@ public struct BenchTarget: Sendable {
     /// The secrets of this target that must never reach a report: its key, its URL's password,
     /// and the Basic credentials curl makes of `user:password` (a server may echo the header).
     /// Each as written in the URL and as curl sends it, percent-decoded (a strong password's
-    /// `@` or `!` is written `%40`, `%21`: review 64A #2).
+    /// `@` or `!` is written `%40`, `%21`: review 64A #2). A user name without a password is a
+    /// secret too: some services take a key as the URL's user name, and curl sends it as
+    /// Basic `user:` (review 127 #4).
     var secrets: [String] {
         let password = Self.password(in: requestURL)
         var secrets = [apiKey, password, password?.removingPercentEncoding].compactMap { $0 }.filter { !$0.isEmpty }
-        if let userInfo = Self.userInfo(in: requestURL), let colon = userInfo.firstIndex(of: ":") {
-            secrets.append(Data(userInfo.utf8).base64EncodedString())
-            let user = String(userInfo[..<colon]), pass = String(userInfo[userInfo.index(after: colon)...])
+        if let userInfo = Self.userInfo(in: requestURL) {
+            let colon = userInfo.firstIndex(of: ":")
+            let user = String(userInfo[..<(colon ?? userInfo.endIndex)])
+            let pass = colon.map { String(userInfo[userInfo.index(after: $0)...]) } ?? ""
+            if colon == nil { secrets += [user, user.removingPercentEncoding].compactMap { $0 }.filter { !$0.isEmpty } }
+            secrets.append(Data("\(user):\(pass)".utf8).base64EncodedString())
             if let user = user.removingPercentEncoding, let pass = pass.removingPercentEncoding {
                 secrets.append(Data("\(user):\(pass)".utf8).base64EncodedString())
             }
@@ -42,10 +47,15 @@ public struct BenchTarget: Sendable {
         return authority.lastIndex(of: "@").map { String(authority[..<$0]) }
     }
 
-    /// `scheme://user:password@host…` → `scheme://user:***@host…`.
+    /// `scheme://user:password@host…` → `scheme://user:***@host…`; `scheme://user@host…` (a key
+    /// as the user name) → `scheme://***@host…`.
     static func withoutPassword(_ url: String) -> String {
-        guard let password = password(in: url), let range = url.range(of: ":" + password + "@") else { return url }
-        return url.replacingCharacters(in: range, with: ":***@")
+        if let password = password(in: url), let range = url.range(of: ":" + password + "@") {
+            return url.replacingCharacters(in: range, with: ":***@")
+        }
+        guard let userInfo = userInfo(in: url), !userInfo.isEmpty, !userInfo.contains(":"),
+              let range = url.range(of: "://" + userInfo + "@") else { return url }
+        return url.replacingCharacters(in: range, with: "://***@")
     }
 
     static func password(in url: String) -> String? {

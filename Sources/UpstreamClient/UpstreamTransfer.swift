@@ -379,7 +379,8 @@ public final class UpstreamTransfer {
         // curl's answer to a header line over CURL_MAX_HTTP_HEADER, with no message of its own:
         // the upstream's doing, not the gateway's memory (review 74B #4).
         case CURLE_OUT_OF_MEMORY where errorBuffer[0] == 0:
-            failure = .transfer("the upstream sent a header line longer than 100 KiB (or libcurl ran out of memory)")
+            // A malformed response, as the head bound's (the bench counted it as cut short: review 127 #3).
+            failure = .malformedResponse("the upstream sent a header line longer than 100 KiB (or libcurl ran out of memory)")
         default: failure = .transfer(detail)
         }
         callback?(failure)

@@ -363,6 +363,36 @@ import Testing
         #expect(!everything.contains(Data("bench:s3cretpw".utf8).base64EncodedString()) && !everything.contains("s3cretpw"))
     }
 
+    /// A key given as the URL's user name (curl sends it as Basic `key:`) is masked in the URL
+    /// and redacted where a server echoes it (review 127 #4).
+    @Test func aUserNameAloneIsASecret() throws {
+        let target = BenchTarget(label: "A", baseURL: "http://tokenSECRETuser9999@127.0.0.1:8080/v1", model: "m", apiKey: nil)
+        #expect(target.info.url == "http://***@127.0.0.1:8080/v1/chat/completions")
+        let mock = try Mock()
+        defer { mock.stop() }
+        let base = mock.baseURL.replacingOccurrences(of: "http://", with: "http://tokenSECRETuser9999@")
+        let report = try Self.run([BenchTarget(label: "A", baseURL: base, model: "error:status=500:echo_auth=1", apiKey: nil)],
+                                  shape: .closedLoop(concurrency: 1), requests: 2)
+        let everything = TextReport.render(report) + String(decoding: try JSONReport(report).encoded(), as: UTF8.self) + HTMLReport.render(report)
+        #expect(everything.contains("Basic [redacted]"), "\(TextReport.render(report))")
+        #expect(!everything.contains(Data("tokenSECRETuser9999:".utf8).base64EncodedString()) && !everything.contains("tokenSECRET"))
+    }
+
+    /// A header line over curl's 100 KiB is the server's malformed answer, as the README says,
+    /// through the real transfer (review 127 #3: the unit test passed curl's words the
+    /// transfer had already replaced, and the run counted it as cut short).
+    @Test(.timeLimit(.minutes(1))) func anOversizedHeaderLineIsMalformed() throws {
+        let server = try HoldingServer { _ in
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Big: \(String(repeating: "v", count: 300_000))\r\nContent-Length: 2\r\n\r\nok"
+        }
+        defer { server.stop() }
+        let plan = try LoadPlan(shape: .closedLoop(concurrency: 1), stop: StopCondition(requestsPerTarget: 2), targets: 1, loops: 1)
+        let report = try BenchRunner(configuration: BenchConfiguration(
+            targets: [BenchTarget(label: "A", baseURL: server.baseURL, model: "m", apiKey: nil)], plan: plan, prompts: .builtIn,
+            warmupRequests: 0, requestTimeoutMilliseconds: 30_000)).run()
+        #expect(report.targets[0].results.errors == [.malformed: 2], "\(report.targets[0].results.errors)")
+    }
+
     /// An answer that is a tool call is an answer: timed from its first fragment.
     @Test func aToolCallAnswerSucceeds() throws {
         let mock = try Mock()

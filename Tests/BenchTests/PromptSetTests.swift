@@ -34,7 +34,7 @@ import Testing
         ("{\"messages\": []}", 1, "messages must be a non-empty array of objects with role and content"),
         ("{\"messages\": [{\"content\": \"x\"}]}", 1, "messages must be a non-empty array of objects with role and content"),
         ("{\"max_tokens\": 5}", 1, "needs \"prompt\" or \"messages\""),
-        ("\n\n", 0, "no prompts"),
+        ("\n\n", 0, "no prompts in the file"),
     ])
     func badLinesAreNamed(text: String, line: Int, reason: String) {
         #expect(throws: PromptSet.ParseError(line: line, reason: reason)) {

@@ -1,4 +1,4 @@
-import Bench
+@testable import Bench
 import Foundation
 import Testing
 
@@ -177,6 +177,37 @@ import Testing
         #expect(html.contains("&lt;script&gt;"))
         // Nothing is loaded from elsewhere: no src, no stylesheet link, no href.
         for marker in ["src=", "<link", "href=", "@import", "url("] { #expect(!html.contains(marker), "\(marker)") }
+    }
+
+    /// Review 127 #1: a prepend letter (U+0D4E, U+111C2) made one grapheme cluster of itself and
+    /// the `<` after it, and the `<` went out raw. Property: over random text from the letters
+    /// that join others (prepend, combining, ZWJ, variation selectors, regional indicators) and
+    /// markup, the escaped text holds no markup character and decodes back to the text.
+    @Test func escapingHoldsForEveryClusterAMarkupCharacterCanJoin() {
+        let pieces: [String] = ["<", ">", "&", "\"", "'", "\u{0D4E}", "\u{111C2}", "\u{0600}", "\u{110BD}", "\u{0301}", "\u{200D}",
+                                "\u{FE0F}", "\u{1F1FA}", "\u{1F468}", "\r", "\n", "a", "img ", "onerror=", "\u{E0041}", "\u{1100}", "\u{AC00}"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let text = (0..<Int.random(in: 1...12, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            let escaped = escape(text)
+            #expect(!escaped.unicodeScalars.contains { "<>\"'".unicodeScalars.contains($0) }, "\(text.unicodeScalars.map { String($0.value, radix: 16) })")
+            // Decoded by scalar too (`replacingOccurrences` compares clusters: `&lt;` before a
+            // combining mark is not found).
+            var decoded = String.UnicodeScalarView(), rest = Substring.UnicodeScalarView(escaped.unicodeScalars)
+            while let first = rest.first {
+                let entity = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&amp;", "&")].first { rest.starts(with: $0.0.unicodeScalars) }
+                #expect(first != "&" || entity != nil, "a bare & in \(escaped.debugDescription)")
+                decoded.append(entity.map { $0.1.unicodeScalars.first! } ?? first)
+                rest = rest.dropFirst(entity.map { $0.0.unicodeScalars.count } ?? 1)
+            }
+            #expect(decoded.elementsEqual(text.unicodeScalars))
+        }
+        // The review's payload, through a whole report.
+        var a = Self.results(ttft: 10, gap: 2)
+        a.add(Self.failure(.http5xx, detail: "HTTP 500: \u{0D4E}<img src=x onerror=alert(document.domain) x="), runStartedAt: 0)
+        let html = HTMLReport.render(try! Self.report(a, Self.results(ttft: 12, gap: 3), model: "\u{111C2}<svg onload=alert(2) x="))
+        #expect(!html.contains("<img") && !html.contains("<svg onload"))
+        #expect(html.contains("&lt;img src=x onerror="))
     }
 
     @Test func progressLineShowsCountsAndRates() throws {

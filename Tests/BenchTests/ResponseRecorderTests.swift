@@ -1,4 +1,4 @@
-import Bench
+@testable import Bench
 import Testing
 
 /// Replays known timelines through the recorder: exact TTFT, ITL, TPOT, E2E and tokens/s, and
@@ -214,12 +214,23 @@ import Testing
         #expect(outcome.errorDetail == "an SSE event over 1024 bytes")
     }
 
-    @Test(arguments: ["1e300", "-3", "2.5", "100000000000000000000", "\"3\"", "true"])
+    @Test(arguments: ["1e300", "-3", "2.5", "100000000000000000000", "\"3\"", "true", "1e400", "-1e400", " \n 1E999"])
     func anInsaneUsageCountIsMalformed(count: String) {
         let usage = #"data: {"choices":[],"usage":{"completion_tokens":\#(count)}}"# + "\n\n"
         let outcome = Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, usage), (3 * Self.ms, Self.done)])
         #expect(outcome.error == .malformed)
         #expect(outcome.outputTokens == 0)
+    }
+
+    /// A null count is no count (usage counted from the events), also beside a text that
+    /// spells the key out; a count beyond a double's range is not null (review 127 #2).
+    @Test func aNullCountIsNoCountAndAnEscapedKeyIsText() {
+        let null = #"data: {"choices":[],"usage":{"completion_tokens":null}}"# + "\n\n"
+        #expect(Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, null), (3 * Self.ms, Self.done)]).error == nil)
+        let quoted = #"data: {"choices":[{"delta":{"content":"\"completion_tokens\": 1e400"}}],"usage":{"completion_tokens":null}}"# + "\n\n"
+        #expect(Self.replay([(1 * Self.ms, quoted), (3 * Self.ms, Self.done)]).error == nil)
+        #expect(ResponseRecorder.writesANumber(key: "completion_tokens", in: Array(#"{"completion_tokens" : 1e400}"#.utf8)))
+        #expect(!ResponseRecorder.writesANumber(key: "completion_tokens", in: Array(#"{"completion_tokens":null}"#.utf8)))
     }
 
     @Test func aStreamWithoutContentIsEmpty() {
