@@ -35,6 +35,10 @@ public final class RedisClient {
         /// replies read and dropped) before it is closed; and how many such connections at most.
         public var lingerMilliseconds: UInt64 = 10_000
         public var maxLingeringConnections = 4
+        /// With nothing sent for this long, a `PING`: a Redis that stopped answering is noticed
+        /// (`isReady` false, the gateway's `/health` degraded) within this and the command
+        /// timeout, not only by the next command (review 128 #3). 0: never.
+        public var idleCheckMilliseconds: UInt64 = 1_000
         public init() {}
     }
 
@@ -109,7 +113,10 @@ public final class RedisClient {
     public func start() {
         guard state == .idle else { return }
         // Weak: a client dropped without `close()` must not be called back (its handles close with the loop).
-        timer = LoopTimer(loop: loop) { [weak self] in self?.timerFired() }
+        // Reads first when late: it judges Redis's silence, and a loop busy past a deadline (a
+        // large request parsed on it) failed a connection whose replies waited in the socket
+        // (review 128 #1: other keys' admissions then went to `on_store_error`).
+        timer = LoopTimer(loop: loop, readsFirstWhenLate: true) { [weak self] in self?.timerFired() }
         connect()
     }
 
@@ -317,7 +324,8 @@ public final class RedisClient {
         if head < pending.count { wake = min(wake, pending[head].deadline) }
         if handshakeReplies > 0, firstLive < pending.count { wake = min(wake, pending[firstLive].deadline) }
         guard wake != .max else {
-            timer?.stop()
+            // Nothing to wait for: the idle check, on a ready connection.
+            if state == .ready && settings.idleCheckMilliseconds > 0 { armTimer(after: settings.idleCheckMilliseconds) } else { timer?.stop() }
             return
         }
         let now = loop.nowMilliseconds
@@ -352,6 +360,9 @@ public final class RedisClient {
             // Never written: certainly not applied, so a settlement may be queued and sent later
             // (a timeout would say it may have been; review 43 state #2).
             for command in expired { command.completion(.failure(Self.notSent("still connecting"))) }
+        case .ready where head == pending.count && handshakeReplies == 0:
+            // Armed by `armForHead` with nothing pending: idle long enough for a check.
+            send(["PING"]) { _ in }
         case .connecting, .ready:
             if head < pending.count, pending[head].deadline <= now {
                 fail(.timeout)

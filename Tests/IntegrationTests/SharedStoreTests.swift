@@ -384,6 +384,28 @@ struct SharedStoreTests {
         #expect(try a.chat(big, headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]).status == 200)
     }
 
+    /// A holds' total another program wrote (`nan`, text, a negative number, a float, gone) is
+    /// made again from the holds: a hold in flight still counts (review 128 #2: `nan` refused
+    /// nothing, and a key spent 30% past its budget; `abc` and `-5` counted as nothing held).
+    @Test(arguments: ["nan", "abc", "-5", "1e3", "0x10", "007", nil])
+    func aHoldsTotalAnotherProgramWroteIsMadeAgainFromItsHolds(total: String?) throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        _ = try redis.command(["EVAL", "local t = redis.call('TIME') redis.call('ZADD', KEYS[1], t[1] * 1000000 + 60000000, ARGV[1]) return 1",
+                               "1", "test:{team-a}:holds", "gen-live 400"])
+        if let total { _ = try redis.command(["SET", "test:{team-a}:held", total]) } else { _ = try redis.command(["DEL", "test:{team-a}:held"]) }
+        // 400 in flight: a hold of 610 (7 + 603 tokens at 1 µ$) does not fit a budget of 1,000.
+        let big = TestEnvironment.chatBody(model: "mock/normal:prompt_tokens=7", stream: false, extra: #","max_tokens":603"#)
+        let refused = try a.chat(big, headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"])
+        #expect(refused.status == 429, "\(total ?? "no total"): \(refused.text)")
+        #expect(try redis.command(["GET", "test:{team-a}:held"]) == "$3\n400", "made again from the set")
+        // A small one fits beside it.
+        let small = TestEnvironment.chatBody(model: "mock/normal:prompt_tokens=7", stream: false, extra: #","max_tokens":5"#)
+        #expect(try a.chat(small, headers: ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]).status == 200)
+        #expect(a.eventually { (try? redis.command(["GET", "test:{team-a}:held"])) == "$3\n400" }, "its own hold released")
+    }
+
     /// A hold total and a token bucket turned into another type while the request runs: the
     /// settlement still lands and its hold ends (reviews 118 #2, 120 #4: the script failed
     /// between its marker and its spend, and the spend was lost).

@@ -106,6 +106,55 @@ struct RedisClientTests {
         #expect(replies == (1...2_000).map { .success(.integer(Int64($0))) })
     }
 
+    /// A loop kept busy past a command's deadline, its reply waiting in the socket: the reply
+    /// is read, not judged missing (review 128 #1: the connection failed with `.timeout` and
+    /// every command on it with it).
+    @Test func aLoopBusyPastTheDeadlineReadsTheReplyFirst() throws {
+        let redis = try RedisServerProcess()
+        var settings = RedisClient.Settings()
+        settings.commandTimeoutMilliseconds = 100
+        let harness = try Harness(port: redis.port, settings: settings)
+        #expect(try harness.waitUntilReady())
+        let done = DispatchSemaphore(value: 0)
+        let results = LockedBox<[Result<RedisValue, RedisError>]>([])
+        let box = UncheckedBox(harness.client)
+        harness.thread.loop.execute {
+            for _ in 0..<3 {
+                box.value!.send(["PING"]) { reply in
+                    results.update { $0.append(reply) }
+                    done.signal()
+                }
+            }
+            usleep(400_000)  // the loop busy four deadlines long; Redis answered meanwhile
+        }
+        for _ in 0..<3 { done.wait() }
+        #expect(results.get() == Array(repeating: .success(.status("PONG")), count: 3))
+        #expect(try harness.state() == .ready, "the connection kept")
+    }
+
+    /// An idle connection checks on Redis now and then: one that stopped answering is noticed
+    /// without a command (review 128 #3: `/health` said nothing until a request timed out), and
+    /// one that answers is left alone.
+    @Test func anIdleConnectionNoticesARedisThatStoppedAnswering() throws {
+        let redis = try RedisServerProcess()
+        var settings = RedisClient.Settings()
+        settings.commandTimeoutMilliseconds = 100
+        settings.idleCheckMilliseconds = 100
+        settings.backoff = RedisBackoff(baseMilliseconds: 20, maxMilliseconds: 100)
+        let harness = try Harness(port: redis.port, settings: settings)
+        #expect(try harness.waitUntilReady())
+        usleep(500_000)
+        #expect(try harness.state() == .ready, "a Redis that answers its checks stays ready")
+        #expect(harness.readyCount.value == 1, "never reconnected")
+        redis.pause()
+        let noticed = Date()
+        while try harness.state() == .ready && Date().timeIntervalSince(noticed) < 3 { usleep(5_000) }
+        #expect(try harness.state() != .ready, "noticed without any command")
+        #expect(Date().timeIntervalSince(noticed) < 2)
+        redis.resume()
+        #expect(try harness.waitUntilReady())
+    }
+
     @Test func aRedisThatStopsAnsweringTimesOutThenTheClientReconnects() throws {
         let redis = try RedisServerProcess()
         var settings = RedisClient.Settings()

@@ -62,8 +62,27 @@ enum RedisLimitScripts {
 
         """
 
+    /// The holds' total as stored, or made again from the holds (a sum over them, rare) when it is
+    /// not what the scripts write: another program's `nan` refused nothing (every comparison
+    /// with NaN is false), `abc` or `-5` counted as nothing held (review 128 #2); or when it is
+    /// missing while holds remain. Returns the total and whether it was made again (it then
+    /// counts only the holds in the set now). The total must be a string or missing.
+    private static let holdTotal = """
+        local function held_in(holds, total)
+          local stored = redis.call('GET', total)
+          if stored == '0' or (stored and #stored <= 18 and string.match(stored, '^[1-9]%d*$')) then return tonumber(stored), false end
+          if redis.call('ZCARD', holds) == 0 then return 0, false end
+          local sum = 0
+          for _, member in ipairs(redis.call('ZRANGE', holds, 0, -1)) do
+            sum = sum + (tonumber(string.match(member, ' (%d+)$')) or 0)
+          end
+          return sum, true
+        end
+
+        """
+
     /// Ends holds: used by the settle script (its holds end as its spend lands) and the release one.
-    private static let releaseHolds = """
+    private static let releaseHolds = holdTotal + """
         -- Ends the holds named in ARGV from `first` on (pairs: member `"<hold id> <µ$>"`, amount)
         -- and takes them off their total. One already lapsed or released changes nothing.
         -- Keys of another type (written by hand) hold no hold of ours: nothing to end there, and
@@ -78,15 +97,13 @@ enum RedisLimitScripts {
           local total_type = redis.call('TYPE', total)['ok']
           if total_type ~= 'string' and total_type ~= 'none' then
             redis.call('DEL', total)
-            local sum = 0
-            for _, member in ipairs(redis.call('ZRANGE', holds, 0, -1)) do
-              sum = sum + (tonumber(string.match(member, ' (%d+)$')) or 0)
-            end
+            local sum = held_in(holds, total)
             local ttl = redis.call('PTTL', holds)
             if sum > 0 and ttl > 0 then redis.call('SET', total, string.format('%d', sum), 'PX', ttl) end
             return
           end
-          local held = (tonumber(redis.call('GET', total) or '0') or 0) - released
+          local held, made_again = held_in(holds, total)
+          if not made_again then held = held - released end
           if held <= 0 or redis.call('ZCARD', holds) == 0 then
             redis.call('DEL', total)
           else
@@ -219,7 +236,7 @@ enum RedisLimitScripts {
     /// amount held (0 when refused), then for a refusal the budget (1 day, 2 month), its limit,
     /// its spend, the holds in flight, µs until it resets; for an allowance 0, 0, 0, the holds
     /// before this one, 0.
-    static let hold = prelude + """
+    static let hold = prelude + holdTotal + """
         local daily, monthly = tonumber(ARGV[2]), tonumber(ARGV[3])
         local amount, lifetime = tonumber(ARGV[4]), tonumber(ARGV[6])
         local lapsed = 0
@@ -236,8 +253,8 @@ enum RedisLimitScripts {
           if value then lapsed = lapsed + value end
         end
         redis.call('ZREMRANGEBYSCORE', KEYS[3], latest, '+inf')
-        local held = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
-        if lapsed > 0 then held = held - lapsed end
+        local held, made_again = held_in(KEYS[3], KEYS[4])
+        if lapsed > 0 and not made_again then held = held - lapsed end
         if held < 0 or redis.call('ZCARD', KEYS[3]) == 0 then held = 0 end
         local refusals = {}
         local function check(kind, key, limit, reset)
