@@ -48,6 +48,10 @@ public struct Distribution: Sendable {
     public private(set) var sum = 0.0
     /// Samples beyond the histogram's range (`highestTrackable`), recorded in its last bucket.
     private var saturated = 0
+    /// Those samples exactly, the first `maxBeyond` of them (rare: a rate from a garbage count,
+    /// an hour-long wait), so a percentile among them is theirs, not the max (review 127 #6).
+    private var beyond: [Double] = []
+    static let maxBeyond = 4_096
     public private(set) var min = Double.infinity
     public private(set) var max = -Double.infinity
 
@@ -65,7 +69,10 @@ public struct Distribution: Sendable {
         guard value.isFinite, value >= 0 else { return }
         let scaled = (value * resolution).rounded()
         // Beyond the histogram's range the exact max still says how far; the bucket saturates.
-        if scaled >= Double(Self.highestTrackable) { saturated += 1 }
+        if scaled >= Double(Self.highestTrackable) {
+            saturated += 1
+            if beyond.count < Self.maxBeyond { beyond.append(value) }
+        }
         _ = histogram.record(scaled >= Double(Self.highestTrackable) ? Self.highestTrackable - 1 : UInt64(scaled))
         count += 1
         sum += value
@@ -79,6 +86,7 @@ public struct Distribution: Sendable {
         count += other.count
         sum += other.sum
         saturated += other.saturated
+        beyond += other.beyond.prefix(Self.maxBeyond - beyond.count)
         min = Swift.min(min, other.min)
         max = Swift.max(max, other.max)
     }
@@ -87,10 +95,14 @@ public struct Distribution: Sendable {
     /// at or below which that share of samples lies; nil without samples.
     public func value(atPercentile percentile: Double) -> Double? {
         guard count > 0 else { return nil }
-        // A percentile among the samples beyond the range is at most the exact max, and the
-        // bucket says nothing better (review 103 #4: it was raised to the min, a p90 below the
-        // max of two samples).
-        if saturated > 0, Double(count - saturated) < (percentile / 100 * Double(count)).rounded(.up) { return max }
+        // A percentile among the samples beyond the range is one of them, read from the exact
+        // values (review 127 #6: the max, a p50 equal to the max of two samples), or the max
+        // once more of them came than were kept; never raised to the min (review 103 #4).
+        let rank = Swift.max(1, Int((percentile / 100 * Double(count)).rounded(.up)))
+        if saturated > 0, rank > count - saturated {
+            guard beyond.count == saturated else { return max }
+            return beyond.sorted()[Swift.min(rank - (count - saturated), saturated) - 1]
+        }
         // The histogram clamps to its recorded range; the exact extremes are better still.
         let value = Double(histogram.valueAtPercentile(percentile)) / resolution
         return Swift.min(Swift.max(value, min), max)

@@ -68,6 +68,7 @@ public final class HTTPResponseWriter {
         let keepAlive = connection.keepsAlive(after: request)
         saidClose = !keepAlive
         var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive, announce: !chunked)
+        connection.label(headers)
         head.append(contentsOf: "Content-Length: \(body.count)\r\n\r\n".utf8)
         if !headOnly && status != 304 { head.append(contentsOf: body) }
         state = .finished
@@ -93,6 +94,7 @@ public final class HTTPResponseWriter {
         let keepAlive = chunked && connection.keepsAlive(after: request)
         saidClose = !keepAlive
         var head = Self.head(status: status, headers: headers + defaultHeaders, keepAlive: keepAlive)
+        connection.label(headers)
         if chunked { head.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8) }
         head.append(contentsOf: "\r\n".utf8)
         state = .streaming

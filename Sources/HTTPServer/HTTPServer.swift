@@ -40,7 +40,11 @@ public final class HTTPServer {
     public var onAccept: (() -> Void)?
     /// Called when a connection is closed because its client stopped taking the end of a response
     /// already handed over (its record filed, so nobody else can tell): the bytes left unsent.
-    public var onStalledWrite: ((_ unsentBytes: Int) -> Void)?
+    public var onStalledWrite: ((_ unsentBytes: Int, _ label: String?) -> Void)?
+    /// A response header whose value names the response in `onStalledWrite` (the gateway's
+    /// generation id: a warning that said only "a client stopped reading" could not be matched
+    /// with its record, review 125 #2); the last response head sent on the connection.
+    public var stalledWriteLabelHeader: String?
     /// Connections closed at once because `maxConnections` were open, none of them idle.
     public private(set) var refusedConnections = 0
     /// Idle connections (no request begun) closed to make room for a new one at

@@ -93,7 +93,7 @@ extension HTTPServerConnection {
                 // An idle keep-alive connection, or a reader that stopped or crawls, its pipelined
                 // requests waiting behind what it does not read: the reader is the slow one, not
                 // the request (review 60B #6: a 408 `request_timeout` was queued behind the unread).
-                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
+                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes, responseLabel) }
                 close()
             }
         case .lingering:
@@ -105,7 +105,7 @@ extension HTTPServerConnection {
                 startDrainCheck()
                 timer.start(afterMilliseconds: limits.stalledWriteTimeoutMilliseconds)
             } else {
-                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
+                if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes, responseLabel) }
                 tcp.close()
             }
         case .responding:

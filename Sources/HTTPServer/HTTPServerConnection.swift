@@ -58,6 +58,8 @@ final class HTTPServerConnection {
     /// While a finished response's bytes are still on their way to the client: the check of its
     /// reader's pace (nil: nothing queued, truly idle).
     var drainCheck: DrainPace?
+    /// The last response's `HTTPServer.stalledWriteLabelHeader` value, for `onStalledWrite`.
+    private(set) var responseLabel: String?
 
     init(tcp: TCPConnection, server: HTTPServer) {
         self.tcp = tcp
@@ -109,6 +111,12 @@ final class HTTPServerConnection {
     }
 
     var bufferedBytes: Int { tcp.bufferedBytes }
+
+    /// Notes the label of a response whose head is going out (`stalledWriteLabelHeader`).
+    func label(_ headers: [(String, String)]) {
+        guard let name = server.stalledWriteLabelHeader else { return }
+        responseLabel = headers.first { $0.0.asciiCaseInsensitiveEquals(name) }?.1
+    }
     var backlog: WriteBacklog { tcp.backlog }
     func keepsAlive(after request: HTTPRequest) -> Bool {
         request.keepAlive && !closeAfterResponse && !server.isShuttingDown
@@ -147,7 +155,7 @@ final class HTTPServerConnection {
         guard !isClosed else {
             // Still sending its last bytes (`finishAndClose`): cut short (the shutdown's deadline),
             // said as a stall is (review 60B #3: 5 MB of a finished answer were lost without a word).
-            if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes) }
+            if tcp.bufferedBytes > 0 { server.onStalledWrite?(tcp.bufferedBytes, responseLabel) }
             tcp.close()
             return
         }

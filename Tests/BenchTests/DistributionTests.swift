@@ -59,6 +59,12 @@ import Testing
         distribution.record(3.7e10)
         distribution.record(6.4e10)
         #expect(distribution.value(atPercentile: 90) == 6.4e10 && distribution.value(atPercentile: 99.9) == 6.4e10)
+        // The p50 of two is the lower one (review 127 #6: it was the max), also once merged.
+        #expect(distribution.value(atPercentile: 50) == 3.7e10)
+        var merged = Distribution()
+        merged.merge(distribution)
+        merged.record(5e10)
+        #expect(merged.value(atPercentile: 50) == 5e10 && merged.value(atPercentile: 0) == 3.7e10, "\(String(describing: merged.summary))")
         var mixed = Distribution()
         for value in 1...9 { mixed.record(Double(value)) }
         mixed.record(1e12)

@@ -506,7 +506,7 @@ final class GuardedServer: @unchecked Sendable {
             let server = try HTTPServer(loop: thread.loop, host: "127.0.0.1", port: 0, limits: limits) { _, writer in
                 writer.respond(status: 200, headers: [("Content-Type", "text/plain")], body: large)
             }
-            server.onStalledWrite = { _ in box.stalled += 1 }
+            server.onStalledWrite = { _, _ in box.stalled += 1 }
             box.server = server
             return server.port
         }

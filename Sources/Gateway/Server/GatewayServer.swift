@@ -107,9 +107,11 @@ public final class GatewayServer {
             lastAcceptError = error
             acceptFailureWarning.occurred()
         }
-        server.onStalledWrite = { [unowned self] unsent in
-            self.logger.warning("closed a connection whose client stopped reading the end of a response",
-                                metadata: ["code": "client_too_slow", "unsent_bytes": .stringConvertible(unsent)])
+        server.stalledWriteLabelHeader = "X-Generation-Id"
+        server.onStalledWrite = { [unowned self] unsent, generationID in
+            var metadata: Logger.Metadata = ["code": "client_too_slow", "unsent_bytes": .stringConvertible(unsent)]
+            if let generationID { metadata["generation_id"] = "\(generationID)" }
+            self.logger.warning("closed a connection whose client stopped reading the end of a response", metadata: metadata)
             self.shared.metrics.countError(code: "client_too_slow")
         }
         let policy = policy

@@ -78,7 +78,7 @@ public struct ChatStreamRelay {
         }
     }
 
-    /// Events and comment lines read from the upstream (`SSEDecoder.progressMarks`).
+    /// Events with data and comment lines read from the upstream (`SSEDecoder.progressMarks`).
     public var progressMarks: Int {
         switch engine {
         case .passThrough(let box): box.relay.progressMarks

@@ -22,7 +22,7 @@ public protocol ClientRelay {
     var estimatedUsage: Usage? { get }
     /// The answer's id as the upstream named it (`UpstreamIdentifier`), when it was read.
     var upstreamID: String? { get }
-    /// Events and comment lines read from the upstream so far: the idle timer's activity.
+    /// Events with data and comment lines read from the upstream so far: the idle timer's activity.
     var progressMarks: Int { get }
     /// What the client sees the moment its stream opens.
     mutating func start(into out: inout [UInt8])
