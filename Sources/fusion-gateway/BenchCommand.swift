@@ -194,14 +194,27 @@ struct BenchCommand: ParsableCommand {
         return directory.appendingPathComponent(url.lastPathComponent).standardizedFileURL.path
     }
 
-    /// A prompts file's bytes, read once per process (`validate` and `run` both build the
-    /// configuration, and a pipe, `/dev/stdin` or `<(…)`, can be read only once: review 64A #6).
-    private static let promptFiles = Mutex<[String: [UInt8]]>([:])
+    /// A prompts file, read and parsed once per process (`validate` and `run` both build the
+    /// configuration, and a pipe, `/dev/stdin` or `<(…)`, can be read only once: review 64A #6;
+    /// parsed twice, a 200 MB file took twice as long: review 127 #5). Its bytes are not kept.
+    private static let promptFiles = Mutex<[String: PromptSet]>([:])
     /// Far above any prompt set (the built-in one is a few KiB).
     static let maxPromptFileBytes = 256 << 20
 
+    static func promptSet(_ path: String) throws -> PromptSet {
+        if let set = promptFiles.withLock({ $0[path] }) { return set }
+        let bytes = try promptBytes(path)
+        let set: PromptSet
+        do {
+            set = try PromptSet.parse(jsonLines: bytes, source: path)  // the text report shows it escaped
+        } catch {
+            throw ValidationError("\(TerminalText.shown(path)): \(error)")
+        }
+        promptFiles.withLock { $0[path] = set }
+        return set
+    }
+
     static func promptBytes(_ path: String) throws -> [UInt8] {
-        if let bytes = promptFiles.withLock({ $0[path] }) { return bytes }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             throw ValidationError("cannot read \(TerminalText.shown(path)): a directory, not a JSON Lines file")
@@ -223,7 +236,6 @@ struct BenchCommand: ParsableCommand {
         } catch {
             throw ValidationError("cannot read \(TerminalText.shown(path)): \(error.localizedDescription)")
         }
-        promptFiles.withLock { $0[path] = bytes }
         return bytes
     }
 
@@ -254,17 +266,7 @@ struct BenchCommand: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        let promptSet: PromptSet
-        if let prompts {
-            let bytes = try Self.promptBytes(prompts)
-            do {
-                promptSet = try PromptSet.parse(jsonLines: bytes, source: prompts)  // the text report shows it escaped
-            } catch {
-                throw ValidationError("\(TerminalText.shown(prompts)): \(error)")
-            }
-        } else {
-            promptSet = .builtIn
-        }
+        let promptSet = try prompts.map(Self.promptSet) ?? .builtIn
         return BenchConfiguration(targets: targets, plan: plan, prompts: promptSet, streamed: !noStream, maxTokens: maxTokens,
                                   warmupRequests: warmup, requestTimeoutMilliseconds: Int(timeout * 1000),
                                   drainMilliseconds: Int(drain * 1000))
