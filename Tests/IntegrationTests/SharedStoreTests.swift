@@ -406,6 +406,42 @@ struct SharedStoreTests {
         #expect(a.eventually { (try? redis.command(["GET", "test:{team-a}:held"])) == "$3\n400" }, "its own hold released")
     }
 
+    /// Hostile members of a key's holds set: a lapsing member whose amount is larger than the
+    /// total does not erase the holds in flight (review 129 #2: the total went to 0 and a key
+    /// held 12,030 µ$ against 10,000); an amount of 20 digits counts as nothing, so the total
+    /// made again is a count the scripts read back, not -2^63 made again on every request; a
+    /// set larger than any key's requests in flight is the store's error at once, never a sum
+    /// over a million members holding Redis for every replica (review 129 #1).
+    @Test func hostileHoldMembersNeitherEraseTheHoldsNorStallRedis() throws {
+        let redis = try RedisServerProcess()
+        let a = try Self.replica(redis: redis, onError: .deny, limits: KeyLimits(dailyBudgetMicros: 1_000),
+                                 prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
+        let key = ["Authorization": "Bearer \(Self.keys["TEAM_A_KEY"]!)"]
+        let live = "local t = redis.call('TIME') redis.call('ZADD', KEYS[1], t[1] * 1000000 + 60000000, ARGV[1]) return 1"
+        _ = try redis.command(["EVAL", live, "1", "test:{team-a}:holds", "gen-live 400"])
+        _ = try redis.command(["EVAL", live, "1", "test:{team-a}:holds", "gen-big 99999999999999999999"])
+        _ = try redis.command(["SET", "test:{team-a}:held", "400"])
+        _ = try redis.command(["ZADD", "test:{team-a}:holds", "1", "evil 999999999"])
+        // 400 in flight: a hold of 610 does not fit a budget of 1,000.
+        let big = TestEnvironment.chatBody(model: "mock/normal:prompt_tokens=7", stream: false, extra: #","max_tokens":603"#)
+        let refused = try a.chat(big, headers: key)
+        #expect(refused.status == 429, "the holds in flight still count: \(refused.text)")
+        #expect(try redis.command(["GET", "test:{team-a}:held"]) == "$3\n400", "made again from the set, the 20-digit amount counting nothing")
+        // Members without an amount on a key spent out: the total is stored as 0, not made again each time.
+        _ = try redis.command(["DEL", "test:{team-a}:holds", "test:{team-a}:held"])
+        _ = try redis.command(["EVAL", live, "1", "test:{team-a}:holds", "junk"])
+        #expect(try a.chat(big, headers: key).status == 200)
+        #expect(a.eventually { (try? redis.command(["GET", "test:{team-a}:held"])) == "$1\n0" }, "a total of 0 kept while holds remain")
+        // 10,001 members: refused as the store's error (deny: 503) at once.
+        _ = try redis.command(["EVAL", "local t = redis.call('TIME') for i = 1, 10001 do redis.call('ZADD', KEYS[1], t[1] * 1000000 + 60000000, 'junk' .. i .. ' 1') end return 1",
+                               "1", "test:{team-a}:holds"])
+        _ = try redis.command(["SET", "test:{team-a}:held", "abc"])
+        let started = Date()
+        let stalled = try a.chat(TestEnvironment.chatBody(model: "mock/normal:prompt_tokens=7", stream: false, extra: #","max_tokens":5"#), headers: key)
+        #expect(stalled.status == 503 && Date().timeIntervalSince(started) < 1, "\(stalled.status) \(stalled.text)")
+        #expect(try Self.metrics(a).contains(#"fusion_gateway_store_errors_total{operation="hold",error="server_error"} 1"#))
+    }
+
     /// A hold total and a token bucket turned into another type while the request runs: the
     /// settlement still lands and its hold ends (reviews 118 #2, 120 #4: the script failed
     /// between its marker and its spend, and the spend was lost).

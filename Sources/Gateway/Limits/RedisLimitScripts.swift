@@ -62,21 +62,45 @@ enum RedisLimitScripts {
 
         """
 
-    /// The holds' total as stored, or made again from the holds (a sum over them, rare) when it is
-    /// not what the scripts write: another program's `nan` refused nothing (every comparison
-    /// with NaN is false), `abc` or `-5` counted as nothing held (review 128 #2); or when it is
-    /// missing while holds remain. Returns the total and whether it was made again (it then
-    /// counts only the holds in the set now). The total must be a string or missing.
+    /// The holds' total, a cache of their set kept so a decision costs O(log n). `held_in`
+    /// returns it less `gone` (the amounts of holds just taken out of the set), or makes it again
+    /// from the set when it is not what the scripts write (another program's `nan` refused
+    /// nothing, every comparison with NaN being false; `abc` or `-5` counted as nothing held:
+    /// review 128 #2), when it is missing while holds remain, or when `gone` would take it below
+    /// zero (a member written by hand, `"x 999999999"` lapsing, forgot every hold in flight:
+    /// review 129 #2). A member's amount counts only with at most 14 digits, so a sum over
+    /// 10,000 members stays a count the scripts accept back (review 129 #1: a 20-digit amount
+    /// made a total `%d` wrote as -2^63, rebuilt again on every request). Nil when the set has
+    /// more members than any key's requests in flight (a rebuild over a million held Redis
+    /// 0.5 s for every replica: review 129 #1).
     private static let holdTotal = """
-        local function held_in(holds, total)
+        local function amount_of(member)
+          local digits = string.match(member, ' (%d+)$')
+          if digits and #digits <= 14 then return tonumber(digits) end
+          return 0
+        end
+        local function held_in(holds, total, gone)
           local stored = redis.call('GET', total)
-          if stored == '0' or (stored and #stored <= 18 and string.match(stored, '^[1-9]%d*$')) then return tonumber(stored), false end
-          if redis.call('ZCARD', holds) == 0 then return 0, false end
-          local sum = 0
-          for _, member in ipairs(redis.call('ZRANGE', holds, 0, -1)) do
-            sum = sum + (tonumber(string.match(member, ' (%d+)$')) or 0)
+          if stored == '0' or (stored and #stored <= 18 and string.match(stored, '^[1-9]%d*$')) then
+            if tonumber(stored) - gone >= 0 then return tonumber(stored) - gone end
           end
-          return sum, true
+          local size = redis.call('ZCARD', holds)
+          if size == 0 then return 0 end
+          if size > 10000 then return nil end
+          local sum = 0
+          for _, member in ipairs(redis.call('ZRANGE', holds, 0, -1)) do sum = sum + amount_of(member) end
+          return sum
+        end
+        -- What a total is stored as: '0' while holds remain (missing, it would be made again on
+        -- every request: review 129 #1), nothing once none do.
+        local function store_held(holds, total, held, ttl)
+          if redis.call('ZCARD', holds) == 0 then
+            redis.call('DEL', total)
+          elseif ttl then
+            redis.call('SET', total, string.format('%d', held), 'PX', ttl)
+          else
+            redis.call('SET', total, string.format('%d', held), 'KEEPTTL')
+          end
         end
 
         """
@@ -87,6 +111,8 @@ enum RedisLimitScripts {
         -- and takes them off their total. One already lapsed or released changes nothing.
         -- Keys of another type (written by hand) hold no hold of ours: nothing to end there, and
         -- a total that is no string is made again from the holds left (rare: a sum over them).
+        -- Never an error: a settlement's spend lands whatever the holds hold (reviews 118 #2,
+        -- 120 #4); a set too large to sum leaves no total (the next hold is the store's error).
         local function release_holds(holds, total, first)
           if redis.call('TYPE', holds)['ok'] ~= 'zset' then return end
           local released = 0
@@ -95,19 +121,15 @@ enum RedisLimitScripts {
           end
           if released == 0 then return end
           local total_type = redis.call('TYPE', total)['ok']
-          if total_type ~= 'string' and total_type ~= 'none' then
+          if total_type ~= 'string' and total_type ~= 'none' then redis.call('DEL', total) end
+          local held = held_in(holds, total, released)
+          if not held then
             redis.call('DEL', total)
-            local sum = held_in(holds, total)
-            local ttl = redis.call('PTTL', holds)
-            if sum > 0 and ttl > 0 then redis.call('SET', total, string.format('%d', sum), 'PX', ttl) end
-            return
-          end
-          local held, made_again = held_in(holds, total)
-          if not made_again then held = held - released end
-          if held <= 0 or redis.call('ZCARD', holds) == 0 then
-            redis.call('DEL', total)
+          elseif total_type == 'none' or total_type == 'string' then
+            store_held(holds, total, held, nil)
           else
-            redis.call('SET', total, string.format('%d', held), 'KEEPTTL')
+            local ttl = redis.call('PTTL', holds)
+            if ttl > 0 then store_held(holds, total, held, ttl) end
           end
         end
 
@@ -240,22 +262,16 @@ enum RedisLimitScripts {
         local daily, monthly = tonumber(ARGV[2]), tonumber(ARGV[3])
         local amount, lifetime = tonumber(ARGV[4]), tonumber(ARGV[6])
         local lapsed = 0
-        for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
-          local value = tonumber(string.match(member, ' (%d+)$'))
-          if value then lapsed = lapsed + value end
-        end
+        for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do lapsed = lapsed + amount_of(member) end
         redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
         -- A hold lapsing later than any this gateway takes (written by hand) is no hold of ours:
         -- kept, it would keep the set from ever emptying (review 114 #4).
         local latest = '(' .. string.format('%d', now + lifetime)
-        for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], latest, '+inf')) do
-          local value = tonumber(string.match(member, ' (%d+)$'))
-          if value then lapsed = lapsed + value end
-        end
+        for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], latest, '+inf')) do lapsed = lapsed + amount_of(member) end
         redis.call('ZREMRANGEBYSCORE', KEYS[3], latest, '+inf')
-        local held, made_again = held_in(KEYS[3], KEYS[4])
-        if lapsed > 0 and not made_again then held = held - lapsed end
-        if held < 0 or redis.call('ZCARD', KEYS[3]) == 0 then held = 0 end
+        local held = held_in(KEYS[3], KEYS[4], lapsed)
+        if not held then error({err = 'ERR fusion-gateway: a key holds more holds than any requests in flight'}) end
+        if redis.call('ZCARD', KEYS[3]) == 0 then held = 0 end
         local refusals = {}
         local function check(kind, key, limit, reset)
           if limit <= 0 then return end
@@ -274,7 +290,7 @@ enum RedisLimitScripts {
         end
         local ttl = math.ceil(lifetime / 1000) + 1000
         if refused then
-          if held > 0 then redis.call('SET', KEYS[4], string.format('%d', held), 'PX', ttl) else redis.call('DEL', KEYS[4]) end
+          store_held(KEYS[3], KEYS[4], held, ttl)
           return refused
         end
         redis.call('ZADD', KEYS[3], now + lifetime, ARGV[5] .. ' ' .. ARGV[4])

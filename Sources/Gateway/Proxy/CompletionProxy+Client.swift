@@ -14,16 +14,24 @@ extension CompletionProxy {
     func openClientStream(startingRelay: Bool = true) {
         guard case .awaitingUpstreamHead = phase else { return }
         phase = .streaming
+        makeClientStream()
+        if startingRelay { startRelay() }
+    }
+
+    /// What the client sees the moment its stream opens (`ClientRelay.start`).
+    func startRelay() {
+        scratch.withBuffer { out in
+            relay.start(into: &out)
+            send(out)
+        }
+    }
+
+    func makeClientStream() {
         // 8 slots (2 KiB): a proxied stream has one producer and drains every iteration.
         let stream = ClientStream(writer: writer, loop: client.loop, capacity: 8, redactor: redactor)
         stream.drainsWhenFull = true  // the transfer is its only producer, on this loop
         stream.onEnded = { [unowned self] in finish() }
         self.stream = stream
-        guard startingRelay else { return }
-        scratch.withBuffer { out in
-            relay.start(into: &out)
-            send(out)
-        }
     }
 
     /// The 200 head, once: before the stream's first bytes, a keep-alive's included.
@@ -49,6 +57,18 @@ extension CompletionProxy {
     var streamUncommitted: Bool { stream != nil && writer.state == .pending }
 
     func sendKeepAlive() {
+        if case .reading = phase {
+            // A whole answer being read off the loop (`WholeAnswer`): a streamed client's head and
+            // keep-alives go out meanwhile, as while the upstream thought (review 130 #1: 8.6 s of
+            // silence behind busy readers). The relay's start comes with the answer's bytes.
+            guard streamed else { return }
+            if stream == nil {
+                makeClientStream()
+                startRelay()
+            }
+            send(Array(": keep-alive\n\n".utf8))
+            return
+        }
         openClientStream()
         guard case .streaming = phase else { return }
         send(Array(": keep-alive\n\n".utf8))

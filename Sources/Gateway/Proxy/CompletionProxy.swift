@@ -372,21 +372,24 @@ final class CompletionProxy<Request: ProxyRequest> {
             return
         }
         relayedAsSent = !streamed && request.relaysWholeBodyAsSent(route: route)
-        let (route, pricing, context, startsStream) = (route, pricing, context, stream == nil)
-        let read = { @Sendable in
-            WholeAnswer.read(body, request: request, route: route, pricing: pricing, context: context, startsStream: startsStream)
-        }
+        let (route, pricing, context) = (route, pricing, context)
+        let read = { @Sendable in WholeAnswer.read(body, request: request, route: route, pricing: pricing, context: context) }
         if body.count >= WholeAnswer<Request>.offLoopBytes {
             phase = .reading
             let ticket = OffLoopLane.Ticket()
             readTicket = ticket
+            // The job holds the body's reservation until it is done or dropped unread.
+            let reservation = CollectedReservation(collected, bytes: heldBytes)
+            heldBytes = 0
             if WholeAnswer<Request>.readers.submit(on: client.loop, ticket: ticket, bytes: body.count, read, then: { [weak self] answer in
-                guard let self, case .reading = phase else { return }  // the client left meanwhile
+                guard let self, case .reading = phase else { return }  // the client left meanwhile: `reservation` lets go
                 readTicket = nil
+                heldBytes += reservation.take()
                 deliver(answer, headers: headers)
                 releaseHeld()  // what `deliver` did not hand to the client's writes
             }) { return }
             readTicket = nil
+            heldBytes += reservation.take()
         }
         deliver(read(), headers: headers)
     }
@@ -415,17 +418,19 @@ final class CompletionProxy<Request: ProxyRequest> {
         // Parsed again only when no usage came (and, for chat, `n` > 1).
         if accounting.estimatesWholeAnswer, let tokens = answer.outputTokens { accounting.wholeAnswerOutput(tokens) }
         if streamed, let relay = answer.relay {
-            // The head may already be out (a keep-alive committed it while the upstream thought).
-            phase = stream == nil ? .awaitingUpstreamHead : .streaming
+            // The head may already be out (a keep-alive committed it while the upstream thought,
+            // or while the answer was read), with an earlier relay's start.
+            let opened = stream != nil
+            phase = opened ? .streaming : .awaitingUpstreamHead
             self.relay = relay
-            openClientStream(startingRelay: false)  // its start is in `streamBytes`
+            openClientStream(startingRelay: false)  // its start is in `startBytes`
             // The reservation lasts until the converted stream has left for the client, as a
             // whole body's does (review 53 #2: released here, slow readers held answers outside it).
             let held = heldBytes
             heldBytes = 0
             if let stream { stream.onSent = { [collected] in collected?.release(held) } } else { collected?.release(held) }
             if let tokens = relay.wholeAnswerOutputTokens { accounting.wholeAnswerOutput(tokens) }
-            send(answer.streamBytes)
+            send(opened ? answer.streamBytes : answer.startBytes + answer.streamBytes)
             finishClientStream()
             return
         }

@@ -4,6 +4,7 @@ import Fusion
 import GatewayCore
 import Providers
 import Surfaces
+import Synchronization
 
 /// A whole 2xx upstream answer, read into what `CompletionProxy.deliverWhole` sends: decoded and
 /// costed, then made into the client's body (not streamed) or relayed by a fresh relay into the
@@ -25,9 +26,11 @@ struct WholeAnswer<Request: ProxyRequest>: @unchecked Sendable {
     /// Not streamed: the output in tokens when the events say less than the client got
     /// (`ProxyRequest.wholeAnswerOutputTokens`).
     var outputTokens: Int64?
-    /// Streamed, without an error among the events: the relay that relayed the answer, and what
-    /// it wrote (its stream's start first when `startsStream`).
+    /// Streamed, without an error among the events: the relay that relayed the answer, its
+    /// stream's start (sent unless a stream is open already, with an earlier relay's), and the
+    /// answer as it wrote it.
     var relay: Request.Relay?
+    var startBytes: [UInt8] = []
     var streamBytes: [UInt8] = []
 
     /// Answers at least this large are read off the loop; smaller ones, at once on it (a thread
@@ -39,9 +42,7 @@ struct WholeAnswer<Request: ProxyRequest>: @unchecked Sendable {
     /// bounds the queue's length, and an answer it refuses is read on the loop, as before.
     static var readers: OffLoopLane { wholeAnswerReaders }
 
-    /// `startsStream`: the client's stream is not open yet, so the relay's start goes first.
-    static func read(_ body: [UInt8], request: Request, route: ModelRoute, pricing: ModelPrice?, context: ProxyContext,
-                     startsStream: Bool) -> WholeAnswer {
+    static func read(_ body: [UInt8], request: Request, route: ModelRoute, pricing: ModelPrice?, context: ProxyContext) -> WholeAnswer {
         var answer = WholeAnswer()
         answer.upstreamID = UpstreamIdentifier.answerID(inWholeBody: body, redactor: context.redactor)
         let events: [ModelEvent]
@@ -55,12 +56,9 @@ struct WholeAnswer<Request: ProxyRequest>: @unchecked Sendable {
         guard !events.contains(where: { if case .error = $0 { true } else { false } }) else { return answer }
         if request.stream {
             var relay = request.makeRelay(route: route, context: context)
-            var out: [UInt8] = []
-            relay.start(into: &out)
-            if !startsStream { out.removeAll() }  // the open stream had its start from an earlier relay
-            relay.relayWhole(events, body: body, into: &out)
+            relay.start(into: &answer.startBytes)
+            relay.relayWhole(events, body: body, into: &answer.streamBytes)
             answer.relay = relay
-            answer.streamBytes = out
             return answer
         }
         answer.outputTokens = request.wholeAnswerOutputTokens(route: route, body: body)
@@ -76,3 +74,23 @@ struct WholeAnswer<Request: ProxyRequest>: @unchecked Sendable {
 
 /// Shared by every `WholeAnswer` specialisation (a static stored property cannot be generic).
 private let wholeAnswerReaders = OffLoopLane(width: ProcessInfo.processInfo.activeProcessorCount, backlog: 1024)
+
+/// Bytes of `upstream.max_collected_bytes` an answer read off the loop holds: given back when
+/// the last holder lets go (the read done for a client that left, or its job skipped unread),
+/// unless the proxy takes them back to hold until the answer has left. The proxy's own release
+/// (its `deinit`, as the client left) gave them back while the queued job still held the body
+/// (review 130 #2).
+final class CollectedReservation: Sendable {
+    private let collected: HeldBytes?
+    private let bytes: Atomic<Int>
+
+    init(_ collected: HeldBytes?, bytes: Int) {
+        self.collected = collected
+        self.bytes = Atomic(bytes)
+    }
+
+    /// The bytes, now the taker's to give back.
+    func take() -> Int { bytes.exchange(0, ordering: .acquiringAndReleasing) }
+
+    deinit { collected?.release(bytes.load(ordering: .acquiring)) }
+}
