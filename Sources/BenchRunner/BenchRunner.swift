@@ -32,7 +32,12 @@ public struct BenchTarget: Sendable {
             let colon = userInfo.firstIndex(of: ":")
             let user = String(userInfo[..<(colon ?? userInfo.endIndex)])
             let pass = colon.map { String(userInfo[userInfo.index(after: $0)...]) } ?? ""
-            if colon == nil { secrets += [user, user.removingPercentEncoding].compactMap { $0 }.filter { !$0.isEmpty } }
+            // Without a password (`key@`, or `key:@`, which curl sends alike), a name long
+            // enough to be a key (12 characters or more: `admin@` redacted every "admin" of a
+            // server's text, review 129 #5).
+            if pass.isEmpty {
+                secrets += [user, user.removingPercentEncoding].compactMap { $0 }.filter { $0.count >= 12 }
+            }
             secrets.append(Data("\(user):\(pass)".utf8).base64EncodedString())
             if let user = user.removingPercentEncoding, let pass = pass.removingPercentEncoding {
                 secrets.append(Data("\(user):\(pass)".utf8).base64EncodedString())
@@ -47,14 +52,16 @@ public struct BenchTarget: Sendable {
         return authority.lastIndex(of: "@").map { String(authority[..<$0]) }
     }
 
-    /// `scheme://user:password@host…` → `scheme://user:***@host…`; `scheme://user@host…` (a key
-    /// as the user name) → `scheme://***@host…`.
+    /// `scheme://user:password@host…` → `scheme://user:***@host…`; `scheme://user@host…` or
+    /// `scheme://user:@host…` (a key as the user name, sent alike: review 129 #4) →
+    /// `scheme://***@host…`.
     static func withoutPassword(_ url: String) -> String {
-        if let password = password(in: url), let range = url.range(of: ":" + password + "@") {
+        if let password = password(in: url), !password.isEmpty, let range = url.range(of: ":" + password + "@") {
             return url.replacingCharacters(in: range, with: ":***@")
         }
-        guard let userInfo = userInfo(in: url), !userInfo.isEmpty, !userInfo.contains(":"),
-              let range = url.range(of: "://" + userInfo + "@") else { return url }
+        guard let userInfo = userInfo(in: url), !userInfo.isEmpty else { return url }
+        let user = userInfo.hasSuffix(":") ? userInfo.dropLast() : Substring(userInfo)  // an empty password is none
+        guard !user.isEmpty, !user.contains(":"), let range = url.range(of: "://" + userInfo + "@") else { return url }
         return url.replacingCharacters(in: range, with: "://***@")
     }
 

@@ -1,5 +1,5 @@
 import Bench
-import BenchRunner
+@testable import BenchRunner
 import EventLoop
 import Foundation
 import MockUpstream
@@ -368,6 +368,14 @@ import Testing
     @Test func aUserNameAloneIsASecret() throws {
         let target = BenchTarget(label: "A", baseURL: "http://tokenSECRETuser9999@127.0.0.1:8080/v1", model: "m", apiKey: nil)
         #expect(target.info.url == "http://***@127.0.0.1:8080/v1/chat/completions")
+        // An empty password is none (curl sends `key:` alike: review 129 #4); a short, common
+        // name is masked in the URL but not redacted from a server's text (#5).
+        let empty = BenchTarget(label: "A", baseURL: "http://tokenSECRETuser9999:@127.0.0.1:8080/v1", model: "m", apiKey: nil)
+        #expect(empty.info.url == "http://***@127.0.0.1:8080/v1/chat/completions")
+        #expect(empty.secrets.contains("tokenSECRETuser9999"))
+        let admin = BenchTarget(label: "A", baseURL: "http://admin@127.0.0.1:8080/v1", model: "m", apiKey: nil)
+        #expect(admin.info.url == "http://***@127.0.0.1:8080/v1/chat/completions" && !admin.secrets.contains("admin"))
+        #expect(BenchTarget(label: "A", baseURL: "http://u:pw@h/v1", model: "m", apiKey: nil).info.url == "http://u:***@h/v1/chat/completions")
         let mock = try Mock()
         defer { mock.stop() }
         let base = mock.baseURL.replacingOccurrences(of: "http://", with: "http://tokenSECRETuser9999@")

@@ -222,15 +222,20 @@ import Testing
         #expect(outcome.outputTokens == 0)
     }
 
-    /// A null count is no count (usage counted from the events), also beside a text that
-    /// spells the key out; a count beyond a double's range is not null (review 127 #2).
+    /// A null count is no count (usage counted from the events), also beside a text or another
+    /// object that spells the key out; a count beyond a double's range is not null, also with
+    /// its key escaped (reviews 127 #2, 129 #3).
     @Test func aNullCountIsNoCountAndAnEscapedKeyIsText() {
         let null = #"data: {"choices":[],"usage":{"completion_tokens":null}}"# + "\n\n"
         #expect(Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, null), (3 * Self.ms, Self.done)]).error == nil)
         let quoted = #"data: {"choices":[{"delta":{"content":"\"completion_tokens\": 1e400"}}],"usage":{"completion_tokens":null}}"# + "\n\n"
         #expect(Self.replay([(1 * Self.ms, quoted), (3 * Self.ms, Self.done)]).error == nil)
-        #expect(ResponseRecorder.writesANumber(key: "completion_tokens", in: Array(#"{"completion_tokens" : 1e400}"#.utf8)))
-        #expect(!ResponseRecorder.writesANumber(key: "completion_tokens", in: Array(#"{"completion_tokens":null}"#.utf8)))
+        let elsewhere = #"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":null},"x_provider":{"usage":{"completion_tokens":2}}}"# + "\n\n"
+        #expect(Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, elsewhere), (3 * Self.ms, Self.done)]).error == nil)
+        let escaped = #"data: {"choices":[],"usage":{"completion\u005ftokens":1e400}}"# + "\n\n"
+        #expect(Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, escaped), (3 * Self.ms, Self.done)]).error == .malformed)
+        #expect(ResponseRecorder.countBeyondRange(in: Array(#"{"usage":{"completion_tokens" : 1e400}}"#.utf8)))
+        #expect(!ResponseRecorder.countBeyondRange(in: Array(#"{"usage":{"prompt_tokens":1e400,"completion_tokens":null}}"#.utf8)))
     }
 
     @Test func aStreamWithoutContentIsEmpty() {
