@@ -186,17 +186,18 @@ public struct ResponseRecorder {
         return true
     }
 
-    /// Whether `raw`'s `usage.completion_tokens` is a number beyond a double's range (which the
-    /// lenient parse reads as null): parsed again strictly, which names the first such number's
-    /// path, escaped keys decoded (review 129 #3: a search of the bytes for the key found another
-    /// object's count). Only when the count read as null, so rare.
+    /// Whether `raw`'s `usage.completion_tokens` is a number (which the lenient parse read as
+    /// null: one beyond a double's range). Found by scanning `raw`'s members and then the usage
+    /// object's, keys decoded, the last duplicate winning as in the parse: a search of the bytes
+    /// for the key found another object's count (review 129 #3), and a strict parse stopped at
+    /// the first number beyond range, wherever it was (review 131 #3). Only when the count read
+    /// as null, so rare.
     static func countBeyondRange(in raw: [UInt8]) -> Bool {
-        do {
-            _ = try JSONValue.parseRequest(raw, refusingCaseVariants: false)
-            return false
-        } catch {
-            return error.code == "number_out_of_range" && error.param == "usage.completion_tokens"
-        }
+        guard let usage = JSONScanner.topLevelMembers(in: raw)?.last(where: { $0.key == "usage" })?.value,
+              let count = JSONScanner.topLevelMembers(in: Array(raw[usage]))?.last(where: { $0.key == "completion_tokens" })?.value,
+              usage.lowerBound + count.lowerBound < raw.count else { return false }
+        let first = raw[usage.lowerBound + count.lowerBound]
+        return first == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first)
     }
 
     /// The outcome is a failure already (decided by the head or the body so far).

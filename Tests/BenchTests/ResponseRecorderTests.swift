@@ -236,6 +236,9 @@ import Testing
         #expect(Self.replay([(1 * Self.ms, Self.chunk("a")), (2 * Self.ms, escaped), (3 * Self.ms, Self.done)]).error == .malformed)
         #expect(ResponseRecorder.countBeyondRange(in: Array(#"{"usage":{"completion_tokens" : 1e400}}"#.utf8)))
         #expect(!ResponseRecorder.countBeyondRange(in: Array(#"{"usage":{"prompt_tokens":1e400,"completion_tokens":null}}"#.utf8)))
+        // Another number beyond range first, or a key that only looks like the path (review 131 #3).
+        #expect(ResponseRecorder.countBeyondRange(in: Array(#"{"usage":{"prompt_tokens":1e400,"completion_tokens":-1e999}}"#.utf8)))
+        #expect(!ResponseRecorder.countBeyondRange(in: Array(#"{"usage.completion_tokens":1e400,"usage":{"completion_tokens":null}}"#.utf8)))
     }
 
     @Test func aStreamWithoutContentIsEmpty() {

@@ -320,10 +320,10 @@ struct SharedStoreTests {
 
     /// A client that leaves while its hold is being decided: the hold, once granted, is released,
     /// nothing starts, and the request is settled (its key's usage counts it). The hold script is
-    /// made slow (~0.2 s) by 200,000 lapsed holds of nothing for it to drop first.
+    /// made slow (~0.25 s) by 600,000 lapsed holds of nothing for it to drop first.
     @Test func aClientThatLeavesWhileItsHoldIsDecidedLeavesNothingHeld() throws {
         let redis = try RedisServerProcess()
-        _ = try redis.command(["EVAL", "for i = 1, 200000 do redis.call('ZADD', KEYS[1], 0, 'lapsed' .. i .. ' 0') end return 1", "1",
+        _ = try redis.command(["EVAL", "for i = 1, 600000 do redis.call('ZADD', KEYS[1], 0, 'lapsed' .. i .. ' 0') end return 1", "1",
                                "test:{team-a}:holds"])
         let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
                                  prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)])
@@ -342,10 +342,10 @@ struct SharedStoreTests {
 
     /// A hold whose answer came too late (a timeout: Redis may have applied it) is released all
     /// the same, so it does not block the budget until it lapses; the request follows
-    /// `on_store_error`. The hold script is made slower than the timeout by 200,000 lapsed holds.
+    /// `on_store_error`. The hold script is made slower than the timeout by 600,000 lapsed holds.
     @Test func aHoldThatTimedOutIsReleasedAllTheSame() throws {
         let redis = try RedisServerProcess()
-        _ = try redis.command(["EVAL", "for i = 1, 200000 do redis.call('ZADD', KEYS[1], 0, 'lapsed' .. i .. ' 0') end return 1", "1",
+        _ = try redis.command(["EVAL", "for i = 1, 600000 do redis.call('ZADD', KEYS[1], 0, 'lapsed' .. i .. ' 0') end return 1", "1",
                                "test:{team-a}:holds"])
         let a = try Self.replica(redis: redis, limits: KeyLimits(dailyBudgetMicros: 1_000_000),
                                  prices: ["mock/*": ModelPrice(inputPerMillion: 1, outputPerMillion: 1)], commandTimeoutMilliseconds: 40)
@@ -427,6 +427,13 @@ struct SharedStoreTests {
         let refused = try a.chat(big, headers: key)
         #expect(refused.status == 429, "the holds in flight still count: \(refused.text)")
         #expect(try redis.command(["GET", "test:{team-a}:held"]) == "$3\n400", "made again from the set, the 20-digit amount counting nothing")
+        // A lapsing member no larger than the total (review 131 #1): the total is made again
+        // from the holds left, not taken down by it.
+        _ = try redis.command(["EVAL", live, "1", "test:{team-a}:holds", "gen-live2 400"])
+        _ = try redis.command(["SET", "test:{team-a}:held", "800"])
+        _ = try redis.command(["ZADD", "test:{team-a}:holds", "1", "evil 800"])
+        #expect(try a.chat(big, headers: key).status == 429, "800 still in flight")
+        #expect(try redis.command(["GET", "test:{team-a}:held"]) == "$3\n800")
         // Members without an amount on a key spent out: the total is stored as 0, not made again each time.
         _ = try redis.command(["DEL", "test:{team-a}:holds", "test:{team-a}:held"])
         _ = try redis.command(["EVAL", live, "1", "test:{team-a}:holds", "junk"])
@@ -439,7 +446,13 @@ struct SharedStoreTests {
         let started = Date()
         let stalled = try a.chat(TestEnvironment.chatBody(model: "mock/normal:prompt_tokens=7", stream: false, extra: #","max_tokens":5"#), headers: key)
         #expect(stalled.status == 503 && Date().timeIntervalSince(started) < 1, "\(stalled.status) \(stalled.text)")
-        #expect(try Self.metrics(a).contains(#"fusion_gateway_store_errors_total{operation="hold",error="server_error"} 1"#))
+        // Fewer members, but over 1 MiB of them (review 131 #2: 10,000 of 20 KB held Redis 7.6 s).
+        _ = try redis.command(["DEL", "test:{team-a}:holds"])
+        _ = try redis.command(["EVAL", "local t = redis.call('TIME') for i = 1, 200 do redis.call('ZADD', KEYS[1], t[1] * 1000000 + 60000000, 'junk' .. i .. string.rep('x', 10000) .. ' 1') end return 1",
+                               "1", "test:{team-a}:holds"])
+        let large = try a.chat(TestEnvironment.chatBody(model: "mock/normal:prompt_tokens=7", stream: false, extra: #","max_tokens":5"#), headers: key)
+        #expect(large.status == 503, "\(large.status) \(large.text)")
+        #expect(try Self.metrics(a).contains(#"fusion_gateway_store_errors_total{operation="hold",error="server_error"} 2"#))
     }
 
     /// A hold total and a token bucket turned into another type while the request runs: the

@@ -63,32 +63,40 @@ enum RedisLimitScripts {
         """
 
     /// The holds' total, a cache of their set kept so a decision costs O(log n). `held_in`
-    /// returns it less `gone` (the amounts of holds just taken out of the set), or makes it again
-    /// from the set when it is not what the scripts write (another program's `nan` refused
-    /// nothing, every comparison with NaN being false; `abc` or `-5` counted as nothing held:
-    /// review 128 #2), when it is missing while holds remain, or when `gone` would take it below
-    /// zero (a member written by hand, `"x 999999999"` lapsing, forgot every hold in flight:
-    /// review 129 #2). A member's amount counts only with at most 14 digits, so a sum over
-    /// 10,000 members stays a count the scripts accept back (review 129 #1: a 20-digit amount
-    /// made a total `%d` wrote as -2^63, rebuilt again on every request). Nil when the set has
-    /// more members than any key's requests in flight (a rebuild over a million held Redis
-    /// 0.5 s for every replica: review 129 #1).
+    /// returns it less `gone` (the amounts of the gateway's own holds just released), or makes
+    /// it again from the set: when `rebuild` (holds lapsed out of the set: a member written by
+    /// hand and lapsing took its amount off the holds in flight, reviews 129 #2, 131 #1; lapses
+    /// are rare, a replica that died before its releases), when the total is not what the
+    /// scripts write (another program's `nan` refused nothing, every comparison with NaN being
+    /// false; `abc` or `-5` counted as nothing held: review 128 #2), when it is missing while
+    /// holds remain, or when `gone` would take it below zero. A member's amount counts only with
+    /// at most 14 digits, so a sum over 10,000 members stays a count the scripts accept back
+    /// (review 129 #1: a 20-digit amount made a total `%d` wrote as -2^63, made again on every
+    /// request). Nil when the set is larger than any key's holds (over 10,000 members, or 1 MiB
+    /// of them, read 100 at a time): a sum over a million, or over 10,000 of 20 KB, held Redis
+    /// for every replica (reviews 129 #1, 131 #2).
     private static let holdTotal = """
         local function amount_of(member)
           local digits = string.match(member, ' (%d+)$')
           if digits and #digits <= 14 then return tonumber(digits) end
           return 0
         end
-        local function held_in(holds, total, gone)
+        local function held_in(holds, total, gone, rebuild)
           local stored = redis.call('GET', total)
-          if stored == '0' or (stored and #stored <= 18 and string.match(stored, '^[1-9]%d*$')) then
+          if not rebuild and (stored == '0' or (stored and #stored <= 18 and string.match(stored, '^[1-9]%d*$'))) then
             if tonumber(stored) - gone >= 0 then return tonumber(stored) - gone end
           end
           local size = redis.call('ZCARD', holds)
           if size == 0 then return 0 end
           if size > 10000 then return nil end
-          local sum = 0
-          for _, member in ipairs(redis.call('ZRANGE', holds, 0, -1)) do sum = sum + amount_of(member) end
+          local sum, bytes = 0, 0
+          for first = 0, size - 1, 100 do
+            for _, member in ipairs(redis.call('ZRANGE', holds, first, first + 99)) do
+              bytes = bytes + #member
+              if bytes > 1048576 then return nil end
+              sum = sum + amount_of(member)
+            end
+          end
           return sum
         end
         -- What a total is stored as: '0' while holds remain (missing, it would be made again on
@@ -122,7 +130,7 @@ enum RedisLimitScripts {
           if released == 0 then return end
           local total_type = redis.call('TYPE', total)['ok']
           if total_type ~= 'string' and total_type ~= 'none' then redis.call('DEL', total) end
-          local held = held_in(holds, total, released)
+          local held = held_in(holds, total, released, false)
           if not held then
             redis.call('DEL', total)
           elseif total_type == 'none' or total_type == 'string' then
@@ -261,15 +269,12 @@ enum RedisLimitScripts {
     static let hold = prelude + holdTotal + """
         local daily, monthly = tonumber(ARGV[2]), tonumber(ARGV[3])
         local amount, lifetime = tonumber(ARGV[4]), tonumber(ARGV[6])
-        local lapsed = 0
-        for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do lapsed = lapsed + amount_of(member) end
-        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+        local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
         -- A hold lapsing later than any this gateway takes (written by hand) is no hold of ours:
         -- kept, it would keep the set from ever emptying (review 114 #4).
         local latest = '(' .. string.format('%d', now + lifetime)
-        for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], latest, '+inf')) do lapsed = lapsed + amount_of(member) end
-        redis.call('ZREMRANGEBYSCORE', KEYS[3], latest, '+inf')
-        local held = held_in(KEYS[3], KEYS[4], lapsed)
+        lapsed = lapsed + redis.call('ZREMRANGEBYSCORE', KEYS[3], latest, '+inf')
+        local held = held_in(KEYS[3], KEYS[4], 0, lapsed > 0)
         if not held then error({err = 'ERR fusion-gateway: a key holds more holds than any requests in flight'}) end
         if redis.call('ZCARD', KEYS[3]) == 0 then held = 0 end
         local refusals = {}

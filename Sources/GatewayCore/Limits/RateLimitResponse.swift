@@ -90,10 +90,10 @@ public enum RateLimitResponse {
                         headers: headers)
     }
 
-    /// Limits could not be checked (the shared store is down) and `on_store_error: deny`.
+    /// Limits could not be checked (the shared store is down, or its script failed on what a key holds: review 131 #5) and `on_store_error: deny`.
     public static func storeUnavailable() -> APIError {
         APIError(status: 503, type: "server_error", code: "limits_unavailable",
-                 message: "This gateway cannot check the key's limits right now (its shared store is unreachable). Please retry shortly.",
+                 message: "This gateway cannot check the key's limits right now (its shared store is unreachable, or could not decide: the log says which). Please retry shortly.",
                  headers: [("Retry-After", "1")])
     }
 
