@@ -54,7 +54,9 @@ public final class RedisClient {
     }
 
     private struct Pending {
-        let deadline: UInt64
+        var deadline: UInt64
+        /// Its deadline was moved once past a stall of the loop (`timerFired`).
+        var extended = false
         /// Replaced by a no-op once the command has failed alone (its reply, when it comes, is
         /// read and dropped: replies come in order).
         var completion: (Result<RedisValue, RedisError>) -> Void
@@ -334,7 +336,26 @@ public final class RedisClient {
 
     private func armTimer(after milliseconds: UInt64) {
         timer?.stop()
+        timerDue = loop.nowMilliseconds &+ max(milliseconds, 1)
         timer?.start(afterMilliseconds: max(milliseconds, 1))
+    }
+
+    /// When the timer was armed to fire: one firing much later says the loop itself was busy.
+    private var timerDue: UInt64 = 0
+
+    /// The loop was busy past the head's deadline (the timer fired 2 ms or more late): Redis's
+    /// replies waited unread, and commands queued before the stall were written only after it
+    /// (a connection's writes leave at the end of the loop's turn). Each command not yet given
+    /// one gets a whole timeout from now, once; true if the head did (review 128 #1, CI run 144:
+    /// reading first was not enough when the write itself left after the stall).
+    private func extendDeadlinesAfterStall(now: UInt64) -> Bool {
+        guard head < pending.count, !pending[head].extended, now &- timerDue >= 2 else { return false }
+        let deadline = now &+ settings.commandTimeoutMilliseconds
+        for index in head..<pending.count where !pending[index].extended && pending[index].deadline < deadline {
+            pending[index].deadline = deadline
+            pending[index].extended = true
+        }
+        return true
     }
 
     private func timerFired() {
@@ -365,6 +386,10 @@ public final class RedisClient {
             send(["PING"]) { _ in }
         case .connecting, .ready:
             if head < pending.count, pending[head].deadline <= now {
+                if extendDeadlinesAfterStall(now: now) {
+                    armForHead()
+                    return
+                }
                 fail(.timeout)
                 return
             }
